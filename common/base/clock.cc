@@ -1,0 +1,10 @@
+#include "common/base/clock.h"
+
+namespace meshlet {
+
+RealClock& RealClock::Get() {
+  static RealClock* clock = new RealClock();
+  return *clock;
+}
+
+}  // namespace meshlet
