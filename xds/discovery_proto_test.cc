@@ -37,8 +37,8 @@ TEST(DiscoveryProtoTest, JsonMappingReportsUnknownFields) {
   ASSERT_TRUE(ok.ok()) << ok.ToString();
   EXPECT_EQ(request.error_detail().message(), "bad route");
 
-  auto bad = google::protobuf::util::JsonStringToMessage(R"({"versionInfo":"v2","bogus":1})",
-                                                         &request);
+  auto bad =
+      google::protobuf::util::JsonStringToMessage(R"({"versionInfo":"v2","bogus":1})", &request);
   EXPECT_FALSE(bad.ok());
   EXPECT_NE(bad.ToString().find("bogus"), std::string::npos);
 }

@@ -81,41 +81,41 @@ class ScopedLogSink {
 #define MESHLET_LOG_LEVEL_ERROR ::meshlet::LogLevel::kError
 #define MESHLET_LOG_LEVEL_CRITICAL ::meshlet::LogLevel::kCritical
 
-#define LOG(severity)                                                            \
-  !::meshlet::logging_internal::Enabled(MESHLET_LOG_LEVEL_##severity)            \
-      ? (void)0                                                                  \
-      : ::meshlet::logging_internal::Voidify() &                                 \
-            ::meshlet::logging_internal::LogMessage(MESHLET_LOG_LEVEL_##severity, \
-                                                    __FILE__, __LINE__)          \
-                .stream()
-
-// Each expansion has its own lambda type, hence its own static timestamp: the limit is per site.
-#define LOG_EVERY_N_SEC(severity, seconds)                                                  \
-  !(::meshlet::logging_internal::Enabled(MESHLET_LOG_LEVEL_##severity) &&                  \
-    ::meshlet::logging_internal::ShouldLogEvery(                                            \
-        []() -> std::atomic<int64_t>& {                                                     \
-          static std::atomic<int64_t> last_ns{0};                                           \
-          return last_ns;                                                                   \
-        }(),                                                                                \
-        static_cast<int64_t>((seconds) * 1e9)))                                             \
+#define LOG(severity)                                                                       \
+  !::meshlet::logging_internal::Enabled(MESHLET_LOG_LEVEL_##severity)                       \
       ? (void)0                                                                             \
       : ::meshlet::logging_internal::Voidify() &                                            \
             ::meshlet::logging_internal::LogMessage(MESHLET_LOG_LEVEL_##severity, __FILE__, \
                                                     __LINE__)                               \
                 .stream()
 
-#define CHECK(cond)                                                                           \
-  (cond) ? (void)0                                                                            \
-         : ::meshlet::logging_internal::Voidify() &                                           \
-               ::meshlet::logging_internal::LogMessage(::meshlet::LogLevel::kCritical,        \
-                                                       __FILE__, __LINE__, /*fatal=*/true)    \
-                       .stream()                                                              \
+// Each expansion has its own lambda type, hence its own static timestamp: the limit is per site.
+#define LOG_EVERY_N_SEC(severity, seconds)                                                  \
+  !(::meshlet::logging_internal::Enabled(MESHLET_LOG_LEVEL_##severity) &&                   \
+    ::meshlet::logging_internal::ShouldLogEvery(                                            \
+        []() -> std::atomic<int64_t>& {                                                     \
+          static std::atomic<int64_t> last_ns{0};                                           \
+          return last_ns;                                                                   \
+        }(),                                                                                \
+        static_cast<int64_t>((seconds)*1e9)))                                               \
+      ? (void)0                                                                             \
+      : ::meshlet::logging_internal::Voidify() &                                            \
+            ::meshlet::logging_internal::LogMessage(MESHLET_LOG_LEVEL_##severity, __FILE__, \
+                                                    __LINE__)                               \
+                .stream()
+
+#define CHECK(cond)                                                                              \
+  (cond) ? (void)0                                                                               \
+         : ::meshlet::logging_internal::Voidify() &                                              \
+               ::meshlet::logging_internal::LogMessage(::meshlet::LogLevel::kCritical, __FILE__, \
+                                                       __LINE__, /*fatal=*/true)                 \
+                       .stream()                                                                 \
                    << "CHECK failed: " #cond " "
 
-#define CHECK_OK(expr)                                                                      \
-  do {                                                                                      \
-    const auto& meshlet_check_status = (expr);                                              \
-    CHECK(meshlet_check_status.ok()) << meshlet_check_status;                               \
+#define CHECK_OK(expr)                                        \
+  do {                                                        \
+    const auto& meshlet_check_status = (expr);                \
+    CHECK(meshlet_check_status.ok()) << meshlet_check_status; \
   } while (0)
 
 #ifdef NDEBUG

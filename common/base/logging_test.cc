@@ -84,7 +84,8 @@ TEST_F(LoggingTest, ConcurrentLoggingKeepsLinesWhole) {
 }
 
 TEST(CheckDeathTest, FailedCheckAbortsWithMessage) {
-  EXPECT_DEATH({ CHECK(1 + 1 == 3) << "arithmetic broke"; }, "CHECK failed: 1 \\+ 1 == 3 arithmetic broke");
+  EXPECT_DEATH({ CHECK(1 + 1 == 3) << "arithmetic broke"; },
+               "CHECK failed: 1 \\+ 1 == 3 arithmetic broke");
 }
 
 }  // namespace

@@ -36,12 +36,12 @@ inline absl::Status Annotate(const absl::Status& status, absl::string_view conte
 #define MESHLET_STATUS_CONCAT(a, b) MESHLET_STATUS_CONCAT_INNER(a, b)
 
 // Evaluates `expr` (an absl::Status or absl::StatusOr) once; returns its status if not OK.
-#define RETURN_IF_ERROR(expr)                                                       \
-  do {                                                                              \
-    const auto& meshlet_status_value = (expr);                                      \
-    if (!meshlet_status_value.ok()) {                                               \
-      return ::meshlet::status_internal::AsStatus(meshlet_status_value);            \
-    }                                                                               \
+#define RETURN_IF_ERROR(expr)                                            \
+  do {                                                                   \
+    const auto& meshlet_status_value = (expr);                           \
+    if (!meshlet_status_value.ok()) {                                    \
+      return ::meshlet::status_internal::AsStatus(meshlet_status_value); \
+    }                                                                    \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, otherwise moves the

@@ -1,0 +1,62 @@
+#pragma once
+
+// Reads YAML (and JSON, which is YAML) into protobuf messages by walking the message descriptor,
+// so that every error names where it happened: the file, line and column, and the field path.
+//
+//   config.yaml:12:7: static_resources.listeners[0].adress: unknown field; known fields: name,
+//   address, direction, ...
+//
+// Field names match either the proto name (`route_config_name`) or its JSON name
+// (`routeConfigName`). Durations take units ("250ms", "1.5s", "2m"), enums take their names,
+// google.protobuf wrapper types take plain scalars. Used by the sidecar's static configuration and
+// by meshctl / the control-plane API for policy documents.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace meshlet::config {
+
+struct YamlParseOptions {
+  // Shown at the start of each error, e.g. a file name. Empty: errors start with "line:col".
+  std::string source_name;
+  // Unknown fields are errors unless set (then they are skipped).
+  bool ignore_unknown_fields = false;
+  // Added to reported line numbers: the line in the original file where this text starts, minus 1.
+  int line_offset = 0;
+};
+
+// Parses a single YAML document into `message` (merged into what it holds). An empty document
+// leaves it unchanged.
+absl::Status YamlToProto(absl::string_view yaml, google::protobuf::Message& message,
+                         const YamlParseOptions& options = {});
+
+// A multi-document YAML stream ("---" separated), each document kept as its original text so a
+// caller can look at `kind` before choosing the message type, and errors still point at the right
+// line of the file (pass `first_line - 1` as YamlParseOptions::line_offset). Documents holding
+// nothing but comments are dropped.
+struct YamlDocument {
+  int index = 0;       // 0-based position among the non-empty documents
+  int first_line = 1;  // 1-based line in the stream where the document's text starts
+  std::string yaml;    // the document's text
+  std::string kind;    // top-level `kind` if present (policies), else empty
+};
+absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view yaml,
+                                                             absl::string_view source_name = "");
+
+// Writes `message` as YAML (proto field names, enums by name, durations like "1.500s"). Fields at
+// their default value are left out.
+std::string ProtoToYaml(const google::protobuf::Message& message);
+
+// Parses a duration with units ("250ms", "1.5s", "2m", "1h30m"); negative values are refused.
+absl::StatusOr<absl::Duration> ParseDurationText(absl::string_view text);
+
+}  // namespace meshlet::config
