@@ -1,0 +1,503 @@
+#include "common/stats/stats.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/stats/names.h"
+
+namespace meshlet {
+
+absl::string_view MetricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+  }
+  CHECK(false) << "unknown MetricType " << static_cast<int>(type);
+  return "";
+}
+
+std::vector<uint64_t> DefaultHistogramBounds() {
+  return {1,      2,      5,       10,      25,      50,       100,      250,
+          500,    1000,   2500,    5000,    10000,   25000,    50000,    100000,
+          250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000};
+}
+
+// ---------------------------------------------------------------------------------------------
+// HistogramLayout
+
+absl::StatusOr<HistogramLayout> HistogramLayout::Create(std::vector<uint64_t> bounds,
+                                                        double divisor) {
+  if (bounds.size() > kMaxBounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("histogram has ", bounds.size(), " bounds; at most ", kMaxBounds, " allowed"));
+  }
+  for (size_t j = 1; j < bounds.size(); ++j) {
+    if (bounds[j] <= bounds[j - 1]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("histogram bounds must be strictly increasing; bound ", j, " (", bounds[j],
+                       ") follows ", bounds[j - 1]));
+    }
+  }
+  if (!(divisor > 0) || !std::isfinite(divisor)) {
+    return absl::InvalidArgumentError("histogram exposition divisor must be finite and > 0");
+  }
+  HistogramLayout layout;
+  layout.bounds_ = std::move(bounds);
+  layout.divisor_ = divisor;
+  layout.first_split_.assign(HistogramBuckets::kCount, 0);
+  for (size_t j = 0; j < layout.bounds_.size(); ++j) {
+    const size_t bucket = HistogramBuckets::Index(layout.bounds_[j]);
+    const bool aligned = HistogramBuckets::UpperBound(bucket) == layout.bounds_[j];
+    layout.bound_bucket_.push_back(static_cast<uint32_t>(bucket));
+    layout.bound_aligned_.push_back(aligned);
+    if (!aligned && layout.first_split_[bucket] == 0) {
+      layout.first_split_[bucket] = static_cast<uint8_t>(j + 1);
+    }
+  }
+  return layout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handles and cells
+
+namespace stats_internal {
+
+Cell* DiscardCells() {
+  static Cell cells[HistogramLayout::kFirstSplitCell];
+  return cells;
+}
+
+const HistogramLayout* DiscardLayout() {
+  static const HistogramLayout* const layout = new HistogramLayout(*HistogramLayout::Create({}, 1));
+  return layout;
+}
+
+Cell* CellArena::Allocate(size_t n) {
+  CHECK(n <= kBlockCells) << "a series needs " << n << " cells; blocks hold " << kBlockCells;
+  if (used_in_last_ + n > kBlockCells) {
+    blocks_.push_back(std::make_unique<Block>());
+    used_in_last_ = 0;
+  }
+  Cell* cells = blocks_.back()->cells + used_in_last_;
+  used_in_last_ += n;
+  return cells;
+}
+
+}  // namespace stats_internal
+
+static_assert(HistogramLayout::kFirstSplitCell + HistogramLayout::kMaxBounds <=
+              stats_internal::CellArena::kBlockCells);
+
+void Histogram::RecordSplit(size_t index, size_t first_bound, uint64_t value) const {
+  const std::vector<uint64_t>& bounds = layout_->bounds();
+  for (size_t j = first_bound; j < bounds.size() && layout_->bound_bucket(j) == index; ++j) {
+    if (value <= bounds[j] && !layout_->bound_aligned(j)) {
+      stats_internal::AddToCell(cells_ + HistogramLayout::kFirstSplitCell + j, 1, shared_);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HistogramSnapshot
+
+HistogramSnapshot::HistogramSnapshot(const HistogramLayout& layout,
+                                     const std::vector<uint64_t>& cells) {
+  CHECK(cells.size() == layout.cell_count());
+  for (size_t i = 0; i < HistogramBuckets::kCount; ++i) {
+    if (cells[i] == 0) continue;
+    buckets_.push_back({static_cast<uint32_t>(i), cells[i]});
+    count_ += cells[i];
+  }
+  sum_ = cells[HistogramLayout::kSumCell];
+
+  // Bounds map to non-decreasing fine buckets, so one forward walk computes every prefix.
+  cumulative_.reserve(layout.bounds().size());
+  uint64_t before = 0;  // samples in fine buckets below `next`
+  size_t next = 0;
+  uint64_t previous = 0;
+  for (size_t j = 0; j < layout.bounds().size(); ++j) {
+    const size_t bucket = layout.bound_bucket(j);
+    for (; next < bucket; ++next) before += cells[next];
+    const uint64_t in_bucket = cells[bucket];
+    const uint64_t at_or_below =
+        layout.bound_aligned(j) ? in_bucket
+                                : std::min(in_bucket, cells[HistogramLayout::kFirstSplitCell + j]);
+    // Cells are read one by one while writers run, so a split may briefly lead its bucket;
+    // clamping keeps the exposed buckets cumulative.
+    previous = std::max(previous, std::min(before + at_or_below, count_));
+    cumulative_.push_back(previous);
+  }
+}
+
+double HistogramSnapshot::Percentile(double q) const {
+  if (count_ == 0 || std::isnan(q)) return std::numeric_limits<double>::quiet_NaN();
+  q = std::clamp(q, 0.0, 1.0);
+  // q is a binary approximation of a decimal (0.9 * 10 = 9.000000000000002); shaving a few ulps
+  // keeps ceil() from skipping to the next rank when q * count is meant to be an integer.
+  const double exact = q * static_cast<double>(count_) * (1 - 4 * DBL_EPSILON);
+  const uint64_t rank =
+      std::clamp<uint64_t>(static_cast<uint64_t>(std::ceil(exact)), uint64_t{1}, count_);
+  uint64_t seen = 0;
+  for (const Bucket& bucket : buckets_) {
+    seen += bucket.count;
+    if (seen >= rank) return HistogramBuckets::Midpoint(bucket.index);
+  }
+  return HistogramBuckets::Midpoint(buckets_.back().index);
+}
+
+const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet& labels) const {
+  for (const SeriesSnapshot& s : series) {
+    if (s.name != name || s.labels->size() != labels.size()) continue;
+    const bool match = std::all_of(labels.begin(), labels.end(), [&](const auto& label) {
+      return std::find(s.labels->begin(), s.labels->end(), label) != s.labels->end();
+    });
+    if (match) return &s;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// StatsRegistry
+
+struct StatsRegistry::Family {
+  std::string name;
+  std::string help;
+  MetricType type;
+  GaugeMerge merge = GaugeMerge::kSum;
+  std::vector<std::string> label_names;  // first registration's order
+  std::unique_ptr<const HistogramLayout> layout;
+  // Label values in label_names order → series index. Ordered: it is the exposition order.
+  std::map<std::vector<std::string>, uint32_t> series;
+};
+
+struct StatsRegistry::Series {
+  const Family* family;
+  LabelSet labels;  // in family->label_names order
+  std::string prometheus_labels;
+  size_t cell_count;
+  stats_internal::Cell* global_cell = nullptr;  // kGlobal gauges only
+  std::vector<uint64_t> retired;                // folded-in cells of destroyed shards
+};
+
+struct StatsRegistry::Declaration {
+  absl::string_view name;
+  absl::string_view help;
+  const LabelSet& labels;
+  MetricType type;
+  GaugeMerge merge = GaugeMerge::kSum;
+  const HistogramOptions* histogram = nullptr;
+};
+
+StatsRegistry::StatsRegistry() : StatsRegistry(Options()) {}
+
+StatsRegistry::StatsRegistry(Options options) : options_(std::move(options)) {
+  shared_shard_ = std::unique_ptr<StatsShard>(new StatsShard(this, /*shared=*/true));
+  absl::MutexLock lock(&mu_);
+  shards_.push_back(shared_shard_.get());
+}
+
+StatsRegistry::~StatsRegistry() {
+  shared_shard_.reset();
+  absl::MutexLock lock(&mu_);
+  CHECK(shards_.empty()) << shards_.size()
+                         << " StatsShard(s) outlive their StatsRegistry; destroy them first";
+}
+
+absl::StatusOr<CounterId> StatsRegistry::RegisterCounter(absl::string_view name,
+                                                         absl::string_view help,
+                                                         const LabelSet& labels) {
+  ASSIGN_OR_RETURN(uint32_t index, Register({name, help, labels, MetricType::kCounter}));
+  return CounterId(index);
+}
+
+absl::StatusOr<GaugeId> StatsRegistry::RegisterGauge(absl::string_view name, absl::string_view help,
+                                                     const LabelSet& labels, GaugeMerge merge) {
+  ASSIGN_OR_RETURN(uint32_t index, Register({name, help, labels, MetricType::kGauge, merge}));
+  return GaugeId(index);
+}
+
+absl::StatusOr<HistogramId> StatsRegistry::RegisterHistogram(absl::string_view name,
+                                                             absl::string_view help,
+                                                             const LabelSet& labels,
+                                                             const HistogramOptions& options) {
+  ASSIGN_OR_RETURN(uint32_t index, Register({name, help, labels, MetricType::kHistogram,
+                                             GaugeMerge::kSum, &options}));
+  return HistogramId(index);
+}
+
+absl::Status StatsRegistry::SeriesLimitError(absl::string_view name) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "cannot register \"", name, "\": the ", options_.max_series, "-series limit is reached"));
+}
+
+absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
+  // Everything that does not depend on existing registrations is checked before locking.
+  RETURN_IF_ERROR(stats_internal::ValidateMetricName(d.name, d.type, options_.name_prefix));
+  RETURN_IF_ERROR(Annotate(stats_internal::ValidateHelp(d.help), d.name));
+  for (size_t i = 0; i < d.labels.size(); ++i) {
+    const auto& [label, value] = d.labels[i];
+    RETURN_IF_ERROR(Annotate(stats_internal::ValidateLabelName(label, d.type), d.name));
+    if (!stats_internal::IsValidUtf8(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(d.name, ": value of label \"", label, "\" is not valid UTF-8"));
+    }
+    for (size_t k = 0; k < i; ++k) {
+      if (d.labels[k].first == label) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(d.name, ": label \"", label, "\" given twice"));
+      }
+    }
+  }
+  std::unique_ptr<const HistogramLayout> layout;
+  if (d.type == MetricType::kHistogram) {
+    absl::StatusOr<HistogramLayout> created =
+        HistogramLayout::Create(d.histogram->bounds, d.histogram->exposition_divisor);
+    if (!created.ok()) return Annotate(created.status(), d.name);
+    layout = std::make_unique<const HistogramLayout>(*std::move(created));
+  }
+
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(d.name);
+  if (it == families_.end()) {
+    // A new metric always brings a new series; refuse before the name is taken.
+    if (series_.size() >= options_.max_series) return SeriesLimitError(d.name);
+    auto family = std::make_unique<Family>();
+    family->name = std::string(d.name);
+    family->help = std::string(d.help);
+    family->type = d.type;
+    family->merge = d.merge;
+    for (const auto& label : d.labels) family->label_names.push_back(label.first);
+    family->layout = std::move(layout);
+    it = families_.emplace(family->name, std::move(family)).first;
+  } else {
+    const Family& family = *it->second;
+    if (family.type != d.type) {
+      return absl::AlreadyExistsError(absl::StrCat("metric \"", d.name, "\" is already a ",
+                                                   MetricTypeName(family.type), ", not a ",
+                                                   MetricTypeName(d.type)));
+    }
+    const bool same_label_names =
+        family.label_names.size() == d.labels.size() &&
+        std::all_of(d.labels.begin(), d.labels.end(), [&](const auto& label) {
+          return std::find(family.label_names.begin(), family.label_names.end(), label.first) !=
+                 family.label_names.end();
+        });
+    if (!same_label_names) {
+      return absl::AlreadyExistsError(absl::StrCat("metric \"", d.name, "\" has labels {",
+                                                   absl::StrJoin(family.label_names, ","),
+                                                   "}; every series needs the same"));
+    }
+    if (family.merge != d.merge) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("gauge \"", d.name, "\" is already registered with another merge mode"));
+    }
+    if (layout != nullptr && !(*layout == *family.layout)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "histogram \"", d.name, "\" is already registered with other bounds or divisor"));
+    }
+  }
+  Family& family = *it->second;
+
+  std::vector<std::string> values;
+  values.reserve(family.label_names.size());
+  for (const std::string& label_name : family.label_names) {
+    for (const auto& [label, value] : d.labels) {
+      if (label == label_name) values.push_back(value);
+    }
+  }
+  if (auto found = family.series.find(values); found != family.series.end()) {
+    return found->second;
+  }
+  if (series_.size() >= options_.max_series) return SeriesLimitError(d.name);
+
+  auto series = std::make_unique<Series>();
+  series->family = &family;
+  for (size_t i = 0; i < values.size(); ++i) {
+    series->labels.emplace_back(family.label_names[i], values[i]);
+    if (i > 0) series->prometheus_labels.push_back(',');
+    absl::StrAppend(&series->prometheus_labels, family.label_names[i], "=\"");
+    stats_internal::AppendEscapedLabelValue(&series->prometheus_labels, values[i]);
+    series->prometheus_labels.push_back('"');
+  }
+  series->cell_count = family.layout != nullptr ? family.layout->cell_count() : 1;
+  if (family.type == MetricType::kGauge && family.merge == GaugeMerge::kGlobal) {
+    series->global_cell = global_cells_.Allocate(1);
+  }
+  const auto index = static_cast<uint32_t>(series_.size());
+  series_.push_back(std::move(series));
+  family.series.emplace(std::move(values), index);
+  return index;
+}
+
+std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
+  auto shard = std::unique_ptr<StatsShard>(new StatsShard(this, /*shared=*/false));
+  absl::MutexLock lock(&mu_);
+  shards_.push_back(shard.get());
+  return shard;
+}
+
+const StatsRegistry::Series& StatsRegistry::SeriesFor(uint32_t index, MetricType type) const {
+  CHECK(index < series_.size()) << "stat id " << index << " is not from this registry";
+  const Series& series = *series_[index];
+  CHECK(series.family->type == type)
+      << "stat id " << index << " names a " << MetricTypeName(series.family->type) << ", not a "
+      << MetricTypeName(type);
+  return series;
+}
+
+void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) const {
+  const Series& series = *series_[index];
+  total->assign(series.cell_count, 0);
+  if (!series.retired.empty()) *total = series.retired;
+  if (series.global_cell != nullptr) {
+    (*total)[0] += series.global_cell->load(std::memory_order_relaxed);
+  }
+  for (const StatsShard* shard : shards_) {
+    const stats_internal::Cell* cells = shard->FindCellsLocked(index);
+    if (cells == nullptr) continue;
+    for (size_t i = 0; i < series.cell_count; ++i) {
+      (*total)[i] += cells[i].load(std::memory_order_relaxed);
+    }
+  }
+}
+
+StatsSnapshot StatsRegistry::Snapshot() const {
+  StatsSnapshot snapshot;
+  std::vector<uint64_t> merged;
+  absl::MutexLock lock(&mu_);
+  snapshot.series.reserve(series_.size());
+  for (const auto& [name, family] : families_) {
+    for (const auto& [values, index] : family->series) {
+      const Series& series = *series_[index];
+      SeriesSnapshot& out = snapshot.series.emplace_back();
+      out.type = family->type;
+      out.name = family->name;
+      out.help = family->help;
+      out.labels = &series.labels;
+      out.prometheus_labels = series.prometheus_labels;
+      MergeLocked(index, &merged);
+      switch (family->type) {
+        case MetricType::kCounter:
+          out.counter = merged[0];
+          break;
+        case MetricType::kGauge:
+          out.gauge = static_cast<int64_t>(merged[0]);
+          break;
+        case MetricType::kHistogram:
+          out.layout = family->layout.get();
+          out.histogram = HistogramSnapshot(*family->layout, merged);
+          break;
+      }
+    }
+  }
+  return snapshot;
+}
+
+uint64_t StatsRegistry::CounterValue(CounterId id) const {
+  std::vector<uint64_t> merged;
+  absl::MutexLock lock(&mu_);
+  SeriesFor(id.index_, MetricType::kCounter);
+  MergeLocked(id.index_, &merged);
+  return merged[0];
+}
+
+int64_t StatsRegistry::GaugeValue(GaugeId id) const {
+  std::vector<uint64_t> merged;
+  absl::MutexLock lock(&mu_);
+  SeriesFor(id.index_, MetricType::kGauge);
+  MergeLocked(id.index_, &merged);
+  return static_cast<int64_t>(merged[0]);
+}
+
+HistogramSnapshot StatsRegistry::HistogramValue(HistogramId id) const {
+  std::vector<uint64_t> merged;
+  absl::MutexLock lock(&mu_);
+  const Series& series = SeriesFor(id.index_, MetricType::kHistogram);
+  MergeLocked(id.index_, &merged);
+  return HistogramSnapshot(*series.family->layout, merged);
+}
+
+size_t StatsRegistry::series_count() const {
+  absl::MutexLock lock(&mu_);
+  return series_.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// StatsShard
+
+StatsShard::~StatsShard() {
+  absl::MutexLock lock(&registry_->mu_);
+  for (size_t index = 0; index < cells_by_series_.size(); ++index) {
+    const stats_internal::Cell* cells = cells_by_series_[index];
+    if (cells == nullptr) continue;
+    StatsRegistry::Series& series = *registry_->series_[index];
+    series.retired.resize(series.cell_count, 0);
+    for (size_t i = 0; i < series.cell_count; ++i) {
+      series.retired[i] += cells[i].load(std::memory_order_relaxed);
+    }
+  }
+  auto& shards = registry_->shards_;
+  shards.erase(std::find(shards.begin(), shards.end(), this));
+}
+
+stats_internal::Cell* StatsShard::FindCellsLocked(uint32_t series_index) const {
+  return series_index < cells_by_series_.size() ? cells_by_series_[series_index] : nullptr;
+}
+
+stats_internal::Cell* StatsShard::CellsLocked(uint32_t series_index, size_t cell_count) {
+  if (series_index >= cells_by_series_.size()) cells_by_series_.resize(series_index + 1, nullptr);
+  stats_internal::Cell*& cells = cells_by_series_[series_index];
+  if (cells == nullptr) cells = arena_.Allocate(cell_count);
+  return cells;
+}
+
+Counter StatsShard::Get(CounterId id) {
+  absl::MutexLock lock(&registry_->mu_);
+  const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kCounter);
+  return Counter(CellsLocked(id.index_, series.cell_count), shared_);
+}
+
+Gauge StatsShard::Get(GaugeId id) {
+  absl::MutexLock lock(&registry_->mu_);
+  const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
+  if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
+  return Gauge(CellsLocked(id.index_, series.cell_count), shared_);
+}
+
+Histogram StatsShard::Get(HistogramId id) {
+  absl::MutexLock lock(&registry_->mu_);
+  const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kHistogram);
+  return Histogram(CellsLocked(id.index_, series.cell_count), series.family->layout.get(), shared_);
+}
+
+absl::StatusOr<Counter> StatsShard::RegisterCounter(absl::string_view name, absl::string_view help,
+                                                    const LabelSet& labels) {
+  ASSIGN_OR_RETURN(CounterId id, registry_->RegisterCounter(name, help, labels));
+  return Get(id);
+}
+
+absl::StatusOr<Gauge> StatsShard::RegisterGauge(absl::string_view name, absl::string_view help,
+                                                const LabelSet& labels, GaugeMerge merge) {
+  ASSIGN_OR_RETURN(GaugeId id, registry_->RegisterGauge(name, help, labels, merge));
+  return Get(id);
+}
+
+absl::StatusOr<Histogram> StatsShard::RegisterHistogram(absl::string_view name,
+                                                        absl::string_view help,
+                                                        const LabelSet& labels,
+                                                        const HistogramOptions& options) {
+  ASSIGN_OR_RETURN(HistogramId id, registry_->RegisterHistogram(name, help, labels, options));
+  return Get(id);
+}
+
+}  // namespace meshlet

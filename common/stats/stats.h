@@ -1,0 +1,378 @@
+#pragma once
+
+// Counters, gauges and histograms that many threads record into without taking a lock.
+//
+// Ownership and threads:
+// - One StatsRegistry per process, owned by the composition root. It holds every declared
+//   metric (name, help, type, fixed labels) and the list of shards. It must outlive all shards
+//   and snapshots made from it.
+// - Each thread that records stats owns a StatsShard (a worker creates one at startup and
+//   destroys it on exit). Destroying a shard folds its values into the registry, so counters stay
+//   monotonic and gauge sums stay balanced when a worker goes away.
+// - Handles (Counter, Gauge, Histogram) are small values obtained from a shard once, at startup
+//   or config-change time, and then used on the hot path. A handle from a worker's shard points
+//   at memory only that thread writes: recording is a relaxed load and store on a thread-owned
+//   cache line — no lock, no lookup, no locked instruction. Such a handle must only be used on
+//   the shard's thread, and must not outlive the shard.
+// - Handles from shared_shard(), and handles of GaugeMerge::kGlobal gauges, may be used from any
+//   thread; they use relaxed atomic read-modify-writes.
+// - Registration, obtaining handles, creating/destroying shards and reading (Snapshot and the
+//   *Value accessors) take the registry's mutex and may run on any thread concurrently with
+//   recording. A read sees each cell at some recent point; it never sees a torn value, but the
+//   parts of one histogram (buckets, sum) may be a few samples apart.
+//
+// Usage, on a worker:
+//
+//   std::unique_ptr<StatsShard> shard = registry.CreateShard();          // worker start
+//   ASSIGN_OR_RETURN(Counter rq_5xx,                                       // config change
+//                    shard->RegisterCounter("meshlet_upstream_rq_total", "Upstream requests.",
+//                                           {{"cluster", name}, {"code_class", "5xx"}}));
+//   rq_5xx.Inc();                                                         // per request
+//
+// Names follow Prometheus conventions and are checked at registration: lower snake_case, the
+// registry's prefix (`meshlet_` by default), counters end in `_total` and nothing else does,
+// no `_bucket`/`_sum`/`_count` suffixes, no type name inside the name. Labels are fixed per
+// series; every series of one metric has the same label names.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/stats/histogram_buckets.h"
+
+namespace meshlet {
+
+class StatsRegistry;
+class StatsShard;
+
+enum class MetricType { kCounter, kGauge, kHistogram };
+absl::string_view MetricTypeName(MetricType type);  // "counter", "gauge", "histogram"
+
+// How a gauge's per-shard values combine on read.
+enum class GaugeMerge {
+  // Each shard holds its own contribution (e.g. connections open on that worker); reads sum them.
+  kSum,
+  // One process-wide value (e.g. a config version), settable from any thread.
+  kGlobal,
+};
+
+// Label name/value pairs, fixed when a series is registered.
+using LabelSet = std::vector<std::pair<std::string, std::string>>;
+
+// 1-2.5-5 steps from 1 to 1e7 plus 3e7 and 6e7: in microseconds, 1 µs to 60 s.
+std::vector<uint64_t> DefaultHistogramBounds();
+
+struct HistogramOptions {
+  // Upper bounds (inclusive, in recorded units) of the Prometheus `le` buckets; `+Inf` is
+  // implicit. Strictly increasing, at most HistogramLayout::kMaxBounds.
+  std::vector<uint64_t> bounds = DefaultHistogramBounds();
+  // Exposed value = recorded value / divisor. Record microseconds and expose `_seconds` with 1e6.
+  double exposition_divisor = 1.0;
+};
+
+// Typed series ids returned by registration. Cheap to copy; valid for the registry's lifetime.
+template <MetricType kType>
+class StatId {
+ public:
+  StatId() = default;
+  bool valid() const { return index_ != kInvalid; }
+  bool operator==(const StatId&) const = default;
+
+ private:
+  friend class StatsRegistry;
+  friend class StatsShard;
+  static constexpr uint32_t kInvalid = UINT32_MAX;
+  explicit StatId(uint32_t index) : index_(index) {}
+  uint32_t index_ = kInvalid;
+};
+using CounterId = StatId<MetricType::kCounter>;
+using GaugeId = StatId<MetricType::kGauge>;
+using HistogramId = StatId<MetricType::kHistogram>;
+
+namespace stats_internal {
+
+using Cell = std::atomic<uint64_t>;
+
+// `shared` cells may have several writers and need a locked add; thread-owned cells need only a
+// load and a store, which compiles to a plain memory add.
+inline void AddToCell(Cell* cell, uint64_t n, bool shared) {
+  if (shared) {
+    cell->fetch_add(n, std::memory_order_relaxed);
+  } else {
+    cell->store(cell->load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+}
+
+// Where default-constructed handles write: lets objects hold handles before stats are wired.
+Cell* DiscardCells();
+const HistogramLayout* DiscardLayout();
+
+// Cells for one shard; addresses are stable until the arena is destroyed.
+class CellArena {
+ public:
+  static constexpr size_t kBlockCells = 1024;
+  Cell* Allocate(size_t n);
+
+ private:
+  // Cache-line aligned so blocks of different shards never share a line.
+  struct alignas(64) Block {
+    Cell cells[kBlockCells];
+  };
+  std::vector<std::unique_ptr<Block>> blocks_;
+  size_t used_in_last_ = kBlockCells;
+};
+
+}  // namespace stats_internal
+
+// A monotonic count. Exposed as a Prometheus counter.
+class Counter {
+ public:
+  Counter() = default;
+  void Inc(uint64_t n = 1) const { stats_internal::AddToCell(cell_, n, shared_); }
+
+ private:
+  friend class StatsShard;
+  Counter(stats_internal::Cell* cell, bool shared) : cell_(cell), shared_(shared) {}
+  stats_internal::Cell* cell_ = stats_internal::DiscardCells();
+  bool shared_ = true;
+};
+
+// A value that goes up and down. For GaugeMerge::kSum gauges, Set() sets this shard's
+// contribution; for kGlobal gauges it sets the process-wide value.
+class Gauge {
+ public:
+  Gauge() = default;
+  void Add(int64_t delta) const {
+    stats_internal::AddToCell(cell_, static_cast<uint64_t>(delta), shared_);
+  }
+  // Two's-complement negation in unsigned arithmetic, so even INT64_MIN is well defined.
+  void Sub(int64_t delta) const {
+    stats_internal::AddToCell(cell_, uint64_t{0} - static_cast<uint64_t>(delta), shared_);
+  }
+  void Inc() const { Add(1); }
+  void Dec() const { Sub(1); }
+  void Set(int64_t value) const {
+    cell_->store(static_cast<uint64_t>(value), std::memory_order_relaxed);
+  }
+
+ private:
+  friend class StatsShard;
+  Gauge(stats_internal::Cell* cell, bool shared) : cell_(cell), shared_(shared) {}
+  stats_internal::Cell* cell_ = stats_internal::DiscardCells();
+  bool shared_ = true;
+};
+
+// Increments a gauge for its lifetime: for counts that must balance (active requests,
+// connections). Use it on the thread that owns the gauge's shard.
+class GaugeGuard {
+ public:
+  explicit GaugeGuard(Gauge gauge) : gauge_(gauge), engaged_(true) { gauge_.Inc(); }
+  GaugeGuard(GaugeGuard&& other) noexcept : gauge_(other.gauge_), engaged_(other.engaged_) {
+    other.engaged_ = false;
+  }
+  GaugeGuard& operator=(GaugeGuard&&) = delete;
+  GaugeGuard(const GaugeGuard&) = delete;
+  GaugeGuard& operator=(const GaugeGuard&) = delete;
+  ~GaugeGuard() {
+    if (engaged_) gauge_.Dec();
+  }
+
+ private:
+  Gauge gauge_;
+  bool engaged_;
+};
+
+// A distribution of non-negative integers (latency in microseconds, sizes in bytes).
+class Histogram {
+ public:
+  Histogram() = default;
+  void Record(uint64_t value) const {
+    const size_t index = HistogramBuckets::Index(value);
+    stats_internal::AddToCell(cells_ + index, 1, shared_);
+    stats_internal::AddToCell(cells_ + HistogramLayout::kSumCell, value, shared_);
+    if (const uint8_t split = layout_->first_split(index); split != 0) [[unlikely]] {
+      RecordSplit(index, split - 1, value);
+    }
+  }
+
+ private:
+  friend class StatsShard;
+  Histogram(stats_internal::Cell* cells, const HistogramLayout* layout, bool shared)
+      : cells_(cells), layout_(layout), shared_(shared) {}
+  void RecordSplit(size_t index, size_t first_bound, uint64_t value) const;
+
+  stats_internal::Cell* cells_ = stats_internal::DiscardCells();
+  const HistogramLayout* layout_ = stats_internal::DiscardLayout();
+  bool shared_ = true;
+};
+
+// Merged view of one histogram series.
+class HistogramSnapshot {
+ public:
+  struct Bucket {
+    uint32_t index;  // fine bucket, see HistogramBuckets
+    uint64_t count;
+  };
+
+  HistogramSnapshot() = default;
+  // `cells` are merged cells laid out as `layout` says.
+  HistogramSnapshot(const HistogramLayout& layout, const std::vector<uint64_t>& cells);
+
+  uint64_t count() const { return count_; }
+  uint64_t sum() const { return sum_; }  // recorded units
+  // Non-empty fine buckets in value order.
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  // Cumulative counts for each Prometheus bound, in order; the implicit +Inf bucket is count().
+  const std::vector<uint64_t>& cumulative_counts() const { return cumulative_; }
+
+  // Nearest-rank percentile, q in [0, 1], in recorded units: the midpoint of the fine bucket
+  // holding the ceil(q * count)-th smallest sample. Within HistogramBuckets::kMaxRelativeError
+  // of that sample (exact below 32). NaN when empty.
+  double Percentile(double q) const;
+
+ private:
+  uint64_t count_ = 0;
+  uint64_t sum_ = 0;
+  std::vector<Bucket> buckets_;
+  std::vector<uint64_t> cumulative_;
+};
+
+// One merged series. Views point into the registry and stay valid while it lives.
+struct SeriesSnapshot {
+  MetricType type = MetricType::kCounter;
+  absl::string_view name;
+  absl::string_view help;
+  const LabelSet* labels = nullptr;  // in the metric's label-name order
+  // `name="escaped value",...` in Prometheus syntax without braces; empty without labels.
+  absl::string_view prometheus_labels;
+  uint64_t counter = 0;
+  int64_t gauge = 0;
+  HistogramSnapshot histogram;
+  const HistogramLayout* layout = nullptr;  // histograms only
+};
+
+// All series, merged across shards, ordered by name then by label values (byte order).
+struct StatsSnapshot {
+  std::vector<SeriesSnapshot> series;
+
+  // Linear scan; for tests and tools. `labels` may be in any order.
+  const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) const;
+};
+
+class StatsRegistry {
+ public:
+  struct Options {
+    // Every metric name must start with this.
+    std::string name_prefix = "meshlet_";
+    // Registration of a new series beyond this fails: a guard against unbounded label values.
+    size_t max_series = 100000;
+  };
+
+  StatsRegistry();
+  explicit StatsRegistry(Options options);
+  // All shards but shared_shard() must have been destroyed.
+  ~StatsRegistry();
+  StatsRegistry(const StatsRegistry&) = delete;
+  StatsRegistry& operator=(const StatsRegistry&) = delete;
+
+  // Registering an existing series again returns the same id (the first help text is kept).
+  // Errors: InvalidArgument for a bad name, help or labels; AlreadyExists when the name is taken
+  // by another type, or with different label names, gauge merge or histogram options;
+  // ResourceExhausted past Options::max_series.
+  absl::StatusOr<CounterId> RegisterCounter(absl::string_view name, absl::string_view help,
+                                            const LabelSet& labels = {});
+  absl::StatusOr<GaugeId> RegisterGauge(absl::string_view name, absl::string_view help,
+                                        const LabelSet& labels = {},
+                                        GaugeMerge merge = GaugeMerge::kSum);
+  absl::StatusOr<HistogramId> RegisterHistogram(absl::string_view name, absl::string_view help,
+                                                const LabelSet& labels = {},
+                                                const HistogramOptions& options = {});
+
+  // A shard for one writer thread; destroy it on that thread's way out.
+  std::unique_ptr<StatsShard> CreateShard();
+  // A shard any thread may record into, for code off the request path.
+  StatsShard& shared_shard() { return *shared_shard_; }
+
+  // Merged reads. Cost grows with series × shards; meant for the admin thread.
+  StatsSnapshot Snapshot() const;
+  uint64_t CounterValue(CounterId id) const;
+  int64_t GaugeValue(GaugeId id) const;
+  HistogramSnapshot HistogramValue(HistogramId id) const;
+
+  size_t series_count() const;
+  const Options& options() const { return options_; }
+
+ private:
+  friend class StatsShard;
+  struct Family;
+  struct Series;
+  struct Declaration;
+
+  absl::StatusOr<uint32_t> Register(const Declaration& declaration);
+  absl::Status SeriesLimitError(absl::string_view name) const;
+  // Sums the series' cells over retired values, the global cell and every live shard.
+  void MergeLocked(uint32_t index, std::vector<uint64_t>* total) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Series& SeriesFor(uint32_t index, MetricType type) const;
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
+  // Indexed by series id; entries are never removed, so ids and pointers stay valid.
+  std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  std::vector<StatsShard*> shards_ ABSL_GUARDED_BY(mu_);
+  // Cells of kGlobal gauges.
+  stats_internal::CellArena global_cells_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<StatsShard> shared_shard_;
+};
+
+// The cells one thread records into. Created by StatsRegistry::CreateShard; see the top of this
+// file for threading rules. Methods take the registry's mutex; handles they return do not.
+class StatsShard {
+ public:
+  ~StatsShard();
+  StatsShard(const StatsShard&) = delete;
+  StatsShard& operator=(const StatsShard&) = delete;
+
+  // Handles for registered series. Cells are allocated on first use, so a shard only pays for the
+  // series its thread touches. CHECK-fails on a default id or one naming another type.
+  Counter Get(CounterId id);
+  Gauge Get(GaugeId id);
+  Histogram Get(HistogramId id);
+
+  // Register (or find) and get in one step.
+  absl::StatusOr<Counter> RegisterCounter(absl::string_view name, absl::string_view help,
+                                          const LabelSet& labels = {});
+  absl::StatusOr<Gauge> RegisterGauge(absl::string_view name, absl::string_view help,
+                                      const LabelSet& labels = {},
+                                      GaugeMerge merge = GaugeMerge::kSum);
+  absl::StatusOr<Histogram> RegisterHistogram(absl::string_view name, absl::string_view help,
+                                              const LabelSet& labels = {},
+                                              const HistogramOptions& options = {});
+
+ private:
+  friend class StatsRegistry;
+  StatsShard(StatsRegistry* registry, bool shared) : registry_(registry), shared_(shared) {}
+
+  // Requires registry_->mu_.
+  stats_internal::Cell* CellsLocked(uint32_t series_index, size_t cell_count);
+  stats_internal::Cell* FindCellsLocked(uint32_t series_index) const;
+
+  StatsRegistry* const registry_;
+  const bool shared_;
+  // Guarded by registry_->mu_ (written at Get, read by registry merges).
+  std::vector<stats_internal::Cell*> cells_by_series_;
+  stats_internal::CellArena arena_;
+};
+
+}  // namespace meshlet

@@ -1,0 +1,366 @@
+#include "common/stats/stats.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/stats/names.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshlet {
+namespace {
+
+MATCHER_P2(StatusIs, code, substring, "") {
+  return arg.code() == code && absl::StrContains(arg.message(), substring);
+}
+
+TEST(StatsRegistryTest, CounterGaugeHistogramRoundTrip) {
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  absl::StatusOr<Counter> counter = shard->RegisterCounter("meshlet_rq_total", "Requests.");
+  absl::StatusOr<Gauge> gauge = shard->RegisterGauge("meshlet_cx_active", "Connections.");
+  absl::StatusOr<Histogram> histogram =
+      shard->RegisterHistogram("meshlet_rq_duration_seconds", "Latency.", {}, {{10, 100}, 1e6});
+  ASSERT_TRUE(counter.ok() && gauge.ok() && histogram.ok());
+  counter->Inc();
+  counter->Inc(41);
+  gauge->Add(10);
+  gauge->Sub(3);
+  gauge->Dec();
+  histogram->Record(5);
+  histogram->Record(50);
+  histogram->Record(5000);
+
+  const StatsSnapshot snapshot = registry.Snapshot();
+  ASSERT_EQ(snapshot.series.size(), 3u);
+  EXPECT_EQ(snapshot.Find("meshlet_rq_total")->counter, 42u);
+  EXPECT_EQ(snapshot.Find("meshlet_cx_active")->gauge, 6);
+  const SeriesSnapshot* h = snapshot.Find("meshlet_rq_duration_seconds");
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->histogram.count(), 3u);
+  EXPECT_EQ(h->histogram.sum(), 5055u);
+  EXPECT_THAT(h->histogram.cumulative_counts(), ::testing::ElementsAre(1, 2));
+}
+
+TEST(StatsRegistryTest, DuplicateRegistrationReturnsTheSameSeries) {
+  StatsRegistry registry;
+  absl::StatusOr<CounterId> a =
+      registry.RegisterCounter("meshlet_rq_total", "Requests.", {{"cluster", "x"}, {"code", "2"}});
+  absl::StatusOr<CounterId> b = registry.RegisterCounter("meshlet_rq_total", "Other help.",
+                                                         {{"code", "2"}, {"cluster", "x"}});
+  absl::StatusOr<CounterId> c =
+      registry.RegisterCounter("meshlet_rq_total", "Requests.", {{"cluster", "y"}, {"code", "2"}});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_FALSE(*a == *c);
+  EXPECT_EQ(registry.series_count(), 2u);
+
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  shard->Get(*a).Inc();
+  shard->Get(*b).Inc();  // same cells
+  EXPECT_EQ(registry.CounterValue(*a), 2u);
+  EXPECT_EQ(registry.CounterValue(*c), 0u);
+  EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_total", {{"cluster", "x"}, {"code", "2"}})->help,
+            "Requests.");
+}
+
+TEST(StatsRegistryTest, ConflictingRegistrationsAreErrors) {
+  StatsRegistry registry;
+  ASSERT_TRUE(registry.RegisterGauge("meshlet_cx_active", "h", {{"cluster", "x"}}).ok());
+  ASSERT_TRUE(registry.RegisterHistogram("meshlet_rq_bytes", "h").ok());
+
+  EXPECT_THAT(registry.RegisterHistogram("meshlet_cx_active", "h", {{"cluster", "x"}}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "already a gauge, not a histogram"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {{"zone", "x"}}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "has labels {cluster}"));
+  EXPECT_THAT(
+      registry.RegisterGauge("meshlet_cx_active", "h", {{"cluster", "x"}, {"zone", "a"}}).status(),
+      StatusIs(absl::StatusCode::kAlreadyExists, "has labels {cluster}"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "has labels {cluster}"));
+  EXPECT_THAT(
+      registry.RegisterGauge("meshlet_cx_active", "h", {{"cluster", "y"}}, GaugeMerge::kGlobal)
+          .status(),
+      StatusIs(absl::StatusCode::kAlreadyExists, "merge mode"));
+  EXPECT_THAT(registry.RegisterHistogram("meshlet_rq_bytes", "h", {}, {{1, 2, 3}, 1}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "other bounds or divisor"));
+  EXPECT_EQ(registry.series_count(), 2u);
+}
+
+TEST(StatsRegistryTest, InvalidDeclarationsAreRejectedWithClearErrors) {
+  StatsRegistry registry;
+  struct Case {
+    std::string name;
+    MetricType type;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"", MetricType::kGauge, "is empty"},
+      {"meshlet_rqTotal_total", MetricType::kCounter, "lower snake_case"},
+      {"meshlet:rq_total", MetricType::kCounter, "reserved for recording rules"},
+      {"meshlet-rq_total", MetricType::kCounter, "invalid character at offset 7"},
+      {"9meshlet_total", MetricType::kCounter, "must not start with a digit"},
+      {"envoy_rq_total", MetricType::kCounter, "must start with \"meshlet_\""},
+      {"meshlet_", MetricType::kGauge, "must start with \"meshlet_\""},
+      {"meshlet_rq", MetricType::kCounter, "must end in \"_total\""},
+      {"meshlet_cx_total", MetricType::kGauge, "must not end in \"_total\""},
+      {"meshlet_rq_count", MetricType::kGauge, "must not end in \"_count\""},
+      {"meshlet_rq_bucket", MetricType::kHistogram, "must not end in \"_bucket\""},
+      {"meshlet_rq_sum", MetricType::kGauge, "must not end in \"_sum\""},
+      {"meshlet_counter_total", MetricType::kCounter, "must not contain its type \"counter\""},
+      {"meshlet_gauge_level", MetricType::kGauge, "must not contain its type \"gauge\""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::Status status;
+    switch (c.type) {
+      case MetricType::kCounter:
+        status = registry.RegisterCounter(c.name, "h").status();
+        break;
+      case MetricType::kGauge:
+        status = registry.RegisterGauge(c.name, "h").status();
+        break;
+      case MetricType::kHistogram:
+        status = registry.RegisterHistogram(c.name, "h").status();
+        break;
+    }
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, c.message));
+  }
+
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "help text must not be empty"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "bad \xff").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not valid UTF-8"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {{"Cluster", "x"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "label name \"Cluster\""));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {{"__name__", "x"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "reserved"));
+  EXPECT_THAT(registry.RegisterHistogram("meshlet_rq_bytes", "h", {{"le", "1"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "reserved for histogram buckets"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {{"a", "1"}, {"a", "2"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "label \"a\" given twice"));
+  EXPECT_THAT(registry.RegisterGauge("meshlet_cx_active", "h", {{"a", "\xc0\xaf"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "value of label \"a\" is not valid"));
+  EXPECT_THAT(registry.RegisterHistogram("meshlet_rq_bytes", "h", {}, {{2, 1}, 1}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "strictly increasing"));
+  // `le` is only reserved for histograms; gauges may use it.
+  EXPECT_TRUE(registry.RegisterGauge("meshlet_cx_active", "h", {{"le", "x"}}).ok());
+  EXPECT_EQ(registry.series_count(), 1u);
+}
+
+TEST(StatsRegistryTest, CustomPrefixAndSeriesLimit) {
+  StatsRegistry registry({.name_prefix = "cp_", .max_series = 2});
+  EXPECT_TRUE(registry.RegisterCounter("cp_a_total", "h", {{"k", "1"}}).ok());
+  EXPECT_TRUE(registry.RegisterCounter("cp_a_total", "h", {{"k", "2"}}).ok());
+  EXPECT_TRUE(registry.RegisterCounter("cp_a_total", "h", {{"k", "1"}}).ok());  // existing
+  EXPECT_THAT(registry.RegisterCounter("cp_a_total", "h", {{"k", "3"}}).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "2-series limit"));
+  // A refused new metric does not keep its name reserved for its type.
+  EXPECT_THAT(registry.RegisterGauge("cp_b", "h").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "2-series limit"));
+  EXPECT_THAT(registry.RegisterHistogram("cp_b", "h").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "2-series limit"));
+}
+
+TEST(Utf8Test, AcceptsValidAndRejectsMalformed) {
+  using stats_internal::IsValidUtf8;
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+}
+
+TEST(StatsShardTest, DestroyedShardKeepsItsContribution) {
+  StatsRegistry registry;
+  absl::StatusOr<CounterId> rq = registry.RegisterCounter("meshlet_rq_total", "h");
+  absl::StatusOr<GaugeId> active = registry.RegisterGauge("meshlet_rq_active", "h");
+  absl::StatusOr<HistogramId> size = registry.RegisterHistogram("meshlet_rq_bytes", "h");
+  ASSERT_TRUE(rq.ok() && active.ok() && size.ok());
+  std::unique_ptr<StatsShard> a = registry.CreateShard();
+  std::unique_ptr<StatsShard> b = registry.CreateShard();
+  a->Get(*rq).Inc(5);
+  b->Get(*rq).Inc(7);
+  a->Get(*active).Add(3);
+  b->Get(*active).Sub(1);  // a request that started on a and finished on b still balances
+  a->Get(*size).Record(100);
+  b->Get(*size).Record(200);
+  a.reset();
+  EXPECT_EQ(registry.CounterValue(*rq), 12u);
+  EXPECT_EQ(registry.GaugeValue(*active), 2);
+  EXPECT_EQ(registry.HistogramValue(*size).count(), 2u);
+  EXPECT_EQ(registry.HistogramValue(*size).sum(), 300u);
+  b.reset();
+  std::unique_ptr<StatsShard> c = registry.CreateShard();
+  c->Get(*rq).Inc();
+  EXPECT_EQ(registry.CounterValue(*rq), 13u);
+  EXPECT_EQ(registry.GaugeValue(*active), 2);
+}
+
+TEST(StatsShardTest, GlobalGaugeIsOneValue) {
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> a = registry.CreateShard();
+  std::unique_ptr<StatsShard> b = registry.CreateShard();
+  absl::StatusOr<Gauge> ga =
+      a->RegisterGauge("meshlet_config_version", "h", {}, GaugeMerge::kGlobal);
+  absl::StatusOr<Gauge> gb =
+      b->RegisterGauge("meshlet_config_version", "h", {}, GaugeMerge::kGlobal);
+  ASSERT_TRUE(ga.ok() && gb.ok());
+  ga->Set(7);
+  gb->Set(9);
+  EXPECT_EQ(registry.Snapshot().Find("meshlet_config_version")->gauge, 9);
+  ga->Add(1);
+  a.reset();  // not folded twice
+  EXPECT_EQ(registry.Snapshot().Find("meshlet_config_version")->gauge, 10);
+}
+
+TEST(StatsShardTest, SumGaugeSetSetsThisShardsContribution) {
+  StatsRegistry registry;
+  absl::StatusOr<GaugeId> id = registry.RegisterGauge("meshlet_pool_size", "h");
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<StatsShard> a = registry.CreateShard();
+  std::unique_ptr<StatsShard> b = registry.CreateShard();
+  a->Get(*id).Set(4);
+  b->Get(*id).Set(6);
+  a->Get(*id).Set(5);
+  EXPECT_EQ(registry.GaugeValue(*id), 11);
+}
+
+TEST(StatsShardTest, GaugeGuardBalances) {
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  absl::StatusOr<Gauge> active = shard->RegisterGauge("meshlet_rq_active", "h");
+  ASSERT_TRUE(active.ok());
+  {
+    GaugeGuard one(*active);
+    GaugeGuard two(*active);
+    GaugeGuard moved(std::move(two));
+    EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_active")->gauge, 2);
+  }
+  EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_active")->gauge, 0);
+}
+
+TEST(StatsShardTest, DefaultHandlesAreHarmless) {
+  Counter counter;
+  Gauge gauge;
+  Histogram histogram;
+  counter.Inc();
+  gauge.Set(3);
+  gauge.Dec();
+  histogram.Record(12345);
+  histogram.Record(UINT64_MAX);
+}
+
+TEST(StatsShardTest, SharedShardAcceptsManyWriters) {
+  StatsRegistry registry;
+  absl::StatusOr<Counter> counter =
+      registry.shared_shard().RegisterCounter("meshlet_events_total", "h");
+  absl::StatusOr<Histogram> histogram =
+      registry.shared_shard().RegisterHistogram("meshlet_event_bytes", "h", {}, {{1000}, 1});
+  ASSERT_TRUE(counter.ok() && histogram.ok());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 20000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        counter->Inc();
+        histogram->Record(static_cast<uint64_t>(i % 2000));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const StatsSnapshot snapshot = registry.Snapshot();
+  EXPECT_EQ(snapshot.Find("meshlet_events_total")->counter, uint64_t{kThreads} * kPerThread);
+  const HistogramSnapshot& h = snapshot.Find("meshlet_event_bytes")->histogram;
+  EXPECT_EQ(h.count(), uint64_t{kThreads} * kPerThread);
+  EXPECT_EQ(h.cumulative_counts()[0], uint64_t{kThreads} * (kPerThread / 2000) * 1001);
+}
+
+TEST(StatsShardDeathTest, ShardMustNotOutliveRegistry) {
+  EXPECT_DEATH(
+      {
+        auto registry = std::make_unique<StatsRegistry>();
+        StatsShard* leaked = registry->CreateShard().release();
+        (void)leaked;
+        registry.reset();
+      },
+      "outlive their StatsRegistry");
+}
+
+// Several workers write their own shards while the main thread reads and another thread keeps
+// registering: totals must be exact and counters must never go backwards.
+TEST(StatsConcurrencyTest, ShardsMergeExactlyUnderConcurrentReadsAndRegistration) {
+  constexpr int kWorkers = 6;
+  constexpr uint64_t kIterations = 50000;
+  StatsRegistry registry;
+  absl::StatusOr<CounterId> rq =
+      registry.RegisterCounter("meshlet_rq_total", "h", {{"cluster", "a"}});
+  absl::StatusOr<GaugeId> active = registry.RegisterGauge("meshlet_rq_active", "h");
+  absl::StatusOr<HistogramId> latency = registry.RegisterHistogram(
+      "meshlet_rq_duration_seconds", "h", {{"cluster", "a"}}, {{1000, 5000}, 1e6});
+  ASSERT_TRUE(rq.ok() && active.ok() && latency.ok());
+
+  std::atomic<int> running{kWorkers};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      std::unique_ptr<StatsShard> shard = registry.CreateShard();
+      Counter counter = shard->Get(*rq);
+      Gauge gauge = shard->Get(*active);
+      Histogram histogram = shard->Get(*latency);
+      for (uint64_t i = 0; i < kIterations; ++i) {
+        GaugeGuard in_flight(gauge);
+        counter.Inc();
+        histogram.Record(i % 10000);
+        if (i % 10000 == 0) {
+          // Config change on a worker: new series while others record and the admin reads.
+          absl::StatusOr<Counter> extra = shard->RegisterCounter(
+              "meshlet_rq_total", "h", {{"cluster", absl::StrCat("w", w, "_", i)}});
+          ASSERT_TRUE(extra.ok());
+          extra->Inc();
+        }
+      }
+      gauge.Add(w);  // left behind on purpose: survives the shard
+      running.fetch_sub(1);
+    });
+  }
+  uint64_t last = 0;
+  int reads = 0;
+  while (running.load() > 0 || reads < 3) {
+    const uint64_t now = registry.CounterValue(*rq);
+    ASSERT_GE(now, last);
+    last = now;
+    const StatsSnapshot snapshot = registry.Snapshot();
+    const HistogramSnapshot& h =
+        snapshot.Find("meshlet_rq_duration_seconds", {{"cluster", "a"}})->histogram;
+    ASSERT_LE(h.cumulative_counts()[0], h.cumulative_counts()[1]);
+    ASSERT_LE(h.cumulative_counts()[1], h.count());
+    ++reads;
+  }
+  for (std::thread& t : workers) t.join();
+
+  const StatsSnapshot snapshot = registry.Snapshot();
+  const uint64_t total = kWorkers * kIterations;
+  EXPECT_EQ(snapshot.Find("meshlet_rq_total", {{"cluster", "a"}})->counter, total);
+  EXPECT_EQ(snapshot.Find("meshlet_rq_active")->gauge, 0 + 1 + 2 + 3 + 4 + 5);
+  const HistogramSnapshot& h =
+      snapshot.Find("meshlet_rq_duration_seconds", {{"cluster", "a"}})->histogram;
+  EXPECT_EQ(h.count(), total);
+  EXPECT_EQ(h.sum(), kWorkers * (kIterations / 10000) * (9999 * 10000 / 2));
+  EXPECT_EQ(h.cumulative_counts()[0], kWorkers * (kIterations / 10000) * 1001);
+  EXPECT_EQ(h.cumulative_counts()[1], kWorkers * (kIterations / 10000) * 5001);
+  EXPECT_EQ(snapshot.series.size(), 3u + kWorkers * (kIterations / 10000));
+  EXPECT_EQ(snapshot.Find("meshlet_rq_total", {{"cluster", "w3_40000"}})->counter, 1u);
+}
+
+}  // namespace
+}  // namespace meshlet
