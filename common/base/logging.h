@@ -17,6 +17,8 @@
 #include <sstream>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace meshlet {
@@ -57,6 +59,12 @@ class LogMessage {
 struct Voidify {
   void operator&(std::ostream&) {}
 };
+
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
 
 // True at most once per `interval_ns` for one call site; lock-free.
 bool ShouldLogEvery(std::atomic<int64_t>& last_ns, int64_t interval_ns);
@@ -112,10 +120,12 @@ class ScopedLogSink {
                        .stream()                                                                 \
                    << "CHECK failed: " #cond " "
 
-#define CHECK_OK(expr)                                        \
-  do {                                                        \
-    const auto& meshlet_check_status = (expr);                \
-    CHECK(meshlet_check_status.ok()) << meshlet_check_status; \
+// Works with absl::Status and absl::StatusOr<T>.
+#define CHECK_OK(expr)                                                  \
+  do {                                                                  \
+    const auto& meshlet_check_status = (expr);                          \
+    CHECK(meshlet_check_status.ok())                                    \
+        << ::meshlet::logging_internal::StatusOf(meshlet_check_status); \
   } while (0)
 
 #ifdef NDEBUG

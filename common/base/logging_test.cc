@@ -90,3 +90,14 @@ TEST(CheckDeathTest, FailedCheckAbortsWithMessage) {
 
 }  // namespace
 }  // namespace meshlet
+
+namespace meshlet {
+namespace {
+TEST(CheckDeathTest, CheckOkAcceptsStatusAndStatusOr) {
+  CHECK_OK(absl::OkStatus());
+  CHECK_OK(absl::StatusOr<int>(3));
+  EXPECT_DEATH({ CHECK_OK(absl::StatusOr<int>(absl::NotFoundError("no such thing"))); },
+               "no such thing");
+}
+}  // namespace
+}  // namespace meshlet

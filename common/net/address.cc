@@ -1,0 +1,299 @@
+#include "common/net/address.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace meshlet::net {
+namespace {
+
+constexpr absl::string_view kUnixPrefix = "unix:";
+
+absl::StatusOr<uint16_t> ParsePort(absl::string_view text, absl::string_view whole) {
+  if (text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("address '", whole, "' has an empty port"));
+  }
+  if (text.size() > 5 || !std::all_of(text.begin(), text.end(), absl::ascii_isdigit)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", whole, "': port '", text, "' is not a number in 0..65535"));
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(text, &port) || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", whole, "': port ", text, " is out of range 0..65535"));
+  }
+  return static_cast<uint16_t>(port);
+}
+
+}  // namespace
+
+Address::Address() : len_(sizeof(sockaddr_in)), family_(Family::kIPv4) {
+  std::memset(&storage_, 0, sizeof(storage_));
+  storage_.ss_family = AF_INET;
+}
+
+absl::StatusOr<Address> Address::FromIp(absl::string_view ip, uint16_t port) {
+  if (ip.empty()) return absl::InvalidArgumentError("empty IP address");
+  if (ip.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("IP address contains a NUL byte");
+  }
+  Address a;
+  std::memset(&a.storage_, 0, sizeof(a.storage_));
+  if (ip.find(':') == absl::string_view::npos) {
+    std::string text(ip);
+    auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage_);
+    if (inet_pton(AF_INET, text.c_str(), &sin->sin_addr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", ip, "' is not a numeric IPv4 address (names are not resolved here)"));
+    }
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    a.len_ = sizeof(sockaddr_in);
+    a.family_ = Family::kIPv4;
+    return a;
+  }
+  absl::string_view host = ip;
+  absl::string_view zone;
+  if (size_t pct = ip.find('%'); pct != absl::string_view::npos) {
+    host = ip.substr(0, pct);
+    zone = ip.substr(pct + 1);
+    if (zone.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("IPv6 address '", ip, "' has an empty zone"));
+    }
+  }
+  std::string text(host);
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
+  if (inet_pton(AF_INET6, text.c_str(), &sin6->sin6_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not a valid IPv6 address"));
+  }
+  if (!zone.empty()) {
+    uint32_t index = 0;
+    if (!absl::SimpleAtoi(zone, &index)) {
+      index = if_nametoindex(std::string(zone).c_str());
+      if (index == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("IPv6 zone '", zone, "' is not a known interface"));
+      }
+    }
+    sin6->sin6_scope_id = index;
+  }
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  a.len_ = sizeof(sockaddr_in6);
+  a.family_ = Family::kIPv6;
+  return a;
+}
+
+absl::StatusOr<Address> Address::FromUnixPath(absl::string_view path) {
+  if (path.empty()) return absl::InvalidArgumentError("unix socket path is empty");
+  if (path.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("unix socket path contains a NUL byte");
+  }
+  Address a;
+  std::memset(&a.storage_, 0, sizeof(a.storage_));
+  auto* sun = reinterpret_cast<sockaddr_un*>(&a.storage_);
+  if (path.size() >= sizeof(sun->sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unix socket path is ", path.size(), " bytes; the limit is ", sizeof(sun->sun_path) - 1));
+  }
+  sun->sun_family = AF_UNIX;
+  std::memcpy(sun->sun_path, path.data(), path.size());
+  a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  a.family_ = Family::kUnix;
+  return a;
+}
+
+absl::StatusOr<Address> Address::Parse(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("address is empty");
+  if (absl::StartsWith(text, kUnixPrefix)) {
+    absl::StatusOr<Address> a = FromUnixPath(text.substr(kUnixPrefix.size()));
+    if (!a.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address '", text, "': ", a.status().message()));
+    }
+    return a;
+  }
+  absl::string_view host;
+  absl::string_view port_text;
+  if (text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("address '", text, "' is missing ']'"));
+    }
+    host = text.substr(1, close - 1);
+    absl::string_view rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address '", text, "' needs ':port' after ']'"));
+    }
+    port_text = rest.substr(1);
+    if (!host.empty() && host.find(':') == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address '", text, "': brackets are only for IPv6"));
+    }
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("address '", text, "' is missing ':port'"));
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address '", text, "': IPv6 addresses need brackets, as in [::1]:443"));
+    }
+  }
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("address '", text, "' has an empty host"));
+  }
+  absl::StatusOr<uint16_t> port = ParsePort(port_text, text);
+  if (!port.ok()) return port.status();
+  absl::StatusOr<Address> a = FromIp(host, *port);
+  if (!a.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("address '", text, "': ", a.status().message()));
+  }
+  return a;
+}
+
+absl::StatusOr<Address> Address::FromSockaddr(const struct sockaddr* sa, socklen_t len) {
+  if (sa == nullptr || len < static_cast<socklen_t>(sizeof(sa_family_t))) {
+    return absl::InvalidArgumentError("socket address is empty");
+  }
+  Address a;
+  std::memset(&a.storage_, 0, sizeof(a.storage_));
+  switch (sa->sa_family) {
+    case AF_INET:
+      if (len < static_cast<socklen_t>(sizeof(sockaddr_in))) break;
+      std::memcpy(&a.storage_, sa, sizeof(sockaddr_in));
+      a.len_ = sizeof(sockaddr_in);
+      a.family_ = Family::kIPv4;
+      return a;
+    case AF_INET6:
+      if (len < static_cast<socklen_t>(sizeof(sockaddr_in6))) break;
+      std::memcpy(&a.storage_, sa, sizeof(sockaddr_in6));
+      a.len_ = sizeof(sockaddr_in6);
+      a.family_ = Family::kIPv6;
+      return a;
+    case AF_UNIX: {
+      // The kernel's length covers the path without (or with) its terminator; an unnamed socket
+      // (the client end of a connection) has no path at all.
+      if (len > static_cast<socklen_t>(sizeof(sockaddr_un))) break;
+      std::memcpy(&a.storage_, sa, len);
+      a.len_ = len;
+      a.family_ = Family::kUnix;
+      return a;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported socket address family ", sa->sa_family));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("socket address of family ", sa->sa_family, " has bad length ", len));
+}
+
+uint16_t Address::port() const {
+  switch (family_) {
+    case Family::kIPv4:
+      return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+    case Family::kIPv6:
+      return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+    case Family::kUnix:
+      return 0;
+  }
+  return 0;
+}
+
+std::string Address::unix_path() const {
+  if (family_ != Family::kUnix) return "";
+  const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+  size_t max = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
+  return std::string(sun->sun_path, strnlen(sun->sun_path, max));
+}
+
+std::string Address::ip() const {
+  char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
+  switch (family_) {
+    case Family::kIPv4:
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text,
+                sizeof(text));
+      return text;
+    case Family::kIPv6: {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+      inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+      if (sin6->sin6_scope_id != 0) return absl::StrCat(text, "%", sin6->sin6_scope_id);
+      return text;
+    }
+    case Family::kUnix:
+      return unix_path();
+  }
+  return "";
+}
+
+Address Address::WithPort(uint16_t port) const {
+  Address a = *this;
+  if (family_ == Family::kIPv4) {
+    reinterpret_cast<sockaddr_in*>(&a.storage_)->sin_port = htons(port);
+  } else if (family_ == Family::kIPv6) {
+    reinterpret_cast<sockaddr_in6*>(&a.storage_)->sin6_port = htons(port);
+  }
+  return a;
+}
+
+bool Address::IsLoopback() const {
+  switch (family_) {
+    case Family::kIPv4:
+      return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) == 127;
+    case Family::kIPv6: {
+      const in6_addr& addr = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
+      if (IN6_IS_ADDR_LOOPBACK(&addr)) return true;
+      return IN6_IS_ADDR_V4MAPPED(&addr) && addr.s6_addr[12] == 127;
+    }
+    case Family::kUnix:
+      return false;
+  }
+  return false;
+}
+
+std::string Address::ToString() const {
+  switch (family_) {
+    case Family::kIPv4:
+      return absl::StrCat(ip(), ":", port());
+    case Family::kIPv6:
+      return absl::StrCat("[", ip(), "]:", port());
+    case Family::kUnix:
+      return absl::StrCat(kUnixPrefix, unix_path());
+  }
+  return "";
+}
+
+bool operator==(const Address& a, const Address& b) {
+  if (a.family_ != b.family_) return false;
+  switch (a.family_) {
+    case Address::Family::kIPv4: {
+      const auto* x = reinterpret_cast<const sockaddr_in*>(&a.storage_);
+      const auto* y = reinterpret_cast<const sockaddr_in*>(&b.storage_);
+      return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    case Address::Family::kIPv6: {
+      const auto* x = reinterpret_cast<const sockaddr_in6*>(&a.storage_);
+      const auto* y = reinterpret_cast<const sockaddr_in6*>(&b.storage_);
+      return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+             std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(in6_addr)) == 0;
+    }
+    case Address::Family::kUnix:
+      return a.unix_path() == b.unix_path();
+  }
+  return false;
+}
+
+}  // namespace meshlet::net

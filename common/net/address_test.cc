@@ -1,0 +1,147 @@
+#include "common/net/address.h"
+
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::net {
+namespace {
+
+TEST(AddressTest, ParsesIPv4) {
+  absl::StatusOr<Address> a = Address::Parse("127.0.0.1:8080");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->family(), Address::Family::kIPv4);
+  EXPECT_EQ(a->ip(), "127.0.0.1");
+  EXPECT_EQ(a->port(), 8080);
+  EXPECT_EQ(a->ToString(), "127.0.0.1:8080");
+  EXPECT_TRUE(a->IsLoopback());
+  EXPECT_EQ(a->sockaddr_len(), sizeof(sockaddr_in));
+}
+
+TEST(AddressTest, ParsesIPv6) {
+  absl::StatusOr<Address> a = Address::Parse("[::1]:443");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->family(), Address::Family::kIPv6);
+  EXPECT_EQ(a->ip(), "::1");
+  EXPECT_EQ(a->port(), 443);
+  EXPECT_EQ(a->ToString(), "[::1]:443");
+  EXPECT_TRUE(a->IsLoopback());
+
+  absl::StatusOr<Address> full = Address::Parse("[2001:db8::1:0]:0");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->ToString(), "[2001:db8::1:0]:0");
+  EXPECT_FALSE(full->IsLoopback());
+
+  absl::StatusOr<Address> zoned = Address::Parse("[fe80::1%1]:80");
+  ASSERT_TRUE(zoned.ok()) << zoned.status();
+  EXPECT_EQ(zoned->ToString(), "[fe80::1%1]:80");
+}
+
+TEST(AddressTest, ParsesUnixPath) {
+  absl::StatusOr<Address> a = Address::Parse("unix:/run/meshlet.sock");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->family(), Address::Family::kUnix);
+  EXPECT_EQ(a->unix_path(), "/run/meshlet.sock");
+  EXPECT_EQ(a->port(), 0);
+  EXPECT_EQ(a->ToString(), "unix:/run/meshlet.sock");
+  EXPECT_FALSE(a->is_ip());
+}
+
+TEST(AddressTest, RoundTrips) {
+  for (const char* text :
+       {"0.0.0.0:0", "10.1.2.3:65535", "[::]:15001", "[::ffff:1.2.3.4]:80", "unix:/tmp/x"}) {
+    absl::StatusOr<Address> a = Address::Parse(text);
+    ASSERT_TRUE(a.ok()) << text << ": " << a.status();
+    EXPECT_EQ(a->ToString(), text);
+    absl::StatusOr<Address> b = Address::Parse(a->ToString());
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(*a, *b);
+  }
+}
+
+struct BadCase {
+  const char* text;
+  const char* expected_fragment;
+};
+
+TEST(AddressTest, RejectsBadInputWithAClearReason) {
+  const BadCase cases[] = {
+      {"", "empty"},
+      {"127.0.0.1", "missing ':port'"},
+      {"127.0.0.1:", "empty port"},
+      {"127.0.0.1:http", "not a number"},
+      {"127.0.0.1:-1", "not a number"},
+      {"127.0.0.1:65536", "out of range"},
+      {"127.0.0.1:123456", "not a number"},
+      {":80", "empty host"},
+      {"localhost:80", "not a numeric IPv4 address"},
+      {"256.0.0.1:80", "not a numeric IPv4 address"},
+      {"1.2.3:80", "not a numeric IPv4 address"},
+      {"::1:443", "need brackets"},
+      {"[::1]", "needs ':port'"},
+      {"[::1]443", "needs ':port'"},
+      {"[::1:443", "missing ']'"},
+      {"[1.2.3.4]:80", "only for IPv6"},
+      {"[::g]:80", "not a valid IPv6 address"},
+      {"[fe80::1%]:80", "empty zone"},
+      {"[fe80::1%nosuchif0]:80", "not a known interface"},
+      {"unix:", "path is empty"},
+      {"[]:80", "empty host"},
+  };
+  for (const BadCase& c : cases) {
+    absl::StatusOr<Address> a = Address::Parse(c.text);
+    ASSERT_FALSE(a.ok()) << "'" << c.text << "' parsed as " << a->ToString();
+    EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_NE(a.status().message().find(c.expected_fragment), absl::string_view::npos)
+        << "'" << c.text << "': " << a.status().message();
+  }
+  std::string long_path = "unix:/" + std::string(200, 'p');
+  EXPECT_NE(Address::Parse(long_path).status().message().find("limit"), absl::string_view::npos);
+  EXPECT_FALSE(Address::Parse(std::string("1.2.3.4\0:80", 10)).ok());
+}
+
+TEST(AddressTest, SockaddrRoundTrip) {
+  absl::StatusOr<Address> a = Address::Parse("[::1]:9");
+  ASSERT_TRUE(a.ok());
+  absl::StatusOr<Address> b = Address::FromSockaddr(a->as_sockaddr(), a->sockaddr_len());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(*a, *b);
+
+  absl::StatusOr<Address> u = Address::Parse("unix:/tmp/s");
+  ASSERT_TRUE(u.ok());
+  absl::StatusOr<Address> u2 = Address::FromSockaddr(u->as_sockaddr(), u->sockaddr_len());
+  ASSERT_TRUE(u2.ok()) << u2.status();
+  EXPECT_EQ(u2->unix_path(), "/tmp/s");
+
+  sockaddr_in short_in{};
+  short_in.sin_family = AF_INET;
+  EXPECT_FALSE(Address::FromSockaddr(reinterpret_cast<sockaddr*>(&short_in), 4).ok());
+  sockaddr other{};
+  other.sa_family = AF_PACKET;
+  EXPECT_NE(Address::FromSockaddr(&other, sizeof(other)).status().message().find("unsupported"),
+            absl::string_view::npos);
+  EXPECT_FALSE(Address::FromSockaddr(nullptr, 0).ok());
+}
+
+TEST(AddressTest, EqualityAndHashing) {
+  Address a = *Address::Parse("10.0.0.1:80");
+  Address b = *Address::Parse("10.0.0.1:81");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.WithPort(81), b);
+  absl::flat_hash_set<Address> set = {a, b, a.WithPort(81)};
+  EXPECT_EQ(set.size(), 2u);
+  EXPECT_NE(*Address::Parse("[::1]:80"), *Address::Parse("127.0.0.1:80"));
+}
+
+TEST(AddressTest, FromIp) {
+  EXPECT_EQ(Address::FromIp("::1", 5)->ToString(), "[::1]:5");
+  EXPECT_EQ(Address::FromIp("1.2.3.4", 5)->ToString(), "1.2.3.4:5");
+  EXPECT_FALSE(Address::FromIp("", 5).ok());
+}
+
+}  // namespace
+}  // namespace meshlet::net

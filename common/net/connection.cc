@@ -1,0 +1,568 @@
+#include "common/net/connection.h"
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/net/plaintext_transport.h"
+
+namespace meshlet::net {
+namespace {
+
+// Reads go into tail space of at least this size; smaller leftovers get a fresh block rather than
+// a short read(2).
+constexpr size_t kMinReadSpace = Buffer::kBlockSize / 4;
+// iovecs per uv_try_write (writev) attempt.
+constexpr size_t kMaxTryWriteIovecs = 64;
+
+static_assert(sizeof(uv_buf_t) == sizeof(iovec) &&
+                  offsetof(uv_buf_t, base) == offsetof(iovec, iov_base) &&
+                  offsetof(uv_buf_t, len) == offsetof(iovec, iov_len),
+              "libuv documents uv_buf_t as layout-compatible with iovec on Unix");
+
+uv_buf_t* AsUvBufs(iovec* iov) { return reinterpret_cast<uv_buf_t*>(iov); }
+
+absl::Status UvStatus(absl::string_view context, int err) {
+  std::string message = absl::StrCat(context, ": ", uv_strerror(err), " (", uv_err_name(err), ")");
+  switch (err) {
+    case UV_ETIMEDOUT:
+      return absl::DeadlineExceededError(message);
+    case UV_ECONNREFUSED:
+    case UV_ECONNRESET:
+    case UV_ECONNABORTED:
+    case UV_EPIPE:
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH:
+    case UV_ENOTCONN:
+      return absl::UnavailableError(message);
+    case UV_EINVAL:
+    case UV_EAFNOSUPPORT:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+CloseReason ReasonForSocketError(int err) {
+  return err == UV_ECONNRESET || err == UV_EPIPE ? CloseReason::kRemoteReset
+                                                 : CloseReason::kSocketError;
+}
+
+size_t TotalLength(const iovec* iov, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
+  return total;
+}
+
+}  // namespace
+
+absl::string_view CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kLocalClose:
+      return "local_close";
+    case CloseReason::kEndOfStream:
+      return "end_of_stream";
+    case CloseReason::kRemoteReset:
+      return "remote_reset";
+    case CloseReason::kConnectFailed:
+      return "connect_failed";
+    case CloseReason::kConnectTimeout:
+      return "connect_timeout";
+    case CloseReason::kTransportError:
+      return "transport_error";
+    case CloseReason::kSocketError:
+      return "socket_error";
+  }
+  return "unknown";
+}
+
+// The libuv handle and requests. Separate from the Connection because libuv needs the memory
+// until its close callback runs, which is after the Connection may be gone; whichever of the two
+// finishes last frees it.
+struct Connection::Handle {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
+  bool is_pipe = false;
+  bool closing = false;     // uv_close was called
+  bool close_done = false;  // libuv's close callback ran
+  Connection* owner = nullptr;
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  uv_connect_t connect_req;
+
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&tcp); }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+
+  // The Connection behind a libuv callback, or null if it was destroyed or closed (requests
+  // cancelled by uv_close report UV_ECANCELED after that).
+  static Connection* Live(void* data) {
+    auto* h = static_cast<Handle*>(data);
+    if (h->owner == nullptr || h->owner->state_ == State::kClosed) return nullptr;
+    return h->owner;
+  }
+
+  static void OnClosed(uv_handle_t* uv) {
+    auto* h = static_cast<Handle*>(uv->data);
+    h->close_done = true;
+    if (h->owner == nullptr) delete h;
+  }
+};
+
+// A failure found while moving bytes: how to report it.
+struct Connection::Failure {
+  CloseReason reason;
+  absl::Status detail;
+};
+
+Connection::Connection(event::Loop& loop, bool is_pipe, const ConnectionOptions& options)
+    : loop_(loop), handle_(new Handle()), options_(options), timer_(loop, [this] { OnTimer(); }) {
+  DCHECK(options.write_low_watermark < options.write_high_watermark)
+      << "write_low_watermark must be below write_high_watermark";
+  handle_->is_pipe = is_pipe;
+  handle_->owner = this;
+  if (is_pipe) {
+    CHECK(uv_pipe_init(loop.uv_loop(), &handle_->pipe, 0) == 0);
+  } else {
+    CHECK(uv_tcp_init(loop.uv_loop(), &handle_->tcp) == 0);
+  }
+  handle_->handle()->data = handle_;
+  handle_->write_req.data = handle_;
+  handle_->shutdown_req.data = handle_;
+  handle_->connect_req.data = handle_;
+}
+
+Connection::~Connection() {
+  if (!handle_->closing) CloseSocket(/*reset=*/false);
+  handle_->owner = nullptr;
+  if (handle_->close_done) delete handle_;
+}
+
+uv_stream_t* Connection::stream() { return handle_->stream(); }
+
+std::unique_ptr<Connection> Connection::Connect(event::Loop& loop, const Address& address,
+                                                Duration timeout,
+                                                const TransportFactory& transport_factory,
+                                                const ConnectionOptions& options) {
+  const bool is_pipe = address.family() == Address::Family::kUnix;
+  std::unique_ptr<Connection> conn(new Connection(loop, is_pipe, options));
+  conn->remote_address_ = address;
+  conn->transport_ =
+      transport_factory ? transport_factory() : std::make_unique<PlaintextTransport>();
+  if (conn->transport_ == nullptr) {
+    conn->Fail(CloseReason::kConnectFailed,
+               absl::InternalError("transport factory returned no transport"), /*defer=*/true);
+    return conn;
+  }
+  Handle* h = conn->handle_;
+  auto on_connect = [](uv_connect_t* req, int status) {
+    if (Connection* c = Handle::Live(req->data)) c->OnConnectDone(status);
+  };
+  if (is_pipe) {
+    uv_pipe_connect(&h->connect_req, &h->pipe, address.unix_path().c_str(), on_connect);
+  } else {
+    int rc = uv_tcp_connect(&h->connect_req, &h->tcp, address.as_sockaddr(), on_connect);
+    if (rc < 0) {
+      conn->Fail(CloseReason::kConnectFailed,
+                 UvStatus(absl::StrCat("connect to ", address.ToString()), rc), /*defer=*/true);
+      return conn;
+    }
+  }
+  if (timeout > Duration::zero()) conn->timer_.Enable(timeout);
+  return conn;
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Accept(
+    event::Loop& loop, uv_stream_t* server, bool is_pipe, const TransportFactory& transport_factory,
+    const ConnectionOptions& options) {
+  std::unique_ptr<Connection> conn(new Connection(loop, is_pipe, options));
+  int rc = uv_accept(server, conn->stream());
+  if (rc < 0) return UvStatus("accept", rc);
+  conn->transport_ =
+      transport_factory ? transport_factory() : std::make_unique<PlaintextTransport>();
+  if (conn->transport_ == nullptr) {
+    return absl::InternalError("transport factory returned no transport");
+  }
+  if (std::optional<Failure> f = conn->OnEstablished()) return f->detail;
+  return conn;
+}
+
+void Connection::ApplySocketOptions() {
+  if (!handle_->is_pipe) uv_tcp_nodelay(&handle_->tcp, 1);
+  // uv_*_buffer_size with a non-zero value sets it.
+  if (options_.send_buffer_bytes > 0) {
+    int value = options_.send_buffer_bytes;
+    uv_send_buffer_size(handle_->handle(), &value);
+  }
+  if (options_.receive_buffer_bytes > 0) {
+    int value = options_.receive_buffer_bytes;
+    uv_recv_buffer_size(handle_->handle(), &value);
+  }
+}
+
+std::optional<Connection::Failure> Connection::OnEstablished() {
+  state_ = State::kOpen;
+  ApplySocketOptions();
+  uv_os_fd_t fd;
+  if (uv_fileno(handle_->handle(), &fd) == 0) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (auto a = Address::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len); a.ok()) {
+        local_address_ = *a;
+      }
+    }
+    len = sizeof(ss);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      // A unix client socket has no name; keep the address it connected to.
+      if (auto a = Address::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+          a.ok() && !(a->family() == Address::Family::kUnix && a->unix_path().empty())) {
+        remote_address_ = *a;
+      }
+    }
+  }
+  absl::Status started = transport_->Start(wire_out_);
+  if (!started.ok()) return Failure{CloseReason::kTransportError, Annotate(started, "transport")};
+  StartReading();
+  return SendAndFlush();
+}
+
+void Connection::StartReading() {
+  if (reading_ || read_disable_count_ > 0 || state_ != State::kOpen || remote_eof_) return;
+  int rc = uv_read_start(
+      stream(),
+      [](uv_handle_t* uv, size_t, uv_buf_t* buf) {
+        // Reading stops when the Connection closes, so the owner is alive here.
+        Connection* c = static_cast<Handle*>(uv->data)->owner;
+        absl::Span<char> space = c->wire_in_.Reserve(kMinReadSpace);
+        buf->base = space.data();
+        buf->len = space.size();
+      },
+      [](uv_stream_t* uv, ssize_t nread, const uv_buf_t*) {
+        Connection* c = static_cast<Handle*>(uv->data)->owner;
+        c->OnReadDone(nread);
+      });
+  if (rc < 0) {
+    LOG_EVERY_N_SEC(WARN, 1) << "read start on " << remote_address_.ToString()
+                             << " failed: " << uv_strerror(rc);
+    return;
+  }
+  reading_ = true;
+}
+
+void Connection::OnReadDone(ssize_t nread) {
+  // Every read (and EOF) ends the reservation made by the allocation callback, if any.
+  wire_in_.Commit(nread > 0 ? static_cast<size_t>(nread) : 0);
+  if (nread == 0) return;  // EAGAIN
+  if (nread == UV_EOF) {
+    remote_eof_ = true;
+    reading_ = false;  // libuv stopped reading
+    Handle* h = handle_;
+    if (callbacks_ != nullptr) callbacks_->OnData(read_buffer_, /*end_stream=*/true);
+    if (h->owner == nullptr || state_ != State::kOpen) return;
+    if (shutdown_done_) {
+      CloseSocket(/*reset=*/false);
+      NotifyClose(CloseReason::kEndOfStream, absl::OkStatus());
+    }
+    return;
+  }
+  if (nread < 0) {
+    int err = static_cast<int>(nread);
+    Fail(ReasonForSocketError(err), UvStatus("read", err), /*defer=*/false);
+    return;
+  }
+  bytes_received_ += static_cast<uint64_t>(nread);
+  absl::Status received = transport_->OnReceived(wire_in_, read_buffer_, wire_out_);
+  if (!received.ok()) {
+    Fail(CloseReason::kTransportError, Annotate(received, "transport"), /*defer=*/false);
+    return;
+  }
+  // Handshake bytes to send, and application bytes a completed handshake released.
+  if (std::optional<Failure> f = SendAndFlush()) {
+    Fail(f->reason, std::move(f->detail), /*defer=*/false);
+    return;
+  }
+  if (!AfterWriteProgress(/*defer=*/false)) return;
+  if (!read_buffer_.empty() && callbacks_ != nullptr) {
+    callbacks_->OnData(read_buffer_, /*end_stream=*/false);
+  }
+}
+
+void Connection::Write(absl::string_view data) {
+  Buffer buffer(data);
+  Write(buffer);
+}
+
+void Connection::Write(Buffer& data) {
+  if ((state_ != State::kOpen && state_ != State::kConnecting) || shutdown_requested_) {
+    data.Clear();
+    return;
+  }
+  write_buffer_.Move(data);
+  if (state_ == State::kOpen) {
+    if (std::optional<Failure> f = SendAndFlush()) {
+      Fail(f->reason, std::move(f->detail), /*defer=*/true);
+      return;
+    }
+  }
+  if (!CheckHighWatermark()) return;
+  AfterWriteProgress(/*defer=*/true);
+}
+
+std::optional<Connection::Failure> Connection::SendAndFlush() {
+  if (!write_buffer_.empty()) {
+    absl::Status sent = transport_->Send(write_buffer_, wire_out_);
+    if (!sent.ok()) return Failure{CloseReason::kTransportError, Annotate(sent, "transport")};
+  }
+  return Flush();
+}
+
+std::optional<Connection::Failure> Connection::Flush() {
+  if (write_in_flight_ > 0 || state_ == State::kClosed || state_ == State::kConnecting) {
+    return std::nullopt;
+  }
+  iovec iov[kMaxTryWriteIovecs];
+  // Write synchronously while the kernel takes everything: no request, no loop turn.
+  while (!wire_out_.empty()) {
+    size_t n = wire_out_.GetIovecs(absl::MakeSpan(iov));
+    size_t total = TotalLength(iov, n);
+    int rc = uv_try_write(stream(), AsUvBufs(iov), static_cast<unsigned>(n));
+    if (rc == UV_EAGAIN) break;
+    if (rc < 0) return Failure{ReasonForSocketError(rc), UvStatus("write", rc)};
+    wire_out_.Drain(static_cast<size_t>(rc));
+    bytes_sent_ += static_cast<uint64_t>(rc);
+    if (static_cast<size_t>(rc) < total) break;
+  }
+  if (wire_out_.empty()) return std::nullopt;
+  // The kernel is full: hand a bounded prefix to libuv, which writes it when the socket becomes
+  // writable and then calls OnWriteDone. The blocks stay in wire_out_ until then.
+  size_t n = wire_out_.GetIovecs(absl::MakeSpan(iov, kMaxWriteInFlightBlocks));
+  size_t total = TotalLength(iov, n);
+  int rc = uv_write(&handle_->write_req, stream(), AsUvBufs(iov), static_cast<unsigned>(n),
+                    [](uv_write_t* req, int status) {
+                      if (Connection* c = Handle::Live(req->data)) c->OnWriteDone(status);
+                    });
+  if (rc < 0) return Failure{ReasonForSocketError(rc), UvStatus("write", rc)};
+  write_in_flight_ = total;
+  return std::nullopt;
+}
+
+void Connection::OnWriteDone(int status) {
+  size_t done = std::exchange(write_in_flight_, 0);
+  if (status < 0) {
+    Fail(ReasonForSocketError(status), UvStatus("write", status), /*defer=*/false);
+    return;
+  }
+  wire_out_.Drain(done);
+  bytes_sent_ += done;
+  if (std::optional<Failure> f = Flush()) {
+    Fail(f->reason, std::move(f->detail), /*defer=*/false);
+    return;
+  }
+  AfterWriteProgress(/*defer=*/false);
+}
+
+bool Connection::CheckHighWatermark() {
+  if (above_high_watermark_ || buffered_write_bytes() <= options_.write_high_watermark) {
+    return true;
+  }
+  above_high_watermark_ = true;
+  Handle* h = handle_;
+  if (callbacks_ != nullptr) callbacks_->OnWriteHighWatermark();
+  return h->owner != nullptr && state_ != State::kClosed;
+}
+
+bool Connection::AfterWriteProgress(bool defer) {
+  if (state_ == State::kClosing) {
+    // Close(kFlush): TLS close_notify once the transport has taken every application byte, then
+    // close when the socket has taken everything.
+    if (write_buffer_.empty() && !transport_shutdown_) {
+      transport_shutdown_ = true;
+      transport_->Shutdown(wire_out_);
+      if (std::optional<Failure> f = Flush()) {
+        CloseSocket(/*reset=*/false);
+        NotifyClose(CloseReason::kLocalClose, f->detail);
+        return false;
+      }
+    }
+    if (write_buffer_.empty() && wire_out_.empty()) {
+      CloseSocket(/*reset=*/false);
+      NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
+      return false;
+    }
+    return true;
+  }
+  if (state_ != State::kOpen) return state_ != State::kClosed;
+  if (std::optional<Failure> f = MaybeShutdown()) {
+    Fail(f->reason, std::move(f->detail), defer);
+    return false;
+  }
+  if (above_high_watermark_ && buffered_write_bytes() <= options_.write_low_watermark) {
+    above_high_watermark_ = false;
+    Handle* h = handle_;
+    if (callbacks_ != nullptr) callbacks_->OnWriteLowWatermark();
+    return h->owner != nullptr && state_ != State::kClosed;
+  }
+  return true;
+}
+
+std::optional<Connection::Failure> Connection::MaybeShutdown() {
+  if (!shutdown_requested_ || shutdown_started_ || state_ != State::kOpen) return std::nullopt;
+  // A TLS transport may still hold application bytes (handshake not done): wait for them.
+  if (!write_buffer_.empty()) return std::nullopt;
+  if (!transport_shutdown_) {
+    transport_shutdown_ = true;
+    transport_->Shutdown(wire_out_);
+    if (std::optional<Failure> f = Flush()) return f;
+  }
+  if (!wire_out_.empty()) return std::nullopt;
+  shutdown_started_ = true;
+  int rc = uv_shutdown(&handle_->shutdown_req, stream(), [](uv_shutdown_t* req, int status) {
+    if (Connection* c = Handle::Live(req->data)) c->OnShutdownDone(status);
+  });
+  if (rc < 0) return Failure{ReasonForSocketError(rc), UvStatus("shutdown", rc)};
+  return std::nullopt;
+}
+
+void Connection::OnShutdownDone(int status) {
+  if (status < 0) {
+    Fail(ReasonForSocketError(status), UvStatus("shutdown", status), /*defer=*/false);
+    return;
+  }
+  shutdown_done_ = true;
+  if (remote_eof_ && state_ == State::kOpen) {
+    CloseSocket(/*reset=*/false);
+    NotifyClose(CloseReason::kEndOfStream, absl::OkStatus());
+  }
+}
+
+void Connection::ShutdownWrite() {
+  if (shutdown_requested_ || (state_ != State::kOpen && state_ != State::kConnecting)) return;
+  shutdown_requested_ = true;
+  if (state_ == State::kConnecting) return;  // continues once connected
+  if (std::optional<Failure> f = MaybeShutdown()) Fail(f->reason, std::move(f->detail), true);
+}
+
+void Connection::ReadDisable() {
+  if (++read_disable_count_ == 1 && reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+}
+
+void Connection::ReadEnable() {
+  CHECK(read_disable_count_ > 0) << "ReadEnable without a matching ReadDisable";
+  if (--read_disable_count_ == 0) StartReading();
+}
+
+void Connection::Close(CloseMode mode) {
+  if (state_ == State::kClosed) {
+    // Closed by an error inside an earlier call whose report is still queued: report it now,
+    // as the result of this Close().
+    if (close_report_pending_) {
+      close_report_pending_ = false;
+      timer_.Disable();
+      absl::Status detail = std::move(pending_detail_);
+      NotifyClose(pending_reason_, detail);
+    }
+    return;
+  }
+  if (mode == CloseMode::kFlush && state_ == State::kOpen) {
+    state_ = State::kClosing;
+    if (reading_) {
+      uv_read_stop(stream());
+      reading_ = false;
+    }
+    if (std::optional<Failure> f = SendAndFlush()) {
+      CloseSocket(/*reset=*/false);
+      NotifyClose(CloseReason::kLocalClose, f->detail);
+      return;
+    }
+    if (!AfterWriteProgress(/*defer=*/false)) return;
+    timer_.Enable(options_.flush_close_timeout);
+    return;
+  }
+  if (mode == CloseMode::kFlush && state_ == State::kClosing) return;  // already flushing
+  CloseSocket(/*reset=*/mode == CloseMode::kAbort);
+  NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
+}
+
+void Connection::OnConnectDone(int status) {
+  timer_.Disable();
+  if (status < 0) {
+    Fail(CloseReason::kConnectFailed,
+         UvStatus(absl::StrCat("connect to ", remote_address_.ToString()), status),
+         /*defer=*/false);
+    return;
+  }
+  if (std::optional<Failure> f = OnEstablished()) {
+    Fail(f->reason, std::move(f->detail), /*defer=*/false);
+    return;
+  }
+  Handle* h = handle_;
+  if (callbacks_ != nullptr) callbacks_->OnConnected();
+  if (h->owner == nullptr || state_ == State::kClosed) return;
+  if (!CheckHighWatermark()) return;
+  AfterWriteProgress(/*defer=*/false);
+}
+
+void Connection::OnTimer() {
+  if (close_report_pending_) {
+    close_report_pending_ = false;
+    absl::Status detail = std::move(pending_detail_);
+    NotifyClose(pending_reason_, detail);
+    return;
+  }
+  if (state_ == State::kConnecting) {
+    Fail(CloseReason::kConnectTimeout,
+         absl::DeadlineExceededError(
+             absl::StrCat("connect to ", remote_address_.ToString(), " timed out")),
+         /*defer=*/false);
+    return;
+  }
+  if (state_ == State::kClosing) {
+    size_t unsent = buffered_write_bytes();
+    CloseSocket(/*reset=*/false);
+    NotifyClose(CloseReason::kLocalClose,
+                absl::DeadlineExceededError(
+                    absl::StrCat("close flush timed out with ", unsent, " bytes unsent")));
+  }
+}
+
+void Connection::Fail(CloseReason reason, absl::Status detail, bool defer) {
+  if (state_ == State::kClosed) return;
+  CloseSocket(/*reset=*/false);
+  if (defer) {
+    close_report_pending_ = true;
+    pending_reason_ = reason;
+    pending_detail_ = std::move(detail);
+    timer_.Enable(Duration::zero());
+    return;
+  }
+  NotifyClose(reason, detail);
+}
+
+void Connection::CloseSocket(bool reset) {
+  state_ = State::kClosed;
+  reading_ = false;
+  timer_.Disable();
+  Handle* h = handle_;
+  if (h->closing) return;
+  h->closing = true;
+  // uv_tcp_close_reset refuses while a shutdown is in progress or before there is a socket;
+  // a plain close is the fallback.
+  if (reset && !h->is_pipe && uv_tcp_close_reset(&h->tcp, &Handle::OnClosed) == 0) return;
+  uv_close(h->handle(), &Handle::OnClosed);
+}
+
+void Connection::NotifyClose(CloseReason reason, const absl::Status& detail) {
+  if (callbacks_ != nullptr) callbacks_->OnClose(reason, detail);
+}
+
+}  // namespace meshlet::net

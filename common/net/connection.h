@@ -1,0 +1,222 @@
+#pragma once
+
+// Connection: one stream socket (TCP, or a unix-domain socket) on a Loop, with a Transport
+// between the socket and the application (plaintext or TLS).
+//
+// Ownership: whoever created the Connection (Connect()) or received it (Listener's accept
+// callback) owns it through the unique_ptr. The Connection owns its Transport and four Buffers:
+// wire bytes read, application bytes read (handed to OnData), application bytes not yet given to
+// the transport, and wire bytes not yet written. The callbacks object is not owned; it must
+// outlive the Connection or be replaced with SetCallbacks(nullptr) first.
+//
+// Callbacks (ConnectionCallbacks) fire on the loop thread:
+//   OnConnected    a Connect() succeeded (never for accepted connections, which start connected).
+//   OnData         application bytes arrived, or the peer finished sending (end_stream). The
+//                  consumer drains what it uses; bytes it leaves stay at the front of the buffer
+//                  and come back, followed by new bytes, on the next OnData.
+//   OnWriteHighWatermark / OnWriteLowWatermark
+//                  bytes accepted by Write() but not yet sent rose above the high watermark (stop
+//                  producing: a proxy disables reading on the other side) / fell back to the low
+//                  watermark (resume). They alternate, starting with high.
+//   OnClose        exactly once per connection, whatever closed it, including Close(): for
+//                  Close(kNoFlush/kAbort) before Close() returns, for Close(kFlush) once the data
+//                  is written (or the flush timed out). Errors found inside Write() are reported
+//                  on a later loop turn, never from inside Write(). After OnClose nothing else
+//                  fires. Destroying a Connection never calls callbacks.
+// Any callback may destroy the Connection (prefer Loop::DeferDelete) or replace the callbacks;
+// the Connection touches nothing of itself after a callback returns if it was destroyed.
+//
+// Memory: reads go straight into pooled blocks (no allocation per read), payload moves between
+// buffers by relinking blocks, writes use writev on the buffer's blocks, and at most
+// kMaxWriteInFlightBlocks blocks are handed to libuv at a time. Memory held by a connection is
+// bounded by what the consumer leaves unread plus the write buffer, which the watermarks bound.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/net/address.h"
+#include "common/net/buffer.h"
+#include "common/net/transport.h"
+
+namespace meshlet::net {
+
+enum class CloseReason {
+  kLocalClose,      // Close() was called
+  kEndOfStream,     // both directions finished normally (local ShutdownWrite + peer's EOF)
+  kRemoteReset,     // the peer reset the connection (ECONNRESET, EPIPE)
+  kConnectFailed,   // connect failed (refused, unreachable, ...)
+  kConnectTimeout,  // connect did not finish within its timeout
+  kTransportError,  // the Transport (TLS) failed: bad handshake, bad record, ...
+  kSocketError,     // any other socket error
+};
+absl::string_view CloseReasonName(CloseReason reason);
+
+enum class CloseMode {
+  kFlush,    // stop reading, send everything buffered (then TLS close_notify), then close;
+             // while still connecting there is nothing to flush to, so it acts as kNoFlush
+  kNoFlush,  // close now; buffered bytes are dropped, the kernel still sends what it holds
+  kAbort,    // close now with a TCP RST (SO_LINGER 0): the peer sees a reset, not an EOF
+};
+
+struct ConnectionOptions {
+  // Write buffer watermarks in bytes (application bytes not yet handed to the transport plus wire
+  // bytes not yet written). low must be below high.
+  size_t write_high_watermark = 1 << 20;
+  size_t write_low_watermark = 256 << 10;
+  // Close(kFlush) gives up and closes after this long.
+  Duration flush_close_timeout = std::chrono::seconds(5);
+  // Kernel socket buffer sizes; 0 keeps the kernel's (auto-tuned) defaults.
+  int send_buffer_bytes = 0;
+  int receive_buffer_bytes = 0;
+};
+
+class ConnectionCallbacks {
+ public:
+  virtual ~ConnectionCallbacks() = default;
+  virtual void OnConnected() {}
+  virtual void OnData(Buffer& data, bool end_stream) = 0;
+  virtual void OnWriteHighWatermark() {}
+  virtual void OnWriteLowWatermark() {}
+  // `detail` says what happened (OK for a normal local close or end of stream).
+  virtual void OnClose(CloseReason reason, const absl::Status& detail) = 0;
+};
+
+class Connection {
+ public:
+  // Blocks handed to one uv_write (libuv copies larger iovec arrays to the heap).
+  static constexpr size_t kMaxWriteInFlightBlocks = 4;
+
+  // Starts connecting to `address` (TCP or unix socket). Never fails synchronously: every
+  // failure, including the timeout (zero: none), arrives as OnClose(kConnectFailed or
+  // kConnectTimeout) on a later loop turn, so set the callbacks right after this returns.
+  // Writes made while connecting are buffered. `transport_factory` null means plaintext.
+  static std::unique_ptr<Connection> Connect(event::Loop& loop, const Address& address,
+                                             Duration timeout,
+                                             const TransportFactory& transport_factory = nullptr,
+                                             const ConnectionOptions& options = {});
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void SetCallbacks(ConnectionCallbacks* callbacks) { callbacks_ = callbacks; }
+
+  // Queues all of `data` (leaving it empty) and writes as much as the socket takes now. Data
+  // written after ShutdownWrite() or Close() is dropped.
+  void Write(Buffer& data);
+  void Write(absl::string_view data);
+
+  // Reading stops while at least one ReadDisable() is not matched by a ReadEnable(), so separate
+  // reasons to pause compose.
+  void ReadDisable();
+  void ReadEnable();
+  bool read_enabled() const { return read_disable_count_ == 0; }
+
+  // Half-close: once everything written so far is sent, ends the write side (TLS close_notify,
+  // then TCP FIN). Reading continues; when the peer's end_stream arrives too, the connection
+  // closes with kEndOfStream.
+  void ShutdownWrite();
+  void Close(CloseMode mode = CloseMode::kFlush);
+
+  bool connecting() const { return state_ == State::kConnecting; }
+  bool open() const { return state_ == State::kOpen; }
+  bool closed() const { return state_ == State::kClosed; }
+  // The peer finished sending (end_stream was delivered).
+  bool remote_closed() const { return remote_eof_; }
+  bool write_shutdown() const { return shutdown_requested_; }
+
+  // Known once connected (accepted connections: at once).
+  const Address& local_address() const { return local_address_; }
+  const Address& remote_address() const { return remote_address_; }
+
+  // Bytes read from / written to the socket (wire bytes, TLS records included).
+  uint64_t bytes_received() const { return bytes_received_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  // Bytes accepted by Write() and not yet written to the socket.
+  size_t buffered_write_bytes() const { return write_buffer_.length() + wire_out_.length(); }
+  bool above_write_high_watermark() const { return above_high_watermark_; }
+
+  Transport& transport() { return *transport_; }
+  const Transport& transport() const { return *transport_; }
+  event::Loop& loop() { return loop_; }
+
+ private:
+  friend class Listener;
+  struct Handle;
+  enum class State { kConnecting, kOpen, kClosing, kClosed };
+
+  Connection(event::Loop& loop, bool is_pipe, const ConnectionOptions& options);
+  // Takes the pending connection from a listening handle (Listener only).
+  static absl::StatusOr<std::unique_ptr<Connection>> Accept(
+      event::Loop& loop, uv_stream_t* server, bool is_pipe,
+      const TransportFactory& transport_factory, const ConnectionOptions& options);
+
+  struct Failure;
+
+  uv_stream_t* stream();
+  // The socket is connected: addresses, socket options, transport start, first reads and writes.
+  std::optional<Failure> OnEstablished();
+  void StartReading();
+  void ApplySocketOptions();
+  void OnConnectDone(int status);
+  void OnReadDone(ssize_t nread);
+  void OnWriteDone(int status);
+  void OnShutdownDone(int status);
+  void OnTimer();
+
+  // Moves application bytes through the transport and writes what the socket takes.
+  std::optional<Failure> SendAndFlush();
+  std::optional<Failure> Flush();
+  // After bytes moved: continues a pending shutdown or flush-close and reports the low
+  // watermark. Returns false if the connection closed or a callback destroyed it.
+  bool AfterWriteProgress(bool defer);
+  std::optional<Failure> MaybeShutdown();
+  // Reports the high watermark if crossed. Returns false if a callback closed or destroyed it.
+  bool CheckHighWatermark();
+  // Closes the socket and reports OnClose now (from loop callbacks) or on the next loop turn
+  // (`defer`: from inside Write() and other calls the owner made).
+  void Fail(CloseReason reason, absl::Status detail, bool defer);
+  void CloseSocket(bool reset);
+  void NotifyClose(CloseReason reason, const absl::Status& detail);
+
+  event::Loop& loop_;
+  Handle* handle_;
+  const ConnectionOptions options_;
+  ConnectionCallbacks* callbacks_ = nullptr;
+  std::unique_ptr<Transport> transport_;
+  event::Timer timer_;  // connect timeout, flush-close timeout, deferred close report
+
+  State state_ = State::kConnecting;
+  Buffer wire_in_;       // read from the socket, not yet consumed by the transport
+  Buffer read_buffer_;   // application bytes for OnData
+  Buffer write_buffer_;  // application bytes not yet taken by the transport
+  Buffer wire_out_;      // bytes for the socket; the first write_in_flight_ belong to libuv
+  size_t write_in_flight_ = 0;
+
+  int read_disable_count_ = 0;
+  bool reading_ = false;
+  bool remote_eof_ = false;
+  bool shutdown_requested_ = false;
+  bool transport_shutdown_ = false;
+  bool shutdown_started_ = false;
+  bool shutdown_done_ = false;
+  bool above_high_watermark_ = false;
+  // A close that happened inside an owner's call, to report from the timer.
+  bool close_report_pending_ = false;
+  CloseReason pending_reason_ = CloseReason::kLocalClose;
+  absl::Status pending_detail_;
+
+  Address local_address_;
+  Address remote_address_;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+}  // namespace meshlet::net

@@ -1,0 +1,471 @@
+#include "common/net/connection.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/base/logging.h"
+#include "common/event/loop.h"
+#include "common/net/listener.h"
+#include "common/net/test_util.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::net {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::RecordingCallbacks;
+using testing::TestSocketPath;
+
+constexpr auto kWait = seconds(10);
+
+std::string Pattern(size_t n, size_t offset = 0) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((offset + i) * 131 % 251);
+  return s;
+}
+
+// A listener plus the server side of every connection it accepts.
+class Server {
+ public:
+  Server(event::Loop& loop, absl::string_view address, ListenerOptions options = {}) {
+    auto parsed = Address::Parse(address);
+    CHECK_OK(parsed.status());
+    auto listener = Listener::Create(loop, *parsed, std::move(options),
+                                     [this](std::unique_ptr<Connection> conn) {
+                                       auto cb = std::make_unique<RecordingCallbacks>();
+                                       if (setup) setup(*conn, *cb);
+                                       conn->SetCallbacks(cb.get());
+                                       conns.push_back(std::move(conn));
+                                       callbacks.push_back(std::move(cb));
+                                     });
+    status = listener.status();
+    if (listener.ok()) this->listener = std::move(*listener);
+  }
+
+  absl::Status status;
+  std::unique_ptr<Listener> listener;
+  std::function<void(Connection&, RecordingCallbacks&)> setup;
+  std::vector<std::unique_ptr<Connection>> conns;
+  std::vector<std::unique_ptr<RecordingCallbacks>> callbacks;
+};
+
+void EchoSetup(Connection& conn, RecordingCallbacks& cb) {
+  cb.on_data = [&conn](Buffer& data, bool end_stream) {
+    conn.Write(data);
+    if (end_stream) conn.ShutdownWrite();
+  };
+}
+
+class EchoTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EchoTest, RoundTrip) {
+  event::Loop loop;
+  std::string address = GetParam();
+  if (address == "unix") address = "unix:" + TestSocketPath("echo.sock");
+  Server server(loop, address);
+  if (!server.status.ok() && address[0] == '[') {
+    GTEST_SKIP() << "no IPv6 loopback: " << server.status;
+  }
+  ASSERT_TRUE(server.status.ok()) << server.status;
+  server.setup = EchoSetup;
+
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  const std::string payload = Pattern(1 << 20);
+  // Written while still connecting: buffered, then sent once connected.
+  client->Write(absl::string_view(payload).substr(0, 1000));
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected; }, kWait));
+  for (size_t off = 1000; off < payload.size(); off += 64 << 10) {
+    client->Write(absl::string_view(payload).substr(off, 64 << 10));
+  }
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.received.size() >= payload.size(); }, kWait));
+  EXPECT_TRUE(cb.received == payload);
+  EXPECT_EQ(client->bytes_sent(), payload.size());
+  EXPECT_EQ(client->bytes_received(), payload.size());
+  ASSERT_EQ(server.conns.size(), 1u);
+  EXPECT_EQ(server.conns[0]->bytes_received(), payload.size());
+  if (server.listener->address().is_ip()) {
+    EXPECT_EQ(client->remote_address(), server.listener->address());
+    EXPECT_EQ(server.conns[0]->remote_address(), client->local_address());
+    EXPECT_EQ(server.conns[0]->local_address(), server.listener->address());
+  }
+  EXPECT_EQ(cb.closes, 0);
+  EXPECT_EQ(client->buffered_write_bytes(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, EchoTest, ::testing::Values("127.0.0.1:0", "[::1]:0", "unix"),
+                         [](const auto& info) {
+                           return info.index == 0 ? "IPv4" : info.index == 1 ? "IPv6" : "Unix";
+                         });
+
+// A writer that keeps writing until told to stop, into a reader that reads in bursts with pauses.
+// The writer's buffered bytes must stay bounded by the high watermark, and the watermark
+// callbacks must stop and restart it.
+TEST(ConnectionTest, WatermarksBoundMemoryWithSlowReader) {
+  constexpr size_t kHigh = 256 << 10;
+  constexpr size_t kLow = 64 << 10;
+  constexpr size_t kChunk = 32 << 10;
+  constexpr size_t kTotal = 24 << 20;
+  event::Loop loop;
+  ListenerOptions lopts;
+  lopts.connection.receive_buffer_bytes = 64 << 10;
+  Server server(loop, "127.0.0.1:0", lopts);
+  ASSERT_TRUE(server.status.ok()) << server.status;
+
+  // Reader: reads 1 MiB, then pauses 5 ms, checking the bytes as they come.
+  size_t read_total = 0;
+  size_t since_pause = 0;
+  bool corrupt = false;
+  std::vector<std::unique_ptr<event::Timer>> timers;
+  server.setup = [&](Connection& conn, RecordingCallbacks& cb) {
+    timers.push_back(std::make_unique<event::Timer>(loop, [&conn] { conn.ReadEnable(); }));
+    event::Timer* resume = timers.back().get();
+    conn.ReadDisable();  // start paused so the writer hits the high watermark first
+    resume->Enable(milliseconds(50));
+    cb.on_data = [&, resume, c = &conn](Buffer& data, bool) {
+      std::string got = data.ToString();
+      if (got != Pattern(got.size(), read_total)) corrupt = true;
+      read_total += got.size();
+      since_pause += got.size();
+      data.Drain(data.length());
+      if (since_pause >= (1 << 20)) {
+        since_pause = 0;
+        c->ReadDisable();
+        resume->Enable(milliseconds(5));
+      }
+    };
+  };
+
+  ConnectionOptions copts;
+  copts.write_high_watermark = kHigh;
+  copts.write_low_watermark = kLow;
+  copts.send_buffer_bytes = 64 << 10;
+  auto writer = Connection::Connect(loop, server.listener->address(), seconds(5), nullptr, copts);
+  RecordingCallbacks wcb;
+  writer->SetCallbacks(&wcb);
+  size_t written = 0;
+  size_t max_buffered = 0;
+  bool stopped = false;
+  auto pump = [&] {
+    while (!stopped && written < kTotal) {
+      size_t n = std::min(kChunk, kTotal - written);
+      writer->Write(Pattern(n, written));
+      written += n;
+      max_buffered = std::max(max_buffered, writer->buffered_write_bytes());
+    }
+  };
+  wcb.on_connected = pump;
+  wcb.on_high = [&] { stopped = true; };
+  wcb.on_low = [&] {
+    stopped = false;
+    EXPECT_LE(writer->buffered_write_bytes(), kLow);
+    pump();
+  };
+  ASSERT_TRUE(loop.RunUntil([&] { return read_total >= kTotal || corrupt; }, seconds(25)));
+  EXPECT_FALSE(corrupt);
+  EXPECT_EQ(read_total, kTotal);
+  EXPECT_GE(wcb.high_watermarks, 2);
+  EXPECT_GE(wcb.low_watermarks, 2);
+  // The writer stops within one chunk of the high watermark.
+  EXPECT_LE(max_buffered, kHigh + kChunk);
+  EXPECT_EQ(wcb.closes, 0);
+  server.conns.clear();
+}
+
+TEST(ConnectionTest, ClientHalfCloseThenServerFinishes) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  client->Write("request");
+  client->ShutdownWrite();
+  client->Write("dropped: after shutdown");
+  ASSERT_TRUE(loop.RunUntil(
+      [&] { return !server.callbacks.empty() && server.callbacks[0]->end_stream; }, kWait));
+  RecordingCallbacks& scb = *server.callbacks[0];
+  Connection& sconn = *server.conns[0];
+  EXPECT_EQ(scb.received, "request");
+  EXPECT_TRUE(sconn.remote_closed());
+  // The server can still answer on its open half.
+  sconn.Write("response");
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.received == "response"; }, kWait));
+  EXPECT_FALSE(cb.end_stream);
+  EXPECT_EQ(cb.closes, 0);
+  sconn.ShutdownWrite();
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes == 1 && scb.closes == 1; }, kWait));
+  EXPECT_TRUE(cb.end_stream);
+  EXPECT_EQ(cb.close_reason, CloseReason::kEndOfStream);
+  EXPECT_EQ(scb.close_reason, CloseReason::kEndOfStream);
+  EXPECT_TRUE(client->closed());
+  EXPECT_TRUE(sconn.closed());
+}
+
+TEST(ConnectionTest, ServerHalfCloseThenClientFinishes) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  server.setup = [](Connection& conn, RecordingCallbacks&) {
+    conn.Write("greeting");
+    conn.ShutdownWrite();
+  };
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.end_stream; }, kWait));
+  EXPECT_EQ(cb.received, "greeting");
+  EXPECT_EQ(cb.closes, 0);
+  client->Write("reply after server EOF");
+  client->ShutdownWrite();
+  ASSERT_TRUE(
+      loop.RunUntil([&] { return cb.closes == 1 && server.callbacks[0]->closes == 1; }, kWait));
+  EXPECT_EQ(server.callbacks[0]->received, "reply after server EOF");
+  EXPECT_EQ(cb.close_reason, CloseReason::kEndOfStream);
+}
+
+TEST(ConnectionTest, ConnectRefused) {
+  event::Loop loop;
+  // A bound but not listening socket: its port answers SYN with RST, and nobody else can take
+  // it during the test.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  auto address = Address::FromSockaddr(reinterpret_cast<sockaddr*>(&sin), len);
+  ASSERT_TRUE(address.ok());
+
+  auto client = Connection::Connect(loop, *address, seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  EXPECT_TRUE(client->connecting());
+  EXPECT_EQ(cb.closes, 0);  // never synchronously
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.closes, 1);
+  EXPECT_EQ(cb.close_reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(cb.close_detail.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(cb.close_detail.message().find("refused"), absl::string_view::npos) << cb.close_detail;
+  EXPECT_FALSE(cb.connected);
+  close(fd);
+}
+
+TEST(ConnectionTest, ConnectToMissingUnixSocketFails) {
+  event::Loop loop;
+  auto address = Address::Parse("unix:" + TestSocketPath("missing.sock"));
+  ASSERT_TRUE(address.ok());
+  auto client = Connection::Connect(loop, *address, seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.close_reason, CloseReason::kConnectFailed);
+}
+
+// A listening socket with backlog 0 whose queue is already full drops further SYNs, so a connect
+// to it stays pending: a deterministic "unanswered" peer on loopback.
+TEST(ConnectionTest, ConnectTimeout) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(listen(lfd, 0), 0);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  std::vector<int> fillers;
+  bool queue_full = false;
+  for (int i = 0; i < 8 && !queue_full; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ASSERT_GE(fd, 0);
+    fillers.push_back(fd);
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    if (rc == 0) continue;
+    ASSERT_EQ(errno, EINPROGRESS);
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 200) == 0) queue_full = true;
+  }
+  if (!queue_full) {
+    for (int fd : fillers) close(fd);
+    close(lfd);
+    GTEST_SKIP() << "this kernel accepted every connection; cannot make one hang";
+  }
+
+  event::Loop loop;
+  auto client = Connection::Connect(
+      loop, *Address::FromSockaddr(reinterpret_cast<sockaddr*>(&sin), len), milliseconds(100));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  client->Write("never sent");
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0; }, kWait));
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(cb.close_reason, CloseReason::kConnectTimeout);
+  EXPECT_EQ(cb.close_detail.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_GE(elapsed, milliseconds(90));
+  EXPECT_LT(elapsed, seconds(5));
+  EXPECT_TRUE(client->closed());
+  client.reset();
+  loop.RunUntilIdle();
+  for (int fd : fillers) close(fd);
+  close(lfd);
+}
+
+TEST(ConnectionTest, AbortResetsPeer) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  client->Write("hi");
+  ASSERT_TRUE(loop.RunUntil(
+      [&] { return !server.callbacks.empty() && server.callbacks[0]->received == "hi"; }, kWait));
+  server.conns[0]->Close(CloseMode::kAbort);
+  EXPECT_EQ(server.callbacks[0]->closes, 1);  // synchronously, as documented
+  EXPECT_EQ(server.callbacks[0]->close_reason, CloseReason::kLocalClose);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.close_reason, CloseReason::kRemoteReset);
+  EXPECT_FALSE(cb.end_stream);
+}
+
+TEST(ConnectionTest, FlushCloseDeliversEverythingThenEof) {
+  event::Loop loop;
+  const std::string payload = Pattern(4 << 20);
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  server.setup = [&](Connection& conn, RecordingCallbacks&) {
+    conn.Write(payload);
+    conn.Close(CloseMode::kFlush);
+  };
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.end_stream; }, kWait));
+  EXPECT_TRUE(cb.received == payload);
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+  EXPECT_EQ(server.callbacks[0]->close_reason, CloseReason::kLocalClose);
+  EXPECT_TRUE(server.callbacks[0]->close_detail.ok());
+  client->Close(CloseMode::kNoFlush);
+  EXPECT_EQ(cb.closes, 1);
+  EXPECT_EQ(cb.close_reason, CloseReason::kLocalClose);
+  client->Close();  // a second Close is a no-op
+  EXPECT_EQ(cb.closes, 1);
+}
+
+TEST(ConnectionTest, ReadDisableCounts) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+  client->ReadDisable();
+  client->ReadDisable();
+  server.conns[0]->Write("data");
+  loop.RunUntil([] { return false; }, milliseconds(30));
+  EXPECT_EQ(cb.received, "");
+  client->ReadEnable();  // one reason left
+  EXPECT_FALSE(client->read_enabled());
+  loop.RunUntil([] { return false; }, milliseconds(30));
+  EXPECT_EQ(cb.received, "");
+  client->ReadEnable();
+  EXPECT_TRUE(client->read_enabled());
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.received == "data"; }, kWait));
+}
+
+TEST(ConnectionTest, DestroyFromOwnDataCallback) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  server.setup = [](Connection& conn, RecordingCallbacks&) {
+    conn.Write(std::string(200 << 10, 'x'));  // several reads' worth
+  };
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  bool destroyed = false;
+  cb.on_data = [&](Buffer&, bool) {
+    client.reset();
+    destroyed = true;
+  };
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return destroyed; }, kWait));
+  EXPECT_EQ(cb.data_events, 1);
+  EXPECT_EQ(cb.closes, 0);  // destroying never calls back
+  ASSERT_TRUE(loop.RunUntil(
+      [&] { return !server.callbacks.empty() && server.callbacks[0]->closes == 1; }, kWait));
+}
+
+TEST(ConnectionTest, DestroyFromOwnCloseCallback) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  cb.on_close = [&](CloseReason) { client.reset(); };
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return !server.conns.empty(); }, kWait));
+  server.conns[0]->Close(CloseMode::kAbort);
+  ASSERT_TRUE(loop.RunUntil([&] { return client == nullptr; }, kWait));
+  EXPECT_EQ(cb.closes, 1);
+}
+
+TEST(ConnectionTest, CallbacksCanBeReplacedInsideCallback) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks first;
+  RecordingCallbacks second;
+  first.on_data = [&](Buffer& data, bool) {
+    first.received += data.ToString();
+    data.Drain(data.length());
+    client->SetCallbacks(&second);  // e.g. protocol detection handing over to a codec
+  };
+  client->SetCallbacks(&first);
+  ASSERT_TRUE(loop.RunUntil([&] { return !server.conns.empty(); }, kWait));
+  server.conns[0]->Write("one");
+  ASSERT_TRUE(loop.RunUntil([&] { return !first.received.empty(); }, kWait));
+  server.conns[0]->Write("two");
+  ASSERT_TRUE(loop.RunUntil([&] { return second.received == "two"; }, kWait));
+  EXPECT_EQ(first.received, "one");
+}
+
+TEST(ConnectionTest, WriteAfterPeerResetReportsCloseLater) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  client->ReadDisable();  // only writes can discover the reset
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+  server.conns[0]->Close(CloseMode::kAbort);
+  loop.RunUntil([] { return false; }, milliseconds(20));  // let the RST arrive
+  // Keep writing until the write fails; the failure is never reported from inside Write().
+  for (int i = 0; i < 100 && !client->closed(); ++i) {
+    client->Write(std::string(64 << 10, 'z'));
+    EXPECT_EQ(cb.closes, 0);
+  }
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.closes, 1);
+  EXPECT_EQ(cb.close_reason, CloseReason::kRemoteReset);
+}
+
+}  // namespace
+}  // namespace meshlet::net

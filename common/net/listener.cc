@@ -1,0 +1,178 @@
+#include "common/net/listener.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+
+namespace meshlet::net {
+
+// The listening handle; freed by whichever of the Listener and libuv's close callback is last.
+struct Listener::Handle {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
+  bool is_pipe = false;
+  bool closing = false;
+  bool close_done = false;
+  Listener* owner = nullptr;
+  // Here rather than in the Listener so the callback may destroy the Listener.
+  AcceptCallback on_accept;
+
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&tcp); }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+
+  static void OnClosed(uv_handle_t* uv) {
+    auto* h = static_cast<Handle*>(uv->data);
+    h->close_done = true;
+    if (h->owner == nullptr) delete h;
+  }
+};
+
+namespace {
+
+absl::Status ErrnoStatus(absl::string_view what, const Address& address, int err) {
+  std::string message = absl::StrCat(what, " ", address.ToString(), ": ", std::strerror(err));
+  switch (err) {
+    case EADDRINUSE:
+      return absl::AlreadyExistsError(message);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case EADDRNOTAVAIL:
+    case EAFNOSUPPORT:
+    case EINVAL:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::Status UvListenStatus(absl::string_view what, const Address& address, int uv_err) {
+  // libuv errors on Unix are negated errno values.
+  return ErrnoStatus(what, address, -uv_err);
+}
+
+}  // namespace
+
+Listener::Listener(event::Loop& loop, ListenerOptions options, AcceptCallback on_accept)
+    : loop_(loop), handle_(new Handle()), options_(std::move(options)) {
+  handle_->owner = this;
+  handle_->on_accept = std::move(on_accept);
+}
+
+Listener::~Listener() {
+  StopAccepting();
+  handle_->owner = nullptr;
+  if (handle_->close_done) delete handle_;
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Create(event::Loop& loop,
+                                                           const Address& address,
+                                                           ListenerOptions options,
+                                                           AcceptCallback on_accept) {
+  std::unique_ptr<Listener> listener(new Listener(loop, std::move(options), std::move(on_accept)));
+  absl::Status bound = address.family() == Address::Family::kUnix ? listener->BindUnix(address)
+                                                                  : listener->BindTcp(address);
+  if (!bound.ok()) return bound;
+  int rc = uv_listen(listener->handle_->stream(), listener->options_.backlog,
+                     [](uv_stream_t* server, int status) {
+                       auto* h = static_cast<Handle*>(server->data);
+                       if (h->owner != nullptr && !h->closing) h->owner->OnConnection(status);
+                     });
+  if (rc < 0) return UvListenStatus("listen on", address, rc);
+  return listener;
+}
+
+absl::Status Listener::BindTcp(const Address& address) {
+  Handle* h = handle_;
+  CHECK(uv_tcp_init(loop_.uv_loop(), &h->tcp) == 0);
+  h->handle()->data = h;
+  // The socket is made by hand: libuv 1.44 cannot set SO_REUSEPORT before bind.
+  int fd = socket(address.as_sockaddr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket for", address, errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      (options_.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
+    int err = errno;
+    close(fd);
+    return ErrnoStatus("setsockopt on", address, err);
+  }
+  if (bind(fd, address.as_sockaddr(), address.sockaddr_len()) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoStatus("bind", address, err);
+  }
+  int rc = uv_tcp_open(&h->tcp, fd);
+  if (rc < 0) {
+    close(fd);
+    return UvListenStatus("open", address, rc);
+  }
+  sockaddr_storage ss;
+  int len = sizeof(ss);
+  rc = uv_tcp_getsockname(&h->tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc < 0) return UvListenStatus("getsockname of", address, rc);
+  absl::StatusOr<Address> bound =
+      Address::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
+  if (!bound.ok()) return bound.status();
+  address_ = *bound;
+  return absl::OkStatus();
+}
+
+absl::Status Listener::BindUnix(const Address& address) {
+  Handle* h = handle_;
+  h->is_pipe = true;
+  CHECK(uv_pipe_init(loop_.uv_loop(), &h->pipe, 0) == 0);
+  h->handle()->data = h;
+  int rc = uv_pipe_bind(&h->pipe, address.unix_path().c_str());
+  if (rc < 0) return UvListenStatus("bind", address, rc);
+  unlink_path_ = true;
+  address_ = address;
+  return absl::OkStatus();
+}
+
+void Listener::OnConnection(int status) {
+  if (status < 0) {
+    LOG_EVERY_N_SEC(WARN, 1) << "accept on " << address_.ToString()
+                             << " failed: " << uv_strerror(status);
+    return;
+  }
+  Handle* h = handle_;
+  absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Accept(
+      loop_, h->stream(), h->is_pipe, options_.transport_factory, options_.connection);
+  if (!conn.ok()) {
+    LOG_EVERY_N_SEC(WARN, 1) << "accept on " << address_.ToString() << " failed: " << conn.status();
+    return;
+  }
+  ++accepted_count_;
+  // Nothing may follow: the callback may destroy the Listener.
+  h->on_accept(std::move(*conn));
+}
+
+void Listener::StopAccepting() {
+  Handle* h = handle_;
+  if (h->closing) return;
+  h->closing = true;
+  if (h->handle()->type == UV_UNKNOWN_HANDLE) {
+    // Never initialized (Create failed before the handle existed).
+    h->close_done = true;
+    return;
+  }
+  uv_close(h->handle(), &Handle::OnClosed);
+  if (unlink_path_) {
+    unlink(address_.unix_path().c_str());
+    unlink_path_ = false;
+  }
+}
+
+bool Listener::accepting() const { return !handle_->closing; }
+
+}  // namespace meshlet::net

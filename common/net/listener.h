@@ -1,0 +1,76 @@
+#pragma once
+
+// Listener: accepts stream connections on one address (TCP, or a unix-domain socket path) and
+// hands each one, as a ready Connection with its Transport started, to the accept callback. A
+// sidecar worker owns one Listener per listening address on its own Loop; with reuse_port, N
+// workers each bind the same port and the kernel spreads new connections across them.
+//
+// The owner holds the Listener; the accept callback fires on the loop thread and receives
+// ownership of the Connection (which must get its callbacks before the callback returns, as
+// bytes may follow on the next loop turn). The callback may destroy the Listener.
+// StopAccepting() closes the listening socket (drain: no new connections; existing ones are
+// untouched). Connections the kernel queued but nobody accepted yet are reset; with reuse_port,
+// new ones go to the other workers' listeners.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "common/event/loop.h"
+#include "common/net/address.h"
+#include "common/net/connection.h"
+#include "common/net/transport.h"
+
+namespace meshlet::net {
+
+struct ListenerOptions {
+  // Pending-connection queue; the kernel caps it at net.core.somaxconn.
+  int backlog = 1024;
+  // SO_REUSEPORT, so several listeners (one per worker) share the address. TCP only.
+  bool reuse_port = true;
+  // Options for every accepted connection.
+  ConnectionOptions connection;
+  // One Transport per accepted connection; null means plaintext.
+  TransportFactory transport_factory;
+};
+
+class Listener {
+ public:
+  using AcceptCallback = absl::AnyInvocable<void(std::unique_ptr<Connection>)>;
+
+  // Binds and listens. Port 0 picks a free port: read it back with address().
+  static absl::StatusOr<std::unique_ptr<Listener>> Create(event::Loop& loop, const Address& address,
+                                                          ListenerOptions options,
+                                                          AcceptCallback on_accept);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // The bound address, with the actual port.
+  const Address& address() const { return address_; }
+
+  // Stops accepting for good (closes the listening socket; a unix socket path is removed).
+  void StopAccepting();
+  bool accepting() const;
+
+  uint64_t accepted_count() const { return accepted_count_; }
+
+ private:
+  struct Handle;
+  Listener(event::Loop& loop, ListenerOptions options, AcceptCallback on_accept);
+  absl::Status BindTcp(const Address& address);
+  absl::Status BindUnix(const Address& address);
+  void OnConnection(int status);
+
+  event::Loop& loop_;
+  Handle* handle_;
+  ListenerOptions options_;
+  Address address_;
+  bool unlink_path_ = false;
+  uint64_t accepted_count_ = 0;
+};
+
+}  // namespace meshlet::net

@@ -1,0 +1,76 @@
+#pragma once
+
+// Test helpers for Connection/Listener tests: a ConnectionCallbacks that records what happened
+// and lets a test hook any callback.
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/net/buffer.h"
+#include "common/net/connection.h"
+
+namespace meshlet::net::testing {
+
+class RecordingCallbacks : public ConnectionCallbacks {
+ public:
+  void OnConnected() override {
+    connected = true;
+    if (on_connected) on_connected();
+  }
+  void OnData(Buffer& data, bool eos) override {
+    ++data_events;
+    if (eos) end_stream = true;
+    if (on_data) {
+      on_data(data, eos);
+      return;
+    }
+    received += data.ToString();
+    data.Drain(data.length());
+  }
+  void OnWriteHighWatermark() override {
+    ++high_watermarks;
+    if (on_high) on_high();
+  }
+  void OnWriteLowWatermark() override {
+    ++low_watermarks;
+    if (on_low) on_low();
+  }
+  void OnClose(CloseReason reason, const absl::Status& detail) override {
+    ++closes;
+    close_reason = reason;
+    close_detail = detail;
+    if (on_close) on_close(reason);
+  }
+
+  bool connected = false;
+  bool end_stream = false;
+  int data_events = 0;
+  std::string received;
+  int high_watermarks = 0;
+  int low_watermarks = 0;
+  int closes = 0;
+  std::optional<CloseReason> close_reason;
+  absl::Status close_detail;
+
+  std::function<void()> on_connected;
+  std::function<void(Buffer&, bool)> on_data;
+  std::function<void()> on_high;
+  std::function<void()> on_low;
+  std::function<void(CloseReason)> on_close;
+};
+
+// A short unix socket path (sun_path holds 107 bytes; test temp directories can be longer).
+inline std::string TestSocketPath(absl::string_view name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::string path = absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
+  if (path.size() > 100) path = absl::StrCat("/tmp/", name, "-", getpid());
+  return path;
+}
+
+}  // namespace meshlet::net::testing

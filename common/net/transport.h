@@ -1,0 +1,64 @@
+#pragma once
+
+// Transport: the seam between a socket and the bytes the application sees. A transport is a pure
+// byte transform with no I/O of its own: Connection feeds it what the socket read and sends what it
+// produces, so a TLS engine over memory BIOs implements it without touching sockets, and tests
+// drive it with plain Buffers.
+//
+// Ownership: a Connection owns exactly one Transport, made by a TransportFactory when the
+// connection is accepted or connected. All methods run on the connection's loop thread. The
+// Buffers passed in belong to the Connection and are valid only for the duration of the call.
+//
+// Call order, as Connection uses it:
+//   Start(out)                       once, when the TCP connection is established
+//   OnReceived(wire_in, app_in, out) each time bytes arrive from the socket
+//   Send(app_out, out)               each time the application writes, and after every OnReceived
+//                                    while app_out still holds bytes (TLS flushes queued data once
+//                                    the handshake completes)
+//   Shutdown(out)                    once, before the write side is shut down or the connection
+//                                    is closed after a flush
+// Whatever a call appends to `out` is written to the socket right after the call returns.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace meshlet::net {
+
+class Buffer;
+
+// What a transport learned about the peer (filled by TLS; empty for plaintext).
+struct PeerInfo {
+  std::string alpn;                   // negotiated protocol, e.g. "h2"; empty if none
+  std::string sni;                    // server name the client asked for (server side)
+  std::vector<std::string> uri_sans;  // peer certificate URI SANs (e.g. SPIFFE ids)
+  bool peer_certificate_presented = false;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Starts the protocol (a TLS client writes its ClientHello into `out`).
+  virtual absl::Status Start(Buffer& out) = 0;
+  // Bytes read from the socket. Appends application bytes to `app_in`, and any bytes that must be
+  // sent to the peer (handshake, alerts) to `out`. An error means close the connection.
+  // Bytes the transport cannot use yet (a partial TLS record) may stay in `wire_in`; the
+  // connection appends the next read behind them.
+  virtual absl::Status OnReceived(Buffer& wire_in, Buffer& app_in, Buffer& out) = 0;
+  // Application bytes to send: drains what it can from `app_out` into `out` (TLS keeps them
+  // queued until the handshake completes).
+  virtual absl::Status Send(Buffer& app_out, Buffer& out) = 0;
+  // Orderly close (TLS close_notify) written into `out`.
+  virtual void Shutdown(Buffer& out) = 0;
+  virtual bool HandshakeComplete() const = 0;
+  virtual const PeerInfo& peer() const = 0;
+};
+
+// Makes one Transport per connection. Listener calls it for every accepted connection and
+// Connection::Connect once; it runs on the loop thread that will own the connection.
+using TransportFactory = std::function<std::unique_ptr<Transport>()>;
+
+}  // namespace meshlet::net

@@ -1,0 +1,285 @@
+#include "common/tls/certificate.h"
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/mem.h>
+#include <openssl/nid.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace meshlet::tls {
+namespace {
+
+constexpr size_t kMaxFileSize = 1 << 20;
+
+// BoringSSL's non-const accessors do not modify the certificate; they only fill internal
+// caches. Keeping the const in our API documents that intent.
+X509* Mutable(const X509& cert) { return const_cast<X509*>(&cert); }
+
+// Never prompt for a passphrase: an encrypted key is a configuration error.
+int NoPassword(char*, int, int, void*) { return 0; }
+
+bssl::UniquePtr<BIO> MemoryBio(absl::string_view data) {
+  return bssl::UniquePtr<BIO>(BIO_new_mem_buf(data.data(), static_cast<ptrdiff_t>(data.size())));
+}
+
+bool IsNoMorePemBlocks(uint32_t error) {
+  return ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE;
+}
+
+std::vector<std::string> SansOfType(const X509& cert, int type) {
+  std::vector<std::string> out;
+  bssl::UniquePtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(&cert, NID_subject_alt_name, /*out_critical=*/nullptr, nullptr)));
+  ERR_clear_error();  // absence or a malformed extension both mean "no SANs" here
+  if (names == nullptr) return out;
+  for (size_t i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+    if (name->type != type) continue;
+    const ASN1_STRING* value =
+        type == GEN_URI ? name->d.uniformResourceIdentifier : name->d.dNSName;
+    out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(value)),
+                     static_cast<size_t>(ASN1_STRING_length(value)));
+  }
+  return out;
+}
+
+absl::Time AsnTimeToAbsl(const ASN1_TIME* time) {
+  if (time == nullptr) return absl::InfinitePast();
+  bssl::UniquePtr<ASN1_TIME> epoch(ASN1_TIME_set(nullptr, 0));
+  int days = 0;
+  int seconds = 0;
+  if (epoch == nullptr || !ASN1_TIME_diff(&days, &seconds, epoch.get(), time)) {
+    ERR_clear_error();
+    return absl::InfinitePast();
+  }
+  return absl::UnixEpoch() + absl::Hours(24) * days + absl::Seconds(seconds);
+}
+
+std::string NameToString(const X509_NAME* name) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || name == nullptr ||
+      X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253) < 0) {
+    ERR_clear_error();
+    return "";
+  }
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio.get(), &data, &len);
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
+absl::Status CheckKeyStrength(const EVP_PKEY& key) {
+  switch (EVP_PKEY_id(&key)) {
+    case EVP_PKEY_EC: {
+      const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(&key);
+      int curve = ec == nullptr ? NID_undef : EC_GROUP_get_curve_name(EC_KEY_get0_group(ec));
+      if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1) {
+        return absl::InvalidArgumentError("ECDSA private key must use curve P-256 or P-384");
+      }
+      return absl::OkStatus();
+    }
+    case EVP_PKEY_RSA:
+      if (EVP_PKEY_bits(&key) < 2048) {
+        return absl::InvalidArgumentError(absl::StrCat("RSA private key has ", EVP_PKEY_bits(&key),
+                                                       " bits; at least 2048 are required"));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("private key must be ECDSA or RSA");
+  }
+}
+
+}  // namespace
+
+absl::string_view KeyAlgorithmName(KeyAlgorithm algorithm) {
+  switch (algorithm) {
+    case KeyAlgorithm::kEcdsa:
+      return "ECDSA";
+    case KeyAlgorithm::kRsa:
+      return "RSA";
+    case KeyAlgorithm::kOther:
+      break;
+  }
+  return "other";
+}
+
+std::string DrainBoringSslErrors() {
+  std::vector<std::string> parts;
+  while (uint32_t error = ERR_get_error()) {
+    const char* lib = ERR_lib_error_string(error);
+    const char* reason = ERR_reason_error_string(error);
+    parts.push_back(absl::StrCat(lib != nullptr ? lib : "unknown library", ": ",
+                                 reason != nullptr ? reason : absl::StrCat("error ", error)));
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+absl::StatusOr<CertificateChain> ParsePemCertificates(absl::string_view pem) {
+  ERR_clear_error();
+  bssl::UniquePtr<BIO> bio = MemoryBio(pem);
+  if (bio == nullptr) return absl::ResourceExhaustedError("out of memory");
+  CertificateChain chain;
+  while (true) {
+    bssl::UniquePtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassword, nullptr));
+    if (cert == nullptr) break;
+    chain.push_back(std::move(cert));
+  }
+  uint32_t error = ERR_peek_last_error();
+  if (error != 0 && !IsNoMorePemBlocks(error)) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed PEM certificate #", chain.size() + 1,
+                                                   ": ", DrainBoringSslErrors()));
+  }
+  ERR_clear_error();
+  if (chain.empty()) {
+    return absl::InvalidArgumentError("no PEM CERTIFICATE block found");
+  }
+  return chain;
+}
+
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> ParsePemPrivateKey(absl::string_view pem) {
+  ERR_clear_error();
+  bssl::UniquePtr<BIO> bio = MemoryBio(pem);
+  if (bio == nullptr) return absl::ResourceExhaustedError("out of memory");
+  bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassword, nullptr));
+  if (key == nullptr) {
+    uint32_t error = ERR_peek_last_error();
+    if (IsNoMorePemBlocks(error)) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError("no PEM private key block found");
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed or encrypted PEM private key: ", DrainBoringSslErrors()));
+  }
+  if (absl::Status s = CheckKeyStrength(*key); !s.ok()) return s;
+  return key;
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (file == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", path, ": ", std::generic_category().message(errno)));
+  }
+  std::string contents;
+  char chunk[16384];
+  while (size_t n = std::fread(chunk, 1, sizeof(chunk), file.get())) {
+    contents.append(chunk, n);
+    if (contents.size() > kMaxFileSize) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is larger than 1 MiB"));
+    }
+  }
+  if (std::ferror(file.get())) {
+    return absl::UnavailableError(absl::StrCat("error reading ", path));
+  }
+  return contents;
+}
+
+absl::StatusOr<CertificateChain> LoadPemCertificatesFile(const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadSmallFile(path);
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<CertificateChain> chain = ParsePemCertificates(*pem);
+  if (!chain.ok()) {
+    return absl::Status(chain.status().code(), absl::StrCat(path, ": ", chain.status().message()));
+  }
+  return chain;
+}
+
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> LoadPemPrivateKeyFile(const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadSmallFile(path);
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = ParsePemPrivateKey(*pem);
+  // The key bytes are secret: wipe our copy before returning.
+  OPENSSL_cleanse(pem->data(), pem->size());
+  if (!key.ok()) {
+    return absl::Status(key.status().code(), absl::StrCat(path, ": ", key.status().message()));
+  }
+  return key;
+}
+
+absl::Status CheckKeyMatchesCertificate(const X509& cert, const EVP_PKEY& key) {
+  ERR_clear_error();
+  if (!X509_check_private_key(Mutable(cert), &key)) {
+    return absl::InvalidArgumentError(absl::StrCat("private key does not match the certificate (",
+                                                   SubjectName(cert),
+                                                   "): ", DrainBoringSslErrors()));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> UriSans(const X509& cert) { return SansOfType(cert, GEN_URI); }
+std::vector<std::string> DnsSans(const X509& cert) { return SansOfType(cert, GEN_DNS); }
+
+absl::StatusOr<SpiffeId> SpiffeIdFromUriSans(const std::vector<std::string>& uri_sans) {
+  if (uri_sans.empty()) {
+    return absl::NotFoundError("certificate has no URI SAN, so no SPIFFE id");
+  }
+  if (uri_sans.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("certificate has ", uri_sans.size(),
+                                                   " URI SANs [", absl::StrJoin(uri_sans, ", "),
+                                                   "]; a SPIFFE certificate has exactly one"));
+  }
+  return SpiffeId::Parse(uri_sans.front());
+}
+
+absl::StatusOr<SpiffeId> ExtractSpiffeId(const X509& cert) {
+  return SpiffeIdFromUriSans(UriSans(cert));
+}
+
+absl::Time NotBefore(const X509& cert) { return AsnTimeToAbsl(X509_get0_notBefore(&cert)); }
+absl::Time NotAfter(const X509& cert) { return AsnTimeToAbsl(X509_get0_notAfter(&cert)); }
+
+std::string SerialNumberHex(const X509& cert) {
+  bssl::UniquePtr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(&cert), nullptr));
+  if (bn == nullptr) {
+    ERR_clear_error();
+    return "";
+  }
+  bssl::UniquePtr<char> hex(BN_bn2hex(bn.get()));
+  return hex == nullptr ? "" : std::string(hex.get());
+}
+
+std::string SubjectName(const X509& cert) { return NameToString(X509_get_subject_name(&cert)); }
+std::string IssuerName(const X509& cert) { return NameToString(X509_get_issuer_name(&cert)); }
+
+bool IsCa(const X509& cert) { return (X509_get_extension_flags(Mutable(cert)) & EXFLAG_CA) != 0; }
+
+CertificateInfo DescribeCertificate(const X509& cert) {
+  CertificateInfo info;
+  info.subject = SubjectName(cert);
+  info.issuer = IssuerName(cert);
+  info.serial_hex = SerialNumberHex(cert);
+  info.not_before = NotBefore(cert);
+  info.not_after = NotAfter(cert);
+  info.uri_sans = UriSans(cert);
+  info.dns_sans = DnsSans(cert);
+  if (absl::StatusOr<SpiffeId> id = SpiffeIdFromUriSans(info.uri_sans); id.ok()) {
+    info.spiffe_id = id->ToString();
+  }
+  info.is_ca = IsCa(cert);
+  bssl::UniquePtr<EVP_PKEY> key(X509_get_pubkey(Mutable(cert)));
+  if (key != nullptr) {
+    int id = EVP_PKEY_id(key.get());
+    info.key_algorithm = id == EVP_PKEY_EC    ? KeyAlgorithm::kEcdsa
+                         : id == EVP_PKEY_RSA ? KeyAlgorithm::kRsa
+                                              : KeyAlgorithm::kOther;
+    info.key_bits = EVP_PKEY_bits(key.get());
+  }
+  ERR_clear_error();
+  return info;
+}
+
+}  // namespace meshlet::tls

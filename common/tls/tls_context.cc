@@ -1,0 +1,236 @@
+#include "common/tls/tls_context.h"
+
+#include <openssl/bytestring.h>
+#include <openssl/err.h>
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+
+namespace meshlet::tls {
+namespace {
+
+// ECDHE for forward secrecy, AEADs only. ECDSA first: mesh workload keys are ECDSA P-256.
+constexpr char kDefaultCipherList[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:"
+    "ECDHE-RSA-CHACHA20-POLY1305";
+
+constexpr char kDefaultCurves[] = "X25519:P-256";
+
+// Signature algorithms we accept from peers: no SHA-1, no P-521.
+constexpr uint16_t kVerifyAlgorithms[] = {
+    SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_RSA_PSS_RSAE_SHA256, SSL_SIGN_RSA_PKCS1_SHA256,
+    SSL_SIGN_ECDSA_SECP384R1_SHA384, SSL_SIGN_RSA_PSS_RSAE_SHA384, SSL_SIGN_RSA_PKCS1_SHA384,
+    SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,
+};
+
+// Identifies our sessions for resumption; sessions from other applications never resume here.
+constexpr char kSessionIdContext[] = "meshlet";
+
+uint16_t WireVersion(TlsVersion version) {
+  return version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
+absl::Status BoringSslError(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(what, ": ", DrainBoringSslErrors()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::CreateClient(
+    const TlsContextConfig& config) {
+  return Create(Role::kClient, config);
+}
+
+absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::CreateServer(
+    const TlsContextConfig& config) {
+  return Create(Role::kServer, config);
+}
+
+absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
+    Role role, const TlsContextConfig& config) {
+  std::shared_ptr<TlsContext> context(new TlsContext());
+  context->role_ = role;
+  ERR_clear_error();
+  absl::Status status = context->Init(config);
+  ERR_clear_error();
+  if (!status.ok()) {
+    return Annotate(status, role == Role::kServer ? "TLS server context" : "TLS client context");
+  }
+  return std::shared_ptr<const TlsContext>(std::move(context));
+}
+
+absl::Status TlsContext::Init(const TlsContextConfig& config) {
+  const bool server = role_ == Role::kServer;
+
+  // Consistency first, so a bad config is reported before any key material is touched.
+  if (config.min_version > config.max_version) {
+    return absl::InvalidArgumentError("min_version is above max_version");
+  }
+  if (!server && config.client_certificate != ClientCertificateMode::kNone) {
+    return absl::InvalidArgumentError("client_certificate is a server setting");
+  }
+  if (server && config.certificate_chain_pem.empty()) {
+    return absl::InvalidArgumentError("a server needs a certificate chain");
+  }
+  if (config.certificate_chain_pem.empty() != config.private_key_pem.empty()) {
+    return absl::InvalidArgumentError("certificate chain and private key must be given together");
+  }
+  const bool verifies_peer = !server || config.client_certificate != ClientCertificateMode::kNone;
+  if (verifies_peer && config.trust_bundle_pem.empty()) {
+    return absl::InvalidArgumentError(
+        server ? "a server that asks for client certificates needs a trust bundle"
+               : "a client needs a trust bundle to verify servers");
+  }
+  if (!verifies_peer && config.peer_identity.has_value()) {
+    return absl::InvalidArgumentError(
+        "peer_identity needs client_certificate set to kRequest or kRequire");
+  }
+  for (const std::string& protocol : config.alpn_protocols) {
+    if (protocol.empty() || protocol.size() > 255) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ALPN protocol \"", protocol, "\" must be 1..255 bytes"));
+    }
+  }
+
+  ssl_ctx_.reset(SSL_CTX_new(TLS_method()));
+  if (ssl_ctx_ == nullptr) return BoringSslError("SSL_CTX_new");
+  SSL_CTX* ctx = ssl_ctx_.get();
+
+  if (!SSL_CTX_set_min_proto_version(ctx, WireVersion(config.min_version)) ||
+      !SSL_CTX_set_max_proto_version(ctx, WireVersion(config.max_version))) {
+    return BoringSslError("setting protocol versions");
+  }
+  const std::string cipher_list =
+      config.cipher_list.empty() ? kDefaultCipherList : config.cipher_list;
+  if (!SSL_CTX_set_strict_cipher_list(ctx, cipher_list.c_str())) {
+    return BoringSslError(absl::StrCat("cipher list \"", cipher_list, "\""));
+  }
+  const std::string curves = config.curves.empty() ? kDefaultCurves : config.curves;
+  if (!SSL_CTX_set1_curves_list(ctx, curves.c_str())) {
+    return BoringSslError(absl::StrCat("curves \"", curves, "\""));
+  }
+  if (!SSL_CTX_set_verify_algorithm_prefs(ctx, kVerifyAlgorithms,
+                                          sizeof(kVerifyAlgorithms) / sizeof(uint16_t))) {
+    return BoringSslError("setting signature algorithms");
+  }
+
+  // Resumption: no stateful cache (unbounded memory, a lock shared by all workers). Tickets only
+  // when asked for, and only servers issue them.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (!server || !config.session_tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  if (server &&
+      !SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const uint8_t*>(kSessionIdContext),
+                                      std::strlen(kSessionIdContext))) {
+    return BoringSslError("setting session id context");
+  }
+
+  if (!config.certificate_chain_pem.empty()) {
+    ASSIGN_OR_RETURN(CertificateChain chain, ParsePemCertificates(config.certificate_chain_pem));
+    ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, ParsePemPrivateKey(config.private_key_pem));
+    RETURN_IF_ERROR(CheckKeyMatchesCertificate(*chain.front(), *key));
+    if (IsCa(*chain.front())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the leaf certificate (", SubjectName(*chain.front()),
+                       ") is a CA certificate; workload certificates must be CA:FALSE"));
+    }
+    if (!SSL_CTX_use_certificate(ctx, chain.front().get())) {
+      return BoringSslError("using the certificate");
+    }
+    for (size_t i = 1; i < chain.size(); ++i) {
+      if (!SSL_CTX_add1_chain_cert(ctx, chain[i].get())) {
+        return BoringSslError("adding an intermediate certificate");
+      }
+    }
+    if (!SSL_CTX_use_PrivateKey(ctx, key.get()) || !SSL_CTX_check_private_key(ctx)) {
+      return BoringSslError("using the private key");
+    }
+    for (const auto& cert : chain) chain_info_.push_back(DescribeCertificate(*cert));
+    absl::Time now = config.clock != nullptr ? config.clock->WallNow() : absl::Now();
+    if (chain_info_.front().not_after < now) {
+      // Still loaded: refusing would turn a late rotation into a total outage, while peers
+      // reject the expired certificate with a clear error anyway.
+      LOG(WARN) << "TLS certificate " << chain_info_.front().subject << " expired at "
+                << absl::FormatTime(chain_info_.front().not_after);
+    }
+  }
+
+  if (!config.trust_bundle_pem.empty()) {
+    ASSIGN_OR_RETURN(CertificateChain bundle, ParsePemCertificates(config.trust_bundle_pem));
+    trust_store_.reset(X509_STORE_new());
+    if (trust_store_ == nullptr) return BoringSslError("X509_STORE_new");
+    for (size_t i = 0; i < bundle.size(); ++i) {
+      // A non-CA anchor would silently pin one peer certificate; that is never what a trust
+      // bundle means here.
+      if (!IsCa(*bundle[i])) {
+        return absl::InvalidArgumentError(absl::StrCat("trust bundle certificate #", i + 1, " (",
+                                                       SubjectName(*bundle[i]),
+                                                       ") is not a CA certificate"));
+      }
+      if (!X509_STORE_add_cert(trust_store_.get(), bundle[i].get())) {
+        uint32_t error = ERR_peek_last_error();
+        if (ERR_GET_LIB(error) == ERR_LIB_X509 &&
+            ERR_GET_REASON(error) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+          ERR_clear_error();  // a duplicate root is harmless
+          continue;
+        }
+        return BoringSslError(absl::StrCat("adding trust bundle certificate #", i + 1));
+      }
+      bundle_info_.push_back(DescribeCertificate(*bundle[i]));
+    }
+  }
+
+  alpn_protocols_ = config.alpn_protocols;
+  require_alpn_match_ = config.require_alpn_match;
+  if (!alpn_protocols_.empty()) {
+    if (server) {
+      SSL_CTX_set_alpn_select_cb(ctx, &TlsContext::SelectAlpn, this);
+    } else {
+      std::string wire;
+      for (const std::string& protocol : alpn_protocols_) {
+        wire.push_back(static_cast<char>(protocol.size()));
+        wire += protocol;
+      }
+      // Unusually, 0 means success here.
+      if (SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const uint8_t*>(wire.data()),
+                                  wire.size()) != 0) {
+        return BoringSslError("setting ALPN protocols");
+      }
+    }
+  }
+
+  client_certificate_ = config.client_certificate;
+  peer_identity_ = config.peer_identity;
+  clock_ = config.clock;
+  return absl::OkStatus();
+}
+
+int TlsContext::SelectAlpn(SSL* /*ssl*/, const uint8_t** out, uint8_t* out_len, const uint8_t* in,
+                           unsigned in_len, void* arg) {
+  const auto* self = static_cast<const TlsContext*>(arg);
+  for (const std::string& ours : self->alpn_protocols_) {
+    CBS offered;
+    CBS_init(&offered, in, in_len);
+    while (CBS_len(&offered) > 0) {
+      CBS name;
+      if (!CBS_get_u8_length_prefixed(&offered, &name)) break;  // BoringSSL pre-validates
+      if (CBS_len(&name) == ours.size() &&
+          std::memcmp(CBS_data(&name), ours.data(), ours.size()) == 0) {
+        // Points into the ClientHello, which outlives this call; BoringSSL copies it.
+        *out = CBS_data(&name);
+        *out_len = static_cast<uint8_t>(CBS_len(&name));
+        return SSL_TLSEXT_ERR_OK;
+      }
+    }
+  }
+  return self->require_alpn_match_ ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace meshlet::tls

@@ -1,0 +1,177 @@
+#pragma once
+
+// TlsSession: one TLS connection as a socket-free, loop-free state machine over memory BIOs.
+// The caller moves bytes; the session never does I/O, never blocks and never calls back.
+//
+//   ciphertext from the wire ──FeedCiphertext──▶ [session] ──ReadPlaintext──▶ application
+//   application ──WritePlaintext──▶ [session] ──ReadCiphertext──▶ ciphertext for the wire
+//
+// Typical turn: feed what arrived, call ReadPlaintext until it returns 0 (this also advances the
+// handshake), write any queued application data once handshake_complete(), then send everything
+// ReadCiphertext yields. A client calls Handshake() once first to produce its ClientHello.
+//
+// Memory is bounded: incoming ciphertext waits in a queue of at most 32 KiB (FeedCiphertext takes
+// less than offered when it is full: read plaintext, then offer the rest again), and
+// WritePlaintext stops taking data while more than 64 KiB of ciphertext awaits the wire. Both
+// queues free their memory whenever they are drained, and BoringSSL frees its record buffers when
+// empty, so an idle session holds no buffers. Bytes are copied once into the input queue and once
+// out of the output queue; nothing else is buffered.
+//
+// Errors are sticky: after the first failure every call returns it. Even then, drain
+// ReadCiphertext: it may hold a TLS alert that tells the peer why.
+//
+// Ownership and threading: the session holds a shared_ptr to its TlsContext, so the context
+// lives as long as any session made from it. A session belongs to one thread at a time and
+// takes no locks.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <openssl/base.h>
+#include <openssl/ssl.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/tls/spiffe.h"
+#include "common/tls/tls_context.h"
+
+namespace meshlet::tls {
+
+namespace tls_internal {
+// A FIFO of bytes behind one of a session's BIOs. Consumes from the front without moving the
+// rest, and releases its allocation whenever it becomes empty.
+class ByteQueue {
+ public:
+  size_t size() const { return data_.size() - offset_; }
+  bool empty() const { return size() == 0; }
+  absl::string_view view() const { return absl::string_view(data_).substr(offset_); }
+  void Append(const char* bytes, size_t n);
+  // Copies up to dst.size() bytes out and consumes them.
+  size_t Read(absl::Span<char> dst);
+  void Consume(size_t n);
+
+ private:
+  std::string data_;
+  size_t offset_ = 0;
+};
+}  // namespace tls_internal
+
+class TlsSession {
+ public:
+  struct Options {
+    // Client: the SNI host name to send. Identity is checked by SPIFFE id, not by this name.
+    std::string server_name;
+    // Overrides the context's peer_identity for this session only, e.g. the identities allowed
+    // for one upstream cluster while the client context is shared by all clusters.
+    std::optional<SpiffeIdMatcher> peer_identity;
+  };
+
+  static constexpr size_t kCiphertextInputCapacity = 32 * 1024;
+  static constexpr size_t kMaxPendingCiphertext = 64 * 1024;
+  // One full TLS record of plaintext per WritePlaintext call.
+  static constexpr size_t kMaxWriteChunk = 16 * 1024;
+
+  static absl::StatusOr<std::unique_ptr<TlsSession>> Create(
+      std::shared_ptr<const TlsContext> context, Options options = {});
+
+  TlsSession(const TlsSession&) = delete;
+  TlsSession& operator=(const TlsSession&) = delete;
+  ~TlsSession();
+
+  // Advances the handshake as far as the received bytes allow. OK while still in progress;
+  // check handshake_complete(). A client's first call queues the ClientHello.
+  absl::Status Handshake();
+
+  // Takes ciphertext received from the wire; returns how much was taken (all of it unless the
+  // input ring is full). After the peer's close_notify or a failure, input is discarded (and
+  // reported as taken).
+  size_t FeedCiphertext(absl::string_view wire);
+
+  // Advances the handshake, then decrypts into `dst`. Returns the number of plaintext bytes; 0
+  // means nothing more until more ciphertext arrives (or the peer closed: peer_closed()).
+  absl::StatusOr<size_t> ReadPlaintext(absl::Span<char> dst);
+
+  // Encrypts a prefix of `plaintext` (at most kMaxWriteChunk) and returns its length. Returns 0,
+  // taking nothing, until the handshake completes or while kMaxPendingCiphertext is exceeded.
+  // Fails after Shutdown().
+  absl::StatusOr<size_t> WritePlaintext(absl::string_view plaintext);
+
+  // Ciphertext (handshake messages, records, alerts) waiting to be sent.
+  size_t PendingCiphertextSize() const { return output_.size(); }
+  // A view of it, valid until the next call on this session; ConsumeCiphertext(n) once n bytes
+  // have been copied to the wire.
+  absl::string_view PendingCiphertext() const { return output_.view(); }
+  void ConsumeCiphertext(size_t n) { output_.Consume(n); }
+  // Copies up to dst.size() bytes of it into `dst` and consumes them; returns how many.
+  size_t ReadCiphertext(absl::Span<char> dst) { return output_.Read(dst); }
+
+  // Queues close_notify (once). Before the handshake completes, nothing is sent: the owner just
+  // closes the connection. Reading continues to work until the peer's close_notify.
+  void Shutdown();
+
+  const absl::Status& status() const { return status_; }
+  bool handshake_complete() const { return handshake_complete_; }
+  // The peer sent close_notify: no more plaintext will come.
+  bool peer_closed() const { return peer_closed_; }
+  bool shutdown_sent() const { return shutdown_sent_; }
+
+  // Valid once handshake_complete().
+  const std::string& alpn() const { return alpn_; }
+  // Server: the SNI the client sent. Client: the SNI we sent.
+  const std::string& server_name() const { return server_name_; }
+  bool peer_certificate_presented() const { return peer_leaf_ != nullptr; }
+  const std::vector<std::string>& peer_uri_sans() const { return peer_uri_sans_; }
+  // The peer's SPIFFE id, or "" if its certificate has none.
+  const std::string& peer_spiffe_id() const { return peer_spiffe_id_; }
+  // The peer's leaf certificate, or null.
+  const X509* peer_certificate() const { return peer_leaf_.get(); }
+  bool session_resumed() const;
+  // "TLSv1.3", "TLSv1.2".
+  absl::string_view protocol_version() const;
+  absl::string_view cipher_name() const;
+
+  const std::shared_ptr<const TlsContext>& context() const { return context_; }
+
+ private:
+  TlsSession(std::shared_ptr<const TlsContext> context, Options options);
+  absl::Status Init();
+
+  static enum ssl_verify_result_t VerifyCallback(SSL* ssl, uint8_t* out_alert);
+  // Checks the peer chain against the trust bundle and the peer identity policy.
+  absl::Status VerifyPeer(uint8_t* out_alert);
+  absl::Status OnHandshakeComplete();
+  const std::optional<SpiffeIdMatcher>& identity_policy() const;
+
+  // Turns a failed SSL_* return into a specific status and records it.
+  absl::Status FailFromSsl(int ret);
+  absl::Status Fail(absl::Status status);
+
+  std::shared_ptr<const TlsContext> context_;
+  Options options_;
+  // Behind the SSL's read and write BIOs. Declared before ssl_ so they outlive it.
+  tls_internal::ByteQueue input_;
+  tls_internal::ByteQueue output_;
+  bssl::UniquePtr<SSL> ssl_;
+
+  absl::Status status_;
+  // Set by VerifyCallback; more specific than what BoringSSL reports afterwards.
+  absl::Status verify_error_;
+  bool peer_verified_ = false;
+  bool handshake_complete_ = false;
+  bool peer_closed_ = false;
+  bool shutdown_sent_ = false;
+
+  std::string alpn_;
+  std::string server_name_;
+  bssl::UniquePtr<X509> peer_leaf_;
+  std::vector<std::string> peer_uri_sans_;
+  std::string peer_spiffe_id_;
+};
+
+}  // namespace meshlet::tls

@@ -1,0 +1,721 @@
+#include "common/tls/tls_session.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/fake_clock.h"
+#include "common/base/logging.h"
+#include "common/tls/test_certificates.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::tls {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::LeafOptions;
+using testing::TestCa;
+using testing::TestCertificate;
+using testing::TestKeyType;
+
+constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
+constexpr char kBackend[] = "spiffe://cluster.local/ns/default/sa/backend";
+
+template <typename T>
+T ValueOrDie(absl::StatusOr<T> v) {
+  CHECK(v.ok()) << v.status();
+  return *std::move(v);
+}
+
+SpiffeIdMatcher Ids(std::vector<std::string> ids, std::vector<std::string> domains = {}) {
+  return ValueOrDie(SpiffeIdMatcher::Create(ids, domains));
+}
+
+// Moves everything `from` wants to send into `to`, reading `to`'s plaintext into `to_plain`.
+// Offers the bytes in pieces when `to`'s input ring is full, as a connection would.
+bool Transfer(TlsSession& from, TlsSession& to, std::string& to_plain) {
+  std::string wire(from.PendingCiphertextSize(), '\0');
+  wire.resize(from.ReadCiphertext(absl::MakeSpan(wire)));
+  size_t offset = 0;
+  char buf[4096];
+  for (int guard = 0; guard < 100000; ++guard) {
+    offset += to.FeedCiphertext(absl::string_view(wire).substr(offset));
+    while (true) {
+      absl::StatusOr<size_t> n = to.ReadPlaintext(absl::MakeSpan(buf));
+      if (!n.ok() || *n == 0) break;
+      to_plain.append(buf, *n);
+    }
+    if (offset == wire.size()) break;
+  }
+  EXPECT_EQ(offset, wire.size());
+  return !wire.empty();
+}
+
+struct Pair {
+  std::unique_ptr<TlsSession> client;
+  std::unique_ptr<TlsSession> server;
+  std::string client_received;
+  std::string server_received;
+
+  // Shuttles bytes both ways until neither side has anything more to say.
+  void Pump() {
+    for (int i = 0; i < 10000; ++i) {
+      bool moved = Transfer(*client, *server, server_received);
+      moved |= Transfer(*server, *client, client_received);
+      if (!moved) return;
+    }
+    ADD_FAILURE() << "sessions kept talking";
+  }
+  void Handshake() {
+    ASSERT_TRUE(client->Handshake().ok());
+    Pump();
+  }
+  // Writes all of `data` from `from`, pumping as needed.
+  void Write(TlsSession& from, absl::string_view data) {
+    while (!data.empty()) {
+      absl::StatusOr<size_t> n = from.WritePlaintext(data);
+      ASSERT_TRUE(n.ok()) << n.status();
+      data.remove_prefix(*n);
+      Pump();
+    }
+  }
+};
+
+class TlsSessionTest : public ::testing::TestWithParam<TlsVersion> {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TestCa(ValueOrDie(TestCa::Create("mesh root")));
+    other_root_ = new TestCa(ValueOrDie(TestCa::Create("other root")));
+    frontend_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kFrontend})));
+    backend_ = new TestCertificate(
+        ValueOrDie(root_->Issue({.spiffe_id = kBackend, .dns_names = {"backend.default.svc"}})));
+    backend_rsa_ = new TestCertificate(
+        ValueOrDie(root_->Issue({.spiffe_id = kBackend, .key_type = TestKeyType::kRsa2048})));
+  }
+  static void TearDownTestSuite() {
+    delete backend_rsa_;
+    delete backend_;
+    delete frontend_;
+    delete other_root_;
+    delete root_;
+  }
+
+  TlsVersion version() const { return GetParam(); }
+
+  // Client (frontend) and server (backend) configs pinned to the test's TLS version.
+  TlsContextConfig ClientConfig(bool with_cert = false) const {
+    TlsContextConfig config;
+    config.trust_bundle_pem = root_->cert_pem();
+    config.min_version = config.max_version = version();
+    if (with_cert) {
+      config.certificate_chain_pem = frontend_->chain_pem;
+      config.private_key_pem = frontend_->key_pem;
+    }
+    return config;
+  }
+  TlsContextConfig ServerConfig(const TestCertificate& cert,
+                                ClientCertificateMode mode = ClientCertificateMode::kNone) const {
+    TlsContextConfig config;
+    config.certificate_chain_pem = cert.chain_pem;
+    config.private_key_pem = cert.key_pem;
+    config.client_certificate = mode;
+    if (mode != ClientCertificateMode::kNone) config.trust_bundle_pem = root_->cert_pem();
+    config.min_version = config.max_version = version();
+    return config;
+  }
+
+  static Pair MakePair(const TlsContextConfig& client_config, const TlsContextConfig& server_config,
+                       TlsSession::Options client_options = {}) {
+    Pair pair;
+    auto client_ctx = TlsContext::CreateClient(client_config);
+    auto server_ctx = TlsContext::CreateServer(server_config);
+    CHECK(client_ctx.ok()) << client_ctx.status();
+    CHECK(server_ctx.ok()) << server_ctx.status();
+    pair.client = ValueOrDie(TlsSession::Create(*client_ctx, std::move(client_options)));
+    pair.server = ValueOrDie(TlsSession::Create(*server_ctx));
+    return pair;
+  }
+
+  static TestCa* root_;
+  static TestCa* other_root_;
+  static TestCertificate* frontend_;
+  static TestCertificate* backend_;
+  static TestCertificate* backend_rsa_;
+};
+TestCa* TlsSessionTest::root_ = nullptr;
+TestCa* TlsSessionTest::other_root_ = nullptr;
+TestCertificate* TlsSessionTest::frontend_ = nullptr;
+TestCertificate* TlsSessionTest::backend_ = nullptr;
+TestCertificate* TlsSessionTest::backend_rsa_ = nullptr;
+
+INSTANTIATE_TEST_SUITE_P(Versions, TlsSessionTest,
+                         ::testing::Values(TlsVersion::kTls12, TlsVersion::kTls13),
+                         [](const ::testing::TestParamInfo<TlsVersion>& info) {
+                           return info.param == TlsVersion::kTls12 ? "Tls12" : "Tls13";
+                         });
+
+TEST_P(TlsSessionTest, ServerAuthenticatedTls) {
+  TlsContextConfig client = ClientConfig();
+  client.peer_identity = Ids({kBackend});
+  Pair pair = MakePair(client, ServerConfig(*backend_), {.server_name = "backend.default.svc"});
+  pair.Handshake();
+  ASSERT_TRUE(pair.client->status().ok()) << pair.client->status();
+  ASSERT_TRUE(pair.server->status().ok()) << pair.server->status();
+  EXPECT_TRUE(pair.client->handshake_complete());
+  EXPECT_TRUE(pair.server->handshake_complete());
+  EXPECT_EQ(pair.client->protocol_version(),
+            version() == TlsVersion::kTls13 ? "TLSv1.3" : "TLSv1.2");
+  EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend);
+  EXPECT_THAT(pair.client->peer_uri_sans(), ElementsAre(kBackend));
+  EXPECT_TRUE(pair.client->peer_certificate_presented());
+  EXPECT_FALSE(pair.server->peer_certificate_presented());
+  EXPECT_EQ(pair.server->peer_spiffe_id(), "");
+  EXPECT_EQ(pair.server->server_name(), "backend.default.svc");
+  EXPECT_EQ(pair.client->alpn(), "");
+  EXPECT_FALSE(pair.client->session_resumed());
+}
+
+TEST_P(TlsSessionTest, MutualTls) {
+  TlsContextConfig client = ClientConfig(/*with_cert=*/true);
+  client.peer_identity = Ids({kBackend});
+  TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server.peer_identity = Ids({}, {"spiffe://cluster.local/"});
+  Pair pair = MakePair(client, server);
+  pair.Handshake();
+  ASSERT_TRUE(pair.client->status().ok()) << pair.client->status();
+  ASSERT_TRUE(pair.server->status().ok()) << pair.server->status();
+  EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend);
+  EXPECT_EQ(pair.server->peer_spiffe_id(), kFrontend);
+  EXPECT_THAT(pair.server->peer_uri_sans(), ElementsAre(kFrontend));
+  EXPECT_TRUE(pair.server->peer_certificate_presented());
+}
+
+TEST_P(TlsSessionTest, ApplicationDataBothWaysAndCloseNotify) {
+  Pair pair =
+      MakePair(ClientConfig(true), ServerConfig(*backend_, ClientCertificateMode::kRequire));
+  pair.Handshake();
+  ASSERT_TRUE(pair.server->handshake_complete());
+  pair.Write(*pair.client, "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(pair.server_received, "GET / HTTP/1.1\r\n\r\n");
+  pair.Write(*pair.server, "HTTP/1.1 200 OK\r\n\r\n");
+  EXPECT_EQ(pair.client_received, "HTTP/1.1 200 OK\r\n\r\n");
+
+  // Client half-closes; the server can still answer before closing its side.
+  pair.client->Shutdown();
+  EXPECT_TRUE(pair.client->shutdown_sent());
+  pair.Pump();
+  EXPECT_TRUE(pair.server->peer_closed());
+  EXPECT_FALSE(pair.client->peer_closed());
+  pair.Write(*pair.server, "bye");
+  EXPECT_EQ(pair.client_received, "HTTP/1.1 200 OK\r\n\r\nbye");
+  pair.server->Shutdown();
+  pair.Pump();
+  EXPECT_TRUE(pair.client->peer_closed());
+  EXPECT_TRUE(pair.client->status().ok()) << pair.client->status();
+  EXPECT_TRUE(pair.server->status().ok()) << pair.server->status();
+  EXPECT_EQ(pair.client->WritePlaintext("late").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(TlsSessionTest, LargeTransferBothWays) {
+  Pair pair =
+      MakePair(ClientConfig(true), ServerConfig(*backend_, ClientCertificateMode::kRequire));
+  pair.Handshake();
+  std::string upload(1 << 20, '\0');
+  for (size_t i = 0; i < upload.size(); ++i)
+    upload[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+  std::string download(upload.rbegin(), upload.rend());
+  pair.Write(*pair.client, upload);
+  pair.Write(*pair.server, download);
+  ASSERT_EQ(pair.server_received.size(), upload.size());
+  EXPECT_TRUE(pair.server_received == upload);
+  ASSERT_EQ(pair.client_received.size(), download.size());
+  EXPECT_TRUE(pair.client_received == download);
+}
+
+TEST_P(TlsSessionTest, WritesWaitForHandshakeAndOutputIsBounded) {
+  Pair pair = MakePair(ClientConfig(), ServerConfig(*backend_));
+  // Before the handshake nothing is taken.
+  EXPECT_EQ(*pair.client->WritePlaintext("early"), 0u);
+  pair.Handshake();
+  std::string big(1 << 20, 'x');
+  size_t taken = 0;
+  // Without draining, the session stops taking data at its pending-ciphertext watermark.
+  while (true) {
+    size_t n = *pair.client->WritePlaintext(absl::string_view(big).substr(taken));
+    if (n == 0) break;
+    EXPECT_LE(n, TlsSession::kMaxWriteChunk);
+    taken += n;
+  }
+  EXPECT_GE(pair.client->PendingCiphertextSize(), TlsSession::kMaxPendingCiphertext);
+  EXPECT_LT(pair.client->PendingCiphertextSize(),
+            TlsSession::kMaxPendingCiphertext + 2 * TlsSession::kMaxWriteChunk);
+  pair.Pump();
+  EXPECT_EQ(pair.server_received.size(), taken);
+}
+
+TEST_P(TlsSessionTest, AlpnServerPreferenceWins) {
+  TlsContextConfig client = ClientConfig();
+  client.alpn_protocols = {"http/1.1", "h2"};
+  TlsContextConfig server = ServerConfig(*backend_);
+  server.alpn_protocols = {"h2", "http/1.1"};
+  Pair pair = MakePair(client, server);
+  pair.Handshake();
+  ASSERT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+  EXPECT_EQ(pair.client->alpn(), "h2");
+  EXPECT_EQ(pair.server->alpn(), "h2");
+}
+
+TEST_P(TlsSessionTest, AlpnNoOverlapContinuesWithoutProtocolByDefault) {
+  TlsContextConfig client = ClientConfig();
+  client.alpn_protocols = {"spdy/3"};
+  TlsContextConfig server = ServerConfig(*backend_);
+  server.alpn_protocols = {"h2", "http/1.1"};
+  Pair pair = MakePair(client, server);
+  pair.Handshake();
+  ASSERT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+  EXPECT_EQ(pair.client->alpn(), "");
+  EXPECT_EQ(pair.server->alpn(), "");
+}
+
+TEST_P(TlsSessionTest, AlpnNoOverlapFailsWhenRequired) {
+  TlsContextConfig client = ClientConfig();
+  client.alpn_protocols = {"spdy/3"};
+  TlsContextConfig server = ServerConfig(*backend_);
+  server.alpn_protocols = {"h2", "http/1.1"};
+  server.require_alpn_match = true;
+  Pair pair = MakePair(client, server);
+  pair.Handshake();
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("no ALPN protocol in common"));
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("h2,http/1.1"));
+  EXPECT_FALSE(pair.client->status().ok());
+  EXPECT_THAT(pair.client->status().message(), HasSubstr("no ALPN protocol in common"));
+}
+
+TEST_P(TlsSessionTest, ServerWithWrongIdentityRejectedByClient) {
+  TlsContextConfig client = ClientConfig();
+  client.peer_identity = Ids({kBackend});
+  Pair pair = MakePair(client, ServerConfig(*frontend_));
+  pair.Handshake();
+  const absl::Status& status = pair.client->status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("peer identity ", kFrontend)));
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("expected one of [", kBackend, "]")));
+  EXPECT_FALSE(pair.client->handshake_complete());
+  // The server learns why from the alert.
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("access denied"));
+}
+
+TEST_P(TlsSessionTest, ClientWithWrongIdentityRejectedByServer) {
+  TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server.peer_identity = Ids({"spiffe://cluster.local/ns/default/sa/reviews"});
+  Pair pair = MakePair(ClientConfig(true), server);
+  pair.Handshake();
+  const absl::Status& status = pair.server->status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("peer identity ", kFrontend,
+                                                       " is not allowed; expected one of "
+                                                       "[spiffe://cluster.local/ns/default/sa/"
+                                                       "reviews]")));
+  // In TLS 1.3 the client finishes first and hears about the rejection on its next read.
+  EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kPermissionDenied)
+      << pair.client->status();
+}
+
+TEST_P(TlsSessionTest, TrustDomainMismatchRejected) {
+  TlsContextConfig client = ClientConfig();
+  client.peer_identity = Ids({}, {"prod.example"});
+  Pair pair = MakePair(client, ServerConfig(*backend_));
+  pair.Handshake();
+  EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(pair.client->status().message(), HasSubstr(kBackend));
+  EXPECT_THAT(pair.client->status().message(), HasSubstr("spiffe://prod.example/*"));
+}
+
+TEST_P(TlsSessionTest, PerSessionIdentityOverridesContext) {
+  TlsContextConfig client = ClientConfig();
+  client.peer_identity = Ids({kBackend});
+  Pair pair = MakePair(client, ServerConfig(*backend_), {.peer_identity = Ids({kFrontend})});
+  pair.Handshake();
+  EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_P(TlsSessionTest, PeerWithoutSpiffeIdRejectedWhenIdentityRequired) {
+  TestCertificate no_san = ValueOrDie(root_->Issue({.dns_names = {"backend.default.svc"}}));
+  TlsContextConfig client = ClientConfig();
+  client.peer_identity = Ids({kBackend});
+  Pair pair = MakePair(client, ServerConfig(no_san));
+  pair.Handshake();
+  EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(pair.client->status().message(), HasSubstr("no URI SAN"));
+}
+
+TEST_P(TlsSessionTest, UntrustedCaRejected) {
+  TestCertificate stranger = ValueOrDie(other_root_->Issue({.spiffe_id = kBackend}));
+  Pair pair = MakePair(ClientConfig(), ServerConfig(stranger));
+  pair.Handshake();
+  const absl::Status& status = pair.client->status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("peer certificate ", kBackend)));
+  EXPECT_THAT(status.message(), HasSubstr("not issued by a trusted CA"));
+  EXPECT_THAT(status.message(), HasSubstr("other root"));
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("unknown CA"));
+}
+
+TEST_P(TlsSessionTest, ExpiredCertificateRejected) {
+  TestCertificate expired = ValueOrDie(root_->Issue({.spiffe_id = kBackend,
+                                                     .not_before_offset = -absl::Hours(48),
+                                                     .not_after_offset = -absl::Hours(24)}));
+  Pair pair = MakePair(ClientConfig(), ServerConfig(expired));
+  pair.Handshake();
+  EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.client->status().message(), HasSubstr("expired at"));
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("certificate expired"));
+}
+
+TEST_P(TlsSessionTest, ExpiredClientCertificateRejectedByServer) {
+  TestCertificate expired = ValueOrDie(root_->Issue({.spiffe_id = kFrontend,
+                                                     .not_before_offset = -absl::Hours(48),
+                                                     .not_after_offset = -absl::Minutes(1)}));
+  TlsContextConfig client = ClientConfig();
+  client.certificate_chain_pem = expired.chain_pem;
+  client.private_key_pem = expired.key_pem;
+  Pair pair = MakePair(client, ServerConfig(*backend_, ClientCertificateMode::kRequire));
+  pair.Handshake();
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.server->status().message(),
+              HasSubstr(absl::StrCat("peer certificate ", kFrontend, " expired at")));
+}
+
+TEST_P(TlsSessionTest, VerificationUsesTheConfiguredClock) {
+  FakeClock clock;
+  // A certificate valid for one hour either side of the fake clock's time.
+  const absl::Duration to_fake = clock.WallNow() - absl::Now();
+  TestCertificate cert = ValueOrDie(root_->Issue({.spiffe_id = kBackend,
+                                                  .not_before_offset = to_fake - absl::Hours(1),
+                                                  .not_after_offset = to_fake + absl::Hours(1)}));
+  TlsContextConfig client = ClientConfig();
+  client.clock = &clock;
+  Pair valid = MakePair(client, ServerConfig(cert));
+  valid.Handshake();
+  EXPECT_TRUE(valid.client->handshake_complete()) << valid.client->status();
+
+  clock.Advance(std::chrono::hours(2));
+  Pair expired = MakePair(client, ServerConfig(cert));
+  expired.Handshake();
+  EXPECT_EQ(expired.client->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(expired.client->status().message(), HasSubstr("expired at"));
+}
+
+TEST_P(TlsSessionTest, MissingClientCertificateRejectedWhenRequired) {
+  Pair pair = MakePair(ClientConfig(/*with_cert=*/false),
+                       ServerConfig(*backend_, ClientCertificateMode::kRequire));
+  pair.Handshake();
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("peer presented no certificate"));
+  EXPECT_FALSE(pair.client->status().ok());
+}
+
+TEST_P(TlsSessionTest, RequestedClientCertificateIsOptional) {
+  Pair anonymous =
+      MakePair(ClientConfig(false), ServerConfig(*backend_, ClientCertificateMode::kRequest));
+  anonymous.Handshake();
+  ASSERT_TRUE(anonymous.server->handshake_complete()) << anonymous.server->status();
+  EXPECT_FALSE(anonymous.server->peer_certificate_presented());
+
+  Pair identified =
+      MakePair(ClientConfig(true), ServerConfig(*backend_, ClientCertificateMode::kRequest));
+  identified.Handshake();
+  ASSERT_TRUE(identified.server->handshake_complete()) << identified.server->status();
+  EXPECT_EQ(identified.server->peer_spiffe_id(), kFrontend);
+
+  // ...but one that is presented must verify.
+  TestCertificate stranger = ValueOrDie(other_root_->Issue({.spiffe_id = kFrontend}));
+  TlsContextConfig client = ClientConfig();
+  client.certificate_chain_pem = stranger.chain_pem;
+  client.private_key_pem = stranger.key_pem;
+  Pair bad = MakePair(client, ServerConfig(*backend_, ClientCertificateMode::kRequest));
+  bad.Handshake();
+  EXPECT_THAT(bad.server->status().message(), HasSubstr("not issued by a trusted CA"));
+}
+
+TEST_P(TlsSessionTest, RequestedClientCertificateWithIdentityPolicyIsRequired) {
+  TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequest);
+  server.peer_identity = Ids({kFrontend});
+  Pair pair = MakePair(ClientConfig(false), server);
+  pair.Handshake();
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("no certificate"));
+}
+
+TEST_P(TlsSessionTest, RsaAndEcdsaServerCertificates) {
+  for (const TestCertificate* cert : {backend_, backend_rsa_}) {
+    TlsContextConfig client = ClientConfig(true);
+    client.peer_identity = Ids({kBackend});
+    Pair pair = MakePair(client, ServerConfig(*cert, ClientCertificateMode::kRequire));
+    pair.Handshake();
+    ASSERT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+    ASSERT_TRUE(pair.server->handshake_complete()) << pair.server->status();
+    EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend);
+    if (version() == TlsVersion::kTls12) {
+      EXPECT_THAT(pair.client->cipher_name(),
+                  HasSubstr(cert == backend_rsa_ ? "ECDHE-RSA" : "ECDHE-ECDSA"));
+    }
+    pair.Write(*pair.client, "ping");
+    EXPECT_EQ(pair.server_received, "ping");
+  }
+}
+
+TEST_P(TlsSessionTest, TwoRootsInTrustBundleBothVerify) {
+  TestCertificate from_other = ValueOrDie(other_root_->Issue({.spiffe_id = kBackend}));
+  for (const TestCertificate* cert : {backend_, &from_other}) {
+    TlsContextConfig client = ClientConfig();
+    client.trust_bundle_pem = absl::StrCat(root_->cert_pem(), other_root_->cert_pem());
+    Pair pair = MakePair(client, ServerConfig(*cert));
+    pair.Handshake();
+    EXPECT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+    EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend);
+  }
+}
+
+TEST_P(TlsSessionTest, IntermediateCaChainVerifies) {
+  TestCa intermediate = ValueOrDie(root_->CreateIntermediate("mesh intermediate"));
+  TestCertificate leaf = ValueOrDie(intermediate.Issue({.spiffe_id = kBackend}));
+  Pair pair = MakePair(ClientConfig(), ServerConfig(leaf));
+  pair.Handshake();
+  EXPECT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+  EXPECT_EQ(pair.client->peer_spiffe_id(), kBackend);
+}
+
+TEST_P(TlsSessionTest, GarbageFromPeerFailsCleanly) {
+  Pair pair = MakePair(ClientConfig(), ServerConfig(*backend_));
+  std::string garbage(3000, '\x16');
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>(i * 37);
+  EXPECT_EQ(pair.server->FeedCiphertext(garbage), garbage.size());
+  char buf[64];
+  absl::StatusOr<size_t> n = pair.server->ReadPlaintext(absl::MakeSpan(buf));
+  EXPECT_FALSE(n.ok());
+  EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("TLS handshake failed"));
+  // Sticky, and further input is discarded.
+  EXPECT_FALSE(pair.server->Handshake().ok());
+  EXPECT_EQ(pair.server->FeedCiphertext("more"), 4u);
+}
+
+TEST_P(TlsSessionTest, ContextSwapKeepsOldSessionsOnOldContext) {
+  // Rotation from one root to another: before, the server presents a root_ certificate; after,
+  // an other_root_ one. The client trusts both during the rotation.
+  TestCertificate rotated = ValueOrDie(other_root_->Issue({.spiffe_id = kBackend}));
+  auto old_ctx = ValueOrDie(TlsContext::CreateServer(ServerConfig(*backend_)));
+  auto new_ctx = ValueOrDie(TlsContext::CreateServer(ServerConfig(rotated)));
+  TlsContextProvider provider(old_ctx);
+  std::weak_ptr<const TlsContext> old_weak = old_ctx;
+  old_ctx.reset();
+
+  TlsContextConfig client_config = ClientConfig();
+  client_config.trust_bundle_pem = absl::StrCat(root_->cert_pem(), other_root_->cert_pem());
+  auto client_ctx = ValueOrDie(TlsContext::CreateClient(client_config));
+
+  Pair before;
+  before.client = ValueOrDie(TlsSession::Create(client_ctx));
+  before.server = ValueOrDie(TlsSession::Create(provider.Current()));
+  EXPECT_EQ(provider.generation(), 1u);
+  provider.Update(new_ctx);
+  EXPECT_EQ(provider.generation(), 2u);
+  EXPECT_EQ(provider.Current(), new_ctx);
+  EXPECT_FALSE(old_weak.expired()) << "the session keeps its context alive";
+
+  before.Handshake();  // the handshake runs after the swap, still on the old context
+  ASSERT_TRUE(before.client->handshake_complete()) << before.client->status();
+  EXPECT_THAT(IssuerName(*before.client->peer_certificate()), HasSubstr("mesh root"));
+
+  Pair after;
+  after.client = ValueOrDie(TlsSession::Create(client_ctx));
+  after.server = ValueOrDie(TlsSession::Create(provider.Current()));
+  after.Handshake();
+  ASSERT_TRUE(after.client->handshake_complete()) << after.client->status();
+  EXPECT_THAT(IssuerName(*after.client->peer_certificate()), HasSubstr("other root"));
+
+  before.Write(*before.client, "still here");
+  EXPECT_EQ(before.server_received, "still here");
+  before.server.reset();
+  EXPECT_TRUE(old_weak.expired()) << "the old context goes with its last session";
+}
+
+TEST(TlsVersionMismatchTest, NoCommonVersionFails) {
+  TestCa root = ValueOrDie(TestCa::Create());
+  TestCertificate cert = ValueOrDie(root.Issue({.spiffe_id = kBackend}));
+  TlsContextConfig client{.trust_bundle_pem = root.cert_pem(),
+                          .min_version = TlsVersion::kTls12,
+                          .max_version = TlsVersion::kTls12};
+  TlsContextConfig server{.certificate_chain_pem = cert.chain_pem,
+                          .private_key_pem = cert.key_pem,
+                          .min_version = TlsVersion::kTls13};
+  Pair pair;
+  pair.client = ValueOrDie(TlsSession::Create(ValueOrDie(TlsContext::CreateClient(client))));
+  pair.server = ValueOrDie(TlsSession::Create(ValueOrDie(TlsContext::CreateServer(server))));
+  pair.Handshake();
+  EXPECT_THAT(pair.server->status().message(), HasSubstr("no TLS version in common"));
+  EXPECT_THAT(pair.client->status().message(), HasSubstr("no TLS version in common"));
+}
+
+TEST(TlsSessionDefaultsTest, SessionTicketsCanBeEnabled) {
+  TestCa root = ValueOrDie(TestCa::Create());
+  TestCertificate cert = ValueOrDie(root.Issue({.spiffe_id = kBackend}));
+  Pair pair;
+  pair.client = ValueOrDie(TlsSession::Create(
+      ValueOrDie(TlsContext::CreateClient({.trust_bundle_pem = root.cert_pem()}))));
+  pair.server = ValueOrDie(TlsSession::Create(
+      ValueOrDie(TlsContext::CreateServer({.certificate_chain_pem = cert.chain_pem,
+                                           .private_key_pem = cert.key_pem,
+                                           .session_tickets = true}))));
+  pair.Handshake();
+  pair.Write(*pair.server, "data after the ticket");
+  EXPECT_EQ(pair.client_received, "data after the ticket");
+  EXPECT_TRUE(pair.client->status().ok()) << pair.client->status();
+}
+
+TEST(TlsContextProviderTest, ConcurrentReadersSeeWholeContexts) {
+  TestCa root = ValueOrDie(TestCa::Create());
+  TestCertificate cert = ValueOrDie(root.Issue({.spiffe_id = kBackend}));
+  TlsContextConfig config{.certificate_chain_pem = cert.chain_pem, .private_key_pem = cert.key_pem};
+  std::vector<std::shared_ptr<const TlsContext>> contexts;
+  for (int i = 0; i < 4; ++i) contexts.push_back(ValueOrDie(TlsContext::CreateServer(config)));
+  TlsContextProvider provider(contexts[0]);
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      auto session = TlsSession::Create(provider.Current());
+      CHECK(session.ok()) << session.status();
+    }
+  });
+  for (int i = 0; i < 2000; ++i) provider.Update(contexts[i % contexts.size()]);
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(provider.generation(), 2001u);
+}
+
+TEST(TlsSessionDefaultsTest, DefaultsNegotiateTls13) {
+  TestCa root = ValueOrDie(TestCa::Create());
+  TestCertificate cert = ValueOrDie(root.Issue({.spiffe_id = kBackend}));
+  Pair pair;
+  pair.client = ValueOrDie(TlsSession::Create(
+      ValueOrDie(TlsContext::CreateClient({.trust_bundle_pem = root.cert_pem()}))));
+  pair.server = ValueOrDie(TlsSession::Create(ValueOrDie(TlsContext::CreateServer(
+      {.certificate_chain_pem = cert.chain_pem, .private_key_pem = cert.key_pem}))));
+  pair.Handshake();
+  ASSERT_TRUE(pair.client->handshake_complete()) << pair.client->status();
+  EXPECT_EQ(pair.client->protocol_version(), "TLSv1.3");
+  EXPECT_EQ(pair.server->protocol_version(), "TLSv1.3");
+}
+
+}  // namespace
+}  // namespace meshlet::tls
+
+namespace meshlet::tls {
+namespace {
+
+class TlsContextConfigTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TestCa(ValueOrDie(TestCa::Create()));
+    leaf_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kBackend})));
+  }
+  static void TearDownTestSuite() {
+    delete leaf_;
+    delete root_;
+  }
+  static TlsContextConfig Server() {
+    return {.certificate_chain_pem = leaf_->chain_pem, .private_key_pem = leaf_->key_pem};
+  }
+  static std::string ServerError(const TlsContextConfig& config) {
+    return std::string(TlsContext::CreateServer(config).status().message());
+  }
+  static std::string ClientError(const TlsContextConfig& config) {
+    return std::string(TlsContext::CreateClient(config).status().message());
+  }
+  static TestCa* root_;
+  static TestCertificate* leaf_;
+};
+TestCa* TlsContextConfigTest::root_ = nullptr;
+TestCertificate* TlsContextConfigTest::leaf_ = nullptr;
+
+TEST_F(TlsContextConfigTest, ValidConfigsWork) {
+  EXPECT_TRUE(TlsContext::CreateServer(Server()).ok());
+  auto client = TlsContext::CreateClient({.trust_bundle_pem = root_->cert_pem()});
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_FALSE((*client)->is_server());
+  auto server = TlsContext::CreateServer(Server());
+  ASSERT_EQ((*server)->certificate_chain_info().size(), 1u);
+  EXPECT_EQ((*server)->certificate_chain_info()[0].spiffe_id, kBackend);
+}
+
+TEST_F(TlsContextConfigTest, ReportsConfigurationErrors) {
+  EXPECT_THAT(ServerError({}), HasSubstr("TLS server context: a server needs a certificate"));
+  EXPECT_THAT(ClientError({}), HasSubstr("client needs a trust bundle"));
+
+  TlsContextConfig config = Server();
+  config.private_key_pem.clear();
+  EXPECT_THAT(ServerError(config), HasSubstr("must be given together"));
+
+  config = Server();
+  config.private_key_pem = ValueOrDie(root_->Issue({.spiffe_id = kFrontend})).key_pem;
+  EXPECT_THAT(ServerError(config), HasSubstr("does not match"));
+
+  config = Server();
+  config.min_version = TlsVersion::kTls13;
+  config.max_version = TlsVersion::kTls12;
+  EXPECT_THAT(ServerError(config), HasSubstr("min_version is above max_version"));
+
+  config = Server();
+  config.client_certificate = ClientCertificateMode::kRequire;
+  EXPECT_THAT(ServerError(config), HasSubstr("needs a trust bundle"));
+
+  config = Server();
+  config.peer_identity = SpiffeIdMatcher();
+  EXPECT_THAT(ServerError(config), HasSubstr("peer_identity needs client_certificate"));
+
+  config = Server();
+  config.cipher_list = "RC4-MD5:NOT-A-CIPHER";
+  EXPECT_THAT(ServerError(config), HasSubstr("cipher list"));
+
+  config = Server();
+  config.curves = "P-192";
+  EXPECT_THAT(ServerError(config), HasSubstr("curves"));
+
+  config = Server();
+  config.alpn_protocols = {""};
+  EXPECT_THAT(ServerError(config), HasSubstr("ALPN protocol"));
+
+  config = Server();
+  config.certificate_chain_pem = root_->cert_pem();
+  config.private_key_pem = root_->key_pem();
+  EXPECT_THAT(ServerError(config), HasSubstr("is a CA certificate"));
+
+  EXPECT_THAT(ClientError({.trust_bundle_pem = leaf_->chain_pem}),
+              HasSubstr("trust bundle certificate #1"));
+  EXPECT_THAT(ClientError({.trust_bundle_pem = "junk"}), HasSubstr("no PEM CERTIFICATE"));
+  EXPECT_THAT(ClientError({.trust_bundle_pem = root_->cert_pem(),
+                           .client_certificate = ClientCertificateMode::kRequire}),
+              HasSubstr("server setting"));
+}
+
+TEST_F(TlsContextConfigTest, SessionOptionsValidated) {
+  auto server = ValueOrDie(TlsContext::CreateServer(Server()));
+  EXPECT_FALSE(TlsSession::Create(nullptr).ok());
+  EXPECT_FALSE(TlsSession::Create(server, {.peer_identity = SpiffeIdMatcher()}).ok());
+}
+
+}  // namespace
+}  // namespace meshlet::tls

@@ -1,0 +1,227 @@
+#include "common/tls/tls_transport.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/net/buffer.h"
+#include "common/tls/test_certificates.h"
+#include "common/tls/tls_context_provider.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::tls {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::TestCa;
+using testing::TestCertificate;
+
+constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
+constexpr char kBackend[] = "spiffe://cluster.local/ns/default/sa/backend";
+
+template <typename T>
+T ValueOrDie(absl::StatusOr<T> v) {
+  CHECK(v.ok()) << v.status();
+  return *std::move(v);
+}
+
+// One side of a connection as net::Connection would drive it: its four buffers.
+struct Endpoint {
+  std::unique_ptr<net::Transport> transport;
+  net::Buffer wire_in;
+  net::Buffer app_in;
+  net::Buffer app_out;
+  net::Buffer wire_out;
+  absl::Status status;
+
+  void Receive() {
+    if (!status.ok()) return;
+    status = transport->OnReceived(wire_in, app_in, wire_out);
+    if (status.ok() && !app_out.empty()) status = transport->Send(app_out, wire_out);
+  }
+};
+
+// Delivers wire bytes both ways until quiet. `piece` > 0 delivers them that many bytes at a
+// time, so records arrive split across reads.
+void Pump(Endpoint& client, Endpoint& server, size_t piece = 0) {
+  for (int i = 0; i < 100000; ++i) {
+    bool moved = false;
+    for (auto [from, to] : {std::pair{&client, &server}, std::pair{&server, &client}}) {
+      while (!from->wire_out.empty()) {
+        moved = true;
+        if (piece == 0) {
+          to->wire_in.Move(from->wire_out);
+        } else {
+          to->wire_in.Move(from->wire_out, piece);
+        }
+        to->Receive();
+      }
+    }
+    if (!moved) return;
+  }
+  ADD_FAILURE() << "endpoints kept talking";
+}
+
+class TlsTransportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TestCa(ValueOrDie(TestCa::Create("mesh root")));
+    frontend_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kFrontend})));
+    backend_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kBackend})));
+  }
+  static void TearDownTestSuite() {
+    delete backend_;
+    delete frontend_;
+    delete root_;
+  }
+
+  static std::shared_ptr<const TlsContext> ClientContext(const std::string& expected_peer) {
+    TlsContextConfig config{.certificate_chain_pem = frontend_->chain_pem,
+                            .private_key_pem = frontend_->key_pem,
+                            .trust_bundle_pem = root_->cert_pem(),
+                            .alpn_protocols = {"h2", "http/1.1"}};
+    config.peer_identity = ValueOrDie(SpiffeIdMatcher::Create({expected_peer}, {}));
+    return ValueOrDie(TlsContext::CreateClient(config));
+  }
+  static std::shared_ptr<const TlsContext> ServerContext(const TestCertificate& cert) {
+    TlsContextConfig config{.certificate_chain_pem = cert.chain_pem,
+                            .private_key_pem = cert.key_pem,
+                            .trust_bundle_pem = root_->cert_pem(),
+                            .alpn_protocols = {"h2", "http/1.1"},
+                            .client_certificate = ClientCertificateMode::kRequire};
+    config.peer_identity = ValueOrDie(SpiffeIdMatcher::Create({}, {"cluster.local"}));
+    return ValueOrDie(TlsContext::CreateServer(config));
+  }
+
+  static void Connect(Endpoint& client, Endpoint& server, size_t piece = 0) {
+    client.status = client.transport->Start(client.wire_out);
+    ASSERT_TRUE(client.status.ok()) << client.status;
+    EXPECT_FALSE(client.wire_out.empty()) << "ClientHello";
+    ASSERT_TRUE(server.transport->Start(server.wire_out).ok());
+    EXPECT_TRUE(server.wire_out.empty());
+    Pump(client, server, piece);
+  }
+
+  static TestCa* root_;
+  static TestCertificate* frontend_;
+  static TestCertificate* backend_;
+};
+TestCa* TlsTransportTest::root_ = nullptr;
+TestCertificate* TlsTransportTest::frontend_ = nullptr;
+TestCertificate* TlsTransportTest::backend_ = nullptr;
+
+TEST_F(TlsTransportTest, MutualTlsHandshakeAndData) {
+  Endpoint client{.transport = ValueOrDie(TlsTransport::Create(
+                      ClientContext(kBackend), {.server_name = "backend.default.svc"}))};
+  Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*backend_)))};
+  // Written before the handshake: stays queued in app_out until it completes.
+  client.app_out.Append("hello over mTLS");
+  ASSERT_TRUE(client.transport->Send(client.app_out, client.wire_out).ok());
+  EXPECT_EQ(client.app_out.length(), 15u);
+  EXPECT_TRUE(client.wire_out.empty());
+
+  Connect(client, server);
+  ASSERT_TRUE(client.status.ok()) << client.status;
+  ASSERT_TRUE(server.status.ok()) << server.status;
+  EXPECT_TRUE(client.transport->HandshakeComplete());
+  EXPECT_TRUE(server.transport->HandshakeComplete());
+  EXPECT_EQ(server.app_in.ToString(), "hello over mTLS");
+  EXPECT_TRUE(client.app_out.empty());
+
+  EXPECT_EQ(client.transport->peer().alpn, "h2");
+  EXPECT_EQ(server.transport->peer().alpn, "h2");
+  EXPECT_EQ(server.transport->peer().sni, "backend.default.svc");
+  EXPECT_THAT(client.transport->peer().uri_sans, ElementsAre(kBackend));
+  EXPECT_THAT(server.transport->peer().uri_sans, ElementsAre(kFrontend));
+  EXPECT_TRUE(server.transport->peer().peer_certificate_presented);
+
+  server.app_out.Append("hello back");
+  ASSERT_TRUE(server.transport->Send(server.app_out, server.wire_out).ok());
+  Pump(client, server);
+  EXPECT_EQ(client.app_in.ToString(), "hello back");
+
+  client.transport->Shutdown(client.wire_out);
+  EXPECT_FALSE(client.wire_out.empty()) << "close_notify";
+  Pump(client, server);
+  const auto* session = static_cast<TlsTransport*>(server.transport.get())->session();
+  EXPECT_TRUE(session->peer_closed());
+  EXPECT_TRUE(server.status.ok()) << server.status;
+}
+
+TEST_F(TlsTransportTest, LargeTransferInSmallPieces) {
+  Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
+  Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*backend_)))};
+  Connect(client, server, /*piece=*/7);  // every handshake record split across reads
+  ASSERT_TRUE(server.transport->HandshakeComplete()) << server.status;
+
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 2654435761u >> 13);
+  client.app_out.Append(payload);
+  ASSERT_TRUE(client.transport->Send(client.app_out, client.wire_out).ok());
+  EXPECT_TRUE(client.app_out.empty());
+  EXPECT_GT(client.wire_out.length(), payload.size());
+  Pump(client, server, /*piece=*/5000);
+  ASSERT_TRUE(server.status.ok()) << server.status;
+  ASSERT_EQ(server.app_in.length(), payload.size());
+  EXPECT_TRUE(server.app_in.ToString() == payload);
+}
+
+TEST_F(TlsTransportTest, WrongIdentityFailsWithAlert) {
+  Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
+  // The server presents the frontend identity.
+  Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*frontend_)))};
+  Connect(client, server);
+  EXPECT_EQ(client.status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(client.status.message(),
+              HasSubstr(absl::StrCat("peer identity ", kFrontend, " is not allowed")));
+  // The client's alert reached the server, which fails with the reason.
+  EXPECT_EQ(server.status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(client.transport->HandshakeComplete());
+  // Later calls keep failing; no data is produced.
+  client.app_out.Append("x");
+  EXPECT_FALSE(client.transport->Send(client.app_out, client.wire_out).ok());
+}
+
+TEST_F(TlsTransportTest, FactoryFollowsProviderRotation) {
+  auto provider = std::make_shared<TlsContextProvider>(ServerContext(*backend_));
+  net::TransportFactory factory = TlsTransport::Factory(provider);
+  Endpoint old_server{.transport = factory()};
+
+  TestCertificate rotated =
+      ValueOrDie(root_->Issue({.spiffe_id = kBackend, .common_name = "rotated backend"}));
+  provider->Update(ServerContext(rotated));
+  Endpoint new_server{.transport = factory()};
+
+  for (Endpoint* server : {&old_server, &new_server}) {
+    Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
+    Connect(client, *server);
+    ASSERT_TRUE(client.transport->HandshakeComplete()) << client.status;
+    const X509* cert =
+        static_cast<TlsTransport*>(client.transport.get())->session()->peer_certificate();
+    EXPECT_EQ(SubjectName(*cert).find("rotated backend") != std::string::npos,
+              server == &new_server);
+  }
+}
+
+TEST_F(TlsTransportTest, FactoryReportsSessionErrors) {
+  // A server context that requires client certificates accepts a per-session identity, but one
+  // that does not ask for them rejects it: the transport carries that error.
+  auto plain = ValueOrDie(TlsContext::CreateServer(
+      {.certificate_chain_pem = backend_->chain_pem, .private_key_pem = backend_->key_pem}));
+  auto plain_provider = std::make_shared<TlsContextProvider>(plain);
+  net::TransportFactory factory =
+      TlsTransport::Factory(plain_provider, {.peer_identity = SpiffeIdMatcher()});
+  std::unique_ptr<net::Transport> transport = factory();
+  net::Buffer out;
+  EXPECT_EQ(transport->Start(out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(transport->HandshakeComplete());
+  transport->Shutdown(out);
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace meshlet::tls

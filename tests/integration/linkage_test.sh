@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every binary given links BoringSSL from Debian's android directory and never OpenSSL's
+# libssl.so.3 / libcrypto.so.3 (two TLS libraries in one process clash; see docs/adr/0004).
+set -euo pipefail
+android_dir=/usr/lib/x86_64-linux-gnu/android
+[ "$#" -gt 0 ] || { echo "usage: $0 BINARY..." >&2; exit 2; }
+failed=0
+for bin in "$@"; do
+  deps=$(ldd "$bin")
+  if grep -Eq 'lib(ssl|crypto)\.so\.3' <<<"$deps"; then
+    echo "FAIL: $bin loads OpenSSL:"; grep -E 'lib(ssl|crypto)\.so' <<<"$deps"; failed=1; continue
+  fi
+  for lib in libssl.so.0 libcrypto.so.0; do
+    if ! grep -Eq "^\s*$lib => $android_dir/$lib " <<<"$deps"; then
+      echo "FAIL: $bin does not load $lib from $android_dir:"; echo "$deps"; failed=1
+    fi
+  done
+  [ "$failed" -ne 0 ] || echo "ok: $(basename "$bin") uses BoringSSL from $android_dir"
+done
+exit "$failed"
