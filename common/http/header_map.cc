@@ -1,0 +1,232 @@
+#include "common/http/header_map.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+
+namespace meshlet::http {
+namespace {
+
+bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
+
+// Calls fn(token) for each non-empty element of a comma-separated list, OWS trimmed.
+template <typename Fn>
+void ForEachListElement(absl::string_view list, Fn fn) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    absl::string_view element = list.substr(0, comma);
+    list = comma == absl::string_view::npos ? absl::string_view() : list.substr(comma + 1);
+    element = absl::StripAsciiWhitespace(element);
+    if (!element.empty()) fn(element);
+  }
+}
+
+}  // namespace
+
+HeaderMap::HeaderMap(
+    std::initializer_list<std::pair<absl::string_view, absl::string_view>> headers) {
+  for (const auto& [name, value] : headers) Add(name, value);
+}
+
+HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view value) {
+  // Header sections are bounded by codec limits far below 4 GiB; anything near it is a bug.
+  CHECK(arena_.size() + name.size() + value.size() < UINT32_MAX) << "header map overflow";
+  Entry e;
+  e.name_offset = static_cast<uint32_t>(arena_.size());
+  e.name_size = static_cast<uint32_t>(name.size());
+  arena_.append(name.data(), name.size());
+  // Lowercase in place: one pass, no temporary.
+  for (size_t i = e.name_offset; i < arena_.size(); ++i) {
+    arena_[i] = absl::ascii_tolower(static_cast<unsigned char>(arena_[i]));
+  }
+  e.value_offset = static_cast<uint32_t>(arena_.size());
+  e.value_size = static_cast<uint32_t>(value.size());
+  arena_.append(value.data(), value.size());
+  byte_size_ += name.size() + value.size();
+  return e;
+}
+
+void HeaderMap::Add(absl::string_view name, absl::string_view value) {
+  // Arguments may view this map's own arena, which the appends below can reallocate.
+  if (InArena(name) || InArena(value)) {
+    std::string name_copy(name), value_copy(value);
+    Add(name_copy, value_copy);
+    return;
+  }
+  Entry e = MakeEntry(name, value);
+  if (IsPseudo(name)) {
+    entries_.insert(entries_.begin() + num_pseudo_, e);
+    ++num_pseudo_;
+  } else {
+    entries_.push_back(e);
+  }
+}
+
+void HeaderMap::Set(absl::string_view name, absl::string_view value) {
+  if (InArena(name) || InArena(value)) {
+    std::string name_copy(name), value_copy(value);
+    Set(name_copy, value_copy);
+    return;
+  }
+  size_t first = Find(name, 0);
+  if (first == kNotFound) {
+    Add(name, value);
+    return;
+  }
+  // Remove later duplicates first so `first` stays valid.
+  for (size_t i = Find(name, first + 1); i != kNotFound; i = Find(name, i)) EraseAt(i);
+  Entry& e = entries_[first];
+  CHECK(arena_.size() + value.size() < UINT32_MAX) << "header map overflow";
+  dead_bytes_ += e.value_size;
+  byte_size_ = byte_size_ - e.value_size + value.size();
+  e.value_offset = static_cast<uint32_t>(arena_.size());
+  e.value_size = static_cast<uint32_t>(value.size());
+  arena_.append(value.data(), value.size());
+  MaybeCompact();
+}
+
+size_t HeaderMap::Remove(absl::string_view name) {
+  size_t removed = 0;
+  for (size_t i = Find(name, 0); i != kNotFound; i = Find(name, i)) {
+    EraseAt(i);
+    ++removed;
+  }
+  if (removed > 0) MaybeCompact();
+  return removed;
+}
+
+void HeaderMap::EraseAt(size_t index) {
+  const Entry& e = entries_[index];
+  byte_size_ -= e.name_size + e.value_size;
+  dead_bytes_ += e.name_size + e.value_size;
+  if (index < num_pseudo_) --num_pseudo_;
+  entries_.erase(entries_.begin() + index);
+}
+
+void HeaderMap::Clear() {
+  // erase() rather than clear(): InlinedVector::clear() frees its heap storage.
+  entries_.erase(entries_.begin(), entries_.end());
+  arena_.clear();
+  num_pseudo_ = 0;
+  byte_size_ = 0;
+  dead_bytes_ = 0;
+}
+
+void HeaderMap::MaybeCompact() {
+  // Amortised: compact only when dead bytes exceed the live ones (and are worth a copy).
+  if (dead_bytes_ < 256 || dead_bytes_ < byte_size_) return;
+  std::string fresh;
+  fresh.reserve(byte_size_);
+  for (Entry& e : entries_) {
+    uint32_t name_offset = static_cast<uint32_t>(fresh.size());
+    fresh.append(arena_, e.name_offset, e.name_size);
+    uint32_t value_offset = static_cast<uint32_t>(fresh.size());
+    fresh.append(arena_, e.value_offset, e.value_size);
+    e.name_offset = name_offset;
+    e.value_offset = value_offset;
+  }
+  arena_.swap(fresh);
+  dead_bytes_ = 0;
+}
+
+size_t HeaderMap::Find(absl::string_view name, size_t from) const {
+  // Pseudo-headers live in [0, num_pseudo_); regular names never start with ':'.
+  size_t begin = from;
+  size_t end = entries_.size();
+  if (IsPseudo(name)) {
+    end = std::min(end, num_pseudo_);
+  } else {
+    begin = std::max(begin, num_pseudo_);
+  }
+  for (size_t i = begin; i < end; ++i) {
+    const Entry& e = entries_[i];
+    if (e.name_size == name.size() &&
+        absl::EqualsIgnoreCase(absl::string_view(arena_.data() + e.name_offset, e.name_size),
+                               name)) {
+      return i;
+    }
+  }
+  return kNotFound;
+}
+
+std::optional<absl::string_view> HeaderMap::Get(absl::string_view name) const {
+  size_t i = Find(name, 0);
+  if (i == kNotFound) return std::nullopt;
+  return View(entries_[i]).value;
+}
+
+absl::InlinedVector<absl::string_view, 4> HeaderMap::GetAll(absl::string_view name) const {
+  absl::InlinedVector<absl::string_view, 4> values;
+  for (size_t i = Find(name, 0); i != kNotFound; i = Find(name, i + 1)) {
+    values.push_back(View(entries_[i]).value);
+  }
+  return values;
+}
+
+std::string HeaderMap::GetJoined(absl::string_view name) const {
+  std::string joined;
+  for (size_t i = Find(name, 0); i != kNotFound; i = Find(name, i + 1)) {
+    if (!joined.empty()) joined.append(", ");
+    absl::StrAppend(&joined, View(entries_[i]).value);
+  }
+  return joined;
+}
+
+size_t HeaderMap::Count(absl::string_view name) const {
+  size_t n = 0;
+  for (size_t i = Find(name, 0); i != kNotFound; i = Find(name, i + 1)) ++n;
+  return n;
+}
+
+void HeaderMap::RemoveHopByHopHeaders() {
+  // Collect the names Connection lists before removing anything: removal invalidates views.
+  // Small fixed buffer: Connection rarely names more than a couple of headers.
+  absl::InlinedVector<std::string, 4> listed;
+  for (size_t i = Find("connection", 0); i != kNotFound; i = Find("connection", i + 1)) {
+    ForEachListElement(View(entries_[i]).value, [&](absl::string_view token) {
+      // Never let Connection strip pseudo-headers or TE (handled below).
+      if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
+      listed.emplace_back(token);
+    });
+  }
+  for (const std::string& name : listed) Remove(name);
+
+  static constexpr absl::string_view kAlwaysHopByHop[] = {
+      "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+  };
+  for (absl::string_view name : kAlwaysHopByHop) Remove(name);
+
+  bool te_trailers = false;
+  for (size_t i = Find("te", 0); i != kNotFound; i = Find("te", i + 1)) {
+    ForEachListElement(View(entries_[i]).value, [&](absl::string_view element) {
+      // An element may carry parameters ("trailers;q=1" is not valid, but be lenient here).
+      absl::string_view coding = absl::StripAsciiWhitespace(element.substr(0, element.find(';')));
+      if (absl::EqualsIgnoreCase(coding, "trailers")) te_trailers = true;
+    });
+  }
+  if (te_trailers) {
+    Set("te", "trailers");
+  } else {
+    Remove("te");
+  }
+}
+
+bool operator==(const HeaderMap& a, const HeaderMap& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(a.at(i) == b.at(i))) return false;
+  }
+  return true;
+}
+
+std::string HeaderMap::DebugString() const {
+  std::string out;
+  for (HeaderView h : *this) absl::StrAppend(&out, h.name, ": ", h.value, "\n");
+  return out;
+}
+
+}  // namespace meshlet::http

@@ -1,0 +1,169 @@
+#pragma once
+
+// HeaderMap: the ordered header list shared by the HTTP/1 and HTTP/2 codecs, the filters and the
+// router.
+//
+// - Names are stored lowercase (HTTP/2 requires it; HTTP/1 names are case-insensitive), so every
+//   lookup is case-insensitive and output is canonical.
+// - Insertion order is preserved, and so is every value of a repeated name (Set-Cookie, Via...).
+// - Pseudo-headers (names starting with ':', e.g. ":method", ":path", ":authority", ":scheme",
+//   ":status") are always kept before regular headers, as HTTP/2 requires.
+// - ByteSize() tracks the bytes of names plus values so codecs can enforce header-size limits
+//   without walking the list.
+//
+// Ownership and memory: the map owns copies of every name and value. They live in one arena
+// string and the entries are offsets into it, so a map of typical size costs two allocations
+// (arena + entry vector, the latter only past kInlineEntries). Clear() keeps both capacities, so a
+// map reused across requests on a keep-alive connection stops allocating after warm-up.
+//
+// Views returned by Get(), GetAll() and iteration point into the arena: they stay valid until the
+// next mutating call (Add, Set, Remove, Clear, ...).
+//
+// Not thread-safe; a map belongs to one stream on one worker.
+//
+// The map does not validate names or values: the codecs do that on input, and code that builds
+// headers from configuration validates there. Names are lowercased on insertion.
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <optional>
+#include <string>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/string_view.h"
+
+namespace meshlet::http {
+
+// A name/value pair viewed from a HeaderMap.
+struct HeaderView {
+  absl::string_view name;
+  absl::string_view value;
+
+  friend bool operator==(const HeaderView& a, const HeaderView& b) {
+    return a.name == b.name && a.value == b.value;
+  }
+};
+
+class HeaderMap {
+ public:
+  // Entries stored without a heap allocation for the vector; covers typical requests.
+  static constexpr size_t kInlineEntries = 16;
+  // Per-entry overhead HTTP/2 adds in SETTINGS_MAX_HEADER_LIST_SIZE accounting (RFC 9113 6.5.2).
+  static constexpr size_t kHttp2EntryOverhead = 32;
+
+  HeaderMap() = default;
+  HeaderMap(std::initializer_list<std::pair<absl::string_view, absl::string_view>> headers);
+  HeaderMap(const HeaderMap&) = default;
+  HeaderMap& operator=(const HeaderMap&) = default;
+  HeaderMap(HeaderMap&&) noexcept = default;
+  HeaderMap& operator=(HeaderMap&&) noexcept = default;
+
+  // Appends a value. Pseudo-headers go after the existing pseudo-headers, ahead of every regular
+  // header; regular headers go last. Existing values of `name` are kept.
+  void Add(absl::string_view name, absl::string_view value);
+  // Replaces every value of `name` with `value`, keeping the position of the first occurrence
+  // (or appending if absent).
+  void Set(absl::string_view name, absl::string_view value);
+  // Removes every value of `name`; returns how many were removed.
+  size_t Remove(absl::string_view name);
+  // Removes everything; keeps allocated capacity for reuse.
+  void Clear();
+
+  // First value of `name`, if any.
+  std::optional<absl::string_view> Get(absl::string_view name) const;
+  // Every value of `name`, in order.
+  absl::InlinedVector<absl::string_view, 4> GetAll(absl::string_view name) const;
+  // Every value of `name` joined with ", " (RFC 9110 5.3 combination); empty if absent.
+  std::string GetJoined(absl::string_view name) const;
+  bool Has(absl::string_view name) const { return Find(name, 0) != kNotFound; }
+  // Number of values of `name`.
+  size_t Count(absl::string_view name) const;
+
+  // Removes hop-by-hop headers before forwarding (RFC 9110 7.6.1): Connection and every header
+  // it names, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, and TE unless it lists
+  // "trailers" (then TE becomes exactly "trailers", which gRPC needs end to end).
+  void RemoveHopByHopHeaders();
+
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  // Sum of name and value lengths over all entries.
+  size_t ByteSize() const { return byte_size_; }
+  // ByteSize() plus kHttp2EntryOverhead per entry, as HTTP/2 header list limits count.
+  size_t Http2ListSize() const { return byte_size_ + kHttp2EntryOverhead * entries_.size(); }
+
+  HeaderView at(size_t i) const { return View(entries_[i]); }
+
+  class const_iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = HeaderView;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = HeaderView;
+
+    const_iterator() = default;
+    HeaderView operator*() const { return map_->at(index_); }
+    const_iterator& operator++() {
+      ++index_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      const_iterator old = *this;
+      ++index_;
+      return old;
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) {
+      return a.index_ == b.index_;
+    }
+    friend bool operator!=(const const_iterator& a, const const_iterator& b) { return !(a == b); }
+
+   private:
+    friend class HeaderMap;
+    const_iterator(const HeaderMap* map, size_t index) : map_(map), index_(index) {}
+    const HeaderMap* map_ = nullptr;
+    size_t index_ = 0;
+  };
+
+  const_iterator begin() const { return const_iterator(this, 0); }
+  const_iterator end() const { return const_iterator(this, entries_.size()); }
+
+  // Order-sensitive comparison of names and values.
+  friend bool operator==(const HeaderMap& a, const HeaderMap& b);
+  friend bool operator!=(const HeaderMap& a, const HeaderMap& b) { return !(a == b); }
+
+  // "name: value\n" per entry, for tests and debug logs.
+  std::string DebugString() const;
+
+ private:
+  // Offsets into arena_; 32 bits each because header sections are bounded far below 4 GiB.
+  struct Entry {
+    uint32_t name_offset;
+    uint32_t name_size;
+    uint32_t value_offset;
+    uint32_t value_size;
+  };
+  static constexpr size_t kNotFound = static_cast<size_t>(-1);
+
+  HeaderView View(const Entry& e) const {
+    return {absl::string_view(arena_.data() + e.name_offset, e.name_size),
+            absl::string_view(arena_.data() + e.value_offset, e.value_size)};
+  }
+  bool InArena(absl::string_view s) const {
+    return !s.empty() && s.data() >= arena_.data() && s.data() < arena_.data() + arena_.size();
+  }
+  // Index of the first entry at or after `from` whose name equals `name` ignoring case.
+  size_t Find(absl::string_view name, size_t from) const;
+  Entry MakeEntry(absl::string_view name, absl::string_view value);
+  void EraseAt(size_t index);
+  // Rewrites the arena without the bytes of removed entries once they dominate it.
+  void MaybeCompact();
+
+  absl::InlinedVector<Entry, kInlineEntries> entries_;
+  std::string arena_;
+  size_t num_pseudo_ = 0;  // entries_[0, num_pseudo_) are pseudo-headers
+  size_t byte_size_ = 0;   // live name + value bytes
+  size_t dead_bytes_ = 0;  // arena bytes no entry refers to any more
+};
+
+}  // namespace meshlet::http

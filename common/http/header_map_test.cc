@@ -1,0 +1,143 @@
+#include "common/http/header_map.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::http {
+namespace {
+
+using ::testing::ElementsAre;
+
+std::vector<std::string> Names(const HeaderMap& map) {
+  std::vector<std::string> names;
+  for (HeaderView h : map) names.emplace_back(h.name);
+  return names;
+}
+
+TEST(HeaderMapTest, StoresNamesLowercaseAndLooksUpIgnoringCase) {
+  HeaderMap map;
+  map.Add("Content-Type", "text/plain");
+  EXPECT_EQ(map.at(0).name, "content-type");
+  EXPECT_EQ(map.Get("CONTENT-TYPE"), "text/plain");
+  EXPECT_EQ(map.Get("content-type"), "text/plain");
+  EXPECT_TRUE(map.Has("Content-type"));
+  EXPECT_EQ(map.Get("content-length"), std::nullopt);
+}
+
+TEST(HeaderMapTest, KeepsRepeatedValuesInOrder) {
+  HeaderMap map;
+  map.Add("Set-Cookie", "a=1");
+  map.Add("X-Other", "x");
+  map.Add("set-cookie", "b=2");
+  EXPECT_THAT(map.GetAll("set-cookie"), ElementsAre("a=1", "b=2"));
+  EXPECT_EQ(map.Get("set-cookie"), "a=1");
+  EXPECT_EQ(map.Count("SET-COOKIE"), 2u);
+  EXPECT_EQ(map.GetJoined("set-cookie"), "a=1, b=2");
+  EXPECT_THAT(Names(map), ElementsAre("set-cookie", "x-other", "set-cookie"));
+}
+
+TEST(HeaderMapTest, PseudoHeadersStayFirst) {
+  HeaderMap map;
+  map.Add("user-agent", "curl");
+  map.Add(":method", "GET");
+  map.Add("accept", "*/*");
+  map.Add(":path", "/");
+  map.Add(":authority", "example.com");
+  EXPECT_THAT(Names(map), ElementsAre(":method", ":path", ":authority", "user-agent", "accept"));
+  map.Set(":path", "/other");
+  EXPECT_THAT(Names(map), ElementsAre(":method", ":path", ":authority", "user-agent", "accept"));
+  EXPECT_EQ(map.Get(":path"), "/other");
+  EXPECT_EQ(map.Remove(":method"), 1u);
+  map.Add(":scheme", "https");
+  EXPECT_THAT(Names(map), ElementsAre(":path", ":authority", ":scheme", "user-agent", "accept"));
+}
+
+TEST(HeaderMapTest, SetReplacesAllValuesAtFirstPosition) {
+  HeaderMap map{{"a", "1"}, {"b", "2"}, {"A", "3"}, {"c", "4"}};
+  map.Set("a", "new");
+  EXPECT_THAT(Names(map), ElementsAre("a", "b", "c"));
+  EXPECT_EQ(map.Get("a"), "new");
+  map.Set("d", "5");
+  EXPECT_THAT(Names(map), ElementsAre("a", "b", "c", "d"));
+}
+
+TEST(HeaderMapTest, RemoveReturnsCountAndUpdatesByteSize) {
+  HeaderMap map{{"a", "1"}, {"bb", "22"}, {"a", "333"}};
+  EXPECT_EQ(map.ByteSize(), 2u + 4u + 4u);
+  EXPECT_EQ(map.Http2ListSize(), 10u + 3 * HeaderMap::kHttp2EntryOverhead);
+  EXPECT_EQ(map.Remove("A"), 2u);
+  EXPECT_EQ(map.Remove("missing"), 0u);
+  EXPECT_EQ(map.size(), 1u);
+  EXPECT_EQ(map.ByteSize(), 4u);
+  map.Set("bb", "x");
+  EXPECT_EQ(map.ByteSize(), 3u);
+}
+
+TEST(HeaderMapTest, ClearKeepsWorkingAndAccounting) {
+  HeaderMap map;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 40; ++i) map.Add("name-" + std::to_string(i), "value");
+    EXPECT_EQ(map.size(), 40u);
+    map.Clear();
+    EXPECT_TRUE(map.empty());
+    EXPECT_EQ(map.ByteSize(), 0u);
+  }
+}
+
+TEST(HeaderMapTest, CompactionKeepsContents) {
+  HeaderMap map;
+  map.Add("keep", "me");
+  for (int i = 0; i < 1000; ++i) {
+    map.Set("churn", std::string(100, static_cast<char>('a' + i % 26)));
+  }
+  EXPECT_EQ(map.Get("keep"), "me");
+  EXPECT_EQ(map.Get("churn"), std::string(100, static_cast<char>('a' + 999 % 26)));
+  EXPECT_EQ(map.ByteSize(), 4u + 2u + 5u + 100u);
+}
+
+TEST(HeaderMapTest, ArgumentsMayViewTheMapItself) {
+  HeaderMap map;
+  map.Add("source", std::string(64, 'v'));
+  for (int i = 0; i < 20; ++i) {
+    absl::string_view v = *map.Get("source");
+    map.Add("copy", v);  // may reallocate the arena v points into
+  }
+  for (absl::string_view v : map.GetAll("copy")) EXPECT_EQ(v, std::string(64, 'v'));
+  absl::string_view name = map.at(0).name;
+  map.Set(name, "changed");
+  EXPECT_EQ(map.Get("source"), "changed");
+}
+
+TEST(HeaderMapTest, RemovesHopByHopHeaders) {
+  HeaderMap map{{":method", "GET"},        {"Connection", "close, X-Custom , te"},
+                {"X-Custom", "1"},         {"Keep-Alive", "timeout=5"},
+                {"Proxy-Connection", "x"}, {"Transfer-Encoding", "chunked"},
+                {"Upgrade", "websocket"},  {"TE", "gzip, trailers"},
+                {"Accept", "*/*"}};
+  map.RemoveHopByHopHeaders();
+  EXPECT_THAT(Names(map), ElementsAre(":method", "te", "accept"));
+  EXPECT_EQ(map.Get("te"), "trailers");
+
+  HeaderMap no_trailers{{"te", "gzip"}, {"host", "a"}};
+  no_trailers.RemoveHopByHopHeaders();
+  EXPECT_THAT(Names(no_trailers), ElementsAre("host"));
+}
+
+TEST(HeaderMapTest, EqualityAndDebugString) {
+  HeaderMap a{{"A", "1"}, {"b", "2"}};
+  HeaderMap b{{"a", "1"}, {"B", "2"}};
+  EXPECT_EQ(a, b);
+  b.Add("c", "3");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.DebugString(), "a: 1\nb: 2\n");
+  HeaderMap copy = b;
+  EXPECT_EQ(copy, b);
+  HeaderMap moved = std::move(copy);
+  EXPECT_EQ(moved, b);
+}
+
+}  // namespace
+}  // namespace meshlet::http

@@ -1,0 +1,187 @@
+#include "sidecar/resilience/deadline.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace meshlet::resilience {
+namespace {
+
+constexpr int64_t kMaxGrpcTimeoutValue = 99999999;     // 8 digits
+constexpr int64_t kMaxMeshletDeadlineMs = 9999999999;  // 10 digits
+constexpr int64_t kNsPerMs = 1000 * 1000;
+
+// Writes `value` (>= 0) in decimal at `out`, then `suffix` if not NUL; returns the length.
+size_t WriteDecimal(int64_t value, char suffix, char* out) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  size_t len = 0;
+  while (n > 0) out[len++] = tmp[--n];
+  if (suffix != '\0') out[len++] = suffix;
+  return len;
+}
+
+// Parses 1..max_digits ASCII digits; false on anything else.
+bool ParseDigits(absl::string_view digits, size_t max_digits, int64_t* value) {
+  if (digits.empty() || digits.size() > max_digits) return false;
+  int64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');  // at most 10 digits: cannot overflow int64
+  }
+  *value = v;
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<Duration> ParseGrpcTimeout(absl::string_view value) {
+  if (value.size() < 2) return absl::InvalidArgumentError("grpc-timeout: too short");
+  int64_t unit_ns;
+  switch (value.back()) {
+    case 'H':
+      unit_ns = int64_t{3600} * 1000 * 1000 * 1000;
+      break;
+    case 'M':
+      unit_ns = int64_t{60} * 1000 * 1000 * 1000;
+      break;
+    case 'S':
+      unit_ns = 1000 * 1000 * 1000;
+      break;
+    case 'm':
+      unit_ns = 1000 * 1000;
+      break;
+    case 'u':
+      unit_ns = 1000;
+      break;
+    case 'n':
+      unit_ns = 1;
+      break;
+    default:
+      return absl::InvalidArgumentError("grpc-timeout: unknown unit");
+  }
+  int64_t digits;
+  if (!ParseDigits(value.substr(0, value.size() - 1), 8, &digits)) {
+    return absl::InvalidArgumentError("grpc-timeout: expected 1 to 8 digits before the unit");
+  }
+  if (digits > std::numeric_limits<int64_t>::max() / unit_ns) return Duration::max();
+  return Duration(digits * unit_ns);
+}
+
+HeaderValueText FormatGrpcTimeout(Duration remaining) {
+  static constexpr struct {
+    int64_t ns;
+    char unit;
+  } kUnits[] = {
+      {1, 'n'},
+      {1000, 'u'},
+      {1000 * 1000, 'm'},
+      {1000 * 1000 * 1000, 'S'},
+      {int64_t{60} * 1000 * 1000 * 1000, 'M'},
+      {int64_t{3600} * 1000 * 1000 * 1000, 'H'},
+  };
+  const int64_t ns = std::max<int64_t>(remaining.count(), 0);
+  HeaderValueText text;
+  for (const auto& u : kUnits) {
+    // Duration::max() is ~2.6 million hours, so the loop always finds a fitting unit.
+    if (ns / u.ns <= kMaxGrpcTimeoutValue) {
+      text.size_ = WriteDecimal(ns / u.ns, u.unit, text.data_);
+      break;
+    }
+  }
+  return text;
+}
+
+absl::StatusOr<Duration> ParseMeshletDeadline(absl::string_view value) {
+  int64_t ms;
+  if (!ParseDigits(value, 10, &ms)) {
+    return absl::InvalidArgumentError("x-meshlet-deadline: expected 1 to 10 digits (milliseconds)");
+  }
+  return Duration(ms * kNsPerMs);
+}
+
+HeaderValueText FormatMeshletDeadline(Duration remaining) {
+  const int64_t ms =
+      std::clamp<int64_t>(remaining.count() / kNsPerMs, int64_t{0}, kMaxMeshletDeadlineMs);
+  HeaderValueText text;
+  text.size_ = WriteDecimal(ms, '\0', text.data_);
+  return text;
+}
+
+CallerDeadline ParseCallerDeadline(std::optional<absl::string_view> grpc_timeout,
+                                   std::optional<absl::string_view> meshlet_deadline) {
+  CallerDeadline out;
+  auto take = [&out](Duration d) {
+    if (!out.remaining.has_value() || d < *out.remaining) out.remaining = d;
+  };
+  if (grpc_timeout.has_value()) {
+    absl::StatusOr<Duration> d = ParseGrpcTimeout(*grpc_timeout);
+    if (d.ok()) {
+      take(*d);
+    } else {
+      out.grpc_timeout_invalid = true;
+    }
+  }
+  if (meshlet_deadline.has_value()) {
+    absl::StatusOr<Duration> d = ParseMeshletDeadline(*meshlet_deadline);
+    if (d.ok()) {
+      take(*d);
+    } else {
+      out.meshlet_deadline_invalid = true;
+    }
+  }
+  return out;
+}
+
+Deadline::Deadline(const Clock& clock, std::optional<Duration> route_timeout,
+                   std::optional<Duration> caller_remaining)
+    : clock_(clock) {
+  const MonotonicTime now = clock_.Now();
+  // now + d, or "no deadline" when that is past what a time_point holds.
+  auto expiry_after = [now](Duration d) -> std::optional<MonotonicTime> {
+    if (d <= Duration::zero()) return now;
+    if (d >= MonotonicTime::max() - now) return std::nullopt;
+    return now + d;
+  };
+  if (route_timeout.has_value() && *route_timeout > Duration::zero()) {
+    expiry_ = expiry_after(*route_timeout);
+    if (expiry_.has_value()) source_ = Source::kRoute;
+  }
+  if (caller_remaining.has_value()) {
+    std::optional<MonotonicTime> caller = expiry_after(*caller_remaining);
+    // Strictly earlier: on a tie the route's own timeout is the reported source.
+    if (caller.has_value() && (!expiry_.has_value() || *caller < *expiry_)) {
+      expiry_ = caller;
+      source_ = Source::kCaller;
+    }
+  }
+}
+
+Duration Deadline::Remaining() const {
+  if (!expiry_.has_value()) return Duration::max();
+  return std::max(*expiry_ - clock_.Now(), Duration::zero());
+}
+
+std::optional<Duration> Deadline::PerTryTimeout(std::optional<Duration> per_try) const {
+  const bool has_per_try = per_try.has_value() && *per_try > Duration::zero();
+  if (infinite()) return has_per_try ? per_try : std::nullopt;
+  const Duration remaining = Remaining();
+  return has_per_try ? std::min(*per_try, remaining) : remaining;
+}
+
+absl::string_view DeadlineSourceName(Deadline::Source source) {
+  switch (source) {
+    case Deadline::Source::kNone:
+      return "none";
+    case Deadline::Source::kRoute:
+      return "route";
+    case Deadline::Source::kCaller:
+      return "caller";
+  }
+  return "unknown";
+}
+
+}  // namespace meshlet::resilience
