@@ -127,133 +127,84 @@ class Reader {
 
   absl::Status ReadRepeatedElement(const YAML::Node& node, Message& message,
                                    const FieldDescriptor* field, const std::string& path) {
-    const Reflection* r = message.GetReflection();
     if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      return ReadMessage(node, *r->AddMessage(&message, field), path);
+      return ReadMessage(node, *message.GetReflection()->AddMessage(&message, field), path);
     }
-    if (!node.IsScalar()) {
-      return Error(node, path, absl::StrCat("expected a scalar, got ", KindName(node)));
-    }
-    const std::string& text = node.Scalar();
-    switch (field->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_STRING:
-        r->AddString(&message, field, text);
-        return absl::OkStatus();
-      case FieldDescriptor::CPPTYPE_BOOL: {
-        bool v;
-        RETURN_IF_ERROR(ParseBool(node, path, v));
-        r->AddBool(&message, field, v);
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_ENUM: {
-        const EnumValueDescriptor* v;
-        RETURN_IF_ERROR(ParseEnum(node, field, path, v));
-        r->AddEnum(&message, field, v);
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_INT32: {
-        int64_t v;
-        RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int32_t>::min(),
-                                 std::numeric_limits<int32_t>::max(), v));
-        r->AddInt32(&message, field, static_cast<int32_t>(v));
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_INT64: {
-        int64_t v;
-        RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int64_t>::min(),
-                                 std::numeric_limits<int64_t>::max(), v));
-        r->AddInt64(&message, field, v);
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_UINT32: {
-        uint64_t v;
-        RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint32_t>::max(), v));
-        r->AddUInt32(&message, field, static_cast<uint32_t>(v));
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_UINT64: {
-        uint64_t v;
-        RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint64_t>::max(), v));
-        r->AddUInt64(&message, field, v);
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_DOUBLE:
-      case FieldDescriptor::CPPTYPE_FLOAT: {
-        double v;
-        RETURN_IF_ERROR(ParseDouble(node, path, v));
-        if (field->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
-          r->AddDouble(&message, field, v);
-        } else {
-          r->AddFloat(&message, field, static_cast<float>(v));
-        }
-        return absl::OkStatus();
-      }
-      case FieldDescriptor::CPPTYPE_MESSAGE:
-        break;
-    }
-    return Error(node, path, "unsupported field type");
+    return ReadScalar(node, message, field, path);
   }
 
   absl::Status ReadSingular(const YAML::Node& node, Message& message, const FieldDescriptor* field,
                             const std::string& path) {
-    const Reflection* r = message.GetReflection();
     if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      return ReadMessage(node, *r->MutableMessage(&message, field), path);
+      return ReadMessage(node, *message.GetReflection()->MutableMessage(&message, field), path);
     }
+    return ReadScalar(node, message, field, path);
+  }
+
+  // Sets a singular scalar field, or appends to a repeated one.
+  absl::Status ReadScalar(const YAML::Node& node, Message& message, const FieldDescriptor* field,
+                          const std::string& path) {
     if (!node.IsScalar()) {
       return Error(node, path, absl::StrCat("expected a scalar, got ", KindName(node)));
     }
+    const Reflection* r = message.GetReflection();
+    const bool add = field->is_repeated();
     switch (field->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(&message, field, node.Scalar());
+        add ? r->AddString(&message, field, node.Scalar())
+            : r->SetString(&message, field, node.Scalar());
         return absl::OkStatus();
       case FieldDescriptor::CPPTYPE_BOOL: {
         bool v;
         RETURN_IF_ERROR(ParseBool(node, path, v));
-        r->SetBool(&message, field, v);
+        add ? r->AddBool(&message, field, v) : r->SetBool(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_ENUM: {
         const EnumValueDescriptor* v;
         RETURN_IF_ERROR(ParseEnum(node, field, path, v));
-        r->SetEnum(&message, field, v);
+        add ? r->AddEnum(&message, field, v) : r->SetEnum(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_INT32: {
         int64_t v;
         RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int32_t>::min(),
                                  std::numeric_limits<int32_t>::max(), v));
-        r->SetInt32(&message, field, static_cast<int32_t>(v));
+        add ? r->AddInt32(&message, field, static_cast<int32_t>(v))
+            : r->SetInt32(&message, field, static_cast<int32_t>(v));
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_INT64: {
         int64_t v;
         RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int64_t>::min(),
                                  std::numeric_limits<int64_t>::max(), v));
-        r->SetInt64(&message, field, v);
+        add ? r->AddInt64(&message, field, v) : r->SetInt64(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_UINT32: {
         uint64_t v;
         RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint32_t>::max(), v));
-        r->SetUInt32(&message, field, static_cast<uint32_t>(v));
+        add ? r->AddUInt32(&message, field, static_cast<uint32_t>(v))
+            : r->SetUInt32(&message, field, static_cast<uint32_t>(v));
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_UINT64: {
         uint64_t v;
         RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint64_t>::max(), v));
-        r->SetUInt64(&message, field, v);
+        add ? r->AddUInt64(&message, field, v) : r->SetUInt64(&message, field, v);
         return absl::OkStatus();
       }
-      case FieldDescriptor::CPPTYPE_DOUBLE:
+      case FieldDescriptor::CPPTYPE_DOUBLE: {
+        double v;
+        RETURN_IF_ERROR(ParseDouble(node, path, v));
+        add ? r->AddDouble(&message, field, v) : r->SetDouble(&message, field, v);
+        return absl::OkStatus();
+      }
       case FieldDescriptor::CPPTYPE_FLOAT: {
         double v;
         RETURN_IF_ERROR(ParseDouble(node, path, v));
-        if (field->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
-          r->SetDouble(&message, field, v);
-        } else {
-          r->SetFloat(&message, field, static_cast<float>(v));
-        }
+        add ? r->AddFloat(&message, field, static_cast<float>(v))
+            : r->SetFloat(&message, field, static_cast<float>(v));
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_MESSAGE:
