@@ -1,0 +1,72 @@
+#include "sidecar/listener/protocol_detector.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/net/buffer.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using P = DetectedProtocol;
+
+// Feeds `stream` one byte at a time; the answer must be kNeedMoreBytes until it is final, and
+// once final it must not change as more bytes arrive.
+P DetectIncrementally(absl::string_view stream) {
+  P final_answer = P::kNeedMoreBytes;
+  for (size_t n = 1; n <= stream.size(); ++n) {
+    P answer = DetectProtocol(stream.substr(0, n));
+    if (final_answer != P::kNeedMoreBytes) {
+      EXPECT_EQ(answer, final_answer) << "answer changed at byte " << n;
+    }
+    final_answer = answer;
+  }
+  return final_answer;
+}
+
+TEST(ProtocolDetectorTest, Http1Methods) {
+  EXPECT_EQ(DetectIncrementally("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("POST /x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("PROPFIND /x HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectIncrementally("CONNECT a:443 HTTP/1.1\r\n"), P::kHttp1);
+  EXPECT_EQ(DetectProtocol("GE"), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectProtocol("GET"), P::kNeedMoreBytes);
+}
+
+TEST(ProtocolDetectorTest, Http2Preface) {
+  EXPECT_EQ(DetectIncrementally(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                                std::string("\x00\x00\x12\x04", 4)),
+            P::kHttp2);
+  EXPECT_EQ(DetectProtocol("PRI * HTTP/2.0\r\n"), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectProtocol("PRI * HTTP/1.1\r\n"), P::kOpaque);
+}
+
+TEST(ProtocolDetectorTest, TlsClientHello) {
+  const char hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0x7c};
+  EXPECT_EQ(DetectIncrementally(absl::string_view(hello, sizeof(hello))), P::kTls);
+  const char server_hello[] = {0x16, 0x03, 0x03, 0x00, 0x40, 0x02};
+  EXPECT_EQ(DetectProtocol(absl::string_view(server_hello, sizeof(server_hello))), P::kOpaque);
+  const char not_tls[] = {0x16, 0x07};
+  EXPECT_EQ(DetectProtocol(absl::string_view(not_tls, sizeof(not_tls))), P::kOpaque);
+}
+
+TEST(ProtocolDetectorTest, OpaqueBytes) {
+  EXPECT_EQ(DetectIncrementally("SSH-2.0-OpenSSH_9.2\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectIncrementally("get / HTTP/1.1\r\n"), P::kOpaque);  // methods are case-sensitive
+  EXPECT_EQ(DetectIncrementally("GETX / HTTP/1.1\r\n"), P::kOpaque);
+  EXPECT_EQ(DetectProtocol(absl::string_view("\0\0\0\0", 4)), P::kOpaque);
+  EXPECT_EQ(DetectProtocol(""), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectProtocol("*1\r\n$4\r\nPING\r\n"), P::kOpaque);  // redis
+}
+
+TEST(ProtocolDetectorTest, WorksOnBuffersSplitAcrossBlocks) {
+  net::Buffer a("PRI * HTTP/2.0\r\n");
+  net::Buffer b("\r\nSM\r\n\r\n");
+  a.Move(b);
+  EXPECT_EQ(DetectProtocol(a), P::kHttp2);
+  EXPECT_EQ(a.length(), 24u);  // nothing consumed
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar
