@@ -45,3 +45,42 @@ TEST(DiscoveryProtoTest, JsonMappingReportsUnknownFields) {
 
 }  // namespace
 }  // namespace meshlet::xds
+
+#include "common/config/yaml_proto.h"
+#include "xds/policy.pb.h"
+
+namespace meshlet::policy {
+namespace {
+
+// Policies are written as kubectl-style YAML; the schema accepts what the docs show.
+TEST(PolicyProtoTest, KubectlStyleHttpRouteParses) {
+  HTTPRoute route;
+  absl::Status s = config::YamlToProto(R"(
+apiVersion: meshlet.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+  namespace: shop
+spec:
+  target: reviews
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /api}
+      headers: [{name: x-canary, type: Present}]
+    backends:
+    - {service: reviews, subset: {version: v1}, weight: 90}
+    - {service: reviews, subset: {version: v2}, weight: 10}
+    timeout: 2s
+    retries: {attempts: 3, retryOn: [5xx, connect-failure]}
+)",
+                                       route);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(route.metadata().namespace_(), "shop");
+  ASSERT_EQ(route.spec().rules(0).backends_size(), 2);
+  EXPECT_EQ(route.spec().rules(0).backends(1).subset().at("version"), "v2");
+  EXPECT_EQ(route.spec().rules(0).retries().attempts().value(), 3u);
+  EXPECT_EQ(route.spec().rules(0).timeout().seconds(), 2);
+}
+
+}  // namespace
+}  // namespace meshlet::policy
