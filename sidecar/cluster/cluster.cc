@@ -1,0 +1,260 @@
+#include "sidecar/cluster/cluster.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/inlined_vector.h"
+#include "common/base/logging.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+bool SamePoolSettings(const ClusterConfig& a, const ClusterConfig& b) {
+  return a.protocol == b.protocol && a.connect_timeout == b.connect_timeout &&
+         a.pool.idle_timeout == b.pool.idle_timeout &&
+         a.pool.max_requests_per_connection == b.pool.max_requests_per_connection &&
+         a.pool.max_concurrent_streams == b.pool.max_concurrent_streams &&
+         a.pool.max_connection_duration == b.pool.max_connection_duration &&
+         a.pool.pending_timeout == b.pool.pending_timeout;
+}
+
+bool SameOutlierConfig(const std::optional<resilience::OutlierDetectionConfig>& a,
+                       const std::optional<resilience::OutlierDetectionConfig>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  if (!a.has_value()) return true;
+  return a->consecutive_5xx == b->consecutive_5xx &&
+         a->consecutive_gateway_failure == b->consecutive_gateway_failure &&
+         a->interval == b->interval && a->base_ejection_time == b->base_ejection_time &&
+         a->max_ejection_time == b->max_ejection_time &&
+         a->max_ejection_percent == b->max_ejection_percent &&
+         a->success_rate_minimum_hosts == b->success_rate_minimum_hosts &&
+         a->success_rate_request_volume == b->success_rate_request_volume &&
+         a->success_rate_stdev_factor == b->success_rate_stdev_factor &&
+         a->panic_threshold_percent == b->panic_threshold_percent;
+}
+
+}  // namespace
+
+Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
+                 std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
+                 const Clock& clock, CodecFactories codecs, net::TransportFactory transport_factory)
+    : loop_(loop),
+      config_(config),
+      thresholds_(std::move(thresholds)),
+      random_(random),
+      clock_(clock),
+      codecs_(std::move(codecs)),
+      transport_factory_(std::move(transport_factory)),
+      outlier_timer_(loop, [this] { TickOutlierDetection(); }) {
+  CHECK(thresholds_ != nullptr);
+  if (config_.outlier_detection.has_value()) {
+    outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
+  }
+  ApplyEndpoints(config_);
+  RebuildLoadBalancer();
+}
+
+Cluster::~Cluster() {
+  // Pools before the hosts they point at; no callbacks run.
+  draining_pools_.clear();
+  pools_.clear();
+}
+
+void Cluster::Update(const ClusterConfig& config) {
+  const ClusterConfig old = std::move(config_);
+  config_ = config;
+  if (!SamePoolSettings(old, config_)) DrainAllPools();
+  if (!SameOutlierConfig(old.outlier_detection, config_.outlier_detection)) {
+    // New thresholds mean a new detector: ejection history under the old rules does not carry.
+    for (const HostSharedPtr& host : hosts_.hosts()) {
+      hosts_.SetHealthFlag(*host, Host::kOutlierEjected, false);
+    }
+    outlier_.reset();
+    outlier_version_seen_ = 0;
+    if (config_.outlier_detection.has_value()) {
+      outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
+    }
+  }
+  ApplyEndpoints(config_);
+  if (old.lb_policy != config_.lb_policy ||
+      old.lb.panic_threshold_percent != config_.lb.panic_threshold_percent || lb_ == nullptr) {
+    RebuildLoadBalancer();
+  }
+}
+
+void Cluster::ApplyEndpoints(const ClusterConfig& config) {
+  ++stats_.membership_updates;
+  std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints);
+  for (const HostSharedPtr& host : removed) {
+    auto it = pools_.find(host->id());
+    if (it == pools_.end()) continue;
+    HostPools pools = std::move(it->second);
+    pools_.erase(it);
+    DrainPool(std::move(pools.http1));
+    DrainPool(std::move(pools.http2));
+  }
+  if (outlier_ != nullptr) {
+    std::vector<uint64_t> ids;
+    ids.reserve(hosts_.size());
+    for (const HostSharedPtr& host : hosts_.hosts()) ids.push_back(host->id());
+    outlier_->SetHosts(ids);
+    SyncOutlierFlags();
+    ArmOutlierTimer();
+  }
+}
+
+void Cluster::RebuildLoadBalancer() {
+  lb_ = CreateLoadBalancer(config_.lb_policy, hosts_, random_, config_.lb.panic_threshold_percent);
+}
+
+Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
+  absl::InlinedVector<const Host*, 8> avoid(context.hosts_to_avoid.begin(),
+                                            context.hosts_to_avoid.end());
+  for (int attempt = 0; attempt < kMaxAdmitAttempts; ++attempt) {
+    Host* host = lb_->Choose(LbContext{.hosts_to_avoid = avoid});
+    if (host == nullptr) break;
+    if (outlier_ == nullptr) return {host, false};
+    const resilience::OutlierDetector::Admission admission = outlier_->TryAdmit(host->id());
+    // TryAdmit expires a due ejection lazily; keep the flags in step.
+    SyncOutlierFlags();
+    switch (admission) {
+      case resilience::OutlierDetector::Admission::kAdmit:
+        return {host, false};
+      case resilience::OutlierDetector::Admission::kAdmitProbe:
+        return {host, true};
+      case resilience::OutlierDetector::Admission::kReject:
+        ++stats_.outlier_probe_rejected;
+        avoid.push_back(host);
+        break;
+    }
+  }
+  ++stats_.no_healthy_host;
+  return {};
+}
+
+http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream) const {
+  switch (config_.protocol) {
+    case sidecar::UpstreamProtocol::kHttp1:
+      return http::Protocol::kHttp11;
+    case sidecar::UpstreamProtocol::kHttp2:
+      return http::Protocol::kHttp2;
+    case sidecar::UpstreamProtocol::kSameAsDownstream:
+      break;
+  }
+  return downstream == http::Protocol::kHttp2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11;
+}
+
+ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
+  const http::Protocol protocol = UpstreamProtocol(downstream);
+  HostPools& pools = pools_[host.id()];
+  std::unique_ptr<ConnPool>& slot = protocol == http::Protocol::kHttp2 ? pools.http2 : pools.http1;
+  if (slot == nullptr) {
+    HostSharedPtr shared;
+    for (const HostSharedPtr& h : hosts_.hosts()) {
+      if (h.get() == &host) shared = h;
+    }
+    CHECK(shared != nullptr) << "PoolFor a host that is not in cluster " << config_.name;
+    ConnPoolOptions options;
+    options.protocol = protocol;
+    options.config = config_.pool;
+    options.connect_timeout = config_.connect_timeout;
+    options.transport_factory = transport_factory_;
+    const CodecFactory& factory =
+        protocol == http::Protocol::kHttp2 ? codecs_.http2 : codecs_.http1;
+    CHECK(factory != nullptr) << "no codec for " << http::ProtocolName(protocol);
+    slot = std::make_unique<ConnPool>(loop_, std::move(shared), factory, thresholds_,
+                                      std::move(options));
+  }
+  return *slot;
+}
+
+void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe,
+                           std::optional<Duration> latency) {
+  if (result == resilience::HostResult::kSuccess) {
+    ++host.stats().rq_success;
+  } else {
+    ++host.stats().rq_error;
+  }
+  if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_.lb.ewma_decay);
+  if (outlier_ == nullptr || !host.in_set()) return;
+  const resilience::OutlierDetector::Event event = outlier_->RecordResult(host.id(), result, probe);
+  if (event == resilience::OutlierDetector::Event::kEjectedConsecutive5xx ||
+      event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
+      event == resilience::OutlierDetector::Event::kProbeFailed) {
+    ++stats_.outlier_ejections;
+    ++host.stats().outlier_ejections;
+  }
+  SyncOutlierFlags();
+  ArmOutlierTimer();
+}
+
+void Cluster::CancelProbe(Host& host) {
+  if (outlier_ != nullptr) outlier_->CancelProbe(host.id());
+}
+
+void Cluster::SetActiveHealth(Host& host, bool healthy) {
+  hosts_.SetHealthFlag(host, Host::kFailedActiveHealthCheck, !healthy);
+}
+
+void Cluster::TickOutlierDetection() {
+  if (outlier_ == nullptr) return;
+  const resilience::OutlierDetector::TickSummary summary = outlier_->Tick();
+  stats_.outlier_ejections += summary.ejected_success_rate;
+  SyncOutlierFlags();
+  ArmOutlierTimer();
+}
+
+void Cluster::SyncOutlierFlags() {
+  if (outlier_ == nullptr || outlier_->version() == outlier_version_seen_) return;
+  outlier_version_seen_ = outlier_->version();
+  // Half-open hosts stay routable: the balancer may pick them, and TryAdmit lets one probe in.
+  for (const HostSharedPtr& host : hosts_.hosts()) {
+    const auto state = outlier_->state(host->id());
+    hosts_.SetHealthFlag(*host, Host::kOutlierEjected,
+                         state == resilience::OutlierDetector::HostState::kEjected);
+  }
+}
+
+void Cluster::ArmOutlierTimer() {
+  if (outlier_ == nullptr) {
+    outlier_timer_.Disable();
+    return;
+  }
+  Duration wait = config_.outlier_detection->interval;
+  if (std::optional<MonotonicTime> expiry = outlier_->NextExpiry(); expiry.has_value()) {
+    wait = std::min(wait, std::max(Duration(0), *expiry - clock_.Now()));
+  }
+  outlier_timer_.Enable(wait);
+}
+
+void Cluster::DrainPool(std::unique_ptr<ConnPool> pool) {
+  if (pool == nullptr) return;
+  ConnPool* raw = pool.get();
+  draining_pools_.push_back(std::move(pool));
+  raw->SetIdleCallback([this, raw] {
+    auto it = std::find_if(draining_pools_.begin(), draining_pools_.end(),
+                           [raw](const auto& p) { return p.get() == raw; });
+    if (it == draining_pools_.end()) return;
+    // Fired from inside the pool's own callbacks.
+    loop_.DeferDelete(std::move(*it));
+    draining_pools_.erase(it);
+  });
+  raw->Drain();
+}
+
+void Cluster::DrainAllPools() {
+  absl::flat_hash_map<uint64_t, HostPools> pools = std::move(pools_);
+  pools_.clear();
+  for (auto& [id, host_pools] : pools) {
+    DrainPool(std::move(host_pools.http1));
+    DrainPool(std::move(host_pools.http2));
+  }
+}
+
+size_t Cluster::pool_count() const {
+  size_t n = draining_pools_.size();
+  for (const auto& [id, pools] : pools_) n += (pools.http1 != nullptr) + (pools.http2 != nullptr);
+  return n;
+}
+
+}  // namespace meshlet::sidecar

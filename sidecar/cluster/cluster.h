@@ -1,0 +1,146 @@
+#pragma once
+
+// Cluster: one worker's runtime for one upstream cluster. It owns the HostSet, the load balancer,
+// the outlier detector and one connection pool per host and protocol (created on first use), and
+// wires them together: results the router reports feed the detector; ejected hosts get the
+// kOutlierEjected flag, which the load balancer skips; a half-open host gets exactly one probe.
+//
+// Life of a request through it (router's view):
+//   HostSelection sel = cluster.ChooseHost({.hosts_to_avoid = tried});   // null host: 503
+//   ConnPool& pool = cluster.PoolFor(*sel.host, downstream_protocol);
+//   Cancellable* handle = pool.NewStream(response_decoder, pool_callbacks);
+//   ... on the response (or failure):
+//   cluster.RecordResult(*sel.host, ClassifyHttpStatus(status), sel.probe, latency);
+//   ... or, if abandoned without a result while sel.probe: cluster.CancelProbe(*sel.host).
+//
+// Update() applies a new config: hosts that remain keep their pools and state; pools of removed
+// hosts drain (their in-flight requests finish) and are destroyed once idle. A change to the pool
+// settings drains every pool, and new requests get pools with the new settings.
+//
+// Ownership and threading: one Cluster per cluster per worker, on that worker's loop; the Loop,
+// Random and Clock must outlive it. The CircuitBreakerThresholds are shared by every worker's
+// Cluster of the same name (limits are per cluster, not per worker): the owner that builds
+// clusters from config calls SetLimits() on them, once. Destroying the Cluster destroys its pools
+// without calling anyone (worker shutdown).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/codec.h"
+#include "common/net/transport.h"
+#include "sidecar/cluster/cluster_config.h"
+#include "sidecar/cluster/conn_pool.h"
+#include "sidecar/cluster/host.h"
+#include "sidecar/cluster/load_balancer.h"
+#include "sidecar/resilience/circuit_breaker.h"
+#include "sidecar/resilience/outlier_detector.h"
+
+namespace meshlet::sidecar {
+
+struct CodecFactories {
+  CodecFactory http1;
+  CodecFactory http2;
+};
+
+// Plain counters for the stats layer.
+struct ClusterStats {
+  uint64_t no_healthy_host = 0;         // ChooseHost found nothing
+  uint64_t outlier_ejections = 0;       // hosts ejected
+  uint64_t outlier_probe_rejected = 0;  // picks refused because a half-open probe was out
+  uint64_t membership_updates = 0;
+};
+
+class Cluster {
+ public:
+  struct HostSelection {
+    Host* host = nullptr;
+    // The request is the half-open host's single probe: report its result with probe = true.
+    bool probe = false;
+  };
+
+  // Tries the load balancer makes when the outlier detector refuses a pick.
+  static constexpr int kMaxAdmitAttempts = 3;
+
+  Cluster(event::Loop& loop, const ClusterConfig& config,
+          std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
+          const Clock& clock, CodecFactories codecs,
+          net::TransportFactory transport_factory = nullptr);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Applies a new version of the same cluster's config. See the header comment.
+  void Update(const ClusterConfig& config);
+
+  HostSelection ChooseHost(const LbContext& context = {});
+
+  // The upstream protocol for a request that arrived with `downstream` (UpstreamProtocol).
+  http::Protocol UpstreamProtocol(http::Protocol downstream) const;
+  // The pool for `host` (a host of this cluster) and the upstream protocol for `downstream`.
+  ConnPool& PoolFor(Host& host, http::Protocol downstream);
+
+  // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA.
+  void RecordResult(Host& host, resilience::HostResult result, bool probe,
+                    std::optional<Duration> latency = std::nullopt);
+  // A probe request (HostSelection::probe) ended without a result.
+  void CancelProbe(Host& host);
+
+  // Expires ejections and runs interval detection now (the cluster's timer does this on its own;
+  // tests driving a FakeClock call it directly).
+  void TickOutlierDetection();
+
+  // Health from active health checking.
+  void SetActiveHealth(Host& host, bool healthy);
+
+  const std::string& name() const { return config_.name; }
+  const ClusterConfig& config() const { return config_; }
+  HostSet& host_set() { return hosts_; }
+  LoadBalancer& load_balancer() { return *lb_; }
+  resilience::OutlierDetector* outlier_detector() { return outlier_.get(); }
+  resilience::CircuitBreakerThresholds& thresholds() { return *thresholds_; }
+  const ClusterStats& stats() const { return stats_; }
+  // Pools in use plus pools draining.
+  size_t pool_count() const;
+
+ private:
+  struct HostPools {
+    std::unique_ptr<ConnPool> http1;
+    std::unique_ptr<ConnPool> http2;
+  };
+
+  void ApplyEndpoints(const ClusterConfig& config);
+  void RebuildLoadBalancer();
+  // Mirrors the detector's ejections onto host flags when its version moved.
+  void SyncOutlierFlags();
+  void ArmOutlierTimer();
+  void DrainPool(std::unique_ptr<ConnPool> pool);
+  void DrainAllPools();
+
+  event::Loop& loop_;
+  ClusterConfig config_;
+  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds_;
+  Random& random_;
+  const Clock& clock_;
+  CodecFactories codecs_;
+  net::TransportFactory transport_factory_;
+
+  HostSet hosts_;
+  std::unique_ptr<LoadBalancer> lb_;
+  std::unique_ptr<resilience::OutlierDetector> outlier_;
+  uint64_t outlier_version_seen_ = 0;
+  event::Timer outlier_timer_;
+  absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
+  // Pools finishing their streams after their host left (or their settings changed).
+  std::vector<std::unique_ptr<ConnPool>> draining_pools_;
+  ClusterStats stats_;
+};
+
+}  // namespace meshlet::sidecar

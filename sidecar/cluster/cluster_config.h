@@ -1,0 +1,93 @@
+#pragma once
+
+// A cluster as the sidecar runs it: plain, validated, immutable configuration translated from the
+// xds Cluster / ClusterLoadAssignment resources by sidecar/config. Everything below sidecar/config
+// works on these structs, never on protobuf types. Defaults are design.md §6's.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "common/net/address.h"
+#include "sidecar/resilience/circuit_breaker.h"
+#include "sidecar/resilience/consecutive_failure_breaker.h"
+#include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/resilience/retry_budget.h"
+
+namespace meshlet::sidecar {
+
+enum class LbPolicy { kLeastRequest, kRoundRobin, kRandom, kPeakEwma };
+
+enum class UpstreamProtocol { kHttp1, kHttp2, kSameAsDownstream };
+
+enum class EndpointHealth { kHealthy, kUnhealthy, kDraining };
+
+struct EndpointConfig {
+  net::Address address;
+  uint32_t weight = 1;
+  EndpointHealth health = EndpointHealth::kHealthy;
+  std::map<std::string, std::string> labels;
+  std::string identity;  // SPIFFE id the endpoint presents (mesh mTLS); empty if unknown
+};
+
+struct ConnectionPoolConfig {
+  // Below typical server keep-alive timeouts (60 s and up) so the pool closes an idle connection
+  // before the server does and a request never lands on a connection the server just closed.
+  Duration idle_timeout = std::chrono::seconds(55);
+  uint32_t max_requests_per_connection = 0;  // 0: unlimited
+  uint32_t max_concurrent_streams = 100;     // HTTP/2 streams per upstream connection
+  Duration max_connection_duration{0};       // 0: connections are not rotated by age
+  // A request waiting for a connection or stream fails with kTimeout after this long; 0: it
+  // waits until the router's own deadline cancels it.
+  Duration pending_timeout{0};
+};
+
+struct LoadBalancerConfig {
+  // Below this percentage of healthy hosts the balancer uses every host; 0 = never.
+  uint32_t panic_threshold_percent = 50;
+  // Time constant of the peak-EWMA latency decay.
+  Duration ewma_decay = std::chrono::seconds(10);
+};
+
+struct HealthCheckConfig {
+  enum class Kind { kNone, kHttp, kTcp };
+  Kind kind = Kind::kNone;
+  Duration interval = std::chrono::seconds(10);
+  Duration timeout = std::chrono::seconds(1);
+  uint32_t healthy_threshold = 1;
+  uint32_t unhealthy_threshold = 3;
+  std::string http_path = "/";
+  std::string http_host;
+  std::vector<uint32_t> expected_statuses = {200};
+};
+
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
+  std::string sni;
+  std::vector<std::string> alpn;
+  std::vector<std::string> expected_peer_ids;  // SPIFFE ids; empty: the endpoint's identity
+  std::string ca_file;                         // non-mesh upstreams
+};
+
+struct ClusterConfig {
+  std::string name;
+  bool eds = false;  // endpoints come from a ClusterLoadAssignment of the same name
+  LbPolicy lb_policy = LbPolicy::kLeastRequest;
+  LoadBalancerConfig lb;
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+  Duration connect_timeout = std::chrono::seconds(1);
+  std::vector<EndpointConfig> endpoints;
+  resilience::CircuitBreakerConfig circuit_breakers;
+  resilience::RetryBudgetConfig retry_budget;
+  std::optional<resilience::ConsecutiveFailureBreakerConfig> consecutive_failure_breaker;
+  std::optional<resilience::OutlierDetectionConfig> outlier_detection;
+  HealthCheckConfig health_check;
+  UpstreamTlsConfig tls;
+  ConnectionPoolConfig pool;
+};
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,212 @@
+#include "sidecar/cluster/cluster.h"
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "common/base/fake_clock.h"
+#include "common/base/fake_random.h"
+#include "common/base/logging.h"
+#include "common/event/loop.h"
+#include "common/net/buffer.h"
+#include "gtest/gtest.h"
+#include "sidecar/cluster/fake_codec.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using resilience::HostResult;
+using std::chrono::seconds;
+using testing::FakeClientConnection;
+using testing::FakeUpstream;
+
+EndpointConfig Endpoint(const net::Address& address) {
+  EndpointConfig e;
+  e.address = address;
+  return e;
+}
+
+EndpointConfig Endpoint(absl::string_view text) {
+  auto address = net::Address::Parse(text);
+  CHECK_OK(address);
+  return Endpoint(*address);
+}
+
+struct Request : public ConnPoolCallbacks, public http::StreamDecoder {
+  void OnPoolReady(http::StreamEncoder& encoder, Host&) override {
+    http::HeaderMap headers{{":method", "GET"}, {":path", "/"}};
+    encoder.EncodeHeaders(headers, true);
+  }
+  void OnPoolFailure(PoolFailureReason reason, absl::string_view, Host&) override {
+    failure = reason;
+  }
+  void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
+    (void)absl::SimpleAtoi(headers->Get(":status").value_or("0"), &status);
+    complete = end_stream;
+  }
+  void DecodeData(net::Buffer& data, bool end_stream) override {
+    data.Drain(data.length());
+    complete = end_stream;
+  }
+  void DecodeTrailers(http::HeaderMapPtr) override { complete = true; }
+  bool done() const { return complete || failure.has_value(); }
+
+  std::optional<PoolFailureReason> failure;
+  int status = 0;
+  bool complete = false;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  ClusterConfig Config(std::vector<EndpointConfig> endpoints) {
+    ClusterConfig config;
+    config.name = "backend";
+    config.lb_policy = LbPolicy::kRoundRobin;
+    config.endpoints = std::move(endpoints);
+    config.outlier_detection = resilience::OutlierDetectionConfig{};
+    config.outlier_detection->max_ejection_percent = 50;
+    return config;
+  }
+
+  std::unique_ptr<Cluster> Make(const ClusterConfig& config) {
+    FakeCodecOptions http2;
+    http2.protocol = http::Protocol::kHttp2;
+    return std::make_unique<Cluster>(
+        loop_, config, thresholds_, random_, clock_,
+        CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory(http2)});
+  }
+
+  using FakeCodecOptions = testing::FakeCodecOptions;
+
+  FakeClock clock_;
+  event::Loop loop_;
+  FakeRandom random_;
+  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds_ =
+      std::make_shared<resilience::CircuitBreakerThresholds>();
+};
+
+TEST_F(ClusterTest, EjectedHostIsSkippedThenProbed) {
+  auto cluster =
+      Make(Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"), Endpoint("10.0.0.3:80")}));
+  Host& bad = *cluster->host_set().hosts()[0];
+  for (int i = 0; i < 5; ++i) cluster->RecordResult(bad, HostResult::kGatewayError, false);
+  EXPECT_TRUE(bad.has_health_flag(Host::kOutlierEjected));
+  EXPECT_EQ(cluster->stats().outlier_ejections, 1u);
+  EXPECT_EQ(bad.stats().rq_error, 5u);
+  for (int i = 0; i < 6; ++i) {
+    Cluster::HostSelection selection = cluster->ChooseHost();
+    ASSERT_NE(selection.host, nullptr);
+    EXPECT_NE(selection.host, &bad);
+    EXPECT_FALSE(selection.probe);
+  }
+
+  // After the ejection time the host is half-open: exactly one probe.
+  clock_.Advance(seconds(31));
+  cluster->TickOutlierDetection();
+  EXPECT_FALSE(bad.has_health_flag(Host::kOutlierEjected));
+  int probes = 0;
+  for (int i = 0; i < 6; ++i) {
+    Cluster::HostSelection selection = cluster->ChooseHost();
+    ASSERT_NE(selection.host, nullptr);
+    if (selection.host == &bad) {
+      EXPECT_TRUE(selection.probe);
+      ++probes;
+    }
+  }
+  EXPECT_EQ(probes, 1);
+  EXPECT_GT(cluster->stats().outlier_probe_rejected, 0u);
+  cluster->RecordResult(bad, HostResult::kSuccess, /*probe=*/true);
+  EXPECT_TRUE(bad.healthy());
+  EXPECT_EQ(cluster->outlier_detector()->state(bad.id()),
+            resilience::OutlierDetector::HostState::kHealthy);
+}
+
+TEST_F(ClusterTest, AvoidListSteersRetries) {
+  auto cluster = Make(Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")}));
+  Cluster::HostSelection first = cluster->ChooseHost();
+  ASSERT_NE(first.host, nullptr);
+  const Host* tried[] = {first.host};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(cluster->ChooseHost({.hosts_to_avoid = tried}).host, first.host);
+  }
+}
+
+TEST_F(ClusterTest, NoHostsMeansNoSelection) {
+  auto cluster = Make(Config({}));
+  EXPECT_EQ(cluster->ChooseHost().host, nullptr);
+  EXPECT_EQ(cluster->stats().no_healthy_host, 1u);
+}
+
+TEST_F(ClusterTest, ActiveHealthFlagCombines) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.lb.panic_threshold_percent = 0;
+  auto cluster = Make(config);
+  Host& a = *cluster->host_set().hosts()[0];
+  cluster->SetActiveHealth(a, false);
+  for (int i = 0; i < 4; ++i) EXPECT_NE(cluster->ChooseHost().host, &a);
+  cluster->SetActiveHealth(a, true);
+  bool saw_a = false;
+  for (int i = 0; i < 4; ++i) saw_a |= cluster->ChooseHost().host == &a;
+  EXPECT_TRUE(saw_a);
+}
+
+TEST_F(ClusterTest, RequestThroughTheClusterAndPoolsSurviveUpdates) {
+  FakeUpstream upstream(loop_);
+  FakeUpstream other(loop_);
+  auto cluster = Make(Config({Endpoint(upstream.address())}));
+  Cluster::HostSelection selection = cluster->ChooseHost();
+  ASSERT_NE(selection.host, nullptr);
+  ConnPool& pool = cluster->PoolFor(*selection.host, http::Protocol::kHttp11);
+  EXPECT_EQ(&pool, &cluster->PoolFor(*selection.host, http::Protocol::kHttp11));
+  EXPECT_EQ(pool.protocol(), http::Protocol::kHttp11);
+  Request request;
+  pool.NewStream(request, request);
+  ASSERT_TRUE(loop_.RunUntil([&] { return request.done(); }, seconds(10)));
+  EXPECT_EQ(request.status, 200);
+
+  // The same endpoint plus another: the host and its pool (with its connection) stay.
+  Host* host = selection.host;
+  cluster->Update(Config({Endpoint(upstream.address()), Endpoint(other.address())}));
+  EXPECT_EQ(cluster->host_set().Find(upstream.address()), host);
+  EXPECT_EQ(&cluster->PoolFor(*host, http::Protocol::kHttp11), &pool);
+  EXPECT_EQ(pool.connections(), 1u);
+
+  // The endpoint leaves: its pool drains and goes away.
+  cluster->Update(Config({Endpoint(other.address())}));
+  EXPECT_EQ(cluster->host_set().size(), 1u);
+  ASSERT_TRUE(loop_.RunUntil([&] { return cluster->pool_count() == 0; }, seconds(10)));
+  loop_.RunUntilIdle();
+  EXPECT_EQ(thresholds_->Active(resilience::ResourceKind::kConnection), 0u);
+}
+
+TEST_F(ClusterTest, UpstreamProtocolFollowsConfig) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80")});
+  config.protocol = UpstreamProtocol::kSameAsDownstream;
+  auto cluster = Make(config);
+  Host& host = *cluster->host_set().hosts()[0];
+  EXPECT_EQ(cluster->PoolFor(host, http::Protocol::kHttp2).protocol(), http::Protocol::kHttp2);
+  EXPECT_EQ(cluster->PoolFor(host, http::Protocol::kHttp11).protocol(), http::Protocol::kHttp11);
+  EXPECT_EQ(cluster->pool_count(), 2u);
+
+  // New pool settings: the old pools drain (they are idle, so they go at once).
+  config.pool.max_requests_per_connection = 10;
+  cluster->Update(config);
+  loop_.RunUntilIdle();
+  EXPECT_EQ(cluster->pool_count(), 0u);
+}
+
+TEST_F(ClusterTest, LatencyFeedsPeakEwma) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80")});
+  config.lb_policy = LbPolicy::kPeakEwma;
+  auto cluster = Make(config);
+  Host& host = *cluster->host_set().hosts()[0];
+  cluster->RecordResult(host, HostResult::kSuccess, false, std::chrono::milliseconds(20));
+  EXPECT_DOUBLE_EQ(host.ewma_latency_ns(), 20e6);
+  EXPECT_EQ(host.stats().rq_success, 1u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

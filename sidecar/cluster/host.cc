@@ -1,0 +1,106 @@
+#include "sidecar/cluster/host.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+
+namespace meshlet::sidecar {
+
+Host::Host(uint64_t id, const EndpointConfig& endpoint) : id_(id), address_(endpoint.address) {
+  UpdateFrom(endpoint);
+}
+
+void Host::UpdateFrom(const EndpointConfig& endpoint) {
+  weight_ = std::max<uint32_t>(endpoint.weight, 1);
+  identity_ = endpoint.identity;
+  labels_ = endpoint.labels;
+  health_flags_ &= ~(kFailedEds | kDraining);
+  if (endpoint.health == EndpointHealth::kUnhealthy) health_flags_ |= kFailedEds;
+  if (endpoint.health == EndpointHealth::kDraining) health_flags_ |= kDraining;
+}
+
+void Host::RecordLatency(Duration latency, MonotonicTime now, Duration decay) {
+  const double sample = static_cast<double>(std::max<int64_t>(latency.count(), 0));
+  if (ewma_ns_ == 0 || sample > ewma_ns_ || decay.count() <= 0) {
+    ewma_ns_ = sample;
+  } else {
+    // Weight of the old value shrinks with the time since the last sample, so a host that was
+    // slow a long time ago is not held against it by a single fast sample.
+    const double elapsed = static_cast<double>(std::max<int64_t>((now - ewma_updated_).count(), 0));
+    const double w = std::exp(-elapsed / static_cast<double>(decay.count()));
+    ewma_ns_ = ewma_ns_ * w + sample * (1 - w);
+  }
+  ewma_updated_ = now;
+}
+
+HostSet::~HostSet() {
+  for (const HostSharedPtr& host : hosts_) host->owner_ = nullptr;
+}
+
+std::vector<HostSharedPtr> HostSet::Update(absl::Span<const EndpointConfig> endpoints) {
+  absl::flat_hash_map<net::Address, HostSharedPtr> existing;
+  existing.reserve(hosts_.size());
+  for (HostSharedPtr& host : hosts_) existing.emplace(host->address(), std::move(host));
+
+  std::vector<HostSharedPtr> next;
+  next.reserve(endpoints.size());
+  absl::flat_hash_set<net::Address> seen;
+  for (const EndpointConfig& endpoint : endpoints) {
+    if (!seen.insert(endpoint.address).second) continue;
+    auto it = existing.find(endpoint.address);
+    if (it != existing.end()) {
+      it->second->UpdateFrom(endpoint);
+      next.push_back(std::move(it->second));
+      existing.erase(it);
+    } else {
+      auto host = std::make_shared<Host>(next_id_++, endpoint);
+      host->owner_ = this;
+      next.push_back(std::move(host));
+    }
+  }
+  std::vector<HostSharedPtr> removed;
+  removed.reserve(existing.size());
+  for (auto& [address, host] : existing) {
+    host->owner_ = nullptr;
+    removed.push_back(std::move(host));
+  }
+  hosts_ = std::move(next);
+  Recount();
+  ++version_;
+  return removed;
+}
+
+void HostSet::SetHealthFlag(Host& host, Host::HealthFlag flag, bool set) {
+  const uint32_t before = host.health_flags_;
+  if (set) {
+    host.health_flags_ |= flag;
+  } else {
+    host.health_flags_ &= ~static_cast<uint32_t>(flag);
+  }
+  if (host.owner_ != this || before == host.health_flags_) return;
+  if ((before == 0) != (host.health_flags_ == 0)) Recount();
+  ++version_;
+}
+
+Host* HostSet::Find(const net::Address& address) const {
+  for (const HostSharedPtr& host : hosts_) {
+    if (host->address() == address) return host.get();
+  }
+  return nullptr;
+}
+
+Host* HostSet::FindById(uint64_t id) const {
+  for (const HostSharedPtr& host : hosts_) {
+    if (host->id() == id) return host.get();
+  }
+  return nullptr;
+}
+
+void HostSet::Recount() {
+  healthy_count_ = static_cast<size_t>(std::count_if(
+      hosts_.begin(), hosts_.end(), [](const HostSharedPtr& h) { return h->healthy(); }));
+}
+
+}  // namespace meshlet::sidecar

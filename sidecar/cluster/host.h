@@ -1,0 +1,168 @@
+#pragma once
+
+// Host and HostSet: one worker's runtime view of a cluster's endpoints.
+//
+// A Host is one endpoint (address, weight, identity) plus everything this worker learns about it:
+// health flags from three sources (EDS, active health checks, outlier ejection), the number of
+// requests in flight to it (for least-request balancing), a peak-EWMA of its latency (for
+// peak-EWMA balancing) and plain per-host counters (the sidecar maps them to stats).
+//
+// A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
+// keeps the Host object (with its pools, counters and health state) of every endpoint whose
+// address is still present, so a config push does not reset connections or ejections. version()
+// changes whenever membership or any host's health changes; load balancers re-read the set then
+// and keep no other view of it.
+//
+// Ownership: HostSet holds hosts by shared_ptr. A removed host stays alive for as long as someone
+// still holds it (a draining connection pool, a request in flight); it no longer belongs to the
+// set and its health changes no longer bump the set's version.
+//
+// Threading: each worker owns its own HostSet; nothing here is thread-safe and nothing needs to be.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "common/base/clock.h"
+#include "common/net/address.h"
+#include "sidecar/cluster/cluster_config.h"
+
+namespace meshlet::sidecar {
+
+class HostSet;
+
+// Plain per-host counters. Monotonic; the stats layer reads them.
+struct HostStats {
+  uint64_t rq_total = 0;           // requests that started a stream on this host
+  uint64_t rq_success = 0;         // results reported as success
+  uint64_t rq_error = 0;           // results reported as 5xx or gateway failure
+  uint64_t cx_connect_fail = 0;    // connections that failed to connect (refused or timeout)
+  uint64_t outlier_ejections = 0;  // times the outlier detector ejected the host
+};
+
+class Host {
+ public:
+  // Why a host is not healthy; a host is healthy when no flag is set.
+  enum HealthFlag : uint32_t {
+    kFailedEds = 1u << 0,  // the control plane says unhealthy
+    kDraining = 1u << 1,   // the control plane is removing it: no new requests
+    kFailedActiveHealthCheck = 1u << 2,
+    kOutlierEjected = 1u << 3,
+  };
+
+  // Counts one request in flight for least-request balancing while alive. Move-only.
+  class RequestGuard {
+   public:
+    RequestGuard() = default;
+    explicit RequestGuard(Host& host) : host_(&host) { ++host.active_requests_; }
+    RequestGuard(RequestGuard&& other) noexcept : host_(other.host_) { other.host_ = nullptr; }
+    RequestGuard& operator=(RequestGuard&& other) noexcept {
+      if (this != &other) {
+        Release();
+        host_ = other.host_;
+        other.host_ = nullptr;
+      }
+      return *this;
+    }
+    RequestGuard(const RequestGuard&) = delete;
+    RequestGuard& operator=(const RequestGuard&) = delete;
+    ~RequestGuard() { Release(); }
+
+    void Release() {
+      if (host_ != nullptr) --host_->active_requests_;
+      host_ = nullptr;
+    }
+    bool holds() const { return host_ != nullptr; }
+
+   private:
+    Host* host_ = nullptr;
+  };
+
+  Host(uint64_t id, const EndpointConfig& endpoint);
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  // Unique within its HostSet, never reused; the outlier detector's key.
+  uint64_t id() const { return id_; }
+  const net::Address& address() const { return address_; }
+  // At least 1.
+  uint32_t weight() const { return weight_; }
+  const std::string& identity() const { return identity_; }
+  const std::map<std::string, std::string>& labels() const { return labels_; }
+
+  uint32_t health_flags() const { return health_flags_; }
+  bool healthy() const { return health_flags_ == 0; }
+  bool has_health_flag(HealthFlag flag) const { return (health_flags_ & flag) != 0; }
+
+  uint32_t active_requests() const { return active_requests_; }
+
+  // Feeds one response latency into the peak-EWMA: a sample above the current value replaces it
+  // at once (react to a slowdown immediately), a lower one decays into it with time constant
+  // `decay` (recover gradually). `now` comes from the worker's clock.
+  void RecordLatency(Duration latency, MonotonicTime now, Duration decay);
+  // Nanoseconds; 0 until the first sample.
+  double ewma_latency_ns() const { return ewma_ns_; }
+
+  HostStats& stats() { return stats_; }
+  const HostStats& stats() const { return stats_; }
+
+  // Whether the host is still a member of its set.
+  bool in_set() const { return owner_ != nullptr; }
+
+ private:
+  friend class HostSet;
+  void UpdateFrom(const EndpointConfig& endpoint);
+
+  const uint64_t id_;
+  const net::Address address_;
+  uint32_t weight_ = 1;
+  std::string identity_;
+  std::map<std::string, std::string> labels_;
+  uint32_t health_flags_ = 0;
+  uint32_t active_requests_ = 0;
+  double ewma_ns_ = 0;
+  MonotonicTime ewma_updated_{};
+  HostStats stats_;
+  HostSet* owner_ = nullptr;
+};
+
+using HostSharedPtr = std::shared_ptr<Host>;
+
+class HostSet {
+ public:
+  HostSet() = default;
+  ~HostSet();
+  HostSet(const HostSet&) = delete;
+  HostSet& operator=(const HostSet&) = delete;
+
+  // Replaces the membership with `endpoints` (order kept). Hosts whose address remains are kept
+  // with their state, taking the new weight, identity, labels and EDS health; new ones are
+  // created; the others are dropped from the set. Duplicate addresses keep the first entry.
+  // Returns the hosts removed, so the owner can drain what it keeps for them.
+  std::vector<HostSharedPtr> Update(absl::Span<const EndpointConfig> endpoints);
+
+  // Sets or clears one health flag; bumps version() when the host's health changed.
+  void SetHealthFlag(Host& host, Host::HealthFlag flag, bool set);
+
+  absl::Span<const HostSharedPtr> hosts() const { return hosts_; }
+  size_t size() const { return hosts_.size(); }
+  size_t healthy_count() const { return healthy_count_; }
+  // Null if absent.
+  Host* Find(const net::Address& address) const;
+  Host* FindById(uint64_t id) const;
+
+  uint64_t version() const { return version_; }
+
+ private:
+  void Recount();
+
+  std::vector<HostSharedPtr> hosts_;
+  size_t healthy_count_ = 0;
+  uint64_t version_ = 1;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,96 @@
+#include "sidecar/cluster/host.h"
+
+#include "common/base/logging.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+EndpointConfig Endpoint(absl::string_view address, uint32_t weight = 1,
+                        EndpointHealth health = EndpointHealth::kHealthy) {
+  EndpointConfig e;
+  auto parsed = net::Address::Parse(address);
+  CHECK_OK(parsed);
+  e.address = *parsed;
+  e.weight = weight;
+  e.health = health;
+  return e;
+}
+
+TEST(HostSetTest, UpdateKeepsHostsThatRemain) {
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  HostSharedPtr kept = set.hosts()[1];
+  Host::RequestGuard guard(*kept);
+  set.SetHealthFlag(*kept, Host::kOutlierEjected, true);
+  const uint64_t version = set.version();
+
+  auto removed = set.Update({Endpoint("10.0.0.2:80", 3), Endpoint("10.0.0.3:80")});
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0]->address().ToString(), "10.0.0.1:80");
+  EXPECT_FALSE(removed[0]->in_set());
+  ASSERT_EQ(set.size(), 2u);
+  EXPECT_EQ(set.hosts()[0].get(), kept.get());
+  EXPECT_EQ(kept->weight(), 3u);
+  EXPECT_EQ(kept->active_requests(), 1u);
+  EXPECT_TRUE(kept->has_health_flag(Host::kOutlierEjected));
+  EXPECT_NE(set.hosts()[1]->id(), removed[0]->id());
+  EXPECT_GT(set.version(), version);
+  EXPECT_EQ(set.healthy_count(), 1u);
+}
+
+TEST(HostSetTest, EdsHealthAndOtherFlagsCombine) {
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80", 1, EndpointHealth::kUnhealthy),
+              Endpoint("10.0.0.2:80", 0, EndpointHealth::kDraining)});
+  Host& a = *set.hosts()[0];
+  Host& b = *set.hosts()[1];
+  EXPECT_TRUE(a.has_health_flag(Host::kFailedEds));
+  EXPECT_TRUE(b.has_health_flag(Host::kDraining));
+  EXPECT_EQ(b.weight(), 1u);  // weight 0 is treated as 1
+  EXPECT_EQ(set.healthy_count(), 0u);
+  set.SetHealthFlag(a, Host::kFailedActiveHealthCheck, true);
+  // EDS says healthy again; the health check still says no.
+  set.Update({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  EXPECT_FALSE(a.has_health_flag(Host::kFailedEds));
+  EXPECT_FALSE(a.healthy());
+  EXPECT_TRUE(b.healthy());
+  set.SetHealthFlag(a, Host::kFailedActiveHealthCheck, false);
+  EXPECT_TRUE(a.healthy());
+  EXPECT_EQ(set.healthy_count(), 2u);
+}
+
+TEST(HostSetTest, DuplicateAddressesKeepTheFirst) {
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80", 2), Endpoint("10.0.0.1:80", 5)});
+  ASSERT_EQ(set.size(), 1u);
+  EXPECT_EQ(set.hosts()[0]->weight(), 2u);
+}
+
+TEST(HostSetTest, FlagChangeOnRemovedHostDoesNotBumpVersion) {
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80")});
+  auto removed = set.Update({});
+  const uint64_t version = set.version();
+  set.SetHealthFlag(*removed[0], Host::kOutlierEjected, true);
+  EXPECT_EQ(set.version(), version);
+}
+
+TEST(HostTest, RequestGuardBalances) {
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80")});
+  Host& host = *set.hosts()[0];
+  {
+    Host::RequestGuard a(host);
+    Host::RequestGuard b(host);
+    EXPECT_EQ(host.active_requests(), 2u);
+    Host::RequestGuard c = std::move(a);
+    EXPECT_EQ(host.active_requests(), 2u);
+    b.Release();
+    EXPECT_EQ(host.active_requests(), 1u);
+  }
+  EXPECT_EQ(host.active_requests(), 0u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

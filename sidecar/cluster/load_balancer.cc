@@ -1,0 +1,121 @@
+#include "sidecar/cluster/load_balancer.h"
+
+#include <algorithm>
+
+namespace meshlet::sidecar {
+
+LoadBalancer::LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent)
+    : random_(random), hosts_(hosts), panic_threshold_percent_(panic_threshold_percent) {}
+
+void LoadBalancer::RefreshIfNeeded() {
+  if (seen_version_ == hosts_.version()) return;
+  seen_version_ = hosts_.version();
+  const size_t total = hosts_.size();
+  const size_t healthy = hosts_.healthy_count();
+  panic_ = total > 0 && healthy * 100 < total * panic_threshold_percent_;
+  candidates_.clear();
+  for (const HostSharedPtr& host : hosts_.hosts()) {
+    if (panic_ || host->healthy()) candidates_.push_back(host.get());
+  }
+  cumulative_weights_.clear();
+  uint64_t sum = 0;
+  equal_weights_ = true;
+  for (Host* host : candidates_) {
+    sum += host->weight();
+    cumulative_weights_.push_back(sum);
+    if (host->weight() != candidates_.front()->weight()) equal_weights_ = false;
+  }
+  OnRefresh();
+}
+
+bool LoadBalancer::Contains(absl::Span<const Host* const> list, const Host* host) {
+  return std::find(list.begin(), list.end(), host) != list.end();
+}
+
+Host* LoadBalancer::Choose(const LbContext& context) {
+  RefreshIfNeeded();
+  if (candidates_.empty()) return nullptr;
+  if (panic_) ++panic_picks_;
+  Host* host = Pick();
+  for (int i = 0; i < kMaxAvoidAttempts && Contains(context.hosts_to_avoid, host); ++i) {
+    host = Pick();
+  }
+  return host;
+}
+
+Host* LoadBalancer::WeightedRandom() {
+  if (equal_weights_) return candidates_[random_.Uniform(candidates_.size())];
+  const uint64_t r = random_.Uniform(cumulative_weights_.back());
+  auto it = std::upper_bound(cumulative_weights_.begin(), cumulative_weights_.end(), r);
+  return candidates_[static_cast<size_t>(it - cumulative_weights_.begin())];
+}
+
+void RoundRobinLoadBalancer::OnRefresh() {
+  current_.assign(candidates_.size(), 0);
+  total_weight_ =
+      static_cast<int64_t>(cumulative_weights_.empty() ? 0 : cumulative_weights_.back());
+  if (!candidates_.empty()) next_ %= candidates_.size();
+}
+
+Host* RoundRobinLoadBalancer::Pick() {
+  if (equal_weights_) {
+    Host* host = candidates_[next_];
+    next_ = (next_ + 1) % candidates_.size();
+    return host;
+  }
+  // Smooth weighted round robin: every host gains its weight, the richest is picked and pays the
+  // total. Over total_weight picks each host is chosen exactly weight times, interleaved.
+  size_t best = 0;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    current_[i] += candidates_[i]->weight();
+    if (current_[i] > current_[best]) best = i;
+  }
+  current_[best] -= total_weight_;
+  return candidates_[best];
+}
+
+Host* LeastRequestLoadBalancer::Pick() {
+  Host* a = WeightedRandom();
+  if (candidates_.size() == 1) return a;
+  Host* b = WeightedRandom();
+  // Fewer requests per unit of weight; compared by cross-multiplying to stay in integers.
+  const uint64_t load_a = static_cast<uint64_t>(a->active_requests()) * b->weight();
+  const uint64_t load_b = static_cast<uint64_t>(b->active_requests()) * a->weight();
+  return load_b < load_a ? b : a;
+}
+
+namespace {
+// A host without a latency sample yet: free while idle (so it gets traffic and a sample), but
+// very expensive once it has requests in flight (so a new, slow host cannot absorb a burst).
+constexpr double kUnknownLatencyPenaltyNs = 1e12;
+
+double EwmaCost(const Host& host) {
+  const double active = host.active_requests();
+  if (host.ewma_latency_ns() == 0) return active == 0 ? 0 : kUnknownLatencyPenaltyNs + active;
+  return host.ewma_latency_ns() * (active + 1) / host.weight();
+}
+}  // namespace
+
+Host* PeakEwmaLoadBalancer::Pick() {
+  Host* a = WeightedRandom();
+  if (candidates_.size() == 1) return a;
+  Host* b = WeightedRandom();
+  return EwmaCost(*b) < EwmaCost(*a) ? b : a;
+}
+
+std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet& hosts,
+                                                 Random& random, uint32_t panic_threshold_percent) {
+  switch (policy) {
+    case LbPolicy::kRoundRobin:
+      return std::make_unique<RoundRobinLoadBalancer>(hosts, random, panic_threshold_percent);
+    case LbPolicy::kRandom:
+      return std::make_unique<RandomLoadBalancer>(hosts, random, panic_threshold_percent);
+    case LbPolicy::kPeakEwma:
+      return std::make_unique<PeakEwmaLoadBalancer>(hosts, random, panic_threshold_percent);
+    case LbPolicy::kLeastRequest:
+      break;
+  }
+  return std::make_unique<LeastRequestLoadBalancer>(hosts, random, panic_threshold_percent);
+}
+
+}  // namespace meshlet::sidecar

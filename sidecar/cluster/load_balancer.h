@@ -1,0 +1,128 @@
+#pragma once
+
+// Load balancers: pick the Host for one request from a HostSet.
+//
+//   kRoundRobin    smooth weighted round robin: with weights {a:5, b:1, c:1} the order is
+//                  a a b a c a a, so a heavy host never receives a burst.
+//   kLeastRequest  power of two choices (the default): two weighted-random picks, keep the one
+//                  with fewer requests in flight per unit of weight.
+//   kRandom        weighted random.
+//   kPeakEwma      two weighted-random picks, keep the lower peak-EWMA latency x (active + 1).
+//
+// Every policy skips hosts that are not healthy (EDS, active health check, outlier ejection,
+// draining), except in panic mode: when healthy hosts are fewer than panic_threshold_percent of
+// all hosts, it balances over all hosts (spreading load over some failing hosts beats crushing
+// the few healthy ones). Choose() returns null only when the set is empty, or when no host is
+// healthy and panic is off (threshold 0).
+//
+// A retry passes the hosts it already tried in LbContext::hosts_to_avoid: the balancer re-picks
+// up to kMaxAvoidAttempts times to find another host, then takes what it got (an endpoint tried
+// before beats no endpoint).
+//
+// Ownership and threading: a balancer belongs to one worker's Cluster and reads (never owns) its
+// HostSet and Random, which must outlive it. It rebuilds its internal lists only when the set's
+// version() changes; a pick does not allocate.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "common/base/random.h"
+#include "sidecar/cluster/cluster_config.h"
+#include "sidecar/cluster/host.h"
+
+namespace meshlet::sidecar {
+
+struct LbContext {
+  // Hosts earlier attempts of this request used.
+  absl::Span<const Host* const> hosts_to_avoid;
+};
+
+class LoadBalancer {
+ public:
+  static constexpr int kMaxAvoidAttempts = 3;
+
+  LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent);
+  virtual ~LoadBalancer() = default;
+  LoadBalancer(const LoadBalancer&) = delete;
+  LoadBalancer& operator=(const LoadBalancer&) = delete;
+
+  // The host for one request, or null when none is available.
+  Host* Choose(const LbContext& context = {});
+
+  // Whether the last refresh found the set in panic (for a gauge).
+  bool panic() const { return panic_; }
+  // Picks made in panic mode (counter).
+  uint64_t panic_picks() const { return panic_picks_; }
+
+ protected:
+  // One pick from the current candidates (never empty when called).
+  virtual Host* Pick() = 0;
+  // The candidate list changed.
+  virtual void OnRefresh() {}
+
+  // A weighted-random candidate: binary search over cumulative weights.
+  Host* WeightedRandom();
+
+  Random& random_;
+  // Hosts the policy picks from: the healthy ones, or all in panic.
+  std::vector<Host*> candidates_;
+  // cumulative_weights_[i] = sum of candidates_[0..i] weights.
+  std::vector<uint64_t> cumulative_weights_;
+  bool equal_weights_ = true;
+
+ private:
+  void RefreshIfNeeded();
+  static bool Contains(absl::Span<const Host* const> list, const Host* host);
+
+  const HostSet& hosts_;
+  const uint32_t panic_threshold_percent_;
+  uint64_t seen_version_ = 0;
+  bool panic_ = false;
+  uint64_t panic_picks_ = 0;
+};
+
+class RoundRobinLoadBalancer final : public LoadBalancer {
+ public:
+  using LoadBalancer::LoadBalancer;
+
+ protected:
+  Host* Pick() override;
+  void OnRefresh() override;
+
+ private:
+  // Smooth WRR state, parallel to candidates_.
+  std::vector<int64_t> current_;
+  int64_t total_weight_ = 0;
+  size_t next_ = 0;  // equal weights: plain rotation
+};
+
+class LeastRequestLoadBalancer final : public LoadBalancer {
+ public:
+  using LoadBalancer::LoadBalancer;
+
+ protected:
+  Host* Pick() override;
+};
+
+class RandomLoadBalancer final : public LoadBalancer {
+ public:
+  using LoadBalancer::LoadBalancer;
+
+ protected:
+  Host* Pick() override { return WeightedRandom(); }
+};
+
+class PeakEwmaLoadBalancer final : public LoadBalancer {
+ public:
+  using LoadBalancer::LoadBalancer;
+
+ protected:
+  Host* Pick() override;
+};
+
+std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet& hosts,
+                                                 Random& random, uint32_t panic_threshold_percent);
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,256 @@
+#include "sidecar/cluster/load_balancer.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/fake_random.h"
+#include "common/base/logging.h"
+#include "common/base/random.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+EndpointConfig Endpoint(int port, uint32_t weight = 1) {
+  EndpointConfig e;
+  auto address = net::Address::FromIp("10.0.0.1", static_cast<uint16_t>(port));
+  CHECK_OK(address);
+  e.address = *address;
+  e.weight = weight;
+  return e;
+}
+
+// Hosts named by port (1, 2, 3...) with the given weights.
+std::vector<EndpointConfig> Endpoints(std::vector<uint32_t> weights) {
+  std::vector<EndpointConfig> out;
+  for (size_t i = 0; i < weights.size(); ++i)
+    out.push_back(Endpoint(static_cast<int>(i + 1), weights[i]));
+  return out;
+}
+
+int Port(const Host* host) { return host == nullptr ? 0 : host->address().port(); }
+
+std::string Sequence(LoadBalancer& lb, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += static_cast<char>('a' + Port(lb.Choose()) - 1);
+  return out;
+}
+
+TEST(RoundRobinTest, EqualWeightsRotate) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  EXPECT_EQ(Sequence(lb, 7), "abcabca");
+}
+
+TEST(RoundRobinTest, WeightsInterleaveSmoothly) {
+  HostSet hosts;
+  hosts.Update(Endpoints({5, 1, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  EXPECT_EQ(Sequence(lb, 14), "aabacaaaabacaa");
+}
+
+TEST(RoundRobinTest, WeightsTwoToOne) {
+  HostSet hosts;
+  hosts.Update(Endpoints({2, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  EXPECT_EQ(Sequence(lb, 6), "abaaba");
+}
+
+TEST(RoundRobinTest, SkipsUnhealthyAndEjected) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, true);
+  std::string seq = Sequence(lb, 6);
+  EXPECT_EQ(seq.find('b'), std::string::npos) << seq;
+  EXPECT_EQ(hosts.healthy_count(), 3u);
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kOutlierEjected, false);
+  seq = Sequence(lb, 8);
+  EXPECT_NE(seq.find('b'), std::string::npos) << seq;
+}
+
+TEST(LeastRequestTest, PicksTheLessLoadedOfTwo) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1, 1}));
+  FakeRandom random;
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  std::vector<Host::RequestGuard> guards;
+  for (int i = 0; i < 5; ++i) guards.emplace_back(*hosts.hosts()[0]);  // a: 5 active
+  guards.emplace_back(*hosts.hosts()[2]);                              // c: 1 active
+  // First pick a (index 0), second pick c (index 2): c is less loaded.
+  random.PushDouble(0.0);
+  random.PushDouble(0.5);
+  EXPECT_EQ(Port(lb.Choose()), 3);
+  // c vs d: d has none.
+  random.PushDouble(0.5);
+  random.PushDouble(0.75);
+  EXPECT_EQ(Port(lb.Choose()), 4);
+  guards.clear();
+  EXPECT_EQ(hosts.hosts()[0]->active_requests(), 0u);
+}
+
+TEST(LeastRequestTest, LoadIsPerUnitOfWeight) {
+  HostSet hosts;
+  hosts.Update(Endpoints({4, 1}));
+  FakeRandom random;
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  std::vector<Host::RequestGuard> guards;
+  for (int i = 0; i < 3; ++i) guards.emplace_back(*hosts.hosts()[0]);  // a: 3/4
+  guards.emplace_back(*hosts.hosts()[1]);                              // b: 1/1
+  random.PushDouble(0.9);                                              // b (cumulative 4, 5)
+  random.PushDouble(0.1);                                              // a
+  EXPECT_EQ(Port(lb.Choose()), 1);
+}
+
+TEST(LeastRequestTest, SpreadsLoadEvenlyWithRealRandomness) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1, 1}));
+  RealRandom random(42);
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  std::vector<Host::RequestGuard> guards;
+  for (int i = 0; i < 400; ++i) guards.emplace_back(*lb.Choose());
+  for (const HostSharedPtr& host : hosts.hosts()) {
+    EXPECT_GE(host->active_requests(), 90u);
+    EXPECT_LE(host->active_requests(), 110u);
+  }
+}
+
+TEST(RandomTest, WeightedProportions) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 3}));
+  RealRandom random(7);
+  RandomLoadBalancer lb(hosts, random, 50);
+  std::map<int, int> counts;
+  constexpr int kPicks = 40000;
+  for (int i = 0; i < kPicks; ++i) ++counts[Port(lb.Choose())];
+  EXPECT_NEAR(counts[2] / static_cast<double>(kPicks), 0.75, 0.02);
+  EXPECT_NEAR(counts[1] / static_cast<double>(kPicks), 0.25, 0.02);
+}
+
+TEST(RandomTest, ScriptedPicksFollowCumulativeWeights) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 3}));
+  FakeRandom random;
+  RandomLoadBalancer lb(hosts, random, 50);
+  random.PushDouble(0.2);  // 0.8 of 4 → 0 → a
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  random.PushDouble(0.3);  // 1.2 → 1 → b
+  EXPECT_EQ(Port(lb.Choose()), 2);
+}
+
+TEST(PeakEwmaTest, PrefersLowerLatencyTimesLoad) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  FakeRandom random;
+  PeakEwmaLoadBalancer lb(hosts, random, 50);
+  Host& a = *hosts.hosts()[0];
+  Host& b = *hosts.hosts()[1];
+  const MonotonicTime now{};
+  a.RecordLatency(std::chrono::milliseconds(10), now, std::chrono::seconds(10));
+  b.RecordLatency(std::chrono::milliseconds(50), now, std::chrono::seconds(10));
+  random.PushDouble(0.0);
+  random.PushDouble(0.5);
+  EXPECT_EQ(Port(lb.Choose()), 1);
+  // a: 10 ms x 6 = 60 > b: 50 ms x 1.
+  std::vector<Host::RequestGuard> guards;
+  for (int i = 0; i < 5; ++i) guards.emplace_back(a);
+  random.PushDouble(0.0);
+  random.PushDouble(0.5);
+  EXPECT_EQ(Port(lb.Choose()), 2);
+}
+
+TEST(PeakEwmaTest, PeakIsImmediateAndDecaysSlowly) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1}));
+  Host& a = *hosts.hosts()[0];
+  MonotonicTime now{};
+  a.RecordLatency(std::chrono::milliseconds(10), now, std::chrono::seconds(10));
+  a.RecordLatency(std::chrono::milliseconds(100), now, std::chrono::seconds(10));
+  EXPECT_DOUBLE_EQ(a.ewma_latency_ns(), 100e6);
+  now += std::chrono::seconds(10);
+  a.RecordLatency(std::chrono::milliseconds(10), now, std::chrono::seconds(10));
+  // One time constant later the old value keeps weight e^-1.
+  EXPECT_NEAR(a.ewma_latency_ns(), 100e6 * 0.3679 + 10e6 * 0.6321, 1e5);
+}
+
+TEST(PanicTest, BelowThresholdUsesAllHosts) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  hosts.SetHealthFlag(*hosts.hosts()[0], Host::kFailedActiveHealthCheck, true);
+  hosts.SetHealthFlag(*hosts.hosts()[1], Host::kFailedEds, true);
+  // 2 of 4 healthy: exactly at the threshold, not panic.
+  EXPECT_EQ(Sequence(lb, 4), "cdcd");
+  EXPECT_FALSE(lb.panic());
+  hosts.SetHealthFlag(*hosts.hosts()[2], Host::kOutlierEjected, true);
+  // 1 of 4 healthy: panic, every host is used.
+  EXPECT_EQ(Sequence(lb, 4).size(), 4u);
+  std::string seq = Sequence(lb, 8);
+  for (char c : std::string("abcd")) EXPECT_NE(seq.find(c), std::string::npos) << seq;
+  EXPECT_TRUE(lb.panic());
+  EXPECT_GT(lb.panic_picks(), 0u);
+}
+
+TEST(PanicTest, AllUnhealthyWithPanicOffReturnsNull) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  FakeRandom random;
+  LeastRequestLoadBalancer lb(hosts, random, 0);
+  for (const HostSharedPtr& host : hosts.hosts()) {
+    hosts.SetHealthFlag(*host, Host::kFailedEds, true);
+  }
+  EXPECT_EQ(lb.Choose(), nullptr);
+  LeastRequestLoadBalancer panicky(hosts, random, 50);
+  EXPECT_NE(panicky.Choose(), nullptr);
+}
+
+TEST(LoadBalancerTest, EmptySetReturnsNull) {
+  HostSet hosts;
+  FakeRandom random;
+  for (LbPolicy policy :
+       {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom, LbPolicy::kPeakEwma}) {
+    auto lb = CreateLoadBalancer(policy, hosts, random, 50);
+    EXPECT_EQ(lb->Choose(), nullptr);
+  }
+}
+
+TEST(LoadBalancerTest, AvoidListPrefersAnotherHost) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1, 1}));
+  FakeRandom random;
+  RandomLoadBalancer lb(hosts, random, 50);
+  const Host* tried[] = {hosts.hosts()[0].get()};
+  random.PushDouble(0.0);  // a: avoided
+  random.PushDouble(0.1);  // a again
+  random.PushDouble(0.5);  // b
+  EXPECT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 2);
+}
+
+TEST(LoadBalancerTest, AvoidListGivesUpRatherThanFail) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  const Host* tried[] = {hosts.hosts()[0].get()};
+  EXPECT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 1);
+}
+
+TEST(LoadBalancerTest, RoundRobinAvoidsTriedHost) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  FakeRandom random;
+  RoundRobinLoadBalancer lb(hosts, random, 50);
+  const Host* tried[] = {hosts.hosts()[0].get()};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 2);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

@@ -1,0 +1,98 @@
+#include "sidecar/config/bootstrap.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/status.h"
+#include "common/config/yaml_proto.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path.front() == '/' || base_dir.empty()) return path;
+  return absl::StrCat(base_dir, base_dir.back() == '/' ? "" : "/", path);
+}
+
+void ResolveInPlace(const std::string& base_dir, std::string* path) {
+  *path = Resolve(base_dir, *path);
+}
+
+// "host:port" or "[v6]:port" with a numeric port in 1..65535.
+bool ValidHostPort(absl::string_view address) {
+  size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
+  absl::string_view port = address.substr(colon + 1);
+  if (port.size() > 5) return false;
+  uint32_t value = 0;
+  for (char c : port) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return value >= 1 && value <= 65535;
+}
+
+}  // namespace
+
+absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
+                                               const std::string& source_name,
+                                               const std::string& base_dir) {
+  xds::Bootstrap bootstrap;
+  meshlet::config::YamlParseOptions options;
+  options.source_name = source_name;
+  RETURN_IF_ERROR(meshlet::config::YamlToProto(text, bootstrap, options));
+
+  const std::string lead = source_name.empty() ? "bootstrap" : source_name;
+  BootstrapConfig out;
+  if (!bootstrap.xds().address().empty()) {
+    if (!ValidHostPort(bootstrap.xds().address())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          lead, ": xds.address: \"", bootstrap.xds().address(), "\" is not host:port"));
+    }
+    if (bootstrap.node().id().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(lead, ": node.id: required when xds.address is set"));
+    }
+  }
+  out.node = bootstrap.node();
+  out.xds.address = bootstrap.xds().address();
+  out.xds.ca_file = Resolve(base_dir, bootstrap.xds().ca_file());
+  out.xds.server_name = bootstrap.xds().server_name();
+  out.data_dir = Resolve(base_dir, bootstrap.data_dir());
+
+  xds::Bootstrap::StaticResources* resources = bootstrap.mutable_static_resources();
+  for (xds::Secret& secret : *resources->mutable_secrets()) {
+    ResolveInPlace(base_dir, secret.mutable_certificate_chain_file());
+    ResolveInPlace(base_dir, secret.mutable_private_key_file());
+    ResolveInPlace(base_dir, secret.mutable_trust_bundle_file());
+  }
+  for (xds::Cluster& cluster : *resources->mutable_clusters()) {
+    if (cluster.has_tls()) ResolveInPlace(base_dir, cluster.mutable_tls()->mutable_ca_file());
+  }
+  out.resources.listeners.assign(resources->listeners().begin(), resources->listeners().end());
+  out.resources.routes.assign(resources->routes().begin(), resources->routes().end());
+  out.resources.clusters.assign(resources->clusters().begin(), resources->clusters().end());
+  out.resources.endpoints.assign(resources->endpoints().begin(), resources->endpoints().end());
+  out.resources.secrets.assign(resources->secrets().begin(), resources->secrets().end());
+  return out;
+}
+
+absl::StatusOr<BootstrapConfig> LoadBootstrapFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read \"", path, "\": ", std::strerror(errno)));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  size_t slash = path.rfind('/');
+  std::string base_dir = slash == std::string::npos ? "" : path.substr(0, slash);
+  if (slash == 0) base_dir = "/";
+  return ParseBootstrap(content.str(), path, base_dir);
+}
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,76 @@
+#pragma once
+
+// A listener as the sidecar runs it: plain, validated, immutable configuration translated from the
+// xds Listener resource by sidecar/config (translate.h). The listener layer works on this struct,
+// never on protobuf types. Defaults are design.md §6's and apply where the resource leaves a field
+// unset. Values; no ownership concerns.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "common/net/address.h"
+
+namespace meshlet::sidecar::config {
+
+enum class TrafficDirection { kOutbound, kInbound };
+
+enum class ListenerProtocol {
+  kAuto,   // detect HTTP/2 preface, HTTP/1 method, TLS ClientHello, else opaque TCP
+  kHttp1,  // HTTP/1.1 only
+  kHttp2,  // HTTP/2 only (prior knowledge or ALPN)
+  kHttp,   // HTTP/1.1 or HTTP/2, detected per connection
+  kTcp,    // opaque bytes to tcp_cluster
+};
+
+// Server-side TLS on a listener.
+struct DownstreamTlsConfig {
+  enum class Mode {
+    kDisable,     // plaintext only
+    kPermissive,  // mTLS and plaintext both accepted, detected per connection
+    kStrict,      // mTLS required
+  };
+  Mode mode = Mode::kDisable;
+  std::string secret_name;  // certificate, key and trust bundle; set unless kDisable
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  // Always true under kStrict (mTLS means the client proves who it is).
+  bool require_client_certificate = false;
+  // SPIFFE ids; "spiffe://<trust-domain>/*" allows a whole trust domain. Empty: any peer the
+  // trust bundle verifies.
+  std::vector<std::string> allowed_peer_ids;
+};
+
+// Limits and timers of the HTTP codecs on one listener. Zero durations mean "no timer".
+struct HttpOptionsConfig {
+  uint32_t max_request_headers_kb = 60;
+  uint32_t max_headers_count = 100;
+  uint32_t max_request_line_bytes = 8192;  // longer request line: 414
+  uint32_t max_concurrent_streams = 1024;  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+  Duration request_headers_timeout = std::chrono::seconds(10);
+  Duration stream_idle_timeout = std::chrono::seconds(300);
+  Duration idle_timeout = std::chrono::seconds(3600);  // connection with no streams
+  bool allow_connect = false;
+  bool generate_request_id = true;  // x-request-id when absent
+  bool use_remote_address = false;  // append the peer address to x-forwarded-for
+  // Request body kept for replaying retries; a longer body makes the request non-retriable.
+  uint64_t max_request_body_buffer_bytes = 64 * 1024;
+};
+
+struct ListenerConfig {
+  std::string name;
+  net::Address address;
+  TrafficDirection direction = TrafficDirection::kOutbound;
+  ListenerProtocol protocol = ListenerProtocol::kAuto;
+  std::string route_config_name;  // HTTP protocols: names a route table of the same snapshot
+  std::string tcp_cluster;        // kTcp, and undetected traffic under kAuto; may be empty there
+  DownstreamTlsConfig tls;
+  HttpOptionsConfig http;
+  Duration detect_timeout = std::chrono::seconds(1);  // kAuto: wait this long for first bytes
+  uint32_t max_connections = 0;                       // 0: unlimited
+  std::string access_log_path;                        // empty: off
+
+  bool is_http() const { return protocol != ListenerProtocol::kTcp; }
+};
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,27 @@
+#include "sidecar/config/snapshot.h"
+
+namespace meshlet::sidecar::config {
+
+const ListenerConfig* Snapshot::FindListener(absl::string_view name) const {
+  for (const ListenerConfig& listener : listeners) {
+    if (listener.name == name) return &listener;
+  }
+  return nullptr;
+}
+
+const router::RouteTable* Snapshot::FindRouteTable(absl::string_view name) const {
+  auto it = route_tables.find(name);
+  return it == route_tables.end() ? nullptr : it->second.get();
+}
+
+const ClusterConfig* Snapshot::FindCluster(absl::string_view name) const {
+  auto it = clusters.find(name);
+  return it == clusters.end() ? nullptr : it->second.get();
+}
+
+const SecretConfig* Snapshot::FindSecret(absl::string_view name) const {
+  auto it = secrets.find(name);
+  return it == secrets.end() ? nullptr : &it->second;
+}
+
+}  // namespace meshlet::sidecar::config

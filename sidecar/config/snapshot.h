@@ -1,0 +1,61 @@
+#pragma once
+
+// Snapshot: one complete, validated configuration of the sidecar — listeners, route tables,
+// clusters (with their endpoints) and secrets — as plain C++ structs.
+//
+// Built by BuildSnapshot() (translate.h) on the main thread from the static file or an xDS update,
+// then shared read-only as std::shared_ptr<const Snapshot>: the main thread posts it to every
+// worker, and each request keeps the snapshot it started with, so a configuration change never
+// pulls data out from under a request in flight. Everything reachable from a Snapshot is immutable
+// and safe to read from any thread. Route tables and clusters are held by shared_ptr so a later
+// snapshot may share the unchanged ones, and so a component can keep one alive on its own.
+//
+// This header does not expose protobuf types (design.md §2): the configuration dump for the admin
+// endpoint is rendered to JSON when the snapshot is built.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "sidecar/cluster/cluster_config.h"
+#include "sidecar/config/listener_config.h"
+#include "sidecar/router/route_table.h"
+
+namespace meshlet::sidecar::config {
+
+// Our certificate chain and key, and the trust bundle to verify peers with; PEM text (files named
+// by the resource are read when the snapshot is built).
+struct SecretConfig {
+  std::string name;
+  std::string certificate_chain_pem;  // empty: a trust-bundle-only secret
+  std::string private_key_pem;        // set iff certificate_chain_pem is
+  std::string trust_bundle_pem;       // empty: peers cannot be verified with this secret
+};
+
+struct Snapshot {
+  template <typename T>
+  using ByName = std::map<std::string, T, std::less<>>;
+
+  // The xDS version_info, or for a static file "static-" and a hash of its resources.
+  std::string version;
+  std::vector<ListenerConfig> listeners;  // in resource order
+  ByName<std::shared_ptr<const router::RouteTable>> route_tables;
+  ByName<std::shared_ptr<const ClusterConfig>> clusters;
+  ByName<SecretConfig> secrets;
+  // The resources this snapshot was built from, as JSON with private keys redacted, for the
+  // admin /config_dump endpoint.
+  std::string config_dump_json;
+
+  // Lookups by name; null when absent. Pointers live as long as the snapshot.
+  const ListenerConfig* FindListener(absl::string_view name) const;
+  const router::RouteTable* FindRouteTable(absl::string_view name) const;
+  const ClusterConfig* FindCluster(absl::string_view name) const;
+  const SecretConfig* FindSecret(absl::string_view name) const;
+  // For the admin /config_dump endpoint.
+  const std::string& ConfigDumpJson() const { return config_dump_json; }
+};
+
+}  // namespace meshlet::sidecar::config

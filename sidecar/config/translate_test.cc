@@ -1,0 +1,750 @@
+#include "sidecar/config/translate.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/fake_random.h"
+#include "common/config/yaml_proto.h"
+#include "common/http/header_map.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sidecar/config/bootstrap.h"
+#include "sidecar/router/route_table.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+constexpr char kSamplePath[] = "tests/testdata/sidecar-static.yaml";
+
+constexpr char kPem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+constexpr char kKeyPem[] = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+// A small valid resource set the invalid cases below each break in one place.
+constexpr char kBaseYaml[] = R"yaml(
+secrets:
+- name: mesh-cert
+  certificate_chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+  private_key_pem: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+  trust_bundle_pem: "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
+clusters:
+- name: backend
+  load_assignment:
+    endpoints:
+    - address: 127.0.0.1:8080
+- name: other
+  load_assignment:
+    endpoints:
+    - address: 127.0.0.1:8081
+- name: eds-cluster
+  type: EDS
+endpoints:
+- cluster_name: eds-cluster
+  endpoints:
+  - address: 127.0.0.1:9090
+routes:
+- name: local
+  virtual_hosts:
+  - name: default
+    domains: ["*"]
+    routes:
+    - match: {prefix: /a}
+      route: {cluster: backend}
+    - match: {prefix: /b}
+      route:
+        weighted_clusters:
+          clusters:
+          - {name: backend, weight: 1}
+          - {name: other, weight: 1}
+    - match: {prefix: /}
+      route: {cluster: backend}
+listeners:
+- name: outbound
+  address: 127.0.0.1:15001
+  protocol: PROTOCOL_HTTP
+  route_config_name: local
+- name: inbound
+  address: 127.0.0.1:15006
+  direction: INBOUND
+  protocol: PROTOCOL_HTTP
+  route_config_name: local
+  tls: {mode: STRICT, secret_name: mesh-cert}
+- name: tcp
+  address: 127.0.0.1:15010
+  protocol: PROTOCOL_TCP
+  tcp_cluster: other
+)yaml";
+
+template <typename T>
+T Parse(absl::string_view yaml) {
+  T message;
+  absl::Status status = meshlet::config::YamlToProto(yaml, message);
+  EXPECT_TRUE(status.ok()) << status;
+  return message;
+}
+
+ResourceSet ToSet(const xds::Bootstrap::StaticResources& r) {
+  ResourceSet set;
+  set.listeners.assign(r.listeners().begin(), r.listeners().end());
+  set.routes.assign(r.routes().begin(), r.routes().end());
+  set.clusters.assign(r.clusters().begin(), r.clusters().end());
+  set.endpoints.assign(r.endpoints().begin(), r.endpoints().end());
+  set.secrets.assign(r.secrets().begin(), r.secrets().end());
+  return set;
+}
+
+ResourceSet Base() { return ToSet(Parse<xds::Bootstrap::StaticResources>(kBaseYaml)); }
+
+xds::Route& RouteAt(ResourceSet& set, int i) {
+  return *set.routes[0].mutable_virtual_hosts(0)->mutable_routes(i);
+}
+
+http::HeaderMap Request(absl::string_view host, absl::string_view path) {
+  return http::HeaderMap{
+      {":method", "GET"}, {":scheme", "http"}, {":authority", host}, {":path", path}};
+}
+
+std::string TestTmpDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+void WriteFile(const std::string& path, absl::string_view content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+TEST(TranslateTest, BaseIsValid) {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(Base());
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners.size(), 3u);
+  ASSERT_NE((*snapshot)->FindCluster("eds-cluster"), nullptr);
+  ASSERT_EQ((*snapshot)->FindCluster("eds-cluster")->endpoints.size(), 1u);
+  EXPECT_EQ((*snapshot)->FindCluster("eds-cluster")->endpoints[0].address.ToString(),
+            "127.0.0.1:9090");
+}
+
+struct InvalidCase {
+  std::string name;
+  std::function<void(ResourceSet&)> mutate;
+  std::string expected;  // a fragment of the message: resource + field path + reason
+};
+
+std::string AddressError(absl::string_view text) {
+  absl::StatusOr<net::Address> address = net::Address::Parse(text);
+  EXPECT_FALSE(address.ok());
+  return std::string(address.status().message());
+}
+
+std::vector<InvalidCase> InvalidCases() {
+  return {
+      {"connect_timeout_zero",
+       [](ResourceSet& s) { s.clusters[0].mutable_connect_timeout()->set_seconds(0); },
+       "cluster \"backend\": connect_timeout: must be greater than 0"},
+      {"weights_sum_to_zero",
+       [](ResourceSet& s) {
+         auto* wc = RouteAt(s, 1).mutable_route()->mutable_weighted_clusters();
+         wc->mutable_clusters(0)->set_weight(0);
+         wc->mutable_clusters(1)->set_weight(0);
+       },
+       "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters: weights sum "
+       "to 0"},
+      {"unknown_route_config", [](ResourceSet& s) { s.listeners[0].set_route_config_name("x"); },
+       "listener \"outbound\": route_config_name \"x\" names no RouteConfiguration"},
+      {"duplicate_cluster", [](ResourceSet& s) { s.clusters.push_back(s.clusters[0]); },
+       "cluster \"backend\": duplicate name (clusters[0] and clusters[3])"},
+      {"duplicate_listener_name", [](ResourceSet& s) { s.listeners[2].set_name("outbound"); },
+       "listener \"outbound\": duplicate name (listeners[0] and listeners[2])"},
+      {"bad_listener_address", [](ResourceSet& s) { s.listeners[0].set_address("127.0.0.1"); },
+       "listener \"outbound\": address: " + AddressError("127.0.0.1")},
+      {"bad_endpoint_address",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_load_assignment()->mutable_endpoints(0)->set_address(
+             "10.0.0.300:80");
+       },
+       "cluster \"backend\": load_assignment.endpoints[0].address: " +
+           AddressError("10.0.0.300:80")},
+      {"endpoint_without_port",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_load_assignment()->mutable_endpoints(0)->set_address("10.0.0.1:0");
+       },
+       "cluster \"backend\": load_assignment.endpoints[0].address: \"10.0.0.1:0\": needs a port"},
+      {"duplicate_domain_across_vhosts",
+       [](ResourceSet& s) {
+         xds::VirtualHost* vh = s.routes[0].add_virtual_hosts();
+         vh->set_name("second");
+         vh->add_domains("*");
+       },
+       "route_config \"local\": virtual_hosts[1].domains[0]: \"*\" is already a domain of "
+       "virtual host \"default\" (virtual_hosts[0])"},
+      {"unknown_retry_on",
+       [](ResourceSet& s) {
+         s.routes[0].mutable_virtual_hosts(0)->mutable_retry_policy()->add_retry_on("sometimes");
+       },
+       "route_config \"local\": virtual_hosts[0].retry_policy.retry_on[0]: unknown value "
+       "\"sometimes\"; valid values: connect-failure, refused-stream, reset, 5xx, gateway-error, "
+       "retriable-status-codes, cancelled, deadline-exceeded, internal, resource-exhausted, "
+       "unavailable"},
+      {"fault_percentage_out_of_range",
+       [](ResourceSet& s) {
+         auto* abort = RouteAt(s, 0).mutable_fault()->mutable_abort();
+         abort->set_http_status(503);
+         abort->set_percentage(150);
+       },
+       "route_config \"local\": virtual_hosts[0].routes[0].fault.abort.percentage: must be in "
+       "[0, 100]"},
+      {"route_names_unknown_cluster",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_route()->set_cluster("nope"); },
+       "route_config \"local\": virtual_hosts[0].routes[0].route.cluster \"nope\" names no "
+       "Cluster"},
+      {"weighted_cluster_unknown",
+       [](ResourceSet& s) {
+         RouteAt(s, 1).mutable_route()->mutable_weighted_clusters()->mutable_clusters(1)->set_name(
+             "gone");
+       },
+       "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1]."
+       "name \"gone\" names no Cluster"},
+      {"strict_tls_without_secret",
+       [](ResourceSet& s) { s.listeners[1].mutable_tls()->clear_secret_name(); },
+       "listener \"inbound\": tls.secret_name: required when mode is STRICT"},
+      {"tls_unknown_secret",
+       [](ResourceSet& s) { s.listeners[1].mutable_tls()->set_secret_name("nope"); },
+       "listener \"inbound\": tls.secret_name \"nope\" names no Secret"},
+      {"tls_bad_peer_id",
+       [](ResourceSet& s) { s.listeners[1].mutable_tls()->add_allowed_peer_ids("frontend"); },
+       "listener \"inbound\": tls.allowed_peer_ids[0]: \"frontend\" is not a SPIFFE id"},
+      {"empty_listener_name", [](ResourceSet& s) { s.listeners[0].clear_name(); },
+       "listeners[0]: name: must not be empty"},
+      {"static_cluster_without_endpoints",
+       [](ResourceSet& s) { s.clusters[0].clear_load_assignment(); },
+       "cluster \"backend\": load_assignment.endpoints: a STATIC cluster needs at least one "
+       "endpoint"},
+      {"eds_cluster_with_inline_endpoints",
+       [](ResourceSet& s) {
+         s.clusters[2].mutable_load_assignment()->add_endpoints()->set_address("127.0.0.1:1");
+       },
+       "cluster \"eds-cluster\": load_assignment: not used with type EDS"},
+      {"assignment_for_unknown_cluster",
+       [](ResourceSet& s) { s.endpoints[0].set_cluster_name("ghost"); },
+       "cluster_load_assignment \"ghost\": cluster_name \"ghost\" names no Cluster"},
+      {"assignment_for_static_cluster",
+       [](ResourceSet& s) { s.endpoints[0].set_cluster_name("backend"); },
+       "cluster_load_assignment \"backend\": cluster_name \"backend\" names a STATIC cluster"},
+      {"tcp_listener_without_cluster", [](ResourceSet& s) { s.listeners[2].clear_tcp_cluster(); },
+       "listener \"tcp\": tcp_cluster: required with protocol TCP"},
+      {"tcp_listener_unknown_cluster",
+       [](ResourceSet& s) { s.listeners[2].set_tcp_cluster("nope"); },
+       "listener \"tcp\": tcp_cluster \"nope\" names no Cluster"},
+      {"http_listener_without_routes",
+       [](ResourceSet& s) { s.listeners[0].clear_route_config_name(); },
+       "listener \"outbound\": route_config_name: required with protocol HTTP"},
+      {"duplicate_listener_address",
+       [](ResourceSet& s) { s.listeners[1].set_address("127.0.0.1:15001"); },
+       "listener \"inbound\": address: \"127.0.0.1:15001\" is already used by listener "
+       "\"outbound\""},
+      {"match_without_path",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->clear_path_specifier(); },
+       "route_config \"local\": virtual_hosts[0].routes[0].match: needs prefix or path"},
+      {"prefix_without_slash",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_prefix("api"); },
+       "route_config \"local\": virtual_hosts[0].routes[0].match.prefix: must start with '/'"},
+      {"route_without_action", [](ResourceSet& s) { RouteAt(s, 0).clear_route(); },
+       "route_config \"local\": virtual_hosts[0].routes[0]: needs one of route, redirect, "
+       "direct_response"},
+      {"redirect_bad_code",
+       [](ResourceSet& s) {
+         auto* redirect = RouteAt(s, 0).mutable_redirect();
+         redirect->set_scheme("https");
+         redirect->set_response_code(200);
+       },
+       "route_config \"local\": virtual_hosts[0].routes[0].redirect.response_code: must be 301, "
+       "302, 303, 307 or 308"},
+      {"redirect_to_itself", [](ResourceSet& s) { RouteAt(s, 0).mutable_redirect(); },
+       "route_config \"local\": virtual_hosts[0].routes[0].redirect: needs at least one of host, "
+       "path, scheme, port"},
+      {"direct_response_bad_status",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_direct_response()->set_status(42); },
+       "route_config \"local\": virtual_hosts[0].routes[0].direct_response.status: must be in "
+       "[200, 599]"},
+      {"pseudo_header_mutation",
+       [](ResourceSet& s) {
+         auto* h = s.routes[0].mutable_virtual_hosts(0)->add_request_headers_to_add();
+         h->set_name(":path");
+         h->set_value("/x");
+       },
+       "route_config \"local\": virtual_hosts[0].request_headers_to_add[0].name: \":path\": "
+       "pseudo-headers cannot be changed this way"},
+      {"header_value_with_newline",
+       [](ResourceSet& s) {
+         auto* h = RouteAt(s, 2).add_response_headers_to_add();
+         h->set_name("x-a");
+         h->set_value("a\r\nb");
+       },
+       "route_config \"local\": virtual_hosts[0].routes[2].response_headers_to_add[0].value: must "
+       "not contain CR, LF or NUL"},
+      {"header_matcher_without_kind",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->add_headers()->set_name("x-a"); },
+       "route_config \"local\": virtual_hosts[0].routes[0].match.headers[0]: needs exact, prefix "
+       "or present"},
+      {"bad_method", [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->add_methods("GE T"); },
+       "route_config \"local\": virtual_hosts[0].routes[0].match.methods[0]: \"GE T\" is not a "
+       "method"},
+      {"vhost_without_domains",
+       [](ResourceSet& s) { s.routes[0].mutable_virtual_hosts(0)->clear_domains(); },
+       "route_config \"local\": virtual_hosts[0].domains: must not be empty"},
+      {"negative_route_timeout",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_route()->mutable_timeout()->set_seconds(-1); },
+       "route_config \"local\": virtual_hosts[0].routes[0].route.timeout: must not be negative"},
+      {"backoff_cap_below_base",
+       [](ResourceSet& s) {
+         auto* policy = RouteAt(s, 0).mutable_route()->mutable_retry_policy();
+         policy->mutable_base_interval()->set_seconds(1);
+         policy->mutable_max_interval()->set_nanos(100'000'000);
+       },
+       "route_config \"local\": virtual_hosts[0].routes[0].route.retry_policy: max_interval: "
+       "must be at least base_interval"},
+      {"rate_limit_empty", [](ResourceSet& s) { RouteAt(s, 0).mutable_rate_limit(); },
+       "route_config \"local\": virtual_hosts[0].routes[0].rate_limit: needs requests_per_second "
+       "or burst"},
+      {"fault_delay_without_duration",
+       [](ResourceSet& s) { RouteAt(s, 0).mutable_fault()->mutable_delay()->set_percentage(5); },
+       "route_config \"local\": virtual_hosts[0].routes[0].fault.delay.fixed_delay: required"},
+      {"outlier_percent_out_of_range",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_outlier_detection()->mutable_max_ejection_percent()->set_value(150);
+       },
+       "cluster \"backend\": outlier_detection: max_ejection_percent: must be in [0, 100]"},
+      {"retry_budget_percent_out_of_range",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_circuit_breakers()->mutable_retry_budget()->set_budget_percent(250);
+       },
+       "cluster \"backend\": circuit_breakers.retry_budget.budget_percent: must be in [0, 100]"},
+      {"zero_max_connections",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_circuit_breakers()->mutable_max_connections()->set_value(0);
+       },
+       "cluster \"backend\": circuit_breakers.max_connections: must be greater than 0"},
+      {"health_check_without_kind", [](ResourceSet& s) { s.clusters[0].mutable_health_check(); },
+       "cluster \"backend\": health_check: needs http or tcp"},
+      {"upstream_tls_unknown_secret",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_tls()->set_enabled(true);
+         s.clusters[0].mutable_tls()->set_secret_name("nope");
+       },
+       "cluster \"backend\": tls.secret_name \"nope\" names no Secret"},
+      {"secret_cert_without_key", [](ResourceSet& s) { s.secrets[0].clear_private_key_pem(); },
+       "secret \"mesh-cert\": private_key_pem: required with a certificate chain"},
+      {"secret_inline_and_file",
+       [](ResourceSet& s) { s.secrets[0].set_trust_bundle_file("ca.pem"); },
+       "secret \"mesh-cert\": trust_bundle_pem and trust_bundle_file: set only one"},
+      {"secret_file_missing",
+       [](ResourceSet& s) {
+         s.secrets[0].clear_trust_bundle_pem();
+         s.secrets[0].set_trust_bundle_file("/nonexistent/ca.pem");
+       },
+       "secret \"mesh-cert\": trust_bundle_file: cannot read \"/nonexistent/ca.pem\""},
+      {"secret_not_pem", [](ResourceSet& s) { s.secrets[0].set_trust_bundle_pem("hello"); },
+       "secret \"mesh-cert\": trust_bundle_pem: holds no PEM block"},
+      {"http_option_too_large",
+       [](ResourceSet& s) { s.listeners[0].mutable_http()->set_max_request_headers_kb(100000); },
+       "listener \"outbound\": http.max_request_headers_kb: must be at most 8192"},
+      {"detect_timeout_zero",
+       [](ResourceSet& s) { s.listeners[0].mutable_detect_timeout()->set_seconds(0); },
+       "listener \"outbound\": detect_timeout: must be greater than 0"},
+      {"unknown_enum_value",
+       [](ResourceSet& s) { s.clusters[0].set_lb_policy(static_cast<xds::LbPolicy>(42)); },
+       "cluster \"backend\": lb_policy: unknown value 42"},
+  };
+}
+
+class InvalidConfigTest : public ::testing::TestWithParam<InvalidCase> {};
+
+TEST_P(InvalidConfigTest, NamesResourceFieldAndReason) {
+  ResourceSet set = Base();
+  GetParam().mutate(set);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_EQ(snapshot.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(snapshot.status().message()), HasSubstr(GetParam().expected));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, InvalidConfigTest, ::testing::ValuesIn(InvalidCases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(TranslateTest, ReportsEveryErrorOnePerLine) {
+  ResourceSet set = Base();
+  set.clusters[0].mutable_connect_timeout()->set_seconds(0);
+  set.listeners[0].set_route_config_name("x");
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_EQ(snapshot.status().message(),
+            "cluster \"backend\": connect_timeout: must be greater than 0\n"
+            "listener \"outbound\": route_config_name \"x\" names no RouteConfiguration");
+}
+
+TEST(TranslateTest, ManyErrorsAreCapped) {
+  ResourceSet set = Base();
+  for (int i = 0; i < 30; ++i) {
+    xds::Cluster cluster;
+    cluster.set_name(absl::StrCat("c", i));
+    set.clusters.push_back(cluster);  // STATIC without endpoints: one error each
+  }
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()), HasSubstr("\n(and 10 more errors)"));
+}
+
+TEST(TranslateTest, EmptySetIsValid) {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(ResourceSet{});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_TRUE((*snapshot)->listeners.empty());
+  EXPECT_THAT((*snapshot)->version, HasSubstr("static-"));
+}
+
+TEST(TranslateTest, DefaultsApplied) {
+  auto snapshot = BuildSnapshot(Base());
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const Snapshot& s = **snapshot;
+
+  const ClusterConfig* cluster = s.FindCluster("backend");
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_FALSE(cluster->eds);
+  EXPECT_EQ(cluster->lb_policy, LbPolicy::kLeastRequest);
+  EXPECT_EQ(cluster->protocol, UpstreamProtocol::kHttp1);
+  EXPECT_EQ(cluster->connect_timeout, 1s);
+  EXPECT_EQ(cluster->circuit_breakers.max_connections, 1024u);
+  EXPECT_EQ(cluster->circuit_breakers.max_pending_requests, 1024u);
+  EXPECT_EQ(cluster->circuit_breakers.max_requests, 1024u);
+  EXPECT_EQ(cluster->circuit_breakers.max_retries, 3u);
+  EXPECT_TRUE(cluster->retry_budget.enabled);
+  EXPECT_EQ(cluster->retry_budget.budget_percent, 20.0);
+  EXPECT_EQ(cluster->retry_budget.min_retries_per_second, 10u);
+  EXPECT_EQ(cluster->retry_budget.window, 10s);
+  EXPECT_FALSE(cluster->consecutive_failure_breaker.has_value());
+  ASSERT_TRUE(cluster->outlier_detection.has_value());
+  EXPECT_EQ(cluster->outlier_detection->consecutive_5xx, 5u);
+  EXPECT_EQ(cluster->outlier_detection->consecutive_gateway_failure, 5u);
+  EXPECT_EQ(cluster->outlier_detection->base_ejection_time, 30s);
+  EXPECT_EQ(cluster->outlier_detection->max_ejection_time, 300s);
+  EXPECT_EQ(cluster->outlier_detection->max_ejection_percent, 10u);
+  EXPECT_EQ(cluster->health_check.kind, HealthCheckConfig::Kind::kNone);
+  EXPECT_EQ(cluster->pool.idle_timeout, 55s);
+  EXPECT_EQ(cluster->pool.max_concurrent_streams, 100u);
+  ASSERT_EQ(cluster->endpoints.size(), 1u);
+  EXPECT_EQ(cluster->endpoints[0].weight, 1u);
+  EXPECT_EQ(cluster->endpoints[0].health, EndpointHealth::kHealthy);
+
+  const ListenerConfig* listener = s.FindListener("outbound");
+  ASSERT_NE(listener, nullptr);
+  EXPECT_EQ(listener->address.ToString(), "127.0.0.1:15001");
+  EXPECT_EQ(listener->direction, TrafficDirection::kOutbound);
+  EXPECT_EQ(listener->protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(listener->tls.mode, DownstreamTlsConfig::Mode::kDisable);
+  EXPECT_EQ(listener->http.max_request_headers_kb, 60u);
+  EXPECT_EQ(listener->http.max_headers_count, 100u);
+  EXPECT_EQ(listener->http.max_request_line_bytes, 8192u);
+  EXPECT_EQ(listener->http.max_concurrent_streams, 1024u);
+  EXPECT_EQ(listener->http.request_headers_timeout, 10s);
+  EXPECT_EQ(listener->http.stream_idle_timeout, 300s);
+  EXPECT_EQ(listener->http.idle_timeout, 3600s);
+  EXPECT_FALSE(listener->http.allow_connect);
+  EXPECT_TRUE(listener->http.generate_request_id);
+  EXPECT_EQ(listener->http.max_request_body_buffer_bytes, 64u * 1024);
+  EXPECT_EQ(listener->detect_timeout, 1s);
+  EXPECT_EQ(listener->max_connections, 0u);
+  EXPECT_EQ(listener->access_log_path, "");
+
+  const ListenerConfig* inbound = s.FindListener("inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->tls.mode, DownstreamTlsConfig::Mode::kStrict);
+  EXPECT_TRUE(inbound->tls.require_client_certificate);
+  EXPECT_EQ(inbound->tls.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+
+  const router::RouteTable* table = s.FindRouteTable("local");
+  ASSERT_NE(table, nullptr);
+  const router::RouteEntry* route = table->Match(Request("x", "/a"));
+  ASSERT_NE(route, nullptr);
+  const router::RouteAction* action = route->route_action();
+  ASSERT_NE(action, nullptr);
+  EXPECT_EQ(action->timeout, 15s);
+  EXPECT_EQ(action->retry_policy.num_retries, 2u);
+  EXPECT_EQ(action->retry_policy.retry_on, resilience::RetryOn::kDefault);
+  EXPECT_EQ(action->retry_policy.retriable_status_codes, (std::vector<uint32_t>{503}));
+  EXPECT_EQ(action->retry_policy.backoff.base, 25ms);
+  EXPECT_EQ(action->retry_policy.backoff.cap, 250ms);
+  EXPECT_EQ(action->retry_policy.per_try_timeout, Duration::zero());
+  EXPECT_FALSE(route->fault.has_value());
+  EXPECT_FALSE(route->rate_limit.has_value());
+
+  const SecretConfig* secret = s.FindSecret("mesh-cert");
+  ASSERT_NE(secret, nullptr);
+  EXPECT_EQ(secret->certificate_chain_pem, kPem);
+  EXPECT_EQ(secret->private_key_pem, kKeyPem);
+}
+
+TEST(TranslateTest, RequestIdGenerationCanBeTurnedOff) {
+  ResourceSet set = Base();
+  set.listeners[0].mutable_http()->mutable_generate_request_id()->set_value(false);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_FALSE((*snapshot)->listeners[0].http.generate_request_id);
+}
+
+TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {
+  ResourceSet set = Base();
+  xds::VirtualHost* vh = set.routes[0].mutable_virtual_hosts(0);
+  vh->mutable_retry_policy()->mutable_num_retries()->set_value(5);
+  vh->mutable_retry_policy()->add_retry_on("5xx");
+  vh->mutable_retry_policy()->mutable_base_interval()->set_nanos(50'000'000);
+  xds::RetryPolicy* own = RouteAt(set, 1).mutable_route()->mutable_retry_policy();
+  own->mutable_num_retries()->set_value(0);
+  own->add_retriable_status_codes(502);
+  own->add_retriable_status_codes(504);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const router::RouteTable* table = (*snapshot)->FindRouteTable("local");
+
+  const router::RouteAction* inherited = table->Match(Request("x", "/a"))->route_action();
+  EXPECT_EQ(inherited->retry_policy.num_retries, 5u);
+  EXPECT_EQ(inherited->retry_policy.retry_on, resilience::RetryOn::k5xx);
+  EXPECT_EQ(inherited->retry_policy.backoff.base, 50ms);
+  EXPECT_EQ(inherited->retry_policy.backoff.cap, 500ms);  // 10x an explicit base
+
+  const router::RouteAction* overridden = table->Match(Request("x", "/b"))->route_action();
+  EXPECT_EQ(overridden->retry_policy.num_retries, 0u);
+  EXPECT_EQ(overridden->retry_policy.retry_on, resilience::RetryOn::kDefault);
+  EXPECT_EQ(overridden->retry_policy.retriable_status_codes, (std::vector<uint32_t>{502, 504}));
+}
+
+TEST(TranslateTest, FaultAndRateLimit) {
+  ResourceSet set = Base();
+  RouteAt(set, 0).mutable_fault()->mutable_delay()->mutable_fixed_delay()->set_seconds(2);
+  RouteAt(set, 0).mutable_fault()->mutable_delay()->set_percentage(12.5);
+  RouteAt(set, 0).mutable_fault()->mutable_abort()->set_grpc_status(14);
+  RouteAt(set, 0).mutable_fault()->mutable_abort()->set_percentage(1);
+  RouteAt(set, 0).mutable_fault()->set_header_triggered(true);
+  RouteAt(set, 0).mutable_rate_limit()->set_requests_per_second(50);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const router::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
+  ASSERT_TRUE(route->fault.has_value());
+  ASSERT_TRUE(route->fault->delay.has_value());
+  EXPECT_EQ(route->fault->delay->fixed_delay, 2s);
+  EXPECT_EQ(route->fault->delay->percentage, 12.5);
+  ASSERT_TRUE(route->fault->abort.has_value());
+  EXPECT_EQ(route->fault->abort->grpc_status, 14u);
+  EXPECT_TRUE(route->fault_header_triggered);
+  ASSERT_TRUE(route->rate_limit.has_value());
+  EXPECT_EQ(route->rate_limit->requests_per_second, 50u);
+  EXPECT_EQ(route->rate_limit->burst, 0u);
+}
+
+TEST(TranslateTest, ExplicitVersionAndStableDerivedVersion) {
+  ResourceSet set = Base();
+  auto a = BuildSnapshot(set);
+  auto b = BuildSnapshot(set);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)->version, (*b)->version);
+  set.clusters[0].mutable_connect_timeout()->set_seconds(2);
+  auto c = BuildSnapshot(set);
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE((*a)->version, (*c)->version);
+  set.version = "v42";
+  auto d = BuildSnapshot(set);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)->version, "v42");
+}
+
+TEST(TranslateTest, ConfigDumpRedactsPrivateKeys) {
+  ResourceSet set = Base();
+  set.version = "v7";
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok());
+  const std::string& dump = (*snapshot)->ConfigDumpJson();
+  EXPECT_THAT(dump, HasSubstr("\"version\": \"v7\""));
+  EXPECT_THAT(dump, HasSubstr("\"route_config_name\": \"local\""));
+  EXPECT_THAT(dump, HasSubstr("\"private_key_pem\": \"[redacted]\""));
+  EXPECT_THAT(dump, Not(HasSubstr("MIIE")));
+  EXPECT_THAT(dump, HasSubstr("MIIB"));  // certificates are public
+}
+
+TEST(TranslateTest, SecretFilesAreRead) {
+  const std::string dir = TestTmpDir();
+  WriteFile(dir + "/cert.pem", kPem);
+  WriteFile(dir + "/key.pem", kKeyPem);
+  ResourceSet set = Base();
+  set.secrets[0].clear_certificate_chain_pem();
+  set.secrets[0].clear_private_key_pem();
+  set.secrets[0].set_certificate_chain_file(dir + "/cert.pem");
+  set.secrets[0].set_private_key_file(dir + "/key.pem");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->FindSecret("mesh-cert")->certificate_chain_pem, kPem);
+  EXPECT_EQ((*snapshot)->FindSecret("mesh-cert")->private_key_pem, kKeyPem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sample static file, end to end.
+
+TEST(BootstrapTest, SampleFileTranslates) {
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile(kSamplePath);
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->node.id(), "frontend-0.default");
+  EXPECT_FALSE(bootstrap->has_xds());
+  absl::StatusOr<std::shared_ptr<const Snapshot>> built = BuildSnapshot(bootstrap->resources);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const Snapshot& s = **built;
+
+  ASSERT_EQ(s.listeners.size(), 3u);
+  const ListenerConfig& outbound = s.listeners[0];
+  EXPECT_EQ(outbound.name, "outbound");
+  EXPECT_EQ(outbound.address.ToString(), "127.0.0.1:15001");
+  EXPECT_EQ(outbound.protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(outbound.route_config_name, "outbound-routes");
+  EXPECT_EQ(outbound.http.request_headers_timeout, 5s);
+  EXPECT_EQ(outbound.http.max_request_body_buffer_bytes, 128u * 1024);
+  EXPECT_EQ(outbound.access_log_path, "/dev/stdout");
+  const ListenerConfig& inbound = s.listeners[1];
+  EXPECT_EQ(inbound.direction, TrafficDirection::kInbound);
+  EXPECT_EQ(inbound.protocol, ListenerProtocol::kAuto);
+  EXPECT_EQ(inbound.tcp_cluster, "local-app");
+  EXPECT_EQ(inbound.detect_timeout, 500ms);
+  EXPECT_EQ(inbound.max_connections, 4096u);
+  const ListenerConfig& redis = s.listeners[2];
+  EXPECT_EQ(redis.protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(redis.tcp_cluster, "redis");
+
+  // Clusters, with the EDS one filled from its load assignment.
+  ASSERT_EQ(s.clusters.size(), 4u);
+  const ClusterConfig* v1 = s.FindCluster("backend-v1");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->connect_timeout, 250ms);
+  ASSERT_EQ(v1->endpoints.size(), 2u);
+  EXPECT_EQ(v1->endpoints[1].address.ToString(), "127.0.0.1:18082");
+  EXPECT_EQ(v1->endpoints[1].weight, 2u);
+  EXPECT_EQ(v1->circuit_breakers.max_requests, 512u);
+  EXPECT_EQ(v1->circuit_breakers.max_connections, 1024u);
+  EXPECT_EQ(v1->outlier_detection->consecutive_5xx, 3u);
+  const ClusterConfig* v2 = s.FindCluster("backend-v2");
+  ASSERT_NE(v2, nullptr);
+  EXPECT_TRUE(v2->eds);
+  EXPECT_EQ(v2->protocol, UpstreamProtocol::kHttp2);
+  ASSERT_EQ(v2->endpoints.size(), 1u);
+  EXPECT_EQ(v2->endpoints[0].address.ToString(), "127.0.0.1:18083");
+  EXPECT_EQ(v2->endpoints[0].labels.at("version"), "v2");
+  const ClusterConfig* redis_cluster = s.FindCluster("redis");
+  EXPECT_EQ(redis_cluster->lb_policy, LbPolicy::kRoundRobin);
+  EXPECT_EQ(redis_cluster->health_check.kind, HealthCheckConfig::Kind::kTcp);
+  EXPECT_EQ(redis_cluster->health_check.interval, 5s);
+
+  // Routing by host and path prefix, with the 90/10 split.
+  const router::RouteTable* routes = s.FindRouteTable("outbound-routes");
+  ASSERT_NE(routes, nullptr);
+  const router::RouteEntry* api = routes->Match(Request("backend:8080", "/api/users"));
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->name, "api");
+  const router::RouteAction* action = api->route_action();
+  ASSERT_NE(action, nullptr);
+  EXPECT_EQ(action->total_weight, 100u);
+  EXPECT_EQ(action->timeout, 5s);
+  EXPECT_EQ(action->retry_policy.num_retries, 3u);  // from the virtual host
+  FakeRandom random;
+  std::map<std::string, int> picks;
+  for (int i = 0; i < 100; ++i) random.PushDouble(i / 100.0);
+  for (int i = 0; i < 100; ++i) ++picks[router::PickCluster(*action, random)];
+  EXPECT_EQ(picks["backend-v1"], 90);
+  EXPECT_EQ(picks["backend-v2"], 10);
+
+  const router::RouteEntry* assets =
+      routes->Match(Request("x.backend.example.com", "/ASSETS/app.js"));
+  ASSERT_NE(assets, nullptr);
+  EXPECT_EQ(assets->name, "assets");
+  EXPECT_EQ(router::RewritePath(*assets, "/ASSETS/app.js"), "/static/app.js");
+  ASSERT_TRUE(assets->rate_limit.has_value());
+  EXPECT_EQ(assets->rate_limit->burst, 200u);
+
+  const router::RouteEntry* legacy = routes->Match(Request("backend", "/old?x=1"));
+  ASSERT_NE(legacy, nullptr);
+  ASSERT_NE(legacy->redirect(), nullptr);
+  EXPECT_EQ(legacy->redirect()->response_code, 308u);
+  EXPECT_EQ(router::RedirectLocation(*legacy->redirect(), Request("backend", "/old?x=1")),
+            "http://backend/api/?x=1");
+
+  const router::RouteEntry* other = routes->Match(Request("elsewhere", "/"));
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(other->direct_response(), nullptr);
+  EXPECT_EQ(other->direct_response()->status, 404u);
+
+  http::HeaderMap upstream = Request("backend", "/api/x");
+  router::ApplyRequestHeaderMutations(*api, upstream);
+  EXPECT_EQ(upstream.Get("x-meshlet-source"), "frontend");
+
+  const router::RouteEntry* app = s.FindRouteTable("inbound-routes")->Match(Request("a", "/"));
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->route_action()->timeout, Duration::zero());
+}
+
+TEST(BootstrapTest, JsonIsAccepted) {
+  absl::StatusOr<BootstrapConfig> bootstrap = ParseBootstrap(
+      R"({"node": {"id": "n1"}, "xds": {"address": "cp.mesh:15012"},
+          "data_dir": "state",
+          "static_resources": {"clusters": [{"name": "c", "type": "EDS"}]}})",
+      "boot.json", "/etc/meshlet");
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_TRUE(bootstrap->has_xds());
+  EXPECT_EQ(bootstrap->xds.address, "cp.mesh:15012");
+  EXPECT_EQ(bootstrap->data_dir, "/etc/meshlet/state");
+  ASSERT_EQ(bootstrap->resources.clusters.size(), 1u);
+  EXPECT_TRUE(BuildSnapshot(bootstrap->resources).ok());
+}
+
+TEST(BootstrapTest, ParseErrorsNameFileLineAndField) {
+  absl::StatusOr<BootstrapConfig> bootstrap = ParseBootstrap(
+      "static_resources:\n  listeners:\n  - name: a\n    adress: 1.2.3.4:5\n", "sidecar.yaml", "");
+  ASSERT_FALSE(bootstrap.ok());
+  EXPECT_THAT(std::string(bootstrap.status().message()),
+              HasSubstr("sidecar.yaml:4:5: static_resources.listeners[0].adress: unknown field"));
+}
+
+TEST(BootstrapTest, XdsSettingsValidated) {
+  auto no_port = ParseBootstrap("node: {id: n}\nxds: {address: cp.mesh}\n", "b.yaml", "");
+  ASSERT_FALSE(no_port.ok());
+  EXPECT_EQ(no_port.status().message(), "b.yaml: xds.address: \"cp.mesh\" is not host:port");
+  auto no_id = ParseBootstrap("xds: {address: \"cp.mesh:15012\"}\n", "b.yaml", "");
+  ASSERT_FALSE(no_id.ok());
+  EXPECT_EQ(no_id.status().message(), "b.yaml: node.id: required when xds.address is set");
+}
+
+TEST(BootstrapTest, RelativeSecretFilesResolveAgainstTheFile) {
+  const std::string dir = TestTmpDir();
+  WriteFile(dir + "/ca.pem", kPem);
+  WriteFile(dir + "/boot.yaml",
+            "static_resources:\n"
+            "  secrets:\n"
+            "  - name: bundle\n"
+            "    trust_bundle_file: ca.pem\n");
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile(dir + "/boot.yaml");
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->resources.secrets[0].trust_bundle_file(), dir + "/ca.pem");
+  auto snapshot = BuildSnapshot(bootstrap->resources);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->FindSecret("bundle")->trust_bundle_pem, kPem);
+}
+
+TEST(BootstrapTest, MissingFile) {
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile("/nonexistent/sidecar.yaml");
+  ASSERT_FALSE(bootstrap.ok());
+  EXPECT_THAT(std::string(bootstrap.status().message()),
+              HasSubstr("cannot read \"/nonexistent/sidecar.yaml\""));
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,153 @@
+#pragma once
+
+// A compiled RouteConfiguration as the router runs it: plain, validated, immutable data built by
+// sidecar/config from the xds RouteConfiguration resource. Nothing here knows about protobuf.
+//
+// Ownership: a RouteConfig is a value. RouteTable (route_table.h) takes one by value, owns it for
+// its whole life, and indexes it; pointers into it (a matched RouteEntry, its VirtualHostConfig)
+// stay valid as long as the RouteTable lives, which a request guarantees by holding the
+// configuration snapshot it started with.
+//
+// Conventions: header names are stored lowercase (HeaderMap lowercases too); domains are stored
+// lowercase; durations are meshlet::Duration; zero means "none" where a comment says so.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "sidecar/resilience/fault.h"
+#include "sidecar/resilience/retry_state.h"
+#include "sidecar/resilience/token_bucket.h"
+
+namespace meshlet::sidecar::router {
+
+// One header to add. append = false replaces every existing value of the name (HeaderMap::Set);
+// append = true adds another value (HeaderMap::Add).
+struct HeaderValueOption {
+  std::string name;  // lowercase
+  std::string value;
+  bool append = false;
+};
+
+// Header changes at one level (route configuration, virtual host or route). Within a level,
+// removals apply before additions, so a level can replace a header by naming it in both lists.
+struct HeaderMutations {
+  std::vector<HeaderValueOption> request_headers_to_add;
+  std::vector<std::string> request_headers_to_remove;  // lowercase
+  std::vector<HeaderValueOption> response_headers_to_add;
+  std::vector<std::string> response_headers_to_remove;  // lowercase
+
+  bool empty() const {
+    return request_headers_to_add.empty() && request_headers_to_remove.empty() &&
+           response_headers_to_add.empty() && response_headers_to_remove.empty();
+  }
+};
+
+// Matches one request header. With several values of the name, exact/prefix match when any value
+// does. `invert` negates the final result (so an inverted exact match also matches an absent
+// header).
+struct HeaderMatcher {
+  enum class Kind {
+    kExact,    // a value equals `value` (case-sensitive)
+    kPrefix,   // a value starts with `value` (case-sensitive)
+    kPresent,  // the header is present (present = true) or absent (present = false)
+  };
+  std::string name;  // lowercase; may be a pseudo-header such as ":scheme"
+  Kind kind = Kind::kPresent;
+  std::string value;    // kExact, kPrefix
+  bool present = true;  // kPresent
+  bool invert = false;
+};
+
+struct RouteMatch {
+  enum class PathKind {
+    kPrefix,  // the request path starts with `path`
+    kExact,   // the request path equals `path`
+  };
+  // Paths compare against the request's :path without its query string.
+  PathKind path_kind = PathKind::kPrefix;
+  std::string path = "/";
+  bool case_insensitive = false;       // ASCII case folding for the path comparison only
+  std::vector<HeaderMatcher> headers;  // all must match
+  std::vector<std::string> methods;    // any of (case-sensitive); empty: every method
+};
+
+struct WeightedCluster {
+  std::string name;
+  uint32_t weight = 0;
+};
+
+// Forward to a cluster (or split between clusters by weight).
+struct RouteAction {
+  // Exactly one of `cluster` and `weighted_clusters` is set.
+  std::string cluster;
+  std::vector<WeightedCluster> weighted_clusters;
+  uint64_t total_weight = 0;  // sum of weighted_clusters weights; > 0 when they are set
+
+  // The whole request including retries; zero: no route timeout.
+  Duration timeout = std::chrono::seconds(15);
+  // The route's own policy, else its virtual host's, else the defaults (resolved when compiled).
+  resilience::RetryPolicyConfig retry_policy;
+  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches).
+  std::string prefix_rewrite;
+  // Replaces :authority (and Host) on the upstream request; empty: unchanged.
+  std::string host_rewrite;
+};
+
+// Answer with a redirect built from the request's URL with these parts replaced.
+struct RedirectAction {
+  std::string scheme;  // empty: the request's scheme
+  std::string host;    // empty: the request's host
+  uint32_t port = 0;   // 0: the request's port (if any)
+  std::string path;    // empty: the request's path; without '?' the request's query is kept
+  uint32_t response_code = 301;
+};
+
+// Answer locally with a fixed status and body.
+struct DirectResponseAction {
+  uint32_t status = 200;
+  std::string body;
+};
+
+struct VirtualHostConfig;
+struct RouteConfig;
+
+struct RouteEntry {
+  std::string name;
+  RouteMatch match;
+  std::variant<RouteAction, RedirectAction, DirectResponseAction> action;
+  HeaderMutations headers;
+  std::optional<resilience::FaultConfig> fault;
+  bool fault_header_triggered = false;  // x-meshlet-fault-* request headers may trigger faults
+  std::optional<resilience::TokenBucketConfig> rate_limit;
+
+  // Set by RouteTable when it takes ownership; let header mutation helpers reach the outer levels.
+  const VirtualHostConfig* virtual_host = nullptr;
+  const RouteConfig* route_config = nullptr;
+
+  const RouteAction* route_action() const { return std::get_if<RouteAction>(&action); }
+  const RedirectAction* redirect() const { return std::get_if<RedirectAction>(&action); }
+  const DirectResponseAction* direct_response() const {
+    return std::get_if<DirectResponseAction>(&action);
+  }
+};
+
+struct VirtualHostConfig {
+  std::string name;
+  // Lowercase. "api.example.com", "api.example.com:8080", "*.example.com" (any non-empty text
+  // before the suffix), or "*" (any host).
+  std::vector<std::string> domains;
+  std::vector<RouteEntry> routes;  // first match wins
+  HeaderMutations headers;
+};
+
+struct RouteConfig {
+  std::string name;
+  std::vector<VirtualHostConfig> virtual_hosts;
+  HeaderMutations headers;
+};
+
+}  // namespace meshlet::sidecar::router

@@ -1,0 +1,328 @@
+#include "sidecar/router/route_table.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace meshlet::sidecar::router {
+namespace {
+
+// Characters a domain may hold besides a leading '*': host names, IPv4 and bracketed IPv6
+// literals, and a ":port" suffix.
+bool IsDomainChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+         c == ':' || c == '[' || c == ']';
+}
+
+absl::Status ValidateDomain(absl::string_view domain) {
+  if (domain.empty()) return absl::InvalidArgumentError("must not be empty");
+  if (domain == "*") return absl::OkStatus();
+  absl::string_view rest = domain;
+  if (rest.front() == '*') {
+    rest.remove_prefix(1);
+    if (rest.empty()) return absl::InvalidArgumentError("must not be empty");
+  }
+  for (char c : rest) {
+    if (!IsDomainChar(c)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", domain, "\": ",
+                       c == '*' ? "'*' is allowed only as the first character"
+                                : "invalid character in a domain"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The path without its query string or fragment.
+absl::string_view PathOnly(absl::string_view path) {
+  size_t end = path.find_first_of("?#");
+  return end == absl::string_view::npos ? path : path.substr(0, end);
+}
+
+bool PathMatches(const RouteMatch& match, absl::string_view path) {
+  if (match.path_kind == RouteMatch::PathKind::kExact) {
+    return match.case_insensitive ? absl::EqualsIgnoreCase(path, match.path) : path == match.path;
+  }
+  return match.case_insensitive ? absl::StartsWithIgnoreCase(path, match.path)
+                                : absl::StartsWith(path, match.path);
+}
+
+bool HeaderMatches(const HeaderMatcher& matcher, const http::HeaderMap& request) {
+  bool found = false;
+  bool value_matched = false;
+  for (http::HeaderView header : request) {
+    if (header.name != matcher.name) continue;
+    found = true;
+    if (matcher.kind == HeaderMatcher::Kind::kExact) {
+      value_matched = value_matched || header.value == matcher.value;
+    } else if (matcher.kind == HeaderMatcher::Kind::kPrefix) {
+      value_matched = value_matched || absl::StartsWith(header.value, matcher.value);
+    }
+  }
+  bool result =
+      matcher.kind == HeaderMatcher::Kind::kPresent ? found == matcher.present : value_matched;
+  return result != matcher.invert;
+}
+
+void ApplyLevel(const std::vector<HeaderValueOption>& to_add,
+                const std::vector<std::string>& to_remove, http::HeaderMap& headers) {
+  for (const std::string& name : to_remove) headers.Remove(name);
+  for (const HeaderValueOption& option : to_add) {
+    if (option.append) {
+      headers.Add(option.name, option.value);
+    } else {
+      headers.Set(option.name, option.value);
+    }
+  }
+}
+
+uint32_t DefaultPort(absl::string_view scheme) {
+  if (absl::EqualsIgnoreCase(scheme, "https")) return 443;
+  if (absl::EqualsIgnoreCase(scheme, "http")) return 80;
+  return 0;
+}
+
+// The port after the host, or 0 when there is none.
+uint32_t PortOf(absl::string_view host) {
+  absl::string_view bare = StripPort(host);
+  if (bare.size() == host.size()) return 0;
+  uint32_t port = 0;
+  for (char c : host.substr(bare.size() + 1)) port = port * 10 + static_cast<uint32_t>(c - '0');
+  return port;
+}
+
+}  // namespace
+
+size_t RouteTable::CaseInsensitiveHash::operator()(absl::string_view s) const {
+  // FNV-1a over the lowercased bytes, finished with absl::Hash to spread the bits.
+  uint64_t h = 14695981039346656037ull;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(absl::ascii_tolower(static_cast<unsigned char>(c)));
+    h *= 1099511628211ull;
+  }
+  return absl::Hash<uint64_t>{}(h);
+}
+
+bool RouteTable::CaseInsensitiveEq::operator()(absl::string_view a, absl::string_view b) const {
+  return absl::EqualsIgnoreCase(a, b);
+}
+
+absl::StatusOr<std::unique_ptr<RouteTable>> RouteTable::Create(RouteConfig config) {
+  std::unique_ptr<RouteTable> table(new RouteTable(std::move(config)));
+  absl::Status status = table->Index();
+  if (!status.ok()) return status;
+  return table;
+}
+
+absl::Status RouteTable::Index() {
+  // Where each domain was first seen, for the duplicate message.
+  absl::flat_hash_map<std::string, size_t> owner;
+  for (size_t v = 0; v < config_.virtual_hosts.size(); ++v) {
+    VirtualHostConfig& vhost = config_.virtual_hosts[v];
+    for (RouteEntry& route : vhost.routes) {
+      route.virtual_host = &vhost;
+      route.route_config = &config_;
+    }
+    for (size_t d = 0; d < vhost.domains.size(); ++d) {
+      std::string& domain = vhost.domains[d];
+      absl::AsciiStrToLower(&domain);
+      const std::string path = absl::StrCat("virtual_hosts[", v, "].domains[", d, "]");
+      absl::Status valid = ValidateDomain(domain);
+      if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+      auto [it, inserted] = owner.emplace(domain, v);
+      if (!inserted) {
+        const VirtualHostConfig& first = config_.virtual_hosts[it->second];
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": \"", domain, "\" is already a domain of virtual host \"",
+                         first.name, "\" (virtual_hosts[", it->second, "])"));
+      }
+      if (domain == "*") {
+        catch_all_ = &vhost;
+      } else if (domain.front() == '*') {
+        std::string suffix = domain.substr(1);
+        auto group = std::find_if(suffix_groups_.begin(), suffix_groups_.end(),
+                                  [&](const SuffixGroup& g) { return g.length == suffix.size(); });
+        if (group == suffix_groups_.end()) {
+          suffix_groups_.push_back(SuffixGroup{suffix.size(), {}});
+          group = suffix_groups_.end() - 1;
+        }
+        group->suffixes.emplace(std::move(suffix), &vhost);
+      } else {
+        exact_.emplace(domain, &vhost);
+      }
+    }
+  }
+  std::sort(suffix_groups_.begin(), suffix_groups_.end(),
+            [](const SuffixGroup& a, const SuffixGroup& b) { return a.length > b.length; });
+  return absl::OkStatus();
+}
+
+const VirtualHostConfig* RouteTable::MatchSuffix(absl::string_view host) const {
+  for (const SuffixGroup& group : suffix_groups_) {
+    // The wildcard stands for at least one character.
+    if (host.size() <= group.length) continue;
+    auto it = group.suffixes.find(host.substr(host.size() - group.length));
+    if (it != group.suffixes.end()) return it->second;
+  }
+  return nullptr;
+}
+
+const VirtualHostConfig* RouteTable::MatchVirtualHost(absl::string_view host) const {
+  const absl::string_view bare = StripPort(host);
+  const bool has_port = bare.size() != host.size();
+  if (!exact_.empty()) {
+    auto it = exact_.find(host);
+    if (it != exact_.end()) return it->second;
+    if (has_port) {
+      it = exact_.find(bare);
+      if (it != exact_.end()) return it->second;
+    }
+  }
+  if (!suffix_groups_.empty()) {
+    if (const VirtualHostConfig* vhost = MatchSuffix(host)) return vhost;
+    if (has_port) {
+      if (const VirtualHostConfig* vhost = MatchSuffix(bare)) return vhost;
+    }
+  }
+  return catch_all_;
+}
+
+const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,
+                                         const http::HeaderMap& request) {
+  const absl::string_view path = PathOnly(request.Get(":path").value_or(absl::string_view()));
+  const absl::string_view method = request.Get(":method").value_or(absl::string_view());
+  for (const RouteEntry& route : virtual_host.routes) {
+    const RouteMatch& match = route.match;
+    if (!PathMatches(match, path)) continue;
+    if (!match.methods.empty() &&
+        std::find(match.methods.begin(), match.methods.end(), method) == match.methods.end()) {
+      continue;
+    }
+    bool headers_match = true;
+    for (const HeaderMatcher& matcher : match.headers) {
+      if (!HeaderMatches(matcher, request)) {
+        headers_match = false;
+        break;
+      }
+    }
+    if (headers_match) return &route;
+  }
+  return nullptr;
+}
+
+const RouteEntry* RouteTable::Match(const http::HeaderMap& request) const {
+  const VirtualHostConfig* vhost = MatchVirtualHost(RequestHost(request));
+  return vhost == nullptr ? nullptr : MatchRoute(*vhost, request);
+}
+
+absl::string_view RequestHost(const http::HeaderMap& request) {
+  if (auto authority = request.Get(":authority")) return *authority;
+  return request.Get("host").value_or(absl::string_view());
+}
+
+absl::string_view StripPort(absl::string_view host) {
+  size_t colon = host.rfind(':');
+  if (colon == absl::string_view::npos) return host;
+  // A bare IPv6 literal has colons but no port; a bracketed one has its port after ']'.
+  if (host.front() == '[') {
+    if (colon == 0 || host[colon - 1] != ']') return host;
+  } else if (host.find(':') != colon) {
+    return host;
+  }
+  absl::string_view port = host.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return host;
+  for (char c : port) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return host;
+  }
+  return host.substr(0, colon);
+}
+
+const std::string& PickCluster(const RouteAction& action, Random& random) {
+  if (action.weighted_clusters.empty() || action.total_weight == 0) return action.cluster;
+  uint64_t point = random.Uniform(action.total_weight);
+  for (const WeightedCluster& wc : action.weighted_clusters) {
+    if (point < wc.weight) return wc.name;
+    point -= wc.weight;
+  }
+  // Only reachable if total_weight disagrees with the weights; the config layer computes it.
+  return action.weighted_clusters.back().name;
+}
+
+void ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+  if (route.route_config != nullptr) {
+    const HeaderMutations& m = route.route_config->headers;
+    ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
+  }
+  if (route.virtual_host != nullptr) {
+    const HeaderMutations& m = route.virtual_host->headers;
+    ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
+  }
+  ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
+             headers);
+}
+
+void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+  if (route.route_config != nullptr) {
+    const HeaderMutations& m = route.route_config->headers;
+    ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
+  }
+  if (route.virtual_host != nullptr) {
+    const HeaderMutations& m = route.virtual_host->headers;
+    ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
+  }
+  ApplyLevel(route.headers.response_headers_to_add, route.headers.response_headers_to_remove,
+             headers);
+}
+
+std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request) {
+  const absl::string_view request_scheme = request.Get(":scheme").value_or("http");
+  const absl::string_view scheme = redirect.scheme.empty() ? request_scheme : redirect.scheme;
+
+  absl::string_view host = redirect.host.empty() ? RequestHost(request) : redirect.host;
+  std::string host_part;
+  if (redirect.port != 0) {
+    host_part = std::string(StripPort(host));
+    if (redirect.port != DefaultPort(scheme)) absl::StrAppend(&host_part, ":", redirect.port);
+  } else if (redirect.host.empty() && !redirect.scheme.empty() &&
+             PortOf(host) == DefaultPort(request_scheme)) {
+    // Switching scheme (http → https): the old scheme's default port would be wrong now.
+    host_part = std::string(StripPort(host));
+  } else {
+    host_part = std::string(host);
+  }
+
+  const absl::string_view request_path = request.Get(":path").value_or("/");
+  std::string path;
+  if (redirect.path.empty()) {
+    path = std::string(request_path);
+  } else if (absl::StrContains(redirect.path, '?')) {
+    path = redirect.path;
+  } else {
+    size_t query = request_path.find('?');
+    path =
+        absl::StrCat(redirect.path, query == absl::string_view::npos ? absl::string_view()
+                                                                     : request_path.substr(query));
+  }
+  return absl::StrCat(scheme, "://", host_part, path);
+}
+
+std::string RewritePath(const RouteEntry& route, absl::string_view path) {
+  const RouteAction* action = route.route_action();
+  if (action == nullptr || action->prefix_rewrite.empty()) return std::string(path);
+  size_t query_start = path.find('?');
+  absl::string_view query =
+      query_start == absl::string_view::npos ? absl::string_view() : path.substr(query_start);
+  absl::string_view bare = path.substr(0, path.size() - query.size());
+  absl::string_view rest;
+  if (route.match.path_kind == RouteMatch::PathKind::kPrefix &&
+      bare.size() >= route.match.path.size()) {
+    rest = bare.substr(route.match.path.size());
+  }
+  return absl::StrCat(action->prefix_rewrite, rest, query);
+}
+
+}  // namespace meshlet::sidecar::router

@@ -1,0 +1,117 @@
+#pragma once
+
+// RouteTable: a RouteConfig (route_config.h) indexed for matching requests, plus the helpers the
+// router needs once a route matched (weighted cluster choice, header mutations, redirects,
+// rewrites).
+//
+// Matching a request:
+//   1. Virtual host, by the request's host (":authority", else "Host"), ignoring ASCII case:
+//        a. exact domains (a hash lookup), first with the host as sent — so a domain naming a
+//           port ("api:8080") matches only that port — then with the port stripped;
+//        b. suffix wildcards ("*.example.com"), longest suffix first, same two host forms;
+//        c. "*".
+//   2. Route, in order within that virtual host: path (exact or prefix, optionally ignoring
+//      case; the query string is not part of the path), then methods (any of), then header
+//      matchers (all of). The first route that matches wins.
+// Match() allocates nothing: hosts are compared in place with case-insensitive hashing and
+// comparison, and paths and headers are views into the request's HeaderMap.
+//
+// Header mutations apply from the general to the specific level — route configuration, then
+// virtual host, then route — so the more specific level has the last word (a route's `set`
+// replaces what the virtual host added). Within a level, removals run before additions.
+//
+// Ownership and threading: immutable once created; share it as std::shared_ptr<const RouteTable>
+// (the configuration snapshot does). Any number of threads may match concurrently. Pointers it
+// returns stay valid while the table lives. Not copyable or movable, because routes point back at
+// their virtual host and route configuration.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/base/random.h"
+#include "common/http/header_map.h"
+#include "sidecar/router/route_config.h"
+
+namespace meshlet::sidecar::router {
+
+class RouteTable {
+ public:
+  // Indexes `config`. Fails (InvalidArgument, message led by the field path inside the route
+  // configuration, e.g. "virtual_hosts[1].domains[0]: ...") when a domain is empty or malformed
+  // or appears in two virtual hosts. Other fields are validated by sidecar/config.
+  static absl::StatusOr<std::unique_ptr<RouteTable>> Create(RouteConfig config);
+
+  RouteTable(const RouteTable&) = delete;
+  RouteTable& operator=(const RouteTable&) = delete;
+
+  // The route for a request, or null (no virtual host for the host, or no route matches: 404).
+  const RouteEntry* Match(const http::HeaderMap& request) const;
+  // Step 1 alone. `host` as sent, possibly with a port.
+  const VirtualHostConfig* MatchVirtualHost(absl::string_view host) const;
+  // Step 2 alone.
+  static const RouteEntry* MatchRoute(const VirtualHostConfig& virtual_host,
+                                      const http::HeaderMap& request);
+
+  const RouteConfig& config() const { return config_; }
+  const std::string& name() const { return config_.name; }
+
+ private:
+  // Transparent case-insensitive hashing so lookups take a view of the request's host as is.
+  struct CaseInsensitiveHash {
+    using is_transparent = void;
+    size_t operator()(absl::string_view s) const;
+  };
+  struct CaseInsensitiveEq {
+    using is_transparent = void;
+    bool operator()(absl::string_view a, absl::string_view b) const;
+  };
+  using DomainMap = absl::flat_hash_map<std::string, const VirtualHostConfig*, CaseInsensitiveHash,
+                                        CaseInsensitiveEq>;
+  // Suffix wildcards of one suffix length: a host matches when its last `length` bytes are a key
+  // and it is longer than that.
+  struct SuffixGroup {
+    size_t length = 0;
+    DomainMap suffixes;
+  };
+
+  explicit RouteTable(RouteConfig config) : config_(std::move(config)) {}
+  absl::Status Index();
+  const VirtualHostConfig* MatchSuffix(absl::string_view host) const;
+
+  RouteConfig config_;
+  DomainMap exact_;
+  std::vector<SuffixGroup> suffix_groups_;  // longest suffix first
+  const VirtualHostConfig* catch_all_ = nullptr;
+};
+
+// The host of a request: ":authority", else "Host"; empty when neither is present.
+absl::string_view RequestHost(const http::HeaderMap& request);
+// `host` without a trailing ":port" ("[::1]:80" → "[::1]", "a:80" → "a"; "::1" is unchanged).
+absl::string_view StripPort(absl::string_view host);
+
+// One of the action's weighted clusters, chosen with probability weight / total_weight from one
+// Random::Uniform(total_weight) draw (so FakeRandom::PushDouble(f) selects the cluster whose
+// cumulative range holds f * total_weight). For a single-cluster action, that cluster.
+const std::string& PickCluster(const RouteAction& action, Random& random);
+
+// Applies the route configuration's, the virtual host's and the route's request (or response)
+// header mutations to `headers`, in that order.
+void ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
+void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
+
+// The Location for a redirect route: the request's URL (":scheme", host, ":path") with the
+// action's parts replaced. A port equal to the scheme's default (80 for http, 443 for https) is
+// left out.
+std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request);
+
+// The upstream :path for `path` (the request's :path, query included) under `route`: the
+// matched prefix (or whole path, for exact matches) replaced by prefix_rewrite, the query
+// string kept. Unchanged when the route has no prefix_rewrite.
+std::string RewritePath(const RouteEntry& route, absl::string_view path);
+
+}  // namespace meshlet::sidecar::router

@@ -1,0 +1,403 @@
+#include "sidecar/router/route_table.h"
+
+#include <cstdlib>
+#include <map>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "common/base/fake_random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+// Counts heap allocations so a test can assert that matching allocates nothing.
+namespace {
+int g_allocations = 0;
+}  // namespace
+
+void* operator new(size_t size) {
+  ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  std::abort();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace meshlet::sidecar::router {
+namespace {
+
+using ::testing::HasSubstr;
+
+RouteEntry Prefix(std::string name, std::string prefix, std::string cluster) {
+  RouteEntry route;
+  route.name = std::move(name);
+  route.match.path_kind = RouteMatch::PathKind::kPrefix;
+  route.match.path = std::move(prefix);
+  RouteAction action;
+  action.cluster = std::move(cluster);
+  route.action = action;
+  return route;
+}
+
+RouteEntry Exact(std::string name, std::string path, std::string cluster) {
+  RouteEntry route = Prefix(std::move(name), std::move(path), std::move(cluster));
+  route.match.path_kind = RouteMatch::PathKind::kExact;
+  return route;
+}
+
+VirtualHostConfig VHost(std::string name, std::vector<std::string> domains,
+                        std::vector<RouteEntry> routes = {}) {
+  VirtualHostConfig vhost;
+  vhost.name = name;
+  vhost.domains = std::move(domains);
+  if (routes.empty()) routes.push_back(Prefix(name + "-all", "/", name));
+  vhost.routes = std::move(routes);
+  return vhost;
+}
+
+std::unique_ptr<RouteTable> MakeTable(std::vector<VirtualHostConfig> vhosts) {
+  RouteConfig config;
+  config.name = "test";
+  config.virtual_hosts = std::move(vhosts);
+  auto table = RouteTable::Create(std::move(config));
+  EXPECT_TRUE(table.ok()) << table.status();
+  return std::move(table).value();
+}
+
+http::HeaderMap Request(absl::string_view host, absl::string_view path,
+                        absl::string_view method = "GET") {
+  return http::HeaderMap{
+      {":method", method}, {":scheme", "http"}, {":authority", host}, {":path", path}};
+}
+
+std::string MatchedName(const RouteTable& table, const http::HeaderMap& request) {
+  const RouteEntry* route = table.Match(request);
+  return route == nullptr ? "<none>" : route->name;
+}
+
+std::string VHostName(const RouteTable& table, absl::string_view host) {
+  const VirtualHostConfig* vhost = table.MatchVirtualHost(host);
+  return vhost == nullptr ? "<none>" : vhost->name;
+}
+
+TEST(RouteTableTest, DomainPrecedenceExactThenLongestSuffixThenCatchAll) {
+  auto table = MakeTable({
+      VHost("any", {"*"}),
+      VHost("example", {"*.example.com"}),
+      VHost("api-example", {"*.api.example.com"}),
+      VHost("www", {"www.example.com"}),
+      VHost("dash", {"*-svc.example.com"}),
+  });
+  EXPECT_EQ(VHostName(*table, "www.example.com"), "www");
+  EXPECT_EQ(VHostName(*table, "v1.api.example.com"), "api-example");
+  EXPECT_EQ(VHostName(*table, "api.example.com"), "example");
+  EXPECT_EQ(VHostName(*table, "foo-svc.example.com"), "dash");
+  // The wildcard stands for at least one character.
+  EXPECT_EQ(VHostName(*table, "example.com"), "any");
+  EXPECT_EQ(VHostName(*table, ".example.com"), "any");
+  EXPECT_EQ(VHostName(*table, "other.org"), "any");
+  EXPECT_EQ(VHostName(*table, ""), "any");
+}
+
+TEST(RouteTableTest, DomainsIgnoreCase) {
+  auto table = MakeTable({VHost("www", {"WWW.Example.com"}), VHost("wild", {"*.Example.ORG"})});
+  EXPECT_EQ(VHostName(*table, "www.EXAMPLE.com"), "www");
+  EXPECT_EQ(VHostName(*table, "A.example.org"), "wild");
+  EXPECT_EQ(VHostName(*table, "nothing"), "<none>");
+}
+
+TEST(RouteTableTest, PortStrippedUnlessDomainNamesOne) {
+  auto table = MakeTable({
+      VHost("plain", {"api.local"}),
+      VHost("port", {"api.local:8080"}),
+      VHost("v6", {"[::1]"}),
+      VHost("wild-port", {"*.svc:9090"}),
+      VHost("wild", {"*.svc"}),
+  });
+  EXPECT_EQ(VHostName(*table, "api.local"), "plain");
+  EXPECT_EQ(VHostName(*table, "api.local:80"), "plain");
+  EXPECT_EQ(VHostName(*table, "api.local:8080"), "port");
+  EXPECT_EQ(VHostName(*table, "[::1]:15001"), "v6");
+  EXPECT_EQ(VHostName(*table, "[::1]"), "v6");
+  EXPECT_EQ(VHostName(*table, "a.svc:9090"), "wild-port");
+  EXPECT_EQ(VHostName(*table, "a.svc:9091"), "wild");
+}
+
+TEST(RouteTableTest, StripPort) {
+  EXPECT_EQ(StripPort("a:80"), "a");
+  EXPECT_EQ(StripPort("a"), "a");
+  EXPECT_EQ(StripPort("[::1]:443"), "[::1]");
+  EXPECT_EQ(StripPort("[::1]"), "[::1]");
+  EXPECT_EQ(StripPort("::1"), "::1");
+  EXPECT_EQ(StripPort("a:"), "a:");
+  EXPECT_EQ(StripPort("a:http"), "a:http");
+  EXPECT_EQ(StripPort(""), "");
+}
+
+TEST(RouteTableTest, HostHeaderUsedWithoutAuthority) {
+  auto table = MakeTable({VHost("www", {"www.example.com"})});
+  http::HeaderMap request{{":method", "GET"}, {":path", "/"}, {"host", "www.example.com:80"}};
+  EXPECT_EQ(MatchedName(*table, request), "www-all");
+}
+
+TEST(RouteTableTest, DuplicateDomainAcrossVirtualHostsFails) {
+  RouteConfig config;
+  config.virtual_hosts = {VHost("a", {"x.com", "y.com"}), VHost("b", {"z.com", "Y.com"})};
+  auto table = RouteTable::Create(std::move(config));
+  ASSERT_FALSE(table.ok());
+  EXPECT_EQ(table.status().message(),
+            "virtual_hosts[1].domains[1]: \"y.com\" is already a domain of virtual host \"a\" "
+            "(virtual_hosts[0])");
+}
+
+TEST(RouteTableTest, MalformedDomainsFail) {
+  for (const auto& [domain, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"", "domains[0]: must not be empty"},
+           {"a.*.com", "'*' is allowed only as the first character"},
+           {"a b", "invalid character"},
+           {"*", ""}}) {
+    RouteConfig config;
+    config.virtual_hosts = {VHost("a", {domain})};
+    auto table = RouteTable::Create(std::move(config));
+    if (fragment.empty()) {
+      EXPECT_TRUE(table.ok()) << domain;
+    } else {
+      ASSERT_FALSE(table.ok()) << domain;
+      EXPECT_THAT(std::string(table.status().message()), HasSubstr(fragment));
+    }
+  }
+}
+
+TEST(RouteTableTest, RoutesMatchInOrder) {
+  auto table = MakeTable({VHost("h", {"*"},
+                                {Prefix("api-prefix", "/api", "a"), Exact("api-exact", "/api", "b"),
+                                 Exact("health", "/healthz", "c"), Prefix("root", "/", "d")})});
+  // The prefix route comes first, so it shadows the exact one for /api.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api")), "api-prefix");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api/v1/users")), "api-prefix");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/healthz")), "health");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/healthz?full=1")), "health");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/healthz/x")), "root");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/other")), "root");
+}
+
+TEST(RouteTableTest, ExactBeforePrefixWhenListedFirst) {
+  auto table = MakeTable(
+      {VHost("h", {"*"}, {Exact("api-exact", "/api", "b"), Prefix("api-prefix", "/api", "a")})});
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api")), "api-exact");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api/")), "api-prefix");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/API")), "<none>");
+}
+
+TEST(RouteTableTest, CaseInsensitivePaths) {
+  RouteEntry prefix = Prefix("p", "/Static/", "s");
+  prefix.match.case_insensitive = true;
+  RouteEntry exact = Exact("e", "/Login", "l");
+  exact.match.case_insensitive = true;
+  auto table = MakeTable({VHost("h", {"*"}, {prefix, exact})});
+  EXPECT_EQ(MatchedName(*table, Request("h", "/static/app.js")), "p");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/STATIC/app.js")), "p");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/LOGIN")), "e");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/login/x")), "<none>");
+}
+
+TEST(RouteTableTest, NoPathMatchesNothing) {
+  auto table = MakeTable({VHost("h", {"*"})});
+  http::HeaderMap request{{":method", "CONNECT"}, {":authority", "h:443"}};
+  EXPECT_EQ(MatchedName(*table, request), "<none>");
+}
+
+TEST(RouteTableTest, HeaderMatchers) {
+  RouteEntry exact = Prefix("exact", "/", "a");
+  exact.match.headers = {{.name = "x-version", .kind = HeaderMatcher::Kind::kExact, .value = "v2"}};
+  RouteEntry prefix = Prefix("prefix", "/", "b");
+  prefix.match.headers = {
+      {.name = "user-agent", .kind = HeaderMatcher::Kind::kPrefix, .value = "curl/"}};
+  RouteEntry present_and_inverted = Prefix("present-not-debug", "/", "c");
+  present_and_inverted.match.headers = {
+      {.name = "x-tenant", .kind = HeaderMatcher::Kind::kPresent, .present = true},
+      {.name = "x-debug", .kind = HeaderMatcher::Kind::kExact, .value = "1", .invert = true}};
+  RouteEntry absent = Prefix("absent", "/", "d");
+  absent.match.headers = {
+      {.name = "x-tenant", .kind = HeaderMatcher::Kind::kPresent, .present = false}};
+  auto table = MakeTable({VHost("h", {"*"}, {exact, prefix, present_and_inverted, absent})});
+
+  auto with = [](std::vector<std::pair<absl::string_view, absl::string_view>> extra) {
+    http::HeaderMap request = Request("h", "/");
+    for (auto& [n, v] : extra) request.Add(n, v);
+    return request;
+  };
+  EXPECT_EQ(MatchedName(*table, with({{"X-Version", "v2"}})), "exact");
+  // Any value of a repeated header may match.
+  EXPECT_EQ(MatchedName(*table, with({{"x-version", "v1"}, {"x-version", "v2"}})), "exact");
+  EXPECT_EQ(MatchedName(*table, with({{"x-version", "V2"}, {"x-tenant", "t"}})),
+            "present-not-debug");
+  EXPECT_EQ(MatchedName(*table, with({{"user-agent", "curl/8.0"}})), "prefix");
+  EXPECT_EQ(MatchedName(*table, with({{"x-tenant", "t"}, {"x-debug", "0"}})), "present-not-debug");
+  EXPECT_EQ(MatchedName(*table, with({{"x-tenant", "t"}, {"x-debug", "1"}})), "<none>");
+  EXPECT_EQ(MatchedName(*table, with({})), "absent");
+}
+
+TEST(RouteTableTest, Methods) {
+  RouteEntry writes = Prefix("writes", "/", "w");
+  writes.match.methods = {"POST", "PUT"};
+  auto table = MakeTable({VHost("h", {"*"}, {writes, Prefix("reads", "/", "r")})});
+  EXPECT_EQ(MatchedName(*table, Request("h", "/x", "POST")), "writes");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/x", "PUT")), "writes");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/x", "GET")), "reads");
+  // Methods are case-sensitive.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/x", "post")), "reads");
+}
+
+TEST(RouteTableTest, WeightedClustersExactProportions) {
+  RouteAction action;
+  action.weighted_clusters = {{"a", 1}, {"b", 3}, {"c", 6}};
+  action.total_weight = 10;
+  FakeRandom random;
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 1000; ++i) random.PushDouble(i / 1000.0);
+  for (int i = 0; i < 1000; ++i) ++counts[PickCluster(action, random)];
+  EXPECT_EQ(counts["a"], 100);
+  EXPECT_EQ(counts["b"], 300);
+  EXPECT_EQ(counts["c"], 600);
+
+  // Boundaries: [0, 1) → a, [1, 4) → b, [4, 10) → c.
+  random.PushDouble(0.0999);
+  EXPECT_EQ(PickCluster(action, random), "a");
+  random.PushDouble(0.1);
+  EXPECT_EQ(PickCluster(action, random), "b");
+  random.PushDouble(0.3999);
+  EXPECT_EQ(PickCluster(action, random), "b");
+  random.PushDouble(0.4);
+  EXPECT_EQ(PickCluster(action, random), "c");
+  random.PushDouble(0.999999);
+  EXPECT_EQ(PickCluster(action, random), "c");
+}
+
+TEST(RouteTableTest, ZeroWeightClusterNeverPicked) {
+  RouteAction action;
+  action.weighted_clusters = {{"canary", 0}, {"stable", 5}};
+  action.total_weight = 5;
+  FakeRandom random;
+  for (int i = 0; i < 5; ++i) random.PushDouble(i / 5.0);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(PickCluster(action, random), "stable");
+}
+
+TEST(RouteTableTest, SingleClusterPick) {
+  RouteAction action;
+  action.cluster = "only";
+  FakeRandom random;
+  EXPECT_EQ(PickCluster(action, random), "only");
+}
+
+TEST(RouteTableTest, HeaderMutationOrderGeneralToSpecific) {
+  RouteConfig config;
+  config.headers.request_headers_to_add = {{"x-level", "config", false},
+                                           {"x-trail", "config", true}};
+  config.headers.request_headers_to_remove = {"x-internal"};
+  config.headers.response_headers_to_add = {{"server", "meshlet", false}};
+  VirtualHostConfig vhost = VHost("h", {"*"});
+  vhost.headers.request_headers_to_add = {{"x-level", "vhost", false}, {"x-trail", "vhost", true}};
+  vhost.headers.response_headers_to_remove = {"x-powered-by"};
+  RouteEntry& route = vhost.routes[0];
+  route.headers.request_headers_to_add = {{"x-level", "route", false}, {"x-trail", "route", true}};
+  // Removal comes before addition within a level: this replaces what outer levels appended.
+  route.headers.request_headers_to_remove = {"x-replaced"};
+  route.headers.request_headers_to_add.push_back({"x-replaced", "route", true});
+  route.headers.response_headers_to_add = {{"server", "route", false}};
+  config.virtual_hosts = {vhost};
+  auto table = RouteTable::Create(std::move(config));
+  ASSERT_TRUE(table.ok());
+
+  http::HeaderMap request = Request("h", "/");
+  request.Add("x-internal", "secret");
+  request.Add("x-trail", "client");
+  request.Add("x-replaced", "client");
+  const RouteEntry* matched = (*table)->Match(request);
+  ASSERT_NE(matched, nullptr);
+  ApplyRequestHeaderMutations(*matched, request);
+  EXPECT_FALSE(request.Has("x-internal"));
+  EXPECT_EQ(request.GetAll("x-level"), (absl::InlinedVector<absl::string_view, 4>{"route"}));
+  EXPECT_EQ(request.GetAll("x-trail"),
+            (absl::InlinedVector<absl::string_view, 4>{"client", "config", "vhost", "route"}));
+  EXPECT_EQ(request.GetAll("x-replaced"), (absl::InlinedVector<absl::string_view, 4>{"route"}));
+
+  http::HeaderMap response{{":status", "200"}, {"x-powered-by", "php"}, {"server", "nginx"}};
+  ApplyResponseHeaderMutations(*matched, response);
+  EXPECT_FALSE(response.Has("x-powered-by"));
+  EXPECT_EQ(response.GetAll("server"), (absl::InlinedVector<absl::string_view, 4>{"route"}));
+}
+
+TEST(RouteTableTest, RedirectLocation) {
+  http::HeaderMap request = Request("shop.example.com", "/cart?id=7");
+  EXPECT_EQ(RedirectLocation({.scheme = "https"}, request), "https://shop.example.com/cart?id=7");
+  EXPECT_EQ(RedirectLocation({.host = "new.example.com"}, request),
+            "http://new.example.com/cart?id=7");
+  EXPECT_EQ(RedirectLocation({.path = "/basket"}, request), "http://shop.example.com/basket?id=7");
+  EXPECT_EQ(RedirectLocation({.path = "/basket?x=1"}, request),
+            "http://shop.example.com/basket?x=1");
+  EXPECT_EQ(RedirectLocation({.port = 8443}, request), "http://shop.example.com:8443/cart?id=7");
+  EXPECT_EQ(RedirectLocation({.scheme = "https", .port = 443}, request),
+            "https://shop.example.com/cart?id=7");
+
+  http::HeaderMap with_port = Request("shop.example.com:80", "/");
+  // Moving to https drops http's default port; another port is kept.
+  EXPECT_EQ(RedirectLocation({.scheme = "https"}, with_port), "https://shop.example.com/");
+  http::HeaderMap odd_port = Request("shop.example.com:8080", "/");
+  EXPECT_EQ(RedirectLocation({.scheme = "https"}, odd_port), "https://shop.example.com:8080/");
+  EXPECT_EQ(RedirectLocation({.port = 9000}, odd_port), "http://shop.example.com:9000/");
+}
+
+TEST(RouteTableTest, RewritePath) {
+  RouteEntry prefix = Prefix("p", "/api/", "a");
+  std::get<RouteAction>(prefix.action).prefix_rewrite = "/v2/";
+  EXPECT_EQ(RewritePath(prefix, "/api/users?limit=1"), "/v2/users?limit=1");
+  EXPECT_EQ(RewritePath(prefix, "/api/"), "/v2/");
+  RouteEntry exact = Exact("e", "/old", "a");
+  std::get<RouteAction>(exact.action).prefix_rewrite = "/new";
+  EXPECT_EQ(RewritePath(exact, "/old?q"), "/new?q");
+  RouteEntry none = Prefix("n", "/", "a");
+  EXPECT_EQ(RewritePath(none, "/x?y"), "/x?y");
+}
+
+TEST(RouteTableTest, MatchingDoesNotAllocate) {
+  RouteEntry with_headers = Prefix("h", "/api", "a");
+  with_headers.match.headers = {
+      {.name = "x-version", .kind = HeaderMatcher::Kind::kPrefix, .value = "v"}};
+  with_headers.match.methods = {"GET"};
+  RouteEntry ci = Prefix("ci", "/STATIC", "b");
+  ci.match.case_insensitive = true;
+  auto table = MakeTable({VHost("exact", {"www.example.com"}, {with_headers, ci}),
+                          VHost("wild", {"*.example.com"}), VHost("any", {"*"})});
+  http::HeaderMap a = Request("WWW.Example.COM:8080", "/api/x?y=1");
+  a.Add("x-version", "v2");
+  http::HeaderMap b = Request("pod.example.com", "/static/x");
+  http::HeaderMap c = Request("other", "/");
+  http::HeaderMap d = Request("www.example.com", "/static/app.js");
+  const int before = g_allocations;
+  const RouteEntry* ra = table->Match(a);
+  const RouteEntry* rb = table->Match(b);
+  const RouteEntry* rc = table->Match(c);
+  const RouteEntry* rd = table->Match(d);
+  const int after = g_allocations;
+  EXPECT_EQ(after, before);
+  ASSERT_NE(ra, nullptr);
+  EXPECT_EQ(ra->name, "h");
+  ASSERT_NE(rb, nullptr);
+  EXPECT_EQ(rb->name, "wild-all");
+  ASSERT_NE(rc, nullptr);
+  EXPECT_EQ(rc->name, "any-all");
+  ASSERT_NE(rd, nullptr);
+  EXPECT_EQ(rd->name, "ci");
+}
+
+TEST(RouteTableTest, RoutesPointBackAtTheirLevels) {
+  auto table = MakeTable({VHost("a", {"a"}), VHost("b", {"b"})});
+  const RouteEntry* route = table->Match(Request("b", "/"));
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->virtual_host, &table->config().virtual_hosts[1]);
+  EXPECT_EQ(route->route_config, &table->config());
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::router
