@@ -1,0 +1,150 @@
+#pragma once
+
+// HTTP/2 codec over nghttp2: ServerCodec and ClientCodec implement http::ServerConnection and
+// http::ClientConnection (common/http/codec.h) for one network connection each. The codec is
+// transport-agnostic: it gets wire bytes through Dispatch() and writes through CodecIo, so it
+// serves h2c with prior knowledge and h2 over TLS (ALPN "h2") alike.
+//
+// Ownership: the owner of the network connection owns the codec; the codec owns its streams
+// (each StreamEncoder/Stream stays valid until the stream completes or OnResetStream fires, and
+// its memory is released at the end of the codec call during which it ended). CodecIo and the
+// connection callbacks are not owned and must outlive the codec.
+//
+// When callbacks fire (all on the connection's thread):
+// - Decoding callbacks (NewStream, Decode*, OnGoAway, remote resets) fire from inside
+//   Dispatch(). Encoding calls made from inside them are queued and written once Dispatch's
+//   input is consumed, so one read produces one batched write.
+// - Stream watermarks, and resets the codec finds while writing (e.g. a request refused by a
+//   GOAWAY before it was sent), fire after the write path finishes, never from inside nghttp2.
+// - Stream::ReadDisable(false) may deliver the stream's buffered data before it returns.
+// - EncodeHeaders on a client stream may call OnResetStream(kRemoteRefusedStream) before it
+//   returns if no new stream can be started (GOAWAY received, stream ids exhausted).
+// - Destroying the codec resets every stream that has not ended with kConnectionTermination.
+// - A server stream whose response completes before its request sends RST_STREAM(NO_ERROR)
+//   (RFC 9113 8.1): the rest of the request is dropped and the stream ends without a reset.
+//
+// Flow control: automatic WINDOW_UPDATE is off. Connection-level window is returned as bytes
+// arrive (so one slow stream cannot stall the others), stream-level window only as the stream's
+// decoder receives them: a read-disabled stream stops its peer after one stream window
+// (initial_stream_window_size), while other streams keep flowing. On the sending side, each
+// stream's unsent bytes above stream_buffer_limit raise OnAboveWriteBufferHighWatermark, and the
+// peer's window draining them below half of it raises OnBelowWriteBufferLowWatermark; the
+// underlying connection's watermarks are forwarded to every open stream.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/http/codec.h"
+
+namespace meshlet::event {
+class Loop;
+}
+
+namespace meshlet::http::h2 {
+
+struct Http2Options {
+  // SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams beyond it are refused.
+  uint32_t max_concurrent_streams = 1024;
+  // SETTINGS_INITIAL_WINDOW_SIZE: bytes a peer may send on one stream before we consume them.
+  uint32_t initial_stream_window_size = 256 * 1024;
+  // Connection-level receive window.
+  uint32_t initial_connection_window_size = 1024 * 1024;
+  // SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2 accounting: name + value + 32 per field).
+  // Larger request headers get a 431 response; larger response headers or trailers reset the
+  // stream with kOverflow.
+  uint32_t max_header_list_size = 60 * 1024;
+  // SETTINGS_MAX_FRAME_SIZE: the largest frame payload we accept (16 KiB .. 16 MiB - 1).
+  uint32_t max_frame_size = 16 * 1024;
+  // Unsent bytes per stream above which the stream reports its high watermark.
+  uint32_t stream_buffer_limit = 256 * 1024;
+  // Client only: the peer's stream limit assumed until its SETTINGS arrive.
+  uint32_t assumed_peer_max_concurrent_streams = 100;
+  // Client only: :scheme sent when a request has none (e.g. translated from HTTP/1).
+  std::string default_scheme = "http";
+  // Client only, needs a Loop: send a PING every `keepalive_interval` (zero: never) and close
+  // the connection if its ACK does not arrive within `keepalive_timeout`.
+  Duration keepalive_interval{0};
+  Duration keepalive_timeout = std::chrono::seconds(20);
+};
+
+// Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
+absl::Status ValidateOptions(const Http2Options& options);
+
+// HTTP/2 error codes (RFC 9113 section 7) have one counter slot each; unknown codes share the
+// last slot.
+inline constexpr size_t kErrorCodeSlots = 15;
+size_t ErrorCodeSlot(uint32_t error_code);
+// "NO_ERROR", "PROTOCOL_ERROR", ..., "HTTP_1_1_REQUIRED"; "UNKNOWN" for the last slot.
+absl::string_view ErrorCodeSlotName(size_t slot);
+
+// Per-codec counters; the sidecar folds them into its stats.
+struct Http2Counters {
+  std::array<uint64_t, kErrorCodeSlots> rst_stream_sent{};      // by error code slot
+  std::array<uint64_t, kErrorCodeSlots> rst_stream_received{};  // by error code slot
+  uint64_t goaway_sent = 0;
+  uint64_t goaway_received = 0;
+  uint64_t header_overflow = 0;             // header lists over max_header_list_size
+  uint64_t stream_protocol_errors = 0;      // malformed messages (stream reset)
+  uint64_t connection_protocol_errors = 0;  // Dispatch() failures
+  uint64_t streams_refused_by_goaway = 0;   // client streams the peer's GOAWAY refused
+  uint64_t keepalive_timeouts = 0;
+  uint64_t streams_started = 0;
+};
+
+class ConnectionImpl;
+
+// Server side of one connection: expects the client preface and sends SETTINGS at once.
+class ServerCodec final : public ServerConnection {
+ public:
+  ServerCodec(CodecIo& io, ServerConnectionCallbacks& callbacks, const Http2Options& options = {});
+  ~ServerCodec() override;
+
+  absl::Status Dispatch(net::Buffer& data) override;
+  // Graceful: GOAWAY with the maximum stream id plus a PING; the final GOAWAY (last stream
+  // processed) goes out when the PING is acknowledged, or on a second GoAway() call.
+  void GoAway() override;
+  Protocol protocol() const override { return Protocol::kHttp2; }
+  size_t ActiveStreams() const override;
+  void OnUnderlyingWriteHighWatermark() override;
+  void OnUnderlyingWriteLowWatermark() override;
+
+  const Http2Counters& counters() const;
+  // Neither side will send or accept anything more (GOAWAY done, no streams): close it.
+  bool WantsClose() const;
+
+ private:
+  std::unique_ptr<ConnectionImpl> impl_;
+};
+
+// Client side of one connection: sends the preface and SETTINGS at once. `loop` (optional) runs
+// the keepalive timers.
+class ClientCodec final : public ClientConnection {
+ public:
+  ClientCodec(CodecIo& io, ConnectionCallbacks& callbacks, const Http2Options& options = {},
+              event::Loop* loop = nullptr);
+  ~ClientCodec() override;
+
+  absl::Status Dispatch(net::Buffer& data) override;
+  // Sends GOAWAY: this client opens no more streams; the ones in flight finish.
+  void GoAway() override;
+  Protocol protocol() const override { return Protocol::kHttp2; }
+  size_t ActiveStreams() const override;
+  void OnUnderlyingWriteHighWatermark() override;
+  void OnUnderlyingWriteLowWatermark() override;
+
+  StreamEncoder& NewStream(StreamDecoder& response_decoder) override;
+  bool CanOpenStream() const override;
+
+  const Http2Counters& counters() const;
+  bool WantsClose() const;
+
+ private:
+  std::unique_ptr<ConnectionImpl> impl_;
+};
+
+}  // namespace meshlet::http::h2

@@ -1,0 +1,560 @@
+#include "common/http/h2/codec.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <string>
+
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/h2/test_util.h"
+#include "common/net/buffer.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::http::h2 {
+namespace {
+
+using testing::ClientRequest;
+using testing::CodecPair;
+using testing::Request;
+using testing::ServerRequest;
+
+std::string Pattern(size_t n, size_t offset = 0) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (offset + i) % 26);
+  return s;
+}
+
+void Send(StreamEncoder& encoder, absl::string_view data, bool end_stream) {
+  net::Buffer b(data);
+  encoder.EncodeData(b, end_stream);
+  EXPECT_TRUE(b.empty());
+}
+
+void Respond(ServerRequest& r, absl::string_view body, bool trailers = false) {
+  r.encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, body.empty() && !trailers);
+  if (!body.empty()) Send(*r.encoder, body, !trailers);
+  if (trailers) r.encoder->EncodeTrailers(HeaderMap{{"grpc-status", "0"}, {"x-done", "yes"}});
+}
+
+TEST(Http2CodecTest, OptionsValidation) {
+  EXPECT_TRUE(ValidateOptions({}).ok());
+  Http2Options o;
+  o.max_frame_size = 100;
+  EXPECT_FALSE(ValidateOptions(o).ok());
+  o = {};
+  o.initial_stream_window_size = 1u << 31;
+  EXPECT_FALSE(ValidateOptions(o).ok());
+  EXPECT_EQ(ErrorCodeSlotName(ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)), "REFUSED_STREAM");
+  EXPECT_EQ(ErrorCodeSlotName(ErrorCodeSlot(0x1234)), "UNKNOWN");
+}
+
+TEST(Http2CodecTest, RequestAndResponseWithBodiesAndTrailers) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  HeaderMap req = Request("POST", "/upload");
+  req.Add("x-custom", "one");
+  ClientRequest& c = p.Start(req, false);
+  Send(*c.encoder, "hello ", false);
+  Send(*c.encoder, "world", false);
+  c.encoder->EncodeTrailers(HeaderMap{{"x-checksum", "abc"}});
+  ASSERT_TRUE(p.Pump().ok());
+
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  ServerRequest& s = *p.server_callbacks.requests[0];
+  ASSERT_NE(s.decoder.headers, nullptr);
+  EXPECT_EQ(s.decoder.headers->Get(":method"), "POST");
+  EXPECT_EQ(s.decoder.headers->Get(":path"), "/upload");
+  EXPECT_EQ(s.decoder.headers->Get(":authority"), "example.test");
+  EXPECT_EQ(s.decoder.headers->Get(":scheme"), "http");
+  EXPECT_EQ(s.decoder.headers->Get("x-custom"), "one");
+  EXPECT_EQ(s.decoder.body, "hello world");
+  ASSERT_NE(s.decoder.trailers, nullptr);
+  EXPECT_EQ(s.decoder.trailers->Get("x-checksum"), "abc");
+  EXPECT_TRUE(s.decoder.end);
+  EXPECT_EQ(p.server->ActiveStreams(), 1u);
+
+  s.encoder->Encode1xxHeaders(HeaderMap{{":status", "100"}});
+  s.encoder->EncodeHeaders(HeaderMap{{":status", "200"}, {"content-type", "text/plain"}}, false);
+  Send(*s.encoder, "response body", false);
+  s.encoder->EncodeTrailers(HeaderMap{{"grpc-status", "0"}, {"grpc-message", "ok"}});
+  ASSERT_TRUE(p.Pump().ok());
+
+  ASSERT_EQ(c.decoder.informational.size(), 1u);
+  EXPECT_EQ(c.decoder.informational[0]->Get(":status"), "100");
+  ASSERT_NE(c.decoder.headers, nullptr);
+  EXPECT_EQ(c.decoder.headers->Get(":status"), "200");
+  EXPECT_EQ(c.decoder.headers->Get("content-type"), "text/plain");
+  EXPECT_EQ(c.decoder.body, "response body");
+  ASSERT_NE(c.decoder.trailers, nullptr);
+  EXPECT_EQ(c.decoder.trailers->Get("grpc-status"), "0");
+  EXPECT_EQ(c.decoder.trailers->Get("grpc-message"), "ok");
+  EXPECT_EQ(c.callbacks.resets, 0);
+  EXPECT_EQ(s.callbacks.resets, 0);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_EQ(p.client->counters().streams_started, 1u);
+  EXPECT_EQ(p.server->counters().streams_started, 1u);
+}
+
+TEST(Http2CodecTest, HostBecomesAuthorityAndConnectionHeadersAreDropped) {
+  CodecPair p;
+  HeaderMap req{{":method", "GET"},           {":path", "/"},      {"host", "h.test"},
+                {"connection", "keep-alive"}, {"keep-alive", "5"}, {"te", "trailers"}};
+  p.Start(req, true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  const HeaderMap& h = *p.server_callbacks.requests[0]->decoder.headers;
+  EXPECT_EQ(h.Get(":authority"), "h.test");
+  EXPECT_EQ(h.Get(":scheme"), "http");
+  EXPECT_FALSE(h.Has("host"));
+  EXPECT_FALSE(h.Has("connection"));
+  EXPECT_FALSE(h.Has("keep-alive"));
+  EXPECT_EQ(h.Get("te"), "trailers");
+}
+
+TEST(Http2CodecTest, ManyConcurrentStreams) {
+  constexpr int kStreams = 300;
+  CodecPair p;
+  p.server_callbacks.on_new_stream = [](ServerRequest& r) {
+    r.decoder.on_end = [&r] {
+      // Echo the request body with trailers.
+      r.encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, false);
+      Send(*r.encoder, r.decoder.body, false);
+      r.encoder->EncodeTrailers(HeaderMap{{"x-len", std::to_string(r.decoder.body.size())}});
+    };
+  };
+  for (int i = 0; i < kStreams; ++i) {
+    ClientRequest& c = p.Start(Request("POST", "/" + std::to_string(i)), false);
+    Send(*c.encoder, Pattern(100 + i * 37, i), true);
+  }
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), static_cast<size_t>(kStreams));
+  for (int i = 0; i < kStreams; ++i) {
+    ClientRequest& c = *p.client_requests[i];
+    ASSERT_TRUE(c.decoder.end) << i;
+    EXPECT_EQ(c.decoder.body, Pattern(100 + i * 37, i)) << i;
+    ASSERT_NE(c.decoder.trailers, nullptr);
+    EXPECT_EQ(c.decoder.trailers->Get("x-len"), std::to_string(100 + i * 37));
+  }
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+}
+
+// A 10 MB upload into a server whose consumer read-disables: the client's window must stop it
+// after about one stream window, and the transfer must resume and finish intact on re-enable.
+TEST(Http2CodecTest, ReadDisabledConsumerStopsSenderThroughFlowControl) {
+  constexpr size_t kTotal = 10 * 1000 * 1000;
+  constexpr size_t kChunk = 64 * 1024;
+  Http2Options options;  // defaults: 256 KiB stream window, 1 MiB connection window
+  CodecPair p(options, options);
+  ServerRequest* server_req = nullptr;
+  p.server_callbacks.on_new_stream = [&](ServerRequest& r) {
+    if (server_req != nullptr) return;
+    server_req = &r;
+    r.encoder->GetStream().ReadDisable(true);
+  };
+  ClientRequest& c = p.Start(Request("POST", "/big"), false);
+  size_t written = 0;
+  bool above = false;
+  c.callbacks.on_high = [&] { above = true; };
+  c.callbacks.on_low = [&] { above = false; };
+  auto pump_writer = [&] {
+    while (!above && written < kTotal) {
+      size_t n = std::min(kChunk, kTotal - written);
+      Send(*c.encoder, Pattern(n, written), written + n == kTotal);
+      written += n;
+    }
+  };
+  for (int i = 0; i < 100; ++i) {
+    pump_writer();
+    ASSERT_TRUE(p.Pump().ok());
+  }
+  ASSERT_NE(server_req, nullptr);
+  // Nothing delivered yet; the server holds at most one stream window, the writer is stopped.
+  EXPECT_EQ(server_req->decoder.body.size(), 0u);
+  EXPECT_TRUE(above);
+  EXPECT_LE(written, options.initial_stream_window_size + options.stream_buffer_limit + kChunk);
+  EXPECT_LT(written, kTotal);
+  EXPECT_GE(c.callbacks.high, 1);
+
+  // A second stream on the same connection still flows: the stall is per stream.
+  ClientRequest& other = p.Start(Request("POST", "/small"), false);
+  Send(*other.encoder, Pattern(100000), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 2u);
+  EXPECT_EQ(p.server_callbacks.requests[1]->decoder.body.size(), 100000u);
+
+  // Resume: the consumer takes everything, the writer refills on its low watermark.
+  std::string received;
+  size_t max_chunk_backlog = 0;
+  server_req->decoder.on_data = [&](net::Buffer& data, bool) {
+    max_chunk_backlog = std::max(max_chunk_backlog, data.length());
+    received += data.ToString();
+    data.Drain(data.length());
+  };
+  server_req->encoder->GetStream().ReadDisable(false);
+  for (int i = 0; i < 10000 && !server_req->decoder.end; ++i) {
+    pump_writer();
+    ASSERT_TRUE(p.Pump().ok());
+  }
+  EXPECT_TRUE(server_req->decoder.end);
+  EXPECT_EQ(received.size(), kTotal);
+  EXPECT_TRUE(received == Pattern(kTotal));
+  EXPECT_LE(max_chunk_backlog, options.initial_stream_window_size);
+  EXPECT_GE(c.callbacks.low, 1);
+  EXPECT_EQ(c.callbacks.resets, 0);
+}
+
+// Data, end of stream and trailers that arrive while read-disabled wait, in order, and the
+// stream still completes after nghttp2 has closed it.
+TEST(Http2CodecTest, ReadDisabledClientKeepsResponseUntilEnabled) {
+  CodecPair p;
+  p.server_callbacks.on_new_stream = [](ServerRequest& r) {
+    r.decoder.on_headers = [&r](bool) { Respond(r, "payload", /*trailers=*/true); };
+  };
+  HeaderMap req = Request();
+  ClientRequest& c = p.Start(req, true);
+  c.decoder.on_headers = [&c](bool) { c.encoder->GetStream().ReadDisable(true); };
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_NE(c.decoder.headers, nullptr);
+  EXPECT_EQ(c.decoder.body, "");
+  EXPECT_EQ(c.decoder.trailers, nullptr);
+  EXPECT_EQ(p.client->ActiveStreams(), 1u);
+  c.encoder->GetStream().ReadDisable(false);
+  EXPECT_EQ(c.decoder.body, "payload");
+  ASSERT_NE(c.decoder.trailers, nullptr);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  ASSERT_TRUE(p.Pump().ok());
+}
+
+TEST(Http2CodecTest, ClientResetReachesServer) {
+  CodecPair p;
+  ClientRequest& c = p.Start(Request("POST"), false);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  c.encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+  EXPECT_EQ(c.callbacks.resets, 1);
+  EXPECT_EQ(c.callbacks.reason, StreamResetReason::kLocalReset);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  ASSERT_TRUE(p.Pump().ok());
+  ServerRequest& s = *p.server_callbacks.requests[0];
+  EXPECT_EQ(s.callbacks.resets, 1);
+  EXPECT_EQ(s.callbacks.reason, StreamResetReason::kRemoteReset);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_EQ(p.client->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_CANCEL)], 1u);
+  EXPECT_EQ(p.server->counters().rst_stream_received[ErrorCodeSlot(NGHTTP2_CANCEL)], 1u);
+}
+
+TEST(Http2CodecTest, ServerResetsReachClient) {
+  CodecPair p;
+  ClientRequest& refused = p.Start(Request("POST"), false);
+  ClientRequest& reset = p.Start(Request("POST"), false);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 2u);
+  p.server_callbacks.requests[0]->encoder->GetStream().ResetStream(
+      StreamResetReason::kRemoteRefusedStream);
+  p.server_callbacks.requests[1]->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(refused.callbacks.reason, StreamResetReason::kRemoteRefusedStream);
+  EXPECT_EQ(reset.callbacks.reason, StreamResetReason::kRemoteReset);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_EQ(p.client->counters().rst_stream_received[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 1u);
+  EXPECT_EQ(p.client->counters().rst_stream_received[ErrorCodeSlot(NGHTTP2_CANCEL)], 1u);
+  // Writing after a reset is harmless (the user might not have heard yet in real code).
+}
+
+TEST(Http2CodecTest, ResetBeforeHeadersAndFromInsideCallbacks) {
+  CodecPair p;
+  testing::RecordingDecoder d;
+  testing::RecordingStreamCallbacks cb;
+  StreamEncoder& e = p.client->NewStream(d);
+  e.GetStream().AddCallbacks(cb);
+  EXPECT_EQ(p.client->ActiveStreams(), 1u);
+  e.GetStream().ResetStream(StreamResetReason::kLocalReset);
+  EXPECT_EQ(cb.resets, 1);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+
+  // The server resets from inside DecodeHeaders.
+  p.server_callbacks.on_new_stream = [](ServerRequest& r) {
+    r.decoder.on_headers = [&r](bool) {
+      r.encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    };
+  };
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.callbacks.reason, StreamResetReason::kRemoteReset);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+}
+
+TEST(Http2CodecTest, ResponseBeforeRequestEndsStopsUpload) {
+  CodecPair p;
+  p.server_callbacks.on_new_stream = [](ServerRequest& r) {
+    r.decoder.on_headers = [&r](bool) {
+      r.encoder->EncodeHeaders(HeaderMap{{":status", "413"}}, true);
+    };
+  };
+  ClientRequest& c = p.Start(Request("POST"), false);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.decoder.headers->Get(":status"), "413");
+  EXPECT_TRUE(c.decoder.end);
+  // RST_STREAM(NO_ERROR) after a complete response is a normal end for the client.
+  EXPECT_EQ(c.callbacks.resets, 0);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_NO_ERROR)], 1u);
+}
+
+TEST(Http2CodecTest, GracefulGoAwayLetsInFlightStreamsFinish) {
+  CodecPair p;
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_TRUE(p.client->CanOpenStream());
+  p.server->GoAway();
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(p.client_callbacks.goaways, 1);
+  EXPECT_FALSE(p.client->CanOpenStream());
+  // Notice, then the final GOAWAY after the PING round trip.
+  EXPECT_EQ(p.server->counters().goaway_sent, 2u);
+  EXPECT_EQ(p.client->counters().goaway_received, 2u);
+  Respond(*p.server_callbacks.requests[0], "bye");
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.decoder.body, "bye");
+  EXPECT_EQ(c.callbacks.resets, 0);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_TRUE(p.server->WantsClose());
+}
+
+TEST(Http2CodecTest, GoAwayRefusesStreamsAboveLastStreamId) {
+  CodecPair p;
+  ClientRequest& first = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  p.server->GoAway();
+  p.server->GoAway();  // second call: final GOAWAY now, last_stream_id = 1
+  // These leave the client before it sees the GOAWAY.
+  ClientRequest& late1 = p.Start(Request(), true);
+  ClientRequest& late2 = p.Start(Request("POST"), false);
+  ASSERT_TRUE(p.ServerToClient().ok());
+  EXPECT_EQ(late1.callbacks.reason, StreamResetReason::kRemoteRefusedStream);
+  EXPECT_EQ(late2.callbacks.reason, StreamResetReason::kRemoteRefusedStream);
+  EXPECT_EQ(first.callbacks.resets, 0);
+  EXPECT_EQ(p.client->counters().streams_refused_by_goaway, 2u);
+  // And a stream started after the GOAWAY is refused without reaching the wire.
+  EXPECT_FALSE(p.client->CanOpenStream());
+  ClientRequest& after = p.Start(Request(), true);
+  EXPECT_EQ(after.callbacks.reason, StreamResetReason::kRemoteRefusedStream);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(p.server_callbacks.requests.size(), 1u);
+  Respond(*p.server_callbacks.requests[0], "ok");
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(first.decoder.body, "ok");
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+}
+
+TEST(Http2CodecTest, ClientGoAwayStopsNewStreams) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  p.client->GoAway();
+  EXPECT_FALSE(p.client->CanOpenStream());
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(p.server_callbacks.goaways, 1);
+  EXPECT_EQ(p.client->counters().goaway_sent, 1u);
+}
+
+TEST(Http2CodecTest, MaxConcurrentStreamsRespected) {
+  Http2Options server_options;
+  server_options.max_concurrent_streams = 2;
+  CodecPair p({}, server_options);
+  ASSERT_TRUE(p.Pump().ok());  // SETTINGS exchange
+  ASSERT_TRUE(p.client->CanOpenStream());
+  p.Start(Request(), true);
+  EXPECT_TRUE(p.client->CanOpenStream());
+  p.Start(Request(), true);
+  EXPECT_FALSE(p.client->CanOpenStream());
+  // A caller that ignores CanOpenStream gets queued, not refused.
+  ClientRequest& third = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(p.server_callbacks.requests.size(), 2u);
+  EXPECT_EQ(p.server->ActiveStreams(), 2u);
+  Respond(*p.server_callbacks.requests[0], "one");
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 3u);
+  Respond(*p.server_callbacks.requests[1], "two");
+  Respond(*p.server_callbacks.requests[2], "three");
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(third.decoder.body, "three");
+  EXPECT_TRUE(p.client->CanOpenStream());
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+}
+
+TEST(Http2CodecTest, OversizeRequestHeadersGet431) {
+  Http2Options server_options;
+  server_options.max_header_list_size = 4096;
+  CodecPair p({}, server_options);
+  HeaderMap req = Request("POST");
+  req.Add("x-big", std::string(5000, 'x'));
+  ClientRequest& c = p.Start(req, false);
+  Send(*c.encoder, "body", false);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_TRUE(p.server_callbacks.requests.empty());
+  ASSERT_NE(c.decoder.headers, nullptr)
+      << c.callbacks.details << " overflow=" << p.server->counters().header_overflow
+      << " rst_sent=" << p.server->counters().rst_stream_sent[1] << ","
+      << p.server->counters().rst_stream_sent[2];
+  EXPECT_EQ(c.decoder.headers->Get(":status"), "431");
+  EXPECT_TRUE(c.decoder.end);
+  EXPECT_EQ(p.server->counters().header_overflow, 1u);
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+
+  // The connection keeps working.
+  ClientRequest& ok = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  Respond(*p.server_callbacks.requests[0], "fine");
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(ok.decoder.body, "fine");
+}
+
+TEST(Http2CodecTest, OversizeResponseHeadersResetStream) {
+  Http2Options client_options;
+  client_options.max_header_list_size = 4096;
+  CodecPair p(client_options, {});
+  p.server_callbacks.on_new_stream = [](ServerRequest& r) {
+    r.decoder.on_headers = [&r](bool) {
+      r.encoder->EncodeHeaders(HeaderMap{{":status", "200"}, {"x-big", std::string(5000, 'y')}},
+                               true);
+    };
+  };
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.callbacks.reason, StreamResetReason::kOverflow);
+  EXPECT_EQ(c.decoder.headers, nullptr);
+  EXPECT_EQ(p.client->counters().header_overflow, 1u);
+  EXPECT_EQ(p.client->ActiveStreams(), 0u);
+}
+
+TEST(Http2CodecTest, WriteWatermarks) {
+  Http2Options options;
+  options.stream_buffer_limit = 64 * 1024;
+  CodecPair p(options, options);
+  ServerRequest* s = nullptr;
+  p.server_callbacks.on_new_stream = [&](ServerRequest& r) {
+    s = &r;
+    r.encoder->GetStream().ReadDisable(true);
+  };
+  ClientRequest& c = p.Start(Request("POST"), false);
+  ASSERT_TRUE(p.Pump().ok());
+  // 256 KiB fit the stream window; the next 128 KiB stay queued above the 64 KiB limit.
+  Send(*c.encoder, Pattern(256 * 1024 + 128 * 1024), false);
+  EXPECT_EQ(c.callbacks.high, 1);
+  EXPECT_EQ(c.encoder->GetStream().BufferLimit(), 64u * 1024);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.callbacks.low, 0);
+  ASSERT_NE(s, nullptr);
+  s->encoder->GetStream().ReadDisable(false);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(c.callbacks.low, 1);
+
+  // The connection's watermarks reach every open stream.
+  p.client->OnUnderlyingWriteHighWatermark();
+  EXPECT_EQ(c.callbacks.high, 2);
+  p.client->OnUnderlyingWriteLowWatermark();
+  EXPECT_EQ(c.callbacks.low, 2);
+}
+
+TEST(Http2CodecTest, GarbageIsAProtocolError) {
+  {
+    CodecPair p;
+    net::Buffer garbage("this is definitely not an HTTP/2 connection preface\r\n\r\n");
+    absl::Status s = p.server->Dispatch(garbage);
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(p.server->counters().connection_protocol_errors, 1u);
+    EXPECT_FALSE(p.server->Dispatch(garbage).ok());
+  }
+  {
+    // A valid preface, then DATA on stream 0: a connection error answered with GOAWAY.
+    CodecPair p;
+    ClientRequest& c = p.Start(Request(), false);
+    ASSERT_TRUE(p.Pump().ok());
+    net::Buffer bad;
+    const char frame[] = {0, 0, 1, 0 /*DATA*/, 0, 0, 0, 0, 0 /*stream 0*/, 'x'};
+    bad.Append(frame, sizeof(frame));
+    absl::Status s = p.server->Dispatch(bad);
+    EXPECT_FALSE(s.ok()) << s;
+    EXPECT_EQ(p.server->counters().goaway_sent, 1u);
+    EXPECT_EQ(p.server_callbacks.requests[0]->callbacks.reason, StreamResetReason::kProtocolError);
+    EXPECT_EQ(p.server->ActiveStreams(), 0u);
+    // The client hears the GOAWAY and its stream ends.
+    (void)p.ServerToClient();
+    EXPECT_TRUE(c.callbacks.resets == 1 || p.client_callbacks.goaways == 1);
+  }
+  {
+    // Garbage at the client after the server's preface.
+    CodecPair p;
+    ASSERT_TRUE(p.Pump().ok());
+    net::Buffer bad;
+    const char frame[] = {0, 0, 3, 4 /*SETTINGS*/, 0, 0, 0, 0, 0, 1, 2, 3};  // bad length
+    bad.Append(frame, sizeof(frame));
+    EXPECT_FALSE(p.client->Dispatch(bad).ok());
+    EXPECT_EQ(p.client->counters().connection_protocol_errors, 1u);
+  }
+}
+
+TEST(Http2CodecTest, InvalidHeaderNameResetsStream) {
+  // HeaderMap lowercases names, so an uppercase name cannot be produced here; a space (not a
+  // token character) exercises the same RFC 9113 field validation nghttp2 performs.
+  CodecPair p;
+  HeaderMap req = Request();
+  req.Add("bad name", "x");  // space is not a token character
+  ClientRequest& c = p.Start(req, true);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_TRUE(p.server_callbacks.requests.empty());
+  EXPECT_EQ(c.callbacks.reason, StreamResetReason::kRemoteReset);
+  EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_PROTOCOL_ERROR)], 1u);
+}
+
+TEST(Http2CodecTest, DestroyingCodecResetsOpenStreams) {
+  CodecPair p;
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  p.client.reset();
+  EXPECT_EQ(c.callbacks.reason, StreamResetReason::kConnectionTermination);
+}
+
+TEST(Http2CodecTest, KeepalivePingClosesSilentConnection) {
+  event::Loop loop;
+  Http2Options options;
+  options.keepalive_interval = std::chrono::milliseconds(5);
+  options.keepalive_timeout = std::chrono::milliseconds(20);
+  testing::BufferIo client_io;
+  testing::BufferIo server_io;
+  testing::RecordingServerCallbacks server_callbacks;
+  testing::RecordingConnectionCallbacks client_callbacks;
+  ServerCodec server(server_io, server_callbacks);
+  ClientCodec client(client_io, client_callbacks, options, &loop);
+  auto pump = [&] {
+    while (!client_io.out.empty() || !server_io.out.empty()) {
+      net::Buffer b;
+      b.Move(client_io.out);
+      ASSERT_TRUE(server.Dispatch(b).ok());
+      b.Move(server_io.out);
+      ASSERT_TRUE(client.Dispatch(b).ok());
+    }
+  };
+  // A responsive peer: PINGs are acknowledged and the connection stays up.
+  event::Timer pumper(loop, pump);
+  pumper.EnableRepeating(std::chrono::milliseconds(1));
+  loop.RunUntil([] { return false; }, std::chrono::milliseconds(80));
+  EXPECT_FALSE(client_io.closed);
+  EXPECT_EQ(client.counters().keepalive_timeouts, 0u);
+  // A silent peer: the ACK never comes, the client closes.
+  pumper.Disable();
+  EXPECT_TRUE(loop.RunUntil([&] { return client_io.closed; }, std::chrono::seconds(5)));
+  EXPECT_EQ(client.counters().keepalive_timeouts, 1u);
+  EXPECT_FALSE(client.CanOpenStream());
+}
+
+}  // namespace
+}  // namespace meshlet::http::h2
