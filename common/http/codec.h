@@ -148,6 +148,12 @@ class Connection {
   // The connection under the codec passed its write high/low watermark.
   virtual void OnUnderlyingWriteHighWatermark() = 0;
   virtual void OnUnderlyingWriteLowWatermark() = 0;
+  // The peer closed its sending side (EOF). HTTP/1 ends a close-delimited response or resets a
+  // message cut short; an error means the connection should close.
+  virtual absl::Status OnEndOfStream() { return absl::OkStatus(); }
+  // The connection is gone: open streams are reset with kConnectionTermination now, rather than
+  // when the codec is destroyed.
+  virtual void OnConnectionClosed() {}
 };
 
 class ServerConnection : public Connection {};

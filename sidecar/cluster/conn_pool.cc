@@ -294,6 +294,11 @@ class ConnPool::Client final : public net::ConnectionCallbacks,
       }
     }
     if (end_stream) {
+      // First lets HTTP/1 finish a response delimited by the close itself.
+      in_dispatch_ = true;
+      (void)codec_->OnEndOfStream();
+      in_dispatch_ = false;
+      if (state_ == State::kClosed) return;
       // The peer will send nothing more: whatever is in flight can never complete, and an idle
       // connection must not be handed a request.
       ++pool_.stats_.cx_remote_close;

@@ -357,7 +357,8 @@ Parser::LineResult Parser::NextLine(const char** p, const char* end, size_t limi
   // is the same however the bytes are split.
   size_t allowed = limit > spill_.size() ? limit - spill_.size() : 0;
   size_t scan = std::min(avail, allowed);
-  const char* lf = static_cast<const char*>(std::memchr(start, '\n', scan));
+  // memchr must not see a null pointer, even for zero bytes.
+  const char* lf = scan == 0 ? nullptr : static_cast<const char*>(std::memchr(start, '\n', scan));
   if (lf == nullptr) {
     if (avail > allowed) {
       Fail(too_long);

@@ -1,0 +1,305 @@
+#include "common/http/server.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/logging.h"
+#include "common/http/h1/codec.h"
+#include "common/http/h2/codec.h"
+#include "common/net/buffer.h"
+#include "common/net/connection.h"
+
+namespace meshlet::http {
+namespace {
+
+constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = absl::ascii_tolower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+std::string PercentDecode(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
+               HexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::string_view ServerRequest::method() const { return headers.Get(":method").value_or(""); }
+
+absl::string_view ServerRequest::path() const {
+  absl::string_view full = headers.Get(":path").value_or("");
+  return full.substr(0, full.find('?'));
+}
+
+std::map<std::string, std::string> ServerRequest::QueryParams() const {
+  std::map<std::string, std::string> params;
+  absl::string_view full = headers.Get(":path").value_or("");
+  size_t q = full.find('?');
+  if (q == absl::string_view::npos) return params;
+  for (absl::string_view pair : absl::StrSplit(full.substr(q + 1), '&', absl::SkipEmpty())) {
+    size_t eq = pair.find('=');
+    if (eq == absl::string_view::npos) {
+      params[PercentDecode(pair)] = "";
+    } else {
+      params[PercentDecode(pair.substr(0, eq))] = PercentDecode(pair.substr(eq + 1));
+    }
+  }
+  return params;
+}
+
+ServerResponse ServerResponse::Text(int status, std::string body) {
+  ServerResponse r;
+  r.status = status;
+  r.headers.Add("content-type", "text/plain; charset=utf-8");
+  r.body = std::move(body);
+  return r;
+}
+
+ServerResponse ServerResponse::Json(int status, std::string body) {
+  ServerResponse r;
+  r.status = status;
+  r.headers.Add("content-type", "application/json");
+  r.body = std::move(body);
+  return r;
+}
+
+// One accepted connection: picks the codec, owns the request streams.
+class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
+                                               public CodecIo,
+                                               public ServerConnectionCallbacks {
+ public:
+  ServerConnectionImpl(HttpServer& server, std::unique_ptr<net::Connection> connection)
+      : server_(server), connection_(std::move(connection)) {
+    connection_->SetCallbacks(this);
+  }
+
+  ~ServerConnectionImpl() override {
+    // The codec resets open streams as it goes; streams outlive it.
+    codec_.reset();
+    streams_.clear();
+    if (!connection_->closed()) {
+      connection_->SetCallbacks(nullptr);
+      connection_->Close(net::CloseMode::kNoFlush);
+    }
+  }
+
+  void Shutdown() {
+    if (codec_ != nullptr) {
+      codec_->GoAway();
+      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
+    } else {
+      connection_->Close(net::CloseMode::kFlush);
+    }
+  }
+
+  // net::ConnectionCallbacks
+  void OnData(net::Buffer& data, bool end_stream) override {
+    if (codec_ == nullptr) {
+      pending_.Move(data);
+      if (!ChooseCodec(end_stream)) return;
+    } else {
+      pending_.Move(data);
+    }
+    absl::Status status = codec_->Dispatch(pending_);
+    if (!status.ok()) {
+      LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
+                 << ": " << status.message();
+      connection_->Close(net::CloseMode::kFlush);
+      return;
+    }
+    if (end_stream) {
+      (void)codec_->OnEndOfStream();
+      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
+    }
+  }
+
+  void OnClose(net::CloseReason, const absl::Status&) override {
+    if (codec_ != nullptr) codec_->OnConnectionClosed();
+    server_.RemoveConnection(this);
+  }
+
+  // CodecIo
+  void Write(net::Buffer& data) override { connection_->Write(data); }
+  void ReadDisable(bool disable) override {
+    disable ? connection_->ReadDisable() : connection_->ReadEnable();
+  }
+  void Close(bool flush) override {
+    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
+  }
+
+  // ServerConnectionCallbacks
+  StreamDecoder& NewStream(StreamEncoder& response_encoder) override {
+    auto stream = std::make_unique<RequestStream>(*this, response_encoder);
+    RequestStream& ref = *stream;
+    streams_.emplace(&ref, std::move(stream));
+    return ref;
+  }
+
+ private:
+  // Collects one request, answers it through the handler.
+  class RequestStream final : public StreamDecoder, public StreamCallbacks {
+   public:
+    RequestStream(ServerConnectionImpl& owner, StreamEncoder& encoder)
+        : owner_(owner), encoder_(&encoder) {
+      encoder.GetStream().AddCallbacks(*this);
+      request_.peer = owner.connection_->remote_address();
+      request_.protocol = owner.codec_->protocol();
+    }
+
+    void DecodeHeaders(HeaderMapPtr headers, bool end_stream) override {
+      request_.headers = std::move(*headers);
+      if (end_stream) Respond();
+    }
+    void DecodeData(net::Buffer& data, bool end_stream) override {
+      if (!responded_) {
+        if (request_.body.size() + data.length() > owner_.server_.options_.max_request_body_bytes) {
+          Send(ServerResponse::Text(
+              413, absl::StrCat("request body larger than ",
+                                owner_.server_.options_.max_request_body_bytes, " bytes\n")));
+        } else {
+          request_.body.append(data.ToString());
+        }
+      }
+      data.Clear();
+      if (end_stream) Respond();
+    }
+    void DecodeTrailers(HeaderMapPtr) override { Respond(); }
+
+    void OnResetStream(StreamResetReason, absl::string_view) override {
+      encoder_ = nullptr;
+      owner_.FinishStream(this);
+    }
+
+   private:
+    void Respond() {
+      request_ended_ = true;
+      if (!responded_) {
+        ++owner_.server_.requests_served_;
+        Send(owner_.server_.handler_(request_));
+      }
+      owner_.FinishStream(this);
+    }
+
+    void Send(ServerResponse response) {
+      responded_ = true;
+      if (encoder_ == nullptr) return;
+      HeaderMap headers;
+      headers.Add(":status", absl::StrCat(response.status));
+      for (const HeaderView h : response.headers) {
+        if (!h.name.empty() && h.name[0] != ':') headers.Add(h.name, h.value);
+      }
+      headers.Set("content-length", absl::StrCat(response.body.size()));
+      // An early answer (413) leaves the rest of the request to the codec: HTTP/2 resets the
+      // stream with NO_ERROR, HTTP/1 closes the connection after the response.
+      encoder_->EncodeHeaders(headers, response.body.empty());
+      if (!response.body.empty() && encoder_ != nullptr) {
+        net::Buffer body(response.body);
+        encoder_->EncodeData(body, true);
+      }
+    }
+
+    ServerConnectionImpl& owner_;
+    StreamEncoder* encoder_;
+    ServerRequest request_;
+    bool responded_ = false;
+    bool request_ended_ = false;
+  };
+
+  bool ChooseCodec(bool end_stream) {
+    bool h2 = connection_->transport().peer().alpn == "h2";
+    if (!h2) {
+      size_t n = std::min(pending_.length(), kHttp2Preface.size());
+      char prefix[24];
+      pending_.CopyOut(0, prefix, n);
+      bool preface_so_far = absl::string_view(prefix, n) == kHttp2Preface.substr(0, n);
+      if (preface_so_far && n < kHttp2Preface.size() && !end_stream) return false;  // wait
+      h2 = preface_so_far && n == kHttp2Preface.size();
+    }
+    if (h2) {
+      codec_ = std::make_unique<h2::ServerCodec>(*this, *this);
+    } else {
+      codec_ = std::make_unique<h1::ServerCodec>(server_.loop_, *this, *this);
+    }
+    return true;
+  }
+
+  void FinishStream(RequestStream* stream) {
+    auto it = streams_.find(stream);
+    if (it == streams_.end()) return;
+    server_.loop_.DeferDelete(std::move(it->second));
+    streams_.erase(it);
+  }
+
+  HttpServer& server_;
+  std::unique_ptr<net::Connection> connection_;
+  std::unique_ptr<ServerConnection> codec_;
+  net::Buffer pending_;
+  std::map<RequestStream*, std::unique_ptr<RequestStream>> streams_;
+};
+
+HttpServer::HttpServer(event::Loop& loop, HttpServerOptions options, RequestHandler handler)
+    : loop_(loop), options_(std::move(options)), handler_(std::move(handler)) {}
+
+HttpServer::~HttpServer() { connections_.clear(); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(event::Loop& loop,
+                                                               const net::Address& address,
+                                                               HttpServerOptions options,
+                                                               RequestHandler handler) {
+  std::unique_ptr<HttpServer> server(new HttpServer(loop, std::move(options), std::move(handler)));
+  net::ListenerOptions listener_options;
+  listener_options.transport_factory = server->options_.transport_factory;
+  HttpServer* raw = server.get();
+  auto listener = net::Listener::Create(
+      loop, address, listener_options,
+      [raw](std::unique_ptr<net::Connection> connection) { raw->OnAccept(std::move(connection)); });
+  if (!listener.ok()) return listener.status();
+  server->listener_ = std::move(*listener);
+  return server;
+}
+
+const net::Address& HttpServer::address() const { return listener_->address(); }
+
+void HttpServer::OnAccept(std::unique_ptr<net::Connection> connection) {
+  if (shutting_down_ || connections_.size() >= options_.max_connections) {
+    connection->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  auto impl = std::make_unique<ServerConnectionImpl>(*this, std::move(connection));
+  ServerConnectionImpl* raw = impl.get();
+  connections_.emplace(raw, std::move(impl));
+}
+
+void HttpServer::RemoveConnection(ServerConnectionImpl* connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  loop_.DeferDelete(std::move(it->second));
+  connections_.erase(it);
+}
+
+void HttpServer::Shutdown() {
+  shutting_down_ = true;
+  listener_->StopAccepting();
+  for (auto& [raw, connection] : connections_) connection->Shutdown();
+}
+
+}  // namespace meshlet::http

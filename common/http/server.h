@@ -1,0 +1,90 @@
+#pragma once
+
+// HttpServer: a small request/response HTTP server for meshlet's own endpoints (the sidecar's
+// admin API, the control plane's REST API and dashboard). It is not the proxy's data path: a
+// request body is buffered whole (up to a limit) and a handler returns the whole response.
+//
+// It speaks HTTP/1.1 and HTTP/2 on one port: HTTP/2 when TLS negotiated ALPN "h2" or the client
+// sends the HTTP/2 preface (prior knowledge), HTTP/1.1 otherwise. Everything runs on the loop's
+// thread; the handler is called there and must not block.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/event/loop.h"
+#include "common/http/codec.h"
+#include "common/http/header_map.h"
+#include "common/net/address.h"
+#include "common/net/listener.h"
+#include "common/net/transport.h"
+
+namespace meshlet::http {
+
+struct ServerRequest {
+  HeaderMap headers;  // with :method, :path, :authority
+  std::string body;
+  net::Address peer;
+  Protocol protocol = Protocol::kHttp11;
+
+  absl::string_view method() const;
+  // The path without the query string.
+  absl::string_view path() const;
+  // Query parameters, percent-decoded ("a=1&b" gives {a: 1, b: ""}).
+  std::map<std::string, std::string> QueryParams() const;
+};
+
+struct ServerResponse {
+  int status = 200;
+  HeaderMap headers;  // regular headers only; content-length is set by the server
+  std::string body;
+
+  static ServerResponse Text(int status, std::string body);
+  static ServerResponse Json(int status, std::string body);
+};
+
+using RequestHandler = std::function<ServerResponse(const ServerRequest&)>;
+
+struct HttpServerOptions {
+  size_t max_request_body_bytes = 1 << 20;  // larger bodies get 413
+  size_t max_connections = 256;             // beyond this, new connections are closed at once
+  net::TransportFactory transport_factory;  // TLS; plaintext when empty
+};
+
+class HttpServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(event::Loop& loop,
+                                                            const net::Address& address,
+                                                            HttpServerOptions options,
+                                                            RequestHandler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound address (the real port when created with port 0).
+  const net::Address& address() const;
+  // Stops accepting and tells open connections to finish (HTTP/2 GOAWAY, HTTP/1 close).
+  void Shutdown();
+  size_t active_connections() const { return connections_.size(); }
+  uint64_t requests_served() const { return requests_served_; }
+
+ private:
+  class ServerConnectionImpl;
+  HttpServer(event::Loop& loop, HttpServerOptions options, RequestHandler handler);
+  void OnAccept(std::unique_ptr<net::Connection> connection);
+  void RemoveConnection(ServerConnectionImpl* connection);
+
+  event::Loop& loop_;
+  const HttpServerOptions options_;
+  const RequestHandler handler_;
+  std::unique_ptr<net::Listener> listener_;
+  std::map<ServerConnectionImpl*, std::unique_ptr<ServerConnectionImpl>> connections_;
+  uint64_t requests_served_ = 0;
+  bool shutting_down_ = false;
+};
+
+}  // namespace meshlet::http

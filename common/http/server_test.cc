@@ -1,0 +1,114 @@
+// HttpServer with real clients: curl over HTTP/1.1 and HTTP/2 (prior knowledge).
+#include "common/http/server.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <future>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/event/loop.h"
+
+namespace meshlet::http {
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.output.append(buf, n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (RunCommand("command -v curl").exit_code != 0) {
+      FAIL() << "curl is missing: ./dev deps installs it";
+    }
+    std::promise<uint16_t> port;
+    loop_.Post([&] {
+      HttpServerOptions options;
+      options.max_request_body_bytes = 1000;
+      auto server = HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), options, [](const ServerRequest& r) {
+            if (r.path() == "/echo") {
+              ServerResponse response = ServerResponse::Text(
+                  200, absl::StrCat(r.method(), " ", ProtocolName(r.protocol), " ", r.body.size(),
+                                    " q=", r.QueryParams()["q"], "\n"));
+              response.headers.Add("x-test", "yes");
+              return response;
+            }
+            return ServerResponse::Text(404, "no such endpoint\n");
+          });
+      ASSERT_TRUE(server.ok()) << server.status();
+      server_ = std::move(*server);
+      port.set_value(server_->address().port());
+    });
+    thread_ = std::thread([this] { loop_.Run(); });
+    port_ = port.get_future().get();
+  }
+
+  void TearDown() override {
+    if (!thread_.joinable()) return;
+    loop_.Post([this] {
+      server_.reset();
+      loop_.Stop();
+    });
+    thread_.join();
+  }
+
+  std::string Url(absl::string_view path) { return absl::StrCat("http://127.0.0.1:", port_, path); }
+
+  event::Loop loop_;
+  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(HttpServerTest, Http1GetWithQueryAndHeaders) {
+  CommandResult r =
+      RunCommand(absl::StrCat("curl -sS -i --http1.1 '", Url("/echo?q=a%20b&x"), "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("HTTP/1.1 200"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("x-test: yes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GET HTTP/1.1 0 q=a b"), std::string::npos) << r.output;
+}
+
+TEST_F(HttpServerTest, Http2PriorKnowledgePost) {
+  CommandResult r = RunCommand(
+      absl::StrCat("curl -sS -i --http2-prior-knowledge -d 0123456789 '", Url("/echo"), "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("HTTP/2 200"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("POST HTTP/2 10"), std::string::npos) << r.output;
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  CommandResult r = RunCommand(
+      absl::StrCat("curl -sS -v --http1.1 '", Url("/echo"), "' '", Url("/missing"), "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("no such endpoint"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Re-using existing connection"), std::string::npos) << r.output;
+}
+
+TEST_F(HttpServerTest, OversizedBodyGets413) {
+  for (absl::string_view flag : {"--http1.1", "--http2-prior-knowledge"}) {
+    CommandResult r =
+        RunCommand(absl::StrCat("head -c 5000 /dev/zero | curl -sS -o /dev/null -w '%{http_code}' ",
+                                flag, " --data-binary @- '", Url("/echo"), "'"));
+    EXPECT_EQ(r.output.substr(0, 3), "413") << flag << ": " << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace meshlet::http
