@@ -155,19 +155,19 @@ class Reader {
             : r->SetString(&message, field, node.Scalar());
         return absl::OkStatus();
       case FieldDescriptor::CPPTYPE_BOOL: {
-        bool v;
+        bool v = false;
         RETURN_IF_ERROR(ParseBool(node, path, v));
         add ? r->AddBool(&message, field, v) : r->SetBool(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_ENUM: {
-        const EnumValueDescriptor* v;
+        const EnumValueDescriptor* v = nullptr;
         RETURN_IF_ERROR(ParseEnum(node, field, path, v));
         add ? r->AddEnum(&message, field, v) : r->SetEnum(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_INT32: {
-        int64_t v;
+        int64_t v = 0;
         RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int32_t>::min(),
                                  std::numeric_limits<int32_t>::max(), v));
         add ? r->AddInt32(&message, field, static_cast<int32_t>(v))
@@ -175,33 +175,33 @@ class Reader {
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_INT64: {
-        int64_t v;
+        int64_t v = 0;
         RETURN_IF_ERROR(ParseInt(node, path, std::numeric_limits<int64_t>::min(),
                                  std::numeric_limits<int64_t>::max(), v));
         add ? r->AddInt64(&message, field, v) : r->SetInt64(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_UINT32: {
-        uint64_t v;
+        uint64_t v = 0;
         RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint32_t>::max(), v));
         add ? r->AddUInt32(&message, field, static_cast<uint32_t>(v))
             : r->SetUInt32(&message, field, static_cast<uint32_t>(v));
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_UINT64: {
-        uint64_t v;
+        uint64_t v = 0;
         RETURN_IF_ERROR(ParseUint(node, path, std::numeric_limits<uint64_t>::max(), v));
         add ? r->AddUInt64(&message, field, v) : r->SetUInt64(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_DOUBLE: {
-        double v;
+        double v = 0;
         RETURN_IF_ERROR(ParseDouble(node, path, v));
         add ? r->AddDouble(&message, field, v) : r->SetDouble(&message, field, v);
         return absl::OkStatus();
       }
       case FieldDescriptor::CPPTYPE_FLOAT: {
-        double v;
+        double v = 0;
         RETURN_IF_ERROR(ParseDouble(node, path, v));
         add ? r->AddFloat(&message, field, static_cast<float>(v))
             : r->SetFloat(&message, field, static_cast<float>(v));
