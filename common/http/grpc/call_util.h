@@ -1,0 +1,133 @@
+#pragma once
+
+// Pieces shared by the gRPC server (server.h) and client (client.h); not a public API.
+//
+// - EncodeGrpcTimeout: the grpc-timeout header value for a deadline.
+// - InboundMessages: cuts received DATA into messages (FrameDecoder) and queues them until the
+//   call's owner takes them, so a call can pause delivery without losing what one DATA frame
+//   already carried.
+// - CallSet: the calls open on one HTTP/2 connection, with the bookkeeping that decides when
+//   the codec no longer refers to a call's stream (only then may the call be released).
+//
+// Everything here runs on the connection's loop thread.
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/http/grpc/framing.h"
+#include "common/net/buffer.h"
+
+namespace meshlet::http::grpc::grpc_internal {
+
+// "<1-8 digits><unit>", rounded up so the peer never sees a shorter deadline than ours; a
+// negative or zero duration becomes "1n" (already expired, but still a valid value).
+std::string EncodeGrpcTimeout(Duration timeout);
+
+class InboundMessages {
+ public:
+  explicit InboundMessages(size_t max_message_size) : decoder_(max_message_size) {}
+
+  // Appends every message completed by `data` (drained) to the queue. Errors: an oversize
+  // message (RESOURCE_EXHAUSTED) or a malformed prefix; a compressed message is INTERNAL, as
+  // only the identity encoding is ever announced.
+  absl::Status Decode(net::Buffer& data);
+
+  bool empty() const { return queue_.empty(); }
+  std::string Pop() {
+    std::string m = std::move(queue_.front());
+    queue_.pop_front();
+    return m;
+  }
+  void Clear() { queue_.clear(); }
+  // Part of a message has arrived: at end of stream it was cut short.
+  bool HasPartialMessage() const { return decoder_.HasPartialFrame(); }
+
+ private:
+  FrameDecoder decoder_;
+  std::vector<Frame> frames_;  // scratch, keeps its capacity
+  std::deque<std::string> queue_;
+};
+
+// The calls open on one connection. A call is "live" until this side ends it; then "ending"
+// until the codec is known to be done with its stream: either the stream reported a reset, or
+// the codec's count of active streams shows that no ending stream is left (a stream that ends
+// normally reports nothing). Released calls are dropped at the end of the loop turn, never
+// inside a callback of their own.
+template <typename Call>
+class CallSet {
+ public:
+  explicit CallSet(event::Loop& loop) : loop_(loop) {}
+  ~CallSet() { Clear(); }
+  CallSet(const CallSet&) = delete;
+  CallSet& operator=(const CallSet&) = delete;
+
+  void Add(std::shared_ptr<Call> call) {
+    Call* raw = call.get();
+    entries_[raw] = Entry{std::move(call), false};
+    ++live_;
+  }
+  // This side ended the call; its stream may still be draining in the codec.
+  void MarkEnding(Call* call) {
+    auto it = entries_.find(call);
+    if (it == entries_.end() || it->second.ending) return;
+    it->second.ending = true;
+    --live_;
+  }
+  // The codec is done with the call's stream.
+  void Release(Call* call) {
+    auto it = entries_.find(call);
+    if (it == entries_.end()) return;
+    if (!it->second.ending) --live_;
+    Drop(std::move(it->second.call));
+    entries_.erase(it);
+  }
+  // Releases every ending call once the codec's active streams are exactly the live calls.
+  void Purge(size_t codec_active_streams) {
+    if (codec_active_streams != live_ || live_ == entries_.size()) return;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second.ending) {
+        Drop(std::move(it->second.call));
+        entries_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // A snapshot, so callbacks fired while walking it may change the set.
+  std::vector<std::shared_ptr<Call>> Snapshot() const {
+    std::vector<std::shared_ptr<Call>> out;
+    out.reserve(entries_.size());
+    for (const auto& [raw, entry] : entries_) out.push_back(entry.call);
+    return out;
+  }
+  void Clear() {
+    for (auto& [raw, entry] : entries_) Drop(std::move(entry.call));
+    entries_.clear();
+    live_ = 0;
+  }
+
+  size_t live() const { return live_; }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::shared_ptr<Call> call;
+    bool ending = false;
+  };
+  void Drop(std::shared_ptr<Call> call) {
+    loop_.DeferDelete(std::make_unique<std::shared_ptr<Call>>(std::move(call)));
+  }
+
+  event::Loop& loop_;
+  absl::flat_hash_map<Call*, Entry> entries_;
+  size_t live_ = 0;
+};
+
+}  // namespace meshlet::http::grpc::grpc_internal
