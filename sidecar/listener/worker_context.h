@@ -13,17 +13,25 @@
 #include "common/base/random.h"
 #include "common/event/loop.h"
 
-namespace meshlet::stats {
+namespace meshlet {
 class StatsShard;
 }
 
 namespace meshlet::sidecar {
 
 class Cluster;
+struct UpstreamStats;
 
 namespace config {
 struct Snapshot;
 }
+
+// A cluster as one request holds it: `cluster` keeps the Cluster (and `stats`) alive while the
+// request uses it, even if a configuration change removes the cluster meanwhile.
+struct ClusterRef {
+  std::shared_ptr<Cluster> cluster;      // null: no such cluster
+  const UpstreamStats* stats = nullptr;  // null: none registered (the router then counts nothing)
+};
 
 // The worker's clusters by name. The router looks clusters up per request.
 class ClusterManager {
@@ -31,6 +39,11 @@ class ClusterManager {
   virtual ~ClusterManager() = default;
   // Null when the snapshot has no such cluster.
   virtual Cluster* Find(absl::string_view name) = 0;
+  // What the router uses. The default wraps Find() without ownership (for managers whose
+  // clusters outlive every request, e.g. test fakes).
+  virtual ClusterRef Get(absl::string_view name) {
+    return {std::shared_ptr<Cluster>(std::shared_ptr<Cluster>(), Find(name)), nullptr};
+  }
 };
 
 // Writes one JSON line per finished request or connection when enabled.
@@ -44,7 +57,7 @@ struct WorkerContext {
   event::Loop& loop;
   Random& random;
   const Clock& clock;
-  stats::StatsShard& stats;
+  StatsShard& stats;
   ClusterManager& clusters;
   std::shared_ptr<const config::Snapshot> snapshot;
   AccessLogSink* access_log = nullptr;  // null: off

@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Every binary given links BoringSSL from Debian's android directory and never OpenSSL's
 # libssl.so.3 / libcrypto.so.3 (two TLS libraries in one process clash; see docs/adr/0004).
+# A binary preceded by --tls-optional may also load no TLS library at all (the sidecar, until
+# its listeners and clusters terminate and originate TLS); if it loads one, the same rules hold.
 set -euo pipefail
 android_dir=/usr/lib/x86_64-linux-gnu/android
-[ "$#" -gt 0 ] || { echo "usage: $0 BINARY..." >&2; exit 2; }
+[ "$#" -gt 0 ] || { echo "usage: $0 [--tls-optional] BINARY..." >&2; exit 2; }
 failed=0
+tls_optional=0
 for bin in "$@"; do
+  if [ "$bin" = "--tls-optional" ]; then
+    tls_optional=1
+    continue
+  fi
   deps=$(ldd "$bin")
   if grep -Eq 'lib(ssl|crypto)\.so\.3' <<<"$deps"; then
     echo "FAIL: $bin loads OpenSSL:"; grep -E 'lib(ssl|crypto)\.so' <<<"$deps"; failed=1; continue
   fi
+  if [ "$tls_optional" -eq 1 ] && ! grep -Eq 'lib(ssl|crypto)\.so' <<<"$deps"; then
+    echo "ok: $(basename "$bin") loads no TLS library"
+    tls_optional=0
+    continue
+  fi
+  tls_optional=0
   for lib in libssl.so.0 libcrypto.so.0; do
     if ! grep -Eq "^\s*$lib => $android_dir/$lib " <<<"$deps"; then
       echo "FAIL: $bin does not load $lib from $android_dir:"; echo "$deps"; failed=1

@@ -1,0 +1,133 @@
+#include "sidecar/cluster/cluster_manager.h"
+
+#include <utility>
+#include <vector>
+
+#include "common/base/logging.h"
+
+namespace meshlet::sidecar {
+
+std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
+    const ClusterConfig& config) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<resilience::CircuitBreakerThresholds>& slot = by_name_[config.name];
+  if (slot == nullptr) {
+    slot = std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers);
+  } else {
+    slot->SetLimits(config.circuit_breakers);
+  }
+  return slot;
+}
+
+struct WorkerClusterManager::Entry {
+  template <typename... Args>
+  Entry(std::shared_ptr<const ClusterConfig> config_in, UpstreamStats stats_in, Args&&... args)
+      : config(std::move(config_in)),
+        stats(std::move(stats_in)),
+        cluster(std::forward<Args>(args)...) {}
+
+  std::shared_ptr<const ClusterConfig> config;
+  const UpstreamStats stats;
+  Cluster cluster;
+};
+
+WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, const Clock& clock,
+                                           StatsShard& stats, SharedClusterLimits& limits,
+                                           ClusterManagerOptions options)
+    : loop_(loop),
+      random_(random),
+      clock_(clock),
+      stats_(stats),
+      limits_(limits),
+      options_(std::move(options)) {}
+
+WorkerClusterManager::~WorkerClusterManager() = default;
+
+CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& stats) const {
+  event::Loop* loop = &loop_;
+  const Counter cx_total = stats.cx_total;
+  // The pool calls a factory once per upstream connection it opens: the place to count them.
+  return CodecFactories{
+      .http1 = [loop, cx_total, options = options_.http1](http::CodecIo& io,
+                                                          http::ConnectionCallbacks& callbacks)
+          -> std::unique_ptr<http::ClientConnection> {
+        cx_total.Inc();
+        return std::make_unique<http::h1::ClientCodec>(*loop, io, callbacks, options);
+      },
+      .http2 = [loop, cx_total, options = options_.http2](http::CodecIo& io,
+                                                          http::ConnectionCallbacks& callbacks)
+          -> std::unique_ptr<http::ClientConnection> {
+        cx_total.Inc();
+        return std::make_unique<http::h2::ClientCodec>(io, callbacks, options, loop);
+      },
+  };
+}
+
+std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
+    const std::shared_ptr<const ClusterConfig>& config) {
+  absl::StatusOr<UpstreamStats> stats = UpstreamStats::Create(stats_, config->name);
+  if (!stats.ok()) {
+    // Only the series limit can refuse registration; the cluster still serves, uncounted.
+    LOG(ERROR) << "cluster " << config->name << ": stats not registered: " << stats.status();
+    stats = UpstreamStats();
+  }
+  net::TransportFactory transport;
+  if (options_.transport_factory) transport = options_.transport_factory(*config);
+  CodecFactories codecs = MakeCodecFactories(*stats);
+  return std::make_shared<Entry>(config, *std::move(stats), loop_, *config, limits_.For(*config),
+                                 random_, clock_, std::move(codecs), std::move(transport));
+}
+
+void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
+  std::vector<std::string> removed;
+  for (const auto& [name, entry] : clusters_) {
+    if (snapshot.clusters.find(name) == snapshot.clusters.end()) removed.push_back(name);
+  }
+  for (const std::string& name : removed) {
+    auto it = clusters_.find(name);
+    std::shared_ptr<Entry> entry = std::move(it->second);
+    clusters_.erase(it);
+    // Without endpoints every pool drains: idle connections close now, busy ones when their
+    // requests end. Requests still holding the cluster keep it alive until then.
+    ClusterConfig empty = *entry->config;
+    empty.endpoints.clear();
+    entry->cluster.Update(empty);
+    // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
+    loop_.DeferDelete(std::make_unique<std::shared_ptr<Entry>>(std::move(entry)));
+  }
+  for (const auto& [name, config] : snapshot.clusters) {
+    if (config == nullptr) continue;
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      clusters_.emplace(name, Create(config));
+      continue;
+    }
+    Entry& entry = *it->second;
+    // Snapshots share unchanged cluster configs; a new object may still hold equal settings,
+    // which Cluster::Update recognises (hosts and pools are kept).
+    if (entry.config == config) continue;
+    limits_.For(*config);
+    entry.cluster.Update(*config);
+    entry.config = config;
+  }
+}
+
+Cluster* WorkerClusterManager::Find(absl::string_view name) {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : &it->second->cluster;
+}
+
+ClusterRef WorkerClusterManager::Get(absl::string_view name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return {};
+  const std::shared_ptr<Entry>& entry = it->second;
+  // Aliasing: the reference owns the whole entry, so `stats` lives as long as `cluster`.
+  return {std::shared_ptr<Cluster>(entry, &entry->cluster), &entry->stats};
+}
+
+const UpstreamStats* WorkerClusterManager::FindStats(absl::string_view name) const {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : &it->second->stats;
+}
+
+}  // namespace meshlet::sidecar

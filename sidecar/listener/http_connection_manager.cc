@@ -1,0 +1,576 @@
+#include "sidecar/listener/http_connection_manager.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/base/logging.h"
+#include "common/http/h1/codec.h"
+#include "common/http/h2/codec.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/router/router.h"
+#include "sidecar/router/stream_info.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+constexpr absl::string_view kRequestIdHeader = "x-request-id";
+constexpr absl::string_view kForwardedForHeader = "x-forwarded-for";
+constexpr absl::string_view kForwardedProtoHeader = "x-forwarded-proto";
+
+// A random (version 4) UUID, formatted into `out` (36 bytes) without allocating.
+void FormatRequestId(Random& random, char out[36]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t hi = random.Next();
+  uint64_t lo = random.Next();
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;              // version 4
+  lo = (lo & ~(0xc0ULL << 56)) | (0x80ULL << 56);  // RFC 4122 variant
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out[pos++] = '-';
+    const uint64_t word = i < 16 ? hi : lo;
+    const int shift = 60 - 4 * (i % 16);
+    out[pos++] = kHex[(word >> shift) & 0xf];
+  }
+}
+
+void AppendJsonString(std::string* out, absl::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (u < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[u >> 4]);
+      out->push_back(kHex[u & 0xf]);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
+http::h1::CodecOptions H1Options(const config::HttpOptionsConfig& http, bool tls) {
+  http::h1::CodecOptions options;
+  options.limits.max_start_line_bytes = http.max_request_line_bytes;
+  options.limits.max_uri_bytes =
+      std::min<size_t>(options.limits.max_uri_bytes, http.max_request_line_bytes);
+  options.limits.max_header_bytes = static_cast<size_t>(http.max_request_headers_kb) * 1024;
+  options.limits.max_header_count = http.max_headers_count;
+  options.scheme = tls ? "https" : "http";
+  // The proxy reads the body as soon as it routes, so it can promise it at once.
+  options.auto_continue = true;
+  // The router does not tunnel; the codec answers CONNECT with 403.
+  options.allow_connect = false;
+  return options;
+}
+
+http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
+  http::h2::Http2Options options;
+  options.max_concurrent_streams = std::max<uint32_t>(http.max_concurrent_streams, 1);
+  options.max_header_list_size = http.max_request_headers_kb * 1024;
+  return options;
+}
+
+}  // namespace
+
+// One request stream: the codec's decoder for the request, the router's downstream side for the
+// response, and the bookkeeping for stats and the access log.
+class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
+                                                  public http::StreamCallbacks,
+                                                  public router::RouterCallbacks {
+ public:
+  ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& encoder)
+      : hcm_(hcm),
+        encoder_(&encoder),
+        active_(hcm.stats_.downstream_rq_active),
+        router_(hcm.context_, hcm.CurrentRouteTable(), *this),
+        idle_timer_(hcm.context_.loop, [this] { OnIdleTimer(); }) {
+    info_.start = hcm.context_.clock.Now();
+    info_.protocol = hcm.codec_->protocol();
+    if (hcm.context_.access_log != nullptr) info_.start_wall = hcm.context_.clock.WallNow();
+    last_activity_ = hcm.context_.loop.Now();
+    const Duration idle = hcm.http_options_.stream_idle_timeout;
+    if (idle.count() > 0) idle_timer_.Enable(idle);
+  }
+
+  std::list<std::unique_ptr<ActiveStream>>::iterator pos_;
+
+  // The connection closed under the stream (its codec stream may still exist, so detach first).
+  void OnConnectionClosed() {
+    if (done_) return;
+    encoder_->GetStream().RemoveCallbacks(*this);
+    Terminate(http::StreamResetReason::kConnectionTermination);
+  }
+
+  // http::StreamDecoder
+  void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
+    if (done_) return;
+    Touch();
+    PrepareRequest(*headers);
+    router_.DecodeHeaders(std::move(headers), end_stream);
+  }
+  void DecodeData(net::Buffer& data, bool end_stream) override {
+    if (done_) {
+      data.Drain(data.length());
+      return;
+    }
+    Touch();
+    info_.bytes_received += data.length();
+    router_.DecodeData(data, end_stream);
+  }
+  void DecodeTrailers(http::HeaderMapPtr trailers) override {
+    if (done_) return;
+    Touch();
+    router_.DecodeTrailers(std::move(trailers));
+  }
+
+  // http::StreamCallbacks (the downstream stream)
+  void OnResetStream(http::StreamResetReason reason, absl::string_view details) override {
+    if (done_) return;
+    LOG(DEBUG) << "downstream stream reset: " << http::ResetReasonName(reason) << " " << details;
+    Terminate(reason);
+  }
+  void OnAboveWriteBufferHighWatermark() override {
+    if (!done_) router_.OnDownstreamAboveWriteBufferHighWatermark();
+  }
+  void OnBelowWriteBufferLowWatermark() override {
+    if (!done_) router_.OnDownstreamBelowWriteBufferLowWatermark();
+  }
+
+  // router::RouterCallbacks
+  void EncodeHeaders(http::HeaderMap& headers, bool end_stream) override {
+    if (done_) return;
+    Touch();
+    if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
+    if (end_stream) {
+      Complete([&] { encoder_->EncodeHeaders(headers, true); });
+      return;
+    }
+    encoder_->EncodeHeaders(headers, false);
+  }
+  void EncodeData(net::Buffer& data, bool end_stream) override {
+    if (done_) {
+      data.Drain(data.length());
+      return;
+    }
+    Touch();
+    info_.bytes_sent += data.length();
+    if (end_stream) {
+      Complete([&] { encoder_->EncodeData(data, true); });
+      return;
+    }
+    encoder_->EncodeData(data, false);
+  }
+  void EncodeTrailers(const http::HeaderMap& trailers) override {
+    if (done_) return;
+    Complete([&] { encoder_->EncodeTrailers(trailers); });
+  }
+  void ResetDownstream() override {
+    if (done_) return;
+    // Detached first: the reset reports back to the callbacks, and this end is already known.
+    http::Stream& stream = encoder_->GetStream();
+    stream.RemoveCallbacks(*this);
+    info_.SetFlag(router::ResponseFlag::kLocalReset);
+    reset_reason_ = http::StreamResetReason::kLocalReset;
+    Finish();
+    stream.ResetStream(http::StreamResetReason::kLocalReset);
+  }
+  void ReadDisableDownstream(bool disable) override {
+    if (!done_) encoder_->GetStream().ReadDisable(disable);
+  }
+  uint32_t DownstreamBufferLimit() const override {
+    return done_ ? 0 : encoder_->GetStream().BufferLimit();
+  }
+  router::StreamInfo& stream_info() override { return info_; }
+
+ private:
+  void Touch() { last_activity_ = hcm_.context_.loop.Now(); }
+
+  void PrepareRequest(http::HeaderMap& headers) {
+    const config::HttpOptionsConfig& options = hcm_.http_options_;
+    headers.RemoveHopByHopHeaders();
+    if (options.generate_request_id && !headers.Has(kRequestIdHeader)) {
+      char id[36];
+      FormatRequestId(hcm_.context_.random, id);
+      headers.Add(kRequestIdHeader, absl::string_view(id, sizeof(id)));
+    }
+    const bool tls = hcm_.options_.tls;
+    if (options.use_remote_address) {
+      const net::Address& peer = hcm_.connection_->remote_address();
+      std::string peer_ip = peer.is_ip() ? peer.ip() : "unix";
+      std::string forwarded = headers.GetJoined(kForwardedForHeader);
+      headers.Set(kForwardedForHeader,
+                  forwarded.empty() ? peer_ip : absl::StrCat(forwarded, ", ", peer_ip));
+      // At the edge the proxy knows the scheme; an inner hop keeps what the edge said.
+      headers.Set(kForwardedProtoHeader, tls ? "https" : "http");
+    } else if (!headers.Has(kForwardedProtoHeader)) {
+      headers.Add(kForwardedProtoHeader, tls ? "https" : "http");
+    }
+    if (hcm_.context_.access_log != nullptr) {
+      // The router rewrites the path; the log shows what the client asked for.
+      method_.assign(headers.Get(":method").value_or("").data(),
+                     headers.Get(":method").value_or("").size());
+      const absl::string_view path = headers.Get(":path").value_or("");
+      path_.assign(path.data(), path.size());
+      const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");
+      request_id_.assign(id.data(), id.size());
+    }
+  }
+
+  // Encodes the last piece of the response with the stream settled first: the codec may complete
+  // (and recycle) its stream inside the call.
+  template <typename EncodeLast>
+  void Complete(EncodeLast&& encode_last) {
+    http::StreamEncoder* encoder = encoder_;
+    Finish();
+    encoder_ = encoder;
+    encode_last();
+    encoder_ = nullptr;
+  }
+
+  void OnIdleTimer() {
+    if (done_) return;
+    const Duration timeout = hcm_.http_options_.stream_idle_timeout;
+    const Duration idle = hcm_.context_.loop.Now() - last_activity_;
+    if (idle < timeout) {
+      idle_timer_.Enable(timeout - idle);
+      return;
+    }
+    info_.SetFlag(router::ResponseFlag::kStreamIdleTimeout);
+    if (router_.response_started()) {
+      router_.Abandon();
+      ResetDownstream();
+      return;
+    }
+    router_.Abandon();
+    router::SendLocalReply(*this, router_.grpc(),
+                           {408, http::grpc::StatusCode::kDeadlineExceeded, "stream idle timeout"});
+  }
+
+  // The stream ended abnormally under us.
+  void Terminate(http::StreamResetReason reason) {
+    reset_reason_ = reason;
+    info_.SetFlag(reason == http::StreamResetReason::kLocalReset
+                      ? router::ResponseFlag::kLocalReset
+                      : router::ResponseFlag::kDownstreamClosed);
+    Finish();
+  }
+
+  // The stream is over for us: the router stops, stats and the access log are written, and the
+  // connection manager lets go of the stream. The encoder is not touched after this.
+  void Finish() {
+    done_ = true;
+    encoder_ = nullptr;
+    idle_timer_.Disable();
+    router_.Abandon();
+    const uint64_t duration_us =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  hcm_.context_.clock.Now() - info_.start)
+                                  .count());
+    hcm_.stats_.RecordRequest(info_, duration_us);
+    if (reset_reason_.has_value()) {
+      hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
+    }
+    if (hcm_.context_.access_log != nullptr) WriteAccessLog(duration_us);
+    active_.reset();
+    hcm_.OnStreamDone(*this);
+  }
+
+  void WriteAccessLog(uint64_t duration_us) {
+    std::string line;
+    line.reserve(512);
+    line.append("{\"start_time\":");
+    AppendJsonString(
+        &line, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", info_.start_wall, absl::UTCTimeZone()));
+    line.append(",\"method\":");
+    AppendJsonString(&line, method_);
+    line.append(",\"path\":");
+    AppendJsonString(&line, path_);
+    line.append(",\"protocol\":");
+    AppendJsonString(&line, http::ProtocolName(info_.protocol));
+    absl::StrAppend(&line, ",\"response_code\":", info_.response_code);
+    line.append(",\"response_flags\":\"");
+    router::AppendResponseFlags(&line, info_.response_flags);
+    absl::StrAppend(&line, "\",\"bytes_received\":", info_.bytes_received,
+                    ",\"bytes_sent\":", info_.bytes_sent, ",\"duration_ms\":", duration_us / 1000);
+    line.append(",\"upstream_host\":");
+    AppendJsonString(&line, info_.upstream_host.has_value() ? info_.upstream_host->ToString() : "");
+    line.append(",\"upstream_cluster\":");
+    AppendJsonString(&line, info_.cluster_name);
+    line.append(",\"route_name\":");
+    AppendJsonString(&line, info_.route_name);
+    line.append(",\"request_id\":");
+    AppendJsonString(&line, request_id_);
+    line.append(",\"downstream_remote_address\":");
+    AppendJsonString(&line, hcm_.connection_->remote_address().ToString());
+    line.append("}");
+    hcm_.context_.access_log->Write(line);
+  }
+
+  HttpConnectionManager& hcm_;
+  http::StreamEncoder* encoder_;  // null once done
+  router::StreamInfo info_;
+  std::optional<GaugeGuard> active_;
+  // Before router_: the router reads it when constructed.
+  router::Router router_;
+  event::Timer idle_timer_;
+  MonotonicTime last_activity_{};
+  std::optional<http::StreamResetReason> reset_reason_;
+  bool done_ = false;
+  // Access log only.
+  std::string method_;
+  std::string path_;
+  std::string request_id_;
+};
+
+HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpStats& stats,
+                                             const config::ListenerConfig& listener,
+                                             std::unique_ptr<net::Connection> connection,
+                                             net::Buffer initial_data, Options options,
+                                             CloseCallback on_close)
+    : context_(context),
+      stats_(stats),
+      route_config_name_(listener.route_config_name),
+      http_options_(listener.http),
+      options_(options),
+      connection_(std::move(connection)),
+      initial_data_(std::move(initial_data)),
+      on_close_(std::move(on_close)),
+      cx_active_(stats.downstream_cx_active),
+      idle_timer_(context.loop, [this] { OnIdleTimeout(); }),
+      request_headers_timer_(context.loop, [this] { OnRequestHeadersTimeout(); }),
+      drain_close_timer_(context.loop, [this] { CheckIdle(); }) {
+  CHECK(connection_ != nullptr);
+  connection_->SetCallbacks(this);
+  if (options_.protocol == http::Protocol::kHttp2) {
+    codec_ = std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_));
+  } else {
+    auto codec = std::make_unique<http::h1::ServerCodec>(context.loop, *this, *this,
+                                                         H1Options(http_options_, options_.tls));
+    h1_codec_ = codec.get();
+    codec_ = std::move(codec);
+  }
+  stats_.downstream_cx_total[ProtocolIndex(codec_->protocol())].Inc();
+}
+
+HttpConnectionManager::~HttpConnectionManager() {
+  destroying_ = true;
+  idle_timer_.Disable();
+  request_headers_timer_.Disable();
+  drain_close_timer_.Disable();
+  if (!closed_) {
+    closed_ = true;
+    connection_->SetCallbacks(nullptr);
+    connection_->Close(net::CloseMode::kNoFlush);
+    codec_->OnConnectionClosed();
+  }
+  // Streams leave the codec's streams first, so the codec's destructor reports to nobody.
+  for (auto& stream : streams_) stream->OnConnectionClosed();
+  codec_.reset();
+  streams_.clear();
+}
+
+void HttpConnectionManager::Start() {
+  CHECK(!started_);
+  started_ = true;
+  if (initial_data_.length() > 0) {
+    OnData(initial_data_, false);
+  } else {
+    CheckIdle();
+  }
+}
+
+std::shared_ptr<const router::RouteTable> HttpConnectionManager::CurrentRouteTable() {
+  const config::Snapshot* snapshot = context_.snapshot.get();
+  if (snapshot != cached_snapshot_) {
+    cached_snapshot_ = snapshot;
+    cached_route_table_.reset();
+    if (snapshot != nullptr) {
+      auto it = snapshot->route_tables.find(route_config_name_);
+      if (it != snapshot->route_tables.end()) cached_route_table_ = it->second;
+    }
+  }
+  return cached_route_table_;
+}
+
+void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
+  if (closed_) {
+    data.Drain(data.length());
+    return;
+  }
+  if (data.length() > 0) {
+    absl::Status status = codec_->Dispatch(data);
+    if (closed_) return;
+    if (!status.ok()) {
+      // The codec queued its error reply (400/431, GOAWAY) and reset the streams.
+      stats_.downstream_cx_protocol_error.Inc();
+      LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
+                 << " protocol error: " << status.message();
+      CloseConnection(net::CloseMode::kFlush);
+      return;
+    }
+  }
+  if (end_stream) {
+    (void)codec_->OnEndOfStream();
+    if (closed_) return;
+    // A client that stops sending has gone away as far as a proxy can tell (HTTP/1 clients do
+    // not half-close to wait for a response; HTTP/2 has no half-closed connection): requests in
+    // flight end as downstream-closed and their upstream streams are released now, rather than
+    // when a response would fail to write.
+    CloseConnection(net::CloseMode::kFlush);
+    return;
+  }
+  MaybeArmRequestHeadersTimer();
+  if (streams_.empty()) CheckIdle();
+}
+
+void HttpConnectionManager::MaybeArmRequestHeadersTimer() {
+  const Duration timeout = http_options_.request_headers_timeout;
+  if (h1_codec_ == nullptr || timeout.count() <= 0 || !streams_.empty()) return;
+  if (!h1_codec_->request_head_in_progress()) {
+    request_headers_timer_.Disable();
+    return;
+  }
+  // Counted from the first byte of the head, so a slow trickle cannot keep it alive.
+  if (!request_headers_timer_.enabled()) request_headers_timer_.Enable(timeout);
+}
+
+void HttpConnectionManager::OnRequestHeadersTimeout() {
+  if (closed_ || !streams_.empty() || h1_codec_ == nullptr ||
+      !h1_codec_->request_head_in_progress()) {
+    return;
+  }
+  stats_.downstream_rq_header_timeout.Inc();
+  connection_->Write(
+      "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\n"
+      "content-length: 24\r\n\r\nrequest header timeout\r\n");
+  CloseConnection(net::CloseMode::kFlush);
+}
+
+void HttpConnectionManager::OnWriteHighWatermark() {
+  if (!closed_) codec_->OnUnderlyingWriteHighWatermark();
+}
+
+void HttpConnectionManager::OnWriteLowWatermark() {
+  if (!closed_) codec_->OnUnderlyingWriteLowWatermark();
+}
+
+void HttpConnectionManager::OnClose(net::CloseReason reason, const absl::Status& detail) {
+  if (closed_) return;
+  closed_ = true;
+  LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
+             << " closed: " << net::CloseReasonName(reason) << " " << detail;
+  idle_timer_.Disable();
+  request_headers_timer_.Disable();
+  drain_close_timer_.Disable();
+  codec_->OnConnectionClosed();
+  // HTTP/2 streams survive OnConnectionClosed until the codec goes; end them now.
+  std::vector<ActiveStream*> open;
+  open.reserve(streams_.size());
+  for (auto& stream : streams_) open.push_back(stream.get());
+  for (ActiveStream* stream : open) stream->OnConnectionClosed();
+  if (on_close_) {
+    CloseCallback callback = std::move(on_close_);
+    on_close_ = nullptr;
+    callback(*this);
+  }
+}
+
+void HttpConnectionManager::Write(net::Buffer& data) {
+  if (closed_) {
+    data.Drain(data.length());
+    return;
+  }
+  connection_->Write(data);
+}
+
+void HttpConnectionManager::ReadDisable(bool disable) {
+  if (closed_) return;
+  if (disable) {
+    connection_->ReadDisable();
+  } else {
+    connection_->ReadEnable();
+  }
+}
+
+void HttpConnectionManager::Close(bool flush) {
+  CloseConnection(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
+}
+
+void HttpConnectionManager::CloseConnection(net::CloseMode mode) {
+  if (closed_) return;
+  idle_timer_.Disable();
+  request_headers_timer_.Disable();
+  connection_->Close(mode);
+}
+
+http::StreamDecoder& HttpConnectionManager::NewStream(http::StreamEncoder& response_encoder) {
+  idle_timer_.Disable();
+  request_headers_timer_.Disable();
+  if (context_.draining && !draining_) BeginDrain();
+  auto stream = std::make_unique<ActiveStream>(*this, response_encoder);
+  ActiveStream& ref = *stream;
+  streams_.push_back(std::move(stream));
+  ref.pos_ = std::prev(streams_.end());
+  response_encoder.GetStream().AddCallbacks(ref);
+  return ref;
+}
+
+void HttpConnectionManager::OnStreamDone(ActiveStream& stream) {
+  if (destroying_) return;  // the destructor frees the streams itself
+  std::unique_ptr<ActiveStream> owned = std::move(*stream.pos_);
+  streams_.erase(stream.pos_);
+  context_.loop.DeferDelete(std::move(owned));
+  if (!streams_.empty() || closed_) return;
+  if (draining_ || connection_->remote_closed()) {
+    // Closed on a later turn, once the codec has written the response's last frames.
+    if (!drain_close_timer_.enabled()) drain_close_timer_.Enable(Duration(0));
+    return;
+  }
+  CheckIdle();
+}
+
+void HttpConnectionManager::CheckIdle() {
+  if (closed_ || !streams_.empty()) return;
+  if (connection_->remote_closed()) {
+    // The client finished sending and every response is out.
+    CloseConnection(net::CloseMode::kFlush);
+    return;
+  }
+  if (draining_) {
+    stats_.downstream_cx_drain_close.Inc();
+    // HTTP/2: the second GOAWAY names the last stream processed.
+    codec_->GoAway();
+    CloseConnection(net::CloseMode::kFlush);
+    return;
+  }
+  const Duration idle = http_options_.idle_timeout;
+  if (idle.count() > 0 && !idle_timer_.enabled()) idle_timer_.Enable(idle);
+}
+
+void HttpConnectionManager::OnIdleTimeout() {
+  if (closed_ || !streams_.empty()) return;
+  stats_.downstream_cx_idle_timeout.Inc();
+  codec_->GoAway();
+  CloseConnection(net::CloseMode::kFlush);
+}
+
+void HttpConnectionManager::BeginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  codec_->GoAway();
+}
+
+void HttpConnectionManager::Drain() {
+  if (closed_) return;
+  BeginDrain();
+  if (streams_.empty() && !drain_close_timer_.enabled()) drain_close_timer_.Enable(Duration(0));
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,146 @@
+#pragma once
+
+// HttpConnectionManager (HCM): serves one accepted downstream connection as an HTTP proxy. It
+// owns the connection and its server codec (HTTP/1.1 or HTTP/2, as detected by the listener), and
+// runs each request stream through the router (sidecar/router/router.h), which forwards it to an
+// upstream cluster. Per request it:
+//   - removes hop-by-hop headers (TE: trailers survives, for gRPC), generates `x-request-id` when
+//     absent (HttpOptionsConfig::generate_request_id), appends the peer address to
+//     `x-forwarded-for` (use_remote_address) and sets `x-forwarded-proto`;
+//   - routes with the route table of the snapshot current when the request started;
+//   - enforces the stream idle timeout (408 before the response started, a reset after);
+//   - counts HttpStats and writes one access-log JSON line when WorkerContext::access_log is set.
+// Per connection it enforces the request-header read timeout (HTTP/1: a partial request head
+// older than request_headers_timeout gets 408 and the connection closes) and the idle timeout (no
+// stream for idle_timeout: HTTP/2 GOAWAY, then close). CONNECT is refused (403 by the codec).
+// The client closing its sending side (EOF) counts as the client going away: the connection
+// closes and requests in flight end with the DC flag.
+//
+// Draining: Drain(), or a stream starting while WorkerContext::draining is set, makes the codec
+// stop taking new streams (HTTP/2 GOAWAY, HTTP/1 `Connection: close` on the next response); the
+// connection closes once its streams are done. The server calls Drain() on every live HCM when a
+// drain starts.
+//
+// Ownership and lifetime: the owner (the server's listener) creates the HCM with the accepted
+// connection, keeps it, and calls Start() once it has stored it. The close callback fires exactly
+// once, on the loop thread, when the connection has closed for whatever reason (peer, error,
+// timeout, drain) — possibly from inside Start(). The owner must then destroy the HCM with
+// Loop::DeferDelete, never inside the callback. Destroying an HCM whose connection is still open
+// (worker shutdown) closes it at once without calling the callback. Requests' router and upstream
+// streams are released with the HCM; destroy the HCMs, let the loop run deferred deletions
+// (Loop::RunUntilIdle), then destroy the cluster manager.
+//
+// Threading: everything runs on the worker's loop thread; nothing takes a lock.
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "common/event/timer.h"
+#include "common/http/codec.h"
+#include "common/net/buffer.h"
+#include "common/net/connection.h"
+#include "common/stats/stats.h"
+#include "sidecar/config/listener_config.h"
+#include "sidecar/listener/http_stats.h"
+#include "sidecar/listener/worker_context.h"
+#include "sidecar/router/route_table.h"
+
+namespace meshlet::http::h1 {
+class ServerCodec;
+}
+
+namespace meshlet::sidecar {
+
+class HttpConnectionManager final : public net::ConnectionCallbacks,
+                                    public http::CodecIo,
+                                    public http::ServerConnectionCallbacks {
+ public:
+  using CloseCallback = absl::AnyInvocable<void(HttpConnectionManager&)>;
+
+  struct Options {
+    // The codec: kHttp2 for the HTTP/2 preface or ALPN "h2", anything else means HTTP/1.1.
+    http::Protocol protocol = http::Protocol::kHttp11;
+    // The connection is TLS: requests get :scheme and x-forwarded-proto "https".
+    bool tls = false;
+  };
+
+  // `context` and `stats` must outlive the HCM. `listener` is copied (route configuration name
+  // and HttpOptionsConfig). `initial_data`: bytes already read from the connection (protocol
+  // detection); they are processed by Start().
+  HttpConnectionManager(WorkerContext& context, const HttpStats& stats,
+                        const config::ListenerConfig& listener,
+                        std::unique_ptr<net::Connection> connection, net::Buffer initial_data,
+                        Options options, CloseCallback on_close);
+  ~HttpConnectionManager() override;
+  HttpConnectionManager(const HttpConnectionManager&) = delete;
+  HttpConnectionManager& operator=(const HttpConnectionManager&) = delete;
+
+  // Processes the initial bytes and starts the timers. Call once, after storing the HCM.
+  void Start();
+  // Finish the streams in progress, accept no new ones, then close.
+  void Drain();
+
+  net::Connection& connection() { return *connection_; }
+  size_t active_streams() const { return streams_.size(); }
+  bool closed() const { return closed_; }
+
+  // net::ConnectionCallbacks
+  void OnData(net::Buffer& data, bool end_stream) override;
+  void OnWriteHighWatermark() override;
+  void OnWriteLowWatermark() override;
+  void OnClose(net::CloseReason reason, const absl::Status& detail) override;
+
+  // http::CodecIo
+  void Write(net::Buffer& data) override;
+  void ReadDisable(bool disable) override;
+  void Close(bool flush) override;
+
+  // http::ServerConnectionCallbacks
+  http::StreamDecoder& NewStream(http::StreamEncoder& response_encoder) override;
+
+ private:
+  class ActiveStream;
+
+  // The route table for a new request (cached per snapshot, so a request costs no map lookup).
+  std::shared_ptr<const router::RouteTable> CurrentRouteTable();
+  void OnStreamDone(ActiveStream& stream);
+  // After a stream ends or input stopped: close when draining, else start the idle timer.
+  void CheckIdle();
+  void OnIdleTimeout();
+  void OnRequestHeadersTimeout();
+  void MaybeArmRequestHeadersTimer();
+  void BeginDrain();
+  void CloseConnection(net::CloseMode mode);
+
+  WorkerContext& context_;
+  const HttpStats& stats_;
+  const std::string route_config_name_;
+  const config::HttpOptionsConfig http_options_;
+  const Options options_;
+  std::unique_ptr<net::Connection> connection_;
+  net::Buffer initial_data_;
+  CloseCallback on_close_;
+  std::unique_ptr<http::ServerConnection> codec_;
+  http::h1::ServerCodec* h1_codec_ = nullptr;  // codec_, when it is HTTP/1
+  std::list<std::unique_ptr<ActiveStream>> streams_;
+  GaugeGuard cx_active_;
+
+  event::Timer idle_timer_;
+  event::Timer request_headers_timer_;
+  // Closes a draining connection on a later turn: closing from inside the codec's own call
+  // would drop frames it has not written yet.
+  event::Timer drain_close_timer_;
+
+  const config::Snapshot* cached_snapshot_ = nullptr;
+  std::shared_ptr<const router::RouteTable> cached_route_table_;
+
+  bool started_ = false;
+  bool draining_ = false;
+  bool closed_ = false;
+  bool destroying_ = false;
+};
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,239 @@
+// HttpConnectionManager's own duties over a real socket with a raw HTTP/1.1 client: the request
+// header timeout, the stream and connection idle timeouts, draining and the access log.
+
+#include "sidecar/listener/http_connection_manager.h"
+
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/event/loop.h"
+#include "common/net/listener.h"
+#include "common/net/test_util.h"
+#include "common/stats/stats.h"
+#include "gtest/gtest.h"
+#include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/listener/http_stats.h"
+#include "sidecar/router/route_table.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class Log : public AccessLogSink {
+ public:
+  void Write(absl::string_view line) override { lines.emplace_back(line); }
+  std::vector<std::string> lines;
+};
+
+class HttpConnectionManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // As the sidecar does: a peer that closed must not kill the process on write.
+    ::signal(SIGPIPE, SIG_IGN);
+    auto stats = HttpStats::Create(*shard_);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    stats_ = *stats;
+    // An upstream that accepts and never answers.
+    auto silent = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                                        [this](std::unique_ptr<net::Connection> c) {
+                                          c->SetCallbacks(&sink_);
+                                          held_.push_back(std::move(c));
+                                        });
+    ASSERT_TRUE(silent.ok());
+    silent_ = std::move(*silent);
+
+    auto snapshot = std::make_shared<config::Snapshot>();
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = "silent";
+    EndpointConfig endpoint;
+    endpoint.address = silent_->address();
+    cluster->endpoints.push_back(endpoint);
+    snapshot->clusters["silent"] = cluster;
+    router::RouteConfig routes;
+    routes.name = "routes";
+    router::VirtualHostConfig vhost;
+    vhost.name = "all";
+    vhost.domains = {"*"};
+    router::RouteEntry direct;
+    direct.name = "direct";
+    direct.match.path = "/direct";
+    direct.action = router::DirectResponseAction{200, "ok"};
+    vhost.routes.push_back(direct);
+    router::RouteEntry hang;
+    hang.name = "hang";
+    hang.match.path = "/hang";
+    router::RouteAction action;
+    action.cluster = "silent";
+    action.timeout = Duration(0);  // only the stream idle timeout ends it
+    hang.action = action;
+    vhost.routes.push_back(hang);
+    routes.virtual_hosts.push_back(vhost);
+    snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+    clusters_.Update(*snapshot);
+    context_.snapshot = snapshot;
+
+    listener_config_.route_config_name = "routes";
+    auto listener = net::Listener::Create(
+        loop_, *net::Address::Parse("127.0.0.1:0"), {},
+        [this](std::unique_ptr<net::Connection> connection) {
+          auto hcm = std::make_unique<HttpConnectionManager>(
+              context_, stats_, listener_config_, std::move(connection), net::Buffer(),
+              HttpConnectionManager::Options{}, [this](HttpConnectionManager& closed) {
+                ++closes_;
+                loop_.DeferDelete(std::move(hcms_[&closed]));
+                hcms_.erase(&closed);
+              });
+          HttpConnectionManager* raw = hcm.get();
+          hcms_[raw] = std::move(hcm);
+          raw->Start();
+        });
+    ASSERT_TRUE(listener.ok());
+    listener_ = std::move(*listener);
+  }
+
+  void TearDown() override {
+    hcms_.clear();
+    for (auto& c : held_) c->SetCallbacks(nullptr);
+    held_.clear();
+    loop_.RunUntilIdle();
+  }
+
+  // A raw client connection; `received` collects what the proxy sends.
+  std::unique_ptr<net::Connection> Connect(net::testing::RecordingCallbacks& callbacks) {
+    auto c = net::Connection::Connect(loop_, listener_->address(), seconds(5));
+    c->SetCallbacks(&callbacks);
+    return c;
+  }
+
+  uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
+    StatsSnapshot snapshot = registry_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  struct Sink : net::ConnectionCallbacks {
+    void OnData(net::Buffer& data, bool) override { data.Drain(data.length()); }
+    void OnClose(net::CloseReason, const absl::Status&) override {}
+  };
+
+  event::Loop loop_;
+  RealRandom random_{1};
+  StatsRegistry registry_;
+  std::unique_ptr<StatsShard> shard_ = registry_.CreateShard();
+  HttpStats stats_;
+  SharedClusterLimits limits_;
+  WorkerClusterManager clusters_{loop_, random_, RealClock::Get(), *shard_, limits_};
+  Log log_;
+  WorkerContext context_{.loop = loop_,
+                         .random = random_,
+                         .clock = RealClock::Get(),
+                         .stats = *shard_,
+                         .clusters = clusters_,
+                         .snapshot = nullptr,
+                         .access_log = &log_};
+  config::ListenerConfig listener_config_;
+  Sink sink_;
+  std::unique_ptr<net::Listener> silent_;
+  std::vector<std::unique_ptr<net::Connection>> held_;
+  std::unique_ptr<net::Listener> listener_;
+  std::map<HttpConnectionManager*, std::unique_ptr<HttpConnectionManager>> hcms_;
+  int closes_ = 0;
+};
+
+TEST_F(HttpConnectionManagerTest, PartialRequestHeadGets408) {
+  listener_config_.http.request_headers_timeout = milliseconds(100);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n");  // the head never ends
+  ASSERT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+  EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
+  EXPECT_EQ(Counter("meshlet_http_downstream_rq_header_timeout_total"), 1u);
+  EXPECT_EQ(closes_, 1);
+}
+
+TEST_F(HttpConnectionManagerTest, KeepAliveConnectionIsNotCutByTheHeaderTimeout) {
+  listener_config_.http.request_headers_timeout = milliseconds(100);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return absl::EndsWith(client.received, "ok"); }, seconds(5)));
+  // Idle between requests for longer than the header timeout: still open.
+  loop_.RunUntil([] { return false; }, milliseconds(300));
+  EXPECT_EQ(client.closes, 0);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] {
+        return client.received.find("ok", client.received.find("ok") + 2) != std::string::npos;
+      },
+      seconds(5)));
+  EXPECT_EQ(log_.lines.size(), 2u);
+}
+
+TEST_F(HttpConnectionManagerTest, StreamIdleTimeoutAnswers408AndResetsUpstream) {
+  listener_config_.http.stream_idle_timeout = milliseconds(100);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return absl::StrContains(client.received, "\r\n\r\n"); }, seconds(5)));
+  EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"SI\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"route_name\":\"hang\"")) << log_.lines[0];
+  EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
+}
+
+TEST_F(HttpConnectionManagerTest, IdleConnectionIsClosed) {
+  listener_config_.http.idle_timeout = milliseconds(100);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  ASSERT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+  EXPECT_EQ(Counter("meshlet_http_downstream_cx_idle_timeout_total"), 1u);
+}
+
+TEST_F(HttpConnectionManagerTest, DrainSaysConnectionCloseAndCloses) {
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return absl::EndsWith(client.received, "ok"); }, seconds(5)));
+  EXPECT_FALSE(absl::StrContains(client.received, "connection: close"));
+  // An idle connection closes at once on Drain().
+  ASSERT_EQ(hcms_.size(), 1u);
+  hcms_.begin()->second->Drain();
+  ASSERT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+
+  // A worker that is draining answers with `Connection: close`, then closes.
+  context_.draining = true;
+  net::testing::RecordingCallbacks second;
+  auto c2 = Connect(second);
+  c2->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return second.end_stream || second.closes > 0; }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(second.received, "connection: close")) << second.received;
+  EXPECT_TRUE(absl::EndsWith(second.received, "ok"));
+  EXPECT_EQ(Counter("meshlet_http_downstream_cx_drain_close_total"), 1u);
+}
+
+TEST_F(HttpConnectionManagerTest, ClientGoingAwayMidRequestIsLoggedAsDownstreamClosed) {
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return !held_.empty(); }, seconds(5)));
+  c->Close(net::CloseMode::kAbort);
+  ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"DC\"")) << log_.lines[0];
+  EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "DC"}}), 1u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

@@ -1,0 +1,108 @@
+#include "sidecar/listener/http_stats.h"
+
+#include <string>
+
+#include "common/base/status.h"
+#include "sidecar/cluster/upstream_stats.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+constexpr std::array<absl::string_view, kHttpProtocolCount> kProtocolLabels = {"http1.0", "http1.1",
+                                                                               "http2"};
+
+}  // namespace
+
+size_t ProtocolIndex(http::Protocol protocol) {
+  switch (protocol) {
+    case http::Protocol::kHttp10:
+      return 0;
+    case http::Protocol::kHttp11:
+      return 1;
+    case http::Protocol::kHttp2:
+      return 2;
+  }
+  return 1;
+}
+
+absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
+  HttpStats s;
+  for (size_t p = 0; p < kHttpProtocolCount; ++p) {
+    const std::string protocol(kProtocolLabels[p]);
+    for (size_t c = 0; c < kStatusClassNames.size(); ++c) {
+      ASSIGN_OR_RETURN(
+          s.downstream_rq[p][c],
+          shard.RegisterCounter(
+              "meshlet_http_downstream_rq_total",
+              "Downstream requests answered, by protocol and status class.",
+              {{"protocol", protocol}, {"code_class", std::string(kStatusClassNames[c])}}));
+    }
+    ASSIGN_OR_RETURN(s.downstream_cx_total[p],
+                     shard.RegisterCounter("meshlet_http_downstream_cx_total",
+                                           "Downstream HTTP connections handled, by protocol.",
+                                           {{"protocol", protocol}}));
+  }
+  for (size_t r = 0; r < kResetReasonCount; ++r) {
+    ASSIGN_OR_RETURN(
+        s.downstream_rq_reset[r],
+        shard.RegisterCounter(
+            "meshlet_http_downstream_rq_reset_total",
+            "Downstream requests that ended without a complete response, by reset reason.",
+            {{"reason",
+              std::string(http::ResetReasonName(static_cast<http::StreamResetReason>(r)))}}));
+  }
+  for (size_t f = 0; f < router::kResponseFlagCount; ++f) {
+    ASSIGN_OR_RETURN(
+        s.response_flags[f],
+        shard.RegisterCounter(
+            "meshlet_http_response_flags_total",
+            "Downstream requests that ended with a response flag (see docs/stats.md).",
+            {{"flag", std::string(router::ResponseFlagShortName(router::ResponseFlagAt(f)))}}));
+  }
+  ASSIGN_OR_RETURN(s.downstream_rq_active, shard.RegisterGauge("meshlet_http_downstream_rq_active",
+                                                               "Downstream requests in progress."));
+  HistogramOptions duration;
+  duration.exposition_divisor = 1e6;
+  ASSIGN_OR_RETURN(s.downstream_rq_duration,
+                   shard.RegisterHistogram(
+                       "meshlet_http_downstream_rq_duration_seconds",
+                       "Time from a request's headers to the end of its response.", {}, duration));
+  ASSIGN_OR_RETURN(s.downstream_rx_bytes,
+                   shard.RegisterCounter("meshlet_http_downstream_rx_bytes_total",
+                                         "Request body bytes received from downstream."));
+  ASSIGN_OR_RETURN(s.downstream_tx_bytes,
+                   shard.RegisterCounter("meshlet_http_downstream_tx_bytes_total",
+                                         "Response body bytes sent downstream."));
+  ASSIGN_OR_RETURN(s.downstream_cx_active,
+                   shard.RegisterGauge("meshlet_http_downstream_cx_active",
+                                       "Downstream HTTP connections open."));
+  ASSIGN_OR_RETURN(s.downstream_cx_protocol_error,
+                   shard.RegisterCounter("meshlet_http_downstream_cx_protocol_error_total",
+                                         "Downstream connections closed for a protocol error."));
+  ASSIGN_OR_RETURN(s.downstream_rq_header_timeout,
+                   shard.RegisterCounter(
+                       "meshlet_http_downstream_rq_header_timeout_total",
+                       "HTTP/1 connections closed (408) because a request head did not arrive in "
+                       "time."));
+  ASSIGN_OR_RETURN(s.downstream_cx_idle_timeout,
+                   shard.RegisterCounter("meshlet_http_downstream_cx_idle_timeout_total",
+                                         "Downstream connections closed after being idle."));
+  ASSIGN_OR_RETURN(s.downstream_cx_drain_close,
+                   shard.RegisterCounter("meshlet_http_downstream_cx_drain_close_total",
+                                         "Downstream connections closed because of a drain."));
+  return s;
+}
+
+void HttpStats::RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const {
+  if (info.response_code != 0) {
+    downstream_rq[ProtocolIndex(info.protocol)][StatusClassIndex(info.response_code)].Inc();
+  }
+  for (uint32_t flags = info.response_flags; flags != 0; flags &= flags - 1) {
+    response_flags[static_cast<size_t>(__builtin_ctz(flags))].Inc();
+  }
+  downstream_rx_bytes.Inc(info.bytes_received);
+  downstream_tx_bytes.Inc(info.bytes_sent);
+  downstream_rq_duration.Record(duration_us);
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,53 @@
+#pragma once
+
+// HttpStats: the stat handles the HTTP connection manager and the router record into for
+// downstream traffic, created once per worker from its StatsShard and then used lock-free on that
+// worker's thread. Per-cluster (upstream) stats live in sidecar/cluster/upstream_stats.h.
+// Every series and its meaning is listed in docs/stats.md; names are stable.
+//
+// Ownership: a value of handles into the worker's shard; it must not outlive the shard. A
+// default-constructed HttpStats counts nothing (tests that do not look at stats).
+
+#include <array>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "common/http/codec.h"
+#include "common/stats/stats.h"
+#include "sidecar/router/stream_info.h"
+
+namespace meshlet::sidecar {
+
+// Slots of per-protocol series: "http1.0", "http1.1", "http2".
+inline constexpr size_t kHttpProtocolCount = 3;
+size_t ProtocolIndex(http::Protocol protocol);
+// StreamResetReason values, in declaration order.
+inline constexpr size_t kResetReasonCount = 7;
+
+struct HttpStats {
+  static absl::StatusOr<HttpStats> Create(StatsShard& shard);
+
+  // meshlet_http_downstream_rq_total{protocol,code_class}: requests answered, by the status sent.
+  std::array<std::array<Counter, 5>, kHttpProtocolCount> downstream_rq;
+  // meshlet_http_downstream_rq_reset_total{reason}: requests that ended without a complete
+  // response, by why the stream was reset.
+  std::array<Counter, kResetReasonCount> downstream_rq_reset;
+  // meshlet_http_response_flags_total{flag}: requests that ended with each response flag.
+  std::array<Counter, router::kResponseFlagCount> response_flags;
+  Gauge downstream_rq_active;        // meshlet_http_downstream_rq_active
+  Histogram downstream_rq_duration;  // meshlet_http_downstream_rq_duration_seconds
+  Counter downstream_rx_bytes;       // meshlet_http_downstream_rx_bytes_total (request bodies)
+  Counter downstream_tx_bytes;       // meshlet_http_downstream_tx_bytes_total (response bodies)
+  // meshlet_http_downstream_cx_total{protocol}: connections handled.
+  std::array<Counter, kHttpProtocolCount> downstream_cx_total;
+  Gauge downstream_cx_active;            // meshlet_http_downstream_cx_active
+  Counter downstream_cx_protocol_error;  // meshlet_http_downstream_cx_protocol_error_total
+  Counter downstream_rq_header_timeout;  // meshlet_http_downstream_rq_header_timeout_total
+  Counter downstream_cx_idle_timeout;    // meshlet_http_downstream_cx_idle_timeout_total
+  Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total
+
+  // Counts one finished request: status class, flags, bytes and duration.
+  void RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const;
+};
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,35 @@
+// The sidecar binary: command line → Server (sidecar/server) → run until drained or told to quit.
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "sidecar/server/options.h"
+#include "sidecar/server/server.h"
+
+int main(int argc, char** argv) {
+  using meshlet::sidecar::ParseCommandLine;
+  using meshlet::sidecar::ParsedCommandLine;
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  absl::StatusOr<ParsedCommandLine> command_line = ParseCommandLine(args);
+  if (!command_line.ok()) {
+    std::fprintf(stderr, "sidecar: %s\n", std::string(command_line.status().message()).c_str());
+    return 2;
+  }
+  switch (command_line->action) {
+    case ParsedCommandLine::Action::kHelp:
+      std::fputs(meshlet::sidecar::UsageText().c_str(), stdout);
+      return 0;
+    case ParsedCommandLine::Action::kVersion:
+      std::puts("meshlet sidecar 0.1.0");
+      return 0;
+    case ParsedCommandLine::Action::kRun:
+      break;
+  }
+  meshlet::sidecar::Server server(command_line->options);
+  if (absl::Status status = server.Init(); !status.ok()) {
+    std::fprintf(stderr, "sidecar: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return server.Run();
+}

@@ -1,0 +1,168 @@
+#pragma once
+
+// Router: the terminal filter of one downstream request. It matches the request against the
+// route table of the snapshot the stream started with, answers direct-response and redirect
+// routes itself, applies the route's header mutations and rewrites, picks the (weighted)
+// cluster, arms the route timeout, and proxies the request to a host of that cluster through the
+// cluster's connection pool: request headers, body and trailers upstream, the response back.
+//
+// Translation between HTTP/1 and HTTP/2 needs nothing here: both codecs speak the same header
+// map with pseudo-headers (common/http/codec.h) and drop or add framing headers themselves. The
+// router removes hop-by-hop headers from responses (the connection manager does it for
+// requests), so an HTTP/1 upstream's `connection`/`transfer-encoding` never reach an HTTP/2 peer.
+//
+// Bodies stream and are never copied (Buffer::Move relinks blocks). Flow control runs both ways:
+// when the upstream stream's send buffer passes its high watermark the downstream stream is
+// read-disabled until the low watermark; when the downstream stream's send buffer is high
+// (RouterCallbacks reports it), the upstream stream is read-disabled. Body that arrives before the
+// upstream stream is ready is held up to DownstreamBufferLimit(), then the downstream is paused.
+//
+// Local replies (see docs/stats.md for the response flags): no route 404 (NR); route cluster
+// unknown on this worker 503 (NC); no healthy host 503 (UH); connect failure 503 (UF);
+// circuit-breaker overflow 503 with `x-meshlet-overloaded: true` (UO); upstream reset before the
+// response 502 (UR); route timeout 504 (UT). A gRPC request (content-type application/grpc) gets
+// every local reply as a trailers-only gRPC response instead: HTTP 200 with grpc-status
+// (UNIMPLEMENTED for no route, DEADLINE_EXCEEDED for timeouts, UNAVAILABLE otherwise) and
+// grpc-message. After the response started, failures reset the downstream stream instead.
+// Results go to the cluster (RecordResult) for outlier detection.
+//
+// Attempts: each try at an upstream host is an UpstreamRequest (router.cc). This version makes
+// one attempt; retries add a second UpstreamRequest after the first failed, which is why the
+// request headers stay with the router and attempts never own request state.
+//
+// Ownership and callbacks: the connection manager's stream owns the Router and implements
+// RouterCallbacks; the router calls it only from inside the Decode* calls the stream makes, from
+// pool/upstream callbacks, or from its timer, all on the worker's loop thread. Once the response
+// is complete, a local reply was sent, or Abandon() was called, the router calls nothing more
+// except ReadDisableDownstream(false) to give back pauses it made.
+// Destroying the router cancels or resets its upstream attempt; the stream destroys it through
+// Loop::DeferDelete, never inside one of its callbacks.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "common/event/timer.h"
+#include "common/http/codec.h"
+#include "common/http/grpc/status.h"
+#include "common/http/header_map.h"
+#include "common/net/buffer.h"
+#include "sidecar/cluster/cluster.h"
+#include "sidecar/cluster/upstream_stats.h"
+#include "sidecar/listener/worker_context.h"
+#include "sidecar/router/route_table.h"
+#include "sidecar/router/stream_info.h"
+
+namespace meshlet::sidecar::router {
+
+// What the router needs from the downstream stream that runs it.
+class RouterCallbacks {
+ public:
+  virtual ~RouterCallbacks() = default;
+  // Response pieces for the client; the last has end_stream set (or is the trailers). Headers
+  // may be changed by the callee (it owns the protocol's last word on them).
+  virtual void EncodeHeaders(http::HeaderMap& headers, bool end_stream) = 0;
+  virtual void EncodeData(net::Buffer& data, bool end_stream) = 0;
+  virtual void EncodeTrailers(const http::HeaderMap& trailers) = 0;
+  // Ends the downstream stream abnormally: the response cannot be completed.
+  virtual void ResetDownstream() = 0;
+  // Pauses (true) or resumes (false) the request body; counted.
+  virtual void ReadDisableDownstream(bool disable) = 0;
+  // Request body bytes the router may hold while no upstream stream takes them.
+  virtual uint32_t DownstreamBufferLimit() const = 0;
+  virtual StreamInfo& stream_info() = 0;
+};
+
+struct LocalReply {
+  int http_status = 503;
+  http::grpc::StatusCode grpc_status = http::grpc::StatusCode::kUnavailable;
+  absl::string_view message;
+  bool overloaded = false;  // adds `x-meshlet-overloaded: true`
+};
+
+// Sends a complete local reply: for gRPC requests trailers-only (HTTP 200, grpc-status,
+// grpc-message), otherwise `http_status` with a text/plain body of `message` and a newline.
+void SendLocalReply(RouterCallbacks& callbacks, bool grpc, const LocalReply& reply);
+
+class Router {
+ public:
+  // `context` must outlive the router; `route_table` may be null (every request is a 404).
+  Router(WorkerContext& context, std::shared_ptr<const RouteTable> route_table,
+         RouterCallbacks& callbacks);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // The request, as the connection manager prepared it (hop-by-hop headers removed).
+  void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream);
+  void DecodeData(net::Buffer& data, bool end_stream);
+  void DecodeTrailers(http::HeaderMapPtr trailers);
+
+  // The downstream stream's send buffer crossed its watermarks.
+  void OnDownstreamAboveWriteBufferHighWatermark();
+  void OnDownstreamBelowWriteBufferLowWatermark();
+
+  // The stream ends without the router (client reset, connection gone, the connection manager's
+  // own timeout): cancels or resets the upstream attempt and gives back the read-disables it
+  // holds; no other RouterCallbacks call follows.
+  void Abandon();
+
+  bool response_started() const { return response_started_; }
+  bool grpc() const { return grpc_; }
+  // The request headers as sent upstream (after mutations); null before DecodeHeaders.
+  const http::HeaderMap* request_headers() const { return request_headers_.get(); }
+
+ private:
+  class UpstreamRequest;
+  friend class UpstreamRequest;
+
+  void RouteRequest();
+  void SendDirectResponse(const RouteEntry& route);
+  void SendRedirect(const RouteEntry& route);
+  // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
+  void StartAttempt();
+  // The attempt's stream is ready: sends what the downstream gave so far.
+  void OnUpstreamReady();
+  void OnUpstreamPoolFailure(PoolFailureReason reason);
+  void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream);
+  void OnUpstreamData(net::Buffer& data, bool end_stream);
+  void OnUpstreamTrailers(http::HeaderMapPtr trailers);
+  void OnUpstreamReset(http::StreamResetReason reason);
+  void OnUpstreamAboveWriteBufferHighWatermark();
+  void OnUpstreamBelowWriteBufferLowWatermark();
+  void OnTimeout();
+  void OnResponseComplete();
+  // Ends the request with a local reply (or a downstream reset if the response started).
+  void Fail(ResponseFlag flag, const LocalReply& reply);
+  // Stops the timer and the attempt and gives back read-disables the router holds.
+  void Finish();
+  void DisableDownstreamReads(bool disable);
+
+  WorkerContext& context_;
+  const std::shared_ptr<const RouteTable> route_table_;
+  RouterCallbacks& callbacks_;
+  StreamInfo& info_;
+
+  http::HeaderMapPtr request_headers_;
+  http::HeaderMapPtr request_trailers_;  // held until the upstream stream is ready
+  net::Buffer pending_body_;             // request body the upstream stream has not taken yet
+  bool downstream_end_ = false;          // the whole request arrived
+  bool grpc_ = false;
+
+  const RouteEntry* route_ = nullptr;
+  ClusterRef cluster_;
+  const UpstreamStats* stats_ = nullptr;
+  std::unique_ptr<UpstreamRequest> upstream_;
+  event::Timer timeout_timer_;
+
+  bool response_started_ = false;
+  bool done_ = false;
+  // ReadDisableDownstream(true) calls the router has made and not undone.
+  int downstream_reads_disabled_ = 0;
+  bool pending_body_over_limit_ = false;
+  bool upstream_above_high_watermark_ = false;
+  bool downstream_above_high_watermark_ = false;
+};
+
+}  // namespace meshlet::sidecar::router

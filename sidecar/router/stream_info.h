@@ -1,0 +1,63 @@
+#pragma once
+
+// StreamInfo: what happened to one downstream request, filled in by the connection manager and
+// the router as the request runs, and read when it ends for stats and the access log. Response
+// flags say why a request did not get a normal upstream response (the access log's
+// `response_flags` field, e.g. "UH" or "UF,UR").
+//
+// Ownership: a value inside the connection manager's stream. String views (cluster, route) point
+// into configuration the router keeps alive (its route table and cluster reference), so they are
+// valid while the stream's router lives.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/http/codec.h"
+#include "common/net/address.h"
+
+namespace meshlet::sidecar::router {
+
+enum class ResponseFlag : uint32_t {
+  kNoRoute = 1u << 0,                 // NR: no route matched (404)
+  kNoClusterFound = 1u << 1,          // NC: the route names a cluster this worker lacks (503)
+  kNoHealthyUpstream = 1u << 2,       // UH: the cluster had no host to pick (503)
+  kUpstreamConnectFailure = 1u << 3,  // UF: the upstream connection could not be made (503)
+  kUpstreamOverflow = 1u << 4,        // UO: a circuit-breaker limit refused the request (503)
+  kUpstreamRequestTimeout = 1u << 5,  // UT: the route timeout fired (504, or a reset mid-body)
+  kUpstreamReset = 1u << 6,           // UR: the upstream reset the stream (502, or a reset)
+  kDownstreamClosed = 1u << 7,        // DC: the client reset or closed before the end
+  kLocalReset = 1u << 8,              // LR: the proxy reset the downstream stream itself
+  kStreamIdleTimeout = 1u << 9,       // SI: no activity for stream_idle_timeout (408, or a reset)
+};
+inline constexpr size_t kResponseFlagCount = 10;
+
+// The flag at bit `index` (0 .. kResponseFlagCount - 1).
+inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }
+// "NR", "NC", "UH", ...
+absl::string_view ResponseFlagShortName(ResponseFlag flag);
+// Appends the set flags comma-separated ("UF,UR"), or "-" when none.
+void AppendResponseFlags(std::string* out, uint32_t flags);
+
+struct StreamInfo {
+  MonotonicTime start;
+  absl::Time start_wall;
+  http::Protocol protocol = http::Protocol::kHttp11;
+  int response_code = 0;  // 0 until response headers were sent
+  uint32_t response_flags = 0;
+  uint64_t bytes_received = 0;  // request body bytes
+  uint64_t bytes_sent = 0;      // response body bytes
+  std::optional<net::Address> upstream_host;
+  absl::string_view cluster_name;
+  absl::string_view route_name;
+
+  void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
+  bool HasFlag(ResponseFlag flag) const {
+    return (response_flags & static_cast<uint32_t>(flag)) != 0;
+  }
+};
+
+}  // namespace meshlet::sidecar::router

@@ -1,0 +1,159 @@
+#include "sidecar/server/admin.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/stats/exposition.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+struct Endpoint {
+  absl::string_view path;
+  absl::string_view methods;  // "GET", "POST" or "GET, POST"
+  absl::string_view help;
+};
+
+constexpr Endpoint kEndpoints[] = {
+    {"/ready", "GET", "200 once listeners are up, 503 while starting or draining"},
+    {"/stats", "GET", "all stats as text (?filter=substring, ?format=json)"},
+    {"/stats/prometheus", "GET", "all stats in Prometheus text format"},
+    {"/config_dump", "GET", "the current configuration as JSON"},
+    {"/clusters", "GET", "clusters, endpoints, health and active requests (JSON)"},
+    {"/listeners", "GET", "listeners and their bound addresses (JSON)"},
+    {"/logging", "GET, POST", "show the log level; POST ?level=debug|info|... changes it"},
+    {"/drain", "POST", "start draining: inbound listeners close, HTTP connections wind down"},
+    {"/quitquitquit", "POST", "exit cleanly"},
+};
+
+Counter MustCounter(StatsShard& shard, absl::string_view name, absl::string_view help) {
+  absl::StatusOr<Counter> counter = shard.RegisterCounter(name, help);
+  CHECK_OK(counter);
+  return *counter;
+}
+
+http::ServerResponse MethodNotAllowed(const Endpoint& endpoint) {
+  http::ServerResponse response = http::ServerResponse::Text(
+      405, absl::StrCat(endpoint.path, " accepts ", endpoint.methods, " only\n"));
+  response.headers.Set("allow", endpoint.methods);
+  return response;
+}
+
+}  // namespace
+
+AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats)
+    : backend_(backend),
+      requests_(MustCounter(stats, "meshlet_admin_requests_total", "Admin API requests.")),
+      not_found_(MustCounter(stats, "meshlet_admin_not_found_total",
+                             "Admin API requests for unknown paths.")),
+      bad_method_(MustCounter(stats, "meshlet_admin_method_not_allowed_total",
+                              "Admin API requests refused for their method.")) {}
+
+std::string AdminHandler::EndpointList() {
+  std::string out = "admin endpoints:\n";
+  for (const Endpoint& e : kEndpoints) {
+    absl::StrAppend(&out, "  ", e.methods, " ", e.path, "\n      ", e.help, "\n");
+  }
+  return out;
+}
+
+http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
+  requests_.Inc();
+  const absl::string_view path = request.path();
+  absl::string_view method = request.method();
+  if (method == "HEAD") method = "GET";
+
+  if (path == "/" || path == "/help") {
+    if (method != "GET") {
+      bad_method_.Inc();
+      return http::ServerResponse::Text(405, "GET only\n");
+    }
+    return http::ServerResponse::Text(200, EndpointList());
+  }
+  const Endpoint* endpoint = nullptr;
+  for (const Endpoint& e : kEndpoints) {
+    if (e.path == path) endpoint = &e;
+  }
+  if (endpoint == nullptr) {
+    not_found_.Inc();
+    return http::ServerResponse::Text(
+        404, absl::StrCat("no such endpoint: ", path, "\n\n", EndpointList()));
+  }
+  const bool get = method == "GET";
+  const bool post = method == "POST";
+  const bool allowed = endpoint->methods == "GET, POST" ? (get || post)
+                       : endpoint->methods == "GET"     ? get
+                                                        : post;
+  if (!allowed) {
+    bad_method_.Inc();
+    return MethodNotAllowed(*endpoint);
+  }
+  const std::map<std::string, std::string> query = request.QueryParams();
+
+  if (path == "/ready") {
+    if (backend_.draining()) return http::ServerResponse::Text(503, "DRAINING\n");
+    if (!backend_.ready()) return http::ServerResponse::Text(503, "NOT READY\n");
+    return http::ServerResponse::Text(200, "LIVE\n");
+  }
+  if (path == "/stats") {
+    auto filter = query.find("filter");
+    const std::string name_filter = filter == query.end() ? "" : filter->second;
+    auto format = query.find("format");
+    const StatsSnapshot snapshot = backend_.stats().Snapshot();
+    if (format != query.end() && format->second == "json") {
+      return http::ServerResponse::Json(200, FormatJson(snapshot, name_filter));
+    }
+    if (format != query.end() && format->second == "prometheus") {
+      http::ServerResponse response = http::ServerResponse::Text(200, FormatPrometheus(snapshot));
+      response.headers.Set("content-type", kPrometheusContentType);
+      return response;
+    }
+    return http::ServerResponse::Text(200, FormatText(snapshot, name_filter));
+  }
+  if (path == "/stats/prometheus") {
+    http::ServerResponse response =
+        http::ServerResponse::Text(200, FormatPrometheus(backend_.stats().Snapshot()));
+    response.headers.Set("content-type", kPrometheusContentType);
+    return response;
+  }
+  if (path == "/config_dump") {
+    std::shared_ptr<const config::Snapshot> snapshot = backend_.snapshot();
+    if (snapshot == nullptr) return http::ServerResponse::Json(503, "{}");
+    return http::ServerResponse::Json(200, snapshot->ConfigDumpJson());
+  }
+  if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());
+  if (path == "/listeners") return http::ServerResponse::Json(200, backend_.ListenersJson());
+  if (path == "/logging") {
+    if (post) {
+      auto level_param = query.find("level");
+      if (level_param == query.end()) {
+        return http::ServerResponse::Text(
+            400, "missing ?level= (trace, debug, info, warn, error, critical, off)\n");
+      }
+      std::optional<LogLevel> level = ParseLogLevel(level_param->second);
+      if (!level) {
+        return http::ServerResponse::Text(
+            400, absl::StrCat("unknown level \"", level_param->second,
+                              "\" (trace, debug, info, warn, error, critical, off)\n"));
+      }
+      SetLogLevel(*level);
+      LOG(INFO) << "log level set to " << LogLevelName(*level) << " by the admin API";
+    }
+    return http::ServerResponse::Text(200,
+                                      absl::StrCat("level: ", LogLevelName(GetLogLevel()), "\n"));
+  }
+  if (path == "/drain") {
+    backend_.StartDrain();
+    return http::ServerResponse::Text(200, "draining\n");
+  }
+  if (path == "/quitquitquit") {
+    backend_.Quit();
+    return http::ServerResponse::Text(200, "exiting\n");
+  }
+  // Every entry of kEndpoints is handled above.
+  CHECK(false) << "unhandled admin endpoint " << path;
+  return http::ServerResponse::Text(500, "");
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,60 @@
+#pragma once
+
+// The sidecar's admin API: request → response for every admin endpoint, served by an
+// http::HttpServer on the main thread (127.0.0.1:15000 by default).
+//
+//   GET  /ready               200 "LIVE" once listeners are up; 503 before that and while draining
+//   GET  /stats               text, one series per line; ?filter=substring, ?format=json
+//   GET  /stats/prometheus    Prometheus text exposition
+//   GET  /config_dump         the current configuration snapshot as JSON
+//   GET  /clusters            clusters, their endpoints, health and active requests (JSON)
+//   GET  /listeners           listeners and the addresses they are bound to (JSON)
+//   GET  /logging             the log level; POST /logging?level=debug changes it
+//   POST /drain               starts draining (inbound listeners stop, HTTP says goodbye)
+//   POST /quitquitquit        exits cleanly
+//
+// Endpoints that change state refuse other methods with 405; unknown paths get 404 with the list.
+// AdminHandler holds no state of its own: it reads and acts through an AdminBackend (the Server;
+// tests pass a fake). Runs on the main thread only, like the HttpServer that calls it.
+
+#include <memory>
+#include <string>
+
+#include "common/http/server.h"
+#include "common/stats/stats.h"
+#include "sidecar/config/snapshot.h"
+
+namespace meshlet::sidecar {
+
+class AdminBackend {
+ public:
+  virtual ~AdminBackend() = default;
+  virtual bool ready() const = 0;     // every listener is bound on every worker
+  virtual bool draining() const = 0;  // drain started (SIGTERM or POST /drain)
+  virtual const StatsRegistry& stats() const = 0;
+  virtual std::shared_ptr<const config::Snapshot> snapshot() const = 0;
+  virtual std::string ClustersJson() = 0;
+  virtual std::string ListenersJson() = 0;
+  virtual void StartDrain() = 0;
+  // Called after the response is produced; the backend exits on a later loop turn.
+  virtual void Quit() = 0;
+};
+
+class AdminHandler {
+ public:
+  // `stats` is a shard usable from the main thread (the registry's shared shard).
+  AdminHandler(AdminBackend& backend, StatsShard& stats);
+
+  http::ServerResponse Handle(const http::ServerRequest& request);
+
+  // The text listing every endpoint (also the body of 404 responses and of GET /).
+  static std::string EndpointList();
+
+ private:
+  AdminBackend& backend_;
+  Counter requests_;
+  Counter not_found_;
+  Counter bad_method_;
+};
+
+}  // namespace meshlet::sidecar

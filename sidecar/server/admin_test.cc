@@ -1,0 +1,137 @@
+#include "sidecar/server/admin.h"
+
+#include "common/base/logging.h"
+#include "common/stats/exposition.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+class FakeBackend : public AdminBackend {
+ public:
+  bool ready() const override { return ready_; }
+  bool draining() const override { return draining_; }
+  const StatsRegistry& stats() const override { return registry_; }
+  std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
+  std::string ClustersJson() override { return "{\"clusters\":[]}"; }
+  std::string ListenersJson() override { return "{\"listeners\":[]}"; }
+  void StartDrain() override { draining_ = true; }
+  void Quit() override { ++quits_; }
+
+  StatsRegistry registry_;
+  std::shared_ptr<config::Snapshot> snapshot_;
+  bool ready_ = true;
+  bool draining_ = false;
+  int quits_ = 0;
+};
+
+class AdminTest : public ::testing::Test {
+ protected:
+  http::ServerResponse Call(absl::string_view method, absl::string_view path) {
+    http::ServerRequest request;
+    request.headers.Add(":method", method);
+    request.headers.Add(":path", path);
+    request.headers.Add(":authority", "localhost");
+    return handler_.Handle(request);
+  }
+
+  void TearDown() override { SetLogLevel(LogLevel::kInfo); }
+
+  FakeBackend backend_;
+  AdminHandler handler_{backend_, backend_.registry_.shared_shard()};
+};
+
+TEST_F(AdminTest, ReadyFollowsState) {
+  EXPECT_EQ(Call("GET", "/ready").status, 200);
+  backend_.ready_ = false;
+  EXPECT_EQ(Call("GET", "/ready").status, 503);
+  backend_.ready_ = true;
+  backend_.draining_ = true;
+  http::ServerResponse response = Call("GET", "/ready");
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.body, "DRAINING\n");
+}
+
+TEST_F(AdminTest, StatsFormatsAndFilter) {
+  absl::StatusOr<Counter> things =
+      backend_.registry_.shared_shard().RegisterCounter("meshlet_test_things_total", "Things.");
+  ASSERT_TRUE(things.ok());
+  things->Inc(3);
+
+  http::ServerResponse text = Call("GET", "/stats?filter=test_things");
+  EXPECT_EQ(text.status, 200);
+  EXPECT_EQ(text.body, "meshlet_test_things_total: 3\n");
+  EXPECT_EQ(Call("GET", "/stats?filter=nothing_matches").body, "");
+
+  http::ServerResponse json = Call("GET", "/stats?format=json&filter=test_things");
+  EXPECT_EQ(json.status, 200);
+  EXPECT_NE(json.body.find("\"meshlet_test_things_total\""), std::string::npos);
+
+  http::ServerResponse prometheus = Call("GET", "/stats/prometheus");
+  EXPECT_EQ(prometheus.status, 200);
+  EXPECT_EQ(prometheus.headers.Get("content-type"), kPrometheusContentType);
+  EXPECT_NE(prometheus.body.find("# TYPE meshlet_test_things_total counter\n"
+                                 "meshlet_test_things_total 3\n"),
+            std::string::npos);
+  // The admin API counts its own requests.
+  EXPECT_NE(prometheus.body.find("meshlet_admin_requests_total 4"), std::string::npos);
+}
+
+TEST_F(AdminTest, ConfigDump) {
+  EXPECT_EQ(Call("GET", "/config_dump").status, 503);  // no snapshot yet
+  backend_.snapshot_ = std::make_shared<config::Snapshot>();
+  backend_.snapshot_->config_dump_json = "{\"listeners\":[]}";
+  http::ServerResponse response = Call("GET", "/config_dump");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "{\"listeners\":[]}");
+}
+
+TEST_F(AdminTest, ClustersAndListenersComeFromTheBackend) {
+  EXPECT_EQ(Call("GET", "/clusters").body, "{\"clusters\":[]}");
+  EXPECT_EQ(Call("GET", "/listeners").body, "{\"listeners\":[]}");
+}
+
+TEST_F(AdminTest, LoggingShowsAndChangesTheLevel) {
+  SetLogLevel(LogLevel::kInfo);
+  EXPECT_EQ(Call("GET", "/logging").body, "level: info\n");
+  http::ServerResponse response = Call("POST", "/logging?level=debug");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "level: debug\n");
+  EXPECT_EQ(GetLogLevel(), LogLevel::kDebug);
+  EXPECT_EQ(Call("POST", "/logging?level=chatty").status, 400);
+  EXPECT_EQ(Call("POST", "/logging").status, 400);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kDebug);
+}
+
+TEST_F(AdminTest, MutatingEndpointsRefuseGet) {
+  for (absl::string_view path : {"/drain", "/quitquitquit"}) {
+    http::ServerResponse response = Call("GET", path);
+    EXPECT_EQ(response.status, 405) << path;
+    EXPECT_EQ(response.headers.Get("allow"), "POST");
+  }
+  EXPECT_EQ(Call("PUT", "/logging").status, 405);
+  EXPECT_EQ(Call("POST", "/stats").status, 405);
+  EXPECT_FALSE(backend_.draining_);
+  EXPECT_EQ(backend_.quits_, 0);
+}
+
+TEST_F(AdminTest, DrainAndQuit) {
+  EXPECT_EQ(Call("POST", "/drain").status, 200);
+  EXPECT_TRUE(backend_.draining_);
+  EXPECT_EQ(Call("POST", "/quitquitquit").status, 200);
+  EXPECT_EQ(backend_.quits_, 1);
+}
+
+TEST_F(AdminTest, UnknownPathListsEndpoints) {
+  http::ServerResponse response = Call("GET", "/statz");
+  EXPECT_EQ(response.status, 404);
+  for (absl::string_view path :
+       {"/ready", "/stats", "/stats/prometheus", "/config_dump", "/clusters", "/listeners",
+        "/logging", "/drain", "/quitquitquit"}) {
+    EXPECT_NE(response.body.find(std::string(path)), std::string::npos) << path;
+  }
+  EXPECT_EQ(Call("GET", "/").status, 200);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

@@ -1,0 +1,174 @@
+#include "sidecar/server/options.h"
+
+#include <functional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+constexpr absl::string_view kDefaultAdminAddress = "127.0.0.1:15000";
+
+struct FlagSpec {
+  absl::string_view name;  // dashed spelling
+  absl::string_view value_name;
+  absl::string_view help;
+  std::function<absl::Status(absl::string_view, ServerOptions&)> set;
+};
+
+absl::Status BadValue(absl::string_view flag, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, "=\"", value, "\": ", why));
+}
+
+const std::vector<FlagSpec>& Flags() {
+  static const auto* flags = new std::vector<FlagSpec>{
+      {"config", "FILE",
+       "Bootstrap file (YAML or JSON): node identity and static listeners, routes, clusters, "
+       "endpoints and secrets. Required.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("config", v, "must not be empty");
+         o.config_path = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"concurrency", "N", "Worker threads; each runs its own copy of every listener. Default 2.",
+       [](absl::string_view v, ServerOptions& o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 256) {
+           return BadValue("concurrency", v, "must be an integer from 1 to 256");
+         }
+         o.concurrency = n;
+         return absl::OkStatus();
+       }},
+      {"admin-address", "IP:PORT",
+       "Admin HTTP endpoint (/ready, /stats, /config_dump, ...). Default 127.0.0.1:15000. Keep it "
+       "on loopback: it can drain and stop the process.",
+       [](absl::string_view v, ServerOptions& o) {
+         absl::StatusOr<net::Address> address = net::Address::Parse(v);
+         if (!address.ok()) return BadValue("admin-address", v, address.status().message());
+         o.admin_address = *address;
+         return absl::OkStatus();
+       }},
+      {"log-level", "LEVEL",
+       "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
+       "with POST /logging?level=...",
+       [](absl::string_view v, ServerOptions& o) {
+         std::optional<LogLevel> level = ParseLogLevel(v);
+         if (!level) {
+           return BadValue("log-level", v,
+                           "must be one of trace, debug, info, warn, error, critical, off");
+         }
+         o.log_level = *level;
+         return absl::OkStatus();
+       }},
+      {"drain-time", "DURATION",
+       "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
+       "\"500ms\"). Default 30s.",
+       [](absl::string_view v, ServerOptions& o) {
+         absl::Duration d;
+         if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration()) {
+           return BadValue("drain-time", v, "must be a non-negative duration such as 30s");
+         }
+         o.drain_time = absl::ToChronoNanoseconds(d);
+         return absl::OkStatus();
+       }},
+      {"access-log", "PATH",
+       "Write one JSON line per request and per TCP connection to PATH (a file, appended to, or "
+       "/dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
+       [](absl::string_view v, ServerOptions& o) {
+         o.access_log_path = std::string(v);
+         return absl::OkStatus();
+       }},
+  };
+  return *flags;
+}
+
+const FlagSpec* FindFlag(absl::string_view name) {
+  const std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
+  for (const FlagSpec& flag : Flags()) {
+    if (flag.name == dashed) return &flag;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string>& args) {
+  ParsedCommandLine parsed;
+  parsed.options.admin_address = *net::Address::Parse(kDefaultAdminAddress);
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--help" || arg == "-h" || arg == "-help") {
+      parsed.action = ParsedCommandLine::Action::kHelp;
+      return parsed;
+    }
+    if (arg == "--version") {
+      parsed.action = ParsedCommandLine::Action::kVersion;
+      return parsed;
+    }
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", arg, "\" (flags start with --; see --help)"));
+    }
+    absl::string_view name = arg;
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = std::string(arg.substr(eq + 1));
+      has_value = true;
+    }
+    const FlagSpec* flag = FindFlag(name);
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", flag->name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    if (absl::Status status = flag->set(value, parsed.options); !status.ok()) return status;
+  }
+  if (parsed.options.config_path.empty()) {
+    return absl::InvalidArgumentError("--config is required (see --help)");
+  }
+  return parsed;
+}
+
+std::string UsageText() {
+  std::string out =
+      "Usage: sidecar --config FILE [flags]\n"
+      "\n"
+      "meshlet's sidecar proxy. Runs the listeners, routes and clusters of a static bootstrap\n"
+      "file; serves admin endpoints on --admin-address. SIGTERM/SIGINT drain, then exit;\n"
+      "SIGHUP re-reads --config and applies it if valid (an invalid file is logged and ignored).\n"
+      "\n"
+      "Flags (--name=value or --name value; dashes and underscores are interchangeable):\n";
+  for (const FlagSpec& flag : Flags()) {
+    absl::StrAppend(&out, "  --", flag.name, "=", flag.value_name, "\n");
+    // Word-wrapped at 80 columns, indented by 6.
+    std::string line;
+    for (absl::string_view word : absl::StrSplit(flag.help, ' ')) {
+      if (!line.empty() && line.size() + 1 + word.size() > 74) {
+        absl::StrAppend(&out, "      ", line, "\n");
+        line.clear();
+      }
+      absl::StrAppend(&line, line.empty() ? "" : " ", word);
+    }
+    if (!line.empty()) absl::StrAppend(&out, "      ", line, "\n");
+  }
+  absl::StrAppend(&out,
+                  "  --help\n      Print this text and exit.\n"
+                  "  --version\n      Print the version and exit.\n"
+                  "\n"
+                  "Exit status: 0 after a clean shutdown or drain; 1 when the configuration is "
+                  "invalid or a listener cannot bind; 2 for a bad command line.\n");
+  return out;
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,66 @@
+#include "sidecar/server/options.h"
+
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+TEST(OptionsTest, Defaults) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine({"--config", "s.yaml"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->action, ParsedCommandLine::Action::kRun);
+  EXPECT_EQ(parsed->options.config_path, "s.yaml");
+  EXPECT_EQ(parsed->options.concurrency, 2);
+  EXPECT_EQ(parsed->options.admin_address.ToString(), "127.0.0.1:15000");
+  EXPECT_EQ(parsed->options.log_level, LogLevel::kInfo);
+  EXPECT_EQ(parsed->options.drain_time, std::chrono::seconds(30));
+  EXPECT_EQ(parsed->options.access_log_path, "");
+}
+
+TEST(OptionsTest, EveryFlagBothSpellings) {
+  absl::StatusOr<ParsedCommandLine> parsed =
+      ParseCommandLine({"--config=a.yaml", "--concurrency", "4", "--admin_address=127.0.0.1:0",
+                        "--log-level=debug", "--drain-time=1500ms", "--access_log", "/dev/stdout"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.config_path, "a.yaml");
+  EXPECT_EQ(parsed->options.concurrency, 4);
+  EXPECT_EQ(parsed->options.admin_address.port(), 0);
+  EXPECT_EQ(parsed->options.log_level, LogLevel::kDebug);
+  EXPECT_EQ(parsed->options.drain_time, std::chrono::milliseconds(1500));
+  EXPECT_EQ(parsed->options.access_log_path, "/dev/stdout");
+}
+
+TEST(OptionsTest, HelpAndVersionNeedNoConfig) {
+  EXPECT_EQ(ParseCommandLine({"--help"})->action, ParsedCommandLine::Action::kHelp);
+  EXPECT_EQ(ParseCommandLine({"-h"})->action, ParsedCommandLine::Action::kHelp);
+  EXPECT_EQ(ParseCommandLine({"--version"})->action, ParsedCommandLine::Action::kVersion);
+  EXPECT_NE(UsageText().find("--drain-time"), std::string::npos);
+}
+
+TEST(OptionsTest, ErrorsNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{}, "--config is required"},
+           {{"--config=x", "--concurrency=0"}, "--concurrency=\"0\""},
+           {{"--config=x", "--concurrency=two"}, "--concurrency=\"two\""},
+           {{"--config=x", "--admin-address=localhost:1"}, "--admin-address"},
+           {{"--config=x", "--log-level=loud"}, "--log-level"},
+           {{"--config=x", "--drain-time=soon"}, "--drain-time"},
+           {{"--config=x", "--drain-time=-1s"}, "--drain-time"},
+           {{"--config=x", "--colour"}, "unknown flag --colour"},
+           {{"--config"}, "--config needs a value"},
+           {{"--config=x", "extra"}, "unexpected argument \"extra\""},
+       }) {
+    absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(c.args);
+    ASSERT_FALSE(parsed.ok()) << c.expected;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(parsed.status().message().find(c.expected), absl::string_view::npos)
+        << parsed.status();
+  }
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

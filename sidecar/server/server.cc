@@ -1,0 +1,338 @@
+#include "sidecar/server/server.h"
+
+#include <signal.h>
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "sidecar/cluster/host.h"
+#include "sidecar/config/bootstrap.h"
+#include "sidecar/config/translate.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+// How long an admin request waits for a worker to report its clusters.
+constexpr Duration kWorkerQueryTimeout = std::chrono::seconds(1);
+// How often a drain checks whether the last connection has gone.
+constexpr Duration kDrainPollInterval = std::chrono::milliseconds(100);
+
+template <typename T>
+T MustStat(absl::StatusOr<T> handle) {
+  CHECK_OK(handle);
+  return *handle;
+}
+
+absl::string_view DirectionName(config::TrafficDirection direction) {
+  return direction == config::TrafficDirection::kInbound ? "INBOUND" : "OUTBOUND";
+}
+
+absl::string_view ProtocolName(config::ListenerProtocol protocol) {
+  switch (protocol) {
+    case config::ListenerProtocol::kAuto:
+      return "AUTO";
+    case config::ListenerProtocol::kHttp1:
+      return "HTTP1";
+    case config::ListenerProtocol::kHttp2:
+      return "HTTP2";
+    case config::ListenerProtocol::kHttp:
+      return "HTTP";
+    case config::ListenerProtocol::kTcp:
+      return "TCP";
+  }
+  return "UNKNOWN";
+}
+
+std::vector<std::string> HealthFlagNames(uint32_t flags) {
+  std::vector<std::string> names;
+  if (flags & Host::kFailedEds) names.push_back("eds_unhealthy");
+  if (flags & Host::kDraining) names.push_back("eds_draining");
+  if (flags & Host::kFailedActiveHealthCheck) names.push_back("failed_active_health_check");
+  if (flags & Host::kOutlierEjected) names.push_back("outlier_ejected");
+  return names;
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)), access_logs_(stats_.shared_shard()) {
+  StatsShard& shard = stats_.shared_shard();
+  draining_gauge_ = MustStat(shard.RegisterGauge(
+      "meshlet_server_draining", "1 while the sidecar is draining.", {}, GaugeMerge::kGlobal));
+  reload_success_ = MustStat(shard.RegisterCounter("meshlet_config_reloads_total",
+                                                   "Configuration reloads (SIGHUP), by result.",
+                                                   {{"result", "success"}}));
+  reload_failure_ = MustStat(shard.RegisterCounter("meshlet_config_reloads_total",
+                                                   "Configuration reloads (SIGHUP), by result.",
+                                                   {{"result", "failure"}}));
+}
+
+Server::~Server() {
+  // Run() normally did this; an Init() error or a test may not have run the loop.
+  if (!shut_down_) Shutdown();
+  admin_.reset();
+  signals_.clear();
+  drain_deadline_.reset();
+  drain_poll_.reset();
+  loop_.RunUntilIdle();
+}
+
+absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot() {
+  absl::StatusOr<config::BootstrapConfig> bootstrap =
+      config::LoadBootstrapFile(options_.config_path);
+  if (!bootstrap.ok()) return bootstrap.status();
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot =
+      config::BuildSnapshot(bootstrap->resources);
+  if (!snapshot.ok()) return Annotate(snapshot.status(), options_.config_path);
+  return snapshot;
+}
+
+absl::Status Server::Init() {
+  SetLogLevel(options_.log_level);
+  ASSIGN_OR_RETURN(snapshot_, LoadSnapshot());
+  if (!options_.access_log_path.empty()) {
+    ASSIGN_OR_RETURN(global_access_log_, access_logs_.Get(options_.access_log_path));
+  }
+
+  for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
+    ASSIGN_OR_RETURN(std::unique_ptr<event::Signal> signal,
+                     event::Signal::Create(loop_, signum, [this](int s) { OnSignal(s); }));
+    signals_.push_back(std::move(signal));
+  }
+  // A peer closing while we write must be an error return, not a dead process.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  for (int i = 0; i < options_.concurrency; ++i) {
+    auto worker = std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
+                                                           .access_logs = access_logs_,
+                                                           .global_access_log = global_access_log_,
+                                                           .connection_counts = connection_counts_,
+                                                           .cluster_limits = cluster_limits_});
+    absl::Status status = worker->Start(snapshot_);
+    if (!status.ok()) {
+      workers_.clear();  // stops the ones already running
+      return status;
+    }
+    workers_.push_back(std::move(worker));
+  }
+
+  admin_handler_ = std::make_unique<AdminHandler>(*this, stats_.shared_shard());
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> admin = http::HttpServer::Create(
+      loop_, options_.admin_address, http::HttpServerOptions{},
+      [this](const http::ServerRequest& request) { return admin_handler_->Handle(request); });
+  if (!admin.ok()) {
+    workers_.clear();
+    return Annotate(admin.status(),
+                    absl::StrCat("admin address ", options_.admin_address.ToString()));
+  }
+  admin_ = *std::move(admin);
+  ready_ = true;
+  LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
+            << " listeners, " << workers_.size() << " workers, admin on "
+            << admin_->address().ToString();
+  return absl::OkStatus();
+}
+
+int Server::Run() {
+  if (!shut_down_) loop_.Run();
+  return 0;
+}
+
+absl::Status Server::Reload() {
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot = LoadSnapshot();
+  if (!snapshot.ok()) {
+    reload_failure_.Inc();
+    LOG(ERROR) << "configuration reload refused, keeping " << snapshot_->version << ": "
+               << snapshot.status().message();
+    return snapshot.status();
+  }
+  snapshot_ = *std::move(snapshot);
+  for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
+  reload_success_.Inc();
+  LOG(INFO) << "configuration reloaded: " << snapshot_->version;
+  return absl::OkStatus();
+}
+
+void Server::OnSignal(int signum) {
+  if (signum == SIGHUP) {
+    LOG(INFO) << "SIGHUP: reloading " << options_.config_path;
+    (void)Reload();
+    return;
+  }
+  if (exit_when_drained_) {
+    LOG(WARN) << "second " << (signum == SIGTERM ? "SIGTERM" : "SIGINT") << ": exiting now";
+    Shutdown();
+    return;
+  }
+  LOG(INFO) << (signum == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining for up to "
+            << absl::FormatDuration(absl::FromChrono(options_.drain_time));
+  Drain(/*exit_when_done=*/true);
+}
+
+void Server::Drain(bool exit_when_done) {
+  if (shut_down_) return;
+  if (!draining_) {
+    draining_ = true;
+    draining_gauge_.Set(1);
+    for (auto& worker : workers_) worker->StartDrain();
+  }
+  if (exit_when_done && !exit_when_drained_) {
+    exit_when_drained_ = true;
+    drain_deadline_ = std::make_unique<event::Timer>(loop_, [this] {
+      LOG(INFO) << "drain time is up; exiting with connections still open";
+      Shutdown();
+    });
+    drain_deadline_->Enable(options_.drain_time);
+    drain_poll_ = std::make_unique<event::Timer>(loop_, [this] { CheckDrained(); });
+    drain_poll_->EnableRepeating(kDrainPollInterval);
+    CheckDrained();
+  }
+}
+
+void Server::CheckDrained() {
+  int64_t open = 0;
+  for (const auto& worker : workers_) open += worker->active_connections();
+  if (open == 0) {
+    LOG(INFO) << "drained: no connections left";
+    Shutdown();
+  }
+}
+
+void Server::Quit() {
+  LOG(INFO) << "exit requested through the admin API";
+  // After this turn, so the response is written first.
+  loop_.Post([this] { Shutdown(); });
+}
+
+void Server::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (drain_deadline_ != nullptr) drain_deadline_->Disable();
+  if (drain_poll_ != nullptr) drain_poll_->Disable();
+  for (auto& worker : workers_) worker->Stop();
+  workers_.clear();
+  if (admin_ != nullptr) admin_->Shutdown();
+  loop_.Stop();
+}
+
+std::string Server::ClustersJson() {
+  struct Merged {
+    uint32_t weight = 1;
+    uint32_t health_flags = 0;
+    uint64_t active_requests = 0;
+    HostStats stats;
+  };
+  // cluster → address → merged view, in name order; host order as the first worker lists it.
+  std::map<std::string, std::vector<std::pair<std::string, Merged>>> clusters;
+  int answered = 0;
+  for (auto& worker : workers_) {
+    std::optional<std::vector<ClusterStatus>> status = worker->CollectClusters(kWorkerQueryTimeout);
+    if (!status) continue;
+    ++answered;
+    for (const ClusterStatus& cluster : *status) {
+      auto& hosts = clusters[cluster.name];
+      for (const HostStatus& host : cluster.hosts) {
+        auto it = std::find_if(hosts.begin(), hosts.end(),
+                               [&](const auto& h) { return h.first == host.address; });
+        if (it == hosts.end()) {
+          hosts.emplace_back(host.address, Merged{.weight = host.weight});
+          it = hosts.end() - 1;
+        }
+        Merged& m = it->second;
+        m.health_flags |= host.health_flags;
+        m.active_requests += host.active_requests;
+        m.stats.rq_total += host.stats.rq_total;
+        m.stats.rq_success += host.stats.rq_success;
+        m.stats.rq_error += host.stats.rq_error;
+        m.stats.cx_connect_fail += host.stats.cx_connect_fail;
+        m.stats.outlier_ejections += host.stats.outlier_ejections;
+      }
+    }
+  }
+  std::string out = absl::StrCat("{\"workers\":", workers_.size(),
+                                 ",\"workers_answered\":", answered, ",\"clusters\":[");
+  bool first_cluster = true;
+  for (const auto& [name, hosts] : clusters) {
+    if (!first_cluster) out += ",";
+    first_cluster = false;
+    out += "{\"name\":";
+    AppendJsonString(out, name);
+    out += ",\"hosts\":[";
+    bool first_host = true;
+    for (const auto& [address, m] : hosts) {
+      if (!first_host) out += ",";
+      first_host = false;
+      out += "{\"address\":";
+      AppendJsonString(out, address);
+      absl::StrAppend(&out, ",\"weight\":", m.weight,
+                      ",\"healthy\":", m.health_flags == 0 ? "true" : "false",
+                      ",\"health_flags\":[");
+      bool first_flag = true;
+      for (const std::string& flag : HealthFlagNames(m.health_flags)) {
+        if (!first_flag) out += ",";
+        first_flag = false;
+        AppendJsonString(out, flag);
+      }
+      absl::StrAppend(&out, "],\"active_requests\":", m.active_requests,
+                      ",\"rq_total\":", m.stats.rq_total, ",\"rq_success\":", m.stats.rq_success,
+                      ",\"rq_error\":", m.stats.rq_error,
+                      ",\"cx_connect_fail\":", m.stats.cx_connect_fail,
+                      ",\"outlier_ejections\":", m.stats.outlier_ejections, "}");
+    }
+    out += "]}";
+  }
+  out += "]}";
+  return out;
+}
+
+std::string Server::ListenersJson() {
+  // Bound addresses and accepting state by listener name, over every worker.
+  std::map<std::string, std::pair<std::set<std::string>, bool>> runtime;
+  for (const auto& worker : workers_) {
+    for (const ListenerStatus& status : worker->listeners()) {
+      auto& [addresses, accepting] = runtime[status.name];
+      addresses.insert(status.address.ToString());
+      accepting = accepting || status.accepting;
+    }
+  }
+  std::string out = absl::StrCat("{\"draining\":", draining_ ? "true" : "false", ",\"version\":");
+  AppendJsonString(out, snapshot_ == nullptr ? "" : snapshot_->version);
+  out += ",\"listeners\":[";
+  bool first = true;
+  if (snapshot_ != nullptr) {
+    for (const config::ListenerConfig& listener : snapshot_->listeners) {
+      if (!first) out += ",";
+      first = false;
+      out += "{\"name\":";
+      AppendJsonString(out, listener.name);
+      out += ",\"address\":";
+      AppendJsonString(out, listener.address.ToString());
+      absl::StrAppend(&out, ",\"direction\":\"", DirectionName(listener.direction),
+                      "\",\"protocol\":\"", ProtocolName(listener.protocol),
+                      "\",\"route_config_name\":");
+      AppendJsonString(out, listener.route_config_name);
+      out += ",\"tcp_cluster\":";
+      AppendJsonString(out, listener.tcp_cluster);
+      out += ",\"bound_addresses\":[";
+      auto it = runtime.find(listener.name);
+      bool first_address = true;
+      if (it != runtime.end()) {
+        for (const std::string& address : it->second.first) {
+          if (!first_address) out += ",";
+          first_address = false;
+          AppendJsonString(out, address);
+        }
+      }
+      absl::StrAppend(&out, "],\"accepting\":",
+                      it != runtime.end() && it->second.second ? "true" : "false", "}");
+    }
+  }
+  out += "]}";
+  return out;
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,103 @@
+#pragma once
+
+// Server: the sidecar's composition root. It loads the bootstrap file, builds and validates the
+// configuration snapshot, starts the workers (each with its own listeners, clusters and stats
+// shard), serves the admin API on the main thread, and handles signals:
+//
+//   SIGTERM, SIGINT  graceful drain (design.md §6): inbound listeners stop accepting, HTTP
+//                    connections are told to finish, outbound listeners keep serving the app;
+//                    the process exits 0 once no downstream connection is open, or when
+//                    --drain-time has passed. A second signal exits at once.
+//   SIGHUP           reloads the bootstrap file: a valid file is applied to every worker (no
+//                    request fails because of it), an invalid one is logged and ignored.
+//
+// Threading: everything here runs on the main thread (the one that calls Init() and Run()),
+// including the admin handlers; workers are reached through Worker's cross-thread methods.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/event/loop.h"
+#include "common/event/signal.h"
+#include "common/event/timer.h"
+#include "common/http/server.h"
+#include "common/stats/stats.h"
+#include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/server/access_log.h"
+#include "sidecar/server/admin.h"
+#include "sidecar/server/options.h"
+#include "sidecar/server/worker.h"
+
+namespace meshlet::sidecar {
+
+class Server final : public AdminBackend {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads and validates the configuration, binds every listener on every worker and the admin
+  // address. Errors name the file and field (bad configuration) or the listener and address
+  // (bind failure); nothing is left running after an error.
+  absl::Status Init();
+  // Runs the main loop until shutdown (drain finished, POST /quitquitquit, second signal).
+  // Returns the process exit code.
+  int Run();
+
+  // Re-reads the bootstrap file and applies it (SIGHUP). Errors leave the running config alone.
+  absl::Status Reload();
+
+  // Starts draining (idempotent). With `exit_when_done`, the process exits once connections are
+  // gone or after the drain time.
+  void Drain(bool exit_when_done);
+  // Stops everything and makes Run() return 0.
+  void Shutdown();
+
+  const net::Address& admin_address() const { return admin_->address(); }
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  event::Loop& loop() { return loop_; }
+
+  // AdminBackend
+  bool ready() const override { return ready_ && !shut_down_; }
+  bool draining() const override { return draining_; }
+  const StatsRegistry& stats() const override { return stats_; }
+  std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
+  std::string ClustersJson() override;
+  std::string ListenersJson() override;
+  void StartDrain() override { Drain(/*exit_when_done=*/false); }
+  void Quit() override;
+
+ private:
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot();
+  void OnSignal(int signum);
+  void CheckDrained();
+
+  const ServerOptions options_;
+  event::Loop loop_;
+  StatsRegistry stats_;
+  AccessLogFiles access_logs_;
+  std::shared_ptr<AccessLogFile> global_access_log_;
+  ListenerConnectionCounts connection_counts_;
+  SharedClusterLimits cluster_limits_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminHandler> admin_handler_;
+  std::unique_ptr<http::HttpServer> admin_;
+  std::vector<std::unique_ptr<event::Signal>> signals_;
+  std::unique_ptr<event::Timer> drain_deadline_;
+  std::unique_ptr<event::Timer> drain_poll_;
+
+  Gauge draining_gauge_;
+  Counter reload_success_;
+  Counter reload_failure_;
+  bool ready_ = false;
+  bool draining_ = false;
+  bool exit_when_drained_ = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace meshlet::sidecar

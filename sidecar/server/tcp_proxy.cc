@@ -1,0 +1,236 @@
+#include "sidecar/server/tcp_proxy.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "sidecar/server/access_log.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+template <typename T>
+T OrDiscard(absl::StatusOr<T> handle, absl::string_view name) {
+  if (handle.ok()) return *handle;
+  LOG_EVERY_N_SEC(ERROR, 1) << "stat " << name << ": " << handle.status();
+  return T();
+}
+
+}  // namespace
+
+TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listener_name) {
+  const LabelSet labels = {{"listener", listener_name}};
+  TcpProxyStats s;
+  s.connections = OrDiscard(
+      shard.RegisterCounter("meshlet_tcp_proxy_cx_total", "TCP proxy connections started.", labels),
+      "meshlet_tcp_proxy_cx_total");
+  s.connect_failures = OrDiscard(
+      shard.RegisterCounter("meshlet_tcp_proxy_connect_fail_total",
+                            "TCP proxy upstream connects that failed or timed out.", labels),
+      "meshlet_tcp_proxy_connect_fail_total");
+  s.no_healthy_host =
+      OrDiscard(shard.RegisterCounter(
+                    "meshlet_tcp_proxy_no_healthy_host_total",
+                    "TCP proxy connections closed: no cluster or no usable endpoint.", labels),
+                "meshlet_tcp_proxy_no_healthy_host_total");
+  s.received_bytes = OrDiscard(
+      shard.RegisterCounter("meshlet_tcp_proxy_received_bytes_total",
+                            "Bytes the TCP proxy read from downstream and sent upstream.", labels),
+      "meshlet_tcp_proxy_received_bytes_total");
+  s.sent_bytes = OrDiscard(
+      shard.RegisterCounter("meshlet_tcp_proxy_sent_bytes_total",
+                            "Bytes the TCP proxy read from upstream and sent downstream.", labels),
+      "meshlet_tcp_proxy_sent_bytes_total");
+  s.active = OrDiscard(
+      shard.RegisterGauge("meshlet_tcp_proxy_cx_active", "TCP proxy connections open.", labels),
+      "meshlet_tcp_proxy_cx_active");
+  return s;
+}
+
+TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock,
+                   TcpProxyStats stats, AccessLogSink* access_log, std::string listener_name,
+                   std::string cluster_name, std::unique_ptr<net::Connection> downstream,
+                   DoneCallback on_done)
+    : loop_(loop),
+      clusters_(clusters),
+      clock_(clock),
+      stats_(stats),
+      access_log_(access_log),
+      listener_name_(std::move(listener_name)),
+      cluster_name_(std::move(cluster_name)),
+      on_done_(std::move(on_done)),
+      downstream_(std::move(downstream)) {
+  downstream_->SetCallbacks(&downstream_callbacks_);
+}
+
+TcpProxy::~TcpProxy() {
+  // Destroying connections never calls callbacks; detach anyway so nothing can reach us.
+  if (upstream_ != nullptr) upstream_->SetCallbacks(nullptr);
+  downstream_->SetCallbacks(nullptr);
+  // A half-open host's probe that never finished connecting: free the probe slot.
+  if (probe_ && host_ != nullptr && cluster_.cluster != nullptr) {
+    cluster_.cluster->CancelProbe(*host_);
+  }
+}
+
+void TcpProxy::Start(net::Buffer initial_bytes) {
+  start_ = clock_.Now();
+  start_wall_ = clock_.WallNow();
+  stats_.connections.Inc();
+  active_.emplace(stats_.active);
+
+  if (!cluster_name_.empty()) cluster_ = clusters_.Get(cluster_name_);
+  Cluster* cluster = cluster_.cluster.get();
+  Host* host = nullptr;
+  if (cluster != nullptr) {
+    Cluster::HostSelection selection = cluster->ChooseHost();
+    host = selection.host;
+    probe_ = selection.probe;
+    if (host != nullptr) {
+      for (const HostSharedPtr& candidate : cluster->host_set().hosts()) {
+        if (candidate.get() == host) host_ = candidate;
+      }
+    }
+  }
+  if (host_ == nullptr) {
+    stats_.no_healthy_host.Inc();
+    failure_ = cluster == nullptr ? "no_cluster" : "no_healthy_host";
+    LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": " << failure_ << " for \""
+                              << cluster_name_ << "\"; closing downstream";
+    downstream_->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  if (cluster->config().tls.enabled) {
+    // Originating TLS is not wired into the TCP proxy yet; plaintext to a TLS upstream would
+    // leak what the configuration meant to protect.
+    stats_.connect_failures.Inc();
+    failure_ = "upstream_tls_unavailable";
+    LOG_EVERY_N_SEC(WARN, 60) << "listener " << listener_name_ << ": cluster " << cluster_name_
+                              << " asks for TLS, which the TCP proxy cannot originate yet";
+    downstream_->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  host_request_ = Host::RequestGuard(*host_);
+  ++host_->stats().rq_total;
+  upstream_closed_ = false;
+  upstream_ = net::Connection::Connect(loop_, host_->address(), cluster->config().connect_timeout);
+  upstream_->SetCallbacks(&upstream_callbacks_);
+  if (!initial_bytes.empty()) {
+    received_bytes_ += initial_bytes.length();
+    stats_.received_bytes.Inc(initial_bytes.length());
+    upstream_->Write(initial_bytes);
+  }
+}
+
+void TcpProxy::Side::OnConnected() {
+  if (upstream_) proxy_.OnUpstreamConnected();
+}
+void TcpProxy::Side::OnData(net::Buffer& data, bool end_stream) {
+  proxy_.OnSideData(upstream_, data, end_stream);
+}
+// This side's write buffer is full: stop reading from the side that fills it.
+void TcpProxy::Side::OnWriteHighWatermark() {
+  if (net::Connection* other = proxy_.Other(upstream_); other != nullptr) other->ReadDisable();
+}
+void TcpProxy::Side::OnWriteLowWatermark() {
+  if (net::Connection* other = proxy_.Other(upstream_); other != nullptr) other->ReadEnable();
+}
+void TcpProxy::Side::OnClose(net::CloseReason reason, const absl::Status& detail) {
+  proxy_.OnSideClose(upstream_, reason, detail);
+}
+
+void TcpProxy::OnUpstreamConnected() {
+  connected_ = true;
+  ReportConnectResult(true);
+}
+
+void TcpProxy::OnSideData(bool upstream, net::Buffer& data, bool end_stream) {
+  const size_t n = data.length();
+  if (upstream) {
+    sent_bytes_ += n;
+    stats_.sent_bytes.Inc(n);
+  } else {
+    received_bytes_ += n;
+    stats_.received_bytes.Inc(n);
+  }
+  net::Connection* other = Other(upstream);
+  if (other == nullptr || other->closed()) {
+    data.Clear();
+    return;
+  }
+  if (n > 0) other->Write(data);
+  if (end_stream) other->ShutdownWrite();
+}
+
+void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::Status& detail) {
+  if (upstream) {
+    upstream_closed_ = true;
+  } else {
+    downstream_closed_ = true;
+  }
+  if (upstream && !connected_ && !downstream_closed_) {
+    // The connect failed or timed out: nothing reached the upstream, give up on downstream.
+    stats_.connect_failures.Inc();
+    failure_ = absl::StrCat("upstream_", net::CloseReasonName(reason));
+    LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": connect to "
+                              << host_->address().ToString() << " failed: " << detail;
+    ReportConnectResult(false);
+    downstream_->Close(net::CloseMode::kNoFlush);
+  } else if (net::Connection* other = Other(upstream); other != nullptr && !other->closed()) {
+    if (reason != net::CloseReason::kEndOfStream && reason != net::CloseReason::kLocalClose &&
+        failure_.empty()) {
+      failure_ = absl::StrCat(upstream ? "upstream_" : "downstream_", net::CloseReasonName(reason));
+    }
+    // Deliver what the other side still has buffered unless this side was reset: a reset is
+    // passed on as a reset so the peer does not take a truncated stream for a complete one.
+    other->Close(reason == net::CloseReason::kRemoteReset ? net::CloseMode::kAbort
+                                                          : net::CloseMode::kFlush);
+  }
+  MaybeFinish();
+}
+
+void TcpProxy::ReportConnectResult(bool success) {
+  if (host_ == nullptr || cluster_.cluster == nullptr) return;
+  Cluster* cluster = cluster_.cluster.get();
+  const bool probe = probe_;
+  probe_ = false;
+  if (!success) ++host_->stats().cx_connect_fail;
+  // A host the cluster dropped meanwhile no longer feeds its outlier detector.
+  if (cluster->host_set().FindById(host_->id()) != host_.get()) return;
+  cluster->RecordResult(
+      *host_, success ? resilience::HostResult::kSuccess : resilience::HostResult::kGatewayError,
+      probe);
+}
+
+void TcpProxy::MaybeFinish() {
+  if (done_ || !downstream_closed_ || !upstream_closed_) return;
+  done_ = true;
+  host_request_.Release();
+  active_.reset();
+  WriteAccessLog();
+  // on_done may schedule our deletion; nothing of `this` is touched after it.
+  DoneCallback done = std::move(on_done_);
+  if (done) done();
+}
+
+void TcpProxy::WriteAccessLog() {
+  if (access_log_ == nullptr) return;
+  const int64_t duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start_).count();
+  std::string line = "{\"start_time\":";
+  AppendJsonString(line,
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", start_wall_, absl::UTCTimeZone()));
+  absl::StrAppend(&line, ",\"duration_ms\":", duration_ms, ",\"protocol\":\"tcp\",\"listener\":");
+  AppendJsonString(line, listener_name_);
+  line += ",\"downstream_remote_address\":";
+  AppendJsonString(line, downstream_->remote_address().ToString());
+  line += ",\"cluster\":";
+  AppendJsonString(line, cluster_name_);
+  line += ",\"upstream_host\":";
+  AppendJsonString(line, host_ == nullptr ? "" : host_->address().ToString());
+  absl::StrAppend(&line, ",\"bytes_received\":", received_bytes_, ",\"bytes_sent\":", sent_bytes_,
+                  ",\"failure\":");
+  AppendJsonString(line, failure_);
+  line += "}";
+  access_log_->Write(line);
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,128 @@
+#pragma once
+
+// TcpProxy: forwards the bytes of one downstream connection to one upstream connection and back,
+// for TCP listeners, opaque traffic on AUTO listeners and TLS passthrough.
+//
+// - The upstream endpoint comes from the cluster's load balancer (Cluster::ChooseHost); the
+//   connect timeout is the cluster's. A connect failure closes the downstream connection (counted)
+//   and is reported to the cluster's outlier detector as a gateway error. A cluster that asks for
+//   TLS is refused: the proxy does not originate TLS yet, and plaintext would defeat the setting.
+// - Backpressure both ways: when one side's write buffer passes its high watermark, reading from
+//   the other side stops until it falls to the low watermark, so a fast sender never makes the
+//   proxy buffer more than about one watermark per direction.
+// - Half-close: a FIN from one side becomes a write shutdown towards the other; the pair closes
+//   once both directions have finished (or either side fails, which closes the other after
+//   flushing what is buffered; a reset is passed on as a reset).
+// - Bytes are counted as they move; one access-log line is written when the pair is done.
+//
+// Ownership and threading: created on a worker's loop thread, which it never leaves. It owns both
+// connections. `on_done` fires exactly once, from a loop callback (or from inside Start() when no
+// upstream can be chosen), after which the owner must destroy the proxy with Loop::DeferDelete —
+// never directly from inside on_done's caller's stack. The ClusterManager is used only in
+// Start(); the clock and access log must outlive the proxy.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/net/connection.h"
+#include "common/stats/stats.h"
+#include "sidecar/cluster/cluster.h"
+#include "sidecar/cluster/host.h"
+#include "sidecar/listener/worker_context.h"
+
+namespace meshlet::sidecar {
+
+// Handles into one worker's stats shard, per listener. Default handles discard.
+struct TcpProxyStats {
+  Counter connections;       // meshlet_tcp_proxy_cx_total
+  Counter connect_failures;  // meshlet_tcp_proxy_connect_fail_total (refused, timeout...)
+  Counter no_healthy_host;   // meshlet_tcp_proxy_no_healthy_host_total (or no such cluster)
+  Counter received_bytes;    // meshlet_tcp_proxy_received_bytes_total (downstream → upstream)
+  Counter sent_bytes;        // meshlet_tcp_proxy_sent_bytes_total (upstream → downstream)
+  Gauge active;              // meshlet_tcp_proxy_cx_active
+
+  // Registers the listener's series on `shard` (failures leave discarding handles and are logged).
+  static TcpProxyStats Create(StatsShard& shard, const std::string& listener_name);
+};
+
+class TcpProxy {
+ public:
+  using DoneCallback = absl::AnyInvocable<void()>;
+
+  TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock, TcpProxyStats stats,
+           AccessLogSink* access_log, std::string listener_name, std::string cluster_name,
+           std::unique_ptr<net::Connection> downstream, DoneCallback on_done);
+  ~TcpProxy();
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  // Chooses the upstream and starts connecting; `initial_bytes` (already read from downstream,
+  // e.g. during protocol detection) are sent first.
+  void Start(net::Buffer initial_bytes);
+
+  bool done() const { return done_; }
+  uint64_t received_bytes() const { return received_bytes_; }
+  uint64_t sent_bytes() const { return sent_bytes_; }
+
+ private:
+  class Side : public net::ConnectionCallbacks {
+   public:
+    Side(TcpProxy& proxy, bool upstream) : proxy_(proxy), upstream_(upstream) {}
+    void OnConnected() override;
+    void OnData(net::Buffer& data, bool end_stream) override;
+    void OnWriteHighWatermark() override;
+    void OnWriteLowWatermark() override;
+    void OnClose(net::CloseReason reason, const absl::Status& detail) override;
+
+   private:
+    TcpProxy& proxy_;
+    const bool upstream_;
+  };
+
+  net::Connection* Other(bool upstream) { return upstream ? downstream_.get() : upstream_.get(); }
+  void OnUpstreamConnected();
+  void OnSideData(bool upstream, net::Buffer& data, bool end_stream);
+  void OnSideClose(bool upstream, net::CloseReason reason, const absl::Status& detail);
+  // Reports the connect outcome to the cluster (outlier detection).
+  void ReportConnectResult(bool success);
+  void MaybeFinish();
+  void WriteAccessLog();
+
+  event::Loop& loop_;
+  ClusterManager& clusters_;
+  const Clock& clock_;
+  TcpProxyStats stats_;
+  AccessLogSink* access_log_;
+  const std::string listener_name_;
+  const std::string cluster_name_;
+  DoneCallback on_done_;
+
+  Side downstream_callbacks_{*this, /*upstream=*/false};
+  Side upstream_callbacks_{*this, /*upstream=*/true};
+  std::unique_ptr<net::Connection> downstream_;
+  std::unique_ptr<net::Connection> upstream_;
+  // Keeps the cluster (and its circuit-breaker counters) alive even if a configuration change
+  // removes it while this connection lasts.
+  ClusterRef cluster_;
+  HostSharedPtr host_;
+  Host::RequestGuard host_request_;
+  bool probe_ = false;
+  std::optional<GaugeGuard> active_;
+
+  MonotonicTime start_;
+  absl::Time start_wall_;
+  bool connected_ = false;
+  bool downstream_closed_ = false;
+  bool upstream_closed_ = true;  // until a connect starts
+  bool done_ = false;
+  std::string failure_;  // empty, or why the pair ended abnormally (access log)
+  uint64_t received_bytes_ = 0;
+  uint64_t sent_bytes_ = 0;
+};
+
+}  // namespace meshlet::sidecar

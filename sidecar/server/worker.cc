@@ -1,0 +1,576 @@
+#include "sidecar/server/worker.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/event/timer.h"
+#include "common/net/listener.h"
+#include "sidecar/listener/http_connection_manager.h"
+#include "sidecar/listener/protocol_detector.h"
+#include "sidecar/server/tcp_proxy.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+template <typename T>
+T OrDiscard(absl::StatusOr<T> handle, absl::string_view name) {
+  if (handle.ok()) return *handle;
+  LOG_EVERY_N_SEC(ERROR, 1) << "stat " << name << ": " << handle.status();
+  return T();
+}
+
+Counter RejectedCounter(StatsShard& shard, const std::string& listener, absl::string_view reason) {
+  return OrDiscard(
+      shard.RegisterCounter("meshlet_downstream_cx_rejected_total",
+                            "Downstream connections closed without being served, by reason.",
+                            {{"listener", listener}, {"reason", std::string(reason)}}),
+      "meshlet_downstream_cx_rejected_total");
+}
+
+Counter ProtocolCounter(StatsShard& shard, const std::string& listener, absl::string_view proto) {
+  return OrDiscard(
+      shard.RegisterCounter("meshlet_downstream_cx_protocol_total",
+                            "Downstream connections by the protocol they were "
+                            "handled as.",
+                            {{"listener", listener}, {"protocol", std::string(proto)}}),
+      "meshlet_downstream_cx_protocol_total");
+}
+
+// Stands in for upstream TLS until the sidecar originates it: a cluster configured for TLS gets
+// connections that fail at once (connect failure, counted by the pool) rather than plaintext the
+// configuration did not ask for.
+class TlsUnavailableTransport final : public net::Transport {
+ public:
+  absl::Status Start(net::Buffer&) override { return Error(); }
+  absl::Status OnReceived(net::Buffer&, net::Buffer&, net::Buffer&) override { return Error(); }
+  absl::Status Send(net::Buffer&, net::Buffer&) override { return Error(); }
+  void Shutdown(net::Buffer&) override {}
+  bool HandshakeComplete() const override { return false; }
+  const net::PeerInfo& peer() const override { return peer_; }
+
+ private:
+  static absl::Status Error() {
+    return absl::UnavailableError("upstream TLS is not available in this build of the sidecar");
+  }
+  net::PeerInfo peer_;
+};
+
+ClusterManagerOptions UpstreamOptions() {
+  ClusterManagerOptions options;
+  options.transport_factory = [](const ClusterConfig& cluster) -> net::TransportFactory {
+    if (!cluster.tls.enabled) return nullptr;
+    LOG_EVERY_N_SEC(WARN, 60) << "cluster " << cluster.name
+                              << " asks for TLS, which is not wired yet: its connections fail";
+    return [] { return std::make_unique<TlsUnavailableTransport>(); };
+  };
+  return options;
+}
+
+}  // namespace
+
+std::shared_ptr<std::atomic<int64_t>> ListenerConnectionCounts::Get(
+    const std::string& listener_name) {
+  absl::MutexLock lock(&mu_);
+  auto& entry = by_name_[listener_name];
+  if (entry == nullptr) entry = std::make_shared<std::atomic<int64_t>>(0);
+  return entry;
+}
+
+// Everything a connection needs from its listener, as of one snapshot. Immutable once built;
+// connections keep the one they were accepted with.
+struct Worker::ListenerContext {
+  config::ListenerConfig config;
+  std::shared_ptr<const config::Snapshot> snapshot;
+  std::shared_ptr<std::atomic<int64_t>> connection_count;  // process-wide, for max_connections
+  std::shared_ptr<AccessLogSink> access_log;               // null: off
+  WorkerContext* worker_context = nullptr;  // for HTTP connections; owned by the Worker
+
+  Counter cx_total;
+  Gauge cx_active;
+  Counter rejected_overflow;
+  Counter rejected_no_tcp_cluster;
+  Counter rejected_tls;
+  Counter rejected_detect_timeout;
+  Counter closed_before_detect;
+  Counter as_http1;
+  Counter as_http2;
+  Counter as_tcp;
+  TcpProxyStats tcp;
+};
+
+class Worker::ActiveListener {
+ public:
+  std::shared_ptr<const ListenerContext> context;
+  std::unique_ptr<net::Listener> listener;
+};
+
+// One accepted connection from accept to close, whatever ends up handling it. While the protocol
+// is being detected it is the connection's callbacks object; afterwards it owns the handler.
+class Worker::ActiveConnection : public net::ConnectionCallbacks {
+ public:
+  ActiveConnection(Worker& worker, std::shared_ptr<const ListenerContext> listener,
+                   std::unique_ptr<net::Connection> connection)
+      : worker_(worker),
+        listener_(std::move(listener)),
+        connection_(std::move(connection)),
+        active_(listener_->cx_active) {
+    worker_.active_connections_.fetch_add(1, std::memory_order_relaxed);
+    connection_->SetCallbacks(this);
+  }
+
+  ~ActiveConnection() override {
+    // Handlers first: they may still use the connection counters' owners below.
+    detect_timer_.reset();
+    tcp_.reset();
+    http_.reset();  // closes its connection without calling back
+    if (connection_ != nullptr) connection_->SetCallbacks(nullptr);
+    connection_.reset();
+    listener_->connection_count->fetch_sub(1, std::memory_order_relaxed);
+    worker_.active_connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void Start() {
+    using config::ListenerProtocol;
+    switch (listener_->config.protocol) {
+      case ListenerProtocol::kTcp:
+        ToTcp();
+        return;
+      case ListenerProtocol::kHttp1:
+        ToHttp(DetectedProtocol::kHttp1);
+        return;
+      case ListenerProtocol::kHttp2:
+        ToHttp(DetectedProtocol::kHttp2);
+        return;
+      case ListenerProtocol::kHttp:
+      case ListenerProtocol::kAuto:
+        break;
+    }
+    detect_timer_ = std::make_unique<event::Timer>(*worker_.loop_, [this] { OnDetectTimeout(); });
+    detect_timer_->Enable(listener_->config.detect_timeout);
+  }
+
+  void StartDrain() {
+    // HTTP connections finish their streams and close (GOAWAY / Connection: close); TCP proxies
+    // and connections still detecting carry on until they end or the drain time is up.
+    if (http_ != nullptr) http_->Drain();
+  }
+
+  // net::ConnectionCallbacks, while detecting.
+  void OnData(net::Buffer& data, bool end_stream) override {
+    pending_.Move(data);
+    DetectedProtocol protocol = DetectProtocol(pending_);
+    if (protocol == DetectedProtocol::kNeedMoreBytes) {
+      if (!end_stream && pending_.length() < kMaxDetectBytes) return;
+      protocol = DetectedProtocol::kOpaque;
+    }
+    if (end_stream && pending_.empty()) {
+      listener_->closed_before_detect.Inc();
+      connection_->Close(net::CloseMode::kNoFlush);
+      return;
+    }
+    detect_timer_.reset();
+    // A peer that half-closed right after its first bytes still gets served: the handler sees
+    // the end of stream on the connection's next read.
+    Dispatch(protocol, /*timed_out=*/false);
+  }
+
+  void OnClose(net::CloseReason, const absl::Status&) override {
+    // Closed while detecting (or while being refused).
+    detect_timer_.reset();
+    worker_.OnConnectionDone(this);
+  }
+
+ private:
+  void OnDetectTimeout() {
+    detect_timer_.reset();
+    if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
+      // Server-first protocols (MySQL, SMTP...) send nothing until the server speaks.
+      Dispatch(pending_.empty() ? DetectedProtocol::kOpaque : DetectProtocol(pending_),
+               /*timed_out=*/true);
+      return;
+    }
+    Reject(listener_->rejected_detect_timeout, "detect_timeout");
+  }
+
+  void Dispatch(DetectedProtocol protocol, bool timed_out) {
+    const bool auto_mode = listener_->config.protocol == config::ListenerProtocol::kAuto;
+    switch (protocol) {
+      case DetectedProtocol::kHttp2:
+        ToHttp(protocol);
+        return;
+      case DetectedProtocol::kHttp1:
+        ToHttp(protocol);
+        return;
+      case DetectedProtocol::kTls:
+        if (listener_->config.tls.mode != config::DownstreamTlsConfig::Mode::kDisable) {
+          // TLS termination on listeners is not available yet: refuse rather than pass through
+          // bytes the configuration wanted decrypted.
+          Reject(listener_->rejected_tls, "tls_termination_unavailable");
+          return;
+        }
+        if (auto_mode) {
+          ToTcp();  // passthrough to tcp_cluster
+          return;
+        }
+        ToHttp(DetectedProtocol::kHttp1);  // an HTTP-only listener answers 400
+        return;
+      case DetectedProtocol::kNeedMoreBytes:
+      case DetectedProtocol::kOpaque:
+        if (auto_mode) {
+          ToTcp();
+          return;
+        }
+        if (timed_out) {
+          Reject(listener_->rejected_detect_timeout, "detect_timeout");
+          return;
+        }
+        ToHttp(DetectedProtocol::kHttp1);  // the HTTP/1 codec answers garbage with 400
+        return;
+    }
+  }
+
+  void ToTcp() {
+    if (listener_->config.tcp_cluster.empty()) {
+      Reject(listener_->rejected_no_tcp_cluster, "no_tcp_cluster");
+      return;
+    }
+    listener_->as_tcp.Inc();
+    tcp_ = std::make_unique<TcpProxy>(
+        *worker_.loop_, *worker_.clusters_, worker_.shared_.clock, listener_->tcp,
+        listener_->access_log.get(), listener_->config.name, listener_->config.tcp_cluster,
+        std::move(connection_), [this] { worker_.OnConnectionDone(this); });
+    tcp_->Start(std::move(pending_));
+  }
+
+  void ToHttp(DetectedProtocol protocol) {
+    const bool h2 = protocol == DetectedProtocol::kHttp2;
+    (h2 ? listener_->as_http2 : listener_->as_http1).Inc();
+    http_ = std::make_unique<HttpConnectionManager>(
+        *listener_->worker_context, *worker_.http_stats_, listener_->config, std::move(connection_),
+        std::move(pending_),
+        HttpConnectionManager::Options{.protocol =
+                                           h2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11},
+        [this](HttpConnectionManager&) { worker_.OnConnectionDone(this); });
+    http_->Start();
+  }
+
+  void Reject(Counter counter, absl::string_view reason) {
+    counter.Inc();
+    LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_->config.name
+                              << ": closing connection from "
+                              << connection_->remote_address().ToString() << ": " << reason;
+    // OnClose runs before Close() returns and schedules this object's deletion.
+    connection_->Close(net::CloseMode::kNoFlush);
+  }
+
+  Worker& worker_;
+  std::shared_ptr<const ListenerContext> listener_;
+  std::unique_ptr<net::Connection> connection_;  // until a handler takes it
+  GaugeGuard active_;
+  std::unique_ptr<event::Timer> detect_timer_;
+  net::Buffer pending_;  // bytes read while detecting
+  std::unique_ptr<TcpProxy> tcp_;
+  std::unique_ptr<HttpConnectionManager> http_;
+};
+
+Worker::Worker(int index, WorkerShared shared) : index_(index), shared_(std::move(shared)) {}
+
+Worker::~Worker() { Stop(); }
+
+absl::Status Worker::Start(std::shared_ptr<const config::Snapshot> snapshot) {
+  CHECK(!started_) << "Worker::Start called twice";
+  started_ = true;
+  absl::Notification started;
+  absl::Status start_status;
+  thread_ = std::thread([this, snapshot = std::move(snapshot), &started, &start_status]() mutable {
+    ThreadMain(std::move(snapshot), started, start_status);
+  });
+  started.WaitForNotification();
+  if (!start_status.ok()) {
+    thread_.join();
+    stopped_ = true;
+  }
+  return start_status;
+}
+
+void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
+                        absl::Notification& started, absl::Status& start_status) {
+  loop_ = std::make_unique<event::Loop>();
+  stats_ = shared_.stats.CreateShard();
+  random_ = std::make_unique<RealRandom>();
+  clusters_ = std::make_unique<WorkerClusterManager>(*loop_, *random_, shared_.clock, *stats_,
+                                                     shared_.cluster_limits, UpstreamOptions());
+  context_ = std::make_unique<WorkerContext>(WorkerContext{
+      .loop = *loop_,
+      .random = *random_,
+      .clock = shared_.clock,
+      .stats = *stats_,
+      .clusters = *clusters_,
+      .snapshot = snapshot,
+      .access_log = shared_.global_access_log.get(),
+      .draining = false,
+      .worker_index = index_,
+  });
+  absl::StatusOr<HttpStats> http_stats = HttpStats::Create(*stats_);
+  if (!http_stats.ok()) LOG(ERROR) << "HTTP stats: " << http_stats.status();
+  http_stats_ = std::make_unique<HttpStats>(http_stats.ok() ? *http_stats : HttpStats());
+  const LabelSet worker_label = {{"worker", absl::StrCat(index_)}};
+  accepted_ =
+      OrDiscard(stats_->RegisterCounter("meshlet_worker_cx_accepted_total",
+                                        "Connections accepted, by worker thread.", worker_label),
+                "meshlet_worker_cx_accepted_total");
+  config_updates_ = OrDiscard(
+      stats_->RegisterCounter("meshlet_worker_config_updates_total",
+                              "Configuration snapshots applied, by worker thread.", worker_label),
+      "meshlet_worker_config_updates_total");
+  bind_errors_ = OrDiscard(stats_->RegisterCounter("meshlet_listener_bind_errors_total",
+                                                   "Listeners that failed to bind."),
+                           "meshlet_listener_bind_errors_total");
+
+  absl::Status status = Apply(std::move(snapshot), /*initial=*/true);
+  const bool ok = status.ok();
+  if (ok) {
+    start_status = absl::OkStatus();
+    started.Notify();  // `started` and `start_status` are gone after this
+    loop_->Run();
+  } else {
+    ShutdownOnThread();
+  }
+  // Deferred deletions hold stats handles and cluster references: run them while both exist.
+  loop_->RunUntilIdle();
+  connections_.clear();
+  listeners_.clear();
+  listener_worker_contexts_.clear();
+  context_.reset();
+  clusters_.reset();
+  http_stats_.reset();
+  loop_->RunUntilIdle();
+  loop_.reset();
+  stats_.reset();
+  random_.reset();
+  if (!ok) {
+    start_status = status;
+    started.Notify();
+  }
+}
+
+void Worker::ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
+  if (!started_ || stopped_) return;
+  loop_->Post([this, snapshot = std::move(snapshot)]() mutable {
+    (void)Apply(std::move(snapshot), /*initial=*/false);
+  });
+}
+
+void Worker::StartDrain() {
+  if (!started_ || stopped_) return;
+  loop_->Post([this] { DrainOnThread(); });
+}
+
+void Worker::Stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  loop_->Post([this] { ShutdownOnThread(); });
+  thread_.join();
+}
+
+std::vector<ListenerStatus> Worker::listeners() const {
+  absl::MutexLock lock(&status_mu_);
+  return listener_status_;
+}
+
+std::optional<std::vector<ClusterStatus>> Worker::CollectClusters(Duration timeout) {
+  if (!started_ || stopped_) return std::nullopt;
+  struct Result {
+    absl::Notification done;
+    std::vector<ClusterStatus> clusters;
+  };
+  auto result = std::make_shared<Result>();
+  loop_->Post([this, result] {
+    for (const auto& [name, config] : context_->snapshot->clusters) {
+      Cluster* cluster = clusters_->Find(name);
+      if (cluster == nullptr) continue;
+      ClusterStatus status;
+      status.name = name;
+      for (const HostSharedPtr& host : cluster->host_set().hosts()) {
+        status.hosts.push_back(HostStatus{.address = host->address().ToString(),
+                                          .weight = host->weight(),
+                                          .health_flags = host->health_flags(),
+                                          .active_requests = host->active_requests(),
+                                          .stats = host->stats()});
+      }
+      result->clusters.push_back(std::move(status));
+    }
+    result->done.Notify();
+  });
+  if (!result->done.WaitForNotificationWithTimeout(absl::FromChrono(timeout))) {
+    return std::nullopt;
+  }
+  return std::move(result->clusters);
+}
+
+absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial) {
+  context_->snapshot = snapshot;
+  for (auto& [name, listener_context] : listener_worker_contexts_) {
+    listener_context.context->snapshot = snapshot;
+  }
+  clusters_->Update(*snapshot);
+  absl::Status first_error;
+  std::set<std::string, std::less<>> names;
+  for (const config::ListenerConfig& config : snapshot->listeners) {
+    names.insert(config.name);
+    std::shared_ptr<const ListenerContext> context = MakeListenerContext(config, snapshot);
+    auto it = listeners_.find(config.name);
+    if (it != listeners_.end() && it->second->context->config.address == config.address) {
+      // Same socket; connections accepted from now on see the new settings.
+      it->second->context = std::move(context);
+      continue;
+    }
+    if (it != listeners_.end()) listeners_.erase(it);  // moved: close the old socket
+    if (draining_ && config.direction == config::TrafficDirection::kInbound) continue;
+    auto active = std::make_unique<ActiveListener>();
+    active->context = std::move(context);
+    ActiveListener* raw = active.get();
+    absl::StatusOr<std::unique_ptr<net::Listener>> listener =
+        net::Listener::Create(*loop_, config.address, net::ListenerOptions{},
+                              [this, raw](std::unique_ptr<net::Connection> connection) {
+                                OnAccept(raw->context, std::move(connection));
+                              });
+    if (!listener.ok()) {
+      bind_errors_.Inc();
+      absl::Status error = Annotate(
+          listener.status(),
+          absl::StrCat("listener \"", config.name, "\" (", config.address.ToString(), ")"));
+      LOG(ERROR) << "worker " << index_ << ": " << error.message();
+      if (first_error.ok()) first_error = error;
+      continue;
+    }
+    active->listener = std::move(*listener);
+    listeners_[config.name] = std::move(active);
+  }
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    if (names.find(it->first) == names.end()) {
+      LOG(INFO) << "worker " << index_ << ": listener " << it->first
+                << " removed; its connections carry on";
+      it = listeners_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  PublishListeners();
+  config_updates_.Inc();
+  snapshots_applied_.fetch_add(1, std::memory_order_release);
+  if (!initial) LOG(DEBUG) << "worker " << index_ << ": applied " << snapshot->version;
+  return first_error;
+}
+
+std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
+    const config::ListenerConfig& config, const std::shared_ptr<const config::Snapshot>& snapshot) {
+  auto context = std::make_shared<ListenerContext>();
+  context->config = config;
+  context->snapshot = snapshot;
+  context->connection_count = shared_.connection_counts.Get(config.name);
+  context->access_log = shared_.global_access_log;
+  if (!config.access_log_path.empty()) {
+    absl::StatusOr<std::shared_ptr<AccessLogFile>> file =
+        shared_.access_logs.Get(config.access_log_path);
+    if (file.ok()) {
+      context->access_log = *std::move(file);
+    } else {
+      LOG_EVERY_N_SEC(ERROR, 1) << "listener " << config.name << ": " << file.status().message();
+    }
+  }
+  ListenerWorkerContext& worker_context = listener_worker_contexts_[config.name];
+  if (worker_context.context == nullptr) {
+    worker_context.context = std::make_unique<WorkerContext>(*context_);
+  }
+  worker_context.access_log = context->access_log;
+  worker_context.context->access_log = worker_context.access_log.get();
+  context->worker_context = worker_context.context.get();
+
+  StatsShard& shard = *stats_;
+  const LabelSet labels = {{"listener", config.name}};
+  context->cx_total = OrDiscard(shard.RegisterCounter("meshlet_downstream_cx_total",
+                                                      "Downstream connections accepted.", labels),
+                                "meshlet_downstream_cx_total");
+  context->cx_active = OrDiscard(
+      shard.RegisterGauge("meshlet_downstream_cx_active", "Downstream connections open.", labels),
+      "meshlet_downstream_cx_active");
+  context->rejected_overflow = RejectedCounter(shard, config.name, "overflow");
+  context->rejected_no_tcp_cluster = RejectedCounter(shard, config.name, "no_tcp_cluster");
+  context->rejected_tls = RejectedCounter(shard, config.name, "tls_unsupported");
+  context->rejected_detect_timeout = RejectedCounter(shard, config.name, "detect_timeout");
+  context->closed_before_detect = RejectedCounter(shard, config.name, "closed_before_detect");
+  context->as_http1 = ProtocolCounter(shard, config.name, "http1");
+  context->as_http2 = ProtocolCounter(shard, config.name, "http2");
+  context->as_tcp = ProtocolCounter(shard, config.name, "tcp");
+  context->tcp = TcpProxyStats::Create(shard, config.name);
+  return context;
+}
+
+void Worker::OnAccept(const std::shared_ptr<const ListenerContext>& listener,
+                      std::unique_ptr<net::Connection> connection) {
+  accepted_.Inc();
+  listener->cx_total.Inc();
+  const int64_t count = listener->connection_count->fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint32_t limit = listener->config.max_connections;
+  if (limit != 0 && count > static_cast<int64_t>(limit)) {
+    listener->connection_count->fetch_sub(1, std::memory_order_relaxed);
+    listener->rejected_overflow.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "listener " << listener->config.name << ": max_connections ("
+                             << limit << ") reached; closing new connections";
+    connection->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  auto active = std::make_unique<ActiveConnection>(*this, listener, std::move(connection));
+  ActiveConnection* raw = active.get();
+  connections_.emplace(raw, std::move(active));
+  raw->Start();
+}
+
+void Worker::OnConnectionDone(ActiveConnection* connection) {
+  auto node = connections_.extract(connection);
+  if (!node.empty()) loop_->DeferDelete(std::move(node.mapped()));
+}
+
+void Worker::DrainOnThread() {
+  if (draining_) return;
+  draining_ = true;
+  context_->draining = true;
+  for (auto& [name, listener_context] : listener_worker_contexts_) {
+    listener_context.context->draining = true;
+  }
+  for (auto& [name, listener] : listeners_) {
+    if (listener->context->config.direction == config::TrafficDirection::kInbound &&
+        listener->listener != nullptr) {
+      listener->listener->StopAccepting();
+    }
+  }
+  for (auto& [raw, connection] : connections_) connection->StartDrain();
+  PublishListeners();
+}
+
+void Worker::ShutdownOnThread() {
+  listeners_.clear();
+  connections_.clear();
+  PublishListeners();
+  loop_->Stop();
+}
+
+void Worker::PublishListeners() {
+  std::vector<ListenerStatus> status;
+  for (const auto& [name, listener] : listeners_) {
+    status.push_back(ListenerStatus{
+        .name = name,
+        .address = listener->listener->address(),
+        .accepting = listener->listener->accepting(),
+    });
+  }
+  absl::MutexLock lock(&status_mu_);
+  listener_status_ = std::move(status);
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,174 @@
+#pragma once
+
+// Worker: one thread running its own event loop with its own copy of every listener (bound with
+// SO_REUSEPORT, so the kernel spreads new connections over the workers), its own clusters, stats
+// shard and randomness. Nothing it does on the request path takes a lock (design.md §3).
+//
+// Accepted connections: TCP listeners hand the connection straight to a TcpProxy. HTTP and AUTO
+// listeners first read the connection's opening bytes (up to the listener's detect_timeout) to
+// tell HTTP/1, HTTP/2, TLS and opaque bytes apart: HTTP goes to the HTTP connection manager;
+// opaque bytes (or silence, under AUTO) and TLS the listener does not terminate go to the
+// listener's tcp_cluster, or are closed when it has none. max_connections is enforced per
+// listener across all workers. Every refusal is counted in meshlet_downstream_cx_rejected_total.
+//
+// Configuration: the main thread posts each new snapshot (ApplySnapshot). The worker diffs the
+// listeners by name: new ones bind, removed ones stop accepting (their connections carry on),
+// changed ones take the new settings for connections accepted from then on. Clusters are updated
+// in place. Connections and requests in flight keep the snapshot they started with.
+//
+// Threading: the public methods are for the main thread (the thread that owns the Worker); they
+// talk to the worker thread through Loop::Post. Stop() (or the destructor) closes every listener
+// and connection on the worker thread, joins it, and frees everything in a safe order (connections,
+// then clusters, then the loop, then the stats shard).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/event/loop.h"
+#include "common/net/address.h"
+#include "common/stats/stats.h"
+#include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/listener/http_stats.h"
+#include "sidecar/listener/worker_context.h"
+#include "sidecar/server/access_log.h"
+
+namespace meshlet::sidecar {
+
+// Process-wide connection counts per listener name, for max_connections. Entries live as long as
+// the process; the counters are atomics shared by the workers (one fetch_add per accept).
+class ListenerConnectionCounts {
+ public:
+  std::shared_ptr<std::atomic<int64_t>> Get(const std::string& listener_name);
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<std::atomic<int64_t>>> by_name_ ABSL_GUARDED_BY(mu_);
+};
+
+// What every worker shares; owned by the Server and outliving the workers. Thread-safe.
+struct WorkerShared {
+  StatsRegistry& stats;
+  AccessLogFiles& access_logs;
+  std::shared_ptr<AccessLogSink> global_access_log;  // --access-log; null: off
+  ListenerConnectionCounts& connection_counts;
+  SharedClusterLimits& cluster_limits;
+  const Clock& clock = RealClock::Get();
+};
+
+// One endpoint of one cluster as a worker sees it.
+struct HostStatus {
+  std::string address;
+  uint32_t weight = 1;
+  uint32_t health_flags = 0;  // Host::HealthFlag bits
+  uint32_t active_requests = 0;
+  HostStats stats;
+};
+struct ClusterStatus {
+  std::string name;
+  std::vector<HostStatus> hosts;
+};
+
+// A listener as a worker runs it.
+struct ListenerStatus {
+  std::string name;
+  net::Address address;  // as bound (the real port when the configuration said 0)
+  bool accepting = false;
+};
+
+class Worker {
+ public:
+  Worker(int index, WorkerShared shared);
+  ~Worker();  // Stop()s if still running
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread and applies `snapshot`; returns once every listener is bound, or with the
+  // first bind error (the thread is then stopped).
+  absl::Status Start(std::shared_ptr<const config::Snapshot> snapshot);
+  // Applies a new snapshot on the worker thread (asynchronously).
+  void ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot);
+  // Inbound listeners stop accepting; HTTP connections are told to wind down (GOAWAY /
+  // Connection: close). Outbound listeners keep working. Asynchronous.
+  void StartDrain();
+  // Closes everything and joins the thread. Idempotent.
+  void Stop();
+
+  int index() const { return index_; }
+  // Downstream connections open on this worker (any thread may read it).
+  int64_t active_connections() const { return active_connections_.load(std::memory_order_relaxed); }
+  // Snapshot versions applied so far (any thread), for tests of configuration pushes.
+  uint64_t snapshots_applied() const { return snapshots_applied_.load(std::memory_order_acquire); }
+  // Listener states as of the last snapshot applied (any thread).
+  std::vector<ListenerStatus> listeners() const;
+  // Asks the worker thread for its clusters' state; nullopt if it does not answer in `timeout`.
+  std::optional<std::vector<ClusterStatus>> CollectClusters(Duration timeout);
+
+ private:
+  struct ListenerContext;
+  class ActiveListener;
+  class ActiveConnection;
+
+  void ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, absl::Notification& started,
+                  absl::Status& start_status);
+  // Worker thread: applies a snapshot; with `initial`, the first bind error is returned.
+  absl::Status Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial);
+  std::shared_ptr<const ListenerContext> MakeListenerContext(
+      const config::ListenerConfig& config,
+      const std::shared_ptr<const config::Snapshot>& snapshot);
+  void OnAccept(const std::shared_ptr<const ListenerContext>& listener,
+                std::unique_ptr<net::Connection> connection);
+  void OnConnectionDone(ActiveConnection* connection);
+  void DrainOnThread();
+  void ShutdownOnThread();
+  void PublishListeners();
+
+  const int index_;
+  WorkerShared shared_;
+  std::thread thread_;
+  bool started_ = false;
+  bool stopped_ = false;
+
+  // Worker-thread state. loop_ is set before Start() returns and reset after the thread ends.
+  std::unique_ptr<event::Loop> loop_;
+  std::unique_ptr<StatsShard> stats_;
+  std::unique_ptr<RealRandom> random_;
+  std::unique_ptr<WorkerClusterManager> clusters_;
+  // What the HTTP connection manager and router see; `snapshot` is the current one.
+  std::unique_ptr<WorkerContext> context_;
+  // Copies of context_ that differ only in the access log, one per listener name ever configured,
+  // so each listener's HTTP connections log where that listener says. Kept (and kept current)
+  // after a listener is removed, because its connections still refer to it.
+  struct ListenerWorkerContext {
+    std::unique_ptr<WorkerContext> context;
+    std::shared_ptr<AccessLogSink> access_log;
+  };
+  std::map<std::string, ListenerWorkerContext, std::less<>> listener_worker_contexts_;
+  std::unique_ptr<HttpStats> http_stats_;
+  std::map<std::string, std::unique_ptr<ActiveListener>, std::less<>> listeners_;
+  absl::flat_hash_map<ActiveConnection*, std::unique_ptr<ActiveConnection>> connections_;
+  bool draining_ = false;
+  Counter accepted_;        // meshlet_worker_cx_accepted_total{worker}
+  Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
+  Counter bind_errors_;     // meshlet_listener_bind_errors_total
+
+  std::atomic<int64_t> active_connections_{0};
+  std::atomic<uint64_t> snapshots_applied_{0};
+  mutable absl::Mutex status_mu_;
+  std::vector<ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
+};
+
+}  // namespace meshlet::sidecar

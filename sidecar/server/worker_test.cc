@@ -1,0 +1,299 @@
+#include "sidecar/server/worker.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/base/logging.h"
+#include "gtest/gtest.h"
+#include "sidecar/config/bootstrap.h"
+#include "sidecar/config/translate.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+// A blocking TCP echo server on its own thread, for the proxy to forward to.
+class EchoServer {
+ public:
+  EchoServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    CHECK(::listen(fd_, 64) == 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      while (true) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::thread([c] {
+          char buf[4096];
+          ssize_t n;
+          while ((n = ::read(c, buf, sizeof(buf))) > 0) {
+            if (::write(c, buf, n) != n) break;
+          }
+          ::close(c);
+        }).detach();
+      }
+    });
+  }
+  ~EchoServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_;
+  uint16_t port_;
+  std::thread thread_;
+};
+
+// Connects to 127.0.0.1:port; -1 if refused.
+int Connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval timeout{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  return fd;
+}
+
+// Writes `message` and reads the same number of bytes back.
+std::string Echo(int fd, const std::string& message) {
+  if (::write(fd, message.data(), message.size()) != static_cast<ssize_t>(message.size())) {
+    return "<write failed>";
+  }
+  std::string out;
+  char buf[256];
+  while (out.size() < message.size()) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) return out + "<eof>";
+    out.append(buf, n);
+  }
+  return out;
+}
+
+std::shared_ptr<const config::Snapshot> SnapshotFrom(const std::string& yaml) {
+  absl::StatusOr<config::BootstrapConfig> bootstrap = config::ParseBootstrap(yaml, "test", "");
+  CHECK_OK(bootstrap);
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot =
+      config::BuildSnapshot(bootstrap->resources);
+  CHECK_OK(snapshot);
+  return *snapshot;
+}
+
+std::string TcpConfig(const std::string& listener, const std::string& direction,
+                      uint16_t upstream_port, const std::string& listener2 = "") {
+  std::string yaml = absl::StrCat(R"(
+static_resources:
+  listeners:
+  - name: )",
+                                  listener, R"(
+    address: 127.0.0.1:0
+    direction: )",
+                                  direction, R"(
+    protocol: PROTOCOL_TCP
+    tcp_cluster: echo
+)");
+  if (!listener2.empty()) {
+    absl::StrAppend(&yaml, "  - name: ", listener2,
+                    "\n    address: 127.0.0.1:0\n    direction: OUTBOUND\n"
+                    "    protocol: PROTOCOL_TCP\n    tcp_cluster: echo\n");
+  }
+  absl::StrAppend(&yaml, R"(  clusters:
+  - name: echo
+    load_assignment:
+      endpoints:
+      - address: 127.0.0.1:)",
+                  upstream_port, "\n");
+  return yaml;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  WorkerShared Shared() {
+    return WorkerShared{.stats = registry_,
+                        .access_logs = access_logs_,
+                        .global_access_log = nullptr,
+                        .connection_counts = counts_,
+                        .cluster_limits = limits_};
+  }
+
+  uint16_t PortOf(const Worker& worker, absl::string_view name) {
+    for (const ListenerStatus& status : worker.listeners()) {
+      if (status.name == name) return status.address.port();
+    }
+    return 0;
+  }
+
+  bool WaitFor(absl::FunctionRef<bool()> done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+
+  StatsRegistry registry_;
+  AccessLogFiles access_logs_{registry_.shared_shard()};
+  ListenerConnectionCounts counts_;
+  SharedClusterLimits limits_;
+  EchoServer echo_;
+};
+
+TEST_F(WorkerTest, ProxiesTcp) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  const uint16_t port = PortOf(worker, "tcp");
+  ASSERT_NE(port, 0);
+  int fd = Connect(port);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "hello"), "hello");
+  EXPECT_TRUE(WaitFor([&] { return worker.active_connections() == 1; }));
+  ::close(fd);
+  EXPECT_TRUE(WaitFor([&] { return worker.active_connections() == 0; }));
+
+  std::optional<std::vector<ClusterStatus>> clusters =
+      worker.CollectClusters(std::chrono::seconds(5));
+  ASSERT_TRUE(clusters.has_value());
+  ASSERT_EQ(clusters->size(), 1u);
+  EXPECT_EQ((*clusters)[0].name, "echo");
+  ASSERT_EQ((*clusters)[0].hosts.size(), 1u);
+  EXPECT_EQ((*clusters)[0].hosts[0].stats.rq_total, 1u);
+  worker.Stop();
+  const StatsSnapshot stats = registry_.Snapshot();
+  const SeriesSnapshot* accepted =
+      stats.Find("meshlet_worker_cx_accepted_total", {{"worker", "0"}});
+  ASSERT_NE(accepted, nullptr);
+  EXPECT_EQ(accepted->counter, 1u);
+}
+
+TEST_F(WorkerTest, SnapshotSwapKeepsOpenConnections) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("old", "OUTBOUND", echo_.port()))).ok());
+  const uint16_t old_port = PortOf(worker, "old");
+  int held = Connect(old_port);
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(Echo(held, "before"), "before");
+
+  worker.ApplySnapshot(SnapshotFrom(TcpConfig("new", "OUTBOUND", echo_.port())));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  const uint16_t new_port = PortOf(worker, "new");
+  ASSERT_NE(new_port, 0);
+  EXPECT_EQ(PortOf(worker, "old"), 0);
+  EXPECT_EQ(Connect(old_port), -1);  // removed listener: no longer accepting
+
+  int fresh = Connect(new_port);
+  ASSERT_GE(fresh, 0);
+  EXPECT_EQ(Echo(fresh, "new"), "new");
+  EXPECT_EQ(Echo(held, "after"), "after");  // accepted before the change, still served
+  ::close(fresh);
+  ::close(held);
+  EXPECT_TRUE(WaitFor([&] { return worker.active_connections() == 0; }));
+}
+
+TEST_F(WorkerTest, UnchangedListenerKeepsItsSocket) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  const uint16_t port = PortOf(worker, "tcp");
+  worker.ApplySnapshot(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port(), "extra")));
+  ASSERT_TRUE(WaitFor([&] { return worker.snapshots_applied() == 2; }));
+  EXPECT_EQ(PortOf(worker, "tcp"), port);  // port 0 was not re-bound to another port
+  EXPECT_NE(PortOf(worker, "extra"), 0);
+  int fd = Connect(port);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "x"), "x");
+  ::close(fd);
+}
+
+TEST_F(WorkerTest, DrainStopsInboundOnly) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("in", "INBOUND", echo_.port(), "out"))).ok());
+  const uint16_t in_port = PortOf(worker, "in");
+  const uint16_t out_port = PortOf(worker, "out");
+  int held = Connect(in_port);
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(Echo(held, "x"), "x");
+
+  worker.StartDrain();
+  ASSERT_TRUE(WaitFor([&] {
+    for (const ListenerStatus& s : worker.listeners()) {
+      if (s.name == "in") return !s.accepting;
+    }
+    return false;
+  }));
+  EXPECT_EQ(Connect(in_port), -1);
+  int out = Connect(out_port);
+  ASSERT_GE(out, 0);
+  EXPECT_EQ(Echo(out, "out"), "out");
+  EXPECT_EQ(Echo(held, "still"), "still");
+  ::close(out);
+  ::close(held);
+}
+
+TEST_F(WorkerTest, StartFailsOnBindError) {
+  Worker first(0, Shared());
+  ASSERT_TRUE(first.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  // Same port without SO_REUSEPORT on the holder's side cannot happen here (both reuse), so use a
+  // socket that does not set it.
+  int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(busy, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string yaml =
+      absl::StrReplaceAll(TcpConfig("taken", "OUTBOUND", echo_.port()),
+                          {{"127.0.0.1:0", absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))}});
+  Worker second(1, Shared());
+  absl::Status status = second.Start(SnapshotFrom(yaml));
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("listener \"taken\""), absl::string_view::npos) << status;
+  ::close(busy);
+}
+
+TEST_F(WorkerTest, ConnectFailureClosesDownstream) {
+  // An upstream port nothing listens on: take a free port and close it.
+  int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len);
+  const uint16_t dead_port = ntohs(addr.sin_port);
+  ::close(probe);
+
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", dead_port))).ok());
+  int fd = Connect(PortOf(worker, "tcp"));
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Echo(fd, "x"), "<eof>");
+  ::close(fd);
+  EXPECT_TRUE(WaitFor([&] {
+    const StatsSnapshot stats = registry_.Snapshot();
+    const SeriesSnapshot* failures =
+        stats.Find("meshlet_tcp_proxy_connect_fail_total", {{"listener", "tcp"}});
+    return failures != nullptr && failures->counter == 1;
+  }));
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

@@ -1,0 +1,719 @@
+// The sidecar's L7 request path end to end over real sockets on 127.0.0.1: clients (curl and the
+// in-repo codecs) → HttpConnectionManager + Router → WorkerClusterManager's pools → upstream
+// servers (HttpServer, a streaming upstream, a silent one, a closed port). One parameterised
+// fixture runs every scenario across the downstream × upstream protocol pairs.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/event/loop.h"
+#include "common/http/server.h"
+#include "common/net/listener.h"
+#include "common/stats/stats.h"
+#include "gtest/gtest.h"
+#include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/listener/http_connection_manager.h"
+#include "sidecar/listener/http_stats.h"
+#include "sidecar/listener/worker_context.h"
+#include "sidecar/router/route_table.h"
+#include "tests/integration/proxy_test_util.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using meshlet::testing::ClientResponse;
+using meshlet::testing::SilentUpstream;
+using meshlet::testing::StreamingUpstream;
+using meshlet::testing::TestClient;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.output.append(buf, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+// `curl -i` output: the final response's status, headers (lowercase names) and body.
+struct CurlResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;
+  std::string body;
+};
+
+CurlResponse ParseCurl(absl::string_view out) {
+  CurlResponse r;
+  while (absl::StartsWith(out, "HTTP/")) {
+    const size_t end = out.find("\r\n\r\n");
+    if (end == absl::string_view::npos) break;
+    std::vector<absl::string_view> lines = absl::StrSplit(out.substr(0, end), "\r\n");
+    std::vector<absl::string_view> status_line = absl::StrSplit(lines[0], ' ');
+    r.status = 0;
+    if (status_line.size() > 1) (void)absl::SimpleAtoi(status_line[1], &r.status);
+    r.headers.clear();
+    for (size_t i = 1; i < lines.size(); ++i) {
+      const size_t colon = lines[i].find(':');
+      if (colon == absl::string_view::npos) continue;
+      r.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
+          std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+    }
+    out.remove_prefix(end + 4);
+    if (r.status >= 200) break;  // 100 Continue and friends precede the real response
+  }
+  r.body = std::string(out);
+  return r;
+}
+
+std::string Header(const CurlResponse& r, const std::string& name) {
+  auto it = r.headers.find(name);
+  return it == r.headers.end() ? "" : it->second;
+}
+
+class RecordingAccessLog : public AccessLogSink {
+ public:
+  void Write(absl::string_view line) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.emplace_back(line);
+  }
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+  // The last line whose path is `path`.
+  std::string ForPath(absl::string_view path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string needle = absl::StrCat("\"path\":\"", path, "\"");
+    for (auto it = lines_.rbegin(); it != lines_.rend(); ++it) {
+      if (absl::StrContains(*it, needle)) return *it;
+    }
+    return "";
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+http::ServerResponse EchoHandler(char name, const http::ServerRequest& request) {
+  const bool echo = request.method() == "POST";
+  http::ServerResponse response =
+      http::ServerResponse::Text(200, echo ? request.body : std::string(1, name));
+  response.headers.Add("x-upstream", std::string(1, name));
+  response.headers.Add("x-seen-path", request.headers.Get(":path").value_or(""));
+  response.headers.Add("x-seen-protocol", http::ProtocolName(request.protocol));
+  for (absl::string_view h : {"x-added", "x-remove-me", "x-request-id", "x-forwarded-for",
+                              "x-forwarded-proto", "connection", "keep-alive"}) {
+    response.headers.Add(absl::StrCat("x-seen-", h), request.headers.Get(h).value_or("<none>"));
+  }
+  return response;
+}
+
+struct ProtocolPair {
+  http::Protocol downstream;
+  UpstreamProtocol upstream;
+};
+
+std::string PairName(const ::testing::TestParamInfo<ProtocolPair>& info) {
+  return absl::StrCat(info.param.downstream == http::Protocol::kHttp2 ? "h2" : "h1", "_to_",
+                      info.param.upstream == UpstreamProtocol::kHttp2 ? "h2" : "h1");
+}
+
+class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
+ protected:
+  static constexpr uint64_t kBigResponse = 64ull << 20;
+
+  void SetUp() override {
+    // As the sidecar does: a peer that closed must not kill the process on write.
+    ::signal(SIGPIPE, SIG_IGN);
+    if (RunCommand("command -v curl").exit_code != 0) GTEST_SKIP() << "curl is missing";
+    thread_ = std::thread([this] { loop_.Run(); });
+    RunOnLoop([this] { StartProxy(); });
+    ASSERT_NE(proxy_port_, 0);
+  }
+
+  void TearDown() override {
+    if (!thread_.joinable()) return;
+    RunOnLoop([this] {
+      hcms_.clear();
+      listener_.reset();
+      clients_.clear();
+      server_a_.reset();
+      server_b_.reset();
+      streaming_.reset();
+      silent_.reset();
+    });
+    // Deferred deletions of the turn above have run: nothing refers to clusters any more.
+    RunOnLoop([this] {
+      context_.reset();
+      clusters_.reset();
+    });
+    RunOnLoop([this] { shard_.reset(); });
+    loop_.Post([this] { loop_.Stop(); });
+    thread_.join();
+  }
+
+  template <typename F>
+  void RunOnLoop(F&& f) {
+    std::promise<void> done;
+    loop_.Post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  http::Protocol downstream() const { return GetParam().downstream; }
+  bool h2_downstream() const { return downstream() == http::Protocol::kHttp2; }
+  bool h2_upstream() const { return GetParam().upstream == UpstreamProtocol::kHttp2; }
+
+  std::shared_ptr<const ClusterConfig> Cluster(const std::string& name,
+                                               std::vector<net::Address> endpoints) {
+    auto config = std::make_shared<ClusterConfig>();
+    config->name = name;
+    config->lb_policy = LbPolicy::kRoundRobin;
+    config->protocol = GetParam().upstream;
+    for (const net::Address& address : endpoints) {
+      EndpointConfig endpoint;
+      endpoint.address = address;
+      config->endpoints.push_back(endpoint);
+    }
+    return config;
+  }
+
+  static router::RouteEntry Route(const std::string& name, const std::string& prefix,
+                                  const std::string& cluster) {
+    router::RouteEntry route;
+    route.name = name;
+    route.match.path = prefix;
+    router::RouteAction action;
+    action.cluster = cluster;
+    route.action = action;
+    return route;
+  }
+
+  std::shared_ptr<const config::Snapshot> BuildSnapshot(uint16_t closed_port) {
+    auto snapshot = std::make_shared<config::Snapshot>();
+    snapshot->version = "test";
+    const net::Address loopback = *net::Address::Parse("127.0.0.1:0");
+    snapshot->clusters["a"] = Cluster("a", {server_a_->address()});
+    snapshot->clusters["b"] = Cluster("b", {server_b_->address()});
+    snapshot->clusters["stream"] = Cluster("stream", {streaming_->address()});
+    snapshot->clusters["silent"] = Cluster("silent", {silent_->address()});
+    snapshot->clusters["dead"] = Cluster("dead", {loopback.WithPort(closed_port)});
+    snapshot->clusters["empty"] = Cluster("empty", {});
+    auto full = std::make_shared<ClusterConfig>(*Cluster("full", {server_a_->address()}));
+    full->circuit_breakers.max_requests = 0;  // every request overflows
+    snapshot->clusters["full"] = full;
+
+    router::RouteConfig routes;
+    routes.name = "routes";
+    router::VirtualHostConfig vhost;
+    vhost.name = "all";
+    vhost.domains = {"*"};
+    vhost.routes.push_back(Route("echo", "/echo", "a"));
+    vhost.routes.push_back(Route("stream", "/stream", "stream"));
+    vhost.routes.push_back(Route("dead", "/dead", "dead"));
+    vhost.routes.push_back(Route("empty", "/empty", "empty"));
+    vhost.routes.push_back(Route("unknown", "/unknown", "no-such-cluster"));
+    vhost.routes.push_back(Route("full", "/full", "full"));
+    router::RouteEntry slow = Route("slow", "/slow", "silent");
+    std::get<router::RouteAction>(slow.action).timeout = milliseconds(300);
+    vhost.routes.push_back(slow);
+
+    router::RouteEntry mutate = Route("mutate", "/mutate", "a");
+    std::get<router::RouteAction>(mutate.action).prefix_rewrite = "/rewritten";
+    mutate.headers.request_headers_to_add.push_back({"x-added", "route", false});
+    mutate.headers.request_headers_to_remove.push_back("x-remove-me");
+    mutate.headers.response_headers_to_add.push_back({"x-response-added", "yes", false});
+    mutate.headers.response_headers_to_remove.push_back("x-seen-keep-alive");
+    vhost.routes.push_back(mutate);
+
+    router::RouteEntry split;
+    split.name = "split";
+    split.match.path = "/split";
+    router::RouteAction weighted;
+    weighted.weighted_clusters = {{"a", 80}, {"b", 20}};
+    weighted.total_weight = 100;
+    split.action = weighted;
+    vhost.routes.push_back(split);
+
+    router::RouteEntry direct;
+    direct.name = "direct";
+    direct.match.path = "/direct";
+    direct.action = router::DirectResponseAction{201, "direct body\n"};
+    vhost.routes.push_back(direct);
+
+    router::RouteEntry redirect;
+    redirect.name = "redirect";
+    redirect.match.path = "/redirect";
+    router::RedirectAction redirect_action;
+    redirect_action.host = "example.com";
+    redirect_action.path = "/moved";
+    redirect_action.response_code = 302;
+    redirect.action = redirect_action;
+    vhost.routes.push_back(redirect);
+
+    routes.virtual_hosts.push_back(vhost);
+    auto table = router::RouteTable::Create(routes);
+    CHECK_OK(table);
+    snapshot->route_tables["routes"] = std::shared_ptr<const router::RouteTable>(std::move(*table));
+    return snapshot;
+  }
+
+  void StartProxy() {
+    shard_ = registry_.CreateShard();
+    auto stats = HttpStats::Create(*shard_);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    http_stats_ = *stats;
+    clusters_ =
+        std::make_unique<WorkerClusterManager>(loop_, random_, RealClock::Get(), *shard_, limits_);
+    http::HttpServerOptions server_options;
+    server_options.max_request_body_bytes = 4 << 20;
+    const net::Address any = *net::Address::Parse("127.0.0.1:0");
+    server_a_ = *http::HttpServer::Create(loop_, any, server_options,
+                                          [](const auto& r) { return EchoHandler('A', r); });
+    server_b_ = *http::HttpServer::Create(loop_, any, server_options,
+                                          [](const auto& r) { return EchoHandler('B', r); });
+    streaming_ = std::make_unique<StreamingUpstream>(loop_);
+    silent_ = std::make_unique<SilentUpstream>(loop_);
+    uint16_t closed_port = 0;
+    {
+      // A port that was just free: nothing listens there now, so connects are refused.
+      auto probe = net::Listener::Create(loop_, any, {}, [](std::unique_ptr<net::Connection>) {});
+      CHECK_OK(probe);
+      closed_port = (*probe)->address().port();
+    }
+    snapshot_ = BuildSnapshot(closed_port);
+    clusters_->Update(*snapshot_);
+    context_ = std::make_unique<WorkerContext>(WorkerContext{
+        .loop = loop_,
+        .random = random_,
+        .clock = RealClock::Get(),
+        .stats = *shard_,
+        .clusters = *clusters_,
+        .snapshot = snapshot_,
+        .access_log = &access_log_,
+    });
+    listener_config_.name = "test";
+    listener_config_.route_config_name = "routes";
+    listener_config_.http.use_remote_address = true;
+    net::ListenerOptions options;
+    options.connection.send_buffer_bytes = 64 * 1024;
+    options.connection.receive_buffer_bytes = 64 * 1024;
+    auto listener = net::Listener::Create(
+        loop_, any, options,
+        [this](std::unique_ptr<net::Connection> connection) { Accept(std::move(connection)); });
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = std::move(*listener);
+    proxy_port_ = listener_->address().port();
+  }
+
+  // The test stand-in for the server's listener wiring: every connection goes to an HCM.
+  void Accept(std::unique_ptr<net::Connection> connection) {
+    HttpConnectionManager::Options options;
+    options.protocol = downstream();
+    auto hcm = std::make_unique<HttpConnectionManager>(
+        *context_, http_stats_, listener_config_, std::move(connection), net::Buffer(), options,
+        [this](HttpConnectionManager& closed) {
+          auto it = hcms_.find(&closed);
+          if (it == hcms_.end()) return;
+          loop_.DeferDelete(std::move(it->second));
+          hcms_.erase(it);
+        });
+    HttpConnectionManager* raw = hcm.get();
+    hcms_.emplace(raw, std::move(hcm));
+    raw->Start();
+  }
+
+  std::string Url(absl::string_view path) const {
+    return absl::StrCat("http://127.0.0.1:", proxy_port_, path);
+  }
+  std::string CurlProtocol() const {
+    return h2_downstream() ? "--http2-prior-knowledge" : "--http1.1";
+  }
+  CurlResponse Curl(const std::string& args) {
+    CommandResult r =
+        RunCommand(absl::StrCat("curl -sS -i --max-time 20 ", CurlProtocol(), " ", args));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return ParseCurl(r.output);
+  }
+
+  // One request through an in-repo client; waits for its end.
+  ClientResponse Fetch(http::HeaderMap headers, absl::string_view body = "") {
+    TestClient* client = nullptr;
+    RunOnLoop([&] {
+      clients_.push_back(std::make_unique<TestClient>(
+          loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+      client = clients_.back().get();
+      client->Send(headers, body);
+    });
+    WaitFor([&] { return client->done(); });
+    ClientResponse response;
+    RunOnLoop([&] {
+      const ClientResponse& r = client->response();
+      if (r.headers != nullptr) response.headers = std::make_unique<http::HeaderMap>(*r.headers);
+      if (r.trailers != nullptr) response.trailers = std::make_unique<http::HeaderMap>(*r.trailers);
+      response.body = r.body;
+      response.reset = r.reset;
+      response.complete = r.complete;
+    });
+    return response;
+  }
+
+  // Polls a condition evaluated on the loop thread.
+  bool WaitFor(const std::function<bool()>& done, Duration timeout = seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool ok = false;
+      RunOnLoop([&] { ok = done(); });
+      if (ok) return true;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    return false;
+  }
+
+  uint64_t CounterValue(absl::string_view name, const LabelSet& labels) {
+    StatsSnapshot snapshot = registry_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  http::HeaderMap Request(absl::string_view method, absl::string_view path) const {
+    return http::HeaderMap{
+        {":method", method}, {":path", path}, {":scheme", "http"}, {":authority", "proxy.test"}};
+  }
+
+  event::Loop loop_;
+  std::thread thread_;
+  StatsRegistry registry_;
+  std::unique_ptr<StatsShard> shard_;
+  HttpStats http_stats_;
+  RealRandom random_{42};
+  SharedClusterLimits limits_;
+  std::unique_ptr<WorkerClusterManager> clusters_;
+  std::unique_ptr<http::HttpServer> server_a_;
+  std::unique_ptr<http::HttpServer> server_b_;
+  std::unique_ptr<StreamingUpstream> streaming_;
+  std::unique_ptr<SilentUpstream> silent_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::unique_ptr<WorkerContext> context_;
+  RecordingAccessLog access_log_;
+  config::ListenerConfig listener_config_;
+  std::unique_ptr<net::Listener> listener_;
+  std::map<HttpConnectionManager*, std::unique_ptr<HttpConnectionManager>> hcms_;
+  std::vector<std::unique_ptr<TestClient>> clients_;
+  uint16_t proxy_port_ = 0;
+};
+
+TEST_P(ProxyTest, GetIsProxiedWithForwardingHeaders) {
+  CurlResponse r = Curl(absl::StrCat("-H 'x-remove-me: 1' ", Url("/echo/get?q=1")));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "A");
+  EXPECT_EQ(Header(r, "x-seen-path"), "/echo/get?q=1");
+  EXPECT_EQ(Header(r, "x-seen-protocol"), h2_upstream() ? "HTTP/2" : "HTTP/1.1");
+  EXPECT_EQ(Header(r, "x-seen-x-forwarded-for"), "127.0.0.1");
+  EXPECT_EQ(Header(r, "x-seen-x-forwarded-proto"), "http");
+  EXPECT_EQ(Header(r, "x-seen-x-request-id").size(), 36u) << Header(r, "x-seen-x-request-id");
+  EXPECT_EQ(Header(r, "x-seen-connection"), "<none>");
+  EXPECT_EQ(Header(r, "x-seen-x-remove-me"), "1");  // only the mutate route removes it
+
+  // A request id the client sent is kept.
+  r = Curl(absl::StrCat("-H 'x-request-id: abc' ", Url("/echo/id")));
+  EXPECT_EQ(Header(r, "x-seen-x-request-id"), "abc");
+
+  const std::string log = access_log_.ForPath("/echo/id");
+  EXPECT_TRUE(absl::StrContains(log, "\"response_code\":200")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "\"response_flags\":\"-\"")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "\"request_id\":\"abc\"")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "\"upstream_cluster\":\"a\"")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "\"route_name\":\"echo\"")) << log;
+  EXPECT_TRUE(absl::StrContains(
+      log, absl::StrCat("\"upstream_host\":\"", server_a_->address().ToString(), "\"")))
+      << log;
+  EXPECT_EQ(
+      CounterValue("meshlet_http_downstream_rq_total",
+                   {{"protocol", h2_downstream() ? "http2" : "http1.1"}, {"code_class", "2xx"}}),
+      2u);
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_total", {{"cluster", "a"}, {"code_class", "2xx"}}),
+            2u);
+}
+
+TEST_P(ProxyTest, PostOneMegabyteBodyEchoesByteIdentical) {
+  const std::string dir = ::testing::TempDir();
+  const std::string in = absl::StrCat(dir, "/post-in-", getpid());
+  const std::string out = absl::StrCat(dir, "/post-out-", getpid());
+  std::string body(1 << 20, '\0');
+  RealRandom random(7);
+  for (char& c : body) c = static_cast<char>(random.Next());
+  {
+    std::ofstream f(in, std::ios::binary);
+    f.write(body.data(), static_cast<std::streamsize>(body.size()));
+  }
+  CommandResult r =
+      RunCommand(absl::StrCat("curl -sS --max-time 20 ", CurlProtocol(), " --data-binary @", in,
+                              " -o ", out, " -w '%{http_code}' ", Url("/echo/post")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "200");
+  std::ifstream f(out, std::ios::binary);
+  std::string echoed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(echoed.size(), body.size());
+  EXPECT_TRUE(echoed == body);
+  unlink(in.c_str());
+  unlink(out.c_str());
+
+  // The same through the in-repo client, and through the streaming (not buffering) upstream.
+  ClientResponse streamed = Fetch(Request("POST", "/stream/echo"), body);
+  EXPECT_EQ(streamed.status(), 200);
+  EXPECT_TRUE(streamed.body == body) << streamed.body.size();
+}
+
+TEST_P(ProxyTest, ResponseTrailersAreForwarded) {
+  ClientResponse r = Fetch(Request("GET", "/stream/trailers"));
+  ASSERT_TRUE(r.complete);
+  EXPECT_EQ(r.status(), 200);
+  EXPECT_EQ(r.body, "hello");
+  ASSERT_NE(r.trailers, nullptr);
+  EXPECT_EQ(r.trailers->Get("x-trailer").value_or(""), "done");
+  EXPECT_EQ(r.trailers->Get("grpc-status").value_or(""), "0");
+}
+
+TEST_P(ProxyTest, HeaderMutationsAndPrefixRewrite) {
+  CurlResponse r =
+      Curl(absl::StrCat("-H 'x-remove-me: 1' -H 'x-added: client' ", Url("/mutate/thing?x=y")));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Header(r, "x-seen-x-added"), "route");
+  EXPECT_EQ(Header(r, "x-seen-x-remove-me"), "<none>");
+  EXPECT_EQ(Header(r, "x-response-added"), "yes");
+  EXPECT_EQ(Header(r, "x-seen-keep-alive"), "");  // removed from the response by the route
+  EXPECT_EQ(Header(r, "x-seen-path"), "/rewritten/thing?x=y");
+  // The access log shows the path the client asked for.
+  EXPECT_FALSE(access_log_.ForPath("/mutate/thing?x=y").empty());
+}
+
+// 200 requests on one connection (curl 7.88.1 cannot reuse a prior-knowledge HTTP/2 connection,
+// curl issue 10634, so the in-repo client sends them).
+TEST_P(ProxyTest, WeightedClustersSplitTraffic) {
+  TestClient* client = nullptr;
+  int a = 0, b = 0;
+  for (int i = 0; i < 200; ++i) {
+    RunOnLoop([&] {
+      if (client == nullptr) {
+        clients_.push_back(std::make_unique<TestClient>(
+            loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+        client = clients_.back().get();
+      }
+      client->Send(Request("GET", "/split"), "");
+    });
+    ASSERT_TRUE(WaitFor([&] { return client->done(); }));
+    RunOnLoop([&] {
+      ASSERT_TRUE(client->response().complete) << i;
+      EXPECT_EQ(client->response().status(), 200) << i;
+      if (client->response().body == "A") ++a;
+      if (client->response().body == "B") ++b;
+    });
+  }
+  EXPECT_EQ(a + b, 200);
+  // 80/20 by weight: the binomial standard deviation over 200 draws is about 5.7.
+  EXPECT_NEAR(a, 160, 30);
+  // Both clusters' pools reused their upstream connections.
+  EXPECT_LE(CounterValue("meshlet_upstream_cx_total", {{"cluster", "a"}}), 2u);
+  EXPECT_LE(CounterValue("meshlet_upstream_cx_total", {{"cluster", "b"}}), 2u);
+}
+
+TEST_P(ProxyTest, DirectResponseAndRedirect) {
+  CurlResponse r = Curl(Url("/direct"));
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.body, "direct body\n");
+  r = Curl(Url("/redirect/x?y=1"));
+  EXPECT_EQ(r.status, 302);
+  EXPECT_EQ(Header(r, "location"), "http://example.com/moved?y=1");
+}
+
+TEST_P(ProxyTest, LocalReplies) {
+  CurlResponse r = Curl(Url("/nothing"));
+  EXPECT_EQ(r.status, 404);
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/nothing"), "\"response_flags\":\"NR\""));
+
+  r = Curl(Url("/empty"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "no healthy upstream\n");
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/empty"), "\"response_flags\":\"UH\""));
+
+  r = Curl(Url("/dead"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF\""));
+
+  r = Curl(Url("/unknown"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/unknown"), "\"response_flags\":\"NC\""));
+
+  r = Curl(Url("/full"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(Header(r, "x-meshlet-overloaded"), "true");
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/full"), "\"response_flags\":\"UO\""));
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_overflow_total", {{"cluster", "full"}}), 1u);
+
+  const auto start = std::chrono::steady_clock::now();
+  r = Curl(Url("/slow"));
+  EXPECT_EQ(r.status, 504);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(250));
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/slow"), "\"response_flags\":\"UT\""));
+
+  EXPECT_EQ(CounterValue("meshlet_http_response_flags_total", {{"flag", "UF"}}), 1u);
+  EXPECT_EQ(CounterValue("meshlet_http_response_flags_total", {{"flag", "UT"}}), 1u);
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_connect_fail_total", {{"cluster", "dead"}}), 1u);
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_timeout_total", {{"cluster", "silent"}}), 1u);
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_no_healthy_host_total", {{"cluster", "empty"}}), 1u);
+}
+
+TEST_P(ProxyTest, GrpcLocalRepliesAreTrailersOnly) {
+  struct Case {
+    const char* path;
+    int grpc_status;
+  };
+  for (const Case& c :
+       {Case{"/dead/svc.Method", 14}, Case{"/empty/svc.Method", 14}, Case{"/slow/svc.Method", 4},
+        Case{"/nothing/svc.Method", 12}, Case{"/full/svc.Method", 14}}) {
+    SCOPED_TRACE(c.path);
+    http::HeaderMap request = Request("POST", c.path);
+    request.Add("content-type", "application/grpc");
+    request.Add("te", "trailers");
+    ClientResponse r = Fetch(std::move(request), absl::string_view("\0\0\0\0\0", 5));
+    ASSERT_TRUE(r.complete);
+    EXPECT_EQ(r.status(), 200);
+    EXPECT_EQ(r.header("grpc-status"), absl::StrCat(c.grpc_status));
+    EXPECT_EQ(r.header("content-type"), "application/grpc");
+    EXPECT_FALSE(r.header("grpc-message").empty());
+    EXPECT_EQ(r.body, "");
+    EXPECT_EQ(r.trailers, nullptr);
+  }
+}
+
+TEST_P(ProxyTest, DrainEndsConnectionsAfterTheirRequests) {
+  TestClient* client = nullptr;
+  RunOnLoop([&] {
+    clients_.push_back(std::make_unique<TestClient>(
+        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+    client = clients_.back().get();
+    client->Send(Request("GET", "/echo/before-drain"), "");
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->done(); }));
+  RunOnLoop([&] {
+    EXPECT_EQ(client->response().status(), 200);
+    EXPECT_FALSE(client->closed());
+    for (auto& [raw, hcm] : hcms_) hcm->Drain();
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->closed(); }));
+  RunOnLoop([&] {
+    // HTTP/2 announces it with GOAWAY; HTTP/1 just closes the idle connection.
+    if (h2_downstream()) {
+      EXPECT_TRUE(client->goaway());
+    }
+    EXPECT_TRUE(hcms_.empty());
+  });
+  EXPECT_EQ(CounterValue("meshlet_http_downstream_cx_drain_close_total", {}), 1u);
+}
+
+TEST_P(ProxyTest, ClientResetReleasesTheUpstreamRequest) {
+  TestClient* client = nullptr;
+  RunOnLoop([&] {
+    clients_.push_back(std::make_unique<TestClient>(
+        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+    client = clients_.back().get();
+    client->Send(Request("GET", "/slow/reset"), "");
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return clusters_->Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest) == 1;
+  }));
+  RunOnLoop([&] { client->Reset(); });
+  ASSERT_TRUE(WaitFor([&] { return !access_log_.ForPath("/slow/reset").empty(); }));
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/slow/reset"), "\"response_flags\":\"DC\""))
+      << access_log_.ForPath("/slow/reset");
+  RunOnLoop([&] {
+    EXPECT_EQ(clusters_->Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest),
+              0u);
+  });
+}
+
+// A client that stops reading while a 64 MiB response streams: the proxy stops reading the
+// upstream, so the upstream stops producing and the proxy's buffers stay small.
+TEST_P(ProxyTest, SlowReaderBoundsProxyMemory) {
+  TestClient* client = nullptr;
+  RunOnLoop([&] {
+    clients_.push_back(std::make_unique<TestClient>(
+        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+    client = clients_.back().get();
+    client->set_count_only(true);
+    client->SetReadDisabled(true);
+    client->Send(Request("GET", absl::StrCat("/stream/big?bytes=", kBigResponse)), "");
+  });
+  // Wait for the upstream to stall: no progress for a while.
+  uint64_t last = 0;
+  int stable = 0;
+  for (int i = 0; i < 200 && stable < 10; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+    const uint64_t now = streaming_->big_bytes_written();
+    stable = (now == last && now > 0) ? stable + 1 : 0;
+    last = now;
+  }
+  EXPECT_EQ(stable, 10) << "the upstream never stalled; wrote " << last;
+  EXPECT_LT(last, 24ull << 20) << "the upstream wrote " << last << " bytes to a stalled client";
+  size_t proxy_buffered = 0;
+  RunOnLoop([&] {
+    for (auto& [raw, hcm] : hcms_) proxy_buffered += hcm->connection().buffered_write_bytes();
+  });
+  // The downstream connection's write buffer stops near its high watermark (1 MiB).
+  EXPECT_LE(proxy_buffered, 3u << 20);
+
+  RunOnLoop([&] { client->SetReadDisabled(false); });
+  ASSERT_TRUE(WaitFor([&] { return client->done(); }, seconds(40)));
+  uint64_t received = 0;
+  bool complete = false;
+  RunOnLoop([&] {
+    received = client->body_bytes();
+    complete = client->response().complete;
+  });
+  EXPECT_TRUE(complete);
+  EXPECT_EQ(received, kBigResponse);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ProtocolPairs, ProxyTest,
+    ::testing::Values(ProtocolPair{http::Protocol::kHttp11, UpstreamProtocol::kHttp1},
+                      ProtocolPair{http::Protocol::kHttp11, UpstreamProtocol::kHttp2},
+                      ProtocolPair{http::Protocol::kHttp2, UpstreamProtocol::kHttp1},
+                      ProtocolPair{http::Protocol::kHttp2, UpstreamProtocol::kHttp2}),
+    PairName);
+
+}  // namespace
+}  // namespace meshlet::sidecar

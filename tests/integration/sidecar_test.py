@@ -1,0 +1,710 @@
+"""Runs the real sidecar binary with generated configurations on 127.0.0.1.
+
+Usage: sidecar_test.py SIDECAR_BINARY [unittest args]
+
+Covers the command line and configuration errors, the admin API (checked with promtool and a
+JSON parser), the TCP proxy (10 MB each way, byte-identical), the spread of connections over
+workers, configuration reload on SIGHUP, draining on SIGTERM and POST /quitquitquit.
+"""
+
+import http.client
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import unittest.mock
+import urllib.error
+import urllib.request
+
+SIDECAR = None  # set from argv
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EchoServer:
+    """A TCP echo server on a thread; echoes until the client half-closes, then half-closes."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.received = 0  # bytes, over all connections
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    break
+                self.received += len(data)
+                conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def echo_round_trip(port, payload):
+    """Sends payload, half-closes, returns everything read until EOF."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=20)
+    received = bytearray()
+
+    def reader():
+        while True:
+            data = conn.recv(1 << 20)
+            if not data:
+                return
+            received.extend(data)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    conn.sendall(payload)
+    conn.shutdown(socket.SHUT_WR)
+    t.join(timeout=20)
+    conn.close()
+    return bytes(received)
+
+
+def config_yaml(listeners, clusters, routes=""):
+    text = "static_resources:\n  listeners:\n" + listeners + "  clusters:\n" + clusters
+    if routes:
+        text += "  routes:\n" + routes
+    return text
+
+
+def tcp_listener(name, port, cluster, direction="OUTBOUND", protocol="PROTOCOL_TCP", extra=""):
+    return (f"  - name: {name}\n    address: 127.0.0.1:{port}\n    direction: {direction}\n"
+            f"    protocol: {protocol}\n    tcp_cluster: {cluster}\n{extra}")
+
+
+def static_cluster(name, *ports, extra=""):
+    text = f"  - name: {name}\n    connect_timeout: 250ms\n{extra}    load_assignment:\n      endpoints:\n"
+    for port in ports:
+        text += f"      - address: 127.0.0.1:{port}\n"
+    return text
+
+
+ROUTES = """  - name: local
+    virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+      - match: {prefix: /}
+        direct_response: {status: 200, body: "hello from meshlet\\n"}
+"""
+
+
+class HttpUpstream:
+    """An HTTP/1.1 server on a thread; answers every GET with the path and request headers."""
+
+    def __init__(self, name="app"):
+        upstream_name = name
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path.startswith("/slow"):
+                    time.sleep(0.5)
+                body = json.dumps({"upstream": upstream_name, "path": self.path,
+                                   "headers": {k.lower(): v for k, v in self.headers.items()}})
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def http_listener(name, port, protocol="PROTOCOL_HTTP", direction="OUTBOUND", route="app-routes"):
+    return (f"  - name: {name}\n    address: 127.0.0.1:{port}\n    direction: {direction}\n"
+            f"    protocol: {protocol}\n    route_config_name: {route}\n")
+
+
+def app_routes(cluster="app", name="app-routes"):
+    return f"""  - name: {name}
+    virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+      - match: {{prefix: /}}
+        route: {{cluster: {cluster}}}
+"""
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"curl {args}: {r.stderr}")
+    return r.stdout
+
+
+class Sidecar:
+    def __init__(self, workdir, yaml_text, *extra_args, concurrency=2, drain_time="5s"):
+        self.workdir = workdir
+        self.config = os.path.join(workdir, "sidecar.yaml")
+        with open(self.config, "w") as f:
+            f.write(yaml_text)
+        self.admin_port = free_port()
+        self.stderr_path = os.path.join(workdir, "sidecar.stderr")
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(
+            [SIDECAR, "--config", self.config, f"--admin-address=127.0.0.1:{self.admin_port}",
+             f"--concurrency={concurrency}", f"--drain-time={drain_time}", *extra_args],
+            stdout=subprocess.DEVNULL, stderr=self.stderr)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sidecar exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if self.get("/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("sidecar did not become ready: " + self.log())
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def request(self, method, path):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, resp.read().decode(), resp.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), e.headers
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path):
+        return self.request("POST", path)
+
+    def stat(self, name):
+        """Sum of every series of `name` (text format lines `name{labels}: value`)."""
+        _, body, _ = self.get("/stats?filter=" + name)
+        total = 0
+        for line in body.splitlines():
+            series, _, value = line.rpartition(": ")
+            if series.split("{")[0] == name:
+                total += int(value)
+        return total
+
+    def stat_lines(self, name):
+        return [l for l in self.get("/stats?filter=" + name)[1].splitlines()
+                if l.split("{")[0] == name]
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stderr.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.stderr.closed:
+            self.stderr.close()
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class SidecarTestCase(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        self.echo = EchoServer()
+        self.sidecars = []
+
+    def tearDown(self):
+        for s in self.sidecars:
+            s.stop()
+        self.echo.close()
+
+    def start(self, yaml_text, *args, **kwargs):
+        s = Sidecar(self.tmp, yaml_text, *args, **kwargs)
+        self.sidecars.append(s)
+        return s
+
+
+class CommandLineTest(unittest.TestCase):
+    def run_sidecar(self, *args):
+        return subprocess.run([SIDECAR, *args], capture_output=True, text=True, timeout=10)
+
+    def test_help(self):
+        r = self.run_sidecar("--help")
+        self.assertEqual(r.returncode, 0)
+        for flag in ("--config", "--concurrency", "--admin-address", "--log-level",
+                     "--drain-time", "--access-log"):
+            self.assertIn(flag, r.stdout)
+
+    def test_missing_config_flag(self):
+        r = self.run_sidecar()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--config is required", r.stderr)
+
+    def test_bad_flag_value(self):
+        r = self.run_sidecar("--config=x.yaml", "--concurrency=zero")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--concurrency", r.stderr)
+
+    def test_unknown_field_names_the_field(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=os.environ.get("TEST_TMPDIR"),
+                                         delete=False) as f:
+            f.write("static_resources:\n  listeners:\n  - name: x\n    adress: 127.0.0.1:1\n")
+        r = self.run_sidecar("--config", f.name)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("static_resources.listeners[0].adress: unknown field", r.stderr)
+        self.assertIn(f.name + ":4:", r.stderr)
+
+    def test_invalid_reference_names_the_resource(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=os.environ.get("TEST_TMPDIR"),
+                                         delete=False) as f:
+            f.write(config_yaml(tcp_listener("db", free_port(), "missing"),
+                                static_cluster("other", 1)))
+        r = self.run_sidecar("--config", f.name)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('listener "db": tcp_cluster "missing" names no Cluster', r.stderr)
+
+    def test_missing_file(self):
+        r = self.run_sidecar("--config", "/nonexistent/sidecar.yaml")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent/sidecar.yaml", r.stderr)
+
+    def test_port_in_use(self):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml",
+                                             dir=os.environ.get("TEST_TMPDIR"),
+                                             delete=False) as f:
+                f.write(config_yaml(tcp_listener("db", port, "c"), static_cluster("c", 1)))
+            r = self.run_sidecar("--config", f.name, f"--admin-address=127.0.0.1:{free_port()}")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('listener "db"', r.stderr)
+
+
+class AdminTest(SidecarTestCase):
+    def setUp(self):
+        super().setUp()
+        self.port = free_port()
+        self.sidecar = self.start(config_yaml(
+            tcp_listener("tcp", self.port, "echo"), static_cluster("echo", self.echo.port)))
+
+    def test_ready(self):
+        status, body, _ = self.sidecar.get("/ready")
+        self.assertEqual((status, body), (200, "LIVE\n"))
+
+    def test_prometheus_passes_promtool(self):
+        echo_round_trip(self.port, b"x" * 1000)
+        status, body, headers = self.sidecar.get("/stats/prometheus")
+        self.assertEqual(status, 200)
+        self.assertIn("version=0.0.4", headers["Content-Type"])
+        self.assertIn('meshlet_tcp_proxy_received_bytes_total{listener="tcp"} 1000', body)
+        check = subprocess.run(["promtool", "check", "metrics"], input=body,
+                               capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_stats_filter(self):
+        _, body, _ = self.sidecar.get("/stats?filter=meshlet_worker_cx_accepted")
+        lines = body.splitlines()
+        self.assertTrue(lines)
+        self.assertTrue(all(l.startswith("meshlet_worker_cx_accepted_total") for l in lines))
+        status, body, _ = self.sidecar.get("/stats?format=json")
+        self.assertEqual(status, 200)
+        json.loads(body)
+
+    def test_config_dump_is_json(self):
+        status, body, headers = self.sidecar.get("/config_dump")
+        self.assertEqual(status, 200)
+        self.assertIn("application/json", headers["Content-Type"])
+        self.assertIn("echo", json.dumps(json.loads(body)))
+
+    def test_clusters_and_listeners(self):
+        clusters = json.loads(self.sidecar.get("/clusters")[1])
+        self.assertEqual(clusters["workers_answered"], 2)
+        [cluster] = clusters["clusters"]
+        self.assertEqual(cluster["name"], "echo")
+        [host] = cluster["hosts"]
+        self.assertEqual(host["address"], f"127.0.0.1:{self.echo.port}")
+        self.assertTrue(host["healthy"])
+        self.assertEqual(host["active_requests"], 0)
+        listeners = json.loads(self.sidecar.get("/listeners")[1])
+        [listener] = listeners["listeners"]
+        self.assertEqual(listener["name"], "tcp")
+        self.assertEqual(listener["bound_addresses"], [f"127.0.0.1:{self.port}"])
+        self.assertTrue(listener["accepting"])
+
+    def test_logging(self):
+        self.assertEqual(self.sidecar.get("/logging")[1], "level: info\n")
+        self.assertEqual(self.sidecar.post("/logging?level=debug"), (200, "level: debug\n",
+                                                                     unittest.mock.ANY))
+        self.assertEqual(self.sidecar.get("/logging")[1], "level: debug\n")
+        self.assertEqual(self.sidecar.post("/logging?level=loud")[0], 400)
+
+    def test_mutating_endpoints_refuse_get(self):
+        for path in ("/quitquitquit", "/drain"):
+            status, _, headers = self.sidecar.get(path)
+            self.assertEqual(status, 405, path)
+            self.assertEqual(headers["Allow"], "POST")
+        self.assertEqual(self.sidecar.get("/ready")[0], 200)  # still running, not draining
+
+    def test_unknown_path_lists_endpoints(self):
+        status, body, _ = self.sidecar.get("/nope")
+        self.assertEqual(status, 404)
+        for path in ("/ready", "/stats/prometheus", "/config_dump", "/quitquitquit"):
+            self.assertIn(path, body)
+
+    def test_quitquitquit_exits_zero(self):
+        self.assertEqual(self.sidecar.post("/quitquitquit")[0], 200)
+        self.assertEqual(self.sidecar.wait_exit(10), 0)
+
+
+class TcpProxyTest(SidecarTestCase):
+    def test_ten_megabytes_each_way(self):
+        tcp_port, auto_port = free_port(), free_port()
+        listeners = (tcp_listener("tcp", tcp_port, "echo") +
+                     tcp_listener("auto", auto_port, "echo", protocol="PROTOCOL_AUTO",
+                                  extra="    route_config_name: local\n"
+                                        "    detect_timeout: 200ms\n"))
+        log_path = os.path.join(self.tmp, "access.log")
+        sidecar = self.start(config_yaml(listeners, static_cluster("echo", self.echo.port),
+                                         ROUTES), f"--access-log={log_path}")
+        payload = os.urandom(10 * 1024 * 1024)
+        for port in (tcp_port, auto_port):
+            got = echo_round_trip(port, payload)
+            self.assertEqual(len(got), len(payload), port)
+            self.assertTrue(got == payload, port)
+        self.assertEqual(sidecar.stat("meshlet_tcp_proxy_received_bytes_total"), 2 * len(payload))
+        self.assertEqual(sidecar.stat("meshlet_tcp_proxy_sent_bytes_total"), 2 * len(payload))
+        self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_cx_active") == 0))
+        with open(log_path) as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual(sorted(l["listener"] for l in lines), ["auto", "tcp"])
+        for line in lines:
+            self.assertEqual(line["bytes_received"], len(payload))
+            self.assertEqual(line["bytes_sent"], len(payload))
+            self.assertEqual(line["upstream_host"], f"127.0.0.1:{self.echo.port}")
+            self.assertEqual(line["failure"], "")
+
+    def test_server_first_protocol_under_auto(self):
+        # A client that waits for the server to speak: AUTO gives up detecting and proxies.
+        port = free_port()
+        sidecar = self.start(config_yaml(
+            tcp_listener("auto", port, "echo", protocol="PROTOCOL_AUTO",
+                         extra="    route_config_name: local\n    detect_timeout: 100ms\n"),
+            static_cluster("echo", self.echo.port), ROUTES))
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_cx_total") == 1))
+        conn.sendall(b"\x00\x01binary")
+        self.assertEqual(conn.recv(100), b"\x00\x01binary")
+        conn.close()
+
+    def test_connect_failure_closes_downstream(self):
+        port = free_port()
+        sidecar = self.start(config_yaml(tcp_listener("tcp", port, "dead"),
+                                         static_cluster("dead", free_port())))
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.sendall(b"hello")
+        self.assertEqual(conn.recv(100), b"")  # closed
+        conn.close()
+        self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_connect_fail_total") == 1))
+        clusters = json.loads(sidecar.get("/clusters")[1])
+        self.assertEqual(clusters["clusters"][0]["hosts"][0]["cx_connect_fail"], 1)
+
+    def test_tls_cluster_fails_closed(self):
+        # Upstream TLS is not wired yet: a TLS cluster must never receive plaintext.
+        port = free_port()
+        sidecar = self.start(config_yaml(
+            tcp_listener("tcp", port, "secure"),
+            static_cluster("secure", self.echo.port,
+                           extra="    tls: {enabled: true, ca_file: /dev/null}\n")),
+            "--access-log=" + os.path.join(self.tmp, "access.log"))
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.sendall(b"secret")
+        try:
+            self.assertEqual(conn.recv(100), b"")  # closed (or reset: "secret" was unread)
+        except ConnectionResetError:
+            pass
+        conn.close()
+        self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_connect_fail_total") == 1))
+        self.assertEqual(self.echo.accepted, 0)
+        with open(os.path.join(self.tmp, "access.log")) as f:
+            self.assertEqual(json.loads(f.readline())["failure"], "upstream_tls_unavailable")
+
+    def test_tls_cluster_fails_closed_for_http(self):
+        port = free_port()
+        sidecar = self.start(config_yaml(
+            http_listener("outbound", port),
+            static_cluster("app", self.echo.port,
+                           extra="    tls: {enabled: true, ca_file: /dev/null}\n"),
+            app_routes()))
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            f"http://127.0.0.1:{port}/"], capture_output=True, text=True)
+        self.assertEqual(r.stdout, "503")
+        time.sleep(0.1)
+        self.assertEqual(self.echo.received, 0)  # the connection failed before any byte
+        self.assertEqual(sidecar.get("/ready")[0], 200)
+
+    def test_max_connections(self):
+        port = free_port()
+        sidecar = self.start(config_yaml(
+            tcp_listener("tcp", port, "echo", extra="    max_connections: 2\n"),
+            static_cluster("echo", self.echo.port)))
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        for c in held:
+            c.sendall(b"ping")
+            self.assertEqual(c.recv(10), b"ping")
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.assertEqual(extra.recv(10), b"")  # refused by closing
+        extra.close()
+        self.assertEqual(sidecar.stat_lines("meshlet_downstream_cx_rejected_total").count(
+            'meshlet_downstream_cx_rejected_total{listener="tcp",reason="overflow"}: 1'), 1)
+        for c in held:
+            c.close()
+
+    def test_both_workers_accept(self):
+        port = free_port()
+        sidecar = self.start(config_yaml(tcp_listener("tcp", port, "echo"),
+                                         static_cluster("echo", self.echo.port)))
+        for _ in range(50):
+            self.assertEqual(echo_round_trip(port, b"ping"), b"ping")
+        per_worker = {}
+        for line in sidecar.stat_lines("meshlet_worker_cx_accepted_total"):
+            series, _, value = line.rpartition(": ")
+            per_worker[series] = int(value)
+        self.assertEqual(sum(per_worker.values()), 50)
+        self.assertEqual(len(per_worker), 2, per_worker)
+        self.assertTrue(all(v > 0 for v in per_worker.values()), per_worker)
+
+
+class ReloadTest(SidecarTestCase):
+    def test_sighup_applies_a_new_config_without_breaking_connections(self):
+        old_port, new_port = free_port(), free_port()
+        second = EchoServer()
+        try:
+            sidecar = self.start(config_yaml(tcp_listener("a", old_port, "echo"),
+                                             static_cluster("echo", self.echo.port)))
+            # A connection open across the change keeps working.
+            held = socket.create_connection(("127.0.0.1", old_port), timeout=5)
+            held.sendall(b"before")
+            self.assertEqual(held.recv(100), b"before")
+
+            with open(sidecar.config, "w") as f:
+                f.write(config_yaml(tcp_listener("b", new_port, "echo"),
+                                    static_cluster("echo", second.port)))
+            sidecar.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_config_reloads_total") == 1))
+            self.assertTrue(wait_for(
+                lambda: sidecar.stat("meshlet_worker_config_updates_total") == 4))
+            self.assertEqual(echo_round_trip(new_port, b"after"), b"after")
+            self.assertEqual(second.accepted, 1)  # the new endpoint list is in use
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", old_port), timeout=5)
+            held.sendall(b"still here")
+            self.assertEqual(held.recv(100), b"still here")
+            held.close()
+
+            # An invalid file is refused and the running configuration stays.
+            with open(sidecar.config, "w") as f:
+                f.write("static_resources: {listeners: [{name: c, adress: x}]}\n")
+            sidecar.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: 'result="failure"' in "".join(
+                l for l in sidecar.stat_lines("meshlet_config_reloads_total") if l.endswith(" 1"))))
+            self.assertEqual(echo_round_trip(new_port, b"again"), b"again")
+            self.assertIn("configuration reload refused", sidecar.log())
+        finally:
+            second.close()
+
+
+class HttpTest(SidecarTestCase):
+    def setUp(self):
+        super().setUp()
+        self.app = HttpUpstream("app")
+
+    def tearDown(self):
+        super().tearDown()
+        self.app.close()
+
+    def test_http1_and_h2c_through_the_sidecar(self):
+        http_port, auto_port = free_port(), free_port()
+        log_path = os.path.join(self.tmp, "access.log")
+        auto_log_path = os.path.join(self.tmp, "auto.log")  # the listener's own access log
+        sidecar = self.start(config_yaml(
+            http_listener("outbound", http_port) +
+            http_listener("auto", auto_port, protocol="PROTOCOL_AUTO") +
+            f"    access_log: {{path: {auto_log_path}}}\n",
+            static_cluster("app", self.app.port), app_routes()), f"--access-log={log_path}")
+        for port in (http_port, auto_port):
+            for flags in ([], ["--http2-prior-knowledge"]):
+                reply = json.loads(curl(*flags, f"http://127.0.0.1:{port}/hello?x=1"))
+                self.assertEqual(reply["path"], "/hello?x=1")
+                self.assertIn("x-request-id", reply["headers"])
+        self.assertEqual(sidecar.stat("meshlet_http_downstream_rq_total"), 4)
+        lines = sidecar.stat_lines("meshlet_downstream_cx_protocol_total")
+        self.assertIn('meshlet_downstream_cx_protocol_total{listener="auto",protocol="http2"}: 1',
+                      lines)
+        self.assertIn('meshlet_downstream_cx_protocol_total{listener="outbound",protocol="http1"}: 1',
+                      lines)
+        for path in (log_path, auto_log_path):
+            with open(path) as f:
+                entries = [json.loads(l) for l in f]
+            self.assertEqual(len(entries), 2, path)
+            self.assertEqual({e["protocol"] for e in entries}, {"HTTP/1.1", "HTTP/2"})
+            self.assertTrue(all(e["response_code"] == 200 for e in entries))
+        # /clusters sees the requests the router made.
+        clusters = json.loads(sidecar.get("/clusters")[1])
+        self.assertEqual(clusters["clusters"][0]["hosts"][0]["rq_total"], 4)
+
+    def test_reload_changes_routes_for_new_requests_on_open_connections(self):
+        port = free_port()
+        other = HttpUpstream("other")
+        try:
+            clusters = (static_cluster("app", self.app.port) +
+                        static_cluster("other", other.port))
+            sidecar = self.start(config_yaml(http_listener("outbound", port), clusters,
+                                             app_routes("app")))
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/one")
+            self.assertEqual(json.loads(conn.getresponse().read())["upstream"], "app")
+            with open(sidecar.config, "w") as f:
+                f.write(config_yaml(http_listener("outbound", port), clusters,
+                                    app_routes("other")))
+            sidecar.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(
+                lambda: sidecar.stat("meshlet_worker_config_updates_total") == 4))
+            conn.request("GET", "/two")  # same keep-alive connection, new configuration
+            self.assertEqual(json.loads(conn.getresponse().read())["upstream"], "other")
+            conn.close()
+        finally:
+            other.close()
+
+    def test_drain_closes_http_connections_after_their_response(self):
+        inbound = free_port()
+        sidecar = self.start(config_yaml(http_listener("inbound", inbound, direction="INBOUND"),
+                                         static_cluster("app", self.app.port), app_routes()),
+                             drain_time="10s")
+        conn = http.client.HTTPConnection("127.0.0.1", inbound, timeout=10)
+        conn.request("GET", "/before")
+        response = conn.getresponse()
+        response.read()
+        self.assertNotEqual(response.getheader("connection"), "close")
+        # A request in flight when the drain starts completes, with `Connection: close`.
+        conn.request("GET", "/slow")
+        time.sleep(0.1)
+        sidecar.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: sidecar.get("/ready")[0] == 503))
+        response = conn.getresponse()
+        self.assertEqual(json.loads(response.read())["path"], "/slow")
+        self.assertEqual(response.getheader("connection"), "close")
+        conn.close()
+        self.assertEqual(sidecar.wait_exit(5), 0)
+
+
+class DrainTest(SidecarTestCase):
+    def config(self, inbound_port, outbound_port):
+        return config_yaml(
+            tcp_listener("inbound", inbound_port, "echo", direction="INBOUND") +
+            tcp_listener("outbound", outbound_port, "echo", direction="OUTBOUND"),
+            static_cluster("echo", self.echo.port))
+
+    def test_sigterm_drains_then_exits_when_idle(self):
+        inbound, outbound = free_port(), free_port()
+        sidecar = self.start(self.config(inbound, outbound), drain_time="10s")
+        held = socket.create_connection(("127.0.0.1", inbound), timeout=5)
+        held.sendall(b"x")
+        self.assertEqual(held.recv(10), b"x")
+        sidecar.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: sidecar.get("/ready")[0] == 503))
+        # Inbound stops accepting; outbound keeps serving the app; open connections keep working.
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", inbound), timeout=5)
+        self.assertEqual(echo_round_trip(outbound, b"out"), b"out")
+        held.sendall(b"y")
+        self.assertEqual(held.recv(10), b"y")
+        listeners = json.loads(sidecar.get("/listeners")[1])
+        self.assertTrue(listeners["draining"])
+        self.assertEqual({l["name"]: l["accepting"] for l in listeners["listeners"]},
+                         {"inbound": False, "outbound": True})
+        self.assertIsNone(sidecar.proc.poll())
+        started = time.time()
+        held.close()
+        self.assertEqual(sidecar.wait_exit(5), 0)
+        self.assertLess(time.time() - started, 2)
+
+    def test_sigterm_exits_after_drain_time(self):
+        inbound, outbound = free_port(), free_port()
+        sidecar = self.start(self.config(inbound, outbound), drain_time="1s")
+        held = socket.create_connection(("127.0.0.1", inbound), timeout=5)
+        held.sendall(b"x")
+        self.assertEqual(held.recv(10), b"x")
+        started = time.time()
+        sidecar.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(sidecar.wait_exit(10), 0)
+        self.assertGreater(time.time() - started, 0.9)
+        self.assertLess(time.time() - started, 5)
+        held.close()
+
+    def test_post_drain_keeps_running(self):
+        inbound, outbound = free_port(), free_port()
+        sidecar = self.start(self.config(inbound, outbound))
+        self.assertEqual(sidecar.post("/drain")[0], 200)
+        self.assertEqual(sidecar.get("/ready")[0], 503)
+        self.assertEqual(echo_round_trip(outbound, b"out"), b"out")
+        time.sleep(0.3)
+        self.assertIsNone(sidecar.proc.poll())
+
+
+if __name__ == "__main__":
+    SIDECAR = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
