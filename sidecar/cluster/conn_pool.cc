@@ -299,10 +299,16 @@ class ConnPool::Client final : public net::ConnectionCallbacks,
       (void)codec_->OnEndOfStream();
       in_dispatch_ = false;
       if (state_ == State::kClosed) return;
-      // The peer will send nothing more: whatever is in flight can never complete, and an idle
-      // connection must not be handed a request.
+      // The peer will send nothing more, so the connection takes no new request. A stream still
+      // open is one the codec is finishing from input it holds (HTTP/1 completes or resets it
+      // shortly); the connection closes once it is done.
       ++pool_.stats_.cx_remote_close;
       remote_close_counted_ = true;
+      if (!streams_.empty()) {
+        goaway_ = true;
+        pool_.UpdateClientState(*this);
+        return;
+      }
       CloseConnection(net::CloseMode::kNoFlush);
       return;
     }

@@ -576,6 +576,25 @@ class HttpTest(SidecarTestCase):
         super().tearDown()
         self.app.close()
 
+    def test_http10_upstream_that_closes_after_responding(self):
+        # python3 -m http.server answers HTTP/1.0 and closes: the whole body must still arrive.
+        root = os.path.join(self.tmp, "www")
+        os.makedirs(root)
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("hello from an HTTP/1.0 server\n")
+        app_port, http_port = free_port(), free_port()
+        app = subprocess.Popen([sys.executable, "-m", "http.server", str(app_port), "--bind",
+                                "127.0.0.1", "--directory", root],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(app.kill)
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", app_port)) == 0)
+        self.start(config_yaml(http_listener("outbound", http_port),
+                               static_cluster("app", app_port), app_routes()))
+        for flags in ([], ["--http2-prior-knowledge"]):
+            for _ in range(3):
+                self.assertEqual(curl(*flags, f"http://127.0.0.1:{http_port}/index.html"),
+                                 "hello from an HTTP/1.0 server\n")
+
     def test_http1_and_h2c_through_the_sidecar(self):
         http_port, auto_port = free_port(), free_port()
         log_path = os.path.join(self.tmp, "access.log")

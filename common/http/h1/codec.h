@@ -225,6 +225,13 @@ class CodecBase : public ParserVisitor {
     in_end_delivered_ = true;
     StreamDecoder* decoder = decoder_;
     if (out_complete_) {
+      if (!keep_alive_ || goaway_ || tunnel_) {
+        // The connection ends with this message: the owner hears the end before the close, or
+        // the close would reset a stream that actually completed.
+        deliver(*decoder);
+        CompleteStream();
+        return;
+      }
       CompleteStream();
       deliver(*decoder);
       return;

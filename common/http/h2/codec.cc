@@ -165,6 +165,10 @@ class ConnectionImpl {
                  ServerConnectionCallbacks* server_callbacks, const Http2Options& options,
                  event::Loop* loop);
   ~ConnectionImpl();
+  // The peer stopped sending (EOF) or the connection is gone: no frame can complete an open
+  // stream, so each ends now with kConnectionTermination. `can_write` is false once the
+  // connection is closed (nothing may be flushed to it).
+  void EndStreams(absl::string_view details, bool can_write);
   ConnectionImpl(const ConnectionImpl&) = delete;
   ConnectionImpl& operator=(const ConnectionImpl&) = delete;
 
@@ -437,6 +441,17 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
         std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimeout(); });
     keepalive_timer_->EnableRepeating(options_.keepalive_interval);
   }
+}
+
+void ConnectionImpl::EndStreams(absl::string_view details, bool can_write) {
+  if (can_write) {
+    Entry entry(*this);
+    ResetAll(StreamResetReason::kConnectionTermination, details);
+    return;
+  }
+  ++depth_;
+  ResetAll(StreamResetReason::kConnectionTermination, details);
+  if (--depth_ == 0) retired_.clear();
 }
 
 ConnectionImpl::~ConnectionImpl() {
@@ -1140,6 +1155,11 @@ void ServerCodec::OnUnderlyingWriteHighWatermark() { impl_->OnUnderlyingWriteHig
 void ServerCodec::OnUnderlyingWriteLowWatermark() { impl_->OnUnderlyingWriteLowWatermark(); }
 const Http2Counters& ServerCodec::counters() const { return impl_->counters(); }
 bool ServerCodec::WantsClose() const { return impl_->WantsClose(); }
+absl::Status ServerCodec::OnEndOfStream() {
+  impl_->EndStreams("peer closed the connection", /*can_write=*/true);
+  return absl::OkStatus();
+}
+void ServerCodec::OnConnectionClosed() { impl_->EndStreams("connection closed", false); }
 
 ClientCodec::ClientCodec(CodecIo& io, ConnectionCallbacks& callbacks, const Http2Options& options,
                          event::Loop* loop)
@@ -1156,5 +1176,10 @@ StreamEncoder& ClientCodec::NewStream(StreamDecoder& decoder) {
 bool ClientCodec::CanOpenStream() const { return impl_->CanOpenStream(); }
 const Http2Counters& ClientCodec::counters() const { return impl_->counters(); }
 bool ClientCodec::WantsClose() const { return impl_->WantsClose(); }
+absl::Status ClientCodec::OnEndOfStream() {
+  impl_->EndStreams("peer closed the connection", /*can_write=*/true);
+  return absl::OkStatus();
+}
+void ClientCodec::OnConnectionClosed() { impl_->EndStreams("connection closed", false); }
 
 }  // namespace meshlet::http::h2

@@ -116,6 +116,10 @@ class ServerCodec final : public ServerConnection {
   const Http2Counters& counters() const;
   // Neither side will send or accept anything more (GOAWAY done, no streams): close it.
   bool WantsClose() const;
+  // Open streams end with kConnectionTermination: at the peer's EOF, or when the connection is
+  // gone (then nothing more is written).
+  absl::Status OnEndOfStream() override;
+  void OnConnectionClosed() override;
 
  private:
   std::unique_ptr<ConnectionImpl> impl_;
@@ -142,6 +146,10 @@ class ClientCodec final : public ClientConnection {
 
   const Http2Counters& counters() const;
   bool WantsClose() const;
+  // Open streams end with kConnectionTermination: at the peer's EOF, or when the connection is
+  // gone (then nothing more is written).
+  absl::Status OnEndOfStream() override;
+  void OnConnectionClosed() override;
 
  private:
   std::unique_ptr<ConnectionImpl> impl_;
