@@ -294,17 +294,21 @@ class ConnPool::Client final : public net::ConnectionCallbacks,
       }
     }
     if (end_stream) {
-      // First lets HTTP/1 finish a response delimited by the close itself.
-      in_dispatch_ = true;
-      (void)codec_->OnEndOfStream();
-      in_dispatch_ = false;
-      if (state_ == State::kClosed) return;
+      // First lets HTTP/1 finish a response delimited by the close itself. Before the transport
+      // handshake finished nothing was exchanged: OnClose reports that as a connect failure.
+      const bool handshaken = connection_->transport().HandshakeComplete();
+      if (handshaken) {
+        in_dispatch_ = true;
+        (void)codec_->OnEndOfStream();
+        in_dispatch_ = false;
+        if (state_ == State::kClosed) return;
+      }
       // The peer will send nothing more, so the connection takes no new request. A stream still
       // open is one the codec is finishing from input it holds (HTTP/1 completes or resets it
       // shortly); the connection closes once it is done.
       ++pool_.stats_.cx_remote_close;
       remote_close_counted_ = true;
-      if (!streams_.empty()) {
+      if (handshaken && !streams_.empty()) {
         goaway_ = true;
         pool_.UpdateClientState(*this);
         return;

@@ -65,6 +65,14 @@ class FakeClientConnection final : public http::ClientConnection {
   size_t ActiveStreams() const override;
   void OnUnderlyingWriteHighWatermark() override { ++high_watermarks_; }
   void OnUnderlyingWriteLowWatermark() override { ++low_watermarks_; }
+  // Like the real codecs: at the peer's EOF or the connection's end no open stream can finish.
+  absl::Status OnEndOfStream() override {
+    ResetAll(http::StreamResetReason::kConnectionTermination, "peer closed the connection");
+    return absl::OkStatus();
+  }
+  void OnConnectionClosed() override {
+    ResetAll(http::StreamResetReason::kConnectionTermination, "connection closed");
+  }
 
   // http::ClientConnection
   http::StreamEncoder& NewStream(http::StreamDecoder& response_decoder) override;
