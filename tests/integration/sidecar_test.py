@@ -685,9 +685,15 @@ class DrainTest(SidecarTestCase):
         self.assertEqual(held.recv(10), b"x")
         sidecar.proc.send_signal(signal.SIGTERM)
         self.assertTrue(wait_for(lambda: sidecar.get("/ready")[0] == 503))
-        # Inbound stops accepting; outbound keeps serving the app; open connections keep working.
-        with self.assertRaises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", inbound), timeout=5)
+        # Inbound stops accepting (each worker closes its listener when the drain reaches it);
+        # outbound keeps serving the app; open connections keep working.
+        def inbound_refused():
+            try:
+                socket.create_connection(("127.0.0.1", inbound), timeout=5).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+        self.assertTrue(wait_for(inbound_refused))
         self.assertEqual(echo_round_trip(outbound, b"out"), b"out")
         held.sendall(b"y")
         self.assertEqual(held.recv(10), b"y")
