@@ -67,7 +67,7 @@ class TlsSession {
   struct Options {
     // Client: the SNI host name to send. Identity is checked by SPIFFE id, not by this name.
     std::string server_name;
-    // Overrides the context's peer_identity for this session only, e.g. the identities allowed
+    // Overrides the context's peer_identity for this TLS session only, e.g. the identities allowed
     // for one upstream cluster while the client context is shared by all clusters.
     std::optional<SpiffeIdMatcher> peer_identity;
   };
@@ -104,7 +104,7 @@ class TlsSession {
 
   // Ciphertext (handshake messages, records, alerts) waiting to be sent.
   size_t PendingCiphertextSize() const { return output_.size(); }
-  // A view of it, valid until the next call on this session; ConsumeCiphertext(n) once n bytes
+  // A view of it, valid until the next call on the session; ConsumeCiphertext(n) once n bytes
   // have been copied to the wire.
   absl::string_view PendingCiphertext() const { return output_.view(); }
   void ConsumeCiphertext(size_t n) { output_.Consume(n); }
