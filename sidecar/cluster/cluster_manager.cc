@@ -6,6 +6,16 @@
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar {
+namespace {
+
+// The settings the transport factory was made from; certificates inside the named secret are not
+// among them (they rotate through the TLS context provider).
+bool SameTransport(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
+  return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
+         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file;
+}
+
+}  // namespace
 
 std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
     const ClusterConfig& config) {
@@ -81,7 +91,15 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
 void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
   std::vector<std::string> removed;
   for (const auto& [name, entry] : clusters_) {
-    if (snapshot.clusters.find(name) == snapshot.clusters.end()) removed.push_back(name);
+    auto it = snapshot.clusters.find(name);
+    if (it == snapshot.clusters.end()) {
+      removed.push_back(name);
+    } else if (it->second != nullptr && options_.transport_factory &&
+               !SameTransport(entry->config->tls, it->second->tls)) {
+      // Pools keep the transport factory they were made with: a cluster whose TLS settings
+      // changed is replaced (the old one drains) rather than updated in place.
+      removed.push_back(name);
+    }
   }
   for (const std::string& name : removed) {
     auto it = clusters_.find(name);

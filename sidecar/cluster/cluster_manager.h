@@ -6,8 +6,10 @@
 // Update(snapshot) keeps the Cluster object (hosts, pools, outlier state) of every cluster that
 // is still present, passing it the new config (Cluster::Update keeps what did not change), creates
 // new ones, and drains removed ones: their pools stop taking requests and close once their
-// streams end. A removed cluster stays alive for as long as a request in flight holds its
-// ClusterRef, so nothing is pulled out from under a request.
+// streams end. A cluster whose TLS settings (UpstreamTlsConfig) changed is replaced the same way,
+// since its pools keep the transport factory they were made with. A removed cluster stays alive for
+// as long as a request in flight holds its ClusterRef, so nothing is pulled out from under a
+// request.
 //
 // Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when a cluster is
 // first created; the codec factories count every upstream connection they make.

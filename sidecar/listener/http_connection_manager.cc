@@ -4,7 +4,10 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/http/h1/codec.h"
@@ -19,6 +22,7 @@ namespace {
 constexpr absl::string_view kRequestIdHeader = "x-request-id";
 constexpr absl::string_view kForwardedForHeader = "x-forwarded-for";
 constexpr absl::string_view kForwardedProtoHeader = "x-forwarded-proto";
+constexpr absl::string_view kPeerIdentityHeader = "x-meshlet-peer-identity";
 
 // A random (version 4) UUID, formatted into `out` (36 bytes) without allocating.
 void FormatRequestId(Random& random, char out[36]) {
@@ -65,9 +69,16 @@ http::h1::CodecOptions H1Options(const config::HttpOptionsConfig& http, bool tls
   options.scheme = tls ? "https" : "http";
   // The proxy reads the body as soon as it routes, so it can promise it at once.
   options.auto_continue = true;
-  // The router does not tunnel; the codec answers CONNECT with 403.
-  options.allow_connect = false;
+  // Off: the codec answers CONNECT with 403 itself. On: the router tunnels it (router.h).
+  options.allow_connect = http.allow_connect;
   return options;
+}
+
+bool HasConnectionToken(const http::HeaderMap& headers, absl::string_view token) {
+  for (absl::string_view element : absl::StrSplit(headers.GetJoined("connection"), ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(element), token)) return true;
+  }
+  return false;
 }
 
 http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
@@ -112,9 +123,23 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
     if (done_) return;
     Touch();
+    if (headers->Get(":method") == absl::string_view("CONNECT") &&
+        (!hcm_.http_options_.allow_connect || hcm_.h1_codec_ == nullptr)) {
+      // The HTTP/1 codec refuses CONNECT itself unless it is allowed; HTTP/2 CONNECT is never
+      // tunnelled (docs/operations.md).
+      hcm_.stats_.downstream_rq_connect_refused.Inc();
+      router_.Abandon();
+      router::SendLocalReply(
+          *this, /*grpc=*/false,
+          {403, http::grpc::StatusCode::kPermissionDenied, "CONNECT is not allowed"});
+      return;
+    }
     PrepareRequest(*headers);
     router_.DecodeHeaders(std::move(headers), end_stream);
   }
+
+  // The stream carries an open tunnel (Upgrade or CONNECT).
+  bool tunnel() const { return !done_ && router_.tunnel(); }
   void DecodeData(net::Buffer& data, bool end_stream) override {
     if (done_) {
       data.Drain(data.length());
@@ -148,6 +173,10 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     if (done_) return;
     Touch();
     if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
+    if (info_.tunnel != router::TunnelKind::kNone && !tunnel_active_.has_value()) {
+      hcm_.stats_.downstream_tunnels[info_.tunnel == router::TunnelKind::kUpgrade ? 0 : 1].Inc();
+      tunnel_active_.emplace(hcm_.stats_.downstream_tunnels_active);
+    }
     if (end_stream) {
       Complete([&] { encoder_->EncodeHeaders(headers, true); });
       return;
@@ -194,7 +223,16 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
 
   void PrepareRequest(http::HeaderMap& headers) {
     const config::HttpOptionsConfig& options = hcm_.http_options_;
+    // An HTTP/1.1 Upgrade request (WebSocket) keeps its Upgrade for the upstream, whose HTTP/1
+    // codec writes `Connection: upgrade` again; every other hop-by-hop header goes.
+    std::string upgrade;
+    if (hcm_.h1_codec_ != nullptr && info_.protocol == http::Protocol::kHttp11 &&
+        headers.Has("upgrade") && HasConnectionToken(headers, "upgrade") &&
+        headers.Get(":method") != absl::string_view("CONNECT")) {
+      upgrade = headers.GetJoined("upgrade");
+    }
     headers.RemoveHopByHopHeaders();
+    if (!upgrade.empty()) headers.Add("upgrade", upgrade);
     if (options.generate_request_id && !headers.Has(kRequestIdHeader)) {
       char id[36];
       FormatRequestId(hcm_.context_.random, id);
@@ -211,6 +249,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       headers.Set(kForwardedProtoHeader, tls ? "https" : "http");
     } else if (!headers.Has(kForwardedProtoHeader)) {
       headers.Add(kForwardedProtoHeader, tls ? "https" : "http");
+    }
+    // Only the proxy vouches for a peer's identity.
+    headers.Remove(kPeerIdentityHeader);
+    if (!hcm_.options_.peer_identity.empty()) {
+      headers.Add(kPeerIdentityHeader, hcm_.options_.peer_identity);
     }
     if (hcm_.context_.access_log != nullptr) {
       // The router rewrites the path; the log shows what the client asked for.
@@ -269,6 +312,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     encoder_ = nullptr;
     idle_timer_.Disable();
     router_.Abandon();
+    tunnel_active_.reset();
     const uint64_t duration_us =
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                   hcm_.context_.clock.Now() - info_.start)
@@ -309,6 +353,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     AppendJsonString(&line, request_id_);
     line.append(",\"downstream_remote_address\":");
     AppendJsonString(&line, hcm_.connection_->remote_address().ToString());
+    line.append(",\"downstream_peer_identity\":");
+    AppendJsonString(&line, hcm_.options_.peer_identity);
     line.append("}");
     hcm_.context_.access_log->Write(line);
   }
@@ -317,6 +363,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   http::StreamEncoder* encoder_;  // null once done
   router::StreamInfo info_;
   std::optional<GaugeGuard> active_;
+  std::optional<GaugeGuard> tunnel_active_;  // while a tunnel is open
   // Before router_: the router reads it when constructed.
   router::Router router_;
   event::Timer idle_timer_;
@@ -406,10 +453,11 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
   }
   if (data.length() > 0) {
     absl::Status status = codec_->Dispatch(data);
+    // Counted before the closed_ check: the codec may already have closed the connection itself.
+    if (!status.ok()) CountDispatchError(status);
     if (closed_) return;
     if (!status.ok()) {
-      // The codec queued its error reply (400/431, GOAWAY) and reset the streams.
-      stats_.downstream_cx_protocol_error.Inc();
+      // The codec queued its error reply (400/431, 403, GOAWAY) and reset the streams.
       LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
                  << " protocol error: " << status.message();
       CloseConnection(net::CloseMode::kFlush);
@@ -419,6 +467,11 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
   if (end_stream) {
     (void)codec_->OnEndOfStream();
     if (closed_) return;
+    // A tunnel's client finished sending: the tunnel decides when the connection ends (a CONNECT
+    // upstream may still answer); the stream's end then closes it (OnStreamDone).
+    for (const auto& stream : streams_) {
+      if (stream->tunnel()) return;
+    }
     // A client that stops sending has gone away as far as a proxy can tell (HTTP/1 clients do
     // not half-close to wait for a response; HTTP/2 has no half-closed connection): requests in
     // flight end as downstream-closed and their upstream streams are released now, rather than
@@ -428,6 +481,14 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
   }
   MaybeArmRequestHeadersTimer();
   if (streams_.empty()) CheckIdle();
+}
+
+void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
+  if (absl::IsPermissionDenied(status)) {
+    stats_.downstream_rq_connect_refused.Inc();  // the HTTP/1 codec answered CONNECT with 403
+    return;
+  }
+  stats_.downstream_cx_protocol_error.Inc();
 }
 
 void HttpConnectionManager::MaybeArmRequestHeadersTimer() {

@@ -12,9 +12,13 @@
 //   - counts HttpStats and writes one access-log JSON line when WorkerContext::access_log is set.
 // Per connection it enforces the request-header read timeout (HTTP/1: a partial request head
 // older than request_headers_timeout gets 408 and the connection closes) and the idle timeout (no
-// stream for idle_timeout: HTTP/2 GOAWAY, then close). CONNECT is refused (403 by the codec).
+// stream for idle_timeout: HTTP/2 GOAWAY, then close).
+// Tunnels: an HTTP/1.1 Upgrade request keeps its `upgrade` header for the router, which opens a
+// byte tunnel on the upstream's 101. CONNECT is refused with 403 (counted) unless the listener's
+// HttpOptionsConfig::allow_connect is set, and always over HTTP/2; allowed, the router tunnels it.
 // The client closing its sending side (EOF) counts as the client going away: the connection
-// closes and requests in flight end with the DC flag.
+// closes and requests in flight end with the DC flag — except an open tunnel, which ends when the
+// router ends it.
 //
 // Draining: Drain(), or a stream starting while WorkerContext::draining is set, makes the codec
 // stop taking new streams (HTTP/2 GOAWAY, HTTP/1 `Connection: close` on the next response); the
@@ -65,6 +69,10 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
     http::Protocol protocol = http::Protocol::kHttp11;
     // The connection is TLS: requests get :scheme and x-forwarded-proto "https".
     bool tls = false;
+    // The client's SPIFFE id from its verified certificate (mTLS); empty when it presented none.
+    // Logged as downstream_peer_identity and forwarded as x-meshlet-peer-identity, which is
+    // removed from every request first so a client cannot claim an identity.
+    std::string peer_identity;
   };
 
   // `context` and `stats` must outlive the HCM. `listener` is copied (route configuration name
@@ -107,6 +115,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // The route table for a new request (cached per snapshot, so a request costs no map lookup).
   std::shared_ptr<const router::RouteTable> CurrentRouteTable();
   void OnStreamDone(ActiveStream& stream);
+  // A Dispatch() error: a refused CONNECT (PermissionDenied) or a protocol error.
+  void CountDispatchError(const absl::Status& status);
   // After a stream ends or input stopped: close when draining, else start the idle timer.
   void CheckIdle();
   void OnIdleTimeout();

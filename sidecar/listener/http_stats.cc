@@ -90,6 +90,18 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   ASSIGN_OR_RETURN(s.downstream_cx_drain_close,
                    shard.RegisterCounter("meshlet_http_downstream_cx_drain_close_total",
                                          "Downstream connections closed because of a drain."));
+  ASSIGN_OR_RETURN(s.downstream_rq_connect_refused,
+                   shard.RegisterCounter("meshlet_http_downstream_rq_connect_refused_total",
+                                         "CONNECT requests refused with 403."));
+  static constexpr absl::string_view kTunnelKinds[] = {"upgrade", "connect"};
+  for (size_t i = 0; i < s.downstream_tunnels.size(); ++i) {
+    ASSIGN_OR_RETURN(s.downstream_tunnels[i],
+                     shard.RegisterCounter("meshlet_http_downstream_tunnels_total",
+                                           "Tunnels opened: Upgrade after a 101, or CONNECT.",
+                                           {{"kind", std::string(kTunnelKinds[i])}}));
+  }
+  ASSIGN_OR_RETURN(s.downstream_tunnels_active,
+                   shard.RegisterGauge("meshlet_http_downstream_tunnels_active", "Tunnels open."));
   return s;
 }
 

@@ -45,6 +45,11 @@ struct HttpStats {
   Counter downstream_rq_header_timeout;  // meshlet_http_downstream_rq_header_timeout_total
   Counter downstream_cx_idle_timeout;    // meshlet_http_downstream_cx_idle_timeout_total
   Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total
+  // meshlet_http_downstream_rq_connect_refused_total: CONNECT requests answered 403.
+  Counter downstream_rq_connect_refused;
+  // meshlet_http_downstream_tunnels_total{kind}: tunnels opened, "upgrade" (101) or "connect".
+  std::array<Counter, 2> downstream_tunnels;
+  Gauge downstream_tunnels_active;  // meshlet_http_downstream_tunnels_active
 
   // Counts one finished request: status class, flags, bytes and duration.
   void RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const;

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/net/connection.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
 
@@ -34,6 +35,10 @@ constexpr LocalReply kOverflow{503, StatusCode::kUnavailable, "upstream overload
 constexpr LocalReply kResetBeforeResponse{502, StatusCode::kUnavailable,
                                           "upstream reset before response"};
 constexpr LocalReply kTimeout{504, StatusCode::kDeadlineExceeded, "upstream request timeout"};
+constexpr LocalReply kConnectNotRoutable{404, StatusCode::kUnimplemented,
+                                         "no cluster route for CONNECT"};
+constexpr LocalReply kConnectToTlsCluster{503, StatusCode::kUnavailable,
+                                          "CONNECT to a TLS cluster is not supported"};
 
 }  // namespace
 
@@ -136,6 +141,23 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     encoder_->GetStream().ReadDisable(disable);
   }
 
+  // The tunnel is over: ends our direction if it has not ended (the HTTP/1 codec then completes
+  // the stream and closes its connection after flushing, with no callback) and lets the stream go.
+  void EndTunnel() {
+    if (encoder_ == nullptr) return;
+    // Detached first: ending the stream closes its connection, which must not report back.
+    http::StreamEncoder* encoder = encoder_;
+    encoder_ = nullptr;
+    encoder->GetStream().RemoveCallbacks(*this);
+    host_ = nullptr;
+    active_.reset();
+    if (!request_complete_) {
+      request_complete_ = true;
+      net::Buffer empty;
+      encoder->EncodeData(empty, /*end_stream=*/true);
+    }
+  }
+
   // ConnPoolCallbacks
   void OnPoolReady(http::StreamEncoder& encoder, Host& host) override {
     answered_ = true;
@@ -233,6 +255,118 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
   bool result_recorded_ = false;
 };
 
+// CONNECT's upstream: one TCP connection to one host of the route's cluster, owned by the router
+// (no pool: a tunnel is never reused). Bytes go straight between it and the downstream stream.
+class Router::TcpUpstream final : public net::ConnectionCallbacks {
+ public:
+  TcpUpstream(Router& router, Cluster& cluster, Host& host, bool probe)
+      : router_(router),
+        cluster_(cluster),
+        host_(&host),
+        host_id_(host.id()),
+        probe_(probe),
+        active_(router.stats_->rq_active),
+        host_request_(host) {}
+
+  ~TcpUpstream() override { Reset(); }
+
+  void Start() {
+    start_ = router_.context_.clock.Now();
+    ++host_->stats().rq_total;
+    connection_ = net::Connection::Connect(router_.context_.loop, host_->address(),
+                                           cluster_.config().connect_timeout);
+    connection_->SetCallbacks(this);
+  }
+
+  bool connected() const { return connected_; }
+
+  // Bytes for the upstream; `end_stream` half-closes towards it (the answer may still come).
+  void Write(net::Buffer& data, bool end_stream) {
+    if (connection_ == nullptr) {
+      data.Drain(data.length());
+      return;
+    }
+    if (data.length() > 0) connection_->Write(data);
+    if (end_stream) connection_->ShutdownWrite();
+  }
+
+  void ReadDisable(bool disable) {
+    if (connection_ == nullptr) return;
+    if (disable) {
+      connection_->ReadDisable();
+    } else {
+      connection_->ReadEnable();
+    }
+  }
+
+  // Lets the connection go (flushing what was written, as far as this loop turn allows); no
+  // callback follows.
+  void Reset() {
+    ReportOnce(resilience::HostResult::kGatewayError, /*report=*/false);
+    if (connection_ == nullptr) return;
+    connection_->SetCallbacks(nullptr);
+    connection_->Close(net::CloseMode::kFlush);
+    router_.context_.loop.DeferDelete(std::move(connection_));
+    host_request_.Release();
+    active_.reset();
+  }
+
+  // net::ConnectionCallbacks
+  void OnConnected() override {
+    connected_ = true;
+    ReportOnce(resilience::HostResult::kSuccess, /*report=*/true);
+    router_.OnTcpUpstreamConnected();
+  }
+  void OnData(net::Buffer& data, bool end_stream) override {
+    router_.OnUpstreamData(data, end_stream);
+  }
+  void OnWriteHighWatermark() override { router_.OnUpstreamAboveWriteBufferHighWatermark(); }
+  void OnWriteLowWatermark() override { router_.OnUpstreamBelowWriteBufferLowWatermark(); }
+  void OnClose(net::CloseReason reason, const absl::Status& detail) override {
+    LOG(DEBUG) << "CONNECT upstream " << router_.info_.upstream_host->ToString()
+               << " closed: " << net::CloseReasonName(reason) << " " << detail;
+    connection_->SetCallbacks(nullptr);
+    router_.context_.loop.DeferDelete(std::move(connection_));
+    host_request_.Release();
+    active_.reset();
+    if (!connected_) {
+      ++host_->stats().cx_connect_fail;
+      ReportOnce(resilience::HostResult::kGatewayError, /*report=*/true);
+      router_.OnTcpUpstreamConnectFailed();
+      return;
+    }
+    if (reason == net::CloseReason::kEndOfStream) return;  // both directions ended normally
+    router_.OnUpstreamReset(http::StreamResetReason::kConnectionTermination);
+  }
+
+ private:
+  // The connect outcome goes to outlier detection once; `report` false only settles a probe.
+  void ReportOnce(resilience::HostResult result, bool report) {
+    if (reported_) return;
+    reported_ = true;
+    // A host the cluster dropped meanwhile no longer feeds its outlier detector.
+    Host* host = cluster_.host_set().FindById(host_id_);
+    if (host == nullptr) return;
+    if (report) {
+      cluster_.RecordResult(*host, result, probe_, router_.context_.clock.Now() - start_);
+    } else if (probe_) {
+      cluster_.CancelProbe(*host);
+    }
+  }
+
+  Router& router_;
+  Cluster& cluster_;
+  Host* host_;
+  const uint64_t host_id_;
+  const bool probe_;
+  std::optional<GaugeGuard> active_;
+  Host::RequestGuard host_request_;
+  std::unique_ptr<net::Connection> connection_;
+  MonotonicTime start_{};
+  bool connected_ = false;
+  bool reported_ = false;
+};
+
 Router::Router(WorkerContext& context, std::shared_ptr<const RouteTable> route_table,
                RouterCallbacks& callbacks)
     : context_(context),
@@ -245,17 +379,33 @@ Router::Router(WorkerContext& context, std::shared_ptr<const RouteTable> route_t
 Router::~Router() {
   // The attempt goes before the cluster reference that keeps its cluster alive.
   upstream_.reset();
+  tcp_upstream_.reset();
 }
 
 void Router::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   request_headers_ = std::move(headers);
   downstream_end_ = end_stream;
   grpc_ = http::grpc::IsGrpcRequest(*request_headers_);
+  connect_request_ = request_headers_->Get(":method") == absl::string_view("CONNECT");
+  upgrade_request_ = !connect_request_ && request_headers_->Has("upgrade");
   RouteRequest();
 }
 
 void Router::RouteRequest() {
-  route_ = route_table_ != nullptr ? route_table_->Match(*request_headers_) : nullptr;
+  if (connect_request_) {
+    // CONNECT has no path: it is routed by :authority, as if its path were "/".
+    request_headers_->Set(":path", "/");
+    route_ = route_table_ != nullptr ? route_table_->Match(*request_headers_) : nullptr;
+    request_headers_->Remove(":path");
+    if (route_ != nullptr && route_->route_action() == nullptr) {
+      info_.route_name = route_->name;
+      route_ = nullptr;
+      Fail(ResponseFlag::kNoRoute, kConnectNotRoutable);
+      return;
+    }
+  } else {
+    route_ = route_table_ != nullptr ? route_table_->Match(*request_headers_) : nullptr;
+  }
   if (route_ == nullptr) {
     Fail(ResponseFlag::kNoRoute, kNoRoute);
     return;
@@ -355,9 +505,68 @@ void Router::StartAttempt() {
     return;
   }
   info_.upstream_host = selection.host->address();
+  if (connect_request_) {
+    StartConnectAttempt(selection);
+    return;
+  }
+  if (upgrade_request_ && cluster.UpstreamProtocol(info_.protocol) == http::Protocol::kHttp2) {
+    // HTTP/2 has no Upgrade (RFC 8441's extended CONNECT is not supported): the request goes as
+    // an ordinary one and the upstream answers it as such.
+    request_headers_->Remove("upgrade");
+    upgrade_request_ = false;
+  }
   ConnPool& pool = cluster.PoolFor(*selection.host, info_.protocol);
   upstream_ = std::make_unique<UpstreamRequest>(*this, cluster, *selection.host, selection.probe);
   upstream_->Start(pool);
+}
+
+void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {
+  Cluster& cluster = *cluster_.cluster;
+  if (cluster.config().tls.enabled) {
+    // Plaintext to a TLS upstream would leak what the configuration meant to protect.
+    if (selection.probe) cluster.CancelProbe(*selection.host);
+    stats_->rq_connect_fail.Inc();
+    Fail(ResponseFlag::kUpstreamConnectFailure, kConnectToTlsCluster);
+    return;
+  }
+  tcp_upstream_ = std::make_unique<TcpUpstream>(*this, cluster, *selection.host, selection.probe);
+  tcp_upstream_->Start();
+}
+
+void Router::OnTcpUpstreamConnected() {
+  if (done_) return;
+  timeout_timer_.Disable();
+  tunnel_ = true;
+  response_started_ = true;
+  stats_->RecordStatus(200);
+  info_.response_code = 200;
+  info_.tunnel = TunnelKind::kConnect;
+  http::HeaderMap headers;
+  headers.Add(":status", "200");
+  callbacks_.EncodeHeaders(headers, /*end_stream=*/false);
+  if (done_) return;
+  // Bytes that came with the request (an HTTP/1 client waits for the 200; be lenient).
+  if (!pending_body_.empty() || downstream_end_) {
+    const bool end = downstream_end_;
+    tcp_upstream_->Write(pending_body_, end);
+    if (pending_body_over_limit_) {
+      pending_body_over_limit_ = false;
+      DisableDownstreamReads(false);
+    }
+  }
+}
+
+void Router::OnTcpUpstreamConnectFailed() {
+  if (done_) return;
+  stats_->rq_connect_fail.Inc();
+  Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
+}
+
+void Router::EndTunnel(net::Buffer& last_data) {
+  if (upstream_ != nullptr) upstream_->EndTunnel();
+  if (done_) return;
+  Finish();
+  callbacks_.EncodeData(last_data, /*end_stream=*/true);
 }
 
 void Router::OnUpstreamReady() {
@@ -385,8 +594,18 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
     return;
   }
   downstream_end_ = end_stream;
+  if (tcp_upstream_ != nullptr && tcp_upstream_->connected()) {
+    // CONNECT: a real half-close towards the upstream; the tunnel ends with the upstream's end.
+    tcp_upstream_->Write(data, end_stream);
+    return;
+  }
   if (upstream_ != nullptr && upstream_->ready()) {
     upstream_->EncodeData(data, end_stream);
+    if (tunnel_ && end_stream && !done_) {
+      // The HTTP/1 upstream connection closes with our end: nothing more will come back.
+      net::Buffer empty;
+      EndTunnel(empty);
+    }
     return;
   }
   pending_body_.Move(data);
@@ -399,6 +618,11 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
 void Router::DecodeTrailers(http::HeaderMapPtr trailers) {
   if (done_) return;
   downstream_end_ = true;
+  if (tcp_upstream_ != nullptr) {
+    net::Buffer empty;
+    tcp_upstream_->Write(empty, /*end_stream=*/true);
+    return;
+  }
   if (upstream_ != nullptr && upstream_->ready()) {
     upstream_->EncodeTrailers(*trailers);
     return;
@@ -423,7 +647,19 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream) {
   const int status = StatusOf(*headers);
   stats_->RecordStatus(status);
   info_.response_code = status;
-  headers->RemoveHopByHopHeaders();
+  if (upgrade_request_ && status == 101 && !end_stream) {
+    // The upstream switched protocols: bytes from now on, in both directions. The downstream
+    // codec writes `Connection: upgrade` itself; the protocol name must survive.
+    tunnel_ = true;
+    info_.tunnel = TunnelKind::kUpgrade;
+    timeout_timer_.Disable();
+    std::optional<absl::string_view> upgrade = headers->Get("upgrade");
+    std::string protocol(upgrade.value_or(""));
+    headers->RemoveHopByHopHeaders();
+    if (!protocol.empty()) headers->Add("upgrade", protocol);
+  } else {
+    headers->RemoveHopByHopHeaders();
+  }
   ApplyResponseHeaderMutations(*route_, *headers);
   if (end_stream) {
     // Settle first: encoding the end may complete (and start tearing down) the stream.
@@ -437,6 +673,11 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream) {
 void Router::OnUpstreamData(net::Buffer& data, bool end_stream) {
   if (done_) {
     data.Drain(data.length());
+    return;
+  }
+  if (tunnel_ && end_stream) {
+    // The upstream finished sending: the tunnel ends once its last bytes are out downstream.
+    EndTunnel(data);
     return;
   }
   if (end_stream) OnResponseComplete();
@@ -494,6 +735,7 @@ void Router::Finish() {
   done_ = true;
   timeout_timer_.Disable();
   if (upstream_ != nullptr) upstream_->Reset();
+  if (tcp_upstream_ != nullptr) tcp_upstream_->Reset();
   pending_body_.Clear();
   if (downstream_reads_disabled_ > 0) {
     // What this router paused it resumes, so a keep-alive connection reads the next request.
@@ -531,12 +773,14 @@ void Router::OnDownstreamAboveWriteBufferHighWatermark() {
   if (downstream_above_high_watermark_) return;
   downstream_above_high_watermark_ = true;
   if (!done_ && upstream_ != nullptr) upstream_->ReadDisable(true);
+  if (!done_ && tcp_upstream_ != nullptr) tcp_upstream_->ReadDisable(true);
 }
 
 void Router::OnDownstreamBelowWriteBufferLowWatermark() {
   if (!downstream_above_high_watermark_) return;
   downstream_above_high_watermark_ = false;
   if (!done_ && upstream_ != nullptr) upstream_->ReadDisable(false);
+  if (!done_ && tcp_upstream_ != nullptr) tcp_upstream_->ReadDisable(false);
 }
 
 }  // namespace meshlet::sidecar::router

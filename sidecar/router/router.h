@@ -26,6 +26,16 @@
 // grpc-message. After the response started, failures reset the downstream stream instead.
 // Results go to the cluster (RecordResult) for outlier detection.
 //
+// Tunnels (docs/operations.md): an HTTP/1.1 Upgrade request (the connection manager keeps its
+// `upgrade` header only for those) goes to the upstream with its Upgrade; a 101 turns the stream
+// into a byte tunnel both ways, anything else is an ordinary response. A CONNECT request (the
+// connection manager passes only the ones its listener allows) is routed by :authority as if its
+// path were "/", to a route with a cluster; the router opens a TCP connection to a host of that
+// cluster (no pool, no HTTP) and answers 200 once it is up, then relays bytes. The route timeout
+// covers a tunnel until it opens and is then disarmed (the stream idle timeout still applies).
+// HTTP/1 has no half-close towards the client, so the first side to finish sending ends the
+// tunnel: the other side gets what was already sent, then its connection closes.
+//
 // Attempts: each try at an upstream host is an UpstreamRequest (router.cc). This version makes
 // one attempt; retries add a second UpstreamRequest after the first failed, which is why the
 // request headers stay with the router and attempts never own request state.
@@ -109,13 +119,17 @@ class Router {
   void Abandon();
 
   bool response_started() const { return response_started_; }
+  // The stream carries raw bytes (after a 101 or CONNECT's 200).
+  bool tunnel() const { return tunnel_; }
   bool grpc() const { return grpc_; }
   // The request headers as sent upstream (after mutations); null before DecodeHeaders.
   const http::HeaderMap* request_headers() const { return request_headers_.get(); }
 
  private:
   class UpstreamRequest;
+  class TcpUpstream;
   friend class UpstreamRequest;
+  friend class TcpUpstream;
 
   void RouteRequest();
   void SendDirectResponse(const RouteEntry& route);
@@ -131,6 +145,12 @@ class Router {
   void OnUpstreamReset(http::StreamResetReason reason);
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
+  // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
+  void StartConnectAttempt(const Cluster::HostSelection& selection);
+  void OnTcpUpstreamConnected();
+  void OnTcpUpstreamConnectFailed();
+  // Either side finished sending in a tunnel: ends the upstream side and the response.
+  void EndTunnel(net::Buffer& last_data);
   void OnTimeout();
   void OnResponseComplete();
   // Ends the request with a local reply (or a downstream reset if the response started).
@@ -149,11 +169,15 @@ class Router {
   net::Buffer pending_body_;             // request body the upstream stream has not taken yet
   bool downstream_end_ = false;          // the whole request arrived
   bool grpc_ = false;
+  bool upgrade_request_ = false;  // HTTP/1.1 Upgrade (the request kept its `upgrade` header)
+  bool connect_request_ = false;
+  bool tunnel_ = false;
 
   const RouteEntry* route_ = nullptr;
   ClusterRef cluster_;
   const UpstreamStats* stats_ = nullptr;
   std::unique_ptr<UpstreamRequest> upstream_;
+  std::unique_ptr<TcpUpstream> tcp_upstream_;  // CONNECT only
   event::Timer timeout_timer_;
 
   bool response_started_ = false;

@@ -42,6 +42,13 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag);
 // Appends the set flags comma-separated ("UF,UR"), or "-" when none.
 void AppendResponseFlags(std::string* out, uint32_t flags);
 
+// A stream that became a byte tunnel.
+enum class TunnelKind : uint8_t {
+  kNone,
+  kUpgrade,  // HTTP/1.1 Upgrade (WebSocket) after the upstream's 101
+  kConnect,  // CONNECT after the proxy's 200
+};
+
 struct StreamInfo {
   MonotonicTime start;
   absl::Time start_wall;
@@ -53,6 +60,9 @@ struct StreamInfo {
   std::optional<net::Address> upstream_host;
   absl::string_view cluster_name;
   absl::string_view route_name;
+  // Set by the router right before the response headers that open the tunnel are encoded; the
+  // bytes that follow count as body bytes.
+  TunnelKind tunnel = TunnelKind::kNone;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   bool HasFlag(ResponseFlag flag) const {

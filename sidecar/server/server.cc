@@ -81,19 +81,26 @@ Server::~Server() {
   loop_.RunUntilIdle();
 }
 
-absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot() {
+absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot(
+    TlsContexts::Prepared& tls) {
   absl::StatusOr<config::BootstrapConfig> bootstrap =
       config::LoadBootstrapFile(options_.config_path);
   if (!bootstrap.ok()) return bootstrap.status();
   absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot =
       config::BuildSnapshot(bootstrap->resources);
   if (!snapshot.ok()) return Annotate(snapshot.status(), options_.config_path);
+  // Certificates and keys that do not load refuse the configuration like any other error.
+  absl::StatusOr<TlsContexts::Prepared> prepared = tls_contexts_.Prepare(**snapshot);
+  if (!prepared.ok()) return Annotate(prepared.status(), options_.config_path);
+  tls = *std::move(prepared);
   return snapshot;
 }
 
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
-  ASSIGN_OR_RETURN(snapshot_, LoadSnapshot());
+  TlsContexts::Prepared tls;
+  ASSIGN_OR_RETURN(snapshot_, LoadSnapshot(tls));
+  tls_contexts_.Commit(std::move(tls));
   if (!options_.access_log_path.empty()) {
     ASSIGN_OR_RETURN(global_access_log_, access_logs_.Get(options_.access_log_path));
   }
@@ -111,7 +118,8 @@ absl::Status Server::Init() {
                                                            .access_logs = access_logs_,
                                                            .global_access_log = global_access_log_,
                                                            .connection_counts = connection_counts_,
-                                                           .cluster_limits = cluster_limits_});
+                                                           .cluster_limits = cluster_limits_,
+                                                           .tls_contexts = &tls_contexts_});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -143,7 +151,8 @@ int Server::Run() {
 }
 
 absl::Status Server::Reload() {
-  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot = LoadSnapshot();
+  TlsContexts::Prepared tls;
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot = LoadSnapshot(tls);
   if (!snapshot.ok()) {
     reload_failure_.Inc();
     LOG(ERROR) << "configuration reload refused, keeping " << snapshot_->version << ": "
@@ -151,6 +160,8 @@ absl::Status Server::Reload() {
     return snapshot.status();
   }
   snapshot_ = *std::move(snapshot);
+  // New TLS contexts first: connections accepted from now on use them; open ones keep theirs.
+  tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;

@@ -29,6 +29,7 @@
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/admin.h"
 #include "sidecar/server/options.h"
+#include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
 
 namespace meshlet::sidecar {
@@ -72,7 +73,8 @@ class Server final : public AdminBackend {
   void Quit() override;
 
  private:
-  absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot();
+  // Loads the bootstrap file and builds the snapshot and its TLS contexts (not yet published).
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot(TlsContexts::Prepared& tls);
   void OnSignal(int signum);
   void CheckDrained();
 
@@ -83,6 +85,7 @@ class Server final : public AdminBackend {
   std::shared_ptr<AccessLogFile> global_access_log_;
   ListenerConnectionCounts connection_counts_;
   SharedClusterLimits cluster_limits_;
+  TlsContexts tls_contexts_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminHandler> admin_handler_;

@@ -48,7 +48,7 @@ TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listen
 TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock,
                    TcpProxyStats stats, AccessLogSink* access_log, std::string listener_name,
                    std::string cluster_name, std::unique_ptr<net::Connection> downstream,
-                   DoneCallback on_done)
+                   DoneCallback on_done, UpstreamTransport upstream_transport)
     : loop_(loop),
       clusters_(clusters),
       clock_(clock),
@@ -57,6 +57,7 @@ TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clo
       listener_name_(std::move(listener_name)),
       cluster_name_(std::move(cluster_name)),
       on_done_(std::move(on_done)),
+      upstream_transport_(std::move(upstream_transport)),
       downstream_(std::move(downstream)) {
   downstream_->SetCallbacks(&downstream_callbacks_);
 }
@@ -98,9 +99,12 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
     downstream_->Close(net::CloseMode::kNoFlush);
     return;
   }
-  if (cluster->config().tls.enabled) {
-    // Originating TLS is not wired into the TCP proxy yet; plaintext to a TLS upstream would
-    // leak what the configuration meant to protect.
+  net::TransportFactory transport;
+  if (cluster->config().tls.enabled && upstream_transport_) {
+    transport = upstream_transport_(cluster->config());
+  }
+  if (cluster->config().tls.enabled && transport == nullptr) {
+    // Plaintext to a TLS upstream would leak what the configuration meant to protect.
     stats_.connect_failures.Inc();
     failure_ = "upstream_tls_unavailable";
     LOG_EVERY_N_SEC(WARN, 60) << "listener " << listener_name_ << ": cluster " << cluster_name_
@@ -111,7 +115,8 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   host_request_ = Host::RequestGuard(*host_);
   ++host_->stats().rq_total;
   upstream_closed_ = false;
-  upstream_ = net::Connection::Connect(loop_, host_->address(), cluster->config().connect_timeout);
+  upstream_ = net::Connection::Connect(loop_, host_->address(), cluster->config().connect_timeout,
+                                       transport);
   upstream_->SetCallbacks(&upstream_callbacks_);
   if (!initial_bytes.empty()) {
     received_bytes_ += initial_bytes.length();
@@ -138,11 +143,18 @@ void TcpProxy::Side::OnClose(net::CloseReason reason, const absl::Status& detail
 }
 
 void TcpProxy::OnUpstreamConnected() {
+  tcp_connected_ = true;
+  // With TLS the handshake is still to come: success is reported once it completed.
+  if (!upstream_->transport().HandshakeComplete()) return;
   connected_ = true;
   ReportConnectResult(true);
 }
 
 void TcpProxy::OnSideData(bool upstream, net::Buffer& data, bool end_stream) {
+  if (upstream && !connected_ && tcp_connected_ && upstream_->transport().HandshakeComplete()) {
+    connected_ = true;
+    ReportConnectResult(true);
+  }
   const size_t n = data.length();
   if (upstream) {
     sent_bytes_ += n;
@@ -166,8 +178,12 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
   } else {
     downstream_closed_ = true;
   }
+  if (upstream && !connected_ && tcp_connected_ && upstream_->transport().HandshakeComplete()) {
+    connected_ = true;  // a TLS upstream that closed right after its handshake
+    ReportConnectResult(true);
+  }
   if (upstream && !connected_ && !downstream_closed_) {
-    // The connect failed or timed out: nothing reached the upstream, give up on downstream.
+    // The connect (or TLS handshake) failed or timed out: give up on downstream.
     stats_.connect_failures.Inc();
     failure_ = absl::StrCat("upstream_", net::CloseReasonName(reason));
     LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": connect to "

@@ -9,8 +9,11 @@
 #include "common/base/status.h"
 #include "common/event/timer.h"
 #include "common/net/listener.h"
+#include "common/net/plaintext_transport.h"
+#include "common/tls/tls_transport.h"
 #include "sidecar/listener/http_connection_manager.h"
 #include "sidecar/listener/protocol_detector.h"
+#include "sidecar/server/downstream_tls.h"
 #include "sidecar/server/tcp_proxy.h"
 
 namespace meshlet::sidecar {
@@ -40,8 +43,8 @@ Counter ProtocolCounter(StatsShard& shard, const std::string& listener, absl::st
       "meshlet_downstream_cx_protocol_total");
 }
 
-// Stands in for upstream TLS until the sidecar originates it: a cluster configured for TLS gets
-// connections that fail at once (connect failure, counted by the pool) rather than plaintext the
+// A cluster with TLS whose context is missing (no TlsContexts, e.g. in tests) gets connections
+// that fail at once (a connect failure, counted by the pool) rather than plaintext the
 // configuration did not ask for.
 class TlsUnavailableTransport final : public net::Transport {
  public:
@@ -53,19 +56,33 @@ class TlsUnavailableTransport final : public net::Transport {
   const net::PeerInfo& peer() const override { return peer_; }
 
  private:
-  static absl::Status Error() {
-    return absl::UnavailableError("upstream TLS is not available in this build of the sidecar");
-  }
+  static absl::Status Error() { return absl::UnavailableError("no TLS context for this cluster"); }
   net::PeerInfo peer_;
 };
 
-ClusterManagerOptions UpstreamOptions() {
-  ClusterManagerOptions options;
-  options.transport_factory = [](const ClusterConfig& cluster) -> net::TransportFactory {
-    if (!cluster.tls.enabled) return nullptr;
+}  // namespace
+
+net::TransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
+                                               const ClusterConfig& cluster) {
+  if (!cluster.tls.enabled) return nullptr;
+  std::shared_ptr<const tls::TlsContextProvider> provider =
+      contexts == nullptr ? nullptr : contexts->ForCluster(cluster.name);
+  if (provider == nullptr) {
     LOG_EVERY_N_SEC(WARN, 60) << "cluster " << cluster.name
-                              << " asks for TLS, which is not wired yet: its connections fail";
+                              << " asks for TLS but has no TLS context: its connections fail";
     return [] { return std::make_unique<TlsUnavailableTransport>(); };
+  }
+  // Identity is checked by SPIFFE id (the context's expected_peer_ids); the name is only SNI.
+  return tls::TlsTransport::Factory(std::move(provider),
+                                    tls::TlsSession::Options{.server_name = cluster.tls.sni});
+}
+
+namespace {
+
+ClusterManagerOptions UpstreamOptions(const TlsContexts* contexts) {
+  ClusterManagerOptions options;
+  options.transport_factory = [contexts](const ClusterConfig& cluster) {
+    return UpstreamTransportFactory(contexts, cluster);
   };
   return options;
 }
@@ -93,13 +110,23 @@ struct Worker::ListenerContext {
   Gauge cx_active;
   Counter rejected_overflow;
   Counter rejected_no_tcp_cluster;
-  Counter rejected_tls;
+  Counter rejected_tls_unavailable;
+  DownstreamTlsTransport::Counters tls;
+  std::shared_ptr<const tls::TlsContextProvider> tls_provider;  // null: plaintext listener
   Counter rejected_detect_timeout;
   Counter closed_before_detect;
   Counter as_http1;
   Counter as_http2;
   Counter as_tcp;
   TcpProxyStats tcp;
+
+  bool has_tls() const { return config.tls.mode != config::DownstreamTlsConfig::Mode::kDisable; }
+  // The transport of a connection accepted now.
+  std::unique_ptr<net::Transport> NewTransport() const {
+    if (tls_provider == nullptr) return std::make_unique<net::PlaintextTransport>();
+    return std::make_unique<DownstreamTlsTransport>(
+        tls_provider, config.tls.mode == config::DownstreamTlsConfig::Mode::kStrict, tls);
+  }
 };
 
 class Worker::ActiveListener {
@@ -135,14 +162,25 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
 
   void Start() {
     using config::ListenerProtocol;
+    const bool tls = listener_->has_tls();
+    if (tls && listener_->tls_provider == nullptr) {
+      Reject(listener_->rejected_tls_unavailable, "tls_unavailable");
+      return;
+    }
+    // With TLS, HTTP listeners wait for the first decrypted bytes: only then is it known whether
+    // the client spoke TLS, which protocol ALPN chose, and who the client is. TCP listeners start
+    // at once (the TLS transport terminates, or refuses plaintext under STRICT, by itself), so
+    // server-first protocols inside TLS still work.
     switch (listener_->config.protocol) {
       case ListenerProtocol::kTcp:
         ToTcp();
         return;
       case ListenerProtocol::kHttp1:
+        if (tls) break;
         ToHttp(DetectedProtocol::kHttp1);
         return;
       case ListenerProtocol::kHttp2:
+        if (tls) break;
         ToHttp(DetectedProtocol::kHttp2);
         return;
       case ListenerProtocol::kHttp:
@@ -162,6 +200,13 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
   // net::ConnectionCallbacks, while detecting.
   void OnData(net::Buffer& data, bool end_stream) override {
     pending_.Move(data);
+    if (!pending_.empty()) {
+      if (std::optional<DetectedProtocol> chosen = ChosenProtocol()) {
+        detect_timer_.reset();
+        ToHttp(*chosen);
+        return;
+      }
+    }
     DetectedProtocol protocol = DetectProtocol(pending_);
     if (protocol == DetectedProtocol::kNeedMoreBytes) {
       if (!end_stream && pending_.length() < kMaxDetectBytes) return;
@@ -185,6 +230,26 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
   }
 
  private:
+  // The protocol settled without looking at the bytes: by the listener (HTTP1/HTTP2 listeners
+  // with TLS wait here only for the handshake) or by ALPN.
+  std::optional<DetectedProtocol> ChosenProtocol() const {
+    using config::ListenerProtocol;
+    if (listener_->config.protocol == ListenerProtocol::kHttp1) return DetectedProtocol::kHttp1;
+    if (listener_->config.protocol == ListenerProtocol::kHttp2) return DetectedProtocol::kHttp2;
+    const DownstreamTlsTransport* tls = Tls();
+    if (tls == nullptr || !tls->tls()) return std::nullopt;
+    const std::string& alpn = tls->peer().alpn;
+    if (alpn == "h2") return DetectedProtocol::kHttp2;
+    if (alpn == "http/1.1") return DetectedProtocol::kHttp1;
+    return std::nullopt;
+  }
+
+  // The connection's TLS-or-plaintext transport, on listeners with TLS; else null.
+  const DownstreamTlsTransport* Tls() const {
+    if (connection_ == nullptr || listener_->tls_provider == nullptr) return nullptr;
+    return dynamic_cast<const DownstreamTlsTransport*>(&connection_->transport());
+  }
+
   void OnDetectTimeout() {
     detect_timer_.reset();
     if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
@@ -206,12 +271,8 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
         ToHttp(protocol);
         return;
       case DetectedProtocol::kTls:
-        if (listener_->config.tls.mode != config::DownstreamTlsConfig::Mode::kDisable) {
-          // TLS termination on listeners is not available yet: refuse rather than pass through
-          // bytes the configuration wanted decrypted.
-          Reject(listener_->rejected_tls, "tls_termination_unavailable");
-          return;
-        }
+        // On a listener with TLS the transport already terminated the outer TLS; what is left
+        // is as opaque as on a plaintext listener.
         if (auto_mode) {
           ToTcp();  // passthrough to tcp_cluster
           return;
@@ -242,18 +303,25 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     tcp_ = std::make_unique<TcpProxy>(
         *worker_.loop_, *worker_.clusters_, worker_.shared_.clock, listener_->tcp,
         listener_->access_log.get(), listener_->config.name, listener_->config.tcp_cluster,
-        std::move(connection_), [this] { worker_.OnConnectionDone(this); });
+        std::move(connection_), [this] { worker_.OnConnectionDone(this); },
+        [contexts = worker_.shared_.tls_contexts](const ClusterConfig& cluster) {
+          return UpstreamTransportFactory(contexts, cluster);
+        });
     tcp_->Start(std::move(pending_));
   }
 
   void ToHttp(DetectedProtocol protocol) {
     const bool h2 = protocol == DetectedProtocol::kHttp2;
     (h2 ? listener_->as_http2 : listener_->as_http1).Inc();
+    HttpConnectionManager::Options options{.protocol = h2 ? http::Protocol::kHttp2
+                                                          : http::Protocol::kHttp11};
+    if (const DownstreamTlsTransport* tls = Tls(); tls != nullptr && tls->tls()) {
+      options.tls = true;
+      options.peer_identity = tls->peer_identity();
+    }
     http_ = std::make_unique<HttpConnectionManager>(
         *listener_->worker_context, *worker_.http_stats_, listener_->config, std::move(connection_),
-        std::move(pending_),
-        HttpConnectionManager::Options{.protocol =
-                                           h2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11},
+        std::move(pending_), std::move(options),
         [this](HttpConnectionManager&) { worker_.OnConnectionDone(this); });
     http_->Start();
   }
@@ -303,7 +371,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
   stats_ = shared_.stats.CreateShard();
   random_ = std::make_unique<RealRandom>();
   clusters_ = std::make_unique<WorkerClusterManager>(*loop_, *random_, shared_.clock, *stats_,
-                                                     shared_.cluster_limits, UpstreamOptions());
+                                                     shared_.cluster_limits,
+                                                     UpstreamOptions(shared_.tls_contexts));
   context_ = std::make_unique<WorkerContext>(WorkerContext{
       .loop = *loop_,
       .random = *random_,
@@ -434,8 +503,11 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     auto active = std::make_unique<ActiveListener>();
     active->context = std::move(context);
     ActiveListener* raw = active.get();
+    net::ListenerOptions listener_options;
+    // Called just before the accept callback, with the same (current) listener context.
+    listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
     absl::StatusOr<std::unique_ptr<net::Listener>> listener =
-        net::Listener::Create(*loop_, config.address, net::ListenerOptions{},
+        net::Listener::Create(*loop_, config.address, std::move(listener_options),
                               [this, raw](std::unique_ptr<net::Connection> connection) {
                                 OnAccept(raw->context, std::move(connection));
                               });
@@ -501,7 +573,18 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
       "meshlet_downstream_cx_active");
   context->rejected_overflow = RejectedCounter(shard, config.name, "overflow");
   context->rejected_no_tcp_cluster = RejectedCounter(shard, config.name, "no_tcp_cluster");
-  context->rejected_tls = RejectedCounter(shard, config.name, "tls_unsupported");
+  context->rejected_tls_unavailable = RejectedCounter(shard, config.name, "tls_unavailable");
+  if (context->has_tls() && shared_.tls_contexts != nullptr) {
+    context->tls_provider = shared_.tls_contexts->ForListener(config.name);
+  }
+  if (context->has_tls()) {
+    context->tls.plaintext_refused = RejectedCounter(shard, config.name, "plaintext_refused");
+    context->tls.handshake_error = RejectedCounter(shard, config.name, "tls_handshake_error");
+    context->tls.handshakes =
+        OrDiscard(shard.RegisterCounter("meshlet_downstream_tls_handshakes_total",
+                                        "Downstream TLS handshakes completed.", labels),
+                  "meshlet_downstream_tls_handshakes_total");
+  }
   context->rejected_detect_timeout = RejectedCounter(shard, config.name, "detect_timeout");
   context->closed_before_detect = RejectedCounter(shard, config.name, "closed_before_detect");
   context->as_http1 = ProtocolCounter(shard, config.name, "http1");

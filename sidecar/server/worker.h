@@ -11,6 +11,13 @@
 // listener's tcp_cluster, or are closed when it has none. max_connections is enforced per
 // listener across all workers. Every refusal is counted in meshlet_downstream_cx_rejected_total.
 //
+// TLS: on a listener with tls (PERMISSIVE or STRICT) every connection gets a
+// DownstreamTlsTransport (downstream_tls.h) made from the listener's current context, which tells
+// a ClientHello from plaintext, terminates TLS and refuses plaintext under STRICT. HTTP listeners
+// then wait for the first decrypted bytes: ALPN "h2" / "http/1.1" chooses the codec (otherwise the
+// bytes are detected as above), and the client's verified SPIFFE id goes to the connection manager.
+// Upstream, clusters with tls.enabled connect through a TlsTransport from their context.
+//
 // Configuration: the main thread posts each new snapshot (ApplySnapshot). The worker diffs the
 // listeners by name: new ones bind, removed ones stop accepting (their connections carry on),
 // changed ones take the new settings for connections accepted from then on. Clusters are updated
@@ -45,6 +52,7 @@
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/server/access_log.h"
+#include "sidecar/server/tls_contexts.h"
 
 namespace meshlet::sidecar {
 
@@ -67,7 +75,15 @@ struct WorkerShared {
   ListenerConnectionCounts& connection_counts;
   SharedClusterLimits& cluster_limits;
   const Clock& clock = RealClock::Get();
+  // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
+  const TlsContexts* tls_contexts = nullptr;
 };
+
+// The transport factory for connections to `cluster`'s endpoints: null for plaintext clusters,
+// TLS from the cluster's context (SNI, ALPN, expected_peer_ids) otherwise, and a factory whose
+// connections fail at once when `contexts` has no context for a TLS cluster.
+net::TransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
+                                               const ClusterConfig& cluster);
 
 // One endpoint of one cluster as a worker sees it.
 struct HostStatus {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every binary given links BoringSSL from Debian's android directory and never OpenSSL's
 # libssl.so.3 / libcrypto.so.3 (two TLS libraries in one process clash; see docs/adr/0004).
-# A binary preceded by --tls-optional may also load no TLS library at all (the sidecar, until
-# its listeners and clusters terminate and originate TLS); if it loads one, the same rules hold.
+# A binary preceded by --tls-optional may also load no TLS library at all; if it loads one, the
+# same rules hold.
 set -euo pipefail
 android_dir=/usr/lib/x86_64-linux-gnu/android
 [ "$#" -gt 0 ] || { echo "usage: $0 [--tls-optional] BINARY..." >&2; exit 2; }

@@ -1,0 +1,240 @@
+#include "sidecar/server/tls_contexts.h"
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+// "spiffe://td/*" allows the trust domain; anything else is one exact id.
+absl::StatusOr<tls::SpiffeIdMatcher> MatcherFor(const std::vector<std::string>& ids) {
+  std::vector<std::string> exact;
+  std::vector<std::string> domains;
+  for (const std::string& id : ids) {
+    if (absl::EndsWith(id, "/*")) {
+      domains.push_back(id.substr(0, id.size() - 2));
+    } else {
+      exact.push_back(id);
+    }
+  }
+  return tls::SpiffeIdMatcher::Create(exact, domains);
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
+  return text.str();
+}
+
+const char* ModeName(tls::ClientCertificateMode mode) {
+  switch (mode) {
+    case tls::ClientCertificateMode::kNone:
+      return "none";
+    case tls::ClientCertificateMode::kRequest:
+      return "request";
+    case tls::ClientCertificateMode::kRequire:
+      return "require";
+  }
+  return "?";
+}
+
+// Everything a context is built from, so equal strings mean an identical context.
+std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& config,
+                        const std::vector<std::string>& peer_ids) {
+  return absl::StrCat(role, "\n", ModeName(config.client_certificate), "\n",
+                      absl::StrJoin(config.alpn_protocols, ","), "\n", absl::StrJoin(peer_ids, ","),
+                      "\n", config.certificate_chain_pem, "\n", config.private_key_pem, "\n",
+                      config.trust_bundle_pem);
+}
+
+}  // namespace
+
+absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
+    const config::ListenerConfig& listener, const config::Snapshot& snapshot) {
+  const config::DownstreamTlsConfig& in = listener.tls;
+  const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
+  if (secret == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
+  }
+  tls::TlsContextConfig out;
+  out.certificate_chain_pem = secret->certificate_chain_pem;
+  out.private_key_pem = secret->private_key_pem;
+  out.trust_bundle_pem = secret->trust_bundle_pem;
+  // Only protocols this listener can serve are offered.
+  for (const std::string& protocol : in.alpn) {
+    switch (listener.protocol) {
+      case config::ListenerProtocol::kHttp1:
+        if (protocol == "http/1.1") out.alpn_protocols.push_back(protocol);
+        break;
+      case config::ListenerProtocol::kHttp2:
+        if (protocol == "h2") out.alpn_protocols.push_back(protocol);
+        break;
+      case config::ListenerProtocol::kHttp:
+      case config::ListenerProtocol::kAuto:
+        out.alpn_protocols.push_back(protocol);
+        break;
+      case config::ListenerProtocol::kTcp:
+        break;  // opaque bytes: no application protocol to agree on
+    }
+  }
+  if (in.require_client_certificate || !in.allowed_peer_ids.empty()) {
+    out.client_certificate = tls::ClientCertificateMode::kRequire;
+  } else if (!out.trust_bundle_pem.empty()) {
+    // Clients that present a certificate are verified and identified; others are still served.
+    out.client_certificate = tls::ClientCertificateMode::kRequest;
+  }
+  if (!in.allowed_peer_ids.empty()) {
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher = MatcherFor(in.allowed_peer_ids);
+    if (!matcher.ok()) return Annotate(matcher.status(), "tls.allowed_peer_ids");
+    out.peer_identity = *std::move(matcher);
+  }
+  return out;
+}
+
+std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster) {
+  if (!cluster.tls.alpn.empty()) return cluster.tls.alpn;
+  switch (cluster.protocol) {
+    case UpstreamProtocol::kHttp1:
+      return {"http/1.1"};
+    case UpstreamProtocol::kHttp2:
+      return {"h2"};
+    case UpstreamProtocol::kSameAsDownstream:
+      break;
+  }
+  return {};
+}
+
+absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfig& cluster,
+                                                              const config::Snapshot& snapshot) {
+  const UpstreamTlsConfig& in = cluster.tls;
+  tls::TlsContextConfig out;
+  if (!in.secret_name.empty()) {
+    const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
+    if (secret == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
+    }
+    out.certificate_chain_pem = secret->certificate_chain_pem;
+    out.private_key_pem = secret->private_key_pem;
+    out.trust_bundle_pem = secret->trust_bundle_pem;
+  }
+  if (!in.ca_file.empty()) {
+    absl::StatusOr<std::string> bundle = ReadWholeFile(in.ca_file);
+    if (!bundle.ok()) return Annotate(bundle.status(), "tls.ca_file");
+    out.trust_bundle_pem = *std::move(bundle);
+  }
+  if (out.trust_bundle_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "tls: no trust bundle to verify the upstream with (a secret with one, or ca_file)");
+  }
+  out.alpn_protocols = ClusterAlpn(cluster);
+  if (!in.expected_peer_ids.empty()) {
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher = MatcherFor(in.expected_peer_ids);
+    if (!matcher.ok()) return Annotate(matcher.status(), "tls.expected_peer_ids");
+    out.peer_identity = *std::move(matcher);
+  }
+  return out;
+}
+
+absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapshot& snapshot) const {
+  Prepared prepared;
+  // Which fingerprints are live now, to skip rebuilding unchanged contexts.
+  std::map<std::string, std::string> current_listeners;
+  std::map<std::string, std::string> current_clusters;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, entry] : listeners_) current_listeners[name] = entry.fingerprint;
+    for (const auto& [name, entry] : clusters_) current_clusters[name] = entry.fingerprint;
+  }
+  for (const config::ListenerConfig& listener : snapshot.listeners) {
+    if (listener.tls.mode == config::DownstreamTlsConfig::Mode::kDisable) continue;
+    const std::string label = absl::StrCat("listener \"", listener.name, "\"");
+    absl::StatusOr<tls::TlsContextConfig> config = ListenerTlsContextConfig(listener, snapshot);
+    if (!config.ok()) return Annotate(config.status(), label);
+    Prepared::Entry entry;
+    entry.fingerprint = Fingerprint("server", *config, listener.tls.allowed_peer_ids);
+    auto it = current_listeners.find(listener.name);
+    if (it == current_listeners.end() || it->second != entry.fingerprint) {
+      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+          tls::TlsContext::CreateServer(*config);
+      if (!context.ok()) {
+        return Annotate(context.status(),
+                        absl::StrCat(label, ": tls (secret \"", listener.tls.secret_name, "\")"));
+      }
+      entry.context = *std::move(context);
+    }
+    prepared.listeners[listener.name] = std::move(entry);
+  }
+  for (const auto& [name, cluster] : snapshot.clusters) {
+    if (cluster == nullptr || !cluster->tls.enabled) continue;
+    const std::string label = absl::StrCat("cluster \"", name, "\"");
+    absl::StatusOr<tls::TlsContextConfig> config = ClusterTlsContextConfig(*cluster, snapshot);
+    if (!config.ok()) return Annotate(config.status(), label);
+    Prepared::Entry entry;
+    entry.fingerprint = Fingerprint("client", *config, cluster->tls.expected_peer_ids);
+    auto it = current_clusters.find(name);
+    if (it == current_clusters.end() || it->second != entry.fingerprint) {
+      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+          tls::TlsContext::CreateClient(*config);
+      if (!context.ok()) return Annotate(context.status(), absl::StrCat(label, ": tls"));
+      entry.context = *std::move(context);
+    }
+    prepared.clusters[name] = std::move(entry);
+  }
+  return prepared;
+}
+
+void TlsContexts::CommitInto(Map& published, std::map<std::string, Prepared::Entry>& prepared,
+                             absl::string_view kind) {
+  for (auto& [name, entry] : prepared) {
+    if (entry.context == nullptr) continue;  // unchanged
+    Published& slot = published[name];
+    if (slot.provider == nullptr) {
+      slot.provider = std::make_shared<tls::TlsContextProvider>(std::move(entry.context));
+    } else {
+      slot.provider->Update(std::move(entry.context));
+      LOG(INFO) << kind << " " << name << ": TLS context replaced (generation "
+                << slot.provider->generation() << "); open connections keep the previous one";
+    }
+    slot.fingerprint = std::move(entry.fingerprint);
+  }
+}
+
+void TlsContexts::Commit(Prepared prepared) {
+  absl::MutexLock lock(&mu_);
+  CommitInto(listeners_, prepared.listeners, "listener");
+  CommitInto(clusters_, prepared.clusters, "cluster");
+}
+
+absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
+  ASSIGN_OR_RETURN(Prepared prepared, Prepare(snapshot));
+  Commit(std::move(prepared));
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForListener(
+    absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = listeners_.find(name);
+  return it == listeners_.end() ? nullptr : it->second.provider;
+}
+
+std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForCluster(
+    absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : it->second.provider;
+}
+
+}  // namespace meshlet::sidecar

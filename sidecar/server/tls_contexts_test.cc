@@ -1,0 +1,107 @@
+#include "sidecar/server/tls_contexts.h"
+
+#include <memory>
+
+#include "common/tls/test_certificates.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using tls::testing::TestCa;
+using tls::testing::TestCertificate;
+
+class TlsContextsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<TestCa> ca = TestCa::Create();
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_ = std::make_unique<TestCa>(*std::move(ca));
+  }
+
+  TestCertificate Leaf(const std::string& id) {
+    absl::StatusOr<TestCertificate> leaf = ca_->Issue({.spiffe_id = id});
+    EXPECT_TRUE(leaf.ok()) << leaf.status();
+    return leaf.ok() ? *leaf : TestCertificate{};
+  }
+
+  // One STRICT listener "inbound" and one TLS cluster "mesh", both on secret "workload".
+  config::Snapshot MakeSnapshot(const TestCertificate& cert) {
+    config::Snapshot snapshot;
+    snapshot.secrets["workload"] = config::SecretConfig{.name = "workload",
+                                                        .certificate_chain_pem = cert.chain_pem,
+                                                        .private_key_pem = cert.key_pem,
+                                                        .trust_bundle_pem = ca_->cert_pem()};
+    config::ListenerConfig listener;
+    listener.name = "inbound";
+    listener.tls.mode = config::DownstreamTlsConfig::Mode::kStrict;
+    listener.tls.secret_name = "workload";
+    listener.tls.require_client_certificate = true;
+    listener.tls.allowed_peer_ids = {"spiffe://cluster.local/*"};
+    snapshot.listeners.push_back(listener);
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = "mesh";
+    cluster->tls.enabled = true;
+    cluster->tls.secret_name = "workload";
+    cluster->tls.expected_peer_ids = {"spiffe://cluster.local/ns/default/sa/server"};
+    snapshot.clusters["mesh"] = cluster;
+    return snapshot;
+  }
+
+  std::unique_ptr<TestCa> ca_;
+};
+
+TEST_F(TlsContextsTest, UnchangedSecretKeepsTheContextAndAChangedOneSwapsIt) {
+  TlsContexts contexts;
+  const TestCertificate first = Leaf("spiffe://cluster.local/ns/default/sa/a");
+  ASSERT_TRUE(contexts.Apply(MakeSnapshot(first)).ok());
+  std::shared_ptr<const tls::TlsContextProvider> listener = contexts.ForListener("inbound");
+  std::shared_ptr<const tls::TlsContextProvider> cluster = contexts.ForCluster("mesh");
+  ASSERT_NE(listener, nullptr);
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_EQ(contexts.ForListener("other"), nullptr);
+  const std::shared_ptr<const tls::TlsContext> old_context = listener->Current();
+  EXPECT_TRUE(old_context->is_server());
+  EXPECT_EQ(old_context->client_certificate(), tls::ClientCertificateMode::kRequire);
+  EXPECT_FALSE(cluster->Current()->is_server());
+  EXPECT_EQ(cluster->Current()->alpn_protocols(), std::vector<std::string>{"http/1.1"});
+
+  // The same inputs again: nothing is rebuilt.
+  ASSERT_TRUE(contexts.Apply(MakeSnapshot(first)).ok());
+  EXPECT_EQ(listener->generation(), 1u);
+  EXPECT_EQ(listener->Current(), old_context);
+
+  // A rotated certificate: same providers, new contexts; the old one lives on for its holders.
+  ASSERT_TRUE(contexts.Apply(MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/a"))).ok());
+  EXPECT_EQ(contexts.ForListener("inbound"), listener);
+  EXPECT_EQ(listener->generation(), 2u);
+  EXPECT_EQ(cluster->generation(), 2u);
+  EXPECT_NE(listener->Current(), old_context);
+  EXPECT_TRUE(old_context->is_server());
+}
+
+TEST_F(TlsContextsTest, ASecretThatDoesNotLoadRefusesTheSnapshotAndPublishesNothing) {
+  TlsContexts contexts;
+  TestCertificate broken = Leaf("spiffe://cluster.local/ns/default/sa/a");
+  broken.key_pem = Leaf("spiffe://cluster.local/ns/default/sa/b").key_pem;  // not its key
+  absl::Status status = contexts.Apply(MakeSnapshot(broken));
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("listener \"inbound\": tls (secret \"workload\")"),
+            absl::string_view::npos)
+      << status;
+  EXPECT_EQ(contexts.ForListener("inbound"), nullptr);
+  EXPECT_EQ(contexts.ForCluster("mesh"), nullptr);
+}
+
+TEST_F(TlsContextsTest, ClusterAlpnFollowsTheUpstreamProtocol) {
+  ClusterConfig cluster;
+  cluster.protocol = UpstreamProtocol::kHttp2;
+  EXPECT_EQ(ClusterAlpn(cluster), std::vector<std::string>{"h2"});
+  cluster.protocol = UpstreamProtocol::kSameAsDownstream;
+  EXPECT_TRUE(ClusterAlpn(cluster).empty());
+  cluster.tls.alpn = {"custom"};
+  EXPECT_EQ(ClusterAlpn(cluster), std::vector<std::string>{"custom"});
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

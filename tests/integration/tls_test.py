@@ -1,0 +1,446 @@
+"""TLS and mTLS through the real sidecar binary, against independent TLS peers.
+
+Usage: tls_test.py SIDECAR_BINARY [unittest args]
+
+Certificates are generated at test time with the openssl CLI (a CA, a server certificate with a
+SPIFFE URI SAN and a DNS SAN, and client certificates with SPIFFE ids); nothing secret is
+committed. Peers: curl (HTTP/1.1 and HTTP/2 over ALPN), `openssl s_client`, Python's ssl module,
+and a second sidecar. Covers listener TLS termination (PERMISSIVE and STRICT), client
+certificates and allowed identities, the peer identity header and access-log field, upstream TLS
+origination (HTTP/1.1, HTTP/2, TCP) with expected peer ids, configuration errors for secrets that
+do not load, and certificate rotation on reload.
+"""
+
+import http.server
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import sidecar_test
+from sidecar_test import (EchoServer, HttpUpstream, app_routes, free_port, static_cluster,
+                          wait_for)
+
+TRUST_DOMAIN = "cluster.local"
+SERVER_ID = f"spiffe://{TRUST_DOMAIN}/ns/default/sa/server"
+CLIENT_ID = f"spiffe://{TRUST_DOMAIN}/ns/default/sa/client"
+INTRUDER_ID = f"spiffe://{TRUST_DOMAIN}/ns/other/sa/intruder"
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError(f"openssl {args}: {r.stderr}")
+    return r.stdout
+
+
+class Pki:
+    """A throwaway CA and leaf certificates (ECDSA P-256), written under `directory`."""
+
+    def __init__(self, directory, ca_name="meshlet-test-ca"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.ca_key = self.path(f"{ca_name}.key")
+        self.ca = self.path(f"{ca_name}.pem")
+        self._key(self.ca_key)
+        openssl("req", "-x509", "-new", "-key", self.ca_key, "-subj", f"/CN={ca_name}",
+                "-days", "2", "-out", self.ca,
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
+        self.serial = 1
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _key(self, path):
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-out", path, cwd=self.dir)
+
+    def leaf(self, name, spiffe_id, dns="localhost"):
+        """Returns (cert_path, key_path) of a leaf for `spiffe_id` (and DNS name, if any)."""
+        key, csr, cert = self.path(f"{name}.key"), self.path(f"{name}.csr"), self.path(f"{name}.pem")
+        ext = self.path(f"{name}.ext")
+        sans = [f"URI:{spiffe_id}"] + ([f"DNS:{dns}"] if dns else [])
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={','.join(sans)}\n"
+                    "basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\n")
+        self._key(key)
+        openssl("req", "-new", "-key", key, "-subj", f"/CN={name}", "-out", csr, cwd=self.dir)
+        self.serial += 1
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                "-set_serial", str(self.serial), "-days", "1", "-extfile", ext, "-out", cert,
+                cwd=self.dir)
+        return cert, key
+
+
+def secret_yaml(name, cert=None, key=None, bundle=None):
+    text = f"  - name: {name}\n"
+    if cert:
+        text += f"    certificate_chain_file: {cert}\n    private_key_file: {key}\n"
+    if bundle:
+        text += f"    trust_bundle_file: {bundle}\n"
+    return text
+
+
+def tls_listener(name, port, tls, protocol="PROTOCOL_HTTP", route="app-routes", extra=""):
+    text = (f"  - name: {name}\n    address: 127.0.0.1:{port}\n    direction: INBOUND\n"
+            f"    protocol: {protocol}\n    tls: {tls}\n")
+    if protocol == "PROTOCOL_TCP":
+        text += f"    tcp_cluster: {route}\n"
+    else:
+        text += f"    route_config_name: {route}\n"
+    return text + extra
+
+
+def plain_listener(name, port, protocol="PROTOCOL_HTTP", route="app-routes", extra=""):
+    text = (f"  - name: {name}\n    address: 127.0.0.1:{port}\n    direction: OUTBOUND\n"
+            f"    protocol: {protocol}\n")
+    if protocol == "PROTOCOL_TCP":
+        text += f"    tcp_cluster: {route}\n"
+    else:
+        text += f"    route_config_name: {route}\n"
+    return text + extra
+
+
+def config(listeners, clusters, routes="", secrets=""):
+    text = "static_resources:\n  listeners:\n" + listeners + "  clusters:\n" + clusters
+    if routes:
+        text += "  routes:\n" + routes
+    if secrets:
+        text += "  secrets:\n" + secrets
+    return text
+
+
+def curl_status(*args):
+    """Runs curl; returns (exit code, http code, body, http version)."""
+    out = tempfile.NamedTemporaryFile(delete=False, dir=os.environ.get("TEST_TMPDIR"))
+    out.close()
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", out.name,
+                        "-w", "%{http_code} %{http_version}", *args],
+                       capture_output=True, text=True)
+    with open(out.name) as f:
+        body = f.read()
+    os.unlink(out.name)
+    code, _, version = r.stdout.partition(" ")
+    return r.returncode, int(code or 0), body, version
+
+
+class TlsTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        cls.pki = Pki(os.path.join(cls.tmp, "pki"))
+        cls.server_cert, cls.server_key = cls.pki.leaf("server", SERVER_ID)
+        cls.client_cert, cls.client_key = cls.pki.leaf("client", CLIENT_ID, dns=None)
+        cls.intruder_cert, cls.intruder_key = cls.pki.leaf("intruder", INTRUDER_ID, dns=None)
+        # Same names, another CA: verifies nowhere.
+        cls.rogue = Pki(os.path.join(cls.tmp, "rogue"), ca_name="rogue-ca")
+        cls.rogue_cert, cls.rogue_key = cls.rogue.leaf("rogue-client", CLIENT_ID, dns=None)
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(dir=self.tmp)
+        self.sidecars = []
+        self.app = HttpUpstream("app")
+
+    def tearDown(self):
+        for s in self.sidecars:
+            s.stop()
+        self.app.close()
+
+    def start(self, yaml_text, *args, **kwargs):
+        workdir = tempfile.mkdtemp(dir=self.work)
+        s = sidecar_test.Sidecar(workdir, yaml_text, *args, **kwargs)
+        self.sidecars.append(s)
+        return s
+
+    def server_secret(self, name="server-cert"):
+        return secret_yaml(name, self.server_cert, self.server_key, self.pki.ca)
+
+    def https(self, port, *args, path="/hello"):
+        return curl_status("--cacert", self.pki.ca, "--resolve", f"localhost:{port}:127.0.0.1",
+                           *args, f"https://localhost:{port}{path}")
+
+    def rejected(self, sidecar, reason):
+        return sum(int(line.rpartition(": ")[2])
+                   for line in sidecar.stat_lines("meshlet_downstream_cx_rejected_total")
+                   if f'reason="{reason}"' in line)
+
+
+class ListenerTlsTest(TlsTestCase):
+    def test_permissive_serves_https_h1_h2_and_plaintext_on_one_port(self):
+        port = free_port()
+        log = os.path.join(self.work, "access.log")
+        sidecar = self.start(config(
+            tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: server-cert}"),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()),
+            "--access-log=" + log)
+
+        code, status, body, version = self.https(port, "--http1.1")
+        self.assertEqual((code, status, version), (0, 200, "1.1"), body)
+        headers = json.loads(body)["headers"]
+        self.assertEqual(headers["x-forwarded-proto"], "https")
+        self.assertNotIn("x-meshlet-peer-identity", headers)  # no client certificate
+
+        code, status, body, version = self.https(port, "--http2")
+        self.assertEqual((code, status, version), (0, 200, "2"), body)
+        self.assertEqual(json.loads(body)["path"], "/hello")
+
+        # The same port still takes plaintext (HTTP/1.1 and h2c prior knowledge).
+        code, status, body, _ = curl_status(f"http://127.0.0.1:{port}/plain")
+        self.assertEqual((code, status), (0, 200), body)
+        self.assertEqual(json.loads(body)["headers"]["x-forwarded-proto"], "http")
+        code, status, _, version = curl_status("--http2-prior-knowledge",
+                                               f"http://127.0.0.1:{port}/plain")
+        self.assertEqual((code, status, version), (0, 200, "2"))
+
+        self.assertEqual(sidecar.stat("meshlet_downstream_tls_handshakes_total"), 2)
+        with open(log) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual(len(lines), 4)
+        self.assertEqual({l["downstream_peer_identity"] for l in lines}, {""})
+
+    def test_openssl_s_client_negotiates_h2_and_verifies(self):
+        port = free_port()
+        self.start(config(
+            tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: server-cert}"),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()))
+        for alpn in ("h2", "http/1.1"):
+            r = subprocess.run(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                 "localhost", "-alpn", alpn, "-CAfile", self.pki.ca, "-verify_return_error"],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn(f"ALPN protocol: {alpn}", r.stdout)
+            self.assertIn("Verify return code: 0 (ok)", r.stdout)
+            pem = r.stdout[r.stdout.index("-----BEGIN CERTIFICATE-----"):
+                           r.stdout.index("-----END CERTIFICATE-----")]
+            sans = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
+                                  input=pem + "-----END CERTIFICATE-----\n",
+                                  capture_output=True, text=True).stdout
+            self.assertIn(SERVER_ID, sans)
+            self.assertIn("DNS:localhost", sans)
+
+    def test_strict_requires_an_allowed_client_identity(self):
+        port = free_port()
+        log = os.path.join(self.work, "access.log")
+        sidecar = self.start(config(
+            tls_listener("inbound", port,
+                         f'{{mode: STRICT, secret_name: server-cert, allowed_peer_ids: ["{CLIENT_ID}"]}}'),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()),
+            "--access-log=" + log)
+
+        # Plaintext is refused before any byte reaches the app.
+        code, status, _, _ = curl_status(f"http://127.0.0.1:{port}/plain")
+        self.assertNotEqual(code, 0)
+        self.assertTrue(wait_for(lambda: self.rejected(sidecar, "plaintext_refused") == 1))
+
+        # TLS without a client certificate, with one of another CA, with a wrong identity.
+        self.assertNotEqual(self.https(port)[0], 0)
+        self.assertNotEqual(self.https(port, "--cert", self.rogue_cert, "--key", self.rogue_key)[0],
+                            0)
+        self.assertNotEqual(
+            self.https(port, "--cert", self.intruder_cert, "--key", self.intruder_key)[0], 0)
+        self.assertTrue(wait_for(lambda: self.rejected(sidecar, "tls_handshake_error") == 3))
+
+        # The allowed identity gets through; the app learns who called, and cannot be lied to.
+        for flag, version in (("--http1.1", "1.1"), ("--http2", "2")):
+            code, status, body, got = self.https(
+                port, flag, "--cert", self.client_cert, "--key", self.client_key,
+                "-H", f"x-meshlet-peer-identity: {INTRUDER_ID}")
+            self.assertEqual((code, status, got), (0, 200, version), body)
+            self.assertEqual(json.loads(body)["headers"]["x-meshlet-peer-identity"], CLIENT_ID)
+        with open(log) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual([l["downstream_peer_identity"] for l in lines], [CLIENT_ID, CLIENT_ID])
+
+    def test_strict_tcp_listener_terminates_tls(self):
+        echo = EchoServer()
+        self.addCleanup(echo.close)
+        port = free_port()
+        sidecar = self.start(config(
+            tls_listener("db", port, "{mode: STRICT, secret_name: server-cert}",
+                         protocol="PROTOCOL_TCP", route="echo"),
+            static_cluster("echo", echo.port), secrets=self.server_secret()))
+        context = ssl.create_default_context(cafile=self.pki.ca)
+        context.load_cert_chain(self.client_cert, self.client_key)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as conn:
+                conn.sendall(b"over tls")
+                self.assertEqual(conn.recv(100), b"over tls")
+        self.assertEqual(sidecar.stat("meshlet_downstream_tls_handshakes_total"), 1)
+        # Plaintext on a STRICT TCP listener never reaches the upstream.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"plaintext")
+            try:
+                self.assertEqual(conn.recv(100), b"")
+            except ConnectionResetError:
+                pass
+        self.assertTrue(wait_for(lambda: self.rejected(sidecar, "plaintext_refused") == 1))
+        self.assertEqual(echo.received, len(b"over tls"))
+
+    def test_secret_that_does_not_load_is_a_configuration_error(self):
+        bad = os.path.join(self.work, "bad.pem")
+        with open(bad, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                    "-----END CERTIFICATE-----\n")
+        path = os.path.join(self.work, "bad.yaml")
+        with open(path, "w") as f:
+            f.write(config(
+                tls_listener("inbound", free_port(), "{mode: PERMISSIVE, secret_name: broken}"),
+                static_cluster("app", self.app.port), app_routes(),
+                secret_yaml("broken", bad, self.server_key)))
+        r = subprocess.run([sidecar_test.SIDECAR, "--config", path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('listener "inbound": tls (secret "broken")', r.stderr)
+
+    def test_reload_rotates_the_certificate_for_new_connections(self):
+        port = free_port()
+        cert = os.path.join(self.work, "cert.pem")
+        key = os.path.join(self.work, "key.pem")
+        for src, dst in ((self.server_cert, cert), (self.server_key, key)):
+            with open(src) as f, open(dst, "w") as g:
+                g.write(f.read())
+        sidecar = self.start(config(
+            tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: rotating}",
+                         extra="    detect_timeout: 30s\n"),
+            static_cluster("app", self.app.port), app_routes(),
+            secret_yaml("rotating", cert, key, self.pki.ca)))
+
+        def serial():
+            context = ssl.create_default_context(cafile=self.pki.ca)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as conn:
+                    der = conn.getpeercert(binary_form=True)
+            return subprocess.run(["openssl", "x509", "-noout", "-serial", "-inform", "DER"],
+                                  input=der, capture_output=True).stdout.decode().strip()
+
+        before = serial()
+        # A connection open across the rotation keeps working.
+        context = ssl.create_default_context(cafile=self.pki.ca)
+        held = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                   server_hostname="localhost")
+        new_cert, new_key = self.pki.leaf("server-rotated", SERVER_ID)
+        for src, dst in ((new_cert, cert), (new_key, key)):
+            with open(src) as f, open(dst, "w") as g:
+                g.write(f.read())
+        applied = sidecar.stat("meshlet_worker_config_updates_total")
+        sidecar.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(
+            lambda: sidecar.stat("meshlet_worker_config_updates_total") >= applied + 2))
+        after = serial()
+        self.assertNotEqual(before, after)
+        held.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", held.recv(4096))
+        held.close()
+
+
+class UpstreamTlsTest(TlsTestCase):
+    """A plaintext outbound sidecar originating mTLS to an inbound sidecar with STRICT mTLS."""
+
+    def start_inbound(self):
+        port = free_port()
+        inbound = self.start(config(
+            tls_listener("inbound", port,
+                         f'{{mode: STRICT, secret_name: server-cert, allowed_peer_ids: ["{CLIENT_ID}"]}}'),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()))
+        return inbound, port
+
+    def outbound_config(self, inbound_port, out_port, tcp_port, expected=SERVER_ID, extra=""):
+        def tls(protocol_line=""):
+            return (f"{protocol_line}    tls: {{enabled: true, secret_name: client-cert, sni: localhost,"
+                    f' expected_peer_ids: ["{expected}"]}}\n')
+        clusters = (static_cluster("mesh-h1", inbound_port, extra=tls())
+                    + static_cluster("mesh-h2", inbound_port,
+                                     extra=tls("    protocol: UPSTREAM_HTTP2\n"))
+                    + static_cluster("mesh-tcp", inbound_port, extra=tls()) + extra)
+        routes = """  - name: out-routes
+    virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+      - match: {prefix: /h2}
+        route: {cluster: mesh-h2}
+      - match: {prefix: /}
+        route: {cluster: mesh-h1}
+"""
+        return config(plain_listener("outbound", out_port, route="out-routes")
+                      + plain_listener("outbound-tcp", tcp_port, protocol="PROTOCOL_TCP",
+                                       route="mesh-tcp"),
+                      clusters, routes,
+                      secret_yaml("client-cert", self.client_cert, self.client_key, self.pki.ca))
+
+    def test_mesh_mtls_http1_http2_and_tcp(self):
+        inbound, inbound_port = self.start_inbound()
+        out_port, tcp_port = free_port(), free_port()
+        outbound = self.start(self.outbound_config(inbound_port, out_port, tcp_port))
+        for path, version in (("/h1", "1.1"), ("/h2", "2")):
+            code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}{path}")
+            self.assertEqual((code, status), (0, 200), body)
+            headers = json.loads(body)["headers"]
+            self.assertEqual(headers["x-meshlet-peer-identity"], CLIENT_ID)
+            self.assertEqual(headers["x-forwarded-proto"], "http")  # set by the outbound hop
+        self.assertEqual(inbound.stat("meshlet_downstream_tls_handshakes_total"), 2)
+        protocols = inbound.stat_lines("meshlet_downstream_cx_protocol_total")
+        self.assertTrue(any('protocol="http2"' in l and l.endswith(": 1") for l in protocols),
+                        protocols)
+        # TCP proxy with TLS origination: an HTTP/1.1 request as opaque bytes.
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as conn:
+            conn.sendall(b"GET /tcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := conn.recv(4096):
+                received += chunk
+        self.assertIn(b"200 OK", received)
+        self.assertIn(CLIENT_ID.encode(), received)
+
+    def test_wrong_expected_peer_id_fails_with_503(self):
+        _, inbound_port = self.start_inbound()
+        out_port, tcp_port = free_port(), free_port()
+        log = os.path.join(self.work, "out.log")
+        outbound = self.start(self.outbound_config(
+            inbound_port, out_port, tcp_port, expected=f"spiffe://{TRUST_DOMAIN}/ns/x/sa/nobody"),
+            "--access-log=" + log)
+        code, status, _, _ = curl_status(f"http://127.0.0.1:{out_port}/h1")
+        self.assertEqual((code, status), (0, 503))
+        with open(log) as f:
+            self.assertIn("UF", json.loads(f.readline())["response_flags"])
+        clusters = json.loads(outbound.get("/clusters")[1])
+        fails = {c["name"]: c["hosts"][0]["cx_connect_fail"] for c in clusters["clusters"]}
+        self.assertGreaterEqual(fails["mesh-h1"], 1)
+
+    def test_non_mesh_upstream_verified_with_ca_file(self):
+        # Python's ssl module serving HTTPS with the server certificate (no client certificate).
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        template = HttpUpstream("tls-app")
+        handler = template.server.RequestHandlerClass
+        template.close()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        out_port = free_port()
+        self.start(config(
+            plain_listener("outbound", out_port),
+            static_cluster("app", server.server_address[1],
+                           extra=f"    tls: {{enabled: true, ca_file: {self.pki.ca}}}\n"),
+            app_routes()))
+        code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
+        self.assertEqual((code, status), (0, 200), body)
+        self.assertEqual(json.loads(body)["upstream"], "tls-app")
+
+
+if __name__ == "__main__":
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
