@@ -257,12 +257,14 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
 
 // CONNECT's upstream: one TCP connection to one host of the route's cluster, owned by the router
 // (no pool: a tunnel is never reused). Bytes go straight between it and the downstream stream.
+// A tunnel may outlive its host's place in the cluster (a configuration update), so it holds a
+// reference to the host, as the TCP proxy does.
 class Router::TcpUpstream final : public net::ConnectionCallbacks {
  public:
   TcpUpstream(Router& router, Cluster& cluster, Host& host, bool probe)
       : router_(router),
         cluster_(cluster),
-        host_(&host),
+        host_(SharedHost(cluster, host)),
         host_id_(host.id()),
         probe_(probe),
         active_(router.stats_->rq_active),
@@ -340,6 +342,14 @@ class Router::TcpUpstream final : public net::ConnectionCallbacks {
   }
 
  private:
+  static HostSharedPtr SharedHost(Cluster& cluster, Host& host) {
+    for (const HostSharedPtr& candidate : cluster.host_set().hosts()) {
+      if (candidate.get() == &host) return candidate;
+    }
+    CHECK(false) << "the chosen host is not in its cluster";
+    return nullptr;
+  }
+
   // The connect outcome goes to outlier detection once; `report` false only settles a probe.
   void ReportOnce(resilience::HostResult result, bool report) {
     if (reported_) return;
@@ -356,7 +366,7 @@ class Router::TcpUpstream final : public net::ConnectionCallbacks {
 
   Router& router_;
   Cluster& cluster_;
-  Host* host_;
+  const HostSharedPtr host_;  // before host_request_, which points into it
   const uint64_t host_id_;
   const bool probe_;
   std::optional<GaugeGuard> active_;
@@ -600,12 +610,16 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
     return;
   }
   if (upstream_ != nullptr && upstream_->ready()) {
-    upstream_->EncodeData(data, end_stream);
-    if (tunnel_ && end_stream && !done_) {
-      // The HTTP/1 upstream connection closes with our end: nothing more will come back.
+    if (tunnel_ && end_stream) {
+      // The HTTP/1 upstream connection closes with our end, so nothing more will come back: the
+      // end goes through EndTunnel, which lets go of the stream before that close.
+      if (data.length() > 0) upstream_->EncodeData(data, /*end_stream=*/false);
+      if (done_) return;
       net::Buffer empty;
       EndTunnel(empty);
+      return;
     }
+    upstream_->EncodeData(data, end_stream);
     return;
   }
   pending_body_.Move(data);

@@ -754,6 +754,10 @@ class UpgradeTest(L7TestCase):
             lambda: self.sidecar.stat("meshlet_http_downstream_tunnels_active") == 0))
         self.assertEqual(self.sidecar.stat("meshlet_http_downstream_rx_bytes_total"), len(payload))
         self.assertEqual(self.sidecar.stat("meshlet_http_downstream_tx_bytes_total"), len(payload))
+        # A normal end, not a reset on either side.
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_rq_reset_total"), 0)
+        self.assertEqual(self.sidecar.stat("meshlet_upstream_rq_reset_total"), 0)
+        self.assertEqual(self.sidecar.stat("meshlet_http_response_flags_total"), 0)
 
     def test_idle_tunnel_is_closed_by_the_stream_idle_timeout(self):
         client = WebSocketClient(self.port)
