@@ -3,8 +3,9 @@
 Usage: scale_test.py SIDECAR_BINARY [unittest args]
 
 - Streaming: 1 GiB up and 1 GiB down through the sidecar (HTTP/1.1 with Content-Length and
-  chunked bodies, HTTP/2 prior knowledge), with curl as the client and an upstream that never
-  holds a body; the sidecar's peak RSS may rise by less than 16 MiB. A client that stops reading
+  chunked bodies, HTTP/2 prior knowledge; to an HTTP/1.1 upstream, and over h2c to a second
+  sidecar), with curl as the client and an upstream that never holds a body; the sidecar's peak
+  RSS may rise by less than 16 MiB. A client that stops reading
   and an upstream that stops reading must not make the sidecar buffer either.
 - Idle connections: 10 000 keep-alive HTTP/1.1 connections, each after one request, cost the
   sidecar a bounded number of bytes each, and it still serves new requests.
@@ -25,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -41,8 +43,9 @@ GiB = 1 << 30
 # The promise (design.md §3): streaming a 1 GiB body raises the sidecar's RSS by a few MiB. What
 # it may legitimately hold per transfer is bounded by the watermarks and free lists: a connection
 # stops reading when the other side holds more than 1 MiB unsent, and each thread caches at most
-# 1 MiB of free 16 KiB blocks, plus the kernel-sized read and the codecs' own windows. 16 MiB is
-# that with a wide margin; a body that is buffered instead of streamed blows through it at once.
+# 256 KiB of free 16 KiB blocks, plus the kernel-sized read and the codecs' own windows. Measured:
+# 0.1-2.5 MiB (docs/performance.md). 16 MiB is that with a wide margin; a body that is buffered
+# instead of streamed blows through it at once.
 STREAM_PEAK_BUDGET = 16 * MiB
 
 
@@ -244,7 +247,7 @@ def run_shell(command, timeout):
 
 class ScaleTestCase(unittest.TestCase):
     def setUp(self):
-        self.tmp = sidecar_test.tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         self.sidecars = []
         self.upstreams = []
 
@@ -260,7 +263,9 @@ class ScaleTestCase(unittest.TestCase):
         return u
 
     def start(self, yaml_text, *args, **kwargs):
-        s = sidecar_test.Sidecar(self.tmp, yaml_text, *args, **kwargs)
+        workdir = os.path.join(self.tmp, f"sidecar{len(self.sidecars)}")  # own config and log
+        os.makedirs(workdir)
+        s = sidecar_test.Sidecar(workdir, yaml_text, *args, **kwargs)
         self.sidecars.append(s)
         return s
 
@@ -272,37 +277,41 @@ class ScaleTestCase(unittest.TestCase):
         return self.start(text, concurrency=concurrency), port
 
 
-class StreamingMemoryTest(ScaleTestCase):
-    """1 GiB each way through the sidecar; its peak RSS rises by less than 16 MiB."""
-
-    def setUp(self):
-        super().setUp()
-        self.app = self.upstream()
-        self.sidecar, self.port = self.http_sidecar(self.app)
-        self.url = f"http://127.0.0.1:{self.port}"
+class StreamingTestCase(ScaleTestCase):
+    """Transfers through self.sidecar (to self.url) while watching the peaks of self.watched."""
 
     def measure(self, transfer):
-        """Runs transfer(); returns (peak rise over the idle RSS, idle RSS, seconds)."""
-        pid = self.sidecar.proc.pid
+        """Runs transfer(); returns [(peak rise over idle RSS, idle RSS)] for each watched
+        sidecar, and the seconds taken."""
         # One small request first, so lazily built per-worker state (pools, codecs, free lists)
         # is in the baseline: the check is about what a body costs, not first use.
         for flags in ([], ["--http2-prior-knowledge"]):
             sidecar_test.curl(*flags, f"{self.url}/warm")
-        baseline = proc_status(pid)["VmRSS"]
-        if not reset_peak(pid):
-            baseline = min(baseline, proc_status(pid)["VmHWM"])
+        baselines = {}
+        for s in self.watched:
+            pid = s.proc.pid
+            baselines[pid] = proc_status(pid)["VmRSS"]
+            if not reset_peak(pid):
+                baselines[pid] = min(baselines[pid], proc_status(pid)["VmHWM"])
         started = time.monotonic()
         transfer()
         elapsed = time.monotonic() - started
-        peak = proc_status(pid)["VmHWM"]
-        self.assertIsNone(self.sidecar.proc.poll(), self.sidecar.log())
-        return peak - baseline, baseline, elapsed
+        rises = []
+        for s in self.watched:
+            self.assertIsNone(s.proc.poll(), s.log())
+            rises.append((proc_status(s.proc.pid)["VmHWM"] - baselines[s.proc.pid],
+                          baselines[s.proc.pid]))
+        return rises, elapsed
 
     def check(self, label, transfer):
-        rise, baseline, elapsed = self.measure(transfer)
-        print(f"\n  {label}: idle RSS {baseline / MiB:.1f} MiB, peak rise {rise / MiB:.2f} MiB, "
-              f"{elapsed:.1f} s", file=sys.stderr)
-        self.assertLess(rise, STREAM_PEAK_BUDGET, label)
+        rises, elapsed = self.measure(transfer)
+        figures = "; ".join(f"idle RSS {baseline / MiB:.1f} MiB, peak rise {rise / MiB:.2f} MiB"
+                            for rise, baseline in rises)
+        print(f"\n  {label}: {figures}; {elapsed:.1f} s", file=sys.stderr)
+        if any(sanitized(s.proc.pid) for s in self.watched):
+            return  # the transfer was checked; RSS under a sanitizer means nothing
+        for rise, _ in rises:
+            self.assertLess(rise, STREAM_PEAK_BUDGET, label)
 
     def upload(self, curl_flags, path="/upload"):
         out = run_shell(f"head -c {GiB} /dev/zero | curl -sS --fail --max-time 120 "
@@ -316,6 +325,18 @@ class StreamingMemoryTest(ScaleTestCase):
         out = run_shell(f"curl -sS --fail --max-time 120 {curl_flags} -o /dev/null "
                         f"-w '%{{size_download}}' {self.url}/download/{GiB}", 150)
         self.assertEqual(int(out), GiB)
+
+
+class StreamingMemoryTest(StreamingTestCase):
+    """1 GiB each way through the sidecar to an HTTP/1.1 upstream; its peak RSS rises by less
+    than 16 MiB."""
+
+    def setUp(self):
+        super().setUp()
+        self.app = self.upstream()
+        self.sidecar, self.port = self.http_sidecar(self.app)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.watched = [self.sidecar]
 
     def test_http1_upload_content_length(self):
         # A body of known length from a pipe: curl sends it raw after Content-Length.
@@ -366,6 +387,38 @@ class StreamingMemoryTest(ScaleTestCase):
 
 
 
+
+class Http2UpstreamStreamingTest(StreamingTestCase):
+    """The same 1 GiB transfers over an HTTP/2 upstream connection: the front sidecar's cluster
+    speaks h2c to a second sidecar, which forwards to the HTTP/1.1 upstream. Both are watched."""
+
+    def setUp(self):
+        super().setUp()
+        self.app = self.upstream()
+        back, back_port = self.http_sidecar(self.app)
+        port = free_port()
+        front = self.start(config_yaml(
+            http_listener("outbound", port),
+            static_cluster("app", back_port, extra="    protocol: UPSTREAM_HTTP2\n"),
+            app_routes()))
+        self.url = f"http://127.0.0.1:{port}"
+        self.watched = [front, back]
+
+    def test_http1_to_http2_upload(self):
+        self.check("HTTP/1.1 -> h2c upstream, upload", lambda: self.upload(
+            f"-T - -X POST -H 'Content-Length: {GiB}' -H 'Transfer-Encoding:' -H 'Expect:'"))
+
+    def test_http1_to_http2_download(self):
+        self.check("HTTP/1.1 -> h2c upstream, download", lambda: self.download(""))
+
+    def test_http2_to_http2_upload(self):
+        self.check("h2c -> h2c upstream, upload",
+                   lambda: self.upload("--http2-prior-knowledge -T - -X POST"))
+
+    def test_http2_to_http2_download(self):
+        self.check("h2c -> h2c upstream, download",
+                   lambda: self.download("--http2-prior-knowledge"))
+
 def sanitized(pid):
     """True when the process runs under a sanitizer, whose shadow memory and quarantine make RSS
     figures meaningless (bazel test --config=asan)."""
@@ -395,7 +448,7 @@ class IdleMemoryTest(ScaleTestCase):
 
     # The target: an idle sidecar's own memory (RssAnon: heap, stacks, relocated data; not the
     # shared libraries' pages, which are shared with every other process using them) stays within
-    # 2 MiB. Measured 1.2-1.3 MiB at start-up for 1 and 2 workers.
+    # 2 MiB. Measured 1.3-1.4 MiB at start-up for 1 and 2 workers, fastbuild and opt.
     IDLE_ANON_BUDGET = 2 * MiB
 
     def check_idle(self, concurrency):
@@ -434,6 +487,8 @@ class ReloadUnderLoadTest(ScaleTestCase):
     """SIGHUP while h2load drives HTTP/1.1 and HTTP/2 traffic: zero failures, traffic moves."""
 
     SWAPS = 8
+    # Long enough for the swaps (about 0.2 s each here) even on a loaded machine.
+    LOAD_SECONDS = 8
 
     def config(self, port, target):
         return config_yaml(http_listener("outbound", port),
@@ -449,9 +504,9 @@ class ReloadUnderLoadTest(ScaleTestCase):
         results = {}
         loaders = [
             threading.Thread(target=lambda: results.__setitem__(
-                "h1", h2load(url, "--h1", "-c", "8", duration=self.SWAPS + 4))),
+                "h1", h2load(url, "--h1", "-c", "8", duration=self.LOAD_SECONDS))),
             threading.Thread(target=lambda: results.__setitem__(
-                "h2", h2load(url, "-c", "4", "-m", "8", duration=self.SWAPS + 4))),
+                "h2", h2load(url, "-c", "4", "-m", "8", duration=self.LOAD_SECONDS))),
         ]
         for t in loaders:
             t.start()
@@ -471,26 +526,36 @@ class ReloadUnderLoadTest(ScaleTestCase):
                 sidecar.proc.send_signal(signal.SIGHUP)
                 self.assertTrue(wait_for(
                     lambda: sidecar.stat("meshlet_worker_config_updates_total") == 2 * (swap + 1)))
-                # Once both workers run the new snapshot only requests already routed may still
-                # reach the old target; new ones go to the new one.
+                # Once both workers run the new snapshot, only requests routed before it may
+                # still reach the old target; every new one goes to the new target.
                 before_other, before_target = other.hits, upstreams[target].hits
-                time.sleep(0.5)
+                self.assertTrue(wait_for(lambda: upstreams[target].hits - before_target >= 200,
+                                         timeout=5), (swap, target, "traffic did not move"))
                 self.assertLessEqual(other.hits - before_other, in_flight, (swap, target))
-                self.assertGreater(upstreams[target].hits - before_target, 100, (swap, target))
+            self.assertTrue(all(t.is_alive() for t in loaders), "load ended before the swaps")
         finally:
             for t in loaders:
                 t.join()
         self.assertEqual(sorted(sidecar.stat_lines("meshlet_config_reloads_total")),
                          ['meshlet_config_reloads_total{result="failure"}: 0',
                           f'meshlet_config_reloads_total{{result="success"}}: {self.SWAPS}'])
+        self.assertEqual(sorted(results), ["h1", "h2"], "an h2load run failed")
         for protocol, result in results.items():
             print(f"\n  {protocol}: {result}", file=sys.stderr)
             self.assertGreater(result["done"], 1000, protocol)
             self.assertEqual(result["succeeded"], result["done"], (protocol, result))
             self.assertEqual((result["failed"], result["errored"], result["timeout"]), (0, 0, 0),
                              (protocol, result))
-            self.assertEqual(result["2xx"], result["done"], (protocol, result))
-        self.assertEqual(sidecar.stat("meshlet_http_downstream_rq_total") > 0, True)
+            # Status codes include responses whose body was still arriving when h2load's time
+            # ran out (started but not done): at least every finished request, nothing but 2xx.
+            self.assertGreaterEqual(result["2xx"], result["done"], (protocol, result))
+            self.assertEqual((result["3xx"], result["4xx"], result["5xx"]), (0, 0, 0),
+                             (protocol, result))
+        # The sidecar's own account agrees: every response it sent was a 2xx.
+        classes = {line.split('code_class="')[1].split('"')[0]: int(line.rpartition(": ")[2])
+                   for line in sidecar.stat_lines("meshlet_http_downstream_rq_total")}
+        self.assertGreater(classes.get("2xx", 0), 0, classes)
+        self.assertEqual({c: n for c, n in classes.items() if c != "2xx" and n}, {}, classes)
 
 
 class IdleConnectionsTest(ScaleTestCase):
@@ -498,10 +563,11 @@ class IdleConnectionsTest(ScaleTestCase):
 
     CONNECTIONS = 10_000
     BATCH = 500
-    # Measured on the development machines: ~N bytes of RSS per idle connection (fastbuild and
-    # opt). A held 16 KiB read block would show as more than 16 KiB each, so the budget also
-    # proves that an idle connection gives its read block back (Buffer::Commit(0)). 10 KiB is
-    # the issue's target.
+    # Measured on a 2-core machine: 5090-5200 bytes of RSS per idle connection, fastbuild and opt
+    # (what they are: docs/performance.md). 10 KiB leaves twice that for allocator and kernel
+    # differences, and is the issue's target. A held 16 KiB read block would alone exceed it, so
+    # the limit also proves that an idle connection hands its read block back
+    # (Buffer::Commit(0)); so would a per-connection buffer or codec state growing by half.
     PER_CONNECTION_BUDGET = 10 * KiB
 
     def open_batch(self, port, count):
