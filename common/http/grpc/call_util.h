@@ -6,12 +6,14 @@
 // - InboundMessages: cuts received DATA into messages (FrameDecoder) and queues them until the
 //   call's owner takes them, so a call can pause delivery without losing what one DATA frame
 //   already carried.
+// - WatermarkReporter: tells a call's user when its write buffer crosses the watermarks.
 // - CallSet: the calls open on one HTTP/2 connection, with the bookkeeping that decides when
 //   the codec no longer refers to a call's stream (only then may the call be released).
 //
 // Everything here runs on the connection's loop thread.
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -128,6 +130,49 @@ class CallSet {
   event::Loop& loop_;
   absl::flat_hash_map<Call*, Entry> entries_;
   size_t live_ = 0;
+};
+
+// Write-buffer watermark state of one call and its user's callback. A crossing noticed while the
+// user is inside one of the call's own methods is reported on the next loop turn instead (a
+// callback never runs inside the user's call), and only if it still holds then.
+class WatermarkReporter {
+ public:
+  void set_callback(std::function<void(bool above_high)> callback) {
+    callback_ = std::move(callback);
+  }
+  void clear_callback() { callback_ = nullptr; }
+  bool above_high() const { return above_high_; }
+
+  // Records a crossing; false if the state was already so (nothing to report).
+  bool MarkHigh() { return !std::exchange(above_high_, true); }
+  // Reports the high crossing now, or next turn when `defer`. `still_live` decides then whether
+  // the call is still open, and must keep the call (and so this reporter) alive.
+  void ReportHigh(event::Loop& loop, bool defer, std::function<bool()> still_live) {
+    if (!callback_) return;
+    if (!defer) {
+      Report(true);
+      return;
+    }
+    loop.Post([this, still_live = std::move(still_live)] {
+      if (still_live() && above_high_ && callback_) Report(true);
+    });
+  }
+  // Records and reports the low crossing; false if the buffer was not above the high watermark.
+  bool OnLow() {
+    if (!std::exchange(above_high_, false)) return false;
+    if (callback_) Report(false);
+    return true;
+  }
+
+ private:
+  // Runs a copy: the callback may replace or clear itself.
+  void Report(bool above_high) {
+    std::function<void(bool)> callback = callback_;
+    callback(above_high);
+  }
+
+  std::function<void(bool)> callback_;
+  bool above_high_ = false;
 };
 
 }  // namespace meshlet::http::grpc::grpc_internal

@@ -134,7 +134,7 @@ void ClientCall::OnFinish(FinishCallback callback) {
 }
 
 void ClientCall::OnWriteBufferWatermark(std::function<void(bool above_high)> callback) {
-  if (!finished_) on_watermark_ = std::move(callback);
+  if (!finished_) watermark_.set_callback(std::move(callback));
 }
 
 bool ClientCall::Send(absl::string_view message) {
@@ -294,29 +294,13 @@ void ClientCall::UpdateReadDisable() {
 }
 
 void ClientCall::OnAboveWriteBufferHighWatermark() {
-  if (finished_ || above_high_watermark_) return;
-  above_high_watermark_ = true;
-  if (!on_watermark_) return;
-  if (user_call_depth_ > 0) {
-    loop_.Post([self = shared_from_this()] {
-      if (!self->finished_ && self->above_high_watermark_ && self->on_watermark_) {
-        std::function<void(bool)> callback = self->on_watermark_;
-        callback(true);
-      }
-    });
-    return;
-  }
-  std::function<void(bool)> callback = on_watermark_;
-  callback(true);
+  if (finished_ || !watermark_.MarkHigh()) return;
+  watermark_.ReportHigh(loop_, user_call_depth_ > 0,
+                        [self = shared_from_this()] { return !self->finished_; });
 }
 
 void ClientCall::OnBelowWriteBufferLowWatermark() {
-  if (finished_ || !above_high_watermark_) return;
-  above_high_watermark_ = false;
-  if (on_watermark_) {
-    std::function<void(bool)> callback = on_watermark_;
-    callback(false);
-  }
+  if (!finished_) watermark_.OnLow();
 }
 
 void ClientCall::RemoteEnded() {
@@ -376,7 +360,7 @@ void ClientCall::Complete(StatusCode code, std::string message, HeaderMap traile
   }
   on_initial_metadata_ = nullptr;
   on_message_ = nullptr;
-  on_watermark_ = nullptr;
+  watermark_.clear_callback();
   if (owner_ != nullptr) owner_->OnCallEnding(*this);
   MaybeNotifyFinish();
 }
@@ -410,7 +394,7 @@ void ClientCall::Detach() {
   on_initial_metadata_ = nullptr;
   on_message_ = nullptr;
   on_finish_ = nullptr;
-  on_watermark_ = nullptr;
+  watermark_.clear_callback();
 }
 
 // ----- Channel::ConnectionImpl ----------------------------------------------------------------

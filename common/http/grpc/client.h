@@ -135,7 +135,7 @@ class ClientCall : public std::enable_shared_from_this<ClientCall> {
   void ResumeReading();
 
   bool finished() const { return finished_; }
-  bool write_buffer_above_high_watermark() const { return above_high_watermark_; }
+  bool write_buffer_above_high_watermark() const { return watermark_.above_high(); }
 
  private:
   friend class Channel;
@@ -185,7 +185,7 @@ class ClientCall : public std::enable_shared_from_this<ClientCall> {
   std::function<void(const HeaderMap&)> on_initial_metadata_;
   std::function<void(std::string)> on_message_;
   FinishCallback on_finish_;
-  std::function<void(bool)> on_watermark_;
+  grpc_internal::WatermarkReporter watermark_;
 
   // The server's status, waiting behind queued messages.
   std::optional<GrpcStatus> remote_status_;
@@ -201,7 +201,6 @@ class ClientCall : public std::enable_shared_from_this<ClientCall> {
   bool finish_notified_ = false;
   bool finish_posted_ = false;
   bool detached_ = false;
-  bool above_high_watermark_ = false;
   bool delivering_ = false;
   bool stream_read_disabled_ = false;
   int user_pauses_ = 0;

@@ -101,7 +101,7 @@ void ServerCall::OnCancel(std::function<void()> callback) {
 }
 
 void ServerCall::OnWriteBufferWatermark(std::function<void(bool above_high)> callback) {
-  if (!ended_) on_watermark_ = std::move(callback);
+  if (!ended_) watermark_.set_callback(std::move(callback));
 }
 
 void ServerCall::AddInitialMetadata(absl::string_view name, absl::string_view value) {
@@ -287,7 +287,7 @@ void ServerCall::DeliverMessages() {
   if (delivering_ || !dispatched_) return;
   std::shared_ptr<ServerCall> self = shared_from_this();
   delivering_ = true;
-  while (!ended_ && user_pauses_ == 0 && !above_high_watermark_) {
+  while (!ended_ && user_pauses_ == 0 && !watermark_.above_high()) {
     if (!inbound_.empty()) {
       if (!on_message_) break;
       // Called through a copy: the callback may replace itself or end the call.
@@ -312,7 +312,7 @@ void ServerCall::DeliverMessages() {
 void ServerCall::UpdateReadDisable() {
   if (encoder_ == nullptr || ended_) return;
   bool disable = dispatched_ &&
-                 (user_pauses_ > 0 || above_high_watermark_ || !on_message_ || !inbound_.empty());
+                 (user_pauses_ > 0 || watermark_.above_high() || !on_message_ || !inbound_.empty());
   if (disable == stream_read_disabled_) return;
   stream_read_disabled_ = disable;
   // Re-enabling may deliver buffered data (DecodeData) before it returns.
@@ -320,30 +320,14 @@ void ServerCall::UpdateReadDisable() {
 }
 
 void ServerCall::OnAboveWriteBufferHighWatermark() {
-  if (ended_ || above_high_watermark_) return;
-  above_high_watermark_ = true;
+  if (ended_ || !watermark_.MarkHigh()) return;
   UpdateReadDisable();
-  if (!on_watermark_) return;
-  if (user_call_depth_ > 0) {
-    loop_.Post([self = shared_from_this()] {
-      if (!self->ended_ && self->above_high_watermark_ && self->on_watermark_) {
-        std::function<void(bool)> callback = self->on_watermark_;
-        callback(true);
-      }
-    });
-    return;
-  }
-  std::function<void(bool)> callback = on_watermark_;
-  callback(true);
+  watermark_.ReportHigh(loop_, user_call_depth_ > 0,
+                        [self = shared_from_this()] { return !self->ended_; });
 }
 
 void ServerCall::OnBelowWriteBufferLowWatermark() {
-  if (ended_ || !above_high_watermark_) return;
-  above_high_watermark_ = false;
-  if (on_watermark_) {
-    std::function<void(bool)> callback = on_watermark_;
-    callback(false);
-  }
+  if (ended_ || !watermark_.OnLow()) return;
   DeliverMessages();
 }
 
@@ -389,7 +373,7 @@ void ServerCall::End(bool cancel) {
   on_message_ = nullptr;
   on_half_close_ = nullptr;
   on_cancel_ = nullptr;
-  on_watermark_ = nullptr;
+  watermark_.clear_callback();
   if (cancel) {
     cancelled_ = true;
     if (server_ != nullptr) ++server_->counters_.calls_cancelled;

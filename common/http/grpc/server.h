@@ -158,7 +158,7 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   // Ended for whatever reason; Send/Finish are ignored from now on.
   bool ended() const { return ended_; }
   bool cancelled() const { return cancelled_; }
-  bool write_buffer_above_high_watermark() const { return above_high_watermark_; }
+  bool write_buffer_above_high_watermark() const { return watermark_.above_high(); }
 
  private:
   friend class Server;
@@ -217,7 +217,7 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   std::function<void(std::string)> on_message_;
   std::function<void()> on_half_close_;
   std::function<void()> on_cancel_;
-  std::function<void(bool)> on_watermark_;
+  grpc_internal::WatermarkReporter watermark_;
 
   bool dispatched_ = false;
   bool in_handler_ = false;
@@ -227,7 +227,6 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   bool ended_ = false;
   bool cancelled_ = false;
   bool detached_ = false;
-  bool above_high_watermark_ = false;
   bool delivering_ = false;
   bool stream_read_disabled_ = false;
   int user_pauses_ = 0;
