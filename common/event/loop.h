@@ -12,6 +12,7 @@
 //   DeferDelete(p)  destroys p at the end of the current loop turn, after the callback that
 //                   asked for it has returned: the way an object deletes itself from its own
 //                   callback (design rule: never delete an object inside its own callback).
+//   RunAtEndOfTurn  the same moment, for a plain function.
 //
 // Destroying the Loop runs pending deferred deletions, drops functions still queued by Post()
 // without running them, and lets libuv finish closing handles. A handle-owning object still alive
@@ -63,6 +64,11 @@ class Loop {
     if (object == nullptr) return;
     DeferDeleteRaw(object.release(), [](void* p) { delete static_cast<T*>(p); });
   }
+
+  // Runs fn(arg) at the end of the current loop turn, after its I/O callbacks, in order with
+  // deferred deletions; the next poll does not block meanwhile. For work that gathers what several
+  // callbacks of one turn produced (net::Connection's write batching). Loop thread only.
+  void RunAtEndOfTurn(void (*fn)(void*), void* arg) { DeferDeleteRaw(arg, fn); }
 
   // True on the thread that runs the loop (or, before it first runs, the one that created it).
   bool IsInLoopThread() const {

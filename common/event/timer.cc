@@ -7,14 +7,42 @@
 
 namespace meshlet::event {
 
+// Re-arming is lazy, because a proxy re-arms idle timeouts on every request: Disable() only
+// marks the timer off, and Enable() moves only the logical deadline when the libuv timer is
+// already due no later than it. A libuv timer that comes due before the logical deadline is
+// started again for the rest; one that comes due while the timer is off does nothing. libuv's
+// timer heap then sees about one operation per timeout period instead of two per request. A
+// timer that is off is unreferenced, so it never keeps the loop alive.
 struct Timer::Handle {
   uv_timer_t uv;
   Callback callback;
+  bool armed = false;      // enabled, as the owner sees it
+  bool repeating = false;  // started with EnableRepeating (libuv repeats it; nothing lazy)
+  uint64_t deadline = 0;   // loop time (ms) the owner wants the callback at, when armed
+  uint64_t uv_due = 0;     // loop time (ms) the libuv timer is due, when it is active
+
+  bool uv_active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&uv)) != 0; }
+
+  void Start(uint64_t due, uint64_t now) {
+    uv_due = due;
+    uv_timer_start(&uv, &Handle::OnTimer, due - now, 0);
+  }
 
   static void OnTimer(uv_timer_t* uv) {
+    auto* h = static_cast<Handle*>(uv->data);
+    if (!h->armed) return;
+    if (!h->repeating) {
+      uint64_t now = uv_now(uv->loop);
+      if (now < h->deadline) {
+        h->Start(h->deadline, now);
+        return;
+      }
+      h->armed = false;
+      uv_unref(reinterpret_cast<uv_handle_t*>(uv));
+    }
     // Nothing may follow the call: the callback may destroy the Timer. The Handle itself stays
     // valid until libuv runs the close callback.
-    static_cast<Handle*>(uv->data)->callback();
+    h->callback();
   }
 };
 
@@ -36,19 +64,44 @@ Timer::~Timer() {
 }
 
 void Timer::Enable(Duration timeout) {
-  uv_timer_start(&handle_->uv, &Handle::OnTimer, ToLibuvMillis(timeout), 0);
+  Handle* h = handle_;
+  uint64_t now = uv_now(h->uv.loop);
+  uint64_t due = now + ToLibuvMillis(timeout);
+  if (h->repeating) {
+    uv_timer_stop(&h->uv);
+    h->repeating = false;
+  }
+  h->armed = true;
+  h->deadline = due;
+  uv_ref(reinterpret_cast<uv_handle_t*>(&h->uv));
+  // A libuv timer due later than the new deadline must move; one due no later fires first and
+  // is started again for the rest (OnTimer).
+  if (!h->uv_active() || h->uv_due > due) h->Start(due, now);
 }
 
 void Timer::EnableRepeating(Duration interval) {
+  Handle* h = handle_;
   // libuv reads a zero repeat as "one-shot"; a repeating timer fires at most every millisecond.
   uint64_t ms = std::max<uint64_t>(ToLibuvMillis(interval), 1);
-  uv_timer_start(&handle_->uv, &Handle::OnTimer, ms, ms);
+  h->armed = true;
+  h->repeating = true;
+  uv_ref(reinterpret_cast<uv_handle_t*>(&h->uv));
+  uv_timer_start(&h->uv, &Handle::OnTimer, ms, ms);
 }
 
-void Timer::Disable() { uv_timer_stop(&handle_->uv); }
-
-bool Timer::enabled() const {
-  return uv_is_active(reinterpret_cast<const uv_handle_t*>(&handle_->uv)) != 0;
+void Timer::Disable() {
+  Handle* h = handle_;
+  if (!h->armed) return;
+  h->armed = false;
+  if (h->repeating) {
+    h->repeating = false;
+    uv_timer_stop(&h->uv);
+    return;
+  }
+  // Left running, unreferenced: a later Enable() usually reuses it (see Handle).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->uv));
 }
+
+bool Timer::enabled() const { return handle_->armed; }
 
 }  // namespace meshlet::event

@@ -69,6 +69,8 @@ class HeaderMap {
   size_t Remove(absl::string_view name);
   // Removes everything; keeps allocated capacity for reuse.
   void Clear();
+  // Makes room for `bytes` of names and values in total without another allocation.
+  void ReserveBytes(size_t bytes) { arena_.reserve(bytes); }
 
   // First value of `name`, if any.
   std::optional<absl::string_view> Get(absl::string_view name) const;

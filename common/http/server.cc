@@ -184,6 +184,14 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     }
     void DecodeTrailers(HeaderMapPtr) override { Respond(); }
 
+    // Stops watching the codec stream: once finished, this object is deleted at the end of the
+    // loop turn while the stream may still be sending the response (and report watermarks).
+    void Detach() {
+      if (encoder_ == nullptr) return;
+      encoder_->GetStream().RemoveCallbacks(*this);
+      encoder_ = nullptr;
+    }
+
     void OnResetStream(StreamResetReason, absl::string_view) override {
       encoder_ = nullptr;
       owner_.FinishStream(this);
@@ -245,6 +253,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   void FinishStream(RequestStream* stream) {
     auto it = streams_.find(stream);
     if (it == streams_.end()) return;
+    stream->Detach();
     server_.loop_.DeferDelete(std::move(it->second));
     streams_.erase(it);
   }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
@@ -58,6 +59,18 @@ size_t TotalLength(const iovec* iov, size_t n) {
   for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
   return total;
 }
+
+// The thread's write batch: how many WriteBatch scopes are open, the loop whose read callback
+// opened the outermost one, and the connections of that loop with bytes queued, which are sent at
+// the end of the loop turn. One loop per thread in the product; tests that run several loops on
+// one thread get batching only for connections of the loop that is reading.
+struct BatchState {
+  int depth = 0;
+  event::Loop* loop = nullptr;
+  event::Loop* send_scheduled_on = nullptr;  // end-of-turn send pending on this loop
+  std::vector<Connection*> queued;
+};
+thread_local BatchState t_batch;
 
 }  // namespace
 
@@ -121,6 +134,57 @@ struct Connection::Failure {
   absl::Status detail;
 };
 
+Connection::WriteBatch::WriteBatch(event::Loop& loop) {
+  if (t_batch.depth++ == 0) t_batch.loop = &loop;
+}
+
+Connection::WriteBatch::~WriteBatch() {
+  if (--t_batch.depth > 0 || t_batch.queued.empty()) return;
+  if (t_batch.send_scheduled_on == t_batch.loop) return;
+  if (t_batch.send_scheduled_on != nullptr) {
+    // A send is pending on another loop of this thread: do not make these wait for it.
+    SendQueued(nullptr);
+    return;
+  }
+  // Later read callbacks of this turn (other upstream responses for the same HTTP/2 client, say)
+  // add to the same writes.
+  t_batch.send_scheduled_on = t_batch.loop;
+  t_batch.loop->RunAtEndOfTurn(&Connection::SendQueued, nullptr);
+}
+
+void Connection::SendQueued(void*) {
+  t_batch.send_scheduled_on = nullptr;
+  // Sending may run callbacks (low watermark) that write more, close or destroy connections;
+  // a destroyed connection takes itself off the queue, so take one at a time from the back.
+  while (!t_batch.queued.empty()) {
+    Connection* c = t_batch.queued.back();
+    t_batch.queued.pop_back();
+    c->send_queued_ = false;
+    c->SendBatched();
+  }
+}
+
+void Connection::Unqueue() {
+  if (!send_queued_) return;
+  send_queued_ = false;
+  auto& queued = t_batch.queued;
+  for (size_t i = 0; i < queued.size(); ++i) {
+    if (queued[i] == this) {
+      queued.erase(queued.begin() + static_cast<ptrdiff_t>(i));
+      break;
+    }
+  }
+}
+
+void Connection::SendBatched() {
+  if (state_ != State::kOpen) return;  // a flushing Close() sends the rest itself
+  if (std::optional<Failure> f = SendAndFlush()) {
+    Fail(f->reason, std::move(f->detail), /*defer=*/true);
+    return;
+  }
+  AfterWriteProgress(/*defer=*/true);
+}
+
 Connection::Connection(event::Loop& loop, bool is_pipe, const ConnectionOptions& options)
     : loop_(loop), handle_(new Handle()), options_(options), timer_(loop, [this] { OnTimer(); }) {
   DCHECK(options.write_low_watermark < options.write_high_watermark)
@@ -139,6 +203,11 @@ Connection::Connection(event::Loop& loop, bool is_pipe, const ConnectionOptions&
 }
 
 Connection::~Connection() {
+  if (send_queued_) {
+    Unqueue();
+    // What an unbatched Write() would have handed to the kernel already.
+    if (state_ == State::kOpen) SendAndFlush();
+  }
   if (!handle_->closing) CloseSocket(/*reset=*/false);
   handle_->owner = nullptr;
   if (handle_->close_done) delete handle_;
@@ -264,7 +333,10 @@ void Connection::OnReadDone(ssize_t nread) {
     remote_eof_ = true;
     reading_ = false;  // libuv stopped reading
     Handle* h = handle_;
-    if (callbacks_ != nullptr) callbacks_->OnData(read_buffer_, /*end_stream=*/true);
+    if (callbacks_ != nullptr) {
+      WriteBatch batch(loop_);
+      callbacks_->OnData(read_buffer_, /*end_stream=*/true);
+    }
     if (h->owner == nullptr || state_ != State::kOpen) return;
     if (shutdown_done_) {
       CloseSocket(/*reset=*/false);
@@ -290,6 +362,7 @@ void Connection::OnReadDone(ssize_t nread) {
   }
   if (!AfterWriteProgress(/*defer=*/false)) return;
   if (!read_buffer_.empty() && callbacks_ != nullptr) {
+    WriteBatch batch(loop_);
     callbacks_->OnData(read_buffer_, /*end_stream=*/false);
   }
 }
@@ -305,6 +378,14 @@ void Connection::Write(Buffer& data) {
     return;
   }
   write_buffer_.Move(data);
+  if (state_ == State::kOpen && t_batch.depth > 0 && t_batch.loop == &loop_) {
+    if (!send_queued_) {
+      send_queued_ = true;
+      t_batch.queued.push_back(this);
+    }
+    CheckHighWatermark();
+    return;
+  }
   if (state_ == State::kOpen) {
     if (std::optional<Failure> f = SendAndFlush()) {
       Fail(f->reason, std::move(f->detail), /*defer=*/true);
@@ -462,6 +543,11 @@ void Connection::ReadEnable() {
 }
 
 void Connection::Close(CloseMode mode) {
+  if (send_queued_) {
+    Unqueue();
+    // Even kNoFlush: the kernel gets what an unbatched Write() would already have given it.
+    if (state_ == State::kOpen && mode != CloseMode::kAbort) SendAndFlush();
+  }
   if (state_ == State::kClosed) {
     // Closed by an error inside an earlier call whose report is still queued: report it now,
     // as the result of this Close().

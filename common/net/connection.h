@@ -26,6 +26,14 @@
 // Any callback may destroy the Connection (prefer Loop::DeferDelete) or replace the callbacks;
 // the Connection touches nothing of itself after a callback returns if it was destroyed.
 //
+// Write batching: writes made while a read callback (OnData) of a connection of the same loop
+// runs are queued and sent at the end of that loop turn (after all its I/O callbacks), one writev
+// per connection (docs/adr/0013). A proxy that answers a request with a head and a body, or
+// several HTTP/2 streams of one client whose upstream responses arrived in the same turn, then
+// costs one system call and one packet instead of one per Write(). Writes made anywhere else
+// (timers, posted functions, outside the loop) are sent at once as before, after anything queued.
+// Close() and destruction send what is queued first, as an unbatched Write() would have.
+//
 // Memory: reads go straight into pooled blocks (no allocation per read), payload moves between
 // buffers by relinking blocks, writes use writev on the buffer's blocks, and at most
 // kMaxWriteInFlightBlocks blocks are handed to libuv at a time. Memory held by a connection is
@@ -143,6 +151,16 @@ class Connection {
   size_t buffered_write_bytes() const { return write_buffer_.length() + wire_out_.length(); }
   bool above_write_high_watermark() const { return above_high_watermark_; }
 
+  // While one lives, writes to connections of `loop` are queued; when the outermost one ends,
+  // what was queued is sent at the end of the loop turn. Read callbacks run inside one.
+  class WriteBatch {
+   public:
+    explicit WriteBatch(event::Loop& loop);
+    ~WriteBatch();
+    WriteBatch(const WriteBatch&) = delete;
+    WriteBatch& operator=(const WriteBatch&) = delete;
+  };
+
   Transport& transport() { return *transport_; }
   const Transport& transport() const { return *transport_; }
   event::Loop& loop() { return loop_; }
@@ -185,6 +203,12 @@ class Connection {
   void Fail(CloseReason reason, absl::Status detail, bool defer);
   void CloseSocket(bool reset);
   void NotifyClose(CloseReason reason, const absl::Status& detail);
+  // Sends bytes queued by a WriteBatch (the tail of an unbatched Write()).
+  void SendBatched();
+  // Sends every queued connection's bytes (end of the loop turn).
+  static void SendQueued(void*);
+  // Takes this connection off its thread's batch queue.
+  void Unqueue();
 
   event::Loop& loop_;
   Handle* handle_;
@@ -208,6 +232,8 @@ class Connection {
   bool shutdown_started_ = false;
   bool shutdown_done_ = false;
   bool above_high_watermark_ = false;
+  // On the thread's batch queue: write_buffer_ holds bytes to send when the batch ends.
+  bool send_queued_ = false;
   // A close that happened inside an owner's call, to report from the timer.
   bool close_report_pending_ = false;
   CloseReason pending_reason_ = CloseReason::kLocalClose;

@@ -55,7 +55,7 @@ absl::StatusOr<SpiffeId> SpiffeIdFromUriSans(const std::vector<std::string>& uri
 
 absl::Time NotBefore(const X509& cert);
 absl::Time NotAfter(const X509& cert);
-// Upper-case hex without separators ("0A1B..."); "" if the serial cannot be read.
+// Lower-case hex without separators ("0a1b..."); "" if the serial cannot be read.
 std::string SerialNumberHex(const X509& cert);
 // RFC 2253-style distinguished name ("CN=frontend,O=meshlet").
 std::string SubjectName(const X509& cert);

@@ -33,6 +33,13 @@ bool SameOutlierConfig(const std::optional<resilience::OutlierDetectionConfig>& 
          a->panic_threshold_percent == b->panic_threshold_percent;
 }
 
+bool SameBreakerConfig(const std::optional<resilience::ConsecutiveFailureBreakerConfig>& a,
+                       const std::optional<resilience::ConsecutiveFailureBreakerConfig>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a.has_value() ||
+         (a->failure_threshold == b->failure_threshold && a->open_duration == b->open_duration);
+}
+
 }  // namespace
 
 Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
@@ -45,13 +52,15 @@ Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
       clock_(clock),
       codecs_(std::move(codecs)),
       transport_factory_(std::move(transport_factory)),
-      outlier_timer_(loop, [this] { TickOutlierDetection(); }) {
+      outlier_timer_(loop, [this] { TickOutlierDetection(); }),
+      retry_budget_(config_.retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
   if (config_.outlier_detection.has_value()) {
     outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
   }
   ApplyEndpoints(config_);
   RebuildLoadBalancer();
+  ResetBreaker();
 }
 
 Cluster::~Cluster() {
@@ -63,6 +72,7 @@ Cluster::~Cluster() {
 void Cluster::Update(const ClusterConfig& config) {
   const ClusterConfig old = std::move(config_);
   config_ = config;
+  retry_budget_.Reconfigure(config_.retry_budget);
   if (!SamePoolSettings(old, config_)) DrainAllPools();
   if (!SameOutlierConfig(old.outlier_detection, config_.outlier_detection)) {
     // New thresholds mean a new detector: ejection history under the old rules does not carry.
@@ -71,9 +81,14 @@ void Cluster::Update(const ClusterConfig& config) {
     }
     outlier_.reset();
     outlier_version_seen_ = 0;
+    ejections_active_published_ = 0;
+    stat_handles_.ejections_active.Set(0);
     if (config_.outlier_detection.has_value()) {
       outlier_ = std::make_unique<resilience::OutlierDetector>(*config_.outlier_detection, clock_);
     }
+  }
+  if (!SameBreakerConfig(old.consecutive_failure_breaker, config_.consecutive_failure_breaker)) {
+    ResetBreaker();
   }
   ApplyEndpoints(config_);
   if (old.lb_policy != config_.lb_policy ||
@@ -113,20 +128,32 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
   for (int attempt = 0; attempt < kMaxAdmitAttempts; ++attempt) {
     Host* host = lb_->Choose(LbContext{.hosts_to_avoid = avoid});
     if (host == nullptr) break;
-    if (outlier_ == nullptr) return {host, false};
-    const resilience::OutlierDetector::Admission admission = outlier_->TryAdmit(host->id());
-    // TryAdmit expires a due ejection lazily; keep the flags in step.
-    SyncOutlierFlags();
-    switch (admission) {
-      case resilience::OutlierDetector::Admission::kAdmit:
-        return {host, false};
-      case resilience::OutlierDetector::Admission::kAdmitProbe:
-        return {host, true};
-      case resilience::OutlierDetector::Admission::kReject:
+    bool outlier_probe = false;
+    if (outlier_ != nullptr) {
+      const resilience::OutlierDetector::Admission admission = outlier_->TryAdmit(host->id());
+      // TryAdmit expires a due ejection lazily; keep the flags in step.
+      SyncOutlierFlags();
+      if (admission == resilience::OutlierDetector::Admission::kReject) {
         ++stats_.outlier_probe_rejected;
         avoid.push_back(host);
-        break;
+        continue;
+      }
+      outlier_probe = admission == resilience::OutlierDetector::Admission::kAdmitProbe;
     }
+    if (!breaker_.has_value()) return {host, outlier_probe};
+    const resilience::ConsecutiveFailureBreaker::Ticket ticket = breaker_->TryAdmit();
+    PublishBreakerState();
+    if (!ticket.admitted()) {
+      ++stats_.breaker_rejected;
+      if (outlier_probe) outlier_->CancelProbe(host->id());
+      return {.host = nullptr, .probe = false, .breaker_open = true};
+    }
+    if (ticket.verdict == resilience::ConsecutiveFailureBreaker::Verdict::kAdmittedProbe) {
+      breaker_probe_ = ticket;
+      breaker_probe_host_ = host->id();
+      return {host, true};
+    }
+    return {host, outlier_probe};
   }
   ++stats_.no_healthy_host;
   return {};
@@ -176,13 +203,40 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
     ++host.stats().rq_error;
   }
   if (latency.has_value()) host.RecordLatency(*latency, clock_.Now(), config_.lb.ewma_decay);
+  if (breaker_.has_value()) {
+    const bool success = result == resilience::HostResult::kSuccess;
+    resilience::ConsecutiveFailureBreaker::Transition transition;
+    if (probe && breaker_probe_.has_value() && breaker_probe_host_ == host.id()) {
+      transition = breaker_->Record(*breaker_probe_, success);
+      breaker_probe_.reset();
+    } else {
+      // Requests admitted while closed carry no ticket: a result counts if the breaker is still
+      // in the generation it is in now (closed), and is ignored while open or half-open, where
+      // only the probe decides.
+      transition = breaker_->Record(
+          {resilience::ConsecutiveFailureBreaker::Verdict::kAdmitted, breaker_->generation()},
+          success);
+    }
+    if (transition == resilience::ConsecutiveFailureBreaker::Transition::kOpened ||
+        transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
+      ++stats_.breaker_opened;
+      stat_handles_.breaker_opened.Inc();
+    }
+    PublishBreakerState();
+  }
   if (outlier_ == nullptr || !host.in_set()) return;
-  const resilience::OutlierDetector::Event event = outlier_->RecordResult(host.id(), result, probe);
+  // Only the outlier detector's own probe settles a half-open host; a breaker probe to a healthy
+  // host is an ordinary result to it.
+  const bool outlier_probe =
+      probe && outlier_->state(host.id()) == resilience::OutlierDetector::HostState::kHalfOpen;
+  const resilience::OutlierDetector::Event event =
+      outlier_->RecordResult(host.id(), result, outlier_probe);
   if (event == resilience::OutlierDetector::Event::kEjectedConsecutive5xx ||
       event == resilience::OutlierDetector::Event::kEjectedConsecutiveGatewayFailure ||
       event == resilience::OutlierDetector::Event::kProbeFailed) {
     ++stats_.outlier_ejections;
     ++host.stats().outlier_ejections;
+    stat_handles_.ejections_total.Inc();
   }
   SyncOutlierFlags();
   ArmOutlierTimer();
@@ -190,7 +244,39 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
 
 void Cluster::CancelProbe(Host& host) {
   if (outlier_ != nullptr) outlier_->CancelProbe(host.id());
+  if (breaker_.has_value() && breaker_probe_.has_value() && breaker_probe_host_ == host.id()) {
+    breaker_->CancelProbe(*breaker_probe_);
+    breaker_probe_.reset();
+  }
 }
+
+bool Cluster::BreakerRejects() {
+  if (!breaker_.has_value()) return false;
+  const bool reject = breaker_->WouldReject();
+  PublishBreakerState();
+  if (reject) ++stats_.breaker_rejected;
+  return reject;
+}
+
+int Cluster::BreakerState() { return breaker_.has_value() ? breaker_->StateGauge() : 0; }
+
+void Cluster::SetStatHandles(const StatHandles& handles) {
+  stat_handles_ = handles;
+  PublishBreakerState();
+  stat_handles_.ejections_active.Set(ejections_active_published_);
+}
+
+void Cluster::ResetBreaker() {
+  breaker_probe_.reset();
+  breaker_.reset();
+  if (config_.consecutive_failure_breaker.has_value() &&
+      config_.consecutive_failure_breaker->failure_threshold > 0) {
+    breaker_.emplace(*config_.consecutive_failure_breaker, clock_);
+  }
+  PublishBreakerState();
+}
+
+void Cluster::PublishBreakerState() { stat_handles_.breaker_state.Set(BreakerState()); }
 
 void Cluster::SetActiveHealth(Host& host, bool healthy) {
   hosts_.SetHealthFlag(host, Host::kFailedActiveHealthCheck, !healthy);
@@ -200,6 +286,7 @@ void Cluster::TickOutlierDetection() {
   if (outlier_ == nullptr) return;
   const resilience::OutlierDetector::TickSummary summary = outlier_->Tick();
   stats_.outlier_ejections += summary.ejected_success_rate;
+  stat_handles_.ejections_total.Inc(summary.ejected_success_rate);
   SyncOutlierFlags();
   ArmOutlierTimer();
 }
@@ -208,11 +295,16 @@ void Cluster::SyncOutlierFlags() {
   if (outlier_ == nullptr || outlier_->version() == outlier_version_seen_) return;
   outlier_version_seen_ = outlier_->version();
   // Half-open hosts stay routable: the balancer may pick them, and TryAdmit lets one probe in.
+  int64_t ejected = 0;
   for (const HostSharedPtr& host : hosts_.hosts()) {
     const auto state = outlier_->state(host->id());
-    hosts_.SetHealthFlag(*host, Host::kOutlierEjected,
-                         state == resilience::OutlierDetector::HostState::kEjected);
+    const bool is_ejected = state == resilience::OutlierDetector::HostState::kEjected;
+    ejected += is_ejected;
+    hosts_.SetHealthFlag(*host, Host::kOutlierEjected, is_ejected);
   }
+  // This worker's share of the kSum gauge.
+  ejections_active_published_ = ejected;
+  stat_handles_.ejections_active.Set(ejected);
 }
 
 void Cluster::ArmOutlierTimer() {

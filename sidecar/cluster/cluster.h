@@ -36,12 +36,15 @@
 #include "common/event/timer.h"
 #include "common/http/codec.h"
 #include "common/net/transport.h"
+#include "common/stats/stats.h"
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/conn_pool.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/cluster/load_balancer.h"
 #include "sidecar/resilience/circuit_breaker.h"
+#include "sidecar/resilience/consecutive_failure_breaker.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/resilience/retry_budget.h"
 
 namespace meshlet::sidecar {
 
@@ -56,14 +59,19 @@ struct ClusterStats {
   uint64_t outlier_ejections = 0;       // hosts ejected
   uint64_t outlier_probe_rejected = 0;  // picks refused because a half-open probe was out
   uint64_t membership_updates = 0;
+  uint64_t breaker_opened = 0;    // consecutive-failure breaker: closed/half-open → open
+  uint64_t breaker_rejected = 0;  // picks refused because the breaker was open
 };
 
 class Cluster {
  public:
   struct HostSelection {
     Host* host = nullptr;
-    // The request is the half-open host's single probe: report its result with probe = true.
+    // The request is a single probe (of a half-open host, or of the half-open consecutive-failure
+    // breaker): report its result with probe = true.
     bool probe = false;
+    // No host because the consecutive-failure breaker is open.
+    bool breaker_open = false;
   };
 
   // Tries the load balancer makes when the outlier detector refuses a pick.
@@ -100,12 +108,32 @@ class Cluster {
   // Health from active health checking.
   void SetActiveHealth(Host& host, bool healthy);
 
+  // The consecutive-failure breaker (ClusterConfig::consecutive_failure_breaker), one per cluster
+  // per worker. ChooseHost() asks it to admit each pick, RecordResult() feeds it and CancelProbe()
+  // frees its probe. BreakerRejects() says whether a request would be refused now without taking
+  // the half-open probe, so the request gate can answer before anything else happens.
+  bool BreakerRejects();
+  bool has_breaker() const { return breaker_.has_value(); }
+  // 0 closed, 1 open, 2 half-open; 0 without a breaker.
+  int BreakerState();
+  // Where the cluster exports what it decides (docs/stats.md); set once by the owner. Unset
+  // handles count nothing.
+  struct StatHandles {
+    Gauge breaker_state;      // meshlet_upstream_cf_breaker_state{cluster,worker}
+    Counter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
+    Gauge ejections_active;   // meshlet_upstream_outlier_ejections_active{cluster}
+    Counter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
+  };
+  void SetStatHandles(const StatHandles& handles);
+
   const std::string& name() const { return config_.name; }
   const ClusterConfig& config() const { return config_; }
   HostSet& host_set() { return hosts_; }
   LoadBalancer& load_balancer() { return *lb_; }
   resilience::OutlierDetector* outlier_detector() { return outlier_.get(); }
   resilience::CircuitBreakerThresholds& thresholds() { return *thresholds_; }
+  // The cluster's retry budget on this worker (the router's retries).
+  resilience::RetryBudget& retry_budget() { return retry_budget_; }
   const ClusterStats& stats() const { return stats_; }
   // Pools in use plus pools draining.
   size_t pool_count() const;
@@ -123,6 +151,8 @@ class Cluster {
   void ArmOutlierTimer();
   void DrainPool(std::unique_ptr<ConnPool> pool);
   void DrainAllPools();
+  void ResetBreaker();
+  void PublishBreakerState();
 
   event::Loop& loop_;
   ClusterConfig config_;
@@ -141,6 +171,13 @@ class Cluster {
   // Pools finishing their streams after their host left (or their settings changed).
   std::vector<std::unique_ptr<ConnPool>> draining_pools_;
   ClusterStats stats_;
+  resilience::RetryBudget retry_budget_;
+  std::optional<resilience::ConsecutiveFailureBreaker> breaker_;
+  // The half-open breaker's probe: its ticket and the host it went to.
+  std::optional<resilience::ConsecutiveFailureBreaker::Ticket> breaker_probe_;
+  uint64_t breaker_probe_host_ = 0;
+  StatHandles stat_handles_;
+  int64_t ejections_active_published_ = 0;
 };
 
 }  // namespace meshlet::sidecar

@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar {
@@ -29,6 +30,76 @@ std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
   return slot;
 }
 
+absl::string_view ThresholdName(resilience::ResourceKind kind) {
+  switch (kind) {
+    case resilience::ResourceKind::kConnection:
+      return "max_connections";
+    case resilience::ResourceKind::kPendingRequest:
+      return "max_pending_requests";
+    case resilience::ResourceKind::kRequest:
+      return "max_requests";
+    case resilience::ResourceKind::kRetry:
+      return "max_retries";
+  }
+  return "unknown";
+}
+
+void SharedClusterLimits::PublishStats(StatsShard& shard) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [name, thresholds] : by_name_) {
+    Published& published = published_[name];
+    for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
+      const auto kind = static_cast<resilience::ResourceKind>(i);
+      if (!published.registered) {
+        const LabelSet labels = {{"cluster", name},
+                                 {"threshold", std::string(ThresholdName(kind))}};
+        absl::StatusOr<Gauge> remaining = shard.RegisterGauge(
+            "meshlet_upstream_cb_remaining",
+            "Circuit-breaker capacity left per cluster and threshold (limit minus in use).", labels,
+            GaugeMerge::kGlobal);
+        absl::StatusOr<Counter> overflow = shard.RegisterCounter(
+            "meshlet_upstream_cb_overflow_total",
+            "Acquires refused by a circuit-breaker threshold, per cluster and threshold.", labels);
+        if (!remaining.ok() || !overflow.ok()) {
+          LOG_EVERY_N_SEC(ERROR, 60) << "cluster " << name << ": circuit-breaker stats: "
+                                     << (remaining.ok() ? overflow.status() : remaining.status());
+          continue;
+        }
+        published.remaining[i] = *remaining;
+        published.overflow[i] = *overflow;
+      }
+      published.remaining[i].Set(thresholds->Remaining(kind));
+      const uint64_t overflows = thresholds->Overflows(kind);
+      published.overflow[i].Inc(overflows - published.overflow_seen[i]);
+      published.overflow_seen[i] = overflows;
+    }
+    published.registered = true;
+  }
+}
+
+void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster) {
+  out += "\"circuit_breakers\":";
+  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_name_.find(cluster);
+    if (it != by_name_.end()) thresholds = it->second;
+  }
+  if (thresholds == nullptr) {
+    out += "null";
+    return;
+  }
+  out += "{";
+  for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
+    const auto kind = static_cast<resilience::ResourceKind>(i);
+    absl::StrAppend(&out, i == 0 ? "" : ",", "\"", ThresholdName(kind),
+                    "\":{\"limit\":", thresholds->Limit(kind),
+                    ",\"remaining\":", thresholds->Remaining(kind),
+                    ",\"overflows\":", thresholds->Overflows(kind), "}");
+  }
+  out += "}";
+}
+
 struct WorkerClusterManager::Entry {
   template <typename... Args>
   Entry(std::shared_ptr<const ClusterConfig> config_in, UpstreamStats stats_in, Args&&... args)
@@ -49,9 +120,31 @@ WorkerClusterManager::WorkerClusterManager(event::Loop& loop, Random& random, co
       clock_(clock),
       stats_(stats),
       limits_(limits),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      alive_(std::make_shared<WorkerClusterManager*>(this)) {
+  health_subscription_ = limits_.host_health().Subscribe(
+      loop_, [alive = std::weak_ptr<WorkerClusterManager*>(alive_)](const std::string& cluster) {
+        // Runs on this manager's loop, where it is also destroyed: no race with the check.
+        if (std::shared_ptr<WorkerClusterManager*> self = alive.lock()) {
+          (*self)->ApplyActiveHealth(cluster);
+        }
+      });
+}
 
-WorkerClusterManager::~WorkerClusterManager() = default;
+WorkerClusterManager::~WorkerClusterManager() {
+  limits_.host_health().Unsubscribe(health_subscription_);
+  alive_.reset();
+}
+
+void WorkerClusterManager::ApplyActiveHealth(absl::string_view name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return;
+  Cluster& cluster = it->second->cluster;
+  const absl::flat_hash_set<net::Address> unhealthy = limits_.host_health().Unhealthy(name);
+  for (const HostSharedPtr& host : cluster.host_set().hosts()) {
+    cluster.SetActiveHealth(*host, !unhealthy.contains(host->address()));
+  }
+}
 
 CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& stats) const {
   event::Loop* loop = &loop_;
@@ -75,7 +168,7 @@ CodecFactories WorkerClusterManager::MakeCodecFactories(const UpstreamStats& sta
 
 std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
     const std::shared_ptr<const ClusterConfig>& config) {
-  absl::StatusOr<UpstreamStats> stats = UpstreamStats::Create(stats_, config->name);
+  absl::StatusOr<UpstreamStats> stats = UpstreamStats::Create(stats_, config->name, worker_label_);
   if (!stats.ok()) {
     // Only the series limit can refuse registration; the cluster still serves, uncounted.
     LOG(ERROR) << "cluster " << config->name << ": stats not registered: " << stats.status();
@@ -84,8 +177,16 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
   net::TransportFactory transport;
   if (options_.transport_factory) transport = options_.transport_factory(*config);
   CodecFactories codecs = MakeCodecFactories(*stats);
-  return std::make_shared<Entry>(config, *std::move(stats), loop_, *config, limits_.For(*config),
-                                 random_, clock_, std::move(codecs), std::move(transport));
+  auto entry =
+      std::make_shared<Entry>(config, *std::move(stats), loop_, *config, limits_.For(*config),
+                              random_, clock_, std::move(codecs), std::move(transport));
+  entry->cluster.SetStatHandles(Cluster::StatHandles{
+      .breaker_state = entry->stats.cf_breaker_state,
+      .breaker_opened = entry->stats.cf_breaker_opened,
+      .ejections_active = entry->stats.outlier_ejections_active,
+      .ejections_total = entry->stats.outlier_ejections,
+  });
+  return entry;
 }
 
 void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
@@ -118,6 +219,7 @@ void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
     auto it = clusters_.find(name);
     if (it == clusters_.end()) {
       clusters_.emplace(name, Create(config));
+      ApplyActiveHealth(name);
       continue;
     }
     Entry& entry = *it->second;
@@ -127,6 +229,8 @@ void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
     limits_.For(*config);
     entry.cluster.Update(*config);
     entry.config = config;
+    // New hosts start without the flag; they take the checker's current view.
+    ApplyActiveHealth(name);
   }
 }
 

@@ -16,13 +16,16 @@
 //
 // Circuit-breaker limits are per cluster for the whole process, not per worker (see
 // resilience/circuit_breaker.h), so every worker's manager takes its thresholds from one
-// SharedClusterLimits, which the server owns.
+// SharedClusterLimits, which the server owns. It also carries the active health-check results
+// (SharedHostHealth, health_checker.h): each manager subscribes to them and mirrors them onto its
+// hosts as kFailedActiveHealthCheck, when a result changes and whenever it (re)builds a cluster.
 //
 // Threading: a WorkerClusterManager and everything it returns belong to one worker's loop thread.
 // SharedClusterLimits is thread-safe (a mutex, taken only when clusters are created or updated).
 // Destroy the manager after the connections that use it, and after the loop ran the deferred
 // deletions they left (Loop::RunUntilIdle), so no request still refers to a cluster.
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,6 +43,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/cluster_config.h"
+#include "sidecar/cluster/health_checker.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/worker_context.h"
@@ -53,11 +57,35 @@ class SharedClusterLimits {
   // The thresholds of `config.name`, created on first use; their limits follow `config`.
   std::shared_ptr<resilience::CircuitBreakerThresholds> For(const ClusterConfig& config);
 
+  // Publishes, on `shard` (a shard any thread may use), each cluster's remaining capacity per
+  // threshold (meshlet_upstream_cb_remaining{cluster,threshold}) and the overflows counted since
+  // the last call (meshlet_upstream_cb_overflow_total{cluster,threshold}). The admin API calls it
+  // before it reads stats, so a scrape sees current values without any per-request stats work.
+  void PublishStats(StatsShard& shard);
+
+  SharedHostHealth& host_health() { return host_health_; }
+
+  // Appends `"circuit_breakers":{"max_requests":{"limit":N,"remaining":N},...}` for the admin
+  // /clusters endpoint (`null` for a cluster never configured).
+  void AppendJson(std::string& out, absl::string_view cluster);
+
  private:
+  struct Published {
+    std::array<Gauge, resilience::kResourceKindCount> remaining;
+    std::array<Counter, resilience::kResourceKindCount> overflow;
+    std::array<uint64_t, resilience::kResourceKindCount> overflow_seen{};
+    bool registered = false;
+  };
+
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<resilience::CircuitBreakerThresholds>> by_name_
       ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Published> published_ ABSL_GUARDED_BY(mu_);
+  SharedHostHealth host_health_;
 };
+
+// "max_connections", "max_pending_requests", "max_requests", "max_retries": the `threshold` label.
+absl::string_view ThresholdName(resilience::ResourceKind kind);
 
 struct ClusterManagerOptions {
   // The transport for a cluster's upstream connections (TLS); unset, or returning null, means
@@ -78,6 +106,12 @@ class WorkerClusterManager final : public ClusterManager {
 
   // Applies the snapshot's clusters (see the header comment). Call on the worker's thread.
   void Update(const config::Snapshot& snapshot);
+
+  // Labels this manager's per-worker series ({worker="N"}); call before the first Update().
+  void SetWorkerIndex(int index) { worker_label_ = std::to_string(index); }
+
+  // Mirrors the shared active health-check results of `cluster` onto its hosts.
+  void ApplyActiveHealth(absl::string_view cluster);
 
   // ClusterManager
   Cluster* Find(absl::string_view name) override;
@@ -100,7 +134,11 @@ class WorkerClusterManager final : public ClusterManager {
   StatsShard& stats_;
   SharedClusterLimits& limits_;
   const ClusterManagerOptions options_;
+  std::string worker_label_ = "0";
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> clusters_;
+  // Health-check notifications posted to this loop reach the manager only while it lives.
+  std::shared_ptr<WorkerClusterManager*> alive_;
+  uint64_t health_subscription_ = 0;
 };
 
 }  // namespace meshlet::sidecar

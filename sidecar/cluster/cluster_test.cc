@@ -208,5 +208,123 @@ TEST_F(ClusterTest, LatencyFeedsPeakEwma) {
   EXPECT_EQ(host.stats().rq_success, 1u);
 }
 
+TEST_F(ClusterTest, ConsecutiveFailureBreakerOpensProbesAndCloses) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.outlier_detection.reset();
+  config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{
+      .failure_threshold = 3, .open_duration = seconds(60)};
+  auto cluster = Make(config);
+  for (int i = 0; i < 3; ++i) {
+    Cluster::HostSelection selection = cluster->ChooseHost();
+    ASSERT_NE(selection.host, nullptr);
+    EXPECT_FALSE(selection.probe);
+    cluster->RecordResult(*selection.host, HostResult::kServerError, selection.probe);
+  }
+  EXPECT_EQ(cluster->BreakerState(), 1);
+  EXPECT_EQ(cluster->stats().breaker_opened, 1u);
+  EXPECT_TRUE(cluster->BreakerRejects());
+  Cluster::HostSelection refused = cluster->ChooseHost();
+  EXPECT_EQ(refused.host, nullptr);
+  EXPECT_TRUE(refused.breaker_open);
+
+  // Half-open after open_duration: one probe, everyone else refused while it is out.
+  clock_.Advance(seconds(60));
+  EXPECT_FALSE(cluster->BreakerRejects());
+  Cluster::HostSelection probe = cluster->ChooseHost();
+  ASSERT_NE(probe.host, nullptr);
+  EXPECT_TRUE(probe.probe);
+  EXPECT_EQ(cluster->BreakerState(), 2);
+  EXPECT_TRUE(cluster->ChooseHost().breaker_open);
+  // The probe fails: open again.
+  cluster->RecordResult(*probe.host, HostResult::kGatewayError, /*probe=*/true);
+  EXPECT_EQ(cluster->BreakerState(), 1);
+  EXPECT_EQ(cluster->stats().breaker_opened, 2u);
+
+  // Next half-open: an abandoned probe frees the slot; a successful one closes the breaker.
+  clock_.Advance(seconds(60));
+  probe = cluster->ChooseHost();
+  ASSERT_TRUE(probe.probe);
+  cluster->CancelProbe(*probe.host);
+  probe = cluster->ChooseHost();
+  ASSERT_TRUE(probe.probe);
+  cluster->RecordResult(*probe.host, HostResult::kSuccess, /*probe=*/true);
+  EXPECT_EQ(cluster->BreakerState(), 0);
+  EXPECT_FALSE(cluster->ChooseHost().probe);
+}
+
+TEST_F(ClusterTest, BreakerProbeToAHealthyHostDoesNotSettleOutlierState) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{
+      .failure_threshold = 1, .open_duration = seconds(5)};
+  auto cluster = Make(config);
+  Cluster::HostSelection first = cluster->ChooseHost();
+  cluster->RecordResult(*first.host, HostResult::kServerError, false);
+  clock_.Advance(seconds(5));
+  Cluster::HostSelection probe = cluster->ChooseHost();
+  ASSERT_TRUE(probe.probe);
+  cluster->RecordResult(*probe.host, HostResult::kSuccess, /*probe=*/true);
+  EXPECT_EQ(cluster->BreakerState(), 0);
+  EXPECT_EQ(cluster->outlier_detector()->state(probe.host->id()),
+            resilience::OutlierDetector::HostState::kHealthy);
+  EXPECT_TRUE(probe.host->healthy());
+}
+
+TEST_F(ClusterTest, PanicRoutesToEjectedHostsWhenTooFewAreHealthy) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"),
+                                 Endpoint("10.0.0.3:80"), Endpoint("10.0.0.4:80")});
+  config.outlier_detection->max_ejection_percent = 100;
+  auto cluster = Make(config);
+  // Two of four ejected: 50 % healthy is not below the 50 % threshold, so no panic.
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 5; ++i) {
+      cluster->RecordResult(*cluster->host_set().hosts()[h], HostResult::kGatewayError, false);
+    }
+  }
+  for (int i = 0; i < 20; ++i) {
+    const Host* host = cluster->ChooseHost().host;
+    ASSERT_NE(host, nullptr);
+    EXPECT_TRUE(host->healthy());
+  }
+  // A third: 25 % healthy, panic: every host takes traffic again.
+  for (int i = 0; i < 5; ++i) {
+    cluster->RecordResult(*cluster->host_set().hosts()[2], HostResult::kGatewayError, false);
+  }
+  EXPECT_TRUE(cluster->outlier_detector()->IsPanic());
+  int to_ejected = 0;
+  for (int i = 0; i < 40; ++i) {
+    const Host* host = cluster->ChooseHost().host;
+    ASSERT_NE(host, nullptr);
+    to_ejected += host->has_health_flag(Host::kOutlierEjected);
+  }
+  EXPECT_GT(to_ejected, 0);
+}
+
+TEST_F(ClusterTest, SuccessRateOutlierIsEjectedOnTheIntervalTick) {
+  // Six hosts: with n hosts one outlier is at most sqrt(n - 1) deviations below the mean, so
+  // the default factor 1.9 needs at least five.
+  ClusterConfig config =
+      Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"), Endpoint("10.0.0.3:80"),
+              Endpoint("10.0.0.4:80"), Endpoint("10.0.0.5:80"), Endpoint("10.0.0.6:80")});
+  config.outlier_detection->consecutive_5xx = 0;
+  config.outlier_detection->consecutive_gateway_failure = 0;
+  config.outlier_detection->success_rate_minimum_hosts = 3;
+  config.outlier_detection->success_rate_request_volume = 20;
+  auto cluster = Make(config);
+  for (int i = 0; i < 20; ++i) {
+    for (int h = 0; h < 6; ++h) {
+      // Host 0 fails every other request; the others never do.
+      const bool fail = h == 0 && i % 2 == 0;
+      cluster->RecordResult(*cluster->host_set().hosts()[h],
+                            fail ? HostResult::kServerError : HostResult::kSuccess, false);
+    }
+  }
+  EXPECT_TRUE(cluster->host_set().hosts()[0]->healthy());
+  clock_.Advance(config.outlier_detection->interval);
+  cluster->TickOutlierDetection();
+  EXPECT_TRUE(cluster->host_set().hosts()[0]->has_health_flag(Host::kOutlierEjected));
+  EXPECT_EQ(cluster->stats().outlier_ejections, 1u);
+  for (int h = 1; h < 6; ++h) EXPECT_TRUE(cluster->host_set().hosts()[h]->healthy());
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar

@@ -6,7 +6,8 @@
 
 namespace meshlet::sidecar {
 
-absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster) {
+absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster,
+                                                    absl::string_view worker) {
   UpstreamStats s;
   const std::string name(cluster);
   for (size_t i = 0; i < s.rq_by_class.size(); ++i) {
@@ -41,6 +42,65 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       s.rq_active,
       shard.RegisterGauge("meshlet_upstream_rq_active",
                           "Requests in flight to the cluster (pending or started).", labels));
+  for (size_t i = 0; i < kRetryReasonNames.size(); ++i) {
+    ASSIGN_OR_RETURN(
+        s.rq_retry[i],
+        shard.RegisterCounter("meshlet_upstream_rq_retry_total",
+                              "Retries sent, by what the failed attempt ran into.",
+                              {{"cluster", name}, {"reason", std::string(kRetryReasonNames[i])}}));
+  }
+  for (size_t i = 0; i < kRetrySkipReasonNames.size(); ++i) {
+    ASSIGN_OR_RETURN(s.rq_retry_skipped[i],
+                     shard.RegisterCounter(
+                         "meshlet_upstream_rq_retry_skipped_total",
+                         "Retries the policy asked for but did not send, by reason.",
+                         {{"cluster", name}, {"reason", std::string(kRetrySkipReasonNames[i])}}));
+  }
+  for (size_t i = 0; i < kRetryOverflowNames.size(); ++i) {
+    ASSIGN_OR_RETURN(
+        s.rq_retry_overflow[i],
+        shard.RegisterCounter("meshlet_upstream_rq_retry_overflow_total",
+                              "Retries refused by the retry budget or the concurrent-retry limit.",
+                              {{"cluster", name}, {"limit", std::string(kRetryOverflowNames[i])}}));
+  }
+  ASSIGN_OR_RETURN(s.rq_retry_success,
+                   shard.RegisterCounter(
+                       "meshlet_upstream_rq_retry_success_total",
+                       "Requests whose final response came from a retry and was not 5xx.", labels));
+  ASSIGN_OR_RETURN(
+      s.rq_per_try_timeout,
+      shard.RegisterCounter("meshlet_upstream_rq_per_try_timeout_total",
+                            "Attempts that hit the retry policy's per-try timeout.", labels));
+  for (size_t i = 0; i < s.rq_deadline_header_invalid.size(); ++i) {
+    ASSIGN_OR_RETURN(s.rq_deadline_header_invalid[i],
+                     shard.RegisterCounter(
+                         "meshlet_upstream_rq_deadline_header_invalid_total",
+                         "Requests whose caller deadline header was malformed (and ignored).",
+                         {{"cluster", name},
+                          {"header", i == 0 ? "grpc-timeout" : "x-meshlet-deadline"}}));
+  }
+  ASSIGN_OR_RETURN(
+      s.rq_breaker_open,
+      shard.RegisterCounter("meshlet_upstream_rq_breaker_open_total",
+                            "Requests refused because the cluster's consecutive-failure breaker "
+                            "was open (or half-open with its probe out).",
+                            labels));
+  ASSIGN_OR_RETURN(
+      s.cf_breaker_state,
+      shard.RegisterGauge("meshlet_upstream_cf_breaker_state",
+                          "Consecutive-failure breaker state on this worker as of its last "
+                          "decision: 0 closed, 1 open, 2 half-open.",
+                          {{"cluster", name}, {"worker", std::string(worker)}}));
+  ASSIGN_OR_RETURN(s.cf_breaker_opened,
+                   shard.RegisterCounter("meshlet_upstream_cf_breaker_opened_total",
+                                         "Times the consecutive-failure breaker opened.", labels));
+  ASSIGN_OR_RETURN(
+      s.outlier_ejections_active,
+      shard.RegisterGauge("meshlet_upstream_outlier_ejections_active",
+                          "Hosts ejected by outlier detection now, summed over workers.", labels));
+  ASSIGN_OR_RETURN(s.outlier_ejections,
+                   shard.RegisterCounter("meshlet_upstream_outlier_ejections_total",
+                                         "Hosts ejected by outlier detection.", labels));
   return s;
 }
 

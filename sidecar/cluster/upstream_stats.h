@@ -27,8 +27,21 @@ inline size_t StatusClassIndex(int status) {
 inline constexpr std::array<absl::string_view, 5> kStatusClassNames = {"1xx", "2xx", "3xx", "4xx",
                                                                        "5xx"};
 
+// Why an attempt was retried (meshlet_upstream_rq_retry_total{reason}): the kinds of
+// resilience::AttemptResult, in that order.
+inline constexpr std::array<absl::string_view, 5> kRetryReasonNames = {
+    "connect_failure", "refused_stream", "reset", "per_try_timeout", "status"};
+// Why a retry the policy asked for did not happen
+// (meshlet_upstream_rq_retry_skipped_total{reason}).
+inline constexpr std::array<absl::string_view, 4> kRetrySkipReasonNames = {
+    "attempts_exhausted", "non_idempotent", "body_too_large", "deadline_too_close"};
+// Which limit refused a retry (meshlet_upstream_rq_retry_overflow_total{limit}).
+inline constexpr std::array<absl::string_view, 2> kRetryOverflowNames = {"budget", "concurrent"};
+
 struct UpstreamStats {
-  static absl::StatusOr<UpstreamStats> Create(StatsShard& shard, absl::string_view cluster);
+  // `worker` labels the one per-worker series (the breaker state).
+  static absl::StatusOr<UpstreamStats> Create(StatsShard& shard, absl::string_view cluster,
+                                              absl::string_view worker = "0");
 
   // meshlet_upstream_rq_total{cluster,code_class}: responses received from upstream hosts.
   std::array<Counter, 5> rq_by_class;
@@ -39,6 +52,22 @@ struct UpstreamStats {
   Counter rq_reset;            // meshlet_upstream_rq_reset_total
   Counter rq_no_healthy_host;  // meshlet_upstream_rq_no_healthy_host_total
   Gauge rq_active;             // meshlet_upstream_rq_active
+  // meshlet_upstream_rq_breaker_open_total: refused by the consecutive-failure breaker.
+  Counter rq_breaker_open;
+  // Handed to the Cluster (Cluster::StatHandles).
+  Gauge cf_breaker_state;          // meshlet_upstream_cf_breaker_state{cluster,worker}
+  Counter cf_breaker_opened;       // meshlet_upstream_cf_breaker_opened_total
+  Gauge outlier_ejections_active;  // meshlet_upstream_outlier_ejections_active
+  Counter outlier_ejections;       // meshlet_upstream_outlier_ejections_total
+  // Retries and attempt timeouts (the router; docs/resilience.md).
+  std::array<Counter, kRetryReasonNames.size()> rq_retry;              // ..._rq_retry_total
+  std::array<Counter, kRetrySkipReasonNames.size()> rq_retry_skipped;  // ..._rq_retry_skipped_total
+  std::array<Counter, kRetryOverflowNames.size()> rq_retry_overflow;  // ..._rq_retry_overflow_total
+  Counter rq_retry_success;    // meshlet_upstream_rq_retry_success_total
+  Counter rq_per_try_timeout;  // meshlet_upstream_rq_per_try_timeout_total
+  // meshlet_upstream_rq_deadline_header_invalid_total{header}: malformed caller deadlines
+  // (ignored), index 0 grpc-timeout, 1 x-meshlet-deadline.
+  std::array<Counter, 2> rq_deadline_header_invalid;
 
   void RecordStatus(int status) const { rq_by_class[StatusClassIndex(status)].Inc(); }
 };

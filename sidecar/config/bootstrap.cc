@@ -64,6 +64,15 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
   out.xds.ca_file = Resolve(base_dir, bootstrap.xds().ca_file());
   out.xds.server_name = bootstrap.xds().server_name();
   out.data_dir = Resolve(base_dir, bootstrap.data_dir());
+  if (bootstrap.has_tracing()) {
+    absl::StatusOr<tracing::TracingConfig> tracing = TranslateTracing(
+        bootstrap.tracing(),
+        bootstrap.node().service().empty() ? bootstrap.node().id() : bootstrap.node().service());
+    if (!tracing.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(lead, ": ", tracing.status().message()));
+    }
+    out.tracing = *std::move(tracing);
+  }
 
   xds::Bootstrap::StaticResources* resources = bootstrap.mutable_static_resources();
   for (xds::Secret& secret : *resources->mutable_secrets()) {

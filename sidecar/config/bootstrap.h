@@ -34,6 +34,8 @@ struct BootstrapConfig {
   ResourceSet resources;  // version left empty: BuildSnapshot derives one
   XdsServerConfig xds;
   std::string data_dir;  // the last good configuration is kept here; empty: not persisted
+  // The `tracing` section (docs/tracing.md); `enabled` only when the file has one.
+  tracing::TracingConfig tracing;
 
   bool has_xds() const { return !xds.address.empty(); }
 };

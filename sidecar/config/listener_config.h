@@ -6,11 +6,14 @@
 // unset. Values; no ownership concerns.
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/base/clock.h"
 #include "common/net/address.h"
+#include "sidecar/resilience/token_bucket.h"
 
 namespace meshlet::sidecar::config {
 
@@ -69,6 +72,10 @@ struct ListenerConfig {
   Duration detect_timeout = std::chrono::seconds(1);  // kAuto: wait this long for first bytes
   uint32_t max_connections = 0;                       // 0: unlimited
   std::string access_log_path;                        // empty: off
+  // Local rate limit for every HTTP request on this listener (Listener.rate_limit), checked before
+  // routing; `rate_limiter` is the one bucket every worker shares (resilience/token_bucket.h).
+  std::optional<resilience::TokenBucketConfig> rate_limit;
+  std::shared_ptr<resilience::SharedTokenBucket> rate_limiter;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

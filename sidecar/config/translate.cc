@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -23,6 +24,7 @@
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/resilience/retry_budget.h"
 #include "sidecar/resilience/retry_state.h"
+#include "sidecar/resilience/token_bucket.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -390,6 +392,9 @@ void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster
     return;
   }
   out.outlier_detection = od;
+  // One panic threshold for the cluster: the load balancer's (which counts every reason a host is
+  // unhealthy: ejection, active health checks, EDS) follows the one the operator sets here.
+  out.lb.panic_threshold_percent = od.panic_threshold_percent;
 }
 
 void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
@@ -898,6 +903,7 @@ router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
       scope.Add(Join(path, "rate_limit"), "needs requests_per_second or burst");
     }
     out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
+    out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
   }
   return out;
 }
@@ -1112,6 +1118,14 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
                DurationRule::kPositive, &out.detect_timeout);
   out.max_connections = in.max_connections();
   out.access_log_path = in.access_log().path();
+  if (in.has_rate_limit()) {
+    const xds::RateLimit& rl = in.rate_limit();
+    if (rl.requests_per_second() == 0 && rl.burst() == 0) {
+      scope.Add("rate_limit", "needs requests_per_second or burst");
+    }
+    out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
+    out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
+  }
   if (scope.count() != before) return std::nullopt;
   return out;
 }
@@ -1334,6 +1348,94 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   }
   snapshot->config_dump_json = ConfigDump(snapshot->version, std::move(all));
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
+}
+
+absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing,
+                                                        absl::string_view default_service_name) {
+  tracing::TracingConfig out;
+  out.enabled = true;
+  std::vector<std::string> errors;
+  if (tracing.has_sampling_percent()) {
+    const double percent = tracing.sampling_percent().value();
+    if (!(percent >= 0 && percent <= 100)) {
+      errors.push_back("tracing.sampling_percent: must be within 0..100");
+    } else {
+      out.sampling_percent = percent;
+    }
+  }
+  out.collector_address = tracing.collector_address();
+  if (out.collector_address.empty()) {
+    errors.push_back("tracing.collector_address: required (host:port)");
+  } else {
+    const size_t colon = out.collector_address.rfind(':');
+    uint32_t port = 0;
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(absl::string_view(out.collector_address).substr(colon + 1), &port) ||
+        port == 0 || port > 65535) {
+      errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
+                                    "\" is not host:port"));
+    }
+  }
+  out.collector_path = tracing.collector_path();
+  if (!out.collector_path.empty() && out.collector_path.front() != '/') {
+    errors.push_back("tracing.collector_path: must start with /");
+  }
+  switch (tracing.protocol()) {
+    case xds::Bootstrap::Tracing::OTLP_JSON:
+      out.protocol = tracing::ExportProtocol::kOtlpJson;
+      break;
+    case xds::Bootstrap::Tracing::OTLP_PROTO:
+      out.protocol = tracing::ExportProtocol::kOtlpProto;
+      break;
+    case xds::Bootstrap::Tracing::ZIPKIN:
+      out.protocol = tracing::ExportProtocol::kZipkin;
+      break;
+    default:
+      errors.push_back("tracing.protocol: must be OTLP_JSON, OTLP_PROTO or ZIPKIN");
+  }
+  auto read_count = [&](bool has, uint32_t value, absl::string_view path, uint32_t max,
+                        uint32_t* field) {
+    if (!has) return;
+    if (value == 0 || value > max) {
+      errors.push_back(absl::StrCat("tracing.", path, ": must be within 1..", max));
+      return;
+    }
+    *field = value;
+  };
+  read_count(tracing.has_batch_size(), tracing.batch_size().value(), "batch_size", 65536,
+             &out.batch_size);
+  read_count(tracing.has_queue_limit(), tracing.queue_limit().value(), "queue_limit", 1 << 18,
+             &out.queue_limit);
+  auto read_duration = [&](bool has, const google::protobuf::Duration& value,
+                           absl::string_view path, Duration* field) {
+    if (!has) return;
+    std::optional<Duration> d = ToDuration(value);
+    if (!d.has_value() || *d <= Duration::zero() || *d > std::chrono::hours(1)) {
+      errors.push_back(absl::StrCat("tracing.", path, ": must be greater than 0 and at most 1h"));
+      return;
+    }
+    *field = *d;
+  };
+  read_duration(tracing.has_flush_interval(), tracing.flush_interval(), "flush_interval",
+                &out.flush_interval);
+  read_duration(tracing.has_export_timeout(), tracing.export_timeout(), "export_timeout",
+                &out.export_timeout);
+  out.service_name =
+      tracing.service_name().empty() ? std::string(default_service_name) : tracing.service_name();
+  if (out.service_name.empty()) out.service_name = "meshlet";
+  if (!tracing.force_sample_header().empty()) {
+    const std::string& header = tracing.force_sample_header();
+    const bool token = std::all_of(header.begin(), header.end(), [](char c) {
+      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    });
+    if (!token) {
+      errors.push_back("tracing.force_sample_header: must be a header name");
+    } else {
+      out.force_sample_header = absl::AsciiStrToLower(header);
+    }
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
+  return out;
 }
 
 }  // namespace meshlet::sidecar::config

@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "sidecar/config/snapshot.h"
+#include "sidecar/tracing/tracing_config.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -50,5 +51,11 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 
 // The valid RetryPolicy.retry_on values, comma-separated, as error messages list them.
 absl::string_view ValidRetryOnValues();
+
+// The bootstrap's tracing section (enabled). Errors name the field ("tracing.sampling_percent:
+// must be within 0..100"), all of them, separated by "; ". An empty service_name takes
+// `default_service_name` (the node's service, else its id), else "meshlet".
+absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing,
+                                                        absl::string_view default_service_name);
 
 }  // namespace meshlet::sidecar::config

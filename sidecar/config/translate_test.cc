@@ -545,6 +545,38 @@ TEST(TranslateTest, FaultAndRateLimit) {
   ASSERT_TRUE(route->rate_limit.has_value());
   EXPECT_EQ(route->rate_limit->requests_per_second, 50u);
   EXPECT_EQ(route->rate_limit->burst, 0u);
+  // One bucket for the route, shared by every worker; burst defaults to a second's worth.
+  ASSERT_NE(route->rate_limiter, nullptr);
+  EXPECT_EQ(route->rate_limiter->burst(), 50u);
+}
+
+TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
+  ResourceSet set = Base();
+  set.clusters[0].mutable_outlier_detection()->set_panic_threshold_percent(30);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
+  EXPECT_EQ(cluster.outlier_detection->panic_threshold_percent, 30u);
+  EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
+}
+
+TEST(TranslateTest, ListenerRateLimit) {
+  ResourceSet set = Base();
+  set.listeners[0].mutable_rate_limit()->set_requests_per_second(100);
+  set.listeners[0].mutable_rate_limit()->set_burst(7);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const config::ListenerConfig& listener = (*snapshot)->listeners[0];
+  ASSERT_TRUE(listener.rate_limit.has_value());
+  ASSERT_NE(listener.rate_limiter, nullptr);
+  EXPECT_EQ(listener.rate_limiter->burst(), 7u);
+  EXPECT_EQ(listener.rate_limiter->requests_per_second(), 100u);
+
+  set.listeners[0].mutable_rate_limit()->Clear();
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("rate_limit: needs requests_per_second or burst"));
 }
 
 TEST(TranslateTest, ExplicitVersionAndStableDerivedVersion) {
@@ -744,6 +776,73 @@ TEST(BootstrapTest, MissingFile) {
   ASSERT_FALSE(bootstrap.ok());
   EXPECT_THAT(std::string(bootstrap.status().message()),
               HasSubstr("cannot read \"/nonexistent/sidecar.yaml\""));
+}
+
+TEST(BootstrapTest, TracingDefaultsAndValues) {
+  auto off = ParseBootstrap("node: {id: n}\n", "b.yaml", "");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->tracing.enabled);
+
+  auto minimal = ParseBootstrap(
+      "node: {id: web-0}\ntracing: {collector_address: \"collector:4318\"}\n", "b.yaml", "");
+  ASSERT_TRUE(minimal.ok()) << minimal.status();
+  EXPECT_TRUE(minimal->tracing.enabled);
+  EXPECT_EQ(minimal->tracing.sampling_percent, 1.0);
+  EXPECT_EQ(minimal->tracing.protocol, tracing::ExportProtocol::kOtlpJson);
+  EXPECT_EQ(minimal->tracing.EffectiveCollectorPath(), "/v1/traces");
+  EXPECT_EQ(minimal->tracing.service_name, "web-0");
+  EXPECT_EQ(minimal->tracing.force_sample_header, "x-meshlet-force-trace");
+  auto named = ParseBootstrap(
+      "node: {id: web-0, service: web}\ntracing: {collector_address: \"c:4318\"}\n", "b.yaml", "");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->tracing.service_name, "web");
+
+  auto full = ParseBootstrap(
+      "tracing:\n"
+      "  sampling_percent: 0\n"
+      "  collector_address: \"zipkin:9411\"\n"
+      "  protocol: ZIPKIN\n"
+      "  batch_size: 10\n"
+      "  flush_interval: 0.2s\n"
+      "  queue_limit: 100\n"
+      "  export_timeout: 1s\n"
+      "  service_name: web\n"
+      "  force_sample_header: X-Debug-Trace\n",
+      "b.yaml", "");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->tracing.sampling_percent, 0.0);
+  EXPECT_EQ(full->tracing.protocol, tracing::ExportProtocol::kZipkin);
+  EXPECT_EQ(full->tracing.EffectiveCollectorPath(), "/api/v2/spans");
+  EXPECT_EQ(full->tracing.batch_size, 10u);
+  EXPECT_EQ(full->tracing.queue_limit, 100u);
+  EXPECT_EQ(full->tracing.flush_interval, std::chrono::milliseconds(200));
+  EXPECT_EQ(full->tracing.export_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(full->tracing.service_name, "web");
+  EXPECT_EQ(full->tracing.force_sample_header, "x-debug-trace");
+}
+
+TEST(BootstrapTest, TracingErrorsNameTheFields) {
+  auto bad = ParseBootstrap(
+      "tracing:\n"
+      "  sampling_percent: 150\n"
+      "  collector_address: collector\n"
+      "  collector_path: v1/traces\n"
+      "  batch_size: 0\n"
+      "  flush_interval: 0s\n"
+      "  force_sample_header: \"x y\"\n",
+      "b.yaml", "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "b.yaml: tracing.sampling_percent: must be within 0..100; "
+            "tracing.collector_address: \"collector\" is not host:port; "
+            "tracing.collector_path: must start with /; "
+            "tracing.batch_size: must be within 1..65536; "
+            "tracing.flush_interval: must be greater than 0 and at most 1h; "
+            "tracing.force_sample_header: must be a header name");
+  auto no_collector = ParseBootstrap("tracing: {sampling_percent: 5}\n", "b.yaml", "");
+  ASSERT_FALSE(no_collector.ok());
+  EXPECT_EQ(no_collector.status().message(),
+            "b.yaml: tracing.collector_address: required (host:port)");
 }
 
 }  // namespace

@@ -13,8 +13,10 @@
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
 #include "sidecar/config/snapshot.h"
+#include "sidecar/filters/request_gate.h"
 #include "sidecar/router/router.h"
 #include "sidecar/router/stream_info.h"
+#include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
 namespace {
@@ -134,7 +136,17 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
           {403, http::grpc::StatusCode::kPermissionDenied, "CONNECT is not allowed"});
       return;
     }
+    if (hcm_.rate_limiter_ != nullptr) {
+      // The listener's local rate limit, before routing (sidecar/filters/request_gate.h).
+      if (std::optional<filters::GateReply> limited =
+              filters::RateLimitReply(hcm_.rate_limiter_.get(), hcm_.context_.clock.Now())) {
+        router_.Abandon();
+        filters::SendGateReply(*this, http::grpc::IsGrpcRequest(*headers), *limited);
+        return;
+      }
+    }
     PrepareRequest(*headers);
+    if (hcm_.context_.tracer != nullptr) BeginServerSpan(*headers);
     router_.DecodeHeaders(std::move(headers), end_stream);
   }
 
@@ -216,6 +228,9 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   uint32_t DownstreamBufferLimit() const override {
     return done_ ? 0 : encoder_->GetStream().BufferLimit();
   }
+  uint64_t RetryBufferLimit() const override {
+    return hcm_.http_options_.max_request_body_buffer_bytes;
+  }
   router::StreamInfo& stream_info() override { return info_; }
 
  private:
@@ -264,6 +279,23 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");
       request_id_.assign(id.data(), id.size());
     }
+  }
+
+  // Trace context and sampling (docs/tracing.md); a sampled request gets its server span here.
+  void BeginServerSpan(http::HeaderMap& headers) {
+    hcm_.context_.tracer->BeginServer(headers, info_.trace, server_span_);
+    if (!server_span_.has_value()) return;
+    tracing::Span& span = *server_span_;
+    const absl::string_view method = headers.Get(":method").value_or("");
+    absl::string_view path = headers.Get(":path").value_or("");
+    path = path.substr(0, std::min(path.find('?'), tracing::Span::kMaxPathBytes));
+    span.method.assign(method.data(), method.size());
+    span.path.assign(path.data(), path.size());
+    span.name = absl::StrCat(method, " ", path);
+    span.protocol = std::string(http::ProtocolName(info_.protocol));
+    span.peer_identity = hcm_.options_.peer_identity;
+    const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");
+    span.request_id.assign(id.data(), id.size());
   }
 
   // Encodes the last piece of the response with the stream settled first: the codec may complete
@@ -317,6 +349,10 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                   hcm_.context_.clock.Now() - info_.start)
                                   .count());
+    if (server_span_.has_value()) {
+      router::FillServerSpan(info_, *server_span_);
+      hcm_.context_.tracer->End(server_span_);
+    }
     hcm_.stats_.RecordRequest(info_, duration_us);
     if (reset_reason_.has_value()) {
       hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
@@ -374,6 +410,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   std::string method_;
   std::string path_;
   std::string request_id_;
+  std::optional<tracing::Span> server_span_;  // sampled requests only
 };
 
 HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpStats& stats,
@@ -385,6 +422,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       stats_(stats),
       route_config_name_(listener.route_config_name),
       http_options_(listener.http),
+      rate_limiter_(listener.rate_limiter),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),

@@ -10,6 +10,8 @@
 //   - routes with the route table of the snapshot current when the request started;
 //   - enforces the stream idle timeout (408 before the response started, a reset after);
 //   - counts HttpStats and writes one access-log JSON line when WorkerContext::access_log is set.
+//   - with WorkerContext::tracer set, starts the request's trace (sampling, the server span) after
+//     the headers above and ends the server span with the request (docs/tracing.md).
 // Per connection it enforces the request-header read timeout (HTTP/1: a partial request head
 // older than request_headers_timeout gets 408 and the connection closes) and the idle timeout (no
 // stream for idle_timeout: HTTP/2 GOAWAY, then close).
@@ -129,6 +131,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const HttpStats& stats_;
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
+  // The listener's local rate limit, shared by every worker; null: none.
+  const std::shared_ptr<resilience::SharedTokenBucket> rate_limiter_;
   const Options options_;
   std::unique_ptr<net::Connection> connection_;
   net::Buffer initial_data_;

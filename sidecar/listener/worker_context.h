@@ -26,6 +26,10 @@ namespace config {
 struct Snapshot;
 }
 
+namespace tracing {
+class Tracer;
+}
+
 // A cluster as one request holds it: `cluster` keeps the Cluster (and `stats`) alive while the
 // request uses it, even if a configuration change removes the cluster meanwhile.
 struct ClusterRef {
@@ -61,6 +65,7 @@ struct WorkerContext {
   ClusterManager& clusters;
   std::shared_ptr<const config::Snapshot> snapshot;
   AccessLogSink* access_log = nullptr;  // null: off
+  tracing::Tracer* tracer = nullptr;    // null: tracing off (trace headers pass through)
   bool draining = false;                // set on SIGTERM / POST /drain
   int worker_index = 0;
 };

@@ -56,6 +56,7 @@ std::optional<ResourceGuard> CircuitBreakerThresholds::TryAcquire(ResourceKind k
   const uint32_t before = active_[i].fetch_add(1, std::memory_order_acq_rel);
   if (before >= limit_[i].load(std::memory_order_relaxed)) {
     active_[i].fetch_sub(1, std::memory_order_acq_rel);
+    overflows_[i].fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
   return ResourceGuard(&active_[i]);
@@ -67,6 +68,10 @@ uint32_t CircuitBreakerThresholds::Active(ResourceKind kind) const {
 
 uint32_t CircuitBreakerThresholds::Limit(ResourceKind kind) const {
   return limit_[static_cast<size_t>(kind)].load(std::memory_order_relaxed);
+}
+
+uint64_t CircuitBreakerThresholds::Overflows(ResourceKind kind) const {
+  return overflows_[static_cast<size_t>(kind)].load(std::memory_order_relaxed);
 }
 
 uint32_t CircuitBreakerThresholds::Remaining(ResourceKind kind) const {

@@ -82,10 +82,14 @@ class CircuitBreakerThresholds {
   uint32_t Limit(ResourceKind kind) const;
   // Limit - Active, or 0 when over (after a lowered limit): the remaining-capacity gauge.
   uint32_t Remaining(ResourceKind kind) const;
+  // Acquires of `kind` refused so far (monotonic), for the per-threshold overflow counters. Only
+  // the refusal path pays for counting it.
+  uint64_t Overflows(ResourceKind kind) const;
 
  private:
   std::array<std::atomic<uint32_t>, kResourceKindCount> active_{};
   std::array<std::atomic<uint32_t>, kResourceKindCount> limit_{};
+  std::array<std::atomic<uint64_t>, kResourceKindCount> overflows_{};
 };
 
 }  // namespace meshlet::resilience

@@ -107,5 +107,23 @@ TEST(CircuitBreakerThresholdsTest, OverflowNames) {
   EXPECT_EQ(ResourceOverflowName(ResourceKind::kRetry), "rq_retry_overflow");
 }
 
+TEST(CircuitBreakerThresholdsTest, CountsOverflowsPerThreshold) {
+  CircuitBreakerThresholds thresholds(
+      CircuitBreakerConfig{.max_connections = 1, .max_pending_requests = 2, .max_requests = 1});
+  auto request = thresholds.TryAcquire(ResourceKind::kRequest);
+  ASSERT_TRUE(request.has_value());
+  EXPECT_FALSE(thresholds.TryAcquire(ResourceKind::kRequest).has_value());
+  EXPECT_FALSE(thresholds.TryAcquire(ResourceKind::kRequest).has_value());
+  auto connection = thresholds.TryAcquire(ResourceKind::kConnection);
+  EXPECT_FALSE(thresholds.TryAcquire(ResourceKind::kConnection).has_value());
+  EXPECT_EQ(thresholds.Overflows(ResourceKind::kRequest), 2u);
+  EXPECT_EQ(thresholds.Overflows(ResourceKind::kConnection), 1u);
+  EXPECT_EQ(thresholds.Overflows(ResourceKind::kPendingRequest), 0u);
+  EXPECT_EQ(thresholds.Remaining(ResourceKind::kPendingRequest), 2u);
+  EXPECT_EQ(thresholds.Remaining(ResourceKind::kRequest), 0u);
+  request.reset();
+  EXPECT_EQ(thresholds.Remaining(ResourceKind::kRequest), 1u);
+}
+
 }  // namespace
 }  // namespace meshlet::resilience

@@ -31,6 +31,16 @@ ConsecutiveFailureBreaker::State ConsecutiveFailureBreaker::state() {
   return state_;
 }
 
+bool ConsecutiveFailureBreaker::WouldReject() {
+  Refresh(clock_.Now());
+  return state_ == State::kOpen || (state_ == State::kHalfOpen && probe_in_flight_);
+}
+
+void ConsecutiveFailureBreaker::CancelProbe(const Ticket& ticket) {
+  if (ticket.verdict != Verdict::kAdmittedProbe || ticket.generation != generation_) return;
+  if (state_ == State::kHalfOpen) probe_in_flight_ = false;
+}
+
 ConsecutiveFailureBreaker::Ticket ConsecutiveFailureBreaker::TryAdmit() {
   const MonotonicTime now = clock_.Now();
   Refresh(now);

@@ -62,6 +62,13 @@ class ConsecutiveFailureBreaker {
   // The result of a request admitted with `ticket` (rejected tickets are ignored).
   Transition Record(const Ticket& ticket, bool success);
 
+  // Whether TryAdmit() would refuse now (open, or half-open with its probe out), without taking
+  // the probe: lets a caller answer early and leave the admission itself for later.
+  bool WouldReject();
+  // The probe admitted with `ticket` ended without a result: another request may probe now.
+  void CancelProbe(const Ticket& ticket);
+  uint64_t generation() const { return generation_; }
+
   State state();
   int StateGauge() { return static_cast<int>(state()); }
   uint32_t consecutive_failures() const { return consecutive_failures_; }

@@ -138,5 +138,27 @@ TEST(ConsecutiveFailureBreakerTest, StateNames) {
   EXPECT_EQ(BreakerStateName(State::kHalfOpen), "half_open");
 }
 
+TEST(ConsecutiveFailureBreakerTest, WouldRejectPeeksWithoutTakingTheProbe) {
+  FakeClock clock;
+  ConsecutiveFailureBreaker breaker(
+      {.failure_threshold = 1, .open_duration = std::chrono::seconds(5)}, clock);
+  EXPECT_FALSE(breaker.WouldReject());
+  breaker.Record(breaker.TryAdmit(), /*success=*/false);
+  EXPECT_TRUE(breaker.WouldReject());
+  clock.Advance(std::chrono::seconds(5));
+  // Half-open: peeking twice leaves the probe for TryAdmit.
+  EXPECT_FALSE(breaker.WouldReject());
+  EXPECT_FALSE(breaker.WouldReject());
+  const auto probe = breaker.TryAdmit();
+  EXPECT_EQ(probe.verdict, ConsecutiveFailureBreaker::Verdict::kAdmittedProbe);
+  EXPECT_TRUE(breaker.WouldReject());
+  // An abandoned probe frees the slot for the next request at once.
+  breaker.CancelProbe(probe);
+  EXPECT_FALSE(breaker.WouldReject());
+  const auto next = breaker.TryAdmit();
+  EXPECT_EQ(next.verdict, ConsecutiveFailureBreaker::Verdict::kAdmittedProbe);
+  EXPECT_EQ(breaker.Record(next, /*success=*/true), ConsecutiveFailureBreaker::Transition::kClosed);
+}
+
 }  // namespace
 }  // namespace meshlet::resilience

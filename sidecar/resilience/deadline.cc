@@ -165,6 +165,11 @@ Duration Deadline::Remaining() const {
   return std::max(*expiry_ - clock_.Now(), Duration::zero());
 }
 
+Duration NextHopBudget(Duration attempt_timeout) {
+  if (attempt_timeout <= Duration::zero()) return Duration::zero();
+  return attempt_timeout - std::min(attempt_timeout / 20, kMaxNextHopMargin);
+}
+
 std::optional<Duration> Deadline::PerTryTimeout(std::optional<Duration> per_try) const {
   const bool has_per_try = per_try.has_value() && *per_try > Duration::zero();
   if (infinite()) return has_per_try ? per_try : std::nullopt;

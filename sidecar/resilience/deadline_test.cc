@@ -201,6 +201,15 @@ TEST(DeadlineTest, PropagatesTheRemainderToTheNextHop) {
   EXPECT_EQ(next.Remaining(), milliseconds(1750));
 }
 
+TEST(DeadlineTest, NextHopGetsSlightlyLessSoItTimesOutFirst) {
+  EXPECT_EQ(NextHopBudget(milliseconds(300)), milliseconds(290));  // capped at 10 ms
+  EXPECT_EQ(NextHopBudget(seconds(15)), seconds(15) - milliseconds(10));
+  EXPECT_EQ(NextHopBudget(milliseconds(100)), milliseconds(95));  // 1/20
+  EXPECT_EQ(NextHopBudget(milliseconds(20)), milliseconds(19));
+  EXPECT_EQ(NextHopBudget(Duration::zero()), Duration::zero());
+  EXPECT_EQ(NextHopBudget(-milliseconds(5)), Duration::zero());
+}
+
 TEST(DeadlineTest, SourceNames) {
   EXPECT_EQ(DeadlineSourceName(Deadline::Source::kRoute), "route");
   EXPECT_EQ(DeadlineSourceName(Deadline::Source::kCaller), "caller");

@@ -44,6 +44,21 @@ RetryBudget::RetryBudget(const RetryBudgetConfig& config, const Clock& clock)
   buckets_.resize(config_.bucket_count);
 }
 
+void RetryBudget::Reconfigure(const RetryBudgetConfig& config) {
+  CHECK_OK(ValidateRetryBudgetConfig(config));
+  const bool same_shape =
+      config.window == config_.window && config.bucket_count == config_.bucket_count;
+  config_ = config;
+  floor_retries_ = static_cast<double>(config_.min_retries_per_second) *
+                   (static_cast<double>(config_.window.count()) / 1e9);
+  if (same_shape) return;
+  bucket_width_ns_ = config_.window.count() / config_.bucket_count;
+  buckets_.assign(config_.bucket_count, Bucket{});
+  origin_ = clock_.Now();
+  head_index_ = 0;
+  requests_ = retries_ = 0;
+}
+
 void RetryBudget::Roll() {
   const int64_t now_index = (clock_.Now() - origin_).count() / bucket_width_ns_;
   if (now_index <= head_index_) return;

@@ -95,6 +95,10 @@ class RetryBudget {
   RetryBudget(const RetryBudget&) = delete;
   RetryBudget& operator=(const RetryBudget&) = delete;
 
+  // Applies a new config (a cluster update). Retries in flight keep their slots. The window's
+  // counts survive when its shape (window, bucket_count) is unchanged, else they start over.
+  void Reconfigure(const RetryBudgetConfig& config);
+
   // One original downstream request routed to this cluster.
   void RecordRequest();
 

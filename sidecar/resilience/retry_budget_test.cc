@@ -190,5 +190,27 @@ TEST(RetryBudgetTest, Validate) {
   EXPECT_FALSE(ValidateRetryBudgetConfig(RetryBudgetConfig{.bucket_count = 0}).ok());
 }
 
+TEST(RetryBudgetTest, ReconfigureKeepsCountsUnlessTheWindowChanges) {
+  FakeClock clock;
+  RetryBudget budget(RetryBudgetConfig{.min_retries_per_second = 1}, clock);
+  for (int i = 0; i < 100; ++i) budget.RecordRequest();
+  ASSERT_TRUE(budget.Admit().admitted());
+  RetryBudget::Admission held = budget.Admit();
+  ASSERT_TRUE(held.admitted());
+  // Same window: counts stay, the new percentage applies at once.
+  budget.Reconfigure(RetryBudgetConfig{.budget_percent = 50, .min_retries_per_second = 1});
+  EXPECT_EQ(budget.requests_in_window(), 100u);
+  EXPECT_EQ(budget.retries_in_window(), 2u);
+  EXPECT_DOUBLE_EQ(budget.Allowance(), 50.0);
+  // A new window shape starts over; the retry in flight keeps its slot.
+  budget.Reconfigure(RetryBudgetConfig{.min_retries_per_second = 1, .window = seconds(5)});
+  EXPECT_EQ(budget.requests_in_window(), 0u);
+  EXPECT_EQ(budget.retries_in_window(), 0u);
+  EXPECT_DOUBLE_EQ(budget.Allowance(), 5.0);
+  EXPECT_EQ(budget.active_retries(), 1u);
+  held.guard.Release();
+  EXPECT_EQ(budget.active_retries(), 0u);
+}
+
 }  // namespace
 }  // namespace meshlet::resilience

@@ -17,6 +17,23 @@ constexpr uint32_t kGrpcUnavailable = 14;
 
 bool Has(uint32_t mask, uint32_t bits) { return (mask & bits) != 0; }
 
+bool GrpcStatusRetriable(uint32_t on, uint32_t grpc_status) {
+  switch (grpc_status) {
+    case kGrpcCancelled:
+      return Has(on, RetryOn::kGrpcCancelled);
+    case kGrpcDeadlineExceeded:
+      return Has(on, RetryOn::kGrpcDeadlineExceeded);
+    case kGrpcResourceExhausted:
+      return Has(on, RetryOn::kGrpcResourceExhausted);
+    case kGrpcInternal:
+      return Has(on, RetryOn::kGrpcInternal);
+    case kGrpcUnavailable:
+      return Has(on, RetryOn::kGrpcUnavailable);
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<uint32_t> ParseRetryOn(absl::string_view name) {
@@ -79,7 +96,8 @@ RetryState::RetryState(const RetryPolicyConfig& policy, bool idempotent, Random&
       backoff_(policy.backoff, random),
       deadline_(deadline),
       budget_(budget),
-      thresholds_(thresholds) {}
+      thresholds_(thresholds),
+      max_buffered_body_bytes_(policy.max_buffered_body_bytes) {}
 
 void RetryState::OnAttemptStarted(uint64_t endpoint_id) {
   ++attempts_;
@@ -93,7 +111,7 @@ bool RetryState::WasTried(uint64_t endpoint_id) const {
 bool RetryState::OnRequestBodyBytes(uint64_t bytes) {
   if (body_overflowed_) return false;
   body_bytes_ += bytes;
-  if (body_bytes_ > policy_.max_buffered_body_bytes) body_overflowed_ = true;
+  if (body_bytes_ > max_buffered_body_bytes_) body_overflowed_ = true;
   return !body_overflowed_;
 }
 
@@ -138,23 +156,7 @@ bool RetryState::PolicyMatches(const AttemptResult& result) const {
                 status) != policy_.retriable_status_codes.end()) {
     return true;
   }
-  if (result.grpc_status.has_value()) {
-    switch (*result.grpc_status) {
-      case kGrpcCancelled:
-        return Has(on, RetryOn::kGrpcCancelled);
-      case kGrpcDeadlineExceeded:
-        return Has(on, RetryOn::kGrpcDeadlineExceeded);
-      case kGrpcResourceExhausted:
-        return Has(on, RetryOn::kGrpcResourceExhausted);
-      case kGrpcInternal:
-        return Has(on, RetryOn::kGrpcInternal);
-      case kGrpcUnavailable:
-        return Has(on, RetryOn::kGrpcUnavailable);
-      default:
-        return false;
-    }
-  }
-  return false;
+  return result.grpc_status.has_value() && GrpcStatusRetriable(on, *result.grpc_status);
 }
 
 RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
@@ -170,7 +172,13 @@ RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
   }
   const bool never_reached_upstream = result.kind == AttemptResult::Kind::kConnectFailure ||
                                       result.kind == AttemptResult::Kind::kRefusedStream;
-  if (!idempotent_ && !never_reached_upstream && !policy_.retry_non_idempotent) {
+  // A gRPC status named in retry_on is the service's own statement that the call may be retried
+  // (as in gRPC's retry policy), although every gRPC call is a POST.
+  const bool grpc_status_retry = result.kind == AttemptResult::Kind::kResponse &&
+                                 result.grpc_status.has_value() &&
+                                 GrpcStatusRetriable(policy_.retry_on, *result.grpc_status);
+  if (!idempotent_ && !never_reached_upstream && !grpc_status_retry &&
+      !policy_.retry_non_idempotent) {
     return RetryDecision::NoRetry(NoRetryReason::kNonIdempotent);
   }
   if (body_overflowed_) return RetryDecision::NoRetry(NoRetryReason::kBodyTooLarge);
@@ -186,22 +194,23 @@ RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
     }
   }
 
-  if (budget_ != nullptr && budget_->config().enabled) {
-    RetryBudget::Admission admission = budget_->Admit();
-    switch (admission.verdict) {
-      case RetryBudget::Verdict::kAdmitted:
-        budget_slot_ = std::move(admission.guard);
-        break;
-      case RetryBudget::Verdict::kConcurrencyExceeded:
-        return RetryDecision::NoRetry(NoRetryReason::kConcurrentRetriesExceeded);
-      case RetryBudget::Verdict::kBudgetExhausted:
-        return RetryDecision::NoRetry(NoRetryReason::kBudgetExhausted);
-    }
-  } else if (thresholds_ != nullptr) {
+  // Concurrency: the cluster-wide circuit_breakers.max_retries first, then the budget (its own
+  // per-worker cap, if any, and the rate). A refusal gives back what was taken.
+  if (thresholds_ != nullptr) {
     breaker_slot_ = thresholds_->TryAcquire(ResourceKind::kRetry);
     if (!breaker_slot_.has_value()) {
       return RetryDecision::NoRetry(NoRetryReason::kConcurrentRetriesExceeded);
     }
+  }
+  if (budget_ != nullptr && budget_->config().enabled) {
+    RetryBudget::Admission admission = budget_->Admit();
+    if (!admission.admitted()) {
+      breaker_slot_.reset();
+      return RetryDecision::NoRetry(admission.verdict == RetryBudget::Verdict::kConcurrencyExceeded
+                                        ? NoRetryReason::kConcurrentRetriesExceeded
+                                        : NoRetryReason::kBudgetExhausted);
+    }
+    budget_slot_ = std::move(admission.guard);
   }
   return RetryDecision::Retry(delay);
 }

@@ -11,6 +11,7 @@
 //   2. attempts so far < 1 + num_retries                    else kAttemptsExhausted
 //   3. the request is idempotent, or provably never reached
 //      the upstream (connect failure, refused stream), or
+//      the response is a gRPC status retry_on names, or
 //      the policy allows non-idempotent retries             else kNonIdempotent
 //   4. the whole body is still buffered for replay          else kBodyTooLarge
 //   5. the deadline leaves room for backoff + min_attempt_time  else kDeadlineTooClose
@@ -18,8 +19,9 @@
 //   7. the cluster's retry budget has room                  else kBudgetExhausted
 //
 // The budget is consulted last so that a retry refused for another reason does not spend it.
-// Concurrency (6) uses the RetryBudget's cap when a budget is enabled (the budget overrides
-// CircuitBreakers.max_retries), otherwise the cluster's CircuitBreakerThresholds kRetry slot.
+// Concurrency (6) is the cluster's CircuitBreakerThresholds kRetry slot (circuit_breakers.
+// max_retries, shared by all workers) and, when an enabled budget sets max_concurrent_retries,
+// that per-worker cap too: the budget bounds the retry rate, max_retries the retries in flight.
 // The concurrency slot is held by this object from the Retry decision until the retried attempt
 // finishes (the next OnAttemptFailed()/OnSucceeded()) or the RetryState is destroyed.
 //
@@ -138,6 +140,9 @@ class RetryState {
 
   // An attempt (the first or a retry) is being sent to `endpoint_id`.
   void OnAttemptStarted(uint64_t endpoint_id);
+  // The replay limit for this request when it differs from the policy's (it comes from the
+  // listener's HttpOptions.max_request_body_buffer_kb). Call before any OnRequestBodyBytes().
+  void SetMaxBufferedBodyBytes(uint64_t bytes) { max_buffered_body_bytes_ = bytes; }
   // `bytes` more request body bytes were read. Returns whether the caller should keep buffering
   // them for replay; after the first false, retries are refused with kBodyTooLarge.
   bool OnRequestBodyBytes(uint64_t bytes);
@@ -166,6 +171,7 @@ class RetryState {
   CircuitBreakerThresholds* thresholds_;
 
   uint32_t attempts_ = 0;
+  uint64_t max_buffered_body_bytes_;
   uint64_t body_bytes_ = 0;
   bool body_overflowed_ = false;
   absl::InlinedVector<uint64_t, 4> tried_;

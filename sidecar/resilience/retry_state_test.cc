@@ -213,6 +213,50 @@ TEST_F(RetryStateTest, WithoutABudgetTheBreakerRetryLimitApplies) {
   EXPECT_EQ(thresholds.Active(ResourceKind::kRetry), 0u);
 }
 
+TEST_F(RetryStateTest, BreakerRetryLimitAppliesAlongsideAnEnabledBudget) {
+  FakeClock clock;
+  RetryBudget budget(RetryBudgetConfig{}, clock);  // plenty of rate: the floor is 100 retries
+  CircuitBreakerThresholds thresholds(CircuitBreakerConfig{.max_retries = 1});
+  std::unique_ptr<RetryState> a = Start(true, nullptr, &budget, &thresholds);
+  ASSERT_TRUE(a->OnAttemptFailed(Response(503)).retry);
+  EXPECT_EQ(thresholds.Active(ResourceKind::kRetry), 1u);
+  EXPECT_EQ(budget.active_retries(), 1u);
+  std::unique_ptr<RetryState> b = Start(true, nullptr, &budget, &thresholds);
+  EXPECT_EQ(b->OnAttemptFailed(Response(503)).reason, NoRetryReason::kConcurrentRetriesExceeded);
+  // The refusal spent no budget.
+  EXPECT_EQ(budget.retries_in_window(), 1u);
+  a->OnSucceeded();
+  EXPECT_EQ(thresholds.Active(ResourceKind::kRetry), 0u);
+  EXPECT_EQ(budget.active_retries(), 0u);
+}
+
+TEST_F(RetryStateTest, BudgetRefusalGivesTheBreakerSlotBack) {
+  FakeClock clock;
+  RetryBudget budget(RetryBudgetConfig{.budget_percent = 0, .min_retries_per_second = 0}, clock);
+  CircuitBreakerThresholds thresholds(CircuitBreakerConfig{.max_retries = 5});
+  std::unique_ptr<RetryState> a = Start(true, nullptr, &budget, &thresholds);
+  EXPECT_EQ(a->OnAttemptFailed(Response(503)).reason, NoRetryReason::kBudgetExhausted);
+  EXPECT_EQ(thresholds.Active(ResourceKind::kRetry), 0u);
+}
+
+TEST_F(RetryStateTest, GrpcStatusInRetryOnRetriesANonIdempotentCall) {
+  // gRPC calls are POSTs; the unavailable class (on by default) says the call may be retried.
+  EXPECT_EQ(ReasonFor(Response(200, 14), /*idempotent=*/false), NoRetryReason::kNone);
+  // A status retry_on does not name stays final, and plain HTTP statuses keep the method rule.
+  EXPECT_EQ(ReasonFor(Response(200, 13), false), NoRetryReason::kPolicyNoMatch);
+  EXPECT_EQ(ReasonFor(Response(503), false), NoRetryReason::kNonIdempotent);
+  EXPECT_EQ(ReasonFor(Failure(Kind::kResetBeforeHeaders), false), NoRetryReason::kNonIdempotent);
+}
+
+TEST_F(RetryStateTest, ReplayLimitCanBeLoweredPerRequest) {
+  std::unique_ptr<RetryState> state = Start();
+  state->SetMaxBufferedBodyBytes(1000);
+  EXPECT_TRUE(state->OnRequestBodyBytes(1000));
+  EXPECT_FALSE(state->OnRequestBodyBytes(1));
+  EXPECT_FALSE(state->body_replayable());
+  EXPECT_EQ(state->OnAttemptFailed(Response(503)).reason, NoRetryReason::kBodyTooLarge);
+}
+
 TEST_F(RetryStateTest, TriedEndpointsForTheLoadBalancer) {
   std::unique_ptr<RetryState> state = Start();  // endpoint 1
   policy_.num_retries = 5;

@@ -13,6 +13,7 @@
 // --concurrency (the config layer divides if it wants an exact sidecar-wide figure). Refill is
 // lazy, on each call: no timer. Nothing allocates.
 
+#include <atomic>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -49,6 +50,46 @@ class TokenBucket {
   int64_t capacity_;  // burst_ in nano-tokens
   int64_t level_;     // nano-tokens
   MonotonicTime last_;
+};
+
+// The same limit shared by every worker, lock-free: a GCRA ("virtual scheduling") limiter, which
+// admits exactly what a token bucket with the same rate and burst admits. It keeps one atomic
+// number, the theoretical arrival time (TAT) of the next request; a request at `now` is admitted
+// when TAT - now <= (burst - 1) * emission_interval, and moves TAT to max(TAT, now) +
+// emission_interval with one compare-and-swap. Why shared rather than per worker (TokenBucket):
+// a per-worker bucket multiplies the configured rate by --concurrency and splits a small burst
+// unevenly, so "100 requests/s on this route" would not mean what the operator wrote
+// (docs/adr/0012). Time is passed in, so tests drive it.
+//
+// The emission interval is 1 s / requests_per_second rounded to the nanosecond (an error below
+// 1e-9 relative). requests_per_second 0: the burst is all there ever is.
+//
+// Threading: every method may be called from any thread. Nothing allocates.
+class SharedTokenBucket {
+ public:
+  explicit SharedTokenBucket(const TokenBucketConfig& config);
+  SharedTokenBucket(const SharedTokenBucket&) = delete;
+  SharedTokenBucket& operator=(const SharedTokenBucket&) = delete;
+
+  struct Result {
+    bool admitted = false;
+    // When refused: how long until a request would be admitted; Duration::max() if never.
+    Duration retry_after = Duration::zero();
+  };
+  Result TryTake(MonotonicTime now);
+
+  uint32_t burst() const { return burst_; }
+  uint32_t requests_per_second() const { return rate_; }
+
+ private:
+  const uint32_t rate_;
+  const uint32_t burst_;
+  const int64_t emission_interval_ns_;  // 0 when rate_ is 0
+  const int64_t tolerance_ns_;          // (burst_ - 1) * emission_interval_ns_
+  // Nanoseconds since the steady clock's epoch; 0 = a full bucket.
+  std::atomic<int64_t> tat_ns_{0};
+  // rate_ 0 only: tokens left.
+  std::atomic<int64_t> remaining_;
 };
 
 }  // namespace meshlet::resilience

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "common/base/fake_clock.h"
 
 namespace meshlet::resilience {
@@ -108,6 +112,71 @@ TEST(TokenBucketTest, TakingSeveralIsAllOrNothing) {
   EXPECT_TRUE(bucket.TryTake(3));
   EXPECT_FALSE(bucket.TryTake(3));
   EXPECT_EQ(bucket.available(), 2u);
+}
+
+// The shared limiter admits what TokenBucket admits, request for request, in fake time.
+TEST(SharedTokenBucketTest, MatchesTokenBucketDecisionForDecision) {
+  for (const TokenBucketConfig config : {TokenBucketConfig{.requests_per_second = 100, .burst = 10},
+                                         TokenBucketConfig{.requests_per_second = 3, .burst = 1},
+                                         TokenBucketConfig{.requests_per_second = 7}}) {
+    FakeClock clock;
+    TokenBucket bucket(config, clock);
+    SharedTokenBucket shared(config);
+    int admitted = 0;
+    for (int step = 0; step < 5000; ++step) {
+      // Uneven steps: 0.3 ms to 2.9 ms.
+      clock.Advance(std::chrono::microseconds(300 + (step * 7919) % 2600));
+      const bool expected = bucket.TryTake();
+      ASSERT_EQ(shared.TryTake(clock.Now()).admitted, expected)
+          << "rate " << config.requests_per_second << " step " << step;
+      admitted += expected;
+    }
+    EXPECT_GT(admitted, 0);
+  }
+}
+
+TEST(SharedTokenBucketTest, BurstThenRateAndRetryAfter) {
+  FakeClock clock;
+  SharedTokenBucket shared(TokenBucketConfig{.requests_per_second = 10, .burst = 3});
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(shared.TryTake(clock.Now()).admitted);
+  const SharedTokenBucket::Result refused = shared.TryTake(clock.Now());
+  EXPECT_FALSE(refused.admitted);
+  EXPECT_EQ(refused.retry_after, milliseconds(100));
+  clock.Advance(milliseconds(99));
+  EXPECT_FALSE(shared.TryTake(clock.Now()).admitted);
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(shared.TryTake(clock.Now()).admitted);
+  EXPECT_FALSE(shared.TryTake(clock.Now()).admitted);
+  // A long idle gap refills to the burst, not beyond.
+  clock.Advance(seconds(60));
+  int admitted = 0;
+  while (shared.TryTake(clock.Now()).admitted) ++admitted;
+  EXPECT_EQ(admitted, 3);
+}
+
+TEST(SharedTokenBucketTest, ZeroRateIsBurstOnly) {
+  FakeClock clock;
+  SharedTokenBucket shared(TokenBucketConfig{.requests_per_second = 0, .burst = 2});
+  EXPECT_TRUE(shared.TryTake(clock.Now()).admitted);
+  EXPECT_TRUE(shared.TryTake(clock.Now()).admitted);
+  clock.Advance(seconds(100));
+  const SharedTokenBucket::Result refused = shared.TryTake(clock.Now());
+  EXPECT_FALSE(refused.admitted);
+  EXPECT_EQ(refused.retry_after, Duration::max());
+}
+
+TEST(SharedTokenBucketTest, ThreadsShareOneLimit) {
+  FakeClock clock;
+  SharedTokenBucket shared(TokenBucketConfig{.requests_per_second = 1, .burst = 1000});
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) admitted += shared.TryTake(clock.Now()).admitted;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(admitted.load(), 1000);
 }
 
 }  // namespace

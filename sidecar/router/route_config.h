@@ -12,6 +12,7 @@
 // lowercase; durations are meshlet::Duration; zero means "none" where a comment says so.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -123,6 +124,9 @@ struct RouteEntry {
   std::optional<resilience::FaultConfig> fault;
   bool fault_header_triggered = false;  // x-meshlet-fault-* request headers may trigger faults
   std::optional<resilience::TokenBucketConfig> rate_limit;
+  // Built from rate_limit when the configuration is translated; one per route for the whole
+  // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
+  std::shared_ptr<resilience::SharedTokenBucket> rate_limiter;
 
   // Set by RouteTable when it takes ownership; let header mutation helpers reach the outer levels.
   const VirtualHostConfig* virtual_host = nullptr;

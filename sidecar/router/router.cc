@@ -1,13 +1,16 @@
 #include "sidecar/router/router.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/net/connection.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::router {
 namespace {
@@ -35,10 +38,46 @@ constexpr LocalReply kOverflow{503, StatusCode::kUnavailable, "upstream overload
 constexpr LocalReply kResetBeforeResponse{502, StatusCode::kUnavailable,
                                           "upstream reset before response"};
 constexpr LocalReply kTimeout{504, StatusCode::kDeadlineExceeded, "upstream request timeout"};
+constexpr LocalReply kPerTryTimeout{504, StatusCode::kDeadlineExceeded, "upstream per-try timeout"};
 constexpr LocalReply kConnectNotRoutable{404, StatusCode::kUnimplemented,
                                          "no cluster route for CONNECT"};
 constexpr LocalReply kConnectToTlsCluster{503, StatusCode::kUnavailable,
                                           "CONNECT to a TLS cluster is not supported"};
+
+using resilience::AttemptResult;
+using resilience::NoRetryReason;
+
+std::optional<uint32_t> GrpcStatusOf(const http::HeaderMap& headers) {
+  uint32_t status = 0;
+  std::optional<absl::string_view> value = headers.Get("grpc-status");
+  if (!value.has_value() || !absl::SimpleAtoi(*value, &status)) return std::nullopt;
+  return status;
+}
+
+// Retry-After in delay-seconds (RFC 9110 §10.2.3); an HTTP-date is ignored.
+std::optional<Duration> RetryAfterOf(const http::HeaderMap& headers) {
+  uint32_t seconds = 0;
+  std::optional<absl::string_view> value = headers.Get("retry-after");
+  if (!value.has_value() || !absl::SimpleAtoi(*value, &seconds)) return std::nullopt;
+  return std::chrono::seconds(seconds);
+}
+
+size_t RetryReasonIndex(AttemptResult::Kind kind) {
+  switch (kind) {
+    case AttemptResult::Kind::kConnectFailure:
+      return 0;
+    case AttemptResult::Kind::kRefusedStream:
+      return 1;
+    case AttemptResult::Kind::kResetBeforeHeaders:
+    case AttemptResult::Kind::kResetAfterHeaders:
+      return 2;
+    case AttemptResult::Kind::kPerTryTimeout:
+      return 3;
+    case AttemptResult::Kind::kResponse:
+      return 4;
+  }
+  return 4;
+}
 
 }  // namespace
 
@@ -88,6 +127,10 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
 
   // Withdraws the attempt: cancels the pool request or resets the stream. No callback follows.
   void Reset() {
+    // The reset may happen inside the codec's Dispatch that delivered the headers (a discarded
+    // retriable response). The codecs stop delivering on reset; this makes it independent of them,
+    // since the rest of such a response reaching the router would go to the client.
+    withdrawn_ = true;
     if (handle_ != nullptr) {
       Cancellable* handle = handle_;
       handle_ = nullptr;
@@ -102,7 +145,13 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     host_ = nullptr;
     CancelProbeIfUnreported();
     active_.reset();
+    // Withdrawn: a response was discarded for a retry, or the request ended without one.
+    const bool answered = response_complete_ || (span_.has_value() && span_->status_code != 0);
+    EndSpan(answered ? absl::string_view() : "cancelled");
   }
+
+  // The attempt's client span (sampled requests only; docs/tracing.md).
+  std::optional<tracing::Span>& span() { return span_; }
 
   // Reports how the host did (once per attempt).
   void RecordResult(resilience::HostResult result, std::optional<Duration> latency) {
@@ -127,6 +176,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
       return;
     }
     if (end_stream) request_complete_ = true;
+    if (span_.has_value()) span_->bytes_out += data.length();
     encoder_->EncodeData(data, end_stream);
     MaybeDone();
   }
@@ -164,6 +214,10 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     handle_ = nullptr;
     host_ = &host;
     encoder_ = &encoder;
+    if (span_.has_value()) {
+      span_->upstream_ready_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(elapsed()).count();
+    }
     encoder.GetStream().AddCallbacks(*this);
     if (router_.downstream_above_high_watermark_) encoder.GetStream().ReadDisable(true);
     router_.OnUpstreamReady();
@@ -181,22 +235,31 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     host_ = nullptr;
     CancelProbeIfUnreported();
     active_.reset();
+    EndSpan(PoolFailureReasonName(reason));
     router_.OnUpstreamPoolFailure(reason);
   }
 
   // http::StreamDecoder (the response). The stream is settled before the router hears of the
   // end, so nothing the router does then can touch a finished stream.
   void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
+    if (withdrawn_) return;
     RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(StatusOf(*headers))),
                  elapsed());
+    if (span_.has_value()) span_->status_code = StatusOf(*headers);
     if (end_stream) ResponseEnded();
     router_.OnUpstreamHeaders(std::move(headers), end_stream);
   }
   void DecodeData(net::Buffer& data, bool end_stream) override {
+    if (withdrawn_) {
+      data.Drain(data.length());
+      return;
+    }
+    if (span_.has_value()) span_->bytes_in += data.length();
     if (end_stream) ResponseEnded();
     router_.OnUpstreamData(data, end_stream);
   }
   void DecodeTrailers(http::HeaderMapPtr trailers) override {
+    if (withdrawn_) return;
     ResponseEnded();
     router_.OnUpstreamTrailers(std::move(trailers));
   }
@@ -210,6 +273,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     host_ = nullptr;
     CancelProbeIfUnreported();
     active_.reset();
+    EndSpan(http::ResetReasonName(reason));
     router_.OnUpstreamReset(reason);
   }
   void OnAboveWriteBufferHighWatermark() override {
@@ -230,7 +294,21 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
 
   void ResponseEnded() {
     response_complete_ = true;
+    EndSpan({});
     MaybeDone();
+  }
+
+  // The attempt is over: its span (if sampled) goes to the exporter. `error` says why it failed.
+  void EndSpan(absl::string_view error) {
+    if (!span_.has_value()) return;
+    if (!error.empty()) {
+      span_->error = true;
+      span_->status_message.assign(error.data(), error.size());
+    } else if (span_->status_code >= 500) {
+      span_->error = true;
+      span_->status_message = absl::StrCat("HTTP ", span_->status_code);
+    }
+    router_.context_.tracer->End(span_);
   }
 
   void CancelProbeIfUnreported() {
@@ -250,9 +328,11 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
   http::StreamEncoder* encoder_ = nullptr;  // null once the stream is done or reset
   MonotonicTime start_{};
   bool answered_ = false;
+  bool withdrawn_ = false;  // Reset() ran: decoder events are dropped
   bool request_complete_ = false;
   bool response_complete_ = false;
   bool result_recorded_ = false;
+  std::optional<tracing::Span> span_;  // sampled requests only
 };
 
 // CONNECT's upstream: one TCP connection to one host of the route's cluster, owned by the router
@@ -447,30 +527,57 @@ void Router::RouteRequest() {
   }
   if (!action.host_rewrite.empty()) headers.Set(":authority", action.host_rewrite);
 
-  // The route timeout, shortened by what the caller says it has left.
+  // The route timeout (retries and backoff included), shortened by what the caller has left.
   const resilience::CallerDeadline caller = resilience::ParseCallerDeadline(
       grpc_ ? headers.Get(resilience::kGrpcTimeoutHeader) : std::nullopt,
       headers.Get(resilience::kMeshletDeadlineHeader));
-  const resilience::Deadline deadline(context_.clock, action.timeout, caller.remaining);
-  if (!deadline.infinite()) {
-    const Duration remaining = deadline.Remaining();
+  if (caller.grpc_timeout_invalid) stats_->rq_deadline_header_invalid[0].Inc();
+  if (caller.meshlet_deadline_invalid) stats_->rq_deadline_header_invalid[1].Inc();
+  deadline_.emplace(context_.clock, action.timeout, caller.remaining);
+  if (!deadline_->infinite()) {
+    const Duration remaining = deadline_->Remaining();
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
       return;
     }
     timeout_timer_.Enable(remaining);
-    // The next hop gets no more time than we have.
-    if (caller.remaining.has_value()) {
-      if (headers.Has(resilience::kGrpcTimeoutHeader)) {
-        headers.Set(resilience::kGrpcTimeoutHeader,
-                    resilience::FormatGrpcTimeout(remaining).view());
-      }
-      if (headers.Has(resilience::kMeshletDeadlineHeader)) {
-        headers.Set(resilience::kMeshletDeadlineHeader,
-                    resilience::FormatMeshletDeadline(remaining).view());
-      }
-    }
+  }
+
+  Cluster& cluster = *cluster_.cluster;
+  // Original requests fund the cluster's retry budget; retries never do.
+  cluster.retry_budget().RecordRequest();
+  const resilience::RetryPolicyConfig& policy = action.retry_policy;
+  if (policy.num_retries > 0 && !connect_request_ && !upgrade_request_) {
+    const bool idempotent =
+        resilience::IsIdempotentMethod(headers.Get(":method").value_or(absl::string_view()));
+    retry_state_.emplace(policy, idempotent, context_.random, &*deadline_, &cluster.retry_budget(),
+                         &cluster.thresholds());
+    retry_state_->SetMaxBufferedBodyBytes(callbacks_.RetryBufferLimit());
+    // gRPC calls are POSTs that may be retried on the gRPC statuses retry_on names.
+    constexpr uint32_t kGrpcClasses =
+        resilience::RetryOn::kGrpcCancelled | resilience::RetryOn::kGrpcDeadlineExceeded |
+        resilience::RetryOn::kGrpcInternal | resilience::RetryOn::kGrpcResourceExhausted |
+        resilience::RetryOn::kGrpcUnavailable;
+    replay_buffering_ = idempotent || policy.retry_non_idempotent ||
+                        (grpc_ && (policy.retry_on & kGrpcClasses) != 0);
+  }
+  // Fault injection, the route's rate limit and the cluster's consecutive-failure breaker
+  // (sidecar/filters/request_gate.h): may answer locally, or delay and then continue here.
+  if (!gate_.Admit(
+          {*route_, cluster, *stats_, headers, grpc_}, context_.loop, context_.clock,
+          context_.random, info_,
+          [this](http::HeaderMap& h, bool end) { callbacks_.EncodeHeaders(h, end); },
+          [this](net::Buffer& b, bool end) { callbacks_.EncodeData(b, end); },
+          [this] {
+            const bool open = !done_;
+            Finish();
+            return open;
+          },
+          [this] {
+            if (!done_) StartAttempt();
+          })) {
+    return;
   }
   StartAttempt();
 }
@@ -508,7 +615,9 @@ void Router::SendRedirect(const RouteEntry& route) {
 
 void Router::StartAttempt() {
   Cluster& cluster = *cluster_.cluster;
-  const Cluster::HostSelection selection = cluster.ChooseHost();
+  LbContext lb_context;
+  lb_context.hosts_to_avoid = absl::MakeConstSpan(tried_hosts_);
+  const Cluster::HostSelection selection = cluster.ChooseHost(lb_context);
   if (selection.host == nullptr) {
     stats_->rq_no_healthy_host.Inc();
     Fail(ResponseFlag::kNoHealthyUpstream, kNoHealthyUpstream);
@@ -525,9 +634,30 @@ void Router::StartAttempt() {
     request_headers_->Remove("upgrade");
     upgrade_request_ = false;
   }
+  if (retry_state_.has_value()) {
+    retry_state_->OnAttemptStarted(selection.host->id());
+    if (std::find(tried_hosts_.begin(), tried_hosts_.end(), selection.host) == tried_hosts_.end()) {
+      tried_hosts_.push_back(selection.host);
+    }
+  }
+  PrepareAttempt();
   ConnPool& pool = cluster.PoolFor(*selection.host, info_.protocol);
   upstream_ = std::make_unique<UpstreamRequest>(*this, cluster, *selection.host, selection.probe);
+  if (context_.tracer != nullptr && info_.trace.active()) BeginClientSpan(*selection.host);
   upstream_->Start(pool);
+}
+
+void Router::BeginClientSpan(const Host& host) {
+  // Every attempt is its own client span and carries its own traceparent (a retry included).
+  std::optional<tracing::Span>& span = upstream_->span();
+  context_.tracer->BeginClient(*request_headers_, info_.trace, span);
+  if (!span.has_value()) return;
+  const absl::string_view method = request_headers_->Get(":method").value_or("");
+  span->method.assign(method.data(), method.size());
+  span->name = absl::StrCat(method, " ", info_.cluster_name);
+  span->route.assign(info_.route_name.data(), info_.route_name.size());
+  span->cluster.assign(info_.cluster_name.data(), info_.cluster_name.size());
+  span->endpoint = host.address().ToString();
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {
@@ -587,7 +717,7 @@ void Router::OnUpstreamReady() {
   // Any encode may end the attempt at once (a refused HTTP/2 stream resets synchronously).
   if (end_with_headers || done_) return;
   if (!pending_body_.empty()) {
-    upstream_->EncodeData(pending_body_, downstream_end_ && request_trailers_ == nullptr);
+    SendBody(pending_body_, downstream_end_ && request_trailers_ == nullptr);
     if (done_) return;
   }
   if (request_trailers_ != nullptr) upstream_->EncodeTrailers(*request_trailers_);
@@ -604,6 +734,12 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
     return;
   }
   downstream_end_ = end_stream;
+  if (retry_state_.has_value() && !retry_state_->OnRequestBodyBytes(data.length()) &&
+      replay_buffering_) {
+    // Too long to replay: this request will not be retried (counted if a retry is wanted).
+    replay_buffering_ = false;
+    replay_body_.Clear();
+  }
   if (tcp_upstream_ != nullptr && tcp_upstream_->connected()) {
     // CONNECT: a real half-close towards the upstream; the tunnel ends with the upstream's end.
     tcp_upstream_->Write(data, end_stream);
@@ -619,7 +755,7 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
       EndTunnel(empty);
       return;
     }
-    upstream_->EncodeData(data, end_stream);
+    SendBody(data, end_stream);
     return;
   }
   pending_body_.Move(data);
@@ -637,11 +773,9 @@ void Router::DecodeTrailers(http::HeaderMapPtr trailers) {
     tcp_upstream_->Write(empty, /*end_stream=*/true);
     return;
   }
-  if (upstream_ != nullptr && upstream_->ready()) {
-    upstream_->EncodeTrailers(*trailers);
-    return;
-  }
+  // Kept either way: a retry sends them again.
   request_trailers_ = std::move(trailers);
+  if (upstream_ != nullptr && upstream_->ready()) upstream_->EncodeTrailers(*request_trailers_);
 }
 
 void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
@@ -651,15 +785,19 @@ void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
     Fail(ResponseFlag::kUpstreamOverflow, kOverflow);
     return;
   }
+  // Nothing reached the host (refused, timed out, waited too long, or the pool is draining).
+  if (MaybeRetry(AttemptResult{AttemptResult::Kind::kConnectFailure})) return;
   stats_->rq_connect_fail.Inc();
   Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
 }
 
 void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream) {
   if (done_) return;
-  response_started_ = true;
   const int status = StatusOf(*headers);
   stats_->RecordStatus(status);
+  if (retry_state_.has_value() && MaybeRetryResponse(*headers, end_stream, status)) return;
+  if (attempt_timer_.has_value()) attempt_timer_->Disable();  // the per-try timeout is over
+  response_started_ = true;
   info_.response_code = status;
   if (upgrade_request_ && status == 101 && !end_stream) {
     // The upstream switched protocols: bytes from now on, in both directions. The downstream
@@ -715,6 +853,21 @@ void Router::OnResponseComplete() {
 
 void Router::OnUpstreamReset(http::StreamResetReason reason) {
   if (done_) return;
+  if (!response_started_) {
+    AttemptResult result;
+    switch (reason) {
+      case http::StreamResetReason::kConnectionFailure:
+        result.kind = AttemptResult::Kind::kConnectFailure;
+        break;
+      case http::StreamResetReason::kRemoteRefusedStream:
+        result.kind = AttemptResult::Kind::kRefusedStream;
+        break;
+      default:
+        result.kind = AttemptResult::Kind::kResetBeforeHeaders;
+        break;
+    }
+    if (MaybeRetry(result)) return;
+  }
   if (reason == http::StreamResetReason::kConnectionFailure) {
     // The connection died before it could carry the request (e.g. a failed TLS handshake).
     stats_->rq_connect_fail.Inc();
@@ -748,6 +901,10 @@ void Router::Fail(ResponseFlag flag, const LocalReply& reply) {
 void Router::Finish() {
   done_ = true;
   timeout_timer_.Disable();
+  if (attempt_timer_.has_value()) attempt_timer_->Disable();
+  // Gives back a concurrent-retry slot at once rather than when the stream is destroyed.
+  if (retry_state_.has_value()) retry_state_->OnSucceeded();
+  replay_body_.Clear();
   if (upstream_ != nullptr) upstream_->Reset();
   if (tcp_upstream_ != nullptr) tcp_upstream_->Reset();
   pending_body_.Clear();
@@ -760,6 +917,160 @@ void Router::Finish() {
 }
 
 void Router::Abandon() { Finish(); }
+
+event::Timer& Router::attempt_timer() {
+  if (!attempt_timer_.has_value())
+    attempt_timer_.emplace(context_.loop, [this] { OnAttemptTimer(); });
+  return *attempt_timer_;
+}
+
+void Router::PrepareAttempt() {
+  std::optional<Duration> attempt_timeout;
+  if (retry_state_.has_value()) {
+    attempt_timeout = retry_state_->NextAttemptTimeout();
+  } else if (deadline_.has_value()) {
+    attempt_timeout = deadline_->PerTryTimeout(std::nullopt);
+  }
+  // An Upgrade outlives the route timeout once it succeeds: no deadline to pass on.
+  if (!attempt_timeout.has_value() || upgrade_request_) return;
+  // The next hop gets no more time than this attempt has: grpc-timeout for gRPC, meshlet's own
+  // header otherwise (and both rewritten when the caller sent them).
+  http::HeaderMap& headers = *request_headers_;
+  const Duration next_hop_budget = resilience::NextHopBudget(*attempt_timeout);
+  if (grpc_ || headers.Has(resilience::kGrpcTimeoutHeader)) {
+    headers.Set(resilience::kGrpcTimeoutHeader,
+                resilience::FormatGrpcTimeout(next_hop_budget).view());
+  }
+  if (!grpc_ || headers.Has(resilience::kMeshletDeadlineHeader)) {
+    headers.Set(resilience::kMeshletDeadlineHeader,
+                resilience::FormatMeshletDeadline(next_hop_budget).view());
+  }
+  // A per-try timeout shorter than what the route timeout leaves gets its own timer.
+  const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;
+  if (per_try > Duration::zero() && per_try < deadline_->Remaining()) {
+    attempt_timer_backoff_ = false;
+    attempt_timer().Enable(per_try);
+  }
+}
+
+void Router::SendBody(net::Buffer& data, bool end_stream) {
+  if (data.length() > 0) {
+    body_sent_ = true;
+    if (replay_buffering_) {
+      // The one copy retries cost: bounded by RetryBufferLimit(), and only while a retry of this
+      // request remains possible.
+      data.ForEachSlice([this](absl::string_view slice) { replay_body_.Append(slice); });
+    }
+  }
+  upstream_->EncodeData(data, end_stream);
+}
+
+void Router::OnAttemptTimer() {
+  if (done_) return;
+  if (attempt_timer_backoff_) {
+    attempt_timer_backoff_ = false;
+    StartAttempt();
+    return;
+  }
+  // The per-try timeout: the attempt had no response headers in time.
+  stats_->rq_per_try_timeout.Inc();
+  info_.SetFlag(ResponseFlag::kUpstreamPerTryTimeout);
+  if (upstream_ != nullptr) {
+    upstream_->RecordResult(resilience::HostResult::kGatewayError, std::nullopt);
+  }
+  if (MaybeRetry(AttemptResult{AttemptResult::Kind::kPerTryTimeout})) return;
+  Fail(ResponseFlag::kUpstreamPerTryTimeout, kPerTryTimeout);
+}
+
+bool Router::MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status) {
+  const resilience::RetryPolicyConfig& policy = route_->route_action()->retry_policy;
+  // Only a trailers-only gRPC response carries its status in the headers.
+  const std::optional<uint32_t> grpc_status =
+      grpc_ && end_stream ? GrpcStatusOf(headers) : std::nullopt;
+  const bool listed =
+      std::find(policy.retriable_status_codes.begin(), policy.retriable_status_codes.end(),
+                static_cast<uint32_t>(status)) != policy.retriable_status_codes.end();
+  if (status < 500 && !listed && grpc_status.value_or(0) == 0) {
+    // Final: the request succeeded as far as retries go.
+    if (retry_state_->attempts() > 1) stats_->rq_retry_success.Inc();
+    retry_state_->OnSucceeded();
+    return false;
+  }
+  AttemptResult result;
+  result.kind = AttemptResult::Kind::kResponse;
+  result.http_status = static_cast<uint32_t>(status);
+  result.grpc_status = grpc_status;
+  result.retry_after = RetryAfterOf(headers);
+  return MaybeRetry(result);
+}
+
+bool Router::MaybeRetry(const AttemptResult& result) {
+  if (!retry_state_.has_value() || response_started_ || done_) return false;
+  resilience::RetryDecision decision = retry_state_->OnAttemptFailed(result);
+  if (decision.retry && body_sent_ && !replay_buffering_) {
+    // The body that reached this attempt was not kept (a non-idempotent request, or one too long
+    // to replay): it cannot be sent again.
+    retry_state_->OnSucceeded();  // gives back the slot the decision took
+    decision = resilience::RetryDecision::NoRetry(retry_state_->body_replayable()
+                                                      ? NoRetryReason::kNonIdempotent
+                                                      : NoRetryReason::kBodyTooLarge);
+  }
+  if (!decision.retry) {
+    CountNoRetry(decision.reason);
+    return false;
+  }
+  stats_->rq_retry[RetryReasonIndex(result.kind)].Inc();
+  LOG(DEBUG) << "retrying after " << absl::FormatDuration(absl::FromChrono(decision.delay))
+             << " (attempt " << retry_state_->attempts() << " failed)";
+  // The failed attempt goes (its callbacks may be on the stack: destroyed after this turn).
+  if (upstream_ != nullptr) {
+    upstream_->Reset();
+    context_.loop.DeferDelete(std::move(upstream_));
+  }
+  if (upstream_above_high_watermark_) {
+    upstream_above_high_watermark_ = false;
+    DisableDownstreamReads(false);
+  }
+  // The next attempt resends the kept body, then what arrived since.
+  if (!replay_body_.empty()) {
+    net::Buffer body;
+    body.Move(replay_body_);
+    body.Move(pending_body_);
+    pending_body_ = std::move(body);
+  }
+  body_sent_ = false;
+  attempt_timer_backoff_ = true;
+  attempt_timer().Enable(decision.delay);
+  return true;
+}
+
+void Router::CountNoRetry(NoRetryReason reason) {
+  switch (reason) {
+    case NoRetryReason::kNone:
+    case NoRetryReason::kPolicyNoMatch:
+    case NoRetryReason::kResponseStarted:
+      return;
+    case NoRetryReason::kAttemptsExhausted:
+      stats_->rq_retry_skipped[0].Inc();
+      break;
+    case NoRetryReason::kNonIdempotent:
+      stats_->rq_retry_skipped[1].Inc();
+      break;
+    case NoRetryReason::kBodyTooLarge:
+      stats_->rq_retry_skipped[2].Inc();
+      break;
+    case NoRetryReason::kDeadlineTooClose:
+      stats_->rq_retry_skipped[3].Inc();
+      break;
+    case NoRetryReason::kBudgetExhausted:
+      stats_->rq_retry_overflow[0].Inc();
+      break;
+    case NoRetryReason::kConcurrentRetriesExceeded:
+      stats_->rq_retry_overflow[1].Inc();
+      break;
+  }
+  info_.SetFlag(ResponseFlag::kRetryLimitExceeded);
+}
 
 void Router::DisableDownstreamReads(bool disable) {
   if (disable) {

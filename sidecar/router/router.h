@@ -20,11 +20,12 @@
 // Local replies (see docs/stats.md for the response flags): no route 404 (NR); route cluster
 // unknown on this worker 503 (NC); no healthy host 503 (UH); connect failure 503 (UF);
 // circuit-breaker overflow 503 with `x-meshlet-overloaded: true` (UO); upstream reset before the
-// response 502 (UR); route timeout 504 (UT). A gRPC request (content-type application/grpc) gets
-// every local reply as a trailers-only gRPC response instead: HTTP 200 with grpc-status
-// (UNIMPLEMENTED for no route, DEADLINE_EXCEEDED for timeouts, UNAVAILABLE otherwise) and
-// grpc-message. After the response started, failures reset the downstream stream instead.
-// Results go to the cluster (RecordResult) for outlier detection.
+// response 502 (UR); route timeout 504 (UT); per-try timeout of the last attempt 504 (UPT). A
+// failure the retry policy matched but could not retry also carries URX. A gRPC request
+// (content-type application/grpc) gets every local reply as a trailers-only gRPC response
+// instead: HTTP 200 with grpc-status (UNIMPLEMENTED for no route, DEADLINE_EXCEEDED for timeouts,
+// UNAVAILABLE otherwise) and grpc-message. After the response started, failures reset the
+// downstream stream instead. Results go to the cluster (RecordResult) for outlier detection.
 //
 // Tunnels (docs/operations.md): an HTTP/1.1 Upgrade request (the connection manager keeps its
 // `upgrade` header only for those) goes to the upstream with its Upgrade; a 101 turns the stream
@@ -36,9 +37,28 @@
 // HTTP/1 has no half-close towards the client, so the first side to finish sending ends the
 // tunnel: the other side gets what was already sent, then its connection closes.
 //
-// Attempts: each try at an upstream host is an UpstreamRequest (router.cc). This version makes
-// one attempt; retries add a second UpstreamRequest after the first failed, which is why the
-// request headers stay with the router and attempts never own request state.
+// Attempts and retries (docs/resilience.md): each try at an upstream host is an UpstreamRequest
+// (router.cc); the request headers, trailers and replayable body stay with the router, so a retry
+// is simply another UpstreamRequest. When the route's retry policy allows retries the router keeps
+// a resilience::RetryState (inline, no allocation) and asks it after every failed attempt:
+// connect failure, refused stream, reset before response headers, per-try timeout, or response
+// headers the policy retries on (5xx, gateway errors, listed statuses, a trailers-only gRPC
+// status). A response the policy may retry is not forwarded until the decision is made; a retried
+// one is discarded. The next attempt starts from a backoff timer on the worker's loop (never
+// inside an upstream callback) on a host the load balancer prefers over the ones already tried.
+// Request body is copied into a replay buffer (up to RetryBufferLimit()) only while a retry of
+// this request is possible and only when it may resend the body (idempotent methods, or the
+// route's retry_non_idempotent); a non-idempotent request is otherwise retried only if none of its
+// body reached the upstream and the failure proves the upstream never processed it.
+//
+// Tracing (docs/tracing.md): when the stream's StreamInfo carries an active trace and the worker
+// has a Tracer, every attempt writes its own `traceparent` (and B3 when the caller used B3) and,
+// for a sampled request, records a client span with the attempt number, host and status.
+//
+// Deadlines: the request's deadline is min(route timeout, the caller's grpc-timeout /
+// x-meshlet-deadline); every attempt carries what is left of it (bounded by the per-try timeout)
+// upstream, as grpc-timeout for gRPC requests and x-meshlet-deadline otherwise. A retry whose
+// backoff plus a minimal attempt does not fit in what is left is not started.
 //
 // Ownership and callbacks: the connection manager's stream owns the Router and implements
 // RouterCallbacks; the router calls it only from inside the Decode* calls the stream makes, from
@@ -52,6 +72,7 @@
 #include <memory>
 #include <optional>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "common/event/timer.h"
 #include "common/http/codec.h"
@@ -61,7 +82,10 @@
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/listener/worker_context.h"
+#include "sidecar/resilience/deadline.h"
+#include "sidecar/resilience/retry_state.h"
 #include "sidecar/router/route_table.h"
+#include "sidecar/filters/request_gate.h"
 #include "sidecar/router/stream_info.h"
 
 namespace meshlet::sidecar::router {
@@ -81,6 +105,9 @@ class RouterCallbacks {
   virtual void ReadDisableDownstream(bool disable) = 0;
   // Request body bytes the router may hold while no upstream stream takes them.
   virtual uint32_t DownstreamBufferLimit() const = 0;
+  // Request body bytes the router may keep to replay on a retry
+  // (HttpOptions.max_request_body_buffer_kb).
+  virtual uint64_t RetryBufferLimit() const { return 64 * 1024; }
   virtual StreamInfo& stream_info() = 0;
 };
 
@@ -145,6 +172,8 @@ class Router {
   void OnUpstreamReset(http::StreamResetReason reason);
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
+  // Tracing: the new attempt's client span and its traceparent (and B3) on the request headers.
+  void BeginClientSpan(const Host& host);
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
   void StartConnectAttempt(const Cluster::HostSelection& selection);
   void OnTcpUpstreamConnected();
@@ -152,6 +181,18 @@ class Router {
   // Either side finished sending in a tunnel: ends the upstream side and the response.
   void EndTunnel(net::Buffer& last_data);
   void OnTimeout();
+  // The per-try timeout or the backoff between attempts expired.
+  void OnAttemptTimer();
+  // Sets the remaining deadline headers for the next attempt and arms its per-try timeout.
+  void PrepareAttempt();
+  // After a failed attempt: true when a retry was scheduled (the attempt is then gone).
+  bool MaybeRetry(const resilience::AttemptResult& result);
+  // A response the retry policy might retry: true when it was discarded for a retry.
+  bool MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status);
+  void CountNoRetry(resilience::NoRetryReason reason);
+  // Request body on its way to the current attempt: kept for replay while that is possible.
+  void SendBody(net::Buffer& data, bool end_stream);
+  event::Timer& attempt_timer();
   void OnResponseComplete();
   // Ends the request with a local reply (or a downstream reset if the response started).
   void Fail(ResponseFlag flag, const LocalReply& reply);
@@ -179,6 +220,17 @@ class Router {
   std::unique_ptr<UpstreamRequest> upstream_;
   std::unique_ptr<TcpUpstream> tcp_upstream_;  // CONNECT only
   event::Timer timeout_timer_;
+
+  // Retries (see the header comment); nothing here allocates for a request without a failure.
+  std::optional<resilience::Deadline> deadline_;
+  std::optional<resilience::RetryState> retry_state_;  // set when the route may retry
+  std::optional<event::Timer> attempt_timer_;          // per-try timeout / backoff; lazily made
+  bool attempt_timer_backoff_ = false;                 // attempt_timer_ is the backoff
+  bool replay_buffering_ = false;  // replay_body_ holds all body sent to the current attempt
+  bool body_sent_ = false;         // request body reached the current attempt's stream
+  net::Buffer replay_body_;
+  absl::InlinedVector<const Host*, 4> tried_hosts_;
+  filters::RequestGate gate_;  // fault injection, rate limit, breaker (before the first attempt)
 
   bool response_started_ = false;
   bool done_ = false;

@@ -24,6 +24,18 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag) {
       return "LR";
     case ResponseFlag::kStreamIdleTimeout:
       return "SI";
+    case ResponseFlag::kUpstreamPerTryTimeout:
+      return "UPT";
+    case ResponseFlag::kRetryLimitExceeded:
+      return "URX";
+    case ResponseFlag::kFaultInjected:
+      return "FI";
+    case ResponseFlag::kDelayInjected:
+      return "DI";
+    case ResponseFlag::kRateLimited:
+      return "RL";
+    case ResponseFlag::kBreakerOpen:
+      return "BO";
   }
   return "??";
 }
@@ -40,6 +52,22 @@ void AppendResponseFlags(std::string* out, uint32_t flags) {
     first = false;
     const absl::string_view name = ResponseFlagShortName(ResponseFlagAt(i));
     out->append(name.data(), name.size());
+  }
+}
+
+void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
+  span.status_code = info.response_code;
+  span.bytes_in = info.bytes_received;
+  span.bytes_out = info.bytes_sent;
+  span.route.assign(info.route_name.data(), info.route_name.size());
+  span.cluster.assign(info.cluster_name.data(), info.cluster_name.size());
+  if (info.upstream_host.has_value()) span.endpoint = info.upstream_host->ToString();
+  if (info.response_flags != 0) AppendResponseFlags(&span.response_flags, info.response_flags);
+  if (info.response_code >= 500 || info.response_code == 0) {
+    span.error = true;
+    span.status_message = span.response_flags.empty()
+                              ? (info.response_code == 0 ? "no response" : "server error")
+                              : span.response_flags;
   }
 }
 

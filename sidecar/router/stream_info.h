@@ -18,6 +18,7 @@
 #include "common/base/clock.h"
 #include "common/http/codec.h"
 #include "common/net/address.h"
+#include "sidecar/tracing/span.h"
 
 namespace meshlet::sidecar::router {
 
@@ -32,8 +33,15 @@ enum class ResponseFlag : uint32_t {
   kDownstreamClosed = 1u << 7,        // DC: the client reset or closed before the end
   kLocalReset = 1u << 8,              // LR: the proxy reset the downstream stream itself
   kStreamIdleTimeout = 1u << 9,       // SI: no activity for stream_idle_timeout (408, or a reset)
+  kUpstreamPerTryTimeout = 1u << 10,  // UPT: an attempt hit the retry policy's per-try timeout
+  kRetryLimitExceeded = 1u << 11,     // URX: a retriable failure was not retried (attempts,
+                                      // budget, deadline, body size or method said no)
+  kFaultInjected = 1u << 12,          // FI: the route's fault injection aborted the request
+  kDelayInjected = 1u << 13,          // DI: the route's fault injection delayed the request
+  kRateLimited = 1u << 14,            // RL: a local rate limit refused the request (429)
+  kBreakerOpen = 1u << 15,            // BO: the cluster's consecutive-failure breaker is open (503)
 };
-inline constexpr size_t kResponseFlagCount = 10;
+inline constexpr size_t kResponseFlagCount = 16;
 
 // The flag at bit `index` (0 .. kResponseFlagCount - 1).
 inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }
@@ -41,6 +49,12 @@ inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFl
 absl::string_view ResponseFlagShortName(ResponseFlag flag);
 // Appends the set flags comma-separated ("UF,UR"), or "-" when none.
 void AppendResponseFlags(std::string* out, uint32_t flags);
+
+struct StreamInfo;
+
+// Fills a server span's end-of-request attributes from what happened (status, flags, bytes,
+// route, cluster, upstream host), and marks it an error for 5xx, no response, or a reset.
+void FillServerSpan(const StreamInfo& info, tracing::Span& span);
 
 // A stream that became a byte tunnel.
 enum class TunnelKind : uint8_t {
@@ -63,6 +77,9 @@ struct StreamInfo {
   // Set by the router right before the response headers that open the tunnel are encoded; the
   // bytes that follow count as body bytes.
   TunnelKind tunnel = TunnelKind::kNone;
+  // The request's trace at this hop (docs/tracing.md): set by the connection manager when tracing
+  // is on; the router starts a client span per attempt from it.
+  tracing::RequestTrace trace;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   bool HasFlag(ResponseFlag flag) const {

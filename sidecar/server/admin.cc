@@ -20,7 +20,7 @@ constexpr Endpoint kEndpoints[] = {
     {"/stats", "GET", "all stats as text (?filter=substring, ?format=json)"},
     {"/stats/prometheus", "GET", "all stats in Prometheus text format"},
     {"/config_dump", "GET", "the current configuration as JSON"},
-    {"/clusters", "GET", "clusters, endpoints, health and active requests (JSON)"},
+    {"/clusters", "GET", "clusters, endpoints, health, breakers and health checks (JSON)"},
     {"/listeners", "GET", "listeners and their bound addresses (JSON)"},
     {"/logging", "GET, POST", "show the log level; POST ?level=debug|info|... changes it"},
     {"/drain", "POST", "start draining: inbound listeners close, HTTP connections wind down"},
@@ -96,6 +96,7 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
     if (!backend_.ready()) return http::ServerResponse::Text(503, "NOT READY\n");
     return http::ServerResponse::Text(200, "LIVE\n");
   }
+  if (path == "/stats" || path == "/stats/prometheus") backend_.BeforeStatsRead();
   if (path == "/stats") {
     auto filter = query.find("filter");
     const std::string name_filter = filter == query.end() ? "" : filter->second;
@@ -120,7 +121,12 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
   if (path == "/config_dump") {
     std::shared_ptr<const config::Snapshot> snapshot = backend_.snapshot();
     if (snapshot == nullptr) return http::ServerResponse::Json(503, "{}");
-    return http::ServerResponse::Json(200, snapshot->ConfigDumpJson());
+    std::string dump = snapshot->ConfigDumpJson();
+    // With xDS, the stream's versions per type lead the dump.
+    if (std::string xds = backend_.XdsStatusJson(); !xds.empty() && !dump.empty()) {
+      dump.insert(1, absl::StrCat("\n \"xds\": ", xds, ","));
+    }
+    return http::ServerResponse::Json(200, dump);
   }
   if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());
   if (path == "/listeners") return http::ServerResponse::Json(200, backend_.ListenersJson());

@@ -7,7 +7,7 @@
 //   GET  /stats               text, one series per line; ?filter=substring, ?format=json
 //   GET  /stats/prometheus    Prometheus text exposition
 //   GET  /config_dump         the current configuration snapshot as JSON
-//   GET  /clusters            clusters, their endpoints, health and active requests (JSON)
+//   GET  /clusters            clusters: endpoints, health, breaker capacity, health checks (JSON)
 //   GET  /listeners           listeners and the addresses they are bound to (JSON)
 //   GET  /logging             the log level; POST /logging?level=debug changes it
 //   POST /drain               starts draining (inbound listeners stop, HTTP says goodbye)
@@ -35,6 +35,10 @@ class AdminBackend {
   virtual std::shared_ptr<const config::Snapshot> snapshot() const = 0;
   virtual std::string ClustersJson() = 0;
   virtual std::string ListenersJson() = 0;
+  // The discovery client's state (JSON object) for /config_dump; empty without xDS.
+  virtual std::string XdsStatusJson() { return ""; }
+  // Refreshes values that are read rather than pushed (circuit-breaker capacity) before /stats.
+  virtual void BeforeStatsRead() {}
   virtual void StartDrain() = 0;
   // Called after the response is produced; the backend exits on a later loop turn.
   virtual void Quit() = 0;

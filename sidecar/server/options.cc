@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -83,6 +84,112 @@ const std::vector<FlagSpec>& Flags() {
          o.access_log_path = std::string(v);
          return absl::OkStatus();
        }},
+      {"xds", "HOST:PORT",
+       "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
+       "--xds-plaintext. Overrides the bootstrap's xds.address.",
+       [](absl::string_view v, ServerOptions& o) {
+         size_t colon = v.rfind(':');
+         uint32_t port = 0;
+         if (colon == absl::string_view::npos || colon == 0 ||
+             !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
+           return BadValue("xds", v, "must be host:port");
+         }
+         o.xds_address = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"xds-ca", "FILE",
+       "CA certificates (PEM) that verify the control plane's TLS certificate. Overrides the "
+       "bootstrap's xds.ca_file.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("xds-ca", v, "must not be empty");
+         o.xds_ca_file = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"xds-server-name", "NAME", "Authority (and TLS server name) for the control plane.",
+       [](absl::string_view v, ServerOptions& o) {
+         o.xds_server_name = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"xds-server-identity", "SPIFFE_ID",
+       "The SPIFFE id the control plane's certificate must carry (e.g. "
+       "spiffe://cluster.local/ns/mesh-system/sa/control-plane). Unset: any certificate that "
+       "chains to --xds-ca is accepted.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (!absl::StartsWith(v, "spiffe://")) {
+           return BadValue("xds-server-identity", v, "must be a spiffe:// id");
+         }
+         o.xds_server_identity = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"xds-plaintext", "true|false",
+       "Talk to the control plane without TLS (h2c). For local tests and demos only.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v != "true" && v != "false") {
+           return BadValue("xds-plaintext", v, "must be true or false");
+         }
+         o.xds_plaintext = v == "true";
+         return absl::OkStatus();
+       }},
+      {"xds-delta", "true|false",
+       "Use the incremental (delta) stream instead of state of the world. Default false.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v != "true" && v != "false") return BadValue("xds-delta", v, "must be true or false");
+         o.xds_delta = v == "true";
+         return absl::OkStatus();
+       }},
+      {"xds-cache-dir", "DIR",
+       "Keep the last good xDS configuration here and start from it when the control plane is "
+       "unreachable. Overrides the bootstrap's data_dir.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("xds-cache-dir", v, "must not be empty");
+         o.xds_cache_dir = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"node-id", "ID", "This sidecar's unique id on the xDS stream (overrides node.id).",
+       [](absl::string_view v, ServerOptions& o) {
+         o.node_id = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"node-service", "NAME", "The workload's service (overrides node.service).",
+       [](absl::string_view v, ServerOptions& o) {
+         o.node_service = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"node-namespace", "NAME", "The workload's namespace (overrides node.namespace).",
+       [](absl::string_view v, ServerOptions& o) {
+         o.node_namespace = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"node-service-account", "NAME",
+       "The workload's service account (overrides node.service_account).",
+       [](absl::string_view v, ServerOptions& o) {
+         o.node_service_account = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"node-label", "KEY=VALUE", "A workload label; repeatable (adds to node.labels).",
+       [](absl::string_view v, ServerOptions& o) {
+         size_t eq = v.find('=');
+         if (eq == absl::string_view::npos || eq == 0) {
+           return BadValue("node-label", v, "must be key=value");
+         }
+         o.node_labels.emplace_back(std::string(v.substr(0, eq)), std::string(v.substr(eq + 1)));
+         return absl::OkStatus();
+       }},
+      {"node-address", "IP", "A workload address peers reach it at; repeatable.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (!net::Address::FromIp(v, 1).ok()) return BadValue("node-address", v, "must be an IP");
+         o.node_addresses.emplace_back(v);
+         return absl::OkStatus();
+       }},
+      {"node-port", "PORT", "A port the workload serves; repeatable.",
+       [](absl::string_view v, ServerOptions& o) {
+         uint32_t port = 0;
+         if (!absl::SimpleAtoi(v, &port) || port == 0 || port > 65535) {
+           return BadValue("node-port", v, "must be a port from 1 to 65535");
+         }
+         o.node_ports.push_back(port);
+         return absl::OkStatus();
+       }},
   };
   return *flags;
 }
@@ -134,8 +241,11 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
     }
     if (absl::Status status = flag->set(value, parsed.options); !status.ok()) return status;
   }
-  if (parsed.options.config_path.empty()) {
-    return absl::InvalidArgumentError("--config is required (see --help)");
+  if (parsed.options.config_path.empty() && parsed.options.xds_address.empty()) {
+    return absl::InvalidArgumentError("--config is required, or --xds with --node-id (see --help)");
+  }
+  if (parsed.options.xds_plaintext && !parsed.options.xds_ca_file.empty()) {
+    return absl::InvalidArgumentError("--xds-plaintext and --xds-ca exclude each other");
   }
   return parsed;
 }
@@ -143,6 +253,7 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
 std::string UsageText() {
   std::string out =
       "Usage: sidecar --config FILE [flags]\n"
+      "       sidecar --xds HOST:PORT (--xds-ca FILE | --xds-plaintext=true) --node-id ID [flags]\n"
       "\n"
       "meshlet's sidecar proxy. Runs the listeners, routes and clusters of a static bootstrap\n"
       "file; serves admin endpoints on --admin-address. SIGTERM/SIGINT drain, then exit;\n"

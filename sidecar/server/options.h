@@ -21,6 +21,23 @@ struct ServerOptions {
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
   std::string access_log_path;  // empty: no global access log
+
+  // Discovery (docs/xds.md). Each flag overrides the bootstrap file's xds / node / data_dir.
+  std::string xds_address;          // --xds HOST:PORT; empty: the bootstrap's xds.address, if any
+  std::string xds_ca_file;          // --xds-ca: verifies the control plane's certificate
+  std::string xds_server_name;      // --xds-server-name: :authority / SNI
+  std::string xds_server_identity;  // --xds-server-identity: the control plane's SPIFFE id
+  bool xds_plaintext = false;       // --xds-plaintext: h2c, for local tests and demos
+  bool xds_delta = false;           // --xds-delta: incremental stream
+  std::string xds_cache_dir;        // --xds-cache-dir: last good configuration
+  // --node-*: this sidecar's identity, sent on the stream.
+  std::string node_id;
+  std::string node_service;
+  std::string node_namespace;
+  std::string node_service_account;
+  std::vector<std::pair<std::string, std::string>> node_labels;  // --node-label k=v, repeatable
+  std::vector<std::string> node_addresses;                       // --node-address IP, repeatable
+  std::vector<uint32_t> node_ports;                              // --node-port N, repeatable
 };
 
 // What the command line asked for: run, or print help/version and exit 0.

@@ -30,6 +30,28 @@ TEST(OptionsTest, EveryFlagBothSpellings) {
   EXPECT_EQ(parsed->options.access_log_path, "/dev/stdout");
 }
 
+TEST(OptionsTest, XdsFlags) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(
+      {"--xds=cp.mesh:15012", "--xds-ca", "ca.pem", "--xds-delta=true", "--xds-cache-dir=/var/x",
+       "--node-id=web-1", "--node-service=web", "--node-label=app=web", "--node-label=v=2",
+       "--node-address=10.0.0.5", "--node-port=8080", "--node-port=9090"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const ServerOptions& o = parsed->options;
+  EXPECT_TRUE(o.config_path.empty());
+  EXPECT_EQ(o.xds_address, "cp.mesh:15012");
+  EXPECT_EQ(o.xds_ca_file, "ca.pem");
+  EXPECT_TRUE(o.xds_delta);
+  EXPECT_FALSE(o.xds_plaintext);
+  EXPECT_EQ(o.xds_cache_dir, "/var/x");
+  EXPECT_EQ(o.node_id, "web-1");
+  EXPECT_EQ(o.node_service, "web");
+  ASSERT_EQ(o.node_labels.size(), 2u);
+  EXPECT_EQ(o.node_labels[0].first, "app");
+  EXPECT_EQ(o.node_labels[0].second, "web");
+  EXPECT_EQ(o.node_addresses, std::vector<std::string>{"10.0.0.5"});
+  EXPECT_EQ(o.node_ports, (std::vector<uint32_t>{8080, 9090}));
+}
+
 TEST(OptionsTest, HelpAndVersionNeedNoConfig) {
   EXPECT_EQ(ParseCommandLine({"--help"})->action, ParsedCommandLine::Action::kHelp);
   EXPECT_EQ(ParseCommandLine({"-h"})->action, ParsedCommandLine::Action::kHelp);
@@ -43,7 +65,7 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
     std::string expected;
   };
   for (const Case& c : std::vector<Case>{
-           {{}, "--config is required"},
+           {{}, "--config is required, or --xds"},
            {{"--config=x", "--concurrency=0"}, "--concurrency=\"0\""},
            {{"--config=x", "--concurrency=two"}, "--concurrency=\"two\""},
            {{"--config=x", "--admin-address=localhost:1"}, "--admin-address"},
@@ -53,6 +75,12 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
            {{"--config=x", "--colour"}, "unknown flag --colour"},
            {{"--config"}, "--config needs a value"},
            {{"--config=x", "extra"}, "unexpected argument \"extra\""},
+           {{"--xds=control-plane"}, "--xds=\"control-plane\": must be host:port"},
+           {{"--xds=cp:15012", "--xds-plaintext=yes"}, "--xds-plaintext"},
+           {{"--xds=cp:15012", "--xds-plaintext=true", "--xds-ca=ca.pem"}, "exclude each other"},
+           {{"--xds=cp:15012", "--node-label=novalue"}, "--node-label"},
+           {{"--xds=cp:15012", "--node-port=0"}, "--node-port"},
+           {{"--xds=cp:15012", "--xds-server-identity=control-plane"}, "must be a spiffe:// id"},
        }) {
     absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(c.args);
     ASSERT_FALSE(parsed.ok()) << c.expected;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/logging.h"
+#include "common/base/random.h"
 #include "common/base/status.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/config/bootstrap.h"
@@ -96,11 +97,87 @@ absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot(
   return snapshot;
 }
 
+absl::StatusOr<config::BootstrapConfig> Server::LoadBootstrap() const {
+  config::BootstrapConfig bootstrap;
+  if (!options_.config_path.empty()) {
+    ASSIGN_OR_RETURN(bootstrap, config::LoadBootstrapFile(options_.config_path));
+  }
+  if (!options_.xds_address.empty()) bootstrap.xds.address = options_.xds_address;
+  if (!options_.xds_ca_file.empty()) bootstrap.xds.ca_file = options_.xds_ca_file;
+  if (!options_.xds_server_name.empty()) bootstrap.xds.server_name = options_.xds_server_name;
+  if (!options_.xds_cache_dir.empty()) bootstrap.data_dir = options_.xds_cache_dir;
+  xds::Node& node = bootstrap.node;
+  if (!options_.node_id.empty()) node.set_id(options_.node_id);
+  if (!options_.node_service.empty()) node.set_service(options_.node_service);
+  if (!options_.node_namespace.empty()) node.set_namespace_(options_.node_namespace);
+  if (!options_.node_service_account.empty()) {
+    node.set_service_account(options_.node_service_account);
+  }
+  for (const auto& [key, value] : options_.node_labels) (*node.mutable_labels())[key] = value;
+  for (const std::string& address : options_.node_addresses) node.add_addresses(address);
+  for (uint32_t port : options_.node_ports) node.add_ports(port);
+  if (node.sidecar_version().empty()) node.set_sidecar_version("meshlet-sidecar 0.1.0");
+  if (bootstrap.has_xds()) {
+    if (node.id().empty()) {
+      return absl::InvalidArgumentError("xDS needs a node id: --node-id or node.id in --config");
+    }
+    if (bootstrap.xds.ca_file.empty() && !options_.xds_plaintext) {
+      return absl::InvalidArgumentError(
+          "xDS needs TLS settings: --xds-ca FILE (or xds.ca_file), or --xds-plaintext=true for "
+          "a local control plane without TLS");
+    }
+  }
+  return bootstrap;
+}
+
+absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
+                   config::BuildSnapshot(resources));
+  ASSIGN_OR_RETURN(TlsContexts::Prepared tls, tls_contexts_.Prepare(*snapshot));
+  snapshot_ = std::move(snapshot);
+  tls_contexts_.Commit(std::move(tls));
+  for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
+  UpdateHealthChecks();
+  return absl::OkStatus();
+}
+
+absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
+  config::XdsClientOptions xds_options;
+  ASSIGN_OR_RETURN(xds_options.server_address, config::ResolveHostPort(bootstrap.xds.address));
+  xds_options.authority =
+      bootstrap.xds.server_name.empty() ? bootstrap.xds.address : bootstrap.xds.server_name;
+  if (!options_.xds_plaintext) {
+    ASSIGN_OR_RETURN(
+        xds_options.transport_factory,
+        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+  }
+  xds_options.node = bootstrap.node;
+  xds_options.delta = options_.xds_delta;
+  xds_options.cache_dir = bootstrap.data_dir;
+  xds_client_ = std::make_unique<config::XdsClient>(
+      loop_, std::move(xds_options), bootstrap.resources,
+      [this](const config::ResourceSet& resources) { return ApplyResources(resources); },
+      stats_.shared_shard(), RealRandom::ThreadLocal());
+  if (absl::Status cached = xds_client_->LoadCache(); !cached.ok()) {
+    if (!absl::IsNotFound(cached)) LOG(WARN) << "xds: ignoring " << cached.message();
+    // No saved configuration: the static resources until the control plane answers.
+    RETURN_IF_ERROR(ApplyResources(xds_client_->CurrentResources()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
-  TlsContexts::Prepared tls;
-  ASSIGN_OR_RETURN(snapshot_, LoadSnapshot(tls));
-  tls_contexts_.Commit(std::move(tls));
+  ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
+  if (bootstrap.has_xds()) {
+    if (absl::Status status = InitXds(bootstrap); !status.ok()) {
+      return options_.config_path.empty() ? status : Annotate(status, options_.config_path);
+    }
+  } else {
+    TlsContexts::Prepared tls;
+    ASSIGN_OR_RETURN(snapshot_, LoadSnapshot(tls));
+    tls_contexts_.Commit(std::move(tls));
+  }
   if (!options_.access_log_path.empty()) {
     ASSIGN_OR_RETURN(global_access_log_, access_logs_.Get(options_.access_log_path));
   }
@@ -113,13 +190,20 @@ absl::Status Server::Init() {
   // A peer closing while we write must be an error return, not a dead process.
   ::signal(SIGPIPE, SIG_IGN);
 
+  if (bootstrap.tracing.enabled && span_exporter_ == nullptr) {
+    // Tracing settings take effect at start (a reload keeps the running ones).
+    span_exporter_ = std::make_unique<tracing::SpanExporter>(
+        bootstrap.tracing, bootstrap.tracing.service_name, stats_);
+    span_exporter_->Start();
+  }
   for (int i = 0; i < options_.concurrency; ++i) {
     auto worker = std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
                                                            .access_logs = access_logs_,
                                                            .global_access_log = global_access_log_,
                                                            .connection_counts = connection_counts_,
                                                            .cluster_limits = cluster_limits_,
-                                                           .tls_contexts = &tls_contexts_});
+                                                           .tls_contexts = &tls_contexts_,
+                                                           .span_exporter = span_exporter_.get()});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -138,6 +222,8 @@ absl::Status Server::Init() {
                     absl::StrCat("admin address ", options_.admin_address.ToString()));
   }
   admin_ = *std::move(admin);
+  UpdateHealthChecks();
+  if (xds_client_ != nullptr) xds_client_->Start();
   ready_ = true;
   LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
             << " listeners, " << workers_.size() << " workers, admin on "
@@ -151,6 +237,20 @@ int Server::Run() {
 }
 
 absl::Status Server::Reload() {
+  if (xds_client_ != nullptr) {
+    // Only the static part comes from the file; the dynamic part stays as streamed.
+    absl::StatusOr<config::BootstrapConfig> bootstrap = LoadBootstrap();
+    absl::Status status = bootstrap.ok() ? xds_client_->UpdateStaticResources(bootstrap->resources)
+                                         : bootstrap.status();
+    (status.ok() ? reload_success_ : reload_failure_).Inc();
+    if (!status.ok()) {
+      LOG(ERROR) << "configuration reload refused, keeping " << snapshot_->version << ": "
+                 << status.message();
+    } else {
+      LOG(INFO) << "configuration reloaded: " << snapshot_->version;
+    }
+    return status;
+  }
   TlsContexts::Prepared tls;
   absl::StatusOr<std::shared_ptr<const config::Snapshot>> snapshot = LoadSnapshot(tls);
   if (!snapshot.ok()) {
@@ -163,6 +263,7 @@ absl::Status Server::Reload() {
   // New TLS contexts first: connections accepted from now on use them; open ones keep theirs.
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
+  UpdateHealthChecks();
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;
   return absl::OkStatus();
@@ -224,6 +325,8 @@ void Server::Shutdown() {
   shut_down_ = true;
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
+  if (xds_client_ != nullptr) xds_client_->Stop();
+  health_checks_.reset();
   for (auto& worker : workers_) worker->Stop();
   workers_.clear();
   if (admin_ != nullptr) admin_->Shutdown();
@@ -272,6 +375,10 @@ std::string Server::ClustersJson() {
     first_cluster = false;
     out += "{\"name\":";
     AppendJsonString(out, name);
+    out += ",";
+    cluster_limits_.AppendJson(out, name);
+    out += ",";
+    AppendHealthCheckJson(out, health_checks_ == nullptr ? nullptr : health_checks_->Find(name));
     out += ",\"hosts\":[";
     bool first_host = true;
     for (const auto& [address, m] : hosts) {
@@ -298,6 +405,22 @@ std::string Server::ClustersJson() {
   }
   out += "]}";
   return out;
+}
+
+void Server::UpdateHealthChecks() {
+  if (snapshot_ == nullptr || shut_down_) return;
+  if (health_checks_ == nullptr) {
+    health_checks_ = std::make_unique<HealthCheckManager>(
+        loop_, RealRandom::ThreadLocal(), RealClock::Get(), stats_.shared_shard(),
+        cluster_limits_.host_health(), [this](const ClusterConfig& cluster) {
+          return UpstreamTransportFactory(&tls_contexts_, cluster);
+        });
+  }
+  health_checks_->Update(*snapshot_);
+}
+
+std::string Server::XdsStatusJson() {
+  return xds_client_ == nullptr ? "" : xds_client_->StatusJson();
 }
 
 std::string Server::ListenersJson() {

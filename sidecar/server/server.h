@@ -11,6 +11,12 @@
 //   SIGHUP           reloads the bootstrap file: a valid file is applied to every worker (no
 //                    request fails because of it), an invalid one is logged and ignored.
 //
+// With xDS (--xds or the bootstrap's xds section; docs/xds.md) the configuration is the
+// bootstrap's static resources plus what the control plane streams. Every update goes through
+// the same path as SIGHUP (ApplyResources): build and validate a whole snapshot, then publish it
+// to the workers; a refused update is NACKed and the running configuration stays. At start the
+// sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting.
+//
 // Threading: everything here runs on the main thread (the one that calls Init() and Run()),
 // including the admin handlers; workers are reached through Worker's cross-thread methods.
 
@@ -25,12 +31,16 @@
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster_manager.h"
+#include "sidecar/cluster/health_checker.h"
+#include "sidecar/config/bootstrap.h"
 #include "sidecar/config/snapshot.h"
+#include "sidecar/config/xds_client.h"
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/admin.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
+#include "sidecar/tracing/exporter.h"
 
 namespace meshlet::sidecar {
 
@@ -60,6 +70,7 @@ class Server final : public AdminBackend {
 
   const net::Address& admin_address() const { return admin_->address(); }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  config::XdsClient* xds_client() { return xds_client_.get(); }
   event::Loop& loop() { return loop_; }
 
   // AdminBackend
@@ -69,14 +80,24 @@ class Server final : public AdminBackend {
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
   std::string ClustersJson() override;
   std::string ListenersJson() override;
+  std::string XdsStatusJson() override;
+  void BeforeStatsRead() override { cluster_limits_.PublishStats(stats_.shared_shard()); }
   void StartDrain() override { Drain(/*exit_when_done=*/false); }
   void Quit() override;
 
  private:
   // Loads the bootstrap file and builds the snapshot and its TLS contexts (not yet published).
   absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot(TlsContexts::Prepared& tls);
+  // The bootstrap file (if any) with the command line's xDS and node flags applied.
+  absl::StatusOr<config::BootstrapConfig> LoadBootstrap() const;
+  // Builds, validates and publishes a whole configuration (xDS updates); errors change nothing.
+  absl::Status ApplyResources(const config::ResourceSet& resources);
+  // Creates the xDS client and applies the saved or the static configuration.
+  absl::Status InitXds(const config::BootstrapConfig& bootstrap);
   void OnSignal(int signum);
   void CheckDrained();
+  // Starts, changes or stops active health checks for the current snapshot.
+  void UpdateHealthChecks();
 
   const ServerOptions options_;
   event::Loop loop_;
@@ -87,9 +108,14 @@ class Server final : public AdminBackend {
   SharedClusterLimits cluster_limits_;
   TlsContexts tls_contexts_;
   std::shared_ptr<const config::Snapshot> snapshot_;
+  // The bootstrap's tracing section: spans from every worker; outlives the workers.
+  std::unique_ptr<tracing::SpanExporter> span_exporter_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminHandler> admin_handler_;
   std::unique_ptr<http::HttpServer> admin_;
+  std::unique_ptr<config::XdsClient> xds_client_;
+  // Active health checks run here, on the main thread, for every worker (docs/adr/0011).
+  std::unique_ptr<HealthCheckManager> health_checks_;
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::Timer> drain_poll_;

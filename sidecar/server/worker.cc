@@ -373,6 +373,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
   clusters_ = std::make_unique<WorkerClusterManager>(*loop_, *random_, shared_.clock, *stats_,
                                                      shared_.cluster_limits,
                                                      UpstreamOptions(shared_.tls_contexts));
+  clusters_->SetWorkerIndex(index_);
   context_ = std::make_unique<WorkerContext>(WorkerContext{
       .loop = *loop_,
       .random = *random_,
@@ -384,6 +385,13 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
       .draining = false,
       .worker_index = index_,
   });
+  if (shared_.span_exporter != nullptr) {
+    tracing::SpanExporter& exporter = *shared_.span_exporter;
+    tracer_ = std::make_unique<tracing::Tracer>(
+        exporter.config(), exporter.service_name(), exporter.queue(),
+        tracing::TracerStats::Create(*stats_), *random_, shared_.clock);
+    context_->tracer = tracer_.get();
+  }
   absl::StatusOr<HttpStats> http_stats = HttpStats::Create(*stats_);
   if (!http_stats.ok()) LOG(ERROR) << "HTTP stats: " << http_stats.status();
   http_stats_ = std::make_unique<HttpStats>(http_stats.ok() ? *http_stats : HttpStats());
@@ -415,6 +423,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
   listeners_.clear();
   listener_worker_contexts_.clear();
   context_.reset();
+  tracer_.reset();
   clusters_.reset();
   http_stats_.reset();
   loop_->RunUntilIdle();

@@ -53,6 +53,8 @@
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/tls_contexts.h"
+#include "sidecar/tracing/exporter.h"
+#include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
 
@@ -77,6 +79,8 @@ struct WorkerShared {
   const Clock& clock = RealClock::Get();
   // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
   const TlsContexts* tls_contexts = nullptr;
+  // Where the workers' Tracers send spans; null: tracing off.
+  tracing::SpanExporter* span_exporter = nullptr;
 };
 
 // The transport factory for connections to `cluster`'s endpoints: null for plaintext clusters,
@@ -162,6 +166,7 @@ class Worker {
   std::unique_ptr<event::Loop> loop_;
   std::unique_ptr<StatsShard> stats_;
   std::unique_ptr<RealRandom> random_;
+  std::unique_ptr<tracing::Tracer> tracer_;  // null: tracing off
   std::unique_ptr<WorkerClusterManager> clusters_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<WorkerContext> context_;

@@ -569,9 +569,14 @@ TEST_P(ProxyTest, LocalReplies) {
   EXPECT_EQ(r.body, "no healthy upstream\n");
   EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/empty"), "\"response_flags\":\"UH\""));
 
+  // The default retry policy tries the dead host three times (URX: retries exhausted).
   r = Curl(Url("/dead"));
   EXPECT_EQ(r.status, 503);
-  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF\""));
+  EXPECT_TRUE(
+      absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF,URX\""));
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_retry_total",
+                         {{"cluster", "dead"}, {"reason", "connect_failure"}}),
+            2u);
 
   r = Curl(Url("/unknown"));
   EXPECT_EQ(r.status, 503);

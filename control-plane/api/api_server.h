@@ -1,0 +1,108 @@
+#pragma once
+
+// PolicyApi: the control plane's REST/JSON API (port 15014), as a pure request → response
+// function so tests call it without sockets; ControlPlane (control-plane/server) mounts it on an
+// http::HttpServer. docs/control-plane.md is the reference; in short:
+//
+//   GET  /healthz, /version, /metrics                      no token needed
+//   GET  /apis/meshlet.io/v1                               the kinds
+//   GET  /apis/meshlet.io/v1/{plural}                      list, every namespace
+//   GET|POST /apis/meshlet.io/v1/namespaces/{ns}/{plural}  list / create
+//   GET|PUT|DELETE /apis/meshlet.io/v1/namespaces/{ns}/{plural}/{name}
+//   GET|PUT|DELETE /apis/meshlet.io/v1/meshconfigs/mesh    (MeshConfig is cluster-wide)
+//   GET  /api/v1/workloads                                 the registry
+//   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without one)
+//   POST /api/v1/tokens, DELETE /api/v1/tokens/{id}        join tokens (503 unless enabled)
+//
+// Writes take JSON or YAML, are validated before anything is stored (422 with field paths),
+// honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409).
+// PUT creates or replaces; without a resourceVersion it replaces whatever it read (still atomic
+// against a concurrent writer: that gives 409). Every request but the first three needs
+// `Authorization: Bearer <token>`.
+//
+// Threading: Handle() runs on the HTTP server's loop thread. It writes to the store
+// synchronously (an fsync per write); the provider, if set, is called on that thread too.
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/http/server.h"
+#include "common/stats/stats.h"
+#include "control-plane/policy/kinds.h"
+#include "control-plane/policy/validate.h"
+#include "control-plane/registry/registry.h"
+#include "control-plane/store/store.h"
+
+namespace meshlet::controlplane::api {
+
+// What the ADS server reports about connected sidecars (filled in by control-plane/xds).
+class ProxyStatusProvider {
+ public:
+  virtual ~ProxyStatusProvider() = default;
+  // JSON object {"items": [{"id", "service", "namespace", "connectedSince", "types":
+  // {"<type url>": {"sent": "<version>", "acked": "<version>", "nack": "<error text>"}}}]}.
+  virtual std::string ProxiesJson() = 0;
+  // One sidecar's resources as last sent, as a JSON object; NotFound for an unknown id.
+  virtual absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) = 0;
+};
+
+struct ApiOptions {
+  std::string token;  // required; compared in constant time
+  std::string server_version = "0.1.0";
+  policy::ValidationLimits limits;
+};
+
+class PolicyApi {
+ public:
+  // `registry` and `stats` may be null (no /api/v1/workloads; no metrics). Not owned; they must
+  // outlive the PolicyApi.
+  PolicyApi(Store& store, registry::Registry* registry, const Clock& clock, ApiOptions options,
+            StatsRegistry* stats);
+  ~PolicyApi();
+
+  http::ServerResponse Handle(const http::ServerRequest& request);
+
+  // Not owned; null clears it. Call on the loop thread (or before serving).
+  void SetProxyStatusProvider(ProxyStatusProvider* provider) { proxies_ = provider; }
+  // Serves /api/v1/tokens and below (join tokens: control-plane/identity/token_api.h) once set;
+  // without it those paths answer 503. Call on the loop thread (or before serving).
+  void SetTokenHandler(http::RequestHandler handler) { tokens_ = std::move(handler); }
+
+ private:
+  struct Stats;
+  http::ServerResponse HandleAuthenticated(const http::ServerRequest& request);
+  http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view rest);
+  http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest);
+  http::ServerResponse Get(const ResourceKey& key);
+  http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
+  http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,
+                             absl::string_view namespace_, absl::string_view name, bool create);
+  http::ServerResponse Remove(const http::ServerRequest& request, const ResourceKey& key);
+  std::string ObjectJson(const StoredResource& stored) const;
+  std::string WorkloadsJson() const;
+  http::ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
+                             const std::vector<policy::FieldError>& causes = {},
+                             absl::string_view kind = "", absl::string_view name = "");
+
+  Store& store_;
+  registry::Registry* registry_;
+  const Clock& clock_;
+  const ApiOptions options_;
+  StatsRegistry* stats_registry_;
+  std::unique_ptr<Stats> stats_;
+  ProxyStatusProvider* proxies_ = nullptr;
+  http::RequestHandler tokens_;
+};
+
+// Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.
+// Refuses a token file that others can read.
+absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
+
+// Constant-time comparison (the time taken does not depend on where the strings differ).
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+}  // namespace meshlet::controlplane::api

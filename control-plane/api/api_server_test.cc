@@ -1,0 +1,292 @@
+#include "control-plane/api/api_server.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/fake_clock.h"
+#include "control-plane/store/file_store.h"
+
+namespace meshlet::controlplane::api {
+namespace {
+
+constexpr char kToken[] = "secret-token";
+
+class FakeProxies final : public ProxyStatusProvider {
+ public:
+  std::string ProxiesJson() override { return R"({"items":[{"id":"a"}]})"; }
+  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view id) override {
+    if (id != "a") return absl::NotFoundError("no");
+    return std::string(R"({"listeners":[]})");
+  }
+};
+
+class PolicyApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("api_test_", ::testing::UnitTest::GetInstance()->random_seed(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    auto store = FileStore::Open(dir_.string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    registry_ = std::make_unique<registry::Registry>(clock_);
+    ApiOptions options;
+    options.token = kToken;
+    api_ = std::make_unique<PolicyApi>(*store_, registry_.get(), clock_, options, &stats_);
+  }
+
+  http::ServerResponse Call(absl::string_view method, absl::string_view path,
+                            absl::string_view body = "", absl::string_view token = kToken) {
+    http::ServerRequest request;
+    request.headers.Add(":method", method);
+    request.headers.Add(":path", path);
+    if (!token.empty()) request.headers.Add("authorization", absl::StrCat("Bearer ", token));
+    request.body = std::string(body);
+    return api_->Handle(request);
+  }
+
+  static constexpr char kRoutes[] = "/apis/meshlet.io/v1/namespaces/default/httproutes";
+  static constexpr char kPolicy[] =
+      "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/reviews";
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  StatsRegistry stats_;
+  std::unique_ptr<FileStore> store_;
+  std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<PolicyApi> api_;
+};
+
+TEST_F(PolicyApiTest, TokenRequiredExceptForHealth) {
+  EXPECT_EQ(Call("GET", "/healthz", "", "").status, 200);
+  EXPECT_EQ(Call("GET", "/version", "", "").status, 200);
+  EXPECT_EQ(Call("GET", kRoutes, "", "").status, 401);
+  http::ServerResponse wrong = Call("GET", kRoutes, "", "secret-tokeN");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_NE(wrong.body.find("wrong bearer token"), std::string::npos);
+  EXPECT_TRUE(wrong.headers.Get("www-authenticate").has_value());
+  EXPECT_EQ(Call("GET", kRoutes).status, 200);
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+}
+
+TEST_F(PolicyApiTest, CreateReadUpdateDelete) {
+  const std::string yaml =
+      "apiVersion: meshlet.io/v1\nkind: TrafficPolicy\nmetadata:\n  name: "
+      "reviews\nspec:\n  target: reviews\n  retries: {attempts: 2}\n";
+  http::ServerResponse created = Call("PUT", kPolicy, yaml);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(*created.headers.Get("x-meshlet-result"), "created");
+  EXPECT_NE(created.body.find(R"("resourceVersion":"1")"), std::string::npos) << created.body;
+  EXPECT_NE(created.body.find(R"("creationTimestamp":"2026-01-01T00:16:40Z")"), std::string::npos)
+      << created.body;
+  // A warning, not an error: the Service does not exist yet.
+  ASSERT_TRUE(created.headers.Get("warning").has_value());
+  EXPECT_NE(created.headers.Get("warning")->find("reviews"), std::string::npos);
+
+  http::ServerResponse read = Call("GET", kPolicy);
+  ASSERT_EQ(read.status, 200);
+  EXPECT_NE(read.body.find(R"("attempts":2)"), std::string::npos) << read.body;
+
+  // Same content again: nothing written.
+  http::ServerResponse same = Call("PUT", kPolicy, yaml);
+  EXPECT_EQ(same.status, 200);
+  EXPECT_EQ(*same.headers.Get("x-meshlet-result"), "unchanged");
+  EXPECT_EQ(store_->Revision(), 1);
+
+  http::ServerResponse updated =
+      Call("PUT", kPolicy,
+           absl::StrCat(yaml.substr(0, yaml.find("retries")), "retries: {attempts: 3}\n"));
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(*updated.headers.Get("x-meshlet-result"), "updated");
+  EXPECT_NE(updated.body.find(R"("generation":"2")"), std::string::npos) << updated.body;
+  EXPECT_NE(updated.body.find(R"("resourceVersion":"2")"), std::string::npos);
+
+  http::ServerResponse list = Call("GET", "/apis/meshlet.io/v1/trafficpolicies");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_NE(list.body.find(R"("kind":"TrafficPolicyList")"), std::string::npos);
+  EXPECT_NE(list.body.find(R"("attempts":3)"), std::string::npos);
+
+  EXPECT_EQ(Call("DELETE", kPolicy).status, 200);
+  EXPECT_EQ(Call("GET", kPolicy).status, 404);
+  EXPECT_EQ(Call("DELETE", kPolicy).status, 404);
+}
+
+TEST_F(PolicyApiTest, InvalidIsRefusedWithFieldPathsAndNothingStored) {
+  http::ServerResponse r =
+      Call("PUT", kPolicy,
+           R"({"kind":"TrafficPolicy","metadata":{"name":"reviews"},"spec":{"target":"reviews",)"
+           R"("retries":{"attempts":42},"timeouts":{"request":"0s"}}})");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body.find(R"("field":"spec.retries.attempts")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("field":"spec.timeouts.request")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("reason":"Invalid")"), std::string::npos);
+  EXPECT_EQ(store_->Revision(), 0);
+
+  // Parse errors (unknown fields, wrong types) are 400 and also carry the path.
+  http::ServerResponse unknown =
+      Call("PUT", kPolicy, "kind: TrafficPolicy\nmetadata: {name: reviews}\nspec:\n  retrys: {}\n");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find(R"("field":"spec.retrys")"), std::string::npos) << unknown.body;
+  http::ServerResponse negative =
+      Call("PUT", kPolicy,
+           "kind: TrafficPolicy\nmetadata: {name: reviews}\nspec:\n  retries: {attempts: -1}\n");
+  EXPECT_EQ(negative.status, 400);
+  EXPECT_NE(negative.body.find("spec.retries.attempts"), std::string::npos) << negative.body;
+  EXPECT_EQ(store_->Revision(), 0);
+}
+
+TEST_F(PolicyApiTest, UrlAndBodyMustAgree) {
+  EXPECT_EQ(
+      Call("PUT", kPolicy, "kind: TrafficPolicy\nmetadata: {name: other}\nspec: {target: reviews}")
+          .status,
+      400);
+  EXPECT_EQ(Call("PUT", kPolicy,
+                 "kind: TrafficPolicy\nmetadata: {name: reviews, namespace: prod}\nspec: "
+                 "{target: reviews}")
+                .status,
+            400);
+  EXPECT_EQ(Call("PUT", kPolicy, "kind: HTTPRoute\nmetadata: {name: reviews}\n").status, 400);
+  EXPECT_EQ(Call("PUT", kPolicy, "").status, 400);
+}
+
+TEST_F(PolicyApiTest, ResourceVersionConflicts) {
+  const std::string v1 = "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}";
+  const std::string path = "/apis/meshlet.io/v1/namespaces/default/services/s";
+  ASSERT_EQ(Call("PUT", path, v1).status, 201);
+  // Someone else updates it.
+  ASSERT_EQ(
+      Call("PUT", path, "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 81}]}").status,
+      200);
+  // A write based on the first version is refused.
+  http::ServerResponse stale = Call(
+      "PUT", path,
+      "kind: Service\nmetadata: {name: s, resourceVersion: \"1\"}\nspec: {ports: [{port: 82}]}");
+  EXPECT_EQ(stale.status, 409);
+  EXPECT_NE(stale.body.find("resourceVersion 1 is stale, current is 2"), std::string::npos)
+      << stale.body;
+  http::ServerResponse fresh = Call(
+      "PUT", path,
+      "kind: Service\nmetadata: {name: s, resourceVersion: \"2\"}\nspec: {ports: [{port: 82}]}");
+  EXPECT_EQ(fresh.status, 200) << fresh.body;
+  // POST creates only.
+  EXPECT_EQ(Call("POST", "/apis/meshlet.io/v1/namespaces/default/services", v1).status, 409);
+  // Conditional delete.
+  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=2")).status, 409);
+  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=3")).status, 200);
+  // Updating with a resourceVersion something that does not exist: 404.
+  EXPECT_EQ(Call("PUT", path,
+                 "kind: Service\nmetadata: {name: s, resourceVersion: \"3\"}\nspec: {ports: "
+                 "[{port: 82}]}")
+                .status,
+            404);
+}
+
+TEST_F(PolicyApiTest, DryRunStoresNothing) {
+  const std::string path = "/apis/meshlet.io/v1/namespaces/default/services/s";
+  http::ServerResponse dry =
+      Call("PUT", absl::StrCat(path, "?dryRun=All"),
+           "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}");
+  EXPECT_EQ(dry.status, 201);
+  EXPECT_EQ(*dry.headers.Get("x-meshlet-result"), "dry_run");
+  EXPECT_EQ(store_->Revision(), 0);
+  EXPECT_EQ(Call("GET", path).status, 404);
+  // A dry run still validates.
+  EXPECT_EQ(Call("PUT", absl::StrCat(path, "?dryRun=All"),
+                 "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 0}]}")
+                .status,
+            422);
+  ASSERT_EQ(
+      Call("PUT", path, "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}").status,
+      201);
+  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?dryRun=All")).status, 200);
+  EXPECT_EQ(Call("GET", path).status, 200);
+  EXPECT_EQ(store_->Revision(), 1);
+}
+
+TEST_F(PolicyApiTest, PathsAndMethods) {
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1").status, 200);
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1/namespaces/default/gizmos").status, 404);
+  EXPECT_EQ(Call("GET", "/nothing").status, 404);
+  http::ServerResponse patch = Call("PATCH", kPolicy);
+  EXPECT_EQ(patch.status, 405);
+  EXPECT_EQ(*patch.headers.Get("allow"), "GET, PUT, DELETE");
+  // MeshConfig is cluster-wide and named "mesh".
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1/namespaces/default/meshconfigs/mesh").status, 404);
+  EXPECT_EQ(Call("PUT", "/apis/meshlet.io/v1/meshconfigs/mesh",
+                 "kind: MeshConfig\nmetadata: {name: mesh}\nspec: {mtls: STRICT}")
+                .status,
+            201);
+  EXPECT_EQ(Call("PUT", "/apis/meshlet.io/v1/meshconfigs/other",
+                 "kind: MeshConfig\nmetadata: {name: other}\nspec: {}")
+                .status,
+            422);
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1/meshconfigs/mesh").status, 200);
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1/namespaces/Bad_NS/services").status, 400);
+  // Namespaced kinds are created inside a namespace only.
+  EXPECT_EQ(Call("POST", "/apis/meshlet.io/v1/services",
+                 "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}")
+                .status,
+            404);
+  EXPECT_EQ(Call("GET", "/apis/meshlet.io/v1/services/s").status, 404);
+}
+
+TEST_F(PolicyApiTest, RegistryAndProxies) {
+  registry::Workload w;
+  w.id = "reviews-0";
+  w.service = "reviews";
+  w.addresses = {"10.0.0.1"};
+  registry_->Connect(w);
+  http::ServerResponse workloads = Call("GET", "/api/v1/workloads");
+  ASSERT_EQ(workloads.status, 200);
+  EXPECT_NE(workloads.body.find(R"("id":"reviews-0")"), std::string::npos) << workloads.body;
+  EXPECT_NE(workloads.body.find(R"("connected":true)"), std::string::npos);
+
+  EXPECT_EQ(Call("GET", "/api/v1/proxies").status, 503);
+  FakeProxies proxies;
+  api_->SetProxyStatusProvider(&proxies);
+  EXPECT_EQ(Call("GET", "/api/v1/proxies").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/proxies/a/config").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/proxies/b/config").status, 404);
+  api_->SetProxyStatusProvider(nullptr);
+}
+
+TEST_F(PolicyApiTest, MetricsCountOutcomes) {
+  Call("GET", kRoutes, "", "");
+  Call("PUT", kPolicy, "kind: TrafficPolicy\nmetadata: {name: reviews}\nspec: {}");
+  http::ServerResponse metrics = Call("GET", "/metrics", "", "");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("meshlet_cp_api_auth_failures_total 1"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("meshlet_cp_api_invalid_total 1"), std::string::npos);
+}
+
+TEST(TokenTest, CreatedOnceWithMode0600) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/token_test_",
+                                       ::testing::UnitTest::GetInstance()->random_seed());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/api-token";
+  std::filesystem::remove(path);
+  absl::StatusOr<std::string> first = LoadOrCreateToken(path);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->size(), 64u);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  absl::StatusOr<std::string> second = LoadOrCreateToken(path);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*first, *second);
+  ::chmod(path.c_str(), 0644);
+  EXPECT_FALSE(LoadOrCreateToken(path).ok());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::api

@@ -1,0 +1,497 @@
+#include "control-plane/ca/authority.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/bytestring.h>
+#include <openssl/digest.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/mem.h>
+#include <openssl/nid.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "control-plane/identity/workload_identity.h"
+
+namespace meshlet::controlplane::ca {
+namespace {
+
+// Annotate() for a StatusOr: prefixes the error with where it came from.
+template <typename T>
+absl::StatusOr<T> In(absl::StatusOr<T> value, absl::string_view context) {
+  if (value.ok()) return value;
+  return Annotate(value.status(), context);
+}
+
+absl::Status BoringSslError(absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", tls::DrainBoringSslErrors()));
+}
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Writes `content` to `path` through a temporary file created with `mode`, so a crash leaves
+// either nothing or the whole file, and a key is never readable by others even for a moment.
+absl::Status WriteNewFile(const std::string& path, absl::string_view content, mode_t mode) {
+  const std::string temp = absl::StrCat(path, ".tmp");
+  ::unlink(temp.c_str());
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoError("creating", temp);
+  size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      absl::Status status = ErrnoError("writing", temp);
+      ::close(fd);
+      return status;
+    }
+    written += static_cast<size_t>(n);
+  }
+  // The umask may have narrowed the mode; make sure it is exactly what was asked.
+  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
+    absl::Status status = ErrnoError("syncing", temp);
+    ::close(fd);
+    return status;
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("renaming to", path);
+  return absl::OkStatus();
+}
+
+absl::Status MakeDirectory(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
+  return ErrnoError("creating directory", dir);
+}
+
+absl::StatusOr<std::string> KeyToPem(EVP_PKEY* key) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr ||
+      !PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)) {
+    return BoringSslError("encoding the private key");
+  }
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio.get(), &data, &len);
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateP256Key() {
+  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  bssl::UniquePtr<EVP_PKEY> pkey(EVP_PKEY_new());
+  if (ec == nullptr || pkey == nullptr || !EC_KEY_generate_key(ec.get()) ||
+      !EVP_PKEY_assign_EC_KEY(pkey.get(), ec.get())) {
+    return BoringSslError("generating an ECDSA P-256 key");
+  }
+  ec.release();  // owned by pkey
+  return pkey;
+}
+
+// A random positive serial of 128 bits (RFC 5280 allows up to 20 octets; the encoding may add a
+// leading zero octet).
+absl::Status SetRandomSerial(X509* cert) {
+  uint8_t bytes[16];
+  RAND_bytes(bytes, sizeof(bytes));
+  bytes[0] |= 0x01;  // never zero, never shorter than needed to be unique in practice
+  bssl::UniquePtr<BIGNUM> serial(BN_bin2bn(bytes, sizeof(bytes), nullptr));
+  if (serial == nullptr || !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert))) {
+    return BoringSslError("setting the serial number");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509V3_set_ctx_nodb(&ctx);
+  bssl::UniquePtr<X509_EXTENSION> ext(X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value));
+  if (ext == nullptr || !X509_add_ext(cert, ext.get(), -1)) {
+    return BoringSslError(absl::StrCat("adding extension ", OBJ_nid2sn(nid), "=", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetValidity(X509* cert, absl::Time not_before, absl::Time not_after) {
+  if (!ASN1_TIME_set(X509_getm_notBefore(cert), absl::ToTimeT(not_before)) ||
+      !ASN1_TIME_set(X509_getm_notAfter(cert), absl::ToTimeT(not_after))) {
+    return BoringSslError("setting validity");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bssl::UniquePtr<X509>> MakeSelfSignedRoot(EVP_PKEY* key, absl::string_view td,
+                                                         absl::Time now, absl::Duration life) {
+  bssl::UniquePtr<X509> cert(X509_new());
+  if (cert == nullptr || !X509_set_version(cert.get(), X509_VERSION_3)) {
+    return BoringSslError("X509_new");
+  }
+  RETURN_IF_ERROR(SetRandomSerial(cert.get()));
+  RETURN_IF_ERROR(SetValidity(cert.get(), now - absl::Hours(1), now + life));
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  const std::string cn = absl::StrCat("meshlet root CA ", td);
+  if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                                  reinterpret_cast<const uint8_t*>(td.data()),
+                                  static_cast<int>(td.size()), -1, 0) ||
+      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                  reinterpret_cast<const uint8_t*>(cn.data()),
+                                  static_cast<int>(cn.size()), -1, 0) ||
+      !X509_set_issuer_name(cert.get(), name) || !X509_set_pubkey(cert.get(), key)) {
+    return BoringSslError("setting the root's names and key");
+  }
+  X509* c = cert.get();
+  // pathlen 1: the root may sign an intermediate, which may sign only leaves.
+  RETURN_IF_ERROR(AddExtension(c, c, NID_basic_constraints, "critical,CA:TRUE,pathlen:1"));
+  RETURN_IF_ERROR(AddExtension(c, c, NID_key_usage, "critical,keyCertSign,cRLSign"));
+  RETURN_IF_ERROR(AddExtension(c, c, NID_subject_key_identifier, "hash"));
+  if (!X509_sign(c, key, EVP_sha256())) return BoringSslError("self-signing the root");
+  return cert;
+}
+
+bool IsSelfSigned(const X509& cert) {
+  X509* c = const_cast<X509*>(&cert);
+  return X509_NAME_cmp(X509_get_subject_name(c), X509_get_issuer_name(c)) == 0 &&
+         X509_check_issued(c, c) == X509_V_OK;
+}
+
+absl::StatusOr<bssl::UniquePtr<X509_REQ>> ParseCsr(absl::string_view csr, size_t max_bytes) {
+  if (csr.empty()) return absl::InvalidArgumentError("csr: empty");
+  if (csr.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("csr: ", csr.size(), " bytes, more than the limit of ", max_bytes));
+  }
+  bssl::UniquePtr<X509_REQ> req;
+  if (absl::StrContains(csr, "-----BEGIN")) {
+    bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(csr.data(), static_cast<ptrdiff_t>(csr.size())));
+    req.reset(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  } else {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(csr.data());
+    req.reset(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr.size())));
+  }
+  if (req == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("csr: not a PKCS#10 certificate request: ", tls::DrainBoringSslErrors()));
+  }
+  return req;
+}
+
+// The CSR's public key after checking it signed the request and is ECDSA P-256.
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> VerifiedCsrKey(X509_REQ* req) {
+  bssl::UniquePtr<EVP_PKEY> key(X509_REQ_get_pubkey(req));
+  if (key == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("csr: unreadable public key: ", tls::DrainBoringSslErrors()));
+  }
+  if (X509_REQ_verify(req, key.get()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "csr: signature does not verify with its own key: ", tls::DrainBoringSslErrors()));
+  }
+  if (EVP_PKEY_id(key.get()) != EVP_PKEY_EC) {
+    return absl::InvalidArgumentError("csr: the key must be ECDSA P-256");
+  }
+  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key.get());
+  if (ec == nullptr || EC_GROUP_get_curve_name(EC_KEY_get0_group(ec)) != NID_X9_62_prime256v1) {
+    return absl::InvalidArgumentError("csr: the key must be ECDSA P-256 (another curve was used)");
+  }
+  return key;
+}
+
+absl::Status AddUriSan(X509* cert, const std::string& uri) {
+  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
+  bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
+  bssl::UniquePtr<ASN1_IA5STRING> str(ASN1_IA5STRING_new());
+  if (names == nullptr || name == nullptr || str == nullptr ||
+      !ASN1_STRING_set(str.get(), uri.data(), static_cast<int>(uri.size()))) {
+    return BoringSslError("building the URI SAN");
+  }
+  GENERAL_NAME_set0_value(name.get(), GEN_URI, str.release());
+  if (!bssl::PushToStack(names.get(), std::move(name))) return BoringSslError("building SANs");
+  // Critical because the subject is empty (RFC 5280 4.2.1.6, X509-SVID 4.3).
+  if (!X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), /*crit=*/1, X509V3_ADD_DEFAULT)) {
+    return BoringSslError("adding the URI SAN");
+  }
+  return absl::OkStatus();
+}
+
+// Verifies that `chain[0]` chains up to a root in `bundle` through the rest of `chain`.
+absl::Status VerifySigningChain(const tls::CertificateChain& chain, const TrustBundle& bundle,
+                                absl::Time now) {
+  bssl::UniquePtr<X509_STORE> store(X509_STORE_new());
+  bssl::UniquePtr<STACK_OF(X509)> untrusted(sk_X509_new_null());
+  bssl::UniquePtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
+  if (store == nullptr || untrusted == nullptr || ctx == nullptr) {
+    return BoringSslError("allocating a verifier");
+  }
+  for (const auto& root : bundle.roots()) {
+    if (!X509_STORE_add_cert(store.get(), root.get())) return BoringSslError("X509_STORE_add_cert");
+  }
+  for (size_t i = 1; i < chain.size(); ++i) {
+    if (!bssl::PushToStack(untrusted.get(), bssl::UpRef(chain[i]))) {
+      return BoringSslError("building the chain");
+    }
+  }
+  if (!X509_STORE_CTX_init(ctx.get(), store.get(), chain[0].get(), untrusted.get())) {
+    return BoringSslError("X509_STORE_CTX_init");
+  }
+  X509_STORE_CTX_set_time(ctx.get(), 0, absl::ToTimeT(now));
+  if (X509_verify_cert(ctx.get()) != 1) {
+    int error = X509_STORE_CTX_get_error(ctx.get());
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("the signing certificate does not verify up to a root of the trust bundle: ",
+                     X509_verify_cert_error_string(error)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateAuthorityOptions(const AuthorityOptions& options) {
+  RETURN_IF_ERROR(Annotate(tls::ValidateTrustDomain(options.trust_domain), "trust_domain"));
+  if (options.default_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("default_ttl: must be > 0");
+  }
+  if (options.max_ttl < options.default_ttl) {
+    return absl::InvalidArgumentError("max_ttl: must be >= default_ttl");
+  }
+  if (options.backdate < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("backdate: must be >= 0");
+  }
+  if (options.generated_root_lifetime <= options.max_ttl) {
+    return absl::InvalidArgumentError("generated_root_lifetime: must be longer than max_ttl");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CertificateToPem(const X509& cert) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || !PEM_write_bio_X509(bio.get(), const_cast<X509*>(&cert))) {
+    return BoringSslError("encoding a certificate");
+  }
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio.get(), &data, &len);
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
+absl::StatusOr<tls::SpiffeId> WorkloadSpiffeId(absl::string_view trust_domain,
+                                               absl::string_view namespace_,
+                                               absl::string_view service_account) {
+  RETURN_IF_ERROR(identity::ValidateWorkloadName("namespace", namespace_));
+  RETURN_IF_ERROR(identity::ValidateWorkloadName("service account", service_account));
+  return tls::SpiffeId::Parse(
+      absl::StrCat("spiffe://", trust_domain, "/ns/", namespace_, "/sa/", service_account));
+}
+
+// ---- TrustBundle ----------------------------------------------------------------------------
+
+absl::StatusOr<TrustBundle> TrustBundle::FromPem(absl::string_view pem) {
+  ASSIGN_OR_RETURN(tls::CertificateChain certs, tls::ParsePemCertificates(pem));
+  TrustBundle bundle;
+  for (size_t i = 0; i < certs.size(); ++i) {
+    RETURN_IF_ERROR(Annotate(bundle.Add(*certs[i]), absl::StrCat("certificate ", i + 1)));
+  }
+  return bundle;
+}
+
+absl::Status TrustBundle::Add(const X509& cert) {
+  if (!tls::IsCa(cert)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", tls::SubjectName(cert), "\" is not a CA certificate (CA:TRUE)"));
+  }
+  if (Contains(cert)) return absl::OkStatus();
+  roots_.push_back(bssl::UpRef(const_cast<X509*>(&cert)));
+  return absl::OkStatus();
+}
+
+bool TrustBundle::Contains(const X509& cert) const {
+  for (const auto& root : roots_) {
+    if (X509_cmp(root.get(), &cert) == 0) return true;
+  }
+  return false;
+}
+
+std::string TrustBundle::ToPem() const {
+  std::string out;
+  for (const auto& root : roots_) {
+    absl::StatusOr<std::string> pem = CertificateToPem(*root);
+    CHECK(pem.ok()) << pem.status();  // re-encoding a parsed certificate cannot fail
+    out += *pem;
+  }
+  return out;
+}
+
+// ---- CertificateAuthority -------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadOrGenerateRoot(
+    const std::string& dir, const AuthorityOptions& options, const Clock& clock) {
+  RETURN_IF_ERROR(ValidateAuthorityOptions(options));
+  const std::string cert_path = absl::StrCat(dir, "/", kRootCertFile);
+  const std::string key_path = absl::StrCat(dir, "/", kRootKeyFile);
+  const bool have_cert = FileExists(cert_path);
+  const bool have_key = FileExists(key_path);
+  if (have_cert && have_key) return FromFiles(cert_path, key_path, "", options, clock);
+  if (have_cert != have_key) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        have_cert ? key_path : cert_path, " is missing but ", have_cert ? cert_path : key_path,
+        " exists; restore it, or remove both to generate a new root (every "
+        "workload certificate will then be re-issued)"));
+  }
+  RETURN_IF_ERROR(MakeDirectory(dir));
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, GenerateP256Key());
+  ASSIGN_OR_RETURN(bssl::UniquePtr<X509> root,
+                   MakeSelfSignedRoot(key.get(), options.trust_domain, clock.WallNow(),
+                                      options.generated_root_lifetime));
+  ASSIGN_OR_RETURN(std::string key_pem, KeyToPem(key.get()));
+  ASSIGN_OR_RETURN(std::string cert_pem, CertificateToPem(*root));
+  // Key first: a crash in between leaves a key without a certificate, which the next start
+  // reports instead of silently generating a second root.
+  RETURN_IF_ERROR(WriteNewFile(key_path, key_pem, 0600));
+  RETURN_IF_ERROR(WriteNewFile(cert_path, cert_pem, 0644));
+  LOG(INFO) << "generated a new root CA for trust domain " << options.trust_domain << " in " << dir
+            << " (serial " << tls::SerialNumberHex(*root) << ", expires "
+            << absl::FormatTime(tls::NotAfter(*root)) << ")";
+  return FromPem(cert_pem, key_pem, "", options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromFiles(
+    const std::string& chain_file, const std::string& key_file, const std::string& extra_roots_file,
+    const AuthorityOptions& options, const Clock& clock) {
+  ASSIGN_OR_RETURN(std::string chain_pem, In(tls::ReadSmallFile(chain_file), chain_file));
+  ASSIGN_OR_RETURN(std::string key_pem, In(tls::ReadSmallFile(key_file), key_file));
+  std::string extra_pem;
+  if (!extra_roots_file.empty()) {
+    ASSIGN_OR_RETURN(extra_pem, In(tls::ReadSmallFile(extra_roots_file), extra_roots_file));
+  }
+  // Re-run the parse so errors name the file they came from.
+  RETURN_IF_ERROR(Annotate(tls::ParsePemCertificates(chain_pem).status(), chain_file));
+  RETURN_IF_ERROR(Annotate(tls::ParsePemPrivateKey(key_pem).status(), key_file));
+  return FromPem(chain_pem, key_pem, extra_pem, options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromPem(
+    absl::string_view chain_pem, absl::string_view key_pem, absl::string_view extra_roots_pem,
+    const AuthorityOptions& options, const Clock& clock) {
+  RETURN_IF_ERROR(ValidateAuthorityOptions(options));
+  ASSIGN_OR_RETURN(tls::CertificateChain chain,
+                   In(tls::ParsePemCertificates(chain_pem), "CA certificate chain"));
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, In(tls::ParsePemPrivateKey(key_pem), "CA key"));
+  TrustBundle bundle;
+  if (IsSelfSigned(*chain.back())) {
+    RETURN_IF_ERROR(Annotate(bundle.Add(*chain.back()), "CA certificate chain root"));
+  }
+  if (!extra_roots_pem.empty()) {
+    ASSIGN_OR_RETURN(TrustBundle extra, In(TrustBundle::FromPem(extra_roots_pem), "trust bundle"));
+    for (const auto& root : extra.roots()) RETURN_IF_ERROR(bundle.Add(*root));
+  }
+  if (bundle.size() == 0) {
+    return absl::InvalidArgumentError(
+        "trust bundle: empty; the CA chain does not end in a self-signed root, so give the root "
+        "separately");
+  }
+  return Build(std::move(chain), std::move(key), std::move(bundle), options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Build(
+    tls::CertificateChain chain, bssl::UniquePtr<EVP_PKEY> key, TrustBundle bundle,
+    const AuthorityOptions& options, const Clock& clock) {
+  const X509& signing = *chain.front();
+  if (!tls::IsCa(signing)) {
+    return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(signing),
+                                                   "\" is not a CA certificate (CA:TRUE)"));
+  }
+  if (!(X509_get_key_usage(const_cast<X509*>(&signing)) & KU_KEY_CERT_SIGN)) {
+    return absl::InvalidArgumentError(absl::StrCat("CA certificate \"", tls::SubjectName(signing),
+                                                   "\": key usage lacks keyCertSign"));
+  }
+  RETURN_IF_ERROR(Annotate(tls::CheckKeyMatchesCertificate(signing, *key), "CA key"));
+  RETURN_IF_ERROR(VerifySigningChain(chain, bundle, clock.WallNow()));
+
+  std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(options, clock));
+  // Everything but a trailing self-signed root goes into issued chains: peers hold the root.
+  for (const auto& cert : chain) {
+    if (IsSelfSigned(*cert)) break;
+    ASSIGN_OR_RETURN(std::string pem, CertificateToPem(*cert));
+    ca->intermediates_pem_ += pem;
+  }
+  ca->signing_cert_ = std::move(chain.front());
+  ca->signing_key_ = std::move(key);
+  ca->trust_bundle_pem_ = bundle.ToPem();
+  ca->trust_bundle_ = std::move(bundle);
+  return ca;
+}
+
+absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view csr,
+                                                             const tls::SpiffeId& identity,
+                                                             absl::Duration ttl) const {
+  if (identity.trust_domain() != options_.trust_domain) {
+    return absl::PermissionDeniedError(absl::StrCat("identity ", identity.ToString(),
+                                                    " is outside this CA's trust domain ",
+                                                    options_.trust_domain));
+  }
+  ASSIGN_OR_RETURN(bssl::UniquePtr<X509_REQ> req, ParseCsr(csr, options_.max_csr_bytes));
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> subject_key, VerifiedCsrKey(req.get()));
+
+  const absl::Time now = clock_.WallNow();
+  const absl::Time signer_expiry = tls::NotAfter(*signing_cert_);
+  if (signer_expiry <= now) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the CA's signing certificate expired at ", absl::FormatTime(signer_expiry)));
+  }
+  if (ttl <= absl::ZeroDuration()) ttl = options_.default_ttl;
+  ttl = std::min(ttl, options_.max_ttl);
+  // A leaf never outlives its issuer: peers would reject the chain from that moment on.
+  const absl::Time not_after = std::min(now + ttl, signer_expiry);
+  const absl::Time not_before = now - options_.backdate;
+
+  bssl::UniquePtr<X509> cert(X509_new());
+  if (cert == nullptr || !X509_set_version(cert.get(), X509_VERSION_3)) {
+    return BoringSslError("X509_new");
+  }
+  X509* c = cert.get();
+  RETURN_IF_ERROR(SetRandomSerial(c));
+  RETURN_IF_ERROR(SetValidity(c, not_before, not_after));
+  // Empty subject: the identity is the URI SAN, nothing else.
+  if (!X509_set_issuer_name(c, X509_get_subject_name(signing_cert_.get())) ||
+      !X509_set_pubkey(c, subject_key.get())) {
+    return BoringSslError("setting issuer and public key");
+  }
+  X509* issuer = signing_cert_.get();
+  RETURN_IF_ERROR(AddExtension(c, issuer, NID_basic_constraints, "critical,CA:FALSE"));
+  RETURN_IF_ERROR(AddExtension(c, issuer, NID_key_usage, "critical,digitalSignature"));
+  RETURN_IF_ERROR(AddExtension(c, issuer, NID_ext_key_usage, "serverAuth,clientAuth"));
+  RETURN_IF_ERROR(AddExtension(c, issuer, NID_subject_key_identifier, "hash"));
+  RETURN_IF_ERROR(AddExtension(c, issuer, NID_authority_key_identifier, "keyid:always"));
+  RETURN_IF_ERROR(AddUriSan(c, identity.ToString()));
+  if (!X509_sign(c, signing_key_.get(), EVP_sha256())) return BoringSslError("signing");
+
+  IssuedCertificate out;
+  ASSIGN_OR_RETURN(out.certificate_pem, CertificateToPem(*c));
+  out.chain_pem = absl::StrCat(out.certificate_pem, intermediates_pem_);
+  out.trust_bundle_pem = trust_bundle_pem_;
+  out.serial_hex = tls::SerialNumberHex(*c);
+  out.spiffe_id = identity.ToString();
+  out.not_before = tls::NotBefore(*c);
+  out.not_after = tls::NotAfter(*c);
+  return out;
+}
+
+}  // namespace meshlet::controlplane::ca

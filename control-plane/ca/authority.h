@@ -1,0 +1,156 @@
+#pragma once
+
+// The workload certificate authority: holds a signing certificate (a root generated on first
+// start, or a root or intermediate the operator brings) and the trust bundle, and turns a
+// workload's CSR into a short-lived X509-SVID for an identity that has already been attested.
+//
+// The CA trusts nothing in the CSR but its public key and its self-signature: subject and SANs
+// are ignored, and the issued certificate carries exactly one URI SAN, the SPIFFE id the caller
+// proved (attestation is the caller's job: control-plane/identity and certificate_service.h).
+//
+// Issued leaf: ECDSA P-256 subject key only; empty subject with a critical SAN extension (per the
+// X509-SVID spec); keyUsage digitalSignature (critical; keyEncipherment is meaningless for EC
+// keys); extendedKeyUsage serverAuth + clientAuth; basicConstraints CA:FALSE (critical); a random
+// positive 128-bit serial; notBefore backdated by `backdate` to tolerate clock skew; lifetime the
+// requested TTL capped by `max_ttl` and by the signing certificate's own expiry.
+//
+// Thread-safety: immutable after creation; Sign() may run on any thread. Rotating the signing
+// certificate or the trust bundle means building a new CertificateAuthority and swapping it.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <openssl/base.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/tls/certificate.h"
+#include "common/tls/spiffe.h"
+
+namespace meshlet::controlplane::ca {
+
+struct AuthorityOptions {
+  std::string trust_domain = "cluster.local";
+  // Used when a request asks for no particular lifetime (ttl <= 0).
+  absl::Duration default_ttl = absl::Hours(24);
+  // Longer requests are shortened to this.
+  absl::Duration max_ttl = absl::Hours(24);
+  // notBefore = now - backdate, so a workload whose clock is a little behind accepts the
+  // certificate at once. Not counted in the lifetime.
+  absl::Duration backdate = absl::Minutes(5);
+  // Lifetime of a root generated on first start.
+  absl::Duration generated_root_lifetime = absl::Hours(24 * 365 * 10);
+  // Largest CSR accepted, PEM or DER.
+  size_t max_csr_bytes = 16 * 1024;
+};
+
+// Checks the options: a valid trust domain, 0 < default_ttl <= max_ttl, backdate >= 0.
+absl::Status ValidateAuthorityOptions(const AuthorityOptions& options);
+
+// What Sign() returns; all PEM.
+struct IssuedCertificate {
+  std::string certificate_pem;   // the leaf alone
+  std::string chain_pem;         // the leaf followed by intermediates up to (not incl.) the root
+  std::string trust_bundle_pem;  // every root a peer should trust now (one or two)
+  std::string serial_hex;
+  std::string spiffe_id;
+  absl::Time not_before;
+  absl::Time not_after;
+};
+
+// Roots a workload trusts. Holds more than one during a root rotation: the old root keeps
+// verifying certificates it issued while the new one already verifies the new ones.
+class TrustBundle {
+ public:
+  // Every certificate must be a CA certificate; duplicates (same DER) are kept once.
+  static absl::StatusOr<TrustBundle> FromPem(absl::string_view pem);
+  TrustBundle() = default;
+
+  // Adds `cert` unless already present. Fails unless it is a CA certificate.
+  absl::Status Add(const X509& cert);
+  bool Contains(const X509& cert) const;
+  size_t size() const { return roots_.size(); }
+  const tls::CertificateChain& roots() const { return roots_; }
+  std::string ToPem() const;
+
+ private:
+  tls::CertificateChain roots_;
+};
+
+class CertificateAuthority {
+ public:
+  // File names inside the directory given to LoadOrGenerateRoot.
+  static constexpr char kRootCertFile[] = "root-cert.pem";
+  static constexpr char kRootKeyFile[] = "root-key.pem";
+
+  // Loads the root from `dir` (root-cert.pem, root-key.pem), or generates one there when neither
+  // exists: ECDSA P-256, self-signed, CA:TRUE, pathlen 1, valid generated_root_lifetime. The key
+  // file is written with mode 0600 and the directory is created with mode 0700. Exactly one of
+  // the two files present is an error (never overwrite half of a CA).
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrGenerateRoot(
+      const std::string& dir, const AuthorityOptions& options,
+      const Clock& clock = RealClock::Get());
+
+  // An operator's CA. `chain_pem`: the signing certificate first, then the intermediates above
+  // it, optionally ending with the root. `key_pem`: the signing certificate's key.
+  // `extra_roots_pem`: more roots for the trust bundle (the root of the chain when the chain does
+  // not end in one, and the other root during a rotation); may be empty when the chain ends in a
+  // self-signed root. The signing certificate must be a CA, its key must match, and the chain
+  // must verify up to a root in the resulting bundle.
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromPem(
+      absl::string_view chain_pem, absl::string_view key_pem, absl::string_view extra_roots_pem,
+      const AuthorityOptions& options, const Clock& clock = RealClock::Get());
+  // The same from files; `extra_roots_file` may be "".
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> FromFiles(
+      const std::string& chain_file, const std::string& key_file,
+      const std::string& extra_roots_file, const AuthorityOptions& options,
+      const Clock& clock = RealClock::Get());
+
+  CertificateAuthority(const CertificateAuthority&) = delete;
+  CertificateAuthority& operator=(const CertificateAuthority&) = delete;
+
+  // Issues a certificate for `identity` (which must be in this CA's trust domain) over the
+  // public key of `csr` (PEM "CERTIFICATE REQUEST" or DER). `ttl` <= 0 means default_ttl.
+  // InvalidArgument for a CSR that does not parse, whose signature does not verify, or whose key
+  // is not ECDSA P-256; FailedPrecondition when the signing certificate has expired.
+  absl::StatusOr<IssuedCertificate> Sign(absl::string_view csr, const tls::SpiffeId& identity,
+                                         absl::Duration ttl) const;
+
+  const std::string& trust_bundle_pem() const { return trust_bundle_pem_; }
+  const TrustBundle& trust_bundle() const { return trust_bundle_; }
+  const X509& signing_certificate() const { return *signing_cert_; }
+  const AuthorityOptions& options() const { return options_; }
+
+ private:
+  CertificateAuthority(const AuthorityOptions& options, const Clock& clock)
+      : options_(options), clock_(clock) {}
+
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Build(
+      tls::CertificateChain chain, bssl::UniquePtr<EVP_PKEY> key, TrustBundle bundle,
+      const AuthorityOptions& options, const Clock& clock);
+
+  const AuthorityOptions options_;
+  const Clock& clock_;
+  bssl::UniquePtr<X509> signing_cert_;
+  bssl::UniquePtr<EVP_PKEY> signing_key_;
+  // PEM of the intermediates between the signing certificate and the root, the signing
+  // certificate itself included when it is not a root. Appended to every leaf.
+  std::string intermediates_pem_;
+  TrustBundle trust_bundle_;
+  std::string trust_bundle_pem_;
+};
+
+// "spiffe://<trust_domain>/ns/<ns>/sa/<sa>", validated.
+absl::StatusOr<tls::SpiffeId> WorkloadSpiffeId(absl::string_view trust_domain,
+                                               absl::string_view namespace_,
+                                               absl::string_view service_account);
+
+// PEM of one certificate.
+absl::StatusOr<std::string> CertificateToPem(const X509& cert);
+
+}  // namespace meshlet::controlplane::ca

@@ -1,0 +1,362 @@
+#include "control-plane/ca/authority.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/fake_clock.h"
+#include "common/tls/certificate.h"
+#include "common/tls/test_certificates.h"
+#include "control-plane/ca/test_csr.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::ca {
+namespace {
+
+using testing::CsrKeyType;
+using testing::MakeCsr;
+
+constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
+
+tls::SpiffeId Id(absl::string_view text) { return *tls::SpiffeId::Parse(text); }
+
+std::string TempDir() {
+  std::string templ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/ca.XXXXXX");
+  return std::string(::mkdtemp(templ.data()));
+}
+
+// Verifies `chain_pem` (leaf first) against `bundle_pem` as a TLS client would verify a server,
+// at `when`. Returns the X509 error string, or "" when it verifies.
+std::string VerifyChain(const std::string& chain_pem, const std::string& bundle_pem,
+                        absl::Time when, const char* purpose = "sslserver") {
+  auto chain = tls::ParsePemCertificates(chain_pem);
+  auto bundle = tls::ParsePemCertificates(bundle_pem);
+  if (!chain.ok() || !bundle.ok()) return "unparsable";
+  bssl::UniquePtr<X509_STORE> store(X509_STORE_new());
+  for (const auto& root : *bundle) X509_STORE_add_cert(store.get(), root.get());
+  bssl::UniquePtr<STACK_OF(X509)> untrusted(sk_X509_new_null());
+  for (size_t i = 1; i < chain->size(); ++i) {
+    bssl::PushToStack(untrusted.get(), bssl::UpRef((*chain)[i]));
+  }
+  bssl::UniquePtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), (*chain)[0].get(), untrusted.get());
+  X509_STORE_CTX_set_time(ctx.get(), 0, absl::ToTimeT(when));
+  X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_get_by_sname(const_cast<char*>(purpose)));
+  if (X509_verify_cert(ctx.get()) == 1) return "";
+  std::string error = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
+  ERR_clear_error();
+  return error;
+}
+
+bssl::UniquePtr<X509> Leaf(const IssuedCertificate& issued) {
+  auto certs = tls::ParsePemCertificates(issued.certificate_pem);
+  EXPECT_TRUE(certs.ok());
+  return std::move(certs->front());
+}
+
+class AuthorityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // FakeClock's wall time is fixed; move it to the real present so that test CAs (issued
+    // with the real time) are valid at it.
+    clock_.Advance(absl::ToChronoNanoseconds(absl::Now() - clock_.WallNow()));
+  }
+  FakeClock clock_;
+};
+
+TEST_F(AuthorityTest, GeneratesRootOnFirstStartAndReloadsIt) {
+  const std::string dir = absl::StrCat(TempDir(), "/ca");
+  auto first = CertificateAuthority::LoadOrGenerateRoot(dir, {}, clock_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const X509& root = (*first)->signing_certificate();
+  EXPECT_TRUE(tls::IsCa(root));
+  tls::CertificateInfo info = tls::DescribeCertificate(root);
+  EXPECT_EQ(info.key_algorithm, tls::KeyAlgorithm::kEcdsa);
+  EXPECT_EQ(info.key_bits, 256);
+  EXPECT_GE(info.not_after - clock_.WallNow(), absl::Hours(24 * 365 * 10) - absl::Minutes(1));
+  EXPECT_EQ((*first)->trust_bundle().size(), 1u);
+
+  struct stat key_stat;
+  ASSERT_EQ(::stat(absl::StrCat(dir, "/root-key.pem").c_str(), &key_stat), 0);
+  EXPECT_EQ(key_stat.st_mode & 0777, 0600u);
+  struct stat dir_stat;
+  ASSERT_EQ(::stat(dir.c_str(), &dir_stat), 0);
+  EXPECT_EQ(dir_stat.st_mode & 0077, 0u);
+
+  auto second = CertificateAuthority::LoadOrGenerateRoot(dir, {}, clock_);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ((*second)->trust_bundle_pem(), (*first)->trust_bundle_pem());
+
+  // A certificate issued before the restart verifies with the bundle after it.
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  auto issued = (*first)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_EQ(VerifyChain(issued->chain_pem, (*second)->trust_bundle_pem(), clock_.WallNow()), "");
+}
+
+TEST_F(AuthorityTest, RefusesHalfAGeneratedCa) {
+  const std::string dir = TempDir();
+  ASSERT_TRUE(CertificateAuthority::LoadOrGenerateRoot(dir, {}, clock_).ok());
+  ASSERT_EQ(::unlink(absl::StrCat(dir, "/root-key.pem").c_str()), 0);
+  auto again = CertificateAuthority::LoadOrGenerateRoot(dir, {}, clock_);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("root-key.pem is missing"), std::string::npos)
+      << again.status();
+}
+
+TEST_F(AuthorityTest, IssuesExactlyTheAttestedIdentityIgnoringTheCsrNames) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
+  ASSERT_TRUE(ca.ok());
+  auto csr = MakeCsr({.common_name = "admin",
+                      .uri_sans = {"spiffe://cluster.local/ns/kube-system/sa/admin"},
+                      .dns_sans = {"evil.example"}});
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  auto issued = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(24));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  bssl::UniquePtr<X509> leaf = Leaf(*issued);
+
+  EXPECT_EQ(tls::UriSans(*leaf), std::vector<std::string>{kFrontend});
+  EXPECT_TRUE(tls::DnsSans(*leaf).empty());
+  EXPECT_EQ(tls::SubjectName(*leaf), "");
+  EXPECT_FALSE(tls::IsCa(*leaf));
+  EXPECT_EQ(issued->spiffe_id, kFrontend);
+  auto spiffe = tls::ExtractSpiffeId(*leaf);
+  ASSERT_TRUE(spiffe.ok());
+  EXPECT_EQ(spiffe->ToString(), kFrontend);
+
+  EXPECT_EQ(X509_get_key_usage(leaf.get()), static_cast<uint32_t>(KU_DIGITAL_SIGNATURE));
+  EXPECT_EQ(X509_get_extended_key_usage(leaf.get()),
+            static_cast<uint32_t>(XKU_SSL_SERVER | XKU_SSL_CLIENT));
+  // Lifetime: 24 h from now, notBefore backdated 5 minutes.
+  const absl::Time now = clock_.WallNow();
+  EXPECT_LE(absl::AbsDuration(issued->not_after - (now + absl::Hours(24))), absl::Seconds(1));
+  EXPECT_LE(absl::AbsDuration(issued->not_before - (now - absl::Minutes(5))), absl::Seconds(1));
+  // 128-bit random serial: 32 hex digits (33+ only with a leading zero octet).
+  EXPECT_GE(issued->serial_hex.size(), 31u);
+  EXPECT_LE(issued->serial_hex.size(), 32u);
+
+  // The issued key is the CSR's.
+  auto key = tls::ParsePemPrivateKey(csr->key_pem);
+  ASSERT_TRUE(key.ok());
+  EXPECT_TRUE(tls::CheckKeyMatchesCertificate(*leaf, **key).ok());
+
+  // Usable both as a server and as a client certificate.
+  EXPECT_EQ(VerifyChain(issued->chain_pem, issued->trust_bundle_pem, now, "sslserver"), "");
+  EXPECT_EQ(VerifyChain(issued->chain_pem, issued->trust_bundle_pem, now, "sslclient"), "");
+  // And not after it expired.
+  EXPECT_NE(VerifyChain(issued->chain_pem, issued->trust_bundle_pem, now + absl::Hours(25)), "");
+}
+
+TEST_F(AuthorityTest, SerialsDiffer) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
+  auto csr = MakeCsr();
+  ASSERT_TRUE(ca.ok() && csr.ok());
+  auto a = (*ca)->Sign(csr->csr_der, Id(kFrontend), absl::Hours(1));
+  auto b = (*ca)->Sign(csr->csr_der, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->serial_hex, b->serial_hex);
+}
+
+TEST_F(AuthorityTest, TtlDefaultsAndIsCapped) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(
+      TempDir(), {.default_ttl = absl::Hours(2), .max_ttl = absl::Hours(4)}, clock_);
+  auto csr = MakeCsr();
+  ASSERT_TRUE(ca.ok() && csr.ok());
+  const absl::Time now = clock_.WallNow();
+  auto defaulted = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::ZeroDuration());
+  auto capped = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(100));
+  auto short_lived = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Seconds(10));
+  ASSERT_TRUE(defaulted.ok() && capped.ok() && short_lived.ok());
+  EXPECT_EQ(defaulted->not_after, absl::FromUnixSeconds(absl::ToUnixSeconds(now + absl::Hours(2))));
+  EXPECT_EQ(capped->not_after, absl::FromUnixSeconds(absl::ToUnixSeconds(now + absl::Hours(4))));
+  EXPECT_EQ(short_lived->not_after,
+            absl::FromUnixSeconds(absl::ToUnixSeconds(now + absl::Seconds(10))));
+}
+
+TEST_F(AuthorityTest, RefusesBadCsrs) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
+  ASSERT_TRUE(ca.ok());
+  auto sign = [&](const std::string& csr) {
+    return (*ca)->Sign(csr, Id(kFrontend), absl::Hours(1)).status();
+  };
+  auto rsa = MakeCsr({.key_type = CsrKeyType::kRsa2048});
+  auto p384 = MakeCsr({.key_type = CsrKeyType::kEcdsaP384});
+  auto forged = MakeCsr({.corrupt_signature = true});
+  ASSERT_TRUE(rsa.ok() && p384.ok() && forged.ok());
+
+  absl::Status status = sign(rsa->csr_pem);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("ECDSA P-256"), std::string::npos) << status;
+  status = sign(p384->csr_pem);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("another curve"), std::string::npos) << status;
+  status = sign(forged->csr_der);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("signature does not verify"), std::string::npos) << status;
+  status = sign("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sign("").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sign(std::string(20000, 'x')).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuthorityTest, RefusesIdentityOutsideTheTrustDomain) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
+  auto csr = MakeCsr();
+  ASSERT_TRUE(ca.ok() && csr.ok());
+  auto issued = (*ca)->Sign(csr->csr_pem, Id("spiffe://other.example/ns/a/sa/b"), absl::Hours(1));
+  EXPECT_EQ(issued.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(AuthorityTest, SignsWithAnOperatorIntermediate) {
+  auto root = tls::testing::TestCa::Create("operator root");
+  ASSERT_TRUE(root.ok());
+  auto intermediate = root->CreateIntermediate("operator intermediate");
+  ASSERT_TRUE(intermediate.ok());
+
+  // Without the root there is nothing to anchor the chain.
+  auto no_root = CertificateAuthority::FromPem(intermediate->cert_pem(), intermediate->key_pem(),
+                                               "", {}, clock_);
+  EXPECT_EQ(no_root.status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto ca = CertificateAuthority::FromPem(intermediate->cert_pem(), intermediate->key_pem(),
+                                          root->cert_pem(), {}, clock_);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ((*ca)->trust_bundle_pem(), root->cert_pem());
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  auto issued = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  auto chain = tls::ParsePemCertificates(issued->chain_pem);
+  ASSERT_TRUE(chain.ok());
+  ASSERT_EQ(chain->size(), 2u);  // leaf + intermediate, not the root
+  EXPECT_EQ(tls::SubjectName(*(*chain)[1]), tls::SubjectName((*ca)->signing_certificate()));
+  EXPECT_EQ(VerifyChain(issued->chain_pem, root->cert_pem(), clock_.WallNow()), "");
+  // Without the intermediate the leaf alone does not verify.
+  EXPECT_NE(VerifyChain(issued->certificate_pem, root->cert_pem(), clock_.WallNow()), "");
+
+  // The chain file may also end with the root.
+  auto with_root =
+      CertificateAuthority::FromPem(absl::StrCat(intermediate->cert_pem(), root->cert_pem()),
+                                    intermediate->key_pem(), "", {}, clock_);
+  ASSERT_TRUE(with_root.ok()) << with_root.status();
+  auto issued2 = (*with_root)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(issued2.ok());
+  EXPECT_EQ(tls::ParsePemCertificates(issued2->chain_pem)->size(), 2u);
+}
+
+TEST_F(AuthorityTest, LeafNeverOutlivesTheSigningCertificate) {
+  auto root = tls::testing::TestCa::Create("operator root");
+  ASSERT_TRUE(root.ok());
+  auto intermediate = root->CreateIntermediate("short intermediate");  // valid one year
+  ASSERT_TRUE(intermediate.ok());
+  auto ca = CertificateAuthority::FromPem(intermediate->cert_pem(), intermediate->key_pem(),
+                                          root->cert_pem(), {}, clock_);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  const absl::Time signer_expiry = tls::NotAfter((*ca)->signing_certificate());
+  clock_.Advance(absl::ToChronoNanoseconds(signer_expiry - clock_.WallNow() - absl::Hours(1)));
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  auto issued = (*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(24));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_EQ(issued->not_after, signer_expiry);
+
+  clock_.Advance(absl::ToChronoNanoseconds(absl::Hours(2)));
+  EXPECT_EQ((*ca)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(AuthorityTest, RefusesBadSigningMaterial) {
+  auto root = tls::testing::TestCa::Create("root");
+  auto other = tls::testing::TestCa::Create("other");
+  ASSERT_TRUE(root.ok() && other.ok());
+  auto leaf = root->Issue({.spiffe_id = kFrontend});
+  ASSERT_TRUE(leaf.ok());
+
+  auto not_ca =
+      CertificateAuthority::FromPem(leaf->chain_pem, leaf->key_pem, root->cert_pem(), {}, clock_);
+  ASSERT_FALSE(not_ca.ok());
+  EXPECT_NE(not_ca.status().message().find("not a CA certificate"), std::string::npos);
+
+  auto wrong_key =
+      CertificateAuthority::FromPem(root->cert_pem(), other->key_pem(), "", {}, clock_);
+  ASSERT_FALSE(wrong_key.ok());
+  EXPECT_NE(wrong_key.status().message().find("CA key"), std::string::npos) << wrong_key.status();
+
+  auto intermediate = root->CreateIntermediate("intermediate");
+  ASSERT_TRUE(intermediate.ok());
+  auto foreign_root = CertificateAuthority::FromPem(
+      intermediate->cert_pem(), intermediate->key_pem(), other->cert_pem(), {}, clock_);
+  ASSERT_FALSE(foreign_root.ok());
+  EXPECT_NE(foreign_root.status().message().find("does not verify"), std::string::npos)
+      << foreign_root.status();
+
+  EXPECT_FALSE(CertificateAuthority::FromPem("garbage", root->key_pem(), "", {}, clock_).ok());
+  EXPECT_FALSE(CertificateAuthority::FromPem(root->cert_pem(), root->key_pem(), "",
+                                             {.trust_domain = "Not Valid"}, clock_)
+                   .ok());
+  EXPECT_FALSE(CertificateAuthority::FromPem(root->cert_pem(), root->key_pem(), "",
+                                             {.default_ttl = absl::Hours(48)}, clock_)
+                   .ok());
+}
+
+TEST_F(AuthorityTest, TrustBundleHoldsOldAndNewRootDuringRotation) {
+  auto old_root = tls::testing::TestCa::Create("old root");
+  auto new_root = tls::testing::TestCa::Create("new root");
+  ASSERT_TRUE(old_root.ok() && new_root.ok());
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+
+  // Step 1: the old root signs, the bundle already carries the new one.
+  auto step1 = CertificateAuthority::FromPem(old_root->cert_pem(), old_root->key_pem(),
+                                             new_root->cert_pem(), {}, clock_);
+  ASSERT_TRUE(step1.ok()) << step1.status();
+  EXPECT_EQ((*step1)->trust_bundle().size(), 2u);
+  auto old_leaf = (*step1)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(old_leaf.ok());
+
+  // Step 2: the new root signs, the old one stays in the bundle.
+  auto step2 = CertificateAuthority::FromPem(new_root->cert_pem(), new_root->key_pem(),
+                                             old_root->cert_pem(), {}, clock_);
+  ASSERT_TRUE(step2.ok()) << step2.status();
+  auto new_leaf = (*step2)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(new_leaf.ok());
+  // Both generations verify against either step's bundle: no connection breaks mid-rotation.
+  for (const auto* bundle : {&old_leaf->trust_bundle_pem, &new_leaf->trust_bundle_pem}) {
+    EXPECT_EQ(VerifyChain(old_leaf->chain_pem, *bundle, clock_.WallNow()), "");
+    EXPECT_EQ(VerifyChain(new_leaf->chain_pem, *bundle, clock_.WallNow()), "");
+  }
+
+  // Step 3: old root removed; its leaves no longer verify.
+  auto step3 =
+      CertificateAuthority::FromPem(new_root->cert_pem(), new_root->key_pem(), "", {}, clock_);
+  ASSERT_TRUE(step3.ok());
+  EXPECT_EQ((*step3)->trust_bundle().size(), 1u);
+  EXPECT_NE(VerifyChain(old_leaf->chain_pem, (*step3)->trust_bundle_pem(), clock_.WallNow()), "");
+  EXPECT_EQ(VerifyChain(new_leaf->chain_pem, (*step3)->trust_bundle_pem(), clock_.WallNow()), "");
+
+  // A duplicate root is kept once; a non-CA certificate is refused.
+  auto dup = TrustBundle::FromPem(absl::StrCat(old_root->cert_pem(), old_root->cert_pem()));
+  ASSERT_TRUE(dup.ok());
+  EXPECT_EQ(dup->size(), 1u);
+  auto leaf = old_root->Issue({.spiffe_id = kFrontend});
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_FALSE(TrustBundle::FromPem(leaf->chain_pem).ok());
+}
+
+TEST(WorkloadSpiffeIdTest, BuildsAndValidates) {
+  auto id = WorkloadSpiffeId("cluster.local", "default", "frontend");
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->ToString(), kFrontend);
+  EXPECT_FALSE(WorkloadSpiffeId("cluster.local", "", "frontend").ok());
+  EXPECT_FALSE(WorkloadSpiffeId("cluster.local", "default", "").ok());
+  EXPECT_FALSE(WorkloadSpiffeId("cluster.local", "a/b", "c").ok());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::ca

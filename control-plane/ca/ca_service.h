@@ -1,0 +1,68 @@
+#pragma once
+
+// CaService: plugs the workload CA into the control-plane binary. After ControlPlane::Init() it
+// loads the signing material (an operator's CA from --ca-cert/--ca-key, else the root generated
+// in <data-dir>/ca on first start), enables join tokens on the REST API (/api/v1/tokens, stored
+// hashed in the control plane's store), and serves meshlet.ca.v1.CertificateService on the gRPC
+// server it is given — the discovery server on 15012. Expired join tokens are purged hourly.
+//
+// Kubernetes service-account attestation needs a TokenReviewer, which the binary does not have
+// yet (no API-server client); such requests are refused with FAILED_PRECONDITION.
+//
+// Threading: the ControlPlane's loop thread.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/server.h"
+#include "control-plane/ca/authority.h"
+#include "control-plane/ca/certificate_service.h"
+#include "control-plane/identity/join_tokens.h"
+#include "control-plane/server/control_plane.h"
+
+namespace meshlet::controlplane::ca {
+
+struct CaServiceOptions {
+  // An operator's CA (certs/make-ca.sh): chain file (signing certificate first) and key file;
+  // both or neither. Neither: a root generated in <data-dir>/ca.
+  std::string cert_chain_file;
+  std::string key_file;
+  // Extra trust-bundle roots (the other root during a root rotation; the root when the chain
+  // file does not end in one).
+  std::string trust_bundle_file;
+  AuthorityOptions authority;
+};
+
+// Takes the CA flags out of `args`, leaving the rest: --ca-cert FILE, --ca-key FILE,
+// --ca-trust-bundle FILE, --trust-domain NAME, --cert-ttl DURATION (default lifetime, 24h),
+// --cert-max-ttl DURATION (cap, 24h). "--flag=value" and "--flag value" both work; errors name
+// the flag.
+absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args);
+std::string CaUsage();
+
+class CaService {
+ public:
+  CaService(ControlPlane& control_plane, CaServiceOptions options);
+  ~CaService();
+
+  // `grpc_server` may be null (discovery port closed): the CA then issues nothing, but tokens
+  // can still be managed. Errors name the file or step that failed.
+  absl::Status Start(http::grpc::Server* grpc_server);
+
+  const CertificateAuthority& authority() const { return *authority_; }
+  identity::JoinTokens& join_tokens() { return *join_tokens_; }
+
+ private:
+  ControlPlane& control_plane_;
+  const CaServiceOptions options_;
+  std::shared_ptr<const CertificateAuthority> authority_;
+  std::unique_ptr<identity::JoinTokens> join_tokens_;
+  std::unique_ptr<CertificateService> service_;
+  std::unique_ptr<event::Timer> purge_timer_;
+};
+
+}  // namespace meshlet::controlplane::ca

@@ -1,0 +1,86 @@
+#pragma once
+
+// CertificateService: the gRPC face of the CA, `meshlet.ca.v1.CertificateService/
+// CreateCertificate` (xds/ca.proto), registered on a grpc::Server (the control plane's 15012
+// port, beside the ADS).
+//
+// Every request is attested before anything is signed, by exactly one of:
+//   join_token        redeemed with JoinTokens (bound namespace + service account);
+//   kubernetes_token  reviewed by the API server (TokenReviewer) and checked by CheckTokenReview;
+//   neither           renewal: the TLS connection's verified client certificate is a mesh
+//                     certificate of this trust domain, and its identity is the one renewed.
+// If the request names a spiffe_id, the attested identity must be exactly that; otherwise the
+// attested identity is used. Refusals are PERMISSION_DENIED (UNAUTHENTICATED without any
+// credential), logged with the peer address and counted by reason; nothing is signed.
+//
+// Renewal trusts the connection's peer certificate, so the server's TLS context must verify
+// client certificates against the mesh trust bundle (ClientCertificateMode::kRequest): a
+// plaintext server never sees one and only accepts tokens.
+//
+// Threading: loop thread only (the server's). A TokenReviewer must call back on that thread.
+// The service must outlive the server it is registered on.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/http/grpc/server.h"
+#include "common/stats/stats.h"
+#include "control-plane/ca/authority.h"
+#include "control-plane/identity/join_tokens.h"
+#include "control-plane/identity/token_review.h"
+#include "control-plane/identity/workload_identity.h"
+#include "xds/ca.pb.h"
+
+namespace meshlet::controlplane::ca {
+
+inline constexpr char kCreateCertificateMethod[] =
+    "/meshlet.ca.v1.CertificateService/CreateCertificate";
+
+struct CertificateServiceOptions {
+  identity::TokenReviewPolicy token_review;
+};
+
+class CertificateService {
+ public:
+  // `join_tokens` and `token_reviewer` may be null: that attestation is then refused with
+  // FAILED_PRECONDITION ("not configured").
+  CertificateService(std::shared_ptr<const CertificateAuthority> authority,
+                     identity::JoinTokens* join_tokens, identity::TokenReviewer* token_reviewer,
+                     StatsRegistry& stats, const Clock& clock = RealClock::Get(),
+                     CertificateServiceOptions options = {});
+
+  absl::Status Register(http::grpc::Server& server);
+
+  // Replaces the signing CA (root rotation, a renewed intermediate); later requests use it.
+  void SetAuthority(std::shared_ptr<const CertificateAuthority> authority);
+  const CertificateAuthority& authority() const { return *authority_; }
+
+ private:
+  enum class Attestation { kJoinToken, kKubernetes, kCertificate };
+  static absl::string_view AttestationName(Attestation attestation);
+
+  void Handle(const std::shared_ptr<http::grpc::ServerCall>& call,
+              const meshlet::ca::v1::CreateCertificateRequest& request);
+  // Signs for `attested` once attestation finished (either synchronously or from a review).
+  void Complete(const std::shared_ptr<http::grpc::ServerCall>& call,
+                const meshlet::ca::v1::CreateCertificateRequest& request,
+                const std::optional<identity::WorkloadIdentity>& requested, Attestation attestation,
+                absl::StatusOr<identity::WorkloadIdentity> attested);
+  // Ends the call with `status` (not OK), logging and counting `reason`.
+  void Refuse(const std::shared_ptr<http::grpc::ServerCall>& call, absl::string_view reason,
+              const absl::Status& status);
+  // The identity of a mesh certificate path /ns/<ns>/sa/<sa> in our trust domain.
+  absl::StatusOr<identity::WorkloadIdentity> IdentityFromSpiffeId(const tls::SpiffeId& id) const;
+
+  std::shared_ptr<const CertificateAuthority> authority_;
+  identity::JoinTokens* const join_tokens_;
+  identity::TokenReviewer* const token_reviewer_;
+  StatsRegistry& stats_;
+  const Clock& clock_;
+  const CertificateServiceOptions options_;
+};
+
+}  // namespace meshlet::controlplane::ca

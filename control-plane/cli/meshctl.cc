@@ -1,0 +1,1068 @@
+// meshctl: the operator's command-line client for the control-plane API. docs/meshctl.md is the
+// reference. Exit codes: 0 success, 1 the operation failed (invalid policy, refused, not found,
+// differences found by `diff`), 2 usage errors, 3 the control plane could not be reached or
+// refused the token.
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/config/yaml_proto.h"
+#include "control-plane/cli/http_client.h"
+#include "control-plane/cli/output.h"
+#include "control-plane/policy/codec.h"
+#include "control-plane/policy/kinds.h"
+#include "control-plane/policy/validate.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+constexpr char kUsage[] = R"(usage: meshctl [global flags] COMMAND [args]
+
+Commands:
+  apply -f FILE|DIR|- [--dry-run] [-n NS]   create or update the resources in FILE
+  get KIND [NAME] [-n NS | -A] [-o table|yaml|json]
+                                            show resources (KIND: services, trafficpolicies,
+                                            httproutes, authorizationpolicies, meshconfigs,
+                                            short names svc tp hr ap mc; or workloads)
+  describe KIND NAME [-n NS]                a resource with what refers to it and its workloads
+  delete KIND NAME [-n NS] | -f FILE [--dry-run]
+  diff -f FILE|DIR|- [-n NS]                what apply would change (exit 1 when it would)
+  proxy-status                              every sidecar: versions sent/ACKed, NACK errors
+  proxy-config NODE [-o yaml|json]          the configuration the control plane sent NODE
+  token create --namespace NS --service-account SA [--ttl 1h] [--single-use] [-o json]
+                                            a join token proving that identity to the CA
+                                            (printed once, alone on stdout)
+  check                                     control plane reachable, token valid, versions
+  version [--client]
+
+Global flags:
+  --server HOST:PORT     control-plane API (default from the context file, else 127.0.0.1:15014)
+  --token TOKEN          API token; --token-file FILE reads it from a file
+  --context-file FILE    default $MESHCTL_CONFIG, else ~/.meshlet/meshctl.yaml, which holds
+                         server: HOST:PORT and token: ... or tokenFile: PATH
+  --timeout DURATION     per request (default 10s)
+)";
+
+struct Failure {
+  int code;
+  std::string message;
+};
+
+class Meshctl {
+ public:
+  int Main(std::vector<std::string> args) {
+    if (std::optional<Failure> f = ParseGlobalFlags(args)) return Fail(*f);
+    if (args.empty()) {
+      std::cerr << kUsage;
+      return kExitUsage;
+    }
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "help" || command == "--help" || command == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    }
+    if (std::optional<Failure> f = ParseCommandFlags(args)) return Fail(*f);
+    if (command == "version") return Version();
+    if (std::optional<Failure> f = LoadContext()) return Fail(*f);
+    if (command == "apply") return Apply();
+    if (command == "get") return Get();
+    if (command == "describe") return Describe();
+    if (command == "delete") return Delete();
+    if (command == "diff") return Diff();
+    if (command == "check") return Check();
+    if (command == "proxy-status") return ProxyStatus();
+    if (command == "proxy-config") return ProxyConfig();
+    if (command == "token") return Token();
+    return Fail({kExitUsage, absl::StrCat("unknown command \"", command, "\" (see meshctl help)")});
+  }
+
+ private:
+  int Fail(const Failure& f) {
+    std::cerr << "meshctl: " << f.message << "\n";
+    return f.code;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Flags and context
+
+  std::optional<Failure> TakeValue(std::vector<std::string>& args, size_t& i,
+                                   absl::string_view flag, std::string& out) {
+    std::string& arg = args[i];
+    if (absl::StartsWith(arg, absl::StrCat(flag, "="))) {
+      out = arg.substr(flag.size() + 1);
+      return std::nullopt;
+    }
+    if (i + 1 >= args.size()) return Failure{kExitUsage, absl::StrCat(flag, ": needs a value")};
+    out = args[++i];
+    return std::nullopt;
+  }
+
+  static bool IsFlag(absl::string_view arg, absl::string_view flag) {
+    return arg == flag || absl::StartsWith(arg, absl::StrCat(flag, "="));
+  }
+
+  std::optional<Failure> ParseGlobalFlags(std::vector<std::string>& args) {
+    std::vector<std::string> rest;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      std::string value;
+      if (IsFlag(arg, "--server")) {
+        if (auto f = TakeValue(args, i, "--server", value)) return f;
+        server_flag_ = value;
+      } else if (IsFlag(arg, "--token")) {
+        if (auto f = TakeValue(args, i, "--token", value)) return f;
+        token_flag_ = value;
+      } else if (IsFlag(arg, "--token-file")) {
+        if (auto f = TakeValue(args, i, "--token-file", value)) return f;
+        token_file_flag_ = value;
+      } else if (IsFlag(arg, "--context-file")) {
+        if (auto f = TakeValue(args, i, "--context-file", value)) return f;
+        context_file_flag_ = value;
+      } else if (IsFlag(arg, "--timeout")) {
+        if (auto f = TakeValue(args, i, "--timeout", value)) return f;
+        absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+        if (!d.ok() || *d <= absl::ZeroDuration()) {
+          return Failure{kExitUsage, absl::StrCat("--timeout: \"", value, "\" is not a duration")};
+        }
+        http_options_.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(*d));
+      } else {
+        rest.push_back(arg);
+      }
+    }
+    args = std::move(rest);
+    return std::nullopt;
+  }
+
+  std::optional<Failure> ParseCommandFlags(std::vector<std::string>& args) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      std::string value;
+      if (IsFlag(arg, "-f") || IsFlag(arg, "--filename")) {
+        if (auto f = TakeValue(args, i, IsFlag(arg, "-f") ? "-f" : "--filename", value)) return f;
+        files_.push_back(value);
+      } else if (IsFlag(arg, "-n") || IsFlag(arg, "--namespace")) {
+        if (auto f = TakeValue(args, i, IsFlag(arg, "-n") ? "-n" : "--namespace", value)) return f;
+        namespace_ = value;
+        namespace_set_ = true;
+      } else if (IsFlag(arg, "-o") || IsFlag(arg, "--output")) {
+        if (auto f = TakeValue(args, i, IsFlag(arg, "-o") ? "-o" : "--output", value)) return f;
+        if (value != "table" && value != "yaml" && value != "json") {
+          return Failure{kExitUsage, absl::StrCat("-o: \"", value, "\"; one of table, yaml, json")};
+        }
+        output_ = value;
+      } else if (IsFlag(arg, "--service-account")) {
+        if (auto f = TakeValue(args, i, "--service-account", value)) return f;
+        service_account_ = value;
+      } else if (IsFlag(arg, "--ttl")) {
+        if (auto f = TakeValue(args, i, "--ttl", value)) return f;
+        ttl_ = value;
+      } else if (arg == "--single-use") {
+        single_use_ = true;
+      } else if (arg == "-A" || arg == "--all-namespaces") {
+        all_namespaces_ = true;
+      } else if (arg == "--dry-run" || arg == "--dry-run=server" || arg == "--dry-run=client") {
+        dry_run_ = true;
+      } else if (arg == "--client") {
+        client_only_ = true;
+      } else if (absl::StartsWith(arg, "-") && arg != "-") {
+        return Failure{kExitUsage, absl::StrCat("unknown flag ", arg, " (see meshctl help)")};
+      } else {
+        positional_.push_back(arg);
+      }
+    }
+    return std::nullopt;
+  }
+
+  static std::optional<std::string> ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  std::optional<Failure> LoadContext() {
+    std::string context_path = context_file_flag_;
+    bool explicit_path = !context_path.empty();
+    if (context_path.empty()) {
+      if (const char* env = std::getenv("MESHCTL_CONFIG"); env != nullptr && *env != '\0') {
+        context_path = env;
+        explicit_path = true;
+      } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+        context_path = absl::StrCat(home, "/.meshlet/meshctl.yaml");
+      }
+    }
+    std::string server = "127.0.0.1:15014";
+    std::string token, token_file;
+    if (!context_path.empty()) {
+      std::optional<std::string> text = ReadFile(context_path);
+      if (!text.has_value() && explicit_path) {
+        return Failure{kExitUsage, absl::StrCat("cannot read context file ", context_path)};
+      }
+      if (text.has_value()) {
+        try {
+          YAML::Node node = YAML::Load(*text);
+          if (node["server"]) server = node["server"].as<std::string>();
+          if (node["token"]) token = node["token"].as<std::string>();
+          if (node["tokenFile"]) token_file = node["tokenFile"].as<std::string>();
+          if (node["namespace"] && !namespace_set_)
+            namespace_ = node["namespace"].as<std::string>();
+        } catch (const YAML::Exception& e) {
+          return Failure{kExitUsage, absl::StrCat(context_path, ": ", e.what())};
+        }
+        // A relative tokenFile is relative to the context file.
+        if (!token_file.empty() && token_file[0] != '/') {
+          size_t slash = context_path.rfind('/');
+          if (slash != std::string::npos) {
+            token_file = absl::StrCat(context_path.substr(0, slash + 1), token_file);
+          }
+        }
+      }
+    }
+    if (!server_flag_.empty()) server = server_flag_;
+    if (!token_file_flag_.empty()) {
+      token_file = token_file_flag_;
+      token.clear();
+    }
+    if (!token_flag_.empty()) token = token_flag_;
+    if (token.empty() && !token_file.empty()) {
+      std::optional<std::string> text = ReadFile(token_file);
+      if (!text.has_value()) {
+        return Failure{kExitUsage, absl::StrCat("cannot read token file ", token_file)};
+      }
+      token = std::string(absl::StripAsciiWhitespace(*text));
+    }
+    server_ = server;
+    token_ = token;
+    if (namespace_.empty()) namespace_ = std::string(policy::kDefaultNamespace);
+    return std::nullopt;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Requests
+
+  struct Reply {
+    HttpResponse http;
+    // The API's error text ("message" of a Status body) or the body.
+    std::string ErrorMessage() const {
+      try {
+        YAML::Node node = YAML::Load(http.body);
+        if (node.IsMap() && node["message"]) return node["message"].as<std::string>();
+      } catch (const YAML::Exception&) {
+      }
+      return std::string(absl::StripAsciiWhitespace(http.body));
+    }
+    std::vector<std::pair<std::string, std::string>> Causes() const {
+      std::vector<std::pair<std::string, std::string>> out;
+      try {
+        YAML::Node node = YAML::Load(http.body);
+        YAML::Node causes = node["details"]["causes"];
+        if (causes.IsSequence()) {
+          for (const auto& c : causes) {
+            out.emplace_back(c["field"] ? c["field"].as<std::string>() : "",
+                             c["message"] ? c["message"].as<std::string>() : "");
+          }
+        }
+      } catch (const YAML::Exception&) {
+      }
+      return out;
+    }
+  };
+
+  // Transport failures and 401 end the command (exit 3); other statuses go back to the caller.
+  std::optional<Reply> Call(absl::string_view method, const std::string& path,
+                            absl::string_view body = "", int* exit_code = nullptr) {
+    std::vector<std::pair<std::string, std::string>> headers = {{"accept", "application/json"}};
+    if (!token_.empty()) headers.emplace_back("authorization", absl::StrCat("Bearer ", token_));
+    if (!body.empty()) headers.emplace_back("content-type", "application/json");
+    absl::StatusOr<HttpResponse> response =
+        HttpRequest(server_, method, path, headers, body, http_options_);
+    if (!response.ok()) {
+      Fail({kExitUnreachable, absl::StrCat("cannot reach the control plane at ", server_, ": ",
+                                           response.status().message(),
+                                           " (is it running? set --server or the context file)")});
+      if (exit_code != nullptr) *exit_code = kExitUnreachable;
+      return std::nullopt;
+    }
+    if (response->status == 401) {
+      Fail({kExitUnreachable,
+            absl::StrCat("the control plane at ", server_,
+                         " refused the token: ", Reply{*response}.ErrorMessage(),
+                         token_.empty() ? " (no token: pass --token/--token-file or set token in "
+                                          "the context file)"
+                                        : "")});
+      if (exit_code != nullptr) *exit_code = kExitUnreachable;
+      return std::nullopt;
+    }
+    for (const std::string& warning : response->HeaderValues("warning")) {
+      std::string text = warning;
+      if (absl::StartsWith(text, "299 - ")) text = text.substr(6);
+      if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
+        text = text.substr(1, text.size() - 2);
+      }
+      std::cerr << "Warning: " << text << "\n";
+    }
+    return Reply{*std::move(response)};
+  }
+
+  static std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespace_,
+                                  absl::string_view name) {
+    std::string path = info.namespaced ? absl::StrCat("/apis/meshlet.io/v1/namespaces/", namespace_,
+                                                      "/", info.plural)
+                                       : absl::StrCat("/apis/meshlet.io/v1/", info.plural);
+    if (!name.empty()) absl::StrAppend(&path, "/", name);
+    return path;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Documents from files
+
+  struct Document {
+    std::string source;  // "file.yaml (document 2)"
+    std::string file;
+    int index = 0;
+    const policy::KindInfo* info = nullptr;
+    std::unique_ptr<google::protobuf::Message> message;
+    std::string namespace_;
+    std::string name;
+    std::string Label() const {
+      return absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
+    }
+  };
+
+  std::optional<Failure> CollectFiles(std::vector<std::string>& out) {
+    for (const std::string& f : files_) {
+      struct stat st;
+      if (f == "-") {
+        out.push_back(f);
+      } else if (::stat(f.c_str(), &st) != 0) {
+        return Failure{kExitFailed, absl::StrCat(f, ": no such file or directory")};
+      } else if (S_ISDIR(st.st_mode)) {
+        std::vector<std::string> names;
+        if (DIR* dir = ::opendir(f.c_str())) {
+          while (dirent* e = ::readdir(dir)) {
+            std::string name = e->d_name;
+            if (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
+                absl::EndsWith(name, ".json")) {
+              names.push_back(absl::StrCat(f, absl::EndsWith(f, "/") ? "" : "/", name));
+            }
+          }
+          ::closedir(dir);
+        }
+        std::sort(names.begin(), names.end());
+        out.insert(out.end(), names.begin(), names.end());
+      } else {
+        out.push_back(f);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Parses and validates every document of every file; prints every problem. False if any.
+  bool LoadDocuments(std::vector<Document>& documents) {
+    if (files_.empty()) {
+      Fail({kExitUsage, "needs -f FILE (a file, a directory or - for stdin)"});
+      return false;
+    }
+    std::vector<std::string> files;
+    if (std::optional<Failure> f = CollectFiles(files)) {
+      Fail(*f);
+      return false;
+    }
+    bool ok = true;
+    for (const std::string& file : files) {
+      std::string text;
+      const std::string source_name = file == "-" ? "<stdin>" : file;
+      if (file == "-") {
+        std::stringstream s;
+        s << std::cin.rdbuf();
+        text = s.str();
+      } else if (std::optional<std::string> content = ReadFile(file)) {
+        text = std::move(*content);
+      } else {
+        std::cerr << "error: " << file << ": cannot read\n";
+        ok = false;
+        continue;
+      }
+      absl::StatusOr<std::vector<config::YamlDocument>> split =
+          config::SplitYamlDocuments(text, source_name);
+      if (!split.ok()) {
+        std::cerr << "error: " << split.status().message() << "\n";
+        ok = false;
+        continue;
+      }
+      for (const config::YamlDocument& yaml : *split) {
+        Document doc;
+        doc.file = source_name;
+        doc.index = yaml.index;
+        doc.source = absl::StrCat(source_name, " (document ", yaml.index + 1, ")");
+        config::YamlParseOptions options;
+        options.source_name = source_name;
+        options.line_offset = yaml.first_line - 1;
+        absl::StatusOr<policy::ParsedResource> parsed = policy::ParseResource(yaml.yaml, options);
+        if (!parsed.ok()) {
+          std::string message(parsed.status().message());
+          // Errors without a position ("kind: ...") get the document's.
+          if (!absl::StartsWith(message, source_name)) {
+            message = absl::StrCat(source_name, ":", yaml.first_line, ": ", message);
+          }
+          std::cerr << "error: " << message << " (document " << yaml.index + 1 << ")\n";
+          ok = false;
+          continue;
+        }
+        doc.info = parsed->info;
+        doc.message = std::move(parsed->message);
+        meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(*doc.message);
+        if (doc.info->namespaced && meta->namespace_().empty()) {
+          meta->set_namespace_(namespace_);
+        } else if (doc.info->namespaced && namespace_set_ && meta->namespace_() != namespace_) {
+          std::cerr << "error: " << doc.source << ": metadata.namespace \"" << meta->namespace_()
+                    << "\" differs from -n " << namespace_ << "\n";
+          ok = false;
+          continue;
+        }
+        doc.namespace_ = meta->namespace_();
+        doc.name = meta->name();
+        policy::ValidationResult validation = policy::Validate(*doc.message, nullptr);
+        if (!validation.ok()) {
+          std::cerr << "error: " << doc.source << ": " << doc.info->kind << " \"" << doc.name
+                    << "\" is invalid:\n";
+          for (const policy::FieldError& e : validation.errors) {
+            std::cerr << "  " << (e.field.empty() ? "" : e.field + ": ") << e.message << "\n";
+          }
+          ok = false;
+          continue;
+        }
+        documents.push_back(std::move(doc));
+      }
+    }
+    if (ok && documents.empty()) {
+      std::cerr << "error: no resources found in " << absl::StrJoin(files_, ", ") << "\n";
+      return false;
+    }
+    return ok;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Commands
+
+  int Apply() {
+    std::vector<Document> documents;
+    if (!LoadDocuments(documents)) {
+      std::cerr << "nothing applied\n";
+      return kExitFailed;
+    }
+    int exit_code = kExitOk;
+    for (const Document& doc : documents) {
+      const std::string path = absl::StrCat(ResourcePath(*doc.info, doc.namespace_, doc.name),
+                                            dry_run_ ? "?dryRun=All" : "");
+      int call_exit = kExitOk;
+      std::optional<Reply> reply = Call("PUT", path, policy::ToJson(*doc.message), &call_exit);
+      if (!reply.has_value()) return call_exit;
+      const int status = reply->http.status;
+      if (status == 200 || status == 201) {
+        std::string result = reply->http.Header("x-meshlet-result");
+        if (result == "updated") result = "configured";
+        if (result == "dry_run") result = status == 201 ? "created" : "configured";
+        std::cout << doc.Label() << " " << result << (dry_run_ ? " (dry run)" : "") << "\n";
+        continue;
+      }
+      exit_code = kExitFailed;
+      std::cerr << "error: " << doc.source << ": " << doc.info->kind << " \"" << doc.name
+                << "\": " << ReasonFor(status) << ": " << reply->ErrorMessage() << "\n";
+      for (const auto& [field, message] : reply->Causes()) {
+        if (!field.empty()) std::cerr << "  " << field << ": " << message << "\n";
+      }
+    }
+    return exit_code;
+  }
+
+  static std::string ReasonFor(int status) {
+    switch (status) {
+      case 400:
+        return "bad request";
+      case 404:
+        return "not found";
+      case 409:
+        return "conflict";
+      case 422:
+        return "invalid";
+      default:
+        return absl::StrCat("HTTP ", status);
+    }
+  }
+
+  const policy::KindInfo* KindArg(int& exit_code) {
+    if (positional_.empty()) {
+      exit_code = Fail({kExitUsage, absl::StrCat("needs a KIND: ", policy::KnownKindNames())});
+      return nullptr;
+    }
+    const policy::KindInfo* info = policy::FindKind(positional_[0]);
+    if (info == nullptr) {
+      exit_code = Fail({kExitUsage, absl::StrCat("unknown kind \"", positional_[0], "\"; one of ",
+                                                 policy::KnownKindNames(), ", workloads")});
+    }
+    return info;
+  }
+
+  int Get() {
+    if (!positional_.empty() &&
+        (positional_[0] == "workloads" || positional_[0] == "workload" || positional_[0] == "wl")) {
+      return Workloads();
+    }
+    int exit_code = kExitOk;
+    const policy::KindInfo* info = KindArg(exit_code);
+    if (info == nullptr) return exit_code;
+    const std::string name = positional_.size() > 1 ? positional_[1] : "";
+    std::string path;
+    if (!name.empty()) {
+      path = ResourcePath(*info, namespace_, name);
+    } else if (all_namespaces_ || !info->namespaced) {
+      path = absl::StrCat("/apis/meshlet.io/v1/", info->plural);
+    } else {
+      path = ResourcePath(*info, namespace_, "");
+    }
+    std::optional<Reply> reply = Call("GET", path, "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) {
+      return Fail({kExitFailed, reply->ErrorMessage()});
+    }
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    YAML::Node root;
+    try {
+      root = YAML::Load(reply->http.body);
+    } catch (const YAML::Exception& e) {
+      return Fail({kExitFailed, absl::StrCat("unreadable response: ", e.what())});
+    }
+    std::vector<YAML::Node> items;
+    if (!name.empty()) {
+      items.push_back(root);
+    } else {
+      for (const auto& item : root["items"]) items.push_back(item);
+    }
+    if (output_ == "yaml") {
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (i > 0) std::cout << "---\n";
+        std::cout << NodeToYaml(items[i]);
+      }
+      return kExitOk;
+    }
+    if (items.empty()) {
+      std::cerr << "No " << info->plural << " found"
+                << (info->namespaced && !all_namespaces_
+                        ? absl::StrCat(" in namespace ", namespace_)
+                        : "")
+                << ".\n";
+      return kExitOk;
+    }
+    std::cout << Table(*info, items, all_namespaces_ && info->namespaced);
+    return kExitOk;
+  }
+
+  static std::string Str(const YAML::Node& node) {
+    if (!node || node.IsNull()) return "";
+    if (node.IsScalar()) return node.Scalar();
+    return "";
+  }
+
+  static std::string Table(const policy::KindInfo& info, const std::vector<YAML::Node>& items,
+                           bool with_namespace) {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> header;
+    if (with_namespace) header.push_back("NAMESPACE");
+    header.push_back("NAME");
+    const std::string kind(info.kind);
+    if (kind == "Service") {
+      header.insert(header.end(), {"PORTS", "SELECTOR"});
+    } else if (kind == "TrafficPolicy") {
+      header.insert(header.end(), {"TARGET", "LB", "RETRIES", "TIMEOUT"});
+    } else if (kind == "HTTPRoute") {
+      header.insert(header.end(), {"TARGET", "RULES", "BACKENDS"});
+    } else if (kind == "AuthorizationPolicy") {
+      header.insert(header.end(), {"TARGET", "ACTION", "RULES"});
+    } else if (kind == "MeshConfig") {
+      header.insert(header.end(), {"MTLS", "TRUST DOMAIN", "SCOPED"});
+    }
+    header.insert(header.end(), {"VERSION", "AGE"});
+    rows.push_back(header);
+    const absl::Time now = absl::Now();
+    for (const YAML::Node& item : items) {
+      const YAML::Node meta = item["metadata"];
+      const YAML::Node spec = item["spec"];
+      std::vector<std::string> row;
+      if (with_namespace) row.push_back(Str(meta["namespace"]));
+      row.push_back(Str(meta["name"]));
+      if (kind == "Service") {
+        std::vector<std::string> ports;
+        for (const auto& p : spec["ports"]) {
+          std::string text = Str(p["port"]);
+          if (p["targetPort"]) absl::StrAppend(&text, ":", Str(p["targetPort"]));
+          absl::StrAppend(&text, "/", p["protocol"] ? Str(p["protocol"]) : "HTTP");
+          ports.push_back(text);
+        }
+        std::vector<std::string> selector;
+        for (auto it = spec["selector"].begin(); it != spec["selector"].end(); ++it) {
+          selector.push_back(absl::StrCat(it->first.Scalar(), "=", Str(it->second)));
+        }
+        row.push_back(ports.empty() ? "<none>" : absl::StrJoin(ports, ","));
+        row.push_back(selector.empty() ? "<none>" : absl::StrJoin(selector, ","));
+      } else if (kind == "TrafficPolicy") {
+        row.push_back(Str(spec["target"]));
+        row.push_back(spec["loadBalancer"] ? Str(spec["loadBalancer"]) : "LEAST_REQUEST");
+        row.push_back(spec["retries"] && spec["retries"]["attempts"]
+                          ? Str(spec["retries"]["attempts"])
+                          : "-");
+        row.push_back(spec["timeouts"] && spec["timeouts"]["request"]
+                          ? Str(spec["timeouts"]["request"])
+                          : "-");
+      } else if (kind == "HTTPRoute") {
+        row.push_back(Str(spec["target"]));
+        row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+        std::vector<std::string> backends;
+        for (const auto& rule : spec["rules"]) {
+          for (const auto& b : rule["backends"]) {
+            std::string text = Str(b["service"]);
+            for (auto it = b["subset"].begin(); it != b["subset"].end(); ++it) {
+              absl::StrAppend(&text, "[", it->first.Scalar(), "=", Str(it->second), "]");
+            }
+            if (b["weight"]) absl::StrAppend(&text, "=", Str(b["weight"]));
+            if (std::find(backends.begin(), backends.end(), text) == backends.end()) {
+              backends.push_back(text);
+            }
+          }
+        }
+        row.push_back(backends.empty() ? "-" : absl::StrJoin(backends, ","));
+      } else if (kind == "AuthorizationPolicy") {
+        row.push_back(spec["target"] ? Str(spec["target"]) : "<namespace>");
+        row.push_back(spec["action"] ? Str(spec["action"]) : "ALLOW");
+        row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+      } else if (kind == "MeshConfig") {
+        row.push_back(spec["mtls"] ? Str(spec["mtls"]) : "PERMISSIVE");
+        row.push_back(spec["trustDomain"] ? Str(spec["trustDomain"]) : "cluster.local");
+        row.push_back(spec["scopeToDependencies"] ? Str(spec["scopeToDependencies"]) : "false");
+      }
+      row.push_back(Str(meta["resourceVersion"]));
+      row.push_back(Age(Str(meta["creationTimestamp"]), now));
+      rows.push_back(std::move(row));
+    }
+    return FormatTable(rows);
+  }
+
+  int Workloads() {
+    int exit_code = kExitOk;
+    std::optional<Reply> reply = Call("GET", "/api/v1/workloads", "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    if (output_ == "yaml") {
+      absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
+      if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
+      std::cout << *yaml;
+      return kExitOk;
+    }
+    YAML::Node root = YAML::Load(reply->http.body);
+    std::vector<std::vector<std::string>> rows = {
+        {"ID", "NAMESPACE", "SERVICE", "ADDRESSES", "PORTS", "READY", "STATUS", "REGISTERED"}};
+    const absl::Time now = absl::Now();
+    for (const auto& w : root["items"]) {
+      if (!all_namespaces_ && namespace_set_ && Str(w["namespace"]) != namespace_) continue;
+      std::vector<std::string> addresses, ports;
+      for (const auto& a : w["addresses"]) addresses.push_back(Str(a));
+      for (const auto& p : w["ports"]) ports.push_back(Str(p));
+      std::string status = Str(w["connected"]) == "true"
+                               ? "connected"
+                               : absl::StrCat("disconnected (removal in ",
+                                              Str(w["deregisterInSeconds"]).substr(0, 4), "s)");
+      rows.push_back({Str(w["id"]), Str(w["namespace"]), Str(w["service"]),
+                      absl::StrJoin(addresses, ","), absl::StrJoin(ports, ","), Str(w["ready"]),
+                      status, Age(Str(w["registeredAt"]), now)});
+    }
+    if (rows.size() == 1) {
+      std::cerr << "No workloads registered.\n";
+      return kExitOk;
+    }
+    std::cout << FormatTable(rows);
+    return kExitOk;
+  }
+
+  int Describe() {
+    int exit_code = kExitOk;
+    const policy::KindInfo* info = KindArg(exit_code);
+    if (info == nullptr) return exit_code;
+    if (positional_.size() < 2) return Fail({kExitUsage, "describe needs KIND NAME"});
+    const std::string& name = positional_[1];
+    std::optional<Reply> reply = Call("GET", ResourcePath(*info, namespace_, name), "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
+    if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
+    std::cout << *yaml;
+    YAML::Node object = YAML::Load(reply->http.body);
+    std::string service = info->kind == "Service" ? name : Str(object["spec"]["target"]);
+    if (service.empty()) return kExitOk;
+    const std::string kind(info->kind);
+    // What else refers to the same Service.
+    std::vector<std::vector<std::string>> related = {{"KIND", "NAME"}};
+    for (const char* other : {"TrafficPolicy", "HTTPRoute", "AuthorizationPolicy"}) {
+      const policy::KindInfo* other_info = policy::FindKind(other);
+      std::optional<Reply> list =
+          Call("GET", ResourcePath(*other_info, namespace_, ""), "", &exit_code);
+      if (!list.has_value()) return exit_code;
+      if (list->http.status != 200) continue;
+      for (const auto& item : YAML::Load(list->http.body)["items"]) {
+        const std::string item_name = Str(item["metadata"]["name"]);
+        if (other == kind && item_name == name) continue;
+        bool refers = Str(item["spec"]["target"]) == service;
+        for (const auto& rule : item["spec"]["rules"]) {
+          for (const auto& b : rule["backends"]) refers |= Str(b["service"]) == service;
+        }
+        if (refers) related.push_back({other, item_name});
+      }
+    }
+    std::cout << "\nPolicies for Service " << service << ":\n";
+    if (related.size() == 1) {
+      std::cout << "  <none>\n";
+    } else {
+      std::cout << FormatTable(related);
+    }
+    std::optional<Reply> workloads = Call("GET", "/api/v1/workloads", "", &exit_code);
+    if (!workloads.has_value()) return exit_code;
+    if (workloads->http.status == 200) {
+      std::vector<std::vector<std::string>> rows = {{"WORKLOAD", "ADDRESSES", "READY", "STATUS"}};
+      for (const auto& w : YAML::Load(workloads->http.body)["items"]) {
+        if (Str(w["service"]) != service || Str(w["namespace"]) != namespace_) continue;
+        std::vector<std::string> addresses;
+        for (const auto& a : w["addresses"]) addresses.push_back(Str(a));
+        rows.push_back({Str(w["id"]), absl::StrJoin(addresses, ","), Str(w["ready"]),
+                        Str(w["connected"]) == "true" ? "connected" : "disconnected"});
+      }
+      std::cout << "\nWorkloads of Service " << service << ":\n";
+      if (rows.size() == 1) {
+        std::cout << "  <none registered>\n";
+      } else {
+        std::cout << FormatTable(rows);
+      }
+    }
+    return kExitOk;
+  }
+
+  int Delete() {
+    int exit_code = kExitOk;
+    std::vector<std::tuple<const policy::KindInfo*, std::string, std::string>> targets;
+    if (!files_.empty()) {
+      std::vector<Document> documents;
+      if (!LoadDocuments(documents)) return kExitFailed;
+      for (const Document& d : documents) targets.emplace_back(d.info, d.namespace_, d.name);
+    } else {
+      const policy::KindInfo* info = KindArg(exit_code);
+      if (info == nullptr) return exit_code;
+      if (positional_.size() < 2) return Fail({kExitUsage, "delete needs KIND NAME or -f FILE"});
+      for (size_t i = 1; i < positional_.size(); ++i) {
+        targets.emplace_back(info, namespace_, positional_[i]);
+      }
+    }
+    for (const auto& [info, ns, name] : targets) {
+      std::optional<Reply> reply =
+          Call("DELETE", absl::StrCat(ResourcePath(*info, ns, name), dry_run_ ? "?dryRun=All" : ""),
+               "", &exit_code);
+      if (!reply.has_value()) return exit_code;
+      const std::string label =
+          absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
+      if (reply->http.status == 200) {
+        std::cout << label << " deleted" << (dry_run_ ? " (dry run)" : "") << "\n";
+      } else {
+        std::cerr << "error: " << label << ": " << reply->ErrorMessage() << "\n";
+        exit_code = kExitFailed;
+      }
+    }
+    return exit_code;
+  }
+
+  // The resource as YAML without the fields the server sets, for comparisons.
+  static std::string Comparable(google::protobuf::Message& message) {
+    meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(message);
+    meta->clear_resource_version();
+    meta->clear_generation();
+    meta->clear_creation_timestamp();
+    meta->clear_uid();
+    const auto* d = message.GetDescriptor();
+    message.GetReflection()->SetString(&message, d->FindFieldByName("api_version"),
+                                       std::string(policy::kApiVersion));
+    message.GetReflection()->SetString(&message, d->FindFieldByName("kind"),
+                                       std::string(policy::InfoOf(message).kind));
+    absl::StatusOr<std::string> yaml = JsonToYaml(policy::ToJson(message));
+    return yaml.ok() ? *yaml : policy::ToJson(message, true);
+  }
+
+  int Diff() {
+    std::vector<Document> documents;
+    if (!LoadDocuments(documents)) return kExitUsage;
+    bool differs = false;
+    int exit_code = kExitOk;
+    for (Document& doc : documents) {
+      std::optional<Reply> reply =
+          Call("GET", ResourcePath(*doc.info, doc.namespace_, doc.name), "", &exit_code);
+      if (!reply.has_value()) return exit_code;
+      std::string current;
+      if (reply->http.status == 200) {
+        absl::StatusOr<policy::ParsedResource> live =
+            policy::ParseStoredResource(doc.info->kind, reply->http.body);
+        if (!live.ok()) return Fail({kExitUsage, std::string(live.status().message())});
+        current = Comparable(*live->message);
+      } else if (reply->http.status != 404) {
+        return Fail({kExitUsage, reply->ErrorMessage()});
+      }
+      const std::string wanted = Comparable(*doc.message);
+      const std::string id = absl::StrCat(
+          doc.info->kind, "/", doc.info->namespaced ? doc.namespace_ + "/" : "", doc.name);
+      std::string diff =
+          UnifiedDiff(current, wanted, current.empty() ? "/dev/null" : absl::StrCat("live ", id),
+                      absl::StrCat(doc.source, " ", id));
+      if (!diff.empty()) {
+        differs = true;
+        std::cout << diff;
+      }
+    }
+    return differs ? kExitFailed : kExitOk;
+  }
+
+  int Check() {
+    int exit_code = kExitOk;
+    absl::StatusOr<HttpResponse> health =
+        HttpRequest(server_, "GET", "/healthz", {}, "", http_options_);
+    if (!health.ok() || health->status != 200) {
+      return Fail(
+          {kExitUnreachable, absl::StrCat("control plane at ", server_, ": not reachable (",
+                                          health.ok() ? absl::StrCat("HTTP ", health->status)
+                                                      : std::string(health.status().message()),
+                                          ")")});
+    }
+    std::cout << "control plane  " << server_ << "  reachable\n";
+    absl::StatusOr<HttpResponse> version =
+        HttpRequest(server_, "GET", "/version", {}, "", http_options_);
+    if (version.ok() && version->status == 200) {
+      YAML::Node v = YAML::Load(version->body);
+      std::cout << "server version " << Str(v["server"]) << " (API " << Str(v["apiVersion"])
+                << "), meshctl " << kVersion << "\n";
+    }
+    std::optional<Reply> api = Call("GET", "/apis/meshlet.io/v1", "", &exit_code);
+    if (!api.has_value()) return exit_code;
+    if (api->http.status != 200) return Fail({kExitFailed, api->ErrorMessage()});
+    std::cout << "token          accepted\n";
+    std::optional<Reply> proxies = Call("GET", "/api/v1/proxies", "", &exit_code);
+    if (!proxies.has_value()) return exit_code;
+    if (proxies->http.status == 200) {
+      YAML::Node p = YAML::Load(proxies->http.body);
+      std::cout << "sidecars       " << (p["items"] ? p["items"].size() : 0) << " connected\n";
+    } else {
+      std::cout << "sidecars       " << proxies->ErrorMessage() << "\n";
+    }
+    std::cout << "OK\n";
+    return kExitOk;
+  }
+
+  int Version() {
+    std::cout << "meshctl " << kVersion << "\n";
+    if (client_only_) return kExitOk;
+    if (std::optional<Failure> f = LoadContext()) return Fail(*f);
+    absl::StatusOr<HttpResponse> version =
+        HttpRequest(server_, "GET", "/version", {}, "", http_options_);
+    if (!version.ok() || version->status != 200) {
+      return Fail(
+          {kExitUnreachable, absl::StrCat("server ", server_, ": unreachable (",
+                                          version.ok() ? absl::StrCat("HTTP ", version->status)
+                                                       : std::string(version.status().message()),
+                                          ")")});
+    }
+    YAML::Node v = YAML::Load(version->body);
+    std::cout << "control-plane " << Str(v["server"]) << " at " << server_ << " (API "
+              << Str(v["apiVersion"]) << ")\n";
+    return kExitOk;
+  }
+
+  static std::string ShortType(absl::string_view type_url) {
+    absl::string_view name = type_url.substr(type_url.rfind('.') + 1);
+    if (name == "Listener") return "LDS";
+    if (name == "RouteConfiguration") return "RDS";
+    if (name == "Cluster") return "CDS";
+    if (name == "ClusterLoadAssignment") return "EDS";
+    if (name == "Secret") return "SDS";
+    return std::string(name);
+  }
+
+  int ProxyStatus() {
+    int exit_code = kExitOk;
+    std::optional<Reply> reply = Call("GET", "/api/v1/proxies", "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    YAML::Node root = YAML::Load(reply->http.body);
+    std::vector<std::vector<std::string>> rows = {
+        {"PROXY", "SERVICE", "NAMESPACE", "CONNECTED", "LDS", "RDS", "CDS", "EDS"}};
+    std::vector<std::string> errors;
+    const absl::Time now = absl::Now();
+    for (const auto& p : root["items"]) {
+      std::map<std::string, std::string> state;
+      for (auto it = p["types"].begin(); it != p["types"].end(); ++it) {
+        const YAML::Node t = it->second;
+        const std::string type = ShortType(it->first.Scalar());
+        std::string text;
+        const std::string server_state = Str(t["state"]);  // SYNCED, STALE, NACKED, ...
+        if (t["nack"] && !Str(t["nack"]).empty()) {
+          text = "NACKED";
+          errors.push_back(absl::StrCat(Str(p["id"]), " ", type, ": ", Str(t["nack"])));
+        } else if (Str(t["sent"]).empty()) {
+          text = server_state.empty() ? "-" : server_state;
+        } else if (Str(t["sent"]) == Str(t["acked"])) {
+          text = absl::StrCat(server_state.empty() ? "SYNCED" : server_state, " ",
+                              Str(t["acked"]).substr(0, 8));
+        } else {
+          text = absl::StrCat(server_state.empty() ? "STALE" : server_state, " ",
+                              Str(t["sent"]).substr(0, 8));
+        }
+        state[type] = text;
+      }
+      auto get = [&](const char* t) { return state.count(t) ? state[t] : std::string("-"); };
+      rows.push_back({Str(p["id"]), Str(p["service"]), Str(p["namespace"]),
+                      Age(Str(p["connectedSince"]), now), get("LDS"), get("RDS"), get("CDS"),
+                      get("EDS")});
+    }
+    if (rows.size() == 1) {
+      std::cout << "No sidecars connected.\n";
+    } else {
+      std::cout << FormatTable(rows);
+    }
+    if (!errors.empty()) {
+      std::cout << "\nNACK errors:\n";
+      for (const std::string& e : errors) std::cout << "  " << e << "\n";
+    }
+    return kExitOk;
+  }
+
+  int ProxyConfig() {
+    if (positional_.empty()) return Fail({kExitUsage, "proxy-config needs a NODE id"});
+    int exit_code = kExitOk;
+    std::optional<Reply> reply =
+        Call("GET", absl::StrCat("/api/v1/proxies/", positional_[0], "/config"), "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
+    if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
+    std::cout << *yaml;
+    return kExitOk;
+  }
+
+  // token create: POST /api/v1/tokens. The token goes alone to stdout (for `$(...)`), the rest
+  // to stderr.
+  int Token() {
+    if (positional_.size() != 1 || positional_[0] != "create") {
+      return Fail({kExitUsage,
+                   "usage: token create --namespace NS --service-account SA [--ttl 1h] "
+                   "[--single-use]"});
+    }
+    if (!namespace_set_) return Fail({kExitUsage, "token create needs --namespace NS"});
+    if (service_account_.empty()) {
+      return Fail({kExitUsage, "token create needs --service-account SA"});
+    }
+    auto quote = [](absl::string_view text) {
+      std::string out = "\"";
+      for (char c : text) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20) out += c;  // control characters are dropped
+      }
+      return out + "\"";
+    };
+    const std::string body = absl::StrCat(
+        R"({"namespace":)", quote(namespace_), R"(,"serviceAccount":)", quote(service_account_),
+        R"(,"ttl":)", quote(ttl_), R"(,"singleUse":)", single_use_ ? "true" : "false", "}");
+    int exit_code = kExitOk;
+    std::optional<Reply> reply = Call("POST", "/api/v1/tokens", body, &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 201) {
+      std::string message = reply->ErrorMessage();
+      // Name the flag rather than the API field.
+      for (const auto& [field, why] : reply->Causes()) {
+        if (field.empty()) continue;
+        const std::string flag = field == "serviceAccount" ? "service-account"
+                                 : field == "singleUse"    ? "single-use"
+                                                           : field;
+        message = absl::StrCat("--", flag, ": ", why);
+      }
+      return Fail({kExitFailed, message});
+    }
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    YAML::Node created = YAML::Load(reply->http.body);
+    std::cout << Str(created["token"]) << "\n";
+    std::cerr << "join token " << Str(created["id"]) << " for ns/" << namespace_ << "/sa/"
+              << service_account_ << (single_use_ ? ", single use" : "") << ", expires "
+              << Str(created["expiresAt"]) << "\n";
+    return kExitOk;
+  }
+
+  std::string server_flag_, token_flag_, token_file_flag_, context_file_flag_;
+  std::string server_, token_;
+  HttpRequestOptions http_options_;
+  std::vector<std::string> files_;
+  std::vector<std::string> positional_;
+  std::string namespace_;
+  bool namespace_set_ = false;
+  bool all_namespaces_ = false;
+  bool dry_run_ = false;
+  bool client_only_ = false;
+  std::string output_ = "table";
+  // token create
+  std::string service_account_;
+  std::string ttl_ = "1h";
+  bool single_use_ = false;
+};
+
+}  // namespace
+}  // namespace meshlet::controlplane::cli
+
+int main(int argc, char** argv) {
+  meshlet::controlplane::cli::Meshctl meshctl;
+  return meshctl.Main(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -1,0 +1,126 @@
+#include "control-plane/identity/token_api.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "control-plane/identity/json_fields.h"
+
+namespace meshlet::controlplane::identity {
+namespace {
+
+using http::ServerRequest;
+using http::ServerResponse;
+
+std::string Quote(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// The API's Status object (the same shape as control-plane/api).
+ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
+                     absl::string_view field = "") {
+  std::string body =
+      absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure",)", R"("code":)",
+                   status, R"(,"reason":)", Quote(reason), R"(,"message":)", Quote(message));
+  if (!field.empty()) {
+    absl::StrAppend(&body, R"(,"details":{"kind":"JoinToken","causes":[{"field":)", Quote(field),
+                    R"(,"message":)", Quote(message), "}]}");
+  }
+  body += "}\n";
+  return ServerResponse::Json(status, std::move(body));
+}
+
+ServerResponse Create(JoinTokens& tokens, const ServerRequest& request) {
+  absl::StatusOr<JsonObject> body = JsonObject::Parse(request.body);
+  if (!body.ok()) return Error(400, "BadRequest", body.status().message());
+  JoinTokenSpec spec;
+  struct Field {
+    const char* name;
+    std::string* out;
+  };
+  for (Field field :
+       {Field{"namespace", &spec.namespace_}, Field{"serviceAccount", &spec.service_account}}) {
+    absl::StatusOr<std::string> value = body->String(field.name);
+    if (!value.ok()) {
+      return Error(422, "Invalid",
+                   absl::IsNotFound(value.status()) ? "required" : "must be a string", field.name);
+    }
+    *field.out = *value;
+  }
+  if (body->Has("ttl")) {
+    absl::StatusOr<std::string> ttl = body->String("ttl");
+    if (!ttl.ok() || !absl::ParseDuration(*ttl, &spec.ttl)) {
+      return Error(422, "Invalid", "must be a duration such as \"1h\" or \"30m\"", "ttl");
+    }
+  }
+  if (body->Has("singleUse")) {
+    absl::StatusOr<bool> single_use = body->Bool("singleUse");
+    if (!single_use.ok()) return Error(422, "Invalid", "must be true or false", "singleUse");
+    spec.single_use = *single_use;
+  }
+  absl::StatusOr<CreatedJoinToken> created = tokens.Create(spec);
+  if (absl::IsInvalidArgument(created.status())) {
+    // The message starts with the field it is about ("namespace \"X\": ...", "ttl: ...").
+    const absl::string_view message = created.status().message();
+    const char* field = absl::StartsWith(message, "namespace")        ? "namespace"
+                        : absl::StartsWith(message, "serviceAccount") ? "serviceAccount"
+                                                                      : "ttl";
+    return Error(422, "Invalid", message, field);
+  }
+  if (!created.ok()) return Error(500, "InternalError", created.status().message());
+  return ServerResponse::Json(
+      201, absl::StrCat(R"({"kind":"JoinToken","token":)", Quote(created->token), R"(,"id":)",
+                        Quote(created->id), R"(,"namespace":)", Quote(spec.namespace_),
+                        R"(,"serviceAccount":)", Quote(spec.service_account), R"(,"expiresAt":)",
+                        Quote(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", created->expires_at,
+                                               absl::UTCTimeZone())),
+                        R"(,"singleUse":)", created->single_use ? "true" : "false", "}\n"));
+}
+
+}  // namespace
+
+ServerResponse HandleTokenRequest(JoinTokens& tokens, const ServerRequest& request) {
+  absl::string_view rest = request.path();
+  if (!absl::ConsumePrefix(&rest, kTokensPath) || (!rest.empty() && rest[0] != '/')) {
+    return Error(404, "NotFound", absl::StrCat("no such path: ", request.path()));
+  }
+  rest = absl::StripSuffix(rest, "/");
+  if (rest.empty()) {
+    if (request.method() != "POST") {
+      ServerResponse r = Error(405, "MethodNotAllowed", "only POST is allowed here");
+      r.headers.Add("allow", "POST");
+      return r;
+    }
+    return Create(tokens, request);
+  }
+  const absl::string_view id = rest.substr(1);
+  if (request.method() != "DELETE") {
+    ServerResponse r = Error(405, "MethodNotAllowed", "only DELETE is allowed here");
+    r.headers.Add("allow", "DELETE");
+    return r;
+  }
+  absl::Status revoked = tokens.Revoke(id);
+  if (absl::IsNotFound(revoked) || absl::IsInvalidArgument(revoked)) {
+    return Error(404, "NotFound", absl::StrCat("no join token \"", id, "\""));
+  }
+  if (!revoked.ok()) return Error(500, "InternalError", revoked.message());
+  ServerResponse response;
+  response.status = 204;
+  return response;
+}
+
+}  // namespace meshlet::controlplane::identity

@@ -1,0 +1,65 @@
+#include "control-plane/policy/snapshot.h"
+
+#include "common/base/logging.h"
+#include "control-plane/policy/codec.h"
+
+namespace meshlet::controlplane::policy {
+
+const meshlet::policy::Service* PolicySnapshot::FindService(absl::string_view namespace_,
+                                                            absl::string_view name) const {
+  for (const meshlet::policy::Service& service : services) {
+    if (service.metadata().namespace_() == namespace_ && service.metadata().name() == name) {
+      return &service;
+    }
+  }
+  return nullptr;
+}
+
+namespace {
+template <typename T>
+void Append(const StoredResource& stored, std::vector<T>& out) {
+  absl::StatusOr<ParsedResource> parsed = ParseStoredResource(stored.key.kind, stored.body);
+  if (!parsed.ok()) {
+    LOG_EVERY_N_SEC(WARN, 10) << "skipping stored " << stored.key.ToString() << ": "
+                              << parsed.status().message();
+    return;
+  }
+  out.push_back(std::move(static_cast<T&>(*parsed->message)));
+}
+}  // namespace
+
+absl::StatusOr<PolicySnapshot> LoadPolicySnapshot(const Store& store) {
+  PolicySnapshot snapshot;
+  // The revision must name exactly what was listed (TranslationCache keys on it): retry when a
+  // write lands between reading the revision and listing.
+  absl::StatusOr<std::vector<StoredResource>> all;
+  for (int attempt = 0;; ++attempt) {
+    snapshot.revision = store.Revision();
+    all = store.List("", "");
+    if (!all.ok()) return all.status();
+    if (store.Revision() == snapshot.revision) break;
+    if (attempt == 100) {
+      return absl::UnavailableError("the policy store kept changing while it was being read");
+    }
+  }
+  // List is ordered by key (kind, namespace, name), so each list comes out sorted.
+  for (const StoredResource& stored : *all) {
+    const std::string& kind = stored.key.kind;
+    if (kind == "Service") {
+      Append(stored, snapshot.services);
+    } else if (kind == "TrafficPolicy") {
+      Append(stored, snapshot.traffic_policies);
+    } else if (kind == "HTTPRoute") {
+      Append(stored, snapshot.http_routes);
+    } else if (kind == "AuthorizationPolicy") {
+      Append(stored, snapshot.authorization_policies);
+    } else if (kind == "MeshConfig") {
+      std::vector<meshlet::policy::MeshConfig> one;
+      Append(stored, one);
+      if (!one.empty() && stored.key.name == kMeshConfigName) snapshot.mesh_config = one.front();
+    }
+  }
+  return snapshot;
+}
+
+}  // namespace meshlet::controlplane::policy

@@ -1,0 +1,680 @@
+#include "control-plane/policy/validate.h"
+
+#include <google/protobuf/duration.pb.h>
+#include <google/protobuf/message.h>
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "control-plane/policy/kinds.h"
+
+namespace meshlet::controlplane::policy {
+namespace {
+
+namespace pb = ::meshlet::policy;
+using google::protobuf::Duration;
+
+constexpr size_t kMaxDirectResponseBody = 64 * 1024;
+constexpr size_t kMaxHeaderValueBytes = 8192;
+// The values the sidecar's retry policy accepts (sidecar/config ValidRetryOnValues()).
+const std::set<std::string>& RetryOnValues() {
+  static const auto* values = new std::set<std::string>{
+      "connect-failure", "refused-stream",         "reset",      "5xx",
+      "gateway-error",   "retriable-status-codes", "cancelled",  "deadline-exceeded",
+      "internal",        "resource-exhausted",     "unavailable"};
+  return *values;
+}
+const std::set<std::string>& HttpMethods() {
+  static const auto* values = new std::set<std::string>{
+      "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  return *values;
+}
+
+std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
+std::string Index(absl::string_view path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
+std::string Join(absl::string_view a, absl::string_view b) {
+  return a.empty() ? std::string(b) : absl::StrCat(a, ".", b);
+}
+
+bool IsHeaderNameChar(char c) {
+  // RFC 9110 token characters.
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+}
+bool IsHeaderName(absl::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!IsHeaderNameChar(c)) return false;
+  }
+  return true;
+}
+bool IsHostName(absl::string_view host) {
+  if (absl::StartsWith(host, "*.")) host.remove_prefix(2);
+  if (host.empty() || host.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    for (char c : label) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    }
+  }
+  return true;
+}
+
+class Checker {
+ public:
+  Checker(ValidationResult& result, const PolicySnapshot* existing, const ValidationLimits& limits)
+      : result_(result), existing_(existing), limits_(limits) {}
+
+  void Error(absl::string_view field, absl::string_view message) {
+    result_.errors.push_back({std::string(field), std::string(message)});
+  }
+  void Warn(absl::string_view field, absl::string_view message) {
+    result_.warnings.push_back(absl::StrCat(field, ": ", message));
+  }
+
+  // A duration that, when present, must be > 0.
+  void PositiveDuration(absl::string_view path, bool has, const Duration& d) {
+    if (!has) return;
+    if (d.seconds() < 0 || d.nanos() < 0) {
+      Error(path, "must not be negative");
+    } else if (d.seconds() == 0 && d.nanos() == 0) {
+      Error(path, "must be greater than 0");
+    }
+  }
+  static double Seconds(const Duration& d) { return d.seconds() + d.nanos() / 1e9; }
+
+  void Percent(absl::string_view path, double value) {
+    if (!(value >= 0.0 && value <= 100.0)) Error(path, "must be between 0 and 100");
+  }
+
+  void Port(absl::string_view path, uint32_t port, bool required) {
+    if (port == 0) {
+      if (required) Error(path, "required (1 to 65535)");
+      return;
+    }
+    if (port > 65535) Error(path, "must be between 1 and 65535");
+  }
+
+  void Metadata(const google::protobuf::Message& resource, const KindInfo& info) {
+    const pb::ObjectMeta& meta = policy::Metadata(resource);
+    const google::protobuf::Reflection* r = resource.GetReflection();
+    const auto* descriptor = resource.GetDescriptor();
+    const std::string api_version =
+        r->GetString(resource, descriptor->FindFieldByName("api_version"));
+    if (!api_version.empty() && api_version != kApiVersion) {
+      Error("apiVersion", absl::StrCat(Quote(api_version), " is not supported; use ", kApiVersion));
+    }
+    const std::string kind = r->GetString(resource, descriptor->FindFieldByName("kind"));
+    if (!kind.empty() && kind != info.kind) {
+      Error("kind", absl::StrCat("must be ", Quote(info.kind)));
+    }
+    if (meta.name().empty()) {
+      Error("metadata.name", "required");
+    } else if (!IsDnsSubdomain(meta.name())) {
+      Error("metadata.name",
+            absl::StrCat(Quote(meta.name()),
+                         " must be lowercase letters, digits, '-' and '.', start and end with a "
+                         "letter or digit, at most 253 characters"));
+    }
+    if (info.namespaced) {
+      if (!meta.namespace_().empty() && !IsDnsLabel(meta.namespace_())) {
+        Error("metadata.namespace",
+              absl::StrCat(Quote(meta.namespace_()),
+                           " must be lowercase letters, digits and '-', at most 63 characters"));
+      }
+    } else {
+      if (!meta.namespace_().empty()) {
+        Error("metadata.namespace", absl::StrCat(info.kind, " is cluster-wide: leave it out"));
+      }
+      if (info.kind == "MeshConfig" && !meta.name().empty() && meta.name() != kMeshConfigName) {
+        Error("metadata.name",
+              absl::StrCat("the mesh has one MeshConfig, named ", Quote(kMeshConfigName)));
+      }
+    }
+    for (const auto& [key, value] : meta.labels()) {
+      std::string path = absl::StrCat("metadata.labels[", key, "]");
+      if (key.empty() || key.size() > 253) Error(path, "key must be 1 to 253 characters");
+      if (value.size() > 1024) Error(path, "value must be at most 1024 characters");
+    }
+    size_t annotation_bytes = 0;
+    for (const auto& [key, value] : meta.annotations())
+      annotation_bytes += key.size() + value.size();
+    if (annotation_bytes > 256 * 1024) Error("metadata.annotations", "must total at most 256 KiB");
+    namespace_ = meta.namespace_().empty() && info.namespaced ? std::string(kDefaultNamespace)
+                                                              : meta.namespace_();
+  }
+
+  // A Service name in this resource's namespace; warns when it does not exist.
+  const pb::Service* ServiceRef(absl::string_view path, absl::string_view name) {
+    if (name.empty()) {
+      Error(path, "required");
+      return nullptr;
+    }
+    if (!IsDnsLabel(name)) {
+      Error(path, absl::StrCat(Quote(name), " is not a Service name (a DNS label)"));
+      return nullptr;
+    }
+    if (existing_ == nullptr) return nullptr;
+    const pb::Service* service = existing_->FindService(namespace_, name);
+    if (service == nullptr) {
+      Warn(path, absl::StrCat("Service ", Quote(name), " does not exist in namespace ",
+                              Quote(namespace_), " (yet); traffic to it fails until it does"));
+    }
+    return service;
+  }
+
+  void LoadBalancer(absl::string_view path, const std::string& value) {
+    if (value.empty()) return;
+    static const std::set<std::string> kValues = {"LEAST_REQUEST", "ROUND_ROBIN", "RANDOM",
+                                                  "PEAK_EWMA"};
+    if (!kValues.count(value)) {
+      Error(path, absl::StrCat(Quote(value),
+                               " is not one of LEAST_REQUEST, ROUND_ROBIN, RANDOM, PEAK_EWMA"));
+    }
+  }
+
+  void MtlsMode(absl::string_view path, const std::string& value) {
+    if (value.empty()) return;
+    if (value != "DISABLE" && value != "PERMISSIVE" && value != "STRICT") {
+      Error(path, absl::StrCat(Quote(value), " is not one of DISABLE, PERMISSIVE, STRICT"));
+    }
+  }
+
+  void Timeouts(absl::string_view path, const pb::Timeouts& t) {
+    PositiveDuration(Join(path, "connect"), t.has_connect(), t.connect());
+    PositiveDuration(Join(path, "request"), t.has_request(), t.request());
+    PositiveDuration(Join(path, "perTry"), t.has_per_try(), t.per_try());
+    PositiveDuration(Join(path, "idle"), t.has_idle(), t.idle());
+    if (t.has_per_try() && t.has_request() && Seconds(t.per_try()) > Seconds(t.request())) {
+      Error(Join(path, "perTry"), absl::StrCat("must not exceed ", Join(path, "request")));
+    }
+  }
+
+  void Retries(absl::string_view path, const pb::Retries& r) {
+    if (r.has_attempts() && r.attempts().value() > limits_.max_retry_attempts) {
+      Error(Join(path, "attempts"),
+            absl::StrCat("must be between 0 and ", limits_.max_retry_attempts));
+    }
+    for (int i = 0; i < r.retry_on_size(); ++i) {
+      if (!RetryOnValues().count(r.retry_on(i))) {
+        Error(Index(Join(path, "retryOn"), i), absl::StrCat(Quote(r.retry_on(i)), " is not one of ",
+                                                            absl::StrJoin(RetryOnValues(), ", ")));
+      }
+    }
+    for (int i = 0; i < r.retriable_status_codes_size(); ++i) {
+      uint32_t code = r.retriable_status_codes(i);
+      if (code < 100 || code > 599) {
+        Error(Index(Join(path, "retriableStatusCodes"), i), "must be an HTTP status (100 to 599)");
+      }
+    }
+    PositiveDuration(Join(path, "backoffBase"), r.has_backoff_base(), r.backoff_base());
+    PositiveDuration(Join(path, "backoffMax"), r.has_backoff_max(), r.backoff_max());
+    if (r.has_backoff_base() && r.has_backoff_max() &&
+        Seconds(r.backoff_max()) < Seconds(r.backoff_base())) {
+      Error(Join(path, "backoffMax"), absl::StrCat("must be at least ", Join(path, "backoffBase")));
+    }
+    if (r.has_budget_percent()) Percent(Join(path, "budgetPercent"), r.budget_percent().value());
+  }
+
+  void CircuitBreaker(absl::string_view path, const pb::CircuitBreaker& cb) {
+    auto positive = [&](absl::string_view field, bool has, uint32_t value) {
+      if (has && value == 0) Error(Join(path, field), "must be greater than 0");
+    };
+    positive("maxConnections", cb.has_max_connections(), cb.max_connections().value());
+    positive("maxPendingRequests", cb.has_max_pending_requests(),
+             cb.max_pending_requests().value());
+    positive("maxRequests", cb.has_max_requests(), cb.max_requests().value());
+    PositiveDuration(Join(path, "openDuration"), cb.has_open_duration(), cb.open_duration());
+    if (cb.has_open_duration() && cb.consecutive_failures() == 0) {
+      Error(Join(path, "openDuration"), "needs consecutiveFailures");
+    }
+  }
+
+  void Outlier(absl::string_view path, const pb::OutlierDetectionPolicy& od) {
+    if (od.has_consecutive_5xx() && od.consecutive_5xx().value() == 0) {
+      Error(Join(path, "consecutive5xx"), "must be greater than 0");
+    }
+    if (od.has_consecutive_gateway_failures() && od.consecutive_gateway_failures().value() == 0) {
+      Error(Join(path, "consecutiveGatewayFailures"), "must be greater than 0");
+    }
+    PositiveDuration(Join(path, "interval"), od.has_interval(), od.interval());
+    PositiveDuration(Join(path, "baseEjectionTime"), od.has_base_ejection_time(),
+                     od.base_ejection_time());
+    PositiveDuration(Join(path, "maxEjectionTime"), od.has_max_ejection_time(),
+                     od.max_ejection_time());
+    if (od.has_base_ejection_time() && od.has_max_ejection_time() &&
+        Seconds(od.max_ejection_time()) < Seconds(od.base_ejection_time())) {
+      Error(Join(path, "maxEjectionTime"),
+            absl::StrCat("must be at least ", Join(path, "baseEjectionTime")));
+    }
+    if (od.has_max_ejection_percent()) {
+      Percent(Join(path, "maxEjectionPercent"), od.max_ejection_percent().value());
+    }
+  }
+
+  void RateLimit(absl::string_view path, const pb::RateLimitPolicy& rl) {
+    if (rl.requests_per_second() == 0) {
+      Error(Join(path, "requestsPerSecond"), "must be greater than 0");
+    }
+    if (rl.burst() != 0 && rl.burst() < rl.requests_per_second()) {
+      Warn(Join(path, "burst"), "below requestsPerSecond: bursts above it are refused at once");
+    }
+  }
+
+  void HeaderModifier(absl::string_view path, const pb::HeaderModifier& hm) {
+    auto check_name = [&](const std::string& where, const std::string& name) {
+      if (!IsHeaderName(name)) {
+        Error(where, absl::StrCat(Quote(name), " is not a header name"));
+      } else if (absl::EqualsIgnoreCase(name, "host")) {
+        Error(where, "\"host\" cannot be edited here; use rewrite.host");
+      }
+    };
+    auto check_value = [&](const std::string& where, const std::string& value) {
+      if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
+        Error(where, "must not contain CR, LF or NUL");
+      } else if (value.size() > kMaxHeaderValueBytes) {
+        Error(where, absl::StrCat("must be at most ", kMaxHeaderValueBytes, " bytes"));
+      }
+    };
+    for (const auto& [name, value] : hm.set()) {
+      std::string where = absl::StrCat(path, ".set[", name, "]");
+      check_name(where, name);
+      check_value(where, value);
+    }
+    for (const auto& [name, value] : hm.add()) {
+      std::string where = absl::StrCat(path, ".add[", name, "]");
+      check_name(where, name);
+      check_value(where, value);
+    }
+    for (int i = 0; i < hm.remove_size(); ++i) {
+      check_name(Index(Join(path, "remove"), i), hm.remove(i));
+    }
+  }
+
+  // A fault's share of requests. 0 would inject nothing: almost certainly a forgotten field.
+  void FaultPercent(absl::string_view path, double value) {
+    if (value == 0.0) {
+      Error(path, "required: the share of requests to affect, greater than 0 and at most 100");
+    } else {
+      Percent(path, value);
+    }
+  }
+
+  void Fault(absl::string_view path, const pb::Fault& f) {
+    if (!f.has_delay() && !f.has_abort()) Error(path, "needs delay or abort");
+    if (f.has_delay()) {
+      std::string delay = Join(path, "delay");
+      if (!f.delay().has_fixed()) {
+        Error(Join(delay, "fixed"), "required");
+      } else {
+        PositiveDuration(Join(delay, "fixed"), true, f.delay().fixed());
+      }
+      FaultPercent(Join(delay, "percent"), f.delay().percent());
+    }
+    if (f.has_abort()) {
+      std::string abort = Join(path, "abort");
+      const auto& a = f.abort();
+      if (a.http_status() == 0 && a.grpc_status() == 0) {
+        Error(abort, "needs httpStatus or grpcStatus");
+      }
+      if (a.http_status() != 0 && (a.http_status() < 200 || a.http_status() > 599)) {
+        Error(Join(abort, "httpStatus"), "must be between 200 and 599");
+      }
+      if (a.grpc_status() > 16) Error(Join(abort, "grpcStatus"), "must be between 1 and 16");
+      FaultPercent(Join(abort, "percent"), a.percent());
+    }
+  }
+
+  void Service(const pb::Service& s) {
+    const pb::ServiceSpec& spec = s.spec();
+    if (spec.ports().empty()) Error("spec.ports", "at least one port is required");
+    if (static_cast<size_t>(spec.ports_size()) > limits_.max_ports) {
+      Error("spec.ports", absl::StrCat("at most ", limits_.max_ports, " ports"));
+    }
+    std::set<uint32_t> numbers;
+    std::set<std::string> names;
+    for (int i = 0; i < spec.ports_size(); ++i) {
+      const pb::ServicePort& p = spec.ports(i);
+      std::string path = Index("spec.ports", i);
+      Port(Join(path, "port"), p.port(), /*required=*/true);
+      Port(Join(path, "targetPort"), p.target_port(), /*required=*/false);
+      if (p.port() != 0 && !numbers.insert(p.port()).second) {
+        Error(Join(path, "port"), absl::StrCat(p.port(), " is listed twice"));
+      }
+      if (!p.name().empty()) {
+        if (!IsDnsLabel(p.name())) Error(Join(path, "name"), "must be a DNS label");
+        if (!names.insert(p.name()).second) {
+          Error(Join(path, "name"), absl::StrCat(Quote(p.name()), " is listed twice"));
+        }
+      } else if (spec.ports_size() > 1) {
+        Error(Join(path, "name"), "required when the Service has several ports");
+      }
+      if (!p.protocol().empty() && p.protocol() != "HTTP" && p.protocol() != "HTTP2" &&
+          p.protocol() != "GRPC" && p.protocol() != "TCP") {
+        Error(Join(path, "protocol"),
+              absl::StrCat(Quote(p.protocol()), " is not one of HTTP, HTTP2, GRPC, TCP"));
+      }
+    }
+    for (const auto& [key, value] : spec.selector()) {
+      if (key.empty()) Error("spec.selector", "label keys must not be empty");
+    }
+  }
+
+  void TrafficPolicy(const pb::TrafficPolicy& tp) {
+    const pb::TrafficPolicySpec& spec = tp.spec();
+    ServiceRef("spec.target", spec.target());
+    LoadBalancer("spec.loadBalancer", spec.load_balancer());
+    if (spec.has_timeouts()) Timeouts("spec.timeouts", spec.timeouts());
+    if (spec.has_retries()) Retries("spec.retries", spec.retries());
+    if (spec.has_circuit_breaker()) CircuitBreaker("spec.circuitBreaker", spec.circuit_breaker());
+    if (spec.has_outlier_detection()) Outlier("spec.outlierDetection", spec.outlier_detection());
+    if (spec.has_rate_limit()) RateLimit("spec.rateLimit", spec.rate_limit());
+    MtlsMode("spec.mtls", spec.mtls());
+  }
+
+  void Match(absl::string_view path, const pb::HTTPRouteMatch& m) {
+    if (m.has_path()) {
+      std::string p = Join(path, "path");
+      const std::string& type = m.path().type();
+      if (!type.empty() && type != "PathPrefix" && type != "Exact") {
+        Error(Join(p, "type"), absl::StrCat(Quote(type), " is not one of PathPrefix, Exact"));
+      }
+      const std::string& value = m.path().value();
+      if (value.empty() || value[0] != '/') {
+        Error(Join(p, "value"), "must start with '/'");
+      } else if (value.find_first_of("?#") != std::string::npos) {
+        Error(Join(p, "value"), "must not contain a query string or fragment");
+      }
+    }
+    for (int i = 0; i < m.headers_size(); ++i) {
+      const auto& h = m.headers(i);
+      std::string hp = Index(Join(path, "headers"), i);
+      if (!IsHeaderName(h.name())) {
+        Error(Join(hp, "name"), h.name().empty()
+                                    ? std::string("required")
+                                    : absl::StrCat(Quote(h.name()), " is not a header name"));
+      }
+      const std::string& type = h.type();
+      if (!type.empty() && type != "Exact" && type != "Prefix" && type != "Present") {
+        Error(Join(hp, "type"), absl::StrCat(Quote(type), " is not one of Exact, Prefix, Present"));
+      }
+      if (type == "Present" && !h.value().empty()) {
+        Error(Join(hp, "value"), "not used with type Present");
+      }
+      if (type == "Prefix" && h.value().empty()) {
+        Error(Join(hp, "value"), "required with type Prefix (use type Present)");
+      }
+    }
+    if (!m.method().empty() && !HttpMethods().count(m.method())) {
+      Error(Join(path, "method"), absl::StrCat(Quote(m.method()), " is not an HTTP method"));
+    }
+  }
+
+  void Rule(absl::string_view path, const pb::HTTPRouteRule& rule) {
+    if (!rule.name().empty() && !IsDnsLabel(rule.name())) {
+      Error(Join(path, "name"), "must be a DNS label");
+    }
+    if (static_cast<size_t>(rule.matches_size()) > limits_.max_matches) {
+      Error(Join(path, "matches"), absl::StrCat("at most ", limits_.max_matches));
+    }
+    for (int i = 0; i < rule.matches_size(); ++i) {
+      Match(Index(Join(path, "matches"), i), rule.matches(i));
+    }
+    int actions = (rule.backends_size() > 0) + rule.has_redirect() + rule.has_direct_response();
+    if (actions == 0) {
+      Error(Join(path, "backends"),
+            "required (or redirect, or directResponse); an empty rule would route nowhere");
+    } else if (actions > 1) {
+      Error(path, "set only one of backends, redirect, directResponse");
+    }
+    if (static_cast<size_t>(rule.backends_size()) > limits_.max_backends) {
+      Error(Join(path, "backends"), absl::StrCat("at most ", limits_.max_backends));
+    }
+    uint64_t weight_sum = 0;
+    std::set<std::string> seen;
+    for (int i = 0; i < rule.backends_size(); ++i) {
+      const pb::HTTPBackend& b = rule.backends(i);
+      std::string bp = Index(Join(path, "backends"), i);
+      const pb::Service* service = ServiceRef(Join(bp, "service"), b.service());
+      if (b.port() > 65535) {
+        Error(Join(bp, "port"), "must be between 1 and 65535");
+      } else if (b.port() != 0 && service != nullptr) {
+        bool found = false;
+        for (const auto& p : service->spec().ports()) found |= p.port() == b.port();
+        if (!found) {
+          Error(Join(bp, "port"),
+                absl::StrCat("Service ", Quote(b.service()), " has no port ", b.port()));
+        }
+      }
+      if (b.weight() > limits_.max_weight) {
+        Error(Join(bp, "weight"), absl::StrCat("must be at most ", limits_.max_weight));
+      }
+      weight_sum += b.weight();
+      for (const auto& [key, value] : b.subset()) {
+        if (key.empty()) Error(Join(bp, "subset"), "label keys must not be empty");
+      }
+      std::string identity = absl::StrCat(b.service(), ":", b.port(), "|",
+                                          absl::StrJoin(b.subset(), ",", absl::PairFormatter("=")));
+      if (!seen.insert(identity).second) {
+        Error(bp, "the same backend (service, port, subset) is listed twice");
+      }
+    }
+    // Weights are relative (they need not sum to 100). All unset: an even split; a 0 next to
+    // non-zero weights takes a backend out of rotation, which is how a canary is drained.
+    if (weight_sum > limits_.max_weight) {
+      Error(Join(path, "backends"),
+            absl::StrCat("weights sum to ", weight_sum, "; at most ", limits_.max_weight));
+    }
+    if (rule.has_timeout()) PositiveDuration(Join(path, "timeout"), true, rule.timeout());
+    if (rule.has_retries()) Retries(Join(path, "retries"), rule.retries());
+    if (rule.has_retries() && rule.retries().has_budget_percent()) {
+      Error(Join(path, "retries.budgetPercent"),
+            "the retry budget is per Service: set it in a TrafficPolicy");
+    }
+    if (rule.has_request_headers()) {
+      HeaderModifier(Join(path, "requestHeaders"), rule.request_headers());
+    }
+    if (rule.has_response_headers()) {
+      HeaderModifier(Join(path, "responseHeaders"), rule.response_headers());
+    }
+    if (rule.has_fault()) Fault(Join(path, "fault"), rule.fault());
+    if (rule.has_redirect()) {
+      const pb::Redirect& r = rule.redirect();
+      std::string rp = Join(path, "redirect");
+      if (r.scheme().empty() && r.host().empty() && r.path().empty() && r.port() == 0) {
+        Error(rp, "needs at least one of scheme, host, path, port");
+      }
+      if (!r.scheme().empty() && r.scheme() != "http" && r.scheme() != "https") {
+        Error(Join(rp, "scheme"), "must be http or https");
+      }
+      if (!r.host().empty() && !IsHostName(r.host())) {
+        Error(Join(rp, "host"), absl::StrCat(Quote(r.host()), " is not a host name"));
+      }
+      if (!r.path().empty() && r.path()[0] != '/') Error(Join(rp, "path"), "must start with '/'");
+      if (r.port() > 65535) Error(Join(rp, "port"), "must be between 1 and 65535");
+      uint32_t code = r.status_code();
+      if (code != 0 && code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
+        Error(Join(rp, "statusCode"), "must be 301, 302, 303, 307 or 308");
+      }
+    }
+    if (rule.has_direct_response()) {
+      std::string dp = Join(path, "directResponse");
+      uint32_t status = rule.direct_response().status();
+      if (status < 200 || status > 599) Error(Join(dp, "status"), "must be between 200 and 599");
+      if (rule.direct_response().body().size() > kMaxDirectResponseBody) {
+        Error(Join(dp, "body"), "must be at most 64 KiB");
+      }
+    }
+    if (rule.has_rewrite()) {
+      std::string rp = Join(path, "rewrite");
+      const pb::Rewrite& rw = rule.rewrite();
+      if (rw.path_prefix().empty() && rw.host().empty()) Error(rp, "needs pathPrefix or host");
+      if (!rw.path_prefix().empty() && rw.path_prefix()[0] != '/') {
+        Error(Join(rp, "pathPrefix"), "must start with '/'");
+      }
+      if (!rw.host().empty() && !IsHostName(rw.host())) {
+        Error(Join(rp, "host"), absl::StrCat(Quote(rw.host()), " is not a host name"));
+      }
+      if (rule.backends_size() == 0) Error(rp, "only used with backends");
+    }
+  }
+
+  void HttpRoute(const pb::HTTPRoute& route) {
+    const pb::HTTPRouteSpec& spec = route.spec();
+    ServiceRef("spec.target", spec.target());
+    if (static_cast<size_t>(spec.hostnames_size()) > limits_.max_hostnames) {
+      Error("spec.hostnames", absl::StrCat("at most ", limits_.max_hostnames));
+    }
+    for (int i = 0; i < spec.hostnames_size(); ++i) {
+      if (!IsHostName(spec.hostnames(i))) {
+        Error(Index("spec.hostnames", i),
+              absl::StrCat(Quote(spec.hostnames(i)), " is not a host name"));
+      }
+    }
+    if (spec.rules().empty()) Error("spec.rules", "at least one rule is required");
+    if (static_cast<size_t>(spec.rules_size()) > limits_.max_rules) {
+      Error("spec.rules", absl::StrCat("at most ", limits_.max_rules, " rules"));
+    }
+    std::set<std::string> names;
+    for (int i = 0; i < spec.rules_size(); ++i) {
+      std::string path = Index("spec.rules", i);
+      Rule(path, spec.rules(i));
+      if (!spec.rules(i).name().empty() && !names.insert(spec.rules(i).name()).second) {
+        Error(Join(path, "name"), absl::StrCat(Quote(spec.rules(i).name()), " is used twice"));
+      }
+    }
+  }
+
+  void AuthorizationPolicy(const pb::AuthorizationPolicy& ap) {
+    const pb::AuthorizationPolicySpec& spec = ap.spec();
+    if (!spec.target().empty()) ServiceRef("spec.target", spec.target());
+    if (!spec.action().empty() && spec.action() != "ALLOW" && spec.action() != "DENY") {
+      Error("spec.action", absl::StrCat(Quote(spec.action()), " is not one of ALLOW, DENY"));
+    }
+    for (int i = 0; i < spec.rules_size(); ++i) {
+      std::string path = Index("spec.rules", i);
+      const pb::AuthorizationRule& rule = spec.rules(i);
+      for (int j = 0; j < rule.from_size(); ++j) {
+        std::string fp = Index(Join(path, "from"), j);
+        const auto& from = rule.from(j);
+        for (int k = 0; k < from.principals_size(); ++k) {
+          const std::string& p = from.principals(k);
+          if (p != "*" && !absl::StartsWith(p, "spiffe://")) {
+            Error(Index(Join(fp, "principals"), k),
+                  absl::StrCat(Quote(p), " must be \"*\" or a SPIFFE id (spiffe://...)"));
+          } else if (p.find('*') != std::string::npos && p.find('*') != p.size() - 1) {
+            Error(Index(Join(fp, "principals"), k), "'*' is allowed only at the end");
+          }
+        }
+        for (int k = 0; k < from.namespaces_size(); ++k) {
+          const std::string& ns = from.namespaces(k);
+          if (ns != "*" && !IsDnsLabel(ns)) {
+            Error(Index(Join(fp, "namespaces"), k), absl::StrCat(Quote(ns), " is not a namespace"));
+          }
+        }
+      }
+      for (int j = 0; j < rule.to_size(); ++j) {
+        std::string tp = Index(Join(path, "to"), j);
+        const auto& to = rule.to(j);
+        for (int k = 0; k < to.ports_size(); ++k) {
+          Port(Index(Join(tp, "ports"), k), to.ports(k), /*required=*/true);
+        }
+        for (int k = 0; k < to.methods_size(); ++k) {
+          if (!HttpMethods().count(to.methods(k))) {
+            Error(Index(Join(tp, "methods"), k),
+                  absl::StrCat(Quote(to.methods(k)), " is not an HTTP method"));
+          }
+        }
+        for (int k = 0; k < to.paths_size(); ++k) {
+          const std::string& p = to.paths(k);
+          if (p != "*" && (p.empty() || p[0] != '/')) {
+            Error(Index(Join(tp, "paths"), k), "must start with '/' (or be \"*\")");
+          } else if (p.find('*') != std::string::npos && p.find('*') != p.size() - 1) {
+            Error(Index(Join(tp, "paths"), k), "'*' is allowed only at the end");
+          }
+        }
+      }
+    }
+  }
+
+  void MeshConfig(const pb::MeshConfig& mc) {
+    const pb::MeshConfigSpec& spec = mc.spec();
+    if (!spec.trust_domain().empty() && !IsDnsSubdomain(spec.trust_domain())) {
+      Error("spec.trustDomain", absl::StrCat(Quote(spec.trust_domain()), " is not a DNS name"));
+    }
+    MtlsMode("spec.mtls", spec.mtls());
+    LoadBalancer("spec.loadBalancer", spec.load_balancer());
+    if (spec.has_default_timeouts()) Timeouts("spec.defaultTimeouts", spec.default_timeouts());
+    if (spec.has_default_retries()) Retries("spec.defaultRetries", spec.default_retries());
+    if (spec.has_tracing()) {
+      Percent("spec.tracing.samplingPercent", spec.tracing().sampling_percent());
+      for (const auto& [field, url] :
+           {std::pair<const char*, const std::string&>{"collector", spec.tracing().collector()},
+            {"zipkinCollector", spec.tracing().zipkin_collector()}}) {
+        if (!url.empty() && !absl::StartsWith(url, "http://") &&
+            !absl::StartsWith(url, "https://")) {
+          Error(absl::StrCat("spec.tracing.", field), "must be an http:// or https:// URL");
+        }
+      }
+    }
+  }
+
+ private:
+  ValidationResult& result_;
+  const PolicySnapshot* existing_;
+  const ValidationLimits& limits_;
+  std::string namespace_;
+};
+
+}  // namespace
+
+std::string ValidationResult::ErrorText() const {
+  return absl::StrJoin(errors, "\n", [](std::string* out, const FieldError& e) {
+    absl::StrAppend(out, e.field.empty() ? "" : e.field, e.field.empty() ? "" : ": ", e.message);
+  });
+}
+
+bool IsDnsLabel(absl::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (char c : name) {
+    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
+          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-')) {
+      return false;
+    }
+  }
+  return name.front() != '-' && name.back() != '-';
+}
+
+bool IsDnsSubdomain(absl::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (!IsDnsLabel(label)) return false;
+  }
+  return true;
+}
+
+ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,
+                          const ValidationLimits& limits) {
+  ValidationResult result;
+  Checker checker(result, existing, limits);
+  const KindInfo& info = InfoOf(resource);
+  checker.Metadata(resource, info);
+  if (info.kind == "Service") {
+    checker.Service(static_cast<const pb::Service&>(resource));
+  } else if (info.kind == "TrafficPolicy") {
+    checker.TrafficPolicy(static_cast<const pb::TrafficPolicy&>(resource));
+  } else if (info.kind == "HTTPRoute") {
+    checker.HttpRoute(static_cast<const pb::HTTPRoute&>(resource));
+  } else if (info.kind == "AuthorizationPolicy") {
+    checker.AuthorizationPolicy(static_cast<const pb::AuthorizationPolicy&>(resource));
+  } else if (info.kind == "MeshConfig") {
+    checker.MeshConfig(static_cast<const pb::MeshConfig&>(resource));
+  }
+  return result;
+}
+
+}  // namespace meshlet::controlplane::policy

@@ -1,0 +1,58 @@
+#pragma once
+
+// Semantic validation of policy resources, run by the API before anything is stored (and by
+// meshctl before anything is sent). Every problem is reported, each with the field path in the
+// JSON spelling users write (`spec.rules[0].backends[1].weight`), so a document can be fixed in
+// one pass.
+//
+// Errors make the resource unacceptable. Warnings do not: they describe references that do not
+// resolve yet (an HTTPRoute backend naming a Service that does not exist), because documents of
+// one `meshctl apply` arrive in file order and a route may come before its Service; the
+// translator answers such a route with 503 until the Service exists.
+
+#include <string>
+#include <vector>
+
+#include "control-plane/policy/snapshot.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace meshlet::controlplane::policy {
+
+struct FieldError {
+  std::string field;  // "spec.retries.attempts"; empty for the document as a whole
+  std::string message;
+};
+
+struct ValidationResult {
+  std::vector<FieldError> errors;
+  std::vector<std::string> warnings;
+
+  bool ok() const { return errors.empty(); }
+  // "field: message" per line.
+  std::string ErrorText() const;
+};
+
+// Limits that keep a single resource from making every sidecar's configuration huge.
+struct ValidationLimits {
+  size_t max_rules = 256;
+  size_t max_backends = 64;
+  size_t max_matches = 64;
+  size_t max_hostnames = 64;
+  size_t max_ports = 64;
+  uint32_t max_retry_attempts = 10;
+  uint32_t max_weight = 1000000;
+};
+
+// `existing` (may be null) is the current policy, for reference checks (warnings).
+ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,
+                          const ValidationLimits& limits = {});
+
+// DNS-1123 label (lowercase alphanumerics and '-', at most 63, alphanumeric at both ends).
+bool IsDnsLabel(absl::string_view name);
+// DNS-1123 subdomain (labels joined by '.', at most 253).
+bool IsDnsSubdomain(absl::string_view name);
+
+}  // namespace meshlet::controlplane::policy

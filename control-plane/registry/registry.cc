@@ -1,0 +1,239 @@
+#include "control-plane/registry/registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+
+namespace meshlet::controlplane::registry {
+
+Workload WorkloadFromNode(const xds::Node& node) {
+  Workload w;
+  w.id = node.id();
+  w.service = node.service();
+  w.namespace_ = node.namespace_().empty() ? "default" : node.namespace_();
+  w.service_account = node.service_account();
+  w.labels.insert(node.labels().begin(), node.labels().end());
+  w.addresses.assign(node.addresses().begin(), node.addresses().end());
+  w.ports.assign(node.ports().begin(), node.ports().end());
+  w.sidecar_version = node.sidecar_version();
+  // Listener ports of sidecars that share a host (no traffic interception) travel as labels
+  // until the Node carries them.
+  auto port_label = [&](const char* key) -> uint32_t {
+    auto it = node.labels().find(key);
+    uint32_t port = 0;
+    if (it == node.labels().end() || !absl::SimpleAtoi(it->second, &port) || port > 65535) {
+      return 0;
+    }
+    return port;
+  };
+  w.inbound_port = port_label(kInboundPortLabel);
+  w.outbound_port = port_label(kOutboundPortLabel);
+  return w;
+}
+
+const Workload* RegistrySnapshot::Find(absl::string_view id) const {
+  auto it = std::lower_bound(workloads.begin(), workloads.end(), id,
+                             [](const Workload& w, absl::string_view key) { return w.id < key; });
+  return it != workloads.end() && it->id == id ? &*it : nullptr;
+}
+
+std::vector<const Workload*> RegistrySnapshot::ForService(absl::string_view namespace_,
+                                                          absl::string_view service) const {
+  std::vector<const Workload*> out;
+  for (const Workload& w : workloads) {
+    if (w.namespace_ == namespace_ && w.service == service) out.push_back(&w);
+  }
+  return out;
+}
+
+class Registry::Watcher final : public WatchHandle {
+ public:
+  Watcher(Registry& registry, uint64_t id) : registry_(registry), id_(id) {}
+  ~Watcher() override {
+    std::lock_guard<std::mutex> lock(registry_.mu_);
+    registry_.watchers_.erase(id_);
+  }
+
+ private:
+  Registry& registry_;
+  uint64_t id_;
+};
+
+Registry::Registry(const Clock& clock, RegistryOptions options)
+    : clock_(clock), options_(std::move(options)) {}
+
+Registry::~Registry() = default;
+
+void Registry::NotifyLocked(std::unique_lock<std::mutex>& lock) {
+  ++version_;
+  snapshot_.reset();
+  const uint64_t version = version_;
+  std::vector<std::shared_ptr<WatchCallback>> callbacks;
+  callbacks.reserve(watchers_.size());
+  for (const auto& [id, callback] : watchers_) callbacks.push_back(callback);
+  lock.unlock();
+  for (const auto& callback : callbacks) (*callback)(version);
+}
+
+namespace {
+// Registration fields only: connection state and readiness are the registry's own.
+bool SameRegistration(const Workload& a, const Workload& b) {
+  return a.service == b.service && a.namespace_ == b.namespace_ &&
+         a.service_account == b.service_account && a.labels == b.labels &&
+         a.addresses == b.addresses && a.ports == b.ports &&
+         a.sidecar_version == b.sidecar_version && a.inbound_port == b.inbound_port &&
+         a.outbound_port == b.outbound_port;
+}
+}  // namespace
+
+bool Registry::Connect(const Workload& registration) {
+  if (registration.id.empty()) return false;
+  Workload workload = registration;
+  if (workload.namespace_.empty()) workload.namespace_ = "default";
+  std::unique_lock<std::mutex> lock(mu_);
+  const absl::Time now = clock_.WallNow();
+  auto it = workloads_.find(workload.id);
+  if (it == workloads_.end()) {
+    if (workloads_.size() >= options_.max_workloads) return false;
+    Workload w = workload;
+    if (w.namespace_.empty()) w.namespace_ = "default";
+    w.connected = true;
+    w.open_streams = 1;
+    w.registered_at = now;
+    w.last_heartbeat = now;
+    w.disconnected_at = absl::InfinitePast();
+    w.expires_at = {};
+    workloads_.emplace(w.id, std::move(w));
+    NotifyLocked(lock);
+    return true;
+  }
+  Workload& w = it->second;
+  const bool changed = !SameRegistration(w, workload) || !w.connected;
+  const bool keep_ready = w.ready;
+  const int open_streams = w.open_streams;
+  const absl::Time registered_at = w.connected ? w.registered_at : now;
+  w = workload;
+  if (w.namespace_.empty()) w.namespace_ = "default";
+  w.ready = keep_ready;
+  w.connected = true;
+  w.open_streams = open_streams + 1;
+  w.registered_at = registered_at;
+  w.last_heartbeat = now;
+  w.disconnected_at = absl::InfinitePast();
+  w.expires_at = {};
+  if (changed) {
+    NotifyLocked(lock);
+  } else {
+    snapshot_.reset();  // stream count and heartbeat changed; translation inputs did not
+  }
+  return true;
+}
+
+bool Registry::Heartbeat(absl::string_view id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workloads_.find(id);
+  if (it == workloads_.end()) return false;
+  // Snapshots keep the heartbeat time of their last change: rebuilding them for every
+  // heartbeat would copy the whole registry per message at scale.
+  it->second.last_heartbeat = clock_.WallNow();
+  return true;
+}
+
+bool Registry::SetReady(absl::string_view id, bool ready) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = workloads_.find(id);
+  if (it == workloads_.end()) return false;
+  it->second.last_heartbeat = clock_.WallNow();
+  if (it->second.ready == ready) return true;
+  it->second.ready = ready;
+  NotifyLocked(lock);
+  return true;
+}
+
+bool Registry::Disconnect(absl::string_view id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = workloads_.find(id);
+  if (it == workloads_.end() || it->second.open_streams == 0) return false;
+  Workload& w = it->second;
+  if (--w.open_streams > 0) {
+    snapshot_.reset();
+    return true;
+  }
+  w.connected = false;
+  w.disconnected_at = clock_.WallNow();
+  w.expires_at = clock_.Now() + options_.deregister_grace;
+  NotifyLocked(lock);
+  return true;
+}
+
+size_t Registry::ExpireDisconnected() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const MonotonicTime now = clock_.Now();
+  size_t removed = 0;
+  for (auto it = workloads_.begin(); it != workloads_.end();) {
+    if (!it->second.connected && it->second.expires_at <= now) {
+      it = workloads_.erase(it);
+      ++removed;
+    } else {
+      ++it;
+    }
+  }
+  if (removed > 0) NotifyLocked(lock);
+  return removed;
+}
+
+std::optional<MonotonicTime> Registry::NextExpiry() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<MonotonicTime> next;
+  for (const auto& [id, w] : workloads_) {
+    if (!w.connected && (!next || w.expires_at < *next)) next = w.expires_at;
+  }
+  return next;
+}
+
+std::shared_ptr<const RegistrySnapshot> Registry::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot_ == nullptr) {
+    auto snapshot = std::make_shared<RegistrySnapshot>();
+    snapshot->version = version_;
+    snapshot->workloads.reserve(workloads_.size());
+    for (const auto& [id, w] : workloads_) snapshot->workloads.push_back(w);
+    snapshot_ = std::move(snapshot);
+  }
+  return snapshot_;
+}
+
+RegistrySnapshot Registry::CurrentWorkloads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  RegistrySnapshot out;
+  out.version = version_;
+  out.workloads.reserve(workloads_.size());
+  for (const auto& [id, w] : workloads_) out.workloads.push_back(w);
+  return out;
+}
+
+uint64_t Registry::version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return version_;
+}
+
+size_t Registry::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return workloads_.size();
+}
+
+size_t Registry::connected() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, w] : workloads_) n += w.connected ? 1 : 0;
+  return n;
+}
+
+std::unique_ptr<Registry::WatchHandle> Registry::Watch(WatchCallback callback) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_watch_id_++;
+  watchers_.emplace(id, std::make_shared<WatchCallback>(std::move(callback)));
+  return std::make_unique<Watcher>(*this, id);
+}
+
+}  // namespace meshlet::controlplane::registry

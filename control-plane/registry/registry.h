@@ -1,0 +1,155 @@
+#pragma once
+
+// Registry: the workloads whose sidecars are (or were just) connected to this control plane, and
+// the service endpoints derived from them. This is service discovery without Kubernetes.
+//
+// Lifecycle of one workload (keyed by the sidecar's node id):
+//
+//   Connect(node)      an ADS stream sent its Node: the workload is registered (or re-registered,
+//                      which cancels a pending deregistration). Several streams may carry the same
+//                      id for a moment (a reconnect racing the old stream's close); the workload
+//                      stays connected while any of them is open.
+//   Heartbeat(id)      any traffic on a stream; SetReady(id, ready) when the sidecar reports its
+//                      local app's readiness (a workload that is not ready is still registered,
+//                      its endpoints go out as UNHEALTHY).
+//   Disconnect(id)     a stream closed. When the last one closes, the workload is kept for
+//                      `deregister_grace` with its endpoints unchanged (a sidecar that lost its
+//                      control-plane stream usually still serves), then ExpireDisconnected()
+//                      removes it.
+//
+// Pure logic on a Clock: the owner calls ExpireDisconnected() from a timer (NextExpiry() says
+// when the next removal is due), tests drive time with FakeClock.
+//
+// Thread-safety: every method may be called from any thread. Watch callbacks run on the calling
+// thread after the change, with no registry lock held; they must not block and may read the
+// registry. Each callback receives the registry's new version.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::controlplane::registry {
+
+// One registered workload, as plain data (what the translator and the API read).
+struct Workload {
+  std::string id;  // the sidecar's node id, unique
+  std::string service;
+  std::string namespace_;  // "default" when the node sent none
+  std::string service_account;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> addresses;  // where peers reach this workload's sidecar
+  std::vector<uint32_t> ports;         // ports the local app serves
+  std::string sidecar_version;
+  // Where this sidecar listens for peers (the endpoint port others are sent to) and for its own
+  // app's outbound calls. 0: the defaults 15006 / 15001 (pods with traffic interception); set
+  // when several sidecars share one host (loopback demos, tests).
+  uint32_t inbound_port = 0;
+  uint32_t outbound_port = 0;
+
+  bool ready = true;      // the local app's readiness as the sidecar last reported it
+  bool connected = true;  // at least one stream open
+  int open_streams = 0;
+  absl::Time registered_at;    // first Connect of this registration (wall clock)
+  absl::Time last_heartbeat;   // wall clock
+  absl::Time disconnected_at;  // wall clock; meaningful when !connected
+  MonotonicTime expires_at{};  // when !connected: removal time
+};
+
+inline constexpr uint32_t kDefaultInboundPort = 15006;
+inline constexpr uint32_t kDefaultOutboundPort = 15001;
+// Node labels that set Workload::inbound_port / outbound_port (decimal). Labels under
+// "meshlet.io/" are the mesh's own and never become endpoint labels.
+inline constexpr char kInboundPortLabel[] = "meshlet.io/inbound-port";
+inline constexpr char kOutboundPortLabel[] = "meshlet.io/outbound-port";
+
+// Reads the Node a sidecar sent into a Workload (registration fields only).
+Workload WorkloadFromNode(const xds::Node& node);
+
+// An immutable view of the registry at one version, ordered by workload id.
+struct RegistrySnapshot {
+  uint64_t version = 0;
+  std::vector<Workload> workloads;
+
+  const Workload* Find(absl::string_view id) const;
+  // Workloads of `service` in `namespace_`, ordered by id.
+  std::vector<const Workload*> ForService(absl::string_view namespace_,
+                                          absl::string_view service) const;
+};
+
+struct RegistryOptions {
+  // How long a workload whose sidecar disconnected keeps its registration (and its endpoints).
+  // Covers control-plane-side stream resets and sidecar restarts without endpoint churn.
+  Duration deregister_grace = std::chrono::seconds(30);
+  // Upper bound on registered workloads; Connect beyond it is refused (false).
+  size_t max_workloads = 100000;
+};
+
+class Registry {
+ public:
+  Registry(const Clock& clock, RegistryOptions options = {});
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Registers (or refreshes) the node's workload and counts one more open stream. Fields are
+  // replaced by the node's; readiness is kept across reconnects unless the node says otherwise.
+  // Returns false (and registers nothing) if the id is empty or the registry is full.
+  bool Connect(const Workload& workload);
+  // Refreshes last_heartbeat; no change notification. False for an unknown id.
+  bool Heartbeat(absl::string_view id);
+  // False for an unknown id. Notifies only when readiness changed.
+  bool SetReady(absl::string_view id, bool ready);
+  // One stream of `id` closed. When none is left, the workload is kept until the grace period
+  // passes. False for an unknown id.
+  bool Disconnect(absl::string_view id);
+  // Removes disconnected workloads whose grace period has passed. Returns how many.
+  size_t ExpireDisconnected();
+  // When the next ExpireDisconnected() has work, if any workload is disconnected.
+  std::optional<MonotonicTime> NextExpiry() const;
+
+  // Shared and cached until the next change; what the translator reads. Heartbeat times in it
+  // are those of the workload's last change, not its last heartbeat.
+  std::shared_ptr<const RegistrySnapshot> Snapshot() const;
+  // A fresh copy including the latest heartbeat times (for people: the API's workload list).
+  RegistrySnapshot CurrentWorkloads() const;
+  uint64_t version() const;
+  size_t size() const;
+  // Workloads with at least one open stream (the rest wait out their grace period).
+  size_t connected() const;
+
+  using WatchCallback = std::function<void(uint64_t version)>;
+  class WatchHandle {
+   public:
+    virtual ~WatchHandle() = default;
+  };
+  // Calls `callback` after every change (registration, field change, readiness, connection state,
+  // removal) until the handle is destroyed.
+  std::unique_ptr<WatchHandle> Watch(WatchCallback callback);
+
+  const RegistryOptions& options() const { return options_; }
+
+ private:
+  class Watcher;
+  void NotifyLocked(std::unique_lock<std::mutex>& lock);
+
+  const Clock& clock_;
+  const RegistryOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, Workload, std::less<>> workloads_;
+  uint64_t version_ = 0;
+  mutable std::shared_ptr<const RegistrySnapshot> snapshot_;  // cached; reset on change
+  uint64_t next_watch_id_ = 1;
+  std::map<uint64_t, std::shared_ptr<WatchCallback>> watchers_;
+};
+
+}  // namespace meshlet::controlplane::registry

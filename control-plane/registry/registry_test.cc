@@ -1,0 +1,167 @@
+#include "control-plane/registry/registry.h"
+
+#include <gtest/gtest.h>
+
+#include "common/base/fake_clock.h"
+
+namespace meshlet::controlplane::registry {
+namespace {
+
+using std::chrono::seconds;
+
+Workload Make(std::string id, std::string service = "reviews") {
+  Workload w;
+  w.id = std::move(id);
+  w.service = std::move(service);
+  w.addresses = {"10.0.0.1"};
+  w.ports = {9080};
+  return w;
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  RegistryTest() : registry_(clock_, RegistryOptions{.deregister_grace = seconds(30)}) {
+    watch_ = registry_.Watch([this](uint64_t version) { versions_.push_back(version); });
+  }
+  FakeClock clock_;
+  Registry registry_;
+  std::vector<uint64_t> versions_;
+  std::unique_ptr<Registry::WatchHandle> watch_;
+};
+
+TEST_F(RegistryTest, RegisterDisconnectGraceThenRemove) {
+  ASSERT_TRUE(registry_.Connect(Make("r-0")));
+  EXPECT_EQ(versions_.size(), 1u);
+  auto snapshot = registry_.Snapshot();
+  ASSERT_EQ(snapshot->workloads.size(), 1u);
+  EXPECT_EQ(snapshot->workloads[0].namespace_, "default");
+  EXPECT_TRUE(snapshot->workloads[0].connected);
+  EXPECT_EQ(snapshot->ForService("default", "reviews").size(), 1u);
+
+  EXPECT_FALSE(registry_.NextExpiry().has_value());
+  ASSERT_TRUE(registry_.Disconnect("r-0"));
+  EXPECT_EQ(versions_.size(), 2u);
+  EXPECT_EQ(registry_.connected(), 0u);
+  ASSERT_TRUE(registry_.NextExpiry().has_value());
+  EXPECT_EQ(*registry_.NextExpiry(), clock_.Now() + seconds(30));
+  // Still registered (endpoints kept) during the grace period.
+  clock_.Advance(seconds(29));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 0u);
+  EXPECT_EQ(registry_.size(), 1u);
+  EXPECT_FALSE(registry_.Snapshot()->workloads[0].connected);
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 1u);
+  EXPECT_EQ(registry_.size(), 0u);
+  EXPECT_EQ(versions_.size(), 3u);
+  EXPECT_FALSE(registry_.NextExpiry().has_value());
+}
+
+TEST_F(RegistryTest, ReconnectWithinGraceKeepsTheWorkload) {
+  registry_.Connect(Make("r-0"));
+  registry_.Disconnect("r-0");
+  clock_.Advance(seconds(20));
+  ASSERT_TRUE(registry_.Connect(Make("r-0")));
+  clock_.Advance(seconds(60));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 0u);
+  EXPECT_TRUE(registry_.Snapshot()->workloads[0].connected);
+}
+
+TEST_F(RegistryTest, OverlappingStreamsOfOneSidecar) {
+  // A reconnect racing the old stream's close: the workload stays connected until both close.
+  registry_.Connect(Make("r-0"));
+  registry_.Connect(Make("r-0"));
+  EXPECT_EQ(versions_.size(), 1u);  // same registration: no change to announce
+  registry_.Disconnect("r-0");
+  EXPECT_TRUE(registry_.Snapshot()->workloads[0].connected);
+  EXPECT_EQ(registry_.Snapshot()->workloads[0].open_streams, 1);
+  registry_.Disconnect("r-0");
+  EXPECT_FALSE(registry_.Snapshot()->workloads[0].connected);
+  EXPECT_FALSE(registry_.Disconnect("r-0"));  // no stream left to close
+}
+
+TEST_F(RegistryTest, ReadinessAndHeartbeats) {
+  registry_.Connect(Make("r-0"));
+  const size_t before = versions_.size();
+  EXPECT_TRUE(registry_.SetReady("r-0", true));  // unchanged: no notification
+  EXPECT_EQ(versions_.size(), before);
+  EXPECT_TRUE(registry_.SetReady("r-0", false));
+  EXPECT_EQ(versions_.size(), before + 1);
+  EXPECT_FALSE(registry_.Snapshot()->workloads[0].ready);
+  // Readiness survives a reconnect.
+  registry_.Disconnect("r-0");
+  registry_.Connect(Make("r-0"));
+  EXPECT_FALSE(registry_.Snapshot()->workloads[0].ready);
+
+  const absl::Time first = registry_.Snapshot()->workloads[0].last_heartbeat;
+  clock_.Advance(seconds(5));
+  const size_t versions = versions_.size();
+  EXPECT_TRUE(registry_.Heartbeat("r-0"));
+  EXPECT_EQ(versions_.size(), versions);  // heartbeats change no translation input
+  EXPECT_EQ(registry_.CurrentWorkloads().workloads[0].last_heartbeat - first, absl::Seconds(5));
+  EXPECT_EQ(registry_.Snapshot()->workloads[0].last_heartbeat, first);  // cached until a change
+  EXPECT_FALSE(registry_.Heartbeat("nobody"));
+  EXPECT_FALSE(registry_.SetReady("nobody", true));
+}
+
+TEST_F(RegistryTest, ChangedRegistrationNotifies) {
+  registry_.Connect(Make("r-0"));
+  Workload moved = Make("r-0");
+  moved.addresses = {"10.0.0.2"};
+  const size_t before = versions_.size();
+  registry_.Connect(moved);
+  EXPECT_EQ(versions_.size(), before + 1);
+  EXPECT_EQ(registry_.Snapshot()->workloads[0].addresses[0], "10.0.0.2");
+}
+
+TEST_F(RegistryTest, SnapshotsAreImmutableAndOrdered) {
+  registry_.Connect(Make("b"));
+  registry_.Connect(Make("a"));
+  auto snapshot = registry_.Snapshot();
+  registry_.Connect(Make("c"));
+  EXPECT_EQ(snapshot->workloads.size(), 2u);
+  EXPECT_EQ(snapshot->workloads[0].id, "a");
+  EXPECT_NE(snapshot->Find("b"), nullptr);
+  EXPECT_EQ(snapshot->Find("c"), nullptr);
+  EXPECT_EQ(registry_.Snapshot()->workloads.size(), 3u);
+  EXPECT_GT(registry_.Snapshot()->version, snapshot->version);
+}
+
+TEST_F(RegistryTest, LimitsAndBadInput) {
+  Registry small(clock_, RegistryOptions{.max_workloads = 1});
+  EXPECT_TRUE(small.Connect(Make("a")));
+  EXPECT_FALSE(small.Connect(Make("b")));
+  EXPECT_TRUE(small.Connect(Make("a")));  // an existing one may reconnect
+  EXPECT_FALSE(registry_.Connect(Make("")));
+}
+
+TEST_F(RegistryTest, WatchStopsWhenTheHandleGoes) {
+  watch_.reset();
+  registry_.Connect(Make("a"));
+  EXPECT_TRUE(versions_.empty());
+}
+
+TEST(WorkloadFromNodeTest, CopiesTheRegistrationFields) {
+  xds::Node node;
+  node.set_id("n");
+  node.set_service("s");
+  node.set_service_account("sa");
+  (*node.mutable_labels())["version"] = "v1";
+  node.add_addresses("10.0.0.9");
+  node.add_ports(80);
+  Workload w = WorkloadFromNode(node);
+  EXPECT_EQ(w.id, "n");
+  EXPECT_EQ(w.namespace_, "default");
+  EXPECT_EQ(w.labels.at("version"), "v1");
+  EXPECT_EQ(w.addresses, std::vector<std::string>{"10.0.0.9"});
+  EXPECT_EQ(w.ports, std::vector<uint32_t>{80});
+  EXPECT_EQ(w.inbound_port, 0u);
+
+  (*node.mutable_labels())["meshlet.io/inbound-port"] = "26006";
+  (*node.mutable_labels())["meshlet.io/outbound-port"] = "99999";
+  w = WorkloadFromNode(node);
+  EXPECT_EQ(w.inbound_port, 26006u);
+  EXPECT_EQ(w.outbound_port, 0u);  // out of range: the default
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::registry

@@ -1,0 +1,194 @@
+#include "control-plane/server/control_plane.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/base/status.h"
+#include "common/config/yaml_proto.h"
+#include "control-plane/store/file_store.h"
+
+namespace meshlet::controlplane {
+
+std::string ControlPlaneUsage() {
+  return R"(usage: control-plane [flags]
+
+The meshlet control plane: stores policy, registers sidecars, serves the API meshctl uses.
+
+  --data-dir DIR            policy store and API token (default /var/lib/meshlet)
+  --api-address HOST:PORT   REST API for meshctl (default 127.0.0.1:15014)
+  --deregister-grace DUR    keep a disconnected sidecar's workload this long (default 30s)
+  --log-level LEVEL         trace, debug, info, warn, error, off (default info)
+  --version                 print the version and exit
+  --help                    print this text and exit
+)";
+}
+
+absl::StatusOr<ParsedControlPlaneCommandLine> ParseControlPlaneCommandLine(
+    const std::vector<std::string>& args) {
+  ParsedControlPlaneCommandLine out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      out.action = ParsedControlPlaneCommandLine::Action::kHelp;
+      continue;
+    }
+    if (arg == "--version") {
+      out.action = ParsedControlPlaneCommandLine::Action::kVersion;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
+    }
+    std::string name(arg);
+    std::string value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": needs a value"));
+    }
+    if (name == "--data-dir") {
+      if (value.empty()) return absl::InvalidArgumentError("--data-dir: must not be empty");
+      out.options.data_dir = value;
+    } else if (name == "--api-address") {
+      absl::StatusOr<net::Address> address = net::Address::Parse(value);
+      if (!address.ok()) return Annotate(address.status(), "--api-address");
+      out.options.api_address = value;
+    } else if (name == "--log-level") {
+      std::optional<LogLevel> level = ParseLogLevel(value);
+      if (!level) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--log-level: unknown level \"", value,
+                         "\"; one of trace, debug, info, warn, error, "
+                         "critical, off"));
+      }
+      out.options.log_level = *level;
+    } else if (name == "--deregister-grace") {
+      absl::StatusOr<absl::Duration> grace = config::ParseDurationText(value);
+      if (!grace.ok()) return Annotate(grace.status(), "--deregister-grace");
+      out.options.deregister_grace = absl::ToChronoNanoseconds(*grace);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", name, " (see --help)"));
+    }
+  }
+  return out;
+}
+
+ControlPlane::ControlPlane(ControlPlaneOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+ControlPlane::~ControlPlane() {
+  // Handles belong to the loop: close them before it goes, then let it finish closing.
+  signals_.clear();
+  expiry_timer_.reset();
+  api_server_.reset();
+  loop_.RunUntilIdle();
+}
+
+absl::Status ControlPlane::Init() {
+  SetLogLevel(options_.log_level);
+  if (::mkdir(options_.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data-dir ", options_.data_dir, ": ", std::strerror(errno)));
+  }
+  absl::StatusOr<std::unique_ptr<FileStore>> store =
+      FileStore::Open(absl::StrCat(options_.data_dir, "/store"));
+  if (!store.ok()) return Annotate(store.status(), "opening the policy store");
+  store_ = std::move(*store);
+  absl::StatusOr<std::string> token =
+      api::LoadOrCreateToken(absl::StrCat(options_.data_dir, "/api-token"));
+  if (!token.ok()) return Annotate(token.status(), "API token");
+  token_ = std::move(*token);
+
+  registry::RegistryOptions registry_options;
+  registry_options.deregister_grace = options_.deregister_grace;
+  registry_ = std::make_unique<registry::Registry>(clock_, registry_options);
+  auto gauge = [this](absl::string_view state) {
+    absl::StatusOr<GaugeId> id =
+        stats_.RegisterGauge("meshlet_cp_registry_workloads",
+                             "Registered workloads: connected, or disconnected and waiting out "
+                             "the deregistration grace period.",
+                             {{"state", std::string(state)}}, GaugeMerge::kGlobal);
+    CHECK(id.ok()) << id.status().message();
+    return stats_.shared_shard().Get(*id);
+  };
+  const Gauge connected = gauge("connected");
+  const Gauge disconnected = gauge("disconnected");
+  absl::StatusOr<CounterId> expired_id =
+      stats_.RegisterCounter("meshlet_cp_registry_deregistered_total",
+                             "Workloads removed from the registry after their grace period.");
+  CHECK(expired_id.ok()) << expired_id.status().message();
+  const Counter expired = stats_.shared_shard().Get(*expired_id);
+  // Removal after the grace period: a coarse periodic sweep is enough (the grace is seconds).
+  expiry_timer_ = std::make_unique<event::Timer>(loop_, [this, connected, disconnected, expired] {
+    if (size_t removed = registry_->ExpireDisconnected(); removed > 0) {
+      expired.Inc(removed);
+      LOG(INFO) << "deregistered " << removed << " workload(s) after the grace period";
+    }
+    const size_t open = registry_->connected();
+    const size_t total = registry_->size();
+    connected.Set(static_cast<int64_t>(open));
+    disconnected.Set(static_cast<int64_t>(total > open ? total - open : 0));
+  });
+  expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
+
+  api::ApiOptions api_options;
+  api_options.token = token_;
+  api_options.server_version = kControlPlaneVersion;
+  api_ = std::make_unique<api::PolicyApi>(*store_, registry_.get(), clock_, api_options, &stats_);
+  ASSIGN_OR_RETURN(net::Address address, net::Address::Parse(options_.api_address));
+  http::HttpServerOptions server_options;
+  server_options.max_request_body_bytes = options_.max_api_body_bytes;
+  server_options.max_connections = options_.max_api_connections;
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
+      loop_, address, server_options,
+      [this](const http::ServerRequest& request) { return api_->Handle(request); });
+  if (!server.ok()) return Annotate(server.status(), absl::StrCat("API on ", options_.api_address));
+  api_server_ = std::move(*server);
+
+  for (int signum : {SIGTERM, SIGINT}) {
+    absl::StatusOr<std::unique_ptr<event::Signal>> signal =
+        event::Signal::Create(loop_, signum, [this](int received) {
+          LOG(INFO) << "signal " << received << ": shutting down";
+          BeginShutdown();
+        });
+    if (!signal.ok()) return signal.status();
+    signals_.push_back(std::move(*signal));
+  }
+  LOG(INFO) << "control plane " << kControlPlaneVersion << ": API on "
+            << api_server_->address().ToString() << ", data in " << options_.data_dir
+            << " (store revision " << store_->Revision() << ")";
+  return absl::OkStatus();
+}
+
+void ControlPlane::BeginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  for (auto& hook : shutdown_hooks_) hook();
+  if (api_server_ != nullptr) api_server_->Shutdown();
+  expiry_timer_.reset();
+  loop_.Stop();
+}
+
+int ControlPlane::Run() {
+  loop_.Run();
+  // A Stop() from another thread lands here without BeginShutdown having run.
+  BeginShutdown();
+  // Give open API connections a moment to finish their responses.
+  loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
+                 std::chrono::seconds(2));
+  LOG(INFO) << "control plane stopped";
+  return 0;
+}
+
+void ControlPlane::Stop() { loop_.Stop(); }
+
+}  // namespace meshlet::controlplane

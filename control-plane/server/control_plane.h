@@ -1,0 +1,110 @@
+#pragma once
+
+// ControlPlane: the control plane's composition root. It owns the main loop, the store (data
+// directory), the API token, the registry, the stats registry and the HTTP API server, and runs
+// until SIGTERM/SIGINT. Further servers (ADS on 15012, CA, telemetry) plug in by taking the
+// accessors below during Init hooks and adding their own flags to ControlPlaneOptions.
+//
+// Threading: everything runs on the one loop thread of Run(), except Stop(), which may be called
+// from any thread.
+//
+// Data directory layout:
+//   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
+//   <data-dir>/store/      the policy store (control-plane/store/file_store.h)
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/base/logging.h"
+#include "common/event/loop.h"
+#include "common/event/signal.h"
+#include "common/event/timer.h"
+#include "common/http/server.h"
+#include "common/net/address.h"
+#include "common/stats/stats.h"
+#include "control-plane/api/api_server.h"
+#include "control-plane/registry/registry.h"
+#include "control-plane/store/store.h"
+
+namespace meshlet::controlplane {
+
+inline constexpr char kControlPlaneVersion[] = "0.1.0";
+
+struct ControlPlaneOptions {
+  std::string data_dir = "/var/lib/meshlet";
+  // The REST API (meshctl). Loopback by default: the token guards it, but operators should
+  // choose to expose it (Kubernetes: 0.0.0.0 plus a Service, or `kubectl port-forward`).
+  std::string api_address = "127.0.0.1:15014";
+  LogLevel log_level = LogLevel::kInfo;
+  // How long a disconnected sidecar's workload stays registered.
+  Duration deregister_grace = std::chrono::seconds(30);
+  size_t max_api_body_bytes = 1 << 20;
+  size_t max_api_connections = 256;
+};
+
+struct ParsedControlPlaneCommandLine {
+  enum class Action { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
+  ControlPlaneOptions options;
+};
+
+// Flags: --data-dir DIR, --api-address HOST:PORT, --log-level LEVEL, --deregister-grace DURATION
+// ("30s"), --help, --version. "--flag=value" and "--flag value" both work. Errors name the flag.
+absl::StatusOr<ParsedControlPlaneCommandLine> ParseControlPlaneCommandLine(
+    const std::vector<std::string>& args);
+std::string ControlPlaneUsage();
+
+class ControlPlane {
+ public:
+  explicit ControlPlane(ControlPlaneOptions options, const Clock& clock = RealClock::Get());
+  ~ControlPlane();
+  ControlPlane(const ControlPlane&) = delete;
+  ControlPlane& operator=(const ControlPlane&) = delete;
+
+  // Opens the data directory, loads or creates the token, binds the API port. Errors say which
+  // step failed and why.
+  absl::Status Init();
+  // Serves until SIGTERM/SIGINT or Stop(); returns the process exit code.
+  int Run();
+  // Makes Run() return after closing servers cleanly. Safe from any thread.
+  void Stop();
+
+  event::Loop& loop() { return loop_; }
+  Store& store() { return *store_; }
+  registry::Registry& registry() { return *registry_; }
+  api::PolicyApi& api() { return *api_; }
+  StatsRegistry& stats() { return stats_; }
+  const Clock& clock() const { return clock_; }
+  const ControlPlaneOptions& options() const { return options_; }
+  // Valid after Init(): the bound API address (the real port when configured with port 0).
+  const net::Address& api_address() const { return api_server_->address(); }
+  const std::string& api_token() const { return token_; }
+
+  // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
+  // register their own graceful stop here).
+  void OnShutdown(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+
+ private:
+  void BeginShutdown();
+
+  const ControlPlaneOptions options_;
+  const Clock& clock_;
+  event::Loop loop_;
+  StatsRegistry stats_;
+  std::unique_ptr<Store> store_;
+  std::string token_;
+  std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<api::PolicyApi> api_;
+  std::unique_ptr<http::HttpServer> api_server_;
+  std::unique_ptr<event::Timer> expiry_timer_;
+  std::vector<std::unique_ptr<event::Signal>> signals_;
+  std::vector<std::function<void()>> shutdown_hooks_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace meshlet::controlplane

@@ -1,0 +1,141 @@
+#pragma once
+
+// Translator: policy (PolicySnapshot) + registry (RegistrySnapshot) → the resources one sidecar
+// runs on. Pure and deterministic: the same inputs give byte-identical resources in the same
+// order, so content hashes make stable versions and an unchanged node gets no push.
+//
+// What a node receives (names are stable and part of the contract, docs/control-plane.md):
+//
+//   Listener "outbound"   <listen host>:<outbound port>, OUTBOUND, HTTP, routes "outbound"
+//   Listener "inbound"    <listen host>:<inbound port>, INBOUND, AUTO, routes "inbound", TCP to
+//                         the first app port; only when the workload serves ports; with a
+//                         Secret (TranslateOptions::secret_name), TLS in the
+//                         TrafficPolicy/MeshConfig mode
+//   RouteConfiguration "outbound"  one virtual host per reachable Service (host names
+//                         "<svc>", "<svc>.<ns>", "<svc>.<ns>.svc", "<svc>.<ns>.svc.<domain>", each
+//                         also with ":<port>"), HTTPRoute rules first, then a default route
+//   RouteConfiguration "inbound"   everything to the local app
+//   Cluster "outbound|<port>|<subset>|<svc>.<ns>"  EDS; TrafficPolicy settings; <subset> is
+//                         "k=v,k2=v2" (sorted) for HTTPRoute backends with a subset, else empty
+//   Cluster "inbound|<port>"       STATIC, 127.0.0.1:<app port>
+//   ClusterLoadAssignment per outbound cluster: registry endpoints (ready → HEALTHY)
+//
+// Services: every Service resource, plus services only the registry knows (a workload registered
+// with a service name and app ports is discoverable without a Service resource; its ports count
+// as HTTP). Reachable: all of them, or, when MeshConfig.spec.scope_to_dependencies is set, the
+// node's own service and those its registration label meshlet.io/dependencies lists ("svc",
+// "svc.ns", "*.ns", comma-separated).
+//
+// Endpoints point at the peer sidecars' inbound listeners (<workload address>:<inbound port>),
+// which forward to their local app; the peer picks the app port from the Host the caller used.
+//
+// Clusters always come with every route that names them in the same NodeResources; the ADS
+// server sends clusters (and their endpoints) before routes (design.md §5).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
+#include "xds/node.pb.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::translate {
+
+using policy::PolicySnapshot;
+using registry::RegistrySnapshot;
+
+// Type URLs for google.protobuf.Any, as the ADS server and sidecar use them.
+inline constexpr absl::string_view kListenerType = "type.googleapis.com/meshlet.xds.Listener";
+inline constexpr absl::string_view kRouteType =
+    "type.googleapis.com/meshlet.xds.RouteConfiguration";
+inline constexpr absl::string_view kClusterType = "type.googleapis.com/meshlet.xds.Cluster";
+inline constexpr absl::string_view kEndpointType =
+    "type.googleapis.com/meshlet.xds.ClusterLoadAssignment";
+inline constexpr absl::string_view kSecretType = "type.googleapis.com/meshlet.xds.Secret";
+
+// One node's resources, each list ordered by name.
+struct NodeResources {
+  std::vector<xds::Listener> listeners;
+  std::vector<xds::RouteConfiguration> routes;
+  std::vector<xds::Cluster> clusters;
+  std::vector<xds::ClusterLoadAssignment> endpoints;
+  // Warnings that did not stop translation (e.g. an HTTPRoute backend naming a missing Service:
+  // that rule answers 503 until the Service exists). Ordered, for logs and proxy-config.
+  std::vector<std::string> warnings;
+};
+
+struct TranslateOptions {
+  std::string cluster_domain = "cluster.local";
+  // Host the inbound listener forwards to (the local app).
+  std::string local_app_host = "127.0.0.1";
+  // Address the listeners bind ("0.0.0.0"; loopback tests use "127.0.0.1").
+  std::string listen_host = "0.0.0.0";
+  // The Secret (workload certificate + trust bundle) the node holds. Empty: plaintext between
+  // sidecars whatever the mTLS mode says (no certificates issued yet). Set: mTLS per
+  // TrafficPolicy/MeshConfig mode (PERMISSIVE by default).
+  std::string secret_name;
+};
+
+// Shares the node-independent part of translations — the outbound RouteConfiguration, outbound
+// clusters and their endpoints — between nodes that reach the same services, so a push to N
+// sidecars builds it once instead of N times. Entries are keyed by PolicySnapshot::revision,
+// RegistrySnapshot::version, the options and (when MeshConfig scopes configuration) the node's
+// reachable services: use it only with snapshots whose revision/version identify their content
+// (LoadPolicySnapshot, Registry::Snapshot). Thread-safe.
+class TranslationCache {
+ public:
+  struct Outbound {
+    std::vector<xds::RouteConfiguration> routes;
+    std::vector<xds::Cluster> clusters;
+    std::vector<xds::ClusterLoadAssignment> endpoints;
+    std::vector<std::string> warnings;
+  };
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    size_t entries = 0;
+  };
+
+  explicit TranslationCache(size_t max_entries = 256) : max_entries_(max_entries) {}
+
+  std::shared_ptr<const Outbound> Find(const std::string& key);
+  void Insert(const std::string& key, std::shared_ptr<const Outbound> outbound);
+  Stats stats() const;
+
+ private:
+  const size_t max_entries_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const Outbound>> entries_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+// Translates for `node` (its registration in `registry` if present, else the Node itself).
+// `cache` (optional, not owned) reuses the node-independent part across nodes.
+NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& registry,
+                        const xds::Node& node, const TranslateOptions& options = {},
+                        TranslationCache* cache = nullptr);
+
+// Content hash of one resource (deterministic serialization), 16 hex digits.
+std::string ResourceVersion(const google::protobuf::Message& resource);
+// Content hash of a list of resources (names and contents, in order), 16 hex digits: the
+// version_info of one type in a state-of-the-world response.
+template <typename T>
+std::string TypeVersion(const std::vector<T>& resources);
+std::string CombineVersions(const std::vector<std::string>& versions);
+
+template <typename T>
+std::string TypeVersion(const std::vector<T>& resources) {
+  std::vector<std::string> versions;
+  versions.reserve(resources.size());
+  for (const T& resource : resources) versions.push_back(ResourceVersion(resource));
+  return CombineVersions(versions);
+}
+
+}  // namespace meshlet::controlplane::translate

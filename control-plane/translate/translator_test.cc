@@ -1,0 +1,395 @@
+#include "control-plane/translate/translator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include "common/base/fake_clock.h"
+#include "control-plane/policy/codec.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+namespace pb = ::meshlet::policy;
+
+template <typename T>
+T Parse(const std::string& yaml) {
+  absl::StatusOr<policy::ParsedResource> parsed = policy::ParseResource(yaml);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  T out = static_cast<T&>(*parsed->message);
+  if (out.metadata().namespace_().empty()) out.mutable_metadata()->set_namespace_("default");
+  return out;
+}
+
+registry::Workload MakeWorkload(std::string id, std::string service, std::string address,
+                                std::map<std::string, std::string> labels = {}, bool ready = true) {
+  registry::Workload w;
+  w.id = std::move(id);
+  w.service = std::move(service);
+  w.namespace_ = "default";
+  w.addresses = {std::move(address)};
+  w.ports = {9080};
+  w.labels = std::move(labels);
+  w.ready = ready;
+  w.service_account = w.service;
+  return w;
+}
+
+class TranslatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    policy_.services.push_back(Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: reviews}
+spec:
+  ports: [{name: http, port: 9080}]
+)"));
+    policy_.services.push_back(Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080, targetPort: 8081}]
+)"));
+    policy_.traffic_policies.push_back(Parse<pb::TrafficPolicy>(R"(
+kind: TrafficPolicy
+metadata: {name: reviews}
+spec:
+  target: reviews
+  loadBalancer: ROUND_ROBIN
+  timeouts: {connect: 250ms, request: 2s, perTry: 500ms}
+  retries: {attempts: 3, retryOn: [connect-failure, reset], budgetPercent: 25}
+  circuitBreaker: {maxRequests: 100}
+  outlierDetection: {consecutive5xx: 7}
+  rateLimit: {requestsPerSecond: 50, burst: 100}
+)"));
+    policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  target: reviews
+  hostnames: [reviews.example.com]
+  rules:
+  - name: canary
+    matches:
+    - headers: [{name: X-Canary, value: always}]
+    backends: [{service: reviews, subset: {version: v2}}]
+  - name: split
+    matches:
+    - path: {type: PathPrefix, value: /api}
+    - path: {type: Exact, value: /health}
+      method: GET
+    backends:
+    - {service: reviews, subset: {version: v1}, weight: 90}
+    - {service: reviews, subset: {version: v2}, weight: 10}
+    timeout: 3s
+    requestHeaders: {set: {x-b: "2", x-a: "1"}, remove: [x-debug]}
+    fault: {abort: {httpStatus: 503, percent: 5}}
+  - name: ghost
+    matches: [{path: {value: /ghost}}]
+    backends: [{service: nonexistent}]
+)"));
+    registry_.workloads = {
+        MakeWorkload("frontend-0", "frontend", "10.0.0.1"),
+        MakeWorkload("reviews-v1-0", "reviews", "10.0.1.1", {{"version", "v1"}}),
+        MakeWorkload("reviews-v1-1", "reviews", "10.0.1.2", {{"version", "v1"}}, false),
+        MakeWorkload("reviews-v2-0", "reviews", "10.0.2.1", {{"version", "v2"}}),
+    };
+    registry_.workloads[0].ports = {8081};
+    node_.set_id("frontend-0");
+  }
+
+  static std::string Bytes(const NodeResources& r) {
+    std::string out;
+    auto add = [&](const google::protobuf::Message& m) {
+      std::string bytes;
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      m.SerializeToCodedStream(&coded);
+      coded.Trim();
+      out += bytes;
+      out += '|';
+    };
+    for (const auto& m : r.listeners) add(m);
+    for (const auto& m : r.routes) add(m);
+    for (const auto& m : r.clusters) add(m);
+    for (const auto& m : r.endpoints) add(m);
+    return out;
+  }
+
+  template <typename T>
+  static const T* Named(const std::vector<T>& list, absl::string_view name) {
+    for (const T& item : list) {
+      if (item.name() == name) return &item;
+    }
+    return nullptr;
+  }
+  static const xds::ClusterLoadAssignment* Assignment(const NodeResources& r,
+                                                      absl::string_view name) {
+    for (const auto& a : r.endpoints) {
+      if (a.cluster_name() == name) return &a;
+    }
+    return nullptr;
+  }
+  static const xds::VirtualHost* Host(const NodeResources& r, absl::string_view route_config,
+                                      absl::string_view vhost) {
+    const xds::RouteConfiguration* rc = Named(r.routes, route_config);
+    if (rc == nullptr) return nullptr;
+    for (const auto& vh : rc->virtual_hosts()) {
+      if (vh.name() == vhost) return &vh;
+    }
+    return nullptr;
+  }
+
+  policy::PolicySnapshot policy_;
+  registry::RegistrySnapshot registry_;
+  xds::Node node_;
+};
+
+TEST_F(TranslatorTest, ListenersForTheNode) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(r.listeners.size(), 2u);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  EXPECT_EQ(outbound->address(), "0.0.0.0:15001");
+  EXPECT_EQ(outbound->direction(), xds::OUTBOUND);
+  EXPECT_EQ(outbound->route_config_name(), "outbound");
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->address(), "0.0.0.0:15006");
+  EXPECT_EQ(inbound->direction(), xds::INBOUND);
+  // frontend's Service maps port 8080 to the app's 8081.
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|8081");
+  const xds::Cluster* app = Named(r.clusters, "inbound|8081");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->type(), xds::Cluster::STATIC);
+  EXPECT_EQ(app->load_assignment().endpoints(0).address(), "127.0.0.1:8081");
+  // The inbound hop neither times out nor retries on its own: the caller's sidecar does both.
+  const xds::VirtualHost* local = Host(r, "inbound", "inbound:8080");
+  ASSERT_NE(local, nullptr);
+  ASSERT_EQ(local->routes_size(), 1);
+  EXPECT_EQ(local->routes(0).route().timeout().seconds(), 0);
+  ASSERT_TRUE(local->routes(0).route().retry_policy().has_num_retries());
+  EXPECT_EQ(local->routes(0).route().retry_policy().num_retries().value(), 0u);
+}
+
+TEST_F(TranslatorTest, RegisteredAppPortsWinOverTheServiceTargetPort) {
+  // Two reviews instances on one host listen on 19080 and 29080; the Service says 9080.
+  registry_.workloads[1].ports = {19080};
+  registry_.workloads[3].ports = {29080};
+  node_.set_id("reviews-v2-0");
+  NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.listeners, "inbound")->tcp_cluster(), "inbound|29080");
+  ASSERT_NE(Named(r.clusters, "inbound|29080"), nullptr);
+  // Registered ports that include the target port keep it.
+  registry_.workloads[3].ports = {9080, 29080};
+  r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.listeners, "inbound")->tcp_cluster(), "inbound|9080");
+}
+
+TEST_F(TranslatorTest, PortsFromTheRegistrationForLoopbackSidecars) {
+  registry_.workloads[0].inbound_port = 26006;
+  registry_.workloads[0].outbound_port = 26001;
+  registry_.workloads[1].inbound_port = 27006;
+  TranslateOptions options;
+  options.listen_host = "127.0.0.1";
+  NodeResources r = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
+  EXPECT_EQ(Named(r.listeners, "inbound")->address(), "127.0.0.1:26006");
+  const xds::ClusterLoadAssignment* v1 = Assignment(r, "outbound|9080|version=v1|reviews.default");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->endpoints(0).address(), "10.0.1.1:27006");
+}
+
+TEST_F(TranslatorTest, WeightedSplitMatchesAndHeaderEdits) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  std::vector<std::string> domains(vh->domains().begin(), vh->domains().end());
+  for (const char* d : {"reviews", "reviews:9080", "reviews.default", "reviews.default.svc",
+                        "reviews.default.svc.cluster.local:9080", "reviews.example.com"}) {
+    EXPECT_NE(std::find(domains.begin(), domains.end(), d), domains.end()) << d;
+  }
+  // canary, split x2 matches, ghost, then the default route.
+  ASSERT_EQ(vh->routes_size(), 5);
+  const xds::Route& canary = vh->routes(0);
+  EXPECT_EQ(canary.match().prefix(), "/");
+  ASSERT_EQ(canary.match().headers_size(), 1);
+  EXPECT_EQ(canary.match().headers(0).name(), "x-canary");
+  EXPECT_EQ(canary.match().headers(0).exact(), "always");
+  EXPECT_EQ(canary.route().cluster(), "outbound|9080|version=v2|reviews.default");
+
+  const xds::Route& split = vh->routes(1);
+  EXPECT_EQ(split.match().prefix(), "/api");
+  EXPECT_EQ(vh->routes(2).match().path(), "/health");
+  EXPECT_EQ(vh->routes(2).match().methods(0), "GET");
+  ASSERT_EQ(split.route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(split.route().weighted_clusters().clusters(0).name(),
+            "outbound|9080|version=v1|reviews.default");
+  EXPECT_EQ(split.route().weighted_clusters().clusters(0).weight(), 90u);
+  EXPECT_EQ(split.route().weighted_clusters().clusters(1).weight(), 10u);
+  EXPECT_EQ(split.route().timeout().seconds(), 3);
+  // Header edits in name order, so the output does not depend on map iteration.
+  ASSERT_EQ(split.request_headers_to_add_size(), 2);
+  EXPECT_EQ(split.request_headers_to_add(0).name(), "x-a");
+  EXPECT_FALSE(split.request_headers_to_add(0).append());
+  EXPECT_EQ(split.request_headers_to_remove(0), "x-debug");
+  EXPECT_EQ(split.fault().abort().http_status(), 503u);
+  EXPECT_DOUBLE_EQ(split.fault().abort().percentage(), 5.0);
+
+  // A backend naming a missing Service answers 503 and says so.
+  EXPECT_EQ(vh->routes(3).direct_response().status(), 503u);
+  ASSERT_FALSE(r.warnings.empty());
+  EXPECT_NE(r.warnings[0].find("nonexistent"), std::string::npos) << r.warnings[0];
+
+  const xds::Route& fallback = vh->routes(4);
+  EXPECT_EQ(fallback.route().cluster(), "outbound|9080||reviews.default");
+}
+
+TEST_F(TranslatorTest, TrafficPolicyBecomesClusterAndRouteSettings) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Cluster* c = Named(r.clusters, "outbound|9080||reviews.default");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->type(), xds::Cluster::EDS);
+  EXPECT_EQ(c->lb_policy(), xds::ROUND_ROBIN);
+  EXPECT_EQ(c->connect_timeout().nanos(), 250000000);
+  EXPECT_EQ(c->circuit_breakers().max_requests().value(), 100u);
+  EXPECT_DOUBLE_EQ(c->circuit_breakers().retry_budget().budget_percent(), 25.0);
+  EXPECT_EQ(c->outlier_detection().consecutive_5xx().value(), 7u);
+
+  const xds::Route& fallback = Host(r, "outbound", "reviews.default:9080")->routes(4);
+  EXPECT_EQ(fallback.route().timeout().seconds(), 2);
+  EXPECT_EQ(fallback.route().retry_policy().num_retries().value(), 3u);
+  EXPECT_EQ(fallback.route().retry_policy().per_try_timeout().nanos(), 500000000);
+  ASSERT_EQ(fallback.route().retry_policy().retry_on_size(), 2);
+
+  // The rate limit is applied by reviews' own sidecar, on its inbound route.
+  node_.set_id("reviews-v1-0");
+  NodeResources own = Translate(policy_, registry_, node_);
+  const xds::RouteConfiguration* inbound = Named(own.routes, "inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->virtual_hosts(0).routes(0).rate_limit().requests_per_second(), 50u);
+}
+
+TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* all = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_NE(all, nullptr);
+  ASSERT_EQ(all->endpoints_size(), 3);
+  EXPECT_EQ(all->endpoints(0).address(), "10.0.1.1:15006");
+  EXPECT_EQ(all->endpoints(0).health(), xds::Endpoint::HEALTHY);
+  EXPECT_EQ(all->endpoints(1).address(), "10.0.1.2:15006");
+  EXPECT_EQ(all->endpoints(1).health(), xds::Endpoint::UNHEALTHY);  // app not ready
+  EXPECT_EQ(all->endpoints(0).identity(), "spiffe://cluster.local/ns/default/sa/reviews");
+  const xds::ClusterLoadAssignment* v2 = Assignment(r, "outbound|9080|version=v2|reviews.default");
+  ASSERT_NE(v2, nullptr);
+  ASSERT_EQ(v2->endpoints_size(), 1);
+  EXPECT_EQ(v2->endpoints(0).address(), "10.0.2.1:15006");
+  // Every outbound cluster has its assignment; every route's cluster exists.
+  for (const xds::Cluster& c : r.clusters) {
+    if (c.type() == xds::Cluster::EDS) {
+      EXPECT_NE(Assignment(r, c.name()), nullptr) << c.name();
+    }
+  }
+}
+
+TEST_F(TranslatorTest, ServicesKnownOnlyFromTheRegistry) {
+  registry_.workloads.push_back(MakeWorkload("ratings-0", "ratings", "10.0.3.1"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_NE(Host(r, "outbound", "ratings.default:9080"), nullptr);
+  EXPECT_NE(Named(r.clusters, "outbound|9080||ratings.default"), nullptr);
+}
+
+TEST_F(TranslatorTest, ScopeToDependencies) {
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  registry_.workloads.push_back(MakeWorkload("ratings-0", "ratings", "10.0.3.1"));
+  NodeResources none = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Host(none, "outbound", "reviews.default:9080"), nullptr);
+  EXPECT_EQ(Host(none, "outbound", "ratings.default:9080"), nullptr);
+  EXPECT_NE(Host(none, "outbound", "frontend.default:8080"), nullptr);  // its own service
+
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "reviews";
+  NodeResources some = Translate(policy_, registry_, node_);
+  EXPECT_NE(Host(some, "outbound", "reviews.default:9080"), nullptr);
+  EXPECT_EQ(Host(some, "outbound", "ratings.default:9080"), nullptr);
+  EXPECT_EQ(Named(some.clusters, "outbound|9080||ratings.default"), nullptr);
+  EXPECT_LT(some.clusters.size(), Translate(policy_, registry_, node_).clusters.size() + 1);
+}
+
+TEST_F(TranslatorTest, DeterministicWhateverTheInputOrder) {
+  const NodeResources first = Translate(policy_, registry_, node_);
+  const std::string first_bytes = Bytes(first);
+  std::mt19937 shuffle(42);
+  for (int i = 0; i < 5; ++i) {
+    policy::PolicySnapshot shuffled = policy_;
+    std::shuffle(shuffled.services.begin(), shuffled.services.end(), shuffle);
+    std::shuffle(shuffled.http_routes.begin(), shuffled.http_routes.end(), shuffle);
+    EXPECT_EQ(Bytes(Translate(shuffled, registry_, node_)), first_bytes);
+  }
+  EXPECT_EQ(TypeVersion(first.clusters),
+            TypeVersion(Translate(policy_, registry_, node_).clusters));
+  // Each list is ordered by name.
+  for (size_t i = 1; i < first.clusters.size(); ++i) {
+    EXPECT_LT(first.clusters[i - 1].name(), first.clusters[i].name());
+  }
+}
+
+TEST_F(TranslatorTest, VersionsFollowContent) {
+  const NodeResources before = Translate(policy_, registry_, node_);
+  registry_.workloads[3].ready = false;  // reviews-v2-0 stops being ready
+  const NodeResources after = Translate(policy_, registry_, node_);
+  EXPECT_EQ(TypeVersion(before.clusters), TypeVersion(after.clusters));
+  EXPECT_EQ(TypeVersion(before.routes), TypeVersion(after.routes));
+  EXPECT_NE(TypeVersion(before.endpoints), TypeVersion(after.endpoints));
+  EXPECT_EQ(ResourceVersion(before.listeners[0]).size(), 16u);
+  EXPECT_NE(ResourceVersion(before.listeners[0]), ResourceVersion(before.listeners[1]));
+}
+
+TEST_F(TranslatorTest, CacheGivesTheSameResultAsTranslatingAlone) {
+  TranslationCache cache;
+  policy_.revision = 7;
+  registry_.version = 3;
+  for (const auto& w : registry_.workloads) {
+    xds::Node node;
+    node.set_id(w.id);
+    EXPECT_EQ(Bytes(Translate(policy_, registry_, node, {}, &cache)),
+              Bytes(Translate(policy_, registry_, node)))
+        << w.id;
+  }
+  TranslationCache::Stats stats = cache.stats();
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.hits, registry_.workloads.size() - 1);
+
+  // New inputs (a new revision) are never answered from old entries.
+  policy_.revision = 8;
+  policy_.http_routes.clear();
+  EXPECT_EQ(Bytes(Translate(policy_, registry_, node_, {}, &cache)),
+            Bytes(Translate(policy_, registry_, node_)));
+  EXPECT_EQ(cache.stats().misses, 2u);
+
+  // Scoped nodes share entries only with nodes that reach the same services.
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  policy_.revision = 9;
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "reviews";
+  for (const auto& w : registry_.workloads) {
+    xds::Node node;
+    node.set_id(w.id);
+    EXPECT_EQ(Bytes(Translate(policy_, registry_, node, {}, &cache)),
+              Bytes(Translate(policy_, registry_, node)))
+        << w.id;
+  }
+  // frontend (frontend + reviews) and the reviews workloads (reviews only): two entries.
+  EXPECT_EQ(cache.stats().misses, 4u);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,200 @@
+#pragma once
+
+// AdsServer: the control plane's aggregated discovery service (docs/xds.md). Each sidecar opens
+// one bidirectional gRPC stream, state of the world
+// (/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources) or incremental
+// (.../DeltaAggregatedResources), sends its Node, subscribes to resource types, and gets every
+// type it subscribed to whenever its resources change.
+//
+// Where resources come from: a ResourceGenerator turns a Node into the node's resources (the
+// translator in production, a file in tests and demos). The server calls it on the loop thread
+// whenever a node needs a push: on its first subscriptions and after NotifyChanged().
+//
+// What it guarantees:
+//   - Push order: secrets, clusters, endpoints, route configurations, listeners — each type only
+//     names earlier ones. Removals go the other way: a first pass sends each type as the union of
+//     the new and the old set, a second pass (reverse order) drops what is gone, so a sidecar that
+//     validates its whole configuration at every step never sees a name it cannot resolve.
+//   - Versions are content hashes (resource_set.h): an unchanged type is never re-sent, and a
+//     NACKed version is not sent again (TypeSubscription).
+//   - Debounce: NotifyChanged() starts a push round once changes have been quiet for
+//     `debounce_quiet`, or `debounce_max_delay` after the first of a burst at the latest.
+//   - Throttling: at most `max_concurrent_pushes` nodes have a push awaiting its answers; others
+//     queue (FIFO). A push that is not fully answered within `push_timeout` frees its slot.
+//
+// Observers: ProxyObserver hears about sidecars connecting (first request with a Node) and
+// disconnecting (stream ended) — the registry's Connect/Disconnect.
+//
+// Threading: everything runs on the loop thread, except NotifyChanged() and the *AnyThread
+// status readers, which may be called from any thread. The generator and the observer are called
+// on the loop thread and must not block for long.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/server.h"
+#include "common/stats/stats.h"
+#include "control-plane/xds/resource_set.h"
+#include "control-plane/xds/subscription.h"
+#include "xds/discovery.pb.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::controlplane::ads {
+
+inline constexpr absl::string_view kStreamMethod =
+    "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
+inline constexpr absl::string_view kDeltaMethod =
+    "/meshlet.xds.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+struct AdsServerOptions {
+  // A push round starts once changes have been quiet this long...
+  Duration debounce_quiet = std::chrono::milliseconds(100);
+  // ...or this long after the first change of a burst, whichever comes first.
+  Duration debounce_max_delay = std::chrono::seconds(1);
+  // Nodes whose push awaits answers at once; the rest wait in a queue.
+  size_t max_concurrent_pushes = 100;
+  // A new stream's first push waits this long after its first request, so subscriptions a client
+  // sends one by one are served together, in dependency order.
+  Duration initial_subscription_window = std::chrono::milliseconds(50);
+  // A push not fully answered within this frees its slot (the sidecar is stuck or slow).
+  Duration push_timeout = std::chrono::seconds(10);
+  // Streams open at once; more are refused with RESOURCE_EXHAUSTED.
+  size_t max_streams = 20000;
+  // Sent in every response's system_version_info.
+  std::string system_version_info = "meshlet-control-plane 0.1.0";
+};
+
+// Resources for one node. An error skips this push for the node (counted and logged); the
+// sidecar keeps what it has.
+using ResourceGenerator = std::function<absl::StatusOr<NodeResourceSet>(const xds::Node& node)>;
+
+// Registry hook: called on the loop thread.
+class ProxyObserver {
+ public:
+  virtual ~ProxyObserver() = default;
+  // A stream sent its Node (first request). Several streams may carry one id for a moment
+  // (a reconnect racing the old stream's close): each stream calls both methods once.
+  virtual void OnProxyConnected(const xds::Node& node) = 0;
+  virtual void OnProxyDisconnected(const std::string& node_id) = 0;
+  // Any later request on a stream (an ACK, a NACK, a subscription): the sidecar is alive.
+  virtual void OnProxyActivity(const std::string& node_id) { (void)node_id; }
+};
+
+// What proxy-status shows for one type on one stream.
+struct TypeStatus {
+  std::string type;      // "clusters", ...
+  std::string type_url;  // "type.googleapis.com/meshlet.xds.Cluster"
+  bool subscribed = false;
+  std::string sent_version;  // empty: nothing sent yet
+  std::string sent_nonce;
+  std::string acked_version;  // empty: nothing ACKed yet
+  // "ACKED" (the sidecar runs what was sent last), "NACKED" (it refused the last answered
+  // response and runs acked_version), "PENDING" (awaiting an answer), "NOT_SENT", "UNSUBSCRIBED".
+  std::string state;
+  std::optional<TypeSubscription::Nack> last_nack;  // kept after later ACKs
+  size_t resources = 0;                             // in the state the sidecar is assumed to hold
+  uint64_t acks = 0;
+  uint64_t nacks = 0;
+};
+
+struct ProxyStatus {
+  std::string id;
+  std::string service;
+  std::string namespace_;
+  std::string sidecar_version;
+  std::string peer;  // address the stream came from
+  std::string mode;  // "sotw" or "delta"
+  absl::Time connected_since;
+  std::vector<TypeStatus> types;  // in push order
+};
+
+// JSON renderings for the API (`meshctl proxy-status`, `meshctl proxy-config NODE`).
+std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses);
+
+class AdsServer {
+ public:
+  // `clock` (may be null: the loop's) is for convergence times and timeouts.
+  AdsServer(event::Loop& loop, StatsRegistry& stats, ResourceGenerator generator,
+            AdsServerOptions options = {});
+  ~AdsServer();
+  AdsServer(const AdsServer&) = delete;
+  AdsServer& operator=(const AdsServer&) = delete;
+
+  // Registers both ADS methods on `server` (which may carry other services too).
+  absl::Status Register(http::grpc::Server& server);
+  // Not owned; null to stop. Set before streams arrive.
+  void SetObserver(ProxyObserver* observer) { observer_ = observer; }
+
+  // Resources may have changed for any node. Any thread; debounced.
+  void NotifyChanged();
+  // Ends every stream (UNAVAILABLE via the gRPC server's own shutdown is the graceful way; this
+  // stops timers and forgets streams without calling the observer).
+  void Stop();
+
+  // Loop thread.
+  std::vector<ProxyStatus> ProxyStatuses() const;
+  // The resources last sent to the newest stream of `node_id`, as JSON; nullopt: not connected.
+  std::optional<std::string> ProxyConfigJson(absl::string_view node_id) const;
+  size_t connected_proxies() const { return streams_.size(); }
+  size_t queued_pushes() const { return push_queue_.size(); }
+  size_t pushes_in_flight() const { return pushes_in_flight_; }
+  uint64_t push_rounds() const { return push_rounds_; }
+
+  // From any thread: runs the loop-thread reader there and waits (up to `timeout`).
+  std::optional<std::vector<ProxyStatus>> ProxyStatusesAnyThread(Duration timeout) const;
+  std::optional<std::optional<std::string>> ProxyConfigJsonAnyThread(std::string node_id,
+                                                                     Duration timeout) const;
+
+  const AdsServerOptions& options() const { return options_; }
+
+ private:
+  class Stream;
+  struct Metrics;
+
+  void OnStreamStarted(std::shared_ptr<http::grpc::ServerCall> call, bool delta);
+  void OnStreamEnded(uint64_t stream_id);
+  void RequestPush(Stream& stream, MonotonicTime changed_at);
+  void ScheduleDrain();
+  void DrainQueue();
+  void Push(Stream& stream);
+  void OnPushMaybeDone(Stream& stream);
+  void FinishPush(Stream& stream, bool timed_out);
+  void OnDebounceFired();
+  void SweepTimeouts();
+  MonotonicTime Now() const { return loop_.Now(); }
+
+  event::Loop& loop_;
+  const AdsServerOptions options_;
+  ResourceGenerator generator_;
+  ProxyObserver* observer_ = nullptr;
+  std::unique_ptr<Metrics> metrics_;
+
+  uint64_t next_stream_id_ = 1;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Stream>> streams_;
+  std::deque<uint64_t> push_queue_;
+  size_t pushes_in_flight_ = 0;
+  bool drain_posted_ = false;
+  uint64_t push_rounds_ = 0;
+
+  // Debounce: the first change of the current burst and the latest one.
+  std::optional<MonotonicTime> burst_started_;
+  std::unique_ptr<event::Timer> debounce_timer_;
+  std::unique_ptr<event::Timer> sweep_timer_;
+  // Lets posted closures notice the server is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace meshlet::controlplane::ads

@@ -1,0 +1,419 @@
+// The ADS server over real sockets on 127.0.0.1, driven by meshlet's gRPC client: push order,
+// make-before-break removals, ACK/NACK accounting, NACKed versions not re-pushed, debounce,
+// throttling, delta, observer calls and metrics.
+
+#include "control-plane/xds/ads_server.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/client.h"
+#include "common/http/grpc/server.h"
+#include "common/net/address.h"
+#include "common/stats/stats.h"
+#include "gtest/gtest.h"
+#include "xds/discovery.pb.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::ads {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr auto kClusters = ResourceType::kCluster;
+constexpr auto kRoutes = ResourceType::kRoute;
+constexpr auto kListeners = ResourceType::kListener;
+
+xds::Cluster Cluster(const std::string& name, int timeout_seconds = 1) {
+  xds::Cluster cluster;
+  cluster.set_name(name);
+  cluster.mutable_connect_timeout()->set_seconds(timeout_seconds);
+  return cluster;
+}
+
+xds::RouteConfiguration Route(const std::string& name, const std::string& cluster) {
+  xds::RouteConfiguration route;
+  route.set_name(name);
+  auto* vhost = route.add_virtual_hosts();
+  vhost->set_name("all");
+  vhost->add_domains("*");
+  auto* r = vhost->add_routes();
+  r->mutable_match()->set_prefix("/");
+  r->mutable_route()->set_cluster(cluster);
+  return route;
+}
+
+xds::Listener Listener(const std::string& name, const std::string& route) {
+  xds::Listener listener;
+  listener.set_name(name);
+  listener.set_address("127.0.0.1:0");
+  listener.set_route_config_name(route);
+  return listener;
+}
+
+class RecordingObserver : public ProxyObserver {
+ public:
+  void OnProxyConnected(const xds::Node& node) override { connected.push_back(node.id()); }
+  void OnProxyDisconnected(const std::string& id) override { disconnected.push_back(id); }
+  void OnProxyActivity(const std::string&) override { ++activity; }
+  std::vector<std::string> connected;
+  int activity = 0;
+  std::vector<std::string> disconnected;
+};
+
+// A state-of-the-world client stream that records every response.
+struct SotwClient {
+  std::shared_ptr<http::grpc::ClientCall> call;
+  std::vector<xds::DiscoveryResponse> responses;
+  bool finished = false;
+
+  void Subscribe(std::initializer_list<ResourceType> types, const std::string& node_id) {
+    bool first = true;
+    for (ResourceType type : types) {
+      xds::DiscoveryRequest request;
+      if (first) request.mutable_node()->set_id(node_id);
+      first = false;
+      request.set_type_url(std::string(TypeUrl(type)));
+      call->SendProto(request);
+    }
+  }
+  void Answer(const xds::DiscoveryResponse& response, const std::string& nack = "") {
+    xds::DiscoveryRequest request;
+    request.set_type_url(response.type_url());
+    request.set_response_nonce(response.nonce());
+    request.set_version_info(response.version_info());
+    if (!nack.empty()) {
+      request.mutable_error_detail()->set_code(3);
+      request.mutable_error_detail()->set_message(nack);
+    }
+    call->SendProto(request);
+  }
+};
+
+struct DeltaClient {
+  std::shared_ptr<http::grpc::ClientCall> call;
+  std::vector<xds::DeltaDiscoveryResponse> responses;
+};
+
+class AdsServerTest : public ::testing::Test {
+ protected:
+  void StartServer(AdsServerOptions options = {}) {
+    grpc_server_ = std::make_unique<http::grpc::Server>(loop_);
+    ads_ = std::make_unique<AdsServer>(
+        loop_, stats_,
+        [this](const xds::Node&) -> absl::StatusOr<NodeResourceSet> {
+          ++generated_;
+          return resources_;
+        },
+        options);
+    ads_->SetObserver(&observer_);
+    ASSERT_TRUE(ads_->Register(*grpc_server_).ok());
+    ASSERT_TRUE(grpc_server_->Start(*net::Address::Parse("127.0.0.1:0")).ok());
+    channel_ = std::make_unique<http::grpc::Channel>(loop_, grpc_server_->address());
+  }
+
+  void TearDown() override {
+    clients_.clear();
+    delta_clients_.clear();
+    channel_.reset();
+    if (ads_) ads_->Stop();
+    grpc_server_.reset();
+    ads_.reset();
+    loop_.RunUntilIdle();
+  }
+
+  void SetResources(std::vector<xds::Cluster> clusters, std::vector<xds::RouteConfiguration> routes,
+                    std::vector<xds::Listener> listeners) {
+    NodeResourceSet set;
+    for (const auto& c : clusters) set.Add(kClusters, c.name(), c);
+    for (const auto& r : routes) set.Add(kRoutes, r.name(), r);
+    for (const auto& l : listeners) set.Add(kListeners, l.name(), l);
+    resources_ = set;
+  }
+
+  SotwClient& NewClient() {
+    auto client = std::make_unique<SotwClient>();
+    SotwClient* raw = client.get();
+    raw->call = channel_->StartCall(kStreamMethod);
+    raw->call->OnProtoMessage<xds::DiscoveryResponse>(
+        [raw](xds::DiscoveryResponse r) { raw->responses.push_back(std::move(r)); });
+    raw->call->OnFinish([raw](http::grpc::StatusCode, const std::string&, const http::HeaderMap&) {
+      raw->finished = true;
+    });
+    clients_.push_back(std::move(client));
+    return *raw;
+  }
+
+  DeltaClient& NewDeltaClient() {
+    auto client = std::make_unique<DeltaClient>();
+    DeltaClient* raw = client.get();
+    raw->call = channel_->StartCall(kDeltaMethod);
+    raw->call->OnProtoMessage<xds::DeltaDiscoveryResponse>(
+        [raw](xds::DeltaDiscoveryResponse r) { raw->responses.push_back(std::move(r)); });
+    delta_clients_.push_back(std::move(client));
+    return *raw;
+  }
+
+  bool RunUntil(std::function<bool()> done, Duration timeout = std::chrono::seconds(5)) {
+    return loop_.RunUntil([&] { return done(); }, timeout);
+  }
+  // Runs the loop for `d` (a timer wakes it, so an idle loop does not sleep past the end).
+  void RunFor(Duration d) {
+    bool done = false;
+    event::Timer wake(loop_, [&] { done = true; });
+    wake.Enable(d);
+    loop_.RunUntil([&] { return done; }, d + milliseconds(500));
+  }
+
+  const TypeStatus* Status(const std::string& id, ResourceType type) {
+    statuses_ = ads_->ProxyStatuses();
+    for (const ProxyStatus& s : statuses_) {
+      if (s.id != id) continue;
+      for (const TypeStatus& t : s.types) {
+        if (t.type == TypeLabel(type)) return &t;
+      }
+    }
+    return nullptr;
+  }
+
+  uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
+    StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  NodeResourceSet resources_;
+  int generated_ = 0;
+  RecordingObserver observer_;
+  std::unique_ptr<http::grpc::Server> grpc_server_;
+  std::unique_ptr<AdsServer> ads_;
+  std::unique_ptr<http::grpc::Channel> channel_;
+  std::vector<std::unique_ptr<SotwClient>> clients_;
+  std::vector<std::unique_ptr<DeltaClient>> delta_clients_;
+  std::vector<ProxyStatus> statuses_;
+};
+
+TEST_F(AdsServerTest, PushesInDependencyOrderAndTracksAcks) {
+  StartServer();
+  SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+  SotwClient& client = NewClient();
+  // Subscribed in the "wrong" order; pushed clusters → routes → listeners.
+  client.Subscribe({kListeners, kRoutes, kClusters}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+  EXPECT_EQ(client.responses[0].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(client.responses[1].type_url(), TypeUrl(kRoutes));
+  EXPECT_EQ(client.responses[2].type_url(), TypeUrl(kListeners));
+  EXPECT_EQ(client.responses[0].version_info(), TypeVersion(resources_.of(kClusters)));
+  EXPECT_EQ(observer_.connected, std::vector<std::string>{"node-1"});
+  EXPECT_EQ(Status("node-1", kClusters)->state, "PENDING");
+  for (const auto& response : client.responses) client.Answer(response);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-1", kListeners)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-1", kClusters)->acked_version, client.responses[0].version_info());
+  EXPECT_EQ(observer_.activity, 2 + 3);  // two more subscriptions, three ACKs
+  EXPECT_EQ(Status("node-1", ResourceType::kEndpoint)->state, "UNSUBSCRIBED");
+  EXPECT_EQ(Counter("meshlet_xds_pushes_total", {{"type", "clusters"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_xds_acks_total", {{"type", "listeners"}}), 1u);
+  EXPECT_EQ(ads_->pushes_in_flight(), 0u);
+  EXPECT_EQ(stats_
+                .HistogramValue(
+                    *stats_.RegisterHistogram("meshlet_xds_convergence_seconds",
+                                              "Time from a change to the sidecar's ACK of every "
+                                              "response carrying it.",
+                                              {}, HistogramOptions{.exposition_divisor = 1e6}))
+                .count(),
+            1u);
+
+  // An unchanged node gets nothing on a change round.
+  ads_->NotifyChanged();
+  RunFor(milliseconds(300));
+  EXPECT_EQ(ads_->push_rounds(), 1u);
+  EXPECT_EQ(client.responses.size(), 3u);
+}
+
+TEST_F(AdsServerTest, RemovalsGoOutAfterTheReferencesAreGone) {
+  StartServer();
+  SetResources({Cluster("a"), Cluster("b")}, {Route("r", "b")}, {Listener("l", "r")});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters, kRoutes, kListeners}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+  for (const auto& response : client.responses) client.Answer(response);
+  ASSERT_TRUE(RunUntil([&] { return ads_->pushes_in_flight() == 0; }));
+
+  // Drop cluster b and point the route at a: routes first, then clusters without b.
+  SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 5; }));
+  EXPECT_EQ(client.responses[3].type_url(), TypeUrl(kRoutes));
+  EXPECT_EQ(client.responses[4].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(client.responses[4].resources_size(), 1);
+
+  // Add cluster c and point the route at it: clusters (a, c) first, then routes.
+  SetResources({Cluster("a"), Cluster("c")}, {Route("r", "c")}, {Listener("l", "r")});
+  client.Answer(client.responses[3]);
+  client.Answer(client.responses[4]);
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 7; }));
+  EXPECT_EQ(client.responses[5].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(client.responses[5].resources_size(), 2);
+  EXPECT_EQ(client.responses[6].type_url(), TypeUrl(kRoutes));
+}
+
+TEST_F(AdsServerTest, NackedVersionIsKeptAndNotPushedAgain) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  client.Answer(client.responses[0], "cluster \"a\": connect_timeout: too short");
+  ASSERT_TRUE(RunUntil([&] { return Status("node-1", kClusters)->state == "NACKED"; }));
+  const TypeStatus* status = Status("node-1", kClusters);
+  ASSERT_TRUE(status->last_nack.has_value());
+  EXPECT_EQ(status->last_nack->message, "cluster \"a\": connect_timeout: too short");
+  EXPECT_EQ(status->last_nack->version, client.responses[0].version_info());
+  EXPECT_EQ(Counter("meshlet_xds_nacks_total", {{"type", "clusters"}}), 1u);
+
+  // Change rounds with the same content: nothing is sent again.
+  for (int i = 0; i < 3; ++i) {
+    ads_->NotifyChanged();
+    RunFor(milliseconds(150));
+  }
+  EXPECT_EQ(client.responses.size(), 1u);
+  EXPECT_GE(generated_, 2);
+
+  // A fixed resource goes out; its ACK clears the NACKED state, the text stays.
+  SetResources({Cluster("a", 2)}, {}, {});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 2; }));
+  client.Answer(client.responses[1]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-1", kClusters)->state == "ACKED"; }));
+  EXPECT_TRUE(Status("node-1", kClusters)->last_nack.has_value());
+}
+
+TEST_F(AdsServerTest, StaleNoncesAreIgnored) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  xds::DiscoveryResponse fake = client.responses[0];
+  fake.set_nonce("0-999");
+  client.Answer(fake, "should be ignored");
+  ASSERT_TRUE(RunUntil([&] { return Counter("meshlet_xds_stale_nonces_total") == 1; }));
+  EXPECT_EQ(Status("node-1", kClusters)->state, "PENDING");
+  EXPECT_FALSE(Status("node-1", kClusters)->last_nack.has_value());
+}
+
+TEST_F(AdsServerTest, DebounceCoalescesABurstButCapsTheDelay) {
+  StartServer(AdsServerOptions{.debounce_quiet = milliseconds(100),
+                               .debounce_max_delay = milliseconds(400)});
+  // A burst of changes 30 ms apart: one round, after the burst went quiet.
+  for (int i = 0; i < 5; ++i) {
+    ads_->NotifyChanged();
+    RunFor(milliseconds(30));
+  }
+  EXPECT_EQ(ads_->push_rounds(), 0u);
+  RunFor(milliseconds(150));
+  EXPECT_EQ(ads_->push_rounds(), 1u);
+
+  // Changes that never go quiet still push within the maximum delay.
+  const MonotonicTime start = std::chrono::steady_clock::now();
+  while (ads_->push_rounds() == 1 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+    ads_->NotifyChanged();
+    RunFor(milliseconds(50));
+  }
+  EXPECT_EQ(ads_->push_rounds(), 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(700));
+}
+
+TEST_F(AdsServerTest, ThrottlesConcurrentPushes) {
+  StartServer(AdsServerOptions{.max_concurrent_pushes = 1});
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& first = NewClient();
+  SotwClient& second = NewClient();
+  first.Subscribe({kClusters}, "node-1");
+  second.Subscribe({kClusters}, "node-2");
+  ASSERT_TRUE(RunUntil([&] { return first.responses.size() + second.responses.size() == 1; }));
+  RunFor(milliseconds(100));
+  SotwClient& pushed = first.responses.empty() ? second : first;
+  SotwClient& waiting = first.responses.empty() ? first : second;
+  EXPECT_TRUE(waiting.responses.empty());
+  EXPECT_EQ(ads_->queued_pushes(), 1u);
+  EXPECT_EQ(ads_->pushes_in_flight(), 1u);
+  pushed.Answer(pushed.responses[0]);
+  ASSERT_TRUE(RunUntil([&] { return waiting.responses.size() == 1; }));
+}
+
+TEST_F(AdsServerTest, DisconnectNotifiesTheObserver) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters}, "node-1");
+  ASSERT_TRUE(RunUntil([&] { return ads_->connected_proxies() == 1; }));
+  client.call->Cancel();
+  ASSERT_TRUE(RunUntil([&] { return observer_.disconnected.size() == 1; }));
+  EXPECT_EQ(observer_.disconnected[0], "node-1");
+  EXPECT_EQ(ads_->connected_proxies(), 0u);
+  EXPECT_TRUE(ads_->ProxyStatuses().empty());
+}
+
+TEST_F(AdsServerTest, FirstRequestWithoutNodeIsRefused) {
+  StartServer();
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters}, "");
+  ASSERT_TRUE(RunUntil([&] { return client.finished; }));
+  EXPECT_EQ(Counter("meshlet_xds_refused_streams_total"), 1u);
+  EXPECT_TRUE(observer_.connected.empty());
+}
+
+TEST_F(AdsServerTest, DeltaSendsOnlyChangesAndRemovals) {
+  StartServer();
+  SetResources({Cluster("a"), Cluster("b")}, {}, {});
+  DeltaClient& client = NewDeltaClient();
+  xds::DeltaDiscoveryRequest subscribe;
+  subscribe.mutable_node()->set_id("node-d");
+  subscribe.set_type_url(std::string(TypeUrl(kClusters)));
+  client.call->SendProto(subscribe);
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  EXPECT_EQ(client.responses[0].resources_size(), 2);
+  xds::DeltaDiscoveryRequest ack;
+  ack.set_type_url(std::string(TypeUrl(kClusters)));
+  ack.set_response_nonce(client.responses[0].nonce());
+  client.call->SendProto(ack);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", kClusters)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-d", kClusters)->acked_version, TypeVersion(resources_.of(kClusters)));
+
+  // b changes, a goes away: one response with b, then (pass 2) one removing a.
+  SetResources({Cluster("b", 5)}, {}, {});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+  ASSERT_EQ(client.responses[1].resources_size(), 1);
+  EXPECT_EQ(client.responses[1].resources(0).name(), "b");
+  EXPECT_EQ(client.responses[1].resources(0).version(), resources_.of(kClusters).at("b")->version);
+  EXPECT_EQ(client.responses[1].removed_resources_size(), 0);
+  EXPECT_EQ(client.responses[2].resources_size(), 0);
+  ASSERT_EQ(client.responses[2].removed_resources_size(), 1);
+  EXPECT_EQ(client.responses[2].removed_resources(0), "a");
+}
+
+TEST_F(AdsServerTest, ReconnectingSotwClientWithCurrentVersionGetsNothing) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& client = NewClient();
+  xds::DiscoveryRequest request;
+  request.mutable_node()->set_id("node-1");
+  request.set_type_url(std::string(TypeUrl(kClusters)));
+  request.set_version_info(TypeVersion(resources_.of(kClusters)));
+  client.call->SendProto(request);
+  RunFor(milliseconds(200));
+  EXPECT_TRUE(client.responses.empty());
+  EXPECT_EQ(Status("node-1", kClusters)->acked_version, TypeVersion(resources_.of(kClusters)));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::ads

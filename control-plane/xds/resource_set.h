@@ -1,0 +1,92 @@
+#pragma once
+
+// The resources one sidecar should run, as the ADS server handles them: per type, named resources
+// packed as google.protobuf.Any with a content-hash version each, plus the version of the whole
+// type. Plain data, no threads.
+//
+// Versions are deterministic (docs/xds.md): a resource's version is FNV-1a 64 over its
+// deterministic protobuf serialization; a type's version is FNV-1a 64 over its resources' names
+// and versions in name order. The same resources give the same versions in every control-plane
+// process, so a control plane that restarts does not re-push what sidecars already have, and a
+// sidecar computes the same type version from the per-resource versions of a delta stream.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/message.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::ads {
+
+// In push order: every type only names types before it (a listener names route configurations
+// and clusters, a route configuration names clusters, an endpoint set names its cluster, a
+// cluster names a secret), so a sidecar that validates the whole set never sees a dangling name.
+enum class ResourceType { kSecret = 0, kCluster, kEndpoint, kRoute, kListener };
+inline constexpr size_t kResourceTypeCount = 5;
+inline constexpr std::array<ResourceType, kResourceTypeCount> kPushOrder = {
+    ResourceType::kSecret, ResourceType::kCluster, ResourceType::kEndpoint, ResourceType::kRoute,
+    ResourceType::kListener};
+
+// "type.googleapis.com/meshlet.xds.Cluster", ...
+absl::string_view TypeUrl(ResourceType type);
+std::optional<ResourceType> ParseTypeUrl(absl::string_view type_url);
+// "secrets", "clusters", "endpoints", "routes", "listeners": metric labels and status keys.
+absl::string_view TypeLabel(ResourceType type);
+
+struct NamedResource {
+  std::string name;
+  std::string version;  // 16 hex digits, content hash
+  google::protobuf::Any resource;
+};
+using ResourcePtr = std::shared_ptr<const NamedResource>;
+// name → resource, in name order.
+using ResourceMap = std::map<std::string, ResourcePtr, std::less<>>;
+
+// Deterministic serialization of `message` (map fields in key order).
+std::string DeterministicBytes(const google::protobuf::Message& message);
+// 16 lowercase hex digits of FNV-1a 64 over `bytes`.
+std::string HashHex(absl::string_view bytes);
+std::string ResourceVersion(const google::protobuf::Message& resource);
+// Version of one type's set: FNV-1a 64 over "name\0version\n" for each resource in name order.
+std::string TypeVersion(const ResourceMap& resources);
+
+NamedResource Pack(std::string name, const google::protobuf::Message& resource);
+
+// Everything one node gets, per type.
+struct NodeResourceSet {
+  std::array<ResourceMap, kResourceTypeCount> by_type;
+  // Translation warnings, shown by proxy-config.
+  std::vector<std::string> warnings;
+
+  ResourceMap& of(ResourceType type) { return by_type[static_cast<size_t>(type)]; }
+  const ResourceMap& of(ResourceType type) const { return by_type[static_cast<size_t>(type)]; }
+  // Adds `resource` under `name`; a duplicate name keeps the first.
+  void Add(ResourceType type, std::string name, const google::protobuf::Message& resource);
+};
+
+// Packs any struct with `listeners`, `routes`, `clusters`, `endpoints` vectors of the xds types
+// (and optionally `secrets` and `warnings`), such as the translator's NodeResources.
+template <typename Resources>
+NodeResourceSet PackNodeResources(const Resources& in) {
+  NodeResourceSet out;
+  for (const auto& r : in.clusters) out.Add(ResourceType::kCluster, r.name(), r);
+  for (const auto& r : in.endpoints) out.Add(ResourceType::kEndpoint, r.cluster_name(), r);
+  for (const auto& r : in.routes) out.Add(ResourceType::kRoute, r.name(), r);
+  for (const auto& r : in.listeners) out.Add(ResourceType::kListener, r.name(), r);
+  if constexpr (requires { in.secrets; }) {
+    for (const auto& r : in.secrets) out.Add(ResourceType::kSecret, r.name(), r);
+  }
+  if constexpr (requires { in.warnings; }) {
+    out.warnings.assign(in.warnings.begin(), in.warnings.end());
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane::ads

@@ -1,0 +1,127 @@
+#pragma once
+
+// TypeSubscription: what the ADS server knows about one resource type on one sidecar stream —
+// whether and to what the sidecar subscribed, which responses await its answer (by nonce), what
+// it has ACKed, and its last NACK. Pure state, no I/O: the stream feeds it requests and the
+// responses it sends, and asks it whether a response is worth sending.
+//
+// Nonces: every response carries a fresh nonce. A request naming the nonce of a response still
+// awaiting an answer is that response's ACK (no error_detail) or NACK (error_detail); answers for
+// older responses are implied and dropped. A request naming any other nonce is stale (an answer
+// to a response this state no longer tracks) and changes nothing.
+//
+// NACKs: a NACKed response's version is remembered, and ShouldSend() refuses to send it again, so
+// a resource the sidecar cannot apply is not pushed in a loop; the next different version goes
+// out normally. After a NACK the sidecar still runs its last ACKed state, so later diffs (delta)
+// are computed against that.
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "control-plane/xds/resource_set.h"
+
+namespace meshlet::controlplane::ads {
+
+class TypeSubscription {
+ public:
+  enum class Answer { kAck, kNack, kStale };
+
+  struct Nack {
+    std::string version;
+    std::string message;
+    int32_t code = 0;
+    absl::Time at;
+  };
+
+  // At most this many responses await an answer; older ones are forgotten (their answers become
+  // stale). A sidecar answers in order, so only a stuck one reaches it.
+  static constexpr size_t kMaxOutstanding = 16;
+
+  // Subscribes to `names` (empty: every resource of the type, "wildcard"). Replaces an earlier
+  // subscription's names.
+  void Subscribe(const std::vector<std::string>& names);
+  // Delta: adds and removes names ("*" means wildcard).
+  void UpdateDeltaSubscription(const std::vector<std::string>& subscribe,
+                               const std::vector<std::string>& unsubscribe);
+  bool subscribed() const { return subscribed_; }
+  bool wildcard() const { return wildcard_; }
+  // Whether `name` is among what the sidecar asked for.
+  bool Wants(absl::string_view name) const;
+  // `all` restricted to what the sidecar asked for.
+  ResourceMap Filter(const ResourceMap& all) const;
+
+  // Records a response going out: its nonce, version, and the resources the sidecar holds once it
+  // applies it. `changed_at` is when the change it carries happened (for convergence time).
+  void RecordSent(std::string nonce, std::string version, ResourceMap state_after,
+                  MonotonicTime changed_at);
+  // A request that names `nonce`. `nack` holds the error detail of a NACK.
+  Answer OnAnswer(absl::string_view nonce, std::optional<Nack> nack);
+
+  // A response with `version` would change something: it is neither the last one sent nor the
+  // last one NACKed.
+  bool ShouldSend(absl::string_view version) const;
+
+  // Delta: the sidecar reconnected holding these resource versions.
+  void SetInitialVersions(const ResourceMap& state);
+  // State of the world: the sidecar reconnected running `version` of this type (its first
+  // request's version_info). A push of that same version is then skipped, so a restarted
+  // control plane does not re-send what every sidecar already runs.
+  void SetReportedVersion(const std::string& version);
+  // Whether `names` is exactly the current subscription (a state-of-the-world request repeats
+  // the whole list each time).
+  bool SameNames(const std::vector<std::string>& names) const;
+
+  bool awaiting_answer() const { return !outstanding_.empty(); }
+  // Earliest change still awaiting an answer.
+  std::optional<MonotonicTime> oldest_unanswered_change() const;
+  // When the last ACK arrived for a response carrying a change made at this time.
+  std::optional<MonotonicTime> last_acked_change() const { return last_acked_change_; }
+
+  // What the sidecar will hold once it applies everything sent so far (after a NACK: what it
+  // held before).
+  const ResourceMap& assumed_state() const { return assumed_state_; }
+  const ResourceMap& acked_state() const { return acked_state_; }
+  const std::string& sent_version() const { return sent_version_; }
+  const std::string& sent_nonce() const { return sent_nonce_; }
+  const std::string& acked_version() const { return acked_version_; }
+  const std::optional<Nack>& last_nack() const { return last_nack_; }
+  // True when the latest answer was a NACK (the sidecar runs an older version of this type).
+  bool nacked() const { return last_answer_was_nack_; }
+  uint64_t acks() const { return acks_; }
+  uint64_t nacks() const { return nacks_; }
+  uint64_t stale_answers() const { return stale_answers_; }
+
+ private:
+  struct Sent {
+    std::string nonce;
+    std::string version;
+    ResourceMap state_after;
+    MonotonicTime changed_at;
+    bool valid_state = true;  // false when sent before a NACK that came later
+  };
+
+  bool subscribed_ = false;
+  bool wildcard_ = false;
+  absl::flat_hash_set<std::string> names_;
+
+  std::deque<Sent> outstanding_;
+  ResourceMap assumed_state_;
+  ResourceMap acked_state_;
+  std::string sent_version_;
+  std::string sent_nonce_;
+  std::string acked_version_;
+  std::optional<Nack> last_nack_;
+  bool last_answer_was_nack_ = false;
+  std::optional<MonotonicTime> last_acked_change_;
+  uint64_t acks_ = 0;
+  uint64_t nacks_ = 0;
+  uint64_t stale_answers_ = 0;
+};
+
+}  // namespace meshlet::controlplane::ads

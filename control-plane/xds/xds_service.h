@@ -1,0 +1,91 @@
+#pragma once
+
+// XdsService: the discovery service of the control-plane binary. It plugs the ADS server into
+// the ControlPlane (control-plane/server): serves gRPC on --xds-address (15012) with TLS from
+// --xds-tls-cert/--xds-tls-key, or h2c with --xds-plaintext (local tests and demos only);
+// generates each node's resources with the translator from the stored policy and the registry;
+// registers connecting sidecars in the registry (ProxyObserver); pushes after every store or
+// registry change (debounced by the ADS server); answers the API's proxy status
+// (ProxyStatusProvider); and sends GOAWAY to every sidecar when the control plane shuts down.
+//
+// Without TLS files and without --xds-plaintext the discovery port stays closed (logged), so a
+// control plane never serves configuration unauthenticated by accident.
+//
+// Threading: the ControlPlane's loop thread.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/http/grpc/server.h"
+#include "control-plane/api/api_server.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
+#include "control-plane/server/control_plane.h"
+#include "control-plane/store/store.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/xds/ads_server.h"
+
+namespace meshlet::controlplane::ads {
+
+struct XdsServiceOptions {
+  std::string address = "0.0.0.0:15012";
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  bool plaintext = false;
+  AdsServerOptions ads;
+  translate::TranslateOptions translate;
+  // On shutdown, how long open streams get after GOAWAY.
+  Duration shutdown_grace = std::chrono::seconds(2);
+
+  bool enabled() const { return plaintext || !tls_cert_file.empty(); }
+};
+
+// Takes the discovery flags out of `args` (leaving the rest for the control plane's own parser):
+// --xds-address IP:PORT, --xds-tls-cert FILE, --xds-tls-key FILE, --xds-plaintext,
+// --xds-max-concurrent-pushes N, --xds-debounce DURATION, --xds-listen-host IP (the address
+// sidecar listeners bind; "127.0.0.1" for loopback demos). Errors name the flag.
+absl::StatusOr<XdsServiceOptions> ExtractXdsFlags(std::vector<std::string>& args);
+std::string XdsUsage();
+
+class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
+ public:
+  XdsService(ControlPlane& control_plane, XdsServiceOptions options);
+  ~XdsService() override;
+
+  // After ControlPlane::Init(): binds the discovery port and starts watching. Errors name the
+  // address or file.
+  absl::Status Start();
+
+  const net::Address& address() const { return grpc_server_->address(); }
+  // The gRPC server on the discovery port, for other services (the CA) to register on; null
+  // while the port is closed.
+  http::grpc::Server* grpc_server() { return grpc_server_.get(); }
+  AdsServer* ads() { return ads_.get(); }
+
+  // api::ProxyStatusProvider
+  std::string ProxiesJson() override;
+  absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) override;
+
+  // ProxyObserver
+  void OnProxyConnected(const xds::Node& node) override;
+  void OnProxyDisconnected(const std::string& node_id) override;
+  void OnProxyActivity(const std::string& node_id) override;
+
+ private:
+  absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
+
+  ControlPlane& control_plane_;
+  const XdsServiceOptions options_;
+  std::unique_ptr<http::grpc::Server> grpc_server_;
+  std::unique_ptr<AdsServer> ads_;
+  std::unique_ptr<Store::WatchHandle> store_watch_;
+  std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
+  std::shared_ptr<const policy::PolicySnapshot> policy_;
+  std::atomic<bool> policy_stale_{true};
+};
+
+}  // namespace meshlet::controlplane::ads

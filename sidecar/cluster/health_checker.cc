@@ -1,0 +1,417 @@
+#include "sidecar/cluster/health_checker.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/event/timer.h"
+#include "common/net/connection.h"
+#include "sidecar/config/snapshot.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+// A status line longer than this without its CRLF is not HTTP.
+constexpr size_t kMaxStatusLineBytes = 1024;
+
+bool SameHealthCheck(const HealthCheckConfig& a, const HealthCheckConfig& b) {
+  return a.kind == b.kind && a.interval == b.interval && a.timeout == b.timeout &&
+         a.healthy_threshold == b.healthy_threshold &&
+         a.unhealthy_threshold == b.unhealthy_threshold && a.http_path == b.http_path &&
+         a.http_host == b.http_host && a.expected_statuses == b.expected_statuses;
+}
+
+bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
+  return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
+         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file;
+}
+
+// A JSON string literal (quotes, backslashes and control characters escaped).
+void AppendJsonString(std::string* out, absl::string_view text) {
+  out->push_back('"');
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
+template <typename T>
+T OrDiscard(absl::StatusOr<T> handle, absl::string_view name) {
+  if (handle.ok()) return *handle;
+  LOG(ERROR) << name << ": " << handle.status();
+  return T();
+}
+
+}  // namespace
+
+absl::string_view HealthCheckKindName(HealthCheckConfig::Kind kind) {
+  switch (kind) {
+    case HealthCheckConfig::Kind::kHttp:
+      return "http";
+    case HealthCheckConfig::Kind::kTcp:
+      return "tcp";
+    case HealthCheckConfig::Kind::kNone:
+      break;
+  }
+  return "none";
+}
+
+void AppendHealthCheckJson(std::string& out, const HealthChecker* checker) {
+  if (checker == nullptr) {
+    out += "\"health_check\":null";
+    return;
+  }
+  absl::StrAppend(&out, "\"health_check\":{\"kind\":\"",
+                  HealthCheckKindName(checker->config().kind), "\",\"hosts\":[");
+  std::vector<HealthChecker::HostState> hosts = checker->hosts();
+  std::sort(hosts.begin(), hosts.end(), [](const auto& a, const auto& b) {
+    return a.address.ToString() < b.address.ToString();
+  });
+  bool first = true;
+  for (const HealthChecker::HostState& host : hosts) {
+    if (!first) out += ",";
+    first = false;
+    out += "{\"address\":";
+    AppendJsonString(&out, host.address.ToString());
+    absl::StrAppend(&out, ",\"healthy\":", host.healthy ? "true" : "false",
+                    ",\"checks\":", host.checks, ",\"failures\":", host.failures,
+                    ",\"consecutive_failures\":", host.consecutive_failures, ",\"last_failure\":");
+    AppendJsonString(&out, host.last_failure);
+    out += "}";
+  }
+  out += "]}";
+}
+
+// ----------------------------------------------------------------------------------------------
+// SharedHostHealth
+
+uint64_t SharedHostHealth::Subscribe(event::Loop& loop, Listener listener) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t id = next_id_++;
+  subscribers_.emplace(id, Subscriber{&loop, std::move(listener)});
+  return id;
+}
+
+void SharedHostHealth::Unsubscribe(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  subscribers_.erase(id);
+}
+
+void SharedHostHealth::NotifyLocked(const std::string& cluster) {
+  // Subscribers read the current results when the call runs, so a burst of changes costs at most
+  // one extra pass each; the loop outlives its subscription, which is removed under mu_.
+  for (const auto& [id, subscriber] : subscribers_) {
+    subscriber.loop->Post([listener = subscriber.listener, cluster] { listener(cluster); });
+  }
+}
+
+void SharedHostHealth::Set(const std::string& cluster, const net::Address& address, bool healthy) {
+  absl::MutexLock lock(&mu_);
+  bool changed;
+  if (healthy) {
+    auto it = unhealthy_.find(cluster);
+    changed = it != unhealthy_.end() && it->second.erase(address) > 0;
+    if (it != unhealthy_.end() && it->second.empty()) unhealthy_.erase(it);
+  } else {
+    changed = unhealthy_[cluster].insert(address).second;
+  }
+  if (changed) NotifyLocked(cluster);
+}
+
+void SharedHostHealth::Clear(const std::string& cluster) {
+  absl::MutexLock lock(&mu_);
+  if (unhealthy_.erase(cluster) > 0) NotifyLocked(cluster);
+}
+
+void SharedHostHealth::Retain(const std::string& cluster,
+                              const absl::flat_hash_set<net::Address>& keep) {
+  absl::MutexLock lock(&mu_);
+  auto it = unhealthy_.find(cluster);
+  if (it == unhealthy_.end()) return;
+  absl::erase_if(it->second, [&](const net::Address& a) { return !keep.contains(a); });
+  // Removed hosts are gone from the workers' sets anyway: nothing to notify.
+  if (it->second.empty()) unhealthy_.erase(it);
+}
+
+bool SharedHostHealth::IsUnhealthy(absl::string_view cluster, const net::Address& address) const {
+  absl::MutexLock lock(&mu_);
+  auto it = unhealthy_.find(cluster);
+  return it != unhealthy_.end() && it->second.contains(address);
+}
+
+absl::flat_hash_set<net::Address> SharedHostHealth::Unhealthy(absl::string_view cluster) const {
+  absl::MutexLock lock(&mu_);
+  auto it = unhealthy_.find(cluster);
+  if (it == unhealthy_.end()) return {};
+  return it->second;
+}
+
+// ----------------------------------------------------------------------------------------------
+// HealthChecker::HostCheck: one endpoint's schedule, its check in flight and its state.
+
+class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
+ public:
+  HostCheck(HealthChecker& checker, const net::Address& address, bool healthy)
+      : checker_(checker),
+        interval_timer_(checker.loop_, [this] { StartCheck(); }),
+        timeout_timer_(checker.loop_, [this] { Finish(false, "timeout"); }) {
+    state_.address = address;
+    state_.healthy = healthy;
+    const Duration interval = checker.config_.interval;
+    // The first check soon, spread over the first tenth of an interval.
+    interval_timer_.Enable(Duration(checker.random_.Uniform(interval.count() / 10 + 1)));
+  }
+
+  ~HostCheck() override { CloseConnection(); }
+
+  const HostState& state() const { return state_; }
+
+  // net::ConnectionCallbacks
+  void OnConnected() override {
+    if (checker_.config_.kind == HealthCheckConfig::Kind::kTcp) Finish(true, "");
+  }
+  void OnData(net::Buffer& data, bool end_stream) override {
+    response_.append(data.ToString());
+    data.Drain(data.length());
+    const size_t eol = response_.find("\r\n");
+    if (eol == std::string::npos) {
+      if (response_.size() > kMaxStatusLineBytes) {
+        Finish(false, "no HTTP status line");
+      } else if (end_stream) {
+        Finish(false, "closed before the status line");
+      }
+      return;
+    }
+    // "HTTP/1.1 200 OK"
+    const absl::string_view line(response_.data(), eol);
+    int status = 0;
+    if (!absl::StartsWith(line, "HTTP/1.") || line.size() < 12 ||
+        !absl::SimpleAtoi(line.substr(9, 3), &status)) {
+      Finish(false, "malformed status line");
+      return;
+    }
+    const std::vector<uint32_t>& expected = checker_.config_.expected_statuses;
+    if (std::find(expected.begin(), expected.end(), static_cast<uint32_t>(status)) ==
+        expected.end()) {
+      Finish(false, absl::StrCat("status ", status));
+      return;
+    }
+    Finish(true, "");
+  }
+  void OnClose(net::CloseReason reason, const absl::Status& detail) override {
+    closed_ = true;
+    Finish(false, absl::StrCat(net::CloseReasonName(reason), detail.ok() ? "" : ": ",
+                               detail.ok() ? "" : detail.message()));
+  }
+
+ private:
+  void StartCheck() {
+    const HealthCheckConfig& config = checker_.config_;
+    response_.clear();
+    closed_ = false;
+    in_flight_ = true;
+    connection_ = net::Connection::Connect(checker_.loop_, state_.address, config.timeout,
+                                           checker_.transport_factory_);
+    connection_->SetCallbacks(this);
+    timeout_timer_.Enable(config.timeout);
+    if (config.kind == HealthCheckConfig::Kind::kHttp) {
+      const std::string host =
+          config.http_host.empty() ? state_.address.ToString() : config.http_host;
+      connection_->Write(absl::StrCat("GET ", config.http_path, " HTTP/1.1\r\nhost: ", host,
+                                      checker_.http_request_));
+    }
+  }
+
+  void Finish(bool success, absl::string_view why) {
+    if (!in_flight_) return;
+    in_flight_ = false;
+    timeout_timer_.Disable();
+    CloseConnection();
+    ++state_.checks;
+    checker_.stats_.checks.Inc();
+    const HealthCheckConfig& config = checker_.config_;
+    bool changed = false;
+    if (success) {
+      state_.consecutive_failures = 0;
+      ++state_.consecutive_successes;
+      if (!state_.healthy && state_.consecutive_successes >= config.healthy_threshold) {
+        state_.healthy = true;
+        changed = true;
+      }
+    } else {
+      ++state_.failures;
+      checker_.stats_.failures.Inc();
+      state_.last_failure = std::string(why);
+      state_.consecutive_successes = 0;
+      ++state_.consecutive_failures;
+      if (state_.healthy && state_.consecutive_failures >= config.unhealthy_threshold) {
+        state_.healthy = false;
+        changed = true;
+      }
+    }
+    interval_timer_.Enable(checker_.NextInterval());
+    if (changed) checker_.OnHostHealthChanged(*this);
+  }
+
+  void CloseConnection() {
+    if (connection_ == nullptr) return;
+    connection_->SetCallbacks(nullptr);
+    if (!closed_) connection_->Close(net::CloseMode::kNoFlush);
+    // May run inside the connection's own callback.
+    checker_.loop_.DeferDelete(std::move(connection_));
+  }
+
+  HealthChecker& checker_;
+  HostState state_;
+  event::Timer interval_timer_;
+  event::Timer timeout_timer_;
+  std::unique_ptr<net::Connection> connection_;
+  std::string response_;
+  bool in_flight_ = false;
+  bool closed_ = false;
+};
+
+// ----------------------------------------------------------------------------------------------
+// HealthChecker
+
+HealthChecker::HealthChecker(event::Loop& loop, const ClusterConfig& config, Random& random,
+                             const Clock& clock, SharedHostHealth& results, HealthCheckStats stats,
+                             net::TransportFactory transport_factory)
+    : loop_(loop),
+      cluster_(config.name),
+      config_(config.health_check),
+      random_(random),
+      clock_(clock),
+      results_(results),
+      stats_(stats),
+      transport_factory_(std::move(transport_factory)),
+      http_request_("\r\nuser-agent: meshlet-health-check\r\nconnection: close\r\n\r\n") {
+  CHECK(config_.kind != HealthCheckConfig::Kind::kNone) << cluster_;
+  UpdateEndpoints(config.endpoints);
+}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::UpdateEndpoints(const std::vector<EndpointConfig>& endpoints) {
+  absl::flat_hash_set<net::Address> keep;
+  for (const EndpointConfig& endpoint : endpoints) keep.insert(endpoint.address);
+  absl::erase_if(hosts_, [&](const auto& entry) { return !keep.contains(entry.first); });
+  results_.Retain(cluster_, keep);
+  for (const net::Address& address : keep) {
+    if (hosts_.contains(address)) continue;
+    // A checker replaced by new settings keeps what the old one found.
+    hosts_.emplace(address, std::make_unique<HostCheck>(*this, address,
+                                                        !results_.IsUnhealthy(cluster_, address)));
+  }
+  PublishHealthyCount();
+}
+
+void HealthChecker::OnHostHealthChanged(HostCheck& host) {
+  const HostState& state = host.state();
+  stats_.transitions.Inc();
+  LOG(INFO) << "cluster " << cluster_ << ": " << state.address.ToString() << " is now "
+            << (state.healthy ? "healthy" : "unhealthy") << " (active health check"
+            << (state.healthy ? "" : absl::StrCat(": ", state.last_failure)) << ")";
+  results_.Set(cluster_, state.address, state.healthy);
+  PublishHealthyCount();
+}
+
+void HealthChecker::PublishHealthyCount() {
+  int64_t healthy = 0;
+  for (const auto& [address, host] : hosts_) healthy += host->state().healthy;
+  stats_.hosts_healthy.Set(healthy);
+}
+
+Duration HealthChecker::NextInterval() {
+  const int64_t interval = config_.interval.count();
+  const int64_t spread = interval / 5;  // ±10 %
+  return Duration(interval - spread / 2 + static_cast<int64_t>(random_.Uniform(spread + 1)));
+}
+
+std::vector<HealthChecker::HostState> HealthChecker::hosts() const {
+  std::vector<HostState> out;
+  out.reserve(hosts_.size());
+  for (const auto& [address, host] : hosts_) out.push_back(host->state());
+  return out;
+}
+
+// ----------------------------------------------------------------------------------------------
+// HealthCheckManager
+
+HealthCheckManager::HealthCheckManager(event::Loop& loop, Random& random, const Clock& clock,
+                                       StatsShard& stats, SharedHostHealth& results,
+                                       TransportFactoryFor transport_factory)
+    : loop_(loop),
+      random_(random),
+      clock_(clock),
+      stats_(stats),
+      results_(results),
+      transport_factory_(std::move(transport_factory)) {}
+
+HealthCheckManager::~HealthCheckManager() = default;
+
+void HealthCheckManager::Update(const config::Snapshot& snapshot) {
+  for (auto it = checkers_.begin(); it != checkers_.end();) {
+    const ClusterConfig* config = snapshot.FindCluster(it->first);
+    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) {
+      results_.Clear(it->first);
+      tls_seen_.erase(it->first);
+      it = checkers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [name, config] : snapshot.clusters) {
+    if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) continue;
+    auto it = checkers_.find(name);
+    if (it != checkers_.end() && SameHealthCheck(it->second->config(), config->health_check) &&
+        (transport_factory_ == nullptr || SameTls(tls_seen_[name], config->tls))) {
+      it->second->UpdateEndpoints(config->endpoints);
+      continue;
+    }
+    const LabelSet labels = {{"cluster", name}};
+    HealthCheckStats stats{
+        .checks = OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_total",
+                                                   "Active health checks run.", labels),
+                            "meshlet_upstream_health_check_total"),
+        .failures = OrDiscard(
+            stats_.RegisterCounter("meshlet_upstream_health_check_failure_total",
+                                   "Active health checks that failed (refused, timed out, "
+                                   "unexpected status).",
+                                   labels),
+            "meshlet_upstream_health_check_failure_total"),
+        .hosts_healthy =
+            OrDiscard(stats_.RegisterGauge("meshlet_upstream_health_check_hosts_healthy",
+                                           "Endpoints passing their active health checks.", labels,
+                                           GaugeMerge::kGlobal),
+                      "meshlet_upstream_health_check_hosts_healthy"),
+        .transitions =
+            OrDiscard(stats_.RegisterCounter("meshlet_upstream_health_check_transitions_total",
+                                             "Endpoints that turned healthy or unhealthy.", labels),
+                      "meshlet_upstream_health_check_transitions_total"),
+    };
+    net::TransportFactory transport;
+    if (transport_factory_ != nullptr) transport = transport_factory_(*config);
+    tls_seen_[name] = config->tls;
+    checkers_[name] = nullptr;  // the old checker goes first: its hosts' results are kept
+    checkers_[name] = std::make_unique<HealthChecker>(loop_, *config, random_, clock_, results_,
+                                                      stats, std::move(transport));
+  }
+}
+
+const HealthChecker* HealthCheckManager::Find(absl::string_view cluster) const {
+  auto it = checkers_.find(cluster);
+  return it == checkers_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace meshlet::sidecar

@@ -1,0 +1,599 @@
+#include "sidecar/config/xds_client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/logging.h"
+#include "common/stats/names.h"
+#include "common/tls/spiffe.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::sidecar::config {
+
+const std::array<const char*, kXdsTypeCount> kXdsTypeUrls = {
+    "type.googleapis.com/meshlet.xds.Secret",
+    "type.googleapis.com/meshlet.xds.Cluster",
+    "type.googleapis.com/meshlet.xds.ClusterLoadAssignment",
+    "type.googleapis.com/meshlet.xds.RouteConfiguration",
+    "type.googleapis.com/meshlet.xds.Listener",
+};
+const std::array<const char*, kXdsTypeCount> kXdsTypeLabels = {"secrets", "clusters", "endpoints",
+                                                               "routes", "listeners"};
+
+namespace {
+
+using http::grpc::StatusCode;
+using stats_internal::AppendJsonString;
+
+constexpr char kStreamMethod[] =
+    "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
+constexpr char kDeltaMethod[] = "/meshlet.xds.AggregatedDiscoveryService/DeltaAggregatedResources";
+constexpr char kCacheFile[] = "xds-cache.pb";
+// Bound on what one response may make the sidecar log.
+constexpr size_t kMaxLoggedError = 2000;
+
+template <typename T>
+T MustStat(absl::StatusOr<T> handle) {
+  CHECK_OK(handle.status());
+  return *handle;
+}
+
+// FNV-1a 64, as the control plane computes versions (docs/xds.md): a resource's version is the
+// hash of its serialized bytes, a type's the hash of "name\0version\n" in name order.
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+uint64_t Fnv1a(uint64_t hash, absl::string_view bytes) {
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+std::string Hex16(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
+
+std::optional<size_t> TypeIndex(absl::string_view type_url) {
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    if (type_url == kXdsTypeUrls[i]) return i;
+  }
+  return std::nullopt;
+}
+
+// The name a resource is known by, parsing the Any as the type at `index`.
+absl::StatusOr<std::string> ResourceName(size_t index, const google::protobuf::Any& any) {
+  if (any.type_url() != kXdsTypeUrls[index]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("type_url \"", any.type_url(), "\" in a response of ", kXdsTypeUrls[index]));
+  }
+  auto parse = [&](auto message) -> absl::StatusOr<decltype(message)> {
+    if (!message.ParseFromString(any.value())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a ", message.GetTypeName(), " that does not parse"));
+    }
+    return message;
+  };
+  switch (index) {
+    case 0: {
+      auto m = parse(xds::Secret());
+      if (!m.ok()) return m.status();
+      return m->name();
+    }
+    case 1: {
+      auto m = parse(xds::Cluster());
+      if (!m.ok()) return m.status();
+      return m->name();
+    }
+    case 2: {
+      auto m = parse(xds::ClusterLoadAssignment());
+      if (!m.ok()) return m.status();
+      return m->cluster_name();
+    }
+    case 3: {
+      auto m = parse(xds::RouteConfiguration());
+      if (!m.ok()) return m.status();
+      return m->name();
+    }
+    default: {
+      auto m = parse(xds::Listener());
+      if (!m.ok()) return m.status();
+      return m->name();
+    }
+  }
+}
+
+std::string TimeText(absl::Time t) {
+  if (t == absl::InfinitePast()) return "";
+  return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+}
+
+absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                                 const std::string& content) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("mkdir \"", dir, "\": ", std::strerror(errno)));
+  }
+  const std::string path = absl::StrCat(dir, "/", name);
+  const std::string temp = absl::StrCat(path, ".tmp");
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open \"", temp, "\": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("write \"", temp, "\": ", std::strerror(error)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("fsync \"", temp, "\": ", std::strerror(error)));
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename to \"", path, "\": ", std::strerror(errno)));
+  }
+  // The rename itself must reach the disk, or a crash could bring back the old file.
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    (void)::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet static_resources,
+                     ApplyFn apply, StatsShard& stats, Random& random)
+    : loop_(loop),
+      options_(std::move(options)),
+      static_resources_(std::move(static_resources)),
+      apply_(std::move(apply)),
+      backoff_(
+          resilience::BackoffConfig{.base = options_.backoff_base, .cap = options_.backoff_cap},
+          random) {
+  constexpr absl::string_view kUpdatesHelp = "xDS responses the sidecar applied or refused.";
+  accepted_counter_ = MustStat(
+      stats.RegisterCounter("meshlet_xds_client_updates_total", kUpdatesHelp, {{"result", "ack"}}));
+  rejected_counter_ = MustStat(stats.RegisterCounter("meshlet_xds_client_updates_total",
+                                                     kUpdatesHelp, {{"result", "nack"}}));
+  stream_counter_ = MustStat(stats.RegisterCounter("meshlet_xds_client_streams_total",
+                                                   "Discovery streams opened (reconnects + 1)."));
+  persist_errors_ = MustStat(
+      stats.RegisterCounter("meshlet_xds_client_cache_write_errors_total",
+                            "Failures writing the last good configuration to the cache dir."));
+  connected_gauge_ = MustStat(stats.RegisterGauge(
+      "meshlet_xds_client_connected",
+      "1 while the discovery stream is up (a response arrived on it).", {}, GaugeMerge::kGlobal));
+}
+
+XdsClient::~XdsClient() { Stop(); }
+
+void XdsClient::Start() {
+  if (stopped_ || channel_ != nullptr) return;
+  http::grpc::ChannelOptions channel_options;
+  channel_options.transport_factory = options_.transport_factory;
+  channel_options.authority = options_.authority;
+  channel_options.keepalive_interval = options_.keepalive_interval;
+  channel_options.keepalive_timeout = options_.keepalive_timeout;
+  channel_options.connect_timeout = options_.connect_timeout;
+  channel_options.user_agent = "meshlet-sidecar";
+  channel_ = std::make_unique<http::grpc::Channel>(loop_, options_.server_address,
+                                                   std::move(channel_options));
+  reconnect_timer_ = std::make_unique<event::Timer>(loop_, [this] { OpenStream(); });
+  OpenStream();
+}
+
+void XdsClient::Stop() {
+  stopped_ = true;
+  reconnect_timer_.reset();
+  // Destroying the channel ends the stream without calling back.
+  channel_.reset();
+  stream_.reset();
+  connected_gauge_.Set(0);
+}
+
+void XdsClient::OpenStream() {
+  if (stopped_) return;
+  ++streams_started_;
+  stream_counter_.Inc();
+  got_response_on_stream_ = false;
+  stream_ = channel_->StartCall(options_.delta ? kDeltaMethod : kStreamMethod);
+  std::weak_ptr<http::grpc::ClientCall> weak = stream_;
+  if (options_.delta) {
+    stream_->OnProtoMessage<xds::DeltaDiscoveryResponse>(
+        [this](xds::DeltaDiscoveryResponse response) { OnDeltaResponse(response); });
+  } else {
+    stream_->OnProtoMessage<xds::DiscoveryResponse>(
+        [this](xds::DiscoveryResponse response) { OnResponse(response); });
+  }
+  stream_->OnFinish([this](StatusCode code, const std::string& message, const http::HeaderMap&) {
+    OnStreamFinished(code, message);
+  });
+  // Subscribe to every type, in push order, announcing what this sidecar already runs.
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    if (options_.delta) {
+      xds::DeltaDiscoveryRequest request;
+      if (i == 0) *request.mutable_node() = options_.node;
+      request.set_type_url(kXdsTypeUrls[i]);
+      for (const auto& [name, entry] : types_[i].entries) {
+        (*request.mutable_initial_resource_versions())[name] = entry.version;
+      }
+      stream_->SendProto(request);
+    } else {
+      xds::DiscoveryRequest request;
+      if (i == 0) *request.mutable_node() = options_.node;
+      request.set_type_url(kXdsTypeUrls[i]);
+      request.set_version_info(types_[i].version);
+      stream_->SendProto(request);
+    }
+  }
+}
+
+void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
+  last_stream_error_ =
+      absl::StrCat(http::grpc::StatusCodeName(code), message.empty() ? "" : ": ", message);
+  connected_gauge_.Set(0);
+  if (got_response_on_stream_) attempt_ = 0;
+  // Not from inside the call's own callback: drop our handle on a later turn.
+  loop_.Post([call = std::move(stream_)] {});
+  if (stopped_) return;
+  const Duration delay = backoff_.Delay(attempt_);
+  if (attempt_ < 32) ++attempt_;
+  LOG(WARN) << "xds: stream to " << options_.server_address.ToString() << " ended ("
+            << last_stream_error_ << "); reconnecting in "
+            << absl::FormatDuration(absl::FromChrono(delay));
+  reconnect_timer_->Enable(delay);
+}
+
+void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
+  if (!got_response_on_stream_) {
+    got_response_on_stream_ = true;
+    connected_since_ = absl::Now();
+    connected_gauge_.Set(1);
+    LOG(INFO) << "xds: connected to " << options_.server_address.ToString();
+  }
+  std::optional<size_t> index = TypeIndex(response.type_url());
+  if (!index) {
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
+    return;
+  }
+  TypeState& type = types_[*index];
+  EntryMap entries;
+  absl::Status status;
+  for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
+    const google::protobuf::Any& any = response.resources(i);
+    absl::StatusOr<std::string> name = ResourceName(*index, any);
+    if (!name.ok()) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: ", name.status().message()));
+      break;
+    }
+    if (entries.count(*name) > 0) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("resources[", i, "]: name \"", *name, "\" appears twice"));
+      break;
+    }
+    entries.emplace(*name,
+                    Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())), .resource = any});
+  }
+  if (status.ok()) status = TryApply(*index, entries, response.version_info());
+
+  xds::DiscoveryRequest answer;
+  answer.set_type_url(response.type_url());
+  answer.set_response_nonce(response.nonce());
+  type.nonce = response.nonce();
+  answer.set_version_info(type.version);  // the new one when applied, else the one still running
+  if (!status.ok()) {
+    answer.mutable_error_detail()->set_code(static_cast<int32_t>(StatusCode::kInvalidArgument));
+    answer.mutable_error_detail()->set_message(std::string(status.message()));
+  }
+  if (stream_ != nullptr) stream_->SendProto(answer);
+}
+
+void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
+  if (!got_response_on_stream_) {
+    got_response_on_stream_ = true;
+    connected_since_ = absl::Now();
+    connected_gauge_.Set(1);
+    LOG(INFO) << "xds: connected to " << options_.server_address.ToString() << " (delta)";
+  }
+  std::optional<size_t> index = TypeIndex(response.type_url());
+  if (!index) {
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
+    return;
+  }
+  TypeState& type = types_[*index];
+  EntryMap entries = type.entries;
+  absl::Status status;
+  for (const std::string& name : response.removed_resources()) entries.erase(name);
+  for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
+    const xds::Resource& resource = response.resources(i);
+    absl::StatusOr<std::string> name = ResourceName(*index, resource.resource());
+    if (!name.ok()) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: ", name.status().message()));
+    } else if (*name != resource.name()) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: name \"", resource.name(),
+                                                  "\" but the resource is \"", *name, "\""));
+    } else {
+      entries[*name] = Entry{.version = resource.version().empty()
+                                            ? Hex16(Fnv1a(kFnvOffset, resource.resource().value()))
+                                            : resource.version(),
+                             .resource = resource.resource()};
+    }
+  }
+  if (status.ok()) {
+    uint64_t hash = kFnvOffset;
+    for (const auto& [name, entry] : entries) {
+      hash = Fnv1a(hash, name);
+      hash = Fnv1a(hash, absl::string_view("\0", 1));
+      hash = Fnv1a(hash, entry.version);
+      hash = Fnv1a(hash, "\n");
+    }
+    status = TryApply(*index, entries, Hex16(hash));
+  }
+  type.nonce = response.nonce();
+  xds::DeltaDiscoveryRequest answer;
+  answer.set_type_url(response.type_url());
+  answer.set_response_nonce(response.nonce());
+  if (!status.ok()) {
+    answer.mutable_error_detail()->set_code(static_cast<int32_t>(StatusCode::kInvalidArgument));
+    answer.mutable_error_detail()->set_message(std::string(status.message()));
+  }
+  if (stream_ != nullptr) stream_->SendProto(answer);
+}
+
+absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
+                                 const std::string& version) {
+  TypeState& type = types_[type_index];
+  std::array<const EntryMap*, kXdsTypeCount> dynamic;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
+  dynamic[type_index] = &entries;
+  const std::string previous_version = type.version;
+  type.version = version;  // so the combined version names the candidate
+  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (!status.ok()) {
+    type.version = previous_version;
+    type.last_error = std::string(status.message().substr(0, kMaxLoggedError));
+    ++rejected_;
+    rejected_counter_.Inc();
+    LOG(WARN) << "xds: refused " << kXdsTypeLabels[type_index] << " version " << version << ": "
+              << type.last_error;
+    return status;
+  }
+  type.entries = entries;
+  type.last_error.clear();
+  type.last_update = absl::Now();
+  has_dynamic_config_ = true;
+  ++accepted_;
+  accepted_counter_.Inc();
+  LOG(INFO) << "xds: applied " << kXdsTypeLabels[type_index] << " version " << version << " ("
+            << entries.size() << " resources)";
+  Persist();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ResourceSet> XdsClient::Assemble(
+    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
+  ResourceSet out = static_resources_;
+  out.version = std::string(version);
+  std::vector<std::string> errors;
+  auto add = [&](size_t index, auto& list, auto name_of) {
+    using Message = typename std::decay_t<decltype(list)>::value_type;
+    absl::flat_hash_set<std::string> static_names;
+    for (const Message& m : list) static_names.insert(name_of(m));
+    for (const auto& [name, entry] : *dynamic[index]) {
+      Message message;
+      if (!message.ParseFromString(entry.resource.value())) {
+        errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name, "\": does not parse"));
+        continue;
+      }
+      if (static_names.contains(name)) {
+        errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name,
+                                      "\": also defined in the bootstrap file's static_resources "
+                                      "(names must not collide)"));
+        continue;
+      }
+      list.push_back(std::move(message));
+    }
+  };
+  add(0, out.secrets, [](const xds::Secret& m) { return m.name(); });
+  add(1, out.clusters, [](const xds::Cluster& m) { return m.name(); });
+  add(2, out.endpoints, [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
+  add(3, out.routes, [](const xds::RouteConfiguration& m) { return m.name(); });
+  add(4, out.listeners, [](const xds::Listener& m) { return m.name(); });
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return out;
+}
+
+std::string XdsClient::CombinedVersion() const {
+  uint64_t hash = kFnvOffset;
+  for (const TypeState& type : types_) {
+    hash = Fnv1a(hash, type.version);
+    hash = Fnv1a(hash, "\n");
+  }
+  return absl::StrCat("xds-", Hex16(hash));
+}
+
+ResourceSet XdsClient::CurrentResources() const {
+  std::array<const EntryMap*, kXdsTypeCount> dynamic;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
+  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  return set.ok() ? *std::move(set) : static_resources_;
+}
+
+absl::Status XdsClient::UpdateStaticResources(ResourceSet static_resources) {
+  ResourceSet previous = std::move(static_resources_);
+  static_resources_ = std::move(static_resources);
+  std::array<const EntryMap*, kXdsTypeCount> dynamic;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
+  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (!status.ok()) static_resources_ = std::move(previous);
+  return status;
+}
+
+void XdsClient::Persist() {
+  if (options_.cache_dir.empty()) return;
+  xds::CachedConfiguration cache;
+  *cache.mutable_node() = options_.node;
+  cache.set_saved_at(TimeText(absl::Now()));
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    xds::DiscoveryResponse* type = cache.add_types();
+    type->set_type_url(kXdsTypeUrls[i]);
+    type->set_version_info(types_[i].version);
+    for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = entry.resource;
+  }
+  absl::Status status =
+      WriteFileAtomically(options_.cache_dir, kCacheFile, cache.SerializeAsString());
+  if (!status.ok()) {
+    persist_errors_.Inc();
+    LOG_EVERY_N_SEC(ERROR, 10) << "xds: cannot save the configuration: " << status.message();
+  }
+}
+
+absl::Status XdsClient::LoadCache() {
+  if (options_.cache_dir.empty()) return absl::NotFoundError("no cache directory");
+  const std::string path = absl::StrCat(options_.cache_dir, "/", kCacheFile);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("no saved configuration at \"", path, "\""));
+  std::ostringstream content;
+  content << in.rdbuf();
+  xds::CachedConfiguration cache;
+  if (!cache.ParseFromString(content.str())) {
+    return absl::DataLossError(absl::StrCat("\"", path, "\" does not parse"));
+  }
+  std::array<TypeState, kXdsTypeCount> loaded;
+  for (const xds::DiscoveryResponse& type : cache.types()) {
+    std::optional<size_t> index = TypeIndex(type.type_url());
+    if (!index) continue;
+    loaded[*index].version = type.version_info();
+    for (const google::protobuf::Any& any : type.resources()) {
+      absl::StatusOr<std::string> name = ResourceName(*index, any);
+      if (!name.ok()) {
+        return absl::DataLossError(absl::StrCat("\"", path, "\": ", name.status().message()));
+      }
+      loaded[*index].entries.emplace(
+          *name, Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())), .resource = any});
+    }
+  }
+  std::array<TypeState, kXdsTypeCount> previous = std::move(types_);
+  types_ = std::move(loaded);
+  std::array<const EntryMap*, kXdsTypeCount> dynamic;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
+  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (!status.ok()) {
+    types_ = std::move(previous);
+    return absl::Status(status.code(),
+                        absl::StrCat("saved configuration \"", path, "\": ", status.message()));
+  }
+  has_dynamic_config_ = true;
+  LOG(INFO) << "xds: started from the configuration saved at " << cache.saved_at() << " (" << path
+            << ")";
+  return absl::OkStatus();
+}
+
+std::string XdsClient::StatusJson() const {
+  std::string out = "{\"server\":";
+  AppendJsonString(&out, options_.server_address.ToString());
+  absl::StrAppend(&out, ",\"mode\":\"", options_.delta ? "delta" : "sotw",
+                  "\",\"connected\":", connected() ? "true" : "false", ",\"connected_since\":");
+  AppendJsonString(&out, connected() ? TimeText(connected_since_) : "");
+  absl::StrAppend(&out, ",\"streams_started\":", streams_started_, ",\"last_stream_error\":");
+  AppendJsonString(&out, last_stream_error_);
+  absl::StrAppend(&out, ",\"updates_accepted\":", accepted_, ",\"updates_refused\":", rejected_,
+                  ",\"version\":");
+  AppendJsonString(&out, CombinedVersion());
+  out += ",\"types\":[";
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    const TypeState& type = types_[i];
+    if (i > 0) out += ",";
+    out += "{\"type\":";
+    AppendJsonString(&out, kXdsTypeLabels[i]);
+    out += ",\"version\":";
+    AppendJsonString(&out, type.version);
+    out += ",\"nonce\":";
+    AppendJsonString(&out, type.nonce);
+    absl::StrAppend(&out, ",\"resources\":", type.entries.size(), ",\"last_update\":");
+    AppendJsonString(&out, TimeText(type.last_update));
+    out += ",\"last_error\":";
+    AppendJsonString(&out, type.last_error);
+    out += "}";
+  }
+  out += "]}";
+  return out;
+}
+
+absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity) {
+  std::ifstream in(ca_file, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read \"", ca_file, "\": ", std::strerror(errno)));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  tls::TlsContextConfig config{.trust_bundle_pem = content.str(), .alpn_protocols = {"h2"}};
+  if (!server_identity.empty()) {
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+        tls::SpiffeIdMatcher::Create({server_identity}, {});
+    if (!matcher.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("xDS server identity \"", server_identity,
+                                                     "\": ", matcher.status().message()));
+    }
+    config.peer_identity = *std::move(matcher);
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("xDS CA file \"", ca_file, "\": ", context.status().message()));
+  }
+  return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+}
+
+absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port) {
+  if (absl::StatusOr<net::Address> numeric = net::Address::Parse(host_port); numeric.ok()) {
+    return numeric;
+  }
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", host_port, "\" is not host:port"));
+  }
+  const std::string host = host_port.substr(0, colon);
+  const std::string port = host_port.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0 || result == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve \"", host_port, "\": ", ::gai_strerror(rc)));
+  }
+  absl::StatusOr<net::Address> address =
+      net::Address::FromSockaddr(result->ai_addr, result->ai_addrlen);
+  ::freeaddrinfo(result);
+  return address;
+}
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,172 @@
+#pragma once
+
+// XdsClient: the sidecar's side of the aggregated discovery stream (docs/xds.md). It connects to
+// the control plane, sends its Node, subscribes to every resource type (wildcard), and for every
+// response builds the whole configuration the sidecar would run — the bootstrap's static
+// resources plus every dynamic type, with the response's type replaced — and hands it to the
+// apply callback. The callback validates and publishes it (BuildSnapshot + TLS contexts +
+// workers) or refuses it with a reason: accepted → ACK with the new version and the response's
+// nonce; refused → NACK (error_detail: INVALID_ARGUMENT and the reason), and the sidecar keeps
+// running its last good configuration.
+//
+// Persistence: each accepted configuration is written to <cache_dir>/xds-cache.pb atomically
+// (temp file, fsync, rename, fsync of the directory), so a sidecar restarted while the control
+// plane is away starts from it (LoadCache()).
+//
+// Reconnects: when the stream ends for any reason the client waits a full-jitter exponential
+// backoff (0.5 s doubling to 30 s; the attempt count resets once a stream delivered a response)
+// and opens a new stream, announcing what it holds (version_info per type; in delta mode the
+// version of every resource), so an unchanged control plane sends nothing again.
+//
+// Threading: main thread (the loop's) only. The apply callback runs on it, synchronously.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/client.h"
+#include "common/net/address.h"
+#include "common/net/transport.h"
+#include "common/stats/stats.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/resilience/backoff.h"
+#include "xds/discovery.pb.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::sidecar::config {
+
+struct XdsClientOptions {
+  net::Address server_address;
+  // :authority, and the TLS server name; empty: the address.
+  std::string authority;
+  // TLS with ALPN h2 (see XdsTransportFromCaFile); null: plaintext h2c.
+  net::TransportFactory transport_factory;
+  xds::Node node;
+  // Incremental (delta) stream instead of state of the world.
+  bool delta = false;
+  // Where the last good configuration is kept; empty: not persisted.
+  std::string cache_dir;
+  Duration backoff_base = std::chrono::milliseconds(500);
+  Duration backoff_cap = std::chrono::seconds(30);
+  Duration keepalive_interval = std::chrono::seconds(30);
+  Duration keepalive_timeout = std::chrono::seconds(10);
+  Duration connect_timeout = std::chrono::seconds(5);
+};
+
+// The resource types in the order the client subscribes (and the server pushes).
+inline constexpr size_t kXdsTypeCount = 5;
+extern const std::array<const char*, kXdsTypeCount> kXdsTypeUrls;
+extern const std::array<const char*, kXdsTypeCount> kXdsTypeLabels;
+
+class XdsClient {
+ public:
+  // Validates and publishes `resources` (static + dynamic, complete); an error refuses them.
+  using ApplyFn = std::function<absl::Status(const ResourceSet& resources)>;
+
+  // `static_resources` (the bootstrap's) are part of every configuration; a dynamic resource may
+  // not reuse a static resource's name (refused with a NACK naming both).
+  XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet static_resources,
+            ApplyFn apply, StatsShard& stats, Random& random);
+  ~XdsClient();
+  XdsClient(const XdsClient&) = delete;
+  XdsClient& operator=(const XdsClient&) = delete;
+
+  // Applies the persisted configuration, if any: OK when it was applied, NotFound without one,
+  // another error when it could not be read or applied (the file is then left alone and ignored).
+  absl::Status LoadCache();
+  // Opens the stream (and keeps reopening it).
+  void Start();
+  // Cancels the stream and any reconnect; no callbacks afterwards.
+  void Stop();
+  // Replaces the static part (SIGHUP re-read the bootstrap) and re-applies; an error keeps the
+  // running configuration.
+  absl::Status UpdateStaticResources(ResourceSet static_resources);
+
+  // The whole configuration currently applied (static + dynamic); version "xds-<hash>".
+  ResourceSet CurrentResources() const;
+  // For the admin /config_dump: connection state, per type version, nonce, last error.
+  std::string StatusJson() const;
+
+  bool connected() const { return stream_ != nullptr && got_response_on_stream_; }
+  // True once a configuration from the server or the cache has been applied.
+  bool has_dynamic_config() const { return has_dynamic_config_; }
+  uint64_t accepted_updates() const { return accepted_; }
+  uint64_t rejected_updates() const { return rejected_; }
+  uint64_t streams_started() const { return streams_started_; }
+  const std::string& version(size_t type_index) const { return types_[type_index].version; }
+  const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
+
+ private:
+  struct Entry {
+    std::string version;  // content hash of the resource (as the server computes it)
+    google::protobuf::Any resource;
+  };
+  using EntryMap = std::map<std::string, Entry>;
+  struct TypeState {
+    EntryMap entries;
+    std::string version;     // state of the world: version_info; delta: hash of the entries
+    std::string nonce;       // of the last response
+    std::string last_error;  // of the last refused response; cleared by the next accepted one
+    absl::Time last_update = absl::InfinitePast();
+  };
+
+  void OpenStream();
+  void OnStreamFinished(http::grpc::StatusCode code, const std::string& message);
+  void ScheduleReconnect();
+  void OnResponse(const xds::DiscoveryResponse& response);
+  void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
+  // Builds the full set with `type_index` replaced by `entries` and applies it.
+  absl::Status TryApply(size_t type_index, const EntryMap& entries, const std::string& version);
+  absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
+                                       absl::string_view version) const;
+  std::string CombinedVersion() const;
+  void Persist();
+
+  event::Loop& loop_;
+  const XdsClientOptions options_;
+  ResourceSet static_resources_;
+  ApplyFn apply_;
+  resilience::Backoff backoff_;
+  std::unique_ptr<http::grpc::Channel> channel_;
+  std::shared_ptr<http::grpc::ClientCall> stream_;
+  std::unique_ptr<event::Timer> reconnect_timer_;
+  std::array<TypeState, kXdsTypeCount> types_;
+  uint32_t attempt_ = 0;
+  bool got_response_on_stream_ = false;
+  bool has_dynamic_config_ = false;
+  bool stopped_ = false;
+  uint64_t accepted_ = 0;
+  uint64_t rejected_ = 0;
+  uint64_t streams_started_ = 0;
+  std::string last_stream_error_;
+  absl::Time connected_since_ = absl::InfinitePast();
+
+  Counter accepted_counter_;
+  Counter rejected_counter_;
+  Counter stream_counter_;
+  Counter persist_errors_;
+  Gauge connected_gauge_;
+};
+
+// TLS for the xDS connection: verifies the control plane's certificate against `ca_file` (PEM),
+// ALPN h2, and, when `server_identity` is set, that the certificate's SPIFFE id is that one (a
+// workload certificate from the same CA is then not accepted as the control plane). Reads the
+// file now (main thread).
+absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity);
+
+// "host:port" (host a name or an IP; "[v6]:port") → the first address; resolves synchronously.
+absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port);
+
+}  // namespace meshlet::sidecar::config

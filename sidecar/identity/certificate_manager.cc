@@ -1,0 +1,150 @@
+#include "sidecar/identity/certificate_manager.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/tls/certificate.h"
+#include "sidecar/identity/workload_key.h"
+
+namespace meshlet::sidecar::identity {
+
+CertificateManager::CertificateManager(event::Loop& loop, CertificateSigner& signer,
+                                       tls::SpiffeId identity, CertificateManagerOptions options,
+                                       RotatedCallback on_rotated, StatsRegistry* stats,
+                                       const Clock& clock, Random& random)
+    : loop_(loop),
+      signer_(signer),
+      identity_(std::move(identity)),
+      options_(std::move(options)),
+      on_rotated_(std::move(on_rotated)),
+      clock_(clock),
+      rotation_(options_.rotation, clock, random),
+      alive_(std::make_shared<CertificateManager*>(this)) {
+  timer_ = std::make_unique<event::Timer>(loop_, [this] { OnTimer(); });
+  gauge_timer_ = std::make_unique<event::Timer>(loop_, [this] { UpdateGauge(); });
+  if (stats != nullptr) {
+    StatsShard& shard = stats->shared_shard();
+    auto expiry = shard.RegisterGauge(
+        "meshlet_workload_certificate_expiry_seconds",
+        "Seconds until the workload certificate expires (negative once expired).", {},
+        GaugeMerge::kGlobal);
+    auto rotations = shard.RegisterCounter("meshlet_workload_certificate_rotations_total",
+                                           "Workload certificates received from the CA.");
+    auto failures =
+        shard.RegisterCounter("meshlet_workload_certificate_request_failures_total",
+                              "Certificate requests to the CA that failed (retried with backoff).");
+    if (expiry.ok()) expiry_seconds_ = *expiry;
+    if (rotations.ok()) rotations_ = *rotations;
+    if (failures.ok()) failures_ = *failures;
+  }
+}
+
+CertificateManager::~CertificateManager() { *alive_ = nullptr; }
+
+void CertificateManager::Start() {
+  gauge_timer_->EnableRepeating(options_.gauge_refresh_interval);
+  OnTimer();
+}
+
+void CertificateManager::OnTimer() {
+  rotation_.Refresh();
+  UpdateGauge();
+  if (rotation_.RequestDue()) {
+    SendRequest();
+    return;
+  }
+  Arm();
+}
+
+void CertificateManager::Arm() {
+  std::optional<MonotonicTime> wake = rotation_.NextWakeup();
+  if (!wake.has_value()) {
+    timer_->Disable();
+    return;
+  }
+  timer_->Enable(std::max(Duration::zero(), *wake - clock_.Now()));
+}
+
+void CertificateManager::SendRequest() {
+  rotation_.RequestStarted();
+  timer_->Disable();
+  absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = GenerateWorkloadKey();
+  absl::StatusOr<std::string> csr =
+      key.ok() ? BuildCsrPem(**key, identity_) : absl::StatusOr<std::string>(key.status());
+  absl::StatusOr<std::string> key_pem =
+      key.ok() ? PrivateKeyPem(**key) : absl::StatusOr<std::string>(key.status());
+  if (!csr.ok() || !key_pem.ok()) {
+    // Local crypto failing is not expected; treat it as a failed attempt and retry.
+    OnAnswer("", !csr.ok() ? csr.status() : key_pem.status());
+    return;
+  }
+  std::weak_ptr<CertificateManager*> alive = alive_;
+  signer_.RequestCertificate(
+      *csr, identity_, options_.ttl,
+      [alive, key_pem = *std::move(key_pem)](absl::StatusOr<SignedCertificate> answer) mutable {
+        std::shared_ptr<CertificateManager*> self = alive.lock();
+        if (self == nullptr || *self == nullptr) return;
+        (*self)->OnAnswer(std::move(key_pem), std::move(answer));
+      });
+}
+
+void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCertificate> answer) {
+  // The answer must be usable as it stands: a chain whose leaf holds our key and our identity.
+  if (answer.ok()) {
+    absl::StatusOr<tls::CertificateChain> chain =
+        tls::ParsePemCertificates(answer->certificate_chain_pem);
+    absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = tls::ParsePemPrivateKey(key_pem);
+    absl::Status check = chain.ok() ? absl::OkStatus() : chain.status();
+    if (check.ok() && key.ok()) check = tls::CheckKeyMatchesCertificate(*chain->front(), **key);
+    if (check.ok()) {
+      absl::StatusOr<tls::SpiffeId> id = tls::ExtractSpiffeId(*chain->front());
+      if (!id.ok()) {
+        check = id.status();
+      } else if (!(*id == identity_)) {
+        check = absl::PermissionDeniedError(
+            absl::StrCat("the CA issued ", id->ToString(), ", not ", identity_.ToString()));
+      }
+    }
+    if (check.ok() && tls::ParsePemCertificates(answer->trust_bundle_pem).status().ok() == false) {
+      check = absl::InvalidArgumentError("the CA's trust bundle does not parse");
+    }
+    if (!check.ok()) {
+      answer =
+          absl::InternalError(absl::StrCat("unusable certificate from the CA: ", check.message()));
+    }
+  }
+  if (!answer.ok()) {
+    failures_.Inc();
+    rotation_.Failed();
+    LOG_EVERY_N_SEC(WARN, 10) << "workload certificate request for " << identity_.ToString()
+                              << " failed (" << rotation_.consecutive_failures() << " in a row; "
+                              << (rotation_.has_valid_certificate()
+                                      ? "keeping the current certificate"
+                                      : "no valid certificate")
+                              << "): " << answer.status().message();
+    Arm();
+    return;
+  }
+  rotation_.Issued(answer->not_after);
+  rotations_.Inc();
+  current_ = WorkloadCertificate{.spiffe_id = identity_.ToString(),
+                                 .certificate_chain_pem = std::move(answer->certificate_chain_pem),
+                                 .private_key_pem = std::move(key_pem),
+                                 .trust_bundle_pem = std::move(answer->trust_bundle_pem),
+                                 .serial_hex = std::move(answer->serial_hex),
+                                 .not_after = answer->not_after};
+  LOG(INFO) << "workload certificate " << current_->serial_hex << " for " << current_->spiffe_id
+            << " valid until " << absl::FormatTime(current_->not_after);
+  UpdateGauge();
+  Arm();
+  if (on_rotated_) on_rotated_(*current_);
+}
+
+void CertificateManager::UpdateGauge() {
+  std::optional<double> seconds = rotation_.SecondsToExpiry();
+  if (seconds.has_value()) expiry_seconds_.Set(static_cast<int64_t>(std::floor(*seconds)));
+}
+
+}  // namespace meshlet::sidecar::identity

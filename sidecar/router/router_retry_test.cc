@@ -1,0 +1,571 @@
+// The router's retries, per-try timeouts and deadline handling against FakeUpstream servers (real
+// sockets on 127.0.0.1, the fake line codec from sidecar/cluster/fake_codec.h) driven from the test
+// thread's loop. The decision logic itself is unit-tested in sidecar/resilience; these tests check
+// the wiring: what reaches the upstream, what reaches the client, and what is counted — and that
+// a request that succeeds at once allocates no more with retries enabled than without.
+
+#include "sidecar/router/router.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
+#include "common/base/fake_random.h"
+#include "common/event/loop.h"
+#include "common/http/header_map.h"
+#include "common/net/buffer.h"
+#include "common/stats/stats.h"
+#include "sidecar/cluster/cluster.h"
+#include "sidecar/cluster/fake_codec.h"
+#include "sidecar/cluster/upstream_stats.h"
+#include "sidecar/listener/worker_context.h"
+#include "sidecar/router/route_table.h"
+#include "sidecar/tracing/tracer.h"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<int> g_allocations{0};
+}  // namespace
+
+// Counts allocations while armed (RetryMachineryAddsNoAllocation); otherwise plain malloc/free.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t size) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace meshlet::sidecar::router {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::FakeClientConnection;
+using testing::FakeUpstream;
+
+// The downstream side: records what the router sends to the client.
+class RecordingCallbacks final : public RouterCallbacks {
+ public:
+  void EncodeHeaders(http::HeaderMap& headers, bool end_stream) override {
+    ++headers_sent;
+    status = std::string(headers.Get(":status").value_or(""));
+    grpc_status = std::string(headers.Get("grpc-status").value_or(""));
+    if (end_stream) complete = true;
+  }
+  void EncodeData(net::Buffer& data, bool end_stream) override {
+    body += data.ToString();
+    data.Drain(data.length());
+    if (end_stream) complete = true;
+  }
+  void EncodeTrailers(const http::HeaderMap&) override { complete = true; }
+  void ResetDownstream() override { reset = true; }
+  void ReadDisableDownstream(bool disable) override { read_disables += disable ? 1 : -1; }
+  uint32_t DownstreamBufferLimit() const override { return 1 << 20; }
+  uint64_t RetryBufferLimit() const override { return retry_buffer_limit; }
+  StreamInfo& stream_info() override { return info; }
+
+  bool done() const { return complete || reset; }
+
+  StreamInfo info;
+  int headers_sent = 0;
+  std::string status;
+  std::string grpc_status;
+  std::string body;
+  bool complete = false;
+  bool reset = false;
+  int read_disables = 0;
+  uint64_t retry_buffer_limit = 64 * 1024;
+};
+
+// One cluster ("c") with its stats, as the worker's cluster manager would hand it out.
+class OneClusterManager final : public ClusterManager {
+ public:
+  Cluster* Find(absl::string_view name) override { return name == "c" ? cluster.get() : nullptr; }
+  ClusterRef Get(absl::string_view name) override {
+    if (name != "c") return {};
+    return {std::shared_ptr<Cluster>(std::shared_ptr<Cluster>(), cluster.get()), &stats};
+  }
+
+  std::unique_ptr<Cluster> cluster;
+  UpstreamStats stats;
+};
+
+class RouterRetryTest : public ::testing::Test {
+ protected:
+  RouterRetryTest() : shard_(registry_.CreateShard()) {
+    clusters_.stats = *UpstreamStats::Create(*shard_, "c");
+    random_.Push(~uint64_t{0});  // every backoff at its upper bound
+  }
+
+  ~RouterRetryTest() override {
+    routers_.clear();
+    loop_.RunUntilIdle();
+    clusters_.cluster.reset();
+    upstreams_.clear();
+    loop_.RunUntilIdle();
+  }
+
+  FakeUpstream& AddUpstream() {
+    upstreams_.push_back(std::make_unique<FakeUpstream>(loop_));
+    return *upstreams_.back();
+  }
+
+  // The cluster over `addresses` (round robin, no outlier detection) and a catch-all route with
+  // `action`; with `other`, a route for the prefix /b/ with that action first.
+  void Configure(std::vector<net::Address> addresses, const RouteAction& action,
+                 const RouteAction* other = nullptr) {
+    ClusterConfig config;
+    config.name = "c";
+    config.lb_policy = LbPolicy::kRoundRobin;
+    config.connect_timeout = milliseconds(200);
+    for (const net::Address& address : addresses) {
+      EndpointConfig endpoint;
+      endpoint.address = address;
+      config.endpoints.push_back(endpoint);
+    }
+    config.retry_budget = budget_;
+    config.circuit_breakers.max_retries = 100;
+    clusters_.cluster = std::make_unique<Cluster>(
+        loop_, config,
+        std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers), random_,
+        RealClock::Get(), FakeCodecs());
+    RouteConfig routes;
+    routes.name = "routes";
+    VirtualHostConfig vhost;
+    vhost.name = "all";
+    vhost.domains = {"*"};
+    if (other != nullptr) {
+      RouteEntry route;
+      route.name = "b";
+      route.match.path = "/b/";
+      RouteAction routed = *other;
+      routed.cluster = "c";
+      route.action = routed;
+      vhost.routes.push_back(route);
+    }
+    RouteEntry route;
+    route.name = "r";
+    route.match.path = "/";
+    RouteAction routed = action;
+    routed.cluster = "c";
+    route.action = routed;
+    vhost.routes.push_back(route);
+    routes.virtual_hosts.push_back(vhost);
+    table_ = std::shared_ptr<const RouteTable>(*RouteTable::Create(routes));
+  }
+
+  static CodecFactories FakeCodecs() {
+    return CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})};
+  }
+
+  static RouteAction Retrying(uint32_t num_retries) {
+    RouteAction action;
+    action.retry_policy.num_retries = num_retries;
+    action.retry_policy.backoff.base = milliseconds(1);
+    action.retry_policy.backoff.cap = milliseconds(2);
+    return action;
+  }
+
+  // Sends one request (headers, then `body` if any) and runs the loop until the client has its
+  // answer.
+  RecordingCallbacks& Send(absl::string_view method, absl::string_view body = "",
+                           std::vector<std::pair<std::string, std::string>> extra = {},
+                           absl::string_view path = "/x") {
+    callbacks_.push_back(std::make_unique<RecordingCallbacks>());
+    RecordingCallbacks& callbacks = *callbacks_.back();
+    if (next_trace_.has_value()) callbacks.info.trace = *next_trace_;
+    routers_.push_back(std::make_unique<Router>(context_, table_, callbacks));
+    Router& router = *routers_.back();
+    auto headers = std::make_unique<http::HeaderMap>();
+    headers->Add(":method", method);
+    headers->Add(":path", path);
+    headers->Add(":authority", "test");
+    headers->Add(":scheme", "http");
+    for (const auto& [name, value] : extra) headers->Add(name, value);
+    router.DecodeHeaders(std::move(headers), body.empty());
+    if (!body.empty()) {
+      net::Buffer data(body);
+      router.DecodeData(data, /*end_stream=*/true);
+    }
+    loop_.RunUntil([&] { return callbacks.done(); }, std::chrono::seconds(5));
+    return callbacks;
+  }
+
+  uint64_t Count(absl::string_view name, LabelSet labels = {}) {
+    labels.emplace_back("cluster", "c");
+    StatsSnapshot snapshot = registry_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? ~uint64_t{0} : series->counter;
+  }
+
+  event::Loop loop_;
+  FakeRandom random_;
+  StatsRegistry registry_;
+  std::unique_ptr<StatsShard> shard_;
+  OneClusterManager clusters_;
+  WorkerContext context_{.loop = loop_,
+                         .random = random_,
+                         .clock = RealClock::Get(),
+                         .stats = *shard_,
+                         .clusters = clusters_};
+  resilience::RetryBudgetConfig budget_;
+  std::shared_ptr<const RouteTable> table_;
+  std::vector<std::unique_ptr<FakeUpstream>> upstreams_;
+  std::vector<std::unique_ptr<RecordingCallbacks>> callbacks_;
+  std::vector<std::unique_ptr<Router>> routers_;
+  // The trace the connection manager would have set up for the next Send().
+  std::optional<tracing::RequestTrace> next_trace_;
+};
+
+TEST_F(RouterRetryTest, RetriedResponsesAreDiscardedAndTheLastOneForwarded) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (!r.ended) return;
+    up.Respond(up.requests().size() - 1, up.requests().size() <= 2 ? 503 : 200);
+  };
+  Configure({up.address()}, Retrying(2));
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "200");
+  EXPECT_EQ(client.headers_sent, 1);  // the two 503s never reached the client
+  EXPECT_EQ(up.requests().size(), 3u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "status"}}), 2u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_success_total"), 1u);
+  EXPECT_EQ(client.info.response_flags, 0u);
+}
+
+TEST_F(RouterRetryTest, DiscardedResponseBodyNeverReachesTheClient) {
+  // The retriable response's headers and body arrive in one read: once the router resets the
+  // attempt on the headers, the rest of that response must go nowhere.
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (!r.ended) return;
+    const bool first = up.requests().size() == 1;
+    up.Send(r.connection, absl::StrCat("RESP ", r.id, first ? " 503" : " 200", "\nBODY ", r.id,
+                                       first ? " discarded" : " kept", "\nDONE ", r.id, "\n"));
+  };
+  Configure({up.address()}, Retrying(1));
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "200");
+  EXPECT_EQ(client.body, "kept");
+  EXPECT_EQ(client.headers_sent, 1);
+}
+
+TEST_F(RouterRetryTest, ExhaustedRetriesForwardTheLastFailureWithUrx) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended) up.Respond(up.requests().size() - 1, 503);
+  };
+  Configure({up.address()}, Retrying(1));
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "503");
+  EXPECT_EQ(up.requests().size(), 2u);
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kRetryLimitExceeded));
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_skipped_total", {{"reason", "attempts_exhausted"}}),
+            1u);
+}
+
+TEST_F(RouterRetryTest, RetryGoesToAnotherHost) {
+  FakeUpstream& bad = AddUpstream();
+  FakeUpstream& good = AddUpstream();
+  bad.auto_respond = false;
+  bad.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended) bad.Respond(bad.requests().size() - 1, 503);
+  };
+  Configure({bad.address(), good.address()}, Retrying(1));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(Send("GET").status, "200") << i;
+  // Every request ended on the good host, and each retry left the host that had failed.
+  EXPECT_EQ(good.requests().size(), 6u);
+  EXPECT_GE(bad.requests().size(), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "status"}}),
+            bad.requests().size());
+}
+
+TEST_F(RouterRetryTest, NonIdempotentRequestIsNotRetriedOnceItReachedTheUpstream) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended && up.requests().size() == 1)
+      up.Send(r.connection, absl::StrCat("RST ", r.id, "\n"));
+    if (r.ended && up.requests().size() > 1) up.Respond(up.requests().size() - 1, 200);
+  };
+  Configure({up.address()}, Retrying(2));
+  RecordingCallbacks& post = Send("POST", "payload");
+  EXPECT_EQ(post.status, "502");
+  EXPECT_EQ(up.requests().size(), 1u);
+  EXPECT_TRUE(post.info.HasFlag(ResponseFlag::kUpstreamReset));
+  EXPECT_TRUE(post.info.HasFlag(ResponseFlag::kRetryLimitExceeded));
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_skipped_total", {{"reason", "non_idempotent"}}), 1u);
+}
+
+TEST_F(RouterRetryTest, IdempotentRequestIsRetriedAfterAReset) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended && up.requests().size() == 1)
+      up.Send(r.connection, absl::StrCat("RST ", r.id, "\n"));
+    if (r.ended && up.requests().size() > 1) up.Respond(up.requests().size() - 1, 200);
+  };
+  Configure({up.address()}, Retrying(2));
+  RecordingCallbacks& put = Send("PUT", "payload");
+  EXPECT_EQ(put.status, "200");
+  ASSERT_EQ(up.requests().size(), 2u);
+  EXPECT_TRUE(up.requests()[1].ended);  // the replayed body ended the second request
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "reset"}}), 1u);
+}
+
+TEST_F(RouterRetryTest, NonIdempotentRequestIsRetriedAfterAConnectFailure) {
+  FakeUpstream& up = AddUpstream();
+  FakeUpstream& dead = AddUpstream();
+  dead.StopListening();
+  Configure({dead.address(), up.address()}, Retrying(2));
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send("POST", "payload").status, "200");
+  EXPECT_EQ(up.requests().size(), 2u);
+  EXPECT_TRUE(up.requests()[0].ended && up.requests()[1].ended);  // whole bodies each time
+  // Round robin puts the dead host first at least once; each time the POST was retried.
+  EXPECT_GE(Count("meshlet_upstream_rq_retry_total", {{"reason", "connect_failure"}}), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_connect_fail_total"), 0u);
+}
+
+TEST_F(RouterRetryTest, BodyBeyondTheReplayLimitIsNotRetried) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended) up.Respond(up.requests().size() - 1, 503);
+  };
+  Configure({up.address()}, Retrying(2));
+  // A limit of 4 bytes: the 7-byte body cannot be replayed.
+  callbacks_.push_back(std::make_unique<RecordingCallbacks>());
+  callbacks_.back()->retry_buffer_limit = 4;
+  RecordingCallbacks& client = *callbacks_.back();
+  routers_.push_back(std::make_unique<Router>(context_, table_, client));
+  auto headers = std::make_unique<http::HeaderMap>();
+  headers->Add(":method", "PUT");
+  headers->Add(":path", "/x");
+  headers->Add(":authority", "test");
+  routers_.back()->DecodeHeaders(std::move(headers), false);
+  net::Buffer body("payload");
+  routers_.back()->DecodeData(body, true);
+  loop_.RunUntil([&] { return client.done(); }, std::chrono::seconds(5));
+  EXPECT_EQ(client.status, "503");
+  EXPECT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_skipped_total", {{"reason", "body_too_large"}}), 1u);
+}
+
+TEST_F(RouterRetryTest, PerTryTimeoutAbandonsASlowAttempt) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended && up.requests().size() == 2) up.Respond(1, 200);  // the first one never answers
+  };
+  RouteAction action = Retrying(2);
+  action.retry_policy.per_try_timeout = milliseconds(50);
+  Configure({up.address()}, action);
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "200");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kUpstreamPerTryTimeout));
+  EXPECT_EQ(Count("meshlet_upstream_rq_per_try_timeout_total"), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "per_try_timeout"}}), 1u);
+}
+
+TEST_F(RouterRetryTest, RouteTimeoutIncludesRetriesAndBackoff) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;  // never answers
+  RouteAction action = Retrying(10);
+  action.timeout = milliseconds(200);
+  action.retry_policy.per_try_timeout = milliseconds(60);
+  Configure({up.address()}, action);
+  const MonotonicTime start = RealClock::Get().Now();
+  RecordingCallbacks& client = Send("GET");
+  const Duration elapsed = RealClock::Get().Now() - start;
+  EXPECT_EQ(client.status, "504");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kUpstreamRequestTimeout));
+  EXPECT_GE(elapsed, milliseconds(195));
+  EXPECT_LT(elapsed, milliseconds(1000));
+  EXPECT_GE(up.requests().size(), 3u);  // 60 ms tries fit three times into 200 ms
+  EXPECT_LE(up.requests().size(), 4u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_timeout_total"), 1u);
+}
+
+TEST_F(RouterRetryTest, SpentBudgetMeansNoRetry) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended) up.Respond(up.requests().size() - 1, 503);
+  };
+  budget_.budget_percent = 0;
+  budget_.min_retries_per_second = 0;
+  Configure({up.address()}, Retrying(2));
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "503");
+  EXPECT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_overflow_total", {{"limit", "budget"}}), 1u);
+}
+
+TEST_F(RouterRetryTest, ExpiredCallerDeadlineAnswersAtOnce) {
+  FakeUpstream& up = AddUpstream();
+  Configure({up.address()}, Retrying(2));
+  RecordingCallbacks& grpc =
+      Send("POST", "", {{"content-type", "application/grpc"}, {"grpc-timeout", "0m"}});
+  EXPECT_EQ(grpc.status, "200");
+  EXPECT_EQ(grpc.grpc_status, "4");  // DEADLINE_EXCEEDED
+  RecordingCallbacks& http = Send("GET", "", {{"x-meshlet-deadline", "0"}});
+  EXPECT_EQ(http.status, "504");
+  EXPECT_EQ(up.requests().size(), 0u);
+}
+
+TEST_F(RouterRetryTest, DeadlineHeaderCarriesTheAttemptsTime) {
+  FakeUpstream& up = AddUpstream();
+  RouteAction action = Retrying(2);
+  action.timeout = milliseconds(5000);
+  Configure({up.address()}, action);
+  RecordingCallbacks& client = Send("GET", "", {{"x-meshlet-deadline", "1500"}});
+  EXPECT_EQ(client.status, "200");
+  const http::HeaderMap* sent = routers_.back()->request_headers();
+  ASSERT_NE(sent, nullptr);
+  int64_t remaining = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(sent->Get("x-meshlet-deadline").value_or(""), &remaining));
+  EXPECT_LE(remaining, 1500);
+  EXPECT_GT(remaining, 1000);
+  // Without a caller deadline, the route timeout travels.
+  Send("GET");
+  ASSERT_TRUE(absl::SimpleAtoi(
+      routers_.back()->request_headers()->Get("x-meshlet-deadline").value_or(""), &remaining));
+  EXPECT_LE(remaining, 5000);
+  EXPECT_GT(remaining, 4000);
+}
+
+TEST_F(RouterRetryTest, MalformedCallerDeadlineIsCountedAndReplaced) {
+  FakeUpstream& up = AddUpstream();
+  RouteAction action = Retrying(2);
+  action.timeout = milliseconds(3000);
+  Configure({up.address()}, action);
+  RecordingCallbacks& client = Send("GET", "", {{"x-meshlet-deadline", "soon"}});
+  EXPECT_EQ(client.status, "200");
+  EXPECT_EQ(Count("meshlet_upstream_rq_deadline_header_invalid_total",
+                  {{"header", "x-meshlet-deadline"}}),
+            1u);
+  int64_t remaining = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      routers_.back()->request_headers()->Get("x-meshlet-deadline").value_or(""), &remaining));
+  EXPECT_LE(remaining, 3000);
+  EXPECT_GT(remaining, 2000);
+}
+
+TEST_F(RouterRetryTest, RetryMachineryAddsNoAllocation) {
+  // A request that succeeds at once costs the same allocations with the default retry policy as
+  // on a route without retries (same connection, same header sizes).
+  FakeUpstream& up = AddUpstream();
+  RouteAction no_retries = Retrying(0);
+  Configure({up.address()}, RouteAction(), &no_retries);  // "/b/": no retries, "/": defaults
+  callbacks_.reserve(64);
+  routers_.reserve(64);
+  for (int i = 0; i < 4; ++i) {  // warm up: connection, pools, header arenas, stats cells
+    Send("GET", "", {}, "/a/x");
+    Send("GET", "", {}, "/b/x");
+  }
+  int with_retries = INT32_MAX;
+  int without = INT32_MAX;
+  for (int i = 0; i < 8; ++i) {
+    for (const char* path : {"/a/x", "/b/x"}) {
+      g_allocations = 0;
+      g_counting = true;
+      RecordingCallbacks& client = Send("GET", "", {}, path);
+      g_counting = false;
+      ASSERT_EQ(client.status, "200");
+      int& best = path[1] == 'a' ? with_retries : without;
+      best = std::min(best, g_allocations.load());
+    }
+  }
+  EXPECT_GT(without, 0);  // the counter is live: a request allocates (router, headers, ...)
+  EXPECT_EQ(with_retries, without);
+}
+
+TEST_F(RouterRetryTest, AbandonDuringBackoffStopsEverything) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (r.ended) up.Respond(up.requests().size() - 1, 503);
+  };
+  RouteAction action = Retrying(2);
+  action.retry_policy.backoff.base = milliseconds(200);
+  action.retry_policy.backoff.cap = milliseconds(200);
+  Configure({up.address()}, action);
+  callbacks_.push_back(std::make_unique<RecordingCallbacks>());
+  RecordingCallbacks& client = *callbacks_.back();
+  routers_.push_back(std::make_unique<Router>(context_, table_, client));
+  auto headers = std::make_unique<http::HeaderMap>();
+  headers->Add(":method", "GET");
+  headers->Add(":path", "/x");
+  headers->Add(":authority", "test");
+  routers_.back()->DecodeHeaders(std::move(headers), true);
+  loop_.RunUntil([&] { return up.requests().size() == 1 && up.unanswered() == 0; },
+                 std::chrono::seconds(5));
+  loop_.RunUntil([] { return false; }, milliseconds(20));  // the 503 arrives: backoff starts
+  routers_.back()->Abandon();
+  loop_.RunUntil([] { return false; }, milliseconds(400));
+  EXPECT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(client.headers_sent, 0);
+  EXPECT_EQ(client.read_disables, 0);
+}
+
+TEST_F(RouterRetryTest, EachAttemptIsItsOwnClientSpan) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    if (!r.ended) return;
+    up.Respond(up.requests().size() - 1, up.requests().size() == 1 ? 503 : 200);
+  };
+  Configure({up.address()}, Retrying(1));
+  tracing::SpanQueue queue(16);
+  tracing::TracingConfig config;
+  config.sampling_percent = 100;
+  tracing::Tracer tracer(config, "svc", queue, tracing::TracerStats::Create(*shard_), random_,
+                         RealClock::Get());
+  context_.tracer = &tracer;
+  tracing::RequestTrace trace;
+  trace.trace_id = tracing::TraceId{1, 2};
+  trace.server_span_id = 7;
+  trace.sampled = true;
+  next_trace_ = trace;
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "200");
+  EXPECT_EQ(client.info.trace.attempts, 2u);
+  std::vector<tracing::Span> spans;
+  tracing::Span span;
+  while (queue.TryPop(&span)) spans.push_back(std::move(span));
+  ASSERT_EQ(spans.size(), 2u);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    EXPECT_EQ(spans[i].kind, tracing::SpanKind::kClient);
+    EXPECT_EQ(spans[i].trace_id, (tracing::TraceId{1, 2}));
+    EXPECT_EQ(spans[i].parent_span_id, 7u);
+    EXPECT_EQ(spans[i].retry_attempt, i + 1);
+    EXPECT_EQ(spans[i].cluster, "c");
+    EXPECT_EQ(spans[i].route, "r");
+    EXPECT_EQ(spans[i].endpoint, up.address().ToString());
+    EXPECT_GE(spans[i].upstream_ready_us, 0);
+  }
+  EXPECT_EQ(spans[0].status_code, 503);
+  EXPECT_TRUE(spans[0].error);
+  EXPECT_EQ(spans[1].status_code, 200);
+  EXPECT_FALSE(spans[1].error);
+  routers_.clear();
+  loop_.RunUntilIdle();
+  context_.tracer = nullptr;
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::router

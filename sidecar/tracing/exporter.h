@@ -1,0 +1,73 @@
+#pragma once
+
+// SpanExporter: owns the span queue the workers' Tracers push into and one exporter thread that
+// drains it, encodes batches (OTLP/HTTP JSON or protobuf, or Zipkin v2 JSON; span_encoding.h) and
+// POSTs them to the configured collector. Nothing it does can slow a request: workers only push
+// into the bounded lock-free queue; a slow or absent collector makes the queue fill, and new spans
+// are then dropped and counted (meshlet_tracing_spans_dropped_total{reason="queue_full"}).
+// A batch the collector refuses or that cannot be sent is dropped and counted too
+// ({reason="export_failed"}, and meshlet_tracing_export_errors_total per request).
+//
+// Batching: the thread wakes every kPollInterval, sends every full batch (batch_size spans) and,
+// once flush_interval has passed since the last send, whatever is left.
+//
+// Export requests are plain HTTP/1.1 over a blocking socket on the exporter thread, one
+// connection per request, bounded by export_timeout (connect, send and answer together).
+//
+// Ownership: the server creates it (Start() once) before the workers and destroys it after them;
+// the destructor stops the thread after one last batch is sent (best effort, bounded by
+// export_timeout); spans still queued then are dropped ({reason="shutdown"}).
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/stats/stats.h"
+#include "sidecar/tracing/span_queue.h"
+#include "sidecar/tracing/tracing_config.h"
+
+namespace meshlet::sidecar::tracing {
+
+class SpanExporter {
+ public:
+  static constexpr Duration kPollInterval = std::chrono::milliseconds(50);
+
+  SpanExporter(TracingConfig config, std::string service_name, StatsRegistry& stats);
+  ~SpanExporter();
+  SpanExporter(const SpanExporter&) = delete;
+  SpanExporter& operator=(const SpanExporter&) = delete;
+
+  void Start();
+  SpanQueue& queue() { return queue_; }
+  const TracingConfig& config() const { return config_; }
+  const std::string& service_name() const { return service_name_; }
+
+  // Encodes and sends one batch now (the exporter thread, or tests). True when the collector
+  // answered 2xx.
+  bool Export(const std::vector<Span>& batch);
+
+ private:
+  void Run();
+  // Pops up to batch_size spans into `batch`.
+  size_t Fill(std::vector<Span>* batch);
+  void SendBatch(std::vector<Span>* batch);
+  bool StopRequested();
+
+  const TracingConfig config_;
+  const std::string service_name_;
+  const std::string path_;
+  SpanQueue queue_;
+  Counter exported_;
+  Counter export_errors_;
+  Counter dropped_failed_;
+  Counter dropped_shutdown_;
+
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+  std::string body_;  // exporter thread only
+};
+
+}  // namespace meshlet::sidecar::tracing

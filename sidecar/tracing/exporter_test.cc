@@ -1,0 +1,178 @@
+#include "sidecar/tracing/exporter.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/stats/stats.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar::tracing {
+namespace {
+
+// A one-shot HTTP collector on 127.0.0.1: accepts one connection, keeps the request, answers
+// `status`.
+class OneShotCollector {
+ public:
+  explicit OneShotCollector(int status) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(::listen(fd_, 4), 0);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, status] {
+      int conn = ::accept(fd_, nullptr, nullptr);
+      if (conn < 0) return;
+      char buffer[4096];
+      while (true) {
+        const ssize_t n = ::recv(conn, buffer, sizeof(buffer), 0);
+        if (n <= 0) break;
+        request_.append(buffer, static_cast<size_t>(n));
+        const size_t head_end = request_.find("\r\n\r\n");
+        const size_t cl = request_.find("content-length: ");
+        if (head_end != std::string::npos && cl != std::string::npos &&
+            request_.size() >= head_end + 4 + std::stoul(request_.substr(cl + 16))) {
+          break;
+        }
+      }
+      const std::string answer =
+          absl::StrCat("HTTP/1.1 ", status, " X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+      ::send(conn, answer.data(), answer.size(), 0);
+      ::close(conn);
+    });
+  }
+  ~OneShotCollector() {
+    ::shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  const std::string& request() {
+    if (thread_.joinable()) thread_.join();
+    return request_;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::string request_;
+};
+
+Span TestSpan(uint64_t id) {
+  Span span;
+  span.trace_id = TraceId{0, 42};
+  span.span_id = id;
+  span.name = "GET";
+  span.start = absl::Now();
+  span.end = span.start + absl::Milliseconds(1);
+  return span;
+}
+
+uint64_t CounterValue(StatsRegistry& registry, absl::string_view name,
+                      const LabelSet& labels = {}) {
+  const StatsSnapshot snapshot = registry.Snapshot();
+  const SeriesSnapshot* series = snapshot.Find(name, labels);
+  return series == nullptr ? 0 : series->counter;
+}
+
+TEST(SpanExporterTest, ThreadSendsQueuedSpansAsOtlpJson) {
+  OneShotCollector collector(200);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  config.flush_interval = std::chrono::milliseconds(10);
+  {
+    SpanExporter exporter(config, "svc", registry);
+    Span span = TestSpan(7);
+    ASSERT_TRUE(exporter.queue().TryPush(span));
+    exporter.Start();
+    const std::string& request = collector.request();
+    EXPECT_EQ(request.rfind("POST /v1/traces HTTP/1.1\r\n", 0), 0u) << request;
+    EXPECT_NE(request.find("content-type: application/json"), std::string::npos);
+    EXPECT_NE(request.find(R"("spanId":"0000000000000007")"), std::string::npos);
+  }
+  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_spans_exported_total"), 1u);
+}
+
+TEST(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
+  OneShotCollector collector(500);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  config.protocol = ExportProtocol::kZipkin;
+  SpanExporter exporter(config, "svc", registry);
+  EXPECT_FALSE(exporter.Export({TestSpan(1)}));
+  EXPECT_EQ(collector.request().rfind("POST /api/v2/spans HTTP/1.1\r\n", 0), 0u);
+  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 1u);
+}
+
+TEST(SpanExporterTest, UnreachableCollectorFailsWithinTheTimeout) {
+  StatsRegistry registry;
+  TracingConfig config;
+  // A port nothing listens on: take one and close it.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  config.collector_address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  config.export_timeout = std::chrono::milliseconds(500);
+  SpanExporter exporter(config, "svc", registry);
+  const absl::Time start = absl::Now();
+  EXPECT_FALSE(exporter.Export({TestSpan(1)}));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+TEST(SpanExporterTest, EverySpanIsAccountedForAtShutdown) {
+  StatsRegistry registry;
+  TracingConfig config;
+  // A collector that never answers: the connect succeeds (listen backlog), the answer never comes.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  config.collector_address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  config.export_timeout = std::chrono::milliseconds(200);
+  config.batch_size = 10;
+  config.queue_limit = 100;
+  const absl::Time start = absl::Now();
+  {
+    SpanExporter exporter(config, "svc", registry);
+    for (uint64_t i = 1; i <= 100; ++i) {
+      Span span = TestSpan(i);
+      ASSERT_TRUE(exporter.queue().TryPush(span));
+    }
+    exporter.Start();
+    absl::SleepFor(absl::Milliseconds(100));  // the first batch is waiting for its answer
+  }
+  // Shutdown did not wait for ten timeouts.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  const uint64_t failed =
+      CounterValue(registry, "meshlet_tracing_spans_dropped_total", {{"reason", "export_failed"}});
+  const uint64_t shutdown =
+      CounterValue(registry, "meshlet_tracing_spans_dropped_total", {{"reason", "shutdown"}});
+  EXPECT_GE(failed, 10u);
+  EXPECT_GT(shutdown, 0u);
+  EXPECT_EQ(failed + shutdown, 100u);
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::tracing

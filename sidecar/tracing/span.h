@@ -1,0 +1,92 @@
+#pragma once
+
+// Span: one recorded operation of one request at this hop — a server span per downstream
+// request (the connection manager's stream) and a client span per upstream attempt (the
+// router's UpstreamRequest; each retry attempt is its own client span). Only sampled requests get
+// a Span; it is a value held inline by its owner (std::optional), filled as the request runs and
+// moved into the exporter's queue when it ends. Unsampled requests carry only a RequestTrace
+// (ids and the decision), which costs no allocation.
+//
+// Attributes are a fixed set of typed fields rather than a map, so recording costs no lookup and
+// an unset field (empty, 0 or -1) is simply not exported. Names follow OpenTelemetry's HTTP
+// conventions where one exists, meshlet.* otherwise (docs/tracing.md lists them).
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "sidecar/tracing/trace_context.h"
+
+namespace meshlet::sidecar::tracing {
+
+enum class SpanKind : uint8_t { kServer, kClient };
+
+// The trace of one downstream request as it runs through this hop.
+struct RequestTrace {
+  TraceId trace_id;             // invalid: tracing is off for the request
+  uint64_t server_span_id = 0;  // this hop's server span
+  uint64_t parent_span_id = 0;  // the caller's span; 0: this hop started the trace
+  bool sampled = false;
+  bool debug = false;           // B3 debug, passed on
+  bool trace_id_64bit = false;  // the caller's B3 trace id had 64 bits: B3 goes on with 64
+  // B3 forms the caller used, each re-emitted for this hop's span; neither: no B3 sent on.
+  bool b3_single = false;
+  bool b3_multi = false;
+  uint32_t attempts = 0;  // client spans begun (upstream attempts)
+
+  bool active() const { return trace_id.valid(); }
+};
+
+struct Span {
+  TraceId trace_id;
+  uint64_t span_id = 0;
+  uint64_t parent_span_id = 0;  // 0: root
+  SpanKind kind = SpanKind::kServer;
+  std::string name;
+  absl::Time start;
+  absl::Time end;
+  bool error = false;
+  std::string status_message;  // why it failed, when error
+
+  // Attributes.
+  std::string method;          // http.request.method
+  std::string path;            // url.path (bounded, see kMaxPathBytes)
+  int status_code = 0;         // http.response.status_code; 0: no response
+  std::string protocol;        // network.protocol.name / version ("HTTP/1.1", "HTTP/2")
+  std::string peer_identity;   // meshlet.peer.identity (SPIFFE id of an mTLS client)
+  std::string route;           // meshlet.route
+  std::string cluster;         // meshlet.cluster
+  std::string endpoint;        // server.address (the upstream host, "ip:port")
+  std::string response_flags;  // meshlet.response_flags ("UF,URX")
+  // Body bytes as this span's side saw them: a server span receives the request and sends the
+  // response; a client span sends the request and receives the response.
+  uint64_t bytes_in = 0;           // meshlet.bytes_received
+  uint64_t bytes_out = 0;          // meshlet.bytes_sent
+  int64_t upstream_ready_us = -1;  // meshlet.upstream.ready_us: pool wait incl. connect + TLS
+  uint32_t retry_attempt = 0;      // meshlet.retry_attempt (client spans: 1 = first try)
+  std::string request_id;          // meshlet.request_id (x-request-id)
+
+  static constexpr size_t kMaxPathBytes = 256;
+};
+
+// Calls `string_attr(key, value)` / `int_attr(key, value)` for every set attribute.
+template <typename StringFn, typename IntFn>
+void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr) {
+  if (!span.method.empty()) string_attr("http.request.method", span.method);
+  if (!span.path.empty()) string_attr("url.path", span.path);
+  if (span.status_code != 0) int_attr("http.response.status_code", span.status_code);
+  if (!span.protocol.empty()) string_attr("network.protocol.name", span.protocol);
+  if (!span.peer_identity.empty()) string_attr("meshlet.peer.identity", span.peer_identity);
+  if (!span.route.empty()) string_attr("meshlet.route", span.route);
+  if (!span.cluster.empty()) string_attr("meshlet.cluster", span.cluster);
+  if (!span.endpoint.empty()) string_attr("server.address", span.endpoint);
+  if (!span.response_flags.empty()) string_attr("meshlet.response_flags", span.response_flags);
+  if (span.bytes_in != 0) int_attr("meshlet.bytes_received", static_cast<int64_t>(span.bytes_in));
+  if (span.bytes_out != 0) int_attr("meshlet.bytes_sent", static_cast<int64_t>(span.bytes_out));
+  if (span.upstream_ready_us >= 0) int_attr("meshlet.upstream.ready_us", span.upstream_ready_us);
+  if (span.retry_attempt != 0) int_attr("meshlet.retry_attempt", span.retry_attempt);
+  if (!span.request_id.empty()) string_attr("meshlet.request_id", span.request_id);
+}
+
+}  // namespace meshlet::sidecar::tracing

@@ -1,0 +1,277 @@
+#include "sidecar/tracing/span_encoding.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace meshlet::sidecar::tracing {
+namespace {
+
+bool NeedsEscape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
+
+void AppendJsonString(std::string* out, absl::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  // Most values need no escaping: one append.
+  if (std::none_of(text.begin(), text.end(), NeedsEscape)) {
+    out->append(text.data(), text.size());
+    out->push_back('"');
+    return;
+  }
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (u < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[u >> 4]);
+      out->push_back(kHex[u & 0xf]);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendHex64(std::string* out, uint64_t value) {
+  char hex[16];
+  FormatHex64(value, hex);
+  out->append(hex, sizeof(hex));
+}
+
+void AppendTraceIdHex(std::string* out, const TraceId& id) {
+  AppendHex64(out, id.high);
+  AppendHex64(out, id.low);
+}
+
+int64_t UnixNanos(absl::Time t) { return absl::ToUnixNanos(t); }
+int64_t UnixMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+// --- protobuf wire format ---------------------------------------------------------------------
+
+void PutVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+void PutTag(std::string* out, uint32_t field, uint32_t wire_type) {
+  PutVarint(out, (static_cast<uint64_t>(field) << 3) | wire_type);
+}
+void PutBytes(std::string* out, uint32_t field, absl::string_view bytes) {
+  PutTag(out, field, 2);
+  PutVarint(out, bytes.size());
+  out->append(bytes.data(), bytes.size());
+}
+void PutFixed64(std::string* out, uint32_t field, uint64_t value) {
+  PutTag(out, field, 1);
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+void PutVarintField(std::string* out, uint32_t field, uint64_t value) {
+  PutTag(out, field, 0);
+  PutVarint(out, value);
+}
+void PutBigEndian64(char* out, uint64_t value) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(value & 0xff);
+    value >>= 8;
+  }
+}
+
+// KeyValue { string key = 1; AnyValue value = 2; }
+// AnyValue { string string_value = 1; int64 int_value = 3; }
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+// A length-delimited field's size: tag (one byte for the fields used here) + length + payload.
+size_t DelimitedSize(size_t payload) { return 1 + VarintSize(payload) + payload; }
+
+// Sizes are computed first so the nested messages are written in place, without temporaries.
+void PutStringAttribute(std::string* out, uint32_t field, absl::string_view key,
+                        absl::string_view value) {
+  const size_t any = DelimitedSize(value.size());
+  PutTag(out, field, 2);
+  PutVarint(out, DelimitedSize(key.size()) + DelimitedSize(any));
+  PutBytes(out, 1, key);
+  PutTag(out, 2, 2);
+  PutVarint(out, any);
+  PutBytes(out, 1, value);
+}
+void PutIntAttribute(std::string* out, uint32_t field, absl::string_view key, int64_t value) {
+  const size_t any = 1 + VarintSize(static_cast<uint64_t>(value));
+  PutTag(out, field, 2);
+  PutVarint(out, DelimitedSize(key.size()) + DelimitedSize(any));
+  PutBytes(out, 1, key);
+  PutTag(out, 2, 2);
+  PutVarint(out, any);
+  PutVarintField(out, 3, static_cast<uint64_t>(value));
+}
+
+}  // namespace
+
+void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_name,
+                    std::string* out) {
+  out->reserve(out->size() + 256 + spans.size() * 900);
+  out->append(
+      R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":)");
+  AppendJsonString(out, service_name);
+  out->append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
+  bool first = true;
+  for (const Span& span : spans) {
+    if (!first) out->push_back(',');
+    first = false;
+    out->append(R"({"traceId":")");
+    AppendTraceIdHex(out, span.trace_id);
+    out->append(R"(","spanId":")");
+    AppendHex64(out, span.span_id);
+    out->push_back('"');
+    if (span.parent_span_id != 0) {
+      out->append(R"(,"parentSpanId":")");
+      AppendHex64(out, span.parent_span_id);
+      out->push_back('"');
+    }
+    out->append(R"(,"name":)");
+    AppendJsonString(out, span.name);
+    // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
+    absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
+                    R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
+                    UnixNanos(span.end), R"(","attributes":[)");
+    bool first_attr = true;
+    auto comma = [&] {
+      if (!first_attr) out->push_back(',');
+      first_attr = false;
+    };
+    ForEachAttribute(
+        span,
+        [&](absl::string_view key, absl::string_view value) {
+          comma();
+          out->append(R"({"key":)");
+          AppendJsonString(out, key);
+          out->append(R"(,"value":{"stringValue":)");
+          AppendJsonString(out, value);
+          out->append("}}");
+        },
+        [&](absl::string_view key, int64_t value) {
+          comma();
+          out->append(R"({"key":)");
+          AppendJsonString(out, key);
+          absl::StrAppend(out, R"(,"value":{"intValue":")", value, "\"}}");
+        });
+    out->append("]");
+    // STATUS_CODE_ERROR = 2; unset otherwise (OpenTelemetry leaves OK to applications).
+    if (span.error) {
+      out->append(R"(,"status":{"code":2,"message":)");
+      AppendJsonString(out, span.status_message);
+      out->append("}");
+    }
+    out->append("}");
+  }
+  out->append("]}]}]}");
+}
+
+void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_name,
+                     std::string* out) {
+  // ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+  // ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+  // Resource { repeated KeyValue attributes = 1; }
+  // ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
+  // InstrumentationScope { string name = 1; }
+  // Span { bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5;
+  //        SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
+  //        repeated KeyValue attributes = 9; Status status = 15; }
+  // Status { string message = 2; StatusCode code = 3; }
+  std::string resource;
+  PutStringAttribute(&resource, 1, "service.name", service_name);
+  std::string scope;
+  PutBytes(&scope, 1, "meshlet");
+  std::string scope_spans;
+  PutBytes(&scope_spans, 1, scope);
+  std::string encoded;
+  for (const Span& span : spans) {
+    encoded.clear();
+    char id[16];
+    PutBigEndian64(id, span.trace_id.high);
+    PutBigEndian64(id + 8, span.trace_id.low);
+    PutBytes(&encoded, 1, absl::string_view(id, 16));
+    PutBigEndian64(id, span.span_id);
+    PutBytes(&encoded, 2, absl::string_view(id, 8));
+    if (span.parent_span_id != 0) {
+      PutBigEndian64(id, span.parent_span_id);
+      PutBytes(&encoded, 4, absl::string_view(id, 8));
+    }
+    PutBytes(&encoded, 5, span.name);
+    PutVarintField(&encoded, 6, span.kind == SpanKind::kServer ? 2 : 3);
+    PutFixed64(&encoded, 7, static_cast<uint64_t>(UnixNanos(span.start)));
+    PutFixed64(&encoded, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+    ForEachAttribute(
+        span,
+        [&](absl::string_view key, absl::string_view value) {
+          PutStringAttribute(&encoded, 9, key, value);
+        },
+        [&](absl::string_view key, int64_t value) { PutIntAttribute(&encoded, 9, key, value); });
+    if (span.error) {
+      std::string status;
+      PutBytes(&status, 2, span.status_message);
+      PutVarintField(&status, 3, 2);
+      PutBytes(&encoded, 15, status);
+    }
+    PutBytes(&scope_spans, 2, encoded);
+  }
+  std::string resource_spans;
+  PutBytes(&resource_spans, 1, resource);
+  PutBytes(&resource_spans, 2, scope_spans);
+  PutBytes(out, 1, resource_spans);
+}
+
+void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_name,
+                      std::string* out) {
+  out->reserve(out->size() + 2 + spans.size() * 700);
+  out->push_back('[');
+  bool first = true;
+  for (const Span& span : spans) {
+    if (!first) out->push_back(',');
+    first = false;
+    out->append(R"({"traceId":")");
+    AppendTraceIdHex(out, span.trace_id);
+    out->append(R"(","id":")");
+    AppendHex64(out, span.span_id);
+    out->push_back('"');
+    if (span.parent_span_id != 0) {
+      out->append(R"(,"parentId":")");
+      AppendHex64(out, span.parent_span_id);
+      out->push_back('"');
+    }
+    out->append(R"(,"name":)");
+    AppendJsonString(out, span.name);
+    const int64_t start_us = UnixMicros(span.start);
+    const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
+    absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",
+                    R"(","timestamp":)", start_us, R"(,"duration":)", duration_us,
+                    R"(,"localEndpoint":{"serviceName":)");
+    AppendJsonString(out, service_name);
+    out->append(R"(},"tags":{)");
+    bool first_tag = true;
+    auto tag = [&](absl::string_view key, absl::string_view value) {
+      if (!first_tag) out->push_back(',');
+      first_tag = false;
+      AppendJsonString(out, key);
+      out->push_back(':');
+      AppendJsonString(out, value);
+    };
+    ForEachAttribute(span, tag,
+                     [&](absl::string_view key, int64_t value) { tag(key, absl::StrCat(value)); });
+    if (span.error) tag("error", span.status_message.empty() ? "true" : span.status_message);
+    out->append("}}");
+  }
+  out->push_back(']');
+}
+
+}  // namespace meshlet::sidecar::tracing

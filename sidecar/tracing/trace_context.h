@@ -1,0 +1,127 @@
+#pragma once
+
+// Trace context propagation (docs/tracing.md): parsing what a caller sent — W3C Trace Context
+// (`traceparent`, `tracestate`) or B3 (the `X-B3-*` headers or the single `b3` header) — and
+// formatting what this hop sends on. Pure functions over header values; nothing here allocates
+// unless a `tracestate` has to be shortened.
+//
+// Rules (W3C Trace Context Level 1, B3):
+// - traceparent version 00 must be exactly `00-<32 hex>-<16 hex>-<2 hex>`, lower-case. A higher
+//   version (not ff) is parsed by its first four fields and anything after a further `-` is
+//   ignored. Invalid input (bad hex, upper case, wrong lengths, all-zero ids, version ff) means the
+//   caller's context is discarded and a new trace starts; its tracestate is then dropped too.
+// - tracestate: at most 32 list members, keys and values per the spec's grammar, no duplicate
+//   keys; anything else drops the whole header (it cannot be understood, so it is not passed on).
+//   Empty members are skipped. Longer than 512 characters, members over 128 characters go first,
+//   then members from the end, until it fits.
+// - B3: a 64- or 128-bit trace id (16 or 32 hex), a 64-bit span id, optional parent span id,
+//   sampled `1`/`0` (`true`/`false` accepted), `X-B3-Flags: 1` (debug, implies sampled); the
+//   single header `{trace}-{span}[-{sampled|d}[-{parent}]]` or just `0`, `1` or `d`. A B3 context
+//   continues the same trace (a 64-bit id is the low half of the W3C id).
+// - A valid traceparent wins over B3; the single `b3` wins over the multi-header form.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace meshlet::http {
+class HeaderMap;
+}
+
+namespace meshlet::sidecar::tracing {
+
+inline constexpr absl::string_view kTraceparentHeader = "traceparent";
+inline constexpr absl::string_view kTracestateHeader = "tracestate";
+inline constexpr absl::string_view kB3SingleHeader = "b3";
+inline constexpr absl::string_view kB3TraceIdHeader = "x-b3-traceid";
+inline constexpr absl::string_view kB3SpanIdHeader = "x-b3-spanid";
+inline constexpr absl::string_view kB3ParentSpanIdHeader = "x-b3-parentspanid";
+inline constexpr absl::string_view kB3SampledHeader = "x-b3-sampled";
+inline constexpr absl::string_view kB3FlagsHeader = "x-b3-flags";
+
+inline constexpr size_t kTraceparentLength = 55;  // 00-<32>-<16>-<2>
+inline constexpr size_t kMaxTracestateMembers = 32;
+inline constexpr size_t kMaxTracestateLength = 512;   // when propagating
+inline constexpr size_t kTracestateLongMember = 128;  // removed first when shortening
+
+struct TraceId {
+  uint64_t high = 0;
+  uint64_t low = 0;
+  bool valid() const { return (high | low) != 0; }
+  bool operator==(const TraceId&) const = default;
+};
+
+// What the caller decided about sampling.
+enum class SamplingHint : uint8_t { kNone, kSampled, kNotSampled };
+
+// Which header form carried the caller's context.
+enum class Propagation : uint8_t { kNone, kW3c, kB3Single, kB3Multi };
+
+// The caller's context. `trace_id` invalid: no usable context (only `sampling`, from a B3
+// sampling-only header, may be set).
+struct ParentContext {
+  TraceId trace_id;
+  uint64_t span_id = 0;  // the caller's span: the parent of this hop's server span
+  SamplingHint sampling = SamplingHint::kNone;
+  bool debug = false;           // B3 debug: sample regardless of the rate
+  bool trace_id_64bit = false;  // B3 with a 16-hex trace id
+  Propagation format = Propagation::kNone;
+  bool b3_present = false;  // any B3 header was seen, usable or not
+};
+
+// traceparent; nullopt when invalid.
+std::optional<ParentContext> ParseTraceparent(absl::string_view value);
+// Writes `00-<trace>-<span>-<flags>` (kTraceparentLength bytes) to `out`.
+void FormatTraceparent(const TraceId& trace_id, uint64_t span_id, bool sampled,
+                       char out[kTraceparentLength]);
+
+enum class TracestateVerdict : uint8_t {
+  kKeep,     // propagate as it is
+  kRewrite,  // propagate *rewritten (shortened, or empty members removed)
+  kDrop,     // invalid: do not propagate
+};
+TracestateVerdict CheckTracestate(absl::string_view value, std::string* rewritten);
+
+// The single `b3` header; nullopt when invalid.
+std::optional<ParentContext> ParseB3Single(absl::string_view value);
+// The X-B3-* headers (absent ones as nullopt); nullopt when invalid or absent.
+std::optional<ParentContext> ParseB3Multi(std::optional<absl::string_view> trace_id,
+                                          std::optional<absl::string_view> span_id,
+                                          std::optional<absl::string_view> parent_span_id,
+                                          std::optional<absl::string_view> sampled,
+                                          std::optional<absl::string_view> flags);
+
+// The trace-related request headers, found in one pass over the map (names are lower case in a
+// HeaderMap). A header given more than once keeps its first value and counts the rest.
+struct TraceHeaders {
+  std::optional<absl::string_view> traceparent;
+  std::optional<absl::string_view> tracestate;
+  std::optional<absl::string_view> b3;
+  std::optional<absl::string_view> b3_trace_id;
+  std::optional<absl::string_view> b3_span_id;
+  std::optional<absl::string_view> b3_parent_span_id;
+  std::optional<absl::string_view> b3_sampled;
+  std::optional<absl::string_view> b3_flags;
+  std::optional<absl::string_view> force;  // the force-sample header, when one was named
+  int traceparent_count = 0;
+  int tracestate_count = 0;
+
+  bool any_b3_multi() const {
+    return b3_trace_id.has_value() || b3_span_id.has_value() || b3_parent_span_id.has_value() ||
+           b3_sampled.has_value() || b3_flags.has_value();
+  }
+};
+// `force_header`: lower-case name of the force-sample header; empty: none.
+TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header);
+
+// The caller's context, by the precedence above.
+ParentContext ExtractParent(const TraceHeaders& found);
+ParentContext ExtractParent(const http::HeaderMap& headers);
+
+// 16 lower-case hex digits of `value` into `out`.
+void FormatHex64(uint64_t value, char out[16]);
+
+}  // namespace meshlet::sidecar::tracing

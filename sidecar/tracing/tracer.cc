@@ -1,0 +1,187 @@
+#include "sidecar/tracing/tracer.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "common/base/logging.h"
+#include "common/http/header_map.h"
+
+namespace meshlet::sidecar::tracing {
+namespace {
+
+uint64_t NonZero(Random& random) {
+  uint64_t value = random.Next();
+  return value != 0 ? value : 1;
+}
+
+bool IsForced(const std::optional<absl::string_view>& value) {
+  return value.has_value() && (*value == "1" || absl::EqualsIgnoreCase(*value, "true"));
+}
+
+Counter CounterOrDiscard(StatsShard& shard, absl::string_view name, absl::string_view help,
+                         const LabelSet& labels = {}) {
+  absl::StatusOr<Counter> counter = shard.RegisterCounter(name, help, labels);
+  if (!counter.ok()) {
+    LOG(ERROR) << name << ": " << counter.status();
+    return Counter();
+  }
+  return *counter;
+}
+
+}  // namespace
+
+bool DecideSampling(const ParentContext& parent, bool forced, double rate, Random& random) {
+  if (forced || parent.debug) return true;
+  if (parent.sampling == SamplingHint::kSampled) return true;
+  if (parent.sampling == SamplingHint::kNotSampled) return false;
+  if (rate <= 0) return false;
+  if (rate >= 1) return true;
+  return random.UniformDouble() < rate;
+}
+
+TracerStats TracerStats::Create(StatsShard& shard) {
+  TracerStats stats;
+  stats.spans_started = CounterOrDiscard(
+      shard, "meshlet_tracing_spans_started_total",
+      "Spans begun (server and client, sampled or not): the requests and attempts traced.");
+  stats.spans_sampled = CounterOrDiscard(shard, "meshlet_tracing_spans_sampled_total",
+                                         "Spans recorded for export (sampled).");
+  stats.spans_dropped_full =
+      CounterOrDiscard(shard, "meshlet_tracing_spans_dropped_total",
+                       "Recorded spans that were never exported.", {{"reason", "queue_full"}});
+  return stats;
+}
+
+Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanQueue& queue,
+               TracerStats stats, Random& random, const Clock& clock)
+    : rate_(std::clamp(config.sampling_percent / 100.0, 0.0, 1.0)),
+      force_header_(absl::AsciiStrToLower(config.force_sample_header)),
+      service_name_(std::move(service_name)),
+      queue_(queue),
+      stats_(stats),
+      random_(random),
+      clock_(clock) {}
+
+void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span) {
+  // One pass over the headers finds everything; an unsampled request costs little more.
+  const TraceHeaders found = ScanTraceHeaders(headers, force_header_);
+  const ParentContext parent = ExtractParent(found);
+  const bool forced = IsForced(found.force);
+  trace = RequestTrace();
+  trace.sampled = DecideSampling(parent, forced, rate_, random_);
+  trace.debug = parent.debug;
+  trace.trace_id_64bit = parent.trace_id_64bit;
+  if (parent.b3_present) {
+    trace.b3_single = found.b3.has_value();
+    trace.b3_multi = found.any_b3_multi();
+  }
+  if (parent.trace_id.valid()) {
+    trace.trace_id = parent.trace_id;
+    trace.parent_span_id = parent.span_id;
+  } else {
+    trace.trace_id = TraceId{random_.Next(), NonZero(random_)};
+    trace.trace_id_64bit = false;
+  }
+  trace.server_span_id = NonZero(random_);
+  // tracestate belongs to a valid W3C parent only.
+  if (parent.format == Propagation::kW3c) {
+    if (found.tracestate.has_value()) {
+      // Several fields are one list (RFC 9110 §5.3).
+      std::string joined;
+      absl::string_view value = *found.tracestate;
+      if (found.tracestate_count > 1) {
+        joined = headers.GetJoined(kTracestateHeader);
+        value = joined;
+      }
+      switch (CheckTracestate(value, &scratch_)) {
+        case TracestateVerdict::kKeep:
+          if (!joined.empty()) headers.Set(kTracestateHeader, joined);
+          break;
+        case TracestateVerdict::kRewrite:
+          headers.Set(kTracestateHeader, scratch_);
+          break;
+        case TracestateVerdict::kDrop:
+          headers.Remove(kTracestateHeader);
+          break;
+      }
+    }
+  } else if (found.tracestate.has_value()) {
+    headers.Remove(kTracestateHeader);
+  }
+  stats_.spans_started.Inc();
+  if (!trace.sampled) return;
+  stats_.spans_sampled.Inc();
+  Span& s = span.emplace();
+  s.trace_id = trace.trace_id;
+  s.span_id = trace.server_span_id;
+  s.parent_span_id = trace.parent_span_id;
+  s.kind = SpanKind::kServer;
+  s.start = clock_.WallNow();
+}
+
+void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span) {
+  if (!trace.active()) return;
+  const uint64_t span_id = NonZero(random_);
+  ++trace.attempts;
+  char traceparent[kTraceparentLength];
+  FormatTraceparent(trace.trace_id, span_id, trace.sampled, traceparent);
+  headers.Set(kTraceparentHeader, absl::string_view(traceparent, sizeof(traceparent)));
+  if (trace.b3_single || trace.b3_multi) {
+    // The caller speaks B3: it goes on in the same form(s), describing the same span as
+    // traceparent.
+    char trace_hex[32];
+    FormatHex64(trace.trace_id.high, trace_hex);
+    FormatHex64(trace.trace_id.low, trace_hex + 16);
+    const absl::string_view trace_id = trace.trace_id_64bit ? absl::string_view(trace_hex + 16, 16)
+                                                            : absl::string_view(trace_hex, 32);
+    char span_hex[16];
+    FormatHex64(span_id, span_hex);
+    char parent_hex[16];
+    FormatHex64(trace.server_span_id, parent_hex);
+    const absl::string_view sampled = trace.debug ? "d" : (trace.sampled ? "1" : "0");
+    if (trace.b3_single) {
+      std::string b3;
+      b3.reserve(32 + 1 + 16 + 3 + 16);
+      b3.append(trace_id.data(), trace_id.size());
+      b3.push_back('-');
+      b3.append(span_hex, 16);
+      b3.push_back('-');
+      b3.append(sampled.data(), sampled.size());
+      b3.push_back('-');
+      b3.append(parent_hex, 16);
+      headers.Set(kB3SingleHeader, b3);
+    }
+    if (trace.b3_multi) {
+      headers.Set(kB3TraceIdHeader, trace_id);
+      headers.Set(kB3SpanIdHeader, absl::string_view(span_hex, 16));
+      headers.Set(kB3ParentSpanIdHeader, absl::string_view(parent_hex, 16));
+      if (trace.debug) {
+        headers.Set(kB3FlagsHeader, "1");
+        headers.Remove(kB3SampledHeader);
+      } else {
+        headers.Remove(kB3FlagsHeader);
+        headers.Set(kB3SampledHeader, trace.sampled ? "1" : "0");
+      }
+    }
+  }
+  stats_.spans_started.Inc();
+  if (!trace.sampled) return;
+  stats_.spans_sampled.Inc();
+  Span& s = span.emplace();
+  s.trace_id = trace.trace_id;
+  s.span_id = span_id;
+  s.parent_span_id = trace.server_span_id;
+  s.kind = SpanKind::kClient;
+  s.retry_attempt = trace.attempts;
+  s.start = clock_.WallNow();
+}
+
+void Tracer::End(std::optional<Span>& span) {
+  if (!span.has_value()) return;
+  span->end = clock_.WallNow();
+  if (!queue_.TryPush(*span)) stats_.spans_dropped_full.Inc();
+  span.reset();
+}
+
+}  // namespace meshlet::sidecar::tracing

@@ -1,0 +1,74 @@
+#pragma once
+
+// Tracer: one per worker, used by the connection manager (server spans) and the router (client
+// spans) on that worker's thread. It makes the sampling decision, keeps the propagation headers
+// coherent, and hands finished spans to the exporter's queue without blocking.
+//
+// Per request (docs/tracing.md):
+//   BeginServer  — after the connection manager prepared the request headers: reads the caller's
+//                  context (W3C, else B3), decides sampling, drops or shortens an invalid or long
+//                  `tracestate`, and starts the server span when sampled.
+//   BeginClient  — before each upstream attempt (every retry too): a new client span id, written
+//                  upstream as `traceparent` (parent = this client span) and, when the caller used
+//                  B3, as B3 in the same form; starts the client span when sampled.
+//   End          — a span is over: stamped and queued, or dropped and counted when the queue is
+//                  full.
+// An unsampled request costs the header lookups, two random numbers and the traceparent header:
+// no Span, no allocation beyond the header itself.
+//
+// Sampling: the force-sample header or a B3 debug flag → sampled; else the caller's decision
+// (W3C flags, B3 sampled); else a random draw against the configured rate.
+
+#include <optional>
+#include <string>
+
+#include "common/base/clock.h"
+#include "common/base/random.h"
+#include "common/stats/stats.h"
+#include "sidecar/tracing/span.h"
+#include "sidecar/tracing/span_queue.h"
+#include "sidecar/tracing/trace_context.h"
+#include "sidecar/tracing/tracing_config.h"
+
+namespace meshlet::http {
+class HeaderMap;
+}
+
+namespace meshlet::sidecar::tracing {
+
+// The sampling decision. `rate` in [0, 1].
+bool DecideSampling(const ParentContext& parent, bool forced, double rate, Random& random);
+
+// Counters the workers record into (from the worker's own stats shard).
+struct TracerStats {
+  Counter spans_started;       // meshlet_tracing_spans_started_total
+  Counter spans_sampled;       // meshlet_tracing_spans_sampled_total
+  Counter spans_dropped_full;  // meshlet_tracing_spans_dropped_total{reason="queue_full"}
+  static TracerStats Create(StatsShard& shard);
+};
+
+class Tracer {
+ public:
+  // `queue` and `clock` must outlive the tracer; `random` is the worker's.
+  Tracer(const TracingConfig& config, std::string service_name, SpanQueue& queue, TracerStats stats,
+         Random& random, const Clock& clock);
+
+  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span);
+  void BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span);
+  void End(std::optional<Span>& span);
+
+  const std::string& service_name() const { return service_name_; }
+  absl::Time WallNow() const { return clock_.WallNow(); }
+
+ private:
+  const double rate_;
+  const std::string force_header_;
+  const std::string service_name_;
+  SpanQueue& queue_;
+  const TracerStats stats_;
+  Random& random_;
+  const Clock& clock_;
+  std::string scratch_;  // tracestate rewrites
+};
+
+}  // namespace meshlet::sidecar::tracing

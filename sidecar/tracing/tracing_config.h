@@ -1,0 +1,50 @@
+#pragma once
+
+// Tracing settings as the sidecar runs them, translated from the bootstrap's `tracing` section
+// (xds/resources.proto Bootstrap.Tracing; docs/configuration.md). Plain values: sidecar/config
+// fills them in, everything else reads them.
+
+#include <cstdint>
+#include <string>
+
+#include "common/base/clock.h"
+
+namespace meshlet::sidecar::tracing {
+
+enum class ExportProtocol : uint8_t {
+  kOtlpJson,   // OTLP/HTTP with JSON bodies (POST <collector>/v1/traces)
+  kOtlpProto,  // OTLP/HTTP with protobuf bodies (POST <collector>/v1/traces)
+  kZipkin,     // Zipkin v2 JSON (POST <collector>/api/v2/spans)
+};
+
+struct TracingConfig {
+  // Off: requests pass trace headers through untouched and no span is made.
+  bool enabled = false;
+  // Requests whose caller did not decide are sampled with this probability (0..100).
+  double sampling_percent = 1.0;
+  // "host:port" of the collector; the host may be a name (resolved by the exporter thread).
+  std::string collector_address;
+  // The request path; empty: /v1/traces for OTLP, /api/v2/spans for Zipkin.
+  std::string collector_path;
+  ExportProtocol protocol = ExportProtocol::kOtlpJson;
+  // Spans per export request.
+  uint32_t batch_size = 512;
+  // How long a span may wait for a batch to fill before it is sent anyway.
+  Duration flush_interval = std::chrono::seconds(1);
+  // Spans waiting for export, all workers together; beyond it new spans are dropped and counted.
+  uint32_t queue_limit = 2048;
+  // Connect + send + answer time allowed for one export request.
+  Duration export_timeout = std::chrono::seconds(2);
+  // `service.name` of every span (the node's service or id when the file does not say).
+  std::string service_name;
+  // A request carrying this header with value `1` or `true` is sampled whatever the caller or the
+  // rate decided.
+  std::string force_sample_header = "x-meshlet-force-trace";
+
+  std::string EffectiveCollectorPath() const {
+    if (!collector_path.empty()) return collector_path;
+    return protocol == ExportProtocol::kZipkin ? "/api/v2/spans" : "/v1/traces";
+  }
+};
+
+}  // namespace meshlet::sidecar::tracing

@@ -1,0 +1,340 @@
+"""Runs the real control-plane binary and the real meshctl against it on 127.0.0.1.
+
+Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR [unittest args]
+
+Covers the API token (created once, mode 0600, 401 without it), `meshctl apply` of multi-document
+YAML and of a directory, `get -o yaml` round trips, invalid policy refused with its field path
+and nothing stored, 409 on a stale resourceVersion, dry runs that store nothing, `diff`, delete,
+the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM.
+"""
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+CONTROL_PLANE = MESHCTL = EXAMPLES = None  # set from argv
+
+MULTI_DOC = """\
+# two documents and a comment-only one
+apiVersion: meshlet.io/v1
+kind: Service
+metadata:
+  name: reviews
+spec:
+  ports:
+  - name: http
+    port: 9080
+---
+# nothing but a comment
+---
+apiVersion: meshlet.io/v1
+kind: TrafficPolicy
+metadata:
+  name: reviews
+spec:
+  target: reviews
+  retries:
+    attempts: 2
+"""
+
+INVALID = """\
+apiVersion: meshlet.io/v1
+kind: Service
+metadata:
+  name: ok-service
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: meshlet.io/v1
+kind: TrafficPolicy
+metadata:
+  name: broken
+spec:
+  target: reviews
+  retries:
+    attempts: 99
+  timeouts:
+    request: 0s
+"""
+
+
+class ControlPlane:
+    """One control-plane process on a data directory; port 0, learnt from its log."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.log_path = os.path.join(data_dir + ".log")
+        self.proc = None
+        self.log = None
+        self.address = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [CONTROL_PLANE, "--data-dir", self.data_dir, "--api-address", "127.0.0.1:0",
+             "--log-level", "info"], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with open(self.log_path, "rb") as f:
+                found = re.findall(rb"API on (127\.0\.0\.1:\d+)", f.read())
+            if len(found) > self.starts_seen():
+                self.address = found[-1].decode()
+                self._starts = len(found)
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError("control plane exited: " + open(self.log_path).read())
+            time.sleep(0.05)
+        raise AssertionError("control plane did not start: " + open(self.log_path).read())
+
+    def starts_seen(self):
+        return getattr(self, "_starts", 0)
+
+    def stop(self, sig=signal.SIGTERM):
+        code = self.proc.returncode if self.proc else None
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            code = self.proc.wait(timeout=10)
+        if self.log and not self.log.closed:
+            self.log.close()
+        return code
+
+    def token(self):
+        with open(os.path.join(self.data_dir, "api-token")) as f:
+            return f.read().strip()
+
+    def request(self, method, path, body=None, token=None):
+        headers = {}
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        req = urllib.request.Request("http://%s%s" % (self.address, path), data=body,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+class ControlPlaneTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.cp = ControlPlane(os.path.join(self.tmp.name, "data")).start()
+        self.context = os.path.join(self.tmp.name, "meshctl.yaml")
+        with open(self.context, "w") as f:
+            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+
+    def tearDown(self):
+        self.cp.stop(signal.SIGKILL)
+        self.tmp.cleanup()
+
+    def meshctl(self, *args, stdin=None, expect=0):
+        env = dict(os.environ, MESHCTL_CONFIG=self.context)
+        p = subprocess.run([MESHCTL] + list(args), input=stdin, capture_output=True, text=True,
+                           env=env, timeout=20)
+        if expect is not None:
+            self.assertEqual(p.returncode, expect,
+                             "meshctl %s\nstdout:\n%s\nstderr:\n%s" % (args, p.stdout, p.stderr))
+        return p
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def revision(self):
+        status, body = self.cp.request("GET", "/apis/meshlet.io/v1/services",
+                                       token=self.cp.token())
+        self.assertEqual(status, 200, body)
+        return int(json.loads(body)["metadata"]["resourceVersion"])
+
+    def test_token_file_and_auth(self):
+        path = os.path.join(self.cp.data_dir, "api-token")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertRegex(self.cp.token(), r"^[0-9a-f]{64}$")
+        self.assertEqual(self.cp.request("GET", "/healthz")[0], 200)
+        status, body = self.cp.request("GET", "/apis/meshlet.io/v1/services")
+        self.assertEqual(status, 401)
+        self.assertEqual(json.loads(body)["reason"], "Unauthorized")
+        self.assertEqual(self.cp.request("GET", "/apis/meshlet.io/v1/services", token="x" * 64)[0],
+                         401)
+        self.assertEqual(self.cp.request("GET", "/apis/meshlet.io/v1/services",
+                                         token=self.cp.token())[0], 200)
+        # meshctl with a wrong token: a readable error and exit code 3.
+        p = self.meshctl("--token", "nope", "get", "services", expect=3)
+        self.assertIn("refused the token", p.stderr)
+        p = self.meshctl("check")
+        self.assertIn("token          accepted", p.stdout)
+        # The same token after a restart.
+        token = self.cp.token()
+        self.cp.stop()
+        self.cp.start()
+        self.assertEqual(self.cp.token(), token)
+
+    def test_apply_get_round_trip_and_diff(self):
+        p = self.meshctl("apply", "-f", self.write("multi.yaml", MULTI_DOC))
+        self.assertEqual(p.stdout, "service.meshlet.io/reviews created\n"
+                                   "trafficpolicy.meshlet.io/reviews created\n")
+        p = self.meshctl("apply", "-f", EXAMPLES)
+        self.assertIn("httproute.meshlet.io/reviews created", p.stdout)
+        self.assertIn("service.meshlet.io/reviews unchanged", p.stdout)
+        self.assertIn("trafficpolicy.meshlet.io/reviews configured", p.stdout)
+        self.assertNotIn("Warning", p.stderr)  # every backend's Service exists by then
+
+        p = self.meshctl("get", "svc")
+        self.assertRegex(p.stdout, r"(?m)^NAME\s+PORTS")
+        self.assertRegex(p.stdout, r"(?m)^reviews\s+9080/HTTP")
+
+        yaml_out = self.meshctl("get", "httproute", "reviews", "-o", "yaml").stdout
+        self.assertIn("kind: HTTPRoute", yaml_out)
+        self.assertIn("resourceVersion:", yaml_out)
+        # What `get -o yaml` prints applies back unchanged, and diff sees no difference.
+        p = self.meshctl("apply", "-f", "-", stdin=yaml_out)
+        self.assertEqual(p.stdout, "httproute.meshlet.io/reviews unchanged\n")
+        self.meshctl("diff", "-f", "-", stdin=yaml_out, expect=0)
+        listing = self.meshctl("get", "hr", "-A", "-o", "yaml").stdout
+        self.assertEqual(listing.count("kind: HTTPRoute"), 2)
+        self.meshctl("diff", "-f", "-", stdin=listing, expect=0)
+
+        # diff shows what apply would change, and changes nothing.
+        changed = self.write("changed.yaml", MULTI_DOC.replace("attempts: 2", "attempts: 5"))
+        before = self.revision()
+        p = self.meshctl("diff", "-f", changed, expect=1)
+        # apply replaces the whole spec: the diff shows the example's fields going away too.
+        self.assertIn("\n-    attempts: 3\n", p.stdout)
+        self.assertIn("\n+    attempts: 5\n", p.stdout)
+        self.assertIn("\n-  loadBalancer: LEAST_REQUEST\n", p.stdout)
+        self.assertIn("--- live TrafficPolicy/default/reviews", p.stdout)
+        self.assertEqual(self.revision(), before)
+        new = self.write("new.yaml", MULTI_DOC.replace("name: reviews", "name: ratings-x")
+                         .replace("target: reviews", "target: ratings-x"))
+        p = self.meshctl("diff", "-f", new, expect=1)
+        self.assertIn("--- /dev/null", p.stdout)
+        self.assertIn("+  name: ratings-x", p.stdout)
+
+        # JSON output is the API's object.
+        obj = json.loads(self.meshctl("get", "tp", "reviews", "-o", "json").stdout)
+        self.assertEqual(obj["spec"]["retries"]["attempts"], 3)
+
+        p = self.meshctl("describe", "svc", "reviews")
+        self.assertIn("kind: Service", p.stdout)
+        self.assertRegex(p.stdout, r"(?m)^TrafficPolicy\s+reviews$")
+        self.assertRegex(p.stdout, r"(?m)^HTTPRoute\s+reviews$")
+        self.assertIn("<none registered>", p.stdout)
+
+        p = self.meshctl("delete", "httproute", "reviews")
+        self.assertIn("deleted", p.stdout)
+        p = self.meshctl("get", "httproute", "reviews", expect=1)
+        self.assertIn("not found", p.stderr)
+
+    def test_invalid_policy_is_refused_with_field_path_and_nothing_stored(self):
+        before = self.revision()
+        path = self.write("invalid.yaml", INVALID)
+        p = self.meshctl("apply", "-f", path, expect=1)
+        self.assertIn("invalid.yaml (document 2)", p.stderr)
+        self.assertIn("spec.retries.attempts: must be between 0 and 10", p.stderr)
+        self.assertIn("spec.timeouts.request: must be greater than 0", p.stderr)
+        self.assertIn("nothing applied", p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertEqual(self.revision(), before)  # not even the valid first document
+        # A syntax error names file, line and column.
+        bad = self.write("bad.yaml", "kind: Service\nmetadata: {name: a}\nspec:\n  portz: []\n")
+        p = self.meshctl("apply", "-f", bad, expect=1)
+        self.assertIn("bad.yaml:4:3: spec.portz: unknown field", p.stderr)
+        # The API refuses it on its own too (clients other than meshctl).
+        status, body = self.cp.request(
+            "PUT", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/broken",
+            body=INVALID.split("---\n")[1].encode(), token=self.cp.token())
+        self.assertEqual(status, 422)
+        fields = [c["field"] for c in json.loads(body)["details"]["causes"]]
+        self.assertEqual(fields, ["spec.timeouts.request", "spec.retries.attempts"])
+        self.assertEqual(self.revision(), before)
+
+    def test_stale_resource_version_conflicts(self):
+        self.meshctl("apply", "-f", self.write("multi.yaml", MULTI_DOC))
+        stale = self.meshctl("get", "tp", "reviews", "-o", "yaml").stdout
+        # Someone else changes it in between.
+        self.meshctl("apply", "-f", self.write("v2.yaml",
+                                               MULTI_DOC.replace("attempts: 2", "attempts: 4")))
+        p = self.meshctl("apply", "-f", "-", stdin=stale.replace("attempts: 2", "attempts: 1"),
+                         expect=1)
+        self.assertIn("conflict", p.stderr)
+        self.assertIn("is stale", p.stderr)
+        obj = json.loads(self.meshctl("get", "tp", "reviews", "-o", "json").stdout)
+        self.assertEqual(obj["spec"]["retries"]["attempts"], 4)
+        # Over the API directly: 409.
+        status, body = self.cp.request(
+            "PUT", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/reviews",
+            body=stale.encode(), token=self.cp.token())
+        self.assertEqual(status, 409, body)
+
+    def test_dry_run_stores_nothing(self):
+        before = self.revision()
+        p = self.meshctl("apply", "-f", self.write("multi.yaml", MULTI_DOC), "--dry-run")
+        self.assertIn("service.meshlet.io/reviews created (dry run)", p.stdout)
+        self.assertEqual(self.revision(), before)
+        self.meshctl("get", "svc", "reviews", expect=1)
+        self.meshctl("apply", "-f", self.write("multi.yaml", MULTI_DOC))
+        p = self.meshctl("delete", "svc", "reviews", "--dry-run")
+        self.assertIn("deleted (dry run)", p.stdout)
+        self.meshctl("get", "svc", "reviews")
+        p = self.meshctl("delete", "-f", self.write("multi.yaml", MULTI_DOC))
+        self.assertEqual(p.stdout, "service.meshlet.io/reviews deleted\n"
+                                   "trafficpolicy.meshlet.io/reviews deleted\n")
+        self.meshctl("get", "tp", "reviews", expect=1)
+
+    def test_data_survives_kill_9(self):
+        self.meshctl("apply", "-f", EXAMPLES)
+        listing = self.meshctl("get", "hr", "-A", "-o", "yaml").stdout
+        revision = self.revision()
+        self.assertEqual(self.cp.stop(signal.SIGKILL), -signal.SIGKILL)
+        self.cp.start()
+        with open(self.context, "w") as f:
+            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+        self.assertEqual(self.meshctl("get", "hr", "-A", "-o", "yaml").stdout, listing)
+        self.assertEqual(self.revision(), revision)
+        # Revisions keep going up after the restart.
+        self.meshctl("apply", "-f", self.write("multi.yaml",
+                                               MULTI_DOC.replace("attempts: 2", "attempts: 7")))
+        self.assertGreater(self.revision(), revision)
+
+    def test_registry_proxies_and_clean_exit(self):
+        status, body = self.cp.request("GET", "/api/v1/workloads", token=self.cp.token())
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["items"], [])
+        p = self.meshctl("get", "workloads")
+        self.assertIn("No workloads registered", p.stderr)
+        p = self.meshctl("version")
+        self.assertIn("meshctl 0.1.0", p.stdout)
+        self.assertIn("control-plane 0.1.0", p.stdout)
+        self.assertEqual(self.cp.stop(signal.SIGTERM), 0)
+        p = self.meshctl("check", expect=3)
+        self.assertIn("not reachable", p.stderr)
+
+    def test_command_line_errors(self):
+        p = subprocess.run([CONTROL_PLANE, "--api-address", "nonsense"], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--api-address", p.stderr)
+        p = subprocess.run([CONTROL_PLANE, "--data-dir", "/proc/forbidden/x"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--data-dir", p.stderr)
+        p = self.meshctl("get", "gizmos", expect=2)
+        self.assertIn("unknown kind", p.stderr)
+        p = self.meshctl("apply", expect=1)
+        self.assertIn("-f", p.stderr)
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE, MESHCTL, EXAMPLES = (os.path.abspath(a) for a in sys.argv[1:4])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

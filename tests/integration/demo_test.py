@@ -1,0 +1,164 @@
+"""`./dev demo`'s script, run the way ./dev runs it, with its own state directory and ports.
+
+Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR [unittest args]
+
+Starts the demo (control plane, four workloads behind their sidecars, the example policies, one
+second of traffic), checks from its summary, the sidecars' access logs and meshctl that requests
+crossed every hop and that the policies acted (90/10 split, canary header, retries, the 300 ms
+timeout); starts it again over the running one (the old processes must go); then `stop` must
+leave no process and no file.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+DEMO = BIN_DIR = None  # set from argv
+NODES = ("frontend-0", "reviews-v1-0", "reviews-v2-0", "ratings-0")
+
+
+def processes_naming(text):
+    """Pids of live processes whose command line contains text."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def pids_of(state_dir):
+    run = os.path.join(state_dir, "run")
+    pids = {}
+    for name in os.listdir(run):
+        with open(os.path.join(run, name)) as f:
+            pids[name[:-len(".pid")]] = int(f.read())
+    return pids
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class DemoTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        self.state = os.path.join(self.tmp, "demo")
+        self.summary = os.path.join(self.tmp, "summary.json")
+
+    def tearDown(self):
+        # Whatever happened, nothing of the demo may outlive the test.
+        subprocess.run([sys.executable, DEMO, "stop", "--state-dir", self.state],
+                       capture_output=True, timeout=30)
+        for pid in processes_naming(self.state):
+            os.kill(pid, 9)
+
+    def demo(self, *args):
+        return subprocess.run([sys.executable, DEMO] + list(args) + ["--state-dir", self.state],
+                              capture_output=True, text=True, timeout=60)
+
+    def start(self):
+        # A port range outside the kernel's ephemeral range (where other tests' ports come
+        # from) and away from the demo's default 17000; another one if it happens to be taken.
+        for _ in range(5):
+            base = random.randrange(20000, 30000, 200)
+            p = self.demo("start", "--bin-dir", BIN_DIR, "--port-base", str(base),
+                          "--traffic-seconds", "1", "--summary-json", self.summary)
+            if "ports already in use" not in p.stderr:
+                break
+        self.assertEqual(p.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (p.stdout, p.stderr))
+        with open(self.summary) as f:
+            return p, base, json.load(f)
+
+    def test_demo_runs_traffic_through_every_hop_and_stops_clean(self):
+        started = time.monotonic()
+        p, base, s = self.start()
+        print("demo up and traffic done in %.1f s: %s" % (time.monotonic() - started, s),
+              file=sys.stderr)
+
+        # Every request reached the frontend, one of the reviews versions and ratings.
+        self.assertGreater(s["total"], 20, s)
+        self.assertEqual(s["ok"], s["total"], s)
+        self.assertEqual(s["v1"] + s["v2"], s["total"], s)
+        self.assertEqual(s["ratings"], s["total"], s)
+        # HTTPRoute reviews: 90/10 by version, and the canary header always to v2.
+        self.assertTrue(0.02 <= s["v2"] / s["total"] <= 0.25, s)
+        self.assertEqual(s["canary"], {"v2": 5}, s)
+        # The injected 503s were all retried away (by reviews-v1's sidecar or the frontend's).
+        self.assertGreater(s["injected_failures"], 0, s)
+        self.assertGreaterEqual(sum(s["retries"].values()), s["injected_failures"], s)
+        # HTTPRoute ratings: /slow cut at 300 ms by reviews' sidecar; the chain still answers.
+        for status, ratings_status, ms, took in s["slow"]:
+            self.assertEqual((status, ratings_status), (200, 504), s)
+            self.assertTrue(250 <= ms < 900, s)
+
+        # Each sidecar logged requests: inbound from its caller, outbound to the next hop.
+        for node in NODES:
+            with open(os.path.join(self.state, "logs", node + ".access.log")) as f:
+                clusters = {json.loads(line)["upstream_cluster"] for line in f}
+            self.assertTrue(any(c.startswith("inbound|") for c in clusters), (node, clusters))
+        with open(os.path.join(self.state, "logs", "frontend-0.access.log")) as f:
+            self.assertIn("outbound|9080|version=v2|reviews.default", f.read())
+
+        # The printed guide, and meshctl working from the context the demo wrote.
+        for text in ("meshctl proxy-status", "meshctl get httproutes -A",
+                     "meshctl proxy-config frontend-0", "/stats/prometheus", "/config_dump",
+                     "/clusters", "./dev demo --stop", "access.log"):
+            self.assertIn(text, p.stdout)
+        status = subprocess.run([os.path.join(self.state, "bin", "meshctl"), "proxy-status"],
+                                capture_output=True, text=True, timeout=20)
+        self.assertEqual(status.returncode, 0, status.stderr)
+        for node in NODES:
+            self.assertRegex(status.stdout, node + r"\s.*ACKED.*ACKED.*ACKED.*ACKED")
+        self.assertEqual(len(pids_of(self.state)), 9)  # control plane, 4 apps, 4 sidecars
+
+        # Starting again replaces the running demo.
+        old = pids_of(self.state)
+        p, base, s = self.start()
+        self.assertGreater(s["ok"], 0, s)
+        new = pids_of(self.state)
+        self.assertFalse([pid for pid in old.values() if alive(pid)], old)
+        self.assertTrue(all(alive(pid) for pid in new.values()), new)
+
+        # stop: no process left, no file left.
+        p = self.demo("stop")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse([pid for pid in new.values() if alive(pid)], new)
+        self.assertEqual(processes_naming(self.state), [])
+        self.assertFalse(os.path.exists(self.state))
+        self.assertEqual(os.listdir(self.tmp), ["summary.json"])
+        print("whole test %.1f s" % (time.monotonic() - started), file=sys.stderr)
+
+    def test_refuses_a_directory_it_did_not_make(self):
+        os.makedirs(self.state)
+        keep = os.path.join(self.state, "precious")
+        open(keep, "w").close()
+        p = self.demo("stop")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("was not made by the demo", p.stderr)
+        self.assertTrue(os.path.exists(keep))
+        os.remove(keep)
+        os.rmdir(self.state)
+
+
+if __name__ == "__main__":
+    DEMO = os.path.abspath(sys.argv[1])
+    binaries = [os.path.abspath(a) for a in sys.argv[2:5]]
+    # demo.py takes a bazel-bin directory; the runfiles tree has the same layout.
+    BIN_DIR = os.getcwd()
+    expected = ["control-plane/control-plane", "control-plane/cli/meshctl", "sidecar/sidecar"]
+    assert [os.path.relpath(b, BIN_DIR) for b in binaries] == expected, binaries
+    unittest.main(argv=[sys.argv[0]] + sys.argv[5:], verbosity=2)

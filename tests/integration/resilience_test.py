@@ -1,0 +1,473 @@
+"""Retries, backoff, retry budgets, timeouts and deadline propagation through the real sidecar.
+
+Usage: resilience_test.py SIDECAR_BINARY ECHO_PROTO [unittest args]
+
+Upstreams are control_upstream.ControlUpstream instances (HTTP/1.1, told to fail, delay or reset
+through their control API) and, for gRPC, a python3-grpcio server. Every sidecar runs with one
+worker so per-worker budgets are deterministic. docs/resilience.md describes the behaviour tested.
+
+  RetryTest     fails twice then succeeds in 3 attempts; a retry avoids the endpoint that failed;
+                Retry-After is honoured up to the backoff cap; a response the policy does not
+                retry is forwarded untouched; a replayed PUT body arrives whole.
+  BudgetTest    once the cluster's retry budget is spent no retry is sent (retry_overflow).
+  IdempotencyTest  a POST whose request reached the upstream is not retried, a GET is; a POST is
+                retried after a connect failure; nothing is retried once response headers left.
+  TimeoutTest   per-try timeout then success; per-try timeouts exhausting the attempts; the route
+                timeout cutting a retry short (504, UT) — the interactions docs/resilience.md lists.
+  GrpcRetryTest a trailers-only UNAVAILABLE from a grpcio server is retried.
+  GrpcStatusOverHttp1Test  statuses retry_on lists are retried, others forwarded.
+  DeadlineTest  x-meshlet-deadline and grpc-timeout from the client arrive reduced at the upstream
+                of a second sidecar; the route timeout caps them.
+"""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+import control_upstream
+import sidecar_test as base
+from sidecar_test import config_yaml, free_port, http_listener
+
+ECHO_PROTO = None  # set from argv
+
+# High enough that outlier detection never ejects a host during these tests: ejection is tested
+# elsewhere and would change which endpoint a request reaches.
+NO_EJECTION = "    outlier_detection: {consecutive_5xx: 1000, consecutive_gateway_failure: 1000}\n"
+
+
+def cluster(name, *ports, lb="ROUND_ROBIN", extra="", protocol=None):
+    text = (f"  - name: {name}\n    connect_timeout: 250ms\n    lb_policy: {lb}\n{NO_EJECTION}"
+            f"{extra}")
+    if protocol:
+        text += f"    protocol: {protocol}\n"
+    text += "    load_assignment:\n      endpoints:\n"
+    for port in ports:
+        text += f"      - address: 127.0.0.1:{port}\n"
+    return text
+
+
+def routes(cluster_name="app", name="app-routes", route_extra=""):
+    """One catch-all route; route_extra is YAML placed inside `route:` (timeout, retry_policy)."""
+    text = f"""  - name: {name}
+    virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+      - match: {{prefix: /}}
+        route:
+          cluster: {cluster_name}
+"""
+    for line in route_extra.strip("\n").splitlines():
+        text += "          " + line + "\n"
+    return text
+
+
+def request(port, method="GET", path="/", body=None, headers=None, timeout=10):
+    """One HTTP/1.1 request on a fresh connection: (status, headers dict, body bytes, seconds)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    start = time.monotonic()
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return (resp.status, {k.lower(): v for k, v in resp.getheaders()}, data,
+                time.monotonic() - start)
+    finally:
+        conn.close()
+
+
+class ResilienceTestCase(base.SidecarTestCase):
+    def setUp(self):
+        super().setUp()
+        self.upstreams = []
+
+    def tearDown(self):
+        super().tearDown()
+        for u in self.upstreams:
+            u.close()
+
+    def upstream(self, name):
+        u = control_upstream.ControlUpstream(name=name)
+        self.upstreams.append(u)
+        return u
+
+    def proxy(self, clusters, route_extra="", name="app-routes"):
+        """A sidecar with one HTTP listener routing to cluster `app`; returns (sidecar, port)."""
+        port = free_port()
+        sidecar = self.start(config_yaml(http_listener("in", port, route=name), clusters,
+                                         routes("app", name, route_extra)),
+                             concurrency=1)
+        return sidecar, port
+
+    def stat(self, sidecar, name, **labels):
+        """The sum of `name`'s series whose labels include `labels`."""
+        total = 0
+        for line in sidecar.stat_lines(name):
+            series, _, value = line.rpartition(": ")
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += int(value)
+        return total
+
+
+class RetryTest(ResilienceTestCase):
+    def test_fails_twice_then_succeeds_in_three_attempts(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        up.control(fail_next=2, status=503)
+        status, headers, body, _ = request(port)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body, b"upstream=a method=GET path=/\n")
+        self.assertEqual(up.stats()["requests"], 3)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="status"), 2)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_success_total"), 1)
+        # Three failures with two retries allowed: the third 503 is the answer, marked URX.
+        up.control(fail_next=3, status=503)
+        status, _, body, _ = request(port)
+        self.assertEqual(status, 503)
+        self.assertEqual(up.stats()["requests"], 6)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="attempts_exhausted"), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_http_response_flags_total",
+                                   flag="URX"), 1)
+
+    def test_retry_goes_to_another_endpoint(self):
+        bad, good = self.upstream("bad"), self.upstream("good")
+        bad.control(fail_next=1000, status=503)
+        sidecar, port = self.proxy(cluster("app", bad.port, good.port),
+                                   "retry_policy: {num_retries: 1}")
+        for _ in range(10):
+            status, headers, _, _ = request(port)
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["x-upstream"], "good")
+        # One retry each time the first pick was the failing endpoint, and it never went back.
+        self.assertGreaterEqual(bad.stats()["requests"], 1)
+        self.assertEqual(good.stats()["requests"], 10)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"),
+                         bad.stats()["requests"])
+
+    def test_retry_after_is_honoured_up_to_the_cap(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(
+            cluster("app", up.port),
+            "retry_policy: {num_retries: 1, base_interval: 1ms, max_interval: 400ms}")
+        up.control(fail_next=1, status=503, retry_after="1")
+        status, _, _, seconds = request(port)
+        self.assertEqual(status, 200)
+        # Retry-After: 1 capped at max_interval (400 ms); without it the delay is <= 1 ms.
+        self.assertGreaterEqual(seconds, 0.39)
+        self.assertLess(seconds, 0.9)
+        up.control(fail_next=1, status=503, retry_after=None)
+        status, _, _, seconds = request(port)
+        self.assertEqual(status, 200)
+        self.assertLess(seconds, 0.3)
+
+    def test_response_the_policy_does_not_retry_is_forwarded(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        up.control(fail_next=1, status=500)  # default retry_on: 503 only among statuses
+        status, _, body, _ = request(port)
+        self.assertEqual(status, 500)
+        self.assertEqual(body, b"upstream=a method=GET path=/\n")
+        self.assertEqual(up.stats()["requests"], 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"), 0)
+
+    def test_replayed_body_arrives_whole(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        payload = os.urandom(40 * 1024)
+        up.control(fail_next=1, status=503)
+        status, _, _, _ = request(port, "PUT", "/doc", body=payload)
+        self.assertEqual(status, 200)
+        self.assertEqual(up.stats()["body_lengths"], [len(payload), len(payload)])
+
+    def test_body_beyond_the_replay_buffer_is_not_retried(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        up.control(fail_next=1, status=503)
+        status, _, _, _ = request(port, "PUT", "/doc", body=os.urandom(200 * 1024))
+        self.assertEqual(status, 503)
+        self.assertEqual(up.stats()["requests"], 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="body_too_large"), 1)
+
+
+class BudgetTest(ResilienceTestCase):
+    def test_no_retry_once_the_budget_is_spent(self):
+        up = self.upstream("a")
+        # Allowance = max(1 % of requests, 1/s x 10 s) = 10 retries in the window.
+        budget = ("    circuit_breakers:\n      retry_budget: {budget_percent: 1, "
+                  "min_retries_per_second: 1, window: 10s}\n")
+        sidecar, port = self.proxy(cluster("app", up.port, extra=budget),
+                                   "retry_policy: {num_retries: 1, base_interval: 1ms}")
+        up.control(fail_next=1000, status=503)
+        for _ in range(15):
+            status, _, _, _ = request(port)
+            self.assertEqual(status, 503)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"), 10)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_overflow_total",
+                                   limit="budget"), 5)
+        self.assertEqual(up.stats()["requests"], 25)
+
+
+class IdempotencyTest(ResilienceTestCase):
+    def test_post_that_reached_the_upstream_is_not_retried(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        up.control(fail_next=1, reset="before_headers")
+        status, _, _, _ = request(port, "POST", "/orders", body=b"x" * 1000)
+        self.assertEqual(status, 502)
+        self.assertEqual(up.stats()["methods"], {"POST": 1})
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="non_idempotent"), 1)
+        # The same failure on a GET is retried.
+        up.control(fail_next=1, reset="before_headers")
+        status, _, _, _ = request(port, "GET", "/orders")
+        self.assertEqual(status, 200)
+        self.assertEqual(up.stats()["methods"], {"POST": 1, "GET": 2})
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="reset"), 1)
+
+    def test_post_retried_on_a_route_that_opts_in(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port),
+                                   "retry_policy: {retry_non_idempotent: true}")
+        up.control(fail_next=1, reset="before_headers")
+        status, _, _, _ = request(port, "POST", "/orders", body=b"x" * 1000)
+        self.assertEqual(status, 200)
+        self.assertEqual(up.stats()["body_lengths"], [1000, 1000])
+
+    def test_post_is_retried_after_a_connect_failure(self):
+        up = self.upstream("a")
+        dead = free_port()  # nothing listens there
+        sidecar, port = self.proxy(cluster("app", dead, up.port))
+        for i in range(4):
+            status, headers, _, _ = request(port, "POST", f"/orders/{i}", body=b"y" * 5000)
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["x-upstream"], "a")
+        self.assertEqual(up.stats()["body_lengths"], [5000] * 4)
+        self.assertGreaterEqual(
+            self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="connect_failure"), 1)
+
+    def test_nothing_is_retried_once_response_headers_left(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port))
+        up.control(fail_next=1, reset="after_headers")
+        with self.assertRaises((http.client.HTTPException, ConnectionError)):
+            request(port)
+        self.assertEqual(up.stats()["requests"], 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"), 0)
+
+
+class TimeoutTest(ResilienceTestCase):
+    def test_per_try_timeout_then_success(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(
+            cluster("app", up.port),
+            "timeout: 2s\nretry_policy: {per_try_timeout: 200ms, base_interval: 1ms}")
+        up.control(delay_ms=600, delay_next=1)
+        status, _, _, seconds = request(port)
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(seconds, 0.19)
+        self.assertLess(seconds, 0.55)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_per_try_timeout_total"), 1)
+        self.assertEqual(
+            self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="per_try_timeout"), 1)
+        # Each attempt told the upstream it had at most the per-try timeout.
+        for headers in up.stats()["headers_log"]:
+            self.assertLessEqual(int(headers["x-meshlet-deadline"]), 200)
+
+    def test_per_try_timeouts_exhaust_the_attempts(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(
+            cluster("app", up.port),
+            "timeout: 5s\nretry_policy: {num_retries: 2, per_try_timeout: 150ms, "
+            "base_interval: 1ms}")
+        up.control(delay_ms=1000)
+        status, _, body, seconds = request(port)
+        self.assertEqual(status, 504)
+        self.assertEqual(body, b"upstream per-try timeout\n")
+        self.assertGreaterEqual(seconds, 0.44)
+        self.assertLess(seconds, 1.0)  # three tries of 150 ms, well before the route timeout
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_per_try_timeout_total"), 3)
+        self.assertEqual(self.stat(sidecar, "meshlet_http_response_flags_total",
+                                   flag="UPT"), 1)
+
+    def test_route_timeout_bounds_retries_and_backoff(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(
+            cluster("app", up.port),
+            "timeout: 300ms\nretry_policy: {num_retries: 5, per_try_timeout: 200ms, "
+            "base_interval: 1ms}")
+        up.control(delay_ms=1000)
+        status, _, body, seconds = request(port)
+        self.assertEqual(status, 504)
+        self.assertEqual(body, b"upstream request timeout\n")
+        self.assertGreaterEqual(seconds, 0.29)
+        self.assertLess(seconds, 0.6)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_timeout_total"), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_http_response_flags_total",
+                                   flag="UT"), 1)
+        # The second attempt got what was left of the 300 ms, not a fresh per-try timeout.
+        wait = base.wait_for(lambda: up.stats()["requests"] == 2, timeout=3)
+        self.assertTrue(wait, up.stats())
+        second = int(up.stats()["headers_log"][1]["x-meshlet-deadline"])
+        self.assertLessEqual(second, 100)
+
+    def test_no_retry_when_the_deadline_cannot_cover_it(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(cluster("app", up.port),
+                                   "retry_policy: {base_interval: 1ms, max_interval: 2s}")
+        up.control(fail_next=1, status=503, retry_after="1")
+        # The caller allows 500 ms; waiting the 1 s Retry-After would outlast it.
+        status, _, _, seconds = request(port, headers={"x-meshlet-deadline": "500"})
+        self.assertEqual(status, 503)
+        self.assertLess(seconds, 0.4)
+        self.assertEqual(up.stats()["requests"], 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="deadline_too_close"), 1)
+
+
+class GrpcRetryTest(ResilienceTestCase):
+    def test_unavailable_is_retried(self):
+        import grpc  # pylint: disable=import-outside-toplevel
+        from concurrent import futures  # pylint: disable=import-outside-toplevel
+        import sidecar_l7_test as l7  # pylint: disable=import-outside-toplevel
+        l7.ECHO_PROTO = ECHO_PROTO
+        pb2, pb2_grpc = l7.load_stubs(os.path.join(self.tmp, "stubs"))
+        calls = []
+        lock = threading.Lock()
+
+        class Servicer(pb2_grpc.EchoServicer):
+            def Unary(self, request, context):
+                with lock:
+                    # grpcio turns the grpc-timeout header into the call's time_remaining().
+                    calls.append(context.time_remaining())
+                    n = len(calls)
+                if n <= 2:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+                return pb2.EchoReply(text=request.text)
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                             options=[("grpc.so_reuseport", 0)])
+        pb2_grpc.add_EchoServicer_to_server(Servicer(), server)
+        grpc_port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self.addCleanup(server.stop, None)
+        sidecar, port = self.proxy(cluster("app", grpc_port, protocol="UPSTREAM_HTTP2"))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb2_grpc.EchoStub(channel)
+            reply = stub.Unary(pb2.EchoRequest(text="hello"), timeout=5)
+        self.assertEqual(reply.text, "hello")
+        self.assertEqual(len(calls), 3)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="status"), 2)
+        # The client's 5 s deadline went upstream as grpc-timeout, smaller on each attempt
+        # (grpc-core rounds deadlines it reads to coarse units, hence the tolerance).
+        self.assertTrue(all(c is not None and 0 < c <= 5.1 for c in calls), calls)
+        self.assertGreater(calls[0], calls[2])
+
+
+class GrpcStatusOverHttp1Test(ResilienceTestCase):
+    """Trailers-only gRPC errors from the HTTP/1.1 control upstream (grpc-status in headers)."""
+
+    def call(self, port):
+        return request(port, "POST", "/echo.Echo/Unary", body=b"\0\0\0\0\0",
+                       headers={"content-type": "application/grpc", "te": "trailers"})
+
+    def test_listed_statuses_are_retried_and_others_are_not(self):
+        up = self.upstream("a")
+        sidecar, port = self.proxy(
+            cluster("app", up.port),
+            "retry_policy: {retry_on: [unavailable, resource-exhausted], base_interval: 1ms}")
+        up.control(fail_next=2, grpc_status=14)  # UNAVAILABLE twice, then an answer
+        status, headers, _, _ = self.call(port)
+        self.assertEqual(status, 200)
+        self.assertNotIn("grpc-status", headers)
+        self.assertEqual(up.stats()["methods"], {"POST": 3})
+        up.control(fail_next=1, grpc_status=13)  # INTERNAL: not in retry_on, forwarded as is
+        status, headers, _, _ = self.call(port)
+        self.assertEqual(headers.get("grpc-status"), "13")
+        self.assertEqual(up.stats()["methods"], {"POST": 4})
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="status"), 2)
+
+
+def parse_grpc_timeout(value):
+    units = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+    return int(value[:-1]) * units[value[-1]]
+
+
+class DeadlineTest(ResilienceTestCase):
+    def two_hops(self, up, first_route="", second_route=""):
+        """client -> sidecar 1 -> sidecar 2 -> up; returns sidecar 1's listener port."""
+        second_port = free_port()
+        self.start(config_yaml(http_listener("in", second_port, route="hop2"),
+                               cluster("app", up.port), routes("app", "hop2", second_route)),
+                   concurrency=1)
+        first_port = free_port()
+        self.start(config_yaml(http_listener("out", first_port, route="hop1"),
+                               cluster("app", second_port), routes("app", "hop1", first_route)),
+                   concurrency=1)
+        return first_port
+
+    def test_meshlet_deadline_arrives_reduced_at_the_second_hop(self):
+        up = self.upstream("a")
+        # The second hop's first attempt times out after 300 ms; its retry carries what is left.
+        port = self.two_hops(up, second_route="retry_policy: {per_try_timeout: 300ms, "
+                                              "base_interval: 1ms}")
+        up.control(delay_ms=2000, delay_next=1)
+        status, _, _, _ = request(port, headers={"x-meshlet-deadline": "2000"})
+        self.assertEqual(status, 200)
+        log = up.stats()["headers_log"]
+        self.assertEqual(len(log), 2)
+        first, second = (int(h["x-meshlet-deadline"]) for h in log)
+        self.assertLessEqual(first, 300)  # bounded by the per-try timeout
+        self.assertLessEqual(second, 300)
+        # Without a per-try timeout the whole remaining budget travels, minus the time spent.
+        up.control(clear=True)
+        port = self.two_hops(up)
+        status, _, _, _ = request(port, headers={"x-meshlet-deadline": "2000"})
+        self.assertEqual(status, 200)
+        received = int(up.stats()["last_headers"]["x-meshlet-deadline"])
+        self.assertLessEqual(received, 2000)
+        self.assertGreater(received, 1500)
+
+    def test_route_timeout_caps_the_propagated_deadline(self):
+        up = self.upstream("a")
+        port = self.two_hops(up, first_route="timeout: 700ms")
+        status, _, _, _ = request(port, headers={"x-meshlet-deadline": "5000"})
+        self.assertEqual(status, 200)
+        self.assertLessEqual(int(up.stats()["last_headers"]["x-meshlet-deadline"]), 700)
+        # No caller deadline: the route timeout itself is propagated.
+        request(port)
+        self.assertLessEqual(int(up.stats()["last_headers"]["x-meshlet-deadline"]), 700)
+
+    def test_grpc_timeout_arrives_reduced(self):
+        up = self.upstream("a")
+        # gRPC calls are POSTs: a per-try timeout retries them only where the route opts in.
+        port = self.two_hops(up, second_route="retry_policy: {per_try_timeout: 300ms, "
+                                              "base_interval: 1ms, retry_non_idempotent: true}")
+        up.control(delay_ms=2000, delay_next=1)
+        status, _, _, _ = request(port, "POST", "/echo.Echo/Unary", body=b"\0\0\0\0\0",
+                                  headers={"content-type": "application/grpc",
+                                           "te": "trailers", "grpc-timeout": "2S"})
+        self.assertEqual(status, 200)
+        log = up.stats()["headers_log"]
+        self.assertEqual(len(log), 2)
+        timeouts = [parse_grpc_timeout(h["grpc-timeout"]) for h in log]
+        self.assertTrue(all(t <= 0.3 for t in timeouts), timeouts)
+        self.assertNotIn("x-meshlet-deadline", log[0])
+        # An expired caller deadline is answered at once with DEADLINE_EXCEEDED.
+        status, headers, _, _ = request(port, "POST", "/echo.Echo/Unary", body=b"\0\0\0\0\0",
+                                        headers={"content-type": "application/grpc",
+                                                 "te": "trailers", "grpc-timeout": "0m"})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("grpc-status"), "4")
+        self.assertEqual(len(up.stats()["headers_log"]), 2)
+
+
+if __name__ == "__main__":
+    base.SIDECAR = sys.argv[1]
+    ECHO_PROTO = sys.argv[2]
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:])

@@ -1,0 +1,432 @@
+"""Tracing through the real sidecar: propagation, spans per hop, retries, export (docs/tracing.md).
+
+Usage: tracing_test.py SIDECAR_BINARY [unittest args]
+
+A client sends HTTP/1.1 requests to a sidecar that proxies them to a control_upstream.ControlUpstream
+(which records the headers it receives); the sidecar exports spans to a collector stub in this
+process that accepts OTLP/HTTP (JSON and protobuf, POST /v1/traces) and Zipkin v2 (POST
+/api/v2/spans).
+
+  PropagationTest  the caller's sampled traceparent: a server span (child of the caller's span) and
+                   a client span (child of the server span) with their attributes, and the
+                   upstream receiving traceparent naming the client span; an unsampled caller gets
+                   no spans but its decision travels on; a B3 caller gets coherent B3 and W3C.
+  Http2Test        streams of one h2c connection (nghttp) are separate server spans.
+  RetryTest        a retried 503 is two client spans (meshlet.retry_attempt 1 and 2), each the
+                   parent named by the traceparent of its own upstream request.
+  ExportTest       Zipkin v2 JSON and OTLP protobuf bodies; a collector that is down makes the
+                   sidecar drop and count spans while requests stay fast.
+"""
+
+import http.server
+import json
+import socket
+import sys
+import threading
+import time
+import unittest
+
+import control_upstream
+import sidecar_test as base
+from sidecar_test import free_port, http_listener, wait_for
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+class Collector:
+    """OTLP/HTTP + Zipkin v2 receiver. `spans` holds normalised dicts:
+    trace_id, span_id, parent_id, name, kind ("SERVER"/"CLIENT"), attributes {key: str}."""
+
+    def __init__(self):
+        self.spans = []
+        self.bodies = []  # (path, content-type, raw bytes)
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                ctype = self.headers.get("content-type", "")
+                with collector.lock:
+                    collector.bodies.append((self.path, ctype, body))
+                    if self.path == "/v1/traces" and ctype == "application/json":
+                        collector.spans.extend(otlp_spans(json.loads(body)))
+                    elif self.path == "/api/v2/spans":
+                        collector.spans.extend(zipkin_spans(json.loads(body)))
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.spans)
+
+    def wait_spans(self, count, timeout=5.0):
+        wait_for(lambda: len(self.snapshot()) >= count, timeout)
+        return self.snapshot()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def otlp_spans(body):
+    out = []
+    for rs in body["resourceSpans"]:
+        service = {a["key"]: a["value"]["stringValue"] for a in rs["resource"]["attributes"]}
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                attrs = {}
+                for a in s.get("attributes", []):
+                    v = a["value"]
+                    attrs[a["key"]] = v.get("stringValue", v.get("intValue"))
+                out.append({"trace_id": s["traceId"], "span_id": s["spanId"],
+                            "parent_id": s.get("parentSpanId", ""), "name": s["name"],
+                            "kind": {2: "SERVER", 3: "CLIENT"}[s["kind"]], "attributes": attrs,
+                            "error": s.get("status", {}).get("code") == 2,
+                            "service": service["service.name"],
+                            "start": int(s["startTimeUnixNano"]),
+                            "end": int(s["endTimeUnixNano"])})
+    return out
+
+
+def zipkin_spans(body):
+    return [{"trace_id": s["traceId"], "span_id": s["id"], "parent_id": s.get("parentId", ""),
+             "name": s["name"], "kind": s["kind"], "attributes": s.get("tags", {}),
+             "error": "error" in s.get("tags", {}),
+             "service": s["localEndpoint"]["serviceName"],
+             "start": s["timestamp"] * 1000, "end": (s["timestamp"] + s["duration"]) * 1000}
+            for s in body]
+
+
+def otlp_proto_request_class():
+    """ExportTraceServiceRequest from the opentelemetry-proto subset meshlet writes, built from a
+    descriptor here (field numbers as in opentelemetry/proto/trace/v1/trace.proto), so the test
+    decodes what a real OTLP receiver would."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    f = descriptor_pb2.FileDescriptorProto(name="otlp_subset.proto", package="otlp", syntax="proto3")
+
+    def message(name, fields):
+        m = f.message_type.add(name=name)
+        for fname, number, ftype, label, type_name in fields:
+            field = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                field.type_name = ".otlp." + type_name
+
+    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message("AnyValue", [("string_value", 1, F.TYPE_STRING, opt, None),
+                         ("int_value", 3, F.TYPE_INT64, opt, None)])
+    message("KeyValue", [("key", 1, F.TYPE_STRING, opt, None),
+                         ("value", 2, F.TYPE_MESSAGE, opt, "AnyValue")])
+    message("Resource", [("attributes", 1, F.TYPE_MESSAGE, rep, "KeyValue")])
+    message("InstrumentationScope", [("name", 1, F.TYPE_STRING, opt, None)])
+    message("Status", [("message", 2, F.TYPE_STRING, opt, None),
+                       ("code", 3, F.TYPE_INT32, opt, None)])
+    message("Span", [("trace_id", 1, F.TYPE_BYTES, opt, None),
+                     ("span_id", 2, F.TYPE_BYTES, opt, None),
+                     ("parent_span_id", 4, F.TYPE_BYTES, opt, None),
+                     ("name", 5, F.TYPE_STRING, opt, None),
+                     ("kind", 6, F.TYPE_INT32, opt, None),
+                     ("start_time_unix_nano", 7, F.TYPE_FIXED64, opt, None),
+                     ("end_time_unix_nano", 8, F.TYPE_FIXED64, opt, None),
+                     ("attributes", 9, F.TYPE_MESSAGE, rep, "KeyValue"),
+                     ("status", 15, F.TYPE_MESSAGE, opt, "Status")])
+    message("ScopeSpans", [("scope", 1, F.TYPE_MESSAGE, opt, "InstrumentationScope"),
+                           ("spans", 2, F.TYPE_MESSAGE, rep, "Span")])
+    message("ResourceSpans", [("resource", 1, F.TYPE_MESSAGE, opt, "Resource"),
+                              ("scope_spans", 2, F.TYPE_MESSAGE, rep, "ScopeSpans")])
+    message("ExportTraceServiceRequest", [("resource_spans", 1, F.TYPE_MESSAGE, rep,
+                                           "ResourceSpans")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.MessageFactory(pool).GetPrototype(
+        pool.FindMessageTypeByName("otlp.ExportTraceServiceRequest"))
+
+
+def cluster(port):
+    return (f"  - name: app\n    connect_timeout: 250ms\n"
+            f"    outlier_detection: {{consecutive_5xx: 1000, consecutive_gateway_failure: 1000}}\n"
+            f"    load_assignment:\n      endpoints:\n      - address: 127.0.0.1:{port}\n")
+
+
+def routes(route_extra=""):
+    text = """  - name: app-routes
+    virtual_hosts:
+    - name: all
+      domains: ["*"]
+      routes:
+      - name: catch-all
+        match: {prefix: /}
+        route:
+          cluster: app
+"""
+    if route_extra:
+        text += "          " + route_extra + "\n"
+    return text
+
+
+def tracing_yaml(collector_port, protocol="OTLP_JSON", extra=""):
+    return (f"tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:{collector_port}\n"
+            f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: frontend\n{extra}")
+
+
+def request(port, path="/", headers=None):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def traceparent_parts(value):
+    version, trace_id, parent_id, flags = value.split("-")
+    return version, trace_id, parent_id, flags
+
+
+class TracingTestCase(base.SidecarTestCase):
+    def setUp(self):
+        super().setUp()
+        self.collector = Collector()
+        self.up = control_upstream.ControlUpstream(name="backend")
+
+    def tearDown(self):
+        super().tearDown()
+        self.up.close()
+        self.collector.close()
+
+    def proxy(self, tracing, route_extra=""):
+        port = free_port()
+        text = (base.config_yaml(http_listener("out", port), cluster(self.up.port),
+                                 routes(route_extra)) + tracing)
+        return self.start(text, concurrency=1), port
+
+    def by_kind(self, spans, kind):
+        return [s for s in spans if s["kind"] == kind]
+
+
+class PropagationTest(TracingTestCase):
+    def test_spans_link_to_the_caller_and_the_upstream_sees_the_client_span(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port))
+        status, _ = request(port, "/items?id=1",
+                            {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+                             "tracestate": "congo=t61rcWkgMzE"})
+        self.assertEqual(status, 200)
+        spans = self.collector.wait_spans(2)
+        self.assertEqual(len(spans), 2, spans)
+        server, = self.by_kind(spans, "SERVER")
+        client, = self.by_kind(spans, "CLIENT")
+        for s in (server, client):
+            self.assertEqual(s["trace_id"], CALLER_TRACE)
+            self.assertEqual(s["service"], "frontend")
+        self.assertEqual(server["parent_id"], CALLER_SPAN)
+        self.assertEqual(client["parent_id"], server["span_id"])
+        self.assertNotEqual(client["span_id"], server["span_id"])
+        self.assertLessEqual(server["start"], client["start"])
+        self.assertGreaterEqual(server["end"], client["end"])
+        self.assertEqual(server["name"], "GET /items")
+        self.assertEqual(server["attributes"]["http.response.status_code"], "200")
+        self.assertEqual(server["attributes"]["meshlet.route"], "catch-all")
+        self.assertEqual(server["attributes"]["meshlet.cluster"], "app")
+        self.assertEqual(server["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertEqual(server["attributes"]["url.path"], "/items")
+        self.assertIn("meshlet.request_id", server["attributes"])
+        self.assertEqual(client["attributes"]["meshlet.retry_attempt"], "1")
+        self.assertEqual(client["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertIn("meshlet.upstream.ready_us", client["attributes"])
+        self.assertGreater(int(client["attributes"]["meshlet.bytes_received"]), 0)
+        self.assertFalse(server["error"] or client["error"])
+
+        seen = self.up.stats()["last_headers"]
+        version, trace_id, parent_id, flags = traceparent_parts(seen["traceparent"])
+        self.assertEqual((version, trace_id, parent_id, flags),
+                         ("00", CALLER_TRACE, client["span_id"], "01"))
+        self.assertEqual(seen["tracestate"], "congo=t61rcWkgMzE")
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_exported_total"), 2)
+
+    def test_new_trace_without_a_caller_context(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port))
+        self.assertEqual(request(port, "/", {"traceparent": "00-zz-garbage-01",
+                                             "tracestate": "a=1"})[0], 200)
+        spans = self.collector.wait_spans(2)
+        server, = self.by_kind(spans, "SERVER")
+        self.assertEqual(server["parent_id"], "")
+        self.assertNotEqual(server["trace_id"], "0" * 32)
+        seen = self.up.stats()["last_headers"]
+        self.assertEqual(traceparent_parts(seen["traceparent"])[1], server["trace_id"])
+        self.assertNotIn("tracestate", seen)  # it belonged to a context that was discarded
+
+    def test_unsampled_caller_gets_no_spans_but_its_decision_travels(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port))
+        for _ in range(5):
+            self.assertEqual(
+                request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"})[0], 200)
+        _, trace_id, parent_id, flags = traceparent_parts(
+            self.up.stats()["last_headers"]["traceparent"])
+        self.assertEqual((trace_id, flags), (CALLER_TRACE, "00"))
+        self.assertNotEqual(parent_id, CALLER_SPAN)
+        time.sleep(0.3)
+        self.assertEqual(self.collector.snapshot(), [])
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_sampled_total"), 0)
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_started_total"), 10)
+
+    def test_force_header_samples_at_zero_percent(self):
+        tracing = tracing_yaml(self.collector.port).replace("sampling_percent: 100",
+                                                            "sampling_percent: 0")
+        sidecar, port = self.proxy(tracing)
+        self.assertEqual(request(port, "/")[0], 200)
+        self.assertEqual(request(port, "/", {"x-meshlet-force-trace": "1"})[0], 200)
+        spans = self.collector.wait_spans(2)
+        time.sleep(0.2)
+        self.assertEqual(len(self.collector.snapshot()), 2)
+        flags = traceparent_parts(self.up.stats()["last_headers"]["traceparent"])[3]
+        self.assertEqual(flags, "01")
+
+    def test_b3_caller_gets_b3_and_traceparent_for_the_same_span(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port))
+        status, _ = request(port, "/", {"X-B3-TraceId": "48485a3953bb6124",
+                                        "X-B3-SpanId": "a2fb4a1d1a96d312", "X-B3-Sampled": "1"})
+        self.assertEqual(status, 200)
+        spans = self.collector.wait_spans(2)
+        server, = self.by_kind(spans, "SERVER")
+        client, = self.by_kind(spans, "CLIENT")
+        self.assertEqual(server["trace_id"], "0000000000000000" + "48485a3953bb6124")
+        self.assertEqual(server["parent_id"], "a2fb4a1d1a96d312")
+        seen = self.up.stats()["last_headers"]
+        self.assertEqual(seen["x-b3-traceid"], "48485a3953bb6124")
+        self.assertEqual(seen["x-b3-spanid"], client["span_id"])
+        self.assertEqual(seen["x-b3-parentspanid"], server["span_id"])
+        self.assertEqual(seen["x-b3-sampled"], "1")
+        self.assertEqual(traceparent_parts(seen["traceparent"])[2], client["span_id"])
+
+
+class Http2Test(TracingTestCase):
+    def test_streams_on_one_h2c_connection_are_separate_server_spans(self):
+        import subprocess
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port))
+        uris = [f"http://127.0.0.1:{port}/s/{i}" for i in range(3)]
+        r = subprocess.run(["nghttp", "-H", f"traceparent: 00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+                            *uris], capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        spans = self.collector.wait_spans(6)
+        servers = self.by_kind(spans, "SERVER")
+        clients = self.by_kind(spans, "CLIENT")
+        self.assertEqual(len(servers), 3, spans)
+        self.assertEqual(sorted(s["attributes"]["url.path"] for s in servers),
+                         ["/s/0", "/s/1", "/s/2"])
+        for s in servers:
+            self.assertEqual(s["attributes"]["network.protocol.name"], "HTTP/2")
+            self.assertEqual(s["parent_id"], CALLER_SPAN)
+        self.assertEqual(len({s["span_id"] for s in servers}), 3)
+        self.assertEqual(sorted(c["parent_id"] for c in clients),
+                         sorted(s["span_id"] for s in servers))
+        sent = sorted(traceparent_parts(h["traceparent"])[2]
+                      for h in self.up.stats()["headers_log"])
+        self.assertEqual(sent, sorted(c["span_id"] for c in clients))
+
+
+class RetryTest(TracingTestCase):
+    def test_each_attempt_is_a_client_span(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port),
+                                   "retry_policy: {num_retries: 1, base_interval: 0.001s}")
+        self.up.control(fail_next=1, status=503)
+        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
+                         200)
+        spans = self.collector.wait_spans(3)
+        self.assertEqual(len(spans), 3, spans)
+        server, = self.by_kind(spans, "SERVER")
+        clients = sorted(self.by_kind(spans, "CLIENT"),
+                         key=lambda s: int(s["attributes"]["meshlet.retry_attempt"]))
+        self.assertEqual([c["attributes"]["meshlet.retry_attempt"] for c in clients], ["1", "2"])
+        self.assertEqual([c["attributes"]["http.response.status_code"] for c in clients],
+                         ["503", "200"])
+        self.assertEqual([c["error"] for c in clients], [True, False])
+        for c in clients:
+            self.assertEqual(c["parent_id"], server["span_id"])
+            self.assertEqual(c["trace_id"], CALLER_TRACE)
+        self.assertNotEqual(clients[0]["span_id"], clients[1]["span_id"])
+        # Each upstream request named its own attempt's span.
+        sent = [traceparent_parts(h["traceparent"])[2] for h in self.up.stats()["headers_log"]]
+        self.assertEqual(sent, [clients[0]["span_id"], clients[1]["span_id"]])
+
+
+class ExportTest(TracingTestCase):
+    def test_zipkin_v2(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port, protocol="ZIPKIN"))
+        self.assertEqual(request(port, "/z")[0], 200)
+        spans = self.collector.wait_spans(2)
+        server, = self.by_kind(spans, "SERVER")
+        client, = self.by_kind(spans, "CLIENT")
+        self.assertEqual(client["parent_id"], server["span_id"])
+        self.assertEqual(server["attributes"]["http.response.status_code"], "200")
+        self.assertEqual(self.collector.bodies[0][0], "/api/v2/spans")
+
+    def test_otlp_protobuf(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port, protocol="OTLP_PROTO"))
+        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
+                         200)
+        self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tracing_spans_exported_total") == 2))
+        path, ctype, body = self.collector.bodies[0]
+        self.assertEqual((path, ctype), ("/v1/traces", "application/x-protobuf"))
+        exported = otlp_proto_request_class()()
+        exported.ParseFromString(body)
+        self.assertEqual(exported.ListFields()[0][0].name, "resource_spans")
+        resource_spans, = exported.resource_spans
+        self.assertEqual(resource_spans.resource.attributes[0].key, "service.name")
+        self.assertEqual(resource_spans.resource.attributes[0].value.string_value, "frontend")
+        scope_spans, = resource_spans.scope_spans
+        self.assertEqual(scope_spans.scope.name, "meshlet")
+        spans = {s.kind: s for s in scope_spans.spans}
+        server, client = spans[2], spans[3]
+        for span in (server, client):
+            self.assertEqual(span.trace_id.hex(), CALLER_TRACE)
+            self.assertEqual(len(span.span_id), 8)
+            self.assertLess(span.start_time_unix_nano, span.end_time_unix_nano)
+            self.assertGreater(span.start_time_unix_nano, 1_600_000_000 * 10**9)
+        self.assertEqual(server.parent_span_id.hex(), CALLER_SPAN)
+        self.assertEqual(client.parent_span_id, server.span_id)
+        attrs = {a.key: a.value for a in client.attributes}
+        self.assertEqual(attrs["meshlet.retry_attempt"].int_value, 1)
+        self.assertEqual(attrs["http.response.status_code"].int_value, 200)
+        self.assertEqual(attrs["meshlet.cluster"].string_value, "app")
+        self.assertFalse(server.HasField("status"))
+
+    def test_collector_down_drops_and_counts_without_slowing_requests(self):
+        dead = free_port()  # nothing listens there
+        tracing = tracing_yaml(dead, extra="  queue_limit: 8\n  batch_size: 4\n"
+                                           "  export_timeout: 0.2s\n")
+        sidecar, port = self.proxy(tracing)
+        slowest = 0.0
+        for _ in range(60):
+            start = time.monotonic()
+            self.assertEqual(request(port, "/")[0], 200)
+            slowest = max(slowest, time.monotonic() - start)
+        self.assertLess(slowest, 0.5)
+        self.assertTrue(wait_for(
+            lambda: sidecar.stat("meshlet_tracing_export_errors_total") > 0, timeout=5))
+        dropped = sidecar.stat("meshlet_tracing_spans_dropped_total")
+        self.assertGreater(dropped, 0)
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_exported_total"), 0)
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_sampled_total"), 120)
+
+
+if __name__ == "__main__":
+    base.SIDECAR = sys.argv.pop(1)
+    unittest.main()

@@ -1,0 +1,300 @@
+"""The xDS path end to end with real binaries on 127.0.0.1: a control plane (xds-file-server)
+streams configuration to real sidecars over TLS.
+
+Usage: xds_test.py FILE_SERVER_BINARY SIDECAR_BINARY CONTROL_PLANE_BINARY [unittest args]
+
+Covers: push → apply → ACK (versions agree on both sides), updates applied under load without a
+failed request, an invalid resource NACKed with its reason visible in the control plane's proxy
+status while the sidecar keeps serving, the control plane killed (sidecar keeps serving), the
+sidecar restarted while the control plane is down (serves its saved configuration), the control
+plane back (reconnect and converge), and the delta stream (updates and removals). Most cases use
+xds-file-server (resources from a file, so each case controls exactly what is pushed); one runs
+the control-plane binary itself, whose translated configuration real sidecars must ACK.
+"""
+
+import os
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import xds_util
+from xds_util import ControlPlane, XdsSidecar, free_port, http_get, resources_yaml, wait_for
+
+FILE_SERVER = None
+SIDECAR = None
+CONTROL_PLANE = None
+
+
+def body_is(port, expected):
+    try:
+        status, body = http_get(port, "/")
+    except OSError:
+        return False
+    return status == 200 and body == expected
+
+
+class Load:
+    """Keeps requesting GET / on a thread; counts responses other than 200."""
+
+    def __init__(self, port):
+        self.port = port
+        self.ok = 0
+        self.failed = []
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                status, body = http_get(self.port, "/")
+                if status == 200:
+                    self.ok += 1
+                else:
+                    self.failed.append((status, body))
+            except OSError as e:
+                self.failed.append(("error", str(e)))
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
+class XdsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        self.ca, self.cert, self.key = xds_util.make_server_cert(self.dir)
+        self.cache = os.path.join(self.dir, "cache")
+        self.procs = []
+
+    def tearDown(self):
+        for proc in self.procs:
+            proc.kill()
+        self.tmp.cleanup()
+
+    def control_plane(self, yaml_text, port=None):
+        cp = ControlPlane(FILE_SERVER, self.dir, yaml_text, port=port, cert=self.cert,
+                          key=self.key)
+        self.procs.append(cp)
+        return cp
+
+    def sidecar(self, xds_port, node_id="web-1", delta=False):
+        sidecar = XdsSidecar(SIDECAR, self.dir, xds_port, node_id, ca=self.ca, delta=delta,
+                             cache_dir=self.cache, extra=[
+                                 "--xds-server-identity="
+                                 "spiffe://cluster.local/ns/mesh/sa/control-plane"])
+        self.procs.append(sidecar)
+        return sidecar
+
+    def assert_converged(self, cp, sidecar, node_id="web-1"):
+        """Every type ACKed, and the sidecar runs the versions the control plane sent."""
+        def converged():
+            types = cp.types(node_id)
+            # A delta stream sends nothing for a type that has no resources.
+            return types and types["listeners"]["state"] == "ACKED" and all(
+                t["state"] == "ACKED" or (t["state"] == "NOT_SENT" and t["resources"] == 0)
+                for t in types.values())
+        self.assertTrue(wait_for(converged), cp.status())
+        types = cp.types(node_id)
+        for t in sidecar.xds()["types"]:
+            self.assertEqual(t["version"], types[t["type"]]["version_acked"], t)
+            self.assertEqual(t["version"], types[t["type"]]["version_sent"], t)
+
+    def test_push_apply_ack_nack_outage_and_recovery(self):
+        web = free_port()
+        cp = self.control_plane(resources_yaml(web, "v1"))
+        sidecar = self.sidecar(cp.port)
+        self.assertTrue(wait_for(lambda: body_is(web, "v1")), sidecar.log())
+        self.assert_converged(cp, sidecar)
+        proxy = cp.proxy("web-1")
+        self.assertEqual(proxy["service"], "web")
+        self.assertEqual(proxy["mode"], "sotw")
+        self.assertTrue(proxy["connected_since"])
+        self.assertTrue(sidecar.xds()["connected"])
+        self.assertIn('meshlet_xds_connected_proxies 1', cp.metrics())
+
+        # An update under load: applied within a second, no request fails.
+        load = Load(web)
+        time.sleep(0.2)
+        started = time.time()
+        cp.reload(resources_yaml(web, "v2"))
+        self.assertTrue(wait_for(lambda: body_is(web, "v2"), timeout=5))
+        elapsed = time.time() - started
+        time.sleep(0.2)
+        load.stop()
+        self.assertLess(elapsed, 1.0)
+        self.assertEqual(load.failed, [])
+        self.assertGreater(load.ok, 10)
+        self.assert_converged(cp, sidecar)
+
+        # A route naming a cluster that does not exist: NACKed with the reason, and the sidecar
+        # keeps serving v2.
+        cp.reload(resources_yaml(web, "v3", route_cluster="missing"))
+        self.assertTrue(wait_for(lambda: cp.types("web-1").get("routes", {}).get("state") ==
+                                 "NACKED"), cp.status())
+        nack = cp.types("web-1")["routes"]["last_nack"]
+        self.assertIn('names no Cluster', nack["message"])
+        self.assertIn('"missing"', nack["message"])
+        self.assertEqual(nack["code"], 3)
+        self.assertIn("names no Cluster", [t for t in sidecar.xds()["types"]
+                                           if t["type"] == "routes"][0]["last_error"])
+        self.assertTrue(body_is(web, "v2"))
+        self.assertIn('meshlet_xds_nacks_total{type="routes"} 1', cp.metrics())
+        # Not pushed again in a loop.
+        time.sleep(0.5)
+        self.assertEqual(cp.types("web-1")["routes"]["nacks"], 1)
+
+        # The control plane goes away: the sidecar keeps serving.
+        cp.kill()
+        self.assertTrue(wait_for(lambda: not sidecar.xds()["connected"]))
+        self.assertTrue(body_is(web, "v2"))
+
+        # Restarted while the control plane is down: it serves its saved configuration.
+        sidecar.kill()
+        self.assertTrue(wait_for(lambda: not body_is(web, "v2"), timeout=5))
+        sidecar = self.sidecar(cp.port)
+        self.assertTrue(body_is(web, "v2"), sidecar.log())
+        self.assertIn("saved", sidecar.log())
+
+        # The control plane is back with a fixed configuration: reconnect and converge.
+        cp2 = self.control_plane(resources_yaml(web, "v4"), port=cp.port)
+        self.assertTrue(wait_for(lambda: body_is(web, "v4"), timeout=20), sidecar.log())
+        self.assert_converged(cp2, sidecar)
+        self.assertGreaterEqual(sidecar.xds()["streams_started"], 2)
+
+    def test_graceful_shutdown_sends_goaway(self):
+        web = free_port()
+        cp = self.control_plane(resources_yaml(web, "v1"))
+        sidecar = self.sidecar(cp.port)
+        self.assertTrue(wait_for(lambda: body_is(web, "v1")))
+        self.assertEqual(cp.stop(), 0)
+        self.assertTrue(wait_for(lambda: not sidecar.xds()["connected"]))
+        self.assertIn("UNAVAILABLE", sidecar.xds()["last_stream_error"])
+        self.assertTrue(body_is(web, "v1"))
+
+    def test_wrong_control_plane_identity_is_refused(self):
+        web = free_port()
+        cp = self.control_plane(resources_yaml(web, "v1"))
+        sidecar = XdsSidecar(SIDECAR, self.dir, cp.port, "web-x", ca=self.ca, extra=[
+            "--xds-server-identity=spiffe://cluster.local/ns/mesh/sa/someone-else"])
+        self.procs.append(sidecar)
+        self.assertTrue(wait_for(lambda: sidecar.xds()["streams_started"] >= 2))
+        self.assertFalse(sidecar.xds()["connected"])
+        self.assertIsNone(cp.proxy("web-x"))
+        self.assertFalse(body_is(web, "v1"))
+
+    def test_delta_updates_and_removals(self):
+        web, extra, upstream = free_port(), free_port(), free_port()
+        cp = self.control_plane(resources_yaml(web, "v1", extra_listener_port=extra))
+        sidecar = self.sidecar(cp.port, node_id="web-delta", delta=True)
+        self.assertTrue(wait_for(lambda: body_is(web, "v1") and body_is(extra, "v1")))
+        self.assert_converged(cp, sidecar, "web-delta")
+        self.assertEqual(cp.proxy("web-delta")["mode"], "delta")
+        # Remove the extra listener and add a cluster: the listener goes away, the rest updates.
+        cp.reload(resources_yaml(web, "v2", cluster_port=upstream))
+        self.assertTrue(wait_for(lambda: body_is(web, "v2")))
+        self.assertTrue(wait_for(lambda: not body_is(extra, "v2") and not body_is(extra, "v1")))
+        self.assert_converged(cp, sidecar, "web-delta")
+        types = cp.types("web-delta")
+        self.assertEqual(types["listeners"]["resources"], 1)
+        self.assertEqual(types["clusters"]["resources"], 1)
+        # Then drop the cluster and the route naming it in one change: route first, then cluster.
+        cp.reload(resources_yaml(web, "v3"))
+        self.assertTrue(wait_for(lambda: body_is(web, "v3")))
+        self.assert_converged(cp, sidecar, "web-delta")
+        self.assertEqual(cp.types("web-delta")["clusters"]["resources"], 0)
+        self.assertEqual(cp.types("web-delta")["routes"]["nacks"], 0)
+        self.assertEqual(cp.types("web-delta")["clusters"]["nacks"], 0)
+
+    def test_removing_a_cluster_and_its_route_together_is_never_nacked(self):
+        web, upstream = free_port(), free_port()
+        cp = self.control_plane(resources_yaml(web, "v1", cluster_port=upstream))
+        sidecar = self.sidecar(cp.port)
+        self.assertTrue(wait_for(lambda: body_is(web, "v1")))
+        self.assert_converged(cp, sidecar)
+        cp.reload(resources_yaml(web, "v2"))
+        self.assertTrue(wait_for(lambda: body_is(web, "v2")))
+        self.assert_converged(cp, sidecar)
+        types = cp.types("web-1")
+        self.assertEqual(sum(t["nacks"] for t in types.values()), 0, types)
+        self.assertEqual(types["clusters"]["resources"], 0)
+
+
+class RealControlPlaneTest(unittest.TestCase):
+    """Sidecars against the control-plane binary: they register, ACK the translator's resources
+    (no NACK), report the same versions, and proxy-config shows what was sent."""
+
+    def test_sidecars_converge_on_translated_configuration(self):
+        import json
+        import subprocess
+        import urllib.request
+        with tempfile.TemporaryDirectory() as work:
+            ca, cert, key = xds_util.make_server_cert(work)
+            xds_port, api_port = free_port(), free_port()
+            data = os.path.join(work, "data")
+            log = open(os.path.join(work, "cp.log"), "w")
+            cp = subprocess.Popen(
+                [CONTROL_PLANE, f"--data-dir={data}", f"--api-address=127.0.0.1:{api_port}",
+                 f"--xds-address=127.0.0.1:{xds_port}", f"--xds-tls-cert={cert}",
+                 f"--xds-tls-key={key}", "--xds-listen-host=127.0.0.1"],
+                stdout=subprocess.DEVNULL, stderr=log)
+            sidecars = []
+            try:
+                token_path = os.path.join(data, "api-token")
+                self.assertTrue(wait_for(lambda: os.path.exists(token_path) and
+                                         http_get(api_port, "/healthz")[0] == 200))
+                with open(token_path) as f:
+                    token = f.read().strip()
+
+                def api(path):
+                    req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}",
+                                                 headers={"Authorization": f"Bearer {token}"})
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        return json.loads(resp.read())
+
+                for name in ("web", "api"):
+                    # Loopback: every sidecar needs its own inbound/outbound ports.
+                    extra = [f"--node-service={name}", "--node-port=8080",
+                             "--node-address=127.0.0.1",
+                             f"--node-label=meshlet.io/inbound-port={free_port()}",
+                             f"--node-label=meshlet.io/outbound-port={free_port()}"]
+                    sidecars.append(XdsSidecar(SIDECAR, work, xds_port, f"{name}-0.default",
+                                               ca=ca, extra=extra))
+
+                def converged():
+                    items = {p["id"]: p for p in api("/api/v1/proxies")["items"]}
+                    return len(items) == 2 and all(
+                        t["state"] == "ACKED" for p in items.values()
+                        for t in p["types"].values())
+                self.assertTrue(wait_for(converged, timeout=10),
+                                json.dumps(api("/api/v1/proxies")) + sidecars[0].log())
+                items = {p["id"]: p for p in api("/api/v1/proxies")["items"]}
+                for sidecar, node_id in zip(sidecars, ("web-0.default", "api-0.default")):
+                    urls = {t["type"]: t["version"] for t in sidecar.xds()["types"]}
+                    sent = items[node_id]["types"]
+                    self.assertEqual(
+                        urls["clusters"], sent["type.googleapis.com/meshlet.xds.Cluster"]["acked"])
+                    self.assertEqual(
+                        urls["listeners"],
+                        sent["type.googleapis.com/meshlet.xds.Listener"]["acked"])
+                    self.assertEqual(sidecar.xds()["updates_refused"], 0, sidecar.log())
+                config = api("/api/v1/proxies/web-0.default/config")
+                self.assertIn("listeners", [t["type"] for t in config["types"]])
+                workloads = json.dumps(api("/api/v1/workloads"))
+                self.assertIn("web-0.default", workloads)
+            finally:
+                for sidecar in sidecars:
+                    sidecar.kill()
+                cp.terminate()
+                cp.wait(timeout=10)
+                log.close()
+
+
+if __name__ == "__main__":
+    FILE_SERVER = os.path.abspath(sys.argv.pop(1))
+    SIDECAR = os.path.abspath(sys.argv.pop(1))
+    CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
+    unittest.main()
