@@ -128,6 +128,47 @@ std::string DrainBoringSslErrors() {
   return absl::StrJoin(parts, "; ");
 }
 
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateEcdsaP256Key() {
+  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
+  if (ec == nullptr || key == nullptr || !EC_KEY_generate_key(ec.get()) ||
+      !EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) {
+    return absl::InternalError(
+        absl::StrCat("generating an ECDSA P-256 key: ", DrainBoringSslErrors()));
+  }
+  ec.release();  // owned by key
+  return key;
+}
+
+namespace {
+std::string MemoryBioContents(BIO* bio) {
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio, &data, &len);
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+}  // namespace
+
+absl::StatusOr<std::string> CertificateToPem(const X509& cert) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || !PEM_write_bio_X509(bio.get(), Mutable(cert))) {
+    return absl::InternalError(
+        absl::StrCat("encoding a certificate as PEM: ", DrainBoringSslErrors()));
+  }
+  return MemoryBioContents(bio.get());
+}
+
+absl::StatusOr<std::string> PrivateKeyToPem(const EVP_PKEY& key) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  // The write only reads the key; BoringSSL's signature lacks the const.
+  if (bio == nullptr || !PEM_write_bio_PrivateKey(bio.get(), const_cast<EVP_PKEY*>(&key), nullptr,
+                                                  nullptr, 0, nullptr, nullptr)) {
+    return absl::InternalError(
+        absl::StrCat("encoding a private key as PEM: ", DrainBoringSslErrors()));
+  }
+  return MemoryBioContents(bio.get());
+}
+
 absl::StatusOr<CertificateChain> ParsePemCertificates(absl::string_view pem) {
   ERR_clear_error();
   bssl::UniquePtr<BIO> bio = MemoryBio(pem);

@@ -40,6 +40,13 @@ absl::StatusOr<CertificateChain> LoadPemCertificatesFile(const std::string& path
 absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> LoadPemPrivateKeyFile(const std::string& path);
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
 
+// A fresh ECDSA P-256 key (workload keys, CA roots, test certificates).
+absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateEcdsaP256Key();
+
+// PEM encodings: "CERTIFICATE" and unencrypted PKCS#8 "PRIVATE KEY".
+absl::StatusOr<std::string> CertificateToPem(const X509& cert);
+absl::StatusOr<std::string> PrivateKeyToPem(const EVP_PKEY& key);
+
 // Fails unless `key` is the private half of `cert`'s public key.
 absl::Status CheckKeyMatchesCertificate(const X509& cert, const EVP_PKEY& key);
 

@@ -25,25 +25,16 @@ absl::Status Failed(absl::string_view what) {
 }
 
 absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateKey(TestKeyType type) {
+  if (type == TestKeyType::kEcdsaP256) return GenerateEcdsaP256Key();
   bssl::UniquePtr<EVP_PKEY> pkey(EVP_PKEY_new());
-  if (pkey == nullptr) return Failed("EVP_PKEY_new");
-  if (type == TestKeyType::kEcdsaP256) {
-    bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-    if (ec == nullptr || !EC_KEY_generate_key(ec.get()) ||
-        !EVP_PKEY_assign_EC_KEY(pkey.get(), ec.get())) {
-      return Failed("generating an ECDSA P-256 key");
-    }
-    ec.release();  // owned by pkey now
-  } else {
-    bssl::UniquePtr<RSA> rsa(RSA_new());
-    bssl::UniquePtr<BIGNUM> e(BN_new());
-    if (rsa == nullptr || e == nullptr || !BN_set_word(e.get(), RSA_F4) ||
-        !RSA_generate_key_ex(rsa.get(), 2048, e.get(), nullptr) ||
-        !EVP_PKEY_assign_RSA(pkey.get(), rsa.get())) {
-      return Failed("generating an RSA 2048 key");
-    }
-    rsa.release();
+  bssl::UniquePtr<RSA> rsa(RSA_new());
+  bssl::UniquePtr<BIGNUM> e(BN_new());
+  if (pkey == nullptr || rsa == nullptr || e == nullptr || !BN_set_word(e.get(), RSA_F4) ||
+      !RSA_generate_key_ex(rsa.get(), 2048, e.get(), nullptr) ||
+      !EVP_PKEY_assign_RSA(pkey.get(), rsa.get())) {
+    return Failed("generating an RSA 2048 key");
   }
+  rsa.release();  // owned by pkey
   return pkey;
 }
 
@@ -68,27 +59,6 @@ absl::Status AddName(bssl::UniquePtr<GENERAL_NAMES>& names, int type, absl::stri
   GENERAL_NAME_set0_value(name.get(), type, str.release());
   if (!bssl::PushToStack(names.get(), std::move(name))) return Failed("building SANs");
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ToPem(X509* cert) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr || !PEM_write_bio_X509(bio.get(), cert)) return Failed("PEM_write_bio_X509");
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  BIO_mem_contents(bio.get(), &data, &len);
-  return std::string(reinterpret_cast<const char*>(data), len);
-}
-
-absl::StatusOr<std::string> ToPem(EVP_PKEY* key) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr ||
-      !PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)) {
-    return Failed("PEM_write_bio_PrivateKey");
-  }
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  BIO_mem_contents(bio.get(), &data, &len);
-  return std::string(reinterpret_cast<const char*>(data), len);
 }
 
 struct CertSpec {
@@ -177,8 +147,8 @@ absl::StatusOr<TestCa> TestCa::Create(absl::string_view common_name) {
                 .not_before_offset = -absl::Hours(24 * 365 * 10),
                 .not_after_offset = absl::Hours(24 * 365 * 10)};
   ASSIGN_OR_RETURN(ca.cert_, MakeCertificate(spec, ca.key_.get(), nullptr, nullptr));
-  ASSIGN_OR_RETURN(ca.cert_pem_, ToPem(ca.cert_.get()));
-  ASSIGN_OR_RETURN(ca.key_pem_, ToPem(ca.key_.get()));
+  ASSIGN_OR_RETURN(ca.cert_pem_, CertificateToPem(*ca.cert_));
+  ASSIGN_OR_RETURN(ca.key_pem_, PrivateKeyToPem(*ca.key_));
   return ca;
 }
 
@@ -190,8 +160,8 @@ absl::StatusOr<TestCa> TestCa::CreateIntermediate(absl::string_view common_name)
                 .not_before_offset = -absl::Hours(24 * 365),
                 .not_after_offset = absl::Hours(24 * 365)};
   ASSIGN_OR_RETURN(ca.cert_, MakeCertificate(spec, ca.key_.get(), cert_.get(), key_.get()));
-  ASSIGN_OR_RETURN(ca.cert_pem_, ToPem(ca.cert_.get()));
-  ASSIGN_OR_RETURN(ca.key_pem_, ToPem(ca.key_.get()));
+  ASSIGN_OR_RETURN(ca.cert_pem_, CertificateToPem(*ca.cert_));
+  ASSIGN_OR_RETURN(ca.key_pem_, PrivateKeyToPem(*ca.key_));
   ca.is_root_ = false;
   // The root stays out of chains: peers already hold it in their trust bundle.
   ca.parents_pem_ = is_root_ ? "" : absl::StrCat(cert_pem_, parents_pem_);
@@ -212,9 +182,9 @@ absl::StatusOr<TestCertificate> TestCa::Issue(const LeafOptions& options) const 
   ASSIGN_OR_RETURN(bssl::UniquePtr<X509> cert,
                    MakeCertificate(spec, key.get(), cert_.get(), key_.get()));
   TestCertificate out;
-  ASSIGN_OR_RETURN(std::string cert_pem, ToPem(cert.get()));
+  ASSIGN_OR_RETURN(std::string cert_pem, CertificateToPem(*cert));
   out.chain_pem = is_root_ ? cert_pem : absl::StrCat(cert_pem, cert_pem_, parents_pem_);
-  ASSIGN_OR_RETURN(out.key_pem, ToPem(key.get()));
+  ASSIGN_OR_RETURN(out.key_pem, PrivateKeyToPem(*key));
   return out;
 }
 

@@ -83,29 +83,6 @@ absl::Status MakeDirectory(const std::string& dir) {
   return ErrnoError("creating directory", dir);
 }
 
-absl::StatusOr<std::string> KeyToPem(EVP_PKEY* key) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr ||
-      !PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)) {
-    return BoringSslError("encoding the private key");
-  }
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  BIO_mem_contents(bio.get(), &data, &len);
-  return std::string(reinterpret_cast<const char*>(data), len);
-}
-
-absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateP256Key() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  bssl::UniquePtr<EVP_PKEY> pkey(EVP_PKEY_new());
-  if (ec == nullptr || pkey == nullptr || !EC_KEY_generate_key(ec.get()) ||
-      !EVP_PKEY_assign_EC_KEY(pkey.get(), ec.get())) {
-    return BoringSslError("generating an ECDSA P-256 key");
-  }
-  ec.release();  // owned by pkey
-  return pkey;
-}
-
 // A random positive serial of 128 bits (RFC 5280 allows up to 20 octets; the encoding may add a
 // leading zero octet).
 absl::Status SetRandomSerial(X509* cert) {
@@ -281,17 +258,6 @@ absl::Status ValidateAuthorityOptions(const AuthorityOptions& options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> CertificateToPem(const X509& cert) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr || !PEM_write_bio_X509(bio.get(), const_cast<X509*>(&cert))) {
-    return BoringSslError("encoding a certificate");
-  }
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  BIO_mem_contents(bio.get(), &data, &len);
-  return std::string(reinterpret_cast<const char*>(data), len);
-}
-
 absl::StatusOr<tls::SpiffeId> WorkloadSpiffeId(absl::string_view trust_domain,
                                                absl::string_view namespace_,
                                                absl::string_view service_account) {
@@ -332,7 +298,7 @@ bool TrustBundle::Contains(const X509& cert) const {
 std::string TrustBundle::ToPem() const {
   std::string out;
   for (const auto& root : roots_) {
-    absl::StatusOr<std::string> pem = CertificateToPem(*root);
+    absl::StatusOr<std::string> pem = tls::CertificateToPem(*root);
     CHECK(pem.ok()) << pem.status();  // re-encoding a parsed certificate cannot fail
     out += *pem;
   }
@@ -356,12 +322,12 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
         "workload certificate will then be re-issued)"));
   }
   RETURN_IF_ERROR(MakeDirectory(dir));
-  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, GenerateP256Key());
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, tls::GenerateEcdsaP256Key());
   ASSIGN_OR_RETURN(bssl::UniquePtr<X509> root,
                    MakeSelfSignedRoot(key.get(), options.trust_domain, clock.WallNow(),
                                       options.generated_root_lifetime));
-  ASSIGN_OR_RETURN(std::string key_pem, KeyToPem(key.get()));
-  ASSIGN_OR_RETURN(std::string cert_pem, CertificateToPem(*root));
+  ASSIGN_OR_RETURN(std::string key_pem, tls::PrivateKeyToPem(*key));
+  ASSIGN_OR_RETURN(std::string cert_pem, tls::CertificateToPem(*root));
   // Key first: a crash in between leaves a key without a certificate, which the next start
   // reports instead of silently generating a second root.
   RETURN_IF_ERROR(WriteNewFile(key_path, key_pem, 0600));
@@ -429,7 +395,7 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
   // Everything but a trailing self-signed root goes into issued chains: peers hold the root.
   for (const auto& cert : chain) {
     if (IsSelfSigned(*cert)) break;
-    ASSIGN_OR_RETURN(std::string pem, CertificateToPem(*cert));
+    ASSIGN_OR_RETURN(std::string pem, tls::CertificateToPem(*cert));
     ca->intermediates_pem_ += pem;
   }
   ca->signing_cert_ = std::move(chain.front());
@@ -484,7 +450,7 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view c
   if (!X509_sign(c, signing_key_.get(), EVP_sha256())) return BoringSslError("signing");
 
   IssuedCertificate out;
-  ASSIGN_OR_RETURN(out.certificate_pem, CertificateToPem(*c));
+  ASSIGN_OR_RETURN(out.certificate_pem, tls::CertificateToPem(*c));
   out.chain_pem = absl::StrCat(out.certificate_pem, intermediates_pem_);
   out.trust_bundle_pem = trust_bundle_pem_;
   out.serial_hex = tls::SerialNumberHex(*c);

@@ -150,7 +150,4 @@ absl::StatusOr<tls::SpiffeId> WorkloadSpiffeId(absl::string_view trust_domain,
                                                absl::string_view namespace_,
                                                absl::string_view service_account);
 
-// PEM of one certificate.
-absl::StatusOr<std::string> CertificateToPem(const X509& cert);
-
 }  // namespace meshlet::controlplane::ca

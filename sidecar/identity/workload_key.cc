@@ -31,14 +31,7 @@ std::string BioContents(BIO* bio) {
 }  // namespace
 
 absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> GenerateWorkloadKey() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  if (ec == nullptr || key == nullptr || !EC_KEY_generate_key(ec.get()) ||
-      !EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) {
-    return Failed("generating the workload key (ECDSA P-256)");
-  }
-  ec.release();  // owned by key
-  return key;
+  return tls::GenerateEcdsaP256Key();
 }
 
 absl::StatusOr<std::string> BuildCsrPem(EVP_PKEY& key, const tls::SpiffeId& id) {
@@ -73,13 +66,6 @@ absl::StatusOr<std::string> BuildCsrPem(EVP_PKEY& key, const tls::SpiffeId& id) 
   return BioContents(bio.get());
 }
 
-absl::StatusOr<std::string> PrivateKeyPem(EVP_PKEY& key) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr ||
-      !PEM_write_bio_PrivateKey(bio.get(), &key, nullptr, nullptr, 0, nullptr, nullptr)) {
-    return Failed("encoding the workload key");
-  }
-  return BioContents(bio.get());
-}
+absl::StatusOr<std::string> PrivateKeyPem(EVP_PKEY& key) { return tls::PrivateKeyToPem(key); }
 
 }  // namespace meshlet::sidecar::identity

@@ -1,30 +1,14 @@
 #include "sidecar/router/route_table.h"
 
-#include <cstdlib>
 #include <map>
-#include <new>
 #include <string>
 #include <utility>
 
+#include "common/base/allocation_counter.h"
 #include "common/base/fake_random.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-// Counts heap allocations so a test can assert that matching allocates nothing.
-namespace {
-int g_allocations = 0;
-}  // namespace
-
-// GCC 12 at -O2 reports free() in a replaced operator delete as mismatched with operator new;
-// replacing both with malloc/free is what the standard permits.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(size_t size) {
-  ++g_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  std::abort();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace meshlet::sidecar::router {
 namespace {
@@ -377,13 +361,12 @@ TEST(RouteTableTest, MatchingDoesNotAllocate) {
   http::HeaderMap b = Request("pod.example.com", "/static/x");
   http::HeaderMap c = Request("other", "/");
   http::HeaderMap d = Request("www.example.com", "/static/app.js");
-  const int before = g_allocations;
+  AllocationScope allocations;
   const RouteEntry* ra = table->Match(a);
   const RouteEntry* rb = table->Match(b);
   const RouteEntry* rc = table->Match(c);
   const RouteEntry* rd = table->Match(d);
-  const int after = g_allocations;
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(allocations.count(), 0u);
   ASSERT_NE(ra, nullptr);
   EXPECT_EQ(ra->name, "h");
   ASSERT_NE(rb, nullptr);

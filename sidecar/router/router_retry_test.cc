@@ -9,16 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/allocation_counter.h"
 #include "common/base/clock.h"
 #include "common/base/fake_random.h"
 #include "common/event/loop.h"
@@ -32,20 +30,6 @@
 #include "sidecar/router/route_table.h"
 #include "sidecar/tracing/tracer.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<int> g_allocations{0};
-}  // namespace
-
-// Counts allocations while armed (RetryMachineryAddsNoAllocation); otherwise plain malloc/free.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace meshlet::sidecar::router {
 namespace {
@@ -481,13 +465,12 @@ TEST_F(RouterRetryTest, RetryMachineryAddsNoAllocation) {
   int without = INT32_MAX;
   for (int i = 0; i < 8; ++i) {
     for (const char* path : {"/a/x", "/b/x"}) {
-      g_allocations = 0;
-      g_counting = true;
+      AllocationScope allocations;
       RecordingCallbacks& client = Send("GET", "", {}, path);
-      g_counting = false;
+      const int count = static_cast<int>(allocations.count());
       ASSERT_EQ(client.status, "200");
       int& best = path[1] == 'a' ? with_retries : without;
-      best = std::min(best, g_allocations.load());
+      best = std::min(best, count);
     }
   }
   EXPECT_GT(without, 0);  // the counter is live: a request allocates (router, headers, ...)

@@ -1,10 +1,8 @@
 #include "sidecar/tracing/tracer.h"
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 
+#include "common/base/allocation_counter.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/http/header_map.h"
@@ -12,20 +10,6 @@
 #include "gtest/gtest.h"
 #include "sidecar/tracing/span_encoding.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<int> g_allocations{0};
-}  // namespace
-
-// Counts allocations while armed (UnsampledRequestAllocatesNothing); otherwise plain malloc/free.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace meshlet::sidecar::tracing {
 namespace {
@@ -150,14 +134,12 @@ TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {
     headers.ReserveBytes(1024);  // the header map's own growth is not tracing's cost
     RequestTrace trace;
     std::optional<Span> server, client;
-    g_allocations = 0;
-    g_counting = true;
+    AllocationScope allocations;
     tracer.BeginServer(headers, trace, server);
     tracer.BeginClient(headers, trace, client);
     tracer.End(client);
     tracer.End(server);
-    g_counting = false;
-    EXPECT_EQ(g_allocations.load(), 0) << "with_parent=" << with_parent;
+    EXPECT_EQ(allocations.count(), 0u) << "with_parent=" << with_parent;
     EXPECT_TRUE(headers.Has("traceparent"));
   }
 }

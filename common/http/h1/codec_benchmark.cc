@@ -4,29 +4,13 @@
 //
 //   bazel run --config=opt //common/http/h1:codec_benchmark
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 
 #include "benchmark/benchmark.h"
+#include "common/base/allocation_counter.h"
 #include "common/event/loop.h"
 #include "common/http/h1/codec.h"
 
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-}  // namespace
-
-// GCC 12 at -O2 reports free() in a replaced operator delete as mismatched with operator new;
-// replacing both with malloc/free is what the standard permits.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace meshlet::http::h1 {
 namespace {
@@ -113,7 +97,7 @@ void BM_RoundTrip(benchmark::State& state) {
   Sink sink;
   uint64_t allocations = 0;
   for (auto _ : state) {
-    uint64_t before = g_allocations.load(std::memory_order_relaxed);
+    const AllocationScope scope;
     sink.done = false;
     StreamEncoder& encoder = client.NewStream(sink);
     encoder.EncodeHeaders(request, request_bytes == 0);
@@ -124,7 +108,7 @@ void BM_RoundTrip(benchmark::State& state) {
     (void)server.Dispatch(client_io.out);
     (void)client.Dispatch(server_io.out);
     if (!sink.done) state.SkipWithError("response incomplete");
-    allocations += g_allocations.load(std::memory_order_relaxed) - before;
+    allocations += scope.count();
   }
   state.counters["allocs_per_rt"] =
       benchmark::Counter(static_cast<double>(allocations), benchmark::Counter::kAvgIterations);

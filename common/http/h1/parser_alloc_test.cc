@@ -1,29 +1,12 @@
 // Checks that Parser::Execute does not allocate in steady state. Replaces the global allocation
 // functions for this test binary only, counting calls while a counter is armed.
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 
+#include "common/base/allocation_counter.h"
 #include "common/http/h1/parser.h"
 #include "gtest/gtest.h"
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<int> g_allocations{0};
-}  // namespace
-
-// GCC 12 at -O2 reports free() in a replaced operator delete as mismatched with operator new;
-// replacing both with malloc/free is what the standard permits.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace meshlet::http::h1 {
 namespace {
@@ -47,12 +30,10 @@ class NullVisitor : public ParserVisitor {
 
 class ScopedCount {
  public:
-  ScopedCount() {
-    g_allocations = 0;
-    g_counting = true;
-  }
-  ~ScopedCount() { g_counting = false; }
-  int count() const { return g_allocations.load(); }
+  int count() const { return static_cast<int>(scope_.count()); }
+
+ private:
+  AllocationScope scope_;
 };
 
 TEST(ParserAllocTest, ExecuteDoesNotAllocate) {
