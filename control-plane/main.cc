@@ -7,6 +7,7 @@
 
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/xds/xds_service.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(ca_options.status().message()).c_str());
     return 2;
   }
+  // The trace collector takes --otlp-address, --zipkin-address and --trace-store-* flags.
+  auto telemetry_options = meshlet::controlplane::telemetry::ExtractTelemetryFlags(args);
+  if (!telemetry_options.ok()) {
+    std::fprintf(stderr, "control-plane: %s\n",
+                 std::string(telemetry_options.status().message()).c_str());
+    return 2;
+  }
   auto command_line = meshlet::controlplane::ParseControlPlaneCommandLine(args);
   if (!command_line.ok()) {
     std::fprintf(stderr, "control-plane: %s\n",
@@ -36,6 +44,7 @@ int main(int argc, char** argv) {
       std::fputs(meshlet::controlplane::ControlPlaneUsage().c_str(), stdout);
       std::fputs(meshlet::controlplane::ads::XdsUsage().c_str(), stdout);
       std::fputs(meshlet::controlplane::ca::CaUsage().c_str(), stdout);
+      std::fputs(meshlet::controlplane::telemetry::TelemetryUsage().c_str(), stdout);
       return 0;
     case ParsedControlPlaneCommandLine::Action::kVersion:
       std::printf("meshlet control-plane %s\n", meshlet::controlplane::kControlPlaneVersion);
@@ -56,6 +65,12 @@ int main(int argc, char** argv) {
   // The CA serves on the discovery port, next to the ADS.
   meshlet::controlplane::ca::CaService ca(control_plane, *std::move(ca_options));
   if (absl::Status status = ca.Start(xds.grpc_server()); !status.ok()) {
+    std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
+                                                               *std::move(telemetry_options));
+  if (absl::Status status = telemetry.Start(); !status.ok()) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
     return 1;
   }

@@ -603,6 +603,12 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     }
     return tokens_(request);
   }
+  if (rest == "/traces" || absl::StartsWith(rest, "/traces/") || rest == "/dependencies") {
+    if (!traces_) {
+      return Error(503, "ServiceUnavailable", "the trace collector is not running");
+    }
+    return traces_(request);
+  }
   if (request.method() != "GET") {
     ServerResponse r = Error(405, "MethodNotAllowed", "only GET is allowed here");
     r.headers.Add("allow", "GET");

@@ -13,6 +13,8 @@
 //   GET  /api/v1/workloads                                 the registry
 //   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without one)
 //   POST /api/v1/tokens, DELETE /api/v1/tokens/{id}        join tokens (503 unless enabled)
+//   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies
+//                                                          the trace collector (503 without one)
 //
 // Writes take JSON or YAML, are validated before anything is stored (422 with field paths),
 // honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409).
@@ -71,6 +73,10 @@ class PolicyApi {
   // Serves /api/v1/tokens and below (join tokens: control-plane/identity/token_api.h) once set;
   // without it those paths answer 503. Call on the loop thread (or before serving).
   void SetTokenHandler(http::RequestHandler handler) { tokens_ = std::move(handler); }
+  // Serves /api/v1/traces and below and /api/v1/dependencies (the trace collector:
+  // control-plane/telemetry) once set; without it those paths answer 503. Call on the loop
+  // thread (or before serving).
+  void SetTraceHandler(http::RequestHandler handler) { traces_ = std::move(handler); }
 
  private:
   struct Stats;
@@ -96,6 +102,7 @@ class PolicyApi {
   std::unique_ptr<Stats> stats_;
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
+  http::RequestHandler traces_;
 };
 
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.

@@ -67,6 +67,8 @@ struct HealthCheckConfig {
 struct UpstreamTlsConfig {
   bool enabled = false;
   std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
+  // Instead of secret_name: the sidecar's CA-issued workload certificate and trust bundle.
+  bool workload_certificate = false;
   std::string sni;
   std::vector<std::string> alpn;
   std::vector<std::string> expected_peer_ids;  // SPIFFE ids; empty: the endpoint's identity

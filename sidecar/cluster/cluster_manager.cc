@@ -13,7 +13,8 @@ namespace {
 // among them (they rotate through the TLS context provider).
 bool SameTransport(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
-         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file;
+         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
+         a.workload_certificate == b.workload_certificate;
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ bool SameHealthCheck(const HealthCheckConfig& a, const HealthCheckConfig& b) {
 
 bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
-         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file;
+         a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
+         a.workload_certificate == b.workload_certificate;
 }
 
 // A JSON string literal (quotes, backslashes and control characters escaped).

@@ -18,7 +18,8 @@ GrpcCertificateSigner::GrpcCertificateSigner(event::Loop& loop, CaClientOptions 
     : loop_(loop), options_(std::move(options)) {
   channel_ = std::make_unique<http::grpc::Channel>(
       loop_, options_.server_address,
-      http::grpc::ChannelOptions{.transport_factory = options_.transport_factory});
+      http::grpc::ChannelOptions{.transport_factory = options_.transport_factory,
+                                 .authority = options_.authority});
 }
 
 GrpcCertificateSigner::~GrpcCertificateSigner() = default;

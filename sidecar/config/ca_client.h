@@ -29,6 +29,8 @@ struct CaClientOptions {
   net::Address server_address;
   // TLS with ALPN h2 to the control plane; null: plaintext h2c (local tests and demos only).
   net::TransportFactory transport_factory;
+  // :authority (and TLS server name); empty: the address.
+  std::string authority;
   // One of these (or neither, for renewal with the current certificate).
   std::string join_token;
   std::string kubernetes_token_file;

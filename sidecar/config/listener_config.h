@@ -35,7 +35,9 @@ struct DownstreamTlsConfig {
     kStrict,      // mTLS required
   };
   Mode mode = Mode::kDisable;
-  std::string secret_name;  // certificate, key and trust bundle; set unless kDisable
+  std::string secret_name;  // certificate, key and trust bundle; set unless kDisable (or below)
+  // Instead of secret_name: the sidecar's CA-issued workload certificate and trust bundle.
+  bool workload_certificate = false;
   std::vector<std::string> alpn = {"h2", "http/1.1"};
   // Always true under kStrict (mTLS means the client proves who it is).
   bool require_client_certificate = false;

@@ -443,7 +443,14 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
                           const Snapshot::ByName<SecretConfig>& secrets, UpstreamTlsConfig& out) {
   out.enabled = in.enabled();
   if (!in.enabled()) return;
-  if (!in.secret_name().empty()) {
+  out.workload_certificate = in.workload_certificate();
+  if (in.workload_certificate()) {
+    // The workload certificate brings the key, the chain and the mesh trust bundle.
+    if (!in.secret_name().empty()) {
+      scope.Add("tls.workload_certificate", "excludes tls.secret_name");
+    }
+    if (!in.ca_file().empty()) scope.Add("tls.workload_certificate", "excludes tls.ca_file");
+  } else if (!in.secret_name().empty()) {
     auto it = secrets.find(in.secret_name());
     if (it == secrets.end()) {
       scope.Add("", absl::StrCat("tls.secret_name ", Quote(in.secret_name()), " names no Secret"));
@@ -1005,8 +1012,15 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
   const std::string mode_name = xds::DownstreamTls::Mode_Name(in.mode());
   out.require_client_certificate =
       in.require_client_certificate() || out.mode == DownstreamTlsConfig::Mode::kStrict;
-  if (in.secret_name().empty()) {
-    scope.Add("tls.secret_name", absl::StrCat("required when mode is ", mode_name));
+  out.workload_certificate = in.workload_certificate();
+  if (in.workload_certificate()) {
+    if (!in.secret_name().empty()) {
+      scope.Add("tls.workload_certificate", "excludes tls.secret_name");
+    }
+  } else if (in.secret_name().empty()) {
+    scope.Add("tls.secret_name",
+              absl::StrCat("required when mode is ", mode_name,
+                           " (or set tls.workload_certificate: true)"));
   } else {
     auto it = secrets.find(in.secret_name());
     if (it == secrets.end()) {

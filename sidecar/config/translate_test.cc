@@ -218,6 +218,16 @@ std::vector<InvalidCase> InvalidCases() {
       {"tls_unknown_secret",
        [](ResourceSet& s) { s.listeners[1].mutable_tls()->set_secret_name("nope"); },
        "listener \"inbound\": tls.secret_name \"nope\" names no Secret"},
+      {"workload_certificate_and_secret",
+       [](ResourceSet& s) { s.listeners[1].mutable_tls()->set_workload_certificate(true); },
+       "listener \"inbound\": tls.workload_certificate: excludes tls.secret_name"},
+      {"upstream_workload_certificate_and_ca_file",
+       [](ResourceSet& s) {
+         s.clusters[0].mutable_tls()->set_enabled(true);
+         s.clusters[0].mutable_tls()->set_workload_certificate(true);
+         s.clusters[0].mutable_tls()->set_ca_file("ca.pem");
+       },
+       "cluster \"backend\": tls.workload_certificate: excludes tls.ca_file"},
       {"tls_bad_peer_id",
        [](ResourceSet& s) { s.listeners[1].mutable_tls()->add_allowed_peer_ids("frontend"); },
        "listener \"inbound\": tls.allowed_peer_ids[0]: \"frontend\" is not a SPIFFE id"},
@@ -577,6 +587,27 @@ TEST(TranslateTest, ListenerRateLimit) {
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()),
               HasSubstr("rate_limit: needs requests_per_second or burst"));
+}
+
+TEST(TranslateTest, WorkloadCertificateReplacesTheSecret) {
+  ResourceSet set = Base();
+  set.listeners[1].mutable_tls()->clear_secret_name();
+  set.listeners[1].mutable_tls()->set_workload_certificate(true);
+  set.clusters[0].mutable_tls()->set_enabled(true);
+  set.clusters[0].mutable_tls()->set_workload_certificate(true);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_TRUE((*snapshot)->listeners[1].tls.workload_certificate);
+  EXPECT_TRUE((*snapshot)->listeners[1].tls.secret_name.empty());
+  EXPECT_TRUE((*snapshot)->FindCluster("backend")->tls.workload_certificate);
+
+  // Neither a secret nor the workload certificate: nothing to serve TLS with.
+  set.listeners[1].mutable_tls()->set_workload_certificate(false);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("tls.secret_name: required when mode is STRICT (or set "
+                        "tls.workload_certificate: true)"));
 }
 
 TEST(TranslateTest, ExplicitVersionAndStableDerivedVersion) {

@@ -117,6 +117,8 @@ void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCert
   }
   if (!answer.ok()) {
     failures_.Inc();
+    last_error_ = std::string(answer.status().message());
+    last_error_time_ = absl::Now();
     rotation_.Failed();
     LOG_EVERY_N_SEC(WARN, 10) << "workload certificate request for " << identity_.ToString()
                               << " failed (" << rotation_.consecutive_failures() << " in a row; "
@@ -129,6 +131,9 @@ void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCert
   }
   rotation_.Issued(answer->not_after);
   rotations_.Inc();
+  ++rotation_count_;
+  last_error_.clear();
+  last_rotation_time_ = absl::Now();
   current_ = WorkloadCertificate{.spiffe_id = identity_.ToString(),
                                  .certificate_chain_pem = std::move(answer->certificate_chain_pem),
                                  .private_key_pem = std::move(key_pem),

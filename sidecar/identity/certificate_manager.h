@@ -85,6 +85,12 @@ class CertificateManager {
   // The certificate in use; null before the first one arrived.
   const WorkloadCertificate* current() const { return current_ ? &*current_ : nullptr; }
   const CertificateRotation& rotation() const { return rotation_; }
+  // The reason the last request failed ("" once one succeeded after it), and when.
+  const std::string& last_error() const { return last_error_; }
+  absl::Time last_error_time() const { return last_error_time_; }
+  // When the current certificate arrived (absl::InfinitePast() before the first).
+  absl::Time last_rotation_time() const { return last_rotation_time_; }
+  uint64_t rotations() const { return rotation_count_; }
 
  private:
   void OnTimer();
@@ -103,6 +109,10 @@ class CertificateManager {
   std::unique_ptr<event::Timer> timer_;
   std::unique_ptr<event::Timer> gauge_timer_;
   std::optional<WorkloadCertificate> current_;
+  std::string last_error_;
+  absl::Time last_error_time_ = absl::InfinitePast();
+  absl::Time last_rotation_time_ = absl::InfinitePast();
+  uint64_t rotation_count_ = 0;
   // Answers for a destroyed manager are dropped: the callback holds a weak reference.
   std::shared_ptr<CertificateManager*> alive_;
   Gauge expiry_seconds_;

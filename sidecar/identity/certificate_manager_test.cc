@@ -171,7 +171,11 @@ TEST_F(CertificateManagerTest, RetriesUntilTheFirstCertificateArrives) {
   auto manager = Make();
   manager->Start();
   EXPECT_EQ(manager->current(), nullptr);
+  ASSERT_TRUE(loop_.RunUntil([&] { return ca_.requests == 2; }, std::chrono::seconds(5)));
+  EXPECT_EQ(manager->last_error(), "CA unreachable");
   ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 1; }, std::chrono::seconds(5)));
+  EXPECT_EQ(manager->last_error(), "");  // cleared by the success
+  EXPECT_EQ(manager->rotations(), 1u);
   EXPECT_EQ(ca_.requests, 4);
   EXPECT_EQ(Count("meshlet_workload_certificate_request_failures_total"), 3u);
   EXPECT_EQ(manager->rotation().consecutive_failures(), 0u);

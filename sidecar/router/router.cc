@@ -545,8 +545,6 @@ void Router::RouteRequest() {
   }
 
   Cluster& cluster = *cluster_.cluster;
-  // Original requests fund the cluster's retry budget; retries never do.
-  cluster.retry_budget().RecordRequest();
   const resilience::RetryPolicyConfig& policy = action.retry_policy;
   if (policy.num_retries > 0 && !connect_request_ && !upgrade_request_) {
     const bool idempotent =
@@ -575,10 +573,17 @@ void Router::RouteRequest() {
             return open;
           },
           [this] {
-            if (!done_) StartAttempt();
+            if (!done_) StartFirstAttempt();
           })) {
     return;
   }
+  StartFirstAttempt();
+}
+
+void Router::StartFirstAttempt() {
+  // Only requests that go upstream fund the cluster's retry budget: not those the gate answered
+  // (rate-limited, fault-aborted, breaker open), and never retries.
+  cluster_.cluster->retry_budget().RecordRequest();
   StartAttempt();
 }
 

@@ -162,6 +162,7 @@ class Router {
   void SendDirectResponse(const RouteEntry& route);
   void SendRedirect(const RouteEntry& route);
   // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
+  void StartFirstAttempt();
   void StartAttempt();
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();

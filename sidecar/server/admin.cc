@@ -22,6 +22,7 @@ constexpr Endpoint kEndpoints[] = {
     {"/config_dump", "GET", "the current configuration as JSON"},
     {"/clusters", "GET", "clusters, endpoints, health, breakers and health checks (JSON)"},
     {"/listeners", "GET", "listeners and their bound addresses (JSON)"},
+    {"/certs", "GET", "the workload certificate, trust bundle and rotation state (JSON)"},
     {"/logging", "GET, POST", "show the log level; POST ?level=debug|info|... changes it"},
     {"/drain", "POST", "start draining: inbound listeners close, HTTP connections wind down"},
     {"/quitquitquit", "POST", "exit cleanly"},
@@ -130,6 +131,7 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
   }
   if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());
   if (path == "/listeners") return http::ServerResponse::Json(200, backend_.ListenersJson());
+  if (path == "/certs") return http::ServerResponse::Json(200, backend_.CertsJson());
   if (path == "/logging") {
     if (post) {
       auto level_param = query.find("level");

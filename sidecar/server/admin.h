@@ -9,6 +9,8 @@
 //   GET  /config_dump         the current configuration snapshot as JSON
 //   GET  /clusters            clusters: endpoints, health, breaker capacity, health checks (JSON)
 //   GET  /listeners           listeners and the addresses they are bound to (JSON)
+//   GET  /certs               the workload certificate: SPIFFE id, serial, validity, seconds to
+//                             expiry, trust bundle roots, rotation state and last error (JSON)
 //   GET  /logging             the log level; POST /logging?level=debug changes it
 //   POST /drain               starts draining (inbound listeners stop, HTTP says goodbye)
 //   POST /quitquitquit        exits cleanly
@@ -37,6 +39,8 @@ class AdminBackend {
   virtual std::string ListenersJson() = 0;
   // The discovery client's state (JSON object) for /config_dump; empty without xDS.
   virtual std::string XdsStatusJson() { return ""; }
+  // The workload certificate (JSON object) for /certs; the default says there is none.
+  virtual std::string CertsJson() { return "{\"workload_certificate\":null}"; }
   // Refreshes values that are read rather than pushed (circuit-breaker capacity) before /stats.
   virtual void BeforeStatsRead() {}
   virtual void StartDrain() = 0;

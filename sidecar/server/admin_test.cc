@@ -89,6 +89,9 @@ TEST_F(AdminTest, ConfigDump) {
 TEST_F(AdminTest, ClustersAndListenersComeFromTheBackend) {
   EXPECT_EQ(Call("GET", "/clusters").body, "{\"clusters\":[]}");
   EXPECT_EQ(Call("GET", "/listeners").body, "{\"listeners\":[]}");
+  // No workload certificate in this backend.
+  EXPECT_EQ(Call("GET", "/certs").body, "{\"workload_certificate\":null}");
+  EXPECT_EQ(Call("POST", "/certs").status, 405);
 }
 
 TEST_F(AdminTest, LoggingShowsAndChangesTheLevel) {
@@ -127,7 +130,7 @@ TEST_F(AdminTest, UnknownPathListsEndpoints) {
   EXPECT_EQ(response.status, 404);
   for (absl::string_view path :
        {"/ready", "/stats", "/stats/prometheus", "/config_dump", "/clusters", "/listeners",
-        "/logging", "/drain", "/quitquitquit"}) {
+        "/certs", "/logging", "/drain", "/quitquitquit"}) {
     EXPECT_NE(response.body.find(std::string(path)), std::string::npos) << path;
   }
   EXPECT_EQ(Call("GET", "/").status, 200);

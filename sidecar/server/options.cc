@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar {
 namespace {
@@ -190,6 +191,75 @@ const std::vector<FlagSpec>& Flags() {
          o.node_ports.push_back(port);
          return absl::OkStatus();
        }},
+      {"ca-address", "HOST:PORT",
+       "The control plane's CA (CertificateService) for the workload certificate. Default: the "
+       "--xds address. Uses the xDS channel's TLS settings (--xds-ca, --xds-server-identity).",
+       [](absl::string_view v, ServerOptions& o) {
+         size_t colon = v.rfind(':');
+         uint32_t port = 0;
+         if (colon == absl::string_view::npos || colon == 0 ||
+             !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
+           return BadValue("ca-address", v, "must be host:port");
+         }
+         o.ca_address = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"join-token-file", "FILE",
+       "A join token (`meshctl token create`) proving this workload's namespace and service "
+       "account to the CA. Read once at start and sent with every certificate request, so the "
+       "sidecar can renew only while the token is valid (tokens are time-limited; a single-use "
+       "token allows one certificate). Enables the workload certificate.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("join-token-file", v, "must not be empty");
+         o.join_token_file = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"kubernetes-token-file", "FILE",
+       "A projected Kubernetes service-account token for the CA, re-read for every request "
+       "(the kubelet rotates it). Enables the workload certificate; excludes --join-token-file.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("kubernetes-token-file", v, "must not be empty");
+         o.kubernetes_token_file = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"ca-plaintext", "true|false",
+       "Talk to the CA without TLS (h2c). Local tests only; allowed only when the xDS channel "
+       "is plaintext too (--xds-plaintext) or there is none.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v != "true" && v != "false") return BadValue("ca-plaintext", v, "must be true or false");
+         o.ca_plaintext = v == "true";
+         return absl::OkStatus();
+       }},
+      {"trust-domain", "NAME",
+       "Trust domain of this workload's SPIFFE id. Default cluster.local.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (absl::Status valid = tls::ValidateTrustDomain(v); !valid.ok()) {
+           return BadValue("trust-domain", v, valid.message());
+         }
+         o.trust_domain = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"cert-ttl", "DURATION",
+       "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
+       [](absl::string_view v, ServerOptions& o) {
+         absl::Duration d;
+         if (!absl::ParseDuration(v, &d) || d < absl::Seconds(1)) {
+           return BadValue("cert-ttl", v, "must be a duration of at least 1s");
+         }
+         o.cert_ttl = absl::ToChronoNanoseconds(d);
+         return absl::OkStatus();
+       }},
+      {"ca-startup-timeout", "DURATION",
+       "How long start-up waits for the first workload certificate (retrying with backoff) "
+       "before giving up with an error. Default 30s.",
+       [](absl::string_view v, ServerOptions& o) {
+         absl::Duration d;
+         if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+           return BadValue("ca-startup-timeout", v, "must be a positive duration such as 30s");
+         }
+         o.ca_startup_timeout = absl::ToChronoNanoseconds(d);
+         return absl::OkStatus();
+       }},
   };
   return *flags;
 }
@@ -244,8 +314,27 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
   if (parsed.options.config_path.empty() && parsed.options.xds_address.empty()) {
     return absl::InvalidArgumentError("--config is required, or --xds with --node-id (see --help)");
   }
-  if (parsed.options.xds_plaintext && !parsed.options.xds_ca_file.empty()) {
+  const ServerOptions& o = parsed.options;
+  if (o.xds_plaintext && !o.xds_ca_file.empty()) {
     return absl::InvalidArgumentError("--xds-plaintext and --xds-ca exclude each other");
+  }
+  if (!o.join_token_file.empty() && !o.kubernetes_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--join-token-file and --kubernetes-token-file exclude each other");
+  }
+  if (!o.workload_identity()) {
+    for (const auto& [set, flag] :
+         {std::pair{!o.ca_address.empty(), "--ca-address"},
+          std::pair{o.ca_plaintext, "--ca-plaintext"}, std::pair{o.cert_ttl.count() > 0, "--cert-ttl"}}) {
+      if (set) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            flag, " needs a CA credential: --join-token-file or --kubernetes-token-file"));
+      }
+    }
+  }
+  if (o.ca_plaintext && !o.xds_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
   }
   return parsed;
 }

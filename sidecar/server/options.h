@@ -38,6 +38,23 @@ struct ServerOptions {
   std::vector<std::pair<std::string, std::string>> node_labels;  // --node-label k=v, repeatable
   std::vector<std::string> node_addresses;                       // --node-address IP, repeatable
   std::vector<uint32_t> node_ports;                              // --node-port N, repeatable
+
+  // Workload certificate from the control plane's CA (docs/security.md). Enabled by a
+  // credential: --join-token-file (read once at start) or --kubernetes-token-file (re-read for
+  // every request). The identity is spiffe://<trust_domain>/ns/<node namespace>/sa/<node
+  // service account>.
+  std::string ca_address;             // --ca-address HOST:PORT; empty: the xDS address
+  std::string join_token_file;        // --join-token-file
+  std::string kubernetes_token_file;  // --kubernetes-token-file
+  bool ca_plaintext = false;          // --ca-plaintext: h2c; only beside --xds-plaintext
+  std::string trust_domain = "cluster.local";  // --trust-domain
+  Duration cert_ttl{0};  // --cert-ttl: lifetime asked for; zero: the CA's default
+  // --ca-startup-timeout: how long start-up waits for the first certificate.
+  Duration ca_startup_timeout = std::chrono::seconds(30);
+
+  bool workload_identity() const {
+    return !join_token_file.empty() || !kubernetes_token_file.empty();
+  }
 };
 
 // What the command line asked for: run, or print help/version and exit 0.

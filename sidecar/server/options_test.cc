@@ -92,3 +92,40 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
 
 }  // namespace
 }  // namespace meshlet::sidecar
+
+namespace meshlet::sidecar {
+namespace {
+
+TEST(OptionsTest, WorkloadCertificateFlags) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(
+      {"--xds=127.0.0.1:15012", "--xds-plaintext=true", "--node-id=a", "--join-token-file=t",
+       "--ca-address=127.0.0.1:15013", "--ca-plaintext=true", "--trust-domain=example.org",
+       "--cert-ttl=1h", "--ca-startup-timeout=5s"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const ServerOptions& o = parsed->options;
+  EXPECT_TRUE(o.workload_identity());
+  EXPECT_EQ(o.join_token_file, "t");
+  EXPECT_EQ(o.ca_address, "127.0.0.1:15013");
+  EXPECT_TRUE(o.ca_plaintext);
+  EXPECT_EQ(o.trust_domain, "example.org");
+  EXPECT_EQ(o.cert_ttl, std::chrono::hours(1));
+  EXPECT_EQ(o.ca_startup_timeout, std::chrono::seconds(5));
+
+  auto error = [](std::vector<std::string> args) {
+    absl::StatusOr<ParsedCommandLine> p = ParseCommandLine(args);
+    return p.ok() ? std::string("ok") : std::string(p.status().message());
+  };
+  EXPECT_EQ(error({"--config=c", "--ca-address=h:1"}),
+            "--ca-address needs a CA credential: --join-token-file or --kubernetes-token-file");
+  EXPECT_EQ(error({"--config=c", "--join-token-file=a", "--kubernetes-token-file=b"}),
+            "--join-token-file and --kubernetes-token-file exclude each other");
+  EXPECT_EQ(error({"--xds=h:1", "--xds-ca=ca.pem", "--join-token-file=a", "--ca-plaintext=true"}),
+            "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
+  EXPECT_EQ(error({"--config=c", "--trust-domain=Bad Domain"}).rfind("--trust-domain=\"Bad Domain\": ", 0),
+            0u);
+  EXPECT_EQ(error({"--config=c", "--join-token-file=a", "--cert-ttl=0s"}),
+            "--cert-ttl=\"0s\": must be a duration of at least 1s");
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

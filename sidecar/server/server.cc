@@ -5,11 +5,15 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/base/random.h"
 #include "common/base/status.h"
+#include "common/tls/certificate.h"
+#include "common/tls/spiffe.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
@@ -70,6 +74,9 @@ Server::Server(ServerOptions options)
   reload_failure_ = MustStat(shard.RegisterCounter("meshlet_config_reloads_total",
                                                    "Configuration reloads (SIGHUP), by result.",
                                                    {{"result", "failure"}}));
+  certificate_apply_failures_ = MustStat(shard.RegisterCounter(
+      "meshlet_workload_certificate_apply_failures_total",
+      "New workload certificates whose TLS contexts could not be built (the previous stay)."));
 }
 
 Server::~Server() {
@@ -141,6 +148,100 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   return absl::OkStatus();
 }
 
+absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& bootstrap) {
+  const xds::Node& node = bootstrap.node;
+  if (node.namespace_().empty() || node.service_account().empty()) {
+    return absl::InvalidArgumentError(
+        "the workload certificate needs an identity: --node-namespace and "
+        "--node-service-account (or node.namespace and node.service_account in --config)");
+  }
+  absl::StatusOr<tls::SpiffeId> identity =
+      tls::SpiffeId::Parse(absl::StrCat("spiffe://", options_.trust_domain, "/ns/",
+                                        node.namespace_(), "/sa/", node.service_account()));
+  if (!identity.ok()) return Annotate(identity.status(), "workload identity");
+  const std::string address =
+      options_.ca_address.empty() ? bootstrap.xds.address : options_.ca_address;
+  if (address.empty()) {
+    return absl::InvalidArgumentError(
+        "the workload certificate needs a CA: --ca-address HOST:PORT, or --xds HOST:PORT");
+  }
+  config::CaClientOptions ca;
+  ASSIGN_OR_RETURN(ca.server_address, config::ResolveHostPort(address));
+  ca.authority = options_.ca_address.empty() && !bootstrap.xds.server_name.empty()
+                     ? bootstrap.xds.server_name
+                     : address;
+  if (options_.ca_plaintext) {
+    if (bootstrap.has_xds() && !options_.xds_plaintext) {
+      return absl::InvalidArgumentError(
+          "--ca-plaintext: the xDS channel uses TLS, so the CA channel must too");
+    }
+  } else {
+    if (bootstrap.xds.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "the CA channel needs TLS settings: --xds-ca FILE (or xds.ca_file), or "
+          "--ca-plaintext=true for a local control plane without TLS");
+    }
+    absl::StatusOr<net::TransportFactory> transport =
+        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity);
+    if (!transport.ok()) return Annotate(transport.status(), "CA channel");
+    ca.transport_factory = *std::move(transport);
+  }
+  if (!options_.join_token_file.empty()) {
+    absl::StatusOr<std::string> token = tls::ReadSmallFile(options_.join_token_file);
+    if (!token.ok()) return Annotate(token.status(), "--join-token-file");
+    ca.join_token = std::string(absl::StripAsciiWhitespace(*token));
+    if (ca.join_token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--join-token-file ", options_.join_token_file, ": the file is empty"));
+    }
+  }
+  ca.kubernetes_token_file = options_.kubernetes_token_file;
+  ca_signer_ = std::make_unique<config::GrpcCertificateSigner>(loop_, std::move(ca));
+
+  identity::CertificateManagerOptions manager_options;
+  // Zero asks for the CA's default lifetime.
+  manager_options.ttl = absl::FromChrono(options_.cert_ttl);
+  certificate_manager_ = std::make_unique<identity::CertificateManager>(
+      loop_, *ca_signer_, *identity, manager_options,
+      [this](const identity::WorkloadCertificate& certificate) {
+        OnWorkloadCertificate(certificate);
+      },
+      &stats_);
+  certificate_manager_->Start();
+  // Listeners and clusters that present the workload certificate cannot be built without it, so
+  // start-up waits for it (retries with backoff run meanwhile).
+  if (!loop_.RunUntil([this] { return certificate_manager_->current() != nullptr; },
+                      options_.ca_startup_timeout)) {
+    const std::string error = certificate_manager_->last_error();
+    certificate_manager_.reset();
+    ca_signer_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "no workload certificate for ", identity->ToString(), " from the CA at ", address,
+        " within ", absl::FormatDuration(absl::FromChrono(options_.ca_startup_timeout)),
+        error.empty() ? "" : ": ", error));
+  }
+  return absl::OkStatus();
+}
+
+void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certificate) {
+  tls_contexts_.SetWorkloadCertificate(
+      WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
+                          .private_key_pem = certificate.private_key_pem,
+                          .trust_bundle_pem = certificate.trust_bundle_pem});
+  // At start-up there is no snapshot yet: the first one is built with this certificate.
+  if (snapshot_ == nullptr) return;
+  // Rebuilds exactly the contexts whose inputs changed: those using the workload certificate.
+  absl::Status status = tls_contexts_.Apply(*snapshot_);
+  if (!status.ok()) {
+    certificate_apply_failures_.Inc();
+    certificate_apply_error_ = std::string(status.message());
+    LOG(ERROR) << "workload certificate " << certificate.serial_hex
+               << " not applied; connections keep using the previous one: " << status.message();
+    return;
+  }
+  certificate_apply_error_.clear();
+}
+
 absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   config::XdsClientOptions xds_options;
   ASSIGN_OR_RETURN(xds_options.server_address, config::ResolveHostPort(bootstrap.xds.address));
@@ -169,6 +270,9 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
+  if (options_.workload_identity()) {
+    if (absl::Status status = InitWorkloadCertificate(bootstrap); !status.ok()) return status;
+  }
   if (bootstrap.has_xds()) {
     if (absl::Status status = InitXds(bootstrap); !status.ok()) {
       return options_.config_path.empty() ? status : Annotate(status, options_.config_path);
@@ -326,6 +430,7 @@ void Server::Shutdown() {
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();
+  certificate_manager_.reset();
   health_checks_.reset();
   for (auto& worker : workers_) worker->Stop();
   workers_.clear();
@@ -421,6 +526,82 @@ void Server::UpdateHealthChecks() {
 
 std::string Server::XdsStatusJson() {
   return xds_client_ == nullptr ? "" : xds_client_->StatusJson();
+}
+
+std::string Server::CertsJson() {
+  const identity::WorkloadCertificate* current =
+      certificate_manager_ == nullptr ? nullptr : certificate_manager_->current();
+  if (current == nullptr) return "{\"workload_certificate\":null}";
+  auto time_json = [](std::string& out, absl::Time t) {
+    if (t == absl::InfinitePast()) {
+      out += "null";
+      return;
+    }
+    AppendJsonString(out, absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
+  };
+  auto describe = [&](std::string& out, const tls::CertificateInfo& info) {
+    out += "{\"subject\":";
+    AppendJsonString(out, info.subject);
+    out += ",\"issuer\":";
+    AppendJsonString(out, info.issuer);
+    out += ",\"serial\":";
+    AppendJsonString(out, info.serial_hex);
+    out += ",\"not_before\":";
+    time_json(out, info.not_before);
+    out += ",\"not_after\":";
+    time_json(out, info.not_after);
+    absl::StrAppend(&out, ",\"seconds_to_expiry\":",
+                    absl::ToInt64Seconds(info.not_after - absl::Now()), "}");
+  };
+  const absl::Time now = absl::Now();
+  std::string out = "{\"workload_certificate\":{\"identity\":";
+  AppendJsonString(out, current->spiffe_id);
+  out += ",\"serial\":";
+  AppendJsonString(out, current->serial_hex);
+  absl::Time not_before = absl::InfinitePast();
+  std::string chain_json = "[";
+  if (absl::StatusOr<tls::CertificateChain> chain =
+          tls::ParsePemCertificates(current->certificate_chain_pem);
+      chain.ok()) {
+    not_before = tls::NotBefore(*chain->front());
+    for (size_t i = 0; i < chain->size(); ++i) {
+      if (i > 0) chain_json += ",";
+      describe(chain_json, tls::DescribeCertificate(*(*chain)[i]));
+    }
+  }
+  chain_json += "]";
+  out += ",\"not_before\":";
+  time_json(out, not_before);
+  out += ",\"not_after\":";
+  time_json(out, current->not_after);
+  absl::StrAppend(&out, ",\"seconds_to_expiry\":",
+                  absl::ToInt64Seconds(current->not_after - now), ",\"chain\":", chain_json,
+                  ",\"trust_bundle\":[");
+  if (absl::StatusOr<tls::CertificateChain> roots =
+          tls::ParsePemCertificates(current->trust_bundle_pem);
+      roots.ok()) {
+    for (size_t i = 0; i < roots->size(); ++i) {
+      if (i > 0) out += ",";
+      describe(out, tls::DescribeCertificate(*(*roots)[i]));
+    }
+  }
+  const identity::CertificateRotation& rotation = certificate_manager_->rotation();
+  out += "]},\"rotation\":{\"state\":";
+  AppendJsonString(out, identity::CertificateRotation::StateName(rotation.state()));
+  absl::StrAppend(&out, ",\"rotations\":", certificate_manager_->rotations(),
+                  ",\"consecutive_failures\":", rotation.consecutive_failures(),
+                  ",\"last_rotation\":");
+  time_json(out, certificate_manager_->last_rotation_time());
+  out += ",\"last_error\":";
+  AppendJsonString(out, certificate_manager_->last_error());
+  out += ",\"last_error_time\":";
+  time_json(out, certificate_manager_->last_error().empty()
+                     ? absl::InfinitePast()
+                     : certificate_manager_->last_error_time());
+  out += ",\"last_apply_error\":";
+  AppendJsonString(out, certificate_apply_error_);
+  out += "}}";
+  return out;
 }
 
 std::string Server::ListenersJson() {

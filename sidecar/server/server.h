@@ -17,6 +17,13 @@
 // to the workers; a refused update is NACKed and the running configuration stays. At start the
 // sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting.
 //
+// Workload certificate (docs/security.md): with a CA credential (--join-token-file or
+// --kubernetes-token-file) Init() first obtains the workload certificate from the control plane's
+// CA, waiting up to --ca-startup-timeout, then builds the configuration; listeners and clusters
+// with `tls.workload_certificate: true` use it. The CertificateManager renews it at ~50 % of its
+// lifetime; each new certificate rebuilds exactly those TLS contexts and swaps them into their
+// providers, so new connections use it and open ones keep theirs. GET /certs shows it.
+//
 // Threading: everything here runs on the main thread (the one that calls Init() and Run()),
 // including the admin handlers; workers are reached through Worker's cross-thread methods.
 
@@ -33,8 +40,10 @@
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/config/ca_client.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
+#include "sidecar/identity/certificate_manager.h"
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/admin.h"
 #include "sidecar/server/options.h"
@@ -81,6 +90,7 @@ class Server final : public AdminBackend {
   std::string ClustersJson() override;
   std::string ListenersJson() override;
   std::string XdsStatusJson() override;
+  std::string CertsJson() override;
   void BeforeStatsRead() override { cluster_limits_.PublishStats(stats_.shared_shard()); }
   void StartDrain() override { Drain(/*exit_when_done=*/false); }
   void Quit() override;
@@ -92,6 +102,10 @@ class Server final : public AdminBackend {
   absl::StatusOr<config::BootstrapConfig> LoadBootstrap() const;
   // Builds, validates and publishes a whole configuration (xDS updates); errors change nothing.
   absl::Status ApplyResources(const config::ResourceSet& resources);
+  // Starts the CertificateManager and waits for the first workload certificate.
+  absl::Status InitWorkloadCertificate(const config::BootstrapConfig& bootstrap);
+  // A new workload certificate: rebuild the TLS contexts that use it.
+  void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
   void OnSignal(int signum);
@@ -114,6 +128,11 @@ class Server final : public AdminBackend {
   std::unique_ptr<AdminHandler> admin_handler_;
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<config::XdsClient> xds_client_;
+  std::unique_ptr<config::GrpcCertificateSigner> ca_signer_;
+  std::unique_ptr<identity::CertificateManager> certificate_manager_;
+  // Applying a new workload certificate to the TLS contexts failed (shown by /certs).
+  std::string certificate_apply_error_;
+  Counter certificate_apply_failures_;
   // Active health checks run here, on the main thread, for every worker (docs/adr/0011).
   std::unique_ptr<HealthCheckManager> health_checks_;
   std::vector<std::unique_ptr<event::Signal>> signals_;

@@ -57,20 +57,34 @@ std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& con
                       config.trust_bundle_pem);
 }
 
+absl::Status NoWorkloadCertificate() {
+  return absl::FailedPreconditionError(
+      "tls.workload_certificate: this sidecar has no workload certificate (start it with "
+      "--join-token-file and a CA: --ca-address or --xds)");
+}
+
 }  // namespace
 
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
-    const config::ListenerConfig& listener, const config::Snapshot& snapshot) {
+    const config::ListenerConfig& listener, const config::Snapshot& snapshot,
+    const WorkloadTlsMaterial* workload) {
   const config::DownstreamTlsConfig& in = listener.tls;
-  const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
-  if (secret == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
-  }
   tls::TlsContextConfig out;
-  out.certificate_chain_pem = secret->certificate_chain_pem;
-  out.private_key_pem = secret->private_key_pem;
-  out.trust_bundle_pem = secret->trust_bundle_pem;
+  if (in.workload_certificate) {
+    if (workload == nullptr) return NoWorkloadCertificate();
+    out.certificate_chain_pem = workload->certificate_chain_pem;
+    out.private_key_pem = workload->private_key_pem;
+    out.trust_bundle_pem = workload->trust_bundle_pem;
+  } else {
+    const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
+    if (secret == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tls.secret_name \"", in.secret_name, "\" names no Secret"));
+    }
+    out.certificate_chain_pem = secret->certificate_chain_pem;
+    out.private_key_pem = secret->private_key_pem;
+    out.trust_bundle_pem = secret->trust_bundle_pem;
+  }
   // Only protocols this listener can serve are offered.
   for (const std::string& protocol : in.alpn) {
     switch (listener.protocol) {
@@ -115,11 +129,17 @@ std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster) {
   return {};
 }
 
-absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfig& cluster,
-                                                              const config::Snapshot& snapshot) {
+absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
+    const ClusterConfig& cluster, const config::Snapshot& snapshot,
+    const WorkloadTlsMaterial* workload) {
   const UpstreamTlsConfig& in = cluster.tls;
   tls::TlsContextConfig out;
-  if (!in.secret_name.empty()) {
+  if (in.workload_certificate) {
+    if (workload == nullptr) return NoWorkloadCertificate();
+    out.certificate_chain_pem = workload->certificate_chain_pem;
+    out.private_key_pem = workload->private_key_pem;
+    out.trust_bundle_pem = workload->trust_bundle_pem;
+  } else if (!in.secret_name.empty()) {
     const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
     if (secret == nullptr) {
       return absl::InvalidArgumentError(
@@ -152,15 +172,18 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
   // Which fingerprints are live now, to skip rebuilding unchanged contexts.
   std::map<std::string, std::string> current_listeners;
   std::map<std::string, std::string> current_clusters;
+  std::optional<WorkloadTlsMaterial> workload;
   {
     absl::MutexLock lock(&mu_);
+    workload = workload_;
     for (const auto& [name, entry] : listeners_) current_listeners[name] = entry.fingerprint;
     for (const auto& [name, entry] : clusters_) current_clusters[name] = entry.fingerprint;
   }
   for (const config::ListenerConfig& listener : snapshot.listeners) {
     if (listener.tls.mode == config::DownstreamTlsConfig::Mode::kDisable) continue;
     const std::string label = absl::StrCat("listener \"", listener.name, "\"");
-    absl::StatusOr<tls::TlsContextConfig> config = ListenerTlsContextConfig(listener, snapshot);
+    absl::StatusOr<tls::TlsContextConfig> config = ListenerTlsContextConfig(
+        listener, snapshot, workload.has_value() ? &*workload : nullptr);
     if (!config.ok()) return Annotate(config.status(), label);
     Prepared::Entry entry;
     entry.fingerprint = Fingerprint("server", *config, listener.tls.allowed_peer_ids);
@@ -170,7 +193,10 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
           tls::TlsContext::CreateServer(*config);
       if (!context.ok()) {
         return Annotate(context.status(),
-                        absl::StrCat(label, ": tls (secret \"", listener.tls.secret_name, "\")"));
+                        listener.tls.workload_certificate
+                            ? absl::StrCat(label, ": tls (workload certificate)")
+                            : absl::StrCat(label, ": tls (secret \"", listener.tls.secret_name,
+                                           "\")"));
       }
       entry.context = *std::move(context);
     }
@@ -179,7 +205,8 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
   for (const auto& [name, cluster] : snapshot.clusters) {
     if (cluster == nullptr || !cluster->tls.enabled) continue;
     const std::string label = absl::StrCat("cluster \"", name, "\"");
-    absl::StatusOr<tls::TlsContextConfig> config = ClusterTlsContextConfig(*cluster, snapshot);
+    absl::StatusOr<tls::TlsContextConfig> config = ClusterTlsContextConfig(
+        *cluster, snapshot, workload.has_value() ? &*workload : nullptr);
     if (!config.ok()) return Annotate(config.status(), label);
     Prepared::Entry entry;
     entry.fingerprint = Fingerprint("client", *config, cluster->tls.expected_peer_ids);
@@ -221,6 +248,16 @@ absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
   ASSIGN_OR_RETURN(Prepared prepared, Prepare(snapshot));
   Commit(std::move(prepared));
   return absl::OkStatus();
+}
+
+void TlsContexts::SetWorkloadCertificate(WorkloadTlsMaterial material) {
+  absl::MutexLock lock(&mu_);
+  workload_ = std::move(material);
+}
+
+bool TlsContexts::has_workload_certificate() const {
+  absl::MutexLock lock(&mu_);
+  return workload_.has_value();
 }
 
 std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForListener(

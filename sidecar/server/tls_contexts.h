@@ -13,12 +13,20 @@
 // design.md §3). Providers are never removed: transports made from them hold references anyway, and
 // a name that comes back reuses its provider.
 //
+// A listener or cluster with `workload_certificate: true` takes its certificate, key and trust
+// bundle from the sidecar's CA-issued workload certificate (SetWorkloadCertificate) instead of a
+// Secret. Those PEMs are part of the fingerprint, so after each rotation Apply(snapshot) replaces
+// exactly the contexts that use the workload certificate. A snapshot that asks for it while the
+// sidecar has none (no CA configured, or no certificate yet) is refused with an error naming the
+// listener or cluster.
+//
 // Threading: Prepare and Commit run on the main thread. ForListener/ForCluster may be called from
 // any thread (workers call them when they apply a snapshot); they take a mutex, and the providers
 // they return are lock-free.
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,12 +41,22 @@
 
 namespace meshlet::sidecar {
 
+// The sidecar's CA-issued identity as TLS needs it (sidecar/identity keeps the rest).
+struct WorkloadTlsMaterial {
+  std::string certificate_chain_pem;  // leaf first
+  std::string private_key_pem;
+  std::string trust_bundle_pem;
+};
+
 // The server-side context settings for a listener with TLS (mode PERMISSIVE or STRICT).
+// `workload` is the current workload certificate, null without one.
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
-    const config::ListenerConfig& listener, const config::Snapshot& snapshot);
+    const config::ListenerConfig& listener, const config::Snapshot& snapshot,
+    const WorkloadTlsMaterial* workload = nullptr);
 // The client-side context settings for a cluster with tls.enabled. Reads tls.ca_file.
-absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfig& cluster,
-                                                              const config::Snapshot& snapshot);
+absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
+    const ClusterConfig& cluster, const config::Snapshot& snapshot,
+    const WorkloadTlsMaterial* workload = nullptr);
 // ALPN a cluster offers: its tls.alpn, else what its upstream protocol implies ("h2" for HTTP/2,
 // "http/1.1" for HTTP/1.1, nothing when the protocol follows the downstream one).
 std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster);
@@ -61,6 +79,11 @@ class TlsContexts {
   // Prepare + Commit.
   absl::Status Apply(const config::Snapshot& snapshot);
 
+  // Sets the workload certificate contexts are built from (takes effect at the next Apply /
+  // Prepare + Commit).
+  void SetWorkloadCertificate(WorkloadTlsMaterial material);
+  bool has_workload_certificate() const;
+
   // The provider of a listener / cluster that had TLS in a committed snapshot; null if none.
   std::shared_ptr<const tls::TlsContextProvider> ForListener(absl::string_view name) const;
   std::shared_ptr<const tls::TlsContextProvider> ForCluster(absl::string_view name) const;
@@ -78,6 +101,7 @@ class TlsContexts {
   mutable absl::Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);
+  std::optional<WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshlet::sidecar

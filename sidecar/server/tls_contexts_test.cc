@@ -93,6 +93,58 @@ TEST_F(TlsContextsTest, ASecretThatDoesNotLoadRefusesTheSnapshotAndPublishesNoth
   EXPECT_EQ(contexts.ForCluster("mesh"), nullptr);
 }
 
+TEST_F(TlsContextsTest, WorkloadCertificateRotationSwapsOnlyTheContextsThatUseIt) {
+  TlsContexts contexts;
+  config::Snapshot snapshot = MakeSnapshot(Leaf("spiffe://cluster.local/ns/default/sa/static"));
+  config::ListenerConfig workload_listener = snapshot.listeners[0];
+  workload_listener.name = "inbound-workload";
+  workload_listener.tls.secret_name.clear();
+  workload_listener.tls.workload_certificate = true;
+  snapshot.listeners.push_back(workload_listener);
+  auto workload_cluster = std::make_shared<ClusterConfig>(*snapshot.clusters["mesh"]);
+  workload_cluster->name = "mesh-workload";
+  workload_cluster->tls.secret_name.clear();
+  workload_cluster->tls.workload_certificate = true;
+  snapshot.clusters["mesh-workload"] = workload_cluster;
+
+  // No workload certificate yet: the snapshot is refused, naming what needs it.
+  absl::Status status = contexts.Apply(snapshot);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("listener \"inbound-workload\": tls.workload_certificate"),
+            absl::string_view::npos)
+      << status;
+  EXPECT_FALSE(contexts.has_workload_certificate());
+
+  auto material = [&](const TestCertificate& cert) {
+    return WorkloadTlsMaterial{.certificate_chain_pem = cert.chain_pem,
+                               .private_key_pem = cert.key_pem,
+                               .trust_bundle_pem = ca_->cert_pem()};
+  };
+  contexts.SetWorkloadCertificate(material(Leaf("spiffe://cluster.local/ns/default/sa/a")));
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  auto listener = contexts.ForListener("inbound-workload");
+  auto cluster = contexts.ForCluster("mesh-workload");
+  auto static_listener = contexts.ForListener("inbound");
+  ASSERT_NE(listener, nullptr);
+  ASSERT_NE(cluster, nullptr);
+  ASSERT_EQ(listener->Current()->certificate_chain_info().size(), 1u);
+  EXPECT_EQ(listener->Current()->certificate_chain_info()[0].spiffe_id,
+            "spiffe://cluster.local/ns/default/sa/a");
+  EXPECT_EQ(listener->Current()->client_certificate(), tls::ClientCertificateMode::kRequire);
+  const auto old_context = listener->Current();
+
+  // Rotation: new contexts for the workload users, the Secret-based ones untouched.
+  const TestCertificate rotated = Leaf("spiffe://cluster.local/ns/default/sa/a");
+  contexts.SetWorkloadCertificate(material(rotated));
+  ASSERT_TRUE(contexts.Apply(snapshot).ok());
+  EXPECT_EQ(listener->generation(), 2u);
+  EXPECT_EQ(cluster->generation(), 2u);
+  EXPECT_EQ(static_listener->generation(), 1u);
+  EXPECT_NE(listener->Current(), old_context);
+  EXPECT_NE(listener->Current()->certificate_chain_info()[0].serial_hex,
+            old_context->certificate_chain_info()[0].serial_hex);
+}
+
 TEST_F(TlsContextsTest, ClusterAlpnFollowsTheUpstreamProtocol) {
   ClusterConfig cluster;
   cluster.protocol = UpstreamProtocol::kHttp2;

@@ -464,6 +464,49 @@ TEST(Http2CodecTest, WriteWatermarks) {
   EXPECT_EQ(c.callbacks.low, 2);
 }
 
+// A response handed over in full ends the stream for its user even while flow control still
+// holds part of it in the codec: the user (a proxy's per-request state) may be gone from then on,
+// so neither watermarks nor the end of the connection may call back into it. The sidecar crashed
+// on exactly that low watermark when a 1 GiB download's last bytes drained.
+TEST(Http2CodecTest, NoCallbacksAfterTheResponseIsHandedOver) {
+  for (const bool connection_closes : {false, true}) {
+    SCOPED_TRACE(connection_closes ? "connection closes" : "client reads the rest");
+    Http2Options options;
+    options.stream_buffer_limit = 64 * 1024;
+    CodecPair p(options, options);
+    ServerRequest* s = nullptr;
+    p.server_callbacks.on_new_stream = [&](ServerRequest& r) { s = &r; };
+    ClientRequest& c = p.Start(Request("GET", "/download"), true);
+    // The client takes nothing yet, so the server may send one stream window (256 KiB).
+    c.decoder.on_headers = [&c](bool) { c.encoder->GetStream().ReadDisable(true); };
+    ASSERT_TRUE(p.Pump().ok());
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->decoder.end);
+    const std::string body = Pattern(256 * 1024 + 192 * 1024);
+    s->encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, false);
+    Send(*s->encoder, body, /*end_stream=*/true);
+    // Whatever the stream reported while taking its last bytes, nothing may follow.
+    const int high = s->callbacks.high;
+    const int low = s->callbacks.low;
+    EXPECT_EQ(p.server->ActiveStreams(), 0u);
+    ASSERT_TRUE(p.Pump().ok());
+    p.server->OnUnderlyingWriteHighWatermark();
+    p.server->OnUnderlyingWriteLowWatermark();
+    if (connection_closes) {
+      p.server->OnConnectionClosed();
+    } else {
+      c.encoder->GetStream().ReadDisable(false);
+      ASSERT_TRUE(p.Pump().ok());
+      EXPECT_TRUE(c.decoder.end);
+      EXPECT_TRUE(c.decoder.body == body);
+      EXPECT_EQ(c.callbacks.resets, 0);
+    }
+    EXPECT_EQ(s->callbacks.high, high);
+    EXPECT_EQ(s->callbacks.low, low);
+    EXPECT_EQ(s->callbacks.resets, 0);
+  }
+}
+
 TEST(Http2CodecTest, GarbageIsAProtocolError) {
   {
     CodecPair p;

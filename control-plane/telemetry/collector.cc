@@ -1,0 +1,340 @@
+#include "control-plane/telemetry/collector.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/base/logging.h"
+#include "common/config/yaml_proto.h"
+#include "control-plane/api/json.h"
+#include "control-plane/telemetry/otlp_trace.pb.h"
+#include "control-plane/telemetry/receivers.h"
+
+namespace meshlet::controlplane::telemetry {
+
+using api::JsonQuote;
+using http::ServerRequest;
+using http::ServerResponse;
+
+namespace {
+
+constexpr size_t kMaxQueryLimit = 1000;
+
+absl::string_view ReceiverName(bool otlp) { return otlp ? "otlp" : "zipkin"; }
+
+std::string Rfc3339Nanos(int64_t unix_nanos) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(unix_nanos),
+                          absl::UTCTimeZone());
+}
+
+ServerResponse QueryError(int status, absl::string_view reason, absl::string_view message) {
+  return ServerResponse::Json(
+      status, absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure","code":)",
+                           status, R"(,"reason":)", JsonQuote(reason), R"(,"message":)",
+                           JsonQuote(message), "}\n"));
+}
+
+// RFC 3339 ("2026-11-22T08:00:00Z") or integer Unix nanoseconds.
+absl::StatusOr<int64_t> ParseTimeParam(absl::string_view name, const std::string& value) {
+  int64_t nanos = 0;
+  if (absl::SimpleAtoi(value, &nanos) && nanos >= 0) return nanos;
+  absl::Time t;
+  std::string error;
+  if (absl::ParseTime(absl::RFC3339_full, value, &t, &error)) return absl::ToUnixNanos(t);
+  return absl::InvalidArgumentError(absl::StrCat(
+      name, "=\"", value, "\": expected RFC 3339 (2026-01-02T15:04:05Z) or Unix nanoseconds"));
+}
+
+std::string SummaryJson(const TraceSummary& s) {
+  std::vector<std::string> services;
+  for (const std::string& service : s.services) services.push_back(JsonQuote(service));
+  return absl::StrCat(R"({"traceId":)", JsonQuote(s.trace_id), R"(,"rootService":)",
+                      JsonQuote(s.root_service), R"(,"rootOperation":)",
+                      JsonQuote(s.root_operation), R"(,"start":)",
+                      JsonQuote(Rfc3339Nanos(s.start_unix_nanos)), R"(,"startTimeUnixNano":")",
+                      s.start_unix_nanos, R"(","durationNanos":)", s.duration_nanos,
+                      R"(,"spanCount":)", s.span_count, R"(,"error":)",
+                      s.error ? "true" : "false", R"(,"services":[)",
+                      absl::StrJoin(services, ","), "]}");
+}
+
+std::string SpanJson(const SpanRecord& span) {
+  std::vector<std::string> attributes;
+  for (const auto& [key, value] : span.attributes) {
+    attributes.push_back(absl::StrCat(JsonQuote(key), ":", JsonQuote(value)));
+  }
+  return absl::StrCat(
+      R"({"spanId":)", JsonQuote(span.span_id), R"(,"parentSpanId":)",
+      JsonQuote(span.parent_span_id), R"(,"name":)", JsonQuote(span.name), R"(,"service":)",
+      JsonQuote(span.service), R"(,"kind":)", JsonQuote(SpanKindName(span.kind)), R"(,"start":)",
+      JsonQuote(Rfc3339Nanos(span.start_unix_nanos)), R"(,"startTimeUnixNano":")",
+      span.start_unix_nanos, R"(","durationNanos":)", span.duration_nanos(),
+      R"(,"status":{"code":)", span.error ? R"("ERROR")" : R"("UNSET")", R"(,"message":)",
+      JsonQuote(span.status_message), R"(},"attributes":{)", absl::StrJoin(attributes, ","),
+      "}}");
+}
+
+}  // namespace
+
+struct Collector::Stats {
+  explicit Stats(StatsRegistry& registry) : registry(registry) {
+    for (bool otlp : {true, false}) {
+      const LabelSet labels = {{"receiver", std::string(ReceiverName(otlp))}};
+      received[otlp] = MakeCounter("meshlet_cp_telemetry_spans_received_total",
+                                   "Spans accepted into the trace store, by receiver.", labels);
+      rejected[otlp] = MakeCounter(
+          "meshlet_cp_telemetry_spans_rejected_total",
+          "Spans in well-formed requests the store refused (duplicate span id, trace over the "
+          "per-trace limit, larger than the whole store), by receiver.",
+          labels);
+    }
+    evicted_spans = MakeCounter("meshlet_cp_telemetry_spans_evicted_total",
+                                "Spans dropped from the trace store to make room (oldest "
+                                "traces first).");
+    evicted_traces = MakeCounter("meshlet_cp_telemetry_traces_evicted_total",
+                                 "Traces dropped from the trace store to make room.");
+    auto gauge = [&](absl::string_view name, absl::string_view help) {
+      absl::StatusOr<GaugeId> id = registry.RegisterGauge(name, help, {}, GaugeMerge::kGlobal);
+      CHECK(id.ok()) << id.status().message();
+      return registry.shared_shard().Get(*id);
+    };
+    store_spans = gauge("meshlet_cp_telemetry_store_spans", "Spans held in the trace store.");
+    store_traces = gauge("meshlet_cp_telemetry_store_traces", "Traces held in the trace store.");
+    store_bytes = gauge("meshlet_cp_telemetry_store_bytes",
+                        "Approximate bytes held in the trace store (its byte limit counts "
+                        "these).");
+  }
+  Counter MakeCounter(absl::string_view name, absl::string_view help, const LabelSet& labels = {}) {
+    absl::StatusOr<CounterId> id = registry.RegisterCounter(name, help, labels);
+    CHECK(id.ok()) << id.status().message();
+    return registry.shared_shard().Get(*id);
+  }
+  // Registered on first use: the reasons are few but open-ended in the code.
+  Counter RequestRejected(bool otlp, absl::string_view reason) {
+    const std::string key = absl::StrCat(ReceiverName(otlp), "/", reason);
+    auto it = requests_rejected.find(key);
+    if (it == requests_rejected.end()) {
+      it = requests_rejected
+               .emplace(key, MakeCounter("meshlet_cp_telemetry_requests_rejected_total",
+                                         "Receiver requests refused whole (nothing stored), by "
+                                         "receiver and reason.",
+                                         {{"receiver", std::string(ReceiverName(otlp))},
+                                          {"reason", std::string(reason)}}))
+               .first;
+    }
+    return it->second;
+  }
+
+  StatsRegistry& registry;
+  std::map<bool, Counter> received, rejected;
+  std::map<std::string, Counter> requests_rejected;
+  Counter evicted_spans, evicted_traces;
+  Gauge store_spans, store_traces, store_bytes;
+};
+
+Collector::Collector(TraceStoreLimits limits, StatsRegistry* stats)
+    : store_(limits), stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr) {}
+
+Collector::~Collector() = default;
+
+ServerResponse Collector::HandleOtlp(const ServerRequest& request) {
+  return Ingest(Receiver::kOtlp, request);
+}
+
+ServerResponse Collector::HandleZipkin(const ServerRequest& request) {
+  return Ingest(Receiver::kZipkin, request);
+}
+
+ServerResponse Collector::Reject(Receiver receiver, int status, absl::string_view reason,
+                                 absl::string_view message) {
+  const bool otlp = receiver == Receiver::kOtlp;
+  if (stats_ != nullptr) stats_->RequestRejected(otlp, reason).Inc();
+  LOG_EVERY_N_SEC(WARNING, 10) << ReceiverName(otlp) << " receiver: refused a request: "
+                               << message;
+  if (otlp) {
+    // google.rpc.Status in its JSON form, as OTLP/HTTP describes for failures.
+    return ServerResponse::Json(
+        status, absl::StrCat(R"({"code":3,"message":)", JsonQuote(message), "}\n"));
+  }
+  return ServerResponse::Text(status, absl::StrCat(message, "\n"));
+}
+
+ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request) {
+  const bool otlp = receiver == Receiver::kOtlp;
+  const absl::string_view expected_path = otlp ? "/v1/traces" : "/api/v2/spans";
+  if (request.path() != expected_path) {
+    return Reject(receiver, 404, "not_found",
+                  absl::StrCat("no such path: ", request.path(), "; spans go to POST ",
+                               expected_path));
+  }
+  if (request.method() != "POST") {
+    ServerResponse response = Reject(receiver, 405, "method_not_allowed",
+                                     absl::StrCat(request.method(), " is not allowed; use POST"));
+    response.headers.Add("allow", "POST");
+    return response;
+  }
+  std::optional<absl::string_view> encoding = request.headers.Get("content-encoding");
+  if (encoding.has_value() && !absl::EqualsIgnoreCase(*encoding, "identity")) {
+    return Reject(receiver, 415, "unsupported_encoding",
+                  absl::StrCat("content-encoding \"", *encoding,
+                               "\" is not supported; send the body uncompressed"));
+  }
+  const absl::string_view content_type = absl::StripAsciiWhitespace(
+      std::vector<absl::string_view>(absl::StrSplit(request.headers.Get("content-type").value_or(""),
+                                                    ';'))[0]);
+  const bool json = absl::EqualsIgnoreCase(content_type, "application/json");
+  const bool protobuf = otlp && absl::EqualsIgnoreCase(content_type, "application/x-protobuf");
+  if (!json && !protobuf) {
+    return Reject(receiver, 415, "unsupported_media_type",
+                  absl::StrCat("content-type \"", content_type, "\" is not supported; use ",
+                               otlp ? "application/x-protobuf or application/json"
+                                    : "application/json (Zipkin v2)"));
+  }
+  absl::StatusOr<std::vector<SpanRecord>> spans =
+      !otlp ? ParseZipkinJson(request.body)
+            : json ? ParseOtlpJson(request.body) : ParseOtlpProtobuf(request.body);
+  if (!spans.ok()) return Reject(receiver, 400, "invalid", spans.status().message());
+  const size_t count = spans->size();
+  const AddResult result = store_.Add(*std::move(spans));
+  if (stats_ != nullptr) {
+    stats_->received[otlp].Inc(result.accepted);
+    stats_->rejected[otlp].Inc(result.rejected);
+    stats_->evicted_spans.Inc(result.evicted_spans);
+    stats_->evicted_traces.Inc(result.evicted_traces);
+    stats_->store_spans.Set(static_cast<int64_t>(store_.span_count()));
+    stats_->store_traces.Set(static_cast<int64_t>(store_.trace_count()));
+    stats_->store_bytes.Set(static_cast<int64_t>(store_.byte_count()));
+  }
+  if (!otlp) return ServerResponse::Text(202, "");
+  std::string partial_message;
+  if (result.rejected > 0) {
+    partial_message = absl::StrCat(result.rejected, " of ", count,
+                                   " spans refused: duplicate span ids, or a trace over ",
+                                   store_.limits().max_spans_per_trace, " spans");
+  }
+  if (json) {
+    if (result.rejected == 0) return ServerResponse::Json(200, "{}\n");
+    return ServerResponse::Json(
+        200, absl::StrCat(R"({"partialSuccess":{"rejectedSpans":")", result.rejected,
+                          R"(","errorMessage":)", JsonQuote(partial_message), "}}\n"));
+  }
+  ::meshlet::telemetry::otlp::ExportTraceServiceResponse reply;
+  if (result.rejected > 0) {
+    reply.mutable_partial_success()->set_rejected_spans(static_cast<int64_t>(result.rejected));
+    reply.mutable_partial_success()->set_error_message(partial_message);
+  }
+  ServerResponse response;
+  response.status = 200;
+  response.body = reply.SerializeAsString();
+  response.headers.Set("content-type", "application/x-protobuf");
+  return response;
+}
+
+ServerResponse Collector::HandleQuery(const ServerRequest& request) {
+  if (request.method() != "GET") {
+    ServerResponse r = QueryError(405, "MethodNotAllowed", "only GET is allowed here");
+    r.headers.Add("allow", "GET");
+    return r;
+  }
+  const absl::string_view path = request.path();
+  if (path == "/api/v1/traces") return ListTraces(request);
+  if (path == "/api/v1/dependencies") return ListDependencies(request);
+  absl::string_view id = path;
+  if (absl::ConsumePrefix(&id, "/api/v1/traces/") && !id.empty() &&
+      id.find('/') == absl::string_view::npos) {
+    return GetTrace(id);
+  }
+  return QueryError(404, "NotFound", absl::StrCat("no such path: ", path));
+}
+
+ServerResponse Collector::ListTraces(const ServerRequest& request) {
+  TraceQuery query;
+  for (const auto& [name, value] : request.QueryParams()) {
+    auto bad = [&, name = name](absl::string_view why) {
+      return QueryError(400, "BadRequest", absl::StrCat(name, ": ", why));
+    };
+    if (name == "service") {
+      query.service = value;
+    } else if (name == "operation") {
+      query.operation = value;
+    } else if (name == "minDuration" || name == "maxDuration") {
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+      if (!d.ok() || *d < absl::ZeroDuration()) {
+        return bad(absl::StrCat("\"", value, "\" is not a duration such as 50ms or 1.5s"));
+      }
+      (name == "minDuration" ? query.min_duration_nanos : query.max_duration_nanos) =
+          absl::ToInt64Nanoseconds(*d);
+    } else if (name == "status") {
+      if (value == "error") {
+        query.status = TraceQuery::Status::kError;
+      } else if (value == "ok") {
+        query.status = TraceQuery::Status::kOk;
+      } else if (value != "" && value != "any") {
+        return bad(absl::StrCat("\"", value, "\" is not one of error, ok, any"));
+      }
+    } else if (name == "start" || name == "end") {
+      absl::StatusOr<int64_t> t = ParseTimeParam(name, value);
+      if (!t.ok()) return QueryError(400, "BadRequest", t.status().message());
+      (name == "start" ? query.start_unix_nanos : query.end_unix_nanos) = *t;
+    } else if (name == "limit") {
+      if (!absl::SimpleAtoi(value, &query.limit) || query.limit == 0 ||
+          query.limit > kMaxQueryLimit) {
+        return bad(absl::StrCat("\"", value, "\" must be a number from 1 to ", kMaxQueryLimit));
+      }
+    } else {
+      return QueryError(400, "BadRequest",
+                        absl::StrCat("unknown parameter \"", name,
+                                     "\"; known: service, operation, minDuration, maxDuration, "
+                                     "status, start, end, limit"));
+    }
+  }
+  std::vector<std::string> items;
+  for (const TraceSummary& summary : store_.Find(query)) items.push_back(SummaryJson(summary));
+  return ServerResponse::Json(200, absl::StrCat(R"({"kind":"TraceList","items":[)",
+                                                absl::StrJoin(items, ","), "]}\n"));
+}
+
+ServerResponse Collector::GetTrace(absl::string_view id) {
+  const std::string normalized = absl::AsciiStrToLower(id);
+  std::optional<std::vector<SpanRecord>> spans = store_.Get(normalized);
+  if (!spans.has_value()) {
+    return QueryError(404, "NotFound",
+                      absl::StrCat("trace \"", id, "\" not found (never received, or evicted)"));
+  }
+  std::vector<std::string> items;
+  for (const SpanRecord& span : *spans) items.push_back(SpanJson(span));
+  return ServerResponse::Json(200, absl::StrCat(R"({"kind":"Trace","traceId":)",
+                                                JsonQuote(normalized), R"(,"spans":[)",
+                                                absl::StrJoin(items, ","), "]}\n"));
+}
+
+ServerResponse Collector::ListDependencies(const ServerRequest& request) {
+  int64_t start = 0, end = 0;
+  for (const auto& [name, value] : request.QueryParams()) {
+    if (name != "start" && name != "end") {
+      return QueryError(400, "BadRequest",
+                        absl::StrCat("unknown parameter \"", name, "\"; known: start, end"));
+    }
+    absl::StatusOr<int64_t> t = ParseTimeParam(name, value);
+    if (!t.ok()) return QueryError(400, "BadRequest", t.status().message());
+    (name == "start" ? start : end) = *t;
+  }
+  std::vector<std::string> items;
+  for (const DependencyEdge& e : store_.Dependencies(start, end)) {
+    items.push_back(absl::StrCat(R"({"caller":)", JsonQuote(e.caller), R"(,"callee":)",
+                                 JsonQuote(e.callee), R"(,"calls":)", e.calls, R"(,"errors":)",
+                                 e.errors, R"(,"p50Nanos":)", e.p50_nanos, R"(,"p99Nanos":)",
+                                 e.p99_nanos, "}"));
+  }
+  return ServerResponse::Json(200, absl::StrCat(R"({"kind":"DependencyList","items":[)",
+                                                absl::StrJoin(items, ","), "]}\n"));
+}
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,150 @@
+#include "control-plane/telemetry/telemetry_service.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+
+namespace meshlet::controlplane::telemetry {
+
+std::string TelemetryUsage() {
+  return R"(
+Trace collector (docs/tracing.md):
+  --otlp-address HOST:PORT  OTLP/HTTP receiver, POST /v1/traces; empty disables (default 0.0.0.0:4318)
+  --zipkin-address HOST:PORT
+                            Zipkin v2 receiver, POST /api/v2/spans; empty disables (default 0.0.0.0:9411)
+  --telemetry-max-body-bytes N        largest receiver request body (default 4194304)
+  --trace-store-max-spans N           spans kept in memory (default 100000)
+  --trace-store-max-bytes N           approximate bytes kept in memory (default 67108864)
+  --trace-store-max-spans-per-trace N spans kept per trace (default 10000)
+)";
+}
+
+absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>& args) {
+  TelemetryOptions options;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    static constexpr absl::string_view kFlags[] = {
+        "--otlp-address",          "--zipkin-address",        "--telemetry-max-body-bytes",
+        "--trace-store-max-spans", "--trace-store-max-bytes", "--trace-store-max-spans-per-trace"};
+    bool ours = false;
+    for (absl::string_view flag : kFlags) ours = ours || name == flag;
+    if (!ours) {
+      rest.push_back(args[i]);
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": needs a value"));
+      }
+      value = args[++i];
+    }
+    auto address = [&](std::string& out, bool& explicit_flag) -> absl::Status {
+      if (!value.empty()) {
+        absl::StatusOr<net::Address> parsed = net::Address::Parse(value);
+        if (!parsed.ok()) return Annotate(parsed.status(), name);
+      }
+      out = value;
+      explicit_flag = true;
+      return absl::OkStatus();
+    };
+    auto positive = [&](size_t& out) -> absl::Status {
+      if (!absl::SimpleAtoi(value, &out) || out == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, "=\"", value, "\": must be a positive integer"));
+      }
+      return absl::OkStatus();
+    };
+    absl::Status status;
+    if (name == "--otlp-address") {
+      status = address(options.otlp_address, options.otlp_address_explicit);
+    } else if (name == "--zipkin-address") {
+      status = address(options.zipkin_address, options.zipkin_address_explicit);
+    } else if (name == "--telemetry-max-body-bytes") {
+      status = positive(options.max_request_body_bytes);
+    } else if (name == "--trace-store-max-spans") {
+      status = positive(options.store_limits.max_spans);
+    } else if (name == "--trace-store-max-bytes") {
+      status = positive(options.store_limits.max_bytes);
+    } else {
+      status = positive(options.store_limits.max_spans_per_trace);
+    }
+    if (!status.ok()) return status;
+  }
+  args = std::move(rest);
+  return options;
+}
+
+TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions options)
+    : control_plane_(control_plane),
+      options_(std::move(options)),
+      collector_(options_.store_limits, &control_plane.stats()) {}
+
+TelemetryService::~TelemetryService() {
+  control_plane_.api().SetTraceHandler(nullptr);
+  otlp_server_.reset();
+  zipkin_server_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
+    const std::string& address, bool explicit_address, absl::string_view what,
+    http::RequestHandler handler) {
+  if (address.empty()) return std::unique_ptr<http::HttpServer>();
+  ASSIGN_OR_RETURN(net::Address parsed, net::Address::Parse(address));
+  http::HttpServerOptions server_options;
+  server_options.max_request_body_bytes = options_.max_request_body_bytes;
+  server_options.max_connections = options_.max_connections;
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
+      control_plane_.loop(), parsed, server_options, std::move(handler));
+  if (!server.ok()) {
+    if (!explicit_address) {
+      LOG(WARNING) << what << " receiver off: cannot listen on the default address " << address
+                   << ": " << server.status().message() << " (choose another with --" << what
+                   << "-address)";
+      return std::unique_ptr<http::HttpServer>();
+    }
+    return Annotate(server.status(), absl::StrCat(what, " receiver on ", address));
+  }
+  return server;
+}
+
+absl::Status TelemetryService::Start() {
+  ASSIGN_OR_RETURN(otlp_server_,
+                   Listen(options_.otlp_address, options_.otlp_address_explicit, "otlp",
+                          [this](const http::ServerRequest& r) { return collector_.HandleOtlp(r); }));
+  ASSIGN_OR_RETURN(
+      zipkin_server_,
+      Listen(options_.zipkin_address, options_.zipkin_address_explicit, "zipkin",
+             [this](const http::ServerRequest& r) { return collector_.HandleZipkin(r); }));
+  control_plane_.api().SetTraceHandler(
+      [this](const http::ServerRequest& r) { return collector_.HandleQuery(r); });
+  control_plane_.OnShutdown([this] {
+    if (otlp_server_ != nullptr) otlp_server_->Shutdown();
+    if (zipkin_server_ != nullptr) zipkin_server_->Shutdown();
+  });
+  LOG(INFO) << "trace collector: OTLP/HTTP on "
+            << (otlp_server_ != nullptr ? otlp_server_->address().ToString() : "(off)")
+            << ", Zipkin on "
+            << (zipkin_server_ != nullptr ? zipkin_server_->address().ToString() : "(off)")
+            << "; store limits " << options_.store_limits.max_spans << " spans, "
+            << options_.store_limits.max_bytes << " bytes";
+  return absl::OkStatus();
+}
+
+const net::Address* TelemetryService::otlp_address() const {
+  return otlp_server_ != nullptr ? &otlp_server_->address() : nullptr;
+}
+
+const net::Address* TelemetryService::zipkin_address() const {
+  return zipkin_server_ != nullptr ? &zipkin_server_->address() : nullptr;
+}
+
+}  // namespace meshlet::controlplane::telemetry

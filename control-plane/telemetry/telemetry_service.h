@@ -1,0 +1,73 @@
+#pragma once
+
+// TelemetryService: plugs the trace collector (collector.h) into the control plane: an OTLP/HTTP
+// listener (default :4318), a Zipkin v2 listener (default :9411), and the query endpoints on the
+// API server. docs/tracing.md describes the collector.
+//
+// Flags (taken out of the command line before the control plane's own parsing):
+//   --otlp-address HOST:PORT       OTLP/HTTP receiver; empty disables (default 0.0.0.0:4318)
+//   --zipkin-address HOST:PORT     Zipkin v2 receiver; empty disables (default 0.0.0.0:9411)
+//   --telemetry-max-body-bytes N   per receiver request (default 4194304)
+//   --trace-store-max-spans N      (default 100000)
+//   --trace-store-max-bytes N      (default 67108864)
+//   --trace-store-max-spans-per-trace N  (default 10000)
+//
+// A receiver whose address was given explicitly must bind or the control plane exits. With the
+// default address, a port already in use only logs a warning and leaves that receiver off: the
+// control plane's policy and discovery work does not depend on the collector.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/http/server.h"
+#include "control-plane/server/control_plane.h"
+#include "control-plane/telemetry/collector.h"
+#include "control-plane/telemetry/trace_store.h"
+
+namespace meshlet::controlplane::telemetry {
+
+struct TelemetryOptions {
+  std::string otlp_address = "0.0.0.0:4318";
+  bool otlp_address_explicit = false;
+  std::string zipkin_address = "0.0.0.0:9411";
+  bool zipkin_address_explicit = false;
+  size_t max_request_body_bytes = 4 << 20;
+  size_t max_connections = 256;
+  TraceStoreLimits store_limits;
+};
+
+// Removes the flags above from `args`; errors name the flag.
+absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>& args);
+std::string TelemetryUsage();
+
+class TelemetryService {
+ public:
+  // `control_plane` must be Init()ed and outlive this.
+  TelemetryService(ControlPlane& control_plane, TelemetryOptions options);
+  ~TelemetryService();
+  TelemetryService(const TelemetryService&) = delete;
+  TelemetryService& operator=(const TelemetryService&) = delete;
+
+  absl::Status Start();
+
+  // The bound addresses (real ports when configured with port 0); null when disabled.
+  const net::Address* otlp_address() const;
+  const net::Address* zipkin_address() const;
+
+ private:
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> Listen(const std::string& address,
+                                                           bool explicit_address,
+                                                           absl::string_view what,
+                                                           http::RequestHandler handler);
+
+  ControlPlane& control_plane_;
+  const TelemetryOptions options_;
+  Collector collector_;
+  std::unique_ptr<http::HttpServer> otlp_server_;
+  std::unique_ptr<http::HttpServer> zipkin_server_;
+};
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,240 @@
+#include "control-plane/telemetry/trace_store.h"
+
+#include <algorithm>
+
+namespace meshlet::controlplane::telemetry {
+
+absl::string_view SpanKindName(SpanKind kind) {
+  switch (kind) {
+    case SpanKind::kInternal:
+      return "internal";
+    case SpanKind::kServer:
+      return "server";
+    case SpanKind::kClient:
+      return "client";
+    case SpanKind::kProducer:
+      return "producer";
+    case SpanKind::kConsumer:
+      return "consumer";
+    case SpanKind::kUnspecified:
+      break;
+  }
+  return "unspecified";
+}
+
+size_t SpanRecord::ApproximateBytes() const {
+  // Fixed part: the record itself plus per-string and per-attribute bookkeeping.
+  size_t bytes = sizeof(SpanRecord) + trace_id.size() + span_id.size() + parent_span_id.size() +
+                 name.size() + service.size() + status_message.size();
+  for (const auto& [key, value] : attributes) {
+    bytes += sizeof(std::pair<std::string, std::string>) + key.size() + value.size();
+  }
+  return bytes;
+}
+
+AddResult TraceStore::Add(std::vector<SpanRecord> spans) {
+  AddResult result;
+  for (SpanRecord& span : spans) {
+    const size_t bytes = span.ApproximateBytes();
+    auto it = traces_.find(span.trace_id);
+    if (it != traces_.end()) {
+      const Trace& trace = it->second;
+      const bool duplicate =
+          std::any_of(trace.spans.begin(), trace.spans.end(),
+                      [&](const SpanRecord& s) { return s.span_id == span.span_id; });
+      if (duplicate || trace.spans.size() >= limits_.max_spans_per_trace) {
+        ++result.rejected;
+        continue;
+      }
+    }
+    if (bytes > limits_.max_bytes || limits_.max_spans == 0) {
+      ++result.rejected;
+      continue;
+    }
+    while (span_count_ + 1 > limits_.max_spans || byte_count_ + bytes > limits_.max_bytes) {
+      // Never evict the trace this span joins: it is the newest activity, and evicting it would
+      // leave the span orphaned. If it is the only trace left, the span does not fit.
+      if (traces_.size() == 1 && traces_.count(span.trace_id) == 1) break;
+      EvictOldest(result);
+    }
+    if (span_count_ + 1 > limits_.max_spans || byte_count_ + bytes > limits_.max_bytes) {
+      ++result.rejected;
+      continue;
+    }
+    it = traces_.find(span.trace_id);
+    if (it == traces_.end()) {
+      it = traces_.emplace(span.trace_id, Trace{}).first;
+      it->second.arrival = next_arrival_++;
+      it->second.start = span.start_unix_nanos;
+      it->second.end = span.end_unix_nanos;
+      by_arrival_.emplace(it->second.arrival, span.trace_id);
+    } else {
+      Unindex(it->first, it->second);
+    }
+    Trace& trace = it->second;
+    trace.start = std::min(trace.start, span.start_unix_nanos);
+    trace.end = std::max(trace.end, span.end_unix_nanos);
+    trace.bytes += bytes;
+    trace.spans.push_back(std::move(span));
+    Index(it->first, trace);
+    span_count_ += 1;
+    byte_count_ += bytes;
+    ++result.accepted;
+  }
+  return result;
+}
+
+void TraceStore::EvictOldest(AddResult& result) {
+  auto oldest = by_arrival_.begin();
+  auto it = traces_.find(oldest->second);
+  Unindex(it->first, it->second);
+  span_count_ -= it->second.spans.size();
+  byte_count_ -= it->second.bytes;
+  result.evicted_spans += it->second.spans.size();
+  result.evicted_traces += 1;
+  traces_.erase(it);
+  by_arrival_.erase(oldest);
+}
+
+void TraceStore::Index(const std::string& id, const Trace& trace) {
+  const TimeKey key{trace.start, id};
+  by_start_.insert(key);
+  for (const SpanRecord& span : trace.spans) {
+    by_service_[span.service].insert(key);
+    by_operation_[span.name].insert(key);
+  }
+}
+
+void TraceStore::Unindex(const std::string& id, const Trace& trace) {
+  const TimeKey key{trace.start, id};
+  by_start_.erase(key);
+  auto drop = [&](auto& index, const std::string& name) {
+    auto it = index.find(name);
+    if (it == index.end()) return;
+    it->second.erase(key);
+    if (it->second.empty()) index.erase(it);
+  };
+  for (const SpanRecord& span : trace.spans) {
+    drop(by_service_, span.service);
+    drop(by_operation_, span.name);
+  }
+}
+
+TraceSummary TraceStore::Summarize(const std::string& id, const Trace& trace) const {
+  TraceSummary summary;
+  summary.trace_id = id;
+  summary.start_unix_nanos = trace.start;
+  summary.duration_nanos = trace.end - trace.start;
+  summary.span_count = trace.spans.size();
+  // The root: a span without a parent in this trace (a missing parent means it was not
+  // received); the earliest such span if several.
+  const SpanRecord* root = nullptr;
+  std::set<absl::string_view> ids;
+  for (const SpanRecord& span : trace.spans) ids.insert(span.span_id);
+  std::set<std::string> services;
+  for (const SpanRecord& span : trace.spans) {
+    summary.error = summary.error || span.error;
+    services.insert(span.service);
+    const bool is_root = span.parent_span_id.empty() || ids.count(span.parent_span_id) == 0;
+    if (is_root && (root == nullptr || span.start_unix_nanos < root->start_unix_nanos)) {
+      root = &span;
+    }
+  }
+  if (root != nullptr) {
+    summary.root_service = root->service;
+    summary.root_operation = root->name;
+  }
+  summary.services.assign(services.begin(), services.end());
+  return summary;
+}
+
+bool TraceStore::Matches(const Trace& trace, const TraceQuery& query) const {
+  const int64_t duration = trace.end - trace.start;
+  if (duration < query.min_duration_nanos) return false;
+  if (query.max_duration_nanos > 0 && duration > query.max_duration_nanos) return false;
+  if (query.start_unix_nanos > 0 && trace.start < query.start_unix_nanos) return false;
+  if (query.end_unix_nanos > 0 && trace.start > query.end_unix_nanos) return false;
+  if (query.status != TraceQuery::Status::kAny) {
+    const bool error = std::any_of(trace.spans.begin(), trace.spans.end(),
+                                   [](const SpanRecord& s) { return s.error; });
+    if (error != (query.status == TraceQuery::Status::kError)) return false;
+  }
+  if (!query.service.empty() || !query.operation.empty()) {
+    const bool found = std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
+      return (query.service.empty() || s.service == query.service) &&
+             (query.operation.empty() || s.name == query.operation);
+    });
+    if (!found) return false;
+  }
+  return true;
+}
+
+std::vector<TraceSummary> TraceStore::Find(const TraceQuery& query) const {
+  // Walk the narrowest index that applies, newest first.
+  const std::set<TimeKey>* candidates = &by_start_;
+  static const std::set<TimeKey> kNone;
+  if (!query.operation.empty()) {
+    auto it = by_operation_.find(query.operation);
+    candidates = it == by_operation_.end() ? &kNone : &it->second;
+  } else if (!query.service.empty()) {
+    auto it = by_service_.find(query.service);
+    candidates = it == by_service_.end() ? &kNone : &it->second;
+  }
+  std::vector<TraceSummary> out;
+  for (auto key = candidates->rbegin(); key != candidates->rend() && out.size() < query.limit;
+       ++key) {
+    if (query.end_unix_nanos > 0 && key->first > query.end_unix_nanos) continue;
+    if (query.start_unix_nanos > 0 && key->first < query.start_unix_nanos) break;
+    const Trace& trace = traces_.at(key->second);
+    if (Matches(trace, query)) out.push_back(Summarize(key->second, trace));
+  }
+  return out;
+}
+
+std::optional<std::vector<SpanRecord>> TraceStore::Get(absl::string_view trace_id) const {
+  auto it = traces_.find(trace_id);
+  if (it == traces_.end()) return std::nullopt;
+  std::vector<SpanRecord> spans = it->second.spans;
+  std::stable_sort(spans.begin(), spans.end(), [](const SpanRecord& a, const SpanRecord& b) {
+    return a.start_unix_nanos < b.start_unix_nanos;
+  });
+  return spans;
+}
+
+std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
+                                                     int64_t end_unix_nanos) const {
+  struct Accumulated {
+    uint64_t errors = 0;
+    std::vector<int64_t> durations;
+  };
+  std::map<std::pair<std::string, std::string>, Accumulated> edges;
+  for (const auto& [id, trace] : traces_) {
+    if (start_unix_nanos > 0 && trace.start < start_unix_nanos) continue;
+    if (end_unix_nanos > 0 && trace.start > end_unix_nanos) continue;
+    absl::flat_hash_map<absl::string_view, const SpanRecord*> by_id;
+    for (const SpanRecord& span : trace.spans) by_id[span.span_id] = &span;
+    for (const SpanRecord& span : trace.spans) {
+      if (span.parent_span_id.empty()) continue;
+      auto parent = by_id.find(span.parent_span_id);
+      if (parent == by_id.end() || parent->second->service == span.service) continue;
+      Accumulated& edge = edges[{parent->second->service, span.service}];
+      edge.errors += span.error ? 1 : 0;
+      edge.durations.push_back(span.duration_nanos());
+    }
+  }
+  std::vector<DependencyEdge> out;
+  for (auto& [key, accumulated] : edges) {
+    std::vector<int64_t>& d = accumulated.durations;
+    std::sort(d.begin(), d.end());
+    auto percentile = [&](double p) {
+      // Nearest rank.
+      size_t rank = static_cast<size_t>(p * static_cast<double>(d.size()) + 0.999999);
+      return d[std::min(d.size(), std::max<size_t>(rank, 1)) - 1];
+    };
+    out.push_back(DependencyEdge{key.first, key.second, d.size(), accumulated.errors,
+                                 percentile(0.5), percentile(0.99)});
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,144 @@
+#pragma once
+
+// TraceStore: the collector's bounded in-memory trace store. Spans arrive from the OTLP and
+// Zipkin receivers in any order and are grouped by trace id; queries select traces by service,
+// operation (span name), duration, error status and time range, and derive the service
+// dependency graph from parent/child spans that cross services.
+//
+// Bounds: total spans and approximate bytes. When an insert would exceed either, whole traces
+// are evicted oldest first (by when their first span arrived), so a trace is either complete as
+// received or gone, never half-evicted. A single trace larger than max_spans_per_trace keeps its
+// first spans and rejects the rest (counted), so one runaway trace cannot flush the store.
+//
+// Threading: one thread (the control plane's loop); no locking.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+
+namespace meshlet::controlplane::telemetry {
+
+enum class SpanKind { kUnspecified = 0, kInternal = 1, kServer = 2, kClient = 3, kProducer = 4,
+                      kConsumer = 5 };
+absl::string_view SpanKindName(SpanKind kind);  // "server", "client", ...
+
+struct SpanRecord {
+  std::string trace_id;        // 32 lowercase hex digits
+  std::string span_id;         // 16 lowercase hex digits
+  std::string parent_span_id;  // empty for a root span
+  std::string name;            // the operation
+  std::string service;         // service.name / localEndpoint.serviceName
+  SpanKind kind = SpanKind::kUnspecified;
+  int64_t start_unix_nanos = 0;
+  int64_t end_unix_nanos = 0;
+  bool error = false;
+  std::string status_message;
+  // Attributes in arrival order, values rendered as text (numbers in decimal).
+  std::vector<std::pair<std::string, std::string>> attributes;
+
+  int64_t duration_nanos() const { return end_unix_nanos - start_unix_nanos; }
+  // What the span costs the store's byte budget: its strings plus fixed overhead.
+  size_t ApproximateBytes() const;
+};
+
+struct TraceStoreLimits {
+  size_t max_spans = 100000;
+  size_t max_bytes = 64 << 20;
+  size_t max_spans_per_trace = 10000;
+};
+
+struct TraceSummary {
+  std::string trace_id;
+  std::string root_service;
+  std::string root_operation;
+  int64_t start_unix_nanos = 0;
+  int64_t duration_nanos = 0;
+  size_t span_count = 0;
+  bool error = false;
+  std::vector<std::string> services;  // sorted
+};
+
+struct TraceQuery {
+  std::string service;    // any span of the trace from this service; empty: any
+  std::string operation;  // with `service`: a span of that service with this name; else any span
+  int64_t min_duration_nanos = 0;
+  int64_t max_duration_nanos = 0;  // 0: no upper bound
+  enum class Status { kAny, kError, kOk } status = Status::kAny;
+  int64_t start_unix_nanos = 0;  // trace start >= this (0: no bound)
+  int64_t end_unix_nanos = 0;    // trace start <= this (0: no bound)
+  size_t limit = 20;
+};
+
+struct DependencyEdge {
+  std::string caller;
+  std::string callee;
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  int64_t p50_nanos = 0;  // of the callee's spans on this edge
+  int64_t p99_nanos = 0;
+};
+
+struct AddResult {
+  size_t accepted = 0;
+  size_t rejected = 0;  // trace over max_spans_per_trace, or a duplicate span id
+  size_t evicted_spans = 0;
+  size_t evicted_traces = 0;
+};
+
+class TraceStore {
+ public:
+  explicit TraceStore(TraceStoreLimits limits = {}) : limits_(limits) {}
+
+  AddResult Add(std::vector<SpanRecord> spans);
+
+  // Newest traces first (by trace start), at most query.limit.
+  std::vector<TraceSummary> Find(const TraceQuery& query) const;
+  // The trace's spans ordered by start time; nullopt if unknown (or evicted).
+  std::optional<std::vector<SpanRecord>> Get(absl::string_view trace_id) const;
+  // Edges between services, for traces starting in [start, end] (0: no bound), sorted by caller
+  // then callee.
+  std::vector<DependencyEdge> Dependencies(int64_t start_unix_nanos = 0,
+                                           int64_t end_unix_nanos = 0) const;
+
+  size_t span_count() const { return span_count_; }
+  size_t byte_count() const { return byte_count_; }
+  size_t trace_count() const { return traces_.size(); }
+  const TraceStoreLimits& limits() const { return limits_; }
+
+ private:
+  struct Trace {
+    std::vector<SpanRecord> spans;
+    uint64_t arrival = 0;  // sequence number of the first span's arrival
+    int64_t start = 0;     // earliest span start
+    int64_t end = 0;       // latest span end
+    size_t bytes = 0;
+  };
+  using TimeKey = std::pair<int64_t, std::string>;  // (trace start, trace id)
+
+  TraceSummary Summarize(const std::string& id, const Trace& trace) const;
+  bool Matches(const Trace& trace, const TraceQuery& query) const;
+  void Index(const std::string& id, const Trace& trace);
+  void Unindex(const std::string& id, const Trace& trace);
+  void EvictOldest(AddResult& result);
+
+  const TraceStoreLimits limits_;
+  absl::flat_hash_map<std::string, Trace> traces_;
+  std::map<uint64_t, std::string> by_arrival_;
+  std::set<TimeKey> by_start_;
+  // service → traces with a span from that service, by start.
+  std::map<std::string, std::set<TimeKey>, std::less<>> by_service_;
+  // operation (span name) → traces with a span of that name, by start.
+  std::map<std::string, std::set<TimeKey>, std::less<>> by_operation_;
+  uint64_t next_arrival_ = 0;
+  size_t span_count_ = 0;
+  size_t byte_count_ = 0;
+};
+
+}  // namespace meshlet::controlplane::telemetry
