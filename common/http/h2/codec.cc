@@ -336,6 +336,14 @@ class StreamImpl final : public Stream, public StreamEncoder {
   }
   // Hands buffered data, end of stream and trailers to the decoder while it is not read-disabled.
   void DeliverPending();
+  // Ends the stream for its user once the user has nothing more to do with it: it ended its own
+  // message and, on a client stream, received the whole response (a server's complete response
+  // ends the exchange; the rest of the request is dropped). nghttp2 may keep the stream a while
+  // to send what flow control still holds, but the user may be gone by then, so no watermark or
+  // reset reaches it any more (codec.h: the stream is valid until it completes).
+  void MaybeCompleteForUser() {
+    if (!done_ && tx_end_ && (c_.server_ || rx_end_delivered_)) c_.MarkDone(*this);
+  }
   void ResumeData();
   void FireReset() {
     StreamResetReason reason = reset_reason_;
@@ -893,6 +901,7 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
     s.rx_final_headers_ = true;
     if (end_stream) s.rx_end_delivered_ = true;
     s.decoder_->DecodeHeaders(std::move(headers), end_stream);
+    if (end_stream) s.MaybeCompleteForUser();
     return;
   }
   // Trailers: they wait behind any data the decoder has not taken yet.
@@ -1041,6 +1050,7 @@ void StreamImpl::EncodeHeaders(const HeaderMap& headers, bool end_stream) {
     BuildNv(headers, false, "", c_.nv_);
     int rv = nghttp2_submit_response(c_.session_, id_, c_.nv_.data(), c_.nv_.size(), prd);
     if (rv != 0) LOG(DEBUG) << "http2 response on stream " << id_ << ": " << nghttp2_strerror(rv);
+    MaybeCompleteForUser();
     return;
   }
   BuildNv(headers, true, c_.options_.default_scheme, c_.nv_);
@@ -1054,6 +1064,7 @@ void StreamImpl::EncodeHeaders(const HeaderMap& headers, bool end_stream) {
     return;
   }
   c_.Register(*this, id);
+  MaybeCompleteForUser();
 }
 
 void StreamImpl::ResumeData() {
@@ -1077,6 +1088,7 @@ void StreamImpl::EncodeData(net::Buffer& data, bool end_stream) {
   ResumeData();
   // Checked after a write attempt, so bytes the window takes at once never raise it.
   if (c_.depth_ == 1) c_.Flush();
+  if (end_stream) MaybeCompleteForUser();
   if (!done_ && !tx_above_ && tx_data_.length() > BufferLimit()) {
     tx_above_ = true;
     RaiseWatermark();
@@ -1095,6 +1107,7 @@ void StreamImpl::EncodeTrailers(const HeaderMap& trailers) {
   ConnectionImpl::Entry entry(c_);
   tx_trailers_ = std::make_unique<HeaderMap>(trailers);
   ResumeData();
+  MaybeCompleteForUser();
 }
 
 void StreamImpl::ResetStream(StreamResetReason reason) {
@@ -1138,8 +1151,10 @@ void StreamImpl::DeliverPending() {
     break;
   }
   delivering_ = false;
+  if (!rx_end_delivered_) return;
+  MaybeCompleteForUser();
   // nghttp2 may have closed the stream normally while data waited for this decoder.
-  if (closed_ && rx_end_delivered_ && !done_) c_.MarkDone(*this);
+  if (closed_ && !done_) c_.MarkDone(*this);
 }
 
 // ----- public wrappers ------------------------------------------------------------------------

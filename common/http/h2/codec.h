@@ -9,6 +9,11 @@
 // (each StreamEncoder/Stream stays valid until the stream completes or OnResetStream fires, and
 // its memory is released at the end of the codec call during which it ended). CodecIo and the
 // connection callbacks are not owned and must outlive the codec.
+// A stream completes for its user when the user has ended its own message and, on a client
+// stream, the whole response has been delivered; a server stream completes with its response.
+// From then on no callback reaches the user, which may be gone: frames that flow control still
+// holds back are sent by the codec alone, and what happens to them (a reset, the connection
+// closing) is not reported.
 //
 // When callbacks fire (all on the connection's thread):
 // - Decoding callbacks (NewStream, Decode*, OnGoAway, remote resets) fire from inside
