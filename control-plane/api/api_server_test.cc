@@ -259,6 +259,24 @@ TEST_F(PolicyApiTest, RegistryAndProxies) {
   api_->SetProxyStatusProvider(nullptr);
 }
 
+TEST_F(PolicyApiTest, TraceQueriesGoToTheCollectorBehindTheToken) {
+  EXPECT_EQ(Call("GET", "/api/v1/traces").status, 503);
+  std::vector<std::string> seen;
+  api_->SetTraceHandler([&](const http::ServerRequest& request) {
+    seen.emplace_back(request.path());
+    return http::ServerResponse::Json(200, "{}");
+  });
+  EXPECT_EQ(Call("GET", "/api/v1/traces?service=a").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/traces/abc").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/dependencies").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/traces", "", "").status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/tracesx").status, 404);
+  EXPECT_EQ(seen, (std::vector<std::string>{"/api/v1/traces", "/api/v1/traces/abc",
+                                            "/api/v1/dependencies"}));
+  api_->SetTraceHandler(nullptr);
+  EXPECT_EQ(Call("GET", "/api/v1/dependencies").status, 503);
+}
+
 TEST_F(PolicyApiTest, MetricsCountOutcomes) {
   Call("GET", kRoutes, "", "");
   Call("PUT", kPolicy, "kind: TrafficPolicy\nmetadata: {name: reviews}\nspec: {}");

@@ -29,6 +29,7 @@
 #include "common/config/yaml_proto.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/cli/trace_view.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/validate.h"
@@ -58,6 +59,10 @@ Commands:
   token create --namespace NS --service-account SA [--ttl 1h] [--single-use] [-o json]
                                             a join token proving that identity to the CA
                                             (printed once, alone on stdout)
+  traces [--service S] [--operation O] [--min-duration 50ms] [--status error|ok] [--limit N]
+                                            recent traces from the collector, newest first
+  trace ID [-o json]                        one trace as a waterfall: span tree, offsets,
+                                            durations, attributes (retry attempts, status)
   check                                     control plane reachable, token valid, versions
   version [--client]
 
@@ -100,6 +105,8 @@ class Meshctl {
     if (command == "proxy-status") return ProxyStatus();
     if (command == "proxy-config") return ProxyConfig();
     if (command == "token") return Token();
+    if (command == "traces") return Traces();
+    if (command == "trace") return Trace();
     return Fail({kExitUsage, absl::StrCat("unknown command \"", command, "\" (see meshctl help)")});
   }
 
@@ -183,6 +190,17 @@ class Meshctl {
       } else if (IsFlag(arg, "--ttl")) {
         if (auto f = TakeValue(args, i, "--ttl", value)) return f;
         ttl_ = value;
+      } else if (IsFlag(arg, "--service") || IsFlag(arg, "--operation") ||
+                 IsFlag(arg, "--min-duration") || IsFlag(arg, "--status") ||
+                 IsFlag(arg, "--limit")) {
+        // Trace filters, passed to GET /api/v1/traces (which validates them).
+        const std::string flag = arg.substr(0, arg.find('='));
+        if (auto f = TakeValue(args, i, flag, value)) return f;
+        static const std::map<std::string, std::string> kParams = {
+            {"--service", "service"},   {"--operation", "operation"},
+            {"--min-duration", "minDuration"}, {"--status", "status"},
+            {"--limit", "limit"}};
+        trace_filters_.emplace_back(kParams.at(flag), value);
       } else if (arg == "--single-use") {
         single_use_ = true;
       } else if (arg == "-A" || arg == "--all-namespaces") {
@@ -975,6 +993,59 @@ class Meshctl {
     return kExitOk;
   }
 
+  // traces: GET /api/v1/traces with the filter flags.
+  int Traces() {
+    if (!positional_.empty()) return Fail({kExitUsage, "traces takes only flags"});
+    std::string path = "/api/v1/traces";
+    for (size_t i = 0; i < trace_filters_.size(); ++i) {
+      absl::StrAppend(&path, i == 0 ? "?" : "&", trace_filters_[i].first, "=",
+                      QueryEscape(trace_filters_[i].second));
+    }
+    int exit_code = kExitOk;
+    std::optional<Reply> reply = Call("GET", path, "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    absl::StatusOr<std::string> table = FormatTraceList(reply->http.body);
+    if (!table.ok()) return Fail({kExitFailed, std::string(table.status().message())});
+    std::cout << *table;
+    return kExitOk;
+  }
+
+  // trace ID: GET /api/v1/traces/{id} as a waterfall.
+  int Trace() {
+    if (positional_.size() != 1) return Fail({kExitUsage, "usage: trace ID"});
+    int exit_code = kExitOk;
+    std::optional<Reply> reply =
+        Call("GET", absl::StrCat("/api/v1/traces/", QueryEscape(positional_[0])), "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    if (output_ == "json") {
+      std::cout << reply->http.body;
+      return kExitOk;
+    }
+    absl::StatusOr<std::string> waterfall = FormatTraceWaterfall(reply->http.body);
+    if (!waterfall.ok()) return Fail({kExitFailed, std::string(waterfall.status().message())});
+    std::cout << *waterfall;
+    return kExitOk;
+  }
+
+  // Percent-encodes everything but unreserved characters (RFC 3986).
+  static std::string QueryEscape(absl::string_view text) {
+    std::string out;
+    for (unsigned char c : text) {
+      if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+      }
+    }
+    return out;
+  }
+
   int ProxyConfig() {
     if (positional_.empty()) return Fail({kExitUsage, "proxy-config needs a NODE id"});
     int exit_code = kExitOk;
@@ -1053,6 +1124,8 @@ class Meshctl {
   bool dry_run_ = false;
   bool client_only_ = false;
   std::string output_ = "table";
+  // traces: query parameter, value
+  std::vector<std::pair<std::string, std::string>> trace_filters_;
   // token create
   std::string service_account_;
   std::string ttl_ = "1h";

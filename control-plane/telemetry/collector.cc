@@ -156,7 +156,7 @@ ServerResponse Collector::Reject(Receiver receiver, int status, absl::string_vie
                                  absl::string_view message) {
   const bool otlp = receiver == Receiver::kOtlp;
   if (stats_ != nullptr) stats_->RequestRejected(otlp, reason).Inc();
-  LOG_EVERY_N_SEC(WARNING, 10) << ReceiverName(otlp) << " receiver: refused a request: "
+  LOG_EVERY_N_SEC(WARN, 10) << ReceiverName(otlp) << " receiver: refused a request: "
                                << message;
   if (otlp) {
     // google.rpc.Status in its JSON form, as OTLP/HTTP describes for failures.

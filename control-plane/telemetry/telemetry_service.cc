@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
       control_plane_.loop(), parsed, server_options, std::move(handler));
   if (!server.ok()) {
     if (!explicit_address) {
-      LOG(WARNING) << what << " receiver off: cannot listen on the default address " << address
+      LOG(WARN) << what << " receiver off: cannot listen on the default address " << address
                    << ": " << server.status().message() << " (choose another with --" << what
                    << "-address)";
       return std::unique_ptr<http::HttpServer>();

@@ -211,13 +211,27 @@ std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
   for (const auto& [id, trace] : traces_) {
     if (start_unix_nanos > 0 && trace.start < start_unix_nanos) continue;
     if (end_unix_nanos > 0 && trace.start > end_unix_nanos) continue;
+    // Most traces have a handful of spans: a linear parent search beats building a map.
+    constexpr size_t kLinearSearchSpans = 32;
     absl::flat_hash_map<absl::string_view, const SpanRecord*> by_id;
-    for (const SpanRecord& span : trace.spans) by_id[span.span_id] = &span;
+    if (trace.spans.size() > kLinearSearchSpans) {
+      for (const SpanRecord& span : trace.spans) by_id[span.span_id] = &span;
+    }
+    auto find_parent = [&](const SpanRecord& span) -> const SpanRecord* {
+      if (trace.spans.size() > kLinearSearchSpans) {
+        auto it = by_id.find(span.parent_span_id);
+        return it == by_id.end() ? nullptr : it->second;
+      }
+      for (const SpanRecord& candidate : trace.spans) {
+        if (candidate.span_id == span.parent_span_id) return &candidate;
+      }
+      return nullptr;
+    };
     for (const SpanRecord& span : trace.spans) {
       if (span.parent_span_id.empty()) continue;
-      auto parent = by_id.find(span.parent_span_id);
-      if (parent == by_id.end() || parent->second->service == span.service) continue;
-      Accumulated& edge = edges[{parent->second->service, span.service}];
+      const SpanRecord* parent = find_parent(span);
+      if (parent == nullptr || parent->service == span.service) continue;
+      Accumulated& edge = edges[{parent->service, span.service}];
       edge.errors += span.error ? 1 : 0;
       edge.durations.push_back(span.duration_nanos());
     }

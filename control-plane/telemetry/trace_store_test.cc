@@ -212,5 +212,20 @@ TEST(TraceStoreTest, DependencyGraphFromCrossServiceParentLinks) {
   EXPECT_EQ(edges[0].callee, "db");
 }
 
+TEST(TraceStoreTest, DependencyGraphOfALargeTrace) {
+  // Over the linear-search threshold: parents are found through the per-trace map.
+  TraceStore store;
+  std::vector<SpanRecord> spans = {MakeSpan(1, 1, 0, "gateway", "GET /", 0, 100)};
+  for (int i = 0; i < 40; ++i) {
+    spans.push_back(MakeSpan(1, 100 + i, 1, i % 2 == 0 ? "cart" : "gateway", "call", i, 1));
+  }
+  store.Add(spans);
+  std::vector<DependencyEdge> edges = store.Dependencies();
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].caller, "gateway");
+  EXPECT_EQ(edges[0].callee, "cart");
+  EXPECT_EQ(edges[0].calls, 20u);
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::telemetry

@@ -42,15 +42,13 @@ void GrpcCertificateSigner::RequestCertificate(
     request.set_kubernetes_token(std::string(absl::StripAsciiWhitespace(*token)));
   }
   channel_->Unary(
-      kMethod, request.SerializeAsString(),
-      {.timeout = options_.timeout},
+      kMethod, request.SerializeAsString(), {.timeout = options_.timeout},
       [done = std::move(done)](http::grpc::StatusCode code, const std::string& message,
                                std::string response_bytes) {
         if (code != http::grpc::StatusCode::kOk) {
           // gRPC and absl share the numbering.
           done(absl::Status(static_cast<absl::StatusCode>(static_cast<int>(code)),
-                            absl::StrCat("CA: ", http::grpc::StatusCodeName(code), ": ",
-                                         message)));
+                            absl::StrCat("CA: ", http::grpc::StatusCodeName(code), ": ", message)));
           return;
         }
         meshlet::ca::v1::CreateCertificateResponse response;

@@ -1018,9 +1018,8 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
       scope.Add("tls.workload_certificate", "excludes tls.secret_name");
     }
   } else if (in.secret_name().empty()) {
-    scope.Add("tls.secret_name",
-              absl::StrCat("required when mode is ", mode_name,
-                           " (or set tls.workload_certificate: true)"));
+    scope.Add("tls.secret_name", absl::StrCat("required when mode is ", mode_name,
+                                              " (or set tls.workload_certificate: true)"));
   } else {
     auto it = secrets.find(in.secret_name());
     if (it == secrets.end()) {

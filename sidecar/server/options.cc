@@ -226,12 +226,12 @@ const std::vector<FlagSpec>& Flags() {
        "Talk to the CA without TLS (h2c). Local tests only; allowed only when the xDS channel "
        "is plaintext too (--xds-plaintext) or there is none.",
        [](absl::string_view v, ServerOptions& o) {
-         if (v != "true" && v != "false") return BadValue("ca-plaintext", v, "must be true or false");
+         if (v != "true" && v != "false")
+           return BadValue("ca-plaintext", v, "must be true or false");
          o.ca_plaintext = v == "true";
          return absl::OkStatus();
        }},
-      {"trust-domain", "NAME",
-       "Trust domain of this workload's SPIFFE id. Default cluster.local.",
+      {"trust-domain", "NAME", "Trust domain of this workload's SPIFFE id. Default cluster.local.",
        [](absl::string_view v, ServerOptions& o) {
          if (absl::Status valid = tls::ValidateTrustDomain(v); !valid.ok()) {
            return BadValue("trust-domain", v, valid.message());
@@ -323,9 +323,9 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
         "--join-token-file and --kubernetes-token-file exclude each other");
   }
   if (!o.workload_identity()) {
-    for (const auto& [set, flag] :
-         {std::pair{!o.ca_address.empty(), "--ca-address"},
-          std::pair{o.ca_plaintext, "--ca-plaintext"}, std::pair{o.cert_ttl.count() > 0, "--cert-ttl"}}) {
+    for (const auto& [set, flag] : {std::pair{!o.ca_address.empty(), "--ca-address"},
+                                    std::pair{o.ca_plaintext, "--ca-plaintext"},
+                                    std::pair{o.cert_ttl.count() > 0, "--cert-ttl"}}) {
       if (set) {
         return absl::InvalidArgumentError(absl::StrCat(
             flag, " needs a CA credential: --join-token-file or --kubernetes-token-file"));

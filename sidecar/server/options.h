@@ -43,10 +43,10 @@ struct ServerOptions {
   // credential: --join-token-file (read once at start) or --kubernetes-token-file (re-read for
   // every request). The identity is spiffe://<trust_domain>/ns/<node namespace>/sa/<node
   // service account>.
-  std::string ca_address;             // --ca-address HOST:PORT; empty: the xDS address
-  std::string join_token_file;        // --join-token-file
-  std::string kubernetes_token_file;  // --kubernetes-token-file
-  bool ca_plaintext = false;          // --ca-plaintext: h2c; only beside --xds-plaintext
+  std::string ca_address;                      // --ca-address HOST:PORT; empty: the xDS address
+  std::string join_token_file;                 // --join-token-file
+  std::string kubernetes_token_file;           // --kubernetes-token-file
+  bool ca_plaintext = false;                   // --ca-plaintext: h2c; only beside --xds-plaintext
   std::string trust_domain = "cluster.local";  // --trust-domain
   Duration cert_ttl{0};  // --cert-ttl: lifetime asked for; zero: the CA's default
   // --ca-startup-timeout: how long start-up waits for the first certificate.

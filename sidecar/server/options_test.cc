@@ -121,7 +121,8 @@ TEST(OptionsTest, WorkloadCertificateFlags) {
             "--join-token-file and --kubernetes-token-file exclude each other");
   EXPECT_EQ(error({"--xds=h:1", "--xds-ca=ca.pem", "--join-token-file=a", "--ca-plaintext=true"}),
             "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
-  EXPECT_EQ(error({"--config=c", "--trust-domain=Bad Domain"}).rfind("--trust-domain=\"Bad Domain\": ", 0),
+  EXPECT_EQ(error({"--config=c", "--trust-domain=Bad Domain"})
+                .rfind("--trust-domain=\"Bad Domain\": ", 0),
             0u);
   EXPECT_EQ(error({"--config=c", "--join-token-file=a", "--cert-ttl=0s"}),
             "--cert-ttl=\"0s\": must be a duration of at least 1s");

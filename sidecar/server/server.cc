@@ -550,8 +550,8 @@ std::string Server::CertsJson() {
     time_json(out, info.not_before);
     out += ",\"not_after\":";
     time_json(out, info.not_after);
-    absl::StrAppend(&out, ",\"seconds_to_expiry\":",
-                    absl::ToInt64Seconds(info.not_after - absl::Now()), "}");
+    absl::StrAppend(
+        &out, ",\"seconds_to_expiry\":", absl::ToInt64Seconds(info.not_after - absl::Now()), "}");
   };
   const absl::Time now = absl::Now();
   std::string out = "{\"workload_certificate\":{\"identity\":";
@@ -574,9 +574,8 @@ std::string Server::CertsJson() {
   time_json(out, not_before);
   out += ",\"not_after\":";
   time_json(out, current->not_after);
-  absl::StrAppend(&out, ",\"seconds_to_expiry\":",
-                  absl::ToInt64Seconds(current->not_after - now), ",\"chain\":", chain_json,
-                  ",\"trust_bundle\":[");
+  absl::StrAppend(&out, ",\"seconds_to_expiry\":", absl::ToInt64Seconds(current->not_after - now),
+                  ",\"chain\":", chain_json, ",\"trust_bundle\":[");
   if (absl::StatusOr<tls::CertificateChain> roots =
           tls::ParsePemCertificates(current->trust_bundle_pem);
       roots.ok()) {
@@ -600,7 +599,31 @@ std::string Server::CertsJson() {
                      : certificate_manager_->last_error_time());
   out += ",\"last_apply_error\":";
   AppendJsonString(out, certificate_apply_error_);
-  out += "}}";
+  // Who presents it, and how many contexts each has had (one more per applied rotation).
+  out += "},\"used_by\":[";
+  bool first = true;
+  auto user = [&](absl::string_view kind, const std::string& name,
+                  const std::shared_ptr<const tls::TlsContextProvider>& provider) {
+    if (!first) out += ",";
+    first = false;
+    absl::StrAppend(&out, "{\"", kind, "\":");
+    AppendJsonString(out, name);
+    absl::StrAppend(&out, ",\"context_generation\":", provider ? provider->generation() : 0, "}");
+  };
+  if (snapshot_ != nullptr) {
+    for (const config::ListenerConfig& listener : snapshot_->listeners) {
+      if (listener.tls.mode != config::DownstreamTlsConfig::Mode::kDisable &&
+          listener.tls.workload_certificate) {
+        user("listener", listener.name, tls_contexts_.ForListener(listener.name));
+      }
+    }
+    for (const auto& [name, cluster] : snapshot_->clusters) {
+      if (cluster != nullptr && cluster->tls.enabled && cluster->tls.workload_certificate) {
+        user("cluster", name, tls_contexts_.ForCluster(name));
+      }
+    }
+  }
+  out += "]}";
   return out;
 }
 

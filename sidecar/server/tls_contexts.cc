@@ -129,9 +129,9 @@ std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster) {
   return {};
 }
 
-absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
-    const ClusterConfig& cluster, const config::Snapshot& snapshot,
-    const WorkloadTlsMaterial* workload) {
+absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfig& cluster,
+                                                              const config::Snapshot& snapshot,
+                                                              const WorkloadTlsMaterial* workload) {
   const UpstreamTlsConfig& in = cluster.tls;
   tls::TlsContextConfig out;
   if (in.workload_certificate) {
@@ -182,8 +182,8 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
   for (const config::ListenerConfig& listener : snapshot.listeners) {
     if (listener.tls.mode == config::DownstreamTlsConfig::Mode::kDisable) continue;
     const std::string label = absl::StrCat("listener \"", listener.name, "\"");
-    absl::StatusOr<tls::TlsContextConfig> config = ListenerTlsContextConfig(
-        listener, snapshot, workload.has_value() ? &*workload : nullptr);
+    absl::StatusOr<tls::TlsContextConfig> config =
+        ListenerTlsContextConfig(listener, snapshot, workload.has_value() ? &*workload : nullptr);
     if (!config.ok()) return Annotate(config.status(), label);
     Prepared::Entry entry;
     entry.fingerprint = Fingerprint("server", *config, listener.tls.allowed_peer_ids);
@@ -192,11 +192,10 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
       absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
           tls::TlsContext::CreateServer(*config);
       if (!context.ok()) {
-        return Annotate(context.status(),
-                        listener.tls.workload_certificate
-                            ? absl::StrCat(label, ": tls (workload certificate)")
-                            : absl::StrCat(label, ": tls (secret \"", listener.tls.secret_name,
-                                           "\")"));
+        return Annotate(context.status(), listener.tls.workload_certificate
+                                              ? absl::StrCat(label, ": tls (workload certificate)")
+                                              : absl::StrCat(label, ": tls (secret \"",
+                                                             listener.tls.secret_name, "\")"));
       }
       entry.context = *std::move(context);
     }
@@ -205,8 +204,8 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
   for (const auto& [name, cluster] : snapshot.clusters) {
     if (cluster == nullptr || !cluster->tls.enabled) continue;
     const std::string label = absl::StrCat("cluster \"", name, "\"");
-    absl::StatusOr<tls::TlsContextConfig> config = ClusterTlsContextConfig(
-        *cluster, snapshot, workload.has_value() ? &*workload : nullptr);
+    absl::StatusOr<tls::TlsContextConfig> config =
+        ClusterTlsContextConfig(*cluster, snapshot, workload.has_value() ? &*workload : nullptr);
     if (!config.ok()) return Annotate(config.status(), label);
     Prepared::Entry entry;
     entry.fingerprint = Fingerprint("client", *config, cluster->tls.expected_peer_ids);

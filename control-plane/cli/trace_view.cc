@@ -1,0 +1,144 @@
+#include "control-plane/cli/trace_view.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "control-plane/cli/output.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+absl::StatusOr<YAML::Node> ParseJson(absl::string_view json) {
+  try {
+    return YAML::Load(std::string(json));
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unreadable reply from the control plane: ", e.what()));
+  }
+}
+
+struct ViewSpan {
+  std::string id, parent, name, service, kind, status_code, status_message;
+  int64_t start = 0, duration = 0;
+  std::vector<std::pair<std::string, std::string>> attributes;
+  std::vector<const ViewSpan*> children;
+};
+
+}  // namespace
+
+std::string FormatNanos(int64_t nanos) {
+  if (nanos >= 1000000000) return absl::StrFormat("%.3fs", static_cast<double>(nanos) / 1e9);
+  if (nanos >= 1000000) return absl::StrFormat("%.2fms", static_cast<double>(nanos) / 1e6);
+  return absl::StrFormat("%dus", nanos / 1000);
+}
+
+absl::StatusOr<std::string> FormatTraceList(absl::string_view json) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  std::vector<std::vector<std::string>> rows = {
+      {"TRACE ID", "ROOT", "START", "DURATION", "SPANS", "ERROR"}};
+  try {
+    for (const YAML::Node& item : (*root)["items"]) {
+      rows.push_back({item["traceId"].as<std::string>(),
+                      absl::StrCat(item["rootService"].as<std::string>(), ": ",
+                                   item["rootOperation"].as<std::string>()),
+                      item["start"].as<std::string>(),
+                      FormatNanos(item["durationNanos"].as<int64_t>()),
+                      item["spanCount"].as<std::string>(),
+                      item["error"].as<bool>() ? "yes" : "no"});
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected trace list: ", e.what()));
+  }
+  if (rows.size() == 1) return std::string("No traces found.\n");
+  return FormatTable(rows);
+}
+
+absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar_width) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  std::vector<ViewSpan> spans;
+  try {
+    for (const YAML::Node& s : (*root)["spans"]) {
+      ViewSpan span;
+      span.id = s["spanId"].as<std::string>();
+      span.parent = s["parentSpanId"].as<std::string>();
+      span.name = s["name"].as<std::string>();
+      span.service = s["service"].as<std::string>();
+      span.kind = s["kind"].as<std::string>();
+      span.start = s["startTimeUnixNano"].as<int64_t>();
+      span.duration = s["durationNanos"].as<int64_t>();
+      span.status_code = s["status"]["code"].as<std::string>();
+      span.status_message = s["status"]["message"].as<std::string>();
+      for (const auto& kv : s["attributes"]) {
+        span.attributes.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
+      }
+      spans.push_back(std::move(span));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected trace: ", e.what()));
+  }
+  if (spans.empty()) return absl::NotFoundError("the trace has no spans");
+  int64_t begin = spans[0].start, end = spans[0].start;
+  std::map<std::string, ViewSpan*> by_id;
+  std::set<std::string> services;
+  for (ViewSpan& span : spans) {
+    begin = std::min(begin, span.start);
+    end = std::max(end, span.start + span.duration);
+    by_id[span.id] = &span;
+    services.insert(span.service);
+  }
+  std::vector<const ViewSpan*> roots;
+  for (const ViewSpan& span : spans) {  // already ordered by start
+    auto parent = span.parent.empty() ? by_id.end() : by_id.find(span.parent);
+    if (parent == by_id.end()) {
+      roots.push_back(&span);
+    } else {
+      parent->second->children.push_back(&span);
+    }
+  }
+  const int64_t total = std::max<int64_t>(end - begin, 1);
+  std::vector<std::vector<std::string>> rows = {
+      {"SPAN", "SERVICE", "KIND", "OFFSET", "DURATION", "TIMELINE"}};
+  std::vector<std::string> details;  // printed under each row
+  auto visit = [&](auto&& self, const ViewSpan* span, int depth) -> void {
+    const int from = static_cast<int>((span->start - begin) * bar_width / total);
+    const int to = std::max(from + 1, static_cast<int>((span->start + span->duration - begin) *
+                                                        bar_width / total));
+    std::string bar(bar_width, ' ');
+    for (int i = from; i < std::min(to, bar_width); ++i) bar[i] = '=';
+    rows.push_back({absl::StrCat(std::string(depth * 2, ' '), span->name), span->service,
+                    span->kind, absl::StrCat("+", FormatNanos(span->start - begin)),
+                    FormatNanos(span->duration), absl::StrCat("|", bar, "|")});
+    std::vector<std::string> notes;
+    if (span->status_code == "ERROR") {
+      notes.push_back(absl::StrCat("ERROR", span->status_message.empty() ? "" : ": ",
+                                   span->status_message));
+    }
+    for (const auto& [key, value] : span->attributes) notes.push_back(absl::StrCat(key, "=", value));
+    notes.push_back(absl::StrCat("span ", span->id,
+                                 span->parent.empty() ? "" : absl::StrCat(" parent ", span->parent)));
+    details.push_back(absl::StrCat(std::string(depth * 2 + 4, ' '), absl::StrJoin(notes, "  ")));
+    for (const ViewSpan* child : span->children) self(self, child, depth + 1);
+  };
+  for (const ViewSpan* r : roots) visit(visit, r, 0);
+  // Interleave the table's rows with the details lines.
+  const std::string table = FormatTable(rows);
+  std::vector<std::string> lines = absl::StrSplit(table, '\n', absl::SkipEmpty());
+  std::string out = absl::StrCat("Trace ", (*root)["traceId"].as<std::string>(""), ": ",
+                                 spans.size(), " spans, ", services.size(), " services, ",
+                                 FormatNanos(end - begin), "\n\n", lines[0], "\n");
+  for (size_t i = 1; i < lines.size(); ++i) {
+    absl::StrAppend(&out, lines[i], "\n", details[i - 1], "\n");
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane::cli

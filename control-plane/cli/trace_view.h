@@ -1,0 +1,21 @@
+#pragma once
+
+// Text views of the trace collector's query API for meshctl: the trace list as a table and one
+// trace as a waterfall (an indented span tree with offsets, durations and bars, each span's
+// attributes and status under it).
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace meshlet::controlplane::cli {
+
+// `json` is a GET /api/v1/traces reply.
+absl::StatusOr<std::string> FormatTraceList(absl::string_view json);
+// `json` is a GET /api/v1/traces/{id} reply. `bar_width` columns for the timeline.
+absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar_width = 40);
+// 1.234s, 12.3ms, 456us: three significant-ish digits, for humans.
+std::string FormatNanos(int64_t nanos);
+
+}  // namespace meshlet::controlplane::cli

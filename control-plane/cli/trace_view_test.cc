@@ -1,0 +1,65 @@
+#include "control-plane/cli/trace_view.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+// As GET /api/v1/traces/{id} returns it: a server span, its client child (a retry), and the
+// callee's server span.
+constexpr char kTrace[] = R"({"kind":"Trace","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spans":[
+ {"spanId":"0000000000000001","parentSpanId":"","name":"GET /a","service":"frontend",
+  "kind":"server","start":"x","startTimeUnixNano":"1700000000000000000","durationNanos":40000000,
+  "status":{"code":"UNSET","message":""},"attributes":{"http.response.status_code":"200"}},
+ {"spanId":"0000000000000002","parentSpanId":"0000000000000001","name":"GET /a",
+  "service":"frontend","kind":"client","start":"x","startTimeUnixNano":"1700000000020000000",
+  "durationNanos":20000000,"status":{"code":"ERROR","message":"503"},
+  "attributes":{"meshlet.retry_attempt":"1","meshlet.response_flags":"URX"}},
+ {"spanId":"0000000000000003","parentSpanId":"0000000000000002","name":"GET /a",
+  "service":"backend","kind":"server","start":"x","startTimeUnixNano":"1700000000030000000",
+  "durationNanos":10000000,"status":{"code":"UNSET","message":""},"attributes":{}}
+]})";
+
+TEST(TraceViewTest, WaterfallIndentsChildrenAndPlacesBars) {
+  absl::StatusOr<std::string> text = FormatTraceWaterfall(kTrace, 8);
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+  ASSERT_GE(lines.size(), 9u) << *text;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "Trace 4bf92f3577b34da6a3ce929d0e0e4736: 3 spans, 2 "
+                                         "services, 40.00ms"))
+      << lines[0];
+  EXPECT_TRUE(absl::StartsWith(lines[2], "SPAN")) << *text;
+  // Root at depth 0 spanning the whole bar; the client starts half-way; the backend a quarter
+  // from the end, indented twice.
+  EXPECT_TRUE(absl::StartsWith(lines[3], "GET /a ")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[3], "|========|")) << lines[3];
+  EXPECT_TRUE(absl::StartsWith(lines[5], "  GET /a ")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[5], "+20.00ms")) << lines[5];
+  EXPECT_TRUE(absl::StrContains(lines[5], "|    ====|")) << lines[5];
+  EXPECT_TRUE(absl::StrContains(lines[6], "ERROR: 503")) << lines[6];
+  EXPECT_TRUE(absl::StrContains(lines[6], "meshlet.retry_attempt=1")) << lines[6];
+  EXPECT_TRUE(absl::StrContains(lines[6], "parent 0000000000000001")) << lines[6];
+  EXPECT_TRUE(absl::StartsWith(lines[7], "    GET /a ")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[7], "backend")) << lines[7];
+  EXPECT_TRUE(absl::StrContains(lines[7], "|      ==|")) << lines[7];
+}
+
+TEST(TraceViewTest, ListAsTable) {
+  absl::StatusOr<std::string> text = FormatTraceList(
+      R"({"kind":"TraceList","items":[{"traceId":"abc","rootService":"frontend",
+      "rootOperation":"GET /a","start":"2026-01-01T00:00:00.000000000Z",
+      "startTimeUnixNano":"1","durationNanos":1500000,"spanCount":3,"error":true,
+      "services":["frontend"]}]})");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(absl::StrContains(*text, "TRACE ID")) << *text;
+  EXPECT_TRUE(absl::StrContains(*text, "frontend: GET /a")) << *text;
+  EXPECT_TRUE(absl::StrContains(*text, "1.50ms")) << *text;
+  EXPECT_TRUE(absl::StrContains(*text, "yes")) << *text;
+  EXPECT_EQ(*FormatTraceList(R"({"items":[]})"), "No traces found.\n");
+  EXPECT_FALSE(FormatTraceWaterfall("{not").ok());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,293 @@
+#include "control-plane/telemetry/collector.h"
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/stats/stats.h"
+#include "control-plane/telemetry/otlp_trace.pb.h"
+#include "control-plane/telemetry/receivers.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::telemetry {
+namespace {
+
+namespace otlp = ::meshlet::telemetry::otlp;
+
+constexpr char kTraceHex[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+constexpr char kOtlpJson[] = R"({"resourceSpans":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"frontend"}}]},
+  "scopeSpans":[{"scope":{"name":"meshlet"},"spans":[
+    {"traceId":"4BF92F3577B34DA6A3CE929D0E0E4736","spanId":"00f067aa0ba902b7","name":"GET /a",
+     "kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000050000000",
+     "attributes":[{"key":"http.response.status_code","value":{"intValue":"503"}},
+                   {"key":"meshlet.response_flags","value":{"stringValue":"UF"}}],
+     "status":{"code":2,"message":"upstream failed"}},
+    {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b8",
+     "parentSpanId":"00f067aa0ba902b7","name":"GET /a","kind":3,
+     "startTimeUnixNano":1700000000001000000,"endTimeUnixNano":"1700000000049000000",
+     "attributes":[{"key":"meshlet.retry_attempt","value":{"intValue":"1"}}]}
+  ]}]}]})";
+
+http::ServerRequest Request(absl::string_view method, absl::string_view path,
+                            absl::string_view content_type, std::string body) {
+  http::ServerRequest request;
+  request.headers.Add(":method", method);
+  request.headers.Add(":path", path);
+  if (!content_type.empty()) request.headers.Add("content-type", content_type);
+  request.body = std::move(body);
+  return request;
+}
+
+uint64_t CounterValue(const StatsRegistry& stats, absl::string_view name, const LabelSet& labels) {
+  StatsSnapshot snapshot = stats.Snapshot();
+  const SeriesSnapshot* series = snapshot.Find(name, labels);
+  return series == nullptr ? 0 : series->counter;
+}
+
+TEST(ReceiversTest, ParsesOtlpJson) {
+  absl::StatusOr<std::vector<SpanRecord>> spans = ParseOtlpJson(kOtlpJson);
+  ASSERT_TRUE(spans.ok()) << spans.status();
+  ASSERT_EQ(spans->size(), 2u);
+  const SpanRecord& server = (*spans)[0];
+  EXPECT_EQ(server.trace_id, kTraceHex);  // normalized to lowercase
+  EXPECT_EQ(server.span_id, "00f067aa0ba902b7");
+  EXPECT_TRUE(server.parent_span_id.empty());
+  EXPECT_EQ(server.service, "frontend");
+  EXPECT_EQ(server.kind, SpanKind::kServer);
+  EXPECT_EQ(server.duration_nanos(), 50000000);
+  EXPECT_TRUE(server.error);
+  EXPECT_EQ(server.status_message, "upstream failed");
+  ASSERT_EQ(server.attributes.size(), 2u);
+  EXPECT_EQ(server.attributes[0], std::make_pair(std::string("http.response.status_code"),
+                                                 std::string("503")));
+  const SpanRecord& client = (*spans)[1];
+  EXPECT_EQ(client.parent_span_id, "00f067aa0ba902b7");
+  EXPECT_EQ(client.kind, SpanKind::kClient);
+  EXPECT_FALSE(client.error);
+  EXPECT_EQ(client.start_unix_nanos, 1700000000001000000);
+}
+
+TEST(ReceiversTest, RejectsBadOtlpJsonNamingTheField) {
+  EXPECT_TRUE(absl::StrContains(ParseOtlpJson("{not json").status().message(), "invalid JSON"));
+  std::string bad_id = kOtlpJson;
+  bad_id.replace(bad_id.find("00f067aa0ba902b8"), 16, "00f067aa0ba902zz");
+  absl::Status status = ParseOtlpJson(bad_id).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(status.message(),
+                                "resourceSpans[0].scopeSpans[0].spans[1].spanId: must be 16"))
+      << status;
+  std::string zero_trace = kOtlpJson;
+  zero_trace.replace(zero_trace.find("4BF92F"), 32, std::string(32, '0'));
+  EXPECT_TRUE(absl::StrContains(ParseOtlpJson(zero_trace).status().message(),
+                                "spans[0].traceId: must be 32 hex digits, not all zero"));
+  std::string backwards = kOtlpJson;
+  backwards.replace(backwards.find("1700000000050000000"), 19, "1600000000000000000");
+  EXPECT_TRUE(absl::StrContains(ParseOtlpJson(backwards).status().message(),
+                                "spans[0].endTimeUnixNano: 1600000000000000000 is before"));
+}
+
+otlp::ExportTraceServiceRequest ProtoRequest() {
+  otlp::ExportTraceServiceRequest request;
+  otlp::ResourceSpans* rs = request.add_resource_spans();
+  otlp::KeyValue* kv = rs->mutable_resource()->add_attributes();
+  kv->set_key("service.name");
+  kv->mutable_value()->set_string_value("backend");
+  otlp::Span* span = rs->add_scope_spans()->add_spans();
+  span->set_trace_id(std::string("\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36",
+                                 16));
+  span->set_span_id(std::string("\x00\x00\x00\x00\x00\x00\x00\x09", 8));
+  span->set_parent_span_id(std::string("\x00\xf0\x67\xaa\x0b\xa9\x02\xb8", 8));
+  span->set_name("GET /a");
+  span->set_kind(2);
+  span->set_start_time_unix_nano(1700000000002000000);
+  span->set_end_time_unix_nano(1700000000040000000);
+  otlp::KeyValue* attr = span->add_attributes();
+  attr->set_key("meshlet.retry_attempt");
+  attr->mutable_value()->set_int_value(2);
+  return request;
+}
+
+TEST(ReceiversTest, ParsesOtlpProtobuf) {
+  absl::StatusOr<std::vector<SpanRecord>> spans =
+      ParseOtlpProtobuf(ProtoRequest().SerializeAsString());
+  ASSERT_TRUE(spans.ok()) << spans.status();
+  ASSERT_EQ(spans->size(), 1u);
+  EXPECT_EQ((*spans)[0].trace_id, kTraceHex);
+  EXPECT_EQ((*spans)[0].span_id, "0000000000000009");
+  EXPECT_EQ((*spans)[0].parent_span_id, "00f067aa0ba902b8");
+  EXPECT_EQ((*spans)[0].service, "backend");
+  EXPECT_EQ((*spans)[0].attributes[0].second, "2");
+}
+
+TEST(ReceiversTest, RejectsBadOtlpProtobuf) {
+  EXPECT_TRUE(absl::StrContains(ParseOtlpProtobuf("\xff\xff\xff").status().message(),
+                                "invalid protobuf"));
+  otlp::ExportTraceServiceRequest short_id = ProtoRequest();
+  short_id.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->set_trace_id(
+      "abc");
+  EXPECT_TRUE(absl::StrContains(ParseOtlpProtobuf(short_id.SerializeAsString()).status().message(),
+                                "spans[0].traceId: must be 16 bytes, not all zero (got 3 bytes)"));
+}
+
+constexpr char kZipkin[] = R"([
+  {"traceId":"a3ce929d0e0e4736","id":"00f067aa0ba902b7","name":"get /z","kind":"SERVER",
+   "timestamp":1700000000000000,"duration":2500,"localEndpoint":{"serviceName":"zsvc"},
+   "tags":{"http.status_code":"500","error":"boom"}},
+  {"traceId":"a3ce929d0e0e4736","id":"00f067aa0ba902b8","parentId":"00f067aa0ba902b7",
+   "name":"get /db","kind":"CLIENT","timestamp":1700000000000100,"duration":1000,
+   "localEndpoint":{"serviceName":"zsvc"},"remoteEndpoint":{"serviceName":"db"},"debug":true}
+])";
+
+TEST(ReceiversTest, ParsesZipkinV2) {
+  absl::StatusOr<std::vector<SpanRecord>> spans = ParseZipkinJson(kZipkin);
+  ASSERT_TRUE(spans.ok()) << spans.status();
+  ASSERT_EQ(spans->size(), 2u);
+  EXPECT_EQ((*spans)[0].trace_id, "0000000000000000a3ce929d0e0e4736");  // 64-bit id padded
+  EXPECT_EQ((*spans)[0].service, "zsvc");
+  EXPECT_EQ((*spans)[0].kind, SpanKind::kServer);
+  EXPECT_EQ((*spans)[0].start_unix_nanos, 1700000000000000000);
+  EXPECT_EQ((*spans)[0].duration_nanos(), 2500000);
+  EXPECT_TRUE((*spans)[0].error);
+  EXPECT_EQ((*spans)[0].status_message, "boom");
+  ASSERT_EQ((*spans)[0].attributes.size(), 1u);
+  EXPECT_EQ((*spans)[1].parent_span_id, "00f067aa0ba902b7");
+  EXPECT_FALSE((*spans)[1].error);
+}
+
+TEST(ReceiversTest, RejectsBadZipkin) {
+  EXPECT_TRUE(absl::StrContains(ParseZipkinJson(R"({"traceId":"1"})").status().message(),
+                                "JSON array"));
+  EXPECT_TRUE(absl::StrContains(ParseZipkinJson("[{").status().message(), "invalid JSON"));
+  EXPECT_TRUE(absl::StrContains(
+      ParseZipkinJson(R"([{"traceId":"a3ce929d0e0e4736","id":"1","timestamp":1}])")
+          .status()
+          .message(),
+      "[0].id: must be 16 hex digits"));
+  EXPECT_TRUE(absl::StrContains(
+      ParseZipkinJson(R"([{"traceId":"a3ce929d0e0e4736","id":"00f067aa0ba902b7"}])")
+          .status()
+          .message(),
+      "[0].timestamp: missing"));
+}
+
+TEST(CollectorTest, OtlpEndpointStoresAndCounts) {
+  StatsRegistry stats;
+  Collector collector({}, &stats);
+  http::ServerResponse r =
+      collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/x-protobuf",
+                                   ProtoRequest().SerializeAsString()));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers.Get("content-type").value_or(""), "application/x-protobuf");
+  EXPECT_EQ(collector.store().span_count(), 3u);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_received_total",
+                         {{"receiver", "otlp"}}),
+            3u);
+
+  // The same spans again: well-formed, but duplicates, so a partial success.
+  r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body, R"("rejectedSpans":"2")")) << r.body;
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_rejected_total",
+                         {{"receiver", "otlp"}}),
+            2u);
+
+  r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", "[1,2"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(absl::StrContains(r.body, "invalid JSON")) << r.body;
+  r = collector.HandleOtlp(Request("POST", "/v1/traces", "text/plain", kOtlpJson));
+  EXPECT_EQ(r.status, 415);
+  EXPECT_TRUE(absl::StrContains(r.body, "application/x-protobuf or application/json")) << r.body;
+  r = collector.HandleOtlp(Request("GET", "/v1/traces", "", ""));
+  EXPECT_EQ(r.status, 405);
+  http::ServerRequest gzip = Request("POST", "/v1/traces", "application/json", kOtlpJson);
+  gzip.headers.Add("content-encoding", "gzip");
+  EXPECT_EQ(collector.HandleOtlp(gzip).status, 415);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_requests_rejected_total",
+                         {{"receiver", "otlp"}, {"reason", "invalid"}}),
+            1u);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_requests_rejected_total",
+                         {{"receiver", "otlp"}, {"reason", "unsupported_media_type"}}),
+            1u);
+  EXPECT_EQ(collector.store().span_count(), 3u);
+}
+
+TEST(CollectorTest, ZipkinEndpoint) {
+  StatsRegistry stats;
+  Collector collector({}, &stats);
+  EXPECT_EQ(collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin))
+                .status,
+            202);
+  EXPECT_EQ(collector.store().span_count(), 2u);
+  http::ServerResponse r =
+      collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", "{}"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_received_total",
+                         {{"receiver", "zipkin"}}),
+            2u);
+}
+
+TEST(CollectorTest, EvictionIsCounted) {
+  StatsRegistry stats;
+  TraceStoreLimits limits;
+  limits.max_spans = 2;
+  Collector collector(limits, &stats);
+  collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin));
+  collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_evicted_total", {}), 2u);
+  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_traces_evicted_total", {}), 1u);
+}
+
+TEST(CollectorTest, QueryApi) {
+  Collector collector({}, nullptr);
+  collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
+  collector.HandleOtlp(Request("POST", "/v1/traces", "application/x-protobuf",
+                               ProtoRequest().SerializeAsString()));
+  collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin));
+
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", "/api/v1/traces?service=backend", "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, absl::StrCat(R"("traceId":")", kTraceHex))) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("rootService":"frontend")")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("spanCount":3)")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("durationNanos":50000000)")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, "0000000000000000a3ce929d0e0e4736")) << r.body;
+
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?minDuration=10ms&status=error", "", ""));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body, kTraceHex));
+  EXPECT_FALSE(absl::StrContains(r.body, "0000000000000000a3ce929d0e0e4736")) << r.body;  // 2.5 ms
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?minDuration=soon", "", ""));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(absl::StrContains(r.body, "minDuration")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?limit=0", "", ""));
+  EXPECT_EQ(r.status, 400);
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?colour=red", "", ""));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(absl::StrContains(r.body, "unknown parameter")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?start=2023-11-14T22:13:20Z&end=yesterday", "", ""));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(absl::StrContains(r.body, "end=")) << r.body;
+
+  r = collector.HandleQuery(
+      Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("parentSpanId":"00f067aa0ba902b8")")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.retry_attempt":"2")")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("status":{"code":"ERROR","message":"upstream failed"})"))
+      << r.body;
+  EXPECT_EQ(collector.HandleQuery(Request("GET", "/api/v1/traces/ffff", "", "")).status, 404);
+
+  r = collector.HandleQuery(Request("GET", "/api/v1/dependencies", "", ""));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_TRUE(absl::StrContains(r.body,
+                                R"({"caller":"frontend","callee":"backend","calls":1,"errors":0)"))
+      << r.body;
+  EXPECT_EQ(collector.HandleQuery(Request("POST", "/api/v1/dependencies", "", "")).status, 405);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::telemetry
