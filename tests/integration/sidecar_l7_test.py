@@ -857,7 +857,10 @@ class ConnectTest(L7TestCase):
         r = self.curl_via(self.refused, "http://app.internal:8080/hello")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("403", r.stderr.decode())
-        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_rq_connect_refused_total"), 1)
+        # Counted once the codec hands the refusal back, which may be just after curl saw it.
+        self.assertTrue(wait_for(
+            lambda: self.sidecar.stat("meshlet_http_downstream_rq_connect_refused_total") == 1),
+            self.sidecar.stat("meshlet_http_downstream_rq_connect_refused_total"))
         self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_protocol_error_total"), 0)
 
     def test_http2_connect_is_refused_even_when_allowed(self):
