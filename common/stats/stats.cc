@@ -155,7 +155,7 @@ double HistogramSnapshot::Percentile(double q) const {
   return HistogramBuckets::Midpoint(buckets_.back().index);
 }
 
-const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet& labels) const {
+const SeriesSnapshot* StatsSnapshot::Find(absl::string_view name, const LabelSet& labels) const& {
   for (const SeriesSnapshot& s : series) {
     if (s.name != name || s.labels->size() != labels.size()) continue;
     const bool match = std::all_of(labels.begin(), labels.end(), [&](const auto& label) {

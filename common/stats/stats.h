@@ -266,7 +266,9 @@ struct StatsSnapshot {
   std::vector<SeriesSnapshot> series;
 
   // Linear scan; for tests and tools. `labels` may be in any order.
-  const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) const;
+  const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) const&;
+  // The result points into the snapshot: keep the snapshot in a variable first.
+  const SeriesSnapshot* Find(absl::string_view name, const LabelSet& labels = {}) && = delete;
 };
 
 class StatsRegistry {

@@ -65,8 +65,11 @@ TEST(StatsRegistryTest, DuplicateRegistrationReturnsTheSameSeries) {
   shard->Get(*b).Inc();  // same cells
   EXPECT_EQ(registry.CounterValue(*a), 2u);
   EXPECT_EQ(registry.CounterValue(*c), 0u);
-  EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_total", {{"cluster", "x"}, {"code", "2"}})->help,
+  {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    EXPECT_EQ(snapshot.Find("meshlet_rq_total", {{"cluster", "x"}, {"code", "2"}})->help,
             "Requests.");
+  }
 }
 
 TEST(StatsRegistryTest, ConflictingRegistrationsAreErrors) {
@@ -216,10 +219,16 @@ TEST(StatsShardTest, GlobalGaugeIsOneValue) {
   ASSERT_TRUE(ga.ok() && gb.ok());
   ga->Set(7);
   gb->Set(9);
-  EXPECT_EQ(registry.Snapshot().Find("meshlet_config_version")->gauge, 9);
+  {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    EXPECT_EQ(snapshot.Find("meshlet_config_version")->gauge, 9);
+  }
   ga->Add(1);
   a.reset();  // not folded twice
-  EXPECT_EQ(registry.Snapshot().Find("meshlet_config_version")->gauge, 10);
+  {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    EXPECT_EQ(snapshot.Find("meshlet_config_version")->gauge, 10);
+  }
 }
 
 TEST(StatsShardTest, SumGaugeSetSetsThisShardsContribution) {
@@ -243,9 +252,15 @@ TEST(StatsShardTest, GaugeGuardBalances) {
     GaugeGuard one(*active);
     GaugeGuard two(*active);
     GaugeGuard moved(std::move(two));
-    EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_active")->gauge, 2);
+    {
+      const StatsSnapshot snapshot = registry.Snapshot();
+      EXPECT_EQ(snapshot.Find("meshlet_rq_active")->gauge, 2);
+    }
   }
-  EXPECT_EQ(registry.Snapshot().Find("meshlet_rq_active")->gauge, 0);
+  {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    EXPECT_EQ(snapshot.Find("meshlet_rq_active")->gauge, 0);
+  }
 }
 
 TEST(StatsShardTest, DefaultHandlesAreHarmless) {

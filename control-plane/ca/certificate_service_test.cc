@@ -134,7 +134,8 @@ class CertificateServiceTest : public ::testing::Test {
   }
 
   uint64_t Counter(const std::string& name, const LabelSet& labels) {
-    const SeriesSnapshot* series = stats_.Snapshot().Find(name, labels);
+    const auto snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
     return series == nullptr ? 0 : series->counter;
   }
 

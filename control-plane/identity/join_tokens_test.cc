@@ -29,8 +29,9 @@ class JoinTokensTest : public ::testing::Test {
   }
 
   uint64_t Refusals(const std::string& reason) {
+    const auto snapshot = stats_.Snapshot();
     const SeriesSnapshot* series =
-        stats_.Snapshot().Find("meshlet_ca_join_token_refusals_total", {{"reason", reason}});
+        snapshot.Find("meshlet_ca_join_token_refusals_total", {{"reason", reason}});
     return series == nullptr ? 0 : series->counter;
   }
 
@@ -136,7 +137,8 @@ TEST_F(JoinTokensTest, ValidatesSpec) {
       tokens_->Create({.namespace_ = "a", .service_account = "b", .ttl = absl::Hours(24 * 8)});
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(too_long.status().message().find("ttl"), std::string::npos);
-  const SeriesSnapshot* created = stats_.Snapshot().Find("meshlet_ca_join_tokens_created_total");
+  const auto snapshot = stats_.Snapshot();
+  const SeriesSnapshot* created = snapshot.Find("meshlet_ca_join_tokens_created_total");
   ASSERT_NE(created, nullptr);
   EXPECT_EQ(created->counter, 0u);
 }

@@ -125,11 +125,13 @@ class CertificateManagerTest : public ::testing::Test {
   }
 
   int64_t Gauge(const std::string& name) {
-    const SeriesSnapshot* series = stats_.Snapshot().Find(name);
+    const auto snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name);
     return series == nullptr ? INT64_MIN : series->gauge;
   }
   uint64_t Count(const std::string& name) {
-    const SeriesSnapshot* series = stats_.Snapshot().Find(name);
+    const auto snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name);
     return series == nullptr ? 0 : series->counter;
   }
 
