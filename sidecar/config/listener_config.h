@@ -13,6 +13,7 @@
 
 #include "common/base/clock.h"
 #include "common/net/address.h"
+#include "sidecar/filters/authorization.h"
 #include "sidecar/resilience/token_bucket.h"
 
 namespace meshlet::sidecar::config {
@@ -78,6 +79,10 @@ struct ListenerConfig {
   // routing; `rate_limiter` is the one bucket every worker shares (resilience/token_bucket.h).
   std::optional<resilience::TokenBucketConfig> rate_limit;
   std::shared_ptr<resilience::SharedTokenBucket> rate_limiter;
+  // Authorization policies (Listener.authorization), checked before routing and before the rate
+  // limit; `authorizer` is their compiled form, shared read-only by every worker. Null: no policy.
+  filters::AuthorizationConfig authorization;
+  std::shared_ptr<const filters::Authorizer> authorizer;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

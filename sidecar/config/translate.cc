@@ -19,6 +19,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
+#include "sidecar/filters/authorization.h"
 #include "sidecar/resilience/backoff.h"
 #include "sidecar/resilience/fault.h"
 #include "sidecar/resilience/outlier_detector.h"
@@ -1058,6 +1059,86 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
   }
 }
 
+// Listener.authorization: validated values, then compiled once (filters/authorization.h).
+void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
+                            filters::AuthorizationConfig& out) {
+  for (int p = 0; p < in.policies_size(); ++p) {
+    const xds::AuthorizationPolicy& policy_in = in.policies(p);
+    const std::string path = Index("authorization.policies", p);
+    filters::AuthorizationPolicyConfig policy;
+    policy.name = policy_in.name();
+    switch (policy_in.action()) {
+      case xds::AuthorizationPolicy::ALLOW:
+        policy.action = filters::AuthorizationPolicyConfig::Action::kAllow;
+        break;
+      case xds::AuthorizationPolicy::DENY:
+        policy.action = filters::AuthorizationPolicyConfig::Action::kDeny;
+        break;
+      default:
+        scope.Add(Join(path, "action"), absl::StrCat("unknown value ", policy_in.action()));
+    }
+    for (int r = 0; r < policy_in.rules_size(); ++r) {
+      const xds::AuthorizationRule& rule_in = policy_in.rules(r);
+      const std::string rule_path = Index(Join(path, "rules"), r);
+      filters::AuthorizationRuleConfig rule;
+      // '*' only as the last character: a prefix ("/api/*") or anything present ("*").
+      auto patterns = [&](absl::string_view field,
+                          const google::protobuf::RepeatedPtrField<std::string>& values,
+                          std::vector<std::string>& to) {
+        for (int i = 0; i < values.size(); ++i) {
+          if (!filters::ValidAuthorizationPattern(values[i])) {
+            scope.Add(Index(Join(rule_path, field), i),
+                      absl::StrCat(Quote(values[i]),
+                                   " must be non-empty, with '*' only as its last character"));
+          }
+          to.push_back(values[i]);
+        }
+      };
+      patterns("principals", rule_in.principals(), rule.principals);
+      for (int i = 0; i < rule_in.principals_size(); ++i) {
+        const std::string& principal = rule_in.principals(i);
+        if (principal != "*" && !absl::StartsWith(principal, "spiffe://")) {
+          scope.Add(Index(Join(rule_path, "principals"), i),
+                    absl::StrCat(Quote(principal), " is not a SPIFFE id (spiffe://...) or \"*\""));
+        }
+      }
+      patterns("namespaces", rule_in.namespaces(), rule.namespaces);
+      for (int i = 0; i < rule_in.namespaces_size(); ++i) {
+        if (absl::StrContains(rule_in.namespaces(i), '/')) {
+          scope.Add(Index(Join(rule_path, "namespaces"), i),
+                    absl::StrCat(Quote(rule_in.namespaces(i)), " must not contain '/'"));
+        }
+      }
+      for (int i = 0; i < rule_in.ports_size(); ++i) {
+        if (rule_in.ports(i) == 0 || rule_in.ports(i) > 65535) {
+          scope.Add(Index(Join(rule_path, "ports"), i), "must be 1 to 65535");
+        }
+        rule.ports.push_back(rule_in.ports(i));
+      }
+      for (int i = 0; i < rule_in.methods_size(); ++i) {
+        const std::string& method = rule_in.methods(i);
+        if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) {
+              return c > ' ' && c < 0x7f && c != '*';
+            })) {
+          scope.Add(Index(Join(rule_path, "methods"), i),
+                    absl::StrCat(Quote(method), " is not an HTTP method (exact, e.g. \"GET\")"));
+        }
+        rule.methods.push_back(method);
+      }
+      patterns("paths", rule_in.paths(), rule.paths);
+      for (int i = 0; i < rule_in.paths_size(); ++i) {
+        const std::string& value = rule_in.paths(i);
+        if (value != "*" && !absl::StartsWith(value, "/")) {
+          scope.Add(Index(Join(rule_path, "paths"), i),
+                    absl::StrCat(Quote(value), " must start with '/' (or be \"*\")"));
+        }
+      }
+      policy.rules.push_back(std::move(rule));
+    }
+    out.policies.push_back(std::move(policy));
+  }
+}
+
 std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds::Listener& in,
                                                 const absl::flat_hash_set<std::string>& routes,
                                                 const ClusterNames& clusters,
@@ -1138,6 +1219,17 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     }
     out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
     out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
+  }
+  if (in.has_authorization()) {
+    if (out.protocol == ListenerProtocol::kTcp) {
+      scope.Add("authorization", "needs an HTTP protocol (requests are authorized one by one)");
+    } else if (out.protocol == ListenerProtocol::kAuto && !out.tcp_cluster.empty()) {
+      // Undetected traffic would reach tcp_cluster unchecked: refuse rather than leave a bypass.
+      scope.Add("authorization",
+                "not enforced on the TCP fallback: remove tcp_cluster or use an HTTP protocol");
+    }
+    TranslateAuthorization(scope, in.authorization(), out.authorization);
+    out.authorizer = std::make_shared<const filters::Authorizer>(out.authorization);
   }
   if (scope.count() != before) return std::nullopt;
   return out;

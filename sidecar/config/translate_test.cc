@@ -589,6 +589,60 @@ TEST(TranslateTest, ListenerRateLimit) {
               HasSubstr("rate_limit: needs requests_per_second or burst"));
 }
 
+TEST(TranslateTest, ListenerAuthorization) {
+  ResourceSet set = Base();
+  xds::AuthorizationPolicy* allow = set.listeners[0].mutable_authorization()->add_policies();
+  allow->set_name("shop-only");
+  xds::AuthorizationRule* rule = allow->add_rules();
+  rule->add_principals("spiffe://cluster.local/ns/shop/sa/*");
+  rule->add_ports(8080);
+  rule->add_methods("GET");
+  rule->add_paths("/api/*");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const config::ListenerConfig& listener = (*snapshot)->listeners[0];
+  ASSERT_NE(listener.authorizer, nullptr);
+  ASSERT_EQ(listener.authorization.policies.size(), 1u);
+  EXPECT_EQ(listener.authorization.policies[0].action,
+            filters::AuthorizationPolicyConfig::Action::kAllow);
+  filters::AuthorizationRequest request{.peer_identity = "spiffe://cluster.local/ns/shop/sa/web",
+                                        .port = 8080,
+                                        .method = "GET",
+                                        .path = "/api/items"};
+  EXPECT_TRUE(listener.authorizer->Decide(request).allowed);
+  request.peer_identity = "spiffe://cluster.local/ns/ops/sa/web";
+  EXPECT_FALSE(listener.authorizer->Decide(request).allowed);
+
+  // PROTOCOL_AUTO's TCP fallback would bypass the policies.
+  ResourceSet with_fallback = set;
+  with_fallback.listeners[0].set_protocol(xds::PROTOCOL_AUTO);
+  with_fallback.listeners[0].set_tcp_cluster(with_fallback.clusters[0].name());
+  snapshot = BuildSnapshot(with_fallback);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("listener \"outbound\": authorization: not enforced on the TCP fallback"));
+
+  rule->add_principals("spiffe://cluster.local/*/sa/web");
+  rule->add_principals("web");
+  rule->add_namespaces("a/b");
+  rule->add_ports(0);
+  rule->add_methods("");
+  rule->add_paths("api");
+  allow->set_action(static_cast<xds::AuthorizationPolicy::Action>(9));
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string rule_path = "listener \"outbound\": authorization.policies[0].rules[0].";
+  EXPECT_THAT(message, HasSubstr("authorization.policies[0].action: unknown value 9"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "principals[1]: \"spiffe://cluster.local/*/sa/web\" "
+                                             "must be non-empty, with '*' only as its last"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "principals[2]: \"web\" is not a SPIFFE id"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "namespaces[0]: \"a/b\" must not contain '/'"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "ports[1]: must be 1 to 65535"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "methods[1]: \"\" is not an HTTP method"));
+  EXPECT_THAT(message, HasSubstr(rule_path + "paths[1]: \"api\" must start with '/'"));
+}
+
 TEST(TranslateTest, WorkloadCertificateReplacesTheSecret) {
   ResourceSet set = Base();
   set.listeners[1].mutable_tls()->clear_secret_name();

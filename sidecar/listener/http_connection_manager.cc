@@ -136,6 +136,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
           {403, http::grpc::StatusCode::kPermissionDenied, "CONNECT is not allowed"});
       return;
     }
+    if (hcm_.authorizer_ != nullptr && !Authorized(*headers)) return;
     if (hcm_.rate_limiter_ != nullptr) {
       // The listener's local rate limit, before routing (sidecar/filters/request_gate.h).
       if (std::optional<filters::GateReply> limited =
@@ -148,6 +149,29 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     PrepareRequest(*headers);
     if (hcm_.context_.tracer != nullptr) BeginServerSpan(*headers);
     router_.DecodeHeaders(std::move(headers), end_stream);
+  }
+
+  // The listener's authorization policies, before the rate limit so a denied request spends no
+  // token. False: denied, answered 403 here.
+  bool Authorized(const http::HeaderMap& headers) {
+    const filters::AuthorizationDecision decision = hcm_.authorizer_->Decide({
+        .peer_identity = hcm_.options_.peer_identity,
+        .port = hcm_.connection_->local_address().port(),
+        .method = headers.Get(":method").value_or(""),
+        .path = headers.Get(":path").value_or(""),
+    });
+    if (decision.allowed) {
+      hcm_.stats_.rbac_allowed.Inc();
+      return true;
+    }
+    hcm_.stats_.rbac_denied.Inc();
+    router_.Abandon();
+    filters::SendGateReply(*this, http::grpc::IsGrpcRequest(headers),
+                           {.flag = router::ResponseFlag::kUnauthorized,
+                            .http_status = 403,
+                            .grpc_status = http::grpc::StatusCode::kPermissionDenied,
+                            .message = "RBAC: access denied"});
+    return false;
   }
 
   // The stream carries an open tunnel (Upgrade or CONNECT).
@@ -423,6 +447,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       route_config_name_(listener.route_config_name),
       http_options_(listener.http),
       rate_limiter_(listener.rate_limiter),
+      authorizer_(listener.authorizer),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),
@@ -434,7 +459,9 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
   CHECK(connection_ != nullptr);
   connection_->SetCallbacks(this);
   if (options_.protocol == http::Protocol::kHttp2) {
-    codec_ = std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_));
+    auto codec = std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_));
+    h2_codec_ = codec.get();
+    codec_ = std::move(codec);
   } else {
     auto codec = std::make_unique<http::h1::ServerCodec>(context.loop, *this, *this,
                                                          H1Options(http_options_, options_.tls));
@@ -529,10 +556,18 @@ void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
   stats_.downstream_cx_protocol_error.Inc();
 }
 
+bool HttpConnectionManager::RequestHeadersInProgress() const {
+  if (h2_codec_ != nullptr) return h2_codec_->request_headers_in_progress();
+  // HTTP/1: a stream in progress owns the connection; the next head is read after it.
+  return h1_codec_ != nullptr && streams_.empty() && h1_codec_->request_head_in_progress();
+}
+
 void HttpConnectionManager::MaybeArmRequestHeadersTimer() {
   const Duration timeout = http_options_.request_headers_timeout;
-  if (h1_codec_ == nullptr || timeout.count() <= 0 || !streams_.empty()) return;
-  if (!h1_codec_->request_head_in_progress()) {
+  if (timeout.count() <= 0) return;
+  if (!RequestHeadersInProgress()) {
+    // HTTP/2 streams that are running do not stop it: only the partial header block does, so
+    // a long stream cannot shelter a stalled one.
     request_headers_timer_.Disable();
     return;
   }
@@ -541,11 +576,16 @@ void HttpConnectionManager::MaybeArmRequestHeadersTimer() {
 }
 
 void HttpConnectionManager::OnRequestHeadersTimeout() {
-  if (closed_ || !streams_.empty() || h1_codec_ == nullptr ||
-      !h1_codec_->request_head_in_progress()) {
+  if (closed_ || !RequestHeadersInProgress()) return;
+  stats_.downstream_rq_header_timeout.Inc();
+  if (h2_codec_ != nullptr) {
+    // A stream without its headers cannot be answered (no 408): end the connection. The first
+    // GoAway() is the graceful notice, the second the final GOAWAY naming the last stream.
+    codec_->GoAway();
+    codec_->GoAway();
+    CloseConnection(net::CloseMode::kFlush);
     return;
   }
-  stats_.downstream_rq_header_timeout.Inc();
   connection_->Write(
       "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\n"
       "content-length: 24\r\n\r\nrequest header timeout\r\n");

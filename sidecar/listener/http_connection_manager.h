@@ -7,14 +7,20 @@
 //   - removes hop-by-hop headers (TE: trailers survives, for gRPC), generates `x-request-id` when
 //     absent (HttpOptionsConfig::generate_request_id), appends the peer address to
 //     `x-forwarded-for` (use_remote_address) and sets `x-forwarded-proto`;
+//   - checks the listener's authorization policies (filters/authorization.h) against the peer's
+//     SPIFFE id, the local port, :method and :path; a denied request gets 403 (gRPC:
+//     PERMISSION_DENIED, trailers-only), flag AZ, and is not routed;
 //   - routes with the route table of the snapshot current when the request started;
 //   - enforces the stream idle timeout (408 before the response started, a reset after);
 //   - counts HttpStats and writes one access-log JSON line when WorkerContext::access_log is set.
 //   - with WorkerContext::tracer set, starts the request's trace (sampling, the server span) after
 //     the headers above and ends the server span with the request (docs/tracing.md).
-// Per connection it enforces the request-header read timeout (HTTP/1: a partial request head
-// older than request_headers_timeout gets 408 and the connection closes) and the idle timeout (no
-// stream for idle_timeout: HTTP/2 GOAWAY, then close).
+// Per connection it enforces the request-header read timeout — a request header section begun
+// request_headers_timeout ago and still incomplete. HTTP/1: a partial head gets 408 and the
+// connection closes. HTTP/2: a HEADERS block still without END_HEADERS (trickled CONTINUATION)
+// makes the connection send GOAWAY and close, whatever other streams it runs, since a stream
+// without its headers cannot be answered. It also enforces the idle timeout (no stream for
+// idle_timeout: HTTP/2 GOAWAY, then close).
 // Tunnels: an HTTP/1.1 Upgrade request keeps its `upgrade` header for the router, which opens a
 // byte tunnel on the upstream's 101. CONNECT is refused with 403 (counted) unless the listener's
 // HttpOptionsConfig::allow_connect is set, and always over HTTP/2; allowed, the router tunnels it.
@@ -50,11 +56,15 @@
 #include "common/net/connection.h"
 #include "common/stats/stats.h"
 #include "sidecar/config/listener_config.h"
+#include "sidecar/filters/authorization.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/router/route_table.h"
 
 namespace meshlet::http::h1 {
+class ServerCodec;
+}
+namespace meshlet::http::h2 {
 class ServerCodec;
 }
 
@@ -122,6 +132,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // After a stream ends or input stopped: close when draining, else start the idle timer.
   void CheckIdle();
   void OnIdleTimeout();
+  // A request header section has started and not ended (HTTP/1: a partial head buffered while
+  // no stream runs; HTTP/2: a HEADERS block still waiting for END_HEADERS, whatever else runs).
+  bool RequestHeadersInProgress() const;
   void OnRequestHeadersTimeout();
   void MaybeArmRequestHeadersTimer();
   void BeginDrain();
@@ -133,12 +146,15 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const config::HttpOptionsConfig http_options_;
   // The listener's local rate limit, shared by every worker; null: none.
   const std::shared_ptr<resilience::SharedTokenBucket> rate_limiter_;
+  // The listener's authorization policies, shared by every worker; null: none.
+  const std::shared_ptr<const filters::Authorizer> authorizer_;
   const Options options_;
   std::unique_ptr<net::Connection> connection_;
   net::Buffer initial_data_;
   CloseCallback on_close_;
   std::unique_ptr<http::ServerConnection> codec_;
   http::h1::ServerCodec* h1_codec_ = nullptr;  // codec_, when it is HTTP/1
+  http::h2::ServerCodec* h2_codec_ = nullptr;  // codec_, when it is HTTP/2
   std::list<std::unique_ptr<ActiveStream>> streams_;
   GaugeGuard cx_active_;
 

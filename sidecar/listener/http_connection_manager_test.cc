@@ -1,8 +1,10 @@
-// HttpConnectionManager's own duties over a real socket with a raw HTTP/1.1 client: the request
-// header timeout, the stream and connection idle timeouts, draining and the access log.
+// HttpConnectionManager's own duties over a real socket with a raw HTTP/1.1 (or hand-framed
+// HTTP/2) client: the request header timeout, the stream and connection idle timeouts, draining and
+// the access log.
 
 #include "sidecar/listener/http_connection_manager.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <map>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
@@ -83,20 +86,20 @@ class HttpConnectionManagerTest : public ::testing::Test {
     context_.snapshot = snapshot;
 
     listener_config_.route_config_name = "routes";
-    auto listener = net::Listener::Create(
-        loop_, *net::Address::Parse("127.0.0.1:0"), {},
-        [this](std::unique_ptr<net::Connection> connection) {
-          auto hcm = std::make_unique<HttpConnectionManager>(
-              context_, stats_, listener_config_, std::move(connection), net::Buffer(),
-              HttpConnectionManager::Options{}, [this](HttpConnectionManager& closed) {
-                ++closes_;
-                loop_.DeferDelete(std::move(hcms_[&closed]));
-                hcms_.erase(&closed);
-              });
-          HttpConnectionManager* raw = hcm.get();
-          hcms_[raw] = std::move(hcm);
-          raw->Start();
-        });
+    auto listener = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                                          [this](std::unique_ptr<net::Connection> connection) {
+                                            auto hcm = std::make_unique<HttpConnectionManager>(
+                                                context_, stats_, listener_config_,
+                                                std::move(connection), net::Buffer(), hcm_options_,
+                                                [this](HttpConnectionManager& closed) {
+                                                  ++closes_;
+                                                  loop_.DeferDelete(std::move(hcms_[&closed]));
+                                                  hcms_.erase(&closed);
+                                                });
+                                            HttpConnectionManager* raw = hcm.get();
+                                            hcms_[raw] = std::move(hcm);
+                                            raw->Start();
+                                          });
     ASSERT_TRUE(listener.ok());
     listener_ = std::move(*listener);
   }
@@ -142,6 +145,7 @@ class HttpConnectionManagerTest : public ::testing::Test {
                          .snapshot = nullptr,
                          .access_log = &log_};
   config::ListenerConfig listener_config_;
+  HttpConnectionManager::Options hcm_options_;
   Sink sink_;
   std::unique_ptr<net::Listener> silent_;
   std::vector<std::unique_ptr<net::Connection>> held_;
@@ -159,6 +163,99 @@ TEST_F(HttpConnectionManagerTest, PartialRequestHeadGets408) {
   EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
   EXPECT_EQ(Counter("meshlet_http_downstream_rq_header_timeout_total"), 1u);
   EXPECT_EQ(closes_, 1);
+}
+
+// A hand-built HTTP/2 frame (RFC 9113 4.1).
+std::string H2Frame(uint8_t type, uint8_t flags, uint32_t stream_id, absl::string_view payload) {
+  std::string frame = {0,
+                       0,
+                       static_cast<char>(payload.size()),
+                       static_cast<char>(type),
+                       static_cast<char>(flags),
+                       static_cast<char>((stream_id >> 24) & 0x7f),
+                       static_cast<char>((stream_id >> 16) & 0xff),
+                       static_cast<char>((stream_id >> 8) & 0xff),
+                       static_cast<char>(stream_id & 0xff)};
+  frame.append(payload.data(), payload.size());
+  return frame;
+}
+
+constexpr uint8_t kH2Headers = 1, kH2Goaway = 7, kH2Continuation = 9;
+constexpr uint8_t kH2EndStream = 1, kH2EndHeaders = 4;
+// The client preface and an empty SETTINGS frame.
+const std::string kH2Preface =
+    std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + H2Frame(4, 0, 0, "");
+// HPACK: :method GET, :scheme http, :authority "x", then :path (literal, indexed name).
+const std::string kH2RequestStart = "\x82\x86\x41\x01x";
+std::string H2Path(absl::string_view path) {
+  return std::string(1, '\x04') + static_cast<char>(path.size()) + std::string(path);
+}
+
+// Types of the whole frames in `bytes`, in order.
+std::vector<uint8_t> H2FrameTypes(absl::string_view bytes) {
+  std::vector<uint8_t> types;
+  while (bytes.size() >= 9) {
+    const size_t length = (static_cast<uint8_t>(bytes[0]) << 16) |
+                          (static_cast<uint8_t>(bytes[1]) << 8) | static_cast<uint8_t>(bytes[2]);
+    if (bytes.size() < 9 + length) break;
+    types.push_back(static_cast<uint8_t>(bytes[3]));
+    bytes.remove_prefix(9 + length);
+  }
+  return types;
+}
+
+bool HasFrame(absl::string_view bytes, uint8_t type) {
+  std::vector<uint8_t> types = H2FrameTypes(bytes);
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+TEST_F(HttpConnectionManagerTest, Http2PartialHeaderBlockGetsGoAwayAndClose) {
+  listener_config_.http.request_headers_timeout = milliseconds(200);
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  net::testing::RecordingCallbacks slow;
+  auto s = Connect(slow);
+  // A stream in progress (upstream never answers) must not shelter the stalled header block.
+  s->Write(kH2Preface +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, kH2RequestStart + H2Path("/hang")));
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] { return hcms_.size() == 1 && hcms_.begin()->second->active_streams() == 1; },
+      seconds(5)));
+  const MonotonicTime start = RealClock::Get().Now();
+  s->Write(H2Frame(kH2Headers, kH2EndStream, 3, kH2RequestStart));
+  s->Write(H2Frame(kH2Continuation, 0, 3, H2Path("/direct")));  // never END_HEADERS
+
+  // Another connection's complete request is served meanwhile and outlives the timeout.
+  net::testing::RecordingCallbacks good;
+  auto g = Connect(good);
+  g->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1,
+                                kH2RequestStart + H2Path("/direct")));
+  ASSERT_TRUE(loop_.RunUntil([&] { return HasFrame(good.received, kH2Headers); }, seconds(5)));
+
+  ASSERT_TRUE(loop_.RunUntil([&] { return slow.end_stream || slow.closes > 0; }, seconds(5)));
+  EXPECT_GE(RealClock::Get().Now() - start, milliseconds(150));
+  EXPECT_TRUE(HasFrame(slow.received, kH2Goaway));
+  EXPECT_EQ(Counter("meshlet_http_downstream_rq_header_timeout_total"), 1u);
+  EXPECT_EQ(closes_, 1);
+  loop_.RunUntil([] { return false; }, milliseconds(300));
+  EXPECT_EQ(good.closes, 0);
+  EXPECT_FALSE(good.end_stream);
+  EXPECT_EQ(Counter("meshlet_http_downstream_rq_header_timeout_total"), 1u);
+}
+
+TEST_F(HttpConnectionManagerTest, Http2HeaderBlockCompletedInTimeIsServed) {
+  listener_config_.http.request_headers_timeout = milliseconds(200);
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream, 1, kH2RequestStart));
+  loop_.RunUntil([] { return false; }, milliseconds(100));
+  c->Write(H2Frame(kH2Continuation, kH2EndHeaders, 1, H2Path("/direct")));
+  ASSERT_TRUE(loop_.RunUntil([&] { return HasFrame(client.received, kH2Headers); }, seconds(5)));
+  // Well past the timeout counted from the first HEADERS: the timer was disarmed.
+  loop_.RunUntil([] { return false; }, milliseconds(400));
+  EXPECT_EQ(client.closes, 0);
+  EXPECT_FALSE(HasFrame(client.received, kH2Goaway));
+  EXPECT_EQ(Counter("meshlet_http_downstream_rq_header_timeout_total"), 0u);
 }
 
 TEST_F(HttpConnectionManagerTest, KeepAliveConnectionIsNotCutByTheHeaderTimeout) {
@@ -233,6 +330,38 @@ TEST_F(HttpConnectionManagerTest, ClientGoingAwayMidRequestIsLoggedAsDownstreamC
   EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"DC\"")) << log_.lines[0];
   EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
   EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "DC"}}), 1u);
+}
+
+TEST_F(HttpConnectionManagerTest, AuthorizationDeniesBeforeRouting) {
+  filters::AuthorizationRuleConfig web_reads;
+  web_reads.principals = {"spiffe://td/ns/shop/sa/*"};
+  web_reads.paths = {"/direct"};
+  filters::AuthorizationPolicyConfig allow{.name = "shop-reads", .rules = {web_reads}};
+  listener_config_.authorizer = std::make_shared<const filters::Authorizer>(
+      filters::AuthorizationConfig{.policies = {allow}});
+  auto get = [&](absl::string_view path) {
+    net::testing::RecordingCallbacks client;
+    auto c = Connect(client);
+    c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"));
+    EXPECT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+    return client.received;
+  };
+
+  hcm_options_.peer_identity = "spiffe://td/ns/shop/sa/web";
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200"));
+  // Denied before routing: /missing would be 404 (NR) if it were routed.
+  EXPECT_TRUE(absl::StartsWith(get("/missing"), "HTTP/1.1 403"));
+  hcm_options_.peer_identity = "spiffe://td/ns/ops/sa/web";
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403"));
+  hcm_options_.peer_identity.clear();  // plaintext: no identity
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403"));
+
+  EXPECT_EQ(Counter("meshlet_http_rbac_allowed_total"), 1u);
+  EXPECT_EQ(Counter("meshlet_http_rbac_denied_total"), 3u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "AZ"}}), 3u);
+  ASSERT_EQ(log_.lines.size(), 4u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_flags\":\"AZ\"")) << log_.lines[1];
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_code\":403")) << log_.lines[1];
 }
 
 }  // namespace

@@ -93,6 +93,13 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   ASSIGN_OR_RETURN(s.downstream_rq_connect_refused,
                    shard.RegisterCounter("meshlet_http_downstream_rq_connect_refused_total",
                                          "CONNECT requests refused with 403."));
+  ASSIGN_OR_RETURN(s.rbac_allowed, shard.RegisterCounter(
+                                       "meshlet_http_rbac_allowed_total",
+                                       "Requests the listener's authorization policies allowed."));
+  ASSIGN_OR_RETURN(s.rbac_denied,
+                   shard.RegisterCounter("meshlet_http_rbac_denied_total",
+                                         "Requests the listener's authorization policies denied "
+                                         "with 403."));
   static constexpr absl::string_view kTunnelKinds[] = {"upgrade", "connect"};
   for (size_t i = 0; i < s.downstream_tunnels.size(); ++i) {
     ASSIGN_OR_RETURN(s.downstream_tunnels[i],

@@ -47,6 +47,10 @@ struct HttpStats {
   Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total
   // meshlet_http_downstream_rq_connect_refused_total: CONNECT requests answered 403.
   Counter downstream_rq_connect_refused;
+  // meshlet_http_rbac_allowed_total / meshlet_http_rbac_denied_total: requests the listener's
+  // authorization policies allowed / denied (403); listeners without policies count neither.
+  Counter rbac_allowed;
+  Counter rbac_denied;
   // meshlet_http_downstream_tunnels_total{kind}: tunnels opened, "upgrade" (101) or "connect".
   std::array<Counter, 2> downstream_tunnels;
   Gauge downstream_tunnels_active;  // meshlet_http_downstream_tunnels_active

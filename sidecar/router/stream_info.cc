@@ -36,6 +36,8 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag) {
       return "RL";
     case ResponseFlag::kBreakerOpen:
       return "BO";
+    case ResponseFlag::kUnauthorized:
+      return "AZ";
   }
   return "??";
 }

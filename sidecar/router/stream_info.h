@@ -40,8 +40,9 @@ enum class ResponseFlag : uint32_t {
   kDelayInjected = 1u << 13,          // DI: the route's fault injection delayed the request
   kRateLimited = 1u << 14,            // RL: a local rate limit refused the request (429)
   kBreakerOpen = 1u << 15,            // BO: the cluster's consecutive-failure breaker is open (503)
+  kUnauthorized = 1u << 16,           // AZ: the listener's authorization policies denied it (403)
 };
-inline constexpr size_t kResponseFlagCount = 16;
+inline constexpr size_t kResponseFlagCount = 17;
 
 // The flag at bit `index` (0 .. kResponseFlagCount - 1).
 inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }

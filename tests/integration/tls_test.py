@@ -262,6 +262,38 @@ class ListenerTlsTest(TlsTestCase):
             lines = [json.loads(line) for line in f]
         self.assertEqual([l["downstream_peer_identity"] for l in lines], [CLIENT_ID, CLIENT_ID])
 
+    def test_authorization_allows_one_identity_and_denies_before_routing(self):
+        port = free_port()
+        log = os.path.join(self.work, "access.log")
+        authorization = (
+            "    authorization:\n      policies:\n"
+            f'      - {{name: client-only, rules: [{{principals: ["{CLIENT_ID}"]}}]}}\n'
+            '      - {name: no-admin, action: DENY, rules: [{paths: ["/admin/*"]}]}\n')
+        sidecar = self.start(config(
+            tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: server-cert}",
+                         extra=authorization),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()),
+            "--access-log=" + log)
+        client = ("--cert", self.client_cert, "--key", self.client_key)
+        intruder = ("--cert", self.intruder_cert, "--key", self.intruder_key)
+
+        for flag in ("--http1.1", "--http2"):
+            code, status, body, _ = self.https(port, flag, *client)
+            self.assertEqual((code, status), (0, 200), body)
+            code, status, body, _ = self.https(port, flag, *intruder)
+            self.assertEqual((code, status), (0, 403), body)
+            self.assertIn("RBAC: access denied", body)  # the sidecar's reply, not the app's
+        # DENY wins over the ALLOW that matches the client.
+        self.assertEqual(self.https(port, *client, path="/admin/users?x=1")[:2], (0, 403))
+        # Plaintext on the PERMISSIVE port has no identity: not in the ALLOW list.
+        self.assertEqual(curl_status(f"http://127.0.0.1:{port}/hello")[:2], (0, 403))
+
+        self.assertEqual(sidecar.stat("meshlet_http_rbac_allowed_total"), 2)
+        self.assertEqual(sidecar.stat("meshlet_http_rbac_denied_total"), 4)
+        with open(log) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual(sorted(l["response_flags"] for l in lines), ["-"] * 2 + ["AZ"] * 4)
+
     def test_strict_tcp_listener_terminates_tls(self):
         echo = EchoServer()
         self.addCleanup(echo.close)

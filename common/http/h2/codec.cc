@@ -183,6 +183,7 @@ class ConnectionImpl {
     return dead_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));
   }
   const Http2Counters& counters() const { return counters_; }
+  bool RequestHeadersInProgress() const;
 
  private:
   friend class StreamImpl;
@@ -286,6 +287,9 @@ class ConnectionImpl {
   uint32_t sent_goaway_error_ = NGHTTP2_NO_ERROR;
   std::string last_error_;
   bool destroying_ = false;
+  // Server: the stream whose request header block began last (0: none yet). At most one header
+  // block is open per connection (RFC 9113 6.10), so this is the only one that can be partial.
+  int32_t rx_request_headers_id_ = 0;
 
   std::unique_ptr<event::Timer> keepalive_timer_;
   std::unique_ptr<event::Timer> keepalive_timeout_timer_;
@@ -613,6 +617,15 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
   return absl::InvalidArgumentError(message);
 }
 
+bool ConnectionImpl::RequestHeadersInProgress() const {
+  if (dead_ || rx_request_headers_id_ == 0) return false;
+  auto it = by_id_.find(rx_request_headers_id_);
+  if (it == by_id_.end()) return false;
+  const StreamImpl& s = *it->second;
+  // HandleHeadersFrame takes rx_headers_ at END_HEADERS; a refused or reset stream is done.
+  return !s.done_ && !s.surfaced_ && s.rx_headers_ != nullptr;
+}
+
 void ConnectionImpl::GoAway() {
   if (dead_) return;
   Entry entry(*this);
@@ -777,6 +790,7 @@ int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
     if (!c->server_ || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     s = &c->CreateStream(nullptr);
     c->Register(*s, frame->hd.stream_id);
+    c->rx_request_headers_id_ = frame->hd.stream_id;
   }
   s->rx_headers_ = std::make_unique<HeaderMap>();
   s->rx_header_bytes_ = 0;
@@ -1170,6 +1184,7 @@ void ServerCodec::OnUnderlyingWriteHighWatermark() { impl_->OnUnderlyingWriteHig
 void ServerCodec::OnUnderlyingWriteLowWatermark() { impl_->OnUnderlyingWriteLowWatermark(); }
 const Http2Counters& ServerCodec::counters() const { return impl_->counters(); }
 bool ServerCodec::WantsClose() const { return impl_->WantsClose(); }
+bool ServerCodec::request_headers_in_progress() const { return impl_->RequestHeadersInProgress(); }
 absl::Status ServerCodec::OnEndOfStream() {
   impl_->EndStreams("peer closed the connection", /*can_write=*/true);
   return absl::OkStatus();

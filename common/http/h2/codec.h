@@ -121,6 +121,11 @@ class ServerCodec final : public ServerConnection {
   const Http2Counters& counters() const;
   // Neither side will send or accept anything more (GOAWAY done, no streams): close it.
   bool WantsClose() const;
+  // A request's HEADERS arrived without END_HEADERS and its CONTINUATION frames have not ended
+  // the block yet. Nothing else may arrive on the connection meanwhile, and the stream reaches
+  // the user only once the block is complete, so the owner bounds it with a timer (polled after
+  // each Dispatch). Header blocks nghttp2 ignores (refused streams) are not reported.
+  bool request_headers_in_progress() const;
   // Open streams end with kConnectionTermination: at the peer's EOF, or when the connection is
   // gone (then nothing more is written).
   absl::Status OnEndOfStream() override;

@@ -588,6 +588,52 @@ TEST(Http2CodecTest, GarbageIsAProtocolError) {
   }
 }
 
+// Appends one frame header (RFC 9113 4.1) and its payload.
+void AppendFrame(net::Buffer& out, uint8_t type, uint8_t flags, uint32_t stream_id,
+                 absl::string_view payload) {
+  const char header[] = {0,
+                         0,
+                         static_cast<char>(payload.size()),
+                         static_cast<char>(type),
+                         static_cast<char>(flags),
+                         static_cast<char>((stream_id >> 24) & 0x7f),
+                         static_cast<char>((stream_id >> 16) & 0xff),
+                         static_cast<char>((stream_id >> 8) & 0xff),
+                         static_cast<char>(stream_id & 0xff)};
+  out.Append(header, sizeof(header));
+  out.Append(payload.data(), payload.size());
+}
+
+TEST(Http2CodecTest, RequestHeaderBlockInProgressUntilEndHeaders) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());  // prefaces and SETTINGS exchanged; no stream yet
+  EXPECT_FALSE(p.server->request_headers_in_progress());
+
+  // HPACK static table: :method GET, :scheme http, :path /; then :authority "a" (literal).
+  net::Buffer frames;
+  AppendFrame(frames, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 1, "\x82\x86\x84");
+  ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  EXPECT_TRUE(p.server->request_headers_in_progress());
+  EXPECT_TRUE(p.server_callbacks.requests.empty());
+
+  AppendFrame(frames, NGHTTP2_CONTINUATION, NGHTTP2_FLAG_NONE, 1, "\x41\x01");
+  ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  EXPECT_TRUE(p.server->request_headers_in_progress());
+
+  AppendFrame(frames, NGHTTP2_CONTINUATION, NGHTTP2_FLAG_END_HEADERS, 1, "a");
+  ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  EXPECT_FALSE(p.server->request_headers_in_progress());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+
+  // A complete block in one frame is never reported as in progress.
+  AppendFrame(frames, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 3,
+              "\x82\x86\x84\x41\x01"
+              "a");
+  ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  EXPECT_FALSE(p.server->request_headers_in_progress());
+  EXPECT_EQ(p.server_callbacks.requests.size(), 2u);
+}
+
 TEST(Http2CodecTest, InvalidHeaderNameResetsStream) {
   // HeaderMap lowercases names, so an uppercase name cannot be produced here; a space (not a
   // token character) exercises the same RFC 9113 field validation nghttp2 performs.

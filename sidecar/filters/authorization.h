@@ -1,0 +1,105 @@
+#pragma once
+
+// Authorization: who may call this listener, decided per request before routing (design.md §4).
+// A listener carries a list of policies, each ALLOW or DENY, each with rules; the decision is
+// Istio's:
+//   1. any DENY policy matches the request  -> denied;
+//   2. else there are ALLOW policies and none matches -> denied;
+//   3. else -> allowed.
+// A policy matches when any of its rules matches (a policy without rules matches nothing). A rule
+// matches when every field it sets matches; a field matches when any of its values does; a rule
+// with no fields matches every request.
+//
+// Values (principals, namespaces, paths; methods are exact):
+//   "*"          anything present: for principals, any authenticated (mTLS) peer; never a
+//                plaintext request, which has no identity
+//   "abc*"       prefix "abc" ("spiffe://cluster.local/ns/shop/sa/*", "/api/*")
+//   "abc"        exactly "abc"
+// The peer's namespace comes from its SPIFFE id (spiffe://<trust-domain>/ns/<namespace>/...);
+// a peer without one matches no namespace. Paths are compared without their query string.
+//
+// The configuration is compiled once (Authorizer, shared read-only by every worker); Decide()
+// allocates nothing and takes no lock.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace meshlet::sidecar::filters {
+
+struct AuthorizationRuleConfig {
+  std::vector<std::string> principals;  // SPIFFE ids of the peer
+  std::vector<std::string> namespaces;  // the peer's namespace, from its SPIFFE id
+  std::vector<uint32_t> ports;          // destination (listener) port
+  std::vector<std::string> methods;     // :method, exact
+  std::vector<std::string> paths;       // :path without the query
+};
+
+struct AuthorizationPolicyConfig {
+  enum class Action { kAllow, kDeny };
+  std::string name;  // for logs and errors
+  Action action = Action::kAllow;
+  std::vector<AuthorizationRuleConfig> rules;
+};
+
+struct AuthorizationConfig {
+  std::vector<AuthorizationPolicyConfig> policies;
+};
+
+// What one request looks like to the policies. Views must stay valid during Decide().
+struct AuthorizationRequest {
+  absl::string_view peer_identity;  // verified client certificate's SPIFFE id; empty: none
+  uint32_t port = 0;                // the listener's port
+  absl::string_view method;
+  absl::string_view path;  // :path, query included (stripped here)
+};
+
+struct AuthorizationDecision {
+  bool allowed = true;
+  // The DENY policy that matched, or nullptr (allowed, or no ALLOW policy matched).
+  const std::string* policy = nullptr;
+};
+
+// "shop" from "spiffe://cluster.local/ns/shop/sa/web"; empty when the id has no ns segment.
+absl::string_view SpiffeNamespace(absl::string_view spiffe_id);
+
+// Whether `value` is a valid pattern: not empty, and any '*' is its last character.
+bool ValidAuthorizationPattern(absl::string_view value);
+
+class Authorizer {
+ public:
+  explicit Authorizer(const AuthorizationConfig& config);
+
+  AuthorizationDecision Decide(const AuthorizationRequest& request) const;
+  bool empty() const { return deny_.empty() && allow_.empty(); }
+
+ private:
+  struct Pattern {
+    enum class Kind { kExact, kPrefix, kAnyPresent };
+    Kind kind;
+    std::string value;  // exact value or prefix
+    bool Matches(absl::string_view candidate) const;
+  };
+  struct Rule {
+    std::vector<Pattern> principals, namespaces, paths;
+    std::vector<std::string> methods;
+    std::vector<uint32_t> ports;
+    bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
+                 absl::string_view path) const;
+  };
+  struct Policy {
+    std::string name;
+    std::vector<Rule> rules;
+    bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
+                 absl::string_view path) const;
+  };
+
+  static Pattern Compile(const std::string& value);
+
+  std::vector<Policy> deny_;
+  std::vector<Policy> allow_;
+};
+
+}  // namespace meshlet::sidecar::filters

@@ -1,0 +1,119 @@
+#include "sidecar/filters/authorization.h"
+
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar::filters {
+namespace {
+
+using Action = AuthorizationPolicyConfig::Action;
+
+constexpr absl::string_view kShopWeb = "spiffe://cluster.local/ns/shop/sa/web";
+constexpr absl::string_view kShopCart = "spiffe://cluster.local/ns/shop/sa/cart";
+constexpr absl::string_view kOpsAdmin = "spiffe://cluster.local/ns/ops/sa/admin";
+
+AuthorizationRequest Request(absl::string_view peer, absl::string_view path = "/",
+                             absl::string_view method = "GET", uint32_t port = 8080) {
+  return {.peer_identity = peer, .port = port, .method = method, .path = path};
+}
+
+AuthorizationPolicyConfig Policy(Action action, std::vector<AuthorizationRuleConfig> rules) {
+  return {.name = action == Action::kDeny ? "deny" : "allow", .action = action,
+          .rules = std::move(rules)};
+}
+
+TEST(SpiffeNamespaceTest, ParsesNsSegment) {
+  EXPECT_EQ(SpiffeNamespace(kShopWeb), "shop");
+  EXPECT_EQ(SpiffeNamespace("spiffe://td/ns/a"), "a");
+  EXPECT_EQ(SpiffeNamespace("spiffe://td/other/ns/a"), "");
+  EXPECT_EQ(SpiffeNamespace("spiffe://td"), "");
+  EXPECT_EQ(SpiffeNamespace(""), "");
+}
+
+TEST(AuthorizationPatternTest, StarOnlyAtEnd) {
+  EXPECT_TRUE(ValidAuthorizationPattern("*"));
+  EXPECT_TRUE(ValidAuthorizationPattern("/api/*"));
+  EXPECT_TRUE(ValidAuthorizationPattern("/exact"));
+  EXPECT_FALSE(ValidAuthorizationPattern(""));
+  EXPECT_FALSE(ValidAuthorizationPattern("/a/*/b"));
+  EXPECT_FALSE(ValidAuthorizationPattern("**"));
+}
+
+TEST(AuthorizerTest, NoPoliciesAllowsEverything) {
+  Authorizer authorizer(AuthorizationConfig{});
+  EXPECT_TRUE(authorizer.empty());
+  EXPECT_TRUE(authorizer.Decide(Request("")).allowed);
+}
+
+TEST(AuthorizerTest, AllowListDeniesEverythingElse) {
+  AuthorizationRuleConfig rule;
+  rule.principals = {std::string(kShopWeb)};
+  Authorizer authorizer({{Policy(Action::kAllow, {rule})}});
+  EXPECT_TRUE(authorizer.Decide(Request(kShopWeb)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kShopCart)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request("")).allowed);
+}
+
+TEST(AuthorizerTest, PrincipalWildcards) {
+  AuthorizationRuleConfig shop;
+  shop.principals = {"spiffe://cluster.local/ns/shop/sa/*"};
+  Authorizer by_prefix({{Policy(Action::kAllow, {shop})}});
+  EXPECT_TRUE(by_prefix.Decide(Request(kShopWeb)).allowed);
+  EXPECT_TRUE(by_prefix.Decide(Request(kShopCart)).allowed);
+  EXPECT_FALSE(by_prefix.Decide(Request(kOpsAdmin)).allowed);
+
+  AuthorizationRuleConfig any;
+  any.principals = {"*"};
+  Authorizer authenticated({{Policy(Action::kAllow, {any})}});
+  EXPECT_TRUE(authenticated.Decide(Request(kOpsAdmin)).allowed);
+  // A plaintext request has no identity: "*" means any authenticated peer, not anyone.
+  EXPECT_FALSE(authenticated.Decide(Request("")).allowed);
+}
+
+TEST(AuthorizerTest, DenyTakesPrecedenceOverAllow) {
+  AuthorizationRuleConfig everyone;  // no fields: matches every request
+  AuthorizationRuleConfig admin_paths;
+  admin_paths.paths = {"/admin/*"};
+  Authorizer authorizer(
+      {{Policy(Action::kAllow, {everyone}), Policy(Action::kDeny, {admin_paths})}});
+  EXPECT_TRUE(authorizer.Decide(Request(kShopWeb, "/api/items")).allowed);
+  const AuthorizationDecision denied = authorizer.Decide(Request(kShopWeb, "/admin/users?x=1"));
+  EXPECT_FALSE(denied.allowed);
+  ASSERT_NE(denied.policy, nullptr);
+  EXPECT_EQ(*denied.policy, "deny");
+}
+
+TEST(AuthorizerTest, DenyWithoutAllowLetsOthersThrough) {
+  AuthorizationRuleConfig unauthenticated_writes;
+  unauthenticated_writes.methods = {"POST", "DELETE"};
+  unauthenticated_writes.namespaces = {"ops"};
+  Authorizer authorizer({{Policy(Action::kDeny, {unauthenticated_writes})}});
+  EXPECT_FALSE(authorizer.Decide(Request(kOpsAdmin, "/", "POST")).allowed);
+  EXPECT_TRUE(authorizer.Decide(Request(kOpsAdmin, "/", "GET")).allowed);
+  EXPECT_TRUE(authorizer.Decide(Request(kShopWeb, "/", "POST")).allowed);
+  EXPECT_TRUE(authorizer.Decide(Request("", "/", "POST")).allowed);  // no namespace
+}
+
+TEST(AuthorizerTest, RuleFieldsAreAndedValuesAreOred) {
+  AuthorizationRuleConfig rule;
+  rule.namespaces = {"shop"};
+  rule.ports = {8080, 9090};
+  rule.methods = {"GET"};
+  rule.paths = {"/api/*", "/health"};
+  Authorizer authorizer({{Policy(Action::kAllow, {rule})}});
+  EXPECT_TRUE(authorizer.Decide(Request(kShopWeb, "/api/x", "GET", 8080)).allowed);
+  EXPECT_TRUE(authorizer.Decide(Request(kShopCart, "/health?full=1", "GET", 9090)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kShopWeb, "/health/x", "GET", 8080)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kShopWeb, "/api/x", "GET", 7070)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kShopWeb, "/api/x", "PUT", 8080)).allowed);
+  EXPECT_FALSE(authorizer.Decide(Request(kOpsAdmin, "/api/x", "GET", 8080)).allowed);
+}
+
+TEST(AuthorizerTest, PolicyWithoutRulesMatchesNothing) {
+  Authorizer allow_nothing({{Policy(Action::kAllow, {})}});
+  EXPECT_FALSE(allow_nothing.Decide(Request(kShopWeb)).allowed);
+  Authorizer deny_nothing({{Policy(Action::kDeny, {})}});
+  EXPECT_TRUE(deny_nothing.Decide(Request(kShopWeb)).allowed);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::filters
