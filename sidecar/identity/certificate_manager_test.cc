@@ -147,7 +147,7 @@ TEST_F(CertificateManagerTest, RotatesAtAboutHalfTheLifetimeWithAFreshKey) {
   ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 1; }, std::chrono::seconds(5)));
   const absl::Time first_at = absl::Now();
   EXPECT_EQ(ca_.requested_ttl, absl::Seconds(2));
-  const WorkloadCertificate& first = rotated_[0];
+  const WorkloadCertificate first = rotated_[0];  // a copy: rotated_ grows below
   EXPECT_EQ(first.spiffe_id, kId);
   auto chain = tls::ParsePemCertificates(first.certificate_chain_pem);
   auto key = tls::ParsePemPrivateKey(first.private_key_pem);
