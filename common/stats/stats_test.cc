@@ -68,7 +68,7 @@ TEST(StatsRegistryTest, DuplicateRegistrationReturnsTheSameSeries) {
   {
     const StatsSnapshot snapshot = registry.Snapshot();
     EXPECT_EQ(snapshot.Find("meshlet_rq_total", {{"cluster", "x"}, {"code", "2"}})->help,
-            "Requests.");
+              "Requests.");
   }
 }
 

@@ -197,8 +197,10 @@ class Meshctl {
         const std::string flag = arg.substr(0, arg.find('='));
         if (auto f = TakeValue(args, i, flag, value)) return f;
         static const std::map<std::string, std::string> kParams = {
-            {"--service", "service"},   {"--operation", "operation"},
-            {"--min-duration", "minDuration"}, {"--status", "status"},
+            {"--service", "service"},
+            {"--operation", "operation"},
+            {"--min-duration", "minDuration"},
+            {"--status", "status"},
             {"--limit", "limit"}};
         trace_filters_.emplace_back(kParams.at(flag), value);
       } else if (arg == "--single-use") {

@@ -46,13 +46,12 @@ absl::StatusOr<std::string> FormatTraceList(absl::string_view json) {
       {"TRACE ID", "ROOT", "START", "DURATION", "SPANS", "ERROR"}};
   try {
     for (const YAML::Node& item : (*root)["items"]) {
-      rows.push_back({item["traceId"].as<std::string>(),
-                      absl::StrCat(item["rootService"].as<std::string>(), ": ",
-                                   item["rootOperation"].as<std::string>()),
-                      item["start"].as<std::string>(),
-                      FormatNanos(item["durationNanos"].as<int64_t>()),
-                      item["spanCount"].as<std::string>(),
-                      item["error"].as<bool>() ? "yes" : "no"});
+      rows.push_back(
+          {item["traceId"].as<std::string>(),
+           absl::StrCat(item["rootService"].as<std::string>(), ": ",
+                        item["rootOperation"].as<std::string>()),
+           item["start"].as<std::string>(), FormatNanos(item["durationNanos"].as<int64_t>()),
+           item["spanCount"].as<std::string>(), item["error"].as<bool>() ? "yes" : "no"});
     }
   } catch (const YAML::Exception& e) {
     return absl::DataLossError(absl::StrCat("unexpected trace list: ", e.what()));
@@ -110,8 +109,8 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
   std::vector<std::string> details;  // printed under each row
   auto visit = [&](auto&& self, const ViewSpan* span, int depth) -> void {
     const int from = static_cast<int>((span->start - begin) * bar_width / total);
-    const int to = std::max(from + 1, static_cast<int>((span->start + span->duration - begin) *
-                                                        bar_width / total));
+    const int to = std::max(
+        from + 1, static_cast<int>((span->start + span->duration - begin) * bar_width / total));
     std::string bar(bar_width, ' ');
     for (int i = from; i < std::min(to, bar_width); ++i) bar[i] = '=';
     rows.push_back({absl::StrCat(std::string(depth * 2, ' '), span->name), span->service,
@@ -119,12 +118,13 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
                     FormatNanos(span->duration), absl::StrCat("|", bar, "|")});
     std::vector<std::string> notes;
     if (span->status_code == "ERROR") {
-      notes.push_back(absl::StrCat("ERROR", span->status_message.empty() ? "" : ": ",
-                                   span->status_message));
+      notes.push_back(
+          absl::StrCat("ERROR", span->status_message.empty() ? "" : ": ", span->status_message));
     }
-    for (const auto& [key, value] : span->attributes) notes.push_back(absl::StrCat(key, "=", value));
-    notes.push_back(absl::StrCat("span ", span->id,
-                                 span->parent.empty() ? "" : absl::StrCat(" parent ", span->parent)));
+    for (const auto& [key, value] : span->attributes)
+      notes.push_back(absl::StrCat(key, "=", value));
+    notes.push_back(absl::StrCat(
+        "span ", span->id, span->parent.empty() ? "" : absl::StrCat(" parent ", span->parent)));
     details.push_back(absl::StrCat(std::string(depth * 2 + 4, ' '), absl::StrJoin(notes, "  ")));
     for (const ViewSpan* child : span->children) self(self, child, depth + 1);
   };

@@ -27,8 +27,9 @@ TEST(TraceViewTest, WaterfallIndentsChildrenAndPlacesBars) {
   ASSERT_TRUE(text.ok()) << text.status();
   std::vector<std::string> lines = absl::StrSplit(*text, '\n');
   ASSERT_GE(lines.size(), 9u) << *text;
-  EXPECT_TRUE(absl::StartsWith(lines[0], "Trace 4bf92f3577b34da6a3ce929d0e0e4736: 3 spans, 2 "
-                                         "services, 40.00ms"))
+  EXPECT_TRUE(absl::StartsWith(lines[0],
+                               "Trace 4bf92f3577b34da6a3ce929d0e0e4736: 3 spans, 2 "
+                               "services, 40.00ms"))
       << lines[0];
   EXPECT_TRUE(absl::StartsWith(lines[2], "SPAN")) << *text;
   // Root at depth 0 spanning the whole bar; the client starts half-way; the backend a quarter

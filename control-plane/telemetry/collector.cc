@@ -55,14 +55,12 @@ absl::StatusOr<int64_t> ParseTimeParam(absl::string_view name, const std::string
 std::string SummaryJson(const TraceSummary& s) {
   std::vector<std::string> services;
   for (const std::string& service : s.services) services.push_back(JsonQuote(service));
-  return absl::StrCat(R"({"traceId":)", JsonQuote(s.trace_id), R"(,"rootService":)",
-                      JsonQuote(s.root_service), R"(,"rootOperation":)",
-                      JsonQuote(s.root_operation), R"(,"start":)",
-                      JsonQuote(Rfc3339Nanos(s.start_unix_nanos)), R"(,"startTimeUnixNano":")",
-                      s.start_unix_nanos, R"(","durationNanos":)", s.duration_nanos,
-                      R"(,"spanCount":)", s.span_count, R"(,"error":)",
-                      s.error ? "true" : "false", R"(,"services":[)",
-                      absl::StrJoin(services, ","), "]}");
+  return absl::StrCat(
+      R"({"traceId":)", JsonQuote(s.trace_id), R"(,"rootService":)", JsonQuote(s.root_service),
+      R"(,"rootOperation":)", JsonQuote(s.root_operation), R"(,"start":)",
+      JsonQuote(Rfc3339Nanos(s.start_unix_nanos)), R"(,"startTimeUnixNano":")", s.start_unix_nanos,
+      R"(","durationNanos":)", s.duration_nanos, R"(,"spanCount":)", s.span_count, R"(,"error":)",
+      s.error ? "true" : "false", R"(,"services":[)", absl::StrJoin(services, ","), "]}");
 }
 
 std::string SpanJson(const SpanRecord& span) {
@@ -77,8 +75,7 @@ std::string SpanJson(const SpanRecord& span) {
       JsonQuote(Rfc3339Nanos(span.start_unix_nanos)), R"(,"startTimeUnixNano":")",
       span.start_unix_nanos, R"(","durationNanos":)", span.duration_nanos(),
       R"(,"status":{"code":)", span.error ? R"("ERROR")" : R"("UNSET")", R"(,"message":)",
-      JsonQuote(span.status_message), R"(},"attributes":{)", absl::StrJoin(attributes, ","),
-      "}}");
+      JsonQuote(span.status_message), R"(},"attributes":{)", absl::StrJoin(attributes, ","), "}}");
 }
 
 }  // namespace
@@ -156,12 +153,11 @@ ServerResponse Collector::Reject(Receiver receiver, int status, absl::string_vie
                                  absl::string_view message) {
   const bool otlp = receiver == Receiver::kOtlp;
   if (stats_ != nullptr) stats_->RequestRejected(otlp, reason).Inc();
-  LOG_EVERY_N_SEC(WARN, 10) << ReceiverName(otlp) << " receiver: refused a request: "
-                               << message;
+  LOG_EVERY_N_SEC(WARN, 10) << ReceiverName(otlp) << " receiver: refused a request: " << message;
   if (otlp) {
     // google.rpc.Status in its JSON form, as OTLP/HTTP describes for failures.
-    return ServerResponse::Json(
-        status, absl::StrCat(R"({"code":3,"message":)", JsonQuote(message), "}\n"));
+    return ServerResponse::Json(status,
+                                absl::StrCat(R"({"code":3,"message":)", JsonQuote(message), "}\n"));
   }
   return ServerResponse::Text(status, absl::StrCat(message, "\n"));
 }
@@ -170,9 +166,9 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
   const bool otlp = receiver == Receiver::kOtlp;
   const absl::string_view expected_path = otlp ? "/v1/traces" : "/api/v2/spans";
   if (request.path() != expected_path) {
-    return Reject(receiver, 404, "not_found",
-                  absl::StrCat("no such path: ", request.path(), "; spans go to POST ",
-                               expected_path));
+    return Reject(
+        receiver, 404, "not_found",
+        absl::StrCat("no such path: ", request.path(), "; spans go to POST ", expected_path));
   }
   if (request.method() != "POST") {
     ServerResponse response = Reject(receiver, 405, "method_not_allowed",
@@ -186,9 +182,8 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                   absl::StrCat("content-encoding \"", *encoding,
                                "\" is not supported; send the body uncompressed"));
   }
-  const absl::string_view content_type = absl::StripAsciiWhitespace(
-      std::vector<absl::string_view>(absl::StrSplit(request.headers.Get("content-type").value_or(""),
-                                                    ';'))[0]);
+  const absl::string_view content_type = absl::StripAsciiWhitespace(std::vector<absl::string_view>(
+      absl::StrSplit(request.headers.Get("content-type").value_or(""), ';'))[0]);
   const bool json = absl::EqualsIgnoreCase(content_type, "application/json");
   const bool protobuf = otlp && absl::EqualsIgnoreCase(content_type, "application/x-protobuf");
   if (!json && !protobuf) {
@@ -197,9 +192,9 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                                otlp ? "application/x-protobuf or application/json"
                                     : "application/json (Zipkin v2)"));
   }
-  absl::StatusOr<std::vector<SpanRecord>> spans =
-      !otlp ? ParseZipkinJson(request.body)
-            : json ? ParseOtlpJson(request.body) : ParseOtlpProtobuf(request.body);
+  absl::StatusOr<std::vector<SpanRecord>> spans = !otlp  ? ParseZipkinJson(request.body)
+                                                  : json ? ParseOtlpJson(request.body)
+                                                         : ParseOtlpProtobuf(request.body);
   if (!spans.ok()) return Reject(receiver, 400, "invalid", spans.status().message());
   const size_t count = spans->size();
   const AddResult result = store_.Add(*std::move(spans));
@@ -297,8 +292,8 @@ ServerResponse Collector::ListTraces(const ServerRequest& request) {
   }
   std::vector<std::string> items;
   for (const TraceSummary& summary : store_.Find(query)) items.push_back(SummaryJson(summary));
-  return ServerResponse::Json(200, absl::StrCat(R"({"kind":"TraceList","items":[)",
-                                                absl::StrJoin(items, ","), "]}\n"));
+  return ServerResponse::Json(
+      200, absl::StrCat(R"({"kind":"TraceList","items":[)", absl::StrJoin(items, ","), "]}\n"));
 }
 
 ServerResponse Collector::GetTrace(absl::string_view id) {
@@ -310,9 +305,9 @@ ServerResponse Collector::GetTrace(absl::string_view id) {
   }
   std::vector<std::string> items;
   for (const SpanRecord& span : *spans) items.push_back(SpanJson(span));
-  return ServerResponse::Json(200, absl::StrCat(R"({"kind":"Trace","traceId":)",
-                                                JsonQuote(normalized), R"(,"spans":[)",
-                                                absl::StrJoin(items, ","), "]}\n"));
+  return ServerResponse::Json(
+      200, absl::StrCat(R"({"kind":"Trace","traceId":)", JsonQuote(normalized), R"(,"spans":[)",
+                        absl::StrJoin(items, ","), "]}\n"));
 }
 
 ServerResponse Collector::ListDependencies(const ServerRequest& request) {

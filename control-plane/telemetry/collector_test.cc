@@ -59,8 +59,8 @@ TEST(ReceiversTest, ParsesOtlpJson) {
   EXPECT_TRUE(server.error);
   EXPECT_EQ(server.status_message, "upstream failed");
   ASSERT_EQ(server.attributes.size(), 2u);
-  EXPECT_EQ(server.attributes[0], std::make_pair(std::string("http.response.status_code"),
-                                                 std::string("503")));
+  EXPECT_EQ(server.attributes[0],
+            std::make_pair(std::string("http.response.status_code"), std::string("503")));
   const SpanRecord& client = (*spans)[1];
   EXPECT_EQ(client.parent_span_id, "00f067aa0ba902b7");
   EXPECT_EQ(client.kind, SpanKind::kClient);
@@ -94,8 +94,8 @@ otlp::ExportTraceServiceRequest ProtoRequest() {
   kv->set_key("service.name");
   kv->mutable_value()->set_string_value("backend");
   otlp::Span* span = rs->add_scope_spans()->add_spans();
-  span->set_trace_id(std::string("\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36",
-                                 16));
+  span->set_trace_id(
+      std::string("\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36", 16));
   span->set_span_id(std::string("\x00\x00\x00\x00\x00\x00\x00\x09", 8));
   span->set_parent_span_id(std::string("\x00\xf0\x67\xaa\x0b\xa9\x02\xb8", 8));
   span->set_name("GET /a");
@@ -121,11 +121,10 @@ TEST(ReceiversTest, ParsesOtlpProtobuf) {
 }
 
 TEST(ReceiversTest, RejectsBadOtlpProtobuf) {
-  EXPECT_TRUE(absl::StrContains(ParseOtlpProtobuf("\xff\xff\xff").status().message(),
-                                "invalid protobuf"));
+  EXPECT_TRUE(
+      absl::StrContains(ParseOtlpProtobuf("\xff\xff\xff").status().message(), "invalid protobuf"));
   otlp::ExportTraceServiceRequest short_id = ProtoRequest();
-  short_id.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->set_trace_id(
-      "abc");
+  short_id.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->set_trace_id("abc");
   EXPECT_TRUE(absl::StrContains(ParseOtlpProtobuf(short_id.SerializeAsString()).status().message(),
                                 "spans[0].traceId: must be 16 bytes, not all zero (got 3 bytes)"));
 }
@@ -156,8 +155,8 @@ TEST(ReceiversTest, ParsesZipkinV2) {
 }
 
 TEST(ReceiversTest, RejectsBadZipkin) {
-  EXPECT_TRUE(absl::StrContains(ParseZipkinJson(R"({"traceId":"1"})").status().message(),
-                                "JSON array"));
+  EXPECT_TRUE(
+      absl::StrContains(ParseZipkinJson(R"({"traceId":"1"})").status().message(), "JSON array"));
   EXPECT_TRUE(absl::StrContains(ParseZipkinJson("[{").status().message(), "invalid JSON"));
   EXPECT_TRUE(absl::StrContains(
       ParseZipkinJson(R"([{"traceId":"a3ce929d0e0e4736","id":"1","timestamp":1}])")
@@ -177,22 +176,20 @@ TEST(CollectorTest, OtlpEndpointStoresAndCounts) {
   http::ServerResponse r =
       collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
   EXPECT_EQ(r.status, 200) << r.body;
-  r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/x-protobuf",
-                                   ProtoRequest().SerializeAsString()));
+  r = collector.HandleOtlp(
+      Request("POST", "/v1/traces", "application/x-protobuf", ProtoRequest().SerializeAsString()));
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.headers.Get("content-type").value_or(""), "application/x-protobuf");
   EXPECT_EQ(collector.store().span_count(), 3u);
-  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_received_total",
-                         {{"receiver", "otlp"}}),
-            3u);
+  EXPECT_EQ(
+      CounterValue(stats, "meshlet_cp_telemetry_spans_received_total", {{"receiver", "otlp"}}), 3u);
 
   // The same spans again: well-formed, but duplicates, so a partial success.
   r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
   EXPECT_EQ(r.status, 200);
   EXPECT_TRUE(absl::StrContains(r.body, R"("rejectedSpans":"2")")) << r.body;
-  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_rejected_total",
-                         {{"receiver", "otlp"}}),
-            2u);
+  EXPECT_EQ(
+      CounterValue(stats, "meshlet_cp_telemetry_spans_rejected_total", {{"receiver", "otlp"}}), 2u);
 
   r = collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", "[1,2"));
   EXPECT_EQ(r.status, 400);
@@ -217,16 +214,16 @@ TEST(CollectorTest, OtlpEndpointStoresAndCounts) {
 TEST(CollectorTest, ZipkinEndpoint) {
   StatsRegistry stats;
   Collector collector({}, &stats);
-  EXPECT_EQ(collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin))
-                .status,
-            202);
+  EXPECT_EQ(
+      collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin)).status,
+      202);
   EXPECT_EQ(collector.store().span_count(), 2u);
   http::ServerResponse r =
       collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", "{}"));
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(CounterValue(stats, "meshlet_cp_telemetry_spans_received_total",
-                         {{"receiver", "zipkin"}}),
-            2u);
+  EXPECT_EQ(
+      CounterValue(stats, "meshlet_cp_telemetry_spans_received_total", {{"receiver", "zipkin"}}),
+      2u);
 }
 
 TEST(CollectorTest, EvictionIsCounted) {
@@ -243,8 +240,8 @@ TEST(CollectorTest, EvictionIsCounted) {
 TEST(CollectorTest, QueryApi) {
   Collector collector({}, nullptr);
   collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
-  collector.HandleOtlp(Request("POST", "/v1/traces", "application/x-protobuf",
-                               ProtoRequest().SerializeAsString()));
+  collector.HandleOtlp(
+      Request("POST", "/v1/traces", "application/x-protobuf", ProtoRequest().SerializeAsString()));
   collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin));
 
   http::ServerResponse r =
@@ -268,12 +265,12 @@ TEST(CollectorTest, QueryApi) {
   r = collector.HandleQuery(Request("GET", "/api/v1/traces?colour=red", "", ""));
   EXPECT_EQ(r.status, 400);
   EXPECT_TRUE(absl::StrContains(r.body, "unknown parameter")) << r.body;
-  r = collector.HandleQuery(Request("GET", "/api/v1/traces?start=2023-11-14T22:13:20Z&end=yesterday", "", ""));
+  r = collector.HandleQuery(
+      Request("GET", "/api/v1/traces?start=2023-11-14T22:13:20Z&end=yesterday", "", ""));
   EXPECT_EQ(r.status, 400);
   EXPECT_TRUE(absl::StrContains(r.body, "end=")) << r.body;
 
-  r = collector.HandleQuery(
-      Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
+  r = collector.HandleQuery(Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(absl::StrContains(r.body, R"("parentSpanId":"00f067aa0ba902b8")")) << r.body;
   EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.retry_attempt":"2")")) << r.body;
@@ -283,8 +280,8 @@ TEST(CollectorTest, QueryApi) {
 
   r = collector.HandleQuery(Request("GET", "/api/v1/dependencies", "", ""));
   ASSERT_EQ(r.status, 200);
-  EXPECT_TRUE(absl::StrContains(r.body,
-                                R"({"caller":"frontend","callee":"backend","calls":1,"errors":0)"))
+  EXPECT_TRUE(
+      absl::StrContains(r.body, R"({"caller":"frontend","callee":"backend","calls":1,"errors":0)"))
       << r.body;
   EXPECT_EQ(collector.HandleQuery(Request("POST", "/api/v1/dependencies", "", "")).status, 405);
 }

@@ -23,9 +23,10 @@ bool IsAllZero(absl::string_view hex) {
 // left-padded to 32 so both formats index the same way.
 absl::StatusOr<std::string> NormalizeHexId(absl::string_view text, size_t digits,
                                            size_t short_digits, absl::string_view field) {
-  const bool length_ok = text.size() == digits || (short_digits != 0 && text.size() == short_digits);
-  const bool hex_ok = std::all_of(text.begin(), text.end(),
-                                  [](char c) { return absl::ascii_isxdigit(c); });
+  const bool length_ok =
+      text.size() == digits || (short_digits != 0 && text.size() == short_digits);
+  const bool hex_ok =
+      std::all_of(text.begin(), text.end(), [](char c) { return absl::ascii_isxdigit(c); });
   if (!length_ok || !hex_ok || IsAllZero(text)) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": must be ", digits, short_digits != 0 ? absl::StrCat(" or ", short_digits) : "",
@@ -39,9 +40,8 @@ absl::StatusOr<std::string> NormalizeHexId(absl::string_view text, size_t digits
 absl::StatusOr<std::string> BinaryId(absl::string_view bytes, size_t size,
                                      absl::string_view field) {
   if (bytes.size() != size || IsAllZero(absl::BytesToHexString(bytes))) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", size,
-                                                   " bytes, not all zero (got ", bytes.size(),
-                                                   " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": must be ", size, " bytes, not all zero (got ", bytes.size(), " bytes)"));
   }
   return absl::BytesToHexString(bytes);
 }
@@ -230,9 +230,8 @@ absl::StatusOr<std::vector<SpanRecord>> ParseZipkinJson(absl::string_view body) 
       return absl::InvalidArgumentError(absl::StrCat(path, ".timestamp: out of range"));
     }
     span.name = in.name();
-    span.service = in.local_endpoint().service_name().empty()
-                       ? "unknown_service"
-                       : in.local_endpoint().service_name();
+    span.service = in.local_endpoint().service_name().empty() ? "unknown_service"
+                                                              : in.local_endpoint().service_name();
     const std::string kind = absl::AsciiStrToUpper(in.kind());
     span.kind = kind == "SERVER"     ? SpanKind::kServer
                 : kind == "CLIENT"   ? SpanKind::kClient

@@ -102,13 +102,12 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
   http::HttpServerOptions server_options;
   server_options.max_request_body_bytes = options_.max_request_body_bytes;
   server_options.max_connections = options_.max_connections;
-  absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
-      control_plane_.loop(), parsed, server_options, std::move(handler));
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
+      http::HttpServer::Create(control_plane_.loop(), parsed, server_options, std::move(handler));
   if (!server.ok()) {
     if (!explicit_address) {
-      LOG(WARN) << what << " receiver off: cannot listen on the default address " << address
-                   << ": " << server.status().message() << " (choose another with --" << what
-                   << "-address)";
+      LOG(WARN) << what << " receiver off: cannot listen on the default address " << address << ": "
+                << server.status().message() << " (choose another with --" << what << "-address)";
       return std::unique_ptr<http::HttpServer>();
     }
     return Annotate(server.status(), absl::StrCat(what, " receiver on ", address));
@@ -117,13 +116,14 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
 }
 
 absl::Status TelemetryService::Start() {
-  ASSIGN_OR_RETURN(otlp_server_,
-                   Listen(options_.otlp_address, options_.otlp_address_explicit, "otlp",
-                          [this](const http::ServerRequest& r) { return collector_.HandleOtlp(r); }));
-  ASSIGN_OR_RETURN(
-      zipkin_server_,
-      Listen(options_.zipkin_address, options_.zipkin_address_explicit, "zipkin",
-             [this](const http::ServerRequest& r) { return collector_.HandleZipkin(r); }));
+  ASSIGN_OR_RETURN(otlp_server_, Listen(options_.otlp_address, options_.otlp_address_explicit,
+                                        "otlp", [this](const http::ServerRequest& r) {
+                                          return collector_.HandleOtlp(r);
+                                        }));
+  ASSIGN_OR_RETURN(zipkin_server_, Listen(options_.zipkin_address, options_.zipkin_address_explicit,
+                                          "zipkin", [this](const http::ServerRequest& r) {
+                                            return collector_.HandleZipkin(r);
+                                          }));
   control_plane_.api().SetTraceHandler(
       [this](const http::ServerRequest& r) { return collector_.HandleQuery(r); });
   control_plane_.OnShutdown([this] {

@@ -28,6 +28,19 @@
 
 namespace meshlet::http::grpc::grpc_internal {
 
+// Marks a call into the user's code (a handler or a call's owner), so callbacks it causes are
+// posted to the loop instead of re-entering the user.
+class UserCallScope {
+ public:
+  explicit UserCallScope(int& depth) : depth_(depth) { ++depth_; }
+  ~UserCallScope() { --depth_; }
+  UserCallScope(const UserCallScope&) = delete;
+  UserCallScope& operator=(const UserCallScope&) = delete;
+
+ private:
+  int& depth_;
+};
+
 // "<1-8 digits><unit>", rounded up so the peer never sees a shorter deadline than ours; a
 // negative or zero duration becomes "1n" (already expired, but still a valid value).
 std::string EncodeGrpcTimeout(Duration timeout);

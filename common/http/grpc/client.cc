@@ -12,24 +12,9 @@
 
 namespace meshlet::http::grpc {
 
+using grpc_internal::UserCallScope;
+
 namespace {
-
-class UserCallScope {
- public:
-  explicit UserCallScope(int& depth) : depth_(depth) { ++depth_; }
-  ~UserCallScope() { --depth_; }
-  UserCallScope(const UserCallScope&) = delete;
-  UserCallScope& operator=(const UserCallScope&) = delete;
-
- private:
-  int& depth_;
-};
-
-StatusCode FromAbslCode(absl::StatusCode code) {
-  int value = static_cast<int>(code);
-  return value >= 0 && value <= kMaxStatusCode ? static_cast<StatusCode>(value)
-                                               : StatusCode::kInternal;
-}
 
 // Names the caller may not set: the protocol's own.
 bool IsReservedMetadata(absl::string_view name) {
@@ -237,7 +222,7 @@ void ClientCall::DecodeData(net::Buffer& data, bool end_stream) {
   }
   absl::Status status = inbound_.Decode(data);
   if (!status.ok()) {
-    Fail(FromAbslCode(status.code()), status.message());
+    Fail(FromAbslStatusCode(status.code()), status.message());
     return;
   }
   if (end_stream) {

@@ -11,19 +11,9 @@
 
 namespace meshlet::http::grpc {
 
+using grpc_internal::UserCallScope;
+
 namespace {
-
-// Marks a method the handler called, so callbacks it causes are posted instead of re-entering.
-class UserCallScope {
- public:
-  explicit UserCallScope(int& depth) : depth_(depth) { ++depth_; }
-  ~UserCallScope() { --depth_; }
-  UserCallScope(const UserCallScope&) = delete;
-  UserCallScope& operator=(const UserCallScope&) = delete;
-
- private:
-  int& depth_;
-};
 
 // "/package.Service/Method": two non-empty segments.
 bool ValidMethodPath(absl::string_view path) {
@@ -31,12 +21,6 @@ bool ValidMethodPath(absl::string_view path) {
   size_t slash = path.find('/', 1);
   return slash != absl::string_view::npos && slash > 1 && slash + 1 < path.size() &&
          path.find('/', slash + 1) == absl::string_view::npos;
-}
-
-StatusCode FromAbslCode(absl::StatusCode code) {
-  int value = static_cast<int>(code);
-  return value >= 0 && value <= kMaxStatusCode ? static_cast<StatusCode>(value)
-                                               : StatusCode::kInternal;
 }
 
 }  // namespace
@@ -263,7 +247,7 @@ void ServerCall::DecodeData(net::Buffer& data, bool end_stream) {
   absl::Status status = inbound_.Decode(data);
   if (end_stream) remote_half_closed_ = true;
   if (!status.ok()) {
-    Abort(FromAbslCode(status.code()), status.message());
+    Abort(FromAbslStatusCode(status.code()), status.message());
     return;
   }
   if (end_stream && inbound_.HasPartialMessage()) {

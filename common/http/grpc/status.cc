@@ -8,6 +8,12 @@
 
 namespace meshlet::http::grpc {
 
+StatusCode FromAbslStatusCode(absl::StatusCode code) {
+  const int value = static_cast<int>(code);
+  return value >= 0 && value <= kMaxStatusCode ? static_cast<StatusCode>(value)
+                                               : StatusCode::kInternal;
+}
+
 absl::string_view StatusCodeName(StatusCode code) {
   static constexpr absl::string_view kNames[kMaxStatusCode + 1] = {
       "OK",

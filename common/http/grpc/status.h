@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/http/header_map.h"
@@ -39,6 +40,9 @@ inline constexpr int kMaxStatusCode = 16;
 
 // "OK", "CANCELLED", ..., "UNAUTHENTICATED"; "UNKNOWN" for values out of range.
 absl::string_view StatusCodeName(StatusCode code);
+
+// The same number (the two numberings match); INTERNAL for a value gRPC does not define.
+StatusCode FromAbslStatusCode(absl::StatusCode code);
 
 struct GrpcStatus {
   StatusCode code = StatusCode::kUnknown;

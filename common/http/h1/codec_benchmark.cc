@@ -11,7 +11,6 @@
 #include "common/event/loop.h"
 #include "common/http/h1/codec.h"
 
-
 namespace meshlet::http::h1 {
 namespace {
 

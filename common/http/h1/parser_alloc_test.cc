@@ -7,7 +7,6 @@
 #include "common/http/h1/parser.h"
 #include "gtest/gtest.h"
 
-
 namespace meshlet::http::h1 {
 namespace {
 
