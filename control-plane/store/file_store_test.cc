@@ -159,9 +159,14 @@ TEST_F(FileStoreTest, LeftoverTempFilesAreIgnoredAndDamagedFilesReported) {
 TEST_F(FileStoreTest, KillNineAtAnyMomentNeverCorrupts) {
   int64_t last_revision = 0;
   for (int round = 0; round < 20; ++round) {
+    // The writer reports each finished write on a pipe, so every round kills it only after it
+    // made progress however slow the disk or the machine is, then at an arbitrary moment.
+    int progress[2];
+    ASSERT_EQ(pipe(progress), 0);
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      close(progress[0]);
       auto store = FileStore::Open(dir_);
       if (!store.ok()) _exit(2);
       for (int i = 0;; ++i) {
@@ -174,12 +179,21 @@ TEST_F(FileStoreTest, KillNineAtAnyMomentNeverCorrupts) {
         } else if (!(*store)->Put(key, body, kAnyRevision).ok()) {
           _exit(3);
         }
+        const char done = 1;
+        (void)!write(progress[1], &done, 1);
       }
+    }
+    close(progress[1]);
+    for (int writes = 0; writes < 2;) {
+      char done;
+      ASSERT_EQ(read(progress[0], &done, 1), 1) << "writer died";
+      ++writes;
     }
     usleep(static_cast<useconds_t>(2000 + (round * 7919) % 20000));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
+    close(progress[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited early with " << WEXITSTATUS(status);
 
     auto store = FileStore::Open(dir_);
