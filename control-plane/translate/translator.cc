@@ -736,9 +736,6 @@ class Translator {
       route->mutable_route()->set_cluster(cluster_name);
       // The caller's deadline governs; the inbound hop adds none of its own.
       route->mutable_route()->mutable_timeout()->set_seconds(0);
-      // Retries belong to the caller's sidecar, where the route's policy and the cluster's budget
-      // live; retrying here as well would multiply attempts at every hop.
-      route->mutable_route()->mutable_retry_policy()->mutable_num_retries()->set_value(0);
       if (tp != nullptr && tp->has_rate_limit()) {
         route->mutable_rate_limit()->set_requests_per_second(
             tp->rate_limit().requests_per_second());

@@ -167,13 +167,11 @@ TEST_F(TranslatorTest, ListenersForTheNode) {
   ASSERT_NE(app, nullptr);
   EXPECT_EQ(app->type(), xds::Cluster::STATIC);
   EXPECT_EQ(app->load_assignment().endpoints(0).address(), "127.0.0.1:8081");
-  // The inbound hop neither times out nor retries on its own: the caller's sidecar does both.
+  // The inbound hop adds no timeout of its own: the caller's deadline governs.
   const xds::VirtualHost* local = Host(r, "inbound", "inbound:8080");
   ASSERT_NE(local, nullptr);
   ASSERT_EQ(local->routes_size(), 1);
   EXPECT_EQ(local->routes(0).route().timeout().seconds(), 0);
-  ASSERT_TRUE(local->routes(0).route().retry_policy().has_num_retries());
-  EXPECT_EQ(local->routes(0).route().retry_policy().num_retries().value(), 0u);
 }
 
 TEST_F(TranslatorTest, RegisteredAppPortsWinOverTheServiceTargetPort) {

@@ -44,7 +44,8 @@ FAIL_EVERY, FAIL_BURST = 20, 3
 # examples/policies/00-services.yaml.
 WORKLOADS = [
     ("frontend-0", "frontend", "v1", "reviews:9080", []),
-    # The frontend's sidecar retries these under TrafficPolicy reviews; inbound hops never retry.
+    # reviews-v1's own sidecar retries these first (inbound default policy), then the frontend's
+    # sidecar under TrafficPolicy reviews.
     ("reviews-v1-0", "reviews", "v1", "ratings:9090",
      ["--fail-every", str(FAIL_EVERY), "--fail-burst", str(FAIL_BURST)]),
     ("reviews-v2-0", "reviews", "v2", "ratings:9090", []),
@@ -389,7 +390,9 @@ def traffic(state, p, seconds):
             with_ratings),
         "  retries: reviews-v1 answered %d attempts 503 on purpose (%d in a row of every %d)," % (
             injected, FAIL_BURST, FAIL_EVERY),
-        "           retried by frontend-0's sidecar (TrafficPolicy reviews, up to 3 on 503): %d" % (
+        "           retried by reviews-v1-0's own sidecar (inbound, default policy): %d" % (
+            retried[("reviews-v1-0", "inbound")]),
+        "           and by frontend-0's sidecar (TrafficPolicy reviews, up to 3 on 503): %d" % (
             retried[("frontend-0", "outbound")]),
         "           calls from the frontend to reviews that failed after all that: %d" % (
             total - v1 - v2),
