@@ -252,28 +252,8 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
             RequestPush(*stream, Now());
             return;
           }
-          std::optional<TypeSubscription::Nack> nack;
-          if (request.has_error_detail()) {
-            nack = TypeSubscription::Nack{.message = request.error_detail().message(),
-                                          .code = request.error_detail().code(),
-                                          .at = absl::Now()};
-          }
-          const TypeSubscription::Answer answer = sub.OnAnswer(request.response_nonce(), nack);
-          const size_t t = static_cast<size_t>(*type);
-          switch (answer) {
-            case TypeSubscription::Answer::kStale:
-              metrics_->stale_nonces.Inc();
-              break;
-            case TypeSubscription::Answer::kAck:
-              metrics_->acks[t].Inc();
-              break;
-            case TypeSubscription::Answer::kNack:
-              metrics_->nacks[t].Inc();
-              stream->push_saw_nack = true;
-              LOG(WARN) << "xds: " << stream->node.id() << " NACKed " << TypeLabel(*type)
-                        << " version " << sub.last_nack()->version << ": " << nack->message;
-              break;
-          }
+          RecordAnswer(*stream, sub, *type, request.response_nonce(),
+                       request.has_error_detail() ? &request.error_detail() : nullptr);
           if (!sub.SameNames(names)) {
             sub.Subscribe(names);
             RequestPush(*stream, Now());
@@ -311,27 +291,8 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
             RequestPush(*stream, Now());
             return;
           }
-          std::optional<TypeSubscription::Nack> nack;
-          if (request.has_error_detail()) {
-            nack = TypeSubscription::Nack{.message = request.error_detail().message(),
-                                          .code = request.error_detail().code(),
-                                          .at = absl::Now()};
-          }
-          const size_t t = static_cast<size_t>(*type);
-          switch (sub.OnAnswer(request.response_nonce(), nack)) {
-            case TypeSubscription::Answer::kStale:
-              metrics_->stale_nonces.Inc();
-              break;
-            case TypeSubscription::Answer::kAck:
-              metrics_->acks[t].Inc();
-              break;
-            case TypeSubscription::Answer::kNack:
-              metrics_->nacks[t].Inc();
-              stream->push_saw_nack = true;
-              LOG(WARN) << "xds: " << stream->node.id() << " NACKed " << TypeLabel(*type)
-                        << " version " << sub.last_nack()->version << ": " << nack->message;
-              break;
-          }
+          RecordAnswer(*stream, sub, *type, request.response_nonce(),
+                       request.has_error_detail() ? &request.error_detail() : nullptr);
           if (!subscribe.empty() || !unsubscribe.empty()) RequestPush(*stream, Now());
           OnPushMaybeDone(*stream);
         });
@@ -562,6 +523,31 @@ void AdsServer::Push(Stream& stream) {
   stream.push_changed_at = changed_at;
   stream.push_saw_nack = false;
   ++pushes_in_flight_;
+}
+
+// An ACK or NACK of a push (SotW and delta alike): counted, and a NACK is kept with its text.
+void AdsServer::RecordAnswer(Stream& stream, TypeSubscription& sub, ResourceType type,
+                             const std::string& nonce, const meshlet::xds::ErrorDetail* error) {
+  std::optional<TypeSubscription::Nack> nack;
+  if (error != nullptr) {
+    nack = TypeSubscription::Nack{.message = error->message(), .code = error->code(),
+                                  .at = absl::Now()};
+  }
+  const size_t t = static_cast<size_t>(type);
+  switch (sub.OnAnswer(nonce, nack)) {
+    case TypeSubscription::Answer::kStale:
+      metrics_->stale_nonces.Inc();
+      break;
+    case TypeSubscription::Answer::kAck:
+      metrics_->acks[t].Inc();
+      break;
+    case TypeSubscription::Answer::kNack:
+      metrics_->nacks[t].Inc();
+      stream.push_saw_nack = true;
+      LOG(WARN) << "xds: " << stream.node.id() << " NACKed " << TypeLabel(type) << " version "
+                << sub.last_nack()->version << ": " << nack->message;
+      break;
+  }
 }
 
 void AdsServer::OnPushMaybeDone(Stream& stream) {

@@ -170,6 +170,8 @@ class AdsServer {
   void ScheduleDrain();
   void DrainQueue();
   void Push(Stream& stream);
+  void RecordAnswer(Stream& stream, TypeSubscription& sub, ResourceType type,
+                    const std::string& nonce, const meshlet::xds::ErrorDetail* error);
   void OnPushMaybeDone(Stream& stream);
   void FinishPush(Stream& stream, bool timed_out);
   void OnDebounceFired();
