@@ -160,10 +160,11 @@ bool TraceStore::Matches(const Trace& trace, const TraceQuery& query) const {
     if (error != (query.status == TraceQuery::Status::kError)) return false;
   }
   if (!query.service.empty() || !query.operation.empty()) {
-    const bool found = std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
-      return (query.service.empty() || s.service == query.service) &&
-             (query.operation.empty() || s.name == query.operation);
-    });
+    const bool found =
+        std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
+          return (query.service.empty() || s.service == query.service) &&
+                 (query.operation.empty() || s.name == query.operation);
+        });
     if (!found) return false;
   }
   return true;

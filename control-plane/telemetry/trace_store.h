@@ -25,8 +25,14 @@
 
 namespace meshlet::controlplane::telemetry {
 
-enum class SpanKind { kUnspecified = 0, kInternal = 1, kServer = 2, kClient = 3, kProducer = 4,
-                      kConsumer = 5 };
+enum class SpanKind {
+  kUnspecified = 0,
+  kInternal = 1,
+  kServer = 2,
+  kClient = 3,
+  kProducer = 4,
+  kConsumer = 5
+};
 absl::string_view SpanKindName(SpanKind kind);  // "server", "client", ...
 
 struct SpanRecord {

@@ -35,11 +35,11 @@ SpanRecord MakeSpan(int trace, int span, int parent, absl::string_view service,
 std::vector<SpanRecord> ThreeHopTrace(int trace, int64_t start_ms, int64_t duration_ms,
                                       bool backend_error = false) {
   const int base = trace * 10;
-  return {MakeSpan(trace, base + 1, 0, "frontend", "GET /", start_ms, duration_ms),
-          MakeSpan(trace, base + 2, base + 1, "frontend", "GET /api", start_ms + 1,
-                   duration_ms - 2),
-          MakeSpan(trace, base + 3, base + 2, "backend", "GET /api", start_ms + 2,
-                   duration_ms - 4, backend_error)};
+  return {
+      MakeSpan(trace, base + 1, 0, "frontend", "GET /", start_ms, duration_ms),
+      MakeSpan(trace, base + 2, base + 1, "frontend", "GET /api", start_ms + 1, duration_ms - 2),
+      MakeSpan(trace, base + 3, base + 2, "backend", "GET /api", start_ms + 2, duration_ms - 4,
+               backend_error)};
 }
 
 TEST(TraceStoreTest, GroupsSpansByTraceAndSummarizesTheRoot) {
@@ -189,9 +189,9 @@ TEST(TraceStoreTest, PerTraceLimitKeepsTheFirstSpans) {
 
 TEST(TraceStoreTest, DependencyGraphFromCrossServiceParentLinks) {
   TraceStore store;
-  store.Add(ThreeHopTrace(1, 0, 10));                          // backend span 6ms
+  store.Add(ThreeHopTrace(1, 0, 10));                            // backend span 6ms
   store.Add(ThreeHopTrace(2, 100, 24, /*backend_error=*/true));  // backend span 20ms
-  store.Add(ThreeHopTrace(3, 200, 104));                       // backend span 100ms
+  store.Add(ThreeHopTrace(3, 200, 104));                         // backend span 100ms
   // backend → db from a separately exported trace.
   store.Add({MakeSpan(5, 51, 0, "backend", "query", 300, 8),
              MakeSpan(5, 52, 51, "db", "SELECT", 301, 5)});

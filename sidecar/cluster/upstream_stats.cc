@@ -72,12 +72,12 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
       shard.RegisterCounter("meshlet_upstream_rq_per_try_timeout_total",
                             "Attempts that hit the retry policy's per-try timeout.", labels));
   for (size_t i = 0; i < s.rq_deadline_header_invalid.size(); ++i) {
-    ASSIGN_OR_RETURN(s.rq_deadline_header_invalid[i],
-                     shard.RegisterCounter(
-                         "meshlet_upstream_rq_deadline_header_invalid_total",
-                         "Requests whose caller deadline header was malformed (and ignored).",
-                         {{"cluster", name},
-                          {"header", i == 0 ? "grpc-timeout" : "x-meshlet-deadline"}}));
+    ASSIGN_OR_RETURN(
+        s.rq_deadline_header_invalid[i],
+        shard.RegisterCounter(
+            "meshlet_upstream_rq_deadline_header_invalid_total",
+            "Requests whose caller deadline header was malformed (and ignored).",
+            {{"cluster", name}, {"header", i == 0 ? "grpc-timeout" : "x-meshlet-deadline"}}));
   }
   ASSIGN_OR_RETURN(
       s.rq_breaker_open,

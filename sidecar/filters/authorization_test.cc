@@ -17,7 +17,8 @@ AuthorizationRequest Request(absl::string_view peer, absl::string_view path = "/
 }
 
 AuthorizationPolicyConfig Policy(Action action, std::vector<AuthorizationRuleConfig> rules) {
-  return {.name = action == Action::kDeny ? "deny" : "allow", .action = action,
+  return {.name = action == Action::kDeny ? "deny" : "allow",
+          .action = action,
           .rules = std::move(rules)};
 }
 

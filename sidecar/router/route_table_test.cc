@@ -9,7 +9,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-
 namespace meshlet::sidecar::router {
 namespace {
 

@@ -81,11 +81,11 @@
 #include "common/net/buffer.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/upstream_stats.h"
+#include "sidecar/filters/request_gate.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/retry_state.h"
 #include "sidecar/router/route_table.h"
-#include "sidecar/filters/request_gate.h"
 #include "sidecar/router/stream_info.h"
 
 namespace meshlet::sidecar::router {

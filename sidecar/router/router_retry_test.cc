@@ -30,7 +30,6 @@
 #include "sidecar/router/route_table.h"
 #include "sidecar/tracing/tracer.h"
 
-
 namespace meshlet::sidecar::router {
 namespace {
 
