@@ -204,4 +204,53 @@ ParseOutcome ParseSplit(absl::string_view input, const std::vector<size_t>& cuts
   return ParsePieces(pieces, options);
 }
 
+std::vector<std::string> SampleRequests() {
+  return {
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+      "POST /p?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n"
+      "0\r\nX-T: 1\r\n\r\n",
+      "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\nHost: b\r\n\r\n",
+      "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+      "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw",
+      "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\ntunnel bytes",
+      "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2, 2\r\n\r\nok",
+      "OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      "GET http://b.test/abs?q HTTP/1.1\r\nHost: b.test\r\n\r\n",
+      "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx",
+  };
+}
+
+std::vector<std::string> SampleResponses() {
+  return {
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n"
+      "grpc-status: 0\r\n\r\n",
+      "HTTP/1.0 200 OK\r\n\r\nuntil close",
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nws",
+      "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+  };
+}
+
+std::vector<std::string> SampleSeeds(const std::vector<uint8_t>& request_modes,
+                                     const std::vector<uint8_t>& response_modes) {
+  std::vector<std::string> seeds;
+  uint8_t counter = 0;
+  auto add = [&](const std::vector<std::string>& messages, const std::vector<uint8_t>& modes) {
+    for (const std::string& m : messages) {
+      for (uint8_t mode : modes) {
+        seeds.push_back(std::string{static_cast<char>(mode), static_cast<char>(counter++)} + m);
+      }
+    }
+  };
+  add(SampleRequests(), request_modes);
+  add(SampleResponses(), response_modes);
+  return seeds;
+}
+
 }  // namespace meshlet::http::h1::testing

@@ -5,6 +5,7 @@
 // however the bytes were split; the tests and the fuzz target rely on that.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -79,5 +80,16 @@ ParseOutcome ParseSplit(absl::string_view input, const std::vector<size_t>& cuts
                         const ParseOptions& options);
 
 absl::string_view StatusName(Parser::Status status);
+
+// Valid messages of every framing (keep-alive, pipelined, chunked with trailers, upgrade,
+// CONNECT, 100-continue, close-delimited, bodiless statuses): the seeds of the HTTP/1 fuzz
+// targets, so mutations start from deep parser and codec states.
+std::vector<std::string> SampleRequests();
+std::vector<std::string> SampleResponses();
+// Fuzz seeds: each sample request prefixed with each of `request_modes`, each sample response
+// with each of `response_modes`, then a second byte that counts up (the targets' split/script
+// seed).
+std::vector<std::string> SampleSeeds(const std::vector<uint8_t>& request_modes,
+                                     const std::vector<uint8_t>& response_modes);
 
 }  // namespace meshlet::http::h1::testing

@@ -1,0 +1,115 @@
+// The default driver of a fuzz target (fuzz_target.h): replays the files named on the command line
+// (and nothing else, to reproduce a crash), or runs the seeds and then --runs inputs mutated from
+// them with a fixed --seed, so a test run is deterministic. The
+// mutations are byte-level and biased towards the target's dictionary; libFuzzer (./dev fuzz)
+// explores far more, this keeps every target exercised on every test run.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "common/fuzz/corpus_files.h"
+#include "common/fuzz/fuzz_target.h"
+
+namespace meshlet::fuzz {
+namespace {
+
+std::string Mutate(std::string s, const std::vector<std::string>& seeds,
+                   const std::vector<std::string>& dictionary, std::mt19937_64& rng) {
+  int rounds = 1 + static_cast<int>(rng() % 4);
+  for (int r = 0; r < rounds; ++r) {
+    size_t pos = s.empty() ? 0 : rng() % (s.size() + 1);
+    switch (rng() % 7) {
+      case 0:  // flip a byte
+        if (pos < s.size()) s[pos] = static_cast<char>(rng());
+        break;
+      case 1:  // insert a dictionary token
+        if (!dictionary.empty()) s.insert(pos, dictionary[rng() % dictionary.size()]);
+        break;
+      case 2:  // delete a range
+        if (pos < s.size()) s.erase(pos, 1 + rng() % 8);
+        break;
+      case 3:  // duplicate a range
+        if (pos < s.size()) s.insert(pos, s.substr(pos, 1 + rng() % 32));
+        break;
+      case 4: {  // splice in part of another seed
+        const std::string& o = seeds[rng() % seeds.size()];
+        if (!o.empty()) s.insert(pos, o.substr(rng() % o.size(), 1 + rng() % 48));
+        break;
+      }
+      case 5:  // targets often read mode bytes first: change one of them
+        if (!s.empty()) s[rng() % std::min<size_t>(s.size(), 2)] = static_cast<char>(rng());
+        break;
+      case 6:  // cut the input short
+        if (pos < s.size()) s.resize(pos);
+        break;
+    }
+  }
+  return s;
+}
+
+void Run(const std::string& input) {
+  LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
+}
+
+}  // namespace
+}  // namespace meshlet::fuzz
+
+int main(int argc, char** argv) {
+  using meshlet::fuzz::Run;
+  if (meshlet::fuzz::HandleWriteFlags(argc, argv)) return 0;
+  long runs = 10000;
+  uint64_t seed = 1;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--runs=")) {
+      runs = std::strtol(std::string(arg).c_str(), nullptr, 10);
+    } else if (absl::ConsumePrefix(&arg, "--seed=")) {
+      seed = std::strtoull(std::string(arg).c_str(), nullptr, 10);
+    } else {
+      files.emplace_back(arg);
+    }
+  }
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "cannot read %s\n", f.c_str());
+      return 2;
+    }
+    std::stringstream buf;
+    buf << in.rdbuf();
+    Run(buf.str());
+  }
+  if (!files.empty()) {
+    std::printf("%s: %zu files: ok\n", argv[0], files.size());
+    return 0;
+  }
+  const std::vector<std::string> seeds = meshlet::fuzz::SeedCorpus();
+  const std::vector<std::string> dictionary = meshlet::fuzz::Dictionary();
+  if (seeds.empty()) {
+    std::fprintf(stderr, "the target has no seeds\n");
+    return 2;
+  }
+  for (const std::string& s : seeds) Run(s);
+  std::mt19937_64 rng(seed);
+  for (long i = 0; i < runs; ++i) {
+    std::string input = seeds[rng() % seeds.size()];
+    // Stack mutations sometimes so inputs drift further from the seeds.
+    int generations = 1 + static_cast<int>(rng() % 3);
+    for (int g = 0; g < generations; ++g) {
+      input = meshlet::fuzz::Mutate(std::move(input), seeds, dictionary, rng);
+    }
+    Run(input);
+  }
+  std::printf("%s: %zu seeds, %ld mutated runs: ok\n", argv[0], seeds.size(), runs);
+  return 0;
+}
