@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/base/status.h"
+#include "common/base/utf8.h"
 
 namespace meshlet::config {
 namespace {
@@ -151,6 +152,11 @@ class Reader {
     const bool add = field->is_repeated();
     switch (field->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING:
+        // Protobuf strings are UTF-8: anything else would fail to parse at the receiving end of
+        // an xDS push or an API response (bytes fields take any bytes).
+        if (field->type() == FieldDescriptor::TYPE_STRING && !IsValidUtf8(node.Scalar())) {
+          return Error(node, path, "not valid UTF-8");
+        }
         add ? r->AddString(&message, field, node.Scalar())
             : r->SetString(&message, field, node.Scalar());
         return absl::OkStatus();

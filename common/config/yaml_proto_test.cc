@@ -66,6 +66,20 @@ TEST(YamlProtoTest, UnknownFieldNamesPositionPathAndKnownFields) {
   EXPECT_NE(s.message().find("address"), std::string::npos);
 }
 
+// Found by yaml_proto_fuzz: a string that is not UTF-8 was accepted, so the message could not be
+// serialized for an xDS push or written back as YAML that reads the same.
+TEST(YamlProtoTest, StringsMustBeUtf8) {
+  Listener l;
+  absl::Status s = YamlToProto("name: \"caf\xe9\"\n", l);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("1:7: name: not valid UTF-8"), std::string::npos) << s.message();
+  Bootstrap bootstrap;
+  s = YamlToProto("node:\n  labels: {app: \"\xff\"}\n", bootstrap);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(YamlToProto("name: \"caf\xc3\xa9\"\n", l).ok());
+  EXPECT_EQ(l.name(), "caf\xc3\xa9");
+}
+
 TEST(YamlProtoTest, UnknownFieldsCanBeIgnored) {
   Listener l;
   EXPECT_TRUE(YamlToProto("name: a\nfuture_field: 1\n", l, {.ignore_unknown_fields = true}).ok());

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/base/utf8.h"
 #include "common/stats/stats.h"
 
 namespace meshlet::stats_internal {
@@ -24,7 +25,7 @@ absl::Status ValidateMetricName(absl::string_view name, MetricType type,
                                 absl::string_view required_prefix);
 absl::Status ValidateLabelName(absl::string_view name, MetricType type);
 absl::Status ValidateHelp(absl::string_view help);
-bool IsValidUtf8(absl::string_view text);
+using ::meshlet::IsValidUtf8;
 
 // Prometheus text format escaping: label values escape `\`, `"` and newline; HELP text escapes
 // `\` and newline.

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "control-plane/telemetry/otlp_trace.pb.h"
+#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -116,6 +117,9 @@ absl::Status ParseJson(absl::string_view body, Message* message) {
 
 absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body) {
   otlp::ExportTraceServiceRequest request;
+  // A sender's bad string field (not UTF-8) is its error, answered below; protobuf would also log
+  // it, one line per request, to the control plane's stderr.
+  google::protobuf::LogSilencer quiet;
   if (!request.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return absl::InvalidArgumentError(
         "invalid protobuf: the body is not an OTLP ExportTraceServiceRequest");

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "common/http/grpc/status.h"
+
 namespace meshlet::resilience {
 namespace {
 
@@ -39,36 +41,12 @@ bool ParseDigits(absl::string_view digits, size_t max_digits, int64_t* value) {
 }  // namespace
 
 absl::StatusOr<Duration> ParseGrpcTimeout(absl::string_view value) {
-  if (value.size() < 2) return absl::InvalidArgumentError("grpc-timeout: too short");
-  int64_t unit_ns;
-  switch (value.back()) {
-    case 'H':
-      unit_ns = int64_t{3600} * 1000 * 1000 * 1000;
-      break;
-    case 'M':
-      unit_ns = int64_t{60} * 1000 * 1000 * 1000;
-      break;
-    case 'S':
-      unit_ns = 1000 * 1000 * 1000;
-      break;
-    case 'm':
-      unit_ns = 1000 * 1000;
-      break;
-    case 'u':
-      unit_ns = 1000;
-      break;
-    case 'n':
-      unit_ns = 1;
-      break;
-    default:
-      return absl::InvalidArgumentError("grpc-timeout: unknown unit");
+  std::optional<Duration> timeout = http::grpc::ParseGrpcTimeout(value);
+  if (!timeout.has_value()) {
+    return absl::InvalidArgumentError(
+        "grpc-timeout: expected 1 to 8 digits then a unit (H, M, S, m, u or n)");
   }
-  int64_t digits;
-  if (!ParseDigits(value.substr(0, value.size() - 1), 8, &digits)) {
-    return absl::InvalidArgumentError("grpc-timeout: expected 1 to 8 digits before the unit");
-  }
-  if (digits > std::numeric_limits<int64_t>::max() / unit_ns) return Duration::max();
-  return Duration(digits * unit_ns);
+  return *timeout;
 }
 
 HeaderValueText FormatGrpcTimeout(Duration remaining) {

@@ -1,6 +1,7 @@
 #include "common/http/grpc/status.h"
 
 #include <cstdint>
+#include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -138,28 +139,38 @@ bool IsGrpcRequest(const HeaderMap& headers) {
 
 std::optional<Duration> ParseGrpcTimeout(absl::string_view value) {
   if (value.size() < 2 || value.size() > 9) return std::nullopt;
-  int64_t n = 0;
-  for (char c : value.substr(0, value.size() - 1)) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-    n = n * 10 + (c - '0');
-  }
-  using std::chrono::duration_cast;
+  int64_t unit_ns;
   switch (value.back()) {
     case 'H':
-      return duration_cast<Duration>(std::chrono::hours(n));
+      unit_ns = int64_t{3600} * 1000 * 1000 * 1000;
+      break;
     case 'M':
-      return duration_cast<Duration>(std::chrono::minutes(n));
+      unit_ns = int64_t{60} * 1000 * 1000 * 1000;
+      break;
     case 'S':
-      return duration_cast<Duration>(std::chrono::seconds(n));
+      unit_ns = 1000 * 1000 * 1000;
+      break;
     case 'm':
-      return duration_cast<Duration>(std::chrono::milliseconds(n));
+      unit_ns = 1000 * 1000;
+      break;
     case 'u':
-      return duration_cast<Duration>(std::chrono::microseconds(n));
+      unit_ns = 1000;
+      break;
     case 'n':
-      return Duration(n);
+      unit_ns = 1;
+      break;
     default:
       return std::nullopt;
   }
+  int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    n = n * 10 + (c - '0');  // at most 8 digits
+  }
+  // Eight digits of hours do not fit in 64-bit nanoseconds: such a deadline is as good
+  // as none, so it saturates instead of overflowing.
+  if (n > std::numeric_limits<int64_t>::max() / unit_ns) return Duration::max();
+  return Duration(n * unit_ns);
 }
 
 }  // namespace meshlet::http::grpc

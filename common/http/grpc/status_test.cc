@@ -79,6 +79,11 @@ TEST(GrpcStatusTest, Timeout) {
   EXPECT_EQ(ParseGrpcTimeout("1H"), Duration(std::chrono::hours(1)));
   EXPECT_EQ(ParseGrpcTimeout("99999999n"), Duration(99999999));
   EXPECT_FALSE(ParseGrpcTimeout("123456789S").has_value());
+  // Eight digits of hours overflow 64-bit nanoseconds (minutes just fit): saturated, never
+  // negative (found by framing_fuzz).
+  EXPECT_EQ(ParseGrpcTimeout("99999999H"), Duration::max());
+  EXPECT_EQ(ParseGrpcTimeout("99999999M"), Duration(std::chrono::minutes(99999999)));
+  EXPECT_EQ(ParseGrpcTimeout("2562047H"), Duration(std::chrono::hours(2562047)));
   EXPECT_FALSE(ParseGrpcTimeout("S").has_value());
   EXPECT_FALSE(ParseGrpcTimeout("10x").has_value());
   EXPECT_FALSE(ParseGrpcTimeout("1.5S").has_value());
