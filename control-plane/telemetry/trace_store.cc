@@ -209,7 +209,10 @@ std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
     std::vector<int64_t> durations;
   };
   std::map<std::pair<std::string, std::string>, Accumulated> edges;
-  for (const auto& [id, trace] : traces_) {
+  for (const auto& entry : traces_) {
+    // A plain reference, not a structured binding: the lambda below captures it (clang 14 does
+    // not capture structured bindings).
+    const Trace& trace = entry.second;
     if (start_unix_nanos > 0 && trace.start < start_unix_nanos) continue;
     if (end_unix_nanos > 0 && trace.start > end_unix_nanos) continue;
     // Most traces have a handful of spans: a linear parent search beats building a map.

@@ -557,7 +557,13 @@ void Router::RouteRequest() {
         resilience::RetryOn::kGrpcCancelled | resilience::RetryOn::kGrpcDeadlineExceeded |
         resilience::RetryOn::kGrpcInternal | resilience::RetryOn::kGrpcResourceExhausted |
         resilience::RetryOn::kGrpcUnavailable;
-    replay_buffering_ = idempotent || policy.retry_non_idempotent ||
+    // An HTTP/2 upstream may refuse a stream after its body left (REFUSED_STREAM, or a GOAWAY
+    // below its id): the request never reached the app, so even a POST is retried, which needs
+    // its body.
+    const bool refusable =
+        cluster.UpstreamProtocol(info_.protocol) == http::Protocol::kHttp2 &&
+        (policy.retry_on & (resilience::RetryOn::kRefusedStream | resilience::RetryOn::k5xx)) != 0;
+    replay_buffering_ = idempotent || policy.retry_non_idempotent || refusable ||
                         (grpc_ && (policy.retry_on & kGrpcClasses) != 0);
   }
   // Fault injection, the route's rate limit and the cluster's consecutive-failure breaker

@@ -14,6 +14,9 @@ worker so per-worker budgets are deterministic. docs/resilience.md describes the
                 retried after a connect failure; nothing is retried once response headers left.
   TimeoutTest   per-try timeout then success; per-try timeouts exhausting the attempts; the route
                 timeout cutting a retry short (504, UT) — the interactions docs/resilience.md lists.
+  RefusedStreamTest  an HTTP/2 upstream (h2_upstream, python3-h2) refusing streams with
+                REFUSED_STREAM, or with a GOAWAY below their ids: the requests, POSTs included,
+                are retried (they provably never reached the app) and counted as refused_stream.
   GrpcRetryTest a trailers-only UNAVAILABLE from a grpcio server is retried.
   GrpcStatusOverHttp1Test  statuses retry_on lists are retried, others forwarded.
   DeadlineTest  x-meshlet-deadline and grpc-timeout from the client arrive reduced at the upstream
@@ -328,6 +331,52 @@ class TimeoutTest(ResilienceTestCase):
         self.assertEqual(up.stats()["requests"], 1)
         self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
                                    reason="deadline_too_close"), 1)
+
+
+class RefusedStreamTest(ResilienceTestCase):
+    def h2_upstream(self):
+        import h2_upstream  # pylint: disable=import-outside-toplevel
+        up = h2_upstream.H2Upstream()
+        self.upstreams.append(up)
+        return up
+
+    def test_refused_stream_is_retried_even_for_a_post(self):
+        up = self.h2_upstream()
+        sidecar, port = self.proxy(cluster("app", up.port, protocol="UPSTREAM_HTTP2"))
+        up.control(refuse_next=2)
+        status, headers, body, _ = request(port, "POST", "/orders", body=b"z" * 3000)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers["x-upstream"], "h2")
+        self.assertEqual(body, b"h2 upstream method=POST path=/orders body=3000\n")
+        # Two refusals, then the third attempt was processed: the app saw the POST once.
+        self.assertEqual(up.refused, 2)
+        self.assertEqual(up.processed, [("POST", "/orders", 3000)])
+        self.assertEqual(
+            self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="refused_stream"), 2)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total"), 0)
+
+    def test_goaway_before_processing_is_retried_even_for_a_post(self):
+        up = self.h2_upstream()
+        sidecar, port = self.proxy(cluster("app", up.port, protocol="UPSTREAM_HTTP2"))
+        up.control(goaway_next=1)
+        status, _, body, _ = request(port, "POST", "/pay", body=b"p" * 100)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(up.goaways, 1)
+        self.assertEqual(up.processed, [("POST", "/pay", 100)])
+        self.assertGreaterEqual(up.connections, 2)  # the retry needed a new connection
+        self.assertEqual(
+            self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="refused_stream"), 1)
+
+    def test_refusals_past_the_attempts_answer_503_without_reaching_the_app(self):
+        up = self.h2_upstream()
+        sidecar, port = self.proxy(cluster("app", up.port, protocol="UPSTREAM_HTTP2"))
+        up.control(refuse_next=10)
+        status, _, _, _ = request(port, "POST", "/orders", body=b"q")
+        self.assertIn(status, (502, 503))
+        self.assertEqual(up.processed, [])
+        self.assertEqual(up.refused, 3)  # one try and the two retries of the default policy
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="attempts_exhausted"), 1)
 
 
 class GrpcRetryTest(ResilienceTestCase):
