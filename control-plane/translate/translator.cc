@@ -736,6 +736,13 @@ class Translator {
       route->mutable_route()->set_cluster(cluster_name);
       // The caller's deadline governs; the inbound hop adds none of its own.
       route->mutable_route()->mutable_timeout()->set_seconds(0);
+      // Retries belong to the caller's sidecar, where the route's policy and the cluster's budget
+      // live: retrying responses or resets here as well would multiply attempts at every hop.
+      // This hop retries only what provably never reached the app (no connection to it, or a
+      // stream it refused), with the default attempt count; those cannot multiply.
+      xds::RetryPolicy* inbound_retries = route->mutable_route()->mutable_retry_policy();
+      inbound_retries->add_retry_on("connect-failure");
+      inbound_retries->add_retry_on("refused-stream");
       if (tp != nullptr && tp->has_rate_limit()) {
         route->mutable_rate_limit()->set_requests_per_second(
             tp->rate_limit().requests_per_second());

@@ -167,11 +167,17 @@ TEST_F(TranslatorTest, ListenersForTheNode) {
   ASSERT_NE(app, nullptr);
   EXPECT_EQ(app->type(), xds::Cluster::STATIC);
   EXPECT_EQ(app->load_assignment().endpoints(0).address(), "127.0.0.1:8081");
-  // The inbound hop adds no timeout of its own: the caller's deadline governs.
+  // The inbound hop adds no timeout of its own: the caller's deadline governs. It retries only
+  // what never reached the app, so attempts do not multiply across hops.
   const xds::VirtualHost* local = Host(r, "inbound", "inbound:8080");
   ASSERT_NE(local, nullptr);
   ASSERT_EQ(local->routes_size(), 1);
   EXPECT_EQ(local->routes(0).route().timeout().seconds(), 0);
+  const xds::RetryPolicy& inbound_retries = local->routes(0).route().retry_policy();
+  EXPECT_FALSE(inbound_retries.has_num_retries());  // the default attempts
+  EXPECT_EQ(std::vector<std::string>(inbound_retries.retry_on().begin(),
+                                     inbound_retries.retry_on().end()),
+            (std::vector<std::string>{"connect-failure", "refused-stream"}));
 }
 
 TEST_F(TranslatorTest, RegisteredAppPortsWinOverTheServiceTargetPort) {

@@ -44,8 +44,8 @@ FAIL_EVERY, FAIL_BURST = 20, 3
 # examples/policies/00-services.yaml.
 WORKLOADS = [
     ("frontend-0", "frontend", "v1", "reviews:9080", []),
-    # reviews-v1's own sidecar retries these first (inbound default policy), then the frontend's
-    # sidecar under TrafficPolicy reviews.
+    # The frontend's sidecar retries these under TrafficPolicy reviews; reviews-v1's own sidecar
+    # (inbound) retries only what never reached its app, so attempts do not multiply.
     ("reviews-v1-0", "reviews", "v1", "ratings:9090",
      ["--fail-every", str(FAIL_EVERY), "--fail-burst", str(FAIL_BURST)]),
     ("reviews-v2-0", "reviews", "v2", "ratings:9090", []),
@@ -390,7 +390,7 @@ def traffic(state, p, seconds):
             with_ratings),
         "  retries: reviews-v1 answered %d attempts 503 on purpose (%d in a row of every %d)," % (
             injected, FAIL_BURST, FAIL_EVERY),
-        "           retried by reviews-v1-0's own sidecar (inbound, default policy): %d" % (
+        "           retried by reviews-v1-0's own sidecar (inbound, never-reached only): %d" % (
             retried[("reviews-v1-0", "inbound")]),
         "           and by frontend-0's sidecar (TrafficPolicy reviews, up to 3 on 503): %d" % (
             retried[("frontend-0", "outbound")]),

@@ -1,0 +1,139 @@
+"""What the resilience features cost per request when nothing fails, measured deterministically.
+
+Usage: resilience_cost.py --sidecar BIN [--requests N] [--warmup N] [--rounds N] [--no-callgrind]
+
+The sidecar (build it with --config=opt) runs the proxy comparison's two configurations,
+peers/meshlet.yaml and peers/meshlet-resilience.yaml, in front of the same nginx upstream
+(peers/upstream-nginx.conf), with one worker, and receives the same fixed-count load:
+`h2load --h1 -n N -c 4` of GET / (1 KiB responses). Two figures per configuration:
+
+  instructions per request   valgrind --tool=callgrind, counting only while the measured load
+                             runs (callgrind_control -i on/off); deterministic to a fraction of a
+                             percent, whatever else the machine is doing;
+  CPU time per request       user + system time of the sidecar from /proc over the measured load,
+                             the median of --rounds runs alternating the two configurations
+                             (noisy on a shared machine; the instruction count is the figure).
+
+The difference is the cost of the retry policy, circuit breakers, retry budget, consecutive-failure
+breaker, route timeout and outlier detection on a request that succeeds (docs/performance.md).
+"""
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import proxy_compare as pc
+
+CONFIGS = [("meshlet", "meshlet.yaml"), ("meshlet-resilience", "meshlet-resilience.yaml")]
+
+
+def h2load(tool, port, requests):
+    out = subprocess.run([tool, "--h1", "-n", str(requests), "-c", "4", "-m", "1",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=600).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if not m or int(m.group(2)) != requests:
+        raise RuntimeError(f"h2load did not complete {requests} requests:\n{out}")
+
+
+def start_sidecar(args, name, template, workdir, upstream_port, wrapper=()):
+    port = pc.free_port()
+    config = pc.render(template, workdir, {"H1_PORT": port, "UPSTREAM_PORT": upstream_port})
+    proc = pc.Proc(name, [*wrapper, args.sidecar, "--config", config, "--concurrency", "1",
+                          f"--admin-address=127.0.0.1:{pc.free_port()}", "--log-level", "warn",
+                          "--drain-time=0s"], workdir)
+    pc.wait_ready(proc, port, timeout=120.0)
+    return proc, port
+
+
+def stop(proc, timeout=120):
+    if proc.proc.poll() is None:
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.proc.wait(timeout=timeout)
+    proc.stop()
+
+
+def instructions_per_request(args, tools, name, template, workdir, upstream_port):
+    out_file = os.path.join(workdir, f"callgrind.{name}.out")
+    proc, port = start_sidecar(args, name, template, workdir, upstream_port,
+                               ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+                                f"--callgrind-out-file={out_file}"])
+    h2load(tools["h2load"], port, args.warmup)
+    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
+                   capture_output=True)
+    h2load(tools["h2load"], port, args.requests)
+    subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
+                   capture_output=True)
+    stop(proc)
+    with open(out_file) as f:
+        m = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    if not m:
+        raise RuntimeError(f"no instruction total in {out_file}")
+    return int(m.group(1)) / args.requests
+
+
+def cpu_per_request(args, tools, name, template, workdir, upstream_port):
+    proc, port = start_sidecar(args, name, template, workdir, upstream_port)
+    h2load(tools["h2load"], port, args.warmup)
+    user0, sys0 = pc.cpu_seconds(proc.pid)
+    h2load(tools["h2load"], port, args.requests)
+    user1, sys1 = pc.cpu_seconds(proc.pid)
+    stop(proc)
+    return ((user1 - user0) + (sys1 - sys0)) / args.requests * 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sidecar", required=True)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-callgrind", action="store_true")
+    args = parser.parse_args()
+    tools = {t: pc.find_tool(t) for t in ("h2load", "nginx")}
+    missing = [t for t, path in tools.items() if path is None]
+    if missing:
+        sys.exit(f"missing: {missing} (./dev deps installs them)")
+    workdir = tempfile.mkdtemp(prefix="meshlet-resilience-cost-")
+    body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
+    up_h1, up_h2 = pc.free_port(), pc.free_port()
+    upstream = pc.Proc("upstream-nginx",
+                       [tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
+                        pc.render("upstream-nginx.conf", workdir,
+                                  {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2,
+                                   "BODY": body})], workdir)
+    try:
+        pc.wait_ready(upstream, up_h1)
+        results = {}
+        if not args.no_callgrind:
+            for name, template in CONFIGS:
+                results[(name, "ir")] = instructions_per_request(args, tools, name, template,
+                                                                 workdir, up_h1)
+        cpu = {name: [] for name, _ in CONFIGS}
+        for _ in range(args.rounds):
+            for name, template in CONFIGS:
+                cpu[name].append(cpu_per_request(args, tools, name, template, workdir, up_h1))
+        print(f"{args.requests} requests (h2load --h1 -c 4), after {args.warmup} to warm up")
+        base, res = CONFIGS[0][0], CONFIGS[1][0]
+        if not args.no_callgrind:
+            ir_base, ir_res = results[(base, "ir")], results[(res, "ir")]
+            print(f"instructions/request  {base}: {ir_base:,.0f}  {res}: {ir_res:,.0f}  "
+                  f"cost: {100 * (ir_res / ir_base - 1):+.2f} %")
+        cpu_base, cpu_res = statistics.median(cpu[base]), statistics.median(cpu[res])
+        print(f"CPU µs/request (median of {args.rounds})  {base}: {cpu_base:.2f} "
+              f"{[round(v, 2) for v in cpu[base]]}  {res}: {cpu_res:.2f} "
+              f"{[round(v, 2) for v in cpu[res]]}  cost: {100 * (cpu_res / cpu_base - 1):+.1f} %")
+    finally:
+        for p in pc.STARTED:
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
