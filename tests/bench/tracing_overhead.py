@@ -7,7 +7,9 @@ One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 t
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
 valgrind's callgrind, which counts every instruction of every thread (workers and the span
 exporter), so the figure does not depend on what else the machine runs. Each mode runs twice, with
-N and 2N requests; (Ir(2N) - Ir(N)) / N is the cost per request without start-up and shutdown.
+N and 2N requests; (Ir(2N) - Ir(N)) / N is the cost per request without start-up and shutdown,
+less what the process spends per second when idle (measured from two idle spells) times the
+extra wall time of the longer run (under valgrind the runs are slow, so timers would count).
 Modes: tracing off, 1 % sampling, 100 % sampling (OTLP protobuf to a collector stub in this
 process that answers 200). Prints one line per mode and the overhead against "off".
 """
@@ -97,12 +99,16 @@ def main():
     results = {}
     try:
         for name, percent in modes:
-            irs = []
-            for n in (args.requests, 2 * args.requests):
+            runs = {}
+            # (requests, idle seconds): two loads, and two idle spells that measure what the
+            # process spends per second without requests (timers, the exporter's 50 ms poll),
+            # which is subtracted for the load runs' difference in wall time.
+            for n, idle in ((args.requests, 0), (2 * args.requests, 0), (0, 3), (0, 9)):
                 port, admin = free_port(), free_port()
-                config = os.path.join(tmp, f"proxy-{percent}-{n}.yaml")
+                config = os.path.join(tmp, f"proxy-{percent}-{n}-{idle}.yaml")
                 text = ("static_resources:\n  listeners:\n" + listener("out", port, "r") +
-                        "  clusters:\n  - name: app\n    load_assignment:\n      endpoints:\n"
+                        "  clusters:\n  - name: app\n    connect_timeout: 30s\n"
+                        "    load_assignment:\n      endpoints:\n"
                         f"      - address: 127.0.0.1:{up_port}\n"
                         "  routes:\n  - name: r\n    virtual_hosts:\n    - name: all\n"
                         "      domains: [\"*\"]\n      routes:\n      - match: {prefix: /}\n"
@@ -113,28 +119,40 @@ def main():
                              "  protocol: OTLP_PROTO\n  service_name: bench\n")
                 with open(config, "w") as f:
                     f.write(text)
-                out = os.path.join(tmp, f"callgrind-{percent}-{n}.out")
+                out = os.path.join(tmp, f"callgrind-{percent}-{n}-{idle}.out")
                 proc = subprocess.Popen(
                     ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                      args.sidecar, "--config", config, "--concurrency=1", "--drain-time=0s",
                      f"--admin-address=127.0.0.1:{admin}"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 wait_ready(admin, proc, 60)
-                load = subprocess.run(["h2load", "--h1", "-n", str(n), "-c", str(args.clients),
-                                       f"http://127.0.0.1:{port}/"],
-                                      capture_output=True, text=True, timeout=600)
-                done = re.search(r"(\d+) succeeded, (\d+) failed", load.stdout)
-                if not done or int(done.group(1)) != n:
-                    raise RuntimeError("h2load: " + load.stdout[-800:])
+                # The same warm-up in every run (it cancels out): connections, first-use paths.
+                subprocess.run(["h2load", "--h1", "-n", "50", "-c", str(args.clients),
+                                f"http://127.0.0.1:{port}/"], capture_output=True, timeout=600)
+                started = time.monotonic()
+                if n:
+                    load = subprocess.run(["h2load", "--h1", "-n", str(n), "-c",
+                                           str(args.clients), f"http://127.0.0.1:{port}/"],
+                                          capture_output=True, text=True, timeout=1200)
+                    done = re.search(r"status codes: (\d+) 2xx", load.stdout)
+                    if not done or int(done.group(1)) != n:
+                        raise RuntimeError("h2load: " + load.stdout[-800:])
+                else:
+                    time.sleep(idle)
+                seconds = time.monotonic() - started
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=120)
                 with open(out) as f:
                     totals = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
-                irs.append(int(totals.group(1)))
-            results[name] = (irs[1] - irs[0]) / args.requests
+                runs[(n, idle)] = (int(totals.group(1)), seconds)
+            (ir1, t1), (ir2, t2) = runs[(args.requests, 0)], runs[(2 * args.requests, 0)]
+            (ir_a, s_a), (ir_b, s_b) = runs[(0, 3)], runs[(0, 9)]
+            idle_rate = (ir_b - ir_a) / (s_b - s_a)
+            raw = (ir2 - ir1) / args.requests
+            results[name] = (ir2 - ir1 - idle_rate * (t2 - t1)) / args.requests
             print(f"{name:>5}: {results[name]:10.0f} instructions/request "
-                  f"(Ir {irs[0]} for {args.requests}, {irs[1]} for {2 * args.requests})",
-                  flush=True)
+                  f"(raw {raw:.0f}; idle {idle_rate:.0f}/s subtracted for {t2 - t1:.1f} s more "
+                  f"wall time)", flush=True)
     finally:
         upstream.terminate()
         upstream.wait(timeout=10)
