@@ -236,7 +236,7 @@ async function openTrace(id) {
         .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('');
     rows.push(`<div class="span-row" data-span="${esc(s.spanId)}" data-depth="${depth}"
         data-attempt="${attempt}" data-error="${failed ? 1 : 0}">
-      <div class="span-name" style="padding-left:${8 + depth * 16}px">
+      <div class="span-name" style="padding-left:${8 + depth * 14}px">
         <span class="badge svc" style="background:${colorOf(s.service, services)}22;color:${colorOf(s.service, services)}">${esc(s.service)}</span>
         ${esc(s.name)}<span class="kind">${esc(s.kind)}</span> ${badges}</div>
       <div class="span-track"><div class="span-bar ${failed ? 'error' : ''}" style="left:${100 * offset / total}%;
@@ -321,8 +321,10 @@ function route() {
   const hash = location.hash.replace(/^#/, '');
   const m = hash.match(/(?:^|&)token=([^&]+)/);
   if (m) {
+    // "#token=T" or "#trace/ID&token=T": keep the token, show the rest of the fragment.
     sessionStorage.setItem('meshlet-token', decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + '#graph');
+    const rest = hash.replace(/(?:^|&)token=[^&]+/, '').replace(/^&/, '');
+    history.replaceState(null, '', location.pathname + '#' + (rest || 'graph'));
     return route();
   }
   if (!token()) return showLogin();
