@@ -30,12 +30,6 @@ bool SafeField(absl::string_view name, absl::string_view value) {
   for (char c : name) {
     if (c == '\r' || c == '\n' || c == '\0' || c == ':' || c == ' ' || c == '\t') return false;
   }
-  // Every forbidden byte is <= '\r': one comparison per byte and no early exit (the compiler can
-  // vectorize it) clears almost every value; only values with such bytes (a tab) are looked at
-  // closely.
-  bool low = false;
-  for (char c : value) low |= static_cast<unsigned char>(c) <= '\r';
-  if (!low) return true;
   for (char c : value) {
     if (c == '\r' || c == '\n' || c == '\0') return false;
   }
