@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(ca_options.status().message()).c_str());
     return 2;
   }
-  // The trace collector takes --otlp-address, --zipkin-address and --trace-store-* flags.
+  // The trace collector takes --otlp-address, --zipkin-address, --trace-store-* and --golden-*
+  // flags.
   auto telemetry_options = meshlet::controlplane::telemetry::ExtractTelemetryFlags(args);
   if (!telemetry_options.ok()) {
     std::fprintf(stderr, "control-plane: %s\n",
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
   }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                *std::move(telemetry_options));
-  if (absl::Status status = telemetry.Start(); !status.ok()) {
+  if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
     return 1;
   }

@@ -223,10 +223,14 @@ std::string Address::unix_path() const {
 std::string Address::ip() const {
   char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
   switch (family_) {
-    case Family::kIPv4:
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text,
-                sizeof(text));
-      return text;
+    case Family::kIPv4: {
+      // Dotted quad without inet_ntop, which formats through sprintf (spans and logs call this
+      // per request).
+      const auto* b = reinterpret_cast<const unsigned char*>(
+          &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr);
+      return absl::StrCat(unsigned{b[0]}, ".", unsigned{b[1]}, ".", unsigned{b[2]}, ".",
+                          unsigned{b[3]});
+    }
     case Family::kIPv6: {
       const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
       inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));

@@ -191,6 +191,9 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request) {
   } else if (path == "/metrics" && stats_registry_ != nullptr) {
     response = ServerResponse::Text(200, FormatPrometheus(stats_registry_->Snapshot()));
     response.headers.Set("content-type", "text/plain; version=0.0.4; charset=utf-8");
+  } else if (dashboard_ &&
+             (path == "/" || path == "/dashboard" || absl::StartsWith(path, "/dashboard/"))) {
+    response = dashboard_(request);
   } else {
     std::optional<absl::string_view> auth = request.headers.Get("authorization");
     absl::string_view presented;
@@ -603,7 +606,8 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     }
     return tokens_(request);
   }
-  if (rest == "/traces" || absl::StartsWith(rest, "/traces/") || rest == "/dependencies") {
+  if (rest == "/traces" || absl::StartsWith(rest, "/traces/") || rest == "/dependencies" ||
+      rest == "/stat") {
     if (!traces_) {
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }

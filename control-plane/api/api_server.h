@@ -5,6 +5,7 @@
 // http::HttpServer. docs/control-plane.md is the reference; in short:
 //
 //   GET  /healthz, /version, /metrics                      no token needed
+//   GET  /, /dashboard/...                                 the dashboard's files, no token
 //   GET  /apis/meshlet.io/v1                               the kinds
 //   GET  /apis/meshlet.io/v1/{plural}                      list, every namespace
 //   GET|POST /apis/meshlet.io/v1/namespaces/{ns}/{plural}  list / create
@@ -13,8 +14,9 @@
 //   GET  /api/v1/workloads                                 the registry
 //   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without one)
 //   POST /api/v1/tokens, DELETE /api/v1/tokens/{id}        join tokens (503 unless enabled)
-//   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies
-//                                                          the trace collector (503 without one)
+//   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat
+//                                                          the trace collector and golden
+//                                                          metrics (503 without them)
 //
 // Writes take JSON or YAML, are validated before anything is stored (422 with field paths),
 // honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409).
@@ -77,6 +79,9 @@ class PolicyApi {
   // control-plane/telemetry) once set; without it those paths answer 503. Call on the loop
   // thread (or before serving).
   void SetTraceHandler(http::RequestHandler handler) { traces_ = std::move(handler); }
+  // Serves /, /dashboard and /dashboard/... without the token (a static page that asks for the
+  // token itself: control-plane/telemetry/dashboard.h). Call on the loop thread.
+  void SetDashboardHandler(http::RequestHandler handler) { dashboard_ = std::move(handler); }
 
  private:
   struct Stats;
@@ -103,6 +108,7 @@ class PolicyApi {
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
   http::RequestHandler traces_;
+  http::RequestHandler dashboard_;
 };
 
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.

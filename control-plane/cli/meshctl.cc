@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -63,6 +64,12 @@ Commands:
                                             recent traces from the collector, newest first
   trace ID [-o json]                        one trace as a waterfall: span tree, offsets,
                                             durations, attributes (retry attempts, status)
+  stat [SERVICE] [--window 1m]              golden metrics per source -> destination: success
+                                            rate, requests/s, latency p50/p95/p99, bytes,
+                                            connections (SERVICE: edges from or to it)
+  top [--interval 2s] [--limit N] [--once] [--window 1m]
+                                            the busiest paths, refreshed until interrupted
+  dashboard                                 the dashboard's URL (with the token)
   check                                     control plane reachable, token valid, versions
   version [--client]
 
@@ -107,6 +114,9 @@ class Meshctl {
     if (command == "token") return Token();
     if (command == "traces") return Traces();
     if (command == "trace") return Trace();
+    if (command == "stat") return Stat(false);
+    if (command == "top") return Top();
+    if (command == "dashboard") return Dashboard();
     return Fail({kExitUsage, absl::StrCat("unknown command \"", command, "\" (see meshctl help)")});
   }
 
@@ -203,6 +213,19 @@ class Meshctl {
             {"--status", "status"},
             {"--limit", "limit"}};
         trace_filters_.emplace_back(kParams.at(flag), value);
+      } else if (IsFlag(arg, "--window")) {
+        if (auto f = TakeValue(args, i, "--window", value)) return f;
+        window_ = value;
+      } else if (IsFlag(arg, "--interval")) {
+        if (auto f = TakeValue(args, i, "--interval", value)) return f;
+        absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+        if (!d.ok() || *d < absl::Milliseconds(100)) {
+          return Failure{kExitUsage,
+                         absl::StrCat("--interval: \"", value, "\" is not a duration >= 100ms")};
+        }
+        interval_ = *d;
+      } else if (arg == "--once") {
+        once_ = true;
       } else if (arg == "--single-use") {
         single_use_ = true;
       } else if (arg == "-A" || arg == "--all-namespaces") {
@@ -1003,6 +1026,12 @@ class Meshctl {
       absl::StrAppend(&path, i == 0 ? "?" : "&", trace_filters_[i].first, "=",
                       QueryEscape(trace_filters_[i].second));
     }
+    return ShowReply(path, [](absl::string_view body) { return FormatTraceList(body); });
+  }
+
+  // GET `path`: the body as it is with -o json, else as `format` renders it.
+  int ShowReply(const std::string& path,
+                const std::function<absl::StatusOr<std::string>(absl::string_view)>& format) {
     int exit_code = kExitOk;
     std::optional<Reply> reply = Call("GET", path, "", &exit_code);
     if (!reply.has_value()) return exit_code;
@@ -1011,27 +1040,56 @@ class Meshctl {
       std::cout << reply->http.body;
       return kExitOk;
     }
-    absl::StatusOr<std::string> table = FormatTraceList(reply->http.body);
-    if (!table.ok()) return Fail({kExitFailed, std::string(table.status().message())});
-    std::cout << *table;
+    absl::StatusOr<std::string> text = format(reply->http.body);
+    if (!text.ok()) return Fail({kExitFailed, std::string(text.status().message())});
+    std::cout << *text;
     return kExitOk;
   }
 
   // trace ID: GET /api/v1/traces/{id} as a waterfall.
   int Trace() {
     if (positional_.size() != 1) return Fail({kExitUsage, "usage: trace ID"});
-    int exit_code = kExitOk;
-    std::optional<Reply> reply =
-        Call("GET", absl::StrCat("/api/v1/traces/", QueryEscape(positional_[0])), "", &exit_code);
-    if (!reply.has_value()) return exit_code;
-    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
-    if (output_ == "json") {
-      std::cout << reply->http.body;
-      return kExitOk;
+    return ShowReply(absl::StrCat("/api/v1/traces/", QueryEscape(positional_[0])),
+                     [](absl::string_view body) { return FormatTraceWaterfall(body); });
+  }
+
+  // stat [SERVICE]: GET /api/v1/stat as a table; top: the busiest paths, refreshed.
+  int Stat(bool top) {
+    if (positional_.size() > 1) return Fail({kExitUsage, "usage: stat [SERVICE] [--window 1m]"});
+    std::string path = absl::StrCat("/api/v1/stat?window=", QueryEscape(window_));
+    if (!positional_.empty()) absl::StrAppend(&path, "&service=", QueryEscape(positional_[0]));
+    size_t limit = 0;
+    for (const auto& [name, value] : trace_filters_) {
+      if (name == "limit" && !absl::SimpleAtoi(value, &limit)) {
+        return Fail({kExitUsage, absl::StrCat("--limit: \"", value, "\" is not a number")});
+      }
     }
-    absl::StatusOr<std::string> waterfall = FormatTraceWaterfall(reply->http.body);
-    if (!waterfall.ok()) return Fail({kExitFailed, std::string(waterfall.status().message())});
-    std::cout << *waterfall;
+    return ShowReply(
+        path, [top, limit](absl::string_view body) { return FormatStatTable(body, top, limit); });
+  }
+
+  // top: the busiest paths, redrawn every --interval on a terminal, appended (blank-line
+  // separated) otherwise; --once prints one table and exits.
+  int Top() {
+    const bool terminal = isatty(STDOUT_FILENO);
+    for (;;) {
+      if (terminal && !once_) {
+        // Clear the screen and home the cursor, then what is shown and when.
+        std::cout << "\x1b[H\x1b[2J"
+                  << "meshctl top  (window " << window_ << ", every "
+                  << absl::FormatDuration(interval_) << "; Ctrl-C quits)   "
+                  << absl::FormatTime("%H:%M:%S", absl::Now(), absl::LocalTimeZone()) << "\n\n";
+      }
+      if (int code = Stat(true); code != kExitOk || once_) return code;
+      std::cout << (terminal ? "" : "\n") << std::flush;
+      absl::SleepFor(interval_);
+    }
+  }
+
+  // dashboard: where the control plane serves it, with the token in the URL's fragment (which
+  // browsers do not send to the server) so the page can call the API.
+  int Dashboard() {
+    std::cout << "http://" << server_ << "/dashboard/#token=" << QueryEscape(token_) << "\n";
     return kExitOk;
   }
 
@@ -1126,6 +1184,10 @@ class Meshctl {
   bool dry_run_ = false;
   bool client_only_ = false;
   std::string output_ = "table";
+  // stat, top
+  std::string window_ = "1m";
+  absl::Duration interval_ = absl::Seconds(2);
+  bool once_ = false;
   // traces: query parameter, value
   std::vector<std::pair<std::string, std::string>> trace_filters_;
   // token create

@@ -33,6 +33,86 @@ struct ViewSpan {
 
 }  // namespace
 
+namespace {
+
+// "98.50%", "-" without requests.
+std::string Percent(const YAML::Node& v) {
+  if (!v.IsDefined() || v.IsNull()) return "-";
+  return absl::StrFormat("%.2f%%", v.as<double>() * 100);
+}
+
+std::string Millis(const YAML::Node& v) {
+  if (!v.IsDefined() || v.IsNull()) return "-";
+  const double ms = v.as<double>();
+  if (ms >= 1000) return absl::StrFormat("%.2fs", ms / 1000);
+  if (ms >= 10) return absl::StrFormat("%.0fms", ms);
+  return absl::StrFormat("%.1fms", ms);
+}
+
+std::string Rate(double v) {
+  if (v >= 100) return absl::StrFormat("%.0f", v);
+  return absl::StrFormat("%.1f", v);
+}
+
+std::string Bytes(double v) {
+  if (v >= 1 << 20) return absl::StrFormat("%.1fMiB", v / (1 << 20));
+  if (v >= 1 << 10) return absl::StrFormat("%.1fKiB", v / (1 << 10));
+  return absl::StrFormat("%.0fB", v);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top, size_t limit) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  struct Row {
+    double rps;
+    std::vector<std::string> cells;
+  };
+  std::vector<Row> rows;
+  try {
+    for (const YAML::Node& item : (*root)["items"]) {
+      const YAML::Node latency = item["latencyMs"];
+      const double rps = item["rps"].as<double>();
+      Row row{rps, {item["source"].as<std::string>(), item["destination"].as<std::string>()}};
+      if (top) {
+        row.cells.insert(row.cells.end(),
+                         {Rate(rps), Percent(item["successRate"]), Millis(latency["p50"]),
+                          Millis(latency["p99"]), item["activeRequests"].as<std::string>()});
+      } else {
+        row.cells.insert(row.cells.end(),
+                         {Percent(item["successRate"]), Rate(rps), Millis(latency["p50"]),
+                          Millis(latency["p95"]), Millis(latency["p99"]),
+                          absl::StrCat(Bytes(item["txBytesPerSecond"].as<double>()), "/",
+                                       Bytes(item["rxBytesPerSecond"].as<double>())),
+                          Rate(item["connectionsPerSecond"].as<double>())});
+      }
+      rows.push_back(std::move(row));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected stat list: ", e.what()));
+  }
+  if (rows.empty()) {
+    return std::string(
+        "No traffic in the window (sidecars report every 10s by default; see "
+        "docs/golden-metrics.md).\n");
+  }
+  if (top) {
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const Row& a, const Row& b) { return a.rps > b.rps; });
+    if (limit != 0 && rows.size() > limit) rows.resize(limit);
+  }
+  std::vector<std::vector<std::string>> table;
+  if (top) {
+    table.push_back({"SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "ACTIVE"});
+  } else {
+    table.push_back(
+        {"SOURCE", "DESTINATION", "SUCCESS", "RPS", "P50", "P95", "P99", "TX/RX PER S", "CONN/S"});
+  }
+  for (Row& row : rows) table.push_back(std::move(row.cells));
+  return FormatTable(table);
+}
+
 std::string FormatNanos(int64_t nanos) {
   if (nanos >= 1000000000) return absl::StrFormat("%.3fs", static_cast<double>(nanos) / 1e9);
   if (nanos >= 1000000) return absl::StrFormat("%.2fms", static_cast<double>(nanos) / 1e6);

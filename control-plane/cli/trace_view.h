@@ -15,6 +15,10 @@ namespace meshlet::controlplane::cli {
 absl::StatusOr<std::string> FormatTraceList(absl::string_view json);
 // `json` is a GET /api/v1/traces/{id} reply. `bar_width` columns for the timeline.
 absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar_width = 40);
+// `json` is a GET /api/v1/stat reply (golden metrics). `top`: busiest paths first (by RPS) with
+// at most `limit` rows (0: all); otherwise sorted by source and destination.
+absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top = false,
+                                            size_t limit = 0);
 // 1.234s, 12.3ms, 456us: three significant-ish digits, for humans.
 std::string FormatNanos(int64_t nanos);
 

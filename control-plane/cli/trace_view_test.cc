@@ -1,5 +1,8 @@
 #include "control-plane/cli/trace_view.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
@@ -60,6 +63,44 @@ TEST(TraceViewTest, ListAsTable) {
   EXPECT_TRUE(absl::StrContains(*text, "yes")) << *text;
   EXPECT_EQ(*FormatTraceList(R"({"items":[]})"), "No traces found.\n");
   EXPECT_FALSE(FormatTraceWaterfall("{not").ok());
+}
+
+constexpr char kStat[] = R"({"kind":"StatList","windowSeconds":60,"items":[
+  {"source":"a","destination":"b","requests":10,"failures":1,"rps":0.167,"successRate":0.9,
+   "latencyMs":{"p50":1.26,"p95":40,"p99":1500},"txBytesPerSecond":2048,"rxBytesPerSecond":10,
+   "connectionsPerSecond":0.5,"activeRequests":1,"reporters":1},
+  {"source":"b","destination":"c","requests":0,"failures":0,"rps":0,"successRate":null,
+   "latencyMs":{"p50":null,"p95":null,"p99":null},"txBytesPerSecond":0,"rxBytesPerSecond":0,
+   "connectionsPerSecond":0,"activeRequests":0,"reporters":1},
+  {"source":"c","destination":"d","requests":6000,"failures":0,"rps":100,"successRate":1,
+   "latencyMs":{"p50":2,"p95":3,"p99":4},"txBytesPerSecond":0,"rxBytesPerSecond":0,
+   "connectionsPerSecond":0,"activeRequests":7,"reporters":2}]})";
+
+TEST(TraceViewTest, StatTable) {
+  absl::StatusOr<std::string> text = FormatStatTable(kStat);
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << *text;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "SOURCE   DESTINATION   SUCCESS   RPS   P50")) << *text;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[1], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"a", "b", "90.00%", "0.2", "1.3ms", "40ms", "1.50s",
+                                      "2.0KiB/10B", "0.5"}));
+  // No requests: no success rate or latency to show.
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(lines[2], ' ', absl::SkipEmpty())),
+            (std::vector<std::string>{"b", "c", "-", "0.0", "-", "-", "-", "0B/0B", "0.0"}));
+}
+
+TEST(TraceViewTest, TopSortsByRateAndLimits) {
+  absl::StatusOr<std::string> text = FormatStatTable(kStat, /*top=*/true, /*limit=*/2);
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[0], "ACTIVE")) << *text;
+  EXPECT_TRUE(absl::StartsWith(lines[1], "c ")) << *text;  // 100 rps first
+  EXPECT_TRUE(absl::StartsWith(lines[2], "a ")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[1], " 7")) << *text;
+  EXPECT_TRUE(absl::StrContains(*FormatStatTable(R"({"items":[]})"), "No traffic"));
+  EXPECT_FALSE(FormatStatTable("{not").ok());
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/config/yaml_proto.h"
+#include "control-plane/telemetry/dashboard.h"
 
 namespace meshlet::controlplane::telemetry {
 
@@ -17,6 +19,9 @@ Trace collector (docs/tracing.md):
   --trace-store-max-spans N           spans kept in memory (default 100000)
   --trace-store-max-bytes N           approximate bytes kept in memory (default 67108864)
   --trace-store-max-spans-per-trace N spans kept per trace (default 10000)
+Golden metrics (docs/golden-metrics.md):
+  --golden-max-series N               (sidecar, cluster) pairs tracked (default 10000)
+  --golden-retention DURATION         longest query window, e.g. 10m (default 10m)
 )";
 }
 
@@ -34,7 +39,8 @@ absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>&
     }
     static constexpr absl::string_view kFlags[] = {
         "--otlp-address",          "--zipkin-address",        "--telemetry-max-body-bytes",
-        "--trace-store-max-spans", "--trace-store-max-bytes", "--trace-store-max-spans-per-trace"};
+        "--trace-store-max-spans", "--trace-store-max-bytes", "--trace-store-max-spans-per-trace",
+        "--golden-max-series",     "--golden-retention"};
     bool ours = false;
     for (absl::string_view flag : kFlags) ours = ours || name == flag;
     if (!ours) {
@@ -72,6 +78,16 @@ absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>&
       status = positive(options.max_request_body_bytes);
     } else if (name == "--trace-store-max-spans") {
       status = positive(options.store_limits.max_spans);
+    } else if (name == "--golden-max-series") {
+      status = positive(options.golden_limits.max_series);
+    } else if (name == "--golden-retention") {
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+      if (!d.ok() || *d < absl::Seconds(10)) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat(name, "=\"", value, "\": must be a duration of at least 10s"));
+      } else {
+        options.golden_limits.retention = absl::ToChronoNanoseconds(*d);
+      }
     } else if (name == "--trace-store-max-bytes") {
       status = positive(options.store_limits.max_bytes);
     } else {
@@ -86,10 +102,12 @@ absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>&
 TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions options)
     : control_plane_(control_plane),
       options_(std::move(options)),
-      collector_(options_.store_limits, &control_plane.stats()) {}
+      collector_(options_.store_limits, &control_plane.stats()),
+      golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()) {}
 
 TelemetryService::~TelemetryService() {
   control_plane_.api().SetTraceHandler(nullptr);
+  control_plane_.api().SetDashboardHandler(nullptr);
   otlp_server_.reset();
   zipkin_server_.reset();
 }
@@ -115,7 +133,36 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
   return server;
 }
 
-absl::Status TelemetryService::Start() {
+absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
+  if (grpc_server != nullptr) {
+    RETURN_IF_ERROR(grpc_server->RegisterMethod(
+        kMetricsReportMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {
+          auto report = std::make_shared<std::optional<metrics::v1::MetricsReport>>();
+          call->OnProtoMessage<metrics::v1::MetricsReport>(
+              [call_ptr = call.get(), report](metrics::v1::MetricsReport message) {
+                if (report->has_value()) {
+                  call_ptr->Finish(http::grpc::StatusCode::kInvalidArgument,
+                                   "unary method: one request only");
+                  return;
+                }
+                *report = std::move(message);
+              });
+          call->OnHalfClose([this, call, report] {
+            if (call->ended()) return;
+            if (!report->has_value()) {
+              call->Finish(http::grpc::StatusCode::kInvalidArgument, "no MetricsReport was sent");
+              return;
+            }
+            absl::Status status = golden_.Record(**report);
+            if (!status.ok() && !absl::IsResourceExhausted(status)) {
+              call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
+              return;
+            }
+            call->SendProto(metrics::v1::ReportResponse());
+            call->Finish(http::grpc::StatusCode::kOk);
+          });
+        }));
+  }
   ASSIGN_OR_RETURN(otlp_server_, Listen(options_.otlp_address, options_.otlp_address_explicit,
                                         "otlp", [this](const http::ServerRequest& r) {
                                           return collector_.HandleOtlp(r);
@@ -124,8 +171,11 @@ absl::Status TelemetryService::Start() {
                                           "zipkin", [this](const http::ServerRequest& r) {
                                             return collector_.HandleZipkin(r);
                                           }));
-  control_plane_.api().SetTraceHandler(
-      [this](const http::ServerRequest& r) { return collector_.HandleQuery(r); });
+  control_plane_.api().SetDashboardHandler(HandleDashboard);
+  control_plane_.api().SetTraceHandler([this](const http::ServerRequest& r) {
+    if (r.path() == "/api/v1/stat") return golden_.HandleQuery(r);
+    return collector_.HandleQuery(r);
+  });
   control_plane_.OnShutdown([this] {
     if (otlp_server_ != nullptr) otlp_server_->Shutdown();
     if (zipkin_server_ != nullptr) zipkin_server_->Shutdown();

@@ -11,6 +11,8 @@
 //   --trace-store-max-spans N      (default 100000)
 //   --trace-store-max-bytes N      (default 67108864)
 //   --trace-store-max-spans-per-trace N  (default 10000)
+//   --golden-max-series N          (sidecar, cluster) pairs for golden metrics (default 10000)
+//   --golden-retention DURATION    longest golden-metrics window (default 10m)
 //
 // A receiver whose address was given explicitly must bind or the control plane exits. With the
 // default address, a port already in use only logs a warning and leaves that receiver off: the
@@ -22,9 +24,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/http/grpc/server.h"
 #include "common/http/server.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/collector.h"
+#include "control-plane/telemetry/golden_metrics.h"
 #include "control-plane/telemetry/trace_store.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -37,6 +41,7 @@ struct TelemetryOptions {
   size_t max_request_body_bytes = 4 << 20;
   size_t max_connections = 256;
   TraceStoreLimits store_limits;
+  GoldenMetricsLimits golden_limits;
 };
 
 // Removes the flags above from `args`; errors name the flag.
@@ -51,7 +56,9 @@ class TelemetryService {
   TelemetryService(const TelemetryService&) = delete;
   TelemetryService& operator=(const TelemetryService&) = delete;
 
-  absl::Status Start();
+  // `grpc_server` (the discovery server, 15012) may be null: no golden-metrics reports are then
+  // received.
+  absl::Status Start(http::grpc::Server* grpc_server);
 
   // The bound addresses (real ports when configured with port 0); null when disabled.
   const net::Address* otlp_address() const;
@@ -66,6 +73,7 @@ class TelemetryService {
   ControlPlane& control_plane_;
   const TelemetryOptions options_;
   Collector collector_;
+  GoldenMetrics golden_;
   std::unique_ptr<http::HttpServer> otlp_server_;
   std::unique_ptr<http::HttpServer> zipkin_server_;
 };

@@ -79,6 +79,23 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
             "Requests whose caller deadline header was malformed (and ignored).",
             {{"cluster", name}, {"header", i == 0 ? "grpc-timeout" : "x-meshlet-deadline"}}));
   }
+  HistogramOptions seconds;
+  seconds.exposition_divisor = 1e6;
+  for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
+    ASSIGN_OR_RETURN(s.rq_duration[i],
+                     shard.RegisterHistogram(
+                         "meshlet_upstream_rq_duration_seconds",
+                         "Requests routed to the cluster, from start to end of the response, by "
+                         "outcome (failure: 5xx or no complete response).",
+                         {{"cluster", name}, {"outcome", std::string(kOutcomeNames[i])}}, seconds));
+  }
+  ASSIGN_OR_RETURN(s.tx_bytes, shard.RegisterCounter(
+                                   "meshlet_upstream_tx_bytes_total",
+                                   "Request body and tunnel bytes sent to the cluster.", labels));
+  ASSIGN_OR_RETURN(
+      s.rx_bytes,
+      shard.RegisterCounter("meshlet_upstream_rx_bytes_total",
+                            "Response body and tunnel bytes received from the cluster.", labels));
   ASSIGN_OR_RETURN(
       s.rq_breaker_open,
       shard.RegisterCounter("meshlet_upstream_rq_breaker_open_total",

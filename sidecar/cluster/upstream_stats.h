@@ -37,6 +37,8 @@ inline constexpr std::array<absl::string_view, 4> kRetrySkipReasonNames = {
     "attempts_exhausted", "non_idempotent", "body_too_large", "deadline_too_close"};
 // Which limit refused a retry (meshlet_upstream_rq_retry_overflow_total{limit}).
 inline constexpr std::array<absl::string_view, 2> kRetryOverflowNames = {"budget", "concurrent"};
+// How a request ended (meshlet_upstream_rq_duration_seconds{outcome}).
+inline constexpr std::array<absl::string_view, 2> kOutcomeNames = {"success", "failure"};
 
 struct UpstreamStats {
   // `worker` labels the one per-worker series (the breaker state).
@@ -69,7 +71,23 @@ struct UpstreamStats {
   // (ignored), index 0 grpc-timeout, 1 x-meshlet-deadline.
   std::array<Counter, 2> rq_deadline_header_invalid;
 
+  // Golden metrics (docs/golden-metrics.md): each request routed to the cluster, once, when it
+  // ends (after its retries). meshlet_upstream_rq_duration_seconds{cluster,outcome}: index 0
+  // success, 1 failure (5xx, or no complete response).
+  std::array<Histogram, 2> rq_duration;
+  Counter tx_bytes;  // meshlet_upstream_tx_bytes_total: request body and tunnel bytes sent
+  Counter rx_bytes;  // meshlet_upstream_rx_bytes_total: response body and tunnel bytes received
+
   void RecordStatus(int status) const { rq_by_class[StatusClassIndex(status)].Inc(); }
+  // A request to this cluster ended: `response_code` 0 means none was sent, `reset` that the
+  // response did not complete.
+  void RecordCompletion(int response_code, bool reset, uint64_t duration_us, uint64_t sent_bytes,
+                        uint64_t received_bytes) const {
+    const bool failure = response_code == 0 || response_code >= 500 || reset;
+    rq_duration[failure ? 1 : 0].Record(duration_us);
+    tx_bytes.Inc(sent_bytes);
+    rx_bytes.Inc(received_bytes);
+  }
 };
 
 }  // namespace meshlet::sidecar

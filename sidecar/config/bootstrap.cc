@@ -74,6 +74,23 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
     out.tracing = *std::move(tracing);
   }
 
+  if (!bootstrap.metrics_report().disabled()) {
+    const auto& report = bootstrap.metrics_report();
+    out.metrics_report.address = report.address().empty() ? out.xds.address : report.address();
+    if (!out.metrics_report.address.empty() && !ValidHostPort(out.metrics_report.address)) {
+      return absl::InvalidArgumentError(absl::StrCat(lead, ": metrics_report.address: \"",
+                                                     report.address(), "\" is not host:port"));
+    }
+    if (report.has_interval()) {
+      const int64_t ms = report.interval().seconds() * 1000 + report.interval().nanos() / 1000000;
+      if (ms < 100) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(lead, ": metrics_report.interval: must be at least 100ms"));
+      }
+      out.metrics_report.interval = std::chrono::milliseconds(ms);
+    }
+  }
+
   xds::Bootstrap::StaticResources* resources = bootstrap.mutable_static_resources();
   for (xds::Secret& secret : *resources->mutable_secrets()) {
     ResolveInPlace(base_dir, secret.mutable_certificate_chain_file());

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/clock.h"
 #include "sidecar/config/translate.h"
 #include "xds/node.pb.h"
 
@@ -29,6 +30,12 @@ struct XdsServerConfig {
   std::string server_name;  // SNI and the name verified; empty: the host part of address
 };
 
+// The `metrics_report` section (docs/golden-metrics.md).
+struct MetricsReportConfig {
+  std::string address;  // "host:port"; empty: no reports
+  Duration interval = std::chrono::seconds(10);
+};
+
 struct BootstrapConfig {
   xds::Node node;
   ResourceSet resources;  // version left empty: BuildSnapshot derives one
@@ -36,6 +43,7 @@ struct BootstrapConfig {
   std::string data_dir;  // the last good configuration is kept here; empty: not persisted
   // The `tracing` section (docs/tracing.md); `enabled` only when the file has one.
   tracing::TracingConfig tracing;
+  MetricsReportConfig metrics_report;
 
   bool has_xds() const { return !xds.address.empty(); }
 };

@@ -378,6 +378,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       hcm_.context_.tracer->End(server_span_);
     }
     hcm_.stats_.RecordRequest(info_, duration_us);
+    router_.RecordCompletion(info_, reset_reason_.has_value(), duration_us);
     if (reset_reason_.has_value()) {
       hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
     }

@@ -145,6 +145,15 @@ class Router {
   // holds; no other RouterCallbacks call follows.
   void Abandon();
 
+  // The request is over (the connection manager's end of stream): records its golden metrics on
+  // the cluster it was routed to, if any. `reset`: the response did not complete.
+  void RecordCompletion(const StreamInfo& info, bool reset, uint64_t duration_us) const {
+    if (cluster_.cluster != nullptr) {
+      stats_->RecordCompletion(info.response_code, reset, duration_us, info.bytes_received,
+                               info.bytes_sent);
+    }
+  }
+
   bool response_started() const { return response_started_; }
   // The stream carries raw bytes (after a 101 or CONNECT's 200).
   bool tunnel() const { return tunnel_; }

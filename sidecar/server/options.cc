@@ -55,6 +55,15 @@ const std::vector<FlagSpec>& Flags() {
          o.admin_address = *address;
          return absl::OkStatus();
        }},
+      {"prometheus-address", "IP:PORT",
+       "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
+       "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
+       [](absl::string_view v, ServerOptions& o) {
+         absl::StatusOr<net::Address> address = net::Address::Parse(v);
+         if (!address.ok()) return BadValue("prometheus-address", v, address.status().message());
+         o.prometheus_address = *address;
+         return absl::OkStatus();
+       }},
       {"log-level", "LEVEL",
        "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
        "with POST /logging?level=...",

@@ -4,6 +4,7 @@
 // tested and so every flag accepts the dashed spelling operators type (`--admin-address`) as well
 // as the underscored one. Value type; no threads involved.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct ServerOptions {
   std::string config_path;  // --config: the bootstrap file (YAML or JSON)
   int concurrency = 2;      // --concurrency: worker threads
   net::Address admin_address;
+  // --prometheus-address: a read-only listener for scrapers (GET /stats/prometheus and /ready
+  // only); unset: none.
+  std::optional<net::Address> prometheus_address;
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
   std::string access_log_path;  // empty: no global access log

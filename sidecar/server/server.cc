@@ -1,6 +1,7 @@
 #include "sidecar/server/server.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
@@ -82,6 +83,7 @@ Server::Server(ServerOptions options)
 Server::~Server() {
   // Run() normally did this; an Init() error or a test may not have run the loop.
   if (!shut_down_) Shutdown();
+  prometheus_.reset();
   admin_.reset();
   signals_.clear();
   drain_deadline_.reset();
@@ -267,6 +269,31 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   return absl::OkStatus();
 }
 
+absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap) {
+  if (bootstrap.metrics_report.address.empty()) return absl::OkStatus();
+  config::MetricsReporterOptions report;
+  ASSIGN_OR_RETURN(report.server_address,
+                   config::ResolveHostPort(bootstrap.metrics_report.address));
+  report.authority = bootstrap.metrics_report.address;
+  // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
+  if (bootstrap.has_xds() && !options_.xds_plaintext) {
+    ASSIGN_OR_RETURN(
+        report.transport_factory,
+        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    if (!bootstrap.xds.server_name.empty()) report.authority = bootstrap.xds.server_name;
+  }
+  report.interval = bootstrap.metrics_report.interval;
+  report.service =
+      bootstrap.node.service().empty() ? bootstrap.tracing.service_name : bootstrap.node.service();
+  if (report.service.empty()) report.service = bootstrap.node.id();
+  // A static configuration may have no node id: the service and process id stand in for it.
+  report.node_id = bootstrap.node.id().empty() ? absl::StrCat(report.service, "@", ::getpid())
+                                               : bootstrap.node.id();
+  report.namespace_ = bootstrap.node.namespace_();
+  metrics_reporter_ = std::make_unique<config::MetricsReporter>(loop_, stats_, std::move(report));
+  return absl::OkStatus();
+}
+
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
@@ -300,6 +327,10 @@ absl::Status Server::Init() {
         bootstrap.tracing, bootstrap.tracing.service_name, stats_);
     span_exporter_->Start();
   }
+  // Before the workers: the reporter's creation marks when the counters started.
+  if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
+    return Annotate(status, "metrics_report");
+  }
   for (int i = 0; i < options_.concurrency; ++i) {
     auto worker = std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
                                                            .access_logs = access_logs_,
@@ -326,12 +357,34 @@ absl::Status Server::Init() {
                     absl::StrCat("admin address ", options_.admin_address.ToString()));
   }
   admin_ = *std::move(admin);
+  if (options_.prometheus_address.has_value()) {
+    // Read-only: the two admin pages a scraper needs, nothing that changes state.
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> prometheus = http::HttpServer::Create(
+        loop_, *options_.prometheus_address, http::HttpServerOptions{},
+        [this](const http::ServerRequest& request) {
+          if (request.method() == "GET" &&
+              (request.path() == "/stats/prometheus" || request.path() == "/ready")) {
+            return admin_handler_->Handle(request);
+          }
+          return http::ServerResponse::Text(404, "only GET /stats/prometheus and /ready here\n");
+        });
+    if (!prometheus.ok()) {
+      workers_.clear();
+      return Annotate(prometheus.status(),
+                      absl::StrCat("prometheus address ", options_.prometheus_address->ToString()));
+    }
+    prometheus_ = *std::move(prometheus);
+  }
   UpdateHealthChecks();
   if (xds_client_ != nullptr) xds_client_->Start();
+  if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
   ready_ = true;
   LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
             << " listeners, " << workers_.size() << " workers, admin on "
-            << admin_->address().ToString();
+            << admin_->address().ToString()
+            << (prometheus_ != nullptr
+                    ? absl::StrCat(", Prometheus metrics on ", prometheus_->address().ToString())
+                    : "");
   return absl::OkStatus();
 }
 
@@ -430,11 +483,13 @@ void Server::Shutdown() {
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();
+  metrics_reporter_.reset();
   certificate_manager_.reset();
   health_checks_.reset();
   for (auto& worker : workers_) worker->Stop();
   workers_.clear();
   if (admin_ != nullptr) admin_->Shutdown();
+  if (prometheus_ != nullptr) prometheus_->Shutdown();
   loop_.Stop();
 }
 

@@ -41,6 +41,7 @@
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/ca_client.h"
+#include "sidecar/config/metrics_reporter.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/identity/certificate_manager.h"
@@ -108,6 +109,9 @@ class Server final : public AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
+  // Golden-metrics reports to the control plane (bootstrap.metrics_report); none without an
+  // address.
+  absl::Status InitMetricsReport(const config::BootstrapConfig& bootstrap);
   void OnSignal(int signum);
   void CheckDrained();
   // Starts, changes or stops active health checks for the current snapshot.
@@ -127,8 +131,10 @@ class Server final : public AdminBackend {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminHandler> admin_handler_;
   std::unique_ptr<http::HttpServer> admin_;
+  std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
   std::unique_ptr<config::GrpcCertificateSigner> ca_signer_;
+  std::unique_ptr<config::MetricsReporter> metrics_reporter_;  // golden metrics; null: off
   std::unique_ptr<identity::CertificateManager> certificate_manager_;
   // Applying a new workload certificate to the TLS contexts failed (shown by /certs).
   std::string certificate_apply_error_;

@@ -51,12 +51,16 @@ int64_t UnixMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
 // --- protobuf wire format ---------------------------------------------------------------------
 
+// Bytes go to a small buffer first: one append per value instead of a push_back per byte.
 void PutVarint(std::string* out, uint64_t value) {
+  char bytes[10];
+  size_t n = 0;
   while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    bytes[n++] = static_cast<char>((value & 0x7f) | 0x80);
     value >>= 7;
   }
-  out->push_back(static_cast<char>(value));
+  bytes[n++] = static_cast<char>(value);
+  out->append(bytes, n);
 }
 void PutTag(std::string* out, uint32_t field, uint32_t wire_type) {
   PutVarint(out, (static_cast<uint64_t>(field) << 3) | wire_type);
@@ -68,7 +72,9 @@ void PutBytes(std::string* out, uint32_t field, absl::string_view bytes) {
 }
 void PutFixed64(std::string* out, uint32_t field, uint64_t value) {
   PutTag(out, field, 1);
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  char bytes[8];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((value >> (8 * i)) & 0xff);
+  out->append(bytes, sizeof(bytes));
 }
 void PutVarintField(std::string* out, uint32_t field, uint64_t value) {
   PutTag(out, field, 0);
@@ -192,8 +198,9 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
   PutStringAttribute(&resource, 1, "service.name", service_name);
   std::string scope;
   PutBytes(&scope, 1, "meshlet");
-  std::string scope_spans;
-  PutBytes(&scope_spans, 1, scope);
+  // The spans are written once into `spans_out`; the enclosing messages' headers are computed
+  // from its size, so the span bytes are copied only once more, into `out`.
+  std::string spans_out;
   std::string encoded;
   for (const Span& span : spans) {
     encoded.clear();
@@ -223,12 +230,19 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
       PutVarintField(&status, 3, 2);
       PutBytes(&encoded, 15, status);
     }
-    PutBytes(&scope_spans, 2, encoded);
+    PutBytes(&spans_out, 2, encoded);
   }
-  std::string resource_spans;
-  PutBytes(&resource_spans, 1, resource);
-  PutBytes(&resource_spans, 2, scope_spans);
-  PutBytes(out, 1, resource_spans);
+  const size_t scope_spans_size = DelimitedSize(scope.size()) + spans_out.size();
+  const size_t resource_spans_size =
+      DelimitedSize(resource.size()) + (1 + VarintSize(scope_spans_size)) + scope_spans_size;
+  out->reserve(out->size() + 1 + VarintSize(resource_spans_size) + resource_spans_size);
+  PutTag(out, 1, 2);
+  PutVarint(out, resource_spans_size);
+  PutBytes(out, 1, resource);
+  PutTag(out, 2, 2);
+  PutVarint(out, scope_spans_size);
+  PutBytes(out, 1, scope);
+  out->append(spans_out);
 }
 
 void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_name,

@@ -2,11 +2,14 @@
 
 Usage: telemetry_test.py CONTROL_PLANE MESHCTL SIDECAR [unittest args]
 
-A real control plane with its OTLP and Zipkin receivers on port 0; two real sidecars exporting to
-it at 100 % sampling: client → sidecar "frontend" (OTLP JSON) → sidecar "backend" (OTLP
-protobuf, retries once) → control_upstream, which fails the first request with 503. The trace is
-then found with `meshctl traces`, shown with `meshctl trace`, and the frontend → backend edge
-appears in /api/v1/dependencies. A Zipkin v2 payload posted by hand is found too, and bad
+A real control plane with its OTLP and Zipkin receivers on port 0; three real sidecars, one per
+service, exporting to it at 100 % sampling and reporting golden metrics to its gRPC port:
+client → sidecar "frontend" (OTLP JSON) → sidecar "backend" (OTLP protobuf) → sidecar "db"
+(retries once) → control_upstream, which fails the first request with 503. The one trace is then
+found with `meshctl traces`, shown with `meshctl trace` (parent/child links across the three
+services, the retry attempt visible), the edges appear in /api/v1/dependencies, and the golden
+metrics (/api/v1/stat, `meshctl stat`, `meshctl top --once`) count the request on each edge,
+successful after the retry. A Zipkin v2 payload posted by hand is found too, and bad
 payloads get 400s that name the problem and are counted.
 """
 
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 import control_upstream
 import sidecar_test as base
@@ -65,7 +69,9 @@ def http_call(port, method, path, body=None, headers=None):
         conn.close()
 
 
-class TelemetryTest(base.SidecarTestCase):
+class ControlPlaneCase(base.SidecarTestCase):
+    """A control plane with its collector for the whole class; sidecars per test."""
+
     @classmethod
     def setUpClass(cls):
         cls.data = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
@@ -83,13 +89,15 @@ class TelemetryTest(base.SidecarTestCase):
             nonlocal found
             with open(cls.log_path, "rb") as f:
                 text = f.read()
-            found = (re.search(rb"API on 127\.0\.0\.1:(\d+)", text), re.search(pattern, text))
+            found = (re.search(rb"API on 127\.0\.0\.1:(\d+)", text), re.search(pattern, text),
+                     re.search(rb"ADS on 127\.0\.0\.1:(\d+)", text))
             return all(found) or cls.cp.poll() is not None
         wait_for(started, 10)
         if not all(found):
             raise AssertionError("control plane did not start: " + open(cls.log_path).read())
         cls.api_port = int(found[0].group(1))
         cls.otlp_port, cls.zipkin_port = int(found[1].group(1)), int(found[1].group(2))
+        cls.grpc_port = int(found[2].group(1))
         cls.token_file = os.path.join(cls.data, "cp", "api-token")
 
     @classmethod
@@ -129,35 +137,48 @@ class TelemetryTest(base.SidecarTestCase):
                 return int(float(line.rsplit(" ", 1)[1]))
         return 0
 
-    def test_a_trace_through_two_sidecars_with_a_retry(self):
+    def metrics_report(self):
+        return f"metrics_report:\n  address: 127.0.0.1:{self.grpc_port}\n  interval: 0.2s\n"
+
+    def three_services(self):
+        """client → frontend → backend → db (retries once) → app, whose first answer is a 503.
+        Sends one request; returns nothing (the sidecars are cleaned up with the test)."""
         up = control_upstream.ControlUpstream(name="app")
         self.addCleanup(up.close)
-        backend_port, frontend_port = free_port(), free_port()
+        db_port, backend_port, frontend_port = free_port(), free_port(), free_port()
         retry = "retry_policy: {num_retries: 1, base_interval: 0.001s}"
-        self.sidecar("backend",
-                     base.config_yaml(http_listener("in", backend_port), cluster("app", up.port),
+        self.sidecar("db",
+                     base.config_yaml(http_listener("in", db_port), cluster("app", up.port),
                                       routes("app", retry))
-                     + tracing(self.otlp_port, "OTLP_PROTO", "backend"))
+                     + tracing(self.otlp_port, "OTLP_PROTO", "db") + self.metrics_report())
+        self.sidecar("backend",
+                     base.config_yaml(http_listener("in", backend_port), cluster("db", db_port),
+                                      routes("db"))
+                     + tracing(self.otlp_port, "OTLP_PROTO", "backend") + self.metrics_report())
         self.sidecar("frontend",
                      base.config_yaml(http_listener("out", frontend_port),
                                       cluster("backend", backend_port), routes("backend"))
-                     + tracing(self.otlp_port, "OTLP_JSON", "frontend"))
+                     + tracing(self.otlp_port, "OTLP_JSON", "frontend") + self.metrics_report())
         up.control(fail_next=1, status=503)
         status, _ = http_call(frontend_port, "GET", "/checkout")
         self.assertEqual(status, 200)
 
-        # frontend server + client, backend server + two client attempts.
+
+class TelemetryTest(ControlPlaneCase):
+    def test_a_trace_through_three_services_with_a_retry(self):
+        self.three_services()
+        # frontend, backend: server + client each; db: server + two client attempts.
         traces = []
 
         def complete():
-            traces[:] = self.api("/api/v1/traces?service=backend")["items"]
-            return len(traces) == 1 and traces[0]["spanCount"] == 5
+            traces[:] = self.api("/api/v1/traces?service=db")["items"]
+            return len(traces) == 1 and traces[0]["spanCount"] == 7
         self.assertTrue(wait_for(complete, 10), traces)
         summary, = traces
         trace_id = summary["traceId"]
         self.assertEqual((summary["rootService"], summary["rootOperation"]),
                          ("frontend", "GET /checkout"))
-        self.assertEqual(summary["services"], ["backend", "frontend"])
+        self.assertEqual(summary["services"], ["backend", "db", "frontend"])
         self.assertTrue(summary["error"])  # the failed first attempt
 
         listing = self.meshctl("traces", "--service", "backend", "--min-duration", "0ms")
@@ -173,37 +194,140 @@ class TelemetryTest(base.SidecarTestCase):
         f_server, = by("frontend", "server")
         f_client, = by("frontend", "client")
         b_server, = by("backend", "server")
-        b_clients = by("backend", "client")
+        b_client, = by("backend", "client")
+        d_server, = by("db", "server")
+        d_clients = by("db", "client")
         self.assertEqual(f_server["parentSpanId"], "")
         self.assertEqual(f_client["parentSpanId"], f_server["spanId"])
         self.assertEqual(b_server["parentSpanId"], f_client["spanId"])
-        self.assertEqual([c["parentSpanId"] for c in b_clients], [b_server["spanId"]] * 2)
-        self.assertEqual([c["attributes"]["meshlet.retry_attempt"] for c in b_clients], ["1", "2"])
-        self.assertEqual([c["attributes"]["http.response.status_code"] for c in b_clients],
+        self.assertEqual(b_client["parentSpanId"], b_server["spanId"])
+        self.assertEqual(d_server["parentSpanId"], b_client["spanId"])
+        self.assertEqual([c["parentSpanId"] for c in d_clients], [d_server["spanId"]] * 2)
+        self.assertEqual([c["attributes"]["meshlet.retry_attempt"] for c in d_clients], ["1", "2"])
+        self.assertEqual([c["attributes"]["http.response.status_code"] for c in d_clients],
                          ["503", "200"])
-        self.assertEqual([c["status"]["code"] for c in b_clients], ["ERROR", "UNSET"])
+        self.assertEqual([c["status"]["code"] for c in d_clients], ["ERROR", "UNSET"])
 
         waterfall = self.meshctl("trace", trace_id)
         lines = waterfall.splitlines()
-        self.assertIn(f"Trace {trace_id}: 5 spans, 2 services", lines[0])
+        self.assertIn(f"Trace {trace_id}: 7 spans, 3 services", lines[0])
         rows = [l for l in lines if "|" in l]
-        self.assertEqual(len(rows), 5, waterfall)
+        self.assertEqual(len(rows), 7, waterfall)
         depth = lambda line: len(line) - len(line.lstrip(" "))
-        self.assertEqual([depth(r) for r in rows], [0, 2, 4, 6, 6], waterfall)
+        self.assertEqual([depth(r) for r in rows], [0, 2, 4, 6, 8, 10, 10], waterfall)
         self.assertIn("frontend", rows[0])
         self.assertIn("backend", rows[2])
+        self.assertIn("db", rows[4])
         self.assertIn("meshlet.retry_attempt=2", waterfall)
         self.assertIn("http.response.status_code=503", waterfall)
-        self.assertIn(f"span {b_server['spanId']} parent {f_client['spanId']}", waterfall)
+        self.assertIn(f"span {d_server['spanId']} parent {b_client['spanId']}", waterfall)
 
         edges = self.api("/api/v1/dependencies")["items"]
-        edge, = [e for e in edges if (e["caller"], e["callee"]) == ("frontend", "backend")]
-        self.assertEqual((edge["calls"], edge["errors"]), (1, 0))
-        self.assertGreater(edge["p99Nanos"], 0)
-        self.assertEqual([e for e in edges if e["caller"] == "backend"], [])
+        pairs = {(e["caller"], e["callee"]): e for e in edges}
+        for pair in (("frontend", "backend"), ("backend", "db")):
+            self.assertEqual((pairs[pair]["calls"], pairs[pair]["errors"]), (1, 0), edges)
+            self.assertGreater(pairs[pair]["p99Nanos"], 0)
+        self.assertEqual([e for e in edges if e["caller"] == "db"], [])
 
         self.assertGreaterEqual(
-            self.metric("meshlet_cp_telemetry_spans_received_total", {"receiver": "otlp"}), 5)
+            self.metric("meshlet_cp_telemetry_spans_received_total", {"receiver": "otlp"}), 7)
+
+        # Golden metrics: from the sidecars' own counters, one request per edge, successful
+        # after db's retry (the retried 503 is an attempt, not a failed request).
+        stat = {}
+
+        def reported():
+            stat.clear()
+            for e in self.api("/api/v1/stat?window=1m")["items"]:
+                stat[(e["source"], e["destination"])] = e
+            return all(stat.get(p, {}).get("requests") == 1
+                       for p in (("frontend", "backend"), ("backend", "db"), ("db", "app")))
+        self.assertTrue(wait_for(reported, 10), stat)
+        for pair, e in stat.items():
+            self.assertEqual((e["failures"], e["successRate"], e["reporters"]), (0, 1.0, 1), pair)
+            self.assertGreater(e["latencyMs"]["p99"], 0)
+            self.assertGreater(e["rps"], 0)
+            self.assertGreaterEqual(e["connectionsPerSecond"], 0)
+        # The db → app request took at least the two attempts; its p50 is within the latency
+        # the frontend saw (which includes it).
+        self.assertLessEqual(stat[("db", "app")]["latencyMs"]["p50"],
+                             stat[("frontend", "backend")]["latencyMs"]["p50"] * 1.07)
+        table = self.meshctl("stat", "db")
+        self.assertRegex(table, r"SOURCE\s+DESTINATION\s+SUCCESS\s+RPS\s+P50\s+P95\s+P99")
+        self.assertRegex(table, r"backend\s+db\s+100\.00%")
+        self.assertRegex(table, r"db\s+app\s+100\.00%")
+        self.assertNotIn("frontend", table)
+        top = self.meshctl("top", "--once", "--limit", "2")
+        self.assertEqual(len(top.strip().splitlines()), 3, top)  # header + the two busiest
+        self.assertIn("ACTIVE", top.splitlines()[0])
+
+    def test_prometheus_scrapes_a_sidecar_and_the_control_plane(self):
+        """A real Prometheus (Debian's) scrapes the sidecar's read-only --prometheus-address and
+        the control plane's /metrics; PromQL over its HTTP API returns the requests sent."""
+        up = control_upstream.ControlUpstream(name="app")
+        self.addCleanup(up.close)
+        port, scrape_port, prom_port = free_port(), free_port(), free_port()
+        workdir = os.path.join(self.tmp, "scraped")
+        os.mkdir(workdir)
+        sidecar = base.Sidecar(workdir, base.config_yaml(http_listener("out", port),
+                                                         cluster("app", up.port), routes("app")),
+                               f"--prometheus-address=127.0.0.1:{scrape_port}", concurrency=1)
+        self.sidecars.append(sidecar)
+        for _ in range(5):
+            self.assertEqual(http_call(port, "GET", "/x")[0], 200)
+        # The scrape port serves metrics and readiness only: nothing that changes state.
+        self.assertEqual(http_call(scrape_port, "POST", "/quitquitquit")[0], 404)
+        self.assertEqual(http_call(scrape_port, "GET", "/config_dump")[0], 404)
+        self.assertEqual(http_call(scrape_port, "GET", "/ready")[0], 200)
+
+        # promtool accepts both expositions as they are scraped.
+        for where, body in (("sidecar", http_call(scrape_port, "GET", "/stats/prometheus")[1]),
+                            ("control plane", http_call(self.api_port, "GET", "/metrics")[1])):
+            check = subprocess.run(["promtool", "check", "metrics"], input=body,
+                                   capture_output=True, timeout=30)
+            self.assertEqual((check.returncode, check.stdout + check.stderr), (0, b""), where)
+            self.assertIn(b"meshlet_", body)
+
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                    f"- job_name: sidecar\n  metrics_path: /stats/prometheus\n"
+                    f"  static_configs: [{{targets: ['127.0.0.1:{scrape_port}']}}]\n"
+                    f"- job_name: control-plane\n"
+                    f"  static_configs: [{{targets: ['127.0.0.1:{self.api_port}']}}]\n")
+        log = open(os.path.join(workdir, "prometheus.log"), "wb")
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={config}",
+             f"--storage.tsdb.path={os.path.join(workdir, 'tsdb')}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+
+        def stop():
+            prom.terminate()
+            prom.wait(timeout=10)
+            log.close()
+        self.addCleanup(stop)
+
+        def query(promql):
+            status, body = http_call(prom_port, "GET", "/api/v1/query?query=" +
+                                     urllib.parse.quote(promql))
+            if status != 200:
+                return None
+            result = json.loads(body)["data"]["result"]
+            return [float(r["value"][1]) for r in result]
+        answers = {}
+
+        def scraped():
+            try:
+                answers["requests"] = query(
+                    'sum(meshlet_upstream_rq_duration_seconds_count{job="sidecar",cluster="app"})')
+                answers["up"] = query('up{job="control-plane"}')
+            except OSError:
+                return False
+            return answers["requests"] == [5.0] and answers["up"] == [1.0]
+        self.assertTrue(wait_for(scraped, 20), (answers, open(log.name).read()[-2000:]))
+        # Success rate by PromQL from the same histograms the golden metrics use.
+        self.assertEqual(query('sum(meshlet_upstream_rq_duration_seconds_count'
+                               '{cluster="app",outcome="failure"})'), [0.0])
 
     def test_zipkin_payload_is_found(self):
         trace = "5a5a5a5a5a5a5a5a0123456789abcdef"

@@ -1,0 +1,389 @@
+#include "control-plane/telemetry/golden_metrics.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/config/yaml_proto.h"
+#include "common/stats/histogram_buckets.h"
+#include "control-plane/api/json.h"
+
+namespace meshlet::controlplane::telemetry {
+
+using api::JsonQuote;
+using http::ServerRequest;
+using http::ServerResponse;
+
+namespace {
+
+// Sparse fine-bucket counts, ascending by bucket index.
+using Buckets = std::vector<std::pair<uint32_t, uint64_t>>;
+
+constexpr size_t kMaxNodeIdBytes = 253;
+constexpr size_t kMaxNameBytes = 512;
+
+absl::Status CheckHistogram(const metrics::v1::Histogram& h, absl::string_view where) {
+  if (h.bucket_size() != h.count_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": bucket and count differ in length"));
+  }
+  for (int i = 0; i < h.bucket_size(); ++i) {
+    if (h.bucket(i) >= HistogramBuckets::kCount || (i > 0 && h.bucket(i) <= h.bucket(i - 1))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".bucket[", i, "]: out of range or not ascending"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+Buckets ToBuckets(const metrics::v1::Histogram& h) {
+  Buckets out;
+  out.reserve(h.bucket_size());
+  for (int i = 0; i < h.bucket_size(); ++i) {
+    if (h.count(i) != 0) out.emplace_back(h.bucket(i), h.count(i));
+  }
+  return out;
+}
+
+uint64_t Total(const Buckets& b) {
+  uint64_t n = 0;
+  for (const auto& [index, count] : b) n += count;
+  return n;
+}
+
+// Adds newer − older into `into` (per bucket; a bucket that went down counts 0).
+void AddDelta(const Buckets& newer, const Buckets* older, std::map<uint32_t, uint64_t>& into) {
+  size_t j = 0;
+  for (const auto& [index, count] : newer) {
+    uint64_t before = 0;
+    if (older != nullptr) {
+      while (j < older->size() && (*older)[j].first < index) ++j;
+      if (j < older->size() && (*older)[j].first == index) before = (*older)[j].second;
+    }
+    if (count > before) into[index] += count - before;
+  }
+}
+
+double PercentileMs(const std::map<uint32_t, uint64_t>& buckets, uint64_t total, double q) {
+  if (total == 0) return std::numeric_limits<double>::quiet_NaN();
+  const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * total)));
+  uint64_t seen = 0;
+  for (const auto& [index, count] : buckets) {
+    seen += count;
+    if (seen >= rank) return HistogramBuckets::Midpoint(index) / 1000.0;
+  }
+  return HistogramBuckets::Midpoint(buckets.rbegin()->first) / 1000.0;
+}
+
+std::string Number(double v) {
+  if (std::isnan(v)) return "null";
+  return absl::StrCat(std::round(v * 1000) / 1000);
+}
+
+ServerResponse QueryError(int status, absl::string_view message) {
+  return ServerResponse::Json(
+      status,
+      absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure","code":)", status,
+                   R"(,"reason":"BadRequest","message":)", JsonQuote(message), "}\n"));
+}
+
+}  // namespace
+
+std::string DestinationService(absl::string_view cluster) {
+  if (absl::StartsWith(cluster, "outbound|")) {
+    std::vector<absl::string_view> parts = absl::StrSplit(cluster, '|');
+    if (parts.size() == 4 && !parts[3].empty()) return std::string(parts[3]);
+  }
+  return std::string(cluster);
+}
+
+std::string SourceService(absl::string_view service, absl::string_view namespace_) {
+  if (namespace_.empty()) return std::string(service);
+  return absl::StrCat(service, ".", namespace_);
+}
+
+struct GoldenMetrics::Sample {
+  MonotonicTime at;
+  Buckets success;
+  Buckets failure;
+  uint64_t tx_bytes = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t cx_total = 0;
+};
+
+struct GoldenMetrics::Series {
+  std::string destination;
+  std::deque<Sample> samples;  // oldest first; the last is the latest report
+  int64_t rq_active = 0;
+};
+
+struct GoldenMetrics::Node {
+  uint64_t instance = 0;
+  std::string source;
+  MonotonicTime last_report;
+  std::map<std::string, Series, std::less<>> series;
+};
+
+struct GoldenMetrics::Stats {
+  Counter accepted, invalid, partial;
+  Gauge series;
+};
+
+GoldenMetrics::GoldenMetrics(const Clock& clock, GoldenMetricsLimits limits, StatsRegistry* stats)
+    : clock_(clock), limits_(limits) {
+  if (stats == nullptr) return;
+  stats_ = std::make_unique<Stats>();
+  StatsShard& shard = stats->shared_shard();
+  auto counter = [&](absl::string_view result) {
+    auto c = shard.RegisterCounter("meshlet_cp_golden_reports_total",
+                                   "Golden-metrics reports from sidecars, by result (accepted, "
+                                   "invalid, partial: some clusters over the series limit).",
+                                   {{"result", std::string(result)}});
+    return c.ok() ? *c : Counter();
+  };
+  stats_->accepted = counter("accepted");
+  stats_->invalid = counter("invalid");
+  stats_->partial = counter("partial");
+  auto gauge = shard.RegisterGauge("meshlet_cp_golden_series",
+                                   "(sidecar, cluster) pairs the golden metrics track.", {},
+                                   GaugeMerge::kGlobal);
+  if (gauge.ok()) stats_->series = *gauge;
+}
+
+GoldenMetrics::~GoldenMetrics() = default;
+
+void GoldenMetrics::Expire(MonotonicTime now) {
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    if (now - it->second.last_report > limits_.retention) {
+      series_count_ -= it->second.series.size();
+      it = nodes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
+  absl::Status valid;
+  if (report.node_id().empty() || report.node_id().size() > kMaxNodeIdBytes) {
+    valid = absl::InvalidArgumentError("node_id: required, at most 253 bytes");
+  } else if (report.service().size() > kMaxNameBytes ||
+             report.namespace_().size() > kMaxNameBytes) {
+    valid = absl::InvalidArgumentError("service, namespace: at most 512 bytes");
+  } else if (static_cast<size_t>(report.clusters_size()) > limits_.max_clusters_per_report) {
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("clusters: at most ", limits_.max_clusters_per_report));
+  }
+  for (int i = 0; valid.ok() && i < report.clusters_size(); ++i) {
+    const metrics::v1::ClusterStats& c = report.clusters(i);
+    const std::string where = absl::StrCat("clusters[", i, "]");
+    if (c.cluster().empty() || c.cluster().size() > kMaxNameBytes) {
+      valid = absl::InvalidArgumentError(absl::StrCat(where, ".cluster: required, at most 512"));
+    } else if (valid = CheckHistogram(c.success(), where + ".success"); valid.ok()) {
+      valid = CheckHistogram(c.failure(), where + ".failure");
+    }
+  }
+  if (!valid.ok()) {
+    if (stats_ != nullptr) stats_->invalid.Inc();
+    return valid;
+  }
+
+  const MonotonicTime now = clock_.Now();
+  Expire(now);
+  Node& node = nodes_[report.node_id()];
+  if (node.instance != report.instance()) {
+    // A new sidecar process (or the first report): its counters started from zero.
+    series_count_ -= node.series.size();
+    node.series.clear();
+    node.instance = report.instance();
+  }
+  node.source = report.service().empty() ? report.node_id()
+                                         : SourceService(report.service(), report.namespace_());
+  node.last_report = now;
+  const Duration coarse = limits_.retention / kCoarseSamples;
+  bool partial = false;
+  for (const metrics::v1::ClusterStats& c : report.clusters()) {
+    auto it = node.series.find(c.cluster());
+    if (it == node.series.end()) {
+      if (series_count_ >= limits_.max_series) {
+        partial = true;
+        continue;
+      }
+      it = node.series.emplace(c.cluster(), Series{}).first;
+      it->second.destination = DestinationService(c.cluster());
+      ++series_count_;
+      // Every counter was zero when the sidecar started: that is the series' first baseline, so
+      // requests before the first report count in the windows that cover them.
+      const int64_t age_nanos = report.time_unix_nano() - report.start_time_unix_nano();
+      if (report.start_time_unix_nano() > 0 && age_nanos >= 0 &&
+          Duration(age_nanos) < limits_.retention) {
+        it->second.samples.push_back(Sample{.at = now - Duration(age_nanos)});
+      }
+    }
+    Series& series = it->second;
+    Sample sample{.at = now,
+                  .success = ToBuckets(c.success()),
+                  .failure = ToBuckets(c.failure()),
+                  .tx_bytes = c.tx_bytes(),
+                  .rx_bytes = c.rx_bytes(),
+                  .cx_total = c.cx_total()};
+    series.rq_active = c.rq_active();
+    if (!series.samples.empty() &&
+        Total(sample.success) + Total(sample.failure) <
+            Total(series.samples.back().success) + Total(series.samples.back().failure)) {
+      series.samples.clear();  // counters went backwards: start over
+    }
+    // Recent samples at least kResolution apart (the newest replaces a too-recent latest);
+    // older than kFineHorizon, at least retention / kCoarseSamples apart; at most one older than
+    // the retention (a baseline for the longest window).
+    std::deque<Sample>& samples = series.samples;
+    if (samples.size() >= 2 && now - samples[samples.size() - 2].at < kResolution) {
+      samples.back() = std::move(sample);
+    } else {
+      samples.push_back(std::move(sample));
+    }
+    for (size_t i = 1; i + 1 < samples.size() && samples[i + 1].at < now - kFineHorizon;) {
+      if (samples[i + 1].at - samples[i - 1].at <= coarse) {
+        samples.erase(samples.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    while (samples.size() > 1 && samples[1].at <= now - limits_.retention) samples.pop_front();
+    while (samples.size() > kMaxSamplesPerSeries) samples.pop_front();
+  }
+  if (stats_ != nullptr) {
+    (partial ? stats_->partial : stats_->accepted).Inc();
+    stats_->series.Set(static_cast<int64_t>(series_count_));
+  }
+  if (partial) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("golden metrics track at most ", limits_.max_series,
+                     " (sidecar, cluster) pairs; some clusters of this report were left out"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<EdgeStats> GoldenMetrics::Query(Duration window, absl::string_view service) const {
+  window = std::clamp<Duration>(window, std::chrono::seconds(1), limits_.retention);
+  const MonotonicTime now = clock_.Now();
+  const MonotonicTime from = now - window;
+  struct Accumulator {
+    EdgeStats edge;
+    std::map<uint32_t, uint64_t> latency;
+    double tx = 0, rx = 0, cx = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Accumulator> edges;
+  for (const auto& [node_id, node] : nodes_) {
+    if (node.last_report < from) continue;
+    for (const auto& [cluster, series] : node.series) {
+      if (series.samples.empty() || series.samples.back().at < from) continue;
+      if (!service.empty() && node.source != service && series.destination != service) continue;
+      const Sample& newest = series.samples.back();
+      // The baseline: the latest sample at or before the window's start (the zero sample at the
+      // sidecar's start counts), else the oldest one we have, else zero.
+      const Sample* base = nullptr;
+      for (size_t i = 0; i + 1 < series.samples.size(); ++i) {
+        if (series.samples[i].at <= from) base = &series.samples[i];
+      }
+      if (base == nullptr && series.samples.size() >= 2) base = &series.samples.front();
+      const double seconds = base != nullptr
+                                 ? std::chrono::duration<double>(newest.at - base->at).count()
+                                 : std::chrono::duration<double>(window).count();
+      Accumulator& a = edges[{node.source, series.destination}];
+      a.edge.source = node.source;
+      a.edge.destination = series.destination;
+      std::map<uint32_t, uint64_t> success, failure;
+      AddDelta(newest.success, base != nullptr ? &base->success : nullptr, success);
+      AddDelta(newest.failure, base != nullptr ? &base->failure : nullptr, failure);
+      uint64_t ok = 0, failed = 0;
+      for (const auto& [index, count] : success) {
+        ok += count;
+        a.latency[index] += count;
+      }
+      for (const auto& [index, count] : failure) {
+        failed += count;
+        a.latency[index] += count;
+      }
+      a.edge.requests += ok + failed;
+      a.edge.failures += failed;
+      auto rate = [&](uint64_t newer, uint64_t older) {
+        return seconds > 0 && newer >= older ? static_cast<double>(newer - older) / seconds : 0.0;
+      };
+      a.edge.rps += rate(ok + failed, 0);
+      a.tx += rate(newest.tx_bytes, base != nullptr ? base->tx_bytes : 0);
+      a.rx += rate(newest.rx_bytes, base != nullptr ? base->rx_bytes : 0);
+      a.cx += rate(newest.cx_total, base != nullptr ? base->cx_total : 0);
+      a.edge.active_requests += series.rq_active;
+      ++a.edge.reporters;
+    }
+  }
+  std::vector<EdgeStats> out;
+  out.reserve(edges.size());
+  for (auto& [key, a] : edges) {
+    EdgeStats& e = a.edge;
+    e.window_seconds = std::chrono::duration<double>(window).count();
+    e.success_rate = e.requests == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                     : static_cast<double>(e.requests - e.failures) / e.requests;
+    e.p50_ms = PercentileMs(a.latency, e.requests, 0.50);
+    e.p95_ms = PercentileMs(a.latency, e.requests, 0.95);
+    e.p99_ms = PercentileMs(a.latency, e.requests, 0.99);
+    e.tx_bytes_per_second = a.tx;
+    e.rx_bytes_per_second = a.rx;
+    e.connections_per_second = a.cx;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+ServerResponse GoldenMetrics::HandleQuery(const ServerRequest& request) {
+  if (request.method() != "GET") {
+    ServerResponse r = QueryError(405, "only GET is allowed here");
+    r.headers.Add("allow", "GET");
+    return r;
+  }
+  Duration window = std::chrono::minutes(1);
+  std::string service;
+  for (const auto& [name, value] : request.QueryParams()) {
+    if (name == "window") {
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+      if (!d.ok() || *d < absl::Seconds(1) || absl::ToChronoNanoseconds(*d) > limits_.retention) {
+        return QueryError(
+            400,
+            absl::StrCat("window: \"", value, "\" is not a duration from 1s to the retention (",
+                         absl::FormatDuration(absl::FromChrono(limits_.retention)), ")"));
+      }
+      window = absl::ToChronoNanoseconds(*d);
+    } else if (name == "service") {
+      service = value;
+    } else {
+      return QueryError(400,
+                        absl::StrCat("unknown parameter \"", name, "\"; known: window, service"));
+    }
+  }
+  std::vector<std::string> items;
+  for (const EdgeStats& e : Query(window, service)) {
+    items.push_back(absl::StrCat(
+        R"({"source":)", JsonQuote(e.source), R"(,"destination":)", JsonQuote(e.destination),
+        R"(,"requests":)", e.requests, R"(,"failures":)", e.failures, R"(,"rps":)", Number(e.rps),
+        R"(,"successRate":)", Number(e.success_rate), R"(,"latencyMs":{"p50":)", Number(e.p50_ms),
+        R"(,"p95":)", Number(e.p95_ms), R"(,"p99":)", Number(e.p99_ms), R"(},"txBytesPerSecond":)",
+        Number(e.tx_bytes_per_second), R"(,"rxBytesPerSecond":)", Number(e.rx_bytes_per_second),
+        R"(,"connectionsPerSecond":)", Number(e.connections_per_second), R"(,"activeRequests":)",
+        e.active_requests, R"(,"reporters":)", e.reporters, "}"));
+  }
+  return ServerResponse::Json(
+      200, absl::StrCat(
+               R"({"kind":"StatList","windowSeconds":)",
+               Number(std::chrono::duration<double>(
+                          std::clamp<Duration>(window, std::chrono::seconds(1), limits_.retention))
+                          .count()),
+               R"(,"items":[)", absl::StrJoin(items, ","), "]}\n"));
+}
+
+}  // namespace meshlet::controlplane::telemetry

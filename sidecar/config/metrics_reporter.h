@@ -1,0 +1,74 @@
+#pragma once
+
+// MetricsReporter: sends the control plane the sidecar's golden metrics — per outbound cluster,
+// the request-duration histograms by outcome, body bytes, connections opened and requests in
+// flight — as one meshlet.metrics.v1.MetricsService/Report call every interval
+// (docs/golden-metrics.md, ADR 0019). Values are cumulative; the control plane turns them into
+// rates and percentiles over its windows, so a lost report costs resolution, not counts.
+//
+// Inbound clusters ("inbound|...", the local application) are left out: the caller's sidecar
+// reports that edge. A report is skipped while the previous one is still in flight.
+//
+// Threading: the main loop's thread. The reporter reads the StatsRegistry (which takes its lock
+// briefly); the workers never wait for it.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/client.h"
+#include "common/net/address.h"
+#include "common/net/transport.h"
+#include "common/stats/stats.h"
+#include "xds/metrics.pb.h"
+
+namespace meshlet::sidecar::config {
+
+inline constexpr char kMetricsReportMethod[] = "/meshlet.metrics.v1.MetricsService/Report";
+
+struct MetricsReporterOptions {
+  net::Address server_address;
+  net::TransportFactory transport_factory;  // null: plaintext h2c
+  std::string authority;
+  Duration interval = std::chrono::seconds(10);
+  std::string node_id;
+  std::string service;
+  std::string namespace_;
+};
+
+// The report for the stats in `snapshot` (exposed for tests).
+metrics::v1::MetricsReport BuildMetricsReport(const StatsSnapshot& snapshot);
+
+class MetricsReporter {
+ public:
+  // Construct it before traffic flows: its construction time is reported as when the counters
+  // started.
+  MetricsReporter(event::Loop& loop, const StatsRegistry& stats, MetricsReporterOptions options);
+  ~MetricsReporter();
+  MetricsReporter(const MetricsReporter&) = delete;
+  MetricsReporter& operator=(const MetricsReporter&) = delete;
+
+  // Starts the timer; the first report goes out after one interval.
+  void Start();
+  // Sends a report now (unless one is in flight). Also used by the timer.
+  void ReportNow();
+
+ private:
+  event::Loop& loop_;
+  const StatsRegistry& stats_;
+  const MetricsReporterOptions options_;
+  const uint64_t instance_;
+  const absl::Time start_;
+  std::unique_ptr<http::grpc::Channel> channel_;
+  event::Timer timer_;
+  bool in_flight_ = false;
+  uint64_t failures_ = 0;
+  // Callbacks that outlive the reporter see it expired.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""What tracing costs the sidecar, measured in instructions per request (docs/performance.md).
+
+Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C]
+
+One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
+sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
+valgrind's callgrind, which counts every instruction of every thread (workers and the span
+exporter), so the figure does not depend on what else the machine runs. Each mode runs twice, with
+N and 2N requests; (Ir(2N) - Ir(N)) / N is the cost per request without start-up and shutdown,
+less what the process spends per second when idle (measured from two idle spells) times the
+extra wall time of the longer run (under valgrind the runs are slow, so timers would count).
+Modes: tracing off, 1 % sampling, 100 % sampling (OTLP protobuf to a collector stub in this
+process that answers 200). Prints one line per mode and the overhead against "off".
+"""
+
+import argparse
+import http.server
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(admin_port, proc, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("sidecar not ready")
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    spans_bytes = 0
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", 0))
+        Sink.spans_bytes += len(self.rfile.read(n))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def listener(name, port, route):
+    return (f"  - name: {name}\n    address: 127.0.0.1:{port}\n    direction: OUTBOUND\n"
+            f"    protocol: PROTOCOL_HTTP\n    route_config_name: {route}\n")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("sidecar")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp()
+
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+
+    # The upstream: a sidecar answering every request itself.
+    up_port, up_admin = free_port(), free_port()
+    body = "x" * 1024
+    up_yaml = os.path.join(tmp, "upstream.yaml")
+    with open(up_yaml, "w") as f:
+        f.write("static_resources:\n  listeners:\n" + listener("up", up_port, "direct") +
+                "  clusters: []\n  routes:\n  - name: direct\n    virtual_hosts:\n"
+                "    - name: all\n      domains: [\"*\"]\n      routes:\n"
+                "      - match: {prefix: /}\n"
+                f"        direct_response: {{status: 200, body: \"{body}\"}}\n")
+    upstream = subprocess.Popen([args.sidecar, "--config", up_yaml, "--concurrency=1",
+                                 f"--admin-address=127.0.0.1:{up_admin}"],
+                                stderr=subprocess.DEVNULL)
+    wait_ready(up_admin, upstream, 10)
+
+    modes = [("off", None), ("1%", 1), ("100%", 100)]
+    results = {}
+    try:
+        for name, percent in modes:
+            runs = {}
+            # (requests, idle seconds): two loads, and two idle spells that measure what the
+            # process spends per second without requests (timers, the exporter's 50 ms poll),
+            # which is subtracted for the load runs' difference in wall time.
+            for n, idle in ((args.requests, 0), (2 * args.requests, 0), (0, 3), (0, 9)):
+                port, admin = free_port(), free_port()
+                config = os.path.join(tmp, f"proxy-{percent}-{n}-{idle}.yaml")
+                text = ("static_resources:\n  listeners:\n" + listener("out", port, "r") +
+                        "  clusters:\n  - name: app\n    connect_timeout: 30s\n"
+                        "    load_assignment:\n      endpoints:\n"
+                        f"      - address: 127.0.0.1:{up_port}\n"
+                        "  routes:\n  - name: r\n    virtual_hosts:\n    - name: all\n"
+                        "      domains: [\"*\"]\n      routes:\n      - match: {prefix: /}\n"
+                        "        route: {cluster: app}\n")
+                if percent is not None:
+                    text += (f"tracing:\n  sampling_percent: {percent}\n"
+                             f"  collector_address: 127.0.0.1:{sink.server_address[1]}\n"
+                             "  protocol: OTLP_PROTO\n  service_name: bench\n")
+                with open(config, "w") as f:
+                    f.write(text)
+                out = os.path.join(tmp, f"callgrind-{percent}-{n}-{idle}.out")
+                proc = subprocess.Popen(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                     args.sidecar, "--config", config, "--concurrency=1", "--drain-time=0s",
+                     f"--admin-address=127.0.0.1:{admin}"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                wait_ready(admin, proc, 60)
+                # The same warm-up in every run (it cancels out): connections, first-use paths.
+                subprocess.run(["h2load", "--h1", "-n", "50", "-c", str(args.clients),
+                                f"http://127.0.0.1:{port}/"], capture_output=True, timeout=600)
+                started = time.monotonic()
+                if n:
+                    load = subprocess.run(["h2load", "--h1", "-n", str(n), "-c",
+                                           str(args.clients), f"http://127.0.0.1:{port}/"],
+                                          capture_output=True, text=True, timeout=1200)
+                    done = re.search(r"status codes: (\d+) 2xx", load.stdout)
+                    if not done or int(done.group(1)) != n:
+                        raise RuntimeError("h2load: " + load.stdout[-800:])
+                else:
+                    time.sleep(idle)
+                seconds = time.monotonic() - started
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
+                with open(out) as f:
+                    totals = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+                runs[(n, idle)] = (int(totals.group(1)), seconds)
+            (ir1, t1), (ir2, t2) = runs[(args.requests, 0)], runs[(2 * args.requests, 0)]
+            (ir_a, s_a), (ir_b, s_b) = runs[(0, 3)], runs[(0, 9)]
+            idle_rate = (ir_b - ir_a) / (s_b - s_a)
+            raw = (ir2 - ir1) / args.requests
+            results[name] = (ir2 - ir1 - idle_rate * (t2 - t1)) / args.requests
+            print(f"{name:>5}: {results[name]:10.0f} instructions/request "
+                  f"(raw {raw:.0f}; idle {idle_rate:.0f}/s subtracted for {t2 - t1:.1f} s more "
+                  f"wall time)", flush=True)
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=10)
+        sink.shutdown()
+    off = results["off"]
+    for name in ("1%", "100%"):
+        print(f"{name:>5}: +{100 * (results[name] - off) / off:.2f} % instructions per request "
+              f"against tracing off")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+// Drives the control plane's dashboard in Debian's headless Chromium with playwright-core
+// (docs/dashboard.md). Usage: node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR
+// Prints "PASS ..." and exits 0, or prints what went wrong and exits 1.
+'use strict';
+const {chromium} = require('playwright-core');
+const assert = require('assert');
+const path = require('path');
+
+const [url, token, traceId, shots] = process.argv.slice(2);
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const errors = [];
+  try {
+    const page = await browser.newPage({viewport: {width: 1400, height: 900}});
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    // Anything not from the control plane (a CDN, a font service) fails the test.
+    const foreign = [];
+    page.on('request', (r) => { if (!r.url().startsWith(url)) foreign.push(r.url()); });
+
+    // The link `meshctl dashboard` prints: the token travels in the fragment.
+    await page.goto(`${url}/dashboard/#token=${encodeURIComponent(token)}`);
+    // Service graph: the three services and golden metrics on the measured edges.
+    await page.waitForSelector('#graph .node[data-service="db"]');
+    for (const s of ['frontend', 'backend', 'db', 'app']) {
+      assert.ok(await page.$(`#graph .node[data-service="${s}"]`), `graph node ${s}`);
+    }
+    const label = await page.textContent(
+        '#graph .edge-g[data-source="backend"][data-destination="db"] .label');
+    assert.match(label, /rps · 100\.00% · p99 /, label);
+    await page.waitForSelector('#edges tbody tr td');
+    const edgeRows = await page.$$eval('#edges tbody tr', (rows) => rows.map((r) => r.innerText));
+    assert.ok(edgeRows.some((r) => /frontend\s+backend\s+100\.00%/.test(r)), edgeRows.join('\n'));
+    await page.screenshot({path: path.join(shots, 'dashboard-graph.png'), fullPage: true});
+
+    // Trace search with filters: service db, at least 0 ms, errors only (the failed attempt).
+    await page.click('nav a[data-view="traces"]');
+    await page.fill('#trace-form input[name=service]', 'db');
+    await page.fill('#trace-form input[name=minDuration]', '0ms');
+    await page.selectOption('#trace-form select[name=status]', 'error');
+    await page.selectOption('#trace-form select[name=since]', '900');
+    await page.click('#search');
+    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`);
+    assert.strictEqual(await page.$$eval('#trace-list tr[data-trace]', (r) => r.length), 1);
+    // A filter that matches nothing says so.
+    await page.fill('#trace-form input[name=minDuration]', '1h');
+    await page.click('#search');
+    await page.waitForSelector('#trace-list td.empty');
+    await page.fill('#trace-form input[name=minDuration]', '0ms');
+    await page.click('#search');
+    await page.click(`#trace-list tr[data-trace="${traceId}"]`);
+
+    // The waterfall: 7 spans, nested by parent, the retry attempt visible with its 503.
+    await page.waitForSelector('.span-row');
+    const rows = await page.$$eval('.span-row', (rs) => rs.map((r) => ({
+      depth: Number(r.dataset.depth), attempt: Number(r.dataset.attempt),
+      error: r.dataset.error === '1', text: r.querySelector('.span-name').innerText})));
+    assert.strictEqual(rows.length, 7, JSON.stringify(rows));
+    assert.deepStrictEqual(rows.map((r) => r.depth), [0, 1, 2, 3, 4, 5, 5]);
+    assert.match(rows[0].text, /frontend/);
+    assert.match(rows[2].text, /backend/);
+    assert.match(rows[4].text, /db/);
+    assert.deepStrictEqual(rows.slice(5).map((r) => [r.attempt, r.error]), [[1, true], [2, false]]);
+    assert.match(rows[6].text, /retry 1/);
+    assert.match(await page.textContent('#trace-title'), /7 spans · 3 services/);
+    // Span attributes open on a click.
+    const spanRows = page.locator('.span-row');
+    await spanRows.nth(5).locator('.span-name').click();
+    const attrs = await spanRows.nth(5).locator('.span-attrs').innerText();
+    assert.match(attrs, /http\.response\.status_code\s+503/);
+    assert.match(attrs, /meshlet\.retry_attempt\s+1/);
+    await spanRows.nth(6).locator('.span-name').click();
+    await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
+
+    // Proxies: the page loads (this control plane's sidecars use static configuration).
+    await page.click('nav a[data-view="proxies"]');
+    await page.waitForSelector('#proxies tbody td');
+    await page.screenshot({path: path.join(shots, 'dashboard-proxies.png')});
+
+    assert.deepStrictEqual(foreign, [], 'requests left the control plane');
+    assert.deepStrictEqual(errors, [], 'errors in the page');
+    console.log('PASS dashboard: graph, trace search, waterfall with the retry, proxies');
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => {
+  console.error('FAIL', e && e.stack || e);
+  process.exit(1);
+});
