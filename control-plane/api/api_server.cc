@@ -599,6 +599,31 @@ std::string PolicyApi::WorkloadsJson() const {
                       absl::StrJoin(items, ","), "]}\n");
 }
 
+// POST /api/v1/proxies/{id}/config-dump: asks the sidecar for its own view over its stream; the
+// answer shows up in GET .../config ("sidecar") once it arrives.
+ServerResponse PolicyApi::RequestSidecarConfig(const ServerRequest& request,
+                                               absl::string_view rest) {
+  if (request.method() != "POST") {
+    ServerResponse r = Error(405, "MethodNotAllowed", "only POST is allowed here");
+    r.headers.Add("allow", "POST");
+    return r;
+  }
+  if (proxies_ == nullptr) {
+    return Error(503, "ServiceUnavailable",
+                 "ADS not running: this control plane serves no sidecars");
+  }
+  std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
+  if (segments.size() != 3) return Error(404, "NotFound", "no such path");
+  absl::StatusOr<std::string> nonce = proxies_->RequestSidecarConfig(segments[1]);
+  if (absl::IsNotFound(nonce.status())) {
+    return Error(404, "NotFound", absl::StrCat("no proxy \"", segments[1], "\""));
+  }
+  if (!nonce.ok()) return Error(500, "InternalError", nonce.status().message());
+  return ServerResponse::Json(
+      202, absl::StrCat(R"({"kind":"ConfigDumpRequest","node":)", JsonQuote(segments[1]),
+                        R"(,"nonce":)", JsonQuote(*nonce), "}\n"));
+}
+
 ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::string_view rest) {
   if (rest == "/tokens" || absl::StartsWith(rest, "/tokens/")) {
     if (!tokens_) {
@@ -612,6 +637,9 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }
     return traces_(request);
+  }
+  if (absl::StartsWith(rest, "/proxies/") && absl::EndsWith(rest, "/config-dump")) {
+    return RequestSidecarConfig(request, rest);
   }
   if (request.method() != "GET") {
     ServerResponse r = Error(405, "MethodNotAllowed", "only GET is allowed here");

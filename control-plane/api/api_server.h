@@ -52,6 +52,12 @@ class ProxyStatusProvider {
   virtual std::string ProxiesJson() = 0;
   // One sidecar's resources as last sent, as a JSON object; NotFound for an unknown id.
   virtual absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) = 0;
+  // Asks the sidecar for its own view of its configuration (answered asynchronously; the answer
+  // appears in ProxyConfigJson). Returns the request's nonce; NotFound for an unknown id.
+  virtual absl::StatusOr<std::string> RequestSidecarConfig(absl::string_view node_id) {
+    (void)node_id;
+    return absl::UnimplementedError("this discovery server cannot ask sidecars");
+  }
 };
 
 struct ApiOptions {
@@ -88,6 +94,8 @@ class PolicyApi {
   http::ServerResponse HandleAuthenticated(const http::ServerRequest& request);
   http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view rest);
   http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest);
+  http::ServerResponse RequestSidecarConfig(const http::ServerRequest& request,
+                                            absl::string_view rest);
   http::ServerResponse Get(const ResourceKey& key);
   http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
   http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,

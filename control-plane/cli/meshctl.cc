@@ -56,7 +56,9 @@ Commands:
   delete KIND NAME [-n NS] | -f FILE [--dry-run]
   diff -f FILE|DIR|- [-n NS]                what apply would change (exit 1 when it would)
   proxy-status                              every sidecar: versions sent/ACKed, NACK errors
-  proxy-config NODE [-o yaml|json]          the configuration the control plane sent NODE
+  proxy-config NODE [-o yaml|json] [--control-plane-only]
+                                            the configuration the control plane sent NODE and
+                                            what NODE reports it runs, with the differences
   token create --namespace NS --service-account SA [--ttl 1h] [--single-use] [-o json]
                                             a join token proving that identity to the CA
                                             (printed once, alone on stdout)
@@ -230,6 +232,8 @@ class Meshctl {
         single_use_ = true;
       } else if (arg == "-A" || arg == "--all-namespaces") {
         all_namespaces_ = true;
+      } else if (arg == "--control-plane-only") {
+        control_plane_only_ = true;
       } else if (arg == "--dry-run" || arg == "--dry-run=server" || arg == "--dry-run=client") {
         dry_run_ = true;
       } else if (arg == "--client") {
@@ -1106,21 +1110,121 @@ class Meshctl {
     return out;
   }
 
+  // proxy-config NODE: what the control plane sent, and (unless --control-plane-only) what the
+  // sidecar reports it runs, asked for over its ADS stream, side by side with what differs.
   int ProxyConfig() {
     if (positional_.empty()) return Fail({kExitUsage, "proxy-config needs a NODE id"});
+    const std::string path = absl::StrCat("/api/v1/proxies/", QueryEscape(positional_[0]));
     int exit_code = kExitOk;
-    std::optional<Reply> reply =
-        Call("GET", absl::StrCat("/api/v1/proxies/", positional_[0], "/config"), "", &exit_code);
-    if (!reply.has_value()) return exit_code;
-    if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+    std::string nonce;
+    if (!control_plane_only_) {
+      std::optional<Reply> asked = Call("POST", path + "/config-dump", "", &exit_code);
+      if (!asked.has_value()) return exit_code;
+      if (asked->http.status != 202) return Fail({kExitFailed, asked->ErrorMessage()});
+      nonce = Str(YAML::Load(asked->http.body)["nonce"]);
+    }
+    // The sidecar answers on its stream; its view appears in the config once it arrived.
+    std::optional<Reply> reply;
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    while (true) {
+      reply = Call("GET", path + "/config", "", &exit_code);
+      if (!reply.has_value()) return exit_code;
+      if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
+      if (nonce.empty()) break;
+      YAML::Node request = YAML::Load(reply->http.body)["sidecarRequest"];
+      if (request.IsMap() && Str(request["nonce"]) == nonce && request["answered"].as<bool>()) {
+        break;
+      }
+      if (absl::Now() > give_up) {
+        std::cerr << "warning: the sidecar did not send its view within 5s; showing the control "
+                     "plane's only\n";
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
     if (output_ == "json") {
       std::cout << reply->http.body;
       return kExitOk;
     }
-    absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
-    if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
-    std::cout << *yaml;
+    if (output_ == "yaml") {
+      absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
+      if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
+      std::cout << *yaml;
+      return kExitOk;
+    }
+    std::cout << ProxyConfigText(YAML::Load(reply->http.body), !nonce.empty());
     return kExitOk;
+  }
+
+  // Both views side by side: per type the versions, per resource its version on each side, then
+  // the differences the control plane computed.
+  static std::string ProxyConfigText(const YAML::Node& root, bool asked_sidecar) {
+    // An earlier answer may be stored; without asking now it is not shown.
+    const YAML::Node sidecar = root["sidecar"];
+    const bool have_sidecar = asked_sidecar && sidecar.IsMap();
+    std::map<std::string, YAML::Node> sidecar_types;
+    if (have_sidecar) {
+      for (const YAML::Node& t : sidecar["types"]) sidecar_types[Str(t["type"])] = t;
+    }
+    auto short_version = [](const std::string& v) { return v.empty() ? "-" : v.substr(0, 8); };
+    std::vector<std::vector<std::string>> types = {
+        {"TYPE", "CONTROL PLANE SENT", "ACKED", "SIDECAR RUNS", "SIDECAR ERROR"}};
+    std::vector<std::vector<std::string>> resources = {
+        {"TYPE", "RESOURCE", "CONTROL PLANE", "SIDECAR"}};
+    for (const auto& t : root["types"]) {
+      const std::string type = Str(t["type"]);
+      const YAML::Node held = sidecar_types.count(type) ? sidecar_types[type] : YAML::Node();
+      types.push_back({type, short_version(Str(t["version_sent"])),
+                       short_version(Str(t["version_acked"])),
+                       have_sidecar ? short_version(Str(held["version"])) : "?",
+                       held.IsMap() && !Str(held["last_error"]).empty() ? "yes (see below)" : ""});
+      std::map<std::string, std::pair<std::string, std::string>> by_name;
+      for (const auto& r : t["resources"]) by_name[Str(r["name"])].first = Str(r["version"]);
+      if (held.IsMap()) {
+        for (const auto& r : held["resources"]) by_name[Str(r["name"])].second = Str(r["version"]);
+      }
+      for (const auto& [name, versions] : by_name) {
+        resources.push_back({type, name, short_version(versions.first),
+                             have_sidecar ? short_version(versions.second) : "?"});
+      }
+    }
+    std::string out = absl::StrCat("Node ", Str(root["node"]["id"]), "\n\n", FormatTable(types),
+                                   "\n", FormatTable(resources));
+    if (!have_sidecar) {
+      absl::StrAppend(&out, "\nThe sidecar's view: ",
+                      asked_sidecar ? "not received (old sidecar, or its stream is busy)"
+                                    : "not asked for (--control-plane-only)",
+                      "\n");
+      return out;
+    }
+    absl::StrAppend(&out, "\nThe sidecar's view was captured at ", Str(sidecar["capturedAt"]),
+                    ". The control plane column is what it last sent and the sidecar "
+                    "acknowledged holding.\n");
+    const YAML::Node diff = root["diff"];
+    if (!diff.IsSequence() || diff.size() == 0) {
+      out += "No differences: the sidecar runs what the control plane wants it to run.\n";
+      return out;
+    }
+    out += "\nDifferences (the control plane's current configuration against the sidecar's):\n";
+    for (const auto& d : diff) {
+      absl::StrAppend(&out, "  ", Str(d["type"]), ": control plane sent ",
+                      short_version(Str(d["versionSent"])), ", sidecar runs ",
+                      short_version(Str(d["versionSidecar"])), "\n");
+      if (!Str(d["sidecarError"]).empty()) {
+        absl::StrAppend(&out, "    sidecar refused the last update: ", Str(d["sidecarError"]),
+                        "\n");
+      }
+      for (const auto& n : d["onlyControlPlane"]) {
+        absl::StrAppend(&out, "    + ", Str(n), " (not on the sidecar)\n");
+      }
+      for (const auto& n : d["onlySidecar"]) {
+        absl::StrAppend(&out, "    - ", Str(n), " (only on the sidecar)\n");
+      }
+      for (const auto& n : d["differ"]) {
+        absl::StrAppend(&out, "    ~ ", Str(n), " (different contents)\n");
+      }
+    }
+    return out;
   }
 
   // token create: POST /api/v1/tokens. The token goes alone to stdout (for `$(...)`), the rest
@@ -1182,6 +1286,7 @@ class Meshctl {
   bool namespace_set_ = false;
   bool all_namespaces_ = false;
   bool dry_run_ = false;
+  bool control_plane_only_ = false;
   bool client_only_ = false;
   std::string output_ = "table";
   // stat, top

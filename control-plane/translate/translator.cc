@@ -80,11 +80,98 @@ std::vector<std::pair<std::string, std::string>> Sorted(const Map& map) {
   return out;
 }
 
+// What every node's translation reads from the inputs: services with their members, the
+// TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
+// pointers into both snapshots.
+struct MeshIndex {
+  std::map<ServiceKey, ServiceView> services;
+  std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
+  std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target;
+};
+
+std::string RouteNamespace(const pb::HTTPRoute& route) {
+  return route.metadata().namespace_().empty() ? "default" : route.metadata().namespace_();
+}
+
+MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry) {
+  MeshIndex index;
+  for (const pb::Service& s : policy.services) {
+    ServiceView view;
+    view.namespace_ = s.metadata().namespace_().empty() ? "default" : s.metadata().namespace_();
+    view.name = s.metadata().name();
+    view.resource = &s;
+    view.ports.assign(s.spec().ports().begin(), s.spec().ports().end());
+    view.selector.insert(s.spec().selector().begin(), s.spec().selector().end());
+    index.services[{view.namespace_, view.name}] = std::move(view);
+  }
+  for (const Workload& w : registry.workloads) {
+    if (w.service.empty()) continue;
+    ServiceKey key{w.namespace_, w.service};
+    auto [it, inserted] = index.services.try_emplace(key);
+    ServiceView& view = it->second;
+    if (inserted) {
+      view.namespace_ = w.namespace_;
+      view.name = w.service;
+    }
+    if (view.resource != nullptr) continue;
+    for (uint32_t port : w.ports) {
+      bool known = false;
+      for (const auto& p : view.ports) known |= p.port() == port;
+      if (known) continue;
+      pb::ServicePort p;
+      p.set_port(port);
+      p.set_protocol("HTTP");
+      view.ports.push_back(std::move(p));
+    }
+  }
+  // Membership once per translation rather than a registry scan per cluster.
+  for (const Workload& w : registry.workloads) {
+    if (w.service.empty()) continue;
+    auto it = index.services.find({w.namespace_, w.service});
+    if (it != index.services.end()) it->second.members.push_back(&w);
+  }
+  for (auto& [key, view] : index.services) {
+    if (view.selector.empty()) continue;
+    for (const Workload& w : registry.workloads) {
+      if (w.namespace_ == view.namespace_ && w.service != view.name &&
+          Matches(view.selector, w.labels)) {
+        view.members.push_back(&w);
+      }
+    }
+    std::sort(view.members.begin(), view.members.end(),
+              [](const Workload* a, const Workload* b) { return a->id < b->id; });
+  }
+  for (auto& [key, view] : index.services) {
+    std::sort(
+        view.ports.begin(), view.ports.end(),
+        [](const pb::ServicePort& a, const pb::ServicePort& b) { return a.port() < b.port(); });
+  }
+  // Several TrafficPolicies for one Service: the one with the greatest name wins (documented),
+  // whatever order the snapshot lists them in.
+  for (const pb::TrafficPolicy& tp : policy.traffic_policies) {
+    const ServiceKey key{
+        tp.metadata().namespace_().empty() ? "default" : tp.metadata().namespace_(),
+        tp.spec().target()};
+    auto [it, inserted] = index.traffic_policies.emplace(key, &tp);
+    if (!inserted && it->second->metadata().name() < tp.metadata().name()) it->second = &tp;
+  }
+  // HTTPRoutes by the Service they target, each list ordered by route name.
+  for (const pb::HTTPRoute& route : policy.http_routes) {
+    index.routes_by_target[{RouteNamespace(route), route.spec().target()}].push_back(&route);
+  }
+  for (auto& [key, routes] : index.routes_by_target) {
+    std::sort(routes.begin(), routes.end(), [](const pb::HTTPRoute* a, const pb::HTTPRoute* b) {
+      return a->metadata().name() < b->metadata().name();
+    });
+  }
+  return index;
+}
+
 class Translator {
  public:
-  Translator(const PolicySnapshot& policy, const RegistrySnapshot& registry, const xds::Node& node,
-             const TranslateOptions& options)
-      : policy_(policy), registry_(registry), options_(options) {
+  Translator(const PolicySnapshot& policy, const RegistrySnapshot& registry, const MeshIndex& index,
+             const xds::Node& node, const TranslateOptions& options)
+      : policy_(policy), registry_(registry), options_(options), index_(index) {
     if (const Workload* registered = registry.Find(node.id())) {
       self_ = *registered;
     } else {
@@ -93,115 +180,42 @@ class Translator {
     if (policy.mesh_config.has_value()) mesh_ = policy.mesh_config->spec();
   }
 
-  NodeResources Run(TranslationCache* cache) {
-    CollectServices();
-    if (cache == nullptr) {
-      BuildOutbound();
-    } else {
-      const std::string key = CacheKey();
-      std::shared_ptr<const TranslationCache::Outbound> shared = cache->Find(key);
-      if (shared == nullptr) {
+  // Which parts to build: the outbound part (route "outbound", outbound clusters, endpoints)
+  // depends on the node only through its reachable services (OutboundKey); the local part
+  // (listeners, route "inbound", inbound clusters) is the node's own.
+  enum class Part { kAll, kOutbound, kLocal };
+
+  NodeResources Run(Part part, TranslationCache* cache = nullptr) {
+    if (part != Part::kLocal) {
+      if (cache == nullptr) {
         BuildOutbound();
-        auto fresh = std::make_shared<TranslationCache::Outbound>();
-        fresh->routes = out_.routes;
-        for (const auto& [name, cluster] : clusters_) fresh->clusters.push_back(cluster);
-        for (const auto& [name, assignment] : endpoints_) fresh->endpoints.push_back(assignment);
-        fresh->warnings = out_.warnings;
-        cache->Insert(key, std::move(fresh));
       } else {
-        out_.routes = shared->routes;
-        for (const xds::Cluster& c : shared->clusters) clusters_.emplace(c.name(), c);
-        for (const xds::ClusterLoadAssignment& a : shared->endpoints) {
-          endpoints_.emplace(a.cluster_name(), a);
+        const std::string key = CacheKey();
+        std::shared_ptr<const TranslationCache::Outbound> shared = cache->Find(key);
+        if (shared == nullptr) {
+          BuildOutbound();
+          auto fresh = std::make_shared<TranslationCache::Outbound>();
+          fresh->routes = out_.routes;
+          for (const auto& [name, cluster] : clusters_) fresh->clusters.push_back(cluster);
+          for (const auto& [name, assignment] : endpoints_) fresh->endpoints.push_back(assignment);
+          fresh->warnings = out_.warnings;
+          cache->Insert(key, std::move(fresh));
+        } else {
+          out_.routes = shared->routes;
+          for (const xds::Cluster& c : shared->clusters) clusters_.emplace(c.name(), c);
+          for (const xds::ClusterLoadAssignment& a : shared->endpoints) {
+            endpoints_.emplace(a.cluster_name(), a);
+          }
+          out_.warnings = shared->warnings;
         }
-        out_.warnings = shared->warnings;
       }
     }
-    BuildOutboundListener();
-    BuildInbound();
+    if (part != Part::kOutbound) {
+      BuildOutboundListener();
+      BuildInbound();
+    }
     Finish();
     return std::move(out_);
-  }
-
- private:
-  void Warn(std::string text) { out_.warnings.push_back(std::move(text)); }
-
-  void CollectServices() {
-    for (const pb::Service& s : policy_.services) {
-      ServiceView view;
-      view.namespace_ = s.metadata().namespace_().empty() ? "default" : s.metadata().namespace_();
-      view.name = s.metadata().name();
-      view.resource = &s;
-      view.ports.assign(s.spec().ports().begin(), s.spec().ports().end());
-      view.selector.insert(s.spec().selector().begin(), s.spec().selector().end());
-      services_[{view.namespace_, view.name}] = std::move(view);
-    }
-    for (const Workload& w : registry_.workloads) {
-      if (w.service.empty()) continue;
-      ServiceKey key{w.namespace_, w.service};
-      auto [it, inserted] = services_.try_emplace(key);
-      ServiceView& view = it->second;
-      if (inserted) {
-        view.namespace_ = w.namespace_;
-        view.name = w.service;
-      }
-      if (view.resource != nullptr) continue;
-      for (uint32_t port : w.ports) {
-        bool known = false;
-        for (const auto& p : view.ports) known |= p.port() == port;
-        if (known) continue;
-        pb::ServicePort p;
-        p.set_port(port);
-        p.set_protocol("HTTP");
-        view.ports.push_back(std::move(p));
-      }
-    }
-    // Membership once per translation rather than a registry scan per cluster.
-    for (const Workload& w : registry_.workloads) {
-      if (w.service.empty()) continue;
-      auto it = services_.find({w.namespace_, w.service});
-      if (it != services_.end()) it->second.members.push_back(&w);
-    }
-    for (auto& [key, view] : services_) {
-      if (view.selector.empty()) continue;
-      for (const Workload& w : registry_.workloads) {
-        if (w.namespace_ == view.namespace_ && w.service != view.name &&
-            Matches(view.selector, w.labels)) {
-          view.members.push_back(&w);
-        }
-      }
-      std::sort(view.members.begin(), view.members.end(),
-                [](const Workload* a, const Workload* b) { return a->id < b->id; });
-    }
-    for (auto& [key, view] : services_) {
-      std::sort(
-          view.ports.begin(), view.ports.end(),
-          [](const pb::ServicePort& a, const pb::ServicePort& b) { return a.port() < b.port(); });
-    }
-    // Several TrafficPolicies for one Service: the one with the greatest name wins (documented),
-    // whatever order the snapshot lists them in.
-    for (const pb::TrafficPolicy& tp : policy_.traffic_policies) {
-      const ServiceKey key{
-          tp.metadata().namespace_().empty() ? "default" : tp.metadata().namespace_(),
-          tp.spec().target()};
-      auto [it, inserted] = traffic_policies_.emplace(key, &tp);
-      if (!inserted && it->second->metadata().name() < tp.metadata().name()) it->second = &tp;
-    }
-    // HTTPRoutes by the Service they target, each list ordered by route name.
-    for (const pb::HTTPRoute& route : policy_.http_routes) {
-      routes_by_target_[{RouteNamespace(route), route.spec().target()}].push_back(&route);
-    }
-    for (auto& [key, routes] : routes_by_target_) {
-      std::sort(routes.begin(), routes.end(), [](const pb::HTTPRoute* a, const pb::HTTPRoute* b) {
-        return a->metadata().name() < b->metadata().name();
-      });
-    }
-  }
-
-  const std::vector<const pb::HTTPRoute*>& RoutesFor(const ServiceView& s) const {
-    static const std::vector<const pb::HTTPRoute*> kNone;
-    auto it = routes_by_target_.find({s.namespace_, s.name});
-    return it == routes_by_target_.end() ? kNone : it->second;
   }
 
   // What the outbound part depends on besides this node's reachable services: the inputs'
@@ -210,10 +224,19 @@ class Translator {
     std::string key = absl::StrCat(policy_.revision, "|", registry_.version, "|",
                                    options_.cluster_domain, "|", options_.secret_name, "|");
     if (!mesh_.scope_to_dependencies()) return key + "*";
-    for (const auto& [service_key, service] : services_) {
+    for (const auto& [service_key, service] : index_.services) {
       if (Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");
     }
     return key;
+  }
+
+ private:
+  void Warn(std::string text) { out_.warnings.push_back(std::move(text)); }
+
+  const std::vector<const pb::HTTPRoute*>& RoutesFor(const ServiceView& s) const {
+    static const std::vector<const pb::HTTPRoute*> kNone;
+    auto it = index_.routes_by_target.find({s.namespace_, s.name});
+    return it == index_.routes_by_target.end() ? kNone : it->second;
   }
 
   // Whether this node's configuration includes `service` (MeshConfig scope_to_dependencies).
@@ -232,8 +255,8 @@ class Translator {
   }
 
   const pb::TrafficPolicySpec* PolicyFor(const ServiceView& s) const {
-    auto it = traffic_policies_.find({s.namespace_, s.name});
-    return it == traffic_policies_.end() ? nullptr : &it->second->spec();
+    auto it = index_.traffic_policies.find({s.namespace_, s.name});
+    return it == index_.traffic_policies.end() ? nullptr : &it->second->spec();
   }
 
   // Retries: the most specific non-empty setting per field (rule, then TrafficPolicy, then mesh).
@@ -459,8 +482,8 @@ class Translator {
     for (const pb::HTTPBackend& b : rule.backends()) all_unweighted &= b.weight() == 0;
     for (int i = 0; i < rule.backends_size(); ++i) {
       const pb::HTTPBackend& b = rule.backends(i);
-      auto it = services_.find({target.namespace_, b.service()});
-      if (it == services_.end()) {
+      auto it = index_.services.find({target.namespace_, b.service()});
+      if (it == index_.services.end()) {
         Warn(absl::StrCat(where, ".backends[", i, "]: Service \"", b.service(),
                           "\" in namespace \"", target.namespace_,
                           "\" does not exist; its share of traffic gets 503"));
@@ -595,7 +618,7 @@ class Translator {
     xds::RouteConfiguration routes;
     routes.set_name(std::string(kOutboundName));
     std::set<std::string> used_domains;
-    for (const auto& [key, service] : services_) {
+    for (const auto& [key, service] : index_.services) {
       if (!Reachable(service)) continue;
       bool first_http_port = true;
       for (const pb::ServicePort& port : service.ports) {
@@ -662,15 +685,12 @@ class Translator {
     out_.listeners.push_back(std::move(listener));
   }
 
-  static std::string RouteNamespace(const pb::HTTPRoute& route) {
-    return route.metadata().namespace_().empty() ? "default" : route.metadata().namespace_();
-  }
-
   void BuildInbound() {
     // The app's ports: the Service's target ports, else what the workload registered.
     std::vector<pb::ServicePort> ports;
     const ServiceView* own = nullptr;
-    if (auto it = services_.find({self_.namespace_, self_.service}); it != services_.end()) {
+    if (auto it = index_.services.find({self_.namespace_, self_.service});
+        it != index_.services.end()) {
       own = &it->second;
       ports = own->ports;
     }
@@ -794,9 +814,7 @@ class Translator {
   const TranslateOptions& options_;
   Workload self_;
   pb::MeshConfigSpec mesh_;
-  std::map<ServiceKey, ServiceView> services_;
-  std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies_;
-  std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target_;
+  const MeshIndex& index_;
   std::map<std::string, xds::Cluster> clusters_;
   std::map<std::string, xds::ClusterLoadAssignment> endpoints_;
   NodeResources out_;
@@ -807,7 +825,36 @@ class Translator {
 NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& registry,
                         const xds::Node& node, const TranslateOptions& options,
                         TranslationCache* cache) {
-  return Translator(policy, registry, node, options).Run(cache);
+  const MeshIndex index = BuildIndex(policy, registry);
+  return Translator(policy, registry, index, node, options).Run(Translator::Part::kAll, cache);
+}
+
+struct MeshTranslator::Index {
+  MeshIndex index;
+};
+
+MeshTranslator::MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
+                               std::shared_ptr<const RegistrySnapshot> registry,
+                               TranslateOptions options)
+    : policy_(std::move(policy)),
+      registry_(std::move(registry)),
+      options_(std::move(options)),
+      index_(std::make_unique<const Index>(Index{BuildIndex(*policy_, *registry_)})) {}
+
+MeshTranslator::~MeshTranslator() = default;
+
+std::string MeshTranslator::OutboundKey(const xds::Node& node) const {
+  return Translator(*policy_, *registry_, index_->index, node, options_).CacheKey();
+}
+
+NodeResources MeshTranslator::TranslateOutbound(const xds::Node& node) const {
+  return Translator(*policy_, *registry_, index_->index, node, options_)
+      .Run(Translator::Part::kOutbound);
+}
+
+NodeResources MeshTranslator::TranslateLocal(const xds::Node& node) const {
+  return Translator(*policy_, *registry_, index_->index, node, options_)
+      .Run(Translator::Part::kLocal);
 }
 
 std::shared_ptr<const TranslationCache::Outbound> TranslationCache::Find(const std::string& key) {

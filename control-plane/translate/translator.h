@@ -122,6 +122,39 @@ NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& re
                         const xds::Node& node, const TranslateOptions& options = {},
                         TranslationCache* cache = nullptr);
 
+// Translation of many nodes against one set of inputs (a push round). The service index is built
+// once; a node's translation then splits into
+//   - the outbound part (route "outbound", outbound clusters, their endpoints): the large part,
+//     identical for every node with the same OutboundKey — the whole mesh when MeshConfig does
+//     not scope configuration, else the nodes that reach the same services;
+//   - the local part (listeners, route "inbound", inbound clusters): the node's own, small.
+// Callers translate the outbound part once per distinct key and share it between nodes;
+// TranslateOutbound(node) + TranslateLocal(node) is exactly Translate(policy, registry, node).
+// Immutable after construction; const methods may run on any thread.
+class MeshTranslator {
+ public:
+  MeshTranslator(std::shared_ptr<const PolicySnapshot> policy,
+                 std::shared_ptr<const RegistrySnapshot> registry, TranslateOptions options);
+  ~MeshTranslator();
+  MeshTranslator(const MeshTranslator&) = delete;
+  MeshTranslator& operator=(const MeshTranslator&) = delete;
+
+  // Equal keys (within one MeshTranslator) give identical outbound parts.
+  std::string OutboundKey(const xds::Node& node) const;
+  NodeResources TranslateOutbound(const xds::Node& node) const;
+  NodeResources TranslateLocal(const xds::Node& node) const;
+
+  const PolicySnapshot& policy() const { return *policy_; }
+  const RegistrySnapshot& registry() const { return *registry_; }
+
+ private:
+  struct Index;
+  const std::shared_ptr<const PolicySnapshot> policy_;
+  const std::shared_ptr<const RegistrySnapshot> registry_;
+  const TranslateOptions options_;
+  std::unique_ptr<const Index> index_;
+};
+
 // Content hash of one resource (deterministic serialization), 16 hex digits.
 std::string ResourceVersion(const google::protobuf::Message& resource);
 // Content hash of a list of resources (names and contents, in order), 16 hex digits: the

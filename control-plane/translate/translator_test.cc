@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <random>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include "absl/strings/match.h"
 #include "common/base/fake_clock.h"
 #include "control-plane/policy/codec.h"
 
@@ -393,6 +396,50 @@ TEST_F(TranslatorTest, CacheGivesTheSameResultAsTranslatingAlone) {
   }
   // frontend (frontend + reviews) and the reviews workloads (reviews only): two entries.
   EXPECT_EQ(cache.stats().misses, 4u);
+}
+
+// MeshTranslator's two parts together are exactly Translate(), and its keys group nodes whose
+// outbound parts are identical.
+TEST_F(TranslatorTest, MeshTranslatorPartsMakeTheWholeTranslation) {
+  auto check = [&](absl::string_view what) {
+    auto policy = std::make_shared<const PolicySnapshot>(policy_);
+    auto registry = std::make_shared<const RegistrySnapshot>(registry_);
+    MeshTranslator mesh(policy, registry, {});
+    std::map<std::string, std::string> outbound_by_key;
+    for (const auto& w : registry_.workloads) {
+      xds::Node node;
+      node.set_id(w.id);
+      NodeResources outbound = mesh.TranslateOutbound(node);
+      NodeResources local = mesh.TranslateLocal(node);
+      EXPECT_TRUE(outbound.listeners.empty()) << what;
+      for (const auto& c : local.clusters) {
+        EXPECT_TRUE(absl::StartsWith(c.name(), "inbound|"));
+      }
+      const std::string shared = Bytes(outbound);
+      auto [it, inserted] = outbound_by_key.emplace(mesh.OutboundKey(node), shared);
+      if (!inserted) {
+        EXPECT_EQ(it->second, shared) << what << " " << w.id;
+      }
+      // Merge the parts the way a caller does and compare with the one-shot translation.
+      NodeResources merged = std::move(local);
+      for (auto& r : outbound.routes) merged.routes.push_back(std::move(r));
+      for (auto& c : outbound.clusters) merged.clusters.push_back(std::move(c));
+      for (auto& e : outbound.endpoints) merged.endpoints.push_back(std::move(e));
+      auto by_name = [](const auto& a, const auto& b) { return a.name() < b.name(); };
+      std::sort(merged.routes.begin(), merged.routes.end(), by_name);
+      std::sort(merged.clusters.begin(), merged.clusters.end(), by_name);
+      EXPECT_EQ(Bytes(merged), Bytes(Translate(*policy, *registry, node))) << what << " " << w.id;
+    }
+    return outbound_by_key.size();
+  };
+  EXPECT_EQ(check("unscoped"), 1u);
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "reviews";
+  // frontend (frontend + reviews) and the reviews workloads (reviews only).
+  EXPECT_EQ(check("scoped"), 2u);
 }
 
 }  // namespace

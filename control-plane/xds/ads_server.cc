@@ -1,6 +1,7 @@
 #include "control-plane/xds/ads_server.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -133,6 +134,12 @@ class AdsServer::Stream {
   std::vector<std::string> warnings;
   // Until it fires, subscriptions gather (initial_subscription_window).
   std::unique_ptr<event::Timer> first_push_timer;
+  // The sidecar's own view (RequestConfigDump): the nonce last asked with, and the latest
+  // answer with the nonce it answered.
+  std::string dump_nonce;
+  std::optional<xds::SidecarConfigDump> dump;
+  std::string dump_answer_nonce;
+  std::string dump_received_at;
 
   TypeSubscription& of(ResourceType type) { return types[static_cast<size_t>(type)]; }
   const TypeSubscription& of(ResourceType type) const { return types[static_cast<size_t>(type)]; }
@@ -233,6 +240,9 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
     call->OnProtoMessage<xds::DiscoveryRequest>(
         [this, stream, accept_node](xds::DiscoveryRequest request) {
           if (!accept_node(request.node())) return;
+          if (request.type_url() == kConfigDumpTypeUrl) {
+            return OnConfigDump(*stream, request.response_nonce(), request.config_dump());
+          }
           std::optional<ResourceType> type = ParseTypeUrl(request.type_url());
           if (!type) {
             LOG_EVERY_N_SEC(WARN, 1)
@@ -264,6 +274,9 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
     call->OnProtoMessage<xds::DeltaDiscoveryRequest>(
         [this, stream, accept_node](xds::DeltaDiscoveryRequest request) {
           if (!accept_node(request.node())) return;
+          if (request.type_url() == kConfigDumpTypeUrl) {
+            return OnConfigDump(*stream, request.response_nonce(), request.config_dump());
+          }
           std::optional<ResourceType> type = ParseTypeUrl(request.type_url());
           if (!type) {
             LOG_EVERY_N_SEC(WARN, 1)
@@ -425,8 +438,12 @@ void AdsServer::Push(Stream& stream) {
   };
   auto send_delta = [&](ResourceType type, const ResourceMap& updates,
                         const std::vector<std::string>& removed, const ResourceMap& state_after) {
-    if (updates.empty() && removed.empty()) return;
     TypeSubscription& sub = stream.of(type);
+    // Nothing to say, except to a subscriber that holds nothing and heard nothing yet: it gets
+    // an empty response, so it knows the type is empty rather than still coming (a sidecar is
+    // not ready before its first complete configuration).
+    const bool first_answer = sub.sent_version().empty() && sub.assumed_state().empty();
+    if (updates.empty() && removed.empty() && !first_answer) return;
     const std::string version = TypeVersion(state_after);
     if (!sub.ShouldSend(version)) return;
     xds::DeltaDiscoveryResponse response;
@@ -530,8 +547,8 @@ void AdsServer::RecordAnswer(Stream& stream, TypeSubscription& sub, ResourceType
                              const std::string& nonce, const meshlet::xds::ErrorDetail* error) {
   std::optional<TypeSubscription::Nack> nack;
   if (error != nullptr) {
-    nack = TypeSubscription::Nack{.message = error->message(), .code = error->code(),
-                                  .at = absl::Now()};
+    nack = TypeSubscription::Nack{
+        .message = error->message(), .code = error->code(), .at = absl::Now()};
   }
   const size_t t = static_cast<size_t>(type);
   switch (sub.OnAnswer(nonce, nack)) {
@@ -629,14 +646,162 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
   return out;
 }
 
-std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id) const {
-  const Stream* newest = nullptr;
+AdsServer::Stream* AdsServer::NewestStream(absl::string_view node_id) const {
+  Stream* newest = nullptr;
   for (const auto& [id, stream] : streams_) {
     if (stream->has_node && stream->node.id() == node_id &&
         (newest == nullptr || stream->id > newest->id)) {
       newest = stream.get();
     }
   }
+  return newest;
+}
+
+absl::StatusOr<std::string> AdsServer::RequestConfigDump(absl::string_view node_id) {
+  Stream* stream = NewestStream(node_id);
+  if (stream == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no sidecar \"", node_id, "\" is connected"));
+  }
+  std::string nonce = stream->NextNonce();
+  // A response without resources, of the debug type, in the stream's variant.
+  auto ask = [&](auto response) {
+    response.set_type_url(std::string(kConfigDumpTypeUrl));
+    response.set_system_version_info(options_.system_version_info);
+    response.set_nonce(nonce);
+    return stream->call->SendProto(response);
+  };
+  const bool sent =
+      stream->delta ? ask(xds::DeltaDiscoveryResponse()) : ask(xds::DiscoveryResponse());
+  if (!sent) return absl::UnavailableError("the sidecar's stream is closing");
+  stream->dump_nonce = nonce;
+  return nonce;
+}
+
+void AdsServer::OnConfigDump(Stream& stream, const std::string& nonce,
+                             const xds::SidecarConfigDump& dump) {
+  if (nonce.empty() || nonce != stream.dump_nonce) {
+    metrics_->stale_nonces.Inc();
+    return;
+  }
+  stream.dump = dump;
+  stream.dump_answer_nonce = nonce;
+  stream.dump_received_at = TimeText(absl::Now());
+}
+
+std::string AdsServer::SidecarViewJson(const Stream& stream) const {
+  const xds::SidecarConfigDump& dump = *stream.dump;
+  std::string out = "{\"nonce\":";
+  AppendJsonString(&out, stream.dump_answer_nonce);
+  out += ",\"capturedAt\":";
+  AppendJsonString(&out, dump.captured_at());
+  out += ",\"receivedAt\":";
+  AppendJsonString(&out, stream.dump_received_at);
+  out += ",\"types\":[";
+  for (int i = 0; i < dump.types_size(); ++i) {
+    const xds::SidecarConfigDump::TypeState& t = dump.types(i);
+    std::optional<ResourceType> type = ParseTypeUrl(t.type_url());
+    if (i > 0) out += ",";
+    out += "{\"type\":";
+    AppendJsonString(&out, type ? TypeLabel(*type) : t.type_url());
+    out += ",\"version\":";
+    AppendJsonString(&out, t.version());
+    out += ",\"last_error\":";
+    AppendJsonString(&out, t.last_error());
+    out += ",\"resources\":[";
+    for (int r = 0; r < t.resources_size(); ++r) {
+      if (r > 0) out += ",";
+      out += "{\"name\":";
+      AppendJsonString(&out, t.resources(r).name());
+      out += ",\"version\":";
+      AppendJsonString(&out, t.resources(r).version());
+      out += ",\"resource\":";
+      out += ResourceJson(t.resources(r).resource());
+      out += "}";
+    }
+    out += "]}";
+  }
+  out += "],\"configDump\":";
+  // The sidecar's admin document, embedded as is when it is a JSON object.
+  const std::string& admin = dump.config_dump_json();
+  out += !admin.empty() && admin.front() == '{' ? admin : "null";
+  out += "}";
+  return out;
+}
+
+// What differs between what the control plane wants the sidecar to run now (generated afresh,
+// as the next push would) and what the sidecar reported it runs: per type, the versions and the
+// resources present on one side only or with different contents. Types that agree are left out.
+std::string AdsServer::DiffJson(const Stream& stream) const {
+  absl::StatusOr<NodeResourceSet> wanted = generator_(stream.node);
+  std::string out = "[";
+  bool first_type = true;
+  for (ResourceType type : kPushOrder) {
+    const TypeSubscription& sub = stream.of(type);
+    if (!sub.subscribed()) continue;
+    const xds::SidecarConfigDump::TypeState* held = nullptr;
+    for (const auto& t : stream.dump->types()) {
+      if (t.type_url() == TypeUrl(type)) held = &t;
+    }
+    std::map<std::string, std::string> sidecar;
+    if (held != nullptr) {
+      for (const auto& r : held->resources()) sidecar[r.name()] = r.version();
+    }
+    std::map<std::string, std::string> control_plane;
+    if (wanted.ok()) {
+      for (const auto& [name, r] : sub.Filter(wanted->of(type))) control_plane[name] = r->version;
+    }
+    std::vector<std::string> only_cp, only_sidecar, differ;
+    for (const auto& [name, version] : control_plane) {
+      auto it = sidecar.find(name);
+      if (it == sidecar.end()) {
+        only_cp.push_back(name);
+      } else if (it->second != version) {
+        differ.push_back(name);
+      }
+    }
+    for (const auto& [name, version] : sidecar) {
+      if (!control_plane.contains(name)) only_sidecar.push_back(name);
+    }
+    const std::string sidecar_version = held != nullptr ? held->version() : "";
+    const std::string last_error = held != nullptr ? held->last_error() : "";
+    if (only_cp.empty() && only_sidecar.empty() && differ.empty() &&
+        sidecar_version == sub.sent_version() && last_error.empty()) {
+      continue;
+    }
+    if (!first_type) out += ",";
+    first_type = false;
+    auto names = [&out](const std::vector<std::string>& list) {
+      out += "[";
+      for (size_t i = 0; i < list.size(); ++i) {
+        if (i > 0) out += ",";
+        AppendJsonString(&out, list[i]);
+      }
+      out += "]";
+    };
+    out += "{\"type\":";
+    AppendJsonString(&out, TypeLabel(type));
+    out += ",\"versionSent\":";
+    AppendJsonString(&out, sub.sent_version());
+    out += ",\"versionAcked\":";
+    AppendJsonString(&out, sub.acked_version());
+    out += ",\"versionSidecar\":";
+    AppendJsonString(&out, sidecar_version);
+    out += ",\"sidecarError\":";
+    AppendJsonString(&out, last_error);
+    out += ",\"onlyControlPlane\":";
+    names(only_cp);
+    out += ",\"onlySidecar\":";
+    names(only_sidecar);
+    out += ",\"differ\":";
+    names(differ);
+    out += "}";
+  }
+  out += "]";
+  return out;
+}
+
+std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id) const {
+  const Stream* newest = NewestStream(node_id);
   if (newest == nullptr) return std::nullopt;
   std::string out = "{\"node\":";
   {
@@ -679,7 +844,21 @@ std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id)
     }
     out += "]}";
   }
-  out += "]}";
+  out += "],\"sidecar\":";
+  out += newest->dump ? SidecarViewJson(*newest) : "null";
+  out += ",\"sidecarRequest\":";
+  if (newest->dump_nonce.empty()) {
+    out += "null";
+  } else {
+    out += "{\"nonce\":";
+    AppendJsonString(&out, newest->dump_nonce);
+    out += ",\"answered\":";
+    out += newest->dump_answer_nonce == newest->dump_nonce ? "true" : "false";
+    out += "}";
+  }
+  out += ",\"diff\":";
+  out += newest->dump ? DiffJson(*newest) : "null";
+  out += "}";
   return out;
 }
 

@@ -58,6 +58,9 @@ inline constexpr absl::string_view kStreamMethod =
     "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
 inline constexpr absl::string_view kDeltaMethod =
     "/meshlet.xds.AggregatedDiscoveryService/DeltaAggregatedResources";
+// The debug type the server asks a sidecar for its SidecarConfigDump with (xds/discovery.proto).
+inline constexpr absl::string_view kConfigDumpTypeUrl =
+    "type.googleapis.com/meshlet.xds.SidecarConfigDump";
 
 struct AdsServerOptions {
   // A push round starts once changes have been quiet this long...
@@ -147,7 +150,13 @@ class AdsServer {
   // Loop thread.
   std::vector<ProxyStatus> ProxyStatuses() const;
   // The resources last sent to the newest stream of `node_id`, as JSON; nullopt: not connected.
+  // Once the sidecar answered a RequestConfigDump, also its own view ("sidecar") and what
+  // differs between the two ("diff"; docs/xds.md, "The sidecar's view").
   std::optional<std::string> ProxyConfigJson(absl::string_view node_id) const;
+  // Asks the newest stream of `node_id` for the sidecar's view of its configuration
+  // (SidecarConfigDump over the stream). Returns the request's nonce; NotFound when the node is
+  // not connected. The answer replaces the stream's previous one.
+  absl::StatusOr<std::string> RequestConfigDump(absl::string_view node_id);
   size_t connected_proxies() const { return streams_.size(); }
   size_t queued_pushes() const { return push_queue_.size(); }
   size_t pushes_in_flight() const { return pushes_in_flight_; }
@@ -166,6 +175,11 @@ class AdsServer {
 
   void OnStreamStarted(std::shared_ptr<http::grpc::ServerCall> call, bool delta);
   void OnStreamEnded(uint64_t stream_id);
+  Stream* NewestStream(absl::string_view node_id) const;
+  void OnConfigDump(Stream& stream, const std::string& nonce,
+                    const meshlet::xds::SidecarConfigDump& dump);
+  std::string SidecarViewJson(const Stream& stream) const;
+  std::string DiffJson(const Stream& stream) const;
   void RequestPush(Stream& stream, MonotonicTime changed_at);
   void ScheduleDrain();
   void DrainQueue();

@@ -64,6 +64,15 @@ absl::StatusOr<XdsServiceOptions> ExtractXdsFlags(std::vector<std::string>& args
         return bad("must be a duration such as 100ms");
       }
       options.ads.debounce_quiet = absl::ToChronoNanoseconds(d);
+    } else if (name == "keepalive-interval" || name == "keepalive-timeout") {
+      absl::Duration d;
+      if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||
+          (name == "keepalive-timeout" && d == absl::ZeroDuration())) {
+        return bad(name == "keepalive-interval" ? "must be a duration such as 30s (0: off)"
+                                                : "must be a positive duration such as 10s");
+      }
+      (name == "keepalive-interval" ? options.keepalive_interval : options.keepalive_timeout) =
+          absl::ToChronoNanoseconds(d);
     } else if (name == "listen-host") {
       if (!net::Address::FromIp(value, 1).ok()) return bad("must be an IP");
       options.translate.listen_host = value;
@@ -90,11 +99,15 @@ std::string XdsUsage() {
          "  --xds-max-concurrent-pushes=N  default 100\n"
          "  --xds-debounce=DURATION    quiet period before a push, default 100ms\n"
          "  --xds-listen-host=IP       address sidecar listeners bind, default 0.0.0.0\n"
+         "  --xds-keepalive-interval=DURATION  PING a connection idle this long, default 30s "
+         "(0: never)\n"
+         "  --xds-keepalive-timeout=DURATION   close it when the PING is not answered within "
+         "this, default 10s\n"
          "  Without TLS files or --xds-plaintext the discovery port stays closed.\n";
 }
 
 XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
-    : control_plane_(control_plane), options_(std::move(options)) {}
+    : control_plane_(control_plane), options_(std::move(options)), resources_(options_.translate) {}
 
 XdsService::~XdsService() {
   store_watch_.reset();
@@ -115,6 +128,10 @@ absl::Status XdsService::Start() {
     return absl::OkStatus();
   }
   http::grpc::ServerOptions grpc_options;
+  // A sidecar whose host vanished or whose process hangs never closes its connection: PINGs
+  // find it, the connection closes, and the registry deregisters it after its grace period.
+  grpc_options.http2.keepalive_interval = options_.keepalive_interval;
+  grpc_options.http2.keepalive_timeout = options_.keepalive_timeout;
   if (!options_.plaintext) {
     absl::StatusOr<net::TransportFactory> tls =
         ServerTlsFromFiles(options_.tls_cert_file, options_.tls_key_file);
@@ -165,8 +182,7 @@ absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
     }
     policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
   }
-  std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
-  return PackNodeResources(translate::Translate(*policy_, *registry, node, options_.translate));
+  return resources_.Generate(policy_, control_plane_.registry().Snapshot(), node);
 }
 
 void XdsService::OnProxyConnected(const xds::Node& node) {
@@ -239,6 +255,10 @@ absl::StatusOr<std::string> XdsService::ProxyConfigJson(absl::string_view node_i
   std::optional<std::string> json = ads_->ProxyConfigJson(node_id);
   if (!json) return absl::NotFoundError(absl::StrCat("no sidecar \"", node_id, "\" is connected"));
   return *json;
+}
+
+absl::StatusOr<std::string> XdsService::RequestSidecarConfig(absl::string_view node_id) {
+  return ads_->RequestConfigDump(node_id);
 }
 
 }  // namespace meshlet::controlplane::ads

@@ -28,6 +28,7 @@
 #include "control-plane/store/store.h"
 #include "control-plane/translate/translator.h"
 #include "control-plane/xds/ads_server.h"
+#include "control-plane/xds/node_resources.h"
 
 namespace meshlet::controlplane::ads {
 
@@ -38,6 +39,10 @@ struct XdsServiceOptions {
   bool plaintext = false;
   AdsServerOptions ads;
   translate::TranslateOptions translate;
+  // HTTP/2 PING on a connection idle this long (zero: never); no answer within the timeout
+  // closes it (the sidecar's streams end, the registry's grace period starts).
+  Duration keepalive_interval = std::chrono::seconds(30);
+  Duration keepalive_timeout = std::chrono::seconds(10);
   // On shutdown, how long open streams get after GOAWAY.
   Duration shutdown_grace = std::chrono::seconds(2);
 
@@ -47,7 +52,8 @@ struct XdsServiceOptions {
 // Takes the discovery flags out of `args` (leaving the rest for the control plane's own parser):
 // --xds-address IP:PORT, --xds-tls-cert FILE, --xds-tls-key FILE, --xds-plaintext,
 // --xds-max-concurrent-pushes N, --xds-debounce DURATION, --xds-listen-host IP (the address
-// sidecar listeners bind; "127.0.0.1" for loopback demos). Errors name the flag.
+// sidecar listeners bind; "127.0.0.1" for loopback demos), --xds-keepalive-interval DURATION,
+// --xds-keepalive-timeout DURATION. Errors name the flag.
 absl::StatusOr<XdsServiceOptions> ExtractXdsFlags(std::vector<std::string>& args);
 std::string XdsUsage();
 
@@ -69,6 +75,7 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // api::ProxyStatusProvider
   std::string ProxiesJson() override;
   absl::StatusOr<std::string> ProxyConfigJson(absl::string_view node_id) override;
+  absl::StatusOr<std::string> RequestSidecarConfig(absl::string_view node_id) override;
 
   // ProxyObserver
   void OnProxyConnected(const xds::Node& node) override;
@@ -86,6 +93,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::shared_ptr<const policy::PolicySnapshot> policy_;
   std::atomic<bool> policy_stale_{true};
+  // Translates each distinct input once per change and shares it between nodes.
+  NodeResourceGenerator resources_;
 };
 
 }  // namespace meshlet::controlplane::ads

@@ -18,6 +18,9 @@ TEST(XdsFlagsTest, TakesItsFlagsAndLeavesTheRest) {
                                    "--api-address=127.0.0.1:1",
                                    "--xds-max-concurrent-pushes=7",
                                    "--xds-debounce=50ms",
+                                   "--xds-keepalive-interval=2s",
+                                   "--xds-keepalive-timeout",
+                                   "500ms",
                                    "--xds-listen-host=127.0.0.1"};
   absl::StatusOr<XdsServiceOptions> options = ExtractXdsFlags(args);
   ASSERT_TRUE(options.ok()) << options.status();
@@ -30,6 +33,8 @@ TEST(XdsFlagsTest, TakesItsFlagsAndLeavesTheRest) {
   EXPECT_EQ(options->ads.max_concurrent_pushes, 7u);
   EXPECT_EQ(options->ads.debounce_quiet, std::chrono::milliseconds(50));
   EXPECT_EQ(options->translate.listen_host, "127.0.0.1");
+  EXPECT_EQ(options->keepalive_interval, std::chrono::seconds(2));
+  EXPECT_EQ(options->keepalive_timeout, std::chrono::milliseconds(500));
 }
 
 TEST(XdsFlagsTest, DisabledUnlessTlsOrPlaintextIsAskedFor) {
@@ -57,6 +62,8 @@ TEST(XdsFlagsTest, ErrorsNameTheFlag) {
            {{"--xds-plaintext=maybe"}, "--xds-plaintext=\"maybe\""},
            {{"--xds-max-concurrent-pushes=0"}, "--xds-max-concurrent-pushes"},
            {{"--xds-debounce=soon"}, "--xds-debounce"},
+           {{"--xds-keepalive-interval=-1s"}, "--xds-keepalive-interval"},
+           {{"--xds-keepalive-timeout=0s"}, "--xds-keepalive-timeout=\"0s\": must be a positive duration"},
            {{"--xds-colour=red"}, "unknown flag --xds-colour"},
            {{"--xds-address"}, "--xds-address needs a value"},
        }) {

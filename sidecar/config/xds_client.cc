@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -269,6 +270,7 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
     connected_gauge_.Set(1);
     LOG(INFO) << "xds: connected to " << options_.server_address.ToString();
   }
+  if (response.type_url() == kConfigDumpTypeUrl) return SendConfigDump(response.nonce());
   std::optional<size_t> index = TypeIndex(response.type_url());
   if (!index) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
@@ -314,6 +316,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     connected_gauge_.Set(1);
     LOG(INFO) << "xds: connected to " << options_.server_address.ToString() << " (delta)";
   }
+  if (response.type_url() == kConfigDumpTypeUrl) return SendConfigDump(response.nonce());
   std::optional<size_t> index = TypeIndex(response.type_url());
   if (!index) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
@@ -361,6 +364,46 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
   if (stream_ != nullptr) stream_->SendProto(answer);
 }
 
+void XdsClient::SendConfigDump(const std::string& nonce) {
+  if (stream_ == nullptr) return;
+  xds::SidecarConfigDump dump;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    const TypeState& state = types_[i];
+    xds::SidecarConfigDump::TypeState* out = dump.add_types();
+    out->set_type_url(kXdsTypeUrls[i]);
+    out->set_version(state.version);
+    out->set_last_error(state.last_error);
+    out->set_nonce(state.nonce);
+    for (const auto& [name, entry] : state.entries) {
+      xds::Resource* r = out->add_resources();
+      r->set_name(name);
+      r->set_version(entry.version);  // of the resource as received, so both sides compare
+      xds::Secret secret;
+      if (i == 0 && entry.resource.UnpackTo(&secret)) {
+        // Private keys never leave the sidecar.
+        if (!secret.private_key_pem().empty()) secret.set_private_key_pem("(redacted)");
+        r->mutable_resource()->PackFrom(secret, "type.googleapis.com");
+      } else {
+        *r->mutable_resource() = entry.resource;
+      }
+    }
+  }
+  if (options_.config_dump_json) dump.set_config_dump_json(options_.config_dump_json());
+  dump.set_captured_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  LOG(DEBUG) << "xds: sending the configuration dump the control plane asked for";
+  auto send = [&](auto answer) {
+    answer.set_type_url(kConfigDumpTypeUrl);
+    answer.set_response_nonce(nonce);
+    *answer.mutable_config_dump() = std::move(dump);
+    stream_->SendProto(answer);
+  };
+  if (options_.delta) {
+    send(xds::DeltaDiscoveryRequest());
+  } else {
+    send(xds::DiscoveryRequest());
+  }
+}
+
 absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
                                  const std::string& version) {
   TypeState& type = types_[type_index];
@@ -383,6 +426,13 @@ absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
   type.entries = entries;
   type.last_error.clear();
   type.last_update = absl::Now();
+  type.applied = true;
+  if (!complete_config_) {
+    complete_config_ =
+        types_[kXdsTypeCount - 1].applied ||
+        std::all_of(types_.begin(), types_.end(), [](const TypeState& t) { return t.applied; });
+    if (complete_config_) LOG(INFO) << "xds: first complete configuration applied";
+  }
   has_dynamic_config_ = true;
   ++accepted_;
   accepted_counter_.Inc();
@@ -508,6 +558,7 @@ absl::Status XdsClient::LoadCache() {
                         absl::StrCat("saved configuration \"", path, "\": ", status.message()));
   }
   has_dynamic_config_ = true;
+  complete_config_ = true;
   LOG(INFO) << "xds: started from the configuration saved at " << cache.saved_at() << " (" << path
             << ")";
   return absl::OkStatus();

@@ -62,7 +62,13 @@ struct XdsClientOptions {
   Duration keepalive_interval = std::chrono::seconds(30);
   Duration keepalive_timeout = std::chrono::seconds(10);
   Duration connect_timeout = std::chrono::seconds(5);
+  // The sidecar's admin /config_dump, sent with the dynamic resources when the control plane
+  // asks for the sidecar's view (SidecarConfigDump); null: resources only.
+  std::function<std::string()> config_dump_json;
 };
+
+// The debug type a control plane asks for a SidecarConfigDump with (xds/discovery.proto).
+inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
 
 // The resource types in the order the client subscribes (and the server pushes).
 inline constexpr size_t kXdsTypeCount = 5;
@@ -101,6 +107,11 @@ class XdsClient {
   bool connected() const { return stream_ != nullptr && got_response_on_stream_; }
   // True once a configuration from the server or the cache has been applied.
   bool has_dynamic_config() const { return has_dynamic_config_; }
+  // True once a complete configuration is running: the saved one was loaded at start, or the
+  // server's listeners were applied (the server sends listeners last, after every type they
+  // name, so the first push is then complete), or every type was answered at least once. The
+  // sidecar's /ready waits for it.
+  bool has_complete_config() const { return complete_config_; }
   uint64_t accepted_updates() const { return accepted_; }
   uint64_t rejected_updates() const { return rejected_; }
   uint64_t streams_started() const { return streams_started_; }
@@ -119,9 +130,12 @@ class XdsClient {
     std::string nonce;       // of the last response
     std::string last_error;  // of the last refused response; cleared by the next accepted one
     absl::Time last_update = absl::InfinitePast();
+    bool applied = false;  // a response of this type was applied at least once
   };
 
   void OpenStream();
+  // Answers the control plane's config dump request `nonce` on the open stream.
+  void SendConfigDump(const std::string& nonce);
   void OnStreamFinished(http::grpc::StatusCode code, const std::string& message);
   void ScheduleReconnect();
   void OnResponse(const xds::DiscoveryResponse& response);
@@ -145,6 +159,7 @@ class XdsClient {
   uint32_t attempt_ = 0;
   bool got_response_on_stream_ = false;
   bool has_dynamic_config_ = false;
+  bool complete_config_ = false;
   bool stopped_ = false;
   uint64_t accepted_ = 0;
   uint64_t rejected_ = 0;

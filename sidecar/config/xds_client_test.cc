@@ -225,12 +225,55 @@ TEST_F(XdsClientTest, SavesTheLastGoodConfigurationAndStartsFromIt) {
   ASSERT_EQ(applied_[0].clusters.size(), 1u);
   EXPECT_EQ(applied_[0].clusters[0].connect_timeout().seconds(), 1);
   EXPECT_TRUE(client_->has_dynamic_config());
+  // A saved configuration counts as complete: /ready need not wait for the control plane.
+  EXPECT_TRUE(client_->has_complete_config());
   // It announces what it runs when it connects.
   const size_t before = server_->requests.size();
   client_->Start();
   ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == before + kXdsTypeCount; }));
   EXPECT_EQ(server_->requests[before + 1].type_url(), kClusterType);
   EXPECT_EQ(server_->requests[before + 1].version_info(), "v1");
+}
+
+// The first complete configuration: listeners applied (the server sends them last), or every
+// type answered once. One type alone is not enough, nor is a refused listener update.
+TEST_F(XdsClientTest, CompleteOnceListenersOrEveryTypeWereApplied) {
+  client_ = MakeClient();
+  EXPECT_FALSE(client_->has_complete_config());
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount; }));
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount + 1; }));
+  EXPECT_FALSE(client_->has_complete_config());
+
+  auto respond = [&](const char* type_url, const std::string& nonce,
+                     const google::protobuf::Message* resource) {
+    xds::DiscoveryResponse response;
+    response.set_type_url(type_url);
+    response.set_version_info(nonce);
+    response.set_nonce(nonce);
+    if (resource != nullptr) response.add_resources()->PackFrom(*resource, "type.googleapis.com");
+    const size_t before = server_->requests.size();
+    server_->Send(response);
+    return RunUntil([&] { return server_->requests.size() == before + 1; });
+  };
+  // A listener naming routes that do not exist: refused, still not complete.
+  xds::Listener listener;
+  listener.set_name("l");
+  listener.set_address("127.0.0.1:0");
+  listener.set_protocol(xds::PROTOCOL_HTTP);
+  listener.set_route_config_name("missing");
+  ASSERT_TRUE(respond(kXdsTypeUrls[4], "n2", &listener));
+  EXPECT_TRUE(server_->requests.back().has_error_detail());
+  EXPECT_FALSE(client_->has_complete_config());
+  // The other types, empty: every type answered once is complete too.
+  ASSERT_TRUE(respond(kXdsTypeUrls[0], "n3", nullptr));
+  ASSERT_TRUE(respond(kXdsTypeUrls[2], "n4", nullptr));
+  EXPECT_FALSE(client_->has_complete_config());
+  ASSERT_TRUE(respond(kXdsTypeUrls[3], "n5", nullptr));
+  EXPECT_FALSE(client_->has_complete_config());  // listeners still refused
+  ASSERT_TRUE(respond(kXdsTypeUrls[4], "n6", nullptr));
+  EXPECT_TRUE(client_->has_complete_config());
 }
 
 TEST_F(XdsClientTest, WithoutASavedConfigurationLoadCacheSaysNotFound) {

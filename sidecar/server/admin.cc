@@ -16,7 +16,9 @@ struct Endpoint {
 };
 
 constexpr Endpoint kEndpoints[] = {
-    {"/ready", "GET", "200 once listeners are up, 503 while starting or draining"},
+    {"/ready", "GET",
+     "200 once listeners are up (with xDS: and the first configuration applied), 503 while "
+     "starting or draining"},
     {"/stats", "GET", "all stats as text (?filter=substring, ?format=json)"},
     {"/stats/prometheus", "GET", "all stats in Prometheus text format"},
     {"/config_dump", "GET", "the current configuration as JSON"},
@@ -57,6 +59,17 @@ std::string AdminHandler::EndpointList() {
     absl::StrAppend(&out, "  ", e.methods, " ", e.path, "\n      ", e.help, "\n");
   }
   return out;
+}
+
+std::string ConfigDumpJson(AdminBackend& backend) {
+  std::shared_ptr<const config::Snapshot> snapshot = backend.snapshot();
+  if (snapshot == nullptr) return "";
+  std::string dump = snapshot->ConfigDumpJson();
+  // With xDS, the stream's versions per type lead the dump.
+  if (std::string xds = backend.XdsStatusJson(); !xds.empty() && !dump.empty()) {
+    dump.insert(1, absl::StrCat("\n \"xds\": ", xds, ","));
+  }
+  return dump;
 }
 
 http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
@@ -120,13 +133,8 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
     return response;
   }
   if (path == "/config_dump") {
-    std::shared_ptr<const config::Snapshot> snapshot = backend_.snapshot();
-    if (snapshot == nullptr) return http::ServerResponse::Json(503, "{}");
-    std::string dump = snapshot->ConfigDumpJson();
-    // With xDS, the stream's versions per type lead the dump.
-    if (std::string xds = backend_.XdsStatusJson(); !xds.empty() && !dump.empty()) {
-      dump.insert(1, absl::StrCat("\n \"xds\": ", xds, ","));
-    }
+    std::string dump = ConfigDumpJson(backend_);
+    if (dump.empty()) return http::ServerResponse::Json(503, "{}");
     return http::ServerResponse::Json(200, dump);
   }
   if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());

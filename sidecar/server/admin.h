@@ -48,6 +48,10 @@ class AdminBackend {
   virtual void Quit() = 0;
 };
 
+// The /config_dump document: the running snapshot, led by the xDS status when there is one.
+// Empty while there is no snapshot.
+std::string ConfigDumpJson(AdminBackend& backend);
+
 class AdminHandler {
  public:
   // `stats` is a shard usable from the main thread (the registry's shared shard).

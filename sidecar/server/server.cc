@@ -257,6 +257,8 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   xds_options.node = bootstrap.node;
   xds_options.delta = options_.xds_delta;
   xds_options.cache_dir = bootstrap.data_dir;
+  // The control plane may ask what this sidecar runs (meshctl proxy-config).
+  xds_options.config_dump_json = [this] { return ConfigDumpJson(*this); };
   xds_client_ = std::make_unique<config::XdsClient>(
       loop_, std::move(xds_options), bootstrap.resources,
       [this](const config::ResourceSet& resources) { return ApplyResources(resources); },

@@ -84,7 +84,10 @@ class Server final : public AdminBackend {
   event::Loop& loop() { return loop_; }
 
   // AdminBackend
-  bool ready() const override { return ready_ && !shut_down_; }
+  // Listeners up and, with xDS, the first complete configuration applied (or the saved one).
+  bool ready() const override {
+    return ready_ && !shut_down_ && (xds_client_ == nullptr || xds_client_->has_complete_config());
+  }
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }

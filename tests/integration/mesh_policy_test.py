@@ -24,18 +24,14 @@ import unittest
 import urllib.error
 import urllib.request
 
+from xds_util import free_port  # ports below the ephemeral range (see there)
+
 CONTROL_PLANE = MESHCTL = SIDECAR = EXAMPLES = None  # set from argv
 
 
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

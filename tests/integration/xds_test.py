@@ -1,7 +1,7 @@
 """The xDS path end to end with real binaries on 127.0.0.1: a control plane (xds-file-server)
 streams configuration to real sidecars over TLS.
 
-Usage: xds_test.py FILE_SERVER_BINARY SIDECAR_BINARY CONTROL_PLANE_BINARY [unittest args]
+Usage: xds_test.py FILE_SERVER_BINARY SIDECAR_BINARY CONTROL_PLANE_BINARY MESHCTL [unittest args]
 
 Covers: push → apply → ACK (versions agree on both sides), updates applied under load without a
 failed request, an invalid resource NACKed with its reason visible in the control plane's proxy
@@ -12,12 +12,16 @@ xds-file-server (resources from a file, so each case controls exactly what is pu
 the control-plane binary itself, whose translated configuration real sidecars must ACK.
 """
 
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import xds_util
 from xds_util import ControlPlane, XdsSidecar, free_port, http_get, resources_yaml, wait_for
@@ -25,6 +29,7 @@ from xds_util import ControlPlane, XdsSidecar, free_port, http_get, resources_ya
 FILE_SERVER = None
 SIDECAR = None
 CONTROL_PLANE = None
+MESHCTL = None
 
 
 def body_is(port, expected):
@@ -179,12 +184,39 @@ class XdsTest(unittest.TestCase):
         web = free_port()
         cp = self.control_plane(resources_yaml(web, "v1"))
         sidecar = XdsSidecar(SIDECAR, self.dir, cp.port, "web-x", ca=self.ca, extra=[
-            "--xds-server-identity=spiffe://cluster.local/ns/mesh/sa/someone-else"])
+            "--xds-server-identity=spiffe://cluster.local/ns/mesh/sa/someone-else"],
+            wait_ready=False)
         self.procs.append(sidecar)
         self.assertTrue(wait_for(lambda: sidecar.xds()["streams_started"] >= 2))
         self.assertFalse(sidecar.xds()["connected"])
+        self.assertEqual(sidecar.ready_status(), 503)
         self.assertIsNone(cp.proxy("web-x"))
         self.assertFalse(body_is(web, "v1"))
+
+    def test_ready_waits_for_the_first_configuration(self):
+        web, xds_port = free_port(), free_port()
+        identity = "--xds-server-identity=spiffe://cluster.local/ns/mesh/sa/control-plane"
+        for delta in (False, True):
+            # No control plane yet and nothing saved: listening for admin, but not ready.
+            cache = os.path.join(self.dir, f"cache-ready-{delta}")
+            sidecar = XdsSidecar(SIDECAR, self.dir, xds_port, f"web-ready-{delta}", ca=self.ca,
+                                 delta=delta, cache_dir=cache, extra=[identity], wait_ready=False)
+            self.procs.append(sidecar)
+            time.sleep(0.3)
+            status, body = http_get(sidecar.admin_port, "/ready")
+            self.assertEqual((status, body), (503, "NOT READY\n"))
+            # The control plane appears: ready once its configuration is applied.
+            cp = self.control_plane(resources_yaml(web, "v1"), port=xds_port)
+            self.assertTrue(wait_for(sidecar.ready, timeout=20), sidecar.log())
+            self.assertTrue(body_is(web, "v1"))
+            # Restarted while the control plane is down: ready from the saved configuration.
+            cp.kill()
+            sidecar.kill()
+            again = XdsSidecar(SIDECAR, self.dir, xds_port, f"web-ready-{delta}", ca=self.ca,
+                               delta=delta, cache_dir=cache, extra=[identity])
+            self.procs.append(again)
+            self.assertTrue(body_is(web, "v1"))
+            again.kill()
 
     def test_delta_updates_and_removals(self):
         web, extra, upstream = free_port(), free_port(), free_port()
@@ -225,76 +257,175 @@ class XdsTest(unittest.TestCase):
 
 class RealControlPlaneTest(unittest.TestCase):
     """Sidecars against the control-plane binary: they register, ACK the translator's resources
-    (no NACK), report the same versions, and proxy-config shows what was sent."""
+    (no NACK), report the same versions, and proxy-config shows what was sent and what the
+    sidecar runs; keepalive PINGs find a sidecar that stopped answering."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.work = self.tmp.name
+        self.ca, self.cert, self.key = xds_util.make_server_cert(self.work)
+        self.sidecars = []
+        self.cp = None
+
+    def tearDown(self):
+        for sidecar in self.sidecars:
+            try:
+                os.kill(sidecar.proc.pid, signal.SIGCONT)
+            except OSError:
+                pass
+            sidecar.kill()
+        if self.cp is not None:
+            self.cp.terminate()
+            self.cp.wait(timeout=10)
+            self.cp_log.close()
+        self.tmp.cleanup()
+
+    def start_control_plane(self, *flags):
+        self.xds_port, self.api_port = free_port(), free_port()
+        self.data = os.path.join(self.work, "data")
+        self.cp_log = open(os.path.join(self.work, "cp.log"), "w")
+        self.cp = subprocess.Popen(
+            [CONTROL_PLANE, f"--data-dir={self.data}", f"--api-address=127.0.0.1:{self.api_port}",
+             f"--xds-address=127.0.0.1:{self.xds_port}", f"--xds-tls-cert={self.cert}",
+             f"--xds-tls-key={self.key}", "--xds-listen-host=127.0.0.1", *flags],
+            stdout=subprocess.DEVNULL, stderr=self.cp_log)
+        token_path = os.path.join(self.data, "api-token")
+        self.assertTrue(wait_for(lambda: os.path.exists(token_path) and
+                                 http_get(self.api_port, "/healthz")[0] == 200))
+        with open(token_path) as f:
+            self.token = f.read().strip()
+        self.context = os.path.join(self.work, "meshctl.yaml")
+        with open(self.context, "w") as f:
+            f.write(f"server: 127.0.0.1:{self.api_port}\ntoken: {self.token}\n")
+
+    def api(self, path, method="GET", body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", method=method,
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def meshctl(self, *args):
+        p = subprocess.run([MESHCTL, "--context-file", self.context, *args], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def add_sidecar(self, name, extra=()):
+        # Loopback: every sidecar needs its own inbound/outbound ports.
+        args = [f"--node-service={name}", "--node-port=8080", "--node-address=127.0.0.1",
+                f"--node-label=meshlet.io/inbound-port={free_port()}",
+                f"--node-label=meshlet.io/outbound-port={free_port()}", *extra]
+        sidecar = XdsSidecar(SIDECAR, self.work, self.xds_port, f"{name}-0.default", ca=self.ca,
+                             extra=args)
+        self.sidecars.append(sidecar)
+        return sidecar
+
+    def proxies(self):
+        return {p["id"]: p for p in self.api("/api/v1/proxies")["items"]}
+
+    def workloads(self):
+        return {w["id"]: w for w in self.api("/api/v1/workloads")["items"]}
 
     def test_sidecars_converge_on_translated_configuration(self):
-        import json
-        import subprocess
-        import urllib.request
-        with tempfile.TemporaryDirectory() as work:
-            ca, cert, key = xds_util.make_server_cert(work)
-            xds_port, api_port = free_port(), free_port()
-            data = os.path.join(work, "data")
-            log = open(os.path.join(work, "cp.log"), "w")
-            cp = subprocess.Popen(
-                [CONTROL_PLANE, f"--data-dir={data}", f"--api-address=127.0.0.1:{api_port}",
-                 f"--xds-address=127.0.0.1:{xds_port}", f"--xds-tls-cert={cert}",
-                 f"--xds-tls-key={key}", "--xds-listen-host=127.0.0.1"],
-                stdout=subprocess.DEVNULL, stderr=log)
-            sidecars = []
-            try:
-                token_path = os.path.join(data, "api-token")
-                self.assertTrue(wait_for(lambda: os.path.exists(token_path) and
-                                         http_get(api_port, "/healthz")[0] == 200))
-                with open(token_path) as f:
-                    token = f.read().strip()
+        self.start_control_plane()
+        for name in ("web", "api"):
+            self.add_sidecar(name)
 
-                def api(path):
-                    req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}",
-                                                 headers={"Authorization": f"Bearer {token}"})
-                    with urllib.request.urlopen(req, timeout=5) as resp:
-                        return json.loads(resp.read())
+        def converged():
+            items = self.proxies()
+            return len(items) == 2 and all(
+                t["state"] == "ACKED" for p in items.values() for t in p["types"].values())
+        self.assertTrue(wait_for(converged, timeout=10),
+                        json.dumps(self.proxies()) + self.sidecars[0].log())
+        items = self.proxies()
+        for sidecar, node_id in zip(self.sidecars, ("web-0.default", "api-0.default")):
+            urls = {t["type"]: t["version"] for t in sidecar.xds()["types"]}
+            sent = items[node_id]["types"]
+            self.assertEqual(
+                urls["clusters"], sent["type.googleapis.com/meshlet.xds.Cluster"]["acked"])
+            self.assertEqual(
+                urls["listeners"], sent["type.googleapis.com/meshlet.xds.Listener"]["acked"])
+            self.assertEqual(sidecar.xds()["updates_refused"], 0, sidecar.log())
+        config = self.api("/api/v1/proxies/web-0.default/config")
+        self.assertIn("listeners", [t["type"] for t in config["types"]])
+        self.assertIn("web-0.default", self.workloads())
 
-                for name in ("web", "api"):
-                    # Loopback: every sidecar needs its own inbound/outbound ports.
-                    extra = [f"--node-service={name}", "--node-port=8080",
-                             "--node-address=127.0.0.1",
-                             f"--node-label=meshlet.io/inbound-port={free_port()}",
-                             f"--node-label=meshlet.io/outbound-port={free_port()}"]
-                    sidecars.append(XdsSidecar(SIDECAR, work, xds_port, f"{name}-0.default",
-                                               ca=ca, extra=extra))
+    def test_proxy_config_shows_the_sidecars_view_and_the_difference(self):
+        self.start_control_plane()
+        # A static cluster under the name the translator will give Service "api" port 9090: once
+        # that Service exists, the sidecar refuses the clusters update (NACK) and keeps running
+        # the older one.
+        bootstrap = os.path.join(self.work, "bootstrap.yaml")
+        with open(bootstrap, "w") as f:
+            f.write('static_resources:\n  clusters:\n  - name: "outbound|9090||api.default"\n'
+                    '    connect_timeout: 1s\n    load_assignment:\n      endpoints:\n'
+                    '      - address: 127.0.0.1:9\n')
+        sidecar = self.add_sidecar("web", extra=[f"--config={bootstrap}"])
 
-                def converged():
-                    items = {p["id"]: p for p in api("/api/v1/proxies")["items"]}
-                    return len(items) == 2 and all(
-                        t["state"] == "ACKED" for p in items.values()
-                        for t in p["types"].values())
-                self.assertTrue(wait_for(converged, timeout=10),
-                                json.dumps(api("/api/v1/proxies")) + sidecars[0].log())
-                items = {p["id"]: p for p in api("/api/v1/proxies")["items"]}
-                for sidecar, node_id in zip(sidecars, ("web-0.default", "api-0.default")):
-                    urls = {t["type"]: t["version"] for t in sidecar.xds()["types"]}
-                    sent = items[node_id]["types"]
-                    self.assertEqual(
-                        urls["clusters"], sent["type.googleapis.com/meshlet.xds.Cluster"]["acked"])
-                    self.assertEqual(
-                        urls["listeners"],
-                        sent["type.googleapis.com/meshlet.xds.Listener"]["acked"])
-                    self.assertEqual(sidecar.xds()["updates_refused"], 0, sidecar.log())
-                config = api("/api/v1/proxies/web-0.default/config")
-                self.assertIn("listeners", [t["type"] for t in config["types"]])
-                workloads = json.dumps(api("/api/v1/workloads"))
-                self.assertIn("web-0.default", workloads)
-            finally:
-                for sidecar in sidecars:
-                    sidecar.kill()
-                cp.terminate()
-                cp.wait(timeout=10)
-                log.close()
+        def in_sync():
+            config = json.loads(self.meshctl("proxy-config", "web-0.default", "-o", "json"))
+            return config if config["sidecar"] and config["diff"] == [] else None
+        config = wait_for(in_sync) and in_sync()
+        self.assertTrue(config, self.meshctl("proxy-config", "web-0.default"))
+        # Both views: the sidecar's versions are those the control plane sent and it ACKed.
+        held = {t["type"]: t for t in config["sidecar"]["types"]}
+        for t in config["types"]:
+            self.assertEqual(held[t["type"]]["version"], t["version_acked"], t["type"])
+            self.assertEqual({r["name"] for r in held[t["type"]]["resources"]},
+                             {r["name"] for r in t["resources"]}, t["type"])
+        self.assertIn('"xds"', json.dumps(config["sidecar"]["configDump"]))
+        text = self.meshctl("proxy-config", "web-0.default")
+        self.assertIn("No differences", text)
+        self.assertIn("SIDECAR RUNS", text)
+
+        self.api("/apis/meshlet.io/v1/namespaces/default/services", "POST",
+                 {"apiVersion": "meshlet.io/v1", "kind": "Service", "metadata": {"name": "api"},
+                  "spec": {"ports": [{"port": 9090}]}})
+        cluster_type = "type.googleapis.com/meshlet.xds.Cluster"
+        self.assertTrue(wait_for(lambda: self.proxies()["web-0.default"]["types"][cluster_type]
+                                 ["state"] == "NACKED"), json.dumps(self.proxies()))
+        config = json.loads(self.meshctl("proxy-config", "web-0.default", "-o", "json"))
+        diff = {d["type"]: d for d in config["diff"]}
+        self.assertIn("clusters", diff, config["diff"])
+        clusters = diff["clusters"]
+        self.assertIn("outbound|9090||api.default", clusters["onlyControlPlane"])
+        self.assertIn("static_resources", clusters["sidecarError"])
+        self.assertNotEqual(clusters["versionSidecar"], clusters["versionSent"])
+        self.assertEqual(clusters["versionSidecar"], clusters["versionAcked"])
+        text = self.meshctl("proxy-config", "web-0.default")
+        self.assertIn("+ outbound|9090||api.default (not on the sidecar)", text)
+        self.assertIn("sidecar refused the last update", text)
+        # Only the control plane's view when asked so: no request reaches the sidecar.
+        text = self.meshctl("proxy-config", "web-0.default", "--control-plane-only")
+        self.assertIn("not asked for", text)
+
+    def test_keepalive_finds_a_sidecar_that_stopped_answering(self):
+        self.start_control_plane("--xds-keepalive-interval=500ms", "--xds-keepalive-timeout=500ms",
+                                 "--deregister-grace=1s")
+        sidecar = self.add_sidecar("web")
+        self.assertTrue(wait_for(lambda: "web-0.default" in self.proxies()))
+        self.assertTrue(self.workloads()["web-0.default"]["connected"])
+        # Still connected after several idle keepalive periods: the sidecar answers the PINGs.
+        time.sleep(1.5)
+        self.assertIn("web-0.default", self.proxies())
+        # A stopped process: its kernel keeps the TCP connection open, nothing answers PINGs.
+        os.kill(sidecar.proc.pid, signal.SIGSTOP)
+        stopped = time.time()
+        self.assertTrue(wait_for(lambda: "web-0.default" not in self.proxies(), timeout=5))
+        self.assertLess(time.time() - stopped, 3.0)
+        # Deregistered once the grace period passed.
+        self.assertTrue(wait_for(lambda: "web-0.default" not in self.workloads(), timeout=5))
+        # Resumed: it notices the closed connection, reconnects and registers again.
+        os.kill(sidecar.proc.pid, signal.SIGCONT)
+        self.assertTrue(wait_for(lambda: "web-0.default" in self.workloads(), timeout=15),
+                        sidecar.log())
 
 
 if __name__ == "__main__":
     FILE_SERVER = os.path.abspath(sys.argv.pop(1))
     SIDECAR = os.path.abspath(sys.argv.pop(1))
     CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
+    MESHCTL = os.path.abspath(sys.argv.pop(1))
     unittest.main()

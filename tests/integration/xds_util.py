@@ -11,10 +11,44 @@ import urllib.error
 import urllib.request
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a server a test starts later (a sidecar listener pushed over xDS, a
+    control plane restarted on the same port).
+
+    Not one the kernel picks for port 0: a port taken with bind(("", 0)) and closed returns to
+    the ephemeral range, where any outgoing connection of any process (other tests run in
+    parallel, with load generators) may take it as its local port before the server binds it;
+    the server's bind then fails and the test waits for something that never listens. So the
+    port comes from below the ephemeral range, is checked bindable, and is never handed out
+    twice by this process."""
+    import random
+    low, _ = _ephemeral_range()
+    floor = 10000 if low > 12000 else 1024
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(floor, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02):
@@ -181,7 +215,7 @@ class XdsSidecar:
     """The sidecar binary streaming its configuration from a control plane."""
 
     def __init__(self, binary, workdir, xds_port, node_id, ca=None, delta=False, cache_dir=None,
-                 extra=()):
+                 extra=(), wait_ready=True):
         self.binary = binary
         self.admin_port = free_port()
         self.log_path = os.path.join(workdir, f"sidecar-{node_id}.log")
@@ -195,13 +229,23 @@ class XdsSidecar:
         args += list(extra)
         self.log_file = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_file)
-        if not wait_for(lambda: self.ready()):
+        # /ready waits for the first complete configuration from the control plane (or the
+        # saved one); a sidecar that cannot get one only has its admin port up.
+        up = self.ready if wait_ready else lambda: self.ready_status() is not None
+        if not wait_for(up):
             raise AssertionError("sidecar not ready: " + self.log())
 
-    def ready(self):
+    def ready_status(self):
+        """The /ready status code, None while the admin port is not up."""
         if self.proc.poll() is not None:
             raise AssertionError(f"sidecar exited with {self.proc.returncode}: {self.log()}")
-        return http_get(self.admin_port, "/ready")[0] == 200
+        try:
+            return http_get(self.admin_port, "/ready")[0]
+        except OSError:
+            return None
+
+    def ready(self):
+        return self.ready_status() == 200
 
     def xds(self):
         return json.loads(http_get(self.admin_port, "/config_dump")[1])["xds"]

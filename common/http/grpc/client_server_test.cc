@@ -2,6 +2,11 @@
 // status and metadata round trips, deadlines, cancellation, limits, flow control, shutdown,
 // reconnects, keepalive, and TLS with and without client certificates.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -490,6 +495,63 @@ TEST_F(GrpcClientServerTest, KeepalivePingsKeepTheConnection) {
   EXPECT_EQ(*RunCall(kUnary, {"x"}).code, StatusCode::kOk);
   // Several PINGs go out and are answered; the connection stays up.
   RunUntil([] { return false; }, milliseconds(150));
+  EXPECT_EQ(*RunCall(kUnary, {"y"}).code, StatusCode::kOk);
+  EXPECT_EQ(channel_->connection_attempts(), 1u);
+}
+
+// A client whose process stopped: its kernel keeps the TCP connection up, but nothing answers
+// HTTP/2 PINGs. A raw socket plays it: preface, SETTINGS, one call's HEADERS, then silence.
+TEST_F(GrpcClientServerTest, ServerKeepaliveClosesConnectionsWhosePeerStopsAnswering) {
+  ServerOptions options;
+  options.http2.keepalive_interval = milliseconds(30);
+  options.http2.keepalive_timeout = milliseconds(100);
+  StartServer(std::move(options));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port_);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  std::string bytes = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  bytes += std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // empty SETTINGS
+  std::string block;  // HPACK literals without indexing, no Huffman
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{":method", "POST"},
+                                                        {":scheme", "http"},
+                                                        {":path", std::string(kHang)},
+                                                        {":authority", "test"},
+                                                        {"content-type", "application/grpc"},
+                                                        {"te", "trailers"}}) {
+    block += '\0';
+    block += static_cast<char>(name.size());
+    block += name;
+    block += static_cast<char>(value.size());
+    block += value;
+  }
+  bytes += std::string("\x00\x00", 2) + static_cast<char>(block.size());
+  bytes += std::string("\x01\x04\x00\x00\x00\x01", 6);  // HEADERS, END_HEADERS, stream 1
+  bytes += block;
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  ASSERT_TRUE(RunUntil([&] { return hanging_ != nullptr; }));
+  EXPECT_EQ(server_->active_connections(), 1u);
+  // Idle for the interval, PING, no ACK within the timeout: closed, and the call cancelled.
+  ASSERT_TRUE(RunUntil([&] { return server_->active_connections() == 0; }, seconds(2)));
+  EXPECT_EQ(server_cancels_, 1);
+  EXPECT_TRUE(hanging_->ended());
+  ::close(fd);
+}
+
+// A peer that answers keeps its connection however long it stays idle.
+TEST_F(GrpcClientServerTest, ServerKeepaliveKeepsConnectionsThatAnswer) {
+  ServerOptions options;
+  options.http2.keepalive_interval = milliseconds(20);
+  options.http2.keepalive_timeout = milliseconds(100);
+  StartServer(std::move(options));
+  MakeChannel();
+  EXPECT_EQ(*RunCall(kUnary, {"x"}).code, StatusCode::kOk);
+  RunUntil([] { return false; }, milliseconds(300));
+  EXPECT_EQ(server_->active_connections(), 1u);
   EXPECT_EQ(*RunCall(kUnary, {"y"}).code, StatusCode::kOk);
   EXPECT_EQ(channel_->connection_attempts(), 1u);
 }

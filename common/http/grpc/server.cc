@@ -406,7 +406,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
         calls_(server.loop_),
         peer_address_(connection_->remote_address()) {
     connection_->SetCallbacks(this);
-    codec_ = std::make_unique<h2::ServerCodec>(*this, *this, server.options_.http2);
+    codec_ = std::make_unique<h2::ServerCodec>(*this, *this, server.options_.http2, &server.loop_);
     if (server_.options_.max_connection_idle.count() > 0) {
       idle_timer_ = std::make_unique<event::Timer>(server.loop_, [this] { OnIdle(); });
       idle_timer_->Enable(server_.options_.max_connection_idle);

@@ -293,6 +293,7 @@ class ConnectionImpl {
 
   std::unique_ptr<event::Timer> keepalive_timer_;
   std::unique_ptr<event::Timer> keepalive_timeout_timer_;
+  MonotonicTime last_frame_received_{};
 };
 
 class StreamImpl final : public Stream, public StreamEncoder {
@@ -447,11 +448,12 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
   CHECK(nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                               options_.initial_connection_window_size) == 0);
 
-  if (!server_ && loop_ != nullptr && options_.keepalive_interval.count() > 0) {
+  if (loop_ != nullptr && options_.keepalive_interval.count() > 0) {
+    last_frame_received_ = loop_->Now();
     keepalive_timer_ = std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimer(); });
     keepalive_timeout_timer_ =
         std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimeout(); });
-    keepalive_timer_->EnableRepeating(options_.keepalive_interval);
+    keepalive_timer_->Enable(options_.keepalive_interval);
   }
 }
 
@@ -706,9 +708,16 @@ bool ConnectionImpl::CanOpenStream() const {
 
 void ConnectionImpl::OnKeepaliveTimer() {
   if (dead_ || keepalive_timeout_timer_->enabled()) return;
+  // Only idle connections are probed: anything received recently proves the peer alive.
+  const Duration idle = loop_->Now() - last_frame_received_;
+  if (idle < options_.keepalive_interval) {
+    keepalive_timer_->Enable(options_.keepalive_interval - idle);
+    return;
+  }
   Entry entry(*this);
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kKeepalivePing);
   keepalive_timeout_timer_->Enable(options_.keepalive_timeout);
+  keepalive_timer_->Enable(options_.keepalive_interval);
 }
 
 void ConnectionImpl::OnKeepaliveTimeout() {
@@ -830,6 +839,7 @@ int ConnectionImpl::OnDataChunk(nghttp2_session* session, uint8_t, int32_t strea
 int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame,
                                 void* user_data) {
   auto* c = static_cast<ConnectionImpl*>(user_data);
+  if (c->keepalive_timer_ != nullptr) c->last_frame_received_ = c->loop_->Now();
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
       StreamImpl* s = c->Find(frame->hd.stream_id);
@@ -1174,8 +1184,8 @@ void StreamImpl::DeliverPending() {
 // ----- public wrappers ------------------------------------------------------------------------
 
 ServerCodec::ServerCodec(CodecIo& io, ServerConnectionCallbacks& callbacks,
-                         const Http2Options& options)
-    : impl_(std::make_unique<ConnectionImpl>(true, io, callbacks, &callbacks, options, nullptr)) {}
+                         const Http2Options& options, event::Loop* loop)
+    : impl_(std::make_unique<ConnectionImpl>(true, io, callbacks, &callbacks, options, loop)) {}
 ServerCodec::~ServerCodec() = default;
 absl::Status ServerCodec::Dispatch(net::Buffer& data) { return impl_->Dispatch(data); }
 void ServerCodec::GoAway() { impl_->GoAway(); }

@@ -71,8 +71,10 @@ struct Http2Options {
   uint32_t assumed_peer_max_concurrent_streams = 100;
   // Client only: :scheme sent when a request has none (e.g. translated from HTTP/1).
   std::string default_scheme = "http";
-  // Client only, needs a Loop: send a PING every `keepalive_interval` (zero: never) and close
-  // the connection if its ACK does not arrive within `keepalive_timeout`.
+  // Needs a Loop (either side): send a PING once nothing has been received for
+  // `keepalive_interval` (zero: never) and close the connection if its ACK does not arrive
+  // within `keepalive_timeout`. A peer whose host vanished, or whose process stopped, without
+  // closing its connections is noticed this way.
   Duration keepalive_interval{0};
   Duration keepalive_timeout = std::chrono::seconds(20);
 };
@@ -106,7 +108,9 @@ class ConnectionImpl;
 // Server side of one connection: expects the client preface and sends SETTINGS at once.
 class ServerCodec final : public ServerConnection {
  public:
-  ServerCodec(CodecIo& io, ServerConnectionCallbacks& callbacks, const Http2Options& options = {});
+  // `loop` (optional) runs the keepalive timers.
+  ServerCodec(CodecIo& io, ServerConnectionCallbacks& callbacks, const Http2Options& options = {},
+              event::Loop* loop = nullptr);
   ~ServerCodec() override;
 
   absl::Status Dispatch(net::Buffer& data) override;

@@ -1,19 +1,32 @@
 // xds_load: N simulated sidecars — the sidecar's real XdsClient, each with its own connection and
-// stream, each validating every update with the real BuildSnapshot — against one control plane
-// (an xds-file-server process). Each round rewrites the control plane's resources file with a new
-// marker, sends it SIGHUP, and measures the time until every client applied (and so ACKed) the
-// new configuration. Prints p50/p99 of the per-round "all applied" time and of the per-client
-// apply latency, and the control plane's CPU time and RSS (from /proc).
+// stream, each validating every update with the real BuildSnapshot — against one control plane,
+// timing how long a change takes to reach all of them. Two ways to drive changes:
 //
-// Usage: xds_load --server-pid PID --address 127.0.0.1:PORT --resources FILE
+//   file mode (--resources FILE): the control plane is an xds-file-server process; each round
+//     rewrites its resources file with a new marker and sends it SIGHUP.
+//   policy mode (--meshctl PATH --api HOST:PORT --token-file FILE): the control plane is the real
+//     control-plane binary. The clients register as workloads of --services services (labels
+//     version=v1|v2); each round runs `meshctl apply` with a new weighted split of an HTTPRoute,
+//     which goes policy API → store → translator → ADS, and the round ends when every client
+//     applied the route table carrying the new weight.
+//
+// Prints p50/p99 of the per-round "all applied" time and of the per-client apply latency, and
+// the control plane's CPU time and RSS (from /proc).
+//
+// Usage: xds_load --server-pid PID --address 127.0.0.1:PORT
+//                 (--resources FILE | --meshctl PATH --api HOST:PORT --token-file FILE
+//                  [--services 10] [--work-dir DIR])
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
 //
 // All clients share one thread here, so with validation on, the time measured includes 1000
 // BuildSnapshot calls in a row (the clients' CPU, not the control plane's); --no-validate keeps
 // only parsing, which isolates the control plane's push latency.
 
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -110,13 +123,75 @@ double Percentile(std::vector<double> values, double q) {
   return values[std::min(index, values.size() - 1)];
 }
 
+// Policy mode: the Services, one TrafficPolicy and the HTTPRoute whose weight marks a round.
+constexpr char kSplitRoute[] = "load.split";  // "<HTTPRoute name>.<rule name>"
+
+std::string PolicyYaml(int services, int round) {
+  std::string text;
+  for (int s = 0; s < services; ++s) {
+    absl::StrAppend(&text, "kind: Service\nmetadata: {name: svc-", s,
+                    "}\nspec:\n  ports: [{name: http, port: 8080}]\n---\n");
+  }
+  absl::StrAppend(&text,
+                  "kind: TrafficPolicy\nmetadata: {name: svc-0}\nspec:\n  target: svc-0\n"
+                  "  retries: {attempts: 2, retryOn: [connect-failure, reset]}\n---\n",
+                  "kind: HTTPRoute\nmetadata: {name: load}\nspec:\n  target: svc-0\n"
+                  "  rules:\n  - name: split\n    backends:\n",
+                  "    - {service: svc-0, subset: {version: v1}, weight: ", 1000 + round, "}\n",
+                  "    - {service: svc-0, subset: {version: v2}, weight: 1000}\n");
+  return text;
+}
+
+// The round a configuration carries: in file mode the marker virtual host's body, in policy
+// mode the split route's first weight (1000 + round). Empty when absent.
+std::string MarkerOf(const config::ResourceSet& set, bool policy_mode) {
+  for (const auto& route : set.routes) {
+    for (const auto& vhost : route.virtual_hosts()) {
+      for (const auto& r : vhost.routes()) {
+        if (policy_mode) {
+          if (r.name() != kSplitRoute || r.route().weighted_clusters().clusters_size() == 0) {
+            continue;
+          }
+          return absl::StrCat("round-", r.route().weighted_clusters().clusters(0).weight() - 1000);
+        }
+        if (vhost.name() == "marker") return r.direct_response().body();
+      }
+    }
+  }
+  return "";
+}
+
+// Starts `meshctl apply -f FILE`; the caller reaps it with waitpid.
+pid_t StartApply(const std::string& meshctl, const std::string& api, const std::string& token_file,
+                 const std::string& file) {
+  std::vector<std::string> args = {meshctl,    "apply", "-f",           file,
+                                   "--server", api,     "--token-file", token_file};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // Its report ("... configured") is not wanted here; errors still reach stderr.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int error = posix_spawn(&pid, meshctl.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return error == 0 ? pid : -1;
+}
+
+bool WaitApply(pid_t pid) {
+  int status = 0;
+  if (pid <= 0 || waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int server_pid = 0, clients = 1000, rounds = 20;
+  int server_pid = 0, clients = 1000, rounds = 20, services = 10;
   bool delta = false;
   bool validate = true;
-  std::string address, resources;
+  std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -126,6 +201,16 @@ int main(int argc, char** argv) {
       address = value();
     } else if (arg == "--resources") {
       resources = value();
+    } else if (arg == "--meshctl") {
+      meshctl = value();
+    } else if (arg == "--api") {
+      api = value();
+    } else if (arg == "--token-file") {
+      token_file = value();
+    } else if (arg == "--services") {
+      (void)absl::SimpleAtoi(value(), &services);
+    } else if (arg == "--work-dir") {
+      work_dir = value();
     } else if (arg == "--clients") {
       (void)absl::SimpleAtoi(value(), &clients);
     } else if (arg == "--rounds") {
@@ -139,10 +224,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (server_pid <= 0 || address.empty() || resources.empty() || clients <= 0) {
+  const bool policy_mode = !meshctl.empty();
+  if (server_pid <= 0 || address.empty() || clients <= 0 || services <= 0 ||
+      (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
     std::fprintf(stderr,
-                 "usage: xds_load --server-pid PID --address IP:PORT --resources FILE "
-                 "[--clients N] [--rounds N] [--delta]\n");
+                 "usage: xds_load --server-pid PID --address IP:PORT (--resources FILE | "
+                 "--meshctl PATH --api HOST:PORT --token-file FILE [--services N] "
+                 "[--work-dir DIR]) [--clients N] [--rounds N] [--delta] [--no-validate]\n");
     return 2;
   }
   meshlet::SetLogLevel(meshlet::LogLevel::kError);
@@ -156,11 +244,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(server_address.status().message()).c_str());
     return 2;
   }
+  const std::string policy_file = absl::StrCat(work_dir, "/load-policy-", getpid(), ".yaml");
+  // Starts round `round`'s change; returns false when it could not be made. In policy mode
+  // meshctl runs while the clients keep serving; `finish` reaps it.
+  pid_t apply_pid = -1;
+  auto change = [&](int round) {
+    const std::string marker = absl::StrCat("round-", round);
+    if (!policy_mode) {
+      WriteFile(resources, ResourcesYaml(marker));
+      return kill(server_pid, SIGHUP) == 0;
+    }
+    WriteFile(policy_file, PolicyYaml(services, round));
+    apply_pid = StartApply(meshctl, api, token_file, policy_file);
+    return apply_pid > 0;
+  };
+  auto finish = [&]() {
+    if (!policy_mode) return true;
+    const bool ok = WaitApply(apply_pid);
+    apply_pid = -1;
+    if (!ok) std::fprintf(stderr, "meshctl apply failed\n");
+    return ok;
+  };
   meshlet::event::Loop loop;
   meshlet::StatsRegistry stats;
   std::string expected_marker = "round-0";
-  WriteFile(resources, ResourcesYaml(expected_marker));
-  kill(server_pid, SIGHUP);
+  if (!change(0) || !finish()) return 1;
 
   struct Sim {
     std::unique_ptr<config::XdsClient> client;
@@ -175,51 +283,63 @@ int main(int argc, char** argv) {
     config::XdsClientOptions options;
     options.server_address = *server_address;
     options.node.set_id(absl::StrCat("load-", i));
-    options.node.set_service("load");
+    if (policy_mode) {
+      // A workload of svc-(i % services), versions alternating, at its own address.
+      options.node.set_service(absl::StrCat("svc-", i % services));
+      options.node.set_namespace_("default");
+      options.node.add_addresses(
+          absl::StrCat("10.", i / 65536, ".", (i / 256) % 256, ".", i % 256));
+      options.node.add_ports(8080);
+      (*options.node.mutable_labels())["version"] = (i / services) % 2 == 0 ? "v1" : "v2";
+    } else {
+      options.node.set_service("load");
+    }
     options.delta = delta;
     raw->client = std::make_unique<config::XdsClient>(
         loop, options, config::ResourceSet{},
-        [raw, &applied, &expected_marker,
-         validate](const config::ResourceSet& set) -> absl::Status {
+        [raw, &applied, &expected_marker, validate,
+         policy_mode](const config::ResourceSet& set) -> absl::Status {
           // The real validation a sidecar does; listeners are not bound here.
           if (validate) {
             auto snapshot = config::BuildSnapshot(set);
             if (!snapshot.ok()) return snapshot.status();
           }
-          for (const auto& route : set.routes) {
-            for (const auto& vhost : route.virtual_hosts()) {
-              if (vhost.name() != "marker" || vhost.routes_size() == 0) continue;
-              const std::string& body = vhost.routes(0).direct_response().body();
-              if (body == expected_marker && raw->marker != body) {
-                raw->marker = body;
-                raw->applied_at = std::chrono::steady_clock::now();
-                ++applied;
-              }
-            }
+          const std::string marker = MarkerOf(set, policy_mode);
+          if (marker == expected_marker && raw->marker != marker) {
+            raw->marker = marker;
+            raw->applied_at = std::chrono::steady_clock::now();
+            ++applied;
           }
           return absl::OkStatus();
         },
         stats.shared_shard(), meshlet::RealRandom::ThreadLocal());
     sims.push_back(std::move(sim));
   }
+  auto run_for = [&](Duration d) {
+    meshlet::event::Timer pause(loop, [] {});
+    pause.Enable(d);
+    loop.RunUntil([&] { return !pause.enabled(); }, d + std::chrono::seconds(1));
+  };
   const MonotonicTime connect_start = std::chrono::steady_clock::now();
   for (auto& sim : sims) sim->client->Start();
-  bool all = loop.RunUntil([&] { return applied == clients; }, std::chrono::seconds(120));
+  bool all = loop.RunUntil([&] { return applied == clients; }, std::chrono::seconds(180));
   const double connect_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - connect_start).count();
   if (!all) {
     std::fprintf(stderr, "only %d of %d clients got the initial configuration\n", applied, clients);
     return 1;
   }
+  // In policy mode every registration changed the endpoints of its service: let the pushes
+  // those caused finish before measuring.
+  if (policy_mode) run_for(std::chrono::seconds(3));
   auto [cpu_before, rss_connected] = ProcessUsage(server_pid);
 
   std::vector<double> round_seconds, client_seconds;
   for (int round = 1; round <= rounds; ++round) {
     applied = 0;
     expected_marker = absl::StrCat("round-", round);
-    WriteFile(resources, ResourcesYaml(expected_marker));
     const MonotonicTime start = std::chrono::steady_clock::now();
-    kill(server_pid, SIGHUP);
+    if (!change(round)) return 1;
     if (!loop.RunUntil([&] { return applied == clients; }, std::chrono::seconds(60))) {
       std::fprintf(stderr, "round %d: only %d of %d clients applied\n", round, applied, clients);
       return 1;
@@ -229,14 +349,15 @@ int main(int argc, char** argv) {
     for (const auto& sim : sims) {
       client_seconds.push_back(std::chrono::duration<double>(sim->applied_at - start).count());
     }
+    if (!finish()) return 1;
     // Let the last ACKs reach the server before the next change.
-    meshlet::event::Timer pause(loop, [] {});
-    pause.Enable(std::chrono::milliseconds(200));
-    loop.RunUntil([&] { return !pause.enabled(); }, std::chrono::seconds(1));
+    run_for(std::chrono::milliseconds(200));
   }
   auto [cpu_after, rss_after] = ProcessUsage(server_pid);
-  std::printf("clients=%d mode=%s rounds=%d validate=%s\n", clients, delta ? "delta" : "sotw",
-              rounds, validate ? "yes" : "no");
+  std::printf(
+      "clients=%d mode=%s driver=%s rounds=%d validate=%s\n", clients, delta ? "delta" : "sotw",
+      policy_mode ? absl::StrCat("meshctl apply (", services, " services)").c_str() : "file+SIGHUP",
+      rounds, validate ? "yes" : "no");
   std::printf("initial connect+configure all: %.3f s\n", connect_seconds);
   std::printf(
       "change -> all applied+ACKed: p50 %.3f s, p99 %.3f s, max %.3f s "
@@ -253,5 +374,6 @@ int main(int argc, char** argv) {
   for (auto& sim : sims) sim->client->Stop();
   sims.clear();
   loop.RunUntilIdle();
+  if (policy_mode) std::remove(policy_file.c_str());
   return 0;
 }

@@ -1,0 +1,76 @@
+#pragma once
+
+// NodeResourceGenerator: every node's resources from the stored policy and the registry, with
+// each distinct input translated and packed once (docs/control-plane.md, "Translation").
+//
+// A push round generates resources for every connected sidecar from the same inputs. Most of a
+// sidecar's configuration — the outbound route table, the outbound clusters and their endpoints —
+// is the same for every sidecar that reaches the same services (all of them, unless MeshConfig
+// scopes configuration). So, per (policy revision, registry version):
+//   - the translator's service index is built once (translate::MeshTranslator);
+//   - the outbound part is translated and packed (serialized, hashed) once per distinct
+//     MeshTranslator::OutboundKey, and every node with that key gets the same immutable
+//     ResourcePtrs (no copy: the ADS server's per-stream state shares them too);
+//   - only the node's local part (listeners, inbound route, inbound clusters) is translated per
+//     node, which is a handful of small messages.
+// Across input changes, a packed resource whose bytes did not change keeps the ResourcePtr of
+// the previous generation, so the states the ADS server keeps for ACKed and sent configuration
+// share memory instead of holding two copies.
+//
+// Threading: one thread (the control plane's loop).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/xds/resource_set.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::controlplane::ads {
+
+class NodeResourceGenerator {
+ public:
+  struct Stats {
+    uint64_t generations = 0;       // distinct (policy revision, registry version) seen
+    uint64_t outbound_builds = 0;   // outbound parts translated and packed
+    uint64_t outbound_shared = 0;   // nodes served an outbound part built for another node
+    uint64_t resources_reused = 0;  // packed resources kept from the previous generation
+  };
+
+  explicit NodeResourceGenerator(translate::TranslateOptions options);
+  ~NodeResourceGenerator();
+
+  // `policy` and `registry` must identify their content by PolicySnapshot::revision and
+  // RegistrySnapshot::version (LoadPolicySnapshot, Registry::Snapshot).
+  NodeResourceSet Generate(std::shared_ptr<const policy::PolicySnapshot> policy,
+                           std::shared_ptr<const registry::RegistrySnapshot> registry,
+                           const xds::Node& node);
+
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Outbound;
+  void StartGeneration(std::shared_ptr<const policy::PolicySnapshot> policy,
+                       std::shared_ptr<const registry::RegistrySnapshot> registry);
+  std::shared_ptr<const Outbound> BuildOutbound(const xds::Node& node);
+  // The previous generation's pointer for an identical resource, else `fresh`.
+  ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
+
+  const translate::TranslateOptions options_;
+  std::unique_ptr<translate::MeshTranslator> mesh_;
+  int64_t policy_revision_ = -1;
+  uint64_t registry_version_ = 0;
+  // This generation's outbound parts by OutboundKey.
+  std::map<std::string, std::shared_ptr<const Outbound>> outbound_;
+  // Every packed outbound resource of the previous and the current generation, by type and
+  // (name, version).
+  std::array<std::map<std::pair<std::string, std::string>, ResourcePtr>, kResourceTypeCount>
+      previous_, current_;
+  Stats stats_;
+};
+
+}  // namespace meshlet::controlplane::ads
