@@ -1,6 +1,7 @@
 // The control-plane binary: command line → ControlPlane (control-plane/server) → run until
 // SIGTERM/SIGINT.
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -12,6 +13,9 @@
 
 int main(int argc, char** argv) {
   using meshlet::controlplane::ParsedControlPlaneCommandLine;
+  // A peer closing its connection while TLS writes to it must be an error on that connection,
+  // not the end of the process.
+  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   // The discovery service takes its --xds-* flags; the rest are the control plane's.
   auto xds_options = meshlet::controlplane::ads::ExtractXdsFlags(args);
@@ -68,6 +72,13 @@ int main(int argc, char** argv) {
   if (absl::Status status = ca.Start(xds.grpc_server()); !status.ok()) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
     return 1;
+  }
+  // Sidecars get the CA's roots over xDS, and may renew with their certificate on 15012.
+  if (xds.grpc_server() != nullptr) {
+    if (absl::Status status = xds.SetTrustBundle(ca.authority().trust_bundle_pem()); !status.ok()) {
+      std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
   }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                *std::move(telemetry_options));

@@ -308,13 +308,16 @@ std::string TrustBundle::ToPem() const {
 // ---- CertificateAuthority -------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadOrGenerateRoot(
-    const std::string& dir, const AuthorityOptions& options, const Clock& clock) {
+    const std::string& dir, const AuthorityOptions& options, const Clock& clock,
+    const std::string& extra_roots_file) {
   RETURN_IF_ERROR(ValidateAuthorityOptions(options));
   const std::string cert_path = absl::StrCat(dir, "/", kRootCertFile);
   const std::string key_path = absl::StrCat(dir, "/", kRootKeyFile);
   const bool have_cert = FileExists(cert_path);
   const bool have_key = FileExists(key_path);
-  if (have_cert && have_key) return FromFiles(cert_path, key_path, "", options, clock);
+  if (have_cert && have_key) {
+    return FromFiles(cert_path, key_path, extra_roots_file, options, clock);
+  }
   if (have_cert != have_key) {
     return absl::FailedPreconditionError(absl::StrCat(
         have_cert ? key_path : cert_path, " is missing but ", have_cert ? cert_path : key_path,
@@ -335,7 +338,11 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
   LOG(INFO) << "generated a new root CA for trust domain " << options.trust_domain << " in " << dir
             << " (serial " << tls::SerialNumberHex(*root) << ", expires "
             << absl::FormatTime(tls::NotAfter(*root)) << ")";
-  return FromPem(cert_pem, key_pem, "", options, clock);
+  std::string extra_pem;
+  if (!extra_roots_file.empty()) {
+    ASSIGN_OR_RETURN(extra_pem, In(tls::ReadSmallFile(extra_roots_file), extra_roots_file));
+  }
+  return FromPem(cert_pem, key_pem, extra_pem, options, clock);
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromFiles(

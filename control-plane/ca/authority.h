@@ -91,10 +91,11 @@ class CertificateAuthority {
   // Loads the root from `dir` (root-cert.pem, root-key.pem), or generates one there when neither
   // exists: ECDSA P-256, self-signed, CA:TRUE, pathlen 1, valid generated_root_lifetime. The key
   // file is written with mode 0600 and the directory is created with mode 0700. Exactly one of
-  // the two files present is an error (never overwrite half of a CA).
+  // the two files present is an error (never overwrite half of a CA). `extra_roots_file`
+  // (optional) adds roots to the trust bundle, as in FromFiles: the other root of a rotation.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrGenerateRoot(
       const std::string& dir, const AuthorityOptions& options,
-      const Clock& clock = RealClock::Get());
+      const Clock& clock = RealClock::Get(), const std::string& extra_roots_file = "");
 
   // An operator's CA. `chain_pem`: the signing certificate first, then the intermediates above
   // it, optionally ending with the root. `key_pem`: the signing certificate's key.

@@ -97,7 +97,7 @@ absl::Status CaService::Start(http::grpc::Server* grpc_server) {
       options_.cert_chain_file.empty()
           ? CertificateAuthority::LoadOrGenerateRoot(
                 absl::StrCat(control_plane_.options().data_dir, "/ca"), options_.authority,
-                control_plane_.clock())
+                control_plane_.clock(), options_.trust_bundle_file)
           : CertificateAuthority::FromFiles(options_.cert_chain_file, options_.key_file,
                                             options_.trust_bundle_file, options_.authority,
                                             control_plane_.clock());

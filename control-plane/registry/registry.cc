@@ -28,6 +28,8 @@ Workload WorkloadFromNode(const xds::Node& node) {
   };
   w.inbound_port = port_label(kInboundPortLabel);
   w.outbound_port = port_label(kOutboundPortLabel);
+  auto cert = node.labels().find(kWorkloadCertificateLabel);
+  w.workload_certificate = cert != node.labels().end() && cert->second == "true";
   return w;
 }
 

@@ -55,6 +55,9 @@ struct Workload {
   // when several sidecars share one host (loopback demos, tests).
   uint32_t inbound_port = 0;
   uint32_t outbound_port = 0;
+  // The sidecar holds a CA-issued workload certificate (label meshlet.io/workload-certificate,
+  // set by the sidecar itself): it can serve and originate mesh mTLS.
+  bool workload_certificate = false;
 
   bool ready = true;      // the local app's readiness as the sidecar last reported it
   bool connected = true;  // at least one stream open
@@ -71,6 +74,7 @@ inline constexpr uint32_t kDefaultOutboundPort = 15001;
 // "meshlet.io/" are the mesh's own and never become endpoint labels.
 inline constexpr char kInboundPortLabel[] = "meshlet.io/inbound-port";
 inline constexpr char kOutboundPortLabel[] = "meshlet.io/outbound-port";
+inline constexpr char kWorkloadCertificateLabel[] = "meshlet.io/workload-certificate";
 
 // Reads the Node a sidecar sent into a Workload (registration fields only).
 Workload WorkloadFromNode(const xds::Node& node);

@@ -222,7 +222,7 @@ class Translator {
   // versions and the options it reads. Reachable services are listed when scoping applies.
   std::string CacheKey() const {
     std::string key = absl::StrCat(policy_.revision, "|", registry_.version, "|",
-                                   options_.cluster_domain, "|", options_.secret_name, "|");
+                                   options_.cluster_domain, "|", MeshTlsKey(), "|");
     if (!mesh_.scope_to_dependencies()) return key + "*";
     for (const auto& [service_key, service] : index_.services) {
       if (Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");
@@ -390,13 +390,7 @@ class Translator {
         }
       }
     }
-    if (!options_.secret_name.empty() && MtlsMode(tp) != "DISABLE") {
-      xds::UpstreamTls* tls = cluster.mutable_tls();
-      tls->set_enabled(true);
-      tls->set_secret_name(options_.secret_name);
-      tls->add_expected_peer_ids(
-          absl::StrCat("spiffe://", TrustDomain(), "/ns/", s.namespace_, "/sa/*"));
-    }
+    SetUpstreamMtls(s, subset, MtlsMode(tp), cluster);
     // Endpoints: registered workloads of the service (matching the selector and the subset).
     xds::ClusterLoadAssignment assignment;
     assignment.set_cluster_name(name);
@@ -421,13 +415,49 @@ class Translator {
       for (const auto& [key, value] : w->labels) {
         if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
       }
-      if (!w->service_account.empty()) {
-        e->set_identity(absl::StrCat("spiffe://", TrustDomain(), "/ns/", w->namespace_, "/sa/",
-                                     w->service_account));
-      }
+      if (!w->service_account.empty()) e->set_identity(SpiffeId(*w));
     }
     endpoints_[name] = std::move(assignment);
     return clusters_.emplace(name, std::move(cluster)).first->first;
+  }
+
+  // What the clusters' TLS depends on besides the inputs' versions (part of the cache key).
+  std::string MeshTlsKey() const {
+    if (!self_.workload_certificate) return "plaintext";
+    return options_.trust_bundle_pem.empty() ? "workload" : "workload+bundle";
+  }
+
+  std::string SpiffeId(const Workload& w) const {
+    return absl::StrCat("spiffe://", TrustDomain(), "/ns/", w.namespace_, "/sa/",
+                        w.service_account);
+  }
+
+  // Mesh mTLS to a service's sidecars, with this node's workload certificate: when the service's
+  // mode is not DISABLE and each member (of the subset) has a certificate to answer with, or the
+  // mode is STRICT (plaintext would be refused anyway). The upstream must present one of the
+  // members' SPIFFE ids.
+  void SetUpstreamMtls(const ServiceView& s, const std::map<std::string, std::string>& subset,
+                       const std::string& mode, xds::Cluster& cluster) const {
+    if (!self_.workload_certificate || mode == "DISABLE") return;
+    std::set<std::string> ids;
+    bool all_have_certificates = true;
+    for (const Workload* w : s.members) {
+      if (!Matches(subset, w->labels)) continue;
+      all_have_certificates &= w->workload_certificate && !w->service_account.empty();
+      if (!w->service_account.empty()) ids.insert(SpiffeId(*w));
+    }
+    if (!all_have_certificates && mode != "STRICT") return;
+    xds::UpstreamTls* tls = cluster.mutable_tls();
+    tls->set_enabled(true);
+    tls->set_workload_certificate(true);
+    if (!options_.trust_bundle_pem.empty()) {
+      tls->set_trust_bundle_secret(std::string(kTrustBundleSecret));
+    }
+    if (ids.empty()) {
+      // No member yet: any identity of the service's namespace, until members register.
+      ids.insert(absl::StrCat("spiffe://", TrustDomain(), "/ns/", s.namespace_, "/sa/*"));
+    }
+    for (const std::string& id : ids) tls->add_expected_peer_ids(id);
   }
 
   std::string TrustDomain() const {
@@ -723,6 +753,7 @@ class Translator {
     routes.set_name(std::string(kInboundName));
     std::set<uint32_t> made;
     std::string first_cluster;
+    uint32_t first_app_port = 0;
     for (size_t i = 0; i < ports.size(); ++i) {
       const pb::ServicePort& p = ports[i];
       const uint32_t target = app_port(p);
@@ -737,11 +768,15 @@ class Translator {
             FormatAddress(options_.local_app_host, target));
         clusters_.emplace(cluster_name, std::move(cluster));
       }
-      if (first_cluster.empty()) first_cluster = cluster_name;
+      if (first_cluster.empty()) {
+        first_cluster = cluster_name;
+        first_app_port = target;
+      }
       if (!IsHttpProtocol(p.protocol())) continue;
       xds::VirtualHost vhost;
       // Peers send the Host they called ("svc:port"); the first port also takes everything else.
       vhost.set_name(absl::StrCat("inbound:", p.port()));
+      vhost.set_destination_port(target);
       if (own != nullptr) {
         for (const std::string& d : Domains(*own, p.port(), false)) vhost.add_domains(d);
       }
@@ -790,17 +825,92 @@ class Translator {
       listener.set_protocol(xds::PROTOCOL_TCP);
     }
     listener.set_tcp_cluster(first_cluster);
+    listener.set_destination_port(first_app_port);
     const std::string mode = MtlsMode(tp);
-    if (!options_.secret_name.empty() && mode != "DISABLE") {
+    if (self_.workload_certificate && mode != "DISABLE") {
       xds::DownstreamTls* tls = listener.mutable_tls();
       tls->set_mode(mode == "STRICT" ? xds::DownstreamTls::STRICT : xds::DownstreamTls::PERMISSIVE);
-      tls->set_secret_name(options_.secret_name);
+      tls->set_workload_certificate(true);
       tls->set_require_client_certificate(mode == "STRICT");
+      if (!options_.trust_bundle_pem.empty()) {
+        tls->set_trust_bundle_secret(std::string(kTrustBundleSecret));
+      }
     }
+    BuildAuthorization(ports, app_port, listener);
     out_.listeners.push_back(std::move(listener));
   }
 
+  // The AuthorizationPolicies of this workload's namespace that select it (no target, or a
+  // target Service it belongs to), ordered by name, as the inbound listener's authorization.
+  // Each rule's from × to combinations become flat rules; ports name app ports (a Service port
+  // stands for the app port it forwards to), which is what the virtual hosts' and the
+  // listener's destination_port carry.
+  template <typename AppPort>
+  void BuildAuthorization(const std::vector<pb::ServicePort>& ports, const AppPort& app_port,
+                          xds::Listener& listener) {
+    std::vector<const pb::AuthorizationPolicy*> selected;
+    for (const pb::AuthorizationPolicy& ap : policy_.authorization_policies) {
+      const std::string ns =
+          ap.metadata().namespace_().empty() ? "default" : ap.metadata().namespace_();
+      if (ns != self_.namespace_ || !SelectsSelf(ap.spec().target())) continue;
+      selected.push_back(&ap);
+    }
+    if (selected.empty()) return;
+    std::sort(selected.begin(), selected.end(), [](const auto* a, const auto* b) {
+      return a->metadata().name() < b->metadata().name();
+    });
+    xds::Authorization* authorization = listener.mutable_authorization();
+    for (const pb::AuthorizationPolicy* ap : selected) {
+      xds::AuthorizationPolicy* out = authorization->add_policies();
+      out->set_name(absl::StrCat(self_.namespace_, "/", ap->metadata().name()));
+      out->set_action(ap->spec().action() == "DENY" ? xds::AuthorizationPolicy::DENY
+                                                    : xds::AuthorizationPolicy::ALLOW);
+      for (const pb::AuthorizationRule& rule : ap->spec().rules()) {
+        const pb::AuthorizationRule::From no_from;
+        const pb::AuthorizationRule::To no_to;
+        const int froms = std::max(1, rule.from_size());
+        const int tos = std::max(1, rule.to_size());
+        for (int f = 0; f < froms; ++f) {
+          const pb::AuthorizationRule::From& from = rule.from_size() > 0 ? rule.from(f) : no_from;
+          for (int t = 0; t < tos; ++t) {
+            const pb::AuthorizationRule::To& to = rule.to_size() > 0 ? rule.to(t) : no_to;
+            xds::AuthorizationRule* r = out->add_rules();
+            *r->mutable_principals() = from.principals();
+            *r->mutable_namespaces() = from.namespaces();
+            std::set<uint32_t> app_ports;
+            for (uint32_t port : to.ports()) {
+              app_ports.insert(port);
+              for (const pb::ServicePort& sp : ports) {
+                if (sp.port() == port) app_ports.insert(app_port(sp));
+              }
+            }
+            for (uint32_t port : app_ports) r->add_ports(port);
+            *r->mutable_methods() = to.methods();
+            *r->mutable_paths() = to.paths();
+          }
+        }
+      }
+    }
+  }
+
+  // Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects
+  // this workload.
+  bool SelectsSelf(const std::string& target) const {
+    if (target.empty() || target == self_.service) return true;
+    auto it = services_.find({self_.namespace_, target});
+    if (it == services_.end()) return false;
+    const auto& members = it->second.members;
+    return std::any_of(members.begin(), members.end(),
+                       [this](const Workload* w) { return w->id == self_.id; });
+  }
+
   void Finish() {
+    if (self_.workload_certificate && !options_.trust_bundle_pem.empty()) {
+      xds::Secret bundle;
+      bundle.set_name(std::string(kTrustBundleSecret));
+      bundle.set_trust_bundle_pem(options_.trust_bundle_pem);
+      out_.secrets.push_back(std::move(bundle));
+    }
     for (auto& [name, cluster] : clusters_) out_.clusters.push_back(std::move(cluster));
     for (auto& [name, assignment] : endpoints_) out_.endpoints.push_back(std::move(assignment));
     auto by_name = [](const auto& a, const auto& b) { return a.name() < b.name(); };

@@ -8,9 +8,11 @@
 //
 //   Listener "outbound"   <listen host>:<outbound port>, OUTBOUND, HTTP, routes "outbound"
 //   Listener "inbound"    <listen host>:<inbound port>, INBOUND, AUTO, routes "inbound", TCP to
-//                         the first app port; only when the workload serves ports; with a
-//                         Secret (TranslateOptions::secret_name), TLS in the
-//                         TrafficPolicy/MeshConfig mode
+//                         the first app port; only when the workload serves ports; TLS in the
+//                         TrafficPolicy/MeshConfig mode with the workload certificate when the
+//                         node has one (label meshlet.io/workload-certificate); the
+//                         AuthorizationPolicies that select the workload, with each virtual
+//                         host's destination_port the app port it routes to
 //   RouteConfiguration "outbound"  one virtual host per reachable Service (host names
 //                         "<svc>", "<svc>.<ns>", "<svc>.<ns>.svc", "<svc>.<ns>.svc.<domain>", each
 //                         also with ":<port>"), HTTPRoute rules first, then a default route
@@ -19,6 +21,14 @@
 //                         "k=v,k2=v2" (sorted) for HTTPRoute backends with a subset, else empty
 //   Cluster "inbound|<port>"       STATIC, 127.0.0.1:<app port>
 //   ClusterLoadAssignment per outbound cluster: registry endpoints (ready → HEALTHY)
+//   Secret "mesh-trust-bundle"     the CA's roots, to nodes with a workload certificate
+//
+// Mesh mTLS (docs/security.md): a node with a workload certificate serves its inbound listener
+// with it (PERMISSIVE or STRICT; DISABLE: plaintext) and originates mTLS to a service when the
+// service's mode is not DISABLE and every member of the cluster has a workload certificate (or
+// the mode is STRICT), expecting exactly the members' SPIFFE ids. Authorization is emitted as
+// Listener.authorization only; the control plane never emits DownstreamTls.allowed_peer_ids
+// (ADR 0019).
 //
 // Services: every Service resource, plus services only the registry knows (a workload registered
 // with a service name and app ports is discoverable without a Service resource; its ports count
@@ -65,6 +75,7 @@ struct NodeResources {
   std::vector<xds::RouteConfiguration> routes;
   std::vector<xds::Cluster> clusters;
   std::vector<xds::ClusterLoadAssignment> endpoints;
+  std::vector<xds::Secret> secrets;
   // Warnings that did not stop translation (e.g. an HTTPRoute backend naming a missing Service:
   // that rule answers 503 until the Service exists). Ordered, for logs and proxy-config.
   std::vector<std::string> warnings;
@@ -76,11 +87,14 @@ struct TranslateOptions {
   std::string local_app_host = "127.0.0.1";
   // Address the listeners bind ("0.0.0.0"; loopback tests use "127.0.0.1").
   std::string listen_host = "0.0.0.0";
-  // The Secret (workload certificate + trust bundle) the node holds. Empty: plaintext between
-  // sidecars whatever the mTLS mode says (no certificates issued yet). Set: mTLS per
-  // TrafficPolicy/MeshConfig mode (PERMISSIVE by default).
-  std::string secret_name;
+  // The mesh trust bundle (the CA's roots, PEM). Set: nodes with a workload certificate receive
+  // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
+  // them over xDS. Empty: they verify against the bundle that came with their certificate.
+  std::string trust_bundle_pem;
 };
+
+// The Secret carrying TranslateOptions::trust_bundle_pem.
+inline constexpr absl::string_view kTrustBundleSecret = "mesh-trust-bundle";
 
 // Shares the node-independent part of translations — the outbound RouteConfiguration, outbound
 // clusters and their endpoints — between nodes that reach the same services, so a push to N

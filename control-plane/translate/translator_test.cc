@@ -442,5 +442,141 @@ TEST_F(TranslatorTest, MeshTranslatorPartsMakeTheWholeTranslation) {
   EXPECT_EQ(check("scoped"), 2u);
 }
 
+TEST_F(TranslatorTest, MeshMtlsWithWorkloadCertificates) {
+  // Without a workload certificate the node gets plaintext, whatever the mode.
+  NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->has_tls());
+  EXPECT_FALSE(Named(r.clusters, "outbound|9080||reviews.default")->has_tls());
+  EXPECT_TRUE(r.secrets.empty());
+
+  for (registry::Workload& w : registry_.workloads) w.workload_certificate = true;
+  registry_.workloads[3].service_account = "reviews-canary";
+  TranslateOptions options;
+  options.trust_bundle_pem = "-----BEGIN CERTIFICATE-----\nroots\n-----END CERTIFICATE-----\n";
+  r = Translate(policy_, registry_, node_, options);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_TRUE(inbound->has_tls());
+  EXPECT_EQ(inbound->tls().mode(), xds::DownstreamTls::PERMISSIVE);
+  EXPECT_TRUE(inbound->tls().workload_certificate());
+  EXPECT_TRUE(inbound->tls().secret_name().empty());
+  EXPECT_EQ(inbound->tls().trust_bundle_secret(), kTrustBundleSecret);
+  // The control plane never emits per-connection peer lists (authorization instead).
+  EXPECT_EQ(inbound->tls().allowed_peer_ids_size(), 0);
+  ASSERT_EQ(r.secrets.size(), 1u);
+  EXPECT_EQ(r.secrets[0].name(), kTrustBundleSecret);
+  EXPECT_EQ(r.secrets[0].trust_bundle_pem(), options.trust_bundle_pem);
+  EXPECT_TRUE(r.secrets[0].private_key_pem().empty());
+
+  // Outbound: the workload certificate, expecting exactly the members' identities.
+  const xds::Cluster* all = Named(r.clusters, "outbound|9080||reviews.default");
+  ASSERT_TRUE(all->tls().enabled());
+  EXPECT_TRUE(all->tls().workload_certificate());
+  EXPECT_EQ(all->tls().trust_bundle_secret(), kTrustBundleSecret);
+  EXPECT_EQ(std::vector<std::string>(all->tls().expected_peer_ids().begin(),
+                                     all->tls().expected_peer_ids().end()),
+            (std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/reviews",
+                                      "spiffe://cluster.local/ns/default/sa/reviews-canary"}));
+  const xds::Cluster* v1 = Named(r.clusters, "outbound|9080|version=v1|reviews.default");
+  ASSERT_EQ(v1->tls().expected_peer_ids_size(), 1);
+  EXPECT_EQ(v1->tls().expected_peer_ids(0), "spiffe://cluster.local/ns/default/sa/reviews");
+
+  // A member without a certificate cannot answer mTLS: PERMISSIVE falls back to plaintext,
+  // STRICT keeps mTLS (the member refuses plaintext anyway).
+  registry_.workloads[2].workload_certificate = false;
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_FALSE(Named(r.clusters, "outbound|9080|version=v1|reviews.default")->has_tls());
+  EXPECT_TRUE(Named(r.clusters, "outbound|9080|version=v2|reviews.default")->tls().enabled());
+  policy_.traffic_policies[0].mutable_spec()->set_mtls("STRICT");
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_TRUE(Named(r.clusters, "outbound|9080|version=v1|reviews.default")->tls().enabled());
+
+  // DISABLE: plaintext both ways.
+  pb::MeshConfig mesh;
+  mesh.mutable_spec()->set_mtls("DISABLE");
+  policy_.mesh_config = mesh;
+  policy_.traffic_policies[0].mutable_spec()->clear_mtls();
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->has_tls());
+  EXPECT_FALSE(Named(r.clusters, "outbound|9080||reviews.default")->has_tls());
+}
+
+TEST_F(TranslatorTest, AuthorizationPoliciesOfTheWorkload) {
+  // frontend serves Service port 8080 on app port 8081, plus an opaque TCP port.
+  policy_.services[1] = Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080, targetPort: 8081}, {name: db, port: 5432, protocol: TCP}]
+)");
+  registry_.workloads[0].ports = {8081, 5432};
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: b-shop-reads}
+spec:
+  target: frontend
+  rules:
+  - from: [{namespaces: [shop]}, {principals: ["spiffe://cluster.local/ns/ops/sa/*"]}]
+    to: [{ports: [8080], methods: [GET]}, {ports: [5432]}]
+)"));
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: a-no-admin}
+spec:
+  action: DENY
+  rules:
+  - to: [{paths: ["/admin/*"]}]
+)"));
+  // Not this workload's: another target, another namespace.
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: reviews-only}
+spec:
+  target: reviews
+  rules: [{}]
+)"));
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: elsewhere, namespace: other}
+spec:
+  rules: [{}]
+)"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_EQ(inbound->authorization().policies_size(), 2);
+  const xds::AuthorizationPolicy& deny = inbound->authorization().policies(0);
+  EXPECT_EQ(deny.name(), "default/a-no-admin");
+  EXPECT_EQ(deny.action(), xds::AuthorizationPolicy::DENY);
+  ASSERT_EQ(deny.rules_size(), 1);
+  EXPECT_EQ(deny.rules(0).paths(0), "/admin/*");
+  EXPECT_EQ(deny.rules(0).principals_size(), 0);
+  const xds::AuthorizationPolicy& allow = inbound->authorization().policies(1);
+  EXPECT_EQ(allow.name(), "default/b-shop-reads");
+  EXPECT_EQ(allow.action(), xds::AuthorizationPolicy::ALLOW);
+  // 2 sources x 2 destinations; Service port 8080 stands for app port 8081 as well.
+  ASSERT_EQ(allow.rules_size(), 4);
+  EXPECT_EQ(allow.rules(0).namespaces(0), "shop");
+  EXPECT_EQ(std::vector<uint32_t>(allow.rules(0).ports().begin(), allow.rules(0).ports().end()),
+            (std::vector<uint32_t>{8080, 8081}));
+  EXPECT_EQ(allow.rules(0).methods(0), "GET");
+  EXPECT_EQ(allow.rules(1).ports(0), 5432u);
+  EXPECT_EQ(allow.rules(1).methods_size(), 0);
+  EXPECT_EQ(allow.rules(3).principals(0), "spiffe://cluster.local/ns/ops/sa/*");
+  // The destination ports authorization sees: the app port each host routes to, and the TCP
+  // fallback's (the lowest Service port's).
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|5432");
+  EXPECT_EQ(inbound->destination_port(), 5432u);
+  EXPECT_EQ(Host(r, "inbound", "inbound:8080")->destination_port(), 8081u);
+
+  // A workload without policies gets no authorization.
+  node_.set_id("reviews-v1-0");
+  r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(Named(r.listeners, "inbound")->authorization().policies_size(), 2);
+  EXPECT_EQ(Named(r.listeners, "inbound")->authorization().policies(1).name(),
+            "default/reviews-only");
+  policy_.authorization_policies.clear();
+  r = Translate(policy_, registry_, node_);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->has_authorization());
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::translate

@@ -22,8 +22,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return content.str();
 }
 
-absl::StatusOr<net::TransportFactory> ServerTlsFromFiles(const std::string& cert_file,
-                                                         const std::string& key_file) {
+absl::StatusOr<tls::TlsContextConfig> ServerTlsConfigFromFiles(const std::string& cert_file,
+                                                               const std::string& key_file) {
   absl::StatusOr<std::string> chain = ReadWholeFile(cert_file);
   if (!chain.ok()) return chain.status();
   absl::StatusOr<std::string> key = ReadWholeFile(key_file);
@@ -32,12 +32,23 @@ absl::StatusOr<net::TransportFactory> ServerTlsFromFiles(const std::string& cert
                                .private_key_pem = *key,
                                .alpn_protocols = {"h2"},
                                .require_alpn_match = true};
+  // Checked here so errors name the files.
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateServer(config);
   if (!context.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("TLS certificate \"", cert_file, "\" / key \"",
                                                    key_file, "\": ", context.status().message()));
   }
+  return config;
+}
+
+absl::StatusOr<net::TransportFactory> ServerTlsFromFiles(const std::string& cert_file,
+                                                         const std::string& key_file) {
+  absl::StatusOr<tls::TlsContextConfig> config = ServerTlsConfigFromFiles(cert_file, key_file);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateServer(*config);
+  if (!context.ok()) return context.status();
   return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
 }
 

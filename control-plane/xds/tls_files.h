@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/net/transport.h"
+#include "common/tls/tls_context.h"
 
 namespace meshlet::controlplane::ads {
 
@@ -14,6 +15,9 @@ namespace meshlet::controlplane::ads {
 // the file and what was wrong.
 absl::StatusOr<net::TransportFactory> ServerTlsFromFiles(const std::string& cert_file,
                                                          const std::string& key_file);
+// The same as a context configuration, for callers that rebuild the context later.
+absl::StatusOr<tls::TlsContextConfig> ServerTlsConfigFromFiles(const std::string& cert_file,
+                                                               const std::string& key_file);
 
 // Reads a whole file; errors name it.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);

@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/stats/names.h"
+#include "common/tls/tls_transport.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/xds/tls_files.h"
 
@@ -133,10 +134,15 @@ absl::Status XdsService::Start() {
   grpc_options.http2.keepalive_interval = options_.keepalive_interval;
   grpc_options.http2.keepalive_timeout = options_.keepalive_timeout;
   if (!options_.plaintext) {
-    absl::StatusOr<net::TransportFactory> tls =
-        ServerTlsFromFiles(options_.tls_cert_file, options_.tls_key_file);
-    if (!tls.ok()) return tls.status();
-    grpc_options.transport_factory = *std::move(tls);
+    absl::StatusOr<tls::TlsContextConfig> config =
+        ServerTlsConfigFromFiles(options_.tls_cert_file, options_.tls_key_file);
+    if (!config.ok()) return config.status();
+    tls_config_ = *std::move(config);
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateServer(tls_config_);
+    if (!context.ok()) return context.status();
+    tls_provider_ = std::make_shared<tls::TlsContextProvider>(*context);
+    grpc_options.transport_factory = tls::TlsTransport::Factory(tls_provider_);
   }
   absl::StatusOr<net::Address> address = net::Address::Parse(options_.address);
   if (!address.ok()) {
@@ -169,6 +175,24 @@ absl::Status XdsService::Start() {
   });
   LOG(INFO) << "xds: ADS on " << grpc_server_->address().ToString()
             << (options_.plaintext ? " (plaintext h2c)" : " (TLS)");
+  return absl::OkStatus();
+}
+
+absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
+  if (tls_provider_ != nullptr) {
+    tls::TlsContextConfig config = tls_config_;
+    config.trust_bundle_pem = trust_bundle_pem;
+    config.client_certificate = tls::ClientCertificateMode::kRequest;
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateServer(config);
+    if (!context.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("discovery port TLS with the trust bundle: ", context.status().message()));
+    }
+    tls_provider_->Update(*std::move(context));
+  }
+  options_.translate.trust_bundle_pem = std::move(trust_bundle_pem);
+  if (ads_ != nullptr) ads_->NotifyChanged();
   return absl::OkStatus();
 }
 

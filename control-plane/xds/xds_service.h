@@ -21,6 +21,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/http/grpc/server.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
 #include "control-plane/api/api_server.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
@@ -66,6 +68,13 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // address or file.
   absl::Status Start();
 
+  // The mesh trust bundle (the CA's roots): pushed to sidecars with a workload certificate (the
+  // translator's trust-bundle Secret), and, on a TLS discovery port, the roots client
+  // certificates are verified against, which the port then requests (not requires), so the CA
+  // can renew a workload certificate over mTLS. Call after Start(); errors leave the port as it
+  // was.
+  absl::Status SetTrustBundle(std::string trust_bundle_pem);
+
   const net::Address& address() const { return grpc_server_->address(); }
   // The gRPC server on the discovery port, for other services (the CA) to register on; null
   // while the port is closed.
@@ -86,7 +95,10 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
 
   ControlPlane& control_plane_;
-  const XdsServiceOptions options_;
+  XdsServiceOptions options_;
+  // The discovery port's TLS (null: plaintext or closed) and the settings it was built from.
+  std::shared_ptr<tls::TlsContextProvider> tls_provider_;
+  tls::TlsContextConfig tls_config_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<AdsServer> ads_;
   std::unique_ptr<Store::WatchHandle> store_watch_;

@@ -69,6 +69,8 @@ struct UpstreamTlsConfig {
   std::string secret_name;  // client certificate + trust bundle (mesh mTLS)
   // Instead of secret_name: the sidecar's CA-issued workload certificate and trust bundle.
   bool workload_certificate = false;
+  // With workload_certificate: a Secret whose trust bundle replaces the one from the CA.
+  std::string trust_bundle_secret;
   std::string sni;
   std::vector<std::string> alpn;
   std::vector<std::string> expected_peer_ids;  // SPIFFE ids; empty: the endpoint's identity

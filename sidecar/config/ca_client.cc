@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/http/grpc/status.h"
 #include "common/tls/certificate.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
 #include "xds/ca.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -16,13 +18,39 @@ constexpr char kMethod[] = "/meshlet.ca.v1.CertificateService/CreateCertificate"
 
 GrpcCertificateSigner::GrpcCertificateSigner(event::Loop& loop, CaClientOptions options)
     : loop_(loop), options_(std::move(options)) {
-  channel_ = std::make_unique<http::grpc::Channel>(
-      loop_, options_.server_address,
-      http::grpc::ChannelOptions{.transport_factory = options_.transport_factory,
-                                 .authority = options_.authority});
+  UseChannel(options_.transport_factory);
 }
 
 GrpcCertificateSigner::~GrpcCertificateSigner() = default;
+
+void GrpcCertificateSigner::UseChannel(net::TransportFactory transport_factory) {
+  if (channel_ != nullptr) {
+    // A request may be completing on the old channel's stack: release it from the loop later.
+    loop_.Post([old = std::move(channel_)] {});
+  }
+  channel_ = std::make_shared<http::grpc::Channel>(
+      loop_, options_.server_address,
+      http::grpc::ChannelOptions{.transport_factory = std::move(transport_factory),
+                                 .authority = options_.authority});
+}
+
+void GrpcCertificateSigner::SetClientCertificate(std::string certificate_chain_pem,
+                                                 std::string private_key_pem,
+                                                 absl::Time not_after) {
+  client_chain_pem_ = std::move(certificate_chain_pem);
+  client_key_pem_ = std::move(private_key_pem);
+  client_not_after_ = not_after;
+  channel_has_client_certificate_ = false;  // rebuilt before the next request
+  certificate_refused_ = false;
+}
+
+bool GrpcCertificateSigner::RenewWithCertificate() const {
+  if (!options_.tls_config.has_value() || client_chain_pem_.empty()) return false;
+  const bool has_token = !options_.join_token.empty() || !options_.kubernetes_token_file.empty();
+  // An expired certificate fails the handshake; keep a margin for the request itself.
+  if (absl::Now() + absl::Seconds(1) >= client_not_after_) return !has_token;
+  return !(certificate_refused_ && has_token);
+}
 
 void GrpcCertificateSigner::RequestCertificate(
     const std::string& csr_pem, const tls::SpiffeId& identity, absl::Duration ttl,
@@ -31,7 +59,27 @@ void GrpcCertificateSigner::RequestCertificate(
   request.set_csr_pem(csr_pem);
   request.set_ttl_seconds(absl::ToInt64Seconds(ttl));
   request.set_spiffe_id(identity.ToString());
-  if (!options_.join_token.empty()) {
+  const bool with_certificate = RenewWithCertificate();
+  if (with_certificate != channel_has_client_certificate_ && options_.tls_config.has_value()) {
+    tls::TlsContextConfig config = *options_.tls_config;
+    if (with_certificate) {
+      config.certificate_chain_pem = client_chain_pem_;
+      config.private_key_pem = client_key_pem_;
+    }
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateClient(config);
+    if (!context.ok()) {
+      loop_.Post([done = std::move(done), status = context.status()] {
+        done(absl::Status(status.code(), absl::StrCat("CA channel: ", status.message())));
+      });
+      return;
+    }
+    UseChannel(tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context)));
+    channel_has_client_certificate_ = with_certificate;
+  }
+  if (with_certificate) {
+    // Renewal: the certificate on the connection is the credential.
+  } else if (!options_.join_token.empty()) {
     request.set_join_token(options_.join_token);
   } else if (!options_.kubernetes_token_file.empty()) {
     absl::StatusOr<std::string> token = tls::ReadSmallFile(options_.kubernetes_token_file);
@@ -43,8 +91,11 @@ void GrpcCertificateSigner::RequestCertificate(
   }
   channel_->Unary(
       kMethod, request.SerializeAsString(), {.timeout = options_.timeout},
-      [done = std::move(done)](http::grpc::StatusCode code, const std::string& message,
-                               std::string response_bytes) {
+      [this, with_certificate, done = std::move(done)](
+          http::grpc::StatusCode code, const std::string& message, std::string response_bytes) {
+        // After a renewal with the certificate failed, one attempt with the token; then the
+        // certificate again.
+        certificate_refused_ = with_certificate && code != http::grpc::StatusCode::kOk;
         if (code != http::grpc::StatusCode::kOk) {
           // gRPC and absl share the numbering.
           done(absl::Status(static_cast<absl::StatusCode>(static_cast<int>(code)),

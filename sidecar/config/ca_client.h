@@ -5,15 +5,19 @@
 // sidecar/identity's CertificateSigner, so protobuf stays in sidecar/config and the rotation
 // logic stays proto-free.
 //
-// Each request carries the configured credential: a join token (`meshctl token create`) or a
-// Kubernetes projected service-account token, re-read from its file for every request because
-// the kubelet rotates it. Without either, the CA must see the workload's current certificate on
-// the TLS connection (renewal).
+// The first request carries the configured credential: a join token (`meshctl token create`) or
+// a Kubernetes projected service-account token, re-read from its file for every request because
+// the kubelet rotates it. Once the signer has a workload certificate (SetClientCertificate) and
+// the channel uses TLS, renewals present that certificate on a new connection to the CA and send
+// no token: the CA renews the identity the certificate proves (ADR 0016), so a join token is
+// needed only once and renewals outlive it. A renewal the CA refuses that way, or one attempted
+// with a certificate about to expire, falls back to the configured token.
 //
 // Threading: the loop thread; `done` runs there, exactly once.
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -21,6 +25,7 @@
 #include "common/http/grpc/client.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
+#include "common/tls/tls_context.h"
 #include "sidecar/identity/certificate_manager.h"
 
 namespace meshlet::sidecar::config {
@@ -29,6 +34,9 @@ struct CaClientOptions {
   net::Address server_address;
   // TLS with ALPN h2 to the control plane; null: plaintext h2c (local tests and demos only).
   net::TransportFactory transport_factory;
+  // The client TLS settings transport_factory was made from; set, renewals present the workload
+  // certificate. Unset (plaintext, or no way to rebuild the context): always the token.
+  std::optional<tls::TlsContextConfig> tls_config;
   // :authority (and TLS server name); empty: the address.
   std::string authority;
   // One of these (or neither, for renewal with the current certificate).
@@ -46,10 +54,24 @@ class GrpcCertificateSigner final : public identity::CertificateSigner {
       const std::string& csr_pem, const tls::SpiffeId& identity, absl::Duration ttl,
       std::function<void(absl::StatusOr<identity::SignedCertificate>)> done) override;
 
+  // The current workload certificate (chain, leaf first, and key), valid until `not_after`:
+  // later requests renew with it (see above).
+  void SetClientCertificate(std::string certificate_chain_pem, std::string private_key_pem,
+                            absl::Time not_after);
+
  private:
+  // Whether the next request authenticates with the workload certificate.
+  bool RenewWithCertificate() const;
+  void UseChannel(net::TransportFactory transport_factory);
+
   event::Loop& loop_;
   const CaClientOptions options_;
-  std::unique_ptr<http::grpc::Channel> channel_;
+  std::shared_ptr<http::grpc::Channel> channel_;
+  // Set by SetClientCertificate; the channel is rebuilt with it before the next request.
+  std::string client_chain_pem_, client_key_pem_;
+  absl::Time client_not_after_ = absl::InfinitePast();
+  bool channel_has_client_certificate_ = false;
+  bool certificate_refused_ = false;  // the last renewal with it failed: use the token once
 };
 
 }  // namespace meshlet::sidecar::config

@@ -45,6 +45,8 @@ struct DownstreamTlsConfig {
   // SPIFFE ids; "spiffe://<trust-domain>/*" allows a whole trust domain. Empty: any peer the
   // trust bundle verifies.
   std::vector<std::string> allowed_peer_ids;
+  // With workload_certificate: a Secret whose trust bundle replaces the one from the CA.
+  std::string trust_bundle_secret;
 };
 
 // Limits and timers of the HTTP codecs on one listener. Zero durations mean "no timer".
@@ -83,6 +85,9 @@ struct ListenerConfig {
   // limit; `authorizer` is their compiled form, shared read-only by every worker. Null: no policy.
   filters::AuthorizationConfig authorization;
   std::shared_ptr<const filters::Authorizer> authorizer;
+  // The destination port authorization sees for connections to tcp_cluster, and for requests
+  // whose virtual host names none (Listener.destination_port); 0: the listener's own port.
+  uint32_t destination_port = 0;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

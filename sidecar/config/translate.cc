@@ -440,6 +440,25 @@ void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
   if (in.unhealthy_threshold() != 0) out.unhealthy_threshold = in.unhealthy_threshold();
 }
 
+// tls.trust_bundle_secret: with workload_certificate only, naming a Secret with a trust bundle.
+void TranslateTrustBundleSecret(Errors::Scope& scope, bool workload_certificate,
+                                const std::string& name,
+                                const Snapshot::ByName<SecretConfig>& secrets, std::string& out) {
+  out = name;
+  if (name.empty()) return;
+  if (!workload_certificate) {
+    scope.Add("tls.trust_bundle_secret", "needs tls.workload_certificate: true");
+    return;
+  }
+  auto it = secrets.find(name);
+  if (it == secrets.end()) {
+    scope.Add("", absl::StrCat("tls.trust_bundle_secret ", Quote(name), " names no Secret"));
+  } else if (it->second.trust_bundle_pem.empty()) {
+    scope.Add("tls.trust_bundle_secret",
+              absl::StrCat("secret ", Quote(name), " has no trust bundle"));
+  }
+}
+
 void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
                           const Snapshot::ByName<SecretConfig>& secrets, UpstreamTlsConfig& out) {
   out.enabled = in.enabled();
@@ -462,6 +481,8 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
     }
   }
   out.secret_name = in.secret_name();
+  TranslateTrustBundleSecret(scope, in.workload_certificate(), in.trust_bundle_secret(), secrets,
+                             out.trust_bundle_secret);
   if (!in.sni().empty() && !ValidHost(in.sni())) {
     scope.Add("tls.sni", absl::StrCat(Quote(in.sni()), " is not a host name"));
   }
@@ -939,6 +960,10 @@ std::optional<router::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
     }
     if (vh.domains().empty()) scope.Add(Join(path, "domains"), "must not be empty");
     vhost.domains.assign(vh.domains().begin(), vh.domains().end());
+    if (vh.destination_port() > 65535) {
+      scope.Add(Join(path, "destination_port"), "must be at most 65535");
+    }
+    vhost.destination_port = vh.destination_port();
     resilience::RetryPolicyConfig vhost_retry;
     if (vh.has_retry_policy()) {
       vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());
@@ -1039,6 +1064,8 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
     }
   }
   out.secret_name = in.secret_name();
+  TranslateTrustBundleSecret(scope, in.workload_certificate(), in.trust_bundle_secret(), secrets,
+                             out.trust_bundle_secret);
   if (in.alpn_size() > 0) {
     out.alpn.clear();
     for (int i = 0; i < in.alpn_size(); ++i) {
@@ -1220,14 +1247,11 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
     out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
   }
+  if (in.destination_port() > 65535) scope.Add("destination_port", "must be at most 65535");
+  out.destination_port = in.destination_port();
   if (in.has_authorization()) {
-    if (out.protocol == ListenerProtocol::kTcp) {
-      scope.Add("authorization", "needs an HTTP protocol (requests are authorized one by one)");
-    } else if (out.protocol == ListenerProtocol::kAuto && !out.tcp_cluster.empty()) {
-      // Undetected traffic would reach tcp_cluster unchecked: refuse rather than leave a bypass.
-      scope.Add("authorization",
-                "not enforced on the TCP fallback: remove tcp_cluster or use an HTTP protocol");
-    }
+    // HTTP requests are decided one by one; connections to tcp_cluster once, on the peer's
+    // identity and the destination port (filters/authorization.h).
     TranslateAuthorization(scope, in.authorization(), out.authorization);
     out.authorizer = std::make_shared<const filters::Authorizer>(out.authorization);
   }

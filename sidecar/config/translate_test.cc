@@ -613,14 +613,19 @@ TEST(TranslateTest, ListenerAuthorization) {
   request.peer_identity = "spiffe://cluster.local/ns/ops/sa/web";
   EXPECT_FALSE(listener.authorizer->Decide(request).allowed);
 
-  // PROTOCOL_AUTO's TCP fallback would bypass the policies.
+  // PROTOCOL_AUTO's TCP fallback is authorized per connection, on the destination port.
   ResourceSet with_fallback = set;
   with_fallback.listeners[0].set_protocol(xds::PROTOCOL_AUTO);
   with_fallback.listeners[0].set_tcp_cluster(with_fallback.clusters[0].name());
+  with_fallback.listeners[0].set_destination_port(8080);
+  snapshot = BuildSnapshot(with_fallback);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].destination_port, 8080u);
+  with_fallback.listeners[0].set_destination_port(70000);
   snapshot = BuildSnapshot(with_fallback);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()),
-              HasSubstr("listener \"outbound\": authorization: not enforced on the TCP fallback"));
+              HasSubstr("listener \"outbound\": destination_port: must be at most 65535"));
 
   rule->add_principals("spiffe://cluster.local/*/sa/web");
   rule->add_principals("web");

@@ -597,6 +597,19 @@ std::string XdsClient::StatusJson() const {
 
 absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,
                                                              const std::string& server_identity) {
+  absl::StatusOr<tls::TlsContextConfig> config = XdsTlsConfigFromCaFile(ca_file, server_identity);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(*config);
+  if (!context.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("xDS CA file \"", ca_file, "\": ", context.status().message()));
+  }
+  return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+}
+
+absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity) {
   std::ifstream in(ca_file, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -614,13 +627,7 @@ absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& 
     }
     config.peer_identity = *std::move(matcher);
   }
-  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-      tls::TlsContext::CreateClient(config);
-  if (!context.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("xDS CA file \"", ca_file, "\": ", context.status().message()));
-  }
-  return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+  return config;
 }
 
 absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port) {

@@ -39,6 +39,7 @@
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
+#include "common/tls/tls_context.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
@@ -179,6 +180,9 @@ class XdsClient {
 // workload certificate from the same CA is then not accepted as the control plane). Reads the
 // file now (main thread).
 absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity);
+// The client TLS settings XdsTransportFromCaFile builds its context from.
+absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& ca_file,
                                                              const std::string& server_identity);
 
 // "host:port" (host a name or an IP; "[v6]:port") → the first address; resolves synchronously.

@@ -57,9 +57,15 @@ bool AnyMatches(const Patterns& patterns, absl::string_view candidate) {
 }  // namespace
 
 bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
-                               absl::string_view peer_namespace, absl::string_view path) const {
+                               absl::string_view peer_namespace, absl::string_view path,
+                               bool deny) const {
   if (!ports.empty() && std::find(ports.begin(), ports.end(), request.port) == ports.end()) {
     return false;
+  }
+  if (request.connection) {
+    // Methods and paths are unknown on a connection: towards denial either way (header comment).
+    if (!deny && (!methods.empty() || !paths.empty())) return false;
+    return AnyMatches(principals, request.peer_identity) && AnyMatches(namespaces, peer_namespace);
   }
   if (!methods.empty() &&
       std::find(methods.begin(), methods.end(), request.method) == methods.end()) {
@@ -70,9 +76,11 @@ bool Authorizer::Rule::Matches(const AuthorizationRequest& request,
 }
 
 bool Authorizer::Policy::Matches(const AuthorizationRequest& request,
-                                 absl::string_view peer_namespace, absl::string_view path) const {
-  return std::any_of(rules.begin(), rules.end(),
-                     [&](const Rule& rule) { return rule.Matches(request, peer_namespace, path); });
+                                 absl::string_view peer_namespace, absl::string_view path,
+                                 bool deny) const {
+  return std::any_of(rules.begin(), rules.end(), [&](const Rule& rule) {
+    return rule.Matches(request, peer_namespace, path, deny);
+  });
 }
 
 Authorizer::Authorizer(const AuthorizationConfig& config) {
@@ -97,11 +105,11 @@ AuthorizationDecision Authorizer::Decide(const AuthorizationRequest& request) co
   const absl::string_view peer_namespace = SpiffeNamespace(request.peer_identity);
   const absl::string_view path = request.path.substr(0, request.path.find('?'));
   for (const Policy& policy : deny_) {
-    if (policy.Matches(request, peer_namespace, path)) return {false, &policy.name};
+    if (policy.Matches(request, peer_namespace, path, /*deny=*/true)) return {false, &policy.name};
   }
   if (allow_.empty()) return {true, nullptr};
   for (const Policy& policy : allow_) {
-    if (policy.Matches(request, peer_namespace, path)) return {true, nullptr};
+    if (policy.Matches(request, peer_namespace, path, /*deny=*/false)) return {true, nullptr};
   }
   return {false, nullptr};
 }

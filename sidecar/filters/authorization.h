@@ -18,6 +18,12 @@
 // The peer's namespace comes from its SPIFFE id (spiffe://<trust-domain>/ns/<namespace>/...);
 // a peer without one matches no namespace. Paths are compared without their query string.
 //
+// Connections (opaque TCP) are decided once, with only the peer identity, its namespace and the
+// destination port known (DecideConnection). A rule that also names methods or paths cannot be
+// checked there; each action resolves that towards denial, as Istio does: in a DENY policy such a
+// rule matches on its other fields alone (the HTTP fields are ignored), in an ALLOW policy it
+// never matches. DENY is still evaluated first.
+//
 // The configuration is compiled once (Authorizer, shared read-only by every worker); Decide()
 // allocates nothing and takes no lock.
 
@@ -32,7 +38,7 @@ namespace meshlet::sidecar::filters {
 struct AuthorizationRuleConfig {
   std::vector<std::string> principals;  // SPIFFE ids of the peer
   std::vector<std::string> namespaces;  // the peer's namespace, from its SPIFFE id
-  std::vector<uint32_t> ports;          // destination (listener) port
+  std::vector<uint32_t> ports;          // destination port (AuthorizationRequest::port)
   std::vector<std::string> methods;     // :method, exact
   std::vector<std::string> paths;       // :path without the query
 };
@@ -51,9 +57,11 @@ struct AuthorizationConfig {
 // What one request looks like to the policies. Views must stay valid during Decide().
 struct AuthorizationRequest {
   absl::string_view peer_identity;  // verified client certificate's SPIFFE id; empty: none
-  uint32_t port = 0;                // the listener's port
+  uint32_t port = 0;                // the destination port (see xds Listener.destination_port)
   absl::string_view method;
   absl::string_view path;  // :path, query included (stripped here)
+  // A connection rather than a request: method and path are unknown (see above).
+  bool connection = false;
 };
 
 struct AuthorizationDecision {
@@ -73,6 +81,10 @@ class Authorizer {
   explicit Authorizer(const AuthorizationConfig& config);
 
   AuthorizationDecision Decide(const AuthorizationRequest& request) const;
+  // A connection of opaque bytes (TCP): Decide with `connection` set.
+  AuthorizationDecision DecideConnection(absl::string_view peer_identity, uint32_t port) const {
+    return Decide({.peer_identity = peer_identity, .port = port, .connection = true});
+  }
   bool empty() const { return deny_.empty() && allow_.empty(); }
 
  private:
@@ -87,13 +99,13 @@ class Authorizer {
     std::vector<std::string> methods;
     std::vector<uint32_t> ports;
     bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
-                 absl::string_view path) const;
+                 absl::string_view path, bool deny) const;
   };
   struct Policy {
     std::string name;
     std::vector<Rule> rules;
     bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
-                 absl::string_view path) const;
+                 absl::string_view path, bool deny) const;
   };
 
   static Pattern Compile(const std::string& value);

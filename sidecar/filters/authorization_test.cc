@@ -116,5 +116,37 @@ TEST(AuthorizerTest, PolicyWithoutRulesMatchesNothing) {
   EXPECT_TRUE(deny_nothing.Decide(Request(kShopWeb)).allowed);
 }
 
+TEST(AuthorizerTest, ConnectionsResolveHttpFieldsTowardsDenial) {
+  // ALLOW: a rule naming paths cannot be checked on a connection, so it never matches there.
+  AuthorizationRuleConfig shop_api;
+  shop_api.namespaces = {"shop"};
+  shop_api.paths = {"/api/*"};
+  AuthorizationRuleConfig ops;
+  ops.namespaces = {"ops"};
+  ops.ports = {5432};
+  Authorizer allow({{Policy(Action::kAllow, {shop_api, ops})}});
+  EXPECT_TRUE(allow.Decide(Request(kShopWeb, "/api/items")).allowed);
+  EXPECT_FALSE(allow.DecideConnection(kShopWeb, 8080).allowed);
+  EXPECT_TRUE(allow.DecideConnection(kOpsAdmin, 5432).allowed);
+  EXPECT_FALSE(allow.DecideConnection(kOpsAdmin, 5433).allowed);
+  EXPECT_FALSE(allow.DecideConnection("", 5432).allowed);
+
+  // DENY: the same rule matches on its other fields alone, and DENY comes first.
+  AuthorizationRuleConfig deny_shop_admin;
+  deny_shop_admin.namespaces = {"shop"};
+  deny_shop_admin.methods = {"DELETE"};
+  AuthorizationRuleConfig any;
+  any.principals = {"*"};
+  Authorizer deny({{Policy(Action::kDeny, {deny_shop_admin}), Policy(Action::kAllow, {any})}});
+  EXPECT_TRUE(deny.Decide(Request(kShopWeb, "/", "GET")).allowed);
+  EXPECT_FALSE(deny.Decide(Request(kShopWeb, "/", "DELETE")).allowed);
+  const AuthorizationDecision shop = deny.DecideConnection(kShopWeb, 8080);
+  EXPECT_FALSE(shop.allowed);
+  ASSERT_NE(shop.policy, nullptr);
+  EXPECT_EQ(*shop.policy, "deny");
+  EXPECT_TRUE(deny.DecideConnection(kOpsAdmin, 8080).allowed);
+  EXPECT_FALSE(deny.DecideConnection("", 8080).allowed);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::filters

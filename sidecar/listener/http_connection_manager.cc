@@ -156,7 +156,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   bool Authorized(const http::HeaderMap& headers) {
     const filters::AuthorizationDecision decision = hcm_.authorizer_->Decide({
         .peer_identity = hcm_.options_.peer_identity,
-        .port = hcm_.connection_->local_address().port(),
+        .port = DestinationPort(headers),
         .method = headers.Get(":method").value_or(""),
         .path = headers.Get(":path").value_or(""),
     });
@@ -172,6 +172,18 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
                             .grpc_status = http::grpc::StatusCode::kPermissionDenied,
                             .message = "RBAC: access denied"});
     return false;
+  }
+
+  // The port the request is for: its virtual host's destination_port (an inbound listener that
+  // serves several app ports), else the listener's, else the port it arrived on.
+  uint32_t DestinationPort(const http::HeaderMap& headers) {
+    if (const std::shared_ptr<const router::RouteTable> table = hcm_.CurrentRouteTable()) {
+      const router::VirtualHostConfig* vhost =
+          table->MatchVirtualHost(router::RequestHost(headers));
+      if (vhost != nullptr && vhost->destination_port != 0) return vhost->destination_port;
+    }
+    return hcm_.destination_port_ != 0 ? hcm_.destination_port_
+                                       : hcm_.connection_->local_address().port();
   }
 
   // The stream carries an open tunnel (Upgrade or CONNECT).
@@ -448,7 +460,9 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       route_config_name_(listener.route_config_name),
       http_options_(listener.http),
       rate_limiter_(listener.rate_limiter),
+      listener_name_(listener.name),
       authorizer_(listener.authorizer),
+      destination_port_(listener.destination_port),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),
@@ -507,6 +521,13 @@ std::shared_ptr<const router::RouteTable> HttpConnectionManager::CurrentRouteTab
     if (snapshot != nullptr) {
       auto it = snapshot->route_tables.find(route_config_name_);
       if (it != snapshot->route_tables.end()) cached_route_table_ = it->second;
+      // A listener the snapshot no longer has is draining: it keeps the policies it had.
+      for (const config::ListenerConfig& listener : snapshot->listeners) {
+        if (listener.name != listener_name_) continue;
+        authorizer_ = listener.authorizer;
+        destination_port_ = listener.destination_port;
+        break;
+      }
     }
   }
   return cached_route_table_;

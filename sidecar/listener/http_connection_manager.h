@@ -124,7 +124,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
  private:
   class ActiveStream;
 
-  // The route table for a new request (cached per snapshot, so a request costs no map lookup).
+  // The route table for a new request (cached per snapshot, so a request costs no map lookup);
+  // also refreshes authorizer_ and destination_port_ when the snapshot changed.
   std::shared_ptr<const router::RouteTable> CurrentRouteTable();
   void OnStreamDone(ActiveStream& stream);
   // A Dispatch() error: a refused CONNECT (PermissionDenied) or a protocol error.
@@ -146,8 +147,12 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const config::HttpOptionsConfig http_options_;
   // The listener's local rate limit, shared by every worker; null: none.
   const std::shared_ptr<resilience::SharedTokenBucket> rate_limiter_;
-  // The listener's authorization policies, shared by every worker; null: none.
-  const std::shared_ptr<const filters::Authorizer> authorizer_;
+  // The listener's authorization policies (shared by every worker; null: none) and destination
+  // port, as of the current snapshot: a long-lived connection (pooled HTTP/2 from a peer)
+  // applies a policy change from its next request on. Refreshed with the route table.
+  const std::string listener_name_;
+  std::shared_ptr<const filters::Authorizer> authorizer_;
+  uint32_t destination_port_;  // ListenerConfig::destination_port
   const Options options_;
   std::unique_ptr<net::Connection> connection_;
   net::Buffer initial_data_;

@@ -146,6 +146,8 @@ struct VirtualHostConfig {
   std::vector<std::string> domains;
   std::vector<RouteEntry> routes;  // first match wins
   HeaderMutations headers;
+  // The destination port authorization sees for requests to this host; 0: the listener's.
+  uint32_t destination_port = 0;
 };
 
 struct RouteConfig {

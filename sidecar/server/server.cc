@@ -187,6 +187,10 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
         config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity);
     if (!transport.ok()) return Annotate(transport.status(), "CA channel");
     ca.transport_factory = *std::move(transport);
+    absl::StatusOr<tls::TlsContextConfig> tls_config =
+        config::XdsTlsConfigFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity);
+    if (!tls_config.ok()) return Annotate(tls_config.status(), "CA channel");
+    ca.tls_config = *std::move(tls_config);
   }
   if (!options_.join_token_file.empty()) {
     absl::StatusOr<std::string> token = tls::ReadSmallFile(options_.join_token_file);
@@ -226,6 +230,11 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
 }
 
 void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certificate) {
+  // Renewals authenticate with this certificate from now on (ADR 0016).
+  if (ca_signer_ != nullptr) {
+    ca_signer_->SetClientCertificate(certificate.certificate_chain_pem, certificate.private_key_pem,
+                                     certificate.not_after);
+  }
   tls_contexts_.SetWorkloadCertificate(
       WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
                           .private_key_pem = certificate.private_key_pem,
@@ -255,6 +264,11 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
         config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
   }
   xds_options.node = bootstrap.node;
+  if (options_.workload_identity()) {
+    // Tells the control plane this sidecar can serve and originate mesh mTLS with its workload
+    // certificate (which it already holds: InitWorkloadCertificate ran first).
+    (*xds_options.node.mutable_labels())["meshlet.io/workload-certificate"] = "true";
+  }
   xds_options.delta = options_.xds_delta;
   xds_options.cache_dir = bootstrap.data_dir;
   // The control plane may ask what this sidecar runs (meshctl proxy-config).

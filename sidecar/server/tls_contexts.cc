@@ -63,6 +63,26 @@ absl::Status NoWorkloadCertificate() {
       "--join-token-file and a CA: --ca-address or --xds)");
 }
 
+// The workload certificate and key into `out`, with the trust bundle of `trust_bundle_secret`
+// (pushed over xDS, so root rotations arrive without a renewal) or else the CA's.
+absl::Status UseWorkloadCertificate(const WorkloadTlsMaterial* workload,
+                                    const std::string& trust_bundle_secret,
+                                    const config::Snapshot& snapshot, tls::TlsContextConfig& out) {
+  if (workload == nullptr) return NoWorkloadCertificate();
+  out.certificate_chain_pem = workload->certificate_chain_pem;
+  out.private_key_pem = workload->private_key_pem;
+  out.trust_bundle_pem = workload->trust_bundle_pem;
+  if (trust_bundle_secret.empty()) return absl::OkStatus();
+  const config::SecretConfig* secret = snapshot.FindSecret(trust_bundle_secret);
+  if (secret == nullptr || secret->trust_bundle_pem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("tls.trust_bundle_secret \"",
+                                                   trust_bundle_secret,
+                                                   "\" names no Secret with a trust bundle"));
+  }
+  out.trust_bundle_pem = secret->trust_bundle_pem;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
@@ -71,10 +91,7 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
   const config::DownstreamTlsConfig& in = listener.tls;
   tls::TlsContextConfig out;
   if (in.workload_certificate) {
-    if (workload == nullptr) return NoWorkloadCertificate();
-    out.certificate_chain_pem = workload->certificate_chain_pem;
-    out.private_key_pem = workload->private_key_pem;
-    out.trust_bundle_pem = workload->trust_bundle_pem;
+    RETURN_IF_ERROR(UseWorkloadCertificate(workload, in.trust_bundle_secret, snapshot, out));
   } else {
     const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
     if (secret == nullptr) {
@@ -135,10 +152,7 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
   const UpstreamTlsConfig& in = cluster.tls;
   tls::TlsContextConfig out;
   if (in.workload_certificate) {
-    if (workload == nullptr) return NoWorkloadCertificate();
-    out.certificate_chain_pem = workload->certificate_chain_pem;
-    out.private_key_pem = workload->private_key_pem;
-    out.trust_bundle_pem = workload->trust_bundle_pem;
+    RETURN_IF_ERROR(UseWorkloadCertificate(workload, in.trust_bundle_secret, snapshot, out));
   } else if (!in.secret_name.empty()) {
     const config::SecretConfig* secret = snapshot.FindSecret(in.secret_name);
     if (secret == nullptr) {

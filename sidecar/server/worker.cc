@@ -111,6 +111,7 @@ struct Worker::ListenerContext {
   Counter rejected_overflow;
   Counter rejected_no_tcp_cluster;
   Counter rejected_tls_unavailable;
+  Counter rejected_rbac;  // connections to tcp_cluster the authorization policies denied
   DownstreamTlsTransport::Counters tls;
   std::shared_ptr<const tls::TlsContextProvider> tls_provider;  // null: plaintext listener
   Counter rejected_detect_timeout;
@@ -299,6 +300,7 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
       Reject(listener_->rejected_no_tcp_cluster, "no_tcp_cluster");
       return;
     }
+    if (!AuthorizedConnection()) return;
     listener_->as_tcp.Inc();
     tcp_ = std::make_unique<TcpProxy>(
         *worker_.loop_, *worker_.clusters_, worker_.shared_.clock, listener_->tcp,
@@ -308,6 +310,31 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
           return UpstreamTransportFactory(contexts, cluster);
         });
     tcp_->Start(std::move(pending_));
+  }
+
+  // Opaque bytes are authorized once per connection, on the peer's identity and the destination
+  // port (filters/authorization.h). False: denied and closed.
+  bool AuthorizedConnection() {
+    const filters::Authorizer* authorizer = listener_->config.authorizer.get();
+    if (authorizer == nullptr) return true;
+    std::string peer;
+    if (const DownstreamTlsTransport* tls = Tls(); tls != nullptr && tls->tls()) {
+      peer = tls->peer_identity();
+    }
+    const uint32_t port = listener_->config.destination_port != 0
+                              ? listener_->config.destination_port
+                              : connection_->local_address().port();
+    const filters::AuthorizationDecision decision = authorizer->DecideConnection(peer, port);
+    if (decision.allowed) return true;
+    LOG_EVERY_N_SEC(INFO, 1) << "listener " << listener_->config.name << ": connection from "
+                             << connection_->remote_address().ToString() << " ("
+                             << (peer.empty() ? "no identity" : peer) << ") to port " << port
+                             << " denied"
+                             << (decision.policy != nullptr
+                                     ? absl::StrCat(" by ", *decision.policy)
+                                     : std::string(" (no ALLOW policy matches)"));
+    Reject(listener_->rejected_rbac, "rbac_denied");
+    return false;
   }
 
   void ToHttp(DetectedProtocol protocol) {
@@ -583,6 +610,9 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
   context->rejected_overflow = RejectedCounter(shard, config.name, "overflow");
   context->rejected_no_tcp_cluster = RejectedCounter(shard, config.name, "no_tcp_cluster");
   context->rejected_tls_unavailable = RejectedCounter(shard, config.name, "tls_unavailable");
+  if (config.authorizer != nullptr) {
+    context->rejected_rbac = RejectedCounter(shard, config.name, "rbac_denied");
+  }
   if (context->has_tls() && shared_.tls_contexts != nullptr) {
     context->tls_provider = shared_.tls_contexts->ForListener(config.name);
   }

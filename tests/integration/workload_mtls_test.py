@@ -18,16 +18,15 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import sidecar_test
+from mesh_util import create_join_token, start_control_plane, stop_all
 from sidecar_test import HttpUpstream, app_routes, free_port, static_cluster, wait_for
 
 NAMESPACE = "default"
@@ -78,25 +77,10 @@ class WorkloadMtlsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         data = os.path.join(cls.tmp, "cp-data")
-        cls.cp_log = os.path.join(cls.tmp, "cp.log")
-        with open(cls.cp_log, "wb") as log:
-            cls.cp = subprocess.Popen(
-                [CONTROL_PLANE, "--data-dir", data, "--api-address", "127.0.0.1:0",
-                 "--xds-plaintext", "--xds-address", "127.0.0.1:0", "--cert-ttl", CERT_TTL,
-                 "--cert-max-ttl", CERT_TTL], stdout=log, stderr=log)
-        deadline = time.time() + 15
-        while True:
-            with open(cls.cp_log) as f:
-                text = f.read()
-            api = re.findall(r"API on (127\.0\.0\.1:\d+)", text)
-            ads = re.findall(r"ADS on (127\.0\.0\.1:\d+)", text)
-            if api and ads and "ca: issuing" in text:
-                cls.api, cls.ads = api[-1], ads[-1]
-                break
-            if cls.cp.poll() is not None or time.time() > deadline:
-                cls.cp.kill()
-                raise AssertionError("control plane did not start: " + text)
-            time.sleep(0.05)
+        cls.cp, cls.api, cls.ads = start_control_plane(
+            CONTROL_PLANE, os.path.join(cls.tmp, "cp.log"), "--data-dir", data,
+            "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address", "127.0.0.1:0",
+            "--cert-ttl", CERT_TTL, "--cert-max-ttl", CERT_TTL)
         with open(os.path.join(data, "api-token")) as f:
             cls.api_token = f.read().strip()
 
@@ -124,25 +108,11 @@ class WorkloadMtlsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for s in cls.sidecars:
-            s.stop()
-        cls.app.close()
-        cls.cp.send_signal(signal.SIGTERM)
-        try:
-            cls.cp.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.cp.kill()
-            cls.cp.wait()
+        stop_all(cls.sidecars, [cls.app], cls.cp)
 
     @classmethod
     def join_token(cls, service_account):
-        req = urllib.request.Request(
-            f"http://{cls.api}/api/v1/tokens", method="POST",
-            data=json.dumps({"namespace": NAMESPACE, "serviceAccount": service_account,
-                             "ttl": "10m"}).encode(),
-            headers={"Authorization": "Bearer " + cls.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())["token"]
+        return create_join_token(cls.api, cls.api_token, service_account, "10m", NAMESPACE)
 
     @classmethod
     def start_sidecar(cls, service_account, yaml_text, *args):

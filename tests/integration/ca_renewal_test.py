@@ -1,0 +1,254 @@
+"""Certificate renewal with the current workload certificate over the control plane's TLS port.
+
+Usage: ca_renewal_test.py CONTROL_PLANE SIDECAR CA_PROTO [unittest args]
+
+The control plane serves discovery and its CA on a TLS port (a server certificate made here with
+the openssl CLI) and issues 4-second certificates. Shown:
+- a sidecar started with a join token valid for 3 seconds keeps renewing long after the token
+  expired: its renewals present its workload certificate (the CA logs the attestation
+  `certificate`) and never fail;
+- with python3-grpcio presenting a certificate for identity A: a request for A without any
+  token is renewed; a request for identity B is refused with PERMISSION_DENIED and counted as
+  `identity_mismatch`; a client without a certificate and without a token is UNAUTHENTICATED;
+- a root rotation step (certs/README.md step 1): a second control plane restarted with a new root
+  in --ca-trust-bundle pushes the two-root bundle over xDS to a running sidecar, which rebuilds
+  its mTLS contexts with it, without a restart and before any renewal.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+
+import sidecar_test
+from mesh_util import create_join_token, start_control_plane, stop_process
+from sidecar_test import wait_for
+
+CONTROL_PLANE = CA_PROTO = None  # set from argv
+A_ID = "spiffe://cluster.local/ns/default/sa/frontend"
+B_ID = "spiffe://cluster.local/ns/default/sa/payments"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def openssl(*args, **kwargs):
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, **kwargs)
+
+
+def make_key_and_csr(directory, name):
+    key = os.path.join(directory, name + "-key.pem")
+    csr = os.path.join(directory, name + ".csr")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=ignored", "-out", csr)
+    with open(key, "rb") as k, open(csr) as c:
+        return k.read(), c.read()
+
+
+class CaRenewalTest(unittest.TestCase):
+    @classmethod
+    def start_control_plane(cls, data, log_path, *args):
+        return start_control_plane(
+            CONTROL_PLANE, log_path, "--data-dir", data, "--api-address", "127.0.0.1:0",
+            "--xds-tls-cert", os.path.join(cls.tmp, "server.pem"),
+            "--xds-tls-key", os.path.join(cls.tmp, "server-key.pem"), *args)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        stubs = os.path.join(cls.tmp, "stubs")
+        os.makedirs(stubs)
+        subprocess.run(["protoc", "--proto_path=" + os.path.dirname(os.path.dirname(CA_PROTO)),
+                        "--python_out=" + stubs, CA_PROTO], check=True)
+        sys.path.insert(0, stubs)
+        from xds import ca_pb2
+        cls.pb = ca_pb2
+        # The discovery port's own server certificate (not the workload CA's).
+        t = cls.tmp
+        cls.server_ca = os.path.join(t, "server-ca.pem")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", os.path.join(t, "server-ca-key.pem"), "-out", cls.server_ca,
+                "-subj", "/CN=test control plane CA", "-days", "1")
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", os.path.join(t, "server-key.pem"), "-out", os.path.join(t, "server.csr"),
+                "-subj", "/CN=control-plane")
+        with open(os.path.join(t, "server.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                    "basicConstraints=critical,CA:FALSE\n")
+        openssl("x509", "-req", "-in", os.path.join(t, "server.csr"), "-CA", cls.server_ca,
+                "-CAkey", os.path.join(t, "server-ca-key.pem"), "-CAcreateserial", "-days", "1",
+                "-extfile", os.path.join(t, "server.ext"), "-out", os.path.join(t, "server.pem"))
+
+        data = os.path.join(t, "cp-data")
+        cls.cp_log = os.path.join(t, "cp.log")
+        cls.cp, cls.api, cls.ads = cls.start_control_plane(
+            data, cls.cp_log, "--xds-address", "127.0.0.1:0", "--cert-ttl", "4s",
+            "--cert-max-ttl", "4s")
+        with open(os.path.join(data, "api-token")) as f:
+            cls.api_token = f.read().strip()
+        with open(cls.server_ca, "rb") as f:
+            cls.server_ca_pem = f.read()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_process(cls.cp)
+
+    @classmethod
+    def log(cls):
+        with open(cls.cp_log) as f:
+            return f.read()
+
+    def join_token(self, service_account, ttl, api=None, api_token=None):
+        return create_join_token(api or self.api, api_token or self.api_token, service_account,
+                                 ttl)
+
+    def create_certificate(self, csr_pem, client=None, **fields):
+        """CreateCertificate over TLS; `client` = (key PEM, chain PEM) to present, or None."""
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.server_ca_pem,
+            private_key=client[0] if client else None,
+            certificate_chain=client[1] if client else None)
+        with grpc.secure_channel(self.ads, credentials) as channel:
+            call = channel.unary_unary(
+                "/meshlet.ca.v1.CertificateService/CreateCertificate",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=self.pb.CreateCertificateResponse.FromString)
+            return call(self.pb.CreateCertificateRequest(csr_pem=csr_pem, **fields), timeout=5)
+
+    def test_sidecar_renews_after_its_join_token_expired(self):
+        workdir = tempfile.mkdtemp(dir=self.tmp)
+        token_file = os.path.join(workdir, "join-token")
+        with open(token_file, "w") as f:
+            f.write(self.join_token("frontend", "3s") + "\n")
+        token_expires = time.time() + 3
+        sidecar = sidecar_test.Sidecar(
+            workdir, "{}\n", f"--join-token-file={token_file}", f"--ca-address={self.ads}",
+            f"--xds-ca={self.server_ca}", "--node-namespace=default",
+            "--node-service-account=frontend", concurrency=1)
+        try:
+            def certs():
+                return json.loads(sidecar.get("/certs")[1])
+            # 4-second certificates renew every ~2 s: wait for three renewals after the token
+            # expired (each with a new serial), whatever the jitter.
+            serials = set()
+
+            def renewed_after_expiry():
+                current = certs()["workload_certificate"]
+                if time.time() > token_expires + 1:
+                    serials.add(current["serial"])
+                return len(serials) >= 3
+            self.assertTrue(wait_for(renewed_after_expiry, timeout=20),
+                            f"{serials} {certs()}\n{self.log()}")
+            rotation = certs()["rotation"]
+            self.assertEqual(rotation["last_error"], "", rotation)
+            self.assertEqual(certs()["workload_certificate"]["identity"], A_ID)
+            issued = re.findall(r"issued certificate \w+ for (\S+) \((\w+),", self.log())
+            self.assertEqual(issued[0], (A_ID, "join_token"), issued)
+            renewals = [i for i in issued if i == (A_ID, "certificate")]
+            self.assertGreaterEqual(len(renewals), 3, issued)
+            print(f"\nrenewals by certificate: {len(renewals)} (token expired after 3 s)",
+                  file=sys.stderr)
+        finally:
+            sidecar.stop()
+
+    def test_a_certificate_for_a_cannot_obtain_b(self):
+        key_a, csr_a = make_key_and_csr(self.tmp, "a")
+        first = self.create_certificate(csr_a, join_token=self.join_token("frontend", "1m"),
+                                        spiffe_id=A_ID)
+        self.assertEqual(first.spiffe_id, A_ID)
+        client = (key_a, first.certificate_chain_pem.encode())
+
+        # The same identity renews with the certificate alone.
+        _, csr_renew = make_key_and_csr(self.tmp, "a2")
+        renewed = self.create_certificate(csr_renew, client=client, spiffe_id=A_ID)
+        self.assertEqual(renewed.spiffe_id, A_ID)
+        self.assertNotEqual(renewed.serial_number, first.serial_number)
+
+        # Another identity: refused, logged, counted.
+        _, csr_b = make_key_and_csr(self.tmp, "b")
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.create_certificate(csr_b, client=client, spiffe_id=B_ID)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED,
+                         caught.exception.details())
+        self.assertIn("identity_mismatch", self.log())
+        self.assertNotIn(f"for {B_ID}", self.log())
+
+        # Neither a certificate nor a token.
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.create_certificate(csr_b, spiffe_id=B_ID)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_root_rotation_reaches_a_running_sidecar_over_xds(self):
+        data = os.path.join(self.tmp, "rotation-data")
+        log_path = os.path.join(self.tmp, "rotation-cp.log")
+        ads = f"127.0.0.1:{sidecar_test.free_port()}"
+        cp, api, _ = self.start_control_plane(data, log_path, "--xds-address", ads)
+        new_root = os.path.join(self.tmp, "new-root.pem")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", os.path.join(self.tmp, "new-root-key.pem"), "-out", new_root,
+                "-subj", "/CN=new mesh root", "-days", "1", "-addext",
+                "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        with open(os.path.join(data, "api-token")) as f:
+            api_token = f.read().strip()
+        workdir = tempfile.mkdtemp(dir=self.tmp)
+        token_file = os.path.join(workdir, "join-token")
+        with open(token_file, "w") as f:
+            f.write(self.join_token("frontend", "10m", api, api_token) + "\n")
+        sidecar = None
+        try:
+            sidecar = sidecar_test.Sidecar(
+                workdir, "{}\n", f"--xds={ads}", f"--xds-ca={self.server_ca}",
+                "--node-id=frontend-0", "--node-service=frontend", "--node-namespace=default",
+                "--node-service-account=frontend", "--node-address=127.0.0.1", "--node-port=8080",
+                f"--node-label=meshlet.io/inbound-port={sidecar_test.free_port()}",
+                f"--node-label=meshlet.io/outbound-port={sidecar_test.free_port()}",
+                f"--join-token-file={token_file}", concurrency=1)
+
+            def bundle_roots():
+                dump = json.loads(sidecar.get("/config_dump")[1]).get("resources", {})
+                for secret in dump.get("secrets", []):
+                    if secret["name"] == "mesh-trust-bundle":
+                        return secret["trust_bundle_pem"].count("BEGIN CERTIFICATE")
+                return 0
+
+            def inbound_generation():
+                for user in json.loads(sidecar.get("/certs")[1]).get("used_by", []):
+                    if user.get("listener") == "inbound":
+                        return user["context_generation"]
+                return 0
+            self.assertTrue(wait_for(lambda: bundle_roots() == 1 and inbound_generation() > 0,
+                                     timeout=10), sidecar.log())
+            generation = inbound_generation()
+            serial = json.loads(sidecar.get("/certs")[1])["workload_certificate"]["serial"]
+
+            # Step 1 of a root rotation: same signing root, the new root added to the bundle.
+            stop_process(cp)
+            cp, _, _ = self.start_control_plane(data, log_path, "--xds-address", ads,
+                                                "--ca-trust-bundle", new_root)
+            self.assertTrue(wait_for(lambda: bundle_roots() == 2, timeout=15),
+                            sidecar.log() + read(log_path))
+            # The listener's mTLS context was rebuilt with the new bundle (new connections), by
+            # the same process, with the same certificate (no renewal was needed).
+            self.assertTrue(wait_for(lambda: inbound_generation() > generation, timeout=5))
+            self.assertIsNone(sidecar.proc.poll())
+            self.assertEqual(
+                json.loads(sidecar.get("/certs")[1])["workload_certificate"]["serial"], serial)
+        finally:
+            if sidecar is not None:
+                sidecar.stop()
+            stop_process(cp)
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    CA_PROTO = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
