@@ -28,7 +28,7 @@
 // service's mode is not DISABLE and every member of the cluster has a workload certificate (or
 // the mode is STRICT), expecting exactly the members' SPIFFE ids. Authorization is emitted as
 // Listener.authorization only; the control plane never emits DownstreamTls.allowed_peer_ids
-// (ADR 0019).
+// (ADR 0022).
 //
 // Services: every Service resource, plus services only the registry knows (a workload registered
 // with a service name and app ports is discoverable without a Service resource; its ports count
