@@ -897,8 +897,8 @@ class Translator {
   // this workload.
   bool SelectsSelf(const std::string& target) const {
     if (target.empty() || target == self_.service) return true;
-    auto it = services_.find({self_.namespace_, target});
-    if (it == services_.end()) return false;
+    auto it = index_.services.find({self_.namespace_, target});
+    if (it == index_.services.end()) return false;
     const auto& members = it->second.members;
     return std::any_of(members.begin(), members.end(),
                        [this](const Workload* w) { return w->id == self_.id; });

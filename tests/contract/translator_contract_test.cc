@@ -260,24 +260,23 @@ TEST(TranslatorContractTest, EveryPolicyFeatureTranslatesToAcceptedConfiguration
   registry.workloads[1].ready = false;
   for (const bool with_tls : {false, true}) {
     cp::translate::TranslateOptions options;
-    if (with_tls) options.secret_name = "workload";
+    if (with_tls) {
+      // Every workload holds a CA-issued certificate: mesh mTLS on, the trust bundle pushed.
+      for (auto& w : registry.workloads) w.workload_certificate = true;
+      options.trust_bundle_pem = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+    }
     for (const auto& w : registry.workloads) {
       xds::Node node;
       node.set_id(w.id);
       cp::translate::NodeResources resources =
           cp::translate::Translate(policy, registry, node, options);
       if (with_tls) {
-        // A Secret of that name comes with the workload certificate (not translated here).
         sidecar::config::ResourceSet set;
         set.listeners = resources.listeners;
         set.routes = resources.routes;
         set.clusters = resources.clusters;
         set.endpoints = resources.endpoints;
-        xds::Secret secret;
-        secret.set_name("workload");
-        secret.set_trust_bundle_pem(
-            "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n");
-        set.secrets.push_back(secret);
+        set.secrets = resources.secrets;
         // Only the reference structure is checked here; certificate contents are the CA's.
         auto snapshot = sidecar::config::BuildSnapshot(set);
         if (!snapshot.ok()) {
