@@ -13,6 +13,11 @@ NodeResourceGenerator::NodeResourceGenerator(translate::TranslateOptions options
 
 NodeResourceGenerator::~NodeResourceGenerator() = default;
 
+void NodeResourceGenerator::SetOptions(translate::TranslateOptions options) {
+  options_ = std::move(options);
+  mesh_ = nullptr;
+}
+
 void NodeResourceGenerator::StartGeneration(
     std::shared_ptr<const policy::PolicySnapshot> policy,
     std::shared_ptr<const registry::RegistrySnapshot> registry) {

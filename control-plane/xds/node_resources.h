@@ -50,6 +50,9 @@ class NodeResourceGenerator {
                            std::shared_ptr<const registry::RegistrySnapshot> registry,
                            const xds::Node& node);
 
+  // New options (a rotated trust bundle): the next Generate starts a new generation.
+  void SetOptions(translate::TranslateOptions options);
+
   const Stats& stats() const { return stats_; }
 
  private:
@@ -60,7 +63,7 @@ class NodeResourceGenerator {
   // The previous generation's pointer for an identical resource, else `fresh`.
   ResourcePtr Reuse(ResourceType type, ResourcePtr fresh);
 
-  const translate::TranslateOptions options_;
+  translate::TranslateOptions options_;
   std::unique_ptr<translate::MeshTranslator> mesh_;
   int64_t policy_revision_ = -1;
   uint64_t registry_version_ = 0;

@@ -72,6 +72,31 @@ TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
   EXPECT_EQ(generator.stats().outbound_shared, in.registry->workloads.size() - 1);
 }
 
+// A rotated trust bundle reaches nodes with the same policy and registry: SetOptions starts a
+// new generation instead of serving the outbound and local parts built with the old bundle.
+TEST(NodeResourceGeneratorTest, NewOptionsReachTheNextGeneration) {
+  Inputs in;
+  for (registry::Workload& w : in.registry->workloads) w.workload_certificate = true;
+  translate::TranslateOptions options;
+  options.trust_bundle_pem = "-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n";
+  NodeResourceGenerator generator(options);
+  auto bundle_of = [&] {
+    const NodeResourceSet set = generator.Generate(in.policy, in.registry, Inputs::Node("a-0"));
+    const ResourceMap& secrets = set.of(ResourceType::kSecret);
+    auto it = secrets.find(std::string(translate::kTrustBundleSecret));
+    return it == secrets.end() ? std::string("none") : it->second->version;
+  };
+  const std::string before = bundle_of();
+  EXPECT_NE(before, "none");
+  EXPECT_EQ(bundle_of(), before);
+  options.trust_bundle_pem += "-----BEGIN CERTIFICATE-----\nnew\n-----END CERTIFICATE-----\n";
+  generator.SetOptions(options);
+  const std::string after = bundle_of();
+  EXPECT_NE(after, "none");
+  EXPECT_NE(after, before);
+  EXPECT_EQ(generator.stats().generations, 2u);
+}
+
 TEST(NodeResourceGeneratorTest, NodesShareOutboundResourcesAndUnchangedOnesSurviveAChange) {
   Inputs in;
   NodeResourceGenerator generator({});

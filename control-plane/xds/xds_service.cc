@@ -192,6 +192,7 @@ absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
     tls_provider_->Update(*std::move(context));
   }
   options_.translate.trust_bundle_pem = std::move(trust_bundle_pem);
+  resources_.SetOptions(options_.translate);
   if (ads_ != nullptr) ads_->NotifyChanged();
   return absl::OkStatus();
 }
