@@ -15,8 +15,11 @@
 //
 // Usage: xds_load --server-pid PID --address 127.0.0.1:PORT
 //                 (--resources FILE | --meshctl PATH --api HOST:PORT --token-file FILE
-//                  [--services 10] [--work-dir DIR])
+//                  [--services 10] [--scoped] [--work-dir DIR])
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
+//
+// --scoped applies a MeshConfig with scopeToDependencies and gives every client the label
+// meshlet.io/dependencies=svc-0, so each gets only its own service and svc-0.
 //
 // All clients share one thread here, so with validation on, the time measured includes 1000
 // BuildSnapshot calls in a row (the clients' CPU, not the control plane's); --no-validate keeps
@@ -126,8 +129,11 @@ double Percentile(std::vector<double> values, double q) {
 // Policy mode: the Services, one TrafficPolicy and the HTTPRoute whose weight marks a round.
 constexpr char kSplitRoute[] = "load.split";  // "<HTTPRoute name>.<rule name>"
 
-std::string PolicyYaml(int services, int round) {
+std::string PolicyYaml(int services, int round, bool scoped) {
   std::string text;
+  // Scoped: each sidecar gets only the services it declares it calls (meshlet.io/dependencies).
+  if (scoped)
+    text += "kind: MeshConfig\nmetadata: {name: mesh}\nspec: {scopeToDependencies: true}\n---\n";
   for (int s = 0; s < services; ++s) {
     absl::StrAppend(&text, "kind: Service\nmetadata: {name: svc-", s,
                     "}\nspec:\n  ports: [{name: http, port: 8080}]\n---\n");
@@ -191,6 +197,7 @@ int main(int argc, char** argv) {
   int server_pid = 0, clients = 1000, rounds = 20, services = 10;
   bool delta = false;
   bool validate = true;
+  bool scoped = false;
   std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -219,6 +226,8 @@ int main(int argc, char** argv) {
       delta = true;
     } else if (arg == "--no-validate") {
       validate = false;
+    } else if (arg == "--scoped") {
+      scoped = true;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;
@@ -254,7 +263,7 @@ int main(int argc, char** argv) {
       WriteFile(resources, ResourcesYaml(marker));
       return kill(server_pid, SIGHUP) == 0;
     }
-    WriteFile(policy_file, PolicyYaml(services, round));
+    WriteFile(policy_file, PolicyYaml(services, round, scoped));
     apply_pid = StartApply(meshctl, api, token_file, policy_file);
     return apply_pid > 0;
   };
@@ -291,6 +300,8 @@ int main(int argc, char** argv) {
           absl::StrCat("10.", i / 65536, ".", (i / 256) % 256, ".", i % 256));
       options.node.add_ports(8080);
       (*options.node.mutable_labels())["version"] = (i / services) % 2 == 0 ? "v1" : "v2";
+      // Every client calls svc-0 (the service whose route changes each round).
+      if (scoped) (*options.node.mutable_labels())["meshlet.io/dependencies"] = "svc-0";
     } else {
       options.node.set_service("load");
     }
