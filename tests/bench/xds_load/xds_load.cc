@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -344,6 +345,9 @@ int main(int argc, char** argv) {
   // those caused finish before measuring.
   if (policy_mode) run_for(std::chrono::seconds(3));
   auto [cpu_before, rss_connected] = ProcessUsage(server_pid);
+  const double own_cpu_before = ProcessUsage(getpid()).first;
+  double load_before = 0;
+  getloadavg(&load_before, 1);
 
   std::vector<double> round_seconds, client_seconds;
   for (int round = 1; round <= rounds; ++round) {
@@ -365,10 +369,16 @@ int main(int argc, char** argv) {
     run_for(std::chrono::milliseconds(200));
   }
   auto [cpu_after, rss_after] = ProcessUsage(server_pid);
-  std::printf(
-      "clients=%d mode=%s driver=%s rounds=%d validate=%s\n", clients, delta ? "delta" : "sotw",
-      policy_mode ? absl::StrCat("meshctl apply (", services, " services)").c_str() : "file+SIGHUP",
-      rounds, validate ? "yes" : "no");
+  const double own_cpu = ProcessUsage(getpid()).first - own_cpu_before;
+  double load_after = 0;
+  getloadavg(&load_after, 1);
+  std::printf("clients=%d mode=%s driver=%s rounds=%d validate=%s\n", clients,
+              delta ? "delta" : "sotw",
+              policy_mode ? absl::StrCat("meshctl apply (", services, " services",
+                                         scoped ? ", scoped to dependencies" : "", ")")
+                                .c_str()
+                          : "file+SIGHUP",
+              rounds, validate ? "yes" : "no");
   std::printf("initial connect+configure all: %.3f s\n", connect_seconds);
   std::printf(
       "change -> all applied+ACKed: p50 %.3f s, p99 %.3f s, max %.3f s "
@@ -382,6 +392,11 @@ int main(int argc, char** argv) {
       "CPU %.2f s for %d rounds (%.3f s per round)\n",
       rss_connected, clients, rss_after, cpu_after - cpu_before, rounds,
       (cpu_after - cpu_before) / std::max(rounds, 1));
+  // On a shared machine the wall-clock times above depend on what else runs; CPU times do not.
+  std::printf(
+      "load tool (all %d clients, one thread): CPU %.2f s for %d rounds (%.3f s per round); "
+      "machine load average %.1f before, %.1f after\n",
+      clients, own_cpu, rounds, own_cpu / std::max(rounds, 1), load_before, load_after);
   for (auto& sim : sims) sim->client->Stop();
   sims.clear();
   loop.RunUntilIdle();
