@@ -1200,6 +1200,11 @@ class Meshctl {
     absl::StrAppend(&out, "\nThe sidecar's view was captured at ", Str(sidecar["capturedAt"]),
                     ". The control plane column is what it last sent and the sidecar "
                     "acknowledged holding.\n");
+    if (sidecar["contentsOmitted"] && sidecar["contentsOmitted"].as<bool>()) {
+      out +=
+          "The sidecar's configuration is too large for one message: it sent names and "
+          "versions only.\n";
+    }
     const YAML::Node diff = root["diff"];
     if (!diff.IsSequence() || diff.size() == 0) {
       out += "No differences: the sidecar runs what the control plane wants it to run.\n";

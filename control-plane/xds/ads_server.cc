@@ -696,6 +696,8 @@ std::string AdsServer::SidecarViewJson(const Stream& stream) const {
   AppendJsonString(&out, dump.captured_at());
   out += ",\"receivedAt\":";
   AppendJsonString(&out, stream.dump_received_at);
+  out += ",\"contentsOmitted\":";
+  out += dump.contents_omitted() ? "true" : "false";
   out += ",\"types\":[";
   for (int i = 0; i < dump.types_size(); ++i) {
     const xds::SidecarConfigDump::TypeState& t = dump.types(i);

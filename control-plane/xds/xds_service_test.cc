@@ -63,7 +63,8 @@ TEST(XdsFlagsTest, ErrorsNameTheFlag) {
            {{"--xds-max-concurrent-pushes=0"}, "--xds-max-concurrent-pushes"},
            {{"--xds-debounce=soon"}, "--xds-debounce"},
            {{"--xds-keepalive-interval=-1s"}, "--xds-keepalive-interval"},
-           {{"--xds-keepalive-timeout=0s"}, "--xds-keepalive-timeout=\"0s\": must be a positive duration"},
+           {{"--xds-keepalive-timeout=0s"},
+            "--xds-keepalive-timeout=\"0s\": must be a positive duration"},
            {{"--xds-colour=red"}, "unknown flag --xds-colour"},
            {{"--xds-address"}, "--xds-address needs a value"},
        }) {

@@ -390,6 +390,14 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
   }
   if (options_.config_dump_json) dump.set_config_dump_json(options_.config_dump_json());
   dump.set_captured_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  if (dump.ByteSizeLong() > options_.config_dump_max_bytes) {
+    // Too large for one message: names and versions still show what differs.
+    for (auto& type : *dump.mutable_types()) {
+      for (auto& resource : *type.mutable_resources()) resource.clear_resource();
+    }
+    dump.clear_config_dump_json();
+    dump.set_contents_omitted(true);
+  }
   LOG(DEBUG) << "xds: sending the configuration dump the control plane asked for";
   auto send = [&](auto answer) {
     answer.set_type_url(kConfigDumpTypeUrl);

@@ -66,6 +66,9 @@ struct XdsClientOptions {
   // The sidecar's admin /config_dump, sent with the dynamic resources when the control plane
   // asks for the sidecar's view (SidecarConfigDump); null: resources only.
   std::function<std::string()> config_dump_json;
+  // A dump larger than this goes without resource contents and admin document (names and
+  // versions only), so it never exceeds the stream's 4 MiB message limit.
+  size_t config_dump_max_bytes = 3 * 1024 * 1024;
 };
 
 // The debug type a control plane asks for a SidecarConfigDump with (xds/discovery.proto).

@@ -100,6 +100,8 @@ class XdsClientTest : public ::testing::Test {
     options.cache_dir = cache_dir_;
     options.backoff_base = milliseconds(10);
     options.backoff_cap = milliseconds(50);
+    options.config_dump_json = [] { return std::string("{\"admin\":true}"); };
+    options.config_dump_max_bytes = config_dump_max_bytes_;
     return std::make_unique<XdsClient>(
         loop_, options, std::move(static_resources),
         [this](const ResourceSet& set) -> absl::Status {
@@ -131,6 +133,7 @@ class XdsClientTest : public ::testing::Test {
   std::unique_ptr<ScriptedServer> server_;
   std::unique_ptr<XdsClient> client_;
   std::vector<ResourceSet> applied_;
+  size_t config_dump_max_bytes_ = 3 * 1024 * 1024;
 };
 
 TEST_F(XdsClientTest, SubscribesToEveryTypeWithItsNodeThenAcksAndNacks) {
@@ -274,6 +277,49 @@ TEST_F(XdsClientTest, CompleteOnceListenersOrEveryTypeWereApplied) {
   EXPECT_FALSE(client_->has_complete_config());  // listeners still refused
   ASSERT_TRUE(respond(kXdsTypeUrls[4], "n6", nullptr));
   EXPECT_TRUE(client_->has_complete_config());
+}
+
+// The control plane asks for the sidecar's view with a response of the debug type; the answer
+// carries what runs, per type, and changes nothing (no ACK, no NACK, no version).
+TEST_F(XdsClientTest, AnswersConfigDumpRequestsOnTheStream) {
+  for (const size_t limit : {size_t{3 * 1024 * 1024}, size_t{64}}) {
+    config_dump_max_bytes_ = limit;
+    client_ = MakeClient();
+    client_->Start();
+    const size_t first = server_->requests.size();
+    ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == first + kXdsTypeCount; }));
+    server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+    ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == first + kXdsTypeCount + 1; }));
+    const size_t applied = applied_.size();
+
+    xds::DiscoveryResponse ask;
+    ask.set_type_url(kConfigDumpTypeUrl);
+    ask.set_nonce("dump-1");
+    server_->Send(ask);
+    ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == first + kXdsTypeCount + 2; }));
+    const xds::DiscoveryRequest& answer = server_->requests.back();
+    EXPECT_EQ(answer.type_url(), kConfigDumpTypeUrl);
+    EXPECT_EQ(answer.response_nonce(), "dump-1");
+    EXPECT_FALSE(answer.has_error_detail());
+    ASSERT_EQ(answer.config_dump().types_size(), static_cast<int>(kXdsTypeCount));
+    const auto& clusters = answer.config_dump().types(1);
+    EXPECT_EQ(clusters.type_url(), kClusterType);
+    EXPECT_EQ(clusters.version(), "v1");
+    EXPECT_EQ(clusters.nonce(), "n1");
+    ASSERT_EQ(clusters.resources_size(), 1);
+    EXPECT_EQ(clusters.resources(0).name(), "a");
+    EXPECT_EQ(clusters.resources(0).version().size(), 16u);
+    const bool small = limit < 1024;
+    // Over the limit: names and versions only.
+    EXPECT_EQ(answer.config_dump().contents_omitted(), small);
+    EXPECT_EQ(clusters.resources(0).has_resource(), !small);
+    EXPECT_EQ(answer.config_dump().config_dump_json(), small ? "" : "{\"admin\":true}");
+    EXPECT_FALSE(answer.config_dump().captured_at().empty());
+    // Nothing applied, nothing changed.
+    EXPECT_EQ(applied_.size(), applied);
+    EXPECT_EQ(client_->version(1), "v1");
+    client_.reset();
+  }
 }
 
 TEST_F(XdsClientTest, WithoutASavedConfigurationLoadCacheSaysNotFound) {

@@ -9,16 +9,20 @@ set -euo pipefail
 server="$1"; load="$2"; clients="${3:-1000}"; rounds="${4:-20}"; shift $(( $# < 4 ? $# : 4 ))
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work="$(mktemp -d)"
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-status_port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+pid=""
+trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
 printf 'static_resources: {}\n' > "$work/resources.yaml"
-"$server" --resources "$work/resources.yaml" --plaintext --address "127.0.0.1:$port" \
-  --status-address "127.0.0.1:$status_port" --max-concurrent-pushes 200 --log-level error &
+# Port 0: the server logs what it bound (no port picked and released beforehand).
+"$server" --resources "$work/resources.yaml" --plaintext --address 127.0.0.1:0 \
+  --status-address 127.0.0.1:0 --max-concurrent-pushes 200 --log-level info 2> "$work/server.log" &
 pid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+ads=""
+for _ in $(seq 200); do
+  ads="$(sed -n 's/.*ADS on \([0-9.]*:[0-9]*\).*/\1/p' "$work/server.log" | head -1)"
+  [ -n "$ads" ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
   sleep 0.05
 done
-"$load" --server-pid "$pid" --address "127.0.0.1:$port" --resources "$work/resources.yaml" \
+if [ -z "$ads" ]; then cat "$work/server.log" >&2; exit 1; fi
+"$load" --server-pid "$pid" --address "$ads" --resources "$work/resources.yaml" \
   --clients "$clients" --rounds "$rounds" "$@"
