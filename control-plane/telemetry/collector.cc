@@ -141,6 +141,18 @@ Collector::Collector(TraceStoreLimits limits, StatsRegistry* stats)
 
 Collector::~Collector() = default;
 
+void Collector::Restore(std::vector<SpanRecord> spans) {
+  store_.Add(std::move(spans));
+  UpdateStoreGauges();
+}
+
+void Collector::UpdateStoreGauges() {
+  if (stats_ == nullptr) return;
+  stats_->store_spans.Set(static_cast<int64_t>(store_.span_count()));
+  stats_->store_traces.Set(static_cast<int64_t>(store_.trace_count()));
+  stats_->store_bytes.Set(static_cast<int64_t>(store_.byte_count()));
+}
+
 ServerResponse Collector::HandleOtlp(const ServerRequest& request) {
   return Ingest(Receiver::kOtlp, request);
 }
@@ -197,16 +209,19 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                                                          : ParseOtlpProtobuf(request.body);
   if (!spans.ok()) return Reject(receiver, 400, "invalid", spans.status().message());
   const size_t count = spans->size();
+  if (ring_ != nullptr) {
+    if (absl::Status written = ring_->Append(*spans); !written.ok()) {
+      LOG(WARN) << "trace store ring: " << written.message();
+    }
+  }
   const AddResult result = store_.Add(*std::move(spans));
   if (stats_ != nullptr) {
     stats_->received[otlp].Inc(result.accepted);
     stats_->rejected[otlp].Inc(result.rejected);
     stats_->evicted_spans.Inc(result.evicted_spans);
     stats_->evicted_traces.Inc(result.evicted_traces);
-    stats_->store_spans.Set(static_cast<int64_t>(store_.span_count()));
-    stats_->store_traces.Set(static_cast<int64_t>(store_.trace_count()));
-    stats_->store_bytes.Set(static_cast<int64_t>(store_.byte_count()));
   }
+  UpdateStoreGauges();
   if (!otlp) return ServerResponse::Text(202, "");
   std::string partial_message;
   if (result.rejected > 0) {

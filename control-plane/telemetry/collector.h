@@ -18,6 +18,7 @@
 
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -35,6 +36,11 @@ class Collector {
 
   const TraceStore& store() const { return store_; }
 
+  // Accepted spans are also appended to `ring` (not owned; null: none). Spans read back from a
+  // ring at start go in with Restore().
+  void SetRing(TraceRing* ring) { ring_ = ring; }
+  void Restore(std::vector<SpanRecord> spans);
+
  private:
   struct Stats;
   enum class Receiver { kOtlp, kZipkin };
@@ -45,8 +51,11 @@ class Collector {
   http::ServerResponse GetTrace(absl::string_view id);
   http::ServerResponse ListDependencies(const http::ServerRequest& request);
 
+  void UpdateStoreGauges();
+
   TraceStore store_;
   std::unique_ptr<Stats> stats_;
+  TraceRing* ring_ = nullptr;
 };
 
 }  // namespace meshlet::controlplane::telemetry

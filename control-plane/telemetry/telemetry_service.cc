@@ -19,6 +19,9 @@ Trace collector (docs/tracing.md):
   --trace-store-max-spans N           spans kept in memory (default 100000)
   --trace-store-max-bytes N           approximate bytes kept in memory (default 67108864)
   --trace-store-max-spans-per-trace N spans kept per trace (default 10000)
+  --trace-store-dir DIR               also keep spans in an on-disk ring in DIR, read back at
+                                      start (default: memory only)
+  --trace-store-disk-bytes N          the ring's size on disk (default 268435456)
 Golden metrics (docs/golden-metrics.md):
   --golden-max-series N               (sidecar, cluster) pairs tracked (default 10000)
   --golden-retention DURATION         longest query window, e.g. 10m (default 10m)
@@ -40,7 +43,8 @@ absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>&
     static constexpr absl::string_view kFlags[] = {
         "--otlp-address",          "--zipkin-address",        "--telemetry-max-body-bytes",
         "--trace-store-max-spans", "--trace-store-max-bytes", "--trace-store-max-spans-per-trace",
-        "--golden-max-series",     "--golden-retention"};
+        "--golden-max-series",     "--golden-retention",      "--trace-store-dir",
+        "--trace-store-disk-bytes"};
     bool ours = false;
     for (absl::string_view flag : kFlags) ours = ours || name == flag;
     if (!ours) {
@@ -78,6 +82,10 @@ absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>&
       status = positive(options.max_request_body_bytes);
     } else if (name == "--trace-store-max-spans") {
       status = positive(options.store_limits.max_spans);
+    } else if (name == "--trace-store-dir") {
+      options.trace_store_dir = value;
+    } else if (name == "--trace-store-disk-bytes") {
+      status = positive(options.trace_store_disk_bytes);
     } else if (name == "--golden-max-series") {
       status = positive(options.golden_limits.max_series);
     } else if (name == "--golden-retention") {
@@ -107,6 +115,7 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
 
 TelemetryService::~TelemetryService() {
   control_plane_.api().SetTraceHandler(nullptr);
+  collector_.SetRing(nullptr);
   control_plane_.api().SetDashboardHandler(nullptr);
   otlp_server_.reset();
   zipkin_server_.reset();
@@ -134,6 +143,16 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
 }
 
 absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
+  if (!options_.trace_store_dir.empty()) {
+    std::vector<SpanRecord> replay;
+    ASSIGN_OR_RETURN(
+        ring_, TraceRing::Open(options_.trace_store_dir, options_.trace_store_disk_bytes, &replay));
+    const size_t count = replay.size();
+    collector_.Restore(std::move(replay));
+    collector_.SetRing(ring_.get());
+    LOG(INFO) << "trace store: " << count << " spans read back from " << options_.trace_store_dir
+              << "; " << collector_.store().span_count() << " kept";
+  }
   if (grpc_server != nullptr) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
         kMetricsReportMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {

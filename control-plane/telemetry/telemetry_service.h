@@ -11,6 +11,8 @@
 //   --trace-store-max-spans N      (default 100000)
 //   --trace-store-max-bytes N      (default 67108864)
 //   --trace-store-max-spans-per-trace N  (default 10000)
+//   --trace-store-dir DIR          keep spans in an on-disk ring there too (default: none)
+//   --trace-store-disk-bytes N     the ring's size (default 268435456)
 //   --golden-max-series N          (sidecar, cluster) pairs for golden metrics (default 10000)
 //   --golden-retention DURATION    longest golden-metrics window (default 10m)
 //
@@ -29,6 +31,7 @@
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/collector.h"
 #include "control-plane/telemetry/golden_metrics.h"
+#include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -42,6 +45,8 @@ struct TelemetryOptions {
   size_t max_connections = 256;
   TraceStoreLimits store_limits;
   GoldenMetricsLimits golden_limits;
+  std::string trace_store_dir;  // empty: memory only
+  size_t trace_store_disk_bytes = 256 << 20;
 };
 
 // Removes the flags above from `args`; errors name the flag.
@@ -74,6 +79,7 @@ class TelemetryService {
   const TelemetryOptions options_;
   Collector collector_;
   GoldenMetrics golden_;
+  std::unique_ptr<TraceRing> ring_;
   std::unique_ptr<http::HttpServer> otlp_server_;
   std::unique_ptr<http::HttpServer> zipkin_server_;
 };

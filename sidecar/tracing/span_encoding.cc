@@ -50,35 +50,36 @@ int64_t UnixNanos(absl::Time t) { return absl::ToUnixNanos(t); }
 int64_t UnixMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
 // --- protobuf wire format ---------------------------------------------------------------------
+//
+// Writers store through a cursor into a buffer sized beforehand with a bound (each Put* below
+// states its own), so encoding costs plain stores rather than a string append per field.
 
-// Bytes go to a small buffer first: one append per value instead of a push_back per byte.
-void PutVarint(std::string* out, uint64_t value) {
-  char bytes[10];
-  size_t n = 0;
+constexpr size_t kMaxVarint = 10;
+
+void PutVarint(char*& p, uint64_t value) {
   while (value >= 0x80) {
-    bytes[n++] = static_cast<char>((value & 0x7f) | 0x80);
+    *p++ = static_cast<char>((value & 0x7f) | 0x80);
     value >>= 7;
   }
-  bytes[n++] = static_cast<char>(value);
-  out->append(bytes, n);
+  *p++ = static_cast<char>(value);
 }
-void PutTag(std::string* out, uint32_t field, uint32_t wire_type) {
-  PutVarint(out, (static_cast<uint64_t>(field) << 3) | wire_type);
+void PutTag(char*& p, uint32_t field, uint32_t wire_type) {
+  PutVarint(p, (static_cast<uint64_t>(field) << 3) | wire_type);
 }
-void PutBytes(std::string* out, uint32_t field, absl::string_view bytes) {
-  PutTag(out, field, 2);
-  PutVarint(out, bytes.size());
-  out->append(bytes.data(), bytes.size());
+// At most 2 + kMaxVarint + bytes.size() (fields here are below 16: one-byte tags).
+void PutBytes(char*& p, uint32_t field, absl::string_view bytes) {
+  PutTag(p, field, 2);
+  PutVarint(p, bytes.size());
+  std::memcpy(p, bytes.data(), bytes.size());
+  p += bytes.size();
 }
-void PutFixed64(std::string* out, uint32_t field, uint64_t value) {
-  PutTag(out, field, 1);
-  char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-  out->append(bytes, sizeof(bytes));
+void PutFixed64(char*& p, uint32_t field, uint64_t value) {
+  PutTag(p, field, 1);
+  for (int i = 0; i < 8; ++i) *p++ = static_cast<char>((value >> (8 * i)) & 0xff);
 }
-void PutVarintField(std::string* out, uint32_t field, uint64_t value) {
-  PutTag(out, field, 0);
-  PutVarint(out, value);
+void PutVarintField(char*& p, uint32_t field, uint64_t value) {
+  PutTag(p, field, 0);
+  PutVarint(p, value);
 }
 void PutBigEndian64(char* out, uint64_t value) {
   for (int i = 7; i >= 0; --i) {
@@ -99,26 +100,39 @@ size_t VarintSize(uint64_t value) {
 }
 // A length-delimited field's size: tag (one byte for the fields used here) + length + payload.
 size_t DelimitedSize(size_t payload) { return 1 + VarintSize(payload) + payload; }
+// Bound on what one attribute takes (tags, lengths, an int's varint), beyond key and value.
+constexpr size_t kAttributeOverhead = 6 + 5 * kMaxVarint;
 
 // Sizes are computed first so the nested messages are written in place, without temporaries.
-void PutStringAttribute(std::string* out, uint32_t field, absl::string_view key,
-                        absl::string_view value) {
+void PutStringAttribute(char*& p, uint32_t field, absl::string_view key, absl::string_view value) {
   const size_t any = DelimitedSize(value.size());
-  PutTag(out, field, 2);
-  PutVarint(out, DelimitedSize(key.size()) + DelimitedSize(any));
-  PutBytes(out, 1, key);
-  PutTag(out, 2, 2);
-  PutVarint(out, any);
-  PutBytes(out, 1, value);
+  PutTag(p, field, 2);
+  PutVarint(p, DelimitedSize(key.size()) + DelimitedSize(any));
+  PutBytes(p, 1, key);
+  PutTag(p, 2, 2);
+  PutVarint(p, any);
+  PutBytes(p, 1, value);
 }
-void PutIntAttribute(std::string* out, uint32_t field, absl::string_view key, int64_t value) {
+void PutIntAttribute(char*& p, uint32_t field, absl::string_view key, int64_t value) {
   const size_t any = 1 + VarintSize(static_cast<uint64_t>(value));
-  PutTag(out, field, 2);
-  PutVarint(out, DelimitedSize(key.size()) + DelimitedSize(any));
-  PutBytes(out, 1, key);
-  PutTag(out, 2, 2);
-  PutVarint(out, any);
-  PutVarintField(out, 3, static_cast<uint64_t>(value));
+  PutTag(p, field, 2);
+  PutVarint(p, DelimitedSize(key.size()) + DelimitedSize(any));
+  PutBytes(p, 1, key);
+  PutTag(p, 2, 2);
+  PutVarint(p, any);
+  PutVarintField(p, 3, static_cast<uint64_t>(value));
+}
+
+// Sizes `buffer` to `bound` more bytes, lets `write` fill them through a cursor, and trims it to
+// what was written.
+template <typename Write>
+void WriteBounded(std::string* buffer, size_t bound, Write&& write) {
+  const size_t used = buffer->size();
+  buffer->resize(used + bound);
+  char* const begin = buffer->data() + used;
+  char* p = begin;
+  write(p);
+  buffer->resize(used + static_cast<size_t>(p - begin));
 }
 
 }  // namespace
@@ -194,55 +208,82 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
   //        SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
   //        repeated KeyValue attributes = 9; Status status = 15; }
   // Status { string message = 2; StatusCode code = 3; }
+  constexpr absl::string_view kServiceName = "service.name";
+  constexpr absl::string_view kScope = "meshlet";
   std::string resource;
-  PutStringAttribute(&resource, 1, "service.name", service_name);
+  WriteBounded(&resource, kServiceName.size() + service_name.size() + kAttributeOverhead,
+               [&](char*& p) { PutStringAttribute(p, 1, kServiceName, service_name); });
   std::string scope;
-  PutBytes(&scope, 1, "meshlet");
+  WriteBounded(&scope, 2 + kMaxVarint + kScope.size(), [&](char*& p) { PutBytes(p, 1, kScope); });
   // The spans are written once into `spans_out`; the enclosing messages' headers are computed
   // from its size, so the span bytes are copied only once more, into `out`.
   std::string spans_out;
-  std::string encoded;
   for (const Span& span : spans) {
-    encoded.clear();
-    char id[16];
-    PutBigEndian64(id, span.trace_id.high);
-    PutBigEndian64(id + 8, span.trace_id.low);
-    PutBytes(&encoded, 1, absl::string_view(id, 16));
-    PutBigEndian64(id, span.span_id);
-    PutBytes(&encoded, 2, absl::string_view(id, 8));
-    if (span.parent_span_id != 0) {
-      PutBigEndian64(id, span.parent_span_id);
-      PutBytes(&encoded, 4, absl::string_view(id, 8));
-    }
-    PutBytes(&encoded, 5, span.name);
-    PutVarintField(&encoded, 6, span.kind == SpanKind::kServer ? 2 : 3);
-    PutFixed64(&encoded, 7, static_cast<uint64_t>(UnixNanos(span.start)));
-    PutFixed64(&encoded, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+    // Ids, kind and times take at most 3 * 18 + 2 + 2 * 9; the rest is bounded per field.
+    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + span.name.size() + 4 + 2 * kMaxVarint +
+                   span.status_message.size();
     ForEachAttribute(
         span,
         [&](absl::string_view key, absl::string_view value) {
-          PutStringAttribute(&encoded, 9, key, value);
+          bound += key.size() + value.size() + kAttributeOverhead;
         },
-        [&](absl::string_view key, int64_t value) { PutIntAttribute(&encoded, 9, key, value); });
-    if (span.error) {
-      std::string status;
-      PutBytes(&status, 2, span.status_message);
-      PutVarintField(&status, 3, 2);
-      PutBytes(&encoded, 15, status);
-    }
-    PutBytes(&spans_out, 2, encoded);
+        [&](absl::string_view key, int64_t) { bound += key.size() + kAttributeOverhead; });
+    WriteBounded(&spans_out, bound, [&](char*& p) {
+      // The span's own length goes in front; it is known once the span is written, so the
+      // span is written after room for the longest length and moved back over the gap.
+      PutTag(p, 2, 2);
+      char* const length_at = p;
+      p += kMaxVarint;
+      char* const body = p;
+      char id[16];
+      PutBigEndian64(id, span.trace_id.high);
+      PutBigEndian64(id + 8, span.trace_id.low);
+      PutBytes(p, 1, absl::string_view(id, 16));
+      PutBigEndian64(id, span.span_id);
+      PutBytes(p, 2, absl::string_view(id, 8));
+      if (span.parent_span_id != 0) {
+        PutBigEndian64(id, span.parent_span_id);
+        PutBytes(p, 4, absl::string_view(id, 8));
+      }
+      PutBytes(p, 5, span.name);
+      PutVarintField(p, 6, span.kind == SpanKind::kServer ? 2 : 3);
+      PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
+      PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+      ForEachAttribute(
+          span,
+          [&](absl::string_view key, absl::string_view value) {
+            PutStringAttribute(p, 9, key, value);
+          },
+          [&](absl::string_view key, int64_t value) { PutIntAttribute(p, 9, key, value); });
+      if (span.error) {
+        PutTag(p, 15, 2);
+        PutVarint(p, DelimitedSize(span.status_message.size()) + 2);
+        PutBytes(p, 2, span.status_message);
+        PutVarintField(p, 3, 2);
+      }
+      const size_t body_size = static_cast<size_t>(p - body);
+      char* q = length_at;
+      PutVarint(q, body_size);
+      std::memmove(q, body, body_size);
+      p = q + body_size;
+    });
   }
   const size_t scope_spans_size = DelimitedSize(scope.size()) + spans_out.size();
   const size_t resource_spans_size =
       DelimitedSize(resource.size()) + (1 + VarintSize(scope_spans_size)) + scope_spans_size;
-  out->reserve(out->size() + 1 + VarintSize(resource_spans_size) + resource_spans_size);
-  PutTag(out, 1, 2);
-  PutVarint(out, resource_spans_size);
-  PutBytes(out, 1, resource);
-  PutTag(out, 2, 2);
-  PutVarint(out, scope_spans_size);
-  PutBytes(out, 1, scope);
-  out->append(spans_out);
+  WriteBounded(
+      out,
+      3 + 3 * kMaxVarint + resource.size() + scope.size() + 2 + 2 * kMaxVarint + spans_out.size(),
+      [&](char*& p) {
+        PutTag(p, 1, 2);
+        PutVarint(p, resource_spans_size);
+        PutBytes(p, 1, resource);
+        PutTag(p, 2, 2);
+        PutVarint(p, scope_spans_size);
+        PutBytes(p, 1, scope);
+        std::memcpy(p, spans_out.data(), spans_out.size());
+        p += spans_out.size();
+      });
 }
 
 void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_name,

@@ -1,6 +1,8 @@
 #include "sidecar/tracing/trace_context.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
@@ -98,10 +100,20 @@ std::optional<SamplingHint> ParseB3Sampled(absl::string_view value) {
 
 }  // namespace
 
+// "000102...ff": two digits per byte value, so a 64-bit id takes 8 lookups, not 16 shifts.
+constexpr std::array<char, 512> kHexPairs = [] {
+  std::array<char, 512> pairs{};
+  for (size_t i = 0; i < 256; ++i) {
+    pairs[2 * i] = kHexDigits[i >> 4];
+    pairs[2 * i + 1] = kHexDigits[i & 0xf];
+  }
+  return pairs;
+}();
+
 void FormatHex64(uint64_t value, char out[16]) {
-  for (int i = 15; i >= 0; --i) {
-    out[i] = kHexDigits[value & 0xf];
-    value >>= 4;
+  for (int i = 7; i >= 0; --i) {
+    std::memcpy(out + 2 * i, &kHexPairs[2 * (value & 0xff)], 2);
+    value >>= 8;
   }
 }
 

@@ -37,8 +37,12 @@ const [url, token, traceId, shots] = process.argv.slice(2);
     assert.ok(edgeRows.some((r) => /frontend\s+backend\s+100\.00%/.test(r)), edgeRows.join('\n'));
     await page.screenshot({path: path.join(shots, 'dashboard-graph.png'), fullPage: true});
 
+    // An edge opens its destination's traces.
+    await page.click('#graph .edge-g[data-source="backend"][data-destination="db"] .label');
+    await page.waitForSelector(`#trace-list tr[data-trace="${traceId}"]`);
+    assert.strictEqual(await page.inputValue('#trace-form input[name=service]'), 'db');
+
     // Trace search with filters: service db, at least 0 ms, errors only (the failed attempt).
-    await page.click('nav a[data-view="traces"]');
     await page.fill('#trace-form input[name=service]', 'db');
     await page.fill('#trace-form input[name=minDuration]', '0ms');
     await page.selectOption('#trace-form select[name=status]', 'error');

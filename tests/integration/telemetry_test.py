@@ -350,6 +350,52 @@ class TelemetryTest(ControlPlaneCase):
         self.assertIn({"caller": "zedge", "callee": "zdb", "errors": 1, "calls": 1},
                       [{k: e[k] for k in ("caller", "callee", "errors", "calls")} for e in edges])
 
+    def test_traces_survive_a_restart_with_the_on_disk_ring(self):
+        ring = os.path.join(self.tmp, "ring")
+        data = os.path.join(self.tmp, "cp-ring")
+
+        def start():
+            log_path = os.path.join(self.tmp, f"cp-ring-{time.monotonic_ns()}.log")
+            log = open(log_path, "wb")
+            cp = subprocess.Popen(
+                [CONTROL_PLANE, "--data-dir", data, "--api-address", "127.0.0.1:0",
+                 "--xds-plaintext", "--xds-address", "127.0.0.1:0", "--otlp-address=",
+                 "--zipkin-address", "127.0.0.1:0",
+                 "--trace-store-dir", ring], stdout=log, stderr=log)
+            ports = {}
+
+            def up():
+                text = open(log_path).read()
+                api = re.search(r"API on 127\.0\.0\.1:(\d+)", text)
+                zipkin = re.search(r"Zipkin on 127\.0\.0\.1:(\d+)", text)
+                if api and zipkin:
+                    ports.update(api=int(api.group(1)), zipkin=int(zipkin.group(1)))
+                return bool(ports) or cp.poll() is not None
+            self.assertTrue(wait_for(up, 10) and ports, open(log_path).read())
+            return cp, log, ports, log_path
+
+        cp, log, ports, _ = start()
+        trace = "7a7a7a7a7a7a7a7a0123456789abcdef"
+        body = json.dumps([{"traceId": trace, "id": "3333333333333333", "name": "get /kept",
+                            "kind": "SERVER", "timestamp": int(time.time() * 1e6),
+                            "duration": 1000, "localEndpoint": {"serviceName": "ringsvc"}}])
+        self.assertEqual(http_call(ports["zipkin"], "POST", "/api/v2/spans", body,
+                                   {"content-type": "application/json"})[0], 202)
+        cp.send_signal(signal.SIGTERM)
+        self.assertEqual(cp.wait(timeout=10), 0)
+        log.close()
+
+        cp, log, ports, log_path = start()
+        self.addCleanup(lambda: (cp.send_signal(signal.SIGTERM), cp.wait(timeout=10), log.close()))
+        self.assertIn("1 spans read back", open(log_path).read())
+        with open(os.path.join(data, "api-token")) as f:
+            token = f.read().strip()
+        status, reply = http_call(ports["api"], "GET", f"/api/v1/traces/{trace}",
+                                  headers={"authorization": f"Bearer {token}"})
+        self.assertEqual(status, 200, reply)
+        span, = json.loads(reply)["spans"]
+        self.assertEqual((span["service"], span["name"]), ("ringsvc", "get /kept"))
+
     def test_bad_payloads_are_refused_clearly_and_counted(self):
         before = self.metric("meshlet_cp_telemetry_requests_rejected_total",
                              {"receiver": "zipkin", "reason": "invalid"})

@@ -25,11 +25,30 @@ bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; 
 
 // Bytes that would end a line or truncate it: never written, whatever the HeaderMap holds,
 // because a value that smuggles CRLF splits the message.
+// Whether some byte of `text` is below 0x0e (CR, LF and NUL all are), eight bytes at a time:
+// (w - 0x0e..0e) & ~w & 0x80..80 is non-zero exactly when a byte of w is below 0x0e.
+bool HasByteBelow0e(absl::string_view text) {
+  constexpr uint64_t kOnes = 0x0101010101010101;
+  constexpr uint64_t kHigh = 0x8080808080808080;
+  size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, text.data() + i, 8);
+    if (((w - kOnes * 0x0e) & ~w & kHigh) != 0) return true;
+  }
+  for (; i < text.size(); ++i) {
+    if (static_cast<unsigned char>(text[i]) < 0x0e) return true;
+  }
+  return false;
+}
+
 bool SafeField(absl::string_view name, absl::string_view value) {
   if (name.empty()) return false;
   for (char c : name) {
     if (c == '\r' || c == '\n' || c == '\0' || c == ':' || c == ' ' || c == '\t') return false;
   }
+  // Almost every value has no byte below 0x0e; only those (a tab) are looked at byte by byte.
+  if (!HasByteBelow0e(value)) return true;
   for (char c : value) {
     if (c == '\r' || c == '\n' || c == '\0') return false;
   }

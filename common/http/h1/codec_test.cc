@@ -146,6 +146,23 @@ TEST_F(CodecTest, RequestWireFormat) {
   EXPECT_EQ(client_io_.writes, 1);
 }
 
+// Values are checked eight bytes at a time: a CR, LF or NUL anywhere (first word, later word,
+// tail) drops the field; tabs and bytes above 0x7f do not.
+TEST_F(CodecTest, FieldsThatWouldBreakTheLineAreNeverWritten) {
+  RecordingDecoder response;
+  StreamEncoder& request = client_->NewStream(response);
+  HeaderMap headers = Get("/x");
+  headers.Add("x-cr-late", "0123456789abcdef\rxyz");
+  headers.Add("x-lf-tail", "0123456789\n");
+  headers.Add("x-nul", std::string("abc\0def", 7));
+  headers.Add("x-tab", "a\tb c d e f g h i");
+  headers.Add("x-utf8", "\xc3\xa9t\xc3\xa9 \xe2\x82\xac 0123456789");
+  request.EncodeHeaders(headers, true);
+  EXPECT_EQ(client_io_.Take(),
+            "GET /x HTTP/1.1\r\nhost: example.com\r\nx-tab: a\tb c d e f g h i\r\n"
+            "x-utf8: \xc3\xa9t\xc3\xa9 \xe2\x82\xac 0123456789\r\n\r\n");
+}
+
 TEST_F(CodecTest, PostWithContentLength) {
   RecordingDecoder response;
   StreamEncoder& request = client_->NewStream(response);

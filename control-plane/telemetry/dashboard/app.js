@@ -141,12 +141,16 @@ function drawGraph(edges) {
   for (const [c, color] of Object.entries(colors)) {
     svg.querySelectorAll('.fill-' + c).forEach((p) => p.setAttribute('fill', color));
   }
-  svg.querySelectorAll('.node').forEach((g) => g.addEventListener('click', () => {
-    const f = $('#trace-form');
-    f.service.value = g.dataset.service;
+  // A service, or an edge (its destination), opens that service's traces.
+  const showTraces = (service) => {
+    $('#trace-form').service.value = service;
+    state.traces = [];
     location.hash = '#traces';
-    searchTraces();
-  }));
+  };
+  svg.querySelectorAll('.node').forEach((g) =>
+    g.addEventListener('click', () => showTraces(g.dataset.service)));
+  svg.querySelectorAll('.edge-g').forEach((g) =>
+    g.addEventListener('click', () => showTraces(g.dataset.destination)));
 }
 
 // ------------------------------------------------------------------------------------------
