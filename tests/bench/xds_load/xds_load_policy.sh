@@ -15,7 +15,9 @@ work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
 # Port 0 everywhere: the control plane logs the ports it bound (no port picked and released
-# beforehand, which another process could take in between).
+# beforehand, which another process could take in between). The log exists before the
+# background process opens it, so the first look at it cannot fail.
+: > "$work/cp.log"
 "$cp_bin" --data-dir "$work/data" --api-address 127.0.0.1:0 --xds-address 127.0.0.1:0 \
   --xds-plaintext --xds-max-concurrent-pushes 200 --log-level info 2> "$work/cp.log" &
 pid=$!
