@@ -12,7 +12,9 @@ work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
 printf 'static_resources: {}\n' > "$work/resources.yaml"
-# Port 0: the server logs what it bound (no port picked and released beforehand).
+# Port 0: the server logs what it bound (no port picked and released beforehand). The log exists
+# before the background process opens it, so the first look at it cannot fail.
+: > "$work/server.log"
 "$server" --resources "$work/resources.yaml" --plaintext --address 127.0.0.1:0 \
   --status-address 127.0.0.1:0 --max-concurrent-pushes 200 --log-level info 2> "$work/server.log" &
 pid=$!
