@@ -169,6 +169,15 @@ class TlsTestCase(unittest.TestCase):
         return curl_status("--cacert", self.pki.ca, "--resolve", f"localhost:{port}:127.0.0.1",
                            *args, f"https://localhost:{port}{path}")
 
+    def assert_plaintext_closed(self, port):
+        """A plaintext client's bytes are answered by the connection closing."""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"plaintext")
+            try:
+                self.assertEqual(conn.recv(100), b"")
+            except ConnectionResetError:
+                pass
+
     def rejected(self, sidecar, reason):
         return sum(int(line.rpartition(": ")[2])
                    for line in sidecar.stat_lines("meshlet_downstream_cx_rejected_total")
@@ -310,12 +319,7 @@ class ListenerTlsTest(TlsTestCase):
                 self.assertEqual(conn.recv(100), b"over tls")
         self.assertEqual(sidecar.stat("meshlet_downstream_tls_handshakes_total"), 1)
         # Plaintext on a STRICT TCP listener never reaches the upstream.
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"plaintext")
-            try:
-                self.assertEqual(conn.recv(100), b"")
-            except ConnectionResetError:
-                pass
+        self.assert_plaintext_closed(port)
         self.assertTrue(wait_for(lambda: self.rejected(sidecar, "plaintext_refused") == 1))
         self.assertEqual(echo.received, len(b"over tls"))
 
@@ -351,12 +355,7 @@ class ListenerTlsTest(TlsTestCase):
         self.assertEqual(exchange(self.client_cert, self.client_key), b"ping")
         self.assertEqual(exchange(self.intruder_cert, self.intruder_key), b"")
         # Plaintext on the PERMISSIVE port has no identity: no ALLOW rule matches it.
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"plaintext")
-            try:
-                self.assertEqual(conn.recv(100), b"")
-            except ConnectionResetError:
-                pass
+        self.assert_plaintext_closed(port)
         self.assertTrue(wait_for(lambda: self.rejected(sidecar, "rbac_denied") == 2))
         self.assertEqual(echo.received, len(b"ping"))
 
