@@ -126,14 +126,19 @@ def start_sidecar(args, name, d, config, admin_port):
 
 
 def steady_state(port, duration, sidecars, load_cpu):
-    before = [sum(pc.cpu_seconds(p.pid)) for p in sidecars]
-    r = subprocess.run(["taskset", "-c", str(load_cpu), "h2load", "-c", "16", "-m", "10", "-D",
-                        str(duration), "--warm-up-time", "1", f"http://127.0.0.1:{port}/"],
-                       capture_output=True, text=True, timeout=duration + 60)
-    cpu = sum(sum(pc.cpu_seconds(p.pid)) for p in sidecars) - sum(before)
-    result = pc.parse_h2load(r.stdout, os.devnull)
+    warm_up = 1
+    h2load = subprocess.Popen(
+        ["taskset", "-c", str(load_cpu), "h2load", "-c", "16", "-m", "10", "-D", str(duration),
+         "--warm-up-time", str(warm_up), f"http://127.0.0.1:{port}/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # CPU time over the measured part only (h2load counts no requests during its warm-up).
+    time.sleep(warm_up)
+    before = sum(sum(pc.cpu_seconds(p.pid)) for p in sidecars)
+    out, err = h2load.communicate(timeout=duration + 60)
+    cpu = sum(sum(pc.cpu_seconds(p.pid)) for p in sidecars) - before
+    result = pc.parse_h2load(out, os.devnull)
     if result["requests"] == 0 or result["errors"]:
-        raise RuntimeError(f"h2load through port {port} failed:\n{r.stdout}\n{r.stderr}")
+        raise RuntimeError(f"h2load through port {port} failed:\n{out}\n{err}")
     result["cpu_us_per_request"] = cpu / result["requests"] * 1e6
     return result
 
