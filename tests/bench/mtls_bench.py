@@ -21,6 +21,7 @@ and only checks that everything answered.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,7 @@ def main():
     finally:
         for proc in reversed(pc.STARTED):
             proc.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
