@@ -174,6 +174,9 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     // server-first protocols inside TLS still work.
     switch (listener_->config.protocol) {
       case ListenerProtocol::kTcp:
+        // Authorization needs the peer's identity, known once the handshake is done: wait for
+        // the first decrypted bytes, or detect_timeout for server-first protocols.
+        if (tls && listener_->config.authorizer != nullptr) break;
         ToTcp();
         return;
       case ListenerProtocol::kHttp1:
@@ -201,6 +204,11 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
   // net::ConnectionCallbacks, while detecting.
   void OnData(net::Buffer& data, bool end_stream) override {
     pending_.Move(data);
+    if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+      detect_timer_.reset();
+      ToTcp();  // authorized TCP with TLS (Start): the handshake is done
+      return;
+    }
     if (!pending_.empty()) {
       if (std::optional<DetectedProtocol> chosen = ChosenProtocol()) {
         detect_timer_.reset();
@@ -253,6 +261,10 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
 
   void OnDetectTimeout() {
     detect_timer_.reset();
+    if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+      ToTcp();
+      return;
+    }
     if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
       // Server-first protocols (MySQL, SMTP...) send nothing until the server speaks.
       Dispatch(pending_.empty() ? DetectedProtocol::kOpaque : DetectProtocol(pending_),

@@ -18,6 +18,8 @@ the openssl CLI) and issues 4-second certificates. Shown:
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -196,9 +198,23 @@ class CaRenewalTest(unittest.TestCase):
                 "-keyout", os.path.join(self.tmp, "new-root-key.pem"), "-out", new_root,
                 "-subj", "/CN=new mesh root", "-days", "1", "-addext",
                 "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        # A peer whose certificate chains only to the new root.
+        t = self.tmp
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", os.path.join(t, "new-peer-key.pem"),
+                "-out", os.path.join(t, "new-peer.csr"), "-subj", "/CN=ignored")
+        with open(os.path.join(t, "new-peer.ext"), "w") as f:
+            f.write("subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/new-peer\n"
+                    "extendedKeyUsage=clientAuth,serverAuth\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\n")
+        openssl("x509", "-req", "-in", os.path.join(t, "new-peer.csr"), "-CA", new_root,
+                "-CAkey", os.path.join(t, "new-root-key.pem"), "-CAcreateserial", "-days", "1",
+                "-extfile", os.path.join(t, "new-peer.ext"),
+                "-out", os.path.join(t, "new-peer.pem"))
         with open(os.path.join(data, "api-token")) as f:
             api_token = f.read().strip()
         workdir = tempfile.mkdtemp(dir=self.tmp)
+        inbound = sidecar_test.free_port()
         token_file = os.path.join(workdir, "join-token")
         with open(token_file, "w") as f:
             f.write(self.join_token("frontend", "10m", api, api_token) + "\n")
@@ -208,9 +224,25 @@ class CaRenewalTest(unittest.TestCase):
                 workdir, "{}\n", f"--xds={ads}", f"--xds-ca={self.server_ca}",
                 "--node-id=frontend-0", "--node-service=frontend", "--node-namespace=default",
                 "--node-service-account=frontend", "--node-address=127.0.0.1", "--node-port=8080",
-                f"--node-label=meshlet.io/inbound-port={sidecar_test.free_port()}",
+                f"--node-label=meshlet.io/inbound-port={inbound}",
                 f"--node-label=meshlet.io/outbound-port={sidecar_test.free_port()}",
                 f"--join-token-file={token_file}", concurrency=1)
+
+            def new_peer_accepted():
+                """Whether the inbound listener (PERMISSIVE: a presented certificate must verify)
+                accepts the new root's peer: an HTTP answer, or a TLS alert."""
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                context.load_cert_chain(os.path.join(t, "new-peer.pem"),
+                                        os.path.join(t, "new-peer-key.pem"))
+                try:
+                    with socket.create_connection(("127.0.0.1", inbound), timeout=5) as raw:
+                        with context.wrap_socket(raw) as conn:
+                            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                            return conn.recv(100).startswith(b"HTTP/1.1 ")
+                except (ssl.SSLError, ConnectionError):
+                    return False
 
             def bundle_roots():
                 dump = json.loads(sidecar.get("/config_dump")[1]).get("resources", {})
@@ -228,6 +260,7 @@ class CaRenewalTest(unittest.TestCase):
                                      timeout=10), sidecar.log())
             generation = inbound_generation()
             serial = json.loads(sidecar.get("/certs")[1])["workload_certificate"]["serial"]
+            self.assertFalse(new_peer_accepted())
 
             # Step 1 of a root rotation: same signing root, the new root added to the bundle.
             stop_process(cp)
@@ -238,6 +271,8 @@ class CaRenewalTest(unittest.TestCase):
             # The listener's mTLS context was rebuilt with the new bundle (new connections), by
             # the same process, with the same certificate (no renewal was needed).
             self.assertTrue(wait_for(lambda: inbound_generation() > generation, timeout=5))
+            # Peers are verified against the pushed bundle: the new root's peer is accepted now.
+            self.assertTrue(new_peer_accepted())
             self.assertIsNone(sidecar.proc.poll())
             self.assertEqual(
                 json.loads(sidecar.get("/certs")[1])["workload_certificate"]["serial"], serial)

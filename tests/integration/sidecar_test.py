@@ -130,6 +130,12 @@ class HttpUpstream:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self):
+                super().setup()
+                # Headers and body go out in two writes; without this, Nagle holds the body
+                # until the proxy's delayed ACK (40 ms per request).
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def do_GET(self):
                 if self.path.startswith("/slow"):
                     time.sleep(0.5)
@@ -145,8 +151,13 @@ class HttpUpstream:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            # The default accept backlog (5) overflows when a load test opens tens of upstream
+            # connections at once; the proxy would then see connect failures from the test app.
+            request_queue_size = 256
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -169,6 +169,15 @@ class TlsTestCase(unittest.TestCase):
         return curl_status("--cacert", self.pki.ca, "--resolve", f"localhost:{port}:127.0.0.1",
                            *args, f"https://localhost:{port}{path}")
 
+    def assert_plaintext_closed(self, port):
+        """A plaintext client's bytes are answered by the connection closing."""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"plaintext")
+            try:
+                self.assertEqual(conn.recv(100), b"")
+            except ConnectionResetError:
+                pass
+
     def rejected(self, sidecar, reason):
         return sum(int(line.rpartition(": ")[2])
                    for line in sidecar.stat_lines("meshlet_downstream_cx_rejected_total")
@@ -310,14 +319,45 @@ class ListenerTlsTest(TlsTestCase):
                 self.assertEqual(conn.recv(100), b"over tls")
         self.assertEqual(sidecar.stat("meshlet_downstream_tls_handshakes_total"), 1)
         # Plaintext on a STRICT TCP listener never reaches the upstream.
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"plaintext")
-            try:
-                self.assertEqual(conn.recv(100), b"")
-            except ConnectionResetError:
-                pass
+        self.assert_plaintext_closed(port)
         self.assertTrue(wait_for(lambda: self.rejected(sidecar, "plaintext_refused") == 1))
         self.assertEqual(echo.received, len(b"over tls"))
+
+    def test_tcp_connections_are_authorized_once_per_connection(self):
+        echo = EchoServer()
+        self.addCleanup(echo.close)
+        port = free_port()
+        # ALLOW the client's namespace on port 5432 (the destination port the listener declares),
+        # DENY a rule that also names a path: on a connection the path is unknown, so the DENY
+        # applies on its other field (the intruder's namespace) alone.
+        authorization = (
+            "    destination_port: 5432\n"
+            "    authorization:\n      policies:\n"
+            "      - {name: default-ns, rules: [{namespaces: [default], ports: [5432]}]}\n"
+            "      - {name: no-other, action: DENY, rules: [{namespaces: [other], "
+            "paths: [\"/admin/*\"]}]}\n")
+        sidecar = self.start(config(
+            tls_listener("db", port, "{mode: PERMISSIVE, secret_name: server-cert}",
+                         protocol="PROTOCOL_TCP", route="echo", extra=authorization),
+            static_cluster("echo", echo.port), secrets=self.server_secret()))
+
+        def exchange(cert, key):
+            context = ssl.create_default_context(cafile=self.pki.ca)
+            context.load_cert_chain(cert, key)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as conn:
+                    conn.sendall(b"ping")
+                    try:
+                        return conn.recv(100)
+                    except (ConnectionResetError, ssl.SSLError):
+                        return b""
+
+        self.assertEqual(exchange(self.client_cert, self.client_key), b"ping")
+        self.assertEqual(exchange(self.intruder_cert, self.intruder_key), b"")
+        # Plaintext on the PERMISSIVE port has no identity: no ALLOW rule matches it.
+        self.assert_plaintext_closed(port)
+        self.assertTrue(wait_for(lambda: self.rejected(sidecar, "rbac_denied") == 2))
+        self.assertEqual(echo.received, len(b"ping"))
 
     def test_secret_that_does_not_load_is_a_configuration_error(self):
         bad = os.path.join(self.work, "bad.pem")
