@@ -62,7 +62,7 @@ def stop(proc, timeout=120):
 def instructions_per_request(args, tools, name, template, workdir, upstream_port):
     out_file = os.path.join(workdir, f"callgrind.{name}.out")
     proc, port = start_sidecar(args, name, template, workdir, upstream_port,
-                               ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+                               ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                                 f"--callgrind-out-file={out_file}"])
     h2load(tools["h2load"], port, args.warmup)
     subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
