@@ -802,6 +802,9 @@ class Translator {
         route->mutable_rate_limit()->set_requests_per_second(
             tp->rate_limit().requests_per_second());
         route->mutable_rate_limit()->set_burst(tp->rate_limit().burst());
+        // A bucket per calling workload (its SPIFFE id), so one noisy caller cannot spend the
+        // others' budget.
+        route->mutable_rate_limit()->set_per_principal(tp->rate_limit().per_source_identity());
       }
       *routes.add_virtual_hosts() = std::move(vhost);
     }

@@ -66,7 +66,7 @@ spec:
   retries: {attempts: 3, retryOn: [connect-failure, reset], budgetPercent: 25}
   circuitBreaker: {maxRequests: 100}
   outlierDetection: {consecutive5xx: 7}
-  rateLimit: {requestsPerSecond: 50, burst: 100}
+  rateLimit: {requestsPerSecond: 50, burst: 100, perSourceIdentity: true}
 )"));
     policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
 kind: HTTPRoute
@@ -279,6 +279,7 @@ TEST_F(TranslatorTest, TrafficPolicyBecomesClusterAndRouteSettings) {
   const xds::RouteConfiguration* inbound = Named(own.routes, "inbound");
   ASSERT_NE(inbound, nullptr);
   EXPECT_EQ(inbound->virtual_hosts(0).routes(0).rate_limit().requests_per_second(), 50u);
+  EXPECT_TRUE(inbound->virtual_hosts(0).routes(0).rate_limit().per_principal());
 }
 
 TEST_F(TranslatorTest, EndpointsFromTheRegistry) {

@@ -14,6 +14,7 @@
 #include "common/base/clock.h"
 #include "common/net/address.h"
 #include "sidecar/filters/authorization.h"
+#include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/token_bucket.h"
 
 namespace meshlet::sidecar::config {
@@ -78,9 +79,10 @@ struct ListenerConfig {
   uint32_t max_connections = 0;                       // 0: unlimited
   std::string access_log_path;                        // empty: off
   // Local rate limit for every HTTP request on this listener (Listener.rate_limit), checked before
-  // routing; `rate_limiter` is the one bucket every worker shares (resilience/token_bucket.h).
+  // routing; `rate_limiter` is shared by every worker: one bucket, or one per caller identity
+  // (resilience/principal_rate_limiter.h).
   std::optional<resilience::TokenBucketConfig> rate_limit;
-  std::shared_ptr<resilience::SharedTokenBucket> rate_limiter;
+  std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
   // Authorization policies (Listener.authorization), checked before routing and before the rate
   // limit; `authorizer` is their compiled form, shared read-only by every worker. Null: no policy.
   filters::AuthorizationConfig authorization;

@@ -77,6 +77,9 @@ class Errors {
   std::vector<std::string> list_;
 };
 
+// RateLimit.max_principals when unset.
+constexpr uint32_t kDefaultMaxPrincipals = 1024;
+
 std::string Join(absl::string_view a, absl::string_view b) {
   if (a.empty()) return std::string(b);
   return absl::StrCat(a, ".", b);
@@ -595,6 +598,24 @@ std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::C
 // ---------------------------------------------------------------------------------------------
 // Route configurations
 
+// A route's or listener's RateLimit: one shared bucket, or one per caller identity.
+void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
+                        std::optional<resilience::TokenBucketConfig>& config,
+                        std::shared_ptr<resilience::LocalRateLimiter>& limiter) {
+  if (rl.requests_per_second() == 0 && rl.burst() == 0) {
+    scope.Add(path, "needs requests_per_second or burst");
+  }
+  if (rl.max_principals() != 0 && !rl.per_principal()) {
+    scope.Add(Join(path, "max_principals"), "only applies with per_principal: true");
+  }
+  config = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
+  std::optional<uint32_t> max_principals;
+  if (rl.per_principal()) {
+    max_principals = rl.max_principals() != 0 ? rl.max_principals() : kDefaultMaxPrincipals;
+  }
+  limiter = std::make_shared<resilience::LocalRateLimiter>(*config, max_principals);
+}
+
 void TranslateHeadersToAdd(Errors::Scope& scope, const std::string& path,
                            const google::protobuf::RepeatedPtrField<xds::HeaderValueOption>& in,
                            bool request, std::vector<HeaderValueOption>& out) {
@@ -927,12 +948,8 @@ router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
     out.fault_header_triggered = in.fault().header_triggered();
   }
   if (in.has_rate_limit()) {
-    const xds::RateLimit& rl = in.rate_limit();
-    if (rl.requests_per_second() == 0 && rl.burst() == 0) {
-      scope.Add(Join(path, "rate_limit"), "needs requests_per_second or burst");
-    }
-    out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
-    out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
+    TranslateRateLimit(scope, Join(path, "rate_limit"), in.rate_limit(), out.rate_limit,
+                       out.rate_limiter);
   }
   return out;
 }
@@ -1240,12 +1257,7 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
   out.max_connections = in.max_connections();
   out.access_log_path = in.access_log().path();
   if (in.has_rate_limit()) {
-    const xds::RateLimit& rl = in.rate_limit();
-    if (rl.requests_per_second() == 0 && rl.burst() == 0) {
-      scope.Add("rate_limit", "needs requests_per_second or burst");
-    }
-    out.rate_limit = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
-    out.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(*out.rate_limit);
+    TranslateRateLimit(scope, "rate_limit", in.rate_limit(), out.rate_limit, out.rate_limiter);
   }
   if (in.destination_port() > 65535) scope.Add("destination_port", "must be at most 65535");
   out.destination_port = in.destination_port();

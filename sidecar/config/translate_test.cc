@@ -589,6 +589,31 @@ TEST(TranslateTest, ListenerRateLimit) {
               HasSubstr("rate_limit: needs requests_per_second or burst"));
 }
 
+TEST(TranslateTest, ListenerRateLimitPerPrincipal) {
+  ResourceSet set = Base();
+  xds::RateLimit* rl = set.listeners[0].mutable_rate_limit();
+  rl->set_requests_per_second(5);
+  rl->set_per_principal(true);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const config::ListenerConfig& listener = (*snapshot)->listeners[0];
+  ASSERT_NE(listener.rate_limiter, nullptr);
+  ASSERT_NE(listener.rate_limiter->per_principal(), nullptr);
+  EXPECT_EQ(listener.rate_limiter->per_principal()->config().max_principals, 1024u);
+  EXPECT_EQ(listener.rate_limiter->burst(), 5u);
+
+  rl->set_max_principals(10);
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].rate_limiter->per_principal()->config().max_principals, 10u);
+
+  rl->set_per_principal(false);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("rate_limit.max_principals: only applies with per_principal: true"));
+}
+
 TEST(TranslateTest, ListenerAuthorization) {
   ResourceSet set = Base();
   xds::AuthorizationPolicy* allow = set.listeners[0].mutable_authorization()->add_policies();

@@ -49,9 +49,10 @@ resilience::FaultDecision DecideRequestFault(const std::optional<resilience::Fau
   return decision;
 }
 
-std::optional<GateReply> RateLimitReply(resilience::SharedTokenBucket* bucket, MonotonicTime now) {
-  if (bucket == nullptr) return std::nullopt;
-  const resilience::SharedTokenBucket::Result result = bucket->TryTake(now);
+std::optional<GateReply> RateLimitReply(resilience::LocalRateLimiter* limiter,
+                                        absl::string_view principal, MonotonicTime now) {
+  if (limiter == nullptr) return std::nullopt;
+  const resilience::SharedTokenBucket::Result result = limiter->TryTake(principal, now);
   if (result.admitted) return std::nullopt;
   return GateReply{
       .flag = router::ResponseFlag::kRateLimited,
@@ -96,7 +97,11 @@ std::optional<GateReply> RequestGate::AfterDelay(const Request& request,
         .message = "fault injected",
     };
   }
-  if (std::optional<GateReply> limited = RateLimitReply(request.route.rate_limiter.get(), now)) {
+  // The connection manager sets x-meshlet-peer-identity from the mTLS peer alone (a client's own
+  // copy is removed), so it names the caller for a per-principal limit.
+  if (std::optional<GateReply> limited =
+          RateLimitReply(request.route.rate_limiter.get(),
+                         request.headers.Get("x-meshlet-peer-identity").value_or(""), now)) {
     return limited;
   }
   if (request.cluster.BreakerRejects()) {

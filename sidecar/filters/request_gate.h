@@ -51,6 +51,7 @@
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/resilience/fault.h"
+#include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/token_bucket.h"
 #include "sidecar/router/route_config.h"
 #include "sidecar/router/stream_info.h"
@@ -81,7 +82,9 @@ struct GateReply {
 };
 
 // The 429 for a request `bucket` refused (nullopt: admitted). `now` from the worker's clock.
-std::optional<GateReply> RateLimitReply(resilience::SharedTokenBucket* bucket, MonotonicTime now);
+// `principal`: the caller's identity, for a per-principal limit ("" without mTLS).
+std::optional<GateReply> RateLimitReply(resilience::LocalRateLimiter* limiter,
+                                        absl::string_view principal, MonotonicTime now);
 
 // Fills `headers` (and `body`, for non-gRPC replies) for `reply`; returns whether a body follows.
 bool BuildGateReply(const GateReply& reply, bool grpc, http::HeaderMap& headers, net::Buffer& body);

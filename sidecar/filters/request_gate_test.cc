@@ -96,10 +96,10 @@ TEST(DecideRequestFaultTest, GrpcStatusHeaderAppliesToGrpcRequests) {
 }
 
 TEST(BuildGateReplyTest, RateLimitedHttpAndGrpc) {
-  resilience::SharedTokenBucket bucket({.requests_per_second = 2, .burst = 1});
+  resilience::LocalRateLimiter limiter({.requests_per_second = 2, .burst = 1}, std::nullopt);
   FakeClock clock;
-  EXPECT_FALSE(RateLimitReply(&bucket, clock.Now()).has_value());
-  std::optional<GateReply> reply = RateLimitReply(&bucket, clock.Now());
+  EXPECT_FALSE(RateLimitReply(&limiter, "", clock.Now()).has_value());
+  std::optional<GateReply> reply = RateLimitReply(&limiter, "", clock.Now());
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->flag, router::ResponseFlag::kRateLimited);
   http::HeaderMap headers;
@@ -228,8 +228,8 @@ TEST_F(RequestGateTest, DelayedRequestThatEndedMeanwhileIsNotAnswered) {
 
 TEST_F(RequestGateTest, RouteRateLimit) {
   router::RouteEntry route;
-  route.rate_limiter = std::make_shared<resilience::SharedTokenBucket>(
-      resilience::TokenBucketConfig{.requests_per_second = 10, .burst = 2});
+  route.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+      resilience::TokenBucketConfig{.requests_per_second = 10, .burst = 2}, std::nullopt);
   EXPECT_TRUE(Admit(route, Headers({})));
   EXPECT_TRUE(Admit(route, Headers({})));
   EXPECT_FALSE(Admit(route, Headers({})));
@@ -239,6 +239,24 @@ TEST_F(RequestGateTest, RouteRateLimit) {
   EXPECT_TRUE(info_.HasFlag(router::ResponseFlag::kRateLimited));
   clock_.Advance(milliseconds(100));
   EXPECT_TRUE(Admit(route, Headers({})));
+}
+
+TEST_F(RequestGateTest, PerPrincipalRateLimitKeysOnThePeerIdentity) {
+  router::RouteEntry route;
+  route.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+      resilience::TokenBucketConfig{.requests_per_second = 1, .burst = 2}, 16);
+  const http::HeaderMap a = Headers({{"x-meshlet-peer-identity", "spiffe://mesh/sa/a"}});
+  const http::HeaderMap b = Headers({{"x-meshlet-peer-identity", "spiffe://mesh/sa/b"}});
+  EXPECT_TRUE(Admit(route, a));
+  EXPECT_TRUE(Admit(route, a));
+  EXPECT_FALSE(Admit(route, a));  // a spent its burst
+  ASSERT_TRUE(reply_headers_.has_value());
+  EXPECT_EQ(reply_headers_->Get(":status"), "429");
+  reply_headers_.reset();
+  EXPECT_TRUE(Admit(route, b));  // b has its own bucket
+  EXPECT_TRUE(Admit(route, b));
+  EXPECT_TRUE(Admit(route, Headers({})));  // callers without an identity share a third one
+  EXPECT_EQ(route.rate_limiter->per_principal()->principals(), 3u);
 }
 
 TEST_F(RequestGateTest, OpenBreakerAnswers503Overloaded) {

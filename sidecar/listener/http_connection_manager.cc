@@ -139,8 +139,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     if (hcm_.authorizer_ != nullptr && !Authorized(*headers)) return;
     if (hcm_.rate_limiter_ != nullptr) {
       // The listener's local rate limit, before routing (sidecar/filters/request_gate.h).
-      if (std::optional<filters::GateReply> limited =
-              filters::RateLimitReply(hcm_.rate_limiter_.get(), hcm_.context_.clock.Now())) {
+      if (std::optional<filters::GateReply> limited = filters::RateLimitReply(
+              hcm_.rate_limiter_.get(), hcm_.options_.peer_identity, hcm_.context_.clock.Now())) {
         router_.Abandon();
         filters::SendGateReply(*this, http::grpc::IsGrpcRequest(*headers), *limited);
         return;

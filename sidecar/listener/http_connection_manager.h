@@ -146,7 +146,7 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
   // The listener's local rate limit, shared by every worker; null: none.
-  const std::shared_ptr<resilience::SharedTokenBucket> rate_limiter_;
+  const std::shared_ptr<resilience::LocalRateLimiter> rate_limiter_;
   // The listener's authorization policies (shared by every worker; null: none) and destination
   // port, as of the current snapshot: a long-lived connection (pooled HTTP/2 from a peer)
   // applies a policy change from its next request on. Refreshed with the route table.

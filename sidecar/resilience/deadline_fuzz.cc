@@ -3,8 +3,8 @@
 // Input layout: the bytes up to the first newline are a grpc-timeout value, the rest an
 // x-meshlet-deadline value. Invariants: parsed durations are never negative; a formatted
 // grpc-timeout parses again to no more time than it was made from (formatting rounds down), an
-// x-meshlet-deadline to exactly the same; ParseCallerDeadline takes the smaller of the valid values and
-// flags exactly the invalid ones.
+// x-meshlet-deadline to exactly the same; ParseCallerDeadline takes the smaller of the valid
+// values and flags exactly the invalid ones.
 
 #include <cstdint>
 #include <cstdio>

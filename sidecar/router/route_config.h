@@ -20,6 +20,7 @@
 
 #include "common/base/clock.h"
 #include "sidecar/resilience/fault.h"
+#include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/retry_state.h"
 #include "sidecar/resilience/token_bucket.h"
 
@@ -126,7 +127,7 @@ struct RouteEntry {
   std::optional<resilience::TokenBucketConfig> rate_limit;
   // Built from rate_limit when the configuration is translated; one per route for the whole
   // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
-  std::shared_ptr<resilience::SharedTokenBucket> rate_limiter;
+  std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
 
   // Set by RouteTable when it takes ownership; let header mutation helpers reach the outer levels.
   const VirtualHostConfig* virtual_host = nullptr;

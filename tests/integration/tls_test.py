@@ -271,6 +271,33 @@ class ListenerTlsTest(TlsTestCase):
             lines = [json.loads(line) for line in f]
         self.assertEqual([l["downstream_peer_identity"] for l in lines], [CLIENT_ID, CLIENT_ID])
 
+    def test_rate_limit_per_caller_identity(self):
+        # A bucket of 2 requests (no refill, so the test is exact at any speed) for each client
+        # certificate's SPIFFE id: one caller spending its budget leaves the other's untouched.
+        port = free_port()
+        sidecar = self.start(config(
+            tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: server-cert}",
+                         extra="    rate_limit: {burst: 2, per_principal: true}\n"),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()))
+        client = ("--cert", self.client_cert, "--key", self.client_key)
+        intruder = ("--cert", self.intruder_cert, "--key", self.intruder_key)
+        statuses = [self.https(port, *client)[1] for _ in range(3)]
+        self.assertEqual(statuses, [200, 200, 429])
+        # The limited caller is told when to come back (capped at an hour when it never will).
+        r = subprocess.run(["curl", "-sS", "-i", "--max-time", "10", "--cacert", self.pki.ca,
+                            "--resolve", f"localhost:{port}:127.0.0.1", *client,
+                            f"https://localhost:{port}/hello"], capture_output=True, text=True)
+        self.assertRegex(r.stdout, r"^HTTP/\S+ 429")
+        self.assertIn("retry-after: 3600", r.stdout.lower())
+        # The other identity has its own two requests; callers without a certificate share one
+        # more bucket.
+        self.assertEqual([self.https(port, *intruder)[1] for _ in range(3)], [200, 200, 429])
+        self.assertEqual([self.https(port)[1] for _ in range(3)], [200, 200, 429])
+        flags = sum(int(line.rpartition(": ")[2])
+                    for line in sidecar.stat_lines("meshlet_http_response_flags_total")
+                    if 'flag="RL"' in line)
+        self.assertEqual(flags, 4)
+
     def test_authorization_allows_one_identity_and_denies_before_routing(self):
         port = free_port()
         log = os.path.join(self.work, "access.log")

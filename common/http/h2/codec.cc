@@ -1019,7 +1019,10 @@ void ConnectionImpl::HandleStreamClose(StreamImpl& s, uint32_t error_code) {
     MarkDone(s);
     return;
   }
-  if (s.rx_end_ && error_code == NGHTTP2_NO_ERROR) {
+  // A server stream the peer reset before our response ended was cancelled, whatever the code
+  // (RST_STREAM(NO_ERROR) is only a normal end when the response is complete, RFC 9113 8.1).
+  const bool cancelled = server_ && s.rst_received_ && !s.tx_end_;
+  if (s.rx_end_ && error_code == NGHTTP2_NO_ERROR && !cancelled) {
     // Normal end; data still waiting for a read-disabled decoder is delivered later.
     if (s.rx_end_delivered_ || s.decoder_ == nullptr) {
       MarkDone(s);

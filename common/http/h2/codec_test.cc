@@ -48,6 +48,25 @@ TEST(Http2CodecTest, OptionsValidation) {
   EXPECT_EQ(ErrorCodeSlotName(ErrorCodeSlot(0x1234)), "UNKNOWN");
 }
 
+// Found by codec_fuzz: a client that cancels with RST_STREAM(NO_ERROR) after its request ended
+// but before the response left ended the server stream silently, so its user kept a dangling
+// encoder and was never told (nor on connection close).
+TEST(Http2CodecTest, PeerResetWithNoErrorBeforeTheResponseResetsTheServerStream) {
+  CodecPair pair;
+  pair.Start(Request(), /*end_stream=*/true);
+  ASSERT_TRUE(pair.Pump().ok());
+  ASSERT_EQ(pair.server_callbacks.requests.size(), 1u);
+  ServerRequest& r = *pair.server_callbacks.requests[0];
+  ASSERT_TRUE(r.decoder.end);
+  // RST_STREAM(NO_ERROR) on stream 1, written by hand: our client codec sends CANCEL.
+  net::Buffer rst;
+  rst.Append(absl::string_view("\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x00", 13));
+  ASSERT_TRUE(pair.server->Dispatch(rst).ok());
+  EXPECT_EQ(r.callbacks.resets, 1);
+  EXPECT_EQ(r.callbacks.reason, StreamResetReason::kRemoteReset);
+  EXPECT_EQ(pair.server->ActiveStreams(), 0u);
+}
+
 TEST(Http2CodecTest, RequestAndResponseWithBodiesAndTrailers) {
   CodecPair p;
   ASSERT_TRUE(p.Pump().ok());
