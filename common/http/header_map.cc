@@ -13,6 +13,20 @@ namespace {
 
 bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
 
+char ToLower(char c) {
+  const unsigned char u = static_cast<unsigned char>(c);
+  return static_cast<char>(static_cast<unsigned>(u - 'A') < 26u ? u + ('a' - 'A') : u);
+}
+
+// `stored` (a name in the arena, lowercase) equals `name` ignoring case; the sizes match. Inline
+// rather than absl::EqualsIgnoreCase: lookups compare a few short names many times per request.
+bool StoredNameEquals(const char* stored, absl::string_view name) {
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (stored[i] != ToLower(name[i])) return false;
+  }
+  return true;
+}
+
 // Calls fn(token) for each non-empty element of a comma-separated list, OWS trimmed.
 template <typename Fn>
 void ForEachListElement(absl::string_view list, Fn fn) {
@@ -27,6 +41,23 @@ void ForEachListElement(absl::string_view list, Fn fn) {
 
 }  // namespace
 
+bool HeaderMap::IsHopByHopName(absl::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return name == "te";
+    case 7:
+      return name == "upgrade";
+    case 10:
+      return name == "connection" || name == "keep-alive";
+    case 16:
+      return name == "proxy-connection";
+    case 17:
+      return name == "transfer-encoding";
+    default:
+      return false;
+  }
+}
+
 HeaderMap::HeaderMap(
     std::initializer_list<std::pair<absl::string_view, absl::string_view>> headers) {
   for (const auto& [name, value] : headers) Add(name, value);
@@ -40,9 +71,8 @@ HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view 
   e.name_size = static_cast<uint32_t>(name.size());
   arena_.append(name.data(), name.size());
   // Lowercase in place: one pass, no temporary.
-  for (size_t i = e.name_offset; i < arena_.size(); ++i) {
-    arena_[i] = absl::ascii_tolower(static_cast<unsigned char>(arena_[i]));
-  }
+  char* stored = arena_.data() + e.name_offset;
+  for (size_t i = 0; i < name.size(); ++i) stored[i] = ToLower(stored[i]);
   e.value_offset = static_cast<uint32_t>(arena_.size());
   e.value_size = static_cast<uint32_t>(value.size());
   arena_.append(value.data(), value.size());
@@ -144,9 +174,7 @@ size_t HeaderMap::Find(absl::string_view name, size_t from) const {
   }
   for (size_t i = begin; i < end; ++i) {
     const Entry& e = entries_[i];
-    if (e.name_size == name.size() &&
-        absl::EqualsIgnoreCase(absl::string_view(arena_.data() + e.name_offset, e.name_size),
-                               name)) {
+    if (e.name_size == name.size() && StoredNameEquals(arena_.data() + e.name_offset, name)) {
       return i;
     }
   }
@@ -183,6 +211,10 @@ size_t HeaderMap::Count(absl::string_view name) const {
 }
 
 void HeaderMap::RemoveHopByHopHeaders() {
+  // Most messages carry none of these: one pass over the names settles it.
+  bool any = false;
+  for (size_t i = num_pseudo_; i < entries_.size() && !any; ++i) any = IsHopByHopName(at(i).name);
+  if (!any) return;
   // Collect the names Connection lists before removing anything: removal invalidates views.
   // Small fixed buffer: Connection rarely names more than a couple of headers.
   absl::InlinedVector<std::string, 4> listed;
