@@ -8,6 +8,7 @@
 //
 //   class Stream : public ThreadRecycled<Stream> { ... };   // new/delete use the free list
 //   std::list<T, RecyclingAllocator<T>> list;                 // so do the list's nodes
+//   std::basic_string<char, std::char_traits<char>, RecyclingByteAllocator<char>> bytes;
 //
 // Blocks are ordinary operator new memory, so an object freed on another thread than the one
 // that made it simply joins that thread's list; a thread's lists are freed when it exits.
@@ -146,6 +147,47 @@ class RecyclingAllocator {
 
   friend bool operator==(const RecyclingAllocator&, const RecyclingAllocator&) { return true; }
   friend bool operator!=(const RecyclingAllocator&, const RecyclingAllocator&) { return false; }
+};
+
+// A standard allocator for growing byte storage (a std::basic_string arena): requests up to
+// 4 KiB are rounded up to a power of two from 256 bytes and served from that size's thread
+// list (kMaxCached blocks each); larger ones come from operator new.
+template <typename T>
+class RecyclingByteAllocator {
+ public:
+  static_assert(sizeof(T) == 1, "for byte storage");
+  using value_type = T;
+  static constexpr size_t kMaxCached = 32;
+
+  RecyclingByteAllocator() = default;
+  template <typename U>
+  RecyclingByteAllocator(const RecyclingByteAllocator<U>&) {}  // NOLINT: rebinding
+
+  T* allocate(size_t n) {
+    using free_list_internal::Allocate;
+    if (n <= 256) return static_cast<T*>(Allocate<256, kMaxCached>());
+    if (n <= 512) return static_cast<T*>(Allocate<512, kMaxCached>());
+    if (n <= 1024) return static_cast<T*>(Allocate<1024, kMaxCached>());
+    if (n <= 2048) return static_cast<T*>(Allocate<2048, kMaxCached>());
+    if (n <= 4096) return static_cast<T*>(Allocate<4096, kMaxCached>());
+    return static_cast<T*>(::operator new(n));
+  }
+  void deallocate(T* p, size_t n) {
+    using free_list_internal::Free;
+    if (n <= 256) return Free<256, kMaxCached>(p);
+    if (n <= 512) return Free<512, kMaxCached>(p);
+    if (n <= 1024) return Free<1024, kMaxCached>(p);
+    if (n <= 2048) return Free<2048, kMaxCached>(p);
+    if (n <= 4096) return Free<4096, kMaxCached>(p);
+    ::operator delete(p);
+  }
+
+  friend bool operator==(const RecyclingByteAllocator&, const RecyclingByteAllocator&) {
+    return true;
+  }
+  friend bool operator!=(const RecyclingByteAllocator&, const RecyclingByteAllocator&) {
+    return false;
+  }
 };
 
 }  // namespace meshlet

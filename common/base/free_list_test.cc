@@ -2,6 +2,7 @@
 
 #include <list>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -74,6 +75,23 @@ TEST(FreeListTest, ListNodesComeFromTheFreeList) {
   }
   EXPECT_EQ(scope.count(), 0u);
   EXPECT_TRUE(list.empty());
+}
+
+TEST(FreeListTest, GrowingByteStorageReusesItsBlocks) {
+  if (free_list_internal::kBypass) GTEST_SKIP() << "free lists are off under AddressSanitizer";
+  using Bytes = std::basic_string<char, std::char_traits<char>, RecyclingByteAllocator<char>>;
+  auto fill = [] {
+    Bytes bytes;
+    for (int i = 0; i < 3000; ++i) bytes.push_back(static_cast<char>('a' + i % 26));
+    // Larger than the biggest class: plain operator new, still correct.
+    Bytes big(10000, 'x');
+    return bytes.size() + big.size();
+  };
+  EXPECT_EQ(fill(), 13000u);
+  AllocationScope scope;
+  EXPECT_EQ(fill(), 13000u);
+  // Only the block above 4 KiB comes from the heap again.
+  EXPECT_EQ(scope.count(), 1u);
 }
 
 }  // namespace

@@ -149,7 +149,7 @@ void HeaderMap::Clear() {
 void HeaderMap::MaybeCompact() {
   // Amortised: compact only when dead bytes exceed the live ones (and are worth a copy).
   if (dead_bytes_ < 256 || dead_bytes_ < byte_size_) return;
-  std::string fresh;
+  Arena fresh;
   fresh.reserve(byte_size_);
   for (Entry& e : entries_) {
     uint32_t name_offset = static_cast<uint32_t>(fresh.size());
@@ -172,11 +172,14 @@ size_t HeaderMap::Find(absl::string_view name, size_t from) const {
   } else {
     begin = std::max(begin, num_pseudo_);
   }
+  // Raw pointers: InlinedVector's operator[] checks where its storage is on every access.
+  const Entry* entries = entries_.data();
+  const char* arena = arena_.data();
+  if (name.size() > UINT32_MAX) return kNotFound;
+  const uint32_t size = static_cast<uint32_t>(name.size());
   for (size_t i = begin; i < end; ++i) {
-    const Entry& e = entries_[i];
-    if (e.name_size == name.size() && StoredNameEquals(arena_.data() + e.name_offset, name)) {
-      return i;
-    }
+    const Entry& e = entries[i];
+    if (e.name_size == size && StoredNameEquals(arena + e.name_offset, name)) return i;
   }
   return kNotFound;
 }

@@ -169,7 +169,9 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   void MaybeCompact();
 
   absl::InlinedVector<Entry, kInlineEntries> entries_;
-  std::string arena_;
+  // Names and values; its storage comes from the thread's free lists too.
+  using Arena = std::basic_string<char, std::char_traits<char>, RecyclingByteAllocator<char>>;
+  Arena arena_;
   size_t num_pseudo_ = 0;  // entries_[0, num_pseudo_) are pseudo-headers
   size_t byte_size_ = 0;   // live name + value bytes
   size_t dead_bytes_ = 0;  // arena bytes no entry refers to any more
