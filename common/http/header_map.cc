@@ -218,36 +218,54 @@ void HeaderMap::RemoveHopByHopHeaders() {
   bool any = false;
   for (size_t i = num_pseudo_; i < entries_.size() && !any; ++i) any = IsHopByHopName(at(i).name);
   if (!any) return;
-  // Collect the names Connection lists before removing anything: removal invalidates views.
-  // Small fixed buffer: Connection rarely names more than a couple of headers.
+  // What Connection lists (lowercased, as stored names are) and whether TE asks for trailers,
+  // read before anything moves. Connection rarely names more than a couple of headers.
   absl::InlinedVector<std::string, 4> listed;
-  for (size_t i = Find("connection", 0); i != kNotFound; i = Find("connection", i + 1)) {
-    ForEachListElement(View(entries_[i]).value, [&](absl::string_view token) {
-      // Never let Connection strip pseudo-headers or TE (handled below).
-      if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
-      listed.emplace_back(token);
-    });
-  }
-  for (const std::string& name : listed) Remove(name);
-
-  static constexpr absl::string_view kAlwaysHopByHop[] = {
-      "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-  };
-  for (absl::string_view name : kAlwaysHopByHop) Remove(name);
-
   bool te_trailers = false;
-  for (size_t i = Find("te", 0); i != kNotFound; i = Find("te", i + 1)) {
-    ForEachListElement(View(entries_[i]).value, [&](absl::string_view element) {
-      // An element may carry parameters ("trailers;q=1" is not valid, but be lenient here).
-      absl::string_view coding = absl::StripAsciiWhitespace(element.substr(0, element.find(';')));
-      if (absl::EqualsIgnoreCase(coding, "trailers")) te_trailers = true;
-    });
+  for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
+    const HeaderView h = at(i);
+    if (h.name == "connection") {
+      ForEachListElement(h.value, [&](absl::string_view token) {
+        // Never let Connection strip pseudo-headers or TE (handled below).
+        if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
+        listed.emplace_back(token);
+        absl::AsciiStrToLower(&listed.back());
+      });
+    } else if (h.name == "te") {
+      ForEachListElement(h.value, [&](absl::string_view element) {
+        // An element may carry parameters ("trailers;q=1" is not valid, but be lenient here).
+        absl::string_view coding = absl::StripAsciiWhitespace(element.substr(0, element.find(';')));
+        if (absl::EqualsIgnoreCase(coding, "trailers")) te_trailers = true;
+      });
+    }
   }
-  if (te_trailers) {
-    Set("te", "trailers");
-  } else {
-    Remove("te");
+  // One pass keeps the rest in order; TE stays, as exactly "trailers", where it first appeared.
+  bool te_kept = false;
+  size_t out = num_pseudo_;
+  for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
+    Entry e = entries_[i];
+    const absl::string_view name = View(e).name;
+    if (name == "te" && te_trailers && !te_kept) {
+      te_kept = true;
+      byte_size_ -= e.value_size;
+      dead_bytes_ += e.value_size;
+      constexpr absl::string_view kTrailers = "trailers";
+      e.value_offset = static_cast<uint32_t>(arena_.size());
+      e.value_size = static_cast<uint32_t>(kTrailers.size());
+      arena_.append(kTrailers.data(), kTrailers.size());
+      byte_size_ += kTrailers.size();
+      entries_[out++] = e;
+      continue;
+    }
+    if (IsHopByHopName(name) || std::find(listed.begin(), listed.end(), name) != listed.end()) {
+      byte_size_ -= e.name_size + e.value_size;
+      dead_bytes_ += e.name_size + e.value_size;
+      continue;
+    }
+    entries_[out++] = e;
   }
+  entries_.erase(entries_.begin() + out, entries_.end());
+  MaybeCompact();
 }
 
 bool operator==(const HeaderMap& a, const HeaderMap& b) {
