@@ -42,7 +42,9 @@ Loop::Loop(const Clock* clock) : clock_(clock), thread_id_(std::this_thread::get
 }
 
 Loop::~Loop() {
+  destroying_ = true;
   RunDeferredDeletes();
+  Timer::CloseSpareHandles(*this);
   DropPosted();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);

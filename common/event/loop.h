@@ -32,6 +32,8 @@
 
 namespace meshlet::event {
 
+class Timer;
+
 class Loop {
  public:
   // `clock` (not owned, may be null) replaces the loop's own time source for Now(); tests pass a
@@ -89,6 +91,7 @@ class Loop {
   uint64_t wakeups() const { return wakeups_; }
 
  private:
+  friend class Timer;
   struct PostNode;
   struct Deferred {
     void* object;
@@ -118,6 +121,9 @@ class Loop {
   std::vector<Deferred> deferred_;
   std::vector<Deferred> deleting_;  // swapped with deferred_ so both keep their capacity
   uint64_t wakeups_ = 0;
+  // Handles of destroyed Timers, kept initialised for the next Timer (timer.cc).
+  std::vector<void*> spare_timers_;
+  bool destroying_ = false;  // ~Loop started: timer handles are closed, not kept
 };
 
 }  // namespace meshlet::event

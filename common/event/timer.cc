@@ -22,6 +22,7 @@ struct Timer::Handle {
   uint64_t uv_due = 0;     // loop time (ms) the libuv timer is due, when it is active
 
   bool uv_active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&uv)) != 0; }
+  void Close();
 
   void Start(uint64_t due, uint64_t now) {
     uv_due = due;
@@ -51,16 +52,47 @@ uint64_t ToLibuvMillis(Duration d) {
   return static_cast<uint64_t>((d.count() + 999'999) / 1'000'000);
 }
 
-Timer::Timer(Loop& loop, Callback callback) : handle_(new Handle{{}, std::move(callback)}) {
+Timer::Timer(Loop& loop, Callback callback) {
+  // A spare handle is initialised and unreferenced; its libuv timer may still be running for its
+  // previous owner, which only makes a later Enable() lazy (see Handle).
+  if (!loop.spare_timers_.empty()) {
+    handle_ = static_cast<Handle*>(loop.spare_timers_.back());
+    loop.spare_timers_.pop_back();
+    handle_->callback = std::move(callback);
+    return;
+  }
+  handle_ = new Handle{{}, std::move(callback)};
   CHECK(uv_timer_init(loop.uv_loop(), &handle_->uv) == 0);
   handle_->uv.data = handle_;
 }
 
 Timer::~Timer() {
-  // uv_close stops the timer; the Handle (and the callback, which may be running right now) is
-  // freed only when libuv reports the close, at the end of this loop turn.
-  uv_close(reinterpret_cast<uv_handle_t*>(&handle_->uv),
-           [](uv_handle_t* h) { delete static_cast<Handle*>(h->data); });
+  Handle* h = handle_;
+  Disable();
+  // The callback may be running right now: the handle keeps it until the end of this loop turn.
+  static_cast<Loop*>(h->uv.loop->data)->RunAtEndOfTurn(&Timer::Retire, h);
+}
+
+void Timer::Handle::Close() {
+  uv_close(reinterpret_cast<uv_handle_t*>(&uv),
+           [](uv_handle_t* uv) { delete static_cast<Handle*>(uv->data); });
+}
+
+void Timer::Retire(void* handle) {
+  auto* h = static_cast<Handle*>(handle);
+  h->callback = nullptr;
+  Loop& loop = *static_cast<Loop*>(h->uv.loop->data);
+  if (loop.destroying_ || loop.spare_timers_.size() >= kMaxSpareHandles) {
+    // uv_close stops the timer; libuv frees the Handle through the close callback.
+    h->Close();
+    return;
+  }
+  loop.spare_timers_.push_back(h);
+}
+
+void Timer::CloseSpareHandles(Loop& loop) {
+  for (void* h : loop.spare_timers_) static_cast<Handle*>(h)->Close();
+  loop.spare_timers_.clear();
 }
 
 void Timer::Enable(Duration timeout) {

@@ -3,8 +3,10 @@
 // Timer: a one-shot or repeating timer on a Loop. The owner holds the Timer; the callback fires on
 // the loop thread, never from inside Enable()/Disable(). Destroying the Timer (even from inside
 // its own callback) cancels it: the callback never fires again. The libuv handle and the callback
-// object live in a separate allocation that is freed by libuv's close callback, so destroying
-// the Timer mid-callback never frees memory still in use.
+// object live in a separate allocation that outlives the Timer until the end of the loop turn,
+// so destroying the Timer mid-callback never frees memory still in use. The Loop then keeps the
+// handle for the next Timer (up to kMaxSpareHandles), so timers made and destroyed per request
+// cost neither an allocation nor a libuv handle close (docs/adr/0024).
 //
 // Durations round up to whole milliseconds (libuv's resolution) and count from the loop time of
 // the current turn (see Loop::Now()).
@@ -33,8 +35,17 @@ class Timer {
   void Disable();
   bool enabled() const;
 
+  // Handles of destroyed Timers each Loop keeps for reuse; beyond that they are closed.
+  static constexpr size_t kMaxSpareHandles = 128;
+
  private:
+  friend class Loop;
   struct Handle;
+  // At the end of the turn a Timer was destroyed in: the handle joins the Loop's spares.
+  static void Retire(void* handle);
+  // ~Loop: closes the spare handles.
+  static void CloseSpareHandles(Loop& loop);
+
   Handle* handle_;
 };
 

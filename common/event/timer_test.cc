@@ -1,9 +1,11 @@
 #include "common/event/timer.h"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "common/base/allocation_counter.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::event {
@@ -149,6 +151,77 @@ TEST(TimerTest, ReenableFromOwnCallback) {
   EXPECT_TRUE(loop.RunUntil([&] { return fired == 3; }, seconds(5)));
   loop.RunUntil([] { return false; }, milliseconds(20));
   EXPECT_EQ(fired, 3);
+}
+
+TEST(TimerTest, ReusedHandleFiresForItsNewOwnerOnly) {
+  Loop loop;
+  int old_fired = 0;
+  auto old_timer = std::make_unique<Timer>(loop, [&] { ++old_fired; });
+  loop.UpdateTime();
+  old_timer->Enable(milliseconds(10));
+  old_timer.reset();
+  loop.RunUntilIdle();  // the handle becomes a spare, its libuv timer still due in 10 ms
+
+  int new_fired = 0;
+  SteadyClock::time_point fired_at;
+  Timer timer(loop, [&] {
+    ++new_fired;
+    fired_at = SteadyClock::now();
+  });
+  loop.UpdateTime();
+  const auto start = SteadyClock::now();
+  timer.Enable(milliseconds(60));
+  // The old due time passes without firing anything; the new deadline is kept.
+  loop.RunUntil([] { return false; }, milliseconds(30));
+  EXPECT_EQ(new_fired, 0);
+  EXPECT_TRUE(loop.RunUntil([&] { return new_fired > 0; }, seconds(5)));
+  EXPECT_GE(fired_at - start, milliseconds(59));
+  EXPECT_EQ(old_fired, 0);
+  EXPECT_EQ(new_fired, 1);
+}
+
+TEST(TimerTest, RecreateFromOwnCallbackKeepsTheRunningCallbackAlive) {
+  Loop loop;
+  std::unique_ptr<Timer> timer;
+  int generation = 0;
+  auto counter = std::make_shared<int>(0);
+  std::function<void()> make = [&] {
+    // A callback that destroys its Timer and makes the next one, then still uses its captures.
+    timer = std::make_unique<Timer>(loop, [&, counter] {
+      timer.reset();
+      if (++generation < 3) {
+        make();
+        timer->Enable(milliseconds(1));
+      }
+      ++*counter;
+    });
+  };
+  make();
+  timer->Enable(milliseconds(1));
+  EXPECT_TRUE(loop.RunUntil([&] { return *counter == 3; }, seconds(5)));
+  EXPECT_EQ(generation, 3);
+  EXPECT_EQ(timer, nullptr);
+}
+
+TEST(TimerTest, TimersMadePerRequestDoNotAllocateOnceWarm) {
+  Loop loop;
+  int fired = 0;
+  auto cycle = [&] {
+    Timer timer(loop, [&] { ++fired; });
+    timer.Enable(seconds(15));
+  };
+  // Warm-up: the handle, and the loop's two end-of-turn queues.
+  for (int i = 0; i < 2; ++i) {
+    cycle();
+    loop.RunUntilIdle();
+  }
+  AllocationScope scope;
+  for (int i = 0; i < 100; ++i) {
+    cycle();
+    loop.RunUntilIdle();
+  }
+  EXPECT_EQ(scope.count(), 0u);
+  EXPECT_EQ(fired, 0);
 }
 
 }  // namespace

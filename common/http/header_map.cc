@@ -13,6 +13,20 @@ namespace {
 
 bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
 
+char ToLower(char c) {
+  const unsigned char u = static_cast<unsigned char>(c);
+  return static_cast<char>(static_cast<unsigned>(u - 'A') < 26u ? u + ('a' - 'A') : u);
+}
+
+// `stored` (a name in the arena, lowercase) equals `name` ignoring case; the sizes match. Inline
+// rather than absl::EqualsIgnoreCase: lookups compare a few short names many times per request.
+bool StoredNameEquals(const char* stored, absl::string_view name) {
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (stored[i] != ToLower(name[i])) return false;
+  }
+  return true;
+}
+
 // Calls fn(token) for each non-empty element of a comma-separated list, OWS trimmed.
 template <typename Fn>
 void ForEachListElement(absl::string_view list, Fn fn) {
@@ -27,6 +41,23 @@ void ForEachListElement(absl::string_view list, Fn fn) {
 
 }  // namespace
 
+bool HeaderMap::IsHopByHopName(absl::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return name == "te";
+    case 7:
+      return name == "upgrade";
+    case 10:
+      return name == "connection" || name == "keep-alive";
+    case 16:
+      return name == "proxy-connection";
+    case 17:
+      return name == "transfer-encoding";
+    default:
+      return false;
+  }
+}
+
 HeaderMap::HeaderMap(
     std::initializer_list<std::pair<absl::string_view, absl::string_view>> headers) {
   for (const auto& [name, value] : headers) Add(name, value);
@@ -40,9 +71,8 @@ HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view 
   e.name_size = static_cast<uint32_t>(name.size());
   arena_.append(name.data(), name.size());
   // Lowercase in place: one pass, no temporary.
-  for (size_t i = e.name_offset; i < arena_.size(); ++i) {
-    arena_[i] = absl::ascii_tolower(static_cast<unsigned char>(arena_[i]));
-  }
+  char* stored = arena_.data() + e.name_offset;
+  for (size_t i = 0; i < name.size(); ++i) stored[i] = ToLower(stored[i]);
   e.value_offset = static_cast<uint32_t>(arena_.size());
   e.value_size = static_cast<uint32_t>(value.size());
   arena_.append(value.data(), value.size());
@@ -119,7 +149,7 @@ void HeaderMap::Clear() {
 void HeaderMap::MaybeCompact() {
   // Amortised: compact only when dead bytes exceed the live ones (and are worth a copy).
   if (dead_bytes_ < 256 || dead_bytes_ < byte_size_) return;
-  std::string fresh;
+  Arena fresh;
   fresh.reserve(byte_size_);
   for (Entry& e : entries_) {
     uint32_t name_offset = static_cast<uint32_t>(fresh.size());
@@ -142,13 +172,14 @@ size_t HeaderMap::Find(absl::string_view name, size_t from) const {
   } else {
     begin = std::max(begin, num_pseudo_);
   }
+  // Raw pointers: InlinedVector's operator[] checks where its storage is on every access.
+  const Entry* entries = entries_.data();
+  const char* arena = arena_.data();
+  if (name.size() > UINT32_MAX) return kNotFound;
+  const uint32_t size = static_cast<uint32_t>(name.size());
   for (size_t i = begin; i < end; ++i) {
-    const Entry& e = entries_[i];
-    if (e.name_size == name.size() &&
-        absl::EqualsIgnoreCase(absl::string_view(arena_.data() + e.name_offset, e.name_size),
-                               name)) {
-      return i;
-    }
+    const Entry& e = entries[i];
+    if (e.name_size == size && StoredNameEquals(arena + e.name_offset, name)) return i;
   }
   return kNotFound;
 }
@@ -183,36 +214,58 @@ size_t HeaderMap::Count(absl::string_view name) const {
 }
 
 void HeaderMap::RemoveHopByHopHeaders() {
-  // Collect the names Connection lists before removing anything: removal invalidates views.
-  // Small fixed buffer: Connection rarely names more than a couple of headers.
+  // Most messages carry none of these: one pass over the names settles it.
+  bool any = false;
+  for (size_t i = num_pseudo_; i < entries_.size() && !any; ++i) any = IsHopByHopName(at(i).name);
+  if (!any) return;
+  // What Connection lists (lowercased, as stored names are) and whether TE asks for trailers,
+  // read before anything moves. Connection rarely names more than a couple of headers.
   absl::InlinedVector<std::string, 4> listed;
-  for (size_t i = Find("connection", 0); i != kNotFound; i = Find("connection", i + 1)) {
-    ForEachListElement(View(entries_[i]).value, [&](absl::string_view token) {
-      // Never let Connection strip pseudo-headers or TE (handled below).
-      if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
-      listed.emplace_back(token);
-    });
-  }
-  for (const std::string& name : listed) Remove(name);
-
-  static constexpr absl::string_view kAlwaysHopByHop[] = {
-      "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-  };
-  for (absl::string_view name : kAlwaysHopByHop) Remove(name);
-
   bool te_trailers = false;
-  for (size_t i = Find("te", 0); i != kNotFound; i = Find("te", i + 1)) {
-    ForEachListElement(View(entries_[i]).value, [&](absl::string_view element) {
-      // An element may carry parameters ("trailers;q=1" is not valid, but be lenient here).
-      absl::string_view coding = absl::StripAsciiWhitespace(element.substr(0, element.find(';')));
-      if (absl::EqualsIgnoreCase(coding, "trailers")) te_trailers = true;
-    });
+  for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
+    const HeaderView h = at(i);
+    if (h.name == "connection") {
+      ForEachListElement(h.value, [&](absl::string_view token) {
+        // Never let Connection strip pseudo-headers or TE (handled below).
+        if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
+        listed.emplace_back(token);
+        absl::AsciiStrToLower(&listed.back());
+      });
+    } else if (h.name == "te") {
+      ForEachListElement(h.value, [&](absl::string_view element) {
+        // An element may carry parameters ("trailers;q=1" is not valid, but be lenient here).
+        absl::string_view coding = absl::StripAsciiWhitespace(element.substr(0, element.find(';')));
+        if (absl::EqualsIgnoreCase(coding, "trailers")) te_trailers = true;
+      });
+    }
   }
-  if (te_trailers) {
-    Set("te", "trailers");
-  } else {
-    Remove("te");
+  // One pass keeps the rest in order; TE stays, as exactly "trailers", where it first appeared.
+  bool te_kept = false;
+  size_t out = num_pseudo_;
+  for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
+    Entry e = entries_[i];
+    const absl::string_view name = View(e).name;
+    if (name == "te" && te_trailers && !te_kept) {
+      te_kept = true;
+      byte_size_ -= e.value_size;
+      dead_bytes_ += e.value_size;
+      constexpr absl::string_view kTrailers = "trailers";
+      e.value_offset = static_cast<uint32_t>(arena_.size());
+      e.value_size = static_cast<uint32_t>(kTrailers.size());
+      arena_.append(kTrailers.data(), kTrailers.size());
+      byte_size_ += kTrailers.size();
+      entries_[out++] = e;
+      continue;
+    }
+    if (IsHopByHopName(name) || std::find(listed.begin(), listed.end(), name) != listed.end()) {
+      byte_size_ -= e.name_size + e.value_size;
+      dead_bytes_ += e.name_size + e.value_size;
+      continue;
+    }
+    entries_[out++] = e;
   }
+  entries_.erase(entries_.begin() + out, entries_.end());
+  MaybeCompact();
 }
 
 bool operator==(const HeaderMap& a, const HeaderMap& b) {

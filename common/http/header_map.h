@@ -32,6 +32,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
+#include "common/base/free_list.h"
 
 namespace meshlet::http {
 
@@ -45,7 +46,9 @@ struct HeaderView {
   }
 };
 
-class HeaderMap {
+// Heap-allocated maps (HeaderMapPtr) come from the worker thread's free list
+// (common/base/free_list.h): a proxied request makes and drops two of them.
+class HeaderMap : public ThreadRecycled<HeaderMap> {
  public:
   // Entries stored without a heap allocation for the vector; covers typical requests.
   static constexpr size_t kInlineEntries = 16;
@@ -81,6 +84,10 @@ class HeaderMap {
   bool Has(absl::string_view name) const { return Find(name, 0) != kNotFound; }
   // Number of values of `name`.
   size_t Count(absl::string_view name) const;
+
+  // `name` (lowercase) is one of the hop-by-hop fields RemoveHopByHopHeaders() looks at:
+  // connection, keep-alive, proxy-connection, transfer-encoding, upgrade, te.
+  static bool IsHopByHopName(absl::string_view name);
 
   // Removes hop-by-hop headers before forwarding (RFC 9110 7.6.1): Connection and every header
   // it names, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, and TE unless it lists
@@ -162,7 +169,9 @@ class HeaderMap {
   void MaybeCompact();
 
   absl::InlinedVector<Entry, kInlineEntries> entries_;
-  std::string arena_;
+  // Names and values; its storage comes from the thread's free lists too.
+  using Arena = std::basic_string<char, std::char_traits<char>, RecyclingByteAllocator<char>>;
+  Arena arena_;
   size_t num_pseudo_ = 0;  // entries_[0, num_pseudo_) are pseudo-headers
   size_t byte_size_ = 0;   // live name + value bytes
   size_t dead_bytes_ = 0;  // arena bytes no entry refers to any more

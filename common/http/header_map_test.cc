@@ -120,6 +120,15 @@ TEST(HeaderMapTest, RemovesHopByHopHeaders) {
   map.RemoveHopByHopHeaders();
   EXPECT_THAT(Names(map), ElementsAre(":method", "te", "accept"));
   EXPECT_EQ(map.Get("te"), "trailers");
+  EXPECT_EQ(map.ByteSize(), 29u);  // :method GET, te trailers, accept */*
+
+  // TE keeps its first place, once; a name Connection lists goes in any case.
+  HeaderMap repeated{{"a", "1"}, {"te", "trailers"}, {"connection", "B"},
+                     {"b", "2"}, {"te", "deflate"},  {"c", "3"}};
+  repeated.RemoveHopByHopHeaders();
+  EXPECT_THAT(Names(repeated), ElementsAre("a", "te", "c"));
+  EXPECT_EQ(repeated.Get("te"), "trailers");
+  EXPECT_EQ(repeated.ByteSize(), 14u);
 
   HeaderMap no_trailers{{"te", "gzip"}, {"host", "a"}};
   no_trailers.RemoveHopByHopHeaders();

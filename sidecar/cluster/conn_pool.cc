@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/free_list.h"
 #include "common/base/logging.h"
 #include "common/net/buffer.h"
 
@@ -57,7 +58,8 @@ class ConnPool::PendingRequest final : public Cancellable {
 class ConnPool::ActiveStream final : public http::StreamEncoder,
                                      public http::Stream,
                                      public http::StreamDecoder,
-                                     public http::StreamCallbacks {
+                                     public http::StreamCallbacks,
+                                     public ThreadRecycled<ActiveStream> {
  public:
   ActiveStream(Client& client, http::StreamDecoder& decoder,
                resilience::ResourceGuard request_guard, Host::RequestGuard host_guard)
@@ -163,7 +165,7 @@ class ConnPool::ActiveStream final : public http::StreamEncoder,
 
   bool done() const { return done_; }
 
-  std::list<std::unique_ptr<ActiveStream>>::iterator pos_;
+  StreamList::iterator pos_;
 
  private:
   void MaybeComplete();
@@ -368,7 +370,7 @@ class ConnPool::Client final : public net::ConnectionCallbacks,
   std::unique_ptr<net::Connection> connection_;
   std::unique_ptr<http::ClientConnection> codec_;
   // After codec_: streams refer to the codec's encoders, so they go first.
-  std::list<std::unique_ptr<ActiveStream>> streams_;
+  StreamList streams_;
   event::Timer idle_timer_;
   event::Timer duration_timer_;
   State state_ = State::kConnecting;
@@ -439,7 +441,7 @@ void ConnPool::Client::OnClose(net::CloseReason reason, const absl::Status& deta
 
   // Off the lists first, so a caller reacting to the resets below cannot be given this
   // connection.
-  std::list<std::unique_ptr<ActiveStream>> streams = std::move(streams_);
+  StreamList streams = std::move(streams_);
   pool.RemoveClient(*this);  // `this` lives until the end of the loop turn
   for (auto& stream : streams) {
     stream->OnConnectionClosed(established ? http::StreamResetReason::kConnectionTermination

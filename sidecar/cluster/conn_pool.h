@@ -49,6 +49,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
+#include "common/base/free_list.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/http/codec.h"
@@ -154,6 +155,9 @@ class ConnPool {
   class Client;
   class ActiveStream;
   class PendingRequest;
+  // A connection's streams; they and their list nodes come from the worker's free lists.
+  using StreamList =
+      std::list<std::unique_ptr<ActiveStream>, RecyclingAllocator<std::unique_ptr<ActiveStream>>>;
   using ClientList = std::list<std::unique_ptr<Client>>;
   using PendingList = std::list<std::unique_ptr<PendingRequest>>;
 

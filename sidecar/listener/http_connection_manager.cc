@@ -96,23 +96,21 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
 // response, and the bookkeeping for stats and the access log.
 class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
                                                   public http::StreamCallbacks,
-                                                  public router::RouterCallbacks {
+                                                  public router::RouterCallbacks,
+                                                  public ThreadRecycled<ActiveStream> {
  public:
   ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& encoder)
       : hcm_(hcm),
         encoder_(&encoder),
         active_(hcm.stats_.downstream_rq_active),
-        router_(hcm.context_, hcm.CurrentRouteTable(), *this),
-        idle_timer_(hcm.context_.loop, [this] { OnIdleTimer(); }) {
+        router_(hcm.context_, hcm.CurrentRouteTable(), *this) {
     info_.start = hcm.context_.clock.Now();
     info_.protocol = hcm.codec_->protocol();
     if (hcm.context_.access_log != nullptr) info_.start_wall = hcm.context_.clock.WallNow();
     last_activity_ = hcm.context_.loop.Now();
-    const Duration idle = hcm.http_options_.stream_idle_timeout;
-    if (idle.count() > 0) idle_timer_.Enable(idle);
   }
 
-  std::list<std::unique_ptr<ActiveStream>>::iterator pos_;
+  StreamList::iterator pos_;
 
   // The connection closed under the stream (its codec stream may still exist, so detach first).
   void OnConnectionClosed() {
@@ -184,6 +182,25 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     }
     return hcm_.destination_port_ != 0 ? hcm_.destination_port_
                                        : hcm_.connection_->local_address().port();
+  }
+
+  // How long the stream may stay idle from `now` before it times out (zero or less: it has).
+  Duration IdleTimeLeft(MonotonicTime now) const {
+    return hcm_.http_options_.stream_idle_timeout - (now - last_activity_);
+  }
+
+  // The stream idle timeout expired (HttpConnectionManager::OnStreamIdleTimer).
+  void OnIdleTimeout() {
+    if (done_) return;
+    info_.SetFlag(router::ResponseFlag::kStreamIdleTimeout);
+    if (router_.response_started()) {
+      router_.Abandon();
+      ResetDownstream();
+      return;
+    }
+    router_.Abandon();
+    router::SendLocalReply(*this, router_.grpc(),
+                           {408, http::grpc::StatusCode::kDeadlineExceeded, "stream idle timeout"});
   }
 
   // The stream carries an open tunnel (Upgrade or CONNECT).
@@ -345,25 +362,6 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     encoder_ = nullptr;
   }
 
-  void OnIdleTimer() {
-    if (done_) return;
-    const Duration timeout = hcm_.http_options_.stream_idle_timeout;
-    const Duration idle = hcm_.context_.loop.Now() - last_activity_;
-    if (idle < timeout) {
-      idle_timer_.Enable(timeout - idle);
-      return;
-    }
-    info_.SetFlag(router::ResponseFlag::kStreamIdleTimeout);
-    if (router_.response_started()) {
-      router_.Abandon();
-      ResetDownstream();
-      return;
-    }
-    router_.Abandon();
-    router::SendLocalReply(*this, router_.grpc(),
-                           {408, http::grpc::StatusCode::kDeadlineExceeded, "stream idle timeout"});
-  }
-
   // The stream ended abnormally under us.
   void Terminate(http::StreamResetReason reason) {
     reset_reason_ = reason;
@@ -378,7 +376,6 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void Finish() {
     done_ = true;
     encoder_ = nullptr;
-    idle_timer_.Disable();
     router_.Abandon();
     tunnel_active_.reset();
     const uint64_t duration_us =
@@ -439,7 +436,6 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   std::optional<GaugeGuard> tunnel_active_;  // while a tunnel is open
   // Before router_: the router reads it when constructed.
   router::Router router_;
-  event::Timer idle_timer_;
   MonotonicTime last_activity_{};
   std::optional<http::StreamResetReason> reset_reason_;
   bool done_ = false;
@@ -470,6 +466,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       cx_active_(stats.downstream_cx_active),
       idle_timer_(context.loop, [this] { OnIdleTimeout(); }),
       request_headers_timer_(context.loop, [this] { OnRequestHeadersTimeout(); }),
+      stream_idle_timer_(context.loop, [this] { OnStreamIdleTimer(); }),
       drain_close_timer_(context.loop, [this] { CheckIdle(); }) {
   CHECK(connection_ != nullptr);
   connection_->SetCallbacks(this);
@@ -490,6 +487,7 @@ HttpConnectionManager::~HttpConnectionManager() {
   destroying_ = true;
   idle_timer_.Disable();
   request_headers_timer_.Disable();
+  stream_idle_timer_.Disable();
   drain_close_timer_.Disable();
   if (!closed_) {
     closed_ = true;
@@ -629,6 +627,7 @@ void HttpConnectionManager::OnClose(net::CloseReason reason, const absl::Status&
              << " closed: " << net::CloseReasonName(reason) << " " << detail;
   idle_timer_.Disable();
   request_headers_timer_.Disable();
+  stream_idle_timer_.Disable();
   drain_close_timer_.Disable();
   codec_->OnConnectionClosed();
   // HTTP/2 streams survive OnConnectionClosed until the codec goes; end them now.
@@ -680,7 +679,30 @@ http::StreamDecoder& HttpConnectionManager::NewStream(http::StreamEncoder& respo
   streams_.push_back(std::move(stream));
   ref.pos_ = std::prev(streams_.end());
   response_encoder.GetStream().AddCallbacks(ref);
+  // An armed timer is due no later than this stream's timeout (every arming is for at most one
+  // timeout from then), so it only needs arming when it is off.
+  const Duration idle = http_options_.stream_idle_timeout;
+  if (idle.count() > 0 && !stream_idle_timer_.enabled()) stream_idle_timer_.Enable(idle);
   return ref;
+}
+
+void HttpConnectionManager::OnStreamIdleTimer() {
+  if (closed_) return;
+  const MonotonicTime now = context_.loop.Now();
+  // Timing a stream out ends it (and may close the connection); streams are deleted only at the
+  // end of the loop turn, so the pointers stay valid meanwhile.
+  std::vector<ActiveStream*> expired;
+  std::optional<Duration> next;
+  for (const auto& stream : streams_) {
+    const Duration left = stream->IdleTimeLeft(now);
+    if (left <= Duration::zero()) {
+      expired.push_back(stream.get());
+    } else if (!next.has_value() || left < *next) {
+      next = left;
+    }
+  }
+  for (ActiveStream* stream : expired) stream->OnIdleTimeout();
+  if (next.has_value() && !closed_) stream_idle_timer_.Enable(*next);
 }
 
 void HttpConnectionManager::OnStreamDone(ActiveStream& stream) {

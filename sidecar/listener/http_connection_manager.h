@@ -50,6 +50,7 @@
 #include <string>
 
 #include "absl/functional/any_invocable.h"
+#include "common/base/free_list.h"
 #include "common/event/timer.h"
 #include "common/http/codec.h"
 #include "common/net/buffer.h"
@@ -123,6 +124,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
  private:
   class ActiveStream;
+  // Streams and their list nodes come from the worker's free lists (common/base/free_list.h).
+  using StreamList =
+      std::list<std::unique_ptr<ActiveStream>, RecyclingAllocator<std::unique_ptr<ActiveStream>>>;
 
   // The route table for a new request (cached per snapshot, so a request costs no map lookup);
   // also refreshes authorizer_ and destination_port_ when the snapshot changed.
@@ -133,6 +137,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // After a stream ends or input stopped: close when draining, else start the idle timer.
   void CheckIdle();
   void OnIdleTimeout();
+  // The stream idle timeout: one timer per connection, due no later than the earliest stream's
+  // timeout, instead of one timer per stream.
+  void OnStreamIdleTimer();
   // A request header section has started and not ended (HTTP/1: a partial head buffered while
   // no stream runs; HTTP/2: a HEADERS block still waiting for END_HEADERS, whatever else runs).
   bool RequestHeadersInProgress() const;
@@ -160,11 +167,12 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   std::unique_ptr<http::ServerConnection> codec_;
   http::h1::ServerCodec* h1_codec_ = nullptr;  // codec_, when it is HTTP/1
   http::h2::ServerCodec* h2_codec_ = nullptr;  // codec_, when it is HTTP/2
-  std::list<std::unique_ptr<ActiveStream>> streams_;
+  StreamList streams_;
   GaugeGuard cx_active_;
 
   event::Timer idle_timer_;
   event::Timer request_headers_timer_;
+  event::Timer stream_idle_timer_;
   // Closes a draining connection on a later turn: closing from inside the codec's own call
   // would drop frames it has not written yet.
   event::Timer drain_close_timer_;

@@ -290,6 +290,27 @@ TEST_F(HttpConnectionManagerTest, StreamIdleTimeoutAnswers408AndResetsUpstream) 
   EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
 }
 
+TEST_F(HttpConnectionManagerTest, StreamIdleTimeoutCountsFromEachStreamsOwnActivity) {
+  // One timer per connection serves every stream: a stream started while it is armed for an
+  // earlier stream still gets its whole timeout.
+  listener_config_.http.stream_idle_timeout = milliseconds(300);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return absl::EndsWith(client.received, "ok"); }, seconds(5)));
+  loop_.RunUntil([] { return false; }, milliseconds(200));
+  client.received.clear();
+  const auto start = std::chrono::steady_clock::now();
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return absl::StrContains(client.received, "\r\n\r\n"); }, seconds(5)));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
+  // libuv time has millisecond granularity, hence the slack.
+  EXPECT_GE(elapsed, milliseconds(290));
+  EXPECT_LT(elapsed, seconds(3));
+}
+
 TEST_F(HttpConnectionManagerTest, IdleConnectionIsClosed) {
   listener_config_.http.idle_timeout = milliseconds(100);
   net::testing::RecordingCallbacks client;

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/base/free_list.h"
 #include "common/base/logging.h"
 #include "common/net/connection.h"
 #include "sidecar/resilience/deadline.h"
@@ -106,7 +107,8 @@ void SendLocalReply(RouterCallbacks& callbacks, bool grpc, const LocalReply& rep
 // UpstreamRequest over the same router state.
 class Router::UpstreamRequest final : public ConnPoolCallbacks,
                                       public http::StreamDecoder,
-                                      public http::StreamCallbacks {
+                                      public http::StreamCallbacks,
+                                      public ThreadRecycled<UpstreamRequest> {
  public:
   UpstreamRequest(Router& router, Cluster& cluster, Host& host, bool probe)
       : router_(router),

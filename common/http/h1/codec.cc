@@ -1,6 +1,7 @@
 #include "common/http/h1/codec.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -23,54 +24,49 @@ constexpr char kNoBytes[1] = "";
 
 bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
 
-// Bytes that would end a line or truncate it: never written, whatever the HeaderMap holds,
-// because a value that smuggles CRLF splits the message.
-// Whether some byte of `text` is below 0x0e (CR, LF and NUL all are), eight bytes at a time:
-// (w - 0x0e..0e) & ~w & 0x80..80 is non-zero exactly when a byte of w is below 0x0e.
-bool HasByteBelow0e(absl::string_view text) {
-  constexpr uint64_t kOnes = 0x0101010101010101;
-  constexpr uint64_t kHigh = 0x8080808080808080;
-  size_t i = 0;
-  for (; i + 8 <= text.size(); i += 8) {
+// True when some byte of the 8-byte word `w` is zero (exact, no false positives).
+constexpr bool HasZeroByte(uint64_t w) {
+  return ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) != 0;
+}
+
+// CR, LF or NUL somewhere in `s`, eight bytes at a time: this runs over every field written.
+bool HasLineBreakOrNul(absl::string_view s) {
+  const char* p = s.data();
+  size_t n = s.size();
+  for (; n >= 8; p += 8, n -= 8) {
     uint64_t w;
-    std::memcpy(&w, text.data() + i, 8);
-    if (((w - kOnes * 0x0e) & ~w & kHigh) != 0) return true;
+    std::memcpy(&w, p, sizeof(w));
+    if (HasZeroByte(w) || HasZeroByte(w ^ 0x0d0d0d0d0d0d0d0dULL) ||
+        HasZeroByte(w ^ 0x0a0a0a0a0a0a0a0aULL)) {
+      return true;
+    }
   }
-  for (; i < text.size(); ++i) {
-    if (static_cast<unsigned char>(text[i]) < 0x0e) return true;
+  for (; n > 0; ++p, --n) {
+    if (*p == '\r' || *p == '\n' || *p == '\0') return true;
   }
   return false;
 }
 
+// Bytes a field name never contains on the wire (besides those HasLineBreakOrNul finds).
+constexpr std::array<bool, 256> kBadNameBytes = [] {
+  std::array<bool, 256> bad{};
+  for (unsigned char c : {'\r', '\n', '\0', ':', ' ', '\t'}) bad[c] = true;
+  return bad;
+}();
+
+// Bytes that would end a line or truncate it: never written, whatever the HeaderMap holds,
+// because a value that smuggles CRLF splits the message.
 bool SafeField(absl::string_view name, absl::string_view value) {
   if (name.empty()) return false;
-  for (char c : name) {
-    if (c == '\r' || c == '\n' || c == '\0' || c == ':' || c == ' ' || c == '\t') return false;
-  }
-  // Almost every value has no byte below 0x0e; only those (a tab) are looked at byte by byte.
-  if (!HasByteBelow0e(value)) return true;
-  for (char c : value) {
-    if (c == '\r' || c == '\n' || c == '\0') return false;
-  }
-  return true;
+  bool bad = false;
+  for (char c : name) bad |= kBadNameBytes[static_cast<unsigned char>(c)];
+  return !bad && !HasLineBreakOrNul(value);
 }
 
 // Hop-by-hop and framing fields the codec writes itself (names are lowercase in a HeaderMap).
 bool IsManagedField(absl::string_view name) {
-  switch (name.size()) {
-    case 7:
-      return name == "upgrade";
-    case 10:
-      return name == "connection" || name == "keep-alive";
-    case 14:
-      return name == "content-length";
-    case 16:
-      return name == "proxy-connection";
-    case 17:
-      return name == "transfer-encoding";
-    default:
-      return false;
-  }
+  if (name == "content-length") return true;
+  return name != "te" && HeaderMap::IsHopByHopName(name);
 }
 
 bool SkipInResponse(absl::string_view name) { return IsManagedField(name) || name == "te"; }
@@ -211,8 +207,10 @@ absl::string_view FormatHex(uint64_t v, char (&buf)[20]) {
   return absl::string_view(p, buf + sizeof(buf) - p);
 }
 
-// A header block is written in two passes over the same emitter: one sizes it, one copies it
-// into a single reservation, so a block costs one contiguous copy and no allocation per field.
+// A header block is copied into one reservation at the output's tail, so it costs one
+// contiguous copy and no allocation per field. The reservation is sized from an estimate
+// (EstimateBlock); a block that does not fit is emitted again in two passes, one that sizes it
+// and one that copies it.
 struct SizeSink {
   size_t size = 0;
   void operator()(absl::string_view s) { size += s.size(); }
@@ -224,12 +222,42 @@ struct CopySink {
     p += s.size();
   }
 };
+// Copies while there is room; past the end it only records the overflow.
+struct BoundedSink {
+  char* p;
+  char* end;
+  bool overflow = false;
+  void operator()(absl::string_view s) {
+    if (overflow || s.size() > static_cast<size_t>(end - p)) {
+      overflow = true;
+      return;
+    }
+    if (!s.empty()) std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+};
+
+// Room for the fields of `headers` written as "name: value\r\n", plus `extra` bytes for the
+// start line and the fields the codec adds.
+size_t EstimateBlock(const HeaderMap& headers, size_t extra) {
+  return headers.ByteSize() + 4 * headers.size() + extra;
+}
+// Start line, framing and connection fields, final CRLF (besides values counted separately).
+constexpr size_t kBlockOverhead = 192;
 
 template <typename Emit>
-void WriteBlock(net::Buffer& out, Emit&& emit) {
+void WriteBlock(net::Buffer& out, size_t estimate, Emit&& emit) {
+  absl::Span<char> space = out.Reserve(estimate);
+  BoundedSink fast{space.data(), space.data() + space.size()};
+  emit(fast);
+  if (!fast.overflow) {
+    out.Commit(static_cast<size_t>(fast.p - space.data()));
+    return;
+  }
+  out.Commit(0);
   SizeSink sizer;
   emit(sizer);
-  absl::Span<char> space = out.Reserve(sizer.size);
+  space = out.Reserve(sizer.size);
   CopySink copier{space.data()};
   emit(copier);
   out.Commit(static_cast<size_t>(copier.p - space.data()));
@@ -581,7 +609,7 @@ void CodecBase::EncodeDataImpl(net::Buffer& data, bool end_stream) {
 void CodecBase::EncodeTrailersImpl(const HeaderMap& trailers) {
   if (!stream_active_ || !out_headers_sent_ || out_complete_) return;
   if (out_framing_ == OutFraming::kChunked) {
-    WriteBlock(out_, [&](auto& sink) {
+    WriteBlock(out_, EstimateBlock(trailers, kBlockOverhead), [&](auto& sink) {
       sink("0\r\n");
       EmitFields(trailers, SkipInTrailers, sink);
       sink("\r\n");
@@ -842,7 +870,7 @@ void ServerCodec::Encode1xx(const HeaderMap& headers) {
     continue_sent_ = true;
   }
   ++counters_->informational;
-  WriteBlock(out_, [&](auto& sink) {
+  WriteBlock(out_, EstimateBlock(headers, kBlockOverhead), [&](auto& sink) {
     EmitStatusLine(status, sink);
     EmitFields(headers, SkipInResponse, sink);
     sink("\r\n");
@@ -913,7 +941,9 @@ void ServerCodec::EncodeHeadersImpl(const HeaderMap& headers, bool end_stream) {
   std::optional<absl::string_view> upgrade;
   if (status == 101) upgrade = headers.Get("upgrade");
 
-  WriteBlock(out_, [&](auto& sink) {
+  const size_t estimate =
+      EstimateBlock(headers, kBlockOverhead + (upgrade.has_value() ? upgrade->size() : 0));
+  WriteBlock(out_, estimate, [&](auto& sink) {
     EmitStatusLine(status, sink);
     EmitFields(headers, SkipInResponse, sink);
     if (emit_length) {
@@ -966,7 +996,7 @@ void ServerCodec::OnLocalMessageComplete() {
 void ServerCodec::WriteLocalReply(int status, absl::string_view body) {
   ++counters_->responses;
   out_headers_sent_ = true;
-  WriteBlock(out_, [&](auto& sink) {
+  WriteBlock(out_, body.size() + kBlockOverhead, [&](auto& sink) {
     char buf[20];
     EmitStatusLine(status, sink);
     sink("connection: close\r\ncontent-type: text/plain\r\ncontent-length: ");
@@ -1094,7 +1124,10 @@ void ClientCodec::EncodeHeadersImpl(const HeaderMap& headers, bool end_stream) {
   std::optional<absl::string_view> host = authority.has_value() ? authority : headers.Get("host");
   if (host.has_value() && !SafeField("host", *host)) host.reset();
 
-  WriteBlock(out_, [&](auto& sink) {
+  const size_t estimate = EstimateBlock(headers, kBlockOverhead + method->size() + target.size() +
+                                                     (host.has_value() ? host->size() : 0) +
+                                                     (upgrade.has_value() ? upgrade->size() : 0));
+  WriteBlock(out_, estimate, [&](auto& sink) {
     sink(*method);
     sink(" ");
     sink(target);

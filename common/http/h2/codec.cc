@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/free_list.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
@@ -40,20 +41,8 @@ nghttp2_nv MakeNv(absl::string_view name, absl::string_view value) {
 // Connection-specific fields are forbidden in HTTP/2 (RFC 9113 8.2.2); a message translated
 // from HTTP/1 may still carry them.
 bool IsConnectionSpecific(absl::string_view name, absl::string_view value) {
-  switch (name.size()) {
-    case 2:
-      return name == "te" && value != "trailers";
-    case 7:
-      return name == "upgrade";
-    case 10:
-      return name == "connection" || name == "keep-alive";
-    case 16:
-      return name == "proxy-connection";
-    case 17:
-      return name == "transfer-encoding";
-    default:
-      return false;
-  }
+  if (name == "te") return value != "trailers";
+  return HeaderMap::IsHopByHopName(name);
 }
 
 // Builds the field list for `headers`. For requests, adds :scheme when missing and turns Host
@@ -157,6 +146,9 @@ absl::string_view ErrorCodeSlotName(size_t slot) {
 }
 
 class StreamImpl;
+// Streams and their list nodes come from the thread's free lists (common/base/free_list.h).
+using StreamList =
+    std::list<std::unique_ptr<StreamImpl>, RecyclingAllocator<std::unique_ptr<StreamImpl>>>;
 
 // The nghttp2 session and everything shared by the streams of one connection.
 class ConnectionImpl {
@@ -266,8 +258,8 @@ class ConnectionImpl {
 
   // Every stream object alive; `retired_` holds ended ones until the outermost call returns, so
   // a stream is never freed while a frame of its own call stack still uses it.
-  std::list<std::unique_ptr<StreamImpl>> streams_;
-  std::list<std::unique_ptr<StreamImpl>> retired_;
+  StreamList streams_;
+  StreamList retired_;
   absl::flat_hash_map<int32_t, StreamImpl*> by_id_;
   size_t active_streams_ = 0;
 
@@ -296,7 +288,7 @@ class ConnectionImpl {
   MonotonicTime last_frame_received_{};
 };
 
-class StreamImpl final : public Stream, public StreamEncoder {
+class StreamImpl final : public Stream, public StreamEncoder, public ThreadRecycled<StreamImpl> {
  public:
   StreamImpl(ConnectionImpl& c, StreamDecoder* decoder) : c_(c), decoder_(decoder) {}
 
@@ -358,7 +350,7 @@ class StreamImpl final : public Stream, public StreamEncoder {
   ConnectionImpl& c_;
   StreamDecoder* decoder_;
   absl::InlinedVector<StreamCallbacks*, 2> callbacks_;
-  std::list<std::unique_ptr<StreamImpl>>::iterator self_;
+  StreamList::iterator self_;
   int32_t id_ = 0;  // 0 until a client stream's HEADERS is submitted
 
   // Receiving.
