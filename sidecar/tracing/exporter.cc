@@ -138,10 +138,8 @@ SpanExporter::SpanExporter(TracingConfig config, std::string service_name, Stats
                                       {{"reason", "shutdown"}})) {}
 
 SpanExporter::~SpanExporter() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
+  stop_.store(true);
+  queue_.Interrupt();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -151,9 +149,13 @@ void SpanExporter::Start() {
 }
 
 size_t SpanExporter::Fill(std::vector<Span>* batch) {
-  Span span;
-  while (batch->size() < config_.batch_size && queue_.TryPop(&span)) {
-    batch->push_back(std::move(span));
+  // Popped straight into the batch: a span moves once, from the queue's cell to here.
+  while (batch->size() < config_.batch_size) {
+    batch->emplace_back();
+    if (!queue_.TryPop(&batch->back())) {
+      batch->pop_back();
+      break;
+    }
   }
   return batch->size();
 }
@@ -192,24 +194,19 @@ bool SpanExporter::Export(const std::vector<Span>& batch) {
   return false;
 }
 
-bool SpanExporter::StopRequested() {
-  absl::MutexLock lock(&mu_);
-  return stop_;
-}
-
 void SpanExporter::Run() {
   std::vector<Span> batch;
   batch.reserve(config_.batch_size);
   absl::Time last_flush = absl::Now();
   const absl::Duration flush_interval = absl::FromChrono(config_.flush_interval);
   while (true) {
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::FromChrono(kPollInterval));
-      stopping = stop_;
+    if (batch.empty() && queue_.SizeApprox() == 0) {
+      queue_.Wait(1, absl::InfiniteFuture());  // idle: until the first span
+    } else if (batch.size() < config_.batch_size) {
+      // A partial batch: until it fills or its flush is due.
+      queue_.Wait(config_.batch_size - batch.size(), last_flush + flush_interval);
     }
-    if (stopping) {
+    if (stop_.load()) {
       // One last batch, best effort (bounded by export_timeout), so shutdown stays prompt even
       // with the collector down; what is left is counted as dropped.
       Fill(&batch);
@@ -224,7 +221,7 @@ void SpanExporter::Run() {
     while (Fill(&batch) == config_.batch_size) {
       SendBatch(&batch);
       last_flush = absl::Now();
-      if (StopRequested()) break;
+      if (stop_.load()) break;
     }
     if (!batch.empty() && absl::Now() - last_flush >= flush_interval) {
       SendBatch(&batch);

@@ -145,6 +145,7 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
   AppendJsonString(out, service_name);
   out->append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
   bool first = true;
+  std::string name_scratch;
   for (const Span& span : spans) {
     if (!first) out->push_back(',');
     first = false;
@@ -159,7 +160,7 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
       out->push_back('"');
     }
     out->append(R"(,"name":)");
-    AppendJsonString(out, span.name);
+    AppendJsonString(out, SpanName(span, &name_scratch));
     // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
     absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
                     R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
@@ -218,9 +219,11 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
   // The spans are written once into `spans_out`; the enclosing messages' headers are computed
   // from its size, so the span bytes are copied only once more, into `out`.
   std::string spans_out;
+  std::string name_scratch;
   for (const Span& span : spans) {
+    const absl::string_view name = SpanName(span, &name_scratch);
     // Ids, kind and times take at most 3 * 18 + 2 + 2 * 9; the rest is bounded per field.
-    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + span.name.size() + 4 + 2 * kMaxVarint +
+    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + name.size() + 4 + 2 * kMaxVarint +
                    span.status_message.size();
     ForEachAttribute(
         span,
@@ -245,7 +248,7 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
         PutBigEndian64(id, span.parent_span_id);
         PutBytes(p, 4, absl::string_view(id, 8));
       }
-      PutBytes(p, 5, span.name);
+      PutBytes(p, 5, name);
       PutVarintField(p, 6, span.kind == SpanKind::kServer ? 2 : 3);
       PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
       PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
@@ -291,6 +294,7 @@ void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_
   out->reserve(out->size() + 2 + spans.size() * 700);
   out->push_back('[');
   bool first = true;
+  std::string name_scratch;
   for (const Span& span : spans) {
     if (!first) out->push_back(',');
     first = false;
@@ -305,7 +309,7 @@ void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_
       out->push_back('"');
     }
     out->append(R"(,"name":)");
-    AppendJsonString(out, span.name);
+    AppendJsonString(out, SpanName(span, &name_scratch));
     const int64_t start_us = UnixMicros(span.start);
     const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
     absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",
