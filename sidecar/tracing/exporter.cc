@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,12 +75,27 @@ bool Post(const std::string& address, const std::string& path, absl::string_view
     *error = absl::StrCat("connect ", address, " failed");
     return false;
   }
-  const std::string request = absl::StrCat(
+  // The head and the body go out as they are (one sendmsg each round), without copying the
+  // body behind the head.
+  const std::string head = absl::StrCat(
       "POST ", path, " HTTP/1.1\r\nhost: ", address, "\r\ncontent-type: ", content_type,
-      "\r\ncontent-length: ", body.size(), "\r\nconnection: close\r\n\r\n", body);
+      "\r\ncontent-length: ", body.size(), "\r\nconnection: close\r\n\r\n");
+  const size_t total = head.size() + body.size();
   size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+  while (sent < total) {
+    iovec iov[2];
+    int count = 0;
+    if (sent < head.size()) {
+      iov[count++] = {const_cast<char*>(head.data()) + sent, head.size() - sent};
+    }
+    const size_t body_sent = sent > head.size() ? sent - head.size() : 0;
+    if (body_sent < body.size()) {
+      iov[count++] = {const_cast<char*>(body.data()) + body_sent, body.size() - body_sent};
+    }
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = static_cast<size_t>(count);
+    const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<size_t>(n);
       continue;

@@ -1,7 +1,6 @@
 #include "sidecar/tracing/trace_context.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 #include "absl/container/inlined_vector.h"
@@ -11,8 +10,6 @@
 
 namespace meshlet::sidecar::tracing {
 namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
 
 int HexValue(char c, bool lower_only) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -100,21 +97,30 @@ std::optional<SamplingHint> ParseB3Sampled(absl::string_view value) {
 
 }  // namespace
 
-// "000102...ff": two digits per byte value, so a 64-bit id takes 8 lookups, not 16 shifts.
-constexpr std::array<char, 512> kHexPairs = [] {
-  std::array<char, 512> pairs{};
-  for (size_t i = 0; i < 256; ++i) {
-    pairs[2 * i] = kHexDigits[i >> 4];
-    pairs[2 * i + 1] = kHexDigits[i & 0xf];
-  }
-  return pairs;
-}();
+namespace {
+
+// Eight hex digits of `value` as eight ASCII bytes, most significant digit in the lowest byte,
+// computed in a register: each nibble is spread to its own byte, then turned into '0'-'9' or
+// 'a'-'f' in all eight bytes at once.
+uint64_t HexDigits32(uint32_t value) {
+  uint64_t x = value;
+  x = ((x & 0xffff0000ULL) << 16) | (x & 0x0000ffffULL);
+  x = ((x & 0x0000ff000000ff00ULL) << 8) | (x & 0x000000ff000000ffULL);
+  x = ((x & 0x00f000f000f000f0ULL) << 4) | (x & 0x000f000f000f000fULL);
+  // Now byte i (from the top) holds nibble i. Bytes holding 10..15 get 'a' - '0' - 10 more.
+  const uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+  x += 0x3030303030303030ULL + letters * static_cast<uint64_t>('a' - '0' - 10);
+  return __builtin_bswap64(x);  // the most significant digit first in memory
+}
+
+}  // namespace
 
 void FormatHex64(uint64_t value, char out[16]) {
-  for (int i = 7; i >= 0; --i) {
-    std::memcpy(out + 2 * i, &kHexPairs[2 * (value & 0xff)], 2);
-    value >>= 8;
-  }
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "HexDigits32 assumes little endian");
+  const uint64_t high = HexDigits32(static_cast<uint32_t>(value >> 32));
+  const uint64_t low = HexDigits32(static_cast<uint32_t>(value));
+  std::memcpy(out, &high, 8);
+  std::memcpy(out + 8, &low, 8);
 }
 
 std::optional<ParentContext> ParseTraceparent(absl::string_view value) {
