@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -97,31 +101,31 @@ std::optional<SamplingHint> ParseB3Sampled(absl::string_view value) {
 
 }  // namespace
 
-namespace {
+#if defined(__SSE2__)
 
-// Eight hex digits of `value` as eight ASCII bytes, most significant digit in the lowest byte,
-// computed in a register: each nibble is spread to its own byte, then turned into '0'-'9' or
-// 'a'-'f' in all eight bytes at once.
-uint64_t HexDigits32(uint32_t value) {
-  uint64_t x = value;
-  x = ((x & 0xffff0000ULL) << 16) | (x & 0x0000ffffULL);
-  x = ((x & 0x0000ff000000ff00ULL) << 8) | (x & 0x000000ff000000ffULL);
-  x = ((x & 0x00f000f000f000f0ULL) << 4) | (x & 0x000f000f000f000fULL);
-  // Now byte i (from the top) holds nibble i. Bytes holding 10..15 get 'a' - '0' - 10 more.
-  const uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
-  x += 0x3030303030303030ULL + letters * static_cast<uint64_t>('a' - '0' - 10);
-  return __builtin_bswap64(x);  // the most significant digit first in memory
+// Sixteen nibbles spread to sixteen bytes, most significant first, each turned into '0'-'9' or
+// 'a'-'f' at once.
+void FormatHex64(uint64_t value, char out[16]) {
+  const __m128i bytes = _mm_cvtsi64_si128(static_cast<long long>(__builtin_bswap64(value)));
+  const __m128i low_nibble = _mm_set1_epi8(0x0f);
+  const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibble),
+                                            _mm_and_si128(bytes, low_nibble));
+  const __m128i letters =
+      _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
+  const __m128i ascii = _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), ascii);
 }
 
-}  // namespace
+#else
 
 void FormatHex64(uint64_t value, char out[16]) {
-  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "HexDigits32 assumes little endian");
-  const uint64_t high = HexDigits32(static_cast<uint32_t>(value >> 32));
-  const uint64_t low = HexDigits32(static_cast<uint32_t>(value));
-  std::memcpy(out, &high, 8);
-  std::memcpy(out + 8, &low, 8);
+  for (int i = 15; i >= 0; --i) {
+    out[i] = "0123456789abcdef"[value & 0xf];
+    value >>= 4;
+  }
 }
+
+#endif
 
 std::optional<ParentContext> ParseTraceparent(absl::string_view value) {
   value = TrimOws(value);

@@ -1,6 +1,7 @@
 #include "sidecar/tracing/trace_context.h"
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -73,6 +74,19 @@ TEST(TraceparentTest, FormatRoundTrips) {
   FormatTraceparent(TraceId{0, 1}, 2, false, out);
   EXPECT_EQ(absl::string_view(out, sizeof(out)),
             "00-00000000000000000000000000000001-0000000000000002-00");
+}
+
+TEST(TraceparentTest, FormatsEveryHexDigitInOrder) {
+  char out[16];
+  for (const auto& [value, text] :
+       {std::pair<uint64_t, absl::string_view>{0x0123456789abcdefULL, "0123456789abcdef"},
+        {0xfedcba9876543210ULL, "fedcba9876543210"},
+        {0, "0000000000000000"},
+        {~0ULL, "ffffffffffffffff"},
+        {0x00000000000000a9ULL, "00000000000000a9"}}) {
+    FormatHex64(value, out);
+    EXPECT_EQ(absl::string_view(out, 16), text);
+  }
 }
 
 TEST(TracestateTest, KeepsValidLists) {
