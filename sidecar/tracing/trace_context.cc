@@ -317,10 +317,24 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
   auto keep = [](std::optional<absl::string_view>& slot, absl::string_view value) {
     if (!slot.has_value()) slot = value;
   };
+  // Most headers are none of these: one test of the name's length skips them.
+  constexpr auto bit = [](size_t length) { return uint64_t{1} << length; };
+  uint64_t lengths = bit(kTraceparentHeader.size()) | bit(kTracestateHeader.size()) |
+                     bit(kB3SingleHeader.size()) | bit(kB3TraceIdHeader.size()) |
+                     bit(kB3SpanIdHeader.size()) | bit(kB3ParentSpanIdHeader.size()) |
+                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size());
+  static_assert(kB3ParentSpanIdHeader.size() < 64);
+  const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
+  if (force_in_mask) lengths |= bit(force_header.size());
+  const bool force_long = force_header.size() >= 64;
   for (const http::HeaderView header : headers) {
     const absl::string_view name = header.name;
-    if (name.size() < 2) continue;
-    if (!force_header.empty() && name == force_header) keep(found.force, header.value);
+    if (name.size() >= 64) {
+      if (force_long && name == force_header) keep(found.force, header.value);
+      continue;
+    }
+    if ((lengths & bit(name.size())) == 0) continue;
+    if (force_in_mask && name == force_header) keep(found.force, header.value);
     switch (name[0]) {
       case 't':
         if (name == kTraceparentHeader) {
@@ -361,6 +375,9 @@ ParentContext ExtractParent(const http::HeaderMap& headers) {
 
 ParentContext ExtractParent(const TraceHeaders& found) {
   ParentContext result;
+  if (!found.traceparent.has_value() && !found.b3.has_value() && !found.any_b3_multi()) {
+    return result;  // no context (most requests at an edge)
+  }
   // Several traceparent fields make the context ambiguous: start over (W3C §3.2).
   if (found.traceparent.has_value() && found.traceparent_count == 1) {
     if (std::optional<ParentContext> parsed = ParseTraceparent(*found.traceparent)) {

@@ -249,3 +249,39 @@ TEST(ExtractParentTest, NothingIsNothing) {
 
 }  // namespace
 }  // namespace meshlet::sidecar::tracing
+
+namespace meshlet::sidecar::tracing {
+namespace {
+
+TEST(ScanTraceHeadersTest, FindsEveryTraceHeaderAmongOthers) {
+  const std::string long_force(70, 'f');
+  http::HeaderMap headers{{":method", "GET"},    {"traceparent", "tp"}, {"user-agent", "x"},
+                          {"tracestate", "ts1"}, {"tracestate", "ts2"}, {"b3", "single"},
+                          {"x-b3-traceid", "t"}, {"x-b3-spanid", "s"},  {"x-b3-parentspanid", "p"},
+                          {"x-b3-sampled", "1"}, {"x-b3-flags", "f"},   {"x-forced", "yes"},
+                          {long_force, "long"},  {"x-request-id", "id"}};
+  TraceHeaders found = ScanTraceHeaders(headers, "x-forced");
+  EXPECT_EQ(found.traceparent, "tp");
+  EXPECT_EQ(found.traceparent_count, 1);
+  EXPECT_EQ(found.tracestate, "ts1");
+  EXPECT_EQ(found.tracestate_count, 2);
+  EXPECT_EQ(found.b3, "single");
+  EXPECT_EQ(found.b3_trace_id, "t");
+  EXPECT_EQ(found.b3_span_id, "s");
+  EXPECT_EQ(found.b3_parent_span_id, "p");
+  EXPECT_EQ(found.b3_sampled, "1");
+  EXPECT_EQ(found.b3_flags, "f");
+  EXPECT_EQ(found.force, "yes");
+  // A force-sample header name of any length.
+  EXPECT_EQ(ScanTraceHeaders(headers, long_force).force, "long");
+  EXPECT_FALSE(ScanTraceHeaders(headers, "").force.has_value());
+  // Nothing trace-related: no context.
+  http::HeaderMap plain{{":method", "GET"}, {"x-request-id", "id"}};
+  const ParentContext none = ExtractParent(plain);
+  EXPECT_FALSE(none.trace_id.valid());
+  EXPECT_EQ(none.format, Propagation::kNone);
+  EXPECT_FALSE(none.b3_present);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::tracing
