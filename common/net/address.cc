@@ -17,6 +17,31 @@
 namespace meshlet::net {
 namespace {
 
+// Writes the decimal digits of `value` at `p`; returns the end.
+char* PutDecimal(char* p, unsigned value) {
+  char digits[10];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (n > 0) *p++ = digits[--n];
+  return p;
+}
+
+// The dotted quad of an IPv4 address (at most 15 bytes) at `p`; returns the end. Without
+// inet_ntop, which formats through sprintf, and without StrCat's pieces: spans and logs format
+// an address per request.
+char* PutDottedQuad(char* p, const sockaddr_storage& storage) {
+  const auto* b = reinterpret_cast<const unsigned char*>(
+      &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr);
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) *p++ = '.';
+    p = PutDecimal(p, b[i]);
+  }
+  return p;
+}
+
 constexpr absl::string_view kUnixPrefix = "unix:";
 
 absl::StatusOr<uint16_t> ParsePort(absl::string_view text, absl::string_view whole) {
@@ -224,12 +249,8 @@ std::string Address::ip() const {
   char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
   switch (family_) {
     case Family::kIPv4: {
-      // Dotted quad without inet_ntop, which formats through sprintf (spans and logs call this
-      // per request).
-      const auto* b = reinterpret_cast<const unsigned char*>(
-          &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr);
-      return absl::StrCat(unsigned{b[0]}, ".", unsigned{b[1]}, ".", unsigned{b[2]}, ".",
-                          unsigned{b[3]});
+      char* const end = PutDottedQuad(text, storage_);
+      return std::string(text, static_cast<size_t>(end - text));
     }
     case Family::kIPv6: {
       const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
@@ -270,8 +291,13 @@ bool Address::IsLoopback() const {
 
 std::string Address::ToString() const {
   switch (family_) {
-    case Family::kIPv4:
-      return absl::StrCat(ip(), ":", port());
+    case Family::kIPv4: {
+      char text[15 + 1 + 5];
+      char* end = PutDottedQuad(text, storage_);
+      *end++ = ':';
+      end = PutDecimal(end, port());
+      return std::string(text, static_cast<size_t>(end - text));
+    }
     case Family::kIPv6:
       return absl::StrCat("[", ip(), "]:", port());
     case Family::kUnix:

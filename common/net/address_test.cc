@@ -53,7 +53,8 @@ TEST(AddressTest, ParsesUnixPath) {
 
 TEST(AddressTest, RoundTrips) {
   for (const char* text :
-       {"0.0.0.0:0", "10.1.2.3:65535", "[::]:15001", "[::ffff:1.2.3.4]:80", "unix:/tmp/x"}) {
+       {"0.0.0.0:0", "10.1.2.3:65535", "255.255.255.255:65535", "192.168.100.9:443", "[::]:15001",
+        "[::ffff:1.2.3.4]:80", "unix:/tmp/x"}) {
     absl::StatusOr<Address> a = Address::Parse(text);
     ASSERT_TRUE(a.ok()) << text << ": " << a.status();
     EXPECT_EQ(a->ToString(), text);

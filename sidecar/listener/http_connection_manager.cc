@@ -344,7 +344,6 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     path = path.substr(0, std::min(path.find('?'), tracing::Span::kMaxPathBytes));
     span.method.assign(method.data(), method.size());
     span.path.assign(path.data(), path.size());
-    span.name = absl::StrCat(method, " ", path);
     span.protocol = std::string(http::ProtocolName(info_.protocol));
     span.peer_identity = hcm_.options_.peer_identity;
     const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");

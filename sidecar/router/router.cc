@@ -667,7 +667,6 @@ void Router::BeginClientSpan(const Host& host) {
   if (!span.has_value()) return;
   const absl::string_view method = request_headers_->Get(":method").value_or("");
   span->method.assign(method.data(), method.size());
-  span->name = absl::StrCat(method, " ", info_.cluster_name);
   span->route.assign(info_.route_name.data(), info_.route_name.size());
   span->cluster.assign(info_.cluster_name.data(), info_.cluster_name.size());
   span->endpoint = host.address().ToString();

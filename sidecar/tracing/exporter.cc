@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,12 +75,27 @@ bool Post(const std::string& address, const std::string& path, absl::string_view
     *error = absl::StrCat("connect ", address, " failed");
     return false;
   }
-  const std::string request = absl::StrCat(
+  // The head and the body go out as they are (one sendmsg each round), without copying the
+  // body behind the head.
+  const std::string head = absl::StrCat(
       "POST ", path, " HTTP/1.1\r\nhost: ", address, "\r\ncontent-type: ", content_type,
-      "\r\ncontent-length: ", body.size(), "\r\nconnection: close\r\n\r\n", body);
+      "\r\ncontent-length: ", body.size(), "\r\nconnection: close\r\n\r\n");
+  const size_t total = head.size() + body.size();
   size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+  while (sent < total) {
+    iovec iov[2];
+    int count = 0;
+    if (sent < head.size()) {
+      iov[count++] = {const_cast<char*>(head.data()) + sent, head.size() - sent};
+    }
+    const size_t body_sent = sent > head.size() ? sent - head.size() : 0;
+    if (body_sent < body.size()) {
+      iov[count++] = {const_cast<char*>(body.data()) + body_sent, body.size() - body_sent};
+    }
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = static_cast<size_t>(count);
+    const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<size_t>(n);
       continue;
@@ -138,10 +154,8 @@ SpanExporter::SpanExporter(TracingConfig config, std::string service_name, Stats
                                       {{"reason", "shutdown"}})) {}
 
 SpanExporter::~SpanExporter() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
+  stop_.store(true);
+  queue_.Interrupt();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -151,9 +165,13 @@ void SpanExporter::Start() {
 }
 
 size_t SpanExporter::Fill(std::vector<Span>* batch) {
-  Span span;
-  while (batch->size() < config_.batch_size && queue_.TryPop(&span)) {
-    batch->push_back(std::move(span));
+  // Popped straight into the batch: a span moves once, from the queue's cell to here.
+  while (batch->size() < config_.batch_size) {
+    batch->emplace_back();
+    if (!queue_.TryPop(&batch->back())) {
+      batch->pop_back();
+      break;
+    }
   }
   return batch->size();
 }
@@ -192,24 +210,19 @@ bool SpanExporter::Export(const std::vector<Span>& batch) {
   return false;
 }
 
-bool SpanExporter::StopRequested() {
-  absl::MutexLock lock(&mu_);
-  return stop_;
-}
-
 void SpanExporter::Run() {
   std::vector<Span> batch;
   batch.reserve(config_.batch_size);
   absl::Time last_flush = absl::Now();
   const absl::Duration flush_interval = absl::FromChrono(config_.flush_interval);
   while (true) {
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::FromChrono(kPollInterval));
-      stopping = stop_;
+    if (batch.empty() && queue_.SizeApprox() == 0) {
+      queue_.Wait(1, absl::InfiniteFuture());  // idle: until the first span
+    } else if (batch.size() < config_.batch_size) {
+      // A partial batch: until it fills or its flush is due.
+      queue_.Wait(config_.batch_size - batch.size(), last_flush + flush_interval);
     }
-    if (stopping) {
+    if (stop_.load()) {
       // One last batch, best effort (bounded by export_timeout), so shutdown stays prompt even
       // with the collector down; what is left is counted as dropped.
       Fill(&batch);
@@ -224,7 +237,7 @@ void SpanExporter::Run() {
     while (Fill(&batch) == config_.batch_size) {
       SendBatch(&batch);
       last_flush = absl::Now();
-      if (StopRequested()) break;
+      if (stop_.load()) break;
     }
     if (!batch.empty() && absl::Now() - last_flush >= flush_interval) {
       SendBatch(&batch);

@@ -8,8 +8,10 @@
 // A batch the collector refuses or that cannot be sent is dropped and counted too
 // ({reason="export_failed"}, and meshlet_tracing_export_errors_total per request).
 //
-// Batching: the thread wakes every kPollInterval, sends every full batch (batch_size spans) and,
-// once flush_interval has passed since the last send, whatever is left.
+// Batching: the thread sleeps until spans are queued (SpanQueue::Wait: an idle sidecar's exporter
+// never wakes), sends every full batch (batch_size spans) at once and, once flush_interval has
+// passed since the last send, whatever is left; while a partial batch waits it sleeps until the
+// batch fills or the flush is due. Spans are encoded here, never on a worker.
 //
 // Export requests are plain HTTP/1.1 over a blocking socket on the exporter thread, one
 // connection per request, bounded by export_timeout (connect, send and answer together).
@@ -18,12 +20,12 @@
 // the destructor stops the thread after one last batch is sent (best effort, bounded by
 // export_timeout); spans still queued then are dropped ({reason="shutdown"}).
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "common/stats/stats.h"
 #include "sidecar/tracing/span_queue.h"
 #include "sidecar/tracing/tracing_config.h"
@@ -32,8 +34,6 @@ namespace meshlet::sidecar::tracing {
 
 class SpanExporter {
  public:
-  static constexpr Duration kPollInterval = std::chrono::milliseconds(50);
-
   SpanExporter(TracingConfig config, std::string service_name, StatsRegistry& stats);
   ~SpanExporter();
   SpanExporter(const SpanExporter&) = delete;
@@ -53,7 +53,6 @@ class SpanExporter {
   // Pops up to batch_size spans into `batch`.
   size_t Fill(std::vector<Span>* batch);
   void SendBatch(std::vector<Span>* batch);
-  bool StopRequested();
 
   const TracingConfig config_;
   const std::string service_name_;
@@ -64,8 +63,7 @@ class SpanExporter {
   Counter dropped_failed_;
   Counter dropped_shutdown_;
 
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stop_{false};
   std::thread thread_;
   std::string body_;  // exporter thread only
 };

@@ -43,7 +43,7 @@ struct Span {
   uint64_t span_id = 0;
   uint64_t parent_span_id = 0;  // 0: root
   SpanKind kind = SpanKind::kServer;
-  std::string name;
+  std::string name;  // empty: derived at export (SpanName)
   absl::Time start;
   absl::Time end;
   bool error = false;
@@ -69,6 +69,16 @@ struct Span {
 
   static constexpr size_t kMaxPathBytes = 256;
 };
+
+// The span's name: `name` when set, else "METHOD path" (server) or "METHOD cluster" (client),
+// composed on the exporter thread (into `scratch`) rather than on the worker.
+inline absl::string_view SpanName(const Span& span, std::string* scratch) {
+  if (!span.name.empty()) return span.name;
+  scratch->assign(span.method);
+  scratch->push_back(' ');
+  scratch->append(span.kind == SpanKind::kServer ? span.path : span.cluster);
+  return *scratch;
+}
 
 // Calls `string_attr(key, value)` / `int_attr(key, value)` for every set attribute.
 template <typename StringFn, typename IntFn>

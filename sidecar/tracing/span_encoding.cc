@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 
@@ -145,6 +146,7 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
   AppendJsonString(out, service_name);
   out->append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
   bool first = true;
+  std::string name_scratch;
   for (const Span& span : spans) {
     if (!first) out->push_back(',');
     first = false;
@@ -159,7 +161,7 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
       out->push_back('"');
     }
     out->append(R"(,"name":)");
-    AppendJsonString(out, span.name);
+    AppendJsonString(out, SpanName(span, &name_scratch));
     // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
     absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
                     R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
@@ -215,12 +217,13 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
                [&](char*& p) { PutStringAttribute(p, 1, kServiceName, service_name); });
   std::string scope;
   WriteBounded(&scope, 2 + kMaxVarint + kScope.size(), [&](char*& p) { PutBytes(p, 1, kScope); });
-  // The spans are written once into `spans_out`; the enclosing messages' headers are computed
-  // from its size, so the span bytes are copied only once more, into `out`.
-  std::string spans_out;
-  for (const Span& span : spans) {
+  // The spans are written once, through a cursor, into a buffer sized beforehand from each
+  // span's bound (not zero-filled); the enclosing messages' headers, known once the spans are
+  // written, go right in front of them, and the whole is appended to `out` in one copy.
+  std::string name_scratch;
+  auto span_bound = [&](const Span& span, absl::string_view name) {
     // Ids, kind and times take at most 3 * 18 + 2 + 2 * 9; the rest is bounded per field.
-    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + span.name.size() + 4 + 2 * kMaxVarint +
+    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + name.size() + 4 + 2 * kMaxVarint +
                    span.status_message.size();
     ForEachAttribute(
         span,
@@ -228,62 +231,70 @@ void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_n
           bound += key.size() + value.size() + kAttributeOverhead;
         },
         [&](absl::string_view key, int64_t) { bound += key.size() + kAttributeOverhead; });
-    WriteBounded(&spans_out, bound, [&](char*& p) {
-      // The span's own length goes in front; it is known once the span is written, so the
-      // span is written after room for the longest length and moved back over the gap.
-      PutTag(p, 2, 2);
-      char* const length_at = p;
-      p += kMaxVarint;
-      char* const body = p;
-      char id[16];
-      PutBigEndian64(id, span.trace_id.high);
-      PutBigEndian64(id + 8, span.trace_id.low);
-      PutBytes(p, 1, absl::string_view(id, 16));
-      PutBigEndian64(id, span.span_id);
-      PutBytes(p, 2, absl::string_view(id, 8));
-      if (span.parent_span_id != 0) {
-        PutBigEndian64(id, span.parent_span_id);
-        PutBytes(p, 4, absl::string_view(id, 8));
-      }
-      PutBytes(p, 5, span.name);
-      PutVarintField(p, 6, span.kind == SpanKind::kServer ? 2 : 3);
-      PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
-      PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
-      ForEachAttribute(
-          span,
-          [&](absl::string_view key, absl::string_view value) {
-            PutStringAttribute(p, 9, key, value);
-          },
-          [&](absl::string_view key, int64_t value) { PutIntAttribute(p, 9, key, value); });
-      if (span.error) {
-        PutTag(p, 15, 2);
-        PutVarint(p, DelimitedSize(span.status_message.size()) + 2);
-        PutBytes(p, 2, span.status_message);
-        PutVarintField(p, 3, 2);
-      }
-      const size_t body_size = static_cast<size_t>(p - body);
-      char* q = length_at;
-      PutVarint(q, body_size);
-      std::memmove(q, body, body_size);
-      p = q + body_size;
-    });
+    return bound;
+  };
+  size_t spans_bound = 0;
+  for (const Span& span : spans) spans_bound += span_bound(span, SpanName(span, &name_scratch));
+  const size_t head_room = 5 + 5 * kMaxVarint + resource.size() + scope.size();
+  std::unique_ptr<char[]> buffer(new char[head_room + spans_bound]);
+  char* const spans_begin = buffer.get() + head_room;
+  char* p = spans_begin;
+  for (const Span& span : spans) {
+    const absl::string_view name = SpanName(span, &name_scratch);
+    // The span's own length goes in front; it is known once the span is written, so the span is
+    // written after room for the longest length and moved back over the gap.
+    PutTag(p, 2, 2);
+    char* const length_at = p;
+    p += kMaxVarint;
+    char* const body = p;
+    char id[16];
+    PutBigEndian64(id, span.trace_id.high);
+    PutBigEndian64(id + 8, span.trace_id.low);
+    PutBytes(p, 1, absl::string_view(id, 16));
+    PutBigEndian64(id, span.span_id);
+    PutBytes(p, 2, absl::string_view(id, 8));
+    if (span.parent_span_id != 0) {
+      PutBigEndian64(id, span.parent_span_id);
+      PutBytes(p, 4, absl::string_view(id, 8));
+    }
+    PutBytes(p, 5, name);
+    PutVarintField(p, 6, span.kind == SpanKind::kServer ? 2 : 3);
+    PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
+    PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+    ForEachAttribute(
+        span,
+        [&](absl::string_view key, absl::string_view value) {
+          PutStringAttribute(p, 9, key, value);
+        },
+        [&](absl::string_view key, int64_t value) { PutIntAttribute(p, 9, key, value); });
+    if (span.error) {
+      PutTag(p, 15, 2);
+      PutVarint(p, DelimitedSize(span.status_message.size()) + 2);
+      PutBytes(p, 2, span.status_message);
+      PutVarintField(p, 3, 2);
+    }
+    const size_t body_size = static_cast<size_t>(p - body);
+    char* q = length_at;
+    PutVarint(q, body_size);
+    std::memmove(q, body, body_size);
+    p = q + body_size;
   }
-  const size_t scope_spans_size = DelimitedSize(scope.size()) + spans_out.size();
+  const size_t spans_size = static_cast<size_t>(p - spans_begin);
+  const size_t scope_spans_size = DelimitedSize(scope.size()) + spans_size;
   const size_t resource_spans_size =
       DelimitedSize(resource.size()) + (1 + VarintSize(scope_spans_size)) + scope_spans_size;
-  WriteBounded(
-      out,
-      3 + 3 * kMaxVarint + resource.size() + scope.size() + 2 + 2 * kMaxVarint + spans_out.size(),
-      [&](char*& p) {
-        PutTag(p, 1, 2);
-        PutVarint(p, resource_spans_size);
-        PutBytes(p, 1, resource);
-        PutTag(p, 2, 2);
-        PutVarint(p, scope_spans_size);
-        PutBytes(p, 1, scope);
-        std::memcpy(p, spans_out.data(), spans_out.size());
-        p += spans_out.size();
-      });
+  std::string head;
+  WriteBounded(&head, head_room, [&](char*& h) {
+    PutTag(h, 1, 2);
+    PutVarint(h, resource_spans_size);
+    PutBytes(h, 1, resource);
+    PutTag(h, 2, 2);
+    PutVarint(h, scope_spans_size);
+    PutBytes(h, 1, scope);
+  });
+  char* const message = spans_begin - head.size();
+  std::memcpy(message, head.data(), head.size());
+  out->append(message, head.size() + spans_size);
 }
 
 void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_name,
@@ -291,6 +302,7 @@ void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_
   out->reserve(out->size() + 2 + spans.size() * 700);
   out->push_back('[');
   bool first = true;
+  std::string name_scratch;
   for (const Span& span : spans) {
     if (!first) out->push_back(',');
     first = false;
@@ -305,7 +317,7 @@ void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_
       out->push_back('"');
     }
     out->append(R"(,"name":)");
-    AppendJsonString(out, span.name);
+    AppendJsonString(out, SpanName(span, &name_scratch));
     const int64_t start_us = UnixMicros(span.start);
     const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
     absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",

@@ -9,13 +9,22 @@
 // claims a position with a compare-and-swap on the tail and publishes the cell by storing the
 // next sequence number; the consumer does the same on the head. Positions are taken modulo the
 // capacity, so any capacity works.
+//
+// The consumer sleeps in Wait() until enough spans are queued (or a deadline, or Interrupt()):
+// it publishes how many it waits for, and the producer whose push reaches that number (one of
+// them: a compare-and-swap retires the request) wakes it. A push otherwise costs one extra load;
+// an idle exporter never wakes.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "sidecar/tracing/span.h"
 
 namespace meshlet::sidecar::tracing {
@@ -39,9 +48,13 @@ class SpanQueue {
       const size_t seq = cell.sequence.load(std::memory_order_acquire);
       const intptr_t diff = static_cast<intptr_t>(seq) - static_cast<intptr_t>(pos);
       if (diff == 0) {
-        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        // seq_cst (free on x86, where the CAS is a locked instruction anyway) pairs with Wait():
+        // either the consumer sees this position or this push sees its wake threshold.
+        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
           cell.span = std::move(span);
           cell.sequence.store(pos + 1, std::memory_order_release);
+          MaybeWake(pos + 1);
           return true;
         }
       } else if (diff < 0) {
@@ -50,6 +63,28 @@ class SpanQueue {
         pos = tail_.load(std::memory_order_relaxed);
       }
     }
+  }
+
+  // The consumer: blocks until at least `count` spans are queued, Interrupt() was called (then it
+  // returns at once, now and on every later call), or `deadline` passes.
+  void Wait(size_t count, absl::Time deadline) {
+    absl::MutexLock lock(&wake_mu_);
+    wake_at_.store(count, std::memory_order_seq_cst);
+    struct Ready {
+      const SpanQueue* queue;
+      size_t count;
+      bool operator()() const { return queue->woken_ || queue->SizeApprox() >= count; }
+    } ready{this, count};
+    wake_mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+    wake_at_.store(kNoWake, std::memory_order_relaxed);
+    if (!interrupted_) woken_ = false;
+  }
+
+  // Any thread: ends the consumer's Wait (used to stop it).
+  void Interrupt() {
+    absl::MutexLock lock(&wake_mu_);
+    woken_ = true;
+    interrupted_ = true;
   }
 
   // Any thread (the exporter). False when empty.
@@ -75,12 +110,26 @@ class SpanQueue {
 
   // Approximate (for flushing decisions).
   size_t SizeApprox() const {
-    const size_t tail = tail_.load(std::memory_order_relaxed);
+    const size_t tail = tail_.load(std::memory_order_seq_cst);
     const size_t head = head_.load(std::memory_order_relaxed);
     return tail > head ? tail - head : 0;
   }
 
  private:
+  static constexpr size_t kNoWake = std::numeric_limits<size_t>::max();
+
+  // After a push that made `tail` positions claimed: wakes the consumer when that is as many as it
+  // waits for.
+  void MaybeWake(size_t tail) {
+    size_t wake_at = wake_at_.load(std::memory_order_seq_cst);
+    if (wake_at == kNoWake) return;
+    const size_t head = head_.load(std::memory_order_relaxed);
+    if (tail - std::min(head, tail) < wake_at) return;
+    if (!wake_at_.compare_exchange_strong(wake_at, kNoWake, std::memory_order_relaxed)) return;
+    absl::MutexLock lock(&wake_mu_);
+    woken_ = true;
+  }
+
   struct Cell {
     std::atomic<size_t> sequence{0};
     Span span;
@@ -90,6 +139,11 @@ class SpanQueue {
   std::unique_ptr<Cell[]> cells_;
   alignas(64) std::atomic<size_t> tail_{0};
   alignas(64) std::atomic<size_t> head_{0};
+  // Spans the sleeping consumer waits for; kNoWake: it is not waiting.
+  alignas(64) std::atomic<size_t> wake_at_{kNoWake};
+  absl::Mutex wake_mu_;
+  bool woken_ ABSL_GUARDED_BY(wake_mu_) = false;
+  bool interrupted_ ABSL_GUARDED_BY(wake_mu_) = false;
 };
 
 }  // namespace meshlet::sidecar::tracing

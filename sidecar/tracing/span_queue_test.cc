@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::sidecar::tracing {
@@ -67,6 +68,46 @@ TEST(SpanQueueTest, ManyProducersOneConsumer) {
   for (std::thread& t : producers) t.join();
   EXPECT_FALSE(queue.TryPop(&out));
   for (size_t id = 1; id < seen.size(); ++id) ASSERT_EQ(seen[id], 1) << id;
+}
+
+TEST(SpanQueueTest, WaitReturnsWhenEnoughSpansAreQueued) {
+  SpanQueue queue(16);
+  // Already there: no sleep.
+  Span span;
+  ASSERT_TRUE(queue.TryPush(span));
+  const absl::Time before = absl::Now();
+  queue.Wait(1, absl::InfiniteFuture());
+  EXPECT_LT(absl::Now() - before, absl::Seconds(5));
+  // Pushed by another thread while the consumer sleeps: the push that reaches the count wakes it.
+  std::atomic<bool> woke{false};
+  std::thread consumer([&] {
+    queue.Wait(3, absl::InfiniteFuture());
+    woke.store(true);
+  });
+  Span second;
+  ASSERT_TRUE(queue.TryPush(second));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(woke.load());  // 2 of 3
+  Span third;
+  ASSERT_TRUE(queue.TryPush(third));
+  consumer.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_EQ(queue.SizeApprox(), 3u);
+}
+
+TEST(SpanQueueTest, WaitEndsAtItsDeadlineOrInterrupt) {
+  SpanQueue queue(4);
+  absl::Time before = absl::Now();
+  queue.Wait(1, before + absl::Milliseconds(30));
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(30));
+  std::thread consumer([&] { queue.Wait(1, absl::InfiniteFuture()); });
+  absl::SleepFor(absl::Milliseconds(20));
+  queue.Interrupt();
+  consumer.join();
+  // Interrupted for good: later waits return at once.
+  before = absl::Now();
+  queue.Wait(1, absl::InfiniteFuture());
+  EXPECT_LT(absl::Now() - before, absl::Seconds(5));
 }
 
 }  // namespace

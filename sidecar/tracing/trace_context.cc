@@ -1,8 +1,11 @@
 #include "sidecar/tracing/trace_context.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
@@ -11,8 +14,6 @@
 
 namespace meshlet::sidecar::tracing {
 namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
 
 int HexValue(char c, bool lower_only) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -100,22 +101,31 @@ std::optional<SamplingHint> ParseB3Sampled(absl::string_view value) {
 
 }  // namespace
 
-// "000102...ff": two digits per byte value, so a 64-bit id takes 8 lookups, not 16 shifts.
-constexpr std::array<char, 512> kHexPairs = [] {
-  std::array<char, 512> pairs{};
-  for (size_t i = 0; i < 256; ++i) {
-    pairs[2 * i] = kHexDigits[i >> 4];
-    pairs[2 * i + 1] = kHexDigits[i & 0xf];
-  }
-  return pairs;
-}();
+#if defined(__SSE2__)
+
+// Sixteen nibbles spread to sixteen bytes, most significant first, each turned into '0'-'9' or
+// 'a'-'f' at once.
+void FormatHex64(uint64_t value, char out[16]) {
+  const __m128i bytes = _mm_cvtsi64_si128(static_cast<long long>(__builtin_bswap64(value)));
+  const __m128i low_nibble = _mm_set1_epi8(0x0f);
+  const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_nibble),
+                                            _mm_and_si128(bytes, low_nibble));
+  const __m128i letters =
+      _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
+  const __m128i ascii = _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), ascii);
+}
+
+#else
 
 void FormatHex64(uint64_t value, char out[16]) {
-  for (int i = 7; i >= 0; --i) {
-    std::memcpy(out + 2 * i, &kHexPairs[2 * (value & 0xff)], 2);
-    value >>= 8;
+  for (int i = 15; i >= 0; --i) {
+    out[i] = "0123456789abcdef"[value & 0xf];
+    value >>= 4;
   }
 }
+
+#endif
 
 std::optional<ParentContext> ParseTraceparent(absl::string_view value) {
   value = TrimOws(value);
@@ -307,10 +317,24 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
   auto keep = [](std::optional<absl::string_view>& slot, absl::string_view value) {
     if (!slot.has_value()) slot = value;
   };
+  // Most headers are none of these: one test of the name's length skips them.
+  constexpr auto bit = [](size_t length) { return uint64_t{1} << length; };
+  uint64_t lengths = bit(kTraceparentHeader.size()) | bit(kTracestateHeader.size()) |
+                     bit(kB3SingleHeader.size()) | bit(kB3TraceIdHeader.size()) |
+                     bit(kB3SpanIdHeader.size()) | bit(kB3ParentSpanIdHeader.size()) |
+                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size());
+  static_assert(kB3ParentSpanIdHeader.size() < 64);
+  const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
+  if (force_in_mask) lengths |= bit(force_header.size());
+  const bool force_long = force_header.size() >= 64;
   for (const http::HeaderView header : headers) {
     const absl::string_view name = header.name;
-    if (name.size() < 2) continue;
-    if (!force_header.empty() && name == force_header) keep(found.force, header.value);
+    if (name.size() >= 64) {
+      if (force_long && name == force_header) keep(found.force, header.value);
+      continue;
+    }
+    if ((lengths & bit(name.size())) == 0) continue;
+    if (force_in_mask && name == force_header) keep(found.force, header.value);
     switch (name[0]) {
       case 't':
         if (name == kTraceparentHeader) {
@@ -351,6 +375,9 @@ ParentContext ExtractParent(const http::HeaderMap& headers) {
 
 ParentContext ExtractParent(const TraceHeaders& found) {
   ParentContext result;
+  if (!found.traceparent.has_value() && !found.b3.has_value() && !found.any_b3_multi()) {
+    return result;  // no context (most requests at an edge)
+  }
   // Several traceparent fields make the context ambiguous: start over (W3C §3.2).
   if (found.traceparent.has_value() && found.traceparent_count == 1) {
     if (std::optional<ParentContext> parsed = ParseTraceparent(*found.traceparent)) {

@@ -1,6 +1,7 @@
 #include "sidecar/tracing/trace_context.h"
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -73,6 +74,19 @@ TEST(TraceparentTest, FormatRoundTrips) {
   FormatTraceparent(TraceId{0, 1}, 2, false, out);
   EXPECT_EQ(absl::string_view(out, sizeof(out)),
             "00-00000000000000000000000000000001-0000000000000002-00");
+}
+
+TEST(TraceparentTest, FormatsEveryHexDigitInOrder) {
+  char out[16];
+  for (const auto& [value, text] :
+       {std::pair<uint64_t, absl::string_view>{0x0123456789abcdefULL, "0123456789abcdef"},
+        {0xfedcba9876543210ULL, "fedcba9876543210"},
+        {0, "0000000000000000"},
+        {~0ULL, "ffffffffffffffff"},
+        {0x00000000000000a9ULL, "00000000000000a9"}}) {
+    FormatHex64(value, out);
+    EXPECT_EQ(absl::string_view(out, 16), text);
+  }
 }
 
 TEST(TracestateTest, KeepsValidLists) {
@@ -231,6 +245,42 @@ TEST(ExtractParentTest, NothingIsNothing) {
   EXPECT_FALSE(parent.trace_id.valid());
   EXPECT_EQ(parent.sampling, SamplingHint::kNone);
   EXPECT_FALSE(parent.b3_present);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::tracing
+
+namespace meshlet::sidecar::tracing {
+namespace {
+
+TEST(ScanTraceHeadersTest, FindsEveryTraceHeaderAmongOthers) {
+  const std::string long_force(70, 'f');
+  http::HeaderMap headers{{":method", "GET"},    {"traceparent", "tp"}, {"user-agent", "x"},
+                          {"tracestate", "ts1"}, {"tracestate", "ts2"}, {"b3", "single"},
+                          {"x-b3-traceid", "t"}, {"x-b3-spanid", "s"},  {"x-b3-parentspanid", "p"},
+                          {"x-b3-sampled", "1"}, {"x-b3-flags", "f"},   {"x-forced", "yes"},
+                          {long_force, "long"},  {"x-request-id", "id"}};
+  TraceHeaders found = ScanTraceHeaders(headers, "x-forced");
+  EXPECT_EQ(found.traceparent, "tp");
+  EXPECT_EQ(found.traceparent_count, 1);
+  EXPECT_EQ(found.tracestate, "ts1");
+  EXPECT_EQ(found.tracestate_count, 2);
+  EXPECT_EQ(found.b3, "single");
+  EXPECT_EQ(found.b3_trace_id, "t");
+  EXPECT_EQ(found.b3_span_id, "s");
+  EXPECT_EQ(found.b3_parent_span_id, "p");
+  EXPECT_EQ(found.b3_sampled, "1");
+  EXPECT_EQ(found.b3_flags, "f");
+  EXPECT_EQ(found.force, "yes");
+  // A force-sample header name of any length.
+  EXPECT_EQ(ScanTraceHeaders(headers, long_force).force, "long");
+  EXPECT_FALSE(ScanTraceHeaders(headers, "").force.has_value());
+  // Nothing trace-related: no context.
+  http::HeaderMap plain{{":method", "GET"}, {"x-request-id", "id"}};
+  const ParentContext none = ExtractParent(plain);
+  EXPECT_FALSE(none.trace_id.valid());
+  EXPECT_EQ(none.format, Propagation::kNone);
+  EXPECT_FALSE(none.b3_present);
 }
 
 }  // namespace

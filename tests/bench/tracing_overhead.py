@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What tracing costs the sidecar, measured in instructions per request (docs/performance.md).
 
-Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C]
+Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R]
 
 One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
@@ -12,6 +12,14 @@ less what the process spends per second when idle (measured from two idle spells
 extra wall time of the longer run (under valgrind the runs are slow, so timers would count).
 Modes: tracing off, 1 % sampling, 100 % sampling (OTLP protobuf to a collector stub in this
 process that answers 200). Prints one line per mode and the overhead against "off".
+
+With --cpu-rounds R it measures CPU time instead, without valgrind: three proxying sidecars (off,
+1 %, 100 %) run side by side; in each of R rounds, three h2load --h1 processes send N requests to
+each of them at the same time, so the three share whatever else the machine is doing at that
+moment and each round is a paired comparison. User + system time of each proxying process (every
+thread, kernel time included) is read from /proc/PID/stat before the round and 1.2 s after its
+loads end (so the exporter's flush of the round's spans is counted). Prints per mode the median
+microseconds per request, the median of the per-round ratios against "off", and the load average.
 """
 
 import argparse
@@ -69,11 +77,104 @@ def listener(name, port, route):
             f"    protocol: PROTOCOL_HTTP\n    route_config_name: {route}\n")
 
 
+def proxy_config(port, up_port, percent, collector_port):
+    text = ("static_resources:\n  listeners:\n" + listener("out", port, "r") +
+            "  clusters:\n  - name: app\n    connect_timeout: 30s\n"
+            "    load_assignment:\n      endpoints:\n"
+            f"      - address: 127.0.0.1:{up_port}\n"
+            "  routes:\n  - name: r\n    virtual_hosts:\n    - name: all\n"
+            "      domains: [\"*\"]\n      routes:\n      - match: {prefix: /}\n"
+            "        route: {cluster: app}\n")
+    if percent is not None:
+        text += (f"tracing:\n  sampling_percent: {percent}\n"
+                 f"  collector_address: 127.0.0.1:{collector_port}\n"
+                 "  protocol: OTLP_PROTO\n  service_name: bench\n")
+    return text
+
+
+def cpu_seconds(pid):
+    """(user, system) CPU seconds of the process, all threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 (1-based), in clock ticks.
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def start_h2load(port, n, clients):
+    return subprocess.Popen(["h2load", "--h1", "-n", str(n), "-c", str(clients),
+                             f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def finish_h2load(load, n):
+    out, _ = load.communicate(timeout=1200)
+    done = re.search(r"status codes: (\d+) 2xx", out)
+    if not done or int(done.group(1)) != n:
+        raise RuntimeError("h2load: " + out[-800:])
+
+
+def h2load(port, n, clients):
+    finish_h2load(start_h2load(port, n, clients), n)
+
+
+def measure_cpu(args, tmp, modes, up_port, collector_port):
+    """Median CPU microseconds per request per mode (see the module's docstring)."""
+    procs = {}
+    try:
+        for name, percent in modes:
+            port, admin = free_port(), free_port()
+            config = os.path.join(tmp, f"cpu-{percent}.yaml")
+            with open(config, "w") as f:
+                f.write(proxy_config(port, up_port, percent, collector_port))
+            proc = subprocess.Popen([args.sidecar, "--config", config, "--concurrency=1",
+                                     "--drain-time=0s", f"--admin-address=127.0.0.1:{admin}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs[name] = (proc, port)
+            wait_ready(admin, proc, 20)
+            h2load(port, 200, args.clients)  # warm-up: connections, first-use paths
+        with open("/proc/loadavg") as f:
+            load_before = f.read().split()[:3]
+        samples = {name: [] for name, _ in modes}
+        user_share = {name: [] for name, _ in modes}
+        for _ in range(args.cpu_rounds):
+            before = {name: cpu_seconds(proc.pid) for name, (proc, _) in procs.items()}
+            loads = [(start_h2load(port, args.requests, args.clients))
+                     for proc, port in procs.values()]
+            for load in loads:
+                finish_h2load(load, args.requests)
+            time.sleep(1.2)
+            for name, (proc, _) in procs.items():
+                user, system = (a - b for a, b in zip(cpu_seconds(proc.pid), before[name]))
+                samples[name].append((user + system) * 1e6 / args.requests)
+                user_share[name].append(user / max(user + system, 1e-9))
+        with open("/proc/loadavg") as f:
+            load_after = f.read().split()[:3]
+    finally:
+        for proc, _ in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    for name, v in samples.items():
+        print(f"{name:>5}: {median(v):6.2f} us CPU/request, {100 * median(user_share[name]):.0f} % "
+              f"of it user time (rounds: {' '.join(f'{x:.2f}' for x in v)})", flush=True)
+    for name in ("1%", "100%"):
+        ratios = [x / off for x, off in zip(samples[name], samples["off"])]
+        print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % CPU per request against tracing off "
+              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
+              f"{100 * (max(ratios) - 1):+.1f} %)")
+    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("sidecar")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--cpu-rounds", type=int, default=0)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
 
@@ -97,26 +198,24 @@ def main():
 
     modes = [("off", None), ("1%", 1), ("100%", 100)]
     results = {}
+    if args.cpu_rounds:
+        try:
+            measure_cpu(args, tmp, modes, up_port, sink.server_address[1])
+        finally:
+            upstream.terminate()
+            upstream.wait(timeout=10)
+            sink.shutdown()
+        return 0
     try:
         for name, percent in modes:
             runs = {}
             # (requests, idle seconds): two loads, and two idle spells that measure what the
-            # process spends per second without requests (timers, the exporter's 50 ms poll),
+            # process spends per second without requests (timers; the exporter sleeps when idle),
             # which is subtracted for the load runs' difference in wall time.
             for n, idle in ((args.requests, 0), (2 * args.requests, 0), (0, 3), (0, 9)):
                 port, admin = free_port(), free_port()
                 config = os.path.join(tmp, f"proxy-{percent}-{n}-{idle}.yaml")
-                text = ("static_resources:\n  listeners:\n" + listener("out", port, "r") +
-                        "  clusters:\n  - name: app\n    connect_timeout: 30s\n"
-                        "    load_assignment:\n      endpoints:\n"
-                        f"      - address: 127.0.0.1:{up_port}\n"
-                        "  routes:\n  - name: r\n    virtual_hosts:\n    - name: all\n"
-                        "      domains: [\"*\"]\n      routes:\n      - match: {prefix: /}\n"
-                        "        route: {cluster: app}\n")
-                if percent is not None:
-                    text += (f"tracing:\n  sampling_percent: {percent}\n"
-                             f"  collector_address: 127.0.0.1:{sink.server_address[1]}\n"
-                             "  protocol: OTLP_PROTO\n  service_name: bench\n")
+                text = proxy_config(port, up_port, percent, sink.server_address[1])
                 with open(config, "w") as f:
                     f.write(text)
                 out = os.path.join(tmp, f"callgrind-{percent}-{n}-{idle}.out")
@@ -131,12 +230,7 @@ def main():
                                 f"http://127.0.0.1:{port}/"], capture_output=True, timeout=600)
                 started = time.monotonic()
                 if n:
-                    load = subprocess.run(["h2load", "--h1", "-n", str(n), "-c",
-                                           str(args.clients), f"http://127.0.0.1:{port}/"],
-                                          capture_output=True, text=True, timeout=1200)
-                    done = re.search(r"status codes: (\d+) 2xx", load.stdout)
-                    if not done or int(done.group(1)) != n:
-                        raise RuntimeError("h2load: " + load.stdout[-800:])
+                    h2load(port, n, args.clients)
                 else:
                     time.sleep(idle)
                 seconds = time.monotonic() - started
