@@ -522,6 +522,7 @@ std::shared_ptr<const router::RouteTable> HttpConnectionManager::CurrentRouteTab
       for (const config::ListenerConfig& listener : snapshot->listeners) {
         if (listener.name != listener_name_) continue;
         authorizer_ = listener.authorizer;
+        rate_limiter_ = listener.rate_limiter;
         destination_port_ = listener.destination_port;
         break;
       }

@@ -152,11 +152,11 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const HttpStats& stats_;
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
-  // The listener's local rate limit, shared by every worker; null: none.
-  const std::shared_ptr<resilience::LocalRateLimiter> rate_limiter_;
-  // The listener's authorization policies (shared by every worker; null: none) and destination
-  // port, as of the current snapshot: a long-lived connection (pooled HTTP/2 from a peer)
-  // applies a policy change from its next request on. Refreshed with the route table.
+  // The listener's local rate limit (shared by every worker; null: none), authorization
+  // policies (shared by every worker; null: none) and destination port, as of the current
+  // snapshot: a long-lived connection (pooled HTTP/2 from a peer) applies a policy change from
+  // its next request on. Refreshed with the route table, before each request's checks.
+  std::shared_ptr<resilience::LocalRateLimiter> rate_limiter_;
   const std::string listener_name_;
   std::shared_ptr<const filters::Authorizer> authorizer_;
   uint32_t destination_port_;  // ListenerConfig::destination_port

@@ -385,5 +385,54 @@ TEST_F(HttpConnectionManagerTest, AuthorizationDeniesBeforeRouting) {
   EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_code\":403")) << log_.lines[1];
 }
 
+// Policies reach connections opened before them: the first request after a new snapshot on a
+// kept-alive connection already meets the new authorization and rate limit.
+TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequest) {
+  listener_config_.name = "inbound";
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  auto get = [&](absl::string_view path) {
+    client.received.clear();
+    c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\n\r\n"));
+    // The whole response: its head and content-length bytes of body.
+    auto complete = [&] {
+      const size_t head_end = client.received.find("\r\n\r\n");
+      const size_t length_at = client.received.find("content-length: ");
+      if (head_end == std::string::npos || length_at == std::string::npos) return false;
+      const size_t length = std::stoul(client.received.substr(length_at + 16));
+      return client.received.size() >= head_end + 4 + length;
+    };
+    EXPECT_TRUE(loop_.RunUntil([&] { return complete() || client.closes > 0; }, seconds(5)));
+    return client.received;
+  };
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
+
+  // A new snapshot whose listener denies /direct to everyone.
+  auto denying = std::make_shared<config::Snapshot>(*context_.snapshot);
+  config::ListenerConfig listener = listener_config_;
+  filters::AuthorizationRuleConfig direct;
+  direct.paths = {"/direct"};
+  filters::AuthorizationPolicyConfig deny{
+      .name = "no-direct",
+      .action = filters::AuthorizationPolicyConfig::Action::kDeny,
+      .rules = {direct}};
+  listener.authorizer =
+      std::make_shared<const filters::Authorizer>(filters::AuthorizationConfig{.policies = {deny}});
+  denying->listeners = {listener};
+  context_.snapshot = denying;
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403")) << client.received;
+
+  // Then one that allows it again but limits the listener to one request.
+  auto limiting = std::make_shared<config::Snapshot>(*context_.snapshot);
+  listener.authorizer = nullptr;
+  listener.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+      resilience::TokenBucketConfig{.requests_per_second = 0, .burst = 1}, std::nullopt);
+  limiting->listeners = {listener};
+  context_.snapshot = limiting;
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 429")) << client.received;
+  EXPECT_EQ(closes_, 0);  // all on the one connection
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar
