@@ -41,6 +41,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from ports import free_port  # noqa: E402,F401  (below the ephemeral range, see there)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers")
 KiB = 1024
@@ -57,12 +60,6 @@ def find_tool(name):
         if os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render(template_name, out_dir, values):
