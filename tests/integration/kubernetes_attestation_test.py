@@ -10,9 +10,11 @@ user system:serviceaccount:<ns>:<sa>, unauthenticated otherwise. Then:
 - a real sidecar started with --kubernetes-token-file gets a certificate for exactly the vouched
   identity (its /certs page; the issued chain read with openssl x509 through a gRPC request);
 - a token the server rejects, a token for another audience, an API server whose certificate does
-  not chain to --kubernetes-ca-file, and an API server that never answers (past
-  --kubernetes-timeout) are each refused with a clear logged reason, counted, and the control
-  plane keeps serving meanwhile;
+  not chain to --kubernetes-ca-file, an unreachable API server, answers that are not a
+  TokenReview, too large or HTTP 500, a missing or stale control-plane token, and an API server
+  that never answers (past --kubernetes-timeout) are each refused with a clear logged reason,
+  counted, and the control plane keeps serving meanwhile;
+- the control-plane token file is read again for every review (rotation);
 - without --kubernetes-api, a Kubernetes token is refused as not configured.
 """
 
@@ -77,8 +79,9 @@ def jwt(namespace, service_account, audience, ttl=3600):
 class FakeApiServer:
     """Answers TokenReviews for `identities` (token -> (ns, sa)); `hang` never answers."""
 
-    def __init__(self, cert, identities, hang=False):
+    def __init__(self, cert, identities, hang=False, raw=None):
         self.identities, self.hang, self.requests, self.problems = identities, hang, [], []
+        self.raw = raw or {}  # token -> (status, body) answered as is
         self.bearer = CONTROL_PLANE_TOKEN
         server = self
 
@@ -100,6 +103,12 @@ class FakeApiServer:
                     return self.answer(400 if "body" in problem else 401,
                                        {"kind": "Status", "message": problem})
                 spec = json.loads(body)["spec"]
+                if spec["token"] in server.raw:
+                    code, data = server.raw[spec["token"]]
+                    self.send_response(code)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 identity = server.identities.get(spec["token"])
                 claims = json.loads(base64.urlsafe_b64decode(
                     spec["token"].split(".")[1] + "==")) if identity else {}
@@ -165,8 +174,12 @@ class KubernetesAttestationTest(unittest.TestCase):
             f.write(CONTROL_PLANE_TOKEN + "\n")
         cls.good = jwt("shop", "payments", "meshlet")
         cls.other_audience = jwt("shop", "payments", "vault")
-        cls.api_server = FakeApiServer(cls.server_cert, {cls.good: ("shop", "payments"),
-                                                         cls.other_audience: ("shop", "payments")})
+        cls.api_server = FakeApiServer(
+            cls.server_cert, {cls.good: ("shop", "payments"),
+                              cls.other_audience: ("shop", "payments")},
+            raw={"garbage": (201, b"<html>not a TokenReview</html>"),
+                 "huge": (201, b'{"kind": "TokenReview", "x": "' + b"x" * 300000 + b'"}'),
+                 "server-error": (500, b"etcd is unavailable")})
         cls.cp, cls.cp_log, cls.api, cls.ads = cls.control_plane("main", cls.api_server.address)
 
     @classmethod
@@ -250,10 +263,37 @@ class KubernetesAttestationTest(unittest.TestCase):
         self.assert_refused(self.ads, self.cp_log, self.other_audience, "audience")
         self.assertIsNone(self.cp.poll())
 
+    def test_bad_answers_are_refused(self):
+        cases = [("garbage", "malformed", "is not a TokenReview object"),
+                 ("huge", "too_large", "answer exceeds 262144 bytes"),
+                 ("server-error", "http_error", "answered HTTP 500")]
+        for token, result, reason in cases:
+            self.assert_refused(self.ads, self.cp_log, token, reason, grpc.StatusCode.UNAVAILABLE)
+            self.assertIn('meshlet_ca_token_reviews_total{result="%s"}' % result,
+                          self.metrics(self.api))
+        self.assertIsNone(self.cp.poll())
+
+    def test_unreachable_api_server_is_refused(self):
+        cp, log, api, ads = self.control_plane(
+            "unreachable", f"https://127.0.0.1:{sidecar_test.free_port()}")
+        try:
+            self.assert_refused(ads, log, self.good, "cannot connect to the API server",
+                                grpc.StatusCode.UNAVAILABLE)
+            self.assertIn('meshlet_ca_token_reviews_total{result="connect_failed"}',
+                          self.metrics(api))
+        finally:
+            stop_process(cp)
+
     def test_rotated_control_plane_token_is_used(self):
         # The kubelet rewrote the projected token: the next review carries the new one.
         self.api_server.bearer = "rotated-token"
         try:
+            os.remove(self.token_file)
+            self.assert_refused(self.ads, self.cp_log, self.good,
+                                "no credentials for the Kubernetes API",
+                                grpc.StatusCode.UNAVAILABLE)
+            with open(self.token_file, "w") as f:
+                f.write(CONTROL_PLANE_TOKEN + "\n")
             self.assert_refused(self.ads, self.cp_log, self.good, "answered HTTP 401",
                                 grpc.StatusCode.UNAVAILABLE)
             with open(self.token_file, "w") as f:
