@@ -260,9 +260,9 @@ KubernetesTokenReviewer::KubernetesTokenReviewer(event::Loop& loop,
     : loop_(loop),
       options_(options),
       address_(std::move(address)),
-      transport_factory_(
-          tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(std::move(context)),
-                                     {.server_name = options.server_name})),
+      transport_factory_(tls::TlsTransport::Factory(
+          std::make_shared<tls::TlsContextProvider>(std::move(context)),
+          {.server_name = options.server_name, .verify_peer_name = address_.ip()})),
       stats_(stats) {}
 
 KubernetesTokenReviewer::~KubernetesTokenReviewer() = default;

@@ -12,8 +12,9 @@
 // meshlet_ca_token_reviews_total{result}: connect_failed, tls_failed, timeout, http_error,
 // malformed, too_large, no_credentials; successful HTTP exchanges count as ok.
 //
-// The API server's certificate must chain to the CA file; its host name is not checked (the
-// address is numeric, as KUBERNETES_SERVICE_HOST is), so the CA file must be the cluster's own.
+// The API server's certificate must chain to the CA file, be a serverAuth certificate and carry
+// the dialled IP address in its subjectAltName (API servers list their service IP, which is
+// KUBERNETES_SERVICE_HOST); the bearer token is sent only after that check.
 //
 // Threading: loop thread only; `done` is called on it, never from inside Review(). Destroying
 // the reviewer drops reviews in flight without calling their callbacks.

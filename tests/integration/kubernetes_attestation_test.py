@@ -10,7 +10,7 @@ user system:serviceaccount:<ns>:<sa>, unauthenticated otherwise. Then:
 - a real sidecar started with --kubernetes-token-file gets a certificate for exactly the vouched
   identity (its /certs page; the issued chain read with openssl x509 through a gRPC request);
 - a token the server rejects, a token for another audience, an API server whose certificate does
-  not chain to --kubernetes-ca-file, an unreachable API server, answers that are not a
+  not chain to --kubernetes-ca-file or is not for the API server's address, an unreachable API server, answers that are not a
   TokenReview, too large or HTTP 500, a missing or stale control-plane token, and an API server
   that never answers (past --kubernetes-timeout) are each refused with a clear logged reason,
   counted, and the control plane keeps serving meanwhile;
@@ -50,14 +50,14 @@ def make_ca(directory, name):
     return cert, key
 
 
-def make_server_cert(directory, name, ca):
-    """A serverAuth certificate for 127.0.0.1 signed by `ca` (cert, key)."""
+def make_server_cert(directory, name, ca, san="IP:127.0.0.1,DNS:kubernetes.default.svc"):
+    """A serverAuth certificate for `san` (by default 127.0.0.1) signed by `ca` (cert, key)."""
     cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
     csr, ext = os.path.join(directory, name + ".csr"), os.path.join(directory, name + ".ext")
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n"
+        f.write(f"subjectAltName={san}\n"
                 "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
     openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
             "-days", "1", "-extfile", ext, "-out", cert)
@@ -319,6 +319,20 @@ class KubernetesAttestationTest(unittest.TestCase):
         finally:
             stop_process(cp)
             stranger.stop()
+
+    def test_api_server_certificate_for_another_address_is_refused(self):
+        # Signed by the cluster CA, but not for the address the control plane dials.
+        impostor = FakeApiServer(make_server_cert(self.tmp, "impostor", self.cluster_ca,
+                                                  san="IP:10.96.0.1,DNS:kubernetes.default.svc"),
+                                 {self.good: ("shop", "payments")})
+        cp, log, api, ads = self.control_plane("impostor", impostor.address)
+        try:
+            self.assert_refused(ads, log, self.good, 'is not for "127.0.0.1"',
+                                grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(impostor.requests, [])  # the bearer token was never sent
+        finally:
+            stop_process(cp)
+            impostor.stop()
 
     def test_hanging_api_server_times_out_without_blocking(self):
         hanging = FakeApiServer(self.server_cert, {}, hang=True)
