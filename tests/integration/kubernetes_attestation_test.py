@@ -15,7 +15,8 @@ user system:serviceaccount:<ns>:<sa>, unauthenticated otherwise. Then:
   that never answers (past --kubernetes-timeout) are each refused with a clear logged reason,
   counted, and the control plane keeps serving meanwhile;
 - the control-plane token file is read again for every review (rotation);
-- without --kubernetes-api, a Kubernetes token is refused as not configured.
+- in a pod, KUBERNETES_SERVICE_HOST/PORT name the API server; without them and without
+  --kubernetes-api, a Kubernetes token is refused as not configured.
 """
 
 import base64
@@ -364,6 +365,19 @@ class KubernetesAttestationTest(unittest.TestCase):
         finally:
             stop_process(cp)
             hanging.stop()
+
+    def test_in_a_pod_the_api_server_comes_from_the_environment(self):
+        port = self.api_server.address.rsplit(":", 1)[1]
+        os.environ.update(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=port)
+        try:
+            cp, log, _, ads = self.control_plane("in-pod", None)
+        finally:
+            del os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        try:
+            self.assertEqual(self.create_certificate(ads, self.good).spiffe_id, PAYMENTS_ID)
+            self.assertIn(f"reviewed by the API server 127.0.0.1:{port}", read(log))
+        finally:
+            stop_process(cp)
 
     def test_without_an_api_server_kubernetes_tokens_are_not_configured(self):
         cp, log, _, ads = self.control_plane("off", None)
