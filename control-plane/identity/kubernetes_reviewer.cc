@@ -59,7 +59,9 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
     if (connection_ != nullptr) {
       connection_->SetCallbacks(nullptr);
       connection_->Close(net::CloseMode::kNoFlush);
-      owner_.loop_.DeferDelete(std::move(connection_));
+      // Exchanges are destroyed outside their connection's callbacks (DeferDelete, or with the
+      // reviewer), so the connection can go at once.
+      connection_.reset();
     }
   }
 

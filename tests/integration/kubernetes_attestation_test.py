@@ -121,12 +121,15 @@ class FakeApiServer:
                                   "spec": spec, "status": status})
 
             def answer(self, code, obj):
+                # Chunked, as Go's net/http sends larger bodies (raw answers use Content-Length).
                 data = json.dumps(obj).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                self.wfile.write(data)
+                half = len(data) // 2
+                for chunk in (data[:half], data[half:], b""):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
