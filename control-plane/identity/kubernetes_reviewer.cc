@@ -67,6 +67,13 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
 
   std::function<void(absl::StatusOr<std::string>)> TakeDone() { return std::move(done_); }
 
+  // Fails with `result` on a later loop turn, like every other outcome.
+  void FailSoon(absl::string_view result, absl::string_view message) {
+    pending_result_ = std::string(result);
+    pending_failure_ = absl::UnavailableError(message);
+    deadline_.Enable(std::chrono::milliseconds(0));
+  }
+
   void Start(const std::string& request_json) {
     absl::StatusOr<std::string> token =
         ReadSmallFile(owner_.options_.token_file, kMaxBearerTokenBytes);
@@ -76,10 +83,8 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
         token = absl::InvalidArgumentError(owner_.options_.token_file + " is empty");
     }
     if (!token.ok()) {
-      // Reported on a later loop turn, like every other outcome.
-      pending_failure_ = absl::UnavailableError(
-          absl::StrCat("no credentials for the Kubernetes API: ", token.status().message()));
-      deadline_.Enable(std::chrono::milliseconds(0));
+      FailSoon("no_credentials",
+               absl::StrCat("no credentials for the Kubernetes API: ", token.status().message()));
       return;
     }
     deadline_.Enable(std::chrono::milliseconds(absl::ToInt64Milliseconds(owner_.options_.timeout)));
@@ -175,7 +180,7 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
  private:
   void OnDeadline() {
     if (!pending_failure_.ok()) {
-      owner_.Finish(this, "no_credentials", pending_failure_);
+      owner_.Finish(this, pending_result_, pending_failure_);
       return;
     }
     Fail("timeout", absl::StrCat("no answer from the API server ", owner_.address_.ToString(),
@@ -213,6 +218,7 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
   event::Timer deadline_;
   http::h1::Parser parser_;
   std::unique_ptr<net::Connection> connection_;
+  std::string pending_result_;
   absl::Status pending_failure_;
   size_t received_ = 0;
   int status_code_ = 0;
@@ -274,7 +280,13 @@ void KubernetesTokenReviewer::Review(
     std::function<void(absl::StatusOr<std::string> response_json)> done) {
   auto exchange = std::make_unique<Exchange>(*this, std::move(done));
   Exchange* raw = exchange.get();
+  const bool overloaded = reviews_.size() >= options_.max_in_flight;
   reviews_.emplace(raw, std::move(exchange));
+  if (overloaded) {
+    raw->FailSoon("overloaded", absl::StrCat("more than ", options_.max_in_flight,
+                                             " TokenReviews in flight; try again later"));
+    return;
+  }
   raw->Start(request_json);
 }
 
@@ -287,7 +299,7 @@ void KubernetesTokenReviewer::Finish(Exchange* exchange, absl::string_view resul
   auto counter = stats_.shared_shard().RegisterCounter(
       "meshlet_ca_token_reviews_total",
       "TokenReview calls to the Kubernetes API server, by result (ok, connect_failed, "
-      "tls_failed, timeout, http_error, malformed, too_large, no_credentials).",
+      "tls_failed, timeout, http_error, malformed, too_large, no_credentials, overloaded).",
       {{"result", std::string(result)}});
   if (counter.ok()) counter->Inc();
   std::function<void(absl::StatusOr<std::string>)> done = owned->TakeDone();

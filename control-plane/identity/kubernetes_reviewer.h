@@ -10,7 +10,7 @@
 // again for every review, because projected tokens are rotated by the kubelet. Answers are
 // bounded in size. Every failure has a clear reason and is counted in
 // meshlet_ca_token_reviews_total{result}: connect_failed, tls_failed, timeout, http_error,
-// malformed, too_large, no_credentials; successful HTTP exchanges count as ok.
+// malformed, too_large, no_credentials, overloaded; successful HTTP exchanges count as ok.
 //
 // The API server's certificate must chain to the CA file, be a serverAuth certificate and carry
 // the dialled IP address in its subjectAltName (API servers list their service IP, which is
@@ -49,6 +49,9 @@ struct KubernetesApiOptions {
   std::string server_name = "kubernetes.default.svc";
   absl::Duration timeout = absl::Seconds(5);
   size_t max_response_bytes = 256 * 1024;
+  // Reviews in flight at once; more are refused at once (result "overloaded") so a burst of
+  // certificate requests cannot open unbounded connections to the API server.
+  size_t max_in_flight = 64;
 };
 
 // The API address from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT (what the kubelet sets

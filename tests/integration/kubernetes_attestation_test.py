@@ -14,6 +14,7 @@ user system:serviceaccount:<ns>:<sa>, unauthenticated otherwise. Then:
   TokenReview, too large or HTTP 500, a missing or stale control-plane token, and an API server
   that never answers (past --kubernetes-timeout) are each refused with a clear logged reason,
   counted, and the control plane keeps serving meanwhile;
+- at most 64 reviews are in flight; more are refused at once;
 - the control-plane token file is read again for every review (rotation);
 - in a pod, KUBERNETES_SERVICE_HOST/PORT name the API server; without them and without
   --kubernetes-api, a Kubernetes token is refused as not configured.
@@ -202,8 +203,9 @@ class KubernetesAttestationTest(unittest.TestCase):
         stop_process(cls.cp)
         cls.api_server.stop()
 
-    def create_certificate(self, ads, token, timeout=8):
-        _, csr = make_key_and_csr(self.tmp, "workload")
+    def create_certificate(self, ads, token, timeout=8, csr=None):
+        if csr is None:
+            _, csr = make_key_and_csr(self.tmp, "workload")
         with open(self.server_ca, "rb") as f:
             credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
         with grpc.secure_channel(ads, credentials) as channel:
@@ -381,6 +383,36 @@ class KubernetesAttestationTest(unittest.TestCase):
             self.assertIn(f"reviewed by the API server 127.0.0.1:{port}", read(log))
         finally:
             stop_process(cp)
+
+    def test_reviews_in_flight_are_bounded(self):
+        hanging = FakeApiServer(self.server_cert, {}, hang=True)
+        cp, log, api, ads = self.control_plane("bounded", hanging.address,
+                                               "--kubernetes-timeout", "3s")
+        errors = []
+        _, csr = make_key_and_csr(self.tmp, "bounded")
+
+        def review():
+            try:
+                self.create_certificate(ads, self.good, csr=csr)
+            except grpc.RpcError as e:
+                errors.append(e.details())
+        try:
+            threads = [threading.Thread(target=review) for _ in range(72)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(15)
+            overloaded = [e for e in errors if "more than 64 TokenReviews in flight" in e]
+            timeouts = [e for e in errors if "no answer from the API server" in e]
+            self.assertEqual(len(overloaded) + len(timeouts), 72, errors)
+            self.assertGreaterEqual(len(overloaded), 1)
+            self.assertLessEqual(len(hanging.requests), 64)
+            self.assertIn('meshlet_ca_token_reviews_total{result="overloaded"}',
+                          self.metrics(api))
+            self.assertIsNone(cp.poll())
+        finally:
+            stop_process(cp)
+            hanging.stop()
 
     def test_without_an_api_server_kubernetes_tokens_are_not_configured(self):
         cp, log, _, ads = self.control_plane("off", None)
