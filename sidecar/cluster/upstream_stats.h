@@ -73,17 +73,17 @@ struct UpstreamStats {
 
   // Golden metrics (docs/golden-metrics.md): each request routed to the cluster, once, when it
   // ends (after its retries). meshlet_upstream_rq_duration_seconds{cluster,outcome}: index 0
-  // success, 1 failure (5xx, or no complete response).
+  // success, 1 failure (5xx, a gRPC status other than OK, or no complete response).
   std::array<Histogram, 2> rq_duration;
   Counter tx_bytes;  // meshlet_upstream_tx_bytes_total: request body and tunnel bytes sent
   Counter rx_bytes;  // meshlet_upstream_rx_bytes_total: response body and tunnel bytes received
 
   void RecordStatus(int status) const { rq_by_class[StatusClassIndex(status)].Inc(); }
-  // A request to this cluster ended: `response_code` 0 means none was sent, `reset` that the
-  // response did not complete.
-  void RecordCompletion(int response_code, bool reset, uint64_t duration_us, uint64_t sent_bytes,
-                        uint64_t received_bytes) const {
-    const bool failure = response_code == 0 || response_code >= 500 || reset;
+  // A request to this cluster ended: `response_code` 0 means none was sent, `grpc_failure` that
+  // it ended with a gRPC status other than OK, `reset` that the response did not complete.
+  void RecordCompletion(int response_code, bool grpc_failure, bool reset, uint64_t duration_us,
+                        uint64_t sent_bytes, uint64_t received_bytes) const {
+    const bool failure = response_code == 0 || response_code >= 500 || grpc_failure || reset;
     rq_duration[failure ? 1 : 0].Record(duration_us);
     tx_bytes.Inc(sent_bytes);
     rx_bytes.Inc(received_bytes);

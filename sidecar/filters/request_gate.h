@@ -117,8 +117,9 @@ class RequestGate {
   // calling `finish`, which must end the router's own work and return false if the request had
   // already ended) or delayed the request; after the delay it calls `proceed` or answers.
   // `encode_headers(headers, end_stream)` and `encode_data(body, end_stream)` send the reply
-  // downstream and `info` records the flags. The callables must stay valid until the request ends
-  // (they capture the router, which owns this gate).
+  // downstream and `info` records the flags. The callables, and what `request` refers to (the
+  // route, the cluster, the headers), must stay valid until the request ends: a delayed request
+  // reads them again when its delay ends (the router owns this gate and all of them).
   template <typename EncodeHeaders, typename EncodeData, typename Finish, typename Proceed>
   bool Admit(const Request& request, event::Loop& loop, const Clock& clock, Random& random,
              router::StreamInfo& info, EncodeHeaders encode_headers, EncodeData encode_data,

@@ -1,6 +1,7 @@
 #include "sidecar/filters/request_gate.h"
 
 #include <chrono>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -136,10 +137,12 @@ class RequestGateTest : public ::testing::Test {
   }
 
   // Runs the gate; returns whether it said "go upstream now".
+  // The request's headers live as long as the request, as the router's do (a delayed request
+  // reads them again when the delay ends): the fixture keeps a copy.
   bool Admit(const router::RouteEntry& route, const http::HeaderMap& headers, bool grpc = false) {
+    const http::HeaderMap& kept = kept_headers_.emplace_back(headers);
     return gate_.Admit(
-        RequestGate::Request{route, *cluster_, stats_, headers, grpc}, loop_, clock_, random_,
-        info_,
+        RequestGate::Request{route, *cluster_, stats_, kept, grpc}, loop_, clock_, random_, info_,
         [this](http::HeaderMap& h, bool end) {
           reply_headers_ = h;
           reply_ended_ = end;
@@ -162,6 +165,7 @@ class RequestGateTest : public ::testing::Test {
   std::unique_ptr<Cluster> cluster_;
   RequestGate gate_;
   router::StreamInfo info_;
+  std::list<http::HeaderMap> kept_headers_;
   std::optional<http::HeaderMap> reply_headers_;
   std::string reply_body_;
   bool reply_ended_ = false;

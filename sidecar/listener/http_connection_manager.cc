@@ -243,10 +243,15 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       tunnel_active_.emplace(hcm_.stats_.downstream_tunnels_active);
     }
     if (end_stream) {
+      NoteGrpcStatus(headers);  // a trailers-only response
       Complete([&] { encoder_->EncodeHeaders(headers, true); });
       return;
     }
     encoder_->EncodeHeaders(headers, false);
+  }
+  void NoteGrpcStatus(const http::HeaderMap& fields) {
+    const std::optional<absl::string_view> status = fields.Get("grpc-status");
+    info_.grpc_failure = status.has_value() && *status != "0";
   }
   void EncodeData(net::Buffer& data, bool end_stream) override {
     if (done_) {
@@ -263,6 +268,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   }
   void EncodeTrailers(const http::HeaderMap& trailers) override {
     if (done_) return;
+    NoteGrpcStatus(trailers);
     Complete([&] { encoder_->EncodeTrailers(trailers); });
   }
   void ResetDownstream() override {

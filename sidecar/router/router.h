@@ -149,8 +149,8 @@ class Router {
   // the cluster it was routed to, if any. `reset`: the response did not complete.
   void RecordCompletion(const StreamInfo& info, bool reset, uint64_t duration_us) const {
     if (cluster_.cluster != nullptr) {
-      stats_->RecordCompletion(info.response_code, reset, duration_us, info.bytes_received,
-                               info.bytes_sent);
+      stats_->RecordCompletion(info.response_code, info.grpc_failure, reset, duration_us,
+                               info.bytes_received, info.bytes_sent);
     }
   }
 

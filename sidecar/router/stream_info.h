@@ -69,6 +69,9 @@ struct StreamInfo {
   absl::Time start_wall;
   http::Protocol protocol = http::Protocol::kHttp11;
   int response_code = 0;  // 0 until response headers were sent
+  // The response ended with a grpc-status other than OK (in trailers, or trailers-only headers):
+  // a failed call even though its HTTP status is 200.
+  bool grpc_failure = false;
   uint32_t response_flags = 0;
   uint64_t bytes_received = 0;  // request body bytes
   uint64_t bytes_sent = 0;      // response body bytes

@@ -139,6 +139,16 @@ absl::StatusOr<config::BootstrapConfig> Server::LoadBootstrap() const {
   return bootstrap;
 }
 
+bool Server::ready() const {
+  if (!ready_ || shut_down_) return false;
+  if (xds_client_ != nullptr && !xds_client_->has_complete_config()) return false;
+  if (snapshots_needed_for_ready_ == 0) snapshots_needed_for_ready_ = snapshots_sent_;
+  for (const auto& worker : workers_) {
+    if (worker->snapshots_applied() < snapshots_needed_for_ready_) return false;
+  }
+  return true;
+}
+
 absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
                    config::BuildSnapshot(resources));
@@ -146,6 +156,7 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   snapshot_ = std::move(snapshot);
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
+  ++snapshots_sent_;
   UpdateHealthChecks();
   return absl::OkStatus();
 }
@@ -362,6 +373,7 @@ absl::Status Server::Init() {
     }
     workers_.push_back(std::move(worker));
   }
+  snapshots_sent_ = 1;  // each worker started with snapshot_
 
   admin_handler_ = std::make_unique<AdminHandler>(*this, stats_.shared_shard());
   absl::StatusOr<std::unique_ptr<http::HttpServer>> admin = http::HttpServer::Create(
@@ -436,6 +448,7 @@ absl::Status Server::Reload() {
   // New TLS contexts first: connections accepted from now on use them; open ones keep theirs.
   tls_contexts_.Commit(std::move(tls));
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
+  ++snapshots_sent_;
   UpdateHealthChecks();
   reload_success_.Inc();
   LOG(INFO) << "configuration reloaded: " << snapshot_->version;

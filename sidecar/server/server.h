@@ -84,10 +84,10 @@ class Server final : public AdminBackend {
   event::Loop& loop() { return loop_; }
 
   // AdminBackend
-  // Listeners up and, with xDS, the first complete configuration applied (or the saved one).
-  bool ready() const override {
-    return ready_ && !shut_down_ && (xds_client_ == nullptr || xds_client_->has_complete_config());
-  }
+  // Listeners up and, with xDS, the first complete configuration applied (or the saved one) by
+  // every worker, not only accepted by the main thread: the workers take a snapshot from their
+  // own loops a moment later, and until then a request could still meet the old configuration.
+  bool ready() const override;
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
@@ -152,6 +152,11 @@ class Server final : public AdminBackend {
   Counter reload_success_;
   Counter reload_failure_;
   bool ready_ = false;
+  // Snapshots handed to the workers so far (each worker applies them in order), and how many a
+  // worker must have applied before /ready says so: the count when the configuration was first
+  // complete. 0: not yet known. Main thread only (ready() records it on first success).
+  uint64_t snapshots_sent_ = 0;
+  mutable uint64_t snapshots_needed_for_ready_ = 0;
   bool draining_ = false;
   bool exit_when_drained_ = false;
   bool shut_down_ = false;

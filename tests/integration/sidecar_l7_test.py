@@ -141,6 +141,14 @@ class GrpcTest(L7TestCase):
             static_cluster("down", free_port(), extra="    protocol: UPSTREAM_HTTP2\n"),
             app_routes("echo") + app_routes("down", name="down-routes")), concurrency=1)
 
+    def outcomes(self, cluster):
+        """The golden-metrics outcome counts of `cluster` (meshlet_upstream_rq_duration_seconds)."""
+        _, body, _ = self.sidecar.get("/stats/prometheus")
+        pattern = (r'^meshlet_upstream_rq_duration_seconds_count\{cluster="%s",outcome="(\w+)"\}'
+                   r' (\d+)$' % re.escape(cluster))
+        counts = {m.group(1): int(m.group(2)) for m in re.finditer(pattern, body, re.M)}
+        return {outcome: n for outcome, n in counts.items() if n}
+
     def stub(self, port):
         channel = self.grpc.insecure_channel(f"127.0.0.1:{port}",
                                              options=[("grpc.enable_http_proxy", 0)])
@@ -154,6 +162,8 @@ class GrpcTest(L7TestCase):
             self.assertEqual(reply.text, text)
             self.assertEqual(call.code(), self.grpc.StatusCode.OK)
             self.assertIn(("x-echo-trailer", "unary"), call.trailing_metadata())
+        self.assertTrue(wait_for(lambda: self.outcomes("echo") == {"success": 2}),
+                        self.outcomes("echo"))
 
     def test_unary_error_status_and_message_arrive_intact(self):
         stub = self.stub(self.port)
@@ -163,6 +173,9 @@ class GrpcTest(L7TestCase):
         self.assertEqual(caught.exception.code(), self.grpc.StatusCode.FAILED_PRECONDITION)
         self.assertEqual(caught.exception.details(), ERROR_MESSAGE)
         self.assertIn(("x-echo-trailer", "failed"), caught.exception.trailing_metadata())
+        # A failed call although its HTTP status was 200: the golden metrics count a failure.
+        self.assertTrue(wait_for(lambda: self.outcomes("echo") == {"failure": 1}),
+                        self.outcomes("echo"))
 
     def test_server_streaming(self):
         stub = self.stub(self.port)
