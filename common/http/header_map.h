@@ -29,6 +29,7 @@
 #include <iterator>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
@@ -59,8 +60,22 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   HeaderMap(std::initializer_list<std::pair<absl::string_view, absl::string_view>> headers);
   HeaderMap(const HeaderMap&) = default;
   HeaderMap& operator=(const HeaderMap&) = default;
-  HeaderMap(HeaderMap&&) noexcept = default;
-  HeaderMap& operator=(HeaderMap&&) noexcept = default;
+  // Moves swap the entry vectors instead of using InlinedVector's move, which for trivially
+  // copyable elements copies the whole inline buffer, slots never written included (GCC's
+  // -Wmaybe-uninitialized rightly flags that read in optimised builds). A swap touches only live
+  // entries. The moved-from map is left empty.
+  HeaderMap(HeaderMap&& other) noexcept { *this = std::move(other); }
+  HeaderMap& operator=(HeaderMap&& other) noexcept {
+    if (this == &other) return *this;
+    entries_.erase(entries_.begin(), entries_.end());
+    entries_.swap(other.entries_);
+    arena_ = std::move(other.arena_);
+    other.arena_.clear();
+    num_pseudo_ = std::exchange(other.num_pseudo_, 0);
+    byte_size_ = std::exchange(other.byte_size_, 0);
+    dead_bytes_ = std::exchange(other.dead_bytes_, 0);
+    return *this;
+  }
 
   // Appends a value. Pseudo-headers go after the existing pseudo-headers, ahead of every regular
   // header; regular headers go last. Existing values of `name` are kept.

@@ -148,5 +148,37 @@ TEST(HeaderMapTest, EqualityAndDebugString) {
   EXPECT_EQ(moved, b);
 }
 
+// Moves keep every entry and the byte accounting, whether the entries sit in the inline buffer or
+// on the heap, and leave the source empty and reusable.
+TEST(HeaderMapTest, MoveKeepsEntriesAndEmptiesTheSource) {
+  for (size_t n : {size_t{0}, size_t{3}, HeaderMap::kInlineEntries + 5}) {
+    SCOPED_TRACE(n);
+    HeaderMap source;
+    source.Add(":status", "200");
+    for (size_t i = 0; i < n; ++i) source.Add("x-h" + std::to_string(i), "v");
+    source.Remove("x-h0");
+    const HeaderMap expected = source;
+    const size_t bytes = source.ByteSize();
+
+    HeaderMap moved(std::move(source));
+    EXPECT_EQ(moved, expected);
+    EXPECT_EQ(moved.ByteSize(), bytes);
+    EXPECT_TRUE(source.empty());  // NOLINT(bugprone-use-after-move): documented state
+    EXPECT_EQ(source.ByteSize(), 0u);
+    source.Add("reused", "yes");
+    EXPECT_EQ(source.DebugString(), "reused: yes\n");
+
+    // Assignment over a map that already holds entries on the heap.
+    HeaderMap target;
+    for (size_t i = 0; i < HeaderMap::kInlineEntries + 2; ++i) target.Add("old", "x");
+    target = std::move(moved);
+    EXPECT_EQ(target, expected);
+    EXPECT_EQ(target.ByteSize(), bytes);
+    target.Add("after", "1");
+    EXPECT_EQ(target.Get("after"), "1");
+    EXPECT_FALSE(target.Has("old"));
+  }
+}
+
 }  // namespace
 }  // namespace meshlet::http

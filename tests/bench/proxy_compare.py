@@ -41,6 +41,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from ports import free_port  # noqa: E402,F401  (below the ephemeral range, see there)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers")
 KiB = 1024
@@ -57,12 +60,6 @@ def find_tool(name):
         if os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render(template_name, out_dir, values):
@@ -187,12 +184,22 @@ class Proc:
         self.log.close()
 
 
-def wait_ready(proc, port, timeout=10.0):
+def accepts_connections(port, timeout=1.0):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(proc, port, timeout=10.0, h2_port=None):
+    """Waits for GET / to succeed on `port` and, for h2c (prior knowledge) ports that answer no
+    HTTP/1.1, for `h2_port` to accept connections."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited with {proc.proc.returncode}:\n{proc.log_tail()}")
-        if http_get_ok(port):
+        if http_get_ok(port) and (h2_port is None or accepts_connections(h2_port)):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{proc.name} is not answering on port {port}:\n{proc.log_tail()}")
@@ -238,10 +245,16 @@ def parse_h2load(out, log_file):
     match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
     if match:
-        done, succeeded = int(match.group(3)), int(match.group(4))
+        started, done, succeeded = int(match.group(2)), int(match.group(3)), int(match.group(4))
         result["requests"] = succeeded
         result["errors"] = (done - succeeded) + int(match.group(5)) + int(match.group(6)) + \
             int(match.group(7))
+        if started == 0:
+            # In a timed run (-D) h2load counts requests only once they start: a client whose
+            # connection failed (refused, reset before the SETTINGS exchange) adds nothing to
+            # "failed". Zero started is therefore a failure of its own, not an empty success.
+            result["errors"] += 1
+            result["note"] = "h2load started no request: no connection reached the proxy"
     else:
         result["errors"] += 1
     match = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
@@ -355,7 +368,7 @@ def start_all(args, tools, workdir, skip):
                                                {"DIR": workdir, "H1_PORT": up_h1,
                                                 "H2_PORT": up_h2, "BODY": body})],
                     workdir, args.load_cpu)
-    wait_ready(upstream, up_h1)
+    wait_ready(upstream, up_h1, h2_port=up_h2)
     proxies = [Proxy("direct", upstream, up_h1, up_h2, "upstream nginx")]
 
     def meshlet(name, template):
@@ -388,7 +401,7 @@ def start_all(args, tools, workdir, skip):
                                                 "H2_PORT": port_h2, "UPSTREAM_PORT": up_h1})
         proc = Proc("nginx", [tools["nginx"], "-p", workdir, "-e", "stderr", "-c", config],
                     workdir, args.proxy_cpu)
-        wait_ready(proc, port_h1)
+        wait_ready(proc, port_h1, h2_port=port_h2)
         proxies.append(Proxy("nginx", proc, port_h1, port_h2,
                              tool_version([tools["nginx"], "-v"], r"nginx/(\S+)")))
     return upstream, proxies
@@ -500,8 +513,9 @@ def main():
                     results.setdefault((case.name, p.name), []).append(result)
                     ok = result["requests"] > 0 and result["errors"] == 0
                     if not ok:
+                        note = f" ({result['note']})" if result.get("note") else ""
                         failures.append(f"{case.name} via {p.name}: {result['requests']} ok, "
-                                        f"{result['errors']} failed\n{output}")
+                                        f"{result['errors']} failed{note}\n{output}")
                     if args.smoke:
                         print(f"{'PASS' if ok else 'FAIL'} {case.name:8s} {p.name:19s} "
                               f"{result['requests']} requests, {result['errors']} failed")

@@ -27,7 +27,6 @@ import http.server
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,11 +34,8 @@ import threading
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from ports import free_port  # noqa: E402,F401  (below the ephemeral range, see there)
 
 
 def wait_ready(admin_port, proc, timeout):

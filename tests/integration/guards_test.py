@@ -82,9 +82,21 @@ def routes(*entries):
 """
 
 
+def overflow_durations_ms(log_path):
+    """duration_ms of every access log line for a request refused by a circuit breaker (UO)."""
+    try:
+        with open(log_path) as f:
+            entries = [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+    return [e["duration_ms"] for e in entries if "UO" in e["response_flags"]]
+
+
 class OverflowTest(GuardsTestCase):
     def test_overflow_answers_at_once_while_upstream_is_saturated(self):
-        sidecar = self.start_with(routes(), cluster_extra="    circuit_breakers: {max_requests: 1}\n")
+        log_path = os.path.join(self.tmp, "access.log")
+        sidecar = self.start_with(routes(), cluster_extra="    circuit_breakers: {max_requests: 1}\n",
+                                  listener_extra=f"    access_log: {{path: {log_path}}}\n")
         self.upstream.control(delay_ms=3000)
         # One slow request holds the cluster's only request slot (for every worker).
         slow = threading.Thread(target=lambda: get(self.port, "/slow", timeout=10), daemon=True)
@@ -105,9 +117,19 @@ class OverflowTest(GuardsTestCase):
         median_ms = statistics.median(times) * 1000
         print(f"\noverflow reply: median {median_ms:.3f} ms, max {max(times) * 1000:.3f} ms "
               f"over {len(times)} requests", file=sys.stderr)
-        # The whole client round trip, Python included, stays under a millisecond.
-        self.assertLess(median_ms, 1.0)
         self.assertEqual(self.upstream.stats()["requests"], 1, "no overflowed request went up")
+        # What the sidecar itself spent on each overflowed request, from its access log (whole
+        # milliseconds): nothing measurable, against the 3 s the upstream holds the slot. The
+        # client's round trip adds Python and the scheduler of a possibly loaded machine, so it
+        # only has to stay far below the upstream's delay.
+        self.assertTrue(wait_for(lambda: len(overflow_durations_ms(log_path)) >= 50))
+        durations = overflow_durations_ms(log_path)
+        print(f"overflow durations in the access log (ms): median "
+              f"{statistics.median(durations)}, max {max(durations)}", file=sys.stderr)
+        self.assertEqual(statistics.median(durations), 0, durations)
+        self.assertLess(max(durations), 1000, durations)
+        self.assertLess(median_ms, 100.0)
+        self.assertLess(max(times) * 1000, 2000.0)
 
         self.assertEqual(stat_with(sidecar, "meshlet_upstream_cb_remaining", 'cluster="app"',
                                    'threshold="max_requests"'), 0)

@@ -23,13 +23,9 @@ import unittest.mock
 import urllib.error
 import urllib.request
 
+from ports import free_port  # noqa: F401  (re-exported for the tests)
+
 SIDECAR = None  # set from argv
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EchoServer:
