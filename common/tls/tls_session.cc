@@ -277,6 +277,14 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   if (context_->clock_ != nullptr) {
     X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(context_->clock_->WallNow()));
   }
+  if (const std::string& name = options_.verify_peer_name; !name.empty()) {
+    const bool set = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) ||
+                     X509_VERIFY_PARAM_set1_host(param, name.data(), name.size());
+    if (!set) {
+      *out_alert = SSL_AD_INTERNAL_ERROR;
+      return absl::InternalError(absl::StrCat("invalid peer name \"", name, "\""));
+    }
+  }
 
   if (X509_verify_cert(store_ctx.get()) != 1) {
     const int error = X509_STORE_CTX_get_error(store_ctx.get());
@@ -306,6 +314,11 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
         return absl::UnauthenticatedError(
             absl::StrCat(who, " is not issued by a trusted CA (issuer \"", IssuerName(*bad),
                          "\" is not in the trust bundle)"));
+      case X509_V_ERR_HOSTNAME_MISMATCH:
+      case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        *out_alert = SSL_AD_BAD_CERTIFICATE;
+        return absl::UnauthenticatedError(
+            absl::StrCat(who, " is not for \"", options_.verify_peer_name, "\" (subjectAltName)"));
       default:
         *out_alert = SSL_AD_BAD_CERTIFICATE;
         return absl::UnauthenticatedError(

@@ -67,6 +67,10 @@ class TlsSession {
   struct Options {
     // Client: the SNI host name to send. Identity is checked by SPIFFE id, not by this name.
     std::string server_name;
+    // Client: if set, the server certificate's subjectAltName must contain this IP address
+    // (when it parses as one) or DNS name, on top of chaining to the trust bundle. For non-mesh
+    // servers such as the Kubernetes API server; mesh peers are checked by SPIFFE id.
+    std::string verify_peer_name;
     // Overrides the context's peer_identity for this TLS session only, e.g. the identities allowed
     // for one upstream cluster while the client context is shared by all clusters.
     std::optional<SpiffeIdMatcher> peer_identity;

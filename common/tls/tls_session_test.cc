@@ -183,6 +183,24 @@ TEST_P(TlsSessionTest, ServerAuthenticatedTls) {
   EXPECT_FALSE(pair.client->session_resumed());
 }
 
+TEST_P(TlsSessionTest, VerifyPeerNameChecksTheServerCertificateNames) {
+  absl::StatusOr<TestCertificate> api = root_->Issue({.dns_names = {"kubernetes.default.svc"}});
+  ASSERT_TRUE(api.ok()) << api.status();
+  Pair named =
+      MakePair(ClientConfig(), ServerConfig(*api), {.verify_peer_name = "kubernetes.default.svc"});
+  named.Handshake();
+  EXPECT_TRUE(named.client->status().ok()) << named.client->status();
+  EXPECT_TRUE(named.client->handshake_complete());
+
+  for (const char* other : {"kubernetes.other.svc", "10.96.0.1"}) {
+    Pair wrong = MakePair(ClientConfig(), ServerConfig(*api), {.verify_peer_name = other});
+    wrong.Handshake();
+    EXPECT_FALSE(wrong.client->handshake_complete());
+    EXPECT_THAT(std::string(wrong.client->status().message()),
+                HasSubstr(absl::StrCat("is not for \"", other, "\"")));
+  }
+}
+
 TEST_P(TlsSessionTest, MutualTls) {
   TlsContextConfig client = ClientConfig(/*with_cert=*/true);
   client.peer_identity = Ids({kBackend});

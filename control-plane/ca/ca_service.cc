@@ -13,6 +13,7 @@ namespace meshlet::controlplane::ca {
 
 absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args) {
   CaServiceOptions options;
+  options.kubernetes.api = identity::InClusterApiFromEnvironment();
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string name = args[i];
@@ -23,9 +24,17 @@ absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args) 
       name = name.substr(0, eq);
       has_value = true;
     }
-    static constexpr absl::string_view kFlags[] = {"--ca-cert",         "--ca-key",
-                                                   "--ca-trust-bundle", "--trust-domain",
-                                                   "--cert-ttl",        "--cert-max-ttl"};
+    static constexpr absl::string_view kFlags[] = {"--ca-cert",
+                                                   "--ca-key",
+                                                   "--ca-trust-bundle",
+                                                   "--trust-domain",
+                                                   "--cert-ttl",
+                                                   "--cert-max-ttl",
+                                                   "--kubernetes-api",
+                                                   "--kubernetes-ca-file",
+                                                   "--kubernetes-audience",
+                                                   "--kubernetes-timeout",
+                                                   "--kubernetes-token-file"};
     bool ours = false;
     for (absl::string_view flag : kFlags) ours = ours || name == flag;
     if (!ours) {
@@ -59,6 +68,17 @@ absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args) 
       status = duration(options.authority.default_ttl);
     } else if (name == "--cert-max-ttl") {
       status = duration(options.authority.max_ttl);
+    } else if (name == "--kubernetes-api") {
+      options.kubernetes.api = value;
+    } else if (name == "--kubernetes-token-file") {
+      options.kubernetes.token_file = value;
+    } else if (name == "--kubernetes-ca-file") {
+      options.kubernetes.ca_file = value;
+    } else if (name == "--kubernetes-audience") {
+      if (value.empty()) return absl::InvalidArgumentError("--kubernetes-audience is empty");
+      options.token_review.audience = value;
+    } else if (name == "--kubernetes-timeout") {
+      status = duration(options.kubernetes.timeout);
     }
     if (!status.ok()) return status;
   }
@@ -82,6 +102,16 @@ Workload CA (served on the discovery port; docs/security.md):
   --trust-domain NAME      SPIFFE trust domain (default cluster.local)
   --cert-ttl DURATION      default workload certificate lifetime (default 24h)
   --cert-max-ttl DURATION  longest lifetime a workload may ask for (default 24h)
+
+Kubernetes service-account attestation (TokenReview; off when no API server is known):
+  --kubernetes-api ADDR    API server, e.g. https://10.96.0.1:443 (default: from
+                           KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; "" turns it off)
+  --kubernetes-token-file FILE   the control plane's own token, read for every review
+                           (default /var/run/secrets/kubernetes.io/serviceaccount/token)
+  --kubernetes-ca-file FILE      CA of the API server's certificate
+                           (default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt)
+  --kubernetes-audience NAME     audience sidecar tokens must carry (default meshlet)
+  --kubernetes-timeout DURATION  deadline of one TokenReview (default 5s)
 )";
 }
 
@@ -108,9 +138,25 @@ absl::Status CaService::Start(http::grpc::Server* grpc_server) {
   authority_ = std::move(*authority);
   join_tokens_ = std::make_unique<identity::JoinTokens>(
       control_plane_.store(), control_plane_.clock(), control_plane_.stats());
-  service_ = std::make_unique<CertificateService>(authority_, join_tokens_.get(),
-                                                  /*token_reviewer=*/nullptr,
-                                                  control_plane_.stats(), control_plane_.clock());
+  if (!options_.kubernetes.api.empty()) {
+    absl::StatusOr<std::unique_ptr<identity::KubernetesTokenReviewer>> reviewer =
+        identity::KubernetesTokenReviewer::Create(control_plane_.loop(), options_.kubernetes,
+                                                  control_plane_.stats());
+    if (!reviewer.ok()) {
+      return absl::Status(reviewer.status().code(),
+                          absl::StrCat("Kubernetes attestation: ", reviewer.status().message()));
+    }
+    token_reviewer_ = *std::move(reviewer);
+    LOG(INFO) << "ca: Kubernetes service-account tokens (audience \""
+              << options_.token_review.audience << "\") are reviewed by the API server "
+              << token_reviewer_->address().ToString();
+  } else {
+    LOG(INFO) << "ca: Kubernetes service-account attestation is off (no --kubernetes-api and "
+                 "not in a pod)";
+  }
+  service_ = std::make_unique<CertificateService>(
+      authority_, join_tokens_.get(), token_reviewer_.get(), control_plane_.stats(),
+      control_plane_.clock(), CertificateServiceOptions{.token_review = options_.token_review});
   control_plane_.api().SetTokenHandler([this](const http::ServerRequest& request) {
     return identity::HandleTokenRequest(*join_tokens_, request);
   });

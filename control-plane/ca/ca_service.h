@@ -6,8 +6,9 @@
 // hashed in the control plane's store), and serves meshlet.ca.v1.CertificateService on the gRPC
 // server it is given — the discovery server on 15012. Expired join tokens are purged hourly.
 //
-// Kubernetes service-account attestation needs a TokenReviewer, which the binary does not have
-// yet (no API-server client); such requests are refused with FAILED_PRECONDITION.
+// Kubernetes service-account attestation is on when an API server is known (--kubernetes-api, or
+// KUBERNETES_SERVICE_HOST/PORT inside a pod): tokens are then reviewed by that API server
+// (KubernetesTokenReviewer). Otherwise such requests are refused with FAILED_PRECONDITION.
 //
 // Threading: the ControlPlane's loop thread.
 
@@ -22,6 +23,7 @@
 #include "control-plane/ca/authority.h"
 #include "control-plane/ca/certificate_service.h"
 #include "control-plane/identity/join_tokens.h"
+#include "control-plane/identity/kubernetes_reviewer.h"
 #include "control-plane/server/control_plane.h"
 
 namespace meshlet::controlplane::ca {
@@ -35,12 +37,17 @@ struct CaServiceOptions {
   // file does not end in one).
   std::string trust_bundle_file;
   AuthorityOptions authority;
+  // Kubernetes service-account attestation; off while kubernetes.api is empty.
+  identity::KubernetesApiOptions kubernetes;
+  identity::TokenReviewPolicy token_review;
 };
 
 // Takes the CA flags out of `args`, leaving the rest: --ca-cert FILE, --ca-key FILE,
 // --ca-trust-bundle FILE, --trust-domain NAME, --cert-ttl DURATION (default lifetime, 24h),
-// --cert-max-ttl DURATION (cap, 24h). "--flag=value" and "--flag value" both work; errors name
-// the flag.
+// --cert-max-ttl DURATION (cap, 24h), --kubernetes-api ADDRESS (default from
+// KUBERNETES_SERVICE_HOST/PORT), --kubernetes-token-file FILE, --kubernetes-ca-file FILE,
+// --kubernetes-audience NAME (meshlet), --kubernetes-timeout DURATION (5s). "--flag=value" and
+// "--flag value" both work; errors name the flag.
 absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args);
 std::string CaUsage();
 
@@ -61,6 +68,7 @@ class CaService {
   const CaServiceOptions options_;
   std::shared_ptr<const CertificateAuthority> authority_;
   std::unique_ptr<identity::JoinTokens> join_tokens_;
+  std::unique_ptr<identity::KubernetesTokenReviewer> token_reviewer_;
   std::unique_ptr<CertificateService> service_;
   std::unique_ptr<event::Timer> purge_timer_;
 };

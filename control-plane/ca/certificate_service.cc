@@ -145,9 +145,11 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
     }
     case CreateCertificateRequest::kKubernetesToken: {
       if (token_reviewer_ == nullptr) {
-        Refuse(call, "not_configured",
-               absl::FailedPreconditionError(
-                   "Kubernetes service-account attestation is not configured"));
+        Refuse(
+            call, "not_configured",
+            absl::FailedPreconditionError(
+                "Kubernetes service-account attestation is not configured (the control plane needs "
+                "--kubernetes-api, or to run in a pod)"));
         return;
       }
       const std::string token = request.kubernetes_token();

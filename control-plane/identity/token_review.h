@@ -18,8 +18,9 @@
 //     and, when present, kubernetes.io.namespace / kubernetes.io.serviceaccount.name equal to
 //     the username's.
 //
-// The HTTP call itself is behind TokenReviewer. This code follows the documented API; it has
-// been tested against recorded-shape responses, not against a live cluster.
+// The HTTP call itself is behind TokenReviewer (KubernetesTokenReviewer in production). This
+// code follows the documented API; it has been tested against recorded-shape responses and a
+// fake API server, not against a live cluster.
 
 #include <functional>
 #include <string>
@@ -49,8 +50,8 @@ absl::StatusOr<WorkloadIdentity> CheckTokenReview(absl::string_view response_jso
                                                   const TokenReviewPolicy& policy, absl::Time now);
 
 // Sends a TokenReview to the API server; `done` gets the response body (any HTTP status other
-// than 201/200 is an error status). Implemented by the deployment (in-cluster HTTPS client with
-// the control plane's own service-account credentials).
+// than 2xx is an error status). KubernetesTokenReviewer (kubernetes_reviewer.h) is the in-cluster
+// HTTPS client; tests script their own.
 class TokenReviewer {
  public:
   virtual ~TokenReviewer() = default;

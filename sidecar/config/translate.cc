@@ -490,6 +490,14 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
     scope.Add("tls.sni", absl::StrCat(Quote(in.sni()), " is not a host name"));
   }
   out.sni = in.sni();
+  // A non-mesh upstream (verified by ca_file alone: no client certificate, no SPIFFE id) is
+  // only authenticated by the name in its certificate, so that name must be known.
+  if (!in.workload_certificate() && in.secret_name().empty() && in.expected_peer_ids_size() == 0 &&
+      in.sni().empty()) {
+    scope.Add("tls.sni",
+              "required when the upstream is verified by ca_file alone: its certificate must "
+              "name this host (subjectAltName)");
+  }
   for (int i = 0; i < in.alpn_size(); ++i) {
     if (in.alpn(i).empty() || in.alpn(i).size() > 255) {
       scope.Add(Index("tls.alpn", i), "must be 1 to 255 bytes");

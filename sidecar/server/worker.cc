@@ -72,9 +72,15 @@ net::TransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
                               << " asks for TLS but has no TLS context: its connections fail";
     return [] { return std::make_unique<TlsUnavailableTransport>(); };
   }
-  // Identity is checked by SPIFFE id (the context's expected_peer_ids); the name is only SNI.
-  return tls::TlsTransport::Factory(std::move(provider),
-                                    tls::TlsSession::Options{.server_name = cluster.tls.sni});
+  // Mesh upstreams are checked by SPIFFE id (the context's expected_peer_ids) and the name is
+  // only SNI; an upstream without an expected SPIFFE id must also present a certificate for the
+  // SNI name, else any certificate the trust bundle verifies would do.
+  const bool checked_by_spiffe_id =
+      cluster.tls.workload_certificate || !cluster.tls.expected_peer_ids.empty();
+  return tls::TlsTransport::Factory(
+      std::move(provider),
+      tls::TlsSession::Options{.server_name = cluster.tls.sni,
+                               .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni});
 }
 
 namespace {

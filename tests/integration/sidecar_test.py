@@ -477,7 +477,7 @@ class TcpProxyTest(SidecarTestCase):
             f.write(config_yaml(
                 tcp_listener("tcp", port, "secure"),
                 static_cluster("secure", self.echo.port,
-                               extra="    tls: {enabled: true, ca_file: /dev/null}\n")))
+                               extra="    tls: {enabled: true, ca_file: /dev/null, sni: localhost}\n")))
         r = subprocess.run([SIDECAR, "--config", path], capture_output=True, text=True,
                            timeout=10)
         self.assertEqual(r.returncode, 1)
@@ -492,7 +492,7 @@ class TcpProxyTest(SidecarTestCase):
                         os.path.join(self.tmp, "ca.key"), "-subj", "/CN=test-ca", "-days", "1",
                         "-out", ca], check=True, capture_output=True)
         tcp_port, http_port = free_port(), free_port()
-        tls = f"    tls: {{enabled: true, ca_file: {ca}}}\n"
+        tls = f"    tls: {{enabled: true, ca_file: {ca}, sni: localhost}}\n"
         sidecar = self.start(config_yaml(
             tcp_listener("tcp", tcp_port, "secure") + http_listener("outbound", http_port),
             static_cluster("secure", self.echo.port, extra=tls)

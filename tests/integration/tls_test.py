@@ -529,15 +529,44 @@ class UpstreamTlsTest(TlsTestCase):
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.addCleanup(server.server_close)
         self.addCleanup(server.shutdown)
-        out_port = free_port()
-        self.start(config(
-            plain_listener("outbound", out_port),
-            static_cluster("app", server.server_address[1],
-                           extra=f"    tls: {{enabled: true, ca_file: {self.pki.ca}}}\n"),
-            app_routes()))
+        def sidecar_for(sni):
+            out_port = free_port()
+            log = os.path.join(self.work, f"non-mesh-{sni}.log")
+            sidecar = self.start(config(
+                plain_listener("outbound", out_port),
+                static_cluster("app", server.server_address[1],
+                               extra=f"    tls: {{enabled: true, ca_file: {self.pki.ca}, "
+                                     f"sni: {sni}}}\n"),
+                app_routes()), "--access-log=" + log)
+            return sidecar, out_port, log
+
+        # The certificate names localhost: accepted.
+        _, out_port, _ = sidecar_for("localhost")
         code, status, body, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
         self.assertEqual((code, status), (0, 200), body)
         self.assertEqual(json.loads(body)["upstream"], "tls-app")
+        # The same trusted certificate for another host name: refused before any request byte
+        # is sent (a connect failure, 503 UF).
+        wrong, out_port, log = sidecar_for("api.example.com")
+        code, status, _, _ = curl_status(f"http://127.0.0.1:{out_port}/external")
+        self.assertEqual((code, status), (0, 503))
+        with open(log) as f:
+            self.assertIn("UF", json.loads(f.readline())["response_flags"])
+        clusters = json.loads(wrong.get("/clusters")[1])
+        self.assertGreaterEqual(clusters["clusters"][0]["hosts"][0]["cx_connect_fail"], 1)
+
+    def test_non_mesh_upstream_needs_a_host_name(self):
+        # ca_file alone would accept any certificate the CA ever issued: refused at start.
+        path = os.path.join(self.work, "no-sni.yaml")
+        with open(path, "w") as f:
+            f.write(config(plain_listener("outbound", free_port()),
+                           static_cluster("app", free_port(),
+                                          extra=f"    tls: {{enabled: true, ca_file: {self.pki.ca}}}\n"),
+                           app_routes()))
+        r = subprocess.run([sidecar_test.SIDECAR, "--config", path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("tls.sni: required when the upstream is verified by ca_file alone", r.stderr)
 
 
 if __name__ == "__main__":
