@@ -40,6 +40,7 @@
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
 #include "common/tls/tls_context.h"
+#include "google/protobuf/message.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
@@ -119,6 +120,9 @@ class XdsClient {
   uint64_t accepted_updates() const { return accepted_; }
   uint64_t rejected_updates() const { return rejected_; }
   uint64_t streams_started() const { return streams_started_; }
+  // Resources parsed from their serialized form so far: only new or changed ones are parsed (a
+  // resource received again with the same bytes reuses the message parsed before).
+  uint64_t resources_parsed() const { return resources_parsed_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
 
@@ -126,6 +130,9 @@ class XdsClient {
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
     google::protobuf::Any resource;
+    // `resource` parsed as its type, once: an update that carries the same bytes again (or a
+    // later Assemble) reuses it instead of parsing.
+    std::shared_ptr<const google::protobuf::Message> parsed;
   };
   using EntryMap = std::map<std::string, Entry>;
   struct TypeState {
@@ -145,7 +152,7 @@ class XdsClient {
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
   // Builds the full set with `type_index` replaced by `entries` and applies it.
-  absl::Status TryApply(size_t type_index, const EntryMap& entries, const std::string& version);
+  absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
   absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
                                        absl::string_view version) const;
   std::string CombinedVersion() const;
@@ -168,6 +175,7 @@ class XdsClient {
   uint64_t accepted_ = 0;
   uint64_t rejected_ = 0;
   uint64_t streams_started_ = 0;
+  uint64_t resources_parsed_ = 0;
   std::string last_stream_error_;
   absl::Time connected_since_ = absl::InfinitePast();
 
