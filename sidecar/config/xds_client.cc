@@ -445,13 +445,30 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
 
 absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
   TypeState& type = types_[type_index];
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  dynamic[type_index] = &entries;
+  // Only the updated type's list is built; the other types' lists of the running configuration
+  // are reused as they are, and the whole configuration is still validated as one unit.
+  ResourceSet candidate;
+  absl::Status status = FillType(type_index, entries, candidate);
+  if (status.ok() && !assembled_) {
+    absl::StatusOr<ResourceSet> running = Assemble(HeldEntries(), CombinedVersion());
+    if (running.ok()) {
+      assembled_ = std::move(*running);
+    } else {
+      status = running.status();
+    }
+  }
   const std::string previous_version = type.version;
-  type.version = version;  // so the combined version names the candidate
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
-  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (status.ok()) {
+    type.version = version;  // so the combined version names the candidate
+    SwapType(type_index, *assembled_, candidate);
+    const std::string running_version = std::move(assembled_->version);
+    assembled_->version = CombinedVersion();
+    status = apply_(*assembled_);
+    if (!status.ok()) {
+      SwapType(type_index, *assembled_, candidate);
+      assembled_->version = running_version;
+    }
+  }
   if (!status.ok()) {
     type.version = previous_version;
     type.last_error = std::string(status.message().substr(0, kMaxLoggedError));
@@ -481,16 +498,17 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std:
   return absl::OkStatus();
 }
 
-absl::StatusOr<ResourceSet> XdsClient::Assemble(
-    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
-  ResourceSet out = static_resources_;
-  out.version = std::string(version);
+absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, ResourceSet& out) const {
   std::vector<std::string> errors;
-  auto add = [&](size_t index, auto& list, auto name_of) {
+  auto fill = [&](auto member, auto name_of) {
+    auto& list = out.*member;
+    const auto& statics = static_resources_.*member;
     using Message = typename std::decay_t<decltype(list)>::value_type;
+    list = statics;
+    list.reserve(statics.size() + entries.size());
     absl::flat_hash_set<std::string> static_names;
-    for (const Message& m : list) static_names.insert(name_of(m));
-    for (const auto& [name, entry] : *dynamic[index]) {
+    for (const Message& m : statics) static_names.insert(name_of(m));
+    for (const auto& [name, entry] : entries) {
       if (static_names.contains(name)) {
         errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name,
                                       "\": also defined in the bootstrap file's static_resources "
@@ -501,11 +519,52 @@ absl::StatusOr<ResourceSet> XdsClient::Assemble(
       list.push_back(static_cast<const Message&>(*entry.parsed));
     }
   };
-  add(0, out.secrets, [](const xds::Secret& m) { return m.name(); });
-  add(1, out.clusters, [](const xds::Cluster& m) { return m.name(); });
-  add(2, out.endpoints, [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-  add(3, out.routes, [](const xds::RouteConfiguration& m) { return m.name(); });
-  add(4, out.listeners, [](const xds::Listener& m) { return m.name(); });
+  switch (index) {
+    case 0:
+      fill(&ResourceSet::secrets, [](const xds::Secret& m) { return m.name(); });
+      break;
+    case 1:
+      fill(&ResourceSet::clusters, [](const xds::Cluster& m) { return m.name(); });
+      break;
+    case 2:
+      fill(&ResourceSet::endpoints,
+           [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
+      break;
+    case 3:
+      fill(&ResourceSet::routes, [](const xds::RouteConfiguration& m) { return m.name(); });
+      break;
+    default:
+      fill(&ResourceSet::listeners, [](const xds::Listener& m) { return m.name(); });
+      break;
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return absl::OkStatus();
+}
+
+void XdsClient::SwapType(size_t index, ResourceSet& a, ResourceSet& b) {
+  switch (index) {
+    case 0:
+      return a.secrets.swap(b.secrets);
+    case 1:
+      return a.clusters.swap(b.clusters);
+    case 2:
+      return a.endpoints.swap(b.endpoints);
+    case 3:
+      return a.routes.swap(b.routes);
+    default:
+      return a.listeners.swap(b.listeners);
+  }
+}
+
+absl::StatusOr<ResourceSet> XdsClient::Assemble(
+    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
+  ResourceSet out;
+  out.version = std::string(version);
+  std::vector<std::string> errors;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    absl::Status status = FillType(i, *dynamic[i], out);
+    if (!status.ok()) errors.emplace_back(status.message());
+  }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   return out;
 }
@@ -519,21 +578,28 @@ std::string XdsClient::CombinedVersion() const {
   return absl::StrCat("xds-", Hex16(hash));
 }
 
+std::array<const XdsClient::EntryMap*, kXdsTypeCount> XdsClient::HeldEntries() const {
+  std::array<const EntryMap*, kXdsTypeCount> held;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) held[i] = &types_[i].entries;
+  return held;
+}
+
 ResourceSet XdsClient::CurrentResources() const {
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  if (assembled_) return *assembled_;
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   return set.ok() ? *std::move(set) : static_resources_;
 }
 
 absl::Status XdsClient::UpdateStaticResources(ResourceSet static_resources) {
   ResourceSet previous = std::move(static_resources_);
   static_resources_ = std::move(static_resources);
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   absl::Status status = set.ok() ? apply_(*set) : set.status();
-  if (!status.ok()) static_resources_ = std::move(previous);
+  if (!status.ok()) {
+    static_resources_ = std::move(previous);
+    return status;
+  }
+  assembled_ = *std::move(set);
   return status;
 }
 
@@ -585,15 +651,14 @@ absl::Status XdsClient::LoadCache() {
   }
   std::array<TypeState, kXdsTypeCount> previous = std::move(types_);
   types_ = std::move(loaded);
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   absl::Status status = set.ok() ? apply_(*set) : set.status();
   if (!status.ok()) {
     types_ = std::move(previous);
     return absl::Status(status.code(),
                         absl::StrCat("saved configuration \"", path, "\": ", status.message()));
   }
+  assembled_ = *std::move(set);
   has_dynamic_config_ = true;
   complete_config_ = true;
   LOG(INFO) << "xds: started from the configuration saved at " << cache.saved_at() << " (" << path

@@ -155,6 +155,11 @@ class XdsClient {
   absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
   absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
                                        absl::string_view version) const;
+  // Sets `out`'s list of the type at `index` to its static resources and `entries`; refuses
+  // dynamic names that collide with static ones.
+  absl::Status FillType(size_t index, const EntryMap& entries, ResourceSet& out) const;
+  static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
+  std::array<const EntryMap*, kXdsTypeCount> HeldEntries() const;
   std::string CombinedVersion() const;
   void Persist();
 
@@ -167,6 +172,9 @@ class XdsClient {
   std::shared_ptr<http::grpc::ClientCall> stream_;
   std::unique_ptr<event::Timer> reconnect_timer_;
   std::array<TypeState, kXdsTypeCount> types_;
+  // The configuration running (static + held dynamic), kept so an update rebuilds only its own
+  // type's list; empty until first needed.
+  std::optional<ResourceSet> assembled_;
   uint32_t attempt_ = 0;
   bool got_response_on_stream_ = false;
   bool has_dynamic_config_ = false;
