@@ -425,6 +425,11 @@ TEST_F(XdsClientTest, ParsesOnlyNewOrChangedResourcesAndNackedOnesLeaveTheCacheC
   EXPECT_EQ(server_->requests.back().version_info(), "v2");
   EXPECT_EQ(client_->resources_parsed(), 4u);
   EXPECT_EQ(applied_.size(), 2u);
+  // What runs is still v2, whole.
+  ResourceSet running = client_->CurrentResources();
+  ASSERT_EQ(running.clusters.size(), 2u);
+  EXPECT_EQ(running.clusters[1].connect_timeout().seconds(), 2);
+  EXPECT_EQ(running.version, applied_.back().version);
 
   // The cache still holds v2: resending it parses nothing and applies v2's contents.
   ASSERT_TRUE(send(ClusterResponse("v4", "n4", {ClusterAny("a"), ClusterAny("b", 2)})));
