@@ -9,6 +9,11 @@
 // nonce; refused → NACK (error_detail: INVALID_ARGUMENT and the reason), and the sidecar keeps
 // running its last good configuration.
 //
+// Each resource is parsed once: a response's resource whose serialized bytes equal a held one's
+// (delta: under the same name) reuses the held message, and the running configuration is kept
+// assembled, so an update rebuilds only its own type's list before the whole configuration is
+// validated.
+//
 // Persistence: each accepted configuration is written to <cache_dir>/xds-cache.pb atomically
 // (temp file, fsync, rename, fsync of the directory), so a sidecar restarted while the control
 // plane is away starts from it (LoadCache()).
