@@ -24,4 +24,10 @@ const SecretConfig* Snapshot::FindSecret(absl::string_view name) const {
   return it == secrets.end() ? nullptr : &it->second;
 }
 
+const std::string& Snapshot::ConfigDumpJson() const {
+  if (!config_dump_json.empty() || !render_config_dump) return config_dump_json;
+  absl::call_once(rendered_once_, [this] { rendered_ = render_config_dump(); });
+  return rendered_;
+}
+
 }  // namespace meshlet::sidecar::config

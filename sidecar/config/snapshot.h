@@ -11,13 +11,15 @@
 // snapshot may share the unchanged ones, and so a component can keep one alive on its own.
 //
 // This header does not expose protobuf types (design.md §2): the configuration dump for the admin
-// endpoint is rendered to JSON when the snapshot is built.
+// endpoint is rendered to JSON when first asked for.
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/base/call_once.h"
 
 #include "absl/strings/string_view.h"
 #include "sidecar/cluster/cluster_config.h"
@@ -46,8 +48,11 @@ struct Snapshot {
   ByName<std::shared_ptr<const ClusterConfig>> clusters;
   ByName<SecretConfig> secrets;
   // The resources this snapshot was built from, as JSON with private keys redacted, for the
-  // admin /config_dump endpoint.
+  // admin /config_dump endpoint: this text when set, else what render_config_dump returns,
+  // rendered on the first ConfigDumpJson() call (a snapshot that is never dumped never pays for
+  // the rendering).
   std::string config_dump_json;
+  std::function<std::string()> render_config_dump;
 
   // Lookups by name; null when absent. Pointers live as long as the snapshot.
   const ListenerConfig* FindListener(absl::string_view name) const;
@@ -55,7 +60,11 @@ struct Snapshot {
   const ClusterConfig* FindCluster(absl::string_view name) const;
   const SecretConfig* FindSecret(absl::string_view name) const;
   // For the admin /config_dump endpoint.
-  const std::string& ConfigDumpJson() const { return config_dump_json; }
+  const std::string& ConfigDumpJson() const;
+
+ private:
+  mutable absl::once_flag rendered_once_;
+  mutable std::string rendered_;
 };
 
 }  // namespace meshlet::sidecar::config

@@ -1495,7 +1495,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   } else {
     snapshot->version = resources.version;
   }
-  snapshot->config_dump_json = ConfigDump(snapshot->version, std::move(all));
+  auto dumped = std::make_shared<const xds::Bootstrap::StaticResources>(std::move(all));
+  snapshot->render_config_dump = [version = snapshot->version, dumped] {
+    return ConfigDump(version, *dumped);
+  };
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 

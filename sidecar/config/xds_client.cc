@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -71,46 +72,60 @@ std::optional<size_t> TypeIndex(absl::string_view type_url) {
   return std::nullopt;
 }
 
-// The name a resource is known by, parsing the Any as the type at `index`.
-absl::StatusOr<std::string> ResourceName(size_t index, const google::protobuf::Any& any) {
+// A resource of the type at `index` parsed from its Any, and the name it is known by.
+struct ParsedResource {
+  std::string name;
+  std::shared_ptr<const google::protobuf::Message> message;
+};
+
+// Parses `any` as the type at `index`; counts the parse in `*parses`.
+absl::StatusOr<ParsedResource> ParseResource(size_t index, const google::protobuf::Any& any,
+                                             uint64_t* parses) {
   if (any.type_url() != kXdsTypeUrls[index]) {
     return absl::InvalidArgumentError(
         absl::StrCat("type_url \"", any.type_url(), "\" in a response of ", kXdsTypeUrls[index]));
   }
-  auto parse = [&](auto message) -> absl::StatusOr<decltype(message)> {
-    if (!message.ParseFromString(any.value())) {
+  ++*parses;
+  auto parse = [&](auto message, auto name_of) -> absl::StatusOr<ParsedResource> {
+    auto parsed = std::make_shared<decltype(message)>();
+    if (!parsed->ParseFromString(any.value())) {
       return absl::InvalidArgumentError(
-          absl::StrCat("a ", message.GetTypeName(), " that does not parse"));
+          absl::StrCat("a ", parsed->GetTypeName(), " that does not parse"));
     }
-    return message;
+    std::string name = name_of(*parsed);
+    return ParsedResource{.name = std::move(name), .message = std::move(parsed)};
   };
   switch (index) {
-    case 0: {
-      auto m = parse(xds::Secret());
-      if (!m.ok()) return m.status();
-      return m->name();
-    }
-    case 1: {
-      auto m = parse(xds::Cluster());
-      if (!m.ok()) return m.status();
-      return m->name();
-    }
-    case 2: {
-      auto m = parse(xds::ClusterLoadAssignment());
-      if (!m.ok()) return m.status();
-      return m->cluster_name();
-    }
-    case 3: {
-      auto m = parse(xds::RouteConfiguration());
-      if (!m.ok()) return m.status();
-      return m->name();
-    }
-    default: {
-      auto m = parse(xds::Listener());
-      if (!m.ok()) return m.status();
-      return m->name();
-    }
+    case 0:
+      return parse(xds::Secret(), [](const xds::Secret& m) { return m.name(); });
+    case 1:
+      return parse(xds::Cluster(), [](const xds::Cluster& m) { return m.name(); });
+    case 2:
+      return parse(xds::ClusterLoadAssignment(),
+                   [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
+    case 3:
+      return parse(xds::RouteConfiguration(),
+                   [](const xds::RouteConfiguration& m) { return m.name(); });
+    default:
+      return parse(xds::Listener(), [](const xds::Listener& m) { return m.name(); });
   }
+}
+
+// resources[`position`] of a response: the held entry's name and message when `held` (an
+// EntryMap item, or null) has the same bytes, else `any` parsed; errors name the position.
+template <typename Held>
+absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf::Any& any,
+                                            const Held* held, int position, uint64_t* parses) {
+  if (held != nullptr && any.type_url() == kXdsTypeUrls[index] &&
+      held->second.resource.value() == any.value()) {
+    return ParsedResource{.name = held->first, .message = held->second.parsed};
+  }
+  absl::StatusOr<ParsedResource> parsed = ParseResource(index, any, parses);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources[", position, "]: ", parsed.status().message()));
+  }
+  return parsed;
 }
 
 std::string TimeText(absl::Time t) {
@@ -277,25 +292,35 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
     return;
   }
   TypeState& type = types_[*index];
+  // A resource whose bytes equal a held one's is that resource: its name and parsed message are
+  // reused, so only what changed is parsed (the response carries every resource of the type).
+  absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
+  held.reserve(type.entries.size());
+  for (const auto& item : type.entries) held.emplace(item.second.resource.value(), &item);
   EntryMap entries;
   absl::Status status;
   for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
     const google::protobuf::Any& any = response.resources(i);
-    absl::StatusOr<std::string> name = ResourceName(*index, any);
-    if (!name.ok()) {
-      status =
-          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: ", name.status().message()));
+    auto same = held.find(any.value());
+    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
+        *index, any, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
+    if (!parsed.ok()) {
+      status = parsed.status();
       break;
     }
-    if (entries.count(*name) > 0) {
+    const std::string& name = parsed->name;
+    if (entries.count(name) > 0) {
       status = absl::InvalidArgumentError(
-          absl::StrCat("resources[", i, "]: name \"", *name, "\" appears twice"));
+          absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
       break;
     }
-    entries.emplace(*name,
-                    Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())), .resource = any});
+    entries.emplace(name,
+                    Entry{.version = same == held.end() ? Hex16(Fnv1a(kFnvOffset, any.value()))
+                                                        : same->second->second.version,
+                          .resource = any,
+                          .parsed = std::move(parsed->message)});
   }
-  if (status.ok()) status = TryApply(*index, entries, response.version_info());
+  if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
 
   xds::DiscoveryRequest answer;
   answer.set_type_url(response.type_url());
@@ -328,20 +353,26 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
   for (const std::string& name : response.removed_resources()) entries.erase(name);
   for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
     const xds::Resource& resource = response.resources(i);
-    absl::StatusOr<std::string> name = ResourceName(*index, resource.resource());
-    if (!name.ok()) {
-      status =
-          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: ", name.status().message()));
-    } else if (*name != resource.name()) {
+    const google::protobuf::Any& any = resource.resource();
+    // The wrapper names the resource: unchanged bytes under that name reuse the parsed message.
+    auto held = type.entries.find(resource.name());
+    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
+        *index, any, held == type.entries.end() ? nullptr : &*held, i, &resources_parsed_);
+    if (!parsed.ok()) {
+      status = parsed.status();
+      break;
+    }
+    if (parsed->name != resource.name()) {
       status =
           absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: name \"", resource.name(),
-                                                  "\" but the resource is \"", *name, "\""));
-    } else {
-      entries[*name] = Entry{.version = resource.version().empty()
-                                            ? Hex16(Fnv1a(kFnvOffset, resource.resource().value()))
-                                            : resource.version(),
-                             .resource = resource.resource()};
+                                                  "\" but the resource is \"", parsed->name, "\""));
+      break;
     }
+    entries[resource.name()] =
+        Entry{.version = resource.version().empty() ? Hex16(Fnv1a(kFnvOffset, any.value()))
+                                                    : resource.version(),
+              .resource = any,
+              .parsed = std::move(parsed->message)};
   }
   if (status.ok()) {
     uint64_t hash = kFnvOffset;
@@ -351,7 +382,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
       hash = Fnv1a(hash, entry.version);
       hash = Fnv1a(hash, "\n");
     }
-    status = TryApply(*index, entries, Hex16(hash));
+    status = TryApply(*index, std::move(entries), Hex16(hash));
   }
   type.nonce = response.nonce();
   xds::DeltaDiscoveryRequest answer;
@@ -412,16 +443,32 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
   }
 }
 
-absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
-                                 const std::string& version) {
+absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
   TypeState& type = types_[type_index];
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  dynamic[type_index] = &entries;
+  // Only the updated type's list is built; the other types' lists of the running configuration
+  // are reused as they are, and the whole configuration is still validated as one unit.
+  ResourceSet candidate;
+  absl::Status status = FillType(type_index, entries, candidate);
+  if (status.ok() && !assembled_) {
+    absl::StatusOr<ResourceSet> running = Assemble(HeldEntries(), CombinedVersion());
+    if (running.ok()) {
+      assembled_ = std::move(*running);
+    } else {
+      status = running.status();
+    }
+  }
   const std::string previous_version = type.version;
-  type.version = version;  // so the combined version names the candidate
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
-  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (status.ok()) {
+    type.version = version;  // so the combined version names the candidate
+    SwapType(type_index, *assembled_, candidate);
+    const std::string running_version = std::move(assembled_->version);
+    assembled_->version = CombinedVersion();
+    status = apply_(*assembled_);
+    if (!status.ok()) {
+      SwapType(type_index, *assembled_, candidate);
+      assembled_->version = running_version;
+    }
+  }
   if (!status.ok()) {
     type.version = previous_version;
     type.last_error = std::string(status.message().substr(0, kMaxLoggedError));
@@ -431,7 +478,8 @@ absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
               << type.last_error;
     return status;
   }
-  type.entries = entries;
+  const size_t count = entries.size();
+  type.entries = std::move(entries);
   type.last_error.clear();
   type.last_update = absl::Now();
   type.applied = true;
@@ -445,40 +493,78 @@ absl::Status XdsClient::TryApply(size_t type_index, const EntryMap& entries,
   ++accepted_;
   accepted_counter_.Inc();
   LOG(INFO) << "xds: applied " << kXdsTypeLabels[type_index] << " version " << version << " ("
-            << entries.size() << " resources)";
+            << count << " resources)";
   Persist();
   return absl::OkStatus();
 }
 
-absl::StatusOr<ResourceSet> XdsClient::Assemble(
-    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
-  ResourceSet out = static_resources_;
-  out.version = std::string(version);
+absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, ResourceSet& out) const {
   std::vector<std::string> errors;
-  auto add = [&](size_t index, auto& list, auto name_of) {
+  auto fill = [&](auto member, auto name_of) {
+    auto& list = out.*member;
+    const auto& statics = static_resources_.*member;
     using Message = typename std::decay_t<decltype(list)>::value_type;
+    list = statics;
+    list.reserve(statics.size() + entries.size());
     absl::flat_hash_set<std::string> static_names;
-    for (const Message& m : list) static_names.insert(name_of(m));
-    for (const auto& [name, entry] : *dynamic[index]) {
-      Message message;
-      if (!message.ParseFromString(entry.resource.value())) {
-        errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name, "\": does not parse"));
-        continue;
-      }
+    for (const Message& m : statics) static_names.insert(name_of(m));
+    for (const auto& [name, entry] : entries) {
       if (static_names.contains(name)) {
         errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name,
                                       "\": also defined in the bootstrap file's static_resources "
                                       "(names must not collide)"));
         continue;
       }
-      list.push_back(std::move(message));
+      // Parsed when received (ParseResource): the type at `index` is Message.
+      list.push_back(static_cast<const Message&>(*entry.parsed));
     }
   };
-  add(0, out.secrets, [](const xds::Secret& m) { return m.name(); });
-  add(1, out.clusters, [](const xds::Cluster& m) { return m.name(); });
-  add(2, out.endpoints, [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-  add(3, out.routes, [](const xds::RouteConfiguration& m) { return m.name(); });
-  add(4, out.listeners, [](const xds::Listener& m) { return m.name(); });
+  switch (index) {
+    case 0:
+      fill(&ResourceSet::secrets, [](const xds::Secret& m) { return m.name(); });
+      break;
+    case 1:
+      fill(&ResourceSet::clusters, [](const xds::Cluster& m) { return m.name(); });
+      break;
+    case 2:
+      fill(&ResourceSet::endpoints,
+           [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
+      break;
+    case 3:
+      fill(&ResourceSet::routes, [](const xds::RouteConfiguration& m) { return m.name(); });
+      break;
+    default:
+      fill(&ResourceSet::listeners, [](const xds::Listener& m) { return m.name(); });
+      break;
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return absl::OkStatus();
+}
+
+void XdsClient::SwapType(size_t index, ResourceSet& a, ResourceSet& b) {
+  switch (index) {
+    case 0:
+      return a.secrets.swap(b.secrets);
+    case 1:
+      return a.clusters.swap(b.clusters);
+    case 2:
+      return a.endpoints.swap(b.endpoints);
+    case 3:
+      return a.routes.swap(b.routes);
+    default:
+      return a.listeners.swap(b.listeners);
+  }
+}
+
+absl::StatusOr<ResourceSet> XdsClient::Assemble(
+    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
+  ResourceSet out;
+  out.version = std::string(version);
+  std::vector<std::string> errors;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    absl::Status status = FillType(i, *dynamic[i], out);
+    if (!status.ok()) errors.emplace_back(status.message());
+  }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   return out;
 }
@@ -492,21 +578,28 @@ std::string XdsClient::CombinedVersion() const {
   return absl::StrCat("xds-", Hex16(hash));
 }
 
+std::array<const XdsClient::EntryMap*, kXdsTypeCount> XdsClient::HeldEntries() const {
+  std::array<const EntryMap*, kXdsTypeCount> held;
+  for (size_t i = 0; i < kXdsTypeCount; ++i) held[i] = &types_[i].entries;
+  return held;
+}
+
 ResourceSet XdsClient::CurrentResources() const {
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  if (assembled_) return *assembled_;
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   return set.ok() ? *std::move(set) : static_resources_;
 }
 
 absl::Status XdsClient::UpdateStaticResources(ResourceSet static_resources) {
   ResourceSet previous = std::move(static_resources_);
   static_resources_ = std::move(static_resources);
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   absl::Status status = set.ok() ? apply_(*set) : set.status();
-  if (!status.ok()) static_resources_ = std::move(previous);
+  if (!status.ok()) {
+    static_resources_ = std::move(previous);
+    return status;
+  }
+  assembled_ = *std::move(set);
   return status;
 }
 
@@ -546,25 +639,26 @@ absl::Status XdsClient::LoadCache() {
     if (!index) continue;
     loaded[*index].version = type.version_info();
     for (const google::protobuf::Any& any : type.resources()) {
-      absl::StatusOr<std::string> name = ResourceName(*index, any);
-      if (!name.ok()) {
-        return absl::DataLossError(absl::StrCat("\"", path, "\": ", name.status().message()));
+      absl::StatusOr<ParsedResource> parsed = ParseResource(*index, any, &resources_parsed_);
+      if (!parsed.ok()) {
+        return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
       }
-      loaded[*index].entries.emplace(
-          *name, Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())), .resource = any});
+      loaded[*index].entries.emplace(std::move(parsed->name),
+                                     Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())),
+                                           .resource = any,
+                                           .parsed = std::move(parsed->message)});
     }
   }
   std::array<TypeState, kXdsTypeCount> previous = std::move(types_);
   types_ = std::move(loaded);
-  std::array<const EntryMap*, kXdsTypeCount> dynamic;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) dynamic[i] = &types_[i].entries;
-  absl::StatusOr<ResourceSet> set = Assemble(dynamic, CombinedVersion());
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
   absl::Status status = set.ok() ? apply_(*set) : set.status();
   if (!status.ok()) {
     types_ = std::move(previous);
     return absl::Status(status.code(),
                         absl::StrCat("saved configuration \"", path, "\": ", status.message()));
   }
+  assembled_ = *std::move(set);
   has_dynamic_config_ = true;
   complete_config_ = true;
   LOG(INFO) << "xds: started from the configuration saved at " << cache.saved_at() << " (" << path

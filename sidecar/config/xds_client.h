@@ -9,6 +9,11 @@
 // nonce; refused → NACK (error_detail: INVALID_ARGUMENT and the reason), and the sidecar keeps
 // running its last good configuration.
 //
+// Each resource is parsed once: a response's resource whose serialized bytes equal a held one's
+// (delta: under the same name) reuses the held message, and the running configuration is kept
+// assembled, so an update rebuilds only its own type's list before the whole configuration is
+// validated.
+//
 // Persistence: each accepted configuration is written to <cache_dir>/xds-cache.pb atomically
 // (temp file, fsync, rename, fsync of the directory), so a sidecar restarted while the control
 // plane is away starts from it (LoadCache()).
@@ -40,6 +45,7 @@
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
 #include "common/tls/tls_context.h"
+#include "google/protobuf/message.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
@@ -119,6 +125,9 @@ class XdsClient {
   uint64_t accepted_updates() const { return accepted_; }
   uint64_t rejected_updates() const { return rejected_; }
   uint64_t streams_started() const { return streams_started_; }
+  // Resources parsed from their serialized form so far: only new or changed ones are parsed (a
+  // resource received again with the same bytes reuses the message parsed before).
+  uint64_t resources_parsed() const { return resources_parsed_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
 
@@ -126,6 +135,9 @@ class XdsClient {
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
     google::protobuf::Any resource;
+    // `resource` parsed as its type, once: an update that carries the same bytes again (or a
+    // later Assemble) reuses it instead of parsing.
+    std::shared_ptr<const google::protobuf::Message> parsed;
   };
   using EntryMap = std::map<std::string, Entry>;
   struct TypeState {
@@ -145,9 +157,14 @@ class XdsClient {
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
   // Builds the full set with `type_index` replaced by `entries` and applies it.
-  absl::Status TryApply(size_t type_index, const EntryMap& entries, const std::string& version);
+  absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
   absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
                                        absl::string_view version) const;
+  // Sets `out`'s list of the type at `index` to its static resources and `entries`; refuses
+  // dynamic names that collide with static ones.
+  absl::Status FillType(size_t index, const EntryMap& entries, ResourceSet& out) const;
+  static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
+  std::array<const EntryMap*, kXdsTypeCount> HeldEntries() const;
   std::string CombinedVersion() const;
   void Persist();
 
@@ -160,6 +177,9 @@ class XdsClient {
   std::shared_ptr<http::grpc::ClientCall> stream_;
   std::unique_ptr<event::Timer> reconnect_timer_;
   std::array<TypeState, kXdsTypeCount> types_;
+  // The configuration running (static + held dynamic), kept so an update rebuilds only its own
+  // type's list; empty until first needed.
+  std::optional<ResourceSet> assembled_;
   uint32_t attempt_ = 0;
   bool got_response_on_stream_ = false;
   bool has_dynamic_config_ = false;
@@ -168,6 +188,7 @@ class XdsClient {
   uint64_t accepted_ = 0;
   uint64_t rejected_ = 0;
   uint64_t streams_started_ = 0;
+  uint64_t resources_parsed_ = 0;
   std::string last_stream_error_;
   absl::Time connected_since_ = absl::InfinitePast();
 

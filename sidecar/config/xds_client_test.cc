@@ -1,7 +1,7 @@
 // XdsClient against a scripted ADS server (meshlet's gRPC server on 127.0.0.1): ACK and NACK
 // with versions and nonces, whole-configuration apply (static + dynamic), name collisions with
 // static resources, persistence and start from the saved configuration, reconnects announcing
-// what the client holds, and the delta stream.
+// what the client holds, the delta stream, and that only new or changed resources are parsed.
 
 #include "sidecar/config/xds_client.h"
 
@@ -393,6 +393,101 @@ TEST_F(XdsClientTest, DeltaAppliesUpdatesAndRemovals) {
   EXPECT_EQ(resubscribe.type_url(), kClusterType);
   ASSERT_EQ(resubscribe.initial_resource_versions().size(), 1u);
   EXPECT_EQ(resubscribe.initial_resource_versions().at("b"), "ver-b");
+}
+
+TEST_F(XdsClientTest, ParsesOnlyNewOrChangedResourcesAndNackedOnesLeaveTheCacheConsistent) {
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount; }));
+  size_t answers = kXdsTypeCount;
+  auto send = [&](const xds::DiscoveryResponse& response) {
+    server_->Send(response);
+    ++answers;
+    return RunUntil([&] { return server_->requests.size() == answers; });
+  };
+  ASSERT_TRUE(send(ClusterResponse("v1", "n1", {ClusterAny("a"), ClusterAny("b")})));
+  EXPECT_FALSE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 2u);
+
+  // Only "b" changed: "a" keeps the message parsed before.
+  ASSERT_TRUE(send(ClusterResponse("v2", "n2", {ClusterAny("a"), ClusterAny("b", 2)})));
+  EXPECT_FALSE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 3u);
+  ASSERT_EQ(applied_.size(), 2u);
+  ASSERT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_EQ(applied_.back().clusters[0].name(), "a");
+  EXPECT_EQ(applied_.back().clusters[1].name(), "b");
+  EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 2);
+
+  // An invalid "b" (connect_timeout 0) is parsed, the whole configuration refused: NACK, v2 kept.
+  ASSERT_TRUE(send(ClusterResponse("v3", "n3", {ClusterAny("a"), ClusterAny("b", 0)})));
+  ASSERT_TRUE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(server_->requests.back().version_info(), "v2");
+  EXPECT_EQ(client_->resources_parsed(), 4u);
+  EXPECT_EQ(applied_.size(), 2u);
+  // What runs is still v2, whole.
+  ResourceSet running = client_->CurrentResources();
+  ASSERT_EQ(running.clusters.size(), 2u);
+  EXPECT_EQ(running.clusters[1].connect_timeout().seconds(), 2);
+  EXPECT_EQ(running.version, applied_.back().version);
+
+  // The cache still holds v2: resending it parses nothing and applies v2's contents.
+  ASSERT_TRUE(send(ClusterResponse("v4", "n4", {ClusterAny("a"), ClusterAny("b", 2)})));
+  EXPECT_FALSE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 4u);
+  ASSERT_EQ(applied_.size(), 3u);
+  ASSERT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 2);
+  // The invalid "b" was not kept: sending it again parses it again and is refused again.
+  ASSERT_TRUE(send(ClusterResponse("v5", "n5", {ClusterAny("a"), ClusterAny("b", 0)})));
+  EXPECT_TRUE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 5u);
+  // Another type's update re-assembles every type without parsing the clusters again.
+  xds::DiscoveryResponse routes;
+  routes.set_type_url(kXdsTypeUrls[3]);
+  routes.set_version_info("r1");
+  routes.set_nonce("n6");
+  ASSERT_TRUE(send(routes));
+  EXPECT_FALSE(server_->requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 5u);
+  EXPECT_EQ(applied_.back().clusters.size(), 2u);
+}
+
+TEST_F(XdsClientTest, DeltaParsesOnlyResourcesWhoseBytesChanged) {
+  client_ = MakeClient({}, /*delta=*/true);
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == kXdsTypeCount; }));
+  size_t answers = kXdsTypeCount;
+  auto send = [&](const std::string& nonce, std::vector<std::pair<std::string, int>> clusters) {
+    xds::DeltaDiscoveryResponse response;
+    response.set_type_url(kClusterType);
+    response.set_nonce(nonce);
+    for (const auto& [name, timeout] : clusters) {
+      xds::Resource* r = response.add_resources();
+      r->set_name(name);
+      *r->mutable_resource() = ClusterAny(name, timeout);
+    }
+    server_->Send(response);
+    ++answers;
+    return RunUntil([&] { return server_->delta_requests.size() == answers; });
+  };
+  ASSERT_TRUE(send("d1", {{"a", 1}, {"b", 1}}));
+  EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 2u);
+  // "a" sent again unchanged, "b" changed.
+  ASSERT_TRUE(send("d2", {{"a", 1}, {"b", 3}}));
+  EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 3u);
+  ASSERT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 3);
+  // Refused: the held "b" stays, and is reused when sent again.
+  ASSERT_TRUE(send("d3", {{"b", 0}}));
+  EXPECT_TRUE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 4u);
+  ASSERT_TRUE(send("d4", {{"b", 3}}));
+  EXPECT_FALSE(server_->delta_requests.back().has_error_detail());
+  EXPECT_EQ(client_->resources_parsed(), 4u);
+  EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 3);
 }
 
 }  // namespace
