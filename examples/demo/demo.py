@@ -428,6 +428,10 @@ def guide(state, p):
         "                     %s/bin/meshctl get httproutes -A" % d,
         "                     %s/bin/meshctl describe httproute reviews" % d,
         "                     %s/bin/meshctl proxy-config frontend-0" % d,
+        "  golden metrics     %s/bin/meshctl stat        (success rate, RPS, latency per edge)" % d,
+        "                     %s/bin/meshctl top         (busiest paths, live)" % d,
+        "  dashboard          %s/bin/meshctl dashboard   (prints its URL: service graph, traces," % d,
+        "                     proxies)",
         "  control plane      http://127.0.0.1:%d/metrics" % p["api"],
         "  sidecar admin      (each also has /clusters, /config_dump, /listeners, /stats)",
     ]

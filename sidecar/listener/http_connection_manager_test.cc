@@ -407,8 +407,17 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
   };
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
 
+  // The same routes and clusters with another version of this listener.
+  const std::shared_ptr<const config::Snapshot> base = context_.snapshot;
+  auto with_listener = [&](const config::ListenerConfig& l) {
+    auto next = std::make_shared<config::Snapshot>();
+    next->route_tables = base->route_tables;
+    next->clusters = base->clusters;
+    next->listeners = {l};
+    return next;
+  };
+
   // A new snapshot whose listener denies /direct to everyone.
-  auto denying = std::make_shared<config::Snapshot>(*context_.snapshot);
   config::ListenerConfig listener = listener_config_;
   filters::AuthorizationRuleConfig direct;
   direct.paths = {"/direct"};
@@ -418,17 +427,14 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
       .rules = {direct}};
   listener.authorizer =
       std::make_shared<const filters::Authorizer>(filters::AuthorizationConfig{.policies = {deny}});
-  denying->listeners = {listener};
-  context_.snapshot = denying;
+  context_.snapshot = with_listener(listener);
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403")) << client.received;
 
   // Then one that allows it again but limits the listener to one request.
-  auto limiting = std::make_shared<config::Snapshot>(*context_.snapshot);
   listener.authorizer = nullptr;
   listener.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
       resilience::TokenBucketConfig{.requests_per_second = 0, .burst = 1}, std::nullopt);
-  limiting->listeners = {listener};
-  context_.snapshot = limiting;
+  context_.snapshot = with_listener(listener);
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 429")) << client.received;
   EXPECT_EQ(closes_, 0);  // all on the one connection

@@ -10,7 +10,6 @@
 #include "gtest/gtest.h"
 #include "sidecar/tracing/span_encoding.h"
 
-
 namespace meshlet::sidecar::tracing {
 namespace {
 

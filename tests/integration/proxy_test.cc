@@ -572,8 +572,7 @@ TEST_P(ProxyTest, LocalReplies) {
   // The default retry policy tries the dead host three times (URX: retries exhausted).
   r = Curl(Url("/dead"));
   EXPECT_EQ(r.status, 503);
-  EXPECT_TRUE(
-      absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF,URX\""));
+  EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF,URX\""));
   EXPECT_EQ(CounterValue("meshlet_upstream_rq_retry_total",
                          {{"cluster", "dead"}, {"reason", "connect_failure"}}),
             2u);
