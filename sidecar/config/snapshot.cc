@@ -26,8 +26,9 @@ const SecretConfig* Snapshot::FindSecret(absl::string_view name) const {
 
 const std::string& Snapshot::ConfigDumpJson() const {
   if (!config_dump_json.empty() || !render_config_dump) return config_dump_json;
-  absl::call_once(rendered_once_, [this] { rendered_ = render_config_dump(); });
-  return rendered_;
+  RenderedDump::State& state = *rendered_.state;
+  absl::call_once(state.once, [this, &state] { state.text = render_config_dump(); });
+  return state.text;
 }
 
 }  // namespace meshlet::sidecar::config

@@ -63,8 +63,23 @@ struct Snapshot {
   const std::string& ConfigDumpJson() const;
 
  private:
-  mutable absl::once_flag rendered_once_;
-  mutable std::string rendered_;
+  // The rendered dump. A copy or move of the snapshot starts unrendered (once_flag cannot be
+  // copied; the copy renders its own text on its first ConfigDumpJson()), so Snapshot stays a
+  // plain value type.
+  struct RenderedDump {
+    struct State {
+      absl::once_flag once;
+      std::string text;
+    };
+    RenderedDump() : state(std::make_unique<State>()) {}
+    RenderedDump(const RenderedDump&) : RenderedDump() {}
+    RenderedDump& operator=(const RenderedDump&) {
+      state = std::make_unique<State>();
+      return *this;
+    }
+    std::unique_ptr<State> state;
+  };
+  mutable RenderedDump rendered_;
 };
 
 }  // namespace meshlet::sidecar::config
