@@ -92,14 +92,20 @@ class DemoTest(unittest.TestCase):
         # Every request reached the frontend, one of the reviews versions and ratings.
         self.assertGreater(s["total"], 20, s)
         self.assertEqual(s["ok"], s["total"], s)
-        self.assertEqual(s["v1"] + s["v2"], s["total"], s)
-        self.assertEqual(s["ratings"], s["total"], s)
+        # Calls to reviews that still failed after the frontend's sidecar retried them: a call
+        # whose four attempts all land in failure bursts (two clients share reviews-v1's burst
+        # pattern, and backoff can carry a retry into the next burst). Rare, never most.
+        failed_after_retries = s["total"] - s["v1"] - s["v2"]
+        self.assertLessEqual(failed_after_retries, max(1, s["total"] // 100), s)
+        self.assertEqual(s["ratings"], s["v1"] + s["v2"], s)
         # HTTPRoute reviews: 90/10 by version, and the canary header always to v2.
         self.assertTrue(0.02 <= s["v2"] / s["total"] <= 0.25, s)
         self.assertEqual(s["canary"], {"v2": 5}, s)
-        # The injected 503s were all retried away (by reviews-v1's sidecar or the frontend's).
+        # The injected 503s were retried (by reviews-v1's sidecar or the frontend's); only a
+        # call's last failed attempt goes unretried, when its retries are used up.
         self.assertGreater(s["injected_failures"], 0, s)
-        self.assertGreaterEqual(sum(s["retries"].values()), s["injected_failures"], s)
+        self.assertGreaterEqual(sum(s["retries"].values()) + failed_after_retries,
+                                s["injected_failures"], s)
         # HTTPRoute ratings: /slow cut at 300 ms by reviews' sidecar; the chain still answers.
         for status, ratings_status, ms, took in s["slow"]:
             self.assertEqual((status, ratings_status), (200, 504), s)
