@@ -1,5 +1,5 @@
 // Fuzz target for the HTTP/1.1 codec (not only the parser): a ServerCodec or a ClientCodec fed
-// arbitrary peer bytes, with the scripted user of common/http/codec_fuzz_session.h answering,
+// arbitrary peer bytes, with the scripted user of common/http/codec_fuzz_user.h answering,
 // streaming, resetting and read-disabling, and the loop run between reads so held-back input
 // (pipelining, read-disable) resumes as it would on a real connection.
 //
@@ -10,7 +10,7 @@
 //   mode bit 2     auto_continue (server)
 //   mode bit 3     allow_connect (server)
 //   mode bits 5-6  how the connection ends: OnEndOfStream, OnConnectionClosed, or neither
-// Invariants: the stream checks of codec_fuzz_session.h; once the connection is closed under the
+// Invariants: the stream checks of codec_fuzz_user.h; once the connection is closed under the
 // codec, every stream has completed or been reset.
 
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "common/event/loop.h"
 #include "common/fuzz/fuzz_target.h"
-#include "common/http/codec_fuzz_session.h"
+#include "common/http/codec_fuzz_user.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h1/parser_test_util.h"
 
@@ -47,28 +47,28 @@ void FuzzOne(const uint8_t* data, size_t size) {
   options.allow_connect = (mode & 8) != 0;
   options.stream_buffer_limit = 1024;
 
-  fuzzing::CodecFuzzSession session(fuzzing::ClientCompletion::kWithResponse,
-                                    data[1] * 2654435761u + static_cast<uint32_t>(size));
+  fuzzing::CodecFuzzUser user(fuzzing::ClientCompletion::kWithResponse,
+                              data[1] * 2654435761u + static_cast<uint32_t>(size));
   std::unique_ptr<ServerCodec> server;
   std::unique_ptr<ClientCodec> client;
   if (server_side) {
-    server = std::make_unique<ServerCodec>(*loop, session.io, session, options);
-    session.SetServer(*server);
+    server = std::make_unique<ServerCodec>(*loop, user.io, user, options);
+    user.SetServer(*server);
   } else {
-    client = std::make_unique<ClientCodec>(*loop, session.io, session, options);
-    session.SetClient(*client);
-    session.StartRequest();
+    client = std::make_unique<ClientCodec>(*loop, user.io, user, options);
+    user.SetClient(*client);
+    user.StartRequest();
   }
-  session.Feed(input, [] { loop->RunUntilIdle(); });
+  user.Feed(input, [] { loop->RunUntilIdle(); });
   const int end = (mode >> 5) & 3;
   if (end == 0) {
-    (void)session.codec().OnEndOfStream();
+    (void)user.codec().OnEndOfStream();
     loop->RunUntilIdle();
   }
   if (end <= 1) {
-    session.codec().OnConnectionClosed();
+    user.codec().OnConnectionClosed();
     // The connection is gone: whatever had not completed was reset (codec.h).
-    session.CheckAllEnded();
+    user.CheckAllEnded();
   }
   server.reset();
   client.reset();

@@ -1,4 +1,4 @@
-// Fuzz target for the HTTP/2 codec: a server or a client session fed arbitrary peer bytes, with a
+// Fuzz target for the HTTP/2 codec: a server or a client codec fed arbitrary peer bytes, with a
 // user that answers, streams bodies, sends trailers, resets, read-disables and goes away as a
 // pseudo-random script decides.
 //
@@ -13,7 +13,7 @@
 //   mode bits 3-4  client: how many requests to start before the first byte arrives (1-4)
 //   mode bits 5-6  how the connection ends: OnEndOfStream, OnConnectionClosed, or neither
 // Invariants (on top of no crash, leak or sanitizer report): the stream checks of
-// common/http/codec_fuzz_session.h, and once the codec is destroyed every stream has either
+// common/http/codec_fuzz_user.h, and once the codec is destroyed every stream has either
 // completed or been reset.
 
 #include <cstdint>
@@ -24,7 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "common/fuzz/fuzz_target.h"
 #include "common/http/codec.h"
-#include "common/http/codec_fuzz_session.h"
+#include "common/http/codec_fuzz_user.h"
 #include "common/http/h2/codec.h"
 #include "common/http/h2/test_util.h"
 #include "common/http/header_map.h"
@@ -95,26 +95,26 @@ void FuzzOne(const uint8_t* data, size_t size) {
     options.stream_buffer_limit = 64;
     options.assumed_peer_max_concurrent_streams = 2;
   }
-  fuzzing::CodecFuzzSession session(fuzzing::ClientCompletion::kBothEnded,
-                                    data[1] * 2654435761u + static_cast<uint32_t>(size));
+  fuzzing::CodecFuzzUser user(fuzzing::ClientCompletion::kBothEnded,
+                              data[1] * 2654435761u + static_cast<uint32_t>(size));
   std::unique_ptr<ServerCodec> server;
   std::unique_ptr<ClientCodec> client;
   if (server_side) {
-    server = std::make_unique<ServerCodec>(session.io, session, options);
-    session.SetServer(*server);
+    server = std::make_unique<ServerCodec>(user.io, user, options);
+    user.SetServer(*server);
   } else {
-    client = std::make_unique<ClientCodec>(session.io, session, options);
-    session.SetClient(*client);
+    client = std::make_unique<ClientCodec>(user.io, user, options);
+    user.SetClient(*client);
     int requests = 1 + ((mode >> 3) & 3);
-    for (int i = 0; i < requests; ++i) session.StartRequest();
+    for (int i = 0; i < requests; ++i) user.StartRequest();
   }
-  session.Feed(input, nullptr);
+  user.Feed(input, nullptr);
   switch ((mode >> 5) & 3) {
     case 0:
-      (void)session.codec().OnEndOfStream();
+      (void)user.codec().OnEndOfStream();
       break;
     case 1:
-      session.codec().OnConnectionClosed();
+      user.codec().OnConnectionClosed();
       break;
     default:
       break;
@@ -122,7 +122,7 @@ void FuzzOne(const uint8_t* data, size_t size) {
   // Destroying the codec resets whatever is still open (codec.h).
   server.reset();
   client.reset();
-  session.CheckAllEnded();
+  user.CheckAllEnded();
 }
 
 }  // namespace

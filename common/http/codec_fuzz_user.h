@@ -7,8 +7,8 @@
 // the message, after a reset, or after the stream completed for its user; at most one reset.
 // A broken promise aborts, so the fuzzer reports it like a crash.
 //
-// Ownership: the session owns its streams (they outlive the codec, which the target owns and
-// must destroy before the session) and the CodecIo the codec writes to.
+// Ownership: the user owns its streams (they outlive the codec, which the target owns and
+// must destroy before the user) and the CodecIo the codec writes to.
 
 #include <algorithm>
 #include <cstdint>
@@ -117,12 +117,11 @@ inline HeaderMap FuzzRequest(absl::string_view method) {
       {":method", method}, {":scheme", "http"}, {":authority", "fuzz.test"}, {":path", "/fuzz"}};
 }
 
-// Server or client user of one codec. The target creates the codec (with this session as its
+// Server or client user of one codec. The target creates the codec (with this user as its
 // callbacks) and hands it over with SetServer/SetClient.
-class CodecFuzzSession : public ServerConnectionCallbacks {
+class CodecFuzzUser : public ServerConnectionCallbacks {
  public:
-  CodecFuzzSession(ClientCompletion completion, uint32_t seed)
-      : completion_(completion), rng(seed) {}
+  CodecFuzzUser(ClientCompletion completion, uint32_t seed) : completion_(completion), rng(seed) {}
 
   void SetServer(ServerConnection& codec) { connection_ = &codec; }
   void SetClient(ClientConnection& codec) {
