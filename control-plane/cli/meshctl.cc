@@ -725,21 +725,26 @@ class Meshctl {
     return FormatTable(rows);
   }
 
+  // -o json / -o yaml: prints the API's JSON answer as it is, or as YAML, and returns the exit
+  // code; nullopt for the table output, which the caller formats.
+  std::optional<int> PrintStructured(const std::string& json) {
+    if (output_ == "json") {
+      std::cout << json;
+      return kExitOk;
+    }
+    if (output_ != "yaml") return std::nullopt;
+    absl::StatusOr<std::string> yaml = JsonToYaml(json);
+    if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
+    std::cout << *yaml;
+    return kExitOk;
+  }
+
   int Workloads() {
     int exit_code = kExitOk;
     std::optional<Reply> reply = Call("GET", "/api/v1/workloads", "", &exit_code);
     if (!reply.has_value()) return exit_code;
     if (reply->http.status != 200) return Fail({kExitFailed, reply->ErrorMessage()});
-    if (output_ == "json") {
-      std::cout << reply->http.body;
-      return kExitOk;
-    }
-    if (output_ == "yaml") {
-      absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
-      if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
-      std::cout << *yaml;
-      return kExitOk;
-    }
+    if (std::optional<int> printed = PrintStructured(reply->http.body)) return *printed;
     YAML::Node root = YAML::Load(reply->http.body);
     std::vector<std::vector<std::string>> rows = {
         {"ID", "NAMESPACE", "SERVICE", "ADDRESSES", "PORTS", "READY", "STATUS", "REGISTERED"}};
@@ -1142,16 +1147,7 @@ class Meshctl {
       }
       absl::SleepFor(absl::Milliseconds(100));
     }
-    if (output_ == "json") {
-      std::cout << reply->http.body;
-      return kExitOk;
-    }
-    if (output_ == "yaml") {
-      absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
-      if (!yaml.ok()) return Fail({kExitFailed, std::string(yaml.status().message())});
-      std::cout << *yaml;
-      return kExitOk;
-    }
+    if (std::optional<int> printed = PrintStructured(reply->http.body)) return *printed;
     std::cout << ProxyConfigText(YAML::Load(reply->http.body), !nonce.empty());
     return kExitOk;
   }
