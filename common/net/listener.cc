@@ -9,7 +9,9 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/base/logging.h"
 
 namespace meshlet::net {
@@ -61,6 +63,40 @@ absl::Status UvListenStatus(absl::string_view what, const Address& address, int 
   return ErrnoStatus(what, address, -uv_err);
 }
 
+// The TCP addresses this process listens on with SO_REUSEPORT, and how many of its listeners
+// share each. The kernel lets any process of the same user join a SO_REUSEPORT group and then
+// splits connections between the processes without a word: two sidecars given the same port
+// would silently serve each other's traffic. So the first listener of this process on an
+// address first proves the address free with an exclusive bind; later ones join. Taken only
+// when a listener is created or closed, never per connection.
+struct SharedPorts {
+  absl::Mutex mutex;
+  absl::flat_hash_map<std::string, int> holders ABSL_GUARDED_BY(mutex);
+};
+
+SharedPorts& shared_ports() {
+  static SharedPorts* ports = new SharedPorts();  // never destroyed: listeners may outlive main
+  return *ports;
+}
+
+// Binds a socket without SO_REUSEPORT to `address` and closes it: fails if anything listens there.
+absl::Status ProveUnused(const Address& address) {
+  int fd = socket(address.as_sockaddr()->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket for", address, errno);
+  int one = 1;
+  // SO_REUSEADDR so connections of an earlier holder still in TIME_WAIT do not count.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  int rc = bind(fd, address.as_sockaddr(), address.sockaddr_len());
+  int err = errno;
+  close(fd);
+  if (rc == 0) return absl::OkStatus();
+  if (err == EADDRINUSE) {
+    return absl::AlreadyExistsError(absl::StrCat("bind ", address.ToString(), ": ",
+                                                 std::strerror(err), " (by another process)"));
+  }
+  return ErrnoStatus("bind", address, err);
+}
+
 }  // namespace
 
 Listener::Listener(event::Loop& loop, ListenerOptions options, AcceptCallback on_accept)
@@ -106,6 +142,14 @@ absl::Status Listener::BindTcp(const Address& address) {
     close(fd);
     return ErrnoStatus("setsockopt on", address, err);
   }
+  SharedPorts& shared = shared_ports();
+  absl::MutexLock lock(&shared.mutex);
+  if (options_.reuse_port && address.port() != 0 && !shared.holders.contains(address.ToString())) {
+    if (absl::Status unused = ProveUnused(address); !unused.ok()) {
+      close(fd);
+      return unused;
+    }
+  }
   if (bind(fd, address.as_sockaddr(), address.sockaddr_len()) != 0) {
     int err = errno;
     close(fd);
@@ -124,6 +168,10 @@ absl::Status Listener::BindTcp(const Address& address) {
       Address::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
   if (!bound.ok()) return bound.status();
   address_ = *bound;
+  if (options_.reuse_port) {
+    shared_key_ = address_.ToString();
+    ++shared.holders[shared_key_];
+  }
   return absl::OkStatus();
 }
 
@@ -166,7 +214,14 @@ void Listener::StopAccepting() {
     h->close_done = true;
     return;
   }
-  uv_close(h->handle(), &Handle::OnClosed);
+  uv_close(h->handle(), &Handle::OnClosed);  // closes the socket now
+  if (!shared_key_.empty()) {
+    SharedPorts& shared = shared_ports();
+    absl::MutexLock lock(&shared.mutex);
+    auto it = shared.holders.find(shared_key_);
+    if (it != shared.holders.end() && --it->second == 0) shared.holders.erase(it);
+    shared_key_.clear();
+  }
   if (unlink_path_) {
     unlink(address_.unix_path().c_str());
     unlink_path_ = false;

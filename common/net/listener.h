@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -29,8 +30,9 @@ namespace meshlet::net {
 struct ListenerOptions {
   // Pending-connection queue; the kernel caps it at net.core.somaxconn.
   int backlog = 1024;
-  // SO_REUSEPORT, so several listeners (one per worker) share the address. TCP only.
-  bool reuse_port = true;
+  // SO_REUSEPORT, so several listeners of this process (one per worker) share the address; the
+  // first of them fails if another process already listens there. TCP only.
+  bool reuse_port = false;
   // Options for every accepted connection.
   ConnectionOptions connection;
   // One Transport per accepted connection; null means plaintext.
@@ -70,6 +72,8 @@ class Listener {
   ListenerOptions options_;
   Address address_;
   bool unlink_path_ = false;
+  // The address in the process-wide SO_REUSEPORT registry while this listener holds it.
+  std::string shared_key_;
   uint64_t accepted_count_ = 0;
 };
 

@@ -1,5 +1,8 @@
 #include "common/net/listener.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/net/test_util.h"
@@ -36,16 +40,23 @@ TEST(ListenerTest, PortZeroReportsBoundPort) {
   EXPECT_TRUE((*listener)->accepting());
 }
 
+ListenerOptions Shared() {
+  ListenerOptions options;
+  options.reuse_port = true;
+  return options;
+}
+
 TEST(ListenerTest, ReusePortLetsTwoListenersShareAPort) {
   event::Loop loop;
   int accepted_a = 0, accepted_b = 0;
   std::vector<std::unique_ptr<Connection>> conns;
-  auto a = Listener::Create(loop, Parse("127.0.0.1:0"), {}, [&](std::unique_ptr<Connection> c) {
-    ++accepted_a;
-    conns.push_back(std::move(c));
-  });
+  auto a =
+      Listener::Create(loop, Parse("127.0.0.1:0"), Shared(), [&](std::unique_ptr<Connection> c) {
+        ++accepted_a;
+        conns.push_back(std::move(c));
+      });
   ASSERT_TRUE(a.ok()) << a.status();
-  auto b = Listener::Create(loop, (*a)->address(), {}, [&](std::unique_ptr<Connection> c) {
+  auto b = Listener::Create(loop, (*a)->address(), Shared(), [&](std::unique_ptr<Connection> c) {
     ++accepted_b;
     conns.push_back(std::move(c));
   });
@@ -62,6 +73,42 @@ TEST(ListenerTest, ReusePortLetsTwoListenersShareAPort) {
   EXPECT_GT(accepted_a, 0);
   EXPECT_GT(accepted_b, 0);
   EXPECT_EQ((*a)->accepted_count() + (*b)->accepted_count(), static_cast<uint64_t>(kClients));
+}
+
+// A socket of another process in a SO_REUSEPORT group on the port: it stands in for a second
+// sidecar given the same port by mistake, which must not silently get half the connections.
+TEST(ListenerTest, ReusePortDoesNotJoinAnotherProcessOnTheAddress) {
+  int foreign = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(foreign, 0);
+  int one = 1;
+  ASSERT_EQ(::setsockopt(foreign, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(foreign, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(foreign, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(foreign, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Address address = Parse(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)));
+
+  event::Loop loop;
+  auto refused = Listener::Create(loop, address, Shared(), [](auto) {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.status().message().find("another process"), absl::string_view::npos)
+      << refused.status();
+
+  // Once the other holder is gone the address is ours, and our own listeners share it.
+  ::close(foreign);
+  auto first = Listener::Create(loop, address, Shared(), [](auto) {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = Listener::Create(loop, address, Shared(), [](auto) {});
+  ASSERT_TRUE(second.ok()) << second.status();
+  // When every listener of ours has closed, a newcomer proves the address free again.
+  first->reset();
+  second->reset();
+  auto again = Listener::Create(loop, address, Shared(), [](auto) {});
+  EXPECT_TRUE(again.ok()) << again.status();
 }
 
 TEST(ListenerTest, WithoutReusePortSecondBindFails) {

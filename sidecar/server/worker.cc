@@ -558,6 +558,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     active->context = std::move(context);
     ActiveListener* raw = active.get();
     net::ListenerOptions listener_options;
+    listener_options.reuse_port = true;  // one socket per worker; the kernel spreads connections
     // Called just before the accept callback, with the same (current) listener context.
     listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
     absl::StatusOr<std::unique_ptr<net::Listener>> listener =
