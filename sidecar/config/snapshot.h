@@ -37,6 +37,10 @@ struct SecretConfig {
   std::string trust_bundle_pem;       // empty: peers cannot be verified with this secret
 };
 
+// What BuildSnapshot keeps of the resources it translated, to reuse for the next update
+// (translate.cc); opaque to the rest of the sidecar.
+struct TranslationMemo;
+
 struct Snapshot {
   template <typename T>
   using ByName = std::map<std::string, T, std::less<>>;
@@ -53,6 +57,7 @@ struct Snapshot {
   // the rendering).
   std::string config_dump_json;
   std::function<std::string()> render_config_dump;
+  std::shared_ptr<const TranslationMemo> translation_memo;
 
   // Lookups by name; null when absent. Pointers live as long as the snapshot.
   const ListenerConfig* FindListener(absl::string_view name) const;

@@ -1358,8 +1358,35 @@ std::string ConfigDump(absl::string_view version, xds::Bootstrap::StaticResource
 
 absl::string_view ValidRetryOnValues() { return kRetryOnValues; }
 
-absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources) {
+struct TranslationMemo {
+  struct Cluster {
+    ResourceList<xds::Cluster>::Pointer cluster;
+    ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;  // null: none (or STATIC)
+    std::shared_ptr<const ClusterConfig> translated;
+  };
+  struct RouteTable {
+    ResourceList<xds::RouteConfiguration>::Pointer source;
+    std::shared_ptr<const router::RouteTable> table;
+  };
+  absl::flat_hash_map<std::string, Cluster> clusters;
+  absl::flat_hash_map<std::string, RouteTable> route_tables;
+  absl::flat_hash_set<std::string> cluster_names;
+  absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
+  size_t clusters_reused = 0;
+  size_t route_tables_reused = 0;
+};
+
+TranslationReuse TranslationReuseOf(const Snapshot& snapshot) {
+  if (snapshot.translation_memo == nullptr) return {};
+  return {snapshot.translation_memo->clusters_reused,
+          snapshot.translation_memo->route_tables_reused};
+}
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
+                                                              const Snapshot* previous) {
   auto snapshot = std::make_shared<Snapshot>();
+  auto memo = std::make_shared<TranslationMemo>();
+  const TranslationMemo* before = previous != nullptr ? previous->translation_memo.get() : nullptr;
   Errors errors;
 
   // Names are checked per kind first: later kinds refer to earlier ones by name.
@@ -1383,7 +1410,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
     return label;
   };
 
-  // Secrets.
+  // Secrets: always translated (few, and file-based ones must be read again).
   absl::flat_hash_map<std::string, size_t> seen;
   for (size_t i = 0; i < resources.secrets.size(); ++i) {
     const xds::Secret& secret = resources.secrets[i];
@@ -1391,13 +1418,17 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
     if (!label) continue;
     Errors::Scope scope(errors, *label);
     if (std::optional<SecretConfig> out = TranslateSecret(scope, secret)) {
+      memo->secret_has_trust_bundle.emplace(secret.name(), !out->trust_bundle_pem.empty());
       snapshot->secrets.emplace(secret.name(), *std::move(out));
     }
   }
+  // What clusters and listeners check of a secret; when that is unchanged, so is every check.
+  const bool secrets_as_before =
+      before != nullptr && before->secret_has_trust_bundle == memo->secret_has_trust_bundle;
 
   // Clusters, then the load assignments that fill EDS clusters.
   ClusterNames cluster_names;
-  Snapshot::ByName<ClusterConfig> clusters;
+  absl::flat_hash_map<std::string, size_t> cluster_index;  // name → position in the list
   seen.clear();
   for (size_t i = 0; i < resources.clusters.size(); ++i) {
     const xds::Cluster& cluster = resources.clusters[i];
@@ -1405,11 +1436,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
     if (!label) continue;
     // Even an invalid cluster's name counts as known, so its routes do not add noise.
     cluster_names.insert(cluster.name());
-    Errors::Scope scope(errors, *label);
-    if (std::optional<ClusterConfig> out = TranslateCluster(scope, cluster, snapshot->secrets)) {
-      clusters.emplace(cluster.name(), *std::move(out));
-    }
+    cluster_index.emplace(cluster.name(), i);
   }
+  std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of(
+      resources.clusters.size());
   seen.clear();
   for (size_t i = 0; i < resources.endpoints.size(); ++i) {
     const xds::ClusterLoadAssignment& assignment = resources.endpoints[i];
@@ -1421,27 +1451,54 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
     std::optional<std::string> label = named("cluster_load_assignment", "endpoints", i, name, seen);
     if (!label) continue;
     Errors::Scope scope(errors, *label);
-    auto target = std::find_if(resources.clusters.begin(), resources.clusters.end(),
-                               [&](const xds::Cluster& c) { return c.name() == name; });
-    if (target == resources.clusters.end()) {
-      scope.Add("", absl::StrCat("cluster_name ", Quote(name), " names no Cluster"));
+    auto target = cluster_index.find(name);
+    if (target == cluster_index.end()) {
+      // A cluster whose name was invalid or duplicated has no index; it was reported already.
+      if (!cluster_names.contains(name)) {
+        scope.Add("", absl::StrCat("cluster_name ", Quote(name), " names no Cluster"));
+      }
       continue;
     }
-    if (target->type() != xds::Cluster::EDS) {
+    if (resources.clusters[target->second].type() != xds::Cluster::EDS) {
       scope.Add("", absl::StrCat("cluster_name ", Quote(name),
                                  " names a STATIC cluster; its endpoints belong in its "
                                  "load_assignment"));
       continue;
     }
-    std::vector<EndpointConfig> endpoints = TranslateEndpoints(scope, "", assignment);
-    auto it = clusters.find(name);
-    if (it != clusters.end()) it->second.endpoints = std::move(endpoints);
+    assignment_of[target->second] = resources.endpoints.shared(i);
   }
-  for (auto& [name, cluster] : clusters) {
-    snapshot->clusters.emplace(name, std::make_shared<const ClusterConfig>(std::move(cluster)));
+  for (size_t i = 0; i < resources.clusters.size(); ++i) {
+    const ResourceList<xds::Cluster>::Pointer& cluster = resources.clusters.shared(i);
+    const std::string& name = cluster->name();
+    auto indexed = cluster_index.find(name);
+    if (indexed == cluster_index.end() || indexed->second != i) continue;  // reported above
+    const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
+    std::shared_ptr<const ClusterConfig> translated;
+    if (before != nullptr && (secrets_as_before || !cluster->has_tls())) {
+      auto it = before->clusters.find(name);
+      if (it != before->clusters.end() && it->second.cluster == cluster &&
+          it->second.assignment == assignment) {
+        translated = it->second.translated;
+        ++memo->clusters_reused;
+      }
+    }
+    if (translated == nullptr) {
+      Errors::Scope scope(errors, absl::StrCat("cluster ", Quote(name)));
+      std::optional<ClusterConfig> out = TranslateCluster(scope, *cluster, snapshot->secrets);
+      if (out.has_value() && assignment != nullptr) {
+        Errors::Scope endpoints_scope(errors,
+                                      absl::StrCat("cluster_load_assignment ", Quote(name)));
+        out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
+      }
+      if (!out.has_value()) continue;
+      translated = std::make_shared<const ClusterConfig>(*std::move(out));
+    }
+    memo->clusters.emplace(name, TranslationMemo::Cluster{cluster, assignment, translated});
+    snapshot->clusters.emplace(name, std::move(translated));
   }
 
-  // Route configurations.
+  // Route configurations. A route table depends on its resource and on which clusters exist.
+  const bool cluster_names_as_before = before != nullptr && before->cluster_names == cluster_names;
   absl::flat_hash_set<std::string> route_names;
   seen.clear();
   for (size_t i = 0; i < resources.routes.size(); ++i) {
@@ -1450,6 +1507,16 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
         named("route_config", "routes", i, route_config.name(), seen);
     if (!label) continue;
     route_names.insert(route_config.name());
+    const ResourceList<xds::RouteConfiguration>::Pointer& source = resources.routes.shared(i);
+    if (cluster_names_as_before) {
+      auto it = before->route_tables.find(route_config.name());
+      if (it != before->route_tables.end() && it->second.source == source) {
+        memo->route_tables.emplace(route_config.name(), it->second);
+        snapshot->route_tables.emplace(route_config.name(), it->second.table);
+        ++memo->route_tables_reused;
+        continue;
+      }
+    }
     Errors::Scope scope(errors, *label);
     std::optional<router::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, cluster_names);
@@ -1460,10 +1527,14 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
       scope.Add("", table.status());
       continue;
     }
-    snapshot->route_tables.emplace(route_config.name(), std::move(table).value());
+    std::shared_ptr<const router::RouteTable> shared_table = std::move(table).value();
+    memo->route_tables.emplace(route_config.name(),
+                               TranslationMemo::RouteTable{source, shared_table});
+    snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
   }
+  memo->cluster_names = std::move(cluster_names);
 
-  // Listeners.
+  // Listeners: few, and each depends on routes, clusters and secrets; always translated.
   seen.clear();
   absl::flat_hash_map<std::string, std::string> bound;  // address → listener name
   for (size_t i = 0; i < resources.listeners.size(); ++i) {
@@ -1472,7 +1543,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
     if (!label) continue;
     Errors::Scope scope(errors, *label);
     std::optional<ListenerConfig> out =
-        TranslateListener(scope, listener, route_names, cluster_names, snapshot->secrets);
+        TranslateListener(scope, listener, route_names, memo->cluster_names, snapshot->secrets);
     if (!out.has_value()) continue;
     // Port 0 asks the kernel for a free port, so those never collide.
     if (!out->address.is_ip() || out->address.port() != 0) {
@@ -1488,17 +1559,17 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 
   RETURN_IF_ERROR(errors.ToStatus());
 
-  xds::Bootstrap::StaticResources all = ToMessage(resources);
   if (resources.version.empty()) {
-    snapshot->version =
-        absl::StrCat("static-", absl::Hex(Fnv1a(DeterministicBytes(all)), absl::kZeroPad16));
+    snapshot->version = absl::StrCat(
+        "static-", absl::Hex(Fnv1a(DeterministicBytes(ToMessage(resources))), absl::kZeroPad16));
   } else {
     snapshot->version = resources.version;
   }
-  auto dumped = std::make_shared<const xds::Bootstrap::StaticResources>(std::move(all));
-  snapshot->render_config_dump = [version = snapshot->version, dumped] {
-    return ConfigDump(version, *dumped);
+  // The dump keeps the resource lists (shared messages, no copy) and renders on demand.
+  snapshot->render_config_dump = [version = snapshot->version, resources] {
+    return ConfigDump(version, ToMessage(resources));
   };
+  snapshot->translation_memo = std::move(memo);
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 

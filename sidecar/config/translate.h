@@ -25,6 +25,8 @@
 // main thread, never on a worker. Relative paths resolve against the working directory (the
 // bootstrap loader makes them relative to the bootstrap file first).
 
+#include <cstddef>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,18 +38,99 @@
 
 namespace meshlet::sidecar::config {
 
+// The resources of one kind, each held immutable behind a shared pointer: copying a list, or
+// building the next configuration from the resources of the last, copies pointers, not messages.
+// The same pointer means the same resource, which is how BuildSnapshot knows what it translated
+// before. Reads look like a vector of messages; Mutable() gives a message of its own to change.
+template <typename Message>
+class ResourceList {
+ public:
+  using Pointer = std::shared_ptr<const Message>;
+
+  class const_iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = Message;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const Message*;
+    using reference = const Message&;
+
+    const_iterator() = default;
+    explicit const_iterator(typename std::vector<Pointer>::const_iterator it) : it_(it) {}
+    const Message& operator*() const { return **it_; }
+    const Message* operator->() const { return it_->get(); }
+    const_iterator& operator++() {
+      ++it_;
+      return *this;
+    }
+    const_iterator operator++(int) { return const_iterator(it_++); }
+    const_iterator operator+(difference_type n) const { return const_iterator(it_ + n); }
+    difference_type operator-(const const_iterator& other) const { return it_ - other.it_; }
+    bool operator==(const const_iterator& other) const { return it_ == other.it_; }
+    bool operator!=(const const_iterator& other) const { return it_ != other.it_; }
+
+   private:
+    typename std::vector<Pointer>::const_iterator it_;
+  };
+
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  const Message& operator[](size_t i) const { return *items_[i]; }
+  const Message& back() const { return *items_.back(); }
+  const_iterator begin() const { return const_iterator(items_.begin()); }
+  const_iterator end() const { return const_iterator(items_.end()); }
+  // The shared message at `i`, for keeping it without a copy.
+  const Pointer& shared(size_t i) const { return items_[i]; }
+
+  void push_back(Pointer message) { items_.push_back(std::move(message)); }
+  void push_back(Message message) {
+    items_.push_back(std::make_shared<const Message>(std::move(message)));
+  }
+  template <typename Iterator>
+  void assign(Iterator first, Iterator last) {
+    items_.clear();
+    for (; first != last; ++first) push_back(Message(*first));
+  }
+  void reserve(size_t n) { items_.reserve(n); }
+  void clear() { items_.clear(); }
+  void swap(ResourceList& other) { items_.swap(other.items_); }
+  // Replaces the message at `i` with a copy and returns the copy to change: other holders of the
+  // old message (a snapshot built from it) keep it as it was.
+  Message& Mutable(size_t i) {
+    auto copy = std::make_shared<Message>(*items_[i]);
+    Message& out = *copy;
+    items_[i] = std::move(copy);
+    return out;
+  }
+
+ private:
+  std::vector<Pointer> items_;
+};
+
 // One complete set of resources: the static file's, or the state of the world after an update.
 struct ResourceSet {
   // The xDS version_info. Empty: BuildSnapshot derives "static-<hash of the resources>".
   std::string version;
-  std::vector<xds::Listener> listeners;
-  std::vector<xds::RouteConfiguration> routes;
-  std::vector<xds::Cluster> clusters;
-  std::vector<xds::ClusterLoadAssignment> endpoints;
-  std::vector<xds::Secret> secrets;
+  ResourceList<xds::Listener> listeners;
+  ResourceList<xds::RouteConfiguration> routes;
+  ResourceList<xds::Cluster> clusters;
+  ResourceList<xds::ClusterLoadAssignment> endpoints;
+  ResourceList<xds::Secret> secrets;
 };
 
-absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources);
+// `previous`, when given, is the snapshot the sidecar runs now: clusters (with their endpoints)
+// and route tables whose resources are the very ones it was built from (the same shared
+// messages, see ResourceList), and whose references resolve as before, are taken from it
+// instead of being translated and validated again. The result is the same as without it.
+absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet& resources,
+                                                              const Snapshot* previous = nullptr);
+
+// How many of a snapshot's clusters and route tables BuildSnapshot took from `previous`.
+struct TranslationReuse {
+  size_t clusters = 0;
+  size_t route_tables = 0;
+};
+TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 
 // The valid RetryPolicy.retry_on values, comma-separated, as error messages list them.
 absl::string_view ValidRetryOnValues();

@@ -104,7 +104,7 @@ ResourceSet ToSet(const xds::Bootstrap::StaticResources& r) {
 ResourceSet Base() { return ToSet(Parse<xds::Bootstrap::StaticResources>(kBaseYaml)); }
 
 xds::Route& RouteAt(ResourceSet& set, int i) {
-  return *set.routes[0].mutable_virtual_hosts(0)->mutable_routes(i);
+  return *set.routes.Mutable(0).mutable_virtual_hosts(0)->mutable_routes(i);
 }
 
 http::HeaderMap Request(absl::string_view host, absl::string_view path) {
@@ -147,7 +147,7 @@ std::string AddressError(absl::string_view text) {
 std::vector<InvalidCase> InvalidCases() {
   return {
       {"connect_timeout_zero",
-       [](ResourceSet& s) { s.clusters[0].mutable_connect_timeout()->set_seconds(0); },
+       [](ResourceSet& s) { s.clusters.Mutable(0).mutable_connect_timeout()->set_seconds(0); },
        "cluster \"backend\": connect_timeout: must be greater than 0"},
       {"weights_sum_to_zero",
        [](ResourceSet& s) {
@@ -157,29 +157,33 @@ std::vector<InvalidCase> InvalidCases() {
        },
        "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters: weights sum "
        "to 0"},
-      {"unknown_route_config", [](ResourceSet& s) { s.listeners[0].set_route_config_name("x"); },
+      {"unknown_route_config",
+       [](ResourceSet& s) { s.listeners.Mutable(0).set_route_config_name("x"); },
        "listener \"outbound\": route_config_name \"x\" names no RouteConfiguration"},
       {"duplicate_cluster", [](ResourceSet& s) { s.clusters.push_back(s.clusters[0]); },
        "cluster \"backend\": duplicate name (clusters[0] and clusters[3])"},
-      {"duplicate_listener_name", [](ResourceSet& s) { s.listeners[2].set_name("outbound"); },
+      {"duplicate_listener_name",
+       [](ResourceSet& s) { s.listeners.Mutable(2).set_name("outbound"); },
        "listener \"outbound\": duplicate name (listeners[0] and listeners[2])"},
-      {"bad_listener_address", [](ResourceSet& s) { s.listeners[0].set_address("127.0.0.1"); },
+      {"bad_listener_address",
+       [](ResourceSet& s) { s.listeners.Mutable(0).set_address("127.0.0.1"); },
        "listener \"outbound\": address: " + AddressError("127.0.0.1")},
       {"bad_endpoint_address",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_load_assignment()->mutable_endpoints(0)->set_address(
+         s.clusters.Mutable(0).mutable_load_assignment()->mutable_endpoints(0)->set_address(
              "10.0.0.300:80");
        },
        "cluster \"backend\": load_assignment.endpoints[0].address: " +
            AddressError("10.0.0.300:80")},
       {"endpoint_without_port",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_load_assignment()->mutable_endpoints(0)->set_address("10.0.0.1:0");
+         s.clusters.Mutable(0).mutable_load_assignment()->mutable_endpoints(0)->set_address(
+             "10.0.0.1:0");
        },
        "cluster \"backend\": load_assignment.endpoints[0].address: \"10.0.0.1:0\": needs a port"},
       {"duplicate_domain_across_vhosts",
        [](ResourceSet& s) {
-         xds::VirtualHost* vh = s.routes[0].add_virtual_hosts();
+         xds::VirtualHost* vh = s.routes.Mutable(0).add_virtual_hosts();
          vh->set_name("second");
          vh->add_domains("*");
        },
@@ -187,7 +191,8 @@ std::vector<InvalidCase> InvalidCases() {
        "virtual host \"default\" (virtual_hosts[0])"},
       {"unknown_retry_on",
        [](ResourceSet& s) {
-         s.routes[0].mutable_virtual_hosts(0)->mutable_retry_policy()->add_retry_on("sometimes");
+         s.routes.Mutable(0).mutable_virtual_hosts(0)->mutable_retry_policy()->add_retry_on(
+             "sometimes");
        },
        "route_config \"local\": virtual_hosts[0].retry_policy.retry_on[0]: unknown value "
        "\"sometimes\"; valid values: connect-failure, refused-stream, reset, 5xx, gateway-error, "
@@ -213,51 +218,55 @@ std::vector<InvalidCase> InvalidCases() {
        "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1]."
        "name \"gone\" names no Cluster"},
       {"strict_tls_without_secret",
-       [](ResourceSet& s) { s.listeners[1].mutable_tls()->clear_secret_name(); },
+       [](ResourceSet& s) { s.listeners.Mutable(1).mutable_tls()->clear_secret_name(); },
        "listener \"inbound\": tls.secret_name: required when mode is STRICT"},
       {"tls_unknown_secret",
-       [](ResourceSet& s) { s.listeners[1].mutable_tls()->set_secret_name("nope"); },
+       [](ResourceSet& s) { s.listeners.Mutable(1).mutable_tls()->set_secret_name("nope"); },
        "listener \"inbound\": tls.secret_name \"nope\" names no Secret"},
       {"workload_certificate_and_secret",
-       [](ResourceSet& s) { s.listeners[1].mutable_tls()->set_workload_certificate(true); },
+       [](ResourceSet& s) { s.listeners.Mutable(1).mutable_tls()->set_workload_certificate(true); },
        "listener \"inbound\": tls.workload_certificate: excludes tls.secret_name"},
       {"upstream_workload_certificate_and_ca_file",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_tls()->set_enabled(true);
-         s.clusters[0].mutable_tls()->set_workload_certificate(true);
-         s.clusters[0].mutable_tls()->set_ca_file("ca.pem");
+         s.clusters.Mutable(0).mutable_tls()->set_enabled(true);
+         s.clusters.Mutable(0).mutable_tls()->set_workload_certificate(true);
+         s.clusters.Mutable(0).mutable_tls()->set_ca_file("ca.pem");
        },
        "cluster \"backend\": tls.workload_certificate: excludes tls.ca_file"},
       {"tls_bad_peer_id",
-       [](ResourceSet& s) { s.listeners[1].mutable_tls()->add_allowed_peer_ids("frontend"); },
+       [](ResourceSet& s) {
+         s.listeners.Mutable(1).mutable_tls()->add_allowed_peer_ids("frontend");
+       },
        "listener \"inbound\": tls.allowed_peer_ids[0]: \"frontend\" is not a SPIFFE id"},
-      {"empty_listener_name", [](ResourceSet& s) { s.listeners[0].clear_name(); },
+      {"empty_listener_name", [](ResourceSet& s) { s.listeners.Mutable(0).clear_name(); },
        "listeners[0]: name: must not be empty"},
       {"static_cluster_without_endpoints",
-       [](ResourceSet& s) { s.clusters[0].clear_load_assignment(); },
+       [](ResourceSet& s) { s.clusters.Mutable(0).clear_load_assignment(); },
        "cluster \"backend\": load_assignment.endpoints: a STATIC cluster needs at least one "
        "endpoint"},
       {"eds_cluster_with_inline_endpoints",
        [](ResourceSet& s) {
-         s.clusters[2].mutable_load_assignment()->add_endpoints()->set_address("127.0.0.1:1");
+         s.clusters.Mutable(2).mutable_load_assignment()->add_endpoints()->set_address(
+             "127.0.0.1:1");
        },
        "cluster \"eds-cluster\": load_assignment: not used with type EDS"},
       {"assignment_for_unknown_cluster",
-       [](ResourceSet& s) { s.endpoints[0].set_cluster_name("ghost"); },
+       [](ResourceSet& s) { s.endpoints.Mutable(0).set_cluster_name("ghost"); },
        "cluster_load_assignment \"ghost\": cluster_name \"ghost\" names no Cluster"},
       {"assignment_for_static_cluster",
-       [](ResourceSet& s) { s.endpoints[0].set_cluster_name("backend"); },
+       [](ResourceSet& s) { s.endpoints.Mutable(0).set_cluster_name("backend"); },
        "cluster_load_assignment \"backend\": cluster_name \"backend\" names a STATIC cluster"},
-      {"tcp_listener_without_cluster", [](ResourceSet& s) { s.listeners[2].clear_tcp_cluster(); },
+      {"tcp_listener_without_cluster",
+       [](ResourceSet& s) { s.listeners.Mutable(2).clear_tcp_cluster(); },
        "listener \"tcp\": tcp_cluster: required with protocol TCP"},
       {"tcp_listener_unknown_cluster",
-       [](ResourceSet& s) { s.listeners[2].set_tcp_cluster("nope"); },
+       [](ResourceSet& s) { s.listeners.Mutable(2).set_tcp_cluster("nope"); },
        "listener \"tcp\": tcp_cluster \"nope\" names no Cluster"},
       {"http_listener_without_routes",
-       [](ResourceSet& s) { s.listeners[0].clear_route_config_name(); },
+       [](ResourceSet& s) { s.listeners.Mutable(0).clear_route_config_name(); },
        "listener \"outbound\": route_config_name: required with protocol HTTP"},
       {"duplicate_listener_address",
-       [](ResourceSet& s) { s.listeners[1].set_address("127.0.0.1:15001"); },
+       [](ResourceSet& s) { s.listeners.Mutable(1).set_address("127.0.0.1:15001"); },
        "listener \"inbound\": address: \"127.0.0.1:15001\" is already used by listener "
        "\"outbound\""},
       {"match_without_path",
@@ -286,7 +295,7 @@ std::vector<InvalidCase> InvalidCases() {
        "[200, 599]"},
       {"pseudo_header_mutation",
        [](ResourceSet& s) {
-         auto* h = s.routes[0].mutable_virtual_hosts(0)->add_request_headers_to_add();
+         auto* h = s.routes.Mutable(0).mutable_virtual_hosts(0)->add_request_headers_to_add();
          h->set_name(":path");
          h->set_value("/x");
        },
@@ -308,7 +317,7 @@ std::vector<InvalidCase> InvalidCases() {
        "route_config \"local\": virtual_hosts[0].routes[0].match.methods[0]: \"GE T\" is not a "
        "method"},
       {"vhost_without_domains",
-       [](ResourceSet& s) { s.routes[0].mutable_virtual_hosts(0)->clear_domains(); },
+       [](ResourceSet& s) { s.routes.Mutable(0).mutable_virtual_hosts(0)->clear_domains(); },
        "route_config \"local\": virtual_hosts[0].domains: must not be empty"},
       {"negative_route_timeout",
        [](ResourceSet& s) { RouteAt(s, 0).mutable_route()->mutable_timeout()->set_seconds(-1); },
@@ -329,48 +338,58 @@ std::vector<InvalidCase> InvalidCases() {
        "route_config \"local\": virtual_hosts[0].routes[0].fault.delay.fixed_delay: required"},
       {"outlier_percent_out_of_range",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_outlier_detection()->mutable_max_ejection_percent()->set_value(150);
+         s.clusters.Mutable(0)
+             .mutable_outlier_detection()
+             ->mutable_max_ejection_percent()
+             ->set_value(150);
        },
        "cluster \"backend\": outlier_detection: max_ejection_percent: must be in [0, 100]"},
       {"retry_budget_percent_out_of_range",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_circuit_breakers()->mutable_retry_budget()->set_budget_percent(250);
+         s.clusters.Mutable(0)
+             .mutable_circuit_breakers()
+             ->mutable_retry_budget()
+             ->set_budget_percent(250);
        },
        "cluster \"backend\": circuit_breakers.retry_budget.budget_percent: must be in [0, 100]"},
       {"zero_max_connections",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_circuit_breakers()->mutable_max_connections()->set_value(0);
+         s.clusters.Mutable(0).mutable_circuit_breakers()->mutable_max_connections()->set_value(0);
        },
        "cluster \"backend\": circuit_breakers.max_connections: must be greater than 0"},
-      {"health_check_without_kind", [](ResourceSet& s) { s.clusters[0].mutable_health_check(); },
+      {"health_check_without_kind",
+       [](ResourceSet& s) { s.clusters.Mutable(0).mutable_health_check(); },
        "cluster \"backend\": health_check: needs http or tcp"},
       {"upstream_tls_unknown_secret",
        [](ResourceSet& s) {
-         s.clusters[0].mutable_tls()->set_enabled(true);
-         s.clusters[0].mutable_tls()->set_secret_name("nope");
+         s.clusters.Mutable(0).mutable_tls()->set_enabled(true);
+         s.clusters.Mutable(0).mutable_tls()->set_secret_name("nope");
        },
        "cluster \"backend\": tls.secret_name \"nope\" names no Secret"},
-      {"secret_cert_without_key", [](ResourceSet& s) { s.secrets[0].clear_private_key_pem(); },
+      {"secret_cert_without_key",
+       [](ResourceSet& s) { s.secrets.Mutable(0).clear_private_key_pem(); },
        "secret \"mesh-cert\": private_key_pem: required with a certificate chain"},
       {"secret_inline_and_file",
-       [](ResourceSet& s) { s.secrets[0].set_trust_bundle_file("ca.pem"); },
+       [](ResourceSet& s) { s.secrets.Mutable(0).set_trust_bundle_file("ca.pem"); },
        "secret \"mesh-cert\": trust_bundle_pem and trust_bundle_file: set only one"},
       {"secret_file_missing",
        [](ResourceSet& s) {
-         s.secrets[0].clear_trust_bundle_pem();
-         s.secrets[0].set_trust_bundle_file("/nonexistent/ca.pem");
+         s.secrets.Mutable(0).clear_trust_bundle_pem();
+         s.secrets.Mutable(0).set_trust_bundle_file("/nonexistent/ca.pem");
        },
        "secret \"mesh-cert\": trust_bundle_file: cannot read \"/nonexistent/ca.pem\""},
-      {"secret_not_pem", [](ResourceSet& s) { s.secrets[0].set_trust_bundle_pem("hello"); },
+      {"secret_not_pem", [](ResourceSet& s) { s.secrets.Mutable(0).set_trust_bundle_pem("hello"); },
        "secret \"mesh-cert\": trust_bundle_pem: holds no PEM block"},
       {"http_option_too_large",
-       [](ResourceSet& s) { s.listeners[0].mutable_http()->set_max_request_headers_kb(100000); },
+       [](ResourceSet& s) {
+         s.listeners.Mutable(0).mutable_http()->set_max_request_headers_kb(100000);
+       },
        "listener \"outbound\": http.max_request_headers_kb: must be at most 8192"},
       {"detect_timeout_zero",
-       [](ResourceSet& s) { s.listeners[0].mutable_detect_timeout()->set_seconds(0); },
+       [](ResourceSet& s) { s.listeners.Mutable(0).mutable_detect_timeout()->set_seconds(0); },
        "listener \"outbound\": detect_timeout: must be greater than 0"},
       {"unknown_enum_value",
-       [](ResourceSet& s) { s.clusters[0].set_lb_policy(static_cast<xds::LbPolicy>(42)); },
+       [](ResourceSet& s) { s.clusters.Mutable(0).set_lb_policy(static_cast<xds::LbPolicy>(42)); },
        "cluster \"backend\": lb_policy: unknown value 42"},
   };
 }
@@ -386,13 +405,26 @@ TEST_P(InvalidConfigTest, NamesResourceFieldAndReason) {
   EXPECT_THAT(std::string(snapshot.status().message()), HasSubstr(GetParam().expected));
 }
 
+// Reuse of the previous snapshot must never hide an error: the same change, built on top of a
+// valid snapshot of the base set, is refused with the same message.
+TEST_P(InvalidConfigTest, RefusedTheSameOnTopOfAValidSnapshot) {
+  ResourceSet set = Base();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> running = BuildSnapshot(set);
+  ASSERT_TRUE(running.ok()) << running.status();
+  GetParam().mutate(set);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = BuildSnapshot(set);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> on_top = BuildSnapshot(set, running->get());
+  ASSERT_FALSE(on_top.ok());
+  EXPECT_EQ(on_top.status(), fresh.status());
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, InvalidConfigTest, ::testing::ValuesIn(InvalidCases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(TranslateTest, ReportsEveryErrorOnePerLine) {
   ResourceSet set = Base();
-  set.clusters[0].mutable_connect_timeout()->set_seconds(0);
-  set.listeners[0].set_route_config_name("x");
+  set.clusters.Mutable(0).mutable_connect_timeout()->set_seconds(0);
+  set.listeners.Mutable(0).set_route_config_name("x");
   absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_EQ(snapshot.status().message(),
@@ -410,6 +442,70 @@ TEST(TranslateTest, ManyErrorsAreCapped) {
   absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()), HasSubstr("\n(and 10 more errors)"));
+}
+
+TEST(TranslateReuseTest, UnchangedClustersAndRouteTablesAreTakenFromThePreviousSnapshot) {
+  ResourceSet set = Base();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(TranslationReuseOf(**first).clusters, 0u);
+
+  // Only the route changes (an xDS route update): every cluster is the one translated before.
+  RouteAt(set, 0).mutable_match()->set_prefix("/changed");
+  absl::StatusOr<std::shared_ptr<const Snapshot>> second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(TranslationReuseOf(**second).clusters, 3u);
+  EXPECT_EQ(TranslationReuseOf(**second).route_tables, 0u);
+  for (const char* name : {"backend", "other", "eds-cluster"}) {
+    EXPECT_EQ((*second)->clusters.at(name), (*first)->clusters.at(name)) << name;
+  }
+  EXPECT_NE((*second)->route_tables.at("local"), (*first)->route_tables.at("local"));
+  EXPECT_NE((*second)->route_tables.at("local")->Match(Request("x", "/changed")), nullptr);
+  EXPECT_EQ((*first)->route_tables.at("local")->Match(Request("x", "/changed")),
+            (*first)->route_tables.at("local")->Match(Request("x", "/other")));  // the catch-all
+
+  // Nothing changed: the route table is reused too.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> third = BuildSnapshot(set, second->get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(TranslationReuseOf(**third).route_tables, 1u);
+  EXPECT_EQ((*third)->route_tables.at("local"), (*second)->route_tables.at("local"));
+}
+
+TEST(TranslateReuseTest, ChangedEndpointsAreTranslatedAgain) {
+  ResourceSet set = Base();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  set.endpoints.Mutable(0).mutable_endpoints(0)->set_address("127.0.0.1:9091");
+  absl::StatusOr<std::shared_ptr<const Snapshot>> second = BuildSnapshot(set, first->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(TranslationReuseOf(**second).clusters, 2u);
+  const auto& endpoints = (*second)->clusters.at("eds-cluster")->endpoints;
+  ASSERT_EQ(endpoints.size(), 1u);
+  EXPECT_EQ(endpoints[0].address.port(), 9091);
+  EXPECT_EQ((*second)->clusters.at("backend"), (*first)->clusters.at("backend"));
+
+  // Its load assignment removed: the EDS cluster is there, without endpoints.
+  ResourceSet without = set;
+  without.endpoints.clear();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> third = BuildSnapshot(without, second->get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_TRUE((*third)->clusters.at("eds-cluster")->endpoints.empty());
+}
+
+TEST(TranslateReuseTest, ASecretLosingItsTrustBundleIsCheckedByUnchangedClusters) {
+  ResourceSet set = Base();
+  xds::UpstreamTls* tls = set.clusters.Mutable(0).mutable_tls();
+  tls->set_enabled(true);
+  tls->set_secret_name("mesh-cert");
+  absl::StatusOr<std::shared_ptr<const Snapshot>> first = BuildSnapshot(set);
+  ASSERT_TRUE(first.ok()) << first.status();
+  set.secrets.Mutable(0).clear_trust_bundle_pem();
+  set.listeners.Mutable(1).mutable_tls()->set_mode(xds::DownstreamTls::DISABLE);
+  absl::StatusOr<std::shared_ptr<const Snapshot>> second = BuildSnapshot(set, first->get());
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("cluster \"backend\": tls.secret_name: secret \"mesh-cert\" has no trust "
+                        "bundle"));
 }
 
 TEST(TranslateTest, EmptySetIsValid) {
@@ -502,7 +598,7 @@ TEST(TranslateTest, DefaultsApplied) {
 
 TEST(TranslateTest, RequestIdGenerationCanBeTurnedOff) {
   ResourceSet set = Base();
-  set.listeners[0].mutable_http()->mutable_generate_request_id()->set_value(false);
+  set.listeners.Mutable(0).mutable_http()->mutable_generate_request_id()->set_value(false);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_FALSE((*snapshot)->listeners[0].http.generate_request_id);
@@ -510,7 +606,7 @@ TEST(TranslateTest, RequestIdGenerationCanBeTurnedOff) {
 
 TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {
   ResourceSet set = Base();
-  xds::VirtualHost* vh = set.routes[0].mutable_virtual_hosts(0);
+  xds::VirtualHost* vh = set.routes.Mutable(0).mutable_virtual_hosts(0);
   vh->mutable_retry_policy()->mutable_num_retries()->set_value(5);
   vh->mutable_retry_policy()->add_retry_on("5xx");
   vh->mutable_retry_policy()->mutable_base_interval()->set_nanos(50'000'000);
@@ -562,7 +658,7 @@ TEST(TranslateTest, FaultAndRateLimit) {
 
 TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
   ResourceSet set = Base();
-  set.clusters[0].mutable_outlier_detection()->set_panic_threshold_percent(30);
+  set.clusters.Mutable(0).mutable_outlier_detection()->set_panic_threshold_percent(30);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
@@ -572,8 +668,8 @@ TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
 
 TEST(TranslateTest, ListenerRateLimit) {
   ResourceSet set = Base();
-  set.listeners[0].mutable_rate_limit()->set_requests_per_second(100);
-  set.listeners[0].mutable_rate_limit()->set_burst(7);
+  set.listeners.Mutable(0).mutable_rate_limit()->set_requests_per_second(100);
+  set.listeners.Mutable(0).mutable_rate_limit()->set_burst(7);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const config::ListenerConfig& listener = (*snapshot)->listeners[0];
@@ -582,7 +678,7 @@ TEST(TranslateTest, ListenerRateLimit) {
   EXPECT_EQ(listener.rate_limiter->burst(), 7u);
   EXPECT_EQ(listener.rate_limiter->requests_per_second(), 100u);
 
-  set.listeners[0].mutable_rate_limit()->Clear();
+  set.listeners.Mutable(0).mutable_rate_limit()->Clear();
   snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()),
@@ -591,7 +687,7 @@ TEST(TranslateTest, ListenerRateLimit) {
 
 TEST(TranslateTest, ListenerRateLimitPerPrincipal) {
   ResourceSet set = Base();
-  xds::RateLimit* rl = set.listeners[0].mutable_rate_limit();
+  xds::RateLimit* rl = set.listeners.Mutable(0).mutable_rate_limit();
   rl->set_requests_per_second(5);
   rl->set_per_principal(true);
   auto snapshot = BuildSnapshot(set);
@@ -616,7 +712,8 @@ TEST(TranslateTest, ListenerRateLimitPerPrincipal) {
 
 TEST(TranslateTest, ListenerAuthorization) {
   ResourceSet set = Base();
-  xds::AuthorizationPolicy* allow = set.listeners[0].mutable_authorization()->add_policies();
+  xds::AuthorizationPolicy* allow =
+      set.listeners.Mutable(0).mutable_authorization()->add_policies();
   allow->set_name("shop-only");
   xds::AuthorizationRule* rule = allow->add_rules();
   rule->add_principals("spiffe://cluster.local/ns/shop/sa/*");
@@ -640,13 +737,13 @@ TEST(TranslateTest, ListenerAuthorization) {
 
   // PROTOCOL_AUTO's TCP fallback is authorized per connection, on the destination port.
   ResourceSet with_fallback = set;
-  with_fallback.listeners[0].set_protocol(xds::PROTOCOL_AUTO);
-  with_fallback.listeners[0].set_tcp_cluster(with_fallback.clusters[0].name());
-  with_fallback.listeners[0].set_destination_port(8080);
+  with_fallback.listeners.Mutable(0).set_protocol(xds::PROTOCOL_AUTO);
+  with_fallback.listeners.Mutable(0).set_tcp_cluster(with_fallback.clusters[0].name());
+  with_fallback.listeners.Mutable(0).set_destination_port(8080);
   snapshot = BuildSnapshot(with_fallback);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_EQ((*snapshot)->listeners[0].destination_port, 8080u);
-  with_fallback.listeners[0].set_destination_port(70000);
+  with_fallback.listeners.Mutable(0).set_destination_port(70000);
   snapshot = BuildSnapshot(with_fallback);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()),
@@ -675,10 +772,10 @@ TEST(TranslateTest, ListenerAuthorization) {
 
 TEST(TranslateTest, WorkloadCertificateReplacesTheSecret) {
   ResourceSet set = Base();
-  set.listeners[1].mutable_tls()->clear_secret_name();
-  set.listeners[1].mutable_tls()->set_workload_certificate(true);
-  set.clusters[0].mutable_tls()->set_enabled(true);
-  set.clusters[0].mutable_tls()->set_workload_certificate(true);
+  set.listeners.Mutable(1).mutable_tls()->clear_secret_name();
+  set.listeners.Mutable(1).mutable_tls()->set_workload_certificate(true);
+  set.clusters.Mutable(0).mutable_tls()->set_enabled(true);
+  set.clusters.Mutable(0).mutable_tls()->set_workload_certificate(true);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_TRUE((*snapshot)->listeners[1].tls.workload_certificate);
@@ -686,7 +783,7 @@ TEST(TranslateTest, WorkloadCertificateReplacesTheSecret) {
   EXPECT_TRUE((*snapshot)->FindCluster("backend")->tls.workload_certificate);
 
   // Neither a secret nor the workload certificate: nothing to serve TLS with.
-  set.listeners[1].mutable_tls()->set_workload_certificate(false);
+  set.listeners.Mutable(1).mutable_tls()->set_workload_certificate(false);
   snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_THAT(std::string(snapshot.status().message()),
@@ -700,7 +797,7 @@ TEST(TranslateTest, ExplicitVersionAndStableDerivedVersion) {
   auto b = BuildSnapshot(set);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ((*a)->version, (*b)->version);
-  set.clusters[0].mutable_connect_timeout()->set_seconds(2);
+  set.clusters.Mutable(0).mutable_connect_timeout()->set_seconds(2);
   auto c = BuildSnapshot(set);
   ASSERT_TRUE(c.ok());
   EXPECT_NE((*a)->version, (*c)->version);
@@ -728,10 +825,10 @@ TEST(TranslateTest, SecretFilesAreRead) {
   WriteFile(dir + "/cert.pem", kPem);
   WriteFile(dir + "/key.pem", kKeyPem);
   ResourceSet set = Base();
-  set.secrets[0].clear_certificate_chain_pem();
-  set.secrets[0].clear_private_key_pem();
-  set.secrets[0].set_certificate_chain_file(dir + "/cert.pem");
-  set.secrets[0].set_private_key_file(dir + "/key.pem");
+  set.secrets.Mutable(0).clear_certificate_chain_pem();
+  set.secrets.Mutable(0).clear_private_key_pem();
+  set.secrets.Mutable(0).set_certificate_chain_file(dir + "/cert.pem");
+  set.secrets.Mutable(0).set_private_key_file(dir + "/key.pem");
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_EQ((*snapshot)->FindSecret("mesh-cert")->certificate_chain_pem, kPem);

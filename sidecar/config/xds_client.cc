@@ -503,7 +503,7 @@ absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, Resource
   auto fill = [&](auto member, auto name_of) {
     auto& list = out.*member;
     const auto& statics = static_resources_.*member;
-    using Message = typename std::decay_t<decltype(list)>::value_type;
+    using Message = typename std::decay_t<decltype(list)>::const_iterator::value_type;
     list = statics;
     list.reserve(statics.size() + entries.size());
     absl::flat_hash_set<std::string> static_names;
@@ -515,8 +515,11 @@ absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, Resource
                                       "(names must not collide)"));
         continue;
       }
-      // Parsed when received (ParseResource): the type at `index` is Message.
-      list.push_back(static_cast<const Message&>(*entry.parsed));
+      // Parsed when received (ParseResource): the type at `index` is Message. Shared, not
+      // copied: the same message as long as the resource is unchanged (BuildSnapshot relies on
+      // that to reuse what it translated).
+      list.push_back(std::shared_ptr<const Message>(
+          entry.parsed, static_cast<const Message*>(entry.parsed.get())));
     }
   };
   switch (index) {

@@ -418,6 +418,10 @@ TEST_F(XdsClientTest, ParsesOnlyNewOrChangedResourcesAndNackedOnesLeaveTheCacheC
   EXPECT_EQ(applied_.back().clusters[0].name(), "a");
   EXPECT_EQ(applied_.back().clusters[1].name(), "b");
   EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 2);
+  // The unchanged "a" reaches the apply callback as the very message it got before, which is
+  // what lets BuildSnapshot reuse its translation.
+  EXPECT_EQ(applied_.back().clusters.shared(0), applied_[0].clusters.shared(0));
+  EXPECT_NE(applied_.back().clusters.shared(1), applied_[0].clusters.shared(1));
 
   // An invalid "b" (connect_timeout 0) is parsed, the whole configuration refused: NACK, v2 kept.
   ASSERT_TRUE(send(ClusterResponse("v3", "n3", {ClusterAny("a"), ClusterAny("b", 0)})));

@@ -151,7 +151,7 @@ bool Server::ready() const {
 
 absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   ASSIGN_OR_RETURN(std::shared_ptr<const config::Snapshot> snapshot,
-                   config::BuildSnapshot(resources));
+                   config::BuildSnapshot(resources, snapshot_.get()));
   ASSIGN_OR_RETURN(TlsContexts::Prepared tls, tls_contexts_.Prepare(*snapshot));
   snapshot_ = std::move(snapshot);
   tls_contexts_.Commit(std::move(tls));

@@ -72,11 +72,11 @@ cp::registry::Workload Workload(std::string id, std::string service, std::string
 void ExpectSidecarAccepts(const cp::translate::NodeResources& resources, const std::string& what) {
   sidecar::config::ResourceSet set;
   set.version = "contract";
-  set.listeners = resources.listeners;
-  set.routes = resources.routes;
-  set.clusters = resources.clusters;
-  set.endpoints = resources.endpoints;
-  set.secrets = resources.secrets;
+  set.listeners.assign(resources.listeners.begin(), resources.listeners.end());
+  set.routes.assign(resources.routes.begin(), resources.routes.end());
+  set.clusters.assign(resources.clusters.begin(), resources.clusters.end());
+  set.endpoints.assign(resources.endpoints.begin(), resources.endpoints.end());
+  set.secrets.assign(resources.secrets.begin(), resources.secrets.end());
   auto snapshot = sidecar::config::BuildSnapshot(set);
   EXPECT_TRUE(snapshot.ok()) << what << ": the sidecar refuses the translation:\n"
                              << snapshot.status().message();
@@ -314,10 +314,10 @@ TEST(TranslatorContractTest, SidecarRefusesAnIncompleteTranslation) {
   ASSERT_NE(it, resources.clusters.end());
   resources.clusters.erase(it);
   sidecar::config::ResourceSet set;
-  set.listeners = resources.listeners;
-  set.routes = resources.routes;
-  set.clusters = resources.clusters;
-  set.endpoints = resources.endpoints;
+  set.listeners.assign(resources.listeners.begin(), resources.listeners.end());
+  set.routes.assign(resources.routes.begin(), resources.routes.end());
+  set.clusters.assign(resources.clusters.begin(), resources.clusters.end());
+  set.endpoints.assign(resources.endpoints.begin(), resources.endpoints.end());
   auto snapshot = sidecar::config::BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   EXPECT_NE(snapshot.status().message().find("outbound|8080||legacy.default"), std::string::npos)

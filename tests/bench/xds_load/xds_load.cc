@@ -283,6 +283,8 @@ int main(int argc, char** argv) {
   struct Sim {
     std::unique_ptr<config::XdsClient> client;
     std::string marker;  // of the configuration it last applied
+    // What it runs, so the next BuildSnapshot reuses the unchanged parts as a sidecar does.
+    std::shared_ptr<const config::Snapshot> snapshot;
     MonotonicTime applied_at{};
   };
   std::vector<std::unique_ptr<Sim>> sims;
@@ -313,8 +315,9 @@ int main(int argc, char** argv) {
          policy_mode](const config::ResourceSet& set) -> absl::Status {
           // The real validation a sidecar does; listeners are not bound here.
           if (validate) {
-            auto snapshot = config::BuildSnapshot(set);
+            auto snapshot = config::BuildSnapshot(set, raw->snapshot.get());
             if (!snapshot.ok()) return snapshot.status();
+            raw->snapshot = *std::move(snapshot);
           }
           const std::string marker = MarkerOf(set, policy_mode);
           if (marker == expected_marker && raw->marker != marker) {
