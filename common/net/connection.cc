@@ -296,7 +296,7 @@ std::optional<Connection::Failure> Connection::OnEstablished() {
       }
     }
   }
-  absl::Status started = transport_->Start(wire_out_);
+  absl::Status started = transport_->Start(remote_address_, wire_out_);
   if (!started.ok()) return Failure{CloseReason::kTransportError, Annotate(started, "transport")};
   StartReading();
   return SendAndFlush();

@@ -194,7 +194,7 @@ TEST(ListenerTest, DestroyFromAcceptCallback) {
 class CountingTransport final : public Transport {
  public:
   explicit CountingTransport(int* started) : started_(started) {}
-  absl::Status Start(Buffer&) override {
+  absl::Status Start(const Address&, Buffer&) override {
     ++*started_;
     return absl::OkStatus();
   }

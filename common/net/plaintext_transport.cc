@@ -4,7 +4,7 @@
 
 namespace meshlet::net {
 
-absl::Status PlaintextTransport::Start(Buffer&) { return absl::OkStatus(); }
+absl::Status PlaintextTransport::Start(const Address&, Buffer&) { return absl::OkStatus(); }
 
 absl::Status PlaintextTransport::OnReceived(Buffer& wire_in, Buffer& app_in, Buffer&) {
   app_in.Move(wire_in);

@@ -12,7 +12,7 @@ namespace meshlet::net {
 
 class PlaintextTransport final : public Transport {
  public:
-  absl::Status Start(Buffer& out) override;
+  absl::Status Start(const Address& peer, Buffer& out) override;
   absl::Status OnReceived(Buffer& wire_in, Buffer& app_in, Buffer& out) override;
   absl::Status Send(Buffer& app_out, Buffer& out) override;
   void Shutdown(Buffer& out) override;

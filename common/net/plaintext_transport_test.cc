@@ -9,7 +9,7 @@ namespace {
 TEST(PlaintextTransportTest, MovesBytesWithoutCopying) {
   std::unique_ptr<Transport> t = PlaintextTransport::Factory()();
   Buffer out;
-  ASSERT_TRUE(t->Start(out).ok());
+  ASSERT_TRUE(t->Start(Address(), out).ok());
   EXPECT_TRUE(out.empty());
   EXPECT_TRUE(t->HandshakeComplete());
   EXPECT_TRUE(t->peer().alpn.empty());

@@ -10,7 +10,7 @@
 // Buffers passed in belong to the Connection and are valid only for the duration of the call.
 //
 // Call order, as Connection uses it:
-//   Start(out)                       once, when the TCP connection is established
+//   Start(peer, out)                 once, when the TCP connection is established
 //   OnReceived(wire_in, app_in, out) each time bytes arrive from the socket
 //   Send(app_out, out)               each time the application writes, and after every OnReceived
 //                                    while app_out still holds bytes (TLS flushes queued data once
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/net/address.h"
 
 namespace meshlet::net {
 
@@ -36,13 +37,15 @@ struct PeerInfo {
   std::string sni;                    // server name the client asked for (server side)
   std::vector<std::string> uri_sans;  // peer certificate URI SANs (e.g. SPIFFE ids)
   bool peer_certificate_presented = false;
+  bool session_resumed = false;  // a TLS session resumed from a ticket
 };
 
 class Transport {
  public:
   virtual ~Transport() = default;
-  // Starts the protocol (a TLS client writes its ClientHello into `out`).
-  virtual absl::Status Start(Buffer& out) = 0;
+  // Starts the protocol (a TLS client writes its ClientHello into `out`). `peer` is the address
+  // at the other end (a TLS client keys the sessions it may resume by it).
+  virtual absl::Status Start(const Address& peer, Buffer& out) = 0;
   // Bytes read from the socket. Appends application bytes to `app_in`, and any bytes that must be
   // sent to the peer (handshake, alerts) to `out`. An error means close the connection.
   // Bytes the transport cannot use yet (a partial TLS record) may stay in `wire_in`; the

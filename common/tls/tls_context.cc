@@ -3,12 +3,18 @@
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <deque>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/tls/tls_session.h"
 
 namespace meshlet::tls {
 namespace {
@@ -43,6 +49,96 @@ absl::Status BoringSslError(absl::string_view what) {
 }
 
 }  // namespace
+
+class TlsContext::HandshakeCache {
+ public:
+  // A verified path's validity: the latest notBefore and the earliest notAfter of its
+  // certificates.
+  struct Window {
+    absl::Time not_before;
+    absl::Time not_after;
+  };
+  // TLS 1.3 servers send two tickets per handshake; a few cover connections opened together.
+  static constexpr size_t kSessionsPerPeer = 4;
+
+  size_t max_verified_chains = 0;
+  size_t max_session_peers = 0;
+  std::atomic<uint64_t> verified_hits{0};
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, Window> verified ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, std::deque<bssl::UniquePtr<SSL_SESSION>>> sessions
+      ABSL_GUARDED_BY(mu);
+};
+
+TlsContext::TlsContext() : cache_(std::make_unique<HandshakeCache>()) {}
+TlsContext::~TlsContext() = default;
+
+uint64_t TlsContext::verified_chain_cache_hits() const {
+  return cache_->verified_hits.load(std::memory_order_relaxed);
+}
+
+size_t TlsContext::resumable_peers() const {
+  absl::MutexLock lock(&cache_->mu);
+  return cache_->sessions.size();
+}
+
+bool TlsContext::ChainVerifiedBefore(const std::string& chain_key, absl::Time now) const {
+  if (cache_->max_verified_chains == 0) return false;
+  absl::MutexLock lock(&cache_->mu);
+  auto it = cache_->verified.find(chain_key);
+  if (it == cache_->verified.end()) return false;
+  if (now < it->second.not_before || now > it->second.not_after) {
+    cache_->verified.erase(it);  // verified again in full, which names what is wrong
+    return false;
+  }
+  cache_->verified_hits.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void TlsContext::RememberVerifiedChain(std::string chain_key, absl::Time not_before,
+                                       absl::Time not_after) const {
+  if (cache_->max_verified_chains == 0) return;
+  absl::MutexLock lock(&cache_->mu);
+  // Full: drop any one entry. Chains repeat per peer workload, so a mesh of fewer peers than
+  // the bound never evicts, and a larger one still verifies correctly, only more often.
+  if (cache_->verified.size() >= cache_->max_verified_chains) {
+    cache_->verified.erase(cache_->verified.begin());
+  }
+  cache_->verified.insert_or_assign(std::move(chain_key),
+                                    HandshakeCache::Window{not_before, not_after});
+}
+
+bssl::UniquePtr<SSL_SESSION> TlsContext::TakeSession(const std::string& peer_key) const {
+  if (cache_->max_session_peers == 0) return nullptr;
+  absl::MutexLock lock(&cache_->mu);
+  auto it = cache_->sessions.find(peer_key);
+  if (it == cache_->sessions.end()) return nullptr;
+  std::deque<bssl::UniquePtr<SSL_SESSION>>& kept = it->second;
+  bssl::UniquePtr<SSL_SESSION> session = std::move(kept.back());  // the newest
+  kept.pop_back();
+  if (!SSL_SESSION_should_be_single_use(session.get())) {
+    SSL_SESSION_up_ref(session.get());  // a TLS 1.2 ticket may be offered again
+    kept.push_back(bssl::UniquePtr<SSL_SESSION>(session.get()));
+  }
+  if (kept.empty()) cache_->sessions.erase(it);
+  return session;
+}
+
+void TlsContext::KeepSession(const std::string& peer_key,
+                             bssl::UniquePtr<SSL_SESSION> session) const {
+  if (cache_->max_session_peers == 0 || !SSL_SESSION_is_resumable(session.get())) return;
+  absl::MutexLock lock(&cache_->mu);
+  auto it = cache_->sessions.find(peer_key);
+  if (it == cache_->sessions.end()) {
+    if (cache_->sessions.size() >= cache_->max_session_peers) {
+      cache_->sessions.erase(cache_->sessions.begin());
+    }
+    it = cache_->sessions.try_emplace(peer_key).first;
+  }
+  std::deque<bssl::UniquePtr<SSL_SESSION>>& kept = it->second;
+  if (kept.size() >= HandshakeCache::kSessionsPerPeer) kept.pop_front();
+  kept.push_back(std::move(session));
+}
 
 absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::CreateClient(
     const TlsContextConfig& config) {
@@ -122,10 +218,27 @@ absl::Status TlsContext::Init(const TlsContextConfig& config) {
     return BoringSslError("setting signature algorithms");
   }
 
-  // Resumption: no stateful cache (unbounded memory, a lock shared by all workers). Tickets only
-  // when asked for, and only servers issue them.
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  if (!server || !config.session_tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  // Resumption: no stateful server cache (unbounded memory, a lock shared by all workers).
+  // Servers issue tickets when asked to; clients keep them in a bounded cache of their own.
+  const bool client_resumes = !server && config.client_session_cache_size > 0;
+  if (client_resumes) {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, &TlsSession::OnNewClientSession);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  }
+  if (server ? !config.session_tickets : !client_resumes) {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  }
+  if (config.session_lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("session_lifetime must be positive");
+  }
+  const auto lifetime_seconds = static_cast<uint32_t>(
+      std::min<int64_t>(absl::ToInt64Seconds(config.session_lifetime), 7 * 24 * 3600));
+  SSL_CTX_set_timeout(ctx, lifetime_seconds);
+  SSL_CTX_set_session_psk_dhe_timeout(ctx, lifetime_seconds);
+  cache_->max_verified_chains = config.verified_chain_cache_size;
+  cache_->max_session_peers = config.client_session_cache_size;
   if (server &&
       !SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const uint8_t*>(kSessionIdContext),
                                       std::strlen(kSessionIdContext))) {

@@ -11,9 +11,11 @@
 //
 // Hardened defaults: TLS 1.2 minimum; TLS 1.2 limited to ECDHE + AEAD suites; X25519 and P-256
 // key exchange; SHA-256+ signatures only; no renegotiation (BoringSSL clients refuse it and
-// servers never offer it), no compression (BoringSSL has none), no stateful session cache,
-// session tickets off unless asked for.
+// servers never offer it), no compression (BoringSSL has none), no stateful server session cache,
+// session tickets and client resumption off unless asked for.
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
@@ -66,9 +69,24 @@ struct TlsContextConfig {
   // accepts. Unset: any peer certificate that chains to the trust bundle is accepted.
   std::optional<SpiffeIdMatcher> peer_identity;
 
-  // Server: issue TLS session tickets for resumption. Off by default: resumption skips
-  // certificate verification, so it trades security review for latency.
+  // Server: issue TLS session tickets so clients can resume (a TLS 1.3 resumption still runs an
+  // X25519 exchange, so it keeps forward secrecy, but needs no signature). A resumed session's
+  // remembered peer chain and identity are checked again like a new one's (TlsSession), so
+  // resumption never admits a peer the current trust bundle, clock or policy would refuse.
+  // Ticket keys belong to this context: a rotation (a new context) ends every earlier ticket.
   bool session_tickets = false;
+  // Client: keep the tickets servers send, per server address, and offer one when connecting to
+  // the same address again (a TLS 1.3 ticket is used once). At most this many addresses; 0 turns
+  // client resumption off.
+  size_t client_session_cache_size = 0;
+  // How long after its full handshake a session may be resumed (tickets a server issues, and
+  // sessions a client keeps).
+  absl::Duration session_lifetime = absl::Hours(1);
+  // Peer chains that verified against the trust bundle, remembered by their exact bytes, so a
+  // later handshake presenting the same chain skips the signature checks (its validity dates are
+  // still checked against the clock, and the identity policy always runs). At most this many
+  // chains; 0 turns it off. Not used for sessions that check a host name (verify_peer_name).
+  size_t verified_chain_cache_size = 1024;
 
   // TLS 1.2 cipher list in BoringSSL syntax; every entry must be known. Empty: hardened default.
   // (TLS 1.3 suites are not configurable in BoringSSL; all three are AEADs.)
@@ -94,12 +112,18 @@ class TlsContext {
 
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
+  ~TlsContext();
 
   Role role() const { return role_; }
   bool is_server() const { return role_ == Role::kServer; }
   ClientCertificateMode client_certificate() const { return client_certificate_; }
   const std::optional<SpiffeIdMatcher>& peer_identity() const { return peer_identity_; }
   const std::vector<std::string>& alpn_protocols() const { return alpn_protocols_; }
+
+  // Handshakes that found their peer's chain already verified (verified_chain_cache_size).
+  uint64_t verified_chain_cache_hits() const;
+  // Client: addresses with at least one session kept for resumption.
+  size_t resumable_peers() const;
 
   // For the admin /certs page: our own chain and the trust bundle, as loaded.
   const std::vector<CertificateInfo>& certificate_chain_info() const { return chain_info_; }
@@ -108,7 +132,7 @@ class TlsContext {
  private:
   friend class TlsSession;
 
-  TlsContext() = default;
+  TlsContext();
   static absl::StatusOr<std::shared_ptr<const TlsContext>> Create(Role role,
                                                                   const TlsContextConfig& config);
   absl::Status Init(const TlsContextConfig& config);
@@ -128,6 +152,19 @@ class TlsContext {
   const Clock* clock_ = nullptr;
   std::vector<CertificateInfo> chain_info_;
   std::vector<CertificateInfo> bundle_info_;
+
+  // Remembered chain verifications and client sessions: the only state that changes after
+  // creation, behind its own lock, taken a few times per handshake and never per record.
+  class HandshakeCache;
+  std::unique_ptr<HandshakeCache> cache_;
+  // For TlsSession: whether `chain_key` verified before and `now` is inside the validity of
+  // every certificate of the verified path; and remembering one that just verified.
+  bool ChainVerifiedBefore(const std::string& chain_key, absl::Time now) const;
+  void RememberVerifiedChain(std::string chain_key, absl::Time not_before,
+                             absl::Time not_after) const;
+  // Client: a session to offer to `peer_key`, or null; and keeping one a server sent.
+  bssl::UniquePtr<SSL_SESSION> TakeSession(const std::string& peer_key) const;
+  void KeepSession(const std::string& peer_key, bssl::UniquePtr<SSL_SESSION> session) const;
 };
 
 }  // namespace meshlet::tls

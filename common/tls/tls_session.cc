@@ -3,6 +3,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pool.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -28,6 +29,21 @@ int SessionExDataIndex() {
 }
 
 int ClampToInt(size_t n) { return static_cast<int>(std::min<size_t>(n, INT_MAX)); }
+
+// SHA-256 over the peer's chain as sent (each certificate's length, then its bytes).
+std::string ChainKey(const STACK_OF(CRYPTO_BUFFER) * buffers) {
+  SHA256_CTX sha;
+  SHA256_Init(&sha);
+  for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(buffers); ++i) {
+    const CRYPTO_BUFFER* cert = sk_CRYPTO_BUFFER_value(buffers, i);
+    const uint64_t length = CRYPTO_BUFFER_len(cert);
+    SHA256_Update(&sha, &length, sizeof(length));
+    SHA256_Update(&sha, CRYPTO_BUFFER_data(cert), CRYPTO_BUFFER_len(cert));
+  }
+  std::string digest(SHA256_DIGEST_LENGTH, '\0');
+  SHA256_Final(reinterpret_cast<uint8_t*>(digest.data()), &sha);
+  return digest;
+}
 
 using tls_internal::ByteQueue;
 
@@ -204,6 +220,22 @@ absl::Status TlsSession::Init() {
   return absl::OkStatus();
 }
 
+void TlsSession::SetResumptionKey(std::string peer_key) {
+  if (context_->is_server() || handshake_complete_) return;
+  // The name asked for is part of the key: one address may serve several names.
+  resumption_key_ = absl::StrCat(peer_key, "|", options_.server_name);
+  if (bssl::UniquePtr<SSL_SESSION> kept = context_->TakeSession(resumption_key_)) {
+    SSL_set_session(ssl_.get(), kept.get());  // takes its own reference
+  }
+}
+
+int TlsSession::OnNewClientSession(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<TlsSession*>(SSL_get_ex_data(ssl, SessionExDataIndex()));
+  if (self == nullptr || self->resumption_key_.empty()) return 0;  // BoringSSL frees it
+  self->context_->KeepSession(self->resumption_key_, bssl::UniquePtr<SSL_SESSION>(session));
+  return 1;
+}
+
 const std::optional<SpiffeIdMatcher>& TlsSession::identity_policy() const {
   return options_.peer_identity.has_value() ? options_.peer_identity : context_->peer_identity();
 }
@@ -257,6 +289,14 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
     }
   }
   X509* leaf = sk_X509_value(untrusted.get(), 0);
+  const absl::Time now = context_->clock_ != nullptr ? context_->clock_->WallNow() : absl::Now();
+  // The chain's exact bytes name a verification already done against this context's trust
+  // bundle and role; a host name check (verify_peer_name) is per session, so never cached.
+  std::string chain_key;
+  if (options_.verify_peer_name.empty()) chain_key = ChainKey(buffers);
+  if (!chain_key.empty() && context_->ChainVerifiedBefore(chain_key, now)) {
+    return CheckIdentityPolicy(*leaf, out_alert);
+  }
 
   if (context_->trust_store_ == nullptr) {  // prevented by TlsContext's config checks
     *out_alert = SSL_AD_INTERNAL_ERROR;
@@ -274,9 +314,7 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   }
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(store_ctx.get());
   X509_VERIFY_PARAM_set_depth(param, kMaxVerifyDepth);
-  if (context_->clock_ != nullptr) {
-    X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(context_->clock_->WallNow()));
-  }
+  if (context_->clock_ != nullptr) X509_VERIFY_PARAM_set_time(param, absl::ToTimeT(now));
   if (const std::string& name = options_.verify_peer_name; !name.empty()) {
     const bool set = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) ||
                      X509_VERIFY_PARAM_set1_host(param, name.data(), name.size());
@@ -326,13 +364,32 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
     }
   }
 
+  if (!chain_key.empty()) {
+    // The verified path's validity window: the latest notBefore, the earliest notAfter.
+    absl::Time not_before = absl::InfinitePast();
+    absl::Time not_after = absl::InfiniteFuture();
+    STACK_OF(X509)* path = X509_STORE_CTX_get0_chain(store_ctx.get());
+    for (size_t i = 0; path != nullptr && i < sk_X509_num(path); ++i) {
+      const X509& cert = *sk_X509_value(path, i);
+      not_before = std::max(not_before, NotBefore(cert));
+      not_after = std::min(not_after, NotAfter(cert));
+    }
+    if (path != nullptr) {
+      context_->RememberVerifiedChain(std::move(chain_key), not_before, not_after);
+    }
+  }
+  return CheckIdentityPolicy(*leaf, out_alert);
+}
+
+absl::Status TlsSession::CheckIdentityPolicy(X509& leaf, uint8_t* out_alert) const {
+  const std::optional<SpiffeIdMatcher>& policy = identity_policy();
   if (policy.has_value()) {
-    if (IsCa(*leaf)) {
+    if (IsCa(leaf)) {
       *out_alert = SSL_AD_BAD_CERTIFICATE;
       return absl::PermissionDeniedError(absl::StrCat(
-          "peer certificate ", Describe(*leaf), " is a CA certificate, not a workload identity"));
+          "peer certificate ", Describe(leaf), " is a CA certificate, not a workload identity"));
     }
-    absl::StatusOr<SpiffeId> id = ExtractSpiffeId(*leaf);
+    absl::StatusOr<SpiffeId> id = ExtractSpiffeId(leaf);
     if (!id.ok()) {
       *out_alert = SSL_AD_ACCESS_DENIED;
       return absl::PermissionDeniedError(absl::StrCat("peer has no usable SPIFFE id (",

@@ -88,6 +88,11 @@ class TlsSession {
   TlsSession& operator=(const TlsSession&) = delete;
   ~TlsSession();
 
+  // Client, before the first Handshake(): the server this session talks to (its address), so a
+  // session kept from an earlier connection to it is offered for resumption and the tickets it
+  // sends are kept for the next one. Does nothing unless the context keeps client sessions.
+  void SetResumptionKey(std::string peer_key);
+
   // Advances the handshake as far as the received bytes allow. OK while still in progress;
   // check handshake_complete(). A client's first call queues the ClientHello.
   absl::Status Handshake();
@@ -146,9 +151,15 @@ class TlsSession {
   TlsSession(std::shared_ptr<const TlsContext> context, Options options);
   absl::Status Init();
 
+  friend class TlsContext;
+  // BoringSSL's callback for a session a server sent (a TLS 1.3 ticket arrives after the
+  // handshake); returns 1 when it took ownership.
+  static int OnNewClientSession(SSL* ssl, SSL_SESSION* session);
   static enum ssl_verify_result_t VerifyCallback(SSL* ssl, uint8_t* out_alert);
   // Checks the peer chain against the trust bundle and the peer identity policy.
   absl::Status VerifyPeer(uint8_t* out_alert);
+  // The identity policy part of VerifyPeer, for a leaf whose chain verified.
+  absl::Status CheckIdentityPolicy(X509& leaf, uint8_t* out_alert) const;
   absl::Status OnHandshakeComplete();
   const std::optional<SpiffeIdMatcher>& identity_policy() const;
 
@@ -172,6 +183,7 @@ class TlsSession {
   bool shutdown_sent_ = false;
 
   std::string alpn_;
+  std::string resumption_key_;  // client: the server's address (SetResumptionKey)
   std::string server_name_;
   bssl::UniquePtr<X509> peer_leaf_;
   std::vector<std::string> peer_uri_sans_;

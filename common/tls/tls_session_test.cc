@@ -571,6 +571,131 @@ TEST_P(TlsSessionTest, ContextSwapKeepsOldSessionsOnOldContext) {
   EXPECT_TRUE(old_weak.expired()) << "the old context goes with its last session";
 }
 
+// Mutual TLS between one client context and one server context, connection after connection,
+// as a sidecar's pool reconnecting to the same peer does.
+class Reconnects {
+ public:
+  Reconnects(std::shared_ptr<const TlsContext> client, std::shared_ptr<const TlsContext> server)
+      : client_(std::move(client)), server_(std::move(server)) {}
+
+  // One connection to `peer_key` (the server's address); tickets and data both ways are
+  // exchanged so a TLS 1.3 client has received its tickets when this returns.
+  Pair Connect(const std::string& peer_key, TlsSession::Options options = {}) {
+    Pair pair;
+    pair.client = ValueOrDie(TlsSession::Create(client_, std::move(options)));
+    pair.server = ValueOrDie(TlsSession::Create(server_));
+    pair.client->SetResumptionKey(peer_key);
+    pair.Handshake();
+    if (pair.client->handshake_complete() && pair.server->handshake_complete()) {
+      pair.Write(*pair.server, "hello");
+      pair.Write(*pair.client, "hello back");
+    }
+    return pair;
+  }
+  void set_server(std::shared_ptr<const TlsContext> server) { server_ = std::move(server); }
+
+ private:
+  std::shared_ptr<const TlsContext> client_;
+  std::shared_ptr<const TlsContext> server_;
+};
+
+TEST_P(TlsSessionTest, ResumesWithTicketsAndStillChecksThePeer) {
+  TlsContextConfig client_config = ClientConfig(/*with_cert=*/true);
+  client_config.client_session_cache_size = 8;
+  client_config.peer_identity = Ids({kBackend});
+  TlsContextConfig server_config = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server_config.session_tickets = true;
+  server_config.peer_identity = Ids({kFrontend});
+  auto client_ctx = ValueOrDie(TlsContext::CreateClient(client_config));
+  Reconnects connections(client_ctx, ValueOrDie(TlsContext::CreateServer(server_config)));
+
+  Pair first = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(first.client->status().ok()) << first.client->status();
+  ASSERT_TRUE(first.server->status().ok()) << first.server->status();
+  EXPECT_FALSE(first.client->session_resumed());
+  EXPECT_EQ(client_ctx->resumable_peers(), 1u);
+
+  Pair second = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(second.client->status().ok()) << second.client->status();
+  ASSERT_TRUE(second.server->status().ok()) << second.server->status();
+  EXPECT_TRUE(second.client->session_resumed());
+  EXPECT_TRUE(second.server->session_resumed());
+  // A resumed session still knows who is at the other end.
+  EXPECT_EQ(second.client->peer_spiffe_id(), kBackend);
+  EXPECT_EQ(second.server->peer_spiffe_id(), kFrontend);
+  EXPECT_EQ(second.server_received, "hello back");
+
+  // Another address has no session to resume.
+  Pair elsewhere = connections.Connect("10.0.0.2:8443");
+  ASSERT_TRUE(elsewhere.client->handshake_complete()) << elsewhere.client->status();
+  EXPECT_FALSE(elsewhere.client->session_resumed());
+
+  // A session is offered, but this connection expects another identity: refused all the same.
+  Pair wrong = connections.Connect("10.0.0.1:8443", {.peer_identity = Ids({kFrontend})});
+  EXPECT_FALSE(wrong.client->handshake_complete());
+  EXPECT_THAT(std::string(wrong.client->status().message()), HasSubstr("is not allowed"));
+
+  // A rotated server (a new context, new ticket keys) cannot read old tickets: a full handshake.
+  connections.set_server(ValueOrDie(TlsContext::CreateServer(server_config)));
+  Pair rotated = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(rotated.client->handshake_complete()) << rotated.client->status();
+  EXPECT_FALSE(rotated.client->session_resumed());
+}
+
+TEST_P(TlsSessionTest, WithoutAClientCacheNothingResumes) {
+  TlsContextConfig server_config = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server_config.session_tickets = true;
+  auto client_ctx = ValueOrDie(TlsContext::CreateClient(ClientConfig(/*with_cert=*/true)));
+  Reconnects connections(client_ctx, ValueOrDie(TlsContext::CreateServer(server_config)));
+  ASSERT_TRUE(connections.Connect("10.0.0.1:8443").client->handshake_complete());
+  Pair second = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(second.client->handshake_complete()) << second.client->status();
+  EXPECT_FALSE(second.client->session_resumed());
+  EXPECT_EQ(client_ctx->resumable_peers(), 0u);
+}
+
+// Wall time = now + a settable offset, for certificates issued at the real time.
+class OffsetClock final : public Clock {
+ public:
+  MonotonicTime Now() const override { return RealClock().Now(); }
+  absl::Time WallNow() const override { return absl::Now() + offset_; }
+  void Advance(absl::Duration d) { offset_ += d; }
+
+ private:
+  absl::Duration offset_;
+};
+
+TEST_P(TlsSessionTest, VerifiedChainsAreRememberedButNotPastTheirExpiry) {
+  OffsetClock clock;
+  TlsContextConfig server_config = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server_config.clock = &clock;
+  auto server_ctx = ValueOrDie(TlsContext::CreateServer(server_config));
+  Reconnects connections(ValueOrDie(TlsContext::CreateClient(ClientConfig(/*with_cert=*/true))),
+                         server_ctx);
+  ASSERT_TRUE(connections.Connect("10.0.0.1:8443").server->handshake_complete());
+  EXPECT_EQ(server_ctx->verified_chain_cache_hits(), 0u);
+  Pair again = connections.Connect("10.0.0.1:8443");
+  ASSERT_TRUE(again.server->handshake_complete()) << again.server->status();
+  EXPECT_EQ(again.server->peer_spiffe_id(), kFrontend);
+  EXPECT_EQ(server_ctx->verified_chain_cache_hits(), 1u);
+
+  // The client's certificate is valid for 24 hours: a day later the same chain is refused.
+  clock.Advance(absl::Hours(25));
+  Pair late = connections.Connect("10.0.0.1:8443");
+  EXPECT_FALSE(late.server->handshake_complete());
+  EXPECT_THAT(std::string(late.server->status().message()), HasSubstr("expired at"));
+  EXPECT_EQ(server_ctx->verified_chain_cache_hits(), 1u);
+
+  // Size 0 turns the cache off.
+  server_config.verified_chain_cache_size = 0;
+  clock.Advance(-absl::Hours(25));
+  auto uncached = ValueOrDie(TlsContext::CreateServer(server_config));
+  connections.set_server(uncached);
+  ASSERT_TRUE(connections.Connect("10.0.0.1:8443").server->handshake_complete());
+  ASSERT_TRUE(connections.Connect("10.0.0.1:8443").server->handshake_complete());
+  EXPECT_EQ(uncached->verified_chain_cache_hits(), 0u);
+}
+
 TEST(TlsVersionMismatchTest, NoCommonVersionFails) {
   TestCa root = ValueOrDie(TestCa::Create());
   TestCertificate cert = ValueOrDie(root.Issue({.spiffe_id = kBackend}));

@@ -35,10 +35,12 @@ net::TransportFactory TlsTransport::Factory(std::shared_ptr<const TlsContextProv
 
 TlsTransport::TlsTransport(std::unique_ptr<TlsSession> session) : session_(std::move(session)) {}
 
-absl::Status TlsTransport::Start(net::Buffer& out) {
+absl::Status TlsTransport::Start(const net::Address& peer, net::Buffer& out) {
   if (session_ == nullptr) return error_;
   // Only a client has something to say first; for a server this is a no-op.
-  absl::Status status = session_->context()->is_server() ? absl::OkStatus() : session_->Handshake();
+  const bool client = !session_->context()->is_server();
+  if (client && peer.is_ip()) session_->SetResumptionKey(peer.ToString());
+  absl::Status status = client ? session_->Handshake() : absl::OkStatus();
   FlushCiphertext(out);
   return status;
 }
@@ -115,6 +117,7 @@ absl::Status TlsTransport::DrainPlaintext(net::Buffer& app_in) {
 void TlsTransport::UpdatePeer() {
   if (peer_ready_ || !session_->handshake_complete()) return;
   peer_.alpn = session_->alpn();
+  peer_.session_resumed = session_->session_resumed();
   peer_.sni = session_->server_name();
   peer_.uri_sans = session_->peer_uri_sans();
   peer_.peer_certificate_presented = session_->peer_certificate_presented();

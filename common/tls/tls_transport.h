@@ -36,7 +36,7 @@ class TlsTransport final : public net::Transport {
 
   explicit TlsTransport(std::unique_ptr<TlsSession> session);
 
-  absl::Status Start(net::Buffer& out) override;
+  absl::Status Start(const net::Address& peer, net::Buffer& out) override;
   absl::Status OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer& out) override;
   absl::Status Send(net::Buffer& app_out, net::Buffer& out) override;
   void Shutdown(net::Buffer& out) override;

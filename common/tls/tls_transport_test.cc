@@ -98,10 +98,10 @@ class TlsTransportTest : public ::testing::Test {
   }
 
   static void Connect(Endpoint& client, Endpoint& server, size_t piece = 0) {
-    client.status = client.transport->Start(client.wire_out);
+    client.status = client.transport->Start(net::Address(), client.wire_out);
     ASSERT_TRUE(client.status.ok()) << client.status;
     EXPECT_FALSE(client.wire_out.empty()) << "ClientHello";
-    ASSERT_TRUE(server.transport->Start(server.wire_out).ok());
+    ASSERT_TRUE(server.transport->Start(net::Address(), server.wire_out).ok());
     EXPECT_TRUE(server.wire_out.empty());
     Pump(client, server, piece);
   }
@@ -217,7 +217,7 @@ TEST_F(TlsTransportTest, FactoryReportsSessionErrors) {
       TlsTransport::Factory(plain_provider, {.peer_identity = SpiffeIdMatcher()});
   std::unique_ptr<net::Transport> transport = factory();
   net::Buffer out;
-  EXPECT_EQ(transport->Start(out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(transport->Start(net::Address(), out).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(transport->HandshakeComplete());
   transport->Shutdown(out);
   EXPECT_TRUE(out.empty());

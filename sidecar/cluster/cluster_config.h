@@ -75,6 +75,8 @@ struct UpstreamTlsConfig {
   std::vector<std::string> alpn;
   std::vector<std::string> expected_peer_ids;  // SPIFFE ids; empty: the endpoint's identity
   std::string ca_file;                         // non-mesh upstreams
+  // Keep session tickets per upstream address and resume with them.
+  bool session_resumption = true;
 };
 
 struct ClusterConfig {

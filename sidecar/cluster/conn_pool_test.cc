@@ -135,7 +135,7 @@ class FullBacklogListener {
 // client still waiting for the server's Finished.
 class NeverHandshakenTransport final : public net::Transport {
  public:
-  absl::Status Start(net::Buffer&) override { return absl::OkStatus(); }
+  absl::Status Start(const net::Address&, net::Buffer&) override { return absl::OkStatus(); }
   absl::Status OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer&) override {
     app_in.Move(wire_in);
     return absl::OkStatus();

@@ -48,6 +48,8 @@ struct DownstreamTlsConfig {
   std::vector<std::string> allowed_peer_ids;
   // With workload_certificate: a Secret whose trust bundle replaces the one from the CA.
   std::string trust_bundle_secret;
+  // Issue session tickets (tls::TlsContextConfig::session_tickets).
+  bool session_resumption = true;
 };
 
 // Limits and timers of the HTTP codecs on one listener. Zero durations mean "no timer".

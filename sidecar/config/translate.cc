@@ -486,6 +486,7 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
   out.secret_name = in.secret_name();
   TranslateTrustBundleSecret(scope, in.workload_certificate(), in.trust_bundle_secret(), secrets,
                              out.trust_bundle_secret);
+  out.session_resumption = !in.disable_session_resumption();
   if (!in.sni().empty() && !ValidHost(in.sni())) {
     scope.Add("tls.sni", absl::StrCat(Quote(in.sni()), " is not a host name"));
   }
@@ -1091,6 +1092,7 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
   out.secret_name = in.secret_name();
   TranslateTrustBundleSecret(scope, in.workload_certificate(), in.trust_bundle_secret(), secrets,
                              out.trust_bundle_secret);
+  out.session_resumption = !in.disable_session_resumption();
   if (in.alpn_size() > 0) {
     out.alpn.clear();
     for (int i = 0; i < in.alpn_size(); ++i) {

@@ -27,7 +27,7 @@ DownstreamTlsTransport::DownstreamTlsTransport(
 
 DownstreamTlsTransport::~DownstreamTlsTransport() = default;
 
-absl::Status DownstreamTlsTransport::Start(net::Buffer&) {
+absl::Status DownstreamTlsTransport::Start(const net::Address&, net::Buffer&) {
   // A server says nothing until the client's first bytes tell TLS from plaintext.
   return absl::OkStatus();
 }
@@ -45,7 +45,7 @@ absl::Status DownstreamTlsTransport::OnReceived(net::Buffer& wire_in, net::Buffe
     if (is_tls) {
       state_ = State::kTls;
       tls_ = tls::TlsTransport::Factory(provider_)();
-      if (absl::Status status = tls_->Start(out); !status.ok()) {
+      if (absl::Status status = tls_->Start(net::Address(), out); !status.ok()) {
         counters_.handshake_error.Inc();
         return status;
       }
@@ -71,6 +71,7 @@ absl::Status DownstreamTlsTransport::OnReceived(net::Buffer& wire_in, net::Buffe
     } else if (tls_->HandshakeComplete()) {
       handshake_counted_ = true;
       counters_.handshakes.Inc();
+      if (tls_->peer().session_resumed) counters_.resumed.Inc();
     }
   }
   return status;

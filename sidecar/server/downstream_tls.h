@@ -34,6 +34,7 @@ class DownstreamTlsTransport final : public net::Transport {
     Counter plaintext_refused;  // meshlet_downstream_cx_rejected_total{reason="plaintext_refused"}
     Counter handshake_error;  // meshlet_downstream_cx_rejected_total{reason="tls_handshake_error"}
     Counter handshakes;       // meshlet_downstream_tls_handshakes_total
+    Counter resumed;          // meshlet_downstream_tls_resumed_total (part of handshakes)
   };
 
   // `provider` must not be null.
@@ -41,7 +42,7 @@ class DownstreamTlsTransport final : public net::Transport {
                          Counters counters);
   ~DownstreamTlsTransport() override;
 
-  absl::Status Start(net::Buffer& out) override;
+  absl::Status Start(const net::Address& peer, net::Buffer& out) override;
   absl::Status OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer& out) override;
   absl::Status Send(net::Buffer& app_out, net::Buffer& out) override;
   void Shutdown(net::Buffer& out) override;

@@ -13,6 +13,9 @@
 namespace meshlet::sidecar {
 namespace {
 
+// Upstream addresses per cluster whose session tickets are kept (a few hundred bytes each).
+constexpr size_t kUpstreamSessionCacheSize = 1024;
+
 // "spiffe://td/*" allows the trust domain; anything else is one exact id.
 absl::StatusOr<tls::SpiffeIdMatcher> MatcherFor(const std::vector<std::string>& ids) {
   std::vector<std::string> exact;
@@ -54,7 +57,8 @@ std::string Fingerprint(absl::string_view role, const tls::TlsContextConfig& con
   return absl::StrCat(role, "\n", ModeName(config.client_certificate), "\n",
                       absl::StrJoin(config.alpn_protocols, ","), "\n", absl::StrJoin(peer_ids, ","),
                       "\n", config.certificate_chain_pem, "\n", config.private_key_pem, "\n",
-                      config.trust_bundle_pem);
+                      config.trust_bundle_pem, "\n", config.session_tickets, "\n",
+                      config.client_session_cache_size);
 }
 
 absl::Status NoWorkloadCertificate() {
@@ -130,6 +134,7 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.allowed_peer_ids");
     out.peer_identity = *std::move(matcher);
   }
+  out.session_tickets = in.session_resumption;
   return out;
 }
 
@@ -173,6 +178,7 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
         "tls: no trust bundle to verify the upstream with (a secret with one, or ca_file)");
   }
   out.alpn_protocols = ClusterAlpn(cluster);
+  out.client_session_cache_size = in.session_resumption ? kUpstreamSessionCacheSize : 0;
   if (!in.expected_peer_ids.empty()) {
     absl::StatusOr<tls::SpiffeIdMatcher> matcher = MatcherFor(in.expected_peer_ids);
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.expected_peer_ids");

@@ -48,7 +48,7 @@ Counter ProtocolCounter(StatsShard& shard, const std::string& listener, absl::st
 // configuration did not ask for.
 class TlsUnavailableTransport final : public net::Transport {
  public:
-  absl::Status Start(net::Buffer&) override { return Error(); }
+  absl::Status Start(const net::Address&, net::Buffer&) override { return Error(); }
   absl::Status OnReceived(net::Buffer&, net::Buffer&, net::Buffer&) override { return Error(); }
   absl::Status Send(net::Buffer&, net::Buffer&) override { return Error(); }
   void Shutdown(net::Buffer&) override {}
@@ -642,6 +642,12 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
         OrDiscard(shard.RegisterCounter("meshlet_downstream_tls_handshakes_total",
                                         "Downstream TLS handshakes completed.", labels),
                   "meshlet_downstream_tls_handshakes_total");
+    context->tls.resumed = OrDiscard(
+        shard.RegisterCounter("meshlet_downstream_tls_resumed_total",
+                              "Downstream TLS handshakes that resumed a session (no signatures; "
+                              "counted in meshlet_downstream_tls_handshakes_total too).",
+                              labels),
+        "meshlet_downstream_tls_resumed_total");
   }
   context->rejected_detect_timeout = RejectedCounter(shard, config.name, "detect_timeout");
   context->closed_before_detect = RejectedCounter(shard, config.name, "closed_before_detect");

@@ -12,7 +12,8 @@ Two measurements, both on an optimized build (`bazel build -c opt //sidecar`):
    (mTLS / plaintext) and the sidecars' CPU time per request.
 2. New handshakes: `openssl s_time -new` (a full TLS 1.3 handshake with a client certificate per
    connection, no resumption) against B's STRICT listener, two clients on core 1. B's CPU time
-   over the run (from /proc) gives handshakes per CPU-second of B, i.e. per core.
+   over the run (from /proc) gives handshakes per CPU-second of B, i.e. per core. Then the same
+   for resumed handshakes: two Python clients that offer a ticket B issued on every connection.
 
 Certificates are generated at run time with the openssl CLI. --smoke runs each part for a second
 and only checks that everything answered.
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_compare as pc  # noqa: E402  (helpers: processes, CPU time, nginx upstream)
@@ -126,6 +128,14 @@ def start_sidecar(args, name, d, config, admin_port):
                    d, cpu=0)
 
 
+def admin_counter(admin_port, name):
+    """Sum of a counter's series on a sidecar's admin /stats page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=10) as r:
+        text = r.read().decode()
+    return sum(int(line.rpartition(": ")[2]) for line in text.splitlines()
+               if line.rpartition(": ")[0].split("{")[0] == name)
+
+
 def steady_state(port, duration, sidecars, load_cpu):
     warm_up = 1
     h2load = subprocess.Popen(
@@ -144,19 +154,49 @@ def steady_state(port, duration, sidecars, load_cpu):
     return result
 
 
-def handshakes(d, port, duration, b, load_cpu):
+# A client that resumes: one full handshake and a request (a TLS 1.3 ticket arrives after the
+# handshake, so it must read), then handshake after handshake offering that session, closing each
+# connection right after its handshake as `s_time -new` does. Prints its count of resumed ones.
+RESUMING_CLIENT = r"""
+import socket, ssl, sys, time
+port, duration = int(sys.argv[1]), float(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.load_verify_locations("ca.pem")
+ctx.load_cert_chain("a.pem", "a-key.pem")
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port))) as first:
+    first.sendall(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+    while first.recv(65536):
+        pass
+    session = first.session
+resumed = 0
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), session=session) as conn:
+        resumed += conn.session_reused
+print(resumed)
+"""
+
+
+def handshakes(d, port, duration, b, load_cpu, resume=False):
+    """Handshakes in `duration` s of two clients, and B's CPU seconds meanwhile: `openssl s_time
+    -new` (a full handshake each time), or with `resume` the client above."""
+    if resume:
+        command = [sys.executable, "-c", RESUMING_CLIENT, str(port), str(duration)]
+    else:
+        command = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
+                   str(duration), "-cert", "a.pem", "-key", "a-key.pem", "-CAfile", "ca.pem"]
     before = sum(pc.cpu_seconds(b.pid))
-    clients = [subprocess.Popen(
-        ["taskset", "-c", str(load_cpu), "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
-         "-new", "-time", str(duration), "-cert", "a.pem", "-key", "a-key.pem", "-CAfile",
-         "ca.pem"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)]
+    clients = [subprocess.Popen(["taskset", "-c", str(load_cpu)] + command, cwd=d,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
     total = 0
     for c in clients:
         out, _ = c.communicate(timeout=duration + 60)
-        match = re.search(r"(\d+) connections in [\d.]+s", out)
+        match = re.search(r"^(\d+)$", out.strip()) if resume else \
+            re.search(r"(\d+) connections in [\d.]+s", out)
         if not match:
-            raise RuntimeError("openssl s_time failed:\n" + out)
+            raise RuntimeError("handshake client failed:\n" + out)
         total += int(match.group(1))
     cpu = sum(pc.cpu_seconds(b.pid)) - before
     return total, cpu
@@ -186,8 +226,8 @@ def main():
             "-p", d], d, cpu=load_cpu)
         pc.wait_ready(upstream, up_h1)
         b_mtls, b_plain, a_mtls, a_plain = (pc.free_port() for _ in range(4))
-        b = start_sidecar(args, "sidecar-b", d, sidecar_b(d, b_mtls, b_plain, up_h1),
-                          pc.free_port())
+        b_admin = pc.free_port()
+        b = start_sidecar(args, "sidecar-b", d, sidecar_b(d, b_mtls, b_plain, up_h1), b_admin)
         pc.wait_ready(b, b_plain)
         a = start_sidecar(args, "sidecar-a", d, sidecar_a(d, a_mtls, a_plain, b_mtls, b_plain),
                           pc.free_port())
@@ -201,6 +241,11 @@ def main():
                 port = a_mtls if variant == "mtls" else a_plain
                 runs[variant].append(steady_state(port, args.duration, [a, b], load_cpu))
         connections, b_cpu = handshakes(d, b_mtls, args.duration, b, load_cpu)
+        resumed, resumed_cpu = handshakes(d, b_mtls, args.duration, b, load_cpu, resume=True)
+        resumed_by_b = admin_counter(b_admin, "meshlet_downstream_tls_resumed_total")
+        if resumed == 0 or resumed_by_b < resumed:
+            raise RuntimeError(f"the clients resumed {resumed} sessions, B counted "
+                               f"{resumed_by_b}")
 
         rps = {v: pc.median([r["rps"] for r in runs[v]]) for v in runs}
         cpu = {v: pc.median([r["cpu_us_per_request"] for r in runs[v]]) for v in runs}
@@ -214,6 +259,11 @@ def main():
         print(f"new mTLS handshakes (openssl s_time -new, 2 clients, {args.duration} s): "
               f"{connections} handshakes, {connections / args.duration:.0f}/s, B used "
               f"{b_cpu:.2f} CPU-s: {connections / b_cpu if b_cpu else float('inf'):.0f} "
+              f"handshakes per CPU-second of B")
+        print(f"resumed mTLS handshakes (2 Python clients offering a ticket, {args.duration} s): "
+              f"{resumed} handshakes, {resumed / args.duration:.0f}/s, B used "
+              f"{resumed_cpu:.2f} CPU-s: "
+              f"{resumed / resumed_cpu if resumed_cpu else float('inf'):.0f} "
               f"handshakes per CPU-second of B")
         return 0
     finally:

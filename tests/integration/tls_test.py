@@ -501,6 +501,41 @@ class UpstreamTlsTest(TlsTestCase):
         self.assertIn(b"200 OK", received)
         self.assertIn(CLIENT_ID.encode(), received)
 
+    def tcp_round_trip(self, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /tcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := conn.recv(4096):
+                received += chunk
+        return received
+
+    def test_reconnections_resume_their_tls_session_and_keep_the_identity(self):
+        inbound, inbound_port = self.start_inbound()
+        out_port, tcp_port = free_port(), free_port()
+        self.start(self.outbound_config(inbound_port, out_port, tcp_port))
+        # Every proxied TCP connection opens its own upstream mTLS connection.
+        for _ in range(3):
+            received = self.tcp_round_trip(tcp_port)
+            self.assertIn(b"200 OK", received)
+            # A resumed session still tells the app who called.
+            self.assertIn(CLIENT_ID.encode(), received)
+        self.assertEqual(inbound.stat("meshlet_downstream_tls_handshakes_total"), 3)
+        self.assertEqual(inbound.stat("meshlet_downstream_tls_resumed_total"), 2)
+
+    def test_session_resumption_can_be_disabled(self):
+        port = free_port()
+        inbound = self.start(config(
+            tls_listener("inbound", port,
+                         f'{{mode: STRICT, secret_name: server-cert, allowed_peer_ids: ["{CLIENT_ID}"],'
+                         ' disable_session_resumption: true}'),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()))
+        out_port, tcp_port = free_port(), free_port()
+        self.start(self.outbound_config(port, out_port, tcp_port))
+        for _ in range(2):
+            self.assertIn(b"200 OK", self.tcp_round_trip(tcp_port))
+        self.assertEqual(inbound.stat("meshlet_downstream_tls_handshakes_total"), 2)
+        self.assertEqual(inbound.stat("meshlet_downstream_tls_resumed_total"), 0)
+
     def test_wrong_expected_peer_id_fails_with_503(self):
         _, inbound_port = self.start_inbound()
         out_port, tcp_port = free_port(), free_port()
