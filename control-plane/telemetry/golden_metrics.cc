@@ -319,6 +319,12 @@ std::vector<EdgeStats> GoldenMetrics::Query(Duration window, absl::string_view s
       a.tx += rate(newest.tx_bytes, base != nullptr ? base->tx_bytes : 0);
       a.rx += rate(newest.rx_bytes, base != nullptr ? base->rx_bytes : 0);
       a.cx += rate(newest.cx_total, base != nullptr ? base->cx_total : 0);
+      auto delta = [](uint64_t newer, uint64_t older) {
+        return newer >= older ? newer - older : 0;
+      };
+      a.edge.tx_bytes += delta(newest.tx_bytes, base != nullptr ? base->tx_bytes : 0);
+      a.edge.rx_bytes += delta(newest.rx_bytes, base != nullptr ? base->rx_bytes : 0);
+      a.edge.connections += delta(newest.cx_total, base != nullptr ? base->cx_total : 0);
       a.edge.active_requests += series.rq_active;
       ++a.edge.reporters;
     }
@@ -374,8 +380,9 @@ ServerResponse GoldenMetrics::HandleQuery(const ServerRequest& request) {
         R"(,"successRate":)", Number(e.success_rate), R"(,"latencyMs":{"p50":)", Number(e.p50_ms),
         R"(,"p95":)", Number(e.p95_ms), R"(,"p99":)", Number(e.p99_ms), R"(},"txBytesPerSecond":)",
         Number(e.tx_bytes_per_second), R"(,"rxBytesPerSecond":)", Number(e.rx_bytes_per_second),
-        R"(,"connectionsPerSecond":)", Number(e.connections_per_second), R"(,"activeRequests":)",
-        e.active_requests, R"(,"reporters":)", e.reporters, "}"));
+        R"(,"connectionsPerSecond":)", Number(e.connections_per_second), R"(,"txBytes":)",
+        e.tx_bytes, R"(,"rxBytes":)", e.rx_bytes, R"(,"connections":)", e.connections,
+        R"(,"activeRequests":)", e.active_requests, R"(,"reporters":)", e.reporters, "}"));
   }
   return ServerResponse::Json(
       200, absl::StrCat(

@@ -58,8 +58,12 @@ struct EdgeStats {
   double tx_bytes_per_second = 0;
   double rx_bytes_per_second = 0;
   double connections_per_second = 0;  // upstream connections opened
-  int64_t active_requests = 0;        // as last reported
-  size_t reporters = 0;               // sidecars contributing
+  // The same in the window, as counts (TCP proxy traffic has bytes and connections, no requests).
+  uint64_t tx_bytes = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t connections = 0;
+  int64_t active_requests = 0;  // as last reported
+  size_t reporters = 0;         // sidecars contributing
 };
 
 class GoldenMetrics {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/server/access_log.h"
 
 namespace meshlet::sidecar {
@@ -114,6 +115,9 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   }
   host_request_ = Host::RequestGuard(*host_);
   ++host_->stats().rq_total;
+  // The cluster's own series too (connections opened, bytes each way), which the golden metrics
+  // report per source -> destination, as for HTTP.
+  if (cluster_.stats != nullptr) cluster_.stats->cx_total.Inc();
   upstream_closed_ = false;
   upstream_ = net::Connection::Connect(loop_, host_->address(), cluster->config().connect_timeout,
                                        transport);
@@ -121,6 +125,7 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   if (!initial_bytes.empty()) {
     received_bytes_ += initial_bytes.length();
     stats_.received_bytes.Inc(initial_bytes.length());
+    if (cluster_.stats != nullptr) cluster_.stats->tx_bytes.Inc(initial_bytes.length());
     upstream_->Write(initial_bytes);
   }
 }
@@ -159,9 +164,11 @@ void TcpProxy::OnSideData(bool upstream, net::Buffer& data, bool end_stream) {
   if (upstream) {
     sent_bytes_ += n;
     stats_.sent_bytes.Inc(n);
+    if (cluster_.stats != nullptr) cluster_.stats->rx_bytes.Inc(n);
   } else {
     received_bytes_ += n;
     stats_.received_bytes.Inc(n);
+    if (cluster_.stats != nullptr) cluster_.stats->tx_bytes.Inc(n);
   }
   net::Connection* other = Other(upstream);
   if (other == nullptr || other->closed()) {

@@ -165,6 +165,32 @@ class ControlPlaneCase(base.SidecarTestCase):
 
 
 class TelemetryTest(ControlPlaneCase):
+    def test_tcp_proxy_traffic_is_in_the_golden_metrics(self):
+        # An opaque TCP hop: no requests, but bytes each way and connections on its edge.
+        echo = base.EchoServer()
+        self.addCleanup(echo.close)
+        port = free_port()
+        self.sidecar("worker", "node: {id: worker-0, service: worker}\n"
+                     + base.config_yaml(base.tcp_listener("redis-out", port, "redis"),
+                                        cluster("redis", echo.port))
+                     + self.metrics_report())
+        for _ in range(3):
+            self.assertEqual(base.echo_round_trip(port, b"x" * 10000), b"x" * 10000)
+        edge = {}
+
+        def reported():
+            for e in self.api("/api/v1/stat?window=1m")["items"]:
+                if (e["source"], e["destination"]) == ("worker", "redis"):
+                    edge.update(e)
+                    # 30 000 bytes each way over three connections, all reported.
+                    return (e["txBytes"], e["rxBytes"], e["connections"]) == (30000, 30000, 3)
+            return False
+        self.assertTrue(wait_for(reported, 10), edge)
+        self.assertEqual(edge["requests"], 0)
+        self.assertGreater(edge["txBytesPerSecond"], 0)
+        self.assertGreater(edge["rxBytesPerSecond"], 0)
+        self.assertGreater(edge["connectionsPerSecond"], 0)
+
     def test_a_trace_through_three_services_with_a_retry(self):
         self.three_services()
         # frontend, backend: server + client each; db: server + two client attempts.
