@@ -254,7 +254,12 @@ def main():
         for v in ("plain", "mtls"):
             print(f"  {v:5}  {rps[v]:10.0f} requests/s  {cpu[v]:6.1f} us CPU per request "
                   f"(both sidecars)   runs: {[round(r['rps']) for r in runs[v]]}")
-        print(f"  mTLS / plaintext: {rps['mtls'] / rps['plain']:.2f} of the requests/s, "
+        # Each round runs both variants back to back, so its ratio compares like with like on a
+        # machine whose load drifts; the median of the rounds' ratios is the steadier figure.
+        paired = [m["rps"] / p["rps"] for m, p in zip(runs["mtls"], runs["plain"])]
+        print(f"  mTLS / plaintext: {rps['mtls'] / rps['plain']:.2f} of the requests/s "
+              f"(median of the rounds' ratios {pc.median(paired):.2f}: "
+              f"{[round(r, 2) for r in paired]}), "
               f"{cpu['mtls'] / cpu['plain']:.2f} x the CPU per request")
         print(f"new mTLS handshakes (openssl s_time -new, 2 clients, {args.duration} s): "
               f"{connections} handshakes, {connections / args.duration:.0f}/s, B used "
