@@ -390,7 +390,8 @@ class Translator {
         }
       }
     }
-    SetUpstreamMtls(s, subset, MtlsMode(tp), cluster);
+    const std::string mode = MtlsMode(tp);
+    const bool mtls = SetUpstreamMtls(s, subset, mode, cluster);
     // Endpoints: registered workloads of the service (matching the selector and the subset).
     xds::ClusterLoadAssignment assignment;
     assignment.set_cluster_name(name);
@@ -415,7 +416,15 @@ class Translator {
       for (const auto& [key, value] : w->labels) {
         if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
       }
-      if (!w->service_account.empty()) e->set_identity(SpiffeId(*w));
+      // Automatic mTLS per endpoint: in PERMISSIVE, a member without a certificate to answer
+      // with is reached in plaintext while the others get mTLS; each mTLS endpoint must
+      // present exactly its own identity.
+      const bool has_certificate = HasCertificate(*w);
+      if (mtls && !has_certificate && mode != "STRICT") {
+        e->set_plaintext(true);
+      } else if (!w->service_account.empty() && (has_certificate || mtls)) {
+        e->set_identity(SpiffeId(*w));
+      }
     }
     endpoints_[name] = std::move(assignment);
     return clusters_.emplace(name, std::move(cluster)).first->first;
@@ -432,21 +441,28 @@ class Translator {
                         w.service_account);
   }
 
+  // A member that can answer mTLS: it announces a workload certificate, which names its
+  // service account.
+  static bool HasCertificate(const Workload& w) {
+    return w.workload_certificate && !w.service_account.empty();
+  }
+
   // Mesh mTLS to a service's sidecars, with this node's workload certificate: when the service's
-  // mode is not DISABLE and each member (of the subset) has a certificate to answer with, or the
-  // mode is STRICT (plaintext would be refused anyway). The upstream must present one of the
-  // members' SPIFFE ids.
-  void SetUpstreamMtls(const ServiceView& s, const std::map<std::string, std::string>& subset,
+  // mode is not DISABLE and some member (of the subset) has a certificate to answer with, or the
+  // mode is STRICT (plaintext would be refused anyway). In PERMISSIVE the members without one are
+  // marked plaintext on their endpoints. The upstream must present one of the members' SPIFFE ids
+  // (and each endpoint exactly its own). Returns whether the cluster uses mTLS.
+  bool SetUpstreamMtls(const ServiceView& s, const std::map<std::string, std::string>& subset,
                        const std::string& mode, xds::Cluster& cluster) const {
-    if (!self_.workload_certificate || mode == "DISABLE") return;
+    if (!self_.workload_certificate || mode == "DISABLE") return false;
     std::set<std::string> ids;
-    bool all_have_certificates = true;
+    bool any_has_certificate = false;
     for (const Workload* w : s.members) {
       if (!Matches(subset, w->labels)) continue;
-      all_have_certificates &= w->workload_certificate && !w->service_account.empty();
+      any_has_certificate |= HasCertificate(*w);
       if (!w->service_account.empty()) ids.insert(SpiffeId(*w));
     }
-    if (!all_have_certificates && mode != "STRICT") return;
+    if (!any_has_certificate && mode != "STRICT") return false;
     xds::UpstreamTls* tls = cluster.mutable_tls();
     tls->set_enabled(true);
     tls->set_workload_certificate(true);
@@ -454,10 +470,12 @@ class Translator {
       tls->set_trust_bundle_secret(std::string(kTrustBundleSecret));
     }
     if (ids.empty()) {
-      // No member yet: any identity of the service's namespace, until members register.
-      ids.insert(absl::StrCat("spiffe://", TrustDomain(), "/ns/", s.namespace_, "/sa/*"));
+      // STRICT before any member with a service account registered: any identity of the mesh's
+      // trust domain (an id pattern narrower than a trust domain cannot be expressed).
+      ids.insert(absl::StrCat("spiffe://", TrustDomain(), "/*"));
     }
     for (const std::string& id : ids) tls->add_expected_peer_ids(id);
+    return true;
   }
 
   std::string TrustDomain() const {

@@ -291,7 +291,9 @@ TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
   EXPECT_EQ(all->endpoints(0).health(), xds::Endpoint::HEALTHY);
   EXPECT_EQ(all->endpoints(1).address(), "10.0.1.2:15006");
   EXPECT_EQ(all->endpoints(1).health(), xds::Endpoint::UNHEALTHY);  // app not ready
-  EXPECT_EQ(all->endpoints(0).identity(), "spiffe://cluster.local/ns/default/sa/reviews");
+  // Without workload certificates no endpoint presents an identity (MeshMtls... below).
+  EXPECT_EQ(all->endpoints(0).identity(), "");
+  EXPECT_FALSE(all->endpoints(0).plaintext());
   const xds::ClusterLoadAssignment* v2 = Assignment(r, "outbound|9080|version=v2|reviews.default");
   ASSERT_NE(v2, nullptr);
   ASSERT_EQ(v2->endpoints_size(), 1);
@@ -481,15 +483,64 @@ TEST_F(TranslatorTest, MeshMtlsWithWorkloadCertificates) {
   ASSERT_EQ(v1->tls().expected_peer_ids_size(), 1);
   EXPECT_EQ(v1->tls().expected_peer_ids(0), "spiffe://cluster.local/ns/default/sa/reviews");
 
-  // A member without a certificate cannot answer mTLS: PERMISSIVE falls back to plaintext,
-  // STRICT keeps mTLS (the member refuses plaintext anyway).
+  // Each endpoint must present exactly its own identity.
+  auto endpoint_tls = [&](absl::string_view cluster) {
+    std::vector<std::pair<std::string, std::string>> out;  // (address, identity or "plaintext")
+    for (const xds::Endpoint& e : Assignment(r, cluster)->endpoints()) {
+      out.emplace_back(e.address(), e.plaintext() ? "plaintext" : e.identity());
+    }
+    return out;
+  };
+  using EndpointTls = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(
+      endpoint_tls("outbound|9080||reviews.default"),
+      (EndpointTls{{"10.0.1.1:15006", "spiffe://cluster.local/ns/default/sa/reviews"},
+                   {"10.0.1.2:15006", "spiffe://cluster.local/ns/default/sa/reviews"},
+                   {"10.0.2.1:15006", "spiffe://cluster.local/ns/default/sa/reviews-canary"}}));
+
+  // Automatic mTLS per endpoint: a member without a certificate cannot answer mTLS, so in
+  // PERMISSIVE it alone is reached in plaintext while the cluster keeps mTLS for the others.
   registry_.workloads[2].workload_certificate = false;
   r = Translate(policy_, registry_, node_, options);
+  const xds::Cluster* mixed = Named(r.clusters, "outbound|9080|version=v1|reviews.default");
+  ASSERT_TRUE(mixed->tls().enabled());
+  EXPECT_TRUE(mixed->tls().workload_certificate());
+  EXPECT_EQ(endpoint_tls("outbound|9080|version=v1|reviews.default"),
+            (EndpointTls{{"10.0.1.1:15006", "spiffe://cluster.local/ns/default/sa/reviews"},
+                         {"10.0.1.2:15006", "plaintext"}}));
+  EXPECT_EQ(endpoint_tls("outbound|9080||reviews.default")[1],
+            (std::pair<std::string, std::string>{"10.0.1.2:15006", "plaintext"}));
+  EXPECT_EQ(
+      endpoint_tls("outbound|9080|version=v2|reviews.default"),
+      (EndpointTls{{"10.0.2.1:15006", "spiffe://cluster.local/ns/default/sa/reviews-canary"}}));
+  // No member with a certificate: plaintext as a whole, nothing marked per endpoint.
+  registry_.workloads[1].workload_certificate = false;
+  r = Translate(policy_, registry_, node_, options);
   EXPECT_FALSE(Named(r.clusters, "outbound|9080|version=v1|reviews.default")->has_tls());
-  EXPECT_TRUE(Named(r.clusters, "outbound|9080|version=v2|reviews.default")->tls().enabled());
+  EXPECT_EQ(endpoint_tls("outbound|9080|version=v1|reviews.default"),
+            (EndpointTls{{"10.0.1.1:15006", ""}, {"10.0.1.2:15006", ""}}));
+  // STRICT keeps mTLS to every member (a member refuses plaintext anyway), each with the
+  // identity its service account gives it.
   policy_.traffic_policies[0].mutable_spec()->set_mtls("STRICT");
   r = Translate(policy_, registry_, node_, options);
   EXPECT_TRUE(Named(r.clusters, "outbound|9080|version=v1|reviews.default")->tls().enabled());
+  EXPECT_EQ(endpoint_tls("outbound|9080|version=v1|reviews.default"),
+            (EndpointTls{{"10.0.1.1:15006", "spiffe://cluster.local/ns/default/sa/reviews"},
+                         {"10.0.1.2:15006", "spiffe://cluster.local/ns/default/sa/reviews"}}));
+  // A subset without members (none has version v3) expects any identity of the trust domain: a
+  // narrower pattern cannot be expressed, and an id pattern the sidecar cannot compile would make
+  // it refuse the whole configuration.
+  (*policy_.http_routes[0]
+        .mutable_spec()
+        ->mutable_rules(0)
+        ->mutable_backends(0)
+        ->mutable_subset())["version"] = "v3";
+  r = Translate(policy_, registry_, node_, options);
+  const xds::Cluster* empty = Named(r.clusters, "outbound|9080|version=v3|reviews.default");
+  ASSERT_NE(empty, nullptr);
+  EXPECT_EQ(std::vector<std::string>(empty->tls().expected_peer_ids().begin(),
+                                     empty->tls().expected_peer_ids().end()),
+            (std::vector<std::string>{"spiffe://cluster.local/*"}));
 
   // DISABLE: plaintext both ways.
   pb::MeshConfig mesh;

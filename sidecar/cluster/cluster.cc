@@ -44,7 +44,8 @@ bool SameBreakerConfig(const std::optional<resilience::ConsecutiveFailureBreaker
 
 Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
                  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
-                 const Clock& clock, CodecFactories codecs, net::TransportFactory transport_factory)
+                 const Clock& clock, CodecFactories codecs,
+                 EndpointTransportFactory transport_factory)
     : loop_(loop),
       config_(config),
       thresholds_(std::move(thresholds)),
@@ -100,13 +101,21 @@ void Cluster::Update(const ClusterConfig& config) {
 void Cluster::ApplyEndpoints(const ClusterConfig& config) {
   ++stats_.membership_updates;
   std::vector<HostSharedPtr> removed = hosts_.Update(config.endpoints);
-  for (const HostSharedPtr& host : removed) {
-    auto it = pools_.find(host->id());
-    if (it == pools_.end()) continue;
+  auto drain_host = [this](absl::flat_hash_map<uint64_t, HostPools>::iterator it) {
     HostPools pools = std::move(it->second);
     pools_.erase(it);
     DrainPool(std::move(pools.http1));
     DrainPool(std::move(pools.http2));
+  };
+  for (const HostSharedPtr& host : removed) {
+    auto it = pools_.find(host->id());
+    if (it != pools_.end()) drain_host(it);
+  }
+  // A host that stays but now wants another transport (it got a sidecar, or another identity):
+  // its connections were made for the old settings, so new requests get new pools.
+  for (const HostSharedPtr& host : hosts_.hosts()) {
+    auto it = pools_.find(host->id());
+    if (it != pools_.end() && it->second.tls != host->tls()) drain_host(it);
   }
   if (outlier_ != nullptr) {
     std::vector<uint64_t> ids;
@@ -173,7 +182,7 @@ http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream) const {
 
 ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
   const http::Protocol protocol = UpstreamProtocol(downstream);
-  HostPools& pools = pools_[host.id()];
+  HostPools& pools = EntryFor(host);
   std::unique_ptr<ConnPool>& slot = protocol == http::Protocol::kHttp2 ? pools.http2 : pools.http1;
   if (slot == nullptr) {
     HostSharedPtr shared;
@@ -185,7 +194,8 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
     options.protocol = protocol;
     options.config = config_.pool;
     options.connect_timeout = config_.connect_timeout;
-    options.transport_factory = transport_factory_;
+    options.transport_factory = pools.transport;
+    options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
     const CodecFactory& factory =
         protocol == http::Protocol::kHttp2 ? codecs_.http2 : codecs_.http1;
     CHECK(factory != nullptr) << "no codec for " << http::ProtocolName(protocol);
@@ -193,6 +203,20 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
                                       std::move(options));
   }
   return *slot;
+}
+
+const net::TransportFactory& Cluster::TransportFor(const Host& host) {
+  return EntryFor(host).transport;
+}
+
+Cluster::HostPools& Cluster::EntryFor(const Host& host) {
+  auto [it, inserted] = pools_.try_emplace(host.id());
+  HostPools& entry = it->second;
+  if (inserted) {
+    entry.tls = host.tls();
+    if (transport_factory_ != nullptr) entry.transport = transport_factory_(entry.tls);
+  }
+  return entry;
 }
 
 void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe,

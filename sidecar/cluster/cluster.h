@@ -4,6 +4,9 @@
 // the outlier detector and one connection pool per host and protocol (created on first use), and
 // wires them together: results the router reports feed the detector; ejected hosts get the
 // kOutlierEjected flag, which the load balancer skips; a half-open host gets exactly one probe.
+// Each host's connections get the transport its EndpointTlsConfig calls for (the cluster's TLS,
+// narrowed to the endpoint's identity, or plaintext), from the EndpointTransportFactory the
+// cluster was made with.
 //
 // Life of a request through it (router's view):
 //   HostSelection sel = cluster.ChooseHost({.hosts_to_avoid = tried});   // null host: 503
@@ -15,7 +18,9 @@
 //
 // Update() applies a new config: hosts that remain keep their pools and state; pools of removed
 // hosts drain (their in-flight requests finish) and are destroyed once idle. A change to the pool
-// settings drains every pool, and new requests get pools with the new settings.
+// settings drains every pool, and new requests get pools with the new settings; so does a change
+// to one host's TLS settings for that host's pools. The cluster's own TLS settings never change
+// (the owner replaces a cluster whose tls changed, see cluster_manager.h).
 //
 // Ownership and threading: one Cluster per cluster per worker, on that worker's loop; the Loop,
 // Random and Clock must outlive it. The CircuitBreakerThresholds are shared by every worker's
@@ -80,7 +85,7 @@ class Cluster {
   Cluster(event::Loop& loop, const ClusterConfig& config,
           std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
           const Clock& clock, CodecFactories codecs,
-          net::TransportFactory transport_factory = nullptr);
+          EndpointTransportFactory transport_factory = nullptr);
   ~Cluster();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -94,6 +99,9 @@ class Cluster {
   http::Protocol UpstreamProtocol(http::Protocol downstream) const;
   // The pool for `host` (a host of this cluster) and the upstream protocol for `downstream`.
   ConnPool& PoolFor(Host& host, http::Protocol downstream);
+  // The transport of new connections to `host` (a host in this cluster's set), made once per
+  // host; null: plaintext, which is also what a cluster made without a transport factory gets.
+  const net::TransportFactory& TransportFor(const Host& host);
 
   // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA.
   void RecordResult(Host& host, resilience::HostResult result, bool probe,
@@ -123,6 +131,8 @@ class Cluster {
     Counter breaker_opened;   // meshlet_upstream_cf_breaker_opened_total{cluster}
     Gauge ejections_active;   // meshlet_upstream_outlier_ejections_active{cluster}
     Counter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
+    // meshlet_upstream_cx_tls_handshake_fail_total{cluster}, handed to the pools.
+    Counter tls_handshake_failures;
   };
   void SetStatHandles(const StatHandles& handles);
 
@@ -139,12 +149,17 @@ class Cluster {
   size_t pool_count() const;
 
  private:
+  // What the cluster keeps per host: its transport and the pools made with it.
   struct HostPools {
+    EndpointTlsConfig tls;  // the host's settings `transport` was made for
+    net::TransportFactory transport;
     std::unique_ptr<ConnPool> http1;
     std::unique_ptr<ConnPool> http2;
   };
 
   void ApplyEndpoints(const ClusterConfig& config);
+  // The entry of `host`, created with its transport on first use.
+  HostPools& EntryFor(const Host& host);
   void RebuildLoadBalancer();
   // Mirrors the detector's ejections onto host flags when its version moved.
   void SyncOutlierFlags();
@@ -160,7 +175,7 @@ class Cluster {
   Random& random_;
   const Clock& clock_;
   CodecFactories codecs_;
-  net::TransportFactory transport_factory_;
+  EndpointTransportFactory transport_factory_;
 
   HostSet hosts_;
   std::unique_ptr<LoadBalancer> lb_;

@@ -5,6 +5,7 @@
 // works on these structs, never on protobuf types. Defaults are design.md §6's.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "common/base/clock.h"
 #include "common/net/address.h"
+#include "common/net/transport.h"
 #include "sidecar/resilience/circuit_breaker.h"
 #include "sidecar/resilience/consecutive_failure_breaker.h"
 #include "sidecar/resilience/outlier_detector.h"
@@ -25,12 +27,29 @@ enum class UpstreamProtocol { kHttp1, kHttp2, kSameAsDownstream };
 
 enum class EndpointHealth { kHealthy, kUnhealthy, kDraining };
 
+// How connections to one endpoint are secured within its cluster's `tls`.
+struct EndpointTlsConfig {
+  // The cluster's TLS does not apply: connect in plaintext (a member without a sidecar next to
+  // members reached over mTLS). Set by the configuration, never by a failed handshake.
+  bool plaintext = false;
+  // With TLS: the SPIFFE id the endpoint must present, exactly, on top of the cluster's
+  // expected_peer_ids. Empty: the cluster's expected_peer_ids alone.
+  std::string identity;
+
+  friend bool operator==(const EndpointTlsConfig& a, const EndpointTlsConfig& b) {
+    return a.plaintext == b.plaintext && a.identity == b.identity;
+  }
+  friend bool operator!=(const EndpointTlsConfig& a, const EndpointTlsConfig& b) {
+    return !(a == b);
+  }
+};
+
 struct EndpointConfig {
   net::Address address;
   uint32_t weight = 1;
   EndpointHealth health = EndpointHealth::kHealthy;
   std::map<std::string, std::string> labels;
-  std::string identity;  // SPIFFE id the endpoint presents (mesh mTLS); empty if unknown
+  EndpointTlsConfig tls;
 };
 
 struct ConnectionPoolConfig {
@@ -73,8 +92,10 @@ struct UpstreamTlsConfig {
   std::string trust_bundle_secret;
   std::string sni;
   std::vector<std::string> alpn;
-  std::vector<std::string> expected_peer_ids;  // SPIFFE ids; empty: the endpoint's identity
-  std::string ca_file;                         // non-mesh upstreams
+  // SPIFFE ids ("spiffe://td/*": a whole trust domain); empty: any peer the trust bundle
+  // verifies. An endpoint's own identity narrows this to one id.
+  std::vector<std::string> expected_peer_ids;
+  std::string ca_file;  // non-mesh upstreams
   // Keep session tickets per upstream address and resume with them.
   bool session_resumption = true;
 };
@@ -95,5 +116,16 @@ struct ClusterConfig {
   UpstreamTlsConfig tls;
   ConnectionPoolConfig pool;
 };
+
+// Whether connections to an endpoint with `endpoint` settings use the cluster's TLS.
+inline bool UsesTls(const ClusterConfig& cluster, const EndpointTlsConfig& endpoint) {
+  return cluster.tls.enabled && !endpoint.plaintext;
+}
+
+// Makes the transport of the connections to one endpoint of a cluster; a null factory means
+// plaintext. Made once per cluster (it holds what the cluster's TLS needs, e.g. the context
+// provider) and called once per endpoint and connection pool, never per request.
+using EndpointTransportFactory =
+    std::function<net::TransportFactory(const EndpointTlsConfig& endpoint)>;
 
 }  // namespace meshlet::sidecar

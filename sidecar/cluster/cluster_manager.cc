@@ -175,7 +175,7 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
     LOG(ERROR) << "cluster " << config->name << ": stats not registered: " << stats.status();
     stats = UpstreamStats();
   }
-  net::TransportFactory transport;
+  EndpointTransportFactory transport;
   if (options_.transport_factory) transport = options_.transport_factory(*config);
   CodecFactories codecs = MakeCodecFactories(*stats);
   auto entry =
@@ -186,6 +186,7 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
       .breaker_opened = entry->stats.cf_breaker_opened,
       .ejections_active = entry->stats.outlier_ejections_active,
       .ejections_total = entry->stats.outlier_ejections,
+      .tls_handshake_failures = entry->stats.cx_tls_handshake_fail,
   });
   return entry;
 }

@@ -7,9 +7,10 @@
 // is still present, passing it the new config (Cluster::Update keeps what did not change), creates
 // new ones, and drains removed ones: their pools stop taking requests and close once their
 // streams end. A cluster whose TLS settings (UpstreamTlsConfig) changed is replaced the same way,
-// since its pools keep the transport factory they were made with. A removed cluster stays alive for
-// as long as a request in flight holds its ClusterRef, so nothing is pulled out from under a
-// request.
+// since its pools keep the transport factory they were made with; a change to one endpoint's TLS
+// settings (EndpointTlsConfig) only renews that host's pools (Cluster::Update). A removed cluster
+// stays alive for as long as a request in flight holds its ClusterRef, so nothing is pulled out
+// from under a request.
 //
 // Per-cluster stats (UpstreamStats) are registered on the worker's StatsShard when a cluster is
 // first created; the codec factories count every upstream connection they make.
@@ -88,9 +89,9 @@ class SharedClusterLimits {
 absl::string_view ThresholdName(resilience::ResourceKind kind);
 
 struct ClusterManagerOptions {
-  // The transport for a cluster's upstream connections (TLS); unset, or returning null, means
-  // plaintext.
-  std::function<net::TransportFactory(const ClusterConfig&)> transport_factory;
+  // The transports of a cluster's upstream connections, per endpoint (TLS, or plaintext for an
+  // endpoint that says so); unset, or returning null, means plaintext. Called once per cluster.
+  std::function<EndpointTransportFactory(const ClusterConfig&)> transport_factory;
   http::h1::CodecOptions http1;
   http::h2::Http2Options http2;
 };

@@ -12,6 +12,8 @@
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/net/buffer.h"
+#include "common/net/transport.h"
+#include "common/stats/stats.h"
 #include "gtest/gtest.h"
 #include "sidecar/cluster/fake_codec.h"
 
@@ -22,6 +24,7 @@ using resilience::HostResult;
 using std::chrono::seconds;
 using testing::FakeClientConnection;
 using testing::FakeUpstream;
+using testing::RefusedTlsTransport;
 
 EndpointConfig Endpoint(const net::Address& address) {
   EndpointConfig e;
@@ -180,6 +183,72 @@ TEST_F(ClusterTest, RequestThroughTheClusterAndPoolsSurviveUpdates) {
   ASSERT_TRUE(loop_.RunUntil([&] { return cluster->pool_count() == 0; }, seconds(10)));
   loop_.RunUntilIdle();
   EXPECT_EQ(thresholds_->Active(resilience::ResourceKind::kConnection), 0u);
+}
+
+TEST_F(ClusterTest, EachEndpointGetsTheTransportItsTlsSettingsAskFor) {
+  FakeUpstream meshed(loop_);
+  FakeUpstream plain(loop_);
+  ClusterConfig config = Config({Endpoint(meshed.address()), Endpoint(plain.address())});
+  config.tls.enabled = true;
+  config.endpoints[0].tls.identity = "spiffe://td/ns/default/sa/backend";
+  config.endpoints[1].tls.plaintext = true;
+  std::vector<EndpointTlsConfig> made;  // what the factory was asked for, in order
+  EndpointTransportFactory transports = [&made](const EndpointTlsConfig& endpoint) {
+    made.push_back(endpoint);
+    return endpoint.plaintext ? nullptr : RefusedTlsTransport::Factory();
+  };
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  absl::StatusOr<Counter> tls_failures =
+      shard->RegisterCounter("meshlet_test_tls_failures_total", "TLS handshakes that failed.", {});
+  ASSERT_TRUE(tls_failures.ok()) << tls_failures.status();
+  auto cluster = std::make_unique<Cluster>(
+      loop_, config, thresholds_, random_, clock_,
+      CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})},
+      transports);
+  cluster->SetStatHandles({.tls_handshake_failures = *tls_failures});
+  Host& meshed_host = *cluster->host_set().Find(meshed.address());
+  Host& plain_host = *cluster->host_set().Find(plain.address());
+  auto request_to = [&](Host& host) {
+    Request request;
+    cluster->PoolFor(host, http::Protocol::kHttp11).NewStream(request, request);
+    EXPECT_TRUE(loop_.RunUntil([&] { return request.done(); }, seconds(10)));
+    return request;
+  };
+
+  // The plaintext endpoint is reached without TLS.
+  EXPECT_EQ(cluster->TransportFor(plain_host), nullptr);
+  EXPECT_EQ(request_to(plain_host).status, 200);
+  ASSERT_EQ(plain.requests().size(), 1u);
+  // The other keeps the cluster's TLS: its failed handshake is a connect failure, counted, and
+  // nothing reaches the endpoint in plaintext.
+  EXPECT_NE(cluster->TransportFor(meshed_host), nullptr);
+  Request refused = request_to(meshed_host);
+  ASSERT_TRUE(refused.failure.has_value());
+  EXPECT_EQ(*refused.failure, PoolFailureReason::kConnectFailure);
+  EXPECT_TRUE(meshed.requests().empty());
+  ConnPool& meshed_pool = cluster->PoolFor(meshed_host, http::Protocol::kHttp11);
+  EXPECT_EQ(meshed_pool.stats().cx_tls_handshake_fail, 1u);
+  EXPECT_EQ(meshed_host.stats().cx_connect_fail, 1u);
+  const StatsSnapshot stats = registry.Snapshot();
+  ASSERT_NE(stats.Find("meshlet_test_tls_failures_total", {}), nullptr);
+  EXPECT_EQ(stats.Find("meshlet_test_tls_failures_total", {})->counter, 1u);
+  // One transport per endpoint, made for its own settings.
+  ASSERT_EQ(made.size(), 2u);
+  EXPECT_TRUE(made[0].plaintext);
+  EXPECT_EQ(made[1].identity, "spiffe://td/ns/default/sa/backend");
+
+  // The meshed endpoint loses its sidecar: its pools are renewed with a plaintext transport; the
+  // other endpoint keeps its pool.
+  ConnPool* plain_pool = &cluster->PoolFor(plain_host, http::Protocol::kHttp11);
+  config.endpoints[0].tls = EndpointTlsConfig{.plaintext = true};
+  cluster->Update(config);
+  EXPECT_EQ(&cluster->PoolFor(plain_host, http::Protocol::kHttp11), plain_pool);
+  EXPECT_EQ(cluster->TransportFor(meshed_host), nullptr);
+  EXPECT_EQ(request_to(meshed_host).status, 200);
+  EXPECT_EQ(meshed.requests().size(), 1u);
+  ASSERT_EQ(made.size(), 3u);
+  EXPECT_TRUE(made[2].plaintext);
 }
 
 TEST_F(ClusterTest, UpstreamProtocolFollowsConfig) {

@@ -430,11 +430,20 @@ void ConnPool::Client::OnClose(net::CloseReason reason, const absl::Status& deta
     }
     ++pool.host_->stats().cx_connect_fail;
   } else if (!established && (!local || remote_close_counted_)) {
-    // Closed by the peer (reset, or an EOF we answered with Close) mid-handshake.
+    // Closed by the peer (reset, or an EOF we answered with Close) mid-handshake, or the handshake
+    // failed.
     ++pool.stats_.cx_connect_fail;
     ++pool.host_->stats().cx_connect_fail;
   } else if (connected && !local && !remote_close_counted_) {
     ++pool.stats_.cx_remote_close;
+  }
+  if (reason == net::CloseReason::kTransportError && !established) {
+    // A certificate or identity refused, either way: worth a line, and never a reason to try
+    // plaintext instead.
+    ++pool.stats_.cx_tls_handshake_fail;
+    pool.options_.tls_handshake_failures.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "upstream " << pool.host_->address().ToString()
+                             << ": TLS handshake failed: " << detail.message();
   }
   std::string details(net::CloseReasonName(reason));
   if (!detail.ok()) absl::StrAppend(&details, ": ", detail.message());

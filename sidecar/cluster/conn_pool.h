@@ -55,6 +55,7 @@
 #include "common/http/codec.h"
 #include "common/net/connection.h"
 #include "common/net/transport.h"
+#include "common/stats/stats.h"
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/host.h"
 #include "sidecar/resilience/circuit_breaker.h"
@@ -87,9 +88,10 @@ using CodecFactory = std::function<std::unique_ptr<http::ClientConnection>(
 
 // Plain counters (monotonic) for the stats layer.
 struct ConnPoolStats {
-  uint64_t cx_total = 0;         // connections created
-  uint64_t cx_closed = 0;        // connections closed, whatever the reason
-  uint64_t cx_connect_fail = 0;  // refused, unreachable, or closed before the TLS handshake
+  uint64_t cx_total = 0;               // connections created
+  uint64_t cx_closed = 0;              // connections closed, whatever the reason
+  uint64_t cx_connect_fail = 0;        // refused, unreachable, or closed before the TLS handshake
+  uint64_t cx_tls_handshake_fail = 0;  // of those: the TLS handshake failed (certificate, identity)
   uint64_t cx_connect_timeout = 0;
   uint64_t cx_idle_timeout = 0;   // closed after idle_timeout
   uint64_t cx_remote_close = 0;   // closed by the peer
@@ -112,6 +114,8 @@ struct ConnPoolOptions {
   Duration connect_timeout = std::chrono::seconds(1);
   // One Transport per upstream connection (TLS); null means plaintext.
   net::TransportFactory transport_factory;
+  // Counts connections whose TLS handshake failed (meshlet_upstream_cx_tls_handshake_fail_total).
+  Counter tls_handshake_failures;
   net::ConnectionOptions connection;
 };
 

@@ -8,6 +8,8 @@
 //   FakeUpstream          a server on 127.0.0.1:0 (real sockets) that speaks the same protocol,
 //                         answers requests automatically or on command, and can close
 //                         connections or send GOAWAY.
+//   RefusedTlsTransport   a net::Transport whose handshake always fails, as TLS to a peer that
+//                         presents the wrong identity does; it sends nothing.
 //
 // Wire format (ids are per connection, starting at 1):
 //   client → upstream   "REQ <id> <path>"    request headers (path from :path, "/" if absent)
@@ -42,6 +44,7 @@
 #include "common/net/address.h"
 #include "common/net/connection.h"
 #include "common/net/listener.h"
+#include "common/net/transport.h"
 #include "sidecar/cluster/conn_pool.h"
 
 namespace meshlet::sidecar::testing {
@@ -153,6 +156,26 @@ class FakeUpstream {
   std::vector<std::unique_ptr<Conn>> connections_;
   std::vector<Request> requests_;
   std::vector<bool> answered_;
+};
+
+class RefusedTlsTransport final : public net::Transport {
+ public:
+  static net::TransportFactory Factory() {
+    return [] { return std::make_unique<RefusedTlsTransport>(); };
+  }
+
+  absl::Status Start(const net::Address&, net::Buffer&) override { return Refused(); }
+  absl::Status OnReceived(net::Buffer&, net::Buffer&, net::Buffer&) override { return Refused(); }
+  absl::Status Send(net::Buffer&, net::Buffer&) override { return Refused(); }
+  void Shutdown(net::Buffer&) override {}
+  bool HandshakeComplete() const override { return false; }
+  const net::PeerInfo& peer() const override { return peer_; }
+
+ private:
+  static absl::Status Refused() {
+    return absl::PermissionDeniedError("peer identity is not the endpoint's");
+  }
+  net::PeerInfo peer_;
 };
 
 }  // namespace meshlet::sidecar::testing

@@ -162,11 +162,14 @@ absl::flat_hash_set<net::Address> SharedHostHealth::Unhealthy(absl::string_view 
 
 class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
  public:
-  HostCheck(HealthChecker& checker, const net::Address& address, bool healthy)
+  HostCheck(HealthChecker& checker, const EndpointConfig& endpoint, bool healthy)
       : checker_(checker),
+        tls_(endpoint.tls),
+        transport_(checker.transport_factory_ != nullptr ? checker.transport_factory_(tls_)
+                                                         : nullptr),
         interval_timer_(checker.loop_, [this] { StartCheck(); }),
         timeout_timer_(checker.loop_, [this] { Finish(false, "timeout"); }) {
-    state_.address = address;
+    state_.address = endpoint.address;
     state_.healthy = healthy;
     const Duration interval = checker.config_.interval;
     // The first check soon, spread over the first tenth of an interval.
@@ -176,6 +179,7 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
   ~HostCheck() override { CloseConnection(); }
 
   const HostState& state() const { return state_; }
+  const EndpointTlsConfig& tls() const { return tls_; }
 
   // net::ConnectionCallbacks
   void OnConnected() override {
@@ -221,8 +225,8 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
     response_.clear();
     closed_ = false;
     in_flight_ = true;
-    connection_ = net::Connection::Connect(checker_.loop_, state_.address, config.timeout,
-                                           checker_.transport_factory_);
+    connection_ =
+        net::Connection::Connect(checker_.loop_, state_.address, config.timeout, transport_);
     connection_->SetCallbacks(this);
     timeout_timer_.Enable(config.timeout);
     if (config.kind == HealthCheckConfig::Kind::kHttp) {
@@ -273,6 +277,8 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
   }
 
   HealthChecker& checker_;
+  const EndpointTlsConfig tls_;  // what transport_ was made for
+  const net::TransportFactory transport_;
   HostState state_;
   event::Timer interval_timer_;
   event::Timer timeout_timer_;
@@ -287,7 +293,7 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
 
 HealthChecker::HealthChecker(event::Loop& loop, const ClusterConfig& config, Random& random,
                              const Clock& clock, SharedHostHealth& results, HealthCheckStats stats,
-                             net::TransportFactory transport_factory)
+                             EndpointTransportFactory transport_factory)
     : loop_(loop),
       cluster_(config.name),
       config_(config.health_check),
@@ -308,11 +314,13 @@ void HealthChecker::UpdateEndpoints(const std::vector<EndpointConfig>& endpoints
   for (const EndpointConfig& endpoint : endpoints) keep.insert(endpoint.address);
   absl::erase_if(hosts_, [&](const auto& entry) { return !keep.contains(entry.first); });
   results_.Retain(cluster_, keep);
-  for (const net::Address& address : keep) {
-    if (hosts_.contains(address)) continue;
+  for (const EndpointConfig& endpoint : endpoints) {
+    auto it = hosts_.find(endpoint.address);
+    // An endpoint whose TLS settings changed is checked over its new transport from now on.
+    if (it != hosts_.end() && it->second->tls() == endpoint.tls) continue;
     // A checker replaced by new settings keeps what the old one found.
-    hosts_.emplace(address, std::make_unique<HostCheck>(*this, address,
-                                                        !results_.IsUnhealthy(cluster_, address)));
+    hosts_[endpoint.address] = std::make_unique<HostCheck>(
+        *this, endpoint, !results_.IsUnhealthy(cluster_, endpoint.address));
   }
   PublishHealthyCount();
 }
@@ -401,7 +409,7 @@ void HealthCheckManager::Update(const config::Snapshot& snapshot) {
                                              "Endpoints that turned healthy or unhealthy.", labels),
                       "meshlet_upstream_health_check_transitions_total"),
     };
-    net::TransportFactory transport;
+    EndpointTransportFactory transport;
     if (transport_factory_ != nullptr) transport = transport_factory_(*config);
     tls_seen_[name] = config->tls;
     checkers_[name] = nullptr;  // the old checker goes first: its hosts' results are kept

@@ -115,7 +115,7 @@ class HealthChecker {
   // `config.health_check.kind` must not be kNone.
   HealthChecker(event::Loop& loop, const ClusterConfig& config, Random& random, const Clock& clock,
                 SharedHostHealth& results, HealthCheckStats stats,
-                net::TransportFactory transport_factory = nullptr);
+                EndpointTransportFactory transport_factory = nullptr);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -142,7 +142,7 @@ class HealthChecker {
   const Clock& clock_;
   SharedHostHealth& results_;
   const HealthCheckStats stats_;
-  const net::TransportFactory transport_factory_;
+  const EndpointTransportFactory transport_factory_;
   std::string http_request_;  // without the Host header line when it varies per endpoint
   absl::flat_hash_map<net::Address, std::unique_ptr<HostCheck>> hosts_;
 };
@@ -150,8 +150,9 @@ class HealthChecker {
 // Every cluster's checker, kept in step with configuration snapshots.
 class HealthCheckManager {
  public:
-  // The transport for a cluster's checks (TLS clusters); null or returning null: plaintext.
-  using TransportFactoryFor = std::function<net::TransportFactory(const ClusterConfig&)>;
+  // The transports for a cluster's checks, per endpoint as for its requests (TLS clusters); null
+  // or returning null: plaintext.
+  using TransportFactoryFor = std::function<EndpointTransportFactory(const ClusterConfig&)>;
 
   HealthCheckManager(event::Loop& loop, Random& random, const Clock& clock, StatsShard& stats,
                      SharedHostHealth& results, TransportFactoryFor transport_factory = nullptr);

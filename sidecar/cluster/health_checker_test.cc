@@ -11,6 +11,7 @@
 #include "common/event/loop.h"
 #include "common/http/server.h"
 #include "gtest/gtest.h"
+#include "sidecar/cluster/fake_codec.h"
 #include "sidecar/config/snapshot.h"
 
 namespace meshlet::sidecar {
@@ -142,6 +143,39 @@ TEST_F(HealthCheckerTest, RemovedEndpointsAreForgotten) {
   checker->UpdateEndpoints({});
   EXPECT_FALSE(results_.IsUnhealthy("backend", closed));
   EXPECT_TRUE(checker->hosts().empty());
+}
+
+TEST_F(HealthCheckerTest, EachEndpointIsCheckedOverItsOwnTransport) {
+  auto second = http::HttpServer::Create(loop_, Loopback0(), {}, [](const http::ServerRequest&) {
+    return http::ServerResponse::Text(200, "ok\n");
+  });
+  CHECK_OK(second);
+  const net::Address plain = server_->address();
+  const net::Address meshed = (*second)->address();
+  ClusterConfig config = Config(HealthCheckConfig::Kind::kHttp, {plain, meshed});
+  config.tls.enabled = true;
+  config.endpoints[0].tls.plaintext = true;
+  config.endpoints[1].tls.identity = "spiffe://td/ns/default/sa/backend";
+  // TLS endpoints get a transport whose handshake fails, the plaintext one none.
+  auto checker = std::make_unique<HealthChecker>(
+      loop_, config, random_, RealClock::Get(), results_, HealthCheckStats{},
+      [](const EndpointTlsConfig& endpoint) {
+        return endpoint.plaintext ? nullptr : testing::RefusedTlsTransport::Factory();
+      });
+  ASSERT_TRUE(WaitFor([&] { return results_.IsUnhealthy("backend", meshed); }));
+  EXPECT_FALSE(results_.IsUnhealthy("backend", plain));
+  EXPECT_GE(requests_, 1);  // the plaintext endpoint's checks arrive as plain HTTP
+  for (const HealthChecker::HostState& host : checker->hosts()) {
+    if (host.address == meshed) {
+      EXPECT_NE(host.last_failure.find("peer identity is not the endpoint's"), std::string::npos)
+          << host.last_failure;
+    }
+  }
+
+  // The endpoint turns plaintext: checked over plaintext from then on, it recovers.
+  config.endpoints[1].tls = EndpointTlsConfig{.plaintext = true};
+  checker->UpdateEndpoints(config.endpoints);
+  ASSERT_TRUE(WaitFor([&] { return !results_.IsUnhealthy("backend", meshed); }));
 }
 
 TEST_F(HealthCheckerTest, ManagerFollowsSnapshots) {

@@ -14,7 +14,7 @@ Host::Host(uint64_t id, const EndpointConfig& endpoint) : id_(id), address_(endp
 
 void Host::UpdateFrom(const EndpointConfig& endpoint) {
   weight_ = std::max<uint32_t>(endpoint.weight, 1);
-  identity_ = endpoint.identity;
+  tls_ = endpoint.tls;
   labels_ = endpoint.labels;
   health_flags_ &= ~(kFailedEds | kDraining);
   if (endpoint.health == EndpointHealth::kUnhealthy) health_flags_ |= kFailedEds;

@@ -2,8 +2,8 @@
 
 // Host and HostSet: one worker's runtime view of a cluster's endpoints.
 //
-// A Host is one endpoint (address, weight, identity) plus everything this worker learns about it:
-// health flags from three sources (EDS, active health checks, outlier ejection), the number of
+// A Host is one endpoint (address, weight, TLS settings) plus everything this worker learns about
+// it: health flags from three sources (EDS, active health checks, outlier ejection), the number of
 // requests in flight to it (for least-request balancing), a peak-EWMA of its latency (for
 // peak-EWMA balancing) and plain per-host counters (the sidecar maps them to stats).
 //
@@ -90,7 +90,8 @@ class Host {
   const net::Address& address() const { return address_; }
   // At least 1.
   uint32_t weight() const { return weight_; }
-  const std::string& identity() const { return identity_; }
+  // Plaintext or the cluster's TLS, and the identity the endpoint must present.
+  const EndpointTlsConfig& tls() const { return tls_; }
   const std::map<std::string, std::string>& labels() const { return labels_; }
 
   uint32_t health_flags() const { return health_flags_; }
@@ -119,7 +120,7 @@ class Host {
   const uint64_t id_;
   const net::Address address_;
   uint32_t weight_ = 1;
-  std::string identity_;
+  EndpointTlsConfig tls_;
   std::map<std::string, std::string> labels_;
   uint32_t health_flags_ = 0;
   uint32_t active_requests_ = 0;
@@ -139,7 +140,7 @@ class HostSet {
   HostSet& operator=(const HostSet&) = delete;
 
   // Replaces the membership with `endpoints` (order kept). Hosts whose address remains are kept
-  // with their state, taking the new weight, identity, labels and EDS health; new ones are
+  // with their state, taking the new weight, TLS settings, labels and EDS health; new ones are
   // created; the others are dropped from the set. Duplicate addresses keep the first entry.
   // Returns the hosts removed, so the owner can drain what it keeps for them.
   std::vector<HostSharedPtr> Update(absl::Span<const EndpointConfig> endpoints);

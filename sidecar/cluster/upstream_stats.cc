@@ -20,6 +20,12 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   ASSIGN_OR_RETURN(s.cx_total, shard.RegisterCounter("meshlet_upstream_cx_total",
                                                      "Upstream connections opened.", labels));
   ASSIGN_OR_RETURN(
+      s.cx_tls_handshake_fail,
+      shard.RegisterCounter("meshlet_upstream_cx_tls_handshake_fail_total",
+                            "Upstream connections whose TLS handshake failed: the peer's "
+                            "certificate or identity was refused, or the peer refused ours.",
+                            labels));
+  ASSIGN_OR_RETURN(
       s.rq_connect_fail,
       shard.RegisterCounter("meshlet_upstream_rq_connect_fail_total",
                             "Requests that failed because no upstream connection could be made.",

@@ -47,7 +47,9 @@ struct UpstreamStats {
 
   // meshlet_upstream_rq_total{cluster,code_class}: responses received from upstream hosts.
   std::array<Counter, 5> rq_by_class;
-  Counter cx_total;            // meshlet_upstream_cx_total: connections opened
+  Counter cx_total;  // meshlet_upstream_cx_total: connections opened
+  // meshlet_upstream_cx_tls_handshake_fail_total: connections whose TLS handshake failed.
+  Counter cx_tls_handshake_fail;
   Counter rq_connect_fail;     // meshlet_upstream_rq_connect_fail_total
   Counter rq_overflow;         // meshlet_upstream_rq_overflow_total (circuit breaker)
   Counter rq_timeout;          // meshlet_upstream_rq_timeout_total (route timeout)

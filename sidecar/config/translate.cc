@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/base/status.h"
+#include "common/tls/spiffe.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
@@ -283,11 +284,16 @@ std::optional<EndpointConfig> TranslateEndpoint(Errors::Scope& scope, const std:
   }
   out.labels =
       std::map<std::string, std::string>(endpoint.labels().begin(), endpoint.labels().end());
-  if (!endpoint.identity().empty() && !ValidSpiffeId(endpoint.identity(), false)) {
+  if (!endpoint.identity().empty() && !tls::SpiffeId::Parse(endpoint.identity()).ok()) {
     scope.Add(Join(path, "identity"),
               absl::StrCat(Quote(endpoint.identity()), " is not a SPIFFE id (spiffe://...)"));
   }
-  out.identity = endpoint.identity();
+  if (endpoint.plaintext() && !endpoint.identity().empty()) {
+    scope.Add(Join(path, "plaintext"),
+              "excludes identity: a plaintext endpoint presents no identity to check");
+  }
+  out.tls.plaintext = endpoint.plaintext();
+  out.tls.identity = endpoint.identity();
   if (scope.count() != before) return std::nullopt;
   return out;
 }

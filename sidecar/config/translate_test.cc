@@ -181,6 +181,22 @@ std::vector<InvalidCase> InvalidCases() {
              "10.0.0.1:0");
        },
        "cluster \"backend\": load_assignment.endpoints[0].address: \"10.0.0.1:0\": needs a port"},
+      {"endpoint_identity_not_spiffe",
+       [](ResourceSet& s) {
+         s.endpoints.Mutable(0).mutable_endpoints(0)->set_identity("spiffe://Cluster.Local/ns/a");
+       },
+       "cluster_load_assignment \"eds-cluster\": endpoints[0].identity: "
+       "\"spiffe://Cluster.Local/ns/a\" is not "
+       "a SPIFFE id (spiffe://...)"},
+      {"plaintext_endpoint_with_identity",
+       [](ResourceSet& s) {
+         xds::Endpoint* e = s.endpoints.Mutable(0).mutable_endpoints(0);
+         e->set_plaintext(true);
+         e->set_identity("spiffe://cluster.local/ns/a/sa/b");
+       },
+       "cluster_load_assignment \"eds-cluster\": endpoints[0].plaintext: excludes identity: a "
+       "plaintext "
+       "endpoint presents no identity to check"},
       {"duplicate_domain_across_vhosts",
        [](ResourceSet& s) {
          xds::VirtualHost* vh = s.routes.Mutable(0).add_virtual_hosts();
@@ -789,6 +805,26 @@ TEST(TranslateTest, WorkloadCertificateReplacesTheSecret) {
   EXPECT_THAT(std::string(snapshot.status().message()),
               HasSubstr("tls.secret_name: required when mode is STRICT (or set "
                         "tls.workload_certificate: true)"));
+}
+
+TEST(TranslateTest, EndpointTlsSettings) {
+  ResourceSet set = Base();
+  set.clusters.Mutable(2).mutable_tls()->set_enabled(true);
+  set.clusters.Mutable(2).mutable_tls()->set_secret_name("mesh-cert");
+  xds::ClusterLoadAssignment& assignment = set.endpoints.Mutable(0);
+  assignment.mutable_endpoints(0)->set_identity("spiffe://cluster.local/ns/shop/sa/backend");
+  xds::Endpoint* plain = assignment.add_endpoints();
+  plain->set_address("127.0.0.1:9091");
+  plain->set_plaintext(true);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
+  ASSERT_EQ(cluster->endpoints.size(), 2u);
+  EXPECT_EQ(cluster->endpoints[0].tls,
+            (EndpointTlsConfig{.identity = "spiffe://cluster.local/ns/shop/sa/backend"}));
+  EXPECT_EQ(cluster->endpoints[1].tls, EndpointTlsConfig{.plaintext = true});
+  EXPECT_TRUE(UsesTls(*cluster, cluster->endpoints[0].tls));
+  EXPECT_FALSE(UsesTls(*cluster, cluster->endpoints[1].tls));
 }
 
 TEST(TranslateTest, ExplicitVersionAndStableDerivedVersion) {

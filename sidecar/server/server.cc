@@ -527,6 +527,8 @@ std::string Server::ClustersJson() {
     uint32_t weight = 1;
     uint32_t health_flags = 0;
     uint64_t active_requests = 0;
+    bool tls = false;
+    std::string identity;
     HostStats stats;
   };
   // cluster → address → merged view, in name order; host order as the first worker lists it.
@@ -542,7 +544,9 @@ std::string Server::ClustersJson() {
         auto it = std::find_if(hosts.begin(), hosts.end(),
                                [&](const auto& h) { return h.first == host.address; });
         if (it == hosts.end()) {
-          hosts.emplace_back(host.address, Merged{.weight = host.weight});
+          hosts.emplace_back(
+              host.address,
+              Merged{.weight = host.weight, .tls = host.tls, .identity = host.identity});
           it = hosts.end() - 1;
         }
         Merged& m = it->second;
@@ -588,7 +592,10 @@ std::string Server::ClustersJson() {
                       ",\"rq_total\":", m.stats.rq_total, ",\"rq_success\":", m.stats.rq_success,
                       ",\"rq_error\":", m.stats.rq_error,
                       ",\"cx_connect_fail\":", m.stats.cx_connect_fail,
-                      ",\"outlier_ejections\":", m.stats.outlier_ejections, "}");
+                      ",\"outlier_ejections\":", m.stats.outlier_ejections,
+                      ",\"tls\":", m.tls ? "true" : "false", ",\"identity\":");
+      AppendJsonString(out, m.identity);
+      out += "}";
     }
     out += "]}";
   }

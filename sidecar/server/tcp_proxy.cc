@@ -49,7 +49,7 @@ TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listen
 TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock,
                    TcpProxyStats stats, AccessLogSink* access_log, std::string listener_name,
                    std::string cluster_name, std::unique_ptr<net::Connection> downstream,
-                   DoneCallback on_done, UpstreamTransport upstream_transport)
+                   DoneCallback on_done)
     : loop_(loop),
       clusters_(clusters),
       clock_(clock),
@@ -58,7 +58,6 @@ TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clo
       listener_name_(std::move(listener_name)),
       cluster_name_(std::move(cluster_name)),
       on_done_(std::move(on_done)),
-      upstream_transport_(std::move(upstream_transport)),
       downstream_(std::move(downstream)) {
   downstream_->SetCallbacks(&downstream_callbacks_);
 }
@@ -100,16 +99,13 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
     downstream_->Close(net::CloseMode::kNoFlush);
     return;
   }
-  net::TransportFactory transport;
-  if (cluster->config().tls.enabled && upstream_transport_) {
-    transport = upstream_transport_(cluster->config());
-  }
-  if (cluster->config().tls.enabled && transport == nullptr) {
+  const net::TransportFactory& transport = cluster->TransportFor(*host);
+  if (UsesTls(cluster->config(), host->tls()) && transport == nullptr) {
     // Plaintext to a TLS upstream would leak what the configuration meant to protect.
     stats_.connect_failures.Inc();
     failure_ = "upstream_tls_unavailable";
     LOG_EVERY_N_SEC(WARN, 60) << "listener " << listener_name_ << ": cluster " << cluster_name_
-                              << " asks for TLS, which the TCP proxy cannot originate yet";
+                              << " asks for TLS but has no TLS transport; connection refused";
     downstream_->Close(net::CloseMode::kNoFlush);
     return;
   }
@@ -193,8 +189,16 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
     // The connect (or TLS handshake) failed or timed out: give up on downstream.
     stats_.connect_failures.Inc();
     failure_ = absl::StrCat("upstream_", net::CloseReasonName(reason));
-    LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": connect to "
-                              << host_->address().ToString() << " failed: " << detail;
+    if (reason == net::CloseReason::kTransportError) {
+      // As for HTTP upstreams (conn_pool.cc): a refused certificate or identity.
+      if (cluster_.stats != nullptr) cluster_.stats->cx_tls_handshake_fail.Inc();
+      LOG_EVERY_N_SEC(WARN, 1) << "listener " << listener_name_ << ": upstream "
+                               << host_->address().ToString()
+                               << ": TLS handshake failed: " << detail.message();
+    } else {
+      LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": connect to "
+                                << host_->address().ToString() << " failed: " << detail;
+    }
     ReportConnectResult(false);
     downstream_->Close(net::CloseMode::kNoFlush);
   } else if (net::Connection* other = Other(upstream); other != nullptr && !other->closed()) {

@@ -5,10 +5,11 @@
 //
 // - The upstream endpoint comes from the cluster's load balancer (Cluster::ChooseHost); the
 //   connect timeout is the cluster's. A connect failure closes the downstream connection (counted)
-//   and is reported to the cluster's outlier detector as a gateway error. A cluster with TLS gets
-//   its upstream connection from `upstream_transport` (TLS origination); a TLS handshake that
-//   fails counts as a connect failure. Without `upstream_transport` such a cluster is refused
-//   rather than sent plaintext.
+//   and is reported to the cluster's outlier detector as a gateway error. The upstream connection
+//   uses the transport the cluster has for the chosen endpoint (Cluster::TransportFor: TLS
+//   origination, or plaintext for an endpoint marked so); a TLS handshake that fails counts as a
+//   connect failure. An endpoint that needs TLS but has no transport (a cluster made without
+//   one) is refused rather than sent plaintext.
 // - Backpressure both ways: when one side's write buffer passes its high watermark, reading from
 //   the other side stops until it falls to the low watermark, so a fast sender never makes the
 //   proxy buffer more than about one watermark per direction.
@@ -56,13 +57,9 @@ struct TcpProxyStats {
 class TcpProxy {
  public:
   using DoneCallback = absl::AnyInvocable<void()>;
-  // The transport for a connection to one of `cluster`'s endpoints; null means plaintext.
-  using UpstreamTransport = std::function<net::TransportFactory(const ClusterConfig& cluster)>;
-
   TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock, TcpProxyStats stats,
            AccessLogSink* access_log, std::string listener_name, std::string cluster_name,
-           std::unique_ptr<net::Connection> downstream, DoneCallback on_done,
-           UpstreamTransport upstream_transport = nullptr);
+           std::unique_ptr<net::Connection> downstream, DoneCallback on_done);
   ~TcpProxy();
   TcpProxy(const TcpProxy&) = delete;
   TcpProxy& operator=(const TcpProxy&) = delete;
@@ -107,7 +104,6 @@ class TcpProxy {
   const std::string listener_name_;
   const std::string cluster_name_;
   DoneCallback on_done_;
-  UpstreamTransport upstream_transport_;
 
   Side downstream_callbacks_{*this, /*upstream=*/false};
   Side upstream_callbacks_{*this, /*upstream=*/true};

@@ -16,20 +16,6 @@ namespace {
 // Upstream addresses per cluster whose session tickets are kept (a few hundred bytes each).
 constexpr size_t kUpstreamSessionCacheSize = 1024;
 
-// "spiffe://td/*" allows the trust domain; anything else is one exact id.
-absl::StatusOr<tls::SpiffeIdMatcher> MatcherFor(const std::vector<std::string>& ids) {
-  std::vector<std::string> exact;
-  std::vector<std::string> domains;
-  for (const std::string& id : ids) {
-    if (absl::EndsWith(id, "/*")) {
-      domains.push_back(id.substr(0, id.size() - 2));
-    } else {
-      exact.push_back(id);
-    }
-  }
-  return tls::SpiffeIdMatcher::Create(exact, domains);
-}
-
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -89,6 +75,19 @@ absl::Status UseWorkloadCertificate(const WorkloadTlsMaterial* workload,
 
 }  // namespace
 
+absl::StatusOr<tls::SpiffeIdMatcher> PeerIdMatcher(const std::vector<std::string>& ids) {
+  std::vector<std::string> exact;
+  std::vector<std::string> domains;
+  for (const std::string& id : ids) {
+    if (absl::EndsWith(id, "/*")) {
+      domains.push_back(id.substr(0, id.size() - 2));
+    } else {
+      exact.push_back(id);
+    }
+  }
+  return tls::SpiffeIdMatcher::Create(exact, domains);
+}
+
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     const config::ListenerConfig& listener, const config::Snapshot& snapshot,
     const WorkloadTlsMaterial* workload) {
@@ -130,7 +129,7 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     out.client_certificate = tls::ClientCertificateMode::kRequest;
   }
   if (!in.allowed_peer_ids.empty()) {
-    absl::StatusOr<tls::SpiffeIdMatcher> matcher = MatcherFor(in.allowed_peer_ids);
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher = PeerIdMatcher(in.allowed_peer_ids);
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.allowed_peer_ids");
     out.peer_identity = *std::move(matcher);
   }
@@ -180,7 +179,7 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
   out.alpn_protocols = ClusterAlpn(cluster);
   out.client_session_cache_size = in.session_resumption ? kUpstreamSessionCacheSize : 0;
   if (!in.expected_peer_ids.empty()) {
-    absl::StatusOr<tls::SpiffeIdMatcher> matcher = MatcherFor(in.expected_peer_ids);
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher = PeerIdMatcher(in.expected_peer_ids);
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.expected_peer_ids");
     out.peer_identity = *std::move(matcher);
   }

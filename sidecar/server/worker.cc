@@ -43,44 +43,78 @@ Counter ProtocolCounter(StatsShard& shard, const std::string& listener, absl::st
       "meshlet_downstream_cx_protocol_total");
 }
 
-// A cluster with TLS whose context is missing (no TlsContexts, e.g. in tests) gets connections
-// that fail at once (a connect failure, counted by the pool) rather than plaintext the
-// configuration did not ask for.
-class TlsUnavailableTransport final : public net::Transport {
+// Connections that fail at once with `error` (a connect failure, counted by the pool) where TLS
+// cannot be set up as the configuration asks: rather that than plaintext it did not ask for.
+class FailedTlsTransport final : public net::Transport {
  public:
-  absl::Status Start(const net::Address&, net::Buffer&) override { return Error(); }
-  absl::Status OnReceived(net::Buffer&, net::Buffer&, net::Buffer&) override { return Error(); }
-  absl::Status Send(net::Buffer&, net::Buffer&) override { return Error(); }
+  explicit FailedTlsTransport(absl::Status error) : error_(std::move(error)) {}
+  absl::Status Start(const net::Address&, net::Buffer&) override { return error_; }
+  absl::Status OnReceived(net::Buffer&, net::Buffer&, net::Buffer&) override { return error_; }
+  absl::Status Send(net::Buffer&, net::Buffer&) override { return error_; }
   void Shutdown(net::Buffer&) override {}
   bool HandshakeComplete() const override { return false; }
   const net::PeerInfo& peer() const override { return peer_; }
 
  private:
-  static absl::Status Error() { return absl::UnavailableError("no TLS context for this cluster"); }
+  const absl::Status error_;
   net::PeerInfo peer_;
 };
 
+net::TransportFactory FailedTlsTransportFactory(absl::Status error) {
+  return [error = std::move(error)] { return std::make_unique<FailedTlsTransport>(error); };
+}
+
 }  // namespace
 
-net::TransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
-                                               const ClusterConfig& cluster) {
+EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
+                                                  const ClusterConfig& cluster) {
   if (!cluster.tls.enabled) return nullptr;
   std::shared_ptr<const tls::TlsContextProvider> provider =
       contexts == nullptr ? nullptr : contexts->ForCluster(cluster.name);
   if (provider == nullptr) {
     LOG_EVERY_N_SEC(WARN, 60) << "cluster " << cluster.name
                               << " asks for TLS but has no TLS context: its connections fail";
-    return [] { return std::make_unique<TlsUnavailableTransport>(); };
+    net::TransportFactory failed =
+        FailedTlsTransportFactory(absl::UnavailableError("no TLS context for this cluster"));
+    return [failed](const EndpointTlsConfig& endpoint) -> net::TransportFactory {
+      return endpoint.plaintext ? nullptr : failed;
+    };
   }
   // Mesh upstreams are checked by SPIFFE id (the context's expected_peer_ids) and the name is
   // only SNI; an upstream without an expected SPIFFE id must also present a certificate for the
   // SNI name, else any certificate the trust bundle verifies would do.
   const bool checked_by_spiffe_id =
       cluster.tls.workload_certificate || !cluster.tls.expected_peer_ids.empty();
-  return tls::TlsTransport::Factory(
-      std::move(provider),
-      tls::TlsSession::Options{.server_name = cluster.tls.sni,
-                               .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni});
+  tls::TlsSession::Options options{.server_name = cluster.tls.sni,
+                                   .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni};
+  // Validated when the context was built from the same list.
+  std::optional<tls::SpiffeIdMatcher> cluster_ids;
+  if (absl::StatusOr<tls::SpiffeIdMatcher> ids = PeerIdMatcher(cluster.tls.expected_peer_ids);
+      ids.ok() && !ids->empty()) {
+    cluster_ids = *std::move(ids);
+  }
+  net::TransportFactory cluster_transport = tls::TlsTransport::Factory(provider, options);
+  return [provider = std::move(provider), options = std::move(options),
+          cluster_ids = std::move(cluster_ids), cluster_transport = std::move(cluster_transport)](
+             const EndpointTlsConfig& endpoint) -> net::TransportFactory {
+    if (endpoint.plaintext) return nullptr;
+    if (endpoint.identity.empty()) return cluster_transport;
+    absl::StatusOr<tls::SpiffeIdMatcher> exact =
+        tls::SpiffeIdMatcher::Create({endpoint.identity}, {});
+    absl::StatusOr<tls::SpiffeId> id = tls::SpiffeId::Parse(endpoint.identity);
+    if (!exact.ok() || !id.ok()) {  // refused by configuration validation already
+      return FailedTlsTransportFactory(!exact.ok() ? exact.status() : id.status());
+    }
+    // The endpoint narrows the cluster's identities and never widens them.
+    if (cluster_ids.has_value() && !cluster_ids->Matches(*id)) {
+      return FailedTlsTransportFactory(absl::PermissionDeniedError(
+          absl::StrCat("endpoint identity ", endpoint.identity,
+                       " is not among the cluster's expected_peer_ids ", cluster_ids->Describe())));
+    }
+    tls::TlsSession::Options endpoint_options = options;
+    endpoint_options.peer_identity = *std::move(exact);
+    return tls::TlsTransport::Factory(provider, std::move(endpoint_options));
+  };
 }
 
 namespace {
@@ -323,10 +357,7 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     tcp_ = std::make_unique<TcpProxy>(
         *worker_.loop_, *worker_.clusters_, worker_.shared_.clock, listener_->tcp,
         listener_->access_log.get(), listener_->config.name, listener_->config.tcp_cluster,
-        std::move(connection_), [this] { worker_.OnConnectionDone(this); },
-        [contexts = worker_.shared_.tls_contexts](const ClusterConfig& cluster) {
-          return UpstreamTransportFactory(contexts, cluster);
-        });
+        std::move(connection_), [this] { worker_.OnConnectionDone(this); });
     tcp_->Start(std::move(pending_));
   }
 
@@ -523,6 +554,8 @@ std::optional<std::vector<ClusterStatus>> Worker::CollectClusters(Duration timeo
                                           .weight = host->weight(),
                                           .health_flags = host->health_flags(),
                                           .active_requests = host->active_requests(),
+                                          .tls = UsesTls(cluster->config(), host->tls()),
+                                          .identity = host->tls().identity,
                                           .stats = host->stats()});
       }
       result->clusters.push_back(std::move(status));

@@ -83,11 +83,13 @@ struct WorkerShared {
   tracing::SpanExporter* span_exporter = nullptr;
 };
 
-// The transport factory for connections to `cluster`'s endpoints: null for plaintext clusters,
-// TLS from the cluster's context (SNI, ALPN, expected_peer_ids) otherwise, and a factory whose
-// connections fail at once when `contexts` has no context for a TLS cluster.
-net::TransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
-                                               const ClusterConfig& cluster);
+// The transports for connections to `cluster`'s endpoints: null for plaintext clusters. For a TLS
+// cluster, per endpoint: plaintext (null) for an endpoint marked `plaintext`, else TLS from the
+// cluster's context (SNI, ALPN, expected_peer_ids), narrowed to exactly the endpoint's `identity`
+// when it has one. Connections fail at once, never falling back to plaintext, when `contexts` has
+// no context for the cluster or the endpoint's identity is not among its expected_peer_ids.
+EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
+                                                  const ClusterConfig& cluster);
 
 // One endpoint of one cluster as a worker sees it.
 struct HostStatus {
@@ -95,6 +97,8 @@ struct HostStatus {
   uint32_t weight = 1;
   uint32_t health_flags = 0;  // Host::HealthFlag bits
   uint32_t active_requests = 0;
+  bool tls = false;      // connections use the cluster's TLS (not a plaintext endpoint)
+  std::string identity;  // with tls: the SPIFFE id the endpoint must present; empty: the cluster's
   HostStats stats;
 };
 struct ClusterStatus {

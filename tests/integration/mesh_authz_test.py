@@ -21,22 +21,16 @@ import subprocess
 import sys
 import tempfile
 import unittest
-import urllib.error
-import urllib.request
 
 import grpc
 
 import sidecar_test
-from mesh_util import create_join_token, start_control_plane, stop_all
-from sidecar_test import HttpUpstream, free_port, wait_for
+from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
+                       start_xds_sidecar, stop_all)
+from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = None  # set from argv
 NAMESPACE = "default"
-TRUST_DOMAIN = "cluster.local"
-
-
-def spiffe(sa):
-    return f"spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{sa}"
 
 
 POLICIES = f"""apiVersion: meshlet.io/v1
@@ -69,13 +63,8 @@ class MeshAuthorizationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        data = os.path.join(cls.tmp, "cp-data")
-        cls.cp, cls.api, cls.ads = start_control_plane(
-            CONTROL_PLANE, os.path.join(cls.tmp, "cp.log"), "--data-dir", data,
-            "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address", "127.0.0.1:0",
-            "--xds-listen-host", "127.0.0.1", "--xds-debounce", "20ms")
-        with open(os.path.join(data, "api-token")) as f:
-            cls.api_token = f.read().strip()
+        cls.cp, cls.api, cls.ads, cls.api_token = start_plaintext_control_plane(
+            CONTROL_PLANE, cls.tmp, "--xds-listen-host", "127.0.0.1", "--xds-debounce", "20ms")
         cls.context = os.path.join(cls.tmp, "meshctl.yaml")
         with open(cls.context, "w") as f:
             f.write(f"server: {cls.api}\ntoken: {cls.api_token}\n")
@@ -97,22 +86,10 @@ class MeshAuthorizationTest(unittest.TestCase):
     @classmethod
     def start_sidecar(cls, service, app_port=None):
         token = create_join_token(cls.api, cls.api_token, service, "10m", NAMESPACE)
-        workdir = tempfile.mkdtemp(dir=cls.tmp)
-        outbound, inbound = free_port(), free_port()
-        token_file = os.path.join(workdir, "join-token")
-        with open(token_file, "w") as f:
-            f.write(token + "\n")
-        s = sidecar_test.Sidecar(
-            workdir, "{}\n", f"--xds={cls.ads}", "--xds-plaintext=true",
-            f"--node-id={service}-0", f"--node-service={service}",
-            f"--node-namespace={NAMESPACE}", f"--node-service-account={service}",
-            "--node-address=127.0.0.1", f"--join-token-file={token_file}",
-            f"--ca-address={cls.ads}", "--ca-plaintext=true",
-            f"--node-label=meshlet.io/inbound-port={inbound}",
-            f"--node-label=meshlet.io/outbound-port={outbound}",
-            *([f"--node-port={app_port}"] if app_port else []), concurrency=1)
-        s.name = service
-        s.outbound, s.inbound = outbound, inbound
+        s = start_xds_sidecar(cls.tmp, cls.ads, f"{service}-0", NAMESPACE,
+                              f"--node-service={service}",
+                              *([f"--node-port={app_port}"] if app_port else []),
+                              join_token=token, service_account=service)
         cls.sidecars.append(s)
         return s
 
@@ -132,15 +109,7 @@ class MeshAuthorizationTest(unittest.TestCase):
         return None
 
     def call(self, sidecar, path="/hello"):
-        req = urllib.request.Request(f"http://127.0.0.1:{sidecar.outbound}{path}",
-                                     headers={"Host": "backend:9080"})
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except (urllib.error.URLError, ConnectionError) as e:
-            return 0, str(e)
+        return call_service(sidecar.outbound, "backend:9080", path)
 
     @staticmethod
     def grpc_status(port):

@@ -10,7 +10,9 @@ without a certificate refused by B (openssl s_client); B's /certs naming its ide
 serial it presents; both sidecars rotating at least twice while HTTP/1.1 request loops and a
 fixed-rate h2load run through A -> B (HTTP/2 between the sidecars) see zero errors, and new
 connections getting the new certificate; a wrong expected SPIFFE id on A's cluster failing with
-a connect failure (UF); start-up refusing a configuration that needs a workload certificate
+a connect failure (UF), and so does an endpoint whose own `identity` is not what B presents
+(counted as a failed upstream TLS handshake, logged with both ids); a cluster mixing B (mTLS,
+`identity`) and the app itself (`plaintext: true`) reaching each the way its endpoint says; start-up refusing a configuration that needs a workload certificate
 without a CA credential, and giving up with the CA's reason on a bad join token; a packet
 capture (tshark on lo, root only, else SKIP) of the A -> B hop showing no plaintext HTTP while
 the capture of the B -> app hop shows the same requests in the clear.
@@ -29,7 +31,7 @@ import time
 import unittest
 
 import sidecar_test
-from mesh_util import create_join_token, start_control_plane, stop_all
+from mesh_util import create_join_token, start_plaintext_control_plane, stop_all
 from sidecar_test import HttpUpstream, app_routes, free_port, static_cluster, wait_for
 
 NAMESPACE = "default"
@@ -60,9 +62,22 @@ OUT_ROUTES = """  - name: out-routes
       routes:
       - match: {prefix: /wrong}
         route: {cluster: to-b-wrong-id}
+      - match: {prefix: /endpoint-wrong}
+        route: {cluster: endpoint-wrong-id}
+      - match: {prefix: /mixed}
+        route: {cluster: mixed}
       - match: {prefix: /}
         route: {cluster: to-b}
 """
+
+
+def endpoint_cluster(name, expected_peer_ids, endpoints):
+    """A cluster with mTLS on the workload certificate and endpoints given as YAML flow maps."""
+    ids = ", ".join(f'"{i}"' for i in expected_peer_ids)
+    return (f"  - name: {name}\n    connect_timeout: 250ms\n    lb_policy: ROUND_ROBIN\n"
+            f"    tls: {{enabled: true, workload_certificate: true, expected_peer_ids: [{ids}]}}\n"
+            f"    load_assignment:\n      endpoints:\n"
+            + "".join(f"      - {e}\n" for e in endpoints))
 
 
 def config(listeners, clusters, routes):
@@ -79,13 +94,8 @@ class WorkloadMtlsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        data = os.path.join(cls.tmp, "cp-data")
-        cls.cp, cls.api, cls.ads = start_control_plane(
-            CONTROL_PLANE, os.path.join(cls.tmp, "cp.log"), "--data-dir", data,
-            "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address", "127.0.0.1:0",
-            "--cert-ttl", CERT_TTL, "--cert-max-ttl", CERT_TTL)
-        with open(os.path.join(data, "api-token")) as f:
-            cls.api_token = f.read().strip()
+        cls.cp, cls.api, cls.ads, cls.api_token = start_plaintext_control_plane(
+            CONTROL_PLANE, cls.tmp, "--cert-ttl", CERT_TTL, "--cert-max-ttl", CERT_TTL)
 
         cls.app = HttpUpstream("app")
         cls.sidecars = []
@@ -103,7 +113,14 @@ class WorkloadMtlsTest(unittest.TestCase):
             cls.a = cls.start_sidecar("frontend", config(
                 outbound_listener(cls.a_port),
                 static_cluster("to-b", cls.b_port, extra=tls.format(B_ID))
-                + static_cluster("to-b-wrong-id", cls.b_port, extra=tls.format(WRONG_ID)),
+                + static_cluster("to-b-wrong-id", cls.b_port, extra=tls.format(WRONG_ID))
+                # The cluster allows the whole trust domain; the endpoint says who it must be.
+                + endpoint_cluster("endpoint-wrong-id", ["spiffe://cluster.local/*"],
+                                   [f'{{address: "127.0.0.1:{cls.b_port}", identity: "{WRONG_ID}"}}'])
+                # B over mTLS next to the app itself, which has no sidecar: plaintext.
+                + endpoint_cluster("mixed", [B_ID],
+                                   [f'{{address: "127.0.0.1:{cls.b_port}", identity: "{B_ID}"}}',
+                                    f'{{address: "127.0.0.1:{cls.app.port}", plaintext: true}}']),
                 OUT_ROUTES), "--access-log=" + cls.a_log)
         except BaseException:
             cls.tearDownClass()
@@ -279,7 +296,7 @@ class WorkloadMtlsTest(unittest.TestCase):
         # Every renewal swapped the contexts of exactly the users of the certificate.
         self.assertEqual([u.get("listener") for u in self.certs(self.b)["used_by"]], ["inbound"])
         users = {u.get("cluster"): u["context_generation"] for u in self.certs(self.a)["used_by"]}
-        self.assertEqual(set(users), {"to-b", "to-b-wrong-id"})
+        self.assertEqual(set(users), {"to-b", "to-b-wrong-id", "endpoint-wrong-id", "mixed"})
         self.assertGreaterEqual(min(users.values()), 3)
 
     @unittest.skipUnless(os.environ.get("MESHLET_SOAK") == "1",
@@ -407,19 +424,65 @@ class WorkloadMtlsTest(unittest.TestCase):
                       r.stderr)
         self.assertIn("PERMISSION_DENIED", r.stderr)
 
-    def test_wrong_expected_identity_fails_with_connect_failure(self):
+    def get_through_a(self, path):
+        """(status, body) of GET `path` through A, on a connection of its own."""
         conn = http.client.HTTPConnection("127.0.0.1", self.a_port, timeout=10)
-        conn.request("GET", "/wrong")
+        conn.request("GET", path)
         response = conn.getresponse()
-        response.read()
+        body = response.read()
         conn.close()
-        self.assertEqual(response.status, 503)
+        return response.status, body
+
+    def assert_connect_failure(self, path):
+        """A request for `path` gets 503, and A's access log flags it UF."""
+        status, body = self.get_through_a(path)
+        self.assertEqual(status, 503, body)
 
         def logged():
             with open(self.a_log) as f:
-                return [json.loads(l) for l in f if '"/wrong"' in l]
+                return [json.loads(l) for l in f if f'"{path}"' in l]
         self.assertTrue(wait_for(lambda: len(logged()) >= 1))
         self.assertIn("UF", logged()[0]["response_flags"])
+
+    def test_wrong_expected_identity_fails_with_connect_failure(self):
+        self.assert_connect_failure("/wrong")
+
+    def test_endpoint_identity_mismatch_is_refused(self):
+        before = self.a.stat("meshlet_upstream_cx_tls_handshake_fail_total")
+        # B presents B_ID, which the cluster's trust domain allows but the endpoint does not.
+        self.assert_connect_failure("/endpoint-wrong")
+        failures = [l for l in self.a.stat_lines("meshlet_upstream_cx_tls_handshake_fail_total")
+                    if 'cluster="endpoint-wrong-id"' in l]
+        self.assertEqual(len(failures), 1, failures)
+        self.assertGreaterEqual(int(failures[0].rpartition(": ")[2]), 1)
+        self.assertGreater(self.a.stat("meshlet_upstream_cx_tls_handshake_fail_total"), before)
+        # The log names what B presented and what the endpoint required.
+        lines = [l for l in self.a.log().splitlines() if "TLS handshake failed" in l
+                 and f"peer identity {B_ID} is not allowed" in l and WRONG_ID in l]
+        self.assertTrue(lines, self.a.log()[-3000:])
+
+    def test_mixed_cluster_reaches_each_endpoint_as_it_says(self):
+        # Round robin over B (mTLS, checked against its identity) and the app (plaintext).
+        seen = {"mtls": 0, "plaintext": 0}
+        for _ in range(8):
+            status, body = self.get_through_a("/mixed")
+            self.assertEqual(status, 200, body)
+            headers = json.loads(body)["headers"]
+            if "x-meshlet-peer-identity" in headers:
+                # Through B, which verified A's certificate: the hop A -> B was mTLS.
+                self.assertEqual(headers["x-meshlet-peer-identity"], A_ID)
+                seen["mtls"] += 1
+            else:
+                # Straight from A to the app: a plain HTTP server that could not answer TLS.
+                seen["plaintext"] += 1
+        self.assertGreaterEqual(seen["mtls"], 2, seen)
+        self.assertGreaterEqual(seen["plaintext"], 2, seen)
+        status, body, _ = self.a.get("/clusters")
+        self.assertEqual(status, 200, body)
+        mixed = next(c for c in json.loads(body)["clusters"] if c["name"] == "mixed")
+        hosts = {h["address"]: (h["tls"], h["identity"]) for h in mixed["hosts"]}
+        self.assertEqual(hosts, {f"127.0.0.1:{self.b_port}": (True, B_ID),
+                                 f"127.0.0.1:{self.app.port}": (False, "")})
 
 
 if __name__ == "__main__":
