@@ -74,6 +74,9 @@ class TlsSession {
     // Overrides the context's peer_identity for this TLS session only, e.g. the identities allowed
     // for one upstream cluster while the client context is shared by all clusters.
     std::optional<SpiffeIdMatcher> peer_identity;
+    // Client: offer these ALPN protocols instead of the context's, e.g. "http/1.1" for a
+    // connection that will carry an Upgrade while the cluster speaks h2 otherwise.
+    std::vector<std::string> alpn_protocols;
   };
 
   static constexpr size_t kCiphertextInputCapacity = 32 * 1024;

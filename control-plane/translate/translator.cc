@@ -392,6 +392,12 @@ class Translator {
     }
     const std::string mode = MtlsMode(tp);
     const bool mtls = SetUpstreamMtls(s, subset, mode, cluster);
+    // Sidecar to sidecar, an HTTP/1.1 service's requests travel over HTTP/2 (one multiplexed
+    // connection instead of a pool of them); the members' sidecars translate back. Over mTLS
+    // only, where ALPN agrees on it with each peer sidecar; plaintext members keep HTTP/1.1.
+    if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1) {
+      cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
+    }
     // Endpoints: registered workloads of the service (matching the selector and the subset).
     xds::ClusterLoadAssignment assignment;
     assignment.set_cluster_name(name);

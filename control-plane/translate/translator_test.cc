@@ -473,6 +473,8 @@ TEST_F(TranslatorTest, MeshMtlsWithWorkloadCertificates) {
   // Outbound: the workload certificate, expecting exactly the members' identities.
   const xds::Cluster* all = Named(r.clusters, "outbound|9080||reviews.default");
   ASSERT_TRUE(all->tls().enabled());
+  // Sidecar to sidecar over mTLS, the HTTP/1.1 service's requests travel over HTTP/2.
+  EXPECT_EQ(all->protocol(), xds::UPSTREAM_MESH_HTTP2);
   EXPECT_TRUE(all->tls().workload_certificate());
   EXPECT_EQ(all->tls().trust_bundle_secret(), kTrustBundleSecret);
   EXPECT_EQ(std::vector<std::string>(all->tls().expected_peer_ids().begin(),
@@ -550,6 +552,7 @@ TEST_F(TranslatorTest, MeshMtlsWithWorkloadCertificates) {
   r = Translate(policy_, registry_, node_, options);
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_tls());
   EXPECT_FALSE(Named(r.clusters, "outbound|9080||reviews.default")->has_tls());
+  EXPECT_EQ(Named(r.clusters, "outbound|9080||reviews.default")->protocol(), xds::UPSTREAM_HTTP1);
 }
 
 TEST_F(TranslatorTest, AuthorizationPoliciesOfTheWorkload) {

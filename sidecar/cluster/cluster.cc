@@ -168,20 +168,28 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
   return {};
 }
 
-http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream) const {
+http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream, const Host* host,
+                                         bool upgrade) const {
   switch (config_.protocol) {
     case sidecar::UpstreamProtocol::kHttp1:
       return http::Protocol::kHttp11;
     case sidecar::UpstreamProtocol::kHttp2:
       return http::Protocol::kHttp2;
+    case sidecar::UpstreamProtocol::kMeshHttp2: {
+      // Peer sidecars are the endpoints reached over TLS; anything in plaintext may be a plain
+      // HTTP/1.1 server.
+      const bool to_peer_sidecar =
+          transport_factory_ != nullptr && (host == nullptr || !host->tls().plaintext);
+      return to_peer_sidecar && !upgrade ? http::Protocol::kHttp2 : http::Protocol::kHttp11;
+    }
     case sidecar::UpstreamProtocol::kSameAsDownstream:
       break;
   }
   return downstream == http::Protocol::kHttp2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11;
 }
 
-ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
-  const http::Protocol protocol = UpstreamProtocol(downstream);
+ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) {
+  const http::Protocol protocol = UpstreamProtocol(downstream, &host, upgrade);
   HostPools& pools = EntryFor(host);
   std::unique_ptr<ConnPool>& slot = protocol == http::Protocol::kHttp2 ? pools.http2 : pools.http1;
   if (slot == nullptr) {
@@ -195,6 +203,16 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream) {
     options.config = config_.pool;
     options.connect_timeout = config_.connect_timeout;
     options.transport_factory = pools.transport;
+    if (config_.protocol == sidecar::UpstreamProtocol::kMeshHttp2 &&
+        protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
+      // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
+      if (pools.http1_transport == nullptr) {
+        EndpointTlsConfig tls = pools.tls;
+        tls.alpn = {"http/1.1"};
+        pools.http1_transport = transport_factory_(tls);
+      }
+      options.transport_factory = pools.http1_transport;
+    }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;
     const CodecFactory& factory =
         protocol == http::Protocol::kHttp2 ? codecs_.http2 : codecs_.http1;

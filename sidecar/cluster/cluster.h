@@ -95,10 +95,12 @@ class Cluster {
 
   HostSelection ChooseHost(const LbContext& context = {});
 
-  // The upstream protocol for a request that arrived with `downstream` (UpstreamProtocol).
-  http::Protocol UpstreamProtocol(http::Protocol downstream) const;
-  // The pool for `host` (a host of this cluster) and the upstream protocol for `downstream`.
-  ConnPool& PoolFor(Host& host, http::Protocol downstream);
+  // The upstream protocol for a request that arrived with `downstream` (UpstreamProtocol), going
+  // to `host` (null: not chosen yet) and asking for an Upgrade when `upgrade`.
+  http::Protocol UpstreamProtocol(http::Protocol downstream, const Host* host = nullptr,
+                                  bool upgrade = false) const;
+  // The pool for `host` (a host of this cluster) and that upstream protocol.
+  ConnPool& PoolFor(Host& host, http::Protocol downstream, bool upgrade = false);
   // The transport of new connections to `host` (a host in this cluster's set), made once per
   // host; null: plaintext, which is also what a cluster made without a transport factory gets.
   const net::TransportFactory& TransportFor(const Host& host);
@@ -153,6 +155,8 @@ class Cluster {
   struct HostPools {
     EndpointTlsConfig tls;  // the host's settings `transport` was made for
     net::TransportFactory transport;
+    // kMeshHttp2 with TLS: HTTP/1.1 connections (Upgrades) offer ALPN "http/1.1", made on use.
+    net::TransportFactory http1_transport;
     std::unique_ptr<ConnPool> http1;
     std::unique_ptr<ConnPool> http2;
   };

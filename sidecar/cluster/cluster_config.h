@@ -23,7 +23,15 @@ namespace meshlet::sidecar {
 
 enum class LbPolicy { kLeastRequest, kRoundRobin, kRandom, kPeakEwma };
 
-enum class UpstreamProtocol { kHttp1, kHttp2, kSameAsDownstream };
+enum class UpstreamProtocol {
+  kHttp1,
+  kHttp2,
+  kSameAsDownstream,
+  // HTTP/2 between sidecars: h2 (ALPN "h2") to endpoints reached over TLS, which are peer
+  // sidecars; HTTP/1.1 to plaintext endpoints and for Upgrade requests (WebSocket), which HTTP/2
+  // cannot carry (over TLS with ALPN "http/1.1").
+  kMeshHttp2,
+};
 
 enum class EndpointHealth { kHealthy, kUnhealthy, kDraining };
 
@@ -35,9 +43,13 @@ struct EndpointTlsConfig {
   // With TLS: the SPIFFE id the endpoint must present, exactly, on top of the cluster's
   // expected_peer_ids. Empty: the cluster's expected_peer_ids alone.
   std::string identity;
+  // With TLS: the ALPN protocols to offer instead of the cluster's. Not from the configuration:
+  // the cluster asks for "http/1.1" where a connection must speak HTTP/1.1 while the cluster's
+  // protocol is h2 (Upgrade requests, HTTP health checks).
+  std::vector<std::string> alpn;
 
   friend bool operator==(const EndpointTlsConfig& a, const EndpointTlsConfig& b) {
-    return a.plaintext == b.plaintext && a.identity == b.identity;
+    return a.plaintext == b.plaintext && a.identity == b.identity && a.alpn == b.alpn;
   }
   friend bool operator!=(const EndpointTlsConfig& a, const EndpointTlsConfig& b) {
     return !(a == b);

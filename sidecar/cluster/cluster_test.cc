@@ -267,6 +267,46 @@ TEST_F(ClusterTest, UpstreamProtocolFollowsConfig) {
   EXPECT_EQ(cluster->pool_count(), 0u);
 }
 
+TEST_F(ClusterTest, MeshHttp2SpeaksH2ToPeerSidecarsAndHttp11ForUpgradesAndPlaintext) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.protocol = UpstreamProtocol::kMeshHttp2;
+  config.tls.enabled = true;
+  config.endpoints[1].tls.plaintext = true;
+  std::vector<EndpointTlsConfig> made;
+  EndpointTransportFactory transports = [&made](const EndpointTlsConfig& endpoint) {
+    made.push_back(endpoint);
+    return endpoint.plaintext ? nullptr : RefusedTlsTransport::Factory();
+  };
+  auto cluster = std::make_unique<Cluster>(
+      loop_, config, thresholds_, random_, clock_,
+      CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})},
+      transports);
+  Host& sidecar = *cluster->host_set().hosts()[0];
+  Host& plain = *cluster->host_set().hosts()[1];
+  EXPECT_EQ(cluster->UpstreamProtocol(http::Protocol::kHttp11), http::Protocol::kHttp2);
+  // A peer sidecar (reached over TLS): h2 whatever the caller spoke, with the cluster's ALPN.
+  EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp11).protocol(), http::Protocol::kHttp2);
+  EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp2).protocol(), http::Protocol::kHttp2);
+  ASSERT_EQ(made.size(), 1u);
+  EXPECT_TRUE(made[0].alpn.empty());
+  // An Upgrade to it: HTTP/1.1, over a transport that offers ALPN "http/1.1" only.
+  EXPECT_EQ(cluster->PoolFor(sidecar, http::Protocol::kHttp11, /*upgrade=*/true).protocol(),
+            http::Protocol::kHttp11);
+  ASSERT_EQ(made.size(), 2u);
+  EXPECT_EQ(made[1].alpn, std::vector<std::string>{"http/1.1"});
+  // A plaintext member may be a plain HTTP/1.1 server.
+  EXPECT_EQ(cluster->PoolFor(plain, http::Protocol::kHttp2).protocol(), http::Protocol::kHttp11);
+
+  // Without TLS at all there is no peer sidecar to agree on h2 with.
+  config.tls.enabled = false;
+  config.endpoints[1].tls.plaintext = false;
+  auto plaintext_cluster = Make(config);
+  EXPECT_EQ(
+      plaintext_cluster->PoolFor(*plaintext_cluster->host_set().hosts()[0], http::Protocol::kHttp2)
+          .protocol(),
+      http::Protocol::kHttp11);
+}
+
 TEST_F(ClusterTest, LatencyFeedsPeakEwma) {
   ClusterConfig config = Config({Endpoint("10.0.0.1:80")});
   config.lb_policy = LbPolicy::kPeakEwma;

@@ -160,13 +160,25 @@ absl::flat_hash_set<net::Address> SharedHostHealth::Unhealthy(absl::string_view 
 // ----------------------------------------------------------------------------------------------
 // HealthChecker::HostCheck: one endpoint's schedule, its check in flight and its state.
 
+namespace {
+
+// An HTTP check is an HTTP/1.1 request: over TLS it must not let ALPN agree on h2, which the
+// cluster offers when it speaks HTTP/2.
+EndpointTlsConfig TlsForCheck(EndpointTlsConfig tls, const HealthCheckConfig& config) {
+  if (config.kind == HealthCheckConfig::Kind::kHttp) tls.alpn = {"http/1.1"};
+  return tls;
+}
+
+}  // namespace
+
 class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
  public:
   HostCheck(HealthChecker& checker, const EndpointConfig& endpoint, bool healthy)
       : checker_(checker),
         tls_(endpoint.tls),
-        transport_(checker.transport_factory_ != nullptr ? checker.transport_factory_(tls_)
-                                                         : nullptr),
+        transport_(checker.transport_factory_ != nullptr
+                       ? checker.transport_factory_(TlsForCheck(tls_, checker.config_))
+                       : nullptr),
         interval_timer_(checker.loop_, [this] { StartCheck(); }),
         timeout_timer_(checker.loop_, [this] { Finish(false, "timeout"); }) {
     state_.address = endpoint.address;

@@ -562,6 +562,9 @@ std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::C
     case xds::UPSTREAM_SAME_AS_DOWNSTREAM:
       out.protocol = UpstreamProtocol::kSameAsDownstream;
       break;
+    case xds::UPSTREAM_MESH_HTTP2:
+      out.protocol = UpstreamProtocol::kMeshHttp2;
+      break;
     default:
       scope.Add("protocol", absl::StrCat("unknown value ", cluster.protocol()));
   }

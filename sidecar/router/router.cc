@@ -641,7 +641,8 @@ void Router::StartAttempt() {
     StartConnectAttempt(selection);
     return;
   }
-  if (upgrade_request_ && cluster.UpstreamProtocol(info_.protocol) == http::Protocol::kHttp2) {
+  if (upgrade_request_ && cluster.UpstreamProtocol(info_.protocol, selection.host,
+                                                   /*upgrade=*/true) == http::Protocol::kHttp2) {
     // HTTP/2 has no Upgrade (RFC 8441's extended CONNECT is not supported): the request goes as
     // an ordinary one and the upstream answers it as such.
     request_headers_->Remove("upgrade");
@@ -654,7 +655,7 @@ void Router::StartAttempt() {
     }
   }
   PrepareAttempt();
-  ConnPool& pool = cluster.PoolFor(*selection.host, info_.protocol);
+  ConnPool& pool = cluster.PoolFor(*selection.host, info_.protocol, upgrade_request_);
   upstream_ = std::make_unique<UpstreamRequest>(*this, cluster, *selection.host, selection.probe);
   if (context_.tracer != nullptr && info_.trace.active()) BeginClientSpan(*selection.host);
   upstream_->Start(pool);

@@ -143,6 +143,7 @@ std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster) {
     case UpstreamProtocol::kHttp1:
       return {"http/1.1"};
     case UpstreamProtocol::kHttp2:
+    case UpstreamProtocol::kMeshHttp2:
       return {"h2"};
     case UpstreamProtocol::kSameAsDownstream:
       break;

@@ -98,7 +98,12 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
           cluster_ids = std::move(cluster_ids), cluster_transport = std::move(cluster_transport)](
              const EndpointTlsConfig& endpoint) -> net::TransportFactory {
     if (endpoint.plaintext) return nullptr;
-    if (endpoint.identity.empty()) return cluster_transport;
+    if (endpoint.identity.empty() && endpoint.alpn.empty()) return cluster_transport;
+    tls::TlsSession::Options endpoint_options = options;
+    endpoint_options.alpn_protocols = endpoint.alpn;
+    if (endpoint.identity.empty()) {
+      return tls::TlsTransport::Factory(provider, std::move(endpoint_options));
+    }
     absl::StatusOr<tls::SpiffeIdMatcher> exact =
         tls::SpiffeIdMatcher::Create({endpoint.identity}, {});
     absl::StatusOr<tls::SpiffeId> id = tls::SpiffeId::Parse(endpoint.identity);
@@ -111,7 +116,6 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
           absl::StrCat("endpoint identity ", endpoint.identity,
                        " is not among the cluster's expected_peer_ids ", cluster_ids->Describe())));
     }
-    tls::TlsSession::Options endpoint_options = options;
     endpoint_options.peer_identity = *std::move(exact);
     return tls::TlsTransport::Factory(provider, std::move(endpoint_options));
   };

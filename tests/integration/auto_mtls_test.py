@@ -16,8 +16,10 @@ server arrive directly as plain HTTP; no TLS handshake failed. When the legacy w
 the cluster keeps mTLS to backend-0 alone.
 """
 
+import base64
 import json
 import os
+import socket
 import sys
 import tempfile
 import unittest
@@ -26,6 +28,8 @@ import urllib.request
 import sidecar_test
 from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
                        start_xds_sidecar, stop_all)
+from sidecar_l7_test import (OP_TEXT, UpgradeServer, read_head, ws_accept, ws_frame,
+                             ws_read_frame)
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = None  # set from argv
@@ -33,11 +37,13 @@ NAMESPACE = "default"
 CLUSTER = "outbound|9080||backend.default"
 
 
-SERVICE = f"""apiVersion: meshlet.io/v1
+def service_yaml(name):
+    """A Service `name` selecting app=`name`, one HTTP port 9080."""
+    return f"""apiVersion: meshlet.io/v1
 kind: Service
-metadata: {{name: backend, namespace: {NAMESPACE}}}
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:
-  selector: {{app: backend}}
+  selector: {{app: {name}}}
   ports: [{{name: http, port: 9080, protocol: HTTP}}]
 """
 
@@ -51,9 +57,13 @@ class AutoMtlsTest(unittest.TestCase):
             "--deregister-grace", "1s")
         cls.meshed_app = HttpUpstream("meshed-app")
         cls.legacy_app = HttpUpstream("legacy-app")
+        cls.chat_app = UpgradeServer()
         cls.sidecars = []
         try:
-            cls.put(f"namespaces/{NAMESPACE}/services/backend", SERVICE)
+            cls.put(f"namespaces/{NAMESPACE}/services/backend", service_yaml("backend"))
+            cls.put(f"namespaces/{NAMESPACE}/services/chat", service_yaml("chat"))
+            cls.chat = cls.start("chat-0", "--node-service=chat", "--node-label=app=chat",
+                                 f"--node-port={cls.chat_app.port}", account="chat")
             cls.backend = cls.start("backend-0", "--node-service=backend",
                                     "--node-label=app=backend",
                                     f"--node-port={cls.meshed_app.port}", account="backend")
@@ -67,7 +77,7 @@ class AutoMtlsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_all(cls.sidecars, [cls.meshed_app, cls.legacy_app], cls.cp)
+        stop_all(cls.sidecars, [cls.meshed_app, cls.legacy_app, cls.chat_app], cls.cp)
 
     @classmethod
     def put(cls, path, yaml_text):
@@ -100,6 +110,43 @@ class AutoMtlsTest(unittest.TestCase):
         if cluster is None or assignment is None:
             return None, {}
         return cluster.get("tls"), {e["address"]: e for e in assignment.get("endpoints", [])}
+
+    def cluster_protocol(self, name):
+        dump = json.loads(self.frontend.get("/config_dump")[1]).get("resources", {})
+        cluster = next(c for c in dump.get("clusters", []) if c["name"] == name)
+        return cluster.get("protocol", "UPSTREAM_HTTP1")
+
+    @staticmethod
+    def inbound_connections(sidecar, protocol):
+        return sum(int(line.rpartition(": ")[2])
+                   for line in sidecar.stat_lines("meshlet_downstream_cx_protocol_total")
+                   if f'protocol="{protocol}"' in line and 'listener="inbound' in line)
+
+    def test_websocket_between_sidecars_goes_over_http11(self):
+        chat = "outbound|9080||chat.default"
+        self.assertTrue(wait_for(lambda: chat in self.frontend_view_of(chat), timeout=15))
+        self.assertTrue(wait_for(lambda: self.call_host("chat:9080")[0] == 426, timeout=15))
+        key = base64.b64encode(os.urandom(16)).decode()
+        with socket.create_connection(("127.0.0.1", self.frontend.outbound), timeout=10) as conn:
+            conn.sendall((f"GET /ws HTTP/1.1\r\nHost: chat:9080\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            status_line, fields = read_head(conn)
+            self.assertIn(" 101 ", status_line)
+            self.assertEqual(fields["sec-websocket-accept"], ws_accept(key))
+            conn.sendall(ws_frame(OP_TEXT, b"hello over the mesh", mask=True))
+            self.assertEqual(ws_read_frame(conn), (OP_TEXT, b"hello over the mesh"))
+        # The ordinary request went over HTTP/2, the Upgrade over HTTP/1.1 (ALPN "http/1.1"),
+        # both over mTLS.
+        self.assertGreater(self.inbound_connections(self.chat, "http2"), 0)
+        self.assertEqual(self.inbound_connections(self.chat, "http1"), 1)
+
+    def frontend_view_of(self, name):
+        dump = json.loads(self.frontend.get("/config_dump")[1]).get("resources", {})
+        return [c["name"] for c in dump.get("clusters", []) if c["name"] == name]
+
+    def call_host(self, host):
+        return call_service(self.frontend.outbound, host)
 
     def test_each_member_is_reached_as_its_endpoint_says(self):
         meshed = f"127.0.0.1:{self.backend.inbound}"
@@ -134,6 +181,11 @@ class AutoMtlsTest(unittest.TestCase):
         self.assertGreaterEqual(min(seen.values()), 3, seen)
         self.assertGreater(self.backend.stat("meshlet_downstream_tls_handshakes_total"),
                            handshakes_before)
+        # Sidecar to sidecar the hop is HTTP/2 (ALPN h2), though both apps speak HTTP/1.1; the
+        # legacy server got HTTP/1.1 (it answered).
+        self.assertEqual(self.cluster_protocol(CLUSTER), "UPSTREAM_MESH_HTTP2")
+        self.assertGreater(self.inbound_connections(self.backend, "http2"), 0)
+        self.assertEqual(self.inbound_connections(self.backend, "http1"), 0)
         self.assertEqual(self.frontend.stat("meshlet_upstream_cx_tls_handshake_fail_total"), 0)
         status, body, _ = self.frontend.get("/clusters")
         cluster = next(c for c in json.loads(body)["clusters"] if c["name"] == CLUSTER)

@@ -617,7 +617,9 @@ class UpgradeServer:
             path = request_line.split(" ")[1]
             upgrade = fields.get("upgrade", "").lower()
             if path == "/refuse":
-                conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 8\r\n\r\nrefused\n")
+                # One request per connection: say so, or a pool would send the next one here.
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 8\r\n"
+                             b"connection: close\r\n\r\nrefused\n")
             elif upgrade == "websocket" and "upgrade" in fields.get("connection", "").lower():
                 accept = ws_accept(fields["sec-websocket-key"])
                 conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
@@ -634,7 +636,8 @@ class UpgradeServer:
                     conn.sendall(data)
                 conn.shutdown(socket.SHUT_WR)
             else:
-                conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n")
+                conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n"
+                             b"connection: close\r\n\r\n")
             read_to_eof(conn)
         except (OSError, EOFError):
             pass
