@@ -256,6 +256,15 @@ class Checker {
     }
   }
 
+  void ConnectionPool(absl::string_view path, const pb::ConnectionPoolPolicy& pool) {
+    PositiveDuration(Join(path, "idleTimeout"), pool.has_idle_timeout(), pool.idle_timeout());
+    if (pool.has_max_requests_per_connection() && pool.max_requests_per_connection().value() == 0) {
+      Error(Join(path, "maxRequestsPerConnection"), "must be greater than 0");
+    }
+    PositiveDuration(Join(path, "maxConnectionDuration"), pool.has_max_connection_duration(),
+                     pool.max_connection_duration());
+  }
+
   void RateLimit(absl::string_view path, const pb::RateLimitPolicy& rl) {
     if (rl.requests_per_second() == 0) {
       Error(Join(path, "requestsPerSecond"), "must be greater than 0");
@@ -373,6 +382,7 @@ class Checker {
     if (spec.has_circuit_breaker()) CircuitBreaker("spec.circuitBreaker", spec.circuit_breaker());
     if (spec.has_outlier_detection()) Outlier("spec.outlierDetection", spec.outlier_detection());
     if (spec.has_rate_limit()) RateLimit("spec.rateLimit", spec.rate_limit());
+    if (spec.has_connection_pool()) ConnectionPool("spec.connectionPool", spec.connection_pool());
     MtlsMode("spec.mtls", spec.mtls());
   }
 

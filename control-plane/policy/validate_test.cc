@@ -54,6 +54,7 @@ spec:
   circuitBreaker: {maxRequests: 0, openDuration: 1s}
   outlierDetection: {consecutive5xx: 0, maxEjectionPercent: 101}
   rateLimit: {burst: 3}
+  connectionPool: {idleTimeout: 0s, maxRequestsPerConnection: 0, maxConnectionDuration: 1m}
   mtls: SOMETIMES
 )");
   EXPECT_FALSE(r.ok());
@@ -73,6 +74,9 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.outlierDetection.consecutive5xx"), "");
   EXPECT_NE(ErrorFor(r, "spec.outlierDetection.maxEjectionPercent"), "");
   EXPECT_NE(ErrorFor(r, "spec.rateLimit.requestsPerSecond"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.connectionPool.idleTimeout"), "must be greater than 0");
+  EXPECT_EQ(ErrorFor(r, "spec.connectionPool.maxRequestsPerConnection"), "must be greater than 0");
+  EXPECT_EQ(ErrorFor(r, "spec.connectionPool.maxConnectionDuration"), "");
   EXPECT_NE(ErrorFor(r, "spec.mtls"), "");
 }
 

@@ -1,6 +1,7 @@
 #include "control-plane/registry/registry.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 
@@ -86,6 +87,20 @@ bool SameRegistration(const Workload& a, const Workload& b) {
          a.sidecar_version == b.sidecar_version && a.inbound_port == b.inbound_port &&
          a.outbound_port == b.outbound_port;
 }
+// A new entry for `registration` registered at `now`: connected with one stream, or, given
+// `expires_at`, disconnected and due for removal then.
+Workload NewEntry(const Workload& registration, absl::Time now,
+                  std::optional<MonotonicTime> expires_at) {
+  Workload w = registration;
+  if (w.namespace_.empty()) w.namespace_ = "default";
+  w.connected = !expires_at.has_value();
+  w.open_streams = w.connected ? 1 : 0;
+  w.registered_at = now;
+  w.last_heartbeat = now;
+  w.disconnected_at = w.connected ? absl::InfinitePast() : now;
+  w.expires_at = expires_at.value_or(MonotonicTime{});
+  return w;
+}
 }  // namespace
 
 bool Registry::Connect(const Workload& registration) {
@@ -97,15 +112,7 @@ bool Registry::Connect(const Workload& registration) {
   auto it = workloads_.find(workload.id);
   if (it == workloads_.end()) {
     if (workloads_.size() >= options_.max_workloads) return false;
-    Workload w = workload;
-    if (w.namespace_.empty()) w.namespace_ = "default";
-    w.connected = true;
-    w.open_streams = 1;
-    w.registered_at = now;
-    w.last_heartbeat = now;
-    w.disconnected_at = absl::InfinitePast();
-    w.expires_at = {};
-    workloads_.emplace(w.id, std::move(w));
+    workloads_.emplace(workload.id, NewEntry(workload, now, /*expires_at=*/std::nullopt));
     NotifyLocked(lock);
     return true;
   }
@@ -128,6 +135,16 @@ bool Registry::Connect(const Workload& registration) {
   } else {
     snapshot_.reset();  // stream count and heartbeat changed; translation inputs did not
   }
+  return true;
+}
+
+bool Registry::Restore(const Workload& saved) {
+  if (saved.id.empty()) return false;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (workloads_.size() >= options_.max_workloads || workloads_.count(saved.id) > 0) return false;
+  workloads_.emplace(saved.id,
+                     NewEntry(saved, clock_.WallNow(), clock_.Now() + options_.deregister_grace));
+  NotifyLocked(lock);
   return true;
 }
 

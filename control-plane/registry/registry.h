@@ -109,6 +109,11 @@ class Registry {
   // replaced by the node's; readiness is kept across reconnects unless the node says otherwise.
   // Returns false (and registers nothing) if the id is empty or the registry is full.
   bool Connect(const Workload& workload);
+  // Registers a workload a previous run of the control plane knew (saved_registry.h) as
+  // disconnected, with its readiness: its endpoints stay until its sidecar reconnects (Connect),
+  // or the grace period passes without that. False (nothing changes) for an empty or already
+  // registered id, or when the registry is full.
+  bool Restore(const Workload& workload);
   // Refreshes last_heartbeat; no change notification. False for an unknown id.
   bool Heartbeat(absl::string_view id);
   // False for an unknown id. Notifies only when readiness changed.

@@ -134,6 +134,42 @@ TEST_F(RegistryTest, LimitsAndBadInput) {
   EXPECT_FALSE(registry_.Connect(Make("")));
 }
 
+TEST_F(RegistryTest, RestoredWorkloadKeepsItsEndpointsUntilItReconnectsOrTheGraceEnds) {
+  Workload saved = Make("r-0");
+  saved.ready = false;
+  ASSERT_TRUE(registry_.Restore(saved));
+  EXPECT_EQ(versions_.size(), 1u);
+  auto snapshot = registry_.Snapshot();
+  ASSERT_EQ(snapshot->ForService("default", "reviews").size(), 1u);
+  EXPECT_FALSE(snapshot->workloads[0].connected);
+  EXPECT_FALSE(snapshot->workloads[0].ready);
+  EXPECT_EQ(snapshot->workloads[0].addresses, saved.addresses);
+  EXPECT_EQ(registry_.connected(), 0u);
+  EXPECT_EQ(*registry_.NextExpiry(), clock_.Now() + seconds(30));
+  // Already registered: a restore never overrides what a stream said.
+  EXPECT_FALSE(registry_.Restore(Make("r-0", "other")));
+  EXPECT_FALSE(registry_.Restore(Make("")));
+
+  // Its sidecar reconnects: connected, no expiry, readiness kept.
+  clock_.Advance(seconds(10));
+  ASSERT_TRUE(registry_.Connect(Make("r-0")));
+  EXPECT_EQ(registry_.connected(), 1u);
+  EXPECT_FALSE(registry_.NextExpiry().has_value());
+  EXPECT_FALSE(registry_.Snapshot()->workloads[0].ready);
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 0u);
+
+  // One whose sidecar never comes back leaves after the grace period.
+  ASSERT_TRUE(registry_.Restore(Make("gone")));
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 1u);
+  EXPECT_EQ(registry_.size(), 1u);
+
+  Registry small(clock_, RegistryOptions{.max_workloads = 1});
+  EXPECT_TRUE(small.Restore(Make("a")));
+  EXPECT_FALSE(small.Restore(Make("b")));
+}
+
 TEST_F(RegistryTest, WatchStopsWhenTheHandleGoes) {
   watch_.reset();
   registry_.Connect(Make("a"));

@@ -2,18 +2,27 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/registry/saved_registry.h"
 #include "control-plane/store/file_store.h"
 
 namespace meshlet::controlplane {
+namespace {
+
+constexpr char kSavedRegistryFile[] = "registry.pb";
+
+}  // namespace
 
 std::string ControlPlaneUsage() {
   return R"(usage: control-plane [flags]
@@ -139,6 +148,7 @@ absl::Status ControlPlane::Init() {
     disconnected.Set(static_cast<int64_t>(total > open ? total - open : 0));
   });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
+  RestoreRegistry();
 
   api::ApiOptions api_options;
   api_options.token = token_;
@@ -185,8 +195,42 @@ int ControlPlane::Run() {
   // Give open API connections a moment to finish their responses.
   loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
                  std::chrono::seconds(2));
+  SaveRegistry();
   LOG(INFO) << "control plane stopped";
   return 0;
+}
+
+void ControlPlane::RestoreRegistry() {
+  const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;  // first start, or the last run did not stop cleanly
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  in.close();
+  // Read once: a crash later must not bring back this older list.
+  ::unlink(path.c_str());
+  absl::StatusOr<std::vector<registry::Workload>> saved = registry::ParseSavedRegistry(bytes.str());
+  if (!saved.ok()) {
+    LOG(WARN) << "ignoring " << path << ": " << saved.status().message();
+    return;
+  }
+  size_t restored = 0;
+  for (const registry::Workload& workload : *saved) restored += registry_->Restore(workload);
+  LOG(INFO) << "registry: restored " << restored
+            << " workload(s) saved at the last stop; each keeps its endpoints until its sidecar "
+               "reconnects or the grace period passes";
+}
+
+void ControlPlane::SaveRegistry() {
+  std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_->Snapshot();
+  if (snapshot->workloads.empty()) return;
+  const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
+  if (absl::Status saved = WriteFileAtomically(path, registry::SerializeRegistry(*snapshot));
+      !saved.ok()) {
+    LOG(WARN) << "registry not saved (sidecars re-register as they reconnect): " << saved.message();
+    return;
+  }
+  LOG(INFO) << "registry: saved " << snapshot->workloads.size() << " workload(s) to " << path;
 }
 
 void ControlPlane::Stop() { loop_.Stop(); }

@@ -11,6 +11,8 @@
 // Data directory layout:
 //   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
 //   <data-dir>/store/      the policy store (control-plane/store/file_store.h)
+//   <data-dir>/registry.pb the workloads known at the last clean stop, restored (then removed)
+//                          at the next start (control-plane/registry/saved_registry.h)
 
 #include <functional>
 #include <memory>
@@ -91,6 +93,8 @@ class ControlPlane {
 
  private:
   void BeginShutdown();
+  void RestoreRegistry();
+  void SaveRegistry();
 
   const ControlPlaneOptions options_;
   const Clock& clock_;

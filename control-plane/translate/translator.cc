@@ -371,6 +371,17 @@ class Translator {
                                                ? retries.budget_min_retries_per_second().value()
                                                : 10);
       }
+      if (tp->has_connection_pool()) {
+        const pb::ConnectionPoolPolicy& in = tp->connection_pool();
+        xds::ConnectionPool* out = cluster.mutable_pool();
+        if (in.has_idle_timeout()) SetDuration(out->mutable_idle_timeout(), in.idle_timeout());
+        if (in.has_max_requests_per_connection()) {
+          out->set_max_requests_per_connection(in.max_requests_per_connection().value());
+        }
+        if (in.has_max_connection_duration()) {
+          SetDuration(out->mutable_max_connection_duration(), in.max_connection_duration());
+        }
+      }
       if (tp->has_outlier_detection()) {
         const pb::OutlierDetectionPolicy& od = tp->outlier_detection();
         xds::OutlierDetection* out = cluster.mutable_outlier_detection();

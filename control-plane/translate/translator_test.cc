@@ -67,6 +67,7 @@ spec:
   circuitBreaker: {maxRequests: 100}
   outlierDetection: {consecutive5xx: 7}
   rateLimit: {requestsPerSecond: 50, burst: 100, perSourceIdentity: true}
+  connectionPool: {idleTimeout: 20s, maxRequestsPerConnection: 1, maxConnectionDuration: 1m}
 )"));
     policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
 kind: HTTPRoute
@@ -266,6 +267,9 @@ TEST_F(TranslatorTest, TrafficPolicyBecomesClusterAndRouteSettings) {
   EXPECT_EQ(c->circuit_breakers().max_requests().value(), 100u);
   EXPECT_DOUBLE_EQ(c->circuit_breakers().retry_budget().budget_percent(), 25.0);
   EXPECT_EQ(c->outlier_detection().consecutive_5xx().value(), 7u);
+  EXPECT_EQ(c->pool().idle_timeout().seconds(), 20);
+  EXPECT_EQ(c->pool().max_requests_per_connection(), 1u);
+  EXPECT_EQ(c->pool().max_connection_duration().seconds(), 60);
 
   const xds::Route& fallback = Host(r, "outbound", "reviews.default:9080")->routes(4);
   EXPECT_EQ(fallback.route().timeout().seconds(), 2);

@@ -18,8 +18,6 @@ the openssl CLI) and issues 4-second certificates. Shown:
 import json
 import os
 import re
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,8 @@ import unittest
 import grpc
 
 import sidecar_test
-from mesh_util import create_join_token, start_control_plane, stop_process
+from mesh_util import (create_join_token, make_ca, make_server_cert, make_workload_cert, openssl,
+                       peer_accepted, start_control_plane, stop_process, trust_bundle_roots)
 from sidecar_test import wait_for
 
 CONTROL_PLANE = CA_PROTO = None  # set from argv
@@ -40,10 +39,6 @@ B_ID = "spiffe://cluster.local/ns/default/sa/payments"
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def openssl(*args, **kwargs):
-    return subprocess.run(["openssl", *args], check=True, capture_output=True, **kwargs)
 
 
 def make_key_and_csr(directory, name):
@@ -75,19 +70,9 @@ class CaRenewalTest(unittest.TestCase):
         cls.pb = ca_pb2
         # The discovery port's own server certificate (not the workload CA's).
         t = cls.tmp
-        cls.server_ca = os.path.join(t, "server-ca.pem")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(t, "server-ca-key.pem"), "-out", cls.server_ca,
-                "-subj", "/CN=test control plane CA", "-days", "1")
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(t, "server-key.pem"), "-out", os.path.join(t, "server.csr"),
-                "-subj", "/CN=control-plane")
-        with open(os.path.join(t, "server.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-                    "basicConstraints=critical,CA:FALSE\n")
-        openssl("x509", "-req", "-in", os.path.join(t, "server.csr"), "-CA", cls.server_ca,
-                "-CAkey", os.path.join(t, "server-ca-key.pem"), "-CAcreateserial", "-days", "1",
-                "-extfile", os.path.join(t, "server.ext"), "-out", os.path.join(t, "server.pem"))
+        server_ca = make_ca(t, "server-ca")
+        cls.server_ca = server_ca[0]
+        make_server_cert(t, "server", server_ca, san="IP:127.0.0.1,DNS:localhost")
 
         data = os.path.join(t, "cp-data")
         cls.cp_log = os.path.join(t, "cp.log")
@@ -193,24 +178,10 @@ class CaRenewalTest(unittest.TestCase):
         log_path = os.path.join(self.tmp, "rotation-cp.log")
         ads = f"127.0.0.1:{sidecar_test.free_port()}"
         cp, api, _ = self.start_control_plane(data, log_path, "--xds-address", ads)
-        new_root = os.path.join(self.tmp, "new-root.pem")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(self.tmp, "new-root-key.pem"), "-out", new_root,
-                "-subj", "/CN=new mesh root", "-days", "1", "-addext",
-                "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        new_root = make_ca(self.tmp, "new-root")
         # A peer whose certificate chains only to the new root.
-        t = self.tmp
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(t, "new-peer-key.pem"),
-                "-out", os.path.join(t, "new-peer.csr"), "-subj", "/CN=ignored")
-        with open(os.path.join(t, "new-peer.ext"), "w") as f:
-            f.write("subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/new-peer\n"
-                    "extendedKeyUsage=clientAuth,serverAuth\nbasicConstraints=critical,CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature\n")
-        openssl("x509", "-req", "-in", os.path.join(t, "new-peer.csr"), "-CA", new_root,
-                "-CAkey", os.path.join(t, "new-root-key.pem"), "-CAcreateserial", "-days", "1",
-                "-extfile", os.path.join(t, "new-peer.ext"),
-                "-out", os.path.join(t, "new-peer.pem"))
+        new_peer = make_workload_cert(self.tmp, "new-peer", new_root,
+                                      "spiffe://cluster.local/ns/default/sa/new-peer")
         with open(os.path.join(data, "api-token")) as f:
             api_token = f.read().strip()
         workdir = tempfile.mkdtemp(dir=self.tmp)
@@ -229,27 +200,10 @@ class CaRenewalTest(unittest.TestCase):
                 f"--join-token-file={token_file}", concurrency=1)
 
             def new_peer_accepted():
-                """Whether the inbound listener (PERMISSIVE: a presented certificate must verify)
-                accepts the new root's peer: an HTTP answer, or a TLS alert."""
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-                context.load_cert_chain(os.path.join(t, "new-peer.pem"),
-                                        os.path.join(t, "new-peer-key.pem"))
-                try:
-                    with socket.create_connection(("127.0.0.1", inbound), timeout=5) as raw:
-                        with context.wrap_socket(raw) as conn:
-                            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                            return conn.recv(100).startswith(b"HTTP/1.1 ")
-                except (ssl.SSLError, ConnectionError):
-                    return False
+                return peer_accepted(inbound, *new_peer)
 
             def bundle_roots():
-                dump = json.loads(sidecar.get("/config_dump")[1]).get("resources", {})
-                for secret in dump.get("secrets", []):
-                    if secret["name"] == "mesh-trust-bundle":
-                        return secret["trust_bundle_pem"].count("BEGIN CERTIFICATE")
-                return 0
+                return trust_bundle_roots(sidecar)
 
             def inbound_generation():
                 for user in json.loads(sidecar.get("/certs")[1]).get("used_by", []):
@@ -265,7 +219,7 @@ class CaRenewalTest(unittest.TestCase):
             # Step 1 of a root rotation: same signing root, the new root added to the bundle.
             stop_process(cp)
             cp, _, _ = self.start_control_plane(data, log_path, "--xds-address", ads,
-                                                "--ca-trust-bundle", new_root)
+                                                "--ca-trust-bundle", new_root[0])
             self.assertTrue(wait_for(lambda: bundle_roots() == 2, timeout=15),
                             sidecar.log() + read(log_path))
             # The listener's mTLS context was rebuilt with the new bundle (new connections), by

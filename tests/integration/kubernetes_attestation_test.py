@@ -36,34 +36,14 @@ import urllib.request
 import grpc
 
 import sidecar_test
-from ca_renewal_test import make_key_and_csr, openssl, read
-from mesh_util import create_join_token, start_control_plane, stop_process
+from ca_renewal_test import make_key_and_csr, read
+from mesh_util import (create_join_token, make_ca, make_server_cert, openssl, start_control_plane,
+                       stop_process)
 from sidecar_test import wait_for
 
 CONTROL_PLANE = CA_PROTO = None  # set from argv
 PAYMENTS_ID = "spiffe://cluster.local/ns/shop/sa/payments"
 CONTROL_PLANE_TOKEN = "control-plane-own-token"
-
-
-def make_ca(directory, name):
-    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", cert, "-subj", "/CN=" + name, "-days", "1")
-    return cert, key
-
-
-def make_server_cert(directory, name, ca, san="IP:127.0.0.1,DNS:kubernetes.default.svc"):
-    """A serverAuth certificate for `san` (by default 127.0.0.1) signed by `ca` (cert, key)."""
-    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
-    csr, ext = os.path.join(directory, name + ".csr"), os.path.join(directory, name + ".ext")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
-    with open(ext, "w") as f:
-        f.write(f"subjectAltName={san}\n"
-                "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-days", "1", "-extfile", ext, "-out", cert)
-    return cert, key
 
 
 def jwt(namespace, service_account, audience, ttl=3600):

@@ -1,10 +1,13 @@
 """Helpers for tests that run the real control plane with its CA: start it, create join tokens,
-start sidecars configured over its xDS, stop it."""
+start sidecars configured over its xDS, stop it; certificates made with the openssl CLI; what a
+sidecar trusts and accepts."""
 
 import json
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -13,6 +16,79 @@ import urllib.request
 
 import sidecar_test
 from ports import free_port
+
+
+def openssl(*args, **kwargs):
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, **kwargs)
+
+
+def make_ca(directory, name):
+    """A self-signed P-256 CA valid for a day: (certificate path, key path)."""
+    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", cert, "-subj", "/CN=" + name, "-days", "1",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert, key
+
+
+def make_leaf(directory, name, ca, extensions):
+    """A P-256 certificate with `extensions` (openssl extfile lines) signed by `ca` (cert, key):
+    (certificate path, key path)."""
+    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")
+    csr, ext = os.path.join(directory, name + ".csr"), os.path.join(directory, name + ".ext")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+    with open(ext, "w") as f:
+        f.write(extensions)
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+            "-days", "1", "-extfile", ext, "-out", cert)
+    return cert, key
+
+
+def make_server_cert(directory, name, ca, san="IP:127.0.0.1,DNS:kubernetes.default.svc"):
+    """A serverAuth certificate for `san` (by default 127.0.0.1) signed by `ca` (cert, key)."""
+    return make_leaf(directory, name, ca, f"subjectAltName={san}\n"
+                     "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
+
+
+def make_workload_cert(directory, name, ca, spiffe_id):
+    """A mesh certificate for `spiffe_id` signed by `ca` (cert, key), as the CA would issue it."""
+    return make_leaf(directory, name, ca,
+                     f"subjectAltName=critical,URI:{spiffe_id}\n"
+                     "extendedKeyUsage=clientAuth,serverAuth\nbasicConstraints=critical,CA:FALSE\n"
+                     "keyUsage=critical,digitalSignature\n")
+
+
+def peer_accepted(port, cert_chain, key):
+    """Whether a sidecar's inbound listener on `port` accepts a client presenting `cert_chain`
+    (PEM file, leaf first) and `key`: an HTTP answer, or a TLS alert. PERMISSIVE and STRICT both
+    verify a presented certificate against the trust bundle."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(cert_chain, key)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw) as conn:
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                # The whole answer: leaving early would reset the sidecar's request to the app.
+                answer = b""
+                while chunk := conn.recv(65536):
+                    answer += chunk
+                return answer.startswith(b"HTTP/1.1 ")
+    except (ssl.SSLError, ConnectionError):
+        return False
+
+
+def trust_bundle_roots(sidecar):
+    """How many roots the `mesh-trust-bundle` Secret the control plane pushed to `sidecar` holds
+    (its /config_dump); 0 before it arrived."""
+    dump = json.loads(sidecar.get("/config_dump")[1]).get("resources", {})
+    for secret in dump.get("secrets", []):
+        if secret["name"] == "mesh-trust-bundle":
+            return secret["trust_bundle_pem"].count("BEGIN CERTIFICATE")
+    return 0
 
 
 def start_control_plane(binary, log_path, *args, timeout=15):

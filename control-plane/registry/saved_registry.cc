@@ -1,0 +1,47 @@
+#include "control-plane/registry/saved_registry.h"
+
+#include "control-plane/registry/saved_registry.pb.h"
+
+namespace meshlet::controlplane::registry {
+
+xds::Node NodeFromWorkload(const Workload& workload) {
+  xds::Node node;
+  node.set_id(workload.id);
+  node.set_service(workload.service);
+  node.set_namespace_(workload.namespace_);
+  node.set_service_account(workload.service_account);
+  node.mutable_labels()->insert(workload.labels.begin(), workload.labels.end());
+  for (const std::string& address : workload.addresses) node.add_addresses(address);
+  for (uint32_t port : workload.ports) node.add_ports(port);
+  node.set_sidecar_version(workload.sidecar_version);
+  return node;
+}
+
+std::string SerializeRegistry(const RegistrySnapshot& snapshot) {
+  SavedRegistry saved;
+  for (const Workload& workload : snapshot.workloads) {
+    SavedRegistry::Workload* out = saved.add_workloads();
+    *out->mutable_node() = NodeFromWorkload(workload);
+    out->set_not_ready(!workload.ready);
+  }
+  std::string bytes;
+  saved.SerializeToString(&bytes);
+  return bytes;
+}
+
+absl::StatusOr<std::vector<Workload>> ParseSavedRegistry(absl::string_view bytes) {
+  SavedRegistry saved;
+  if (!saved.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError("not a saved registry");
+  }
+  std::vector<Workload> out;
+  out.reserve(static_cast<size_t>(saved.workloads_size()));
+  for (const SavedRegistry::Workload& in : saved.workloads()) {
+    Workload workload = WorkloadFromNode(in.node());
+    workload.ready = !in.not_ready();
+    out.push_back(std::move(workload));
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane::registry

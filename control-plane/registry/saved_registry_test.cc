@@ -1,0 +1,63 @@
+#include "control-plane/registry/saved_registry.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include "common/base/fake_clock.h"
+
+namespace meshlet::controlplane::registry {
+namespace {
+
+TEST(SavedRegistryTest, RoundTripKeepsRegistrationAndReadiness) {
+  FakeClock clock;
+  Registry registry(clock);
+  xds::Node node;
+  node.set_id("reviews-0");
+  node.set_service("reviews");
+  node.set_namespace_("shop");
+  node.set_service_account("reviews-sa");
+  (*node.mutable_labels())["version"] = "v2";
+  (*node.mutable_labels())[kInboundPortLabel] = "26006";
+  (*node.mutable_labels())[kWorkloadCertificateLabel] = "true";
+  node.add_addresses("10.0.0.7");
+  node.add_ports(9080);
+  node.set_sidecar_version("0.1.0");
+  ASSERT_TRUE(registry.Connect(WorkloadFromNode(node)));
+  ASSERT_TRUE(registry.SetReady("reviews-0", false));
+  Workload other;
+  other.id = "ratings-0";
+  other.service = "ratings";
+  ASSERT_TRUE(registry.Connect(other));
+  ASSERT_TRUE(registry.Disconnect("ratings-0"));  // waiting out its grace: saved too
+
+  absl::StatusOr<std::vector<Workload>> loaded =
+      ParseSavedRegistry(SerializeRegistry(*registry.Snapshot()));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), 2u);
+  const Workload& w = (*loaded)[1];
+  EXPECT_EQ(w.id, "reviews-0");
+  EXPECT_EQ(w.namespace_, "shop");
+  EXPECT_EQ(w.service_account, "reviews-sa");
+  EXPECT_EQ(w.labels.at("version"), "v2");
+  EXPECT_EQ(w.inbound_port, 26006u);
+  EXPECT_TRUE(w.workload_certificate);
+  EXPECT_EQ(w.addresses, std::vector<std::string>{"10.0.0.7"});
+  EXPECT_EQ(w.ports, std::vector<uint32_t>{9080});
+  EXPECT_EQ(w.sidecar_version, "0.1.0");
+  EXPECT_FALSE(w.ready);
+  EXPECT_EQ((*loaded)[0].id, "ratings-0");
+  EXPECT_TRUE((*loaded)[0].ready);
+  // The node a restored workload came from is the one its sidecar sent.
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(NodeFromWorkload(w), node))
+      << NodeFromWorkload(w).DebugString();
+}
+
+TEST(SavedRegistryTest, GarbageIsRefused) {
+  EXPECT_FALSE(ParseSavedRegistry("\xff\xff\xff").ok());
+  absl::StatusOr<std::vector<Workload>> empty = ParseSavedRegistry("");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::registry
