@@ -118,6 +118,18 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
 
   HeaderView at(size_t i) const { return View(entries_[i]); }
 
+  // Calls fn(HeaderView) for every regular (non-pseudo) header, in order. For scans that look at
+  // every name: it walks the entries directly, without the iterator's per-step indexing.
+  template <typename Fn>
+  void ForEachRegular(Fn&& fn) const {
+    const Entry* const end = entries_.data() + entries_.size();
+    const char* const arena = arena_.data();
+    for (const Entry* e = entries_.data() + num_pseudo_; e != end; ++e) {
+      fn(HeaderView{absl::string_view(arena + e->name_offset, e->name_size),
+                    absl::string_view(arena + e->value_offset, e->value_size)});
+    }
+  }
+
   class const_iterator {
    public:
     using iterator_category = std::random_access_iterator_tag;

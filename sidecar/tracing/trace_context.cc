@@ -327,13 +327,15 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
   const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
   if (force_in_mask) lengths |= bit(force_header.size());
   const bool force_long = force_header.size() >= 64;
-  for (const http::HeaderView header : headers) {
+  // Pseudo-headers are never trace headers (nor a force-sample header: clients cannot send
+  // names of their own starting with ':').
+  headers.ForEachRegular([&](const http::HeaderView header) {
     const absl::string_view name = header.name;
     if (name.size() >= 64) {
       if (force_long && name == force_header) keep(found.force, header.value);
-      continue;
+      return;
     }
-    if ((lengths & bit(name.size())) == 0) continue;
+    if ((lengths & bit(name.size())) == 0) return;
     if (force_in_mask && name == force_header) keep(found.force, header.value);
     switch (name[0]) {
       case 't':
@@ -365,7 +367,7 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
       default:
         break;
     }
-  }
+  });
   return found;
 }
 
