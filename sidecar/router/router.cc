@@ -522,7 +522,7 @@ void Router::RouteRequest() {
   if (cluster_.stats != nullptr) stats_ = cluster_.stats;
 
   http::HeaderMap& headers = *request_headers_;
-  ApplyRequestHeaderMutations(*route_, headers);
+  if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
   if (!action.prefix_rewrite.empty()) {
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
     headers.Set(":path", path);

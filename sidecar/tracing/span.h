@@ -34,6 +34,10 @@ struct RequestTrace {
   bool b3_single = false;
   bool b3_multi = false;
   uint32_t attempts = 0;  // client spans begun (upstream attempts)
+  // The request headers may hold a `traceparent` (the caller's, one a route added, or an earlier
+  // attempt's): BeginClient replaces it. False when none can be there, and BeginClient appends
+  // its own without looking for one; whoever adds headers to the request in between sets it.
+  bool traceparent_maybe_present = true;
 
   bool active() const { return trace_id.valid(); }
 };

@@ -72,6 +72,7 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::opt
   trace.sampled = DecideSampling(parent, forced, rate_, random_);
   trace.debug = parent.debug;
   trace.trace_id_64bit = parent.trace_id_64bit;
+  trace.traceparent_maybe_present = found.traceparent_count > 0;
   if (parent.b3_present) {
     trace.b3_single = found.b3.has_value();
     trace.b3_multi = found.any_b3_multi();
@@ -126,7 +127,13 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::opt
   ++trace.attempts;
   char traceparent[kTraceparentLength];
   FormatTraceparent(trace.trace_id, span_id, trace.sampled, traceparent);
-  headers.Set(kTraceparentHeader, absl::string_view(traceparent, sizeof(traceparent)));
+  const absl::string_view value(traceparent, sizeof(traceparent));
+  if (trace.traceparent_maybe_present) {
+    headers.Set(kTraceparentHeader, value);
+  } else {
+    headers.Add(kTraceparentHeader, value);  // no lookup: there is none to replace
+    trace.traceparent_maybe_present = true;
+  }
   if (trace.b3_single || trace.b3_multi) {
     // The caller speaks B3: it goes on in the same form(s), describing the same span as
     // traceparent.
