@@ -322,7 +322,8 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
   uint64_t lengths = bit(kTraceparentHeader.size()) | bit(kTracestateHeader.size()) |
                      bit(kB3SingleHeader.size()) | bit(kB3TraceIdHeader.size()) |
                      bit(kB3SpanIdHeader.size()) | bit(kB3ParentSpanIdHeader.size()) |
-                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size());
+                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size()) |
+                     bit(kRequestIdHeader.size());
   static_assert(kB3ParentSpanIdHeader.size() < 64);
   const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
   if (force_in_mask) lengths |= bit(force_header.size());
@@ -351,6 +352,10 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
         if (name == kB3SingleHeader) keep(found.b3, header.value);
         break;
       case 'x':
+        if (name == kRequestIdHeader) {
+          keep(found.request_id, header.value);
+          break;
+        }
         if (name.size() < 10 || name.substr(0, 5) != "x-b3-") break;
         if (name == kB3TraceIdHeader) {
           keep(found.b3_trace_id, header.value);
