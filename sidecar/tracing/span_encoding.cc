@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 
 namespace meshlet::sidecar::tracing {
@@ -62,7 +63,10 @@ constexpr char Tag(uint32_t field, uint32_t wire_type) {
 }
 constexpr uint32_t kVarint = 0, kFixed64 = 1, kDelimited = 2;
 
-size_t VarintSize(uint64_t value) {
+// The helpers are always inlined: an attribute's key is a literal, so its length and bytes become
+// constants and the key costs a few stores instead of a memcpy call and size arithmetic.
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t VarintSize(uint64_t value) {
   size_t size = 1;
   while (value >= 0x80) {
     value >>= 7;
@@ -71,9 +75,11 @@ size_t VarintSize(uint64_t value) {
   return size;
 }
 // A length-delimited field: tag, length, payload.
-size_t DelimitedSize(size_t payload) { return 1 + VarintSize(payload) + payload; }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t DelimitedSize(size_t payload) {
+  return 1 + VarintSize(payload) + payload;
+}
 
-char* PutVarint(char* p, uint64_t value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutVarint(char* p, uint64_t value) {
   while (value >= 0x80) {
     *p++ = static_cast<char>((value & 0x7f) | 0x80);
     value >>= 7;
@@ -81,16 +87,18 @@ char* PutVarint(char* p, uint64_t value) {
   *p++ = static_cast<char>(value);
   return p;
 }
-char* PutRaw(char* p, absl::string_view bytes) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutRaw(char* p, absl::string_view bytes) {
   std::memcpy(p, bytes.data(), bytes.size());
   return p + bytes.size();
 }
 // Tag and length of a length-delimited field whose payload follows.
-char* PutDelimitedHead(char* p, uint32_t field, size_t payload) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutDelimitedHead(char* p, uint32_t field,
+                                                           size_t payload) {
   *p++ = Tag(field, kDelimited);
   return PutVarint(p, payload);
 }
-char* PutBytes(char* p, uint32_t field, absl::string_view bytes) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutBytes(char* p, uint32_t field,
+                                                   absl::string_view bytes) {
   return PutRaw(PutDelimitedHead(p, field, bytes.size()), bytes);
 }
 char* PutFixed64(char* p, uint32_t field, uint64_t value) {
@@ -108,21 +116,29 @@ char* PutBigEndian64(char* p, uint64_t value) {
 
 // KeyValue { string key = 1; AnyValue value = 2; }
 // AnyValue { string string_value = 1; int64 int_value = 3; }
-size_t StringAnySize(absl::string_view value) { return DelimitedSize(value.size()); }
-size_t IntAnySize(int64_t value) { return 1 + VarintSize(static_cast<uint64_t>(value)); }
-size_t KeyValueSize(absl::string_view key, size_t any) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t StringAnySize(absl::string_view value) {
+  return DelimitedSize(value.size());
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t IntAnySize(int64_t value) {
+  return 1 + VarintSize(static_cast<uint64_t>(value));
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t KeyValueSize(absl::string_view key, size_t any) {
   return DelimitedSize(key.size()) + DelimitedSize(any);
 }
 // KeyValue's head (as field `field` of its parent) and its key, up to the AnyValue's payload.
-char* PutKeyValueHead(char* p, uint32_t field, absl::string_view key, size_t any) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutKeyValueHead(char* p, uint32_t field,
+                                                          absl::string_view key, size_t any) {
   p = PutDelimitedHead(p, field, KeyValueSize(key, any));
   p = PutBytes(p, 1, key);
   return PutDelimitedHead(p, 2, any);
 }
-char* PutStringAttribute(char* p, uint32_t field, absl::string_view key, absl::string_view value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutStringAttribute(char* p, uint32_t field,
+                                                             absl::string_view key,
+                                                             absl::string_view value) {
   return PutBytes(PutKeyValueHead(p, field, key, StringAnySize(value)), 1, value);
 }
-char* PutIntAttribute(char* p, uint32_t field, absl::string_view key, int64_t value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutIntAttribute(char* p, uint32_t field,
+                                                          absl::string_view key, int64_t value) {
   p = PutKeyValueHead(p, field, key, IntAnySize(value));
   *p++ = Tag(3, kVarint);
   return PutVarint(p, static_cast<uint64_t>(value));
@@ -152,10 +168,10 @@ size_t SpanSize(const Span& span) {
   if (span.parent_span_id != 0) size += DelimitedSize(8);
   ForEachAttribute(
       span,
-      [&](absl::string_view key, absl::string_view value) {
+      [&](absl::string_view key, absl::string_view value) ABSL_ATTRIBUTE_ALWAYS_INLINE {
         size += DelimitedSize(KeyValueSize(key, StringAnySize(value)));
       },
-      [&](absl::string_view key, int64_t value) {
+      [&](absl::string_view key, int64_t value) ABSL_ATTRIBUTE_ALWAYS_INLINE {
         size += DelimitedSize(KeyValueSize(key, IntAnySize(value)));
       });
   if (span.error) size += DelimitedSize(StatusSize(span));
@@ -188,10 +204,10 @@ char* PutSpan(char* p, const Span& span) {
   p = PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
   ForEachAttribute(
       span,
-      [&](absl::string_view key, absl::string_view value) {
-        p = PutStringAttribute(p, 9, key, value);
-      },
-      [&](absl::string_view key, int64_t value) { p = PutIntAttribute(p, 9, key, value); });
+      [&](absl::string_view key, absl::string_view value)
+          ABSL_ATTRIBUTE_ALWAYS_INLINE { p = PutStringAttribute(p, 9, key, value); },
+      [&](absl::string_view key, int64_t value)
+          ABSL_ATTRIBUTE_ALWAYS_INLINE { p = PutIntAttribute(p, 9, key, value); });
   if (span.error) {
     // STATUS_CODE_ERROR = 2.
     p = PutDelimitedHead(p, 15, StatusSize(span));
