@@ -355,7 +355,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     path = path.substr(0, std::min(path.find('?'), tracing::Span::kMaxPathBytes));
     tracing::SetText(span.method, method);
     tracing::SetText(span.path, path);
-    tracing::SetText(span.protocol, http::ProtocolName(info_.protocol));
+    span.protocol = http::ProtocolName(info_.protocol);
     tracing::SetText(span.peer_identity, hcm_.options_.peer_identity);
   }
 

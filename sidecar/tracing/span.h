@@ -56,10 +56,11 @@ struct Span {
   std::string status_message;  // why it failed, when error
 
   // Attributes.
-  std::string method;          // http.request.method
-  std::string path;            // url.path (bounded, see kMaxPathBytes)
-  int status_code = 0;         // http.response.status_code; 0: no response
-  std::string protocol;        // network.protocol.name / version ("HTTP/1.1", "HTTP/2")
+  std::string method;   // http.request.method
+  std::string path;     // url.path (bounded, see kMaxPathBytes)
+  int status_code = 0;  // http.response.status_code; 0: no response
+  // network.protocol.name / version: static text (http::ProtocolName), nothing to copy.
+  absl::string_view protocol;
   std::string peer_identity;   // meshlet.peer.identity (SPIFFE id of an mTLS client)
   std::string route;           // meshlet.route
   std::string cluster;         // meshlet.cluster
@@ -83,13 +84,13 @@ struct Span {
     Clear(status_message);
     Clear(method);
     Clear(path);
-    Clear(protocol);
     Clear(peer_identity);
     Clear(route);
     Clear(cluster);
     Clear(endpoint);
     Clear(response_flags);
     Clear(request_id);
+    protocol = {};
     trace_id = TraceId();
     span_id = 0;
     parent_span_id = 0;
