@@ -382,9 +382,7 @@ ParentContext ExtractParent(const http::HeaderMap& headers) {
 
 ParentContext ExtractParent(const TraceHeaders& found) {
   ParentContext result;
-  if (!found.traceparent.has_value() && !found.b3.has_value() && !found.any_b3_multi()) {
-    return result;  // no context (most requests at an edge)
-  }
+  if (!found.any_context()) return result;
   // Several traceparent fields make the context ambiguous: start over (W3C §3.2).
   if (found.traceparent.has_value() && found.traceparent_count == 1) {
     if (std::optional<ParentContext> parsed = ParseTraceparent(*found.traceparent)) {

@@ -118,6 +118,8 @@ struct TraceHeaders {
     return b3_trace_id.has_value() || b3_span_id.has_value() || b3_parent_span_id.has_value() ||
            b3_sampled.has_value() || b3_flags.has_value();
   }
+  // Any header that can carry a caller's context (most requests at an edge have none).
+  bool any_context() const { return traceparent.has_value() || b3.has_value() || any_b3_multi(); }
 };
 // `force_header`: lower-case name of the force-sample header; empty: none.
 TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header);

@@ -66,7 +66,8 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanQueue&
 void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
   // One pass over the headers finds everything; an unsampled request costs little more.
   const TraceHeaders found = ScanTraceHeaders(headers, force_header_);
-  const ParentContext parent = ExtractParent(found);
+  // Without a context header there is nothing to parse (no call either).
+  const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
   const bool forced = IsForced(found.force);
   trace = RequestTrace();
   trace.sampled = DecideSampling(parent, forced, rate_, random_);
