@@ -11,6 +11,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "absl/base/attributes.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -98,7 +99,8 @@ bool IsBadNameByte(unsigned char c) {
 
 // Bytes that would end a line or truncate it: never written, whatever the HeaderMap holds,
 // because a value that smuggles CRLF splits the message.
-bool SafeField(absl::string_view name, absl::string_view value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool SafeField(absl::string_view name,
+                                                   absl::string_view value) {
   if (name.empty()) return false;
   // Every bad name byte is below '-' (0x2d) or is ':'. Names are letters, digits and '-', so one
   // test per word clears them; a name it flags is looked at byte by byte.
