@@ -37,7 +37,8 @@ namespace meshlet::http {
 using HeaderMapPtr = std::unique_ptr<HeaderMap>;
 
 enum class Protocol { kHttp10, kHttp11, kHttp2 };
-absl::string_view ProtocolName(Protocol protocol);  // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
+// "HTTP/1.0", "HTTP/1.1", "HTTP/2": static text, valid for the life of the program.
+absl::string_view ProtocolName(Protocol protocol);
 
 // Why a stream ended without completing. Retry decisions and access-log flags key off these.
 enum class StreamResetReason {

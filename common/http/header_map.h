@@ -118,6 +118,18 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
 
   HeaderView at(size_t i) const { return View(entries_[i]); }
 
+  // Call fn(HeaderView) for every pseudo-header or every regular header, in order. For scans that
+  // look at every name (one pass for several names): they walk the entries directly, without the
+  // iterator's per-step indexing.
+  template <typename Fn>
+  void ForEachPseudo(Fn&& fn) const {
+    ForEachIn(0, num_pseudo_, fn);
+  }
+  template <typename Fn>
+  void ForEachRegular(Fn&& fn) const {
+    ForEachIn(num_pseudo_, entries_.size(), fn);
+  }
+
   class const_iterator {
    public:
     using iterator_category = std::random_access_iterator_tag;
@@ -175,6 +187,15 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   }
   bool InArena(absl::string_view s) const {
     return !s.empty() && s.data() >= arena_.data() && s.data() < arena_.data() + arena_.size();
+  }
+  template <typename Fn>
+  void ForEachIn(size_t first, size_t last, Fn& fn) const {
+    const Entry* const entries = entries_.data();
+    const char* const arena = arena_.data();
+    for (const Entry* e = entries + first; e != entries + last; ++e) {
+      fn(HeaderView{absl::string_view(arena + e->name_offset, e->name_size),
+                    absl::string_view(arena + e->value_offset, e->value_size)});
+    }
   }
   // Index of the first entry at or after `from` whose name equals `name` ignoring case.
   size_t Find(absl::string_view name, size_t from) const;

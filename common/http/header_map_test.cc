@@ -27,6 +27,35 @@ TEST(HeaderMapTest, StoresNamesLowercaseAndLooksUpIgnoringCase) {
   EXPECT_EQ(map.Get("content-length"), std::nullopt);
 }
 
+// Names are lowercased and compared a word at a time (short ones byte by byte, the last word
+// overlapping): every length up to 40, an upper-case letter at every position, the letters'
+// neighbours ('@', '[', '`', '{') and bytes with the top bit set (0xc1 is 'A' | 0x80) unchanged.
+TEST(HeaderMapTest, LowercasesAndMatchesNamesOfEveryLength) {
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_@[`{\xc1\xfa";
+  for (size_t length = 1; length <= 40; ++length) {
+    std::string lower(length, 'x');
+    for (size_t i = 0; i < length; ++i) lower[i] = alphabet[(i * 7 + length) % alphabet.size()];
+    std::string upper = lower;
+    for (char& c : upper) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    for (size_t at = 0; at < length; ++at) {
+      SCOPED_TRACE(::testing::Message() << "length " << length << ", upper case at " << at);
+      std::string mixed = lower;
+      mixed[at] = upper[at];
+      HeaderMap map;
+      map.Add(mixed, "v");
+      EXPECT_EQ(map.at(0).name, lower);
+      EXPECT_EQ(map.Get(upper), "v");
+      EXPECT_EQ(map.Get(lower), "v");
+      // One byte off anywhere (past the letters, so case cannot hide it) is another name.
+      std::string other = lower;
+      other[at] = other[at] == '0' ? '1' : '0';
+      EXPECT_EQ(map.Get(other), std::nullopt);
+    }
+  }
+}
+
 TEST(HeaderMapTest, KeepsRepeatedValuesInOrder) {
   HeaderMap map;
   map.Add("Set-Cookie", "a=1");

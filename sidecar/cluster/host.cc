@@ -8,7 +8,8 @@
 
 namespace meshlet::sidecar {
 
-Host::Host(uint64_t id, const EndpointConfig& endpoint) : id_(id), address_(endpoint.address) {
+Host::Host(uint64_t id, const EndpointConfig& endpoint)
+    : id_(id), address_(endpoint.address), address_text_(address_.ToString()) {
   UpdateFrom(endpoint);
 }
 

@@ -88,6 +88,8 @@ class Host {
   // Unique within its HostSet, never reused; the outlier detector's key.
   uint64_t id() const { return id_; }
   const net::Address& address() const { return address_; }
+  // address().ToString(), formatted once: spans name the host of every sampled attempt.
+  const std::string& address_text() const { return address_text_; }
   // At least 1.
   uint32_t weight() const { return weight_; }
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
@@ -119,6 +121,7 @@ class Host {
 
   const uint64_t id_;
   const net::Address address_;
+  const std::string address_text_;
   uint32_t weight_ = 1;
   EndpointTlsConfig tls_;
   std::map<std::string, std::string> labels_;

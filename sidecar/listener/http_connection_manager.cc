@@ -21,7 +21,7 @@
 namespace meshlet::sidecar {
 namespace {
 
-constexpr absl::string_view kRequestIdHeader = "x-request-id";
+using tracing::kRequestIdHeader;
 constexpr absl::string_view kForwardedForHeader = "x-forwarded-for";
 constexpr absl::string_view kForwardedProtoHeader = "x-forwarded-proto";
 constexpr absl::string_view kPeerIdentityHeader = "x-meshlet-peer-identity";
@@ -343,17 +343,20 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   // Trace context and sampling (docs/tracing.md); a sampled request gets its server span here.
   void BeginServerSpan(http::HeaderMap& headers) {
     hcm_.context_.tracer->BeginServer(headers, info_.trace, server_span_);
-    if (!server_span_.has_value()) return;
+    if (server_span_ == nullptr) return;
+    info_.server_span = server_span_.get();
     tracing::Span& span = *server_span_;
-    const absl::string_view method = headers.Get(":method").value_or("");
-    absl::string_view path = headers.Get(":path").value_or("");
+    // One pass for both (a Get each would walk the headers twice).
+    absl::string_view method, path;
+    headers.ForEachPseudo([&](const http::HeaderView header) {
+      if (header.name == ":method" && method.data() == nullptr) method = header.value;
+      if (header.name == ":path" && path.data() == nullptr) path = header.value;
+    });
     path = path.substr(0, std::min(path.find('?'), tracing::Span::kMaxPathBytes));
-    span.method.assign(method.data(), method.size());
-    span.path.assign(path.data(), path.size());
-    span.protocol = std::string(http::ProtocolName(info_.protocol));
-    span.peer_identity = hcm_.options_.peer_identity;
-    const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");
-    span.request_id.assign(id.data(), id.size());
+    tracing::SetText(span.method, method);
+    tracing::SetText(span.path, path);
+    span.protocol = http::ProtocolName(info_.protocol);
+    tracing::SetText(span.peer_identity, hcm_.options_.peer_identity);
   }
 
   // Encodes the last piece of the response with the stream settled first: the codec may complete
@@ -387,7 +390,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                   hcm_.context_.clock.Now() - info_.start)
                                   .count());
-    if (server_span_.has_value()) {
+    if (server_span_ != nullptr) {
+      info_.server_span = nullptr;
       router::FillServerSpan(info_, *server_span_);
       hcm_.context_.tracer->End(server_span_);
     }
@@ -448,7 +452,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   std::string method_;
   std::string path_;
   std::string request_id_;
-  std::optional<tracing::Span> server_span_;  // sampled requests only
+  tracing::SpanPtr server_span_;  // sampled requests only
 };
 
 HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpStats& stats,

@@ -17,6 +17,7 @@
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
+#include "common/http/server.h"
 #include "common/net/listener.h"
 #include "common/net/test_util.h"
 #include "common/stats/stats.h"
@@ -25,6 +26,7 @@
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/router/route_table.h"
+#include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
 namespace {
@@ -438,6 +440,95 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 429")) << client.received;
   EXPECT_EQ(closes_, 0);  // all on the one connection
+}
+
+// The upstream request carries exactly one traceparent, naming this hop's client span, over
+// HTTP/1 and HTTP/2 upstreams alike: a caller's is replaced, a request without one gets one
+// (appended without a lookup), and one a route adds after the trace began is replaced too.
+TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
+  std::vector<std::vector<std::string>> received;  // each upstream request's traceparent values
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest& request) {
+        std::vector<std::string> values;
+        for (absl::string_view value : request.headers.GetAll("traceparent")) {
+          values.emplace_back(value);
+        }
+        received.push_back(std::move(values));
+        return http::ServerResponse::Text(200, "ok");
+      });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+
+  constexpr absl::string_view kCallerTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string caller = absl::StrCat("00-", kCallerTrace, "-00f067aa0ba902b7-01");
+  constexpr absl::string_view kRouteTrace = "11111111111111111111111111111111";
+  auto snapshot = std::make_shared<config::Snapshot>();
+  router::RouteConfig routes;
+  routes.name = "routes";
+  router::VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  for (const auto& [name, protocol] :
+       {std::pair{"h1", UpstreamProtocol::kHttp1}, std::pair{"h2", UpstreamProtocol::kHttp2}}) {
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = name;
+    cluster->protocol = protocol;
+    EndpointConfig endpoint;
+    endpoint.address = (*upstream)->address();
+    cluster->endpoints.push_back(endpoint);
+    snapshot->clusters[name] = cluster;
+    for (bool route_adds : {false, true}) {
+      router::RouteEntry route;
+      route.name = absl::StrCat(route_adds ? "added-" : "plain-", name);
+      route.match.path = absl::StrCat("/", route.name);
+      router::RouteAction action;
+      action.cluster = name;
+      route.action = action;
+      if (route_adds) {
+        route.headers.request_headers_to_add.push_back(
+            {"traceparent", absl::StrCat("00-", kRouteTrace, "-2222222222222222-01"), true});
+      }
+      vhost.routes.push_back(route);
+    }
+  }
+  routes.virtual_hosts.push_back(vhost);
+  snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+  clusters_.Update(*snapshot);
+  context_.snapshot = snapshot;
+
+  tracing::SpanQueue queue(64);
+  tracing::TracingConfig tracing_config;
+  tracing_config.sampling_percent = 0;
+  tracing::Tracer tracer(tracing_config, "svc", queue, tracing::TracerStats::Create(*shard_),
+                         random_, RealClock::Get());
+  context_.tracer = &tracer;
+
+  for (const char* path : {"/plain-h1", "/plain-h2", "/added-h1", "/added-h2"}) {
+    for (bool with_caller : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(path, with_caller ? " with" : " without", " a caller's context"));
+      net::testing::RecordingCallbacks client;
+      auto c = Connect(client);
+      c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\n",
+                            with_caller ? absl::StrCat("traceparent: ", caller, "\r\n") : "",
+                            "connection: close\r\n\r\n"));
+      ASSERT_TRUE(
+          loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+      EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 200")) << client.received;
+      ASSERT_FALSE(received.empty());
+      ASSERT_EQ(received.back().size(), 1u);
+      const std::string& sent = received.back()[0];
+      ASSERT_EQ(sent.size(), tracing::kTraceparentLength) << sent;
+      const absl::string_view trace_id = absl::string_view(sent).substr(3, 32);
+      EXPECT_NE(trace_id, kRouteTrace);
+      if (with_caller) {
+        EXPECT_EQ(trace_id, kCallerTrace);
+        EXPECT_NE(sent, caller);  // this hop's client span, not the caller's
+      } else {
+        EXPECT_NE(trace_id, kCallerTrace);
+      }
+    }
+  }
+  EXPECT_EQ(received.size(), 8u);
+  context_.tracer = nullptr;
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ bool HeaderMatches(const HeaderMatcher& matcher, const http::HeaderMap& request)
   return result != matcher.invert;
 }
 
-void ApplyLevel(const std::vector<HeaderValueOption>& to_add,
+// True when it added or set any header.
+bool ApplyLevel(const std::vector<HeaderValueOption>& to_add,
                 const std::vector<std::string>& to_remove, http::HeaderMap& headers) {
   for (const std::string& name : to_remove) headers.Remove(name);
   for (const HeaderValueOption& option : to_add) {
@@ -78,6 +79,7 @@ void ApplyLevel(const std::vector<HeaderValueOption>& to_add,
       headers.Set(option.name, option.value);
     }
   }
+  return !to_add.empty();
 }
 
 uint32_t DefaultPort(absl::string_view scheme) {
@@ -252,17 +254,19 @@ const std::string& PickCluster(const RouteAction& action, Random& random) {
   return action.weighted_clusters.back().name;
 }
 
-void ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+  bool added = false;
   if (route.route_config != nullptr) {
     const HeaderMutations& m = route.route_config->headers;
-    ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
+    added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
   if (route.virtual_host != nullptr) {
     const HeaderMutations& m = route.virtual_host->headers;
-    ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
+    added |= ApplyLevel(m.request_headers_to_add, m.request_headers_to_remove, headers);
   }
-  ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
-             headers);
+  added |= ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
+                      headers);
+  return added;
 }
 
 void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {

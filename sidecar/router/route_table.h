@@ -100,8 +100,9 @@ absl::string_view StripPort(absl::string_view host);
 const std::string& PickCluster(const RouteAction& action, Random& random);
 
 // Applies the route configuration's, the virtual host's and the route's request (or response)
-// header mutations to `headers`, in that order.
-void ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
+// header mutations to `headers`, in that order. The request's: true when they added or set any
+// header.
+bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
 void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
 
 // The Location for a redirect route: the request's URL (":scheme", host, ":path") with the

@@ -148,12 +148,12 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     CancelProbeIfUnreported();
     active_.reset();
     // Withdrawn: a response was discarded for a retry, or the request ended without one.
-    const bool answered = response_complete_ || (span_.has_value() && span_->status_code != 0);
+    const bool answered = response_complete_ || (span_ != nullptr && span_->status_code != 0);
     EndSpan(answered ? absl::string_view() : "cancelled");
   }
 
   // The attempt's client span (sampled requests only; docs/tracing.md).
-  std::optional<tracing::Span>& span() { return span_; }
+  tracing::SpanPtr& span() { return span_; }
 
   // Reports how the host did (once per attempt).
   void RecordResult(resilience::HostResult result, std::optional<Duration> latency) {
@@ -178,7 +178,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
       return;
     }
     if (end_stream) request_complete_ = true;
-    if (span_.has_value()) span_->bytes_out += data.length();
+    if (span_ != nullptr) span_->bytes_out += data.length();
     encoder_->EncodeData(data, end_stream);
     MaybeDone();
   }
@@ -216,7 +216,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     handle_ = nullptr;
     host_ = &host;
     encoder_ = &encoder;
-    if (span_.has_value()) {
+    if (span_ != nullptr) {
       span_->upstream_ready_us =
           std::chrono::duration_cast<std::chrono::microseconds>(elapsed()).count();
     }
@@ -245,9 +245,9 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
   // end, so nothing the router does then can touch a finished stream.
   void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
     if (withdrawn_) return;
-    RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(StatusOf(*headers))),
-                 elapsed());
-    if (span_.has_value()) span_->status_code = StatusOf(*headers);
+    const int status = StatusOf(*headers);
+    RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(status)), elapsed());
+    if (span_ != nullptr) span_->status_code = status;
     if (end_stream) ResponseEnded();
     router_.OnUpstreamHeaders(std::move(headers), end_stream);
   }
@@ -256,7 +256,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
       data.Drain(data.length());
       return;
     }
-    if (span_.has_value()) span_->bytes_in += data.length();
+    if (span_ != nullptr) span_->bytes_in += data.length();
     if (end_stream) ResponseEnded();
     router_.OnUpstreamData(data, end_stream);
   }
@@ -302,7 +302,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
 
   // The attempt is over: its span (if sampled) goes to the exporter. `error` says why it failed.
   void EndSpan(absl::string_view error) {
-    if (!span_.has_value()) return;
+    if (span_ == nullptr) return;
     if (!error.empty()) {
       span_->error = true;
       span_->status_message.assign(error.data(), error.size());
@@ -334,7 +334,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
   bool request_complete_ = false;
   bool response_complete_ = false;
   bool result_recorded_ = false;
-  std::optional<tracing::Span> span_;  // sampled requests only
+  tracing::SpanPtr span_;  // sampled requests only
 };
 
 // CONNECT's upstream: one TCP connection to one host of the route's cluster, owned by the router
@@ -522,7 +522,7 @@ void Router::RouteRequest() {
   if (cluster_.stats != nullptr) stats_ = cluster_.stats;
 
   http::HeaderMap& headers = *request_headers_;
-  ApplyRequestHeaderMutations(*route_, headers);
+  if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
   if (!action.prefix_rewrite.empty()) {
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
     headers.Set(":path", path);
@@ -663,14 +663,18 @@ void Router::StartAttempt() {
 
 void Router::BeginClientSpan(const Host& host) {
   // Every attempt is its own client span and carries its own traceparent (a retry included).
-  std::optional<tracing::Span>& span = upstream_->span();
+  tracing::SpanPtr& span = upstream_->span();
   context_.tracer->BeginClient(*request_headers_, info_.trace, span);
-  if (!span.has_value()) return;
-  const absl::string_view method = request_headers_->Get(":method").value_or("");
-  span->method.assign(method.data(), method.size());
-  span->route.assign(info_.route_name.data(), info_.route_name.size());
-  span->cluster.assign(info_.cluster_name.data(), info_.cluster_name.size());
-  span->endpoint = host.address().ToString();
+  if (span == nullptr) return;
+  tracing::Span* const server = info_.server_span;
+  // The request's method, as the server span has it (one lookup less).
+  tracing::SetText(span->method, server != nullptr ? absl::string_view(server->method)
+                                                   : request_headers_->Get(":method").value_or(""));
+  tracing::SetText(span->route, info_.route_name);
+  tracing::SetText(span->cluster, info_.cluster_name);
+  tracing::SetText(span->endpoint, host.address_text());
+  // The server span names the host of the last attempt: this one, so far.
+  if (server != nullptr) tracing::SetText(server->endpoint, host.address_text());
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {

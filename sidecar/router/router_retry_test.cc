@@ -528,24 +528,23 @@ TEST_F(RouterRetryTest, EachAttemptIsItsOwnClientSpan) {
   RecordingCallbacks& client = Send("GET");
   EXPECT_EQ(client.status, "200");
   EXPECT_EQ(client.info.trace.attempts, 2u);
-  std::vector<tracing::Span> spans;
-  tracing::Span span;
-  while (queue.TryPop(&span)) spans.push_back(std::move(span));
+  std::vector<tracing::SpanPtr> spans;
+  while (tracing::SpanPtr span = queue.TryPop()) spans.push_back(std::move(span));
   ASSERT_EQ(spans.size(), 2u);
   for (size_t i = 0; i < spans.size(); ++i) {
-    EXPECT_EQ(spans[i].kind, tracing::SpanKind::kClient);
-    EXPECT_EQ(spans[i].trace_id, (tracing::TraceId{1, 2}));
-    EXPECT_EQ(spans[i].parent_span_id, 7u);
-    EXPECT_EQ(spans[i].retry_attempt, i + 1);
-    EXPECT_EQ(spans[i].cluster, "c");
-    EXPECT_EQ(spans[i].route, "r");
-    EXPECT_EQ(spans[i].endpoint, up.address().ToString());
-    EXPECT_GE(spans[i].upstream_ready_us, 0);
+    EXPECT_EQ(spans[i]->kind, tracing::SpanKind::kClient);
+    EXPECT_EQ(spans[i]->trace_id, (tracing::TraceId{1, 2}));
+    EXPECT_EQ(spans[i]->parent_span_id, 7u);
+    EXPECT_EQ(spans[i]->retry_attempt, i + 1);
+    EXPECT_EQ(spans[i]->cluster, "c");
+    EXPECT_EQ(spans[i]->route, "r");
+    EXPECT_EQ(spans[i]->endpoint, up.address().ToString());
+    EXPECT_GE(spans[i]->upstream_ready_us, 0);
   }
-  EXPECT_EQ(spans[0].status_code, 503);
-  EXPECT_TRUE(spans[0].error);
-  EXPECT_EQ(spans[1].status_code, 200);
-  EXPECT_FALSE(spans[1].error);
+  EXPECT_EQ(spans[0]->status_code, 503);
+  EXPECT_TRUE(spans[0]->error);
+  EXPECT_EQ(spans[1]->status_code, 200);
+  EXPECT_FALSE(spans[1]->error);
   routers_.clear();
   loop_.RunUntilIdle();
   context_.tracer = nullptr;

@@ -61,9 +61,11 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   span.status_code = info.response_code;
   span.bytes_in = info.bytes_received;
   span.bytes_out = info.bytes_sent;
-  span.route.assign(info.route_name.data(), info.route_name.size());
-  span.cluster.assign(info.cluster_name.data(), info.cluster_name.size());
-  if (info.upstream_host.has_value()) span.endpoint = info.upstream_host->ToString();
+  tracing::SetText(span.route, info.route_name);
+  tracing::SetText(span.cluster, info.cluster_name);
+  if (info.upstream_host.has_value() && span.endpoint.empty()) {
+    tracing::SetText(span.endpoint, info.upstream_host->ToString());  // a CONNECT tunnel's
+  }
   if (info.response_flags != 0) AppendResponseFlags(&span.response_flags, info.response_flags);
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;

@@ -54,7 +54,8 @@ void AppendResponseFlags(std::string* out, uint32_t flags);
 struct StreamInfo;
 
 // Fills a server span's end-of-request attributes from what happened (status, flags, bytes,
-// route, cluster, upstream host), and marks it an error for 5xx, no response, or a reset.
+// route, cluster, the upstream host unless the router named it), and marks it an error for 5xx,
+// no response, or a reset.
 void FillServerSpan(const StreamInfo& info, tracing::Span& span);
 
 // A stream that became a byte tunnel.
@@ -84,6 +85,9 @@ struct StreamInfo {
   // The request's trace at this hop (docs/tracing.md): set by the connection manager when tracing
   // is on; the router starts a client span per attempt from it.
   tracing::RequestTrace trace;
+  // The connection manager's server span while it is recorded (sampled requests), else null: the
+  // router names each attempt's upstream host in it (formatted once per host, not per request).
+  tracing::Span* server_span = nullptr;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   bool HasFlag(ResponseFlag flag) const {

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,7 +37,7 @@ int64_t MillisLeft(absl::Time deadline) {
 
 // One HTTP/1.1 POST; true on a 2xx answer. `error` says what went wrong otherwise.
 bool Post(const std::string& address, const std::string& path, absl::string_view content_type,
-          const std::string& body, Duration timeout, std::string* error) {
+          absl::string_view body, Duration timeout, std::string* error) {
   const absl::Time deadline = absl::Now() + absl::FromChrono(timeout);
   const size_t colon = address.rfind(':');
   std::string host = address.substr(0, colon);
@@ -164,45 +165,55 @@ void SpanExporter::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
-size_t SpanExporter::Fill(std::vector<Span>* batch) {
-  // Popped straight into the batch: a span moves once, from the queue's cell to here.
-  while (batch->size() < config_.batch_size) {
-    batch->emplace_back();
-    if (!queue_.TryPop(&batch->back())) {
-      batch->pop_back();
-      break;
-    }
+size_t SpanExporter::Fill() {
+  while (batch_.size() < config_.batch_size) {
+    SpanPtr span = queue_.TryPop();
+    if (span == nullptr) break;
+    batch_.push_back(std::move(span));
   }
-  return batch->size();
+  return batch_.size();
 }
 
-void SpanExporter::SendBatch(std::vector<Span>* batch) {
-  if (batch->empty()) return;
-  if (Export(*batch)) {
-    exported_.Inc(batch->size());
+void SpanExporter::SendBatch() {
+  if (batch_.empty()) return;
+  batch_view_.clear();
+  for (const SpanPtr& span : batch_) batch_view_.push_back(span.get());
+  if (Export(batch_view_)) {
+    exported_.Inc(batch_.size());
   } else {
-    dropped_failed_.Inc(batch->size());
+    dropped_failed_.Inc(batch_.size());
   }
-  batch->clear();
+  for (SpanPtr& span : batch_) queue_.Recycle(std::move(span));
+  batch_.clear();
 }
 
-bool SpanExporter::Export(const std::vector<Span>& batch) {
-  body_.clear();
+bool SpanExporter::Export(SpanBatch batch) {
+  json_body_.clear();
+  absl::string_view body;
   absl::string_view content_type = "application/json";
   switch (config_.protocol) {
     case ExportProtocol::kOtlpJson:
-      EncodeOtlpJson(batch, service_name_, &body_);
+      EncodeOtlpJson(batch, service_name_, &json_body_);
+      body = json_body_;
       break;
-    case ExportProtocol::kOtlpProto:
-      EncodeOtlpProto(batch, service_name_, &body_);
+    case ExportProtocol::kOtlpProto: {
+      const size_t size = proto_encoder_.Size(batch, service_name_);
+      if (size > proto_capacity_) {
+        proto_capacity_ = std::max(size, 2 * proto_capacity_);
+        proto_body_.reset(new char[proto_capacity_]);  // uninitialised: Write fills it
+      }
+      char* const end = proto_encoder_.Write(batch, proto_body_.get());
+      body = absl::string_view(proto_body_.get(), static_cast<size_t>(end - proto_body_.get()));
       content_type = "application/x-protobuf";
       break;
+    }
     case ExportProtocol::kZipkin:
-      EncodeZipkinJson(batch, service_name_, &body_);
+      EncodeZipkinJson(batch, service_name_, &json_body_);
+      body = json_body_;
       break;
   }
   std::string error;
-  if (Post(config_.collector_address, path_, content_type, body_, config_.export_timeout, &error)) {
+  if (Post(config_.collector_address, path_, content_type, body, config_.export_timeout, &error)) {
     return true;
   }
   export_errors_.Inc();
@@ -211,36 +222,35 @@ bool SpanExporter::Export(const std::vector<Span>& batch) {
 }
 
 void SpanExporter::Run() {
-  std::vector<Span> batch;
-  batch.reserve(config_.batch_size);
+  batch_.reserve(config_.batch_size);
+  batch_view_.reserve(config_.batch_size);
   absl::Time last_flush = absl::Now();
   const absl::Duration flush_interval = absl::FromChrono(config_.flush_interval);
   while (true) {
-    if (batch.empty() && queue_.SizeApprox() == 0) {
+    if (batch_.empty() && queue_.SizeApprox() == 0) {
       queue_.Wait(1, absl::InfiniteFuture());  // idle: until the first span
-    } else if (batch.size() < config_.batch_size) {
+    } else if (batch_.size() < config_.batch_size) {
       // A partial batch: until it fills or its flush is due.
-      queue_.Wait(config_.batch_size - batch.size(), last_flush + flush_interval);
+      queue_.Wait(config_.batch_size - batch_.size(), last_flush + flush_interval);
     }
     if (stop_.load()) {
       // One last batch, best effort (bounded by export_timeout), so shutdown stays prompt even
       // with the collector down; what is left is counted as dropped.
-      Fill(&batch);
-      SendBatch(&batch);
-      Span span;
+      Fill();
+      SendBatch();
       uint64_t left = 0;
-      while (queue_.TryPop(&span)) ++left;
+      while (queue_.TryPop() != nullptr) ++left;
       if (left > 0) dropped_shutdown_.Inc(left);
       return;
     }
     // Full batches go at once; a partial one waits for the flush interval.
-    while (Fill(&batch) == config_.batch_size) {
-      SendBatch(&batch);
+    while (Fill() == config_.batch_size) {
+      SendBatch();
       last_flush = absl::Now();
       if (stop_.load()) break;
     }
-    if (!batch.empty() && absl::Now() - last_flush >= flush_interval) {
-      SendBatch(&batch);
+    if (!batch_.empty() && absl::Now() - last_flush >= flush_interval) {
+      SendBatch();
       last_flush = absl::Now();
     }
   }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/stats/stats.h"
+#include "sidecar/tracing/span_encoding.h"
 #include "sidecar/tracing/span_queue.h"
 #include "sidecar/tracing/tracing_config.h"
 
@@ -46,13 +47,14 @@ class SpanExporter {
 
   // Encodes and sends one batch now (the exporter thread, or tests). True when the collector
   // answered 2xx.
-  bool Export(const std::vector<Span>& batch);
+  bool Export(SpanBatch batch);
 
  private:
   void Run();
-  // Pops up to batch_size spans into `batch`.
-  size_t Fill(std::vector<Span>* batch);
-  void SendBatch(std::vector<Span>* batch);
+  // Pops spans into batch_ until it holds batch_size of them; returns how many it holds.
+  size_t Fill();
+  // Exports batch_ (if any) and recycles its spans.
+  void SendBatch();
 
   const TracingConfig config_;
   const std::string service_name_;
@@ -65,7 +67,13 @@ class SpanExporter {
 
   std::atomic<bool> stop_{false};
   std::thread thread_;
-  std::string body_;  // exporter thread only
+  // Exporter thread only.
+  std::vector<SpanPtr> batch_;
+  std::vector<const Span*> batch_view_;  // batch_ as the encoders take it
+  std::string json_body_;
+  OtlpProtoEncoder proto_encoder_;
+  std::unique_ptr<char[]> proto_body_;
+  size_t proto_capacity_ = 0;
 };
 
 }  // namespace meshlet::sidecar::tracing

@@ -68,13 +68,13 @@ class OneShotCollector {
   std::string request_;
 };
 
-Span TestSpan(uint64_t id) {
-  Span span;
-  span.trace_id = TraceId{0, 42};
-  span.span_id = id;
-  span.name = "GET";
-  span.start = absl::Now();
-  span.end = span.start + absl::Milliseconds(1);
+SpanPtr TestSpan(uint64_t id) {
+  auto span = std::make_unique<Span>();
+  span->trace_id = TraceId{0, 42};
+  span->span_id = id;
+  span->name = "GET";
+  span->start = absl::Now();
+  span->end = span->start + absl::Milliseconds(1);
   return span;
 }
 
@@ -93,7 +93,7 @@ TEST(SpanExporterTest, ThreadSendsQueuedSpansAsOtlpJson) {
   config.flush_interval = std::chrono::milliseconds(10);
   {
     SpanExporter exporter(config, "svc", registry);
-    Span span = TestSpan(7);
+    SpanPtr span = TestSpan(7);
     ASSERT_TRUE(exporter.queue().TryPush(span));
     exporter.Start();
     const std::string& request = collector.request();
@@ -111,7 +111,8 @@ TEST(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
   config.collector_address = collector.address();
   config.protocol = ExportProtocol::kZipkin;
   SpanExporter exporter(config, "svc", registry);
-  EXPECT_FALSE(exporter.Export({TestSpan(1)}));
+  const SpanPtr span = TestSpan(1);
+  EXPECT_FALSE(exporter.Export({span.get()}));
   EXPECT_EQ(collector.request().rfind("POST /api/v2/spans HTTP/1.1\r\n", 0), 0u);
   EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 1u);
 }
@@ -132,7 +133,8 @@ TEST(SpanExporterTest, UnreachableCollectorFailsWithinTheTimeout) {
   config.export_timeout = std::chrono::milliseconds(500);
   SpanExporter exporter(config, "svc", registry);
   const absl::Time start = absl::Now();
-  EXPECT_FALSE(exporter.Export({TestSpan(1)}));
+  const SpanPtr span = TestSpan(1);
+  EXPECT_FALSE(exporter.Export({span.get()}));
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 
@@ -156,7 +158,7 @@ TEST(SpanExporterTest, EverySpanIsAccountedForAtShutdown) {
   {
     SpanExporter exporter(config, "svc", registry);
     for (uint64_t i = 1; i <= 100; ++i) {
-      Span span = TestSpan(i);
+      SpanPtr span = TestSpan(i);
       ASSERT_TRUE(exporter.queue().TryPush(span));
     }
     exporter.Start();

@@ -3,15 +3,17 @@
 // Span: one recorded operation of one request at this hop — a server span per downstream
 // request (the connection manager's stream) and a client span per upstream attempt (the
 // router's UpstreamRequest; each retry attempt is its own client span). Only sampled requests get
-// a Span; it is a value held inline by its owner (std::optional), filled as the request runs and
-// moved into the exporter's queue when it ends. Unsampled requests carry only a RequestTrace
-// (ids and the decision), which costs no allocation.
+// a Span: its owner holds it by pointer (SpanPtr), taken from the span queue's pool, filled in
+// place as the request runs and handed to the exporter by pointer when it ends; the exporter gives
+// it back for reuse (span_queue.h). Unsampled requests carry only a RequestTrace (ids and the
+// decision), which costs no allocation.
 //
 // Attributes are a fixed set of typed fields rather than a map, so recording costs no lookup and
 // an unset field (empty, 0 or -1) is simply not exported. Names follow OpenTelemetry's HTTP
 // conventions where one exists, meshlet.* otherwise (docs/tracing.md lists them).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -34,6 +36,10 @@ struct RequestTrace {
   bool b3_single = false;
   bool b3_multi = false;
   uint32_t attempts = 0;  // client spans begun (upstream attempts)
+  // The request headers may hold a `traceparent` (the caller's, one a route added, or an earlier
+  // attempt's): BeginClient replaces it. False when none can be there, and BeginClient appends
+  // its own without looking for one; whoever adds headers to the request in between sets it.
+  bool traceparent_maybe_present = true;
 
   bool active() const { return trace_id.valid(); }
 };
@@ -50,10 +56,11 @@ struct Span {
   std::string status_message;  // why it failed, when error
 
   // Attributes.
-  std::string method;          // http.request.method
-  std::string path;            // url.path (bounded, see kMaxPathBytes)
-  int status_code = 0;         // http.response.status_code; 0: no response
-  std::string protocol;        // network.protocol.name / version ("HTTP/1.1", "HTTP/2")
+  std::string method;   // http.request.method
+  std::string path;     // url.path (bounded, see kMaxPathBytes)
+  int status_code = 0;  // http.response.status_code; 0: no response
+  // network.protocol.name / version: static text (http::ProtocolName), nothing to copy.
+  absl::string_view protocol;
   std::string peer_identity;   // meshlet.peer.identity (SPIFFE id of an mTLS client)
   std::string route;           // meshlet.route
   std::string cluster;         // meshlet.cluster
@@ -68,7 +75,54 @@ struct Span {
   std::string request_id;          // meshlet.request_id (x-request-id)
 
   static constexpr size_t kMaxPathBytes = 256;
+  // Reset() keeps string buffers up to this size: a rare long value is not kept in the pool.
+  static constexpr size_t kKeptCapacity = 512;
+
+  // Back to a new span's state, for reuse, keeping the strings' buffers (see kKeptCapacity).
+  void Reset() {
+    Clear(name);
+    Clear(status_message);
+    Clear(method);
+    Clear(path);
+    Clear(peer_identity);
+    Clear(route);
+    Clear(cluster);
+    Clear(endpoint);
+    Clear(response_flags);
+    Clear(request_id);
+    protocol = {};
+    trace_id = TraceId();
+    span_id = 0;
+    parent_span_id = 0;
+    kind = SpanKind::kServer;
+    start = absl::Time();
+    end = absl::Time();
+    error = false;
+    status_code = 0;
+    bytes_in = 0;
+    bytes_out = 0;
+    upstream_ready_us = -1;
+    retry_attempt = 0;
+  }
+
+ private:
+  static void Clear(std::string& text) {
+    if (text.capacity() > kKeptCapacity) {
+      std::string().swap(text);
+    } else {
+      text.clear();
+    }
+  }
 };
+
+using SpanPtr = std::unique_ptr<Span>;
+
+// Sets a span's string to `value` in the buffer it has (a pooled span's, see SpanQueue); cheaper
+// than std::string::assign's general replace.
+inline void SetText(std::string& field, absl::string_view value) {
+  field.clear();
+  field.append(value.data(), value.size());
+}
 
 // The span's name: `name` when set, else "METHOD path" (server) or "METHOD cluster" (client),
 // composed on the exporter thread (into `scratch`) rather than on the worker.

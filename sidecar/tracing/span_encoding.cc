@@ -1,9 +1,11 @@
 #include "sidecar/tracing/span_encoding.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
-#include <memory>
+#include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 
 namespace meshlet::sidecar::tracing {
@@ -52,46 +54,19 @@ int64_t UnixMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
 // --- protobuf wire format ---------------------------------------------------------------------
 //
-// Writers store through a cursor into a buffer sized beforehand with a bound (each Put* below
-// states its own), so encoding costs plain stores rather than a string append per field.
+// A message is sized exactly first (each *Size function below mirrors what its Put* writes), then
+// written once, front to back, through a cursor into memory of that size: no bounds to trim, no
+// lengths to move into place, no zero-fill. Every field number here is below 16: one-byte tags.
 
-constexpr size_t kMaxVarint = 10;
+constexpr char Tag(uint32_t field, uint32_t wire_type) {
+  return static_cast<char>((field << 3) | wire_type);
+}
+constexpr uint32_t kVarint = 0, kFixed64 = 1, kDelimited = 2;
 
-void PutVarint(char*& p, uint64_t value) {
-  while (value >= 0x80) {
-    *p++ = static_cast<char>((value & 0x7f) | 0x80);
-    value >>= 7;
-  }
-  *p++ = static_cast<char>(value);
-}
-void PutTag(char*& p, uint32_t field, uint32_t wire_type) {
-  PutVarint(p, (static_cast<uint64_t>(field) << 3) | wire_type);
-}
-// At most 2 + kMaxVarint + bytes.size() (fields here are below 16: one-byte tags).
-void PutBytes(char*& p, uint32_t field, absl::string_view bytes) {
-  PutTag(p, field, 2);
-  PutVarint(p, bytes.size());
-  std::memcpy(p, bytes.data(), bytes.size());
-  p += bytes.size();
-}
-void PutFixed64(char*& p, uint32_t field, uint64_t value) {
-  PutTag(p, field, 1);
-  for (int i = 0; i < 8; ++i) *p++ = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-void PutVarintField(char*& p, uint32_t field, uint64_t value) {
-  PutTag(p, field, 0);
-  PutVarint(p, value);
-}
-void PutBigEndian64(char* out, uint64_t value) {
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<char>(value & 0xff);
-    value >>= 8;
-  }
-}
+// The helpers are always inlined: an attribute's key is a literal, so its length and bytes become
+// constants and the key costs a few stores instead of a memcpy call and size arithmetic.
 
-// KeyValue { string key = 1; AnyValue value = 2; }
-// AnyValue { string string_value = 1; int64 int_value = 3; }
-size_t VarintSize(uint64_t value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t VarintSize(uint64_t value) {
   size_t size = 1;
   while (value >= 0x80) {
     value >>= 7;
@@ -99,47 +74,184 @@ size_t VarintSize(uint64_t value) {
   }
   return size;
 }
-// A length-delimited field's size: tag (one byte for the fields used here) + length + payload.
-size_t DelimitedSize(size_t payload) { return 1 + VarintSize(payload) + payload; }
-// Bound on what one attribute takes (tags, lengths, an int's varint), beyond key and value.
-constexpr size_t kAttributeOverhead = 6 + 5 * kMaxVarint;
-
-// Sizes are computed first so the nested messages are written in place, without temporaries.
-void PutStringAttribute(char*& p, uint32_t field, absl::string_view key, absl::string_view value) {
-  const size_t any = DelimitedSize(value.size());
-  PutTag(p, field, 2);
-  PutVarint(p, DelimitedSize(key.size()) + DelimitedSize(any));
-  PutBytes(p, 1, key);
-  PutTag(p, 2, 2);
-  PutVarint(p, any);
-  PutBytes(p, 1, value);
-}
-void PutIntAttribute(char*& p, uint32_t field, absl::string_view key, int64_t value) {
-  const size_t any = 1 + VarintSize(static_cast<uint64_t>(value));
-  PutTag(p, field, 2);
-  PutVarint(p, DelimitedSize(key.size()) + DelimitedSize(any));
-  PutBytes(p, 1, key);
-  PutTag(p, 2, 2);
-  PutVarint(p, any);
-  PutVarintField(p, 3, static_cast<uint64_t>(value));
+// A length-delimited field: tag, length, payload.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t DelimitedSize(size_t payload) {
+  return 1 + VarintSize(payload) + payload;
 }
 
-// Sizes `buffer` to `bound` more bytes, lets `write` fill them through a cursor, and trims it to
-// what was written.
-template <typename Write>
-void WriteBounded(std::string* buffer, size_t bound, Write&& write) {
-  const size_t used = buffer->size();
-  buffer->resize(used + bound);
-  char* const begin = buffer->data() + used;
-  char* p = begin;
-  write(p);
-  buffer->resize(used + static_cast<size_t>(p - begin));
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutVarint(char* p, uint64_t value) {
+  while (value >= 0x80) {
+    *p++ = static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  *p++ = static_cast<char>(value);
+  return p;
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutRaw(char* p, absl::string_view bytes) {
+  std::memcpy(p, bytes.data(), bytes.size());
+  return p + bytes.size();
+}
+// Tag and length of a length-delimited field whose payload follows.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutDelimitedHead(char* p, uint32_t field,
+                                                           size_t payload) {
+  *p++ = Tag(field, kDelimited);
+  return PutVarint(p, payload);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutBytes(char* p, uint32_t field,
+                                                   absl::string_view bytes) {
+  return PutRaw(PutDelimitedHead(p, field, bytes.size()), bytes);
+}
+char* PutFixed64(char* p, uint32_t field, uint64_t value) {
+  *p++ = Tag(field, kFixed64);
+  if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap64(value);
+  std::memcpy(p, &value, sizeof(value));  // little-endian on the wire
+  return p + sizeof(value);
+}
+// Ids are bytes, most significant first.
+char* PutBigEndian64(char* p, uint64_t value) {
+  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap64(value);
+  std::memcpy(p, &value, sizeof(value));
+  return p + sizeof(value);
+}
+
+// KeyValue { string key = 1; AnyValue value = 2; }
+// AnyValue { string string_value = 1; int64 int_value = 3; }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t StringAnySize(absl::string_view value) {
+  return DelimitedSize(value.size());
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t IntAnySize(int64_t value) {
+  return 1 + VarintSize(static_cast<uint64_t>(value));
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t KeyValueSize(absl::string_view key, size_t any) {
+  return DelimitedSize(key.size()) + DelimitedSize(any);
+}
+// KeyValue's head (as field `field` of its parent) and its key, up to the AnyValue's payload.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutKeyValueHead(char* p, uint32_t field,
+                                                          absl::string_view key, size_t any) {
+  p = PutDelimitedHead(p, field, KeyValueSize(key, any));
+  p = PutBytes(p, 1, key);
+  return PutDelimitedHead(p, 2, any);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutStringAttribute(char* p, uint32_t field,
+                                                             absl::string_view key,
+                                                             absl::string_view value) {
+  return PutBytes(PutKeyValueHead(p, field, key, StringAnySize(value)), 1, value);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutIntAttribute(char* p, uint32_t field,
+                                                          absl::string_view key, int64_t value) {
+  p = PutKeyValueHead(p, field, key, IntAnySize(value));
+  *p++ = Tag(3, kVarint);
+  return PutVarint(p, static_cast<uint64_t>(value));
+}
+
+// The span's name without composing it: SpanName's pieces.
+struct NameParts {
+  absl::string_view whole;  // `name` when set; else method, ' ', target
+  absl::string_view method;
+  absl::string_view target;
+  size_t size() const { return whole.empty() ? method.size() + 1 + target.size() : whole.size(); }
+};
+NameParts NameOf(const Span& span) {
+  if (!span.name.empty()) return {span.name, {}, {}};
+  return {{}, span.method, span.kind == SpanKind::kServer ? span.path : span.cluster};
+}
+
+// Span { bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5;
+//        SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
+//        repeated KeyValue attributes = 9; Status status = 15; }
+// Status { string message = 2; StatusCode code = 3; }
+size_t StatusSize(const Span& span) { return DelimitedSize(span.status_message.size()) + 2; }
+
+size_t SpanSize(const Span& span) {
+  size_t size = DelimitedSize(16) + DelimitedSize(8) + DelimitedSize(NameOf(span).size()) +
+                2 /* kind */ + 2 * 9 /* times */;
+  if (span.parent_span_id != 0) size += DelimitedSize(8);
+  ForEachAttribute(
+      span,
+      [&](absl::string_view key, absl::string_view value) ABSL_ATTRIBUTE_ALWAYS_INLINE {
+        size += DelimitedSize(KeyValueSize(key, StringAnySize(value)));
+      },
+      [&](absl::string_view key, int64_t value) ABSL_ATTRIBUTE_ALWAYS_INLINE {
+        size += DelimitedSize(KeyValueSize(key, IntAnySize(value)));
+      });
+  if (span.error) size += DelimitedSize(StatusSize(span));
+  return size;
+}
+
+char* PutSpan(char* p, const Span& span) {
+  p = PutDelimitedHead(p, 1, 16);
+  p = PutBigEndian64(p, span.trace_id.high);
+  p = PutBigEndian64(p, span.trace_id.low);
+  p = PutDelimitedHead(p, 2, 8);
+  p = PutBigEndian64(p, span.span_id);
+  if (span.parent_span_id != 0) {
+    p = PutDelimitedHead(p, 4, 8);
+    p = PutBigEndian64(p, span.parent_span_id);
+  }
+  const NameParts name = NameOf(span);
+  p = PutDelimitedHead(p, 5, name.size());
+  if (!name.whole.empty()) {
+    p = PutRaw(p, name.whole);
+  } else {
+    p = PutRaw(p, name.method);
+    *p++ = ' ';
+    p = PutRaw(p, name.target);
+  }
+  // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
+  *p++ = Tag(6, kVarint);
+  *p++ = span.kind == SpanKind::kServer ? 2 : 3;
+  p = PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
+  p = PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+  ForEachAttribute(
+      span,
+      [&](absl::string_view key, absl::string_view value)
+          ABSL_ATTRIBUTE_ALWAYS_INLINE { p = PutStringAttribute(p, 9, key, value); },
+      [&](absl::string_view key, int64_t value)
+          ABSL_ATTRIBUTE_ALWAYS_INLINE { p = PutIntAttribute(p, 9, key, value); });
+  if (span.error) {
+    // STATUS_CODE_ERROR = 2.
+    p = PutDelimitedHead(p, 15, StatusSize(span));
+    p = PutBytes(p, 2, span.status_message);
+    *p++ = Tag(3, kVarint);
+    *p++ = 2;
+  }
+  return p;
+}
+
+// ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+// ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+// Resource { repeated KeyValue attributes = 1; }
+// ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
+// InstrumentationScope { string name = 1; }
+constexpr absl::string_view kServiceNameKey = "service.name";
+constexpr absl::string_view kScopeName = "meshlet";
+
+struct OtlpProtoLayout {
+  size_t resource = 0;     // Resource
+  size_t scope_spans = 0;  // ScopeSpans
+  size_t resource_spans = 0;
+  size_t total = 0;  // ExportTraceServiceRequest
+};
+
+OtlpProtoLayout LayOut(SpanBatch spans, absl::string_view service_name,
+                       std::vector<uint32_t>* span_sizes) {
+  OtlpProtoLayout layout;
+  layout.resource = DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name)));
+  layout.scope_spans = DelimitedSize(DelimitedSize(kScopeName.size()));
+  span_sizes->clear();
+  for (const Span* span : spans) {
+    const size_t size = SpanSize(*span);
+    span_sizes->push_back(static_cast<uint32_t>(size));
+    layout.scope_spans += DelimitedSize(size);
+  }
+  layout.resource_spans = DelimitedSize(layout.resource) + DelimitedSize(layout.scope_spans);
+  layout.total = DelimitedSize(layout.resource_spans);
+  return layout;
 }
 
 }  // namespace
 
-void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_name,
-                    std::string* out) {
+void EncodeOtlpJson(SpanBatch spans, absl::string_view service_name, std::string* out) {
   out->reserve(out->size() + 256 + spans.size() * 900);
   out->append(
       R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":)");
@@ -147,7 +259,8 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
   out->append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
   bool first = true;
   std::string name_scratch;
-  for (const Span& span : spans) {
+  for (const Span* const each : spans) {
+    const Span& span = *each;
     if (!first) out->push_back(',');
     first = false;
     out->append(R"({"traceId":")");
@@ -199,111 +312,45 @@ void EncodeOtlpJson(const std::vector<Span>& spans, absl::string_view service_na
   out->append("]}]}]}");
 }
 
-void EncodeOtlpProto(const std::vector<Span>& spans, absl::string_view service_name,
-                     std::string* out) {
-  // ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
-  // ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
-  // Resource { repeated KeyValue attributes = 1; }
-  // ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
-  // InstrumentationScope { string name = 1; }
-  // Span { bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5;
-  //        SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
-  //        repeated KeyValue attributes = 9; Status status = 15; }
-  // Status { string message = 2; StatusCode code = 3; }
-  constexpr absl::string_view kServiceName = "service.name";
-  constexpr absl::string_view kScope = "meshlet";
-  std::string resource;
-  WriteBounded(&resource, kServiceName.size() + service_name.size() + kAttributeOverhead,
-               [&](char*& p) { PutStringAttribute(p, 1, kServiceName, service_name); });
-  std::string scope;
-  WriteBounded(&scope, 2 + kMaxVarint + kScope.size(), [&](char*& p) { PutBytes(p, 1, kScope); });
-  // The spans are written once, through a cursor, into a buffer sized beforehand from each
-  // span's bound (not zero-filled); the enclosing messages' headers, known once the spans are
-  // written, go right in front of them, and the whole is appended to `out` in one copy.
-  std::string name_scratch;
-  auto span_bound = [&](const Span& span, absl::string_view name) {
-    // Ids, kind and times take at most 3 * 18 + 2 + 2 * 9; the rest is bounded per field.
-    size_t bound = 2 + kMaxVarint + 80 + 2 + kMaxVarint + name.size() + 4 + 2 * kMaxVarint +
-                   span.status_message.size();
-    ForEachAttribute(
-        span,
-        [&](absl::string_view key, absl::string_view value) {
-          bound += key.size() + value.size() + kAttributeOverhead;
-        },
-        [&](absl::string_view key, int64_t) { bound += key.size() + kAttributeOverhead; });
-    return bound;
-  };
-  size_t spans_bound = 0;
-  for (const Span& span : spans) spans_bound += span_bound(span, SpanName(span, &name_scratch));
-  const size_t head_room = 5 + 5 * kMaxVarint + resource.size() + scope.size();
-  std::unique_ptr<char[]> buffer(new char[head_room + spans_bound]);
-  char* const spans_begin = buffer.get() + head_room;
-  char* p = spans_begin;
-  for (const Span& span : spans) {
-    const absl::string_view name = SpanName(span, &name_scratch);
-    // The span's own length goes in front; it is known once the span is written, so the span is
-    // written after room for the longest length and moved back over the gap.
-    PutTag(p, 2, 2);
-    char* const length_at = p;
-    p += kMaxVarint;
-    char* const body = p;
-    char id[16];
-    PutBigEndian64(id, span.trace_id.high);
-    PutBigEndian64(id + 8, span.trace_id.low);
-    PutBytes(p, 1, absl::string_view(id, 16));
-    PutBigEndian64(id, span.span_id);
-    PutBytes(p, 2, absl::string_view(id, 8));
-    if (span.parent_span_id != 0) {
-      PutBigEndian64(id, span.parent_span_id);
-      PutBytes(p, 4, absl::string_view(id, 8));
-    }
-    PutBytes(p, 5, name);
-    PutVarintField(p, 6, span.kind == SpanKind::kServer ? 2 : 3);
-    PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
-    PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
-    ForEachAttribute(
-        span,
-        [&](absl::string_view key, absl::string_view value) {
-          PutStringAttribute(p, 9, key, value);
-        },
-        [&](absl::string_view key, int64_t value) { PutIntAttribute(p, 9, key, value); });
-    if (span.error) {
-      PutTag(p, 15, 2);
-      PutVarint(p, DelimitedSize(span.status_message.size()) + 2);
-      PutBytes(p, 2, span.status_message);
-      PutVarintField(p, 3, 2);
-    }
-    const size_t body_size = static_cast<size_t>(p - body);
-    char* q = length_at;
-    PutVarint(q, body_size);
-    std::memmove(q, body, body_size);
-    p = q + body_size;
-  }
-  const size_t spans_size = static_cast<size_t>(p - spans_begin);
-  const size_t scope_spans_size = DelimitedSize(scope.size()) + spans_size;
-  const size_t resource_spans_size =
-      DelimitedSize(resource.size()) + (1 + VarintSize(scope_spans_size)) + scope_spans_size;
-  std::string head;
-  WriteBounded(&head, head_room, [&](char*& h) {
-    PutTag(h, 1, 2);
-    PutVarint(h, resource_spans_size);
-    PutBytes(h, 1, resource);
-    PutTag(h, 2, 2);
-    PutVarint(h, scope_spans_size);
-    PutBytes(h, 1, scope);
-  });
-  char* const message = spans_begin - head.size();
-  std::memcpy(message, head.data(), head.size());
-  out->append(message, head.size() + spans_size);
+size_t OtlpProtoEncoder::Size(SpanBatch spans, absl::string_view service_name) {
+  service_name_ = service_name;
+  const OtlpProtoLayout layout = LayOut(spans, service_name, &span_sizes_);
+  resource_ = layout.resource;
+  scope_spans_ = layout.scope_spans;
+  resource_spans_ = layout.resource_spans;
+  return layout.total;
 }
 
-void EncodeZipkinJson(const std::vector<Span>& spans, absl::string_view service_name,
-                      std::string* out) {
+char* OtlpProtoEncoder::Write(SpanBatch spans, char* p) const {
+  p = PutDelimitedHead(p, 1, resource_spans_);
+  p = PutDelimitedHead(p, 1, resource_);
+  p = PutStringAttribute(p, 1, kServiceNameKey, service_name_);
+  p = PutDelimitedHead(p, 2, scope_spans_);
+  p = PutDelimitedHead(p, 1, DelimitedSize(kScopeName.size()));
+  p = PutBytes(p, 1, kScopeName);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    p = PutDelimitedHead(p, 2, span_sizes_[i]);
+    p = PutSpan(p, *spans[i]);
+  }
+  return p;
+}
+
+void EncodeOtlpProto(SpanBatch spans, absl::string_view service_name, std::string* out) {
+  OtlpProtoEncoder encoder;
+  const size_t size = encoder.Size(spans, service_name);
+  const size_t used = out->size();
+  out->resize(used + size);
+  char* const end = encoder.Write(spans, out->data() + used);
+  out->resize(static_cast<size_t>(end - out->data()));
+}
+
+void EncodeZipkinJson(SpanBatch spans, absl::string_view service_name, std::string* out) {
   out->reserve(out->size() + 2 + spans.size() * 700);
   out->push_back('[');
   bool first = true;
   std::string name_scratch;
-  for (const Span& span : spans) {
+  for (const Span* const each : spans) {
+    const Span& span = *each;
     if (!first) out->push_back(',');
     first = false;
     out->append(R"({"traceId":")");

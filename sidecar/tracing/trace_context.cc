@@ -322,18 +322,21 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
   uint64_t lengths = bit(kTraceparentHeader.size()) | bit(kTracestateHeader.size()) |
                      bit(kB3SingleHeader.size()) | bit(kB3TraceIdHeader.size()) |
                      bit(kB3SpanIdHeader.size()) | bit(kB3ParentSpanIdHeader.size()) |
-                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size());
+                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size()) |
+                     bit(kRequestIdHeader.size());
   static_assert(kB3ParentSpanIdHeader.size() < 64);
   const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
   if (force_in_mask) lengths |= bit(force_header.size());
   const bool force_long = force_header.size() >= 64;
-  for (const http::HeaderView header : headers) {
+  // Pseudo-headers are never trace headers (nor a force-sample header: clients cannot send
+  // names of their own starting with ':').
+  headers.ForEachRegular([&](const http::HeaderView header) {
     const absl::string_view name = header.name;
     if (name.size() >= 64) {
       if (force_long && name == force_header) keep(found.force, header.value);
-      continue;
+      return;
     }
-    if ((lengths & bit(name.size())) == 0) continue;
+    if ((lengths & bit(name.size())) == 0) return;
     if (force_in_mask && name == force_header) keep(found.force, header.value);
     switch (name[0]) {
       case 't':
@@ -349,6 +352,10 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
         if (name == kB3SingleHeader) keep(found.b3, header.value);
         break;
       case 'x':
+        if (name == kRequestIdHeader) {
+          keep(found.request_id, header.value);
+          break;
+        }
         if (name.size() < 10 || name.substr(0, 5) != "x-b3-") break;
         if (name == kB3TraceIdHeader) {
           keep(found.b3_trace_id, header.value);
@@ -365,7 +372,7 @@ TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view 
       default:
         break;
     }
-  }
+  });
   return found;
 }
 
@@ -375,9 +382,7 @@ ParentContext ExtractParent(const http::HeaderMap& headers) {
 
 ParentContext ExtractParent(const TraceHeaders& found) {
   ParentContext result;
-  if (!found.traceparent.has_value() && !found.b3.has_value() && !found.any_b3_multi()) {
-    return result;  // no context (most requests at an edge)
-  }
+  if (!found.any_context()) return result;
   // Several traceparent fields make the context ambiguous: start over (W3C §3.2).
   if (found.traceparent.has_value() && found.traceparent_count == 1) {
     if (std::optional<ParentContext> parsed = ParseTraceparent(*found.traceparent)) {

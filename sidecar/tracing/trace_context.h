@@ -41,6 +41,9 @@ inline constexpr absl::string_view kB3SpanIdHeader = "x-b3-spanid";
 inline constexpr absl::string_view kB3ParentSpanIdHeader = "x-b3-parentspanid";
 inline constexpr absl::string_view kB3SampledHeader = "x-b3-sampled";
 inline constexpr absl::string_view kB3FlagsHeader = "x-b3-flags";
+// Not a trace header: the connection manager generates it when absent, and the trace-header scan
+// picks it up on its way for the server span.
+inline constexpr absl::string_view kRequestIdHeader = "x-request-id";
 
 inline constexpr size_t kTraceparentLength = 55;  // 00-<32>-<16>-<2>
 inline constexpr size_t kMaxTracestateMembers = 32;
@@ -94,8 +97,9 @@ std::optional<ParentContext> ParseB3Multi(std::optional<absl::string_view> trace
                                           std::optional<absl::string_view> sampled,
                                           std::optional<absl::string_view> flags);
 
-// The trace-related request headers, found in one pass over the map (names are lower case in a
-// HeaderMap). A header given more than once keeps its first value and counts the rest.
+// The trace-related request headers (and x-request-id), found in one pass over the map (names
+// are lower case in a HeaderMap). A header given more than once keeps its first value and counts
+// the rest.
 struct TraceHeaders {
   std::optional<absl::string_view> traceparent;
   std::optional<absl::string_view> tracestate;
@@ -105,7 +109,8 @@ struct TraceHeaders {
   std::optional<absl::string_view> b3_parent_span_id;
   std::optional<absl::string_view> b3_sampled;
   std::optional<absl::string_view> b3_flags;
-  std::optional<absl::string_view> force;  // the force-sample header, when one was named
+  std::optional<absl::string_view> force;       // the force-sample header, when one was named
+  std::optional<absl::string_view> request_id;  // x-request-id
   int traceparent_count = 0;
   int tracestate_count = 0;
 
@@ -113,6 +118,8 @@ struct TraceHeaders {
     return b3_trace_id.has_value() || b3_span_id.has_value() || b3_parent_span_id.has_value() ||
            b3_sampled.has_value() || b3_flags.has_value();
   }
+  // Any header that can carry a caller's context (most requests at an edge have none).
+  bool any_context() const { return traceparent.has_value() || b3.has_value() || any_b3_multi(); }
 };
 // `force_header`: lower-case name of the force-sample header; empty: none.
 TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header);

@@ -272,6 +272,7 @@ TEST(ScanTraceHeadersTest, FindsEveryTraceHeaderAmongOthers) {
   EXPECT_EQ(found.b3_sampled, "1");
   EXPECT_EQ(found.b3_flags, "f");
   EXPECT_EQ(found.force, "yes");
+  EXPECT_EQ(found.request_id, "id");
   // A force-sample header name of any length.
   EXPECT_EQ(ScanTraceHeaders(headers, long_force).force, "long");
   EXPECT_FALSE(ScanTraceHeaders(headers, "").force.has_value());

@@ -63,15 +63,17 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanQueue&
       random_(random),
       clock_(clock) {}
 
-void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span) {
+void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
   // One pass over the headers finds everything; an unsampled request costs little more.
   const TraceHeaders found = ScanTraceHeaders(headers, force_header_);
-  const ParentContext parent = ExtractParent(found);
+  // Without a context header there is nothing to parse (no call either).
+  const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
   const bool forced = IsForced(found.force);
   trace = RequestTrace();
   trace.sampled = DecideSampling(parent, forced, rate_, random_);
   trace.debug = parent.debug;
   trace.trace_id_64bit = parent.trace_id_64bit;
+  trace.traceparent_maybe_present = found.traceparent_count > 0;
   if (parent.b3_present) {
     trace.b3_single = found.b3.has_value();
     trace.b3_multi = found.any_b3_multi();
@@ -84,6 +86,19 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::opt
     trace.trace_id_64bit = false;
   }
   trace.server_span_id = NonZero(random_);
+  stats_.spans_started.Inc();
+  if (trace.sampled) {
+    stats_.spans_sampled.Inc();
+    span = queue_.Acquire();
+    Span& s = *span;
+    s.trace_id = trace.trace_id;
+    s.span_id = trace.server_span_id;
+    s.parent_span_id = trace.parent_span_id;
+    s.kind = SpanKind::kServer;
+    s.start = clock_.WallNow();
+    // Before the tracestate work below, which may rewrite the map `found` points into.
+    if (found.request_id.has_value()) SetText(s.request_id, *found.request_id);
+  }
   // tracestate belongs to a valid W3C parent only.
   if (parent.format == Propagation::kW3c) {
     if (found.tracestate.has_value()) {
@@ -109,24 +124,21 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::opt
   } else if (found.tracestate.has_value()) {
     headers.Remove(kTracestateHeader);
   }
-  stats_.spans_started.Inc();
-  if (!trace.sampled) return;
-  stats_.spans_sampled.Inc();
-  Span& s = span.emplace();
-  s.trace_id = trace.trace_id;
-  s.span_id = trace.server_span_id;
-  s.parent_span_id = trace.parent_span_id;
-  s.kind = SpanKind::kServer;
-  s.start = clock_.WallNow();
 }
 
-void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span) {
+void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
   if (!trace.active()) return;
   const uint64_t span_id = NonZero(random_);
   ++trace.attempts;
   char traceparent[kTraceparentLength];
   FormatTraceparent(trace.trace_id, span_id, trace.sampled, traceparent);
-  headers.Set(kTraceparentHeader, absl::string_view(traceparent, sizeof(traceparent)));
+  const absl::string_view value(traceparent, sizeof(traceparent));
+  if (trace.traceparent_maybe_present) {
+    headers.Set(kTraceparentHeader, value);
+  } else {
+    headers.Add(kTraceparentHeader, value);  // no lookup: there is none to replace
+    trace.traceparent_maybe_present = true;
+  }
   if (trace.b3_single || trace.b3_multi) {
     // The caller speaks B3: it goes on in the same form(s), describing the same span as
     // traceparent.
@@ -168,7 +180,8 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::opt
   stats_.spans_started.Inc();
   if (!trace.sampled) return;
   stats_.spans_sampled.Inc();
-  Span& s = span.emplace();
+  span = queue_.Acquire();
+  Span& s = *span;
   s.trace_id = trace.trace_id;
   s.span_id = span_id;
   s.parent_span_id = trace.server_span_id;
@@ -177,10 +190,13 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::opt
   s.start = clock_.WallNow();
 }
 
-void Tracer::End(std::optional<Span>& span) {
-  if (!span.has_value()) return;
+void Tracer::End(SpanPtr& span) {
+  if (span == nullptr) return;
   span->end = clock_.WallNow();
-  if (!queue_.TryPush(*span)) stats_.spans_dropped_full.Inc();
+  if (!queue_.TryPush(span)) {
+    stats_.spans_dropped_full.Inc();
+    queue_.Recycle(std::move(span));
+  }
   span.reset();
 }
 

@@ -7,14 +7,15 @@
 // Per request (docs/tracing.md):
 //   BeginServer  — after the connection manager prepared the request headers: reads the caller's
 //                  context (W3C, else B3), decides sampling, drops or shortens an invalid or long
-//                  `tracestate`, and starts the server span when sampled.
+//                  `tracestate`, and starts the server span when sampled (ids, start, request id).
 //   BeginClient  — before each upstream attempt (every retry too): a new client span id, written
 //                  upstream as `traceparent` (parent = this client span) and, when the caller used
 //                  B3, as B3 in the same form; starts the client span when sampled.
-//   End          — a span is over: stamped and queued, or dropped and counted when the queue is
-//                  full.
-// An unsampled request costs the header lookups, two random numbers and the traceparent header:
-// no Span, no allocation beyond the header itself.
+//   End          — a span is over: stamped and queued, or dropped (back to the pool) and counted
+//                  when the queue is full.
+// An unsampled request costs the header scan, a few random numbers and the traceparent header:
+// no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
+// queue's pool (span_queue.h) and allocates nothing once the pool is warm.
 //
 // Sampling: the force-sample header or a B3 debug flag → sampled; else the caller's decision
 // (W3C flags, B3 sampled); else a random draw against the configured rate.
@@ -53,9 +54,9 @@ class Tracer {
   Tracer(const TracingConfig& config, std::string service_name, SpanQueue& queue, TracerStats stats,
          Random& random, const Clock& clock);
 
-  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span);
-  void BeginClient(http::HeaderMap& headers, RequestTrace& trace, std::optional<Span>& span);
-  void End(std::optional<Span>& span);
+  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
+  void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
+  void End(SpanPtr& span);
 
   const std::string& service_name() const { return service_name_; }
   absl::Time WallNow() const { return clock_.WallNow(); }

@@ -4,7 +4,7 @@
 // from a caller that sent a sampled traceparent and tracestate.
 // bazel run -c opt //sidecar/tracing:tracer_benchmark
 
-#include <optional>
+#include <vector>
 
 #include "benchmark/benchmark.h"
 #include "common/base/clock.h"
@@ -34,27 +34,26 @@ void RunRequests(benchmark::State& state, double percent, bool with_parent) {
     base.Add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     base.Add("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
   }
-  Span drained;
   for (auto _ : state) {
     http::HeaderMap headers = base;
     RequestTrace trace;
-    std::optional<Span> server;
+    SpanPtr server;
     tracer.BeginServer(headers, trace, server);
-    std::optional<Span> client;
+    SpanPtr client;
     tracer.BeginClient(headers, trace, client);
-    if (client.has_value()) {
+    if (client != nullptr) {
       client->cluster = "backend";
       client->endpoint = "10.0.0.7:8080";
       client->status_code = 200;
     }
     tracer.End(client);
-    if (server.has_value()) {
+    if (server != nullptr) {
       server->route = "items";
       server->status_code = 200;
     }
     tracer.End(server);
-    while (queue.TryPop(&drained)) {
-    }
+    // As the exporter does once it sent them.
+    while (SpanPtr drained = queue.TryPop()) queue.Recycle(std::move(drained));
     benchmark::DoNotOptimize(headers);
   }
 }
@@ -82,8 +81,10 @@ BENCHMARK(BM_SampledParentWithTracestate);
 
 // The exporter thread's encoding work, per span of a 512-span batch.
 void BM_EncodeBatch(benchmark::State& state) {
-  std::vector<Span> batch(512);
-  for (Span& span : batch) {
+  std::vector<Span> spans(512);
+  std::vector<const Span*> batch;
+  for (Span& span : spans) {
+    batch.push_back(&span);
     span.trace_id = TraceId{0x4bf92f3577b34da6ULL, 0xa3ce929d0e0e4736ULL};
     span.span_id = 0x00f067aa0ba902b7ULL;
     span.parent_span_id = 0x1234;

@@ -1,7 +1,11 @@
 #include "sidecar/tracing/tracer.h"
 
+#include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/allocation_counter.h"
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
@@ -74,25 +78,25 @@ TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   Tracer tracer = MakeTracer(0);
   http::HeaderMap headers{{"traceparent", kParent}, {"tracestate", "congo=t61rcWkgMzE"}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   random_.Push(0x1111);  // server span id
   tracer.BeginServer(headers, trace, server);
-  ASSERT_TRUE(server.has_value());
+  ASSERT_NE(server, nullptr);
   EXPECT_EQ(server->trace_id.high, 0x4bf92f3577b34da6ULL);
   EXPECT_EQ(server->parent_span_id, 0x00f067aa0ba902b7ULL);
   EXPECT_EQ(server->span_id, 0x1111u);
 
-  std::optional<Span> client;
+  SpanPtr client;
   random_.Push(0x2222);  // client span id
   tracer.BeginClient(headers, trace, client);
-  ASSERT_TRUE(client.has_value());
+  ASSERT_NE(client, nullptr);
   EXPECT_EQ(client->parent_span_id, 0x1111u);
   EXPECT_EQ(client->retry_attempt, 1u);
   EXPECT_EQ(headers.Get("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000002222-01");
   EXPECT_EQ(headers.Get("tracestate"), "congo=t61rcWkgMzE");
 
   // A retry: a new client span, attempt 2, and the header follows it.
-  std::optional<Span> retry;
+  SpanPtr retry;
   random_.Push(0x3333);
   tracer.BeginClient(headers, trace, retry);
   EXPECT_EQ(retry->retry_attempt, 2u);
@@ -101,26 +105,48 @@ TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   tracer.End(client);
   tracer.End(retry);
   tracer.End(server);
-  EXPECT_FALSE(server.has_value());
-  Span out;
-  ASSERT_TRUE(queue_.TryPop(&out));
-  EXPECT_EQ(out.span_id, 0x2222u);
+  EXPECT_EQ(server, nullptr);
+  const SpanPtr out = queue_.TryPop();
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->span_id, 0x2222u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_started_total"), 3u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 3u);
+}
+
+// The server span takes the request id from the scan, before a tracestate rewrite (here: one
+// too long, shortened) moves the header map's storage.
+TEST_F(TracerTest, ServerSpanCarriesTheRequestId) {
+  Tracer tracer = MakeTracer(100);
+  const std::string value(200, 'v');
+  const std::string tracestate = absl::StrCat("a=", value, ",b=", value, ",c=", value, ",d=1");
+  http::HeaderMap headers{{"x-request-id", "0f8e6f3e-2c1a-4d4b-9a55-1c6f0e7d2b11"},
+                          {"traceparent", kParent},
+                          {"tracestate", tracestate}};
+  RequestTrace trace;
+  SpanPtr server;
+  tracer.BeginServer(headers, trace, server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->request_id, "0f8e6f3e-2c1a-4d4b-9a55-1c6f0e7d2b11");
+  EXPECT_EQ(headers.Get("tracestate"), absl::StrCat("a=", value, ",b=", value, ",d=1"));
+  http::HeaderMap without{{"traceparent", kParent}};
+  SpanPtr other;
+  tracer.BeginServer(without, trace, other);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->request_id, "");
 }
 
 TEST_F(TracerTest, UnsampledCallerGetsNoSpanButPropagates) {
   Tracer tracer = MakeTracer(100);
   http::HeaderMap headers{{"traceparent", kUnsampledParent}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   tracer.BeginServer(headers, trace, server);
-  EXPECT_FALSE(server.has_value());
+  EXPECT_EQ(server, nullptr);
   EXPECT_FALSE(trace.sampled);
-  std::optional<Span> client;
+  SpanPtr client;
   random_.Push(0xabc);
   tracer.BeginClient(headers, trace, client);
-  EXPECT_FALSE(client.has_value());
+  EXPECT_EQ(client, nullptr);
   EXPECT_EQ(headers.Get("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00");
   EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 0u);
 }
@@ -132,7 +158,7 @@ TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {
     if (with_parent) headers.Add("traceparent", kUnsampledParent);
     headers.ReserveBytes(1024);  // the header map's own growth is not tracing's cost
     RequestTrace trace;
-    std::optional<Span> server, client;
+    SpanPtr server, client;
     AllocationScope allocations;
     tracer.BeginServer(headers, trace, server);
     tracer.BeginClient(headers, trace, client);
@@ -143,13 +169,42 @@ TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {
   }
 }
 
+// Spans come from the queue's pool and go back to it after export: once it is warm (each span
+// has held a server's and a client's strings: they change roles), a sampled request allocates
+// nothing, long strings (x-request-id) included.
+TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
+  Tracer tracer = MakeTracer(100);
+  for (int round = 0; round < 3; ++round) {
+    http::HeaderMap headers{{":method", "GET"}, {":path", "/a"}};
+    headers.ReserveBytes(1024);  // the header map's own growth is not tracing's cost
+    RequestTrace trace;
+    SpanPtr server, client;
+    AllocationScope allocations;
+    tracer.BeginServer(headers, trace, server);
+    ASSERT_NE(server, nullptr);
+    server->request_id.assign("0f8e6f3e-2c1a-4d4b-9a55-1c6f0e7d2b11");
+    server->path.assign("/a/path/longer/than/a/small/string");
+    tracer.BeginClient(headers, trace, client);
+    ASSERT_NE(client, nullptr);
+    client->endpoint.assign("10.0.0.7:8080");
+    client->cluster.assign("a-cluster-name-past-sso");
+    tracer.End(client);
+    tracer.End(server);
+    if (round == 2) {
+      EXPECT_EQ(allocations.count(), 0u);
+    }
+    // As the exporter does with what it sent.
+    while (SpanPtr sent = queue_.TryPop()) queue_.Recycle(std::move(sent));
+  }
+}
+
 TEST_F(TracerTest, ForceHeaderSamples) {
   Tracer tracer = MakeTracer(0);
   http::HeaderMap headers{{"traceparent", kUnsampledParent}, {"x-meshlet-force-trace", "1"}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   tracer.BeginServer(headers, trace, server);
-  EXPECT_TRUE(server.has_value());
+  EXPECT_NE(server, nullptr);
 }
 
 TEST_F(TracerTest, NewTraceWhenTheParentIsInvalidAndItsTracestateGoes) {
@@ -158,7 +213,7 @@ TEST_F(TracerTest, NewTraceWhenTheParentIsInvalidAndItsTracestateGoes) {
       {"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
       {"tracestate", "a=1"}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   random_.Push(7);
   random_.Push(8);
   random_.Push(9);
@@ -173,7 +228,7 @@ TEST_F(TracerTest, InvalidTracestateIsDropped) {
   Tracer tracer = MakeTracer(0);
   http::HeaderMap headers{{"traceparent", kParent}, {"tracestate", "a=1,a=2"}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   tracer.BeginServer(headers, trace, server);
   EXPECT_FALSE(headers.Has("tracestate"));
 }
@@ -184,10 +239,10 @@ TEST_F(TracerTest, B3CallerGetsB3InTheSameForm) {
                         {"x-b3-spanid", "a2fb4a1d1a96d312"},
                         {"x-b3-sampled", "1"}};
   RequestTrace trace;
-  std::optional<Span> server;
+  SpanPtr server;
   random_.Push(0x10);
   tracer.BeginServer(multi, trace, server);
-  std::optional<Span> client;
+  SpanPtr client;
   random_.Push(0x20);
   tracer.BeginClient(multi, trace, client);
   EXPECT_EQ(multi.Get("x-b3-traceid"), "48485a3953bb6124");  // 64 bits stay 64 bits
@@ -213,7 +268,7 @@ TEST_F(TracerTest, BothB3FormsAreRewrittenWhenBothCame) {
                           {"x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"},
                           {"x-b3-spanid", "a2fb4a1d1a96d312"}};
   RequestTrace trace;
-  std::optional<Span> server, client;
+  SpanPtr server, client;
   random_.Push(0x10);
   tracer.BeginServer(headers, trace, server);
   random_.Push(0x40);
@@ -228,7 +283,7 @@ TEST_F(TracerTest, NoB3SentWhenTheCallerUsedNone) {
   Tracer tracer = MakeTracer(0);
   http::HeaderMap headers{{"traceparent", kParent}};
   RequestTrace trace;
-  std::optional<Span> server, client;
+  SpanPtr server, client;
   tracer.BeginServer(headers, trace, server);
   tracer.BeginClient(headers, trace, client);
   EXPECT_FALSE(headers.Has("b3"));
@@ -240,15 +295,14 @@ TEST_F(TracerTest, FullQueueDropsAndCounts) {
   for (int i = 0; i < 6; ++i) {
     http::HeaderMap headers;
     RequestTrace trace;
-    std::optional<Span> server;
+    SpanPtr server;
     tracer.BeginServer(headers, trace, server);
-    ASSERT_TRUE(server.has_value());
+    ASSERT_NE(server, nullptr);
     tracer.End(server);
   }
   EXPECT_EQ(Counter("meshlet_tracing_spans_dropped_total", {{"reason", "queue_full"}}), 2u);
   int popped = 0;
-  Span span;
-  while (queue_.TryPop(&span)) ++popped;
+  while (queue_.TryPop() != nullptr) ++popped;
   EXPECT_EQ(popped, 4);
 }
 
@@ -266,7 +320,7 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
   span.cluster = "backend";
   span.error = true;
   std::string out;
-  EncodeOtlpJson({span}, "svc", &out);
+  EncodeOtlpJson({&span}, "svc", &out);
   EXPECT_NE(out.find(R"("traceId":"00000000000000010000000000000002")"), std::string::npos);
   EXPECT_NE(out.find(R"("spanId":"0000000000000003")"), std::string::npos);
   EXPECT_NE(out.find(R"("parentSpanId":"0000000000000004")"), std::string::npos);
@@ -281,14 +335,14 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
   EXPECT_NE(out.find(R"("stringValue":"svc")"), std::string::npos);
 
   out.clear();
-  EncodeZipkinJson({span}, "svc", &out);
+  EncodeZipkinJson({&span}, "svc", &out);
   EXPECT_NE(out.find(R"("id":"0000000000000003","parentId":"0000000000000004")"),
             std::string::npos);
   EXPECT_NE(out.find(R"("kind":"CLIENT","timestamp":1,"duration":4)"), std::string::npos);
   EXPECT_NE(out.find(R"("meshlet.retry_attempt":"2")"), std::string::npos);
 
   out.clear();
-  EncodeOtlpProto({span}, "svc", &out);
+  EncodeOtlpProto({&span}, "svc", &out);
   // ExportTraceServiceRequest.resource_spans (field 1, length-delimited) first.
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out[0], '\x0a');
@@ -296,6 +350,167 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
   // The trace id as 16 big-endian bytes.
   EXPECT_NE(out.find(std::string("\x0a\x10\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x02", 18)),
             std::string::npos);
+}
+
+// A protobuf wire-format reader, enough to take an OTLP export apart again.
+struct ProtoField {
+  uint32_t number = 0;
+  uint64_t varint = 0;      // varint and fixed64 fields
+  absl::string_view bytes;  // length-delimited fields
+};
+// Every field of `message`; fails the test (and returns what it read) on malformed input.
+std::vector<ProtoField> ReadFields(absl::string_view message) {
+  std::vector<ProtoField> fields;
+  auto varint = [&](uint64_t* out) {
+    *out = 0;
+    for (int shift = 0; shift < 64 && !message.empty(); shift += 7) {
+      const uint8_t byte = static_cast<uint8_t>(message[0]);
+      message.remove_prefix(1);
+      *out |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  while (!message.empty()) {
+    uint64_t tag = 0;
+    ProtoField field;
+    if (!varint(&tag)) break;
+    field.number = static_cast<uint32_t>(tag >> 3);
+    switch (tag & 7) {
+      case 0:
+        EXPECT_TRUE(varint(&field.varint));
+        break;
+      case 1:
+        if (message.size() < 8) {
+          ADD_FAILURE() << "short fixed64";
+          return fields;
+        }
+        std::memcpy(&field.varint, message.data(), 8);
+        message.remove_prefix(8);
+        break;
+      case 2: {
+        uint64_t length = 0;
+        if (!varint(&length) || length > message.size()) {
+          ADD_FAILURE() << "bad length " << length;
+          return fields;
+        }
+        field.bytes = message.substr(0, length);
+        message.remove_prefix(length);
+        break;
+      }
+      default:
+        ADD_FAILURE() << "wire type " << (tag & 7);
+        return fields;
+    }
+    fields.push_back(field);
+  }
+  return fields;
+}
+std::vector<ProtoField> FieldsNumbered(absl::string_view message, uint32_t number) {
+  std::vector<ProtoField> out;
+  for (const ProtoField& f : ReadFields(message)) {
+    if (f.number == number) out.push_back(f);
+  }
+  return out;
+}
+
+// The protobuf body is sized exactly and decodes to what went in: several spans, long values
+// (lengths of two and three varint bytes), a batch past 16 KiB, an error status, a set name.
+TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
+  std::vector<Span> spans(60);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    Span& span = spans[i];
+    span.trace_id = TraceId{0x0102030405060708ULL, 0x1112131415161718ULL + i};
+    span.span_id = 0xa1a2a3a4a5a6a7a8ULL + i;
+    span.parent_span_id = i % 2 == 0 ? 0 : 0x55;
+    span.kind = i % 2 == 0 ? SpanKind::kServer : SpanKind::kClient;
+    span.start = absl::FromUnixNanos(1'700'000'000'000'000'000 + i);
+    span.end = span.start + absl::Nanoseconds(1234);
+    span.method = "GET";
+    span.path = std::string(i * 5, 'p');  // up to 295 bytes
+    span.cluster = "backend";
+    span.status_code = 200 + static_cast<int>(i);
+    span.bytes_out = uint64_t{1} << (i % 40);
+    if (i == 7) {
+      span.error = true;
+      span.status_message = "upstream reset";
+    }
+    if (i == 9) span.name = "custom name";
+  }
+  std::vector<const Span*> batch;
+  for (const Span& span : spans) batch.push_back(&span);
+  std::string out = "prefix";  // appended to what is there
+  EncodeOtlpProto(batch, "svc", &out);
+  ASSERT_EQ(out.substr(0, 6), "prefix");
+  const absl::string_view body = absl::string_view(out).substr(6);
+  ASSERT_GT(body.size(), 16384u);
+
+  OtlpProtoEncoder encoder;
+  const size_t size = encoder.Size(batch, "svc");
+  EXPECT_EQ(size, body.size());
+  std::string direct(size, '\0');
+  EXPECT_EQ(encoder.Write(batch, direct.data()), direct.data() + size);
+  EXPECT_EQ(direct, body);
+
+  const std::vector<ProtoField> resource_spans = FieldsNumbered(body, 1);
+  ASSERT_EQ(resource_spans.size(), 1u);
+  EXPECT_EQ(ReadFields(body).size(), 1u);
+  const std::vector<ProtoField> resource = FieldsNumbered(resource_spans[0].bytes, 1);
+  ASSERT_EQ(resource.size(), 1u);
+  const ProtoField service = FieldsNumbered(resource[0].bytes, 1).at(0);
+  EXPECT_EQ(FieldsNumbered(service.bytes, 1).at(0).bytes, "service.name");
+  EXPECT_EQ(FieldsNumbered(FieldsNumbered(service.bytes, 2).at(0).bytes, 1).at(0).bytes, "svc");
+  const std::vector<ProtoField> scope_spans = FieldsNumbered(resource_spans[0].bytes, 2);
+  ASSERT_EQ(scope_spans.size(), 1u);
+  const ProtoField scope = FieldsNumbered(scope_spans[0].bytes, 1).at(0);
+  EXPECT_EQ(FieldsNumbered(scope.bytes, 1).at(0).bytes, "meshlet");
+  const std::vector<ProtoField> encoded = FieldsNumbered(scope_spans[0].bytes, 2);
+  ASSERT_EQ(encoded.size(), spans.size());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    SCOPED_TRACE(i);
+    const Span& span = spans[i];
+    const absl::string_view message = encoded[i].bytes;
+    std::string trace_id(16, '\0'), span_id(8, '\0');
+    for (int b = 0; b < 8; ++b) {
+      trace_id[b] = static_cast<char>(span.trace_id.high >> (56 - 8 * b));
+      trace_id[8 + b] = static_cast<char>(span.trace_id.low >> (56 - 8 * b));
+      span_id[b] = static_cast<char>(span.span_id >> (56 - 8 * b));
+    }
+    EXPECT_EQ(FieldsNumbered(message, 1).at(0).bytes, trace_id);
+    EXPECT_EQ(FieldsNumbered(message, 2).at(0).bytes, span_id);
+    EXPECT_EQ(FieldsNumbered(message, 4).size(), span.parent_span_id != 0 ? 1u : 0u);
+    std::string scratch;
+    EXPECT_EQ(FieldsNumbered(message, 5).at(0).bytes, SpanName(span, &scratch));
+    EXPECT_EQ(FieldsNumbered(message, 6).at(0).varint, span.kind == SpanKind::kServer ? 2u : 3u);
+    EXPECT_EQ(FieldsNumbered(message, 7).at(0).varint,
+              static_cast<uint64_t>(absl::ToUnixNanos(span.start)));
+    EXPECT_EQ(FieldsNumbered(message, 8).at(0).varint,
+              static_cast<uint64_t>(absl::ToUnixNanos(span.end)));
+    std::vector<std::pair<std::string, std::string>> expected, decoded;
+    ForEachAttribute(
+        span,
+        [&](absl::string_view key, absl::string_view value) {
+          expected.emplace_back(key, absl::StrCat("s:", value));
+        },
+        [&](absl::string_view key, int64_t value) {
+          expected.emplace_back(key, absl::StrCat("i:", value));
+        });
+    for (const ProtoField& attribute : FieldsNumbered(message, 9)) {
+      const absl::string_view any = FieldsNumbered(attribute.bytes, 2).at(0).bytes;
+      const std::vector<ProtoField> value = ReadFields(any);
+      ASSERT_EQ(value.size(), 1u);
+      decoded.emplace_back(FieldsNumbered(attribute.bytes, 1).at(0).bytes,
+                           value[0].number == 1 ? absl::StrCat("s:", value[0].bytes)
+                                                : absl::StrCat("i:", value[0].varint));
+    }
+    EXPECT_EQ(decoded, expected);
+    const std::vector<ProtoField> status = FieldsNumbered(message, 15);
+    ASSERT_EQ(status.size(), span.error ? 1u : 0u);
+    if (span.error) {
+      EXPECT_EQ(FieldsNumbered(status[0].bytes, 2).at(0).bytes, span.status_message);
+      EXPECT_EQ(FieldsNumbered(status[0].bytes, 3).at(0).varint, 2u);
+    }
+  }
 }
 
 }  // namespace

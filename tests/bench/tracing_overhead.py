@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What tracing costs the sidecar, measured in instructions per request (docs/performance.md).
 
-Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R]
+Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R] [--keep DIR]
 
 One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
@@ -11,7 +11,9 @@ N and 2N requests; (Ir(2N) - Ir(N)) / N is the cost per request without start-up
 less what the process spends per second when idle (measured from two idle spells) times the
 extra wall time of the longer run (under valgrind the runs are slow, so timers would count).
 Modes: tracing off, 1 % sampling, 100 % sampling (OTLP protobuf to a collector stub in this
-process that answers 200). Prints one line per mode and the overhead against "off".
+process that answers 200). Prints one line per mode and the overhead against "off". With --keep
+DIR the callgrind profiles stay in DIR (callgrind-PERCENT-REQUESTS-IDLE.out, for
+callgrind_annotate; "None" is tracing off).
 
 With --cpu-rounds R it measures CPU time instead, without valgrind: three proxying sidecars (off,
 1 %, 100 %) run side by side; in each of R rounds, three h2load --h1 processes send N requests to
@@ -171,8 +173,11 @@ def main():
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--cpu-rounds", type=int, default=0)
+    parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp()
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    tmp = args.keep or tempfile.mkdtemp()
 
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()

@@ -1,13 +1,17 @@
 #include "common/http/h1/codec.h"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "absl/base/attributes.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -24,43 +28,91 @@ constexpr char kNoBytes[1] = "";
 
 bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
 
-// True when some byte of the 8-byte word `w` is zero (exact, no false positives).
-constexpr bool HasZeroByte(uint64_t w) {
-  return ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) != 0;
+constexpr uint64_t kEveryByte = 0x0101010101010101ULL;  // times a byte: that byte in each lane
+
+// True when some byte of the 8-byte word `w` is below `n` (n <= 128). Exact, no false positives:
+// a borrow crosses into the next byte only from a byte that was below `n` itself.
+constexpr bool HasByteBelow(uint64_t w, uint8_t n) {
+  return ((w - kEveryByte * n) & ~w & (kEveryByte * 0x80)) != 0;
+}
+constexpr bool HasZeroByte(uint64_t w) { return HasByteBelow(w, 1); }
+
+uint64_t LoadWord(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
 }
 
-// CR, LF or NUL somewhere in `s`, eight bytes at a time: this runs over every field written.
+// Whether `word_has` finds something in the `n` bytes at `p`, read as 8-byte words; the last word
+// overlaps its predecessor instead of leaving a tail. Below 8 bytes, `byte_is` tests each byte.
+template <typename WordHas, typename ByteIs>
+bool AnyWordHas(const char* p, size_t n, WordHas word_has, ByteIs byte_is) {
+  if (n < 8) {
+    for (; n > 0; ++p, --n) {
+      if (byte_is(static_cast<unsigned char>(*p))) return true;
+    }
+    return false;
+  }
+  for (; n > 8; p += 8, n -= 8) {
+    if (word_has(LoadWord(p))) return true;
+  }
+  return word_has(LoadWord(p + n - 8));
+}
+
+bool IsLineBreakOrNul(unsigned char c) { return c == '\r' || c == '\n' || c == '\0'; }
+
+// CR, LF or NUL somewhere in `s`: this runs over every field written. Sixteen bytes at a time
+// where SSE2 is there (values such as traceparent, 55 bytes, take four steps), else eight.
 bool HasLineBreakOrNul(absl::string_view s) {
   const char* p = s.data();
   size_t n = s.size();
-  for (; n >= 8; p += 8, n -= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, sizeof(w));
-    if (HasZeroByte(w) || HasZeroByte(w ^ 0x0d0d0d0d0d0d0d0dULL) ||
-        HasZeroByte(w ^ 0x0a0a0a0a0a0a0a0aULL)) {
-      return true;
+#if defined(__SSE2__)
+  if (n >= 16) {
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i nul = _mm_setzero_si128();
+    auto found = [&](const char* q) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+      const __m128i hits = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+                                        _mm_cmpeq_epi8(v, nul));
+      return _mm_movemask_epi8(hits) != 0;
+    };
+    for (; n > 16; p += 16, n -= 16) {
+      if (found(p)) return true;
     }
+    return found(p + n - 16);  // the last 16 bytes, overlapping what was checked
   }
-  for (; n > 0; ++p, --n) {
-    if (*p == '\r' || *p == '\n' || *p == '\0') return true;
-  }
-  return false;
+#endif
+  return AnyWordHas(
+      p, n,
+      [](uint64_t w) {
+        return HasZeroByte(w) || HasZeroByte(w ^ ('\r' * kEveryByte)) ||
+               HasZeroByte(w ^ ('\n' * kEveryByte));
+      },
+      IsLineBreakOrNul);
 }
 
-// Bytes a field name never contains on the wire (besides those HasLineBreakOrNul finds).
-constexpr std::array<bool, 256> kBadNameBytes = [] {
-  std::array<bool, 256> bad{};
-  for (unsigned char c : {'\r', '\n', '\0', ':', ' ', '\t'}) bad[c] = true;
-  return bad;
-}();
+// Bytes a field name never contains on the wire: CR, LF, NUL, ':', SP, HTAB.
+bool IsBadNameByte(unsigned char c) {
+  return IsLineBreakOrNul(c) || c == ':' || c == ' ' || c == '\t';
+}
 
 // Bytes that would end a line or truncate it: never written, whatever the HeaderMap holds,
 // because a value that smuggles CRLF splits the message.
-bool SafeField(absl::string_view name, absl::string_view value) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool SafeField(absl::string_view name,
+                                                   absl::string_view value) {
   if (name.empty()) return false;
-  bool bad = false;
-  for (char c : name) bad |= kBadNameBytes[static_cast<unsigned char>(c)];
-  return !bad && !HasLineBreakOrNul(value);
+  // Every bad name byte is below '-' (0x2d) or is ':'. Names are letters, digits and '-', so one
+  // test per word clears them; a name it flags is looked at byte by byte.
+  const bool suspect = AnyWordHas(
+      name.data(), name.size(),
+      [](uint64_t w) { return HasByteBelow(w, '-') || HasZeroByte(w ^ (':' * kEveryByte)); },
+      [](unsigned char c) { return c < '-' || c == ':'; });
+  if (suspect && std::any_of(name.begin(), name.end(),
+                             [](char c) { return IsBadNameByte(static_cast<unsigned char>(c)); })) {
+    return false;
+  }
+  return !HasLineBreakOrNul(value);
 }
 
 // Hop-by-hop and framing fields the codec writes itself (names are lowercase in a HeaderMap).

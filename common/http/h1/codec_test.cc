@@ -146,8 +146,8 @@ TEST_F(CodecTest, RequestWireFormat) {
   EXPECT_EQ(client_io_.writes, 1);
 }
 
-// Values are checked eight bytes at a time: a CR, LF or NUL anywhere (first word, later word,
-// tail) drops the field; tabs and bytes above 0x7f do not.
+// A CR, LF or NUL anywhere in a value (first word, later word, tail) drops the field; tabs and
+// bytes above 0x7f do not.
 TEST_F(CodecTest, FieldsThatWouldBreakTheLineAreNeverWritten) {
   RecordingDecoder response;
   StreamEncoder& request = client_->NewStream(response);
@@ -161,6 +161,48 @@ TEST_F(CodecTest, FieldsThatWouldBreakTheLineAreNeverWritten) {
   EXPECT_EQ(client_io_.Take(),
             "GET /x HTTP/1.1\r\nhost: example.com\r\nx-tab: a\tb c d e f g h i\r\n"
             "x-utf8: \xc3\xa9t\xc3\xa9 \xe2\x82\xac 0123456789\r\n\r\n");
+}
+
+// The checks go by words (16 bytes, 8 bytes, or byte by byte for short ones, the last word
+// overlapping): a bad byte at every position of every length up to 40 is caught, and every
+// byte a name or value may hold passes.
+TEST_F(CodecTest, EveryBadByteIsCaughtWhereverItIs) {
+  RecordingDecoder response;
+  StreamEncoder& request = client_->NewStream(response);
+  HeaderMap headers = Get("/x");
+  std::string expected;
+  for (size_t length = 1; length <= 40; ++length) {
+    // Value bytes: anything but CR, LF, NUL (tab and bytes above 0x7f included).
+    std::string value(length, 'v');
+    for (size_t i = 0; i < length; ++i) value[i] = "a\t\x7f\xff 9-~"[i % 8];
+    const std::string good_name = absl::StrCat("x-ok-", length);
+    headers.Add(good_name, value);
+    absl::StrAppend(&expected, good_name, ": ", value, "\r\n");
+    for (size_t at = 0; at < length; ++at) {
+      for (char bad : {'\r', '\n', '\0'}) {
+        std::string broken = value;
+        broken[at] = bad;
+        headers.Add(absl::StrCat("x-bad-value-", length, "-", at, "-", int{bad}), broken);
+      }
+    }
+    // Names: tchars (some below '-', which the fast test flags for a closer look) pass;
+    // CR, LF, NUL, ':', SP and HTAB anywhere do not.
+    std::string name(length, 'n');
+    for (size_t i = 0; i < length; ++i) name[i] = "a!#$%&'*+.^_`|~0-z"[i % 18];
+    headers.Add(name, "v");
+    absl::StrAppend(&expected, name, ": v\r\n");
+    for (size_t at = 0; at < length; ++at) {
+      for (char bad : {'\r', '\n', '\0', ':', ' ', '\t'}) {
+        std::string broken = name;
+        broken[at] = bad;
+        headers.Add(broken, "bad-name");
+      }
+    }
+  }
+  request.EncodeHeaders(headers, true);
+  const std::string wire = client_io_.Take();
+  EXPECT_EQ(wire, absl::StrCat("GET /x HTTP/1.1\r\nhost: example.com\r\n", expected, "\r\n"));
+  EXPECT_THAT(wire, Not(HasSubstr("bad")));
 }
 
 TEST_F(CodecTest, PostWithContentLength) {
