@@ -506,8 +506,17 @@ class TcpProxyTest(SidecarTestCase):
             pass
         conn.close()
         self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_connect_fail_total") == 1))
-        with open(os.path.join(self.tmp, "access.log")) as f:
-            self.assertTrue(json.loads(f.readline())["failure"].startswith("upstream_"))
+        # The line is written when both sides have closed, which may be after the count.
+        log_path = os.path.join(self.tmp, "access.log")
+
+        def first_line():
+            if not os.path.exists(log_path):
+                return ""
+            with open(log_path) as f:
+                line = f.readline()
+            return line if line.endswith("\n") else ""
+        self.assertTrue(wait_for(first_line))
+        self.assertTrue(json.loads(first_line())["failure"].startswith("upstream_"))
         r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                             f"http://127.0.0.1:{http_port}/"], capture_output=True, text=True)
         self.assertEqual(r.stdout, "503")
