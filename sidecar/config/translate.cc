@@ -597,6 +597,20 @@ std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::C
   if (cluster.has_health_check())
     TranslateHealthCheck(scope, cluster.health_check(), out.health_check);
   if (cluster.has_tls()) TranslateUpstreamTls(scope, cluster.tls(), secrets, out.tls);
+  // The codec follows `protocol`, not what ALPN agrees on: an ALPN list without the protocol's
+  // name would let the upstream pick another one and every request fail.
+  if (!out.tls.alpn.empty()) {
+    const char* wanted = nullptr;
+    if (out.protocol == UpstreamProtocol::kHttp1) wanted = "http/1.1";
+    if (out.protocol == UpstreamProtocol::kHttp2 || out.protocol == UpstreamProtocol::kMeshHttp2) {
+      wanted = "h2";
+    }
+    if (wanted != nullptr &&
+        std::find(out.tls.alpn.begin(), out.tls.alpn.end(), wanted) == out.tls.alpn.end()) {
+      scope.Add("tls.alpn", absl::StrCat("must contain \"", wanted, "\" for protocol ",
+                                         xds::UpstreamProtocol_Name(cluster.protocol())));
+    }
+  }
   if (cluster.has_pool()) {
     const xds::ConnectionPool& pool = cluster.pool();
     ReadDuration(scope, "pool.idle_timeout", pool.has_idle_timeout(), pool.idle_timeout(),

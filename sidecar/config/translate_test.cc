@@ -382,6 +382,15 @@ std::vector<InvalidCase> InvalidCases() {
          s.clusters.Mutable(0).mutable_tls()->set_secret_name("nope");
        },
        "cluster \"backend\": tls.secret_name \"nope\" names no Secret"},
+      {"cluster_alpn_without_its_protocol",
+       [](ResourceSet& s) {
+         xds::Cluster& c = s.clusters.Mutable(0);
+         c.set_protocol(xds::UPSTREAM_HTTP2);
+         c.mutable_tls()->set_enabled(true);
+         c.mutable_tls()->set_secret_name("mesh-cert");
+         c.mutable_tls()->add_alpn("http/1.1");
+       },
+       "cluster \"backend\": tls.alpn: must contain \"h2\" for protocol UPSTREAM_HTTP2"},
       {"secret_cert_without_key",
        [](ResourceSet& s) { s.secrets.Mutable(0).clear_private_key_pem(); },
        "secret \"mesh-cert\": private_key_pem: required with a certificate chain"},
