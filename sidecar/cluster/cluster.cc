@@ -54,6 +54,7 @@ Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
       codecs_(std::move(codecs)),
       transport_factory_(std::move(transport_factory)),
       outlier_timer_(loop, [this] { TickOutlierDetection(); }),
+      breaker_timer_(loop, [this] { PublishBreakerState(); }),
       retry_budget_(config_.retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
   if (config_.outlier_detection.has_value()) {
@@ -263,6 +264,7 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
         transition == resilience::ConsecutiveFailureBreaker::Transition::kReopened) {
       ++stats_.breaker_opened;
       stat_handles_.breaker_opened.Inc();
+      breaker_timer_.Enable(config_.consecutive_failure_breaker->open_duration);
     }
     PublishBreakerState();
   }
@@ -311,6 +313,7 @@ void Cluster::SetStatHandles(const StatHandles& handles) {
 void Cluster::ResetBreaker() {
   breaker_probe_.reset();
   breaker_.reset();
+  breaker_timer_.Disable();
   if (config_.consecutive_failure_breaker.has_value() &&
       config_.consecutive_failure_breaker->failure_threshold > 0) {
     breaker_.emplace(*config_.consecutive_failure_breaker, clock_);

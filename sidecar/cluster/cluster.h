@@ -186,6 +186,8 @@ class Cluster {
   std::unique_ptr<resilience::OutlierDetector> outlier_;
   uint64_t outlier_version_seen_ = 0;
   event::Timer outlier_timer_;
+  // Fires when an open breaker turns half-open, so its gauge changes without traffic too.
+  event::Timer breaker_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id
   // Pools finishing their streams after their host left (or their settings changed).
   std::vector<std::unique_ptr<ConnPool>> draining_pools_;

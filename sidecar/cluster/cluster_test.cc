@@ -361,6 +361,32 @@ TEST_F(ClusterTest, ConsecutiveFailureBreakerOpensProbesAndCloses) {
   EXPECT_FALSE(cluster->ChooseHost().probe);
 }
 
+TEST_F(ClusterTest, BreakerGaugeTurnsHalfOpenWithoutTraffic) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80")});
+  config.outlier_detection.reset();
+  config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{
+      .failure_threshold = 1, .open_duration = std::chrono::milliseconds(20)};
+  auto cluster = Make(config);
+  StatsRegistry registry;
+  std::unique_ptr<StatsShard> shard = registry.CreateShard();
+  absl::StatusOr<Gauge> state =
+      shard->RegisterGauge("meshlet_test_breaker_state", "Breaker state.", {});
+  ASSERT_TRUE(state.ok()) << state.status();
+  cluster->SetStatHandles({.breaker_state = *state});
+  auto gauge = [&]() -> int64_t {
+    const StatsSnapshot snapshot = registry.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find("meshlet_test_breaker_state", {});
+    return series == nullptr ? -1 : series->gauge;
+  };
+  Cluster::HostSelection selection = cluster->ChooseHost();
+  ASSERT_NE(selection.host, nullptr);
+  cluster->RecordResult(*selection.host, HostResult::kServerError, selection.probe);
+  EXPECT_EQ(gauge(), 1);  // open
+  // No request comes; once open_duration has passed the gauge says half-open all the same.
+  clock_.Advance(std::chrono::milliseconds(20));
+  EXPECT_TRUE(loop_.RunUntil([&] { return gauge() == 2; }, seconds(5)));
+}
+
 TEST_F(ClusterTest, BreakerProbeToAHealthyHostDoesNotSettleOutlierState) {
   ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
   config.consecutive_failure_breaker = resilience::ConsecutiveFailureBreakerConfig{
