@@ -82,8 +82,9 @@ size_t TlsContext::resumable_peers() const {
   return cache_->sessions.size();
 }
 
+bool TlsContext::RemembersVerifiedChains() const { return cache_->max_verified_chains > 0; }
+
 bool TlsContext::ChainVerifiedBefore(const std::string& chain_key, absl::Time now) const {
-  if (cache_->max_verified_chains == 0) return false;
   absl::MutexLock lock(&cache_->mu);
   auto it = cache_->verified.find(chain_key);
   if (it == cache_->verified.end()) return false;
@@ -97,7 +98,6 @@ bool TlsContext::ChainVerifiedBefore(const std::string& chain_key, absl::Time no
 
 void TlsContext::RememberVerifiedChain(std::string chain_key, absl::Time not_before,
                                        absl::Time not_after) const {
-  if (cache_->max_verified_chains == 0) return;
   absl::MutexLock lock(&cache_->mu);
   // Full: drop any one entry. Chains repeat per peer workload, so a mesh of fewer peers than
   // the bound never evicts, and a larger one still verifies correctly, only more often.

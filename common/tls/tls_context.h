@@ -159,6 +159,7 @@ class TlsContext {
   std::unique_ptr<HandshakeCache> cache_;
   // For TlsSession: whether `chain_key` verified before and `now` is inside the validity of
   // every certificate of the verified path; and remembering one that just verified.
+  bool RemembersVerifiedChains() const;
   bool ChainVerifiedBefore(const std::string& chain_key, absl::Time now) const;
   void RememberVerifiedChain(std::string chain_key, absl::Time not_before,
                              absl::Time not_after) const;

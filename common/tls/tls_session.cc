@@ -310,7 +310,9 @@ absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
   // The chain's exact bytes name a verification already done against this context's trust
   // bundle and role; a host name check (verify_peer_name) is per session, so never cached.
   std::string chain_key;
-  if (options_.verify_peer_name.empty()) chain_key = ChainKey(buffers);
+  if (options_.verify_peer_name.empty() && context_->RemembersVerifiedChains()) {
+    chain_key = ChainKey(buffers);
+  }
   if (!chain_key.empty() && context_->ChainVerifiedBefore(chain_key, now)) {
     return CheckIdentityPolicy(*leaf, out_alert);
   }

@@ -91,8 +91,8 @@ class TlsSession {
   TlsSession& operator=(const TlsSession&) = delete;
   ~TlsSession();
 
-  // Client, before the first Handshake(): the server this session talks to (its address), so a
-  // session kept from an earlier connection to it is offered for resumption and the tickets it
+  // Client, before the first Handshake(): the address of the server at the other end, so a
+  // ticket kept from an earlier connection to it is offered for resumption and the tickets it
   // sends are kept for the next one. Does nothing unless the context keeps client sessions.
   void SetResumptionKey(std::string peer_key);
 
