@@ -32,9 +32,18 @@ Loop::Loop(const Clock* clock) : clock_(clock), thread_id_(std::this_thread::get
   CHECK(uv_check_init(&loop_, &check_) == 0);
   check_.data = this;
   CHECK(uv_check_start(&check_, [](uv_check_t* handle) {
-          static_cast<Loop*>(handle->data)->RunDeferredDeletes();
+          Loop* self = static_cast<Loop*>(handle->data);
+          ++self->turn_;
+          self->RunDeferredDeletes();
         }) == 0);
   uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+
+  CHECK(uv_prepare_init(&loop_, &prepare_) == 0);
+  prepare_.data = this;
+  CHECK(uv_prepare_start(&prepare_, [](uv_prepare_t* handle) {
+          ++static_cast<Loop*>(handle->data)->turn_;
+        }) == 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
 
   CHECK(uv_idle_init(&loop_, &idle_) == 0);
   idle_.data = this;
@@ -48,6 +57,7 @@ Loop::~Loop() {
   DropPosted();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   // Close callbacks of handles closed by objects already destroyed run here; they may free
   // memory and queue more deletions.
@@ -70,8 +80,26 @@ Loop::~Loop() {
                << "; destroy every Timer/Connection/Listener/Signal before their Loop";
 }
 
+// Marks the loop as running callbacks for the duration of one Run* call (nested calls keep it).
+class Loop::RunningScope {
+ public:
+  explicit RunningScope(Loop& loop) : loop_(loop), was_running_(loop.running_) {
+    loop_.running_ = true;
+    ++loop_.turn_;
+  }
+  ~RunningScope() {
+    loop_.running_ = was_running_;
+    ++loop_.turn_;
+  }
+
+ private:
+  Loop& loop_;
+  const bool was_running_;
+};
+
 void Loop::Run() {
   BecomeLoopThread();
+  RunningScope running(*this);
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
@@ -84,6 +112,7 @@ void Loop::Stop() {
 
 bool Loop::RunOnce() {
   BecomeLoopThread();
+  RunningScope running(*this);
   return uv_run(&loop_, UV_RUN_ONCE) != 0;
 }
 
@@ -96,6 +125,7 @@ bool Loop::HasPendingWork() const {
 
 void Loop::RunUntilIdle() {
   BecomeLoopThread();
+  RunningScope running(*this);
   do {
     uv_run(&loop_, UV_RUN_NOWAIT);
   } while (HasPendingWork());
@@ -111,6 +141,7 @@ bool Loop::RunUntil(absl::FunctionRef<bool()> done, Duration timeout) {
   Timer deadline(*this, [&timed_out] { timed_out = true; });
   deadline.Enable(timeout);
   while (!done() && !timed_out) {
+    RunningScope running(*this);
     uv_run(&loop_, UV_RUN_ONCE);
   }
   return done();

@@ -85,6 +85,13 @@ class Loop {
 
   uv_loop_t* uv_loop() { return &loop_; }
 
+  // Changes before and after each poll for I/O, so between two changes the callbacks of one batch
+  // of ready events run (or those of the timers and closing handles in between). TurnClock keys
+  // its cached readings on it.
+  uint64_t turn() const { return turn_; }
+  // True while Run/RunOnce/RunUntilIdle/RunUntil is executing callbacks on this thread.
+  bool running() const { return running_; }
+
   // Objects waiting for DeferDelete (for tests and leak checks).
   size_t pending_deletions() const { return deferred_.size(); }
   // Times the loop was woken for Post()/Stop() (for stats and tests of coalescing).
@@ -92,6 +99,7 @@ class Loop {
 
  private:
   friend class Timer;
+  class RunningScope;
   struct PostNode;
   struct Deferred {
     void* object;
@@ -110,6 +118,8 @@ class Loop {
   uv_async_t async_;
   // Runs deferred deletions after I/O callbacks of each turn.
   uv_check_t check_;
+  // Marks the end of the callbacks that ran before the poll (turn_).
+  uv_prepare_t prepare_;
   // Active only while deletions are pending, so the next poll does not block.
   uv_idle_t idle_;
 
@@ -124,6 +134,8 @@ class Loop {
   // Handles of destroyed Timers, kept initialised for the next Timer (timer.cc).
   std::vector<void*> spare_timers_;
   bool destroying_ = false;  // ~Loop started: timer handles are closed, not kept
+  uint64_t turn_ = 1;
+  bool running_ = false;
 };
 
 }  // namespace meshlet::event

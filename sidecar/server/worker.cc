@@ -359,7 +359,7 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     if (!AuthorizedConnection()) return;
     listener_->as_tcp.Inc();
     tcp_ = std::make_unique<TcpProxy>(
-        *worker_.loop_, *worker_.clusters_, worker_.shared_.clock, listener_->tcp,
+        *worker_.loop_, *worker_.clusters_, *worker_.clock_, listener_->tcp,
         listener_->access_log.get(), listener_->config.name, listener_->config.tcp_cluster,
         std::move(connection_), [this] { worker_.OnConnectionDone(this); });
     tcp_->Start(std::move(pending_));
@@ -448,16 +448,17 @@ absl::Status Worker::Start(std::shared_ptr<const config::Snapshot> snapshot) {
 void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
                         absl::Notification& started, absl::Status& start_status) {
   loop_ = std::make_unique<event::Loop>();
+  clock_ = std::make_unique<event::TurnClock>(*loop_, shared_.clock);
   stats_ = shared_.stats.CreateShard();
   random_ = std::make_unique<RealRandom>();
-  clusters_ = std::make_unique<WorkerClusterManager>(*loop_, *random_, shared_.clock, *stats_,
+  clusters_ = std::make_unique<WorkerClusterManager>(*loop_, *random_, *clock_, *stats_,
                                                      shared_.cluster_limits,
                                                      UpstreamOptions(shared_.tls_contexts));
   clusters_->SetWorkerIndex(index_);
   context_ = std::make_unique<WorkerContext>(WorkerContext{
       .loop = *loop_,
       .random = *random_,
-      .clock = shared_.clock,
+      .clock = *clock_,
       .stats = *stats_,
       .clusters = *clusters_,
       .snapshot = snapshot,
@@ -469,7 +470,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
     tracing::SpanExporter& exporter = *shared_.span_exporter;
     tracer_ = std::make_unique<tracing::Tracer>(
         exporter.config(), exporter.service_name(), exporter.queue(),
-        tracing::TracerStats::Create(*stats_), *random_, shared_.clock);
+        tracing::TracerStats::Create(*stats_), *random_, *clock_);
     context_->tracer = tracer_.get();
   }
   absl::StatusOr<HttpStats> http_stats = HttpStats::Create(*stats_);
@@ -507,6 +508,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
   clusters_.reset();
   http_stats_.reset();
   loop_->RunUntilIdle();
+  clock_.reset();
   loop_.reset();
   stats_.reset();
   random_.reset();

@@ -45,6 +45,7 @@
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
+#include "common/event/turn_clock.h"
 #include "common/net/address.h"
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster_manager.h"
@@ -168,6 +169,8 @@ class Worker {
 
   // Worker-thread state. loop_ is set before Start() returns and reset after the thread ends.
   std::unique_ptr<event::Loop> loop_;
+  // shared_.clock read once per loop turn: what this worker's requests use (turn_clock.h).
+  std::unique_ptr<event::TurnClock> clock_;
   std::unique_ptr<StatsShard> stats_;
   std::unique_ptr<RealRandom> random_;
   std::unique_ptr<tracing::Tracer> tracer_;  // null: tracing off

@@ -10,10 +10,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/base/logging.h"
 #include "sidecar/tracing/span_encoding.h"
@@ -35,10 +39,9 @@ int64_t MillisLeft(absl::Time deadline) {
   return std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
 }
 
-// One HTTP/1.1 POST; true on a 2xx answer. `error` says what went wrong otherwise.
-bool Post(const std::string& address, const std::string& path, absl::string_view content_type,
-          absl::string_view body, Duration timeout, std::string* error) {
-  const absl::Time deadline = absl::Now() + absl::FromChrono(timeout);
+// A connected, non-blocking socket to `address` ("host:port", the host a name or an IP literal,
+// IPv6 in brackets), or -1 with `error` set.
+int Connect(const std::string& address, absl::Time deadline, std::string* error) {
   const size_t colon = address.rfind(':');
   std::string host = address.substr(0, colon);
   const std::string port = address.substr(colon + 1);
@@ -51,7 +54,7 @@ bool Post(const std::string& address, const std::string& path, absl::string_view
   addrinfo* result = nullptr;
   if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &result); rc != 0) {
     *error = absl::StrCat("resolve ", address, ": ", gai_strerror(rc));
-    return false;
+    return -1;
   }
   int fd = -1;
   for (addrinfo* ai = result; ai != nullptr && fd < 0; ai = ai->ai_next) {
@@ -72,15 +75,12 @@ bool Post(const std::string& address, const std::string& path, absl::string_view
     }
   }
   freeaddrinfo(result);
-  if (fd < 0) {
-    *error = absl::StrCat("connect ", address, " failed");
-    return false;
-  }
-  // The head and the body go out as they are (one sendmsg each round), without copying the
-  // body behind the head.
-  const std::string head = absl::StrCat(
-      "POST ", path, " HTTP/1.1\r\nhost: ", address, "\r\ncontent-type: ", content_type,
-      "\r\ncontent-length: ", body.size(), "\r\nconnection: close\r\n\r\n");
+  if (fd < 0) *error = absl::StrCat("connect ", address, " failed");
+  return fd;
+}
+
+// Writes `head` then `body` (one sendmsg each round, without copying the body behind the head).
+bool SendAll(int fd, absl::string_view head, absl::string_view body, absl::Time deadline) {
   const size_t total = head.size() + body.size();
   size_t sent = 0;
   while (sent < total) {
@@ -105,37 +105,133 @@ bool Post(const std::string& address, const std::string& path, absl::string_view
       pollfd pfd{fd, POLLOUT, 0};
       if (::poll(&pfd, 1, static_cast<int>(MillisLeft(deadline))) == 1) continue;
     }
-    ::close(fd);
-    *error = absl::StrCat("send to ", address, " failed");
-    return false;
-  }
-  // The status line is all that matters; the collector closes after answering.
-  std::string response;
-  char buffer[1024];
-  while (response.find("\r\n") == std::string::npos && response.size() < 4096) {
-    pollfd pfd{fd, POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(MillisLeft(deadline))) != 1) break;
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    response.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  int status = 0;
-  const size_t space = response.find(' ');
-  if (!absl::StartsWith(response, "HTTP/1.") || space == std::string::npos ||
-      !absl::SimpleAtoi(absl::string_view(response).substr(space + 1, 3), &status)) {
-    *error = absl::StrCat("no HTTP answer from ", address);
-    return false;
-  }
-  if (status < 200 || status > 299) {
-    *error = absl::StrCat(address, path, " answered ", status);
     return false;
   }
   return true;
 }
 
+// Collectors answer with a short body or none; a longer one is not read to keep the connection.
+constexpr size_t kMaxResponseHead = 16 * 1024;
+constexpr uint64_t kMaxDrainedBody = 64 * 1024;
+
+struct CollectorAnswer {
+  int status = 0;         // 0: no complete response head arrived
+  bool any_byte = false;  // something arrived (a reused connection that answered nothing died idle)
+  bool reusable = false;  // the response was read to its end and the connection may carry another
+};
+
+// Reads one HTTP/1.x response: its head, and its body when content-length frames it.
+CollectorAnswer ReadAnswer(int fd, absl::Time deadline) {
+  CollectorAnswer answer;
+  std::string data;
+  char buffer[4096];
+  size_t head_end = std::string::npos;
+  auto read_more = [&]() -> bool {
+    pollfd pfd{fd, POLLIN, 0};
+    while (true) {
+      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+      if (n > 0) {
+        answer.any_byte = true;
+        data.append(buffer, static_cast<size_t>(n));
+        return true;
+      }
+      if (n == 0) return false;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return false;
+      if (::poll(&pfd, 1, static_cast<int>(MillisLeft(deadline))) != 1) return false;
+    }
+  };
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    if (data.size() > kMaxResponseHead || !read_more()) return answer;
+  }
+  const absl::string_view head(data.data(), head_end);
+  const size_t space = head.find(' ');
+  int status = 0;
+  if (!absl::StartsWith(head, "HTTP/1.") || space == absl::string_view::npos ||
+      !absl::SimpleAtoi(head.substr(space + 1, 3), &status)) {
+    return answer;
+  }
+  answer.status = status;
+  // Framing: content-length, else (chunked, or until close) the connection is not reused.
+  std::optional<uint64_t> content_length;
+  bool keep = absl::StartsWith(head, "HTTP/1.1");
+  for (absl::string_view line : absl::StrSplit(head.substr(head.find("\r\n") + 2), "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    const absl::string_view name = line.substr(0, colon);
+    const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+    if (absl::EqualsIgnoreCase(name, "content-length")) {
+      uint64_t length = 0;
+      if (content_length.has_value() || !absl::SimpleAtoi(value, &length)) return answer;
+      content_length = length;
+    } else if (absl::EqualsIgnoreCase(name, "transfer-encoding")) {
+      keep = false;
+    } else if (absl::EqualsIgnoreCase(name, "connection") &&
+               absl::StrContains(absl::AsciiStrToLower(value), "close")) {
+      keep = false;
+    }
+  }
+  const bool no_body = status == 204 || status == 304;
+  if (!no_body && !content_length.has_value()) keep = false;  // the body runs until close
+  if (keep && !no_body) {
+    if (*content_length > kMaxDrainedBody) return answer;
+    while (data.size() - (head_end + 4) < *content_length) {
+      if (!read_more()) return answer;
+    }
+    if (data.size() - (head_end + 4) > *content_length) return answer;  // more than one answer
+  }
+  answer.reusable = keep && status >= 200;
+  return answer;
+}
+
+// True when the kept connection was closed by the collector (or sent something unasked): it is
+// readable before a request was sent.
+bool ClosedWhileIdle(int fd) {
+  pollfd pfd{fd, POLLIN, 0};
+  return ::poll(&pfd, 1, 0) != 0;
+}
+
 }  // namespace
+
+void SpanExporter::CloseCollectorConnection() {
+  if (collector_fd_ >= 0) ::close(collector_fd_);
+  collector_fd_ = -1;
+}
+
+bool SpanExporter::Post(absl::string_view content_type, absl::string_view body,
+                        std::string* error) {
+  const absl::Time deadline = absl::Now() + absl::FromChrono(config_.export_timeout);
+  const std::string& address = config_.collector_address;
+  const std::string head = absl::StrCat("POST ", path_, " HTTP/1.1\r\nhost: ", address,
+                                        "\r\ncontent-type: ", content_type,
+                                        "\r\ncontent-length: ", body.size(), "\r\n\r\n");
+  if (collector_fd_ >= 0 && ClosedWhileIdle(collector_fd_)) CloseCollectorConnection();
+  // A kept connection can still have been closed by the collector just now: when it fails before
+  // any answer, the request goes once more over a new connection.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const bool reused = collector_fd_ >= 0;
+    if (!reused) {
+      collector_fd_ = Connect(address, deadline, error);
+      if (collector_fd_ < 0) return false;
+      ++collector_connections_;
+    }
+    CollectorAnswer answer;
+    if (SendAll(collector_fd_, head, body, deadline)) answer = ReadAnswer(collector_fd_, deadline);
+    if (!answer.reusable) CloseCollectorConnection();
+    if (answer.status == 0) {
+      if (reused && !answer.any_byte && absl::Now() < deadline) continue;
+      *error = answer.any_byte ? absl::StrCat("no HTTP answer from ", address)
+                               : absl::StrCat("send to ", address, " failed or no answer");
+      return false;
+    }
+    if (answer.status < 200 || answer.status > 299) {
+      *error = absl::StrCat(address, path_, " answered ", answer.status);
+      return false;
+    }
+    return true;
+  }
+  return false;
+}
 
 SpanExporter::SpanExporter(TracingConfig config, std::string service_name, StatsRegistry& stats)
     : config_(std::move(config)),
@@ -158,6 +254,7 @@ SpanExporter::~SpanExporter() {
   stop_.store(true);
   queue_.Interrupt();
   if (thread_.joinable()) thread_.join();
+  CloseCollectorConnection();
 }
 
 void SpanExporter::Start() {
@@ -213,7 +310,7 @@ bool SpanExporter::Export(SpanBatch batch) {
       break;
   }
   std::string error;
-  if (Post(config_.collector_address, path_, content_type, body, config_.export_timeout, &error)) {
+  if (Post(content_type, body, &error)) {
     return true;
   }
   export_errors_.Inc();

@@ -13,8 +13,11 @@
 // passed since the last send, whatever is left; while a partial batch waits it sleeps until the
 // batch fills or the flush is due. Spans are encoded here, never on a worker.
 //
-// Export requests are plain HTTP/1.1 over a blocking socket on the exporter thread, one
-// connection per request, bounded by export_timeout (connect, send and answer together).
+// Export requests are plain HTTP/1.1 on the exporter thread, bounded by export_timeout (connect,
+// send and answer together), over one connection kept open between them (a new one when the
+// collector closed it, answered with connection: close or with a body not framed by
+// content-length; a request that a kept connection fails before any answer goes once more over a
+// new one).
 //
 // Ownership: the server creates it (Start() once) before the workers and destroys it after them;
 // the destructor stops the thread after one last batch is sent (best effort, bounded by
@@ -48,6 +51,8 @@ class SpanExporter {
   // Encodes and sends one batch now (the exporter thread, or tests). True when the collector
   // answered 2xx.
   bool Export(SpanBatch batch);
+  // Connections opened to the collector so far (exporter thread, or tests once it is idle).
+  uint64_t collector_connections() const { return collector_connections_; }
 
  private:
   void Run();
@@ -55,6 +60,9 @@ class SpanExporter {
   size_t Fill();
   // Exports batch_ (if any) and recycles its spans.
   void SendBatch();
+  // One POST of `body` to the collector; true on a 2xx answer, else `error` says what went wrong.
+  bool Post(absl::string_view content_type, absl::string_view body, std::string* error);
+  void CloseCollectorConnection();
 
   const TracingConfig config_;
   const std::string service_name_;
@@ -74,6 +82,8 @@ class SpanExporter {
   OtlpProtoEncoder proto_encoder_;
   std::unique_ptr<char[]> proto_body_;
   size_t proto_capacity_ = 0;
+  int collector_fd_ = -1;  // kept open between export requests; -1: none
+  uint64_t collector_connections_ = 0;
 };
 
 }  // namespace meshlet::sidecar::tracing

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 
@@ -15,20 +16,26 @@
 namespace meshlet::sidecar::tracing {
 namespace {
 
+// A listening socket on 127.0.0.1 and a port the kernel chose.
+int ListenOnLoopback(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::listen(fd, 16), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 // A one-shot HTTP collector on 127.0.0.1: accepts one connection, keeps the request, answers
 // `status`.
 class OneShotCollector {
  public:
   explicit OneShotCollector(int status) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
-    EXPECT_EQ(::listen(fd_, 4), 0);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = ListenOnLoopback(&port_);
     thread_ = std::thread([this, status] {
       int conn = ::accept(fd_, nullptr, nullptr);
       if (conn < 0) return;
@@ -66,6 +73,69 @@ class OneShotCollector {
   int port_ = 0;
   std::thread thread_;
   std::string request_;
+};
+
+// A collector that keeps connections open: it answers each request with 200 and an empty body
+// framed by content-length. After `answers_per_connection` answers on one connection it closes
+// that connection; with `close_unanswered` it also closes a connection's next request unanswered
+// once (the race of a collector closing an idle connection as the request arrives).
+class KeepAliveCollector {
+ public:
+  KeepAliveCollector(int answers_per_connection, bool close_unanswered)
+      : answers_per_connection_(answers_per_connection), close_unanswered_(close_unanswered) {
+    fd_ = ListenOnLoopback(&port_);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~KeepAliveCollector() {
+    ::shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  int connections() const { return connections_.load(); }
+  int answered() const { return answered_.load(); }
+
+ private:
+  void Serve() {
+    while (true) {
+      const int conn = ::accept(fd_, nullptr, nullptr);
+      if (conn < 0) return;
+      ++connections_;
+      std::string pending;
+      char buffer[4096];
+      int answers = 0;
+      while (answers < answers_per_connection_) {
+        const size_t head_end = pending.find("\r\n\r\n");
+        const size_t cl = pending.find("content-length: ");
+        if (head_end == std::string::npos || cl == std::string::npos ||
+            pending.size() < head_end + 4 + std::stoul(pending.substr(cl + 16))) {
+          const ssize_t n = ::recv(conn, buffer, sizeof(buffer), 0);
+          if (n <= 0) break;
+          pending.append(buffer, static_cast<size_t>(n));
+          continue;
+        }
+        pending.erase(0, head_end + 4 + std::stoul(pending.substr(cl + 16)));
+        if (close_unanswered_ && answers == 1 && !closed_unanswered_) {
+          closed_unanswered_ = true;
+          break;
+        }
+        const std::string answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        ::send(conn, answer.data(), answer.size(), MSG_NOSIGNAL);
+        ++answers;
+        ++answered_;
+      }
+      ::close(conn);
+    }
+  }
+
+  const int answers_per_connection_;
+  const bool close_unanswered_;
+  bool closed_unanswered_ = false;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> connections_{0};
+  std::atomic<int> answered_{0};
+  std::thread thread_;
 };
 
 SpanPtr TestSpan(uint64_t id) {
@@ -117,6 +187,53 @@ TEST(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
   EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 1u);
 }
 
+TEST(SpanExporterTest, ExportsShareOneConnection) {
+  KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  config.protocol = ExportProtocol::kOtlpProto;
+  SpanExporter exporter(config, "svc", registry);
+  const SpanPtr span = TestSpan(1);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(exporter.Export({span.get()})) << i;
+  EXPECT_EQ(collector.answered(), 5);
+  EXPECT_EQ(collector.connections(), 1);
+  EXPECT_EQ(exporter.collector_connections(), 1u);
+}
+
+TEST(SpanExporterTest, AConnectionTheCollectorClosedIsReplaced) {
+  // Closed after two answers: the third export finds it closed and opens another.
+  KeepAliveCollector collector(/*answers_per_connection=*/2, /*close_unanswered=*/false);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  SpanExporter exporter(config, "svc", registry);
+  const SpanPtr span = TestSpan(1);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(exporter.Export({span.get()})) << i;
+    absl::SleepFor(absl::Milliseconds(20));  // the collector's close arrives between exports
+  }
+  EXPECT_EQ(collector.answered(), 5);
+  EXPECT_EQ(collector.connections(), 3);
+  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 0u);
+}
+
+TEST(SpanExporterTest, ARequestAKeptConnectionLostUnansweredGoesOverANewOne) {
+  KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/true);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  SpanExporter exporter(config, "svc", registry);
+  const SpanPtr span = TestSpan(1);
+  EXPECT_TRUE(exporter.Export({span.get()}));
+  // The collector reads this one and closes without answering: sent again on a new connection.
+  EXPECT_TRUE(exporter.Export({span.get()}));
+  EXPECT_TRUE(exporter.Export({span.get()}));
+  EXPECT_EQ(collector.answered(), 3);
+  EXPECT_EQ(collector.connections(), 2);
+  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 0u);
+}
+
 TEST(SpanExporterTest, UnreachableCollectorFailsWithinTheTimeout) {
   StatsRegistry registry;
   TracingConfig config;
@@ -142,15 +259,9 @@ TEST(SpanExporterTest, EverySpanIsAccountedForAtShutdown) {
   StatsRegistry registry;
   TracingConfig config;
   // A collector that never answers: the connect succeeds (listen backlog), the answer never comes.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
-  ASSERT_EQ(::listen(fd, 16), 0);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  config.collector_address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  int port = 0;
+  const int fd = ListenOnLoopback(&port);
+  config.collector_address = absl::StrCat("127.0.0.1:", port);
   config.export_timeout = std::chrono::milliseconds(200);
   config.batch_size = 10;
   config.queue_limit = 100;

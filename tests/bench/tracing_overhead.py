@@ -2,6 +2,7 @@
 """What tracing costs the sidecar, measured in instructions per request (docs/performance.md).
 
 Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R] [--keep DIR]
+       tracing_overhead.py SIDECAR --rps-rounds R [--duration S] [--connections C]
 
 One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
@@ -22,6 +23,16 @@ moment and each round is a paired comparison. User + system time of each proxyin
 thread, kernel time included) is read from /proc/PID/stat before the round and 1.2 s after its
 loads end (so the exporter's flush of the round's spans is counted). Prints per mode the median
 microseconds per request, the median of the per-round ratios against "off", and the load average.
+
+With --rps-rounds R it measures requests/s, the figure the targets name, on a quiet machine: as
+in the proxy comparison (proxy_compare.py), each proxying sidecar (off, 1 %, 100 %) runs one worker
+pinned to core 0 with all its threads (the span exporter included), while the upstream sidecar,
+the collector (an nginx answering 200: the Python stub would take much of core 1 at 100 %) and the
+load generator (wrk -t1 -cC -dS, HTTP/1.1 keep-alive) share core 1. In
+each round the three are loaded one after the other, in an order that rotates between rounds.
+Prints per mode the median requests/s and CPU microseconds per request, and the median of the
+per-round requests/s ratios against "off" with their spread. Needs at least two cores and a
+machine doing nothing else: the load average is printed before and after.
 """
 
 import argparse
@@ -116,20 +127,27 @@ def h2load(port, n, clients):
     finish_h2load(start_h2load(port, n, clients), n)
 
 
+def start_proxy(sidecar, tmp, percent, up_port, collector_port, prefix):
+    """A proxying sidecar (one worker) with tracing at `percent` (None: off), ready; returns
+    (process, port, admin port)."""
+    port, admin = free_port(), free_port()
+    config = os.path.join(tmp, f"proxy-{percent}-{port}.yaml")
+    with open(config, "w") as f:
+        f.write(proxy_config(port, up_port, percent, collector_port))
+    proc = subprocess.Popen(prefix + [sidecar, "--config", config, "--concurrency=1",
+                                      "--drain-time=0s", f"--admin-address=127.0.0.1:{admin}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(admin, proc, 20)
+    return proc, port, admin
+
+
 def measure_cpu(args, tmp, modes, up_port, collector_port):
     """Median CPU microseconds per request per mode (see the module's docstring)."""
     procs = {}
     try:
         for name, percent in modes:
-            port, admin = free_port(), free_port()
-            config = os.path.join(tmp, f"cpu-{percent}.yaml")
-            with open(config, "w") as f:
-                f.write(proxy_config(port, up_port, percent, collector_port))
-            proc = subprocess.Popen([args.sidecar, "--config", config, "--concurrency=1",
-                                     "--drain-time=0s", f"--admin-address=127.0.0.1:{admin}"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc, port, _ = start_proxy(args.sidecar, tmp, percent, up_port, collector_port, [])
             procs[name] = (proc, port)
-            wait_ready(admin, proc, 20)
             h2load(port, 200, args.clients)  # warm-up: connections, first-use paths
         with open("/proc/loadavg") as f:
             load_before = f.read().split()[:3]
@@ -167,17 +185,132 @@ def measure_cpu(args, tmp, modes, up_port, collector_port):
     print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
 
 
+def admin_counter(admin, name):
+    """The sum of a counter's series on a sidecar's /stats (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5) as r:
+        text = r.read().decode()
+    return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line.rsplit(" ", 1)[1].isdigit())
+
+
+def wrk_rps(port, seconds, connections):
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rps or not total or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk: " + out[-800:])
+    return float(rps.group(1)), int(total.group(1))
+
+
+NGINX_COLLECTOR = """worker_processes 1;
+daemon off;
+pid {dir}/collector.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/collector-body;
+    client_body_buffer_size 4m;
+    client_max_body_size 64m;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 ""; }}
+    }}
+}}
+"""
+
+
+def start_nginx_collector(tmp):
+    """An nginx answering 200 to every POST: a collector that costs the load core little (the
+    Python stub would take a good part of it at 100 % sampling). Returns (process, port)."""
+    port = free_port()
+    config = os.path.join(tmp, "collector-nginx.conf")
+    with open(config, "w") as f:
+        f.write(NGINX_COLLECTOR.format(dir=tmp, port=port))
+    proc = subprocess.Popen(["nginx", "-p", tmp, "-e", "stderr", "-c", config],
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces",
+                                                          data=b"x"), timeout=1)
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("nginx collector did not start")
+
+
+def measure_rps(args, tmp, modes, up_port):
+    """Requests/s per mode with the proxy pinned to its own core (see the module's docstring)."""
+    procs = {}
+    collector, collector_port = start_nginx_collector(tmp)
+    try:
+        for name, percent in modes:
+            procs[name] = start_proxy(args.sidecar, tmp, percent, up_port, collector_port,
+                                      ["taskset", "-c", "0"])
+            proc, port, _ = procs[name]
+            wrk_rps(port, 1, args.connections)  # warm-up: connections, first-use paths, the pool
+        with open("/proc/loadavg") as f:
+            load_before = f.read().split()[:3]
+        rps = {name: [] for name, _ in modes}
+        cpu = {name: [] for name, _ in modes}
+        names = [name for name, _ in modes]
+        for round_index in range(args.rps_rounds):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                proc, port, _ = procs[name]
+                before = sum(cpu_seconds(proc.pid))
+                rate, total = wrk_rps(port, args.duration, args.connections)
+                time.sleep(0.3)  # the exporter's flush of this load's spans is counted
+                rps[name].append(rate)
+                cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
+        with open("/proc/loadavg") as f:
+            load_after = f.read().split()[:3]
+        dropped = {name: admin_counter(admin, "meshlet_tracing_spans_dropped_total")
+                   for name, (_, _, admin) in procs.items()}
+    finally:
+        for proc, _, _ in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        collector.terminate()
+        collector.wait(timeout=10)
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    for name in names:
+        print(f"{name:>5}: {median(rps[name]):9.0f} requests/s, {median(cpu[name]):5.2f} us CPU/request, "
+              f"{dropped[name]} spans dropped (rounds: {' '.join(f'{x:.0f}' for x in rps[name])})",
+              flush=True)
+    for name in ("1%", "100%"):
+        ratios = [x / off for x, off in zip(rps[name], rps["off"])]
+        print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % requests/s against tracing off "
+              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
+              f"{100 * (max(ratios) - 1):+.1f} %)")
+    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("sidecar")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--cpu-rounds", type=int, default=0)
+    parser.add_argument("--rps-rounds", type=int, default=0)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per load (--rps-rounds)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (--rps-rounds)")
     parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
     args = parser.parse_args()
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     tmp = args.keep or tempfile.mkdtemp()
+    if args.rps_rounds:
+        # This process (the collector stub) and what it starts (the upstream sidecar) on core 1;
+        # the proxying sidecars pin themselves to core 0.
+        os.sched_setaffinity(0, {1})
 
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -199,9 +332,12 @@ def main():
 
     modes = [("off", None), ("1%", 1), ("100%", 100)]
     results = {}
-    if args.cpu_rounds:
+    if args.cpu_rounds or args.rps_rounds:
         try:
-            measure_cpu(args, tmp, modes, up_port, sink.server_address[1])
+            if args.rps_rounds:
+                measure_rps(args, tmp, modes, up_port)
+            else:
+                measure_cpu(args, tmp, modes, up_port, sink.server_address[1])
         finally:
             upstream.terminate()
             upstream.wait(timeout=10)
