@@ -1,6 +1,7 @@
 """What the resilience features cost per request when nothing fails, measured deterministically.
 
 Usage: resilience_cost.py --sidecar BIN [--requests N] [--warmup N] [--rounds N] [--no-callgrind]
+       resilience_cost.py --sidecar BIN --rps-rounds R [--duration S]
 
 The sidecar (build it with --config=opt) runs the proxy comparison's two configurations,
 peers/meshlet.yaml and peers/meshlet-resilience.yaml, in front of the same nginx upstream
@@ -14,6 +15,12 @@ peers/meshlet.yaml and peers/meshlet-resilience.yaml, in front of the same nginx
                              (/proc/PID/task/*/schedstat, nanoseconds), the median of --rounds
                              runs alternating the two configurations (noisy on a shared machine;
                              the instruction count is the figure to compare).
+
+With --rps-rounds R it measures requests/s instead, the figure the target names, as the proxy
+comparison does: both sidecars pinned to core 0, the nginx upstream and `wrk -t1 -c64 -dS` on
+core 1, each round loading the two one after the other (the order alternates), R rounds; it
+prints the median requests/s of each and the median of the per-round ratios with their spread.
+It needs a quiet machine with two cores.
 
 The difference is the cost of the retry policy, circuit breakers, retry budget, consecutive-failure
 breaker, route timeout and outlier detection on a request that succeeds (docs/performance.md).
@@ -100,6 +107,43 @@ def cpu_per_request(args, tools, name, template, workdir, upstream_port):
     return (after - before) / args.requests / 1000
 
 
+def requests_per_second(args, tools, workdir, upstream_port):
+    """Median requests/s of each configuration and the per-round ratios (module docstring)."""
+    ports = {}
+    for name, template in CONFIGS:
+        _, ports[name] = start_sidecar(args, name, template, workdir, upstream_port,
+                                       ["taskset", "-c", "0"])
+    rps = {name: [] for name, _ in CONFIGS}
+    names = [name for name, _ in CONFIGS]
+
+    def load(name, seconds):
+        out = subprocess.run(["taskset", "-c", "1", tools["wrk"], "-t1", "-c64", f"-d{seconds}s",
+                              f"http://127.0.0.1:{ports[name]}/"], capture_output=True,
+                             text=True, timeout=seconds + 60).stdout
+        result = pc.parse_wrk(out)
+        if result["rps"] <= 0 or "Non-2xx" in out or "Socket errors" in out:
+            raise RuntimeError(f"wrk against {name}:\n{out}")
+        return result["rps"]
+
+    for name in names:
+        load(name, 1)  # warm-up: connections, first-use paths
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[:3]
+    for round_index in range(args.rps_rounds):
+        for name in (names if round_index % 2 == 0 else names[::-1]):
+            rps[name].append(load(name, args.duration))
+    with open("/proc/loadavg") as f:
+        load_after = f.read().split()[:3]
+    base, res = names
+    ratios = [r / b for r, b in zip(rps[res], rps[base])]
+    for name in names:
+        print(f"{name}: {statistics.median(rps[name]):,.0f} requests/s "
+              f"(rounds: {' '.join(f'{v:.0f}' for v in rps[name])})")
+    print(f"cost: {100 * (1 - statistics.median(ratios)):+.2f} % requests/s (median of the rounds' "
+          f"ratios; {100 * (1 - max(ratios)):+.1f} to {100 * (1 - min(ratios)):+.1f} %)")
+    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,8 +152,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--rps-rounds", type=int, default=0)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per load (--rps-rounds)")
     args = parser.parse_args()
-    tools = {t: pc.find_tool(t) for t in ("h2load", "nginx")}
+    tools = {t: pc.find_tool(t) for t in ("h2load", "nginx", "wrk")}
     missing = [t for t, path in tools.items() if path is None]
     if missing:
         sys.exit(f"missing: {missing} (./dev deps installs them)")
@@ -120,9 +166,13 @@ def main():
                        [tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
                         pc.render("upstream-nginx.conf", workdir,
                                   {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2,
-                                   "BODY": body})], workdir)
+                                   "BODY": body})], workdir,
+                       cpu=1 if args.rps_rounds else None)
     try:
         pc.wait_ready(upstream, up_h1)
+        if args.rps_rounds:
+            requests_per_second(args, tools, workdir, up_h1)
+            return
         results = {}
         if not args.no_callgrind:
             for name, template in CONFIGS:
