@@ -18,6 +18,7 @@
 #include "sidecar/cluster/host.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
+#include "sidecar/router/route_table.h"
 
 namespace meshlet::sidecar {
 namespace {
@@ -497,6 +498,67 @@ void Server::CheckDrained() {
   if (open == 0) {
     LOG(INFO) << "drained: no connections left";
     Shutdown();
+  }
+}
+
+void Server::BeforeStatsRead() {
+  cluster_limits_.PublishStats(stats_.shared_shard());
+  PublishRateLimiterStats();
+}
+
+void Server::PublishRateLimiterStats() {
+  if (snapshot_ == nullptr) return;
+  StatsShard& shard = stats_.shared_shard();
+  auto publish = [&](absl::string_view scope, const std::string& name,
+                     const resilience::LocalRateLimiter* limiter) {
+    if (limiter == nullptr || limiter->per_principal() == nullptr) return;
+    const resilience::PrincipalRateLimiter& per_principal = *limiter->per_principal();
+    auto [it, inserted] =
+        published_rate_limiters_.try_emplace({std::string(scope), name}, PublishedRateLimiter{});
+    PublishedRateLimiter& published = it->second;
+    if (inserted) {
+      const LabelSet labels = {{"scope", std::string(scope)}, {"name", name}};
+      absl::StatusOr<Gauge> principals = shard.RegisterGauge(
+          "meshlet_ratelimit_principals",
+          "Caller identities a per-caller rate limit tracks now (at most its max_principals).",
+          labels, GaugeMerge::kGlobal);
+      absl::StatusOr<Counter> evictions = shard.RegisterCounter(
+          "meshlet_ratelimit_principal_evictions_total",
+          "Caller buckets a per-caller rate limit dropped to make room for new identities.",
+          labels);
+      if (!principals.ok() || !evictions.ok()) {
+        LOG_EVERY_N_SEC(ERROR, 60)
+            << "rate limit " << name
+            << ": stats: " << (principals.ok() ? evictions.status() : principals.status());
+        published_rate_limiters_.erase(it);
+        return;
+      }
+      published.principals = *principals;
+      published.evictions = *evictions;
+    }
+    // A new snapshot brings a new limiter, whose count starts again from zero.
+    if (published.limiter != &per_principal) {
+      published.limiter = &per_principal;
+      published.evictions_seen = 0;
+    }
+    published.principals.Set(static_cast<int64_t>(per_principal.principals()));
+    const uint64_t evictions = per_principal.evictions();
+    published.evictions.Inc(evictions - published.evictions_seen);
+    published.evictions_seen = evictions;
+  };
+  for (const config::ListenerConfig& listener : snapshot_->listeners) {
+    publish("listener", listener.name, listener.rate_limiter.get());
+  }
+  for (const auto& [table_name, table] : snapshot_->route_tables) {
+    for (const router::VirtualHostConfig& host : table->config().virtual_hosts) {
+      for (size_t i = 0; i < host.routes.size(); ++i) {
+        const router::RouteEntry& route = host.routes[i];
+        publish("route",
+                absl::StrCat(table_name, "/", host.name, "/",
+                             route.name.empty() ? absl::StrCat(i) : route.name),
+                route.rate_limiter.get());
+      }
+    }
   }
 }
 

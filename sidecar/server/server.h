@@ -27,6 +27,7 @@
 // Threading: everything here runs on the main thread (the one that calls Init() and Run()),
 // including the admin handlers; workers are reached through Worker's cross-thread methods.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/identity/certificate_manager.h"
+#include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/admin.h"
 #include "sidecar/server/options.h"
@@ -95,7 +97,7 @@ class Server final : public AdminBackend {
   std::string ListenersJson() override;
   std::string XdsStatusJson() override;
   std::string CertsJson() override;
-  void BeforeStatsRead() override { cluster_limits_.PublishStats(stats_.shared_shard()); }
+  void BeforeStatsRead() override;
   void StartDrain() override { Drain(/*exit_when_done=*/false); }
   void Quit() override;
 
@@ -127,6 +129,16 @@ class Server final : public AdminBackend {
   std::shared_ptr<AccessLogFile> global_access_log_;
   ListenerConnectionCounts connection_counts_;
   SharedClusterLimits cluster_limits_;
+  // Per-caller rate limiters of the current snapshot as last published (BeforeStatsRead), by
+  // scope and name: how many callers each tracks and how many it evicted.
+  struct PublishedRateLimiter {
+    Gauge principals;
+    Counter evictions;
+    const resilience::PrincipalRateLimiter* limiter = nullptr;  // whose evictions are counted
+    uint64_t evictions_seen = 0;
+  };
+  std::map<std::pair<std::string, std::string>, PublishedRateLimiter> published_rate_limiters_;
+  void PublishRateLimiterStats();
   TlsContexts tls_contexts_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   // The bootstrap's tracing section: spans from every worker; outlives the workers.

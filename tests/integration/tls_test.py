@@ -274,10 +274,12 @@ class ListenerTlsTest(TlsTestCase):
     def test_rate_limit_per_caller_identity(self):
         # A bucket of 2 requests (no refill, so the test is exact at any speed) for each client
         # certificate's SPIFFE id: one caller spending its budget leaves the other's untouched.
+        # Two callers tracked at most: the third evicts the least recently used.
         port = free_port()
         sidecar = self.start(config(
             tls_listener("inbound", port, "{mode: PERMISSIVE, secret_name: server-cert}",
-                         extra="    rate_limit: {burst: 2, per_principal: true}\n"),
+                         extra="    rate_limit: {burst: 2, per_principal: true, "
+                               "max_principals: 2}\n"),
             static_cluster("app", self.app.port), app_routes(), self.server_secret()))
         client = ("--cert", self.client_cert, "--key", self.client_key)
         intruder = ("--cert", self.intruder_cert, "--key", self.intruder_key)
@@ -297,6 +299,10 @@ class ListenerTlsTest(TlsTestCase):
                     for line in sidecar.stat_lines("meshlet_http_response_flags_total")
                     if 'flag="RL"' in line)
         self.assertEqual(flags, 4)
+        # What the limiter tracks is visible: two callers kept, the first one evicted.
+        series = 'meshlet_ratelimit_principals{scope="listener",name="inbound"}: 2'
+        self.assertIn(series, sidecar.stat_lines("meshlet_ratelimit_principals"))
+        self.assertEqual(sidecar.stat("meshlet_ratelimit_principal_evictions_total"), 1)
 
     def test_authorization_allows_one_identity_and_denies_before_routing(self):
         port = free_port()
