@@ -146,6 +146,11 @@ absl::Status ControlPlane::Init() {
     const size_t total = registry_->size();
     connected.Set(static_cast<int64_t>(open));
     disconnected.Set(static_cast<int64_t>(total > open ? total - open : 0));
+    // A crash (kill -9, OOM, power) must not lose the registry: saved when it changed, at most
+    // once a second so that a churn of registrations does not turn into a churn of writes.
+    if (++ticks_since_registry_save_ >= 2 && registry_->version() != saved_registry_version_) {
+      SaveRegistry(/*log=*/false);
+    }
   });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
   RestoreRegistry();
@@ -195,7 +200,7 @@ int ControlPlane::Run() {
   // Give open API connections a moment to finish their responses.
   loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
                  std::chrono::seconds(2));
-  SaveRegistry();
+  SaveRegistry(/*log=*/true);
   LOG(INFO) << "control plane stopped";
   return 0;
 }
@@ -207,8 +212,6 @@ void ControlPlane::RestoreRegistry() {
   std::stringstream bytes;
   bytes << in.rdbuf();
   in.close();
-  // Read once: a crash later must not bring back this older list.
-  ::unlink(path.c_str());
   absl::StatusOr<std::vector<registry::Workload>> saved = registry::ParseSavedRegistry(bytes.str());
   if (!saved.ok()) {
     LOG(WARN) << "ignoring " << path << ": " << saved.status().message();
@@ -217,20 +220,35 @@ void ControlPlane::RestoreRegistry() {
   size_t restored = 0;
   for (const registry::Workload& workload : *saved) restored += registry_->Restore(workload);
   LOG(INFO) << "registry: restored " << restored
-            << " workload(s) saved at the last stop; each keeps its endpoints until its sidecar "
+            << " workload(s) saved by the last run; each keeps its endpoints until its sidecar "
                "reconnects or the grace period passes";
 }
 
-void ControlPlane::SaveRegistry() {
+void ControlPlane::SaveRegistry(bool log) {
+  ticks_since_registry_save_ = 0;
   std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_->Snapshot();
-  if (snapshot->workloads.empty()) return;
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
-  if (absl::Status saved = WriteFileAtomically(path, registry::SerializeRegistry(*snapshot));
-      !saved.ok()) {
-    LOG(WARN) << "registry not saved (sidecars re-register as they reconnect): " << saved.message();
+  if (snapshot->workloads.empty()) {
+    // Nothing to restore: an older list must not come back after a crash.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      LOG_EVERY_N_SEC(WARN, 60) << "registry: cannot remove " << path << ": "
+                                << std::strerror(errno);
+      return;
+    }
+    saved_registry_version_ = snapshot->version;
     return;
   }
-  LOG(INFO) << "registry: saved " << snapshot->workloads.size() << " workload(s) to " << path;
+  if (absl::Status saved = WriteFileAtomically(path, registry::SerializeRegistry(*snapshot));
+      !saved.ok()) {
+    // Tried again at the next tick.
+    LOG_EVERY_N_SEC(WARN, 60) << "registry not saved (sidecars re-register as they reconnect): "
+                              << saved.message();
+    return;
+  }
+  saved_registry_version_ = snapshot->version;
+  if (log) {
+    LOG(INFO) << "registry: saved " << snapshot->workloads.size() << " workload(s) to " << path;
+  }
 }
 
 void ControlPlane::Stop() { loop_.Stop(); }

@@ -11,8 +11,9 @@
 // Data directory layout:
 //   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
 //   <data-dir>/store/      the policy store (control-plane/store/file_store.h)
-//   <data-dir>/registry.pb the workloads known at the last clean stop, restored (then removed)
-//                          at the next start (control-plane/registry/saved_registry.h)
+//   <data-dir>/registry.pb the workloads known, kept up to date within about a second and at a
+//                          clean stop, restored at the next start
+//                          (control-plane/registry/saved_registry.h)
 
 #include <functional>
 #include <memory>
@@ -94,7 +95,9 @@ class ControlPlane {
  private:
   void BeginShutdown();
   void RestoreRegistry();
-  void SaveRegistry();
+  // Writes the registry to <data-dir>/registry.pb (removes the file when it is empty). `log`:
+  // say so at INFO (the final save at a clean stop; the periodic ones are silent).
+  void SaveRegistry(bool log);
 
   const ControlPlaneOptions options_;
   const Clock& clock_;
@@ -109,6 +112,10 @@ class ControlPlane {
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::vector<std::function<void()>> shutdown_hooks_;
   bool shutting_down_ = false;
+  // The registry version last written to disk (saved while the control plane runs, so that a
+  // crash loses at most the last moments); ticks of the expiry timer since the last save.
+  uint64_t saved_registry_version_ = 0;
+  int ticks_since_registry_save_ = 0;
 };
 
 }  // namespace meshlet::controlplane

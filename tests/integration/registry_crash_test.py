@@ -1,0 +1,91 @@
+"""The control plane's registry survives a crash (kill -9), and a registry that emptied stays
+empty after one.
+
+Usage: registry_crash_test.py CONTROL_PLANE SIDECAR [unittest args]
+
+A sidecar registers over xDS; the control plane is killed with SIGKILL (no clean stop, which also
+saves the registry) and started again on the same data directory: the workload is back, as
+disconnected, keeping its endpoints for the grace period. When that grace has passed the registry
+is empty again, and a second SIGKILL and restart bring nothing back.
+"""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import unittest
+import urllib.request
+
+import sidecar_test
+from mesh_util import start_control_plane, start_xds_sidecar, stop_process
+from ports import free_port
+from sidecar_test import wait_for
+
+CONTROL_PLANE = None
+
+
+class RegistryCrashTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        self.data = os.path.join(self.tmp, "cp-data")
+        self.log = os.path.join(self.tmp, "cp.log")
+        self.ads = f"127.0.0.1:{free_port()}"
+        self.cp = None
+        self.sidecar = None
+
+    def tearDown(self):
+        if self.sidecar is not None:
+            self.sidecar.stop()
+        if self.cp is not None:
+            stop_process(self.cp)
+
+    def start_cp(self):
+        self.cp, self.api, _ = start_control_plane(
+            CONTROL_PLANE, self.log, "--data-dir", self.data, "--api-address", "127.0.0.1:0",
+            "--xds-plaintext", "--xds-address", self.ads, "--xds-listen-host", "127.0.0.1",
+            "--deregister-grace", "3s")
+        with open(os.path.join(self.data, "api-token")) as f:
+            self.token = f.read().strip()
+
+    def crash_cp(self):
+        self.cp.send_signal(signal.SIGKILL)
+        self.assertEqual(self.cp.wait(timeout=10), -signal.SIGKILL)
+
+    def workloads(self):
+        req = urllib.request.Request(f"http://{self.api}/api/v1/workloads",
+                                     headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return {w["id"]: w for w in json.loads(r.read())["items"]}
+
+    def test_registry_survives_kill_9_and_an_emptied_one_stays_empty(self):
+        self.start_cp()
+        self.sidecar = start_xds_sidecar(self.tmp, self.ads, "web-0", "default",
+                                         "--node-service=web", "--node-port=8080")
+        self.assertTrue(wait_for(lambda: "web-0" in self.workloads(), timeout=10))
+        saved = os.path.join(self.data, "registry.pb")
+        # Saved while running, within about a second of the change.
+        self.assertTrue(wait_for(lambda: os.path.exists(saved), timeout=5))
+
+        self.crash_cp()
+        self.sidecar.stop()  # it must not simply register again
+        self.sidecar = None
+        self.start_cp()
+        restored = self.workloads()
+        self.assertIn("web-0", restored)
+        self.assertFalse(restored["web-0"]["connected"])
+        with open(self.log) as f:
+            self.assertIn("restored 1 workload(s)", f.read())
+
+        # After the grace period the workload leaves, and the saved file with it.
+        self.assertTrue(wait_for(lambda: not self.workloads(), timeout=10))
+        self.assertTrue(wait_for(lambda: not os.path.exists(saved), timeout=5))
+        self.crash_cp()
+        self.start_cp()
+        self.assertEqual(self.workloads(), {})
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE = os.path.abspath(sys.argv[1])
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv[2])
+    unittest.main(argv=sys.argv[:1] + sys.argv[3:], verbosity=2)
