@@ -113,6 +113,8 @@ bool SendAll(int fd, absl::string_view head, absl::string_view body, absl::Time 
 // Collectors answer with a short body or none; a longer one is not read to keep the connection.
 constexpr size_t kMaxResponseHead = 16 * 1024;
 constexpr uint64_t kMaxDrainedBody = 64 * 1024;
+// Kept connections idle for longer are replaced rather than reused.
+constexpr absl::Duration kMaxCollectorIdle = absl::Seconds(30);
 
 struct CollectorAnswer {
   int status = 0;         // 0: no complete response head arrived
@@ -205,7 +207,12 @@ bool SpanExporter::Post(absl::string_view content_type, absl::string_view body,
   const std::string head = absl::StrCat("POST ", path_, " HTTP/1.1\r\nhost: ", address,
                                         "\r\ncontent-type: ", content_type,
                                         "\r\ncontent-length: ", body.size(), "\r\n\r\n");
-  if (collector_fd_ >= 0 && ClosedWhileIdle(collector_fd_)) CloseCollectorConnection();
+  // A connection idle for long may have been dropped silently on the way (a NAT or a load
+  // balancer forgetting it): a batch sent into it would wait for export_timeout and be lost.
+  if (collector_fd_ >= 0 &&
+      (ClosedWhileIdle(collector_fd_) || absl::Now() - collector_last_used_ > kMaxCollectorIdle)) {
+    CloseCollectorConnection();
+  }
   // A kept connection can still have been closed by the collector just now: when it fails before
   // any answer, the request goes once more over a new connection.
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -218,6 +225,7 @@ bool SpanExporter::Post(absl::string_view content_type, absl::string_view body,
     CollectorAnswer answer;
     if (SendAll(collector_fd_, head, body, deadline)) answer = ReadAnswer(collector_fd_, deadline);
     if (!answer.reusable) CloseCollectorConnection();
+    collector_last_used_ = absl::Now();
     if (answer.status == 0) {
       if (reused && !answer.any_byte && absl::Now() < deadline) continue;
       *error = answer.any_byte ? absl::StrCat("no HTTP answer from ", address)

@@ -16,8 +16,8 @@
 // Export requests are plain HTTP/1.1 on the exporter thread, bounded by export_timeout (connect,
 // send and answer together), over one connection kept open between them (a new one when the
 // collector closed it, answered with connection: close or with a body not framed by
-// content-length; a request that a kept connection fails before any answer goes once more over a
-// new one).
+// content-length, or it has been idle for 30 s; a request that a kept connection fails before any
+// answer goes once more over a new one).
 //
 // Ownership: the server creates it (Start() once) before the workers and destroys it after them;
 // the destructor stops the thread after one last batch is sent (best effort, bounded by
@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "common/stats/stats.h"
 #include "sidecar/tracing/span_encoding.h"
 #include "sidecar/tracing/span_queue.h"
@@ -83,6 +84,7 @@ class SpanExporter {
   std::unique_ptr<char[]> proto_body_;
   size_t proto_capacity_ = 0;
   int collector_fd_ = -1;  // kept open between export requests; -1: none
+  absl::Time collector_last_used_;
   uint64_t collector_connections_ = 0;
 };
 
