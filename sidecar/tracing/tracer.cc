@@ -31,13 +31,13 @@ Counter CounterOrDiscard(StatsShard& shard, absl::string_view name, absl::string
 
 }  // namespace
 
-bool DecideSampling(const ParentContext& parent, bool forced, double rate, Random& random) {
+bool DecideSampling(const ParentContext& parent, bool forced, double rate, uint64_t random_bits) {
   if (forced || parent.debug) return true;
   if (parent.sampling == SamplingHint::kSampled) return true;
   if (parent.sampling == SamplingHint::kNotSampled) return false;
   if (rate <= 0) return false;
   if (rate >= 1) return true;
-  return random.UniformDouble() < rate;
+  return static_cast<double>(random_bits >> 11) * 0x1.0p-53 < rate;
 }
 
 TracerStats TracerStats::Create(StatsShard& shard) {
@@ -70,7 +70,6 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
   const bool forced = IsForced(found.force);
   trace = RequestTrace();
-  trace.sampled = DecideSampling(parent, forced, rate_, random_);
   trace.debug = parent.debug;
   trace.trace_id_64bit = parent.trace_id_64bit;
   trace.traceparent_maybe_present = found.traceparent_count > 0;
@@ -85,7 +84,11 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
     trace.trace_id = TraceId{random_.Next(), NonZero(random_)};
     trace.trace_id_64bit = false;
   }
-  trace.server_span_id = NonZero(random_);
+  // The trace id's random low half decides (as OpenTelemetry's TraceIdRatioBased sampler does):
+  // no draw of its own, and every hop that decides at the same rate decides the same.
+  trace.sampled = DecideSampling(parent, forced, rate_, trace.trace_id.low);
+  // This hop's server span id is needed only by a recorded span and as B3's parent span id.
+  if (trace.sampled || parent.b3_present) trace.server_span_id = NonZero(random_);
   stats_.spans_started.Inc();
   if (trace.sampled) {
     stats_.spans_sampled.Inc();

@@ -13,12 +13,13 @@
 //                  B3, as B3 in the same form; starts the client span when sampled.
 //   End          — a span is over: stamped and queued, or dropped (back to the pool) and counted
 //                  when the queue is full.
-// An unsampled request costs the header scan, a few random numbers and the traceparent header:
+// An unsampled request costs the header scan, three random numbers (trace id and the client span
+// id; the server span id only for B3 callers) and the traceparent header:
 // no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
 // queue's pool (span_queue.h) and allocates nothing once the pool is warm.
 //
 // Sampling: the force-sample header or a B3 debug flag → sampled; else the caller's decision
-// (W3C flags, B3 sampled); else a random draw against the configured rate.
+// (W3C flags, B3 sampled); else the trace id's low 64 bits against the configured rate.
 
 #include <optional>
 #include <string>
@@ -37,8 +38,9 @@ class HeaderMap;
 
 namespace meshlet::sidecar::tracing {
 
-// The sampling decision. `rate` in [0, 1].
-bool DecideSampling(const ParentContext& parent, bool forced, double rate, Random& random);
+// The sampling decision. `rate` in [0, 1]; `random_bits` are uniformly random (the trace id's low
+// half), compared with the rate when neither a force nor the caller decided.
+bool DecideSampling(const ParentContext& parent, bool forced, double rate, uint64_t random_bits);
 
 // Counters the workers record into (from the worker's own stats shard).
 struct TracerStats {

@@ -21,34 +21,31 @@ constexpr absl::string_view kParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f06
 constexpr absl::string_view kUnsampledParent =
     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
+// Random bits that read as `fraction` of the range.
+uint64_t BitsAt(double fraction) { return static_cast<uint64_t>(fraction * 0x1.0p53) << 11; }
+
 TEST(SamplingTest, ParentDecides) {
-  FakeRandom random;
-  random.PushDouble(0.0);  // would be sampled by any rate
   ParentContext parent;
   parent.sampling = SamplingHint::kNotSampled;
-  EXPECT_FALSE(DecideSampling(parent, false, 0.5, random));
+  EXPECT_FALSE(DecideSampling(parent, false, 0.5, BitsAt(0.0)));  // bits any rate would sample
   parent.sampling = SamplingHint::kSampled;
-  EXPECT_TRUE(DecideSampling(parent, false, 0.0, random));
+  EXPECT_TRUE(DecideSampling(parent, false, 0.0, BitsAt(0.0)));
 }
 
 TEST(SamplingTest, ForceAndDebugOverrideTheParent) {
-  FakeRandom random;
   ParentContext parent;
   parent.sampling = SamplingHint::kNotSampled;
-  EXPECT_TRUE(DecideSampling(parent, /*forced=*/true, 0.0, random));
+  EXPECT_TRUE(DecideSampling(parent, /*forced=*/true, 0.0, BitsAt(0.5)));
   parent.debug = true;
-  EXPECT_TRUE(DecideSampling(parent, false, 0.0, random));
+  EXPECT_TRUE(DecideSampling(parent, false, 0.0, BitsAt(0.5)));
 }
 
 TEST(SamplingTest, ProbabilisticWithoutAParentDecision) {
-  FakeRandom random;
   ParentContext parent;
-  random.PushDouble(0.009);
-  EXPECT_TRUE(DecideSampling(parent, false, 0.01, random));
-  random.PushDouble(0.011);
-  EXPECT_FALSE(DecideSampling(parent, false, 0.01, random));
-  EXPECT_FALSE(DecideSampling(parent, false, 0.0, random));
-  EXPECT_TRUE(DecideSampling(parent, false, 1.0, random));
+  EXPECT_TRUE(DecideSampling(parent, false, 0.01, BitsAt(0.009)));
+  EXPECT_FALSE(DecideSampling(parent, false, 0.01, BitsAt(0.011)));
+  EXPECT_FALSE(DecideSampling(parent, false, 0.0, BitsAt(0.0)));
+  EXPECT_TRUE(DecideSampling(parent, false, 1.0, ~uint64_t{0}));
 }
 
 class TracerTest : public ::testing::Test {
@@ -73,6 +70,37 @@ class TracerTest : public ::testing::Test {
   FakeRandom random_;
   FakeClock clock_;
 };
+
+TEST_F(TracerTest, TheNewTraceIdDecidesAndUnsampledRequestsDrawNoServerSpanId) {
+  Tracer tracer = MakeTracer(1);
+  for (const double fraction : {0.005, 0.5}) {
+    http::HeaderMap headers;
+    RequestTrace trace;
+    SpanPtr server;
+    random_.Push(0x77);              // trace id, high half
+    random_.Push(BitsAt(fraction));  // low half: below 1 % is sampled
+    random_.Push(0x99);              // the server span id, drawn only when sampled
+    random_.Push(0x55);              // the next draw
+    tracer.BeginServer(headers, trace, server);
+    EXPECT_EQ(trace.trace_id, (TraceId{0x77, BitsAt(fraction)}));
+    EXPECT_EQ(trace.sampled, fraction < 0.01) << fraction;
+    SpanPtr client;
+    tracer.BeginClient(headers, trace, client);
+    if (trace.sampled) {
+      EXPECT_EQ(trace.server_span_id, 0x99u);
+      EXPECT_EQ(client->span_id, 0x55u);
+      tracer.End(client);
+      tracer.End(server);
+    } else {
+      EXPECT_EQ(trace.server_span_id, 0u);
+      EXPECT_EQ(headers.Get("traceparent"),
+                "00-0000000000000077" +
+                    absl::StrCat(absl::Hex(BitsAt(fraction), absl::kZeroPad16)) +
+                    "-0000000000000099-00");
+      random_.Next();  // the unused 0x55
+    }
+  }
+}
 
 TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   Tracer tracer = MakeTracer(0);
