@@ -119,10 +119,11 @@ class KeepAliveCollector {
           closed_unanswered_ = true;
           break;
         }
-        const std::string answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        ::send(conn, answer.data(), answer.size(), MSG_NOSIGNAL);
+        // Counted before it is sent: the exporter may check the count as soon as it has the answer.
         ++answers;
         ++answered_;
+        const std::string answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        ::send(conn, answer.data(), answer.size(), MSG_NOSIGNAL);
       }
       ::close(conn);
     }
