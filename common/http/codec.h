@@ -146,6 +146,9 @@ class Connection {
   virtual Protocol protocol() const = 0;
   // Streams not yet completed or reset.
   virtual size_t ActiveStreams() const = 0;
+  // Messages the codec accepted in full but has not yet written to the connection (HTTP/2: DATA
+  // that flow control holds back). Closing the connection now would cut them short.
+  virtual bool HasUnsentOutput() const { return false; }
   // The connection under the codec passed its write high/low watermark.
   virtual void OnUnderlyingWriteHighWatermark() = 0;
   virtual void OnUnderlyingWriteLowWatermark() = 0;

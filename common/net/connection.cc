@@ -325,10 +325,39 @@ void Connection::StartReading() {
   reading_ = true;
 }
 
+void Connection::StartLingeringReads() {
+  // As StartReading, whatever ReadDisable() said: these reads are dropped (OnReadDone).
+  const int saved = read_disable_count_;
+  const State state = state_;
+  read_disable_count_ = 0;
+  state_ = State::kOpen;
+  StartReading();
+  read_disable_count_ = saved;
+  state_ = state;
+}
+
 void Connection::OnReadDone(ssize_t nread) {
   // Every read (and EOF) ends the reservation made by the allocation callback, if any.
   wire_in_.Commit(nread > 0 ? static_cast<size_t>(nread) : 0);
   if (nread == 0) return;  // EAGAIN
+  if (state_ == State::kClosing) {
+    // Close(kFlush): nothing more is delivered; what arrives is dropped, and the peer's close
+    // ends the wait once everything is written.
+    wire_in_.Clear();
+    if (nread > 0) {
+      bytes_received_ += static_cast<uint64_t>(nread);
+      closing_received_ = true;
+      return;
+    }
+    reading_ = false;
+    if (nread == UV_EOF) remote_eof_ = true;
+    if (write_buffer_.empty() && wire_out_.empty()) {
+      CloseSocket(/*reset=*/false);
+      NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
+    }
+    // Else the flush goes on; with reading over, it closes as soon as it is done.
+    return;
+  }
   if (nread == UV_EOF) {
     remote_eof_ = true;
     reading_ = false;  // libuv stopped reading
@@ -473,9 +502,25 @@ bool Connection::AfterWriteProgress(bool defer) {
       }
     }
     if (write_buffer_.empty() && wire_out_.empty()) {
-      CloseSocket(/*reset=*/false);
-      NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
-      return false;
+      // A peer that sent nothing since the close began is not expected to send more: close now.
+      if (remote_eof_ || !reading_ || !(closing_received_ || closing_awaits_peer_)) {
+        CloseSocket(/*reset=*/false);
+        NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
+        return false;
+      }
+      // A peer still sending (an HTTP/2 client's WINDOW_UPDATEs, the rest of an upload) would
+      // get a reset from close(), destroying what it has not read yet. Everything is in the
+      // kernel: FIN now (it follows the data), then close when the peer closes too, or when
+      // flush_close_timeout ends the wait.
+      if (!closing_fin_sent_) {
+        closing_fin_sent_ = true;
+        uv_os_fd_t fd;
+        if (uv_fileno(handle_->handle(), &fd) != 0 || ::shutdown(fd, SHUT_WR) != 0) {
+          CloseSocket(/*reset=*/false);
+          NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
+          return false;
+        }
+      }
     }
     return true;
   }
@@ -559,12 +604,15 @@ void Connection::Close(CloseMode mode) {
     }
     return;
   }
+  if (mode == CloseMode::kFlushThenAwaitPeer) {
+    closing_awaits_peer_ = true;
+    mode = CloseMode::kFlush;
+  }
   if (mode == CloseMode::kFlush && state_ == State::kOpen) {
+    // Reads continue (read_disable_count_ no longer matters) but are dropped: unread bytes in
+    // the socket at close() would make the kernel send a reset (OnReadDone).
     state_ = State::kClosing;
-    if (reading_) {
-      uv_read_stop(stream());
-      reading_ = false;
-    }
+    if (!reading_ && !remote_eof_) StartLingeringReads();
     if (std::optional<Failure> f = SendAndFlush()) {
       CloseSocket(/*reset=*/false);
       NotifyClose(CloseReason::kLocalClose, f->detail);
@@ -615,9 +663,11 @@ void Connection::OnTimer() {
   if (state_ == State::kClosing) {
     size_t unsent = buffered_write_bytes();
     CloseSocket(/*reset=*/false);
+    // Everything written and only the peer's close awaited: nothing was lost.
     NotifyClose(CloseReason::kLocalClose,
-                absl::DeadlineExceededError(
-                    absl::StrCat("close flush timed out with ", unsent, " bytes unsent")));
+                unsent == 0 ? absl::OkStatus()
+                            : absl::DeadlineExceededError(absl::StrCat(
+                                  "close flush timed out with ", unsent, " bytes unsent")));
   }
 }
 

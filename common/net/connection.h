@@ -68,8 +68,16 @@ enum class CloseReason {
 absl::string_view CloseReasonName(CloseReason reason);
 
 enum class CloseMode {
-  kFlush,    // stop reading, send everything buffered (then TLS close_notify), then close;
-             // while still connecting there is nothing to flush to, so it acts as kNoFlush
+  kFlush,  // stop delivering reads, send everything buffered (then TLS close_notify), then
+           // close; what the peer sends meanwhile is read and dropped, and a peer that sent
+           // anything gets a FIN and is waited for until it closes too (lingering close: a
+           // close() with unread bytes would be a reset, destroying data the peer has not read
+           // yet); flush_close_timeout bounds it all.
+           // While still connecting there is nothing to flush to, so it acts as kNoFlush
+  kFlushThenAwaitPeer,  // kFlush, and once everything is written a FIN and a wait for the
+                        // peer's close whatever it sent: for protocols whose peer keeps talking
+                        // while it reads (HTTP/2 WINDOW_UPDATE after a GOAWAY), where a close()
+                        // before the peer is done reading would reset what it has not read
   kNoFlush,  // close now; buffered bytes are dropped, the kernel still sends what it holds
   kAbort,    // close now with a TCP RST (SO_LINGER 0): the peer sees a reset, not an EOF
 };
@@ -79,7 +87,8 @@ struct ConnectionOptions {
   // bytes not yet written). low must be below high.
   size_t write_high_watermark = 1 << 20;
   size_t write_low_watermark = 256 << 10;
-  // Close(kFlush) gives up and closes after this long.
+  // Close(kFlush) gives up and closes after this long (sending and waiting for the peer's close
+  // together).
   Duration flush_close_timeout = std::chrono::seconds(5);
   // Kernel socket buffer sizes; 0 keeps the kernel's (auto-tuned) defaults.
   int send_buffer_bytes = 0;
@@ -182,6 +191,7 @@ class Connection {
   // The socket is connected: addresses, socket options, transport start, first reads and writes.
   std::optional<Failure> OnEstablished();
   void StartReading();
+  void StartLingeringReads();
   void ApplySocketOptions();
   void OnConnectDone(int status);
   void OnReadDone(ssize_t nread);
@@ -231,6 +241,11 @@ class Connection {
   bool transport_shutdown_ = false;
   bool shutdown_started_ = false;
   bool shutdown_done_ = false;
+  // Close(kFlush): the peer sent something meanwhile (it lingers for the peer's close then), and
+  // everything is written, FIN sent, the peer's close awaited.
+  bool closing_received_ = false;
+  bool closing_awaits_peer_ = false;  // kFlushThenAwaitPeer
+  bool closing_fin_sent_ = false;
   bool above_high_watermark_ = false;
   // On the thread's batch queue: write_buffer_ holds bytes to send when the batch ends.
   bool send_queued_ = false;

@@ -367,6 +367,41 @@ TEST(ConnectionTest, FlushCloseDeliversEverythingThenEof) {
   EXPECT_EQ(cb.closes, 1);
 }
 
+// The peer keeps sending while a flush-close is under way. Unread bytes in the socket at close()
+// make the kernel send a reset, and a reset destroys what the peer had not read yet: the close
+// must read and drop them, and wait for the peer's own close after its FIN.
+TEST(ConnectionTest, FlushCloseSurvivesAPeerThatKeepsSending) {
+  event::Loop loop;
+  const std::string payload = Pattern(8 << 20);
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  server.setup = [&](Connection& conn, RecordingCallbacks&) {
+    conn.Write(payload);
+    conn.Close(CloseMode::kFlush);
+  };
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  client->ReadDisable();  // the payload piles up in the kernel and in the server's buffer
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+  loop.RunUntil([] { return false; }, milliseconds(50));
+  // Bytes the closing server will never use (an HTTP/2 client's WINDOW_UPDATEs, say).
+  client->Write(std::string(64 << 10, 'y'));
+  loop.RunUntil([] { return false; }, milliseconds(50));
+  client->ReadEnable();
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.end_stream || cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.received.size(), payload.size());
+  EXPECT_TRUE(cb.received == payload);
+  EXPECT_TRUE(cb.end_stream);
+  EXPECT_EQ(cb.closes, 0);  // an end of stream, not a reset
+  // The server waited for the client's close.
+  EXPECT_EQ(server.callbacks[0]->closes, 0);
+  client->Close(CloseMode::kFlush);
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+  EXPECT_EQ(server.callbacks[0]->close_reason, CloseReason::kLocalClose);
+  EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
+}
+
 TEST(ConnectionTest, ReadDisableCounts) {
   event::Loop loop;
   Server server(loop, "127.0.0.1:0");

@@ -627,7 +627,10 @@ void HttpConnectionManager::OnWriteHighWatermark() {
 }
 
 void HttpConnectionManager::OnWriteLowWatermark() {
-  if (!closed_) codec_->OnUnderlyingWriteLowWatermark();
+  if (closed_) return;
+  codec_->OnUnderlyingWriteLowWatermark();
+  // The codec may just have written the last frames a draining connection waited for.
+  if (draining_ && streams_.empty() && !closed_) CheckIdle();
 }
 
 void HttpConnectionManager::OnClose(net::CloseReason reason, const absl::Status& detail) {
@@ -737,10 +740,17 @@ void HttpConnectionManager::CheckIdle() {
     return;
   }
   if (draining_) {
+    // HTTP/2 responses whose last DATA frames wait for the client's window are not out yet:
+    // closing now would cut them short. The client's WINDOW_UPDATEs (OnData) and the socket
+    // draining (OnWriteLowWatermark) check again; the process's drain time bounds the wait.
+    if (codec_->HasUnsentOutput()) return;
     stats_.downstream_cx_drain_close.Inc();
-    // HTTP/2: the second GOAWAY names the last stream processed.
+    // HTTP/2: the second GOAWAY names the last stream processed. The client may still be reading
+    // the last responses, and it answers what it reads with WINDOW_UPDATEs: a close() before it
+    // is done would reset the connection and destroy what it has not read yet.
     codec_->GoAway();
-    CloseConnection(net::CloseMode::kFlush);
+    CloseConnection(h2_codec_ != nullptr ? net::CloseMode::kFlushThenAwaitPeer
+                                         : net::CloseMode::kFlush);
     return;
   }
   const Duration idle = http_options_.idle_timeout;

@@ -117,6 +117,11 @@ ROUTES = """  - name: local
 """
 
 
+def big_body(size):
+    """The body HttpUpstream answers /big/SIZE with."""
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
 class HttpUpstream:
     """An HTTP/1.1 server on a thread; answers every GET with the path and request headers."""
 
@@ -135,6 +140,17 @@ class HttpUpstream:
             def do_GET(self):
                 if self.path.startswith("/slow"):
                     time.sleep(0.5)
+                if self.path.startswith("/big/"):
+                    # /big/N: N bytes of big_body(N), written in pieces as a client takes them.
+                    size = int(self.path[len("/big/"):])
+                    self.send_response(200)
+                    self.send_header("content-type", "application/octet-stream")
+                    self.send_header("content-length", str(size))
+                    self.end_headers()
+                    data = big_body(size)
+                    for i in range(0, size, 1 << 20):
+                        self.wfile.write(data[i:i + (1 << 20)])
+                    return
                 body = json.dumps({"upstream": upstream_name, "path": self.path,
                                    "headers": {k.lower(): v for k, v in self.headers.items()}})
                 data = body.encode()
@@ -694,6 +710,30 @@ class HttpTest(SidecarTestCase):
         self.assertEqual(response.getheader("connection"), "close")
         conn.close()
         self.assertEqual(sidecar.wait_exit(5), 0)
+
+
+    def test_drain_lets_a_slow_http2_client_read_its_whole_response(self):
+        # An HTTP/2 client still reading a response when the drain starts keeps answering what
+        # it reads with WINDOW_UPDATEs. The connection may close only once the client is done:
+        # a close() before that would be a reset, destroying what it had not read yet.
+        port = free_port()
+        sidecar = self.start(config_yaml(http_listener("outbound", port),
+                                         static_cluster("app", self.app.port), app_routes()),
+                             drain_time="20s")
+        size = 16 << 20
+        out = os.path.join(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")), "download")
+        download = subprocess.Popen(
+            ["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge", "--limit-rate", "4M",
+             "-o", out, "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{port}/big/{size}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        sidecar.proc.send_signal(signal.SIGTERM)
+        stdout, stderr = download.communicate(timeout=40)
+        self.assertEqual(download.returncode, 0, stderr)
+        self.assertEqual(stdout, f"200 {size}")
+        with open(out, "rb") as f:
+            self.assertTrue(f.read() == big_body(size))
+        self.assertEqual(sidecar.wait_exit(10), 0)
 
 
 class DrainTest(SidecarTestCase):

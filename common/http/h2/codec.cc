@@ -167,6 +167,9 @@ class ConnectionImpl {
   absl::Status Dispatch(net::Buffer& data);
   void GoAway();
   size_t ActiveStreams() const { return active_streams_; }
+  // Some stream nghttp2 has not closed yet although its user is done with it: what it sends is
+  // still queued (flow control), or its end has not been written.
+  bool HasUnsentOutput() const;
   void OnUnderlyingWriteHighWatermark();
   void OnUnderlyingWriteLowWatermark();
   StreamEncoder& NewClientStream(StreamDecoder& decoder);
@@ -492,6 +495,14 @@ void ConnectionImpl::MarkDone(StreamImpl& s) {
     --active_streams_;
   }
   MaybeRetire(s);
+}
+
+bool ConnectionImpl::HasUnsentOutput() const {
+  if (dead_) return false;
+  for (const auto& s : streams_) {
+    if (s->done_ && s->id_ != 0 && !s->closed_) return true;
+  }
+  return false;
 }
 
 void ConnectionImpl::MaybeRetire(StreamImpl& s) {
@@ -1185,6 +1196,7 @@ ServerCodec::~ServerCodec() = default;
 absl::Status ServerCodec::Dispatch(net::Buffer& data) { return impl_->Dispatch(data); }
 void ServerCodec::GoAway() { impl_->GoAway(); }
 size_t ServerCodec::ActiveStreams() const { return impl_->ActiveStreams(); }
+bool ServerCodec::HasUnsentOutput() const { return impl_->HasUnsentOutput(); }
 void ServerCodec::OnUnderlyingWriteHighWatermark() { impl_->OnUnderlyingWriteHighWatermark(); }
 void ServerCodec::OnUnderlyingWriteLowWatermark() { impl_->OnUnderlyingWriteLowWatermark(); }
 const Http2Counters& ServerCodec::counters() const { return impl_->counters(); }

@@ -119,6 +119,8 @@ class ServerCodec final : public ServerConnection {
   void GoAway() override;
   Protocol protocol() const override { return Protocol::kHttp2; }
   size_t ActiveStreams() const override;
+  // A stream complete for its user whose last DATA frames wait for the peer's window.
+  bool HasUnsentOutput() const override;
   void OnUnderlyingWriteHighWatermark() override;
   void OnUnderlyingWriteLowWatermark() override;
 

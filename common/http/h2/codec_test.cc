@@ -528,6 +528,29 @@ TEST(Http2CodecTest, NoCallbacksAfterTheResponseIsHandedOver) {
   }
 }
 
+// A response complete for its user while flow control still holds its last DATA frames is
+// unsent output: a draining connection manager must not close the connection yet.
+TEST(Http2CodecTest, ResponseHeldByFlowControlIsUnsentOutputUntilTheClientTakesIt) {
+  CodecPair p;
+  ServerRequest* s = nullptr;
+  p.server_callbacks.on_new_stream = [&](ServerRequest& r) { s = &r; };
+  ClientRequest& c = p.Start(Request("GET", "/download"), true);
+  c.decoder.on_headers = [&c](bool) { c.encoder->GetStream().ReadDisable(true); };
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(p.server->HasUnsentOutput());
+  const std::string body = Pattern(3 * 256 * 1024);  // more than the client's window
+  s->encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, false);
+  Send(*s->encoder, body, /*end_stream=*/true);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  EXPECT_TRUE(p.server->HasUnsentOutput());
+  c.encoder->GetStream().ReadDisable(false);
+  ASSERT_TRUE(p.Pump().ok());
+  EXPECT_TRUE(c.decoder.body == body);
+  EXPECT_FALSE(p.server->HasUnsentOutput());
+}
+
 // The client side of the same: a request whose last bytes flow control still holds ends for its
 // user once the whole response is in, and what becomes of those bytes is not reported to it.
 TEST(Http2CodecTest, NoCallbacksAfterTheRequestIsHandedOverAndTheResponseIsIn) {
