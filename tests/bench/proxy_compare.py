@@ -237,6 +237,18 @@ def parse_wrk(out):
     return result
 
 
+def wrk_rps(port, seconds, connections=64, cpu=1, wrk="wrk"):
+    """(requests/s, requests) of `wrk -t1 -cCONNECTIONS` against http://127.0.0.1:PORT/ pinned to
+    core `cpu`, for the paired-rounds benchmarks; any error or non-2xx answer raises."""
+    out = subprocess.run(["taskset", "-c", str(cpu), wrk, "-t1", f"-c{connections}",
+                          f"-d{seconds}s", f"http://127.0.0.1:{port}/"], capture_output=True,
+                         text=True, timeout=seconds + 60).stdout
+    result = parse_wrk(out)
+    if result["rps"] <= 0 or result["errors"]:
+        raise RuntimeError(f"wrk against port {port}:\n{out[-800:]}")
+    return result["rps"], result["requests"]
+
+
 def parse_h2load(out, log_file):
     result = {"requests": 0, "errors": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None}
     match = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)

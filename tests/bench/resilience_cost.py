@@ -117,13 +117,7 @@ def requests_per_second(args, tools, workdir, upstream_port):
     names = [name for name, _ in CONFIGS]
 
     def load(name, seconds):
-        out = subprocess.run(["taskset", "-c", "1", tools["wrk"], "-t1", "-c64", f"-d{seconds}s",
-                              f"http://127.0.0.1:{ports[name]}/"], capture_output=True,
-                             text=True, timeout=seconds + 60).stdout
-        result = pc.parse_wrk(out)
-        if result["rps"] <= 0 or "Non-2xx" in out or "Socket errors" in out:
-            raise RuntimeError(f"wrk against {name}:\n{out}")
-        return result["rps"]
+        return pc.wrk_rps(ports[name], seconds, wrk=tools["wrk"])[0]
 
     for name in names:
         load(name, 1)  # warm-up: connections, first-use paths

@@ -49,6 +49,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ports import free_port  # noqa: E402,F401  (below the ephemeral range, see there)
+import proxy_compare as pc  # noqa: E402  (this directory)
 
 
 def wait_ready(admin_port, proc, timeout):
@@ -141,6 +142,20 @@ def start_proxy(sidecar, tmp, percent, up_port, collector_port, prefix):
     return proc, port, admin
 
 
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def report_against_off(samples, what, load_before, load_after):
+    """Per sampled mode, the median of the rounds' ratios to "off" and their spread."""
+    for name in ("1%", "100%"):
+        ratios = [x / off for x, off in zip(samples[name], samples["off"])]
+        print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % {what} against tracing off "
+              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
+              f"{100 * (max(ratios) - 1):+.1f} %)")
+    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+
+
 def measure_cpu(args, tmp, modes, up_port, collector_port):
     """Median CPU microseconds per request per mode (see the module's docstring)."""
     procs = {}
@@ -171,18 +186,10 @@ def measure_cpu(args, tmp, modes, up_port, collector_port):
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
 
-    def median(values):
-        return sorted(values)[len(values) // 2]
-
     for name, v in samples.items():
         print(f"{name:>5}: {median(v):6.2f} us CPU/request, {100 * median(user_share[name]):.0f} % "
               f"of it user time (rounds: {' '.join(f'{x:.2f}' for x in v)})", flush=True)
-    for name in ("1%", "100%"):
-        ratios = [x / off for x, off in zip(samples[name], samples["off"])]
-        print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % CPU per request against tracing off "
-              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
-              f"{100 * (max(ratios) - 1):+.1f} %)")
-    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+    report_against_off(samples, "CPU per request", load_before, load_after)
 
 
 def admin_counter(admin, name):
@@ -191,17 +198,6 @@ def admin_counter(admin, name):
         text = r.read().decode()
     return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line.rsplit(" ", 1)[1].isdigit())
-
-
-def wrk_rps(port, seconds, connections):
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
-                         timeout=seconds + 60).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    if not rps or not total or "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError("wrk: " + out[-800:])
-    return float(rps.group(1)), int(total.group(1))
 
 
 NGINX_COLLECTOR = """worker_processes 1;
@@ -252,7 +248,7 @@ def measure_rps(args, tmp, modes, up_port):
             procs[name] = start_proxy(args.sidecar, tmp, percent, up_port, collector_port,
                                       ["taskset", "-c", "0"])
             proc, port, _ = procs[name]
-            wrk_rps(port, 1, args.connections)  # warm-up: connections, first-use paths, the pool
+            pc.wrk_rps(port, 1, args.connections)  # warm-up: connections, first-use paths, the pool
         with open("/proc/loadavg") as f:
             load_before = f.read().split()[:3]
         rps = {name: [] for name, _ in modes}
@@ -263,7 +259,7 @@ def measure_rps(args, tmp, modes, up_port):
             for name in names[shift:] + names[:shift]:
                 proc, port, _ = procs[name]
                 before = sum(cpu_seconds(proc.pid))
-                rate, total = wrk_rps(port, args.duration, args.connections)
+                rate, total = pc.wrk_rps(port, args.duration, args.connections)
                 time.sleep(0.3)  # the exporter's flush of this load's spans is counted
                 rps[name].append(rate)
                 cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
@@ -278,19 +274,11 @@ def measure_rps(args, tmp, modes, up_port):
         collector.terminate()
         collector.wait(timeout=10)
 
-    def median(values):
-        return sorted(values)[len(values) // 2]
-
     for name in names:
         print(f"{name:>5}: {median(rps[name]):9.0f} requests/s, {median(cpu[name]):5.2f} us CPU/request, "
               f"{dropped[name]} spans dropped (rounds: {' '.join(f'{x:.0f}' for x in rps[name])})",
               flush=True)
-    for name in ("1%", "100%"):
-        ratios = [x / off for x, off in zip(rps[name], rps["off"])]
-        print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % requests/s against tracing off "
-              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
-              f"{100 * (max(ratios) - 1):+.1f} %)")
-    print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
+    report_against_off(rps, "requests/s", load_before, load_after)
 
 
 def main():
