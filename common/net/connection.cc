@@ -304,6 +304,10 @@ std::optional<Connection::Failure> Connection::OnEstablished() {
 
 void Connection::StartReading() {
   if (reading_ || read_disable_count_ > 0 || state_ != State::kOpen || remote_eof_) return;
+  BeginReads();
+}
+
+void Connection::BeginReads() {
   int rc = uv_read_start(
       stream(),
       [](uv_handle_t* uv, size_t, uv_buf_t* buf) {
@@ -326,14 +330,8 @@ void Connection::StartReading() {
 }
 
 void Connection::StartLingeringReads() {
-  // As StartReading, whatever ReadDisable() said: these reads are dropped (OnReadDone).
-  const int saved = read_disable_count_;
-  const State state = state_;
-  read_disable_count_ = 0;
-  state_ = State::kOpen;
-  StartReading();
-  read_disable_count_ = saved;
-  state_ = state;
+  // Whatever ReadDisable() said: these reads are dropped (OnReadDone).
+  if (!reading_ && !remote_eof_) BeginReads();
 }
 
 void Connection::OnReadDone(ssize_t nread) {
@@ -576,7 +574,8 @@ void Connection::ShutdownWrite() {
 }
 
 void Connection::ReadDisable() {
-  if (++read_disable_count_ == 1 && reading_) {
+  // A closing connection's reads are dropped, never delivered: they go on (lingering close).
+  if (++read_disable_count_ == 1 && reading_ && state_ != State::kClosing) {
     uv_read_stop(stream());
     reading_ = false;
   }
@@ -612,7 +611,7 @@ void Connection::Close(CloseMode mode) {
     // Reads continue (read_disable_count_ no longer matters) but are dropped: unread bytes in
     // the socket at close() would make the kernel send a reset (OnReadDone).
     state_ = State::kClosing;
-    if (!reading_ && !remote_eof_) StartLingeringReads();
+    StartLingeringReads();
     if (std::optional<Failure> f = SendAndFlush()) {
       CloseSocket(/*reset=*/false);
       NotifyClose(CloseReason::kLocalClose, f->detail);

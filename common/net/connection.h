@@ -192,6 +192,7 @@ class Connection {
   std::optional<Failure> OnEstablished();
   void StartReading();
   void StartLingeringReads();
+  void BeginReads();  // uv_read_start, unconditionally
   void ApplySocketOptions();
   void OnConnectDone(int status);
   void OnReadDone(ssize_t nread);
