@@ -1,5 +1,6 @@
 #include "common/net/connection.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -329,6 +330,15 @@ void Connection::BeginReads() {
   reading_ = true;
 }
 
+// Whether the peer's bytes wait in the kernel, not yet read: a flush that finished inside
+// Close() can get here before any read callback ran.
+bool Connection::UnreadBytesInSocket() const {
+  uv_os_fd_t fd;
+  int unread = 0;
+  return uv_fileno(handle_->handle(), &fd) == 0 && ::ioctl(fd, FIONREAD, &unread) == 0 &&
+         unread > 0;
+}
+
 void Connection::StartLingeringReads() {
   // Whatever ReadDisable() said: these reads are dropped (OnReadDone).
   if (!reading_ && !remote_eof_) BeginReads();
@@ -501,7 +511,8 @@ bool Connection::AfterWriteProgress(bool defer) {
     }
     if (write_buffer_.empty() && wire_out_.empty()) {
       // A peer that sent nothing since the close began is not expected to send more: close now.
-      if (remote_eof_ || !reading_ || !(closing_received_ || closing_awaits_peer_)) {
+      if (remote_eof_ || !reading_ ||
+          !(closing_received_ || closing_awaits_peer_ || UnreadBytesInSocket())) {
         CloseSocket(/*reset=*/false);
         NotifyClose(CloseReason::kLocalClose, absl::OkStatus());
         return false;

@@ -193,6 +193,7 @@ class Connection {
   void StartReading();
   void StartLingeringReads();
   void BeginReads();  // uv_read_start, unconditionally
+  bool UnreadBytesInSocket() const;
   void ApplySocketOptions();
   void OnConnectDone(int status);
   void OnReadDone(ssize_t nread);
