@@ -509,10 +509,9 @@ void Server::BeforeStatsRead() {
 void Server::PublishRateLimiterStats() {
   if (snapshot_ == nullptr) return;
   StatsShard& shard = stats_.shared_shard();
+  ++rate_limiter_publish_pass_;
   auto publish = [&](absl::string_view scope, const std::string& name,
-                     const resilience::LocalRateLimiter* limiter) {
-    if (limiter == nullptr || limiter->per_principal() == nullptr) return;
-    const resilience::PrincipalRateLimiter& per_principal = *limiter->per_principal();
+                     const std::shared_ptr<resilience::LocalRateLimiter>& limiter) {
     auto [it, inserted] =
         published_rate_limiters_.try_emplace({std::string(scope), name}, PublishedRateLimiter{});
     PublishedRateLimiter& published = it->second;
@@ -536,29 +535,44 @@ void Server::PublishRateLimiterStats() {
       published.principals = *principals;
       published.evictions = *evictions;
     }
-    // A new snapshot brings a new limiter, whose count starts again from zero.
-    if (published.limiter != &per_principal) {
-      published.limiter = &per_principal;
+    published.pass = rate_limiter_publish_pass_;
+    // A new snapshot brings a new limiter, whose count starts again from zero. Holding it keeps
+    // its address from being reused by a later one.
+    if (published.limiter != limiter) {
+      published.limiter = limiter;
       published.evictions_seen = 0;
     }
+    const resilience::PrincipalRateLimiter& per_principal = *limiter->per_principal();
     published.principals.Set(static_cast<int64_t>(per_principal.principals()));
     const uint64_t evictions = per_principal.evictions();
     published.evictions.Inc(evictions - published.evictions_seen);
     published.evictions_seen = evictions;
   };
+  auto per_caller = [](const std::shared_ptr<resilience::LocalRateLimiter>& limiter) {
+    return limiter != nullptr && limiter->per_principal() != nullptr;
+  };
   for (const config::ListenerConfig& listener : snapshot_->listeners) {
-    publish("listener", listener.name, listener.rate_limiter.get());
+    if (per_caller(listener.rate_limiter)) {
+      publish("listener", listener.name, listener.rate_limiter);
+    }
   }
   for (const auto& [table_name, table] : snapshot_->route_tables) {
     for (const router::VirtualHostConfig& host : table->config().virtual_hosts) {
       for (size_t i = 0; i < host.routes.size(); ++i) {
         const router::RouteEntry& route = host.routes[i];
+        if (!per_caller(route.rate_limiter)) continue;
         publish("route",
                 absl::StrCat(table_name, "/", host.name, "/",
                              route.name.empty() ? absl::StrCat(i) : route.name),
-                route.rate_limiter.get());
+                route.rate_limiter);
       }
     }
+  }
+  // Limits the configuration no longer has track nobody.
+  for (auto& [key, published] : published_rate_limiters_) {
+    if (published.pass == rate_limiter_publish_pass_) continue;
+    published.principals.Set(0);
+    published.limiter.reset();
   }
 }
 

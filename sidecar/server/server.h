@@ -134,9 +134,11 @@ class Server final : public AdminBackend {
   struct PublishedRateLimiter {
     Gauge principals;
     Counter evictions;
-    const resilience::PrincipalRateLimiter* limiter = nullptr;  // whose evictions are counted
+    std::shared_ptr<resilience::LocalRateLimiter> limiter;  // whose evictions are counted
     uint64_t evictions_seen = 0;
+    uint64_t pass = 0;  // the last publication that found it in the configuration
   };
+  uint64_t rate_limiter_publish_pass_ = 0;
   std::map<std::pair<std::string, std::string>, PublishedRateLimiter> published_rate_limiters_;
   void PublishRateLimiterStats();
   TlsContexts tls_contexts_;
