@@ -108,6 +108,21 @@ void TlsContext::RememberVerifiedChain(std::string chain_key, absl::Time not_bef
                                     HandshakeCache::Window{not_before, not_after});
 }
 
+absl::StatusOr<std::string> AlpnWireFormat(const std::vector<std::string>& protocols) {
+  std::string wire;
+  for (const std::string& protocol : protocols) {
+    if (protocol.empty() || protocol.size() > 255) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ALPN protocol \"", protocol, "\" must be 1..255 bytes"));
+    }
+    wire.push_back(static_cast<char>(protocol.size()));
+    wire += protocol;
+  }
+  return wire;
+}
+
+bool TlsContext::KeepsClientSessions() const { return cache_->max_session_peers > 0; }
+
 bssl::UniquePtr<SSL_SESSION> TlsContext::TakeSession(const std::string& peer_key) const {
   if (cache_->max_session_peers == 0) return nullptr;
   absl::MutexLock lock(&cache_->mu);
@@ -189,12 +204,8 @@ absl::Status TlsContext::Init(const TlsContextConfig& config) {
     return absl::InvalidArgumentError(
         "peer_identity needs client_certificate set to kRequest or kRequire");
   }
-  for (const std::string& protocol : config.alpn_protocols) {
-    if (protocol.empty() || protocol.size() > 255) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ALPN protocol \"", protocol, "\" must be 1..255 bytes"));
-    }
-  }
+  absl::StatusOr<std::string> alpn_wire = AlpnWireFormat(config.alpn_protocols);
+  if (!alpn_wire.ok()) return alpn_wire.status();
 
   ssl_ctx_.reset(SSL_CTX_new(TLS_method()));
   if (ssl_ctx_ == nullptr) return BoringSslError("SSL_CTX_new");
@@ -306,14 +317,9 @@ absl::Status TlsContext::Init(const TlsContextConfig& config) {
     if (server) {
       SSL_CTX_set_alpn_select_cb(ctx, &TlsContext::SelectAlpn, this);
     } else {
-      std::string wire;
-      for (const std::string& protocol : alpn_protocols_) {
-        wire.push_back(static_cast<char>(protocol.size()));
-        wire += protocol;
-      }
       // Unusually, 0 means success here.
-      if (SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const uint8_t*>(wire.data()),
-                                  wire.size()) != 0) {
+      if (SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const uint8_t*>(alpn_wire->data()),
+                                  alpn_wire->size()) != 0) {
         return BoringSslError("setting ALPN protocols");
       }
     }

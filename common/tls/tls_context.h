@@ -101,6 +101,10 @@ struct TlsContextConfig {
 
 class TlsSession;
 
+// The ALPN list in its wire form (each name behind its length); an error names a name outside
+// 1..255 bytes.
+absl::StatusOr<std::string> AlpnWireFormat(const std::vector<std::string>& protocols);
+
 class TlsContext {
  public:
   enum class Role { kClient, kServer };
@@ -116,6 +120,8 @@ class TlsContext {
 
   Role role() const { return role_; }
   bool is_server() const { return role_ == Role::kServer; }
+  // Client: whether sessions are kept for resumption (client_session_cache_size > 0).
+  bool KeepsClientSessions() const;
   ClientCertificateMode client_certificate() const { return client_certificate_; }
   const std::optional<SpiffeIdMatcher>& peer_identity() const { return peer_identity_; }
   const std::vector<std::string>& alpn_protocols() const { return alpn_protocols_; }

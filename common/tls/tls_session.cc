@@ -211,18 +211,11 @@ absl::Status TlsSession::Init() {
     SSL_set_connect_state(ssl_.get());
     SSL_set_custom_verify(ssl_.get(), SSL_VERIFY_PEER, &TlsSession::VerifyCallback);
     if (!options_.alpn_protocols.empty()) {
-      std::string wire;
-      for (const std::string& protocol : options_.alpn_protocols) {
-        if (protocol.empty() || protocol.size() > 255) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("ALPN protocol \"", protocol, "\" must be 1..255 bytes"));
-        }
-        wire.push_back(static_cast<char>(protocol.size()));
-        wire += protocol;
-      }
+      absl::StatusOr<std::string> wire = AlpnWireFormat(options_.alpn_protocols);
+      if (!wire.ok()) return wire.status();
       // Unusually, 0 means success here.
-      if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const uint8_t*>(wire.data()),
-                              wire.size()) != 0) {
+      if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const uint8_t*>(wire->data()),
+                              wire->size()) != 0) {
         return absl::ResourceExhaustedError(
             absl::StrCat("setting ALPN protocols: ", DrainBoringSslErrors()));
       }

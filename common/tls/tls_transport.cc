@@ -39,7 +39,9 @@ absl::Status TlsTransport::Start(const net::Address& peer, net::Buffer& out) {
   if (session_ == nullptr) return error_;
   // Only a client has something to say first; for a server this is a no-op.
   const bool client = !session_->context()->is_server();
-  if (client && peer.is_ip()) session_->SetResumptionKey(peer.ToString());
+  if (client && peer.is_ip() && session_->context()->KeepsClientSessions()) {
+    session_->SetResumptionKey(peer.ToString());
+  }
   absl::Status status = client ? session_->Handshake() : absl::OkStatus();
   FlushCiphertext(out);
   return status;

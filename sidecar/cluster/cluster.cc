@@ -207,11 +207,8 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     if (config_.protocol == sidecar::UpstreamProtocol::kMeshHttp2 &&
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
-      if (pools.http1_transport == nullptr) {
-        EndpointTlsConfig tls = pools.tls;
-        tls.alpn = {"http/1.1"};
-        pools.http1_transport = transport_factory_(tls);
-      }
+      if (pools.http1_transport == nullptr)
+        pools.http1_transport = transport_factory_(ForHttp1(pools.tls));
       options.transport_factory = pools.http1_transport;
     }
     options.tls_handshake_failures = stat_handles_.tls_handshake_failures;

@@ -129,6 +129,13 @@ struct ClusterConfig {
   ConnectionPoolConfig pool;
 };
 
+// `tls` for connections that must speak HTTP/1.1: ALPN offers only "http/1.1", so a cluster that
+// offers "h2" cannot have the peer agree on it.
+inline EndpointTlsConfig ForHttp1(EndpointTlsConfig tls) {
+  tls.alpn = {"http/1.1"};
+  return tls;
+}
+
 // Whether connections to an endpoint with `endpoint` settings use the cluster's TLS.
 inline bool UsesTls(const ClusterConfig& cluster, const EndpointTlsConfig& endpoint) {
   return cluster.tls.enabled && !endpoint.plaintext;

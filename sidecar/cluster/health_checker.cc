@@ -165,8 +165,7 @@ namespace {
 // An HTTP check is an HTTP/1.1 request: over TLS it must not let ALPN agree on h2, which the
 // cluster offers when it speaks HTTP/2.
 EndpointTlsConfig TlsForCheck(EndpointTlsConfig tls, const HealthCheckConfig& config) {
-  if (config.kind == HealthCheckConfig::Kind::kHttp) tls.alpn = {"http/1.1"};
-  return tls;
+  return config.kind == HealthCheckConfig::Kind::kHttp ? ForHttp1(std::move(tls)) : tls;
 }
 
 }  // namespace
