@@ -20,7 +20,9 @@ class Random {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >> 64);
   }
   // Uniform in [0, 1).
-  double UniformDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  double UniformDouble() { return ToUnitDouble(Next()); }
+  // 64 uniformly random bits as a double uniform in [0, 1) (their top 53).
+  static double ToUnitDouble(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
   // True with probability p (clamped to [0, 1]).
   bool Bernoulli(double p) { return UniformDouble() < p; }
 };

@@ -37,7 +37,7 @@ bool DecideSampling(const ParentContext& parent, bool forced, double rate, uint6
   if (parent.sampling == SamplingHint::kNotSampled) return false;
   if (rate <= 0) return false;
   if (rate >= 1) return true;
-  return static_cast<double>(random_bits >> 11) * 0x1.0p-53 < rate;
+  return Random::ToUnitDouble(random_bits) < rate;
 }
 
 TracerStats TracerStats::Create(StatsShard& shard) {
