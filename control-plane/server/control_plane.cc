@@ -208,11 +208,13 @@ int ControlPlane::Run() {
 void ControlPlane::RestoreRegistry() {
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
   std::ifstream in(path, std::ios::binary);
-  if (!in) return;  // first start, or the last run did not stop cleanly
+  if (!in) return;  // first start, or the registry was empty
   std::stringstream bytes;
   bytes << in.rdbuf();
   in.close();
-  absl::StatusOr<std::vector<registry::Workload>> saved = registry::ParseSavedRegistry(bytes.str());
+  saved_registry_bytes_ = bytes.str();
+  absl::StatusOr<std::vector<registry::Workload>> saved =
+      registry::ParseSavedRegistry(saved_registry_bytes_);
   if (!saved.ok()) {
     LOG(WARN) << "ignoring " << path << ": " << saved.status().message();
     return;
@@ -230,6 +232,7 @@ void ControlPlane::SaveRegistry(bool log) {
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
   if (snapshot->workloads.empty()) {
     // Nothing to restore: an older list must not come back after a crash.
+    saved_registry_bytes_.clear();
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       LOG_EVERY_N_SEC(WARN, 60) << "registry: cannot remove " << path << ": "
                                 << std::strerror(errno);
@@ -238,12 +241,16 @@ void ControlPlane::SaveRegistry(bool log) {
     saved_registry_version_ = snapshot->version;
     return;
   }
-  if (absl::Status saved = WriteFileAtomically(path, registry::SerializeRegistry(*snapshot));
-      !saved.ok()) {
-    // Tried again at the next tick.
-    LOG_EVERY_N_SEC(WARN, 60) << "registry not saved (sidecars re-register as they reconnect): "
-                              << saved.message();
-    return;
+  // Connection changes bump the version without changing what is saved: no write for those.
+  std::string bytes = registry::SerializeRegistry(*snapshot);
+  if (bytes != saved_registry_bytes_) {
+    if (absl::Status saved = WriteFileAtomically(path, bytes); !saved.ok()) {
+      // Tried again at the next tick.
+      LOG_EVERY_N_SEC(WARN, 60) << "registry not saved (sidecars re-register as they reconnect): "
+                                << saved.message();
+      return;
+    }
+    saved_registry_bytes_ = std::move(bytes);
   }
   saved_registry_version_ = snapshot->version;
   if (log) {

@@ -115,6 +115,7 @@ class ControlPlane {
   // The registry version last written to disk (saved while the control plane runs, so that a
   // crash loses at most the last moments); ticks of the expiry timer since the last save.
   uint64_t saved_registry_version_ = 0;
+  std::string saved_registry_bytes_;  // what the file holds (empty: no file)
   int ticks_since_registry_save_ = 0;
 };
 
