@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_compare as pc  # noqa: E402  (helpers: processes, CPU time, nginx upstream)
@@ -126,14 +125,6 @@ def start_sidecar(args, name, d, config, admin_port):
     return pc.Proc(name, [args.sidecar, "--config", path, "--concurrency", "1",
                           f"--admin-address=127.0.0.1:{admin_port}", "--log-level", "warn"],
                    d, cpu=0)
-
-
-def admin_counter(admin_port, name):
-    """Sum of a counter's series on a sidecar's admin /stats page."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=10) as r:
-        text = r.read().decode()
-    return sum(int(line.rpartition(": ")[2]) for line in text.splitlines()
-               if line.rpartition(": ")[0].split("{")[0] == name)
 
 
 def steady_state(port, duration, sidecars, load_cpu):
@@ -246,7 +237,7 @@ def main():
         # it reads that Finished, a moment later, or never if the close overtook it.
         deadline = time.time() + 2
         while True:
-            resumed_by_b = admin_counter(b_admin, "meshlet_downstream_tls_resumed_total")
+            resumed_by_b = pc.admin_counter(b_admin, "meshlet_downstream_tls_resumed_total")
             if resumed_by_b >= resumed or time.time() > deadline:
                 break
             time.sleep(0.1)

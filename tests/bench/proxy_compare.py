@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ports import free_port  # noqa: E402,F401  (below the ephemeral range, see there)
@@ -235,6 +236,14 @@ def parse_wrk(out):
     if match:
         result["errors"] += int(match.group(1))
     return result
+
+
+def admin_counter(admin_port, name):
+    """Sum of a counter's series on a sidecar's admin /stats page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=10) as r:
+        text = r.read().decode()
+    return sum(int(line.rpartition(": ")[2]) for line in text.splitlines()
+               if line.rpartition(": ")[0].split("{")[0] == name)
 
 
 def wrk_rps(port, seconds, connections=64, cpu=1, wrk="wrk"):

@@ -192,14 +192,6 @@ def measure_cpu(args, tmp, modes, up_port, collector_port):
     report_against_off(samples, "CPU per request", load_before, load_after)
 
 
-def admin_counter(admin, name):
-    """The sum of a counter's series on a sidecar's /stats (0 when absent)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5) as r:
-        text = r.read().decode()
-    return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and line.rsplit(" ", 1)[1].isdigit())
-
-
 NGINX_COLLECTOR = """worker_processes 1;
 daemon off;
 pid {dir}/collector.pid;
@@ -265,7 +257,7 @@ def measure_rps(args, tmp, modes, up_port):
                 cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
         with open("/proc/loadavg") as f:
             load_after = f.read().split()[:3]
-        dropped = {name: admin_counter(admin, "meshlet_tracing_spans_dropped_total")
+        dropped = {name: pc.admin_counter(admin, "meshlet_tracing_spans_dropped_total")
                    for name, (_, _, admin) in procs.items()}
     finally:
         for proc, _, _ in procs.values():
