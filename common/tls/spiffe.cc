@@ -100,6 +100,20 @@ absl::StatusOr<SpiffeIdMatcher> SpiffeIdMatcher::Create(
   return matcher;
 }
 
+absl::StatusOr<SpiffeIdMatcher> SpiffeIdMatcher::FromPatterns(
+    const std::vector<std::string>& patterns) {
+  std::vector<std::string> exact;
+  std::vector<std::string> domains;
+  for (const std::string& pattern : patterns) {
+    if (absl::StartsWith(pattern, kScheme) && absl::EndsWith(pattern, "/*")) {
+      domains.push_back(pattern.substr(0, pattern.size() - 2));
+    } else {
+      exact.push_back(pattern);
+    }
+  }
+  return Create(exact, domains);
+}
+
 bool SpiffeIdMatcher::Matches(const SpiffeId& id) const {
   for (const SpiffeId& allowed : exact_ids_) {
     if (allowed == id) return true;

@@ -53,6 +53,10 @@ class SpiffeIdMatcher {
   // "spiffe://cluster.local" (a trailing "/" is allowed). Every entry is validated.
   static absl::StatusOr<SpiffeIdMatcher> Create(const std::vector<std::string>& exact_ids,
                                                 const std::vector<std::string>& trust_domains);
+  // Ids as allowed_peer_ids / expected_peer_ids spell them: "spiffe://td/*" accepts the trust
+  // domain, anything else is one exact SPIFFE id. Configuration validation and the TLS
+  // contexts both use it, so an id validation accepts always builds.
+  static absl::StatusOr<SpiffeIdMatcher> FromPatterns(const std::vector<std::string>& patterns);
 
   bool Matches(const SpiffeId& id) const;
   bool empty() const { return exact_ids_.empty() && trust_domains_.empty(); }

@@ -137,15 +137,6 @@ bool ValidHost(absl::string_view host) {
   return true;
 }
 
-bool ValidSpiffeId(absl::string_view id, bool allow_wildcard) {
-  if (!absl::StartsWith(id, "spiffe://") || id.size() <= 9) return false;
-  absl::string_view rest = id.substr(9);
-  size_t star = rest.find('*');
-  if (star == absl::string_view::npos) return true;
-  // "spiffe://td/*": a whole trust domain.
-  return allow_wildcard && star == rest.size() - 1 && star > 0 && rest[star - 1] == '/';
-}
-
 // A google.protobuf.Duration as a meshlet Duration; nullopt when it is malformed or out of range.
 std::optional<Duration> ToDuration(const google::protobuf::Duration& d) {
   constexpr int64_t kMaxSeconds = 315'576'000'000;  // 10,000 years, the protobuf limit
@@ -512,7 +503,7 @@ void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
     out.alpn.push_back(in.alpn(i));
   }
   for (int i = 0; i < in.expected_peer_ids_size(); ++i) {
-    if (!ValidSpiffeId(in.expected_peer_ids(i), true)) {
+    if (!tls::SpiffeIdMatcher::FromPatterns({in.expected_peer_ids(i)}).ok()) {
       scope.Add(Index("tls.expected_peer_ids", i),
                 absl::StrCat(Quote(in.expected_peer_ids(i)), " is not a SPIFFE id (spiffe://...)"));
     }
@@ -1126,7 +1117,7 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
     }
   }
   for (int i = 0; i < in.allowed_peer_ids_size(); ++i) {
-    if (!ValidSpiffeId(in.allowed_peer_ids(i), true)) {
+    if (!tls::SpiffeIdMatcher::FromPatterns({in.allowed_peer_ids(i)}).ok()) {
       scope.Add(Index("tls.allowed_peer_ids", i),
                 absl::StrCat(Quote(in.allowed_peer_ids(i)),
                              " is not a SPIFFE id (spiffe://<trust-domain>/... or "

@@ -75,19 +75,6 @@ absl::Status UseWorkloadCertificate(const WorkloadTlsMaterial* workload,
 
 }  // namespace
 
-absl::StatusOr<tls::SpiffeIdMatcher> PeerIdMatcher(const std::vector<std::string>& ids) {
-  std::vector<std::string> exact;
-  std::vector<std::string> domains;
-  for (const std::string& id : ids) {
-    if (absl::EndsWith(id, "/*")) {
-      domains.push_back(id.substr(0, id.size() - 2));
-    } else {
-      exact.push_back(id);
-    }
-  }
-  return tls::SpiffeIdMatcher::Create(exact, domains);
-}
-
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     const config::ListenerConfig& listener, const config::Snapshot& snapshot,
     const WorkloadTlsMaterial* workload) {
@@ -129,7 +116,8 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     out.client_certificate = tls::ClientCertificateMode::kRequest;
   }
   if (!in.allowed_peer_ids.empty()) {
-    absl::StatusOr<tls::SpiffeIdMatcher> matcher = PeerIdMatcher(in.allowed_peer_ids);
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+        tls::SpiffeIdMatcher::FromPatterns(in.allowed_peer_ids);
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.allowed_peer_ids");
     out.peer_identity = *std::move(matcher);
   }
@@ -180,7 +168,8 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
   out.alpn_protocols = ClusterAlpn(cluster);
   out.client_session_cache_size = in.session_resumption ? kUpstreamSessionCacheSize : 0;
   if (!in.expected_peer_ids.empty()) {
-    absl::StatusOr<tls::SpiffeIdMatcher> matcher = PeerIdMatcher(in.expected_peer_ids);
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+        tls::SpiffeIdMatcher::FromPatterns(in.expected_peer_ids);
     if (!matcher.ok()) return Annotate(matcher.status(), "tls.expected_peer_ids");
     out.peer_identity = *std::move(matcher);
   }

@@ -48,10 +48,6 @@ struct WorkloadTlsMaterial {
   std::string trust_bundle_pem;
 };
 
-// The matcher for a list of SPIFFE ids as allowed_peer_ids / expected_peer_ids spell them:
-// "spiffe://td/*" allows the trust domain, anything else is one exact id.
-absl::StatusOr<tls::SpiffeIdMatcher> PeerIdMatcher(const std::vector<std::string>& ids);
-
 // The server-side context settings for a listener with TLS (mode PERMISSIVE or STRICT).
 // `workload` is the current workload certificate, null without one.
 absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(

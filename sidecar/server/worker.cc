@@ -89,7 +89,8 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
                                    .verify_peer_name = checked_by_spiffe_id ? "" : cluster.tls.sni};
   // Validated when the context was built from the same list.
   std::optional<tls::SpiffeIdMatcher> cluster_ids;
-  if (absl::StatusOr<tls::SpiffeIdMatcher> ids = PeerIdMatcher(cluster.tls.expected_peer_ids);
+  if (absl::StatusOr<tls::SpiffeIdMatcher> ids =
+          tls::SpiffeIdMatcher::FromPatterns(cluster.tls.expected_peer_ids);
       ids.ok() && !ids->empty()) {
     cluster_ids = *std::move(ids);
   }
