@@ -10,16 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <optional>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/base/logging.h"
+#include "common/http/h1/parser.h"
 #include "sidecar/tracing/span_encoding.h"
 
 namespace meshlet::sidecar::tracing {
@@ -111,7 +106,6 @@ bool SendAll(int fd, absl::string_view head, absl::string_view body, absl::Time 
 }
 
 // Collectors answer with a short body or none; a longer one is not read to keep the connection.
-constexpr size_t kMaxResponseHead = 16 * 1024;
 constexpr uint64_t kMaxDrainedBody = 64 * 1024;
 // Kept connections idle for longer are replaced rather than reused.
 constexpr absl::Duration kMaxCollectorIdle = absl::Seconds(30);
@@ -122,67 +116,69 @@ struct CollectorAnswer {
   bool reusable = false;  // the response was read to its end and the connection may carry another
 };
 
-// Reads one HTTP/1.x response: its head, and its body when content-length frames it.
+// What ReadAnswer needs of one response; the body is counted and dropped.
+class AnswerVisitor final : public http::h1::ParserVisitor {
+ public:
+  Action OnStatusLine(int, int, int status_code, absl::string_view) override {
+    status = status_code;
+    return Action::kContinue;
+  }
+  Action OnHeader(absl::string_view, absl::string_view) override { return Action::kContinue; }
+  Action OnHeadersComplete(const http::h1::MessageInfo& info) override {
+    head_complete = true;
+    keep_alive = info.keep_alive;
+    // A body delimited by the connection's end, or longer than is worth reading, is not read:
+    // the connection closes instead.
+    const bool too_long = info.framing == http::h1::BodyFraming::kContentLength &&
+                          info.content_length > kMaxDrainedBody;
+    return info.framing == http::h1::BodyFraming::kUntilClose || too_long ? Action::kPause
+                                                                          : Action::kContinue;
+  }
+  Action OnBody(absl::string_view data) override {
+    body_bytes += data.size();
+    return body_bytes > kMaxDrainedBody ? Action::kPause : Action::kContinue;
+  }
+  Action OnMessageComplete() override {
+    message_complete = true;
+    return Action::kPause;
+  }
+
+  int status = 0;
+  bool head_complete = false;
+  bool keep_alive = false;
+  bool message_complete = false;
+  uint64_t body_bytes = 0;
+};
+
+// Reads one HTTP/1.x response with the proxy's own parser: its head, and its body when it ends
+// before the connection does.
 CollectorAnswer ReadAnswer(int fd, absl::Time deadline) {
   CollectorAnswer answer;
-  std::string data;
+  AnswerVisitor visitor;
+  http::h1::Parser parser(http::h1::Parser::Type::kResponse, &visitor);
+  parser.SetRequestMethod("POST");
+  bool bytes_after_answer = false;
   char buffer[4096];
-  size_t head_end = std::string::npos;
-  auto read_more = [&]() -> bool {
-    pollfd pfd{fd, POLLIN, 0};
-    while (true) {
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n > 0) {
-        answer.any_byte = true;
-        data.append(buffer, static_cast<size_t>(n));
-        return true;
-      }
-      if (n == 0) return false;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return false;
-      if (::poll(&pfd, 1, static_cast<int>(MillisLeft(deadline))) != 1) return false;
+  pollfd pfd{fd, POLLIN, 0};
+  while (parser.status() == http::h1::Parser::Status::kOk) {
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n > 0) {
+      answer.any_byte = true;
+      const size_t consumed = parser.Execute(buffer, static_cast<size_t>(n));
+      bytes_after_answer = visitor.message_complete && consumed < static_cast<size_t>(n);
+      continue;
     }
-  };
-  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
-    if (data.size() > kMaxResponseHead || !read_more()) return answer;
-  }
-  const absl::string_view head(data.data(), head_end);
-  const size_t space = head.find(' ');
-  int status = 0;
-  if (!absl::StartsWith(head, "HTTP/1.") || space == absl::string_view::npos ||
-      !absl::SimpleAtoi(head.substr(space + 1, 3), &status)) {
-    return answer;
-  }
-  answer.status = status;
-  // Framing: content-length, else (chunked, or until close) the connection is not reused.
-  std::optional<uint64_t> content_length;
-  bool keep = absl::StartsWith(head, "HTTP/1.1");
-  for (absl::string_view line : absl::StrSplit(head.substr(head.find("\r\n") + 2), "\r\n")) {
-    const size_t colon = line.find(':');
-    if (colon == absl::string_view::npos) continue;
-    const absl::string_view name = line.substr(0, colon);
-    const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
-    if (absl::EqualsIgnoreCase(name, "content-length")) {
-      uint64_t length = 0;
-      if (content_length.has_value() || !absl::SimpleAtoi(value, &length)) return answer;
-      content_length = length;
-    } else if (absl::EqualsIgnoreCase(name, "transfer-encoding")) {
-      keep = false;
-    } else if (absl::EqualsIgnoreCase(name, "connection") &&
-               absl::StrContains(absl::AsciiStrToLower(value), "close")) {
-      keep = false;
+    if (n == 0) {
+      parser.Finish();  // completes a body delimited by the end of the connection
+      break;
     }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN || ::poll(&pfd, 1, static_cast<int>(MillisLeft(deadline))) != 1) break;
   }
-  const bool no_body = status == 204 || status == 304;
-  if (!no_body && !content_length.has_value()) keep = false;  // the body runs until close
-  if (keep && !no_body) {
-    if (*content_length > kMaxDrainedBody) return answer;
-    while (data.size() - (head_end + 4) < *content_length) {
-      if (!read_more()) return answer;
-    }
-    if (data.size() - (head_end + 4) > *content_length) return answer;  // more than one answer
-  }
-  answer.reusable = keep && status >= 200;
+  if (!visitor.head_complete) return answer;
+  answer.status = visitor.status;
+  answer.reusable = visitor.message_complete && visitor.keep_alive && !bytes_after_answer &&
+                    visitor.status >= 200;
   return answer;
 }
 
