@@ -16,9 +16,8 @@
 // Export requests are plain HTTP/1.1 on the exporter thread, bounded by export_timeout (connect,
 // send and answer together), over one connection kept open between them (a new one when the
 // collector closed it, answered with connection: close, a body delimited by the connection's
-// end or one over 64 KiB, or it has been idle for 30 s; answers are read with the HTTP/1
-// parser; a request that a kept connection fails before any
-// answer goes once more over a new one).
+// end or one over 64 KiB, or it has been idle for 30 s; a request that a kept connection fails
+// before any answer goes once more over a new one). Answers are read with the HTTP/1 parser.
 //
 // Ownership: the server creates it (Start() once) before the workers and destroys it after them;
 // the destructor stops the thread after one last batch is sent (best effort, bounded by
