@@ -402,6 +402,32 @@ TEST(ConnectionTest, FlushCloseSurvivesAPeerThatKeepsSending) {
   EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
 }
 
+// The same when the flush ends inside Close() itself, before any read callback could see what
+// the peer sent: the peer's bytes still wait unread in the socket (a reply to an upload the
+// server stopped reading).
+TEST(ConnectionTest, FlushCloseWithUnreadBytesInTheSocketWaitsForThePeer) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  server.setup = [](Connection& conn, RecordingCallbacks&) { conn.ReadDisable(); };
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+  client->Write(std::string(16 << 10, 'y'));  // never read by the server
+  loop.RunUntil([] { return false; }, milliseconds(50));
+  server.conns[0]->Write("reply");
+  server.conns[0]->Close(CloseMode::kFlush);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.end_stream || cb.closes > 0; }, kWait));
+  EXPECT_EQ(cb.received, "reply");
+  EXPECT_TRUE(cb.end_stream);
+  EXPECT_EQ(cb.closes, 0);                    // an end of stream, not a reset
+  EXPECT_EQ(server.callbacks[0]->closes, 0);  // waiting for the client's close
+  client->Close(CloseMode::kFlush);
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+  EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
+}
+
 TEST(ConnectionTest, ReadDisableCounts) {
   event::Loop loop;
   Server server(loop, "127.0.0.1:0");

@@ -107,8 +107,6 @@ bool SendAll(int fd, absl::string_view head, absl::string_view body, absl::Time 
 
 // Collectors answer with a short body or none; a longer one is not read to keep the connection.
 constexpr uint64_t kMaxDrainedBody = 64 * 1024;
-// Kept connections idle for longer are replaced rather than reused.
-constexpr absl::Duration kMaxCollectorIdle = absl::Seconds(30);
 
 struct CollectorAnswer {
   int status = 0;         // 0: no complete response head arrived
@@ -203,10 +201,11 @@ bool SpanExporter::Post(absl::string_view content_type, absl::string_view body,
   const std::string head = absl::StrCat("POST ", path_, " HTTP/1.1\r\nhost: ", address,
                                         "\r\ncontent-type: ", content_type,
                                         "\r\ncontent-length: ", body.size(), "\r\n\r\n");
-  // A connection idle for long may have been dropped silently on the way (a NAT or a load
-  // balancer forgetting it): a batch sent into it would wait for export_timeout and be lost.
+  // A connection idle for long may have been dropped silently on the way
+  // (collector_idle_limit).
   if (collector_fd_ >= 0 &&
-      (ClosedWhileIdle(collector_fd_) || absl::Now() - collector_last_used_ > kMaxCollectorIdle)) {
+      (ClosedWhileIdle(collector_fd_) ||
+       absl::Now() - collector_last_used_ > absl::FromChrono(config_.collector_idle_limit))) {
     CloseCollectorConnection();
   }
   // A kept connection can still have been closed by the collector just now: when it fails before

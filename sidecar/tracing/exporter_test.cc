@@ -219,6 +219,22 @@ TEST(SpanExporterTest, AConnectionTheCollectorClosedIsReplaced) {
   EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 0u);
 }
 
+TEST(SpanExporterTest, AConnectionIdleTooLongIsReplaced) {
+  KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
+  StatsRegistry registry;
+  TracingConfig config;
+  config.collector_address = collector.address();
+  config.collector_idle_limit = std::chrono::milliseconds(50);
+  SpanExporter exporter(config, "svc", registry);
+  const SpanPtr span = TestSpan(1);
+  EXPECT_TRUE(exporter.Export({span.get()}));
+  EXPECT_TRUE(exporter.Export({span.get()}));  // at once: the same connection
+  absl::SleepFor(absl::Milliseconds(120));
+  EXPECT_TRUE(exporter.Export({span.get()}));
+  EXPECT_EQ(collector.answered(), 3);
+  EXPECT_EQ(collector.connections(), 2);
+}
+
 TEST(SpanExporterTest, ARequestAKeptConnectionLostUnansweredGoesOverANewOne) {
   KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/true);
   StatsRegistry registry;

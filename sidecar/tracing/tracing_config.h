@@ -35,6 +35,9 @@ struct TracingConfig {
   uint32_t queue_limit = 2048;
   // Connect + send + answer time allowed for one export request.
   Duration export_timeout = std::chrono::seconds(2);
+  // A connection to the collector idle for longer is replaced rather than reused: one dropped
+  // silently on the way (a NAT or a load balancer forgetting it) would cost a batch.
+  Duration collector_idle_limit = std::chrono::seconds(30);
   // `service.name` of every span (the node's service or id when the file does not say).
   std::string service_name;
   // A request carrying this header with value `1` or `true` is sampled whatever the caller or the
