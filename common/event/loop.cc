@@ -41,7 +41,12 @@ Loop::Loop(const Clock* clock) : clock_(clock), thread_id_(std::this_thread::get
   CHECK(uv_prepare_init(&loop_, &prepare_) == 0);
   prepare_.data = this;
   CHECK(uv_prepare_start(&prepare_, [](uv_prepare_t* handle) {
-          ++static_cast<Loop*>(handle->data)->turn_;
+          Loop* self = static_cast<Loop*>(handle->data);
+          ++self->turn_;
+          // RunUntil: a timer callback may have met the condition; then the poll must not block.
+          if (self->run_until_done_ != nullptr && (*self->run_until_done_)()) {
+            uv_stop(&self->loop_);
+          }
         }) == 0);
   uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
 
@@ -140,10 +145,13 @@ bool Loop::RunUntil(absl::FunctionRef<bool()> done, Duration timeout) {
   uv_update_time(&loop_);
   Timer deadline(*this, [&timed_out] { timed_out = true; });
   deadline.Enable(timeout);
+  absl::FunctionRef<bool()>* const outer = run_until_done_;
+  run_until_done_ = &done;
   while (!done() && !timed_out) {
     RunningScope running(*this);
     uv_run(&loop_, UV_RUN_ONCE);
   }
+  run_until_done_ = outer;
   return done();
 }
 

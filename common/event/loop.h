@@ -136,6 +136,8 @@ class Loop {
   bool destroying_ = false;  // ~Loop started: timer handles are closed, not kept
   uint64_t turn_ = 1;
   bool running_ = false;
+  // The condition of the innermost RunUntil, checked before each poll; null outside one.
+  absl::FunctionRef<bool()>* run_until_done_ = nullptr;
 };
 
 }  // namespace meshlet::event

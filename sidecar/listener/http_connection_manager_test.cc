@@ -26,6 +26,7 @@
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/router/route_table.h"
+#include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
@@ -495,10 +496,10 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
   clusters_.Update(*snapshot);
   context_.snapshot = snapshot;
 
-  tracing::SpanQueue queue(64);
+  tracing::RecordingSpanSink sink;
   tracing::TracingConfig tracing_config;
   tracing_config.sampling_percent = 0;
-  tracing::Tracer tracer(tracing_config, "svc", queue, tracing::TracerStats::Create(*shard_),
+  tracing::Tracer tracer(tracing_config, "svc", sink, tracing::TracerStats::Create(*shard_),
                          random_, RealClock::Get());
   context_.tracer = &tracer;
 

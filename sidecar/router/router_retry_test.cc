@@ -28,6 +28,7 @@
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/router/route_table.h"
+#include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::router {
@@ -514,10 +515,10 @@ TEST_F(RouterRetryTest, EachAttemptIsItsOwnClientSpan) {
     up.Respond(up.requests().size() - 1, up.requests().size() == 1 ? 503 : 200);
   };
   Configure({up.address()}, Retrying(1));
-  tracing::SpanQueue queue(16);
+  tracing::RecordingSpanSink sink;
   tracing::TracingConfig config;
   config.sampling_percent = 100;
-  tracing::Tracer tracer(config, "svc", queue, tracing::TracerStats::Create(*shard_), random_,
+  tracing::Tracer tracer(config, "svc", sink, tracing::TracerStats::Create(*shard_), random_,
                          RealClock::Get());
   context_.tracer = &tracer;
   tracing::RequestTrace trace;
@@ -528,23 +529,22 @@ TEST_F(RouterRetryTest, EachAttemptIsItsOwnClientSpan) {
   RecordingCallbacks& client = Send("GET");
   EXPECT_EQ(client.status, "200");
   EXPECT_EQ(client.info.trace.attempts, 2u);
-  std::vector<tracing::SpanPtr> spans;
-  while (tracing::SpanPtr span = queue.TryPop()) spans.push_back(std::move(span));
+  const std::vector<tracing::Span>& spans = sink.spans;
   ASSERT_EQ(spans.size(), 2u);
   for (size_t i = 0; i < spans.size(); ++i) {
-    EXPECT_EQ(spans[i]->kind, tracing::SpanKind::kClient);
-    EXPECT_EQ(spans[i]->trace_id, (tracing::TraceId{1, 2}));
-    EXPECT_EQ(spans[i]->parent_span_id, 7u);
-    EXPECT_EQ(spans[i]->retry_attempt, i + 1);
-    EXPECT_EQ(spans[i]->cluster, "c");
-    EXPECT_EQ(spans[i]->route, "r");
-    EXPECT_EQ(spans[i]->endpoint, up.address().ToString());
-    EXPECT_GE(spans[i]->upstream_ready_us, 0);
+    EXPECT_EQ(spans[i].kind, tracing::SpanKind::kClient);
+    EXPECT_EQ(spans[i].trace_id, (tracing::TraceId{1, 2}));
+    EXPECT_EQ(spans[i].parent_span_id, 7u);
+    EXPECT_EQ(spans[i].retry_attempt, i + 1);
+    EXPECT_EQ(spans[i].cluster, "c");
+    EXPECT_EQ(spans[i].route, "r");
+    EXPECT_EQ(spans[i].endpoint, up.address().ToString());
+    EXPECT_GE(spans[i].upstream_ready_us, 0);
   }
-  EXPECT_EQ(spans[0]->status_code, 503);
-  EXPECT_TRUE(spans[0]->error);
-  EXPECT_EQ(spans[1]->status_code, 200);
-  EXPECT_FALSE(spans[1]->error);
+  EXPECT_EQ(spans[0].status_code, 503);
+  EXPECT_TRUE(spans[0].error);
+  EXPECT_EQ(spans[1].status_code, 200);
+  EXPECT_FALSE(spans[1].error);
   routers_.clear();
   loop_.RunUntilIdle();
   context_.tracer = nullptr;

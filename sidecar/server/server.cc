@@ -297,6 +297,24 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   return absl::OkStatus();
 }
 
+absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
+  ASSIGN_OR_RETURN(trace_collector_, tracing::CollectorAddress::Create(config.collector_address));
+  tracing_ = std::make_unique<tracing::TracingConfig>(config);
+  if (!trace_collector_->needs_resolving()) return absl::OkStatus();
+  // A name that does not resolve yet (its DNS record may come later) costs the spans of the
+  // meantime, not the start.
+  auto resolve = [this] {
+    const absl::Status status = trace_collector_->Resolve();
+    if (!status.ok()) LOG_EVERY_N_SEC(WARN, 60) << "tracing collector: " << status;
+    trace_collector_resolve_->Enable(status.ok() || trace_collector_->Get().has_value()
+                                         ? kCollectorResolveInterval
+                                         : kCollectorRetryInterval);
+  };
+  trace_collector_resolve_ = std::make_unique<event::Timer>(loop_, resolve);
+  resolve();
+  return absl::OkStatus();
+}
+
 absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap) {
   if (bootstrap.metrics_report.address.empty()) return absl::OkStatus();
   config::MetricsReporterOptions report;
@@ -349,11 +367,11 @@ absl::Status Server::Init() {
   // A peer closing while we write must be an error return, not a dead process.
   ::signal(SIGPIPE, SIG_IGN);
 
-  if (bootstrap.tracing.enabled && span_exporter_ == nullptr) {
+  if (bootstrap.tracing.enabled && tracing_ == nullptr) {
     // Tracing settings take effect at start (a reload keeps the running ones).
-    span_exporter_ = std::make_unique<tracing::SpanExporter>(
-        bootstrap.tracing, bootstrap.tracing.service_name, stats_);
-    span_exporter_->Start();
+    if (absl::Status status = InitTracing(bootstrap.tracing); !status.ok()) {
+      return Annotate(status, "tracing");
+    }
   }
   // Before the workers: the reporter's creation marks when the counters started.
   if (absl::Status status = InitMetricsReport(bootstrap); !status.ok()) {
@@ -366,7 +384,8 @@ absl::Status Server::Init() {
                                                            .connection_counts = connection_counts_,
                                                            .cluster_limits = cluster_limits_,
                                                            .tls_contexts = &tls_contexts_,
-                                                           .span_exporter = span_exporter_.get()});
+                                                           .tracing = tracing_.get(),
+                                                           .trace_collector = trace_collector_});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running

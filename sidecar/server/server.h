@@ -114,6 +114,8 @@ class Server final : public AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
+  // Tracing's shared pieces (the workers make their tracers and exporters).
+  absl::Status InitTracing(const tracing::TracingConfig& config);
   // Golden-metrics reports to the control plane (bootstrap.metrics_report); none without an
   // address.
   absl::Status InitMetricsReport(const config::BootstrapConfig& bootstrap);
@@ -143,8 +145,15 @@ class Server final : public AdminBackend {
   void PublishRateLimiterStats();
   TlsContexts tls_contexts_;
   std::shared_ptr<const config::Snapshot> snapshot_;
-  // The bootstrap's tracing section: spans from every worker; outlives the workers.
-  std::unique_ptr<tracing::SpanExporter> span_exporter_;
+  // The bootstrap's tracing section as it started (a reload keeps it) and its collector; each
+  // worker exports its own spans. A collector named by host name is resolved here, on the main
+  // thread, at start and every kCollectorResolveInterval (kCollectorRetryInterval until it first
+  // resolves).
+  std::unique_ptr<tracing::TracingConfig> tracing_;
+  std::shared_ptr<tracing::CollectorAddress> trace_collector_;
+  std::unique_ptr<event::Timer> trace_collector_resolve_;
+  static constexpr Duration kCollectorResolveInterval = std::chrono::seconds(30);
+  static constexpr Duration kCollectorRetryInterval = std::chrono::seconds(2);
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminHandler> admin_handler_;
   std::unique_ptr<http::HttpServer> admin_;

@@ -467,11 +467,13 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
       .draining = false,
       .worker_index = index_,
   });
-  if (shared_.span_exporter != nullptr) {
-    tracing::SpanExporter& exporter = *shared_.span_exporter;
-    tracer_ = std::make_unique<tracing::Tracer>(
-        exporter.config(), exporter.service_name(), exporter.queue(),
-        tracing::TracerStats::Create(*stats_), *random_, *clock_);
+  if (shared_.tracing != nullptr) {
+    const tracing::TracingConfig& tracing = *shared_.tracing;
+    span_exporter_ = std::make_unique<tracing::SpanExporter>(
+        *loop_, tracing, tracing.service_name, shared_.trace_collector, *stats_, *clock_);
+    tracer_ =
+        std::make_unique<tracing::Tracer>(tracing, tracing.service_name, *span_exporter_,
+                                          tracing::TracerStats::Create(*stats_), *random_, *clock_);
     context_->tracer = tracer_.get();
   }
   absl::StatusOr<HttpStats> http_stats = HttpStats::Create(*stats_);
@@ -506,6 +508,7 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
   listener_worker_contexts_.clear();
   context_.reset();
   tracer_.reset();
+  span_exporter_.reset();
   clusters_.reset();
   http_stats_.reset();
   loop_->RunUntilIdle();
@@ -744,7 +747,12 @@ void Worker::ShutdownOnThread() {
   listeners_.clear();
   connections_.clear();
   PublishListeners();
-  loop_->Stop();
+  if (span_exporter_ == nullptr) {
+    loop_->Stop();
+    return;
+  }
+  // The spans of the requests that just ended go out first (bounded by export_timeout).
+  span_exporter_->Shutdown([this] { loop_->Stop(); });
 }
 
 void Worker::PublishListeners() {

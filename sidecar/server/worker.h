@@ -80,8 +80,10 @@ struct WorkerShared {
   const Clock& clock = RealClock::Get();
   // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
   const TlsContexts* tls_contexts = nullptr;
-  // Where the workers' Tracers send spans; null: tracing off.
-  tracing::SpanExporter* span_exporter = nullptr;
+  // The bootstrap's tracing section and the collector it names; null: tracing off. Each worker
+  // runs its own Tracer and SpanExporter.
+  const tracing::TracingConfig* tracing = nullptr;
+  std::shared_ptr<const tracing::CollectorAddress> trace_collector;
 };
 
 // The transports for connections to `cluster`'s endpoints: null for plaintext clusters. For a TLS
@@ -173,7 +175,8 @@ class Worker {
   std::unique_ptr<event::TurnClock> clock_;
   std::unique_ptr<StatsShard> stats_;
   std::unique_ptr<RealRandom> random_;
-  std::unique_ptr<tracing::Tracer> tracer_;  // null: tracing off
+  std::unique_ptr<tracing::SpanExporter> span_exporter_;  // null: tracing off
+  std::unique_ptr<tracing::Tracer> tracer_;               // null: tracing off
   std::unique_ptr<WorkerClusterManager> clusters_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<WorkerContext> context_;

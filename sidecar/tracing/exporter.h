@@ -1,91 +1,84 @@
 #pragma once
 
-// SpanExporter: owns the span queue the workers' Tracers push into and one exporter thread that
-// drains it, encodes batches (OTLP/HTTP JSON or protobuf, or Zipkin v2 JSON; span_encoding.h) and
-// POSTs them to the configured collector. Nothing it does can slow a request: workers only push
-// into the bounded lock-free queue; a slow or absent collector makes the queue fill, and new spans
-// are then dropped and counted (meshlet_tracing_spans_dropped_total{reason="queue_full"}).
-// A batch the collector refuses or that cannot be sent is dropped and counted too
-// ({reason="export_failed"}, and meshlet_tracing_export_errors_total per request).
+// SpanExporter: one per worker, on the worker's event loop. The worker's Tracer hands it each
+// finished span (SpanSink::Take); it encodes the span there and then into the batch being built
+// (OTLP/HTTP JSON or protobuf, or Zipkin v2 JSON; span_encoding.h) and POSTs full batches to the
+// configured collector over its own non-blocking, kept-open connection (CollectorClient). Nothing
+// crosses threads and nothing is woken: the design Envoy uses, chosen because a separate exporter
+// thread cost a busy worker its core's time in context switches (docs/adr/0029).
 //
-// Batching: the thread sleeps until spans are queued (SpanQueue::Wait: an idle sidecar's exporter
-// never wakes), sends every full batch (batch_size spans) at once and, once flush_interval has
-// passed since the last send, whatever is left; while a partial batch waits it sleeps until the
-// batch fills or the flush is due. Spans are encoded here, never on a worker.
+// Nothing it does can slow a request beyond the encoding: a slow or absent collector makes spans
+// accumulate, up to queue_limit per worker; past that new spans are dropped and counted
+// (meshlet_tracing_spans_dropped_total{reason="queue_full"}, by the tracer). A batch the collector
+// refuses or that cannot be sent is dropped and counted too ({reason="export_failed"}, and
+// meshlet_tracing_export_errors_total per request).
 //
-// Export requests are plain HTTP/1.1 on the exporter thread, bounded by export_timeout (connect,
-// send and answer together), over one connection kept open between them (a new one when the
-// collector closed it, answered with connection: close, a body delimited by the connection's
-// end or one over 64 KiB, or it has been idle for 30 s; a request that a kept connection fails
-// before any answer goes once more over a new one). Answers are read with the HTTP/1 parser.
+// Batching: a batch goes as soon as it holds batch_size spans, and otherwise flush_interval after
+// its first span. One export request is in flight at a time; spans that end meanwhile wait behind
+// it. A request that a kept connection lost before any answer goes once more over a new one.
 //
-// Ownership: the server creates it (Start() once) before the workers and destroys it after them;
-// the destructor stops the thread after one last batch is sent (best effort, bounded by
-// export_timeout); spans still queued then are dropped ({reason="shutdown"}).
+// Shutdown(): sends what is buffered (best effort, bounded by export_timeout) and then calls back;
+// spans not sent by then are dropped ({reason="shutdown"}), as are spans still buffered when the
+// exporter is destroyed.
 
-#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
-#include "absl/time/time.h"
+#include "absl/functional/any_invocable.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
 #include "common/stats/stats.h"
+#include "sidecar/tracing/collector_client.h"
 #include "sidecar/tracing/span_encoding.h"
-#include "sidecar/tracing/span_queue.h"
+#include "sidecar/tracing/span_sink.h"
 #include "sidecar/tracing/tracing_config.h"
 
 namespace meshlet::sidecar::tracing {
 
-class SpanExporter {
+class SpanExporter final : public SpanSink {
  public:
-  SpanExporter(TracingConfig config, std::string service_name, StatsRegistry& stats);
-  ~SpanExporter();
+  // `loop`, `stats` and `clock` must outlive the exporter.
+  SpanExporter(event::Loop& loop, const TracingConfig& config, std::string service_name,
+               std::shared_ptr<const CollectorAddress> collector, StatsShard& stats,
+               const Clock& clock);
+  ~SpanExporter() override;
   SpanExporter(const SpanExporter&) = delete;
   SpanExporter& operator=(const SpanExporter&) = delete;
 
-  void Start();
-  SpanQueue& queue() { return queue_; }
-  const TracingConfig& config() const { return config_; }
-  const std::string& service_name() const { return service_name_; }
+  bool Take(const Span& span) override;
 
-  // Encodes and sends one batch now (the exporter thread, or tests). True when the collector
-  // answered 2xx.
-  bool Export(SpanBatch batch);
-  // Connections opened to the collector so far (exporter thread, or tests once it is idle).
-  uint64_t collector_connections() const { return collector_connections_; }
+  // Sends everything buffered, then calls `done` once nothing is left or export_timeout passed.
+  // No span is taken afterwards.
+  void Shutdown(absl::AnyInvocable<void()> done);
+
+  // Spans buffered (encoded, waiting or in flight).
+  size_t buffered() const { return encoder_.size(); }
+  uint64_t collector_connections() const { return client_.connections_opened(); }
 
  private:
-  void Run();
-  // Pops spans into batch_ until it holds batch_size of them; returns how many it holds.
-  size_t Fill();
-  // Exports batch_ (if any) and recycles its spans.
-  void SendBatch();
-  // One POST of `body` to the collector; true on a 2xx answer, else `error` says what went wrong.
-  bool Post(absl::string_view content_type, absl::string_view body, std::string* error);
-  void CloseCollectorConnection();
+  // Starts an export request when none is in flight and a full batch (or a due partial one, or
+  // anything at shutdown) is waiting.
+  void MaybeSend();
+  void OnAnswer(CollectorClient::Result result);
+  void FinishShutdown();
 
   const TracingConfig config_;
-  const std::string service_name_;
-  const std::string path_;
-  SpanQueue queue_;
+  SpanBatchEncoder encoder_;
+  CollectorClient client_;
+  event::Timer flush_timer_;
+  event::Timer shutdown_timer_;
   Counter exported_;
   Counter export_errors_;
   Counter dropped_failed_;
   Counter dropped_shutdown_;
 
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  // Exporter thread only.
-  std::vector<SpanPtr> batch_;
-  std::vector<const Span*> batch_view_;  // batch_ as the encoders take it
-  std::string json_body_;
-  OtlpProtoEncoder proto_encoder_;
-  std::unique_ptr<char[]> proto_body_;
-  size_t proto_capacity_ = 0;
-  int collector_fd_ = -1;  // kept open between export requests; -1: none
-  absl::Time collector_last_used_;
-  uint64_t collector_connections_ = 0;
+  size_t in_flight_ = 0;  // spans at the encoder's front that the request in flight carries
+  bool resent_ = false;   // the request in flight is a resend
+  bool flush_due_ = false;
+  bool shutting_down_ = false;
+  absl::AnyInvocable<void()> shutdown_done_;
 };
 
 }  // namespace meshlet::sidecar::tracing

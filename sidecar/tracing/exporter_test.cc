@@ -5,11 +5,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/event/loop.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 
@@ -94,6 +98,10 @@ class KeepAliveCollector {
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   int connections() const { return connections_.load(); }
   int answered() const { return answered_.load(); }
+  std::vector<std::string> bodies() const {
+    absl::MutexLock lock(&mu_);
+    return bodies_;
+  }
 
  private:
   void Serve() {
@@ -114,7 +122,12 @@ class KeepAliveCollector {
           pending.append(buffer, static_cast<size_t>(n));
           continue;
         }
-        pending.erase(0, head_end + 4 + std::stoul(pending.substr(cl + 16)));
+        const size_t length = std::stoul(pending.substr(cl + 16));
+        {
+          absl::MutexLock lock(&mu_);
+          bodies_.push_back(pending.substr(head_end + 4, length));
+        }
+        pending.erase(0, head_end + 4 + length);
         if (close_unanswered_ && answers == 1 && !closed_unanswered_) {
           closed_unanswered_ = true;
           break;
@@ -136,172 +149,264 @@ class KeepAliveCollector {
   int port_ = 0;
   std::atomic<int> connections_{0};
   std::atomic<int> answered_{0};
+  mutable absl::Mutex mu_;
+  std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
-SpanPtr TestSpan(uint64_t id) {
-  auto span = std::make_unique<Span>();
-  span->trace_id = TraceId{0, 42};
-  span->span_id = id;
-  span->name = "GET";
-  span->start = absl::Now();
-  span->end = span->start + absl::Milliseconds(1);
+Span TestSpan(uint64_t id) {
+  Span span;
+  span.trace_id = TraceId{0, 42};
+  span.span_id = id;
+  span.name = "GET";
+  span.start = absl::Now();
+  span.end = span.start + absl::Milliseconds(1);
   return span;
 }
 
-uint64_t CounterValue(StatsRegistry& registry, absl::string_view name,
-                      const LabelSet& labels = {}) {
-  const StatsSnapshot snapshot = registry.Snapshot();
-  const SeriesSnapshot* series = snapshot.Find(name, labels);
-  return series == nullptr ? 0 : series->counter;
+// A port nothing listens on: taken and closed again.
+std::string ClosedPortAddress() {
+  int port = 0;
+  const int fd = ListenOnLoopback(&port);
+  ::close(fd);
+  return absl::StrCat("127.0.0.1:", port);
 }
 
-TEST(SpanExporterTest, ThreadSendsQueuedSpansAsOtlpJson) {
-  OneShotCollector collector(200);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  config.flush_interval = std::chrono::milliseconds(10);
-  {
-    SpanExporter exporter(config, "svc", registry);
-    SpanPtr span = TestSpan(7);
-    ASSERT_TRUE(exporter.queue().TryPush(span));
-    exporter.Start();
-    const std::string& request = collector.request();
-    EXPECT_EQ(request.rfind("POST /v1/traces HTTP/1.1\r\n", 0), 0u) << request;
-    EXPECT_NE(request.find("content-type: application/json"), std::string::npos);
-    EXPECT_NE(request.find(R"("spanId":"0000000000000007")"), std::string::npos);
+// One worker's exporter on a loop the test runs.
+class SpanExporterTest : public ::testing::Test {
+ protected:
+  SpanExporterTest() : shard_(registry_.CreateShard()) {}
+
+  std::unique_ptr<SpanExporter> MakeExporter(const std::string& address) {
+    absl::StatusOr<std::shared_ptr<CollectorAddress>> collector = CollectorAddress::Create(address);
+    EXPECT_TRUE(collector.ok()) << collector.status();
+    config_.collector_address = address;
+    return std::make_unique<SpanExporter>(loop_, config_, "svc", *collector, *shard_,
+                                          RealClock::Get());
   }
-  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_spans_exported_total"), 1u);
+  uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
+    const StatsSnapshot snapshot = registry_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? 0 : series->counter;
+  }
+  uint64_t Exported() { return Counter("meshlet_tracing_spans_exported_total"); }
+  uint64_t Errors() { return Counter("meshlet_tracing_export_errors_total"); }
+  uint64_t Dropped(absl::string_view reason) {
+    return Counter("meshlet_tracing_spans_dropped_total", {{"reason", std::string(reason)}});
+  }
+  // Runs the loop until `done` or five seconds.
+  bool RunUntil(absl::FunctionRef<bool()> done) {
+    return loop_.RunUntil(done, std::chrono::seconds(5));
+  }
+  void RunFor(Duration duration) {
+    loop_.RunUntil([] { return false; }, duration);
+  }
+
+  event::Loop loop_;
+  StatsRegistry registry_;
+  std::unique_ptr<StatsShard> shard_;
+  TracingConfig config_;
+};
+
+TEST_F(SpanExporterTest, APartialBatchGoesAfterTheFlushIntervalAsOtlpJson) {
+  OneShotCollector collector(200);
+  config_.flush_interval = std::chrono::milliseconds(100);
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(exporter->Take(TestSpan(7)));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(95));
+  const std::string& request = collector.request();
+  EXPECT_EQ(request.rfind("POST /v1/traces HTTP/1.1\r\n", 0), 0u) << request;
+  EXPECT_NE(request.find("content-type: application/json"), std::string::npos);
+  EXPECT_NE(request.find(R"("spanId":"0000000000000007")"), std::string::npos);
+  EXPECT_EQ(exporter->buffered(), 0u);
 }
 
-TEST(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
+TEST_F(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
   OneShotCollector collector(500);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  config.protocol = ExportProtocol::kZipkin;
-  SpanExporter exporter(config, "svc", registry);
-  const SpanPtr span = TestSpan(1);
-  EXPECT_FALSE(exporter.Export({span.get()}));
+  config_.protocol = ExportProtocol::kZipkin;
+  config_.batch_size = 1;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));  // a full batch: sent at once
+  ASSERT_TRUE(RunUntil([&] { return Errors() == 1; }));
   EXPECT_EQ(collector.request().rfind("POST /api/v2/spans HTTP/1.1\r\n", 0), 0u);
-  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 1u);
+  EXPECT_EQ(Dropped("export_failed"), 1u);
+  EXPECT_EQ(Exported(), 0u);
 }
 
-TEST(SpanExporterTest, ExportsShareOneConnection) {
+// One request in flight at a time: spans that end meanwhile wait and go in the next requests,
+// each at most batch_size spans and each a whole document, over the one kept connection.
+TEST_F(SpanExporterTest, SpansEndingDuringAnExportGoInTheNextBatchesOverOneConnection) {
   KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  config.protocol = ExportProtocol::kOtlpProto;
-  SpanExporter exporter(config, "svc", registry);
-  const SpanPtr span = TestSpan(1);
-  for (int i = 0; i < 5; ++i) EXPECT_TRUE(exporter.Export({span.get()})) << i;
-  EXPECT_EQ(collector.answered(), 5);
+  config_.batch_size = 2;
+  config_.flush_interval = std::chrono::milliseconds(100);
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  for (uint64_t id = 1; id <= 7; ++id) ASSERT_TRUE(exporter->Take(TestSpan(id)));
+  // 1-2 went at once; 3-4 and 5-6 go as answers arrive; 7 after its flush interval.
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 7; }));
+  const std::vector<std::string> bodies = collector.bodies();
+  ASSERT_EQ(bodies.size(), 4u);
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    SCOPED_TRACE(bodies[i]);
+    EXPECT_EQ(bodies[i].rfind(R"({"resourceSpans":)", 0), 0u);
+    EXPECT_EQ(bodies[i].substr(bodies[i].size() - 6), "]}]}]}");
+    EXPECT_NE(bodies[i].find(absl::StrCat(R"("spanId":"000000000000000)", 2 * i + 1)),
+              std::string::npos);
+  }
   EXPECT_EQ(collector.connections(), 1);
-  EXPECT_EQ(exporter.collector_connections(), 1u);
+  EXPECT_EQ(exporter->collector_connections(), 1u);
 }
 
-TEST(SpanExporterTest, AConnectionTheCollectorClosedIsReplaced) {
+TEST_F(SpanExporterTest, AConnectionTheCollectorClosedIsReplaced) {
   // Closed after two answers: the third export finds it closed and opens another.
   KeepAliveCollector collector(/*answers_per_connection=*/2, /*close_unanswered=*/false);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  SpanExporter exporter(config, "svc", registry);
-  const SpanPtr span = TestSpan(1);
-  for (int i = 0; i < 5; ++i) {
-    EXPECT_TRUE(exporter.Export({span.get()})) << i;
-    absl::SleepFor(absl::Milliseconds(20));  // the collector's close arrives between exports
+  config_.batch_size = 1;
+  config_.protocol = ExportProtocol::kOtlpProto;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  for (uint64_t i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(exporter->Take(TestSpan(i)));
+    ASSERT_TRUE(RunUntil([&] { return Exported() == i; }));
+    RunFor(std::chrono::milliseconds(20));  // the collector's close arrives between exports
   }
   EXPECT_EQ(collector.answered(), 5);
   EXPECT_EQ(collector.connections(), 3);
-  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 0u);
+  EXPECT_EQ(Errors(), 0u);
 }
 
-TEST(SpanExporterTest, AConnectionIdleTooLongIsReplaced) {
+TEST_F(SpanExporterTest, AConnectionIdleTooLongIsReplaced) {
   KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  config.collector_idle_limit = std::chrono::milliseconds(50);
-  SpanExporter exporter(config, "svc", registry);
-  const SpanPtr span = TestSpan(1);
-  EXPECT_TRUE(exporter.Export({span.get()}));
-  EXPECT_TRUE(exporter.Export({span.get()}));  // at once: the same connection
-  absl::SleepFor(absl::Milliseconds(120));
-  EXPECT_TRUE(exporter.Export({span.get()}));
+  config_.batch_size = 1;
+  config_.collector_idle_limit = std::chrono::milliseconds(50);
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  ASSERT_TRUE(exporter->Take(TestSpan(2)));  // at once: the same connection
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 2; }));
+  RunFor(std::chrono::milliseconds(120));
+  ASSERT_TRUE(exporter->Take(TestSpan(3)));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 3; }));
   EXPECT_EQ(collector.answered(), 3);
   EXPECT_EQ(collector.connections(), 2);
 }
 
-TEST(SpanExporterTest, ARequestAKeptConnectionLostUnansweredGoesOverANewOne) {
+TEST_F(SpanExporterTest, ARequestAKeptConnectionLostUnansweredGoesOverANewOne) {
   KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/true);
-  StatsRegistry registry;
-  TracingConfig config;
-  config.collector_address = collector.address();
-  SpanExporter exporter(config, "svc", registry);
-  const SpanPtr span = TestSpan(1);
-  EXPECT_TRUE(exporter.Export({span.get()}));
-  // The collector reads this one and closes without answering: sent again on a new connection.
-  EXPECT_TRUE(exporter.Export({span.get()}));
-  EXPECT_TRUE(exporter.Export({span.get()}));
+  config_.batch_size = 1;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  for (uint64_t i = 1; i <= 3; ++i) {
+    // The second is read and closed unanswered by the collector: sent again over a new one.
+    ASSERT_TRUE(exporter->Take(TestSpan(i)));
+    ASSERT_TRUE(RunUntil([&] { return Exported() == i; })) << i;
+  }
   EXPECT_EQ(collector.answered(), 3);
   EXPECT_EQ(collector.connections(), 2);
-  EXPECT_EQ(CounterValue(registry, "meshlet_tracing_export_errors_total"), 0u);
+  EXPECT_EQ(Errors(), 0u);
 }
 
-TEST(SpanExporterTest, UnreachableCollectorFailsWithinTheTimeout) {
-  StatsRegistry registry;
-  TracingConfig config;
-  // A port nothing listens on: take one and close it.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+TEST_F(SpanExporterTest, UnreachableCollectorFailsAndTheNextBatchTriesAgain) {
+  config_.batch_size = 1;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(ClosedPortAddress());
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));
+  ASSERT_TRUE(exporter->Take(TestSpan(2)));
+  ASSERT_TRUE(RunUntil([&] { return Errors() == 2; }));
+  EXPECT_EQ(Dropped("export_failed"), 2u);
+  EXPECT_EQ(exporter->collector_connections(), 2u);
+  EXPECT_EQ(exporter->buffered(), 0u);
+}
+
+// A collector that accepts the connection (listen backlog) and never answers: spans pile up to
+// queue_limit and the rest are refused (the tracer counts them as queue_full).
+TEST_F(SpanExporterTest, ASilentCollectorFillsTheQueueThenSpansAreRefused) {
+  int port = 0;
+  const int fd = ListenOnLoopback(&port);
+  config_.batch_size = 10;
+  config_.queue_limit = 25;
+  config_.export_timeout = std::chrono::milliseconds(300);
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(absl::StrCat("127.0.0.1:", port));
+  int taken = 0;
+  for (uint64_t i = 1; i <= 30; ++i) taken += exporter->Take(TestSpan(i)) ? 1 : 0;
+  EXPECT_EQ(taken, 25);
+  // The export times out: its 10 spans are dropped and room opens.
+  ASSERT_TRUE(RunUntil([&] { return Errors() >= 1; }));
+  EXPECT_GE(Dropped("export_failed"), 10u);
+  EXPECT_TRUE(exporter->Take(TestSpan(31)));
   ::close(fd);
-  config.collector_address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-  config.export_timeout = std::chrono::milliseconds(500);
-  SpanExporter exporter(config, "svc", registry);
-  const absl::Time start = absl::Now();
-  const SpanPtr span = TestSpan(1);
-  EXPECT_FALSE(exporter.Export({span.get()}));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 
-TEST(SpanExporterTest, EverySpanIsAccountedForAtShutdown) {
-  StatsRegistry registry;
-  TracingConfig config;
+TEST_F(SpanExporterTest, ShutdownSendsWhatIsBufferedThenCallsBack) {
+  KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
+  config_.batch_size = 4;
+  config_.flush_interval = std::chrono::seconds(60);
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  for (uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(exporter->Take(TestSpan(i)));
+  bool done = false;
+  exporter->Shutdown([&] { done = true; });
+  EXPECT_FALSE(exporter->Take(TestSpan(11)));  // nothing is taken once shutting down
+  ASSERT_TRUE(RunUntil([&] { return done; }));
+  EXPECT_EQ(Exported(), 10u);
+  EXPECT_EQ(collector.bodies().size(), 3u);  // 4 + 4 + the partial 2 without its flush wait
+  exporter.reset();
+  EXPECT_EQ(Dropped("shutdown"), 0u);
+}
+
+TEST_F(SpanExporterTest, EverySpanIsAccountedForWhenShutdownTimesOut) {
   // A collector that never answers: the connect succeeds (listen backlog), the answer never comes.
   int port = 0;
   const int fd = ListenOnLoopback(&port);
-  config.collector_address = absl::StrCat("127.0.0.1:", port);
-  config.export_timeout = std::chrono::milliseconds(200);
-  config.batch_size = 10;
-  config.queue_limit = 100;
+  config_.export_timeout = std::chrono::milliseconds(200);
+  config_.batch_size = 10;
+  config_.queue_limit = 100;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(absl::StrCat("127.0.0.1:", port));
+  for (uint64_t i = 1; i <= 100; ++i) ASSERT_TRUE(exporter->Take(TestSpan(i)));
   const absl::Time start = absl::Now();
-  {
-    SpanExporter exporter(config, "svc", registry);
-    for (uint64_t i = 1; i <= 100; ++i) {
-      SpanPtr span = TestSpan(i);
-      ASSERT_TRUE(exporter.queue().TryPush(span));
-    }
-    exporter.Start();
-    absl::SleepFor(absl::Milliseconds(100));  // the first batch is waiting for its answer
-  }
+  bool done = false;
+  exporter->Shutdown([&] { done = true; });
+  ASSERT_TRUE(RunUntil([&] { return done; }));
   // Shutdown did not wait for ten timeouts.
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
-  const uint64_t failed =
-      CounterValue(registry, "meshlet_tracing_spans_dropped_total", {{"reason", "export_failed"}});
-  const uint64_t shutdown =
-      CounterValue(registry, "meshlet_tracing_spans_dropped_total", {{"reason", "shutdown"}});
-  EXPECT_GE(failed, 10u);
+  exporter.reset();
+  const uint64_t failed = Dropped("export_failed");
+  const uint64_t shutdown = Dropped("shutdown");
   EXPECT_GT(shutdown, 0u);
   EXPECT_EQ(failed + shutdown, 100u);
   ::close(fd);
+}
+
+TEST(CollectorAddressTest, NumericAddressesAreReadyNamesWaitForResolve) {
+  absl::StatusOr<std::shared_ptr<CollectorAddress>> numeric =
+      CollectorAddress::Create("127.0.0.1:4318");
+  ASSERT_TRUE(numeric.ok()) << numeric.status();
+  EXPECT_FALSE((*numeric)->needs_resolving());
+  ASSERT_TRUE((*numeric)->Get().has_value());
+  EXPECT_EQ((*numeric)->Get()->ToString(), "127.0.0.1:4318");
+  absl::StatusOr<std::shared_ptr<CollectorAddress>> v6 = CollectorAddress::Create("[::1]:9411");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_TRUE((*v6)->Get().has_value());
+
+  absl::StatusOr<std::shared_ptr<CollectorAddress>> name =
+      CollectorAddress::Create("localhost:4318");
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_TRUE((*name)->needs_resolving());
+  EXPECT_FALSE((*name)->Get().has_value());
+  ASSERT_TRUE((*name)->Resolve().ok());
+  ASSERT_TRUE((*name)->Get().has_value());
+  EXPECT_EQ((*name)->Get()->port(), 4318);
+
+  for (const char* bad :
+       {"collector", "collector:", ":4318", "collector:0", "collector:http", "collector:70000"}) {
+    absl::StatusOr<std::shared_ptr<CollectorAddress>> address = CollectorAddress::Create(bad);
+    ASSERT_FALSE(address.ok()) << bad;
+    EXPECT_NE(address.status().message().find(bad), std::string::npos) << address.status();
+  }
+}
+
+TEST_F(SpanExporterTest, ANameThatHasNotResolvedFailsTheExportWithoutBlocking) {
+  config_.batch_size = 1;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter("collector.invalid:4318");
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));
+  ASSERT_TRUE(RunUntil([&] { return Errors() == 1; }));
+  EXPECT_EQ(exporter->collector_connections(), 0u);
 }
 
 }  // namespace

@@ -3,10 +3,10 @@
 // Span: one recorded operation of one request at this hop — a server span per downstream
 // request (the connection manager's stream) and a client span per upstream attempt (the
 // router's UpstreamRequest; each retry attempt is its own client span). Only sampled requests get
-// a Span: its owner holds it by pointer (SpanPtr), taken from the span queue's pool, filled in
-// place as the request runs and handed to the exporter by pointer when it ends; the exporter gives
-// it back for reuse (span_queue.h). Unsampled requests carry only a RequestTrace (ids and the
-// decision), which costs no allocation.
+// a Span: its owner holds it by pointer (SpanPtr), taken from the worker's Tracer pool, filled in
+// place as the request runs and encoded by the worker's exporter when it ends, after which the
+// tracer reuses it. Unsampled requests carry only a RequestTrace (ids and the decision), which
+// costs no allocation.
 //
 // Attributes are a fixed set of typed fields rather than a map, so recording costs no lookup and
 // an unset field (empty, 0 or -1) is simply not exported. Names follow OpenTelemetry's HTTP
@@ -117,7 +117,7 @@ struct Span {
 
 using SpanPtr = std::unique_ptr<Span>;
 
-// Sets a span's string to `value` in the buffer it has (a pooled span's, see SpanQueue); cheaper
+// Sets a span's string to `value` in the buffer it has (a pooled span's); cheaper
 // than std::string::assign's general replace.
 inline void SetText(std::string& field, absl::string_view value) {
   field.clear();
@@ -125,7 +125,7 @@ inline void SetText(std::string& field, absl::string_view value) {
 }
 
 // The span's name: `name` when set, else "METHOD path" (server) or "METHOD cluster" (client),
-// composed on the exporter thread (into `scratch`) rather than on the worker.
+// composed into `scratch` only when asked (the encoders write its pieces directly).
 inline absl::string_view SpanName(const Span& span, std::string* scratch) {
   if (!span.name.empty()) return span.name;
   scratch->assign(span.method);

@@ -6,20 +6,21 @@
 #include <vector>
 
 #include "absl/base/attributes.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
 
 bool NeedsEscape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
 
-void AppendJsonString(std::string* out, absl::string_view text) {
+// `text` JSON-escaped, without the quotes.
+void AppendJsonEscaped(std::string* out, absl::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
   // Most values need no escaping: one append.
   if (std::none_of(text.begin(), text.end(), NeedsEscape)) {
     out->append(text.data(), text.size());
-    out->push_back('"');
     return;
   }
   for (char c : text) {
@@ -35,6 +36,11 @@ void AppendJsonString(std::string* out, absl::string_view text) {
       out->push_back(c);
     }
   }
+}
+
+void AppendJsonString(std::string* out, absl::string_view text) {
+  out->push_back('"');
+  AppendJsonEscaped(out, text);
   out->push_back('"');
 }
 
@@ -226,166 +232,209 @@ char* PutSpan(char* p, const Span& span) {
 constexpr absl::string_view kServiceNameKey = "service.name";
 constexpr absl::string_view kScopeName = "meshlet";
 
-struct OtlpProtoLayout {
-  size_t resource = 0;     // Resource
-  size_t scope_spans = 0;  // ScopeSpans
-  size_t resource_spans = 0;
-  size_t total = 0;  // ExportTraceServiceRequest
-};
-
-OtlpProtoLayout LayOut(SpanBatch spans, absl::string_view service_name,
-                       std::vector<uint32_t>* span_sizes) {
-  OtlpProtoLayout layout;
-  layout.resource = DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name)));
-  layout.scope_spans = DelimitedSize(DelimitedSize(kScopeName.size()));
-  span_sizes->clear();
-  for (const Span* span : spans) {
-    const size_t size = SpanSize(*span);
-    span_sizes->push_back(static_cast<uint32_t>(size));
-    layout.scope_spans += DelimitedSize(size);
+// The span's name as a JSON string, from its pieces (nothing composed).
+void AppendJsonName(std::string* out, const Span& span) {
+  const NameParts name = NameOf(span);
+  out->push_back('"');
+  if (!name.whole.empty()) {
+    AppendJsonEscaped(out, name.whole);
+  } else {
+    AppendJsonEscaped(out, name.method);
+    out->push_back(' ');
+    AppendJsonEscaped(out, name.target);
   }
-  layout.resource_spans = DelimitedSize(layout.resource) + DelimitedSize(layout.scope_spans);
-  layout.total = DelimitedSize(layout.resource_spans);
-  return layout;
+  out->push_back('"');
+}
+
+// A span object's opening: `{"traceId":"…` then its id, its parent's (when it has one) and its
+// name, the ids' keys as the format names them (each written with its surrounding punctuation).
+void AppendJsonSpanHead(std::string* out, const Span& span, absl::string_view id_key,
+                        absl::string_view parent_key) {
+  out->append(R"({"traceId":")");
+  AppendTraceIdHex(out, span.trace_id);
+  out->append(id_key.data(), id_key.size());
+  AppendHex64(out, span.span_id);
+  out->push_back('"');
+  if (span.parent_span_id != 0) {
+    out->append(parent_key.data(), parent_key.size());
+    AppendHex64(out, span.parent_span_id);
+    out->push_back('"');
+  }
+  out->append(R"(,"name":)");
+  AppendJsonName(out, span);
+}
+
+// One span of OTLP JSON's "spans" list.
+void AppendOtlpJsonSpan(std::string* out, const Span& span) {
+  AppendJsonSpanHead(out, span, R"(","spanId":")", R"(,"parentSpanId":")");
+  // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
+  absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
+                  R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
+                  UnixNanos(span.end), R"(","attributes":[)");
+  bool first_attr = true;
+  auto comma = [&] {
+    if (!first_attr) out->push_back(',');
+    first_attr = false;
+  };
+  ForEachAttribute(
+      span,
+      [&](absl::string_view key, absl::string_view value) {
+        comma();
+        out->append(R"({"key":)");
+        AppendJsonString(out, key);
+        out->append(R"(,"value":{"stringValue":)");
+        AppendJsonString(out, value);
+        out->append("}}");
+      },
+      [&](absl::string_view key, int64_t value) {
+        comma();
+        out->append(R"({"key":)");
+        AppendJsonString(out, key);
+        absl::StrAppend(out, R"(,"value":{"intValue":")", value, "\"}}");
+      });
+  out->append("]");
+  // STATUS_CODE_ERROR = 2; unset otherwise (OpenTelemetry leaves OK to applications).
+  if (span.error) {
+    out->append(R"(,"status":{"code":2,"message":)");
+    AppendJsonString(out, span.status_message);
+    out->append("}");
+  }
+  out->append("}");
+}
+
+// One span of a Zipkin v2 list.
+void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view service_name) {
+  AppendJsonSpanHead(out, span, R"(","id":")", R"(,"parentId":")");
+  const int64_t start_us = UnixMicros(span.start);
+  const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
+  absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",
+                  R"(","timestamp":)", start_us, R"(,"duration":)", duration_us,
+                  R"(,"localEndpoint":{"serviceName":)");
+  AppendJsonString(out, service_name);
+  out->append(R"(},"tags":{)");
+  bool first_tag = true;
+  auto tag = [&](absl::string_view key, absl::string_view value) {
+    if (!first_tag) out->push_back(',');
+    first_tag = false;
+    AppendJsonString(out, key);
+    out->push_back(':');
+    AppendJsonString(out, value);
+  };
+  ForEachAttribute(span, tag, [&](absl::string_view key, int64_t value) {
+    char digits[32];
+    const char* end = absl::numbers_internal::FastIntToBuffer(value, digits);
+    tag(key, absl::string_view(digits, static_cast<size_t>(end - digits)));
+  });
+  if (span.error) tag("error", span.status_message.empty() ? "true" : span.status_message);
+  out->append("}}");
+}
+
+// One span as a ScopeSpans.spans field (tag, length, Span).
+void AppendOtlpProtoSpan(std::string* out, const Span& span) {
+  const size_t size = SpanSize(span);
+  const size_t used = out->size();
+  out->resize(used + DelimitedSize(size));
+  char* const end = PutSpan(PutDelimitedHead(out->data() + used, 2, size), span);
+  DCHECK(end == out->data() + out->size());
+  static_cast<void>(end);
 }
 
 }  // namespace
 
-void EncodeOtlpJson(SpanBatch spans, absl::string_view service_name, std::string* out) {
-  out->reserve(out->size() + 256 + spans.size() * 900);
-  out->append(
-      R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":)");
-  AppendJsonString(out, service_name);
-  out->append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
-  bool first = true;
-  std::string name_scratch;
-  for (const Span* const each : spans) {
-    const Span& span = *each;
-    if (!first) out->push_back(',');
-    first = false;
-    out->append(R"({"traceId":")");
-    AppendTraceIdHex(out, span.trace_id);
-    out->append(R"(","spanId":")");
-    AppendHex64(out, span.span_id);
-    out->push_back('"');
-    if (span.parent_span_id != 0) {
-      out->append(R"(,"parentSpanId":")");
-      AppendHex64(out, span.parent_span_id);
-      out->push_back('"');
-    }
-    out->append(R"(,"name":)");
-    AppendJsonString(out, SpanName(span, &name_scratch));
-    // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
-    absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
-                    R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
-                    UnixNanos(span.end), R"(","attributes":[)");
-    bool first_attr = true;
-    auto comma = [&] {
-      if (!first_attr) out->push_back(',');
-      first_attr = false;
-    };
-    ForEachAttribute(
-        span,
-        [&](absl::string_view key, absl::string_view value) {
-          comma();
-          out->append(R"({"key":)");
-          AppendJsonString(out, key);
-          out->append(R"(,"value":{"stringValue":)");
-          AppendJsonString(out, value);
-          out->append("}}");
-        },
-        [&](absl::string_view key, int64_t value) {
-          comma();
-          out->append(R"({"key":)");
-          AppendJsonString(out, key);
-          absl::StrAppend(out, R"(,"value":{"intValue":")", value, "\"}}");
-        });
-    out->append("]");
-    // STATUS_CODE_ERROR = 2; unset otherwise (OpenTelemetry leaves OK to applications).
-    if (span.error) {
-      out->append(R"(,"status":{"code":2,"message":)");
-      AppendJsonString(out, span.status_message);
-      out->append("}");
-    }
-    out->append("}");
+SpanBatchEncoder::SpanBatchEncoder(ExportProtocol protocol, std::string service_name)
+    : protocol_(protocol), service_name_(std::move(service_name)) {
+  switch (protocol_) {
+    case ExportProtocol::kOtlpJson:
+      prefix_ =
+          R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":)";
+      AppendJsonString(&prefix_, service_name_);
+      prefix_.append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
+      suffix_ = "]}]}]}";
+      break;
+    case ExportProtocol::kZipkin:
+      prefix_ = "[";
+      suffix_ = "]";
+      break;
+    case ExportProtocol::kOtlpProto:
+      break;  // the prefix depends on the spans' size: Frame()
   }
-  out->append("]}]}]}");
 }
 
-size_t OtlpProtoEncoder::Size(SpanBatch spans, absl::string_view service_name) {
-  service_name_ = service_name;
-  const OtlpProtoLayout layout = LayOut(spans, service_name, &span_sizes_);
-  resource_ = layout.resource;
-  scope_spans_ = layout.scope_spans;
-  resource_spans_ = layout.resource_spans;
-  return layout.total;
+void SpanBatchEncoder::Add(const Span& span) {
+  switch (protocol_) {
+    case ExportProtocol::kOtlpJson:
+      AppendOtlpJsonSpan(&spans_, span);
+      spans_.push_back(',');
+      break;
+    case ExportProtocol::kZipkin:
+      AppendZipkinSpan(&spans_, span, service_name_);
+      spans_.push_back(',');
+      break;
+    case ExportProtocol::kOtlpProto:
+      AppendOtlpProtoSpan(&spans_, span);
+      break;
+  }
+  ends_.push_back(spans_.size());
 }
 
-char* OtlpProtoEncoder::Write(SpanBatch spans, char* p) const {
-  p = PutDelimitedHead(p, 1, resource_spans_);
-  p = PutDelimitedHead(p, 1, resource_);
+SpanBatchEncoder::Body SpanBatchEncoder::Frame(size_t count) {
+  DCHECK(count <= ends_.size());
+  const size_t span_bytes = count == 0 ? 0 : ends_[count - 1];
+  if (protocol_ != ExportProtocol::kOtlpProto) {
+    // Without the last span's comma.
+    return Body{prefix_, absl::string_view(spans_.data(), span_bytes == 0 ? 0 : span_bytes - 1),
+                suffix_};
+  }
+  // ExportTraceServiceRequest { ResourceSpans { Resource, ScopeSpans { scope, spans... } } }.
+  const size_t resource =
+      DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name_)));
+  const size_t scope_spans = DelimitedSize(DelimitedSize(kScopeName.size())) + span_bytes;
+  const size_t resource_spans = DelimitedSize(resource) + DelimitedSize(scope_spans);
+  prefix_.resize(64 + service_name_.size());  // heads (varints of at most 10 bytes) + scope
+  char* p = prefix_.data();
+  p = PutDelimitedHead(p, 1, resource_spans);
+  p = PutDelimitedHead(p, 1, resource);
   p = PutStringAttribute(p, 1, kServiceNameKey, service_name_);
-  p = PutDelimitedHead(p, 2, scope_spans_);
+  p = PutDelimitedHead(p, 2, scope_spans);
   p = PutDelimitedHead(p, 1, DelimitedSize(kScopeName.size()));
   p = PutBytes(p, 1, kScopeName);
-  for (size_t i = 0; i < spans.size(); ++i) {
-    p = PutDelimitedHead(p, 2, span_sizes_[i]);
-    p = PutSpan(p, *spans[i]);
-  }
-  return p;
+  prefix_.resize(static_cast<size_t>(p - prefix_.data()));
+  return Body{prefix_, absl::string_view(spans_.data(), span_bytes), {}};
 }
 
-void EncodeOtlpProto(SpanBatch spans, absl::string_view service_name, std::string* out) {
-  OtlpProtoEncoder encoder;
-  const size_t size = encoder.Size(spans, service_name);
-  const size_t used = out->size();
-  out->resize(used + size);
-  char* const end = encoder.Write(spans, out->data() + used);
-  out->resize(static_cast<size_t>(end - out->data()));
+void SpanBatchEncoder::Drop(size_t count) {
+  count = std::min(count, ends_.size());
+  if (count == 0) return;
+  if (count == ends_.size()) {
+    spans_.clear();
+    ends_.clear();
+    return;
+  }
+  const size_t dropped_bytes = ends_[count - 1];
+  spans_.erase(0, dropped_bytes);
+  ends_.erase(ends_.begin(), ends_.begin() + static_cast<ptrdiff_t>(count));
+  for (size_t& end : ends_) end -= dropped_bytes;
 }
 
-void EncodeZipkinJson(SpanBatch spans, absl::string_view service_name, std::string* out) {
-  out->reserve(out->size() + 2 + spans.size() * 700);
-  out->push_back('[');
-  bool first = true;
-  std::string name_scratch;
-  for (const Span* const each : spans) {
-    const Span& span = *each;
-    if (!first) out->push_back(',');
-    first = false;
-    out->append(R"({"traceId":")");
-    AppendTraceIdHex(out, span.trace_id);
-    out->append(R"(","id":")");
-    AppendHex64(out, span.span_id);
-    out->push_back('"');
-    if (span.parent_span_id != 0) {
-      out->append(R"(,"parentId":")");
-      AppendHex64(out, span.parent_span_id);
-      out->push_back('"');
-    }
-    out->append(R"(,"name":)");
-    AppendJsonString(out, SpanName(span, &name_scratch));
-    const int64_t start_us = UnixMicros(span.start);
-    const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
-    absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",
-                    R"(","timestamp":)", start_us, R"(,"duration":)", duration_us,
-                    R"(,"localEndpoint":{"serviceName":)");
-    AppendJsonString(out, service_name);
-    out->append(R"(},"tags":{)");
-    bool first_tag = true;
-    auto tag = [&](absl::string_view key, absl::string_view value) {
-      if (!first_tag) out->push_back(',');
-      first_tag = false;
-      AppendJsonString(out, key);
-      out->push_back(':');
-      AppendJsonString(out, value);
-    };
-    ForEachAttribute(span, tag,
-                     [&](absl::string_view key, int64_t value) { tag(key, absl::StrCat(value)); });
-    if (span.error) tag("error", span.status_message.empty() ? "true" : span.status_message);
-    out->append("}}");
+absl::string_view SpanBatchEncoder::content_type() const {
+  return protocol_ == ExportProtocol::kOtlpProto ? "application/x-protobuf" : "application/json";
+}
+
+void SpanBatchEncoder::Shrink(size_t keep) {
+  if (ends_.empty() && spans_.capacity() > keep) {
+    std::string().swap(spans_);
+    std::vector<size_t>().swap(ends_);
   }
-  out->push_back(']');
+}
+
+void EncodeSpans(ExportProtocol protocol, SpanBatch spans, absl::string_view service_name,
+                 std::string* out) {
+  SpanBatchEncoder encoder(protocol, std::string(service_name));
+  for (const Span* span : spans) encoder.Add(*span);
+  const SpanBatchEncoder::Body body = encoder.Frame(encoder.size());
+  out->append(body.prefix.data(), body.prefix.size());
+  out->append(body.spans.data(), body.spans.size());
+  out->append(body.suffix.data(), body.suffix.size());
 }
 
 }  // namespace meshlet::sidecar::tracing

@@ -53,12 +53,12 @@ TracerStats TracerStats::Create(StatsShard& shard) {
   return stats;
 }
 
-Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanQueue& queue,
+Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& sink,
                TracerStats stats, Random& random, const Clock& clock)
     : rate_(std::clamp(config.sampling_percent / 100.0, 0.0, 1.0)),
       force_header_(absl::AsciiStrToLower(config.force_sample_header)),
       service_name_(std::move(service_name)),
-      queue_(queue),
+      sink_(sink),
       stats_(stats),
       random_(random),
       clock_(clock) {}
@@ -92,7 +92,7 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   stats_.spans_started.Inc();
   if (trace.sampled) {
     stats_.spans_sampled.Inc();
-    span = queue_.Acquire();
+    span = Acquire();
     Span& s = *span;
     s.trace_id = trace.trace_id;
     s.span_id = trace.server_span_id;
@@ -183,7 +183,7 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   stats_.spans_started.Inc();
   if (!trace.sampled) return;
   stats_.spans_sampled.Inc();
-  span = queue_.Acquire();
+  span = Acquire();
   Span& s = *span;
   s.trace_id = trace.trace_id;
   s.span_id = span_id;
@@ -193,12 +193,20 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   s.start = clock_.WallNow();
 }
 
+SpanPtr Tracer::Acquire() {
+  if (pool_.empty()) return std::make_unique<Span>();
+  SpanPtr span = std::move(pool_.back());
+  pool_.pop_back();
+  return span;
+}
+
 void Tracer::End(SpanPtr& span) {
   if (span == nullptr) return;
   span->end = clock_.WallNow();
-  if (!queue_.TryPush(span)) {
-    stats_.spans_dropped_full.Inc();
-    queue_.Recycle(std::move(span));
+  if (!sink_.Take(*span)) stats_.spans_dropped_full.Inc();
+  if (pool_.size() < kMaxPooledSpans) {
+    span->Reset();
+    pool_.push_back(std::move(span));
   }
   span.reset();
 }

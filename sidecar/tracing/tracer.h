@@ -2,7 +2,7 @@
 
 // Tracer: one per worker, used by the connection manager (server spans) and the router (client
 // spans) on that worker's thread. It makes the sampling decision, keeps the propagation headers
-// coherent, and hands finished spans to the exporter's queue without blocking.
+// coherent, and hands finished spans to the worker's span sink (its exporter) without blocking.
 //
 // Per request (docs/tracing.md):
 //   BeginServer  — after the connection manager prepared the request headers: reads the caller's
@@ -11,24 +11,26 @@
 //   BeginClient  — before each upstream attempt (every retry too): a new client span id, written
 //                  upstream as `traceparent` (parent = this client span) and, when the caller used
 //                  B3, as B3 in the same form; starts the client span when sampled.
-//   End          — a span is over: stamped and queued, or dropped (back to the pool) and counted
-//                  when the queue is full.
+//   End          — a span is over: stamped and handed to the sink (the exporter encodes it at
+//                  once), or dropped and counted when the sink is full; back to the pool either
+//                  way.
 // An unsampled request costs the header scan, three random numbers (trace id and the client span
 // id; the server span id only for B3 callers) and the traceparent header:
 // no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
-// queue's pool (span_queue.h) and allocates nothing once the pool is warm.
+// tracer's pool (one per worker, no locks) and allocates nothing once the pool is warm.
 //
 // Sampling: the force-sample header or a B3 debug flag → sampled; else the caller's decision
 // (W3C flags, B3 sampled); else the trace id's low 64 bits against the configured rate.
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/stats/stats.h"
 #include "sidecar/tracing/span.h"
-#include "sidecar/tracing/span_queue.h"
+#include "sidecar/tracing/span_sink.h"
 #include "sidecar/tracing/trace_context.h"
 #include "sidecar/tracing/tracing_config.h"
 
@@ -52,9 +54,12 @@ struct TracerStats {
 
 class Tracer {
  public:
-  // `queue` and `clock` must outlive the tracer; `random` is the worker's.
-  Tracer(const TracingConfig& config, std::string service_name, SpanQueue& queue, TracerStats stats,
+  // `sink` and `clock` must outlive the tracer; `random` is the worker's.
+  Tracer(const TracingConfig& config, std::string service_name, SpanSink& sink, TracerStats stats,
          Random& random, const Clock& clock);
+
+  // Cleared spans kept for reuse at most; more in flight at once are freed when they end.
+  static constexpr size_t kMaxPooledSpans = 256;
 
   void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
   void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
@@ -67,11 +72,15 @@ class Tracer {
   const double rate_;
   const std::string force_header_;
   const std::string service_name_;
-  SpanQueue& queue_;
+  // A cleared span to fill: a pooled one when there is one.
+  SpanPtr Acquire();
+
+  SpanSink& sink_;
   const TracerStats stats_;
   Random& random_;
   const Clock& clock_;
   std::string scratch_;  // tracestate rewrites
+  std::vector<SpanPtr> pool_;
 };
 
 }  // namespace meshlet::sidecar::tracing

@@ -1,6 +1,7 @@
 // Per-request cost of tracing on a worker: the server span decision at the connection manager,
 // one client span (traceparent written) at the router, and the ends, for an unsampled request
-// (the 99 % case at the default rate), a sampled one (spans filled and queued), and a request
+// (the 99 % case at the default rate), a sampled one (spans filled and encoded into the batch, as
+// the worker's exporter does), and a request
 // from a caller that sent a sampled traceparent and tracestate.
 // bazel run -c opt //sidecar/tracing:tracer_benchmark
 
@@ -11,6 +12,7 @@
 #include "common/base/random.h"
 #include "common/http/header_map.h"
 #include "common/stats/stats.h"
+#include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/span_encoding.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -20,11 +22,11 @@ namespace {
 void RunRequests(benchmark::State& state, double percent, bool with_parent) {
   StatsRegistry registry;
   std::unique_ptr<StatsShard> shard = registry.CreateShard();
-  SpanQueue queue(1 << 16);
+  EncodingSpanSink sink;
   RealRandom random;
   TracingConfig config;
   config.sampling_percent = percent;
-  Tracer tracer(config, "svc", queue, TracerStats::Create(*shard), random, RealClock::Get());
+  Tracer tracer(config, "svc", sink, TracerStats::Create(*shard), random, RealClock::Get());
   http::HeaderMap base{{":method", "GET"},
                        {":path", "/api/items?page=2"},
                        {":authority", "backend"},
@@ -53,7 +55,7 @@ void RunRequests(benchmark::State& state, double percent, bool with_parent) {
     }
     tracer.End(server);
     // As the exporter does once it sent them.
-    while (SpanPtr drained = queue.TryPop()) queue.Recycle(std::move(drained));
+    if (sink.encoder.size() >= 512) sink.encoder.Drop(sink.encoder.size());
     benchmark::DoNotOptimize(headers);
   }
 }

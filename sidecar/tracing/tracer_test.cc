@@ -12,6 +12,7 @@
 #include "common/http/header_map.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
+#include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/span_encoding.h"
 
 namespace meshlet::sidecar::tracing {
@@ -56,7 +57,7 @@ class TracerTest : public ::testing::Test {
     TracingConfig config;
     config.enabled = true;
     config.sampling_percent = percent;
-    return Tracer(config, "svc", queue_, TracerStats::Create(*shard_), random_, clock_);
+    return Tracer(config, "svc", sink_, TracerStats::Create(*shard_), random_, clock_);
   }
   uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
     const StatsSnapshot snapshot = registry_.Snapshot();
@@ -66,7 +67,7 @@ class TracerTest : public ::testing::Test {
 
   StatsRegistry registry_;
   std::unique_ptr<StatsShard> shard_;
-  SpanQueue queue_{4};
+  RecordingSpanSink sink_{4};
   FakeRandom random_;
   FakeClock clock_;
 };
@@ -134,9 +135,8 @@ TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   tracer.End(retry);
   tracer.End(server);
   EXPECT_EQ(server, nullptr);
-  const SpanPtr out = queue_.TryPop();
-  ASSERT_NE(out, nullptr);
-  EXPECT_EQ(out->span_id, 0x2222u);
+  ASSERT_EQ(sink_.spans.size(), 3u);
+  EXPECT_EQ(sink_.spans[0].span_id, 0x2222u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_started_total"), 3u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 3u);
 }
@@ -197,11 +197,15 @@ TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {
   }
 }
 
-// Spans come from the queue's pool and go back to it after export: once it is warm (each span
-// has held a server's and a client's strings: they change roles), a sampled request allocates
-// nothing, long strings (x-request-id) included.
+// Spans come from the tracer's pool and go back to it once encoded: once the pool and the
+// encoder's buffers are warm (each span has held a server's and a client's strings: they change
+// roles), a sampled request allocates nothing, long strings (x-request-id) included.
 TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
-  Tracer tracer = MakeTracer(100);
+  TracingConfig config;
+  config.enabled = true;
+  config.sampling_percent = 100;
+  EncodingSpanSink sink;
+  Tracer tracer(config, "svc", sink, TracerStats::Create(*shard_), random_, clock_);
   for (int round = 0; round < 3; ++round) {
     http::HeaderMap headers{{":method", "GET"}, {":path", "/a"}};
     headers.ReserveBytes(1024);  // the header map's own growth is not tracing's cost
@@ -221,8 +225,9 @@ TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
     if (round == 2) {
       EXPECT_EQ(allocations.count(), 0u);
     }
+    EXPECT_EQ(sink.encoder.size(), 2u);
     // As the exporter does with what it sent.
-    while (SpanPtr sent = queue_.TryPop()) queue_.Recycle(std::move(sent));
+    sink.encoder.Drop(sink.encoder.size());
   }
 }
 
@@ -329,9 +334,7 @@ TEST_F(TracerTest, FullQueueDropsAndCounts) {
     tracer.End(server);
   }
   EXPECT_EQ(Counter("meshlet_tracing_spans_dropped_total", {{"reason", "queue_full"}}), 2u);
-  int popped = 0;
-  while (queue_.TryPop() != nullptr) ++popped;
-  EXPECT_EQ(popped, 4);
+  EXPECT_EQ(sink_.spans.size(), 4u);
 }
 
 TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
@@ -473,12 +476,21 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
   const absl::string_view body = absl::string_view(out).substr(6);
   ASSERT_GT(body.size(), 16384u);
 
-  OtlpProtoEncoder encoder;
-  const size_t size = encoder.Size(batch, "svc");
-  EXPECT_EQ(size, body.size());
-  std::string direct(size, '\0');
-  EXPECT_EQ(encoder.Write(batch, direct.data()), direct.data() + size);
-  EXPECT_EQ(direct, body);
+  // Built span by span and framed in parts, as the exporter sends it: the same bytes; and a
+  // frame of the first spans only is a valid message of those.
+  SpanBatchEncoder encoder(ExportProtocol::kOtlpProto, "svc");
+  for (const Span* span : batch) encoder.Add(*span);
+  SpanBatchEncoder::Body framed = encoder.Frame(encoder.size());
+  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), body);
+  framed = encoder.Frame(2);
+  std::string first_two;
+  EncodeOtlpProto({batch[0], batch[1]}, "svc", &first_two);
+  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), first_two);
+  encoder.Drop(58);
+  framed = encoder.Frame(encoder.size());
+  std::string last_two;
+  EncodeOtlpProto({batch[58], batch[59]}, "svc", &last_two);
+  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), last_two);
 
   const std::vector<ProtoField> resource_spans = FieldsNumbered(body, 1);
   ASSERT_EQ(resource_spans.size(), 1u);
@@ -539,6 +551,72 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
       EXPECT_EQ(FieldsNumbered(status[0].bytes, 3).at(0).varint, 2u);
     }
   }
+}
+
+// The JSON forms framed from part of the batch: the list's commas stay right.
+TEST(SpanEncodingTest, JsonFramesOfPartOfTheBatchAreWholeDocuments) {
+  for (ExportProtocol protocol : {ExportProtocol::kOtlpJson, ExportProtocol::kZipkin}) {
+    SpanBatchEncoder encoder(protocol, "svc");
+    std::vector<Span> spans(3);
+    for (size_t i = 0; i < spans.size(); ++i) {
+      spans[i].span_id = i + 1;
+      spans[i].method = "GET";
+      spans[i].path = "/a";
+      encoder.Add(spans[i]);
+    }
+    auto whole = [&](size_t count) {
+      const SpanBatchEncoder::Body body = encoder.Frame(count);
+      return absl::StrCat(body.prefix, body.spans, body.suffix);
+    };
+    std::string expected;
+    EncodeSpans(protocol, {&spans[0], &spans[1]}, "svc", &expected);
+    EXPECT_EQ(whole(2), expected);
+    expected.clear();
+    EncodeSpans(protocol, {}, "svc", &expected);
+    EXPECT_EQ(whole(0), expected);
+    encoder.Drop(2);
+    expected.clear();
+    EncodeSpans(protocol, {&spans[2]}, "svc", &expected);
+    EXPECT_EQ(whole(1), expected);
+    EXPECT_EQ(expected.back(), protocol == ExportProtocol::kZipkin ? ']' : '}');
+    EXPECT_EQ(expected.find(",]"), std::string::npos);
+  }
+}
+
+// A span reset for reuse encodes exactly as a new one: nothing of its last request leaks.
+TEST(SpanTest, ResetSpanIsANewSpan) {
+  Span used;
+  used.trace_id = TraceId{1, 2};
+  used.span_id = 3;
+  used.parent_span_id = 4;
+  used.kind = SpanKind::kClient;
+  used.name = "n";
+  used.start = absl::Now();
+  used.end = used.start + absl::Seconds(1);
+  used.error = true;
+  used.status_message = "m";
+  used.method = "GET";
+  used.path = "/p";
+  used.status_code = 503;
+  used.protocol = "HTTP/1.1";
+  used.peer_identity = "spiffe://td/ns/a/sa/b";
+  used.route = "r";
+  used.cluster = "c";
+  used.endpoint = "10.0.0.1:80";
+  used.response_flags = "UF";
+  used.bytes_in = 5;
+  used.bytes_out = 6;
+  used.upstream_ready_us = 7;
+  used.retry_attempt = 2;
+  used.request_id = "id";
+  used.Reset();
+  const Span fresh;
+  std::string reset_body, fresh_body;
+  EncodeOtlpJson({&used}, "svc", &reset_body);
+  EncodeOtlpJson({&fresh}, "svc", &fresh_body);
+  EXPECT_EQ(reset_body, fresh_body);
+  EXPECT_EQ(used.kind, fresh.kind);
+  EXPECT_EQ(used.upstream_ready_us, fresh.upstream_ready_us);
 }
 
 }  // namespace

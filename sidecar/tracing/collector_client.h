@@ -1,0 +1,131 @@
+#pragma once
+
+// The trace collector as the workers' exporters reach it.
+//
+// CollectorAddress: the collector's "host:port" and the address it currently stands for. A
+// numeric address is parsed once; a name is resolved by the server's main thread (Resolve(), at
+// start and then periodically), never on a worker, which only reads the latest result.
+//
+// CollectorClient: HTTP/1.1 POSTs to the collector from one worker's event loop, one at a time,
+// non-blocking, over one connection kept open between them. Each POST is bounded by `timeout`
+// (connect, send and answer together). The connection is replaced when the collector closed it,
+// answered with `connection: close`, with a body delimited by the connection's end or longer than
+// 64 KiB, or when it has been idle for `idle_limit` (a NAT or load balancer may have forgotten
+// it). Answers are read with the proxy's HTTP/1 parser.
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/h1/parser.h"
+#include "common/net/address.h"
+#include "common/net/connection.h"
+
+namespace meshlet::sidecar::tracing {
+
+class CollectorAddress {
+ public:
+  // `host_port`: "host:port"; the host a name, an IPv4 literal or an IPv6 one in brackets.
+  // Fails when it is not of that form. A numeric one is ready at once.
+  static absl::StatusOr<std::shared_ptr<CollectorAddress>> Create(std::string host_port);
+
+  const std::string& text() const { return text_; }
+  // True when the host is a name (Resolve() has work to do).
+  bool needs_resolving() const { return needs_resolving_; }
+  // Blocking: resolves the name and keeps the first address (the main thread only).
+  absl::Status Resolve();
+  // Any thread: the latest address, or nullopt while a name has never resolved.
+  std::optional<net::Address> Get() const;
+
+ private:
+  CollectorAddress(std::string text, std::string host, uint16_t port, bool needs_resolving);
+
+  const std::string text_;
+  const std::string host_;
+  const uint16_t port_;
+  const bool needs_resolving_;
+  mutable absl::Mutex mu_;
+  std::optional<net::Address> address_ ABSL_GUARDED_BY(mu_);
+};
+
+class CollectorClient final : public net::ConnectionCallbacks, private http::h1::ParserVisitor {
+ public:
+  struct Result {
+    bool ok = false;  // a 2xx answer
+    // No byte of an answer came over a connection kept from before: the collector had closed it
+    // as the request went out, and the same request may be sent again over a new one.
+    bool may_resend = false;
+    std::string error;  // what went wrong, when !ok
+  };
+  using Done = absl::AnyInvocable<void(Result)>;
+
+  struct Options {
+    std::string path;  // the request's path
+    Duration timeout = std::chrono::seconds(2);
+    Duration idle_limit = std::chrono::seconds(30);
+  };
+
+  // `loop`, `clock` must outlive the client.
+  CollectorClient(event::Loop& loop, std::shared_ptr<const CollectorAddress> address,
+                  Options options, const Clock& clock);
+  ~CollectorClient() override;  // closes the connection; calls no callback
+  CollectorClient(const CollectorClient&) = delete;
+  CollectorClient& operator=(const CollectorClient&) = delete;
+
+  // Sends a POST whose body is `body`'s pieces in order (copied: the caller may change them at
+  // once). `done` runs once, never from inside Post(). Only while !busy().
+  void Post(absl::string_view content_type, std::initializer_list<absl::string_view> body,
+            Done done);
+  bool busy() const { return done_ != nullptr; }
+  // Connections opened so far.
+  uint64_t connections_opened() const { return connections_opened_; }
+
+ private:
+  // net::ConnectionCallbacks
+  void OnData(net::Buffer& data, bool end_stream) override;
+  void OnClose(net::CloseReason reason, const absl::Status& detail) override;
+  // http::h1::ParserVisitor: the answer (its body is counted and dropped).
+  Action OnStatusLine(int, int, int status_code, absl::string_view) override;
+  Action OnHeader(absl::string_view, absl::string_view) override { return Action::kContinue; }
+  Action OnHeadersComplete(const http::h1::MessageInfo& info) override;
+  Action OnBody(absl::string_view data) override;
+  Action OnMessageComplete() override;
+
+  // Ends the request in flight with `result`; the connection is kept only when `keep`.
+  void Finish(Result result, bool keep);
+  void DropConnection();
+
+  event::Loop& loop_;
+  const std::shared_ptr<const CollectorAddress> address_;
+  const Options options_;
+  const Clock& clock_;
+  event::Timer timeout_timer_;
+  event::Timer failure_timer_;  // reports a failure found inside Post() on the next turn
+  Result failure_;
+  std::unique_ptr<net::Connection> connection_;
+  MonotonicTime last_used_;
+  uint64_t connections_opened_ = 0;
+  std::string head_;  // the request head, reused
+
+  // The request in flight.
+  Done done_;
+  bool reused_ = false;  // it went over a connection kept from an earlier request
+  bool answer_byte_ = false;
+  std::optional<http::h1::Parser> parser_;
+  int status_ = 0;
+  bool head_complete_ = false;
+  bool keep_alive_ = false;
+  bool message_complete_ = false;
+  uint64_t body_bytes_ = 0;
+};
+
+}  // namespace meshlet::sidecar::tracing
