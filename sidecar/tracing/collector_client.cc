@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar::tracing {
@@ -32,8 +33,8 @@ absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::
     host = host.substr(1, host.size() - 2);
   }
   absl::StatusOr<net::Address> numeric = net::Address::FromIp(host, static_cast<uint16_t>(port));
-  std::shared_ptr<CollectorAddress> address(new CollectorAddress(
-      host_port, std::move(host), static_cast<uint16_t>(port), !numeric.ok()));
+  std::shared_ptr<CollectorAddress> address(
+      new CollectorAddress(host_port, std::move(host), static_cast<uint16_t>(port), !numeric.ok()));
   if (numeric.ok()) {
     absl::MutexLock lock(&address->mu_);
     address->address_ = *numeric;
@@ -43,7 +44,9 @@ absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::
 
 CollectorAddress::CollectorAddress(std::string text, std::string host, uint16_t port,
                                    bool needs_resolving)
-    : text_(std::move(text)), host_(std::move(host)), port_(port),
+    : text_(std::move(text)),
+      host_(std::move(host)),
+      port_(port),
       needs_resolving_(needs_resolving) {}
 
 absl::Status CollectorAddress::Resolve() {
@@ -73,65 +76,46 @@ std::optional<net::Address> CollectorAddress::Get() const {
   return address_;
 }
 
-CollectorClient::CollectorClient(event::Loop& loop,
-                                 std::shared_ptr<const CollectorAddress> address, Options options,
-                                 const Clock& clock)
+CollectorClient::CollectorClient(event::Loop& loop, std::shared_ptr<const CollectorAddress> address,
+                                 Options options, const Clock& clock)
     : loop_(loop),
       address_(std::move(address)),
       options_(std::move(options)),
       clock_(clock),
-      timeout_timer_(loop, [this] {
-        Finish(Result{.error = absl::StrCat("no answer from ", address_->text(), " within ",
-                                            absl::FormatDuration(absl::FromChrono(
-                                                options_.timeout)))},
-               /*keep=*/false);
-      }),
+      timeout_timer_(loop,
+                     [this] {
+                       Finish(Result{.error = absl::StrCat(
+                                         "no answer from ", address_->text(), " within ",
+                                         absl::FormatDuration(absl::FromChrono(options_.timeout)))},
+                              /*keep=*/false);
+                     }),
       failure_timer_(loop, [this] { Finish(std::move(failure_), /*keep=*/false); }) {}
 
-CollectorClient::~CollectorClient() {
-  if (connection_ != nullptr) {
-    connection_->SetCallbacks(nullptr);
-    connection_->Close(net::CloseMode::kNoFlush);
-  }
-}
+CollectorClient::~CollectorClient() { DropConnection(); }
 
 void CollectorClient::DropConnection() {
-  if (connection_ == nullptr) return;
-  connection_->SetCallbacks(nullptr);
-  connection_->Close(net::CloseMode::kNoFlush);
-  loop_.DeferDelete(std::move(connection_));
+  if (socket_ == nullptr) return;
+  Socket* const socket = socket_;
+  socket_ = nullptr;
+  socket->owner = nullptr;
+  // libuv writes nothing more once the handle closes; pending requests call back cancelled.
+  uv_close(reinterpret_cast<uv_handle_t*>(&socket->tcp),
+           [](uv_handle_t* handle) { delete static_cast<Socket*>(handle->data); });
 }
 
 void CollectorClient::Post(absl::string_view content_type,
                            std::initializer_list<absl::string_view> body, Done done) {
   CHECK(!busy());
+  CHECK(body.size() <= kMaxBodyPieces);
+  busy_ = true;
   done_ = std::move(done);
   size_t length = 0;
   for (absl::string_view piece : body) length += piece.size();
-  if (connection_ != nullptr &&
-      (!connection_->open() || connection_->remote_closed() ||
-       clock_.Now() - last_used_ > options_.idle_limit)) {
+  if (socket_ != nullptr &&
+      (socket_->peer_closed || clock_.Now() - last_used_ > options_.idle_limit)) {
     DropConnection();
   }
-  reused_ = connection_ != nullptr;
-  if (connection_ == nullptr) {
-    const std::optional<net::Address> address = address_->Get();
-    if (!address) {
-      failure_ = Result{.error = absl::StrCat(address_->text(), " has not resolved")};
-      failure_timer_.Enable(Duration::zero());
-      return;
-    }
-    connection_ = net::Connection::Connect(loop_, *address, options_.timeout);
-    connection_->SetCallbacks(this);
-    ++connections_opened_;
-  }
-  head_.clear();
-  absl::StrAppend(&head_, "POST ", options_.path, " HTTP/1.1\r\nhost: ", address_->text(),
-                  "\r\ncontent-type: ", content_type, "\r\ncontent-length: ", length, "\r\n\r\n");
-  net::Buffer request;
-  request.Append(head_);
-  for (absl::string_view piece : body) request.Append(piece);
-  connection_->Write(request);
+  reused_ = socket_ != nullptr;
   answer_byte_ = false;
   status_ = 0;
   head_complete_ = false;
@@ -141,32 +125,136 @@ void CollectorClient::Post(absl::string_view content_type,
   parser_.emplace(http::h1::Parser::Type::kResponse, static_cast<http::h1::ParserVisitor*>(this));
   parser_->SetRequestMethod("POST");
   timeout_timer_.Enable(options_.timeout);
+
+  head_.clear();
+  absl::StrAppend(&head_, "POST ", options_.path, " HTTP/1.1\r\nhost: ", address_->text(),
+                  "\r\ncontent-type: ", content_type, "\r\ncontent-length: ", length, "\r\n\r\n");
+  request_pieces_ = 0;
+  request_[request_pieces_++] = uv_buf_init(head_.data(), static_cast<unsigned>(head_.size()));
+  for (absl::string_view piece : body) {
+    if (piece.empty()) continue;
+    request_[request_pieces_++] =
+        uv_buf_init(const_cast<char*>(piece.data()), static_cast<unsigned>(piece.size()));
+  }
+
+  if (socket_ == nullptr) {
+    const std::optional<net::Address> address = address_->Get();
+    if (!address) {
+      failure_ = Result{.error = absl::StrCat(address_->text(), " has not resolved")};
+      failure_timer_.Enable(Duration::zero());
+      return;
+    }
+    socket_ = new Socket;
+    socket_->owner = this;
+    socket_->tcp.data = socket_;
+    socket_->connect.data = socket_;
+    socket_->write.data = socket_;
+    CHECK(uv_tcp_init(loop_.uv_loop(), &socket_->tcp) == 0);
+    ++connections_opened_;
+    const int rc = uv_tcp_connect(&socket_->connect, &socket_->tcp, address->as_sockaddr(),
+                                  &CollectorClient::OnConnect);
+    if (rc != 0) {
+      failure_ = Result{.error = absl::StrCat("connect ", address_->text(), ": ", uv_strerror(rc))};
+      DropConnection();
+      failure_timer_.Enable(Duration::zero());
+    }
+    return;  // the request goes once connected
+  }
+  StartWrite();
 }
 
-void CollectorClient::OnData(net::Buffer& data, bool end_stream) {
+void CollectorClient::StartWrite() {
+  socket_->writing = true;
+  const int rc = uv_write(&socket_->write, reinterpret_cast<uv_stream_t*>(&socket_->tcp), request_,
+                          request_pieces_, &CollectorClient::OnWrite);
+  if (rc != 0) {
+    socket_->writing = false;
+    failure_ = Result{.may_resend = reused_,
+                      .error = absl::StrCat("send to ", address_->text(), ": ", uv_strerror(rc))};
+    DropConnection();
+    failure_timer_.Enable(Duration::zero());
+  }
+}
+
+void CollectorClient::OnConnect(uv_connect_t* request, int status) {
+  Socket* const socket = static_cast<Socket*>(request->data);
+  CollectorClient* const self = socket->owner;
+  if (self == nullptr) return;  // let go of (closing)
+  if (status != 0) {
+    self->OnSocketError("connect", status);
+    return;
+  }
+  socket->connected = true;
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&socket->tcp),
+      [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
+        CollectorClient* const owner = static_cast<Socket*>(handle->data)->owner;
+        if (owner == nullptr) {
+          *buf = uv_buf_init(nullptr, 0);
+          return;
+        }
+        *buf = uv_buf_init(owner->read_buffer_, sizeof(owner->read_buffer_));
+      },
+      &CollectorClient::OnRead);
+  if (self->busy()) self->StartWrite();
+}
+
+void CollectorClient::OnWrite(uv_write_t* request, int status) {
+  Socket* const socket = static_cast<Socket*>(request->data);
+  socket->writing = false;
+  CollectorClient* const self = socket->owner;
+  if (self == nullptr || status == 0) return;
+  self->OnSocketError("send", status);
+}
+
+void CollectorClient::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  Socket* const socket = static_cast<Socket*>(stream->data);
+  CollectorClient* const self = socket->owner;
+  if (self == nullptr) return;
+  if (nread > 0) {
+    self->OnData(absl::string_view(buf->base, static_cast<size_t>(nread)), false);
+  } else if (nread == UV_EOF) {
+    socket->peer_closed = true;
+    self->OnData({}, true);
+  } else if (nread < 0) {
+    self->OnSocketError("read", static_cast<int>(nread));
+  }
+}
+
+void CollectorClient::OnSocketError(absl::string_view what, int status) {
   if (!busy()) {
-    // Nothing was asked: a collector that talks out of turn loses the connection.
-    data.Clear();
+    DropConnection();  // an idle connection that failed is simply gone
+    return;
+  }
+  Result result;
+  // Over a kept connection, before any byte of answer: usually the collector closing it as idle
+  // just as the request went out.
+  result.may_resend = reused_ && !answer_byte_;
+  result.error = absl::StrCat(what, " ", address_->text(), ": ", uv_strerror(status));
+  Finish(std::move(result), /*keep=*/false);
+}
+
+void CollectorClient::OnData(absl::string_view data, bool end_stream) {
+  if (!busy()) {
+    // Nothing was asked: a collector that closes or talks out of turn loses the connection.
     DropConnection();
     return;
   }
   answer_byte_ = answer_byte_ || !data.empty();
-  while (!data.empty() && parser_->status() == http::h1::Parser::Status::kOk) {
-    const absl::string_view slice = data.FrontSlice();
-    const size_t consumed = parser_->Execute(slice);
-    data.Drain(consumed);
-    if (consumed < slice.size()) break;
+  size_t consumed = 0;
+  if (!data.empty() && parser_->status() == http::h1::Parser::Status::kOk) {
+    consumed = parser_->Execute(data);
   }
   // Bytes past the answer: the collector is out of step, the connection cannot be trusted.
-  const bool bytes_after_answer = message_complete_ && !data.empty();
-  data.Clear();
+  const bool bytes_after_answer = message_complete_ && consumed < data.size();
   if (end_stream && !message_complete_) parser_->Finish();  // a body that ends with the connection
   if (message_complete_ || (head_complete_ && parser_->status() != http::h1::Parser::Status::kOk)) {
     const bool keep =
         message_complete_ && keep_alive_ && !bytes_after_answer && !end_stream && status_ >= 200;
     Result result;
     result.ok = status_ >= 200 && status_ <= 299;
-    if (!result.ok) result.error = absl::StrCat(address_->text(), options_.path, " answered ", status_);
+    if (!result.ok)
+      result.error = absl::StrCat(address_->text(), options_.path, " answered ", status_);
     Finish(std::move(result), keep);
     return;
   }
@@ -181,27 +269,18 @@ void CollectorClient::OnData(net::Buffer& data, bool end_stream) {
   }
 }
 
-void CollectorClient::OnClose(net::CloseReason, const absl::Status& detail) {
-  // The connection is gone (callbacks are not called again): forget it.
-  loop_.DeferDelete(std::move(connection_));
-  if (!busy()) return;
-  Result result;
-  result.may_resend = reused_ && !answer_byte_;
-  result.error = absl::StrCat("connection to ", address_->text(), " closed before an answer",
-                              detail.ok() ? "" : ": ", detail.ok() ? "" : detail.message());
-  Finish(std::move(result), /*keep=*/false);
-}
-
 void CollectorClient::Finish(Result result, bool keep) {
   timeout_timer_.Disable();
   failure_timer_.Disable();
-  if (keep) {
+  // An answer that came before the request was all written leaves the connection mid-request.
+  if (keep && socket_ != nullptr && !socket_->writing) {
     last_used_ = clock_.Now();
   } else {
     DropConnection();
   }
   Done done = std::move(done_);
   done_ = nullptr;
+  busy_ = false;
   if (done) done(std::move(result));
 }
 

@@ -8,10 +8,13 @@
 //
 // CollectorClient: HTTP/1.1 POSTs to the collector from one worker's event loop, one at a time,
 // non-blocking, over one connection kept open between them. Each POST is bounded by `timeout`
-// (connect, send and answer together). The connection is replaced when the collector closed it,
-// answered with `connection: close`, with a body delimited by the connection's end or longer than
-// 64 KiB, or when it has been idle for `idle_limit` (a NAT or load balancer may have forgotten
-// it). Answers are read with the proxy's HTTP/1 parser.
+// (connect, send and answer together). The body is written straight from the caller's memory
+// (libuv writes from the buffers it is given): an export copies no span bytes and allocates no
+// buffer blocks, whose release after every batch made the allocator return and refault memory. The
+// connection is replaced when the collector closed it, answered with `connection: close`, with a
+// body delimited by the connection's end or longer than 64 KiB, or when it has been idle for
+// `idle_limit` (a NAT or load balancer may have forgotten it). Answers are read with the proxy's
+// HTTP/1 parser.
 
 #include <cstdint>
 #include <initializer_list>
@@ -28,7 +31,7 @@
 #include "common/event/timer.h"
 #include "common/http/h1/parser.h"
 #include "common/net/address.h"
-#include "common/net/connection.h"
+#include "uv.h"
 
 namespace meshlet::sidecar::tracing {
 
@@ -57,7 +60,7 @@ class CollectorAddress {
   std::optional<net::Address> address_ ABSL_GUARDED_BY(mu_);
 };
 
-class CollectorClient final : public net::ConnectionCallbacks, private http::h1::ParserVisitor {
+class CollectorClient final : private http::h1::ParserVisitor {
  public:
   struct Result {
     bool ok = false;  // a 2xx answer
@@ -81,18 +84,35 @@ class CollectorClient final : public net::ConnectionCallbacks, private http::h1:
   CollectorClient(const CollectorClient&) = delete;
   CollectorClient& operator=(const CollectorClient&) = delete;
 
-  // Sends a POST whose body is `body`'s pieces in order (copied: the caller may change them at
-  // once). `done` runs once, never from inside Post(). Only while !busy().
+  // Sends a POST whose body is `body`'s pieces in order. They are written from where they are:
+  // the caller keeps them unchanged until `done` runs (or the client is destroyed). `done` runs
+  // once, never from inside Post(). Only while !busy(); at most kMaxBodyPieces pieces.
+  static constexpr size_t kMaxBodyPieces = 3;
   void Post(absl::string_view content_type, std::initializer_list<absl::string_view> body,
             Done done);
-  bool busy() const { return done_ != nullptr; }
+  bool busy() const { return busy_; }
   // Connections opened so far.
   uint64_t connections_opened() const { return connections_opened_; }
 
  private:
-  // net::ConnectionCallbacks
-  void OnData(net::Buffer& data, bool end_stream) override;
-  void OnClose(net::CloseReason reason, const absl::Status& detail) override;
+  // The connection: libuv handles and requests, freed in the handle's close callback (a request
+  // cancelled by the close still calls back, into a socket whose owner is gone).
+  struct Socket {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    CollectorClient* owner = nullptr;  // null once the client let go of it
+    bool connected = false;
+    bool peer_closed = false;
+    bool writing = false;
+  };
+  static void OnConnect(uv_connect_t* request, int status);
+  static void OnWrite(uv_write_t* request, int status);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  void StartWrite();
+  // Bytes read from the collector (`end_stream`: it closed its side).
+  void OnData(absl::string_view data, bool end_stream);
+  void OnSocketError(absl::string_view what, int status);
   // http::h1::ParserVisitor: the answer (its body is counted and dropped).
   Action OnStatusLine(int, int, int status_code, absl::string_view) override;
   Action OnHeader(absl::string_view, absl::string_view) override { return Action::kContinue; }
@@ -103,6 +123,7 @@ class CollectorClient final : public net::ConnectionCallbacks, private http::h1:
   // Ends the request in flight with `result`; the connection is kept only when `keep`.
   void Finish(Result result, bool keep);
   void DropConnection();
+  bool busy_ = false;
 
   event::Loop& loop_;
   const std::shared_ptr<const CollectorAddress> address_;
@@ -111,10 +132,13 @@ class CollectorClient final : public net::ConnectionCallbacks, private http::h1:
   event::Timer timeout_timer_;
   event::Timer failure_timer_;  // reports a failure found inside Post() on the next turn
   Result failure_;
-  std::unique_ptr<net::Connection> connection_;
+  Socket* socket_ = nullptr;
   MonotonicTime last_used_;
   uint64_t connections_opened_ = 0;
   std::string head_;  // the request head, reused
+  uv_buf_t request_[1 + kMaxBodyPieces];
+  unsigned request_pieces_ = 0;
+  char read_buffer_[4096];
 
   // The request in flight.
   Done done_;

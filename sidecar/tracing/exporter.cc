@@ -52,13 +52,13 @@ SpanExporter::SpanExporter(event::Loop& loop, const TracingConfig& config, std::
                                          {{"reason", "shutdown"}})) {}
 
 SpanExporter::~SpanExporter() {
-  if (encoder_.size() > 0) dropped_shutdown_.Inc(encoder_.size());
+  if (buffered() > 0) dropped_shutdown_.Inc(buffered());
 }
 
 bool SpanExporter::Take(const Span& span) {
-  if (shutting_down_ || encoder_.size() >= config_.queue_limit) return false;
+  if (shutting_down_ || buffered() >= config_.queue_limit) return false;
   encoder_.Add(span);
-  const size_t waiting = encoder_.size() - in_flight_;
+  const size_t waiting = encoder_.size();
   if (waiting >= config_.batch_size) {
     MaybeSend();
   } else if (waiting == 1) {
@@ -73,7 +73,7 @@ void SpanExporter::MaybeSend() {
   if (waiting == 0) {
     flush_due_ = false;
     flush_timer_.Disable();
-    encoder_.Shrink(kKeptEncodingBytes);
+    encoder_.Shrink(kKeptEncodingBytes, &sending_);
     if (shutting_down_) FinishShutdown();
     return;
   }
@@ -81,14 +81,15 @@ void SpanExporter::MaybeSend() {
   in_flight_ = std::min<size_t>(waiting, config_.batch_size);
   resent_ = false;
   flush_due_ = false;
-  if (waiting > in_flight_) {
+  encoder_.Detach(in_flight_, &sending_);
+  if (encoder_.size() > 0) {
     // What stays behind is the next batch: its wait starts now unless it is full already (then
     // it goes when this answer arrives).
-    if (waiting - in_flight_ < config_.batch_size) flush_timer_.Enable(config_.flush_interval);
+    if (encoder_.size() < config_.batch_size) flush_timer_.Enable(config_.flush_interval);
   } else {
     flush_timer_.Disable();
   }
-  const SpanBatchEncoder::Body body = encoder_.Frame(in_flight_);
+  const SpanBatchEncoder::Body body = encoder_.Frame(sending_);
   client_.Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
                [this](CollectorClient::Result result) { OnAnswer(std::move(result)); });
 }
@@ -96,9 +97,9 @@ void SpanExporter::MaybeSend() {
 void SpanExporter::OnAnswer(CollectorClient::Result result) {
   if (!result.ok && result.may_resend && !resent_) {
     // The kept connection was closed by the collector as the request went out: once more, over
-    // a new one (the spans are still at the encoder's front, encoded the same).
+    // a new one (the batch still holds the spans as they were sent).
     resent_ = true;
-    const SpanBatchEncoder::Body body = encoder_.Frame(in_flight_);
+    const SpanBatchEncoder::Body body = encoder_.Frame(sending_);
     client_.Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
                  [this](CollectorClient::Result again) { OnAnswer(std::move(again)); });
     return;
@@ -110,7 +111,6 @@ void SpanExporter::OnAnswer(CollectorClient::Result result) {
     dropped_failed_.Inc(in_flight_);
     LOG_EVERY_N_SEC(WARN, 10) << "tracing export of " << in_flight_ << " spans: " << result.error;
   }
-  encoder_.Drop(in_flight_);
   in_flight_ = 0;
   // A full batch waiting behind this one goes now; a partial one when its flush is due.
   if (encoder_.size() >= config_.batch_size) flush_due_ = true;

@@ -54,7 +54,7 @@ class SpanExporter final : public SpanSink {
   void Shutdown(absl::AnyInvocable<void()> done);
 
   // Spans buffered (encoded, waiting or in flight).
-  size_t buffered() const { return encoder_.size(); }
+  size_t buffered() const { return encoder_.size() + in_flight_; }
   uint64_t collector_connections() const { return client_.connections_opened(); }
 
  private:
@@ -66,6 +66,8 @@ class SpanExporter final : public SpanSink {
 
   const TracingConfig config_;
   SpanBatchEncoder encoder_;
+  SpanBatchEncoder::Batch sending_;  // the batch in flight; written from, so left alone meanwhile
+  // Declared after what it writes from: destroyed (its connection closed) first.
   CollectorClient client_;
   event::Timer flush_timer_;
   event::Timer shutdown_timer_;
@@ -74,7 +76,7 @@ class SpanExporter final : public SpanSink {
   Counter dropped_failed_;
   Counter dropped_shutdown_;
 
-  size_t in_flight_ = 0;  // spans at the encoder's front that the request in flight carries
+  size_t in_flight_ = 0;  // spans in `sending_` (0: no request in flight)
   bool resent_ = false;   // the request in flight is a resend
   bool flush_due_ = false;
   bool shutting_down_ = false;

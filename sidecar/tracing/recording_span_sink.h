@@ -34,7 +34,11 @@ class EncodingSpanSink final : public SpanSink {
     encoder.Add(span);
     return true;
   }
+  // As the exporter does when it sends them: the spans leave for a batch.
+  void Detach() { encoder.Detach(encoder.size(), &batch); }
+
   SpanBatchEncoder encoder{ExportProtocol::kOtlpProto, "svc"};
+  SpanBatchEncoder::Batch batch;
 };
 
 }  // namespace meshlet::sidecar::tracing

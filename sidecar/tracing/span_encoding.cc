@@ -330,12 +330,12 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 }
 
 // One span as a ScopeSpans.spans field (tag, length, Span).
-void AppendOtlpProtoSpan(std::string* out, const Span& span) {
+void AppendOtlpProtoSpan(SpanBytes* out, const Span& span) {
   const size_t size = SpanSize(span);
-  const size_t used = out->size();
-  out->resize(used + DelimitedSize(size));
-  char* const end = PutSpan(PutDelimitedHead(out->data() + used, 2, size), span);
-  DCHECK(end == out->data() + out->size());
+  const size_t total = DelimitedSize(size);
+  char* const start = out->Extend(total);
+  char* const end = PutSpan(PutDelimitedHead(start, 2, size), span);
+  DCHECK(end == start + total);
   static_cast<void>(end);
 }
 
@@ -363,12 +363,16 @@ SpanBatchEncoder::SpanBatchEncoder(ExportProtocol protocol, std::string service_
 void SpanBatchEncoder::Add(const Span& span) {
   switch (protocol_) {
     case ExportProtocol::kOtlpJson:
-      AppendOtlpJsonSpan(&spans_, span);
-      spans_.push_back(',');
+      json_.clear();
+      AppendOtlpJsonSpan(&json_, span);
+      json_.push_back(',');
+      spans_.Append(json_);
       break;
     case ExportProtocol::kZipkin:
-      AppendZipkinSpan(&spans_, span, service_name_);
-      spans_.push_back(',');
+      json_.clear();
+      AppendZipkinSpan(&json_, span, service_name_);
+      json_.push_back(',');
+      spans_.Append(json_);
       break;
     case ExportProtocol::kOtlpProto:
       AppendOtlpProtoSpan(&spans_, span);
@@ -377,61 +381,98 @@ void SpanBatchEncoder::Add(const Span& span) {
   ends_.push_back(spans_.size());
 }
 
-SpanBatchEncoder::Body SpanBatchEncoder::Frame(size_t count) {
-  DCHECK(count <= ends_.size());
-  const size_t span_bytes = count == 0 ? 0 : ends_[count - 1];
+void SpanBatchEncoder::Detach(size_t count, Batch* batch) {
+  count = std::min(count, ends_.size());
+  batch->spans = count;
+  batch->bytes.Clear();
+  if (count == ends_.size()) {
+    // The common case: everything goes. The batch's old buffer becomes the encoder's.
+    batch->bytes.Swap(spans_);
+    ends_.clear();
+    return;
+  }
+  if (count == 0) return;
+  const size_t moved = ends_[count - 1];
+  batch->bytes.Append(spans_.view(moved));
+  spans_.EraseFront(moved);
+  ends_.erase(ends_.begin(), ends_.begin() + static_cast<ptrdiff_t>(count));
+  for (size_t& end : ends_) end -= moved;
+}
+
+SpanBatchEncoder::Body SpanBatchEncoder::Frame(Batch& batch) const {
+  const size_t span_bytes = batch.bytes.size();
   if (protocol_ != ExportProtocol::kOtlpProto) {
     // Without the last span's comma.
-    return Body{prefix_, absl::string_view(spans_.data(), span_bytes == 0 ? 0 : span_bytes - 1),
-                suffix_};
+    return Body{prefix_, batch.bytes.view(span_bytes == 0 ? 0 : span_bytes - 1), suffix_};
   }
   // ExportTraceServiceRequest { ResourceSpans { Resource, ScopeSpans { scope, spans... } } }.
   const size_t resource =
       DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name_)));
   const size_t scope_spans = DelimitedSize(DelimitedSize(kScopeName.size())) + span_bytes;
   const size_t resource_spans = DelimitedSize(resource) + DelimitedSize(scope_spans);
-  prefix_.resize(64 + service_name_.size());  // heads (varints of at most 10 bytes) + scope
-  char* p = prefix_.data();
+  std::string& prefix = batch.prefix;
+  prefix.resize(64 + service_name_.size());  // heads (varints of at most 10 bytes) + scope
+  char* p = prefix.data();
   p = PutDelimitedHead(p, 1, resource_spans);
   p = PutDelimitedHead(p, 1, resource);
   p = PutStringAttribute(p, 1, kServiceNameKey, service_name_);
   p = PutDelimitedHead(p, 2, scope_spans);
   p = PutDelimitedHead(p, 1, DelimitedSize(kScopeName.size()));
   p = PutBytes(p, 1, kScopeName);
-  prefix_.resize(static_cast<size_t>(p - prefix_.data()));
-  return Body{prefix_, absl::string_view(spans_.data(), span_bytes), {}};
-}
-
-void SpanBatchEncoder::Drop(size_t count) {
-  count = std::min(count, ends_.size());
-  if (count == 0) return;
-  if (count == ends_.size()) {
-    spans_.clear();
-    ends_.clear();
-    return;
-  }
-  const size_t dropped_bytes = ends_[count - 1];
-  spans_.erase(0, dropped_bytes);
-  ends_.erase(ends_.begin(), ends_.begin() + static_cast<ptrdiff_t>(count));
-  for (size_t& end : ends_) end -= dropped_bytes;
+  prefix.resize(static_cast<size_t>(p - prefix.data()));
+  return Body{prefix, batch.bytes.view(span_bytes), {}};
 }
 
 absl::string_view SpanBatchEncoder::content_type() const {
   return protocol_ == ExportProtocol::kOtlpProto ? "application/x-protobuf" : "application/json";
 }
 
-void SpanBatchEncoder::Shrink(size_t keep) {
+void SpanBatchEncoder::Shrink(size_t keep, Batch* batch) {
   if (ends_.empty() && spans_.capacity() > keep) {
-    std::string().swap(spans_);
+    spans_.Release();
     std::vector<size_t>().swap(ends_);
   }
+  if (batch->bytes.size() == 0 && batch->bytes.capacity() > keep) batch->bytes.Release();
+}
+
+void SpanBytes::Append(absl::string_view bytes) {
+  if (bytes.empty()) return;
+  std::memcpy(Extend(bytes.size()), bytes.data(), bytes.size());
+}
+
+void SpanBytes::EraseFront(size_t n) {
+  n = std::min(n, size_);
+  std::memmove(data_.get(), data_.get() + n, size_ - n);
+  size_ -= n;
+}
+
+void SpanBytes::Release() {
+  data_.reset();
+  size_ = 0;
+  capacity_ = 0;
+}
+
+void SpanBytes::Swap(SpanBytes& other) noexcept {
+  std::swap(data_, other.data_);
+  std::swap(size_, other.size_);
+  std::swap(capacity_, other.capacity_);
+}
+
+void SpanBytes::Grow(size_t needed) {
+  const size_t capacity = std::max({needed, 2 * capacity_, size_t{4096}});
+  std::unique_ptr<char[]> grown(new char[capacity]);  // uninitialised: written before read
+  if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+  data_ = std::move(grown);
+  capacity_ = capacity;
 }
 
 void EncodeSpans(ExportProtocol protocol, SpanBatch spans, absl::string_view service_name,
                  std::string* out) {
   SpanBatchEncoder encoder(protocol, std::string(service_name));
   for (const Span* span : spans) encoder.Add(*span);
-  const SpanBatchEncoder::Body body = encoder.Frame(encoder.size());
+  SpanBatchEncoder::Batch batch;
+  encoder.Detach(encoder.size(), &batch);
+  const SpanBatchEncoder::Body body = encoder.Frame(batch);
   out->append(body.prefix.data(), body.prefix.size());
   out->append(body.spans.data(), body.spans.size());
   out->append(body.suffix.data(), body.suffix.size());

@@ -55,7 +55,7 @@ void RunRequests(benchmark::State& state, double percent, bool with_parent) {
     }
     tracer.End(server);
     // As the exporter does once it sent them.
-    if (sink.encoder.size() >= 512) sink.encoder.Drop(sink.encoder.size());
+    if (sink.encoder.size() >= 512) sink.Detach();
     benchmark::DoNotOptimize(headers);
   }
 }

@@ -227,7 +227,7 @@ TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
     }
     EXPECT_EQ(sink.encoder.size(), 2u);
     // As the exporter does with what it sent.
-    sink.encoder.Drop(sink.encoder.size());
+    sink.Detach();
   }
 }
 
@@ -478,19 +478,32 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
 
   // Built span by span and framed in parts, as the exporter sends it: the same bytes; and a
   // frame of the first spans only is a valid message of those.
+  // Built span by span and handed over in parts, as the exporter sends it: the same bytes; and
+  // a batch of the first spans only is a valid message of those.
   SpanBatchEncoder encoder(ExportProtocol::kOtlpProto, "svc");
   for (const Span* span : batch) encoder.Add(*span);
-  SpanBatchEncoder::Body framed = encoder.Frame(encoder.size());
-  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), body);
-  framed = encoder.Frame(2);
-  std::string first_two;
+  auto detach = [&](size_t count) {
+    SpanBatchEncoder::Batch detached;
+    encoder.Detach(count, &detached);
+    EXPECT_EQ(detached.spans, count);
+    const SpanBatchEncoder::Body framed = encoder.Frame(detached);
+    return absl::StrCat(framed.prefix, framed.spans, framed.suffix);
+  };
+  std::string first_two, next_fifty_six, last_two;
   EncodeOtlpProto({batch[0], batch[1]}, "svc", &first_two);
-  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), first_two);
-  encoder.Drop(58);
-  framed = encoder.Frame(encoder.size());
-  std::string last_two;
+  EncodeOtlpProto(absl::MakeConstSpan(batch).subspan(2, 56), "svc", &next_fifty_six);
   EncodeOtlpProto({batch[58], batch[59]}, "svc", &last_two);
-  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), last_two);
+  EXPECT_EQ(detach(2), first_two);
+  EXPECT_EQ(detach(56), next_fifty_six);
+  EXPECT_EQ(encoder.size(), 2u);
+  EXPECT_EQ(detach(2), last_two);  // all that is left: the buffers are swapped, not copied
+  EXPECT_EQ(encoder.size(), 0u);
+  SpanBatchEncoder whole(ExportProtocol::kOtlpProto, "svc");
+  for (const Span* span : batch) whole.Add(*span);
+  SpanBatchEncoder::Batch all;
+  whole.Detach(whole.size(), &all);
+  const SpanBatchEncoder::Body framed = whole.Frame(all);
+  EXPECT_EQ(absl::StrCat(framed.prefix, framed.spans, framed.suffix), body);
 
   const std::vector<ProtoField> resource_spans = FieldsNumbered(body, 1);
   ASSERT_EQ(resource_spans.size(), 1u);
@@ -564,20 +577,21 @@ TEST(SpanEncodingTest, JsonFramesOfPartOfTheBatchAreWholeDocuments) {
       spans[i].path = "/a";
       encoder.Add(spans[i]);
     }
-    auto whole = [&](size_t count) {
-      const SpanBatchEncoder::Body body = encoder.Frame(count);
+    auto detach = [&](size_t count) {
+      SpanBatchEncoder::Batch batch;
+      encoder.Detach(count, &batch);
+      const SpanBatchEncoder::Body body = encoder.Frame(batch);
       return absl::StrCat(body.prefix, body.spans, body.suffix);
     };
     std::string expected;
     EncodeSpans(protocol, {&spans[0], &spans[1]}, "svc", &expected);
-    EXPECT_EQ(whole(2), expected);
+    EXPECT_EQ(detach(2), expected);
     expected.clear();
     EncodeSpans(protocol, {}, "svc", &expected);
-    EXPECT_EQ(whole(0), expected);
-    encoder.Drop(2);
+    EXPECT_EQ(detach(0), expected);
     expected.clear();
     EncodeSpans(protocol, {&spans[2]}, "svc", &expected);
-    EXPECT_EQ(whole(1), expected);
+    EXPECT_EQ(detach(1), expected);
     EXPECT_EQ(expected.back(), protocol == ExportProtocol::kZipkin ? ']' : '}');
     EXPECT_EQ(expected.find(",]"), std::string::npos);
   }
