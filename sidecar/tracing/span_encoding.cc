@@ -329,14 +329,34 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
   out->append("}}");
 }
 
-// One span as a ScopeSpans.spans field (tag, length, Span).
+// At least SpanSize(span), from the strings' lengths alone (no pass over the attributes): every
+// head at its widest (tag and a 10-byte varint), every attribute key at its longest.
+size_t MaxSpanSize(const Span& span) {
+  constexpr size_t kHead = 11;
+  constexpr size_t kMaxKey = 32;  // "meshlet.upstream.ready_us" and the like
+  constexpr size_t kAttributes = 14;  // ForEachAttribute's
+  constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
+  return 4 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + NameOf(span).size() + 3 * kHead +
+         span.status_message.size() + kAttributes * kAttribute + span.method.size() +
+         span.path.size() + span.protocol.size() + span.peer_identity.size() + span.route.size() +
+         span.cluster.size() + span.endpoint.size() + span.response_flags.size() +
+         span.request_id.size();
+}
+
+// One span as a ScopeSpans.spans field (tag, length, Span), written in one pass: the Span goes
+// after room for the usual head (a tag and a two-byte length: sizes of 128 B to 16 KiB) and
+// moves only when its length needs another number of bytes.
 void AppendOtlpProtoSpan(SpanBytes* out, const Span& span) {
-  const size_t size = SpanSize(span);
-  const size_t total = DelimitedSize(size);
-  char* const start = out->Extend(total);
-  char* const end = PutSpan(PutDelimitedHead(start, 2, size), span);
-  DCHECK(end == start + total);
-  static_cast<void>(end);
+  constexpr size_t kRoom = 3;
+  const size_t used = out->size();
+  char* const start = out->Extend(kRoom + MaxSpanSize(span) + 8);
+  char* const body = start + kRoom;
+  const size_t size = static_cast<size_t>(PutSpan(body, span) - body);
+  DCHECK(size == SpanSize(span) && size <= MaxSpanSize(span));
+  const size_t head = 1 + VarintSize(size);
+  if (head != kRoom) std::memmove(start + head, body, size);  // 1 byte either way, rarely
+  PutDelimitedHead(start, 2, size);
+  out->Resize(used + head + size);
 }
 
 }  // namespace
@@ -438,6 +458,11 @@ void SpanBatchEncoder::Shrink(size_t keep, Batch* batch) {
 void SpanBytes::Append(absl::string_view bytes) {
   if (bytes.empty()) return;
   std::memcpy(Extend(bytes.size()), bytes.data(), bytes.size());
+}
+
+void SpanBytes::Resize(size_t n) {
+  DCHECK(n <= size_);
+  size_ = std::min(n, size_);
 }
 
 void SpanBytes::EraseFront(size_t n) {

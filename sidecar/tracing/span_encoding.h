@@ -40,6 +40,8 @@ class SpanBytes {
   }
   void Append(absl::string_view bytes);
   void Clear() { size_ = 0; }
+  // Keeps the first `n` bytes (n <= size()): gives back what an Extend() did not use.
+  void Resize(size_t n);
   // Drops the first `n` bytes.
   void EraseFront(size_t n);
   // Gives the memory back.

@@ -468,6 +468,14 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     }
     if (i == 9) span.name = "custom name";
   }
+  // Spans whose length takes one byte and three (the encoder leaves room for two).
+  Span bare;
+  bare.trace_id = TraceId{1, 2};
+  bare.span_id = 3;
+  spans.push_back(bare);
+  Span huge = spans[7];
+  huge.status_message = std::string(20000, 'e');
+  spans.push_back(huge);
   std::vector<const Span*> batch;
   for (const Span& span : spans) batch.push_back(&span);
   std::string out = "prefix";  // appended to what is there
@@ -489,14 +497,14 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     const SpanBatchEncoder::Body framed = encoder.Frame(detached);
     return absl::StrCat(framed.prefix, framed.spans, framed.suffix);
   };
-  std::string first_two, next_fifty_six, last_two;
+  std::string first_two, next_fifty_six, last_two;  // the last ones: 58, 59, bare, huge
   EncodeOtlpProto({batch[0], batch[1]}, "svc", &first_two);
   EncodeOtlpProto(absl::MakeConstSpan(batch).subspan(2, 56), "svc", &next_fifty_six);
-  EncodeOtlpProto({batch[58], batch[59]}, "svc", &last_two);
+  EncodeOtlpProto(absl::MakeConstSpan(batch).subspan(58), "svc", &last_two);
   EXPECT_EQ(detach(2), first_two);
   EXPECT_EQ(detach(56), next_fifty_six);
-  EXPECT_EQ(encoder.size(), 2u);
-  EXPECT_EQ(detach(2), last_two);  // all that is left: the buffers are swapped, not copied
+  EXPECT_EQ(encoder.size(), 4u);
+  EXPECT_EQ(detach(4), last_two);  // all that is left: the buffers are swapped, not copied
   EXPECT_EQ(encoder.size(), 0u);
   SpanBatchEncoder whole(ExportProtocol::kOtlpProto, "svc");
   for (const Span* span : batch) whole.Add(*span);
