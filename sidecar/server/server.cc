@@ -306,7 +306,7 @@ absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
   auto resolve = [this] {
     const absl::Status status = trace_collector_->Resolve();
     if (!status.ok()) LOG_EVERY_N_SEC(WARN, 60) << "tracing collector: " << status;
-    trace_collector_resolve_->Enable(status.ok() || trace_collector_->Get().has_value()
+    trace_collector_resolve_->Enable(status.ok() || !trace_collector_->Get().empty()
                                          ? kCollectorResolveInterval
                                          : kCollectorRetryInterval);
   };

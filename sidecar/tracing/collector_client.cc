@@ -37,8 +37,17 @@ absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::
       new CollectorAddress(host_port, std::move(host), static_cast<uint16_t>(port), !numeric.ok()));
   if (numeric.ok()) {
     absl::MutexLock lock(&address->mu_);
-    address->address_ = *numeric;
+    address->addresses_ = {*numeric};
   }
+  return address;
+}
+
+std::shared_ptr<CollectorAddress> CollectorAddress::Resolved(std::string text,
+                                                             std::vector<net::Address> addresses) {
+  std::shared_ptr<CollectorAddress> address(
+      new CollectorAddress(std::move(text), "", 0, /*needs_resolving=*/false));
+  absl::MutexLock lock(&address->mu_);
+  address->addresses_ = std::move(addresses);
   return address;
 }
 
@@ -59,21 +68,23 @@ absl::Status CollectorAddress::Resolve() {
   if (int rc = ::getaddrinfo(host_.c_str(), port.c_str(), &hints, &result); rc != 0) {
     return absl::UnavailableError(absl::StrCat("resolve ", text_, ": ", gai_strerror(rc)));
   }
-  std::optional<net::Address> found;
-  for (addrinfo* ai = result; ai != nullptr && !found; ai = ai->ai_next) {
+  std::vector<net::Address> found;
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
     absl::StatusOr<net::Address> address = net::Address::FromSockaddr(ai->ai_addr, ai->ai_addrlen);
-    if (address.ok()) found = *address;
+    if (address.ok()) found.push_back(*address);
   }
   ::freeaddrinfo(result);
-  if (!found) return absl::UnavailableError(absl::StrCat("resolve ", text_, ": no IP address"));
+  if (found.empty()) {
+    return absl::UnavailableError(absl::StrCat("resolve ", text_, ": no IP address"));
+  }
   absl::MutexLock lock(&mu_);
-  address_ = found;
+  addresses_ = std::move(found);
   return absl::OkStatus();
 }
 
-std::optional<net::Address> CollectorAddress::Get() const {
+std::vector<net::Address> CollectorAddress::Get() const {
   absl::MutexLock lock(&mu_);
-  return address_;
+  return addresses_;
 }
 
 CollectorClient::CollectorClient(event::Loop& loop, std::shared_ptr<const CollectorAddress> address,
@@ -138,12 +149,22 @@ void CollectorClient::Post(absl::string_view content_type,
   }
 
   if (socket_ == nullptr) {
-    const std::optional<net::Address> address = address_->Get();
-    if (!address) {
+    candidates_ = address_->Get();
+    next_candidate_ = 0;
+    if (candidates_.empty()) {
       failure_ = Result{.error = absl::StrCat(address_->text(), " has not resolved")};
       failure_timer_.Enable(Duration::zero());
       return;
     }
+    if (!ConnectNext()) failure_timer_.Enable(Duration::zero());
+    return;  // the request goes once connected
+  }
+  StartWrite();
+}
+
+bool CollectorClient::ConnectNext() {
+  while (next_candidate_ < candidates_.size()) {
+    const net::Address& address = candidates_[next_candidate_++];
     socket_ = new Socket;
     socket_->owner = this;
     socket_->tcp.data = socket_;
@@ -151,16 +172,14 @@ void CollectorClient::Post(absl::string_view content_type,
     socket_->write.data = socket_;
     CHECK(uv_tcp_init(loop_.uv_loop(), &socket_->tcp) == 0);
     ++connections_opened_;
-    const int rc = uv_tcp_connect(&socket_->connect, &socket_->tcp, address->as_sockaddr(),
+    const int rc = uv_tcp_connect(&socket_->connect, &socket_->tcp, address.as_sockaddr(),
                                   &CollectorClient::OnConnect);
-    if (rc != 0) {
-      failure_ = Result{.error = absl::StrCat("connect ", address_->text(), ": ", uv_strerror(rc))};
-      DropConnection();
-      failure_timer_.Enable(Duration::zero());
-    }
-    return;  // the request goes once connected
+    if (rc == 0) return true;
+    failure_ = Result{.error = absl::StrCat("connect ", address_->text(), " (", address.ToString(),
+                                            "): ", uv_strerror(rc))};
+    DropConnection();
   }
-  StartWrite();
+  return false;
 }
 
 void CollectorClient::StartWrite() {
@@ -181,6 +200,13 @@ void CollectorClient::OnConnect(uv_connect_t* request, int status) {
   CollectorClient* const self = socket->owner;
   if (self == nullptr) return;  // let go of (closing)
   if (status != 0) {
+    // Refused or unreachable: the name's next address, if it has one (IPv6 and IPv4, say).
+    if (self->busy() && self->next_candidate_ < self->candidates_.size()) {
+      self->DropConnection();
+      if (self->ConnectNext()) return;
+      self->Finish(std::move(self->failure_), /*keep=*/false);
+      return;
+    }
     self->OnSocketError("connect", status);
     return;
   }

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -40,14 +41,18 @@ class CollectorAddress {
   // `host_port`: "host:port"; the host a name, an IPv4 literal or an IPv6 one in brackets.
   // Fails when it is not of that form. A numeric one is ready at once.
   static absl::StatusOr<std::shared_ptr<CollectorAddress>> Create(std::string host_port);
+  // Already resolved (tests): `text` names it in requests and messages.
+  static std::shared_ptr<CollectorAddress> Resolved(std::string text,
+                                                    std::vector<net::Address> addresses);
 
   const std::string& text() const { return text_; }
   // True when the host is a name (Resolve() has work to do).
   bool needs_resolving() const { return needs_resolving_; }
-  // Blocking: resolves the name and keeps the first address (the main thread only).
+  // Blocking: resolves the name and keeps its addresses (the main thread only).
   absl::Status Resolve();
-  // Any thread: the latest address, or nullopt while a name has never resolved.
-  std::optional<net::Address> Get() const;
+  // Any thread: the latest addresses (none while a name has never resolved), in the resolver's
+  // order; a connection tries them in turn.
+  std::vector<net::Address> Get() const;
 
  private:
   CollectorAddress(std::string text, std::string host, uint16_t port, bool needs_resolving);
@@ -57,7 +62,7 @@ class CollectorAddress {
   const uint16_t port_;
   const bool needs_resolving_;
   mutable absl::Mutex mu_;
-  std::optional<net::Address> address_ ABSL_GUARDED_BY(mu_);
+  std::vector<net::Address> addresses_ ABSL_GUARDED_BY(mu_);
 };
 
 class CollectorClient final : private http::h1::ParserVisitor {
@@ -109,6 +114,9 @@ class CollectorClient final : private http::h1::ParserVisitor {
   static void OnConnect(uv_connect_t* request, int status);
   static void OnWrite(uv_write_t* request, int status);
   static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  // Connects to the next address not tried yet for the request in flight; false when none is
+  // left (`failure_` says why).
+  bool ConnectNext();
   void StartWrite();
   // Bytes read from the collector (`end_stream`: it closed its side).
   void OnData(absl::string_view data, bool end_stream);
@@ -142,6 +150,8 @@ class CollectorClient final : private http::h1::ParserVisitor {
 
   // The request in flight.
   Done done_;
+  std::vector<net::Address> candidates_;  // for a new connection: the addresses to try
+  size_t next_candidate_ = 0;
   bool reused_ = false;  // it went over a connection kept from an earlier request
   bool answer_byte_ = false;
   std::optional<http::h1::Parser> parser_;

@@ -378,20 +378,20 @@ TEST(CollectorAddressTest, NumericAddressesAreReadyNamesWaitForResolve) {
       CollectorAddress::Create("127.0.0.1:4318");
   ASSERT_TRUE(numeric.ok()) << numeric.status();
   EXPECT_FALSE((*numeric)->needs_resolving());
-  ASSERT_TRUE((*numeric)->Get().has_value());
-  EXPECT_EQ((*numeric)->Get()->ToString(), "127.0.0.1:4318");
+  ASSERT_EQ((*numeric)->Get().size(), 1u);
+  EXPECT_EQ((*numeric)->Get()[0].ToString(), "127.0.0.1:4318");
   absl::StatusOr<std::shared_ptr<CollectorAddress>> v6 = CollectorAddress::Create("[::1]:9411");
   ASSERT_TRUE(v6.ok()) << v6.status();
-  EXPECT_TRUE((*v6)->Get().has_value());
+  EXPECT_EQ((*v6)->Get().size(), 1u);
 
   absl::StatusOr<std::shared_ptr<CollectorAddress>> name =
       CollectorAddress::Create("localhost:4318");
   ASSERT_TRUE(name.ok()) << name.status();
   EXPECT_TRUE((*name)->needs_resolving());
-  EXPECT_FALSE((*name)->Get().has_value());
+  EXPECT_TRUE((*name)->Get().empty());
   ASSERT_TRUE((*name)->Resolve().ok());
-  ASSERT_TRUE((*name)->Get().has_value());
-  EXPECT_EQ((*name)->Get()->port(), 4318);
+  ASSERT_FALSE((*name)->Get().empty());
+  for (const net::Address& address : (*name)->Get()) EXPECT_EQ(address.port(), 4318);
 
   for (const char* bad :
        {"collector", "collector:", ":4318", "collector:0", "collector:http", "collector:70000"}) {
@@ -399,6 +399,22 @@ TEST(CollectorAddressTest, NumericAddressesAreReadyNamesWaitForResolve) {
     ASSERT_FALSE(address.ok()) << bad;
     EXPECT_NE(address.status().message().find(bad), std::string::npos) << address.status();
   }
+}
+
+// A name with several addresses (IPv6 and IPv4, say): a connection tries them in turn.
+TEST_F(SpanExporterTest, AnAddressThatRefusesIsFollowedByTheNameNextOne) {
+  KeepAliveCollector collector(/*answers_per_connection=*/100, /*close_unanswered=*/false);
+  config_.batch_size = 1;
+  config_.collector_address = "collector:4318";
+  std::shared_ptr<CollectorAddress> address = CollectorAddress::Resolved(
+      config_.collector_address,
+      {*net::Address::Parse(ClosedPortAddress()), *net::Address::Parse(collector.address())});
+  SpanExporter exporter(loop_, config_, "svc", address, *shard_, RealClock::Get());
+  ASSERT_TRUE(exporter.Take(TestSpan(1)));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  EXPECT_EQ(Errors(), 0u);
+  EXPECT_EQ(exporter.collector_connections(), 2u);
+  EXPECT_EQ(collector.connections(), 1);
 }
 
 TEST_F(SpanExporterTest, ANameThatHasNotResolvedFailsTheExportWithoutBlocking) {

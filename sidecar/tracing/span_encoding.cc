@@ -333,8 +333,8 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 // head at its widest (tag and a 10-byte varint), every attribute key at its longest.
 size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
-  constexpr size_t kMaxKey = 32;  // "meshlet.upstream.ready_us" and the like
-  constexpr size_t kAttributes = 14;  // ForEachAttribute's
+  constexpr size_t kMaxKey = 32;                      // "meshlet.upstream.ready_us" and the like
+  constexpr size_t kAttributes = 14;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
   return 4 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + NameOf(span).size() + 3 * kHead +
          span.status_message.size() + kAttributes * kAttribute + span.method.size() +

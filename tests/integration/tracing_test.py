@@ -21,6 +21,7 @@ process that accepts OTLP/HTTP (JSON and protobuf, POST /v1/traces) and Zipkin v
 import http.server
 import json
 import socket
+import signal
 import sys
 import threading
 import time
@@ -407,6 +408,30 @@ class ExportTest(TracingTestCase):
         self.assertEqual(attrs["http.response.status_code"].int_value, 200)
         self.assertEqual(attrs["meshlet.cluster"].string_value, "app")
         self.assertFalse(server.HasField("status"))
+
+    def test_a_collector_named_by_host_name_is_resolved(self):
+        tracing = tracing_yaml(self.collector.port).replace("127.0.0.1:", "localhost:")
+        self.assertIn("collector_address: localhost:", tracing)
+        sidecar, port = self.proxy(tracing)
+        self.assertEqual(request(port, "/named")[0], 200)
+        spans = self.collector.wait_spans(2)
+        self.assertEqual(len(self.by_kind(spans, "SERVER")), 1)
+        self.assertEqual(sidecar.stat("meshlet_tracing_export_errors_total"), 0)
+
+    def test_spans_waiting_for_their_batch_are_sent_when_the_sidecar_stops(self):
+        # Neither a full batch nor a flush before the stop: the workers send what they hold as
+        # they exit.
+        tracing = tracing_yaml(self.collector.port).replace("flush_interval: 0.05s",
+                                                            "flush_interval: 60s")
+        sidecar, port = self.proxy(tracing)
+        for _ in range(3):
+            self.assertEqual(request(port, "/last")[0], 200)
+        time.sleep(0.2)
+        self.assertEqual(self.collector.snapshot(), [])
+        sidecar.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(sidecar.wait_exit(10), 0)
+        spans = self.collector.wait_spans(6)
+        self.assertEqual(len(spans), 6)
 
     def test_collector_down_drops_and_counts_without_slowing_requests(self):
         dead = free_port()  # nothing listens there
