@@ -1673,6 +1673,16 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
       out.force_sample_header = absl::AsciiStrToLower(header);
     }
   }
+  switch (tracing.attempt_spans()) {
+    case xds::Bootstrap::Tracing::RETRIED:
+      out.span_per_attempt = false;
+      break;
+    case xds::Bootstrap::Tracing::EVERY_ATTEMPT:
+      out.span_per_attempt = true;
+      break;
+    default:
+      errors.push_back("tracing.attempt_spans: must be RETRIED or EVERY_ATTEMPT");
+  }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
   return out;
 }

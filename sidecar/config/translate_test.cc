@@ -1053,6 +1053,7 @@ TEST(BootstrapTest, TracingDefaultsAndValues) {
       "node: {id: web-0, service: web}\ntracing: {collector_address: \"c:4318\"}\n", "b.yaml", "");
   ASSERT_TRUE(named.ok()) << named.status();
   EXPECT_EQ(named->tracing.service_name, "web");
+  EXPECT_FALSE(named->tracing.span_per_attempt);  // attempt_spans: RETRIED
 
   auto full = ParseBootstrap(
       "tracing:\n"
@@ -1064,7 +1065,8 @@ TEST(BootstrapTest, TracingDefaultsAndValues) {
       "  queue_limit: 100\n"
       "  export_timeout: 1s\n"
       "  service_name: web\n"
-      "  force_sample_header: X-Debug-Trace\n",
+      "  force_sample_header: X-Debug-Trace\n"
+      "  attempt_spans: EVERY_ATTEMPT\n",
       "b.yaml", "");
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_EQ(full->tracing.sampling_percent, 0.0);
@@ -1076,6 +1078,7 @@ TEST(BootstrapTest, TracingDefaultsAndValues) {
   EXPECT_EQ(full->tracing.export_timeout, std::chrono::seconds(1));
   EXPECT_EQ(full->tracing.service_name, "web");
   EXPECT_EQ(full->tracing.force_sample_header, "x-debug-trace");
+  EXPECT_TRUE(full->tracing.span_per_attempt);
 }
 
 TEST(BootstrapTest, TracingErrorsNameTheFields) {

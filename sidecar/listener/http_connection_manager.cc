@@ -393,6 +393,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     if (server_span_ != nullptr) {
       info_.server_span = nullptr;
       router::FillServerSpan(info_, *server_span_);
+      if (info_.held_attempt_span != nullptr) {
+        // One attempt: this span describes it and takes its id, the upstream's parent.
+        tracing::FoldSingleAttempt(*server_span_, *info_.held_attempt_span);
+        hcm_.context_.tracer->Discard(info_.held_attempt_span);
+      }
       hcm_.context_.tracer->End(server_span_);
     }
     hcm_.stats_.RecordRequest(info_, duration_us);

@@ -310,7 +310,15 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
       span_->error = true;
       span_->status_message = absl::StrCat("HTTP ", span_->status_code);
     }
-    router_.context_.tracer->End(span_);
+    tracing::Tracer& tracer = *router_.context_.tracer;
+    StreamInfo& info = router_.info_;
+    if (!tracer.span_per_attempt() && info.trace.attempts == 1 && info.server_span != nullptr) {
+      // The only attempt so far: kept, exported only if another follows (BeginClientSpan).
+      span_->end = tracer.WallNow();
+      info.held_attempt_span = std::move(span_);
+      return;
+    }
+    tracer.End(span_);
   }
 
   void CancelProbeIfUnreported() {
@@ -662,7 +670,9 @@ void Router::StartAttempt() {
 }
 
 void Router::BeginClientSpan(const Host& host) {
-  // Every attempt is its own client span and carries its own traceparent (a retry included).
+  // Every attempt is its own client span and carries its own traceparent (a retry included). A
+  // first attempt kept in case it stayed the only one is exported now that it is not.
+  if (info_.held_attempt_span != nullptr) context_.tracer->End(info_.held_attempt_span);
   tracing::SpanPtr& span = upstream_->span();
   context_.tracer->BeginClient(*request_headers_, info_.trace, span);
   if (span == nullptr) return;

@@ -88,6 +88,10 @@ struct StreamInfo {
   // The connection manager's server span while it is recorded (sampled requests), else null: the
   // router names each attempt's upstream host in it (formatted once per host, not per request).
   tracing::Span* server_span = nullptr;
+  // The first attempt's client span, kept rather than exported while it is the only attempt
+  // (TracingConfig::span_per_attempt false): exported when a second attempt begins, else folded
+  // into the server span when the request ends (tracing::FoldSingleAttempt).
+  tracing::SpanPtr held_attempt_span;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   bool HasFlag(ResponseFlag flag) const {

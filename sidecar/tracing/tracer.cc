@@ -56,6 +56,7 @@ TracerStats TracerStats::Create(StatsShard& shard) {
 Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& sink,
                TracerStats stats, Random& random, const Clock& clock)
     : rate_(std::clamp(config.sampling_percent / 100.0, 0.0, 1.0)),
+      span_per_attempt_(config.span_per_attempt),
       force_header_(absl::AsciiStrToLower(config.force_sample_header)),
       service_name_(std::move(service_name)),
       sink_(sink),
@@ -91,7 +92,6 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   if (trace.sampled || parent.b3_present) trace.server_span_id = NonZero(random_);
   stats_.spans_started.Inc();
   if (trace.sampled) {
-    stats_.spans_sampled.Inc();
     span = Acquire();
     Span& s = *span;
     s.trace_id = trace.trace_id;
@@ -182,7 +182,6 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   }
   stats_.spans_started.Inc();
   if (!trace.sampled) return;
-  stats_.spans_sampled.Inc();
   span = Acquire();
   Span& s = *span;
   s.trace_id = trace.trace_id;
@@ -202,13 +201,24 @@ SpanPtr Tracer::Acquire() {
 
 void Tracer::End(SpanPtr& span) {
   if (span == nullptr) return;
-  span->end = clock_.WallNow();
+  if (span->end == absl::UnixEpoch()) span->end = clock_.WallNow();
+  stats_.spans_sampled.Inc();
   if (!sink_.Take(*span)) stats_.spans_dropped_full.Inc();
+  Discard(span);
+}
+
+void Tracer::Discard(SpanPtr& span) {
+  if (span == nullptr) return;
   if (pool_.size() < kMaxPooledSpans) {
     span->Reset();
     pool_.push_back(std::move(span));
   }
   span.reset();
+}
+
+void FoldSingleAttempt(Span& server, const Span& attempt) {
+  server.span_id = attempt.span_id;
+  server.upstream_ready_us = attempt.upstream_ready_us;
 }
 
 }  // namespace meshlet::sidecar::tracing

@@ -11,9 +11,11 @@
 //   BeginClient  — before each upstream attempt (every retry too): a new client span id, written
 //                  upstream as `traceparent` (parent = this client span) and, when the caller used
 //                  B3, as B3 in the same form; starts the client span when sampled.
-//   End          — a span is over: stamped and handed to the sink (the exporter encodes it at
-//                  once), or dropped and counted when the sink is full; back to the pool either
-//                  way.
+//   End          — a span is over: stamped (unless its end was stamped already) and handed to
+//                  the sink (the exporter encodes it at once), or dropped and counted when the
+//                  sink is full; back to the pool either way.
+//   Discard      — a span that will not be exported (a single attempt's, folded into its server
+//                  span: span_per_attempt() false) goes back to the pool.
 // An unsampled request costs the header scan, three random numbers (trace id and the client span
 // id; the server span id only for B3 callers) and the traceparent header:
 // no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
@@ -44,10 +46,15 @@ namespace meshlet::sidecar::tracing {
 // half), compared with the rate when neither a force nor the caller decided.
 bool DecideSampling(const ParentContext& parent, bool forced, double rate, uint64_t random_bits);
 
+// A request's only upstream attempt, described by its server span instead of a span of its own
+// (TracingConfig::span_per_attempt false): the server span takes the attempt's span id (the
+// parent the upstream saw) and its upstream timing.
+void FoldSingleAttempt(Span& server, const Span& attempt);
+
 // Counters the workers record into (from the worker's own stats shard).
 struct TracerStats {
   Counter spans_started;       // meshlet_tracing_spans_started_total
-  Counter spans_sampled;       // meshlet_tracing_spans_sampled_total
+  Counter spans_sampled;       // meshlet_tracing_spans_sampled_total (at End)
   Counter spans_dropped_full;  // meshlet_tracing_spans_dropped_total{reason="queue_full"}
   static TracerStats Create(StatsShard& shard);
 };
@@ -64,12 +71,15 @@ class Tracer {
   void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
   void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
   void End(SpanPtr& span);
+  void Discard(SpanPtr& span);
+  bool span_per_attempt() const { return span_per_attempt_; }
 
   const std::string& service_name() const { return service_name_; }
   absl::Time WallNow() const { return clock_.WallNow(); }
 
  private:
   const double rate_;
+  const bool span_per_attempt_;
   const std::string force_header_;
   const std::string service_name_;
   // A cleared span to fill: a pooled one when there is one.

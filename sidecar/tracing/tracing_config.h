@@ -38,6 +38,11 @@ struct TracingConfig {
   // A connection to the collector idle for longer is replaced rather than reused: one dropped
   // silently on the way (a NAT or a load balancer forgetting it) would cost a batch.
   Duration collector_idle_limit = std::chrono::seconds(30);
+  // A client span for every upstream attempt; false (the default, `attempt_spans: RETRIED`): only
+  // when a request needed more than one, and a request's single attempt is described by its
+  // server span, which takes that attempt's span id (the parent the upstream saw): one span per
+  // request instead of two, as Envoy's default.
+  bool span_per_attempt = false;
   // `service.name` of every span (the node's service or id when the file does not say).
   std::string service_name;
   // A request carrying this header with value `1` or `true` is sampled whatever the caller or the

@@ -58,26 +58,27 @@ const [url, token, traceId, shots] = process.argv.slice(2);
     await page.click('#search');
     await page.click(`#trace-list tr[data-trace="${traceId}"]`);
 
-    // The waterfall: 7 spans, nested by parent, the retry attempt visible with its 503.
+    // The waterfall: 5 spans (one per request at frontend and backend, db's two attempts under
+    // its server span), nested by parent, the retry attempt visible with its 503.
     await page.waitForSelector('.span-row');
     const rows = await page.$$eval('.span-row', (rs) => rs.map((r) => ({
       depth: Number(r.dataset.depth), attempt: Number(r.dataset.attempt),
       error: r.dataset.error === '1', text: r.querySelector('.span-name').innerText})));
-    assert.strictEqual(rows.length, 7, JSON.stringify(rows));
-    assert.deepStrictEqual(rows.map((r) => r.depth), [0, 1, 2, 3, 4, 5, 5]);
+    assert.strictEqual(rows.length, 5, JSON.stringify(rows));
+    assert.deepStrictEqual(rows.map((r) => r.depth), [0, 1, 2, 3, 3]);
     assert.match(rows[0].text, /frontend/);
-    assert.match(rows[2].text, /backend/);
-    assert.match(rows[4].text, /db/);
-    assert.deepStrictEqual(rows.slice(5).map((r) => [r.attempt, r.error]), [[1, true], [2, false]]);
-    assert.match(rows[6].text, /retry 1/);
-    assert.match(await page.textContent('#trace-title'), /7 spans · 3 services/);
+    assert.match(rows[1].text, /backend/);
+    assert.match(rows[2].text, /db/);
+    assert.deepStrictEqual(rows.slice(3).map((r) => [r.attempt, r.error]), [[1, true], [2, false]]);
+    assert.match(rows[4].text, /retry 1/);
+    assert.match(await page.textContent('#trace-title'), /5 spans · 3 services/);
     // Span attributes open on a click.
     const spanRows = page.locator('.span-row');
-    await spanRows.nth(5).locator('.span-name').click();
-    const attrs = await spanRows.nth(5).locator('.span-attrs').innerText();
+    await spanRows.nth(3).locator('.span-name').click();
+    const attrs = await spanRows.nth(3).locator('.span-attrs').innerText();
     assert.match(attrs, /http\.response\.status_code\s+503/);
     assert.match(attrs, /meshlet\.retry_attempt\s+1/);
-    await spanRows.nth(6).locator('.span-name').click();
+    await spanRows.nth(4).locator('.span-name').click();
     await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
 
     // Proxies: the page loads (this control plane's sidecars use static configuration).

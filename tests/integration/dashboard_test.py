@@ -6,7 +6,7 @@ The three-service chain of telemetry_test (frontend → backend → db, db retry
 request with 100 % sampling and golden-metrics reports; then playwright-core (npm, in
 tests/browser/node_modules) drives Debian's /usr/bin/chromium through the page `meshctl
 dashboard` links to: the service graph with golden metrics on its edges, a trace search with
-filters, the trace's waterfall (7 spans, the retry attempt), the proxies page. Screenshots go to
+filters, the trace's waterfall (5 spans, the retry attempt), the proxies page. Screenshots go to
 TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium the test prints SKIP, unless
 MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
 """
@@ -45,7 +45,7 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
         def found():
             traces[:] = self.api("/api/v1/traces?service=db")["items"]
             stat = self.api("/api/v1/stat?window=1m")["items"]
-            return (len(traces) == 1 and traces[0]["spanCount"] == 7 and
+            return (len(traces) == 1 and traces[0]["spanCount"] == 5 and
                     sum(e["requests"] for e in stat) == 3)
         self.assertTrue(wait_for(found, 10), traces)
 

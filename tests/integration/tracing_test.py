@@ -181,9 +181,11 @@ def routes(route_extra=""):
     return text
 
 
-def tracing_yaml(collector_port, protocol="OTLP_JSON", extra=""):
+def tracing_yaml(collector_port, protocol="OTLP_JSON", extra="", attempt_spans="EVERY_ATTEMPT"):
+    """Most tests look at every span a hop can make: a client span for every attempt."""
     return (f"tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:{collector_port}\n"
-            f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: frontend\n{extra}")
+            f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: frontend\n"
+            f"  attempt_spans: {attempt_spans}\n{extra}")
 
 
 def request(port, path="/", headers=None):
@@ -364,6 +366,49 @@ class RetryTest(TracingTestCase):
             self.assertEqual(c["trace_id"], CALLER_TRACE)
         self.assertNotEqual(clients[0]["span_id"], clients[1]["span_id"])
         # Each upstream request named its own attempt's span.
+        sent = [traceparent_parts(h["traceparent"])[2] for h in self.up.stats()["headers_log"]]
+        self.assertEqual(sent, [clients[0]["span_id"], clients[1]["span_id"]])
+
+
+class AttemptSpansRetriedTest(TracingTestCase):
+    """The default, attempt_spans: RETRIED: one span per request unless it was retried."""
+
+    def test_a_single_attempt_is_one_span_named_by_the_upstream_request(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port, attempt_spans="RETRIED"))
+        self.assertEqual(request(port, "/one", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
+                         200)
+        spans = self.collector.wait_spans(1)
+        time.sleep(0.2)  # nothing else comes
+        span, = self.collector.snapshot()
+        self.assertEqual((span["kind"], span["trace_id"], span["parent_id"]),
+                         ("SERVER", CALLER_TRACE, CALLER_SPAN))
+        # The upstream's parent is this span: the attempt's id went to it.
+        seen = self.up.stats()["last_headers"]
+        self.assertEqual(traceparent_parts(seen["traceparent"])[2], span["span_id"])
+        # What the attempt measured is on it.
+        self.assertEqual(span["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        self.assertEqual(span["attributes"]["meshlet.cluster"], "app")
+        self.assertIn("meshlet.upstream.ready_us", span["attributes"])
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_sampled_total"), 1)
+        self.assertEqual(sidecar.stat("meshlet_tracing_spans_exported_total"), 1)
+
+    def test_a_retried_request_shows_every_attempt(self):
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port, attempt_spans="RETRIED"),
+                                   "retry_policy: {num_retries: 1, base_interval: 0.001s}")
+        self.up.control(fail_next=1, status=503)
+        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
+                         200)
+        spans = self.collector.wait_spans(3)
+        self.assertEqual(len(spans), 3, spans)
+        server, = self.by_kind(spans, "SERVER")
+        clients = sorted(self.by_kind(spans, "CLIENT"),
+                         key=lambda s: int(s["attributes"]["meshlet.retry_attempt"]))
+        self.assertEqual([c["attributes"]["http.response.status_code"] for c in clients],
+                         ["503", "200"])
+        self.assertEqual([c["parent_id"] for c in clients], [server["span_id"]] * 2)
+        self.assertEqual(server["parent_id"], CALLER_SPAN)
+        # The first attempt, kept while it was the only one, ended before the second began.
+        self.assertLessEqual(clients[0]["end"], clients[1]["start"])
         sent = [traceparent_parts(h["traceparent"])[2] for h in self.up.stats()["headers_log"]]
         self.assertEqual(sent, [clients[0]["span_id"], clients[1]["span_id"]])
 
