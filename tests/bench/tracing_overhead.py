@@ -6,27 +6,27 @@ Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R]
 
 One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
-valgrind's callgrind, which counts every instruction of every thread (workers and the span
-exporter), so the figure does not depend on what else the machine runs. Each mode runs twice, with
+valgrind's callgrind, which counts every instruction of every thread, so the figure does not depend on what else the machine runs. Each mode runs twice, with
 N and 2N requests; (Ir(2N) - Ir(N)) / N is the cost per request without start-up and shutdown,
 less what the process spends per second when idle (measured from two idle spells) times the
 extra wall time of the longer run (under valgrind the runs are slow, so timers would count).
-Modes: tracing off, 1 % sampling, 100 % sampling (OTLP protobuf to a collector stub in this
-process that answers 200). Prints one line per mode and the overhead against "off". With --keep
+Modes: tracing off, 1 % sampling, 100 % sampling, and 100 % with a client span for every attempt
+(attempt_spans: EVERY_ATTEMPT; the default makes one span per request), OTLP protobuf to a
+collector stub in this process that answers 200. Prints one line per mode and the overhead against "off". With --keep
 DIR the callgrind profiles stay in DIR (callgrind-PERCENT-REQUESTS-IDLE.out, for
 callgrind_annotate; "None" is tracing off).
 
-With --cpu-rounds R it measures CPU time instead, without valgrind: three proxying sidecars (off,
-1 %, 100 %) run side by side; in each of R rounds, three h2load --h1 processes send N requests to
+With --cpu-rounds R it measures CPU time instead, without valgrind: the proxying sidecars (one per
+mode) run side by side; in each of R rounds, one h2load per mode --h1 processes send N requests to
 each of them at the same time, so the three share whatever else the machine is doing at that
 moment and each round is a paired comparison. User + system time of each proxying process (every
 thread, kernel time included) is read from /proc/PID/stat before the round and 1.2 s after its
-loads end (so the exporter's flush of the round's spans is counted). Prints per mode the median
+loads end (so the export of the round's last spans is counted). Prints per mode the median
 microseconds per request, the median of the per-round ratios against "off", and the load average.
 
 With --rps-rounds R it measures requests/s, the figure the targets name, on a quiet machine: as
-in the proxy comparison (proxy_compare.py), each proxying sidecar (off, 1 %, 100 %) runs one worker
-pinned to core 0 with all its threads (the span exporter included), while the upstream sidecar,
+in the proxy comparison (proxy_compare.py), each proxying sidecar (every mode) runs one worker
+pinned to core 0 with all its threads, while the upstream sidecar,
 the collector (an nginx answering 200: the Python stub would take much of core 1 at 100 %) and the
 load generator (wrk -t1 -cC -dS, HTTP/1.1 keep-alive) share core 1. In
 each round the three are loaded one after the other, in an order that rotates between rounds.
@@ -96,9 +96,12 @@ def proxy_config(port, up_port, percent, collector_port):
             "      domains: [\"*\"]\n      routes:\n      - match: {prefix: /}\n"
             "        route: {cluster: app}\n")
     if percent is not None:
-        text += (f"tracing:\n  sampling_percent: {percent}\n"
+        # "100-every-attempt": 100 % with a client span for every attempt, not only retried ones.
+        rate, _, every = str(percent).partition("-")
+        text += (f"tracing:\n  sampling_percent: {rate}\n"
                  f"  collector_address: 127.0.0.1:{collector_port}\n"
-                 "  protocol: OTLP_PROTO\n  service_name: bench\n")
+                 "  protocol: OTLP_PROTO\n  service_name: bench\n"
+                 f"  attempt_spans: {'EVERY_ATTEMPT' if every else 'RETRIED'}\n")
     return text
 
 
@@ -148,7 +151,9 @@ def median(values):
 
 def report_against_off(samples, what, load_before, load_after):
     """Per sampled mode, the median of the rounds' ratios to "off" and their spread."""
-    for name in ("1%", "100%"):
+    for name in samples:
+        if name == "off":
+            continue
         ratios = [x / off for x, off in zip(samples[name], samples["off"])]
         print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % {what} against tracing off "
               f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
@@ -252,7 +257,7 @@ def measure_rps(args, tmp, modes, up_port):
                 proc, port, _ = procs[name]
                 before = sum(cpu_seconds(proc.pid))
                 rate, total = pc.wrk_rps(port, args.duration, args.connections)
-                time.sleep(0.3)  # the exporter's flush of this load's spans is counted
+                time.sleep(0.3)  # the export of this load's last spans is counted
                 rps[name].append(rate)
                 cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
         with open("/proc/loadavg") as f:
@@ -310,7 +315,9 @@ def main():
                                 stderr=subprocess.DEVNULL)
     wait_ready(up_admin, upstream, 10)
 
-    modes = [("off", None), ("1%", 1), ("100%", 100)]
+    # The default (attempt_spans: RETRIED: one span per request) and, at 100 %, a client span for
+    # every attempt as well.
+    modes = [("off", None), ("1%", 1), ("100%", 100), ("100%, every attempt", "100-every-attempt")]
     results = {}
     if args.cpu_rounds or args.rps_rounds:
         try:
@@ -327,7 +334,7 @@ def main():
         for name, percent in modes:
             runs = {}
             # (requests, idle seconds): two loads, and two idle spells that measure what the
-            # process spends per second without requests (timers; the exporter sleeps when idle),
+            # process spends per second without requests (timers; nothing is exported when idle),
             # which is subtracted for the load runs' difference in wall time.
             for n, idle in ((args.requests, 0), (2 * args.requests, 0), (0, 3), (0, 9)):
                 port, admin = free_port(), free_port()
@@ -369,7 +376,9 @@ def main():
         upstream.wait(timeout=10)
         sink.shutdown()
     off = results["off"]
-    for name in ("1%", "100%"):
+    for name in results:
+        if name == "off":
+            continue
         print(f"{name:>5}: +{100 * (results[name] - off) / off:.2f} % instructions per request "
               f"against tracing off")
     return 0

@@ -224,6 +224,21 @@ class TracingTestCase(base.SidecarTestCase):
     def by_kind(self, spans, kind):
         return [s for s in spans if s["kind"] == kind]
 
+    def retried_request(self, attempt_spans):
+        """One request whose first attempt is answered 503 and retried: its server span and its
+        client spans in attempt order."""
+        _, port = self.proxy(tracing_yaml(self.collector.port, attempt_spans=attempt_spans),
+                             "retry_policy: {num_retries: 1, base_interval: 0.001s}")
+        self.up.control(fail_next=1, status=503)
+        self.assertEqual(request(port, "/",
+                                 {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0], 200)
+        spans = self.collector.wait_spans(3)
+        self.assertEqual(len(spans), 3, spans)
+        server, = self.by_kind(spans, "SERVER")
+        clients = sorted(self.by_kind(spans, "CLIENT"),
+                         key=lambda s: int(s["attributes"]["meshlet.retry_attempt"]))
+        return server, clients
+
 
 class PropagationTest(TracingTestCase):
     def test_spans_link_to_the_caller_and_the_upstream_sees_the_client_span(self):
@@ -347,16 +362,7 @@ class Http2Test(TracingTestCase):
 
 class RetryTest(TracingTestCase):
     def test_each_attempt_is_a_client_span(self):
-        sidecar, port = self.proxy(tracing_yaml(self.collector.port),
-                                   "retry_policy: {num_retries: 1, base_interval: 0.001s}")
-        self.up.control(fail_next=1, status=503)
-        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
-                         200)
-        spans = self.collector.wait_spans(3)
-        self.assertEqual(len(spans), 3, spans)
-        server, = self.by_kind(spans, "SERVER")
-        clients = sorted(self.by_kind(spans, "CLIENT"),
-                         key=lambda s: int(s["attributes"]["meshlet.retry_attempt"]))
+        server, clients = self.retried_request("EVERY_ATTEMPT")
         self.assertEqual([c["attributes"]["meshlet.retry_attempt"] for c in clients], ["1", "2"])
         self.assertEqual([c["attributes"]["http.response.status_code"] for c in clients],
                          ["503", "200"])
@@ -393,16 +399,7 @@ class AttemptSpansRetriedTest(TracingTestCase):
         self.assertEqual(sidecar.stat("meshlet_tracing_spans_exported_total"), 1)
 
     def test_a_retried_request_shows_every_attempt(self):
-        sidecar, port = self.proxy(tracing_yaml(self.collector.port, attempt_spans="RETRIED"),
-                                   "retry_policy: {num_retries: 1, base_interval: 0.001s}")
-        self.up.control(fail_next=1, status=503)
-        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
-                         200)
-        spans = self.collector.wait_spans(3)
-        self.assertEqual(len(spans), 3, spans)
-        server, = self.by_kind(spans, "SERVER")
-        clients = sorted(self.by_kind(spans, "CLIENT"),
-                         key=lambda s: int(s["attributes"]["meshlet.retry_attempt"]))
+        server, clients = self.retried_request("RETRIED")
         self.assertEqual([c["attributes"]["http.response.status_code"] for c in clients],
                          ["503", "200"])
         self.assertEqual([c["parent_id"] for c in clients], [server["span_id"]] * 2)
