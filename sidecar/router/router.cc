@@ -312,7 +312,11 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     }
     tracing::Tracer& tracer = *router_.context_.tracer;
     StreamInfo& info = router_.info_;
-    if (!tracer.span_per_attempt() && info.trace.attempts == 1 && info.server_span != nullptr) {
+    // Not for a B3 caller: the X-B3-ParentSpanId sent upstream names the server span's own id,
+    // which a fold would replace (and B3 peers may share the client span's id for their own).
+    const bool b3 = info.trace.b3_single || info.trace.b3_multi;
+    if (!tracer.span_per_attempt() && !b3 && info.trace.attempts == 1 &&
+        info.server_span != nullptr) {
       // The only attempt so far: kept, exported only if another follows (BeginClientSpan).
       span_->end = tracer.WallNow();
       info.held_attempt_span = std::move(span_);

@@ -302,13 +302,12 @@ absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
   tracing_ = std::make_unique<tracing::TracingConfig>(config);
   if (!trace_collector_->needs_resolving()) return absl::OkStatus();
   // A name that does not resolve yet (its DNS record may come later) costs the spans of the
-  // meantime, not the start.
+  // meantime, not the start. Resolution runs off the main loop (a DNS server that does not answer
+  // would hold it for seconds).
   auto resolve = [this] {
-    const absl::Status status = trace_collector_->Resolve();
-    if (!status.ok()) LOG_EVERY_N_SEC(WARN, 60) << "tracing collector: " << status;
-    trace_collector_resolve_->Enable(status.ok() || !trace_collector_->Get().empty()
-                                         ? kCollectorResolveInterval
-                                         : kCollectorRetryInterval);
+    trace_collector_->ResolveInBackground();
+    trace_collector_resolve_->Enable(trace_collector_->Get().empty() ? kCollectorRetryInterval
+                                                                     : kCollectorResolveInterval);
   };
   trace_collector_resolve_ = std::make_unique<event::Timer>(loop_, resolve);
   resolve();
@@ -610,6 +609,7 @@ void Server::Shutdown() {
   metrics_reporter_.reset();
   certificate_manager_.reset();
   health_checks_.reset();
+  for (auto& worker : workers_) worker->RequestStop();  // all at once, then joined
   for (auto& worker : workers_) worker->Stop();
   workers_.clear();
   if (admin_ != nullptr) admin_->Shutdown();

@@ -534,10 +534,16 @@ void Worker::StartDrain() {
   loop_->Post([this] { DrainOnThread(); });
 }
 
+void Worker::RequestStop() {
+  if (!started_ || stop_requested_) return;
+  stop_requested_ = true;
+  loop_->Post([this] { ShutdownOnThread(); });
+}
+
 void Worker::Stop() {
   if (!started_ || stopped_) return;
+  RequestStop();
   stopped_ = true;
-  loop_->Post([this] { ShutdownOnThread(); });
   thread_.join();
 }
 

@@ -133,6 +133,9 @@ class Worker {
   void StartDrain();
   // Closes everything and joins the thread. Idempotent.
   void Stop();
+  // Stop() in two steps, so that several workers wind down at once (each may send its last spans,
+  // bounded by the tracing export_timeout): RequestStop() asks, Stop() then joins.
+  void RequestStop();
 
   int index() const { return index_; }
   // Downstream connections open on this worker (any thread may read it).
@@ -168,6 +171,7 @@ class Worker {
   std::thread thread_;
   bool started_ = false;
   bool stopped_ = false;
+  bool stop_requested_ = false;
 
   // Worker-thread state. loop_ is set before Start() returns and reset after the thread ends.
   std::unique_ptr<event::Loop> loop_;

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -16,6 +17,9 @@ namespace {
 
 // Collectors answer with a short body or none; a longer one is not read to keep the connection.
 constexpr uint64_t kMaxDrainedBody = 64 * 1024;
+
+// 1xx but 101 (which would switch protocols: a final answer here, and not a 2xx).
+bool IsInterim(int status) { return status >= 100 && status < 200 && status != 101; }
 
 }  // namespace
 
@@ -31,6 +35,9 @@ absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::
   std::string host = host_port.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "collector address \"", host_port, "\": an IPv6 address goes in brackets, [addr]:port"));
   }
   absl::StatusOr<net::Address> numeric = net::Address::FromIp(host, static_cast<uint16_t>(port));
   std::shared_ptr<CollectorAddress> address(
@@ -80,6 +87,18 @@ absl::Status CollectorAddress::Resolve() {
   absl::MutexLock lock(&mu_);
   addresses_ = std::move(found);
   return absl::OkStatus();
+}
+
+void CollectorAddress::ResolveInBackground() {
+  if (!needs_resolving_ || resolving_.exchange(true)) return;
+  // Detached: a resolver that hangs (DNS unreachable) delays nothing, not even the exit; the
+  // thread keeps this object alive until it is done.
+  std::thread([self = shared_from_this()] {
+    if (absl::Status status = self->Resolve(); !status.ok()) {
+      LOG_EVERY_N_SEC(WARN, 60) << "tracing collector: " << status;
+    }
+    self->resolving_.store(false);
+  }).detach();
 }
 
 std::vector<net::Address> CollectorAddress::Get() const {
@@ -318,6 +337,7 @@ http::h1::ParserVisitor::Action CollectorClient::OnStatusLine(int, int, int stat
 
 http::h1::ParserVisitor::Action CollectorClient::OnHeadersComplete(
     const http::h1::MessageInfo& info) {
+  if (IsInterim(status_)) return Action::kContinue;  // the final answer follows
   head_complete_ = true;
   keep_alive_ = info.keep_alive;
   // A body delimited by the connection's end, or longer than is worth reading, is not read: the
@@ -343,6 +363,11 @@ http::h1::ParserVisitor::Action CollectorClient::OnBody(absl::string_view data) 
 }
 
 http::h1::ParserVisitor::Action CollectorClient::OnMessageComplete() {
+  if (IsInterim(status_)) {
+    // An interim answer (100 Continue, 103 Early Hints): the final one comes next.
+    status_ = 0;
+    return Action::kContinue;
+  }
   message_complete_ = true;
   return Action::kPause;
 }

@@ -2,9 +2,10 @@
 
 // The trace collector as the workers' exporters reach it.
 //
-// CollectorAddress: the collector's "host:port" and the address it currently stands for. A
-// numeric address is parsed once; a name is resolved by the server's main thread (Resolve(), at
-// start and then periodically), never on a worker, which only reads the latest result.
+// CollectorAddress: the collector's "host:port" and the addresses it currently stands for. A
+// numeric address is parsed once; a name is resolved in the background (ResolveInBackground(),
+// which the server calls at start and then periodically), never on a worker or the main loop;
+// workers only read the latest result.
 //
 // CollectorClient: HTTP/1.1 POSTs to the collector from one worker's event loop, one at a time,
 // non-blocking, over one connection kept open between them. Each POST is bounded by `timeout`
@@ -16,6 +17,7 @@
 // `idle_limit` (a NAT or load balancer may have forgotten it). Answers are read with the proxy's
 // HTTP/1 parser.
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -36,7 +38,7 @@
 
 namespace meshlet::sidecar::tracing {
 
-class CollectorAddress {
+class CollectorAddress : public std::enable_shared_from_this<CollectorAddress> {
  public:
   // `host_port`: "host:port"; the host a name, an IPv4 literal or an IPv6 one in brackets.
   // Fails when it is not of that form. A numeric one is ready at once.
@@ -48,8 +50,11 @@ class CollectorAddress {
   const std::string& text() const { return text_; }
   // True when the host is a name (Resolve() has work to do).
   bool needs_resolving() const { return needs_resolving_; }
-  // Blocking: resolves the name and keeps its addresses (the main thread only).
+  // Blocking: resolves the name and keeps its addresses.
   absl::Status Resolve();
+  // Resolve() on a thread of its own, unless one is still at it; returns at once. Failures are
+  // logged (and the addresses already known kept).
+  void ResolveInBackground();
   // Any thread: the latest addresses (none while a name has never resolved), in the resolver's
   // order; a connection tries them in turn.
   std::vector<net::Address> Get() const;
@@ -61,6 +66,7 @@ class CollectorAddress {
   const std::string host_;
   const uint16_t port_;
   const bool needs_resolving_;
+  std::atomic<bool> resolving_{false};
   mutable absl::Mutex mu_;
   std::vector<net::Address> addresses_ ABSL_GUARDED_BY(mu_);
 };

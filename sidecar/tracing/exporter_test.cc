@@ -35,12 +35,12 @@ int ListenOnLoopback(int* port) {
 }
 
 // A one-shot HTTP collector on 127.0.0.1: accepts one connection, keeps the request, answers
-// `status`.
+// `status` (after a 100 Continue when `interim`).
 class OneShotCollector {
  public:
-  explicit OneShotCollector(int status) {
+  explicit OneShotCollector(int status, bool interim = false) {
     fd_ = ListenOnLoopback(&port_);
-    thread_ = std::thread([this, status] {
+    thread_ = std::thread([this, status, interim] {
       int conn = ::accept(fd_, nullptr, nullptr);
       if (conn < 0) return;
       char buffer[4096];
@@ -56,7 +56,8 @@ class OneShotCollector {
         }
       }
       const std::string answer =
-          absl::StrCat("HTTP/1.1 ", status, " X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+          absl::StrCat(interim ? "HTTP/1.1 100 Continue\r\n\r\n" : "", "HTTP/1.1 ", status,
+                       " X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
       ::send(conn, answer.data(), answer.size(), 0);
       ::close(conn);
     });
@@ -235,6 +236,15 @@ TEST_F(SpanExporterTest, ZipkinPathAndFailedExportsAreCounted) {
   EXPECT_EQ(Exported(), 0u);
 }
 
+TEST_F(SpanExporterTest, AnInterimAnswerIsFollowedByTheFinalOne) {
+  OneShotCollector collector(200, /*interim=*/true);
+  config_.batch_size = 1;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  EXPECT_EQ(Errors(), 0u);
+}
+
 // One request in flight at a time: spans that end meanwhile wait and go in the next requests,
 // each at most batch_size spans and each a whole document, over the one kept connection.
 TEST_F(SpanExporterTest, SpansEndingDuringAnExportGoInTheNextBatchesOverOneConnection) {
@@ -393,8 +403,8 @@ TEST(CollectorAddressTest, NumericAddressesAreReadyNamesWaitForResolve) {
   ASSERT_FALSE((*name)->Get().empty());
   for (const net::Address& address : (*name)->Get()) EXPECT_EQ(address.port(), 4318);
 
-  for (const char* bad :
-       {"collector", "collector:", ":4318", "collector:0", "collector:http", "collector:70000"}) {
+  for (const char* bad : {"collector", "collector:", ":4318", "collector:0", "collector:http",
+                          "collector:70000", "fd00::5:4318"}) {
     absl::StatusOr<std::shared_ptr<CollectorAddress>> address = CollectorAddress::Create(bad);
     ASSERT_FALSE(address.ok()) << bad;
     EXPECT_NE(address.status().message().find(bad), std::string::npos) << address.status();

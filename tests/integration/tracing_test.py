@@ -398,6 +398,17 @@ class AttemptSpansRetriedTest(TracingTestCase):
         self.assertEqual(sidecar.stat("meshlet_tracing_spans_sampled_total"), 1)
         self.assertEqual(sidecar.stat("meshlet_tracing_spans_exported_total"), 1)
 
+    def test_a_b3_caller_keeps_both_spans(self):
+        # B3 tells the upstream the server span's id as its parent: that span keeps its id.
+        sidecar, port = self.proxy(tracing_yaml(self.collector.port, attempt_spans="RETRIED"))
+        self.assertEqual(request(port, "/", {"b3": f"{CALLER_TRACE}-{CALLER_SPAN}-1"})[0], 200)
+        spans = self.collector.wait_spans(2)
+        server, = self.by_kind(spans, "SERVER")
+        client, = self.by_kind(spans, "CLIENT")
+        self.assertEqual(client["parent_id"], server["span_id"])
+        seen = self.up.stats()["last_headers"]
+        self.assertEqual(seen["b3"].split("-")[3], server["span_id"])
+
     def test_a_retried_request_shows_every_attempt(self):
         server, clients = self.retried_request("RETRIED")
         self.assertEqual([c["attributes"]["http.response.status_code"] for c in clients],
