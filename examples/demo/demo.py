@@ -63,7 +63,7 @@ class DemoError(Exception):
 
 def ports(base):
     """Every port the demo listens on, by name."""
-    p = {"xds": base + 12, "api": base + 14}
+    p = {"xds": base + 12, "api": base + 14, "otlp": base + 16}
     for i, (node, *_rest) in enumerate(WORKLOADS):
         first = base + 80 + 10 * i
         p[node] = {"app": first, "inbound": first + 1, "outbound": first + 2, "admin": first + 3}
@@ -71,7 +71,8 @@ def ports(base):
 
 
 def all_ports(p):
-    return [p["xds"], p["api"]] + [v for node, *_ in WORKLOADS for v in p[node].values()]
+    return [p["xds"], p["api"], p["otlp"]] + [v for node, *_ in WORKLOADS
+                                              for v in p[node].values()]
 
 
 def http_get(url, headers=None, token=None, timeout=5):
@@ -242,7 +243,9 @@ def start(args):
     spawn(state, "control-plane", [
         os.path.join(state.bin, "control-plane"), "--data-dir", state.cp_data,
         "--api-address", "127.0.0.1:%d" % p["api"],
-        "--xds-address=127.0.0.1:%d" % p["xds"], "--xds-plaintext", "--xds-listen-host=127.0.0.1"])
+        "--xds-address=127.0.0.1:%d" % p["xds"], "--xds-plaintext", "--xds-listen-host=127.0.0.1",
+        # The sidecars send their spans here (the dashboard's traces); no Zipkin receiver.
+        "--otlp-address=127.0.0.1:%d" % p["otlp"], "--zipkin-address="])
     token_file = os.path.join(state.cp_data, "api-token")
     wait_for(lambda: http_get("http://127.0.0.1:%d/healthz" % p["api"])[0] == 200
              and os.path.exists(token_file), 10, "the control plane's API")
@@ -264,8 +267,15 @@ def start(args):
         if upstream:
             argv += ["--upstream", upstream, "--outbound", str(wp["outbound"])]
         spawn(state, node + ".app", argv)
+        # Tracing is the one part of a sidecar's bootstrap that is not a flag: every request is
+        # traced, to the control plane's collector.
+        tracing_config = os.path.join(state.dir, node + ".tracing.yaml")
+        with open(tracing_config, "w") as f:
+            f.write("tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:%d\n"
+                    "  protocol: OTLP_PROTO\n  service_name: %s\n  flush_interval: 0.5s\n"
+                    % (p["otlp"], service))
         spawn(state, node + ".sidecar", [
-            os.path.join(state.bin, "sidecar"),
+            os.path.join(state.bin, "sidecar"), "--config=" + tracing_config,
             "--xds=127.0.0.1:%d" % p["xds"], "--xds-plaintext=true",
             "--xds-cache-dir=" + os.path.join(state.xds_cache, node),
             "--node-id=" + node, "--node-service=" + service, "--node-namespace=default",

@@ -129,6 +129,12 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(status.returncode, 0, status.stderr)
         for node in NODES:
             self.assertRegex(status.stdout, node + r"\s.*ACKED.*ACKED.*ACKED.*ACKED")
+        # Every sidecar traces to the control plane: the traffic's traces cross three services.
+        traces = subprocess.run([os.path.join(self.state, "bin", "meshctl"), "traces",
+                                 "--service", "ratings"], capture_output=True, text=True,
+                                timeout=20)
+        self.assertEqual(traces.returncode, 0, traces.stderr)
+        self.assertIn("frontend: GET /", traces.stdout)
         self.assertEqual(len(pids_of(self.state)), 9)  # control plane, 4 apps, 4 sidecars
 
         # Starting again replaces the running demo.
