@@ -1608,11 +1608,15 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
   } else {
     const size_t colon = out.collector_address.rfind(':');
     uint32_t port = 0;
+    const absl::string_view host = absl::string_view(out.collector_address).substr(0, colon);
     if (colon == std::string::npos || colon == 0 ||
         !absl::SimpleAtoi(absl::string_view(out.collector_address).substr(colon + 1), &port) ||
         port == 0 || port > 65535) {
       errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
                                     "\" is not host:port"));
+    } else if (host.find(':') != absl::string_view::npos && host.front() != '[') {
+      errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
+                                    "\": an IPv6 address goes in brackets, [addr]:port"));
     }
   }
   out.collector_path = tracing.collector_path();

@@ -1103,6 +1103,14 @@ TEST(BootstrapTest, TracingErrorsNameTheFields) {
   ASSERT_FALSE(no_collector.ok());
   EXPECT_EQ(no_collector.status().message(),
             "b.yaml: tracing.collector_address: required (host:port)");
+  auto unbracketed =
+      ParseBootstrap("tracing: {collector_address: \"fd00::5:4318\"}\n", "b.yaml", "");
+  ASSERT_FALSE(unbracketed.ok());
+  EXPECT_EQ(unbracketed.status().message(),
+            "b.yaml: tracing.collector_address: \"fd00::5:4318\": an IPv6 address goes in "
+            "brackets, [addr]:port");
+  EXPECT_TRUE(
+      ParseBootstrap("tracing: {collector_address: \"[fd00::5]:4318\"}\n", "b.yaml", "").ok());
 }
 
 }  // namespace
