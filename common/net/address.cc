@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -324,6 +325,52 @@ bool operator==(const Address& a, const Address& b) {
       return a.unix_path() == b.unix_path();
   }
   return false;
+}
+
+absl::StatusOr<HostPort> SplitHostPort(absl::string_view text) {
+  const size_t colon = text.rfind(':');
+  const absl::string_view digits =
+      colon == absl::string_view::npos ? absl::string_view() : text.substr(colon + 1);
+  uint32_t port = 0;
+  const bool numeric =
+      !digits.empty() && digits.size() <= 5 &&
+      std::all_of(digits.begin(), digits.end(),
+                  [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) &&
+      absl::SimpleAtoi(digits, &port);
+  if (colon == 0 || !numeric || port == 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not host:port"));
+  }
+  HostPort out;
+  out.port = static_cast<uint16_t>(port);
+  absl::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    out.bracketed = true;
+  }
+  out.host = std::string(host);
+  return out;
+}
+
+absl::StatusOr<std::vector<Address>> ResolveAll(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  const std::string service = absl::StrCat(port);
+  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &result); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve \"", host, "\": ", gai_strerror(rc)));
+  }
+  std::vector<Address> found;
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    absl::StatusOr<Address> address = Address::FromSockaddr(ai->ai_addr, ai->ai_addrlen);
+    if (address.ok()) found.push_back(*address);
+  }
+  ::freeaddrinfo(result);
+  if (found.empty()) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve \"", host, "\": no IP address"));
+  }
+  return found;
 }
 
 }  // namespace meshlet::net

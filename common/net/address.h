@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -66,5 +67,22 @@ class Address {
   socklen_t len_;
   Family family_;
 };
+
+// "host:port" in its parts, for addresses that may name a host (configuration: the xDS server,
+// the trace collector). The host is what precedes the last colon, without the brackets of an
+// IPv6 literal; the port is 1..65535.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  bool bracketed = false;  // the host was written in brackets
+  // An IPv6 literal written without brackets ("fd00::5:4318"): ambiguous to a reader.
+  bool unbracketed_ipv6() const { return !bracketed && host.find(':') != std::string::npos; }
+};
+// Fails with `"TEXT" is not host:port`.
+absl::StatusOr<HostPort> SplitHostPort(absl::string_view text);
+
+// Every address `host` (a name or an IP literal) stands for, in the resolver's order. Blocking
+// (getaddrinfo): never on a worker or an event loop that must stay responsive.
+absl::StatusOr<std::vector<Address>> ResolveAll(const std::string& host, uint16_t port);
 
 }  // namespace meshlet::net

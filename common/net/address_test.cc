@@ -4,8 +4,10 @@
 #include <sys/un.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::net {
@@ -142,6 +144,36 @@ TEST(AddressTest, FromIp) {
   EXPECT_EQ(Address::FromIp("::1", 5)->ToString(), "[::1]:5");
   EXPECT_EQ(Address::FromIp("1.2.3.4", 5)->ToString(), "1.2.3.4:5");
   EXPECT_FALSE(Address::FromIp("", 5).ok());
+}
+
+TEST(HostPortTest, SplitsNamesAndLiterals) {
+  absl::StatusOr<HostPort> name = SplitHostPort("collector.mesh:4318");
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(name->host, "collector.mesh");
+  EXPECT_EQ(name->port, 4318);
+  EXPECT_FALSE(name->unbracketed_ipv6());
+  absl::StatusOr<HostPort> v6 = SplitHostPort("[fd00::5]:9411");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->host, "fd00::5");
+  EXPECT_TRUE(v6->bracketed);
+  EXPECT_FALSE(v6->unbracketed_ipv6());
+  absl::StatusOr<HostPort> bare = SplitHostPort("fd00::5:9411");
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_TRUE(bare->unbracketed_ipv6());
+  for (const char* bad : {"collector", ":4318", "collector:", "collector:0", "collector:65536",
+                          "collector:+80", "collector:123456", "collector:http"}) {
+    absl::StatusOr<HostPort> split = SplitHostPort(bad);
+    ASSERT_FALSE(split.ok()) << bad;
+    EXPECT_EQ(split.status().message(), absl::StrCat("\"", bad, "\" is not host:port"));
+  }
+}
+
+TEST(HostPortTest, ResolvesEveryAddressOfAName) {
+  absl::StatusOr<std::vector<Address>> local = ResolveAll("localhost", 8080);
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_FALSE(local->empty());
+  for (const Address& address : *local) EXPECT_EQ(address.port(), 8080);
+  EXPECT_FALSE(ResolveAll("collector.invalid", 80).ok());
 }
 
 }  // namespace

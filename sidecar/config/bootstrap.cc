@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "common/net/address.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -24,18 +25,7 @@ void ResolveInPlace(const std::string& base_dir, std::string* path) {
 }
 
 // "host:port" or "[v6]:port" with a numeric port in 1..65535.
-bool ValidHostPort(absl::string_view address) {
-  size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
-  absl::string_view port = address.substr(colon + 1);
-  if (port.size() > 5) return false;
-  uint32_t value = 0;
-  for (char c : port) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
-    value = value * 10 + static_cast<uint32_t>(c - '0');
-  }
-  return value >= 1 && value <= 65535;
-}
+bool ValidHostPort(absl::string_view address) { return net::SplitHostPort(address).ok(); }
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/base/status.h"
+#include "common/net/address.h"
 #include "common/tls/spiffe.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -1605,19 +1606,12 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
   out.collector_address = tracing.collector_address();
   if (out.collector_address.empty()) {
     errors.push_back("tracing.collector_address: required (host:port)");
-  } else {
-    const size_t colon = out.collector_address.rfind(':');
-    uint32_t port = 0;
-    const absl::string_view host = absl::string_view(out.collector_address).substr(0, colon);
-    if (colon == std::string::npos || colon == 0 ||
-        !absl::SimpleAtoi(absl::string_view(out.collector_address).substr(colon + 1), &port) ||
-        port == 0 || port > 65535) {
-      errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
-                                    "\" is not host:port"));
-    } else if (host.find(':') != absl::string_view::npos && host.front() != '[') {
-      errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
-                                    "\": an IPv6 address goes in brackets, [addr]:port"));
-    }
+  } else if (absl::StatusOr<net::HostPort> split = net::SplitHostPort(out.collector_address);
+             !split.ok()) {
+    errors.push_back(absl::StrCat("tracing.collector_address: ", split.status().message()));
+  } else if (split->unbracketed_ipv6()) {
+    errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
+                                  "\": an IPv6 address goes in brackets, [addr]:port"));
   }
   out.collector_path = tracing.collector_path();
   if (!out.collector_path.empty() && out.collector_path.front() != '/') {

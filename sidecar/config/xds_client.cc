@@ -1,7 +1,6 @@
 #include "sidecar/config/xds_client.h"
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
 #include "common/stats/names.h"
 #include "common/tls/spiffe.h"
 #include "common/tls/tls_context.h"
@@ -739,24 +739,9 @@ absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port) {
   if (absl::StatusOr<net::Address> numeric = net::Address::Parse(host_port); numeric.ok()) {
     return numeric;
   }
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", host_port, "\" is not host:port"));
-  }
-  const std::string host = host_port.substr(0, colon);
-  const std::string port = host_port.substr(colon + 1);
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* result = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
-  if (rc != 0 || result == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot resolve \"", host_port, "\": ", ::gai_strerror(rc)));
-  }
-  absl::StatusOr<net::Address> address =
-      net::Address::FromSockaddr(result->ai_addr, result->ai_addrlen);
-  ::freeaddrinfo(result);
-  return address;
+  ASSIGN_OR_RETURN(const net::HostPort split, net::SplitHostPort(host_port));
+  ASSIGN_OR_RETURN(std::vector<net::Address> addresses, net::ResolveAll(split.host, split.port));
+  return addresses.front();
 }
 
 }  // namespace meshlet::sidecar::config

@@ -1,16 +1,13 @@
 #include "sidecar/tracing/collector_client.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <thread>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
@@ -24,24 +21,17 @@ bool IsInterim(int status) { return status >= 100 && status < 200 && status != 1
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::string host_port) {
-  const size_t colon = host_port.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(absl::string_view(host_port).substr(colon + 1), &port) || port == 0 ||
-      port > 65535) {
+  absl::StatusOr<net::HostPort> split = net::SplitHostPort(host_port);
+  if (!split.ok())
     return absl::InvalidArgumentError(
-        absl::StrCat("collector address \"", host_port, "\": expected host:port"));
-  }
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
+        absl::StrCat("collector address: ", split.status().message()));
+  if (split->unbracketed_ipv6()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "collector address \"", host_port, "\": an IPv6 address goes in brackets, [addr]:port"));
   }
-  absl::StatusOr<net::Address> numeric = net::Address::FromIp(host, static_cast<uint16_t>(port));
-  std::shared_ptr<CollectorAddress> address(
-      new CollectorAddress(host_port, std::move(host), static_cast<uint16_t>(port), !numeric.ok()));
+  absl::StatusOr<net::Address> numeric = net::Address::FromIp(split->host, split->port);
+  std::shared_ptr<CollectorAddress> address(new CollectorAddress(
+      std::move(host_port), std::move(split->host), split->port, !numeric.ok()));
   if (numeric.ok()) {
     absl::MutexLock lock(&address->mu_);
     address->addresses_ = {*numeric};
@@ -67,23 +57,7 @@ CollectorAddress::CollectorAddress(std::string text, std::string host, uint16_t 
 
 absl::Status CollectorAddress::Resolve() {
   if (!needs_resolving_) return absl::OkStatus();
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* result = nullptr;
-  const std::string port = absl::StrCat(port_);
-  if (int rc = ::getaddrinfo(host_.c_str(), port.c_str(), &hints, &result); rc != 0) {
-    return absl::UnavailableError(absl::StrCat("resolve ", text_, ": ", gai_strerror(rc)));
-  }
-  std::vector<net::Address> found;
-  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    absl::StatusOr<net::Address> address = net::Address::FromSockaddr(ai->ai_addr, ai->ai_addrlen);
-    if (address.ok()) found.push_back(*address);
-  }
-  ::freeaddrinfo(result);
-  if (found.empty()) {
-    return absl::UnavailableError(absl::StrCat("resolve ", text_, ": no IP address"));
-  }
+  ASSIGN_OR_RETURN(std::vector<net::Address> found, net::ResolveAll(host_, port_));
   absl::MutexLock lock(&mu_);
   addresses_ = std::move(found);
   return absl::OkStatus();
