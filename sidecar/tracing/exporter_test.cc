@@ -199,6 +199,11 @@ class SpanExporterTest : public ::testing::Test {
   bool RunUntil(absl::FunctionRef<bool()> done) {
     return loop_.RunUntil(done, std::chrono::seconds(5));
   }
+  // Hands `exporter` one span and runs the loop until the collector accepted it.
+  bool ExportOne(SpanExporter& exporter, uint64_t id) {
+    const uint64_t before = Exported();
+    return exporter.Take(TestSpan(id)) && RunUntil([&] { return Exported() == before + 1; });
+  }
   void RunFor(Duration duration) {
     loop_.RunUntil([] { return false; }, duration);
   }
@@ -216,8 +221,7 @@ TEST_F(SpanExporterTest, APartialBatchGoesAfterTheFlushIntervalAsOtlpJson) {
   // Timers count from the loop's cached time, which is as old as its last turn.
   loop_.UpdateTime();
   const absl::Time start = absl::Now();
-  ASSERT_TRUE(exporter->Take(TestSpan(7)));
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  ASSERT_TRUE(ExportOne(*exporter, 7));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(95));
   const std::string& request = collector.request();
   EXPECT_EQ(request.rfind("POST /v1/traces HTTP/1.1\r\n", 0), 0u) << request;
@@ -242,8 +246,7 @@ TEST_F(SpanExporterTest, AnInterimAnswerIsFollowedByTheFinalOne) {
   OneShotCollector collector(200, /*interim=*/true);
   config_.batch_size = 1;
   std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
-  ASSERT_TRUE(exporter->Take(TestSpan(1)));
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  ASSERT_TRUE(ExportOne(*exporter, 1));
   EXPECT_EQ(Errors(), 0u);
 }
 
@@ -277,8 +280,7 @@ TEST_F(SpanExporterTest, AConnectionTheCollectorClosedIsReplaced) {
   config_.protocol = ExportProtocol::kOtlpProto;
   std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
   for (uint64_t i = 1; i <= 5; ++i) {
-    ASSERT_TRUE(exporter->Take(TestSpan(i)));
-    ASSERT_TRUE(RunUntil([&] { return Exported() == i; }));
+    ASSERT_TRUE(ExportOne(*exporter, i));
     RunFor(std::chrono::milliseconds(20));  // the collector's close arrives between exports
   }
   EXPECT_EQ(collector.answered(), 5);
@@ -291,13 +293,10 @@ TEST_F(SpanExporterTest, AConnectionIdleTooLongIsReplaced) {
   config_.batch_size = 1;
   config_.collector_idle_limit = std::chrono::milliseconds(50);
   std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
-  ASSERT_TRUE(exporter->Take(TestSpan(1)));
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
-  ASSERT_TRUE(exporter->Take(TestSpan(2)));  // at once: the same connection
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 2; }));
+  ASSERT_TRUE(ExportOne(*exporter, 1));
+  ASSERT_TRUE(ExportOne(*exporter, 2));  // at once: the same connection
   RunFor(std::chrono::milliseconds(120));
-  ASSERT_TRUE(exporter->Take(TestSpan(3)));
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 3; }));
+  ASSERT_TRUE(ExportOne(*exporter, 3));
   EXPECT_EQ(collector.answered(), 3);
   EXPECT_EQ(collector.connections(), 2);
 }
@@ -308,8 +307,7 @@ TEST_F(SpanExporterTest, ARequestAKeptConnectionLostUnansweredGoesOverANewOne) {
   std::unique_ptr<SpanExporter> exporter = MakeExporter(collector.address());
   for (uint64_t i = 1; i <= 3; ++i) {
     // The second is read and closed unanswered by the collector: sent again over a new one.
-    ASSERT_TRUE(exporter->Take(TestSpan(i)));
-    ASSERT_TRUE(RunUntil([&] { return Exported() == i; })) << i;
+    ASSERT_TRUE(ExportOne(*exporter, i)) << i;
   }
   EXPECT_EQ(collector.answered(), 3);
   EXPECT_EQ(collector.connections(), 2);
@@ -422,8 +420,7 @@ TEST_F(SpanExporterTest, AnAddressThatRefusesIsFollowedByTheNameNextOne) {
       config_.collector_address,
       {*net::Address::Parse(ClosedPortAddress()), *net::Address::Parse(collector.address())});
   SpanExporter exporter(loop_, config_, "svc", address, *shard_, RealClock::Get());
-  ASSERT_TRUE(exporter.Take(TestSpan(1)));
-  ASSERT_TRUE(RunUntil([&] { return Exported() == 1; }));
+  ASSERT_TRUE(ExportOne(exporter, 1));
   EXPECT_EQ(Errors(), 0u);
   EXPECT_EQ(exporter.collector_connections(), 2u);
   EXPECT_EQ(collector.connections(), 1);
