@@ -49,7 +49,7 @@ struct Span {
   uint64_t span_id = 0;
   uint64_t parent_span_id = 0;  // 0: root
   SpanKind kind = SpanKind::kServer;
-  std::string name;  // empty: derived at export (SpanName)
+  std::string name;  // empty: "METHOD path" (server) or "METHOD cluster" (client), at export
   absl::Time start;
   absl::Time end;
   bool error = false;
@@ -122,16 +122,6 @@ using SpanPtr = std::unique_ptr<Span>;
 inline void SetText(std::string& field, absl::string_view value) {
   field.clear();
   field.append(value.data(), value.size());
-}
-
-// The span's name: `name` when set, else "METHOD path" (server) or "METHOD cluster" (client),
-// composed into `scratch` only when asked (the encoders write its pieces directly).
-inline absl::string_view SpanName(const Span& span, std::string* scratch) {
-  if (!span.name.empty()) return span.name;
-  scratch->assign(span.method);
-  scratch->push_back(' ');
-  scratch->append(span.kind == SpanKind::kServer ? span.path : span.cluster);
-  return *scratch;
 }
 
 // Calls `string_attr(key, value)` / `int_attr(key, value)` for every set attribute.

@@ -150,7 +150,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutIntAttribute(char* p, uint32_t fiel
   return PutVarint(p, static_cast<uint64_t>(value));
 }
 
-// The span's name without composing it: SpanName's pieces.
+// The span's name without composing it: `name` when set, else the pieces of "METHOD path"
+// (server) or "METHOD cluster" (client).
 struct NameParts {
   absl::string_view whole;  // `name` when set; else method, ' ', target
   absl::string_view method;

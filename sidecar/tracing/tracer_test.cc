@@ -540,8 +540,12 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     EXPECT_EQ(FieldsNumbered(message, 1).at(0).bytes, trace_id);
     EXPECT_EQ(FieldsNumbered(message, 2).at(0).bytes, span_id);
     EXPECT_EQ(FieldsNumbered(message, 4).size(), span.parent_span_id != 0 ? 1u : 0u);
-    std::string scratch;
-    EXPECT_EQ(FieldsNumbered(message, 5).at(0).bytes, SpanName(span, &scratch));
+    const std::string name =
+        !span.name.empty()
+            ? span.name
+            : absl::StrCat(span.method, " ",
+                           span.kind == SpanKind::kServer ? span.path : span.cluster);
+    EXPECT_EQ(FieldsNumbered(message, 5).at(0).bytes, name);
     EXPECT_EQ(FieldsNumbered(message, 6).at(0).varint, span.kind == SpanKind::kServer ? 2u : 3u);
     EXPECT_EQ(FieldsNumbered(message, 7).at(0).varint,
               static_cast<uint64_t>(absl::ToUnixNanos(span.start)));
