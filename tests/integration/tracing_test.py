@@ -486,6 +486,30 @@ class ExportTest(TracingTestCase):
         spans = self.collector.wait_spans(6)
         self.assertEqual(len(spans), 6)
 
+    def test_workers_send_their_last_spans_at_the_same_time(self):
+        # A collector that accepts connections (its listen backlog) and never answers: every
+        # worker holding spans waits export_timeout for its last batch as it stops. They wait
+        # together, not one after the other.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        self.addCleanup(silent.close)
+        tracing = tracing_yaml(silent.getsockname()[1], extra="  export_timeout: 1s\n").replace(
+            "flush_interval: 0.05s", "flush_interval: 60s")
+        port = free_port()
+        text = (base.config_yaml(http_listener("out", port), cluster(self.up.port), routes()) +
+                tracing)
+        sidecar = self.start(text, concurrency=4, drain_time="0s")
+        for _ in range(40):  # a connection each: the kernel spreads them over the workers
+            self.assertEqual(request(port, "/")[0], 200)
+        busy = [l for l in sidecar.stat_lines("meshlet_worker_cx_accepted_total")
+                if not l.endswith(": 0")]
+        self.assertGreaterEqual(len(busy), 2, busy)
+        start = time.monotonic()
+        sidecar.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(sidecar.wait_exit(10), 0)
+        self.assertLess(time.monotonic() - start, 1.8)  # one after the other: 1 s per worker
+
     def test_collector_down_drops_and_counts_without_slowing_requests(self):
         dead = free_port()  # nothing listens there
         tracing = tracing_yaml(dead, extra="  queue_limit: 8\n  batch_size: 4\n"
