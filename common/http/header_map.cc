@@ -107,9 +107,12 @@ HeaderMap::HeaderMap(
 HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view value) {
   // Header sections are bounded by codec limits far below 4 GiB; anything near it is a bug.
   CHECK(arena_.size() + name.size() + value.size() < UINT32_MAX) << "header map overflow";
+  // Names bounded by codec limits fit 31 bits with room to spare.
+  CHECK(name.size() < (uint32_t{1} << 31)) << "header name overflow";
   Entry e;
   e.name_offset = static_cast<uint32_t>(arena_.size());
   e.name_size = static_cast<uint32_t>(name.size());
+  e.trusted = 0;
   e.value_offset = static_cast<uint32_t>(arena_.size() + name.size());
   e.value_size = static_cast<uint32_t>(value.size());
   // One growth for both; the name is lowercased on its way in.
@@ -148,6 +151,10 @@ void HeaderMap::Set(absl::string_view name, absl::string_view value) {
     Add(name, value);
     return;
   }
+  Replace(first, name, value);
+}
+
+void HeaderMap::Replace(size_t first, absl::string_view name, absl::string_view value) {
   // Remove later duplicates first so `first` stays valid.
   for (size_t i = Find(name, first + 1); i != kNotFound; i = Find(name, i)) EraseAt(i);
   Entry& e = entries_[first];
@@ -156,8 +163,35 @@ void HeaderMap::Set(absl::string_view name, absl::string_view value) {
   byte_size_ = byte_size_ - e.value_size + value.size();
   e.value_offset = static_cast<uint32_t>(arena_.size());
   e.value_size = static_cast<uint32_t>(value.size());
+  e.trusted = 0;
   arena_.append(value.data(), value.size());
   MaybeCompact();
+}
+
+void HeaderMap::AddTrusted(absl::string_view name, absl::string_view value) {
+  DCHECK(!IsPseudo(name) && !InArena(value) && absl::AsciiStrToLower(name) == name);
+  CHECK(arena_.size() + name.size() + value.size() < UINT32_MAX) << "header map overflow";
+  Entry e;
+  e.name_offset = static_cast<uint32_t>(arena_.size());
+  e.name_size = static_cast<uint32_t>(name.size());
+  e.trusted = 1;
+  e.value_offset = static_cast<uint32_t>(arena_.size() + name.size());
+  e.value_size = static_cast<uint32_t>(value.size());
+  arena_.append(name.data(), name.size());
+  arena_.append(value.data(), value.size());
+  byte_size_ += name.size() + value.size();
+  entries_.push_back(e);
+}
+
+void HeaderMap::SetTrusted(absl::string_view name, absl::string_view value) {
+  DCHECK(!InArena(value));
+  const size_t first = Find(name, 0);
+  if (first == kNotFound) {
+    AddTrusted(name, value);
+    return;
+  }
+  Replace(first, name, value);
+  entries_[first].trusted = 1;
 }
 
 size_t HeaderMap::Remove(absl::string_view name) {

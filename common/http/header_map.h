@@ -83,6 +83,13 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Replaces every value of `name` with `value`, keeping the position of the first occurrence
   // (or appending if absent).
   void Set(absl::string_view name, absl::string_view value);
+  // Add() and Set() for a field the proxy formats itself from bytes that can never split a line
+  // (traceparent: hex digits and dashes). The codecs write a trusted field without checking it
+  // again, and the map does not lowercase or copy it first. `name` must be a lowercase regular
+  // header name, and `value` must not view this map. Any later Set() of the name makes it
+  // untrusted again.
+  void AddTrusted(absl::string_view name, absl::string_view value);
+  void SetTrusted(absl::string_view name, absl::string_view value);
   // Removes every value of `name`; returns how many were removed.
   size_t Remove(absl::string_view name);
   // Removes everything; keeps allocated capacity for reuse.
@@ -128,6 +135,18 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   template <typename Fn>
   void ForEachRegular(Fn&& fn) const {
     ForEachIn(num_pseudo_, entries_.size(), fn);
+  }
+  // As ForEachRegular, calling fn(HeaderView, bool trusted): trusted for AddTrusted/SetTrusted
+  // fields (for the codecs' output checks).
+  template <typename Fn>
+  void ForEachRegularWithTrust(Fn&& fn) const {
+    const char* const arena = arena_.data();
+    for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
+      const Entry& e = entries_[i];
+      fn(HeaderView{absl::string_view(arena + e.name_offset, e.name_size),
+                    absl::string_view(arena + e.value_offset, e.value_size)},
+         e.trusted != 0);
+    }
   }
 
   class const_iterator {
@@ -175,7 +194,8 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Offsets into arena_; 32 bits each because header sections are bounded far below 4 GiB.
   struct Entry {
     uint32_t name_offset;
-    uint32_t name_size;
+    uint32_t name_size : 31;
+    uint32_t trusted : 1;  // AddTrusted/SetTrusted: the codecs need not check its bytes
     uint32_t value_offset;
     uint32_t value_size;
   };
@@ -200,6 +220,8 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Index of the first entry at or after `from` whose name equals `name` ignoring case.
   size_t Find(absl::string_view name, size_t from) const;
   Entry MakeEntry(absl::string_view name, absl::string_view value);
+  // Set()'s work once `first`, the first entry of `name`, is found.
+  void Replace(size_t first, absl::string_view name, absl::string_view value);
   void EraseAt(size_t index);
   // Rewrites the arena without the bytes of removed entries once they dominate it.
   void MaybeCompact();

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -207,6 +208,38 @@ TEST(HeaderMapTest, MoveKeepsEntriesAndEmptiesTheSource) {
     EXPECT_EQ(target.Get("after"), "1");
     EXPECT_FALSE(target.Has("old"));
   }
+}
+
+// Trusted fields (the proxy's own traceparent) are ordinary fields to every reader; only the
+// trust flag, which the codecs read, sets them apart, and any ordinary Set() clears it.
+TEST(HeaderMapTest, TrustedFields) {
+  HeaderMap headers{
+      {":method", "GET"}, {"traceparent", "caller"}, {"a", "1"}, {"traceparent", "dup"}};
+  headers.SetTrusted("traceparent", "00-mine");
+  headers.AddTrusted("x-b3-spanid", "0123");
+  EXPECT_EQ(headers.DebugString(), ":method: GET\ntraceparent: 00-mine\na: 1\nx-b3-spanid: 0123\n");
+  EXPECT_EQ(headers.ByteSize(),
+            std::string(":methodGETtraceparent00-minea1x-b3-spanid0123").size());
+  auto trust = [&] {
+    std::string out;
+    headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
+      absl::StrAppend(&out, h.name, trusted ? "+" : "-", " ");
+    });
+    return out;
+  };
+  EXPECT_EQ(trust(), "traceparent+ a- x-b3-spanid+ ");
+  headers.Set("traceparent", "from a filter");
+  EXPECT_EQ(trust(), "traceparent- a- x-b3-spanid+ ");
+  EXPECT_EQ(headers.Get("traceparent"), "from a filter");
+
+  // Absent: SetTrusted appends. Copies and moves keep the flag.
+  HeaderMap fresh;
+  fresh.SetTrusted("traceparent", "00-x");
+  HeaderMap copy = fresh;
+  bool copied_trusted = false;
+  copy.ForEachRegularWithTrust([&](HeaderView, bool trusted) { copied_trusted = trusted; });
+  EXPECT_TRUE(copied_trusted);
+  EXPECT_EQ(copy.Get("traceparent"), "00-x");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "sidecar/listener/http_connection_manager.h"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -342,7 +343,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
 
   // Trace context and sampling (docs/tracing.md); a sampled request gets its server span here.
   void BeginServerSpan(http::HeaderMap& headers) {
-    hcm_.context_.tracer->BeginServer(headers, info_.trace, server_span_);
+    hcm_.context_.tracer->BeginServer(headers, info_.trace, server_span_, info_.start);
     if (server_span_ == nullptr) return;
     info_.server_span = server_span_.get();
     tracing::Span& span = *server_span_;
@@ -352,11 +353,16 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       if (header.name == ":method" && method.data() == nullptr) method = header.value;
       if (header.name == ":path" && path.data() == nullptr) path = header.value;
     });
-    path = path.substr(0, std::min(path.find('?'), tracing::Span::kMaxPathBytes));
+    // Without the query, bounded: memchr over the bounded part only.
+    const size_t bounded = std::min(path.size(), tracing::Span::kMaxPathBytes);
+    const void* const query = bounded == 0 ? nullptr : std::memchr(path.data(), '?', bounded);
+    path = path.substr(0, query == nullptr
+                              ? bounded
+                              : static_cast<size_t>(static_cast<const char*>(query) - path.data()));
     tracing::SetText(span.method, method);
     tracing::SetText(span.path, path);
     span.protocol = http::ProtocolName(info_.protocol);
-    tracing::SetText(span.peer_identity, hcm_.options_.peer_identity);
+    span.peer_identity = hcm_.options_.peer_identity;
   }
 
   // Encodes the last piece of the response with the stream settled first: the codec may complete
@@ -386,12 +392,12 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     encoder_ = nullptr;
     router_.Abandon();
     tunnel_active_.reset();
-    const uint64_t duration_us =
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                  hcm_.context_.clock.Now() - info_.start)
-                                  .count());
+    const MonotonicTime now = hcm_.context_.clock.Now();
+    const uint64_t duration_us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - info_.start).count());
     if (server_span_ != nullptr) {
       info_.server_span = nullptr;
+      server_span_->end_ns = hcm_.context_.tracer->WallNanosAt(now);
       router::FillServerSpan(info_, *server_span_);
       if (info_.held_attempt_span != nullptr) {
         // One attempt: this span describes it and takes its id, the upstream's parent.

@@ -311,15 +311,10 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
       span_->status_message = absl::StrCat("HTTP ", span_->status_code);
     }
     tracing::Tracer& tracer = *router_.context_.tracer;
-    StreamInfo& info = router_.info_;
-    // Not for a B3 caller: the X-B3-ParentSpanId sent upstream names the server span's own id,
-    // which a fold would replace (and B3 peers may share the client span's id for their own).
-    const bool b3 = info.trace.b3_single || info.trace.b3_multi;
-    if (!tracer.span_per_attempt() && !b3 && info.trace.attempts == 1 &&
-        info.server_span != nullptr) {
+    if (router_.AttemptMayBeFolded()) {
       // The only attempt so far: kept, exported only if another follows (BeginClientSpan).
-      span_->end = tracer.WallNow();
-      info.held_attempt_span = std::move(span_);
+      span_->end_ns = tracer.WallNanos();
+      router_.info_.held_attempt_span = std::move(span_);
       return;
     }
     tracer.End(span_);
@@ -674,21 +669,38 @@ void Router::StartAttempt() {
 }
 
 void Router::BeginClientSpan(const Host& host) {
+  tracing::Span* const server = info_.server_span;
   // Every attempt is its own client span and carries its own traceparent (a retry included). A
-  // first attempt kept in case it stayed the only one is exported now that it is not.
-  if (info_.held_attempt_span != nullptr) context_.tracer->End(info_.held_attempt_span);
+  // first attempt kept in case it stayed the only one is exported now that it is not, with the
+  // text it was spared (the server span still names its host).
+  if (info_.held_attempt_span != nullptr) {
+    FillClientSpanText(*info_.held_attempt_span, server != nullptr ? server->endpoint : "");
+    context_.tracer->End(info_.held_attempt_span);
+  }
   tracing::SpanPtr& span = upstream_->span();
   context_.tracer->BeginClient(*request_headers_, info_.trace, span);
   if (span == nullptr) return;
-  tracing::Span* const server = info_.server_span;
-  // The request's method, as the server span has it (one lookup less).
-  tracing::SetText(span->method, server != nullptr ? absl::string_view(server->method)
-                                                   : request_headers_->Get(":method").value_or(""));
-  tracing::SetText(span->route, info_.route_name);
-  tracing::SetText(span->cluster, info_.cluster_name);
-  tracing::SetText(span->endpoint, host.address_text());
   // The server span names the host of the last attempt: this one, so far.
   if (server != nullptr) tracing::SetText(server->endpoint, host.address_text());
+  if (!AttemptMayBeFolded()) FillClientSpanText(*span, host.address_text());
+}
+
+bool Router::AttemptMayBeFolded() const {
+  // Not for a B3 caller: the X-B3-ParentSpanId sent upstream names the server span's own id,
+  // which a fold would replace (and B3 peers may share the client span's id for their own).
+  const bool b3 = info_.trace.b3_single || info_.trace.b3_multi;
+  return !context_.tracer->span_per_attempt() && !b3 && info_.trace.attempts == 1 &&
+         info_.server_span != nullptr;
+}
+
+void Router::FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const {
+  const tracing::Span* const server = info_.server_span;
+  // The request's method, as the server span has it (one lookup less).
+  tracing::SetText(span.method, server != nullptr ? absl::string_view(server->method)
+                                                  : request_headers_->Get(":method").value_or(""));
+  span.route = info_.route_name;
+  span.cluster = info_.cluster_name;
+  tracing::SetText(span.endpoint, endpoint);
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {

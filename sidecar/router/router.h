@@ -184,6 +184,12 @@ class Router {
   void OnUpstreamBelowWriteBufferLowWatermark();
   // Tracing: the new attempt's client span and its traceparent (and B3) on the request headers.
   void BeginClientSpan(const Host& host);
+  // The attempt now beginning (or ending) is the request's first and, with span_per_attempt
+  // false, will be folded into the server span if no other follows (tracing::FoldSingleAttempt).
+  bool AttemptMayBeFolded() const;
+  // A client span's text attributes: method, route, cluster, and the attempt's `endpoint`. A span
+  // that may be folded gets them only once it is to be exported.
+  void FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const;
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
   void StartConnectAttempt(const Cluster::HostSelection& selection);
   void OnTcpUpstreamConnected();

@@ -61,8 +61,8 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   span.status_code = info.response_code;
   span.bytes_in = info.bytes_received;
   span.bytes_out = info.bytes_sent;
-  tracing::SetText(span.route, info.route_name);
-  tracing::SetText(span.cluster, info.cluster_name);
+  span.route = info.route_name;
+  span.cluster = info.cluster_name;
   if (info.upstream_host.has_value() && span.endpoint.empty()) {
     tracing::SetText(span.endpoint, info.upstream_host->ToString());  // a CONNECT tunnel's
   }

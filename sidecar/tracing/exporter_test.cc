@@ -160,8 +160,8 @@ Span TestSpan(uint64_t id) {
   span.trace_id = TraceId{0, 42};
   span.span_id = id;
   span.name = "GET";
-  span.start = absl::Now();
-  span.end = span.start + absl::Milliseconds(1);
+  span.start_ns = absl::ToUnixNanos(absl::Now());
+  span.end_ns = span.start_ns + 1'000'000;
   return span;
 }
 

@@ -3,28 +3,39 @@
 // Tests and benchmarks: SpanSinks without the network.
 
 #include <cstddef>
+#include <deque>
+#include <string>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 #include "sidecar/tracing/span_encoding.h"
 #include "sidecar/tracing/span_sink.h"
 
 namespace meshlet::sidecar::tracing {
 
-// Keeps a copy of every span it takes, up to `capacity` of them.
+// Keeps a copy of every span it takes, up to `capacity` of them, with its own copy of the text
+// the span's views point to (that belongs to the request, which may be gone when a test looks).
 class RecordingSpanSink final : public SpanSink {
  public:
   explicit RecordingSpanSink(size_t capacity = 1024) : capacity_(capacity) {}
 
   bool Take(const Span& span) override {
     if (spans.size() >= capacity_) return false;
-    spans.push_back(span);
+    Span& copy = spans.emplace_back(span);
+    copy.peer_identity = Keep(span.peer_identity);
+    copy.route = Keep(span.route);
+    copy.cluster = Keep(span.cluster);
     return true;
   }
 
   std::vector<Span> spans;
 
  private:
+  absl::string_view Keep(absl::string_view text) { return text_.emplace_back(text); }
+
   size_t capacity_;
+  std::deque<std::string> text_;  // never moves what it holds
 };
 
 // What a worker's exporter does with a span, without sending: encodes it into the batch.

@@ -17,7 +17,6 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "sidecar/tracing/trace_context.h"
 
 namespace meshlet::sidecar::tracing {
@@ -50,8 +49,9 @@ struct Span {
   uint64_t parent_span_id = 0;  // 0: root
   SpanKind kind = SpanKind::kServer;
   std::string name;  // empty: "METHOD path" (server) or "METHOD cluster" (client), at export
-  absl::Time start;
-  absl::Time end;
+  // Wall-clock time in Unix nanoseconds, as exported (Tracer::WallNanos); end 0: not stamped yet.
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
   bool error = false;
   std::string status_message;  // why it failed, when error
 
@@ -61,11 +61,15 @@ struct Span {
   int status_code = 0;  // http.response.status_code; 0: no response
   // network.protocol.name / version: static text (http::ProtocolName), nothing to copy.
   absl::string_view protocol;
-  std::string peer_identity;   // meshlet.peer.identity (SPIFFE id of an mTLS client)
-  std::string route;           // meshlet.route
-  std::string cluster;         // meshlet.cluster
-  std::string endpoint;        // server.address (the upstream host, "ip:port")
-  std::string response_flags;  // meshlet.response_flags ("UF,URX")
+  // Views, not copies: they point into the connection (the peer's identity) and the route
+  // configuration the stream's router holds (route and cluster names), which outlive the span:
+  // it is encoded when it ends (Tracer::End), before the stream lets them go. A Span kept longer
+  // keeps its own copy of their text (RecordingSpanSink).
+  absl::string_view peer_identity;  // meshlet.peer.identity (SPIFFE id of an mTLS client)
+  absl::string_view route;          // meshlet.route
+  absl::string_view cluster;        // meshlet.cluster
+  std::string endpoint;             // server.address (the upstream host, "ip:port")
+  std::string response_flags;       // meshlet.response_flags ("UF,URX")
   // Body bytes as this span's side saw them: a server span receives the request and sends the
   // response; a client span sends the request and receives the response.
   uint64_t bytes_in = 0;           // meshlet.bytes_received
@@ -84,19 +88,19 @@ struct Span {
     Clear(status_message);
     Clear(method);
     Clear(path);
-    Clear(peer_identity);
-    Clear(route);
-    Clear(cluster);
     Clear(endpoint);
     Clear(response_flags);
     Clear(request_id);
     protocol = {};
+    peer_identity = {};
+    route = {};
+    cluster = {};
     trace_id = TraceId();
     span_id = 0;
     parent_span_id = 0;
     kind = SpanKind::kServer;
-    start = absl::Time();
-    end = absl::Time();
+    start_ns = 0;
+    end_ns = 0;
     error = false;
     status_code = 0;
     bytes_in = 0;

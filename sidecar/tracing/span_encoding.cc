@@ -55,8 +55,10 @@ void AppendTraceIdHex(std::string* out, const TraceId& id) {
   AppendHex64(out, id.low);
 }
 
-int64_t UnixNanos(absl::Time t) { return absl::ToUnixNanos(t); }
-int64_t UnixMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+int64_t FloorDiv(int64_t value, int64_t divisor) {
+  const int64_t quotient = value / divisor;
+  return (value % divisor != 0 && value < 0) ? quotient - 1 : quotient;
+}
 
 // --- protobuf wire format ---------------------------------------------------------------------
 //
@@ -138,16 +140,74 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutKeyValueHead(char* p, uint32_t fiel
   p = PutBytes(p, 1, key);
   return PutDelimitedHead(p, 2, any);
 }
+// Copies `n` (< 64) bytes without a call: overlapping 8- or 16-byte moves. Attribute values are
+// mostly this short, and memcpy's call and size dispatch cost more than the copy itself.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutShortRaw(char* p, absl::string_view bytes) {
+  const char* const from = bytes.data();
+  const size_t n = bytes.size();
+  auto move = [&](size_t at, auto word) {
+    std::memcpy(&word, from + at, sizeof(word));
+    std::memcpy(p + at, &word, sizeof(word));
+  };
+  struct Block16 {
+    uint64_t a, b;
+  };
+  if (n >= 16) {
+    for (size_t i = 0; i + 16 < n; i += 16) move(i, Block16{});
+    move(n - 16, Block16{});
+  } else if (n >= 8) {
+    move(0, uint64_t{});
+    move(n - 8, uint64_t{});
+  } else if (n >= 4) {
+    move(0, uint32_t{});
+    move(n - 4, uint32_t{});
+  } else {
+    for (size_t i = 0; i < n; ++i) p[i] = from[i];
+  }
+  return p + n;
+}
+
+// Attribute keys are literals shorter than this: with a value shorter than kShortValue too, every
+// length in the attribute is below 128 and takes one byte, so the common attribute is written
+// with plain stores (no varint loops).
+constexpr size_t kMaxKey = 32;
+constexpr size_t kShortValue = 64;
+static_assert(2 + kMaxKey + 2 + 2 + kShortValue < 128);
+
+// A short KeyValue's head (as field `field` of its parent), its key and its AnyValue's head, for
+// an AnyValue payload of `any` bytes (< 128 - 4 - kMaxKey); returns where the payload goes.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutShortKeyValueHead(char* p, uint32_t field,
+                                                               absl::string_view key, size_t any) {
+  DCHECK(key.size() < kMaxKey);
+  p[0] = Tag(field, kDelimited);
+  p[1] = static_cast<char>(2 + key.size() + 2 + any);
+  p[2] = Tag(1, kDelimited);
+  p[3] = static_cast<char>(key.size());
+  p = PutRaw(p + 4, key);
+  p[0] = Tag(2, kDelimited);
+  p[1] = static_cast<char>(any);
+  return p + 2;
+}
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutStringAttribute(char* p, uint32_t field,
                                                              absl::string_view key,
                                                              absl::string_view value) {
-  return PutBytes(PutKeyValueHead(p, field, key, StringAnySize(value)), 1, value);
+  if (ABSL_PREDICT_FALSE(value.size() >= kShortValue)) {
+    return PutBytes(PutKeyValueHead(p, field, key, StringAnySize(value)), 1, value);
+  }
+  p = PutShortKeyValueHead(p, field, key, 2 + value.size());
+  p[0] = Tag(1, kDelimited);
+  p[1] = static_cast<char>(value.size());
+  return PutShortRaw(p + 2, value);
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutIntAttribute(char* p, uint32_t field,
                                                           absl::string_view key, int64_t value) {
-  p = PutKeyValueHead(p, field, key, IntAnySize(value));
-  *p++ = Tag(3, kVarint);
-  return PutVarint(p, static_cast<uint64_t>(value));
+  // At most 2 + kMaxKey + 2 + 11 bytes: every length takes one byte. The value goes first, so
+  // its varint is walked once, and the heads in front of it are filled in after.
+  char* const any = p + 2 + 2 + key.size() + 2;
+  any[0] = Tag(3, kVarint);
+  char* const end = PutVarint(any + 1, static_cast<uint64_t>(value));
+  PutShortKeyValueHead(p, field, key, static_cast<size_t>(end - any));
+  return end;
 }
 
 // The span's name without composing it: `name` when set, else the pieces of "METHOD path"
@@ -207,8 +267,8 @@ char* PutSpan(char* p, const Span& span) {
   // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
   *p++ = Tag(6, kVarint);
   *p++ = span.kind == SpanKind::kServer ? 2 : 3;
-  p = PutFixed64(p, 7, static_cast<uint64_t>(UnixNanos(span.start)));
-  p = PutFixed64(p, 8, static_cast<uint64_t>(UnixNanos(span.end)));
+  p = PutFixed64(p, 7, static_cast<uint64_t>(span.start_ns));
+  p = PutFixed64(p, 8, static_cast<uint64_t>(span.end_ns));
   ForEachAttribute(
       span,
       [&](absl::string_view key, absl::string_view value)
@@ -270,8 +330,8 @@ void AppendOtlpJsonSpan(std::string* out, const Span& span) {
   AppendJsonSpanHead(out, span, R"(","spanId":")", R"(,"parentSpanId":")");
   // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
   absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
-                  R"(,"startTimeUnixNano":")", UnixNanos(span.start), R"(","endTimeUnixNano":")",
-                  UnixNanos(span.end), R"(","attributes":[)");
+                  R"(,"startTimeUnixNano":")", span.start_ns, R"(","endTimeUnixNano":")",
+                  span.end_ns, R"(","attributes":[)");
   bool first_attr = true;
   auto comma = [&] {
     if (!first_attr) out->push_back(',');
@@ -306,8 +366,11 @@ void AppendOtlpJsonSpan(std::string* out, const Span& span) {
 // One span of a Zipkin v2 list.
 void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view service_name) {
   AppendJsonSpanHead(out, span, R"(","id":")", R"(,"parentId":")");
-  const int64_t start_us = UnixMicros(span.start);
-  const int64_t duration_us = std::max<int64_t>(UnixMicros(span.end) - start_us, 1);
+  // Zipkin counts microseconds (rounded down, as absl::ToUnixMicros does).
+  constexpr int64_t kNanosPerMicro = 1000;
+  const int64_t start_us = FloorDiv(span.start_ns, kNanosPerMicro);
+  const int64_t duration_us =
+      std::max<int64_t>(FloorDiv(span.end_ns, kNanosPerMicro) - start_us, 1);
   absl::StrAppend(out, R"(,"kind":")", span.kind == SpanKind::kServer ? "SERVER" : "CLIENT",
                   R"(","timestamp":)", start_us, R"(,"duration":)", duration_us,
                   R"(,"localEndpoint":{"serviceName":)");
@@ -334,7 +397,6 @@ void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view serv
 // head at its widest (tag and a 10-byte varint), every attribute key at its longest.
 size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
-  constexpr size_t kMaxKey = 32;                      // "meshlet.upstream.ready_us" and the like
   constexpr size_t kAttributes = 14;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
   return 4 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + NameOf(span).size() + 3 * kHead +

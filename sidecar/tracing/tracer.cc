@@ -64,7 +64,8 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& 
       random_(random),
       clock_(clock) {}
 
-void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
+void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span,
+                         MonotonicTime start) {
   // One pass over the headers finds everything; an unsampled request costs little more.
   const TraceHeaders found = ScanTraceHeaders(headers, force_header_);
   // Without a context header there is nothing to parse (no call either).
@@ -98,7 +99,7 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
     s.span_id = trace.server_span_id;
     s.parent_span_id = trace.parent_span_id;
     s.kind = SpanKind::kServer;
-    s.start = clock_.WallNow();
+    s.start_ns = WallNanosAt(start);
     // Before the tracestate work below, which may rewrite the map `found` points into.
     if (found.request_id.has_value()) SetText(s.request_id, *found.request_id);
   }
@@ -136,10 +137,11 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   char traceparent[kTraceparentLength];
   FormatTraceparent(trace.trace_id, span_id, trace.sampled, traceparent);
   const absl::string_view value(traceparent, sizeof(traceparent));
+  // Hex digits and dashes: trusted, so the codecs write it without checking it again.
   if (trace.traceparent_maybe_present) {
-    headers.Set(kTraceparentHeader, value);
+    headers.SetTrusted(kTraceparentHeader, value);
   } else {
-    headers.Add(kTraceparentHeader, value);  // no lookup: there is none to replace
+    headers.AddTrusted(kTraceparentHeader, value);  // no lookup: there is none to replace
     trace.traceparent_maybe_present = true;
   }
   if (trace.b3_single || trace.b3_multi) {
@@ -189,7 +191,12 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   s.parent_span_id = trace.server_span_id;
   s.kind = SpanKind::kClient;
   s.retry_attempt = trace.attempts;
-  s.start = clock_.WallNow();
+  s.start_ns = WallNanos();
+}
+
+void Tracer::Reanchor() {
+  anchor_monotonic_ = clock_.Now();
+  anchor_wall_ns_ = absl::ToUnixNanos(clock_.WallNow());
 }
 
 SpanPtr Tracer::Acquire() {
@@ -201,7 +208,7 @@ SpanPtr Tracer::Acquire() {
 
 void Tracer::End(SpanPtr& span) {
   if (span == nullptr) return;
-  if (span->end == absl::UnixEpoch()) span->end = clock_.WallNow();
+  if (span->end_ns == 0) span->end_ns = WallNanos();
   stats_.spans_sampled.Inc();
   if (!sink_.Take(*span)) stats_.spans_dropped_full.Inc();
   Discard(span);

@@ -68,14 +68,30 @@ class Tracer {
   // Cleared spans kept for reuse at most; more in flight at once are freed when they end.
   static constexpr size_t kMaxPooledSpans = 256;
 
-  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
+  // `start`: when the request began (the server span's start); without it, now.
+  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span,
+                   MonotonicTime start);
+  void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
+    BeginServer(headers, trace, span, clock_.Now());
+  }
   void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
   void End(SpanPtr& span);
   void Discard(SpanPtr& span);
   bool span_per_attempt() const { return span_per_attempt_; }
 
   const std::string& service_name() const { return service_name_; }
-  absl::Time WallNow() const { return clock_.WallNow(); }
+  // Wall-clock time for span stamps, in Unix nanoseconds: monotonic time `t` from an anchor
+  // that is re-read from the wall clock every kWallResync. A span's duration is then a monotonic
+  // one (a wall-clock step cannot make it negative), and a stamp from a time the caller read
+  // anyway costs no clock read and no time conversion.
+  int64_t WallNanosAt(MonotonicTime t) {
+    if (anchor_wall_ns_ == 0 || t - anchor_monotonic_ >= kWallResync) [[unlikely]]
+      Reanchor();
+    return anchor_wall_ns_ +
+           std::chrono::duration_cast<std::chrono::nanoseconds>(t - anchor_monotonic_).count();
+  }
+  int64_t WallNanos() { return WallNanosAt(clock_.Now()); }
+  static constexpr Duration kWallResync = std::chrono::seconds(1);
 
  private:
   const double rate_;
@@ -84,12 +100,15 @@ class Tracer {
   const std::string service_name_;
   // A cleared span to fill: a pooled one when there is one.
   SpanPtr Acquire();
+  void Reanchor();
 
   SpanSink& sink_;
   const TracerStats stats_;
   Random& random_;
   const Clock& clock_;
   std::string scratch_;  // tracestate rewrites
+  MonotonicTime anchor_monotonic_{};
+  int64_t anchor_wall_ns_ = 0;  // 0: no anchor yet
   std::vector<SpanPtr> pool_;
 };
 

@@ -91,8 +91,8 @@ void BM_EncodeBatch(benchmark::State& state) {
     span.span_id = 0x00f067aa0ba902b7ULL;
     span.parent_span_id = 0x1234;
     span.name = "GET /api/items";
-    span.start = absl::Now();
-    span.end = span.start + absl::Milliseconds(3);
+    span.start_ns = absl::ToUnixNanos(absl::Now());
+    span.end_ns = span.start_ns + 3'000'000;
     span.method = "GET";
     span.path = "/api/items";
     span.status_code = 200;

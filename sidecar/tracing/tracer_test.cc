@@ -163,6 +163,39 @@ TEST_F(TracerTest, ServerSpanCarriesTheRequestId) {
   EXPECT_EQ(other->request_id, "");
 }
 
+// Span stamps are the wall clock at an anchor plus the monotonic time since: durations are
+// monotonic ones, and a step of the wall clock shows once the anchor is re-read (kWallResync).
+TEST_F(TracerTest, SpanTimesAreMonotonicFromAWallClockAnchor) {
+  class SteppingClock final : public Clock {
+   public:
+    MonotonicTime Now() const override { return monotonic.Now(); }
+    absl::Time WallNow() const override { return monotonic.WallNow() + step; }
+    FakeClock monotonic;
+    absl::Duration step;
+  } clock;
+  TracingConfig config;
+  config.enabled = true;
+  config.sampling_percent = 100;
+  Tracer tracer(config, "svc", sink_, TracerStats::Create(*shard_), random_, clock);
+  const int64_t wall_start = absl::ToUnixNanos(clock.WallNow());
+
+  http::HeaderMap headers;
+  RequestTrace trace;
+  SpanPtr server;
+  tracer.BeginServer(headers, trace, server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->start_ns, wall_start);
+  clock.monotonic.Advance(std::chrono::milliseconds(5));
+  clock.step = -absl::Hours(1);  // the wall clock is set back: the span does not notice
+  tracer.End(server);
+  ASSERT_EQ(sink_.spans.size(), 1u);
+  EXPECT_EQ(sink_.spans[0].end_ns - sink_.spans[0].start_ns, 5'000'000);
+
+  clock.monotonic.Advance(Tracer::kWallResync);  // the anchor is re-read: the step shows
+  EXPECT_EQ(tracer.WallNanos(), absl::ToUnixNanos(clock.WallNow()));
+  EXPECT_EQ(tracer.WallNanos(), wall_start + 5'000'000 + 1'000'000'000 - 3'600'000'000'000);
+}
+
 TEST_F(TracerTest, UnsampledCallerGetsNoSpanButPropagates) {
   Tracer tracer = MakeTracer(100);
   http::HeaderMap headers{{"traceparent", kUnsampledParent}};
@@ -219,7 +252,8 @@ TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
     tracer.BeginClient(headers, trace, client);
     ASSERT_NE(client, nullptr);
     client->endpoint.assign("10.0.0.7:8080");
-    client->cluster.assign("a-cluster-name-past-sso");
+    client->method.assign("GET");
+    client->cluster = "a-cluster-name-past-sso";
     tracer.End(client);
     tracer.End(server);
     if (round == 2) {
@@ -344,8 +378,8 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
   span.parent_span_id = 4;
   span.kind = SpanKind::kClient;
   span.name = "GET \"x\"";
-  span.start = absl::FromUnixNanos(1000);
-  span.end = absl::FromUnixNanos(5000);
+  span.start_ns = 1000;
+  span.end_ns = 5000;
   span.status_code = 503;
   span.retry_attempt = 2;
   span.cluster = "backend";
@@ -455,8 +489,8 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     span.span_id = 0xa1a2a3a4a5a6a7a8ULL + i;
     span.parent_span_id = i % 2 == 0 ? 0 : 0x55;
     span.kind = i % 2 == 0 ? SpanKind::kServer : SpanKind::kClient;
-    span.start = absl::FromUnixNanos(1'700'000'000'000'000'000 + i);
-    span.end = span.start + absl::Nanoseconds(1234);
+    span.start_ns = 1'700'000'000'000'000'000 + i;
+    span.end_ns = span.start_ns + 1234;
     span.method = "GET";
     span.path = std::string(i * 5, 'p');  // up to 295 bytes
     span.cluster = "backend";
@@ -547,10 +581,8 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
                            span.kind == SpanKind::kServer ? span.path : span.cluster);
     EXPECT_EQ(FieldsNumbered(message, 5).at(0).bytes, name);
     EXPECT_EQ(FieldsNumbered(message, 6).at(0).varint, span.kind == SpanKind::kServer ? 2u : 3u);
-    EXPECT_EQ(FieldsNumbered(message, 7).at(0).varint,
-              static_cast<uint64_t>(absl::ToUnixNanos(span.start)));
-    EXPECT_EQ(FieldsNumbered(message, 8).at(0).varint,
-              static_cast<uint64_t>(absl::ToUnixNanos(span.end)));
+    EXPECT_EQ(FieldsNumbered(message, 7).at(0).varint, static_cast<uint64_t>(span.start_ns));
+    EXPECT_EQ(FieldsNumbered(message, 8).at(0).varint, static_cast<uint64_t>(span.end_ns));
     std::vector<std::pair<std::string, std::string>> expected, decoded;
     ForEachAttribute(
         span,
@@ -617,8 +649,8 @@ TEST(SpanTest, ResetSpanIsANewSpan) {
   used.parent_span_id = 4;
   used.kind = SpanKind::kClient;
   used.name = "n";
-  used.start = absl::Now();
-  used.end = used.start + absl::Seconds(1);
+  used.start_ns = 1'000'000'000;
+  used.end_ns = 2'000'000'000;
   used.error = true;
   used.status_message = "m";
   used.method = "GET";

@@ -31,13 +31,15 @@ the collector (an nginx answering 200: the Python stub would take much of core 1
 load generator (wrk -t1 -cC -dS, HTTP/1.1 keep-alive) share core 1. In
 each round the three are loaded one after the other, in an order that rotates between rounds.
 Prints per mode the median requests/s and CPU microseconds per request, and the median of the
-per-round requests/s ratios against "off" with their spread. Needs at least two cores and a
+per-round requests/s ratios against "off" with their spread. With --perf DIR, one more load per
+mode is recorded by `perf record -e cpu-clock -g` (kernel time included) into DIR. Needs at least two cores and a
 machine doing nothing else: the load average is printed before and after.
 """
 
 import argparse
 import http.server
 import os
+import random
 import re
 import signal
 import subprocess
@@ -149,14 +151,26 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
+def median_interval(values, confidence=0.95, resamples=4000):
+    """A bootstrap confidence interval of the median of `values` (percentile method, fixed seed
+    so that a report can be reproduced from its rounds)."""
+    rng = random.Random(1)
+    medians = sorted(median([rng.choice(values) for _ in values]) for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return medians[int(tail * resamples)], medians[min(int((1 - tail) * resamples), resamples - 1)]
+
+
 def report_against_off(samples, what, load_before, load_after):
-    """Per sampled mode, the median of the rounds' ratios to "off" and their spread."""
+    """Per sampled mode, the median of the rounds' ratios to "off", its 95 % bootstrap confidence
+    interval, and the rounds' spread."""
     for name in samples:
         if name == "off":
             continue
         ratios = [x / off for x, off in zip(samples[name], samples["off"])]
+        low, high = median_interval(ratios)
         print(f"{name:>5}: {100 * (median(ratios) - 1):+.2f} % {what} against tracing off "
-              f"(median of the rounds' ratios; {100 * (min(ratios) - 1):+.1f} to "
+              f"(median of the rounds' ratios; 95 % interval {100 * (low - 1):+.2f} to "
+              f"{100 * (high - 1):+.2f} %; rounds {100 * (min(ratios) - 1):+.1f} to "
               f"{100 * (max(ratios) - 1):+.1f} %)")
     print(f"load average {' '.join(load_before)} before, {' '.join(load_after)} after")
 
@@ -262,6 +276,24 @@ def measure_rps(args, tmp, modes, up_port):
                 cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
         with open("/proc/loadavg") as f:
             load_after = f.read().split()[:3]
+        if args.perf:
+            # One more load per mode, sampled by perf's CPU clock (kernel time included: counters
+            # may not exist in a VM), for `perf report -i DIR/perf-MODE.data`.
+            os.makedirs(args.perf, exist_ok=True)
+            for name in names:
+                proc, port, _ = procs[name]
+                label = re.sub(r"[^0-9a-z]+", "-", name.replace("%", "pct"))
+                data = os.path.join(args.perf, f"perf-{label}.data")
+                recorder = subprocess.Popen(
+                    ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-g", "-p",
+                     str(proc.pid), "-o", data], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                _, total = pc.wrk_rps(port, args.duration, args.connections)
+                time.sleep(0.3)
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=60)
+                print(f"{name:>5}: perf profile of {total} requests in {data}", flush=True)
         dropped = {name: pc.admin_counter(admin, "meshlet_tracing_spans_dropped_total")
                    for name, (_, _, admin) in procs.items()}
     finally:
@@ -288,6 +320,8 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per load (--rps-rounds)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (--rps-rounds)")
     parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
+    parser.add_argument("--perf", help="--rps-rounds: also record one load per mode with perf into "
+                        "this directory")
     args = parser.parse_args()
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)

@@ -26,8 +26,6 @@ using Action = ParserVisitor::Action;
 
 constexpr char kNoBytes[1] = "";
 
-bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
-
 constexpr uint64_t kEveryByte = 0x0101010101010101ULL;  // times a byte: that byte in each lane
 
 // True when some byte of the 8-byte word `w` is below `n` (n <= 128). Exact, no false positives:
@@ -317,13 +315,13 @@ void WriteBlock(net::Buffer& out, size_t estimate, Emit&& emit) {
 
 template <typename Sink, typename Skip>
 void EmitFields(const HeaderMap& headers, Skip skip, Sink& sink) {
-  for (HeaderView h : headers) {
-    if (IsPseudo(h.name) || skip(h.name) || !SafeField(h.name, h.value)) continue;
+  headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
+    if (skip(h.name) || (!trusted && !SafeField(h.name, h.value))) return;
     sink(h.name);
     sink(": ");
     sink(h.value);
     sink("\r\n");
-  }
+  });
 }
 
 template <typename Sink>

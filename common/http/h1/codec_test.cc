@@ -163,6 +163,21 @@ TEST_F(CodecTest, FieldsThatWouldBreakTheLineAreNeverWritten) {
             "x-utf8: \xc3\xa9t\xc3\xa9 \xe2\x82\xac 0123456789\r\n\r\n");
 }
 
+// A trusted field (the tracer's traceparent) is written as it is; a filter that later Set()s the
+// same name with an unsafe value gets no trust from it, and the field is dropped as any other.
+TEST_F(CodecTest, TrustedFieldsAreWrittenAndSetClearsTheTrust) {
+  RecordingDecoder response;
+  StreamEncoder& request = client_->NewStream(response);
+  HeaderMap headers = Get("/x");
+  headers.AddTrusted("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  headers.AddTrusted("x-b3-spanid", "b7ad6b7169203331");
+  headers.Set("x-b3-spanid", "a\r\nInjected: yes");
+  request.EncodeHeaders(headers, true);
+  EXPECT_EQ(client_io_.Take(),
+            "GET /x HTTP/1.1\r\nhost: example.com\r\n"
+            "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n");
+}
+
 // The checks go by words (16 bytes, 8 bytes, or byte by byte for short ones, the last word
 // overlapping): a bad byte at every position of every length up to 40 is caught, and every
 // byte a name or value may hold passes.
