@@ -1,6 +1,8 @@
 #include "sidecar/server/options.h"
 
 #include <functional>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -25,6 +27,22 @@ struct FlagSpec {
 
 absl::Status BadValue(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, "=\"", value, "\": ", why));
+}
+
+// "4194304", "512KiB", "4MiB", "1GiB": a byte count; nullopt when malformed or above `max`.
+std::optional<size_t> ParseByteSize(absl::string_view text, size_t max) {
+  size_t unit = 1;
+  for (const auto& [suffix, factor] : {std::pair<absl::string_view, size_t>{"KiB", size_t{1} << 10},
+                                       {"MiB", size_t{1} << 20},
+                                       {"GiB", size_t{1} << 30}}) {
+    if (absl::ConsumeSuffix(&text, suffix)) {
+      unit = factor;
+      break;
+    }
+  }
+  uint64_t count = 0;
+  if (!absl::SimpleAtoi(text, &count) || count > max / unit) return std::nullopt;
+  return static_cast<size_t>(count * unit);
 }
 
 const std::vector<FlagSpec>& Flags() {
@@ -85,6 +103,20 @@ const std::vector<FlagSpec>& Flags() {
            return BadValue("drain-time", v, "must be a non-negative duration such as 30s");
          }
          o.drain_time = absl::ToChronoNanoseconds(d);
+         return absl::OkStatus();
+       }},
+      {"malloc-trim-threshold", "BYTES",
+       "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
+       "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
+       "back and fault them in again hundreds of times a second.",
+       [](absl::string_view v, ServerOptions& o) {
+         constexpr size_t kMax = size_t{1} << 30;
+         std::optional<size_t> bytes = ParseByteSize(v, kMax);
+         if (!bytes.has_value()) {
+           return BadValue("malloc-trim-threshold", v,
+                           "must be a size such as 4MiB, 512KiB or a byte count, at most 1GiB");
+         }
+         o.malloc_trim_threshold = *bytes;
          return absl::OkStatus();
        }},
       {"access-log", "PATH",

@@ -24,6 +24,9 @@ struct ServerOptions {
   std::optional<net::Address> prometheus_address;
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
+  // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
+  // (common/base/malloc_tuning.h); 0: glibc's default.
+  size_t malloc_trim_threshold = size_t{4} << 20;
   std::string access_log_path;  // empty: no global access log
 
   // Discovery (docs/xds.md). Each flag overrides the bootstrap file's xds / node / data_dir.

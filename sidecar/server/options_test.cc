@@ -15,6 +15,21 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(parsed->options.log_level, LogLevel::kInfo);
   EXPECT_EQ(parsed->options.drain_time, std::chrono::seconds(30));
   EXPECT_EQ(parsed->options.access_log_path, "");
+  EXPECT_EQ(parsed->options.malloc_trim_threshold, size_t{4} << 20);
+}
+
+TEST(OptionsTest, MallocTrimThresholdTakesSizes) {
+  for (const auto& [text, bytes] :
+       std::vector<std::pair<std::string, size_t>>{{"0", 0},
+                                                   {"65536", 65536},
+                                                   {"512KiB", 512 << 10},
+                                                   {"16MiB", 16 << 20},
+                                                   {"1GiB", size_t{1} << 30}}) {
+    absl::StatusOr<ParsedCommandLine> parsed =
+        ParseCommandLine({"--config=a.yaml", "--malloc-trim-threshold=" + text});
+    ASSERT_TRUE(parsed.ok()) << text << ": " << parsed.status();
+    EXPECT_EQ(parsed->options.malloc_trim_threshold, bytes) << text;
+  }
 }
 
 TEST(OptionsTest, EveryFlagBothSpellings) {
@@ -72,6 +87,9 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
            {{"--config=x", "--log-level=loud"}, "--log-level"},
            {{"--config=x", "--drain-time=soon"}, "--drain-time"},
            {{"--config=x", "--drain-time=-1s"}, "--drain-time"},
+           {{"--config=x", "--malloc-trim-threshold=4MB"}, "--malloc-trim-threshold=\"4MB\""},
+           {{"--config=x", "--malloc-trim-threshold=2GiB"}, "at most 1GiB"},
+           {{"--config=x", "--malloc-trim-threshold=-1"}, "--malloc-trim-threshold"},
            {{"--config=x", "--colour"}, "unknown flag --colour"},
            {{"--config"}, "--config needs a value"},
            {{"--config=x", "extra"}, "unexpected argument \"extra\""},

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/base/logging.h"
+#include "common/base/malloc_tuning.h"
 #include "common/base/random.h"
 #include "common/base/status.h"
 #include "common/tls/certificate.h"
@@ -341,6 +342,10 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
 
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
+  // Before the workers allocate: their arenas keep what they free up to the threshold.
+  if (absl::Status status = SetMallocTrimThreshold(options_.malloc_trim_threshold); !status.ok()) {
+    return status;
+  }
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   if (options_.workload_identity()) {
     if (absl::Status status = InitWorkloadCertificate(bootstrap); !status.ok()) return status;

@@ -22,7 +22,7 @@ struct TracingConfig {
   bool enabled = false;
   // Requests whose caller did not decide are sampled with this probability (0..100).
   double sampling_percent = 1.0;
-  // "host:port" of the collector; the host may be a name (resolved by the exporter thread).
+  // "host:port" of the collector; the host may be a name (resolved off the workers' loops).
   std::string collector_address;
   // The request path; empty: /v1/traces for OTLP, /api/v2/spans for Zipkin.
   std::string collector_path;

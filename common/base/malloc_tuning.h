@@ -1,0 +1,23 @@
+#pragma once
+
+// glibc malloc settings for a long-running proxy (docs/performance.md, "Memory").
+//
+// A malloc arena gives the free memory at its top back to the kernel (madvise or sbrk) as soon
+// as it passes the trim threshold, 128 KiB by default. A proxy under steady load frees and
+// reallocates 16 KiB buffer blocks all the time; when one sits at the top of a worker's arena,
+// every free returns its pages and the next allocation faults them in again: hundreds of
+// madvise calls, TLB flushes and page faults a second, a few % of the worker's CPU, depending
+// only on where the blocks happened to land. A fixed, larger threshold ends that; what an idle
+// arena keeps after a burst is bounded by it.
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+
+namespace meshlet {
+
+// Sets the trim threshold (and the size from which allocations get their own mapping, which
+// glibc stops adapting once the threshold is set) to `bytes`; 0 leaves glibc's defaults.
+absl::Status SetMallocTrimThreshold(size_t bytes);
+
+}  // namespace meshlet
