@@ -12,12 +12,11 @@
 
 #include <cstddef>
 
-#include "absl/status/status.h"
-
 namespace meshlet {
 
 // Sets the trim threshold (and the size from which allocations get their own mapping, which
-// glibc stops adapting once the threshold is set) to `bytes`; 0 leaves glibc's defaults.
-absl::Status SetMallocTrimThreshold(size_t bytes);
+// glibc stops adapting once the threshold is set) to `bytes`; 0 leaves glibc's defaults. False
+// when the allocator has no such setting (a sanitizer's) or refused the value.
+bool SetMallocTrimThreshold(size_t bytes);
 
 }  // namespace meshlet

@@ -42,17 +42,18 @@ long FaultsAfterFirstRound(int rounds) {
 }
 
 TEST(MallocTuningTest, FreedMemoryStaysMappedBelowTheThreshold) {
-  ASSERT_TRUE(SetMallocTrimThreshold(4 << 20).ok());
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator has no arenas to trim";
+#endif
+  ASSERT_TRUE(SetMallocTrimThreshold(4 << 20));
   // Without the setting, glibc gives most of the 1 MiB back at every round and faults it in at
   // the next: over 200 faults a round (4 275 in 19 rounds with glibc 2.36).
   EXPECT_LT(FaultsAfterFirstRound(20), 20);
 }
 
 TEST(MallocTuningTest, ZeroKeepsTheDefaultsAndHugeValuesAreRefused) {
-  EXPECT_TRUE(SetMallocTrimThreshold(0).ok());
-  const absl::Status too_big = SetMallocTrimThreshold(size_t{1} << 40);
-  EXPECT_EQ(too_big.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(too_big.message().find("above the largest"), std::string::npos);
+  EXPECT_TRUE(SetMallocTrimThreshold(0));
+  EXPECT_FALSE(SetMallocTrimThreshold(size_t{1} << 40));
 }
 
 }  // namespace

@@ -343,8 +343,9 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
 absl::Status Server::Init() {
   SetLogLevel(options_.log_level);
   // Before the workers allocate: their arenas keep what they free up to the threshold.
-  if (absl::Status status = SetMallocTrimThreshold(options_.malloc_trim_threshold); !status.ok()) {
-    return status;
+  if (!SetMallocTrimThreshold(options_.malloc_trim_threshold)) {
+    LOG(WARN) << "--malloc-trim-threshold=" << options_.malloc_trim_threshold
+              << ": the allocator has no such setting; its defaults stay";
   }
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   if (options_.workload_identity()) {
