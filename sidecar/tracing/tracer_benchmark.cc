@@ -81,7 +81,7 @@ BENCHMARK(BM_Sampled);
 void BM_SampledParentWithTracestate(benchmark::State& state) { RunRequests(state, 0, true); }
 BENCHMARK(BM_SampledParentWithTracestate);
 
-// The exporter thread's encoding work, per span of a 512-span batch.
+// A worker's encoding work, per span of a 512-span batch.
 void BM_EncodeBatch(benchmark::State& state) {
   std::vector<Span> spans(512);
   std::vector<const Span*> batch;
