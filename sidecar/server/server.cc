@@ -345,7 +345,7 @@ absl::Status Server::Init() {
   // Before the workers allocate: their arenas keep what they free up to the threshold.
   if (!SetMallocTrimThreshold(options_.malloc_trim_threshold)) {
     LOG(WARN) << "--malloc-trim-threshold=" << options_.malloc_trim_threshold
-              << ": the allocator has no such setting; its defaults stay";
+              << ": the allocator refused it (a sanitizer's has no such setting)";
   }
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   if (options_.workload_identity()) {

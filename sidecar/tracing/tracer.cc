@@ -209,6 +209,8 @@ SpanPtr Tracer::Acquire() {
 void Tracer::End(SpanPtr& span) {
   if (span == nullptr) return;
   if (span->end_ns == 0) span->end_ns = WallNanos();
+  // A wall-clock step back between the anchors of its start and end (see WallNanosAt).
+  span->end_ns = std::max(span->end_ns, span->start_ns);
   stats_.spans_sampled.Inc();
   if (!sink_.Take(*span)) stats_.spans_dropped_full.Inc();
   Discard(span);

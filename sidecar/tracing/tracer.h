@@ -81,9 +81,10 @@ class Tracer {
 
   const std::string& service_name() const { return service_name_; }
   // Wall-clock time for span stamps, in Unix nanoseconds: monotonic time `t` from an anchor
-  // that is re-read from the wall clock every kWallResync. A span's duration is then a monotonic
-  // one (a wall-clock step cannot make it negative), and a stamp from a time the caller read
-  // anyway costs no clock read and no time conversion.
+  // that is re-read from the wall clock every kWallResync. A span within one anchor's second has
+  // its monotonic duration whatever the wall clock does; one that spans a re-read while the clock
+  // is stepped back would end before it started, which End() turns into a zero duration. A stamp
+  // from a time the caller read anyway costs no clock read and no time conversion.
   int64_t WallNanosAt(MonotonicTime t) {
     if (anchor_wall_ns_ == 0 || t - anchor_monotonic_ >= kWallResync) [[unlikely]]
       Reanchor();

@@ -194,6 +194,17 @@ TEST_F(TracerTest, SpanTimesAreMonotonicFromAWallClockAnchor) {
   clock.monotonic.Advance(Tracer::kWallResync);  // the anchor is re-read: the step shows
   EXPECT_EQ(tracer.WallNanos(), absl::ToUnixNanos(clock.WallNow()));
   EXPECT_EQ(tracer.WallNanos(), wall_start + 5'000'000 + 1'000'000'000 - 3'600'000'000'000);
+
+  // A span that starts on one anchor and ends on the next, the clock set back in between: it
+  // would end before it started; it ends when it started instead.
+  SpanPtr long_span;
+  tracer.BeginServer(headers, trace, long_span);
+  ASSERT_NE(long_span, nullptr);
+  clock.monotonic.Advance(Tracer::kWallResync);
+  clock.step = -absl::Hours(2);
+  tracer.End(long_span);
+  ASSERT_EQ(sink_.spans.size(), 2u);
+  EXPECT_EQ(sink_.spans[1].end_ns, sink_.spans[1].start_ns);
 }
 
 TEST_F(TracerTest, UnsampledCallerGetsNoSpanButPropagates) {
