@@ -219,6 +219,9 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   }
   // Index of the first entry at or after `from` whose name equals `name` ignoring case.
   size_t Find(absl::string_view name, size_t from) const;
+  // An entry for a name and value about to be appended at the arena's end, counted in
+  // byte_size_; the caller appends them.
+  Entry NewEntry(size_t name_size, size_t value_size, bool trusted);
   Entry MakeEntry(absl::string_view name, absl::string_view value);
   // Set()'s work once `first`, the first entry of `name`, is found.
   void Replace(size_t first, absl::string_view name, absl::string_view value);

@@ -353,12 +353,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       if (header.name == ":method" && method.data() == nullptr) method = header.value;
       if (header.name == ":path" && path.data() == nullptr) path = header.value;
     });
-    // Without the query, bounded: memchr over the bounded part only.
-    const size_t bounded = std::min(path.size(), tracing::Span::kMaxPathBytes);
-    const void* const query = bounded == 0 ? nullptr : std::memchr(path.data(), '?', bounded);
-    path = path.substr(0, query == nullptr
-                              ? bounded
-                              : static_cast<size_t>(static_cast<const char*>(query) - path.data()));
+    // Bounded, without the query (memchr: absl's find is an out-of-line call before it).
+    path = path.substr(0, tracing::Span::kMaxPathBytes);
+    if (const void* query = path.empty() ? nullptr : std::memchr(path.data(), '?', path.size())) {
+      path = path.substr(0, static_cast<size_t>(static_cast<const char*>(query) - path.data()));
+    }
     tracing::SetText(span.method, method);
     tracing::SetText(span.path, path);
     span.protocol = http::ProtocolName(info_.protocol);
