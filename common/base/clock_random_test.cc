@@ -62,6 +62,13 @@ TEST(RandomTest, SameSeedSameSequenceDifferentSeedDifferent) {
   }
 }
 
+// Called directly (inlined) or through Random&, it is the same generator.
+TEST(RandomTest, DirectAndVirtualCallsAgree) {
+  RealRandom direct(99), through_base(99);
+  Random& base = through_base;
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(direct.Next(), base.Next());
+}
+
 TEST(RandomTest, OsSeededGeneratorsDiffer) {
   RealRandom a, b;
   EXPECT_NE(a.Next(), b.Next());

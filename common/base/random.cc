@@ -12,8 +12,6 @@ uint64_t SplitMix64(uint64_t& x) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 RealRandom::RealRandom() {
@@ -25,18 +23,6 @@ RealRandom::RealRandom() {
 
 RealRandom::RealRandom(uint64_t seed) {
   for (uint64_t& word : s_) word = SplitMix64(seed);
-}
-
-uint64_t RealRandom::Next() {
-  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = Rotl(s_[3], 45);
-  return result;
 }
 
 RealRandom& RealRandom::ThreadLocal() {

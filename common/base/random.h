@@ -32,12 +32,24 @@ class RealRandom final : public Random {
  public:
   RealRandom();  // seeded from getrandom(2)
   explicit RealRandom(uint64_t seed);
-  uint64_t Next() override;
+  // Inline: callers holding a RealRandom (not a Random&) get it without a call.
+  uint64_t Next() override {
+    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+    return result;
+  }
 
   // One generator per thread, created on first use.
   static RealRandom& ThreadLocal();
 
  private:
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   uint64_t s_[4];
 };
 

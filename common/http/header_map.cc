@@ -176,6 +176,10 @@ void HeaderMap::Replace(size_t first, absl::string_view name, absl::string_view 
 void HeaderMap::AddTrusted(absl::string_view name, absl::string_view value) {
   DCHECK(!IsPseudo(name) && !InArena(value) && absl::AsciiStrToLower(name) == name);
   entries_.push_back(NewEntry(name.size(), value.size(), /*trusted=*/true));
+  if (name.data() + name.size() == value.data()) {
+    arena_.append(name.data(), name.size() + value.size());  // side by side: one copy
+    return;
+  }
   arena_.append(name.data(), name.size());
   arena_.append(value.data(), value.size());
 }

@@ -87,7 +87,7 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // (traceparent: hex digits and dashes). The codecs write a trusted field without checking it
   // again, and the map does not lowercase or copy it first. `name` must be a lowercase regular
   // header name, and `value` must not view this map. Any later Set() of the name makes it
-  // untrusted again.
+  // untrusted again. A value laid out right after its name is copied with it in one piece.
   void AddTrusted(absl::string_view name, absl::string_view value);
   void SetTrusted(absl::string_view name, absl::string_view value);
   // Removes every value of `name`; returns how many were removed.

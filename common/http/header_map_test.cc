@@ -240,6 +240,15 @@ TEST(HeaderMapTest, TrustedFields) {
   copy.ForEachRegularWithTrust([&](HeaderView, bool trusted) { copied_trusted = trusted; });
   EXPECT_TRUE(copied_trusted);
   EXPECT_EQ(copy.Get("traceparent"), "00-x");
+
+  // A value laid out right after its name (copied in one piece) reads back the same.
+  const std::string field = "traceparent00-side-by-side";
+  const absl::string_view whole(field);
+  fresh.AddTrusted(whole.substr(0, 11), whole.substr(11));
+  fresh.Add("after", "1");
+  EXPECT_EQ(fresh.DebugString(), "traceparent: 00-x\ntraceparent: 00-side-by-side\nafter: 1\n");
+  EXPECT_EQ(fresh.ByteSize(),
+            std::string("traceparent00-xtraceparent00-side-by-sideafter1").size());
 }
 
 }  // namespace

@@ -312,68 +312,79 @@ std::optional<ParentContext> ParseB3Multi(std::optional<absl::string_view> trace
   return context;
 }
 
-TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header) {
+TraceHeaderScan::TraceHeaderScan(absl::string_view force_header)
+    : force_header_(absl::AsciiStrToLower(force_header)) {
+  for (const absl::string_view name :
+       {kTraceparentHeader, kTracestateHeader, kB3SingleHeader, kB3TraceIdHeader, kB3SpanIdHeader,
+        kB3ParentSpanIdHeader, kB3SampledHeader, kB3FlagsHeader, kRequestIdHeader}) {
+    AddCandidate(name);
+  }
+  if (!force_header_.empty()) AddCandidate(force_header_);
+}
+
+void TraceHeaderScan::AddCandidate(absl::string_view name) {
+  const size_t index = FilterIndex(name);
+  candidates_[index / 64] |= uint64_t{1} << (index % 64);
+}
+
+TraceHeaders TraceHeaderScan::Scan(const http::HeaderMap& headers) const {
   TraceHeaders found;
-  auto keep = [](std::optional<absl::string_view>& slot, absl::string_view value) {
-    if (!slot.has_value()) slot = value;
-  };
-  // Most headers are none of these: one test of the name's length skips them.
-  constexpr auto bit = [](size_t length) { return uint64_t{1} << length; };
-  uint64_t lengths = bit(kTraceparentHeader.size()) | bit(kTracestateHeader.size()) |
-                     bit(kB3SingleHeader.size()) | bit(kB3TraceIdHeader.size()) |
-                     bit(kB3SpanIdHeader.size()) | bit(kB3ParentSpanIdHeader.size()) |
-                     bit(kB3SampledHeader.size()) | bit(kB3FlagsHeader.size()) |
-                     bit(kRequestIdHeader.size());
-  static_assert(kB3ParentSpanIdHeader.size() < 64);
-  const bool force_in_mask = !force_header.empty() && force_header.size() < 64;
-  if (force_in_mask) lengths |= bit(force_header.size());
-  const bool force_long = force_header.size() >= 64;
   // Pseudo-headers are never trace headers (nor a force-sample header: clients cannot send
-  // names of their own starting with ':').
+  // names of their own starting with ':'). Most headers are none of these: the filter skips
+  // them inline; the few left are told apart out of line.
   headers.ForEachRegular([&](const http::HeaderView header) {
-    const absl::string_view name = header.name;
-    if (name.size() >= 64) {
-      if (force_long && name == force_header) keep(found.force, header.value);
-      return;
-    }
-    if ((lengths & bit(name.size())) == 0) return;
-    if (force_in_mask && name == force_header) keep(found.force, header.value);
-    switch (name[0]) {
-      case 't':
-        if (name == kTraceparentHeader) {
-          keep(found.traceparent, header.value);
-          ++found.traceparent_count;
-        } else if (name == kTracestateHeader) {
-          keep(found.tracestate, header.value);
-          ++found.tracestate_count;
-        }
-        break;
-      case 'b':
-        if (name == kB3SingleHeader) keep(found.b3, header.value);
-        break;
-      case 'x':
-        if (name == kRequestIdHeader) {
-          keep(found.request_id, header.value);
-          break;
-        }
-        if (name.size() < 10 || name.substr(0, 5) != "x-b3-") break;
-        if (name == kB3TraceIdHeader) {
-          keep(found.b3_trace_id, header.value);
-        } else if (name == kB3SpanIdHeader) {
-          keep(found.b3_span_id, header.value);
-        } else if (name == kB3ParentSpanIdHeader) {
-          keep(found.b3_parent_span_id, header.value);
-        } else if (name == kB3SampledHeader) {
-          keep(found.b3_sampled, header.value);
-        } else if (name == kB3FlagsHeader) {
-          keep(found.b3_flags, header.value);
-        }
-        break;
-      default:
-        break;
-    }
+    if (header.name.empty()) return;
+    const size_t index = FilterIndex(header.name);
+    if ((candidates_[index / 64] >> (index % 64)) & 1) [[unlikely]]
+      Note(header, found);
   });
   return found;
+}
+
+void TraceHeaderScan::Note(const http::HeaderView& header, TraceHeaders& found) const {
+  using Field = TraceHeaders::Field;
+  const absl::string_view name = header.name;
+  if (!force_header_.empty() && name == force_header_) {
+    found.Keep(Field::kForce, header.value);
+  }
+  switch (name[0]) {
+    case 't':
+      if (name == kTraceparentHeader) {
+        found.Keep(Field::kTraceparent, header.value);
+        ++found.traceparent_count;
+      } else if (name == kTracestateHeader) {
+        found.Keep(Field::kTracestate, header.value);
+        ++found.tracestate_count;
+      }
+      break;
+    case 'b':
+      if (name == kB3SingleHeader) found.Keep(Field::kB3, header.value);
+      break;
+    case 'x':
+      if (name == kRequestIdHeader) {
+        found.Keep(Field::kRequestId, header.value);
+        break;
+      }
+      if (name.size() < 10 || name.substr(0, 5) != "x-b3-") break;
+      if (name == kB3TraceIdHeader) {
+        found.Keep(Field::kB3TraceId, header.value);
+      } else if (name == kB3SpanIdHeader) {
+        found.Keep(Field::kB3SpanId, header.value);
+      } else if (name == kB3ParentSpanIdHeader) {
+        found.Keep(Field::kB3ParentSpanId, header.value);
+      } else if (name == kB3SampledHeader) {
+        found.Keep(Field::kB3Sampled, header.value);
+      } else if (name == kB3FlagsHeader) {
+        found.Keep(Field::kB3Flags, header.value);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header) {
+  return TraceHeaderScan(force_header).Scan(headers);
 }
 
 ParentContext ExtractParent(const http::HeaderMap& headers) {
@@ -384,19 +395,21 @@ ParentContext ExtractParent(const TraceHeaders& found) {
   ParentContext result;
   if (!found.any_context()) return result;
   // Several traceparent fields make the context ambiguous: start over (W3C §3.2).
-  if (found.traceparent.has_value() && found.traceparent_count == 1) {
-    if (std::optional<ParentContext> parsed = ParseTraceparent(*found.traceparent)) {
+  if (found.has(TraceHeaders::kTraceparent) && found.traceparent_count == 1) {
+    if (std::optional<ParentContext> parsed =
+            ParseTraceparent(*found.get(TraceHeaders::kTraceparent))) {
       result = *parsed;
     }
   }
   std::optional<ParentContext> b3;
-  if (found.b3.has_value()) {
-    b3 = ParseB3Single(*found.b3);
+  if (const std::optional<absl::string_view> single = found.get(TraceHeaders::kB3)) {
+    b3 = ParseB3Single(*single);
     if (!b3.has_value()) result.b3_present = true;
   }
   if (!b3.has_value()) {
-    b3 = ParseB3Multi(found.b3_trace_id, found.b3_span_id, found.b3_parent_span_id,
-                      found.b3_sampled, found.b3_flags);
+    b3 = ParseB3Multi(found.get(TraceHeaders::kB3TraceId), found.get(TraceHeaders::kB3SpanId),
+                      found.get(TraceHeaders::kB3ParentSpanId), found.get(TraceHeaders::kB3Sampled),
+                      found.get(TraceHeaders::kB3Flags));
     if (!b3.has_value() && found.any_b3_multi()) result.b3_present = true;
   }
   if (!b3.has_value()) return result;

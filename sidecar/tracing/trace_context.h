@@ -29,7 +29,8 @@
 
 namespace meshlet::http {
 class HeaderMap;
-}
+struct HeaderView;
+}  // namespace meshlet::http
 
 namespace meshlet::sidecar::tracing {
 
@@ -99,29 +100,82 @@ std::optional<ParentContext> ParseB3Multi(std::optional<absl::string_view> trace
 
 // The trace-related request headers (and x-request-id), found in one pass over the map (names
 // are lower case in a HeaderMap). A header given more than once keeps its first value and counts
-// the rest.
-struct TraceHeaders {
-  std::optional<absl::string_view> traceparent;
-  std::optional<absl::string_view> tracestate;
-  std::optional<absl::string_view> b3;
-  std::optional<absl::string_view> b3_trace_id;
-  std::optional<absl::string_view> b3_span_id;
-  std::optional<absl::string_view> b3_parent_span_id;
-  std::optional<absl::string_view> b3_sampled;
-  std::optional<absl::string_view> b3_flags;
-  std::optional<absl::string_view> force;       // the force-sample header, when one was named
-  std::optional<absl::string_view> request_id;  // x-request-id
+// the rest. Built for every request, traced or not: a presence mask, so making one costs a store,
+// and the values of absent fields are never read.
+class TraceHeaders {
+ public:
+  enum Field : uint8_t {
+    kTraceparent,
+    kTracestate,
+    kB3,
+    kB3TraceId,
+    kB3SpanId,
+    kB3ParentSpanId,
+    kB3Sampled,
+    kB3Flags,
+    kForce,      // the force-sample header, when one was named
+    kRequestId,  // x-request-id
+    kFieldCount,
+  };
+
+  bool has(Field field) const { return (present_ & Bit(field)) != 0; }
+  std::optional<absl::string_view> get(Field field) const {
+    if (!has(field)) return std::nullopt;
+    return absl::string_view(values_[field].data, values_[field].size);
+  }
+  // Keeps the first value of a field.
+  void Keep(Field field, absl::string_view value) {
+    if (has(field)) return;
+    present_ |= Bit(field);
+    values_[field] = {value.data(), value.size()};
+  }
+
+  bool any_b3_multi() const { return (present_ & kB3MultiBits) != 0; }
+  // Any header that can carry a caller's context (most requests at an edge have none).
+  bool any_context() const { return (present_ & kContextBits) != 0; }
+
   int traceparent_count = 0;
   int tracestate_count = 0;
 
-  bool any_b3_multi() const {
-    return b3_trace_id.has_value() || b3_span_id.has_value() || b3_parent_span_id.has_value() ||
-           b3_sampled.has_value() || b3_flags.has_value();
-  }
-  // Any header that can carry a caller's context (most requests at an edge have none).
-  bool any_context() const { return traceparent.has_value() || b3.has_value() || any_b3_multi(); }
+ private:
+  static constexpr uint16_t Bit(Field field) { return static_cast<uint16_t>(1u << field); }
+  static constexpr uint16_t kB3MultiBits = (1u << kB3TraceId) | (1u << kB3SpanId) |
+                                           (1u << kB3ParentSpanId) | (1u << kB3Sampled) |
+                                           (1u << kB3Flags);
+  static constexpr uint16_t kContextBits = kB3MultiBits | (1u << kTraceparent) | (1u << kB3);
+  // Trivial, so not initialised: only fields in present_ are read.
+  struct Value {
+    const char* data;
+    size_t size;
+  };
+  uint16_t present_ = 0;
+  Value values_[kFieldCount];
 };
-// `force_header`: lower-case name of the force-sample header; empty: none.
+
+// What ScanTraceHeaders looks for, prepared once (a tracer keeps one).
+class TraceHeaderScan {
+ public:
+  // `force_header`: name of the force-sample header (lower-cased here); empty: none.
+  explicit TraceHeaderScan(absl::string_view force_header = {});
+  TraceHeaders Scan(const http::HeaderMap& headers) const;
+
+ private:
+  // Filter by the name's length and last byte: a 256-bit set of (length % 32, last byte % 8).
+  // Of common request headers only grpc-timeout, keep-alive and x-client-trace-id share a slot
+  // with a name looked for; user-agent and x-forwarded-proto, which share a length with one, do
+  // not.
+  static size_t FilterIndex(absl::string_view name) {
+    return (name.size() % 32) * 8 + static_cast<unsigned char>(name.back()) % 8;
+  }
+  void AddCandidate(absl::string_view name);
+  // A field that passed the filter: records it if it is one looked for.
+  [[gnu::noinline]] void Note(const http::HeaderView& header, TraceHeaders& found) const;
+
+  std::string force_header_;
+  uint64_t candidates_[4] = {};  // bit FilterIndex(name): a name looked for may be there
+};
+
+// One-off scan (tests, tools); a tracer keeps a TraceHeaderScan.
 TraceHeaders ScanTraceHeaders(const http::HeaderMap& headers, absl::string_view force_header);
 
 // The caller's context, by the precedence above.

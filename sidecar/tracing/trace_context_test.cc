@@ -255,29 +255,38 @@ namespace {
 
 TEST(ScanTraceHeadersTest, FindsEveryTraceHeaderAmongOthers) {
   const std::string long_force(70, 'f');
-  http::HeaderMap headers{{":method", "GET"},    {"traceparent", "tp"}, {"user-agent", "x"},
-                          {"tracestate", "ts1"}, {"tracestate", "ts2"}, {"b3", "single"},
-                          {"x-b3-traceid", "t"}, {"x-b3-spanid", "s"},  {"x-b3-parentspanid", "p"},
-                          {"x-b3-sampled", "1"}, {"x-b3-flags", "f"},   {"x-forced", "yes"},
-                          {long_force, "long"},  {"x-request-id", "id"}};
+  http::HeaderMap headers{{":method", "GET"},    {"traceparent", "tp"},  {"user-agent", "x"},
+                          {"tracestate", "ts1"}, {"tracestate", "ts2"},  {"b3", "single"},
+                          {"x-b3-traceid", "t"}, {"x-b3-spanid", "s"},   {"x-b3-parentspanid", "p"},
+                          {"x-b3-sampled", "1"}, {"x-b3-flags", "f"},    {"x-forced", "yes"},
+                          {long_force, "long"},  {"x-request-id", "id"}, {"grpc-timeout", "1S"},
+                          {"x-b3-flagz", "no"},  {"", "empty name"}};
   TraceHeaders found = ScanTraceHeaders(headers, "x-forced");
-  EXPECT_EQ(found.traceparent, "tp");
+  EXPECT_EQ(found.get(TraceHeaders::kTraceparent), "tp");
   EXPECT_EQ(found.traceparent_count, 1);
-  EXPECT_EQ(found.tracestate, "ts1");
+  EXPECT_EQ(found.get(TraceHeaders::kTracestate), "ts1");
   EXPECT_EQ(found.tracestate_count, 2);
-  EXPECT_EQ(found.b3, "single");
-  EXPECT_EQ(found.b3_trace_id, "t");
-  EXPECT_EQ(found.b3_span_id, "s");
-  EXPECT_EQ(found.b3_parent_span_id, "p");
-  EXPECT_EQ(found.b3_sampled, "1");
-  EXPECT_EQ(found.b3_flags, "f");
-  EXPECT_EQ(found.force, "yes");
-  EXPECT_EQ(found.request_id, "id");
+  EXPECT_EQ(found.get(TraceHeaders::kB3), "single");
+  EXPECT_EQ(found.get(TraceHeaders::kB3TraceId), "t");
+  EXPECT_EQ(found.get(TraceHeaders::kB3SpanId), "s");
+  EXPECT_EQ(found.get(TraceHeaders::kB3ParentSpanId), "p");
+  EXPECT_EQ(found.get(TraceHeaders::kB3Sampled), "1");
+  EXPECT_EQ(found.get(TraceHeaders::kB3Flags), "f");
+  EXPECT_EQ(found.get(TraceHeaders::kForce), "yes");
+  EXPECT_EQ(found.get(TraceHeaders::kRequestId), "id");
   // A force-sample header name of any length.
-  EXPECT_EQ(ScanTraceHeaders(headers, long_force).force, "long");
-  EXPECT_FALSE(ScanTraceHeaders(headers, "").force.has_value());
-  // Nothing trace-related: no context.
+  EXPECT_EQ(ScanTraceHeaders(headers, long_force).get(TraceHeaders::kForce), "long");
+  EXPECT_FALSE(ScanTraceHeaders(headers, "").has(TraceHeaders::kForce));
+  // Nothing trace-related: no context, and no field is reported.
   http::HeaderMap plain{{":method", "GET"}, {"x-request-id", "id"}};
+  const TraceHeaders nothing = TraceHeaderScan("x-forced").Scan(plain);
+  EXPECT_FALSE(nothing.any_context());
+  EXPECT_FALSE(nothing.any_b3_multi());
+  for (int field = 0; field < TraceHeaders::kFieldCount; ++field) {
+    const auto f = static_cast<TraceHeaders::Field>(field);
+    EXPECT_EQ(nothing.has(f), f == TraceHeaders::kRequestId) << field;
+  }
+  EXPECT_EQ(nothing.traceparent_count, 0);
   const ParentContext none = ExtractParent(plain);
   EXPECT_FALSE(none.trace_id.valid());
   EXPECT_EQ(none.format, Propagation::kNone);

@@ -1,19 +1,14 @@
 #include "sidecar/tracing/tracer.h"
 
 #include <algorithm>
+#include <cstring>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "common/base/logging.h"
 #include "common/http/header_map.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
-
-uint64_t NonZero(Random& random) {
-  uint64_t value = random.Next();
-  return value != 0 ? value : 1;
-}
 
 bool IsForced(const std::optional<absl::string_view>& value) {
   return value.has_value() && (*value == "1" || absl::EqualsIgnoreCase(*value, "true"));
@@ -57,40 +52,41 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& 
                TracerStats stats, Random& random, const Clock& clock)
     : rate_(std::clamp(config.sampling_percent / 100.0, 0.0, 1.0)),
       span_per_attempt_(config.span_per_attempt),
-      force_header_(absl::AsciiStrToLower(config.force_sample_header)),
+      scan_(config.force_sample_header),
       service_name_(std::move(service_name)),
       sink_(sink),
       stats_(stats),
       random_(random),
+      real_random_(dynamic_cast<RealRandom*>(&random)),
       clock_(clock) {}
 
 void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span,
                          MonotonicTime start) {
   // One pass over the headers finds everything; an unsampled request costs little more.
-  const TraceHeaders found = ScanTraceHeaders(headers, force_header_);
+  const TraceHeaders found = scan_.Scan(headers);
   // Without a context header there is nothing to parse (no call either).
   const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
-  const bool forced = IsForced(found.force);
+  const bool forced = IsForced(found.get(TraceHeaders::kForce));
   trace = RequestTrace();
   trace.debug = parent.debug;
   trace.trace_id_64bit = parent.trace_id_64bit;
   trace.traceparent_maybe_present = found.traceparent_count > 0;
   if (parent.b3_present) {
-    trace.b3_single = found.b3.has_value();
+    trace.b3_single = found.has(TraceHeaders::kB3);
     trace.b3_multi = found.any_b3_multi();
   }
   if (parent.trace_id.valid()) {
     trace.trace_id = parent.trace_id;
     trace.parent_span_id = parent.span_id;
   } else {
-    trace.trace_id = TraceId{random_.Next(), NonZero(random_)};
+    trace.trace_id = TraceId{NextRandom(), NonZeroRandom()};
     trace.trace_id_64bit = false;
   }
   // The trace id's random low half decides (as OpenTelemetry's TraceIdRatioBased sampler does):
   // no draw of its own, and every hop that decides at the same rate decides the same.
   trace.sampled = DecideSampling(parent, forced, rate_, trace.trace_id.low);
   // This hop's server span id is needed only by a recorded span and as B3's parent span id.
-  if (trace.sampled || parent.b3_present) trace.server_span_id = NonZero(random_);
+  if (trace.sampled || parent.b3_present) trace.server_span_id = NonZeroRandom();
   stats_.spans_started.Inc();
   if (trace.sampled) {
     span = Acquire();
@@ -101,14 +97,16 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
     s.kind = SpanKind::kServer;
     s.start_ns = WallNanosAt(start);
     // Before the tracestate work below, which may rewrite the map `found` points into.
-    if (found.request_id.has_value()) SetText(s.request_id, *found.request_id);
+    if (const std::optional<absl::string_view> id = found.get(TraceHeaders::kRequestId)) {
+      SetText(s.request_id, *id);
+    }
   }
   // tracestate belongs to a valid W3C parent only.
   if (parent.format == Propagation::kW3c) {
-    if (found.tracestate.has_value()) {
+    if (const std::optional<absl::string_view> tracestate = found.get(TraceHeaders::kTracestate)) {
       // Several fields are one list (RFC 9110 §5.3).
       std::string joined;
-      absl::string_view value = *found.tracestate;
+      absl::string_view value = *tracestate;
       if (found.tracestate_count > 1) {
         joined = headers.GetJoined(kTracestateHeader);
         value = joined;
@@ -125,23 +123,26 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
           break;
       }
     }
-  } else if (found.tracestate.has_value()) {
+  } else if (found.has(TraceHeaders::kTracestate)) {
     headers.Remove(kTracestateHeader);
   }
 }
 
 void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
   if (!trace.active()) return;
-  const uint64_t span_id = NonZero(random_);
+  const uint64_t span_id = NonZeroRandom();
   ++trace.attempts;
-  char traceparent[kTraceparentLength];
-  FormatTraceparent(trace.trace_id, span_id, trace.sampled, traceparent);
-  const absl::string_view value(traceparent, sizeof(traceparent));
+  // Name and value side by side, so the map copies them in one piece.
+  char field[kTraceparentHeader.size() + kTraceparentLength];
+  std::memcpy(field, kTraceparentHeader.data(), kTraceparentHeader.size());
+  FormatTraceparent(trace.trace_id, span_id, trace.sampled, field + kTraceparentHeader.size());
+  const absl::string_view name(field, kTraceparentHeader.size());
+  const absl::string_view value(field + kTraceparentHeader.size(), kTraceparentLength);
   // Hex digits and dashes: trusted, so the codecs write it without checking it again.
   if (trace.traceparent_maybe_present) {
-    headers.SetTrusted(kTraceparentHeader, value);
+    headers.SetTrusted(name, value);
   } else {
-    headers.AddTrusted(kTraceparentHeader, value);  // no lookup: there is none to replace
+    headers.AddTrusted(name, value);  // no lookup: there is none to replace
     trace.traceparent_maybe_present = true;
   }
   if (trace.b3_single || trace.b3_multi) {

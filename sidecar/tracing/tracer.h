@@ -97,15 +97,23 @@ class Tracer {
  private:
   const double rate_;
   const bool span_per_attempt_;
-  const std::string force_header_;
+  const TraceHeaderScan scan_;
   const std::string service_name_;
   // A cleared span to fill: a pooled one when there is one.
   SpanPtr Acquire();
   void Reanchor();
+  // The worker's generator is a RealRandom: called directly, its few instructions are inlined
+  // instead of a virtual call per id (tests pass a scripted Random).
+  uint64_t NextRandom() { return real_random_ != nullptr ? real_random_->Next() : random_.Next(); }
+  uint64_t NonZeroRandom() {
+    const uint64_t value = NextRandom();
+    return value != 0 ? value : 1;
+  }
 
   SpanSink& sink_;
   const TracerStats stats_;
   Random& random_;
+  RealRandom* const real_random_;  // random_, when it is one
   const Clock& clock_;
   std::string scratch_;  // tracestate rewrites
   MonotonicTime anchor_monotonic_{};

@@ -276,6 +276,28 @@ TEST_F(TracerTest, SampledRequestAllocatesNothingOnceThePoolIsWarm) {
   }
 }
 
+// The worker's generator is a RealRandom, which the tracer calls directly: its ids are that
+// generator's numbers, in order.
+TEST_F(TracerTest, IdsComeFromTheWorkersRealRandom) {
+  RealRandom generator(1234), expected(1234);
+  TracingConfig config;
+  config.enabled = true;
+  config.sampling_percent = 0;
+  Tracer tracer(config, "svc", sink_, TracerStats::Create(*shard_), generator, clock_);
+  for (int i = 0; i < 3; ++i) {
+    http::HeaderMap headers;
+    RequestTrace trace;
+    SpanPtr server, client;
+    tracer.BeginServer(headers, trace, server);
+    const uint64_t high = expected.Next(), low = expected.Next(), span = expected.Next();
+    EXPECT_EQ(trace.trace_id, (TraceId{high, low}));
+    tracer.BeginClient(headers, trace, client);
+    EXPECT_EQ(headers.Get("traceparent"), absl::StrCat("00-", absl::Hex(high, absl::kZeroPad16),
+                                                       absl::Hex(low, absl::kZeroPad16), "-",
+                                                       absl::Hex(span, absl::kZeroPad16), "-00"));
+  }
+}
+
 TEST_F(TracerTest, ForceHeaderSamples) {
   Tracer tracer = MakeTracer(0);
   http::HeaderMap headers{{"traceparent", kUnsampledParent}, {"x-meshlet-force-trace", "1"}};
@@ -283,6 +305,19 @@ TEST_F(TracerTest, ForceHeaderSamples) {
   SpanPtr server;
   tracer.BeginServer(headers, trace, server);
   EXPECT_NE(server, nullptr);
+
+  // The configured name is matched whatever its case.
+  TracingConfig config;
+  config.enabled = true;
+  config.sampling_percent = 0;
+  config.force_sample_header = "X-Debug-Trace";
+  Tracer mixed_case(config, "svc", sink_, TracerStats::Create(*shard_), random_, clock_);
+  http::HeaderMap forced{{"x-debug-trace", "true"}};
+  SpanPtr forced_server;
+  mixed_case.BeginServer(forced, trace, forced_server);
+  EXPECT_NE(forced_server, nullptr);
+  tracer.End(server);
+  mixed_case.End(forced_server);
 }
 
 TEST_F(TracerTest, NewTraceWhenTheParentIsInvalidAndItsTracestateGoes) {

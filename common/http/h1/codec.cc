@@ -261,16 +261,34 @@ absl::string_view FormatHex(uint64_t v, char (&buf)[20]) {
 // contiguous copy and no allocation per field. The reservation is sized from an estimate
 // (EstimateBlock); a block that does not fit is emitted again in two passes, one that sizes it
 // and one that copies it.
+// Each sink also takes a whole field, "name: value\r\n", with one size check.
 struct SizeSink {
   size_t size = 0;
   void operator()(absl::string_view s) { size += s.size(); }
+  void Field(absl::string_view name, absl::string_view value) {
+    size += name.size() + value.size() + 4;
+  }
 };
+// Where there is room for it (`p` has name.size() + value.size() + 4 bytes).
+inline char* PutField(char* p, absl::string_view name, absl::string_view value) {
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  p[0] = ':';
+  p[1] = ' ';
+  p += 2;
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  p[0] = '\r';
+  p[1] = '\n';
+  return p + 2;
+}
 struct CopySink {
   char* p;
   void operator()(absl::string_view s) {
     if (!s.empty()) std::memcpy(p, s.data(), s.size());
     p += s.size();
   }
+  void Field(absl::string_view name, absl::string_view value) { p = PutField(p, name, value); }
 };
 // Copies while there is room; past the end it only records the overflow.
 struct BoundedSink {
@@ -284,6 +302,13 @@ struct BoundedSink {
     }
     if (!s.empty()) std::memcpy(p, s.data(), s.size());
     p += s.size();
+  }
+  void Field(absl::string_view name, absl::string_view value) {
+    if (overflow || name.size() + value.size() + 4 > static_cast<size_t>(end - p)) {
+      overflow = true;
+      return;
+    }
+    p = PutField(p, name, value);
   }
 };
 
@@ -317,10 +342,7 @@ template <typename Sink, typename Skip>
 void EmitFields(const HeaderMap& headers, Skip skip, Sink& sink) {
   headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
     if (skip(h.name) || (!trusted && !SafeField(h.name, h.value))) return;
-    sink(h.name);
-    sink(": ");
-    sink(h.value);
-    sink("\r\n");
+    sink.Field(h.name, h.value);
   });
 }
 
