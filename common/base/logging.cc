@@ -81,19 +81,19 @@ LogLevel GetLogLevel() {
 namespace logging_internal {
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line, bool fatal)
-    : level_(level), fatal_(fatal) {
+    : level_(level), fatal_(fatal), stream_(std::make_unique<std::ostringstream>()) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
-  stream_ << absl::StrFormat("[%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s %ld %s:%d] ",
-                             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                             tm.tm_sec, ts.tv_nsec / 1000, LogLevelName(level),
-                             static_cast<long>(syscall(SYS_gettid)), BaseName(file), line);
+  *stream_ << absl::StrFormat("[%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %s %ld %s:%d] ",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                              tm.tm_sec, ts.tv_nsec / 1000, LogLevelName(level),
+                              static_cast<long>(syscall(SYS_gettid)), BaseName(file), line);
 }
 
 LogMessage::~LogMessage() {
-  std::string line = std::move(stream_).str();
+  std::string line = std::move(*stream_).str();
   if (g_has_sink.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(g_sink_mu);
     if (g_sink != nullptr) {
@@ -107,6 +107,14 @@ LogMessage::~LogMessage() {
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;
   if (fatal_) std::abort();
+}
+
+FatalMessage::FatalMessage(const char* file, int line)
+    : message_(std::make_unique<LogMessage>(LogLevel::kCritical, file, line, /*fatal=*/true)) {}
+
+FatalMessage::~FatalMessage() {
+  message_.reset();  // emits the line and aborts
+  std::abort();
 }
 
 bool ShouldLogEvery(std::atomic<int64_t>& last_ns, int64_t interval_ns) {
