@@ -64,7 +64,26 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
                          MonotonicTime start) {
   // One pass over the headers finds everything; an unsampled request costs little more.
   const TraceHeaders found = scan_.Scan(headers);
-  // Without a context header there is nothing to parse (no call either).
+  stats_.spans_started.Inc();
+  if (found.any_context() || found.has(TraceHeaders::kForce) ||
+      found.has(TraceHeaders::kTracestate)) {
+    BeginServerFromCaller(headers, found, trace, span, start);
+    return;
+  }
+  // The caller sent nothing to go on (as at an edge): a new trace, sampled at the rate. The
+  // general path below would decide the same, at some cost per request.
+  trace = RequestTrace();
+  trace.traceparent_maybe_present = false;
+  trace.trace_id = TraceId{NextRandom(), NonZeroRandom()};
+  trace.sampled = DecideSampling(ParentContext(), /*forced=*/false, rate_, trace.trace_id.low);
+  if (trace.sampled) {
+    trace.server_span_id = NonZeroRandom();
+    StartServerSpan(found, trace, span, start);
+  }
+}
+
+void Tracer::BeginServerFromCaller(http::HeaderMap& headers, const TraceHeaders& found,
+                                   RequestTrace& trace, SpanPtr& span, MonotonicTime start) {
   const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
   const bool forced = IsForced(found.get(TraceHeaders::kForce));
   trace = RequestTrace();
@@ -87,20 +106,8 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   trace.sampled = DecideSampling(parent, forced, rate_, trace.trace_id.low);
   // This hop's server span id is needed only by a recorded span and as B3's parent span id.
   if (trace.sampled || parent.b3_present) trace.server_span_id = NonZeroRandom();
-  stats_.spans_started.Inc();
-  if (trace.sampled) {
-    span = Acquire();
-    Span& s = *span;
-    s.trace_id = trace.trace_id;
-    s.span_id = trace.server_span_id;
-    s.parent_span_id = trace.parent_span_id;
-    s.kind = SpanKind::kServer;
-    s.start_ns = WallNanosAt(start);
-    // Before the tracestate work below, which may rewrite the map `found` points into.
-    if (const std::optional<absl::string_view> id = found.get(TraceHeaders::kRequestId)) {
-      SetText(s.request_id, *id);
-    }
-  }
+  // Before the tracestate work below, which may rewrite the map `found` points into.
+  if (trace.sampled) StartServerSpan(found, trace, span, start);
   // tracestate belongs to a valid W3C parent only.
   if (parent.format == Propagation::kW3c) {
     if (const std::optional<absl::string_view> tracestate = found.get(TraceHeaders::kTracestate)) {
@@ -125,6 +132,20 @@ void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
     }
   } else if (found.has(TraceHeaders::kTracestate)) {
     headers.Remove(kTracestateHeader);
+  }
+}
+
+void Tracer::StartServerSpan(const TraceHeaders& found, const RequestTrace& trace, SpanPtr& span,
+                             MonotonicTime start) {
+  span = Acquire();
+  Span& s = *span;
+  s.trace_id = trace.trace_id;
+  s.span_id = trace.server_span_id;
+  s.parent_span_id = trace.parent_span_id;
+  s.kind = SpanKind::kServer;
+  s.start_ns = WallNanosAt(start);
+  if (const std::optional<absl::string_view> id = found.get(TraceHeaders::kRequestId)) {
+    SetText(s.request_id, *id);
   }
 }
 

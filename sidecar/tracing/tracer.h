@@ -99,6 +99,14 @@ class Tracer {
   const bool span_per_attempt_;
   const TraceHeaderScan scan_;
   const std::string service_name_;
+  // BeginServer for a request with a trace header or a force-sample header: out of line, so the
+  // common case (none) stays small.
+  [[gnu::noinline]] void BeginServerFromCaller(http::HeaderMap& headers, const TraceHeaders& found,
+                                               RequestTrace& trace, SpanPtr& span,
+                                               MonotonicTime start);
+  // The server span of a sampled request (ids already in `trace`).
+  void StartServerSpan(const TraceHeaders& found, const RequestTrace& trace, SpanPtr& span,
+                       MonotonicTime start);
   // A cleared span to fill: a pooled one when there is one.
   SpanPtr Acquire();
   void Reanchor();
