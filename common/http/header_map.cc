@@ -104,21 +104,6 @@ HeaderMap::HeaderMap(
   for (const auto& [name, value] : headers) Add(name, value);
 }
 
-HeaderMap::Entry HeaderMap::NewEntry(size_t name_size, size_t value_size, bool trusted) {
-  // Header sections are bounded by codec limits far below 4 GiB; anything near it is a bug.
-  CHECK(arena_.size() + name_size + value_size < UINT32_MAX) << "header map overflow";
-  // Names bounded by codec limits fit 31 bits with room to spare.
-  CHECK(name_size < (uint32_t{1} << 31)) << "header name overflow";
-  Entry e;
-  e.name_offset = static_cast<uint32_t>(arena_.size());
-  e.name_size = static_cast<uint32_t>(name_size);
-  e.trusted = trusted ? 1 : 0;
-  e.value_offset = static_cast<uint32_t>(arena_.size() + name_size);
-  e.value_size = static_cast<uint32_t>(value_size);
-  byte_size_ += name_size + value_size;
-  return e;
-}
-
 HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view value) {
   const Entry e = NewEntry(name.size(), value.size(), /*trusted=*/false);
   // One growth for both; the name is lowercased on its way in.

@@ -34,6 +34,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "common/base/free_list.h"
+#include "common/base/logging.h"
 
 namespace meshlet::http {
 
@@ -220,8 +221,21 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Index of the first entry at or after `from` whose name equals `name` ignoring case.
   size_t Find(absl::string_view name, size_t from) const;
   // An entry for a name and value about to be appended at the arena's end, counted in
-  // byte_size_; the caller appends them.
-  Entry NewEntry(size_t name_size, size_t value_size, bool trusted);
+  // byte_size_; the caller appends them. Inline: every Add goes through it.
+  Entry NewEntry(size_t name_size, size_t value_size, bool trusted) {
+    // Header sections are bounded by codec limits far below 4 GiB; anything near it is a bug.
+    CHECK(arena_.size() + name_size + value_size < UINT32_MAX) << "header map overflow";
+    // Names bounded by codec limits fit 31 bits with room to spare.
+    CHECK(name_size < (uint32_t{1} << 31)) << "header name overflow";
+    Entry e;
+    e.name_offset = static_cast<uint32_t>(arena_.size());
+    e.name_size = static_cast<uint32_t>(name_size);
+    e.trusted = trusted ? 1 : 0;
+    e.value_offset = static_cast<uint32_t>(arena_.size() + name_size);
+    e.value_size = static_cast<uint32_t>(value_size);
+    byte_size_ += name_size + value_size;
+    return e;
+  }
   Entry MakeEntry(absl::string_view name, absl::string_view value);
   // Set()'s work once `first`, the first entry of `name`, is found.
   void Replace(size_t first, absl::string_view name, absl::string_view value);

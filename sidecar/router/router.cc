@@ -669,20 +669,27 @@ void Router::StartAttempt() {
 }
 
 void Router::BeginClientSpan(const Host& host) {
-  tracing::Span* const server = info_.server_span;
-  // Every attempt is its own client span and carries its own traceparent (a retry included). A
-  // first attempt kept in case it stayed the only one is exported now that it is not, with the
-  // text it was spared (the server span still names its host).
-  if (info_.held_attempt_span != nullptr) {
-    FillClientSpanText(*info_.held_attempt_span, server != nullptr ? server->endpoint : "");
-    context_.tracer->End(info_.held_attempt_span);
-  }
+  // Every attempt is its own client span and carries its own traceparent (a retry included).
+  if (info_.held_attempt_span != nullptr) ExportHeldAttemptSpan();
   tracing::SpanPtr& span = upstream_->span();
   context_.tracer->BeginClient(*request_headers_, info_.trace, span);
-  if (span == nullptr) return;
+  if (span != nullptr) DescribeClientSpan(*span, host);
+}
+
+void Router::ExportHeldAttemptSpan() {
+  // A first attempt kept in case it stayed the only one is exported now that it is not, with the
+  // text it was spared (the server span still names its host).
+  const tracing::Span* const server = info_.server_span;
+  FillClientSpanText(*info_.held_attempt_span, server != nullptr ? server->endpoint : "");
+  context_.tracer->End(info_.held_attempt_span);
+}
+
+void Router::DescribeClientSpan(tracing::Span& span, const Host& host) {
   // The server span names the host of the last attempt: this one, so far.
-  if (server != nullptr) tracing::SetText(server->endpoint, host.address_text());
-  if (!AttemptMayBeFolded()) FillClientSpanText(*span, host.address_text());
+  if (info_.server_span != nullptr) {
+    tracing::SetText(info_.server_span->endpoint, host.address_text());
+  }
+  if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
 }
 
 bool Router::AttemptMayBeFolded() const {

@@ -184,6 +184,9 @@ class Router {
   void OnUpstreamBelowWriteBufferLowWatermark();
   // Tracing: the new attempt's client span and its traceparent (and B3) on the request headers.
   void BeginClientSpan(const Host& host);
+  // Out of line (only sampled requests and retries get here), so the unsampled path stays short.
+  [[gnu::noinline]] void ExportHeldAttemptSpan();
+  [[gnu::noinline]] void DescribeClientSpan(tracing::Span& span, const Host& host);
   // The attempt now beginning (or ending) is the request's first and, with span_per_attempt
   // false, will be folded into the server span if no other follows (tracing::FoldSingleAttempt).
   bool AttemptMayBeFolded() const;

@@ -149,6 +149,43 @@ void Tracer::StartServerSpan(const TraceHeaders& found, const RequestTrace& trac
   }
 }
 
+void Tracer::SetB3(http::HeaderMap& headers, const RequestTrace& trace, uint64_t span_id) {
+  char trace_hex[32];
+  FormatHex64(trace.trace_id.high, trace_hex);
+  FormatHex64(trace.trace_id.low, trace_hex + 16);
+  const absl::string_view trace_id = trace.trace_id_64bit ? absl::string_view(trace_hex + 16, 16)
+                                                          : absl::string_view(trace_hex, 32);
+  char span_hex[16];
+  FormatHex64(span_id, span_hex);
+  char parent_hex[16];
+  FormatHex64(trace.server_span_id, parent_hex);
+  const absl::string_view sampled = trace.debug ? "d" : (trace.sampled ? "1" : "0");
+  if (trace.b3_single) {
+    std::string b3;
+    b3.reserve(32 + 1 + 16 + 3 + 16);
+    b3.append(trace_id.data(), trace_id.size());
+    b3.push_back('-');
+    b3.append(span_hex, 16);
+    b3.push_back('-');
+    b3.append(sampled.data(), sampled.size());
+    b3.push_back('-');
+    b3.append(parent_hex, 16);
+    headers.Set(kB3SingleHeader, b3);
+  }
+  if (trace.b3_multi) {
+    headers.Set(kB3TraceIdHeader, trace_id);
+    headers.Set(kB3SpanIdHeader, absl::string_view(span_hex, 16));
+    headers.Set(kB3ParentSpanIdHeader, absl::string_view(parent_hex, 16));
+    if (trace.debug) {
+      headers.Set(kB3FlagsHeader, "1");
+      headers.Remove(kB3SampledHeader);
+    } else {
+      headers.Remove(kB3FlagsHeader);
+      headers.Set(kB3SampledHeader, trace.sampled ? "1" : "0");
+    }
+  }
+}
+
 void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
   if (!trace.active()) return;
   const uint64_t span_id = NonZeroRandom();
@@ -166,44 +203,9 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
     headers.AddTrusted(name, value);  // no lookup: there is none to replace
     trace.traceparent_maybe_present = true;
   }
-  if (trace.b3_single || trace.b3_multi) {
-    // The caller speaks B3: it goes on in the same form(s), describing the same span as
-    // traceparent.
-    char trace_hex[32];
-    FormatHex64(trace.trace_id.high, trace_hex);
-    FormatHex64(trace.trace_id.low, trace_hex + 16);
-    const absl::string_view trace_id = trace.trace_id_64bit ? absl::string_view(trace_hex + 16, 16)
-                                                            : absl::string_view(trace_hex, 32);
-    char span_hex[16];
-    FormatHex64(span_id, span_hex);
-    char parent_hex[16];
-    FormatHex64(trace.server_span_id, parent_hex);
-    const absl::string_view sampled = trace.debug ? "d" : (trace.sampled ? "1" : "0");
-    if (trace.b3_single) {
-      std::string b3;
-      b3.reserve(32 + 1 + 16 + 3 + 16);
-      b3.append(trace_id.data(), trace_id.size());
-      b3.push_back('-');
-      b3.append(span_hex, 16);
-      b3.push_back('-');
-      b3.append(sampled.data(), sampled.size());
-      b3.push_back('-');
-      b3.append(parent_hex, 16);
-      headers.Set(kB3SingleHeader, b3);
-    }
-    if (trace.b3_multi) {
-      headers.Set(kB3TraceIdHeader, trace_id);
-      headers.Set(kB3SpanIdHeader, absl::string_view(span_hex, 16));
-      headers.Set(kB3ParentSpanIdHeader, absl::string_view(parent_hex, 16));
-      if (trace.debug) {
-        headers.Set(kB3FlagsHeader, "1");
-        headers.Remove(kB3SampledHeader);
-      } else {
-        headers.Remove(kB3FlagsHeader);
-        headers.Set(kB3SampledHeader, trace.sampled ? "1" : "0");
-      }
-    }
-  }
+  // The caller speaks B3: it goes on in the same form(s), describing the same span as
+  // traceparent.
+  if (trace.b3_single || trace.b3_multi) SetB3(headers, trace, span_id);
   stats_.spans_started.Inc();
   if (!trace.sampled) return;
   span = Acquire();

@@ -107,6 +107,10 @@ class Tracer {
   // The server span of a sampled request (ids already in `trace`).
   void StartServerSpan(const TraceHeaders& found, const RequestTrace& trace, SpanPtr& span,
                        MonotonicTime start);
+  // The B3 header(s) for client span `span_id`, in the forms the caller used (out of line: few
+  // callers use B3).
+  [[gnu::noinline]] static void SetB3(http::HeaderMap& headers, const RequestTrace& trace,
+                                      uint64_t span_id);
   // A cleared span to fill: a pooled one when there is one.
   SpanPtr Acquire();
   void Reanchor();
