@@ -2,7 +2,7 @@
 """What tracing costs the sidecar, measured in instructions per request (docs/performance.md).
 
 Usage: tracing_overhead.py SIDECAR [--requests N] [--clients C] [--cpu-rounds R] [--keep DIR]
-       tracing_overhead.py SIDECAR --rps-rounds R [--duration S] [--connections C]
+       tracing_overhead.py SIDECAR --rps-rounds R [--duration S] [--connections C] [--processes P]
 
 One sidecar (one worker) proxies HTTP/1.1 keep-alive requests from h2load --h1 to a second
 sidecar that answers with a fixed 1 KiB direct response. The proxying sidecar runs under
@@ -29,7 +29,10 @@ in the proxy comparison (proxy_compare.py), each proxying sidecar (every mode) r
 pinned to core 0 with all its threads, while the upstream sidecar,
 the collector (an nginx answering 200: the Python stub would take much of core 1 at 100 %) and the
 load generator (wrk -t1 -cC -dS, HTTP/1.1 keep-alive) share core 1. In
-each round the three are loaded one after the other, in an order that rotates between rounds.
+each round the modes are loaded one after the other, in an order that rotates between rounds.
+Each mode has --processes sidecars (default 3), one per round in turn: a process can be faster
+or slower than another of the same build for its whole life, and that luck should not be read
+as a mode's cost.
 Prints per mode the median requests/s and CPU microseconds per request, and the median of the
 per-round requests/s ratios against "off" with their spread. With --perf DIR, one more load per
 mode is recorded by `perf record -e cpu-clock -g` (kernel time included) into DIR. Needs at least two cores and a
@@ -252,27 +255,38 @@ def start_nginx_collector(tmp):
 
 def measure_rps(args, tmp, modes, up_port):
     """Requests/s per mode with the proxy pinned to its own core (see the module's docstring)."""
+    # Several processes per mode, taken in turn: one process can be faster or slower than
+    # another of the same build for its whole life (its memory layout, which allocator arenas
+    # churn), and with one process per mode that luck would be read as the mode's cost.
     procs = {}
+    all_procs = []
     collector, collector_port = start_nginx_collector(tmp)
     try:
         for name, percent in modes:
-            procs[name] = start_proxy(args.sidecar, tmp, percent, up_port, collector_port,
+            procs[name] = []
+            for _ in range(args.processes):
+                started = start_proxy(args.sidecar, tmp, percent, up_port, collector_port,
                                       ["taskset", "-c", "0"])
-            proc, port, _ = procs[name]
-            pc.wrk_rps(port, 1, args.connections)  # warm-up: connections, first-use paths, the pool
+                all_procs.append(started)
+                procs[name].append(started)
+                # Warm-up: connections, first-use paths, the span pool.
+                pc.wrk_rps(started[1], 1, args.connections)
         with open("/proc/loadavg") as f:
             load_before = f.read().split()[:3]
         rps = {name: [] for name, _ in modes}
         cpu = {name: [] for name, _ in modes}
+        by_process = {name: [[] for _ in range(args.processes)] for name, _ in modes}
         names = [name for name, _ in modes]
         for round_index in range(args.rps_rounds):
             shift = round_index % len(names)
+            which = round_index % args.processes
             for name in names[shift:] + names[:shift]:
-                proc, port, _ = procs[name]
+                proc, port, _ = procs[name][which]
                 before = sum(cpu_seconds(proc.pid))
                 rate, total = pc.wrk_rps(port, args.duration, args.connections)
                 time.sleep(0.3)  # the export of this load's last spans is counted
                 rps[name].append(rate)
+                by_process[name][which].append(rate)
                 cpu[name].append((sum(cpu_seconds(proc.pid)) - before) * 1e6 / total)
         with open("/proc/loadavg") as f:
             load_after = f.read().split()[:3]
@@ -281,7 +295,7 @@ def measure_rps(args, tmp, modes, up_port):
             # may not exist in a VM), for `perf report -i DIR/perf-MODE.data`.
             os.makedirs(args.perf, exist_ok=True)
             for name in names:
-                proc, port, _ = procs[name]
+                proc, port, _ = procs[name][0]
                 label = re.sub(r"[^0-9a-z]+", "-", name.replace("%", "pct"))
                 data = os.path.join(args.perf, f"perf-{label}.data")
                 recorder = subprocess.Popen(
@@ -294,10 +308,11 @@ def measure_rps(args, tmp, modes, up_port):
                 recorder.send_signal(signal.SIGINT)
                 recorder.wait(timeout=60)
                 print(f"{name:>5}: perf profile of {total} requests in {data}", flush=True)
-        dropped = {name: pc.admin_counter(admin, "meshlet_tracing_spans_dropped_total")
-                   for name, (_, _, admin) in procs.items()}
+        dropped = {name: sum(pc.admin_counter(admin, "meshlet_tracing_spans_dropped_total")
+                             for _, _, admin in started)
+                   for name, started in procs.items()}
     finally:
-        for proc, _, _ in procs.values():
+        for proc, _, _ in all_procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
         collector.terminate()
@@ -307,6 +322,9 @@ def measure_rps(args, tmp, modes, up_port):
         print(f"{name:>5}: {median(rps[name]):9.0f} requests/s, {median(cpu[name]):5.2f} us CPU/request, "
               f"{dropped[name]} spans dropped (rounds: {' '.join(f'{x:.0f}' for x in rps[name])})",
               flush=True)
+        if args.processes > 1:
+            print(f"{'':>5}  median requests/s of each process: "
+                  f"{' '.join(f'{median(v):.0f}' for v in by_process[name])}", flush=True)
     report_against_off(rps, "requests/s", load_before, load_after)
 
 
@@ -319,6 +337,8 @@ def main():
     parser.add_argument("--rps-rounds", type=int, default=0)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load (--rps-rounds)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (--rps-rounds)")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="--rps-rounds: sidecar processes per mode, loaded in turn")
     parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
     parser.add_argument("--perf", help="--rps-rounds: also record one load per mode with perf into "
                         "this directory")
