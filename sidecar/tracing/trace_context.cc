@@ -320,6 +320,7 @@ TraceHeaderScan::TraceHeaderScan(absl::string_view force_header)
     AddCandidate(name);
   }
   if (!force_header_.empty()) AddCandidate(force_header_);
+  request_id_inline_ = force_header_ != kRequestIdHeader;
 }
 
 void TraceHeaderScan::AddCandidate(absl::string_view name) {
@@ -335,8 +336,15 @@ TraceHeaders TraceHeaderScan::Scan(const http::HeaderMap& headers) const {
   headers.ForEachRegular([&](const http::HeaderView header) {
     if (header.name.empty()) return;
     const size_t index = FilterIndex(header.name);
-    if ((candidates_[index / 64] >> (index % 64)) & 1) [[unlikely]]
-      Note(header, found);
+    if (((candidates_[index / 64] >> (index % 64)) & 1) == 0) return;
+    // The connection manager adds x-request-id to nearly every request: recognised inline
+    // (a constant-length compare), unless it is also the force-sample header.
+    if (request_id_inline_ && header.name.size() == kRequestIdHeader.size() &&
+        std::memcmp(header.name.data(), kRequestIdHeader.data(), kRequestIdHeader.size()) == 0) {
+      found.Keep(TraceHeaders::kRequestId, header.value);
+      return;
+    }
+    Note(header, found);
   });
   return found;
 }

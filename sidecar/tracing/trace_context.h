@@ -172,7 +172,8 @@ class TraceHeaderScan {
   [[gnu::noinline]] void Note(const http::HeaderView& header, TraceHeaders& found) const;
 
   std::string force_header_;
-  uint64_t candidates_[4] = {};  // bit FilterIndex(name): a name looked for may be there
+  uint64_t candidates_[4] = {};    // bit FilterIndex(name): a name looked for may be there
+  bool request_id_inline_ = true;  // x-request-id is not the force-sample header
 };
 
 // One-off scan (tests, tools); a tracer keeps a TraceHeaderScan.

@@ -287,6 +287,10 @@ TEST(ScanTraceHeadersTest, FindsEveryTraceHeaderAmongOthers) {
     EXPECT_EQ(nothing.has(f), f == TraceHeaders::kRequestId) << field;
   }
   EXPECT_EQ(nothing.traceparent_count, 0);
+  // x-request-id as the force-sample header is both.
+  const TraceHeaders both = TraceHeaderScan("X-Request-Id").Scan(plain);
+  EXPECT_EQ(both.get(TraceHeaders::kForce), "id");
+  EXPECT_EQ(both.get(TraceHeaders::kRequestId), "id");
   const ParentContext none = ExtractParent(plain);
   EXPECT_FALSE(none.trace_id.valid());
   EXPECT_EQ(none.format, Propagation::kNone);
