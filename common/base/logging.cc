@@ -22,6 +22,8 @@ namespace {
 std::mutex g_sink_mu;
 ScopedLogSink::Sink* g_sink = nullptr;
 std::atomic<bool> g_has_sink{false};
+// True on a thread while it runs the sink (which holds g_sink_mu).
+thread_local bool t_in_sink = false;
 
 const char* BaseName(const char* path) {
   const char* base = path;
@@ -94,10 +96,14 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line, bool fatal)
 
 LogMessage::~LogMessage() {
   std::string line = std::move(*stream_).str();
-  if (g_has_sink.load(std::memory_order_acquire)) {
+  // A line logged from inside the sink (a CHECK in it, say) goes to stderr: the sink's lock is
+  // held by this very thread.
+  if (g_has_sink.load(std::memory_order_acquire) && !t_in_sink) {
     std::lock_guard<std::mutex> lock(g_sink_mu);
     if (g_sink != nullptr) {
+      t_in_sink = true;
       (*g_sink)(level_, line);
+      t_in_sink = false;
       if (fatal_) std::abort();
       return;
     }
@@ -127,10 +133,16 @@ bool ShouldLogEvery(std::atomic<int64_t>& last_ns, int64_t interval_ns) {
 }  // namespace logging_internal
 
 ScopedLogSink::ScopedLogSink(Sink sink) {
-  std::lock_guard<std::mutex> lock(g_sink_mu);
-  CHECK(g_sink == nullptr) << "only one ScopedLogSink at a time";
-  g_sink = new Sink(std::move(sink));
-  g_has_sink.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(g_sink_mu);
+    if (g_sink == nullptr) {
+      g_sink = new Sink(std::move(sink));
+      g_has_sink.store(true, std::memory_order_release);
+      return;
+    }
+  }
+  // Outside the lock: the failure is logged through the sink already installed.
+  CHECK(false) << "only one ScopedLogSink at a time";
 }
 
 ScopedLogSink::~ScopedLogSink() {

@@ -1,5 +1,7 @@
 #include "common/base/logging.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -86,6 +88,26 @@ TEST_F(LoggingTest, ConcurrentLoggingKeepsLinesWhole) {
 TEST(CheckDeathTest, FailedCheckAbortsWithMessage) {
   EXPECT_DEATH({ CHECK(1 + 1 == 3) << "arithmetic broke"; },
                "CHECK failed: 1 \\+ 1 == 3 arithmetic broke");
+}
+
+// Failures around a sink abort with their message instead of hanging on the sink's lock.
+TEST(CheckDeathTest, FailuresAroundASinkAbortInsteadOfHanging) {
+  EXPECT_DEATH(
+      {
+        ScopedLogSink first([](LogLevel, absl::string_view line) {
+          ::write(STDERR_FILENO, line.data(), line.size());
+        });
+        ScopedLogSink second([](LogLevel, absl::string_view) {});
+      },
+      "only one ScopedLogSink at a time");
+  EXPECT_DEATH(
+      {
+        ScopedLogSink sink([](LogLevel, absl::string_view line) {
+          CHECK(line.empty()) << "from inside the sink";
+        });
+        LOG(ERROR) << "a line";
+      },
+      "from inside the sink");
 }
 
 }  // namespace

@@ -338,11 +338,17 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per load (--rps-rounds)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (--rps-rounds)")
     parser.add_argument("--processes", type=int, default=3,
-                        help="--rps-rounds: sidecar processes per mode, loaded in turn")
+                        help="--rps-rounds: sidecar processes per mode, loaded in turn (not a "
+                        "multiple of the number of modes, 4, or a process would always be loaded "
+                        "at the same place in the round's order)")
     parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
     parser.add_argument("--perf", help="--rps-rounds: also record one load per mode with perf into "
                         "this directory")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.rps_rounds and args.rps_rounds < args.processes:
+        parser.error("--rps-rounds must be at least --processes (each process gets rounds in turn)")
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     tmp = args.keep or tempfile.mkdtemp()
