@@ -141,13 +141,8 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // fields (for the codecs' output checks).
   template <typename Fn>
   void ForEachRegularWithTrust(Fn&& fn) const {
-    const char* const arena = arena_.data();
-    for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
-      const Entry& e = entries_[i];
-      fn(HeaderView{absl::string_view(arena + e.name_offset, e.name_size),
-                    absl::string_view(arena + e.value_offset, e.value_size)},
-         e.trusted != 0);
-    }
+    ForEachEntryIn(num_pseudo_, entries_.size(),
+                   [&](HeaderView header, const Entry& e) { fn(header, e.trusted != 0); });
   }
 
   class const_iterator {
@@ -211,13 +206,21 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   }
   template <typename Fn>
   void ForEachIn(size_t first, size_t last, Fn& fn) const {
+    ForEachEntryIn(first, last, [&](HeaderView header, const Entry&) { fn(header); });
+  }
+  // fn(HeaderView, const Entry&) for entries_[first, last). Raw pointers: InlinedVector's
+  // operator[] checks where its storage is on every access.
+  template <typename Fn>
+  void ForEachEntryIn(size_t first, size_t last, Fn&& fn) const {
     const Entry* const entries = entries_.data();
     const char* const arena = arena_.data();
     for (const Entry* e = entries + first; e != entries + last; ++e) {
       fn(HeaderView{absl::string_view(arena + e->name_offset, e->name_size),
-                    absl::string_view(arena + e->value_offset, e->value_size)});
+                    absl::string_view(arena + e->value_offset, e->value_size)},
+         *e);
     }
   }
+
   // Index of the first entry at or after `from` whose name equals `name` ignoring case.
   size_t Find(absl::string_view name, size_t from) const;
   // An entry for a name and value about to be appended at the arena's end, counted in
