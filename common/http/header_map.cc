@@ -13,7 +13,7 @@
 namespace meshlet::http {
 namespace {
 
-bool IsPseudo(absl::string_view name) { return !name.empty() && name[0] == ':'; }
+bool IsPseudo(absl::string_view name) { return HeaderMap::IsPseudoName(name); }
 
 char ToLower(char c) {
   const unsigned char u = static_cast<unsigned char>(c);
@@ -28,6 +28,12 @@ uint64_t LoadWord(const char* p) {
   return w;
 }
 void StoreWord(char* p, uint64_t w) { std::memcpy(p, &w, sizeof(w)); }
+uint32_t LoadHalfWord(const char* p) {
+  uint32_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+void StoreHalfWord(char* p, uint32_t w) { std::memcpy(p, &w, sizeof(w)); }
 
 // ToLower on the eight bytes of `w` at once: 0x20 added to each byte in 'A'..'Z'. Per 7-bit
 // lane, adding 0x80 - c sets the lane's top bit exactly when the lane is >= c, without a carry
@@ -40,10 +46,17 @@ uint64_t LowerWord(uint64_t w) {
   return w | (upper >> 2);
 }
 
+uint32_t LowerHalfWord(uint32_t w) { return static_cast<uint32_t>(LowerWord(w)); }
+
 // Copies `n` bytes from `from` to `to` (not overlapping), lowercased: names are stored so.
-// Eight bytes at a time, the last word overlapping its predecessor.
+// Eight bytes at a time, the last word overlapping its predecessor (four at a time below eight).
 void CopyLowercase(char* to, const char* from, size_t n) {
   if (n < 8) {
+    if (n >= 4) {
+      StoreHalfWord(to, LowerHalfWord(LoadHalfWord(from)));
+      StoreHalfWord(to + n - 4, LowerHalfWord(LoadHalfWord(from + n - 4)));
+      return;
+    }
     for (size_t i = 0; i < n; ++i) to[i] = ToLower(from[i]);
     return;
   }
@@ -53,10 +66,14 @@ void CopyLowercase(char* to, const char* from, size_t n) {
 
 // `stored` (a name in the arena, lowercase) equals `name` ignoring case; the sizes match. Inline
 // rather than absl::EqualsIgnoreCase: lookups compare a few short names many times per request,
-// eight bytes at a time from eight on.
+// eight bytes at a time from eight on, four at a time (two overlapping) from four.
 bool StoredNameEquals(const char* stored, absl::string_view name) {
   const size_t n = name.size();
   if (n < 8) {
+    if (n >= 4) {
+      return LoadHalfWord(stored) == LowerHalfWord(LoadHalfWord(name.data())) &&
+             LoadHalfWord(stored + n - 4) == LowerHalfWord(LoadHalfWord(name.data() + n - 4));
+    }
     for (size_t i = 0; i < n; ++i) {
       if (stored[i] != ToLower(name[i])) return false;
     }
@@ -126,6 +143,7 @@ void HeaderMap::Add(absl::string_view name, absl::string_view value) {
     entries_.insert(entries_.begin() + num_pseudo_, e);
     ++num_pseudo_;
   } else {
+    name_filter_ |= NameFilterBit(name);
     entries_.push_back(e);
   }
 }
@@ -161,6 +179,7 @@ void HeaderMap::Replace(size_t first, absl::string_view name, absl::string_view 
 void HeaderMap::AddTrusted(absl::string_view name, absl::string_view value) {
   DCHECK(!IsPseudo(name) && !InArena(value) && absl::AsciiStrToLower(name) == name);
   entries_.push_back(NewEntry(name.size(), value.size(), /*trusted=*/true));
+  name_filter_ |= NameFilterBit(name);
   if (name.data() + name.size() == value.data()) {
     arena_.append(name.data(), name.size() + value.size());  // side by side: one copy
     return;
@@ -203,6 +222,7 @@ void HeaderMap::Clear() {
   entries_.erase(entries_.begin(), entries_.end());
   arena_.clear();
   num_pseudo_ = 0;
+  name_filter_ = 0;
   byte_size_ = 0;
   dead_bytes_ = 0;
 }
@@ -224,7 +244,7 @@ void HeaderMap::MaybeCompact() {
   dead_bytes_ = 0;
 }
 
-size_t HeaderMap::Find(absl::string_view name, size_t from) const {
+size_t HeaderMap::FindInList(absl::string_view name, size_t from) const {
   // Pseudo-headers live in [0, num_pseudo_); regular names never start with ':'.
   size_t begin = from;
   size_t end = entries_.size();
@@ -243,12 +263,6 @@ size_t HeaderMap::Find(absl::string_view name, size_t from) const {
     if (e.name_size == size && StoredNameEquals(arena + e.name_offset, name)) return i;
   }
   return kNotFound;
-}
-
-std::optional<absl::string_view> HeaderMap::Get(absl::string_view name) const {
-  size_t i = Find(name, 0);
-  if (i == kNotFound) return std::nullopt;
-  return View(entries_[i]).value;
 }
 
 absl::InlinedVector<absl::string_view, 4> HeaderMap::GetAll(absl::string_view name) const {

@@ -1,5 +1,6 @@
 #include "common/http/header_map.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,187 @@ TEST(HeaderMapTest, TrustedFields) {
   EXPECT_EQ(fresh.DebugString(), "traceparent: 00-x\ntraceparent: 00-side-by-side\nafter: 1\n");
   EXPECT_EQ(fresh.ByteSize(),
             std::string("traceparent00-xtraceparent00-side-by-sideafter1").size());
+}
+
+// The name filter answers lookups of absent names; it must never hide a present one. Against a
+// plain list, through every mutation that adds, removes or carries names: mixed case, names that
+// share a filter bit, empty names, pseudo-headers, trusted fields, Remove, hop-by-hop removal,
+// Clear, copies and moves.
+TEST(HeaderMapTest, NameFilterNeverHidesAPresentName) {
+  std::vector<std::string> pool = {"",
+                                   ":path",
+                                   "Host",
+                                   "te",
+                                   "TE",
+                                   "connection",
+                                   "x-request-id",
+                                   "X-Client-Trace-Id",
+                                   "b3",
+                                   "B3",
+                                   "traceparent",
+                                   "under_score",
+                                   "care^t",
+                                   "care~t",
+                                   "a",
+                                   "Z"};
+  // Names sharing a bit with others already in the pool, so the filter's "maybe" is exercised.
+  for (int i = 0; pool.size() < 60 && i < 10000; ++i) {
+    const std::string candidate = "n" + std::to_string(i);
+    for (const std::string& name : pool) {
+      if (HeaderMap::NameFilterBit(candidate) == HeaderMap::NameFilterBit(name)) {
+        pool.push_back(candidate);
+        break;
+      }
+    }
+  }
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    return s;
+  };
+  auto check = [&](const HeaderMap& map, const std::vector<std::string>& expected_lower) {
+    for (const std::string& name : pool) {
+      const bool expected = std::find(expected_lower.begin(), expected_lower.end(), lower(name)) !=
+                            expected_lower.end();
+      ASSERT_EQ(map.Has(name), expected) << "'" << name << "' in\n" << map.DebugString();
+      if (expected && !HeaderMap::IsPseudoName(name)) {  // pseudo-headers: not filtered
+        EXPECT_TRUE(map.MayHaveAny(HeaderMap::NameFilterBit(name)));
+        EXPECT_TRUE(map.MayHaveAny(HeaderMap::NameFilterBit(lower(name))));
+      }
+    }
+  };
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<size_t>(state >> 33);
+  };
+  HeaderMap map;
+  std::vector<std::string> present;  // lowercase, with repeats
+  for (int step = 0; step < 3000; ++step) {
+    const std::string& name = pool[next() % pool.size()];
+    switch (next() % 9) {
+      case 0:
+      case 1:
+      case 2:
+        map.Add(name, "v");
+        present.push_back(lower(name));
+        break;
+      case 3:
+        if (!name.empty() && name[0] != ':') {
+          map.AddTrusted(lower(name), "t");
+          present.push_back(lower(name));
+        }
+        break;
+      case 4:
+        map.Remove(name);
+        present.erase(std::remove(present.begin(), present.end(), lower(name)), present.end());
+        break;
+      case 5:
+        map.RemoveHopByHopHeaders();
+        present.erase(std::remove_if(present.begin(), present.end(),
+                                     [](const std::string& n) {
+                                       return HeaderMap::IsHopByHopName(n) && n != "te";
+                                     }),
+                      present.end());
+        // TE survives only as "trailers", which these values never ask for.
+        present.erase(std::remove(present.begin(), present.end(), "te"), present.end());
+        break;
+      case 6: {
+        HeaderMap copy = map;
+        map = std::move(copy);
+        break;
+      }
+      case 7:
+        if (next() % 8 == 0) {
+          map.Clear();
+          present.clear();
+        }
+        break;
+      default:
+        map.Set(name, "s");
+        present.erase(std::remove(present.begin(), present.end(), lower(name)), present.end());
+        present.push_back(lower(name));
+        break;
+    }
+    SCOPED_TRACE(step);
+    check(map, present);
+  }
+}
+
+TEST(HeaderMapTest, NameFilterSkipsAbsentNamesAndFoldsCase) {
+  HeaderMap map{{":method", "GET"}, {"Host", "a"}};
+  EXPECT_TRUE(map.MayHaveAny(HeaderMap::NameFilterBit("host")));
+  EXPECT_TRUE(map.MayHaveAny(HeaderMap::NameFilterBit("HOST")));
+  EXPECT_EQ(map.Get(":method"), "GET");  // pseudo-headers are not in the filter, nor asked
+  EXPECT_EQ(HeaderMap::NameFilterBit("Traceparent"), HeaderMap::NameFilterBit("traceparent"));
+  EXPECT_EQ(HeaderMap::NameFilterBit("X-B3"), HeaderMap::NameFilterBit("x-b3"));
+  EXPECT_EQ(HeaderMap::NameFilterBit("TE"), HeaderMap::NameFilterBit("te"));
+  // A name whose bit nothing in the map has set is absent without a look.
+  const uint64_t traceparent = HeaderMap::NameFilterBit("traceparent");
+  ASSERT_NE(traceparent, HeaderMap::NameFilterBit("host"));
+  EXPECT_FALSE(map.MayHaveAny(traceparent));
+  map.Add("traceparent", "x");
+  EXPECT_TRUE(map.MayHaveAny(traceparent));
+  // Clear() forgets every name; a moved-from map is empty and forgets them too.
+  HeaderMap moved = std::move(map);
+  EXPECT_TRUE(moved.MayHaveAny(traceparent));
+  EXPECT_FALSE(map.MayHaveAny(traceparent));  // NOLINT(bugprone-use-after-move): documented
+  moved.Clear();
+  EXPECT_FALSE(moved.MayHaveAny(traceparent | HeaderMap::NameFilterBit("host")));
+  // Bits spread: names that differ in length, first or last letter reach all 64.
+  uint64_t seen = 0;
+  for (char first = 'a'; first <= 'z'; ++first) {
+    for (char last = 'a'; last <= 'z'; ++last) {
+      for (size_t length = 2; length < 20; ++length) {
+        std::string name(length, '-');
+        name.front() = first;
+        name.back() = last;
+        seen |= HeaderMap::NameFilterBit(name);
+      }
+    }
+  }
+  EXPECT_EQ(seen, ~uint64_t{0});
+}
+
+// The filter's constant was chosen so that common request names each have a bit of their own and
+// none shares one with a header the tracer reads from callers: an edge request then skips the
+// tracer's header scan, and lookups of absent common names stop at the filter.
+TEST(HeaderMapTest, CommonNamesHaveBitsOfTheirOwn) {
+  const std::vector<std::string> common = {"host",
+                                           "user-agent",
+                                           "accept",
+                                           "accept-encoding",
+                                           "accept-language",
+                                           "content-type",
+                                           "content-length",
+                                           "authorization",
+                                           "cookie",
+                                           "x-forwarded-for",
+                                           "x-forwarded-proto",
+                                           "x-request-id",
+                                           "x-meshlet-peer",
+                                           "referer",
+                                           "origin",
+                                           "cache-control",
+                                           "connection",
+                                           "upgrade",
+                                           "te",
+                                           "x-real-ip",
+                                           "x-meshlet-deadline",
+                                           "grpc-timeout"};
+  const std::vector<std::string> trace = {"traceparent",  "tracestate",  "b3",
+                                          "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+                                          "x-b3-sampled", "x-b3-flags",  "x-meshlet-force-trace"};
+  uint64_t common_bits = 0;
+  for (const std::string& name : common) {
+    EXPECT_EQ(common_bits & HeaderMap::NameFilterBit(name), 0u) << name << " shares a bit";
+    common_bits |= HeaderMap::NameFilterBit(name);
+  }
+  uint64_t trace_bits = 0;
+  for (const std::string& name : trace) {
+    EXPECT_EQ(common_bits & HeaderMap::NameFilterBit(name), 0u) << name << " shares a bit";
+    trace_bits |= HeaderMap::NameFilterBit(name);
+  }
+  EXPECT_EQ(__builtin_popcountll(trace_bits), static_cast<int>(trace.size()));
 }
 
 }  // namespace

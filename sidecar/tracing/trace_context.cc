@@ -319,13 +319,17 @@ TraceHeaderScan::TraceHeaderScan(absl::string_view force_header)
         kB3ParentSpanIdHeader, kB3SampledHeader, kB3FlagsHeader, kRequestIdHeader}) {
     AddCandidate(name);
   }
-  if (!force_header_.empty()) AddCandidate(force_header_);
+  if (!force_header_.empty()) {
+    AddCandidate(force_header_);
+    caller_name_filter_ |= http::HeaderMap::NameFilterBit(force_header_);  // even x-request-id
+  }
   request_id_inline_ = force_header_ != kRequestIdHeader;
 }
 
 void TraceHeaderScan::AddCandidate(absl::string_view name) {
   const size_t index = FilterIndex(name);
   candidates_[index / 64] |= uint64_t{1} << (index % 64);
+  if (name != kRequestIdHeader) caller_name_filter_ |= http::HeaderMap::NameFilterBit(name);
 }
 
 TraceHeaders TraceHeaderScan::Scan(const http::HeaderMap& headers) const {

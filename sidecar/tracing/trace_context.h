@@ -158,6 +158,9 @@ class TraceHeaderScan {
   // `force_header`: name of the force-sample header (lower-cased here); empty: none.
   explicit TraceHeaderScan(absl::string_view force_header = {});
   TraceHeaders Scan(const http::HeaderMap& headers) const;
+  // HeaderMap::NameFilterBit of every name looked for but x-request-id: a map that
+  // MayHaveAny() of none of them carries no caller context, tracestate or force-sample header.
+  uint64_t caller_name_filter() const { return caller_name_filter_; }
 
  private:
   // Filter by the name's length and last byte: a 256-bit set of (length % 32, last byte % 8).
@@ -172,7 +175,8 @@ class TraceHeaderScan {
   [[gnu::noinline]] void Note(const http::HeaderView& header, TraceHeaders& found) const;
 
   std::string force_header_;
-  uint64_t candidates_[4] = {};    // bit FilterIndex(name): a name looked for may be there
+  uint64_t candidates_[4] = {};  // bit FilterIndex(name): a name looked for may be there
+  uint64_t caller_name_filter_ = 0;
   bool request_id_inline_ = true;  // x-request-id is not the force-sample header
 };
 

@@ -62,23 +62,28 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& 
 
 void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span,
                          MonotonicTime start) {
-  // One pass over the headers finds everything; an unsampled request costs little more.
-  const TraceHeaders found = scan_.Scan(headers);
   stats_.spans_started.Inc();
-  if (found.any_context() || found.has(TraceHeaders::kForce) ||
-      found.has(TraceHeaders::kTracestate)) {
-    BeginServerFromCaller(headers, found, trace, span, start);
-    return;
+  // The map's name filter tells, without a pass over the headers, that most edge requests carry
+  // no trace or force-sample header (x-request-id, which nearly every request has by now, is
+  // not asked about: only a recorded span reads it).
+  if (headers.MayHaveAny(scan_.caller_name_filter())) {
+    // One pass over the headers finds everything.
+    const TraceHeaders found = scan_.Scan(headers);
+    if (found.any_context() || found.has(TraceHeaders::kForce) ||
+        found.has(TraceHeaders::kTracestate)) {
+      BeginServerFromCaller(headers, found, trace, span, start);
+      return;
+    }
   }
   // The caller sent nothing to go on (as at an edge): a new trace, sampled at the rate. The
-  // general path below would decide the same, at some cost per request.
+  // general path would decide the same, at some cost per request.
   trace = RequestTrace();
   trace.traceparent_maybe_present = false;
   trace.trace_id = TraceId{NextRandom(), NonZeroRandom()};
   trace.sampled = DecideSampling(ParentContext(), /*forced=*/false, rate_, trace.trace_id.low);
   if (trace.sampled) {
     trace.server_span_id = NonZeroRandom();
-    StartServerSpan(found, trace, span, start);
+    StartServerSpan(scan_.Scan(headers), trace, span, start);
   }
 }
 

@@ -16,7 +16,8 @@
 //                  sink is full; back to the pool either way.
 //   Discard      — a span that will not be exported (a single attempt's, folded into its server
 //                  span: span_per_attempt() false) goes back to the pool.
-// An unsampled request costs the header scan, three random numbers (trace id and the client span
+// An unsampled request costs the header scan (none when the header map's name filter rules out
+// every header read from callers, as at an edge), three random numbers (trace id and the client span
 // id; the server span id only for B3 callers) and the traceparent header:
 // no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
 // tracer's pool (one per worker, no locks) and allocates nothing once the pool is warm.

@@ -163,6 +163,64 @@ TEST_F(TracerTest, ServerSpanCarriesTheRequestId) {
   EXPECT_EQ(other->request_id, "");
 }
 
+// An edge request (no trace header) skips the scan by the header map's name filter; a sampled
+// one still records its request id.
+TEST_F(TracerTest, EdgeServerSpanCarriesTheRequestId) {
+  Tracer tracer = MakeTracer(100);
+  http::HeaderMap headers{{":path", "/"}, {"host", "a"}, {"x-request-id", "edge-id"}};
+  RequestTrace trace;
+  SpanPtr server;
+  tracer.BeginServer(headers, trace, server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->request_id, "edge-id");
+  EXPECT_EQ(server->parent_span_id, 0u);
+  tracer.End(server);
+}
+
+// Each header the tracer reads from a caller is seen when it comes alone among ordinary ones, in
+// any case: the name filter that lets edge requests skip the scan must never hide one.
+TEST_F(TracerTest, EveryCallerHeaderIsSeenAlone) {
+  // BeginServer on a fresh tracer at rate 0; `server` is ended here.
+  auto begin = [&](http::HeaderMap& headers,
+                   absl::string_view force_header = "x-meshlet-force-trace") {
+    TracingConfig config;
+    config.enabled = true;
+    config.sampling_percent = 0;
+    config.force_sample_header = std::string(force_header);
+    Tracer tracer(config, "svc", sink_, TracerStats::Create(*shard_), random_, clock_);
+    RequestTrace trace;
+    SpanPtr server;
+    tracer.BeginServer(headers, trace, server);
+    EXPECT_EQ(server != nullptr, trace.sampled);
+    tracer.End(server);
+    return trace;
+  };
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"TraceParent", std::string(kParent)},
+           {"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"},
+           {"X-B3-Flags", "1"},
+           {"x-meshlet-force-trace", "1"},
+           {"x-b3-sampled", "1"}}) {
+    SCOPED_TRACE(name);
+    http::HeaderMap headers{{":path", "/"}, {"host", "a"}, {"user-agent", "u"}, {name, value}};
+    EXPECT_TRUE(begin(headers).sampled);
+  }
+  // The B3 multi-header ids continue the caller's trace.
+  http::HeaderMap b3{{"host", "a"},
+                     {"X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124"},
+                     {"x-b3-spanid", "a2fb4a1d1a96d312"}};
+  const RequestTrace continued = begin(b3);
+  EXPECT_EQ(continued.trace_id, (TraceId{0x463ac35c9f6413adULL, 0x48485a3953bb6124ULL}));
+  EXPECT_EQ(continued.parent_span_id, 0xa2fb4a1d1a96d312ULL);
+  // A tracestate without a traceparent has no parent to belong to: it goes.
+  http::HeaderMap tracestate{{"host", "a"}, {"TraceState", "a=1"}};
+  begin(tracestate);
+  EXPECT_FALSE(tracestate.Has("tracestate"));
+  // The force-sample header may be x-request-id itself (every request is then recorded).
+  http::HeaderMap request_id{{"host", "a"}, {"x-request-id", "1"}};
+  EXPECT_TRUE(begin(request_id, "x-request-id").sampled);
+}
+
 // Span stamps are the wall clock at an anchor plus the monotonic time since: durations are
 // monotonic ones, and a step of the wall clock shows once the anchor is re-read (kWallResync).
 TEST_F(TracerTest, SpanTimesAreMonotonicFromAWallClockAnchor) {
