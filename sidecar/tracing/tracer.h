@@ -17,10 +17,10 @@
 //   Discard      — a span that will not be exported (a single attempt's, folded into its server
 //                  span: span_per_attempt() false) goes back to the pool.
 // An unsampled request costs the header scan (none when the header map's name filter rules out
-// every header read from callers, as at an edge), three random numbers (trace id and the client span
-// id; the server span id only for B3 callers) and the traceparent header:
-// no Span, no allocation beyond the header itself. A sampled one takes its spans from the span
-// tracer's pool (one per worker, no locks) and allocates nothing once the pool is warm.
+// every header read from callers, as at an edge), three random numbers (trace id and the client
+// span id; the server span id only for B3 callers) and the traceparent header: no Span, no
+// allocation beyond the header itself. A sampled one takes its spans from the tracer's pool (one
+// per worker, no locks) and allocates nothing once the pool is warm.
 //
 // Sampling: the force-sample header or a B3 debug flag → sampled; else the caller's decision
 // (W3C flags, B3 sampled); else the trace id's low 64 bits against the configured rate.
