@@ -9,81 +9,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/http/ascii_case.h"
 
 namespace meshlet::http {
 namespace {
 
 bool IsPseudo(absl::string_view name) { return HeaderMap::IsPseudoName(name); }
 
-char ToLower(char c) {
-  const unsigned char u = static_cast<unsigned char>(c);
-  return static_cast<char>(static_cast<unsigned>(u - 'A') < 26u ? u + ('a' - 'A') : u);
-}
-
-constexpr uint64_t kEveryByte = 0x0101010101010101ULL;  // times a byte: that byte in each lane
-
-uint64_t LoadWord(const char* p) {
-  uint64_t w;
-  std::memcpy(&w, p, sizeof(w));
-  return w;
-}
-void StoreWord(char* p, uint64_t w) { std::memcpy(p, &w, sizeof(w)); }
-uint32_t LoadHalfWord(const char* p) {
-  uint32_t w;
-  std::memcpy(&w, p, sizeof(w));
-  return w;
-}
-void StoreHalfWord(char* p, uint32_t w) { std::memcpy(p, &w, sizeof(w)); }
-
-// ToLower on the eight bytes of `w` at once: 0x20 added to each byte in 'A'..'Z'. Per 7-bit
-// lane, adding 0x80 - c sets the lane's top bit exactly when the lane is >= c, without a carry
-// into the next lane; bytes with their own top bit set are left alone.
-uint64_t LowerWord(uint64_t w) {
-  const uint64_t low7 = w & (kEveryByte * 0x7f);
-  const uint64_t at_least_a = low7 + kEveryByte * (0x80 - 'A');
-  const uint64_t above_z = low7 + kEveryByte * (0x80 - 'Z' - 1);
-  const uint64_t upper = at_least_a & ~above_z & ~w & (kEveryByte * 0x80);
-  return w | (upper >> 2);
-}
-
-uint32_t LowerHalfWord(uint32_t w) { return static_cast<uint32_t>(LowerWord(w)); }
-
-// Copies `n` bytes from `from` to `to` (not overlapping), lowercased: names are stored so.
-// Eight bytes at a time, the last word overlapping its predecessor (four at a time below eight).
-void CopyLowercase(char* to, const char* from, size_t n) {
-  if (n < 8) {
-    if (n >= 4) {
-      StoreHalfWord(to, LowerHalfWord(LoadHalfWord(from)));
-      StoreHalfWord(to + n - 4, LowerHalfWord(LoadHalfWord(from + n - 4)));
-      return;
-    }
-    for (size_t i = 0; i < n; ++i) to[i] = ToLower(from[i]);
-    return;
-  }
-  for (size_t i = 0; i + 8 < n; i += 8) StoreWord(to + i, LowerWord(LoadWord(from + i)));
-  StoreWord(to + n - 8, LowerWord(LoadWord(from + n - 8)));
-}
-
-// `stored` (a name in the arena, lowercase) equals `name` ignoring case; the sizes match. Inline
-// rather than absl::EqualsIgnoreCase: lookups compare a few short names many times per request,
-// eight bytes at a time from eight on, four at a time (two overlapping) from four.
-bool StoredNameEquals(const char* stored, absl::string_view name) {
-  const size_t n = name.size();
-  if (n < 8) {
-    if (n >= 4) {
-      return LoadHalfWord(stored) == LowerHalfWord(LoadHalfWord(name.data())) &&
-             LoadHalfWord(stored + n - 4) == LowerHalfWord(LoadHalfWord(name.data() + n - 4));
-    }
-    for (size_t i = 0; i < n; ++i) {
-      if (stored[i] != ToLower(name[i])) return false;
-    }
-    return true;
-  }
-  for (size_t i = 0; i + 8 < n; i += 8) {
-    if (LoadWord(stored + i) != LowerWord(LoadWord(name.data() + i))) return false;
-  }
-  return LoadWord(stored + n - 8) == LowerWord(LoadWord(name.data() + n - 8));
-}
+using ascii_case::CopyLowercase;
 
 // Calls fn(token) for each non-empty element of a comma-separated list, OWS trimmed.
 template <typename Fn>
@@ -260,7 +193,7 @@ size_t HeaderMap::FindInList(absl::string_view name, size_t from) const {
   const uint32_t size = static_cast<uint32_t>(name.size());
   for (size_t i = begin; i < end; ++i) {
     const Entry& e = entries[i];
-    if (e.name_size == size && StoredNameEquals(arena + e.name_offset, name)) return i;
+    if (e.name_size == size && ascii_case::LowercaseEquals(arena + e.name_offset, name)) return i;
   }
   return kNotFound;
 }

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/types/span.h"
 #include "common/base/logging.h"
+#include "common/http/ascii_case.h"
 
 namespace meshlet::http::h1 {
 namespace {
@@ -863,7 +864,7 @@ Action ServerCodec::OnRequestLine(absl::string_view method, absl::string_view ta
 }
 
 Action ServerCodec::OnHeader(absl::string_view name, absl::string_view value) {
-  if (name.size() == 4 && absl::EqualsIgnoreCase(name, "host")) {
+  if (name.size() == 4 && ascii_case::EqualsLowercase(name, "host")) {
     // Host becomes :authority, as HTTP/2 carries it.
     if (!authority_set_) {
       scratch_.Add(":authority", value);
@@ -871,8 +872,8 @@ Action ServerCodec::OnHeader(absl::string_view name, absl::string_view value) {
     }
     return Action::kContinue;
   }
-  if (options_.auto_continue && name.size() == 6 && absl::EqualsIgnoreCase(name, "expect") &&
-      absl::EqualsIgnoreCase(value, "100-continue")) {
+  if (options_.auto_continue && name.size() == 6 && ascii_case::EqualsLowercase(name, "expect") &&
+      ascii_case::EqualsLowercase(value, "100-continue")) {
     return Action::kContinue;  // the codec answers it
   }
   return CodecBase::OnHeader(name, value);

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/http/ascii_case.h"
 
 namespace meshlet::http::h1 {
 namespace {
@@ -532,14 +533,14 @@ bool Parser::ParseTransferEncoding(absl::string_view value) {
       err = ParserError::kInvalidTransferEncoding;
       return false;
     }
-    if (absl::EqualsIgnoreCase(coding, "chunked")) {
+    if (ascii_case::EqualsLowercase(coding, "chunked")) {
       chunked_ = true;
       return true;
     }
     const char* token_end = Skip(coding.data(), coding.data() + coding.size(), kTokenChar);
     absl::string_view token(coding.data(), token_end - coding.data());
     // Another coding (gzip, ...) is well-formed but not implemented; garbage is a bad request.
-    err = token.empty() || absl::EqualsIgnoreCase(token, "chunked")
+    err = token.empty() || ascii_case::EqualsLowercase(token, "chunked")
               ? ParserError::kInvalidTransferEncoding
               : ParserError::kUnsupportedTransferEncoding;
     return false;
@@ -550,11 +551,11 @@ bool Parser::ParseTransferEncoding(absl::string_view value) {
 
 void Parser::ParseConnection(absl::string_view value) {
   ForEachElement(value, [&](absl::string_view option) {
-    if (absl::EqualsIgnoreCase(option, "close")) {
+    if (ascii_case::EqualsLowercase(option, "close")) {
       connection_close_ = true;
-    } else if (absl::EqualsIgnoreCase(option, "keep-alive")) {
+    } else if (ascii_case::EqualsLowercase(option, "keep-alive")) {
       connection_keep_alive_ = true;
-    } else if (absl::EqualsIgnoreCase(option, "upgrade")) {
+    } else if (ascii_case::EqualsLowercase(option, "upgrade")) {
       connection_upgrade_ = true;
     }
     return true;
@@ -565,27 +566,28 @@ bool Parser::ProcessHeader(absl::string_view name, absl::string_view value) {
   // Dispatch on length first: most fields are none of these and cost one switch.
   switch (name.size()) {
     case 4:
-      if (type_ == Type::kRequest && absl::EqualsIgnoreCase(name, "host")) {
+      if (type_ == Type::kRequest && ascii_case::EqualsLowercase(name, "host")) {
         if (++host_count_ > 1) return Fail(ParserError::kDuplicateHost);
       }
       break;
     case 6:
-      if (type_ == Type::kRequest && absl::EqualsIgnoreCase(name, "expect") &&
-          absl::EqualsIgnoreCase(value, "100-continue")) {
+      if (type_ == Type::kRequest && ascii_case::EqualsLowercase(name, "expect") &&
+          ascii_case::EqualsLowercase(value, "100-continue")) {
         info_.expect_continue = true;
       }
       break;
     case 7:
-      if (absl::EqualsIgnoreCase(name, "upgrade")) has_upgrade_header_ = true;
+      if (ascii_case::EqualsLowercase(name, "upgrade")) has_upgrade_header_ = true;
       break;
     case 10:
-      if (absl::EqualsIgnoreCase(name, "connection")) ParseConnection(value);
+      if (ascii_case::EqualsLowercase(name, "connection")) ParseConnection(value);
       break;
     case 14:
-      if (absl::EqualsIgnoreCase(name, "content-length")) return ParseContentLength(value);
+      if (ascii_case::EqualsLowercase(name, "content-length")) return ParseContentLength(value);
       break;
     case 17:
-      if (absl::EqualsIgnoreCase(name, "transfer-encoding")) return ParseTransferEncoding(value);
+      if (ascii_case::EqualsLowercase(name, "transfer-encoding"))
+        return ParseTransferEncoding(value);
       break;
     default:
       break;
