@@ -69,8 +69,7 @@ inline uint32_t LowerHalfWord(uint32_t w) { return static_cast<uint32_t>(LowerWo
   if (n < 8) {
     if (n >= 4) {
       return LoadHalfWord(lowercase) == LowerHalfWord(LoadHalfWord(text.data())) &&
-             LoadHalfWord(lowercase + n - 4) ==
-                 LowerHalfWord(LoadHalfWord(text.data() + n - 4));
+             LoadHalfWord(lowercase + n - 4) == LowerHalfWord(LoadHalfWord(text.data() + n - 4));
     }
     for (size_t i = 0; i < n; ++i) {
       if (lowercase[i] != ToLower(text[i])) return false;
@@ -84,7 +83,8 @@ inline uint32_t LowerHalfWord(uint32_t w) { return static_cast<uint32_t>(LowerWo
 }
 
 // `text` equals `lowercase` (a lowercase name or token, typically a literal) ignoring case.
-[[gnu::always_inline]] inline bool EqualsLowercase(absl::string_view text, absl::string_view lowercase) {
+[[gnu::always_inline]] inline bool EqualsLowercase(absl::string_view text,
+                                                   absl::string_view lowercase) {
   return text.size() == lowercase.size() && LowercaseEquals(lowercase.data(), text);
 }
 

@@ -21,8 +21,8 @@ TEST(AsciiCaseTest, AgreesWithAbslForEveryLengthAndByte) {
         for (size_t i = 0; i < length; ++i) text[i] = "Kq7-x"[(i * 3 + length) % 5];
         if (length > 0) text[at] = b;
         const std::string lower = absl::AsciiStrToLower(text);
-        SCOPED_TRACE(::testing::Message() << "length " << length << " byte " << int{b} << " at "
-                                          << at);
+        SCOPED_TRACE(::testing::Message()
+                     << "length " << length << " byte " << int{b} << " at " << at);
         EXPECT_TRUE(EqualsLowercase(text, lower));
         std::string copy(length, '\0');
         CopyLowercase(copy.data(), text.data(), length);

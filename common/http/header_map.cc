@@ -57,8 +57,7 @@ HeaderMap::HeaderMap(
 HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view value) {
   const Entry e = NewEntry(name.size(), value.size(), /*trusted=*/false);
   // One growth for both; the name is lowercased on its way in.
-  arena_.resize(arena_.size() + name.size() + value.size());
-  char* const stored = arena_.data() + e.name_offset;
+  char* const stored = arena_.Extend(name.size() + value.size());
   CopyLowercase(stored, name.data(), name.size());
   if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
   return e;
@@ -167,9 +166,9 @@ void HeaderMap::MaybeCompact() {
   fresh.reserve(byte_size_);
   for (Entry& e : entries_) {
     uint32_t name_offset = static_cast<uint32_t>(fresh.size());
-    fresh.append(arena_, e.name_offset, e.name_size);
+    fresh.append(arena_.data() + e.name_offset, e.name_size);
     uint32_t value_offset = static_cast<uint32_t>(fresh.size());
-    fresh.append(arena_, e.value_offset, e.value_size);
+    fresh.append(arena_.data() + e.value_offset, e.value_size);
     e.name_offset = name_offset;
     e.value_offset = value_offset;
   }
@@ -274,6 +273,24 @@ void HeaderMap::RemoveHopByHopHeaders() {
   }
   entries_.erase(entries_.begin() + out, entries_.end());
   MaybeCompact();
+}
+
+void HeaderMap::Arena::Reallocate(size_t capacity) {
+  // The allocator serves whole blocks of 256 bytes to 4 KiB: use all of the block.
+  size_t block = 256;
+  while (block < capacity && block < 4096) block *= 2;
+  capacity = std::max(capacity, block);
+  char* const fresh = RecyclingByteAllocator<char>().allocate(capacity);
+  if (size_ > 0) std::memcpy(fresh, data_, size_);
+  Release();
+  data_ = fresh;
+  capacity_ = capacity;
+}
+
+void HeaderMap::Arena::Release() {
+  if (data_ != nullptr) RecyclingByteAllocator<char>().deallocate(data_, capacity_);
+  data_ = nullptr;
+  capacity_ = 0;
 }
 
 bool operator==(const HeaderMap& a, const HeaderMap& b) {

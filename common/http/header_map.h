@@ -27,8 +27,10 @@
 // The map does not validate names or values: the codecs do that on input, and code that builds
 // headers from configuration validates there. Names are lowercased on insertion.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -291,9 +293,65 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Rewrites the arena without the bytes of removed entries once they dominate it.
   void MaybeCompact();
 
+  // Names and values, back to back. A byte buffer rather than a std::string: growing it for an
+  // entry does not zero-fill bytes about to be overwritten. Its storage comes from the thread's
+  // free lists too (RecyclingByteAllocator), a capacity of one of their block sizes.
+  class Arena {
+   public:
+    Arena() = default;
+    Arena(const Arena& other) { *this = other; }
+    Arena& operator=(const Arena& other) {
+      if (this != &other) {
+        size_ = 0;  // keeps the capacity: a map copied into a reserved one does not reallocate
+        append(other.data_, other.size_);
+      }
+      return *this;
+    }
+    Arena(Arena&& other) noexcept { swap(other); }
+    Arena& operator=(Arena&& other) noexcept {
+      if (this != &other) {
+        Arena dropped;
+        dropped.swap(other);
+        swap(dropped);
+      }
+      return *this;
+    }
+    ~Arena() { Release(); }
+
+    const char* data() const { return data_; }
+    char* data() { return data_; }
+    size_t size() const { return size_; }
+    void clear() { size_ = 0; }
+    void reserve(size_t bytes) {
+      if (bytes > capacity_) Reallocate(bytes);
+    }
+    // `n` more bytes at the end, uninitialised: where they start.
+    char* Extend(size_t n) {
+      if (capacity_ - size_ < n) Reallocate(std::max(size_ + n, 2 * capacity_));
+      char* const at = data_ + size_;
+      size_ += n;
+      return at;
+    }
+    void append(const char* bytes, size_t n) {
+      if (n > 0) std::memcpy(Extend(n), bytes, n);
+    }
+    void swap(Arena& other) noexcept {
+      std::swap(data_, other.data_);
+      std::swap(size_, other.size_);
+      std::swap(capacity_, other.capacity_);
+    }
+
+   private:
+    // To at least `capacity` bytes (rounded up to the allocator's block), keeping the contents.
+    void Reallocate(size_t capacity);
+    void Release();
+
+    char* data_ = nullptr;
+    size_t size_ = 0;
+    size_t capacity_ = 0;
+  };
+
   absl::InlinedVector<Entry, kInlineEntries> entries_;
-  // Names and values; its storage comes from the thread's free lists too.
-  using Arena = std::basic_string<char, std::char_traits<char>, RecyclingByteAllocator<char>>;
   Arena arena_;
   size_t num_pseudo_ = 0;     // entries_[0, num_pseudo_) are pseudo-headers
   uint64_t name_filter_ = 0;  // NameFilterBit() of every regular name added since Clear()

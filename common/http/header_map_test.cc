@@ -391,6 +391,50 @@ TEST(HeaderMapTest, NameFilterSkipsAbsentNamesAndFoldsCase) {
   EXPECT_EQ(seen, ~uint64_t{0});
 }
 
+// The arena grows through the allocator's block sizes and past them; copies, moves, Clear() and
+// compaction keep every byte.
+TEST(HeaderMapTest, ArenaKeepsBytesAcrossGrowthCopiesAndMoves) {
+  HeaderMap map;
+  std::vector<std::pair<std::string, std::string>> expected;
+  for (size_t size : {size_t{0}, size_t{1}, size_t{200}, size_t{300}, size_t{4000}, size_t{9000}}) {
+    const std::string name = "x-size-" + std::to_string(size);
+    std::string value(size, 'a');
+    for (size_t i = 0; i < size; ++i) value[i] = static_cast<char>('a' + i % 26);
+    map.Add(name, value);
+    expected.emplace_back(name, value);
+  }
+  auto check = [&](const HeaderMap& m) {
+    ASSERT_EQ(m.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(m.at(i).name, expected[i].first);
+      EXPECT_EQ(m.at(i).value, expected[i].second);
+    }
+  };
+  check(map);
+  HeaderMap copy = map;
+  check(copy);
+  HeaderMap reserved;
+  reserved.ReserveBytes(100);
+  reserved.Add("old", "gone");
+  reserved = map;
+  check(reserved);
+  HeaderMap moved = std::move(copy);
+  check(moved);
+  // Removing most of the bytes compacts the arena; the rest stays readable.
+  moved.Remove("x-size-9000");
+  moved.Remove("x-size-4000");
+  expected.erase(expected.end() - 2, expected.end());
+  check(moved);
+  moved.Clear();
+  moved.Add("after", "clear");
+  EXPECT_EQ(moved.DebugString(), "after: clear\n");
+  HeaderMap empty;
+  HeaderMap empty_copy = empty;
+  EXPECT_TRUE(empty_copy.empty());
+  empty_copy.Add("", "");
+  EXPECT_EQ(empty_copy.Get(""), "");
+}
+
 // The filter's constant was chosen so that common request names each have a bit of their own and
 // none shares one with a header the tracer reads from callers: an edge request then skips the
 // tracer's header scan, and lookups of absent common names stop at the filter.
