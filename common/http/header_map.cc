@@ -108,18 +108,6 @@ void HeaderMap::Replace(size_t first, absl::string_view name, absl::string_view 
   MaybeCompact();
 }
 
-void HeaderMap::AddTrusted(absl::string_view name, absl::string_view value) {
-  DCHECK(!IsPseudo(name) && !InArena(value) && absl::AsciiStrToLower(name) == name);
-  entries_.push_back(NewEntry(name.size(), value.size(), /*trusted=*/true));
-  name_filter_ |= NameFilterBit(name);
-  if (name.data() + name.size() == value.data()) {
-    arena_.append(name.data(), name.size() + value.size());  // side by side: one copy
-    return;
-  }
-  arena_.append(name.data(), name.size());
-  arena_.append(value.data(), value.size());
-}
-
 void HeaderMap::SetTrusted(absl::string_view name, absl::string_view value) {
   DCHECK(!InArena(value));
   const size_t first = Find(name, 0);

@@ -92,11 +92,25 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   void Set(absl::string_view name, absl::string_view value);
   // Add() and Set() for a field the proxy formats itself from bytes that can never split a line
   // (traceparent: hex digits and dashes). The codecs write a trusted field without checking it
-  // again, and the map does not lowercase or copy it first. `name` must be a lowercase regular
-  // header name, and `value` must not view this map. Any later Set() of the name makes it
-  // untrusted again. A value laid out right after its name is copied with it in one piece.
-  void AddTrusted(absl::string_view name, absl::string_view value);
+  // again, and the map does not lowercase it first. `name` must be a lowercase regular header
+  // name, and `value` must not view this map. Any later Set() of the name makes it untrusted
+  // again.
+  void AddTrusted(absl::string_view name, absl::string_view value) {
+    char* const stored = AddTrustedInPlace(name, value.size());
+    if (!value.empty()) std::memcpy(stored, value.data(), value.size());
+  }
   void SetTrusted(absl::string_view name, absl::string_view value);
+  // AddTrusted() for a value the caller writes itself: where its `value_size` bytes go, to be
+  // written before the next call on the map. Inline, so a constant name is copied and filtered
+  // at compile-time cost.
+  char* AddTrustedInPlace(absl::string_view name, size_t value_size) {
+    DCHECK(!IsPseudoName(name));
+    entries_.push_back(NewEntry(name.size(), value_size, /*trusted=*/true));
+    name_filter_ |= NameFilterBit(name);
+    char* const stored = arena_.Extend(name.size() + value_size);
+    std::memcpy(stored, name.data(), name.size());
+    return stored + name.size();
+  }
   // Removes every value of `name`; returns how many were removed.
   size_t Remove(absl::string_view name);
   // Removes everything; keeps allocated capacity for reuse.

@@ -195,17 +195,15 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   if (!trace.active()) return;
   const uint64_t span_id = NonZeroRandom();
   ++trace.attempts;
-  // Name and value side by side, so the map copies them in one piece.
-  char field[kTraceparentHeader.size() + kTraceparentLength];
-  std::memcpy(field, kTraceparentHeader.data(), kTraceparentHeader.size());
-  FormatTraceparent(trace.trace_id, span_id, trace.sampled, field + kTraceparentHeader.size());
-  const absl::string_view name(field, kTraceparentHeader.size());
-  const absl::string_view value(field + kTraceparentHeader.size(), kTraceparentLength);
   // Hex digits and dashes: trusted, so the codecs write it without checking it again.
   if (trace.traceparent_maybe_present) {
-    headers.SetTrusted(name, value);
+    char value[kTraceparentLength];
+    FormatTraceparent(trace.trace_id, span_id, trace.sampled, value);
+    headers.SetTrusted(kTraceparentHeader, absl::string_view(value, sizeof(value)));
   } else {
-    headers.AddTrusted(name, value);  // no lookup: there is none to replace
+    // No lookup, as there is none to replace; formatted straight into the map.
+    FormatTraceparent(trace.trace_id, span_id, trace.sampled,
+                      headers.AddTrustedInPlace(kTraceparentHeader, kTraceparentLength));
     trace.traceparent_maybe_present = true;
   }
   // The caller speaks B3: it goes on in the same form(s), describing the same span as
