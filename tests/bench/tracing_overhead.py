@@ -32,7 +32,8 @@ load generator (wrk -t1 -cC -dS, HTTP/1.1 keep-alive) share core 1. In
 each round the modes are loaded one after the other, in an order that rotates between rounds.
 Each mode has --processes sidecars (default 3), one per round in turn: a process can be faster
 or slower than another of the same build for its whole life, and that luck should not be read
-as a mode's cost.
+as a mode's cost. --modes off,1 measures only "off" and 1 % sampling: more rounds of the pair
+in the same time, for a narrower interval.
 Prints per mode the median requests/s and CPU microseconds per request, and the median of the
 per-round requests/s ratios against "off" with their spread. With --perf DIR, one more load per
 mode is recorded by `perf record -e cpu-clock -g` (kernel time included) into DIR. Needs at least two cores and a
@@ -328,6 +329,12 @@ def measure_rps(args, tmp, modes, up_port):
     report_against_off(rps, "requests/s", load_before, load_after)
 
 
+# Tracing modes by --modes key: (name, sampling percent or variant). The default sampling (attempt
+# spans RETRIED: one span per request) and, at 100 %, a client span for every attempt as well.
+MODES = {"off": ("off", None), "1": ("1%", 1), "100": ("100%", 100),
+         "every": ("100%, every attempt", "100-every-attempt")}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("sidecar")
@@ -339,12 +346,24 @@ def main():
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (--rps-rounds)")
     parser.add_argument("--processes", type=int, default=3,
                         help="--rps-rounds: sidecar processes per mode, loaded in turn (not a "
-                        "multiple of the number of modes, 4, or a process would always be loaded "
+                        "multiple of the number of modes, or a process would always be loaded "
                         "at the same place in the round's order)")
     parser.add_argument("--keep", help="directory for the callgrind profiles (else a temporary one)")
     parser.add_argument("--perf", help="--rps-rounds: also record one load per mode with perf into "
                         "this directory")
+    modes_help = ("the modes to measure, comma-separated, among " +
+                  ", ".join(f"{key} ({name})" for key, (name, _) in MODES.items()) +
+                  "; off is always measured, as the others are compared with it (fewer modes: "
+                  "more rounds in the same time)")
+    parser.add_argument("--modes", default=",".join(MODES), help=modes_help.replace("%", "%%"))
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+    modes = [MODES["off"]] + [MODES[key] for key in MODES if key != "off" and key in chosen]
+    if len(modes) < 2:
+        parser.error("--modes: name at least one mode besides off")
     if args.processes < 1:
         parser.error("--processes must be at least 1")
     if args.rps_rounds and args.rps_rounds < args.processes:
@@ -375,9 +394,6 @@ def main():
                                 stderr=subprocess.DEVNULL)
     wait_ready(up_admin, upstream, 10)
 
-    # The default (attempt_spans: RETRIED: one span per request) and, at 100 %, a client span for
-    # every attempt as well.
-    modes = [("off", None), ("1%", 1), ("100%", 100), ("100%, every attempt", "100-every-attempt")]
     results = {}
     if args.cpu_rounds or args.rps_rounds:
         try:
