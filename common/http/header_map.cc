@@ -119,7 +119,7 @@ void HeaderMap::SetTrusted(absl::string_view name, absl::string_view value) {
   entries_[first].trusted = 1;
 }
 
-size_t HeaderMap::Remove(absl::string_view name) {
+size_t HeaderMap::RemoveListed(absl::string_view name) {
   size_t removed = 0;
   for (size_t i = Find(name, 0); i != kNotFound; i = Find(name, i)) {
     EraseAt(i);

@@ -332,8 +332,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     }
     if (hcm_.context_.access_log != nullptr) {
       // The router rewrites the path; the log shows what the client asked for.
-      method_.assign(headers.Get(":method").value_or("").data(),
-                     headers.Get(":method").value_or("").size());
+      const absl::string_view method = headers.Get(":method").value_or("");
+      method_.assign(method.data(), method.size());
       const absl::string_view path = headers.Get(":path").value_or("");
       path_.assign(path.data(), path.size());
       const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");

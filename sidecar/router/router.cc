@@ -249,7 +249,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(status)), elapsed());
     if (span_ != nullptr) span_->status_code = status;
     if (end_stream) ResponseEnded();
-    router_.OnUpstreamHeaders(std::move(headers), end_stream);
+    router_.OnUpstreamHeaders(std::move(headers), end_stream, status);
   }
   void DecodeData(net::Buffer& data, bool end_stream) override {
     if (withdrawn_) {
@@ -841,9 +841,8 @@ void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
   Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
 }
 
-void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream) {
+void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int status) {
   if (done_) return;
-  const int status = StatusOf(*headers);
   stats_->RecordStatus(status);
   if (retry_state_.has_value() && MaybeRetryResponse(*headers, end_stream, status)) return;
   if (attempt_timer_.has_value()) attempt_timer_->Disable();  // the per-try timeout is over

@@ -176,7 +176,8 @@ class Router {
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();
   void OnUpstreamPoolFailure(PoolFailureReason reason);
-  void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream);
+  // `status`: the response's :status as parsed by the attempt (0: none or invalid).
+  void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int status);
   void OnUpstreamData(net::Buffer& data, bool end_stream);
   void OnUpstreamTrailers(http::HeaderMapPtr trailers);
   void OnUpstreamReset(http::StreamResetReason reason);
