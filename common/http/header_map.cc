@@ -54,29 +54,32 @@ HeaderMap::HeaderMap(
   for (const auto& [name, value] : headers) Add(name, value);
 }
 
-HeaderMap::Entry HeaderMap::MakeEntry(absl::string_view name, absl::string_view value) {
+void HeaderMap::Add(absl::string_view name, absl::string_view value) {
+  // Arguments may view this map's own arena, which the growth below can reallocate.
+  if (InArena(name) || InArena(value)) [[unlikely]] {
+    AddCopies(name, value);
+    return;
+  }
   const Entry e = NewEntry(name.size(), value.size(), /*trusted=*/false);
   // One growth for both; the name is lowercased on its way in.
   char* const stored = arena_.Extend(name.size() + value.size());
   CopyLowercase(stored, name.data(), name.size());
   if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
-  return e;
-}
-
-void HeaderMap::Add(absl::string_view name, absl::string_view value) {
-  // Arguments may view this map's own arena, which the appends below can reallocate.
-  if (InArena(name) || InArena(value)) {
-    std::string name_copy(name), value_copy(value);
-    Add(name_copy, value_copy);
-    return;
-  }
-  Entry e = MakeEntry(name, value);
   if (IsPseudo(name)) {
     entries_.insert(entries_.begin() + num_pseudo_, e);
     ++num_pseudo_;
   } else {
     name_filter_ |= NameFilterBit(name);
     entries_.push_back(e);
+  }
+}
+
+void HeaderMap::AddCopies(absl::string_view name, absl::string_view value, bool trusted) {
+  const std::string name_copy(name), value_copy(value);
+  if (trusted) {
+    AddTrusted(name_copy, value_copy);
+  } else {
+    Add(name_copy, value_copy);
   }
 }
 
@@ -109,7 +112,6 @@ void HeaderMap::Replace(size_t first, absl::string_view name, absl::string_view 
 }
 
 void HeaderMap::SetTrusted(absl::string_view name, absl::string_view value) {
-  DCHECK(!InArena(value));
   const size_t first = Find(name, 0);
   if (first == kNotFound) {
     AddTrusted(name, value);

@@ -93,9 +93,12 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // Add() and Set() for a field the proxy formats itself from bytes that can never split a line
   // (traceparent: hex digits and dashes). The codecs write a trusted field without checking it
   // again, and the map does not lowercase it first. `name` must be a lowercase regular header
-  // name, and `value` must not view this map. Any later Set() of the name makes it untrusted
-  // again.
+  // name; `value` may view this map. Any later Set() of the name makes it untrusted again.
   void AddTrusted(absl::string_view name, absl::string_view value) {
+    if (InArena(value)) [[unlikely]] {  // growing the arena would free what `value` views
+      AddCopies(name, value, /*trusted=*/true);
+      return;
+    }
     char* const stored = AddTrustedInPlace(name, value.size());
     if (!value.empty()) std::memcpy(stored, value.data(), value.size());
   }
@@ -104,7 +107,7 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // written before the next call on the map. Inline, so a constant name is copied and filtered
   // at compile-time cost.
   char* AddTrustedInPlace(absl::string_view name, size_t value_size) {
-    DCHECK(!IsPseudoName(name));
+    DCHECK(!name.empty() && !IsPseudoName(name) && IsLowercase(name)) << name;
     entries_.push_back(NewEntry(name.size(), value_size, /*trusted=*/true));
     name_filter_ |= NameFilterBit(name);
     char* const stored = arena_.Extend(name.size() + value_size);
@@ -305,7 +308,16 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
     byte_size_ += name_size + value_size;
     return e;
   }
-  Entry MakeEntry(absl::string_view name, absl::string_view value);
+  // Add() of arguments that view this map's own arena: copies them first. Out of line, so Add(),
+  // which runs for every parsed field, keeps a small frame.
+  [[gnu::noinline]] void AddCopies(absl::string_view name, absl::string_view value,
+                                   bool trusted = false);
+  static bool IsLowercase(absl::string_view name) {
+    for (char c : name) {
+      if (c >= 'A' && c <= 'Z') return false;
+    }
+    return true;
+  }
   // Set()'s work once `first`, the first entry of `name`, is found.
   void Replace(size_t first, absl::string_view name, absl::string_view value);
   void EraseAt(size_t index);
@@ -351,8 +363,17 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
       size_ += n;
       return at;
     }
+    // `bytes` may view this buffer: it is read from where it is after any growth.
     void append(const char* bytes, size_t n) {
-      if (n > 0) std::memcpy(Extend(n), bytes, n);
+      if (n == 0) return;
+      const auto at = reinterpret_cast<uintptr_t>(bytes);
+      const auto begin = reinterpret_cast<uintptr_t>(data_);
+      if (at >= begin && at < begin + size_) {
+        char* const to = Extend(n);
+        std::memcpy(to, data_ + (at - begin), n);
+        return;
+      }
+      std::memcpy(Extend(n), bytes, n);
     }
     void swap(Arena& other) noexcept {
       std::swap(data_, other.data_);
