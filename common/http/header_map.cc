@@ -14,8 +14,6 @@
 namespace meshlet::http {
 namespace {
 
-bool IsPseudo(absl::string_view name) { return HeaderMap::IsPseudoName(name); }
-
 using ascii_case::CopyLowercase;
 
 // Calls fn(token) for each non-empty element of a comma-separated list, OWS trimmed.
@@ -65,7 +63,7 @@ void HeaderMap::Add(absl::string_view name, absl::string_view value) {
   char* const stored = arena_.Extend(name.size() + value.size());
   CopyLowercase(stored, name.data(), name.size());
   if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
-  if (IsPseudo(name)) {
+  if (IsPseudoName(name)) {
     entries_.insert(entries_.begin() + num_pseudo_, e);
     ++num_pseudo_;
   } else {
@@ -170,7 +168,7 @@ size_t HeaderMap::FindInList(absl::string_view name, size_t from) const {
   // Pseudo-headers live in [0, num_pseudo_); regular names never start with ':'.
   size_t begin = from;
   size_t end = entries_.size();
-  if (IsPseudo(name)) {
+  if (IsPseudoName(name)) {
     end = std::min(end, num_pseudo_);
   } else {
     begin = std::max(begin, num_pseudo_);
@@ -224,7 +222,7 @@ void HeaderMap::RemoveHopByHopHeaders() {
     if (h.name == "connection") {
       ForEachListElement(h.value, [&](absl::string_view token) {
         // Never let Connection strip pseudo-headers or TE (handled below).
-        if (IsPseudo(token) || absl::EqualsIgnoreCase(token, "te")) return;
+        if (IsPseudoName(token) || absl::EqualsIgnoreCase(token, "te")) return;
         listed.emplace_back(token);
         absl::AsciiStrToLower(&listed.back());
       });

@@ -37,6 +37,7 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 #include "common/base/free_list.h"
 #include "common/base/logging.h"
@@ -107,7 +108,7 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // written before the next call on the map. Inline, so a constant name is copied and filtered
   // at compile-time cost.
   char* AddTrustedInPlace(absl::string_view name, size_t value_size) {
-    DCHECK(!name.empty() && !IsPseudoName(name) && IsLowercase(name)) << name;
+    DCHECK(!name.empty() && !IsPseudoName(name) && absl::AsciiStrToLower(name) == name) << name;
     entries_.push_back(NewEntry(name.size(), value_size, /*trusted=*/true));
     name_filter_ |= NameFilterBit(name);
     char* const stored = arena_.Extend(name.size() + value_size);
@@ -312,12 +313,6 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
   // which runs for every parsed field, keeps a small frame.
   [[gnu::noinline]] void AddCopies(absl::string_view name, absl::string_view value,
                                    bool trusted = false);
-  static bool IsLowercase(absl::string_view name) {
-    for (char c : name) {
-      if (c >= 'A' && c <= 'Z') return false;
-    }
-    return true;
-  }
   // Set()'s work once `first`, the first entry of `name`, is found.
   void Replace(size_t first, absl::string_view name, absl::string_view value);
   void EraseAt(size_t index);
