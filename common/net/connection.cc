@@ -1,5 +1,6 @@
 #include "common/net/connection.h"
 
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -664,6 +665,14 @@ void Connection::OnTimer() {
     return;
   }
   if (state_ == State::kConnecting) {
+    // A loop that did not run for a while (a stalled machine or process) runs its expired timers
+    // before the I/O that completed meanwhile. A connect the kernel has already settled is not
+    // timed out: this turn's poll for I/O reports it (the timer stays as a backstop, once).
+    if (!connect_timeout_deferred_ && ConnectSettledInKernel()) {
+      connect_timeout_deferred_ = true;
+      timer_.Enable(std::chrono::milliseconds(100));
+      return;
+    }
     Fail(CloseReason::kConnectTimeout,
          absl::DeadlineExceededError(
              absl::StrCat("connect to ", remote_address_.ToString(), " timed out")),
@@ -679,6 +688,13 @@ void Connection::OnTimer() {
                             : absl::DeadlineExceededError(absl::StrCat(
                                   "close flush timed out with ", unsent, " bytes unsent")));
   }
+}
+
+bool Connection::ConnectSettledInKernel() {
+  int fd = -1;
+  if (uv_fileno(handle_->handle(), &fd) != 0) return false;
+  pollfd ready{.fd = fd, .events = POLLOUT, .revents = 0};
+  return ::poll(&ready, 1, 0) == 1 && (ready.revents & (POLLOUT | POLLERR | POLLHUP)) != 0;
 }
 
 void Connection::Fail(CloseReason reason, absl::Status detail, bool defer) {

@@ -200,6 +200,8 @@ class Connection {
   void OnWriteDone(int status);
   void OnShutdownDone(int status);
   void OnTimer();
+  // The kernel has finished the connect (either way); the loop may not have seen it yet.
+  bool ConnectSettledInKernel();
 
   // Moves application bytes through the transport and writes what the socket takes.
   std::optional<Failure> SendAndFlush();
@@ -236,6 +238,7 @@ class Connection {
   Buffer wire_out_;      // bytes for the socket; the first write_in_flight_ belong to libuv
   size_t write_in_flight_ = 0;
 
+  bool connect_timeout_deferred_ = false;  // OnTimer gave a settled connect one more poll
   int read_disable_count_ = 0;
   bool reading_ = false;
   bool remote_eof_ = false;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/base/logging.h"
@@ -323,6 +324,22 @@ TEST(ConnectionTest, ConnectTimeout) {
   loop.RunUntilIdle();
   for (int fd : fillers) close(fd);
   close(lfd);
+}
+
+// The loop does not run (a stalled process) past the connect timeout while the kernel finishes
+// the connect: when it runs again, the expired timer comes before the I/O that reports the
+// connect, and must not call it a timeout.
+TEST(ConnectionTest, ConnectFinishedWhileTheLoopStalledIsNotATimeout) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok()) << server.status;
+  auto client = Connection::Connect(loop, server.listener->address(), milliseconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected || cb.closes > 0; }, kWait));
+  EXPECT_TRUE(cb.connected) << cb.close_detail;
+  EXPECT_EQ(cb.closes, 0);
 }
 
 TEST(ConnectionTest, AbortResetsPeer) {

@@ -78,8 +78,10 @@ struct ListenerConfig {
   DownstreamTlsConfig tls;
   HttpOptionsConfig http;
   Duration detect_timeout = std::chrono::seconds(1);  // kAuto: wait this long for first bytes
-  uint32_t max_connections = 0;                       // 0: unlimited
-  std::string access_log_path;                        // empty: off
+  // A TLS handshake must finish this long after accept (detect_timeout counts from its end).
+  Duration tls_handshake_timeout = std::chrono::seconds(10);
+  uint32_t max_connections = 0;  // 0: unlimited
+  std::string access_log_path;   // empty: off
   // Local rate limit for every HTTP request on this listener (Listener.rate_limit), checked before
   // routing; `rate_limiter` is shared by every worker: one bucket, or one per caller identity
   // (resilience/principal_rate_limiter.h).

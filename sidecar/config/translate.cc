@@ -1279,6 +1279,8 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
   if (in.has_http()) TranslateHttpOptions(scope, in.http(), out.http);
   ReadDuration(scope, "detect_timeout", in.has_detect_timeout(), in.detect_timeout(),
                DurationRule::kPositive, &out.detect_timeout);
+  ReadDuration(scope, "tls_handshake_timeout", in.has_tls_handshake_timeout(),
+               in.tls_handshake_timeout(), DurationRule::kPositive, &out.tls_handshake_timeout);
   out.max_connections = in.max_connections();
   out.access_log_path = in.access_log().path();
   if (in.has_rate_limit()) {

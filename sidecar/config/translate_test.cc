@@ -413,6 +413,11 @@ std::vector<InvalidCase> InvalidCases() {
       {"detect_timeout_zero",
        [](ResourceSet& s) { s.listeners.Mutable(0).mutable_detect_timeout()->set_seconds(0); },
        "listener \"outbound\": detect_timeout: must be greater than 0"},
+      {"tls_handshake_timeout_negative",
+       [](ResourceSet& s) {
+         s.listeners.Mutable(0).mutable_tls_handshake_timeout()->set_seconds(-1);
+       },
+       "listener \"outbound\": tls_handshake_timeout: must be greater than 0"},
       {"unknown_enum_value",
        [](ResourceSet& s) { s.clusters.Mutable(0).set_lb_policy(static_cast<xds::LbPolicy>(42)); },
        "cluster \"backend\": lb_policy: unknown value 42"},

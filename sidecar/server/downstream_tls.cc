@@ -39,7 +39,10 @@ absl::Status DownstreamTlsTransport::OnReceived(net::Buffer& wire_in, net::Buffe
     bool is_tls = false;
     if (static_cast<unsigned char>(wire_in.FrontSlice()[0]) == kTlsHandshakeRecord) {
       const DetectedProtocol detected = DetectProtocol(wire_in);
-      if (detected == DetectedProtocol::kNeedMoreBytes) return absl::OkStatus();  // keep them
+      if (detected == DetectedProtocol::kNeedMoreBytes) {
+        tls_record_started_ = true;
+        return absl::OkStatus();  // keep them
+      }
       is_tls = detected == DetectedProtocol::kTls;
     }
     if (is_tls) {
@@ -72,6 +75,7 @@ absl::Status DownstreamTlsTransport::OnReceived(net::Buffer& wire_in, net::Buffe
       handshake_counted_ = true;
       counters_.handshakes.Inc();
       if (tls_->peer().session_resumed) counters_.resumed.Inc();
+      if (on_handshake_done_) on_handshake_done_();
     }
   }
   return status;
@@ -102,6 +106,18 @@ bool DownstreamTlsTransport::HandshakeComplete() const {
       return true;
     case State::kTls:
       return tls_->HandshakeComplete();
+  }
+  return false;
+}
+
+bool DownstreamTlsTransport::handshake_in_progress() const {
+  switch (state_) {
+    case State::kUndecided:
+      return tls_record_started_;
+    case State::kPlaintext:
+      return false;
+    case State::kTls:
+      return !tls_->HandshakeComplete();
   }
   return false;
 }

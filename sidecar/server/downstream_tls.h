@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "common/net/buffer.h"
 #include "common/net/transport.h"
@@ -51,6 +52,15 @@ class DownstreamTlsTransport final : public net::Transport {
 
   // The peer spoke TLS (false while undecided and for plaintext).
   bool tls() const { return state_ == State::kTls; }
+  // The client has begun a TLS handshake (its first record arrived, maybe in part) that has not
+  // finished yet.
+  bool handshake_in_progress() const;
+  // Runs once, when the TLS handshake completes (never for plaintext). It runs while the
+  // connection is reading, so it must not close the connection or take it over; re-arming a timer
+  // is fine.
+  void SetHandshakeDoneCallback(absl::AnyInvocable<void()> callback) {
+    on_handshake_done_ = std::move(callback);
+  }
   // The peer's SPIFFE id from its verified certificate; empty without one.
   std::string peer_identity() const;
 
@@ -63,6 +73,8 @@ class DownstreamTlsTransport final : public net::Transport {
   State state_ = State::kUndecided;
   std::unique_ptr<net::Transport> tls_;
   bool handshake_counted_ = false;
+  bool tls_record_started_ = false;  // undecided, holding the start of a TLS handshake record
+  absl::AnyInvocable<void()> on_handshake_done_;
   net::PeerInfo no_peer_;
 };
 

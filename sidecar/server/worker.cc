@@ -160,6 +160,8 @@ struct Worker::ListenerContext {
   DownstreamTlsTransport::Counters tls;
   std::shared_ptr<const tls::TlsContextProvider> tls_provider;  // null: plaintext listener
   Counter rejected_detect_timeout;
+  Counter rejected_tls_handshake_timeout;
+  Counter detect_restarted_late;  // detect waits that expired long past their time and restarted
   Counter closed_before_detect;
   Counter as_http1;
   Counter as_http2;
@@ -236,8 +238,18 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
       case ListenerProtocol::kAuto:
         break;
     }
+    accepted_at_ = worker_.loop_->Now();
     detect_timer_ = std::make_unique<event::Timer>(*worker_.loop_, [this] { OnDetectTimeout(); });
-    detect_timer_->Enable(listener_->config.detect_timeout);
+    ArmDetectTimer(listener_->config.detect_timeout);
+    if (tls) {
+      // The wait for the first bytes restarts when a handshake finishes: a slow handshake does
+      // not eat into it (the handshake has tls_handshake_timeout of its own).
+      if (auto* transport = dynamic_cast<DownstreamTlsTransport*>(&connection_->transport())) {
+        transport->SetHandshakeDoneCallback([this] {
+          if (detect_timer_ != nullptr) ArmDetectTimer(listener_->config.detect_timeout);
+        });
+      }
+    }
   }
 
   void StartDrain() {
@@ -290,8 +302,13 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     using config::ListenerProtocol;
     if (listener_->config.protocol == ListenerProtocol::kHttp1) return DetectedProtocol::kHttp1;
     if (listener_->config.protocol == ListenerProtocol::kHttp2) return DetectedProtocol::kHttp2;
+    return NegotiatedProtocol();
+  }
+
+  // The HTTP version the client chose by ALPN in a completed TLS handshake, if any.
+  std::optional<DetectedProtocol> NegotiatedProtocol() const {
     const DownstreamTlsTransport* tls = Tls();
-    if (tls == nullptr || !tls->tls()) return std::nullopt;
+    if (tls == nullptr || !tls->tls() || !tls->HandshakeComplete()) return std::nullopt;
     const std::string& alpn = tls->peer().alpn;
     if (alpn == "h2") return DetectedProtocol::kHttp2;
     if (alpn == "http/1.1") return DetectedProtocol::kHttp1;
@@ -304,10 +321,42 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     return dynamic_cast<const DownstreamTlsTransport*>(&connection_->transport());
   }
 
+  void ArmDetectTimer(Duration window) {
+    detect_window_ = window;
+    detect_deadline_ = worker_.loop_->Now() + window;
+    detect_timer_->Enable(window);
+  }
+
   void OnDetectTimeout() {
+    const MonotonicTime now = worker_.loop_->Now();
+    if (now - detect_deadline_ > detect_window_ / 2) {
+      // Far past its time: this worker was not running (the machine or process stalled, CPU
+      // starvation), and likely neither was the peer. Silence measured across a stall says
+      // nothing, and the expired timer runs before the worker reads what arrived meanwhile:
+      // wait one more window, which the next poll for I/O cuts short if bytes are there.
+      listener_->detect_restarted_late.Inc();
+      ArmDetectTimer(listener_->config.detect_timeout);
+      return;
+    }
+    if (const DownstreamTlsTransport* tls = Tls(); tls != nullptr && tls->handshake_in_progress()) {
+      // A TLS client is not silent: its handshake is under way. Bounded from accept on.
+      const Duration left = accepted_at_ + listener_->config.tls_handshake_timeout - now;
+      if (left > Duration::zero()) {
+        ArmDetectTimer(left);
+        return;
+      }
+      Reject(listener_->rejected_tls_handshake_timeout, "tls_handshake_timeout");
+      return;
+    }
     detect_timer_.reset();
     if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
       ToTcp();
+      return;
+    }
+    if (std::optional<DetectedProtocol> negotiated = NegotiatedProtocol()) {
+      // The client chose HTTP in its handshake (ALPN) and has not sent its first bytes yet: HTTP
+      // all the same, whose own timeouts now apply; never the TCP fallback.
+      ToHttp(*negotiated);
       return;
     }
     if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
@@ -421,7 +470,10 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
   std::unique_ptr<net::Connection> connection_;  // until a handler takes it
   GaugeGuard active_;
   std::unique_ptr<event::Timer> detect_timer_;
-  net::Buffer pending_;  // bytes read while detecting
+  MonotonicTime accepted_at_{};
+  MonotonicTime detect_deadline_{};  // when detect_timer_ is due
+  Duration detect_window_{};         // what it was armed with
+  net::Buffer pending_;              // bytes read while detecting
   std::unique_ptr<TcpProxy> tcp_;
   std::unique_ptr<HttpConnectionManager> http_;
 };
@@ -675,6 +727,12 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
   context->cx_active = OrDiscard(
       shard.RegisterGauge("meshlet_downstream_cx_active", "Downstream connections open.", labels),
       "meshlet_downstream_cx_active");
+  context->detect_restarted_late = OrDiscard(
+      shard.RegisterCounter("meshlet_downstream_detect_restarted_late_total",
+                            "Waits for a connection's first bytes that expired long past their "
+                            "time (the worker was not running) and started over.",
+                            labels),
+      "meshlet_downstream_detect_restarted_late_total");
   context->rejected_overflow = RejectedCounter(shard, config.name, "overflow");
   context->rejected_no_tcp_cluster = RejectedCounter(shard, config.name, "no_tcp_cluster");
   context->rejected_tls_unavailable = RejectedCounter(shard, config.name, "tls_unavailable");
@@ -699,6 +757,8 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
         "meshlet_downstream_tls_resumed_total");
   }
   context->rejected_detect_timeout = RejectedCounter(shard, config.name, "detect_timeout");
+  context->rejected_tls_handshake_timeout =
+      RejectedCounter(shard, config.name, "tls_handshake_timeout");
   context->closed_before_detect = RejectedCounter(shard, config.name, "closed_before_detect");
   context->as_http1 = ProtocolCounter(shard, config.name, "http1");
   context->as_http2 = ProtocolCounter(shard, config.name, "http2");

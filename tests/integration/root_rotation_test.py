@@ -318,7 +318,8 @@ class RootRotationTest(unittest.TestCase):
         self.assertGreater(self.handshake_refusals() - refusals_before, 0)  # the old-root peer
         # Nothing was hidden by a retry or a failed connection.
         for s in self.sidecars.values():
-            self.assertEqual(s.stat("meshlet_upstream_rq_retry_total"), 0, s.name)
+            self.assertEqual(s.stat("meshlet_upstream_rq_retry_total"), 0,
+                             (s.name, s.stat_lines("meshlet_upstream_rq_retry_total"), s.log()))
             self.assertEqual(s.stat("meshlet_upstream_rq_connect_fail_total"), 0, s.name)
         with open(self.cp_log) as f:
             self.assertIn("restored 2 workload(s)", f.read())

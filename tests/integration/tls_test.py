@@ -610,6 +610,105 @@ class UpstreamTlsTest(TlsTestCase):
         self.assertIn("tls.sni: required when the upstream is verified by ca_file alone", r.stderr)
 
 
+class DetectionTimingTest(TlsTestCase):
+    """When a PROTOCOL_AUTO listener with TLS gives up waiting for a connection's first bytes and
+    hands it to tcp_cluster (here an echo server, so a misrouted request comes back as itself):
+    not while a TLS handshake is under way, not when the client chose HTTP by ALPN, and not when
+    the wait ran out while the sidecar was not running (the process stopped, as in a stall of the
+    whole machine) — only after real silence. A handshake that never finishes is closed after
+    tls_handshake_timeout."""
+
+    DETECT = 0.3  # detect_timeout, seconds
+
+    def setUp(self):
+        super().setUp()
+        self.echo = EchoServer()
+        self.port = free_port()
+        self.sidecar = self.start(config(
+            tls_listener("inbound", self.port, "{mode: PERMISSIVE, secret_name: server-cert}",
+                         protocol="PROTOCOL_AUTO",
+                         extra=f"    tcp_cluster: echo\n    detect_timeout: {int(self.DETECT * 1000)}ms\n"
+                               "    tls_handshake_timeout: 1500ms\n"),
+            static_cluster("app", self.app.port) + static_cluster("echo", self.echo.port),
+            app_routes(), self.server_secret()), concurrency=1)
+
+    def connect(self):
+        """A TCP connection the sidecar has accepted (its wait for the first bytes has begun)."""
+        before = self.sidecar.stat("meshlet_downstream_cx_total")
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.assertTrue(wait_for(lambda: self.sidecar.stat("meshlet_downstream_cx_total") > before))
+        time.sleep(0.05)
+        return raw
+
+    def tls(self, raw, alpn=None):
+        context = ssl.create_default_context(cafile=self.pki.ca)
+        if alpn:
+            context.set_alpn_protocols([alpn])
+        return context.wrap_socket(raw, server_hostname="localhost")
+
+    def assert_served_as_http(self, conn, path):
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        conn.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+        self.assertEqual(json.loads(answer.partition(b"\r\n\r\n")[2])["path"], path)
+        self.assertEqual(self.echo.received, 0, "bytes went to the TCP fallback")
+
+    def stalled(self, seconds):
+        """Stops the sidecar for `seconds`, far past detect_timeout, then lets it run again."""
+        os.kill(self.sidecar.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.sidecar.proc.pid, signal.SIGCONT)
+
+    def test_bytes_after_a_stall_decide_not_the_expired_wait(self):
+        # The client is late too (it was stalled as well): its bytes come just after the sidecar
+        # resumes, when the expired wait would have sent the connection to tcp_cluster.
+        raw = self.connect()
+        self.stalled(4 * self.DETECT)
+        time.sleep(0.05)
+        self.assert_served_as_http(self.tls(raw, alpn="http/1.1"), "/after-stall-tls")
+
+        raw = self.connect()
+        self.stalled(4 * self.DETECT)
+        time.sleep(0.05)
+        self.assert_served_as_http(raw, "/after-stall-plaintext")
+        self.assertGreaterEqual(self.sidecar.stat("meshlet_downstream_detect_restarted_late_total"), 2)
+
+    def test_a_client_that_chose_http_by_alpn_is_never_sent_to_tcp(self):
+        conn = self.tls(self.connect(), alpn="http/1.1")
+        time.sleep(3 * self.DETECT)  # silent after its handshake, past detect_timeout
+        self.assert_served_as_http(conn, "/late-first-request")
+
+    def test_silence_still_goes_to_tcp_cluster(self):
+        # Without ALPN, silence after the handshake is a server-first protocol's: proxied.
+        conn = self.tls(self.connect())
+        time.sleep(3 * self.DETECT)
+        conn.sendall(b"ping")
+        self.assertEqual(conn.recv(100), b"ping")
+        conn.close()
+        # Plaintext too.
+        raw = self.connect()
+        time.sleep(3 * self.DETECT)
+        raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertEqual(raw.recv(100), b"GET / HTTP/1.1\r\n\r\n")
+        raw.close()
+
+    def test_a_handshake_that_never_finishes_is_closed(self):
+        raw = self.connect()
+        raw.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
+        started = time.time()
+        self.assertEqual(raw.recv(100), b"")  # closed by the sidecar
+        waited = time.time() - started
+        raw.close()
+        self.assertGreater(waited, 1.0)  # not at detect_timeout: at tls_handshake_timeout
+        self.assertEqual(self.rejected(self.sidecar, "tls_handshake_timeout"), 1)
+        self.assertEqual(self.echo.received, 0)
+
+
 if __name__ == "__main__":
     sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)
