@@ -436,7 +436,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     line.append(",\"response_flags\":\"");
     router::AppendResponseFlags(&line, info_.response_flags);
     absl::StrAppend(&line, "\",\"bytes_received\":", info_.bytes_received,
-                    ",\"bytes_sent\":", info_.bytes_sent, ",\"duration_ms\":", duration_us / 1000);
+                    ",\"bytes_sent\":", info_.bytes_sent, ",\"duration_ms\":", duration_us / 1000,
+                    ",\"duration_us\":", duration_us);
     line.append(",\"upstream_host\":");
     AppendJsonString(&line, info_.upstream_host.has_value() ? info_.upstream_host->ToString() : "");
     line.append(",\"upstream_cluster\":");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
@@ -290,6 +291,21 @@ TEST_F(HttpConnectionManagerTest, StreamIdleTimeoutAnswers408AndResetsUpstream) 
   ASSERT_EQ(log_.lines.size(), 1u);
   EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"SI\"")) << log_.lines[0];
   EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"route_name\":\"hang\"")) << log_.lines[0];
+  // The duration, in milliseconds and in microseconds: about the idle timeout (its timer runs on
+  // the loop's millisecond clock).
+  auto field = [&](absl::string_view name) -> int64_t {
+    const std::string key = absl::StrCat("\"", name, "\":");
+    const size_t at = log_.lines[0].find(key);
+    if (at == std::string::npos) return -1;
+    int64_t value = -1;
+    const std::string rest = log_.lines[0].substr(at + key.size());
+    EXPECT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &value)) << rest;
+    return value;
+  };
+  const int64_t duration_us = field("duration_us");
+  EXPECT_GE(duration_us, 90000) << log_.lines[0];
+  EXPECT_LT(duration_us, 5000000) << log_.lines[0];
+  EXPECT_EQ(field("duration_ms"), duration_us / 1000) << log_.lines[0];
   EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
 }
 

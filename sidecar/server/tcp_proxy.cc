@@ -240,12 +240,13 @@ void TcpProxy::MaybeFinish() {
 
 void TcpProxy::WriteAccessLog() {
   if (access_log_ == nullptr) return;
-  const int64_t duration_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start_).count();
+  const int64_t duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(clock_.Now() - start_).count();
   std::string line = "{\"start_time\":";
   AppendJsonString(line,
                    absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", start_wall_, absl::UTCTimeZone()));
-  absl::StrAppend(&line, ",\"duration_ms\":", duration_ms, ",\"protocol\":\"tcp\",\"listener\":");
+  absl::StrAppend(&line, ",\"duration_ms\":", duration_us / 1000, ",\"duration_us\":", duration_us,
+                  ",\"protocol\":\"tcp\",\"listener\":");
   AppendJsonString(line, listener_name_);
   line += ",\"downstream_remote_address\":";
   AppendJsonString(line, downstream_->remote_address().ToString());

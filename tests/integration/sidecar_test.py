@@ -459,6 +459,9 @@ class TcpProxyTest(SidecarTestCase):
             self.assertEqual(line["bytes_sent"], len(payload))
             self.assertEqual(line["upstream_host"], f"127.0.0.1:{self.echo.port}")
             self.assertEqual(line["failure"], "")
+            # 10 MiB each way took some time; both units agree.
+            self.assertGreater(line["duration_us"], 0)
+            self.assertEqual(line["duration_ms"], line["duration_us"] // 1000)
 
     def test_server_first_protocol_under_auto(self):
         # A client that waits for the server to speak: AUTO gives up detecting and proxies.
