@@ -1,5 +1,6 @@
 #include "sidecar/server/worker.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -329,11 +330,13 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
 
   void OnDetectTimeout() {
     const MonotonicTime now = worker_.loop_->Now();
-    if (now - detect_deadline_ > detect_window_ / 2) {
+    if (now - detect_deadline_ > std::max(detect_window_ / 2, kLateFloor) &&
+        late_restarts_ < kMaxLateRestarts) {
       // Far past its time: this worker was not running (the machine or process stalled, CPU
       // starvation), and likely neither was the peer. Silence measured across a stall says
       // nothing, and the expired timer runs before the worker reads what arrived meanwhile:
       // wait one more window, which the next poll for I/O cuts short if bytes are there.
+      ++late_restarts_;
       listener_->detect_restarted_late.Inc();
       ArmDetectTimer(listener_->config.detect_timeout);
       return;
@@ -469,7 +472,15 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
   std::shared_ptr<const ListenerContext> listener_;
   std::unique_ptr<net::Connection> connection_;  // until a handler takes it
   GaugeGuard active_;
+  // A detect timer that fires this much past its time (or half its window, if more) was held up
+  // by a stall; a connection gets at most kMaxLateRestarts fresh waits for it. The floor keeps
+  // timer rounding and ordinary loop delays from counting, the cap keeps a worker that stays
+  // overloaded from waiting forever.
+  static constexpr Duration kLateFloor = std::chrono::milliseconds(100);
+  static constexpr int kMaxLateRestarts = 3;
+
   std::unique_ptr<event::Timer> detect_timer_;
+  int late_restarts_ = 0;
   MonotonicTime accepted_at_{};
   MonotonicTime detect_deadline_{};  // when detect_timer_ is due
   Duration detect_window_{};         // what it was armed with
