@@ -80,6 +80,8 @@ struct ListenerConfig {
   Duration detect_timeout = std::chrono::seconds(1);  // kAuto: wait this long for first bytes
   // A TLS handshake must finish this long after accept (detect_timeout counts from its end).
   Duration tls_handshake_timeout = std::chrono::seconds(10);
+  // Connections proxied to tcp_cluster close after this long without a byte either way; 0: never.
+  Duration tcp_idle_timeout = std::chrono::hours(1);
   uint32_t max_connections = 0;  // 0: unlimited
   std::string access_log_path;   // empty: off
   // Local rate limit for every HTTP request on this listener (Listener.rate_limit), checked before

@@ -1281,6 +1281,8 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
                DurationRule::kPositive, &out.detect_timeout);
   ReadDuration(scope, "tls_handshake_timeout", in.has_tls_handshake_timeout(),
                in.tls_handshake_timeout(), DurationRule::kPositive, &out.tls_handshake_timeout);
+  ReadDuration(scope, "tcp_idle_timeout", in.has_tcp_idle_timeout(), in.tcp_idle_timeout(),
+               DurationRule::kNonNegative, &out.tcp_idle_timeout);
   out.max_connections = in.max_connections();
   out.access_log_path = in.access_log().path();
   if (in.has_rate_limit()) {

@@ -418,6 +418,9 @@ std::vector<InvalidCase> InvalidCases() {
          s.listeners.Mutable(0).mutable_tls_handshake_timeout()->set_seconds(-1);
        },
        "listener \"outbound\": tls_handshake_timeout: must be greater than 0"},
+      {"tcp_idle_timeout_negative",
+       [](ResourceSet& s) { s.listeners.Mutable(0).mutable_tcp_idle_timeout()->set_seconds(-5); },
+       "listener \"outbound\": tcp_idle_timeout: must not be negative"},
       {"unknown_enum_value",
        [](ResourceSet& s) { s.clusters.Mutable(0).set_lb_policy(static_cast<xds::LbPolicy>(42)); },
        "cluster \"backend\": lb_policy: unknown value 42"},

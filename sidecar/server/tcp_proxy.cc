@@ -32,6 +32,11 @@ TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listen
                     "meshlet_tcp_proxy_no_healthy_host_total",
                     "TCP proxy connections closed: no cluster or no usable endpoint.", labels),
                 "meshlet_tcp_proxy_no_healthy_host_total");
+  s.idle_timeouts =
+      OrDiscard(shard.RegisterCounter(
+                    "meshlet_tcp_proxy_idle_timeout_total",
+                    "TCP proxy connections closed after tcp_idle_timeout without a byte.", labels),
+                "meshlet_tcp_proxy_idle_timeout_total");
   s.received_bytes = OrDiscard(
       shard.RegisterCounter("meshlet_tcp_proxy_received_bytes_total",
                             "Bytes the TCP proxy read from downstream and sent upstream.", labels),
@@ -48,8 +53,8 @@ TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listen
 
 TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock,
                    TcpProxyStats stats, AccessLogSink* access_log, std::string listener_name,
-                   std::string cluster_name, std::unique_ptr<net::Connection> downstream,
-                   DoneCallback on_done)
+                   std::string cluster_name, Duration idle_timeout,
+                   std::unique_ptr<net::Connection> downstream, DoneCallback on_done)
     : loop_(loop),
       clusters_(clusters),
       clock_(clock),
@@ -57,7 +62,9 @@ TcpProxy::TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clo
       access_log_(access_log),
       listener_name_(std::move(listener_name)),
       cluster_name_(std::move(cluster_name)),
+      idle_timeout_(idle_timeout),
       on_done_(std::move(on_done)),
+      idle_timer_(loop, [this] { OnIdleTimer(); }),
       downstream_(std::move(downstream)) {
   downstream_->SetCallbacks(&downstream_callbacks_);
 }
@@ -77,6 +84,8 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   start_wall_ = clock_.WallNow();
   stats_.connections.Inc();
   active_.emplace(stats_.active);
+  last_activity_ = loop_.Now();
+  if (idle_timeout_ > Duration::zero()) idle_timer_.Enable(idle_timeout_);
 
   if (!cluster_name_.empty()) cluster_ = clusters_.Get(cluster_name_);
   Cluster* cluster = cluster_.cluster.get();
@@ -157,6 +166,7 @@ void TcpProxy::OnSideData(bool upstream, net::Buffer& data, bool end_stream) {
     ReportConnectResult(true);
   }
   const size_t n = data.length();
+  if (n > 0) last_activity_ = loop_.Now();
   if (upstream) {
     sent_bytes_ += n;
     stats_.sent_bytes.Inc(n);
@@ -214,6 +224,23 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
   MaybeFinish();
 }
 
+void TcpProxy::OnIdleTimer() {
+  if (done_) return;
+  const Duration quiet = loop_.Now() - last_activity_;
+  if (quiet < idle_timeout_) {
+    idle_timer_.Enable(idle_timeout_ - quiet);
+    return;
+  }
+  stats_.idle_timeouts.Inc();
+  if (failure_.empty()) failure_ = "idle_timeout";
+  LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": TCP connection idle for "
+                            << absl::FormatDuration(absl::FromChrono(idle_timeout_)) << "; closing";
+  // Each close may finish the pair (MaybeFinish runs on_done, which schedules our deletion at
+  // the end of the turn), so `this` stays valid here.
+  if (upstream_ != nullptr && !upstream_->closed()) upstream_->Close(net::CloseMode::kFlush);
+  if (!downstream_->closed()) downstream_->Close(net::CloseMode::kFlush);
+}
+
 void TcpProxy::ReportConnectResult(bool success) {
   if (host_ == nullptr || cluster_.cluster == nullptr) return;
   Cluster* cluster = cluster_.cluster.get();
@@ -230,6 +257,7 @@ void TcpProxy::ReportConnectResult(bool success) {
 void TcpProxy::MaybeFinish() {
   if (done_ || !downstream_closed_ || !upstream_closed_) return;
   done_ = true;
+  idle_timer_.Disable();
   host_request_.Release();
   active_.reset();
   WriteAccessLog();

@@ -16,6 +16,9 @@
 // - Half-close: a FIN from one side becomes a write shutdown towards the other; the pair closes
 //   once both directions have finished (or either side fails, which closes the other after
 //   flushing what is buffered; a reset is passed on as a reset).
+// - Idle timeout: with no byte moving either way for `idle_timeout`, both sides are closed (their
+//   buffers flushed first), counted and logged with failure "idle_timeout". Activity only stamps
+//   a time; the timer checks it when it fires, so busy connections do not re-arm it per read.
 // - Bytes are counted as they move; one access-log line is written when the pair is done.
 //
 // Ownership and threading: created on a worker's loop thread, which it never leaves. It owns both
@@ -33,6 +36,7 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
+#include "common/event/timer.h"
 #include "common/net/connection.h"
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster.h"
@@ -46,6 +50,7 @@ struct TcpProxyStats {
   Counter connections;       // meshlet_tcp_proxy_cx_total
   Counter connect_failures;  // meshlet_tcp_proxy_connect_fail_total (refused, timeout...)
   Counter no_healthy_host;   // meshlet_tcp_proxy_no_healthy_host_total (or no such cluster)
+  Counter idle_timeouts;     // meshlet_tcp_proxy_idle_timeout_total
   Counter received_bytes;    // meshlet_tcp_proxy_received_bytes_total (downstream → upstream)
   Counter sent_bytes;        // meshlet_tcp_proxy_sent_bytes_total (upstream → downstream)
   Gauge active;              // meshlet_tcp_proxy_cx_active
@@ -57,9 +62,11 @@ struct TcpProxyStats {
 class TcpProxy {
  public:
   using DoneCallback = absl::AnyInvocable<void()>;
+  // `idle_timeout` zero: never closed for idleness.
   TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock, TcpProxyStats stats,
            AccessLogSink* access_log, std::string listener_name, std::string cluster_name,
-           std::unique_ptr<net::Connection> downstream, DoneCallback on_done);
+           Duration idle_timeout, std::unique_ptr<net::Connection> downstream,
+           DoneCallback on_done);
   ~TcpProxy();
   TcpProxy(const TcpProxy&) = delete;
   TcpProxy& operator=(const TcpProxy&) = delete;
@@ -95,6 +102,7 @@ class TcpProxy {
   void ReportConnectResult(bool success);
   void MaybeFinish();
   void WriteAccessLog();
+  void OnIdleTimer();
 
   event::Loop& loop_;
   ClusterManager& clusters_;
@@ -103,7 +111,10 @@ class TcpProxy {
   AccessLogSink* access_log_;
   const std::string listener_name_;
   const std::string cluster_name_;
+  const Duration idle_timeout_;
   DoneCallback on_done_;
+  event::Timer idle_timer_;
+  MonotonicTime last_activity_{};  // loop time of the last byte either way
 
   Side downstream_callbacks_{*this, /*upstream=*/false};
   Side upstream_callbacks_{*this, /*upstream=*/true};

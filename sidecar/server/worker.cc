@@ -411,10 +411,11 @@ class Worker::ActiveConnection : public net::ConnectionCallbacks {
     }
     if (!AuthorizedConnection()) return;
     listener_->as_tcp.Inc();
-    tcp_ = std::make_unique<TcpProxy>(
-        *worker_.loop_, *worker_.clusters_, *worker_.clock_, listener_->tcp,
-        listener_->access_log.get(), listener_->config.name, listener_->config.tcp_cluster,
-        std::move(connection_), [this] { worker_.OnConnectionDone(this); });
+    tcp_ = std::make_unique<TcpProxy>(*worker_.loop_, *worker_.clusters_, *worker_.clock_,
+                                      listener_->tcp, listener_->access_log.get(),
+                                      listener_->config.name, listener_->config.tcp_cluster,
+                                      listener_->config.tcp_idle_timeout, std::move(connection_),
+                                      [this] { worker_.OnConnectionDone(this); });
     tcp_->Start(std::move(pending_));
   }
 

@@ -463,6 +463,30 @@ class TcpProxyTest(SidecarTestCase):
             self.assertGreater(line["duration_us"], 0)
             self.assertEqual(line["duration_ms"], line["duration_us"] // 1000)
 
+    def test_idle_connection_is_closed_after_tcp_idle_timeout(self):
+        port = free_port()
+        log_path = os.path.join(self.tmp, "access.log")
+        sidecar = self.start(config_yaml(
+            tcp_listener("tcp", port, "echo", extra="    tcp_idle_timeout: 300ms\n"),
+            static_cluster("echo", self.echo.port)), f"--access-log={log_path}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            # Bytes every 100 ms keep it open for three idle timeouts and more.
+            for i in range(10):
+                time.sleep(0.1)
+                conn.sendall(b"%d" % i)
+                self.assertEqual(conn.recv(10), b"%d" % i)
+            quiet_from = time.time()  # the last byte moved just before
+            self.assertEqual(conn.recv(10), b"")  # then the sidecar closes it
+            quiet = time.time() - quiet_from
+        self.assertGreater(quiet, 0.25)
+        self.assertLess(quiet, 5)
+        self.assertEqual(sidecar.stat("meshlet_tcp_proxy_idle_timeout_total"), 1)
+        self.assertTrue(wait_for(lambda: os.path.exists(log_path) and os.path.getsize(log_path)))
+        with open(log_path) as f:
+            line = json.loads(f.readline())
+        self.assertEqual(line["failure"], "idle_timeout")
+        self.assertEqual(line["bytes_received"], 10)
+
     def test_server_first_protocol_under_auto(self):
         # A client that waits for the server to speak: AUTO gives up detecting and proxies.
         port = free_port()
