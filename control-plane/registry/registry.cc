@@ -140,10 +140,23 @@ bool Registry::Connect(const Workload& registration) {
 
 bool Registry::Restore(const Workload& saved) {
   if (saved.id.empty()) return false;
+  const absl::Time now = clock_.WallNow();
+  Duration grace = options_.deregister_grace;
+  const bool gone_before = !saved.connected && saved.disconnected_at > absl::UnixEpoch();
+  if (gone_before) {
+    // Its sidecar had left before the restart: only the rest of its grace period, so that a
+    // control plane restarting again and again does not keep a gone workload for ever. (One that
+    // was connected gets a whole grace period: its sidecar needs time to reconnect.)
+    const Duration away =
+        std::max(Duration::zero(), absl::ToChronoNanoseconds(now - saved.disconnected_at));
+    if (away >= grace) return false;
+    grace -= away;
+  }
   std::unique_lock<std::mutex> lock(mu_);
   if (workloads_.size() >= options_.max_workloads || workloads_.count(saved.id) > 0) return false;
-  workloads_.emplace(saved.id,
-                     NewEntry(saved, clock_.WallNow(), clock_.Now() + options_.deregister_grace));
+  auto [it, inserted] = workloads_.emplace(saved.id, NewEntry(saved, now, clock_.Now() + grace));
+  // Never later than now, so that a wall clock that stepped back cannot renew the grace.
+  if (gone_before) it->second.disconnected_at = std::min(saved.disconnected_at, now);
   NotifyLocked(lock);
   return true;
 }

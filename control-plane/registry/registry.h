@@ -113,6 +113,8 @@ class Registry {
   // disconnected, with its readiness: its endpoints stay until its sidecar reconnects (Connect),
   // or the grace period passes without that. False (nothing changes) for an empty or already
   // registered id, or when the registry is full.
+  // A workload saved as disconnected (connected false, disconnected_at set) gets only what is
+  // left of its grace period, counted from disconnected_at, and none (false) once it is over.
   bool Restore(const Workload& workload);
   // Refreshes last_heartbeat; no change notification. False for an unknown id.
   bool Heartbeat(absl::string_view id);

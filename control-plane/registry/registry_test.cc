@@ -170,6 +170,36 @@ TEST_F(RegistryTest, RestoredWorkloadKeepsItsEndpointsUntilItReconnectsOrTheGrac
   EXPECT_FALSE(small.Restore(Make("b")));
 }
 
+TEST_F(RegistryTest, WorkloadGoneBeforeTheRestartKeepsOnlyTheRestOfItsGrace) {
+  Workload left = Make("left-20s-ago");
+  left.connected = false;
+  left.disconnected_at = clock_.WallNow() - absl::Seconds(20);
+  ASSERT_TRUE(registry_.Restore(left));
+  EXPECT_EQ(*registry_.NextExpiry(), clock_.Now() + seconds(10));
+  // Saved again, it still says when it left (a further restart counts from there too).
+  EXPECT_EQ(registry_.Snapshot()->workloads[0].disconnected_at, left.disconnected_at);
+
+  Workload long_gone = Make("left-40s-ago");
+  long_gone.connected = false;
+  long_gone.disconnected_at = clock_.WallNow() - absl::Seconds(40);
+  EXPECT_FALSE(registry_.Restore(long_gone));
+  EXPECT_EQ(registry_.size(), 1u);
+
+  // A time in the future (the wall clock stepped back): a whole grace period, no more.
+  Workload skewed = Make("skewed");
+  skewed.connected = false;
+  skewed.disconnected_at = clock_.WallNow() + absl::Seconds(100);
+  ASSERT_TRUE(registry_.Restore(skewed));
+  for (const Workload& w : registry_.Snapshot()->workloads) {
+    if (w.id == "skewed") {
+      EXPECT_EQ(w.disconnected_at, clock_.WallNow());
+    }
+  }
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(registry_.ExpireDisconnected(), 2u);
+  EXPECT_EQ(registry_.size(), 0u);
+}
+
 TEST_F(RegistryTest, WatchStopsWhenTheHandleGoes) {
   watch_.reset();
   registry_.Connect(Make("a"));

@@ -17,12 +17,16 @@ xds::Node NodeFromWorkload(const Workload& workload) {
   return node;
 }
 
-std::string SerializeRegistry(const RegistrySnapshot& snapshot) {
+std::string SerializeRegistry(const RegistrySnapshot& snapshot, absl::Time stopping_since) {
   SavedRegistry saved;
   for (const Workload& workload : snapshot.workloads) {
     SavedRegistry::Workload* out = saved.add_workloads();
     *out->mutable_node() = NodeFromWorkload(workload);
     out->set_not_ready(!workload.ready);
+    if (!workload.connected && workload.disconnected_at > absl::UnixEpoch() &&
+        workload.disconnected_at < stopping_since) {
+      out->set_disconnected_at_unix_ms(absl::ToUnixMillis(workload.disconnected_at));
+    }
   }
   std::string bytes;
   saved.SerializeToString(&bytes);
@@ -39,6 +43,10 @@ absl::StatusOr<std::vector<Workload>> ParseSavedRegistry(absl::string_view bytes
   for (const SavedRegistry::Workload& in : saved.workloads()) {
     Workload workload = WorkloadFromNode(in.node());
     workload.ready = !in.not_ready();
+    if (in.disconnected_at_unix_ms() > 0) {
+      workload.connected = false;
+      workload.disconnected_at = absl::FromUnixMillis(in.disconnected_at_unix_ms());
+    }
     out.push_back(std::move(workload));
   }
   return out;

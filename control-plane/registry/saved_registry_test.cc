@@ -52,6 +52,41 @@ TEST(SavedRegistryTest, RoundTripKeepsRegistrationAndReadiness) {
       << NodeFromWorkload(w).DebugString();
 }
 
+TEST(SavedRegistryTest, KeepsWhenASidecarLeftUnlessTheControlPlaneWasStopping) {
+  FakeClock clock;
+  Registry registry(clock);
+  Workload gone;
+  gone.id = "gone-0";
+  ASSERT_TRUE(registry.Connect(gone));
+  ASSERT_TRUE(registry.Disconnect("gone-0"));
+  const absl::Time left = clock.WallNow();
+  clock.Advance(std::chrono::seconds(5));
+  Workload live;
+  live.id = "live-0";
+  ASSERT_TRUE(registry.Connect(live));
+  // The control plane stops: its own streams close from then on.
+  const absl::Time stopping = clock.WallNow();
+  clock.Advance(std::chrono::milliseconds(10));
+  ASSERT_TRUE(registry.Disconnect("live-0"));
+
+  absl::StatusOr<std::vector<Workload>> loaded =
+      ParseSavedRegistry(SerializeRegistry(*registry.Snapshot(), stopping));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), 2u);
+  for (const Workload& w : *loaded) {
+    if (w.id == "gone-0") {
+      EXPECT_FALSE(w.connected);
+      EXPECT_EQ(w.disconnected_at, left);
+    } else {
+      EXPECT_TRUE(w.connected) << w.id;  // closed by the stop: saved as connected
+    }
+  }
+  // Without a stop, both are saved as disconnected.
+  loaded = ParseSavedRegistry(SerializeRegistry(*registry.Snapshot()));
+  ASSERT_TRUE(loaded.ok());
+  for (const Workload& w : *loaded) EXPECT_FALSE(w.connected) << w.id;
+}
+
 TEST(SavedRegistryTest, GarbageIsRefused) {
   EXPECT_FALSE(ParseSavedRegistry("\xff\xff\xff").ok());
   absl::StatusOr<std::vector<Workload>> empty = ParseSavedRegistry("");

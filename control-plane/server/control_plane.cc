@@ -187,6 +187,7 @@ absl::Status ControlPlane::Init() {
 void ControlPlane::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  stopping_since_ = clock_.WallNow();
   for (auto& hook : shutdown_hooks_) hook();
   if (api_server_ != nullptr) api_server_->Shutdown();
   expiry_timer_.reset();
@@ -224,6 +225,14 @@ void ControlPlane::RestoreRegistry() {
   LOG(INFO) << "registry: restored " << restored
             << " workload(s) saved by the last run; each keeps its endpoints until its sidecar "
                "reconnects or the grace period passes";
+  if (restored < saved->size()) {
+    LOG(INFO) << "registry: " << saved->size() - restored
+              << " saved workload(s) not restored: their sidecars had left more than the grace "
+                 "period ago (or the registry is full)";
+  }
+  // Saved at once, as disconnected since now: should this run crash before they reconnect, the
+  // next one gives them only the rest of their grace period.
+  SaveRegistry(/*log=*/false);
 }
 
 void ControlPlane::SaveRegistry(bool log) {
@@ -242,7 +251,7 @@ void ControlPlane::SaveRegistry(bool log) {
     return;
   }
   // Connection changes bump the version without changing what is saved: no write for those.
-  std::string bytes = registry::SerializeRegistry(*snapshot);
+  std::string bytes = registry::SerializeRegistry(*snapshot, stopping_since_);
   if (bytes != saved_registry_bytes_) {
     if (absl::Status saved = WriteFileAtomically(path, bytes); !saved.ok()) {
       // Tried again at the next tick.

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/base/logging.h"
 #include "common/event/loop.h"
@@ -112,6 +113,9 @@ class ControlPlane {
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::vector<std::function<void()>> shutdown_hooks_;
   bool shutting_down_ = false;
+  // Streams that close from then on close because of the shutdown (the saved registry keeps
+  // those workloads as connected).
+  absl::Time stopping_since_ = absl::InfiniteFuture();
   // The registry version last written to disk (saved while the control plane runs, so that a
   // crash loses at most the last moments); ticks of the expiry timer since the last save.
   uint64_t saved_registry_version_ = 0;

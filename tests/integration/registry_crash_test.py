@@ -6,7 +6,9 @@ Usage: registry_crash_test.py CONTROL_PLANE SIDECAR [unittest args]
 A sidecar registers over xDS; the control plane is killed with SIGKILL (no clean stop, which also
 saves the registry) and started again on the same data directory: the workload is back, as
 disconnected, keeping its endpoints for the grace period. When that grace has passed the registry
-is empty again, and a second SIGKILL and restart bring nothing back.
+is empty again, and a second SIGKILL and restart bring nothing back. A control plane that crashes
+again and again gives a gone workload only the rest of its grace period at each start, so it
+still leaves.
 """
 
 import json
@@ -14,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import unittest
 import urllib.request
 
@@ -58,7 +61,9 @@ class RegistryCrashTest(unittest.TestCase):
         with urllib.request.urlopen(req, timeout=5) as r:
             return {w["id"]: w for w in json.loads(r.read())["items"]}
 
-    def test_registry_survives_kill_9_and_an_emptied_one_stays_empty(self):
+    def register_then_crash_and_lose_the_sidecar(self):
+        """web-0 registers and is saved; the control plane is killed and the sidecar goes too.
+        Returns the saved registry's path."""
         self.start_cp()
         self.sidecar = start_xds_sidecar(self.tmp, self.ads, "web-0", "default",
                                          "--node-service=web", "--node-port=8080")
@@ -66,10 +71,13 @@ class RegistryCrashTest(unittest.TestCase):
         saved = os.path.join(self.data, "registry.pb")
         # Saved while running, within about a second of the change.
         self.assertTrue(wait_for(lambda: os.path.exists(saved), timeout=5))
-
         self.crash_cp()
         self.sidecar.stop()  # it must not simply register again
         self.sidecar = None
+        return saved
+
+    def test_registry_survives_kill_9_and_an_emptied_one_stays_empty(self):
+        saved = self.register_then_crash_and_lose_the_sidecar()
         self.start_cp()
         restored = self.workloads()
         self.assertIn("web-0", restored)
@@ -83,6 +91,25 @@ class RegistryCrashTest(unittest.TestCase):
         self.crash_cp()
         self.start_cp()
         self.assertEqual(self.workloads(), {})
+
+    def test_a_crash_looping_control_plane_does_not_keep_a_gone_workload(self):
+        # The workload's sidecar is gone; the control plane crashes a second after every start.
+        # Each start restores the workload with what is left of its grace period (3 s), not a
+        # fresh one, so it leaves after about the grace period all the same.
+        self.register_then_crash_and_lose_the_sidecar()
+        started = time.time()
+        present = []
+        while time.time() - started < 6:
+            self.start_cp()
+            present.append("web-0" in self.workloads())
+            time.sleep(1)
+            self.crash_cp()
+        self.start_cp()
+        self.assertEqual(self.workloads(), {})
+        # Restored at first, gone while the crashes went on (a fresh grace period at every
+        # start would have kept it in all of them).
+        self.assertTrue(present[0], present)
+        self.assertFalse(present[-1], present)
 
 
 if __name__ == "__main__":
