@@ -1,5 +1,6 @@
 #include "control-plane/telemetry/collector.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -136,8 +137,10 @@ struct Collector::Stats {
   Gauge store_spans, store_traces, store_bytes;
 };
 
-Collector::Collector(TraceStoreLimits limits, StatsRegistry* stats)
-    : store_(limits), stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr) {}
+Collector::Collector(TraceStoreLimits limits, StatsRegistry* stats, const Clock& clock)
+    : clock_(clock),
+      store_(limits),
+      stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr) {}
 
 Collector::~Collector() = default;
 
@@ -327,14 +330,32 @@ ServerResponse Collector::GetTrace(absl::string_view id) {
 
 ServerResponse Collector::ListDependencies(const ServerRequest& request) {
   int64_t start = 0, end = 0;
+  bool windowed = false;
   for (const auto& [name, value] : request.QueryParams()) {
+    if (name == "window") {
+      // Traces that started in the last `window` by this control plane's clock (a dashboard's
+      // clock may differ), found through the store's start-time index.
+      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+      if (!d.ok() || *d <= absl::ZeroDuration()) {
+        return QueryError(
+            400, "BadRequest",
+            absl::StrCat("window=\"", value, "\": expected a positive duration (5m)"));
+      }
+      start = std::max<int64_t>(1, absl::ToUnixNanos(clock_.WallNow() - *d));
+      windowed = true;
+      continue;
+    }
     if (name != "start" && name != "end") {
-      return QueryError(400, "BadRequest",
-                        absl::StrCat("unknown parameter \"", name, "\"; known: start, end"));
+      return QueryError(
+          400, "BadRequest",
+          absl::StrCat("unknown parameter \"", name, "\"; known: window, start, end"));
     }
     absl::StatusOr<int64_t> t = ParseTimeParam(name, value);
     if (!t.ok()) return QueryError(400, "BadRequest", t.status().message());
     (name == "start" ? start : end) = *t;
+  }
+  if (windowed && request.QueryParams().size() > 1) {
+    return QueryError(400, "BadRequest", "window: not with start or end");
   }
   std::vector<std::string> items;
   for (const DependencyEdge& e : store_.Dependencies(start, end)) {

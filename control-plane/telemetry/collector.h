@@ -16,6 +16,7 @@
 
 #include <memory>
 
+#include "common/base/clock.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "control-plane/telemetry/trace_ring.h"
@@ -25,8 +26,8 @@ namespace meshlet::controlplane::telemetry {
 
 class Collector {
  public:
-  // `stats` may be null (no metrics); not owned.
-  Collector(TraceStoreLimits limits, StatsRegistry* stats);
+  // `stats` may be null (no metrics); not owned. `clock` (for `window` queries) must outlive it.
+  Collector(TraceStoreLimits limits, StatsRegistry* stats, const Clock& clock = RealClock::Get());
   ~Collector();
 
   http::ServerResponse HandleOtlp(const http::ServerRequest& request);
@@ -53,6 +54,7 @@ class Collector {
 
   void UpdateStoreGauges();
 
+  const Clock& clock_;
   TraceStore store_;
   std::unique_ptr<Stats> stats_;
   TraceRing* ring_ = nullptr;

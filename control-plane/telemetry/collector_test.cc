@@ -4,6 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/base/fake_clock.h"
 #include "common/stats/stats.h"
 #include "control-plane/telemetry/otlp_trace.pb.h"
 #include "control-plane/telemetry/receivers.h"
@@ -284,6 +286,53 @@ TEST(CollectorTest, QueryApi) {
       absl::StrContains(r.body, R"({"caller":"frontend","callee":"backend","calls":1,"errors":0)"))
       << r.body;
   EXPECT_EQ(collector.HandleQuery(Request("POST", "/api/v1/dependencies", "", "")).status, 405);
+}
+
+// A caller's client span and the callee's server span under it, `ago` before the clock's now.
+std::string ZipkinCall(const FakeClock& clock, absl::Duration ago, absl::string_view trace,
+                       absl::string_view caller, absl::string_view callee) {
+  const int64_t micros = absl::ToUnixMicros(clock.WallNow() - ago);
+  return absl::StrCat(
+      R"([{"traceId":")", trace, R"(","id":"0000000000000001","name":"call","kind":"CLIENT",)",
+      R"("timestamp":)", micros, R"(,"duration":900,"localEndpoint":{"serviceName":")", caller,
+      R"("}},{"traceId":")", trace,
+      R"(","id":"0000000000000002","parentId":"0000000000000001","name":"serve",)",
+      R"("kind":"SERVER","timestamp":)", micros + 100,
+      R"(,"duration":500,"localEndpoint":{"serviceName":")", callee, R"("}}])");
+}
+
+TEST(CollectorTest, DependenciesOverARecentWindow) {
+  FakeClock clock;
+  Collector collector({}, nullptr, clock);
+  ASSERT_EQ(collector
+                .HandleZipkin(Request("POST", "/api/v2/spans", "application/json",
+                                      ZipkinCall(clock, absl::Seconds(30), "00000000000000aa",
+                                                 "frontend", "backend")))
+                .status,
+            202);
+  ASSERT_EQ(collector
+                .HandleZipkin(Request(
+                    "POST", "/api/v2/spans", "application/json",
+                    ZipkinCall(clock, absl::Minutes(10), "00000000000000bb", "backend", "db")))
+                .status,
+            202);
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", "/api/v1/dependencies?window=1m", "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("caller":"frontend","callee":"backend")")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, R"("callee":"db")")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/dependencies?window=15m", "", ""));
+  EXPECT_TRUE(absl::StrContains(r.body, R"("callee":"db")")) << r.body;
+  // The window moves with the clock.
+  clock.Advance(std::chrono::minutes(2));
+  r = collector.HandleQuery(Request("GET", "/api/v1/dependencies?window=1m", "", ""));
+  EXPECT_FALSE(absl::StrContains(r.body, R"("caller")")) << r.body;
+
+  for (const char* bad : {"window=soon", "window=0s", "window=1m&start=0"}) {
+    r = collector.HandleQuery(Request("GET", absl::StrCat("/api/v1/dependencies?", bad), "", ""));
+    EXPECT_EQ(r.status, 400) << bad << ": " << r.body;
+    EXPECT_TRUE(absl::StrContains(r.body, "window")) << r.body;
+  }
 }
 
 }  // namespace

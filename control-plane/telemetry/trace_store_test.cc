@@ -210,6 +210,14 @@ TEST(TraceStoreTest, DependencyGraphFromCrossServiceParentLinks) {
   edges = store.Dependencies(kBase + 250 * kMs, 0);
   ASSERT_EQ(edges.size(), 1u);
   EXPECT_EQ(edges[0].callee, "db");
+  // Both bounds inclusive: traces 2 (start 100 ms) and 3 (200 ms) only.
+  edges = store.Dependencies(kBase + 100 * kMs, kBase + 200 * kMs);
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].caller, "frontend");
+  EXPECT_EQ(edges[0].calls, 2u);
+  EXPECT_EQ(edges[0].errors, 1u);
+  EXPECT_TRUE(store.Dependencies(kBase + 400 * kMs, 0).empty());
+  EXPECT_TRUE(store.Dependencies(0, kBase - 1).empty());
 }
 
 TEST(TraceStoreTest, DependencyGraphOfALargeTrace) {

@@ -45,7 +45,7 @@ async function loadGraph() {
   const win = $('#window').value;
   const [stat, deps] = await Promise.all([
     api('/api/v1/stat?window=' + encodeURIComponent(win)),
-    api('/api/v1/dependencies').catch(() => ({items: []}))]);
+    api('/api/v1/dependencies?window=' + encodeURIComponent(win)).catch(() => ({items: []}))]);
   const edges = stat.items.map((e) => ({...e, measured: true}));
   const seen = new Set(edges.map((e) => e.source + '\u0000' + e.destination));
   for (const d of deps.items) {
