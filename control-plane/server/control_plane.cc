@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -149,7 +150,7 @@ absl::Status ControlPlane::Init() {
     // A crash (kill -9, OOM, power) must not lose the registry: saved when it changed, at most
     // once a second so that a churn of registrations does not turn into a churn of writes.
     if (++ticks_since_registry_save_ >= 2 && registry_->version() != saved_registry_version_) {
-      SaveRegistry(/*log=*/false);
+      SaveRegistry(SaveReason::kChanged);
     }
   });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
@@ -201,7 +202,7 @@ int ControlPlane::Run() {
   // Give open API connections a moment to finish their responses.
   loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
                  std::chrono::seconds(2));
-  SaveRegistry(/*log=*/true);
+  SaveRegistry(SaveReason::kStop);
   LOG(INFO) << "control plane stopped";
   return 0;
 }
@@ -232,16 +233,17 @@ void ControlPlane::RestoreRegistry() {
   }
   // Saved at once, as disconnected since now: should this run crash before they reconnect, the
   // next one gives them only the rest of their grace period.
-  SaveRegistry(/*log=*/false);
+  SaveRegistry(SaveReason::kRestored);
 }
 
-void ControlPlane::SaveRegistry(bool log) {
+void ControlPlane::SaveRegistry(SaveReason reason) {
   ticks_since_registry_save_ = 0;
   std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_->Snapshot();
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
   if (snapshot->workloads.empty()) {
     // Nothing to restore: an older list must not come back after a crash.
     saved_registry_bytes_.clear();
+    saved_registrations_.clear();
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       LOG_EVERY_N_SEC(WARN, 60) << "registry: cannot remove " << path << ": "
                                 << std::strerror(errno);
@@ -250,8 +252,21 @@ void ControlPlane::SaveRegistry(bool log) {
     saved_registry_version_ = snapshot->version;
     return;
   }
-  // Connection changes bump the version without changing what is saved: no write for those.
   std::string bytes = registry::SerializeRegistry(*snapshot, stopping_since_);
+  if (reason == SaveReason::kChanged && bytes != saved_registry_bytes_) {
+    // Registrations are written within a second. Changes of connection state alone (when a
+    // sidecar left, or that it came back) wait up to a quarter of the grace period: a reconnect
+    // storm after a restart must not rewrite the whole file every second. Waiting only lengthens
+    // a gone workload's grace after a crash by as much.
+    std::string registrations =
+        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
+    const Duration connection_save_interval =
+        std::max<Duration>(std::chrono::seconds(1), options_.deregister_grace / 4);
+    if (registrations == saved_registrations_ &&
+        clock_.Now() - last_registry_write_ < connection_save_interval) {
+      return;  // the version stays unsaved: the tick comes back to it
+    }
+  }
   if (bytes != saved_registry_bytes_) {
     if (absl::Status saved = WriteFileAtomically(path, bytes); !saved.ok()) {
       // Tried again at the next tick.
@@ -260,9 +275,12 @@ void ControlPlane::SaveRegistry(bool log) {
       return;
     }
     saved_registry_bytes_ = std::move(bytes);
+    saved_registrations_ =
+        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
+    last_registry_write_ = clock_.Now();
   }
   saved_registry_version_ = snapshot->version;
-  if (log) {
+  if (reason == SaveReason::kStop) {
     LOG(INFO) << "registry: saved " << snapshot->workloads.size() << " workload(s) to " << path;
   }
 }

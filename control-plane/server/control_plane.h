@@ -98,7 +98,12 @@ class ControlPlane {
   void RestoreRegistry();
   // Writes the registry to <data-dir>/registry.pb (removes the file when it is empty). `log`:
   // say so at INFO (the final save at a clean stop; the periodic ones are silent).
-  void SaveRegistry(bool log);
+  enum class SaveReason {
+    kChanged,   // the periodic tick saw a new registry version
+    kRestored,  // right after restoring the saved registry
+    kStop,      // a clean stop (logged)
+  };
+  void SaveRegistry(SaveReason reason);
 
   const ControlPlaneOptions options_;
   const Clock& clock_;
@@ -120,6 +125,9 @@ class ControlPlane {
   // crash loses at most the last moments); ticks of the expiry timer since the last save.
   uint64_t saved_registry_version_ = 0;
   std::string saved_registry_bytes_;  // what the file holds (empty: no file)
+  // The same without connection state (every workload as connected), and when it was written.
+  std::string saved_registrations_;
+  MonotonicTime last_registry_write_{};
   int ticks_since_registry_save_ = 0;
 };
 

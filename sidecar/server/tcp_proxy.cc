@@ -195,8 +195,9 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
     connected_ = true;  // a TLS upstream that closed right after its handshake
     ReportConnectResult(true);
   }
-  if (upstream && !connected_ && !downstream_closed_) {
-    // The connect (or TLS handshake) failed or timed out: give up on downstream.
+  if (upstream && !connected_ && !downstream_closed_ && !idle_closing_) {
+    // The connect (or TLS handshake) failed or timed out: give up on downstream. (Not when the
+    // idle timeout closed it: the host did nothing wrong.)
     stats_.connect_failures.Inc();
     failure_ = absl::StrCat("upstream_", net::CloseReasonName(reason));
     if (reason == net::CloseReason::kTransportError) {
@@ -224,14 +225,24 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
   MaybeFinish();
 }
 
+uint64_t TcpProxy::WireBytesSent() const {
+  return downstream_->bytes_sent() + (upstream_ != nullptr ? upstream_->bytes_sent() : 0);
+}
+
 void TcpProxy::OnIdleTimer() {
   if (done_) return;
+  // Bytes written count too: a slow reader drains a full buffer while reads are paused for it.
+  if (const uint64_t sent = WireBytesSent(); sent != wire_bytes_sent_at_check_) {
+    wire_bytes_sent_at_check_ = sent;
+    last_activity_ = loop_.Now();
+  }
   const Duration quiet = loop_.Now() - last_activity_;
   if (quiet < idle_timeout_) {
     idle_timer_.Enable(idle_timeout_ - quiet);
     return;
   }
   stats_.idle_timeouts.Inc();
+  idle_closing_ = true;
   if (failure_.empty()) failure_ = "idle_timeout";
   LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": TCP connection idle for "
                             << absl::FormatDuration(absl::FromChrono(idle_timeout_)) << "; closing";

@@ -16,9 +16,10 @@
 // - Half-close: a FIN from one side becomes a write shutdown towards the other; the pair closes
 //   once both directions have finished (or either side fails, which closes the other after
 //   flushing what is buffered; a reset is passed on as a reset).
-// - Idle timeout: with no byte moving either way for `idle_timeout`, both sides are closed (their
-//   buffers flushed first), counted and logged with failure "idle_timeout". Activity only stamps
-//   a time; the timer checks it when it fires, so busy connections do not re-arm it per read.
+// - Idle timeout: with no byte moving either way for `idle_timeout` (read from, or written to,
+//   either side), both sides are closed (their buffers flushed first), counted and logged with
+//   failure "idle_timeout". Reads only stamp a time and writes are seen through the connections'
+//   byte counts when the timer fires, so busy connections do not re-arm it per read.
 // - Bytes are counted as they move; one access-log line is written when the pair is done.
 //
 // Ownership and threading: created on a worker's loop thread, which it never leaves. It owns both
@@ -103,6 +104,7 @@ class TcpProxy {
   void MaybeFinish();
   void WriteAccessLog();
   void OnIdleTimer();
+  uint64_t WireBytesSent() const;  // both sides, so far
 
   event::Loop& loop_;
   ClusterManager& clusters_;
@@ -114,7 +116,9 @@ class TcpProxy {
   const Duration idle_timeout_;
   DoneCallback on_done_;
   event::Timer idle_timer_;
-  MonotonicTime last_activity_{};  // loop time of the last byte either way
+  MonotonicTime last_activity_{};  // loop time of the last byte read, or of a write seen
+  uint64_t wire_bytes_sent_at_check_ = 0;
+  bool idle_closing_ = false;  // closed by the idle timeout
 
   Side downstream_callbacks_{*this, /*upstream=*/false};
   Side upstream_callbacks_{*this, /*upstream=*/true};
