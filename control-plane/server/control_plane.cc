@@ -253,21 +253,20 @@ void ControlPlane::SaveRegistry(SaveReason reason) {
     return;
   }
   std::string bytes = registry::SerializeRegistry(*snapshot, stopping_since_);
-  if (reason == SaveReason::kChanged && bytes != saved_registry_bytes_) {
+  if (bytes != saved_registry_bytes_) {
+    // The same without connection state: what a change of registration changes.
+    std::string registrations =
+        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
     // Registrations are written within a second. Changes of connection state alone (when a
     // sidecar left, or that it came back) wait up to a quarter of the grace period: a reconnect
     // storm after a restart must not rewrite the whole file every second. Waiting only lengthens
     // a gone workload's grace after a crash by as much.
-    std::string registrations =
-        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
     const Duration connection_save_interval =
         std::max<Duration>(std::chrono::seconds(1), options_.deregister_grace / 4);
-    if (registrations == saved_registrations_ &&
+    if (reason == SaveReason::kChanged && registrations == saved_registrations_ &&
         clock_.Now() - last_registry_write_ < connection_save_interval) {
       return;  // the version stays unsaved: the tick comes back to it
     }
-  }
-  if (bytes != saved_registry_bytes_) {
     if (absl::Status saved = WriteFileAtomically(path, bytes); !saved.ok()) {
       // Tried again at the next tick.
       LOG_EVERY_N_SEC(WARN, 60) << "registry not saved (sidecars re-register as they reconnect): "
@@ -275,8 +274,7 @@ void ControlPlane::SaveRegistry(SaveReason reason) {
       return;
     }
     saved_registry_bytes_ = std::move(bytes);
-    saved_registrations_ =
-        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
+    saved_registrations_ = std::move(registrations);
     last_registry_write_ = clock_.Now();
   }
   saved_registry_version_ = snapshot->version;

@@ -111,15 +111,8 @@ bool DownstreamTlsTransport::HandshakeComplete() const {
 }
 
 bool DownstreamTlsTransport::handshake_in_progress() const {
-  switch (state_) {
-    case State::kUndecided:
-      return tls_record_started_;
-    case State::kPlaintext:
-      return false;
-    case State::kTls:
-      return !tls_->HandshakeComplete();
-  }
-  return false;
+  // Once decided, HandshakeComplete() is true for plaintext and the handshake's state for TLS.
+  return state_ == State::kUndecided ? tls_record_started_ : !HandshakeComplete();
 }
 
 const net::PeerInfo& DownstreamTlsTransport::peer() const {
