@@ -59,4 +59,8 @@ std::string ProtoToYaml(const google::protobuf::Message& message);
 // Parses a duration with units ("250ms", "1.5s", "2m", "1h30m"); negative values are refused.
 absl::StatusOr<absl::Duration> ParseDurationText(absl::string_view text);
 
+// Binary serialization with map entries in key order, so that equal messages give equal bytes
+// (plain serialization writes map entries in hash order, which varies between runs).
+std::string DeterministicBytes(const google::protobuf::Message& message);
+
 }  // namespace meshlet::config

@@ -1,7 +1,5 @@
 #include "control-plane/policy/codec.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/type_resolver_util.h>
@@ -12,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/config/yaml_proto.h"
 
 namespace meshlet::controlplane::policy {
 
@@ -72,13 +71,7 @@ std::string ToJson(const google::protobuf::Message& resource, bool pretty) {
   static google::protobuf::util::TypeResolver* resolver =
       google::protobuf::util::NewTypeResolverForDescriptorPool(
           "type.googleapis.com", google::protobuf::DescriptorPool::generated_pool());
-  std::string binary;
-  {
-    google::protobuf::io::StringOutputStream stream(&binary);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    resource.SerializeToCodedStream(&coded);
-  }
+  const std::string binary = config::DeterministicBytes(resource);
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = pretty;

@@ -1,5 +1,6 @@
 #include "control-plane/registry/saved_registry.h"
 
+#include "common/config/yaml_proto.h"
 #include "control-plane/registry/saved_registry.pb.h"
 
 namespace meshlet::controlplane::registry {
@@ -28,9 +29,8 @@ std::string SerializeRegistry(const RegistrySnapshot& snapshot, absl::Time stopp
       out->set_disconnected_at_unix_ms(absl::ToUnixMillis(workload.disconnected_at));
     }
   }
-  std::string bytes;
-  saved.SerializeToString(&bytes);
-  return bytes;
+  // Deterministic (labels in key order): the control plane compares these bytes to skip writes.
+  return config::DeterministicBytes(saved);
 }
 
 absl::StatusOr<std::vector<Workload>> ParseSavedRegistry(absl::string_view bytes) {

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 
 namespace meshlet::controlplane::registry {
@@ -85,6 +86,23 @@ TEST(SavedRegistryTest, KeepsWhenASidecarLeftUnlessTheControlPlaneWasStopping) {
   loaded = ParseSavedRegistry(SerializeRegistry(*registry.Snapshot()));
   ASSERT_TRUE(loaded.ok());
   for (const Workload& w : *loaded) EXPECT_FALSE(w.connected) << w.id;
+}
+
+TEST(SavedRegistryTest, EqualRegistriesGiveEqualBytes) {
+  // The control plane skips a write when the bytes did not change: labels (a map) must not come
+  // out in a different order each time.
+  FakeClock clock;
+  Workload w;
+  w.id = "web-0";
+  for (int i = 0; i < 16; ++i) w.labels[absl::StrCat("label-", i)] = absl::StrCat("value-", i);
+  std::string first;
+  for (int round = 0; round < 20; ++round) {
+    Registry registry(clock);
+    ASSERT_TRUE(registry.Connect(w));
+    const std::string bytes = SerializeRegistry(*registry.Snapshot());
+    if (round == 0) first = bytes;
+    EXPECT_EQ(bytes, first) << "round " << round;
+  }
 }
 
 TEST(SavedRegistryTest, GarbageIsRefused) {

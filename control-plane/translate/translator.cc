@@ -1,7 +1,5 @@
 #include "control-plane/translate/translator.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/config/yaml_proto.h"
 
 namespace meshlet::controlplane::translate {
 namespace {
@@ -1030,13 +1029,7 @@ TranslationCache::Stats TranslationCache::stats() const {
 }
 
 std::string ResourceVersion(const google::protobuf::Message& resource) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    resource.SerializeToCodedStream(&coded);
-  }
+  const std::string bytes = config::DeterministicBytes(resource);
   uint8_t digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), digest);
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));

@@ -1,8 +1,7 @@
 #include "control-plane/xds/resource_set.h"
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "common/config/yaml_proto.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -61,21 +60,10 @@ absl::string_view TypeLabel(ResourceType type) {
   return "";
 }
 
-std::string DeterministicBytes(const google::protobuf::Message& message) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
 std::string HashHex(absl::string_view bytes) { return Hex16(Fnv1a(kFnvOffset, bytes)); }
 
 std::string ResourceVersion(const google::protobuf::Message& resource) {
-  return HashHex(DeterministicBytes(resource));
+  return HashHex(config::DeterministicBytes(resource));
 }
 
 std::string TypeVersion(const ResourceMap& resources) {
@@ -92,7 +80,7 @@ std::string TypeVersion(const ResourceMap& resources) {
 NamedResource Pack(std::string name, const google::protobuf::Message& resource) {
   NamedResource out;
   out.name = std::move(name);
-  const std::string bytes = DeterministicBytes(resource);
+  const std::string bytes = config::DeterministicBytes(resource);
   out.version = HashHex(bytes);
   out.resource.set_type_url(absl::StrCat("type.googleapis.com/", resource.GetTypeName()));
   out.resource.set_value(bytes);

@@ -49,8 +49,6 @@ using ResourcePtr = std::shared_ptr<const NamedResource>;
 // name → resource, in name order.
 using ResourceMap = std::map<std::string, ResourcePtr, std::less<>>;
 
-// Deterministic serialization of `message` (map fields in key order).
-std::string DeterministicBytes(const google::protobuf::Message& message);
 // 16 lowercase hex digits of FNV-1a 64 over `bytes`.
 std::string HashHex(absl::string_view bytes);
 std::string ResourceVersion(const google::protobuf::Message& resource);

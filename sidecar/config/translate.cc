@@ -16,10 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/base/status.h"
+#include "common/config/yaml_proto.h"
 #include "common/net/address.h"
 #include "common/tls/spiffe.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
 #include "sidecar/filters/authorization.h"
 #include "sidecar/resilience/backoff.h"
@@ -1312,16 +1311,6 @@ uint64_t Fnv1a(absl::string_view bytes, uint64_t h = 14695981039346656037ull) {
   return h;
 }
 
-std::string DeterministicBytes(const google::protobuf::Message& message) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  message.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
-
 xds::Bootstrap::StaticResources ToMessage(const ResourceSet& resources) {
   xds::Bootstrap::StaticResources all;
   for (const auto& m : resources.listeners) *all.add_listeners() = m;
@@ -1582,7 +1571,8 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 
   if (resources.version.empty()) {
     snapshot->version = absl::StrCat(
-        "static-", absl::Hex(Fnv1a(DeterministicBytes(ToMessage(resources))), absl::kZeroPad16));
+        "static-", absl::Hex(Fnv1a(meshlet::config::DeterministicBytes(ToMessage(resources))),
+                             absl::kZeroPad16));
   } else {
     snapshot->version = resources.version;
   }
