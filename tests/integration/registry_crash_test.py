@@ -8,7 +8,7 @@ saves the registry) and started again on the same data directory: the workload i
 disconnected, keeping its endpoints for the grace period. When that grace has passed the registry
 is empty again, and a second SIGKILL and restart bring nothing back. A control plane that crashes
 again and again gives a gone workload only the rest of its grace period at each start, so it
-still leaves.
+still leaves. A change of connection state alone is saved later than a registration.
 """
 
 import json
@@ -43,11 +43,11 @@ class RegistryCrashTest(unittest.TestCase):
         if self.cp is not None:
             stop_process(self.cp)
 
-    def start_cp(self):
+    def start_cp(self, grace="3s"):
         self.cp, self.api, _ = start_control_plane(
             CONTROL_PLANE, self.log, "--data-dir", self.data, "--api-address", "127.0.0.1:0",
             "--xds-plaintext", "--xds-address", self.ads, "--xds-listen-host", "127.0.0.1",
-            "--deregister-grace", "3s")
+            "--deregister-grace", grace)
         with open(os.path.join(self.data, "api-token")) as f:
             self.token = f.read().strip()
 
@@ -110,6 +110,35 @@ class RegistryCrashTest(unittest.TestCase):
         # start would have kept it in all of them).
         self.assertTrue(present[0], present)
         self.assertFalse(present[-1], present)
+
+    def test_a_change_of_connection_state_alone_is_written_later(self):
+        # Registrations are saved within a second; that a sidecar left only within a quarter of
+        # the grace period (here 40 s: 10 s), so that reconnect storms do not rewrite the file.
+        self.start_cp(grace="40s")
+        self.sidecar = start_xds_sidecar(self.tmp, self.ads, "web-0", "default",
+                                         "--node-service=web", "--node-port=8080")
+        saved = os.path.join(self.data, "registry.pb")
+        self.assertTrue(wait_for(lambda: os.path.exists(saved), timeout=10))
+        # Once the registration has settled (the sidecar reports its readiness after it connects).
+        registered = b""
+        while True:
+            time.sleep(1.5)
+            with open(saved, "rb") as f:
+                now = f.read()
+            if now == registered:
+                break
+            registered = now
+        self.sidecar.stop()
+        self.sidecar = None
+        self.assertTrue(wait_for(lambda: not self.workloads()["web-0"]["connected"], timeout=10))
+        time.sleep(2)
+        with open(saved, "rb") as f:
+            self.assertEqual(f.read(), registered)
+
+        def rewritten():
+            with open(saved, "rb") as f:
+                return f.read() != registered
+        self.assertTrue(wait_for(rewritten, timeout=12))
 
 
 if __name__ == "__main__":
