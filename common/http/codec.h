@@ -21,6 +21,7 @@
 // window to the peer for that stream only. Writes that pile up past the stream's buffer limit
 // raise OnAboveWriteBufferHighWatermark on its callbacks, and the user stops feeding it.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -113,6 +114,10 @@ class CodecIo {
   virtual ~CodecIo() = default;
   // Queues bytes to the peer; drains `data`.
   virtual void Write(net::Buffer& data) = 0;
+  // Bytes accepted by Write() that the socket has not taken yet (the connection's write buffer).
+  // HTTP/2 tells from it which of the replies it owes the peer are still waiting for the peer to
+  // read (flood protection).
+  virtual size_t UnsentBytes() const = 0;
   // Stops/resumes reading the connection (counted).
   virtual void ReadDisable(bool disable) = 0;
   // Closes the connection after writing what is queued (`flush`) or at once.

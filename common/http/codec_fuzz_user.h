@@ -39,6 +39,7 @@ class DiscardIo : public CodecIo {
     written += data.length();
     data.Drain(data.length());
   }
+  size_t UnsentBytes() const override { return 0; }
   void ReadDisable(bool disable) override { read_disabled += disable ? 1 : -1; }
   void Close(bool) override { closed = true; }
 

@@ -123,13 +123,23 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     if (!status.ok()) {
       LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
                  << ": " << status.message();
-      connection_->Close(net::CloseMode::kFlush);
+      // An HTTP/2 flood (ResourceExhausted): the queued replies are unread; drop them.
+      connection_->Close(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
+                                                           : net::CloseMode::kFlush);
       return;
     }
     if (end_stream) {
       (void)codec_->OnEndOfStream();
       if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
     }
+  }
+
+  // Responses a client does not read stop the codec from reading more requests.
+  void OnWriteHighWatermark() override {
+    if (codec_ != nullptr) codec_->OnUnderlyingWriteHighWatermark();
+  }
+  void OnWriteLowWatermark() override {
+    if (codec_ != nullptr) codec_->OnUnderlyingWriteLowWatermark();
   }
 
   void OnClose(net::CloseReason, const absl::Status&) override {
@@ -139,6 +149,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   // CodecIo
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }

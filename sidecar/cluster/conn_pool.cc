@@ -335,6 +335,7 @@ class ConnPool::Client final : public net::ConnectionCallbacks,
     }
     connection_->Write(data);
   }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     if (state_ == State::kClosed) return;
     if (disable) {

@@ -66,6 +66,9 @@ struct HttpOptionsConfig {
   bool use_remote_address = false;  // append the peer address to x-forwarded-for
   // Request body kept for replaying retries; a longer body makes the request non-retriable.
   uint64_t max_request_body_buffer_bytes = 64 * 1024;
+  // HTTP/2 flood protection (http::h2::Http2Options).
+  uint32_t max_outbound_control_frames = 1000;
+  uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
 };
 
 struct ListenerConfig {

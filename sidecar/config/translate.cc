@@ -1043,6 +1043,11 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
           &out.max_request_line_bytes);
   bounded("max_concurrent_streams", in.max_concurrent_streams(), (1u << 31) - 1,
           &out.max_concurrent_streams);
+  bounded("max_outbound_control_frames", in.max_outbound_control_frames(), 1u << 20,
+          &out.max_outbound_control_frames);
+  bounded("max_inbound_window_update_frames_per_data_frame_sent",
+          in.max_inbound_window_update_frames_per_data_frame_sent(), 1u << 20,
+          &out.max_inbound_window_update_frames_per_data_frame_sent);
   uint32_t body_kb = 0;
   bounded("max_request_body_buffer_kb", in.max_request_body_buffer_kb(), 1 << 20, &body_kb);
   if (body_kb != 0) out.max_request_body_buffer_bytes = uint64_t{body_kb} * 1024;

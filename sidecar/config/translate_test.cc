@@ -597,6 +597,8 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_FALSE(listener->http.allow_connect);
   EXPECT_TRUE(listener->http.generate_request_id);
   EXPECT_EQ(listener->http.max_request_body_buffer_bytes, 64u * 1024);
+  EXPECT_EQ(listener->http.max_outbound_control_frames, 1000u);
+  EXPECT_EQ(listener->http.max_inbound_window_update_frames_per_data_frame_sent, 10u);
   EXPECT_EQ(listener->detect_timeout, 1s);
   EXPECT_EQ(listener->max_connections, 0u);
   EXPECT_EQ(listener->access_log_path, "");
@@ -635,6 +637,23 @@ TEST(TranslateTest, RequestIdGenerationCanBeTurnedOff) {
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_FALSE((*snapshot)->listeners[0].http.generate_request_id);
+}
+
+TEST(TranslateTest, Http2FloodLimits) {
+  ResourceSet set = Base();
+  set.listeners.Mutable(0).mutable_http()->set_max_outbound_control_frames(50);
+  set.listeners.Mutable(0).mutable_http()->set_max_inbound_window_update_frames_per_data_frame_sent(
+      3);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].http.max_outbound_control_frames, 50u);
+  EXPECT_EQ((*snapshot)->listeners[0].http.max_inbound_window_update_frames_per_data_frame_sent,
+            3u);
+  set.listeners.Mutable(0).mutable_http()->set_max_outbound_control_frames(2u << 20);
+  auto refused = BuildSnapshot(set);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("http.max_outbound_control_frames: must be at most 1048576"));
 }
 
 TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {

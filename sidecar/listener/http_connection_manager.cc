@@ -88,6 +88,9 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
   http::h2::Http2Options options;
   options.max_concurrent_streams = std::max<uint32_t>(http.max_concurrent_streams, 1);
   options.max_header_list_size = http.max_request_headers_kb * 1024;
+  options.max_outbound_control_frames = http.max_outbound_control_frames;
+  options.max_inbound_window_update_frames_per_data_frame_sent =
+      http.max_inbound_window_update_frames_per_data_frame_sent;
   return options;
 }
 
@@ -571,7 +574,10 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // The codec queued its error reply (400/431, 403, GOAWAY) and reset the streams.
       LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
                  << " protocol error: " << status.message();
-      CloseConnection(net::CloseMode::kFlush);
+      // A flood: what is queued is mostly replies the client did not read, so it goes now, with
+      // whatever the socket already took (the GOAWAY, if there was room for it).
+      CloseConnection(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
+                                                        : net::CloseMode::kFlush);
       return;
     }
   }
@@ -597,6 +603,10 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
 void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
   if (absl::IsPermissionDenied(status)) {
     stats_.downstream_rq_connect_refused.Inc();  // the HTTP/1 codec answered CONNECT with 403
+    return;
+  }
+  if (absl::IsResourceExhausted(status)) {
+    stats_.downstream_cx_flood.Inc();  // the HTTP/2 codec sent GOAWAY(ENHANCE_YOUR_CALM)
     return;
   }
   stats_.downstream_cx_protocol_error.Inc();
@@ -678,6 +688,8 @@ void HttpConnectionManager::Write(net::Buffer& data) {
   }
   connection_->Write(data);
 }
+
+size_t HttpConnectionManager::UnsentBytes() const { return connection_->buffered_write_bytes(); }
 
 void HttpConnectionManager::ReadDisable(bool disable) {
   if (closed_) return;

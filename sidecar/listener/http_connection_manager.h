@@ -116,6 +116,7 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   // http::CodecIo
   void Write(net::Buffer& data) override;
+  size_t UnsentBytes() const override;
   void ReadDisable(bool disable) override;
   void Close(bool flush) override;
 

@@ -79,6 +79,11 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   ASSIGN_OR_RETURN(s.downstream_cx_protocol_error,
                    shard.RegisterCounter("meshlet_http_downstream_cx_protocol_error_total",
                                          "Downstream connections closed for a protocol error."));
+  ASSIGN_OR_RETURN(s.downstream_cx_flood,
+                   shard.RegisterCounter(
+                       "meshlet_http_downstream_cx_flood_total",
+                       "HTTP/2 connections ended with GOAWAY(ENHANCE_YOUR_CALM): the client asked "
+                       "for control frames it did not read, or sent WINDOW_UPDATEs without data."));
   ASSIGN_OR_RETURN(s.downstream_rq_header_timeout,
                    shard.RegisterCounter(
                        "meshlet_http_downstream_rq_header_timeout_total",

@@ -221,6 +221,7 @@ class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
   }
 
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }
@@ -383,6 +384,7 @@ class TestClient final : public net::ConnectionCallbacks,
 
   // http::CodecIo
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }

@@ -466,6 +466,7 @@ class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
 
   // CodecIo
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }

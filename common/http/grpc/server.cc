@@ -458,7 +458,9 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     if (!status.ok()) {
       LOG(DEBUG) << "grpc: closing connection from " << peer_address_.ToString() << ": "
                  << status.message();
-      connection_->Close(net::CloseMode::kFlush);
+      // An HTTP/2 flood (ResourceExhausted): the queued replies are unread; drop them.
+      connection_->Close(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
+                                                           : net::CloseMode::kFlush);
       return;
     }
     if (end_stream) {
@@ -487,6 +489,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
 
   // CodecIo
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }

@@ -426,6 +426,7 @@ absl::Status CodecBase::DispatchImpl(net::Buffer& data) {
 
 absl::Status CodecBase::Process(net::Buffer& in) {
   processing_ = true;
+  messages_this_pass_ = 0;
   absl::Status status = ProcessLoop(in);
   processing_ = false;
   if (closed_) in.Clear();
@@ -435,6 +436,11 @@ absl::Status CodecBase::Process(net::Buffer& in) {
 absl::Status CodecBase::ProcessLoop(net::Buffer& in) {
   while (!closed_) {
     if (stream_read_disabled_ > 0 || !ReadyForInput()) break;
+    if (!stream_active_ && !head_in_progress_ && !in.empty() &&
+        messages_this_pass_ >= options_.max_messages_per_pass) {
+      ScheduleResume();  // the rest of the burst next turn; held input stops reading meanwhile
+      break;
+    }
     if (tunnel_ && parser_.status() == Parser::Status::kUpgraded) {
       if (in.empty() || !stream_active_) break;
       body_buffer_.Move(in);
@@ -785,6 +791,8 @@ void CodecBase::OnHighWatermarkImpl() {
 
 void CodecBase::OnLowWatermarkImpl() {
   above_high_watermark_ = false;
+  // Input held while the client was not reading its responses (ServerCodec::ReadyForInput).
+  if (!stream_active_ && !processing_ && !pending_input_.empty()) ScheduleResume();
   absl::InlinedVector<StreamCallbacks*, 2> callbacks = callbacks_;
   for (StreamCallbacks* cb : callbacks) {
     if (!stream_active_) break;
@@ -804,11 +812,16 @@ ServerCodec::ServerCodec(event::Loop& loop, CodecIo& io, ServerConnectionCallbac
 bool ServerCodec::ReadyForInput() const {
   // One request at a time: once a request is fully parsed, the next (pipelined) one waits for the
   // response to complete, and bytes after an upgrade request wait for the 101 (or a refusal).
-  return !stream_active_ || tunnel_ || !in_message_done_;
+  // A client that is not reading its responses gets no new request read until the connection's
+  // write buffer falls to its low watermark: held input disables reading, so what it pipelines
+  // cannot pile up replies.
+  if (!stream_active_) return !above_high_watermark_;
+  return tunnel_ || !in_message_done_;
 }
 
 Action ServerCodec::OnMessageBegin() {
   head_in_progress_ = true;
+  ++messages_this_pass_;
   have_trailers_ = false;
   scratch_.Clear();
   authority_set_ = false;

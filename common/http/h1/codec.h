@@ -25,7 +25,9 @@
 // - StreamCallbacks::OnResetStream fires from ResetStream(), from Dispatch() on a protocol error,
 //   and from OnEndOfStream()/OnConnectionClosed() when the connection ends under the stream.
 // - Watermark callbacks fire from OnUnderlyingWriteHigh/LowWatermark, and once from AddCallbacks
-//   if the connection is above its high watermark when a callback registers.
+//   if the connection is above its high watermark when a callback registers. Between requests the
+//   server reads no new request while above it (a pipelining client that does not read its
+//   responses stops being read), and resumes from the timer below the low watermark.
 // - ClientCodec's ConnectionCallbacks::OnGoAway fires (at most once) when a response says the
 //   connection will not be reused: `Connection: close`, HTTP/1.0 without keep-alive, a
 //   close-delimited body, or the upstream closing an idle connection.
@@ -96,6 +98,10 @@ struct CodecOptions {
   bool allow_connect = false;
   // Reported by Stream::BufferLimit().
   uint32_t stream_buffer_limit = 1 << 20;
+  // Messages begun in one pass over the input; the rest of a pipelined burst waits for the next
+  // loop turn (reading held meanwhile), so one client cannot keep a worker busy for a whole read
+  // of tiny requests, and the streams its answered requests leave for deferred deletion stay few.
+  uint32_t max_messages_per_pass = 32;
   // Not owned; null means the codec's own counters.
   CodecCounters* counters = nullptr;
 };
@@ -272,6 +278,7 @@ class CodecBase : public ParserVisitor {
   bool above_high_watermark_ = false;
   bool head_in_progress_ = false;
   bool processing_ = false;  // inside Process(): resumption happens there, not via the timer
+  uint32_t messages_this_pass_ = 0;  // messages begun since Process() started
 
   // Input held back while the codec may not deliver (pipelining, upgrade decision, read-disable);
   // reading is disabled on CodecIo while it is non-empty, so it is bounded by one read.

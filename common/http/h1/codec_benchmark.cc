@@ -17,6 +17,7 @@ namespace {
 class PipeIo : public CodecIo {
  public:
   void Write(net::Buffer& data) override { out.Move(data); }
+  size_t UnsentBytes() const override { return 0; }
   void ReadDisable(bool) override {}
   void Close(bool) override {}
   net::Buffer out;

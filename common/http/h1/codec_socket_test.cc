@@ -136,6 +136,7 @@ class TestServer {
     // CodecIo. An orderly close half-closes and keeps reading (discarding) until the peer
     // closes, so a client still sending (an oversized header) reads our reply instead of a reset.
     void Write(net::Buffer& data) override { connection_->Write(data); }
+    size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
     void ReadDisable(bool disable) override {
       disable ? connection_->ReadDisable() : connection_->ReadEnable();
     }
@@ -350,6 +351,7 @@ class ClientSession : public net::ConnectionCallbacks, public CodecIo {
   ~ClientSession() override { connection_->SetCallbacks(nullptr); }
 
   void Write(net::Buffer& data) override { connection_->Write(data); }
+  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override {
     disable ? connection_->ReadDisable() : connection_->ReadEnable();
   }

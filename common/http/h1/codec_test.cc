@@ -910,12 +910,49 @@ TEST_F(CodecTest, WatermarksReachTheActiveStream) {
   server_->OnUnderlyingWriteLowWatermark();
   EXPECT_EQ(r.low_watermarks, 1);
   EXPECT_EQ(r.encoder->GetStream().BufferLimit(), CodecOptions().stream_buffer_limit);
+}
 
-  // A stream that starts while the connection is backed up hears about it at once.
+TEST_F(CodecTest, NoRequestIsReadWhileTheClientLeavesResponsesUnread) {
+  ServerRoundTrip("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
   server_->OnUnderlyingWriteHighWatermark();
-  r.encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, true);
-  ServerRoundTrip("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
-  EXPECT_EQ(Request(1).high_watermarks, 1);
+  EXPECT_EQ(Request(0).high_watermarks, 1);
+  Request(0).encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, true);
+  // The next request (and the start of another) waits, with reading stopped, until the client
+  // has read enough of what it was sent.
+  ServerRoundTrip("GET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HT");
+  EXPECT_EQ(server_cb_.requests.size(), 1u);
+  EXPECT_GT(server_io_.read_disabled, 0);
+  server_->OnUnderlyingWriteLowWatermark();
+  EXPECT_EQ(server_cb_.requests.size(), 1u);  // never from inside the watermark call
+  loop_.RunUntilIdle();
+  ASSERT_EQ(server_cb_.requests.size(), 2u);
+  EXPECT_EQ(Request(1).Header(":path"), "/2");
+  EXPECT_EQ(Request(1).high_watermarks, 0);
+  Request(1).encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, true);
+  loop_.RunUntilIdle();
+  EXPECT_EQ(server_io_.read_disabled, 0);
+  ServerRoundTrip("TP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(server_cb_.requests.size(), 3u);
+  EXPECT_EQ(Request(2).Header(":path"), "/3");
+}
+
+TEST_F(CodecTest, APipelinedBurstIsReadAFewRequestsPerLoopTurn) {
+  CodecOptions options;
+  options.max_messages_per_pass = 4;
+  Rebuild(options, CodecOptions());
+  server_cb_.on_new_stream = [](ServerRequest& r) {
+    r.on_headers = [&r] { r.encoder->EncodeHeaders(HeaderMap{{":status", "204"}}, true); };
+  };
+  std::string burst;
+  for (int i = 0; i < 10; ++i) absl::StrAppend(&burst, "GET /", i, " HTTP/1.1\r\nHost: a\r\n\r\n");
+  net::Buffer in(burst);
+  ASSERT_TRUE(server_->Dispatch(in).ok());
+  EXPECT_EQ(server_cb_.requests.size(), 4u);
+  EXPECT_GT(server_io_.read_disabled, 0);  // the rest is held, so nothing more is read
+  loop_.RunUntilIdle();
+  ASSERT_EQ(server_cb_.requests.size(), 10u);
+  EXPECT_EQ(Request(9).Header(":path"), "/9");
+  EXPECT_EQ(server_io_.read_disabled, 0);
 }
 
 TEST_F(CodecTest, LocalResetClosesWithoutFlush) {

@@ -25,6 +25,7 @@ class FakeIo : public CodecIo {
     ++writes;
     written.Move(data);
   }
+  size_t UnsentBytes() const override { return 0; }
   void ReadDisable(bool disable) override {
     read_disabled += disable ? 1 : -1;
     CHECK(read_disabled >= 0) << "unbalanced ReadDisable";

@@ -116,6 +116,13 @@ absl::Status ValidateOptions(const Http2Options& o) {
   if (o.stream_buffer_limit == 0) {
     return absl::InvalidArgumentError("stream_buffer_limit must be positive");
   }
+  if (o.max_outbound_control_frames == 0) {
+    return absl::InvalidArgumentError("max_outbound_control_frames must be positive");
+  }
+  if (o.max_inbound_window_update_frames_per_data_frame_sent == 0) {
+    return absl::InvalidArgumentError(
+        "max_inbound_window_update_frames_per_data_frame_sent must be positive");
+  }
   if (o.keepalive_interval.count() > 0 && o.keepalive_timeout.count() <= 0) {
     return absl::InvalidArgumentError("keepalive_timeout must be positive with keepalive");
   }
@@ -219,6 +226,13 @@ class ConnectionImpl {
   void NotifyReset(StreamImpl& s, StreamResetReason reason, absl::string_view details);
   void ResetAll(StreamResetReason reason, absl::string_view details);
   void Flush();
+  // Hands out_ to CodecIo, then forgets the control frames the socket has taken since.
+  void WriteOut();
+  void ForgetTakenControlFrames();
+  // Which flood limit the peer passed, if any (empty: none).
+  absl::string_view FindFlood();
+  // Ends the connection with GOAWAY(ENHANCE_YOUR_CALM); returns Dispatch's error.
+  absl::Status EndFlood(absl::string_view what);
   void SendFinalGoAway();
   void OnKeepaliveTimer();
   void OnKeepaliveTimeout();
@@ -267,6 +281,15 @@ class ConnectionImpl {
   size_t active_streams_ = 0;
 
   net::Buffer out_;
+  uint64_t bytes_out_ = 0;  // bytes handed to CodecIo::Write so far
+  // Where each control frame (PING/SETTINGS ACK, RST_STREAM) not yet known to have reached the
+  // socket ends, counted like bytes_out_. Oldest first; at most max_outbound_control_frames + a
+  // read's worth, since Dispatch ends the connection past the limit.
+  absl::InlinedVector<uint64_t, 4> unsent_control_ends_;
+  uint64_t window_updates_received_ = 0;
+  uint64_t headers_received_ = 0;
+  uint64_t data_frames_sent_ = 0;
+  bool reads_held_ = false;  // ReadDisable(true) issued for the underlying high watermark
   int depth_ = 0;
   bool in_recv_ = false;
   bool in_send_ = false;
@@ -421,6 +444,8 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
   nghttp2_option_set_no_auto_window_update(opt, 1);
   // Priorities are deprecated (RFC 9113); keeping closed streams for them only costs memory.
   nghttp2_option_set_no_closed_streams(opt, 1);
+  // nghttp2's own bound on acknowledgements queued while one read is processed: the same limit.
+  nghttp2_option_set_max_outbound_ack(opt, options_.max_outbound_control_frames);
   if (!server_) {
     nghttp2_option_set_peer_max_concurrent_streams(opt,
                                                    options_.assumed_peer_max_concurrent_streams);
@@ -553,7 +578,7 @@ void ConnectionImpl::Flush() {
         dead_ = true;
       }
     }
-    if (!out_.empty()) io_.Write(out_);
+    if (!out_.empty()) WriteOut();
     if (pending_events_.empty()) {
       // Callbacks run by io_.Write() (connection watermarks) may have queued frames.
       if (in_recv_ || !nghttp2_session_want_write(session_)) break;
@@ -586,6 +611,48 @@ void ConnectionImpl::Flush() {
   }
 }
 
+void ConnectionImpl::WriteOut() {
+  bytes_out_ += out_.length();
+  io_.Write(out_);
+  ForgetTakenControlFrames();
+}
+
+void ConnectionImpl::ForgetTakenControlFrames() {
+  if (unsent_control_ends_.empty()) return;
+  const uint64_t taken = bytes_out_ - std::min<uint64_t>(io_.UnsentBytes(), bytes_out_);
+  auto first_unsent =
+      std::upper_bound(unsent_control_ends_.begin(), unsent_control_ends_.end(), taken);
+  unsent_control_ends_.erase(unsent_control_ends_.begin(), first_unsent);
+}
+
+absl::string_view ConnectionImpl::FindFlood() {
+  ForgetTakenControlFrames();
+  if (unsent_control_ends_.size() > options_.max_outbound_control_frames) {
+    return "control frames the peer does not read";
+  }
+  const uint64_t allowed =
+      5 + 2 * (headers_received_ +
+               uint64_t{options_.max_inbound_window_update_frames_per_data_frame_sent} *
+                   data_frames_sent_);
+  if (window_updates_received_ > allowed) return "WINDOW_UPDATE frames without DATA sent";
+  return {};
+}
+
+absl::Status ConnectionImpl::EndFlood(absl::string_view what) {
+  ++counters_.floods;
+  LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM";
+  {
+    Entry entry(*this);
+    // Nothing the peer sends is read any more; the GOAWAY goes behind what it has not read yet.
+    nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+  }  // flushed here
+  Entry entry(*this);
+  dead_ = true;
+  std::string message = absl::StrCat("http2 flood: ", what);
+  ResetAll(StreamResetReason::kProtocolError, message);
+  return absl::ResourceExhaustedError(message);
+}
+
 absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
   if (dead_) {
     data.Drain(data.length());
@@ -603,12 +670,19 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
     });
     in_recv_ = false;
     data.Drain(data.length());
-    if (fatal != 0) {
+    if (fatal != 0 && fatal != NGHTTP2_ERR_FLOODED) {
       // Owe the peer a GOAWAY; nghttp2 queues it unless the session is beyond repair.
       nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
     }
   }  // flushed here: a GOAWAY nghttp2 queued for a connection error is now sent
-  if (fatal == 0 && sent_goaway_error_ == NGHTTP2_NO_ERROR) return absl::OkStatus();
+  if (fatal == NGHTTP2_ERR_FLOODED) {
+    // nghttp2's own count of acknowledgements queued during this read passed the limit.
+    return EndFlood("control frames the peer does not read");
+  }
+  if (fatal == 0 && sent_goaway_error_ == NGHTTP2_NO_ERROR) {
+    absl::string_view flood = FindFlood();
+    return flood.empty() ? absl::OkStatus() : EndFlood(flood);
+  }
   Entry entry(*this);
   ++counters_.connection_protocol_errors;
   dead_ = true;
@@ -665,6 +739,11 @@ void ConnectionImpl::OnUnderlyingWriteHighWatermark() {
   if (underlying_above_) return;
   Entry entry(*this);
   underlying_above_ = true;
+  // Stop taking requests (and PINGs, SETTINGS...) from a peer that is not reading the replies.
+  if (!reads_held_ && !dead_) {
+    reads_held_ = true;
+    io_.ReadDisable(true);
+  }
   std::vector<StreamImpl*> open;
   for (auto& s : streams_) {
     if (!s->done_ && s->surfaced_ && !s->conn_above_) open.push_back(s.get());
@@ -680,6 +759,10 @@ void ConnectionImpl::OnUnderlyingWriteLowWatermark() {
   if (!underlying_above_) return;
   Entry entry(*this);
   underlying_above_ = false;
+  if (reads_held_) {
+    reads_held_ = false;
+    io_.ReadDisable(false);
+  }
   std::vector<StreamImpl*> open;
   for (auto& s : streams_) {
     if (s->conn_above_) open.push_back(s.get());
@@ -845,10 +928,14 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
   if (c->keepalive_timer_ != nullptr) c->last_frame_received_ = c->loop_->Now();
   switch (frame->hd.type) {
     case NGHTTP2_HEADERS: {
+      ++c->headers_received_;
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s != nullptr && !s->done_) c->HandleHeadersFrame(*frame, *s);
       break;
     }
+    case NGHTTP2_WINDOW_UPDATE:
+      ++c->window_updates_received_;
+      break;
     case NGHTTP2_DATA: {
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s == nullptr || s->done_) break;
@@ -943,6 +1030,14 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
   switch (frame->hd.type) {
     case NGHTTP2_RST_STREAM:
       ++c->counters_.rst_stream_sent[ErrorCodeSlot(frame->rst_stream.error_code)];
+      c->unsent_control_ends_.push_back(c->bytes_out_ + c->out_.length());
+      break;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+      // The frame is in out_ already (nghttp2 reports a frame sent after handing its bytes over).
+      if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+        c->unsent_control_ends_.push_back(c->bytes_out_ + c->out_.length());
+      }
       break;
     case NGHTTP2_GOAWAY:
       ++c->counters_.goaway_sent;
@@ -952,6 +1047,7 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
       break;
     case NGHTTP2_DATA:
     case NGHTTP2_HEADERS: {
+      if (frame->hd.type == NGHTTP2_DATA) ++c->data_frames_sent_;
       if (!c->server_ || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
       StreamImpl* s = c->Find(frame->hd.stream_id);
       // The response is complete but the request is not: tell the client to stop sending

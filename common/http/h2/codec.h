@@ -28,6 +28,11 @@
 // - A server stream whose response completes before its request sends RST_STREAM(NO_ERROR)
 //   (RFC 9113 8.1): the rest of the request is dropped and the stream ends without a reset.
 //
+// Output the peer does not read: while the underlying connection is above its write high watermark
+// the codec stops reading it (CodecIo::ReadDisable), so a peer that sends without reading gets no
+// more replies queued than one read's worth; control frames it asks for and leaves unread past
+// max_outbound_control_frames end the connection (flood protection, Http2Options).
+//
 // Flow control: automatic WINDOW_UPDATE is off. Connection-level window is returned as bytes
 // arrive (so one slow stream cannot stall the others), stream-level window only as the stream's
 // decoder receives them: a read-disabled stream stops its peer after one stream window
@@ -77,6 +82,15 @@ struct Http2Options {
   // closing its connections is noticed this way.
   Duration keepalive_interval{0};
   Duration keepalive_timeout = std::chrono::seconds(20);
+  // Flood protection. Past either limit the connection ends with GOAWAY(ENHANCE_YOUR_CALM) and
+  // Dispatch() fails with a ResourceExhausted status (Http2Counters::floods).
+  // Replies owed to the peer (PING and SETTINGS acknowledgements, RST_STREAM) that it has not
+  // taken yet: written, but still in the connection's write buffer (CodecIo::UnsentBytes). A
+  // peer that keeps asking without reading passes it; one that reads never does.
+  uint32_t max_outbound_control_frames = 1000;
+  // WINDOW_UPDATE frames received may be at most 5 + 2 × (HEADERS frames received + this ×
+  // DATA frames sent): a window is only worth updating for data this side sends.
+  uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
 };
 
 // Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
@@ -101,6 +115,7 @@ struct Http2Counters {
   uint64_t streams_refused_by_goaway = 0;   // client streams the peer's GOAWAY refused
   uint64_t keepalive_timeouts = 0;
   uint64_t streams_started = 0;
+  uint64_t floods = 0;  // connections ended with ENHANCE_YOUR_CALM (Http2Options limits)
 };
 
 class ConnectionImpl;

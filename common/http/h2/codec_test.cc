@@ -44,6 +44,12 @@ TEST(Http2CodecTest, OptionsValidation) {
   o = {};
   o.initial_stream_window_size = 1u << 31;
   EXPECT_FALSE(ValidateOptions(o).ok());
+  o = {};
+  o.max_outbound_control_frames = 0;
+  EXPECT_FALSE(ValidateOptions(o).ok());
+  o = {};
+  o.max_inbound_window_update_frames_per_data_frame_sent = 0;
+  EXPECT_FALSE(ValidateOptions(o).ok());
   EXPECT_EQ(ErrorCodeSlotName(ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)), "REFUSED_STREAM");
   EXPECT_EQ(ErrorCodeSlotName(ErrorCodeSlot(0x1234)), "UNKNOWN");
 }
@@ -644,6 +650,129 @@ void AppendFrame(net::Buffer& out, uint8_t type, uint8_t flags, uint32_t stream_
                          static_cast<char>(stream_id & 0xff)};
   out.Append(header, sizeof(header));
   out.Append(payload.data(), payload.size());
+}
+
+// The error code of the last GOAWAY in a server's output, or -1.
+int64_t LastGoAwayError(const net::Buffer& out) {
+  std::string bytes = out.ToString();
+  int64_t code = -1;
+  size_t pos = 0;
+  while (pos + 9 <= bytes.size()) {
+    const auto* b = reinterpret_cast<const uint8_t*>(bytes.data() + pos);
+    size_t length = (size_t{b[0]} << 16) | (size_t{b[1]} << 8) | b[2];
+    if (pos + 9 + length > bytes.size()) break;
+    if (b[3] == NGHTTP2_GOAWAY && length >= 8) {
+      code = (int64_t{b[13]} << 24) | (b[14] << 16) | (b[15] << 8) | b[16];
+    }
+    pos += 9 + length;
+  }
+  return code;
+}
+
+// A client that asks for more PING acknowledgements than it reads: once more than
+// max_outbound_control_frames are waiting in the socket, the connection ends with
+// GOAWAY(ENHANCE_YOUR_CALM) and a ResourceExhausted error.
+TEST(Http2CodecTest, PingsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options;
+  options.max_outbound_control_frames = 100;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer pings;
+  for (int i = 0; i < 40; ++i) AppendFrame(pings, NGHTTP2_PING, 0, 0, "12345678");
+  const std::string forty = pings.ToString();
+
+  // A client that reads its acknowledgements may ping as much as it likes.
+  for (int round = 0; round < 10; ++round) {
+    net::Buffer in(forty);
+    ASSERT_TRUE(p.server->Dispatch(in).ok());
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+
+  p.server_io.peer_reads = false;
+  for (int round = 0; round < 2; ++round) {
+    net::Buffer in(forty);
+    ASSERT_TRUE(p.server->Dispatch(in).ok()) << round;
+  }
+  net::Buffer in(forty);
+  absl::Status status = p.server->Dispatch(in);
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  net::Buffer more(forty);
+  EXPECT_FALSE(p.server->Dispatch(more).ok());
+  EXPECT_EQ(p.server->counters().floods, 1u);
+}
+
+// More unanswered acknowledgements than the limit in a single read: nghttp2's own count, the same
+// limit, gives the same answer.
+TEST(Http2CodecTest, OneReadOfTooManySettingsIsAFlood) {
+  Http2Options options;
+  options.max_outbound_control_frames = 100;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  p.server_io.peer_reads = false;
+  net::Buffer in;
+  for (int i = 0; i < 150; ++i) AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// RST_STREAMs owed for requests the codec refuses count as replies the peer must read.
+TEST(Http2CodecTest, ResetsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options;
+  options.max_outbound_control_frames = 50;
+  CodecPair p({}, options);
+  for (int i = 0; i < 60; ++i) {
+    HeaderMap bad = Request();
+    bad.Add("x-bad", "a\x01b");  // a control character: the server resets the stream
+    p.Start(bad, true);
+  }
+  p.server_io.peer_reads = false;
+  absl::Status status = p.ClientToServer();
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->counters().floods, 1u);
+}
+
+// WINDOW_UPDATE frames are worth sending only for data the other side sends.
+TEST(Http2CodecTest, WindowUpdatesWithoutDataEndTheConnection) {
+  Http2Options options;
+  options.max_inbound_window_update_frames_per_data_frame_sent = 2;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  // One request answered with one DATA frame: 5 + 2 × (1 HEADERS + 2 × 1 DATA) = 11 allowed.
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  Respond(*p.server_callbacks.requests[0], "body");
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(c.decoder.body, "body");
+  const uint64_t before = p.server->counters().floods;
+  net::Buffer updates;
+  std::string increment("\x00\x00\x00\x01", 4);
+  for (int i = 0; i < 8; ++i) AppendFrame(updates, NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  ASSERT_TRUE(p.server->Dispatch(updates).ok());  // plus whatever the client sent: within 11
+  EXPECT_EQ(p.server->counters().floods, before);
+  net::Buffer more;
+  for (int i = 0; i < 8; ++i) AppendFrame(more, NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(more)));
+  EXPECT_EQ(p.server->counters().floods, before + 1);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// Above the underlying connection's high watermark the codec reads nothing more.
+TEST(Http2CodecTest, HighWatermarkStopsReading) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  p.server->OnUnderlyingWriteHighWatermark();
+  EXPECT_EQ(p.server_io.read_disabled, 1);
+  p.server->OnUnderlyingWriteHighWatermark();
+  EXPECT_EQ(p.server_io.read_disabled, 1);
+  p.server->OnUnderlyingWriteLowWatermark();
+  EXPECT_EQ(p.server_io.read_disabled, 0);
+  p.client->OnUnderlyingWriteHighWatermark();
+  EXPECT_EQ(p.client_io.read_disabled, 1);
+  p.client->OnUnderlyingWriteLowWatermark();
+  EXPECT_EQ(p.client_io.read_disabled, 0);
 }
 
 TEST(Http2CodecTest, RequestHeaderBlockInProgressUntilEndHeaders) {

@@ -56,6 +56,7 @@ class Session : public net::ConnectionCallbacks, public CodecIo, public ServerCo
 
   // CodecIo
   void Write(net::Buffer& data) override { conn_->Write(data); }
+  size_t UnsentBytes() const override { return conn_->buffered_write_bytes(); }
   void ReadDisable(bool disable) override { disable ? conn_->ReadDisable() : conn_->ReadEnable(); }
   void Close(bool flush) override {
     conn_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);

@@ -26,6 +26,8 @@ class BufferIo : public CodecIo {
     bytes_written += data.length();
     out.Move(data);
   }
+  // A peer that does not read leaves everything ever written in the socket's buffer.
+  size_t UnsentBytes() const override { return peer_reads ? 0 : bytes_written; }
   void ReadDisable(bool disable) override { read_disabled += disable ? 1 : -1; }
   void Close(bool flush) override {
     closed = true;
@@ -34,6 +36,7 @@ class BufferIo : public CodecIo {
 
   net::Buffer out;
   uint64_t bytes_written = 0;
+  bool peer_reads = true;
   int read_disabled = 0;
   bool closed = false;
   bool close_flush = false;

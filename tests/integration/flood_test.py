@@ -1,0 +1,225 @@
+"""Clients that send and never read: the real sidecar binary keeps its memory bounded and closes
+the offender.
+
+Usage: flood_test.py SIDECAR_BINARY [unittest args]
+
+Each case opens one connection to a listener, shrinks its own receive buffer so the kernel stops
+taking the sidecar's replies early, and sends without ever reading:
+
+  Http2FloodTest   h2c preface and SETTINGS, then PING frames (or SETTINGS frames, or HEADERS
+                   frames the sidecar must refuse with RST_STREAM, or WINDOW_UPDATE frames):
+                   the sidecar's RSS stays within a few MiB of its value before the flood, the
+                   connection is closed (GOAWAY ENHANCE_YOUR_CALM, counted), and another client
+                   is served meanwhile.
+  Http1FloodTest   pipelined requests for a direct response: the sidecar stops reading once its
+                   replies pass the write buffer's high watermark, so RSS stays bounded; it
+                   serves the rest once the client reads.
+"""
+
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import unittest
+
+import sidecar_test as base
+from sidecar_test import ROUTES, config_yaml, free_port, http_listener, static_cluster, wait_for
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Frame types and flags (RFC 9113 section 6).
+HEADERS, SETTINGS, PING, WINDOW_UPDATE = 1, 4, 6, 8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+
+
+def frame(kind, flags, stream_id, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
+        struct.pack(">I", stream_id) + payload
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def hpack_literal(name, value):
+    """A literal header field without indexing, new name (RFC 7541 6.2.2), no Huffman."""
+    assert len(name) < 127 and len(value) < 127
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def request_block(path=b"/", extra=b""):
+    # :method GET (index 2), :scheme http (6), :path (literal), :authority (literal).
+    return b"\x82\x86" + hpack_literal(b":path", path) + hpack_literal(b":authority", b"a") + extra
+
+
+class Flooder:
+    """One client connection that writes from a thread and never reads until told to."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A small receive buffer: the kernel stops taking the sidecar's bytes after a few KiB,
+        # so what the sidecar queues shows up in its own memory at once.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sent = 0
+        self.error = None
+
+    def flood(self, head, unit, count, batch=512, stall_timeout=10):
+        """Sends `head`, then `unit` (bytes, or a function of the index giving bytes) `count`
+        times, until done, the sidecar closes, or it takes nothing for `stall_timeout` s."""
+        try:
+            self.sock.settimeout(stall_timeout)
+            self.sock.sendall(head)
+            i = 0
+            while i < count:
+                n = min(batch, count - i)
+                chunk = unit * n if isinstance(unit, bytes) else b"".join(
+                    unit(i + k) for k in range(n))
+                self.sock.sendall(chunk)
+                i += n
+                self.sent = i
+        except OSError as e:  # closed by the sidecar (reset), or it stopped reading (timeout)
+            self.error = e
+
+    def start(self, *args, **kwargs):
+        self.thread = threading.Thread(target=self.flood, args=args, kwargs=kwargs, daemon=True)
+        self.thread.start()
+        return self
+
+    def join(self, timeout):
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def close(self):
+        self.sock.close()
+
+
+class FloodTestCase(base.SidecarTestCase):
+    def setUp(self):
+        super().setUp()
+        self.port = free_port()
+        self.sidecar = self.start(config_yaml(http_listener("http", self.port, route="local"),
+                                              static_cluster("unused", free_port()), ROUTES),
+                                  concurrency=1)
+        self.baseline = self.settled_rss()
+
+    def settled_rss(self):
+        # A few requests first, so lazily allocated per-worker state is in the baseline.
+        for _ in range(3):
+            base.curl(f"http://127.0.0.1:{self.port}/")
+            base.curl("--http2-prior-knowledge", f"http://127.0.0.1:{self.port}/")
+        return rss_kib(self.sidecar.proc.pid)
+
+    def assert_served(self):
+        self.assertEqual(base.curl(f"http://127.0.0.1:{self.port}/"), "hello from meshlet\n")
+
+    def assert_rss_bounded(self, limit_kib=4 * 1024):
+        grown = rss_kib(self.sidecar.proc.pid) - self.baseline
+        print(f"{self.id()}: RSS {self.baseline} KiB before, {grown:+} KiB after", file=sys.stderr)
+        self.assertLess(grown, limit_kib, f"RSS grew by {grown} KiB under the flood")
+
+
+class Http2FloodTest(FloodTestCase):
+    # The sidecar's socket takes up to a few MiB (tcp_wmem) before anything stays in its own
+    # buffers, so each flood asks for several times that in replies.
+
+    def run_flood(self, unit, count):
+        flooder = Flooder(self.port)
+        self.addCleanup(flooder.close)
+        flooder.start(PREFACE + frame(SETTINGS, 0, 0), unit, count)
+        detected = wait_for(lambda: self.sidecar.stat("meshlet_http_downstream_cx_flood_total") >= 1,
+                            60)
+        self.assertTrue(detected, f"no flood detected after {flooder.sent} frames; "
+                                  f"RSS +{rss_kib(self.sidecar.proc.pid) - self.baseline} KiB")
+        # The connection is gone: the client's writes fail (reset) before the flood is through.
+        self.assertTrue(flooder.join(30), "the flooding client was never cut off")
+        self.assertIsNotNone(flooder.error, "the whole flood was accepted")
+        self.assertLess(flooder.sent, count)
+        self.assert_rss_bounded()
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_flood_total"), 1)
+        self.assertTrue(wait_for(
+            lambda: self.sidecar.stat("meshlet_http_downstream_cx_active") == 0, 10))
+        self.assert_served()
+        return flooder
+
+    def test_ping_flood(self):
+        self.run_flood(frame(PING, 0, 0, b"12345678"), 1_000_000)
+
+    def test_settings_flood(self):
+        self.run_flood(frame(SETTINGS, 0, 0), 1_500_000)
+
+    def test_refused_streams_flood(self):
+        # Every HEADERS carries a connection-specific field, which makes the request malformed
+        # (RFC 9113 8.2.2): each is answered with RST_STREAM(PROTOCOL_ERROR).
+        bad = request_block(extra=hpack_literal(b"connection", b"x"))
+        self.run_flood(lambda i: frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, bad),
+                       1_000_000)
+
+    def test_window_update_flood(self):
+        # Nothing to reply to, but WINDOW_UPDATEs for data the sidecar never sent are abuse.
+        self.run_flood(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)), 3_000_000)
+
+    def test_limit_from_the_listener_configuration(self):
+        # max_outbound_control_frames: 5 also bounds what one read may ask for.
+        port = free_port()
+        listener = http_listener("limited", port, route="local") + \
+            "    http: {max_outbound_control_frames: 5}\n"
+        sidecar = self.start(config_yaml(listener, static_cluster("unused", free_port()), ROUTES))
+        for pings, flood in [(3, 0), (20, 1)]:
+            sock = socket.create_connection(("127.0.0.1", port))
+            self.addCleanup(sock.close)
+            sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(PING, 0, 0, b"12345678") * pings)
+            self.assertTrue(wait_for(
+                lambda: sidecar.stat("meshlet_http_downstream_cx_flood_total") == flood, 5))
+            time.sleep(0.2)
+            self.assertEqual(sidecar.stat("meshlet_http_downstream_cx_flood_total"), flood)
+
+    def test_a_client_that_reads_may_ping_a_lot(self):
+        # 20 000 PINGs in bursts of 500 from a client that reads the ACKs are no flood.
+        sock = socket.create_connection(("127.0.0.1", self.port))
+        self.addCleanup(sock.close)
+        sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
+        ack = frame(PING, ACK, 0, b"abcdefgh")
+        received = bytearray()
+        for burst in range(1, 41):
+            sock.sendall(frame(PING, 0, 0, b"abcdefgh") * 500)
+            while received.count(ack) < 500 * burst:
+                data = sock.recv(1 << 16)
+                self.assertTrue(data, "the sidecar closed the connection")
+                received += data
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_flood_total"), 0)
+
+
+class Http1FloodTest(FloodTestCase):
+    def test_pipelined_requests_from_a_client_that_does_not_read(self):
+        request = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"
+        flooder = Flooder(self.port)
+        self.addCleanup(flooder.close)
+        count = 300_000
+        flooder.start(b"", request, count, stall_timeout=3)
+        # The sidecar stops reading once its replies pass the high watermark: the client's
+        # writes stall long before the last request.
+        self.assertTrue(flooder.join(60), "the client's writes never stalled")
+        self.assertIsInstance(flooder.error, socket.timeout)
+        self.assertLess(flooder.sent, count)
+        self.assert_rss_bounded()
+        self.assert_served()
+        # The connection is still good: a client that reads gets an answer to every request.
+        flooder.sock.settimeout(10)
+        received = bytearray()
+        answer = b"hello from meshlet\n"
+        while received.count(answer) < flooder.sent:
+            data = flooder.sock.recv(1 << 20)
+            self.assertTrue(data, f"closed after {received.count(answer)} answers")
+            received += data
+
+
+if __name__ == "__main__":
+    base.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    unittest.main()
