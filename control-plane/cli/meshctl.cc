@@ -28,6 +28,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/cli/context.pb.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/cli/output.h"
 #include "control-plane/cli/trace_view.h"
@@ -37,6 +38,8 @@
 
 namespace meshlet::controlplane::cli {
 namespace {
+
+using ::meshlet::cli::MeshctlContext;
 
 constexpr char kVersion[] = "0.1.0";
 constexpr int kExitOk = 0;
@@ -79,7 +82,8 @@ Global flags:
   --server HOST:PORT     control-plane API (default from the context file, else 127.0.0.1:15014)
   --token TOKEN          API token; --token-file FILE reads it from a file
   --context-file FILE    default $MESHCTL_CONFIG, else ~/.meshlet/meshctl.yaml, which holds
-                         server: HOST:PORT and token: ... or tokenFile: PATH
+                         server: HOST:PORT, token: ... or tokenFile: PATH, namespace: NS
+                         (no other keys)
   --timeout DURATION     per request (default 10s)
 )";
 
@@ -274,16 +278,17 @@ class Meshctl {
         return Failure{kExitUsage, absl::StrCat("cannot read context file ", context_path)};
       }
       if (text.has_value()) {
-        try {
-          YAML::Node node = YAML::Load(*text);
-          if (node["server"]) server = node["server"].as<std::string>();
-          if (node["token"]) token = node["token"].as<std::string>();
-          if (node["tokenFile"]) token_file = node["tokenFile"].as<std::string>();
-          if (node["namespace"] && !namespace_set_)
-            namespace_ = node["namespace"].as<std::string>();
-        } catch (const YAML::Exception& e) {
-          return Failure{kExitUsage, absl::StrCat(context_path, ": ", e.what())};
+        // Unknown keys are errors with file, line and the known keys, as in policy files.
+        MeshctlContext context;
+        config::YamlParseOptions options;
+        options.source_name = context_path;
+        if (absl::Status s = config::YamlToProto(*text, context, options); !s.ok()) {
+          return Failure{kExitUsage, absl::StrCat("context file ", s.message())};
         }
+        if (!context.server().empty()) server = context.server();
+        token = context.token();
+        token_file = context.tokenfile();
+        if (!context.namespace_().empty() && !namespace_set_) namespace_ = context.namespace_();
         // A relative tokenFile is relative to the context file.
         if (!token_file.empty() && token_file[0] != '/') {
           size_t slash = context_path.rfind('/');

@@ -5,7 +5,8 @@ Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR [unittest args]
 Covers the API token (created once, mode 0600, 401 without it), `meshctl apply` of multi-document
 YAML and of a directory, `get -o yaml` round trips, invalid policy refused with its field path
 and nothing stored, 409 on a stale resourceVersion, dry runs that store nothing, `diff`, delete,
-the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM.
+the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM, and that the context
+file's keys are checked.
 """
 
 import json
@@ -333,6 +334,21 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertIn("unknown kind", p.stderr)
         p = self.meshctl("apply", expect=1)
         self.assertIn("-f", p.stderr)
+
+    def test_context_file_keys_are_strict(self):
+        # A misspelt key is not ignored (which left meshctl without a token, and the user with
+        # "refused the token"): the error names the file, the line, the key and the known keys.
+        for key in ("token_file", "tokenfile"):
+            with open(self.context, "w") as f:
+                f.write("server: %s\n%s: data/api-token\n" % (self.cp.address, key))
+            p = self.meshctl("get", "svc", expect=2)
+            self.assertIn("context file %s:2:1: %s: unknown field" % (self.context, key), p.stderr)
+            self.assertIn("server, token, tokenFile, namespace", p.stderr)
+            self.assertEqual(p.stdout, "")
+        with open(self.context, "w") as f:
+            f.write("server: %s\ntokenFile: data/api-token\nnamespace: shop\n" % self.cp.address)
+        p = self.meshctl("get", "svc")
+        self.assertIn("No services found in namespace shop", p.stderr)
 
 
 if __name__ == "__main__":
