@@ -308,14 +308,9 @@ class Reader {
 
   absl::Status Error(const YAML::Node& node, const std::string& path,
                      absl::string_view message) const {
-    std::string where = options_.source_name;
     YAML::Mark mark = node.Mark();
-    if (!mark.is_null()) {
-      absl::StrAppend(&where, where.empty() ? "" : ":", mark.line + 1 + options_.line_offset, ":",
-                      mark.column + 1);
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, where.empty() ? "" : ": ", path.empty() ? "(document)" : path, ": ", message));
+    return ErrorAt(options_, mark.is_null() ? 0 : mark.line + 1, mark.column + 1,
+                   path.empty() ? "(document)" : path, message);
   }
 
   const YamlParseOptions& options_;
@@ -424,6 +419,16 @@ absl::StatusOr<absl::Duration> ParseDurationText(absl::string_view text) {
   return d;
 }
 
+absl::Status ErrorAt(const YamlParseOptions& options, int line, int column, absl::string_view path,
+                     absl::string_view reason) {
+  std::string where = options.source_name;
+  if (line > 0) {
+    absl::StrAppend(&where, where.empty() ? "" : ":", line + options.line_offset, ":", column);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, where.empty() ? "" : ": ", path, ": ", reason));
+}
+
 absl::Status YamlToProto(absl::string_view yaml, Message& message,
                          const YamlParseOptions& options) {
   YAML::Node root;
@@ -462,7 +467,10 @@ absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view y
       try {
         YAML::Node node = YAML::Load(current);
         if (node.IsMap() && node["kind"] && node["kind"].IsScalar()) {
-          doc.kind = node["kind"].Scalar();
+          const YAML::Node kind = node["kind"];
+          doc.kind = kind.Scalar();
+          doc.kind_line = kind.Mark().line + current_first_line;
+          doc.kind_column = kind.Mark().column + 1;
         }
       } catch (const YAML::Exception& e) {
         std::string where(source_name);

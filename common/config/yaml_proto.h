@@ -39,6 +39,13 @@ struct YamlParseOptions {
 absl::Status YamlToProto(absl::string_view yaml, google::protobuf::Message& message,
                          const YamlParseOptions& options = {});
 
+// The error the functions here return for a problem at `line`:`column` (1-based, in the text that
+// was parsed; options.line_offset is added), as InvalidArgument "<source>:<line>:<col>: <path>:
+// <reason>". For callers that check a field themselves and should point at it the same way. A
+// `line` of 0 leaves the position out.
+absl::Status ErrorAt(const YamlParseOptions& options, int line, int column, absl::string_view path,
+                     absl::string_view reason);
+
 // A multi-document YAML stream ("---" separated), each document kept as its original text so a
 // caller can look at `kind` before choosing the message type, and errors still point at the right
 // line of the file (pass `first_line - 1` as YamlParseOptions::line_offset). Documents holding
@@ -48,6 +55,8 @@ struct YamlDocument {
   int first_line = 1;  // 1-based line in the stream where the document's text starts
   std::string yaml;    // the document's text
   std::string kind;    // top-level `kind` if present (policies), else empty
+  int kind_line = 0;    // where the `kind` value is: 1-based line in the stream, 0 if no kind
+  int kind_column = 0;  // and 1-based column
 };
 absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view yaml,
                                                              absl::string_view source_name = "");

@@ -4,6 +4,7 @@
 // refused the token.
 
 #include <dirent.h>
+#include <google/protobuf/descriptor.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -16,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -28,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/cli/context.pb.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/cli/output.h"
 #include "control-plane/cli/trace_view.h"
@@ -38,88 +41,67 @@
 namespace meshlet::controlplane::cli {
 namespace {
 
+using ::meshlet::cli::MeshctlContext;
+
 constexpr char kVersion[] = "0.1.0";
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 
-constexpr char kUsage[] = R"(usage: meshctl [global flags] COMMAND [args]
-
-Commands:
-  apply -f FILE|DIR|- [--dry-run] [-n NS]   create or update the resources in FILE
-  get KIND [NAME] [-n NS | -A] [-o table|yaml|json]
-                                            show resources (KIND: services, trafficpolicies,
-                                            httproutes, authorizationpolicies, meshconfigs,
-                                            short names svc tp hr ap mc; or workloads)
-  describe KIND NAME [-n NS]                a resource with what refers to it and its workloads
-  delete KIND NAME [-n NS] | -f FILE [--dry-run]
-  diff -f FILE|DIR|- [-n NS]                what apply would change (exit 1 when it would)
-  proxy-status                              every sidecar: versions sent/ACKed, NACK errors
-  proxy-config NODE [-o yaml|json] [--control-plane-only]
-                                            the configuration the control plane sent NODE and
-                                            what NODE reports it runs, with the differences
-  token create --namespace NS --service-account SA [--ttl 1h] [--single-use] [-o json]
-                                            a join token proving that identity to the CA
-                                            (printed once, alone on stdout)
-  traces [--service S] [--operation O] [--min-duration 50ms] [--status error|ok] [--limit N]
-                                            recent traces from the collector, newest first
-  trace ID [-o json]                        one trace as a waterfall: span tree, offsets,
-                                            durations, attributes (retry attempts, status)
-  stat [SERVICE] [--window 1m]              golden metrics per source -> destination: success
-                                            rate, requests/s, latency p50/p95/p99, bytes,
-                                            connections (SERVICE: edges from or to it)
-  top [--interval 2s] [--limit N] [--once] [--window 1m]
-                                            the busiest paths, refreshed until interrupted
-  dashboard                                 the dashboard's URL (with the token)
-  check                                     control plane reachable, token valid, versions
-  version [--client]
-
-Global flags:
-  --server HOST:PORT     control-plane API (default from the context file, else 127.0.0.1:15014)
-  --token TOKEN          API token; --token-file FILE reads it from a file
-  --context-file FILE    default $MESHCTL_CONFIG, else ~/.meshlet/meshctl.yaml, which holds
-                         server: HOST:PORT and token: ... or tokenFile: PATH
-  --timeout DURATION     per request (default 10s)
-)";
+// Help text is wrapped to this many columns.
+constexpr size_t kHelpWidth = 100;
 
 struct Failure {
   int code;
   std::string message;
 };
 
+// `words` joined by spaces and wrapped at kHelpWidth; lines after the first start with `indent`
+// spaces, and the first is taken to start at that column too.
+std::string Wrap(const std::vector<std::string>& words, size_t indent) {
+  std::string out;
+  size_t column = indent;
+  for (const std::string& word : words) {
+    if (column > indent && column + 1 + word.size() > kHelpWidth) {
+      absl::StrAppend(&out, "\n", std::string(indent, ' '));
+      column = indent;
+    } else if (column > indent) {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+  }
+  return out;
+}
+
+std::string Wrap(absl::string_view text, size_t indent) {
+  return Wrap(absl::StrSplit(text, ' ', absl::SkipEmpty()), indent);
+}
+
 class Meshctl {
  public:
   int Main(std::vector<std::string> args) {
     if (std::optional<Failure> f = ParseGlobalFlags(args)) return Fail(*f);
     if (args.empty()) {
-      std::cerr << kUsage;
+      std::cerr << GlobalHelp();
       return kExitUsage;
     }
-    const std::string command = args[0];
+    std::string name = args[0];
     args.erase(args.begin());
-    if (command == "help" || command == "--help" || command == "-h") {
-      std::cout << kUsage;
+    if (name == "--help" || name == "-h") name = "help";
+    command_ = FindCommand(name);
+    if (command_ == nullptr) return Fail({kExitUsage, UnknownCommand(name)});
+    if (std::optional<Failure> f = ParseCommandFlags(*command_, args)) return Fail(*f);
+    if (help_requested_) {
+      std::cout << CommandHelp(*command_);
       return kExitOk;
     }
-    if (std::optional<Failure> f = ParseCommandFlags(args)) return Fail(*f);
-    if (command == "version") return Version();
-    if (std::optional<Failure> f = LoadContext()) return Fail(*f);
-    if (command == "apply") return Apply();
-    if (command == "get") return Get();
-    if (command == "describe") return Describe();
-    if (command == "delete") return Delete();
-    if (command == "diff") return Diff();
-    if (command == "check") return Check();
-    if (command == "proxy-status") return ProxyStatus();
-    if (command == "proxy-config") return ProxyConfig();
-    if (command == "token") return Token();
-    if (command == "traces") return Traces();
-    if (command == "trace") return Trace();
-    if (command == "stat") return Stat(false);
-    if (command == "top") return Top();
-    if (command == "dashboard") return Dashboard();
-    return Fail({kExitUsage, absl::StrCat("unknown command \"", command, "\" (see meshctl help)")});
+    if (command_->needs_context) {
+      if (std::optional<Failure> f = LoadContext()) return Fail(*f);
+    }
+    return command_->run(*this);
   }
 
  private:
@@ -129,123 +111,383 @@ class Meshctl {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Flags and context
+  // Commands and their flags, as data. The parser accepts exactly the flags in a command's table
+  // and `meshctl help COMMAND` (or COMMAND --help) prints that same table, so help and parsing
+  // cannot disagree. Each command's table is defined next to the command.
 
-  std::optional<Failure> TakeValue(std::vector<std::string>& args, size_t& i,
-                                   absl::string_view flag, std::string& out) {
-    std::string& arg = args[i];
-    if (absl::StartsWith(arg, absl::StrCat(flag, "="))) {
-      out = arg.substr(flag.size() + 1);
-      return std::nullopt;
+  // One flag: `--name VALUE`, `--name=VALUE`, or the shorthand `-s VALUE`; a switch takes none.
+  struct FlagSpec {
+    std::string name;       // "--namespace"
+    std::string shorthand;  // "-n", or empty
+    std::string value;      // what it takes, as help shows it ("NS"); empty for a switch
+    std::string help;
+    bool required = false;  // the command does not run without it
+    // Stores the value (a switch gets "", or what follows '=' in "--switch=..."). An error is a
+    // usage error; the message gets the flag's name in front.
+    std::function<absl::Status(Meshctl&, const std::string& value)> set;
+  };
+
+  struct CommandSpec {
+    std::string name;     // "apply"
+    std::string args;     // positional arguments as the usage line shows them ("KIND [NAME]")
+    std::string summary;  // one line in `meshctl help`
+    std::string about;    // the first paragraph of `meshctl help COMMAND`
+    std::vector<FlagSpec> flags;
+    std::vector<std::pair<std::string, std::string>> examples;  // {what it shows, command line}
+    std::function<int(Meshctl&)> run;
+    bool needs_context = true;  // false: runs without reading the context file
+  };
+
+  // Every command, in the order `meshctl help` lists them.
+  static const std::vector<CommandSpec>& Commands() {
+    static const auto* commands = new std::vector<CommandSpec>{
+        ApplyCommand(),     GetCommand(),         DescribeCommand(),    DeleteCommand(),
+        DiffCommand(),      ProxyStatusCommand(), ProxyConfigCommand(), TokenCommand(),
+        TracesCommand(),    TraceCommand(),       StatCommand(),        TopCommand(),
+        DashboardCommand(), CheckCommand(),       VersionCommand(),     HelpCommand(),
+    };
+    return *commands;
+  }
+
+  static const CommandSpec* FindCommand(absl::string_view name) {
+    for (const CommandSpec& c : Commands()) {
+      if (c.name == name) return &c;
     }
-    if (i + 1 >= args.size()) return Failure{kExitUsage, absl::StrCat(flag, ": needs a value")};
-    out = args[++i];
+    return nullptr;
+  }
+
+  static std::string UnknownCommand(absl::string_view name) {
+    return absl::StrCat(
+        "unknown command \"", name, "\"; known commands: ",
+        absl::StrJoin(Commands(), ", ",
+                      [](std::string* out, const CommandSpec& c) { out->append(c.name); }),
+        " (see meshctl help)");
+  }
+
+  // The flag every command has besides its own.
+  static FlagSpec HelpFlag() {
+    return {.name = "--help",
+            .shorthand = "-h",
+            .help = "this help",
+            .set = [](Meshctl& m, const std::string& value) {
+              if (!value.empty()) return absl::InvalidArgumentError("takes no value");
+              m.help_requested_ = true;
+              return absl::OkStatus();
+            }};
+  }
+
+  static std::vector<FlagSpec> FlagsOf(const CommandSpec& command) {
+    std::vector<FlagSpec> flags = command.flags;
+    flags.push_back(HelpFlag());
+    return flags;
+  }
+
+  // Accepted anywhere on the command line, before or after the command.
+  static const std::vector<FlagSpec>& GlobalFlags() {
+    static const auto* flags = new std::vector<FlagSpec>{
+        StringFlag("--server", "HOST:PORT", &Meshctl::server_flag_,
+                   "the control-plane API (default: the context file's, else 127.0.0.1:15014)"),
+        StringFlag("--token", "TOKEN", &Meshctl::token_flag_,
+                   "the API token (default: the context file's)"),
+        StringFlag("--token-file", "FILE", &Meshctl::token_file_flag_,
+                   "read the API token from FILE"),
+        StringFlag("--context-file", "FILE", &Meshctl::context_file_flag_,
+                   absl::StrCat("default $MESHCTL_CONFIG, else ~/.meshlet/meshctl.yaml; its keys "
+                                "(no others): ",
+                                ContextKeys())),
+        {.name = "--timeout",
+         .value = "DURATION",
+         .help = "per request (default 10s)",
+         .set =
+             [](Meshctl& m, const std::string& value) {
+               absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
+               if (!d.ok() || *d <= absl::ZeroDuration()) {
+                 return absl::InvalidArgumentError(
+                     absl::StrCat("\"", value, "\" is not a duration"));
+               }
+               m.http_options_.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(*d));
+               return absl::OkStatus();
+             }},
+    };
+    return *flags;
+  }
+
+  static std::string ContextKeys() {
+    const google::protobuf::Descriptor* d = MeshctlContext::descriptor();
+    std::vector<std::string> names;
+    for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+    return absl::StrJoin(names, ", ");
+  }
+
+  // Flag builders for the tables.
+  static FlagSpec StringFlag(std::string name, std::string value, std::string Meshctl::*member,
+                             std::string help) {
+    return {.name = std::move(name),
+            .value = std::move(value),
+            .help = std::move(help),
+            .set = [member](Meshctl& m, const std::string& v) {
+              m.*member = v;
+              return absl::OkStatus();
+            }};
+  }
+
+  static FlagSpec Switch(std::string name, std::string shorthand, bool Meshctl::*member,
+                         std::string help) {
+    return {.name = std::move(name),
+            .shorthand = std::move(shorthand),
+            .help = std::move(help),
+            .set = [member](Meshctl& m, const std::string& v) {
+              if (!v.empty()) return absl::InvalidArgumentError("takes no value");
+              m.*member = true;
+              return absl::OkStatus();
+            }};
+  }
+
+  static FlagSpec NamespaceFlag(
+      std::string help = "the namespace (default: the context file's, else default)",
+      bool required = false) {
+    return {.name = "--namespace",
+            .shorthand = "-n",
+            .value = "NS",
+            .help = std::move(help),
+            .required = required,
+            .set = [](Meshctl& m, const std::string& v) {
+              m.namespace_ = v;
+              m.namespace_set_ = true;
+              return absl::OkStatus();
+            }};
+  }
+
+  static FlagSpec FileFlag(bool required) {
+    return {.name = "--filename",
+            .shorthand = "-f",
+            .value = "FILE|DIR|-",
+            .help =
+                "a file, a directory (its *.yaml, *.yml and *.json files in name order) or - "
+                "for stdin; may be given several times",
+            .required = required,
+            .set = [](Meshctl& m, const std::string& v) {
+              m.files_.push_back(v);
+              return absl::OkStatus();
+            }};
+  }
+
+  static FlagSpec OutputFlag(std::vector<std::string> formats, std::string help) {
+    std::string value = absl::StrJoin(formats, "|");
+    return {.name = "--output",
+            .shorthand = "-o",
+            .value = std::move(value),
+            .help = std::move(help),
+            .set = [formats = std::move(formats)](Meshctl& m, const std::string& v) {
+              if (std::find(formats.begin(), formats.end(), v) == formats.end()) {
+                return absl::InvalidArgumentError(
+                    absl::StrCat("\"", v, "\"; one of ", absl::StrJoin(formats, ", ")));
+              }
+              m.output_ = v;
+              return absl::OkStatus();
+            }};
+  }
+
+  static FlagSpec DryRunFlag(std::string help) {
+    return {
+        .name = "--dry-run", .help = std::move(help), .set = [](Meshctl& m, const std::string& v) {
+          // kubectl's spellings --dry-run=server and --dry-run=client mean the same here.
+          if (!v.empty() && v != "server" && v != "client") {
+            return absl::InvalidArgumentError(
+                absl::StrCat("\"", v, "\"; --dry-run=server and =client are the only values"));
+          }
+          m.dry_run_ = true;
+          return absl::OkStatus();
+        }};
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Parsing and help
+
+  // The flag of `flags` that `arg` spells ("-n", "--namespace", "--namespace=x"), or null.
+  static const FlagSpec* FindFlag(const std::vector<FlagSpec>& flags, absl::string_view arg) {
+    const absl::string_view spelled = arg.substr(0, arg.find('='));
+    for (const FlagSpec& f : flags) {
+      if (spelled == f.name || (!f.shorthand.empty() && spelled == f.shorthand)) return &f;
+    }
+    return nullptr;
+  }
+
+  // Stores `flag`'s value, from args[i] ("--flag=value") or the argument after it.
+  std::optional<Failure> SetFlag(const FlagSpec& flag, const std::vector<std::string>& args,
+                                 size_t& i) {
+    const std::string& arg = args[i];
+    const size_t equals = arg.find('=');
+    const std::string spelled = arg.substr(0, equals);
+    std::string value;
+    if (equals != std::string::npos) {
+      value = arg.substr(equals + 1);
+    } else if (!flag.value.empty()) {
+      if (i + 1 >= args.size()) {
+        return Failure{kExitUsage, absl::StrCat(spelled, ": needs a value (", flag.value, ")")};
+      }
+      value = args[++i];
+    }
+    if (absl::Status s = flag.set(*this, value); !s.ok()) {
+      return Failure{kExitUsage, absl::StrCat(spelled, ": ", s.message())};
+    }
     return std::nullopt;
   }
 
-  static bool IsFlag(absl::string_view arg, absl::string_view flag) {
-    return arg == flag || absl::StartsWith(arg, absl::StrCat(flag, "="));
-  }
-
+  // Takes the global flags out of `args`, wherever they are.
   std::optional<Failure> ParseGlobalFlags(std::vector<std::string>& args) {
     std::vector<std::string> rest;
     for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& arg = args[i];
-      std::string value;
-      if (IsFlag(arg, "--server")) {
-        if (auto f = TakeValue(args, i, "--server", value)) return f;
-        server_flag_ = value;
-      } else if (IsFlag(arg, "--token")) {
-        if (auto f = TakeValue(args, i, "--token", value)) return f;
-        token_flag_ = value;
-      } else if (IsFlag(arg, "--token-file")) {
-        if (auto f = TakeValue(args, i, "--token-file", value)) return f;
-        token_file_flag_ = value;
-      } else if (IsFlag(arg, "--context-file")) {
-        if (auto f = TakeValue(args, i, "--context-file", value)) return f;
-        context_file_flag_ = value;
-      } else if (IsFlag(arg, "--timeout")) {
-        if (auto f = TakeValue(args, i, "--timeout", value)) return f;
-        absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
-        if (!d.ok() || *d <= absl::ZeroDuration()) {
-          return Failure{kExitUsage, absl::StrCat("--timeout: \"", value, "\" is not a duration")};
-        }
-        http_options_.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(*d));
+      if (const FlagSpec* flag = FindFlag(GlobalFlags(), args[i]); flag != nullptr) {
+        if (std::optional<Failure> f = SetFlag(*flag, args, i)) return f;
       } else {
-        rest.push_back(arg);
+        rest.push_back(args[i]);
       }
     }
     args = std::move(rest);
     return std::nullopt;
   }
 
-  std::optional<Failure> ParseCommandFlags(std::vector<std::string>& args) {
+  // `command`'s flags and positional arguments. Stops at --help/-h.
+  std::optional<Failure> ParseCommandFlags(const CommandSpec& command,
+                                           const std::vector<std::string>& args) {
+    const std::vector<FlagSpec> flags = FlagsOf(command);
+    std::set<std::string> given;
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& arg = args[i];
-      std::string value;
-      if (IsFlag(arg, "-f") || IsFlag(arg, "--filename")) {
-        if (auto f = TakeValue(args, i, IsFlag(arg, "-f") ? "-f" : "--filename", value)) return f;
-        files_.push_back(value);
-      } else if (IsFlag(arg, "-n") || IsFlag(arg, "--namespace")) {
-        if (auto f = TakeValue(args, i, IsFlag(arg, "-n") ? "-n" : "--namespace", value)) return f;
-        namespace_ = value;
-        namespace_set_ = true;
-      } else if (IsFlag(arg, "-o") || IsFlag(arg, "--output")) {
-        if (auto f = TakeValue(args, i, IsFlag(arg, "-o") ? "-o" : "--output", value)) return f;
-        if (value != "table" && value != "yaml" && value != "json") {
-          return Failure{kExitUsage, absl::StrCat("-o: \"", value, "\"; one of table, yaml, json")};
-        }
-        output_ = value;
-      } else if (IsFlag(arg, "--service-account")) {
-        if (auto f = TakeValue(args, i, "--service-account", value)) return f;
-        service_account_ = value;
-      } else if (IsFlag(arg, "--ttl")) {
-        if (auto f = TakeValue(args, i, "--ttl", value)) return f;
-        ttl_ = value;
-      } else if (IsFlag(arg, "--service") || IsFlag(arg, "--operation") ||
-                 IsFlag(arg, "--min-duration") || IsFlag(arg, "--status") ||
-                 IsFlag(arg, "--limit")) {
-        // Trace filters, passed to GET /api/v1/traces (which validates them).
-        const std::string flag = arg.substr(0, arg.find('='));
-        if (auto f = TakeValue(args, i, flag, value)) return f;
-        static const std::map<std::string, std::string> kParams = {
-            {"--service", "service"},
-            {"--operation", "operation"},
-            {"--min-duration", "minDuration"},
-            {"--status", "status"},
-            {"--limit", "limit"}};
-        trace_filters_.emplace_back(kParams.at(flag), value);
-      } else if (IsFlag(arg, "--window")) {
-        if (auto f = TakeValue(args, i, "--window", value)) return f;
-        window_ = value;
-      } else if (IsFlag(arg, "--interval")) {
-        if (auto f = TakeValue(args, i, "--interval", value)) return f;
-        absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
-        if (!d.ok() || *d < absl::Milliseconds(100)) {
-          return Failure{kExitUsage,
-                         absl::StrCat("--interval: \"", value, "\" is not a duration >= 100ms")};
-        }
-        interval_ = *d;
-      } else if (arg == "--once") {
-        once_ = true;
-      } else if (arg == "--single-use") {
-        single_use_ = true;
-      } else if (arg == "-A" || arg == "--all-namespaces") {
-        all_namespaces_ = true;
-      } else if (arg == "--control-plane-only") {
-        control_plane_only_ = true;
-      } else if (arg == "--dry-run" || arg == "--dry-run=server" || arg == "--dry-run=client") {
-        dry_run_ = true;
-      } else if (arg == "--client") {
-        client_only_ = true;
-      } else if (absl::StartsWith(arg, "-") && arg != "-") {
-        return Failure{kExitUsage, absl::StrCat("unknown flag ", arg, " (see meshctl help)")};
-      } else {
+      if (!absl::StartsWith(arg, "-") || arg == "-") {
         positional_.push_back(arg);
+        continue;
+      }
+      const FlagSpec* flag = FindFlag(flags, arg);
+      if (flag == nullptr) {
+        return Failure{kExitUsage,
+                       absl::StrCat("unknown flag ", arg.substr(0, arg.find('=')), " for ",
+                                    command.name, " (see meshctl help ", command.name, ")")};
+      }
+      if (std::optional<Failure> f = SetFlag(*flag, args, i)) return f;
+      if (help_requested_) return std::nullopt;
+      given.insert(flag->name);
+    }
+    for (const FlagSpec& flag : command.flags) {
+      if (flag.required && given.count(flag.name) == 0) {
+        return Failure{kExitUsage, absl::StrCat(command.name, " needs ", FlagUsage(flag),
+                                                " (see meshctl help ", command.name, ")")};
       }
     }
     return std::nullopt;
   }
+
+  // "-n NS", "--dry-run".
+  static std::string FlagUsage(const FlagSpec& flag) {
+    return absl::StrCat(flag.shorthand.empty() ? flag.name : flag.shorthand,
+                        flag.value.empty() ? "" : " ", flag.value);
+  }
+
+  // "meshctl get KIND [NAME] [-n NS] [-A] [-o table|yaml|json]"
+  static std::string UsageLine(const CommandSpec& command) {
+    std::vector<std::string> words = {"meshctl", command.name};
+    if (!command.args.empty()) words.push_back(command.args);
+    for (const FlagSpec& flag : command.flags) {
+      words.push_back(flag.required ? FlagUsage(flag) : absl::StrCat("[", FlagUsage(flag), "]"));
+    }
+    return Wrap(words, 4);
+  }
+
+  // A usage error for the command being run, for arguments its table cannot check.
+  Failure UsageFailure() const {
+    return Failure{kExitUsage, absl::StrCat("usage: ", UsageLine(*command_), " (see meshctl help ",
+                                            command_->name, ")")};
+  }
+
+  // Two columns: "  -n, --namespace NS   help", the help wrapped beside the names.
+  static std::string FlagTable(const std::vector<FlagSpec>& flags) {
+    std::vector<std::string> names;
+    size_t width = 0;
+    for (const FlagSpec& f : flags) {
+      names.push_back(absl::StrCat(f.shorthand.empty() ? "    " : f.shorthand + ", ", f.name,
+                                   f.value.empty() ? "" : " ", f.value));
+      width = std::max(width, names.back().size());
+    }
+    std::string out;
+    for (size_t i = 0; i < flags.size(); ++i) {
+      absl::StrAppend(&out, "  ", names[i], std::string(width - names[i].size() + 3, ' '),
+                      Wrap(flags[i].help, width + 5), "\n");
+    }
+    return out;
+  }
+
+  static std::string GlobalHelp() {
+    std::string out = absl::StrCat(
+        "meshctl: the operator's client for the meshlet control-plane API.\n\n"
+        "Usage:\n  meshctl [global flags] COMMAND [arguments] [flags]\n\nCommands:\n");
+    size_t width = 0;
+    for (const CommandSpec& c : Commands()) width = std::max(width, c.name.size());
+    for (const CommandSpec& c : Commands()) {
+      absl::StrAppend(&out, "  ", c.name, std::string(width - c.name.size() + 3, ' '),
+                      Wrap(c.summary, width + 5), "\n");
+    }
+    absl::StrAppend(&out, "\nGlobal flags (before or after the command):\n",
+                    FlagTable(GlobalFlags()), "\n",
+                    Wrap("\"meshctl help COMMAND\" or \"meshctl COMMAND --help\" shows a "
+                         "command's usage, flags and examples.",
+                         0),
+                    "\n",
+                    Wrap("Exit codes: 0 success; 1 the operation failed (invalid or refused "
+                         "resource, not found, diff found differences); 2 usage error (unknown "
+                         "command, flag or kind, missing argument, unreadable or invalid context "
+                         "file); 3 the control plane cannot be reached or refused the token.",
+                         0),
+                    "\n");
+    return out;
+  }
+
+  static std::string CommandHelp(const CommandSpec& command) {
+    std::string out = absl::StrCat(Wrap(command.about, 0), "\n\nUsage:\n  ", UsageLine(command),
+                                   "\n\nFlags:\n", FlagTable(FlagsOf(command)));
+    if (!command.examples.empty()) {
+      out += "\nExamples:\n";
+      for (const auto& [what, line] : command.examples) {
+        if (!what.empty()) absl::StrAppend(&out, "  # ", what, "\n");
+        absl::StrAppend(&out, "  ", line, "\n");
+      }
+    }
+    std::vector<std::string> global;
+    for (const FlagSpec& f : GlobalFlags()) global.push_back(f.name);
+    absl::StrAppend(
+        &out, "\n",
+        Wrap(absl::StrCat("Global flags: ", absl::StrJoin(global, ", "), " (see meshctl help)."),
+             0),
+        "\n");
+    return out;
+  }
+
+  static CommandSpec HelpCommand() {
+    return {.name = "help",
+            .args = "[COMMAND]",
+            .summary = "a command's usage, flags and examples; without COMMAND this list",
+            .about =
+                "Shows a command's usage, flags and examples (the same as meshctl COMMAND "
+                "--help), or without COMMAND the list of commands and the global flags.",
+            .examples = {{"", "meshctl help apply"}, {"", "meshctl get --help"}},
+            .run = &Meshctl::Help,
+            .needs_context = false};
+  }
+
+  int Help() {
+    if (positional_.empty()) {
+      std::cout << GlobalHelp();
+      return kExitOk;
+    }
+    if (positional_.size() > 1) return Fail(UsageFailure());
+    const CommandSpec* command = FindCommand(positional_[0]);
+    if (command == nullptr) return Fail({kExitUsage, UnknownCommand(positional_[0])});
+    std::cout << CommandHelp(*command);
+    return kExitOk;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Context
 
   static std::optional<std::string> ReadFile(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -274,16 +516,17 @@ class Meshctl {
         return Failure{kExitUsage, absl::StrCat("cannot read context file ", context_path)};
       }
       if (text.has_value()) {
-        try {
-          YAML::Node node = YAML::Load(*text);
-          if (node["server"]) server = node["server"].as<std::string>();
-          if (node["token"]) token = node["token"].as<std::string>();
-          if (node["tokenFile"]) token_file = node["tokenFile"].as<std::string>();
-          if (node["namespace"] && !namespace_set_)
-            namespace_ = node["namespace"].as<std::string>();
-        } catch (const YAML::Exception& e) {
-          return Failure{kExitUsage, absl::StrCat(context_path, ": ", e.what())};
+        // Unknown keys are errors with file, line and the known keys, as in policy files.
+        MeshctlContext context;
+        config::YamlParseOptions options;
+        options.source_name = context_path;
+        if (absl::Status s = config::YamlToProto(*text, context, options); !s.ok()) {
+          return Failure{kExitUsage, absl::StrCat("context file ", s.message())};
         }
+        if (!context.server().empty()) server = context.server();
+        token = context.token();
+        token_file = context.tokenfile();
+        if (!context.namespace_().empty() && !namespace_set_) namespace_ = context.namespace_();
         // A relative tokenFile is relative to the context file.
         if (!token_file.empty() && token_file[0] != '/') {
           size_t slash = context_path.rfind('/');
@@ -434,10 +677,6 @@ class Meshctl {
 
   // Parses and validates every document of every file; prints every problem. False if any.
   bool LoadDocuments(std::vector<Document>& documents) {
-    if (files_.empty()) {
-      Fail({kExitUsage, "needs -f FILE (a file, a directory or - for stdin)"});
-      return false;
-    }
     std::vector<std::string> files;
     if (std::optional<Failure> f = CollectFiles(files)) {
       Fail(*f);
@@ -520,6 +759,26 @@ class Meshctl {
   // ---------------------------------------------------------------------------------------------
   // Commands
 
+  static CommandSpec ApplyCommand() {
+    return {.name = "apply",
+            .summary = "create or update the resources in files",
+            .about =
+                "Creates or replaces every resource in the files, one at a time in file "
+                "order. Every document of every file is parsed and validated first (with "
+                "file, line and field path); if any is invalid, every problem is printed and "
+                "nothing is applied. A document with metadata.resourceVersion is applied "
+                "only if the resource has not changed since.",
+            .flags = {FileFlag(true),
+                      DryRunFlag("the server validates and checks conflicts but stores nothing"),
+                      NamespaceFlag("the namespace of documents that name none (default: the "
+                                    "context file's, else default); documents naming another "
+                                    "one are refused")},
+            .examples = {{"every policy of a directory", "meshctl apply -f examples/policies/"},
+                         {"checked by the server, nothing stored",
+                          "meshctl get tp reviews -o yaml | meshctl apply -f - --dry-run"}},
+            .run = &Meshctl::Apply};
+  }
+
   int Apply() {
     std::vector<Document> documents;
     if (!LoadDocuments(documents)) {
@@ -577,6 +836,32 @@ class Meshctl {
                                                  policy::KnownKindNames(), ", workloads")});
     }
     return info;
+  }
+
+  static CommandSpec GetCommand() {
+    std::vector<std::string> kinds;
+    for (const policy::KindInfo& k : policy::AllKinds()) {
+      kinds.push_back(absl::StrCat(k.kind, " (", k.plural, ", ", k.short_name, ")"));
+    }
+    return {.name = "get",
+            .args = "KIND [NAME]",
+            .summary = "list or show resources, or the workloads in the registry",
+            .about = absl::StrCat(
+                "Lists the resources of a kind, or shows one. KIND is a kind, its plural or its "
+                "short name, case-insensitive: ",
+                absl::StrJoin(kinds, ", "),
+                "; or workloads: the registry (id, service, addresses, ports, ready, connected "
+                "or the time left before removal). -o yaml prints documents that apply back "
+                "unchanged."),
+            .flags = {NamespaceFlag(),
+                      Switch("--all-namespaces", "-A", &Meshctl::all_namespaces_,
+                             "list every namespace"),
+                      OutputFlag({"table", "yaml", "json"},
+                                 "table (default), YAML documents, or the API's JSON")},
+            .examples = {{"", "meshctl get tp"},
+                         {"edit every route: get, edit, apply",
+                          "meshctl get hr -A -o yaml > routes.yaml"}},
+            .run = &Meshctl::Get};
   }
 
   int Get() {
@@ -770,6 +1055,18 @@ class Meshctl {
     return kExitOk;
   }
 
+  static CommandSpec DescribeCommand() {
+    return {.name = "describe",
+            .args = "KIND NAME",
+            .summary = "a resource with the policies for the same Service and its workloads",
+            .about =
+                "Shows a resource as YAML, the other policies naming the same Service, and "
+                "the Service's registered workloads.",
+            .flags = {NamespaceFlag()},
+            .examples = {{"", "meshctl describe svc reviews"}},
+            .run = &Meshctl::Describe};
+  }
+
   int Describe() {
     int exit_code = kExitOk;
     const policy::KindInfo* info = KindArg(exit_code);
@@ -831,6 +1128,20 @@ class Meshctl {
     return kExitOk;
   }
 
+  static CommandSpec DeleteCommand() {
+    return {.name = "delete",
+            .args = "[KIND NAME...]",
+            .summary = "delete resources by kind and name, or those in files",
+            .about =
+                "Deletes the named resources of a kind, or (with -f) every resource in the "
+                "files.",
+            .flags = {FileFlag(false), NamespaceFlag(),
+                      DryRunFlag("the server checks but deletes nothing")},
+            .examples = {{"", "meshctl delete httproute reviews -n shop"},
+                         {"", "meshctl delete -f examples/policies/ --dry-run"}},
+            .run = &Meshctl::Delete};
+  }
+
   int Delete() {
     int exit_code = kExitOk;
     std::vector<std::tuple<const policy::KindInfo*, std::string, std::string>> targets;
@@ -879,6 +1190,19 @@ class Meshctl {
     return yaml.ok() ? *yaml : policy::ToJson(message, true);
   }
 
+  static CommandSpec DiffCommand() {
+    return {.name = "diff",
+            .summary = "what apply would change (exit 1 when it would change something)",
+            .about =
+                "Prints a unified diff per resource between what is stored and what apply "
+                "would store, without the fields the server sets; a resource that does not "
+                "exist yet diffs against /dev/null. Exits 0 when nothing would change, 1 "
+                "when something would (like diff(1)), 2 or 3 on errors.",
+            .flags = {FileFlag(true), NamespaceFlag()},
+            .examples = {{"", "meshctl diff -f examples/policies/"}},
+            .run = &Meshctl::Diff};
+  }
+
   int Diff() {
     std::vector<Document> documents;
     if (!LoadDocuments(documents)) return kExitUsage;
@@ -909,6 +1233,17 @@ class Meshctl {
       }
     }
     return differs ? kExitFailed : kExitOk;
+  }
+
+  static CommandSpec CheckCommand() {
+    return {.name = "check",
+            .summary = "control plane reachable, token accepted, versions, sidecars connected",
+            .about =
+                "Checks that the control plane answers, that it accepts the token, and "
+                "shows the versions and the number of connected sidecars.",
+            .examples = {{"", "meshctl check"},
+                         {"", "meshctl --server 10.0.0.5:15014 --token-file ./api-token check"}},
+            .run = &Meshctl::Check};
   }
 
   int Check() {
@@ -946,6 +1281,17 @@ class Meshctl {
     return kExitOk;
   }
 
+  static CommandSpec VersionCommand() {
+    return {.name = "version",
+            .summary = "meshctl's version and the control plane's",
+            .about = "Prints meshctl's version, then asks the control plane for its own.",
+            .flags = {Switch("--client", "", &Meshctl::client_only_,
+                             "meshctl's version only; reads no context file")},
+            .examples = {{"", "meshctl version --client"}},
+            .run = &Meshctl::Version,
+            .needs_context = false};
+  }
+
   int Version() {
     std::cout << "meshctl " << kVersion << "\n";
     if (client_only_) return kExitOk;
@@ -973,6 +1319,18 @@ class Meshctl {
     if (name == "ClusterLoadAssignment") return "EDS";
     if (name == "Secret") return "SDS";
     return std::string(name);
+  }
+
+  static CommandSpec ProxyStatusCommand() {
+    return {.name = "proxy-status",
+            .summary = "every sidecar: versions sent and ACKed, NACK errors",
+            .about =
+                "Lists every connected sidecar with the discovery server's state of each "
+                "type (LDS, RDS, CDS, EDS) and the first 8 digits of its version (NACKED "
+                "when the sidecar refused the latest push), then the NACK errors.",
+            .flags = {OutputFlag({"json"}, "the API's JSON")},
+            .examples = {{"", "meshctl proxy-status"}},
+            .run = &Meshctl::ProxyStatus};
   }
 
   int ProxyStatus() {
@@ -1027,6 +1385,35 @@ class Meshctl {
     return kExitOk;
   }
 
+  static CommandSpec TracesCommand() {
+    auto filter = [](std::string name, std::string param, std::string value, std::string help) {
+      return FlagSpec{.name = std::move(name),
+                      .value = std::move(value),
+                      .help = std::move(help),
+                      .set = [param = std::move(param)](Meshctl& m, const std::string& v) {
+                        // Passed to GET /api/v1/traces, which validates it.
+                        m.trace_filters_.emplace_back(param, v);
+                        return absl::OkStatus();
+                      }};
+    };
+    return {.name = "traces",
+            .summary = "recent traces from the control plane's collector, newest first",
+            .about =
+                "Lists recent traces from the control plane's collector, newest first: "
+                "trace id, root service and operation, start, duration, span count, error. "
+                "The control plane checks the filter values.",
+            .flags = {filter("--service", "service", "SERVICE", "traces with a span of SERVICE"),
+                      filter("--operation", "operation", "NAME", "traces with this operation"),
+                      filter("--min-duration", "minDuration", "DURATION",
+                             "traces at least this long (e.g. 50ms)"),
+                      filter("--status", "status", "error|ok", "failed or successful traces"),
+                      filter("--limit", "limit", "N", "at most N traces"),
+                      OutputFlag({"json"}, "the API's JSON")},
+            .examples = {{"", "meshctl traces --service backend --min-duration 5ms --limit 5"},
+                         {"", "meshctl traces --status error"}},
+            .run = &Meshctl::Traces};
+  }
+
   // traces: GET /api/v1/traces with the filter flags.
   int Traces() {
     if (!positional_.empty()) return Fail({kExitUsage, "traces takes only flags"});
@@ -1055,26 +1442,90 @@ class Meshctl {
     return kExitOk;
   }
 
+  static CommandSpec TraceCommand() {
+    return {.name = "trace",
+            .args = "ID",
+            .summary = "one trace as a waterfall",
+            .about =
+                "Shows one trace as a text waterfall: the span tree with offsets, durations "
+                "and bars, each span's attributes (retry attempts), status and parent.",
+            .flags = {OutputFlag({"json"}, "the API's JSON")},
+            .examples = {{"", "meshctl trace c69967343ec1c208c0a13ca28c50e2f5"}},
+            .run = &Meshctl::Trace};
+  }
+
   // trace ID: GET /api/v1/traces/{id} as a waterfall.
   int Trace() {
-    if (positional_.size() != 1) return Fail({kExitUsage, "usage: trace ID"});
+    if (positional_.size() != 1) return Fail(UsageFailure());
     return ShowReply(absl::StrCat("/api/v1/traces/", QueryEscape(positional_[0])),
                      [](absl::string_view body) { return FormatTraceWaterfall(body); });
   }
 
+  // --window of stat and top.
+  static FlagSpec WindowFlag() {
+    return StringFlag("--window", "DURATION", &Meshctl::window_,
+                      "the metrics of this last span of time (default 1m; sidecars report every "
+                      "10s)");
+  }
+
+  static CommandSpec StatCommand() {
+    return {.name = "stat",
+            .args = "[SERVICE]",
+            .summary = "golden metrics per source -> destination service",
+            .about =
+                "Shows the golden metrics per source -> destination service: success rate, "
+                "requests/s, latency p50/p95/p99, bytes and connections per second. With "
+                "SERVICE, only the edges from or to it.",
+            .flags = {WindowFlag(), OutputFlag({"json"}, "the API's JSON")},
+            .examples = {{"", "meshctl stat"}, {"", "meshctl stat backend.default --window 5m"}},
+            .run = [](Meshctl& m) { return m.Stat(false); }};
+  }
+
   // stat [SERVICE]: GET /api/v1/stat as a table; top: the busiest paths, refreshed.
   int Stat(bool top) {
-    if (positional_.size() > 1) return Fail({kExitUsage, "usage: stat [SERVICE] [--window 1m]"});
+    if (positional_.size() > 1) return Fail(UsageFailure());
     std::string path = absl::StrCat("/api/v1/stat?window=", QueryEscape(window_));
     if (!positional_.empty()) absl::StrAppend(&path, "&service=", QueryEscape(positional_[0]));
-    size_t limit = 0;
-    for (const auto& [name, value] : trace_filters_) {
-      if (name == "limit" && !absl::SimpleAtoi(value, &limit)) {
-        return Fail({kExitUsage, absl::StrCat("--limit: \"", value, "\" is not a number")});
-      }
-    }
-    return ShowReply(
-        path, [top, limit](absl::string_view body) { return FormatStatTable(body, top, limit); });
+    return ShowReply(path, [top, limit = limit_](absl::string_view body) {
+      return FormatStatTable(body, top, limit);
+    });
+  }
+
+  static CommandSpec TopCommand() {
+    return {.name = "top",
+            .summary = "the busiest paths, refreshed until interrupted",
+            .about =
+                "Shows the busiest paths (most requests/s first), redrawn every interval on "
+                "a terminal until Ctrl-C; piped, one table per interval.",
+            .flags = {{.name = "--interval",
+                       .value = "DURATION",
+                       .help = "time between tables (default 2s, at least 100ms)",
+                       .set =
+                           [](Meshctl& m, const std::string& v) {
+                             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+                             if (!d.ok() || *d < absl::Milliseconds(100)) {
+                               return absl::InvalidArgumentError(
+                                   absl::StrCat("\"", v, "\" is not a duration >= 100ms"));
+                             }
+                             m.interval_ = *d;
+                             return absl::OkStatus();
+                           }},
+                      {.name = "--limit",
+                       .value = "N",
+                       .help = "at most N paths",
+                       .set =
+                           [](Meshctl& m, const std::string& v) {
+                             if (!absl::SimpleAtoi(v, &m.limit_)) {
+                               return absl::InvalidArgumentError(
+                                   absl::StrCat("\"", v, "\" is not a number"));
+                             }
+                             return absl::OkStatus();
+                           }},
+                      WindowFlag(),
+                      Switch("--once", "", &Meshctl::once_, "print one table and exit")},
+            .examples = {{"", "meshctl top"},
+                         {"one table, for scripts", "meshctl top --once --limit 5"}},
+            .run = &Meshctl::Top};
   }
 
   // top: the busiest paths, redrawn every --interval on a terminal, appended (blank-line
@@ -1095,6 +1546,16 @@ class Meshctl {
     }
   }
 
+  static CommandSpec DashboardCommand() {
+    return {.name = "dashboard",
+            .summary = "the dashboard's URL (with the token)",
+            .about =
+                "Prints the dashboard's URL, with the API token in its fragment (which "
+                "browsers do not send to the server).",
+            .examples = {{"", "meshctl dashboard"}},
+            .run = &Meshctl::Dashboard};
+  }
+
   // dashboard: where the control plane serves it, with the token in the URL's fragment (which
   // browsers do not send to the server) so the page can call the API.
   int Dashboard() {
@@ -1113,6 +1574,22 @@ class Meshctl {
       }
     }
     return out;
+  }
+
+  static CommandSpec ProxyConfigCommand() {
+    return {.name = "proxy-config",
+            .args = "NODE",
+            .summary = "what the control plane sent a sidecar and what the sidecar runs",
+            .about =
+                "Shows the configuration the control plane last sent sidecar NODE and, side "
+                "by side, what the sidecar reports it runs (asked over its ADS stream; up to "
+                "5s), with the differences.",
+            .flags = {OutputFlag({"yaml", "json"}, "both views in full"),
+                      Switch("--control-plane-only", "", &Meshctl::control_plane_only_,
+                             "do not ask the sidecar")},
+            .examples = {{"", "meshctl proxy-config frontend-0"},
+                         {"", "meshctl proxy-config frontend-0 -o json --control-plane-only"}},
+            .run = &Meshctl::ProxyConfig};
   }
 
   // proxy-config NODE: what the control plane sent, and (unless --control-plane-only) what the
@@ -1228,18 +1705,39 @@ class Meshctl {
     return out;
   }
 
+  static CommandSpec TokenCommand() {
+    return {.name = "token",
+            .args = "create",
+            .summary = "a join token proving a workload identity to the CA",
+            .about =
+                "Creates a join token with which a workload outside Kubernetes gets a "
+                "certificate for spiffe://<trust-domain>/ns/NS/sa/SA from the CA. The token "
+                "alone goes to stdout, the details to stderr; it is shown only this once.",
+            .flags = {NamespaceFlag("the workload's namespace", true),
+                      {.name = "--service-account",
+                       .value = "SA",
+                       .help = "the workload's service account",
+                       .required = true,
+                       .set =
+                           [](Meshctl& m, const std::string& v) {
+                             m.service_account_ = v;
+                             return absl::OkStatus();
+                           }},
+                      StringFlag("--ttl", "DURATION", &Meshctl::ttl_,
+                                 "how long the token is valid (default 1h)"),
+                      Switch("--single-use", "", &Meshctl::single_use_,
+                             "valid for one certificate only"),
+                      OutputFlag({"json"}, "the API's JSON")},
+            .examples = {{"",
+                          "TOKEN=$(meshctl token create --namespace shop --service-account "
+                          "billing --ttl 10m --single-use)"}},
+            .run = &Meshctl::Token};
+  }
+
   // token create: POST /api/v1/tokens. The token goes alone to stdout (for `$(...)`), the rest
   // to stderr.
   int Token() {
-    if (positional_.size() != 1 || positional_[0] != "create") {
-      return Fail({kExitUsage,
-                   "usage: token create --namespace NS --service-account SA [--ttl 1h] "
-                   "[--single-use]"});
-    }
-    if (!namespace_set_) return Fail({kExitUsage, "token create needs --namespace NS"});
-    if (service_account_.empty()) {
-      return Fail({kExitUsage, "token create needs --service-account SA"});
-    }
+    if (positional_.size() != 1 || positional_[0] != "create") return Fail(UsageFailure());
     auto quote = [](absl::string_view text) {
       std::string out = "\"";
       for (char c : text) {
@@ -1278,6 +1776,8 @@ class Meshctl {
     return kExitOk;
   }
 
+  const CommandSpec* command_ = nullptr;  // the command being run
+  bool help_requested_ = false;
   std::string server_flag_, token_flag_, token_file_flag_, context_file_flag_;
   std::string server_, token_;
   HttpRequestOptions http_options_;
@@ -1292,6 +1792,7 @@ class Meshctl {
   std::string output_ = "table";
   // stat, top
   std::string window_ = "1m";
+  size_t limit_ = 0;
   absl::Duration interval_ = absl::Seconds(2);
   bool once_ = false;
   // traces: query parameter, value

@@ -27,17 +27,21 @@ absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
   const config::YamlDocument& document = documents.front();
   std::string kind_name = document.kind.empty() ? std::string(expected_kind) : document.kind;
   if (kind_name.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("kind: required; one of ", KnownKindNames()));
+    return config::ErrorAt(options, document.first_line, 1, "kind",
+                           absl::StrCat("required; one of ", KnownKindNames()));
   }
+  // Errors about the kind point at its value (a kind from `expected_kind` alone has none).
   const KindInfo* info = FindKind(kind_name);
   if (info == nullptr || info->kind != kind_name) {
     // Documents must spell the kind exactly; aliases are for the command line and URLs only.
-    return absl::InvalidArgumentError(
-        absl::StrCat("kind: unknown kind \"", kind_name, "\"; one of ", KnownKindNames()));
+    return config::ErrorAt(
+        options, document.kind_line, document.kind_column, "kind",
+        absl::StrCat("unknown kind \"", kind_name, "\"; one of ", KnownKindNames()));
   }
   if (!expected_kind.empty() && FindKind(expected_kind) != info) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kind: \"", kind_name, "\" does not match the request's kind \"", expected_kind, "\""));
+    return config::ErrorAt(options, document.kind_line, document.kind_column, "kind",
+                           absl::StrCat("\"", kind_name, "\" does not match the request's kind \"",
+                                        expected_kind, "\""));
   }
   ParsedResource parsed;
   parsed.info = info;

@@ -22,7 +22,8 @@ struct ParsedResource {
 
 // Parses one document. The kind comes from the document's `kind` field; `expected_kind`, if not
 // empty, must match it (and is used when the document names none). Errors are InvalidArgument,
-// "<source>:<line>:<col>: <field path>: <reason>", or "kind: ..." for a missing/unknown kind.
+// "<source>:<line>:<col>: <field path>: <reason>"; an unknown or mismatched kind points at the
+// `kind` value, a missing one at the document's first line.
 absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
                                              const config::YamlParseOptions& options = {},
                                              absl::string_view expected_kind = "");

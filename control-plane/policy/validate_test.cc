@@ -223,6 +223,33 @@ TEST(CodecTest, ParseErrorsCarryPositionAndPath) {
   EXPECT_FALSE(ParseResource("kind: Service\n", {}, "HTTPRoute").ok());
 }
 
+TEST(CodecTest, KindErrorsPointAtTheKindValue) {
+  // The kind on line 2 of a document that starts on line 11 of its file (meshctl parses each
+  // document of a file with such an offset); its value starts in column 9.
+  const std::string document =
+      "apiVersion: meshlet.io/v1\nkind:   Gizmo\nmetadata: {name: a}\nspec: {}\n";
+  config::YamlParseOptions options{.source_name = "p.yaml", .line_offset = 10};
+  absl::Status unknown = ParseResource(document, options).status();
+  ErrorLocation where = SplitParseError(unknown.message());
+  EXPECT_EQ(where.position, "p.yaml:12:9") << unknown;
+  EXPECT_EQ(where.path, "kind");
+  EXPECT_EQ(where.reason.rfind("unknown kind \"Gizmo\"; one of Service, ", 0), 0) << unknown;
+
+  // Without a file name and offset: the line and column in the text.
+  where = SplitParseError(ParseResource("# a policy\nkind: Gizmo\n").status().message());
+  EXPECT_EQ(where.position, "2:7");
+  EXPECT_EQ(where.path, "kind");
+
+  // The API names the kind in the URL; a body of another kind is refused at its kind.
+  absl::Status mismatch =
+      ParseResource("metadata: {name: a}\nkind: Service\n", {}, "HTTPRoute").status();
+  where = SplitParseError(mismatch.message());
+  EXPECT_EQ(where.position, "2:7") << mismatch;
+  EXPECT_EQ(where.path, "kind");
+  EXPECT_NE(where.reason.find("does not match the request's kind \"HTTPRoute\""),
+            std::string::npos);
+}
+
 TEST(CodecTest, JsonIsDeterministicAndRoundTrips) {
   absl::StatusOr<ParsedResource> parsed = ParseResource(
       "kind: Service\nmetadata: {name: a, labels: {z: '1', a: '2', m: '3'}}\nspec: {ports: "

@@ -5,7 +5,9 @@ Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR [unittest args]
 Covers the API token (created once, mode 0600, 401 without it), `meshctl apply` of multi-document
 YAML and of a directory, `get -o yaml` round trips, invalid policy refused with its field path
 and nothing stored, 409 on a stale resourceVersion, dry runs that store nothing, `diff`, delete,
-the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM.
+the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM. Without a control
+plane: every command's help (`help CMD`, `CMD --help`, `CMD -h`), usage errors and their exit
+codes; the context file's keys are checked.
 """
 
 import json
@@ -250,6 +252,11 @@ class ControlPlaneTest(unittest.TestCase):
         bad = self.write("bad.yaml", "kind: Service\nmetadata: {name: a}\nspec:\n  portz: []\n")
         p = self.meshctl("apply", "-f", bad, expect=1)
         self.assertIn("bad.yaml:4:3: spec.portz: unknown field", p.stderr)
+        # An unknown kind is reported where the kind is: line 9, the second line of document 2.
+        kinds = self.write("kinds.yaml", INVALID.split("---\n")[0] + "---\n"
+                           "apiVersion: meshlet.io/v1\nkind: Gizmo\nmetadata: {name: b}\n")
+        p = self.meshctl("apply", "-f", kinds, expect=1)
+        self.assertIn('kinds.yaml:9:7: kind: unknown kind "Gizmo"', p.stderr)
         # The API refuses it on its own too (clients other than meshctl).
         status, body = self.cp.request(
             "PUT", "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/broken",
@@ -331,8 +338,130 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertIn("--data-dir", p.stderr)
         p = self.meshctl("get", "gizmos", expect=2)
         self.assertIn("unknown kind", p.stderr)
-        p = self.meshctl("apply", expect=1)
-        self.assertIn("-f", p.stderr)
+        p = self.meshctl("apply", expect=2)
+        self.assertIn("apply needs -f FILE|DIR|-", p.stderr)
+
+    def test_context_file_keys_are_strict(self):
+        # A misspelt key is not ignored (which left meshctl without a token, and the user with
+        # "refused the token"): the error names the file, the line, the key and the known keys.
+        for key in ("token_file", "tokenfile"):
+            with open(self.context, "w") as f:
+                f.write("server: %s\n%s: data/api-token\n" % (self.cp.address, key))
+            p = self.meshctl("get", "svc", expect=2)
+            self.assertIn("context file %s:2:1: %s: unknown field" % (self.context, key), p.stderr)
+            self.assertIn("server, token, tokenFile, namespace", p.stderr)
+            self.assertEqual(p.stdout, "")
+        with open(self.context, "w") as f:
+            f.write("server: %s\ntokenFile: data/api-token\nnamespace: shop\n" % self.cp.address)
+        p = self.meshctl("get", "svc")
+        self.assertIn("No services found in namespace shop", p.stderr)
+
+
+# Every command and the flags its help lists (docs/meshctl.md).
+COMMAND_FLAGS = {
+    "apply": ["-f, --filename", "--dry-run", "-n, --namespace"],
+    "get": ["-n, --namespace", "-A, --all-namespaces", "-o, --output"],
+    "describe": ["-n, --namespace"],
+    "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
+    "diff": ["-f, --filename", "-n, --namespace"],
+    "proxy-status": ["-o, --output"],
+    "proxy-config": ["-o, --output", "--control-plane-only"],
+    "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
+    "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
+               "-o, --output"],
+    "trace": ["-o, --output"],
+    "stat": ["--window", "-o, --output"],
+    "top": ["--interval", "--limit", "--window", "--once"],
+    "dashboard": [],
+    "check": [],
+    "version": ["--client"],
+    "help": [],
+}
+
+
+class MeshctlCommandLineTest(unittest.TestCase):
+    """meshctl's help and usage errors; no control plane needed."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def meshctl(self, *args, expect=0):
+        # No context file anywhere: help must not need one.
+        env = {k: v for k, v in os.environ.items() if k != "MESHCTL_CONFIG"}
+        env["HOME"] = self.tmp.name
+        p = subprocess.run([MESHCTL] + list(args), capture_output=True, text=True, env=env,
+                           timeout=20)
+        self.assertEqual(p.returncode, expect,
+                         "meshctl %s\nstdout:\n%s\nstderr:\n%s" % (args, p.stdout, p.stderr))
+        return p
+
+    @staticmethod
+    def listed_flags(help_text):
+        """{flag: its value placeholder or ""} from the Flags section of a command's help."""
+        section = help_text.split("\nFlags:\n", 1)[1].split("\n\n", 1)[0]
+        flags = {}
+        for m in re.finditer(r"(?m)^  (?:(-\w), )?\s*(--[\w-]+)(?: (\S+))?", section):
+            flags[m.group(2)] = (m.group(1), m.group(3) or "")
+        return flags
+
+    @staticmethod
+    def sample(placeholder):
+        """A value the flag accepts, from the placeholder help shows."""
+        if "|" in placeholder or placeholder.islower():  # the values themselves: json, yaml|json
+            return placeholder.split("|")[0]
+        return {"DURATION": "1s", "N": "3"}.get(placeholder, "x")
+
+    def test_every_command_has_its_own_help(self):
+        listing = self.meshctl("help").stdout
+        for command, flags in COMMAND_FLAGS.items():
+            self.assertRegex(listing, r"(?m)^  %s\s" % re.escape(command))
+            text = self.meshctl("help", command).stdout
+            with self.subTest(command=command):
+                self.assertEqual(self.meshctl(command, "--help").stdout, text)
+                self.assertEqual(self.meshctl(command, "-h").stdout, text)
+                self.assertEqual(self.meshctl(command, "-h").stderr, "")
+                self.assertNotEqual(text, listing)
+                self.assertRegex(text, r"\nUsage:\n  meshctl %s( |\n)" % re.escape(command))
+                for flag in flags + ["-h, --help"]:
+                    self.assertRegex(text, r"(?m)^  \s*%s\b" % re.escape(flag))
+                self.assertRegex(text, r"\nExamples:\n(  #.*\n)?  .*meshctl %s\b"
+                                 % re.escape(command))
+                # Every flag the help lists is one the command accepts: given before --help,
+                # an unknown one would be a usage error (exit 2) instead of the help.
+                listed = self.listed_flags(text)
+                self.assertEqual(sorted(listed), sorted(f.split(" ")[-1]
+                                                        for f in flags + ["--help"]))
+                for name, (shorthand, placeholder) in listed.items():
+                    if name == "--help":
+                        continue
+                    value = [self.sample(placeholder)] if placeholder else []
+                    for spelled in filter(None, (name, shorthand)):
+                        self.assertEqual(self.meshctl(command, spelled, *value, "--help").stdout,
+                                         text)
+        self.assertIn("Exit codes:", listing)
+
+    def test_usage_errors_exit_2(self):
+        p = self.meshctl("help", "nosuch", expect=2)
+        self.assertIn('unknown command "nosuch"', p.stderr)
+        for command in COMMAND_FLAGS:
+            self.assertIn(command, p.stderr.split("known commands:")[1])
+        self.assertEqual(p.stdout, "")
+        self.assertIn('unknown command "nosuch"', self.meshctl("nosuch", expect=2).stderr)
+        p = self.meshctl("apply", expect=2)
+        self.assertIn("apply needs -f FILE|DIR|-", p.stderr)
+        self.assertIn("meshctl help apply", p.stderr)
+        p = self.meshctl("get", "--ttl", "1h", "svc", expect=2)
+        self.assertIn("unknown flag --ttl for get", p.stderr)
+        self.meshctl("get", "svc", "-o", "wide", expect=2)
+        p = self.meshctl("trace", expect=2)
+        self.assertIn("usage: meshctl trace ID", p.stderr)
+        # Without a command: the list of commands, on stderr.
+        p = self.meshctl(expect=2)
+        self.assertIn("Commands:", p.stderr)
+        self.assertEqual(p.stdout, "")
 
 
 if __name__ == "__main__":
