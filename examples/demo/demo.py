@@ -267,15 +267,17 @@ def start(args):
         if upstream:
             argv += ["--upstream", upstream, "--outbound", str(wp["outbound"])]
         spawn(state, node + ".app", argv)
-        # Tracing is the one part of a sidecar's bootstrap that is not a flag: every request is
-        # traced, to the control plane's collector.
-        tracing_config = os.path.join(state.dir, node + ".tracing.yaml")
-        with open(tracing_config, "w") as f:
+        # The bootstrap holds only what has no flag: every request is traced, to the control
+        # plane's collector, and golden metrics are reported every 2 s instead of 10 s so that
+        # `meshctl stat` shows the traffic soon after it. Where the reports go (the control
+        # plane, from --xds) and the services' names (--node-service) come from the flags.
+        bootstrap = os.path.join(state.dir, node + ".bootstrap.yaml")
+        with open(bootstrap, "w") as f:
             f.write("tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:%d\n"
-                    "  protocol: OTLP_PROTO\n  service_name: %s\n  flush_interval: 0.5s\n"
-                    % (p["otlp"], service))
+                    "  protocol: OTLP_PROTO\n  flush_interval: 0.5s\n"
+                    "metrics_report:\n  interval: 2s\n" % p["otlp"])
         spawn(state, node + ".sidecar", [
-            os.path.join(state.bin, "sidecar"), "--config=" + tracing_config,
+            os.path.join(state.bin, "sidecar"), "--config=" + bootstrap,
             "--xds=127.0.0.1:%d" % p["xds"], "--xds-plaintext=true",
             "--xds-cache-dir=" + os.path.join(state.xds_cache, node),
             "--node-id=" + node, "--node-service=" + service, "--node-namespace=default",
