@@ -411,10 +411,12 @@ def traffic(state, p, seconds):
         "  canary:  x-canary: always -> %s   (rule canary-header)" % ", ".join(
             "%s x%d" % kv for kv in sorted(canary.items(), key=str)),
     ]
-    for status, ratings_status, ms, took in slow:
-        lines.append("  timeout: GET /slow (ratings sleeps 1 s) -> ratings answered %s after %s ms "
-                     "(HTTPRoute ratings: 300ms), frontend %s in %.2f s" % (
-                         ratings_status, ms, status, took))
+    # One line for all the /slow calls.
+    lines.append("  timeout: GET /slow x%d (ratings sleeps 1 s) -> ratings answered %s "
+                 "(HTTPRoute ratings: 300ms); frontend %s" % (
+                     len(slow),
+                     ", ".join("%s after %s ms" % (r, ms) for _, r, ms, _ in slow),
+                     ", ".join("%s in %.2f s" % (status, took) for status, _, _, took in slow)))
     return {"total": total, "ok": counts["ok"], "v1": v1, "v2": v2, "ratings": with_ratings,
             "injected_failures": injected,
             "retries": {"%s/%s" % k: n for k, n in retried.items() if n}, "canary": dict(canary),

@@ -7,8 +7,8 @@ second of traffic), checks from its summary, the sidecars' access logs and meshc
 crossed every hop and that the policies acted (90/10 split, canary header, retries, the 300 ms
 timeout), and that the golden metrics of the sidecars (started by flags, as Kubernetes injection
 will start them) reach the control plane: `meshctl stat` shows frontend -> reviews and reviews ->
-ratings; starts it again over the running one (the old processes must go); then `stop` must
-leave no process and no file.
+ratings; `traffic` prints its summary again, the /slow calls on one line; starts it again over
+the running one (the old processes must go); then `stop` must leave no process and no file.
 """
 
 import json
@@ -114,6 +114,9 @@ class DemoTest(unittest.TestCase):
             self.assertEqual((status, ratings_status), (200, 504), s)
             self.assertTrue(250 <= ms < 900, s)
 
+        # The /slow calls are summed up on one line.
+        self.assertEqual(p.stdout.count("timeout: GET /slow"), 1, p.stdout)
+
         # Golden metrics: each sidecar reports to the control plane it was given by --xds (its
         # bootstrap has no xds block), so `meshctl stat`, as the guide prints it, shows both
         # hops with a success rate within seconds of the traffic.
@@ -131,6 +134,12 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(stat.returncode, 0, stat.stderr)
         for edge in edges:
             self.assertRegex(stat.stdout, re.compile(edge, re.M))
+
+        # More traffic on demand: the same summary, the /slow line once.
+        more = self.demo("traffic", "--seconds", "0.5")
+        self.assertEqual(more.returncode, 0, more.stderr)
+        self.assertIn("Traffic: ", more.stdout)
+        self.assertEqual(more.stdout.count("timeout: GET /slow"), 1, more.stdout)
 
         # Each sidecar logged requests: inbound from its caller, outbound to the next hop.
         for node in NODES:
