@@ -39,15 +39,9 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
 
   const std::string lead = source_name.empty() ? "bootstrap" : source_name;
   BootstrapConfig out;
-  if (!bootstrap.xds().address().empty()) {
-    if (!ValidHostPort(bootstrap.xds().address())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          lead, ": xds.address: \"", bootstrap.xds().address(), "\" is not host:port"));
-    }
-    if (bootstrap.node().id().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(lead, ": node.id: required when xds.address is set"));
-    }
+  if (!bootstrap.xds().address().empty() && !ValidHostPort(bootstrap.xds().address())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(lead, ": xds.address: \"", bootstrap.xds().address(), "\" is not host:port"));
   }
   out.node = bootstrap.node();
   out.xds.address = bootstrap.xds().address();
@@ -55,19 +49,18 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
   out.xds.server_name = bootstrap.xds().server_name();
   out.data_dir = Resolve(base_dir, bootstrap.data_dir());
   if (bootstrap.has_tracing()) {
-    absl::StatusOr<tracing::TracingConfig> tracing = TranslateTracing(
-        bootstrap.tracing(),
-        bootstrap.node().service().empty() ? bootstrap.node().id() : bootstrap.node().service());
+    absl::StatusOr<tracing::TracingConfig> tracing = TranslateTracing(bootstrap.tracing());
     if (!tracing.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(lead, ": ", tracing.status().message()));
     }
     out.tracing = *std::move(tracing);
   }
 
-  if (!bootstrap.metrics_report().disabled()) {
-    const auto& report = bootstrap.metrics_report();
-    out.metrics_report.address = report.address().empty() ? out.xds.address : report.address();
-    if (!out.metrics_report.address.empty() && !ValidHostPort(out.metrics_report.address)) {
+  const auto& report = bootstrap.metrics_report();
+  out.metrics_report.disabled = report.disabled();
+  if (!report.disabled()) {
+    out.metrics_report.address = report.address();
+    if (!report.address().empty() && !ValidHostPort(report.address())) {
       return absl::InvalidArgumentError(absl::StrCat(lead, ": metrics_report.address: \"",
                                                      report.address(), "\" is not host:port"));
     }
@@ -109,6 +102,81 @@ absl::StatusOr<BootstrapConfig> LoadBootstrapFile(const std::string& path) {
   std::string base_dir = slash == std::string::npos ? "" : path.substr(0, slash);
   if (slash == 0) base_dir = "/";
   return ParseBootstrap(content.str(), path, base_dir);
+}
+
+absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
+                                                  const BootstrapFlags& flags) {
+  // 1. The flags replace what they set.
+  if (!flags.xds_address.empty()) config.xds.address = flags.xds_address;
+  if (!flags.xds_ca_file.empty()) config.xds.ca_file = flags.xds_ca_file;
+  if (!flags.xds_server_name.empty()) config.xds.server_name = flags.xds_server_name;
+  if (!flags.data_dir.empty()) config.data_dir = flags.data_dir;
+  xds::Node& node = config.node;
+  if (!flags.node_id.empty()) node.set_id(flags.node_id);
+  if (!flags.node_service.empty()) node.set_service(flags.node_service);
+  if (!flags.node_namespace.empty()) node.set_namespace_(flags.node_namespace);
+  if (!flags.node_service_account.empty()) node.set_service_account(flags.node_service_account);
+  for (const auto& [key, value] : flags.node_labels) (*node.mutable_labels())[key] = value;
+  for (const std::string& address : flags.node_addresses) node.add_addresses(address);
+  for (uint32_t port : flags.node_ports) node.add_ports(port);
+
+  // 2. Defaults that depend on other settings, from the result.
+  if (node.sidecar_version().empty()) node.set_sidecar_version("meshlet-sidecar 0.1.0");
+  const bool xds_tls = config.has_xds() && !flags.xds_plaintext;
+  if (config.tracing.enabled && config.tracing.service_name.empty()) {
+    config.tracing.service_name = !node.service().empty() ? node.service()
+                                  : !node.id().empty()    ? node.id()
+                                                          : "meshlet";
+  }
+  MetricsReportConfig& report = config.metrics_report;
+  if (!report.disabled) {
+    if (report.address.empty()) report.address = config.xds.address;
+    report.xds_tls = xds_tls;
+    report.authority =
+        xds_tls && !config.xds.server_name.empty() ? config.xds.server_name : report.address;
+    report.service = node.service();
+    if (report.service.empty() && config.tracing.enabled) {
+      report.service = config.tracing.service_name;
+    }
+    if (report.service.empty()) report.service = node.id();
+  }
+  config.ca.address = flags.ca_address.empty() ? config.xds.address : flags.ca_address;
+  config.ca.authority = flags.ca_address.empty() && !config.xds.server_name.empty()
+                            ? config.xds.server_name
+                            : config.ca.address;
+
+  // 3. The whole.
+  if (config.has_xds()) {
+    if (node.id().empty()) {
+      return absl::InvalidArgumentError("xDS needs a node id: --node-id or node.id in --config");
+    }
+    if (config.xds.ca_file.empty() && !flags.xds_plaintext) {
+      return absl::InvalidArgumentError(
+          "xDS needs TLS settings: --xds-ca FILE (or xds.ca_file), or --xds-plaintext=true for "
+          "a local control plane without TLS");
+    }
+  }
+  if (flags.workload_certificate) {
+    if (node.namespace_().empty() || node.service_account().empty()) {
+      return absl::InvalidArgumentError(
+          "the workload certificate needs an identity: --node-namespace and "
+          "--node-service-account (or node.namespace and node.service_account in --config)");
+    }
+    if (config.ca.address.empty()) {
+      return absl::InvalidArgumentError(
+          "the workload certificate needs a CA: --ca-address HOST:PORT, or --xds HOST:PORT");
+    }
+  }
+  return config;
+}
+
+absl::StatusOr<BootstrapConfig> LoadBootstrap(const std::string& path,
+                                              const BootstrapFlags& flags) {
+  BootstrapConfig parsed;
+  if (!path.empty()) {
+    ASSIGN_OR_RETURN(parsed, LoadBootstrapFile(path));
+  }
+  return CompleteBootstrap(std::move(parsed), flags);
 }
 
 }  // namespace meshlet::sidecar::config

@@ -1589,8 +1589,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 
-absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing,
-                                                        absl::string_view default_service_name) {
+absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing) {
   tracing::TracingConfig out;
   out.enabled = true;
   std::vector<std::string> errors;
@@ -1656,9 +1655,7 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
                 &out.flush_interval);
   read_duration(tracing.has_export_timeout(), tracing.export_timeout(), "export_timeout",
                 &out.export_timeout);
-  out.service_name =
-      tracing.service_name().empty() ? std::string(default_service_name) : tracing.service_name();
-  if (out.service_name.empty()) out.service_name = "meshlet";
+  out.service_name = tracing.service_name();
   if (!tracing.force_sample_header().empty()) {
     const std::string& header = tracing.force_sample_header();
     const bool token = std::all_of(header.begin(), header.end(), [](char c) {

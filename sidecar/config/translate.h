@@ -136,9 +136,8 @@ TranslationReuse TranslationReuseOf(const Snapshot& snapshot);
 absl::string_view ValidRetryOnValues();
 
 // The bootstrap's tracing section (enabled). Errors name the field ("tracing.sampling_percent:
-// must be within 0..100"), all of them, separated by "; ". An empty service_name takes
-// `default_service_name` (the node's service, else its id), else "meshlet".
-absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing,
-                                                        absl::string_view default_service_name);
+// must be within 0..100"), all of them, separated by "; ". An unset service_name stays empty:
+// its default comes from the node, which flags may change (CompleteBootstrap, bootstrap.h).
+absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tracing& tracing);
 
 }  // namespace meshlet::sidecar::config

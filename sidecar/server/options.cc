@@ -128,7 +128,9 @@ const std::vector<FlagSpec>& Flags() {
        }},
       {"xds", "HOST:PORT",
        "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
-       "--xds-plaintext. Overrides the bootstrap's xds.address.",
+       "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
+       "reports (metrics_report.address) and workload certificate requests (--ca-address) go "
+       "by default.",
        [](absl::string_view v, ServerOptions& o) {
          size_t colon = v.rfind(':');
          uint32_t port = 0;
@@ -378,6 +380,23 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
         "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
   }
   return parsed;
+}
+
+config::BootstrapFlags ServerOptions::bootstrap_flags() const {
+  return config::BootstrapFlags{.xds_address = xds_address,
+                                .xds_ca_file = xds_ca_file,
+                                .xds_server_name = xds_server_name,
+                                .xds_plaintext = xds_plaintext,
+                                .data_dir = xds_cache_dir,
+                                .node_id = node_id,
+                                .node_service = node_service,
+                                .node_namespace = node_namespace,
+                                .node_service_account = node_service_account,
+                                .node_labels = node_labels,
+                                .node_addresses = node_addresses,
+                                .node_ports = node_ports,
+                                .ca_address = ca_address,
+                                .workload_certificate = workload_identity()};
 }
 
 std::string UsageText() {

@@ -12,6 +12,7 @@
 #include "common/base/clock.h"
 #include "common/base/logging.h"
 #include "common/net/address.h"
+#include "sidecar/config/bootstrap.h"
 
 namespace meshlet::sidecar {
 
@@ -29,7 +30,8 @@ struct ServerOptions {
   size_t malloc_trim_threshold = size_t{4} << 20;
   std::string access_log_path;  // empty: no global access log
 
-  // Discovery (docs/xds.md). Each flag overrides the bootstrap file's xds / node / data_dir.
+  // Discovery (docs/xds.md). Each flag overrides the bootstrap file's xds / node / data_dir before
+  // the defaults that depend on them are derived (bootstrap_flags(), config::LoadBootstrap).
   std::string xds_address;          // --xds HOST:PORT; empty: the bootstrap's xds.address, if any
   std::string xds_ca_file;          // --xds-ca: verifies the control plane's certificate
   std::string xds_server_name;      // --xds-server-name: :authority / SNI
@@ -62,6 +64,10 @@ struct ServerOptions {
   bool workload_identity() const {
     return !join_token_file.empty() || !kubernetes_token_file.empty();
   }
+
+  // What these flags say about the bootstrap's settings (config::LoadBootstrap applies them to
+  // the file before deriving its defaults).
+  config::BootstrapFlags bootstrap_flags() const;
 };
 
 // What the command line asked for: run, or print help/version and exit 0.

@@ -148,3 +148,47 @@ TEST(OptionsTest, WorkloadCertificateFlags) {
 
 }  // namespace
 }  // namespace meshlet::sidecar
+
+namespace meshlet::sidecar {
+namespace {
+
+// The command line `./dev demo` gives a sidecar (as Kubernetes injection will): everything that
+// defaults to the control plane goes to the --xds address, the names come from --node-*.
+TEST(OptionsTest, BootstrapDefaultsFollowTheFlags) {
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(
+      {"--xds=127.0.0.1:17012", "--xds-plaintext=true", "--xds-cache-dir=/var/x",
+       "--node-id=frontend-0", "--node-service=frontend", "--node-namespace=default",
+       "--node-service-account=frontend", "--node-label=version=v1", "--node-address=127.0.0.1",
+       "--node-port=17080", "--join-token-file=t", "--ca-plaintext=true"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  absl::StatusOr<config::BootstrapConfig> bootstrap =
+      config::LoadBootstrap("", parsed->options.bootstrap_flags());
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->xds.address, "127.0.0.1:17012");
+  EXPECT_EQ(bootstrap->data_dir, "/var/x");
+  EXPECT_EQ(bootstrap->node.id(), "frontend-0");
+  EXPECT_EQ(bootstrap->node.labels().at("version"), "v1");
+  EXPECT_EQ(bootstrap->node.ports(0), 17080u);
+  EXPECT_EQ(bootstrap->metrics_report.address, "127.0.0.1:17012");
+  EXPECT_FALSE(bootstrap->metrics_report.xds_tls);
+  EXPECT_EQ(bootstrap->metrics_report.service, "frontend");
+  EXPECT_EQ(bootstrap->ca.address, "127.0.0.1:17012");
+
+  // --ca-address moves only the CA.
+  parsed = ParseCommandLine({"--xds=127.0.0.1:17012", "--xds-plaintext=true", "--node-id=a",
+                             "--node-namespace=n", "--node-service-account=s",
+                             "--kubernetes-token-file=t", "--ca-address=127.0.0.1:17013"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  bootstrap = config::LoadBootstrap("", parsed->options.bootstrap_flags());
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->ca.address, "127.0.0.1:17013");
+  EXPECT_EQ(bootstrap->metrics_report.address, "127.0.0.1:17012");
+
+  // Without a CA credential there is no workload certificate to check.
+  parsed = ParseCommandLine({"--xds=127.0.0.1:17012", "--xds-plaintext=true", "--node-id=a"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(config::LoadBootstrap("", parsed->options.bootstrap_flags()).ok());
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar

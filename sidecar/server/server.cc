@@ -109,36 +109,7 @@ absl::StatusOr<std::shared_ptr<const config::Snapshot>> Server::LoadSnapshot(
 }
 
 absl::StatusOr<config::BootstrapConfig> Server::LoadBootstrap() const {
-  config::BootstrapConfig bootstrap;
-  if (!options_.config_path.empty()) {
-    ASSIGN_OR_RETURN(bootstrap, config::LoadBootstrapFile(options_.config_path));
-  }
-  if (!options_.xds_address.empty()) bootstrap.xds.address = options_.xds_address;
-  if (!options_.xds_ca_file.empty()) bootstrap.xds.ca_file = options_.xds_ca_file;
-  if (!options_.xds_server_name.empty()) bootstrap.xds.server_name = options_.xds_server_name;
-  if (!options_.xds_cache_dir.empty()) bootstrap.data_dir = options_.xds_cache_dir;
-  xds::Node& node = bootstrap.node;
-  if (!options_.node_id.empty()) node.set_id(options_.node_id);
-  if (!options_.node_service.empty()) node.set_service(options_.node_service);
-  if (!options_.node_namespace.empty()) node.set_namespace_(options_.node_namespace);
-  if (!options_.node_service_account.empty()) {
-    node.set_service_account(options_.node_service_account);
-  }
-  for (const auto& [key, value] : options_.node_labels) (*node.mutable_labels())[key] = value;
-  for (const std::string& address : options_.node_addresses) node.add_addresses(address);
-  for (uint32_t port : options_.node_ports) node.add_ports(port);
-  if (node.sidecar_version().empty()) node.set_sidecar_version("meshlet-sidecar 0.1.0");
-  if (bootstrap.has_xds()) {
-    if (node.id().empty()) {
-      return absl::InvalidArgumentError("xDS needs a node id: --node-id or node.id in --config");
-    }
-    if (bootstrap.xds.ca_file.empty() && !options_.xds_plaintext) {
-      return absl::InvalidArgumentError(
-          "xDS needs TLS settings: --xds-ca FILE (or xds.ca_file), or --xds-plaintext=true for "
-          "a local control plane without TLS");
-    }
-  }
-  return bootstrap;
+  return config::LoadBootstrap(options_.config_path, options_.bootstrap_flags());
 }
 
 bool Server::ready() const {
@@ -164,27 +135,17 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
 }
 
 absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& bootstrap) {
+  // LoadBootstrap checked that the node has a namespace and service account, and that there is
+  // a CA address.
   const xds::Node& node = bootstrap.node;
-  if (node.namespace_().empty() || node.service_account().empty()) {
-    return absl::InvalidArgumentError(
-        "the workload certificate needs an identity: --node-namespace and "
-        "--node-service-account (or node.namespace and node.service_account in --config)");
-  }
   absl::StatusOr<tls::SpiffeId> identity =
       tls::SpiffeId::Parse(absl::StrCat("spiffe://", options_.trust_domain, "/ns/",
                                         node.namespace_(), "/sa/", node.service_account()));
   if (!identity.ok()) return Annotate(identity.status(), "workload identity");
-  const std::string address =
-      options_.ca_address.empty() ? bootstrap.xds.address : options_.ca_address;
-  if (address.empty()) {
-    return absl::InvalidArgumentError(
-        "the workload certificate needs a CA: --ca-address HOST:PORT, or --xds HOST:PORT");
-  }
+  const std::string& address = bootstrap.ca.address;
   config::CaClientOptions ca;
   ASSIGN_OR_RETURN(ca.server_address, config::ResolveHostPort(address));
-  ca.authority = options_.ca_address.empty() && !bootstrap.xds.server_name.empty()
-                     ? bootstrap.xds.server_name
-                     : address;
+  ca.authority = bootstrap.ca.authority;
   if (options_.ca_plaintext) {
     if (bootstrap.has_xds() && !options_.xds_plaintext) {
       return absl::InvalidArgumentError(
@@ -316,22 +277,19 @@ absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
 }
 
 absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap) {
-  if (bootstrap.metrics_report.address.empty()) return absl::OkStatus();
+  const config::MetricsReportConfig& settings = bootstrap.metrics_report;
+  if (settings.address.empty()) return absl::OkStatus();
   config::MetricsReporterOptions report;
-  ASSIGN_OR_RETURN(report.server_address,
-                   config::ResolveHostPort(bootstrap.metrics_report.address));
-  report.authority = bootstrap.metrics_report.address;
+  ASSIGN_OR_RETURN(report.server_address, config::ResolveHostPort(settings.address));
+  report.authority = settings.authority;
   // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
-  if (bootstrap.has_xds() && !options_.xds_plaintext) {
+  if (settings.xds_tls) {
     ASSIGN_OR_RETURN(
         report.transport_factory,
         config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
-    if (!bootstrap.xds.server_name.empty()) report.authority = bootstrap.xds.server_name;
   }
-  report.interval = bootstrap.metrics_report.interval;
-  report.service =
-      bootstrap.node.service().empty() ? bootstrap.tracing.service_name : bootstrap.node.service();
-  if (report.service.empty()) report.service = bootstrap.node.id();
+  report.interval = settings.interval;
+  report.service = settings.service;
   // A static configuration may have no node id: the service and process id stand in for it.
   report.node_id = bootstrap.node.id().empty() ? absl::StrCat(report.service, "@", ::getpid())
                                                : bootstrap.node.id();

@@ -104,7 +104,8 @@ class Server final : public AdminBackend {
  private:
   // Loads the bootstrap file and builds the snapshot and its TLS contexts (not yet published).
   absl::StatusOr<std::shared_ptr<const config::Snapshot>> LoadSnapshot(TlsContexts::Prepared& tls);
-  // The bootstrap file (if any) with the command line's xDS and node flags applied.
+  // The bootstrap file (if any) with the command line's flags applied and the defaults that
+  // depend on them derived (config::LoadBootstrap).
   absl::StatusOr<config::BootstrapConfig> LoadBootstrap() const;
   // Builds, validates and publishes a whole configuration (xDS updates); errors change nothing.
   absl::Status ApplyResources(const config::ResourceSet& resources);

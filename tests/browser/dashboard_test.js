@@ -32,9 +32,15 @@ const [url, token, traceId, shots] = process.argv.slice(2);
     const label = await page.textContent(
         '#graph .edge-g[data-source="backend"][data-destination="db"] .label');
     assert.match(label, /rps · 100\.00% · p99 /, label);
+    // The edge table: a row per measured edge, not "No traffic reported".
     await page.waitForSelector('#edges tbody tr td');
     const edgeRows = await page.$$eval('#edges tbody tr', (rows) => rows.map((r) => r.innerText));
-    assert.ok(edgeRows.some((r) => /frontend\s+backend\s+100\.00%/.test(r)), edgeRows.join('\n'));
+    assert.strictEqual(await page.$('#edges tbody td.empty'), null, edgeRows.join('\n'));
+    assert.strictEqual(edgeRows.length, 3, edgeRows.join('\n'));
+    for (const edge of [/frontend\s+backend\s+100\.00%/, /backend\s+db\s+100\.00%/,
+      /db\s+app\s+100\.00%/]) {
+      assert.ok(edgeRows.some((r) => edge.test(r)), `${edge}:\n${edgeRows.join('\n')}`);
+    }
     await page.screenshot({path: path.join(shots, 'dashboard-graph.png'), fullPage: true});
 
     // An edge opens its destination's traces.
@@ -81,9 +87,12 @@ const [url, token, traceId, shots] = process.argv.slice(2);
     await spanRows.nth(4).locator('.span-name').click();
     await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
 
-    // Proxies: the page loads (this control plane's sidecars use static configuration).
+    // Proxies: the three sidecars, connected over xDS.
     await page.click('nav a[data-view="proxies"]');
     await page.waitForSelector('#proxies tbody td');
+    const proxyIds = await page.$$eval('#proxies tbody tr', (rows) => rows.map(
+        (r) => r.querySelector('td').innerText));
+    assert.deepStrictEqual(proxyIds.sort(), ['backend-0', 'db-0', 'frontend-0']);
     await page.screenshot({path: path.join(shots, 'dashboard-proxies.png')});
 
     assert.deepStrictEqual(foreign, [], 'requests left the control plane');

@@ -3,12 +3,15 @@
 Usage: dashboard_test.py CONTROL_PLANE MESHCTL SIDECAR DASHBOARD_TEST_JS [unittest args]
 
 The three-service chain of telemetry_test (frontend → backend → db, db retrying a 503) sends one
-request with 100 % sampling and golden-metrics reports; then playwright-core (npm, in
-tests/browser/node_modules) drives Debian's /usr/bin/chromium through the page `meshctl
-dashboard` links to: the service graph with golden metrics on its edges, a trace search with
-filters, the trace's waterfall (5 spans, the retry attempt), the proxies page. Screenshots go to
-TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium the test prints SKIP, unless
-MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
+request with 100 % sampling and golden-metrics reports. Its sidecars are started the way `./dev
+demo` starts them (and Kubernetes injection will): the control plane given by --xds and the node by
+--node-* flags, a bootstrap without an xds block and without a metrics_report address, so the
+reports go where --xds points. Then playwright-core (npm, in tests/browser/node_modules) drives
+Debian's /usr/bin/chromium through the page `meshctl dashboard` links to: the service graph with
+golden metrics on its edges and a row per edge in its table, a trace search with filters, the
+trace's waterfall (5 spans, the retry attempt), the proxies page listing the three sidecars.
+Screenshots go to TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium the test prints
+SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
 """
 
 import os
@@ -19,12 +22,25 @@ import unittest
 
 import sidecar_test as base
 import telemetry_test
-from sidecar_test import wait_for
+from sidecar_test import free_port, wait_for
 
 SCRIPT = None  # set from argv
 
 
 class DashboardTest(telemetry_test.ControlPlaneCase):
+    def metrics_report(self):
+        # No address: the default, the control plane given by --xds.
+        return "metrics_report:\n  interval: 0.2s\n"
+
+    def sidecar(self, name, yaml_text):
+        # The static chain plus the control plane by flags; the listeners it pushes bind free
+        # ports on loopback (the outbound one is unused here).
+        return super().sidecar(
+            name, yaml_text, f"--xds=127.0.0.1:{self.grpc_port}", "--xds-plaintext=true",
+            f"--node-id={name}-0", f"--node-service={name}", "--node-address=127.0.0.1",
+            f"--node-label=meshlet.io/inbound-port={free_port()}",
+            f"--node-label=meshlet.io/outbound-port={free_port()}")
+
     def test_dashboard_in_chromium(self):
         modules = os.path.join(os.path.dirname(os.path.realpath(SCRIPT)), "node_modules",
                                "playwright-core")
@@ -44,10 +60,15 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
 
         def found():
             traces[:] = self.api("/api/v1/traces?service=db")["items"]
-            stat = self.api("/api/v1/stat?window=1m")["items"]
-            return (len(traces) == 1 and traces[0]["spanCount"] == 5 and
-                    sum(e["requests"] for e in stat) == 3)
+            return len(traces) == 1 and traces[0]["spanCount"] == 5
         self.assertTrue(wait_for(found, 10), traces)
+        # The golden metrics of the three edges, reported to the --xds address.
+        stat = []
+
+        def reported():
+            stat[:] = self.api("/api/v1/stat?window=1m")["items"]
+            return sum(e["requests"] for e in stat) == 3
+        self.assertTrue(wait_for(reported, 10), f"golden metrics in /api/v1/stat: {stat}")
 
         link = self.meshctl("dashboard").strip()
         prefix = f"http://127.0.0.1:{self.api_port}/dashboard/#token="

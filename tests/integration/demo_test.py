@@ -5,13 +5,16 @@ Usage: demo_test.py DEMO_PY CONTROL_PLANE MESHCTL SIDECAR [unittest args]
 Starts the demo (control plane, four workloads behind their sidecars, the example policies, one
 second of traffic), checks from its summary, the sidecars' access logs and meshctl that requests
 crossed every hop and that the policies acted (90/10 split, canary header, retries, the 300 ms
-timeout); starts it again over the running one (the old processes must go); then `stop` must
-leave no process and no file.
+timeout), and that the golden metrics of the sidecars (started by flags, as Kubernetes injection
+will start them) reach the control plane: `meshctl stat` shows frontend -> reviews and reviews ->
+ratings; `traffic` prints its summary again, the /slow calls on one line; starts it again over
+the running one (the old processes must go); then `stop` must leave no process and no file.
 """
 
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -110,6 +113,33 @@ class DemoTest(unittest.TestCase):
         for status, ratings_status, ms, took in s["slow"]:
             self.assertEqual((status, ratings_status), (200, 504), s)
             self.assertTrue(250 <= ms < 900, s)
+
+        # The /slow calls are summed up on one line.
+        self.assertEqual(p.stdout.count("timeout: GET /slow"), 1, p.stdout)
+
+        # Golden metrics: each sidecar reports to the control plane it was given by --xds (its
+        # bootstrap has no xds block), so `meshctl stat`, as the guide prints it, shows both
+        # hops with a success rate within seconds of the traffic.
+        self.assertIn("bin/meshctl stat", p.stdout)
+        edges = [r"^frontend\.default\s+reviews\.default\s+\d+\.\d+%",
+                 r"^reviews\.default\s+ratings\.default\s+\d+\.\d+%"]
+        stat = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stat = subprocess.run([os.path.join(self.state, "bin", "meshctl"), "stat"],
+                                  capture_output=True, text=True, timeout=20)
+            if stat.returncode == 0 and all(re.search(e, stat.stdout, re.M) for e in edges):
+                break
+            time.sleep(0.5)
+        self.assertEqual(stat.returncode, 0, stat.stderr)
+        for edge in edges:
+            self.assertRegex(stat.stdout, re.compile(edge, re.M))
+
+        # More traffic on demand: the same summary, the /slow line once.
+        more = self.demo("traffic", "--seconds", "0.5")
+        self.assertEqual(more.returncode, 0, more.stderr)
+        self.assertIn("Traffic: ", more.stdout)
+        self.assertEqual(more.stdout.count("timeout: GET /slow"), 1, more.stdout)
 
         # Each sidecar logged requests: inbound from its caller, outbound to the next hop.
         for node in NODES:

@@ -80,7 +80,8 @@ class ControlPlaneCase(base.SidecarTestCase):
         cls.cp = subprocess.Popen(
             [CONTROL_PLANE, "--data-dir", os.path.join(cls.data, "cp"),
              "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address", "127.0.0.1:0",
-             "--otlp-address", "127.0.0.1:0", "--zipkin-address=127.0.0.1:0"],
+             "--xds-listen-host=127.0.0.1", "--otlp-address", "127.0.0.1:0",
+             "--zipkin-address=127.0.0.1:0"],
             stdout=cls.log, stderr=cls.log)
         pattern = rb"OTLP/HTTP on 127\.0\.0\.1:(\d+), Zipkin on 127\.0\.0\.1:(\d+)"
         found = None
@@ -122,11 +123,11 @@ class ControlPlaneCase(base.SidecarTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout
 
-    def sidecar(self, name, yaml_text):
+    def sidecar(self, name, yaml_text, *flags):
         # Each sidecar in its own directory: Sidecar writes sidecar.yaml and its log there.
         workdir = os.path.join(self.tmp, name)
         os.mkdir(workdir)
-        s = base.Sidecar(workdir, yaml_text, concurrency=1)
+        s = base.Sidecar(workdir, yaml_text, *flags, concurrency=1)
         self.sidecars.append(s)
         return s
 
