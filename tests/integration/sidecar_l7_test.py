@@ -7,6 +7,9 @@ Usage: sidecar_l7_test.py SIDECAR_BINARY ECHO_PROTO [unittest args]
                 down answered UNAVAILABLE (trailers-only).
   NghttpTest    nghttp -v: GETs and POSTs with bodies, several streams on one h2c connection.
   HeaderLimitTest  a 100 KB request header: 431 over HTTP/1.1, refused over HTTP/2.
+  AuthorityTest invalid Host values and request-targets HTTP does not define: 400 over HTTP/1.1,
+                an :authority with userinfo reset over HTTP/2; nothing reaches the upstream,
+                while IPv6 literals, absolute-form (curl -x) and OPTIONS * still pass.
   UpgradeTest   WebSocket (RFC 6455, stdlib-only peers) and a raw Upgrade through HTTP/1.1.
   ConnectTest   curl --proxytunnel through CONNECT when allowed, 403 when not.
 
@@ -254,13 +257,18 @@ class GrpcTest(L7TestCase):
 
 
 class EchoHttpUpstream:
-    """An HTTP/1.1 server: GET answers with the path, POST echoes the body (length-delimited)."""
+    """An HTTP/1.1 server: GET answers with the path, POST echoes the body (length-delimited).
+    `heads` records the method, target and Host values of every request answered."""
 
     def __init__(self):
+        heads = self.heads = []
+
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def reply(self, body):
+                heads.append({"method": self.command, "target": self.path,
+                              "host": self.headers.get_all("host") or []})
                 self.send_response(200)
                 self.send_header("content-type", "text/plain")
                 self.send_header("content-length", str(len(body)))
@@ -426,11 +434,9 @@ class RawH2Client:
         self.sock.close()
 
 
-class HeaderLimitTest(L7TestCase):
-    BIG = "v" * (100 * 1024)
-
-    def app_requests(self):
-        return self.sidecar.stat("meshlet_upstream_rq_total")
+class EchoAppTestCase(L7TestCase):
+    """A PROTOCOL_HTTP listener (HTTP/1.1, or h2c after its preface) routing every request to an
+    EchoHttpUpstream."""
 
     def setUp(self):
         super().setUp()
@@ -440,6 +446,13 @@ class HeaderLimitTest(L7TestCase):
         self.sidecar = self.start(config_yaml(http_listener("http", self.port),
                                               static_cluster("app", self.app.port),
                                               app_routes()), concurrency=1)
+
+    def app_requests(self):
+        return self.sidecar.stat("meshlet_upstream_rq_total")
+
+
+class HeaderLimitTest(EchoAppTestCase):
+    BIG = "v" * (100 * 1024)
 
     def test_http1_gets_431(self):
         conn = socket.create_connection(("127.0.0.1", self.port), timeout=10)
@@ -501,6 +514,125 @@ class HeaderLimitTest(L7TestCase):
         self.assertEqual(self.app_requests(), 0)
         self.assertEqual(base.curl("--http2-prior-knowledge", f"http://127.0.0.1:{self.port}/ok"),
                          "GET /ok\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Host, :authority and request-target validation (RFC 9112 3.2, RFC 9113 8.3.1)
+
+
+def http1_exchange(port, request):
+    """Sends raw bytes and reads until the sidecar closes; returns (status line, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        response = read_to_eof(conn)
+    head, _, body = response.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode("latin-1"), body.decode("latin-1")
+
+
+class AuthorityTest(EchoAppTestCase):
+    def assert_nothing_forwarded(self):
+        self.assertEqual(self.app.heads, [])
+        self.assertEqual(self.app_requests(), 0)
+
+    def test_http1_invalid_host_gets_400(self):
+        refused = [
+            b"Host: a.example, b.example",  # a list
+            b"Host: a.example,b.example",
+            b"Host: a b",  # a space
+            b"Host: a.example/admin",  # a path
+            b"Host: user:pw@a.example:8080",  # userinfo
+            b"Host: a.example:http",  # a port that is not a number
+            b"Host: a.example:65536",
+            b"Host: ::1",  # IPv6 without brackets
+        ]
+        for i, host in enumerate(refused):
+            with self.subTest(host=host):
+                status, body = http1_exchange(
+                    self.port, b"GET /x HTTP/1.1\r\n" + host + b"\r\nconnection: close\r\n\r\n")
+                self.assertEqual(status, "HTTP/1.1 400 Bad Request")
+                self.assertEqual(body, "invalid Host header\n")
+                self.assertTrue(wait_for(lambda: self.sidecar.stat(
+                    "meshlet_http_downstream_cx_protocol_error_total") == i + 1))
+        # More than one Host is refused too (RFC 9112 3.2), with its own reason.
+        status, body = http1_exchange(
+            self.port, b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n"
+            b"connection: close\r\n\r\n")
+        self.assertEqual(status, "HTTP/1.1 400 Bad Request")
+        self.assertEqual(body, "more than one Host header\n")
+        self.assert_nothing_forwarded()
+
+    def test_http1_target_forms_http_does_not_define_get_400(self):
+        refused = [
+            b"GET a.example:80 HTTP/1.1",  # authority-form is for CONNECT only
+            b"GET http:/admin HTTP/1.1",  # an http URI without a host (RFC 9110 4.2.1)
+            b"GET http:///admin HTTP/1.1",
+            b"GET http://user:pw@a.example/admin HTTP/1.1",  # userinfo
+            b"GET ftp://a.example/admin HTTP/1.1",  # not http or https
+            b"GET urn:example:admin HTTP/1.1",
+            b"GET * HTTP/1.1",  # asterisk-form is for OPTIONS only
+        ]
+        for i, line in enumerate(refused):
+            with self.subTest(line=line):
+                status, body = http1_exchange(
+                    self.port, line + b"\r\nHost: a.example\r\nconnection: close\r\n\r\n")
+                self.assertEqual(status, "HTTP/1.1 400 Bad Request")
+                self.assertEqual(body, "invalid request-target\n")
+                self.assertTrue(wait_for(lambda: self.sidecar.stat(
+                    "meshlet_http_downstream_cx_protocol_error_total") == i + 1))
+        self.assert_nothing_forwarded()
+
+    def test_http1_valid_authorities_and_targets_pass(self):
+        url = f"http://127.0.0.1:{self.port}"
+        for host in ["[::1]:8080", "10.0.0.1:65535", "caf%C3%A9.example", "a.example:"]:
+            with self.subTest(host=host):
+                self.assertEqual(base.curl(url + "/h", "-H", f"Host: {host}"), "GET /h\n")
+                self.assertEqual(self.app.heads[-1],
+                                 {"method": "GET", "target": "/h", "host": [host]})
+        # curl as an HTTP proxy client sends absolute-form; the target's authority replaces Host
+        # (RFC 9112 3.2.2) and the upstream gets origin-form.
+        self.assertEqual(base.curl("-x", url, "http://a.example:8080/p?q=1",
+                                   "-H", "Host: other.example"), "GET /p?q=1\n")
+        self.assertEqual(self.app.heads[-1],
+                         {"method": "GET", "target": "/p?q=1", "host": ["a.example:8080"]})
+        self.assertEqual(http1_exchange(
+            self.port, b"GET HTTPS://[::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n"
+            b"connection: close\r\n\r\n"), ("HTTP/1.1 200 OK", "GET /\n"))
+        self.assertEqual(self.app.heads[-1],
+                         {"method": "GET", "target": "/", "host": ["[::1]:8443"]})
+        # An empty Host is what a client sends for a target without an authority (RFC 9112 3.2).
+        self.assertEqual(http1_exchange(
+            self.port, b"GET /e HTTP/1.1\r\nHost:\r\nconnection: close\r\n\r\n"),
+            ("HTTP/1.1 200 OK", "GET /e\n"))
+        self.assertEqual(self.app.heads[-1], {"method": "GET", "target": "/e", "host": [""]})
+        # OPTIONS * is a valid request; "*" matches no path prefix, so the router answers it.
+        self.assertEqual(http1_exchange(
+            self.port, b"OPTIONS * HTTP/1.1\r\nHost: a.example\r\nconnection: close\r\n\r\n"),
+            ("HTTP/1.1 404 Not Found", "no route\n"))
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_protocol_error_total"), 0)
+
+    def test_http2_authority_with_userinfo_is_reset(self):
+        client = RawH2Client(self.port)
+        self.addCleanup(client.close)
+        refused = {1: ("user:pw@a.example:8080", ()),
+                   3: ("a.example", [("host", "user@a.example")])}
+        for stream_id, (authority, headers) in refused.items():
+            client.request(stream_id, "/x", headers, authority=authority)
+            frames = client.frames_until(lambda fs: any(
+                f[2] == stream_id and (f[0] == client.RST_STREAM or f[1] & client.END_STREAM)
+                for f in fs))
+            resets = [f for f in frames if f[0] == client.RST_STREAM and f[2] == stream_id]
+            self.assertEqual(len(resets), 1, frames)
+            self.assertEqual(struct.unpack(">I", resets[0][3])[0], 0x1)  # PROTOCOL_ERROR
+            self.assertFalse([f for f in frames if f[0] == client.HEADERS and f[2] == stream_id])
+        self.assert_nothing_forwarded()
+        # The connection goes on: a valid authority reaches the upstream as its Host.
+        client.request(5, "/ok", authority="[::1]:8080")
+        frames = client.frames_until(lambda fs: any(
+            f[0] == client.DATA and f[2] == 5 and f[1] & client.END_STREAM for f in fs))
+        body = b"".join(f[3] for f in frames if f[0] == client.DATA and f[2] == 5)
+        self.assertEqual(body, b"GET /ok\n")
+        self.assertEqual(self.app.heads,
+                         [{"method": "GET", "target": "/ok", "host": ["[::1]:8080"]}])
 
 
 # ------------------------------------------------------------------------------------------------

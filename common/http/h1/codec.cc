@@ -846,26 +846,17 @@ Action ServerCodec::OnRequestLine(absl::string_view method, absl::string_view ta
     scratch_.Add(":scheme", options_.scheme);
     scratch_.Add(":path", target);
   } else {
-    // absolute-form (RFC 9112 3.2.2): its authority replaces Host.
-    size_t colon = target.find(':');
-    scheme_scratch_.assign(target.data(), colon);
-    absl::AsciiStrToLower(&scheme_scratch_);
-    absl::string_view rest = target.substr(colon + 1);
-    absl::string_view path = rest;
-    absl::string_view authority;
-    if (absl::StartsWith(rest, "//")) {
-      rest.remove_prefix(2);
-      size_t end = rest.find_first_of("/?");
-      authority = rest.substr(0, end);
-      path = end == absl::string_view::npos ? absl::string_view() : rest.substr(end);
-      size_t at = authority.rfind('@');
-      if (at != absl::string_view::npos) authority.remove_prefix(at + 1);
-    }
-    scratch_.Add(":scheme", scheme_scratch_);
-    if (!authority.empty()) {
-      scratch_.Add(":authority", authority);
-      authority_set_ = true;
-    }
+    // absolute-form (RFC 9112 3.2.2), which the parser accepts only as "http://" or "https://"
+    // (any case), a valid non-empty authority without userinfo, then path-abempty [ "?" query ].
+    // Its authority replaces Host.
+    const bool https = target[4] != ':';
+    scratch_.Add(":scheme", https ? "https" : "http");
+    absl::string_view rest = target.substr(https ? 8 : 7);
+    const size_t end = rest.find_first_of("/?");
+    scratch_.Add(":authority", rest.substr(0, end));
+    authority_set_ = true;
+    absl::string_view path =
+        end == absl::string_view::npos ? absl::string_view() : rest.substr(end);
     if (path.empty() || path[0] != '/') {
       path_scratch_.assign("/");
       path_scratch_.append(path.data(), path.size());

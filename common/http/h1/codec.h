@@ -376,8 +376,7 @@ class ServerCodec final : public ServerConnection, public codec_internal::CodecB
   bool expect_continue_ = false;
   bool continue_sent_ = false;
   bool auto_continue_pending_ = false;
-  // Absolute-form targets: the lowercased scheme and a path that needs a leading '/'.
-  std::string scheme_scratch_;
+  // Absolute-form targets: a path that needs a leading '/'.
   std::string path_scratch_;
 };
 

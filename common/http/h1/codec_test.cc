@@ -651,6 +651,20 @@ INSTANTIATE_TEST_SUITE_P(
                   ParserError::kInvalidMethod},
         ErrorCase{"BareLf", "GET / HTTP/1.1\nHost: h\r\n\r\n", 400, ParserError::kBareLf},
         ErrorCase{"MissingHost", "GET / HTTP/1.1\r\n\r\n", 400, ParserError::kMissingHost},
+        ErrorCase{"HostList", "GET / HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n", 400,
+                  ParserError::kInvalidHost},
+        ErrorCase{"HostUserinfo", "GET / HTTP/1.1\r\nHost: u:p@h:80\r\n\r\n", 400,
+                  ParserError::kInvalidHost},
+        ErrorCase{"HostPortNotNumeric", "GET / HTTP/1.1\r\nHost: h:http\r\n\r\n", 400,
+                  ParserError::kInvalidHost},
+        ErrorCase{"DuplicateHost", "GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", 400,
+                  ParserError::kDuplicateHost},
+        ErrorCase{"AuthorityFormNotConnect", "GET a.example:80 HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+                  ParserError::kInvalidTarget},
+        ErrorCase{"HttpUriWithoutHost", "GET http:/admin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+                  ParserError::kInvalidTarget},
+        ErrorCase{"AbsoluteFormUserinfo", "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+                  ParserError::kInvalidTarget},
         ErrorCase{"ClAndTe",
                   "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
                   "Transfer-Encoding: chunked\r\n\r\n",
@@ -848,11 +862,22 @@ TEST_F(CodecTest, HeadInProgressTracksPartialHeads) {
 }
 
 TEST_F(CodecTest, AbsoluteFormTarget) {
+  // RFC 9112 3.2.2: the target's authority replaces Host, which is not passed on.
   ServerRoundTrip("GET HTTP://Proxy.Example:8080?q=1 HTTP/1.1\r\nHost: other\r\n\r\n");
   ServerRequest& r = Request(0);
   EXPECT_EQ(r.Header(":scheme"), "http");
   EXPECT_EQ(r.Header(":authority"), "Proxy.Example:8080");
   EXPECT_EQ(r.Header(":path"), "/?q=1");
+  EXPECT_FALSE(r.headers->Has("host"));
+  EXPECT_EQ(r.headers->Count(":authority"), 1u);
+  r.encoder->EncodeHeaders(HeaderMap{{":status", "204"}}, true);
+  server_io_.Take();
+
+  ServerRoundTrip("GET https://[::1]:8443/a/b HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
+  ServerRequest& r2 = Request(1);
+  EXPECT_EQ(r2.Header(":scheme"), "https");
+  EXPECT_EQ(r2.Header(":authority"), "[::1]:8443");
+  EXPECT_EQ(r2.Header(":path"), "/a/b");
 }
 
 TEST_F(CodecTest, SchemeOption) {

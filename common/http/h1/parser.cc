@@ -3,11 +3,12 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/http/ascii_case.h"
+#include "common/http/authority.h"
 
 namespace meshlet::http::h1 {
 namespace {
@@ -100,32 +101,32 @@ ParserError ParseVersion(absl::string_view v, int* major, int* minor) {
   return ParserError::kOk;
 }
 
-// RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT only), asterisk-form
-// (OPTIONS only). Characters were already checked.
+// RFC 9112 3.2: origin-form, absolute-form with an http or https URI, authority-form (CONNECT
+// only), asterisk-form (OPTIONS only); nothing else. Characters were already checked: VCHAR but
+// '#', so origin-form needs no more than its leading '/'.
 bool ValidTargetForm(absl::string_view method, absl::string_view target) {
   if (method == "CONNECT") {
-    // host ":" port; the host may be an IPv6 literal, so split at the last colon.
-    size_t colon = target.rfind(':');
-    if (colon == absl::string_view::npos || colon == 0 || colon + 1 == target.size()) return false;
-    if (target.find_first_of("/?@") != absl::string_view::npos) return false;
-    for (char c : target.substr(colon + 1)) {
-      if (!Is(c, kDigitChar)) return false;
-    }
-    return true;
+    // authority-form = uri-host ":" port; CONNECT has no default port (RFC 9110 9.3.6).
+    std::optional<HostPort> authority = ParseHostPort(target);
+    return authority.has_value() && !authority->host.empty() && !authority->port.empty();
   }
   if (target == "*") return method == "OPTIONS";
   if (target[0] == '/') return true;
-  // absolute-form: scheme ":" ... with scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
-  size_t i = 0;
-  if (!absl::ascii_isalpha(static_cast<unsigned char>(target[0]))) return false;
-  while (++i < target.size()) {
-    char c = target[i];
-    if (c == ':') return i + 1 < target.size();
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') {
-      return false;
-    }
+  // absolute-form. The URIs HTTP defines are http and https (RFC 9110 4.2), and a proxy forwards
+  // nothing else; another "scheme:" (or "host:port" read as one) is not a target to rewrite into
+  // a path. An http(s) URI with an empty host must be rejected (RFC 9110 4.2.1), and userinfo is
+  // refused (RFC 9110 4.2.4) like everywhere else an authority is checked.
+  // Schemes are case-insensitive (RFC 3986 3.1).
+  absl::string_view rest = target;
+  if (absl::StartsWithIgnoreCase(rest, "http://")) {
+    rest.remove_prefix(7);
+  } else if (absl::StartsWithIgnoreCase(rest, "https://")) {
+    rest.remove_prefix(8);
+  } else {
+    return false;
   }
-  return false;
+  std::optional<HostPort> authority = ParseHostPort(rest.substr(0, rest.find_first_of("/?")));
+  return authority.has_value() && !authority->host.empty();
 }
 
 // A chunk-size line is the hex size (leading zeros allowed), optional extensions and CRLF; this
@@ -191,6 +192,8 @@ absl::string_view ParserErrorName(ParserError error) {
       return "kMissingHost";
     case ParserError::kDuplicateHost:
       return "kDuplicateHost";
+    case ParserError::kInvalidHost:
+      return "kInvalidHost";
     case ParserError::kInvalidChunkSize:
       return "kInvalidChunkSize";
     case ParserError::kInvalidChunkData:
@@ -255,6 +258,8 @@ absl::string_view ParserErrorMessage(ParserError error) {
       return "missing Host header";
     case ParserError::kDuplicateHost:
       return "more than one Host header";
+    case ParserError::kInvalidHost:
+      return "invalid Host header";
     case ParserError::kInvalidChunkSize:
       return "invalid chunk size line";
     case ParserError::kInvalidChunkData:
@@ -568,6 +573,8 @@ bool Parser::ProcessHeader(absl::string_view name, absl::string_view value) {
     case 4:
       if (type_ == Type::kRequest && ascii_case::EqualsLowercase(name, "host")) {
         if (++host_count_ > 1) return Fail(ParserError::kDuplicateHost);
+        // RFC 9112 3.2: 400 for an invalid Host, even if an absolute-form target replaces it.
+        if (!ParseHostPort(value).has_value()) return Fail(ParserError::kInvalidHost);
       }
       break;
     case 6:

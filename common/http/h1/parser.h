@@ -35,7 +35,12 @@
 //   per RFC). Other codings are kUnsupportedTransferEncoding (501); chunked not last or twice is
 //   kInvalidTransferEncoding (400). Transfer-Encoding in an HTTP/1.0 message is rejected
 //   (RFC 9112 6.1: its framing is faulty).
-// - HTTP/1.1 requests need exactly one Host; HTTP/1.0 requests at most one.
+// - HTTP/1.1 requests need exactly one Host; HTTP/1.0 requests at most one. Its value must be a
+//   valid `uri-host [ ":" port ]` (common/http/authority.h: no userinfo, list, path, space or
+//   non-numeric port), also when an absolute-form target's authority replaces it (RFC 9112 3.2).
+// - The request-target is origin-form, absolute-form with an http or https scheme and a non-empty
+//   valid authority (no userinfo), authority-form (host and port) for CONNECT only, or "*" for
+//   OPTIONS only (RFC 9112 3.2, RFC 9110 4.2). Other schemes and "scheme:" forms are refused.
 // - Versions other than HTTP/1.0 and HTTP/1.1 are kVersionNotSupported (505).
 // - Empty lines (CRLF) before a start line are skipped (RFC 9112 2.2).
 // - A response status line may omit the space before an empty reason ("HTTP/1.1 200\r\n").
@@ -75,6 +80,7 @@ enum class ParserError : uint8_t {
   kUnsupportedTransferEncoding,  // a coding other than chunked (501)
   kMissingHost,                  // HTTP/1.1 request without Host
   kDuplicateHost,                // more than one Host
+  kInvalidHost,                  // Host not a valid uri-host [ ":" port ]
   kInvalidChunkSize,             // not hex, overflow, or bad extension syntax
   kInvalidChunkData,             // chunk data not followed by CRLF
   // Limits.

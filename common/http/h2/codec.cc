@@ -16,6 +16,7 @@
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/http/authority.h"
 #include "common/net/buffer.h"
 
 namespace meshlet::http::h2 {
@@ -75,6 +76,19 @@ void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_s
 bool Is1xx(const HeaderMap& headers) {
   std::optional<absl::string_view> status = headers.Get(":status");
   return status.has_value() && status->size() == 3 && (*status)[0] == '1' && *status != "101";
+}
+
+// RFC 9113 8.3.1: a request whose :authority is not `uri-host [ ":" port ]` (userinfo included)
+// is malformed. A Host field sent over HTTP/2 gets the same check, and more than one is refused
+// as in HTTP/1 (RFC 9112 3.2), so neither reaches an HTTP/1 upstream. What is wrong, or empty.
+absl::string_view InvalidRequestAuthority(const HeaderMap& headers) {
+  std::optional<absl::string_view> authority = headers.Get(":authority");
+  if (authority.has_value() && !ParseHostPort(*authority).has_value()) return "invalid :authority";
+  std::optional<absl::string_view> host = headers.Get("host");
+  if (!host.has_value()) return {};
+  if (!ParseHostPort(*host).has_value()) return "invalid host";
+  if (headers.Count("host") > 1) return "more than one host";
+  return {};
 }
 
 uint32_t ResetReasonToErrorCode(StreamResetReason reason) {
@@ -994,6 +1008,16 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
                               server_ ? NGHTTP2_INTERNAL_ERROR : NGHTTP2_PROTOCOL_ERROR);
     NotifyReset(s, StreamResetReason::kOverflow, "header list too large");
     return;
+  }
+  if (server_ && !s.surfaced_) {
+    if (absl::string_view problem = InvalidRequestAuthority(*headers); !problem.empty()) {
+      // A malformed request is a stream error (RFC 9113 8.1.1), counted like the ones nghttp2
+      // finds itself; the request never reaches the user.
+      ++counters_.stream_protocol_errors;
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_PROTOCOL_ERROR);
+      NotifyReset(s, StreamResetReason::kProtocolError, problem);
+      return;
+    }
   }
   if (end_stream) s.rx_end_ = true;
   if (server_ && !s.surfaced_) {

@@ -3,6 +3,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <string>
+#include <vector>
 
 #include "common/event/loop.h"
 #include "common/event/timer.h"
@@ -816,6 +817,55 @@ TEST(Http2CodecTest, InvalidHeaderNameResetsStream) {
   EXPECT_TRUE(p.server_callbacks.requests.empty());
   EXPECT_EQ(c.callbacks.reason, StreamResetReason::kRemoteReset);
   EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_PROTOCOL_ERROR)], 1u);
+}
+
+// RFC 9113 8.3.1: an :authority with userinfo, or anything else that is not
+// `uri-host [ ":" port ]`, makes the request malformed; a host field sent over HTTP/2 is held to
+// the same rule, and only one is allowed. Each is refused with RST_STREAM(PROTOCOL_ERROR) before
+// the user sees it, and the connection goes on.
+TEST(Http2CodecTest, InvalidAuthorityOrHostResetsStreamWithProtocolError) {
+  CodecPair p;
+  std::vector<HeaderMap> bad;
+  for (absl::string_view authority :
+       {"user:pw@example.test:8080", "a.example,b.example", "example.test:http",
+        "example.test:65536", "example.test/admin", "::1"}) {
+    HeaderMap h = Request();
+    h.Set(":authority", authority);
+    bad.push_back(std::move(h));
+  }
+  HeaderMap host_userinfo = Request();
+  host_userinfo.Add("host", "user@example.test");
+  bad.push_back(std::move(host_userinfo));
+  HeaderMap two_hosts = Request();
+  two_hosts.Add("host", "example.test");
+  two_hosts.Add("host", "example.test");
+  bad.push_back(std::move(two_hosts));
+
+  for (size_t i = 0; i < bad.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "request " << i);
+    ClientRequest& c = p.Start(bad[i], true);
+    ASSERT_TRUE(p.Pump().ok());
+    EXPECT_TRUE(p.server_callbacks.requests.empty());
+    EXPECT_EQ(c.callbacks.resets, 1);
+    EXPECT_EQ(c.callbacks.reason, StreamResetReason::kRemoteReset);
+    EXPECT_EQ(p.server->counters().stream_protocol_errors, i + 1);
+    EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_PROTOCOL_ERROR)], i + 1);
+    EXPECT_EQ(p.server->ActiveStreams(), 0u);
+  }
+
+  // Valid authorities still pass, on the same connection.
+  const size_t errors = p.server->counters().stream_protocol_errors;
+  size_t served = 0;
+  for (absl::string_view authority : {"[::1]:8080", "example.test:", "caf%C3%A9.example:443"}) {
+    HeaderMap h = Request();
+    h.Set(":authority", authority);
+    h.Add("host", authority);
+    p.Start(h, true);
+    ASSERT_TRUE(p.Pump().ok());
+    ASSERT_EQ(p.server_callbacks.requests.size(), ++served) << authority;
+    EXPECT_EQ(p.server_callbacks.requests.back()->decoder.headers->Get(":authority"), authority);
+  }
+  EXPECT_EQ(p.server->counters().stream_protocol_errors, errors);
 }
 
 TEST(Http2CodecTest, DestroyingCodecResetsOpenStreams) {
