@@ -25,15 +25,10 @@ using testing::LeafOptions;
 using testing::TestCa;
 using testing::TestCertificate;
 using testing::TestKeyType;
+using testing::ValueOrDie;
 
 constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
 constexpr char kBackend[] = "spiffe://cluster.local/ns/default/sa/backend";
-
-template <typename T>
-T ValueOrDie(absl::StatusOr<T> v) {
-  CHECK(v.ok()) << v.status();
-  return *std::move(v);
-}
 
 SpiffeIdMatcher Ids(std::vector<std::string> ids, std::vector<std::string> domains = {}) {
   return ValueOrDie(SpiffeIdMatcher::Create(ids, domains));

@@ -19,15 +19,10 @@ namespace {
 
 using ::testing::HasSubstr;
 using tls::HandshakeFailure;
+using tls::testing::ValueOrDie;
 
 constexpr char kAllowed[] = "spiffe://cluster.local/ns/default/sa/frontend";
 constexpr char kIntruder[] = "spiffe://cluster.local/ns/other/sa/intruder";
-
-template <typename T>
-T ValueOrDie(absl::StatusOr<T> v) {
-  CHECK(v.ok()) << v.status();
-  return *std::move(v);
-}
 
 TEST(TlsRefusalLogTest, OncePerAddressPerInterval) {
   FakeClock clock;
