@@ -22,6 +22,9 @@ namespace {
 constexpr size_t kMinReadSpace = Buffer::kBlockSize / 4;
 // iovecs per uv_try_write (writev) attempt.
 constexpr size_t kMaxTryWriteIovecs = 64;
+// Unread peer bytes a failed transport's close reads and drops so that it ends with a FIN, not a
+// reset (SendLastWords); a peer that sent more gets the reset.
+constexpr size_t kMaxLastWordsDrain = 64 << 10;
 
 static_assert(sizeof(uv_buf_t) == sizeof(iovec) &&
                   offsetof(uv_buf_t, base) == offsetof(iovec, iov_base) &&
@@ -699,6 +702,7 @@ bool Connection::ConnectSettledInKernel() {
 
 void Connection::Fail(CloseReason reason, absl::Status detail, bool defer) {
   if (state_ == State::kClosed) return;
+  if (reason == CloseReason::kTransportError) SendLastWords();
   CloseSocket(/*reset=*/false);
   if (defer) {
     close_report_pending_ = true;
@@ -708,6 +712,26 @@ void Connection::Fail(CloseReason reason, absl::Status detail, bool defer) {
     return;
   }
   NotifyClose(reason, detail);
+}
+
+void Connection::SendLastWords() {
+  // Bytes already handed to libuv come first and would be cancelled by the close: no alert
+  // can follow them.
+  if (state_ != State::kOpen || write_in_flight_ > 0 || wire_out_.empty()) return;
+  iovec iov[kMaxTryWriteIovecs];
+  const size_t n = wire_out_.GetIovecs(absl::MakeSpan(iov));
+  const int rc = uv_try_write(stream(), AsUvBufs(iov), static_cast<unsigned>(n));
+  if (rc <= 0) return;
+  wire_out_.Drain(static_cast<size_t>(rc));
+  bytes_sent_ += static_cast<uint64_t>(rc);
+  uv_os_fd_t fd;
+  if (uv_fileno(handle_->handle(), &fd) != 0) return;
+  char sink[4096];
+  for (size_t dropped = 0; dropped < kMaxLastWordsDrain;) {
+    const ssize_t got = ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (got <= 0) break;
+    dropped += static_cast<size_t>(got);
+  }
 }
 
 void Connection::CloseSocket(bool reset) {

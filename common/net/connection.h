@@ -62,7 +62,8 @@ enum class CloseReason {
   kRemoteReset,     // the peer reset the connection (ECONNRESET, EPIPE)
   kConnectFailed,   // connect failed (refused, unreachable, ...)
   kConnectTimeout,  // connect did not finish within its timeout
-  kTransportError,  // the Transport (TLS) failed: bad handshake, bad record, ...
+  kTransportError,  // the Transport (TLS) failed: bad handshake, bad record, ...; what it left
+                    // to send (a TLS alert saying why) is written before the close
   kSocketError,     // any other socket error
 };
 absl::string_view CloseReasonName(CloseReason reason);
@@ -214,7 +215,13 @@ class Connection {
   bool CheckHighWatermark();
   // Closes the socket and reports OnClose now (from loop callbacks) or on the next loop turn
   // (`defer`: from inside Write() and other calls the owner made).
+  // A kTransportError first sends the transport's last words (SendLastWords).
   void Fail(CloseReason reason, absl::Status detail, bool defer);
+  // What a failed transport left in wire_out_ (a TLS alert that tells the peer why it was
+  // refused) is written now if the socket takes it at once, and unread peer bytes are dropped
+  // (up to a bound) so the close that follows sends a FIN after it, not a reset that could
+  // destroy it unread.
+  void SendLastWords();
   void CloseSocket(bool reset);
   void NotifyClose(CloseReason reason, const absl::Status& detail);
   // Sends bytes queued by a WriteBatch (the tail of an unbatched Write()).

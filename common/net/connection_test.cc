@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -443,6 +444,63 @@ TEST(ConnectionTest, FlushCloseWithUnreadBytesInTheSocketWaitsForThePeer) {
   client->Close(CloseMode::kFlush);
   ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
   EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
+}
+
+// A transport that refuses the peer on its first bytes, the way TLS refuses a handshake: it
+// leaves its reason (a TLS alert, here a text) in `out` and fails.
+class RefusingTransport final : public Transport {
+ public:
+  absl::Status Start(const Address&, Buffer&) override { return absl::OkStatus(); }
+  absl::Status OnReceived(Buffer& wire_in, Buffer&, Buffer& out) override {
+    wire_in.Clear();
+    out.Append("refused: certificate required");
+    return absl::PermissionDeniedError("refused");
+  }
+  absl::Status Send(Buffer&, Buffer&) override { return absl::OkStatus(); }
+  void Shutdown(Buffer&) override {}
+  bool HandshakeComplete() const override { return false; }
+  const PeerInfo& peer() const override { return peer_; }
+
+ private:
+  PeerInfo peer_;
+};
+
+// What a failing transport leaves to send reaches the peer before the close, followed by an
+// end of stream: also when the peer sent more than the failed read took, which a close() with
+// unread bytes would answer with a reset. The client is a plain socket: libuv may report a
+// reset that follows data as an end of stream.
+TEST(ConnectionTest, TransportFailureSendsItsLastWordsBeforeClosing) {
+  for (size_t sent : {size_t{5}, size_t{48} << 10}) {
+    SCOPED_TRACE(sent);
+    event::Loop loop;
+    ListenerOptions options;
+    options.transport_factory = [] { return std::make_unique<RefusingTransport>(); };
+    Server server(loop, "127.0.0.1:0", std::move(options));
+    ASSERT_TRUE(server.status.ok());
+    // Everything arrives before the server reads: its first read takes one block of it.
+    server.setup = [](Connection& conn, RecordingCallbacks&) { conn.ReadDisable(); };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(connect(fd, server.listener->address().as_sockaddr(),
+                      server.listener->address().sockaddr_len()),
+              0);
+    ASSERT_TRUE(loop.RunUntil([&] { return !server.conns.empty(); }, kWait));
+    const std::string bytes(sent, 'x');
+    ASSERT_EQ(send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(sent));
+    loop.RunUntil([] { return false; }, milliseconds(50));
+    server.conns[0]->ReadEnable();
+    ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes > 0; }, kWait));
+    EXPECT_EQ(server.callbacks[0]->close_reason, CloseReason::kTransportError);
+    EXPECT_EQ(server.callbacks[0]->close_detail.code(), absl::StatusCode::kPermissionDenied);
+
+    std::string received;
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) received.append(buf, static_cast<size_t>(n));
+    EXPECT_EQ(received, "refused: certificate required");
+    EXPECT_EQ(n, 0) << "not an end of stream: " << strerror(errno);
+    close(fd);
+  }
 }
 
 TEST(ConnectionTest, ReadDisableCounts) {

@@ -47,7 +47,8 @@ class Transport {
   // at the other end (a TLS client keys the sessions it may resume by it).
   virtual absl::Status Start(const Address& peer, Buffer& out) = 0;
   // Bytes read from the socket. Appends application bytes to `app_in`, and any bytes that must be
-  // sent to the peer (handshake, alerts) to `out`. An error means close the connection.
+  // sent to the peer (handshake, alerts) to `out`. An error means close the connection; what it
+  // appended to `out` (a TLS alert saying why) is written before the close.
   // Bytes the transport cannot use yet (a partial TLS record) may stay in `wire_in`; the
   // connection appends the next read behind them.
   virtual absl::Status OnReceived(Buffer& wire_in, Buffer& app_in, Buffer& out) = 0;

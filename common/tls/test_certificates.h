@@ -12,6 +12,7 @@
 // milliseconds, so share RSA leaves across test cases where it matters).
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <openssl/base.h>
@@ -21,8 +22,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/base/logging.h"
 
 namespace meshlet::tls::testing {
+
+// The value of `v`, which a test expects to be OK (it stops the test binary otherwise).
+template <typename T>
+T ValueOrDie(absl::StatusOr<T> v) {
+  CHECK(v.ok()) << v.status();
+  return *std::move(v);
+}
 
 enum class TestKeyType { kEcdsaP256, kRsa2048 };
 

@@ -99,6 +99,23 @@ std::string Describe(const X509& cert) {
   return absl::StrCat("\"", SubjectName(cert), "\"");
 }
 
+// The class of a failed verification of the peer's certificate, from the alert it chose.
+HandshakeFailure FailureForAlert(uint8_t alert) {
+  switch (alert) {
+    case SSL_AD_CERTIFICATE_REQUIRED:
+      return HandshakeFailure::kNoCertificate;
+    case SSL_AD_CERTIFICATE_EXPIRED:
+      return HandshakeFailure::kExpired;
+    case SSL_AD_ACCESS_DENIED:
+      return HandshakeFailure::kIdentityDenied;
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_BAD_CERTIFICATE:
+      return HandshakeFailure::kUntrusted;
+    default:
+      return HandshakeFailure::kOther;
+  }
+}
+
 // A TLS alert the peer sent us, as a status for our caller.
 absl::Status PeerAlertStatus(int alert) {
   std::string message = absl::StrCat("peer aborted the connection with TLS alert \"",
@@ -127,6 +144,28 @@ absl::Status PeerAlertStatus(int alert) {
 }
 
 }  // namespace
+
+absl::string_view HandshakeFailureName(HandshakeFailure failure) {
+  switch (failure) {
+    case HandshakeFailure::kNone:
+      return "none";
+    case HandshakeFailure::kNoCertificate:
+      return "no_certificate";
+    case HandshakeFailure::kUntrusted:
+      return "untrusted";
+    case HandshakeFailure::kExpired:
+      return "expired";
+    case HandshakeFailure::kIdentityDenied:
+      return "identity_denied";
+    case HandshakeFailure::kPeerAlert:
+      return "peer_alert";
+    case HandshakeFailure::kProtocol:
+      return "protocol";
+    case HandshakeFailure::kOther:
+      return "other";
+  }
+  return "other";
+}
 
 namespace tls_internal {
 
@@ -192,6 +231,7 @@ absl::Status TlsSession::Init() {
 
   SSL_set_ex_data(ssl_.get(), SessionExDataIndex(), this);
   SSL_set_renegotiate_mode(ssl_.get(), ssl_renegotiate_never);
+  SSL_set_info_callback(ssl_.get(), &TlsSession::InfoCallback);
 
   if (server) {
     SSL_set_accept_state(ssl_.get());
@@ -259,10 +299,28 @@ enum ssl_verify_result_t TlsSession::VerifyCallback(SSL* ssl, uint8_t* out_alert
   absl::Status status = self->VerifyPeer(out_alert);
   if (!status.ok()) {
     self->verify_error_ = std::move(status);
+    self->OnVerifyFailed(*out_alert);
     return ssl_verify_invalid;
   }
   self->peer_verified_ = true;
   return ssl_verify_ok;
+}
+
+void TlsSession::InfoCallback(const SSL* ssl, int type, int value) {
+  if (type != SSL_CB_WRITE_ALERT || (value >> 8) != SSL3_AL_FATAL) return;
+  auto* self = static_cast<TlsSession*>(SSL_get_ex_data(ssl, SessionExDataIndex()));
+  if (self != nullptr && self->alert_sent_ < 0) self->alert_sent_ = value & 0xff;
+}
+
+void TlsSession::OnVerifyFailed(uint8_t alert) {
+  verify_failure_ = FailureForAlert(alert);
+  const STACK_OF(CRYPTO_BUFFER)* buffers = SSL_get0_peer_certificates(ssl_.get());
+  if (buffers == nullptr || sk_CRYPTO_BUFFER_num(buffers) == 0) return;
+  bssl::UniquePtr<X509> leaf(X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(buffers, 0)));
+  if (leaf == nullptr) return;
+  if (absl::StatusOr<SpiffeId> id = ExtractSpiffeId(*leaf); id.ok()) {
+    refused_spiffe_id_ = id->ToString();
+  }
 }
 
 absl::Status TlsSession::VerifyPeer(uint8_t* out_alert) {
@@ -436,8 +494,9 @@ absl::Status TlsSession::OnHandshakeComplete() {
         !context_->is_server() || context_->client_certificate() != ClientCertificateMode::kNone;
     if (asks_for_cert) {
       if (absl::Status status = VerifyPeer(&alert); !status.ok()) {
+        OnVerifyFailed(alert);
         SSL_send_fatal_alert(ssl_.get(), alert);
-        return Fail(std::move(status));
+        return Fail(std::move(status), verify_failure_);
       }
     }
   }
@@ -529,39 +588,49 @@ absl::string_view TlsSession::cipher_name() const {
   return cipher != nullptr ? SSL_CIPHER_get_name(cipher) : "";
 }
 
-absl::Status TlsSession::Fail(absl::Status status) {
-  if (status_.ok()) status_ = std::move(status);
+absl::Status TlsSession::Fail(absl::Status status, HandshakeFailure failure) {
+  if (status_.ok()) {
+    status_ = std::move(status);
+    if (!handshake_complete_) handshake_failure_ = failure;
+  }
   ERR_clear_error();
   return status_;
 }
 
 absl::Status TlsSession::FailFromSsl(int ret) {
   const int ssl_error = SSL_get_error(ssl_.get(), ret);
-  if (!verify_error_.ok()) return Fail(verify_error_);
+  if (!verify_error_.ok()) return Fail(verify_error_, verify_failure_);
   const uint32_t error = ERR_peek_error();
   const int reason = ERR_GET_LIB(error) == ERR_LIB_SSL ? ERR_GET_REASON(error) : 0;
   if (reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256) {
-    return Fail(PeerAlertStatus(reason - SSL_AD_REASON_OFFSET));
+    return Fail(PeerAlertStatus(reason - SSL_AD_REASON_OFFSET), HandshakeFailure::kPeerAlert);
   }
   switch (reason) {
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
       return Fail(absl::UnauthenticatedError(
-          "peer presented no certificate, but a client certificate is required"));
+                      "peer presented no certificate, but a client certificate is required"),
+                  HandshakeFailure::kNoCertificate);
     case SSL_R_NO_APPLICATION_PROTOCOL:
       return Fail(absl::FailedPreconditionError(
-          absl::StrCat("no ALPN protocol in common with the peer (ours: ",
-                       absl::StrJoin(context_->alpn_protocols(), ","), ")")));
+                      absl::StrCat("no ALPN protocol in common with the peer (ours: ",
+                                   absl::StrJoin(context_->alpn_protocols(), ","), ")")),
+                  HandshakeFailure::kProtocol);
     case SSL_R_UNSUPPORTED_PROTOCOL:
-      return Fail(absl::FailedPreconditionError("no TLS version in common with the peer"));
+      return Fail(absl::FailedPreconditionError("no TLS version in common with the peer"),
+                  HandshakeFailure::kProtocol);
     case SSL_R_NO_SHARED_CIPHER:
-      return Fail(absl::FailedPreconditionError("no cipher suite in common with the peer"));
+      return Fail(absl::FailedPreconditionError("no cipher suite in common with the peer"),
+                  HandshakeFailure::kProtocol);
     default:
       break;
   }
   std::string detail = DrainBoringSslErrors();
   if (detail.empty()) detail = absl::StrCat("SSL error ", ssl_error);
-  return Fail(absl::UnavailableError(absl::StrCat(
-      handshake_complete_ ? "TLS connection failed: " : "TLS handshake failed: ", detail)));
+  // With memory BIOs and no I/O of its own, what is left is the peer's bytes breaking TLS.
+  return Fail(
+      absl::UnavailableError(absl::StrCat(
+          handshake_complete_ ? "TLS connection failed: " : "TLS handshake failed: ", detail)),
+      HandshakeFailure::kProtocol);
 }
 
 }  // namespace meshlet::tls

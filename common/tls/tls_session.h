@@ -43,6 +43,35 @@
 
 namespace meshlet::tls {
 
+// Why a TLS handshake failed, in a few fixed classes for counters (the session's status says
+// exactly what). The verification classes name what this side refused, and match the alert it
+// sent the peer (RFC 8446 §6.2).
+enum class HandshakeFailure {
+  kNone,            // the handshake has not failed
+  kNoCertificate,   // the peer presented no certificate where one is required (alert
+                    // certificate_required; handshake_failure in TLS 1.2)
+  kUntrusted,       // its chain did not verify: not issued by a trusted CA (unknown_ca), or
+                    // malformed, badly signed, not for its role, a CA as a workload
+                    // (bad_certificate)
+  kExpired,         // a certificate of its chain is expired or not yet valid
+                    // (certificate_expired)
+  kIdentityDenied,  // the chain verified, but its SPIFFE id is not one the policy allows
+                    // (access_denied)
+  kPeerAlert,       // the peer aborted with an alert of its own: it refused us
+  kProtocol,        // no TLS version, cipher suite or ALPN protocol in common; malformed or
+                    // unexpected messages
+  kOther,           // anything else (internal errors)
+};
+// Every failure class but kNone, e.g. to register one counter each.
+inline constexpr HandshakeFailure kHandshakeFailures[] = {
+    HandshakeFailure::kNoCertificate,  HandshakeFailure::kUntrusted, HandshakeFailure::kExpired,
+    HandshakeFailure::kIdentityDenied, HandshakeFailure::kPeerAlert, HandshakeFailure::kProtocol,
+    HandshakeFailure::kOther};
+inline constexpr size_t kHandshakeFailureCount = static_cast<size_t>(HandshakeFailure::kOther) + 1;
+// "no_certificate", "untrusted", "expired", "identity_denied", "peer_alert", "protocol",
+// "other" ("none" for kNone): stable, for metric labels and logs.
+absl::string_view HandshakeFailureName(HandshakeFailure failure);
+
 namespace tls_internal {
 // A FIFO of bytes behind one of a session's BIOs. Consumes from the front without moving the
 // rest, and releases its allocation whenever it becomes empty.
@@ -128,6 +157,14 @@ class TlsSession {
   void Shutdown();
 
   const absl::Status& status() const { return status_; }
+  // Why the handshake failed; kNone while it has not (a failure after it completed is not a
+  // handshake failure).
+  HandshakeFailure handshake_failure() const { return handshake_failure_; }
+  // The fatal alert this side sent (SSL_AD_*), or -1 if none.
+  int alert_sent() const { return alert_sent_; }
+  // When the handshake failed verifying the peer's certificate: the SPIFFE id that certificate
+  // claims, verified or not (to say who was refused); "" otherwise or without one.
+  const std::string& refused_spiffe_id() const { return refused_spiffe_id_; }
   bool handshake_complete() const { return handshake_complete_; }
   // The peer sent close_notify: no more plaintext will come.
   bool peer_closed() const { return peer_closed_; }
@@ -159,6 +196,11 @@ class TlsSession {
   // handshake); returns 1 when it took ownership.
   static int OnNewClientSession(SSL* ssl, SSL_SESSION* session);
   static enum ssl_verify_result_t VerifyCallback(SSL* ssl, uint8_t* out_alert);
+  // BoringSSL's info callback; records the fatal alert we send.
+  static void InfoCallback(const SSL* ssl, int type, int value);
+  // Records a failed verification of the peer's certificate: its class (from the alert chosen)
+  // and the identity the certificate claims.
+  void OnVerifyFailed(uint8_t alert);
   // Checks the peer chain against the trust bundle and the peer identity policy.
   absl::Status VerifyPeer(uint8_t* out_alert);
   // The identity policy part of VerifyPeer, for a leaf whose chain verified.
@@ -168,7 +210,8 @@ class TlsSession {
 
   // Turns a failed SSL_* return into a specific status and records it.
   absl::Status FailFromSsl(int ret);
-  absl::Status Fail(absl::Status status);
+  // Records the first failure; `failure` classifies it when the handshake has not completed.
+  absl::Status Fail(absl::Status status, HandshakeFailure failure = HandshakeFailure::kOther);
 
   std::shared_ptr<const TlsContext> context_;
   Options options_;
@@ -180,6 +223,10 @@ class TlsSession {
   absl::Status status_;
   // Set by VerifyCallback; more specific than what BoringSSL reports afterwards.
   absl::Status verify_error_;
+  HandshakeFailure verify_failure_ = HandshakeFailure::kNone;
+  HandshakeFailure handshake_failure_ = HandshakeFailure::kNone;
+  int alert_sent_ = -1;
+  std::string refused_spiffe_id_;
   bool peer_verified_ = false;
   bool handshake_complete_ = false;
   bool peer_closed_ = false;

@@ -25,15 +25,10 @@ using testing::LeafOptions;
 using testing::TestCa;
 using testing::TestCertificate;
 using testing::TestKeyType;
+using testing::ValueOrDie;
 
 constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
 constexpr char kBackend[] = "spiffe://cluster.local/ns/default/sa/backend";
-
-template <typename T>
-T ValueOrDie(absl::StatusOr<T> v) {
-  CHECK(v.ok()) << v.status();
-  return *std::move(v);
-}
 
 SpiffeIdMatcher Ids(std::vector<std::string> ids, std::vector<std::string> domains = {}) {
   return ValueOrDie(SpiffeIdMatcher::Create(ids, domains));
@@ -317,6 +312,8 @@ TEST_P(TlsSessionTest, AlpnNoOverlapFailsWhenRequired) {
   EXPECT_THAT(pair.server->status().message(), HasSubstr("h2,http/1.1"));
   EXPECT_FALSE(pair.client->status().ok());
   EXPECT_THAT(pair.client->status().message(), HasSubstr("no ALPN protocol in common"));
+  EXPECT_EQ(pair.server->handshake_failure(), HandshakeFailure::kProtocol);
+  EXPECT_EQ(pair.server->alert_sent(), SSL_AD_NO_APPLICATION_PROTOCOL);
 }
 
 TEST_P(TlsSessionTest, ServerWithWrongIdentityRejectedByClient) {
@@ -348,6 +345,67 @@ TEST_P(TlsSessionTest, ClientWithWrongIdentityRejectedByServer) {
   // In TLS 1.3 the client finishes first and hears about the rejection on its next read.
   EXPECT_EQ(pair.client->status().code(), absl::StatusCode::kPermissionDenied)
       << pair.client->status();
+}
+
+// A server refusing a client says why with the alert RFC 8446 §6.2 names for the case, and
+// classifies the refusal for its counters.
+TEST_P(TlsSessionTest, RefusedClientsAreToldWhyAndClassified) {
+  const TestCertificate stranger = ValueOrDie(other_root_->Issue({.spiffe_id = kFrontend}));
+  const TestCertificate expired = ValueOrDie(root_->Issue({.spiffe_id = kFrontend,
+                                                           .not_before_offset = -absl::Hours(48),
+                                                           .not_after_offset = -absl::Hours(24)}));
+  struct Case {
+    const char* name;
+    const TestCertificate* client_cert;  // null: none
+    int alert;
+    HandshakeFailure failure;
+    const char* client_sees;
+  };
+  const bool tls13 = version() == TlsVersion::kTls13;
+  const Case cases[] = {
+      // TLS 1.2 has no certificate_required; BoringSSL sends handshake_failure there.
+      {"no certificate", nullptr, tls13 ? SSL_AD_CERTIFICATE_REQUIRED : SSL_AD_HANDSHAKE_FAILURE,
+       HandshakeFailure::kNoCertificate,
+       tls13 ? "the peer requires a client certificate" : "handshake failure"},
+      {"untrusted CA", &stranger, SSL_AD_UNKNOWN_CA, HandshakeFailure::kUntrusted,
+       "the peer did not accept our certificate"},
+      {"expired", &expired, SSL_AD_CERTIFICATE_EXPIRED, HandshakeFailure::kExpired,
+       "certificate expired"},
+      {"identity not allowed", frontend_, SSL_AD_ACCESS_DENIED, HandshakeFailure::kIdentityDenied,
+       "the peer does not allow our identity"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    TlsContextConfig client = ClientConfig();
+    if (c.client_cert != nullptr) {
+      client.certificate_chain_pem = c.client_cert->chain_pem;
+      client.private_key_pem = c.client_cert->key_pem;
+    }
+    TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+    server.peer_identity = Ids({"spiffe://cluster.local/ns/default/sa/reviews"});
+    Pair pair = MakePair(client, server);
+    pair.Handshake();
+    EXPECT_FALSE(pair.server->handshake_complete());
+    EXPECT_EQ(pair.server->handshake_failure(), c.failure) << pair.server->status();
+    EXPECT_EQ(pair.server->alert_sent(), c.alert)
+        << SSL_alert_desc_string_long(pair.server->alert_sent());
+    EXPECT_EQ(pair.server->refused_spiffe_id(), c.client_cert != nullptr ? kFrontend : "");
+    EXPECT_THAT(pair.client->status().message(), HasSubstr(c.client_sees));
+  }
+}
+
+TEST_P(TlsSessionTest, AcceptedPeersSendNoAlert) {
+  TlsContextConfig server = ServerConfig(*backend_, ClientCertificateMode::kRequire);
+  server.peer_identity = Ids({kFrontend});
+  Pair pair = MakePair(ClientConfig(true), server);
+  pair.Handshake();
+  ASSERT_TRUE(pair.server->handshake_complete()) << pair.server->status();
+  EXPECT_EQ(pair.server->handshake_failure(), HandshakeFailure::kNone);
+  EXPECT_EQ(pair.server->alert_sent(), -1);
+  EXPECT_EQ(pair.server->refused_spiffe_id(), "");
+  pair.client->Shutdown();  // close_notify is a warning, not a refusal
+  pair.Pump();
+  EXPECT_EQ(pair.client->alert_sent(), -1);
 }
 
 TEST_P(TlsSessionTest, TrustDomainMismatchRejected) {
@@ -389,6 +447,11 @@ TEST_P(TlsSessionTest, UntrustedCaRejected) {
   EXPECT_THAT(status.message(), HasSubstr("other root"));
   EXPECT_EQ(pair.server->status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(pair.server->status().message(), HasSubstr("unknown CA"));
+  EXPECT_EQ(pair.client->handshake_failure(), HandshakeFailure::kUntrusted);
+  EXPECT_EQ(pair.client->alert_sent(), SSL_AD_UNKNOWN_CA);
+  // The server was refused by its peer.
+  EXPECT_EQ(pair.server->handshake_failure(), HandshakeFailure::kPeerAlert);
+  EXPECT_EQ(pair.server->alert_sent(), -1);
 }
 
 TEST_P(TlsSessionTest, ExpiredCertificateRejected) {
@@ -634,6 +697,9 @@ TEST_P(TlsSessionTest, ResumesWithTicketsAndStillChecksThePeer) {
   Pair wrong = connections.Connect("10.0.0.1:8443", {.peer_identity = Ids({kFrontend})});
   EXPECT_FALSE(wrong.client->handshake_complete());
   EXPECT_THAT(std::string(wrong.client->status().message()), HasSubstr("is not allowed"));
+  EXPECT_EQ(wrong.client->handshake_failure(), HandshakeFailure::kIdentityDenied);
+  EXPECT_EQ(wrong.client->alert_sent(), SSL_AD_ACCESS_DENIED);
+  EXPECT_EQ(wrong.client->refused_spiffe_id(), kBackend);
 
   // A rotated server (a new context, new ticket keys) cannot read old tickets: a full handshake.
   connections.set_server(ValueOrDie(TlsContext::CreateServer(server_config)));

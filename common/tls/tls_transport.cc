@@ -20,16 +20,19 @@ absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
   return std::make_unique<TlsTransport>(std::move(session));
 }
 
+std::unique_ptr<TlsTransport> TlsTransport::Make(std::shared_ptr<const TlsContext> context,
+                                                 TlsSession::Options options) {
+  absl::StatusOr<std::unique_ptr<TlsSession>> session =
+      TlsSession::Create(std::move(context), std::move(options));
+  if (!session.ok()) return std::unique_ptr<TlsTransport>(new TlsTransport(session.status()));
+  return std::make_unique<TlsTransport>(*std::move(session));
+}
+
 net::TransportFactory TlsTransport::Factory(std::shared_ptr<const TlsContextProvider> provider,
                                             TlsSession::Options options) {
   return [provider = std::move(provider),
           options = std::move(options)]() -> std::unique_ptr<net::Transport> {
-    absl::StatusOr<std::unique_ptr<TlsSession>> session =
-        TlsSession::Create(provider->Current(), options);
-    if (!session.ok()) {
-      return std::unique_ptr<TlsTransport>(new TlsTransport(session.status()));
-    }
-    return std::make_unique<TlsTransport>(*std::move(session));
+    return Make(provider->Current(), options);
   };
 }
 

@@ -29,8 +29,12 @@ class TlsTransport final : public net::Transport {
   static absl::StatusOr<std::unique_ptr<TlsTransport>> Create(
       std::shared_ptr<const TlsContext> context, TlsSession::Options options = {});
 
-  // One transport per connection, each from the provider's context at that moment. If a session
-  // cannot be created, the transport fails its first call with the reason.
+  // Never null: if a session cannot be created, the transport fails its first call with the
+  // reason (and has no session()).
+  static std::unique_ptr<TlsTransport> Make(std::shared_ptr<const TlsContext> context,
+                                            TlsSession::Options options = {});
+
+  // One transport per connection, each from the provider's context at that moment (Make).
   static net::TransportFactory Factory(std::shared_ptr<const TlsContextProvider> provider,
                                        TlsSession::Options options = {});
 

@@ -19,15 +19,10 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using testing::TestCa;
 using testing::TestCertificate;
+using testing::ValueOrDie;
 
 constexpr char kFrontend[] = "spiffe://cluster.local/ns/default/sa/frontend";
 constexpr char kBackend[] = "spiffe://cluster.local/ns/default/sa/backend";
-
-template <typename T>
-T ValueOrDie(absl::StatusOr<T> v) {
-  CHECK(v.ok()) << v.status();
-  return *std::move(v);
-}
 
 // One side of a connection as net::Connection would drive it: its four buffers.
 struct Endpoint {

@@ -347,6 +347,7 @@ absl::Status Server::Init() {
                                                            .connection_counts = connection_counts_,
                                                            .cluster_limits = cluster_limits_,
                                                            .tls_contexts = &tls_contexts_,
+                                                           .tls_refusal_log = &tls_refusal_log_,
                                                            .tracing = tracing_.get(),
                                                            .trace_collector = trace_collector_});
     absl::Status status = worker->Start(snapshot_);

@@ -49,6 +49,7 @@
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/server/access_log.h"
 #include "sidecar/server/admin.h"
+#include "sidecar/server/downstream_tls.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
@@ -145,6 +146,7 @@ class Server final : public AdminBackend {
   std::map<std::pair<std::string, std::string>, PublishedRateLimiter> published_rate_limiters_;
   void PublishRateLimiterStats();
   TlsContexts tls_contexts_;
+  TlsRefusalLog tls_refusal_log_{RealClock::Get()};
   std::shared_ptr<const config::Snapshot> snapshot_;
   // The bootstrap's tracing section as it started (a reload keeps it) and its collector; each
   // worker exports its own spans. A collector named by host name is resolved here, on the main

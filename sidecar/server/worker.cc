@@ -160,6 +160,7 @@ struct Worker::ListenerContext {
   Counter rejected_rbac;  // connections to tcp_cluster the authorization policies denied
   DownstreamTlsTransport::Counters tls;
   std::shared_ptr<const tls::TlsContextProvider> tls_provider;  // null: plaintext listener
+  TlsRefusalLog* tls_refusal_log = nullptr;
   Counter rejected_detect_timeout;
   Counter rejected_tls_handshake_timeout;
   Counter detect_restarted_late;  // detect waits that expired long past their time and restarted
@@ -174,7 +175,8 @@ struct Worker::ListenerContext {
   std::unique_ptr<net::Transport> NewTransport() const {
     if (tls_provider == nullptr) return std::make_unique<net::PlaintextTransport>();
     return std::make_unique<DownstreamTlsTransport>(
-        tls_provider, config.tls.mode == config::DownstreamTlsConfig::Mode::kStrict, tls);
+        tls_provider, config.tls.mode == config::DownstreamTlsConfig::Mode::kStrict, tls,
+        config.name, tls_refusal_log);
   }
 };
 
@@ -757,6 +759,16 @@ std::shared_ptr<const Worker::ListenerContext> Worker::MakeListenerContext(
   if (context->has_tls()) {
     context->tls.plaintext_refused = RejectedCounter(shard, config.name, "plaintext_refused");
     context->tls.handshake_error = RejectedCounter(shard, config.name, "tls_handshake_error");
+    for (tls::HandshakeFailure failure : tls::kHandshakeFailures) {
+      context->tls.handshake_fail[static_cast<size_t>(failure)] = OrDiscard(
+          shard.RegisterCounter("meshlet_downstream_tls_handshake_fail_total",
+                                "Downstream TLS handshakes that failed, by reason (each is also a "
+                                "tls_handshake_error rejection).",
+                                {{"listener", config.name},
+                                 {"reason", std::string(tls::HandshakeFailureName(failure))}}),
+          "meshlet_downstream_tls_handshake_fail_total");
+    }
+    context->tls_refusal_log = shared_.tls_refusal_log;
     context->tls.handshakes =
         OrDiscard(shard.RegisterCounter("meshlet_downstream_tls_handshakes_total",
                                         "Downstream TLS handshakes completed.", labels),

@@ -53,6 +53,7 @@
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/server/access_log.h"
+#include "sidecar/server/downstream_tls.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/tracing/exporter.h"
 #include "sidecar/tracing/tracer.h"
@@ -80,6 +81,8 @@ struct WorkerShared {
   const Clock& clock = RealClock::Get();
   // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
   const TlsContexts* tls_contexts = nullptr;
+  // Which failed downstream TLS handshakes are logged; null: none are.
+  TlsRefusalLog* tls_refusal_log = nullptr;
   // The bootstrap's tracing section and the collector it names; null: tracing off. Each worker
   // runs its own Tracer and SpanExporter.
   const tracing::TracingConfig* tracing = nullptr;

@@ -63,22 +63,39 @@ class Pki:
         openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                 "-out", path, cwd=self.dir)
 
-    def leaf(self, name, spiffe_id, dns="localhost"):
-        """Returns (cert_path, key_path) of a leaf for `spiffe_id` (and DNS name, if any)."""
+    def leaf(self, name, spiffe_id, dns="localhost", expired=False):
+        """Returns (cert_path, key_path) of a leaf for `spiffe_id` (and DNS name, if any);
+        `expired`: one that was valid for a day and expired yesterday."""
         key, csr, cert = self.path(f"{name}.key"), self.path(f"{name}.csr"), self.path(f"{name}.pem")
         ext = self.path(f"{name}.ext")
         sans = [f"URI:{spiffe_id}"] + ([f"DNS:{dns}"] if dns else [])
         with open(ext, "w") as f:
-            f.write(f"subjectAltName={','.join(sans)}\n"
+            f.write(("[ca]\ndefault_ca = test_ca\n"
+                     "[test_ca]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\n"
+                     "default_md = sha256\npolicy = any\nunique_subject = no\n"
+                     "[any]\ncommonName = supplied\n[leaf]\n" if expired else "") +
+                    f"subjectAltName={','.join(sans)}\n"
                     "basicConstraints=critical,CA:FALSE\n"
                     "keyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=serverAuth,clientAuth\n")
         self._key(key)
         openssl("req", "-new", "-key", key, "-subj", f"/CN={name}", "-out", csr, cwd=self.dir)
         self.serial += 1
-        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                "-set_serial", str(self.serial), "-days", "1", "-extfile", ext, "-out", cert,
-                cwd=self.dir)
+        if expired:
+            # `openssl x509` only issues from now on; `openssl ca` takes explicit dates.
+            open(self.path("index.txt"), "a").close()
+            with open(self.path("serial.txt"), "w") as f:
+                f.write(f"{self.serial:04X}\n")
+            day = 24 * 3600
+            start, end = (time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - n * day))
+                          for n in (2, 1))
+            openssl("ca", "-batch", "-config", ext, "-extensions", "leaf", "-cert", self.ca,
+                    "-keyfile", self.ca_key, "-in", csr, "-out", cert, "-notext",
+                    "-startdate", start, "-enddate", end, cwd=self.dir)
+        else:
+            openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                    "-set_serial", str(self.serial), "-days", "1", "-extfile", ext, "-out", cert,
+                    cwd=self.dir)
         return cert, key
 
 
@@ -145,6 +162,8 @@ class TlsTestCase(unittest.TestCase):
         # Same names, another CA: verifies nowhere.
         cls.rogue = Pki(os.path.join(cls.tmp, "rogue"), ca_name="rogue-ca")
         cls.rogue_cert, cls.rogue_key = cls.rogue.leaf("rogue-client", CLIENT_ID, dns=None)
+        cls.expired_cert, cls.expired_key = cls.pki.leaf("expired-client", CLIENT_ID, dns=None,
+                                                         expired=True)
 
     def setUp(self):
         self.work = tempfile.mkdtemp(dir=self.tmp)
@@ -178,10 +197,13 @@ class TlsTestCase(unittest.TestCase):
             except ConnectionResetError:
                 pass
 
-    def rejected(self, sidecar, reason):
+    def rejected(self, sidecar, reason, name="meshlet_downstream_cx_rejected_total"):
         return sum(int(line.rpartition(": ")[2])
-                   for line in sidecar.stat_lines("meshlet_downstream_cx_rejected_total")
+                   for line in sidecar.stat_lines(name)
                    if f'reason="{reason}"' in line)
+
+    def handshake_failures(self, sidecar, reason):
+        return self.rejected(sidecar, reason, name="meshlet_downstream_tls_handshake_fail_total")
 
 
 class ListenerTlsTest(TlsTestCase):
@@ -270,6 +292,74 @@ class ListenerTlsTest(TlsTestCase):
         with open(log) as f:
             lines = [json.loads(line) for line in f]
         self.assertEqual([l["downstream_peer_identity"] for l in lines], [CLIENT_ID, CLIENT_ID])
+
+    def test_refused_clients_are_told_why_and_counted(self):
+        """Each refused client gets the TLS alert that says why (RFC 8446 §6.2), as
+        `openssl s_client` prints it, instead of a bare close; each refusal is counted by reason
+        and logged once a minute per client address."""
+        port = free_port()
+        sidecar = self.start(config(
+            tls_listener("inbound", port,
+                         f'{{mode: STRICT, secret_name: server-cert, allowed_peer_ids: ["{CLIENT_ID}"]}}'),
+            static_cluster("app", self.app.port), app_routes(), self.server_secret()))
+        # (case, client certificate, alert printed under TLS 1.3 and TLS 1.2, counted reason)
+        cases = [
+            ("identity not allowed", (self.intruder_cert, self.intruder_key),
+             ("tlsv1 alert access denied",) * 2, "identity_denied"),
+            # TLS 1.2 has no certificate_required alert; BoringSSL sends handshake_failure.
+            ("no certificate", None,
+             ("tlsv13 alert certificate required", "sslv3 alert handshake failure"),
+             "no_certificate"),
+            ("untrusted CA", (self.rogue_cert, self.rogue_key), ("tlsv1 alert unknown ca",) * 2,
+             "untrusted"),
+            ("expired", (self.expired_cert, self.expired_key),
+             ("sslv3 alert certificate expired",) * 2, "expired"),
+        ]
+        refused = 0
+        for version, index in (("-tls1_3", 0), ("-tls1_2", 1)):
+            for name, cert, alerts, reason in cases:
+                with self.subTest(version=version, case=name):
+                    before = self.handshake_failures(sidecar, reason)
+                    args = ["-cert", cert[0], "-key", cert[1]] if cert else []
+                    # -ign_eof: keep reading after the handshake (TLS 1.3 clients finish first
+                    # and learn of the refusal on their next read).
+                    r = subprocess.run(
+                        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", version,
+                         "-servername", "localhost", "-CAfile", self.pki.ca, "-ign_eof", *args],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+                    self.assertNotEqual(r.returncode, 0)
+                    self.assertIn(alerts[index], r.stderr)
+                    self.assertNotIn("unexpected eof", r.stderr)
+                    refused += 1
+                    self.assertTrue(wait_for(
+                        lambda: self.handshake_failures(sidecar, reason) == before + 1),
+                        sidecar.stat_lines("meshlet_downstream_tls_handshake_fail_total"))
+        self.assertEqual(self.rejected(sidecar, "tls_handshake_error"), refused)
+        self.assertEqual(sidecar.stat("meshlet_downstream_tls_handshake_fail_total"), refused)
+
+        # Python's ssl module sees the alert too, here from another client address.
+        ctx = ssl.create_default_context(cafile=self.pki.ca)
+        with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                      source_address=("127.0.0.2", 0)) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+                with self.assertRaises(ssl.SSLError) as raised:
+                    conn.recv(1)  # TLS 1.3: the client finished its handshake first
+                self.assertIn("CERTIFICATE_REQUIRED", str(raised.exception))
+
+        # One log line per client address within the minute, with what it presented and the
+        # alert it was sent; the refusals that followed from 127.0.0.1 are only counted.
+        def refusal_lines():
+            return [l for l in sidecar.log().splitlines()
+                    if "listener inbound: TLS handshake from" in l]
+        self.assertTrue(wait_for(lambda: len(refusal_lines()) == 2), sidecar.log())
+        first, second = refusal_lines()
+        self.assertIn(" info ", first)
+        self.assertIn("TLS handshake from 127.0.0.1:", first)
+        self.assertIn(f"failed: identity_denied, peer {INTRUDER_ID}, "
+                      f'sent alert "access denied": peer identity {INTRUDER_ID} is not allowed',
+                      first)
+        self.assertIn("TLS handshake from 127.0.0.2:", second)
+        self.assertIn('failed: no_certificate, sent alert "certificate required"', second)
 
     def test_rate_limit_per_caller_identity(self):
         # A bucket of 2 requests (no refill, so the test is exact at any speed) for each client
