@@ -688,6 +688,10 @@ void Router::DescribeClientSpan(tracing::Span& span, const Host& host) {
   // The server span names the host of the last attempt: this one, so far.
   if (info_.server_span != nullptr) {
     tracing::SetText(info_.server_span->endpoint, host.address_text());
+    // The server span starts at an exact reading (the connection manager's), the attempt at the
+    // loop turn's shared one, which may be earlier: an attempt begun in the turn its request
+    // arrived must not start before its parent.
+    span.start_ns = std::max(span.start_ns, info_.server_span->start_ns);
   }
   if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
 }
