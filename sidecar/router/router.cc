@@ -712,6 +712,8 @@ void Router::FillClientSpanText(tracing::Span& span, absl::string_view endpoint)
   span.route = info_.route_name;
   span.cluster = info_.cluster_name;
   tracing::SetText(span.endpoint, endpoint);
+  // The attempt passes on the tracestate its server span received.
+  if (server != nullptr) tracing::SetText(span.trace_state, server->trace_state);
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {
