@@ -29,6 +29,25 @@ TEST(ClockTest, FakeClockMovesOnlyWhenAdvanced) {
   EXPECT_EQ(clock.WallNow() - wall, absl::Milliseconds(250));
 }
 
+TEST(ClockTest, FakeClockCanMoveAtEveryReading) {
+  FakeClock clock;
+  const MonotonicTime start = clock.Now();
+  clock.AdvanceOnEveryRead(std::chrono::microseconds(3));
+  EXPECT_EQ(clock.Now() - start, std::chrono::microseconds(3));
+  EXPECT_EQ(clock.ExactNow() - start, std::chrono::microseconds(6));
+  clock.AdvanceOnEveryRead(Duration(0));
+  EXPECT_EQ(clock.Now() - start, std::chrono::microseconds(6));
+}
+
+TEST(ClockTest, MicrosRoundedUp) {
+  EXPECT_EQ(MicrosRoundedUp(Duration(0)), 0u);
+  EXPECT_EQ(MicrosRoundedUp(Duration(-5)), 0u);
+  EXPECT_EQ(MicrosRoundedUp(Duration(1)), 1u);  // took time: not 0
+  EXPECT_EQ(MicrosRoundedUp(Duration(1000)), 1u);
+  EXPECT_EQ(MicrosRoundedUp(Duration(1001)), 2u);
+  EXPECT_EQ(MicrosRoundedUp(milliseconds(90)), 90000u);
+}
+
 TEST(RandomTest, UniformStaysInRangeAndCoversIt) {
   RealRandom random(42);
   std::set<uint64_t> seen;

@@ -11,6 +11,10 @@
 // turn one reading serves them all. The error is bounded by one turn's processing time, which
 // the request had to wait for anyway.
 //
+// ExactNow() always reads the source: for intervals that may begin and end within one turn (a
+// request's duration, docs/operations.md), which a shared reading would measure as zero. It
+// leaves the turn's reading alone.
+//
 // Outside Run/RunOnce/RunUntil (set-up code, tests driving objects directly) nothing is cached:
 // every call reads the source. Loop thread only.
 
@@ -32,6 +36,8 @@ class TurnClock final : public Clock {
     }
     return now_;
   }
+
+  MonotonicTime ExactNow() const override { return source_.ExactNow(); }
 
   absl::Time WallNow() const override {
     if (!loop_.running()) return source_.WallNow();

@@ -71,5 +71,23 @@ TEST(TurnClockTest, LaterTurnsAndTimersReadAgain) {
   EXPECT_EQ(in_timer - in_second, milliseconds(11));
 }
 
+TEST(TurnClockTest, ExactNowAlwaysReadsTheSource) {
+  FakeClock source;
+  source.AdvanceOnEveryRead(milliseconds(1));
+  Loop loop;
+  TurnClock clock(loop, source);
+  MonotonicTime shared[2], exact[2];
+  loop.Post([&] {
+    shared[0] = clock.Now();
+    exact[0] = clock.ExactNow();
+    shared[1] = clock.Now();
+    exact[1] = clock.ExactNow();
+  });
+  loop.RunUntilIdle();
+  EXPECT_EQ(shared[0], shared[1]);
+  EXPECT_EQ(exact[0] - shared[0], milliseconds(1));
+  EXPECT_EQ(exact[1] - exact[0], milliseconds(1));
+}
+
 }  // namespace
 }  // namespace meshlet::event

@@ -76,7 +76,8 @@ std::string SpanJson(const SpanRecord& span) {
       JsonQuote(Rfc3339Nanos(span.start_unix_nanos)), R"(,"startTimeUnixNano":")",
       span.start_unix_nanos, R"(","durationNanos":)", span.duration_nanos(),
       R"(,"status":{"code":)", span.error ? R"("ERROR")" : R"("UNSET")", R"(,"message":)",
-      JsonQuote(span.status_message), R"(},"attributes":{)", absl::StrJoin(attributes, ","), "}}");
+      JsonQuote(span.status_message), R"(},"traceState":)", JsonQuote(span.trace_state),
+      R"(,"flags":)", span.flags, R"(,"attributes":{)", absl::StrJoin(attributes, ","), "}}");
 }
 
 }  // namespace

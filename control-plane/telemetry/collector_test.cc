@@ -26,6 +26,7 @@ constexpr char kOtlpJson[] = R"({"resourceSpans":[{
                    {"key":"meshlet.response_flags","value":{"stringValue":"UF"}}],
      "status":{"code":2,"message":"upstream failed"}},
     {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b8",
+     "traceState":"congo=t61rcWkgMzE","flags":257,
      "parentSpanId":"00f067aa0ba902b7","name":"GET /a","kind":3,
      "startTimeUnixNano":1700000000001000000,"endTimeUnixNano":"1700000000049000000",
      "attributes":[{"key":"meshlet.retry_attempt","value":{"intValue":"1"}}]}
@@ -68,6 +69,11 @@ TEST(ReceiversTest, ParsesOtlpJson) {
   EXPECT_EQ(client.kind, SpanKind::kClient);
   EXPECT_FALSE(client.error);
   EXPECT_EQ(client.start_unix_nanos, 1700000000001000000);
+  // The span context's tracestate and flags (sampled, parent known to be local).
+  EXPECT_EQ(client.trace_state, "congo=t61rcWkgMzE");
+  EXPECT_EQ(client.flags, 0x101u);
+  EXPECT_EQ(server.trace_state, "");
+  EXPECT_EQ(server.flags, 0u);  // not sent
 }
 
 TEST(ReceiversTest, RejectsBadOtlpJsonNamingTheField) {
@@ -102,6 +108,8 @@ otlp::ExportTraceServiceRequest ProtoRequest() {
   span->set_parent_span_id(std::string("\x00\xf0\x67\xaa\x0b\xa9\x02\xb8", 8));
   span->set_name("GET /a");
   span->set_kind(2);
+  span->set_trace_state("rojo=00f067aa0ba902b7");
+  span->set_flags(0x301);
   span->set_start_time_unix_nano(1700000000002000000);
   span->set_end_time_unix_nano(1700000000040000000);
   otlp::KeyValue* attr = span->add_attributes();
@@ -120,6 +128,8 @@ TEST(ReceiversTest, ParsesOtlpProtobuf) {
   EXPECT_EQ((*spans)[0].parent_span_id, "00f067aa0ba902b8");
   EXPECT_EQ((*spans)[0].service, "backend");
   EXPECT_EQ((*spans)[0].attributes[0].second, "2");
+  EXPECT_EQ((*spans)[0].trace_state, "rojo=00f067aa0ba902b7");
+  EXPECT_EQ((*spans)[0].flags, 0x301u);  // sampled, parent remote
 }
 
 TEST(ReceiversTest, RejectsBadOtlpProtobuf) {
@@ -277,6 +287,10 @@ TEST(CollectorTest, QueryApi) {
   EXPECT_TRUE(absl::StrContains(r.body, R"("parentSpanId":"00f067aa0ba902b8")")) << r.body;
   EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.retry_attempt":"2")")) << r.body;
   EXPECT_TRUE(absl::StrContains(r.body, R"("status":{"code":"ERROR","message":"upstream failed"})"))
+      << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("traceState":"rojo=00f067aa0ba902b7","flags":769)"))
+      << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("traceState":"congo=t61rcWkgMzE","flags":257)"))
       << r.body;
   EXPECT_EQ(collector.HandleQuery(Request("GET", "/api/v1/traces/ffff", "", "")).status, 404);
 

@@ -74,7 +74,7 @@ std::string ServiceName(const otlp::Resource& resource) {
 
 // The fields both OTLP encodings share, once the ids are text.
 absl::Status FillCommon(const std::string& path, int32_t kind, uint64_t start, uint64_t end,
-                        const std::string& name,
+                        const std::string& trace_state, uint32_t flags, const std::string& name,
                         const google::protobuf::RepeatedPtrField<otlp::KeyValue>& attributes,
                         const otlp::Status& status, SpanRecord& span) {
   if (start == 0) {
@@ -87,6 +87,8 @@ absl::Status FillCommon(const std::string& path, int32_t kind, uint64_t start, u
   if (start > static_cast<uint64_t>(INT64_MAX) || end > static_cast<uint64_t>(INT64_MAX)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ".endTimeUnixNano: out of range"));
   }
+  span.trace_state = trace_state;
+  span.flags = flags;
   span.name = name;
   span.kind = kind >= 0 && kind <= 5 ? static_cast<SpanKind>(kind) : SpanKind::kUnspecified;
   span.start_unix_nanos = static_cast<int64_t>(start);
@@ -147,9 +149,9 @@ absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body
           if (!id.ok()) return id.status();
           span.parent_span_id = *std::move(id);
         }
-        if (absl::Status status =
-                FillCommon(path, in.kind(), in.start_time_unix_nano(), in.end_time_unix_nano(),
-                           in.name(), in.attributes(), in.status(), span);
+        if (absl::Status status = FillCommon(path, in.kind(), in.start_time_unix_nano(),
+                                             in.end_time_unix_nano(), in.trace_state(), in.flags(),
+                                             in.name(), in.attributes(), in.status(), span);
             !status.ok()) {
           return status;
         }
@@ -186,9 +188,9 @@ absl::StatusOr<std::vector<SpanRecord>> ParseOtlpJson(absl::string_view body) {
           if (!id.ok()) return id.status();
           span.parent_span_id = *std::move(id);
         }
-        if (absl::Status status =
-                FillCommon(path, in.kind(), in.start_time_unix_nano(), in.end_time_unix_nano(),
-                           in.name(), in.attributes(), in.status(), span);
+        if (absl::Status status = FillCommon(path, in.kind(), in.start_time_unix_nano(),
+                                             in.end_time_unix_nano(), in.trace_state(), in.flags(),
+                                             in.name(), in.attributes(), in.status(), span);
             !status.ok()) {
           return status;
         }

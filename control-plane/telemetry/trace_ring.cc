@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +19,10 @@ namespace meshlet::controlplane::telemetry {
 
 namespace {
 
-constexpr char kMagic[4] = {'M', 'L', 'T', 'R'};
+// The magic names the span encoding of the segment's records: "MLTR" segments (written before
+// spans had a tracestate and flags) are still read back.
+constexpr char kMagic[4] = {'M', 'L', 'T', '2'};
+constexpr char kMagicV1[4] = {'M', 'L', 'T', 'R'};
 constexpr size_t kHeaderBytes = sizeof(kMagic) + sizeof(uint64_t);
 constexpr size_t kMaxRecordBytes = 64 << 20;
 
@@ -59,12 +63,16 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 
 }  // namespace
 
-void EncodeSpans(const std::vector<SpanRecord>& spans, std::string* out) {
+void EncodeSpans(const std::vector<SpanRecord>& spans, std::string* out, int format) {
   PutU32(out, static_cast<uint32_t>(spans.size()));
   for (const SpanRecord& s : spans) {
     for (const std::string* field :
          {&s.trace_id, &s.span_id, &s.parent_span_id, &s.name, &s.service, &s.status_message}) {
       PutString(out, *field);
+    }
+    if (format >= 2) {
+      PutString(out, s.trace_state);
+      PutU32(out, s.flags);
     }
     PutU32(out, static_cast<uint32_t>(s.kind));
     PutU64(out, static_cast<uint64_t>(s.start_unix_nanos));
@@ -78,7 +86,7 @@ void EncodeSpans(const std::vector<SpanRecord>& spans, std::string* out) {
   }
 }
 
-bool DecodeSpans(absl::string_view payload, std::vector<SpanRecord>* out) {
+bool DecodeSpans(absl::string_view payload, std::vector<SpanRecord>* out, int format) {
   Reader r(payload);
   uint32_t count = 0;
   if (!r.U32(&count)) return false;
@@ -88,6 +96,7 @@ bool DecodeSpans(absl::string_view payload, std::vector<SpanRecord>* out) {
          {&s.trace_id, &s.span_id, &s.parent_span_id, &s.name, &s.service, &s.status_message}) {
       if (!r.String(field)) return false;
     }
+    if (format >= 2 && (!r.String(&s.trace_state) || !r.U32(&s.flags))) return false;
     uint32_t kind = 0, error = 0, attributes = 0;
     uint64_t start = 0, end = 0;
     if (!r.U32(&kind) || kind > 5 || !r.U64(&start) || !r.U64(&end) || !r.U32(&error) ||
@@ -117,8 +126,8 @@ absl::StatusOr<std::unique_ptr<TraceRing>> TraceRing::Open(const std::string& di
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", dir);
   std::unique_ptr<TraceRing> ring(
       new TraceRing(dir, std::max<size_t>(max_bytes / kSegments, 64 << 10)));
-  // (generation, index) of every readable segment, oldest first.
-  std::vector<std::pair<uint64_t, int>> segments;
+  // (generation, index, span format) of every readable segment, oldest first.
+  std::vector<std::tuple<uint64_t, int, int>> segments;
   std::vector<std::string> contents(kSegments);
   for (int i = 0; i < kSegments; ++i) {
     std::ifstream in(ring->SegmentPath(i), std::ios::binary);
@@ -126,29 +135,34 @@ absl::StatusOr<std::unique_ptr<TraceRing>> TraceRing::Open(const std::string& di
     std::ostringstream text;
     text << in.rdbuf();
     contents[i] = text.str();
-    if (contents[i].size() < kHeaderBytes ||
-        std::memcmp(contents[i].data(), kMagic, sizeof(kMagic)) != 0) {
+    if (contents[i].size() < kHeaderBytes) continue;
+    int format = 0;
+    if (std::memcmp(contents[i].data(), kMagic, sizeof(kMagic)) == 0) {
+      format = kSpanFormat;
+    } else if (std::memcmp(contents[i].data(), kMagicV1, sizeof(kMagicV1)) == 0) {
+      format = 1;
+    } else {
       continue;
     }
     uint64_t generation = 0;
     std::memcpy(&generation, contents[i].data() + sizeof(kMagic), sizeof(generation));
-    segments.emplace_back(generation, i);
+    segments.emplace_back(generation, i, format);
   }
   std::sort(segments.begin(), segments.end());
-  for (const auto& [generation, index] : segments) {
+  for (const auto& [generation, index, format] : segments) {
     absl::string_view data(contents[index]);
     data.remove_prefix(kHeaderBytes);
     while (data.size() >= 4) {
       uint32_t n = 0;
       std::memcpy(&n, data.data(), 4);
       if (n > kMaxRecordBytes || data.size() - 4 < n) break;  // cut short
-      if (!DecodeSpans(data.substr(4, n), replay)) break;
+      if (!DecodeSpans(data.substr(4, n), replay, format)) break;
       data.remove_prefix(4 + n);
     }
   }
   // Continue in a fresh segment after the newest one.
-  const uint64_t generation = segments.empty() ? 1 : segments.back().first + 1;
-  const int next = segments.empty() ? 0 : (segments.back().second + 1) % kSegments;
+  const uint64_t generation = segments.empty() ? 1 : std::get<0>(segments.back()) + 1;
+  const int next = segments.empty() ? 0 : (std::get<1>(segments.back()) + 1) % kSegments;
   RETURN_IF_ERROR(ring->StartSegment(next, generation));
   return ring;
 }

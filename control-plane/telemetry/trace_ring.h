@@ -7,9 +7,10 @@
 // the newest spans. At start the segments are read back oldest first into the store (whose own
 // limits apply).
 //
-// Format: each segment starts with "MLTR" and a 64-bit generation (segments are read in
-// generation order); then records of [u32 length][payload], the payload a sequence of spans whose
-// strings are length-prefixed. A record cut short (a crash mid-write) ends that segment's replay.
+// Format: each segment starts with "MLT2" (or "MLTR", the format before spans had a tracestate and
+// flags, still read) and a 64-bit generation (segments are read in generation order); then
+// records of [u32 length][payload], the payload a sequence of spans whose strings are
+// length-prefixed. A record cut short (a crash mid-write) ends that segment's replay.
 // Writes are not fsynced: a crash may lose the last spans, which suits a cache of recent traces.
 //
 // Threading: the control plane's loop thread.
@@ -55,8 +56,11 @@ class TraceRing {
   size_t current_bytes_ = 0;
 };
 
-// The payload encoding (exposed for tests).
-void EncodeSpans(const std::vector<SpanRecord>& spans, std::string* out);
-bool DecodeSpans(absl::string_view payload, std::vector<SpanRecord>* out);
+// The payload encoding (exposed for tests). Format 2 (segments starting "MLT2", what the ring
+// writes) holds every field of SpanRecord; format 1 ("MLTR", read back from older segments) has no
+// trace_state and flags.
+inline constexpr int kSpanFormat = 2;
+void EncodeSpans(const std::vector<SpanRecord>& spans, std::string* out, int format = kSpanFormat);
+bool DecodeSpans(absl::string_view payload, std::vector<SpanRecord>* out, int format = kSpanFormat);
 
 }  // namespace meshlet::controlplane::telemetry

@@ -1,5 +1,6 @@
 #include "control-plane/telemetry/trace_ring.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +19,8 @@ SpanRecord Span(int i, size_t attribute_bytes = 10) {
   s.trace_id = absl::StrCat("4bf92f3577b34da6a3ce929d0e0e", 1000 + i % 9000);
   s.span_id = absl::StrCat("00f067aa0ba9", 1000 + i % 9000);
   s.parent_span_id = i % 2 == 0 ? "" : "00f067aa0ba90001";
+  s.trace_state = i % 2 == 0 ? "" : absl::StrCat("congo=", i);
+  s.flags = i % 2 == 0 ? 0x301 : 0x101;
   s.name = absl::StrCat("GET /items/", i);
   s.service = i % 3 == 0 ? "frontend" : "backend";
   s.kind = i % 2 == 0 ? SpanKind::kServer : SpanKind::kClient;
@@ -34,6 +37,8 @@ void ExpectSame(const SpanRecord& a, const SpanRecord& b) {
   EXPECT_EQ(a.trace_id, b.trace_id);
   EXPECT_EQ(a.span_id, b.span_id);
   EXPECT_EQ(a.parent_span_id, b.parent_span_id);
+  EXPECT_EQ(a.trace_state, b.trace_state);
+  EXPECT_EQ(a.flags, b.flags);
   EXPECT_EQ(a.name, b.name);
   EXPECT_EQ(a.service, b.service);
   EXPECT_EQ(a.kind, b.kind);
@@ -119,6 +124,38 @@ TEST_F(TraceRingTest, ARecordCutShortEndsTheReplayOfItsSegment) {
   ASSERT_TRUE(TraceRing::Open(dir_, 1 << 20, &replay).ok());
   ASSERT_EQ(replay.size(), 1u);
   ExpectSame(replay[0], Span(1));
+}
+
+// Segments written before spans had a tracestate and flags ("MLTR") are still read back, older
+// than what follows them in generation order.
+TEST_F(TraceRingTest, SegmentsOfTheFormerFormatAreReadBack) {
+  ASSERT_EQ(::mkdir(dir_.c_str(), 0700), 0);
+  std::string segment = "MLTR";
+  const uint64_t generation = 7;
+  segment.append(reinterpret_cast<const char*>(&generation), sizeof(generation));
+  std::string payload;
+  EncodeSpans({Span(1), Span(2)}, &payload, /*format=*/1);
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  segment.append(reinterpret_cast<const char*>(&length), sizeof(length));
+  segment += payload;
+  std::ofstream(dir_ + "/segment-3.ring", std::ios::binary) << segment;
+  std::vector<SpanRecord> replay;
+  {
+    auto ring = TraceRing::Open(dir_, 1 << 20, &replay);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    ASSERT_EQ(replay.size(), 2u);
+    ASSERT_TRUE((*ring)->Append({Span(3)}).ok());
+  }
+  replay.clear();
+  ASSERT_TRUE(TraceRing::Open(dir_, 1 << 20, &replay).ok());
+  ASSERT_EQ(replay.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    SpanRecord expected = Span(i + 1);
+    expected.trace_state.clear();  // not in that format
+    expected.flags = 0;
+    ExpectSame(replay[i], expected);
+  }
+  ExpectSame(replay[2], Span(3));
 }
 
 TEST(TraceRingEncodingTest, MalformedPayloadsAreRefused) {

@@ -25,7 +25,7 @@ absl::string_view SpanKindName(SpanKind kind) {
 size_t SpanRecord::ApproximateBytes() const {
   // Fixed part: the record itself plus per-string and per-attribute bookkeeping.
   size_t bytes = sizeof(SpanRecord) + trace_id.size() + span_id.size() + parent_span_id.size() +
-                 name.size() + service.size() + status_message.size();
+                 trace_state.size() + name.size() + service.size() + status_message.size();
   for (const auto& [key, value] : attributes) {
     bytes += sizeof(std::pair<std::string, std::string>) + key.size() + value.size();
   }

@@ -46,6 +46,10 @@ struct SpanRecord {
   int64_t end_unix_nanos = 0;
   bool error = false;
   std::string status_message;
+  std::string trace_state;  // the W3C tracestate of the span's context (OTLP); may be empty
+  // OTLP span flags: bits 0-7 the W3C trace flags, bit 8 "whether the parent is remote is
+  // known", bit 9 "the parent is remote"; 0 when the sender did not say (Zipkin, older senders).
+  uint32_t flags = 0;
   // Attributes in arrival order, values rendered as text (numbers in decimal).
   std::vector<std::pair<std::string, std::string>> attributes;
 

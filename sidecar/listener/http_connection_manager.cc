@@ -108,7 +108,10 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
         encoder_(&encoder),
         active_(hcm.stats_.downstream_rq_active),
         router_(hcm.context_, hcm.CurrentRouteTable(), *this) {
-    info_.start = hcm.context_.clock.Now();
+    // The codecs create the stream once its headers are decoded. Its start and end are read
+    // exactly, not from the turn's shared reading: a request answered within the turn (a direct
+    // response, a local reply) would measure zero.
+    info_.start = hcm.context_.clock.ExactNow();
     info_.protocol = hcm.codec_->protocol();
     if (hcm.context_.access_log != nullptr) info_.start_wall = hcm.context_.clock.WallNow();
     last_activity_ = hcm.context_.loop.Now();
@@ -399,9 +402,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     encoder_ = nullptr;
     router_.Abandon();
     tunnel_active_.reset();
-    const MonotonicTime now = hcm_.context_.clock.Now();
-    const uint64_t duration_us = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - info_.start).count());
+    const MonotonicTime now = hcm_.context_.clock.ExactNow();
+    const uint64_t duration_us = MicrosRoundedUp(now - info_.start);
     if (server_span_ != nullptr) {
       info_.server_span = nullptr;
       server_span_->end_ns = hcm_.context_.tracer->WallNanosAt(now);

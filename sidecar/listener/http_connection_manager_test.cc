@@ -16,8 +16,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
+#include "common/base/fake_clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
+#include "common/event/turn_clock.h"
 #include "common/http/server.h"
 #include "common/net/listener.h"
 #include "common/net/test_util.h"
@@ -93,7 +95,7 @@ class HttpConnectionManagerTest : public ::testing::Test {
     auto listener = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
                                           [this](std::unique_ptr<net::Connection> connection) {
                                             auto hcm = std::make_unique<HttpConnectionManager>(
-                                                context_, stats_, listener_config_,
+                                                *hcm_context_, stats_, listener_config_,
                                                 std::move(connection), net::Buffer(), hcm_options_,
                                                 [this](HttpConnectionManager& closed) {
                                                   ++closes_;
@@ -133,6 +135,71 @@ class HttpConnectionManagerTest : public ::testing::Test {
     void OnClose(net::CloseReason, const absl::Status&) override {}
   };
 
+  // A snapshot of `clusters` whose route table "routes" (one virtual host, every domain) has a
+  // route per path, named after it: to the cluster named, or a direct 200 "ok" for an empty name.
+  // The cluster manager is updated to it.
+  std::shared_ptr<const config::Snapshot> RoutesTo(
+      const std::vector<std::pair<std::string, std::string>>& path_to_cluster,
+      const std::vector<std::shared_ptr<ClusterConfig>>& clusters) {
+    auto snapshot = std::make_shared<config::Snapshot>();
+    for (const auto& cluster : clusters) snapshot->clusters[cluster->name] = cluster;
+    router::RouteConfig routes;
+    routes.name = "routes";
+    router::VirtualHostConfig vhost;
+    vhost.name = "all";
+    vhost.domains = {"*"};
+    for (const auto& [path, cluster] : path_to_cluster) {
+      router::RouteEntry route;
+      route.name = path.substr(1);
+      route.match.path = path;
+      if (cluster.empty()) {
+        route.action = router::DirectResponseAction{200, "ok"};
+      } else {
+        router::RouteAction action;
+        action.cluster = cluster;
+        route.action = action;
+      }
+      vhost.routes.push_back(route);
+    }
+    routes.virtual_hosts.push_back(vhost);
+    snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+    clusters_.Update(*snapshot);
+    return snapshot;
+  }
+
+  // A worker's context as the sidecar builds it, its clock a TurnClock, here over a source whose
+  // time moves on by kStep at every reading (so only readings that reach the source see time
+  // pass), with a tracer sampling every request into `sink`. Point hcm_context_ at `context`.
+  struct SteppedWorker {
+    static constexpr Duration kStep = std::chrono::microseconds(250);
+    static tracing::TracingConfig SampleAll(bool span_per_attempt) {
+      tracing::TracingConfig config;
+      config.sampling_percent = 100;
+      config.span_per_attempt = span_per_attempt;
+      return config;
+    }
+    SteppedWorker(HttpConnectionManagerTest& test, std::shared_ptr<const config::Snapshot> snapshot,
+                  bool span_per_attempt)
+        : clock(test.loop_, source),
+          tracer(SampleAll(span_per_attempt), "svc", sink,
+                 tracing::TracerStats::Create(*test.shard_), test.random_, clock),
+          context{.loop = test.loop_,
+                  .random = test.random_,
+                  .clock = clock,
+                  .stats = *test.shard_,
+                  .clusters = test.clusters_,
+                  .snapshot = std::move(snapshot),
+                  .access_log = &test.log_,
+                  .tracer = &tracer} {
+      source.AdvanceOnEveryRead(kStep);
+    }
+    FakeClock source;
+    event::TurnClock clock;
+    tracing::RecordingSpanSink sink;
+    tracing::Tracer tracer;
+    WorkerContext context;
+  };
+
   event::Loop loop_;
   RealRandom random_{1};
   StatsRegistry registry_;
@@ -148,6 +215,8 @@ class HttpConnectionManagerTest : public ::testing::Test {
                          .clusters = clusters_,
                          .snapshot = nullptr,
                          .access_log = &log_};
+  // What new connections get; a test may point it at a context of its own.
+  WorkerContext* hcm_context_ = &context_;
   config::ListenerConfig listener_config_;
   HttpConnectionManager::Options hcm_options_;
   Sink sink_;
@@ -457,6 +526,114 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200")) << client.received;
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 429")) << client.received;
   EXPECT_EQ(closes_, 0);  // all on the one connection
+}
+
+// A request answered within the loop turn its headers arrived in (a direct response, a local
+// reply for a cluster without hosts) still took time: the worker's clock reads the time once per
+// turn for everything else, but a request's start and end are read exactly, so its access-log
+// duration, its duration histograms (downstream and the cluster's golden metrics) and its
+// server span all show it.
+TEST_F(HttpConnectionManagerTest, RequestsAnsweredWithinOneLoopTurnHaveADuration) {
+  auto empty = std::make_shared<ClusterConfig>();
+  empty->name = "empty";
+  SteppedWorker worker(*this, RoutesTo({{"/direct", ""}, {"/no-hosts", "empty"}}, {empty}),
+                       /*span_per_attempt=*/false);
+  tracing::RecordingSpanSink& sink = worker.sink;
+  hcm_context_ = &worker.context;
+
+  for (const char* path : {"/direct", "/no-hosts"}) {
+    for (http::Protocol protocol : {http::Protocol::kHttp11, http::Protocol::kHttp2}) {
+      SCOPED_TRACE(absl::StrCat(path, " ", http::ProtocolName(protocol)));
+      hcm_options_.protocol = protocol;
+      log_.lines.clear();
+      sink.spans.clear();
+      net::testing::RecordingCallbacks client;
+      auto c = Connect(client);
+      if (protocol == http::Protocol::kHttp2) {
+        c->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1,
+                                      kH2RequestStart + H2Path(path)));
+      } else {
+        c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\n\r\n"));
+      }
+      ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+      const std::string& line = log_.lines[0];
+      EXPECT_TRUE(absl::StrContains(line, path == absl::string_view("/direct")
+                                              ? "\"response_code\":200"
+                                              : "\"response_code\":503"))
+          << line;
+      const size_t at = line.find("\"duration_us\":");
+      ASSERT_NE(at, std::string::npos) << line;
+      uint64_t duration_us = 0;
+      const std::string rest = line.substr(at + 14);
+      ASSERT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &duration_us));
+      // At least the two exact readings' distance, whatever else read the clock in between.
+      EXPECT_GE(duration_us, 250u) << line;
+      ASSERT_EQ(sink.spans.size(), 1u);
+      EXPECT_GE(sink.spans[0].end_ns - sink.spans[0].start_ns, SteppedWorker::kStep.count());
+      c->Close(net::CloseMode::kNoFlush);
+      loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+    }
+  }
+  loop_.RunUntilIdle();  // the connection managers go before the worker's context
+  hcm_context_ = &context_;
+
+  // Every sample of the histograms is the access log's nonzero duration.
+  const StatsSnapshot stats = registry_.Snapshot();
+  const SeriesSnapshot* downstream = stats.Find("meshlet_http_downstream_rq_duration_seconds");
+  ASSERT_NE(downstream, nullptr);
+  EXPECT_EQ(downstream->histogram.count(), 4u);
+  EXPECT_GE(downstream->histogram.Percentile(0), 250.0 * (1 - 0.04));
+  const SeriesSnapshot* golden = stats.Find("meshlet_upstream_rq_duration_seconds",
+                                            {{"cluster", "empty"}, {"outcome", "failure"}});
+  ASSERT_NE(golden, nullptr);
+  EXPECT_EQ(golden->histogram.count(), 2u);
+  EXPECT_GE(golden->histogram.Percentile(0), 250.0 * (1 - 0.04));
+}
+
+// A server span starts at the exact time its request's headers were decoded; the turn's shared
+// reading, which client spans start at, may be earlier (here: the first of two streams that
+// arrived together took it). An attempt's client span still starts and ends within its server
+// span.
+TEST_F(HttpConnectionManagerTest, ClientSpansLieWithinTheirServerSpans) {
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {},
+      [](const http::ServerRequest&) { return http::ServerResponse::Text(200, "ok"); });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "up";
+  EndpointConfig endpoint;
+  endpoint.address = (*upstream)->address();
+  cluster->endpoints.push_back(endpoint);
+  SteppedWorker worker(*this, RoutesTo({{"/up", "up"}}, {cluster}), /*span_per_attempt=*/true);
+  tracing::RecordingSpanSink& sink = worker.sink;
+  hcm_context_ = &worker.context;
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  // Two streams in one read: both are decoded, and their attempts begun, in one loop turn.
+  c->Write(kH2Preface +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, kH2RequestStart + H2Path("/up")) +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 3, kH2RequestStart + H2Path("/up")));
+  ASSERT_TRUE(loop_.RunUntil([&] { return sink.spans.size() == 4; }, seconds(5)));
+  c->Close(net::CloseMode::kNoFlush);
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();  // the connection managers go before the worker's context
+  hcm_context_ = &context_;
+
+  int pairs = 0;
+  for (const tracing::Span& server : sink.spans) {
+    if (server.kind != tracing::SpanKind::kServer) continue;
+    for (const tracing::Span& attempt : sink.spans) {
+      if (attempt.kind != tracing::SpanKind::kClient || attempt.parent_span_id != server.span_id) {
+        continue;
+      }
+      ++pairs;
+      EXPECT_GE(attempt.start_ns, server.start_ns);
+      EXPECT_LE(attempt.end_ns, server.end_ns);
+      EXPECT_LE(attempt.start_ns, attempt.end_ns);
+    }
+  }
+  EXPECT_EQ(pairs, 2);
 }
 
 // The upstream request carries exactly one traceparent, naming this hop's client span, over

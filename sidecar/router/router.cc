@@ -688,6 +688,10 @@ void Router::DescribeClientSpan(tracing::Span& span, const Host& host) {
   // The server span names the host of the last attempt: this one, so far.
   if (info_.server_span != nullptr) {
     tracing::SetText(info_.server_span->endpoint, host.address_text());
+    // The server span starts at an exact reading (the connection manager's), the attempt at the
+    // loop turn's shared one, which may be earlier: an attempt begun in the turn its request
+    // arrived must not start before its parent.
+    span.start_ns = std::max(span.start_ns, info_.server_span->start_ns);
   }
   if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
 }
@@ -708,6 +712,8 @@ void Router::FillClientSpanText(tracing::Span& span, absl::string_view endpoint)
   span.route = info_.route_name;
   span.cluster = info_.cluster_name;
   tracing::SetText(span.endpoint, endpoint);
+  // The attempt passes on the tracestate its server span received.
+  if (server != nullptr) tracing::SetText(span.trace_state, server->trace_state);
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {

@@ -80,7 +80,9 @@ TcpProxy::~TcpProxy() {
 }
 
 void TcpProxy::Start(net::Buffer initial_bytes) {
-  start_ = clock_.Now();
+  // Exact, not the turn's shared reading: a connection refused at once (no cluster, no host)
+  // ends in the turn it started and would log a duration of zero.
+  start_ = clock_.ExactNow();
   start_wall_ = clock_.WallNow();
   stats_.connections.Inc();
   active_.emplace(stats_.active);
@@ -279,8 +281,7 @@ void TcpProxy::MaybeFinish() {
 
 void TcpProxy::WriteAccessLog() {
   if (access_log_ == nullptr) return;
-  const int64_t duration_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(clock_.Now() - start_).count();
+  const uint64_t duration_us = MicrosRoundedUp(clock_.ExactNow() - start_);
   std::string line = "{\"start_time\":";
   AppendJsonString(line,
                    absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", start_wall_, absl::UTCTimeZone()));

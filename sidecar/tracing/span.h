@@ -47,6 +47,12 @@ struct Span {
   TraceId trace_id;
   uint64_t span_id = 0;
   uint64_t parent_span_id = 0;  // 0: root
+  // The parent is the caller's span (from its traceparent or B3 headers), not one of this hop's:
+  // a server span continuing a caller's trace. Exported in the OTLP flags (OtlpSpanFlags).
+  bool parent_remote = false;
+  // The W3C `tracestate` this hop passed on with the trace (as sent upstream, after the checks
+  // of docs/tracing.md); empty when the caller sent none. OTLP Span.trace_state.
+  std::string trace_state;
   SpanKind kind = SpanKind::kServer;
   std::string name;  // empty: "METHOD path" (server) or "METHOD cluster" (client), at export
   // Wall-clock time in Unix nanoseconds, as exported (Tracer::WallNanos); end 0: not stamped yet.
@@ -91,6 +97,7 @@ struct Span {
     Clear(endpoint);
     Clear(response_flags);
     Clear(request_id);
+    Clear(trace_state);
     protocol = {};
     peer_identity = {};
     route = {};
@@ -98,6 +105,7 @@ struct Span {
     trace_id = TraceId();
     span_id = 0;
     parent_span_id = 0;
+    parent_remote = false;
     kind = SpanKind::kServer;
     start_ns = 0;
     end_ns = 0;
@@ -120,6 +128,18 @@ struct Span {
 };
 
 using SpanPtr = std::unique_ptr<Span>;
+
+// OTLP Span.flags (opentelemetry-proto trace/v1/trace.proto, SpanFlags): bits 0-7 are the W3C
+// trace flags of the span's context, bit 8 says whether the parent is remote is known, bit 9 that
+// it is remote.
+inline constexpr uint32_t kSpanFlagsSampled = 0x01;  // W3C trace flag "sampled"
+inline constexpr uint32_t kSpanFlagsHasIsRemote = 0x100;
+inline constexpr uint32_t kSpanFlagsIsRemote = 0x200;
+// The flags of an exported span: sampled (W3C flag 01, as every recorded span is and as this
+// hop's traceparent says), and whether its parent is remote, which this hop always knows.
+inline uint32_t OtlpSpanFlags(const Span& span) {
+  return kSpanFlagsSampled | kSpanFlagsHasIsRemote | (span.parent_remote ? kSpanFlagsIsRemote : 0);
+}
 
 // Sets a span's string to `value` in the buffer it has (a pooled span's); cheaper
 // than std::string::assign's general replace.

@@ -64,12 +64,13 @@ int64_t FloorDiv(int64_t value, int64_t divisor) {
 //
 // A message is sized exactly first (each *Size function below mirrors what its Put* writes), then
 // written once, front to back, through a cursor into memory of that size: no bounds to trim, no
-// lengths to move into place, no zero-fill. Every field number here is below 16: one-byte tags.
+// lengths to move into place, no zero-fill. Every field number here is below 16 (one-byte tags)
+// except Span.flags (16), whose two tag bytes are written by PutFixed32Field16.
 
 constexpr char Tag(uint32_t field, uint32_t wire_type) {
   return static_cast<char>((field << 3) | wire_type);
 }
-constexpr uint32_t kVarint = 0, kFixed64 = 1, kDelimited = 2;
+constexpr uint32_t kVarint = 0, kFixed64 = 1, kDelimited = 2, kFixed32 = 5;
 
 // The helpers are always inlined: an attribute's key is a literal, so its length and bytes become
 // constants and the key costs a few stores instead of a memcpy call and size arithmetic.
@@ -112,6 +113,15 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline char* PutBytes(char* p, uint32_t field,
 char* PutFixed64(char* p, uint32_t field, uint64_t value) {
   *p++ = Tag(field, kFixed64);
   if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap64(value);
+  std::memcpy(p, &value, sizeof(value));  // little-endian on the wire
+  return p + sizeof(value);
+}
+// Field 16, fixed32: the tag (16 << 3 | 5 = 0x85) as a two-byte varint, then the value.
+constexpr size_t kFixed32Field16Size = 2 + 4;
+char* PutFixed32Field16(char* p, uint32_t value) {
+  *p++ = static_cast<char>(0x80 | ((16 << 3 | kFixed32) & 0x7f));
+  *p++ = static_cast<char>((16 << 3 | kFixed32) >> 7);
+  if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap32(value);
   std::memcpy(p, &value, sizeof(value));  // little-endian on the wire
   return p + sizeof(value);
 }
@@ -223,15 +233,17 @@ NameParts NameOf(const Span& span) {
   return {{}, span.method, span.kind == SpanKind::kServer ? span.path : span.cluster};
 }
 
-// Span { bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5;
-//        SpanKind kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
-//        repeated KeyValue attributes = 9; Status status = 15; }
+// Span { bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4;
+//        string name = 5; SpanKind kind = 6; fixed64 start_time_unix_nano = 7;
+//        fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9; Status status = 15;
+//        fixed32 flags = 16; }
 // Status { string message = 2; StatusCode code = 3; }
 size_t StatusSize(const Span& span) { return DelimitedSize(span.status_message.size()) + 2; }
 
 size_t SpanSize(const Span& span) {
   size_t size = DelimitedSize(16) + DelimitedSize(8) + DelimitedSize(NameOf(span).size()) +
-                2 /* kind */ + 2 * 9 /* times */;
+                2 /* kind */ + 2 * 9 /* times */ + kFixed32Field16Size /* flags */;
+  if (!span.trace_state.empty()) size += DelimitedSize(span.trace_state.size());
   if (span.parent_span_id != 0) size += DelimitedSize(8);
   ForEachAttribute(
       span,
@@ -251,6 +263,7 @@ char* PutSpan(char* p, const Span& span) {
   p = PutBigEndian64(p, span.trace_id.low);
   p = PutDelimitedHead(p, 2, 8);
   p = PutBigEndian64(p, span.span_id);
+  if (!span.trace_state.empty()) p = PutBytes(p, 3, span.trace_state);
   if (span.parent_span_id != 0) {
     p = PutDelimitedHead(p, 4, 8);
     p = PutBigEndian64(p, span.parent_span_id);
@@ -282,7 +295,7 @@ char* PutSpan(char* p, const Span& span) {
     *p++ = Tag(3, kVarint);
     *p++ = 2;
   }
-  return p;
+  return PutFixed32Field16(p, OtlpSpanFlags(span));
 }
 
 // ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
@@ -328,10 +341,14 @@ void AppendJsonSpanHead(std::string* out, const Span& span, absl::string_view id
 // One span of OTLP JSON's "spans" list.
 void AppendOtlpJsonSpan(std::string* out, const Span& span) {
   AppendJsonSpanHead(out, span, R"(","spanId":")", R"(,"parentSpanId":")");
-  // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
-  absl::StrAppend(out, R"(,"kind":)", span.kind == SpanKind::kServer ? 2 : 3,
-                  R"(,"startTimeUnixNano":")", span.start_ns, R"(","endTimeUnixNano":")",
-                  span.end_ns, R"(","attributes":[)");
+  if (!span.trace_state.empty()) {
+    out->append(R"(,"traceState":)");
+    AppendJsonString(out, span.trace_state);
+  }
+  // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3; flags is a fixed32, a JSON number.
+  absl::StrAppend(out, R"(,"flags":)", OtlpSpanFlags(span), R"(,"kind":)",
+                  span.kind == SpanKind::kServer ? 2 : 3, R"(,"startTimeUnixNano":")",
+                  span.start_ns, R"(","endTimeUnixNano":")", span.end_ns, R"(","attributes":[)");
   bool first_attr = true;
   auto comma = [&] {
     if (!first_attr) out->push_back(',');
@@ -363,7 +380,8 @@ void AppendOtlpJsonSpan(std::string* out, const Span& span) {
   out->append("}");
 }
 
-// One span of a Zipkin v2 list.
+// One span of a Zipkin v2 list. Zipkin's model has no tracestate and no trace flags (a span is
+// exported only when sampled), so neither is sent.
 void AppendZipkinSpan(std::string* out, const Span& span, absl::string_view service_name) {
   AppendJsonSpanHead(out, span, R"(","id":")", R"(,"parentId":")");
   // Zipkin counts microseconds (rounded down, as absl::ToUnixMicros does).
@@ -399,11 +417,11 @@ size_t MaxSpanSize(const Span& span) {
   constexpr size_t kHead = 11;
   constexpr size_t kAttributes = 14;                  // ForEachAttribute's
   constexpr size_t kAttribute = 4 * kHead + kMaxKey;  // KeyValue, key, AnyValue, value
-  return 4 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + NameOf(span).size() + 3 * kHead +
-         span.status_message.size() + kAttributes * kAttribute + span.method.size() +
-         span.path.size() + span.protocol.size() + span.peer_identity.size() + span.route.size() +
-         span.cluster.size() + span.endpoint.size() + span.response_flags.size() +
-         span.request_id.size();
+  return 5 * kHead + 16 + 8 + 8 + 2 + 2 * 9 + kFixed32Field16Size + span.trace_state.size() +
+         NameOf(span).size() + 3 * kHead + span.status_message.size() + kAttributes * kAttribute +
+         span.method.size() + span.path.size() + span.protocol.size() + span.peer_identity.size() +
+         span.route.size() + span.cluster.size() + span.endpoint.size() +
+         span.response_flags.size() + span.request_id.size();
 }
 
 // One span as a ScopeSpans.spans field (tag, length, Span), written in one pass: the Span goes

@@ -126,9 +126,12 @@ void Tracer::BeginServerFromCaller(http::HeaderMap& headers, const TraceHeaders&
       switch (CheckTracestate(value, &scratch_)) {
         case TracestateVerdict::kKeep:
           if (!joined.empty()) headers.Set(kTracestateHeader, joined);
+          // A sampled request's spans say what went on; an unsampled one copies nothing.
+          if (span != nullptr) SetText(span->trace_state, value);
           break;
         case TracestateVerdict::kRewrite:
           headers.Set(kTracestateHeader, scratch_);
+          if (span != nullptr) SetText(span->trace_state, scratch_);
           break;
         case TracestateVerdict::kDrop:
           headers.Remove(kTracestateHeader);
@@ -147,6 +150,7 @@ void Tracer::StartServerSpan(const TraceHeaders& found, const RequestTrace& trac
   s.trace_id = trace.trace_id;
   s.span_id = trace.server_span_id;
   s.parent_span_id = trace.parent_span_id;
+  s.parent_remote = trace.parent_span_id != 0;  // the caller's span
   s.kind = SpanKind::kServer;
   s.start_ns = WallNanosAt(start);
   if (const std::optional<absl::string_view> id = found.get(TraceHeaders::kRequestId)) {

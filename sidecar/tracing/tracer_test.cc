@@ -113,6 +113,9 @@ TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(server->trace_id.high, 0x4bf92f3577b34da6ULL);
   EXPECT_EQ(server->parent_span_id, 0x00f067aa0ba902b7ULL);
+  EXPECT_TRUE(server->parent_remote);
+  EXPECT_EQ(OtlpSpanFlags(*server), 0x301u);  // sampled, parent remote
+  EXPECT_EQ(server->trace_state, "congo=t61rcWkgMzE");
   EXPECT_EQ(server->span_id, 0x1111u);
 
   SpanPtr client;
@@ -120,6 +123,8 @@ TEST_F(TracerTest, ContinuesTheCallersTraceWithAChildSpan) {
   tracer.BeginClient(headers, trace, client);
   ASSERT_NE(client, nullptr);
   EXPECT_EQ(client->parent_span_id, 0x1111u);
+  EXPECT_FALSE(client->parent_remote);
+  EXPECT_EQ(OtlpSpanFlags(*client), 0x101u);  // sampled, parent local (the server span)
   EXPECT_EQ(client->retry_attempt, 1u);
   EXPECT_EQ(headers.Get("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000002222-01");
   EXPECT_EQ(headers.Get("tracestate"), "congo=t61rcWkgMzE");
@@ -156,6 +161,7 @@ TEST_F(TracerTest, ServerSpanCarriesTheRequestId) {
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(server->request_id, "0f8e6f3e-2c1a-4d4b-9a55-1c6f0e7d2b11");
   EXPECT_EQ(headers.Get("tracestate"), absl::StrCat("a=", value, ",b=", value, ",d=1"));
+  EXPECT_EQ(server->trace_state, headers.Get("tracestate"));  // what went on, not what came
   http::HeaderMap without{{"traceparent", kParent}};
   SpanPtr other;
   tracer.BeginServer(without, trace, other);
@@ -174,6 +180,9 @@ TEST_F(TracerTest, EdgeServerSpanCarriesTheRequestId) {
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(server->request_id, "edge-id");
   EXPECT_EQ(server->parent_span_id, 0u);
+  EXPECT_FALSE(server->parent_remote);
+  EXPECT_EQ(OtlpSpanFlags(*server), 0x101u);  // a root: no remote parent
+  EXPECT_EQ(server->trace_state, "");
   tracer.End(server);
 }
 
@@ -285,7 +294,11 @@ TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {
   Tracer tracer = MakeTracer(0);
   for (bool with_parent : {false, true}) {
     http::HeaderMap headers{{":method", "GET"}, {":path", "/a"}, {"x-request-id", "abc"}};
-    if (with_parent) headers.Add("traceparent", kUnsampledParent);
+    if (with_parent) {
+      headers.Add("traceparent", kUnsampledParent);
+      // Passed on as it is; only a sampled request's span would copy it.
+      headers.Add("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    }
     headers.ReserveBytes(1024);  // the header map's own growth is not tracing's cost
     RequestTrace trace;
     SpanPtr server, client;
@@ -402,6 +415,24 @@ TEST_F(TracerTest, InvalidTracestateIsDropped) {
   SpanPtr server;
   tracer.BeginServer(headers, trace, server);
   EXPECT_FALSE(headers.Has("tracestate"));
+  ASSERT_NE(server, nullptr);  // the caller sampled
+  EXPECT_EQ(server->trace_state, "");
+}
+
+// Several tracestate fields are one list: the span has it joined, as it went upstream.
+TEST_F(TracerTest, ServerSpanHasTheJoinedTracestate) {
+  Tracer tracer = MakeTracer(0);
+  http::HeaderMap headers{
+      {"traceparent", kParent}, {"tracestate", "congo=t61rcWkgMzE"}, {"tracestate", "rojo=1"}};
+  RequestTrace trace;
+  SpanPtr server;
+  tracer.BeginServer(headers, trace, server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(headers.Get("tracestate"), "congo=t61rcWkgMzE,rojo=1");
+  EXPECT_EQ(server->trace_state, "congo=t61rcWkgMzE,rojo=1");
+  tracer.End(server);
+  ASSERT_EQ(sink_.spans.size(), 1u);
+  EXPECT_EQ(sink_.spans[0].trace_state, "congo=t61rcWkgMzE,rojo=1");
 }
 
 TEST_F(TracerTest, B3CallerGetsB3InTheSameForm) {
@@ -488,8 +519,12 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
   span.retry_attempt = 2;
   span.cluster = "backend";
   span.error = true;
+  span.trace_state = "congo=\"t61\"";
+  span.parent_remote = true;
   std::string out;
   EncodeOtlpJson({&span}, "svc", &out);
+  EXPECT_NE(out.find(R"("traceState":"congo=\"t61\"","flags":769,"kind":3)"), std::string::npos)
+      << out;
   EXPECT_NE(out.find(R"("traceId":"00000000000000010000000000000002")"), std::string::npos);
   EXPECT_NE(out.find(R"("spanId":"0000000000000003")"), std::string::npos);
   EXPECT_NE(out.find(R"("parentSpanId":"0000000000000004")"), std::string::npos);
@@ -509,6 +544,8 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
             std::string::npos);
   EXPECT_NE(out.find(R"("kind":"CLIENT","timestamp":1,"duration":4)"), std::string::npos);
   EXPECT_NE(out.find(R"("meshlet.retry_attempt":"2")"), std::string::npos);
+  // Zipkin v2 has neither a tracestate nor trace flags.
+  EXPECT_EQ(out.find("congo"), std::string::npos);
 
   out.clear();
   EncodeOtlpProto({&span}, "svc", &out);
@@ -524,7 +561,7 @@ TEST(SpanEncodingTest, OtlpJsonHasIdsLinksAndAttributes) {
 // A protobuf wire-format reader, enough to take an OTLP export apart again.
 struct ProtoField {
   uint32_t number = 0;
-  uint64_t varint = 0;      // varint and fixed64 fields
+  uint64_t varint = 0;      // varint, fixed64 and fixed32 fields
   absl::string_view bytes;  // length-delimited fields
 };
 // Every field of `message`; fails the test (and returns what it read) on malformed input.
@@ -556,6 +593,14 @@ std::vector<ProtoField> ReadFields(absl::string_view message) {
         }
         std::memcpy(&field.varint, message.data(), 8);
         message.remove_prefix(8);
+        break;
+      case 5:
+        if (message.size() < 4) {
+          ADD_FAILURE() << "short fixed32";
+          return fields;
+        }
+        std::memcpy(&field.varint, message.data(), 4);  // little-endian, as the test host
+        message.remove_prefix(4);
         break;
       case 2: {
         uint64_t length = 0;
@@ -605,6 +650,8 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
       span.status_message = "upstream reset";
     }
     if (i == 9) span.name = "custom name";
+    span.parent_remote = i % 4 == 1;
+    if (i % 3 == 0) span.trace_state = absl::StrCat("congo=", std::string(i * 3, 't'));
   }
   // Spans whose length takes one byte and three (the encoder leaves room for two).
   Span bare;
@@ -678,6 +725,12 @@ TEST(SpanEncodingTest, OtlpProtoDecodesBackToTheSpans) {
     EXPECT_EQ(FieldsNumbered(message, 1).at(0).bytes, trace_id);
     EXPECT_EQ(FieldsNumbered(message, 2).at(0).bytes, span_id);
     EXPECT_EQ(FieldsNumbered(message, 4).size(), span.parent_span_id != 0 ? 1u : 0u);
+    const std::vector<ProtoField> trace_state = FieldsNumbered(message, 3);
+    ASSERT_EQ(trace_state.size(), span.trace_state.empty() ? 0u : 1u);
+    if (!span.trace_state.empty()) {
+      EXPECT_EQ(trace_state[0].bytes, span.trace_state);
+    }
+    EXPECT_EQ(FieldsNumbered(message, 16).at(0).varint, span.parent_remote ? 0x301u : 0x101u);
     const std::string name =
         !span.name.empty()
             ? span.name

@@ -694,6 +694,55 @@ class HttpTest(SidecarTestCase):
         clusters = json.loads(sidecar.get("/clusters")[1])
         self.assertEqual(clusters["clusters"][0]["hosts"][0]["rq_total"], 4)
 
+    def test_local_replies_have_a_duration(self):
+        # A direct response, or a fault-injected 503 for a route to a cluster, is answered within
+        # the loop turn its request arrived in; its duration is still measured, never 0.
+        port = free_port()
+        log_path = os.path.join(self.tmp, "access.log")
+        routes = ROUTES.replace(
+            "- match: {prefix: /}",
+            "- match: {prefix: /abort}\n        route: {cluster: echo}\n"
+            "        fault: {abort: {http_status: 503, percentage: 100}}\n"
+            "      - match: {prefix: /}")
+        sidecar = self.start(config_yaml(http_listener("outbound", port, route="local"),
+                                         static_cluster("echo", self.echo.port), routes),
+                             f"--access-log={log_path}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(40):
+            conn.request("GET", "/abort" if i % 4 == 3 else "/")
+            response = conn.getresponse()
+            response.read()
+            self.assertEqual(response.status, 503 if i % 4 == 3 else 200)
+        conn.close()
+        for _ in range(10):
+            self.assertEqual(curl("--http2-prior-knowledge", f"http://127.0.0.1:{port}/"),
+                             "hello from meshlet\n")
+
+        def entries():
+            with open(log_path) as f:
+                return [json.loads(l) for l in f]
+        self.assertTrue(wait_for(lambda: len(entries()) == 50), len(entries()))
+        lines = entries()
+        self.assertEqual(sorted({(l["protocol"], l["response_code"]) for l in lines}),
+                         [("HTTP/1.1", 200), ("HTTP/1.1", 503), ("HTTP/2", 200)])
+        for line in lines:
+            self.assertGreater(line["duration_us"], 0, line)
+            self.assertEqual(line["duration_ms"], line["duration_us"] // 1000, line)
+        # The histograms hold the same durations: every sample is at least a microsecond.
+        _, text, _ = sidecar.get("/stats/prometheus")
+        totals = {}
+        for row in text.splitlines():
+            series, _, value = row.rpartition(" ")
+            name = series.split("{")[0]
+            if not row.startswith("#") and name.endswith(("_sum", "_count")):
+                totals[name] = totals.get(name, 0) + float(value)
+        downstream = "meshlet_http_downstream_rq_duration_seconds"
+        golden = "meshlet_upstream_rq_duration_seconds"  # the aborted requests, routed to echo
+        self.assertEqual(totals[downstream + "_count"], 50)
+        self.assertGreaterEqual(totals[downstream + "_sum"], 50e-6)
+        self.assertEqual(totals[golden + "_count"], 10)
+        self.assertGreaterEqual(totals[golden + "_sum"], 10e-6)
+
     def test_reload_changes_routes_for_new_requests_on_open_connections(self):
         port = free_port()
         other = HttpUpstream("other")

@@ -234,6 +234,12 @@ class TelemetryTest(ControlPlaneCase):
         self.assertEqual([c["attributes"]["http.response.status_code"] for c in d_clients],
                          ["503", "200"])
         self.assertEqual([c["status"]["code"] for c in d_clients], ["ERROR", "UNSET"])
+        # The OTLP span flags, as the collector stored them: sampled, with a remote parent for
+        # the server spans continuing another sidecar's context (0x301), not for the trace's
+        # root or the attempts, whose parent is their own server span (0x101).
+        self.assertEqual([s["flags"] for s in (f_server, b_server, d_server)],
+                         [0x101, 0x301, 0x301])
+        self.assertEqual([c["flags"] for c in d_clients], [0x101, 0x101])
 
         waterfall = self.meshctl("trace", trace_id)
         lines = waterfall.splitlines()

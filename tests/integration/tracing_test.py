@@ -101,7 +101,8 @@ def otlp_spans(body):
                             "error": s.get("status", {}).get("code") == 2,
                             "service": service["service.name"],
                             "start": int(s["startTimeUnixNano"]),
-                            "end": int(s["endTimeUnixNano"])})
+                            "end": int(s["endTimeUnixNano"]),
+                            "trace_state": s.get("traceState", ""), "flags": s.get("flags", 0)})
     return out
 
 
@@ -140,13 +141,15 @@ def otlp_proto_request_class():
                        ("code", 3, F.TYPE_INT32, opt, None)])
     message("Span", [("trace_id", 1, F.TYPE_BYTES, opt, None),
                      ("span_id", 2, F.TYPE_BYTES, opt, None),
+                     ("trace_state", 3, F.TYPE_STRING, opt, None),
                      ("parent_span_id", 4, F.TYPE_BYTES, opt, None),
                      ("name", 5, F.TYPE_STRING, opt, None),
                      ("kind", 6, F.TYPE_INT32, opt, None),
                      ("start_time_unix_nano", 7, F.TYPE_FIXED64, opt, None),
                      ("end_time_unix_nano", 8, F.TYPE_FIXED64, opt, None),
                      ("attributes", 9, F.TYPE_MESSAGE, rep, "KeyValue"),
-                     ("status", 15, F.TYPE_MESSAGE, opt, "Status")])
+                     ("status", 15, F.TYPE_MESSAGE, opt, "Status"),
+                     ("flags", 16, F.TYPE_FIXED32, opt, None)])
     message("ScopeSpans", [("scope", 1, F.TYPE_MESSAGE, opt, "InstrumentationScope"),
                            ("spans", 2, F.TYPE_MESSAGE, rep, "Span")])
     message("ResourceSpans", [("resource", 1, F.TYPE_MESSAGE, opt, "Resource"),
@@ -268,6 +271,12 @@ class PropagationTest(TracingTestCase):
         self.assertIn("meshlet.request_id", server["attributes"])
         self.assertEqual(client["attributes"]["meshlet.retry_attempt"], "1")
         self.assertEqual(client["attributes"]["server.address"], f"127.0.0.1:{self.up.port}")
+        # The span contexts' tracestate (the caller's, passed on) and flags: sampled, and the
+        # server span's parent is remote (the caller's), the client span's local.
+        self.assertEqual(server["trace_state"], "congo=t61rcWkgMzE")
+        self.assertEqual(client["trace_state"], "congo=t61rcWkgMzE")
+        self.assertEqual(server["flags"], 0x301)
+        self.assertEqual(client["flags"], 0x101)
         self.assertIn("meshlet.upstream.ready_us", client["attributes"])
         self.assertGreater(int(client["attributes"]["meshlet.bytes_received"]), 0)
         self.assertFalse(server["error"] or client["error"])
@@ -286,6 +295,8 @@ class PropagationTest(TracingTestCase):
         spans = self.collector.wait_spans(2)
         server, = self.by_kind(spans, "SERVER")
         self.assertEqual(server["parent_id"], "")
+        self.assertEqual(server["flags"], 0x101)  # a root: no remote parent
+        self.assertEqual(server["trace_state"], "")
         self.assertNotEqual(server["trace_id"], "0" * 32)
         seen = self.up.stats()["last_headers"]
         self.assertEqual(traceparent_parts(seen["traceparent"])[1], server["trace_id"])
@@ -434,7 +445,8 @@ class ExportTest(TracingTestCase):
 
     def test_otlp_protobuf(self):
         sidecar, port = self.proxy(tracing_yaml(self.collector.port, protocol="OTLP_PROTO"))
-        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})[0],
+        self.assertEqual(request(port, "/", {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+                                             "tracestate": "rojo=00f067aa0ba902b7,congo=t61"})[0],
                          200)
         self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tracing_spans_exported_total") == 2))
         path, ctype, body = self.collector.bodies[0]
@@ -456,6 +468,12 @@ class ExportTest(TracingTestCase):
             self.assertGreater(span.start_time_unix_nano, 1_600_000_000 * 10**9)
         self.assertEqual(server.parent_span_id.hex(), CALLER_SPAN)
         self.assertEqual(client.parent_span_id, server.span_id)
+        for span in (server, client):
+            self.assertEqual(span.trace_state, "rojo=00f067aa0ba902b7,congo=t61")
+        self.assertEqual(server.flags, 0x301)  # sampled, parent remote
+        self.assertEqual(client.flags, 0x101)  # sampled, parent local
+        self.assertEqual(self.up.stats()["last_headers"]["tracestate"],
+                         "rojo=00f067aa0ba902b7,congo=t61")
         attrs = {a.key: a.value for a in client.attributes}
         self.assertEqual(attrs["meshlet.retry_attempt"].int_value, 1)
         self.assertEqual(attrs["http.response.status_code"].int_value, 200)
