@@ -19,6 +19,14 @@ import sys
 import tempfile
 import unittest
 
+try:
+    import grpc  # noqa: F401
+    import grpc_tools.protoc  # noqa: F401
+    import google.protobuf  # noqa: F401
+except ImportError as e:
+    sys.exit(f"{e}: python3-grpcio, python3-grpc-tools and python3-protobuf are needed "
+             "(./dev deps); run with Debian's /usr/bin/python3")
+
 import xds_util
 from xds_util import ControlPlane, free_port, resources_yaml, wait_for
 

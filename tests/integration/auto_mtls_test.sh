@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# Runs auto_mtls_test.py with Debian's python3 (see design.md §8).
-# Args: the control-plane binary, the sidecar binary.
-set -euo pipefail
-exec /usr/bin/python3 "$(dirname "$0")/auto_mtls_test.py" "$@"

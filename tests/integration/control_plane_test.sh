@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# Runs control_plane_test.py with Debian's python3 (see design.md §8).
-# Args: the control-plane binary, meshctl, the example policies directory.
-set -euo pipefail
-exec /usr/bin/python3 "$(dirname "$0")/control_plane_test.py" "$@"

@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# Runs mesh_policy_test.py with Debian's python3 (see design.md §8).
-# Args: the control-plane binary, meshctl, the sidecar binary, the example policies directory.
-set -euo pipefail
-exec /usr/bin/python3 "$(dirname "$0")/mesh_policy_test.py" "$@"

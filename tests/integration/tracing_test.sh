@@ -1,6 +1,0 @@
-#!/usr/bin/env bash
-# Runs tracing_test.py with Debian's python3 (see design.md §8).
-# Args: the sidecar binary.
-set -euo pipefail
-export PYTHONDONTWRITEBYTECODE=1
-exec /usr/bin/python3 "$(dirname "$0")/tracing_test.py" "$@"
