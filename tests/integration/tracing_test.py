@@ -522,11 +522,12 @@ class ExportTest(TracingTestCase):
             self.assertEqual(request(port, "/")[0], 200)
         busy = [l for l in sidecar.stat_lines("meshlet_worker_cx_accepted_total")
                 if not l.endswith(": 0")]
-        self.assertGreaterEqual(len(busy), 2, busy)
+        self.assertGreaterEqual(len(busy), 3, busy)
         start = time.monotonic()
         sidecar.proc.send_signal(signal.SIGTERM)
         self.assertEqual(sidecar.wait_exit(10), 0)
-        self.assertLess(time.monotonic() - start, 1.8)  # one after the other: 1 s per worker
+        # Together: about 1 s. One after the other: 1 s per busy worker, at least 3 s.
+        self.assertLess(time.monotonic() - start, len(busy) - 0.7)
 
     def test_collector_down_drops_and_counts_without_slowing_requests(self):
         dead = free_port()  # nothing listens there
