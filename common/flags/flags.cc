@@ -111,6 +111,11 @@ Flag BoolFlag(std::string name, bool* out, std::string help) {
           }};
 }
 
+Flag Required(Flag flag) {
+  flag.required = true;
+  return flag;
+}
+
 Flag HelpFlag(bool* requested, std::string help) {
   Flag flag = SwitchFlag("--help", requested, std::move(help));
   flag.shorthand = "-h";

@@ -18,11 +18,15 @@
 
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace meshlet::flags {
@@ -54,8 +58,31 @@ Flag StringFlag(std::string name, std::string value, std::string* out, std::stri
 Flag SwitchFlag(std::string name, bool* out, std::string help);
 // A switch that accepts "=true" and "=false" too.
 Flag BoolFlag(std::string name, bool* out, std::string help);
+// `flag`, required.
+Flag Required(Flag flag);
 // "-h, --help": stops parsing and sets `*requested`.
 Flag HelpFlag(bool* requested, std::string help);
+// A whole number from `min` to `max` into `*out`; the error says which ("must be a positive
+// integer", "must be an integer from 1 to 256").
+template <typename Int>
+Flag IntFlag(std::string name, std::string value, Int* out, std::string help, Int min = 1,
+             Int max = std::numeric_limits<Int>::max()) {
+  return {.name = std::move(name),
+          .value = std::move(value),
+          .help = std::move(help),
+          .set = [out, min, max](absl::string_view v) {
+            Int n{};
+            if (!absl::SimpleAtoi(v, &n) || n < min || n > max) {
+              return absl::InvalidArgumentError(
+                  max != std::numeric_limits<Int>::max()
+                      ? absl::StrCat("must be an integer from ", min, " to ", max)
+                  : min == 1 ? std::string("must be a positive integer")
+                             : absl::StrCat("must be an integer of at least ", min));
+            }
+            *out = n;
+            return absl::OkStatus();
+          }};
+}
 
 struct ParseOptions {
   // The command whose flags these are, for messages: "unknown flag --ttl for get", "get needs

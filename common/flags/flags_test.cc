@@ -179,6 +179,31 @@ TEST(FlagsTest, ExtractTakesOnlyItsFlagsWherevereTheyAre) {
   EXPECT_EQ(status.message(), "--server needs a value (HOST:PORT)");
 }
 
+TEST(FlagsTest, IntFlagsSayWhichNumbersTheyTake) {
+  int workers = 2;
+  size_t pushes = 100;
+  int64_t runs = 10;
+  std::vector<Flag> table = {IntFlag("--workers", "N", &workers, "threads", 1, 256),
+                             Required(IntFlag<size_t>("--pushes", "N", &pushes, "at once")),
+                             IntFlag<int64_t>("--runs", "N", &runs, "inputs", 0)};
+  ASSERT_TRUE(Parse(table, {"--workers=256", "--pushes", "7", "--runs=0"}).ok());
+  EXPECT_EQ(workers, 256);
+  EXPECT_EQ(pushes, 7u);
+  EXPECT_EQ(runs, 0);
+  auto error = [&table](std::vector<std::string> args) {
+    return std::string(Parse(table, args).status().message());
+  };
+  EXPECT_EQ(error({"--pushes=1", "--workers=257"}),
+            "--workers=\"257\": must be an integer from 1 to 256");
+  EXPECT_EQ(error({"--pushes=1", "--workers=two"}),
+            "--workers=\"two\": must be an integer from 1 to 256");
+  EXPECT_EQ(error({"--pushes=0"}), "--pushes=\"0\": must be a positive integer");
+  EXPECT_EQ(error({"--pushes=-1"}), "--pushes=\"-1\": must be a positive integer");
+  EXPECT_EQ(error({"--pushes=1", "--runs=-1"}), "--runs=\"-1\": must be an integer of at least 0");
+  EXPECT_EQ(error({"--runs=1"}), "--pushes is required (see --help)");
+  EXPECT_EQ(workers, 256);  // a refused value leaves the old one
+}
+
 TEST(FlagsTest, ATableSpellingAFlagTwiceIsAMistake) {
   bool a = false, b = false;
   EXPECT_DEATH(Parse({SwitchFlag("--x", &a, ""), SwitchFlag("--x", &b, "")}, {}).IgnoreError(),

@@ -71,24 +71,9 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   meshlet::fuzz::WriteRequest write;
   std::vector<flags::Flag> table = {
-      {.name = "--runs",
-       .value = "N",
-       .help = "mutated inputs to run after the seeds (default 10000)",
-       .set =
-           [&runs](absl::string_view v) {
-             if (!absl::SimpleAtoi(v, &runs) || runs < 0) {
-               return absl::InvalidArgumentError("must be a number");
-             }
-             return absl::OkStatus();
-           }},
-      {.name = "--seed",
-       .value = "N",
-       .help = "the mutations' random seed (default 1)",
-       .set =
-           [&seed](absl::string_view v) {
-             if (!absl::SimpleAtoi(v, &seed)) return absl::InvalidArgumentError("must be a number");
-             return absl::OkStatus();
-           }},
+      flags::IntFlag<int64_t>("--runs", "N", &runs,
+                              "mutated inputs to run after the seeds (default 10000)", 0),
+      flags::IntFlag<uint64_t>("--seed", "N", &seed, "the mutations' random seed (default 1)", 0),
   };
   for (flags::Flag& flag : meshlet::fuzz::WriteFlags(write)) table.push_back(std::move(flag));
   absl::StatusOr<flags::ParsedArgs> parsed =

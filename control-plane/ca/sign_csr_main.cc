@@ -39,29 +39,17 @@ int main(int argc, char** argv) {
   std::string ca_dir, ca_cert, ca_key, ca_roots, csr_file, spiffe_id, out_chain, out_bundle;
   int64_t ttl_seconds = 0;
   bool help = false;
-  auto required = [](flags::Flag flag) {
-    flag.required = true;
-    return flag;
-  };
   const std::vector<flags::Flag> table = {
       flags::StringFlag("--ca-dir", "DIR", &ca_dir, "the generated root, created if absent"),
       flags::StringFlag("--ca-cert", "CHAIN", &ca_cert, "an operator's signing chain"),
       flags::StringFlag("--ca-key", "KEY", &ca_key, "its key"),
       flags::StringFlag("--ca-roots", "ROOTS", &ca_roots, "extra trusted roots"),
-      required(flags::StringFlag("--csr", "FILE", &csr_file, "the CSR (PEM)")),
-      required(flags::StringFlag("--spiffe-id", "ID", &spiffe_id, "the identity to issue")),
-      {.name = "--ttl-seconds",
-       .value = "N",
-       .help = "the lifetime asked for (default: the CA's)",
-       .set =
-           [&ttl_seconds](absl::string_view v) {
-             if (!absl::SimpleAtoi(v, &ttl_seconds)) {
-               return absl::InvalidArgumentError("not a number");
-             }
-             return absl::OkStatus();
-           }},
-      required(flags::StringFlag("--out-chain", "FILE", &out_chain, "where the chain goes")),
-      required(
+      flags::Required(flags::StringFlag("--csr", "FILE", &csr_file, "the CSR (PEM)")),
+      flags::Required(flags::StringFlag("--spiffe-id", "ID", &spiffe_id, "the identity to issue")),
+      flags::IntFlag<int64_t>("--ttl-seconds", "N", &ttl_seconds,
+                              "the lifetime asked for (default: the CA's)", 0),
+      flags::Required(flags::StringFlag("--out-chain", "FILE", &out_chain, "where the chain goes")),
+      flags::Required(
           flags::StringFlag("--out-bundle", "FILE", &out_bundle, "where the trust bundle goes")),
       flags::HelpFlag(&help, "this help"),
   };

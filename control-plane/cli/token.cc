@@ -22,11 +22,10 @@ std::string JsonQuote(absl::string_view text) {
 class Token final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
-    flags::Flag service_account = flags::StringFlag("--service-account", "SA", &service_account_,
-                                                    "the workload's service account");
-    service_account.required = true;
     return {
-        NamespaceFlag(&namespace_, "the workload's namespace", true), service_account,
+        NamespaceFlag(&namespace_, "the workload's namespace", true),
+        flags::Required(flags::StringFlag("--service-account", "SA", &service_account_,
+                                          "the workload's service account")),
         flags::StringFlag("--ttl", "DURATION", &ttl_, "how long the token is valid (default 1h)"),
         Switch("--single-use", "", &single_use_, "valid for one certificate only"),
         OutputFlag(&output_, {"json"}, "the API's JSON")};

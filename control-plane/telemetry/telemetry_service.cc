@@ -21,14 +21,6 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       return absl::OkStatus();
     };
   };
-  auto positive = [](size_t* out) {
-    return [=](absl::string_view v) {
-      if (!absl::SimpleAtoi(v, out) || *out == 0) {
-        return absl::InvalidArgumentError("must be a positive integer");
-      }
-      return absl::OkStatus();
-    };
-  };
   return {
       {.name = "--otlp-address",
        .value = "HOST:PORT",
@@ -38,33 +30,22 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
        .value = "HOST:PORT",
        .help = "Zipkin v2 receiver, POST /api/v2/spans; empty disables (default 0.0.0.0:9411)",
        .set = address(&options.zipkin_address, &options.zipkin_address_explicit)},
-      {.name = "--telemetry-max-body-bytes",
-       .value = "N",
-       .help = "largest receiver request body (default 4194304)",
-       .set = positive(&options.max_request_body_bytes)},
-      {.name = "--trace-store-max-spans",
-       .value = "N",
-       .help = "spans kept in memory (default 100000)",
-       .set = positive(&options.store_limits.max_spans)},
-      {.name = "--trace-store-max-bytes",
-       .value = "N",
-       .help = "approximate bytes kept in memory (default 67108864)",
-       .set = positive(&options.store_limits.max_bytes)},
-      {.name = "--trace-store-max-spans-per-trace",
-       .value = "N",
-       .help = "spans kept per trace (default 10000)",
-       .set = positive(&options.store_limits.max_spans_per_trace)},
+      flags::IntFlag<size_t>("--telemetry-max-body-bytes", "N", &options.max_request_body_bytes,
+                             "largest receiver request body (default 4194304)"),
+      flags::IntFlag<size_t>("--trace-store-max-spans", "N", &options.store_limits.max_spans,
+                             "spans kept in memory (default 100000)"),
+      flags::IntFlag<size_t>("--trace-store-max-bytes", "N", &options.store_limits.max_bytes,
+                             "approximate bytes kept in memory (default 67108864)"),
+      flags::IntFlag<size_t>("--trace-store-max-spans-per-trace", "N",
+                             &options.store_limits.max_spans_per_trace,
+                             "spans kept per trace (default 10000)"),
       flags::StringFlag("--trace-store-dir", "DIR", &options.trace_store_dir,
                         "also keep spans in an on-disk ring in DIR, read back at start (default: "
                         "memory only)"),
-      {.name = "--trace-store-disk-bytes",
-       .value = "N",
-       .help = "the ring's size on disk (default 268435456)",
-       .set = positive(&options.trace_store_disk_bytes)},
-      {.name = "--golden-max-series",
-       .value = "N",
-       .help = "(sidecar, cluster) pairs tracked for golden metrics (default 10000)",
-       .set = positive(&options.golden_limits.max_series)},
+      flags::IntFlag<size_t>("--trace-store-disk-bytes", "N", &options.trace_store_disk_bytes,
+                             "the ring's size on disk (default 268435456)"),
+      flags::IntFlag<size_t>("--golden-max-series", "N", &options.golden_limits.max_series,
+                             "(sidecar, cluster) pairs tracked for golden metrics (default 10000)"),
       {.name = "--golden-retention",
        .value = "DURATION",
        .help = "longest golden-metrics query window, e.g. 10m (default 10m)",

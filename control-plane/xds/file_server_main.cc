@@ -44,12 +44,10 @@ struct Flags {
   bool help = false;
 
   std::vector<flags::Flag> Table() {
-    flags::Flag resources_flag = flags::StringFlag(
-        "--resources", "FILE", &resources,
-        "the resources to serve: a sidecar bootstrap file's static_resources (YAML or JSON)");
-    resources_flag.required = true;
     return {
-        resources_flag,
+        flags::Required(flags::StringFlag(
+            "--resources", "FILE", &resources,
+            "the resources to serve: a sidecar bootstrap file's static_resources (YAML or JSON)")),
         flags::StringFlag("--address", "IP:PORT", &address,
                           "discovery (gRPC) address, default 0.0.0.0:15012"),
         flags::StringFlag("--tls-cert", "FILE", &tls_cert,
@@ -59,16 +57,8 @@ struct Flags {
                           "serve h2c without TLS (local tests and demos only)"),
         flags::StringFlag("--status-address", "IP:PORT", &status_address,
                           "HTTP status endpoints, default 127.0.0.1:15014"),
-        {.name = "--max-concurrent-pushes",
-         .value = "N",
-         .help = "pushes in flight at once, default 100",
-         .set =
-             [this](absl::string_view v) {
-               if (!absl::SimpleAtoi(v, &max_concurrent_pushes) || max_concurrent_pushes == 0) {
-                 return absl::InvalidArgumentError("must be a positive integer");
-               }
-               return absl::OkStatus();
-             }},
+        flags::IntFlag<size_t>("--max-concurrent-pushes", "N", &max_concurrent_pushes,
+                               "pushes in flight at once, default 100"),
         {.name = "--log-level",
          .value = "LEVEL",
          .help = "trace, debug, info, warn, error, critical, off; default info",

@@ -42,17 +42,8 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
       flags::StringFlag("--xds-tls-key", "FILE", &options.tls_key_file, "its private key (PEM)"),
       flags::BoolFlag("--xds-plaintext", &options.plaintext,
                       "serve h2c without TLS (local tests and demos only)"),
-      {.name = "--xds-max-concurrent-pushes",
-       .value = "N",
-       .help = "pushes in flight at once (default 100)",
-       .set =
-           [&options](absl::string_view v) {
-             size_t& n = options.ads.max_concurrent_pushes;
-             if (!absl::SimpleAtoi(v, &n) || n == 0) {
-               return absl::InvalidArgumentError("must be a positive integer");
-             }
-             return absl::OkStatus();
-           }},
+      flags::IntFlag<size_t>("--xds-max-concurrent-pushes", "N", &options.ads.max_concurrent_pushes,
+                             "pushes in flight at once (default 100)"),
       {.name = "--xds-debounce",
        .value = "DURATION",
        .help = "quiet period before a push (default 100ms)",

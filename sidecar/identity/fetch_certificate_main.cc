@@ -27,14 +27,7 @@ int main(int argc, char** argv) {
   std::string join_token, out_dir;
   int64_t ttl_seconds = 0;
   int rotations = 0;
-  auto number = [](auto* out) {
-    return [out](absl::string_view v) {
-      if (!absl::SimpleAtoi(v, out) || *out <= 0) {
-        return absl::InvalidArgumentError("must be a positive integer");
-      }
-      return absl::OkStatus();
-    };
-  };
+  bool help = false;
   const std::vector<flags::Flag> table = {
       {.name = "--ca",
        .value = "HOST:PORT",
@@ -59,16 +52,10 @@ int main(int argc, char** argv) {
              id = *parsed;
              return absl::OkStatus();
            }},
-      {.name = "--ttl-seconds",
-       .value = "N",
-       .help = "the lifetime to ask for",
-       .required = true,
-       .set = number(&ttl_seconds)},
-      {.name = "--rotations",
-       .value = "N",
-       .help = "certificates to fetch before exiting",
-       .required = true,
-       .set = number(&rotations)},
+      flags::Required(
+          flags::IntFlag<int64_t>("--ttl-seconds", "N", &ttl_seconds, "the lifetime to ask for")),
+      flags::Required(
+          flags::IntFlag("--rotations", "N", &rotations, "certificates to fetch before exiting")),
       {.name = "--out-dir",
        .value = "DIR",
        .help = "where the certificates go",
@@ -79,12 +66,17 @@ int main(int argc, char** argv) {
              out_dir = std::string(v);
              return absl::OkStatus();
            }},
+      flags::HelpFlag(&help, "this help"),
   };
   absl::StatusOr<flags::ParsedArgs> parsed =
       flags::Parse(table, std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) {
     std::fprintf(stderr, "fetch_certificate: %s\n", std::string(parsed.status().message()).c_str());
     return flags::kUsageExitCode;
+  }
+  if (help) {
+    std::fputs(flags::FlagTable(table).c_str(), stdout);
+    return 0;
   }
   event::Loop loop;
   sidecar::config::GrpcCertificateSigner signer(

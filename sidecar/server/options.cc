@@ -34,54 +34,86 @@ std::optional<size_t> ParseByteSize(absl::string_view text, size_t max) {
   return static_cast<size_t>(count * unit);
 }
 
-// The sidecar's flags, writing into `parsed`. A setter's error says what is wrong with the value;
-// the parser names the flag and the value.
+using Setter = std::function<absl::Status(absl::string_view)>;
+
+// Setters shared by several flags. Their errors say what is wrong with the value; the parser
+// names the flag and the value.
+Setter Text(std::string* out, bool non_empty = false) {
+  return [out, non_empty](absl::string_view v) {
+    if (non_empty && v.empty()) return absl::InvalidArgumentError("must not be empty");
+    *out = std::string(v);
+    return absl::OkStatus();
+  };
+}
+
+Setter TrueOrFalse(bool* out) {
+  return [out](absl::string_view v) {
+    if (v != "true" && v != "false") return absl::InvalidArgumentError("must be true or false");
+    *out = v == "true";
+    return absl::OkStatus();
+  };
+}
+
+Setter HostPort(std::string* out) {
+  return [out](absl::string_view v) {
+    size_t colon = v.rfind(':');
+    uint32_t port = 0;
+    if (colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      return absl::InvalidArgumentError("must be host:port");
+    }
+    *out = std::string(v);
+    return absl::OkStatus();
+  };
+}
+
+template <typename Target>
+Setter IpPort(Target* out) {
+  return [out](absl::string_view v) {
+    absl::StatusOr<net::Address> address = net::Address::Parse(v);
+    if (!address.ok()) return absl::InvalidArgumentError(address.status().message());
+    *out = *address;
+    return absl::OkStatus();
+  };
+}
+
+// An absl duration ("30s", "500ms") of at least `min`; `why` otherwise.
+Setter DurationAtLeast(Duration* out, absl::Duration min, const char* why) {
+  return [out, min, why](absl::string_view v) {
+    absl::Duration d;
+    if (!absl::ParseDuration(v, &d) || d < min) return absl::InvalidArgumentError(why);
+    *out = absl::ToChronoNanoseconds(d);
+    return absl::OkStatus();
+  };
+}
+
+flags::Flag MakeFlag(std::string name, std::string value, std::string help, Setter set) {
+  return {.name = std::move(name),
+          .value = std::move(value),
+          .help = std::move(help),
+          .set = std::move(set)};
+}
+
+// The sidecar's flags, writing into `parsed`.
 std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
   ServerOptions& o = parsed.options;
-  auto flag = [](absl::string_view name, absl::string_view value, absl::string_view help,
-                 std::function<absl::Status(absl::string_view)> set) {
-    return flags::Flag{.name = std::string(name),
-                       .value = std::string(value),
-                       .help = std::string(help),
-                       .set = std::move(set)};
-  };
+  auto flag = MakeFlag;
   return {
       flag("--config", "FILE",
            "Bootstrap file (YAML or JSON): node identity and static listeners, routes, clusters, "
            "endpoints and secrets. Required.",
-           [&o](absl::string_view v) {
-             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
-             o.config_path = std::string(v);
-             return absl::OkStatus();
-           }),
-      flag("--concurrency", "N",
-           "Worker threads; each runs its own copy of every listener. Default 2.",
-           [&o](absl::string_view v) {
-             int n = 0;
-             if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 256) {
-               return absl::InvalidArgumentError("must be an integer from 1 to 256");
-             }
-             o.concurrency = n;
-             return absl::OkStatus();
-           }),
+           Text(&o.config_path, true)),
+      flags::IntFlag("--concurrency", "N", &o.concurrency,
+                     "Worker threads; each runs its own copy of every listener. Default 2.", 1,
+                     256),
       flag("--admin-address", "IP:PORT",
            "Admin HTTP endpoint (/ready, /stats, /config_dump, ...). Default 127.0.0.1:15000. Keep "
            "it on loopback: it can drain and stop the process.",
-           [&o](absl::string_view v) {
-             absl::StatusOr<net::Address> address = net::Address::Parse(v);
-             if (!address.ok()) return absl::InvalidArgumentError(address.status().message());
-             o.admin_address = *address;
-             return absl::OkStatus();
-           }),
+           IpPort(&o.admin_address)),
       flag("--prometheus-address", "IP:PORT",
            "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
            "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
-           [&o](absl::string_view v) {
-             absl::StatusOr<net::Address> address = net::Address::Parse(v);
-             if (!address.ok()) return absl::InvalidArgumentError(address.status().message());
-             o.prometheus_address = *address;
-             return absl::OkStatus();
-           }),
+           IpPort(&o.prometheus_address)),
       flag("--log-level", "LEVEL",
            "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
            "with POST /logging?level=...",
@@ -97,14 +129,8 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flag("--drain-time", "DURATION",
            "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
            "\"500ms\"). Default 30s.",
-           [&o](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration()) {
-               return absl::InvalidArgumentError("must be a non-negative duration such as 30s");
-             }
-             o.drain_time = absl::ToChronoNanoseconds(d);
-             return absl::OkStatus();
-           }),
+           DurationAtLeast(&o.drain_time, absl::ZeroDuration(),
+                           "must be a non-negative duration such as 30s")),
       flag("--malloc-trim-threshold", "BYTES",
            "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
            "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
@@ -119,42 +145,22 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.malloc_trim_threshold = *bytes;
              return absl::OkStatus();
            }),
-      flag(
-          "--access-log", "PATH",
-          "Write one JSON line per request and per TCP connection to PATH (a file, appended to, or "
-          "/dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
-          [&o](absl::string_view v) {
-            o.access_log_path = std::string(v);
-            return absl::OkStatus();
-          }),
+      flag("--access-log", "PATH",
+           "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
+           "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
+           Text(&o.access_log_path)),
       flag("--xds", "HOST:PORT",
            "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
            "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
            "reports (metrics_report.address) and workload certificate requests (--ca-address) go "
            "by default.",
-           [&o](absl::string_view v) {
-             size_t colon = v.rfind(':');
-             uint32_t port = 0;
-             if (colon == absl::string_view::npos || colon == 0 ||
-                 !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
-               return absl::InvalidArgumentError("must be host:port");
-             }
-             o.xds_address = std::string(v);
-             return absl::OkStatus();
-           }),
+           HostPort(&o.xds_address)),
       flag("--xds-ca", "FILE",
            "CA certificates (PEM) that verify the control plane's TLS certificate. Overrides the "
            "bootstrap's xds.ca_file.",
-           [&o](absl::string_view v) {
-             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
-             o.xds_ca_file = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.xds_ca_file, true)),
       flag("--xds-server-name", "NAME", "Authority (and TLS server name) for the control plane.",
-           [&o](absl::string_view v) {
-             o.xds_server_name = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.xds_server_name)),
       flag("--xds-server-identity", "SPIFFE_ID",
            "The SPIFFE id the control plane's certificate must carry (e.g. "
            "spiffe://cluster.local/ns/mesh-system/sa/control-plane). Unset: any certificate that "
@@ -168,50 +174,23 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            }),
       flag("--xds-plaintext", "true|false",
            "Talk to the control plane without TLS (h2c). For local tests and demos only.",
-           [&o](absl::string_view v) {
-             if (v != "true" && v != "false") {
-               return absl::InvalidArgumentError("must be true or false");
-             }
-             o.xds_plaintext = v == "true";
-             return absl::OkStatus();
-           }),
+           TrueOrFalse(&o.xds_plaintext)),
       flag("--xds-delta", "true|false",
            "Use the incremental (delta) stream instead of state of the world. Default false.",
-           [&o](absl::string_view v) {
-             if (v != "true" && v != "false")
-               return absl::InvalidArgumentError("must be true or false");
-             o.xds_delta = v == "true";
-             return absl::OkStatus();
-           }),
+           TrueOrFalse(&o.xds_delta)),
       flag("--xds-cache-dir", "DIR",
            "Keep the last good xDS configuration here and start from it when the control plane is "
            "unreachable. Overrides the bootstrap's data_dir.",
-           [&o](absl::string_view v) {
-             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
-             o.xds_cache_dir = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.xds_cache_dir, true)),
       flag("--node-id", "ID", "This sidecar's unique id on the xDS stream (overrides node.id).",
-           [&o](absl::string_view v) {
-             o.node_id = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.node_id)),
       flag("--node-service", "NAME", "The workload's service (overrides node.service).",
-           [&o](absl::string_view v) {
-             o.node_service = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.node_service)),
       flag("--node-namespace", "NAME", "The workload's namespace (overrides node.namespace).",
-           [&o](absl::string_view v) {
-             o.node_namespace = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.node_namespace)),
       flag("--node-service-account", "NAME",
            "The workload's service account (overrides node.service_account).",
-           [&o](absl::string_view v) {
-             o.node_service_account = std::string(v);
-             return absl::OkStatus();
-           }),
+           Text(&o.node_service_account)),
       flag("--node-label", "KEY=VALUE", "A workload label; repeatable (adds to node.labels).",
            [&o](absl::string_view v) {
              size_t eq = v.find('=');
@@ -224,8 +203,9 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            }),
       flag("--node-address", "IP", "A workload address peers reach it at; repeatable.",
            [&o](absl::string_view v) {
-             if (!net::Address::FromIp(v, 1).ok())
+             if (!net::Address::FromIp(v, 1).ok()) {
                return absl::InvalidArgumentError("must be an IP");
+             }
              o.node_addresses.emplace_back(v);
              return absl::OkStatus();
            }),
@@ -241,44 +221,22 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flag("--ca-address", "HOST:PORT",
            "The control plane's CA (CertificateService) for the workload certificate. Default: the "
            "--xds address. Uses the xDS channel's TLS settings (--xds-ca, --xds-server-identity).",
-           [&o](absl::string_view v) {
-             size_t colon = v.rfind(':');
-             uint32_t port = 0;
-             if (colon == absl::string_view::npos || colon == 0 ||
-                 !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
-               return absl::InvalidArgumentError("must be host:port");
-             }
-             o.ca_address = std::string(v);
-             return absl::OkStatus();
-           }),
+           HostPort(&o.ca_address)),
       flag("--join-token-file", "FILE",
            "A join token (`meshctl token create`) proving this workload's namespace and service "
            "account to the CA. Read once at start and sent with every certificate request, so the "
            "sidecar can renew only while the token is valid (tokens are time-limited; a single-use "
            "token allows one certificate). Enables the workload certificate.",
-           [&o](absl::string_view v) {
-             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
-             o.join_token_file = std::string(v);
-             return absl::OkStatus();
-           }),
-      flag(
-          "--kubernetes-token-file", "FILE",
-          "A projected Kubernetes service-account token for the CA, re-read for every request "
-          "(the kubelet rotates it). Enables the workload certificate; excludes --join-token-file.",
-          [&o](absl::string_view v) {
-            if (v.empty()) return absl::InvalidArgumentError("must not be empty");
-            o.kubernetes_token_file = std::string(v);
-            return absl::OkStatus();
-          }),
+           Text(&o.join_token_file, true)),
+      flag("--kubernetes-token-file", "FILE",
+           "A projected Kubernetes service-account token for the CA, re-read for every request "
+           "(the kubelet rotates it). Enables the workload certificate; excludes "
+           "--join-token-file.",
+           Text(&o.kubernetes_token_file, true)),
       flag("--ca-plaintext", "true|false",
            "Talk to the CA without TLS (h2c). Local tests only; allowed only when the xDS channel "
            "is plaintext too (--xds-plaintext) or there is none.",
-           [&o](absl::string_view v) {
-             if (v != "true" && v != "false")
-               return absl::InvalidArgumentError("must be true or false");
-             o.ca_plaintext = v == "true";
-             return absl::OkStatus();
-           }),
+           TrueOrFalse(&o.ca_plaintext)),
       flag("--trust-domain", "NAME",
            "Trust domain of this workload's SPIFFE id. Default cluster.local.",
            [&o](absl::string_view v) {
@@ -290,25 +248,12 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            }),
       flag("--cert-ttl", "DURATION",
            "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
-           [&o](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d < absl::Seconds(1)) {
-               return absl::InvalidArgumentError("must be a duration of at least 1s");
-             }
-             o.cert_ttl = absl::ToChronoNanoseconds(d);
-             return absl::OkStatus();
-           }),
+           DurationAtLeast(&o.cert_ttl, absl::Seconds(1), "must be a duration of at least 1s")),
       flag("--ca-startup-timeout", "DURATION",
            "How long start-up waits for the first workload certificate (retrying with backoff) "
            "before giving up with an error. Default 30s.",
-           [&o](absl::string_view v) {
-             absl::Duration d;
-             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-               return absl::InvalidArgumentError("must be a positive duration such as 30s");
-             }
-             o.ca_startup_timeout = absl::ToChronoNanoseconds(d);
-             return absl::OkStatus();
-           }),
+           DurationAtLeast(&o.ca_startup_timeout, absl::Nanoseconds(1),
+                           "must be a positive duration such as 30s")),
       {.name = "--help",
        .shorthand = "-h",
        .help = "Print this text and exit.",

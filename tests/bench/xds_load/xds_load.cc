@@ -201,51 +201,33 @@ int main(int argc, char** argv) {
   bool delta = false;
   bool no_validate = false;
   bool scoped = false;
+  bool help = false;
   std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
-  auto positive = [](int* out) {
-    return [out](absl::string_view v) {
-      if (!absl::SimpleAtoi(v, out) || *out <= 0) {
-        return absl::InvalidArgumentError("must be a positive integer");
-      }
-      return absl::OkStatus();
-    };
-  };
   const std::vector<flags::Flag> table = {
-      {.name = "--server-pid",
-       .value = "PID",
-       .help = "the control plane's process, for its CPU time and RSS",
-       .required = true,
-       .set = positive(&server_pid)},
-      {.name = "--address",
-       .value = "IP:PORT",
-       .help = "the discovery address",
-       .required = true,
-       .set =
-           [&address](absl::string_view v) {
-             address = std::string(v);
-             return absl::OkStatus();
-           }},
+      flags::Required(flags::IntFlag("--server-pid", "PID", &server_pid,
+                                     "the control plane's process, for its CPU time and RSS")),
+      flags::Required(flags::StringFlag("--address", "IP:PORT", &address, "the discovery address")),
       flags::StringFlag("--resources", "FILE", &resources,
                         "file mode: the xds-file-server's resources file"),
       flags::StringFlag("--meshctl", "PATH", &meshctl, "policy mode: the meshctl binary"),
       flags::StringFlag("--api", "HOST:PORT", &api, "policy mode: the control plane's API"),
       flags::StringFlag("--token-file", "FILE", &token_file, "policy mode: the API token"),
-      {.name = "--services",
-       .value = "N",
-       .help = "policy mode: services the clients register in (default 10)",
-       .set = positive(&services)},
+      flags::IntFlag("--services", "N", &services,
+                     "policy mode: services the clients register in (default 10)"),
       flags::SwitchFlag("--scoped", &scoped, "policy mode: scope each client to its dependencies"),
       flags::StringFlag("--work-dir", "DIR", &work_dir, "policy mode: where policy files go"),
-      {.name = "--clients",
-       .value = "N",
-       .help = "simulated sidecars (default 1000)",
-       .set = positive(&clients)},
-      {.name = "--rounds", .value = "N", .help = "changes (default 20)", .set = positive(&rounds)},
+      flags::IntFlag("--clients", "N", &clients, "simulated sidecars (default 1000)"),
+      flags::IntFlag("--rounds", "N", &rounds, "changes (default 20)"),
       flags::SwitchFlag("--delta", &delta, "incremental streams"),
       flags::SwitchFlag("--no-validate", &no_validate, "parse updates without BuildSnapshot"),
+      flags::HelpFlag(&help, "this help"),
   };
   absl::StatusOr<flags::ParsedArgs> parsed =
       flags::Parse(table, std::vector<std::string>(argv + 1, argv + argc));
+  if (parsed.ok() && help) {
+    std::fputs(flags::FlagTable(table).c_str(), stdout);
+    return 0;
+  }
   const bool policy_mode = !meshctl.empty();
   if (parsed.ok() && (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
     parsed = absl::InvalidArgumentError(
