@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "common/fuzz/fuzz_target.h"
 
 namespace meshlet::fuzz {
@@ -28,30 +27,32 @@ std::string DictionaryLine(absl::string_view token) {
   return line;
 }
 
-bool HandleWriteFlags(int argc, char** argv) {
-  bool wrote = false;
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (absl::ConsumePrefix(&arg, "--write_corpus=")) {
-      int n = 0;
-      for (const std::string& s : SeedCorpus()) {
-        std::ofstream(absl::StrCat(arg, "/seed_", n++), std::ios::binary) << s;
-      }
-      std::printf("wrote %d seeds to %s\n", n, std::string(arg).c_str());
-      wrote = true;
-    } else if (absl::ConsumePrefix(&arg, "--write_dict=")) {
-      std::ofstream out{std::string(arg)};
-      int n = 0;
-      for (const std::string& token : Dictionary()) {
-        if (token.empty()) continue;
-        out << DictionaryLine(token) << "\n";
-        ++n;
-      }
-      std::printf("wrote %d dictionary entries to %s\n", n, std::string(arg).c_str());
-      wrote = true;
+std::vector<flags::Flag> WriteFlags(WriteRequest& request) {
+  return {flags::StringFlag("--write_corpus", "DIR", &request.corpus_dir,
+                            "write the seeds to DIR, one file each, and exit"),
+          flags::StringFlag("--write_dict", "FILE", &request.dictionary_file,
+                            "write the dictionary in libFuzzer's format to FILE, and exit")};
+}
+
+bool HandleWriteRequest(const WriteRequest& request) {
+  if (!request.corpus_dir.empty()) {
+    int n = 0;
+    for (const std::string& s : SeedCorpus()) {
+      std::ofstream(absl::StrCat(request.corpus_dir, "/seed_", n++), std::ios::binary) << s;
     }
+    std::printf("wrote %d seeds to %s\n", n, request.corpus_dir.c_str());
   }
-  return wrote;
+  if (!request.dictionary_file.empty()) {
+    std::ofstream out{request.dictionary_file};
+    int n = 0;
+    for (const std::string& token : Dictionary()) {
+      if (token.empty()) continue;
+      out << DictionaryLine(token) << "\n";
+      ++n;
+    }
+    std::printf("wrote %d dictionary entries to %s\n", n, request.dictionary_file.c_str());
+  }
+  return !request.corpus_dir.empty() || !request.dictionary_file.empty();
 }
 
 }  // namespace meshlet::fuzz

@@ -3,14 +3,25 @@
 // Writing a target's seeds and dictionary to files, for either driver (fuzz_target.h).
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/flags/flags.h"
 
 namespace meshlet::fuzz {
 
-// Handles --write_corpus=DIR and --write_dict=FILE in argv: writes what they ask for and returns
-// true (the caller exits), or returns false when neither is present.
-bool HandleWriteFlags(int argc, char** argv);
+// What --write_corpus=DIR and --write_dict=FILE ask for; empty: nothing.
+struct WriteRequest {
+  std::string corpus_dir;
+  std::string dictionary_file;
+};
+
+// The two flags, writing into `request`.
+std::vector<flags::Flag> WriteFlags(WriteRequest& request);
+
+// Writes what `request` asks for and returns true (the caller exits), or returns false when it
+// asks for nothing.
+bool HandleWriteRequest(const WriteRequest& request);
 
 // One dictionary entry in libFuzzer's syntax: "..." with \\, \" and \xNN escapes.
 std::string DictionaryLine(absl::string_view token);

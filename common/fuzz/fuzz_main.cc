@@ -14,8 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
+#include "common/flags/flags.h"
 #include "common/fuzz/corpus_files.h"
 #include "common/fuzz/fuzz_target.h"
 
@@ -65,20 +66,26 @@ void Run(const std::string& input) {
 
 int main(int argc, char** argv) {
   using meshlet::fuzz::Run;
-  if (meshlet::fuzz::HandleWriteFlags(argc, argv)) return 0;
-  long runs = 10000;
+  namespace flags = meshlet::flags;
+  int64_t runs = 10000;
   uint64_t seed = 1;
-  std::vector<std::string> files;
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (absl::ConsumePrefix(&arg, "--runs=")) {
-      runs = std::strtol(std::string(arg).c_str(), nullptr, 10);
-    } else if (absl::ConsumePrefix(&arg, "--seed=")) {
-      seed = std::strtoull(std::string(arg).c_str(), nullptr, 10);
-    } else {
-      files.emplace_back(arg);
-    }
+  meshlet::fuzz::WriteRequest write;
+  std::vector<flags::Flag> table = {
+      flags::IntFlag<int64_t>("--runs", "N", &runs,
+                              "mutated inputs to run after the seeds (default 10000)", 0),
+      flags::IntFlag<uint64_t>("--seed", "N", &seed, "the mutations' random seed (default 1)", 0),
+  };
+  for (flags::Flag& flag : meshlet::fuzz::WriteFlags(write)) table.push_back(std::move(flag));
+  absl::StatusOr<flags::ParsedArgs> parsed =
+      flags::Parse(table, std::vector<std::string>(argv + 1, argv + argc), {.positional = true});
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "%s: %s\n\nUsage: %s [FILE...] [flags]\n%s", argv[0],
+                 std::string(parsed.status().message()).c_str(), argv[0],
+                 flags::FlagTable(table).c_str());
+    return flags::kUsageExitCode;
   }
+  if (meshlet::fuzz::HandleWriteRequest(write)) return 0;
+  const std::vector<std::string>& files = parsed->positional;
   for (const std::string& f : files) {
     std::ifstream in(f, std::ios::binary);
     if (!in) {
@@ -101,7 +108,7 @@ int main(int argc, char** argv) {
   }
   for (const std::string& s : seeds) Run(s);
   std::mt19937_64 rng(seed);
-  for (long i = 0; i < runs; ++i) {
+  for (int64_t i = 0; i < runs; ++i) {
     std::string input = seeds[rng() % seeds.size()];
     // Stack mutations sometimes so inputs drift further from the seeds.
     int generations = 1 + static_cast<int>(rng() % 3);
@@ -110,6 +117,7 @@ int main(int argc, char** argv) {
     }
     Run(input);
   }
-  std::printf("%s: %zu seeds, %ld mutated runs: ok\n", argv[0], seeds.size(), runs);
+  std::printf("%s: %zu seeds, %lld mutated runs: ok\n", argv[0], seeds.size(),
+              static_cast<long long>(runs));
   return 0;
 }

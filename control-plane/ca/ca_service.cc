@@ -11,108 +11,84 @@
 
 namespace meshlet::controlplane::ca {
 
-absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args) {
+CaServiceOptions DefaultCaServiceOptions() {
   CaServiceOptions options;
   options.kubernetes.api = identity::InClusterApiFromEnvironment();
-  std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
+  return options;
+}
+
+namespace {
+
+// A positive duration ("24h") into `out`.
+std::function<absl::Status(absl::string_view)> PositiveDuration(absl::Duration* out) {
+  return [out](absl::string_view v) {
+    absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+    if (!d.ok() || *d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("must be a positive duration such as 24h");
     }
-    static constexpr absl::string_view kFlags[] = {"--ca-cert",
-                                                   "--ca-key",
-                                                   "--ca-trust-bundle",
-                                                   "--trust-domain",
-                                                   "--cert-ttl",
-                                                   "--cert-max-ttl",
-                                                   "--kubernetes-api",
-                                                   "--kubernetes-ca-file",
-                                                   "--kubernetes-audience",
-                                                   "--kubernetes-timeout",
-                                                   "--kubernetes-token-file"};
-    bool ours = false;
-    for (absl::string_view flag : kFlags) ours = ours || name == flag;
-    if (!ours) {
-      rest.push_back(args[i]);
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size())
-        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-      value = args[++i];
-    }
-    auto duration = [&](absl::Duration& out) -> absl::Status {
-      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
-      if (!d.ok() || *d <= absl::ZeroDuration()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, "=\"", value, "\": must be a positive duration such as 24h"));
-      }
-      out = *d;
-      return absl::OkStatus();
-    };
-    absl::Status status;
-    if (name == "--ca-cert") {
-      options.cert_chain_file = value;
-    } else if (name == "--ca-key") {
-      options.key_file = value;
-    } else if (name == "--ca-trust-bundle") {
-      options.trust_bundle_file = value;
-    } else if (name == "--trust-domain") {
-      options.authority.trust_domain = value;
-    } else if (name == "--cert-ttl") {
-      status = duration(options.authority.default_ttl);
-    } else if (name == "--cert-max-ttl") {
-      status = duration(options.authority.max_ttl);
-    } else if (name == "--kubernetes-api") {
-      options.kubernetes.api = value;
-    } else if (name == "--kubernetes-token-file") {
-      options.kubernetes.token_file = value;
-    } else if (name == "--kubernetes-ca-file") {
-      options.kubernetes.ca_file = value;
-    } else if (name == "--kubernetes-audience") {
-      if (value.empty()) return absl::InvalidArgumentError("--kubernetes-audience is empty");
-      options.token_review.audience = value;
-    } else if (name == "--kubernetes-timeout") {
-      status = duration(options.kubernetes.timeout);
-    }
-    if (!status.ok()) return status;
-  }
+    *out = *d;
+    return absl::OkStatus();
+  };
+}
+
+}  // namespace
+
+std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
+  return {
+      flags::StringFlag("--ca-cert", "FILE", &options.cert_chain_file,
+                        "signing certificate chain (intermediate first); default: a root "
+                        "generated in <data-dir>/ca on first start"),
+      flags::StringFlag("--ca-key", "FILE", &options.key_file, "its key"),
+      flags::StringFlag("--ca-trust-bundle", "FILE", &options.trust_bundle_file,
+                        "extra trusted roots (root rotation; the root if not in the chain)"),
+      flags::StringFlag("--trust-domain", "NAME", &options.authority.trust_domain,
+                        "SPIFFE trust domain (default cluster.local)"),
+      {.name = "--cert-ttl",
+       .value = "DURATION",
+       .help = "default workload certificate lifetime (default 24h)",
+       .set = PositiveDuration(&options.authority.default_ttl)},
+      {.name = "--cert-max-ttl",
+       .value = "DURATION",
+       .help = "longest lifetime a workload may ask for (default 24h)",
+       .set = PositiveDuration(&options.authority.max_ttl)},
+  };
+}
+
+std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options) {
+  return {
+      flags::StringFlag("--kubernetes-api", "ADDR", &options.kubernetes.api,
+                        "API server, e.g. https://10.96.0.1:443 (default: from "
+                        "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; \"\" turns it off)"),
+      flags::StringFlag("--kubernetes-token-file", "FILE", &options.kubernetes.token_file,
+                        "the control plane's own token, read for every review (default "
+                        "/var/run/secrets/kubernetes.io/serviceaccount/token)"),
+      flags::StringFlag("--kubernetes-ca-file", "FILE", &options.kubernetes.ca_file,
+                        "CA of the API server's certificate (default "
+                        "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt)"),
+      {.name = "--kubernetes-audience",
+       .value = "NAME",
+       .help = "audience sidecar tokens must carry (default meshlet)",
+       .set =
+           [&options](absl::string_view v) {
+             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
+             options.token_review.audience = std::string(v);
+             return absl::OkStatus();
+           }},
+      {.name = "--kubernetes-timeout",
+       .value = "DURATION",
+       .help = "deadline of one TokenReview (default 5s)",
+       .set = PositiveDuration(&options.kubernetes.timeout)},
+  };
+}
+
+absl::Status CheckCaFlags(const CaServiceOptions& options) {
   if (options.cert_chain_file.empty() != options.key_file.empty()) {
     return absl::InvalidArgumentError("--ca-cert and --ca-key go together");
   }
   if (absl::Status valid = ValidateAuthorityOptions(options.authority); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("CA flags: ", valid.message()));
   }
-  args = std::move(rest);
-  return options;
-}
-
-std::string CaUsage() {
-  return R"(
-Workload CA (served on the discovery port; docs/security.md):
-  --ca-cert FILE           signing certificate chain (intermediate first); default: a root
-                           generated in <data-dir>/ca on first start
-  --ca-key FILE            its key
-  --ca-trust-bundle FILE   extra trusted roots (root rotation; the root if not in the chain)
-  --trust-domain NAME      SPIFFE trust domain (default cluster.local)
-  --cert-ttl DURATION      default workload certificate lifetime (default 24h)
-  --cert-max-ttl DURATION  longest lifetime a workload may ask for (default 24h)
-
-Kubernetes service-account attestation (TokenReview; off when no API server is known):
-  --kubernetes-api ADDR    API server, e.g. https://10.96.0.1:443 (default: from
-                           KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; "" turns it off)
-  --kubernetes-token-file FILE   the control plane's own token, read for every review
-                           (default /var/run/secrets/kubernetes.io/serviceaccount/token)
-  --kubernetes-ca-file FILE      CA of the API server's certificate
-                           (default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt)
-  --kubernetes-audience NAME     audience sidecar tokens must carry (default meshlet)
-  --kubernetes-timeout DURATION  deadline of one TokenReview (default 5s)
-)";
+  return absl::OkStatus();
 }
 
 CaService::CaService(ControlPlane& control_plane, CaServiceOptions options)

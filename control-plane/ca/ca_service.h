@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/event/timer.h"
+#include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "control-plane/ca/authority.h"
 #include "control-plane/ca/certificate_service.h"
@@ -42,14 +43,20 @@ struct CaServiceOptions {
   identity::TokenReviewPolicy token_review;
 };
 
-// Takes the CA flags out of `args`, leaving the rest: --ca-cert FILE, --ca-key FILE,
-// --ca-trust-bundle FILE, --trust-domain NAME, --cert-ttl DURATION (default lifetime, 24h),
-// --cert-max-ttl DURATION (cap, 24h), --kubernetes-api ADDRESS (default from
-// KUBERNETES_SERVICE_HOST/PORT), --kubernetes-token-file FILE, --kubernetes-ca-file FILE,
-// --kubernetes-audience NAME (meshlet), --kubernetes-timeout DURATION (5s). "--flag=value" and
-// "--flag value" both work; errors name the flag.
-absl::StatusOr<CaServiceOptions> ExtractCaFlags(std::vector<std::string>& args);
-std::string CaUsage();
+// The defaults, with the Kubernetes API server from KUBERNETES_SERVICE_HOST/PORT when set.
+CaServiceOptions DefaultCaServiceOptions();
+
+// The CA's flags for the control plane's command line (control-plane/command_line.h), writing
+// into `options`: --ca-cert FILE, --ca-key FILE, --ca-trust-bundle FILE, --trust-domain NAME,
+// --cert-ttl DURATION (default lifetime, 24h), --cert-max-ttl DURATION (cap, 24h).
+std::vector<flags::Flag> CaFlags(CaServiceOptions& options);
+// Kubernetes service-account attestation: --kubernetes-api ADDRESS, --kubernetes-token-file FILE,
+// --kubernetes-ca-file FILE, --kubernetes-audience NAME (meshlet), --kubernetes-timeout DURATION
+// (5s).
+std::vector<flags::Flag> KubernetesAttestationFlags(CaServiceOptions& options);
+// What the flags cannot check one at a time: --ca-cert and --ca-key go together; the lifetimes
+// and the trust domain are valid together.
+absl::Status CheckCaFlags(const CaServiceOptions& options);
 
 class CaService {
  public:

@@ -5,14 +5,16 @@
 //   sign_csr --ca-cert CHAIN --ca-key KEY [--ca-roots ROOTS]   (an operator's CA)
 //            --csr FILE --spiffe-id ID [--ttl-seconds N] --out-chain FILE --out-bundle FILE
 //
-// Exit status 0 on success; 1 with the reason on stderr when the CA refuses.
+// Exit status 0 on success; 1 with the reason on stderr when the CA refuses; 2 for a bad command
+// line.
 
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
+#include "common/flags/flags.h"
 #include "common/tls/certificate.h"
 #include "control-plane/ca/authority.h"
 
@@ -33,36 +35,56 @@ bool WriteFile(const std::string& path, const std::string& content) {
 
 int main(int argc, char** argv) {
   using meshlet::controlplane::ca::CertificateAuthority;
-  std::map<std::string, std::string> flags;
-  for (int i = 1; i + 1 < argc; i += 2) flags[argv[i]] = argv[i + 1];
-  if (argc % 2 != 1) return Fail("flags come in --name value pairs");
-  for (const char* required : {"--csr", "--spiffe-id", "--out-chain", "--out-bundle"}) {
-    if (!flags.count(required)) return Fail(std::string(required) + " is required");
-  }
+  namespace flags = meshlet::flags;
+  std::string ca_dir, ca_cert, ca_key, ca_roots, csr_file, spiffe_id, out_chain, out_bundle;
   int64_t ttl_seconds = 0;
-  if (flags.count("--ttl-seconds") && !absl::SimpleAtoi(flags["--ttl-seconds"], &ttl_seconds)) {
-    return Fail("--ttl-seconds: not a number");
+  bool help = false;
+  const std::vector<flags::Flag> table = {
+      flags::StringFlag("--ca-dir", "DIR", &ca_dir, "the generated root, created if absent"),
+      flags::StringFlag("--ca-cert", "CHAIN", &ca_cert, "an operator's signing chain"),
+      flags::StringFlag("--ca-key", "KEY", &ca_key, "its key"),
+      flags::StringFlag("--ca-roots", "ROOTS", &ca_roots, "extra trusted roots"),
+      flags::Required(flags::StringFlag("--csr", "FILE", &csr_file, "the CSR (PEM)")),
+      flags::Required(flags::StringFlag("--spiffe-id", "ID", &spiffe_id, "the identity to issue")),
+      flags::IntFlag<int64_t>("--ttl-seconds", "N", &ttl_seconds,
+                              "the lifetime asked for (default: the CA's)", 0),
+      flags::Required(flags::StringFlag("--out-chain", "FILE", &out_chain, "where the chain goes")),
+      flags::Required(
+          flags::StringFlag("--out-bundle", "FILE", &out_bundle, "where the trust bundle goes")),
+      flags::HelpFlag(&help, "this help"),
+  };
+  absl::StatusOr<flags::ParsedArgs> parsed =
+      flags::Parse(table, std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "sign_csr: %s\n", std::string(parsed.status().message()).c_str());
+    return flags::kUsageExitCode;
+  }
+  if (help) {
+    std::printf(
+        "Usage: sign_csr (--ca-dir DIR | --ca-cert CHAIN --ca-key KEY) --csr FILE "
+        "--spiffe-id ID --out-chain FILE --out-bundle FILE\n\n%s",
+        flags::FlagTable(table).c_str());
+    return 0;
   }
   meshlet::controlplane::ca::AuthorityOptions options;
   absl::StatusOr<std::unique_ptr<CertificateAuthority>> ca;
-  if (flags.count("--ca-dir")) {
-    ca = CertificateAuthority::LoadOrGenerateRoot(flags["--ca-dir"], options);
-  } else if (flags.count("--ca-cert") && flags.count("--ca-key")) {
-    ca = CertificateAuthority::FromFiles(flags["--ca-cert"], flags["--ca-key"],
-                                         flags.count("--ca-roots") ? flags["--ca-roots"] : "",
-                                         options);
+  if (!ca_dir.empty()) {
+    ca = CertificateAuthority::LoadOrGenerateRoot(ca_dir, options);
+  } else if (!ca_cert.empty() && !ca_key.empty()) {
+    ca = CertificateAuthority::FromFiles(ca_cert, ca_key, ca_roots, options);
   } else {
-    return Fail("give --ca-dir, or --ca-cert and --ca-key");
+    std::fprintf(stderr, "sign_csr: give --ca-dir, or --ca-cert and --ca-key\n");
+    return flags::kUsageExitCode;
   }
   if (!ca.ok()) return Fail(std::string(ca.status().message()));
-  absl::StatusOr<std::string> csr = meshlet::tls::ReadSmallFile(flags["--csr"]);
+  absl::StatusOr<std::string> csr = meshlet::tls::ReadSmallFile(csr_file);
   if (!csr.ok()) return Fail(std::string(csr.status().message()));
-  absl::StatusOr<meshlet::tls::SpiffeId> id = meshlet::tls::SpiffeId::Parse(flags["--spiffe-id"]);
+  absl::StatusOr<meshlet::tls::SpiffeId> id = meshlet::tls::SpiffeId::Parse(spiffe_id);
   if (!id.ok()) return Fail(std::string(id.status().message()));
   auto issued = (*ca)->Sign(*csr, *id, absl::Seconds(ttl_seconds));
   if (!issued.ok()) return Fail(std::string(issued.status().message()));
-  if (!WriteFile(flags["--out-chain"], issued->chain_pem) ||
-      !WriteFile(flags["--out-bundle"], issued->trust_bundle_pem)) {
+  if (!WriteFile(out_chain, issued->chain_pem) ||
+      !WriteFile(out_bundle, issued->trust_bundle_pem)) {
     return Fail("cannot write the output files");
   }
   std::printf("serial %s\n", issued->serial_hex.c_str());

@@ -150,6 +150,11 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+std::string Scalar(const YAML::Node& node) {
+  if (!node || node.IsNull() || !node.IsScalar()) return "";
+  return node.Scalar();
+}
+
 std::string Age(absl::string_view rfc3339, absl::Time now) {
   absl::Time t;
   std::string error;

@@ -30,6 +30,9 @@ std::string UnifiedDiff(absl::string_view old_text, absl::string_view new_text,
 // Columns padded to the widest cell, separated by three spaces, like kubectl.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
+// A scalar node's text; "" for a missing, null or non-scalar node.
+std::string Scalar(const YAML::Node& node);
+
 // "5s", "3m", "2h", "4d" since `rfc3339` (empty or unparsable: "<unknown>").
 std::string Age(absl::string_view rfc3339, absl::Time now);
 

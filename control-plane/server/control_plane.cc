@@ -25,71 +25,51 @@ constexpr char kSavedRegistryFile[] = "registry.pb";
 
 }  // namespace
 
-std::string ControlPlaneUsage() {
-  return R"(usage: control-plane [flags]
-
-The meshlet control plane: stores policy, registers sidecars, serves the API meshctl uses.
-
-  --data-dir DIR            policy store and API token (default /var/lib/meshlet)
-  --api-address HOST:PORT   REST API for meshctl (default 127.0.0.1:15014)
-  --deregister-grace DUR    keep a disconnected sidecar's workload this long (default 30s)
-  --log-level LEVEL         trace, debug, info, warn, error, off (default info)
-  --version                 print the version and exit
-  --help                    print this text and exit
-)";
-}
-
-absl::StatusOr<ParsedControlPlaneCommandLine> ParseControlPlaneCommandLine(
-    const std::vector<std::string>& args) {
-  ParsedControlPlaneCommandLine out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      out.action = ParsedControlPlaneCommandLine::Action::kHelp;
-      continue;
-    }
-    if (arg == "--version") {
-      out.action = ParsedControlPlaneCommandLine::Action::kVersion;
-      continue;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
-    }
-    std::string name(arg);
-    std::string value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": needs a value"));
-    }
-    if (name == "--data-dir") {
-      if (value.empty()) return absl::InvalidArgumentError("--data-dir: must not be empty");
-      out.options.data_dir = value;
-    } else if (name == "--api-address") {
-      absl::StatusOr<net::Address> address = net::Address::Parse(value);
-      if (!address.ok()) return Annotate(address.status(), "--api-address");
-      out.options.api_address = value;
-    } else if (name == "--log-level") {
-      std::optional<LogLevel> level = ParseLogLevel(value);
-      if (!level) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--log-level: unknown level \"", value,
-                         "\"; one of trace, debug, info, warn, error, "
-                         "critical, off"));
-      }
-      out.options.log_level = *level;
-    } else if (name == "--deregister-grace") {
-      absl::StatusOr<absl::Duration> grace = config::ParseDurationText(value);
-      if (!grace.ok()) return Annotate(grace.status(), "--deregister-grace");
-      out.options.deregister_grace = absl::ToChronoNanoseconds(*grace);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", name, " (see --help)"));
-    }
-  }
-  return out;
+std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
+  return {
+      {.name = "--data-dir",
+       .value = "DIR",
+       .help = "policy store, API token, generated CA root and saved registry (default "
+               "/var/lib/meshlet)",
+       .set =
+           [&options](absl::string_view v) {
+             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
+             options.data_dir = std::string(v);
+             return absl::OkStatus();
+           }},
+      {.name = "--api-address",
+       .value = "HOST:PORT",
+       .help = "REST API for meshctl (default 127.0.0.1:15014)",
+       .set =
+           [&options](absl::string_view v) {
+             if (absl::Status s = net::Address::Parse(v).status(); !s.ok()) return s;
+             options.api_address = std::string(v);
+             return absl::OkStatus();
+           }},
+      {.name = "--deregister-grace",
+       .value = "DURATION",
+       .help = "keep a disconnected sidecar's workload this long (default 30s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> grace = config::ParseDurationText(v);
+             if (!grace.ok()) return grace.status();
+             options.deregister_grace = absl::ToChronoNanoseconds(*grace);
+             return absl::OkStatus();
+           }},
+      {.name = "--log-level",
+       .value = "LEVEL",
+       .help = "trace, debug, info, warn, error, critical, off (default info)",
+       .set =
+           [&options](absl::string_view v) {
+             std::optional<LogLevel> level = ParseLogLevel(v);
+             if (!level) {
+               return absl::InvalidArgumentError(
+                   "unknown level; one of trace, debug, info, warn, error, critical, off");
+             }
+             options.log_level = *level;
+             return absl::OkStatus();
+           }},
+  };
 }
 
 ControlPlane::ControlPlane(ControlPlaneOptions options, const Clock& clock)

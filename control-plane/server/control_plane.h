@@ -3,7 +3,7 @@
 // ControlPlane: the control plane's composition root. It owns the main loop, the store (data
 // directory), the API token, the registry, the stats registry and the HTTP API server, and runs
 // until SIGTERM/SIGINT. Further servers (ADS on 15012, CA, telemetry) plug in by taking the
-// accessors below during Init hooks and adding their own flags to ControlPlaneOptions.
+// accessors below during Init hooks; their flags join ControlPlaneFlags on the command line.
 //
 // Threading: everything runs on the one loop thread of Run(), except Stop(), which may be called
 // from any thread.
@@ -28,6 +28,7 @@
 #include "common/event/loop.h"
 #include "common/event/signal.h"
 #include "common/event/timer.h"
+#include "common/flags/flags.h"
 #include "common/http/server.h"
 #include "common/net/address.h"
 #include "common/stats/stats.h"
@@ -51,17 +52,9 @@ struct ControlPlaneOptions {
   size_t max_api_connections = 256;
 };
 
-struct ParsedControlPlaneCommandLine {
-  enum class Action { kRun, kHelp, kVersion };
-  Action action = Action::kRun;
-  ControlPlaneOptions options;
-};
-
-// Flags: --data-dir DIR, --api-address HOST:PORT, --log-level LEVEL, --deregister-grace DURATION
-// ("30s"), --help, --version. "--flag=value" and "--flag value" both work. Errors name the flag.
-absl::StatusOr<ParsedControlPlaneCommandLine> ParseControlPlaneCommandLine(
-    const std::vector<std::string>& args);
-std::string ControlPlaneUsage();
+// The control plane's own flags (--data-dir, --api-address, --deregister-grace, --log-level),
+// writing into `options`; the command line (control-plane/command_line.h) adds the services'.
+std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options);
 
 class ControlPlane {
  public:

@@ -9,102 +9,56 @@
 
 namespace meshlet::controlplane::telemetry {
 
-std::string TelemetryUsage() {
-  return R"(
-Trace collector (docs/tracing.md):
-  --otlp-address HOST:PORT  OTLP/HTTP receiver, POST /v1/traces; empty disables (default 0.0.0.0:4318)
-  --zipkin-address HOST:PORT
-                            Zipkin v2 receiver, POST /api/v2/spans; empty disables (default 0.0.0.0:9411)
-  --telemetry-max-body-bytes N        largest receiver request body (default 4194304)
-  --trace-store-max-spans N           spans kept in memory (default 100000)
-  --trace-store-max-bytes N           approximate bytes kept in memory (default 67108864)
-  --trace-store-max-spans-per-trace N spans kept per trace (default 10000)
-  --trace-store-dir DIR               also keep spans in an on-disk ring in DIR, read back at
-                                      start (default: memory only)
-  --trace-store-disk-bytes N          the ring's size on disk (default 268435456)
-Golden metrics (docs/golden-metrics.md):
-  --golden-max-series N               (sidecar, cluster) pairs tracked (default 10000)
-  --golden-retention DURATION         longest query window, e.g. 10m (default 10m)
-)";
-}
-
-absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>& args) {
-  TelemetryOptions options;
-  std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    static constexpr absl::string_view kFlags[] = {
-        "--otlp-address",          "--zipkin-address",        "--telemetry-max-body-bytes",
-        "--trace-store-max-spans", "--trace-store-max-bytes", "--trace-store-max-spans-per-trace",
-        "--golden-max-series",     "--golden-retention",      "--trace-store-dir",
-        "--trace-store-disk-bytes"};
-    bool ours = false;
-    for (absl::string_view flag : kFlags) ours = ours || name == flag;
-    if (!ours) {
-      rest.push_back(args[i]);
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(name, ": needs a value"));
+std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
+  // A receiver's address; empty turns it off.
+  auto address = [](std::string* out, bool* explicit_flag) {
+    return [=](absl::string_view v) {
+      if (!v.empty()) {
+        if (absl::Status s = net::Address::Parse(v).status(); !s.ok()) return s;
       }
-      value = args[++i];
-    }
-    auto address = [&](std::string& out, bool& explicit_flag) -> absl::Status {
-      if (!value.empty()) {
-        absl::StatusOr<net::Address> parsed = net::Address::Parse(value);
-        if (!parsed.ok()) return Annotate(parsed.status(), name);
-      }
-      out = value;
-      explicit_flag = true;
+      *out = std::string(v);
+      *explicit_flag = true;
       return absl::OkStatus();
     };
-    auto positive = [&](size_t& out) -> absl::Status {
-      if (!absl::SimpleAtoi(value, &out) || out == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, "=\"", value, "\": must be a positive integer"));
-      }
-      return absl::OkStatus();
-    };
-    absl::Status status;
-    if (name == "--otlp-address") {
-      status = address(options.otlp_address, options.otlp_address_explicit);
-    } else if (name == "--zipkin-address") {
-      status = address(options.zipkin_address, options.zipkin_address_explicit);
-    } else if (name == "--telemetry-max-body-bytes") {
-      status = positive(options.max_request_body_bytes);
-    } else if (name == "--trace-store-max-spans") {
-      status = positive(options.store_limits.max_spans);
-    } else if (name == "--trace-store-dir") {
-      options.trace_store_dir = value;
-    } else if (name == "--trace-store-disk-bytes") {
-      status = positive(options.trace_store_disk_bytes);
-    } else if (name == "--golden-max-series") {
-      status = positive(options.golden_limits.max_series);
-    } else if (name == "--golden-retention") {
-      absl::StatusOr<absl::Duration> d = config::ParseDurationText(value);
-      if (!d.ok() || *d < absl::Seconds(10)) {
-        status = absl::InvalidArgumentError(
-            absl::StrCat(name, "=\"", value, "\": must be a duration of at least 10s"));
-      } else {
-        options.golden_limits.retention = absl::ToChronoNanoseconds(*d);
-      }
-    } else if (name == "--trace-store-max-bytes") {
-      status = positive(options.store_limits.max_bytes);
-    } else {
-      status = positive(options.store_limits.max_spans_per_trace);
-    }
-    if (!status.ok()) return status;
-  }
-  args = std::move(rest);
-  return options;
+  };
+  return {
+      {.name = "--otlp-address",
+       .value = "HOST:PORT",
+       .help = "OTLP/HTTP receiver, POST /v1/traces; empty disables (default 0.0.0.0:4318)",
+       .set = address(&options.otlp_address, &options.otlp_address_explicit)},
+      {.name = "--zipkin-address",
+       .value = "HOST:PORT",
+       .help = "Zipkin v2 receiver, POST /api/v2/spans; empty disables (default 0.0.0.0:9411)",
+       .set = address(&options.zipkin_address, &options.zipkin_address_explicit)},
+      flags::IntFlag<size_t>("--telemetry-max-body-bytes", "N", &options.max_request_body_bytes,
+                             "largest receiver request body (default 4194304)"),
+      flags::IntFlag<size_t>("--trace-store-max-spans", "N", &options.store_limits.max_spans,
+                             "spans kept in memory (default 100000)"),
+      flags::IntFlag<size_t>("--trace-store-max-bytes", "N", &options.store_limits.max_bytes,
+                             "approximate bytes kept in memory (default 67108864)"),
+      flags::IntFlag<size_t>("--trace-store-max-spans-per-trace", "N",
+                             &options.store_limits.max_spans_per_trace,
+                             "spans kept per trace (default 10000)"),
+      flags::StringFlag("--trace-store-dir", "DIR", &options.trace_store_dir,
+                        "also keep spans in an on-disk ring in DIR, read back at start (default: "
+                        "memory only)"),
+      flags::IntFlag<size_t>("--trace-store-disk-bytes", "N", &options.trace_store_disk_bytes,
+                             "the ring's size on disk (default 268435456)"),
+      flags::IntFlag<size_t>("--golden-max-series", "N", &options.golden_limits.max_series,
+                             "(sidecar, cluster) pairs tracked for golden metrics (default 10000)"),
+      {.name = "--golden-retention",
+       .value = "DURATION",
+       .help = "longest golden-metrics query window, e.g. 10m (default 10m)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+             if (!d.ok() || *d < absl::Seconds(10)) {
+               return absl::InvalidArgumentError("must be a duration of at least 10s");
+             }
+             options.golden_limits.retention = absl::ToChronoNanoseconds(*d);
+             return absl::OkStatus();
+           }},
+  };
 }
 
 TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions options)

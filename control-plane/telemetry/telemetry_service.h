@@ -4,7 +4,7 @@
 // listener (default :4318), a Zipkin v2 listener (default :9411), and the query endpoints on the
 // API server. docs/tracing.md describes the collector.
 //
-// Flags (taken out of the command line before the control plane's own parsing):
+// Flags (TelemetryFlags):
 //   --otlp-address HOST:PORT       OTLP/HTTP receiver; empty disables (default 0.0.0.0:4318)
 //   --zipkin-address HOST:PORT     Zipkin v2 receiver; empty disables (default 0.0.0.0:9411)
 //   --telemetry-max-body-bytes N   per receiver request (default 4194304)
@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "common/http/server.h"
 #include "control-plane/server/control_plane.h"
@@ -49,9 +50,9 @@ struct TelemetryOptions {
   size_t trace_store_disk_bytes = 256 << 20;
 };
 
-// Removes the flags above from `args`; errors name the flag.
-absl::StatusOr<TelemetryOptions> ExtractTelemetryFlags(std::vector<std::string>& args);
-std::string TelemetryUsage();
+// The flags above, writing into `options`, for the control plane's command line
+// (control-plane/command_line.h).
+std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options);
 
 class TelemetryService {
  public:

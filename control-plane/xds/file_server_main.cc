@@ -19,6 +19,7 @@
 #include "common/config/yaml_proto.h"
 #include "common/event/loop.h"
 #include "common/event/signal.h"
+#include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "common/http/server.h"
 #include "common/net/address.h"
@@ -31,18 +32,6 @@
 namespace meshlet::controlplane::ads {
 namespace {
 
-constexpr char kUsage[] =
-    "Usage: xds-file-server --resources FILE (--tls-cert FILE --tls-key FILE | --plaintext)\n"
-    "                       [--address IP:PORT] [--status-address IP:PORT]\n"
-    "                       [--max-concurrent-pushes N] [--log-level LEVEL]\n"
-    "\n"
-    "Serves the static_resources of FILE (sidecar bootstrap format) to every sidecar over ADS.\n"
-    "  --address          discovery (gRPC) address, default 0.0.0.0:15012\n"
-    "  --tls-cert/-key    server certificate chain and key (PEM); the port speaks TLS with h2\n"
-    "  --plaintext        serve h2c without TLS (local tests and demos only)\n"
-    "  --status-address   HTTP status endpoints, default 127.0.0.1:15014\n"
-    "SIGHUP re-reads FILE; SIGTERM/SIGINT stop gracefully.\n";
-
 struct Flags {
   std::string resources;
   std::string address = "0.0.0.0:15012";
@@ -52,64 +41,64 @@ struct Flags {
   bool plaintext = false;
   size_t max_concurrent_pushes = 100;
   LogLevel log_level = LogLevel::kInfo;
+  bool help = false;
+
+  std::vector<flags::Flag> Table() {
+    return {
+        flags::Required(flags::StringFlag(
+            "--resources", "FILE", &resources,
+            "the resources to serve: a sidecar bootstrap file's static_resources (YAML or JSON)")),
+        flags::StringFlag("--address", "IP:PORT", &address,
+                          "discovery (gRPC) address, default 0.0.0.0:15012"),
+        flags::StringFlag("--tls-cert", "FILE", &tls_cert,
+                          "server certificate chain (PEM); the port speaks TLS with h2"),
+        flags::StringFlag("--tls-key", "FILE", &tls_key, "its key (PEM)"),
+        flags::SwitchFlag("--plaintext", &plaintext,
+                          "serve h2c without TLS (local tests and demos only)"),
+        flags::StringFlag("--status-address", "IP:PORT", &status_address,
+                          "HTTP status endpoints, default 127.0.0.1:15014"),
+        flags::IntFlag<size_t>("--max-concurrent-pushes", "N", &max_concurrent_pushes,
+                               "pushes in flight at once, default 100"),
+        {.name = "--log-level",
+         .value = "LEVEL",
+         .help = "trace, debug, info, warn, error, critical, off; default info",
+         .set =
+             [this](absl::string_view v) {
+               std::optional<LogLevel> level = ParseLogLevel(v);
+               if (!level) return absl::InvalidArgumentError("unknown level");
+               log_level = *level;
+               return absl::OkStatus();
+             }},
+        flags::HelpFlag(&help, "this help"),
+    };
+  }
 };
 
+std::string Usage() {
+  Flags scratch;
+  return absl::StrCat(
+      "Usage: xds-file-server --resources FILE (--tls-cert FILE --tls-key FILE | --plaintext)\n"
+      "                       [--address IP:PORT] [--status-address IP:PORT]\n"
+      "                       [--max-concurrent-pushes N] [--log-level LEVEL]\n"
+      "\n"
+      "Serves the static_resources of FILE (sidecar bootstrap format) to every sidecar over ADS.\n"
+      "SIGHUP re-reads FILE; SIGTERM/SIGINT stop gracefully.\n\n",
+      flags::FlagTable(scratch.Table()));
+}
+
 absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
-  Flags flags;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (!absl::ConsumePrefix(&arg, "--")) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
-    }
-    std::string name(arg);
-    std::string value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (name != "plaintext" && name != "help") {
-      if (i + 1 >= args.size())
-        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
-      value = args[++i];
-    }
-    if (name == "help") {
-      return absl::CancelledError("help");
-    } else if (name == "resources") {
-      flags.resources = value;
-    } else if (name == "address") {
-      flags.address = value;
-    } else if (name == "status-address") {
-      flags.status_address = value;
-    } else if (name == "tls-cert") {
-      flags.tls_cert = value;
-    } else if (name == "tls-key") {
-      flags.tls_key = value;
-    } else if (name == "plaintext") {
-      flags.plaintext = true;
-    } else if (name == "max-concurrent-pushes") {
-      if (!absl::SimpleAtoi(value, &flags.max_concurrent_pushes) ||
-          flags.max_concurrent_pushes == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--max-concurrent-pushes=\"", value, "\": must be a positive integer"));
-      }
-    } else if (name == "log-level") {
-      std::optional<LogLevel> level = ParseLogLevel(value);
-      if (!level)
-        return absl::InvalidArgumentError(
-            absl::StrCat("--log-level=\"", value, "\": unknown level"));
-      flags.log_level = *level;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
-    }
-  }
-  if (flags.resources.empty()) return absl::InvalidArgumentError("--resources is required");
-  if (flags.plaintext == !flags.tls_cert.empty()) {
+  Flags parsed;
+  absl::StatusOr<flags::ParsedArgs> result = flags::Parse(parsed.Table(), args);
+  if (!result.ok()) return result.status();
+  if (result->stopped) return parsed;
+  if (parsed.plaintext == !parsed.tls_cert.empty()) {
     return absl::InvalidArgumentError(
         "give --tls-cert and --tls-key, or --plaintext to serve without TLS");
   }
-  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+  if (parsed.tls_cert.empty() != parsed.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
-  return flags;
+  return parsed;
 }
 
 absl::StatusOr<NodeResourceSet> LoadResources(const std::string& path) {
@@ -243,13 +232,13 @@ int main(int argc, char** argv) {
   absl::StatusOr<meshlet::controlplane::ads::Flags> flags =
       meshlet::controlplane::ads::ParseFlags(args);
   if (!flags.ok()) {
-    if (absl::IsCancelled(flags.status())) {
-      std::fputs(meshlet::controlplane::ads::kUsage, stdout);
-      return 0;
-    }
     std::fprintf(stderr, "xds-file-server: %s\n%s", std::string(flags.status().message()).c_str(),
-                 meshlet::controlplane::ads::kUsage);
-    return 2;
+                 meshlet::controlplane::ads::Usage().c_str());
+    return meshlet::flags::kUsageExitCode;
+  }
+  if (flags->help) {
+    std::fputs(meshlet::controlplane::ads::Usage().c_str(), stdout);
+    return 0;
   }
   return meshlet::controlplane::ads::Run(*flags);
 }

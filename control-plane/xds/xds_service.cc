@@ -12,99 +12,72 @@
 
 namespace meshlet::controlplane::ads {
 
-absl::StatusOr<XdsServiceOptions> ExtractXdsFlags(std::vector<std::string>& args) {
-  XdsServiceOptions options;
-  std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    absl::string_view stripped = arg;
-    if (!absl::ConsumePrefix(&stripped, "--xds-")) {
-      rest.push_back(args[i]);
-      continue;
-    }
-    std::string name(stripped);
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    if (name == "plaintext") {
-      if (has_value && value != "true" && value != "false") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--xds-plaintext=\"", value, "\": must be true or false"));
+std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
+  // "must be a duration such as 30s"; zero is allowed when `zero_ok`.
+  auto duration = [](Duration* out, bool zero_ok, absl::string_view example) {
+    return [=](absl::string_view v) {
+      absl::Duration d;
+      if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
+          (!zero_ok && d == absl::ZeroDuration())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            zero_ok ? "must be a duration such as " : "must be a positive duration such as ",
+            example));
       }
-      options.plaintext = !has_value || value == "true";
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("--xds-", name, " needs a value"));
-      }
-      value = args[++i];
-    }
-    auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat("--xds-", name, "=\"", value, "\": ", why));
+      *out = absl::ToChronoNanoseconds(d);
+      return absl::OkStatus();
     };
-    if (name == "address") {
-      if (!net::Address::Parse(value).ok()) return bad("must be IP:PORT");
-      options.address = value;
-    } else if (name == "tls-cert") {
-      options.tls_cert_file = value;
-    } else if (name == "tls-key") {
-      options.tls_key_file = value;
-    } else if (name == "max-concurrent-pushes") {
-      if (!absl::SimpleAtoi(value, &options.ads.max_concurrent_pushes) ||
-          options.ads.max_concurrent_pushes == 0) {
-        return bad("must be a positive integer");
-      }
-    } else if (name == "debounce") {
-      absl::Duration d;
-      if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration()) {
-        return bad("must be a duration such as 100ms");
-      }
-      options.ads.debounce_quiet = absl::ToChronoNanoseconds(d);
-    } else if (name == "keepalive-interval" || name == "keepalive-timeout") {
-      absl::Duration d;
-      if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||
-          (name == "keepalive-timeout" && d == absl::ZeroDuration())) {
-        return bad(name == "keepalive-interval" ? "must be a duration such as 30s (0: off)"
-                                                : "must be a positive duration such as 10s");
-      }
-      (name == "keepalive-interval" ? options.keepalive_interval : options.keepalive_timeout) =
-          absl::ToChronoNanoseconds(d);
-    } else if (name == "listen-host") {
-      if (!net::Address::FromIp(value, 1).ok()) return bad("must be an IP");
-      options.translate.listen_host = value;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --xds-", name));
-    }
-  }
+  };
+  return {
+      {.name = "--xds-address",
+       .value = "IP:PORT",
+       .help = "the discovery (gRPC) address (default 0.0.0.0:15012)",
+       .set =
+           [&options](absl::string_view v) {
+             if (!net::Address::Parse(v).ok()) return absl::InvalidArgumentError("must be IP:PORT");
+             options.address = std::string(v);
+             return absl::OkStatus();
+           }},
+      flags::StringFlag("--xds-tls-cert", "FILE", &options.tls_cert_file,
+                        "server certificate chain (PEM); with --xds-tls-key"),
+      flags::StringFlag("--xds-tls-key", "FILE", &options.tls_key_file, "its private key (PEM)"),
+      flags::BoolFlag("--xds-plaintext", &options.plaintext,
+                      "serve h2c without TLS (local tests and demos only)"),
+      flags::IntFlag<size_t>("--xds-max-concurrent-pushes", "N", &options.ads.max_concurrent_pushes,
+                             "pushes in flight at once (default 100)"),
+      {.name = "--xds-debounce",
+       .value = "DURATION",
+       .help = "quiet period before a push (default 100ms)",
+       .set = duration(&options.ads.debounce_quiet, true, "100ms")},
+      {.name = "--xds-listen-host",
+       .value = "IP",
+       .help = "the address sidecar listeners bind (default 0.0.0.0; 127.0.0.1 for loopback "
+               "demos)",
+       .set =
+           [&options](absl::string_view v) {
+             if (!net::Address::FromIp(v, 1).ok())
+               return absl::InvalidArgumentError("must be an IP");
+             options.translate.listen_host = std::string(v);
+             return absl::OkStatus();
+           }},
+      {.name = "--xds-keepalive-interval",
+       .value = "DURATION",
+       .help = "PING a connection idle this long (default 30s; 0: never)",
+       .set = duration(&options.keepalive_interval, true, "30s (0: off)")},
+      {.name = "--xds-keepalive-timeout",
+       .value = "DURATION",
+       .help = "close it when the PING is not answered within this (default 10s)",
+       .set = duration(&options.keepalive_timeout, false, "10s")},
+  };
+}
+
+absl::Status CheckXdsFlags(const XdsServiceOptions& options) {
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--xds-tls-cert and --xds-tls-key go together");
   }
   if (options.plaintext && !options.tls_cert_file.empty()) {
     return absl::InvalidArgumentError("--xds-plaintext and --xds-tls-cert exclude each other");
   }
-  args = std::move(rest);
-  return options;
-}
-
-std::string XdsUsage() {
-  return "\nDiscovery (ADS over gRPC, docs/xds.md):\n"
-         "  --xds-address=IP:PORT      default 0.0.0.0:15012\n"
-         "  --xds-tls-cert=FILE        server certificate chain (PEM); with --xds-tls-key\n"
-         "  --xds-tls-key=FILE         its private key (PEM)\n"
-         "  --xds-plaintext            serve h2c without TLS (local tests and demos only)\n"
-         "  --xds-max-concurrent-pushes=N  default 100\n"
-         "  --xds-debounce=DURATION    quiet period before a push, default 100ms\n"
-         "  --xds-listen-host=IP       address sidecar listeners bind, default 0.0.0.0\n"
-         "  --xds-keepalive-interval=DURATION  PING a connection idle this long, default 30s "
-         "(0: never)\n"
-         "  --xds-keepalive-timeout=DURATION   close it when the PING is not answered within "
-         "this, default 10s\n"
-         "  Without TLS files or --xds-plaintext the discovery port stays closed.\n";
+  return absl::OkStatus();
 }
 
 XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)

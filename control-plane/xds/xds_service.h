@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
@@ -51,13 +52,14 @@ struct XdsServiceOptions {
   bool enabled() const { return plaintext || !tls_cert_file.empty(); }
 };
 
-// Takes the discovery flags out of `args` (leaving the rest for the control plane's own parser):
-// --xds-address IP:PORT, --xds-tls-cert FILE, --xds-tls-key FILE, --xds-plaintext,
-// --xds-max-concurrent-pushes N, --xds-debounce DURATION, --xds-listen-host IP (the address
-// sidecar listeners bind; "127.0.0.1" for loopback demos), --xds-keepalive-interval DURATION,
-// --xds-keepalive-timeout DURATION. Errors name the flag.
-absl::StatusOr<XdsServiceOptions> ExtractXdsFlags(std::vector<std::string>& args);
-std::string XdsUsage();
+// The discovery flags, writing into `options`, for the control plane's command line
+// (control-plane/command_line.h): --xds-address, --xds-tls-cert, --xds-tls-key, --xds-plaintext,
+// --xds-max-concurrent-pushes, --xds-debounce, --xds-listen-host, --xds-keepalive-interval,
+// --xds-keepalive-timeout.
+std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options);
+// What the flags cannot check one at a time: the TLS files go together and exclude
+// --xds-plaintext.
+absl::Status CheckXdsFlags(const XdsServiceOptions& options);
 
 class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
  public:

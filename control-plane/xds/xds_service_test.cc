@@ -3,28 +3,35 @@
 #include <string>
 #include <vector>
 
+#include "common/flags/flags.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
 
-TEST(XdsFlagsTest, TakesItsFlagsAndLeavesTheRest) {
-  std::vector<std::string> args = {"--data-dir=/d",
-                                   "--xds-address",
+// The discovery flags of `args`, checked as the control plane's command line checks them.
+absl::StatusOr<XdsServiceOptions> ParseXdsFlags(const std::vector<std::string>& args) {
+  XdsServiceOptions options;
+  absl::StatusOr<flags::ParsedArgs> parsed = flags::Parse(XdsFlags(options), args);
+  if (!parsed.ok()) return parsed.status();
+  if (absl::Status checked = CheckXdsFlags(options); !checked.ok()) return checked;
+  return options;
+}
+
+TEST(XdsFlagsTest, EveryFlag) {
+  std::vector<std::string> args = {"--xds-address",
                                    "127.0.0.1:15012",
                                    "--xds-tls-cert=c.pem",
                                    "--xds-tls-key",
                                    "k.pem",
-                                   "--api-address=127.0.0.1:1",
                                    "--xds-max-concurrent-pushes=7",
                                    "--xds-debounce=50ms",
                                    "--xds-keepalive-interval=2s",
                                    "--xds-keepalive-timeout",
                                    "500ms",
                                    "--xds-listen-host=127.0.0.1"};
-  absl::StatusOr<XdsServiceOptions> options = ExtractXdsFlags(args);
+  absl::StatusOr<XdsServiceOptions> options = ParseXdsFlags(args);
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_EQ(args, (std::vector<std::string>{"--data-dir=/d", "--api-address=127.0.0.1:1"}));
   EXPECT_EQ(options->address, "127.0.0.1:15012");
   EXPECT_EQ(options->tls_cert_file, "c.pem");
   EXPECT_EQ(options->tls_key_file, "k.pem");
@@ -38,16 +45,16 @@ TEST(XdsFlagsTest, TakesItsFlagsAndLeavesTheRest) {
 }
 
 TEST(XdsFlagsTest, DisabledUnlessTlsOrPlaintextIsAskedFor) {
-  std::vector<std::string> args = {"--data-dir=/d"};
-  absl::StatusOr<XdsServiceOptions> options = ExtractXdsFlags(args);
+  absl::StatusOr<XdsServiceOptions> options = ParseXdsFlags({"--xds-debounce=1s"});
   ASSERT_TRUE(options.ok());
   EXPECT_FALSE(options->enabled());
-  args = {"--xds-plaintext"};
-  options = ExtractXdsFlags(args);
+  options = ParseXdsFlags({"--xds-plaintext"});
   ASSERT_TRUE(options.ok());
   EXPECT_TRUE(options->plaintext);
   EXPECT_TRUE(options->enabled());
-  EXPECT_TRUE(args.empty());
+  options = ParseXdsFlags({"--xds-plaintext=false"});
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(options->enabled());
 }
 
 TEST(XdsFlagsTest, ErrorsNameTheFlag) {
@@ -68,8 +75,7 @@ TEST(XdsFlagsTest, ErrorsNameTheFlag) {
            {{"--xds-colour=red"}, "unknown flag --xds-colour"},
            {{"--xds-address"}, "--xds-address needs a value"},
        }) {
-    std::vector<std::string> args = c.args;
-    absl::StatusOr<XdsServiceOptions> options = ExtractXdsFlags(args);
+    absl::StatusOr<XdsServiceOptions> options = ParseXdsFlags(c.args);
     ASSERT_FALSE(options.ok()) << c.expected;
     EXPECT_NE(options.status().message().find(c.expected), absl::string_view::npos)
         << options.status();

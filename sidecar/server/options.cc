@@ -7,27 +7,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/status.h"
+#include "common/flags/flags.h"
 #include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar {
 namespace {
 
 constexpr absl::string_view kDefaultAdminAddress = "127.0.0.1:15000";
-
-struct FlagSpec {
-  absl::string_view name;  // dashed spelling
-  absl::string_view value_name;
-  absl::string_view help;
-  std::function<absl::Status(absl::string_view, ServerOptions&)> set;
-};
-
-absl::Status BadValue(absl::string_view flag, absl::string_view value, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("--", flag, "=\"", value, "\": ", why));
-}
 
 // "4194304", "512KiB", "4MiB", "1GiB": a byte count; nullopt when malformed or above `max`.
 std::optional<size_t> ParseByteSize(absl::string_view text, size_t max) {
@@ -45,274 +34,244 @@ std::optional<size_t> ParseByteSize(absl::string_view text, size_t max) {
   return static_cast<size_t>(count * unit);
 }
 
-const std::vector<FlagSpec>& Flags() {
-  static const auto* flags = new std::vector<FlagSpec>{
-      {"config", "FILE",
-       "Bootstrap file (YAML or JSON): node identity and static listeners, routes, clusters, "
-       "endpoints and secrets. Required.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v.empty()) return BadValue("config", v, "must not be empty");
-         o.config_path = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"concurrency", "N", "Worker threads; each runs its own copy of every listener. Default 2.",
-       [](absl::string_view v, ServerOptions& o) {
-         int n = 0;
-         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 256) {
-           return BadValue("concurrency", v, "must be an integer from 1 to 256");
-         }
-         o.concurrency = n;
-         return absl::OkStatus();
-       }},
-      {"admin-address", "IP:PORT",
-       "Admin HTTP endpoint (/ready, /stats, /config_dump, ...). Default 127.0.0.1:15000. Keep it "
-       "on loopback: it can drain and stop the process.",
-       [](absl::string_view v, ServerOptions& o) {
-         absl::StatusOr<net::Address> address = net::Address::Parse(v);
-         if (!address.ok()) return BadValue("admin-address", v, address.status().message());
-         o.admin_address = *address;
-         return absl::OkStatus();
-       }},
-      {"prometheus-address", "IP:PORT",
-       "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
-       "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
-       [](absl::string_view v, ServerOptions& o) {
-         absl::StatusOr<net::Address> address = net::Address::Parse(v);
-         if (!address.ok()) return BadValue("prometheus-address", v, address.status().message());
-         o.prometheus_address = *address;
-         return absl::OkStatus();
-       }},
-      {"log-level", "LEVEL",
-       "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
-       "with POST /logging?level=...",
-       [](absl::string_view v, ServerOptions& o) {
-         std::optional<LogLevel> level = ParseLogLevel(v);
-         if (!level) {
-           return BadValue("log-level", v,
-                           "must be one of trace, debug, info, warn, error, critical, off");
-         }
-         o.log_level = *level;
-         return absl::OkStatus();
-       }},
-      {"drain-time", "DURATION",
-       "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
-       "\"500ms\"). Default 30s.",
-       [](absl::string_view v, ServerOptions& o) {
-         absl::Duration d;
-         if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration()) {
-           return BadValue("drain-time", v, "must be a non-negative duration such as 30s");
-         }
-         o.drain_time = absl::ToChronoNanoseconds(d);
-         return absl::OkStatus();
-       }},
-      {"malloc-trim-threshold", "BYTES",
-       "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
-       "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
-       "back and fault them in again hundreds of times a second.",
-       [](absl::string_view v, ServerOptions& o) {
-         constexpr size_t kMax = size_t{1} << 30;
-         std::optional<size_t> bytes = ParseByteSize(v, kMax);
-         if (!bytes.has_value()) {
-           return BadValue("malloc-trim-threshold", v,
-                           "must be a size such as 4MiB, 512KiB or a byte count, at most 1GiB");
-         }
-         o.malloc_trim_threshold = *bytes;
-         return absl::OkStatus();
-       }},
-      {"access-log", "PATH",
-       "Write one JSON line per request and per TCP connection to PATH (a file, appended to, or "
-       "/dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
-       [](absl::string_view v, ServerOptions& o) {
-         o.access_log_path = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"xds", "HOST:PORT",
-       "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
-       "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
-       "reports (metrics_report.address) and workload certificate requests (--ca-address) go "
-       "by default.",
-       [](absl::string_view v, ServerOptions& o) {
-         size_t colon = v.rfind(':');
-         uint32_t port = 0;
-         if (colon == absl::string_view::npos || colon == 0 ||
-             !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
-           return BadValue("xds", v, "must be host:port");
-         }
-         o.xds_address = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"xds-ca", "FILE",
-       "CA certificates (PEM) that verify the control plane's TLS certificate. Overrides the "
-       "bootstrap's xds.ca_file.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v.empty()) return BadValue("xds-ca", v, "must not be empty");
-         o.xds_ca_file = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"xds-server-name", "NAME", "Authority (and TLS server name) for the control plane.",
-       [](absl::string_view v, ServerOptions& o) {
-         o.xds_server_name = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"xds-server-identity", "SPIFFE_ID",
-       "The SPIFFE id the control plane's certificate must carry (e.g. "
-       "spiffe://cluster.local/ns/mesh-system/sa/control-plane). Unset: any certificate that "
-       "chains to --xds-ca is accepted.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (!absl::StartsWith(v, "spiffe://")) {
-           return BadValue("xds-server-identity", v, "must be a spiffe:// id");
-         }
-         o.xds_server_identity = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"xds-plaintext", "true|false",
-       "Talk to the control plane without TLS (h2c). For local tests and demos only.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v != "true" && v != "false") {
-           return BadValue("xds-plaintext", v, "must be true or false");
-         }
-         o.xds_plaintext = v == "true";
-         return absl::OkStatus();
-       }},
-      {"xds-delta", "true|false",
-       "Use the incremental (delta) stream instead of state of the world. Default false.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v != "true" && v != "false") return BadValue("xds-delta", v, "must be true or false");
-         o.xds_delta = v == "true";
-         return absl::OkStatus();
-       }},
-      {"xds-cache-dir", "DIR",
-       "Keep the last good xDS configuration here and start from it when the control plane is "
-       "unreachable. Overrides the bootstrap's data_dir.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v.empty()) return BadValue("xds-cache-dir", v, "must not be empty");
-         o.xds_cache_dir = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"node-id", "ID", "This sidecar's unique id on the xDS stream (overrides node.id).",
-       [](absl::string_view v, ServerOptions& o) {
-         o.node_id = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"node-service", "NAME", "The workload's service (overrides node.service).",
-       [](absl::string_view v, ServerOptions& o) {
-         o.node_service = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"node-namespace", "NAME", "The workload's namespace (overrides node.namespace).",
-       [](absl::string_view v, ServerOptions& o) {
-         o.node_namespace = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"node-service-account", "NAME",
-       "The workload's service account (overrides node.service_account).",
-       [](absl::string_view v, ServerOptions& o) {
-         o.node_service_account = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"node-label", "KEY=VALUE", "A workload label; repeatable (adds to node.labels).",
-       [](absl::string_view v, ServerOptions& o) {
-         size_t eq = v.find('=');
-         if (eq == absl::string_view::npos || eq == 0) {
-           return BadValue("node-label", v, "must be key=value");
-         }
-         o.node_labels.emplace_back(std::string(v.substr(0, eq)), std::string(v.substr(eq + 1)));
-         return absl::OkStatus();
-       }},
-      {"node-address", "IP", "A workload address peers reach it at; repeatable.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (!net::Address::FromIp(v, 1).ok()) return BadValue("node-address", v, "must be an IP");
-         o.node_addresses.emplace_back(v);
-         return absl::OkStatus();
-       }},
-      {"node-port", "PORT", "A port the workload serves; repeatable.",
-       [](absl::string_view v, ServerOptions& o) {
-         uint32_t port = 0;
-         if (!absl::SimpleAtoi(v, &port) || port == 0 || port > 65535) {
-           return BadValue("node-port", v, "must be a port from 1 to 65535");
-         }
-         o.node_ports.push_back(port);
-         return absl::OkStatus();
-       }},
-      {"ca-address", "HOST:PORT",
-       "The control plane's CA (CertificateService) for the workload certificate. Default: the "
-       "--xds address. Uses the xDS channel's TLS settings (--xds-ca, --xds-server-identity).",
-       [](absl::string_view v, ServerOptions& o) {
-         size_t colon = v.rfind(':');
-         uint32_t port = 0;
-         if (colon == absl::string_view::npos || colon == 0 ||
-             !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
-           return BadValue("ca-address", v, "must be host:port");
-         }
-         o.ca_address = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"join-token-file", "FILE",
-       "A join token (`meshctl token create`) proving this workload's namespace and service "
-       "account to the CA. Read once at start and sent with every certificate request, so the "
-       "sidecar can renew only while the token is valid (tokens are time-limited; a single-use "
-       "token allows one certificate). Enables the workload certificate.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v.empty()) return BadValue("join-token-file", v, "must not be empty");
-         o.join_token_file = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"kubernetes-token-file", "FILE",
-       "A projected Kubernetes service-account token for the CA, re-read for every request "
-       "(the kubelet rotates it). Enables the workload certificate; excludes --join-token-file.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v.empty()) return BadValue("kubernetes-token-file", v, "must not be empty");
-         o.kubernetes_token_file = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"ca-plaintext", "true|false",
-       "Talk to the CA without TLS (h2c). Local tests only; allowed only when the xDS channel "
-       "is plaintext too (--xds-plaintext) or there is none.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (v != "true" && v != "false")
-           return BadValue("ca-plaintext", v, "must be true or false");
-         o.ca_plaintext = v == "true";
-         return absl::OkStatus();
-       }},
-      {"trust-domain", "NAME", "Trust domain of this workload's SPIFFE id. Default cluster.local.",
-       [](absl::string_view v, ServerOptions& o) {
-         if (absl::Status valid = tls::ValidateTrustDomain(v); !valid.ok()) {
-           return BadValue("trust-domain", v, valid.message());
-         }
-         o.trust_domain = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"cert-ttl", "DURATION",
-       "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
-       [](absl::string_view v, ServerOptions& o) {
-         absl::Duration d;
-         if (!absl::ParseDuration(v, &d) || d < absl::Seconds(1)) {
-           return BadValue("cert-ttl", v, "must be a duration of at least 1s");
-         }
-         o.cert_ttl = absl::ToChronoNanoseconds(d);
-         return absl::OkStatus();
-       }},
-      {"ca-startup-timeout", "DURATION",
-       "How long start-up waits for the first workload certificate (retrying with backoff) "
-       "before giving up with an error. Default 30s.",
-       [](absl::string_view v, ServerOptions& o) {
-         absl::Duration d;
-         if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
-           return BadValue("ca-startup-timeout", v, "must be a positive duration such as 30s");
-         }
-         o.ca_startup_timeout = absl::ToChronoNanoseconds(d);
-         return absl::OkStatus();
-       }},
+using Setter = std::function<absl::Status(absl::string_view)>;
+
+// Setters shared by several flags. Their errors say what is wrong with the value; the parser
+// names the flag and the value.
+Setter Text(std::string* out, bool non_empty = false) {
+  return [out, non_empty](absl::string_view v) {
+    if (non_empty && v.empty()) return absl::InvalidArgumentError("must not be empty");
+    *out = std::string(v);
+    return absl::OkStatus();
   };
-  return *flags;
 }
 
-const FlagSpec* FindFlag(absl::string_view name) {
-  const std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
-  for (const FlagSpec& flag : Flags()) {
-    if (flag.name == dashed) return &flag;
-  }
-  return nullptr;
+Setter TrueOrFalse(bool* out) {
+  return [out](absl::string_view v) {
+    if (v != "true" && v != "false") return absl::InvalidArgumentError("must be true or false");
+    *out = v == "true";
+    return absl::OkStatus();
+  };
+}
+
+Setter HostPort(std::string* out) {
+  return [out](absl::string_view v) {
+    size_t colon = v.rfind(':');
+    uint32_t port = 0;
+    if (colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(v.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      return absl::InvalidArgumentError("must be host:port");
+    }
+    *out = std::string(v);
+    return absl::OkStatus();
+  };
+}
+
+template <typename Target>
+Setter IpPort(Target* out) {
+  return [out](absl::string_view v) {
+    absl::StatusOr<net::Address> address = net::Address::Parse(v);
+    if (!address.ok()) return absl::InvalidArgumentError(address.status().message());
+    *out = *address;
+    return absl::OkStatus();
+  };
+}
+
+// An absl duration ("30s", "500ms") of at least `min`; `why` otherwise.
+Setter DurationAtLeast(Duration* out, absl::Duration min, const char* why) {
+  return [out, min, why](absl::string_view v) {
+    absl::Duration d;
+    if (!absl::ParseDuration(v, &d) || d < min) return absl::InvalidArgumentError(why);
+    *out = absl::ToChronoNanoseconds(d);
+    return absl::OkStatus();
+  };
+}
+
+flags::Flag MakeFlag(std::string name, std::string value, std::string help, Setter set) {
+  return {.name = std::move(name),
+          .value = std::move(value),
+          .help = std::move(help),
+          .set = std::move(set)};
+}
+
+// The sidecar's flags, writing into `parsed`.
+std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
+  ServerOptions& o = parsed.options;
+  auto flag = MakeFlag;
+  return {
+      flag("--config", "FILE",
+           "Bootstrap file (YAML or JSON): node identity and static listeners, routes, clusters, "
+           "endpoints and secrets. Required.",
+           Text(&o.config_path, true)),
+      flags::IntFlag("--concurrency", "N", &o.concurrency,
+                     "Worker threads; each runs its own copy of every listener. Default 2.", 1,
+                     256),
+      flag("--admin-address", "IP:PORT",
+           "Admin HTTP endpoint (/ready, /stats, /config_dump, ...). Default 127.0.0.1:15000. Keep "
+           "it on loopback: it can drain and stop the process.",
+           IpPort(&o.admin_address)),
+      flag("--prometheus-address", "IP:PORT",
+           "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
+           "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
+           IpPort(&o.prometheus_address)),
+      flag("--log-level", "LEVEL",
+           "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
+           "with POST /logging?level=...",
+           [&o](absl::string_view v) {
+             std::optional<LogLevel> level = ParseLogLevel(v);
+             if (!level) {
+               return absl::InvalidArgumentError(
+                   "must be one of trace, debug, info, warn, error, critical, off");
+             }
+             o.log_level = *level;
+             return absl::OkStatus();
+           }),
+      flag("--drain-time", "DURATION",
+           "On SIGTERM, how long to let connections finish before exiting anyway (\"30s\", "
+           "\"500ms\"). Default 30s.",
+           DurationAtLeast(&o.drain_time, absl::ZeroDuration(),
+                           "must be a non-negative duration such as 30s")),
+      flag("--malloc-trim-threshold", "BYTES",
+           "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
+           "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
+           "back and fault them in again hundreds of times a second.",
+           [&o](absl::string_view v) {
+             constexpr size_t kMax = size_t{1} << 30;
+             std::optional<size_t> bytes = ParseByteSize(v, kMax);
+             if (!bytes.has_value()) {
+               return absl::InvalidArgumentError(
+                   "must be a size such as 4MiB, 512KiB or a byte count, at most 1GiB");
+             }
+             o.malloc_trim_threshold = *bytes;
+             return absl::OkStatus();
+           }),
+      flag("--access-log", "PATH",
+           "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
+           "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
+           Text(&o.access_log_path)),
+      flag("--xds", "HOST:PORT",
+           "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
+           "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
+           "reports (metrics_report.address) and workload certificate requests (--ca-address) go "
+           "by default.",
+           HostPort(&o.xds_address)),
+      flag("--xds-ca", "FILE",
+           "CA certificates (PEM) that verify the control plane's TLS certificate. Overrides the "
+           "bootstrap's xds.ca_file.",
+           Text(&o.xds_ca_file, true)),
+      flag("--xds-server-name", "NAME", "Authority (and TLS server name) for the control plane.",
+           Text(&o.xds_server_name)),
+      flag("--xds-server-identity", "SPIFFE_ID",
+           "The SPIFFE id the control plane's certificate must carry (e.g. "
+           "spiffe://cluster.local/ns/mesh-system/sa/control-plane). Unset: any certificate that "
+           "chains to --xds-ca is accepted.",
+           [&o](absl::string_view v) {
+             if (!absl::StartsWith(v, "spiffe://")) {
+               return absl::InvalidArgumentError("must be a spiffe:// id");
+             }
+             o.xds_server_identity = std::string(v);
+             return absl::OkStatus();
+           }),
+      flag("--xds-plaintext", "true|false",
+           "Talk to the control plane without TLS (h2c). For local tests and demos only.",
+           TrueOrFalse(&o.xds_plaintext)),
+      flag("--xds-delta", "true|false",
+           "Use the incremental (delta) stream instead of state of the world. Default false.",
+           TrueOrFalse(&o.xds_delta)),
+      flag("--xds-cache-dir", "DIR",
+           "Keep the last good xDS configuration here and start from it when the control plane is "
+           "unreachable. Overrides the bootstrap's data_dir.",
+           Text(&o.xds_cache_dir, true)),
+      flag("--node-id", "ID", "This sidecar's unique id on the xDS stream (overrides node.id).",
+           Text(&o.node_id)),
+      flag("--node-service", "NAME", "The workload's service (overrides node.service).",
+           Text(&o.node_service)),
+      flag("--node-namespace", "NAME", "The workload's namespace (overrides node.namespace).",
+           Text(&o.node_namespace)),
+      flag("--node-service-account", "NAME",
+           "The workload's service account (overrides node.service_account).",
+           Text(&o.node_service_account)),
+      flag("--node-label", "KEY=VALUE", "A workload label; repeatable (adds to node.labels).",
+           [&o](absl::string_view v) {
+             size_t eq = v.find('=');
+             if (eq == absl::string_view::npos || eq == 0) {
+               return absl::InvalidArgumentError("must be key=value");
+             }
+             o.node_labels.emplace_back(std::string(v.substr(0, eq)),
+                                        std::string(v.substr(eq + 1)));
+             return absl::OkStatus();
+           }),
+      flag("--node-address", "IP", "A workload address peers reach it at; repeatable.",
+           [&o](absl::string_view v) {
+             if (!net::Address::FromIp(v, 1).ok()) {
+               return absl::InvalidArgumentError("must be an IP");
+             }
+             o.node_addresses.emplace_back(v);
+             return absl::OkStatus();
+           }),
+      flag("--node-port", "PORT", "A port the workload serves; repeatable.",
+           [&o](absl::string_view v) {
+             uint32_t port = 0;
+             if (!absl::SimpleAtoi(v, &port) || port == 0 || port > 65535) {
+               return absl::InvalidArgumentError("must be a port from 1 to 65535");
+             }
+             o.node_ports.push_back(port);
+             return absl::OkStatus();
+           }),
+      flag("--ca-address", "HOST:PORT",
+           "The control plane's CA (CertificateService) for the workload certificate. Default: the "
+           "--xds address. Uses the xDS channel's TLS settings (--xds-ca, --xds-server-identity).",
+           HostPort(&o.ca_address)),
+      flag("--join-token-file", "FILE",
+           "A join token (`meshctl token create`) proving this workload's namespace and service "
+           "account to the CA. Read once at start and sent with every certificate request, so the "
+           "sidecar can renew only while the token is valid (tokens are time-limited; a single-use "
+           "token allows one certificate). Enables the workload certificate.",
+           Text(&o.join_token_file, true)),
+      flag("--kubernetes-token-file", "FILE",
+           "A projected Kubernetes service-account token for the CA, re-read for every request "
+           "(the kubelet rotates it). Enables the workload certificate; excludes "
+           "--join-token-file.",
+           Text(&o.kubernetes_token_file, true)),
+      flag("--ca-plaintext", "true|false",
+           "Talk to the CA without TLS (h2c). Local tests only; allowed only when the xDS channel "
+           "is plaintext too (--xds-plaintext) or there is none.",
+           TrueOrFalse(&o.ca_plaintext)),
+      flag("--trust-domain", "NAME",
+           "Trust domain of this workload's SPIFFE id. Default cluster.local.",
+           [&o](absl::string_view v) {
+             if (absl::Status valid = tls::ValidateTrustDomain(v); !valid.ok()) {
+               return absl::InvalidArgumentError(valid.message());
+             }
+             o.trust_domain = std::string(v);
+             return absl::OkStatus();
+           }),
+      flag("--cert-ttl", "DURATION",
+           "Lifetime to ask the CA for (\"24h\"); the CA caps it. Default: the CA's default.",
+           DurationAtLeast(&o.cert_ttl, absl::Seconds(1), "must be a duration of at least 1s")),
+      flag("--ca-startup-timeout", "DURATION",
+           "How long start-up waits for the first workload certificate (retrying with backoff) "
+           "before giving up with an error. Default 30s.",
+           DurationAtLeast(&o.ca_startup_timeout, absl::Nanoseconds(1),
+                           "must be a positive duration such as 30s")),
+      {.name = "--help",
+       .shorthand = "-h",
+       .help = "Print this text and exit.",
+       .stops = true,
+       .set =
+           [&parsed](absl::string_view) {
+             parsed.action = ParsedCommandLine::Action::kHelp;
+             return absl::OkStatus();
+           }},
+      {.name = "--version",
+       .help = "Print the version and exit.",
+       .stops = true,
+       .set =
+           [&parsed](absl::string_view) {
+             parsed.action = ParsedCommandLine::Action::kVersion;
+             return absl::OkStatus();
+           }},
+  };
 }
 
 }  // namespace
@@ -320,40 +279,10 @@ const FlagSpec* FindFlag(absl::string_view name) {
 absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string>& args) {
   ParsedCommandLine parsed;
   parsed.options.admin_address = *net::Address::Parse(kDefaultAdminAddress);
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h" || arg == "-help") {
-      parsed.action = ParsedCommandLine::Action::kHelp;
-      return parsed;
-    }
-    if (arg == "--version") {
-      parsed.action = ParsedCommandLine::Action::kVersion;
-      return parsed;
-    }
-    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument \"", arg, "\" (flags start with --; see --help)"));
-    }
-    absl::string_view name = arg;
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = std::string(arg.substr(eq + 1));
-      has_value = true;
-    }
-    const FlagSpec* flag = FindFlag(name);
-    if (flag == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("--", flag->name, " needs a value"));
-      }
-      value = args[++i];
-    }
-    if (absl::Status status = flag->set(value, parsed.options); !status.ok()) return status;
-  }
+  ASSIGN_OR_RETURN(flags::ParsedArgs args_parsed,
+                   flags::Parse(Flags(parsed), args,
+                                {.underscores_are_dashes = true, .single_dash_names = true}));
+  if (args_parsed.stopped) return parsed;
   if (parsed.options.config_path.empty() && parsed.options.xds_address.empty()) {
     return absl::InvalidArgumentError("--config is required, or --xds with --node-id (see --help)");
   }
@@ -409,25 +338,14 @@ std::string UsageText() {
       "SIGHUP re-reads --config and applies it if valid (an invalid file is logged and ignored).\n"
       "\n"
       "Flags (--name=value or --name value; dashes and underscores are interchangeable):\n";
-  for (const FlagSpec& flag : Flags()) {
-    absl::StrAppend(&out, "  --", flag.name, "=", flag.value_name, "\n");
-    // Word-wrapped at 80 columns, indented by 6.
-    std::string line;
-    for (absl::string_view word : absl::StrSplit(flag.help, ' ')) {
-      if (!line.empty() && line.size() + 1 + word.size() > 74) {
-        absl::StrAppend(&out, "      ", line, "\n");
-        line.clear();
-      }
-      absl::StrAppend(&line, line.empty() ? "" : " ", word);
-    }
-    if (!line.empty()) absl::StrAppend(&out, "      ", line, "\n");
-  }
-  absl::StrAppend(&out,
-                  "  --help\n      Print this text and exit.\n"
-                  "  --version\n      Print the version and exit.\n"
-                  "\n"
-                  "Exit status: 0 after a clean shutdown or drain; 1 when the configuration is "
-                  "invalid or a listener cannot bind; 2 for a bad command line.\n");
+  ParsedCommandLine scratch;
+  out += flags::FlagTable(Flags(scratch));
+  absl::StrAppend(&out, "\n",
+                  flags::Wrap("Exit status: 0 after a clean shutdown or drain; 1 when the "
+                              "configuration is invalid or a listener cannot bind; 2 for a bad "
+                              "command line.",
+                              0),
+                  "\n");
   return out;
 }
 

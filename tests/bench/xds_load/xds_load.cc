@@ -48,6 +48,7 @@
 #include "common/base/random.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/flags/flags.h"
 #include "common/stats/stats.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/xds_client.h"
@@ -195,54 +196,49 @@ bool WaitApply(pid_t pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  namespace flags = meshlet::flags;
   int server_pid = 0, clients = 1000, rounds = 20, services = 10;
   bool delta = false;
-  bool validate = true;
+  bool no_validate = false;
   bool scoped = false;
+  bool help = false;
   std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (arg == "--server-pid") {
-      (void)absl::SimpleAtoi(value(), &server_pid);
-    } else if (arg == "--address") {
-      address = value();
-    } else if (arg == "--resources") {
-      resources = value();
-    } else if (arg == "--meshctl") {
-      meshctl = value();
-    } else if (arg == "--api") {
-      api = value();
-    } else if (arg == "--token-file") {
-      token_file = value();
-    } else if (arg == "--services") {
-      (void)absl::SimpleAtoi(value(), &services);
-    } else if (arg == "--work-dir") {
-      work_dir = value();
-    } else if (arg == "--clients") {
-      (void)absl::SimpleAtoi(value(), &clients);
-    } else if (arg == "--rounds") {
-      (void)absl::SimpleAtoi(value(), &rounds);
-    } else if (arg == "--delta") {
-      delta = true;
-    } else if (arg == "--no-validate") {
-      validate = false;
-    } else if (arg == "--scoped") {
-      scoped = true;
-    } else {
-      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
-      return 2;
-    }
+  const std::vector<flags::Flag> table = {
+      flags::Required(flags::IntFlag("--server-pid", "PID", &server_pid,
+                                     "the control plane's process, for its CPU time and RSS")),
+      flags::Required(flags::StringFlag("--address", "IP:PORT", &address, "the discovery address")),
+      flags::StringFlag("--resources", "FILE", &resources,
+                        "file mode: the xds-file-server's resources file"),
+      flags::StringFlag("--meshctl", "PATH", &meshctl, "policy mode: the meshctl binary"),
+      flags::StringFlag("--api", "HOST:PORT", &api, "policy mode: the control plane's API"),
+      flags::StringFlag("--token-file", "FILE", &token_file, "policy mode: the API token"),
+      flags::IntFlag("--services", "N", &services,
+                     "policy mode: services the clients register in (default 10)"),
+      flags::SwitchFlag("--scoped", &scoped, "policy mode: scope each client to its dependencies"),
+      flags::StringFlag("--work-dir", "DIR", &work_dir, "policy mode: where policy files go"),
+      flags::IntFlag("--clients", "N", &clients, "simulated sidecars (default 1000)"),
+      flags::IntFlag("--rounds", "N", &rounds, "changes (default 20)"),
+      flags::SwitchFlag("--delta", &delta, "incremental streams"),
+      flags::SwitchFlag("--no-validate", &no_validate, "parse updates without BuildSnapshot"),
+      flags::HelpFlag(&help, "this help"),
+  };
+  absl::StatusOr<flags::ParsedArgs> parsed =
+      flags::Parse(table, std::vector<std::string>(argv + 1, argv + argc));
+  if (parsed.ok() && help) {
+    std::fputs(flags::FlagTable(table).c_str(), stdout);
+    return 0;
   }
   const bool policy_mode = !meshctl.empty();
-  if (server_pid <= 0 || address.empty() || clients <= 0 || services <= 0 ||
-      (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
-    std::fprintf(stderr,
-                 "usage: xds_load --server-pid PID --address IP:PORT (--resources FILE | "
-                 "--meshctl PATH --api HOST:PORT --token-file FILE [--services N] "
-                 "[--work-dir DIR]) [--clients N] [--rounds N] [--delta] [--no-validate]\n");
-    return 2;
+  if (parsed.ok() && (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
+    parsed = absl::InvalidArgumentError(
+        "give --resources FILE, or --meshctl PATH --api HOST:PORT --token-file FILE");
   }
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "xds_load: %s\n\n%s", std::string(parsed.status().message()).c_str(),
+                 flags::FlagTable(table).c_str());
+    return flags::kUsageExitCode;
+  }
+  const bool validate = !no_validate;
   meshlet::SetLogLevel(meshlet::LogLevel::kError);
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);

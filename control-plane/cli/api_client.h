@@ -1,0 +1,101 @@
+#pragma once
+
+// meshctl's side of the control-plane API.
+//
+// ApiTransport sends one request and returns the status, headers and body: HttpApiTransport over
+// http_client.h in the binary, a fake (fake_api_transport.h) in tests, so every command can be
+// tested without a server. ApiClient wraps it with what every command does the same way: the
+// bearer token and JSON headers, "cannot reach the control plane" and "refused the token" as
+// exit code 3, and the API's warnings on stderr.
+//
+// Single-threaded; an ApiClient keeps references to its transport and error stream, which must
+// outlive it.
+
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "control-plane/cli/http_client.h"
+#include "control-plane/policy/kinds.h"
+
+namespace meshlet::controlplane::cli {
+
+struct ApiRequest {
+  std::string server;  // HOST:PORT
+  std::string method;
+  std::string path;  // with the query
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{10000};  // connect + the whole exchange
+};
+
+class ApiTransport {
+ public:
+  virtual ~ApiTransport() = default;
+  // The response, whatever its status; an error when no response arrived (Unavailable: the
+  // server cannot be reached, the message says why).
+  virtual absl::StatusOr<HttpResponse> Send(const ApiRequest& request) = 0;
+};
+
+// One blocking HTTP/1.1 exchange per request (http_client.h).
+class HttpApiTransport final : public ApiTransport {
+ public:
+  absl::StatusOr<HttpResponse> Send(const ApiRequest& request) override;
+};
+
+// A response the command reads further.
+struct ApiReply {
+  HttpResponse http;
+
+  // The API's error text ("message" of a Status body), else the body.
+  std::string ErrorMessage() const;
+  // {field path, message} of a Status body's details.causes.
+  std::vector<std::pair<std::string, std::string>> Causes() const;
+};
+
+class ApiClient {
+ public:
+  ApiClient(ApiTransport& transport, std::ostream& err) : transport_(transport), err_(err) {}
+
+  // Where requests go and with which token (empty: none); set once the context file is read.
+  void Connect(std::string server, std::string token) {
+    server_ = std::move(server);
+    token_ = std::move(token);
+  }
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  const std::string& server() const { return server_; }
+  const std::string& token() const { return token_; }
+
+  // `method` `path` with the token, JSON accepted (and sent when `body` is not empty). Prints the
+  // API's warnings. A transport failure or 401 ends the command: the reason is printed,
+  // `*exit_code` (when given) becomes kExitUnreachable and the result is nullopt. Other statuses
+  // are the caller's to judge.
+  std::optional<ApiReply> Call(absl::string_view method, const std::string& path,
+                               absl::string_view body = "", int* exit_code = nullptr);
+
+  // `method` `path` without the token or any judgement: for /healthz and /version.
+  absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);
+
+ private:
+  ApiTransport& transport_;
+  std::ostream& err_;
+  std::string server_;
+  std::string token_;
+  std::chrono::milliseconds timeout_{10000};
+};
+
+// The API path of a resource kind in `namespace_` (ignored for a kind without namespaces), and of
+// `name` in it unless empty.
+std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespace_,
+                         absl::string_view name);
+
+// Percent-encodes everything but unreserved characters (RFC 3986), for a path segment or query
+// value.
+std::string QueryEscape(absl::string_view text);
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,116 @@
+// dashboard, check and version: where the control plane is and whether it answers.
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/output.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+// Where the control plane serves the dashboard, with the token in the URL's fragment (which
+// browsers do not send to the server) so the page can call the API.
+int Dashboard(Session& session) {
+  session.io().out << "http://" << session.api().server()
+                   << "/dashboard/#token=" << QueryEscape(session.api().token()) << "\n";
+  return kExitOk;
+}
+
+int Check(Session& session) {
+  ApiClient& api = session.api();
+  std::ostream& out = session.io().out;
+  int exit_code = kExitOk;
+  absl::StatusOr<HttpResponse> health = api.SendPlain("GET", "/healthz");
+  if (!health.ok() || health->status != 200) {
+    return session.Fail(
+        {kExitUnreachable, absl::StrCat("control plane at ", api.server(), ": not reachable (",
+                                        health.ok() ? absl::StrCat("HTTP ", health->status)
+                                                    : std::string(health.status().message()),
+                                        ")")});
+  }
+  out << "control plane  " << api.server() << "  reachable\n";
+  absl::StatusOr<HttpResponse> version = api.SendPlain("GET", "/version");
+  if (version.ok() && version->status == 200) {
+    YAML::Node v = YAML::Load(version->body);
+    out << "server version " << Scalar(v["server"]) << " (API " << Scalar(v["apiVersion"])
+        << "), meshctl " << kMeshctlVersion << "\n";
+  }
+  std::optional<ApiReply> apis = api.Call("GET", "/apis/meshlet.io/v1", "", &exit_code);
+  if (!apis.has_value()) return exit_code;
+  if (apis->http.status != 200) return session.Fail({kExitFailed, apis->ErrorMessage()});
+  out << "token          accepted\n";
+  std::optional<ApiReply> proxies = api.Call("GET", "/api/v1/proxies", "", &exit_code);
+  if (!proxies.has_value()) return exit_code;
+  if (proxies->http.status == 200) {
+    YAML::Node p = YAML::Load(proxies->http.body);
+    out << "sidecars       " << (p["items"] ? p["items"].size() : 0) << " connected\n";
+  } else {
+    out << "sidecars       " << proxies->ErrorMessage() << "\n";
+  }
+  out << "OK\n";
+  return kExitOk;
+}
+
+class Version final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {Switch("--client", "", &client_only_, "meshctl's version only; reads no context file")};
+  }
+
+  int Run(Session& session) override {
+    session.io().out << "meshctl " << kMeshctlVersion << "\n";
+    if (client_only_) return kExitOk;
+    if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
+    const std::string& server = session.api().server();
+    absl::StatusOr<HttpResponse> version = session.api().SendPlain("GET", "/version");
+    if (!version.ok() || version->status != 200) {
+      return session.Fail(
+          {kExitUnreachable, absl::StrCat("server ", server, ": unreachable (",
+                                          version.ok() ? absl::StrCat("HTTP ", version->status)
+                                                       : std::string(version.status().message()),
+                                          ")")});
+    }
+    YAML::Node v = YAML::Load(version->body);
+    session.io().out << "control-plane " << Scalar(v["server"]) << " at " << server << " (API "
+                     << Scalar(v["apiVersion"]) << ")\n";
+    return kExitOk;
+  }
+
+ private:
+  bool client_only_ = false;
+};
+
+}  // namespace
+
+CommandSpec DashboardCommand() {
+  return {.name = "dashboard",
+          .summary = "the dashboard's URL (with the token)",
+          .about =
+              "Prints the dashboard's URL, with the API token in its fragment (which "
+              "browsers do not send to the server).",
+          .examples = {{"", "meshctl dashboard"}},
+          .make = Runs(Dashboard)};
+}
+
+CommandSpec CheckCommand() {
+  return {.name = "check",
+          .summary = "control plane reachable, token accepted, versions, sidecars connected",
+          .about =
+              "Checks that the control plane answers, that it accepts the token, and "
+              "shows the versions and the number of connected sidecars.",
+          .examples = {{"", "meshctl check"},
+                       {"", "meshctl --server 10.0.0.5:15014 --token-file ./api-token check"}},
+          .make = Runs(Check)};
+}
+
+CommandSpec VersionCommand() {
+  return {.name = "version",
+          .summary = "meshctl's version and the control plane's",
+          .about = "Prints meshctl's version, then asks the control plane for its own.",
+          .examples = {{"", "meshctl version --client"}},
+          .needs_context = false,
+          .make = [] { return std::make_unique<Version>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,44 @@
+#pragma once
+
+// Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
+// with its flags: apply.cc (apply, delete, diff), get.cc (get, describe), proxy.cc (proxy-status,
+// proxy-config), token.cc, traces.cc (traces, trace), stat.cc (stat, top), check.cc (dashboard,
+// check, version), help.cc.
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "control-plane/cli/command.h"
+
+namespace meshlet::controlplane::cli {
+
+CommandSpec ApplyCommand();
+CommandSpec DeleteCommand();
+CommandSpec DiffCommand();
+CommandSpec GetCommand();
+CommandSpec DescribeCommand();
+CommandSpec ProxyStatusCommand();
+CommandSpec ProxyConfigCommand();
+CommandSpec TokenCommand();
+CommandSpec TracesCommand();
+CommandSpec TraceCommand();
+CommandSpec StatCommand();
+CommandSpec TopCommand();
+CommandSpec DashboardCommand();
+CommandSpec CheckCommand();
+CommandSpec VersionCommand();
+// HelpCommand() is in help.h.
+
+const std::vector<CommandSpec>& Commands();
+
+// The command named `name`, or null.
+const CommandSpec* FindCommand(absl::string_view name);
+
+// `unknown command "NAME"; known commands: ...`.
+std::string UnknownCommand(absl::string_view name);
+
+// meshctl's own version.
+inline constexpr char kMeshctlVersion[] = "0.1.0";
+
+}  // namespace meshlet::controlplane::cli

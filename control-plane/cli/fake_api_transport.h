@@ -1,0 +1,51 @@
+#pragma once
+
+// A control plane for meshctl's tests: answers each request from a table set up by the test
+// (method and path to status, body and headers), or fails every request as an unreachable
+// server would, and keeps every request it was sent. Unknown requests get a 404 Status body.
+// Single-threaded.
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "control-plane/cli/api_client.h"
+
+namespace meshlet::controlplane::cli {
+
+class FakeApiTransport final : public ApiTransport {
+ public:
+  // `method` `path` (with its query) is answered with `status` and `body`.
+  void Answer(const std::string& method, const std::string& path, int status, std::string body,
+              std::vector<std::pair<std::string, std::string>> headers = {}) {
+    answers_[absl::StrCat(method, " ", path)] =
+        HttpResponse{.status = status, .headers = std::move(headers), .body = std::move(body)};
+  }
+
+  // Every request fails with `error` from now on, as when no server listens.
+  void FailWith(absl::Status error) { error_ = std::move(error); }
+
+  const std::vector<ApiRequest>& requests() const { return requests_; }
+
+  absl::StatusOr<HttpResponse> Send(const ApiRequest& request) override {
+    requests_.push_back(request);
+    if (!error_.ok()) return error_;
+    auto it = answers_.find(absl::StrCat(request.method, " ", request.path));
+    if (it == answers_.end()) {
+      return HttpResponse{.status = 404,
+                          .body = absl::StrCat(R"({"message":"no answer for )", request.method, " ",
+                                               request.path, R"("})")};
+    }
+    return it->second;
+  }
+
+ private:
+  std::map<std::string, HttpResponse> answers_;
+  absl::Status error_;
+  std::vector<ApiRequest> requests_;
+};
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,315 @@
+// get (resources, or the workloads in the registry) and describe.
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/output.h"
+#include "control-plane/policy/kinds.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+// The table of `items` of one kind: name, the kind's own columns, version and age.
+std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::Node>& items,
+                          bool with_namespace) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header;
+  if (with_namespace) header.push_back("NAMESPACE");
+  header.push_back("NAME");
+  const std::string kind(info.kind);
+  if (kind == "Service") {
+    header.insert(header.end(), {"PORTS", "SELECTOR"});
+  } else if (kind == "TrafficPolicy") {
+    header.insert(header.end(), {"TARGET", "LB", "RETRIES", "TIMEOUT"});
+  } else if (kind == "HTTPRoute") {
+    header.insert(header.end(), {"TARGET", "RULES", "BACKENDS"});
+  } else if (kind == "AuthorizationPolicy") {
+    header.insert(header.end(), {"TARGET", "ACTION", "RULES"});
+  } else if (kind == "MeshConfig") {
+    header.insert(header.end(), {"MTLS", "TRUST DOMAIN", "SCOPED"});
+  }
+  header.insert(header.end(), {"VERSION", "AGE"});
+  rows.push_back(header);
+  const absl::Time now = absl::Now();
+  for (const YAML::Node& item : items) {
+    const YAML::Node meta = item["metadata"];
+    const YAML::Node spec = item["spec"];
+    std::vector<std::string> row;
+    if (with_namespace) row.push_back(Scalar(meta["namespace"]));
+    row.push_back(Scalar(meta["name"]));
+    if (kind == "Service") {
+      std::vector<std::string> ports;
+      for (const auto& p : spec["ports"]) {
+        std::string text = Scalar(p["port"]);
+        if (p["targetPort"]) absl::StrAppend(&text, ":", Scalar(p["targetPort"]));
+        absl::StrAppend(&text, "/", p["protocol"] ? Scalar(p["protocol"]) : "HTTP");
+        ports.push_back(text);
+      }
+      std::vector<std::string> selector;
+      for (auto it = spec["selector"].begin(); it != spec["selector"].end(); ++it) {
+        selector.push_back(absl::StrCat(it->first.Scalar(), "=", Scalar(it->second)));
+      }
+      row.push_back(ports.empty() ? "<none>" : absl::StrJoin(ports, ","));
+      row.push_back(selector.empty() ? "<none>" : absl::StrJoin(selector, ","));
+    } else if (kind == "TrafficPolicy") {
+      row.push_back(Scalar(spec["target"]));
+      row.push_back(spec["loadBalancer"] ? Scalar(spec["loadBalancer"]) : "LEAST_REQUEST");
+      row.push_back(spec["retries"] && spec["retries"]["attempts"]
+                        ? Scalar(spec["retries"]["attempts"])
+                        : "-");
+      row.push_back(spec["timeouts"] && spec["timeouts"]["request"]
+                        ? Scalar(spec["timeouts"]["request"])
+                        : "-");
+    } else if (kind == "HTTPRoute") {
+      row.push_back(Scalar(spec["target"]));
+      row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+      std::vector<std::string> backends;
+      for (const auto& rule : spec["rules"]) {
+        for (const auto& b : rule["backends"]) {
+          std::string text = Scalar(b["service"]);
+          for (auto it = b["subset"].begin(); it != b["subset"].end(); ++it) {
+            absl::StrAppend(&text, "[", it->first.Scalar(), "=", Scalar(it->second), "]");
+          }
+          if (b["weight"]) absl::StrAppend(&text, "=", Scalar(b["weight"]));
+          if (std::find(backends.begin(), backends.end(), text) == backends.end()) {
+            backends.push_back(text);
+          }
+        }
+      }
+      row.push_back(backends.empty() ? "-" : absl::StrJoin(backends, ","));
+    } else if (kind == "AuthorizationPolicy") {
+      row.push_back(spec["target"] ? Scalar(spec["target"]) : "<namespace>");
+      row.push_back(spec["action"] ? Scalar(spec["action"]) : "ALLOW");
+      row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+    } else if (kind == "MeshConfig") {
+      row.push_back(spec["mtls"] ? Scalar(spec["mtls"]) : "PERMISSIVE");
+      row.push_back(spec["trustDomain"] ? Scalar(spec["trustDomain"]) : "cluster.local");
+      row.push_back(spec["scopeToDependencies"] ? Scalar(spec["scopeToDependencies"]) : "false");
+    }
+    row.push_back(Scalar(meta["resourceVersion"]));
+    row.push_back(Age(Scalar(meta["creationTimestamp"]), now));
+    rows.push_back(std::move(row));
+  }
+  return FormatTable(rows);
+}
+
+class Get final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {NamespaceFlag(&namespace_),
+            Switch("--all-namespaces", "-A", &all_namespaces_, "list every namespace"),
+            OutputFlag(&output_, {"table", "yaml", "json"},
+                       "table (default), YAML documents, or the API's JSON")};
+  }
+
+  int Run(Session& session) override {
+    const std::vector<std::string>& args = session.positional();
+    if (!args.empty() && (args[0] == "workloads" || args[0] == "workload" || args[0] == "wl")) {
+      return Workloads(session);
+    }
+    int exit_code = kExitOk;
+    const policy::KindInfo* info = session.KindArg(&exit_code);
+    if (info == nullptr) return exit_code;
+    const std::string ns = session.Namespace(namespace_);
+    const std::string name = args.size() > 1 ? args[1] : "";
+    std::string path;
+    if (!name.empty()) {
+      path = ResourcePath(*info, ns, name);
+    } else if (all_namespaces_ || !info->namespaced) {
+      path = absl::StrCat("/apis/meshlet.io/v1/", info->plural);
+    } else {
+      path = ResourcePath(*info, ns, "");
+    }
+    std::optional<ApiReply> reply = session.api().Call("GET", path, "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
+    std::ostream& out = session.io().out;
+    if (output_ == "json") {
+      out << reply->http.body;
+      return kExitOk;
+    }
+    YAML::Node root;
+    try {
+      root = YAML::Load(reply->http.body);
+    } catch (const YAML::Exception& e) {
+      return session.Fail({kExitFailed, absl::StrCat("unreadable response: ", e.what())});
+    }
+    std::vector<YAML::Node> items;
+    if (!name.empty()) {
+      items.push_back(root);
+    } else {
+      for (const auto& item : root["items"]) items.push_back(item);
+    }
+    if (output_ == "yaml") {
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (i > 0) out << "---\n";
+        out << NodeToYaml(items[i]);
+      }
+      return kExitOk;
+    }
+    if (items.empty()) {
+      session.io().err << "No " << info->plural << " found"
+                       << (info->namespaced && !all_namespaces_ ? absl::StrCat(" in namespace ", ns)
+                                                                : "")
+                       << ".\n";
+      return kExitOk;
+    }
+    out << ResourceTable(*info, items, all_namespaces_ && info->namespaced);
+    return kExitOk;
+  }
+
+ private:
+  // get workloads: the registry.
+  int Workloads(Session& session) {
+    int exit_code = kExitOk;
+    std::optional<ApiReply> reply = session.api().Call("GET", "/api/v1/workloads", "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
+    if (std::optional<int> printed = session.PrintStructured(output_, reply->http.body)) {
+      return *printed;
+    }
+    YAML::Node root = YAML::Load(reply->http.body);
+    std::vector<std::vector<std::string>> rows = {
+        {"ID", "NAMESPACE", "SERVICE", "ADDRESSES", "PORTS", "READY", "STATUS", "REGISTERED"}};
+    const absl::Time now = absl::Now();
+    const std::string ns = session.Namespace(namespace_);
+    for (const auto& w : root["items"]) {
+      if (!all_namespaces_ && namespace_.set && Scalar(w["namespace"]) != ns) continue;
+      std::vector<std::string> addresses, ports;
+      for (const auto& a : w["addresses"]) addresses.push_back(Scalar(a));
+      for (const auto& p : w["ports"]) ports.push_back(Scalar(p));
+      std::string status = Scalar(w["connected"]) == "true"
+                               ? "connected"
+                               : absl::StrCat("disconnected (removal in ",
+                                              Scalar(w["deregisterInSeconds"]).substr(0, 4), "s)");
+      rows.push_back({Scalar(w["id"]), Scalar(w["namespace"]), Scalar(w["service"]),
+                      absl::StrJoin(addresses, ","), absl::StrJoin(ports, ","), Scalar(w["ready"]),
+                      status, Age(Scalar(w["registeredAt"]), now)});
+    }
+    if (rows.size() == 1) {
+      session.io().err << "No workloads registered.\n";
+      return kExitOk;
+    }
+    session.io().out << FormatTable(rows);
+    return kExitOk;
+  }
+
+  NamespaceOption namespace_;
+  bool all_namespaces_ = false;
+  std::string output_ = "table";
+};
+
+class Describe final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override { return {NamespaceFlag(&namespace_)}; }
+
+  int Run(Session& session) override {
+    int exit_code = kExitOk;
+    const policy::KindInfo* info = session.KindArg(&exit_code);
+    if (info == nullptr) return exit_code;
+    const std::vector<std::string>& args = session.positional();
+    if (args.size() < 2) return session.Fail({kExitUsage, "describe needs KIND NAME"});
+    const std::string& name = args[1];
+    const std::string ns = session.Namespace(namespace_);
+    std::ostream& out = session.io().out;
+    std::optional<ApiReply> reply =
+        session.api().Call("GET", ResourcePath(*info, ns, name), "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
+    absl::StatusOr<std::string> yaml = JsonToYaml(reply->http.body);
+    if (!yaml.ok()) return session.Fail({kExitFailed, std::string(yaml.status().message())});
+    out << *yaml;
+    YAML::Node object = YAML::Load(reply->http.body);
+    std::string service = info->kind == "Service" ? name : Scalar(object["spec"]["target"]);
+    if (service.empty()) return kExitOk;
+    const std::string kind(info->kind);
+    // What else refers to the same Service.
+    std::vector<std::vector<std::string>> related = {{"KIND", "NAME"}};
+    for (const char* other : {"TrafficPolicy", "HTTPRoute", "AuthorizationPolicy"}) {
+      const policy::KindInfo* other_info = policy::FindKind(other);
+      std::optional<ApiReply> list =
+          session.api().Call("GET", ResourcePath(*other_info, ns, ""), "", &exit_code);
+      if (!list.has_value()) return exit_code;
+      if (list->http.status != 200) continue;
+      for (const auto& item : YAML::Load(list->http.body)["items"]) {
+        const std::string item_name = Scalar(item["metadata"]["name"]);
+        if (other == kind && item_name == name) continue;
+        bool refers = Scalar(item["spec"]["target"]) == service;
+        for (const auto& rule : item["spec"]["rules"]) {
+          for (const auto& b : rule["backends"]) refers |= Scalar(b["service"]) == service;
+        }
+        if (refers) related.push_back({other, item_name});
+      }
+    }
+    out << "\nPolicies for Service " << service << ":\n";
+    if (related.size() == 1) {
+      out << "  <none>\n";
+    } else {
+      out << FormatTable(related);
+    }
+    std::optional<ApiReply> workloads =
+        session.api().Call("GET", "/api/v1/workloads", "", &exit_code);
+    if (!workloads.has_value()) return exit_code;
+    if (workloads->http.status == 200) {
+      std::vector<std::vector<std::string>> rows = {{"WORKLOAD", "ADDRESSES", "READY", "STATUS"}};
+      for (const auto& w : YAML::Load(workloads->http.body)["items"]) {
+        if (Scalar(w["service"]) != service || Scalar(w["namespace"]) != ns) continue;
+        std::vector<std::string> addresses;
+        for (const auto& a : w["addresses"]) addresses.push_back(Scalar(a));
+        rows.push_back({Scalar(w["id"]), absl::StrJoin(addresses, ","), Scalar(w["ready"]),
+                        Scalar(w["connected"]) == "true" ? "connected" : "disconnected"});
+      }
+      out << "\nWorkloads of Service " << service << ":\n";
+      if (rows.size() == 1) {
+        out << "  <none registered>\n";
+      } else {
+        out << FormatTable(rows);
+      }
+    }
+    return kExitOk;
+  }
+
+ private:
+  NamespaceOption namespace_;
+};
+
+}  // namespace
+
+CommandSpec GetCommand() {
+  std::vector<std::string> kinds;
+  for (const policy::KindInfo& k : policy::AllKinds()) {
+    kinds.push_back(absl::StrCat(k.kind, " (", k.plural, ", ", k.short_name, ")"));
+  }
+  return {.name = "get",
+          .args = "KIND [NAME]",
+          .summary = "list or show resources, or the workloads in the registry",
+          .about = absl::StrCat(
+              "Lists the resources of a kind, or shows one. KIND is a kind, its plural or its "
+              "short name, case-insensitive: ",
+              absl::StrJoin(kinds, ", "),
+              "; or workloads: the registry (id, service, addresses, ports, ready, connected "
+              "or the time left before removal). -o yaml prints documents that apply back "
+              "unchanged."),
+          .examples = {{"", "meshctl get tp"},
+                       {"edit every route: get, edit, apply",
+                        "meshctl get hr -A -o yaml > routes.yaml"}},
+          .make = [] { return std::make_unique<Get>(); }};
+}
+
+CommandSpec DescribeCommand() {
+  return {.name = "describe",
+          .args = "KIND NAME",
+          .summary = "a resource with the policies for the same Service and its workloads",
+          .about =
+              "Shows a resource as YAML, the other policies naming the same Service, and "
+              "the Service's registered workloads.",
+          .examples = {{"", "meshctl describe svc reviews"}},
+          .make = [] { return std::make_unique<Describe>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

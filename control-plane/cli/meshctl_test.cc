@@ -1,0 +1,344 @@
+#include "control-plane/cli/meshctl.h"
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/cli/fake_api_transport.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+constexpr char kServices[] = R"({"kind":"ServiceList","items":[
+  {"apiVersion":"meshlet.io/v1","kind":"Service",
+   "metadata":{"name":"reviews","namespace":"shop","resourceVersion":"7"},
+   "spec":{"ports":[{"name":"http","port":9080,"targetPort":8080}],"selector":{"app":"reviews"}}},
+  {"apiVersion":"meshlet.io/v1","kind":"Service",
+   "metadata":{"name":"ratings","namespace":"shop","resourceVersion":"9"},
+   "spec":{"ports":[{"port":80,"protocol":"GRPC"}]}}]})";
+
+constexpr char kShopServices[] = "/apis/meshlet.io/v1/namespaces/shop/services";
+
+// meshctl run in-process: its output in strings, the control plane a FakeApiTransport, no
+// context file (no $HOME, no $MESHCTL_CONFIG) unless a test gives one.
+class MeshctlTest : public ::testing::Test {
+ protected:
+  int Run(std::vector<std::string> args) {
+    out_.str("");
+    err_.str("");
+    return RunMeshctl(std::move(args), Io{.in = in_, .out = out_, .err = err_}, api_, env_);
+  }
+
+  // The path of the only request sent since the last call.
+  std::string OnlyPath() {
+    EXPECT_EQ(api_.requests().size(), seen_ + 1);
+    seen_ = api_.requests().size();
+    return api_.requests().empty() ? "" : api_.requests().back().path;
+  }
+
+  std::string Header(const ApiRequest& request, const std::string& name) {
+    for (const auto& [n, v] : request.headers) {
+      if (n == name) return v;
+    }
+    return "";
+  }
+
+  std::stringstream in_, out_, err_;
+  FakeApiTransport api_;
+  Environment env_;
+  size_t seen_ = 0;
+};
+
+// Argument parsing
+
+TEST_F(MeshctlTest, AFlagTakesItsValueAfterASpaceOrAnEqualsSign) {
+  api_.Answer("GET", kShopServices, 200, kServices);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "svc", "-n", "shop"},
+                                             {"get", "svc", "--namespace", "shop"},
+                                             {"get", "svc", "--namespace=shop"},
+                                             {"get", "-n=shop", "services"},
+                                             {"get", "--namespace", "shop", "Service"}}) {
+    EXPECT_EQ(Run(args), 0) << absl::StrJoin(args, " ") << ": " << err_.str();
+    EXPECT_EQ(OnlyPath(), kShopServices) << absl::StrJoin(args, " ");
+  }
+}
+
+TEST_F(MeshctlTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 200, kServices);
+  ASSERT_EQ(Run({"--server", "10.0.0.5:15014", "get", "svc", "--token=secret", "--timeout", "3s"}),
+            0)
+      << err_.str();
+  ASSERT_EQ(api_.requests().size(), 1u);
+  const ApiRequest& request = api_.requests()[0];
+  EXPECT_EQ(request.server, "10.0.0.5:15014");
+  EXPECT_EQ(request.method, "GET");
+  EXPECT_EQ(request.timeout, std::chrono::seconds(3));
+  EXPECT_EQ(Header(request, "authorization"), "Bearer secret");
+  EXPECT_EQ(Header(request, "accept"), "application/json");
+  // Without flags or a context file: the default server, no token.
+  ASSERT_EQ(Run({"get", "svc"}), 0) << err_.str();
+  EXPECT_EQ(api_.requests()[1].server, "127.0.0.1:15014");
+  EXPECT_EQ(Header(api_.requests()[1], "authorization"), "");
+}
+
+TEST_F(MeshctlTest, PositionalArgumentsAmongFlags) {
+  api_.Answer("DELETE", "/apis/meshlet.io/v1/namespaces/shop/httproutes/a", 200, "{}");
+  api_.Answer("DELETE", "/apis/meshlet.io/v1/namespaces/shop/httproutes/b?dryRun=All", 200, "{}");
+  EXPECT_EQ(Run({"delete", "hr", "-n", "shop", "a"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "httproute.meshlet.io/a deleted\n");
+  EXPECT_EQ(Run({"delete", "--dry-run=server", "hr", "b", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "httproute.meshlet.io/b deleted (dry run)\n");
+
+  api_.Answer("GET", "/api/v1/stat?window=5m&service=backend.default", 200, R"({"edges":[]})");
+  Run({"stat", "backend.default", "--window", "5m"});
+  EXPECT_EQ(api_.requests().back().path, "/api/v1/stat?window=5m&service=backend.default");
+  // Filters go to the query in the order given, escaped.
+  Run({"traces", "--limit=3", "--service", "a b"});
+  EXPECT_EQ(api_.requests().back().path, "/api/v1/traces?limit=3&service=a%20b");
+}
+
+TEST_F(MeshctlTest, UsageErrorsExit2WithAMessageAndSendNothing) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"get", "svc", "--ttl", "1h"}, "unknown flag --ttl for get (see meshctl help get)"},
+           {{"get", "svc", "--dry-run"}, "unknown flag --dry-run for get (see meshctl help get)"},
+           {{"apply"}, "apply needs -f FILE|DIR|- (see meshctl help apply)"},
+           {{"token", "create", "-n", "shop"},
+            "token needs --service-account SA (see meshctl help token)"},
+           {{"get", "svc", "-n"}, "--namespace needs a value (NS)"},
+           {{"get", "svc", "-o", "wide"}, "--output=\"wide\": one of table, yaml, json"},
+           {{"get", "-A=yes", "svc"}, "--all-namespaces=\"yes\": takes no value"},
+           {{"--timeout=soon", "get", "svc"}, "--timeout=\"soon\": not a duration"},
+           {{"get", "svc", "--server"}, "--server needs a value (HOST:PORT)"},
+           {{"top", "--interval", "1ms"}, "--interval=\"1ms\": not a duration >= 100ms"},
+           {{"get", "gizmos"}, "unknown kind \"gizmos\"; one of "},
+           {{"get"}, "needs a KIND: "},
+           {{"describe", "svc"}, "describe needs KIND NAME"},
+           {{"trace"}, "usage: meshctl trace ID [-o json] (see meshctl help trace)"},
+           {{"token", "make", "-n", "a", "--service-account", "b"},
+            "usage: meshctl token create -n NS --service-account SA [--ttl DURATION]"},
+           {{"nosuch"}, "unknown command \"nosuch\"; known commands: apply, get, describe"},
+           {{"help", "nosuch"}, "unknown command \"nosuch\""},
+       }) {
+    const std::string line = absl::StrJoin(c.args, " ");
+    EXPECT_EQ(Run(c.args), 2) << line;
+    EXPECT_EQ(err_.str().rfind("meshctl: " + c.message, 0), 0u) << line << ": " << err_.str();
+    EXPECT_EQ(out_.str(), "") << line;
+  }
+  EXPECT_TRUE(api_.requests().empty());
+  // Without a command: the list of commands, on stderr.
+  EXPECT_EQ(Run({}), 2);
+  EXPECT_NE(err_.str().find("\nCommands:\n  apply "), std::string::npos) << err_.str();
+}
+
+TEST_F(MeshctlTest, EveryCommandHasOneHelpWhereverItIsAskedFor) {
+  // A context file that does not exist: help must not read it.
+  env_.meshctl_config = "/nonexistent/meshctl.yaml";
+  ASSERT_EQ(Run({"help", "get"}), 0) << err_.str();
+  const std::string help = out_.str();
+  EXPECT_EQ(err_.str(), "");
+  EXPECT_NE(help.find("\nUsage:\n  meshctl get KIND [NAME] [-n NS] [-A] [-o table|yaml|json]\n"),
+            std::string::npos)
+      << help;
+  EXPECT_NE(help.find("\nFlags:\n  -n, --namespace NS             the namespace"),
+            std::string::npos)
+      << help;
+  EXPECT_NE(help.find("\n  -h, --help                     this help\n"), std::string::npos);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"get", "--help"}, {"get", "-h"}, {"get", "-n", "x", "--help", "--bogus"}}) {
+    EXPECT_EQ(Run(args), 0) << absl::StrJoin(args, " ");
+    EXPECT_EQ(out_.str(), help) << absl::StrJoin(args, " ");
+  }
+  EXPECT_EQ(Run({"--help"}), 0);
+  EXPECT_NE(out_.str().find("Global flags (before or after the command):\n  --server HOST:PORT"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_TRUE(api_.requests().empty());
+}
+
+// Output formats
+
+TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
+  api_.Answer("GET", kShopServices, 200, kServices);
+  ASSERT_EQ(Run({"get", "svc", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "NAME      PORTS            SELECTOR      VERSION   AGE\n"
+            "reviews   9080:8080/HTTP   app=reviews   7         <unknown>\n"
+            "ratings   80/GRPC          <none>        9         <unknown>\n");
+  ASSERT_EQ(Run({"get", "svc", "-n", "shop", "-o", "yaml"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "apiVersion: meshlet.io/v1\n"
+            "kind: Service\n"
+            "metadata:\n"
+            "  name: reviews\n"
+            "  namespace: shop\n"
+            "  resourceVersion: \"7\"\n"
+            "spec:\n"
+            "  ports:\n"
+            "    - name: http\n"
+            "      port: 9080\n"
+            "      targetPort: 8080\n"
+            "  selector:\n"
+            "    app: reviews\n"
+            "---\n"
+            "apiVersion: meshlet.io/v1\n"
+            "kind: Service\n"
+            "metadata:\n"
+            "  name: ratings\n"
+            "  namespace: shop\n"
+            "  resourceVersion: \"9\"\n"
+            "spec:\n"
+            "  ports:\n"
+            "    - port: 80\n"
+            "      protocol: GRPC\n");
+  ASSERT_EQ(Run({"get", "svc", "-n", "shop", "--output=json"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), kServices);
+
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/empty/services", 200, R"({"items":[]})");
+  ASSERT_EQ(Run({"get", "svc", "-n", "empty"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(err_.str(), "No services found in namespace empty.\n");
+}
+
+TEST_F(MeshctlTest, ProxyStatusTableAndNackErrors) {
+  const std::string proxies = R"({"items":[{"id":"frontend-0","service":"frontend",
+    "namespace":"default","types":{
+      "type.googleapis.com/meshlet.xds.v1.Listener":{"sent":"0123456789ab","acked":"0123456789ab"},
+      "type.googleapis.com/meshlet.xds.v1.Cluster":{"sent":"bbbbbbbbbb","acked":"aaaaaaaa"},
+      "type.googleapis.com/meshlet.xds.v1.RouteConfiguration":{"sent":"cc","nack":"route r: bad"}
+    }}]})";
+  api_.Answer("GET", "/api/v1/proxies", 200, proxies);
+  ASSERT_EQ(Run({"proxy-status"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "PROXY        SERVICE    NAMESPACE   CONNECTED   LDS               RDS      "
+            "CDS              EDS\n"
+            "frontend-0   frontend   default     <unknown>   SYNCED 01234567   NACKED   "
+            "STALE bbbbbbbb   -\n"
+            "\nNACK errors:\n"
+            "  frontend-0 RDS: route r: bad\n");
+  ASSERT_EQ(Run({"proxy-status", "-o", "json"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), proxies);
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  ASSERT_EQ(Run({"proxy-status"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "No sidecars connected.\n");
+}
+
+TEST_F(MeshctlTest, ApplyFromStdinSendsEachDocumentAndSaysWhatHappened) {
+  in_.str(
+      "apiVersion: meshlet.io/v1\nkind: Service\nmetadata:\n  name: reviews\n"
+      "spec:\n  ports: [{port: 9080}]\n");
+  api_.Answer("PUT", "/apis/meshlet.io/v1/namespaces/shop/services/reviews?dryRun=All", 201, "{}",
+              {{"x-meshlet-result", "dry_run"}});
+  ASSERT_EQ(Run({"apply", "-f", "-", "--dry-run", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "service.meshlet.io/reviews created (dry run)\n");
+  ASSERT_EQ(api_.requests().size(), 1u);
+  const ApiRequest& put = api_.requests()[0];
+  EXPECT_NE(put.body.find(R"("name":"reviews")"), std::string::npos) << put.body;
+  EXPECT_NE(put.body.find(R"("namespace":"shop")"), std::string::npos) << put.body;
+  EXPECT_EQ(Header(put, "content-type"), "application/json");
+
+  // An invalid document: every problem printed, nothing sent.
+  in_.clear();
+  in_.str("apiVersion: meshlet.io/v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  portz: []\n");
+  EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
+  EXPECT_EQ(err_.str(),
+            "error: <stdin>:6:3: spec.portz: unknown field; known fields of ServiceSpec: ports, "
+            "selector (document 1)\nnothing applied\n");
+  EXPECT_EQ(api_.requests().size(), 1u);
+}
+
+// Error messages
+
+TEST_F(MeshctlTest, AnUnreachableControlPlaneIsExit3) {
+  api_.FailWith(absl::UnavailableError("cannot connect to 127.0.0.1:15014: Connection refused"));
+  EXPECT_EQ(Run({"get", "svc"}), 3);
+  EXPECT_EQ(err_.str(),
+            "meshctl: cannot reach the control plane at 127.0.0.1:15014: cannot connect to "
+            "127.0.0.1:15014: Connection refused (is it running? set --server or the context "
+            "file)\n");
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(Run({"--server=cp:1", "check"}), 3);
+  EXPECT_EQ(err_.str(),
+            "meshctl: control plane at cp:1: not reachable (cannot connect to 127.0.0.1:15014: "
+            "Connection refused)\n");
+}
+
+TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
+              R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");
+  EXPECT_EQ(Run({"get", "svc"}), 3);
+  EXPECT_EQ(err_.str(),
+            "meshctl: the control plane at 127.0.0.1:15014 refused the token: missing or invalid "
+            "bearer token (no token: pass --token/--token-file or set token in the context "
+            "file)\n");
+  EXPECT_EQ(Run({"get", "svc", "--token", "old"}), 3);
+  EXPECT_EQ(err_.str(),
+            "meshctl: the control plane at 127.0.0.1:15014 refused the token: missing or invalid "
+            "bearer token\n");
+}
+
+TEST_F(MeshctlTest, ApiErrorBodiesAreShownAsTheirMessage) {
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services/nope", 404,
+              R"({"kind":"Status","code":404,"message":"services \"nope\" not found"})");
+  EXPECT_EQ(Run({"get", "svc", "nope"}), 1);
+  EXPECT_EQ(err_.str(), "meshctl: services \"nope\" not found\n");
+  // A body that is not a Status: the body itself.
+  api_.Answer("GET", "/api/v1/traces/abc", 503, "collector off\n");
+  EXPECT_EQ(Run({"trace", "abc"}), 1);
+  EXPECT_EQ(err_.str(), "meshctl: collector off\n");
+
+  // A refused apply names the document, the reason and each field.
+  in_.clear();
+  in_.str(
+      "apiVersion: meshlet.io/v1\nkind: Service\nmetadata:\n  name: r\n"
+      "spec:\n  ports: [{port: 80}]\n");
+  api_.Answer("PUT", "/apis/meshlet.io/v1/namespaces/default/services/r", 409,
+              R"({"message":"resourceVersion 3 is stale","details":{"causes":[)"
+              R"({"field":"metadata.resourceVersion","message":"now 4"}]}})");
+  EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
+  EXPECT_EQ(err_.str(),
+            "error: <stdin> (document 1): Service \"r\": conflict: resourceVersion 3 is stale\n"
+            "  metadata.resourceVersion: now 4\n");
+
+  // Token: the cause names the flag, not the API field.
+  api_.Answer("POST", "/api/v1/tokens", 422,
+              R"({"message":"invalid","details":{"causes":[)"
+              R"({"field":"ttl","message":"must be a duration such as 10m"}]}})");
+  EXPECT_EQ(Run({"token", "create", "-n", "a", "--service-account", "b", "--ttl", "x"}), 1);
+  EXPECT_EQ(err_.str(), "meshctl: --ttl: must be a duration such as 10m\n");
+}
+
+TEST_F(MeshctlTest, WarningsFromTheApiGoToStderr) {
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 200, R"({"items":[]})",
+              {{"warning", "299 - \"HTTPRoute shop/r names no Service\""}});
+  EXPECT_EQ(Run({"get", "svc"}), 0);
+  EXPECT_EQ(err_.str(),
+            "Warning: HTTPRoute shop/r names no Service\n"
+            "No services found in namespace default.\n");
+}
+
+TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {
+  EXPECT_EQ(Run({"dashboard", "--server", "cp:15014", "--token", "a b/c"}), 0);
+  EXPECT_EQ(out_.str(), "http://cp:15014/dashboard/#token=a%20b%2fc\n");
+  EXPECT_TRUE(api_.requests().empty());
+}
+
+TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
+  env_.meshctl_config = "/nonexistent/meshctl.yaml";
+  EXPECT_EQ(Run({"version", "--client"}), 0);
+  EXPECT_EQ(out_.str(), "meshctl 0.1.0\n");
+  EXPECT_EQ(Run({"version"}), 2);
+  EXPECT_EQ(err_.str(), "meshctl: cannot read context file /nonexistent/meshctl.yaml\n");
+  EXPECT_EQ(Run({"get", "svc"}), 2);
+  EXPECT_TRUE(api_.requests().empty());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::cli

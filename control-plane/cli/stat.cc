@@ -1,0 +1,127 @@
+// stat and top: golden metrics per source -> destination service (GET /api/v1/stat).
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/config/yaml_proto.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/trace_view.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+// --window of stat and top.
+flags::Flag WindowFlag(std::string* out) {
+  return flags::StringFlag("--window", "DURATION", out,
+                           "the metrics of this last span of time (default 1m; sidecars report "
+                           "every 10s)");
+}
+
+// GET /api/v1/stat [for SERVICE] as a table: by source and destination, or with `top` the
+// busiest paths first, at most `limit` (0: all).
+int ShowStat(Session& session, absl::string_view output, const std::string& window, bool top,
+             size_t limit) {
+  const std::vector<std::string>& args = session.positional();
+  if (args.size() > 1) return session.Fail(session.UsageFailure());
+  std::string path = absl::StrCat("/api/v1/stat?window=", QueryEscape(window));
+  if (!args.empty()) absl::StrAppend(&path, "&service=", QueryEscape(args[0]));
+  return session.ShowReply(output, path, [top, limit](absl::string_view body) {
+    return FormatStatTable(body, top, limit);
+  });
+}
+
+class Stat final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {WindowFlag(&window_), OutputFlag(&output_, {"json"}, "the API's JSON")};
+  }
+  int Run(Session& session) override { return ShowStat(session, output_, window_, false, 0); }
+
+ private:
+  std::string window_ = "1m";
+  std::string output_ = "table";
+};
+
+class Top final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {{.name = "--interval",
+             .value = "DURATION",
+             .help = "time between tables (default 2s, at least 100ms)",
+             .set =
+                 [this](absl::string_view v) {
+                   absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+                   if (!d.ok() || *d < absl::Milliseconds(100)) {
+                     return absl::InvalidArgumentError("not a duration >= 100ms");
+                   }
+                   interval_ = *d;
+                   return absl::OkStatus();
+                 }},
+            {.name = "--limit",
+             .value = "N",
+             .help = "at most N paths",
+             .set =
+                 [this](absl::string_view v) {
+                   if (!absl::SimpleAtoi(v, &limit_)) {
+                     return absl::InvalidArgumentError("not a number");
+                   }
+                   return absl::OkStatus();
+                 }},
+            WindowFlag(&window_),
+            Switch("--once", "", &once_, "print one table and exit")};
+  }
+
+  // The busiest paths, redrawn every --interval on a terminal, appended (blank-line separated)
+  // otherwise; --once prints one table and exits.
+  int Run(Session& session) override {
+    const bool terminal = session.io().out_is_terminal;
+    std::ostream& out = session.io().out;
+    for (;;) {
+      if (terminal && !once_) {
+        // Clear the screen and home the cursor, then what is shown and when.
+        out << "\x1b[H\x1b[2J"
+            << "meshctl top  (window " << window_ << ", every " << absl::FormatDuration(interval_)
+            << "; Ctrl-C quits)   "
+            << absl::FormatTime("%H:%M:%S", absl::Now(), absl::LocalTimeZone()) << "\n\n";
+      }
+      if (int code = ShowStat(session, "table", window_, true, limit_); code != kExitOk || once_) {
+        return code;
+      }
+      out << (terminal ? "" : "\n") << std::flush;
+      absl::SleepFor(interval_);
+    }
+  }
+
+ private:
+  absl::Duration interval_ = absl::Seconds(2);
+  size_t limit_ = 0;
+  std::string window_ = "1m";
+  bool once_ = false;
+};
+
+}  // namespace
+
+CommandSpec StatCommand() {
+  return {.name = "stat",
+          .args = "[SERVICE]",
+          .summary = "golden metrics per source -> destination service",
+          .about =
+              "Shows the golden metrics per source -> destination service: success rate, "
+              "requests/s, latency p50/p95/p99, bytes and connections per second. With "
+              "SERVICE, only the edges from or to it.",
+          .examples = {{"", "meshctl stat"}, {"", "meshctl stat backend.default --window 5m"}},
+          .make = [] { return std::make_unique<Stat>(); }};
+}
+
+CommandSpec TopCommand() {
+  return {
+      .name = "top",
+      .summary = "the busiest paths, refreshed until interrupted",
+      .about =
+          "Shows the busiest paths (most requests/s first), redrawn every interval on "
+          "a terminal until Ctrl-C; piped, one table per interval.",
+      .examples = {{"", "meshctl top"}, {"one table, for scripts", "meshctl top --once --limit 5"}},
+      .make = [] { return std::make_unique<Top>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,81 @@
+#include "control-plane/command_line.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status.h"
+#include "common/flags/flags.h"
+
+namespace meshlet::controlplane {
+namespace {
+
+// One table per --help section, in the order --help shows them.
+struct Section {
+  std::string heading;
+  std::vector<flags::Flag> flags;
+  std::string note;  // a paragraph after the table, or empty
+};
+
+std::vector<Section> Sections(CommandLine& command_line) {
+  std::vector<flags::Flag> own = ControlPlaneFlags(command_line.control_plane);
+  own.push_back({.name = "--version",
+                 .help = "print the version and exit",
+                 .stops = true,
+                 .set = [&command_line](absl::string_view) {
+                   command_line.action = CommandLine::Action::kVersion;
+                   return absl::OkStatus();
+                 }});
+  own.push_back({.name = "--help",
+                 .shorthand = "-h",
+                 .help = "print this text and exit",
+                 .stops = true,
+                 .set = [&command_line](absl::string_view) {
+                   command_line.action = CommandLine::Action::kHelp;
+                   return absl::OkStatus();
+                 }});
+  std::vector<Section> sections;
+  sections.push_back({.heading = "Flags:", .flags = std::move(own)});
+  sections.push_back({.heading = "Discovery (ADS over gRPC, docs/xds.md):",
+                      .flags = ads::XdsFlags(command_line.xds),
+                      .note = "Without TLS files or --xds-plaintext the discovery port stays "
+                              "closed."});
+  sections.push_back({.heading = "Workload CA (served on the discovery port; docs/security.md):",
+                      .flags = ca::CaFlags(command_line.ca)});
+  sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
+                                 "no API server is known):",
+                      .flags = ca::KubernetesAttestationFlags(command_line.ca)});
+  sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
+                                 "(docs/golden-metrics.md):",
+                      .flags = telemetry::TelemetryFlags(command_line.telemetry)});
+  return sections;
+}
+
+}  // namespace
+
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
+  CommandLine command_line;
+  std::vector<flags::Flag> table;
+  for (Section& section : Sections(command_line)) {
+    for (flags::Flag& flag : section.flags) table.push_back(std::move(flag));
+  }
+  ASSIGN_OR_RETURN(flags::ParsedArgs parsed, flags::Parse(table, args));
+  if (parsed.stopped) return command_line;
+  RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
+  RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
+  return command_line;
+}
+
+std::string UsageText() {
+  std::string out =
+      "usage: control-plane [flags]\n\n"
+      "The meshlet control plane: stores policy, registers sidecars, serves the API meshctl "
+      "uses.\n";
+  CommandLine scratch;
+  for (const Section& section : Sections(scratch)) {
+    absl::StrAppend(&out, "\n", section.heading, "\n", flags::FlagTable(section.flags));
+    if (!section.note.empty()) absl::StrAppend(&out, "  ", flags::Wrap(section.note, 2), "\n");
+  }
+  return out;
+}
+
+}  // namespace meshlet::controlplane

@@ -1,0 +1,35 @@
+#pragma once
+
+// The control-plane binary's command line: its own flags (control-plane/server) and those of the
+// services main.cc plugs in (discovery, CA, telemetry), parsed as one table by common/flags, and
+// the --help text built from the same tables. Value types; no threads involved.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "control-plane/ca/ca_service.h"
+#include "control-plane/server/control_plane.h"
+#include "control-plane/telemetry/telemetry_service.h"
+#include "control-plane/xds/xds_service.h"
+
+namespace meshlet::controlplane {
+
+struct CommandLine {
+  enum class Action { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
+  ControlPlaneOptions control_plane;
+  ads::XdsServiceOptions xds;
+  ca::CaServiceOptions ca = ca::DefaultCaServiceOptions();
+  telemetry::TelemetryOptions telemetry;
+};
+
+// Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors
+// (InvalidArgument) name the flag and what was wrong; the binary exits with
+// flags::kUsageExitCode.
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
+
+// What `control-plane --help` prints.
+std::string UsageText();
+
+}  // namespace meshlet::controlplane

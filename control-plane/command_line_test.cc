@@ -1,0 +1,108 @@
+#include "control-plane/command_line.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane {
+namespace {
+
+TEST(CommandLineTest, Defaults) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->action, CommandLine::Action::kRun);
+  EXPECT_EQ(parsed->control_plane.data_dir, "/var/lib/meshlet");
+  EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:15014");
+  EXPECT_EQ(parsed->xds.address, "0.0.0.0:15012");
+  EXPECT_FALSE(parsed->xds.enabled());
+  EXPECT_EQ(parsed->ca.authority.trust_domain, "cluster.local");
+  EXPECT_EQ(parsed->telemetry.otlp_address, "0.0.0.0:4318");
+  EXPECT_FALSE(parsed->telemetry.otlp_address_explicit);
+}
+
+// One command line mixes the control plane's own flags with every service's, in any order.
+TEST(CommandLineTest, EveryTableInOneCommandLine) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine(
+      {"--xds-address", "127.0.0.1:15012", "--data-dir=/d", "--xds-plaintext", "--cert-ttl=1h",
+       "--api-address", "127.0.0.1:1", "--otlp-address=", "--log-level=debug",
+       "--deregister-grace=2s", "--kubernetes-api=", "--golden-retention=1m",
+       "--trace-store-max-spans", "50", "--trust-domain=example.org"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->control_plane.data_dir, "/d");
+  EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:1");
+  EXPECT_EQ(parsed->control_plane.log_level, LogLevel::kDebug);
+  EXPECT_EQ(parsed->control_plane.deregister_grace, std::chrono::seconds(2));
+  EXPECT_EQ(parsed->xds.address, "127.0.0.1:15012");
+  EXPECT_TRUE(parsed->xds.plaintext);
+  EXPECT_EQ(parsed->ca.authority.default_ttl, absl::Hours(1));
+  EXPECT_EQ(parsed->ca.authority.trust_domain, "example.org");
+  EXPECT_EQ(parsed->ca.kubernetes.api, "");
+  EXPECT_EQ(parsed->telemetry.otlp_address, "");
+  EXPECT_TRUE(parsed->telemetry.otlp_address_explicit);
+  EXPECT_EQ(parsed->telemetry.golden_limits.retention, std::chrono::minutes(1));
+  EXPECT_EQ(parsed->telemetry.store_limits.max_spans, 50u);
+}
+
+TEST(CommandLineTest, HelpAndVersionEndParsing) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({"--data-dir=/d", "--help", "--nosuch"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->action, CommandLine::Action::kHelp);
+  EXPECT_EQ(ParseCommandLine({"-h"})->action, CommandLine::Action::kHelp);
+  // Checks across flags do not apply either.
+  parsed = ParseCommandLine({"--xds-tls-cert=c.pem", "--version"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->action, CommandLine::Action::kVersion);
+}
+
+TEST(CommandLineTest, ErrorsNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--api-address", "nonsense"}, "--api-address=\"nonsense\": "},
+           {{"--data-dir="}, "--data-dir=\"\": must not be empty"},
+           {{"--log-level=loud"}, "--log-level=\"loud\": unknown level; one of trace"},
+           {{"--deregister-grace=soon"}, "--deregister-grace=\"soon\": "},
+           {{"--data-dir"}, "--data-dir needs a value (DIR)"},
+           {{"--colour=red"}, "unknown flag --colour (see --help)"},
+           {{"--xds-colour=red"}, "unknown flag --xds-colour"},
+           {{"serve"}, "unexpected argument \"serve\""},
+           {{"--xds-tls-key=k.pem"}, "--xds-tls-cert and --xds-tls-key go together"},
+           {{"--ca-cert=c.pem"}, "--ca-cert and --ca-key go together"},
+           {{"--cert-ttl=0s"}, "--cert-ttl=\"0s\": must be a positive duration such as 24h"},
+           {{"--cert-ttl=48h"}, "CA flags: "},
+           {{"--kubernetes-audience="}, "--kubernetes-audience=\"\": must not be empty"},
+           {{"--zipkin-address=nowhere"}, "--zipkin-address=\"nowhere\": "},
+           {{"--trace-store-max-bytes=0"},
+            "--trace-store-max-bytes=\"0\": must be a positive integer"},
+           {{"--golden-retention=5s"},
+            "--golden-retention=\"5s\": must be a duration of at least 10s"},
+       }) {
+    absl::StatusOr<CommandLine> parsed = ParseCommandLine(c.args);
+    ASSERT_FALSE(parsed.ok()) << c.expected;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(parsed.status().message().find(c.expected), absl::string_view::npos)
+        << parsed.status();
+  }
+}
+
+TEST(CommandLineTest, HelpListsEveryFlagInItsSection) {
+  const std::string help = UsageText();
+  size_t last = 0;
+  for (const char* line :
+       {"usage: control-plane [flags]", "\nFlags:\n", "  --data-dir DIR ", "  --log-level LEVEL ",
+        "  -h, --help ", "\nDiscovery (ADS", "  --xds-plaintext ",
+        "  --xds-keepalive-timeout DURATION ", "discovery port stays closed", "\nWorkload CA",
+        "  --cert-max-ttl ", "\nKubernetes service-account attestation",
+        "  --kubernetes-timeout DURATION ", "\nTrace collector", "  --otlp-address HOST:PORT ",
+        "  --golden-retention DURATION "}) {
+    const size_t at = help.find(line, last);
+    ASSERT_NE(at, std::string::npos) << line << " after offset " << last << " in:\n" << help;
+    last = at;
+  }
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane
