@@ -116,6 +116,32 @@ absl::Status ApplyServeFlag(ServeOptions& o, const std::string& flag, absl::stri
   return absl::OkStatus();
 }
 
+struct FlagValue {
+  std::string flag;  // "--name", dashes for underscores; -H is --header
+  std::string value;
+};
+
+// The flag at args[i] and its value: "--name=value", "--name value" (then i moves on to the
+// value), or "true" for a flag that `is_bool` says takes none.
+template <typename IsBool>
+absl::StatusOr<FlagValue> TakeFlag(const std::vector<std::string>& args, size_t& i,
+                                   IsBool is_bool) {
+  absl::string_view arg = args[i];
+  FlagValue out;
+  out.flag = arg == "-H" ? "--header" : Normalize(arg);
+  if (size_t eq = out.flag.find('='); eq != std::string::npos) {
+    out.value = std::string(arg.substr(eq + 1));  // the value keeps its underscores
+    out.flag.resize(eq);
+  } else if (is_bool(out.flag)) {
+    out.value = "true";
+  } else if (i + 1 < args.size()) {
+    out.value = args[++i];
+  } else {
+    return FlagError(out.flag, "needs a value");
+  }
+  return out;
+}
+
 bool IsServeBoolFlag(absl::string_view flag) {
   return flag == "--degrade" || flag == "--log-requests";
 }
@@ -163,18 +189,10 @@ absl::StatusOr<CommandLine> ParseServe(const std::vector<std::string>& args, siz
     if (!absl::StartsWith(arg, "--")) {
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
     }
-    std::string flag = Normalize(arg);
-    std::string value;
-    if (size_t eq = flag.find('='); eq != std::string::npos) {
-      value = std::string(arg.substr(eq + 1));  // the value keeps its underscores
-      flag.resize(eq);
-    } else if (IsServeBoolFlag(flag)) {
-      value = "true";
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return FlagError(flag, "needs a value");
-    }
+    absl::StatusOr<FlagValue> taken = TakeFlag(args, i, IsServeBoolFlag);
+    if (!taken.ok()) return taken.status();
+    const std::string& flag = taken->flag;
+    const std::string& value = taken->value;
     if (flag == "--call" && !calls_from_flags) {
       o.calls.clear();
       calls_from_flags = true;
@@ -213,16 +231,10 @@ absl::StatusOr<CommandLine> ParseGet(const std::vector<std::string>& args, size_
       have_url = true;
       continue;
     }
-    std::string flag = arg == "-H" ? "--header" : Normalize(arg);
-    std::string value;
-    if (size_t eq = flag.find('='); eq != std::string::npos && arg != "-H") {
-      value = std::string(arg.substr(eq + 1));
-      flag.resize(eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return FlagError(flag, "needs a value");
-    }
+    absl::StatusOr<FlagValue> taken = TakeFlag(args, i, [](absl::string_view) { return false; });
+    if (!taken.ok()) return taken.status();
+    const std::string& flag = taken->flag;
+    const std::string& value = taken->value;
     if (flag == "--method") {
       if (value.empty()) return FlagError(flag, "must not be empty");
       o.method = absl::AsciiStrToUpper(value);
