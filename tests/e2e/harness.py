@@ -1,0 +1,399 @@
+"""Pods for meshlet's end-to-end tests: podman, on a network and in a storage of the run's own.
+
+    with harness.Run() as run:            # SKIP (exit 0) unless root with a working podman
+        run.build_images(bin_dir)         # deploy/images/build.py, then loads the OCI archives
+        ip = run.play(pod_manifest)       # podman kube play on the run's network; the pod's IP
+        run.wait_ready("ratings-app", ["testapp", "get", "http://127.0.0.1:9080/healthz"])
+        out = run.exec("ratings-app", ["testapp", "get", "http://productpage:9080/"])
+    # everything the run made is gone here, also after a failure, SIGINT or SIGTERM
+
+What a run makes and removes (tests/e2e/README.md):
+- a directory under $MESHLET_E2E_DIR (default /var/tmp/meshlet-e2e) holding podman's storage
+  (--root, --runroot, --tmpdir) and the manifests played, so the run's images, containers and
+  pods are nobody else's and go with the directory;
+- one podman network, `meshlet-e2e-<id>`, internal (no route out of it), on a free /24 of
+  198.18.0.0/15 (deploy/podman/containers.conf). Networks are shared by every podman user of the
+  machine (podman allocates their subnets and bridges under its lock), so only the network lives
+  outside the run's directory; it is labelled with the run's directory and process (pid and start
+  time), and a later run removes what a killed run left (its pods, images, network, directory).
+podman runs with CONTAINERS_CONF=deploy/podman/containers.conf; nothing in /etc is edited.
+Every podman command and its output are logged on failure, with every container's log.
+"""
+
+import atexit
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CONTAINERS_CONF = os.path.join(REPO, "deploy", "podman", "containers.conf")
+BUILD_IMAGES = os.path.join(REPO, "deploy", "images", "build.py")
+# Annotation podman 4.3 reads to keep an init container after it ran (docs in README.md).
+INIT_TYPE_ANNOTATION = "io.podman.annotations.init.container.type"
+LABEL = "meshlet-e2e"  # network labels: LABEL=<run dir>, LABEL-pid=<pid>
+
+
+class Skip(Exception):
+    """The run cannot happen on this machine (not root, no podman)."""
+
+
+class E2EError(Exception):
+    pass
+
+
+def log(msg):
+    sys.stderr.write("[e2e %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def podman_env():
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = CONTAINERS_CONF
+    # netavark and the runtime look for iptables and friends on PATH.
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return env
+
+
+def skip_reason():
+    """Why this machine cannot run pods, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    if shutil.which("podman", path=podman_env()["PATH"]) is None:
+        return "podman is not installed (./dev test installs it when run as root)"
+    try:
+        r = subprocess.run(["podman", "info", "--format", "{{.Host.NetworkBackend}}"],
+                           capture_output=True, text=True, env=podman_env(), timeout=60)
+    except subprocess.TimeoutExpired:
+        return "podman info did not answer within 60 s"
+    if r.returncode != 0:
+        return "podman info failed: %s" % r.stderr.strip()[-300:]
+    return None
+
+
+def _process_start(pid):
+    """The start time of process `pid` (clock ticks since boot), or None when it is gone or a
+    zombie: with the pid it tells a run's process from a later one that got the same pid."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == "Z":  # state; killed, not yet reaped by its parent
+        return None
+    return fields[19]  # starttime, field 22 of stat
+
+
+class Run:
+    """One end-to-end run: its podman storage, network, images and pods (see the module doc)."""
+
+    def __init__(self, name="e2e", keep=False):
+        self.name = name
+        self.keep = keep or os.environ.get("MESHLET_E2E_KEEP") == "1"
+        self.base = os.environ.get("MESHLET_E2E_DIR", "/var/tmp/meshlet-e2e")
+        self.dir = None
+        self.network = None
+        self.subnet = None
+        self.bridge = None
+        self.pods = []
+        self.images = []
+        self.transcript = []  # (command, exit status, output) of every podman call
+        self._closed = False
+        self._old_handlers = {}
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def __enter__(self):
+        reason = skip_reason()
+        if reason is not None:
+            raise Skip(reason)
+        self._install_signal_handlers()
+        atexit.register(self.close)
+        try:
+            self.start()
+        except BaseException:
+            self.close(failed=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(failed=exc_type is not None)
+        return False
+
+    def start(self):
+        os.makedirs(self.base, exist_ok=True)
+        self.reap_stale_runs()
+        self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
+        for sub in ("storage", "run", "tmp", "manifests", "images"):
+            os.makedirs(os.path.join(self.dir, sub))
+        run_id = os.path.basename(self.dir)
+        self.network = "meshlet-e2e-%s" % run_id.replace("_", "-").lower()
+        labels = ["--label", "%s=%s" % (LABEL, self.dir),
+                  "--label", "%s-pid=%d:%s" % (LABEL, os.getpid(), _process_start(os.getpid()))]
+        if self.keep:
+            labels += ["--label", "%s-keep=1" % LABEL]
+            open(os.path.join(self.dir, "keep"), "w").close()
+        self.podman(["network", "create", "--internal", "--disable-dns"] + labels +
+                    [self.network])
+        info = json.loads(self.podman(["network", "inspect", self.network]))
+        self.subnet = ipaddress.ip_network(info[0]["subnets"][0]["subnet"])
+        self.bridge = info[0]["network_interface"]
+        log("run %s: network %s on %s; podman %s" % (
+            run_id, self.network, self.subnet, " ".join(self.podman_prefix()[1:])))
+
+    def close(self, failed=False):
+        """Removes everything the run made. Safe to call twice; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        if failed:
+            self.dump()
+        if self.keep and self.dir is not None:
+            log("MESHLET_E2E_KEEP=1: leaving the run in place; remove it with: "
+                "%s pod rm -f -a; %s network rm -f %s; rm -rf %s" % (
+                    " ".join(self.podman_prefix()), "podman", self.network, self.dir))
+            self._restore_signal_handlers()
+            return
+        if self.dir is not None:
+            started = time.monotonic()
+            remove_run(self.dir, self.network)
+            log("run removed in %.1f s" % (time.monotonic() - started))
+        self._restore_signal_handlers()
+
+    def _install_signal_handlers(self):
+        def on_signal(signum, frame):
+            # Turns the signal into an exception, so that `with` and `finally` clean up.
+            raise KeyboardInterrupt("signal %d" % signum)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[sig] = signal.signal(sig, on_signal)
+
+    def _restore_signal_handlers(self):
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers = {}
+
+    def reap_stale_runs(self):
+        """Removes what runs whose process is gone left behind: their networks (found by label),
+        and their pods, images and directories."""
+        try:
+            r = subprocess.run(["podman", "network", "ls", "--format", "json"],
+                               capture_output=True, text=True, env=podman_env(), timeout=60)
+            networks = json.loads(r.stdout or "[]") if r.returncode == 0 else []
+        except (subprocess.TimeoutExpired, ValueError):
+            networks = []
+        live = set()
+        for net in networks:
+            labels = net.get("labels") or {}
+            run_dir, pid = labels.get(LABEL), labels.get(LABEL + "-pid")
+            if run_dir is None or pid is None:
+                continue
+            pid, _, start = pid.partition(":")
+            if labels.get(LABEL + "-keep") or (pid.isdigit() and
+                                                _process_start(int(pid)) == start):
+                live.add(run_dir)
+                continue
+            log("removing what a stopped run left: network %s, %s" % (net["name"], run_dir))
+            remove_run(run_dir, net["name"])
+        # Directories of runs that never got a network (or lost it), a while ago.
+        for entry in os.listdir(self.base):
+            path = os.path.join(self.base, entry)
+            if os.path.isdir(path) and path not in live and \
+                    not os.path.exists(os.path.join(path, "keep")) and \
+                    os.path.getmtime(path) < time.time() - 6 * 3600:
+                remove_run(path, None)
+
+    # --- podman -----------------------------------------------------------------------------
+
+    def podman_prefix(self):
+        """podman with the run's storage; paste it into a shell to look around (MESHLET_E2E_KEEP)."""
+        return podman_command(self.dir)
+
+    def podman(self, args, check=True, timeout=120, input=None):
+        """Runs podman with the run's storage; returns stdout. Raises E2EError on failure unless
+        check is False (then returns the CompletedProcess)."""
+        cmd = self.podman_prefix() + list(args)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(),
+                               timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as e:
+            self.transcript.append((cmd, "timeout", str(e.stdout or "") + str(e.stderr or "")))
+            raise E2EError("%s: no answer within %d s" % (" ".join(cmd[-len(args):]), timeout))
+        self.transcript.append((cmd, r.returncode, (r.stdout + r.stderr)[-4000:]))
+        if not check:
+            return r
+        if r.returncode != 0:
+            raise E2EError("podman %s failed (exit %d): %s" % (
+                " ".join(args), r.returncode, (r.stderr or r.stdout).strip()[-2000:]))
+        return r.stdout
+
+    def build_images(self, bin_dir, images=None):
+        """Builds the images from `bin_dir` (a Bazel output tree) into OCI archives with
+        deploy/images/build.py, in the run's storage, then loads the archives."""
+        cmd = [sys.executable, BUILD_IMAGES, "--bin-dir", bin_dir,
+               "--out", os.path.join(self.dir, "images"), "--context-dir", self.dir]
+        for arg in self.podman_prefix()[1:]:
+            cmd += ["--podman-arg=" + arg]
+        cmd += list(images or [])
+        started = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(), timeout=600)
+        self.transcript.append((cmd, r.returncode, (r.stdout + r.stderr)[-4000:]))
+        if r.returncode != 0:
+            raise E2EError("building the images failed:\n%s" % (r.stdout + r.stderr).strip())
+        log("images built in %.1f s:\n%s" % (time.monotonic() - started, r.stdout.rstrip()))
+        self.load_images(os.path.join(self.dir, "images"))
+
+    def load_images(self, archive_dir):
+        """Loads every NAME.oci.tar of `archive_dir` into the run's storage."""
+        for name in sorted(os.listdir(archive_dir)):
+            if name.endswith(".oci.tar"):
+                out = self.podman(["load", "-q", "-i", os.path.join(archive_dir, name)])
+                self.images += [line.split(":", 1)[1].strip() for line in out.splitlines()
+                                if line.startswith("Loaded image")]
+        return self.images
+
+    def ip(self, host):
+        """The address `host` (a number from 2 up) in the run's subnet: a pod's --ip."""
+        return str(self.subnet.network_address + host)
+
+    def play(self, pod, ip):
+        """Plays one Pod (a dict, as Kubernetes' JSON) on the run's network at `ip`. Pods with
+        init containers must say restartPolicy OnFailure or Never: podman 4.3 applies the pod's
+        restart policy to init containers too, so with Always they run again and again."""
+        name = pod["metadata"]["name"]
+        spec = pod["spec"]
+        if spec.get("initContainers") and spec.get("restartPolicy", "Always") == "Always":
+            raise E2EError("pod %s has init containers: give it restartPolicy OnFailure or "
+                           "Never (podman 4.3 reruns init containers under Always)" % name)
+        path = os.path.join(self.dir, "manifests", name + ".json")
+        with open(path, "w") as f:
+            json.dump(pod, f, indent=1)
+        self.pods.append(name)
+        self.podman(["kube", "play", "--network", self.network, "--ip", ip, path])
+        return ip
+
+    def exec(self, container, cmd, user=None, check=True, timeout=60):
+        """Runs `cmd` in `container`; returns its stdout (or the CompletedProcess, check=False)."""
+        args = ["exec"] + (["--user", str(user)] if user is not None else []) + [container]
+        return self.podman(args + list(cmd), check=check, timeout=timeout)
+
+    def logs(self, container):
+        r = self.podman(["logs", container], check=False)
+        return r.stdout + r.stderr
+
+    def wait_ready(self, container, probe, timeout=60):
+        """Runs `probe` in `container` until it succeeds; returns the seconds it took."""
+        started = time.monotonic()
+        last = ""
+        while time.monotonic() - started < timeout:
+            r = self.exec(container, probe, check=False, timeout=30)
+            if r.returncode == 0:
+                return time.monotonic() - started
+            last = (r.stdout + r.stderr).strip()
+            time.sleep(0.2)
+        raise E2EError("%s not ready after %d s: %s\n%s" % (
+            container, timeout, last[-1000:], self.logs(container)[-3000:]))
+
+    def leftovers(self):
+        """What of the run is still there: pods, containers and images in its storage, its
+        network and bridge, its directory, processes naming it. Empty once close() has run."""
+        out = {}
+        if self.dir is not None and os.path.isdir(os.path.join(self.dir, "storage")):
+            for what, args in (("pods", ["pod", "ps", "-q"]),
+                               ("containers", ["ps", "-a", "-q"]),
+                               ("images", ["images", "-q"])):
+                r = subprocess.run(self.podman_prefix() + args, capture_output=True, text=True,
+                                   env=podman_env(), timeout=60)
+                out[what] = r.stdout.split()
+        r = subprocess.run(["podman", "network", "exists", self.network], env=podman_env(),
+                           capture_output=True, timeout=60)
+        out["network"] = [self.network] if r.returncode == 0 else []
+        out["bridge"] = [self.bridge] if self.bridge and os.path.exists(
+            "/sys/class/net/" + self.bridge) else []
+        out["directory"] = [self.dir] if self.dir and os.path.exists(self.dir) else []
+        out["processes"] = processes_mentioning(self.dir) if self.dir else []
+        return {k: v for k, v in out.items() if v}
+
+    def dump(self):
+        """Logs what a failure needs: the podman commands run, the pods, every container's log."""
+        log("--- podman commands of this run (last 40) ---")
+        for cmd, status, output in self.transcript[-40:]:
+            sys.stderr.write("$ %s  [exit %s]\n%s\n" % (
+                " ".join(cmd[len(self.podman_prefix()):] if cmd[0] == "podman" else cmd),
+                status, output.rstrip()))
+        if self.dir is None or not os.path.isdir(os.path.join(self.dir, "storage")):
+            return
+        r = self.podman(["ps", "-a", "--format", "{{.Names}}  {{.Status}}  {{.Image}}"],
+                        check=False)
+        log("--- containers ---\n" + r.stdout)
+        for name in r.stdout.split("\n"):
+            name = name.split("  ")[0].strip()
+            if name and not name.endswith("-infra"):
+                log("--- log of %s ---\n%s" % (name, self.logs(name)[-6000:]))
+
+
+def processes_mentioning(text):
+    """Command lines of the processes whose arguments contain `text` (conmon names the storage
+    directory of its container)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append("%s: %s" % (pid, cmdline[:200]))
+    return found
+
+
+def podman_command(run_dir):
+    return ["podman", "--root", os.path.join(run_dir, "storage"),
+            "--runroot", os.path.join(run_dir, "run"),
+            "--tmpdir", os.path.join(run_dir, "tmp"),
+            "--storage-driver", os.environ.get("MESHLET_E2E_STORAGE_DRIVER", "overlay")]
+
+
+def remove_run(run_dir, network):
+    """Removes the pods, containers and images in `run_dir`'s storage, `network`, and the
+    directory. Logs what fails and goes on."""
+    prefix = podman_command(run_dir)
+    env = podman_env()
+
+    def quiet(args, timeout=120):
+        try:
+            r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+            if r.returncode != 0:
+                log("cleanup: %s: %s" % (" ".join(args[len(prefix):] if args[:1] == prefix[:1]
+                                                  else args), (r.stderr or r.stdout).strip()))
+        except subprocess.TimeoutExpired:
+            log("cleanup: %s: no answer" % " ".join(args))
+
+    if os.path.isdir(os.path.join(run_dir, "storage")):
+        # podman 4.3's `pod rm --force --time 0` still waits 10 s for some pods; stop first.
+        quiet(prefix + ["pod", "stop", "--all", "--time", "0"])
+        quiet(prefix + ["pod", "rm", "--all", "--force"])
+        quiet(prefix + ["rm", "--all", "--force", "--time", "0"])
+        quiet(prefix + ["volume", "rm", "--all", "--force"])
+        quiet(prefix + ["rmi", "--all", "--force"])
+        # Not `podman system reset`: it would remove every network of the machine.
+    if network:
+        quiet(["podman", "network", "rm", "--force", network])
+    # Anything still mounted below the directory would make rm fail: unmount it first.
+    try:
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f]
+        for mount in sorted((m for m in mounts if m.startswith(run_dir + "/")), reverse=True):
+            quiet(["umount", "-l", mount])
+    except OSError:
+        pass
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if os.path.exists(run_dir):
+        log("cleanup: could not remove %s" % run_dir)
