@@ -78,13 +78,6 @@ Setter Uid(uint32_t* out) {
   };
 }
 
-flags::Flag MakeFlag(std::string name, std::string value, std::string help, Setter set) {
-  return {.name = std::move(name),
-          .value = std::move(value),
-          .help = std::move(help),
-          .set = std::move(set)};
-}
-
 // Flags whose meaning depends on whether they were given at all.
 struct Given {
   bool include_inbound_ports = false;
@@ -94,42 +87,60 @@ struct Given {
 
 std::vector<flags::Flag> Flags(InitCommandLine& parsed, Given& given) {
   CaptureOptions& o = parsed.options;
-  auto flag = MakeFlag;
   return {
-      flag("--proxy-uid", "UID",
-           "The proxy's user id: its traffic is never captured. Default 1337.", Uid(&o.proxy_uid)),
-      flag("--proxy-gid", "GID",
-           "The proxy's group id: traffic of processes in this group is never captured either. "
-           "Default 1337.",
-           Uid(&o.proxy_gid)),
-      flag("--outbound-port", "PORT", "The sidecar's outbound capture listener. Default 15001.",
-           Port(&o.outbound_port)),
-      flag("--inbound-port", "PORT", "The sidecar's inbound capture listener. Default 15006.",
-           Port(&o.inbound_port)),
-      flag("--include-inbound-ports", "PORTS",
+      {.name = "--proxy-uid",
+       .value = "UID",
+       .help = "The proxy's user id: its traffic is never captured. Default 1337.",
+       .set = Uid(&o.proxy_uid)},
+      {.name = "--proxy-gid",
+       .value = "GID",
+       .help = "The proxy's group id: traffic of processes in this group is never captured either. "
+               "Default 1337.",
+       .set = Uid(&o.proxy_gid)},
+      {.name = "--outbound-port",
+       .value = "PORT",
+       .help = "The sidecar's outbound capture listener. Default 15001.",
+       .set = Port(&o.outbound_port)},
+      {.name = "--inbound-port",
+       .value = "PORT",
+       .help = "The sidecar's inbound capture listener. Default 15006.",
+       .set = Port(&o.inbound_port)},
+      {.name = "--include-inbound-ports",
+       .value = "PORTS",
+       .help =
            "Inbound destination ports to capture, comma-separated; \"*\" (the default) captures "
            "all but the excluded ones, \"\" none. Repeatable.",
-           Select<uint16_t>(&o.include_inbound_ports, &given.include_inbound_ports, AppendPorts)),
-      flag("--exclude-inbound-ports", "PORTS",
+       .set =
+           Select<uint16_t>(&o.include_inbound_ports, &given.include_inbound_ports, AppendPorts)},
+      {.name = "--exclude-inbound-ports",
+       .value = "PORTS",
+       .help =
            "Inbound destination ports never captured, comma-separated, besides 15000, 15020 and "
            "15021 (the sidecar's admin, Prometheus/readiness and health ports), which never are. "
            "Repeatable.",
-           [&o](absl::string_view v) { return AppendPorts(v, &o.exclude_inbound_ports); }),
-      flag("--exclude-outbound-ports", "PORTS",
-           "Outbound destination ports never captured, comma-separated. Repeatable.",
-           [&o](absl::string_view v) { return AppendPorts(v, &o.exclude_outbound_ports); }),
-      flag("--include-outbound-cidrs", "CIDRS",
+       .set = [&o](absl::string_view v) { return AppendPorts(v, &o.exclude_inbound_ports); }},
+      {.name = "--exclude-outbound-ports",
+       .value = "PORTS",
+       .help = "Outbound destination ports never captured, comma-separated. Repeatable.",
+       .set = [&o](absl::string_view v) { return AppendPorts(v, &o.exclude_outbound_ports); }},
+      {.name = "--include-outbound-cidrs",
+       .value = "CIDRS",
+       .help =
            "Outbound destinations to capture, comma-separated address ranges of either family "
            "(10.96.0.0/12,fd00::/8); \"*\" (the default) captures all but the excluded ones, \"\" "
            "none. A family none of the ranges belongs to has no outbound capture. Repeatable.",
-           Select<Cidr>(&o.include_outbound_cidrs, &given.include_outbound_cidrs, AppendCidrs)),
-      flag("--exclude-outbound-cidrs", "CIDRS",
-           "Outbound destinations never captured, comma-separated address ranges of either "
-           "family. Repeatable.",
-           [&o](absl::string_view v) { return AppendCidrs(v, &o.exclude_outbound_cidrs); }),
-      flag("--ipv6", "auto|true|false",
+       .set = Select<Cidr>(&o.include_outbound_cidrs, &given.include_outbound_cidrs, AppendCidrs)},
+      {.name = "--exclude-outbound-cidrs",
+       .value = "CIDRS",
+       .help = "Outbound destinations never captured, comma-separated address ranges of either "
+               "family. Repeatable.",
+       .set = [&o](absl::string_view v) { return AppendCidrs(v, &o.exclude_outbound_cidrs); }},
+      {.name = "--ipv6",
+       .value = "auto|true|false",
+       .help =
            "Program ip6tables too: true, false, or auto (the default: when the pod has a global "
            "IPv6 address).",
+       .set =
            [&o](absl::string_view v) {
              if (v == "auto") {
                o.ipv6 = Ipv6Mode::kAuto;
@@ -141,7 +152,7 @@ std::vector<flags::Flag> Flags(InitCommandLine& parsed, Given& given) {
                return absl::InvalidArgumentError("must be auto, true or false");
              }
              return absl::OkStatus();
-           }),
+           }},
       flags::SwitchFlag("--dry-run", &parsed.dry_run,
                         "Print the iptables-restore input for each family and change nothing. "
                         "Needs neither privileges nor the iptables tools."),

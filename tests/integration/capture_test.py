@@ -1,7 +1,7 @@
 """`sidecar init` in real network namespaces: the traffic capture does what docs/operations.md
 (Traffic capture) says, shown with connections rather than rule text.
 
-Usage: capture_test.py SIDECAR [unittest args]
+Usage: capture_test.py SIDECAR
 
 Two namespaces joined by a veth pair: the "pod" (198.18.9.1/30, fd00:9::1/64) where `sidecar init`
 runs, and a "peer" (198.18.9.2/30, fd00:9::2/64, and 198.18.10.1 / fd00:10::1 on its loopback as a
@@ -19,8 +19,9 @@ a second run leaves the same table; --cleanup restores the nat table to exactly 
 before (another program's rules kept throughout); without NET_ADMIN, or without the iptables
 tools, the command fails saying so.
 
-Needs root, ip, setpriv and iptables; prints "SKIP: needs root and iptables" and passes without
-them. Everything it creates (namespaces, processes) is removed at the end, also on failure.
+The namespace tests need root, ip, setpriv and iptables; without them they print "SKIP: needs root
+and iptables" and only the checks that need no privilege run (the dispatch to `init`, its help
+and usage errors, --dry-run). Everything it creates (namespaces, processes) is removed at the end, also on failure.
 """
 
 import atexit
@@ -124,11 +125,6 @@ def run(*args, check=True, **kwargs):
 
 def in_ns(ns, *args, check=True):
     return run("ip", "netns", "exec", ns, *args, check=check)
-
-
-def skip_everything(reason):
-    print(f"SKIP: needs root and iptables ({reason})")
-    sys.exit(0)
 
 
 def remove_namespace(ns):
@@ -253,12 +249,37 @@ def dry_run_sections(text):
     return sections
 
 
+class CommandLineTest(unittest.TestCase):
+    """What needs no privilege: the dispatch to `init`, its help and usage errors, --dry-run."""
+
+    def sidecar(self, *args):
+        return subprocess.run([SIDECAR, *args], capture_output=True, text=True, timeout=10,
+                              env={"PATH": "/nonexistent"})
+
+    def test_init_is_a_subcommand_of_the_proxy_binary(self):
+        self.assertIn("sidecar init [flags]", self.sidecar("--help").stdout)
+        result = self.sidecar("init", "--help")
+        self.assertEqual(result.returncode, 0)
+        self.assertTrue(result.stdout.startswith("Usage: sidecar init [flags]"), result.stdout)
+        result = self.sidecar("init", "--exclude-outbound-ports", "http")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('sidecar init: --exclude-outbound-ports="http": "http" is not a port',
+                      result.stderr)
+
+    def test_dry_run_needs_neither_privilege_nor_iptables(self):
+        result = self.sidecar("init", "--dry-run", "--ipv6=true", "--exclude-outbound-ports=5432")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        sections = dry_run_sections(result.stdout)
+        self.assertEqual(sorted(sections), ["IPv4", "IPv6"])
+        self.assertIn("-A MESHLET_OUTPUT -p tcp -m tcp --dport 5432 -j RETURN\n", sections["IPv4"])
+        self.assertIn("! -d ::1/128 -o lo", sections["IPv6"])
+
+
 class CaptureTest(unittest.TestCase):
     ipv6 = False
 
     @classmethod
     def setUpClass(cls):
-        cls.ipv6 = cls.ipv6_supported
         setup_namespaces(cls.ipv6)
         # Another program's rules in the pod's nat table, which init must keep as they are.
         tools = ["iptables"] + (["ip6tables"] if cls.ipv6 else [])
@@ -386,44 +407,56 @@ class CaptureTest(unittest.TestCase):
         self.assertIn("apt-get install iptables", result.stderr)
 
 
-def main():
-    global SIDECAR
-    if len(sys.argv) < 2:
-        sys.exit("usage: capture_test.py SIDECAR [unittest args]")
-    SIDECAR = os.path.abspath(sys.argv.pop(1))
+def namespaces_unavailable():
+    """Why the namespace tests cannot run here, or None; sets CaptureTest.ipv6."""
     if os.geteuid() != 0:
-        skip_everything("not root")
+        return "not root"
     for tool in ("ip", "setpriv", "iptables", "iptables-save", "iptables-restore"):
         if shutil.which(tool, path=PATH) is None:
-            skip_everything(f"{tool} is missing")
-    atexit.register(teardown)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+            return f"{tool} is missing"
     remove_leftovers()
     probe = f"{PREFIX}{os.getpid()}x"
     if run("ip", "netns", "add", probe, check=False).returncode != 0:
-        skip_everything("cannot create network namespaces here")
+        return "cannot create network namespaces here"
     try:
-        ipv6 = (shutil.which("ip6tables", path=PATH) is not None and
-                nat_supported(probe, "ip6tables"))
         if not nat_supported(probe, "iptables"):
-            skip_everything("the kernel has no IPv4 NAT")
+            return "the kernel has no IPv4 NAT"
+        CaptureTest.ipv6 = (shutil.which("ip6tables", path=PATH) is not None and
+                            nat_supported(probe, "ip6tables"))
     finally:
         run("ip", "netns", "del", probe, check=False)
-    if not ipv6:
+    if not CaptureTest.ipv6:
         print("SKIP IPv6: ip6tables or the kernel's IPv6 NAT (ip6table_nat) is missing; "
               "IPv4 only")
-    CaptureTest.ipv6_supported = ipv6
+    return None
+
+
+def main():
+    global SIDECAR
+    if len(sys.argv) != 2:
+        sys.exit("usage: capture_test.py SIDECAR")
+    SIDECAR = os.path.abspath(sys.argv[1])
     started = time.monotonic()
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromTestCase(CommandLineTest)
+    atexit.register(teardown)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    reason = namespaces_unavailable()
+    if reason is None:
+        suite.addTests(loader.loadTestsFromTestCase(CaptureTest))
+    else:
+        print(f"SKIP: needs root and iptables ({reason}); the network namespace tests do not run")
     try:
-        program = unittest.main(exit=False, verbosity=2)
+        result = unittest.TextTestRunner(verbosity=2).run(suite)
     finally:
         teardown()
     print(f"capture_test: {time.monotonic() - started:.1f}s")
-    left = [ns for ns in run("ip", "netns", "list").stdout.split("\n") if POD in ns or PEER in ns]
+    left = [ns for ns in run("ip", "netns", "list", check=False).stdout.split("\n")
+            if POD in ns or PEER in ns]
     if left:
         print(f"FAIL: namespaces left behind: {left}")
         sys.exit(1)
-    sys.exit(0 if program.result.wasSuccessful() else 1)
+    sys.exit(0 if result.wasSuccessful() else 1)
 
 
 if __name__ == "__main__":
