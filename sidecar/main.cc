@@ -1,9 +1,12 @@
 // The sidecar binary: command line → Server (sidecar/server) → run until drained or told to quit.
+// `sidecar init ...` is the pod's traffic-capture step instead (sidecar/capture), so one image
+// serves the init container and the sidecar.
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "sidecar/capture/init_command.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/server.h"
 
@@ -11,6 +14,9 @@ int main(int argc, char** argv) {
   using meshlet::sidecar::ParseCommandLine;
   using meshlet::sidecar::ParsedCommandLine;
   const std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "init") {
+    return meshlet::sidecar::capture::InitMain({args.begin() + 1, args.end()});
+  }
   absl::StatusOr<ParsedCommandLine> command_line = ParseCommandLine(args);
   if (!command_line.ok()) {
     std::fprintf(stderr, "sidecar: %s\n", std::string(command_line.status().message()).c_str());
@@ -19,6 +25,7 @@ int main(int argc, char** argv) {
   switch (command_line->action) {
     case ParsedCommandLine::Action::kHelp:
       std::fputs(meshlet::sidecar::UsageText().c_str(), stdout);
+      std::puts("\nsidecar init [flags] programs the pod's traffic capture (sidecar init --help).");
       return 0;
     case ParsedCommandLine::Action::kVersion:
       std::puts("meshlet sidecar 0.1.0");
