@@ -17,9 +17,7 @@
 #include "control-plane/policy/validate.h"
 
 namespace meshlet::controlplane::cli {
-namespace {
 
-// The files named by `paths`: directories expanded to their policy files in name order.
 std::optional<Failure> CollectFiles(const std::vector<std::string>& paths,
                                     std::vector<std::string>& out) {
   for (const std::string& f : paths) {
@@ -49,7 +47,12 @@ std::optional<Failure> CollectFiles(const std::vector<std::string>& paths,
   return std::nullopt;
 }
 
-}  // namespace
+std::optional<std::string> ReadSource(Session& session, const std::string& file) {
+  if (file != "-") return ReadFile(file);
+  std::stringstream s;
+  s << session.io().in.rdbuf();
+  return s.str();
+}
 
 std::string Document::Label() const {
   return absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
@@ -66,21 +69,15 @@ bool LoadDocuments(Session& session, const std::vector<std::string>& paths,
   }
   bool ok = true;
   for (const std::string& file : files) {
-    std::string text;
     const std::string source_name = file == "-" ? "<stdin>" : file;
-    if (file == "-") {
-      std::stringstream s;
-      s << session.io().in.rdbuf();
-      text = s.str();
-    } else if (std::optional<std::string> content = ReadFile(file)) {
-      text = std::move(*content);
-    } else {
+    std::optional<std::string> text = ReadSource(session, file);
+    if (!text.has_value()) {
       err << "error: " << file << ": cannot read\n";
       ok = false;
       continue;
     }
     absl::StatusOr<std::vector<config::YamlDocument>> split =
-        config::SplitYamlDocuments(text, source_name);
+        config::SplitYamlDocuments(*text, source_name);
     if (!split.ok()) {
       err << "error: " << split.status().message() << "\n";
       ok = false;

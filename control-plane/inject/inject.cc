@@ -825,24 +825,33 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
 absl::StatusOr<SidecarMode> ParseSidecarMode(absl::string_view text) {
   if (text == "native") return SidecarMode::kNative;
   if (text == "classic") return SidecarMode::kClassic;
-  return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": must be native or classic"));
+  return absl::InvalidArgumentError("must be native or classic");
+}
+
+absl::Status CheckImage(absl::string_view image) {
+  if (image.empty() || std::any_of(image.begin(), image.end(), [](char c) {
+        return absl::ascii_isspace(static_cast<unsigned char>(c));
+      })) {
+    return absl::InvalidArgumentError("must be an image reference without spaces");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHostPort(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 || port > 65535) {
+    return absl::InvalidArgumentError("must be HOST:PORT");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateOptions(const Options& options) {
-  if (options.proxy_image.empty() ||
-      std::any_of(options.proxy_image.begin(), options.proxy_image.end(),
-                  [](char c) { return absl::ascii_isspace(static_cast<unsigned char>(c)); })) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("proxy image \"", options.proxy_image, "\": must be an image reference"));
-  }
-  const size_t colon = options.control_plane_address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(options.control_plane_address.substr(colon + 1), &port) || port < 1 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("control plane \"", options.control_plane_address, "\": must be HOST:PORT"));
-  }
+  RETURN_IF_ERROR(Annotate(CheckImage(options.proxy_image),
+                           absl::StrCat("proxy image \"", options.proxy_image, "\"")));
+  RETURN_IF_ERROR(Annotate(CheckHostPort(options.control_plane_address),
+                           absl::StrCat("control plane \"", options.control_plane_address, "\"")));
   if (absl::Status s = tls::ValidateTrustDomain(options.trust_domain); !s.ok()) return s;
   if (!policy::IsDnsLabel(options.control_plane_namespace) ||
       !policy::IsDnsSubdomain(options.control_plane_service_account) ||

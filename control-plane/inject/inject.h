@@ -104,6 +104,11 @@ struct Options {
   std::string trust_bundle_config_map = "meshlet-trust";
 };
 
+// An image reference: not empty, no spaces.
+absl::Status CheckImage(absl::string_view image);
+// HOST:PORT with a port from 1 to 65535 (the host is resolved by the pod).
+absl::Status CheckHostPort(absl::string_view address);
+
 // Each option's own checks (an image, HOST:PORT, a valid trust domain, ...), with the option's
 // field name in the error.
 absl::Status ValidateOptions(const Options& options);

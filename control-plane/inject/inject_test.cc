@@ -471,8 +471,8 @@ TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
             "      annotations:\n        sidecar.meshlet.io/mode: sidecar\n"
             "      labels:\n",
             "shop.yaml:23:34: Deployment \"reviews-v1\": "
-            "spec.template.metadata.annotations['sidecar.meshlet.io/mode']: \"sidecar\": must "
-            "be native or classic"},
+            "spec.template.metadata.annotations['sidecar.meshlet.io/mode']: must be native or "
+            "classic"},
            {"      labels:\n",
             "      annotations:\n        sidecar.meshlet.io/proxyMemory: 64MB\n      labels:\n",
             "shop.yaml:23:41: Deployment \"reviews-v1\": "

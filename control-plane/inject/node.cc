@@ -88,6 +88,16 @@ bool IsJsonNumber(absl::string_view s) {
   return i == s.size();
 }
 
+// JSON text (an annotation such as sidecar.meshlet.io/status) that single quotes can hold as it
+// is: it needs quotes anyway, and in double quotes each '"' would be escaped.
+bool LooksLikeJson(absl::string_view s) {
+  if (s.empty() || (s[0] != '{' && s[0] != '[') || !absl::StrContains(s, '"')) return false;
+  for (char c : s) {
+    if (c == '\'' || (static_cast<unsigned char>(c) < 0x20)) return false;
+  }
+  return true;
+}
+
 void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map:
@@ -119,6 +129,8 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
       if (TypeOf(node) == ScalarType::kString &&
           PlainScalarType(node.Scalar()) != ScalarType::kString) {
         out << YAML::DoubleQuoted << node.Scalar();
+      } else if (TypeOf(node) == ScalarType::kString && LooksLikeJson(node.Scalar())) {
+        out << YAML::SingleQuoted << node.Scalar();  // readable: no \" inside
       } else {
         out << node.Scalar();
       }

@@ -70,10 +70,13 @@ TEST(NodeTest, YamlOutputQuotesStringsThatWouldReadAsAnotherType) {
   doc["empty"] = YAML::Node(YAML::NodeType::Map);
   doc["none"] = YAML::Node(YAML::NodeType::Sequence);
   doc["text"] = StringNode("two\nlines");
+  doc["json"] = StringNode(R"({"a":["b"]})");
+  doc["quote"] = StringNode(R"({"it's":1})");
   const std::string yaml = ToYaml(doc);
   EXPECT_EQ(yaml,
             "inject: \"false\"\nuid: 1337\nport: \"15020\"\nflag: --xds=$(MESHLET_CONTROL_PLANE)\n"
-            "on: \"on\"\nempty: {}\nnone: []\ntext: \"two\\nlines\"\n");
+            "on: \"on\"\nempty: {}\nnone: []\ntext: \"two\\nlines\"\njson: '{\"a\":[\"b\"]}'\n"
+            "quote: \"{\\\"it's\\\":1}\"\n");
   // It reads back as the same tree.
   EXPECT_TRUE(Equal(YAML::Load(yaml), doc));
   EXPECT_EQ(ToYaml(YAML::Load(yaml)), yaml);
