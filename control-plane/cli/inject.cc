@@ -186,9 +186,9 @@ CommandSpec InjectCommand() {
           "volumes and a status annotation (docs/kubernetes.md). Other documents, pods "
           "opted out with sidecar.meshlet.io/inject: \"false\" and hostNetwork pods come "
           "out unchanged, in the same order; injecting an injected manifest changes "
-          "nothing. Every document is checked first: if any is invalid, every problem is "
-          "printed (file, line, object and field) and nothing is written. Needs no "
-          "control plane.",
+          "nothing. Every document is checked first: if any is invalid, each invalid "
+          "document's problem is printed (file, line, object and field) and nothing is "
+          "written. Needs no control plane.",
       .examples = {{"inject and apply", "meshctl inject -f examples/pods/ | kubectl apply -f -"},
                    {"classic sidecars, for engines without native sidecars",
                     "meshctl inject -f app.yaml --mode classic --proxy-image "
