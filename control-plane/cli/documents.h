@@ -7,10 +7,10 @@
 #include <google/protobuf/message.h>
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/config/yaml_proto.h"
 #include "control-plane/cli/command.h"
 #include "control-plane/policy/kinds.h"
 
@@ -29,13 +29,18 @@ struct Document {
   std::string Label() const;
 };
 
-// The files named by -f (FILE, DIR or "-" for stdin): a directory means its *.yaml, *.yml and
-// *.json files in name order. A path that does not exist is a failure.
-std::optional<Failure> CollectFiles(const std::vector<std::string>& paths,
-                                    std::vector<std::string>& out);
+// One file named by -f, split into its YAML documents (common/config/yaml_proto.h).
+struct SourceFile {
+  std::string name;  // as errors name it: the path, or "<stdin>" for "-"
+  std::vector<config::YamlDocument> documents;
+};
 
-// The text of one of those files ("-": all of stdin), or nullopt when it cannot be read.
-std::optional<std::string> ReadSource(Session& session, const std::string& file);
+// The files named by -f (FILE, DIR or "-" for stdin; a directory means its *.yaml, *.yml and
+// *.json files in name order), read and split. Prints each problem (a path that does not exist,
+// an unreadable file, invalid YAML) on stderr and returns false if there was any; the files that
+// could be read are in `out` either way.
+bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
+                   std::vector<SourceFile>& out);
 
 // Loads `files` (a directory means its *.yaml, *.yml and *.json files in name order; "-" is
 // stdin) into `documents`. A document of a namespaced kind without a namespace gets `namespace_`;

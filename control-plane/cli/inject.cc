@@ -85,28 +85,13 @@ class Inject final : public Command {
     if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
       return session.Fail({kExitUsage, std::string(s.message())});
     }
-    std::vector<std::string> files;
-    if (std::optional<Failure> f = CollectFiles(files_, files)) return session.Fail(*f);
-
     std::ostream& err = session.io().err;
+    std::vector<SourceFile> files;
+    bool ok = ReadYamlFiles(session, files_, files);
     std::vector<OutputDocument> documents;
-    bool ok = true;
-    for (const std::string& file : files) {
-      const std::string source_name = file == "-" ? "<stdin>" : file;
-      std::optional<std::string> text = ReadSource(session, file);
-      if (!text.has_value()) {
-        err << "error: " << file << ": cannot read\n";
-        ok = false;
-        continue;
-      }
-      absl::StatusOr<std::vector<config::YamlDocument>> split =
-          config::SplitYamlDocuments(*text, source_name);
-      if (!split.ok()) {
-        err << "error: " << split.status().message() << "\n";
-        ok = false;
-        continue;
-      }
-      for (const config::YamlDocument& doc : *split) {
+    for (const SourceFile& file : files) {
+      const std::string& source_name = file.name;
+      for (const config::YamlDocument& doc : file.documents) {
         const std::string where = absl::StrCat(source_name, " (document ", doc.index + 1, ")");
         config::YamlParseOptions source;
         source.source_name = source_name;

@@ -461,7 +461,8 @@ TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {
   EXPECT_EQ(Run({"inject", "-f", "-"}), 1);
   EXPECT_EQ(err_.str(), "meshctl: no documents found in -\n");
   EXPECT_EQ(Run({"inject", "-f", "/nonexistent/app.yaml"}), 1);
-  EXPECT_EQ(err_.str(), "meshctl: /nonexistent/app.yaml: no such file or directory\n");
+  EXPECT_EQ(err_.str(),
+            "meshctl: /nonexistent/app.yaml: no such file or directory\nnothing written\n");
 }
 
 }  // namespace

@@ -193,10 +193,11 @@ class PodReader {
   absl::Status ReadStatus(Plan& plan) const;
   absl::Status ReadContainers(Plan& plan) const;
   absl::Status ReadAnnotations(Plan& plan) const;
-  absl::Status PortList(absl::string_view key, bool star_allowed, Plan& plan,
-                        absl::string_view flag) const;
-  absl::Status CidrList(absl::string_view key, bool star_allowed, Plan& plan,
-                        absl::string_view flag) const;
+  // A comma-separated list annotation (ports, CIDRs) whose items `valid` accepts, passed to
+  // `sidecar init` as `flag`; `what` names an item in errors.
+  absl::Status CaptureList(absl::string_view key, absl::string_view flag, bool star_allowed,
+                           bool (*valid)(absl::string_view), absl::string_view what,
+                           Plan& plan) const;
   absl::StatusOr<std::string> Quantity(absl::string_view key, const std::string& fallback) const;
 
   const PodLocation& where_;
@@ -420,54 +421,38 @@ absl::StatusOr<std::string> PodReader::Quantity(absl::string_view key,
   return *value;
 }
 
-absl::Status PodReader::PortList(absl::string_view key, bool star_allowed, Plan& plan,
-                                 absl::string_view flag) const {
-  std::optional<std::string> value = Annotation(key);
-  if (!value) return absl::OkStatus();
-  std::vector<std::string> ports;
-  for (absl::string_view item : absl::StrSplit(*value, ',')) {
-    item = absl::StripAsciiWhitespace(item);
-    int port = 0;
-    if (star_allowed && item == "*") {
-      ports.emplace_back(item);
-    } else if (!absl::SimpleAtoi(item, &port) || port < 1 || port > 65535) {
-      return Error(Field(annotations_, key), AnnotationField(key),
-                   absl::StrCat("\"", item, "\" is not a port (1-65535)",
-                                star_allowed ? " or *" : "", "; the list is comma-separated"));
-    } else {
-      ports.push_back(absl::StrCat(port));
-    }
-  }
-  plan.capture_flags.emplace_back(flag, absl::StrJoin(ports, ","));
-  return absl::OkStatus();
+bool IsPort(absl::string_view text) {
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) && port >= 1 && port <= 65535;
 }
 
-absl::Status PodReader::CidrList(absl::string_view key, bool star_allowed, Plan& plan,
-                                 absl::string_view flag) const {
+bool IsCidr(absl::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == absl::string_view::npos) return false;
+  const std::string ip(text.substr(0, slash));
+  const int max_bits = ip.find(':') != std::string::npos ? 128 : 32;
+  unsigned char address[16];
+  int bits = -1;
+  return inet_pton(max_bits == 128 ? AF_INET6 : AF_INET, ip.c_str(), address) == 1 &&
+         absl::SimpleAtoi(text.substr(slash + 1), &bits) && bits >= 0 && bits <= max_bits;
+}
+
+absl::Status PodReader::CaptureList(absl::string_view key, absl::string_view flag,
+                                    bool star_allowed, bool (*valid)(absl::string_view),
+                                    absl::string_view what, Plan& plan) const {
   std::optional<std::string> value = Annotation(key);
   if (!value) return absl::OkStatus();
-  std::vector<std::string> ranges;
+  std::vector<absl::string_view> items;
   for (absl::string_view item : absl::StrSplit(*value, ',')) {
     item = absl::StripAsciiWhitespace(item);
-    if (star_allowed && item == "*") {
-      ranges.emplace_back(item);
-      continue;
-    }
-    const size_t slash = item.find('/');
-    const std::string ip(item.substr(0, slash));
-    unsigned char buf[16];
-    int bits = -1;
-    const int max_bits = ip.find(':') != std::string::npos ? 128 : 32;
-    if (slash == absl::string_view::npos ||
-        inet_pton(max_bits == 128 ? AF_INET6 : AF_INET, ip.c_str(), buf) != 1 ||
-        !absl::SimpleAtoi(item.substr(slash + 1), &bits) || bits < 0 || bits > max_bits) {
+    if (!(star_allowed && item == "*") && !valid(item)) {
       return Error(Field(annotations_, key), AnnotationField(key),
-                   absl::StrCat("\"", item, "\" is not a CIDR (10.0.0.0/8, fd00::/8)",
-                                star_allowed ? " or *" : "", "; the list is comma-separated"));
+                   absl::StrCat("\"", item, "\" is not ", what, star_allowed ? " or *" : "",
+                                "; the list is comma-separated"));
     }
-    ranges.emplace_back(item);
+    items.push_back(item);
   }
-  plan.capture_flags.emplace_back(flag, absl::StrJoin(ranges, ","));
+  plan.capture_flags.emplace_back(flag, absl::StrJoin(items, ","));
   return absl::OkStatus();
 }
 
@@ -552,14 +537,18 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     }
     plan.log_level = *level;
   }
-  RETURN_IF_ERROR(PortList(kExcludeInboundPortsAnnotation, false, plan, "--exclude-inbound-ports"));
-  RETURN_IF_ERROR(PortList(kIncludeInboundPortsAnnotation, true, plan, "--include-inbound-ports"));
-  RETURN_IF_ERROR(
-      PortList(kExcludeOutboundPortsAnnotation, false, plan, "--exclude-outbound-ports"));
-  RETURN_IF_ERROR(
-      CidrList(kExcludeOutboundRangesAnnotation, false, plan, "--exclude-outbound-cidrs"));
-  RETURN_IF_ERROR(
-      CidrList(kIncludeOutboundRangesAnnotation, true, plan, "--include-outbound-cidrs"));
+  constexpr char kPort[] = "a port (1-65535)";
+  constexpr char kCidr[] = "a CIDR (10.0.0.0/8, fd00::/8)";
+  RETURN_IF_ERROR(CaptureList(kExcludeInboundPortsAnnotation, "--exclude-inbound-ports", false,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kIncludeInboundPortsAnnotation, "--include-inbound-ports", true,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kExcludeOutboundPortsAnnotation, "--exclude-outbound-ports", false,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kExcludeOutboundRangesAnnotation, "--exclude-outbound-cidrs", false,
+                              IsCidr, kCidr, plan));
+  RETURN_IF_ERROR(CaptureList(kIncludeOutboundRangesAnnotation, "--include-outbound-cidrs", true,
+                              IsCidr, kCidr, plan));
   return absl::OkStatus();
 }
 

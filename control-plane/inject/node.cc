@@ -37,48 +37,25 @@ bool IsSpecialFloat(absl::string_view text) {
                       ".nan", ".NaN", ".NAN"});
 }
 
-// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
-bool IsYamlFloat(absl::string_view s) {
+// A float as YAML 1.1 writes one, [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, or
+// with `json` a JSON number, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?.
+bool IsNumber(absl::string_view s, bool json) {
   size_t i = 0;
   auto digits = [&] {
     size_t start = i;
     while (i < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) ++i;
     return i - start;
   };
-  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    if (digits() == 0) return false;
-  } else {
-    if (digits() == 0) return false;
-    if (i < s.size() && s[i] == '.') {
-      ++i;
-      digits();
-    }
-  }
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-    if (digits() == 0) return false;
-  }
-  return i == s.size();
-}
-
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?
-bool IsJsonNumber(absl::string_view s) {
-  size_t i = 0;
-  auto digits = [&] {
-    size_t start = i;
-    while (i < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    return i - start;
-  };
-  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && (s[i] == '-' || (!json && s[i] == '+'))) ++i;
   const size_t int_start = i;
   const size_t int_digits = digits();
-  if (int_digits == 0 || (int_digits > 1 && s[int_start] == '0')) return false;
+  if (json && (int_digits == 0 || (int_digits > 1 && s[int_start] == '0'))) return false;
   if (i < s.size() && s[i] == '.') {
     ++i;
-    if (digits() == 0) return false;
+    // YAML: "1." and ".5" are floats, "." is not; JSON needs digits on both sides.
+    if (digits() == 0 && (json || int_digits == 0)) return false;
+  } else if (int_digits == 0) {
+    return false;
   }
   if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
     ++i;
@@ -198,11 +175,11 @@ void AppendJson(std::string& out, const YAML::Node& node, int depth) {
     }
     case ScalarType::kFloat: {
       const std::string plain = absl::StrReplaceAll(text, {{"_", ""}});
-      if (IsJsonNumber(plain)) {
+      if (IsNumber(plain, true)) {
         out += plain;
         return;
       }
-      if (IsYamlFloat(plain)) {
+      if (IsNumber(plain, false)) {
         const double value = std::strtod(plain.c_str(), nullptr);
         if (std::isfinite(value)) {
           out += absl::StrFormat("%.17g", value);
@@ -225,7 +202,7 @@ ScalarType PlainScalarType(absl::string_view text) {
   if (IsSpecialFloat(text)) return ScalarType::kFloat;
   int64_t unused;
   if (PlainInt(text, &unused)) return ScalarType::kInt;
-  if (IsYamlFloat(absl::StrReplaceAll(text, {{"_", ""}}))) return ScalarType::kFloat;
+  if (IsNumber(absl::StrReplaceAll(text, {{"_", ""}}), false)) return ScalarType::kFloat;
   return ScalarType::kString;
 }
 
