@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/base/utf8.h"
 #include "common/tls/spiffe.h"
 #include "control-plane/api/json.h"
 #include "control-plane/inject/node.h"
@@ -48,7 +49,7 @@ constexpr int64_t kDefaultGracePeriodSeconds = 30;
 constexpr int kReservedPorts[] = {kAdminPort, kOutboundPort, kInboundPort, kPrometheusPort,
                                   kHealthPort};
 
-constexpr absl::string_view kKnownAnnotations[] = {
+constexpr const char* kKnownAnnotations[] = {
     kInjectKey,
     kStatusAnnotation,
     kModeAnnotation,
@@ -950,6 +951,26 @@ absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
   return absl::OkStatus();
 }
 
+// The first scalar (key or value) of `node` that is not valid UTF-8, and its path: Kubernetes
+// objects are JSON, which cannot carry such bytes.
+std::optional<std::pair<YAML::Node, std::string>> InvalidUtf8(const YAML::Node& node,
+                                                              const std::string& path) {
+  if (node.IsScalar()) {
+    if (!IsValidUtf8(node.Scalar())) return std::pair{node, path};
+  } else if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const std::string at = absl::StrCat(path, path.empty() ? "" : ".", Text(it->first));
+      if (auto bad = InvalidUtf8(it->first, at)) return bad;
+      if (auto bad = InvalidUtf8(it->second, at)) return bad;
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (auto bad = InvalidUtf8(node[i], absl::StrCat(path, "[", i, "]"))) return bad;
+    }
+  }
+  return std::nullopt;
+}
+
 YAML::Node Follow(YAML::Node node, const std::vector<PathStep>& path) {
   for (const PathStep& step : path) {
     if (const auto* key = std::get_if<std::string>(&step)) {
@@ -965,6 +986,10 @@ absl::StatusOr<Result> InjectOrThrow(const YAML::Node& document, const Options& 
                                      const config::YamlParseOptions& source) {
   Result result;
   result.document = document;
+  if (auto bad = InvalidUtf8(document, "")) {
+    return DocumentError(source, bad->first, "", bad->second.empty() ? "(document)" : bad->second,
+                         "not valid UTF-8");
+  }
   std::vector<PodLocation> locations;
   RETURN_IF_ERROR(FindPods(document, {}, "", source, false, locations));
   std::vector<Plan> plans;

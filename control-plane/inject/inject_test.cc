@@ -520,6 +520,8 @@ TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
   EXPECT_EQ(ErrorOf("- a list\n", source),
             "shop.yaml:11:1: (document): not a Kubernetes object "
             "(a map with apiVersion and kind)");
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"a\xff\"\n", source),
+            "shop.yaml:14:6: data.k: not valid UTF-8");
   EXPECT_EQ(ErrorOf("apiVersion: v1\nmetadata: {}\n", source), "shop.yaml:11:1: kind: required");
   EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {}\n", source),
             "shop.yaml:13:11: Pod \"\": metadata.name: required");

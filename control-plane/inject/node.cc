@@ -290,7 +290,8 @@ bool Equal(const YAML::Node& a, const YAML::Node& b) {
     case YAML::NodeType::Map: {
       if (a.size() != b.size()) return false;
       for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
-        if (!Equal(i->first, j->first) || !Equal(i->second, j->second)) return false;
+        // Keys are names (JSON has no other): compared by their text.
+        if (Text(i->first) != Text(j->first) || !Equal(i->second, j->second)) return false;
       }
       return true;
     }

@@ -49,8 +49,8 @@ YAML::Node StringNode(absl::string_view text);
 YAML::Node IntNode(int64_t value);
 YAML::Node BoolNode(bool value);
 
-// The same tree: maps with the same keys in the same order, sequences of the same length,
-// scalars with the same text and type.
+// The same tree: maps with the same keys (by their text) in the same order, sequences of the
+// same length, scalars with the same text and type.
 bool Equal(const YAML::Node& a, const YAML::Node& b);
 
 // One YAML document in block style (2-space indent), ending with a newline.
