@@ -177,7 +177,7 @@ CommandSpec InjectCommand() {
       .examples = {{"inject and apply", "meshctl inject -f examples/pods/ | kubectl apply -f -"},
                    {"classic sidecars, for engines without native sidecars",
                     "meshctl inject -f app.yaml --mode classic --proxy-image "
-                    "localhost/meshlet-proxy:dev"},
+                    "localhost/meshlet-proxy:latest"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},
