@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <map>
 #include <optional>
 #include <set>
 #include <utility>
@@ -236,9 +235,10 @@ absl::StatusOr<Plan> PodReader::Read() {
     break;
   }
   if (const YAML::Node host = Field(spec_, "hostNetwork")) {
-    if (TypeOf(host) != ScalarType::kBool)
+    if (TypeOf(host) != ScalarType::kBool) {
       return Error(host, "spec.hostNetwork", "must be true or false");
-    if (host.Scalar() == "true") {
+    }
+    if (IsTrue(host)) {
       plan.outcome = Outcome::kSkipped;
       plan.reason =
           "spec.hostNetwork is true: the pod shares the node's network, whose traffic a sidecar "

@@ -351,7 +351,8 @@ TEST(InjectTest, OptedOutAndHostNetworkPodsAreLeftAlone) {
                 "  annotations: {sidecar.meshlet.io/inject: \"true\"}\n" +
                 spec,
             Outcome::kOptedOut, "label sidecar.meshlet.io/inject is \"false\""},
-           {pod + spec + "  hostNetwork: true\n", Outcome::kSkipped,
+           // Read as Kubernetes reads YAML: `yes` is true.
+           {pod + spec + "  hostNetwork: yes\n", Outcome::kSkipped,
             "spec.hostNetwork is true: the pod shares the node's network, whose traffic a "
             "sidecar must not capture"},
        }) {

@@ -222,6 +222,11 @@ ScalarType TypeOf(const YAML::Node& node) {
   return PlainScalarType(node.Scalar());
 }
 
+bool IsTrue(const YAML::Node& node) {
+  return node.IsDefined() && node.IsScalar() && TypeOf(node) == ScalarType::kBool &&
+         IsTrueWord(node.Scalar());
+}
+
 bool PlainInt(absl::string_view text, int64_t* value) {
   std::string s = absl::StrReplaceAll(text, {{"_", ""}});
   absl::string_view rest = s;

@@ -40,6 +40,9 @@ YAML::Node Field(const YAML::Node& map, absl::string_view key);
 // A scalar's text; "" for anything else (also for undefined nodes).
 std::string Text(const YAML::Node& node);
 
+// A boolean scalar that reads as true (`true`, `True`, `yes`, `on`, ...).
+bool IsTrue(const YAML::Node& node);
+
 // A plain integer's value (decimal, 0x hex, 0o or leading-0 octal, 0b binary, '_' separators,
 // as YAML 1.1 reads them); false when the text is not one or does not fit.
 bool PlainInt(absl::string_view text, int64_t* value);

@@ -42,6 +42,10 @@ TEST(NodeTest, QuotedScalarsAreStringsAndMadeNodesKeepTheirType) {
   EXPECT_EQ(TypeOf(StringNode("1337")), ScalarType::kString);
   EXPECT_EQ(TypeOf(IntNode(1337)), ScalarType::kInt);
   EXPECT_EQ(TypeOf(BoolNode(false)), ScalarType::kBool);
+  EXPECT_TRUE(IsTrue(doc["d"]));
+  EXPECT_TRUE(IsTrue(YAML::Load("On")));
+  EXPECT_FALSE(IsTrue(YAML::Load("off")));
+  EXPECT_FALSE(IsTrue(doc["c"]));  // the string "true"
   // The same text, another type: not equal.
   EXPECT_FALSE(Equal(doc["a"], doc["b"]));
   EXPECT_TRUE(Equal(doc["b"], IntNode(80)));

@@ -232,7 +232,7 @@ class Checker {
         Add(absl::StrCat(field, ".", name), "must be true or false");
         return false;
       }
-      return n.Scalar() == "true";
+      return IsTrue(n);
     };
     if (flag("runAsNonRoot") && user == 0) {
       Add(absl::StrCat(field, ".runAsNonRoot"), "true contradicts runAsUser 0");
