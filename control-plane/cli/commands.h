@@ -1,9 +1,9 @@
 #pragma once
 
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
-// with its flags: apply.cc (apply, delete, diff), get.cc (get, describe), proxy.cc (proxy-status,
-// proxy-config), token.cc, traces.cc (traces, trace), stat.cc (stat, top), check.cc (dashboard,
-// check, version), help.cc.
+// with its flags: apply.cc (apply, delete, diff), inject.cc, get.cc (get, describe), proxy.cc
+// (proxy-status, proxy-config), token.cc, traces.cc (traces, trace), stat.cc (stat, top),
+// check.cc (dashboard, check, version), help.cc.
 
 #include <string>
 #include <vector>
@@ -16,6 +16,7 @@ namespace meshlet::controlplane::cli {
 CommandSpec ApplyCommand();
 CommandSpec DeleteCommand();
 CommandSpec DiffCommand();
+CommandSpec InjectCommand();
 CommandSpec GetCommand();
 CommandSpec DescribeCommand();
 CommandSpec ProxyStatusCommand();

@@ -51,6 +51,43 @@ std::optional<Failure> CollectFiles(const std::vector<std::string>& paths,
 
 }  // namespace
 
+bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
+                   std::vector<SourceFile>& out) {
+  std::vector<std::string> files;
+  if (std::optional<Failure> f = CollectFiles(paths, files)) {
+    session.Fail(*f);
+    return false;
+  }
+  bool ok = true;
+  for (const std::string& file : files) {
+    SourceFile source;
+    source.name = file == "-" ? "<stdin>" : file;
+    std::optional<std::string> text;
+    if (file == "-") {
+      std::stringstream s;
+      s << session.io().in.rdbuf();
+      text = s.str();
+    } else {
+      text = ReadFile(file);
+    }
+    if (!text.has_value()) {
+      session.io().err << "error: " << file << ": cannot read\n";
+      ok = false;
+      continue;
+    }
+    absl::StatusOr<std::vector<config::YamlDocument>> split =
+        config::SplitYamlDocuments(*text, source.name);
+    if (!split.ok()) {
+      session.io().err << "error: " << split.status().message() << "\n";
+      ok = false;
+      continue;
+    }
+    source.documents = std::move(*split);
+    out.push_back(std::move(source));
+  }
+  return ok;
+}
+
 std::string Document::Label() const {
   return absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
 }
@@ -59,34 +96,11 @@ bool LoadDocuments(Session& session, const std::vector<std::string>& paths,
                    const NamespaceOption& namespace_flag, std::vector<Document>& documents) {
   std::ostream& err = session.io().err;
   const std::string namespace_ = session.Namespace(namespace_flag);
-  std::vector<std::string> files;
-  if (std::optional<Failure> f = CollectFiles(paths, files)) {
-    session.Fail(*f);
-    return false;
-  }
-  bool ok = true;
-  for (const std::string& file : files) {
-    std::string text;
-    const std::string source_name = file == "-" ? "<stdin>" : file;
-    if (file == "-") {
-      std::stringstream s;
-      s << session.io().in.rdbuf();
-      text = s.str();
-    } else if (std::optional<std::string> content = ReadFile(file)) {
-      text = std::move(*content);
-    } else {
-      err << "error: " << file << ": cannot read\n";
-      ok = false;
-      continue;
-    }
-    absl::StatusOr<std::vector<config::YamlDocument>> split =
-        config::SplitYamlDocuments(text, source_name);
-    if (!split.ok()) {
-      err << "error: " << split.status().message() << "\n";
-      ok = false;
-      continue;
-    }
-    for (const config::YamlDocument& yaml : *split) {
+  std::vector<SourceFile> files;
+  bool ok = ReadYamlFiles(session, paths, files);
+  for (const SourceFile& file : files) {
+    const std::string& source_name = file.name;
+    for (const config::YamlDocument& yaml : file.documents) {
       Document doc;
       doc.file = source_name;
       doc.index = yaml.index;

@@ -2,7 +2,7 @@
 
 // The policy documents of the files given to apply, delete and diff (-f FILE|DIR|-): every
 // document of every file parsed and validated, every problem printed with file, line and field
-// path, before anything is sent.
+// path, before anything is sent. Also how -f names files, which inject shares.
 
 #include <google/protobuf/message.h>
 
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config/yaml_proto.h"
 #include "control-plane/cli/command.h"
 #include "control-plane/policy/kinds.h"
 
@@ -27,6 +28,19 @@ struct Document {
   // "service.meshlet.io/reviews"
   std::string Label() const;
 };
+
+// One file named by -f, split into its YAML documents (common/config/yaml_proto.h).
+struct SourceFile {
+  std::string name;  // as errors name it: the path, or "<stdin>" for "-"
+  std::vector<config::YamlDocument> documents;
+};
+
+// The files named by -f (FILE, DIR or "-" for stdin; a directory means its *.yaml, *.yml and
+// *.json files in name order), read and split. Prints each problem (a path that does not exist,
+// an unreadable file, invalid YAML) on stderr and returns false if there was any; the files that
+// could be read are in `out` either way.
+bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
+                   std::vector<SourceFile>& out);
 
 // Loads `files` (a directory means its *.yaml, *.yml and *.json files in name order; "-" is
 // stdin) into `documents`. A document of a namespaced kind without a namespace gets `namespace_`;

@@ -1,5 +1,6 @@
 #include "control-plane/cli/meshctl.h"
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -338,6 +339,130 @@ TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
   EXPECT_EQ(err_.str(), "meshctl: cannot read context file /nonexistent/meshctl.yaml\n");
   EXPECT_EQ(Run({"get", "svc"}), 2);
   EXPECT_TRUE(api_.requests().empty());
+}
+
+// inject
+
+constexpr char kManifests[] = R"(# the app's Service
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: web:1
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: debug
+  annotations: {sidecar.meshlet.io/inject: "false"}
+spec:
+  containers: [{name: sh, image: busybox}]
+)";
+
+TEST_F(MeshctlTest, InjectWritesTheDocumentsBackWithTheSidecarAndNeedsNoServer) {
+  env_.meshctl_config = "/nonexistent/meshctl.yaml";  // inject must not read it
+  in_.str(kManifests);
+  ASSERT_EQ(Run({"inject", "-f", "-"}), 0) << err_.str();
+  const std::string out = out_.str();
+  EXPECT_EQ(err_.str(),
+            "not injected: <stdin> (document 3): Pod \"debug\": annotation "
+            "sidecar.meshlet.io/inject is \"false\"\n");
+  // The Service and the opted-out Pod come out as they went in, comments included.
+  EXPECT_EQ(out.rfind("# the app's Service\napiVersion: v1\nkind: Service\n", 0), 0u) << out;
+  EXPECT_NE(out.find("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: debug\n  annotations: "
+                     "{sidecar.meshlet.io/inject: \"false\"}\nspec:\n  containers: [{name: sh, "
+                     "image: busybox}]\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n') > 100, true);
+  for (const char* want :
+       {"- name: meshlet-init", "- name: meshlet-proxy", "image: meshlet-proxy:0.1.0",
+        "- --node-port=8080", "- --node-service=web", "restartPolicy: Always",
+        "sidecar.meshlet.io/status: '{\"version\":\"0.1.0\",\"mode\":"
+        "\"native\""}) {
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  }
+  EXPECT_TRUE(api_.requests().empty());
+
+  // Injecting the output again changes nothing, byte for byte.
+  in_.clear();
+  in_.str(out);
+  ASSERT_EQ(Run({"inject", "-f", "-"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), out);
+}
+
+TEST_F(MeshctlTest, InjectFlagsChooseModeImageControlPlaneTrustDomainAndJson) {
+  in_.str(kManifests);
+  ASSERT_EQ(
+      Run({"inject", "-f", "-", "--mode", "classic", "--proxy-image", "reg.example/p:2",
+           "--control-plane", "cp.mesh:15012", "--trust-domain", "example.org", "-o", "json"}),
+      0)
+      << err_.str();
+  const std::string out = out_.str();
+  EXPECT_EQ(out.rfind("{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": [\n", 0),
+            0u)
+      << out;
+  for (const char* want :
+       {"\"containers\": [\n              {\n                \"name\": \"meshlet-proxy\",",
+        "\"image\": \"reg.example/p:2\"", "\"value\": \"cp.mesh:15012\"",
+        "\"--xds-server-identity=spiffe://example.org/ns/meshlet-system/sa/"
+        "meshlet-control-plane\"",
+        "\"runAsUser\": 1337", "\"port\": 80,"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  }
+  EXPECT_EQ(out.find("restartPolicy"), std::string::npos);
+}
+
+TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {
+  in_.str(absl::StrCat(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n"
+      "  - {name: a, image: a, ports: [{containerPort: 15001}]}\n---\n",
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n  annotations:\n"
+      "    sidecar.meshlet.io/mode: sidecar\nspec: {containers: [{name: b, image: b}]}\n"));
+  EXPECT_EQ(Run({"inject", "-f", "-"}), 1);
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(err_.str(),
+            "error: <stdin>:6:49: Pod \"a\": spec.containers[0].ports[0].containerPort: 15001 is "
+            "the sidecar's (it uses 15000, 15001, 15006, 15020, 15021) (document 1)\n"
+            "error: <stdin>:13:30: Pod \"b\": "
+            "metadata.annotations['sidecar.meshlet.io/mode']: must be native or classic "
+            "(document 2)\n"
+            "nothing written\n");
+
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"inject", "-f", "-", "--mode", "sidecar"},
+            "meshctl: --mode=\"sidecar\": must be native or classic\n"},
+           {{"inject", "-f", "-", "--control-plane", "cp.mesh"},
+            "meshctl: --control-plane=\"cp.mesh\": must be HOST:PORT\n"},
+           {{"inject", "-f", "-", "--proxy-image", ""},
+            "meshctl: --proxy-image=\"\": must be an image reference without spaces\n"},
+           {{"inject"}, "meshctl: inject needs -f FILE|DIR|- (see meshctl help inject)\n"},
+       }) {
+    EXPECT_EQ(Run(args), 2) << absl::StrJoin(args, " ");
+    EXPECT_EQ(err_.str(), message);
+  }
+  in_.clear();
+  in_.str("# nothing\n");
+  EXPECT_EQ(Run({"inject", "-f", "-"}), 1);
+  EXPECT_EQ(err_.str(), "meshctl: no documents found in -\n");
+  EXPECT_EQ(Run({"inject", "-f", "/nonexistent/app.yaml"}), 1);
+  EXPECT_EQ(err_.str(),
+            "meshctl: /nonexistent/app.yaml: no such file or directory\nnothing written\n");
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 """Runs the real control-plane binary and the real meshctl against it on 127.0.0.1.
 
-Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR [unittest args]
+Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR PODS_DIR [unittest args]
 
 Covers the API token (created once, mode 0600, 401 without it), `meshctl apply` of multi-document
 YAML and of a directory, `get -o yaml` round trips, invalid policy refused with its field path
 and nothing stored, 409 on a stale resourceVersion, dry runs that store nothing, `diff`, delete,
 the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM. Without a control
 plane: every command's help (`help CMD`, `CMD --help`, `CMD -h`), usage errors and their exit
-codes; the context file's keys are checked.
+codes; the context file's keys are checked; `meshctl inject` of the sample pods (examples/pods).
 """
 
 import json
@@ -23,7 +23,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-CONTROL_PLANE = MESHCTL = EXAMPLES = None  # set from argv
+CONTROL_PLANE = MESHCTL = EXAMPLES = PODS = None  # set from argv
 
 MULTI_DOC = """\
 # two documents and a comment-only one
@@ -364,6 +364,8 @@ COMMAND_FLAGS = {
     "describe": ["-n, --namespace"],
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
+    "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
+               "-o, --output"],
     "proxy-status": ["-o, --output"],
     "proxy-config": ["-o, --output", "--control-plane-only"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
@@ -412,7 +414,7 @@ class MeshctlCommandLineTest(unittest.TestCase):
         """A value the flag accepts, from the placeholder help shows."""
         if "|" in placeholder or placeholder.islower():  # the values themselves: json, yaml|json
             return placeholder.split("|")[0]
-        return {"DURATION": "1s", "N": "3"}.get(placeholder, "x")
+        return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012"}.get(placeholder, "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout
@@ -463,7 +465,82 @@ class MeshctlCommandLineTest(unittest.TestCase):
         self.assertIn("Commands:", p.stderr)
         self.assertEqual(p.stdout, "")
 
+    def test_inject_sample_pods(self):
+        """The real binary on examples/pods: every workload gets the sidecar, the rest is as it
+        was, and injecting the output again gives the same bytes."""
+        for name in sorted(os.listdir(PODS)):
+            if name.endswith(".yaml"):
+                with open(os.path.join(PODS, name)) as f:
+                    self.assertNotIn("meshlet", f.read().replace("meshlet-testapp", ""), name)
+        listing = json.loads(self.meshctl("inject", "-f", PODS, "-o", "json").stdout)
+        self.assertEqual(listing["kind"], "List")
+        kinds = [(i["kind"], i["metadata"]["name"]) for i in listing["items"]]
+        self.assertEqual(kinds, [
+            ("ServiceAccount", "productpage"), ("Service", "productpage"),
+            ("Deployment", "productpage-v1"),
+            ("ServiceAccount", "ratings"), ("Service", "ratings"), ("Deployment", "ratings-v1"),
+            ("ServiceAccount", "reviews"), ("Service", "reviews"), ("Deployment", "reviews-v1"),
+            ("Deployment", "reviews-v2")])
+        for item in listing["items"]:
+            if item["kind"] != "Deployment":
+                self.assertNotIn("template", item.get("spec", {}))
+                continue
+            pod = item["spec"]["template"]
+            app = pod["metadata"]["labels"]["app"]
+            spec = pod["spec"]
+            self.assertEqual([c["name"] for c in spec["initContainers"]],
+                             ["meshlet-init", "meshlet-proxy"])
+            self.assertEqual([c["name"] for c in spec["containers"]], [app])
+            self.assertEqual([v["name"] for v in spec["volumes"]],
+                             ["meshlet-trust", "meshlet-token", "meshlet-data"])
+            init, proxy = spec["initContainers"]
+            self.assertEqual(init["args"][0], "init")
+            self.assertEqual(init["securityContext"]["capabilities"]["add"],
+                             ["NET_ADMIN", "NET_RAW"])
+            self.assertEqual(init["securityContext"]["runAsUser"], 0)
+            self.assertEqual(proxy["restartPolicy"], "Always")
+            self.assertEqual(proxy["securityContext"]["runAsUser"], 1337)
+            self.assertEqual(proxy["startupProbe"]["httpGet"], {"path": "/ready", "port": 15020})
+            self.assertIn("--node-service=%s" % app, proxy["args"])
+            self.assertIn("--node-port=9080", proxy["args"])
+            self.assertIn("--node-label=version=%s" % pod["metadata"]["labels"]["version"],
+                          proxy["args"])
+            status = json.loads(pod["metadata"]["annotations"]["sidecar.meshlet.io/status"])
+            self.assertEqual(status["initContainers"], ["meshlet-init", "meshlet-proxy"])
+            self.assertEqual(pod["metadata"]["annotations"]
+                             ["kubectl.kubernetes.io/default-container"], app)
+
+        # YAML out, injected again: the same bytes; and the same objects as the JSON output.
+        injected = self.meshctl("inject", "-f", PODS).stdout
+        path = os.path.join(self.tmp.name, "injected.yaml")
+        with open(path, "w") as f:
+            f.write(injected)
+        self.assertEqual(self.meshctl("inject", "-f", path).stdout, injected)
+        self.assertEqual(json.loads(self.meshctl("inject", "-f", path, "-o", "json").stdout),
+                         listing)
+
+        # Classic sidecars: the proxy is the first container; the same from stdin.
+        p = subprocess.run([MESHCTL, "inject", "-f", "-", "--mode", "classic", "-o", "json"],
+                           input=open(os.path.join(PODS, "ratings.yaml")).read(),
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        deployment = json.loads(p.stdout)["items"][2]
+        spec = deployment["spec"]["template"]["spec"]
+        self.assertEqual([c["name"] for c in spec["containers"]], ["meshlet-proxy", "ratings"])
+        self.assertEqual([c["name"] for c in spec["initContainers"]], ["meshlet-init"])
+
+        # A broken manifest: every problem, nothing on stdout, exit 1.
+        bad = os.path.join(self.tmp.name, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write(injected.replace("containerPort: 9080", "containerPort: 15006", 1))
+        p = self.meshctl("inject", "-f", bad, expect=1)
+        self.assertEqual(p.stdout, "")
+        self.assertRegex(p.stderr, r"error: %s:\d+:\d+: Deployment \"productpage-v1\": "
+                         r"spec.template.spec.containers\[0\].ports\[0\].containerPort: 15006 is "
+                         r"the sidecar's" % re.escape(bad))
+        self.assertIn("nothing written", p.stderr)
+
 
 if __name__ == "__main__":
-    CONTROL_PLANE, MESHCTL, EXAMPLES = (os.path.abspath(a) for a in sys.argv[1:4])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    CONTROL_PLANE, MESHCTL, EXAMPLES, PODS = (os.path.abspath(a) for a in sys.argv[1:5])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[5:], verbosity=2)

@@ -1,0 +1,188 @@
+// inject: adds the meshlet sidecar to the Pods and pod templates of manifest files
+// (control-plane/inject, docs/kubernetes.md). Needs no control plane.
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/config/yaml_proto.h"
+#include "common/tls/spiffe.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/documents.h"
+#include "control-plane/inject/inject.h"
+#include "control-plane/inject/node.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+// A flag whose value `check` accepts, stored in `*out`.
+flags::Flag CheckedFlag(std::string name, std::string value, std::string help, std::string* out,
+                        absl::Status (*check)(absl::string_view)) {
+  return {.name = std::move(name),
+          .value = std::move(value),
+          .help = std::move(help),
+          .set = [out, check](absl::string_view v) {
+            if (absl::Status s = check(v); !s.ok()) return s;
+            *out = std::string(v);
+            return absl::OkStatus();
+          }};
+}
+
+// One document as it goes out: its text as it came in when injection left it unchanged
+// (comments and formatting kept), else the injected tree.
+struct OutputDocument {
+  std::string text;
+  YAML::Node node;
+  bool changed = false;
+};
+
+class Inject final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {
+        FileFlag(&files_, true),
+        CheckedFlag("--proxy-image", "IMAGE",
+                    absl::StrCat("the proxy image (default meshlet-proxy:", kMeshctlVersion,
+                                 ", meshctl's version); the annotation sidecar.meshlet.io/"
+                                 "proxyImage overrides it per pod"),
+                    &proxy_image_, inject::CheckImage),
+        CheckedFlag("--control-plane", "HOST:PORT",
+                    "the control plane's xDS and CA address as pods reach it (default "
+                    "meshlet-control-plane.meshlet-system.svc:15012)",
+                    &control_plane_, inject::CheckHostPort),
+        CheckedFlag("--trust-domain", "NAME",
+                    "the mesh's trust domain, of the workloads' and the control plane's SPIFFE "
+                    "ids (default cluster.local)",
+                    &trust_domain_, tls::ValidateTrustDomain),
+        {.name = "--mode",
+         .value = "native|classic",
+         .help = "native: the sidecar is an init container with restartPolicy Always, so the "
+                 "app starts once it is ready (default; Kubernetes 1.29+); classic: a regular "
+                 "container listed first. The annotation sidecar.meshlet.io/mode overrides it "
+                 "per pod",
+         .set =
+             [this](absl::string_view v) {
+               absl::StatusOr<inject::SidecarMode> mode = inject::ParseSidecarMode(v);
+               if (!mode.ok()) return mode.status();
+               mode_ = *mode;
+               return absl::OkStatus();
+             }},
+        OutputFlag(&output_, {"yaml", "json"},
+                   "YAML documents (default), or JSON (a List when there are several)"),
+    };
+  }
+
+  int Run(Session& session) override {
+    if (!session.positional().empty()) return session.Fail(session.UsageFailure());
+    inject::Options options;
+    options.proxy_image =
+        proxy_image_.empty() ? absl::StrCat("meshlet-proxy:", kMeshctlVersion) : proxy_image_;
+    if (!control_plane_.empty()) options.control_plane_address = control_plane_;
+    if (!trust_domain_.empty()) options.trust_domain = trust_domain_;
+    options.mode = mode_;
+    options.version = kMeshctlVersion;
+    if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
+      return session.Fail({kExitUsage, std::string(s.message())});
+    }
+    std::ostream& err = session.io().err;
+    std::vector<SourceFile> files;
+    bool ok = ReadYamlFiles(session, files_, files);
+    std::vector<OutputDocument> documents;
+    for (const SourceFile& file : files) {
+      const std::string& source_name = file.name;
+      for (const config::YamlDocument& doc : file.documents) {
+        const std::string where = absl::StrCat(source_name, " (document ", doc.index + 1, ")");
+        config::YamlParseOptions source;
+        source.source_name = source_name;
+        source.line_offset = doc.first_line - 1;
+        absl::StatusOr<inject::Result> result =
+            inject::Inject(YAML::Load(doc.yaml), options, source);
+        if (!result.ok()) {
+          err << "error: " << result.status().message() << " (document " << doc.index + 1 << ")\n";
+          ok = false;
+          continue;
+        }
+        for (const inject::PodResult& pod : result->pods) {
+          if (pod.outcome == inject::Outcome::kOptedOut ||
+              pod.outcome == inject::Outcome::kSkipped) {
+            err << "not injected: " << where << ": " << pod.object << ": " << pod.reason << "\n";
+          }
+          for (const std::string& warning : pod.warnings) {
+            err << "warning: " << where << ": " << pod.object << ": " << warning << "\n";
+          }
+        }
+        documents.push_back({doc.yaml, result->document, result->changed});
+      }
+    }
+    if (!ok) {
+      err << "nothing written\n";
+      return kExitFailed;
+    }
+    if (documents.empty()) {
+      return session.Fail(
+          {kExitFailed, absl::StrCat("no documents found in ", absl::StrJoin(files_, ", "))});
+    }
+    std::ostream& out = session.io().out;
+    if (output_ == "json") {
+      if (documents.size() == 1) {
+        out << inject::ToJson(documents[0].node);
+        return kExitOk;
+      }
+      YAML::Node list(YAML::NodeType::Map);
+      list["apiVersion"] = inject::StringNode("v1");
+      list["kind"] = inject::StringNode("List");
+      list["items"] = YAML::Node(YAML::NodeType::Sequence);
+      for (const OutputDocument& d : documents) list["items"].push_back(d.node);
+      out << inject::ToJson(list);
+      return kExitOk;
+    }
+    for (size_t i = 0; i < documents.size(); ++i) {
+      if (i > 0) out << "---\n";
+      if (documents[i].changed) {
+        out << inject::ToYaml(documents[i].node);
+      } else {
+        out << absl::StripTrailingAsciiWhitespace(documents[i].text) << "\n";
+      }
+    }
+    return kExitOk;
+  }
+
+ private:
+  std::vector<std::string> files_;
+  std::string proxy_image_;
+  std::string control_plane_;
+  std::string trust_domain_;
+  inject::SidecarMode mode_ = inject::SidecarMode::kNative;
+  std::string output_ = "yaml";
+};
+
+}  // namespace
+
+CommandSpec InjectCommand() {
+  return {
+      .name = "inject",
+      .summary = "add the meshlet sidecar to the Pods and workloads of Kubernetes manifests",
+      .about =
+          "Reads Kubernetes manifests and writes them back with the meshlet sidecar added "
+          "to every Pod and pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, "
+          "ReplicationController, Job, CronJob, and those in a List): the meshlet-init "
+          "container that sets up traffic capture, the meshlet-proxy sidecar, their "
+          "volumes and a status annotation (docs/kubernetes.md). Other documents, pods "
+          "opted out with sidecar.meshlet.io/inject: \"false\" and hostNetwork pods come "
+          "out unchanged, in the same order; injecting an injected manifest changes "
+          "nothing. Every document is checked first: if any is invalid, each invalid "
+          "document's problem is printed (file, line, object and field) and nothing is "
+          "written. Needs no control plane.",
+      .examples = {{"inject and apply", "meshctl inject -f examples/pods/ | kubectl apply -f -"},
+                   {"classic sidecars, for engines without native sidecars",
+                    "meshctl inject -f app.yaml --mode classic --proxy-image "
+                    "localhost/meshlet-proxy:latest"},
+                   {"a running deployment",
+                    "kubectl get deploy reviews -o yaml | meshctl "
+                    "inject -f - | kubectl apply -f -"}},
+      .needs_context = false,
+      .make = [] { return std::make_unique<Inject>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,1049 @@
+#include "control-plane/inject/inject.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/base/utf8.h"
+#include "common/tls/spiffe.h"
+#include "control-plane/api/json.h"
+#include "control-plane/inject/node.h"
+#include "control-plane/inject/pod_checks.h"
+#include "control-plane/policy/validate.h"
+
+namespace meshlet::controlplane::inject {
+namespace {
+
+constexpr char kTrustVolume[] = "meshlet-trust";
+constexpr char kTokenVolume[] = "meshlet-token";
+constexpr char kJoinTokenVolume[] = "meshlet-join-token";
+constexpr char kDataVolume[] = "meshlet-data";
+constexpr char kTrustDir[] = "/var/run/meshlet/trust";
+constexpr char kTokenDir[] = "/var/run/meshlet/token";
+constexpr char kJoinTokenDir[] = "/var/run/meshlet/join-token";
+constexpr char kDataDir[] = "/var/lib/meshlet";
+constexpr char kTrustBundleKey[] = "ca.pem";
+constexpr char kJoinTokenKey[] = "token";
+constexpr char kMetricsPortName[] = "meshlet-metrics";
+constexpr char kDefaultContainerAnnotation[] = "kubectl.kubernetes.io/default-container";
+constexpr char kKubernetesTokenIdentity[] = "kubernetes-token";
+constexpr char kJoinTokenIdentity[] = "join-token";
+constexpr int64_t kDefaultGracePeriodSeconds = 30;
+// The sidecar's own ports: the app shares the pod's network namespace and cannot use them.
+constexpr int kReservedPorts[] = {kAdminPort, kOutboundPort, kInboundPort, kPrometheusPort,
+                                  kHealthPort};
+
+constexpr const char* kKnownAnnotations[] = {
+    kInjectKey,
+    kStatusAnnotation,
+    kModeAnnotation,
+    kIdentityAnnotation,
+    kJoinTokenSecretAnnotation,
+    kProxyImageAnnotation,
+    kProxyCpuAnnotation,
+    kProxyMemoryAnnotation,
+    kProxyCpuLimitAnnotation,
+    kProxyMemoryLimitAnnotation,
+    kDrainTimeAnnotation,
+    kLogLevelAnnotation,
+    kExcludeInboundPortsAnnotation,
+    kIncludeInboundPortsAnnotation,
+    kExcludeOutboundPortsAnnotation,
+    kExcludeOutboundRangesAnnotation,
+    kIncludeOutboundRangesAnnotation,
+};
+
+// Where a kind keeps its pod: the path from the object to the pod template (empty: the object is
+// the pod), and the API groups the kind belongs to ("" is the core group, apiVersion "v1").
+struct WorkloadKind {
+  absl::string_view kind;
+  std::vector<absl::string_view> groups;
+  std::vector<absl::string_view> template_path;
+};
+
+const std::vector<WorkloadKind>& WorkloadKinds() {
+  static const auto* kinds = new std::vector<WorkloadKind>{
+      {"Pod", {""}, {}},
+      {"Deployment", {"apps", "extensions"}, {"spec", "template"}},
+      {"StatefulSet", {"apps"}, {"spec", "template"}},
+      {"DaemonSet", {"apps", "extensions"}, {"spec", "template"}},
+      {"ReplicaSet", {"apps", "extensions"}, {"spec", "template"}},
+      {"ReplicationController", {""}, {"spec", "template"}},
+      {"Job", {"batch"}, {"spec", "template"}},
+      {"CronJob", {"batch"}, {"spec", "jobTemplate", "spec", "template"}},
+  };
+  return *kinds;
+}
+
+// "apps/v1" → "apps"; "v1" → "".
+absl::string_view GroupOf(absl::string_view api_version) {
+  const size_t slash = api_version.find('/');
+  return slash == absl::string_view::npos ? "" : api_version.substr(0, slash);
+}
+
+// "$" doubled, so the kubelet's $(VAR) expansion of args leaves the text as it is.
+std::string EscapeForArgs(absl::string_view text) {
+  return absl::StrReplaceAll(text, {{"$", "$$"}});
+}
+
+// One step of a path into the document: a map key or a sequence index.
+using PathStep = std::variant<std::string, size_t>;
+
+// A pod found in a document: where it is, and the input nodes.
+struct PodLocation {
+  std::vector<PathStep> path;  // from the document to the pod (or pod template)
+  std::string field;           // the same as text: "spec.template", "items[1].spec.template"
+  std::string object;          // `Deployment "reviews-v1"`
+  std::string kind;
+  std::string name;     // the object's name (the workload's, for a template)
+  YAML::Node pod;       // has metadata and spec
+  bool is_pod = false;  // a Pod (not a template): metadata.name is needed
+};
+
+// What one pod gets, decided from the input before anything is written.
+struct Plan {
+  Outcome outcome = Outcome::kInjected;
+  std::string reason;
+  std::vector<std::string> warnings;
+  SidecarMode mode = SidecarMode::kNative;
+  std::string image;
+  bool join_token = false;
+  std::string join_token_secret;
+  std::string cpu, memory, cpu_limit, memory_limit;
+  std::string drain_time, log_level;
+  std::vector<std::pair<std::string, std::string>> capture_flags;  // --flag, value
+  std::string service;
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::vector<int64_t> ports;
+  std::string first_app_container;
+  bool has_default_container = false;
+  bool needs_metadata = false;  // a template without metadata: add it, before spec
+  // What an earlier injection added (from its status annotation), taken out before injecting.
+  std::set<std::string> injected_init_containers, injected_containers, injected_volumes;
+};
+
+class PodReader {
+ public:
+  PodReader(const PodLocation& where, const Options& options,
+            const config::YamlParseOptions& source)
+      : where_(where),
+        options_(options),
+        source_(source),
+        prefix_(where.field.empty() ? "" : absl::StrCat(where.field, ".")) {}
+
+  absl::StatusOr<Plan> Read();
+
+ private:
+  // InvalidArgument at `node` (its position when it came from text) for the pod's `field`.
+  absl::Status Error(const YAML::Node& node, absl::string_view field,
+                     absl::string_view reason) const {
+    int line = 0, column = 0;
+    if (node.IsDefined() && !node.Mark().is_null()) {
+      line = node.Mark().line + 1;
+      column = node.Mark().column + 1;
+    }
+    return config::ErrorAt(source_, line, column, absl::StrCat(where_.object, ": ", prefix_, field),
+                           reason);
+  }
+
+  // A map or nothing (absent or null) at `field`; the map, or an undefined node.
+  absl::StatusOr<YAML::Node> OptionalMap(const YAML::Node& parent, absl::string_view key,
+                                         absl::string_view field) const {
+    const YAML::Node node = Field(parent, key);
+    if (!node || node.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+    if (!node.IsMap()) return Error(node, field, "must be a map");
+    return node;
+  }
+
+  // A list or nothing at `field`; an empty list for nothing.
+  absl::StatusOr<YAML::Node> OptionalList(const YAML::Node& parent, absl::string_view key,
+                                          absl::string_view field) const {
+    const YAML::Node node = Field(parent, key);
+    if (!node || node.IsNull()) return YAML::Node(YAML::NodeType::Sequence);
+    if (!node.IsSequence()) return Error(node, field, "must be a list");
+    return node;
+  }
+
+  std::string AnnotationField(absl::string_view key) const {
+    return absl::StrCat("metadata.annotations['", key, "']");
+  }
+
+  // The annotation's value, if set.
+  std::optional<std::string> Annotation(absl::string_view key) const {
+    const YAML::Node value = Field(annotations_, key);
+    if (!value) return std::nullopt;
+    return Text(value);
+  }
+
+  absl::Status ReadStatus(Plan& plan) const;
+  absl::Status ReadContainers(Plan& plan) const;
+  absl::Status ReadAnnotations(Plan& plan) const;
+  // A comma-separated list annotation (ports, CIDRs) whose items `valid` accepts, passed to
+  // `sidecar init` as `flag`; `what` names an item in errors.
+  absl::Status CaptureList(absl::string_view key, absl::string_view flag, bool star_allowed,
+                           bool (*valid)(absl::string_view), absl::string_view what,
+                           Plan& plan) const;
+  absl::StatusOr<std::string> Quantity(absl::string_view key, const std::string& fallback) const;
+
+  const PodLocation& where_;
+  const Options& options_;
+  const config::YamlParseOptions& source_;
+  const std::string prefix_;
+  YAML::Node metadata_, annotations_, labels_, spec_;
+};
+
+absl::StatusOr<Plan> PodReader::Read() {
+  Plan plan;
+  ASSIGN_OR_RETURN(metadata_, OptionalMap(where_.pod, "metadata", "metadata"));
+  plan.needs_metadata = !metadata_ && !where_.is_pod;
+  ASSIGN_OR_RETURN(annotations_, OptionalMap(metadata_, "annotations", "metadata.annotations"));
+  ASSIGN_OR_RETURN(labels_, OptionalMap(metadata_, "labels", "metadata.labels"));
+  spec_ = Field(where_.pod, "spec");
+  if (!spec_.IsMap()) {
+    return Error(spec_ ? spec_ : where_.pod, "spec", spec_ ? "must be a map" : "required");
+  }
+
+  // Opted out: by label, else by annotation.
+  for (const auto& [map, what] : {std::pair{labels_, "labels"}, {annotations_, "annotations"}}) {
+    const YAML::Node value = Field(map, kInjectKey);
+    if (!value) continue;
+    const std::string field = absl::StrCat("metadata.", what, "['", kInjectKey, "']");
+    if (!IsString(value) || (value.Scalar() != "true" && value.Scalar() != "false")) {
+      return Error(value, field, "must be the string \"true\" or \"false\" (quoted)");
+    }
+    if (value.Scalar() == "false") {
+      plan.outcome = Outcome::kOptedOut;
+      plan.reason = absl::StrCat(what == std::string("labels") ? "label " : "annotation ",
+                                 kInjectKey, " is \"false\"");
+      return plan;
+    }
+    break;
+  }
+  if (const YAML::Node host = Field(spec_, "hostNetwork")) {
+    if (TypeOf(host) != ScalarType::kBool) {
+      return Error(host, "spec.hostNetwork", "must be true or false");
+    }
+    if (IsTrue(host)) {
+      plan.outcome = Outcome::kSkipped;
+      plan.reason =
+          "spec.hostNetwork is true: the pod shares the node's network, whose traffic a sidecar "
+          "must not capture";
+      return plan;
+    }
+  }
+  RETURN_IF_ERROR(ReadStatus(plan));
+  RETURN_IF_ERROR(ReadContainers(plan));
+  RETURN_IF_ERROR(ReadAnnotations(plan));
+
+  // The workload's service: the app's name label, else the object's name.
+  for (const char* key : {"app.kubernetes.io/name", "app"}) {
+    if (!Text(Field(labels_, key)).empty()) {
+      plan.service = Text(Field(labels_, key));
+      break;
+    }
+  }
+  if (plan.service.empty()) plan.service = where_.name;
+  if (plan.service.empty()) {
+    return Error(metadata_ ? metadata_ : where_.pod, "metadata",
+                 "needs a name (or an app.kubernetes.io/name or app label) to name the service");
+  }
+  for (auto it = labels_.begin(); labels_ && it != labels_.end(); ++it) {
+    const std::string key = Text(it->first);
+    if (!it->second.IsScalar() || it->second.IsNull()) {
+      return Error(it->second, absl::StrCat("metadata.labels['", key, "']"), "must be a string");
+    }
+    plan.labels.emplace_back(key, it->second.Scalar());
+  }
+
+  // Warnings: what works, but not as one might expect.
+  if (plan.mode == SidecarMode::kClassic && (where_.kind == "Job" || where_.kind == "CronJob")) {
+    plan.warnings.push_back(
+        "a classic sidecar keeps running after the job's containers finish, so the pod never "
+        "completes; native mode (the default) stops it with them");
+  }
+  if (!plan.drain_time.empty()) {
+    absl::Duration drain;
+    absl::ParseDuration(plan.drain_time, &drain);
+    int64_t grace = kDefaultGracePeriodSeconds;
+    PlainInt(Text(Field(spec_, "terminationGracePeriodSeconds")), &grace);
+    if (drain > absl::Seconds(grace)) {
+      plan.warnings.push_back(absl::StrCat(
+          kDrainTimeAnnotation, " ", plan.drain_time, " is longer than the pod's ",
+          "terminationGracePeriodSeconds (", grace, "): the kubelet kills the proxy first"));
+    }
+  }
+  return plan;
+}
+
+absl::Status PodReader::ReadStatus(Plan& plan) const {
+  const YAML::Node status = Field(annotations_, kStatusAnnotation);
+  if (!status) return absl::OkStatus();
+  const std::string field = AnnotationField(kStatusAnnotation);
+  const absl::Status not_ours = Error(
+      status, field,
+      "not a status written by meshctl inject (a JSON object listing what it added); remove the "
+      "annotation to inject this pod");
+  if (!IsString(status)) return not_ours;
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(status.Scalar());
+  } catch (const YAML::Exception&) {
+    return not_ours;
+  }
+  if (!parsed.IsMap()) return not_ours;
+  for (auto& [key, out] : {std::pair<const char*, std::set<std::string>*>{
+                               "initContainers", &plan.injected_init_containers},
+                           {"containers", &plan.injected_containers},
+                           {"volumes", &plan.injected_volumes}}) {
+    const YAML::Node names = Field(parsed, key);
+    if (!names) continue;
+    if (!names.IsSequence()) return not_ours;
+    for (const YAML::Node& name : names) {
+      if (!name.IsScalar()) return not_ours;
+      out->insert(name.Scalar());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PodReader::ReadContainers(Plan& plan) const {
+  const std::set<std::string> ours = {kInitContainerName, kProxyContainerName};
+  const YAML::Node containers = Field(spec_, "containers");
+  if (!containers || !containers.IsSequence() || containers.size() == 0) {
+    return Error(containers ? containers : spec_, "spec.containers",
+                 containers ? "must be a non-empty list" : "required");
+  }
+  ASSIGN_OR_RETURN(YAML::Node init_containers,
+                   OptionalList(spec_, "initContainers", "spec.initContainers"));
+  for (const auto& [list, name, injected] :
+       {std::tuple{init_containers, "initContainers", &plan.injected_init_containers},
+        {containers, "containers", &plan.injected_containers}}) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node c = list[i];
+      const std::string at = absl::StrCat("spec.", name, "[", i, "]");
+      if (!c.IsMap()) return Error(c, at, "must be a map");
+      const YAML::Node name_node = Field(c, "name");
+      if (!IsString(name_node) || name_node.Scalar().empty()) {
+        return Error(name_node ? name_node : c, absl::StrCat(at, ".name"),
+                     name_node ? "must be a string" : "required");
+      }
+      const std::string container = name_node.Scalar();
+      if (injected->count(container) > 0) continue;
+      if (ours.count(container) > 0) {
+        return Error(name_node, absl::StrCat(at, ".name"),
+                     absl::StrCat("\"", container,
+                                  "\" is the name of a container injection adds; rename it"));
+      }
+      if (name[0] == 'i') continue;
+      if (plan.first_app_container.empty()) plan.first_app_container = container;
+      if (Text(Field(Field(c, "securityContext"), "runAsUser")) == absl::StrCat(kProxyUid)) {
+        plan.warnings.push_back(absl::StrCat("container \"", container, "\" runs as UID ",
+                                             kProxyUid,
+                                             ", the proxy's: its traffic bypasses the sidecar"));
+      }
+      ASSIGN_OR_RETURN(YAML::Node ports, OptionalList(c, "ports", absl::StrCat(at, ".ports")));
+      for (size_t p = 0; p < ports.size(); ++p) {
+        const YAML::Node port = ports[p];
+        const std::string port_at = absl::StrCat(at, ".ports[", p, "]");
+        if (!port.IsMap()) return Error(port, port_at, "must be a map");
+        const YAML::Node number = Field(port, "containerPort");
+        int64_t value = 0;
+        if (!number || TypeOf(number) != ScalarType::kInt || !PlainInt(number.Scalar(), &value) ||
+            value < 1 || value > 65535) {
+          return Error(number ? number : port, absl::StrCat(port_at, ".containerPort"),
+                       number ? "must be an integer from 1 to 65535" : "required");
+        }
+        const std::string protocol =
+            Field(port, "protocol") ? Text(Field(port, "protocol")) : std::string("TCP");
+        if (protocol != "TCP" && protocol != "UDP" && protocol != "SCTP") {
+          return Error(Field(port, "protocol"), absl::StrCat(port_at, ".protocol"),
+                       "must be TCP, UDP or SCTP");
+        }
+        if (protocol != "TCP") continue;
+        if (std::find(std::begin(kReservedPorts), std::end(kReservedPorts), value) !=
+            std::end(kReservedPorts)) {
+          return Error(number, absl::StrCat(port_at, ".containerPort"),
+                       absl::StrCat(value, " is the sidecar's (it uses ",
+                                    absl::StrJoin(kReservedPorts, ", "), ")"));
+        }
+        if (std::find(plan.ports.begin(), plan.ports.end(), value) == plan.ports.end()) {
+          plan.ports.push_back(value);
+        }
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(YAML::Node volumes, OptionalList(spec_, "volumes", "spec.volumes"));
+  const std::set<std::string> our_volumes = {kTrustVolume, kTokenVolume, kJoinTokenVolume,
+                                             kDataVolume};
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const YAML::Node name = Field(volumes[i], "name");
+    const std::string at = absl::StrCat("spec.volumes[", i, "]");
+    if (!volumes[i].IsMap()) return Error(volumes[i], at, "must be a map");
+    if (!IsString(name))
+      return Error(name ? name : volumes[i], absl::StrCat(at, ".name"), "required");
+    if (plan.injected_volumes.count(name.Scalar()) == 0 && our_volumes.count(name.Scalar()) > 0) {
+      return Error(name, absl::StrCat(at, ".name"),
+                   absl::StrCat("\"", name.Scalar(),
+                                "\" is the name of a volume injection adds; rename it"));
+    }
+  }
+  if (const YAML::Node user = Field(Field(spec_, "securityContext"), "runAsUser");
+      Text(user) == absl::StrCat(kProxyUid)) {
+    plan.warnings.push_back(absl::StrCat("the pod runs as UID ", kProxyUid,
+                                         ", the proxy's: its containers' traffic bypasses the "
+                                         "sidecar unless they set another runAsUser"));
+  }
+  plan.has_default_container = static_cast<bool>(Field(annotations_, kDefaultContainerAnnotation));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PodReader::Quantity(absl::string_view key,
+                                                const std::string& fallback) const {
+  std::optional<std::string> value = Annotation(key);
+  if (!value) return fallback;
+  if (absl::StatusOr<double> q = ParseQuantity(*value); !q.ok()) {
+    return Error(Field(annotations_, key), AnnotationField(key), q.status().message());
+  }
+  return *value;
+}
+
+bool IsPort(absl::string_view text) {
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) && port >= 1 && port <= 65535;
+}
+
+bool IsCidr(absl::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == absl::string_view::npos) return false;
+  const std::string ip(text.substr(0, slash));
+  const int max_bits = ip.find(':') != std::string::npos ? 128 : 32;
+  unsigned char address[16];
+  int bits = -1;
+  return inet_pton(max_bits == 128 ? AF_INET6 : AF_INET, ip.c_str(), address) == 1 &&
+         absl::SimpleAtoi(text.substr(slash + 1), &bits) && bits >= 0 && bits <= max_bits;
+}
+
+absl::Status PodReader::CaptureList(absl::string_view key, absl::string_view flag,
+                                    bool star_allowed, bool (*valid)(absl::string_view),
+                                    absl::string_view what, Plan& plan) const {
+  std::optional<std::string> value = Annotation(key);
+  if (!value) return absl::OkStatus();
+  std::vector<absl::string_view> items;
+  for (absl::string_view item : absl::StrSplit(*value, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (!(star_allowed && item == "*") && !valid(item)) {
+      return Error(Field(annotations_, key), AnnotationField(key),
+                   absl::StrCat("\"", item, "\" is not ", what, star_allowed ? " or *" : "",
+                                "; the list is comma-separated"));
+    }
+    items.push_back(item);
+  }
+  plan.capture_flags.emplace_back(flag, absl::StrJoin(items, ","));
+  return absl::OkStatus();
+}
+
+absl::Status PodReader::ReadAnnotations(Plan& plan) const {
+  for (auto it = annotations_.begin(); annotations_ && it != annotations_.end(); ++it) {
+    const std::string key = Text(it->first);
+    if (!absl::StartsWith(key, "sidecar.meshlet.io/") &&
+        !absl::StartsWith(key, "traffic.meshlet.io/")) {
+      continue;
+    }
+    if (std::find(std::begin(kKnownAnnotations), std::end(kKnownAnnotations), key) ==
+        std::end(kKnownAnnotations)) {
+      return Error(
+          it->first, AnnotationField(key),
+          absl::StrCat("unknown annotation; known: ", absl::StrJoin(kKnownAnnotations, ", ")));
+    }
+    if (!IsString(it->second)) {
+      return Error(it->second, AnnotationField(key),
+                   "must be a string (annotation values are strings: quote it)");
+    }
+  }
+  auto error = [&](absl::string_view key, absl::string_view reason) {
+    return Error(Field(annotations_, key), AnnotationField(key), reason);
+  };
+
+  plan.mode = options_.mode;
+  if (std::optional<std::string> mode = Annotation(kModeAnnotation)) {
+    absl::StatusOr<SidecarMode> parsed = ParseSidecarMode(*mode);
+    if (!parsed.ok()) return error(kModeAnnotation, parsed.status().message());
+    plan.mode = *parsed;
+  }
+  const std::optional<std::string> identity = Annotation(kIdentityAnnotation);
+  if (identity && *identity != kKubernetesTokenIdentity && *identity != kJoinTokenIdentity) {
+    return error(kIdentityAnnotation, absl::StrCat("must be ", kKubernetesTokenIdentity,
+                                                   " (the default) or ", kJoinTokenIdentity));
+  }
+  plan.join_token = identity == kJoinTokenIdentity;
+  const std::optional<std::string> secret = Annotation(kJoinTokenSecretAnnotation);
+  if (plan.join_token && !secret) {
+    return error(kIdentityAnnotation,
+                 absl::StrCat(kJoinTokenIdentity, " needs the annotation ",
+                              kJoinTokenSecretAnnotation, " naming the Secret with the token"));
+  }
+  if (secret && !plan.join_token) {
+    return error(kJoinTokenSecretAnnotation,
+                 absl::StrCat("only used with ", kIdentityAnnotation, ": ", kJoinTokenIdentity));
+  }
+  if (secret && !policy::IsDnsSubdomain(*secret)) {
+    return error(kJoinTokenSecretAnnotation, "must be a Secret's name (a DNS-1123 subdomain)");
+  }
+  plan.join_token_secret = secret.value_or("");
+
+  plan.image = Annotation(kProxyImageAnnotation).value_or(options_.proxy_image);
+  if (plan.image.empty() || std::any_of(plan.image.begin(), plan.image.end(), [](char c) {
+        return absl::ascii_isspace(static_cast<unsigned char>(c));
+      })) {
+    return error(kProxyImageAnnotation, "must be an image reference without spaces");
+  }
+  ASSIGN_OR_RETURN(plan.cpu, Quantity(kProxyCpuAnnotation, options_.proxy_cpu));
+  ASSIGN_OR_RETURN(plan.memory, Quantity(kProxyMemoryAnnotation, options_.proxy_memory));
+  ASSIGN_OR_RETURN(plan.cpu_limit, Quantity(kProxyCpuLimitAnnotation, ""));
+  ASSIGN_OR_RETURN(plan.memory_limit, Quantity(kProxyMemoryLimitAnnotation, ""));
+  for (const auto& [limit_key, limit, request] :
+       {std::tuple{kProxyCpuLimitAnnotation, plan.cpu_limit, plan.cpu},
+        {kProxyMemoryLimitAnnotation, plan.memory_limit, plan.memory}}) {
+    if (!limit.empty() && *ParseQuantity(limit) < *ParseQuantity(request)) {
+      return error(limit_key, absl::StrCat("\"", limit, "\" is below the request \"", request,
+                                           "\"; a limit must be at least the request"));
+    }
+  }
+  if (std::optional<std::string> drain = Annotation(kDrainTimeAnnotation)) {
+    absl::Duration d;
+    if (!absl::ParseDuration(*drain, &d) || d < absl::ZeroDuration()) {
+      return error(kDrainTimeAnnotation, "must be a duration such as 30s or 1m30s");
+    }
+    plan.drain_time = *drain;
+  }
+  if (std::optional<std::string> level = Annotation(kLogLevelAnnotation)) {
+    if (!ParseLogLevel(*level).has_value()) {
+      return error(kLogLevelAnnotation,
+                   "must be one of trace, debug, info, warn, error, critical, off");
+    }
+    plan.log_level = *level;
+  }
+  constexpr char kPort[] = "a port (1-65535)";
+  constexpr char kCidr[] = "a CIDR (10.0.0.0/8, fd00::/8)";
+  RETURN_IF_ERROR(CaptureList(kExcludeInboundPortsAnnotation, "--exclude-inbound-ports", false,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kIncludeInboundPortsAnnotation, "--include-inbound-ports", true,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kExcludeOutboundPortsAnnotation, "--exclude-outbound-ports", false,
+                              IsPort, kPort, plan));
+  RETURN_IF_ERROR(CaptureList(kExcludeOutboundRangesAnnotation, "--exclude-outbound-cidrs", false,
+                              IsCidr, kCidr, plan));
+  RETURN_IF_ERROR(CaptureList(kIncludeOutboundRangesAnnotation, "--include-outbound-cidrs", true,
+                              IsCidr, kCidr, plan));
+  return absl::OkStatus();
+}
+
+// Writing.
+
+YAML::Node Map() { return YAML::Node(YAML::NodeType::Map); }
+YAML::Node List() { return YAML::Node(YAML::NodeType::Sequence); }
+
+YAML::Node StringList(const std::vector<std::string>& items) {
+  YAML::Node list = List();
+  for (const std::string& item : items) list.push_back(StringNode(item));
+  return list;
+}
+
+YAML::Node Probe(int64_t period, int64_t failures) {
+  YAML::Node probe = Map();
+  probe["httpGet"]["path"] = StringNode("/ready");
+  probe["httpGet"]["port"] = IntNode(kPrometheusPort);
+  probe["periodSeconds"] = IntNode(period);
+  probe["timeoutSeconds"] = IntNode(3);
+  probe["failureThreshold"] = IntNode(failures);
+  return probe;
+}
+
+YAML::Node Resources(const Plan& plan) {
+  YAML::Node resources = Map();
+  resources["requests"]["cpu"] = StringNode(plan.cpu);
+  resources["requests"]["memory"] = StringNode(plan.memory);
+  if (!plan.cpu_limit.empty()) resources["limits"]["cpu"] = StringNode(plan.cpu_limit);
+  if (!plan.memory_limit.empty()) resources["limits"]["memory"] = StringNode(plan.memory_limit);
+  return resources;
+}
+
+YAML::Node Mount(absl::string_view volume, absl::string_view path, bool read_only) {
+  YAML::Node mount = Map();
+  mount["name"] = StringNode(volume);
+  mount["mountPath"] = StringNode(path);
+  if (read_only) mount["readOnly"] = BoolNode(true);
+  return mount;
+}
+
+YAML::Node FieldEnv(absl::string_view name, absl::string_view field_path) {
+  YAML::Node env = Map();
+  env["name"] = StringNode(name);
+  env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode(field_path);
+  return env;
+}
+
+YAML::Node InitContainer(const Plan& plan) {
+  std::vector<std::string> args = {"init", absl::StrCat("--proxy-uid=", kProxyUid),
+                                   absl::StrCat("--outbound-port=", kOutboundPort),
+                                   absl::StrCat("--inbound-port=", kInboundPort)};
+  for (const auto& [flag, value] : plan.capture_flags)
+    args.push_back(absl::StrCat(flag, "=", value));
+  YAML::Node c = Map();
+  c["name"] = StringNode(kInitContainerName);
+  c["image"] = StringNode(plan.image);
+  c["command"] = StringList({kProxyCommand});
+  c["args"] = StringList(args);
+  c["resources"] = Resources(plan);
+  YAML::Node security = Map();
+  // Root with NET_ADMIN and NET_RAW to program the pod's iptables; nothing else.
+  security["runAsUser"] = IntNode(0);
+  security["runAsGroup"] = IntNode(0);
+  security["runAsNonRoot"] = BoolNode(false);
+  security["allowPrivilegeEscalation"] = BoolNode(false);
+  security["privileged"] = BoolNode(false);
+  security["readOnlyRootFilesystem"] = BoolNode(false);  // iptables takes a lock under /run
+  security["capabilities"]["add"] = StringList({"NET_ADMIN", "NET_RAW"});
+  security["capabilities"]["drop"] = StringList({"ALL"});
+  c["securityContext"] = security;
+  return c;
+}
+
+YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
+  std::vector<std::string> args = {
+      "--xds=$(MESHLET_CONTROL_PLANE)",
+      absl::StrCat("--xds-ca=", kTrustDir, "/", kTrustBundleKey),
+      absl::StrCat("--xds-server-identity=spiffe://", options.trust_domain, "/ns/",
+                   options.control_plane_namespace, "/sa/", options.control_plane_service_account),
+      absl::StrCat("--xds-cache-dir=", kDataDir),
+      absl::StrCat("--trust-domain=", options.trust_domain),
+      "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
+      "--node-namespace=$(POD_NAMESPACE)",
+      absl::StrCat("--node-service=", EscapeForArgs(plan.service)),
+      "--node-service-account=$(SERVICE_ACCOUNT)",
+      "--node-address=$(POD_IP)",
+  };
+  for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
+  for (const auto& [key, value] : plan.labels) {
+    args.push_back(absl::StrCat("--node-label=", EscapeForArgs(key), "=", EscapeForArgs(value)));
+  }
+  args.push_back(plan.join_token
+                     ? absl::StrCat("--join-token-file=", kJoinTokenDir, "/", kJoinTokenKey)
+                     : absl::StrCat("--kubernetes-token-file=", kTokenDir, "/token"));
+  args.push_back(absl::StrCat("--admin-address=127.0.0.1:", kAdminPort));
+  args.push_back(absl::StrCat("--prometheus-address=0.0.0.0:", kPrometheusPort));
+  if (!plan.drain_time.empty()) args.push_back(absl::StrCat("--drain-time=", plan.drain_time));
+  if (!plan.log_level.empty()) args.push_back(absl::StrCat("--log-level=", plan.log_level));
+
+  YAML::Node c = Map();
+  c["name"] = StringNode(kProxyContainerName);
+  c["image"] = StringNode(plan.image);
+  c["command"] = StringList({kProxyCommand});
+  c["args"] = StringList(args);
+  YAML::Node env = List();
+  env.push_back(FieldEnv("POD_NAME", "metadata.name"));
+  env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
+  env.push_back(FieldEnv("POD_IP", "status.podIP"));
+  env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+  YAML::Node control_plane = Map();
+  control_plane["name"] = StringNode("MESHLET_CONTROL_PLANE");
+  control_plane["value"] = StringNode(options.control_plane_address);
+  env.push_back(control_plane);
+  c["env"] = env;
+  YAML::Node port = Map();
+  port["name"] = StringNode(kMetricsPortName);
+  port["containerPort"] = IntNode(kPrometheusPort);
+  port["protocol"] = StringNode("TCP");
+  c["ports"].push_back(port);
+  c["readinessProbe"] = Probe(2, 3);
+  // A native sidecar's startup probe holds the app's containers until the proxy is ready.
+  if (plan.mode == SidecarMode::kNative) c["startupProbe"] = Probe(1, 600);
+  c["resources"] = Resources(plan);
+  YAML::Node security = Map();
+  security["runAsUser"] = IntNode(kProxyUid);
+  security["runAsGroup"] = IntNode(kProxyUid);
+  security["runAsNonRoot"] = BoolNode(true);
+  security["allowPrivilegeEscalation"] = BoolNode(false);
+  security["privileged"] = BoolNode(false);
+  security["readOnlyRootFilesystem"] = BoolNode(true);
+  security["capabilities"]["drop"] = StringList({"ALL"});
+  c["securityContext"] = security;
+  YAML::Node mounts = List();
+  mounts.push_back(Mount(kTrustVolume, kTrustDir, true));
+  mounts.push_back(plan.join_token ? Mount(kJoinTokenVolume, kJoinTokenDir, true)
+                                   : Mount(kTokenVolume, kTokenDir, true));
+  mounts.push_back(Mount(kDataVolume, kDataDir, false));
+  c["volumeMounts"] = mounts;
+  if (plan.mode == SidecarMode::kNative) c["restartPolicy"] = StringNode("Always");
+  return c;
+}
+
+std::vector<YAML::Node> Volumes(const Plan& plan, const Options& options) {
+  YAML::Node trust = Map();
+  trust["name"] = StringNode(kTrustVolume);
+  trust["configMap"]["name"] = StringNode(options.trust_bundle_config_map);
+  YAML::Node item = Map();
+  item["key"] = StringNode(kTrustBundleKey);
+  item["path"] = StringNode(kTrustBundleKey);
+  trust["configMap"]["items"].push_back(item);
+
+  YAML::Node credential = Map();
+  if (plan.join_token) {
+    credential["name"] = StringNode(kJoinTokenVolume);
+    credential["secret"]["secretName"] = StringNode(plan.join_token_secret);
+    YAML::Node token = Map();
+    token["key"] = StringNode(kJoinTokenKey);
+    token["path"] = StringNode(kJoinTokenKey);
+    credential["secret"]["items"].push_back(token);
+  } else {
+    credential["name"] = StringNode(kTokenVolume);
+    YAML::Node source = Map();
+    source["serviceAccountToken"]["audience"] = StringNode(options.token_audience);
+    source["serviceAccountToken"]["expirationSeconds"] = IntNode(options.token_expiration_seconds);
+    source["serviceAccountToken"]["path"] = StringNode("token");
+    credential["projected"]["sources"].push_back(source);
+  }
+  YAML::Node data = Map();
+  data["name"] = StringNode(kDataVolume);
+  data["emptyDir"] = Map();
+  return {trust, credential, data};
+}
+
+std::string StatusJson(const Plan& plan, const Options& options,
+                       const std::vector<std::string>& init_containers,
+                       const std::vector<std::string>& containers,
+                       const std::vector<std::string>& volumes) {
+  auto list = [](const std::vector<std::string>& names) {
+    return absl::StrCat("[",
+                        absl::StrJoin(names, ",",
+                                      [](std::string* out, const std::string& n) {
+                                        out->append(api::JsonQuote(n));
+                                      }),
+                        "]");
+  };
+  return absl::StrCat("{\"version\":", api::JsonQuote(options.version), ",\"mode\":",
+                      plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
+                      ",\"initContainers\":", list(init_containers),
+                      ",\"containers\":", list(containers), ",\"volumes\":", list(volumes), "}");
+}
+
+// The entries of `list` whose name is not in `drop`.
+YAML::Node Without(const YAML::Node& list, const std::set<std::string>& drop) {
+  YAML::Node kept = List();
+  for (size_t i = 0; list && list.IsSequence() && i < list.size(); ++i) {
+    if (drop.count(Text(Field(list[i], "name"))) == 0) kept.push_back(list[i]);
+  }
+  return kept;
+}
+
+// Writes the plan into `pod` (a pod or pod template of the output tree).
+void Write(const Plan& plan, const Options& options, YAML::Node pod) {
+  if (plan.needs_metadata) {
+    YAML::Node rebuilt = Map();
+    rebuilt["metadata"] = Map();
+    for (auto it = pod.begin(); it != pod.end(); ++it) {
+      if (Text(it->first) != "metadata") rebuilt.force_insert(it->first, it->second);
+    }
+    pod = rebuilt;
+  }
+  YAML::Node spec = pod["spec"];
+  YAML::Node proxy = ProxyContainer(plan, options);
+
+  std::vector<std::string> added_init = {kInitContainerName};
+  std::vector<std::string> added_containers;
+  YAML::Node init_containers = List();
+  init_containers.push_back(InitContainer(plan));
+  if (plan.mode == SidecarMode::kNative) {
+    init_containers.push_back(proxy);
+    added_init.push_back(kProxyContainerName);
+  }
+  for (const YAML::Node& c :
+       Without(Field(spec, "initContainers"), plan.injected_init_containers)) {
+    init_containers.push_back(c);
+  }
+  YAML::Node containers = List();
+  if (plan.mode == SidecarMode::kClassic) {
+    containers.push_back(proxy);
+    added_containers.push_back(kProxyContainerName);
+  }
+  for (const YAML::Node& c : Without(Field(spec, "containers"), plan.injected_containers)) {
+    containers.push_back(c);
+  }
+  YAML::Node volumes = Without(Field(spec, "volumes"), plan.injected_volumes);
+  std::vector<std::string> added_volumes;
+  for (const YAML::Node& v : Volumes(plan, options)) {
+    volumes.push_back(v);
+    added_volumes.push_back(Text(v["name"]));
+  }
+  spec["initContainers"] = init_containers;
+  spec["containers"] = containers;
+  spec["volumes"] = volumes;
+
+  YAML::Node metadata = pod["metadata"];
+  if (!metadata.IsMap()) metadata = Map();  // was null
+  const YAML::Node old_annotations = Field(metadata, "annotations");
+  YAML::Node annotations = Map();
+  for (auto it = old_annotations.begin(); old_annotations.IsMap() && it != old_annotations.end();
+       ++it) {
+    if (Text(it->first) != kStatusAnnotation) annotations.force_insert(it->first, it->second);
+  }
+  if (!plan.has_default_container) {
+    annotations[kDefaultContainerAnnotation] = StringNode(plan.first_app_container);
+  }
+  annotations[kStatusAnnotation] =
+      StringNode(StatusJson(plan, options, added_init, added_containers, added_volumes));
+  metadata["annotations"] = annotations;
+}
+
+}  // namespace
+
+absl::StatusOr<SidecarMode> ParseSidecarMode(absl::string_view text) {
+  if (text == "native") return SidecarMode::kNative;
+  if (text == "classic") return SidecarMode::kClassic;
+  return absl::InvalidArgumentError("must be native or classic");
+}
+
+absl::Status CheckImage(absl::string_view image) {
+  if (image.empty() || std::any_of(image.begin(), image.end(), [](char c) {
+        return absl::ascii_isspace(static_cast<unsigned char>(c));
+      })) {
+    return absl::InvalidArgumentError("must be an image reference without spaces");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHostPort(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 || port > 65535) {
+    return absl::InvalidArgumentError("must be HOST:PORT");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptions(const Options& options) {
+  RETURN_IF_ERROR(Annotate(CheckImage(options.proxy_image),
+                           absl::StrCat("proxy image \"", options.proxy_image, "\"")));
+  RETURN_IF_ERROR(Annotate(CheckHostPort(options.control_plane_address),
+                           absl::StrCat("control plane \"", options.control_plane_address, "\"")));
+  if (absl::Status s = tls::ValidateTrustDomain(options.trust_domain); !s.ok()) return s;
+  if (!policy::IsDnsLabel(options.control_plane_namespace) ||
+      !policy::IsDnsSubdomain(options.control_plane_service_account) ||
+      !policy::IsDnsSubdomain(options.trust_bundle_config_map)) {
+    return absl::InvalidArgumentError(
+        "the control plane's namespace, service account and trust bundle ConfigMap must be "
+        "Kubernetes names");
+  }
+  if (!ParseQuantity(options.proxy_cpu).ok() || !ParseQuantity(options.proxy_memory).ok()) {
+    return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");
+  }
+  if (options.token_expiration_seconds < 600) {
+    return absl::InvalidArgumentError("the token's lifetime must be at least 600 seconds");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// InvalidArgument for the whole document (no pod found yet).
+absl::Status DocumentError(const config::YamlParseOptions& source, const YAML::Node& node,
+                           absl::string_view object, absl::string_view field,
+                           absl::string_view reason) {
+  int line = 0, column = 0;
+  if (node.IsDefined() && !node.Mark().is_null()) {
+    line = node.Mark().line + 1;
+    column = node.Mark().column + 1;
+  }
+  return config::ErrorAt(source, line, column,
+                         object.empty() ? std::string(field) : absl::StrCat(object, ": ", field),
+                         reason);
+}
+
+// The pods of `object` (the document, or an item of a List at `path`).
+absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
+                      const std::string& field_prefix, const config::YamlParseOptions& source,
+                      bool in_list, std::vector<PodLocation>& out) {
+  if (!object.IsMap()) {
+    return DocumentError(source, object, "", field_prefix.empty() ? "(document)" : field_prefix,
+                         "not a Kubernetes object (a map with apiVersion and kind)");
+  }
+  const std::string field = field_prefix.empty() ? "" : absl::StrCat(field_prefix, ".");
+  const YAML::Node kind_node = Field(object, "kind");
+  if (!IsString(kind_node) || kind_node.Scalar().empty()) {
+    return DocumentError(source, kind_node ? kind_node : object, "", absl::StrCat(field, "kind"),
+                         kind_node ? "must be a string" : "required");
+  }
+  const std::string kind = kind_node.Scalar();
+  const std::string api_version = Text(Field(object, "apiVersion"));
+  const YAML::Node metadata = Field(object, "metadata");
+  std::string name = Text(Field(metadata, "name"));
+  if (name.empty()) {
+    name = std::string(absl::StripSuffix(Text(Field(metadata, "generateName")), "-"));
+  }
+  const std::string object_label = absl::StrCat(kind, " \"", name, "\"");
+  if (kind == "List" && !in_list && GroupOf(api_version).empty()) {
+    const YAML::Node items = Field(object, "items");
+    if (!items || items.IsNull()) return absl::OkStatus();
+    if (!items.IsSequence()) {
+      return DocumentError(source, items, "List", "items", "must be a list");
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::vector<PathStep> item_path = path;
+      item_path.emplace_back(std::string("items"));
+      item_path.emplace_back(i);
+      RETURN_IF_ERROR(
+          FindPods(items[i], item_path, absl::StrCat("items[", i, "]"), source, true, out));
+    }
+    return absl::OkStatus();
+  }
+  for (const WorkloadKind& w : WorkloadKinds()) {
+    if (w.kind != kind) continue;
+    if (std::find(w.groups.begin(), w.groups.end(), GroupOf(api_version)) == w.groups.end()) {
+      if (api_version.empty()) {
+        return DocumentError(source, object, object_label, absl::StrCat(field, "apiVersion"),
+                             "required");
+      }
+      return absl::OkStatus();  // another API's kind of the same name
+    }
+    PodLocation location;
+    location.kind = kind;
+    location.name = name;
+    location.object = object_label;
+    location.is_pod = w.template_path.empty();
+    location.path = path;
+    location.field = field_prefix;
+    YAML::Node node = object;
+    for (absl::string_view step : w.template_path) {
+      const YAML::Node next = Field(node, step);
+      location.field =
+          location.field.empty() ? std::string(step) : absl::StrCat(location.field, ".", step);
+      if (!next.IsMap()) {
+        return DocumentError(source, next ? next : node, object_label, location.field,
+                             next ? "must be a map" : "required");
+      }
+      node.reset(next);
+      location.path.emplace_back(std::string(step));
+    }
+    location.pod = node;
+    if (location.is_pod && name.empty()) {
+      return DocumentError(source, metadata ? metadata : object, object_label,
+                           absl::StrCat(field, "metadata.name"), "required");
+    }
+    out.push_back(std::move(location));
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+// The first scalar (key or value) of `node` that is not valid UTF-8, and its path: Kubernetes
+// objects are JSON, which cannot carry such bytes.
+std::optional<std::pair<YAML::Node, std::string>> InvalidUtf8(const YAML::Node& node,
+                                                              const std::string& path) {
+  if (node.IsScalar()) {
+    if (!IsValidUtf8(node.Scalar())) return std::pair{node, path};
+  } else if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const std::string at = absl::StrCat(path, path.empty() ? "" : ".", Text(it->first));
+      if (auto bad = InvalidUtf8(it->first, at)) return bad;
+      if (auto bad = InvalidUtf8(it->second, at)) return bad;
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (auto bad = InvalidUtf8(node[i], absl::StrCat(path, "[", i, "]"))) return bad;
+    }
+  }
+  return std::nullopt;
+}
+
+YAML::Node Follow(YAML::Node node, const std::vector<PathStep>& path) {
+  for (const PathStep& step : path) {
+    if (const auto* key = std::get_if<std::string>(&step)) {
+      node.reset(node[*key]);
+    } else {
+      node.reset(node[std::get<size_t>(step)]);
+    }
+  }
+  return node;
+}
+
+absl::StatusOr<Result> InjectOrThrow(const YAML::Node& document, const Options& options,
+                                     const config::YamlParseOptions& source) {
+  Result result;
+  result.document = document;
+  if (auto bad = InvalidUtf8(document, "")) {
+    return DocumentError(source, bad->first, "", bad->second.empty() ? "(document)" : bad->second,
+                         "not valid UTF-8");
+  }
+  std::vector<PodLocation> locations;
+  RETURN_IF_ERROR(FindPods(document, {}, "", source, false, locations));
+  std::vector<Plan> plans;
+  for (const PodLocation& location : locations) {
+    ASSIGN_OR_RETURN(Plan plan, PodReader(location, options, source).Read());
+    PodResult pod;
+    pod.field = location.field;
+    pod.object = location.object;
+    pod.outcome = plan.outcome;
+    pod.reason = plan.reason;
+    pod.warnings = plan.warnings;
+    result.pods.push_back(std::move(pod));
+    plans.push_back(std::move(plan));
+  }
+  YAML::Node out = YAML::Clone(document);
+  for (size_t i = 0; i < locations.size(); ++i) {
+    if (plans[i].outcome != Outcome::kInjected) continue;
+    // Templates without metadata get it first: write into the parent's entry.
+    YAML::Node pod = Follow(out, locations[i].path);
+    Write(plans[i], options, pod);
+    pod.reset(Follow(out, locations[i].path));
+    std::set<std::string> deep = {kInitContainerName, kProxyContainerName, kTrustVolume,
+                                  kTokenVolume,       kJoinTokenVolume,    kDataVolume};
+    std::vector<PodProblem> problems =
+        CheckPod(pod["metadata"], pod["spec"],
+                 locations[i].field.empty() ? "" : absl::StrCat(locations[i].field, "."), deep);
+    if (!problems.empty()) {
+      std::vector<std::string> lines;
+      for (const PodProblem& p : problems) lines.push_back(absl::StrCat(p.field, ": ", p.message));
+      return DocumentError(
+          source, locations[i].pod, locations[i].object, "(injected pod)",
+          absl::StrCat("the Kubernetes API would refuse it: ", absl::StrJoin(lines, "; ")));
+    }
+    if (Equal(pod, locations[i].pod)) {
+      result.pods[i].outcome = Outcome::kUnchanged;
+    } else {
+      result.changed = true;
+    }
+  }
+  if (result.changed) result.document = out;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<Result> Inject(const YAML::Node& document, const Options& options,
+                              const config::YamlParseOptions& source) {
+  try {
+    return InjectOrThrow(document, options, source);
+  } catch (const YAML::Exception& e) {
+    // The node accessors above do not throw; this would be a bug, reported rather than fatal.
+    return absl::InternalError(
+        absl::StrCat("injection failed on the document's structure: ", e.what()));
+  }
+}
+
+}  // namespace meshlet::controlplane::inject

@@ -1,0 +1,143 @@
+#pragma once
+
+// Sidecar injection (docs/kubernetes.md): adds meshlet to a Pod, to the pod template of a
+// Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job or CronJob, or to
+// each of those in a List. `meshctl inject` calls it on the documents of manifest files; the
+// admission webhook calls it on the Pod of an AdmissionReview (its JSON parses into the same
+// YAML::Node model, node.h, and ToJson writes the result back).
+//
+// What an injected pod gets:
+//   - `meshlet-init`, the first init container: `sidecar init` with NET_ADMIN and NET_RAW, as
+//     root (the only container that is), programming the pod's iptables capture; its port and
+//     CIDR exclusions come from the traffic.meshlet.io/* annotations;
+//   - `meshlet-proxy`, the sidecar, running as UID/GID 1337: a native sidecar (an init container
+//     with restartPolicy Always, right after meshlet-init, with a startupProbe, so the app starts
+//     once the proxy is ready) or, in classic mode, the first regular container; its arguments
+//     name the control plane, its trust bundle and identity, and the workload (pod name,
+//     namespace, IP and service account from the downward API; service, labels and the app's
+//     TCP container ports from the pod);
+//   - volumes for the trust bundle (ConfigMap meshlet-trust), the workload credential (a
+//     projected service-account token for the audience "meshlet", or a join token from a
+//     Secret) and the proxy's xDS cache (emptyDir);
+//   - the annotation sidecar.meshlet.io/status naming what was added.
+//
+// Idempotent: what an earlier injection added (as its status annotation lists it) is taken out
+// and injected again, so a document injected with the same options comes back unchanged
+// (Result::changed false) and one injected by another version or with other options is updated.
+// A pod opted out (sidecar.meshlet.io/inject: "false", label or annotation) or on the host's
+// network is left as it is, with the reason; documents of other kinds pass through.
+//
+// Errors are InvalidArgument naming the source, line and column (when the node came from text),
+// the object (`Deployment "reviews-v1"`) and the field path, like the policy parser's
+// (common/config/yaml_proto.h). Plain functions; no state; never throws.
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/config/yaml_proto.h"
+
+namespace meshlet::controlplane::inject {
+
+inline constexpr char kInitContainerName[] = "meshlet-init";
+inline constexpr char kProxyContainerName[] = "meshlet-proxy";
+// Where the proxy image keeps the binary (deploy/images).
+inline constexpr char kProxyCommand[] = "/usr/local/bin/sidecar";
+inline constexpr int64_t kProxyUid = 1337;
+inline constexpr int kAdminPort = 15000;
+inline constexpr int kOutboundPort = 15001;
+inline constexpr int kInboundPort = 15006;
+inline constexpr int kPrometheusPort = 15020;
+inline constexpr int kHealthPort = 15021;
+
+// Pod annotations (and, for kInjectKey, labels) injection reads; docs/kubernetes.md lists them
+// with their defaults. Any other key under sidecar.meshlet.io/ or traffic.meshlet.io/ is an error.
+inline constexpr char kInjectKey[] = "sidecar.meshlet.io/inject";
+inline constexpr char kStatusAnnotation[] = "sidecar.meshlet.io/status";
+inline constexpr char kModeAnnotation[] = "sidecar.meshlet.io/mode";
+inline constexpr char kIdentityAnnotation[] = "sidecar.meshlet.io/identity";
+inline constexpr char kJoinTokenSecretAnnotation[] = "sidecar.meshlet.io/joinTokenSecret";
+inline constexpr char kProxyImageAnnotation[] = "sidecar.meshlet.io/proxyImage";
+inline constexpr char kProxyCpuAnnotation[] = "sidecar.meshlet.io/proxyCPU";
+inline constexpr char kProxyMemoryAnnotation[] = "sidecar.meshlet.io/proxyMemory";
+inline constexpr char kProxyCpuLimitAnnotation[] = "sidecar.meshlet.io/proxyCPULimit";
+inline constexpr char kProxyMemoryLimitAnnotation[] = "sidecar.meshlet.io/proxyMemoryLimit";
+inline constexpr char kDrainTimeAnnotation[] = "sidecar.meshlet.io/drainTime";
+inline constexpr char kLogLevelAnnotation[] = "sidecar.meshlet.io/logLevel";
+inline constexpr char kExcludeInboundPortsAnnotation[] = "traffic.meshlet.io/excludeInboundPorts";
+inline constexpr char kIncludeInboundPortsAnnotation[] = "traffic.meshlet.io/includeInboundPorts";
+inline constexpr char kExcludeOutboundPortsAnnotation[] = "traffic.meshlet.io/excludeOutboundPorts";
+inline constexpr char kExcludeOutboundRangesAnnotation[] =
+    "traffic.meshlet.io/excludeOutboundIPRanges";
+inline constexpr char kIncludeOutboundRangesAnnotation[] =
+    "traffic.meshlet.io/includeOutboundIPRanges";
+
+enum class SidecarMode {
+  kNative,   // an init container with restartPolicy Always (Kubernetes 1.29 and later)
+  kClassic,  // a regular container, listed first
+};
+// "native" or "classic".
+absl::StatusOr<SidecarMode> ParseSidecarMode(absl::string_view text);
+
+struct Options {
+  std::string proxy_image;  // required, e.g. "meshlet-proxy:0.1.0"
+  std::string control_plane_address = "meshlet-control-plane.meshlet-system.svc:15012";
+  std::string trust_domain = "cluster.local";
+  // The control plane's service account, for the SPIFFE id its certificate must carry.
+  std::string control_plane_namespace = "meshlet-system";
+  std::string control_plane_service_account = "meshlet-control-plane";
+  SidecarMode mode = SidecarMode::kNative;  // unless the pod's annotation says otherwise
+  std::string version;                      // recorded in the status annotation
+  // Resource requests of both injected containers unless the pod's annotations say otherwise.
+  std::string proxy_cpu = "100m";
+  std::string proxy_memory = "64Mi";
+  // The projected service-account token: the audience the control plane reviews it for
+  // (its --kubernetes-audience) and its lifetime (the kubelet renews it before it expires).
+  std::string token_audience = "meshlet";
+  int64_t token_expiration_seconds = 3600;
+  // The ConfigMap with the control plane's CA certificates under the key ca.pem.
+  std::string trust_bundle_config_map = "meshlet-trust";
+};
+
+// An image reference: not empty, no spaces.
+absl::Status CheckImage(absl::string_view image);
+// HOST:PORT with a port from 1 to 65535 (the host is resolved by the pod).
+absl::Status CheckHostPort(absl::string_view address);
+
+// Each option's own checks (an image, HOST:PORT, a valid trust domain, ...), with the option's
+// field name in the error.
+absl::Status ValidateOptions(const Options& options);
+
+enum class Outcome {
+  kInjected,   // the pod now has the sidecar (first injection, or an update of an earlier one)
+  kUnchanged,  // injected before with the same options: left exactly as it was
+  kOptedOut,   // sidecar.meshlet.io/inject: "false"
+  kSkipped,    // injection does not apply (hostNetwork); `reason` says why
+};
+
+struct PodResult {
+  std::string field;   // where the pod is: "" (a Pod), "spec.template", "items[1].spec.template"
+  std::string object;  // `Deployment "reviews-v1"`
+  Outcome outcome = Outcome::kInjected;
+  std::string reason;                 // for kOptedOut and kSkipped
+  std::vector<std::string> warnings;  // injected, but something deserves attention
+};
+
+struct Result {
+  // A new tree when `changed`; otherwise the input node itself.
+  YAML::Node document;
+  bool changed = false;
+  std::vector<PodResult> pods;  // empty for documents of other kinds
+};
+
+// Injects `document` (one Kubernetes object). `source` names where it came from for errors:
+// source_name and line_offset as for the policy parser.
+absl::StatusOr<Result> Inject(const YAML::Node& document, const Options& options,
+                              const config::YamlParseOptions& source = {});
+
+}  // namespace meshlet::controlplane::inject

@@ -1,0 +1,658 @@
+#include "control-plane/inject/inject.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "control-plane/inject/node.h"
+#include "control-plane/inject/pod_checks.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::inject {
+namespace {
+
+constexpr char kDeployment[] = R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: reviews-v1
+  namespace: shop
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: reviews, version: v1}
+  template:
+    metadata:
+      labels:
+        app: reviews
+        version: v1
+    spec:
+      serviceAccountName: reviews
+      initContainers:
+      - name: migrate
+        image: reviews:1
+      containers:
+      - name: reviews
+        image: reviews:1
+        env:
+        - name: PORT
+          value: "9080"
+        ports:
+        - containerPort: 9080
+        - containerPort: 9080
+          name: again
+        - containerPort: 5353
+          protocol: UDP
+      - name: metrics
+        image: exporter:1
+        ports:
+        - containerPort: 9100
+          protocol: TCP
+      volumes:
+      - name: cache
+        emptyDir: {}
+)";
+
+Options TestOptions() {
+  Options options;
+  options.proxy_image = "meshlet-proxy:0.1.0";
+  options.version = "0.1.0";
+  return options;
+}
+
+// The strings of a list node.
+std::vector<std::string> Strings(const YAML::Node& list) {
+  std::vector<std::string> out;
+  for (const YAML::Node& n : list) out.push_back(n.Scalar());
+  return out;
+}
+
+std::vector<std::string> Names(const YAML::Node& list) {
+  std::vector<std::string> out;
+  for (const YAML::Node& n : list) out.push_back(Text(Field(n, "name")));
+  return out;
+}
+
+absl::StatusOr<Result> InjectText(const std::string& yaml, const Options& options = TestOptions(),
+                                  const config::YamlParseOptions& source = {}) {
+  return Inject(YAML::Load(yaml), options, source);
+}
+
+// Injects `yaml`, which must succeed and change it.
+YAML::Node Injected(const std::string& yaml, const Options& options = TestOptions()) {
+  absl::StatusOr<Result> result = InjectText(yaml, options);
+  EXPECT_TRUE(result.ok()) << result.status();
+  if (!result.ok()) return YAML::Node();
+  EXPECT_TRUE(result->changed);
+  return result->document;
+}
+
+std::string ErrorOf(const std::string& yaml, const config::YamlParseOptions& source = {}) {
+  absl::StatusOr<Result> result = InjectText(yaml, TestOptions(), source);
+  EXPECT_FALSE(result.ok());
+  return result.ok() ? "" : std::string(result.status().message());
+}
+
+TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContainers) {
+  const YAML::Node out = Injected(kDeployment);
+  const YAML::Node pod = out["spec"]["template"];
+  EXPECT_EQ(Names(pod["spec"]["initContainers"]),
+            (std::vector<std::string>{"meshlet-init", "meshlet-proxy", "migrate"}));
+  EXPECT_EQ(Names(pod["spec"]["containers"]), (std::vector<std::string>{"reviews", "metrics"}));
+  EXPECT_EQ(Names(pod["spec"]["volumes"]),
+            (std::vector<std::string>{"cache", "meshlet-trust", "meshlet-token", "meshlet-data"}));
+
+  const YAML::Node proxy = pod["spec"]["initContainers"][1];
+  EXPECT_EQ(proxy["image"].Scalar(), "meshlet-proxy:0.1.0");
+  EXPECT_EQ(proxy["restartPolicy"].Scalar(), "Always");
+  EXPECT_EQ(proxy["startupProbe"]["httpGet"]["port"].Scalar(), "15020");
+  EXPECT_EQ(proxy["startupProbe"]["httpGet"]["path"].Scalar(), "/ready");
+  EXPECT_EQ(proxy["readinessProbe"]["httpGet"]["path"].Scalar(), "/ready");
+  EXPECT_EQ(Strings(proxy["command"]), (std::vector<std::string>{"/usr/local/bin/sidecar"}));
+  EXPECT_EQ(Strings(proxy["args"]),
+            (std::vector<std::string>{
+                "--xds=$(MESHLET_CONTROL_PLANE)",
+                "--xds-ca=/var/run/meshlet/trust/ca.pem",
+                "--xds-server-identity=spiffe://cluster.local/ns/meshlet-system/sa/"
+                "meshlet-control-plane",
+                "--xds-cache-dir=/var/lib/meshlet",
+                "--trust-domain=cluster.local",
+                "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
+                "--node-namespace=$(POD_NAMESPACE)",
+                "--node-service=reviews",
+                "--node-service-account=$(SERVICE_ACCOUNT)",
+                "--node-address=$(POD_IP)",
+                // TCP container ports of every app container, once each; not the UDP one.
+                "--node-port=9080",
+                "--node-port=9100",
+                "--node-label=app=reviews",
+                "--node-label=version=v1",
+                "--kubernetes-token-file=/var/run/meshlet/token/token",
+                "--admin-address=127.0.0.1:15000",
+                "--prometheus-address=0.0.0.0:15020",
+            }));
+  // Downward-API environment and the control plane's address.
+  std::vector<std::string> env;
+  for (const YAML::Node& e : proxy["env"]) {
+    env.push_back(absl::StrCat(
+        e["name"].Scalar(), "=",
+        e["value"] ? e["value"].Scalar() : e["valueFrom"]["fieldRef"]["fieldPath"].Scalar()));
+  }
+  EXPECT_EQ(env, (std::vector<std::string>{
+                     "POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace",
+                     "POD_IP=status.podIP", "SERVICE_ACCOUNT=spec.serviceAccountName",
+                     "MESHLET_CONTROL_PLANE=meshlet-control-plane.meshlet-system.svc:15012"}));
+  EXPECT_EQ(proxy["securityContext"]["runAsUser"].Scalar(), "1337");
+  EXPECT_EQ(proxy["securityContext"]["runAsGroup"].Scalar(), "1337");
+  EXPECT_EQ(proxy["securityContext"]["runAsNonRoot"].Scalar(), "true");
+  EXPECT_EQ(proxy["resources"]["requests"]["cpu"].Scalar(), "100m");
+  EXPECT_EQ(proxy["resources"]["requests"]["memory"].Scalar(), "64Mi");
+  EXPECT_FALSE(proxy["resources"]["limits"]);
+
+  const YAML::Node init = pod["spec"]["initContainers"][0];
+  EXPECT_EQ(Strings(init["args"]),
+            (std::vector<std::string>{"init", "--proxy-uid=1337", "--outbound-port=15001",
+                                      "--inbound-port=15006"}));
+  EXPECT_EQ(init["securityContext"]["runAsUser"].Scalar(), "0");
+  EXPECT_EQ(init["securityContext"]["runAsNonRoot"].Scalar(), "false");
+  EXPECT_EQ(Strings(init["securityContext"]["capabilities"]["add"]),
+            (std::vector<std::string>{"NET_ADMIN", "NET_RAW"}));
+  EXPECT_FALSE(init["restartPolicy"]);
+  EXPECT_FALSE(init["startupProbe"]);
+
+  // The projected token for the audience the control plane reviews.
+  const YAML::Node token = pod["spec"]["volumes"][2]["projected"]["sources"][0];
+  EXPECT_EQ(token["serviceAccountToken"]["audience"].Scalar(), "meshlet");
+  EXPECT_EQ(token["serviceAccountToken"]["path"].Scalar(), "token");
+  EXPECT_EQ(pod["spec"]["volumes"][1]["configMap"]["name"].Scalar(), "meshlet-trust");
+
+  // The app is as it was; the pod records what was added.
+  EXPECT_TRUE(Equal(pod["spec"]["containers"][0],
+                    YAML::Load(kDeployment)["spec"]["template"]["spec"]["containers"][0]));
+  EXPECT_EQ(pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"].Scalar(),
+            "reviews");
+  EXPECT_EQ(pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
+            R"({"version":"0.1.0","mode":"native","initContainers":["meshlet-init",)"
+            R"("meshlet-proxy"],"containers":[],"volumes":["meshlet-trust","meshlet-token",)"
+            R"("meshlet-data"]})");
+  // Everything outside the template is untouched.
+  EXPECT_EQ(out["spec"]["replicas"].Scalar(), "2");
+  EXPECT_EQ(ToYaml(out["metadata"]), ToYaml(YAML::Load(kDeployment)["metadata"]));
+}
+
+TEST(InjectTest, ClassicSidecarIsTheFirstContainer) {
+  for (bool by_annotation : {true, false}) {
+    Options options = TestOptions();
+    std::string yaml = kDeployment;
+    if (by_annotation) {
+      yaml = absl::StrReplaceAll(yaml, {{"      labels:\n",
+                                         "      annotations:\n        sidecar.meshlet.io/mode: "
+                                         "classic\n      labels:\n"}});
+    } else {
+      options.mode = SidecarMode::kClassic;
+    }
+    const YAML::Node spec = Injected(yaml, options)["spec"]["template"]["spec"];
+    EXPECT_EQ(Names(spec["initContainers"]), (std::vector<std::string>{"meshlet-init", "migrate"}));
+    EXPECT_EQ(Names(spec["containers"]),
+              (std::vector<std::string>{"meshlet-proxy", "reviews", "metrics"}));
+    const YAML::Node proxy = spec["containers"][0];
+    EXPECT_FALSE(proxy["restartPolicy"]);
+    EXPECT_FALSE(proxy["startupProbe"]);  // it would not hold the app back
+    EXPECT_TRUE(proxy["readinessProbe"]);
+  }
+  // The annotation overrides the option the other way too.
+  Options classic = TestOptions();
+  classic.mode = SidecarMode::kClassic;
+  const YAML::Node spec =
+      Injected(absl::StrReplaceAll(kDeployment, {{"      labels:\n",
+                                                  "      annotations:\n        "
+                                                  "sidecar.meshlet.io/mode: native\n"
+                                                  "      labels:\n"}}),
+               classic)["spec"]["template"]["spec"];
+  EXPECT_EQ(Names(spec["initContainers"]),
+            (std::vector<std::string>{"meshlet-init", "meshlet-proxy", "migrate"}));
+}
+
+TEST(InjectTest, EveryWorkloadKindHasItsPodFound) {
+  constexpr char kPodSpec[] =
+      "spec:\n  containers:\n  - name: app\n    image: app:1\n    ports:\n"
+      "    - containerPort: 8080\n";
+  auto indent = [](const std::string& text, int n) {
+    std::string pad(n, ' ');
+    return pad + absl::StrReplaceAll(text, {{"\n", "\n" + pad}});
+  };
+  struct Case {
+    std::string kind, api_version, wrapped, field;
+  };
+  const std::string tmpl = absl::StrCat("metadata:\n  labels: {app: web}\n", kPodSpec);
+  for (const Case& c : std::vector<Case>{
+           {"Pod", "v1", absl::StrCat("metadata:\n  name: web\n", kPodSpec), ""},
+           {"Deployment", "apps/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"StatefulSet", "apps/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"DaemonSet", "apps/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"ReplicaSet", "apps/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"ReplicationController", "v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"Job", "batch/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  template:\n", indent(tmpl, 4)),
+            "spec.template"},
+           {"CronJob", "batch/v1",
+            absl::StrCat("metadata: {name: web}\nspec:\n  schedule: \"*/5 * * * *\"\n"
+                         "  jobTemplate:\n    spec:\n      template:\n",
+                         indent(tmpl, 8)),
+            "spec.jobTemplate.spec.template"},
+       }) {
+    const std::string yaml =
+        absl::StrCat("apiVersion: ", c.api_version, "\nkind: ", c.kind, "\n", c.wrapped);
+    absl::StatusOr<Result> result = InjectText(yaml);
+    ASSERT_TRUE(result.ok()) << c.kind << ": " << result.status() << "\n" << yaml;
+    ASSERT_EQ(result->pods.size(), 1u) << c.kind;
+    EXPECT_EQ(result->pods[0].field, c.field) << c.kind;
+    EXPECT_EQ(result->pods[0].object, absl::StrCat(c.kind, " \"web\"")) << c.kind;
+    EXPECT_EQ(result->pods[0].outcome, Outcome::kInjected) << c.kind;
+    YAML::Node pod = result->document;
+    for (absl::string_view step : absl::StrSplit(c.field, '.', absl::SkipEmpty())) {
+      pod.reset(pod[std::string(step)]);
+    }
+    EXPECT_EQ(Names(pod["spec"]["initContainers"]),
+              (std::vector<std::string>{"meshlet-init", "meshlet-proxy"}))
+        << c.kind;
+    EXPECT_NE(ToYaml(pod["spec"]["initContainers"][1]).find("--node-port=8080"), std::string::npos)
+        << c.kind;
+    EXPECT_NE(ToYaml(pod["spec"]["initContainers"][1]).find("--node-service=web"),
+              std::string::npos)
+        << c.kind;
+  }
+}
+
+TEST(InjectTest, OtherKindsPassThroughUnchanged) {
+  for (const char* yaml : {
+           "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  ports: [{port: "
+           "9080}]\n",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"1\"}\n",
+           // A kind named like a workload in another API group is not one.
+           "apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: d}\nspec: 5\n",
+           "apiVersion: v1\nkind: List\nitems: []\n",
+       }) {
+    const YAML::Node doc = YAML::Load(yaml);
+    absl::StatusOr<Result> result = Inject(doc, TestOptions());
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_FALSE(result->changed) << yaml;
+    EXPECT_TRUE(result->pods.empty()) << yaml;
+    EXPECT_TRUE(result->document.is(doc)) << yaml;
+  }
+}
+
+TEST(InjectTest, InjectingAnInjectedDocumentChangesNothing) {
+  for (SidecarMode mode : {SidecarMode::kNative, SidecarMode::kClassic}) {
+    Options options = TestOptions();
+    options.mode = mode;
+    const YAML::Node once = Injected(kDeployment, options);
+    // Through text, as a user would pipe it: the same tree, unchanged.
+    const YAML::Node reread = YAML::Load(ToYaml(once));
+    absl::StatusOr<Result> twice = Inject(reread, options);
+    ASSERT_TRUE(twice.ok()) << twice.status();
+    EXPECT_FALSE(twice->changed);
+    EXPECT_TRUE(twice->document.is(reread));
+    ASSERT_EQ(twice->pods.size(), 1u);
+    EXPECT_EQ(twice->pods[0].outcome, Outcome::kUnchanged);
+    // And through JSON.
+    absl::StatusOr<Result> from_json = Inject(YAML::Load(ToJson(once)), options);
+    ASSERT_TRUE(from_json.ok()) << from_json.status();
+    EXPECT_FALSE(from_json->changed);
+  }
+}
+
+TEST(InjectTest, ReinjectingWithOtherOptionsReplacesWhatTheFirstAdded) {
+  const YAML::Node native = Injected(kDeployment);
+  Options classic = TestOptions();
+  classic.mode = SidecarMode::kClassic;
+  classic.proxy_image = "registry.example/meshlet-proxy:0.2.0";
+  const YAML::Node switched = Injected(ToYaml(native), classic);
+  const YAML::Node spec = switched["spec"]["template"]["spec"];
+  EXPECT_EQ(Names(spec["initContainers"]), (std::vector<std::string>{"meshlet-init", "migrate"}));
+  EXPECT_EQ(Names(spec["containers"]),
+            (std::vector<std::string>{"meshlet-proxy", "reviews", "metrics"}));
+  EXPECT_EQ(Names(spec["volumes"]),
+            (std::vector<std::string>{"cache", "meshlet-trust", "meshlet-token", "meshlet-data"}));
+  EXPECT_EQ(spec["containers"][0]["image"].Scalar(), "registry.example/meshlet-proxy:0.2.0");
+  // Back to the first options: exactly the first output.
+  EXPECT_EQ(ToYaml(Injected(ToYaml(switched))), ToYaml(native));
+}
+
+TEST(InjectTest, OptedOutAndHostNetworkPodsAreLeftAlone) {
+  struct Case {
+    std::string yaml;
+    Outcome outcome;
+    std::string reason;
+  };
+  const std::string pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n";
+  const std::string spec = "spec:\n  containers: [{name: app, image: app:1}]\n";
+  for (const Case& c : std::vector<Case>{
+           {pod + "  annotations: {sidecar.meshlet.io/inject: \"false\"}\n" + spec,
+            Outcome::kOptedOut, "annotation sidecar.meshlet.io/inject is \"false\""},
+           {pod + "  labels: {sidecar.meshlet.io/inject: \"false\"}\n" + spec, Outcome::kOptedOut,
+            "label sidecar.meshlet.io/inject is \"false\""},
+           // The label decides over the annotation.
+           {pod +
+                "  labels: {sidecar.meshlet.io/inject: \"false\"}\n"
+                "  annotations: {sidecar.meshlet.io/inject: \"true\"}\n" +
+                spec,
+            Outcome::kOptedOut, "label sidecar.meshlet.io/inject is \"false\""},
+           // Read as Kubernetes reads YAML: `yes` is true.
+           {pod + spec + "  hostNetwork: yes\n", Outcome::kSkipped,
+            "spec.hostNetwork is true: the pod shares the node's network, whose traffic a "
+            "sidecar must not capture"},
+       }) {
+    const YAML::Node doc = YAML::Load(c.yaml);
+    absl::StatusOr<Result> result = Inject(doc, TestOptions());
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_FALSE(result->changed) << c.yaml;
+    EXPECT_TRUE(result->document.is(doc));
+    ASSERT_EQ(result->pods.size(), 1u);
+    EXPECT_EQ(result->pods[0].outcome, c.outcome) << c.yaml;
+    EXPECT_EQ(result->pods[0].reason, c.reason) << c.yaml;
+  }
+  // "true" injects; anything but a quoted "true" or "false" is an error.
+  EXPECT_TRUE(
+      Injected(pod + "  annotations: {sidecar.meshlet.io/inject: \"true\"}\n" + spec)["spec"]);
+  EXPECT_EQ(ErrorOf(pod + "  annotations: {sidecar.meshlet.io/inject: false}\n" + spec),
+            "5:44: Pod \"p\": metadata.annotations['sidecar.meshlet.io/inject']: must be the "
+            "string \"true\" or \"false\" (quoted)");
+}
+
+TEST(InjectTest, AnnotationsSetResourcesIdentityCaptureAndProxyFlags) {
+  const std::string yaml = R"(apiVersion: v1
+kind: Pod
+metadata:
+  name: ratings-0
+  labels: {app.kubernetes.io/name: ratings, app: ignored}
+  annotations:
+    sidecar.meshlet.io/proxyCPU: 250m
+    sidecar.meshlet.io/proxyMemory: 100Mi
+    sidecar.meshlet.io/proxyCPULimit: "1"
+    sidecar.meshlet.io/proxyMemoryLimit: 1Gi
+    sidecar.meshlet.io/identity: join-token
+    sidecar.meshlet.io/joinTokenSecret: ratings-join-token
+    sidecar.meshlet.io/proxyImage: registry.example/meshlet-proxy:dev
+    sidecar.meshlet.io/drainTime: 10s
+    sidecar.meshlet.io/logLevel: debug
+    traffic.meshlet.io/excludeInboundPorts: "9901, 9902"
+    traffic.meshlet.io/includeInboundPorts: "*"
+    traffic.meshlet.io/excludeOutboundPorts: "5432"
+    traffic.meshlet.io/excludeOutboundIPRanges: 169.254.169.254/32,fd00::/8
+    traffic.meshlet.io/includeOutboundIPRanges: 10.0.0.0/8
+spec:
+  containers:
+  - name: ratings
+    image: ratings:1
+)";
+  const YAML::Node out = Injected(yaml);
+  const YAML::Node init = out["spec"]["initContainers"][0];
+  const YAML::Node proxy = out["spec"]["initContainers"][1];
+  for (const YAML::Node& c : {init, proxy}) {
+    EXPECT_EQ(c["image"].Scalar(), "registry.example/meshlet-proxy:dev");
+    EXPECT_EQ(c["resources"]["requests"]["cpu"].Scalar(), "250m");
+    EXPECT_EQ(c["resources"]["requests"]["memory"].Scalar(), "100Mi");
+    EXPECT_EQ(c["resources"]["limits"]["cpu"].Scalar(), "1");
+    EXPECT_EQ(TypeOf(c["resources"]["limits"]["cpu"]), ScalarType::kString);
+    EXPECT_EQ(c["resources"]["limits"]["memory"].Scalar(), "1Gi");
+  }
+  EXPECT_EQ(Strings(init["args"]),
+            (std::vector<std::string>{"init", "--proxy-uid=1337", "--outbound-port=15001",
+                                      "--inbound-port=15006", "--exclude-inbound-ports=9901,9902",
+                                      "--include-inbound-ports=*", "--exclude-outbound-ports=5432",
+                                      "--exclude-outbound-cidrs=169.254.169.254/32,fd00::/8",
+                                      "--include-outbound-cidrs=10.0.0.0/8"}));
+  const std::vector<std::string> args = Strings(proxy["args"]);
+  for (const char* want :
+       {"--node-service=ratings", "--node-label=app.kubernetes.io/name=ratings",
+        "--node-label=app=ignored", "--join-token-file=/var/run/meshlet/join-token/token",
+        "--drain-time=10s", "--log-level=debug"}) {
+    EXPECT_NE(std::find(args.begin(), args.end(), want), args.end()) << want;
+  }
+  EXPECT_EQ(absl::StrJoin(args, " ").find("kubernetes-token-file"), std::string::npos);
+  EXPECT_EQ(args.size(), 17u);  // no --node-port: the app declares none
+  const YAML::Node volumes = out["spec"]["volumes"];
+  EXPECT_EQ(Names(volumes),
+            (std::vector<std::string>{"meshlet-trust", "meshlet-join-token", "meshlet-data"}));
+  EXPECT_EQ(volumes[1]["secret"]["secretName"].Scalar(), "ratings-join-token");
+  EXPECT_EQ(proxy["volumeMounts"][1]["name"].Scalar(), "meshlet-join-token");
+}
+
+TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
+  config::YamlParseOptions source;
+  source.source_name = "shop.yaml";
+  source.line_offset = 10;  // the document starts on line 11 of the file
+  struct Case {
+    std::string from, to, error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"        - containerPort: 9100", "        - containerPort: http",
+            "shop.yaml:45:26: Deployment \"reviews-v1\": "
+            "spec.template.spec.containers[1].ports[0].containerPort: must be an integer from 1 "
+            "to 65535"},
+           {"        - containerPort: 9100", "        - containerPort: 15020",
+            "shop.yaml:45:26: Deployment \"reviews-v1\": "
+            "spec.template.spec.containers[1].ports[0].containerPort: 15020 is the sidecar's (it "
+            "uses 15000, 15001, 15006, 15020, 15021)"},
+           {"          protocol: UDP", "          protocol: QUIC",
+            "shop.yaml:41:21: Deployment \"reviews-v1\": "
+            "spec.template.spec.containers[0].ports[2].protocol: must be TCP, UDP or SCTP"},
+           {"      - name: metrics", "      - name: meshlet-proxy",
+            "shop.yaml:42:15: Deployment \"reviews-v1\": spec.template.spec.containers[1].name: "
+            "\"meshlet-proxy\" is the name of a container injection adds; rename it"},
+           {"      - name: cache", "      - name: meshlet-data",
+            "shop.yaml:48:15: Deployment \"reviews-v1\": spec.template.spec.volumes[0].name: "
+            "\"meshlet-data\" is the name of a volume injection adds; rename it"},
+           {"      containers:\n", "      containers: {}\n      x:\n",
+            "shop.yaml:30:19: Deployment \"reviews-v1\": spec.template.spec.containers: must be "
+            "a non-empty list"},
+           {"  template:\n", "  template: []\n  x:\n",
+            "shop.yaml:20:13: Deployment \"reviews-v1\": spec.template: must be a map"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/mod: classic\n"
+            "      labels:\n",
+            "shop.yaml:23:9: Deployment \"reviews-v1\": "
+            "spec.template.metadata.annotations['sidecar.meshlet.io/mod']: unknown annotation; "
+            "known: sidecar.meshlet.io/inject, sidecar.meshlet.io/status, "},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/mode: sidecar\n"
+            "      labels:\n",
+            "shop.yaml:23:34: Deployment \"reviews-v1\": "
+            "spec.template.metadata.annotations['sidecar.meshlet.io/mode']: must be native or "
+            "classic"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/proxyMemory: 64MB\n      labels:\n",
+            "shop.yaml:23:41: Deployment \"reviews-v1\": "
+            "spec.template.metadata.annotations['sidecar.meshlet.io/proxyMemory']: \"64MB\" is "
+            "not a quantity"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/proxyCPULimit: 50m\n      labels:\n",
+            "spec.template.metadata.annotations['sidecar.meshlet.io/proxyCPULimit']: \"50m\" is "
+            "below the request \"100m\"; a limit must be at least the request"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/drainTime: soon\n      labels:\n",
+            "['sidecar.meshlet.io/drainTime']: must be a duration such as 30s or 1m30s"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/identity: join-token\n      labels:\n",
+            "['sidecar.meshlet.io/identity']: join-token needs the annotation "
+            "sidecar.meshlet.io/joinTokenSecret naming the Secret with the token"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/joinTokenSecret: s\n      labels:\n",
+            "['sidecar.meshlet.io/joinTokenSecret']: only used with sidecar.meshlet.io/identity: "
+            "join-token"},
+           {"      labels:\n",
+            "      annotations:\n        traffic.meshlet.io/excludeInboundPorts: 80;81\n"
+            "      labels:\n",
+            "['traffic.meshlet.io/excludeInboundPorts']: \"80;81\" is not a port (1-65535); the "
+            "list is comma-separated"},
+           {"      labels:\n",
+            "      annotations:\n        traffic.meshlet.io/excludeOutboundIPRanges: 10.0.0.1\n"
+            "      labels:\n",
+            "['traffic.meshlet.io/excludeOutboundIPRanges']: \"10.0.0.1\" is not a CIDR "
+            "(10.0.0.0/8, fd00::/8); the list is comma-separated"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/status: injected\n      labels:\n",
+            "['sidecar.meshlet.io/status']: not a status written by meshctl inject"},
+           {"      labels:\n",
+            "      annotations:\n        sidecar.meshlet.io/drainTime: 10\n      labels:\n",
+            "['sidecar.meshlet.io/drainTime']: must be a string (annotation values are strings: "
+            "quote it)"},
+           {"apiVersion: apps/v1\n", "", "Deployment \"reviews-v1\": apiVersion: required"},
+       }) {
+    const std::string yaml = absl::StrReplaceAll(kDeployment, {{c.from, c.to}});
+    ASSERT_NE(yaml, kDeployment) << c.from;
+    const std::string error = ErrorOf(yaml, source);
+    EXPECT_NE(error.find(c.error), std::string::npos) << "got: " << error << "\nwant: " << c.error;
+  }
+  EXPECT_EQ(ErrorOf("- a list\n", source),
+            "shop.yaml:11:1: (document): not a Kubernetes object "
+            "(a map with apiVersion and kind)");
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"a\xff\"\n", source),
+            "shop.yaml:14:6: data.k: not valid UTF-8");
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nmetadata: {}\n", source), "shop.yaml:11:1: kind: required");
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {}\n", source),
+            "shop.yaml:13:11: Pod \"\": metadata.name: required");
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", source),
+            "shop.yaml:11:1: Pod \"p\": spec: required");
+}
+
+TEST(InjectTest, TemplateWithoutMetadataGetsItBeforeSpec) {
+  const YAML::Node out = Injected(
+      "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n"
+      "      restartPolicy: Never\n      containers: [{name: job, image: job:1}]\n");
+  const YAML::Node tmpl = out["spec"]["template"];
+  ASSERT_TRUE(tmpl.IsMap());
+  EXPECT_EQ(tmpl.begin()->first.Scalar(), "metadata");
+  EXPECT_TRUE(tmpl["metadata"]["annotations"]["sidecar.meshlet.io/status"]);
+  // The workload's name names the service when no app label does.
+  EXPECT_NE(ToYaml(tmpl).find("--node-service=once"), std::string::npos);
+}
+
+TEST(InjectTest, ListItemsAreInjectedEach) {
+  const std::string list = absl::StrCat(
+      "apiVersion: v1\nkind: List\nitems:\n"
+      "- apiVersion: v1\n  kind: Service\n  metadata: {name: reviews}\n"
+      "- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: skip\n"
+      "    annotations: {sidecar.meshlet.io/inject: \"false\"}\n"
+      "  spec: {containers: [{name: a, image: a}]}\n"
+      "- apiVersion: v1\n  kind: Pod\n  metadata: {name: web}\n"
+      "  spec: {containers: [{name: a, image: a}]}\n");
+  absl::StatusOr<Result> result = InjectText(list);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->pods.size(), 2u);
+  EXPECT_EQ(result->pods[0].field, "items[1]");
+  EXPECT_EQ(result->pods[0].outcome, Outcome::kOptedOut);
+  EXPECT_EQ(result->pods[1].field, "items[2]");
+  EXPECT_EQ(result->pods[1].outcome, Outcome::kInjected);
+  const YAML::Node items = result->document["items"];
+  EXPECT_TRUE(Equal(items[0], YAML::Load(list)["items"][0]));
+  EXPECT_TRUE(Equal(items[1], YAML::Load(list)["items"][1]));
+  EXPECT_EQ(Names(items[2]["spec"]["initContainers"]),
+            (std::vector<std::string>{"meshlet-init", "meshlet-proxy"}));
+  EXPECT_NE(
+      ErrorOf("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n"
+              "  metadata: {name: web}\n  spec: {containers: [{name: a, image: a, ports: "
+              "[{containerPort: 0}]}]}\n")
+          .find("7:67: Pod \"web\": items[0].spec.containers[0].ports[0].containerPort: must be "
+                "an integer from 1 to 65535"),
+      std::string::npos);
+}
+
+TEST(InjectTest, AdmissionReviewJsonPodInjectsAndWritesBackAsJson) {
+  // What the webhook will do: the Pod of an AdmissionReview, as JSON.
+  const std::string json = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-5d9",
+    "namespace":"shop","labels":{"app":"web","tier":"1"},"annotations":{"team":"x"}},
+    "spec":{"containers":[{"name":"web","image":"web:1","ports":[{"containerPort":8080}]}]}})";
+  absl::StatusOr<Result> result = InjectText(json);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const std::string out = ToJson(result->document);
+  EXPECT_NE(out.find("\"runAsUser\": 1337"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"readOnly\": true"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"--node-label=tier=1\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"tier\": \"1\""), std::string::npos) << out;  // still a string
+  EXPECT_NE(out.find("\"sidecar.meshlet.io/status\": \"{\\\"version\\\":\\\"0.1.0\\\""),
+            std::string::npos)
+      << out;
+  // Errors point into the JSON text too.
+  EXPECT_EQ(ErrorOf(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
+"spec":{"containers":[{"name":"a","image":"a","ports":[{"containerPort":"80"}]}]}})"),
+            "2:73: Pod \"p\": spec.containers[0].ports[0].containerPort: must be an integer from "
+            "1 to 65535");
+}
+
+TEST(InjectTest, WarningsForWhatWorksDifferentlyThanExpected) {
+  Options classic = TestOptions();
+  classic.mode = SidecarMode::kClassic;
+  absl::StatusOr<Result> job = InjectText(
+      "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    metadata:\n"
+      "      annotations: {sidecar.meshlet.io/drainTime: 45s}\n    spec:\n"
+      "      securityContext: {runAsUser: 1337}\n"
+      "      containers: [{name: a, image: a, securityContext: {runAsUser: 1337}}]\n",
+      classic);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->pods[0].warnings,
+            (std::vector<std::string>{
+                "container \"a\" runs as UID 1337, the proxy's: its traffic bypasses the sidecar",
+                "the pod runs as UID 1337, the proxy's: its containers' traffic bypasses the "
+                "sidecar unless they set another runAsUser",
+                "a classic sidecar keeps running after the job's containers finish, so the pod "
+                "never completes; native mode (the default) stops it with them",
+                "sidecar.meshlet.io/drainTime 45s is longer than the pod's "
+                "terminationGracePeriodSeconds (30): the kubelet kills the proxy first"}));
+  absl::StatusOr<Result> quiet = InjectText(kDeployment);
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_TRUE(quiet->pods[0].warnings.empty());
+}
+
+TEST(InjectTest, EveryInjectedPodPassesTheApiChecks) {
+  // Inject runs CheckPod itself and fails on a problem; check the output again independently
+  // for every combination of mode and identity.
+  for (const char* annotations :
+       {"{}", "{sidecar.meshlet.io/mode: classic}",
+        "{sidecar.meshlet.io/identity: join-token, sidecar.meshlet.io/joinTokenSecret: t}",
+        "{sidecar.meshlet.io/mode: classic, sidecar.meshlet.io/identity: join-token, "
+        "sidecar.meshlet.io/joinTokenSecret: t, sidecar.meshlet.io/proxyMemoryLimit: 1Gi}"}) {
+    const YAML::Node out = Injected(absl::StrReplaceAll(
+        kDeployment, {{"      labels:\n",
+                       absl::StrCat("      annotations: ", annotations, "\n      labels:\n")}}));
+    const YAML::Node pod = out["spec"]["template"];
+    const std::vector<PodProblem> problems =
+        CheckPod(pod["metadata"], pod["spec"], "",
+                 {"meshlet-init", "meshlet-proxy", "meshlet-trust", "meshlet-token",
+                  "meshlet-join-token", "meshlet-data"});
+    EXPECT_TRUE(problems.empty()) << annotations << ": " << problems[0].field << ": "
+                                  << problems[0].message;
+  }
+}
+
+TEST(InjectTest, OptionsAreValidated) {
+  EXPECT_TRUE(ValidateOptions(TestOptions()).ok());
+  Options o = TestOptions();
+  o.control_plane_address = "cp.example";
+  EXPECT_EQ(ValidateOptions(o).message(), "control plane \"cp.example\": must be HOST:PORT");
+  o = TestOptions();
+  o.trust_domain = "Example.COM";
+  EXPECT_NE(ValidateOptions(o).message().find("trust domain \"Example.COM\""), std::string::npos);
+  o = TestOptions();
+  o.proxy_image = "";
+  EXPECT_FALSE(ValidateOptions(o).ok());
+  EXPECT_EQ(ParseSidecarMode("classic").value(), SidecarMode::kClassic);
+  EXPECT_FALSE(ParseSidecarMode("Native").ok());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::inject

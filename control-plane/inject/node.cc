@@ -1,0 +1,333 @@
+#include "control-plane/inject/node.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "control-plane/api/json.h"
+
+namespace meshlet::controlplane::inject {
+namespace {
+
+bool OneOf(absl::string_view text, std::initializer_list<absl::string_view> words) {
+  for (absl::string_view w : words) {
+    if (text == w) return true;
+  }
+  return false;
+}
+
+bool IsTrueWord(absl::string_view text) {
+  return OneOf(text, {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"});
+}
+
+bool IsFalseWord(absl::string_view text) {
+  return OneOf(text, {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"});
+}
+
+bool IsNullWord(absl::string_view text) { return OneOf(text, {"", "~", "null", "Null", "NULL"}); }
+
+bool IsSpecialFloat(absl::string_view text) {
+  return OneOf(text, {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
+                      ".nan", ".NaN", ".NAN"});
+}
+
+// A float as YAML 1.1 writes one, [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, or
+// with `json` a JSON number, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?.
+bool IsNumber(absl::string_view s, bool json) {
+  size_t i = 0;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    return i - start;
+  };
+  if (i < s.size() && (s[i] == '-' || (!json && s[i] == '+'))) ++i;
+  const size_t int_start = i;
+  const size_t int_digits = digits();
+  if (json && (int_digits == 0 || (int_digits > 1 && s[int_start] == '0'))) return false;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    // YAML: "1." and ".5" are floats, "." is not; JSON needs digits on both sides.
+    if (digits() == 0 && (json || int_digits == 0)) return false;
+  } else if (int_digits == 0) {
+    return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == s.size();
+}
+
+// JSON text (an annotation such as sidecar.meshlet.io/status) that single quotes can hold as it
+// is: it needs quotes anyway, and in double quotes each '"' would be escaped.
+bool LooksLikeJson(absl::string_view s) {
+  if (s.empty() || (s[0] != '{' && s[0] != '[') || !absl::StrContains(s, '"')) return false;
+  for (char c : s) {
+    if (c == '\'' || (static_cast<unsigned char>(c) < 0x20)) return false;
+  }
+  return true;
+}
+
+void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      if (node.size() == 0) {
+        out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+        return;
+      }
+      out << YAML::BeginMap;
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        out << YAML::Key;
+        EmitYaml(out, it->first);
+        out << YAML::Value;
+        EmitYaml(out, it->second);
+      }
+      out << YAML::EndMap;
+      return;
+    case YAML::NodeType::Sequence:
+      if (node.size() == 0) {
+        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+        return;
+      }
+      out << YAML::BeginSeq;
+      for (auto it = node.begin(); it != node.end(); ++it) EmitYaml(out, *it);
+      out << YAML::EndSeq;
+      return;
+    case YAML::NodeType::Scalar:
+      // A string that would read back as another type is quoted; yaml-cpp quotes the others
+      // when YAML's syntax needs it. Other types are written as they were.
+      if (TypeOf(node) == ScalarType::kString &&
+          PlainScalarType(node.Scalar()) != ScalarType::kString) {
+        out << YAML::DoubleQuoted << node.Scalar();
+      } else if (TypeOf(node) == ScalarType::kString && LooksLikeJson(node.Scalar())) {
+        out << YAML::SingleQuoted << node.Scalar();  // readable: no \" inside
+      } else {
+        out << node.Scalar();
+      }
+      return;
+    default:
+      out << YAML::Null;
+  }
+}
+
+void AppendJson(std::string& out, const YAML::Node& node, int depth) {
+  const std::string indent(2 * (depth + 1), ' ');
+  const std::string close_indent(2 * depth, ' ');
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      if (node.size() == 0) {
+        out += "{}";
+        return;
+      }
+      out += "{\n";
+      bool first = true;
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        absl::StrAppend(&out, first ? "" : ",\n", indent, api::JsonQuote(it->first.Scalar()), ": ");
+        AppendJson(out, it->second, depth + 1);
+        first = false;
+      }
+      absl::StrAppend(&out, "\n", close_indent, "}");
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      if (node.size() == 0) {
+        out += "[]";
+        return;
+      }
+      out += "[\n";
+      bool first = true;
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        absl::StrAppend(&out, first ? "" : ",\n", indent);
+        AppendJson(out, *it, depth + 1);
+        first = false;
+      }
+      absl::StrAppend(&out, "\n", close_indent, "]");
+      return;
+    }
+    case YAML::NodeType::Scalar:
+      break;
+    default:
+      out += "null";
+      return;
+  }
+  const std::string& text = node.Scalar();
+  switch (TypeOf(node)) {
+    case ScalarType::kNull:
+      out += "null";
+      return;
+    case ScalarType::kBool:
+      out += IsTrueWord(text) ? "true" : "false";
+      return;
+    case ScalarType::kInt: {
+      int64_t value = 0;
+      if (PlainInt(text, &value)) {
+        absl::StrAppend(&out, value);
+        return;
+      }
+      break;  // an explicit !!int tag on something else: keep the text
+    }
+    case ScalarType::kFloat: {
+      const std::string plain = absl::StrReplaceAll(text, {{"_", ""}});
+      if (IsNumber(plain, true)) {
+        out += plain;
+        return;
+      }
+      if (IsNumber(plain, false)) {
+        const double value = std::strtod(plain.c_str(), nullptr);
+        if (std::isfinite(value)) {
+          out += absl::StrFormat("%.17g", value);
+          return;
+        }
+      }
+      break;  // .inf, .nan: JSON has no such number
+    }
+    case ScalarType::kString:
+      break;
+  }
+  out += api::JsonQuote(text);
+}
+
+}  // namespace
+
+ScalarType PlainScalarType(absl::string_view text) {
+  if (IsNullWord(text)) return ScalarType::kNull;
+  if (IsTrueWord(text) || IsFalseWord(text)) return ScalarType::kBool;
+  if (IsSpecialFloat(text)) return ScalarType::kFloat;
+  int64_t unused;
+  if (PlainInt(text, &unused)) return ScalarType::kInt;
+  if (IsNumber(absl::StrReplaceAll(text, {{"_", ""}}), false)) return ScalarType::kFloat;
+  return ScalarType::kString;
+}
+
+ScalarType TypeOf(const YAML::Node& node) {
+  if (!node.IsDefined()) return ScalarType::kString;
+  if (node.IsNull()) return ScalarType::kNull;
+  if (!node.IsScalar()) return ScalarType::kString;
+  const std::string& tag = node.Tag();
+  if (tag == "!") return ScalarType::kString;  // quoted, or made by StringNode
+  if (tag.empty() || tag == "?") return PlainScalarType(node.Scalar());
+  // An explicit standard tag (!!str, !!int, ...).
+  if (absl::EndsWith(tag, ":str")) return ScalarType::kString;
+  if (absl::EndsWith(tag, ":int")) return ScalarType::kInt;
+  if (absl::EndsWith(tag, ":float")) return ScalarType::kFloat;
+  if (absl::EndsWith(tag, ":bool")) return ScalarType::kBool;
+  if (absl::EndsWith(tag, ":null")) return ScalarType::kNull;
+  return PlainScalarType(node.Scalar());
+}
+
+bool IsTrue(const YAML::Node& node) {
+  return node.IsDefined() && node.IsScalar() && TypeOf(node) == ScalarType::kBool &&
+         IsTrueWord(node.Scalar());
+}
+
+bool PlainInt(absl::string_view text, int64_t* value) {
+  std::string s = absl::StrReplaceAll(text, {{"_", ""}});
+  absl::string_view rest = s;
+  bool negative = false;
+  if (!rest.empty() && (rest[0] == '-' || rest[0] == '+')) {
+    negative = rest[0] == '-';
+    rest.remove_prefix(1);
+  }
+  int base = 10;
+  if (absl::ConsumePrefix(&rest, "0x") || absl::ConsumePrefix(&rest, "0X")) {
+    base = 16;
+  } else if (absl::ConsumePrefix(&rest, "0o") || absl::ConsumePrefix(&rest, "0O")) {
+    base = 8;
+  } else if (absl::ConsumePrefix(&rest, "0b") || absl::ConsumePrefix(&rest, "0B")) {
+    base = 2;
+  } else if (rest.size() > 1 && rest[0] == '0') {
+    base = 8;
+    rest.remove_prefix(1);
+  }
+  if (rest.empty()) return false;
+  uint64_t magnitude = 0;
+  constexpr uint64_t kLimit = uint64_t{1} << 63;  // |INT64_MIN|
+  for (char c : rest) {
+    int digit;
+    if (c >= '0' && c <= '9') {
+      digit = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      digit = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      digit = c - 'A' + 10;
+    } else {
+      return false;
+    }
+    if (digit >= base) return false;
+    if (magnitude > (kLimit - digit) / base) return false;
+    magnitude = magnitude * base + digit;
+  }
+  if (!negative && magnitude == kLimit) return false;
+  *value = negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
+  return true;
+}
+
+YAML::Node Field(const YAML::Node& map, absl::string_view key) {
+  if (!map.IsDefined() || !map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  const YAML::Node value = map[std::string(key)];
+  return value.IsDefined() ? value : YAML::Node(YAML::NodeType::Undefined);
+}
+
+std::string Text(const YAML::Node& node) {
+  return node.IsDefined() && node.IsScalar() ? node.Scalar() : "";
+}
+
+YAML::Node StringNode(absl::string_view text) {
+  YAML::Node node(std::string{text});
+  node.SetTag("!");
+  return node;
+}
+
+YAML::Node IntNode(int64_t value) { return YAML::Node(absl::StrCat(value)); }
+
+YAML::Node BoolNode(bool value) { return YAML::Node(value ? "true" : "false"); }
+
+bool Equal(const YAML::Node& a, const YAML::Node& b) {
+  if (a.Type() != b.Type()) return false;
+  switch (a.Type()) {
+    case YAML::NodeType::Map: {
+      if (a.size() != b.size()) return false;
+      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+        // Keys are names (JSON has no other): compared by their text.
+        if (Text(i->first) != Text(j->first) || !Equal(i->second, j->second)) return false;
+      }
+      return true;
+    }
+    case YAML::NodeType::Sequence: {
+      if (a.size() != b.size()) return false;
+      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+        if (!Equal(*i, *j)) return false;
+      }
+      return true;
+    }
+    case YAML::NodeType::Scalar:
+      return a.Scalar() == b.Scalar() && TypeOf(a) == TypeOf(b);
+    default:
+      return true;
+  }
+}
+
+std::string ToYaml(const YAML::Node& node) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetMapFormat(YAML::Block);
+  out.SetSeqFormat(YAML::Block);
+  EmitYaml(out, node);
+  return absl::StrCat(out.c_str(), "\n");
+}
+
+std::string ToJson(const YAML::Node& node) {
+  std::string out;
+  AppendJson(out, node, 0);
+  out += "\n";
+  return out;
+}
+
+}  // namespace meshlet::controlplane::inject
