@@ -244,34 +244,38 @@ spec:
   serviceAddressRangeV6: "fd00:240::/112"
 )")
                   .ok());
-  auto range_error = [](const std::string& field, const std::string& value) {
-    return ErrorFor(ValidateYaml(absl::StrCat("kind: MeshConfig\nmetadata: {name: mesh}\nspec: {",
-                                              field, ": \"", value, "\"}")),
-                    absl::StrCat("spec.", field));
+  struct Case {
+    const char* field;
+    const char* value;
+    const char* error;
   };
-  EXPECT_EQ(range_error("outboundTrafficPolicy", "DENY"),
-            "\"DENY\" is not one of ALLOW_ANY, REGISTRY_ONLY");
-  EXPECT_EQ(range_error("serviceAddressRange", "240.240.0.1/16"),
-            "\"240.240.0.1/16\" has bits set past the prefix length; the range is 240.240.0.0/16");
-  EXPECT_EQ(range_error("serviceAddressRange", "240.240.0.0/33"),
-            "\"240.240.0.0/33\": the prefix length must be 0 to 32");
-  EXPECT_EQ(range_error("serviceAddressRange", "240.240.0.0/31"),
-            "\"240.240.0.0/31\" is too small: the prefix length must be at most 30 (room for two "
-            "addresses)");
-  EXPECT_EQ(range_error("serviceAddressRange", "fd00::/64"), "\"fd00::/64\" is not an IPv4 range");
-  EXPECT_EQ(range_error("serviceAddressRange", "127.0.0.0/16"),
-            "\"127.0.0.0/16\" overlaps 127.0.0.0/8 (loopback addresses)");
-  EXPECT_EQ(range_error("serviceAddressRange", "192.0.0.0/2"),
-            "\"192.0.0.0/2\" overlaps 224.0.0.0/4 (multicast addresses)");
-  EXPECT_EQ(range_error("serviceAddressRange", "ten/8"),
-            "\"ten/8\" is not an address range (10.0.0.0/8, fd00::/64)");
-  EXPECT_EQ(range_error("serviceAddressRangeV6", "10.0.0.0/8"),
-            "\"10.0.0.0/8\" is not an IPv6 range");
-  EXPECT_EQ(range_error("serviceAddressRangeV6", "fe80::/64"),
-            "\"fe80::/64\" overlaps fe80::/10 (link-local addresses)");
-  EXPECT_EQ(range_error("serviceAddressRangeV6", "fd00::/128"),
+  for (const Case& c : std::vector<Case>{
+           {"outboundTrafficPolicy", "DENY", "\"DENY\" is not one of ALLOW_ANY, REGISTRY_ONLY"},
+           {"serviceAddressRange", "240.240.0.1/16",
+            "\"240.240.0.1/16\" has bits set past the prefix length; the range is 240.240.0.0/16"},
+           {"serviceAddressRange", "240.240.0.0/33",
+            "\"240.240.0.0/33\": the prefix length must be 0 to 32"},
+           {"serviceAddressRange", "240.240.0.0/31",
+            "\"240.240.0.0/31\" is too small: the prefix length must be at most 30 (room for "
+            "two addresses)"},
+           {"serviceAddressRange", "fd00::/64", "\"fd00::/64\" is not an IPv4 range"},
+           {"serviceAddressRange", "127.0.0.0/16",
+            "\"127.0.0.0/16\" overlaps 127.0.0.0/8 (loopback addresses)"},
+           {"serviceAddressRange", "192.0.0.0/2",
+            "\"192.0.0.0/2\" overlaps 224.0.0.0/4 (multicast addresses)"},
+           {"serviceAddressRange", "ten/8",
+            "\"ten/8\" is not an address range (10.0.0.0/8, fd00::/64)"},
+           {"serviceAddressRangeV6", "10.0.0.0/8", "\"10.0.0.0/8\" is not an IPv6 range"},
+           {"serviceAddressRangeV6", "fe80::/64",
+            "\"fe80::/64\" overlaps fe80::/10 (link-local addresses)"},
+           {"serviceAddressRangeV6", "fd00::/128",
             "\"fd00::/128\" is too small: the prefix length must be at most 127 (room for two "
-            "addresses)");
+            "addresses)"},
+       }) {
+    ValidationResult r = ValidateYaml(absl::StrCat(
+        "kind: MeshConfig\nmetadata: {name: mesh}\nspec: {", c.field, ": \"", c.value, "\"}"));
+    EXPECT_EQ(ErrorFor(r, absl::StrCat("spec.", c.field)), c.error) << c.value;
+  }
 }
 
 TEST(ValidateTest, MeshConfigIsOneClusterWideResource) {
