@@ -97,7 +97,8 @@ PolicyApi::PolicyApi(Store& store, registry::Registry* registry, const Clock& cl
       clock_(clock),
       options_(std::move(options)),
       stats_registry_(stats),
-      stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr) {
+      stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr),
+      addresses_(std::make_unique<addresses::ServiceAddresses>(store, stats)) {
   CHECK(!options_.token.empty()) << "the API needs a token";
 }
 
@@ -452,10 +453,7 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
   }
   // Server-set metadata.
   std::unique_ptr<google::protobuf::Message> previous;
-  meta->clear_resource_version();
-  meta->clear_generation();
-  meta->clear_creation_timestamp();
-  meta->clear_uid();
+  policy::ClearServerSetFields(resource);
   if (exists) {
     absl::StatusOr<policy::ParsedResource> old =
         policy::ParseStoredResource(key.kind, existing->body);
@@ -476,6 +474,16 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
     meta->set_creation_timestamp(Rfc3339(clock_.WallNow()));
     meta->set_uid(RandomHex(16));
     meta->set_generation(1);
+  }
+  if (info.kind == "Service") {
+    absl::Status assigned =
+        addresses_->Assign(static_cast<meshlet::policy::Service&>(resource),
+                           static_cast<const meshlet::policy::Service*>(previous.get()),
+                           services.services, IsDryRun(request), validation.warnings);
+    if (!assigned.ok()) {
+      if (stats_ != nullptr) stats_->store_errors.Inc();
+      return Error(500, "InternalError", assigned.message());
+    }
   }
   {
     const auto* d = resource.GetDescriptor();
@@ -515,6 +523,17 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
   if (!revision.ok()) {
     if (stats_ != nullptr) stats_->store_errors.Inc();
     return Error(500, "InternalError", revision.status().message());
+  }
+  if (info.kind == "MeshConfig") {
+    // The address ranges may have changed: Services left without an address get one now.
+    absl::StatusOr<addresses::ServiceAddresses::Backfill> backfill = addresses_->AssignMissing();
+    if (!backfill.ok()) {
+      validation.warnings.push_back(
+          absl::StrCat("Service addresses were not assigned: ", backfill.status().message()));
+    } else {
+      validation.warnings.insert(validation.warnings.end(), backfill->warnings.begin(),
+                                 backfill->warnings.end());
+    }
   }
   return respond(exists ? 200 : 201, exists ? "updated" : "created", *revision);
 }

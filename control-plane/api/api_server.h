@@ -19,7 +19,9 @@
 //                                                          metrics (503 without them)
 //
 // Writes take JSON or YAML, are validated before anything is stored (422 with field paths),
-// honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409).
+// honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409). A
+// Service without spec.addresses is given virtual addresses (status.addresses) on its write;
+// a MeshConfig write gives them to Services still without (control-plane/addresses).
 // PUT creates or replaces; without a resourceVersion it replaces whatever it read (still atomic
 // against a concurrent writer: that gives 409). Every request but the first three needs
 // `Authorization: Bearer <token>`.
@@ -36,6 +38,7 @@
 #include "common/base/clock.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "control-plane/addresses/service_addresses.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
@@ -89,6 +92,9 @@ class PolicyApi {
   // token itself: control-plane/telemetry/dashboard.h). Call on the loop thread.
   void SetDashboardHandler(http::RequestHandler handler) { dashboard_ = std::move(handler); }
 
+  // The allocator of Service addresses the writes use (for the start-up backfill).
+  addresses::ServiceAddresses& service_addresses() { return *addresses_; }
+
  private:
   struct Stats;
   http::ServerResponse HandleAuthenticated(const http::ServerRequest& request);
@@ -113,6 +119,7 @@ class PolicyApi {
   const ApiOptions options_;
   StatsRegistry* stats_registry_;
   std::unique_ptr<Stats> stats_;
+  std::unique_ptr<addresses::ServiceAddresses> addresses_;
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
   http::RequestHandler traces_;

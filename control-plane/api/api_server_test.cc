@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/base/fake_clock.h"
 #include "control-plane/store/file_store.h"
 
@@ -120,6 +121,78 @@ TEST_F(PolicyApiTest, CreateReadUpdateDelete) {
   EXPECT_EQ(Call("DELETE", kPolicy).status, 404);
 }
 
+TEST_F(PolicyApiTest, ServicesGetAddressesKeptAcrossWritesAndConflictsAreRefused) {
+  constexpr char kReviews[] = "/apis/meshlet.io/v1/namespaces/default/services/reviews";
+  constexpr char kRatings[] = "/apis/meshlet.io/v1/namespaces/shop/services/ratings";
+  const std::string reviews =
+      "kind: Service\nmetadata: {name: reviews}\nspec: {ports: [{port: 80}]}\n";
+  http::ServerResponse created = Call("PUT", kReviews, reviews);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_NE(created.body.find(R"("status":{"addresses":["240.240.0.1"]})"), std::string::npos)
+      << created.body;
+  http::ServerResponse read = Call("GET", kReviews);
+  EXPECT_NE(read.body.find(R"("status":{"addresses":["240.240.0.1"]})"), std::string::npos)
+      << read.body;
+  // Applying the same document again changes nothing; a status sent along is the server's.
+  EXPECT_EQ(*Call("PUT", kReviews, reviews).headers.Get("x-meshlet-result"), "unchanged");
+  http::ServerResponse sent_status =
+      Call("PUT", kReviews, reviews + "status: {addresses: [10.1.1.1]}\n");
+  EXPECT_EQ(*sent_status.headers.Get("x-meshlet-result"), "unchanged") << sent_status.body;
+  // A dry run shows the address a new Service would get, and takes none.
+  http::ServerResponse dry =
+      Call("PUT", absl::StrCat(kRatings, "?dryRun=All"),
+           "kind: Service\nmetadata: {name: ratings}\nspec: {ports: [{port: 80}]}\n");
+  EXPECT_NE(dry.body.find(R"("addresses":["240.240.0.2"])"), std::string::npos) << dry.body;
+  EXPECT_EQ(Call("GET", kRatings).status, 404);
+
+  // Another Service declaring reviews's address: 422 naming both.
+  http::ServerResponse taken =
+      Call("PUT", kRatings,
+           "kind: Service\nmetadata: {name: ratings}\nspec: {ports: [{port: 80}], addresses: "
+           "[240.240.0.1]}\n");
+  EXPECT_EQ(taken.status, 422);
+  EXPECT_NE(taken.body.find(R"(Service \"ratings\" is invalid: spec.addresses[0]: 240.240.0.1 )"
+                            R"(is already an address of Service default/reviews (allocated))"),
+            std::string::npos)
+      << taken.body;
+  http::ServerResponse declared =
+      Call("PUT", kRatings,
+           "kind: Service\nmetadata: {name: ratings}\nspec: {ports: [{port: 80}], addresses: "
+           "[10.96.0.10]}\n");
+  ASSERT_EQ(declared.status, 201) << declared.body;
+  EXPECT_EQ(declared.body.find(R"("status")"), std::string::npos) << declared.body;
+
+  // A smaller range in MeshConfig: what exists keeps its address, new Services come from it.
+  ASSERT_EQ(Call("PUT", "/apis/meshlet.io/v1/meshconfigs/mesh",
+                 "kind: MeshConfig\nmetadata: {name: mesh}\nspec: {serviceAddressRange: "
+                 "10.200.0.0/30}\n")
+                .status,
+            201);
+  const std::string other = "kind: Service\nmetadata: {name: NAME}\nspec: {ports: [{port: 80}]}\n";
+  auto put = [&](const std::string& name) {
+    return Call("PUT", absl::StrCat("/apis/meshlet.io/v1/namespaces/default/services/", name),
+                absl::StrReplaceAll(other, {{"NAME", name}}));
+  };
+  EXPECT_NE(put("a").body.find(R"(["10.200.0.1"])"), std::string::npos);
+  EXPECT_NE(put("b").body.find(R"(["10.200.0.2"])"), std::string::npos);
+  // Full: stored all the same, with a warning.
+  http::ServerResponse full = put("c");
+  EXPECT_EQ(full.status, 201) << full.body;
+  EXPECT_EQ(full.body.find(R"("status")"), std::string::npos) << full.body;
+  ASSERT_TRUE(full.headers.Get("warning").has_value());
+  EXPECT_NE(full.headers.Get("warning")->find("gets no address from 10.200.0.0/30"),
+            std::string::npos);
+  EXPECT_NE(Call("GET", kReviews).body.find(R"(["240.240.0.1"])"), std::string::npos);
+  // A wider range: the MeshConfig write gives c its address.
+  http::ServerResponse wider = Call("PUT", "/apis/meshlet.io/v1/meshconfigs/mesh",
+                                    "kind: MeshConfig\nmetadata: {name: mesh}\nspec: "
+                                    "{serviceAddressRange: 10.200.0.0/29}\n");
+  EXPECT_EQ(wider.status, 200) << wider.body;
+  EXPECT_NE(Call("GET", "/apis/meshlet.io/v1/namespaces/default/services/c")
+                .body.find(R"(["10.200.0.3"])"),
+            std::string::npos);
+}
+
 TEST_F(PolicyApiTest, InvalidIsRefusedWithFieldPathsAndNothingStored) {
   http::ServerResponse r =
       Call("PUT", kPolicy,
@@ -162,32 +235,34 @@ TEST_F(PolicyApiTest, ResourceVersionConflicts) {
   const std::string v1 = "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}";
   const std::string path = "/apis/meshlet.io/v1/namespaces/default/services/s";
   ASSERT_EQ(Call("PUT", path, v1).status, 201);
+  // (Creating a Service also reserves its address in the store: revisions are not consecutive.)
+  const int64_t first = store_->Revision();
   // Someone else updates it.
   ASSERT_EQ(
       Call("PUT", path, "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 81}]}").status,
       200);
+  const int64_t second = store_->Revision();
+  auto with_version = [](int64_t revision) {
+    return absl::StrCat("kind: Service\nmetadata: {name: s, resourceVersion: \"", revision,
+                        "\"}\nspec: {ports: [{port: 82}]}");
+  };
   // A write based on the first version is refused.
-  http::ServerResponse stale = Call(
-      "PUT", path,
-      "kind: Service\nmetadata: {name: s, resourceVersion: \"1\"}\nspec: {ports: [{port: 82}]}");
+  http::ServerResponse stale = Call("PUT", path, with_version(first));
   EXPECT_EQ(stale.status, 409);
-  EXPECT_NE(stale.body.find("resourceVersion 1 is stale, current is 2"), std::string::npos)
+  EXPECT_NE(
+      stale.body.find(absl::StrCat("resourceVersion ", first, " is stale, current is ", second)),
+      std::string::npos)
       << stale.body;
-  http::ServerResponse fresh = Call(
-      "PUT", path,
-      "kind: Service\nmetadata: {name: s, resourceVersion: \"2\"}\nspec: {ports: [{port: 82}]}");
+  http::ServerResponse fresh = Call("PUT", path, with_version(second));
   EXPECT_EQ(fresh.status, 200) << fresh.body;
+  const int64_t third = store_->Revision();
   // POST creates only.
   EXPECT_EQ(Call("POST", "/apis/meshlet.io/v1/namespaces/default/services", v1).status, 409);
   // Conditional delete.
-  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=2")).status, 409);
-  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=3")).status, 200);
+  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=", second)).status, 409);
+  EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?resourceVersion=", third)).status, 200);
   // Updating with a resourceVersion something that does not exist: 404.
-  EXPECT_EQ(Call("PUT", path,
-                 "kind: Service\nmetadata: {name: s, resourceVersion: \"3\"}\nspec: {ports: "
-                 "[{port: 82}]}")
-                .status,
-            404);
+  EXPECT_EQ(Call("PUT", path, with_version(third)).status, 404);
 }
 
 TEST_F(PolicyApiTest, DryRunStoresNothing) {
@@ -207,9 +282,10 @@ TEST_F(PolicyApiTest, DryRunStoresNothing) {
   ASSERT_EQ(
       Call("PUT", path, "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}").status,
       201);
+  const int64_t revision = store_->Revision();
   EXPECT_EQ(Call("DELETE", absl::StrCat(path, "?dryRun=All")).status, 200);
   EXPECT_EQ(Call("GET", path).status, 200);
-  EXPECT_EQ(store_->Revision(), 1);
+  EXPECT_EQ(store_->Revision(), revision);
 }
 
 TEST_F(PolicyApiTest, PathsAndMethods) {

@@ -126,11 +126,7 @@ class Delete final : public Command {
 
 // The resource as YAML without the fields the server sets, for comparisons.
 std::string Comparable(google::protobuf::Message& message) {
-  meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(message);
-  meta->clear_resource_version();
-  meta->clear_generation();
-  meta->clear_creation_timestamp();
-  meta->clear_uid();
+  policy::ClearServerSetFields(message);
   const auto* d = message.GetDescriptor();
   message.GetReflection()->SetString(&message, d->FindFieldByName("api_version"),
                                      std::string(policy::kApiVersion));

@@ -14,6 +14,27 @@
 namespace meshlet::controlplane::cli {
 namespace {
 
+// A Service's virtual addresses: those it declares, else those the control plane allocated.
+struct Addresses {
+  std::vector<std::string> list;
+  bool allocated = false;
+};
+Addresses ServiceAddresses(const YAML::Node& service) {
+  Addresses out;
+  for (const char* part : {"spec", "status"}) {
+    const YAML::Node section = service[part];
+    if (!section || !section.IsMap()) continue;
+    const YAML::Node list = section["addresses"];
+    if (!list || !list.IsSequence()) continue;
+    for (const auto& a : list) out.list.push_back(Scalar(a));
+    if (!out.list.empty()) {
+      out.allocated = std::string(part) == "status";
+      break;
+    }
+  }
+  return out;
+}
+
 // The table of `items` of one kind: name, the kind's own columns, version and age.
 std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::Node>& items,
                           bool with_namespace) {
@@ -23,7 +44,7 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
   header.push_back("NAME");
   const std::string kind(info.kind);
   if (kind == "Service") {
-    header.insert(header.end(), {"PORTS", "SELECTOR"});
+    header.insert(header.end(), {"PORTS", "ADDRESSES", "SELECTOR"});
   } else if (kind == "TrafficPolicy") {
     header.insert(header.end(), {"TARGET", "LB", "RETRIES", "TIMEOUT"});
   } else if (kind == "HTTPRoute") {
@@ -55,6 +76,8 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
         selector.push_back(absl::StrCat(it->first.Scalar(), "=", Scalar(it->second)));
       }
       row.push_back(ports.empty() ? "<none>" : absl::StrJoin(ports, ","));
+      const Addresses addresses = ServiceAddresses(item);
+      row.push_back(addresses.list.empty() ? "<none>" : absl::StrJoin(addresses.list, ","));
       row.push_back(selector.empty() ? "<none>" : absl::StrJoin(selector, ","));
     } else if (kind == "TrafficPolicy") {
       row.push_back(Scalar(spec["target"]));
@@ -225,6 +248,12 @@ class Describe final : public Command {
     if (!yaml.ok()) return session.Fail({kExitFailed, std::string(yaml.status().message())});
     out << *yaml;
     YAML::Node object = YAML::Load(reply->http.body);
+    if (info->kind == "Service") {
+      const Addresses addresses = ServiceAddresses(object);
+      out << "\nAddresses: "
+          << (addresses.list.empty() ? "<none>" : absl::StrJoin(addresses.list, ", "))
+          << (addresses.allocated ? " (allocated from the MeshConfig ranges)" : "") << "\n";
+    }
     std::string service = info->kind == "Service" ? name : Scalar(object["spec"]["target"]);
     if (service.empty()) return kExitOk;
     const std::string kind(info->kind);

@@ -16,10 +16,11 @@ namespace {
 constexpr char kServices[] = R"({"kind":"ServiceList","items":[
   {"apiVersion":"meshlet.io/v1","kind":"Service",
    "metadata":{"name":"reviews","namespace":"shop","resourceVersion":"7"},
-   "spec":{"ports":[{"name":"http","port":9080,"targetPort":8080}],"selector":{"app":"reviews"}}},
+   "spec":{"ports":[{"name":"http","port":9080,"targetPort":8080}],"selector":{"app":"reviews"}},
+   "status":{"addresses":["240.240.0.3"]}},
   {"apiVersion":"meshlet.io/v1","kind":"Service",
    "metadata":{"name":"ratings","namespace":"shop","resourceVersion":"9"},
-   "spec":{"ports":[{"port":80,"protocol":"GRPC"}]}}]})";
+   "spec":{"ports":[{"port":80,"protocol":"GRPC"}],"addresses":["10.96.0.10","fd00::10"]}}]})";
 
 constexpr char kShopServices[] = "/apis/meshlet.io/v1/namespaces/shop/services";
 
@@ -170,9 +171,9 @@ TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
   api_.Answer("GET", kShopServices, 200, kServices);
   ASSERT_EQ(Run({"get", "svc", "-n", "shop"}), 0) << err_.str();
   EXPECT_EQ(out_.str(),
-            "NAME      PORTS            SELECTOR      VERSION   AGE\n"
-            "reviews   9080:8080/HTTP   app=reviews   7         <unknown>\n"
-            "ratings   80/GRPC          <none>        9         <unknown>\n");
+            "NAME      PORTS            ADDRESSES             SELECTOR      VERSION   AGE\n"
+            "reviews   9080:8080/HTTP   240.240.0.3           app=reviews   7         <unknown>\n"
+            "ratings   80/GRPC          10.96.0.10,fd00::10   <none>        9         <unknown>\n");
   ASSERT_EQ(Run({"get", "svc", "-n", "shop", "-o", "yaml"}), 0) << err_.str();
   EXPECT_EQ(out_.str(),
             "apiVersion: meshlet.io/v1\n"
@@ -188,6 +189,9 @@ TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
             "      targetPort: 8080\n"
             "  selector:\n"
             "    app: reviews\n"
+            "status:\n"
+            "  addresses:\n"
+            "    - 240.240.0.3\n"
             "---\n"
             "apiVersion: meshlet.io/v1\n"
             "kind: Service\n"
@@ -198,7 +202,10 @@ TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
             "spec:\n"
             "  ports:\n"
             "    - port: 80\n"
-            "      protocol: GRPC\n");
+            "      protocol: GRPC\n"
+            "  addresses:\n"
+            "    - 10.96.0.10\n"
+            "    - fd00::10\n");
   ASSERT_EQ(Run({"get", "svc", "-n", "shop", "--output=json"}), 0) << err_.str();
   EXPECT_EQ(out_.str(), kServices);
 
@@ -251,7 +258,7 @@ TEST_F(MeshctlTest, ApplyFromStdinSendsEachDocumentAndSaysWhatHappened) {
   EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
   EXPECT_EQ(err_.str(),
             "error: <stdin>:6:3: spec.portz: unknown field; known fields of ServiceSpec: ports, "
-            "selector (document 1)\nnothing applied\n");
+            "selector, addresses (document 1)\nnothing applied\n");
   EXPECT_EQ(api_.requests().size(), 1u);
 }
 

@@ -65,6 +65,17 @@ meshlet::policy::ObjectMeta* MutableMetadata(Message& resource) {
       resource.GetReflection()->MutableMessage(&resource, MetadataField(resource)));
 }
 
+void ClearServerSetFields(Message& resource) {
+  meshlet::policy::ObjectMeta* meta = MutableMetadata(resource);
+  meta->clear_resource_version();
+  meta->clear_generation();
+  meta->clear_creation_timestamp();
+  meta->clear_uid();
+  if (const FieldDescriptor* status = resource.GetDescriptor()->FindFieldByName("status")) {
+    resource.GetReflection()->ClearField(&resource, status);
+  }
+}
+
 std::string KindOf(const Message& resource) { return std::string(InfoOf(resource).kind); }
 
 const KindInfo& InfoOf(const Message& resource) {

@@ -46,5 +46,9 @@ const meshlet::policy::ObjectMeta& Metadata(const google::protobuf::Message& res
 meshlet::policy::ObjectMeta* MutableMetadata(google::protobuf::Message& resource);
 std::string KindOf(const google::protobuf::Message& resource);
 const KindInfo& InfoOf(const google::protobuf::Message& resource);
+// Clears what the server sets (metadata.resourceVersion, generation, creationTimestamp, uid, and
+// `status` in kinds that have one, such as a Service's allocated addresses): writes ignore
+// these fields, and comparisons of what is stored with what is applied leave them out.
+void ClearServerSetFields(google::protobuf::Message& resource);
 
 }  // namespace meshlet::controlplane::policy

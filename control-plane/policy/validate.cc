@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
 
 namespace meshlet::controlplane::policy {
@@ -62,6 +63,31 @@ bool IsHostName(absl::string_view host) {
     }
   }
   return true;
+}
+
+struct ReservedRange {
+  net::IpPrefix range;
+  absl::string_view kind;
+};
+// Addresses no Service may have: traffic to them never leaves the host, or is not unicast.
+const std::vector<ReservedRange>& ReservedRanges() {
+  static const auto* ranges = [] {
+    auto* out = new std::vector<ReservedRange>;
+    for (const auto& [text, kind] :
+         std::vector<std::pair<const char*, absl::string_view>>{{"0.0.0.0/32", "unspecified"},
+                                                                {"127.0.0.0/8", "loopback"},
+                                                                {"169.254.0.0/16", "link-local"},
+                                                                {"224.0.0.0/4", "multicast"},
+                                                                {"255.255.255.255/32", "broadcast"},
+                                                                {"::/128", "unspecified"},
+                                                                {"::1/128", "loopback"},
+                                                                {"fe80::/10", "link-local"},
+                                                                {"ff00::/8", "multicast"}}) {
+      out->push_back({*net::IpPrefix::Parse(text), kind});
+    }
+    return out;
+  }();
+  return *ranges;
 }
 
 class Checker {
@@ -371,6 +397,85 @@ class Checker {
     for (const auto& [key, value] : spec.selector()) {
       if (key.empty()) Error("spec.selector", "label keys must not be empty");
     }
+    ServiceAddresses(s);
+  }
+
+  // spec.addresses: IPs written canonically, none reserved, none twice, and none another
+  // Service already has (declared or allocated).
+  void ServiceAddresses(const pb::Service& s) {
+    const pb::ServiceSpec& spec = s.spec();
+    if (static_cast<size_t>(spec.addresses_size()) > limits_.max_addresses) {
+      Error("spec.addresses", absl::StrCat("at most ", limits_.max_addresses, " addresses"));
+    }
+    std::set<net::IpAddress> seen;
+    for (int i = 0; i < spec.addresses_size(); ++i) {
+      const std::string path = Index("spec.addresses", i);
+      const std::string& text = spec.addresses(i);
+      absl::StatusOr<net::IpAddress> address = net::IpAddress::Parse(text);
+      if (!address.ok()) {
+        Error(path, absl::StrCat(Quote(text), " is not an IP address (10.96.0.10, fd00::10)"));
+        continue;
+      }
+      if (address->ToString() != text) {
+        Error(path, absl::StrCat("write it as ", address->ToString()));
+        continue;
+      }
+      if (absl::string_view kind = ReservedAddressKind(*address); !kind.empty()) {
+        Error(path, absl::StrCat(text, " is not allowed (", kind, ")"));
+        continue;
+      }
+      if (!seen.insert(*address).second) {
+        Error(path, absl::StrCat(text, " is listed twice"));
+        continue;
+      }
+      if (existing_ == nullptr) continue;
+      for (const pb::Service& other : existing_->services) {
+        const std::string other_ns =
+            other.metadata().namespace_().empty() ? "default" : other.metadata().namespace_();
+        if (other_ns == namespace_ && other.metadata().name() == s.metadata().name()) continue;
+        for (const auto* list : {&other.spec().addresses(), &other.status().addresses()}) {
+          for (const std::string& used : *list) {
+            absl::StatusOr<net::IpAddress> parsed = net::IpAddress::Parse(used);
+            if (parsed.ok() && *parsed == *address) {
+              Error(path, absl::StrCat(text, " is already an address of Service ", other_ns, "/",
+                                       other.metadata().name(),
+                                       list == &other.status().addresses() ? " (allocated)" : ""));
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // An address range for Service addresses (MeshConfig): a CIDR of `family`, with room for at
+  // least two addresses, overlapping no reserved range.
+  void AddressRange(absl::string_view path, const std::string& text,
+                    net::IpAddress::Family family) {
+    if (text.empty()) return;
+    absl::StatusOr<net::IpPrefix> range = net::IpPrefix::Parse(text);
+    if (!range.ok()) {
+      Error(path, std::string(range.status().message()));
+      return;
+    }
+    const bool v4 = family == net::IpAddress::Family::kIPv4;
+    if (range->family() != family) {
+      Error(path, absl::StrCat(Quote(text), " is not an ", v4 ? "IPv4" : "IPv6", " range"));
+      return;
+    }
+    // IPv4 ranges leave out their first and last address, IPv6 ranges their first.
+    const int max_length = v4 ? 30 : 127;
+    if (range->length() > max_length) {
+      Error(path, absl::StrCat(Quote(text), " is too small: the prefix length must be at most ",
+                               max_length, " (room for two addresses)"));
+      return;
+    }
+    for (const ReservedRange& reserved : ReservedRanges()) {
+      if (range->Overlaps(reserved.range)) {
+        Error(path, absl::StrCat(Quote(text), " overlaps ", reserved.range.ToString(), " (",
+                                 reserved.kind, " addresses)"));
+        return;
+      }
+    }
   }
 
   void TrafficPolicy(const pb::TrafficPolicy& tp) {
@@ -618,6 +723,15 @@ class Checker {
     }
     MtlsMode("spec.mtls", spec.mtls());
     LoadBalancer("spec.loadBalancer", spec.load_balancer());
+    if (!spec.outbound_traffic_policy().empty() && spec.outbound_traffic_policy() != "ALLOW_ANY" &&
+        spec.outbound_traffic_policy() != "REGISTRY_ONLY") {
+      Error("spec.outboundTrafficPolicy", absl::StrCat(Quote(spec.outbound_traffic_policy()),
+                                                       " is not one of ALLOW_ANY, REGISTRY_ONLY"));
+    }
+    AddressRange("spec.serviceAddressRange", spec.service_address_range(),
+                 net::IpAddress::Family::kIPv4);
+    AddressRange("spec.serviceAddressRangeV6", spec.service_address_range_v6(),
+                 net::IpAddress::Family::kIPv6);
     if (spec.has_default_timeouts()) Timeouts("spec.defaultTimeouts", spec.default_timeouts());
     if (spec.has_default_retries()) Retries("spec.defaultRetries", spec.default_retries());
     if (spec.has_tracing()) {
@@ -646,6 +760,13 @@ std::string ValidationResult::ErrorText() const {
   return absl::StrJoin(errors, "\n", [](std::string* out, const FieldError& e) {
     absl::StrAppend(out, e.field.empty() ? "" : e.field, e.field.empty() ? "" : ": ", e.message);
   });
+}
+
+absl::string_view ReservedAddressKind(const net::IpAddress& address) {
+  for (const ReservedRange& reserved : ReservedRanges()) {
+    if (reserved.range.Contains(address)) return reserved.kind;
+  }
+  return "";
 }
 
 bool IsDnsLabel(absl::string_view name) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/net/ip_prefix.h"
 #include "control-plane/policy/snapshot.h"
 
 namespace google::protobuf {
@@ -42,6 +43,7 @@ struct ValidationLimits {
   size_t max_matches = 64;
   size_t max_hostnames = 64;
   size_t max_ports = 64;
+  size_t max_addresses = 16;  // Service spec.addresses
   uint32_t max_retry_attempts = 10;
   uint32_t max_weight = 1000000;
 };
@@ -49,6 +51,10 @@ struct ValidationLimits {
 // `existing` (may be null) is the current policy, for reference checks (warnings).
 ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,
                           const ValidationLimits& limits = {});
+
+// Why `address` cannot be a Service's virtual address ("unspecified", "loopback", "link-local",
+// "multicast", "broadcast"), or empty when it can be one.
+absl::string_view ReservedAddressKind(const net::IpAddress& address);
 
 // DNS-1123 label (lowercase alphanumerics and '-', at most 63, alphanumeric at both ends).
 bool IsDnsLabel(absl::string_view name);

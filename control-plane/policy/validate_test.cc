@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "control-plane/policy/codec.h"
 
 namespace meshlet::controlplane::policy {
@@ -175,6 +176,106 @@ spec:
   EXPECT_NE(ErrorFor(r, "spec.ports[3].port").find("twice"), std::string::npos);
   EXPECT_EQ(ErrorFor(ValidateYaml("kind: Service\nmetadata: {name: s}\nspec: {}"), "spec.ports"),
             "at least one port is required");
+}
+
+TEST(ValidateTest, ServiceAddresses) {
+  ValidationResult r = ValidateYaml(R"(
+kind: Service
+metadata: {name: s}
+spec:
+  ports: [{port: 80}]
+  addresses: [10.96.0.10, "fd00::10", 10.96.0.10, 127.0.0.1, 169.254.1.1, 0.0.0.0, 224.0.0.1,
+              "::1", "fe80::1", "ff02::1", 255.255.255.255, "FD00:0::11", 10.96.0.300, svc.local]
+)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[0]"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[1]"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[2]"), "10.96.0.10 is listed twice");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[3]"), "127.0.0.1 is not allowed (loopback)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[4]"), "169.254.1.1 is not allowed (link-local)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[5]"), "0.0.0.0 is not allowed (unspecified)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[6]"), "224.0.0.1 is not allowed (multicast)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[7]"), "::1 is not allowed (loopback)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[8]"), "fe80::1 is not allowed (link-local)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[9]"), "ff02::1 is not allowed (multicast)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[10]"), "255.255.255.255 is not allowed (broadcast)");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[11]"), "write it as fd00::11");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[12]"),
+            "\"10.96.0.300\" is not an IP address (10.96.0.10, fd00::10)");
+  EXPECT_NE(ErrorFor(r, "spec.addresses[13]"), "");
+  EXPECT_EQ(r.errors.size(), 12u);
+}
+
+TEST(ValidateTest, ServiceAddressesAreUniqueAcrossServices) {
+  PolicySnapshot existing;
+  for (const char* yaml :
+       {"kind: Service\nmetadata: {name: reviews, namespace: default}\nspec: {ports: [{port: "
+        "80}], addresses: [10.96.0.10]}",
+        "kind: Service\nmetadata: {name: ratings, namespace: shop}\nspec: {ports: [{port: 80}]}"
+        "\nstatus: {addresses: [240.240.0.1]}",
+        "kind: Service\nmetadata: {name: same, namespace: default}\nspec: {ports: [{port: "
+        "80}], addresses: [10.96.0.11]}"}) {
+    absl::StatusOr<ParsedResource> parsed = ParseResource(yaml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    existing.services.push_back(static_cast<meshlet::policy::Service&>(*parsed->message));
+  }
+  ValidationResult r = ValidateYaml(R"(
+kind: Service
+metadata: {name: same}
+spec:
+  ports: [{port: 80}]
+  addresses: [10.96.0.10, 240.240.0.1, 10.96.0.11]
+)",
+                                    &existing);
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[0]"),
+            "10.96.0.10 is already an address of Service default/reviews");
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[1]"),
+            "240.240.0.1 is already an address of Service shop/ratings (allocated)");
+  // Its own stored version does not count.
+  EXPECT_EQ(ErrorFor(r, "spec.addresses[2]"), "");
+}
+
+TEST(ValidateTest, MeshConfigTrafficPolicyAndAddressRanges) {
+  EXPECT_TRUE(ValidateYaml(R"(
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  outboundTrafficPolicy: REGISTRY_ONLY
+  serviceAddressRange: 10.200.0.0/16
+  serviceAddressRangeV6: "fd00:240::/112"
+)")
+                  .ok());
+  struct Case {
+    const char* field;
+    const char* value;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"outboundTrafficPolicy", "DENY", "\"DENY\" is not one of ALLOW_ANY, REGISTRY_ONLY"},
+           {"serviceAddressRange", "240.240.0.1/16",
+            "\"240.240.0.1/16\" has bits set past the prefix length; the range is 240.240.0.0/16"},
+           {"serviceAddressRange", "240.240.0.0/33",
+            "\"240.240.0.0/33\": the prefix length must be 0 to 32"},
+           {"serviceAddressRange", "240.240.0.0/31",
+            "\"240.240.0.0/31\" is too small: the prefix length must be at most 30 (room for "
+            "two addresses)"},
+           {"serviceAddressRange", "fd00::/64", "\"fd00::/64\" is not an IPv4 range"},
+           {"serviceAddressRange", "127.0.0.0/16",
+            "\"127.0.0.0/16\" overlaps 127.0.0.0/8 (loopback addresses)"},
+           {"serviceAddressRange", "192.0.0.0/2",
+            "\"192.0.0.0/2\" overlaps 224.0.0.0/4 (multicast addresses)"},
+           {"serviceAddressRange", "ten/8",
+            "\"ten/8\" is not an address range (10.0.0.0/8, fd00::/64)"},
+           {"serviceAddressRangeV6", "10.0.0.0/8", "\"10.0.0.0/8\" is not an IPv6 range"},
+           {"serviceAddressRangeV6", "fe80::/64",
+            "\"fe80::/64\" overlaps fe80::/10 (link-local addresses)"},
+           {"serviceAddressRangeV6", "fd00::/128",
+            "\"fd00::/128\" is too small: the prefix length must be at most 127 (room for two "
+            "addresses)"},
+       }) {
+    ValidationResult r = ValidateYaml(absl::StrCat(
+        "kind: MeshConfig\nmetadata: {name: mesh}\nspec: {", c.field, ": \"", c.value, "\"}"));
+    EXPECT_EQ(ErrorFor(r, absl::StrCat("spec.", c.field)), c.error) << c.value;
+  }
 }
 
 TEST(ValidateTest, MeshConfigIsOneClusterWideResource) {

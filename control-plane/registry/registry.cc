@@ -31,6 +31,8 @@ Workload WorkloadFromNode(const xds::Node& node) {
   w.outbound_port = port_label(kOutboundPortLabel);
   auto cert = node.labels().find(kWorkloadCertificateLabel);
   w.workload_certificate = cert != node.labels().end() && cert->second == "true";
+  auto capture = node.labels().find(kCaptureLabel);
+  w.capture = capture != node.labels().end() && capture->second == kCaptureIptables;
   return w;
 }
 

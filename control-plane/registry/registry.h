@@ -58,6 +58,10 @@ struct Workload {
   // The sidecar holds a CA-issued workload certificate (label meshlet.io/workload-certificate,
   // set by the sidecar itself): it can serve and originate mesh mTLS.
   bool workload_certificate = false;
+  // The pod's packet filter redirects the app's TCP to this sidecar (label meshlet.io/capture:
+  // iptables, set with `sidecar init`): its listeners read original destinations, and peers
+  // reach its app ports, not its inbound port.
+  bool capture = false;
 
   bool ready = true;      // the local app's readiness as the sidecar last reported it
   bool connected = true;  // at least one stream open
@@ -75,6 +79,10 @@ inline constexpr uint32_t kDefaultOutboundPort = 15001;
 inline constexpr char kInboundPortLabel[] = "meshlet.io/inbound-port";
 inline constexpr char kOutboundPortLabel[] = "meshlet.io/outbound-port";
 inline constexpr char kWorkloadCertificateLabel[] = "meshlet.io/workload-certificate";
+// Traffic capture: "iptables" when `sidecar init` redirects the pod's TCP to the sidecar's
+// outbound and inbound ports (Workload::capture); absent for sidecars used as explicit proxies.
+inline constexpr char kCaptureLabel[] = "meshlet.io/capture";
+inline constexpr char kCaptureIptables[] = "iptables";
 
 // Reads the Node a sidecar sent into a Workload (registration fields only).
 Workload WorkloadFromNode(const xds::Node& node);

@@ -140,6 +140,20 @@ absl::Status ControlPlane::Init() {
   api_options.token = token_;
   api_options.server_version = kControlPlaneVersion;
   api_ = std::make_unique<api::PolicyApi>(*store_, registry_.get(), clock_, api_options, &stats_);
+  // Services stored without addresses (before allocation existed, while a range was full, or
+  // before an IPv6 range was configured) get them now.
+  if (absl::StatusOr<addresses::ServiceAddresses::Backfill> backfill =
+          api_->service_addresses().AssignMissing();
+      !backfill.ok()) {
+    LOG(WARN) << "service addresses: " << backfill.status().message();
+  } else {
+    if (backfill->assigned > 0) {
+      LOG(INFO) << "service addresses: allocated for " << backfill->assigned << " Service(s)";
+    }
+    for (const std::string& warning : backfill->warnings) {
+      LOG(WARN) << "service addresses: " << warning;
+    }
+  }
   ASSIGN_OR_RETURN(net::Address address, net::Address::Parse(options_.api_address));
   http::HttpServerOptions server_options;
   server_options.max_request_body_bytes = options_.max_api_body_bytes;

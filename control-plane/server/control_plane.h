@@ -10,7 +10,8 @@
 //
 // Data directory layout:
 //   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
-//   <data-dir>/store/      the policy store (control-plane/store/file_store.h)
+//   <data-dir>/store/      the policy store (control-plane/store/file_store.h), Services'
+//                          allocated addresses included (control-plane/addresses)
 //   <data-dir>/registry.pb the workloads known, kept up to date within about a second and at a
 //                          clean stop, restored at the next start
 //                          (control-plane/registry/saved_registry.h)

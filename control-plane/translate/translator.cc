@@ -34,6 +34,9 @@ struct ServiceView {
   const pb::Service* resource = nullptr;  // null: implied by the registry
   std::vector<pb::ServicePort> ports;     // sorted by port
   std::map<std::string, std::string> selector;
+  // Virtual addresses: spec.addresses, else those the control plane allocated (none for
+  // services only the registry knows).
+  std::vector<std::string> addresses;
   // Registered workloads of the service (by service name or selector), ordered by id.
   std::vector<const registry::Workload*> members;
 
@@ -54,6 +57,31 @@ std::string FormatAddress(absl::string_view host, uint32_t port) {
 }
 
 bool IsHttpProtocol(absl::string_view protocol) { return protocol != "TCP"; }
+
+// The port a workload's app listens on for the Service port `p` (one of `ports`): the target port,
+// unless the workload registered other app ports (`registered`, sorted; several instances sharing
+// one host cannot all listen on the target port), which then win, matched to the Service's ports in
+// order.
+uint32_t AppPort(const std::vector<pb::ServicePort>& ports, const pb::ServicePort& p,
+                 const std::vector<uint32_t>& registered) {
+  const uint32_t target = p.target_port() != 0 ? p.target_port() : p.port();
+  if (registered.empty() || std::binary_search(registered.begin(), registered.end(), target)) {
+    return target;
+  }
+  size_t index = 0;
+  while (index < ports.size() && ports[index].port() != p.port()) ++index;
+  return index < registered.size() ? registered[index] : registered.front();
+}
+
+std::vector<uint32_t> SortedPorts(std::vector<uint32_t> ports) {
+  std::sort(ports.begin(), ports.end());
+  return ports;
+}
+
+// Host names of a virtual address, as clients write them in Host / :authority.
+std::string AddressHost(const std::string& address) {
+  return address.find(':') != std::string::npos ? absl::StrCat("[", address, "]") : address;
+}
 
 xds::UpstreamProtocol UpstreamProtocolFor(absl::string_view protocol) {
   return protocol == "HTTP2" || protocol == "GRPC" ? xds::UPSTREAM_HTTP2 : xds::UPSTREAM_HTTP1;
@@ -101,6 +129,9 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     view.resource = &s;
     view.ports.assign(s.spec().ports().begin(), s.spec().ports().end());
     view.selector.insert(s.spec().selector().begin(), s.spec().selector().end());
+    const auto& addresses =
+        s.spec().addresses().empty() ? s.status().addresses() : s.spec().addresses();
+    view.addresses.assign(addresses.begin(), addresses.end());
     index.services[{view.namespace_, view.name}] = std::move(view);
   }
   for (const Workload& w : registry.workloads) {
@@ -220,8 +251,9 @@ class Translator {
   // What the outbound part depends on besides this node's reachable services: the inputs'
   // versions and the options it reads. Reachable services are listed when scoping applies.
   std::string CacheKey() const {
-    std::string key = absl::StrCat(policy_.revision, "|", registry_.version, "|",
-                                   options_.cluster_domain, "|", MeshTlsKey(), "|");
+    std::string key =
+        absl::StrCat(policy_.revision, "|", registry_.version, "|", options_.cluster_domain, "|",
+                     MeshTlsKey(), "|", self_.capture ? "capture|" : "");
     if (!mesh_.scope_to_dependencies()) return key + "*";
     for (const auto& [service_key, service] : index_.services) {
       if (Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");
@@ -405,7 +437,8 @@ class Translator {
     // Sidecar to sidecar, an HTTP/1.1 service's requests travel over HTTP/2 (one multiplexed
     // connection instead of a pool of them); the members' sidecars translate back. Over mTLS
     // only, where ALPN agrees on it with each peer sidecar; plaintext members keep HTTP/1.1.
-    if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1) {
+    // Opaque (TCP) ports are proxied as bytes, never as HTTP/2.
+    if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1 && IsHttpProtocol(port.protocol())) {
       cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
     }
     // Endpoints: registered workloads of the service (matching the selector and the subset).
@@ -415,11 +448,13 @@ class Translator {
     std::vector<std::pair<std::string, const Workload*>> chosen;
     for (const Workload* w : s.members) {
       if (!Matches(subset, w->labels)) continue;
+      // A member whose traffic is captured is reached on its app port: its packet filter
+      // redirects the connection to its inbound listener, which reads the port to find the app.
+      const uint32_t endpoint_port = w->capture ? AppPort(s.ports, port, SortedPorts(w->ports))
+                                     : w->inbound_port != 0 ? w->inbound_port
+                                                            : registry::kDefaultInboundPort;
       for (const std::string& address : w->addresses) {
-        chosen.emplace_back(
-            FormatAddress(address,
-                          w->inbound_port != 0 ? w->inbound_port : registry::kDefaultInboundPort),
-            w);
+        chosen.emplace_back(FormatAddress(address, endpoint_port), w);
       }
     }
     std::sort(chosen.begin(), chosen.end(),
@@ -503,10 +538,15 @@ class Translator {
     return mesh_.mtls().empty() ? "PERMISSIVE" : mesh_.mtls();
   }
 
-  std::vector<std::string> Domains(const ServiceView& s, uint32_t port, bool bare) const {
-    const std::vector<std::string> names = {
-        s.name, s.Fqdn(), absl::StrCat(s.Fqdn(), ".svc"),
-        absl::StrCat(s.Fqdn(), ".svc.", options_.cluster_domain)};
+  // The host names of a Service port; with `addresses`, its virtual addresses too (what a
+  // client that called the address sends as Host).
+  std::vector<std::string> Domains(const ServiceView& s, uint32_t port, bool bare,
+                                   bool addresses = false) const {
+    std::vector<std::string> names = {s.name, s.Fqdn(), absl::StrCat(s.Fqdn(), ".svc"),
+                                      absl::StrCat(s.Fqdn(), ".svc.", options_.cluster_domain)};
+    if (addresses) {
+      for (const std::string& address : s.addresses) names.push_back(AddressHost(address));
+    }
     std::vector<std::string> out;
     for (const std::string& n : names) {
       if (bare) out.push_back(n);
@@ -687,13 +727,24 @@ class Translator {
       bool first_http_port = true;
       for (const pb::ServicePort& port : service.ports) {
         if (!IsHttpProtocol(port.protocol())) {
-          Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
-                            port.port(), ": TCP ports are not routed by the outbound listener"));
+          if (!self_.capture) {
+            Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
+                              port.port(), ": TCP ports are not routed by the outbound listener"));
+          } else if (service.addresses.empty()) {
+            Warn(absl::StrCat("Service ", service.namespace_, "/", service.name, " port ",
+                              port.port(),
+                              ": TCP, and the Service has no address to recognise it by"));
+          } else {
+            // Captured connections to the Service's addresses on this port (the capture
+            // listener's destination).
+            UseCluster(service, port, {});
+          }
           continue;
         }
         xds::VirtualHost vhost;
         vhost.set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
-        std::vector<std::string> domains = Domains(service, port.port(), first_http_port);
+        std::vector<std::string> domains =
+            Domains(service, port.port(), first_http_port, self_.capture);
         if (first_http_port) {
           for (const pb::HTTPRoute* route : RoutesFor(service)) {
             for (const std::string& host : route->spec().hostnames()) domains.push_back(host);
@@ -737,16 +788,72 @@ class Translator {
     out_.routes.push_back(std::move(routes));
   }
 
+  // Where the listeners bind: every address for captured traffic (the packet filter redirects to
+  // the pod's own addresses), else the configured host.
+  std::string ListenHost() const { return self_.capture ? "0.0.0.0" : options_.listen_host; }
+
   void BuildOutboundListener() {
     xds::Listener listener;
     listener.set_name(std::string(kOutboundName));
-    listener.set_address(FormatAddress(options_.listen_host, self_.outbound_port != 0
-                                                                 ? self_.outbound_port
-                                                                 : registry::kDefaultOutboundPort));
+    listener.set_address(FormatAddress(ListenHost(), self_.outbound_port != 0
+                                                         ? self_.outbound_port
+                                                         : registry::kDefaultOutboundPort));
     listener.set_direction(xds::OUTBOUND);
     listener.set_protocol(xds::PROTOCOL_HTTP);
     listener.set_route_config_name(std::string(kOutboundName));
+    if (self_.capture) AddOutboundDestinations(listener);
     out_.listeners.push_back(std::move(listener));
+  }
+
+  // Captured outbound connections: one destination per reachable Service port, matched by the
+  // Service's addresses and the port. HTTP ports are routed by the "outbound" routes (by Host,
+  // whose virtual hosts answer to the addresses too), opaque ones go to the port's cluster as
+  // bytes. Anything else follows MeshConfig outboundTrafficPolicy.
+  void AddOutboundDestinations(xds::Listener& listener) const {
+    listener.set_use_original_destination(true);
+    for (const auto& [key, service] : index_.services) {
+      if (service.addresses.empty() || !Reachable(service)) continue;
+      for (const pb::ServicePort& port : service.ports) {
+        xds::ListenerDestination* d = listener.add_destinations();
+        d->set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
+        for (const std::string& address : service.addresses) d->add_addresses(address);
+        d->set_port(port.port());
+        if (IsHttpProtocol(port.protocol())) {
+          d->set_protocol(xds::PROTOCOL_HTTP);
+          d->set_route_config_name(std::string(kOutboundName));
+        } else {
+          d->set_protocol(xds::PROTOCOL_TCP);
+          d->set_tcp_cluster(ClusterName(service, port.port(), {}));
+        }
+      }
+    }
+    listener.set_unmatched_destination(
+        mesh_.outbound_traffic_policy() == "REGISTRY_ONLY" ? xds::REFUSE : xds::PASSTHROUGH);
+  }
+
+  // The inbound route to the local app's `cluster`.
+  static xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp) {
+    xds::Route route;
+    route.set_name("app");
+    route.mutable_match()->set_prefix("/");
+    route.mutable_route()->set_cluster(cluster);
+    // The caller's deadline governs; the inbound hop adds none of its own.
+    route.mutable_route()->mutable_timeout()->set_seconds(0);
+    // Retries belong to the caller's sidecar, where the route's policy and the cluster's budget
+    // live: retrying responses or resets here as well would multiply attempts at every hop.
+    // This hop retries only what provably never reached the app (no connection to it, or a
+    // stream it refused), with the default attempt count; those cannot multiply.
+    xds::RetryPolicy* inbound_retries = route.mutable_route()->mutable_retry_policy();
+    inbound_retries->add_retry_on("connect-failure");
+    inbound_retries->add_retry_on("refused-stream");
+    if (tp != nullptr && tp->has_rate_limit()) {
+      route.mutable_rate_limit()->set_requests_per_second(tp->rate_limit().requests_per_second());
+      route.mutable_rate_limit()->set_burst(tp->rate_limit().burst());
+      // A bucket per calling workload (its SPIFFE id), so one noisy caller cannot spend the
+      // others' budget.
+      route.mutable_rate_limit()->set_per_principal(tp->rate_limit().per_source_identity());
+    }
+    return route;
   }
 
   void BuildInbound() {
@@ -766,21 +873,8 @@ class Translator {
       }
     }
     if (ports.empty()) return;  // nothing to serve: the sidecar only carries outbound calls
-    // The Service's target port, unless the workload registered other app ports: several
-    // instances sharing one host (loopback demos) cannot all listen on the target port, so
-    // their registered ports win, matched to the Service's ports in order.
-    std::vector<uint32_t> registered = self_.ports;
-    std::sort(registered.begin(), registered.end());
-    auto app_port = [&](const pb::ServicePort& p) -> uint32_t {
-      const uint32_t target = p.target_port() != 0 ? p.target_port() : p.port();
-      if (registered.empty() ||
-          std::find(registered.begin(), registered.end(), target) != registered.end()) {
-        return target;
-      }
-      size_t index = 0;
-      while (index < ports.size() && ports[index].port() != p.port()) ++index;
-      return index < registered.size() ? registered[index] : registered.front();
-    };
+    const std::vector<uint32_t> registered = SortedPorts(self_.ports);
+    auto app_port = [&](const pb::ServicePort& p) { return AppPort(ports, p, registered); };
     const pb::TrafficPolicySpec* tp = own != nullptr ? PolicyFor(*own) : nullptr;
 
     xds::RouteConfiguration routes;
@@ -788,11 +882,24 @@ class Translator {
     std::set<uint32_t> made;
     std::string first_cluster;
     uint32_t first_app_port = 0;
+    // Captured connections, by the app port they were addressed to (the first Service port with
+    // that app port decides the protocol).
+    std::vector<xds::ListenerDestination> destinations;
     for (size_t i = 0; i < ports.size(); ++i) {
       const pb::ServicePort& p = ports[i];
       const uint32_t target = app_port(p);
       const std::string cluster_name = absl::StrCat("inbound|", target);
-      if (made.insert(target).second) {
+      const bool first_for_target = made.insert(target).second;
+      xds::ListenerDestination* destination = nullptr;
+      if (self_.capture && first_for_target) {
+        destination = &destinations.emplace_back();
+        destination->set_name(cluster_name);
+        destination->set_port(target);
+        destination->set_destination_port(target);
+        destination->set_protocol(xds::PROTOCOL_TCP);
+        destination->set_tcp_cluster(cluster_name);
+      }
+      if (first_for_target) {
         xds::Cluster cluster;
         cluster.set_name(cluster_name);
         cluster.set_type(xds::Cluster::STATIC);
@@ -807,6 +914,22 @@ class Translator {
         first_app_port = target;
       }
       if (!IsHttpProtocol(p.protocol())) continue;
+      const xds::Route app_route = AppRoute(cluster_name, tp);
+      if (destination != nullptr) {
+        // The port the connection was addressed to names the app port: one route table per
+        // port, whatever Host the caller sent.
+        xds::RouteConfiguration port_routes;
+        port_routes.set_name(cluster_name);
+        xds::VirtualHost* any = port_routes.add_virtual_hosts();
+        any->set_name(absl::StrCat("inbound:", p.port()));
+        any->add_domains("*");
+        any->set_destination_port(target);
+        *any->add_routes() = app_route;
+        out_.routes.push_back(std::move(port_routes));
+        destination->clear_tcp_cluster();
+        destination->set_protocol(xds::PROTOCOL_HTTP);
+        destination->set_route_config_name(cluster_name);
+      }
       xds::VirtualHost vhost;
       // Peers send the Host they called ("svc:port"); the first port also takes everything else.
       vhost.set_name(absl::StrCat("inbound:", p.port()));
@@ -819,27 +942,7 @@ class Translator {
         vhost.add_domains("*");
       }
       if (routes.virtual_hosts_size() > 0 && vhost.domains(0) == "*") continue;
-      xds::Route* route = vhost.add_routes();
-      route->set_name("app");
-      route->mutable_match()->set_prefix("/");
-      route->mutable_route()->set_cluster(cluster_name);
-      // The caller's deadline governs; the inbound hop adds none of its own.
-      route->mutable_route()->mutable_timeout()->set_seconds(0);
-      // Retries belong to the caller's sidecar, where the route's policy and the cluster's budget
-      // live: retrying responses or resets here as well would multiply attempts at every hop.
-      // This hop retries only what provably never reached the app (no connection to it, or a
-      // stream it refused), with the default attempt count; those cannot multiply.
-      xds::RetryPolicy* inbound_retries = route->mutable_route()->mutable_retry_policy();
-      inbound_retries->add_retry_on("connect-failure");
-      inbound_retries->add_retry_on("refused-stream");
-      if (tp != nullptr && tp->has_rate_limit()) {
-        route->mutable_rate_limit()->set_requests_per_second(
-            tp->rate_limit().requests_per_second());
-        route->mutable_rate_limit()->set_burst(tp->rate_limit().burst());
-        // A bucket per calling workload (its SPIFFE id), so one noisy caller cannot spend the
-        // others' budget.
-        route->mutable_rate_limit()->set_per_principal(tp->rate_limit().per_source_identity());
-      }
+      *vhost.add_routes() = app_route;
       *routes.add_virtual_hosts() = std::move(vhost);
     }
     // The catch-all ("*") host goes last so port-specific hosts win.
@@ -850,10 +953,19 @@ class Translator {
 
     xds::Listener listener;
     listener.set_name(std::string(kInboundName));
-    listener.set_address(FormatAddress(options_.listen_host, self_.inbound_port != 0
-                                                                 ? self_.inbound_port
-                                                                 : registry::kDefaultInboundPort));
+    listener.set_address(FormatAddress(ListenHost(), self_.inbound_port != 0
+                                                         ? self_.inbound_port
+                                                         : registry::kDefaultInboundPort));
     listener.set_direction(xds::INBOUND);
+    if (self_.capture) {
+      // Connections to the pod's addresses: by the port they were addressed to. Ports no
+      // Service declares go to the app as bytes, on the same port (TLS and authorization still
+      // apply); 127.0.0.1, since the pod's own address would be redirected again.
+      listener.set_use_original_destination(true);
+      for (xds::ListenerDestination& d : destinations) *listener.add_destinations() = std::move(d);
+      listener.set_unmatched_destination(xds::PASSTHROUGH);
+      listener.set_passthrough_host(options_.local_app_host);
+    }
     if (routes.virtual_hosts_size() > 0) {
       listener.set_protocol(xds::PROTOCOL_AUTO);
       listener.set_route_config_name(std::string(kInboundName));

@@ -39,6 +39,23 @@
 // Endpoints point at the peer sidecars' inbound listeners (<workload address>:<inbound port>),
 // which forward to their local app; the peer picks the app port from the Host the caller used.
 //
+// Traffic capture (node label meshlet.io/capture: iptables, Workload::capture): the pod's packet
+// filter redirects the app's TCP to the outbound listener and TCP to the pod to the inbound
+// listener, and both read each connection's original destination (docs/xds.md, "Capture
+// listeners"). Such a node gets, on top of the above, with the listeners on 0.0.0.0:
+//   Listener "outbound"   use_original_destination; one destination per reachable Service port
+//                         with addresses (spec.addresses, else status.addresses): HTTP ports
+//                         routed by "outbound" (whose virtual hosts then also answer to each
+//                         address, and address:port), TCP ports to the port's cluster; others
+//                         PASSTHROUGH (MeshConfig outboundTrafficPolicy ALLOW_ANY) or REFUSE
+//                         (REGISTRY_ONLY)
+//   Listener "inbound"    use_original_destination; one destination per app port: HTTP ports
+//                         routed by "inbound|<app port>", TCP ports to "inbound|<app port>";
+//                         other ports PASSTHROUGH to the app on 127.0.0.1
+//   RouteConfiguration "inbound|<app port>"  everything to that app port
+// Endpoints of captured members are <workload address>:<app port>: their packet filter
+// redirects the connection and the port says which app port it is for.
+//
 // Clusters always come with every route that names them in the same NodeResources; the ADS
 // server sends clusters (and their endpoints) before routes (design.md §5).
 

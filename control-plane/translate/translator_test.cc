@@ -10,6 +10,8 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/fake_clock.h"
 #include "control-plane/policy/codec.h"
 
@@ -635,6 +637,216 @@ spec:
   policy_.authorization_policies.clear();
   r = Translate(policy_, registry_, node_);
   EXPECT_FALSE(Named(r.listeners, "inbound")->has_authorization());
+}
+
+// Traffic capture (label meshlet.io/capture: iptables): listeners that route by original
+// destination. The fixture's Services get addresses, and a database with an opaque port joins.
+class CaptureTest : public TranslatorTest {
+ protected:
+  void SetUp() override {
+    TranslatorTest::SetUp();
+    policy_.services[0].mutable_status()->add_addresses("240.240.0.1");  // reviews, allocated
+    policy_.services[0].mutable_status()->add_addresses("fd00:240::1");
+    policy_.services[1].mutable_status()->add_addresses("240.240.0.2");  // frontend
+    policy_.services.push_back(Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: db}
+spec:
+  addresses: [10.96.0.20, "fd00::20"]
+  ports:
+  - {name: mysql, port: 3306, targetPort: 3307, protocol: TCP}
+  - {name: admin, port: 8080}
+)"));
+    // (Ids in order: the registry snapshot is sorted by id.)
+    registry::Workload db = MakeWorkload("store-db-0", "db", "10.0.4.1");
+    db.ports = {3307, 8080};
+    registry_.workloads.push_back(db);
+  }
+
+  static void Capture(registry::Workload& w) {
+    w.labels[registry::kCaptureLabel] = registry::kCaptureIptables;
+    w.capture = true;
+  }
+
+  std::vector<std::string> DestinationSummary(const xds::Listener& listener) {
+    std::vector<std::string> out;
+    for (const xds::ListenerDestination& d : listener.destinations()) {
+      out.push_back(absl::StrCat(d.name(), " [", absl::StrJoin(d.addresses(), ","), "]:", d.port(),
+                                 " ", xds::ListenerProtocol_Name(d.protocol()), " ",
+                                 d.route_config_name(), d.tcp_cluster(), " ",
+                                 d.destination_port()));
+    }
+    return out;
+  }
+};
+
+TEST_F(CaptureTest, WorkloadCaptureComesFromItsNodeLabel) {
+  xds::Node node;
+  node.set_id("x");
+  EXPECT_FALSE(registry::WorkloadFromNode(node).capture);
+  (*node.mutable_labels())[registry::kCaptureLabel] = "iptables";
+  EXPECT_TRUE(registry::WorkloadFromNode(node).capture);
+  (*node.mutable_labels())[registry::kCaptureLabel] = "nftables";
+  EXPECT_FALSE(registry::WorkloadFromNode(node).capture);
+}
+
+TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
+  Capture(registry_.workloads[0]);  // frontend-0
+  TranslateOptions loopback;
+  loopback.listen_host = "127.0.0.1";  // captured traffic arrives on every address all the same
+  NodeResources r = Translate(policy_, registry_, node_, loopback);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  EXPECT_EQ(outbound->address(), "0.0.0.0:15001");
+  EXPECT_TRUE(outbound->use_original_destination());
+  // Connections that were not redirected: as without capture.
+  EXPECT_EQ(outbound->protocol(), xds::PROTOCOL_HTTP);
+  EXPECT_EQ(outbound->route_config_name(), "outbound");
+  EXPECT_EQ(
+      DestinationSummary(*outbound),
+      (std::vector<std::string>{
+          "db.default:3306 [10.96.0.20,fd00::20]:3306 PROTOCOL_TCP outbound|3306||db.default 0",
+          "db.default:8080 [10.96.0.20,fd00::20]:8080 PROTOCOL_HTTP outbound 0",
+          "frontend.default:8080 [240.240.0.2]:8080 PROTOCOL_HTTP outbound 0",
+          "reviews.default:9080 [240.240.0.1,fd00:240::1]:9080 PROTOCOL_HTTP outbound 0",
+      }));
+  EXPECT_EQ(outbound->unmatched_destination(), xds::PASSTHROUGH);  // ALLOW_ANY by default
+  EXPECT_EQ(outbound->passthrough_host(), "");
+  // The opaque port's cluster exists (the destination names it), and no TCP warning.
+  const xds::Cluster* mysql = Named(r.clusters, "outbound|3306||db.default");
+  ASSERT_NE(mysql, nullptr);
+  EXPECT_EQ(mysql->type(), xds::Cluster::EDS);
+  for (const std::string& w : r.warnings) EXPECT_EQ(w.find("TCP"), std::string::npos) << w;
+  // The virtual hosts answer to the addresses, bare on the first HTTP port, with the port always.
+  const xds::VirtualHost* reviews = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(reviews, nullptr);
+  std::vector<std::string> domains(reviews->domains().begin(), reviews->domains().end());
+  for (const char* d : {"240.240.0.1", "240.240.0.1:9080", "[fd00:240::1]", "[fd00:240::1]:9080",
+                        "reviews", "reviews.default.svc.cluster.local:9080"}) {
+    EXPECT_NE(std::find(domains.begin(), domains.end(), d), domains.end()) << d;
+  }
+  const xds::VirtualHost* admin = Host(r, "outbound", "db.default:8080");
+  ASSERT_NE(admin, nullptr);
+  domains.assign(admin->domains().begin(), admin->domains().end());
+  EXPECT_NE(std::find(domains.begin(), domains.end(), "10.96.0.20:8080"), domains.end());
+  EXPECT_NE(std::find(domains.begin(), domains.end(), "[fd00::20]"), domains.end());
+
+  // REGISTRY_ONLY: unknown destinations are refused.
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_outbound_traffic_policy("REGISTRY_ONLY");
+  policy_.mesh_config = mesh;
+  EXPECT_EQ(
+      Named(Translate(policy_, registry_, node_).listeners, "outbound")->unmatched_destination(),
+      xds::REFUSE);
+}
+
+TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
+  Capture(registry_.workloads[0]);
+  registry_.workloads.push_back(MakeWorkload("ratings-0", "ratings", "10.0.3.1"));  // no address
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "db, ratings";
+  NodeResources r = Translate(policy_, registry_, node_);
+  std::vector<std::string> names;
+  for (const auto& d : Named(r.listeners, "outbound")->destinations()) names.push_back(d.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"db.default:3306", "db.default:8080",
+                                             "frontend.default:8080"}));
+}
+
+TEST_F(CaptureTest, InboundListenerRoutesByTheAppPortCalled) {
+  Capture(registry_.workloads.back());  // store-db-0
+  node_.set_id("store-db-0");
+  for (registry::Workload& w : registry_.workloads) w.workload_certificate = true;
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->address(), "0.0.0.0:15006");
+  EXPECT_TRUE(inbound->use_original_destination());
+  EXPECT_EQ(DestinationSummary(*inbound),
+            (std::vector<std::string>{"inbound|3307 []:3307 PROTOCOL_TCP inbound|3307 3307",
+                                      "inbound|8080 []:8080 PROTOCOL_HTTP inbound|8080 8080"}));
+  // Other ports reach the app as they are, on loopback (the pod's address would be captured
+  // again).
+  EXPECT_EQ(inbound->unmatched_destination(), xds::PASSTHROUGH);
+  EXPECT_EQ(inbound->passthrough_host(), "127.0.0.1");
+  // mTLS as without capture; the connection-level fields as without capture too.
+  EXPECT_TRUE(inbound->tls().workload_certificate());
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|3307");
+  EXPECT_EQ(inbound->route_config_name(), "inbound");
+  ASSERT_NE(Named(r.routes, "inbound"), nullptr);
+  // The HTTP port's own route table: every host to that app port.
+  const xds::VirtualHost* admin = Host(r, "inbound|8080", "inbound:8080");
+  ASSERT_NE(admin, nullptr);
+  EXPECT_EQ(std::vector<std::string>(admin->domains().begin(), admin->domains().end()),
+            std::vector<std::string>{"*"});
+  EXPECT_EQ(admin->destination_port(), 8080u);
+  ASSERT_EQ(admin->routes_size(), 1);
+  EXPECT_EQ(admin->routes(0).route().cluster(), "inbound|8080");
+  EXPECT_EQ(admin->routes(0).route().timeout().seconds(), 0);
+  EXPECT_EQ(Named(r.clusters, "inbound|8080")->load_assignment().endpoints(0).address(),
+            "127.0.0.1:8080");
+  EXPECT_EQ(Named(r.routes, "inbound|3307"), nullptr);  // opaque: no routes
+}
+
+TEST_F(CaptureTest, CapturedMembersAreReachedOnTheirAppPorts) {
+  Capture(registry_.workloads.back());  // store-db-0 listens on 3307 and 8080
+  Capture(registry_.workloads[1]);      // reviews-v1-0; reviews-v1-1 and v2-0 are not captured
+  NodeResources r = Translate(policy_, registry_, node_);  // from frontend, not captured
+  EXPECT_EQ(Assignment(r, "outbound|8080||db.default")->endpoints(0).address(), "10.0.4.1:8080");
+  const xds::ClusterLoadAssignment* reviews = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_EQ(reviews->endpoints_size(), 3);
+  EXPECT_EQ(reviews->endpoints(0).address(), "10.0.1.1:9080");
+  EXPECT_EQ(reviews->endpoints(1).address(), "10.0.1.2:15006");
+  EXPECT_EQ(reviews->endpoints(2).address(), "10.0.2.1:15006");
+  // The opaque port: the target port; its cluster is not HTTP/2 even with mesh mTLS.
+  for (registry::Workload& w : registry_.workloads) w.workload_certificate = true;
+  Capture(registry_.workloads[0]);
+  r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Assignment(r, "outbound|3306||db.default")->endpoints(0).address(), "10.0.4.1:3307");
+  EXPECT_TRUE(Named(r.clusters, "outbound|3306||db.default")->tls().enabled());
+  EXPECT_EQ(Named(r.clusters, "outbound|3306||db.default")->protocol(), xds::UPSTREAM_HTTP1);
+  EXPECT_EQ(Named(r.clusters, "outbound|8080||db.default")->protocol(), xds::UPSTREAM_MESH_HTTP2);
+}
+
+TEST_F(CaptureTest, NodesWithoutCaptureGetExactlyWhatTheyGotWithoutAddresses) {
+  policy::PolicySnapshot without = policy_;
+  for (pb::Service& s : without.services) {
+    s.clear_status();
+    s.mutable_spec()->clear_addresses();
+  }
+  for (const registry::Workload& w : registry_.workloads) {
+    xds::Node node;
+    node.set_id(w.id);
+    const NodeResources with = Translate(policy_, registry_, node);
+    EXPECT_EQ(Bytes(with), Bytes(Translate(without, registry_, node))) << w.id;
+    for (const xds::Listener& l : with.listeners) {
+      EXPECT_FALSE(l.use_original_destination());
+      EXPECT_EQ(l.destinations_size(), 0);
+    }
+  }
+}
+
+TEST_F(CaptureTest, CapturedAndOtherNodesShareNoOutboundPart) {
+  Capture(registry_.workloads[0]);
+  policy_.revision = 4;
+  registry_.version = 2;
+  auto policy = std::make_shared<const PolicySnapshot>(policy_);
+  auto registry = std::make_shared<const RegistrySnapshot>(registry_);
+  MeshTranslator mesh(policy, registry, {});
+  xds::Node captured, plain;
+  captured.set_id("frontend-0");
+  plain.set_id("reviews-v1-0");
+  EXPECT_NE(mesh.OutboundKey(captured), mesh.OutboundKey(plain));
+  TranslationCache cache;
+  for (const xds::Node& node : {plain, captured, plain}) {
+    EXPECT_EQ(Bytes(Translate(policy_, registry_, node, {}, &cache)),
+              Bytes(Translate(policy_, registry_, node)))
+        << node.id();
+  }
+  EXPECT_EQ(cache.stats().misses, 2u);
 }
 
 }  // namespace

@@ -72,6 +72,34 @@ TEST(NodeResourceGeneratorTest, SameResourcesAsTranslatingEachNodeAlone) {
   EXPECT_EQ(generator.stats().outbound_shared, in.registry->workloads.size() - 1);
 }
 
+// Captured nodes (meshlet.io/capture) get an outbound part of their own (capture listeners'
+// clusters, hosts answering to Service addresses), shared among them, and each still gets exactly
+// what translating it alone gives.
+TEST(NodeResourceGeneratorTest, CapturedNodesShareTheirOwnOutboundPart) {
+  Inputs in;
+  in.policy->services[0].mutable_status()->add_addresses("240.240.0.1");
+  pb::ServicePort* tcp = in.policy->services[1].mutable_spec()->add_ports();
+  tcp->set_port(5432);
+  tcp->set_protocol("TCP");
+  in.policy->services[1].mutable_spec()->add_addresses("10.96.0.2");
+  for (registry::Workload& w : in.registry->workloads) {
+    if (w.id.back() == '0') continue;  // a-0 and b-0 are not captured
+    w.labels[registry::kCaptureLabel] = registry::kCaptureIptables;
+    w.capture = true;
+  }
+  NodeResourceGenerator generator({});
+  for (const registry::Workload& w : in.registry->workloads) {
+    const NodeResourceSet shared = generator.Generate(in.policy, in.registry, Inputs::Node(w.id));
+    const NodeResourceSet alone =
+        PackNodeResources(translate::Translate(*in.policy, *in.registry, Inputs::Node(w.id)));
+    for (ResourceType type : kPushOrder) {
+      EXPECT_EQ(Versions(shared.of(type)), Versions(alone.of(type))) << w.id << TypeLabel(type);
+    }
+    EXPECT_EQ(shared.warnings, alone.warnings);
+  }
+  EXPECT_EQ(generator.stats().outbound_builds, 2u);  // captured, and not
+}
+
 // A rotated trust bundle reaches nodes with the same policy and registry: SetOptions starts a
 // new generation instead of serving the outbound and local parts built with the old bundle.
 TEST(NodeResourceGeneratorTest, NewOptionsReachTheNextGeneration) {

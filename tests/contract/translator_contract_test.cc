@@ -284,6 +284,50 @@ TEST(TranslatorContractTest, EveryPolicyFeatureTranslatesToAcceptedConfiguration
   EXPECT_EQ(cp::translate::Translate(policy, registry, client).listeners.size(), 1u);
 }
 
+// Nodes whose traffic is captured (meshlet.io/capture: iptables): capture listeners with
+// destinations, per-port inbound routes, clusters of opaque ports, endpoints on app ports.
+TEST(TranslatorContractTest, CapturedNodesTranslateToAcceptedConfiguration) {
+  cp::policy::PolicySnapshot policy;
+  AddPolicies(kEverything, "everything.yaml", policy);
+  for (pb::Service& s : policy.services) {
+    if (s.metadata().name() == "api") {
+      s.mutable_spec()->add_addresses("10.96.0.1");
+      s.mutable_spec()->add_addresses("fd00::1");
+    } else {
+      s.mutable_status()->add_addresses("240.240.0.1");
+    }
+  }
+  cp::registry::RegistrySnapshot registry;
+  const std::map<std::string, std::string> capture = {{"meshlet.io/capture", "iptables"}};
+  registry.workloads = {
+      Workload("api-1", "api", "10.1.0.1", {8080, 9000, 9901, 5432}, capture),
+      Workload("api-2", "api", "fd00::2", {8080, 9000, 9901, 5432}),
+      Workload("client-1", "", "10.1.0.4", {}, capture),
+      Workload("legacy-1", "legacy", "10.1.0.3", {8080}, capture),
+  };
+  for (const char* policy_mode : {"ALLOW_ANY", "REGISTRY_ONLY"}) {
+    policy.mesh_config->mutable_spec()->set_outbound_traffic_policy(policy_mode);
+    for (const bool with_tls : {false, true}) {
+      for (auto& w : registry.workloads) {
+        w.capture = w.labels.count("meshlet.io/capture") > 0;
+        w.workload_certificate = with_tls;
+      }
+      for (const auto& w : registry.workloads) {
+        xds::Node node;
+        node.set_id(w.id);
+        cp::translate::NodeResources resources = cp::translate::Translate(policy, registry, node);
+        bool destinations = false;
+        for (const xds::Listener& l : resources.listeners) {
+          destinations |= l.use_original_destination() && l.destinations_size() > 0;
+        }
+        EXPECT_EQ(destinations, w.capture) << w.id;
+        ExpectSidecarAccepts(
+            resources, absl::StrCat(w.id, " captured, ", policy_mode, with_tls ? ", mTLS" : ""));
+      }
+    }
+  }
+}
+
 TEST(TranslatorContractTest, ScopedNodesStillGetEveryClusterTheirRoutesName) {
   cp::policy::PolicySnapshot policy;
   AddPolicies(kEverything, "everything.yaml", policy);

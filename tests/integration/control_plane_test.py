@@ -5,7 +5,9 @@ Usage: control_plane_test.py CONTROL_PLANE MESHCTL EXAMPLES_DIR PODS_DIR [unitte
 Covers the API token (created once, mode 0600, 401 without it), `meshctl apply` of multi-document
 YAML and of a directory, `get -o yaml` round trips, invalid policy refused with its field path
 and nothing stored, 409 on a stale resourceVersion, dry runs that store nothing, `diff`, delete,
-the registry endpoint, data surviving kill -9, and a clean exit on SIGTERM. Without a control
+the registry endpoint, data surviving kill -9, Service addresses (allocated, stable across
+restarts and crashes, a released one not handed out again early, conflicts and reserved addresses
+refused, a full range warned about and widened), and a clean exit on SIGTERM. Without a control
 plane: every command's help (`help CMD`, `CMD --help`, `CMD -h`), usage errors and their exit
 codes; the context file's keys are checked; `meshctl inject` of the sample pods (examples/pods).
 """
@@ -46,6 +48,15 @@ spec:
   target: reviews
   retries:
     attempts: 2
+"""
+
+SERVICE = """\
+apiVersion: meshlet.io/v1
+kind: Service
+metadata:
+  name: %s
+spec:
+  ports: [{port: 80}]
 """
 
 INVALID = """\
@@ -313,6 +324,92 @@ class ControlPlaneTest(unittest.TestCase):
         self.meshctl("apply", "-f", self.write("multi.yaml",
                                                MULTI_DOC.replace("attempts: 2", "attempts: 7")))
         self.assertGreater(self.revision(), revision)
+
+    def restart(self, sig=signal.SIGTERM):
+        self.cp.stop(sig)
+        self.cp.start()
+        with open(self.context, "w") as f:
+            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+
+    def service_addresses(self):
+        """Service name -> (addresses, allocated) as `meshctl get svc -A -o json` shows them."""
+        out = {}
+        for item in json.loads(self.meshctl("get", "svc", "-A", "-o", "json").stdout)["items"]:
+            declared = item["spec"].get("addresses", [])
+            allocated = item.get("status", {}).get("addresses", [])
+            out[item["metadata"]["name"]] = (declared or allocated, not declared)
+        return out
+
+    def test_service_addresses_are_stable_across_restarts_and_not_reused_early(self):
+        services = self.write("svcs.yaml", "---\n".join(SERVICE % name
+                                                        for name in ("alpha", "beta", "gamma")))
+        self.meshctl("apply", "-f", services)
+        allocated = {"alpha": (["240.240.0.1"], True), "beta": (["240.240.0.2"], True),
+                     "gamma": (["240.240.0.3"], True)}
+        self.assertEqual(self.service_addresses(), allocated)
+        # The API's object marks them as allocated: status, not spec.
+        status, body = self.cp.request("GET", "/apis/meshlet.io/v1/namespaces/default/services/"
+                                       "alpha", token=self.cp.token())
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["status"], {"addresses": ["240.240.0.1"]})
+        self.assertNotIn("addresses", json.loads(body)["spec"])
+        p = self.meshctl("get", "svc")
+        self.assertRegex(p.stdout, r"(?m)^NAME\s+PORTS\s+ADDRESSES\s+SELECTOR")
+        self.assertRegex(p.stdout, r"(?m)^beta\s+80/HTTP\s+240\.240\.0\.2\s+<none>")
+        p = self.meshctl("describe", "svc", "gamma")
+        self.assertIn("Addresses: 240.240.0.3 (allocated from the MeshConfig ranges)", p.stdout)
+
+        # A clean stop, then a crash: the same addresses, and applying the same file again
+        # changes nothing.
+        self.restart(signal.SIGTERM)
+        self.assertEqual(self.service_addresses(), allocated)
+        self.restart(signal.SIGKILL)
+        self.assertEqual(self.service_addresses(), allocated)
+        p = self.meshctl("apply", "-f", services)
+        self.assertEqual(p.stdout.count("unchanged"), 3, p.stdout)
+
+        # beta's address is released, but not handed out again while the range has fresh ones,
+        # even across a crash right after the delete.
+        self.meshctl("delete", "svc", "beta")
+        self.restart(signal.SIGKILL)
+        self.meshctl("apply", "-f", "-", stdin=SERVICE % "delta")
+        self.assertEqual(self.service_addresses()["delta"], (["240.240.0.4"], True))
+
+        # Declaring another Service's address is refused, naming both.
+        p = self.meshctl("apply", "-f", "-", expect=1,
+                         stdin=(SERVICE % "epsilon") + "  addresses: [240.240.0.1]\n")
+        self.assertIn('Service "epsilon" is invalid: spec.addresses[0]: 240.240.0.1 is already an '
+                      "address of Service default/alpha (allocated)", p.stderr)
+        self.meshctl("get", "svc", "epsilon", expect=1)
+        p = self.meshctl("apply", "-f", "-", expect=1,
+                         stdin=(SERVICE % "epsilon") + "  addresses: [127.0.0.9]\n")
+        self.assertIn("spec.addresses[0]: 127.0.0.9 is not allowed (loopback)", p.stderr)
+        self.meshctl("apply", "-f", "-", stdin=(SERVICE % "epsilon") + "  addresses: [10.96.0.9]\n")
+        self.assertEqual(self.service_addresses()["epsilon"], (["10.96.0.9"], False))
+
+        # A small range fills up: the Service is stored without an address, with a warning; a
+        # wider range gives it one, and that survives a restart too.
+        mesh = "apiVersion: meshlet.io/v1\nkind: MeshConfig\nmetadata: {name: mesh}\n" \
+               "spec: {serviceAddressRange: %s}\n"
+        self.meshctl("apply", "-f", "-", stdin=mesh % "10.200.0.0/30")
+        self.meshctl("apply", "-f", "-", stdin=SERVICE % "zeta")  # 10.200.0.1
+        self.meshctl("apply", "-f", "-", stdin=SERVICE % "eta")  # 10.200.0.2, the last one
+        p = self.meshctl("apply", "-f", "-", stdin=SERVICE % "theta")
+        self.assertIn("service.meshlet.io/theta created", p.stdout)
+        self.assertIn("Service default/theta gets no address from 10.200.0.0/30", p.stderr)
+        self.assertRegex(self.meshctl("get", "svc", "theta").stdout,
+                         r"(?m)^theta\s+80/HTTP\s+<none>")
+        self.meshctl("apply", "-f", "-", stdin=mesh % "10.200.0.0/24")
+        self.restart(signal.SIGKILL)
+        addresses = self.service_addresses()
+        self.assertEqual(addresses["zeta"], (["10.200.0.1"], True))
+        self.assertEqual(addresses["eta"], (["10.200.0.2"], True))
+        self.assertEqual(addresses["theta"], (["10.200.0.3"], True))
+        self.assertEqual(addresses["alpha"], (["240.240.0.1"], True))  # not renumbered
+        # The range is validated like the rest.
+        p = self.meshctl("apply", "-f", "-", expect=1, stdin=mesh % "224.1.0.0/16")
+        self.assertIn('spec.serviceAddressRange: "224.1.0.0/16" overlaps 224.0.0.0/4 (multicast '
+                      "addresses)", p.stderr)
 
     def test_registry_proxies_and_clean_exit(self):
         status, body = self.cp.request("GET", "/api/v1/workloads", token=self.cp.token())

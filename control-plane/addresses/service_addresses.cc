@@ -1,0 +1,212 @@
+#include "control-plane/addresses/service_addresses.h"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/net/ip_prefix.h"
+#include "control-plane/addresses/allocation.pb.h"
+#include "control-plane/policy/codec.h"
+#include "control-plane/policy/kinds.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace meshlet::controlplane::addresses {
+namespace {
+
+namespace pb = ::meshlet::policy;
+using net::IpAddress;
+using net::IpPrefix;
+
+const ResourceKey& AllocationKey() {
+  static const auto* key = new ResourceKey{kAllocationKind, "", kAllocationName};
+  return *key;
+}
+
+std::string NamespaceOf(const pb::Service& service) {
+  return service.metadata().namespace_().empty() ? std::string(policy::kDefaultNamespace)
+                                                 : service.metadata().namespace_();
+}
+
+bool SameService(const pb::Service& a, const pb::Service& b) {
+  return a.metadata().name() == b.metadata().name() && NamespaceOf(a) == NamespaceOf(b);
+}
+
+// The configured ranges: IPv4 always (the default when unset), IPv6 when set. A stored
+// MeshConfig was validated when written; a range that does not parse all the same is skipped.
+std::vector<IpPrefix> ConfiguredRanges(const Store& store) {
+  pb::MeshConfigSpec spec;
+  absl::StatusOr<StoredResource> stored =
+      store.Get({"MeshConfig", "", std::string(policy::kMeshConfigName)});
+  if (stored.ok()) {
+    absl::StatusOr<policy::ParsedResource> parsed =
+        policy::ParseStoredResource("MeshConfig", stored->body);
+    if (parsed.ok()) spec = static_cast<const pb::MeshConfig&>(*parsed->message).spec();
+  }
+  std::vector<IpPrefix> ranges;
+  for (const std::string& text :
+       {spec.service_address_range().empty() ? std::string(kDefaultServiceAddressRange)
+                                             : spec.service_address_range(),
+        spec.service_address_range_v6()}) {
+    if (text.empty()) continue;
+    absl::StatusOr<IpPrefix> range = IpPrefix::Parse(text);
+    if (!range.ok()) {
+      LOG_EVERY_N_SEC(WARN, 60) << "service addresses: ignoring the stored MeshConfig's range: "
+                                << range.status().message();
+      continue;
+    }
+    ranges.push_back(*range);
+  }
+  return ranges;
+}
+
+// The offsets of `range` that may be handed out: IPv4 leaves out the first and last address
+// (network and broadcast), IPv6 the first (subnet-router anycast).
+std::pair<uint64_t, uint64_t> UsableOffsets(const IpPrefix& range) {
+  const uint64_t size = range.Size();
+  const uint64_t end = range.network().is_v4() && size > 1 ? size - 1 : size;
+  return {std::min<uint64_t>(1, end), end};
+}
+
+// The next address of `range` not in `used`: past `next` (the cursor, moved past it) while
+// there are any, then the lowest free one. Each loop steps over used addresses only, so it ends
+// after at most used.size() + 1 steps (or at the end of the range).
+std::optional<IpAddress> Take(const IpPrefix& range, const std::set<IpAddress>& used,
+                              uint64_t& next) {
+  const auto [first, end] = UsableOffsets(range);
+  for (uint64_t offset = std::max(next, first); offset < end; ++offset) {
+    IpAddress address = *range.At(offset);
+    if (!used.count(address)) {
+      next = offset + 1;
+      return address;
+    }
+  }
+  next = end;
+  for (uint64_t offset = first; offset < end; ++offset) {
+    IpAddress address = *range.At(offset);
+    if (!used.count(address)) return address;
+  }
+  return std::nullopt;
+}
+
+void AddParsed(const google::protobuf::RepeatedPtrField<std::string>& texts,
+               std::set<IpAddress>& out) {
+  for (const std::string& text : texts) {
+    absl::StatusOr<IpAddress> address = IpAddress::Parse(text);
+    if (address.ok()) out.insert(*address);
+  }
+}
+
+}  // namespace
+
+ServiceAddresses::ServiceAddresses(Store& store, StatsRegistry* stats) : store_(store) {
+  if (stats == nullptr) return;
+  auto counter = [stats](absl::string_view name, absl::string_view help) {
+    absl::StatusOr<CounterId> id = stats->RegisterCounter(name, help);
+    CHECK(id.ok()) << id.status().message();
+    return stats->shared_shard().Get(*id);
+  };
+  allocated_ = counter("meshlet_cp_service_addresses_allocated_total",
+                       "Virtual addresses allocated to Services from the MeshConfig ranges.");
+  exhausted_ = counter("meshlet_cp_service_addresses_exhausted_total",
+                       "Services stored without an address from a range because the range had "
+                       "none left.");
+}
+
+absl::Status ServiceAddresses::Assign(pb::Service& service, const pb::Service* previous,
+                                      const std::vector<pb::Service>& stored, bool dry_run,
+                                      std::vector<std::string>& warnings) {
+  service.clear_status();
+  if (!service.spec().addresses().empty()) return absl::OkStatus();
+  if (previous != nullptr) *service.mutable_status() = previous->status();
+  std::set<IpAddress> own;
+  AddParsed(service.status().addresses(), own);
+  std::vector<IpPrefix> missing;
+  for (const IpPrefix& range : ConfiguredRanges(store_)) {
+    const bool has = std::any_of(own.begin(), own.end(), [&](const IpAddress& a) {
+      return a.family() == range.network().family();
+    });
+    if (!has) missing.push_back(range);
+  }
+  if (missing.empty()) return absl::OkStatus();
+
+  std::set<IpAddress> used = own;
+  for (const pb::Service& other : stored) {
+    if (SameService(other, service)) continue;
+    AddParsed(other.spec().addresses(), used);
+    AddParsed(other.status().addresses(), used);
+  }
+  AddressAllocation cursors;
+  int64_t cursors_revision = kMustNotExist;
+  absl::StatusOr<StoredResource> record = store_.Get(AllocationKey());
+  if (record.ok()) {
+    cursors_revision = record->revision;
+    auto parsed = google::protobuf::util::JsonStringToMessage(record->body, &cursors);
+    if (!parsed.ok()) {
+      // Nothing in use is given twice without the cursors either; only released addresses may
+      // come back sooner.
+      LOG_EVERY_N_SEC(WARN, 60) << "service addresses: " << AllocationKey().ToString()
+                                << " is damaged (" << parsed.ToString()
+                                << "); allocating from the start of each range";
+      cursors.Clear();
+    }
+  } else if (!absl::IsNotFound(record.status())) {
+    return Annotate(record.status(), "reading the service address cursors");
+  }
+
+  bool moved = false;
+  for (const IpPrefix& range : missing) {
+    uint64_t& next = (*cursors.mutable_next())[range.ToString()];
+    const uint64_t before = next;
+    std::optional<IpAddress> address = Take(range, used, next);
+    moved |= next != before;
+    if (!address.has_value()) {
+      warnings.push_back(absl::StrCat(
+          "Service ", NamespaceOf(service), "/", service.metadata().name(),
+          " gets no address from ", range.ToString(), ": every address of the range is in use; ",
+          "set spec.addresses, or widen the range in MeshConfig (the Service gets one then)"));
+      if (!dry_run) exhausted_.Inc();
+      continue;
+    }
+    service.mutable_status()->add_addresses(address->ToString());
+    used.insert(*address);
+    if (!dry_run) allocated_.Inc();
+  }
+  if (dry_run || !moved) return absl::OkStatus();
+  std::string body;
+  auto printed = google::protobuf::util::MessageToJsonString(cursors, &body);
+  if (!printed.ok()) return absl::InternalError(printed.ToString());
+  absl::StatusOr<int64_t> written = store_.Put(AllocationKey(), body, cursors_revision);
+  if (!written.ok()) return Annotate(written.status(), "saving the service address cursors");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServiceAddresses::Backfill> ServiceAddresses::AssignMissing() {
+  Backfill result;
+  ASSIGN_OR_RETURN(std::vector<StoredResource> stored, store_.List("Service", ""));
+  std::vector<pb::Service> services;
+  std::vector<int64_t> revisions;
+  for (const StoredResource& s : stored) {
+    absl::StatusOr<policy::ParsedResource> parsed = policy::ParseStoredResource(s.key.kind, s.body);
+    if (!parsed.ok()) continue;  // LoadPolicySnapshot skips it too, with a warning
+    services.push_back(static_cast<pb::Service&>(*parsed->message));
+    revisions.push_back(s.revision);
+  }
+  for (size_t i = 0; i < services.size(); ++i) {
+    pb::Service updated = services[i];
+    RETURN_IF_ERROR(Assign(updated, &services[i], services, /*dry_run=*/false, result.warnings));
+    if (updated.status().addresses_size() == services[i].status().addresses_size()) continue;
+    const ResourceKey key{"Service", NamespaceOf(updated), updated.metadata().name()};
+    absl::StatusOr<int64_t> written = store_.Put(key, policy::ToJson(updated), revisions[i]);
+    if (absl::IsFailedPrecondition(written.status())) continue;  // written meanwhile, and assigned
+    if (!written.ok()) return Annotate(written.status(), absl::StrCat("writing ", key.ToString()));
+    services[i] = std::move(updated);
+    ++result.assigned;
+  }
+  return result;
+}
+
+}  // namespace meshlet::controlplane::addresses

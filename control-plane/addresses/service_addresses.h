@@ -1,0 +1,75 @@
+#pragma once
+
+// ServiceAddresses: the virtual addresses of Services that declare none (spec.addresses empty),
+// allocated from MeshConfig's serviceAddressRange (IPv4, default 240.240.0.0/16) and
+// serviceAddressRangeV6 (IPv6, none by default), one per range, and kept in the Service's own
+// status.addresses. So an allocation is stored with its Service, in the same atomic write, lives
+// as long as it (restarts included: it is in the store) and is released when it is deleted
+// (docs/adr/0037-service-addresses-in-the-store.md).
+//
+// Stable: an address, once given, stays with its Service while the Service exists and declares
+// no addresses of its own, across updates and range changes. Not reused early: each range has a
+// cursor, the offset of the next address never handed out, kept in the store as the record
+// AddressAllocation/-/services (not a policy kind: the API neither lists nor serves it).
+// Allocation takes the next free address past the cursor, so an address a deleted Service gave
+// back is handed out again only once every address of the range has been handed out once
+// (clients holding a stale DNS answer are not sent to another service before that); from then
+// on the lowest free address. The cursor is written before the Service (a reservation): a crash
+// in between leaves an address unused, never two Services with one address.
+//
+// A full range is not an error: the Service is stored without an address from it, with a
+// warning (and meshlet_cp_service_addresses_exhausted_total), and gets one at its next write,
+// after the next MeshConfig write, or at the next start (AssignMissing).
+//
+// Threading: not thread-safe. The API calls it on its loop thread, which also serialises the
+// writes of the Services it assigns to.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/stats/stats.h"
+#include "control-plane/store/store.h"
+#include "xds/policy.pb.h"
+
+namespace meshlet::controlplane::addresses {
+
+// MeshConfig spec.serviceAddressRange when unset: reserved ("future use") space that is never
+// routed, so an address from it reaches nothing but the mesh.
+inline constexpr char kDefaultServiceAddressRange[] = "240.240.0.0/16";
+// The store record holding the ranges' cursors.
+inline constexpr char kAllocationKind[] = "AddressAllocation";
+inline constexpr char kAllocationName[] = "services";
+
+class ServiceAddresses {
+ public:
+  // `store` is not owned and must outlive this. `stats` may be null.
+  ServiceAddresses(Store& store, StatsRegistry* stats);
+
+  // Sets `service`'s status.addresses before it is written: none when it declares
+  // spec.addresses (what it had is released); else what `previous` (its stored version, null
+  // when new) was given, plus an address from each configured range it has none of. `stored`
+  // are the stored Services (`service`'s own stored version among them is skipped); their
+  // addresses are in use. `dry_run`: the answer is what the write would store, but no cursor
+  // moves. A full range adds a warning; a store failure is the error.
+  absl::Status Assign(meshlet::policy::Service& service, const meshlet::policy::Service* previous,
+                      const std::vector<meshlet::policy::Service>& stored, bool dry_run,
+                      std::vector<std::string>& warnings);
+
+  struct Backfill {
+    size_t assigned = 0;  // Services written back with new addresses
+    std::vector<std::string> warnings;
+  };
+  // Gives every stored Service that declares no addresses one from each configured range it has
+  // none of (Services stored before allocation existed, or while a range was full, or before an
+  // IPv6 range was configured), writing each back.
+  absl::StatusOr<Backfill> AssignMissing();
+
+ private:
+  Store& store_;
+  Counter allocated_;
+  Counter exhausted_;
+};
+
+}  // namespace meshlet::controlplane::addresses

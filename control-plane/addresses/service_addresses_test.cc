@@ -1,0 +1,190 @@
+#include "control-plane/addresses/service_addresses.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/policy/codec.h"
+#include "control-plane/store/file_store.h"
+
+namespace meshlet::controlplane::addresses {
+namespace {
+
+namespace pb = ::meshlet::policy;
+
+class ServiceAddressesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("addresses_test_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    Restart();
+  }
+
+  // A new store and allocator over the same directory, as a restarted control plane has.
+  void Restart() {
+    addresses_.reset();
+    store_.reset();
+    auto store = FileStore::Open(dir_.string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    stats_ = std::make_unique<StatsRegistry>();
+    addresses_ = std::make_unique<ServiceAddresses>(*store_, stats_.get());
+  }
+
+  std::vector<pb::Service> Stored() {
+    std::vector<pb::Service> out;
+    const std::vector<StoredResource> stored = *store_->List("Service", "");
+    for (const StoredResource& s : stored) {
+      out.push_back(
+          static_cast<pb::Service&>(*policy::ParseStoredResource("Service", s.body)->message));
+    }
+    return out;
+  }
+
+  std::optional<pb::Service> Find(const std::string& name) {
+    absl::StatusOr<StoredResource> s = store_->Get({"Service", "default", name});
+    if (!s.ok()) return std::nullopt;
+    return static_cast<pb::Service&>(*policy::ParseStoredResource("Service", s->body)->message);
+  }
+
+  // Writes a Service as the API does; returns its addresses (status), comma-separated.
+  std::string Apply(const std::string& name, const std::string& spec_addresses = "",
+                    bool dry_run = false) {
+    pb::Service service;
+    service.mutable_metadata()->set_name(name);
+    service.mutable_metadata()->set_namespace_("default");
+    service.mutable_spec()->add_ports()->set_port(80);
+    if (!spec_addresses.empty()) service.mutable_spec()->add_addresses(spec_addresses);
+    std::optional<pb::Service> previous = Find(name);
+    warnings_.clear();
+    absl::Status s =
+        addresses_->Assign(service, previous ? &*previous : nullptr, Stored(), dry_run, warnings_);
+    EXPECT_TRUE(s.ok()) << s;
+    if (!dry_run) {
+      EXPECT_TRUE(
+          store_->Put({"Service", "default", name}, policy::ToJson(service), kAnyRevision).ok());
+    }
+    return absl::StrJoin(service.status().addresses(), ",");
+  }
+
+  void Delete(const std::string& name) {
+    ASSERT_TRUE(store_->Delete({"Service", "default", name}, kAnyRevision).ok());
+  }
+
+  void SetRanges(const std::string& v4, const std::string& v6 = "") {
+    pb::MeshConfig mc;
+    mc.mutable_metadata()->set_name("mesh");
+    mc.mutable_spec()->set_service_address_range(v4);
+    mc.mutable_spec()->set_service_address_range_v6(v6);
+    ASSERT_TRUE(store_->Put({"MeshConfig", "", "mesh"}, policy::ToJson(mc), kAnyRevision).ok());
+  }
+
+  uint64_t Counter(const std::string& name) {
+    const StatsSnapshot snapshot = stats_->Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name);
+    return series == nullptr ? 0 : series->counter;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<FileStore> store_;
+  std::unique_ptr<StatsRegistry> stats_;
+  std::unique_ptr<ServiceAddresses> addresses_;
+  std::vector<std::string> warnings_;
+};
+
+TEST_F(ServiceAddressesTest, AllocatesFromTheDefaultRangeAndKeepsAddressesAcrossUpdates) {
+  EXPECT_EQ(Apply("reviews"), "240.240.0.1");
+  EXPECT_EQ(Apply("ratings"), "240.240.0.2");
+  EXPECT_EQ(Apply("reviews"), "240.240.0.1");  // an update keeps it
+  EXPECT_EQ(Apply("ratings"), "240.240.0.2");
+  EXPECT_TRUE(warnings_.empty());
+  EXPECT_EQ(Counter("meshlet_cp_service_addresses_allocated_total"), 2u);
+}
+
+TEST_F(ServiceAddressesTest, StableAcrossRestartsAndReleasedAddressesWaitForTheRangeToFill) {
+  EXPECT_EQ(Apply("a"), "240.240.0.1");
+  EXPECT_EQ(Apply("b"), "240.240.0.2");
+  Delete("a");
+  Restart();
+  EXPECT_EQ(Find("b")->status().addresses(0), "240.240.0.2");
+  EXPECT_EQ(Apply("b"), "240.240.0.2");
+  // a's address is not given to the next Service, even after a restart.
+  EXPECT_EQ(Apply("c"), "240.240.0.3");
+}
+
+TEST_F(ServiceAddressesTest, FullRangeWarnsAndReusesOnlyOnceEveryAddressWasHandedOut) {
+  SetRanges("10.200.0.0/29");  // .1 to .6 usable
+  for (int i = 1; i <= 6; ++i) {
+    EXPECT_EQ(Apply(absl::StrCat("s", i)), absl::StrCat("10.200.0.", i));
+  }
+  EXPECT_EQ(Apply("late"), "");
+  ASSERT_EQ(warnings_.size(), 1u);
+  EXPECT_EQ(warnings_[0],
+            "Service default/late gets no address from 10.200.0.0/29: every address of the range "
+            "is in use; set spec.addresses, or widen the range in MeshConfig (the Service gets "
+            "one then)");
+  EXPECT_EQ(Counter("meshlet_cp_service_addresses_exhausted_total"), 1u);
+  // Stored without one; a freed address goes to it at its next write, now that the range was
+  // handed out whole.
+  Delete("s4");
+  Delete("s2");
+  EXPECT_EQ(Apply("late"), "10.200.0.2");
+  EXPECT_EQ(Apply("later"), "10.200.0.4");
+}
+
+TEST_F(ServiceAddressesTest, DeclaredAddressesReleaseAllocationsAndAreNeverAllocated) {
+  EXPECT_EQ(Apply("a"), "240.240.0.1");
+  // Declaring addresses gives the allocated one back (not reused early, though).
+  EXPECT_EQ(Apply("a", "10.96.0.10"), "");
+  EXPECT_EQ(Apply("fixed", "240.240.0.2"), "");  // declared inside the range
+  EXPECT_EQ(Apply("b"), "240.240.0.3");
+  // Back to no declared addresses: a new allocation.
+  EXPECT_EQ(Apply("a"), "240.240.0.4");
+}
+
+TEST_F(ServiceAddressesTest, DryRunMovesNoCursor) {
+  EXPECT_EQ(Apply("a", "", /*dry_run=*/true), "240.240.0.1");
+  EXPECT_FALSE(store_->Get({kAllocationKind, "", kAllocationName}).ok());
+  EXPECT_EQ(Apply("a"), "240.240.0.1");
+  EXPECT_EQ(Counter("meshlet_cp_service_addresses_allocated_total"), 1u);
+}
+
+TEST_F(ServiceAddressesTest, OneAddressPerConfiguredFamily) {
+  SetRanges("240.240.0.0/16", "fd00:240::/112");
+  EXPECT_EQ(Apply("a"), "240.240.0.1,fd00:240::1");
+  EXPECT_EQ(Apply("a"), "240.240.0.1,fd00:240::1");
+  // A changed range does not renumber what exists; new Services come from it.
+  SetRanges("10.200.0.0/24", "fd00:240::/112");
+  EXPECT_EQ(Apply("a"), "240.240.0.1,fd00:240::1");
+  EXPECT_EQ(Apply("b"), "10.200.0.1,fd00:240::2");
+}
+
+TEST_F(ServiceAddressesTest, AssignMissingBackfillsStoredServices) {
+  // Stored before allocation existed.
+  for (const char* name : {"old-a", "old-b"}) {
+    pb::Service s;
+    s.mutable_metadata()->set_name(name);
+    s.mutable_metadata()->set_namespace_("default");
+    s.mutable_spec()->add_ports()->set_port(80);
+    ASSERT_TRUE(store_->Put({"Service", "default", name}, policy::ToJson(s), kMustNotExist).ok());
+  }
+  EXPECT_EQ(Apply("new", "10.96.0.1"), "");
+  absl::StatusOr<ServiceAddresses::Backfill> backfill = addresses_->AssignMissing();
+  ASSERT_TRUE(backfill.ok()) << backfill.status();
+  EXPECT_EQ(backfill->assigned, 2u);
+  EXPECT_EQ(Find("old-a")->status().addresses(0), "240.240.0.1");
+  EXPECT_EQ(Find("old-b")->status().addresses(0), "240.240.0.2");
+  EXPECT_EQ(Find("new")->status().addresses_size(), 0);
+  // Nothing more to do; an IPv6 range configured later adds IPv6 addresses.
+  EXPECT_EQ(addresses_->AssignMissing()->assigned, 0u);
+  SetRanges("", "fd00::/120");
+  EXPECT_EQ(addresses_->AssignMissing()->assigned, 2u);
+  EXPECT_EQ(absl::StrJoin(Find("old-b")->status().addresses(), ","), "240.240.0.2,fd00::2");
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::addresses
