@@ -11,8 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
 #include "common/config/yaml_proto.h"
-#include "control-plane/cli/files.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/validate.h"
 
@@ -72,8 +72,8 @@ bool LoadDocuments(Session& session, const std::vector<std::string>& paths,
       std::stringstream s;
       s << session.io().in.rdbuf();
       text = s.str();
-    } else if (std::optional<std::string> content = ReadFile(file)) {
-      text = std::move(*content);
+    } else if (absl::StatusOr<std::string> content = ReadFile(file); content.ok()) {
+      text = *std::move(content);
     } else {
       err << "error: " << file << ": cannot read\n";
       ok = false;

@@ -1,8 +1,6 @@
 #include "control-plane/identity/kubernetes_reviewer.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
 #include "common/event/timer.h"
 #include "common/http/h1/parser.h"
 #include "common/net/connection.h"
@@ -21,18 +20,6 @@ namespace {
 
 constexpr absl::string_view kTokenReviewPath = "/apis/authentication.k8s.io/v1/tokenreviews";
 constexpr size_t kMaxBearerTokenBytes = 64 * 1024;
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream content;
-  content << in.rdbuf();
-  std::string text = std::move(content).str();
-  if (text.size() > limit) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is larger than ", limit, " bytes"));
-  }
-  return text;
-}
 
 }  // namespace
 
@@ -75,8 +62,7 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
   }
 
   void Start(const std::string& request_json) {
-    absl::StatusOr<std::string> token =
-        ReadSmallFile(owner_.options_.token_file, kMaxBearerTokenBytes);
+    absl::StatusOr<std::string> token = ReadFile(owner_.options_.token_file, kMaxBearerTokenBytes);
     if (token.ok()) {
       absl::StripAsciiWhitespace(&*token);
       if (token->empty())
@@ -242,7 +228,7 @@ absl::StatusOr<std::unique_ptr<KubernetesTokenReviewer>> KubernetesTokenReviewer
         "--kubernetes-api=\"", options.api,
         "\": expected a numeric address such as https://10.96.0.1:443 or [fd00::1]:443"));
   }
-  absl::StatusOr<std::string> ca = ReadSmallFile(options.ca_file, 1 << 20);
+  absl::StatusOr<std::string> ca = ReadFile(options.ca_file, 1 << 20);
   if (!ca.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kubernetes-ca-file: ", ca.status().message()));

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/event/timer.h"
 #include "common/net/connection.h"
@@ -28,22 +29,6 @@ bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
          a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
          a.workload_certificate == b.workload_certificate;
-}
-
-// A JSON string literal (quotes, backslashes and control characters escaped).
-void AppendJsonString(std::string* out, absl::string_view text) {
-  out->push_back('"');
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
 }
 
 template <typename T>

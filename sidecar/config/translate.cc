@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -15,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
+#include "common/base/json.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
@@ -179,15 +179,6 @@ void CheckPercentage(Errors::Scope& scope, absl::string_view path, double value)
 
 void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code) {
   if (code < 100 || code > 599) scope.Add(path, "must be an HTTP status in [100, 599]");
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", Quote(path)));
-  std::ostringstream content;
-  content << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", Quote(path)));
-  return content.str();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1326,34 +1317,6 @@ xds::Bootstrap::StaticResources ToMessage(const ResourceSet& resources) {
   return all;
 }
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (c < 0x20) {
-          constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
-
 std::string ConfigDump(absl::string_view version, xds::Bootstrap::StaticResources resources) {
   for (xds::Secret& secret : *resources.mutable_secrets()) {
     if (!secret.private_key_pem().empty()) secret.set_private_key_pem("[redacted]");
@@ -1365,7 +1328,7 @@ std::string ConfigDump(absl::string_view version, xds::Bootstrap::StaticResource
   auto printed = google::protobuf::util::MessageToJsonString(resources, &json, options);
   if (!printed.ok()) json = "{}";
   while (!json.empty() && json.back() == '\n') json.pop_back();
-  return absl::StrCat("{\n \"version\": ", JsonString(version), ",\n \"resources\": ", json,
+  return absl::StrCat("{\n \"version\": ", JsonQuote(version), ",\n \"resources\": ", json,
                       "\n}\n");
 }
 
