@@ -21,6 +21,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/config/field_path.h"
 #include "common/stats/exposition.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
@@ -261,7 +262,7 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
     namespace_ = segments[1];
     namespaced_path = true;
     segments.erase(segments.begin(), segments.begin() + 2);
-    if (!policy::IsDnsLabel(namespace_)) {
+    if (!config::IsDnsLabel(namespace_)) {
       return Error(400, "BadRequest",
                    absl::StrCat("namespace \"", namespace_, "\" is not a DNS label"));
     }

@@ -50,9 +50,4 @@ struct ValidationLimits {
 ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,
                           const ValidationLimits& limits = {});
 
-// DNS-1123 label (lowercase alphanumerics and '-', at most 63, alphanumeric at both ends).
-bool IsDnsLabel(absl::string_view name);
-// DNS-1123 subdomain (labels joined by '.', at most 253).
-bool IsDnsSubdomain(absl::string_view name);
-
 }  // namespace meshlet::controlplane::policy

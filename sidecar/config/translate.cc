@@ -16,6 +16,7 @@
 #include "common/base/file.h"
 #include "common/base/json.h"
 #include "common/base/status.h"
+#include "common/config/field_path.h"
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
 #include "common/tls/spiffe.h"
@@ -31,6 +32,11 @@
 namespace meshlet::sidecar::config {
 namespace {
 
+using ::meshlet::config::Index;
+using ::meshlet::config::IsHttpToken;
+using ::meshlet::config::IsSafeHeaderValue;
+using ::meshlet::config::Join;
+using ::meshlet::config::Quote;
 using router::HeaderMutations;
 using router::HeaderValueOption;
 
@@ -81,13 +87,6 @@ class Errors {
 // RateLimit.max_principals when unset.
 constexpr uint32_t kDefaultMaxPrincipals = 1024;
 
-std::string Join(absl::string_view a, absl::string_view b) {
-  if (a.empty()) return std::string(b);
-  return absl::StrCat(a, ".", b);
-}
-std::string Index(absl::string_view field, size_t i) { return absl::StrCat(field, "[", i, "]"); }
-std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
-
 // Names are identifiers people type and logs print: non-empty, no spaces or control characters.
 bool ValidName(absl::string_view name) {
   if (name.empty()) return false;
@@ -103,26 +102,6 @@ void CheckName(Errors::Scope& scope, absl::string_view name) {
   } else if (!ValidName(name)) {
     scope.Add("name", "must not contain spaces or control characters");
   }
-}
-
-// RFC 9110 token characters (header names, methods).
-bool IsToken(absl::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c)) continue;
-    if (absl::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) ==
-        absl::string_view::npos) {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool ValidHeaderValue(absl::string_view value) {
-  for (char c : value) {
-    if (c == '\r' || c == '\n' || c == '\0') return false;
-  }
-  return true;
 }
 
 // Host names and literals for rewrites and redirects: host [":" port].
@@ -641,12 +620,12 @@ void TranslateHeadersToAdd(Errors::Scope& scope, const std::string& path,
     } else if (name.front() == ':') {
       scope.Add(Join(item, "name"),
                 absl::StrCat(Quote(name), ": pseudo-headers cannot be changed this way"));
-    } else if (!IsToken(name)) {
+    } else if (!IsHttpToken(name)) {
       scope.Add(Join(item, "name"), absl::StrCat(Quote(name), " is not a header name"));
     } else if (request && name == "host") {
       scope.Add(Join(item, "name"), "\"host\" cannot be changed this way; use host_rewrite");
     }
-    if (!ValidHeaderValue(in[i].value())) {
+    if (!IsSafeHeaderValue(in[i].value())) {
       scope.Add(Join(item, "value"), "must not contain CR, LF or NUL");
     }
     out.push_back({std::move(name), in[i].value(), in[i].append()});
@@ -658,7 +637,7 @@ void TranslateHeadersToRemove(Errors::Scope& scope, const std::string& path,
                               std::vector<std::string>& out) {
   for (int i = 0; i < in.size(); ++i) {
     std::string name = absl::AsciiStrToLower(in[i]);
-    if (!IsToken(name)) {
+    if (!IsHttpToken(name)) {
       scope.Add(Index(path, i), absl::StrCat(Quote(name), " is not a header name"));
     }
     out.push_back(std::move(name));
@@ -883,7 +862,7 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
     if (!bare.empty() && bare.front() == ':') bare.remove_prefix(1);
     if (matcher.name.empty()) {
       scope.Add(Join(item, "name"), "must not be empty");
-    } else if (!IsToken(bare)) {
+    } else if (!IsHttpToken(bare)) {
       scope.Add(Join(item, "name"), absl::StrCat(Quote(hm.name()), " is not a header name"));
     }
     switch (hm.match_case()) {
@@ -909,7 +888,7 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
     out.headers.push_back(std::move(matcher));
   }
   for (int i = 0; i < in.methods_size(); ++i) {
-    if (!IsToken(in.methods(i))) {
+    if (!IsHttpToken(in.methods(i))) {
       scope.Add(Index(Join(path, "methods"), i),
                 absl::StrCat(Quote(in.methods(i)), " is not a method"));
     }
