@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
+#include "common/http/connection_io.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
 #include "common/net/buffer.h"
@@ -84,11 +85,10 @@ ServerResponse ServerResponse::Json(int status, std::string body) {
 
 // One accepted connection: picks the codec, owns the request streams.
 class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
-                                               public CodecIo,
                                                public ServerConnectionCallbacks {
  public:
   ServerConnectionImpl(HttpServer& server, std::unique_ptr<net::Connection> connection)
-      : server_(server), connection_(std::move(connection)) {
+      : server_(server), connection_(std::move(connection)), io_(*connection_) {
     connection_->SetCallbacks(this);
   }
 
@@ -145,16 +145,6 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   void OnClose(net::CloseReason, const absl::Status&) override {
     if (codec_ != nullptr) codec_->OnConnectionClosed();
     server_.RemoveConnection(this);
-  }
-
-  // CodecIo
-  void Write(net::Buffer& data) override { connection_->Write(data); }
-  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
-  void ReadDisable(bool disable) override {
-    disable ? connection_->ReadDisable() : connection_->ReadEnable();
-  }
-  void Close(bool flush) override {
-    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
   }
 
   // ServerConnectionCallbacks
@@ -254,9 +244,9 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       h2 = preface_so_far && n == kHttp2Preface.size();
     }
     if (h2) {
-      codec_ = std::make_unique<h2::ServerCodec>(*this, *this);
+      codec_ = std::make_unique<h2::ServerCodec>(io_, *this);
     } else {
-      codec_ = std::make_unique<h1::ServerCodec>(server_.loop_, *this, *this);
+      codec_ = std::make_unique<h1::ServerCodec>(server_.loop_, io_, *this);
     }
     return true;
   }
@@ -271,6 +261,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   HttpServer& server_;
   std::unique_ptr<net::Connection> connection_;
+  ConnectionIo io_;
   std::unique_ptr<ServerConnection> codec_;
   net::Buffer pending_;
   std::map<RequestStream*, std::unique_ptr<RequestStream>> streams_;
