@@ -8,15 +8,12 @@
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
 #include "common/http/connection_io.h"
-#include "common/http/h1/codec.h"
-#include "common/http/h2/codec.h"
+#include "common/http/server_codec.h"
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 
 namespace meshlet::http {
 namespace {
-
-constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -113,24 +110,15 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   // net::ConnectionCallbacks
   void OnData(net::Buffer& data, bool end_stream) override {
+    pending_.Move(data);
     if (codec_ == nullptr) {
-      pending_.Move(data);
-      if (!ChooseCodec(end_stream)) return;
-    } else {
-      pending_.Move(data);
+      codec_ = NewServerCodec(server_.loop_, *connection_, pending_, end_stream, io_, *this);
+      if (codec_ == nullptr) return;  // the first bytes of the HTTP/2 preface: wait for more
     }
-    absl::Status status = codec_->Dispatch(pending_);
+    absl::Status status = DispatchServerInput(*codec_, *connection_, pending_, end_stream);
     if (!status.ok()) {
       LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
                  << ": " << status.message();
-      // An HTTP/2 flood (ResourceExhausted): the queued replies are unread; drop them.
-      connection_->Close(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
-                                                           : net::CloseMode::kFlush);
-      return;
-    }
-    if (end_stream) {
-      (void)codec_->OnEndOfStream();
-      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
     }
   }
 
@@ -232,24 +220,6 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     bool responded_ = false;
     bool request_ended_ = false;
   };
-
-  bool ChooseCodec(bool end_stream) {
-    bool h2 = connection_->transport().peer().alpn == "h2";
-    if (!h2) {
-      size_t n = std::min(pending_.length(), kHttp2Preface.size());
-      char prefix[24];
-      pending_.CopyOut(0, prefix, n);
-      bool preface_so_far = absl::string_view(prefix, n) == kHttp2Preface.substr(0, n);
-      if (preface_so_far && n < kHttp2Preface.size() && !end_stream) return false;  // wait
-      h2 = preface_so_far && n == kHttp2Preface.size();
-    }
-    if (h2) {
-      codec_ = std::make_unique<h2::ServerCodec>(io_, *this);
-    } else {
-      codec_ = std::make_unique<h1::ServerCodec>(server_.loop_, io_, *this);
-    }
-    return true;
-  }
 
   void FinishStream(RequestStream* stream) {
     auto it = streams_.find(stream);

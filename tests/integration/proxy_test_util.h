@@ -22,13 +22,12 @@
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
 #include "common/http/header_map.h"
+#include "common/http/server_codec.h"
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 #include "common/net/listener.h"
 
 namespace meshlet::testing {
-
-inline constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // An upstream that answers
 //   /stream/trailers         200, body "hello", trailers x-trailer: done and grpc-status: 0
@@ -190,24 +189,10 @@ class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
 
   void OnData(net::Buffer& data, bool end_stream) override {
     if (codec_ == nullptr) {
-      if (data.length() < kHttp2Preface.size() &&
-          kHttp2Preface.substr(0, data.length()) == absl::string_view(data.ToString())) {
-        if (!end_stream) return;  // wait for the rest of the preface
-      }
-      if (data.StartsWith(kHttp2Preface)) {
-        codec_ = std::make_unique<http::h2::ServerCodec>(io_, *this);
-      } else {
-        codec_ = std::make_unique<http::h1::ServerCodec>(server_.loop_, io_, *this);
-      }
+      codec_ = http::NewServerCodec(server_.loop_, *connection_, data, end_stream, io_, *this);
+      if (codec_ == nullptr) return;  // the first bytes of the HTTP/2 preface: wait for more
     }
-    if (!codec_->Dispatch(data).ok()) {
-      connection_->Close(net::CloseMode::kFlush);
-      return;
-    }
-    if (end_stream) {
-      (void)codec_->OnEndOfStream();
-      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
-    }
+    (void)http::DispatchServerInput(*codec_, *connection_, data, end_stream);
   }
   void OnWriteHighWatermark() override {
     if (codec_ != nullptr) codec_->OnUnderlyingWriteHighWatermark();
