@@ -53,7 +53,7 @@ HttpFetch::HttpFetch(event::Loop& loop, std::vector<net::Address> addresses, Cli
       request_(std::move(request)),
       options_(std::move(options)),
       done_(std::move(done)),
-      deadline_(loop.Now() + options_.timeout),
+      deadline_(std::chrono::steady_clock::now() + options_.timeout),
       timeout_timer_(loop,
                      [this] {
                        Finish(
@@ -74,7 +74,8 @@ HttpFetch::~HttpFetch() { DropConnection(); }
 void HttpFetch::Attempt() {
   const net::Address& address = addresses_[next_address_++];
   // The connect gets what is left of the timeout (at least a millisecond: zero means none).
-  const Duration left = std::max<Duration>(deadline_ - loop_.Now(), std::chrono::milliseconds(1));
+  const Duration left = std::max<Duration>(deadline_ - std::chrono::steady_clock::now(),
+                                           std::chrono::milliseconds(1));
   connection_ = net::Connection::Connect(loop_, address, left, options_.transport_factory);
   connection_->SetCallbacks(this);
   io_ = std::make_unique<ConnectionIo>(*connection_);
@@ -176,7 +177,7 @@ void HttpFetch::OnClose(net::CloseReason reason, const absl::Status& detail) {
   switch (reason) {
     case net::CloseReason::kConnectFailed:
     case net::CloseReason::kConnectTimeout:
-      if (next_address_ < addresses_.size() && loop_.Now() < deadline_) {
+      if (next_address_ < addresses_.size() && std::chrono::steady_clock::now() < deadline_) {
         DropConnection();
         Attempt();
         return;

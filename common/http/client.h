@@ -137,6 +137,7 @@ class HttpFetch final : private net::ConnectionCallbacks,
   const ClientRequest request_;
   const ClientOptions options_;
   Done done_;
+  // On steady_clock, like the timers: not the Loop's clock, which a test may replace.
   const MonotonicTime deadline_;
   event::Timer timeout_timer_;
   event::Timer report_timer_;  // runs `done` on the turn after the end
