@@ -8,14 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
+#include "common/base/file.h"
 #include "common/flags/flags.h"
 #include "common/fuzz/corpus_files.h"
 #include "common/fuzz/fuzz_target.h"
@@ -87,14 +86,12 @@ int main(int argc, char** argv) {
   if (meshlet::fuzz::HandleWriteRequest(write)) return 0;
   const std::vector<std::string>& files = parsed->positional;
   for (const std::string& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "cannot read %s\n", f.c_str());
+    absl::StatusOr<std::string> input = meshlet::ReadFile(f);
+    if (!input.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(input.status().message()).c_str());
       return 2;
     }
-    std::stringstream buf;
-    buf << in.rdbuf();
-    Run(buf.str());
+    Run(*input);
   }
   if (!files.empty()) {
     std::printf("%s: %zu files: ok\n", argv[0], files.size());

@@ -7,15 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
-#include "common/http/h1/codec.h"
-#include "common/http/h2/codec.h"
+#include "common/http/connection_io.h"
+#include "common/http/server_codec.h"
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 
 namespace meshlet::http {
 namespace {
-
-constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -84,11 +82,10 @@ ServerResponse ServerResponse::Json(int status, std::string body) {
 
 // One accepted connection: picks the codec, owns the request streams.
 class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
-                                               public CodecIo,
                                                public ServerConnectionCallbacks {
  public:
   ServerConnectionImpl(HttpServer& server, std::unique_ptr<net::Connection> connection)
-      : server_(server), connection_(std::move(connection)) {
+      : server_(server), connection_(std::move(connection)), io_(*connection_) {
     connection_->SetCallbacks(this);
   }
 
@@ -113,24 +110,15 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   // net::ConnectionCallbacks
   void OnData(net::Buffer& data, bool end_stream) override {
+    pending_.Move(data);
     if (codec_ == nullptr) {
-      pending_.Move(data);
-      if (!ChooseCodec(end_stream)) return;
-    } else {
-      pending_.Move(data);
+      codec_ = NewServerCodec(server_.loop_, *connection_, pending_, end_stream, io_, *this);
+      if (codec_ == nullptr) return;  // the first bytes of the HTTP/2 preface: wait for more
     }
-    absl::Status status = codec_->Dispatch(pending_);
+    absl::Status status = DispatchServerInput(*codec_, *connection_, pending_, end_stream);
     if (!status.ok()) {
       LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
                  << ": " << status.message();
-      // An HTTP/2 flood (ResourceExhausted): the queued replies are unread; drop them.
-      connection_->Close(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
-                                                           : net::CloseMode::kFlush);
-      return;
-    }
-    if (end_stream) {
-      (void)codec_->OnEndOfStream();
-      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
     }
   }
 
@@ -145,16 +133,6 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   void OnClose(net::CloseReason, const absl::Status&) override {
     if (codec_ != nullptr) codec_->OnConnectionClosed();
     server_.RemoveConnection(this);
-  }
-
-  // CodecIo
-  void Write(net::Buffer& data) override { connection_->Write(data); }
-  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
-  void ReadDisable(bool disable) override {
-    disable ? connection_->ReadDisable() : connection_->ReadEnable();
-  }
-  void Close(bool flush) override {
-    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
   }
 
   // ServerConnectionCallbacks
@@ -243,24 +221,6 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     bool request_ended_ = false;
   };
 
-  bool ChooseCodec(bool end_stream) {
-    bool h2 = connection_->transport().peer().alpn == "h2";
-    if (!h2) {
-      size_t n = std::min(pending_.length(), kHttp2Preface.size());
-      char prefix[24];
-      pending_.CopyOut(0, prefix, n);
-      bool preface_so_far = absl::string_view(prefix, n) == kHttp2Preface.substr(0, n);
-      if (preface_so_far && n < kHttp2Preface.size() && !end_stream) return false;  // wait
-      h2 = preface_so_far && n == kHttp2Preface.size();
-    }
-    if (h2) {
-      codec_ = std::make_unique<h2::ServerCodec>(*this, *this);
-    } else {
-      codec_ = std::make_unique<h1::ServerCodec>(server_.loop_, *this, *this);
-    }
-    return true;
-  }
-
   void FinishStream(RequestStream* stream) {
     auto it = streams_.find(stream);
     if (it == streams_.end()) return;
@@ -271,6 +231,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   HttpServer& server_;
   std::unique_ptr<net::Connection> connection_;
+  ConnectionIo io_;
   std::unique_ptr<ServerConnection> codec_;
   net::Buffer pending_;
   std::map<RequestStream*, std::unique_ptr<RequestStream>> streams_;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/stats/names.h"
 
@@ -178,13 +179,13 @@ std::string FormatJson(const StatsSnapshot& snapshot, absl::string_view name_fil
     out.append(first ? "\n" : ",\n");
     first = false;
     out.append("{\"name\":");
-    stats_internal::AppendJsonString(&out, s.name);
+    AppendJsonString(&out, s.name);
     absl::StrAppend(&out, ",\"type\":\"", MetricTypeName(s.type), "\",\"labels\":{");
     for (size_t i = 0; i < s.labels->size(); ++i) {
       if (i > 0) out.push_back(',');
-      stats_internal::AppendJsonString(&out, (*s.labels)[i].first);
+      AppendJsonString(&out, (*s.labels)[i].first);
       out.push_back(':');
-      stats_internal::AppendJsonString(&out, (*s.labels)[i].second);
+      AppendJsonString(&out, (*s.labels)[i].second);
     }
     out.append("}");
     switch (s.type) {

@@ -11,14 +11,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <memory>
-#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
 
 namespace meshlet::tls {
 namespace {
@@ -210,23 +208,7 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> ParsePemPrivateKey(absl::string_view p
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (file == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", std::generic_category().message(errno)));
-  }
-  std::string contents;
-  char chunk[16384];
-  while (size_t n = std::fread(chunk, 1, sizeof(chunk), file.get())) {
-    contents.append(chunk, n);
-    if (contents.size() > kMaxFileSize) {
-      return absl::InvalidArgumentError(absl::StrCat(path, " is larger than 1 MiB"));
-    }
-  }
-  if (std::ferror(file.get())) {
-    return absl::UnavailableError(absl::StrCat("error reading ", path));
-  }
-  return contents;
+  return ReadFile(path, kMaxFileSize);
 }
 
 absl::StatusOr<CertificateChain> LoadPemCertificatesFile(const std::string& path) {

@@ -38,6 +38,7 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> ParsePemPrivateKey(absl::string_view p
 // Reads a whole file (bounded to 1 MiB: certificates and keys are small) and parses it.
 absl::StatusOr<CertificateChain> LoadPemCertificatesFile(const std::string& path);
 absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> LoadPemPrivateKeyFile(const std::string& path);
+// ReadFile (common/base/file.h) with the same 1 MiB bound: tokens, bundles, keys.
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
 
 // A fresh ECDSA P-256 key (workload keys, CA roots, test certificates).

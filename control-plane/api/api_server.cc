@@ -7,8 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -19,9 +17,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/file.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/config/field_path.h"
 #include "common/stats/exposition.h"
-#include "control-plane/api/json.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/store/file_store.h"
@@ -122,10 +123,8 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
           absl::StrCat(path, ": token file is readable by others (mode ",
                        absl::StrCat(absl::Hex(st.st_mode & 0777)), "); run chmod 600 on it"));
     }
-    std::ifstream in(path);
-    std::stringstream content;
-    content << in.rdbuf();
-    std::string token(absl::StripAsciiWhitespace(content.str()));
+    ASSIGN_OR_RETURN(std::string content, ReadFile(path));
+    std::string token(absl::StripAsciiWhitespace(content));
     if (token.empty()) return absl::DataLossError(absl::StrCat(path, ": token file is empty"));
     return token;
   }
@@ -264,7 +263,7 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
     namespace_ = segments[1];
     namespaced_path = true;
     segments.erase(segments.begin(), segments.begin() + 2);
-    if (!policy::IsDnsLabel(namespace_)) {
+    if (!config::IsDnsLabel(namespace_)) {
       return Error(400, "BadRequest",
                    absl::StrCat("namespace \"", namespace_, "\" is not a DNS label"));
     }

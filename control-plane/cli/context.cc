@@ -2,15 +2,13 @@
 
 #include <google/protobuf/descriptor.h>
 
-#include <optional>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/file.h"
 #include "common/config/yaml_proto.h"
 #include "control-plane/cli/context.pb.h"
-#include "control-plane/cli/files.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -68,11 +66,11 @@ absl::StatusOr<Connection> LoadConnection(const ConnectionFlags& flags, const En
   Connection connection{.server = "127.0.0.1:15014"};
   std::string token_file;
   if (!context_path.empty()) {
-    std::optional<std::string> text = ReadFile(context_path);
-    if (!text.has_value() && explicit_path) {
+    absl::StatusOr<std::string> text = ReadFile(context_path);
+    if (!text.ok() && explicit_path) {
       return absl::InvalidArgumentError(absl::StrCat("cannot read context file ", context_path));
     }
-    if (text.has_value()) {
+    if (text.ok()) {
       // Unknown keys are errors with file, line and the known keys, as in policy files.
       MeshctlContext context;
       config::YamlParseOptions options;
@@ -100,8 +98,8 @@ absl::StatusOr<Connection> LoadConnection(const ConnectionFlags& flags, const En
   }
   if (!flags.token.empty()) connection.token = flags.token;
   if (connection.token.empty() && !token_file.empty()) {
-    std::optional<std::string> text = ReadFile(token_file);
-    if (!text.has_value()) {
+    absl::StatusOr<std::string> text = ReadFile(token_file);
+    if (!text.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("cannot read token file ", token_file));
     }
     connection.token = std::string(absl::StripAsciiWhitespace(*text));

@@ -11,8 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
 #include "common/config/yaml_proto.h"
-#include "control-plane/cli/files.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/validate.h"
 
@@ -67,10 +67,9 @@ bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
       std::stringstream s;
       s << session.io().in.rdbuf();
       text = s.str();
+    } else if (absl::StatusOr<std::string> content = ReadFile(file); content.ok()) {
+      text = *std::move(content);
     } else {
-      text = ReadFile(file);
-    }
-    if (!text.has_value()) {
       session.io().err << "error: " << file << ": cannot read\n";
       ok = false;
       continue;

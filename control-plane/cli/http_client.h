@@ -1,8 +1,8 @@
 #pragma once
 
-// A small blocking HTTP/1.1 client for meshctl: one request per connection, plaintext, numeric
-// or resolvable host names. Enough for a command-line tool talking to the control-plane API; the
-// proxy's data path never uses it.
+// meshctl's HTTP/1.1 requests to the control-plane API: the server's name resolved, then one
+// blocking request per connection through common/http's client (FetchBlocking, ADR 0038),
+// plaintext. The process must ignore SIGPIPE (meshctl_main.cc does).
 
 #include <chrono>
 #include <string>
@@ -29,7 +29,8 @@ struct HttpRequestOptions {
 };
 
 // `server` is "host:port" (or "http://host:port"). Unavailable when the server cannot be reached
-// (the message says why), DeadlineExceeded on timeout, DataLoss for a malformed response.
+// (the message says why), DeadlineExceeded on timeout, DataLoss for a malformed or cut response,
+// ResourceExhausted for one larger than the limit.
 absl::StatusOr<HttpResponse> HttpRequest(
     absl::string_view server, absl::string_view method, absl::string_view path_and_query,
     const std::vector<std::pair<std::string, std::string>>& headers, absl::string_view body,

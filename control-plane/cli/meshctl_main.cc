@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -13,6 +14,8 @@
 
 int main(int argc, char** argv) {
   using namespace meshlet::controlplane::cli;  // NOLINT: the binary's whole body
+  // A control plane that goes away mid-request is an error to report, not a reason to die.
+  ::signal(SIGPIPE, SIG_IGN);
   Environment env;
   if (const char* config = std::getenv("MESHCTL_CONFIG")) env.meshctl_config = config;
   if (const char* home = std::getenv("HOME")) env.home = home;

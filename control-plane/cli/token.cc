@@ -3,21 +3,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
-
-// `text` as a JSON string; control characters are dropped.
-std::string JsonQuote(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  return out + "\"";
-}
 
 class Token final : public Command {
  public:

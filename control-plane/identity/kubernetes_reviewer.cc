@@ -1,18 +1,15 @@
 #include "control-plane/identity/kubernetes_reviewer.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
 #include "common/event/timer.h"
-#include "common/http/h1/parser.h"
-#include "common/net/connection.h"
+#include "common/http/client.h"
 #include "common/tls/tls_transport.h"
 #include "control-plane/identity/json_fields.h"
 
@@ -21,18 +18,6 @@ namespace {
 
 constexpr absl::string_view kTokenReviewPath = "/apis/authentication.k8s.io/v1/tokenreviews";
 constexpr size_t kMaxBearerTokenBytes = 64 * 1024;
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream content;
-  content << in.rdbuf();
-  std::string text = std::move(content).str();
-  if (text.size() > limit) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is larger than ", limit, " bytes"));
-  }
-  return text;
-}
 
 }  // namespace
 
@@ -45,25 +30,13 @@ std::string InClusterApiFromEnvironment() {
   return absl::StrCat(host, ":", port_text);
 }
 
-// One TokenReview: connection, deadline, response parser.
-class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
-                                                public http::h1::ParserVisitor {
+// One TokenReview: the credentials, the HTTP request, the judgement of its answer.
+class KubernetesTokenReviewer::Exchange {
  public:
   Exchange(KubernetesTokenReviewer& owner, std::function<void(absl::StatusOr<std::string>)> done)
-      : owner_(owner),
-        done_(std::move(done)),
-        deadline_(owner.loop_, [this] { OnDeadline(); }),
-        parser_(http::h1::Parser::Type::kResponse, this) {}
-
-  ~Exchange() override {
-    if (connection_ != nullptr) {
-      connection_->SetCallbacks(nullptr);
-      connection_->Close(net::CloseMode::kNoFlush);
-      // Exchanges are destroyed outside their connection's callbacks (DeferDelete, or with the
-      // reviewer), so the connection can go at once.
-      connection_.reset();
-    }
-  }
+      : owner_(owner), done_(std::move(done)), failure_timer_(owner.loop_, [this] {
+          owner_.Finish(this, pending_result_, pending_failure_);
+        }) {}
 
   std::function<void(absl::StatusOr<std::string>)> TakeDone() { return std::move(done_); }
 
@@ -71,142 +44,89 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
   void FailSoon(absl::string_view result, absl::string_view message) {
     pending_result_ = std::string(result);
     pending_failure_ = absl::UnavailableError(message);
-    deadline_.Enable(std::chrono::milliseconds(0));
+    failure_timer_.Enable(std::chrono::milliseconds(0));
   }
 
   void Start(const std::string& request_json) {
-    absl::StatusOr<std::string> token =
-        ReadSmallFile(owner_.options_.token_file, kMaxBearerTokenBytes);
+    const KubernetesApiOptions& options = owner_.options_;
+    absl::StatusOr<std::string> token = ReadFile(options.token_file, kMaxBearerTokenBytes);
     if (token.ok()) {
       absl::StripAsciiWhitespace(&*token);
-      if (token->empty())
-        token = absl::InvalidArgumentError(owner_.options_.token_file + " is empty");
+      if (token->empty()) token = absl::InvalidArgumentError(options.token_file + " is empty");
     }
     if (!token.ok()) {
       FailSoon("no_credentials",
                absl::StrCat("no credentials for the Kubernetes API: ", token.status().message()));
       return;
     }
-    deadline_.Enable(std::chrono::milliseconds(absl::ToInt64Milliseconds(owner_.options_.timeout)));
-    connection_ = net::Connection::Connect(
-        owner_.loop_, owner_.address_,
-        std::chrono::milliseconds(absl::ToInt64Milliseconds(owner_.options_.timeout)),
-        owner_.transport_factory_);
-    connection_->SetCallbacks(this);
-    connection_->Write(absl::StrCat(
-        "POST ", kTokenReviewPath, " HTTP/1.1\r\nHost: ", owner_.options_.server_name,
-        "\r\nAuthorization: Bearer ", *token,
-        "\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: ",
-        request_json.size(), "\r\nConnection: close\r\nUser-Agent: meshlet-control-plane\r\n\r\n",
-        request_json));
-  }
-
-  // ConnectionCallbacks.
-  void OnData(net::Buffer& data, bool end_stream) override {
-    received_ += data.length();
-    if (received_ > owner_.options_.max_response_bytes) {
-      Fail("too_large", absl::StrCat("the API server's answer exceeds ",
-                                     owner_.options_.max_response_bytes, " bytes"));
-      return;
-    }
-    bool finished = false;
-    data.ForEachSlice([&](absl::string_view slice) {
-      if (finished || parser_.status() != http::h1::Parser::Status::kOk) return;
-      parser_.Execute(slice);
-      finished = complete_;
-    });
-    data.Clear();
-    if (complete_) {
-      Succeed();
-      return;
-    }
-    if (parser_.status() == http::h1::Parser::Status::kError) {
-      Fail("malformed", absl::StrCat("the API server's answer is not valid HTTP/1.1: ",
-                                     parser_.error_message()));
-      return;
-    }
-    if (end_stream) {
-      parser_.Finish();
-      if (complete_) {
-        Succeed();
-      } else {
-        Fail("malformed", "the API server closed the connection before a complete answer");
-      }
-    }
-  }
-
-  void OnClose(net::CloseReason reason, const absl::Status& detail) override {
-    const std::string where = owner_.address_.ToString();
-    switch (reason) {
-      case net::CloseReason::kConnectFailed:
-      case net::CloseReason::kConnectTimeout:
-        Fail("connect_failed",
-             absl::StrCat("cannot connect to the API server ", where, ": ", detail.message()));
-        return;
-      case net::CloseReason::kTransportError:
-        Fail("tls_failed",
-             absl::StrCat("TLS with the API server ", where,
-                          " failed (is --kubernetes-ca-file the cluster CA?): ", detail.message()));
-        return;
-      default:
-        if (complete_) {
-          Succeed();
-        } else {
-          Fail("malformed", absl::StrCat("the API server ", where,
-                                         " closed the connection before a complete answer"));
-        }
-        return;
-    }
-  }
-
-  // ParserVisitor.
-  Action OnStatusLine(int, int, int status_code, absl::string_view reason) override {
-    status_code_ = status_code;
-    reason_ = std::string(reason);
-    return Action::kContinue;
-  }
-  Action OnHeader(absl::string_view, absl::string_view) override { return Action::kContinue; }
-  Action OnHeadersComplete(const http::h1::MessageInfo&) override { return Action::kContinue; }
-  Action OnBody(absl::string_view data) override {
-    body_.append(data.data(), data.size());
-    return Action::kContinue;
-  }
-  Action OnMessageComplete() override {
-    if (status_code_ < 200) return Action::kContinue;  // 100 Continue: the answer follows
-    complete_ = true;
-    return Action::kPause;
+    http::ClientRequest request{.method = "POST",
+                                .path = std::string(kTokenReviewPath),
+                                .authority = options.server_name,
+                                .body = request_json};
+    request.headers.Add("authorization", absl::StrCat("Bearer ", *token));
+    request.headers.Add("content-type", "application/json");
+    request.headers.Add("accept", "application/json");
+    request.headers.Add("user-agent", "meshlet-control-plane");
+    fetch_ = http::HttpFetch::Start(
+        owner_.loop_, {owner_.address_}, std::move(request),
+        {.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout)),
+         .max_response_bytes = options.max_response_bytes,
+         .transport_factory = owner_.transport_factory_},
+        [this](http::ClientResult result) { OnAnswer(std::move(result)); });
   }
 
  private:
-  void OnDeadline() {
-    if (!pending_failure_.ok()) {
-      owner_.Finish(this, pending_result_, pending_failure_);
-      return;
+  void OnAnswer(http::ClientResult result) {
+    const std::string where = owner_.address_.ToString();
+    switch (result.error) {
+      case http::ClientError::kNone:
+        break;
+      case http::ClientError::kConnectFailed:
+        Fail("connect_failed",
+             absl::StrCat("cannot connect to the API server ", where, ": ", result.detail));
+        return;
+      case http::ClientError::kTlsFailed:
+        Fail("tls_failed",
+             absl::StrCat("TLS with the API server ", where,
+                          " failed (is --kubernetes-ca-file the cluster CA?): ", result.detail));
+        return;
+      case http::ClientError::kTimeout:
+        Fail("timeout", absl::StrCat("no answer from the API server ", where, " within ",
+                                     absl::FormatDuration(owner_.options_.timeout)));
+        return;
+      case http::ClientError::kTooLarge:
+        Fail("too_large", absl::StrCat("the API server's answer exceeds ",
+                                       owner_.options_.max_response_bytes, " bytes"));
+        return;
+      case http::ClientError::kClosed:
+        Fail("malformed", absl::StrCat("the API server ", where,
+                                       " closed the connection before a complete answer"));
+        return;
+      case http::ClientError::kMalformed:
+      case http::ClientError::kBadRequest:
+        Fail("malformed",
+             absl::StrCat("the API server's answer is not valid HTTP/1.1: ", result.detail));
+        return;
     }
-    Fail("timeout", absl::StrCat("no answer from the API server ", owner_.address_.ToString(),
-                                 " within ", absl::FormatDuration(owner_.options_.timeout)));
-  }
-
-  void Succeed() {
-    if (status_code_ < 200 || status_code_ > 299) {
+    if (result.status < 200 || result.status > 299) {
       Fail("http_error",
-           absl::StrCat("the API server answered HTTP ", status_code_, " ", reason_,
-                        status_code_ == 401 || status_code_ == 403
+           absl::StrCat("the API server answered HTTP ", result.status,
+                        result.status == 401 || result.status == 403
                             ? " (the control plane's own service-account token was refused, or "
                               "it may not create tokenreviews: it needs the "
                               "system:auth-delegator role)"
                             : "",
-                        body_.empty() ? "" : ": ", body_.substr(0, 200)));
+                        result.body.empty() ? "" : ": ", result.body.substr(0, 200)));
       return;
     }
-    absl::StatusOr<JsonObject> json = JsonObject::Parse(body_);
+    absl::StatusOr<JsonObject> json = JsonObject::Parse(result.body);
     absl::StatusOr<std::string> kind =
         json.ok() ? json->String("kind") : absl::StatusOr<std::string>(json.status());
     if (!kind.ok() || *kind != "TokenReview") {
       Fail("malformed", "the API server's answer is not a TokenReview object");
       return;
     }
-    owner_.Finish(this, "ok", std::move(body_));
+    owner_.Finish(this, "ok", std::move(result.body));
   }
 
   void Fail(absl::string_view result, absl::string_view message) {
@@ -215,16 +135,10 @@ class KubernetesTokenReviewer::Exchange final : public net::ConnectionCallbacks,
 
   KubernetesTokenReviewer& owner_;
   std::function<void(absl::StatusOr<std::string>)> done_;
-  event::Timer deadline_;
-  http::h1::Parser parser_;
-  std::unique_ptr<net::Connection> connection_;
+  event::Timer failure_timer_;
+  std::unique_ptr<http::HttpFetch> fetch_;
   std::string pending_result_;
   absl::Status pending_failure_;
-  size_t received_ = 0;
-  int status_code_ = 0;
-  std::string reason_;
-  std::string body_;
-  bool complete_ = false;
 };
 
 absl::StatusOr<std::unique_ptr<KubernetesTokenReviewer>> KubernetesTokenReviewer::Create(
@@ -242,7 +156,7 @@ absl::StatusOr<std::unique_ptr<KubernetesTokenReviewer>> KubernetesTokenReviewer
         "--kubernetes-api=\"", options.api,
         "\": expected a numeric address such as https://10.96.0.1:443 or [fd00::1]:443"));
   }
-  absl::StatusOr<std::string> ca = ReadSmallFile(options.ca_file, 1 << 20);
+  absl::StatusOr<std::string> ca = ReadFile(options.ca_file, 1 << 20);
   if (!ca.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kubernetes-ca-file: ", ca.status().message()));

@@ -5,8 +5,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/base/json.h"
 #include "control-plane/identity/json_fields.h"
 
 namespace meshlet::controlplane::identity {
@@ -15,30 +15,15 @@ namespace {
 using http::ServerRequest;
 using http::ServerResponse;
 
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // The API's Status object (the same shape as control-plane/api).
 ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                      absl::string_view field = "") {
-  std::string body =
-      absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure",)", R"("code":)",
-                   status, R"(,"reason":)", Quote(reason), R"(,"message":)", Quote(message));
+  std::string body = absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure",)",
+                                  R"("code":)", status, R"(,"reason":)", JsonQuote(reason),
+                                  R"(,"message":)", JsonQuote(message));
   if (!field.empty()) {
-    absl::StrAppend(&body, R"(,"details":{"kind":"JoinToken","causes":[{"field":)", Quote(field),
-                    R"(,"message":)", Quote(message), "}]}");
+    absl::StrAppend(&body, R"(,"details":{"kind":"JoinToken","causes":[{"field":)",
+                    JsonQuote(field), R"(,"message":)", JsonQuote(message), "}]}");
   }
   body += "}\n";
   return ServerResponse::Json(status, std::move(body));
@@ -83,12 +68,13 @@ ServerResponse Create(JoinTokens& tokens, const ServerRequest& request) {
   }
   if (!created.ok()) return Error(500, "InternalError", created.status().message());
   return ServerResponse::Json(
-      201, absl::StrCat(R"({"kind":"JoinToken","token":)", Quote(created->token), R"(,"id":)",
-                        Quote(created->id), R"(,"namespace":)", Quote(spec.namespace_),
-                        R"(,"serviceAccount":)", Quote(spec.service_account), R"(,"expiresAt":)",
-                        Quote(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", created->expires_at,
-                                               absl::UTCTimeZone())),
-                        R"(,"singleUse":)", created->single_use ? "true" : "false", "}\n"));
+      201,
+      absl::StrCat(R"({"kind":"JoinToken","token":)", JsonQuote(created->token), R"(,"id":)",
+                   JsonQuote(created->id), R"(,"namespace":)", JsonQuote(spec.namespace_),
+                   R"(,"serviceAccount":)", JsonQuote(spec.service_account), R"(,"expiresAt":)",
+                   JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", created->expires_at,
+                                              absl::UTCTimeZone())),
+                   R"(,"singleUse":)", created->single_use ? "true" : "false", "}\n"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/json.h"
 #include "common/base/status.h"
 #include "control-plane/identity/json_fields.h"
 
@@ -18,21 +19,6 @@ constexpr size_t kMaxTokenBytes = 16 * 1024;
 
 absl::Status Refused(absl::string_view why) {
   return absl::PermissionDeniedError(absl::StrCat("service-account token refused: ", why));
-}
-
-std::string JsonEscape(absl::string_view in) {
-  std::string out;
-  for (char c : in) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, "\\u00", absl::BytesToHexString(absl::string_view(&c, 1)));
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 bool Contains(const std::vector<std::string>& list, absl::string_view value) {
@@ -59,8 +45,8 @@ absl::StatusOr<JsonObject> JwtClaims(absl::string_view token) {
 
 std::string BuildTokenReviewRequest(absl::string_view token, absl::string_view audience) {
   return absl::StrCat(
-      R"({"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":")",
-      JsonEscape(token), R"(","audiences":[")", JsonEscape(audience), R"("]}})");
+      R"({"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":)",
+      JsonQuote(token), R"(,"audiences":[)", JsonQuote(audience), R"(]}})");
 }
 
 absl::StatusOr<WorkloadIdentity> CheckTokenReview(absl::string_view response_json,

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/config/field_path.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
 
@@ -18,6 +19,14 @@ namespace {
 
 namespace pb = ::meshlet::policy;
 using google::protobuf::Duration;
+using ::meshlet::config::Index;
+using ::meshlet::config::IsDnsLabel;
+using ::meshlet::config::IsDnsSubdomain;
+using ::meshlet::config::IsHostName;
+using ::meshlet::config::IsHttpToken;
+using ::meshlet::config::IsSafeHeaderValue;
+using ::meshlet::config::Join;
+using ::meshlet::config::Quote;
 
 constexpr size_t kMaxDirectResponseBody = 64 * 1024;
 constexpr size_t kMaxHeaderValueBytes = 8192;
@@ -33,36 +42,6 @@ const std::set<std::string>& HttpMethods() {
   static const auto* values = new std::set<std::string>{
       "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
   return *values;
-}
-
-std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
-std::string Index(absl::string_view path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
-std::string Join(absl::string_view a, absl::string_view b) {
-  return a.empty() ? std::string(b) : absl::StrCat(a, ".", b);
-}
-
-bool IsHeaderNameChar(char c) {
-  // RFC 9110 token characters.
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-         absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
-}
-bool IsHeaderName(absl::string_view name) {
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (!IsHeaderNameChar(c)) return false;
-  }
-  return true;
-}
-bool IsHostName(absl::string_view host) {
-  if (absl::StartsWith(host, "*.")) host.remove_prefix(2);
-  if (host.empty() || host.size() > 253) return false;
-  for (absl::string_view label : absl::StrSplit(host, '.')) {
-    if (label.empty() || label.size() > 63) return false;
-    for (char c : label) {
-      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
-    }
-  }
-  return true;
 }
 
 struct ReservedRange {
@@ -302,14 +281,14 @@ class Checker {
 
   void HeaderModifier(absl::string_view path, const pb::HeaderModifier& hm) {
     auto check_name = [&](const std::string& where, const std::string& name) {
-      if (!IsHeaderName(name)) {
+      if (!IsHttpToken(name)) {
         Error(where, absl::StrCat(Quote(name), " is not a header name"));
       } else if (absl::EqualsIgnoreCase(name, "host")) {
         Error(where, "\"host\" cannot be edited here; use rewrite.host");
       }
     };
     auto check_value = [&](const std::string& where, const std::string& value) {
-      if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
+      if (!IsSafeHeaderValue(value)) {
         Error(where, "must not contain CR, LF or NUL");
       } else if (value.size() > kMaxHeaderValueBytes) {
         Error(where, absl::StrCat("must be at most ", kMaxHeaderValueBytes, " bytes"));
@@ -508,7 +487,7 @@ class Checker {
     for (int i = 0; i < m.headers_size(); ++i) {
       const auto& h = m.headers(i);
       std::string hp = Index(Join(path, "headers"), i);
-      if (!IsHeaderName(h.name())) {
+      if (!IsHttpToken(h.name())) {
         Error(Join(hp, "name"), h.name().empty()
                                     ? std::string("required")
                                     : absl::StrCat(Quote(h.name()), " is not a header name"));
@@ -767,25 +746,6 @@ absl::string_view ReservedAddressKind(const net::IpAddress& address) {
     if (reserved.range.Contains(address)) return reserved.kind;
   }
   return "";
-}
-
-bool IsDnsLabel(absl::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (char c : name) {
-    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
-          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      return false;
-    }
-  }
-  return name.front() != '-' && name.back() != '-';
-}
-
-bool IsDnsSubdomain(absl::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  for (absl::string_view label : absl::StrSplit(name, '.')) {
-    if (!IsDnsLabel(label)) return false;
-  }
-  return true;
 }
 
 ValidationResult Validate(const google::protobuf::Message& resource, const PolicySnapshot* existing,

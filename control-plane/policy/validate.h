@@ -56,9 +56,4 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
 // "multicast", "broadcast"), or empty when it can be one.
 absl::string_view ReservedAddressKind(const net::IpAddress& address);
 
-// DNS-1123 label (lowercase alphanumerics and '-', at most 63, alphanumeric at both ends).
-bool IsDnsLabel(absl::string_view name);
-// DNS-1123 subdomain (labels joined by '.', at most 253).
-bool IsDnsSubdomain(absl::string_view name);
-
 }  // namespace meshlet::controlplane::policy

@@ -7,12 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
 #include "control-plane/registry/saved_registry.h"
@@ -203,12 +202,13 @@ int ControlPlane::Run() {
 
 void ControlPlane::RestoreRegistry() {
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return;  // first start, or the registry was empty
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  in.close();
-  saved_registry_bytes_ = bytes.str();
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) {
+    // Missing: the first start, or the registry was empty.
+    if (!absl::IsNotFound(bytes.status())) LOG(WARN) << "ignoring " << bytes.status().message();
+    return;
+  }
+  saved_registry_bytes_ = *std::move(bytes);
   absl::StatusOr<std::vector<registry::Workload>> saved =
       registry::ParseSavedRegistry(saved_registry_bytes_);
   if (!saved.ok()) {

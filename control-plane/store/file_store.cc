@@ -7,14 +7,13 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 
@@ -54,15 +53,6 @@ absl::Status MakeDirs(const std::string& path) {
   if (parent != path) RETURN_IF_ERROR(MakeDirs(parent));
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("mkdir", path);
   return FsyncPath(parent, O_RDONLY | O_DIRECTORY);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError("open", path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (in.bad()) return ErrnoError("read", path);
-  return std::move(out).str();
 }
 
 std::vector<std::string> ListDir(const std::string& path) {

@@ -12,15 +12,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
-#include "control-plane/api/json.h"
 #include "control-plane/telemetry/otlp_trace.pb.h"
 #include "control-plane/telemetry/receivers.h"
 
 namespace meshlet::controlplane::telemetry {
 
-using api::JsonQuote;
 using http::ServerRequest;
 using http::ServerResponse;
 

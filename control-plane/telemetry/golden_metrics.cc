@@ -10,13 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/json.h"
 #include "common/config/yaml_proto.h"
 #include "common/stats/histogram_buckets.h"
-#include "control-plane/api/json.h"
 
 namespace meshlet::controlplane::telemetry {
 
-using api::JsonQuote;
 using http::ServerRequest;
 using http::ServerResponse;
 

@@ -7,12 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/base/status.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -130,11 +129,9 @@ absl::StatusOr<std::unique_ptr<TraceRing>> TraceRing::Open(const std::string& di
   std::vector<std::tuple<uint64_t, int, int>> segments;
   std::vector<std::string> contents(kSegments);
   for (int i = 0; i < kSegments; ++i) {
-    std::ifstream in(ring->SegmentPath(i), std::ios::binary);
-    if (!in) continue;
-    std::ostringstream text;
-    text << in.rdbuf();
-    contents[i] = text.str();
+    absl::StatusOr<std::string> content = ReadFile(ring->SegmentPath(i));
+    if (!content.ok()) continue;
+    contents[i] = *std::move(content);
     if (contents[i].size() < kHeaderBytes) continue;
     int format = 0;
     if (std::memcmp(contents[i].data(), kMagic, sizeof(kMagic)) == 0) {

@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
-#include "common/stats/names.h"
 #include "google/protobuf/util/json_util.h"
 #include "xds/resources.pb.h"
 
@@ -15,7 +15,6 @@ namespace {
 
 using http::grpc::ServerCall;
 using http::grpc::StatusCode;
-using stats_internal::AppendJsonString;
 
 template <typename T>
 T MustStat(absl::StatusOr<T> handle) {

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
 #include "common/event/loop.h"
@@ -102,7 +103,7 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
 }
 
 absl::StatusOr<NodeResourceSet> LoadResources(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();
   xds::Bootstrap bootstrap;
   meshlet::config::YamlParseOptions options;

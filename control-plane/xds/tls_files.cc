@@ -1,32 +1,18 @@
 #include "control-plane/xds/tls_files.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
 #include "common/tls/tls_transport.h"
 
 namespace meshlet::controlplane::ads {
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read \"", path, "\": ", std::strerror(errno)));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
 absl::StatusOr<tls::TlsContextConfig> ServerTlsConfigFromFiles(const std::string& cert_file,
                                                                const std::string& key_file) {
-  absl::StatusOr<std::string> chain = ReadWholeFile(cert_file);
+  absl::StatusOr<std::string> chain = ReadFile(cert_file);
   if (!chain.ok()) return chain.status();
-  absl::StatusOr<std::string> key = ReadWholeFile(key_file);
+  absl::StatusOr<std::string> key = ReadFile(key_file);
   if (!key.ok()) return key.status();
   tls::TlsContextConfig config{.certificate_chain_pem = *chain,
                                .private_key_pem = *key,

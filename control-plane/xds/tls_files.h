@@ -19,7 +19,4 @@ absl::StatusOr<net::TransportFactory> ServerTlsFromFiles(const std::string& cert
 absl::StatusOr<tls::TlsContextConfig> ServerTlsConfigFromFiles(const std::string& cert_file,
                                                                const std::string& key_file);
 
-// Reads a whole file; errors name it.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
-
 }  // namespace meshlet::controlplane::ads

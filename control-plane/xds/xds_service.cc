@@ -4,8 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
-#include "common/stats/names.h"
 #include "common/tls/tls_transport.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/xds/tls_files.h"
@@ -198,7 +198,6 @@ void XdsService::OnProxyActivity(const std::string& node_id) {
 }
 
 std::string XdsService::ProxiesJson() {
-  using stats_internal::AppendJsonString;
   std::string out = "{\"items\":[";
   bool first = true;
   for (const ProxyStatus& proxy : ads_->ProxyStatuses()) {

@@ -3,19 +3,16 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/event/timer.h"
+#include "common/http/client.h"
 #include "common/net/connection.h"
 #include "sidecar/config/snapshot.h"
 
 namespace meshlet::sidecar {
 namespace {
-
-// A status line longer than this without its CRLF is not HTTP.
-constexpr size_t kMaxStatusLineBytes = 1024;
 
 bool SameHealthCheck(const HealthCheckConfig& a, const HealthCheckConfig& b) {
   return a.kind == b.kind && a.interval == b.interval && a.timeout == b.timeout &&
@@ -28,22 +25,6 @@ bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
          a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
          a.workload_certificate == b.workload_certificate;
-}
-
-// A JSON string literal (quotes, backslashes and control characters escaped).
-void AppendJsonString(std::string* out, absl::string_view text) {
-  out->push_back('"');
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
 }
 
 template <typename T>
@@ -168,6 +149,23 @@ EndpointTlsConfig TlsForCheck(EndpointTlsConfig tls, const HealthCheckConfig& co
   return config.kind == HealthCheckConfig::Kind::kHttp ? ForHttp1(std::move(tls)) : tls;
 }
 
+// Why an HTTP check got no answer, as the admin API shows it: "timeout", "connect_failed:
+// connection refused", "transport_error: <why the peer was refused>", "malformed: <the codec's
+// words>".
+std::string HttpCheckFailure(const http::ClientResult& result) {
+  switch (result.error) {
+    case http::ClientError::kTimeout:
+      return "timeout";
+    case http::ClientError::kConnectFailed:
+    case http::ClientError::kTlsFailed:
+    case http::ClientError::kClosed:
+      if (result.close_reason == net::CloseReason::kEndOfStream) return result.detail;
+      return absl::StrCat(net::CloseReasonName(result.close_reason), ": ", result.detail);
+    default:
+      return absl::StrCat(http::ClientErrorName(result.error), ": ", result.detail);
+  }
+}
+
 }  // namespace
 
 class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
@@ -192,38 +190,9 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
   const HostState& state() const { return state_; }
   const EndpointTlsConfig& tls() const { return tls_; }
 
-  // net::ConnectionCallbacks
-  void OnConnected() override {
-    if (checker_.config_.kind == HealthCheckConfig::Kind::kTcp) Finish(true, "");
-  }
-  void OnData(net::Buffer& data, bool end_stream) override {
-    response_.append(data.ToString());
-    data.Drain(data.length());
-    const size_t eol = response_.find("\r\n");
-    if (eol == std::string::npos) {
-      if (response_.size() > kMaxStatusLineBytes) {
-        Finish(false, "no HTTP status line");
-      } else if (end_stream) {
-        Finish(false, "closed before the status line");
-      }
-      return;
-    }
-    // "HTTP/1.1 200 OK"
-    const absl::string_view line(response_.data(), eol);
-    int status = 0;
-    if (!absl::StartsWith(line, "HTTP/1.") || line.size() < 12 ||
-        !absl::SimpleAtoi(line.substr(9, 3), &status)) {
-      Finish(false, "malformed status line");
-      return;
-    }
-    const std::vector<uint32_t>& expected = checker_.config_.expected_statuses;
-    if (std::find(expected.begin(), expected.end(), static_cast<uint32_t>(status)) ==
-        expected.end()) {
-      Finish(false, absl::StrCat("status ", status));
-      return;
-    }
-    Finish(true, "");
-  }
+  // net::ConnectionCallbacks (TCP checks)
+  void OnConnected() override { Finish(true, ""); }
+  void OnData(net::Buffer& data, bool) override { data.Drain(data.length()); }
   void OnClose(net::CloseReason reason, const absl::Status& detail) override {
     closed_ = true;
     Finish(false, absl::StrCat(net::CloseReasonName(reason), detail.ok() ? "" : ": ",
@@ -233,19 +202,38 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
  private:
   void StartCheck() {
     const HealthCheckConfig& config = checker_.config_;
-    response_.clear();
     closed_ = false;
     in_flight_ = true;
+    if (config.kind == HealthCheckConfig::Kind::kHttp) {
+      http::ClientRequest request{
+          .path = config.http_path,
+          .authority = config.http_host.empty() ? state_.address.ToString() : config.http_host};
+      request.headers.Add("user-agent", "meshlet-health-check");
+      // Only the status is judged: the check ends with the answer's head.
+      fetch_ = http::HttpFetch::Start(
+          checker_.loop_, {state_.address}, std::move(request),
+          {.timeout = config.timeout, .read_body = false, .transport_factory = transport_},
+          [this](http::ClientResult&& result) { OnAnswer(result); });
+      return;
+    }
     connection_ =
         net::Connection::Connect(checker_.loop_, state_.address, config.timeout, transport_);
     connection_->SetCallbacks(this);
     timeout_timer_.Enable(config.timeout);
-    if (config.kind == HealthCheckConfig::Kind::kHttp) {
-      const std::string host =
-          config.http_host.empty() ? state_.address.ToString() : config.http_host;
-      connection_->Write(absl::StrCat("GET ", config.http_path, " HTTP/1.1\r\nhost: ", host,
-                                      checker_.http_request_));
+  }
+
+  void OnAnswer(const http::ClientResult& result) {
+    if (!result.ok()) {
+      Finish(false, HttpCheckFailure(result));
+      return;
     }
+    const std::vector<uint32_t>& expected = checker_.config_.expected_statuses;
+    if (std::find(expected.begin(), expected.end(), static_cast<uint32_t>(result.status)) ==
+        expected.end()) {
+      Finish(false, absl::StrCat("status ", result.status));
+      return;
+    }
+    Finish(true, "");
   }
 
   void Finish(bool success, absl::string_view why) {
@@ -280,6 +268,7 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
   }
 
   void CloseConnection() {
+    fetch_.reset();  // cancels it (allowed inside its own callback)
     if (connection_ == nullptr) return;
     connection_->SetCallbacks(nullptr);
     if (!closed_) connection_->Close(net::CloseMode::kNoFlush);
@@ -293,8 +282,8 @@ class HealthChecker::HostCheck final : public net::ConnectionCallbacks {
   HostState state_;
   event::Timer interval_timer_;
   event::Timer timeout_timer_;
-  std::unique_ptr<net::Connection> connection_;
-  std::string response_;
+  std::unique_ptr<net::Connection> connection_;  // a TCP check in flight
+  std::unique_ptr<http::HttpFetch> fetch_;       // an HTTP check in flight
   bool in_flight_ = false;
   bool closed_ = false;
 };
@@ -312,8 +301,7 @@ HealthChecker::HealthChecker(event::Loop& loop, const ClusterConfig& config, Ran
       clock_(clock),
       results_(results),
       stats_(stats),
-      transport_factory_(std::move(transport_factory)),
-      http_request_("\r\nuser-agent: meshlet-health-check\r\nconnection: close\r\n\r\n") {
+      transport_factory_(std::move(transport_factory)) {
   CHECK(config_.kind != HealthCheckConfig::Kind::kNone) << cluster_;
   UpdateEndpoints(config.endpoints);
 }

@@ -143,7 +143,6 @@ class HealthChecker {
   SharedHostHealth& results_;
   const HealthCheckStats stats_;
   const EndpointTransportFactory transport_factory_;
-  std::string http_request_;  // without the Host header line when it varies per endpoint
   absl::flat_hash_map<net::Address, std::unique_ptr<HostCheck>> hosts_;
 };
 

@@ -1,12 +1,8 @@
 #include "sidecar/config/bootstrap.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
@@ -92,16 +88,12 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
 }
 
 absl::StatusOr<BootstrapConfig> LoadBootstrapFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot read \"", path, "\": ", std::strerror(errno)));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
+  absl::StatusOr<std::string> content = ReadFile(path);
+  if (!content.ok()) return content.status();
   size_t slash = path.rfind('/');
   std::string base_dir = slash == std::string::npos ? "" : path.substr(0, slash);
   if (slash == 0) base_dir = "/";
-  return ParseBootstrap(content.str(), path, base_dir);
+  return ParseBootstrap(*content, path, base_dir);
 }
 
 absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,

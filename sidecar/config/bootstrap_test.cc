@@ -1,13 +1,21 @@
 #include "sidecar/config/bootstrap.h"
 
+#include <map>
 #include <string>
 
+#include "common/base/fake_random.h"
 #include "common/base/status.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/config/translate_test_util.h"
+#include "sidecar/router/route_table.h"
 
 namespace meshlet::sidecar::config {
 namespace {
 
+using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
+using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
 // How `./dev demo` starts a sidecar, and how Kubernetes injection will: the control plane and the
@@ -247,6 +255,160 @@ TEST(CompleteBootstrapTest, XdsNeedsTlsSettingsOrPlaintext) {
   config = Complete("xds: {ca_file: /etc/meshlet/ca.pem}\n", flags);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_TRUE(config->metrics_report.xds_tls);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sample static file, end to end.
+
+TEST(BootstrapTest, SampleFileTranslates) {
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile(kSamplePath);
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->node.id(), "frontend-0.default");
+  EXPECT_FALSE(bootstrap->has_xds());
+  absl::StatusOr<std::shared_ptr<const Snapshot>> built = BuildSnapshot(bootstrap->resources);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const Snapshot& s = **built;
+
+  ASSERT_EQ(s.listeners.size(), 3u);
+  const ListenerConfig& outbound = s.listeners[0];
+  EXPECT_EQ(outbound.name, "outbound");
+  EXPECT_EQ(outbound.address.ToString(), "127.0.0.1:15001");
+  EXPECT_EQ(outbound.protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(outbound.route_config_name, "outbound-routes");
+  EXPECT_EQ(outbound.http.request_headers_timeout, 5s);
+  EXPECT_EQ(outbound.http.max_request_body_buffer_bytes, 128u * 1024);
+  EXPECT_EQ(outbound.access_log_path, "/dev/stdout");
+  const ListenerConfig& inbound = s.listeners[1];
+  EXPECT_EQ(inbound.direction, TrafficDirection::kInbound);
+  EXPECT_EQ(inbound.protocol, ListenerProtocol::kAuto);
+  EXPECT_EQ(inbound.tcp_cluster, "local-app");
+  EXPECT_EQ(inbound.detect_timeout, 500ms);
+  EXPECT_EQ(inbound.max_connections, 4096u);
+  const ListenerConfig& redis = s.listeners[2];
+  EXPECT_EQ(redis.protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(redis.tcp_cluster, "redis");
+
+  // Clusters, with the EDS one filled from its load assignment.
+  ASSERT_EQ(s.clusters.size(), 4u);
+  const ClusterConfig* v1 = s.FindCluster("backend-v1");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->connect_timeout, 250ms);
+  ASSERT_EQ(v1->endpoints.size(), 2u);
+  EXPECT_EQ(v1->endpoints[1].address.ToString(), "127.0.0.1:18082");
+  EXPECT_EQ(v1->endpoints[1].weight, 2u);
+  EXPECT_EQ(v1->circuit_breakers.max_requests, 512u);
+  EXPECT_EQ(v1->circuit_breakers.max_connections, 1024u);
+  EXPECT_EQ(v1->outlier_detection->consecutive_5xx, 3u);
+  const ClusterConfig* v2 = s.FindCluster("backend-v2");
+  ASSERT_NE(v2, nullptr);
+  EXPECT_TRUE(v2->eds);
+  EXPECT_EQ(v2->protocol, UpstreamProtocol::kHttp2);
+  ASSERT_EQ(v2->endpoints.size(), 1u);
+  EXPECT_EQ(v2->endpoints[0].address.ToString(), "127.0.0.1:18083");
+  EXPECT_EQ(v2->endpoints[0].labels.at("version"), "v2");
+  const ClusterConfig* redis_cluster = s.FindCluster("redis");
+  EXPECT_EQ(redis_cluster->lb_policy, LbPolicy::kRoundRobin);
+  EXPECT_EQ(redis_cluster->health_check.kind, HealthCheckConfig::Kind::kTcp);
+  EXPECT_EQ(redis_cluster->health_check.interval, 5s);
+
+  // Routing by host and path prefix, with the 90/10 split.
+  const router::RouteTable* routes = s.FindRouteTable("outbound-routes");
+  ASSERT_NE(routes, nullptr);
+  const router::RouteEntry* api = routes->Match(Request("backend:8080", "/api/users"));
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->name, "api");
+  const router::RouteAction* action = api->route_action();
+  ASSERT_NE(action, nullptr);
+  EXPECT_EQ(action->total_weight, 100u);
+  EXPECT_EQ(action->timeout, 5s);
+  EXPECT_EQ(action->retry_policy.num_retries, 3u);  // from the virtual host
+  FakeRandom random;
+  std::map<std::string, int> picks;
+  for (int i = 0; i < 100; ++i) random.PushDouble(i / 100.0);
+  for (int i = 0; i < 100; ++i) ++picks[router::PickCluster(*action, random)];
+  EXPECT_EQ(picks["backend-v1"], 90);
+  EXPECT_EQ(picks["backend-v2"], 10);
+
+  const router::RouteEntry* assets =
+      routes->Match(Request("x.backend.example.com", "/ASSETS/app.js"));
+  ASSERT_NE(assets, nullptr);
+  EXPECT_EQ(assets->name, "assets");
+  EXPECT_EQ(router::RewritePath(*assets, "/ASSETS/app.js"), "/static/app.js");
+  ASSERT_TRUE(assets->rate_limit.has_value());
+  EXPECT_EQ(assets->rate_limit->burst, 200u);
+
+  const router::RouteEntry* legacy = routes->Match(Request("backend", "/old?x=1"));
+  ASSERT_NE(legacy, nullptr);
+  ASSERT_NE(legacy->redirect(), nullptr);
+  EXPECT_EQ(legacy->redirect()->response_code, 308u);
+  EXPECT_EQ(router::RedirectLocation(*legacy->redirect(), Request("backend", "/old?x=1")),
+            "http://backend/api/?x=1");
+
+  const router::RouteEntry* other = routes->Match(Request("elsewhere", "/"));
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(other->direct_response(), nullptr);
+  EXPECT_EQ(other->direct_response()->status, 404u);
+
+  http::HeaderMap upstream = Request("backend", "/api/x");
+  router::ApplyRequestHeaderMutations(*api, upstream);
+  EXPECT_EQ(upstream.Get("x-meshlet-source"), "frontend");
+
+  const router::RouteEntry* app = s.FindRouteTable("inbound-routes")->Match(Request("a", "/"));
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->route_action()->timeout, Duration::zero());
+}
+
+TEST(BootstrapTest, JsonIsAccepted) {
+  absl::StatusOr<BootstrapConfig> bootstrap = ParseBootstrap(
+      R"({"node": {"id": "n1"}, "xds": {"address": "cp.mesh:15012"},
+          "data_dir": "state",
+          "static_resources": {"clusters": [{"name": "c", "type": "EDS"}]}})",
+      "boot.json", "/etc/meshlet");
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_TRUE(bootstrap->has_xds());
+  EXPECT_EQ(bootstrap->xds.address, "cp.mesh:15012");
+  EXPECT_EQ(bootstrap->data_dir, "/etc/meshlet/state");
+  ASSERT_EQ(bootstrap->resources.clusters.size(), 1u);
+  EXPECT_TRUE(BuildSnapshot(bootstrap->resources).ok());
+}
+
+TEST(BootstrapTest, ParseErrorsNameFileLineAndField) {
+  absl::StatusOr<BootstrapConfig> bootstrap = ParseBootstrap(
+      "static_resources:\n  listeners:\n  - name: a\n    adress: 1.2.3.4:5\n", "sidecar.yaml", "");
+  ASSERT_FALSE(bootstrap.ok());
+  EXPECT_THAT(std::string(bootstrap.status().message()),
+              HasSubstr("sidecar.yaml:4:5: static_resources.listeners[0].adress: unknown field"));
+}
+
+TEST(BootstrapTest, XdsSettingsValidated) {
+  auto no_port = ParseBootstrap("node: {id: n}\nxds: {address: cp.mesh}\n", "b.yaml", "");
+  ASSERT_FALSE(no_port.ok());
+  EXPECT_EQ(no_port.status().message(), "b.yaml: xds.address: \"cp.mesh\" is not host:port");
+  // A missing node.id is CompleteBootstrap's to refuse: --node-id may give it.
+  EXPECT_TRUE(ParseBootstrap("xds: {address: \"cp.mesh:15012\"}\n", "b.yaml", "").ok());
+}
+
+TEST(BootstrapTest, RelativeSecretFilesResolveAgainstTheFile) {
+  const std::string dir = TestTmpDir();
+  WriteFile(dir + "/ca.pem", kPem);
+  WriteFile(dir + "/boot.yaml",
+            "static_resources:\n"
+            "  secrets:\n"
+            "  - name: bundle\n"
+            "    trust_bundle_file: ca.pem\n");
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile(dir + "/boot.yaml");
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
+  EXPECT_EQ(bootstrap->resources.secrets[0].trust_bundle_file(), dir + "/ca.pem");
+  auto snapshot = BuildSnapshot(bootstrap->resources);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->FindSecret("bundle")->trust_bundle_pem, kPem);
+}
+
+TEST(BootstrapTest, MissingFile) {
+  absl::StatusOr<BootstrapConfig> bootstrap = LoadBootstrapFile("/nonexistent/sidecar.yaml");
+  ASSERT_FALSE(bootstrap.ok());
+  EXPECT_THAT(std::string(bootstrap.status().message()),
+              HasSubstr("cannot read \"/nonexistent/sidecar.yaml\""));
 }
 
 }  // namespace

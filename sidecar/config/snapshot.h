@@ -38,7 +38,7 @@ struct SecretConfig {
 };
 
 // What BuildSnapshot keeps of the resources it translated, to reuse for the next update
-// (translate.cc); opaque to the rest of the sidecar.
+// (translate_internal.h); opaque to the rest of the sidecar.
 struct TranslationMemo;
 
 struct Snapshot {

@@ -7,16 +7,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
-#include "common/stats/names.h"
 #include "common/tls/spiffe.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
@@ -38,7 +37,6 @@ const std::array<const char*, kXdsTypeCount> kXdsTypeLabels = {"secrets", "clust
 namespace {
 
 using http::grpc::StatusCode;
-using stats_internal::AppendJsonString;
 
 constexpr char kStreamMethod[] =
     "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
@@ -628,12 +626,13 @@ void XdsClient::Persist() {
 absl::Status XdsClient::LoadCache() {
   if (options_.cache_dir.empty()) return absl::NotFoundError("no cache directory");
   const std::string path = absl::StrCat(options_.cache_dir, "/", kCacheFile);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("no saved configuration at \"", path, "\""));
-  std::ostringstream content;
-  content << in.rdbuf();
+  absl::StatusOr<std::string> content = ReadFile(path);
+  if (absl::IsNotFound(content.status())) {
+    return absl::NotFoundError(absl::StrCat("no saved configuration at \"", path, "\""));
+  }
+  if (!content.ok()) return content.status();
   xds::CachedConfiguration cache;
-  if (!cache.ParseFromString(content.str())) {
+  if (!cache.ParseFromString(*content)) {
     return absl::DataLossError(absl::StrCat("\"", path, "\" does not parse"));
   }
   std::array<TypeState, kXdsTypeCount> loaded;
@@ -715,14 +714,9 @@ absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& 
 
 absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& ca_file,
                                                              const std::string& server_identity) {
-  std::ifstream in(ca_file, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read \"", ca_file, "\": ", std::strerror(errno)));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  tls::TlsContextConfig config{.trust_bundle_pem = content.str(), .alpn_protocols = {"h2"}};
+  absl::StatusOr<std::string> content = ReadFile(ca_file);
+  if (!content.ok()) return content.status();
+  tls::TlsContextConfig config{.trust_bundle_pem = *std::move(content), .alpn_protocols = {"h2"}};
   if (!server_identity.empty()) {
     absl::StatusOr<tls::SpiffeIdMatcher> matcher =
         tls::SpiffeIdMatcher::Create({server_identity}, {});

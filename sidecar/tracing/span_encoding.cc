@@ -8,41 +8,11 @@
 #include "absl/base/attributes.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
-
-bool NeedsEscape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
-
-// `text` JSON-escaped, without the quotes.
-void AppendJsonEscaped(std::string* out, absl::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  // Most values need no escaping: one append.
-  if (std::none_of(text.begin(), text.end(), NeedsEscape)) {
-    out->append(text.data(), text.size());
-    return;
-  }
-  for (char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (u < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[u >> 4]);
-      out->push_back(kHex[u & 0xf]);
-    } else {
-      out->push_back(c);
-    }
-  }
-}
-
-void AppendJsonString(std::string* out, absl::string_view text) {
-  out->push_back('"');
-  AppendJsonEscaped(out, text);
-  out->push_back('"');
-}
 
 void AppendHex64(std::string* out, uint64_t value) {
   char hex[16];

@@ -103,5 +103,21 @@ TEST(SpanExportContractTest, TheCollectorStoresTheTracestateAndFlags) {
   }
 }
 
+// Text a span carries from outside (an upstream's failure message) may hold control characters
+// and bytes that are not UTF-8; the JSON encodings stay valid JSON, which the collector reads.
+TEST(SpanExportContractTest, JsonEncodingsCarryTextThatIsNotUtf8) {
+  std::vector<Span> spans = RequestSpans();
+  spans[0].error = true;
+  spans[0].status_message = "upstream said \"caf\xe9\"\n\x01";
+  std::string body;
+  sidecar::tracing::EncodeSpans(sidecar::tracing::ExportProtocol::kOtlpJson, Batch(spans),
+                                "frontend", &body);
+  const absl::StatusOr<std::vector<controlplane::telemetry::SpanRecord>> records =
+      controlplane::telemetry::ParseOtlpJson(body);
+  ASSERT_TRUE(records.ok()) << records.status() << "\n" << body;
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].status_message, "upstream said \"caf\xef\xbf\xbd\"\n\x01");
+}
+
 }  // namespace
 }  // namespace meshlet

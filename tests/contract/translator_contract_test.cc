@@ -5,10 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/config/yaml_proto.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/validate.h"
@@ -82,13 +81,6 @@ void ExpectSidecarAccepts(const cp::translate::NodeResources& resources, const s
                              << snapshot.status().message();
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 cp::registry::RegistrySnapshot DemoRegistry() {
   cp::registry::RegistrySnapshot registry;
   registry.workloads = {
@@ -111,9 +103,10 @@ TEST(TranslatorContractTest, ExamplePoliciesTranslateToAcceptedConfiguration) {
   for (const char* file : {"00-services.yaml", "10-reviews-retries.yaml", "20-reviews-canary.yaml",
                            "30-ratings-timeout.yaml"}) {
     const std::string path = absl::StrCat("examples/policies/", file);
-    const std::string text = ReadFile(path);
-    ASSERT_FALSE(text.empty()) << path;
-    AddPolicies(text, path, policy);
+    absl::StatusOr<std::string> text = ReadFile(path);
+    ASSERT_TRUE(text.ok()) << text.status();
+    ASSERT_FALSE(text->empty()) << path;
+    AddPolicies(*text, path, policy);
   }
   const cp::registry::RegistrySnapshot registry = DemoRegistry();
   cp::translate::TranslateOptions options;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/clock.h"
+#include "common/base/file.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
 #include "common/http/server.h"
@@ -484,8 +485,7 @@ TEST_P(ProxyTest, PostOneMegabyteBodyEchoesByteIdentical) {
                               " -o ", out, " -w '%{http_code}' ", Url("/echo/post")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "200");
-  std::ifstream f(out, std::ios::binary);
-  std::string echoed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string echoed = ReadFile(out).value();
   EXPECT_EQ(echoed.size(), body.size());
   EXPECT_TRUE(echoed == body);
   unlink(in.c_str());

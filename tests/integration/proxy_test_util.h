@@ -18,16 +18,16 @@
 #include "common/base/logging.h"
 #include "common/event/loop.h"
 #include "common/http/codec.h"
+#include "common/http/connection_io.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
 #include "common/http/header_map.h"
+#include "common/http/server_codec.h"
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 #include "common/net/listener.h"
 
 namespace meshlet::testing {
-
-inline constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // An upstream that answers
 //   /stream/trailers         200, body "hello", trailers x-trailer: done and grpc-status: 0
@@ -172,11 +172,10 @@ class StreamingUpstream::Stream final : public http::StreamDecoder, public http:
 };
 
 class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
-                                      public http::CodecIo,
                                       public http::ServerConnectionCallbacks {
  public:
   Conn(StreamingUpstream& server, std::unique_ptr<net::Connection> connection)
-      : server_(server), connection_(std::move(connection)) {
+      : server_(server), connection_(std::move(connection)), io_(*connection_) {
     connection_->SetCallbacks(this);
   }
   ~Conn() override {
@@ -190,24 +189,10 @@ class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
 
   void OnData(net::Buffer& data, bool end_stream) override {
     if (codec_ == nullptr) {
-      if (data.length() < kHttp2Preface.size() &&
-          kHttp2Preface.substr(0, data.length()) == absl::string_view(data.ToString())) {
-        if (!end_stream) return;  // wait for the rest of the preface
-      }
-      if (data.StartsWith(kHttp2Preface)) {
-        codec_ = std::make_unique<http::h2::ServerCodec>(*this, *this);
-      } else {
-        codec_ = std::make_unique<http::h1::ServerCodec>(server_.loop_, *this, *this);
-      }
+      codec_ = http::NewServerCodec(server_.loop_, *connection_, data, end_stream, io_, *this);
+      if (codec_ == nullptr) return;  // the first bytes of the HTTP/2 preface: wait for more
     }
-    if (!codec_->Dispatch(data).ok()) {
-      connection_->Close(net::CloseMode::kFlush);
-      return;
-    }
-    if (end_stream) {
-      (void)codec_->OnEndOfStream();
-      if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
-    }
+    (void)http::DispatchServerInput(*codec_, *connection_, data, end_stream);
   }
   void OnWriteHighWatermark() override {
     if (codec_ != nullptr) codec_->OnUnderlyingWriteHighWatermark();
@@ -220,15 +205,6 @@ class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
     server_.Remove(this);
   }
 
-  void Write(net::Buffer& data) override { connection_->Write(data); }
-  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
-  void ReadDisable(bool disable) override {
-    disable ? connection_->ReadDisable() : connection_->ReadEnable();
-  }
-  void Close(bool flush) override {
-    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
-  }
-
   http::StreamDecoder& NewStream(http::StreamEncoder& encoder) override {
     streams_.push_back(std::make_unique<Stream>(server_, encoder));
     return *streams_.back();
@@ -237,6 +213,7 @@ class StreamingUpstream::Conn final : public net::ConnectionCallbacks,
  private:
   StreamingUpstream& server_;
   std::unique_ptr<net::Connection> connection_;
+  http::ConnectionIo io_;
   std::unique_ptr<http::ServerConnection> codec_;
   // Kept for the connection's life: a test connection carries few streams.
   std::list<std::unique_ptr<Stream>> streams_;
@@ -303,19 +280,19 @@ struct ClientResponse {
 
 // One request on its own connection, through the in-repo HTTP/1.1 or HTTP/2 client codec.
 class TestClient final : public net::ConnectionCallbacks,
-                         public http::CodecIo,
                          public http::ConnectionCallbacks,
                          public http::StreamDecoder,
                          public http::StreamCallbacks {
  public:
   TestClient(event::Loop& loop, const net::Address& address, http::Protocol protocol)
-      : loop_(loop) {
-    connection_ = net::Connection::Connect(loop, address, std::chrono::seconds(5));
+      : loop_(loop),
+        connection_(net::Connection::Connect(loop, address, std::chrono::seconds(5))),
+        io_(*connection_) {
     connection_->SetCallbacks(this);
     if (protocol == http::Protocol::kHttp2) {
-      codec_ = std::make_unique<http::h2::ClientCodec>(*this, *this);
+      codec_ = std::make_unique<http::h2::ClientCodec>(io_, *this);
     } else {
-      codec_ = std::make_unique<http::h1::ClientCodec>(loop, *this, *this);
+      codec_ = std::make_unique<http::h1::ClientCodec>(loop, io_, *this);
     }
   }
   ~TestClient() override {
@@ -382,16 +359,6 @@ class TestClient final : public net::ConnectionCallbacks,
     codec_->OnConnectionClosed();
   }
 
-  // http::CodecIo
-  void Write(net::Buffer& data) override { connection_->Write(data); }
-  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
-  void ReadDisable(bool disable) override {
-    disable ? connection_->ReadDisable() : connection_->ReadEnable();
-  }
-  void Close(bool flush) override {
-    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
-  }
-
   // http::ConnectionCallbacks
   void OnGoAway() override { goaway_ = true; }
 
@@ -424,6 +391,7 @@ class TestClient final : public net::ConnectionCallbacks,
 
   event::Loop& loop_;
   std::unique_ptr<net::Connection> connection_;
+  http::ConnectionIo io_;
   std::unique_ptr<http::ClientConnection> codec_;
   http::StreamEncoder* encoder_ = nullptr;
   ClientResponse response_;

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/http/connection_io.h"
 #include "common/net/buffer.h"
 #include "common/net/connection.h"
 
@@ -396,17 +397,17 @@ void ServerCall::Detach() {
 
 // One accepted connection: bytes → h2::ServerCodec → one ServerCall per stream.
 class Server::ConnectionImpl final : public net::ConnectionCallbacks,
-                                     public CodecIo,
                                      public ServerConnectionCallbacks,
                                      public ServerCall::Owner {
  public:
   ConnectionImpl(Server& server, std::unique_ptr<net::Connection> connection)
       : server_(server),
         connection_(std::move(connection)),
+        io_(*connection_),
         calls_(server.loop_),
         peer_address_(connection_->remote_address()) {
     connection_->SetCallbacks(this);
-    codec_ = std::make_unique<h2::ServerCodec>(*this, *this, server.options_.http2, &server.loop_);
+    codec_ = std::make_unique<h2::ServerCodec>(io_, *this, server.options_.http2, &server.loop_);
     if (server_.options_.max_connection_idle.count() > 0) {
       idle_timer_ = std::make_unique<event::Timer>(server.loop_, [this] { OnIdle(); });
       idle_timer_->Enable(server_.options_.max_connection_idle);
@@ -487,16 +488,6 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     server_.RemoveConnection(this);
   }
 
-  // CodecIo
-  void Write(net::Buffer& data) override { connection_->Write(data); }
-  size_t UnsentBytes() const override { return connection_->buffered_write_bytes(); }
-  void ReadDisable(bool disable) override {
-    disable ? connection_->ReadDisable() : connection_->ReadEnable();
-  }
-  void Close(bool flush) override {
-    connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
-  }
-
   // ServerConnectionCallbacks
   StreamDecoder& NewStream(StreamEncoder& response_encoder) override {
     std::shared_ptr<ServerCall> call(new ServerCall(server_.loop_, server_, *this, response_encoder,
@@ -538,6 +529,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
 
   Server& server_;
   std::unique_ptr<net::Connection> connection_;
+  ConnectionIo io_;
   // Declared before the codec: calls must outlive it (see the destructor).
   grpc_internal::CallSet<ServerCall> calls_;
   std::unique_ptr<h2::ServerCodec> codec_;

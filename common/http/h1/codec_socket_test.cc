@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/http/h1/codec.h"
@@ -276,8 +277,7 @@ TEST_F(CodecSocketTest, CurlPostsOneMegabyte) {
                                                  " -w '%{http_code}' ", server_->Url("/echo"))));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.output, "200");
-    std::ifstream f(out_path, std::ios::binary);
-    std::string echoed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string echoed = ReadFile(out_path).value();
     EXPECT_EQ(echoed.size(), body.size());
     EXPECT_TRUE(echoed == body);
   }

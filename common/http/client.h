@@ -1,0 +1,163 @@
+#pragma once
+
+// A small HTTP/1.1 client for meshlet's own calls to other services: active health checks, the
+// Kubernetes TokenReview API, meshctl's calls to the control-plane API (docs/adr/0038). One
+// request per connection (`connection: close`), the answer buffered whole up to a limit. It is
+// not the proxy's data path (sidecar/cluster's pools and codecs), and it keeps no connection
+// open between requests (the span exporter's CollectorClient does, ADR 0029).
+//
+// HttpFetch: one request on an event::Loop, asynchronous. The request and the answer go through
+// the project's HTTP/1.1 codec (h1::ClientCodec) on a net::Connection, plaintext or over the
+// options' TransportFactory (TLS). The addresses are tried in turn while connecting fails. One
+// timeout bounds it all: connecting, the handshake, sending and the whole answer.
+//
+// Ownership and callback timing: the caller owns the HttpFetch; the Loop must outlive it. `done`
+// runs exactly once, on the loop thread, never from inside Start(), and never after the HttpFetch
+// was destroyed. Destroying it (from anywhere, inside `done` too) cancels the request and closes
+// its connection.
+//
+// FetchBlocking: the same on a Loop of its own, on the calling thread, for a program without one
+// (meshctl). Never from a thread that runs a Loop.
+//
+// Writes to a peer that has gone may raise SIGPIPE: programs using this ignore it, as every
+// meshlet main does.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/http/codec.h"
+#include "common/http/connection_io.h"
+#include "common/http/h1/codec.h"
+#include "common/http/header_map.h"
+#include "common/net/address.h"
+#include "common/net/connection.h"
+#include "common/net/transport.h"
+
+namespace meshlet::http {
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string path = "/";  // origin-form, with the query
+  std::string authority;   // the Host header
+  // Sent as they are, after host. Hop-by-hop fields (connection, transfer-encoding...) and
+  // content-length are the client's: it sends `connection: close` and the body's length.
+  HeaderMap headers;
+  std::string body;
+};
+
+struct ClientOptions {
+  // Connecting (every address tried), the handshake, sending and the whole answer.
+  Duration timeout = std::chrono::seconds(10);
+  // The answer's bytes as received, head and body; past it the request fails (kTooLarge).
+  size_t max_response_bytes = 1 << 20;
+  // False: the request ends with the answer's head (status and headers; the body is not read and
+  // the connection closes), for callers that only judge the status.
+  bool read_body = true;
+  // Null: plaintext.
+  net::TransportFactory transport_factory;
+};
+
+enum class ClientError {
+  kNone,
+  kBadRequest,     // the request cannot be sent (a method, path or authority HTTP/1.1 refuses)
+  kConnectFailed,  // no address accepted a connection (refused, unreachable, connect timeout)
+  kTlsFailed,      // the transport failed: a TLS handshake or record error
+  kTimeout,        // no complete answer within the timeout
+  kMalformed,      // the answer is not HTTP/1.1
+  kTooLarge,       // the answer passed max_response_bytes
+  kClosed,         // the connection ended before the answer did
+};
+// "bad_request", "connect_failed", "tls_failed", "timeout", "malformed", "too_large", "closed";
+// "ok" for kNone.
+absl::string_view ClientErrorName(ClientError error);
+
+struct ClientResult {
+  ClientError error = ClientError::kNone;
+  // What went wrong, when error is set, in the words of whoever saw it: the connection's
+  // ("connection refused", why a peer certificate was refused), the codec's, or the client's.
+  std::string detail;
+  // For kConnectFailed, kTlsFailed and kClosed: how the (last) connection ended.
+  net::CloseReason close_reason = net::CloseReason::kLocalClose;
+
+  // The answer, when there is no error: any status (judging it is the caller's).
+  int status = 0;
+  HeaderMap headers;  // regular fields only
+  std::string body;
+
+  bool ok() const { return error == ClientError::kNone; }
+};
+
+class HttpFetch final : private net::ConnectionCallbacks,
+                        private http::ConnectionCallbacks,
+                        private StreamDecoder,
+                        private StreamCallbacks {
+ public:
+  using Done = absl::AnyInvocable<void(ClientResult)>;
+
+  // Starts sending `request` to the first of `addresses` that accepts a connection (none: fails
+  // with kConnectFailed).
+  static std::unique_ptr<HttpFetch> Start(event::Loop& loop, std::vector<net::Address> addresses,
+                                          ClientRequest request, ClientOptions options, Done done);
+  ~HttpFetch() override;
+  HttpFetch(const HttpFetch&) = delete;
+  HttpFetch& operator=(const HttpFetch&) = delete;
+
+ private:
+  HttpFetch(event::Loop& loop, std::vector<net::Address> addresses, ClientRequest request,
+            ClientOptions options, Done done);
+
+  // Connects to the next address and queues the request on the new connection.
+  void Attempt();
+  // Hands the connection and its codec to the loop for deletion.
+  void DropConnection();
+  // Ends the request with `error` (kNone: the answer in result_); `done` runs on the next turn.
+  void Finish(ClientError error, std::string detail = "");
+  // The connection ended without a complete answer.
+  std::string ClosedDetail() const;
+
+  // net::ConnectionCallbacks
+  void OnData(net::Buffer& data, bool end_stream) override;
+  void OnClose(net::CloseReason reason, const absl::Status& detail) override;
+  // StreamDecoder
+  void DecodeHeaders(HeaderMapPtr headers, bool end_stream) override;
+  void DecodeData(net::Buffer& data, bool end_stream) override;
+  void DecodeTrailers(HeaderMapPtr trailers) override;
+  // StreamCallbacks
+  void OnResetStream(StreamResetReason reason, absl::string_view details) override;
+
+  event::Loop& loop_;
+  const std::vector<net::Address> addresses_;
+  const ClientRequest request_;
+  const ClientOptions options_;
+  Done done_;
+  // On steady_clock, like the timers: not the Loop's clock, which a test may replace.
+  const MonotonicTime deadline_;
+  event::Timer timeout_timer_;
+  event::Timer report_timer_;  // runs `done` on the turn after the end
+  size_t next_address_ = 0;
+  // The attempt in flight: the connection, then its CodecIo and codec (destroyed in reverse).
+  std::unique_ptr<net::Connection> connection_;
+  std::unique_ptr<ConnectionIo> io_;
+  std::unique_ptr<h1::ClientCodec> codec_;
+  StreamEncoder* encoder_ = nullptr;
+  // Set by OnResetStream inside a codec call; judged when the call returns.
+  bool reset_ = false;
+  std::string reset_details_;
+  size_t received_ = 0;
+  bool head_received_ = false;
+  bool finished_ = false;
+  ClientResult result_;
+};
+
+// HttpFetch on a Loop of its own, run on the calling thread until the request ends.
+ClientResult FetchBlocking(std::vector<net::Address> addresses, ClientRequest request,
+                           ClientOptions options);
+
+}  // namespace meshlet::http

@@ -1,0 +1,302 @@
+#include "sidecar/config/translate_internal.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/resilience/retry_budget.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+void TranslateCircuitBreakers(Errors::Scope& scope, const xds::CircuitBreakers& in,
+                              ClusterConfig& out) {
+  auto limit = [&](absl::string_view field, bool has, uint32_t value, bool allow_zero,
+                   uint32_t* target) {
+    if (!has) return;
+    if (value == 0 && !allow_zero) {
+      scope.Add(Join("circuit_breakers", field), "must be greater than 0");
+      return;
+    }
+    *target = value;
+  };
+  resilience::CircuitBreakerConfig& cb = out.circuit_breakers;
+  limit("max_connections", in.has_max_connections(), in.max_connections().value(), false,
+        &cb.max_connections);
+  limit("max_pending_requests", in.has_max_pending_requests(), in.max_pending_requests().value(),
+        false, &cb.max_pending_requests);
+  limit("max_requests", in.has_max_requests(), in.max_requests().value(), false, &cb.max_requests);
+  limit("max_retries", in.has_max_retries(), in.max_retries().value(), true, &cb.max_retries);
+
+  if (in.has_retry_budget()) {
+    const xds::RetryBudget& rb = in.retry_budget();
+    resilience::RetryBudgetConfig& budget = out.retry_budget;
+    budget.enabled = !rb.disabled();
+    if (rb.budget_percent() != 0) {
+      CheckPercentage(scope, "circuit_breakers.retry_budget.budget_percent", rb.budget_percent());
+      budget.budget_percent = rb.budget_percent();
+    }
+    if (rb.min_retries_per_second() != 0) {
+      budget.min_retries_per_second = rb.min_retries_per_second();
+    }
+    ReadDuration(scope, "circuit_breakers.retry_budget.window", rb.has_window(), rb.window(),
+                 DurationRule::kPositive, &budget.window);
+    scope.Add("circuit_breakers.retry_budget", resilience::ValidateRetryBudgetConfig(budget));
+  }
+
+  if (in.has_consecutive_failures() && in.consecutive_failures().failure_threshold() > 0) {
+    const xds::ConsecutiveFailureBreaker& cf = in.consecutive_failures();
+    resilience::ConsecutiveFailureBreakerConfig breaker;
+    breaker.failure_threshold = cf.failure_threshold();
+    ReadDuration(scope, "circuit_breakers.consecutive_failures.open_duration",
+                 cf.has_open_duration(), cf.open_duration(), DurationRule::kPositive,
+                 &breaker.open_duration);
+    out.consecutive_failure_breaker = breaker;
+  }
+}
+
+void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster,
+                               ClusterConfig& out) {
+  // On by default (design.md §6); a resource may retune it or turn both detectors off with 0.
+  resilience::OutlierDetectionConfig od;
+  if (cluster.has_outlier_detection()) {
+    const xds::OutlierDetection& in = cluster.outlier_detection();
+    if (in.has_consecutive_5xx()) od.consecutive_5xx = in.consecutive_5xx().value();
+    if (in.has_consecutive_gateway_failure()) {
+      od.consecutive_gateway_failure = in.consecutive_gateway_failure().value();
+    }
+    ReadDuration(scope, "outlier_detection.interval", in.has_interval(), in.interval(),
+                 DurationRule::kPositive, &od.interval);
+    ReadDuration(scope, "outlier_detection.base_ejection_time", in.has_base_ejection_time(),
+                 in.base_ejection_time(), DurationRule::kPositive, &od.base_ejection_time);
+    ReadDuration(scope, "outlier_detection.max_ejection_time", in.has_max_ejection_time(),
+                 in.max_ejection_time(), DurationRule::kPositive, &od.max_ejection_time);
+    if (in.has_max_ejection_percent()) {
+      od.max_ejection_percent = in.max_ejection_percent().value();
+    }
+    od.success_rate_minimum_hosts = in.success_rate_minimum_hosts();
+    if (in.success_rate_request_volume() != 0) {
+      od.success_rate_request_volume = in.success_rate_request_volume();
+    }
+    if (in.success_rate_stdev_factor() != 0) {
+      od.success_rate_stdev_factor = in.success_rate_stdev_factor();
+    }
+    if (in.panic_threshold_percent() != 0) {
+      od.panic_threshold_percent = in.panic_threshold_percent();
+    }
+  }
+  absl::Status valid = resilience::ValidateOutlierDetectionConfig(od);
+  if (!valid.ok()) {
+    scope.Add("outlier_detection", valid);
+    return;
+  }
+  out.outlier_detection = od;
+  // One panic threshold for the cluster: the load balancer's (which counts every reason a host is
+  // unhealthy: ejection, active health checks, EDS) follows the one the operator sets here.
+  out.lb.panic_threshold_percent = od.panic_threshold_percent;
+}
+
+void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
+                          HealthCheckConfig& out) {
+  switch (in.check_case()) {
+    case xds::HealthCheck::kHttp: {
+      out.kind = HealthCheckConfig::Kind::kHttp;
+      const xds::HttpHealthCheck& http = in.http();
+      if (!http.path().empty()) {
+        if (http.path().front() != '/') {
+          scope.Add("health_check.http.path", "must start with '/'");
+        }
+        out.http_path = http.path();
+      }
+      if (!http.host().empty() && !ValidHost(http.host())) {
+        scope.Add("health_check.http.host", absl::StrCat(Quote(http.host()), " is not a host"));
+      }
+      out.http_host = http.host();
+      if (http.expected_statuses_size() > 0) {
+        out.expected_statuses.clear();
+        for (int i = 0; i < http.expected_statuses_size(); ++i) {
+          CheckStatusCode(scope, Index("health_check.http.expected_statuses", i),
+                          http.expected_statuses(i));
+          out.expected_statuses.push_back(http.expected_statuses(i));
+        }
+      }
+      break;
+    }
+    case xds::HealthCheck::kTcp:
+      if (!in.tcp()) scope.Add("health_check.tcp", "must be true (or use http)");
+      out.kind = HealthCheckConfig::Kind::kTcp;
+      break;
+    default:
+      scope.Add("health_check", "needs http or tcp");
+      return;
+  }
+  ReadDuration(scope, "health_check.interval", in.has_interval(), in.interval(),
+               DurationRule::kPositive, &out.interval);
+  ReadDuration(scope, "health_check.timeout", in.has_timeout(), in.timeout(),
+               DurationRule::kPositive, &out.timeout);
+  if (in.healthy_threshold() != 0) out.healthy_threshold = in.healthy_threshold();
+  if (in.unhealthy_threshold() != 0) out.unhealthy_threshold = in.unhealthy_threshold();
+}
+
+std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::Cluster& cluster,
+                                              const Snapshot::ByName<SecretConfig>& secrets) {
+  const size_t before = scope.count();
+  ClusterConfig out;
+  out.name = cluster.name();
+  switch (cluster.type()) {
+    case xds::Cluster::STATIC:
+      out.eds = false;
+      break;
+    case xds::Cluster::EDS:
+      out.eds = true;
+      break;
+    default:
+      scope.Add("type", absl::StrCat("unknown value ", cluster.type()));
+  }
+  switch (cluster.lb_policy()) {
+    case xds::LEAST_REQUEST:
+      out.lb_policy = LbPolicy::kLeastRequest;
+      break;
+    case xds::ROUND_ROBIN:
+      out.lb_policy = LbPolicy::kRoundRobin;
+      break;
+    case xds::RANDOM:
+      out.lb_policy = LbPolicy::kRandom;
+      break;
+    case xds::PEAK_EWMA:
+      out.lb_policy = LbPolicy::kPeakEwma;
+      break;
+    default:
+      scope.Add("lb_policy", absl::StrCat("unknown value ", cluster.lb_policy()));
+  }
+  switch (cluster.protocol()) {
+    case xds::UPSTREAM_HTTP1:
+      out.protocol = UpstreamProtocol::kHttp1;
+      break;
+    case xds::UPSTREAM_HTTP2:
+      out.protocol = UpstreamProtocol::kHttp2;
+      break;
+    case xds::UPSTREAM_SAME_AS_DOWNSTREAM:
+      out.protocol = UpstreamProtocol::kSameAsDownstream;
+      break;
+    case xds::UPSTREAM_MESH_HTTP2:
+      out.protocol = UpstreamProtocol::kMeshHttp2;
+      break;
+    default:
+      scope.Add("protocol", absl::StrCat("unknown value ", cluster.protocol()));
+  }
+  ReadDuration(scope, "connect_timeout", cluster.has_connect_timeout(), cluster.connect_timeout(),
+               DurationRule::kPositive, &out.connect_timeout);
+
+  const xds::ClusterLoadAssignment& inline_endpoints = cluster.load_assignment();
+  if (out.eds) {
+    if (cluster.has_load_assignment() && inline_endpoints.endpoints_size() > 0) {
+      scope.Add("load_assignment", absl::StrCat("not used with type EDS (endpoints come from the "
+                                                "ClusterLoadAssignment named ",
+                                                Quote(cluster.name()), ")"));
+    }
+  } else {
+    if (!inline_endpoints.cluster_name().empty() &&
+        inline_endpoints.cluster_name() != cluster.name()) {
+      scope.Add("load_assignment.cluster_name",
+                absl::StrCat(Quote(inline_endpoints.cluster_name()),
+                             " differs from the cluster's name (leave it empty)"));
+    }
+    if (inline_endpoints.endpoints_size() == 0) {
+      scope.Add("load_assignment.endpoints", "a STATIC cluster needs at least one endpoint");
+    }
+    out.endpoints = TranslateEndpoints(scope, "load_assignment", inline_endpoints);
+  }
+
+  if (cluster.has_circuit_breakers())
+    TranslateCircuitBreakers(scope, cluster.circuit_breakers(), out);
+  TranslateOutlierDetection(scope, cluster, out);
+  if (cluster.has_health_check())
+    TranslateHealthCheck(scope, cluster.health_check(), out.health_check);
+  if (cluster.has_tls()) TranslateUpstreamTls(scope, cluster.tls(), secrets, out.tls);
+  // The codec follows `protocol`, not what ALPN agrees on: an ALPN list without the protocol's
+  // name would let the upstream pick another one and every request fail.
+  if (!out.tls.alpn.empty()) {
+    const char* wanted = nullptr;
+    if (out.protocol == UpstreamProtocol::kHttp1) wanted = "http/1.1";
+    if (out.protocol == UpstreamProtocol::kHttp2 || out.protocol == UpstreamProtocol::kMeshHttp2) {
+      wanted = "h2";
+    }
+    if (wanted != nullptr &&
+        std::find(out.tls.alpn.begin(), out.tls.alpn.end(), wanted) == out.tls.alpn.end()) {
+      scope.Add("tls.alpn", absl::StrCat("must contain \"", wanted, "\" for protocol ",
+                                         xds::UpstreamProtocol_Name(cluster.protocol())));
+    }
+  }
+  if (cluster.has_pool()) {
+    const xds::ConnectionPool& pool = cluster.pool();
+    ReadDuration(scope, "pool.idle_timeout", pool.has_idle_timeout(), pool.idle_timeout(),
+                 DurationRule::kNonNegative, &out.pool.idle_timeout);
+    out.pool.max_requests_per_connection = pool.max_requests_per_connection();
+    if (pool.max_concurrent_streams() != 0) {
+      out.pool.max_concurrent_streams = pool.max_concurrent_streams();
+    }
+    ReadDuration(scope, "pool.max_connection_duration", pool.has_max_connection_duration(),
+                 pool.max_connection_duration(), DurationRule::kNonNegative,
+                 &out.pool.max_connection_duration);
+  }
+  if (scope.count() != before) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
+                 const ResourceList<xds::ClusterLoadAssignment>& assignments) {
+  TranslationMemo& memo = *build.memo;
+  const TranslationMemo* before = build.before;
+  // Clusters, then the load assignments that fill EDS clusters.
+  absl::flat_hash_map<std::string, size_t> cluster_index;  // name → position in the list
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    const xds::Cluster& cluster = clusters[i];
+    std::optional<std::string> label = build.Named("cluster", "clusters", i, cluster.name(), seen);
+    if (!label) continue;
+    // Even an invalid cluster's name counts as known, so its routes do not add noise.
+    memo.cluster_names.insert(cluster.name());
+    cluster_index.emplace(cluster.name(), i);
+  }
+  const std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of =
+      MatchLoadAssignments(build, clusters, assignments, cluster_index);
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    const ResourceList<xds::Cluster>::Pointer& cluster = clusters.shared(i);
+    const std::string& name = cluster->name();
+    auto indexed = cluster_index.find(name);
+    if (indexed == cluster_index.end() || indexed->second != i) continue;  // reported above
+    const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
+    std::shared_ptr<const ClusterConfig> translated;
+    if (before != nullptr && (build.secrets_as_before || !cluster->has_tls())) {
+      auto it = before->clusters.find(name);
+      if (it != before->clusters.end() && it->second.cluster == cluster &&
+          it->second.assignment == assignment) {
+        translated = it->second.translated;
+        ++memo.clusters_reused;
+      }
+    }
+    if (translated == nullptr) {
+      Errors::Scope scope(build.errors, absl::StrCat("cluster ", Quote(name)));
+      std::optional<ClusterConfig> out = TranslateCluster(scope, *cluster, build.snapshot->secrets);
+      if (out.has_value() && assignment != nullptr) {
+        Errors::Scope endpoints_scope(build.errors,
+                                      absl::StrCat("cluster_load_assignment ", Quote(name)));
+        out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
+      }
+      if (!out.has_value()) continue;
+      translated = std::make_shared<const ClusterConfig>(*std::move(out));
+    }
+    memo.clusters.emplace(name, TranslationMemo::Cluster{cluster, assignment, translated});
+    build.snapshot->clusters.emplace(name, std::move(translated));
+  }
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal

@@ -1,0 +1,44 @@
+// Clusters and endpoints: outlier detection and each endpoint's TLS settings.
+#include <string>
+
+#include "gtest/gtest.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/config/translate_test_util.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+using namespace ::meshlet::sidecar::config::translate_testing;  // NOLINT: the fixtures
+using namespace std::chrono_literals;
+
+TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
+  ResourceSet set = Base();
+  set.clusters.Mutable(0).mutable_outlier_detection()->set_panic_threshold_percent(30);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
+  EXPECT_EQ(cluster.outlier_detection->panic_threshold_percent, 30u);
+  EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
+}
+
+TEST(TranslateTest, EndpointTlsSettings) {
+  ResourceSet set = Base();
+  set.clusters.Mutable(2).mutable_tls()->set_enabled(true);
+  set.clusters.Mutable(2).mutable_tls()->set_secret_name("mesh-cert");
+  xds::ClusterLoadAssignment& assignment = set.endpoints.Mutable(0);
+  assignment.mutable_endpoints(0)->set_identity("spiffe://cluster.local/ns/shop/sa/backend");
+  xds::Endpoint* plain = assignment.add_endpoints();
+  plain->set_address("127.0.0.1:9091");
+  plain->set_plaintext(true);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
+  ASSERT_EQ(cluster->endpoints.size(), 2u);
+  EXPECT_EQ(cluster->endpoints[0].tls,
+            (EndpointTlsConfig{.identity = "spiffe://cluster.local/ns/shop/sa/backend"}));
+  EXPECT_EQ(cluster->endpoints[1].tls, EndpointTlsConfig{.plaintext = true});
+  EXPECT_TRUE(UsesTls(*cluster, cluster->endpoints[0].tls));
+  EXPECT_FALSE(UsesTls(*cluster, cluster->endpoints[1].tls));
+}
+}  // namespace
+}  // namespace meshlet::sidecar::config

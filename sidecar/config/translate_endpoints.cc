@@ -1,0 +1,117 @@
+#include "sidecar/config/translate_internal.h"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/net/address.h"
+#include "common/tls/spiffe.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+std::optional<EndpointConfig> TranslateEndpoint(Errors::Scope& scope, const std::string& path,
+                                                const xds::Endpoint& endpoint) {
+  const size_t before = scope.count();
+  EndpointConfig out;
+  absl::StatusOr<net::Address> address = net::Address::Parse(endpoint.address());
+  if (!address.ok()) {
+    scope.Add(Join(path, "address"), address.status());
+  } else if (address->is_ip() && address->port() == 0) {
+    scope.Add(Join(path, "address"), absl::StrCat(Quote(endpoint.address()), ": needs a port"));
+  } else {
+    out.address = *address;
+  }
+  out.weight = endpoint.weight() == 0 ? 1 : endpoint.weight();
+  switch (endpoint.health()) {
+    case xds::Endpoint::HEALTHY:
+      out.health = EndpointHealth::kHealthy;
+      break;
+    case xds::Endpoint::UNHEALTHY:
+      out.health = EndpointHealth::kUnhealthy;
+      break;
+    case xds::Endpoint::DRAINING:
+      out.health = EndpointHealth::kDraining;
+      break;
+    default:
+      scope.Add(Join(path, "health"), absl::StrCat("unknown value ", endpoint.health()));
+  }
+  out.labels =
+      std::map<std::string, std::string>(endpoint.labels().begin(), endpoint.labels().end());
+  if (!endpoint.identity().empty() && !tls::SpiffeId::Parse(endpoint.identity()).ok()) {
+    scope.Add(Join(path, "identity"),
+              absl::StrCat(Quote(endpoint.identity()), " is not a SPIFFE id (spiffe://...)"));
+  }
+  if (endpoint.plaintext() && !endpoint.identity().empty()) {
+    scope.Add(Join(path, "plaintext"),
+              "excludes identity: a plaintext endpoint presents no identity to check");
+  }
+  out.tls.plaintext = endpoint.plaintext();
+  out.tls.identity = endpoint.identity();
+  if (scope.count() != before) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::vector<EndpointConfig> TranslateEndpoints(Errors::Scope& scope, const std::string& path,
+                                               const xds::ClusterLoadAssignment& assignment) {
+  std::vector<EndpointConfig> out;
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (int i = 0; i < assignment.endpoints_size(); ++i) {
+    const std::string endpoint_path = Index(Join(path, "endpoints"), i);
+    std::optional<EndpointConfig> endpoint =
+        TranslateEndpoint(scope, endpoint_path, assignment.endpoints(i));
+    if (!endpoint.has_value()) continue;
+    auto [it, inserted] = seen.emplace(endpoint->address.ToString(), i);
+    if (!inserted) {
+      scope.Add(Join(endpoint_path, "address"),
+                absl::StrCat(Quote(assignment.endpoints(i).address()), " duplicates ",
+                             Index(Join(path, "endpoints"), it->second)));
+      continue;
+    }
+    out.push_back(*std::move(endpoint));
+  }
+  return out;
+}
+
+std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignments(
+    SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
+    const ResourceList<xds::ClusterLoadAssignment>& assignments,
+    const absl::flat_hash_map<std::string, size_t>& cluster_index) {
+  std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> assignment_of(clusters.size());
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (size_t i = 0; i < assignments.size(); ++i) {
+    const xds::ClusterLoadAssignment& assignment = assignments[i];
+    const std::string& name = assignment.cluster_name();
+    if (name.empty()) {
+      Errors::Scope(build.errors, Index("endpoints", i)).Add("cluster_name", "must not be empty");
+      continue;
+    }
+    std::optional<std::string> label =
+        build.Named("cluster_load_assignment", "endpoints", i, name, seen);
+    if (!label) continue;
+    Errors::Scope scope(build.errors, *label);
+    auto target = cluster_index.find(name);
+    if (target == cluster_index.end()) {
+      // A cluster whose name was invalid or duplicated has no index; it was reported already.
+      if (!build.memo->cluster_names.contains(name)) {
+        scope.Add("", absl::StrCat("cluster_name ", Quote(name), " names no Cluster"));
+      }
+      continue;
+    }
+    if (clusters[target->second].type() != xds::Cluster::EDS) {
+      scope.Add("", absl::StrCat("cluster_name ", Quote(name),
+                                 " names a STATIC cluster; its endpoints belong in its "
+                                 "load_assignment"));
+      continue;
+    }
+    assignment_of[target->second] = assignments.shared(i);
+  }
+  return assignment_of;
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal

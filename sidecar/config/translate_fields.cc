@@ -1,0 +1,98 @@
+#include "sidecar/config/translate_internal.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+constexpr size_t kMaxReportedErrors = 20;
+
+}  // namespace
+
+absl::Status Errors::ToStatus() const {
+  if (list_.empty()) return absl::OkStatus();
+  std::vector<std::string> shown(list_.begin(),
+                                 list_.begin() + std::min(list_.size(), kMaxReportedErrors));
+  std::string message = absl::StrJoin(shown, "\n");
+  if (list_.size() > kMaxReportedErrors) {
+    absl::StrAppend(&message, "\n(and ", list_.size() - kMaxReportedErrors, " more errors)");
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+bool ValidName(absl::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name) {
+    if (c <= 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+void CheckName(Errors::Scope& scope, absl::string_view name) {
+  if (name.empty()) {
+    scope.Add("name", "must not be empty");
+  } else if (!ValidName(name)) {
+    scope.Add("name", "must not contain spaces or control characters");
+  }
+}
+
+bool ValidHost(absl::string_view host) {
+  if (host.empty()) return false;
+  for (unsigned char c : host) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '-' && c != '_' && c != ':' && c != '[' &&
+        c != ']') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<Duration> ToDuration(const google::protobuf::Duration& d) {
+  constexpr int64_t kMaxSeconds = 315'576'000'000;  // 10,000 years, the protobuf limit
+  if (d.seconds() > kMaxSeconds || d.seconds() < -kMaxSeconds) return std::nullopt;
+  if (d.nanos() <= -1'000'000'000 || d.nanos() >= 1'000'000'000) return std::nullopt;
+  if ((d.seconds() > 0 && d.nanos() < 0) || (d.seconds() < 0 && d.nanos() > 0)) {
+    return std::nullopt;
+  }
+  // 10,000 years of nanoseconds overflow int64; clamp to what Duration holds (~292 years).
+  if (d.seconds() > Duration::max().count() / 1'000'000'000 - 1) return Duration::max();
+  if (d.seconds() < Duration::min().count() / 1'000'000'000 + 1) return Duration::min();
+  return std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
+}
+
+void ReadDuration(Errors::Scope& scope, absl::string_view path, bool has,
+                  const google::protobuf::Duration& value, DurationRule rule, Duration* out) {
+  if (!has) return;
+  std::optional<Duration> d = ToDuration(value);
+  if (!d.has_value()) {
+    scope.Add(path, "not a valid duration");
+    return;
+  }
+  if (rule == DurationRule::kPositive && *d <= Duration::zero()) {
+    scope.Add(path, "must be greater than 0");
+    return;
+  }
+  if (rule == DurationRule::kNonNegative && *d < Duration::zero()) {
+    scope.Add(path, "must not be negative");
+    return;
+  }
+  *out = *d;
+}
+
+void CheckPercentage(Errors::Scope& scope, absl::string_view path, double value) {
+  if (!(value >= 0.0 && value <= 100.0)) scope.Add(path, "must be in [0, 100]");
+}
+
+void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code) {
+  if (code < 100 || code > 599) scope.Add(path, "must be an HTTP status in [100, 599]");
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal

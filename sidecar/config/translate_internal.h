@@ -1,0 +1,193 @@
+#pragma once
+
+// What the files of the translation share; translate.h is its interface. BuildSnapshot
+// (translate.cc) is a driver that runs one step per resource kind, in the order kinds refer to
+// each other, each step in the file of its kind:
+//
+//   translate_tls.cc        secrets; the TLS settings of clusters and listeners
+//   translate_endpoints.cc  endpoints, inline in a cluster or from a load assignment
+//   translate_clusters.cc   clusters: circuit breakers, outlier detection, health checks
+//   translate_routes.cc     route configurations: matches, actions, retries, faults, rate limits,
+//                           header mutations
+//   translate_listeners.cc  listeners: HTTP options, authorization
+//   translate_tracing.cc    the bootstrap's tracing section
+//   translate_fields.cc     the error collector and the checks of single fields
+//
+// Every function here adds what it finds wrong to an Errors::Scope and goes on, so one pass
+// reports every error of a resource set. Main thread only (secret files are read synchronously).
+// Private to sidecar/config.
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/config/field_path.h"
+#include "google/protobuf/duration.pb.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/config/translate.h"
+#include "sidecar/resilience/token_bucket.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::sidecar::config {
+
+// What a snapshot was translated from, kept with it so that the next BuildSnapshot can take
+// unchanged clusters and route tables from it (ADR 0025).
+struct TranslationMemo {
+  struct Cluster {
+    ResourceList<xds::Cluster>::Pointer cluster;
+    ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;  // null: none (or STATIC)
+    std::shared_ptr<const ClusterConfig> translated;
+  };
+  struct RouteTable {
+    ResourceList<xds::RouteConfiguration>::Pointer source;
+    std::shared_ptr<const router::RouteTable> table;
+  };
+  absl::flat_hash_map<std::string, Cluster> clusters;
+  absl::flat_hash_map<std::string, RouteTable> route_tables;
+  absl::flat_hash_set<std::string> cluster_names;
+  absl::flat_hash_map<std::string, bool> secret_has_trust_bundle;
+  size_t clusters_reused = 0;
+  size_t route_tables_reused = 0;
+};
+
+namespace translate_internal {
+
+using ::meshlet::config::Index;
+using ::meshlet::config::IsHttpToken;
+using ::meshlet::config::IsSafeHeaderValue;
+using ::meshlet::config::Join;
+using ::meshlet::config::Quote;
+
+// Cluster names a route or a listener may point at.
+using ClusterNames = absl::flat_hash_set<std::string>;
+
+// ---------------------------------------------------------------------------------------------
+// Errors and field checks (translate_fields.cc)
+
+// Collects every error of a resource set, each led by the resource it belongs to.
+class Errors {
+ public:
+  // Errors added through the returned scope start with `resource` ('cluster "backend"').
+  class Scope {
+   public:
+    Scope(Errors& errors, std::string resource) : errors_(errors), resource_(std::move(resource)) {}
+    // "<resource>: <path>: <reason>", or "<resource>: <reason>" when path is empty.
+    void Add(absl::string_view path, absl::string_view reason) {
+      errors_.list_.push_back(path.empty() ? absl::StrCat(resource_, ": ", reason)
+                                           : absl::StrCat(resource_, ": ", path, ": ", reason));
+    }
+    void Add(absl::string_view path, const absl::Status& status) {
+      if (!status.ok()) Add(path, status.message());
+    }
+    size_t count() const { return errors_.list_.size(); }
+
+   private:
+    Errors& errors_;
+    std::string resource_;
+  };
+
+  bool empty() const { return list_.empty(); }
+  // One error per line, the first kMaxReportedErrors and a count of the rest; OK when none.
+  absl::Status ToStatus() const;
+
+ private:
+  std::vector<std::string> list_;
+};
+
+// Names are identifiers people type and logs print: non-empty, no spaces or control characters.
+bool ValidName(absl::string_view name);
+void CheckName(Errors::Scope& scope, absl::string_view name);
+
+// Host names and literals for rewrites and redirects: host [":" port].
+bool ValidHost(absl::string_view host);
+
+// A google.protobuf.Duration as a meshlet Duration; nullopt when it is malformed or out of range.
+std::optional<Duration> ToDuration(const google::protobuf::Duration& d);
+
+enum class DurationRule { kPositive, kNonNegative };
+
+// Reads an optional Duration field: unset keeps `*out`; a bad value is reported and keeps `*out`.
+void ReadDuration(Errors::Scope& scope, absl::string_view path, bool has,
+                  const google::protobuf::Duration& value, DurationRule rule, Duration* out);
+
+void CheckPercentage(Errors::Scope& scope, absl::string_view path, double value);
+void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code);
+
+// ---------------------------------------------------------------------------------------------
+// Pieces one kind's translation takes from another's file
+
+// translate_tls.cc: a cluster's `tls` (paths "tls.*").
+void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
+                          const Snapshot::ByName<SecretConfig>& secrets, UpstreamTlsConfig& out);
+// translate_tls.cc: a listener's `tls` (paths "tls.*").
+void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
+                            const Snapshot::ByName<SecretConfig>& secrets,
+                            DownstreamTlsConfig& out);
+
+// translate_endpoints.cc: the endpoints of one load assignment; `path` leads to its `endpoints`
+// field.
+std::vector<EndpointConfig> TranslateEndpoints(Errors::Scope& scope, const std::string& path,
+                                               const xds::ClusterLoadAssignment& assignment);
+
+// translate_routes.cc: a route's or listener's RateLimit: one shared bucket, or one per caller
+// identity.
+void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
+                        std::optional<resilience::TokenBucketConfig>& config,
+                        std::shared_ptr<resilience::LocalRateLimiter>& limiter);
+
+// ---------------------------------------------------------------------------------------------
+// The steps of BuildSnapshot
+
+// One BuildSnapshot call: the snapshot being built, the memo of what it is built from, the
+// previous snapshot's memo (what may be reused), and the errors found so far.
+struct SnapshotBuild {
+  std::shared_ptr<Snapshot> snapshot = std::make_shared<Snapshot>();
+  std::shared_ptr<TranslationMemo> memo = std::make_shared<TranslationMemo>();
+  const TranslationMemo* before = nullptr;  // null: nothing to reuse
+  Errors errors;
+  // Set by AddSecrets: what clusters and listeners check of each secret is as it was before.
+  bool secrets_as_before = false;
+  // Set by AddRouteTables: the route configurations listeners may name.
+  absl::flat_hash_set<std::string> route_names;
+
+  // Names are checked per kind first: later kinds refer to earlier ones by name. Returns the
+  // label errors of the resource lead with ('cluster "backend"'), or nullopt (the error
+  // reported) when its name is invalid or repeats one in `seen`.
+  std::optional<std::string> Named(absl::string_view kind, absl::string_view list, size_t i,
+                                   const std::string& name,
+                                   absl::flat_hash_map<std::string, size_t>& seen);
+};
+
+// translate_tls.cc: every secret, always translated (few, and file-based ones must be read
+// again).
+void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets);
+
+// translate_endpoints.cc: the load assignment of each EDS cluster, by the cluster's position in
+// `clusters` (null: none). `cluster_index` holds the usable clusters' positions by name.
+std::vector<ResourceList<xds::ClusterLoadAssignment>::Pointer> MatchLoadAssignments(
+    SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
+    const ResourceList<xds::ClusterLoadAssignment>& assignments,
+    const absl::flat_hash_map<std::string, size_t>& cluster_index);
+
+// translate_clusters.cc: the clusters with their endpoints; unchanged ones are taken from the
+// previous snapshot.
+void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& clusters,
+                 const ResourceList<xds::ClusterLoadAssignment>& assignments);
+
+// translate_routes.cc: a route table per route configuration; unchanged ones (the same resource,
+// the same cluster names) are taken from the previous snapshot.
+void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes);
+
+// translate_listeners.cc: every listener (few, each depending on routes, clusters and secrets).
+void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& listeners);
+
+}  // namespace translate_internal
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,259 @@
+#include "sidecar/config/translate_internal.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/net/address.h"
+#include "sidecar/filters/authorization.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+// "HTTP1" for PROTOCOL_HTTP1: the name people write after the prefix.
+std::string ProtocolName(xds::ListenerProtocol protocol) {
+  return std::string(absl::StripPrefix(xds::ListenerProtocol_Name(protocol), "PROTOCOL_"));
+}
+
+void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
+                          HttpOptionsConfig& out) {
+  auto bounded = [&](absl::string_view field, uint32_t value, uint32_t max, uint32_t* target) {
+    if (value == 0) return;  // unset: keep the default
+    if (value > max) {
+      scope.Add(Join("http", field), absl::StrCat("must be at most ", max));
+      return;
+    }
+    *target = value;
+  };
+  bounded("max_request_headers_kb", in.max_request_headers_kb(), 8192, &out.max_request_headers_kb);
+  bounded("max_headers_count", in.max_headers_count(), 10000, &out.max_headers_count);
+  bounded("max_request_line_bytes", in.max_request_line_bytes(), 1 << 20,
+          &out.max_request_line_bytes);
+  bounded("max_concurrent_streams", in.max_concurrent_streams(), (1u << 31) - 1,
+          &out.max_concurrent_streams);
+  bounded("max_outbound_control_frames", in.max_outbound_control_frames(), 1u << 20,
+          &out.max_outbound_control_frames);
+  bounded("max_inbound_window_update_frames_per_data_frame_sent",
+          in.max_inbound_window_update_frames_per_data_frame_sent(), 1u << 20,
+          &out.max_inbound_window_update_frames_per_data_frame_sent);
+  uint32_t body_kb = 0;
+  bounded("max_request_body_buffer_kb", in.max_request_body_buffer_kb(), 1 << 20, &body_kb);
+  if (body_kb != 0) out.max_request_body_buffer_bytes = uint64_t{body_kb} * 1024;
+  ReadDuration(scope, "http.request_headers_timeout", in.has_request_headers_timeout(),
+               in.request_headers_timeout(), DurationRule::kNonNegative,
+               &out.request_headers_timeout);
+  ReadDuration(scope, "http.stream_idle_timeout", in.has_stream_idle_timeout(),
+               in.stream_idle_timeout(), DurationRule::kNonNegative, &out.stream_idle_timeout);
+  ReadDuration(scope, "http.idle_timeout", in.has_idle_timeout(), in.idle_timeout(),
+               DurationRule::kNonNegative, &out.idle_timeout);
+  out.allow_connect = in.allow_connect();
+  if (in.has_generate_request_id()) out.generate_request_id = in.generate_request_id().value();
+  if (in.has_use_remote_address()) out.use_remote_address = in.use_remote_address().value();
+}
+
+// Listener.authorization: validated values, then compiled once (filters/authorization.h).
+void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
+                            filters::AuthorizationConfig& out) {
+  for (int p = 0; p < in.policies_size(); ++p) {
+    const xds::AuthorizationPolicy& policy_in = in.policies(p);
+    const std::string path = Index("authorization.policies", p);
+    filters::AuthorizationPolicyConfig policy;
+    policy.name = policy_in.name();
+    switch (policy_in.action()) {
+      case xds::AuthorizationPolicy::ALLOW:
+        policy.action = filters::AuthorizationPolicyConfig::Action::kAllow;
+        break;
+      case xds::AuthorizationPolicy::DENY:
+        policy.action = filters::AuthorizationPolicyConfig::Action::kDeny;
+        break;
+      default:
+        scope.Add(Join(path, "action"), absl::StrCat("unknown value ", policy_in.action()));
+    }
+    for (int r = 0; r < policy_in.rules_size(); ++r) {
+      const xds::AuthorizationRule& rule_in = policy_in.rules(r);
+      const std::string rule_path = Index(Join(path, "rules"), r);
+      filters::AuthorizationRuleConfig rule;
+      // '*' only as the last character: a prefix ("/api/*") or anything present ("*").
+      auto patterns = [&](absl::string_view field,
+                          const google::protobuf::RepeatedPtrField<std::string>& values,
+                          std::vector<std::string>& to) {
+        for (int i = 0; i < values.size(); ++i) {
+          if (!filters::ValidAuthorizationPattern(values[i])) {
+            scope.Add(Index(Join(rule_path, field), i),
+                      absl::StrCat(Quote(values[i]),
+                                   " must be non-empty, with '*' only as its last character"));
+          }
+          to.push_back(values[i]);
+        }
+      };
+      patterns("principals", rule_in.principals(), rule.principals);
+      for (int i = 0; i < rule_in.principals_size(); ++i) {
+        const std::string& principal = rule_in.principals(i);
+        if (principal != "*" && !absl::StartsWith(principal, "spiffe://")) {
+          scope.Add(Index(Join(rule_path, "principals"), i),
+                    absl::StrCat(Quote(principal), " is not a SPIFFE id (spiffe://...) or \"*\""));
+        }
+      }
+      patterns("namespaces", rule_in.namespaces(), rule.namespaces);
+      for (int i = 0; i < rule_in.namespaces_size(); ++i) {
+        if (absl::StrContains(rule_in.namespaces(i), '/')) {
+          scope.Add(Index(Join(rule_path, "namespaces"), i),
+                    absl::StrCat(Quote(rule_in.namespaces(i)), " must not contain '/'"));
+        }
+      }
+      for (int i = 0; i < rule_in.ports_size(); ++i) {
+        if (rule_in.ports(i) == 0 || rule_in.ports(i) > 65535) {
+          scope.Add(Index(Join(rule_path, "ports"), i), "must be 1 to 65535");
+        }
+        rule.ports.push_back(rule_in.ports(i));
+      }
+      for (int i = 0; i < rule_in.methods_size(); ++i) {
+        const std::string& method = rule_in.methods(i);
+        if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) {
+              return c > ' ' && c < 0x7f && c != '*';
+            })) {
+          scope.Add(Index(Join(rule_path, "methods"), i),
+                    absl::StrCat(Quote(method), " is not an HTTP method (exact, e.g. \"GET\")"));
+        }
+        rule.methods.push_back(method);
+      }
+      patterns("paths", rule_in.paths(), rule.paths);
+      for (int i = 0; i < rule_in.paths_size(); ++i) {
+        const std::string& value = rule_in.paths(i);
+        if (value != "*" && !absl::StartsWith(value, "/")) {
+          scope.Add(Index(Join(rule_path, "paths"), i),
+                    absl::StrCat(Quote(value), " must start with '/' (or be \"*\")"));
+        }
+      }
+      policy.rules.push_back(std::move(rule));
+    }
+    out.policies.push_back(std::move(policy));
+  }
+}
+
+std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds::Listener& in,
+                                                const absl::flat_hash_set<std::string>& routes,
+                                                const ClusterNames& clusters,
+                                                const Snapshot::ByName<SecretConfig>& secrets) {
+  const size_t before = scope.count();
+  ListenerConfig out;
+  out.name = in.name();
+  absl::StatusOr<net::Address> address = net::Address::Parse(in.address());
+  if (!address.ok()) {
+    scope.Add("address", address.status());
+  } else {
+    out.address = *address;
+  }
+  switch (in.direction()) {
+    case xds::OUTBOUND:
+      out.direction = TrafficDirection::kOutbound;
+      break;
+    case xds::INBOUND:
+      out.direction = TrafficDirection::kInbound;
+      break;
+    default:
+      scope.Add("direction", absl::StrCat("unknown value ", in.direction()));
+  }
+  switch (in.protocol()) {
+    case xds::PROTOCOL_AUTO:
+      out.protocol = ListenerProtocol::kAuto;
+      break;
+    case xds::PROTOCOL_HTTP1:
+      out.protocol = ListenerProtocol::kHttp1;
+      break;
+    case xds::PROTOCOL_HTTP2:
+      out.protocol = ListenerProtocol::kHttp2;
+      break;
+    case xds::PROTOCOL_HTTP:
+      out.protocol = ListenerProtocol::kHttp;
+      break;
+    case xds::PROTOCOL_TCP:
+      out.protocol = ListenerProtocol::kTcp;
+      break;
+    default:
+      scope.Add("protocol", absl::StrCat("unknown value ", in.protocol()));
+      return std::nullopt;
+  }
+  const std::string protocol = ProtocolName(in.protocol());
+
+  out.route_config_name = in.route_config_name();
+  if (out.protocol == ListenerProtocol::kTcp) {
+    if (!in.route_config_name().empty()) {
+      scope.Add("route_config_name", "not used with protocol TCP (use tcp_cluster)");
+    }
+  } else if (in.route_config_name().empty()) {
+    scope.Add("route_config_name", absl::StrCat("required with protocol ", protocol));
+  } else if (!routes.contains(in.route_config_name())) {
+    scope.Add("", absl::StrCat("route_config_name ", Quote(in.route_config_name()),
+                               " names no RouteConfiguration"));
+  }
+
+  out.tcp_cluster = in.tcp_cluster();
+  if (out.protocol == ListenerProtocol::kTcp && in.tcp_cluster().empty()) {
+    scope.Add("tcp_cluster", "required with protocol TCP");
+  } else if (out.protocol != ListenerProtocol::kTcp && out.protocol != ListenerProtocol::kAuto &&
+             !in.tcp_cluster().empty()) {
+    scope.Add("tcp_cluster", absl::StrCat("not used with protocol ", protocol));
+  } else if (!in.tcp_cluster().empty() && !clusters.contains(in.tcp_cluster())) {
+    scope.Add("", absl::StrCat("tcp_cluster ", Quote(in.tcp_cluster()), " names no Cluster"));
+  }
+
+  if (in.has_tls()) TranslateDownstreamTls(scope, in.tls(), secrets, out.tls);
+  if (in.has_http()) TranslateHttpOptions(scope, in.http(), out.http);
+  ReadDuration(scope, "detect_timeout", in.has_detect_timeout(), in.detect_timeout(),
+               DurationRule::kPositive, &out.detect_timeout);
+  ReadDuration(scope, "tls_handshake_timeout", in.has_tls_handshake_timeout(),
+               in.tls_handshake_timeout(), DurationRule::kPositive, &out.tls_handshake_timeout);
+  ReadDuration(scope, "tcp_idle_timeout", in.has_tcp_idle_timeout(), in.tcp_idle_timeout(),
+               DurationRule::kNonNegative, &out.tcp_idle_timeout);
+  out.max_connections = in.max_connections();
+  out.access_log_path = in.access_log().path();
+  if (in.has_rate_limit()) {
+    TranslateRateLimit(scope, "rate_limit", in.rate_limit(), out.rate_limit, out.rate_limiter);
+  }
+  if (in.destination_port() > 65535) scope.Add("destination_port", "must be at most 65535");
+  out.destination_port = in.destination_port();
+  if (in.has_authorization()) {
+    // HTTP requests are decided one by one; connections to tcp_cluster once, on the peer's
+    // identity and the destination port (filters/authorization.h).
+    TranslateAuthorization(scope, in.authorization(), out.authorization);
+    out.authorizer = std::make_shared<const filters::Authorizer>(out.authorization);
+  }
+  if (scope.count() != before) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& listeners) {
+  absl::flat_hash_map<std::string, size_t> seen;
+  absl::flat_hash_map<std::string, std::string> bound;  // address → listener name
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    const xds::Listener& listener = listeners[i];
+    std::optional<std::string> label =
+        build.Named("listener", "listeners", i, listener.name(), seen);
+    if (!label) continue;
+    Errors::Scope scope(build.errors, *label);
+    std::optional<ListenerConfig> out = TranslateListener(
+        scope, listener, build.route_names, build.memo->cluster_names, build.snapshot->secrets);
+    if (!out.has_value()) continue;
+    // Port 0 asks the kernel for a free port, so those never collide.
+    if (!out->address.is_ip() || out->address.port() != 0) {
+      auto [it, inserted] = bound.emplace(out->address.ToString(), listener.name());
+      if (!inserted) {
+        scope.Add("address", absl::StrCat(Quote(listener.address()),
+                                          " is already used by listener ", Quote(it->second)));
+        continue;
+      }
+    }
+    build.snapshot->listeners.push_back(*std::move(out));
+  }
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal

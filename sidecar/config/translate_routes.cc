@@ -1,0 +1,470 @@
+#include "sidecar/config/translate_internal.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "sidecar/resilience/backoff.h"
+#include "sidecar/resilience/fault.h"
+#include "sidecar/resilience/retry_state.h"
+
+namespace meshlet::sidecar::config::translate_internal {
+namespace {
+
+using router::HeaderMutations;
+using router::HeaderValueOption;
+
+constexpr size_t kMaxDirectResponseBody = 64 * 1024;
+constexpr absl::string_view kRetryOnValues =
+    "connect-failure, refused-stream, reset, 5xx, gateway-error, retriable-status-codes, "
+    "cancelled, deadline-exceeded, internal, resource-exhausted, unavailable";
+// RateLimit.max_principals when unset.
+constexpr uint32_t kDefaultMaxPrincipals = 1024;
+
+void TranslateHeadersToAdd(Errors::Scope& scope, const std::string& path,
+                           const google::protobuf::RepeatedPtrField<xds::HeaderValueOption>& in,
+                           bool request, std::vector<HeaderValueOption>& out) {
+  for (int i = 0; i < in.size(); ++i) {
+    const std::string item = Index(path, i);
+    std::string name = absl::AsciiStrToLower(in[i].name());
+    if (name.empty()) {
+      scope.Add(Join(item, "name"), "must not be empty");
+    } else if (name.front() == ':') {
+      scope.Add(Join(item, "name"),
+                absl::StrCat(Quote(name), ": pseudo-headers cannot be changed this way"));
+    } else if (!IsHttpToken(name)) {
+      scope.Add(Join(item, "name"), absl::StrCat(Quote(name), " is not a header name"));
+    } else if (request && name == "host") {
+      scope.Add(Join(item, "name"), "\"host\" cannot be changed this way; use host_rewrite");
+    }
+    if (!IsSafeHeaderValue(in[i].value())) {
+      scope.Add(Join(item, "value"), "must not contain CR, LF or NUL");
+    }
+    out.push_back({std::move(name), in[i].value(), in[i].append()});
+  }
+}
+
+void TranslateHeadersToRemove(Errors::Scope& scope, const std::string& path,
+                              const google::protobuf::RepeatedPtrField<std::string>& in,
+                              std::vector<std::string>& out) {
+  for (int i = 0; i < in.size(); ++i) {
+    std::string name = absl::AsciiStrToLower(in[i]);
+    if (!IsHttpToken(name)) {
+      scope.Add(Index(path, i), absl::StrCat(Quote(name), " is not a header name"));
+    }
+    out.push_back(std::move(name));
+  }
+}
+
+// The four mutation lists every level has; `prefix` leads to the level ("" for the route config).
+template <typename Level>
+HeaderMutations TranslateMutations(Errors::Scope& scope, const std::string& prefix,
+                                   const Level& level) {
+  HeaderMutations out;
+  TranslateHeadersToAdd(scope, Join(prefix, "request_headers_to_add"),
+                        level.request_headers_to_add(), true, out.request_headers_to_add);
+  TranslateHeadersToRemove(scope, Join(prefix, "request_headers_to_remove"),
+                           level.request_headers_to_remove(), out.request_headers_to_remove);
+  TranslateHeadersToAdd(scope, Join(prefix, "response_headers_to_add"),
+                        level.response_headers_to_add(), false, out.response_headers_to_add);
+  TranslateHeadersToRemove(scope, Join(prefix, "response_headers_to_remove"),
+                           level.response_headers_to_remove(), out.response_headers_to_remove);
+  return out;
+}
+
+resilience::RetryPolicyConfig TranslateRetryPolicy(Errors::Scope& scope, const std::string& path,
+                                                   const xds::RetryPolicy& in) {
+  resilience::RetryPolicyConfig out;
+  if (in.has_num_retries()) out.num_retries = in.num_retries().value();
+  if (in.retry_on_size() > 0) {
+    out.retry_on = 0;
+    for (int i = 0; i < in.retry_on_size(); ++i) {
+      absl::StatusOr<uint32_t> bit = resilience::ParseRetryOn(in.retry_on(i));
+      if (!bit.ok()) {
+        scope.Add(Index(Join(path, "retry_on"), i),
+                  absl::StrCat("unknown value ", Quote(in.retry_on(i)),
+                               "; valid values: ", kRetryOnValues));
+        continue;
+      }
+      out.retry_on |= *bit;
+    }
+  }
+  if (in.retriable_status_codes_size() > 0) {
+    out.retriable_status_codes.clear();
+    for (int i = 0; i < in.retriable_status_codes_size(); ++i) {
+      CheckStatusCode(scope, Index(Join(path, "retriable_status_codes"), i),
+                      in.retriable_status_codes(i));
+      out.retriable_status_codes.push_back(in.retriable_status_codes(i));
+    }
+  }
+  ReadDuration(scope, Join(path, "per_try_timeout"), in.has_per_try_timeout(), in.per_try_timeout(),
+               DurationRule::kNonNegative, &out.per_try_timeout);
+  ReadDuration(scope, Join(path, "base_interval"), in.has_base_interval(), in.base_interval(),
+               DurationRule::kPositive, &out.backoff.base);
+  if (in.has_max_interval()) {
+    ReadDuration(scope, Join(path, "max_interval"), true, in.max_interval(),
+                 DurationRule::kPositive, &out.backoff.cap);
+  } else if (in.has_base_interval()) {
+    // The default cap keeps the default 10x ratio to the base.
+    out.backoff.cap = out.backoff.base * 10;
+  }
+  absl::Status backoff = resilience::ValidateBackoffConfig(out.backoff);
+  if (!backoff.ok()) scope.Add(path, backoff);
+  out.retry_non_idempotent = in.retry_non_idempotent();
+  return out;
+}
+
+std::optional<resilience::FaultConfig> TranslateFault(Errors::Scope& scope, const std::string& path,
+                                                      const xds::FaultInjection& in) {
+  resilience::FaultConfig out;
+  const size_t before = scope.count();
+  if (in.has_delay()) {
+    resilience::FaultConfig::Delay delay;
+    if (!in.delay().has_fixed_delay()) {
+      scope.Add(Join(path, "delay.fixed_delay"), "required");
+    }
+    ReadDuration(scope, Join(path, "delay.fixed_delay"), in.delay().has_fixed_delay(),
+                 in.delay().fixed_delay(), DurationRule::kPositive, &delay.fixed_delay);
+    CheckPercentage(scope, Join(path, "delay.percentage"), in.delay().percentage());
+    delay.percentage = in.delay().percentage();
+    out.delay = delay;
+  }
+  if (in.has_abort()) {
+    resilience::FaultConfig::Abort abort;
+    abort.http_status = in.abort().http_status();
+    abort.grpc_status = in.abort().grpc_status();
+    CheckPercentage(scope, Join(path, "abort.percentage"), in.abort().percentage());
+    abort.percentage = in.abort().percentage();
+    out.abort = abort;
+  }
+  if (!in.has_delay() && !in.has_abort() && !in.header_triggered()) {
+    scope.Add(path, "needs delay, abort or header_triggered");
+  }
+  if (scope.count() == before) {
+    absl::Status valid = resilience::ValidateFaultConfig(out);
+    if (!valid.ok()) scope.Add(path, valid);
+  }
+  if (scope.count() != before) return std::nullopt;
+  return out;
+}
+
+void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const xds::RouteAction& in,
+                          const ClusterNames& clusters,
+                          const resilience::RetryPolicyConfig& inherited_retry,
+                          router::RouteAction& out) {
+  switch (in.cluster_specifier_case()) {
+    case xds::RouteAction::kCluster:
+      if (in.cluster().empty()) {
+        scope.Add(Join(path, "cluster"), "must not be empty");
+      } else if (!clusters.contains(in.cluster())) {
+        scope.Add(
+            "", absl::StrCat(Join(path, "cluster"), " ", Quote(in.cluster()), " names no Cluster"));
+      }
+      out.cluster = in.cluster();
+      break;
+    case xds::RouteAction::kWeightedClusters: {
+      const std::string wc_path = Join(path, "weighted_clusters");
+      const auto& list = in.weighted_clusters().clusters();
+      if (list.empty()) {
+        scope.Add(Join(wc_path, "clusters"), "must not be empty");
+        break;
+      }
+      absl::flat_hash_map<std::string, int> seen;
+      for (int i = 0; i < list.size(); ++i) {
+        const std::string item = Index(Join(wc_path, "clusters"), i);
+        const std::string& name = list[i].name();
+        if (name.empty()) {
+          scope.Add(Join(item, "name"), "must not be empty");
+        } else if (!clusters.contains(name)) {
+          scope.Add("", absl::StrCat(Join(item, "name"), " ", Quote(name), " names no Cluster"));
+        } else if (auto [it, inserted] = seen.emplace(name, i); !inserted) {
+          scope.Add(Join(item, "name"),
+                    absl::StrCat(Quote(name), " is already listed at clusters[", it->second, "]"));
+        }
+        out.weighted_clusters.push_back({name, list[i].weight()});
+        out.total_weight += list[i].weight();
+      }
+      if (out.total_weight == 0) scope.Add(wc_path, "weights sum to 0");
+      break;
+    }
+    default:
+      scope.Add(path, "needs cluster or weighted_clusters");
+  }
+  ReadDuration(scope, Join(path, "timeout"), in.has_timeout(), in.timeout(),
+               DurationRule::kNonNegative, &out.timeout);
+  out.retry_policy = in.has_retry_policy() ? TranslateRetryPolicy(scope, Join(path, "retry_policy"),
+                                                                  in.retry_policy())
+                                           : inherited_retry;
+  if (!in.prefix_rewrite().empty() && in.prefix_rewrite().front() != '/') {
+    scope.Add(Join(path, "prefix_rewrite"), "must start with '/'");
+  }
+  out.prefix_rewrite = in.prefix_rewrite();
+  if (!in.host_rewrite().empty() && !ValidHost(in.host_rewrite())) {
+    scope.Add(Join(path, "host_rewrite"),
+              absl::StrCat(Quote(in.host_rewrite()), " is not a host name"));
+  }
+  out.host_rewrite = in.host_rewrite();
+}
+
+void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds::RedirectAction& in,
+                       router::RedirectAction& out) {
+  if (in.host().empty() && in.path().empty() && in.scheme().empty() && in.port() == 0) {
+    scope.Add(path, "needs at least one of host, path, scheme, port (it would redirect to itself)");
+  }
+  if (!in.scheme().empty()) {
+    std::string scheme = absl::AsciiStrToLower(in.scheme());
+    if (scheme != "http" && scheme != "https") {
+      scope.Add(Join(path, "scheme"), "must be http or https");
+    }
+    out.scheme = scheme;
+  }
+  if (!in.host().empty() && !ValidHost(in.host())) {
+    scope.Add(Join(path, "host"), absl::StrCat(Quote(in.host()), " is not a host name"));
+  }
+  out.host = in.host();
+  if (!in.path().empty() && in.path().front() != '/') {
+    scope.Add(Join(path, "path"), "must start with '/'");
+  }
+  out.path = in.path();
+  if (in.port() > 65535) scope.Add(Join(path, "port"), "must be in [1, 65535]");
+  out.port = in.port();
+  out.response_code = in.response_code() == 0 ? 301 : in.response_code();
+  if (out.response_code != 301 && out.response_code != 302 && out.response_code != 303 &&
+      out.response_code != 307 && out.response_code != 308) {
+    scope.Add(Join(path, "response_code"), "must be 301, 302, 303, 307 or 308");
+  }
+}
+
+void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xds::RouteMatch& in,
+                         router::RouteMatch& out) {
+  switch (in.path_specifier_case()) {
+    case xds::RouteMatch::kPrefix:
+      out.path_kind = router::RouteMatch::PathKind::kPrefix;
+      out.path = in.prefix();
+      if (out.path.empty() || out.path.front() != '/') {
+        scope.Add(Join(path, "prefix"), "must start with '/'");
+      }
+      break;
+    case xds::RouteMatch::kPath:
+      out.path_kind = router::RouteMatch::PathKind::kExact;
+      out.path = in.path();
+      if (out.path.empty() || out.path.front() != '/') {
+        scope.Add(Join(path, "path"), "must start with '/'");
+      } else if (out.path.find_first_of("?#") != std::string::npos) {
+        scope.Add(Join(path, "path"), "must not contain a query string or fragment");
+      }
+      break;
+    default:
+      scope.Add(path, "needs prefix or path");
+  }
+  if (out.path.find_first_of("?#") != std::string::npos &&
+      in.path_specifier_case() == xds::RouteMatch::kPrefix) {
+    scope.Add(Join(path, "prefix"), "must not contain a query string or fragment");
+  }
+  out.case_insensitive = in.case_insensitive();
+  for (int i = 0; i < in.headers_size(); ++i) {
+    const xds::HeaderMatcher& hm = in.headers(i);
+    const std::string item = Index(Join(path, "headers"), i);
+    router::HeaderMatcher matcher;
+    matcher.name = absl::AsciiStrToLower(hm.name());
+    absl::string_view bare = matcher.name;
+    if (!bare.empty() && bare.front() == ':') bare.remove_prefix(1);
+    if (matcher.name.empty()) {
+      scope.Add(Join(item, "name"), "must not be empty");
+    } else if (!IsHttpToken(bare)) {
+      scope.Add(Join(item, "name"), absl::StrCat(Quote(hm.name()), " is not a header name"));
+    }
+    switch (hm.match_case()) {
+      case xds::HeaderMatcher::kExact:
+        matcher.kind = router::HeaderMatcher::Kind::kExact;
+        matcher.value = hm.exact();
+        break;
+      case xds::HeaderMatcher::kPrefix:
+        matcher.kind = router::HeaderMatcher::Kind::kPrefix;
+        matcher.value = hm.prefix();
+        if (matcher.value.empty()) {
+          scope.Add(Join(item, "prefix"), "must not be empty (use present: true)");
+        }
+        break;
+      case xds::HeaderMatcher::kPresent:
+        matcher.kind = router::HeaderMatcher::Kind::kPresent;
+        matcher.present = hm.present();
+        break;
+      default:
+        scope.Add(item, "needs exact, prefix or present");
+    }
+    matcher.invert = hm.invert();
+    out.headers.push_back(std::move(matcher));
+  }
+  for (int i = 0; i < in.methods_size(); ++i) {
+    if (!IsHttpToken(in.methods(i))) {
+      scope.Add(Index(Join(path, "methods"), i),
+                absl::StrCat(Quote(in.methods(i)), " is not a method"));
+    }
+    out.methods.push_back(in.methods(i));
+  }
+}
+
+router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
+                                  const xds::Route& in, const ClusterNames& clusters,
+                                  const resilience::RetryPolicyConfig& vhost_retry) {
+  router::RouteEntry out;
+  out.name = in.name();
+  if (!in.has_match()) {
+    scope.Add(Join(path, "match"), "required");
+  } else {
+    TranslateRouteMatch(scope, Join(path, "match"), in.match(), out.match);
+  }
+  switch (in.action_case()) {
+    case xds::Route::kRoute: {
+      router::RouteAction action;
+      TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, action);
+      out.action = std::move(action);
+      break;
+    }
+    case xds::Route::kRedirect: {
+      router::RedirectAction action;
+      TranslateRedirect(scope, Join(path, "redirect"), in.redirect(), action);
+      out.action = std::move(action);
+      break;
+    }
+    case xds::Route::kDirectResponse: {
+      router::DirectResponseAction action;
+      action.status = in.direct_response().status();
+      if (action.status < 200 || action.status > 599) {
+        scope.Add(Join(path, "direct_response.status"), "must be in [200, 599]");
+      }
+      action.body = in.direct_response().body();
+      if (action.body.size() > kMaxDirectResponseBody) {
+        scope.Add(Join(path, "direct_response.body"), "must be at most 64 KiB");
+      }
+      out.action = std::move(action);
+      break;
+    }
+    default:
+      scope.Add(path, "needs one of route, redirect, direct_response");
+  }
+  out.headers = TranslateMutations(scope, path, in);
+  if (in.has_fault()) {
+    out.fault = TranslateFault(scope, Join(path, "fault"), in.fault());
+    out.fault_header_triggered = in.fault().header_triggered();
+  }
+  if (in.has_rate_limit()) {
+    TranslateRateLimit(scope, Join(path, "rate_limit"), in.rate_limit(), out.rate_limit,
+                       out.rate_limiter);
+  }
+  return out;
+}
+
+std::optional<router::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
+                                                        const xds::RouteConfiguration& in,
+                                                        const ClusterNames& clusters) {
+  const size_t before = scope.count();
+  router::RouteConfig out;
+  out.name = in.name();
+  out.headers = TranslateMutations(scope, "", in);
+  absl::flat_hash_map<std::string, int> vhost_names;
+  for (int v = 0; v < in.virtual_hosts_size(); ++v) {
+    const xds::VirtualHost& vh = in.virtual_hosts(v);
+    const std::string path = Index("virtual_hosts", v);
+    router::VirtualHostConfig vhost;
+    vhost.name = vh.name();
+    if (!ValidName(vh.name())) {
+      scope.Add(Join(path, "name"), vh.name().empty()
+                                        ? "must not be empty"
+                                        : "must not contain spaces or control characters");
+    } else if (auto [it, inserted] = vhost_names.emplace(vh.name(), v); !inserted) {
+      scope.Add(Join(path, "name"), absl::StrCat(Quote(vh.name()), " is already used by ",
+                                                 Index("virtual_hosts", it->second)));
+    }
+    if (vh.domains().empty()) scope.Add(Join(path, "domains"), "must not be empty");
+    vhost.domains.assign(vh.domains().begin(), vh.domains().end());
+    if (vh.destination_port() > 65535) {
+      scope.Add(Join(path, "destination_port"), "must be at most 65535");
+    }
+    vhost.destination_port = vh.destination_port();
+    resilience::RetryPolicyConfig vhost_retry;
+    if (vh.has_retry_policy()) {
+      vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());
+    }
+    for (int r = 0; r < vh.routes_size(); ++r) {
+      vhost.routes.push_back(TranslateRoute(scope, Index(Join(path, "routes"), r), vh.routes(r),
+                                            clusters, vhost_retry));
+    }
+    vhost.headers = TranslateMutations(scope, path, vh);
+    out.virtual_hosts.push_back(std::move(vhost));
+  }
+  if (scope.count() != before) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+void TranslateRateLimit(Errors::Scope& scope, const std::string& path, const xds::RateLimit& rl,
+                        std::optional<resilience::TokenBucketConfig>& config,
+                        std::shared_ptr<resilience::LocalRateLimiter>& limiter) {
+  if (rl.requests_per_second() == 0 && rl.burst() == 0) {
+    scope.Add(path, "needs requests_per_second or burst");
+  }
+  if (rl.max_principals() != 0 && !rl.per_principal()) {
+    scope.Add(Join(path, "max_principals"), "only applies with per_principal: true");
+  }
+  config = resilience::TokenBucketConfig{rl.requests_per_second(), rl.burst()};
+  std::optional<uint32_t> max_principals;
+  if (rl.per_principal()) {
+    max_principals = rl.max_principals() != 0 ? rl.max_principals() : kDefaultMaxPrincipals;
+  }
+  limiter = std::make_shared<resilience::LocalRateLimiter>(*config, max_principals);
+}
+
+void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfiguration>& routes) {
+  TranslationMemo& memo = *build.memo;
+  const TranslationMemo* before = build.before;
+  // A route table depends on its resource and on which clusters exist.
+  const bool cluster_names_as_before =
+      before != nullptr && before->cluster_names == memo.cluster_names;
+  absl::flat_hash_map<std::string, size_t> seen;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const xds::RouteConfiguration& route_config = routes[i];
+    std::optional<std::string> label =
+        build.Named("route_config", "routes", i, route_config.name(), seen);
+    if (!label) continue;
+    build.route_names.insert(route_config.name());
+    const ResourceList<xds::RouteConfiguration>::Pointer& source = routes.shared(i);
+    if (cluster_names_as_before) {
+      auto it = before->route_tables.find(route_config.name());
+      if (it != before->route_tables.end() && it->second.source == source) {
+        memo.route_tables.emplace(route_config.name(), it->second);
+        build.snapshot->route_tables.emplace(route_config.name(), it->second.table);
+        ++memo.route_tables_reused;
+        continue;
+      }
+    }
+    Errors::Scope scope(build.errors, *label);
+    std::optional<router::RouteConfig> out =
+        TranslateRouteConfig(scope, route_config, memo.cluster_names);
+    if (!out.has_value()) continue;
+    absl::StatusOr<std::unique_ptr<router::RouteTable>> table =
+        router::RouteTable::Create(*std::move(out));
+    if (!table.ok()) {
+      scope.Add("", table.status());
+      continue;
+    }
+    std::shared_ptr<const router::RouteTable> shared_table = std::move(table).value();
+    memo.route_tables.emplace(route_config.name(),
+                              TranslationMemo::RouteTable{source, shared_table});
+    build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));
+  }
+}
+
+}  // namespace meshlet::sidecar::config::translate_internal
+
+namespace meshlet::sidecar::config {
+
+absl::string_view ValidRetryOnValues() { return translate_internal::kRetryOnValues; }
+
+}  // namespace meshlet::sidecar::config
