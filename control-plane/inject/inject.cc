@@ -17,14 +17,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/json.h"
+#include "common/config/field_path.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/utf8.h"
 #include "common/tls/spiffe.h"
-#include "control-plane/api/json.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
-#include "control-plane/policy/validate.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -501,7 +501,7 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     return error(kJoinTokenSecretAnnotation,
                  absl::StrCat("only used with ", kIdentityAnnotation, ": ", kJoinTokenIdentity));
   }
-  if (secret && !policy::IsDnsSubdomain(*secret)) {
+  if (secret && !config::IsDnsSubdomain(*secret)) {
     return error(kJoinTokenSecretAnnotation, "must be a Secret's name (a DNS-1123 subdomain)");
   }
   plan.join_token_secret = secret.value_or("");
@@ -729,14 +729,13 @@ std::string StatusJson(const Plan& plan, const Options& options,
                        const std::vector<std::string>& containers,
                        const std::vector<std::string>& volumes) {
   auto list = [](const std::vector<std::string>& names) {
-    return absl::StrCat("[",
-                        absl::StrJoin(names, ",",
-                                      [](std::string* out, const std::string& n) {
-                                        out->append(api::JsonQuote(n));
-                                      }),
-                        "]");
+    return absl::StrCat(
+        "[",
+        absl::StrJoin(names, ",",
+                      [](std::string* out, const std::string& n) { out->append(JsonQuote(n)); }),
+        "]");
   };
-  return absl::StrCat("{\"version\":", api::JsonQuote(options.version), ",\"mode\":",
+  return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":",
                       plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
                       ",\"initContainers\":", list(init_containers),
                       ",\"containers\":", list(containers), ",\"volumes\":", list(volumes), "}");
@@ -843,9 +842,9 @@ absl::Status ValidateOptions(const Options& options) {
   RETURN_IF_ERROR(Annotate(CheckHostPort(options.control_plane_address),
                            absl::StrCat("control plane \"", options.control_plane_address, "\"")));
   if (absl::Status s = tls::ValidateTrustDomain(options.trust_domain); !s.ok()) return s;
-  if (!policy::IsDnsLabel(options.control_plane_namespace) ||
-      !policy::IsDnsSubdomain(options.control_plane_service_account) ||
-      !policy::IsDnsSubdomain(options.trust_bundle_config_map)) {
+  if (!config::IsDnsLabel(options.control_plane_namespace) ||
+      !config::IsDnsSubdomain(options.control_plane_service_account) ||
+      !config::IsDnsSubdomain(options.trust_bundle_config_map)) {
     return absl::InvalidArgumentError(
         "the control plane's namespace, service account and trust bundle ConfigMap must be "
         "Kubernetes names");

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "control-plane/api/json.h"
+#include "common/base/json.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -129,7 +129,7 @@ void AppendJson(std::string& out, const YAML::Node& node, int depth) {
       out += "{\n";
       bool first = true;
       for (auto it = node.begin(); it != node.end(); ++it) {
-        absl::StrAppend(&out, first ? "" : ",\n", indent, api::JsonQuote(it->first.Scalar()), ": ");
+        absl::StrAppend(&out, first ? "" : ",\n", indent, JsonQuote(it->first.Scalar()), ": ");
         AppendJson(out, it->second, depth + 1);
         first = false;
       }
@@ -191,7 +191,7 @@ void AppendJson(std::string& out, const YAML::Node& node, int depth) {
     case ScalarType::kString:
       break;
   }
-  out += api::JsonQuote(text);
+  out += JsonQuote(text);
 }
 
 }  // namespace

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/config/field_path.h"
 #include "control-plane/inject/node.h"
-#include "control-plane/policy/validate.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -259,14 +259,14 @@ class Checker {
 
   void Volume(const YAML::Node& volume, absl::string_view at) {
     if (const YAML::Node config_map = Field(volume, "configMap")) {
-      if (!Field(config_map, "name") || !policy::IsDnsSubdomain(Text(Field(config_map, "name")))) {
+      if (!Field(config_map, "name") || !config::IsDnsSubdomain(Text(Field(config_map, "name")))) {
         Add(absl::StrCat(at, ".configMap.name"), "must be a DNS-1123 subdomain");
       }
       Items(Field(config_map, "items"), absl::StrCat(at, ".configMap.items"));
     }
     if (const YAML::Node secret = Field(volume, "secret")) {
       if (!Field(secret, "secretName") ||
-          !policy::IsDnsSubdomain(Text(Field(secret, "secretName")))) {
+          !config::IsDnsSubdomain(Text(Field(secret, "secretName")))) {
         Add(absl::StrCat(at, ".secret.secretName"), "must be a DNS-1123 subdomain");
       }
       Items(Field(secret, "items"), absl::StrCat(at, ".secret.items"));
@@ -385,7 +385,7 @@ bool IsIanaServiceName(absl::string_view name) {
 bool IsQualifiedName(absl::string_view key) {
   absl::string_view name = key;
   if (size_t slash = key.find('/'); slash != absl::string_view::npos) {
-    if (!policy::IsDnsSubdomain(key.substr(0, slash))) return false;
+    if (!config::IsDnsSubdomain(key.substr(0, slash))) return false;
     name = key.substr(slash + 1);
   }
   if (name.empty() || name.size() > 63) return false;
@@ -433,7 +433,7 @@ std::vector<PodProblem> CheckPod(const YAML::Node& metadata, const YAML::Node& s
       const YAML::Node volume = volumes[i];
       const std::string at = absl::StrCat("spec.volumes[", i, "]");
       const std::string name = Text(Field(volume, "name"));
-      if (!policy::IsDnsLabel(name)) {
+      if (!config::IsDnsLabel(name)) {
         check.Add(absl::StrCat(at, ".name"), "must be a DNS-1123 label");
       } else if (!volume_names.insert(name).second) {
         check.Add(absl::StrCat(at, ".name"), absl::StrCat("\"", name, "\" is used twice"));
@@ -465,7 +465,7 @@ std::vector<PodProblem> CheckPod(const YAML::Node& metadata, const YAML::Node& s
         continue;
       }
       const std::string name = Text(Field(c, "name"));
-      if (!policy::IsDnsLabel(name)) {
+      if (!config::IsDnsLabel(name)) {
         check.Add(absl::StrCat(at, ".name"), "must be a DNS-1123 label");
       } else if (!container_names.insert(name).second) {
         check.Add(absl::StrCat(at, ".name"),
