@@ -220,6 +220,15 @@ Connection::~Connection() {
 
 uv_stream_t* Connection::stream() { return handle_->stream(); }
 
+int Connection::socket_fd() const {
+  uv_os_fd_t fd;
+  if (handle_ == nullptr || state_ == State::kClosed ||
+      uv_fileno(reinterpret_cast<const uv_handle_t*>(&handle_->tcp), &fd) != 0) {
+    return -1;
+  }
+  return fd;
+}
+
 std::unique_ptr<Connection> Connection::Connect(event::Loop& loop, const Address& address,
                                                 Duration timeout,
                                                 const TransportFactory& transport_factory,

@@ -171,6 +171,10 @@ class Connection {
     WriteBatch& operator=(const WriteBatch&) = delete;
   };
 
+  // The socket's descriptor, for socket options this class does not cover (the original
+  // destination, original_destination.h); -1 once closed. Only to ask: never read, write, close.
+  int socket_fd() const;
+
   Transport& transport() { return *transport_; }
   const Transport& transport() const { return *transport_; }
   event::Loop& loop() { return loop_; }

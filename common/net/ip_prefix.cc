@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -36,6 +37,19 @@ absl::StatusOr<IpAddress> IpAddress::Parse(absl::string_view text) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("\"", text, "\" is not an IP address (10.0.0.1, fd00::1)"));
+}
+
+IpAddress IpAddress::FromV4Bytes(const void* bytes) {
+  IpAddress address;
+  std::memcpy(address.bytes_.data(), bytes, 4);
+  return address;
+}
+
+IpAddress IpAddress::FromV6Bytes(const void* bytes) {
+  IpAddress address;
+  address.family_ = Family::kIPv6;
+  std::memcpy(address.bytes_.data(), bytes, 16);
+  return address;
 }
 
 std::string IpAddress::ToString() const {

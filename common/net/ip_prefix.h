@@ -26,6 +26,9 @@ class IpAddress {
 
   // "10.0.0.1", "fd00::1" (no brackets, no port, no zone).
   static absl::StatusOr<IpAddress> Parse(absl::string_view text);
+  // From a kernel sockaddr's address: `bytes` are 4 (IPv4) or 16 (IPv6) bytes in network order.
+  static IpAddress FromV4Bytes(const void* bytes);
+  static IpAddress FromV6Bytes(const void* bytes);
 
   // 0.0.0.0.
   IpAddress() = default;

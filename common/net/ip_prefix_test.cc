@@ -19,6 +19,16 @@ TEST(IpAddressTest, ParsesAndPrintsCanonically) {
   EXPECT_LT(*IpAddress::Parse("10.0.0.2"), *IpAddress::Parse("10.0.0.10"));
 }
 
+TEST(IpAddressTest, FromNetworkOrderBytes) {
+  const uint8_t v4[4] = {10, 1, 2, 3};
+  EXPECT_EQ(IpAddress::FromV4Bytes(v4), *IpAddress::Parse("10.1.2.3"));
+  EXPECT_TRUE(IpAddress::FromV4Bytes(v4).is_v4());
+  uint8_t v6[16] = {0xfd, 0x00, 0x02, 0x40};
+  v6[15] = 1;
+  EXPECT_EQ(IpAddress::FromV6Bytes(v6), *IpAddress::Parse("fd00:240::1"));
+  EXPECT_FALSE(IpAddress::FromV6Bytes(v6).is_v4());
+}
+
 TEST(IpAddressTest, RefusesWhatIsNotAnAddress) {
   for (const char* text : {"", "10.0.0", "10.0.0.256", "10.0.0.1:80", "[::1]", "fe80::1%eth0",
                            "10.0.0.0/8", "host.example", "01.2.3.4", "::g"}) {

@@ -13,6 +13,7 @@
 
 #include "common/base/clock.h"
 #include "common/net/address.h"
+#include "common/net/ip_prefix.h"
 #include "sidecar/filters/authorization.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/token_bucket.h"
@@ -71,6 +72,29 @@ struct HttpOptionsConfig {
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
 };
 
+// Capture listeners (use_original_destination): how connections to one set of original
+// destinations are served (Listener.destinations, docs/xds.md "Capture listeners"). protocol,
+// route_config_name and tcp_cluster follow ListenerConfig's rules for the same fields.
+struct ListenerDestinationConfig {
+  std::string name;                      // unique within the listener; logs and stats
+  std::vector<net::IpPrefix> addresses;  // the original address is in one of them; empty: any
+  uint16_t port = 0;                     // the original port; 0: any
+  ListenerProtocol protocol = ListenerProtocol::kAuto;
+  std::string route_config_name;
+  std::string tcp_cluster;
+  // The port authorization sees (connections to tcp_cluster; requests whose virtual host names
+  // none); 0: the original destination's port.
+  uint32_t destination_port = 0;
+
+  bool is_http() const { return protocol != ListenerProtocol::kTcp; }
+};
+
+// What a capture listener does with a connection no destination matches.
+enum class UnmatchedDestination {
+  kPassthrough,  // opaque TCP, without detection, to the original destination (or passthrough_host)
+  kRefuse,       // HTTP clients get a local 502, anything else is closed
+};
+
 struct ListenerConfig {
   std::string name;
   net::Address address;
@@ -99,6 +123,16 @@ struct ListenerConfig {
   // The destination port authorization sees for connections to tcp_cluster, and for requests
   // whose virtual host names none (Listener.destination_port); 0: the listener's own port.
   uint32_t destination_port = 0;
+
+  // Traffic capture. With use_original_destination, each connection's original destination picks
+  // the first matching entry of `destinations`, else `unmatched_destination` applies; connections
+  // that were not redirected are served by the fields above (listener/destination_matcher.h).
+  // Without it the three below are empty/default.
+  bool use_original_destination = false;
+  std::vector<ListenerDestinationConfig> destinations;
+  UnmatchedDestination unmatched_destination = UnmatchedDestination::kPassthrough;
+  // kPassthrough connects to this address on the original port; none: the original address.
+  std::optional<net::IpAddress> passthrough_host;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/net/address.h"
+#include "common/net/ip_prefix.h"
 #include "sidecar/filters/authorization.h"
 
 namespace meshlet::sidecar::config::translate_internal {
@@ -137,6 +138,130 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
   }
 }
 
+std::optional<ListenerProtocol> TranslateProtocol(xds::ListenerProtocol protocol) {
+  switch (protocol) {
+    case xds::PROTOCOL_AUTO:
+      return ListenerProtocol::kAuto;
+    case xds::PROTOCOL_HTTP1:
+      return ListenerProtocol::kHttp1;
+    case xds::PROTOCOL_HTTP2:
+      return ListenerProtocol::kHttp2;
+    case xds::PROTOCOL_HTTP:
+      return ListenerProtocol::kHttp;
+    case xds::PROTOCOL_TCP:
+      return ListenerProtocol::kTcp;
+    default:
+      return std::nullopt;
+  }
+}
+
+// route_config_name and tcp_cluster as `protocol` needs them, of a listener (`parent` empty) or of
+// one of its destinations ("destinations[i]").
+void CheckTargets(Errors::Scope& scope, const std::string& parent, xds::ListenerProtocol protocol,
+                  const std::string& route_config_name, const std::string& tcp_cluster,
+                  const absl::flat_hash_set<std::string>& routes, const ClusterNames& clusters) {
+  const std::string name = ProtocolName(protocol);
+  const bool tcp = protocol == xds::PROTOCOL_TCP;
+  if (tcp) {
+    if (!route_config_name.empty()) {
+      scope.Add(Join(parent, "route_config_name"), "not used with protocol TCP (use tcp_cluster)");
+    }
+  } else if (route_config_name.empty()) {
+    scope.Add(Join(parent, "route_config_name"), absl::StrCat("required with protocol ", name));
+  } else if (!routes.contains(route_config_name)) {
+    scope.Add(parent, absl::StrCat("route_config_name ", Quote(route_config_name),
+                                   " names no RouteConfiguration"));
+  }
+  if (tcp && tcp_cluster.empty()) {
+    scope.Add(Join(parent, "tcp_cluster"), "required with protocol TCP");
+  } else if (!tcp && protocol != xds::PROTOCOL_AUTO && !tcp_cluster.empty()) {
+    scope.Add(Join(parent, "tcp_cluster"), absl::StrCat("not used with protocol ", name));
+  } else if (!tcp_cluster.empty() && !clusters.contains(tcp_cluster)) {
+    scope.Add(parent, absl::StrCat("tcp_cluster ", Quote(tcp_cluster), " names no Cluster"));
+  }
+}
+
+// use_original_destination, destinations, unmatched_destination, passthrough_host.
+void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
+                      const absl::flat_hash_set<std::string>& routes, const ClusterNames& clusters,
+                      ListenerConfig& out) {
+  out.use_original_destination = in.use_original_destination();
+  if (!in.use_original_destination()) {
+    constexpr absl::string_view kOnlyWith = "only with use_original_destination: true";
+    if (in.destinations_size() > 0) scope.Add("destinations", kOnlyWith);
+    if (in.unmatched_destination() != xds::PASSTHROUGH) {
+      scope.Add("unmatched_destination", kOnlyWith);
+    }
+    if (!in.passthrough_host().empty()) scope.Add("passthrough_host", kOnlyWith);
+    return;
+  }
+  absl::flat_hash_map<std::string, int> names;  // name → first index
+  for (int i = 0; i < in.destinations_size(); ++i) {
+    const xds::ListenerDestination& d = in.destinations(i);
+    const std::string path = Index("destinations", i);
+    ListenerDestinationConfig destination;
+    destination.name = d.name();
+    if (d.name().empty()) {
+      scope.Add(Join(path, "name"), "must not be empty");
+    } else if (!ValidName(d.name())) {
+      scope.Add(Join(path, "name"), "must not contain spaces or control characters");
+    } else if (auto [it, inserted] = names.emplace(d.name(), i); !inserted) {
+      scope.Add(Join(path, "name"), absl::StrCat(Quote(d.name()), " is already used by ",
+                                                 Index("destinations", it->second)));
+    }
+    for (int a = 0; a < d.addresses_size(); ++a) {
+      absl::StatusOr<net::IpPrefix> prefix = net::IpPrefix::Parse(d.addresses(a));
+      if (!prefix.ok()) {
+        scope.Add(Index(Join(path, "addresses"), a), prefix.status());
+        continue;
+      }
+      destination.addresses.push_back(*prefix);
+    }
+    if (d.port() > 65535) {
+      scope.Add(Join(path, "port"), "must be at most 65535");
+    } else {
+      destination.port = static_cast<uint16_t>(d.port());
+    }
+    std::optional<ListenerProtocol> protocol = TranslateProtocol(d.protocol());
+    if (!protocol.has_value()) {
+      scope.Add(Join(path, "protocol"), absl::StrCat("unknown value ", d.protocol()));
+    } else {
+      destination.protocol = *protocol;
+      CheckTargets(scope, path, d.protocol(), d.route_config_name(), d.tcp_cluster(), routes,
+                   clusters);
+    }
+    destination.route_config_name = d.route_config_name();
+    destination.tcp_cluster = d.tcp_cluster();
+    if (d.destination_port() > 65535) {
+      scope.Add(Join(path, "destination_port"), "must be at most 65535");
+    }
+    destination.destination_port = d.destination_port();
+    out.destinations.push_back(std::move(destination));
+  }
+  switch (in.unmatched_destination()) {
+    case xds::PASSTHROUGH:
+      out.unmatched_destination = UnmatchedDestination::kPassthrough;
+      break;
+    case xds::REFUSE:
+      out.unmatched_destination = UnmatchedDestination::kRefuse;
+      break;
+    default:
+      scope.Add("unmatched_destination",
+                absl::StrCat("unknown value ", in.unmatched_destination()));
+  }
+  if (!in.passthrough_host().empty()) {
+    if (in.unmatched_destination() == xds::REFUSE) {
+      scope.Add("passthrough_host", "only with unmatched_destination: PASSTHROUGH");
+    }
+    absl::StatusOr<net::IpAddress> host = net::IpAddress::Parse(in.passthrough_host());
+    if (!host.ok()) {
+      scope.Add("passthrough_host", host.status());
+    } else {
+      out.passthrough_host = *host;
+    }
+  }
+}
+
 std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds::Listener& in,
                                                 const absl::flat_hash_set<std::string>& routes,
                                                 const ClusterNames& clusters,
@@ -160,49 +285,16 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     default:
       scope.Add("direction", absl::StrCat("unknown value ", in.direction()));
   }
-  switch (in.protocol()) {
-    case xds::PROTOCOL_AUTO:
-      out.protocol = ListenerProtocol::kAuto;
-      break;
-    case xds::PROTOCOL_HTTP1:
-      out.protocol = ListenerProtocol::kHttp1;
-      break;
-    case xds::PROTOCOL_HTTP2:
-      out.protocol = ListenerProtocol::kHttp2;
-      break;
-    case xds::PROTOCOL_HTTP:
-      out.protocol = ListenerProtocol::kHttp;
-      break;
-    case xds::PROTOCOL_TCP:
-      out.protocol = ListenerProtocol::kTcp;
-      break;
-    default:
-      scope.Add("protocol", absl::StrCat("unknown value ", in.protocol()));
-      return std::nullopt;
+  std::optional<ListenerProtocol> protocol = TranslateProtocol(in.protocol());
+  if (!protocol.has_value()) {
+    scope.Add("protocol", absl::StrCat("unknown value ", in.protocol()));
+    return std::nullopt;
   }
-  const std::string protocol = ProtocolName(in.protocol());
-
+  out.protocol = *protocol;
   out.route_config_name = in.route_config_name();
-  if (out.protocol == ListenerProtocol::kTcp) {
-    if (!in.route_config_name().empty()) {
-      scope.Add("route_config_name", "not used with protocol TCP (use tcp_cluster)");
-    }
-  } else if (in.route_config_name().empty()) {
-    scope.Add("route_config_name", absl::StrCat("required with protocol ", protocol));
-  } else if (!routes.contains(in.route_config_name())) {
-    scope.Add("", absl::StrCat("route_config_name ", Quote(in.route_config_name()),
-                               " names no RouteConfiguration"));
-  }
-
   out.tcp_cluster = in.tcp_cluster();
-  if (out.protocol == ListenerProtocol::kTcp && in.tcp_cluster().empty()) {
-    scope.Add("tcp_cluster", "required with protocol TCP");
-  } else if (out.protocol != ListenerProtocol::kTcp && out.protocol != ListenerProtocol::kAuto &&
-             !in.tcp_cluster().empty()) {
-    scope.Add("tcp_cluster", absl::StrCat("not used with protocol ", protocol));
-  } else if (!in.tcp_cluster().empty() && !clusters.contains(in.tcp_cluster())) {
-    scope.Add("", absl::StrCat("tcp_cluster ", Quote(in.tcp_cluster()), " names no Cluster"));
-  }
+  CheckTargets(scope, "", in.protocol(), in.route_config_name(), in.tcp_cluster(), routes,
+               clusters);
 
   if (in.has_tls()) TranslateDownstreamTls(scope, in.tls(), secrets, out.tls);
   if (in.has_http()) TranslateHttpOptions(scope, in.http(), out.http);
@@ -225,6 +317,7 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     TranslateAuthorization(scope, in.authorization(), out.authorization);
     out.authorizer = std::make_shared<const filters::Authorizer>(out.authorization);
   }
+  TranslateCapture(scope, in, routes, clusters, out);
   if (scope.count() != before) return std::nullopt;
   return out;
 }

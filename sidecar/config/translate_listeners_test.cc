@@ -1,5 +1,8 @@
 // Listeners: HTTP options, rate limits and authorization.
+#include <optional>
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -141,5 +144,175 @@ TEST(TranslateTest, ListenerAuthorization) {
   EXPECT_THAT(message, HasSubstr(rule_path + "methods[1]: \"\" is not an HTTP method"));
   EXPECT_THAT(message, HasSubstr(rule_path + "paths[1]: \"api\" must start with '/'"));
 }
+
+// The capture fields as the control plane sends them (docs/xds.md, "Capture listeners").
+xds::Listener& CaptureListener(ResourceSet& set) {
+  xds::Listener& listener = set.listeners.Mutable(0);
+  listener = Parse<xds::Listener>(R"yaml(
+name: outbound
+address: 0.0.0.0:15001
+protocol: PROTOCOL_HTTP
+route_config_name: local
+use_original_destination: true
+destinations:
+- {name: "db.shop:3306", addresses: [10.96.0.20], port: 3306, protocol: PROTOCOL_TCP,
+   tcp_cluster: other}
+- {name: "reviews.shop:9080", addresses: [240.240.0.1, "fd00:240::/64"], port: 9080,
+   protocol: PROTOCOL_HTTP, route_config_name: local, destination_port: 9080}
+- {name: "any-8080", port: 8080, protocol: PROTOCOL_AUTO, route_config_name: local,
+   tcp_cluster: backend}
+unmatched_destination: REFUSE
+)yaml");
+  return listener;
+}
+
+TEST(TranslateTest, CaptureListener) {
+  ResourceSet set = Base();
+  CaptureListener(set);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const ListenerConfig& listener = (*snapshot)->listeners[0];
+  EXPECT_TRUE(listener.use_original_destination);
+  EXPECT_EQ(listener.unmatched_destination, UnmatchedDestination::kRefuse);
+  EXPECT_EQ(listener.passthrough_host, std::nullopt);
+  ASSERT_EQ(listener.destinations.size(), 3u);
+
+  const ListenerDestinationConfig& db = listener.destinations[0];
+  EXPECT_EQ(db.name, "db.shop:3306");
+  ASSERT_EQ(db.addresses.size(), 1u);
+  EXPECT_EQ(db.addresses[0].ToString(), "10.96.0.20/32");
+  EXPECT_EQ(db.port, 3306);
+  EXPECT_EQ(db.protocol, ListenerProtocol::kTcp);
+  EXPECT_FALSE(db.is_http());
+  EXPECT_EQ(db.tcp_cluster, "other");
+  EXPECT_EQ(db.destination_port, 0u);
+
+  const ListenerDestinationConfig& reviews = listener.destinations[1];
+  ASSERT_EQ(reviews.addresses.size(), 2u);
+  EXPECT_EQ(reviews.addresses[1].ToString(), "fd00:240::/64");
+  EXPECT_EQ(reviews.protocol, ListenerProtocol::kHttp);
+  EXPECT_EQ(reviews.route_config_name, "local");
+  EXPECT_EQ(reviews.destination_port, 9080u);
+
+  const ListenerDestinationConfig& any = listener.destinations[2];
+  EXPECT_TRUE(any.addresses.empty());
+  EXPECT_EQ(any.protocol, ListenerProtocol::kAuto);
+  EXPECT_EQ(any.tcp_cluster, "backend");
+
+  // The other listeners capture nothing.
+  EXPECT_FALSE((*snapshot)->listeners[1].use_original_destination);
+  EXPECT_TRUE((*snapshot)->listeners[1].destinations.empty());
+}
+
+TEST(TranslateTest, CapturePassthroughHost) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  listener.set_unmatched_destination(xds::PASSTHROUGH);
+  listener.set_passthrough_host("127.0.0.1");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].unmatched_destination, UnmatchedDestination::kPassthrough);
+  ASSERT_TRUE((*snapshot)->listeners[0].passthrough_host.has_value());
+  EXPECT_EQ((*snapshot)->listeners[0].passthrough_host->ToString(), "127.0.0.1");
+
+  listener.set_passthrough_host("::1");
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].passthrough_host->ToString(), "::1");
+
+  for (const char* bad : {"localhost", "127.0.0.1:8080", "10.0.0.0/8"}) {
+    listener.set_passthrough_host(bad);
+    snapshot = BuildSnapshot(set);
+    ASSERT_FALSE(snapshot.ok()) << bad;
+    EXPECT_THAT(std::string(snapshot.status().message()),
+                HasSubstr(absl::StrCat("listener \"outbound\": passthrough_host: \"", bad,
+                                       "\" is not an IP address")));
+  }
+
+  // REFUSE never connects anywhere.
+  listener.set_passthrough_host("127.0.0.1");
+  listener.set_unmatched_destination(xds::REFUSE);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("listener \"outbound\": passthrough_host: only with "
+                        "unmatched_destination: PASSTHROUGH"));
+}
+
+TEST(TranslateTest, CaptureFieldsNeedUseOriginalDestination) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  listener.set_use_original_destination(false);
+  listener.set_passthrough_host("127.0.0.1");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string only = ": only with use_original_destination: true";
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations" + only));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination" + only));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": passthrough_host" + only));
+
+  // Without the capture fields it is an ordinary listener.
+  listener.clear_destinations();
+  listener.clear_unmatched_destination();
+  listener.clear_passthrough_host();
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_FALSE((*snapshot)->listeners[0].use_original_destination);
+}
+
+TEST(TranslateTest, CaptureDestinationErrorsNameTheField) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  xds::ListenerDestination* db = listener.mutable_destinations(0);
+  db->add_addresses("10.0.0.1/8");
+  db->add_addresses("reviews");
+  db->set_port(70000);
+  db->set_route_config_name("local");
+  db->set_destination_port(65536);
+  xds::ListenerDestination* reviews = listener.mutable_destinations(1);
+  reviews->set_name("db.shop:3306");
+  reviews->set_route_config_name("nowhere");
+  reviews->set_tcp_cluster("backend");
+  xds::ListenerDestination* any = listener.mutable_destinations(2);
+  any->set_name("");
+  any->set_tcp_cluster("missing");
+  xds::ListenerDestination* extra = listener.add_destinations();
+  extra->set_name("bad name");
+  extra->set_protocol(static_cast<xds::ListenerProtocol>(9));
+  xds::ListenerDestination* tcp = listener.add_destinations();
+  tcp->set_name("tcp");
+  tcp->set_protocol(xds::PROTOCOL_TCP);
+  xds::ListenerDestination* http = listener.add_destinations();
+  http->set_name("http");
+  http->set_protocol(xds::PROTOCOL_HTTP1);
+  listener.set_unmatched_destination(static_cast<xds::UnmatchedDestination>(7));
+
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string at = "listener \"outbound\": destinations";
+  EXPECT_THAT(message, HasSubstr(at + "[0].addresses[1]: \"10.0.0.1/8\" has bits set past the "
+                                      "prefix length; the range is 10.0.0.0/8"));
+  EXPECT_THAT(message, HasSubstr(at + "[0].addresses[2]: \"reviews\" is not an address range"));
+  EXPECT_THAT(message, HasSubstr(at + "[0].port: must be at most 65535"));
+  EXPECT_THAT(
+      message,
+      HasSubstr(at + "[0].route_config_name: not used with protocol TCP (use tcp_cluster)"));
+  EXPECT_THAT(message, HasSubstr(at + "[0].destination_port: must be at most 65535"));
+  EXPECT_THAT(message,
+              HasSubstr(at + "[1].name: \"db.shop:3306\" is already used by destinations[0]"));
+  EXPECT_THAT(message, HasSubstr(at + "[1]: route_config_name \"nowhere\" names no "
+                                      "RouteConfiguration"));
+  EXPECT_THAT(message, HasSubstr(at + "[1].tcp_cluster: not used with protocol HTTP"));
+  EXPECT_THAT(message, HasSubstr(at + "[2].name: must not be empty"));
+  EXPECT_THAT(message, HasSubstr(at + "[2]: tcp_cluster \"missing\" names no Cluster"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].name: must not contain spaces or control characters"));
+  EXPECT_THAT(message, HasSubstr(at + "[3].protocol: unknown value 9"));
+  EXPECT_THAT(message, HasSubstr(at + "[4].tcp_cluster: required with protocol TCP"));
+  EXPECT_THAT(message, HasSubstr(at + "[5].route_config_name: required with protocol HTTP1"));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination: unknown value 7"));
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::config

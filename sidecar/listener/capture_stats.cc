@@ -1,0 +1,26 @@
+#include "sidecar/listener/capture_stats.h"
+
+#include "common/base/logging.h"
+
+namespace meshlet::sidecar {
+
+CaptureStats CaptureStats::Create(StatsShard& shard, const std::string& listener_name) {
+  using Action = CaptureDecision::Action;
+  CaptureStats s;
+  for (Action action :
+       {Action::kListener, Action::kDestination, Action::kPassthrough, Action::kRefuse}) {
+    absl::StatusOr<Counter> counter = shard.RegisterCounter(
+        "meshlet_downstream_cx_original_destination_total",
+        "Connections of capture listeners, by what their original destination decided.",
+        {{"listener", listener_name}, {"result", CaptureActionName(action)}});
+    if (!counter.ok()) {
+      LOG_EVERY_N_SEC(ERROR, 1) << "stat meshlet_downstream_cx_original_destination_total: "
+                                << counter.status();
+      continue;
+    }
+    s.connections[static_cast<size_t>(action)] = *counter;
+  }
+  return s;
+}
+
+}  // namespace meshlet::sidecar

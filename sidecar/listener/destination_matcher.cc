@@ -1,0 +1,134 @@
+#include "sidecar/listener/destination_matcher.h"
+
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <limits>
+
+#include "absl/types/span.h"
+#include "common/base/logging.h"
+#include "common/net/ip_prefix.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using Action = CaptureDecision::Action;
+
+// The IP of an IP address (unix addresses never reach here).
+net::IpAddress IpOf(const net::Address& address) {
+  const sockaddr_storage& storage = address.storage();
+  if (storage.ss_family == AF_INET6) {
+    return net::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6&>(storage).sin6_addr);
+  }
+  return net::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in&>(storage).sin_addr);
+}
+
+// `host` on `port`, without going through text.
+net::Address AddressOf(const net::IpAddress& host, uint16_t port) {
+  sockaddr_storage storage;
+  memset(&storage, 0, sizeof(storage));
+  socklen_t len;
+  if (host.is_v4()) {
+    auto& v4 = reinterpret_cast<sockaddr_in&>(storage);
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(port);
+    memcpy(&v4.sin_addr, host.bytes().data(), 4);
+    len = sizeof(v4);
+  } else {
+    auto& v6 = reinterpret_cast<sockaddr_in6&>(storage);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(port);
+    memcpy(&v6.sin6_addr, host.bytes().data(), 16);
+    len = sizeof(v6);
+  }
+  absl::StatusOr<net::Address> address =
+      net::Address::FromSockaddr(reinterpret_cast<const sockaddr*>(&storage), len);
+  CHECK(address.ok()) << address.status();
+  return *address;
+}
+
+}  // namespace
+
+const char* CaptureActionName(Action action) {
+  switch (action) {
+    case Action::kListener:
+      return "not_redirected";
+    case Action::kDestination:
+      return "matched";
+    case Action::kPassthrough:
+      return "passthrough";
+    case Action::kRefuse:
+      return "refused";
+  }
+  return "unknown";
+}
+
+DestinationMatcher::DestinationMatcher(const config::ListenerConfig& listener)
+    : listener_(listener) {
+  CHECK(listener.destinations.size() < std::numeric_limits<uint32_t>::max());
+  for (uint32_t i = 0; i < listener.destinations.size(); ++i) {
+    const uint16_t port = listener.destinations[i].port;
+    if (port == 0) {
+      any_port_.push_back(i);
+    } else {
+      by_port_[port].push_back(i);
+    }
+  }
+}
+
+bool DestinationMatcher::AddressMatches(uint32_t index, const net::Address& address) const {
+  const std::vector<net::IpPrefix>& prefixes = listener_.destinations[index].addresses;
+  if (prefixes.empty()) return true;
+  const net::IpAddress ip = IpOf(address);
+  for (const net::IpPrefix& prefix : prefixes) {
+    if (prefix.Contains(ip)) return true;
+  }
+  return false;
+}
+
+CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& original,
+                                          uint16_t local_port) const {
+  CaptureDecision decision;
+  if (!listener_.use_original_destination || !original.has_value() || !original->is_ip() ||
+      original->port() == local_port) {
+    decision.authorization_port =
+        listener_.destination_port != 0 ? listener_.destination_port : local_port;
+    return decision;
+  }
+  const uint16_t port = original->port();
+  decision.authorization_port = port;
+  // The first match in configuration order: walk the port's entries and the any-port entries
+  // together, both ascending.
+  auto it = by_port_.find(port);
+  const absl::Span<const uint32_t> with_port =
+      it != by_port_.end() ? absl::MakeConstSpan(it->second) : absl::Span<const uint32_t>();
+  size_t a = 0;
+  size_t b = 0;
+  while (a < with_port.size() || b < any_port_.size()) {
+    uint32_t index;
+    if (b == any_port_.size() || (a < with_port.size() && with_port[a] < any_port_[b])) {
+      index = with_port[a++];
+    } else {
+      index = any_port_[b++];
+    }
+    if (!AddressMatches(index, *original)) continue;
+    const config::ListenerDestinationConfig& destination = listener_.destinations[index];
+    decision.action = Action::kDestination;
+    decision.destination = &destination;
+    if (destination.destination_port != 0)
+      decision.authorization_port = destination.destination_port;
+    return decision;
+  }
+  if (listener_.unmatched_destination == config::UnmatchedDestination::kRefuse) {
+    decision.action = Action::kRefuse;
+    return decision;
+  }
+  decision.action = Action::kPassthrough;
+  decision.upstream = listener_.passthrough_host.has_value()
+                          ? AddressOf(*listener_.passthrough_host, port)
+                          : *original;
+  return decision;
+}
+
+}  // namespace meshlet::sidecar

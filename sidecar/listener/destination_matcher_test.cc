@@ -1,0 +1,215 @@
+#include "sidecar/listener/destination_matcher.h"
+
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "common/base/allocation_counter.h"
+#include "common/base/logging.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::sidecar {
+namespace {
+
+using Action = CaptureDecision::Action;
+
+net::Address Addr(const std::string& text) {
+  absl::StatusOr<net::Address> address = net::Address::Parse(text);
+  CHECK(address.ok()) << address.status();
+  return *address;
+}
+
+config::ListenerDestinationConfig Destination(const std::string& name,
+                                              std::vector<std::string> addresses, uint16_t port) {
+  config::ListenerDestinationConfig d;
+  d.name = name;
+  for (const std::string& a : addresses) {
+    absl::StatusOr<net::IpPrefix> prefix = net::IpPrefix::Parse(a);
+    CHECK(prefix.ok()) << prefix.status();
+    d.addresses.push_back(*prefix);
+  }
+  d.port = port;
+  return d;
+}
+
+// The outbound capture listener of docs/xds.md, plus an any-address and an any-port entry.
+config::ListenerConfig Outbound() {
+  config::ListenerConfig l;
+  l.name = "outbound";
+  l.address = Addr("0.0.0.0:15001");
+  l.protocol = config::ListenerProtocol::kHttp;
+  l.route_config_name = "outbound";
+  l.use_original_destination = true;
+  l.destinations.push_back(Destination("db", {"10.96.0.20"}, 3306));
+  l.destinations.back().protocol = config::ListenerProtocol::kTcp;
+  l.destinations.push_back(Destination("reviews", {"240.240.0.1", "fd00:240::/64"}, 9080));
+  l.destinations.back().destination_port = 9081;
+  l.destinations.push_back(Destination("pods", {"10.0.0.0/8"}, 0));         // any port
+  l.destinations.push_back(Destination("any-9080", {}, 9080));              // any address
+  l.destinations.push_back(Destination("shadowed", {"10.96.0.20"}, 3306));  // db comes first
+  return l;
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar
+
+namespace meshlet::net {
+// Failures print the address, not its bytes.
+void PrintTo(const Address& address, std::ostream* out) { *out << address.ToString(); }
+}  // namespace meshlet::net
+
+namespace meshlet::sidecar {
+namespace {
+
+const std::string* Name(const CaptureDecision& d) {
+  return d.destination == nullptr ? nullptr : &d.destination->name;
+}
+
+TEST(DestinationMatcherTest, TheFirstMatchingDestinationWins) {
+  const config::ListenerConfig listener = Outbound();
+  DestinationMatcher matcher(listener);
+
+  CaptureDecision d = matcher.Match(Addr("10.96.0.20:3306"), 15001);
+  EXPECT_EQ(d.action, Action::kDestination);
+  ASSERT_NE(Name(d), nullptr);
+  EXPECT_EQ(*Name(d), "db");  // not "pods", which is later, nor "shadowed"
+  EXPECT_EQ(d.destination, &listener.destinations[0]);
+  EXPECT_EQ(d.authorization_port, 3306u);
+
+  d = matcher.Match(Addr("240.240.0.1:9080"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "reviews");
+  EXPECT_EQ(d.authorization_port, 9081u);  // the destination's destination_port
+  d = matcher.Match(Addr("[fd00:240::7]:9080"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "reviews");
+
+  // Any port of 10/8, where no earlier entry with that port matches first.
+  d = matcher.Match(Addr("10.1.2.3:5432"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "pods");
+  EXPECT_EQ(d.authorization_port, 5432u);
+  // 10.1.2.3:9080: "pods" (index 2) comes before "any-9080" (index 3).
+  d = matcher.Match(Addr("10.1.2.3:9080"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "pods");
+  // Any address on 9080 that neither reviews nor pods covers.
+  d = matcher.Match(Addr("192.0.2.1:9080"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "any-9080");
+  d = matcher.Match(Addr("[2001:db8::1]:9080"), 15001);
+  ASSERT_EQ(d.action, Action::kDestination);
+  EXPECT_EQ(*Name(d), "any-9080");
+}
+
+TEST(DestinationMatcherTest, AnIPv4AddressNeverMatchesAnIPv6Range) {
+  config::ListenerConfig listener = Outbound();
+  listener.destinations = {Destination("v6", {"::/0"}, 80)};
+  DestinationMatcher matcher(listener);
+  EXPECT_EQ(matcher.Match(Addr("10.0.0.1:80"), 15001).action, Action::kPassthrough);
+  EXPECT_EQ(matcher.Match(Addr("[::ffff:10.0.0.1]:80"), 15001).action, Action::kDestination);
+}
+
+TEST(DestinationMatcherTest, UnmatchedIsPassedThroughToTheOriginalDestination) {
+  const config::ListenerConfig listener = Outbound();
+  DestinationMatcher matcher(listener);
+  CaptureDecision d = matcher.Match(Addr("192.0.2.1:443"), 15001);
+  EXPECT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(d.destination, nullptr);
+  EXPECT_EQ(d.upstream, Addr("192.0.2.1:443"));
+  EXPECT_EQ(d.authorization_port, 443u);
+  // The port of "db", another address (outside 10/8 too).
+  d = matcher.Match(Addr("172.16.0.20:3306"), 15001);
+  EXPECT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(d.upstream, Addr("172.16.0.20:3306"));
+  d = matcher.Match(Addr("[2001:db8::5]:8443"), 15001);
+  EXPECT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(d.upstream, Addr("[2001:db8::5]:8443"));
+}
+
+TEST(DestinationMatcherTest, PassthroughHostTakesTheOriginalPort) {
+  config::ListenerConfig listener = Outbound();
+  listener.destinations.clear();
+  listener.passthrough_host = *net::IpAddress::Parse("127.0.0.1");
+  DestinationMatcher matcher(listener);
+  CaptureDecision d = matcher.Match(Addr("198.18.9.1:8080"), 15006);
+  EXPECT_EQ(d.action, Action::kPassthrough);
+  EXPECT_EQ(d.upstream, Addr("127.0.0.1:8080"));
+  d = matcher.Match(Addr("[fd00:9::1]:8080"), 15006);
+  EXPECT_EQ(d.upstream, Addr("127.0.0.1:8080"));
+
+  listener.passthrough_host = *net::IpAddress::Parse("::1");
+  DestinationMatcher v6(listener);
+  EXPECT_EQ(v6.Match(Addr("198.18.9.1:8080"), 15006).upstream, Addr("[::1]:8080"));
+}
+
+TEST(DestinationMatcherTest, UnmatchedIsRefusedWhenTheListenerSaysSo) {
+  config::ListenerConfig listener = Outbound();
+  listener.unmatched_destination = config::UnmatchedDestination::kRefuse;
+  DestinationMatcher matcher(listener);
+  CaptureDecision d = matcher.Match(Addr("192.0.2.1:443"), 15001);
+  EXPECT_EQ(d.action, Action::kRefuse);
+  EXPECT_EQ(d.destination, nullptr);
+  EXPECT_EQ(d.authorization_port, 443u);
+  EXPECT_EQ(matcher.Match(Addr("10.96.0.20:3306"), 15001).action, Action::kDestination);
+}
+
+TEST(DestinationMatcherTest, NotRedirectedIsServedByTheListenerItself) {
+  config::ListenerConfig listener = Outbound();
+  DestinationMatcher matcher(listener);
+  CaptureDecision d = matcher.Match(std::nullopt, 15001);
+  EXPECT_EQ(d.action, Action::kListener);
+  EXPECT_EQ(d.destination, nullptr);
+  EXPECT_EQ(d.authorization_port, 15001u);
+  // Redirected from the listener's own port (the pod's address on 15001): as not redirected,
+  // even where a destination covers any port.
+  EXPECT_EQ(matcher.Match(Addr("10.1.2.3:15001"), 15001).action, Action::kListener);
+  // The bound port counts, not the configured one (port 0 in tests).
+  EXPECT_EQ(matcher.Match(Addr("10.1.2.3:15001"), 40000).action, Action::kDestination);
+
+  listener.destination_port = 8080;
+  DestinationMatcher with_port(listener);
+  EXPECT_EQ(with_port.Match(std::nullopt, 15001).authorization_port, 8080u);
+  // Captured connections see their original port (or the destination's), not the listener's.
+  EXPECT_EQ(with_port.Match(Addr("192.0.2.1:443"), 15001).authorization_port, 443u);
+}
+
+TEST(DestinationMatcherTest, ListenersWithoutCaptureIgnoreTheOriginalDestination) {
+  config::ListenerConfig listener = Outbound();
+  listener.use_original_destination = false;
+  DestinationMatcher matcher(listener);
+  EXPECT_EQ(matcher.Match(Addr("10.96.0.20:3306"), 15001).action, Action::kListener);
+}
+
+TEST(DestinationMatcherTest, NoDestinations) {
+  config::ListenerConfig listener = Outbound();
+  listener.destinations.clear();
+  DestinationMatcher matcher(listener);
+  EXPECT_EQ(matcher.Match(Addr("10.96.0.20:3306"), 15001).action, Action::kPassthrough);
+}
+
+TEST(DestinationMatcherTest, LookupsAllocateNothing) {
+  config::ListenerConfig listener = Outbound();
+  listener.passthrough_host = *net::IpAddress::Parse("127.0.0.1");
+  DestinationMatcher matcher(listener);
+  const std::optional<net::Address> originals[] = {
+      Addr("10.96.0.20:3306"), Addr("[fd00:240::7]:9080"), Addr("192.0.2.1:9080"),
+      Addr("192.0.2.1:443"),   Addr("10.1.2.3:15001"),     std::nullopt};
+  int matched = 0;
+  AllocationScope allocations;
+  for (const std::optional<net::Address>& original : originals) {
+    matched += matcher.Match(original, 15001).action == Action::kDestination;
+  }
+  EXPECT_EQ(allocations.count(), 0u);
+  EXPECT_EQ(matched, 3);
+}
+
+TEST(DestinationMatcherTest, ActionNames) {
+  EXPECT_STREQ(CaptureActionName(Action::kListener), "not_redirected");
+  EXPECT_STREQ(CaptureActionName(Action::kDestination), "matched");
+  EXPECT_STREQ(CaptureActionName(Action::kPassthrough), "passthrough");
+  EXPECT_STREQ(CaptureActionName(Action::kRefuse), "refused");
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar
