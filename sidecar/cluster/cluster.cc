@@ -6,7 +6,7 @@
 #include "absl/container/inlined_vector.h"
 #include "common/base/logging.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 bool SamePoolSettings(const ClusterConfig& a, const ClusterConfig& b) {
@@ -172,18 +172,18 @@ Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
 http::Protocol Cluster::UpstreamProtocol(http::Protocol downstream, const Host* host,
                                          bool upgrade) const {
   switch (config_.protocol) {
-    case sidecar::UpstreamProtocol::kHttp1:
+    case cluster::UpstreamProtocol::kHttp1:
       return http::Protocol::kHttp11;
-    case sidecar::UpstreamProtocol::kHttp2:
+    case cluster::UpstreamProtocol::kHttp2:
       return http::Protocol::kHttp2;
-    case sidecar::UpstreamProtocol::kMeshHttp2: {
+    case cluster::UpstreamProtocol::kMeshHttp2: {
       // Peer sidecars are the endpoints reached over TLS; anything in plaintext may be a plain
       // HTTP/1.1 server.
       const bool to_peer_sidecar =
           transport_factory_ != nullptr && (host == nullptr || !host->tls().plaintext);
       return to_peer_sidecar && !upgrade ? http::Protocol::kHttp2 : http::Protocol::kHttp11;
     }
-    case sidecar::UpstreamProtocol::kSameAsDownstream:
+    case cluster::UpstreamProtocol::kSameAsDownstream:
       break;
   }
   return downstream == http::Protocol::kHttp2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11;
@@ -204,7 +204,7 @@ ConnPool& Cluster::PoolFor(Host& host, http::Protocol downstream, bool upgrade) 
     options.config = config_.pool;
     options.connect_timeout = config_.connect_timeout;
     options.transport_factory = pools.transport;
-    if (config_.protocol == sidecar::UpstreamProtocol::kMeshHttp2 &&
+    if (config_.protocol == cluster::UpstreamProtocol::kMeshHttp2 &&
         protocol == http::Protocol::kHttp11 && pools.transport != nullptr) {
       // The cluster's TLS offers "h2"; these connections must agree on HTTP/1.1.
       if (pools.http1_transport == nullptr)
@@ -391,4 +391,4 @@ size_t Cluster::pool_count() const {
   return n;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

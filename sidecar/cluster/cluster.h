@@ -51,7 +51,7 @@
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/resilience/retry_budget.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 struct CodecFactories {
   CodecFactory http1;
@@ -201,4 +201,4 @@ class Cluster {
   int64_t ejections_active_published_ = 0;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/resilience/retry_budget.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 enum class LbPolicy { kLeastRequest, kRoundRobin, kRandom, kPeakEwma };
 
@@ -141,10 +142,14 @@ inline bool UsesTls(const ClusterConfig& cluster, const EndpointTlsConfig& endpo
   return cluster.tls.enabled && !endpoint.plaintext;
 }
 
+// The clusters of one configuration by name, as the cluster manager and the health checks take
+// them. Configs are shared: a later configuration keeps the objects of unchanged clusters.
+using ClusterSet = std::map<std::string, std::shared_ptr<const ClusterConfig>, std::less<>>;
+
 // Makes the transport of the connections to one endpoint of a cluster; a null factory means
 // plaintext. Made once per cluster (it holds what the cluster's TLS needs, e.g. the context
 // provider) and called once per endpoint and connection pool, never per request.
 using EndpointTransportFactory =
     std::function<net::TransportFactory(const EndpointTlsConfig& endpoint)>;
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 // The settings the transport factory was made from; certificates inside the named secret are not
@@ -191,11 +191,11 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
   return entry;
 }
 
-void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
+void WorkerClusterManager::Update(const ClusterSet& clusters) {
   std::vector<std::string> removed;
   for (const auto& [name, entry] : clusters_) {
-    auto it = snapshot.clusters.find(name);
-    if (it == snapshot.clusters.end()) {
+    auto it = clusters.find(name);
+    if (it == clusters.end()) {
       removed.push_back(name);
     } else if (it->second != nullptr && options_.transport_factory &&
                !SameTransport(entry->config->tls, it->second->tls)) {
@@ -216,7 +216,7 @@ void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
     // Destroyed at the end of the loop turn at the earliest, never inside the caller's stack.
     loop_.DeferDelete(std::make_unique<std::shared_ptr<Entry>>(std::move(entry)));
   }
-  for (const auto& [name, config] : snapshot.clusters) {
+  for (const auto& [name, config] : clusters) {
     if (config == nullptr) continue;
     auto it = clusters_.find(name);
     if (it == clusters_.end()) {
@@ -225,7 +225,7 @@ void WorkerClusterManager::Update(const config::Snapshot& snapshot) {
       continue;
     }
     Entry& entry = *it->second;
-    // Snapshots share unchanged cluster configs; a new object may still hold equal settings,
+    // Configurations share unchanged cluster configs; a new object may still hold equal settings,
     // which Cluster::Update recognises (hosts and pools are kept).
     if (entry.config == config) continue;
     limits_.For(*config);
@@ -254,4 +254,4 @@ const UpstreamStats* WorkerClusterManager::FindStats(absl::string_view name) con
   return it == clusters_.end() ? nullptr : &it->second->stats;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

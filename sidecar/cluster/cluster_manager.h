@@ -1,9 +1,9 @@
 #pragma once
 
-// WorkerClusterManager: one worker's clusters, built from the configuration snapshot. It is the
-// concrete ClusterManager (sidecar/listener/worker_context.h) the router looks clusters up in.
+// WorkerClusterManager: one worker's clusters, built from the configured cluster set. It is the
+// concrete ClusterManager (cluster_ref.h) the router looks clusters up in.
 //
-// Update(snapshot) keeps the Cluster object (hosts, pools, outlier state) of every cluster that
+// Update(clusters) keeps the Cluster object (hosts, pools, outlier state) of every cluster that
 // is still present, passing it the new config (Cluster::Update keeps what did not change), creates
 // new ones, and drains removed ones: their pools stop taking requests and close once their
 // streams end. A cluster whose TLS settings (UpstreamTlsConfig) changed is replaced the same way,
@@ -44,13 +44,12 @@
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/cluster_config.h"
+#include "sidecar/cluster/cluster_ref.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/cluster/upstream_stats.h"
-#include "sidecar/config/snapshot.h"
-#include "sidecar/listener/worker_context.h"
 #include "sidecar/resilience/circuit_breaker.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 // Circuit-breaker thresholds shared by every worker's Cluster of the same name.
 class SharedClusterLimits {
@@ -105,8 +104,9 @@ class WorkerClusterManager final : public ClusterManager {
   WorkerClusterManager(const WorkerClusterManager&) = delete;
   WorkerClusterManager& operator=(const WorkerClusterManager&) = delete;
 
-  // Applies the snapshot's clusters (see the header comment). Call on the worker's thread.
-  void Update(const config::Snapshot& snapshot);
+  // Applies the configuration's clusters, the whole set (see the header comment). Call on the
+  // worker's thread.
+  void Update(const ClusterSet& clusters);
 
   // Labels this manager's per-worker series ({worker="N"}); call before the first Update().
   void SetWorkerIndex(int index) { worker_label_ = std::to_string(index); }
@@ -142,4 +142,4 @@ class WorkerClusterManager final : public ClusterManager {
   uint64_t health_subscription_ = 0;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

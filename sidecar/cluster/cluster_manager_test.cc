@@ -7,9 +7,8 @@
 #include "common/event/loop.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
-#include "sidecar/config/snapshot.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 std::shared_ptr<const ClusterConfig> Config(const std::string& name,
@@ -45,10 +44,10 @@ class ClusterManagerTest : public ::testing::Test {
 };
 
 TEST_F(ClusterManagerTest, BuildsClustersWithStats) {
-  config::Snapshot snapshot;
-  snapshot.clusters["a"] = Config("a", {"10.0.0.1:80", "10.0.0.2:80"});
-  snapshot.clusters["b"] = Config("b", {"10.0.0.3:80"});
-  manager_->Update(snapshot);
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80", "10.0.0.2:80"});
+  clusters["b"] = Config("b", {"10.0.0.3:80"});
+  manager_->Update(clusters);
   EXPECT_EQ(manager_->size(), 2u);
   Cluster* a = manager_->Find("a");
   ASSERT_NE(a, nullptr);
@@ -72,8 +71,8 @@ TEST_F(ClusterManagerTest, BuildsClustersWithStats) {
 }
 
 TEST_F(ClusterManagerTest, UpdateKeepsClustersAndTheirHosts) {
-  config::Snapshot first;
-  first.clusters["a"] = Config("a", {"10.0.0.1:80"});
+  ClusterSet first;
+  first["a"] = Config("a", {"10.0.0.1:80"});
   manager_->Update(first);
   Cluster* a = manager_->Find("a");
   Host* host = a->host_set().hosts()[0].get();
@@ -81,8 +80,8 @@ TEST_F(ClusterManagerTest, UpdateKeepsClustersAndTheirHosts) {
   // Same config object: nothing to do. New object with another endpoint: same Cluster and Host.
   manager_->Update(first);
   EXPECT_EQ(manager_->Find("a"), a);
-  config::Snapshot second;
-  second.clusters["a"] = Config("a", {"10.0.0.1:80", "10.0.0.9:80"});
+  ClusterSet second;
+  second["a"] = Config("a", {"10.0.0.1:80", "10.0.0.9:80"});
   manager_->Update(second);
   EXPECT_EQ(manager_->Find("a"), a);
   EXPECT_EQ(a->host_set().size(), 2u);
@@ -90,13 +89,13 @@ TEST_F(ClusterManagerTest, UpdateKeepsClustersAndTheirHosts) {
 }
 
 TEST_F(ClusterManagerTest, RemovedClusterLivesWhileARequestHoldsIt) {
-  config::Snapshot first;
-  first.clusters["a"] = Config("a", {"10.0.0.1:80"});
+  ClusterSet first;
+  first["a"] = Config("a", {"10.0.0.1:80"});
   manager_->Update(first);
   ClusterRef held = manager_->Get("a");
   ASSERT_NE(held.cluster, nullptr);
 
-  manager_->Update(config::Snapshot());
+  manager_->Update(ClusterSet());
   loop_.RunUntilIdle();
   EXPECT_EQ(manager_->Find("a"), nullptr);
   EXPECT_EQ(manager_->size(), 0u);
@@ -112,20 +111,20 @@ TEST_F(ClusterManagerTest, RemovedClusterLivesWhileARequestHoldsIt) {
 TEST_F(ClusterManagerTest, LimitsAreSharedAcrossWorkers) {
   auto shard2 = registry_.CreateShard();
   WorkerClusterManager other(loop_, random_, clock_, *shard2, limits_);
-  config::Snapshot snapshot;
-  snapshot.clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/2);
-  manager_->Update(snapshot);
-  other.Update(snapshot);
+  ClusterSet clusters;
+  clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/2);
+  manager_->Update(clusters);
+  other.Update(clusters);
   resilience::CircuitBreakerThresholds& t1 = manager_->Find("a")->thresholds();
   resilience::CircuitBreakerThresholds& t2 = other.Find("a")->thresholds();
   EXPECT_EQ(&t1, &t2);
   EXPECT_EQ(t1.Limit(resilience::ResourceKind::kRequest), 2u);
 
-  config::Snapshot raised;
-  raised.clusters["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/5);
+  ClusterSet raised;
+  raised["a"] = Config("a", {"10.0.0.1:80"}, /*max_requests=*/5);
   manager_->Update(raised);
   EXPECT_EQ(t2.Limit(resilience::ResourceKind::kRequest), 5u);
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

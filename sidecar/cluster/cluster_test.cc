@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "sidecar/cluster/fake_codec.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 using resilience::HostResult;
@@ -462,4 +462,4 @@ TEST_F(ClusterTest, SuccessRateOutlierIsEjectedOnTheIntervalTick) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

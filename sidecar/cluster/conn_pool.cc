@@ -10,7 +10,7 @@
 #include "common/base/logging.h"
 #include "common/net/buffer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 absl::string_view PoolFailureReasonName(PoolFailureReason reason) {
   switch (reason) {
@@ -769,4 +769,4 @@ void ConnPool::MaybeFireIdle() {
   callback();
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -60,7 +60,7 @@
 #include "sidecar/cluster/host.h"
 #include "sidecar/resilience/circuit_breaker.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 // Withdraws an asynchronous request.
 class Cancellable {
@@ -212,4 +212,4 @@ class ConnPool {
   ConnPoolStats stats_;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -23,7 +23,7 @@
 #include "sidecar/cluster/fake_codec.h"
 #include "sidecar/resilience/circuit_breaker.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 using std::chrono::milliseconds;
@@ -645,4 +645,4 @@ TEST_F(ConnPoolTest, DestroyingThePoolWithWorkInFlightIsQuiet) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

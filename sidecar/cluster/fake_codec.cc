@@ -9,7 +9,7 @@
 #include "common/base/logging.h"
 #include "common/net/buffer.h"
 
-namespace meshlet::sidecar::testing {
+namespace meshlet::sidecar::cluster::testing {
 
 class FakeClientConnection::FakeStream final : public http::StreamEncoder, public http::Stream {
  public:
@@ -300,4 +300,4 @@ void FakeUpstream::OnLine(size_t index, absl::string_view line) {
   }
 }
 
-}  // namespace meshlet::sidecar::testing
+}  // namespace meshlet::sidecar::cluster::testing

@@ -47,7 +47,7 @@
 #include "common/net/transport.h"
 #include "sidecar/cluster/conn_pool.h"
 
-namespace meshlet::sidecar::testing {
+namespace meshlet::sidecar::cluster::testing {
 
 struct FakeCodecOptions {
   http::Protocol protocol = http::Protocol::kHttp11;
@@ -178,4 +178,4 @@ class RefusedTlsTransport final : public net::Transport {
   net::PeerInfo peer_;
 };
 
-}  // namespace meshlet::sidecar::testing
+}  // namespace meshlet::sidecar::cluster::testing

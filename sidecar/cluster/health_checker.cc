@@ -9,9 +9,8 @@
 #include "common/event/timer.h"
 #include "common/http/client.h"
 #include "common/net/connection.h"
-#include "sidecar/config/snapshot.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 bool SameHealthCheck(const HealthCheckConfig& a, const HealthCheckConfig& b) {
@@ -368,9 +367,10 @@ HealthCheckManager::HealthCheckManager(event::Loop& loop, Random& random, const 
 
 HealthCheckManager::~HealthCheckManager() = default;
 
-void HealthCheckManager::Update(const config::Snapshot& snapshot) {
+void HealthCheckManager::Update(const ClusterSet& clusters) {
   for (auto it = checkers_.begin(); it != checkers_.end();) {
-    const ClusterConfig* config = snapshot.FindCluster(it->first);
+    auto found = clusters.find(it->first);
+    const ClusterConfig* config = found == clusters.end() ? nullptr : found->second.get();
     if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) {
       results_.Clear(it->first);
       tls_seen_.erase(it->first);
@@ -379,7 +379,7 @@ void HealthCheckManager::Update(const config::Snapshot& snapshot) {
       ++it;
     }
   }
-  for (const auto& [name, config] : snapshot.clusters) {
+  for (const auto& [name, config] : clusters) {
     if (config == nullptr || config->health_check.kind == HealthCheckConfig::Kind::kNone) continue;
     auto it = checkers_.find(name);
     if (it != checkers_.end() && SameHealthCheck(it->second->config(), config->health_check) &&
@@ -422,4 +422,4 @@ const HealthChecker* HealthCheckManager::Find(absl::string_view cluster) const {
   return it == checkers_.end() ? nullptr : it->second.get();
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -48,11 +48,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster_config.h"
 
-namespace meshlet::sidecar {
-
-namespace config {
-struct Snapshot;
-}
+namespace meshlet::sidecar::cluster {
 
 // Active health-check results by cluster and address, shared by the checker and every worker.
 class SharedHostHealth {
@@ -146,7 +142,7 @@ class HealthChecker {
   absl::flat_hash_map<net::Address, std::unique_ptr<HostCheck>> hosts_;
 };
 
-// Every cluster's checker, kept in step with configuration snapshots.
+// Every cluster's checker, kept in step with the configured clusters.
 class HealthCheckManager {
  public:
   // The transports for a cluster's checks, per endpoint as for its requests (TLS clusters); null
@@ -157,8 +153,8 @@ class HealthCheckManager {
                      SharedHostHealth& results, TransportFactoryFor transport_factory = nullptr);
   ~HealthCheckManager();
 
-  // Starts, changes or stops checkers to match the snapshot's clusters.
-  void Update(const config::Snapshot& snapshot);
+  // Starts, changes or stops checkers to match `clusters` (the configuration's whole set).
+  void Update(const ClusterSet& clusters);
 
   // Null when the cluster has no checks.
   const HealthChecker* Find(absl::string_view cluster) const;
@@ -182,4 +178,4 @@ absl::string_view HealthCheckKindName(HealthCheckConfig::Kind kind);
 // the admin /clusters endpoint; `"health_check":null` when `checker` is null.
 void AppendHealthCheckJson(std::string& out, const HealthChecker* checker);
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

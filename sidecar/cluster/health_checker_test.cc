@@ -12,9 +12,8 @@
 #include "common/http/server.h"
 #include "gtest/gtest.h"
 #include "sidecar/cluster/fake_codec.h"
-#include "sidecar/config/snapshot.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 using std::chrono::milliseconds;
@@ -178,14 +177,14 @@ TEST_F(HealthCheckerTest, EachEndpointIsCheckedOverItsOwnTransport) {
   ASSERT_TRUE(WaitFor([&] { return !results_.IsUnhealthy("backend", meshed); }));
 }
 
-TEST_F(HealthCheckerTest, ManagerFollowsSnapshots) {
+TEST_F(HealthCheckerTest, ManagerFollowsTheClusterSet) {
   const net::Address closed = ClosedPort(loop_);
   StatsRegistry registry;
   HealthCheckManager manager(loop_, random_, RealClock::Get(), registry.shared_shard(), results_);
-  config::Snapshot snapshot;
-  snapshot.clusters["backend"] =
+  ClusterSet clusters;
+  clusters["backend"] =
       std::make_shared<ClusterConfig>(Config(HealthCheckConfig::Kind::kTcp, {closed}));
-  manager.Update(snapshot);
+  manager.Update(clusters);
   ASSERT_NE(manager.Find("backend"), nullptr);
   ASSERT_TRUE(WaitFor([&] { return results_.IsUnhealthy("backend", closed); }));
   // Counted: checks, failures and the healthy-host gauge.
@@ -201,8 +200,8 @@ TEST_F(HealthCheckerTest, ManagerFollowsSnapshots) {
 
   // Checks turned off: results cleared, subscribers told.
   notified_.clear();
-  config::Snapshot without;
-  without.clusters["backend"] =
+  ClusterSet without;
+  without["backend"] =
       std::make_shared<ClusterConfig>(Config(HealthCheckConfig::Kind::kNone, {closed}));
   manager.Update(without);
   EXPECT_EQ(manager.Find("backend"), nullptr);
@@ -211,4 +210,4 @@ TEST_F(HealthCheckerTest, ManagerFollowsSnapshots) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 Host::Host(uint64_t id, const EndpointConfig& endpoint)
     : id_(id), address_(endpoint.address), address_text_(address_.ToString()) {
@@ -104,4 +104,4 @@ void HostSet::Recount() {
       hosts_.begin(), hosts_.end(), [](const HostSharedPtr& h) { return h->healthy(); }));
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -30,7 +30,7 @@
 #include "common/net/address.h"
 #include "sidecar/cluster/cluster_config.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 class HostSet;
 
@@ -169,4 +169,4 @@ class HostSet {
   uint64_t next_id_ = 1;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -3,7 +3,7 @@
 #include "common/base/logging.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 EndpointConfig Endpoint(absl::string_view address, uint32_t weight = 1,
@@ -93,4 +93,4 @@ TEST(HostTest, RequestGuardBalances) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

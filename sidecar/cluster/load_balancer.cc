@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 LoadBalancer::LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent)
     : random_(random), hosts_(hosts), panic_threshold_percent_(panic_threshold_percent) {}
@@ -118,4 +118,4 @@ std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet&
   return std::make_unique<LeastRequestLoadBalancer>(hosts, random, panic_threshold_percent);
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

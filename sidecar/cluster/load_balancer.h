@@ -32,7 +32,7 @@
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/host.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 struct LbContext {
   // Hosts earlier attempts of this request used.
@@ -125,4 +125,4 @@ class PeakEwmaLoadBalancer final : public LoadBalancer {
 std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet& hosts,
                                                  Random& random, uint32_t panic_threshold_percent);
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -10,7 +10,7 @@
 #include "common/base/random.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 namespace {
 
 EndpointConfig Endpoint(int port, uint32_t weight = 1) {
@@ -253,4 +253,4 @@ TEST(LoadBalancerTest, RoundRobinAvoidsTriedHost) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

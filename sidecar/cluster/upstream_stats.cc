@@ -4,7 +4,7 @@
 
 #include "common/base/status.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::string_view cluster,
                                                     absl::string_view worker) {
@@ -127,4 +127,4 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   return s;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -16,7 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "common/stats/stats.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::cluster {
 
 // Index of "1xx".."5xx" for an HTTP status; statuses outside 100..599 clamp to the nearest class.
 inline size_t StatusClassIndex(int status) {
@@ -92,4 +92,4 @@ struct UpstreamStats {
   }
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::cluster

@@ -290,7 +290,7 @@ TEST(BootstrapTest, SampleFileTranslates) {
 
   // Clusters, with the EDS one filled from its load assignment.
   ASSERT_EQ(s.clusters.size(), 4u);
-  const ClusterConfig* v1 = s.FindCluster("backend-v1");
+  const cluster::ClusterConfig* v1 = s.FindCluster("backend-v1");
   ASSERT_NE(v1, nullptr);
   EXPECT_EQ(v1->connect_timeout, 250ms);
   ASSERT_EQ(v1->endpoints.size(), 2u);
@@ -299,16 +299,16 @@ TEST(BootstrapTest, SampleFileTranslates) {
   EXPECT_EQ(v1->circuit_breakers.max_requests, 512u);
   EXPECT_EQ(v1->circuit_breakers.max_connections, 1024u);
   EXPECT_EQ(v1->outlier_detection->consecutive_5xx, 3u);
-  const ClusterConfig* v2 = s.FindCluster("backend-v2");
+  const cluster::ClusterConfig* v2 = s.FindCluster("backend-v2");
   ASSERT_NE(v2, nullptr);
   EXPECT_TRUE(v2->eds);
-  EXPECT_EQ(v2->protocol, UpstreamProtocol::kHttp2);
+  EXPECT_EQ(v2->protocol, cluster::UpstreamProtocol::kHttp2);
   ASSERT_EQ(v2->endpoints.size(), 1u);
   EXPECT_EQ(v2->endpoints[0].address.ToString(), "127.0.0.1:18083");
   EXPECT_EQ(v2->endpoints[0].labels.at("version"), "v2");
-  const ClusterConfig* redis_cluster = s.FindCluster("redis");
-  EXPECT_EQ(redis_cluster->lb_policy, LbPolicy::kRoundRobin);
-  EXPECT_EQ(redis_cluster->health_check.kind, HealthCheckConfig::Kind::kTcp);
+  const cluster::ClusterConfig* redis_cluster = s.FindCluster("redis");
+  EXPECT_EQ(redis_cluster->lb_policy, cluster::LbPolicy::kRoundRobin);
+  EXPECT_EQ(redis_cluster->health_check.kind, cluster::HealthCheckConfig::Kind::kTcp);
   EXPECT_EQ(redis_cluster->health_check.interval, 5s);
 
   // Routing by host and path prefix, with the 90/10 split.

@@ -14,7 +14,7 @@ const router::RouteTable* Snapshot::FindRouteTable(absl::string_view name) const
   return it == route_tables.end() ? nullptr : it->second.get();
 }
 
-const ClusterConfig* Snapshot::FindCluster(absl::string_view name) const {
+const cluster::ClusterConfig* Snapshot::FindCluster(absl::string_view name) const {
   auto it = clusters.find(name);
   return it == clusters.end() ? nullptr : it->second.get();
 }

@@ -49,7 +49,7 @@ struct Snapshot {
   std::string version;
   std::vector<ListenerConfig> listeners;  // in resource order
   ByName<std::shared_ptr<const router::RouteTable>> route_tables;
-  ByName<std::shared_ptr<const ClusterConfig>> clusters;
+  cluster::ClusterSet clusters;
   ByName<SecretConfig> secrets;
   // The resources this snapshot was built from, as JSON with private keys redacted, for the
   // admin /config_dump endpoint: this text when set, else what render_config_dump returns,
@@ -62,7 +62,7 @@ struct Snapshot {
   // Lookups by name; null when absent. Pointers live as long as the snapshot.
   const ListenerConfig* FindListener(absl::string_view name) const;
   const router::RouteTable* FindRouteTable(absl::string_view name) const;
-  const ClusterConfig* FindCluster(absl::string_view name) const;
+  const cluster::ClusterConfig* FindCluster(absl::string_view name) const;
   const SecretConfig* FindSecret(absl::string_view name) const;
   // For the admin /config_dump endpoint.
   const std::string& ConfigDumpJson() const;

@@ -15,7 +15,7 @@ namespace meshlet::sidecar::config::translate_internal {
 namespace {
 
 void TranslateCircuitBreakers(Errors::Scope& scope, const xds::CircuitBreakers& in,
-                              ClusterConfig& out) {
+                              cluster::ClusterConfig& out) {
   auto limit = [&](absl::string_view field, bool has, uint32_t value, bool allow_zero,
                    uint32_t* target) {
     if (!has) return;
@@ -61,7 +61,7 @@ void TranslateCircuitBreakers(Errors::Scope& scope, const xds::CircuitBreakers& 
 }
 
 void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster,
-                               ClusterConfig& out) {
+                               cluster::ClusterConfig& out) {
   // On by default (design.md §6); a resource may retune it or turn both detectors off with 0.
   resilience::OutlierDetectionConfig od;
   if (cluster.has_outlier_detection()) {
@@ -102,10 +102,10 @@ void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster
 }
 
 void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
-                          HealthCheckConfig& out) {
+                          cluster::HealthCheckConfig& out) {
   switch (in.check_case()) {
     case xds::HealthCheck::kHttp: {
-      out.kind = HealthCheckConfig::Kind::kHttp;
+      out.kind = cluster::HealthCheckConfig::Kind::kHttp;
       const xds::HttpHealthCheck& http = in.http();
       if (!http.path().empty()) {
         if (http.path().front() != '/') {
@@ -129,7 +129,7 @@ void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
     }
     case xds::HealthCheck::kTcp:
       if (!in.tcp()) scope.Add("health_check.tcp", "must be true (or use http)");
-      out.kind = HealthCheckConfig::Kind::kTcp;
+      out.kind = cluster::HealthCheckConfig::Kind::kTcp;
       break;
     default:
       scope.Add("health_check", "needs http or tcp");
@@ -143,10 +143,11 @@ void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
   if (in.unhealthy_threshold() != 0) out.unhealthy_threshold = in.unhealthy_threshold();
 }
 
-std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::Cluster& cluster,
-                                              const Snapshot::ByName<SecretConfig>& secrets) {
+std::optional<cluster::ClusterConfig> TranslateCluster(
+    Errors::Scope& scope, const xds::Cluster& cluster,
+    const Snapshot::ByName<SecretConfig>& secrets) {
   const size_t before = scope.count();
-  ClusterConfig out;
+  cluster::ClusterConfig out;
   out.name = cluster.name();
   switch (cluster.type()) {
     case xds::Cluster::STATIC:
@@ -160,32 +161,32 @@ std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::C
   }
   switch (cluster.lb_policy()) {
     case xds::LEAST_REQUEST:
-      out.lb_policy = LbPolicy::kLeastRequest;
+      out.lb_policy = cluster::LbPolicy::kLeastRequest;
       break;
     case xds::ROUND_ROBIN:
-      out.lb_policy = LbPolicy::kRoundRobin;
+      out.lb_policy = cluster::LbPolicy::kRoundRobin;
       break;
     case xds::RANDOM:
-      out.lb_policy = LbPolicy::kRandom;
+      out.lb_policy = cluster::LbPolicy::kRandom;
       break;
     case xds::PEAK_EWMA:
-      out.lb_policy = LbPolicy::kPeakEwma;
+      out.lb_policy = cluster::LbPolicy::kPeakEwma;
       break;
     default:
       scope.Add("lb_policy", absl::StrCat("unknown value ", cluster.lb_policy()));
   }
   switch (cluster.protocol()) {
     case xds::UPSTREAM_HTTP1:
-      out.protocol = UpstreamProtocol::kHttp1;
+      out.protocol = cluster::UpstreamProtocol::kHttp1;
       break;
     case xds::UPSTREAM_HTTP2:
-      out.protocol = UpstreamProtocol::kHttp2;
+      out.protocol = cluster::UpstreamProtocol::kHttp2;
       break;
     case xds::UPSTREAM_SAME_AS_DOWNSTREAM:
-      out.protocol = UpstreamProtocol::kSameAsDownstream;
+      out.protocol = cluster::UpstreamProtocol::kSameAsDownstream;
       break;
     case xds::UPSTREAM_MESH_HTTP2:
-      out.protocol = UpstreamProtocol::kMeshHttp2;
+      out.protocol = cluster::UpstreamProtocol::kMeshHttp2;
       break;
     default:
       scope.Add("protocol", absl::StrCat("unknown value ", cluster.protocol()));
@@ -223,8 +224,9 @@ std::optional<ClusterConfig> TranslateCluster(Errors::Scope& scope, const xds::C
   // name would let the upstream pick another one and every request fail.
   if (!out.tls.alpn.empty()) {
     const char* wanted = nullptr;
-    if (out.protocol == UpstreamProtocol::kHttp1) wanted = "http/1.1";
-    if (out.protocol == UpstreamProtocol::kHttp2 || out.protocol == UpstreamProtocol::kMeshHttp2) {
+    if (out.protocol == cluster::UpstreamProtocol::kHttp1) wanted = "http/1.1";
+    if (out.protocol == cluster::UpstreamProtocol::kHttp2 ||
+        out.protocol == cluster::UpstreamProtocol::kMeshHttp2) {
       wanted = "h2";
     }
     if (wanted != nullptr &&
@@ -274,7 +276,7 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     auto indexed = cluster_index.find(name);
     if (indexed == cluster_index.end() || indexed->second != i) continue;  // reported above
     const ResourceList<xds::ClusterLoadAssignment>::Pointer& assignment = assignment_of[i];
-    std::shared_ptr<const ClusterConfig> translated;
+    std::shared_ptr<const cluster::ClusterConfig> translated;
     if (before != nullptr && (build.secrets_as_before || !cluster->has_tls())) {
       auto it = before->clusters.find(name);
       if (it != before->clusters.end() && it->second.cluster == cluster &&
@@ -285,14 +287,15 @@ void AddClusters(SnapshotBuild& build, const ResourceList<xds::Cluster>& cluster
     }
     if (translated == nullptr) {
       Errors::Scope scope(build.errors, absl::StrCat("cluster ", Quote(name)));
-      std::optional<ClusterConfig> out = TranslateCluster(scope, *cluster, build.snapshot->secrets);
+      std::optional<cluster::ClusterConfig> out =
+          TranslateCluster(scope, *cluster, build.snapshot->secrets);
       if (out.has_value() && assignment != nullptr) {
         Errors::Scope endpoints_scope(build.errors,
                                       absl::StrCat("cluster_load_assignment ", Quote(name)));
         out->endpoints = TranslateEndpoints(endpoints_scope, "", *assignment);
       }
       if (!out.has_value()) continue;
-      translated = std::make_shared<const ClusterConfig>(*std::move(out));
+      translated = std::make_shared<const cluster::ClusterConfig>(*std::move(out));
     }
     memo.clusters.emplace(name, TranslationMemo::Cluster{cluster, assignment, translated});
     build.snapshot->clusters.emplace(name, std::move(translated));

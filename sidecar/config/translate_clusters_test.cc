@@ -16,7 +16,7 @@ TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
   set.clusters.Mutable(0).mutable_outlier_detection()->set_panic_threshold_percent(30);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  const ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
+  const cluster::ClusterConfig& cluster = *(*snapshot)->clusters.begin()->second;
   EXPECT_EQ(cluster.outlier_detection->panic_threshold_percent, 30u);
   EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
 }
@@ -32,13 +32,13 @@ TEST(TranslateTest, EndpointTlsSettings) {
   plain->set_plaintext(true);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  const ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
+  const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster("eds-cluster");
   ASSERT_EQ(cluster->endpoints.size(), 2u);
   EXPECT_EQ(cluster->endpoints[0].tls,
-            (EndpointTlsConfig{.identity = "spiffe://cluster.local/ns/shop/sa/backend"}));
-  EXPECT_EQ(cluster->endpoints[1].tls, EndpointTlsConfig{.plaintext = true});
-  EXPECT_TRUE(UsesTls(*cluster, cluster->endpoints[0].tls));
-  EXPECT_FALSE(UsesTls(*cluster, cluster->endpoints[1].tls));
+            (cluster::EndpointTlsConfig{.identity = "spiffe://cluster.local/ns/shop/sa/backend"}));
+  EXPECT_EQ(cluster->endpoints[1].tls, cluster::EndpointTlsConfig{.plaintext = true});
+  EXPECT_TRUE(cluster::UsesTls(*cluster, cluster->endpoints[0].tls));
+  EXPECT_FALSE(cluster::UsesTls(*cluster, cluster->endpoints[1].tls));
 }
 }  // namespace
 }  // namespace meshlet::sidecar::config

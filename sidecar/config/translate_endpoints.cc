@@ -13,10 +13,11 @@
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
 
-std::optional<EndpointConfig> TranslateEndpoint(Errors::Scope& scope, const std::string& path,
-                                                const xds::Endpoint& endpoint) {
+std::optional<cluster::EndpointConfig> TranslateEndpoint(Errors::Scope& scope,
+                                                         const std::string& path,
+                                                         const xds::Endpoint& endpoint) {
   const size_t before = scope.count();
-  EndpointConfig out;
+  cluster::EndpointConfig out;
   absl::StatusOr<net::Address> address = net::Address::Parse(endpoint.address());
   if (!address.ok()) {
     scope.Add(Join(path, "address"), address.status());
@@ -28,13 +29,13 @@ std::optional<EndpointConfig> TranslateEndpoint(Errors::Scope& scope, const std:
   out.weight = endpoint.weight() == 0 ? 1 : endpoint.weight();
   switch (endpoint.health()) {
     case xds::Endpoint::HEALTHY:
-      out.health = EndpointHealth::kHealthy;
+      out.health = cluster::EndpointHealth::kHealthy;
       break;
     case xds::Endpoint::UNHEALTHY:
-      out.health = EndpointHealth::kUnhealthy;
+      out.health = cluster::EndpointHealth::kUnhealthy;
       break;
     case xds::Endpoint::DRAINING:
-      out.health = EndpointHealth::kDraining;
+      out.health = cluster::EndpointHealth::kDraining;
       break;
     default:
       scope.Add(Join(path, "health"), absl::StrCat("unknown value ", endpoint.health()));
@@ -57,13 +58,13 @@ std::optional<EndpointConfig> TranslateEndpoint(Errors::Scope& scope, const std:
 
 }  // namespace
 
-std::vector<EndpointConfig> TranslateEndpoints(Errors::Scope& scope, const std::string& path,
-                                               const xds::ClusterLoadAssignment& assignment) {
-  std::vector<EndpointConfig> out;
+std::vector<cluster::EndpointConfig> TranslateEndpoints(
+    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment) {
+  std::vector<cluster::EndpointConfig> out;
   absl::flat_hash_map<std::string, size_t> seen;
   for (int i = 0; i < assignment.endpoints_size(); ++i) {
     const std::string endpoint_path = Index(Join(path, "endpoints"), i);
-    std::optional<EndpointConfig> endpoint =
+    std::optional<cluster::EndpointConfig> endpoint =
         TranslateEndpoint(scope, endpoint_path, assignment.endpoints(i));
     if (!endpoint.has_value()) continue;
     auto [it, inserted] = seen.emplace(endpoint->address.ToString(), i);

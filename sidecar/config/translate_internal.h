@@ -44,7 +44,7 @@ struct TranslationMemo {
   struct Cluster {
     ResourceList<xds::Cluster>::Pointer cluster;
     ResourceList<xds::ClusterLoadAssignment>::Pointer assignment;  // null: none (or STATIC)
-    std::shared_ptr<const ClusterConfig> translated;
+    std::shared_ptr<const cluster::ClusterConfig> translated;
   };
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
@@ -126,7 +126,8 @@ void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code
 
 // translate_tls.cc: a cluster's `tls` (paths "tls.*").
 void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
-                          const Snapshot::ByName<SecretConfig>& secrets, UpstreamTlsConfig& out);
+                          const Snapshot::ByName<SecretConfig>& secrets,
+                          cluster::UpstreamTlsConfig& out);
 // translate_tls.cc: a listener's `tls` (paths "tls.*").
 void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
                             const Snapshot::ByName<SecretConfig>& secrets,
@@ -134,8 +135,8 @@ void TranslateDownstreamTls(Errors::Scope& scope, const xds::DownstreamTls& in,
 
 // translate_endpoints.cc: the endpoints of one load assignment; `path` leads to its `endpoints`
 // field.
-std::vector<EndpointConfig> TranslateEndpoints(Errors::Scope& scope, const std::string& path,
-                                               const xds::ClusterLoadAssignment& assignment);
+std::vector<cluster::EndpointConfig> TranslateEndpoints(
+    Errors::Scope& scope, const std::string& path, const xds::ClusterLoadAssignment& assignment);
 
 // translate_routes.cc: a route's or listener's RateLimit: one shared bucket, or one per caller
 // identity.

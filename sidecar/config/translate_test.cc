@@ -451,11 +451,11 @@ TEST(TranslateTest, DefaultsApplied) {
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const Snapshot& s = **snapshot;
 
-  const ClusterConfig* cluster = s.FindCluster("backend");
+  const cluster::ClusterConfig* cluster = s.FindCluster("backend");
   ASSERT_NE(cluster, nullptr);
   EXPECT_FALSE(cluster->eds);
-  EXPECT_EQ(cluster->lb_policy, LbPolicy::kLeastRequest);
-  EXPECT_EQ(cluster->protocol, UpstreamProtocol::kHttp1);
+  EXPECT_EQ(cluster->lb_policy, cluster::LbPolicy::kLeastRequest);
+  EXPECT_EQ(cluster->protocol, cluster::UpstreamProtocol::kHttp1);
   EXPECT_EQ(cluster->connect_timeout, 1s);
   EXPECT_EQ(cluster->circuit_breakers.max_connections, 1024u);
   EXPECT_EQ(cluster->circuit_breakers.max_pending_requests, 1024u);
@@ -472,12 +472,12 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_EQ(cluster->outlier_detection->base_ejection_time, 30s);
   EXPECT_EQ(cluster->outlier_detection->max_ejection_time, 300s);
   EXPECT_EQ(cluster->outlier_detection->max_ejection_percent, 10u);
-  EXPECT_EQ(cluster->health_check.kind, HealthCheckConfig::Kind::kNone);
+  EXPECT_EQ(cluster->health_check.kind, cluster::HealthCheckConfig::Kind::kNone);
   EXPECT_EQ(cluster->pool.idle_timeout, 55s);
   EXPECT_EQ(cluster->pool.max_concurrent_streams, 100u);
   ASSERT_EQ(cluster->endpoints.size(), 1u);
   EXPECT_EQ(cluster->endpoints[0].weight, 1u);
-  EXPECT_EQ(cluster->endpoints[0].health, EndpointHealth::kHealthy);
+  EXPECT_EQ(cluster->endpoints[0].health, cluster::EndpointHealth::kHealthy);
 
   const ListenerConfig* listener = s.FindListener("outbound");
   ASSERT_NE(listener, nullptr);

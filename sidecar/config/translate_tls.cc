@@ -102,7 +102,8 @@ void AddSecrets(SnapshotBuild& build, const ResourceList<xds::Secret>& secrets) 
 }
 
 void TranslateUpstreamTls(Errors::Scope& scope, const xds::UpstreamTls& in,
-                          const Snapshot::ByName<SecretConfig>& secrets, UpstreamTlsConfig& out) {
+                          const Snapshot::ByName<SecretConfig>& secrets,
+                          cluster::UpstreamTlsConfig& out) {
   out.enabled = in.enabled();
   if (!in.enabled()) return;
   out.workload_certificate = in.workload_certificate();

@@ -107,8 +107,8 @@ class RequestGate {
  public:
   struct Request {
     const router::RouteEntry& route;
-    Cluster& cluster;
-    const UpstreamStats& stats;
+    cluster::Cluster& cluster;
+    const cluster::UpstreamStats& stats;
     const http::HeaderMap& headers;
     bool grpc;
   };

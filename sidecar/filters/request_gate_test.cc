@@ -14,6 +14,14 @@
 #include "sidecar/cluster/fake_codec.h"
 
 namespace meshlet::sidecar::filters {
+
+using cluster::Cluster;
+using cluster::ClusterConfig;
+using cluster::CodecFactories;
+using cluster::EndpointConfig;
+using cluster::Host;
+using cluster::UpstreamStats;
+
 namespace {
 
 using std::chrono::milliseconds;
@@ -132,8 +140,8 @@ class RequestGateTest : public ::testing::Test {
         .failure_threshold = 2, .open_duration = seconds(10)};
     cluster_ = std::make_unique<Cluster>(
         loop_, config, std::make_shared<resilience::CircuitBreakerThresholds>(), random_, clock_,
-        CodecFactories{testing::FakeClientConnection::Factory({}),
-                       testing::FakeClientConnection::Factory({})});
+        CodecFactories{cluster::testing::FakeClientConnection::Factory({}),
+                       cluster::testing::FakeClientConnection::Factory({})});
   }
 
   // Runs the gate; returns whether it said "go upstream now".

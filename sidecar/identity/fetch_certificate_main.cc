@@ -17,7 +17,7 @@
 #include "common/event/loop.h"
 #include "common/flags/flags.h"
 #include "common/net/address.h"
-#include "sidecar/config/ca_client.h"
+#include "sidecar/identity/ca_client.h"
 #include "sidecar/identity/certificate_manager.h"
 
 int main(int argc, char** argv) {
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   event::Loop loop;
-  sidecar::config::GrpcCertificateSigner signer(
+  sidecar::identity::GrpcCertificateSigner signer(
       loop, {.server_address = *address, .join_token = join_token});
   int seen = 0;
   sidecar::identity::CertificateManagerOptions options;

@@ -33,6 +33,13 @@
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
+
+using cluster::ClusterConfig;
+using cluster::EndpointConfig;
+using cluster::SharedClusterLimits;
+using cluster::UpstreamProtocol;
+using cluster::WorkerClusterManager;
+
 namespace {
 
 using std::chrono::milliseconds;
@@ -88,7 +95,7 @@ class HttpConnectionManagerTest : public ::testing::Test {
     vhost.routes.push_back(hang);
     routes.virtual_hosts.push_back(vhost);
     snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
-    clusters_.Update(*snapshot);
+    clusters_.Update(snapshot->clusters);
     context_.snapshot = snapshot;
 
     listener_config_.route_config_name = "routes";
@@ -163,7 +170,7 @@ class HttpConnectionManagerTest : public ::testing::Test {
     }
     routes.virtual_hosts.push_back(vhost);
     snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
-    clusters_.Update(*snapshot);
+    clusters_.Update(snapshot->clusters);
     return snapshot;
   }
 
@@ -686,7 +693,7 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
   }
   routes.virtual_hosts.push_back(vhost);
   snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
-  clusters_.Update(*snapshot);
+  clusters_.Update(snapshot->clusters);
   context_.snapshot = snapshot;
 
   tracing::RecordingSpanSink sink;

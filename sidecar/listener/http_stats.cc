@@ -29,13 +29,13 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   HttpStats s;
   for (size_t p = 0; p < kHttpProtocolCount; ++p) {
     const std::string protocol(kProtocolLabels[p]);
-    for (size_t c = 0; c < kStatusClassNames.size(); ++c) {
+    for (size_t c = 0; c < cluster::kStatusClassNames.size(); ++c) {
       ASSIGN_OR_RETURN(
           s.downstream_rq[p][c],
-          shard.RegisterCounter(
-              "meshlet_http_downstream_rq_total",
-              "Downstream requests answered, by protocol and status class.",
-              {{"protocol", protocol}, {"code_class", std::string(kStatusClassNames[c])}}));
+          shard.RegisterCounter("meshlet_http_downstream_rq_total",
+                                "Downstream requests answered, by protocol and status class.",
+                                {{"protocol", protocol},
+                                 {"code_class", std::string(cluster::kStatusClassNames[c])}}));
     }
     ASSIGN_OR_RETURN(s.downstream_cx_total[p],
                      shard.RegisterCounter("meshlet_http_downstream_cx_total",
@@ -119,7 +119,8 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
 
 void HttpStats::RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const {
   if (info.response_code != 0) {
-    downstream_rq[ProtocolIndex(info.protocol)][StatusClassIndex(info.response_code)].Inc();
+    downstream_rq[ProtocolIndex(info.protocol)][cluster::StatusClassIndex(info.response_code)]
+        .Inc();
   }
   for (uint32_t flags = info.response_flags; flags != 0; flags &= flags - 1) {
     response_flags[static_cast<size_t>(__builtin_ctz(flags))].Inc();

@@ -12,15 +12,13 @@
 #include "common/base/clock.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
+#include "sidecar/cluster/cluster_ref.h"
 
 namespace meshlet {
 class StatsShard;
 }
 
 namespace meshlet::sidecar {
-
-class Cluster;
-struct UpstreamStats;
 
 namespace config {
 struct Snapshot;
@@ -29,26 +27,6 @@ struct Snapshot;
 namespace tracing {
 class Tracer;
 }
-
-// A cluster as one request holds it: `cluster` keeps the Cluster (and `stats`) alive while the
-// request uses it, even if a configuration change removes the cluster meanwhile.
-struct ClusterRef {
-  std::shared_ptr<Cluster> cluster;      // null: no such cluster
-  const UpstreamStats* stats = nullptr;  // null: none registered (the router then counts nothing)
-};
-
-// The worker's clusters by name. The router looks clusters up per request.
-class ClusterManager {
- public:
-  virtual ~ClusterManager() = default;
-  // Null when the snapshot has no such cluster.
-  virtual Cluster* Find(absl::string_view name) = 0;
-  // What the router uses. The default wraps Find() without ownership (for managers whose
-  // clusters outlive every request, e.g. test fakes).
-  virtual ClusterRef Get(absl::string_view name) {
-    return {std::shared_ptr<Cluster>(std::shared_ptr<Cluster>(), Find(name)), nullptr};
-  }
-};
 
 // Writes one JSON line per finished request or connection when enabled.
 class AccessLogSink {
@@ -62,7 +40,7 @@ struct WorkerContext {
   Random& random;
   const Clock& clock;
   StatsShard& stats;
-  ClusterManager& clusters;
+  cluster::ClusterManager& clusters;
   std::shared_ptr<const config::Snapshot> snapshot;
   AccessLogSink* access_log = nullptr;  // null: off
   tracing::Tracer* tracer = nullptr;    // null: tracing off (trace headers pass through)

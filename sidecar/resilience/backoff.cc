@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 absl::Status ValidateBackoffConfig(const BackoffConfig& config) {
   if (config.base <= Duration::zero()) {
@@ -37,4 +37,4 @@ Duration Backoff::DelayWithRetryAfter(uint32_t attempt, std::optional<Duration> 
   return d;
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

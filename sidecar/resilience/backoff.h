@@ -18,7 +18,7 @@
 #include "common/base/clock.h"
 #include "common/base/random.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct BackoffConfig {
   // RetryPolicy.base_interval: the upper bound of the first retry's delay.
@@ -53,4 +53,4 @@ class Backoff {
   Random& random_;
 };
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -8,7 +8,7 @@
 #include "common/base/fake_random.h"
 #include "common/base/random.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::hours;
@@ -129,4 +129,4 @@ TEST(BackoffTest, Validate) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -2,7 +2,7 @@
 
 #include "common/base/logging.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 absl::string_view ResourceOverflowName(ResourceKind kind) {
   switch (kind) {
@@ -80,4 +80,4 @@ uint32_t CircuitBreakerThresholds::Remaining(ResourceKind kind) const {
   return active >= limit ? 0 : limit - active;
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -24,7 +24,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 enum class ResourceKind : uint8_t {
   kConnection = 0,      // upstream connections open or opening
@@ -92,4 +92,4 @@ class CircuitBreakerThresholds {
   std::array<std::atomic<uint64_t>, kResourceKindCount> overflows_{};
 };
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

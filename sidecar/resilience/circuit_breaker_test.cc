@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 TEST(CircuitBreakerThresholdsTest, Defaults) {
@@ -126,4 +126,4 @@ TEST(CircuitBreakerThresholdsTest, CountsOverflowsPerThreshold) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

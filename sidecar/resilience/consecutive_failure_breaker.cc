@@ -1,6 +1,6 @@
 #include "sidecar/resilience/consecutive_failure_breaker.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 ConsecutiveFailureBreaker::ConsecutiveFailureBreaker(const ConsecutiveFailureBreakerConfig& config,
                                                      const Clock& clock)
@@ -103,4 +103,4 @@ absl::string_view BreakerStateName(ConsecutiveFailureBreaker::State state) {
   return "unknown";
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -23,7 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct ConsecutiveFailureBreakerConfig {
   // ConsecutiveFailureBreaker.failure_threshold: failures in a row that open it; 0 = off (the
@@ -89,4 +89,4 @@ class ConsecutiveFailureBreaker {
 
 absl::string_view BreakerStateName(ConsecutiveFailureBreaker::State state);
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -4,7 +4,7 @@
 
 #include "common/base/fake_clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::nanoseconds;
@@ -161,4 +161,4 @@ TEST(ConsecutiveFailureBreakerTest, WouldRejectPeeksWithoutTakingTheProbe) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 constexpr uint64_t kPartsPerMillion = 1000 * 1000;
@@ -63,4 +63,4 @@ FaultDecision DecideFault(const FaultConfig& config, bool is_grpc, Random& rando
   return decision;
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

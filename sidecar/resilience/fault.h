@@ -19,7 +19,7 @@
 #include "common/base/clock.h"
 #include "common/base/random.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct FaultConfig {
   struct Delay {
@@ -49,4 +49,4 @@ struct FaultDecision {
 
 FaultDecision DecideFault(const FaultConfig& config, bool is_grpc, Random& random);
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

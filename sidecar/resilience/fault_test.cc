@@ -5,7 +5,7 @@
 #include "common/base/fake_random.h"
 #include "common/base/random.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::milliseconds;
@@ -110,4 +110,4 @@ TEST(FaultTest, Validate) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

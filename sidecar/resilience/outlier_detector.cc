@@ -5,7 +5,7 @@
 
 #include "common/base/logging.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 absl::Status ValidateOutlierDetectionConfig(const OutlierDetectionConfig& config) {
   if (config.interval <= Duration::zero()) {
@@ -314,4 +314,4 @@ absl::string_view OutlierEventName(OutlierDetector::Event event) {
   return "unknown";
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -56,7 +56,7 @@
 #include "absl/types/span.h"
 #include "common/base/clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct OutlierDetectionConfig {
   uint32_t consecutive_5xx = 5;              // OutlierDetection.consecutive_5xx; 0 = off
@@ -172,4 +172,4 @@ class OutlierDetector {
 
 absl::string_view OutlierEventName(OutlierDetector::Event event);
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -6,7 +6,7 @@
 
 #include "common/base/fake_clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::nanoseconds;
@@ -304,4 +304,4 @@ TEST_F(OutlierDetectorTest, Validate) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 PrincipalRateLimiter::PrincipalRateLimiter(const PrincipalRateLimitConfig& config)
     : config_{config.bucket, std::max<uint32_t>(config.max_principals, 1)} {}
@@ -51,4 +51,4 @@ LocalRateLimiter::LocalRateLimiter(const TokenBucketConfig& bucket,
   burst_ = probe.burst();
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

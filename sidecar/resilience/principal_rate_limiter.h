@@ -24,7 +24,7 @@
 #include "common/base/clock.h"
 #include "sidecar/resilience/token_bucket.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct PrincipalRateLimitConfig {
   TokenBucketConfig bucket;  // for each principal
@@ -79,4 +79,4 @@ class LocalRateLimiter {
   std::unique_ptr<PrincipalRateLimiter> per_principal_;
 };
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::milliseconds;
@@ -71,4 +71,4 @@ TEST(PrincipalRateLimiterTest, LeastRecentlyUsedGoesFirst) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

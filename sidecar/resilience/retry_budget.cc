@@ -4,7 +4,7 @@
 
 #include "common/base/logging.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 absl::Status ValidateRetryBudgetConfig(const RetryBudgetConfig& config) {
   if (!(config.budget_percent >= 0.0) || config.budget_percent > 1e6) {
@@ -134,4 +134,4 @@ absl::string_view RetryBudgetVerdictName(RetryBudget::Verdict verdict) {
   return "unknown";
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -36,7 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct RetryBudgetConfig {
   // RetryBudget.disabled negated. When false the rate check always passes (the concurrency cap,
@@ -139,4 +139,4 @@ class RetryBudget {
 
 absl::string_view RetryBudgetVerdictName(RetryBudget::Verdict verdict);
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

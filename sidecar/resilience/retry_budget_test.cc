@@ -4,7 +4,7 @@
 
 #include "common/base/fake_clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::milliseconds;
@@ -213,4 +213,4 @@ TEST(RetryBudgetTest, ReconfigureKeepsCountsUnlessTheWindowChanges) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 // gRPC status codes the retry_on names refer to.
@@ -215,4 +215,4 @@ RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
   return RetryDecision::Retry(delay);
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

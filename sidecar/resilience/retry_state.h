@@ -48,7 +48,7 @@
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/retry_budget.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 // Retry-on classes (RetryPolicy.retry_on), as bits.
 struct RetryOn {
@@ -179,4 +179,4 @@ class RetryState {
   std::optional<ResourceGuard> breaker_slot_;
 };
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -5,7 +5,7 @@
 #include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 
 using std::chrono::milliseconds;
@@ -302,4 +302,4 @@ TEST(RetryPolicyTest, IdempotentMethods) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

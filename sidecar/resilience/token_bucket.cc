@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 namespace {
 constexpr int64_t kNanosPerSecond = 1000 * 1000 * 1000;
 }  // namespace
@@ -88,4 +88,4 @@ SharedTokenBucket::Result SharedTokenBucket::TryTake(MonotonicTime now) {
   }
 }
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "common/base/clock.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::resilience {
 
 struct TokenBucketConfig {
   // RateLimit.requests_per_second; 0 = no refill (the burst is all there ever is).
@@ -92,4 +92,4 @@ class SharedTokenBucket {
   std::atomic<int64_t> remaining_;
 };
 
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::resilience

@@ -11,9 +11,22 @@
 #include "common/net/connection.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/router/deadline_headers.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::router {
+
+using cluster::Cancellable;
+using cluster::Cluster;
+using cluster::ConnPool;
+using cluster::ConnPoolCallbacks;
+using cluster::Host;
+using cluster::HostSharedPtr;
+using cluster::LbContext;
+using cluster::PoolFailureReason;
+using cluster::PoolFailureReasonName;
+using cluster::UpstreamStats;
+
 namespace {
 
 using http::grpc::StatusCode;
@@ -537,9 +550,8 @@ void Router::RouteRequest() {
   if (!action.host_rewrite.empty()) headers.Set(":authority", action.host_rewrite);
 
   // The route timeout (retries and backoff included), shortened by what the caller has left.
-  const resilience::CallerDeadline caller = resilience::ParseCallerDeadline(
-      grpc_ ? headers.Get(resilience::kGrpcTimeoutHeader) : std::nullopt,
-      headers.Get(resilience::kMeshletDeadlineHeader));
+  const CallerDeadline caller = ParseCallerDeadline(
+      grpc_ ? headers.Get(kGrpcTimeoutHeader) : std::nullopt, headers.Get(kMeshletDeadlineHeader));
   if (caller.grpc_timeout_invalid) stats_->rq_deadline_header_invalid[0].Inc();
   if (caller.meshlet_deadline_invalid) stats_->rq_deadline_header_invalid[1].Inc();
   deadline_.emplace(context_.clock, action.timeout, caller.remaining);
@@ -992,13 +1004,11 @@ void Router::PrepareAttempt() {
   // header otherwise (and both rewritten when the caller sent them).
   http::HeaderMap& headers = *request_headers_;
   const Duration next_hop_budget = resilience::NextHopBudget(*attempt_timeout);
-  if (grpc_ || headers.Has(resilience::kGrpcTimeoutHeader)) {
-    headers.Set(resilience::kGrpcTimeoutHeader,
-                resilience::FormatGrpcTimeout(next_hop_budget).view());
+  if (grpc_ || headers.Has(kGrpcTimeoutHeader)) {
+    headers.Set(kGrpcTimeoutHeader, FormatGrpcTimeout(next_hop_budget).view());
   }
-  if (!grpc_ || headers.Has(resilience::kMeshletDeadlineHeader)) {
-    headers.Set(resilience::kMeshletDeadlineHeader,
-                resilience::FormatMeshletDeadline(next_hop_budget).view());
+  if (!grpc_ || headers.Has(kMeshletDeadlineHeader)) {
+    headers.Set(kMeshletDeadlineHeader, FormatMeshletDeadline(next_hop_budget).view());
   }
   // A per-try timeout shorter than what the route timeout leaves gets its own timer.
   const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;

@@ -175,7 +175,7 @@ class Router {
   void StartAttempt();
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();
-  void OnUpstreamPoolFailure(PoolFailureReason reason);
+  void OnUpstreamPoolFailure(cluster::PoolFailureReason reason);
   // `status`: the response's :status as parsed by the attempt (0: none or invalid).
   void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int status);
   void OnUpstreamData(net::Buffer& data, bool end_stream);
@@ -184,10 +184,10 @@ class Router {
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
   // Tracing: the new attempt's client span and its traceparent (and B3) on the request headers.
-  void BeginClientSpan(const Host& host);
+  void BeginClientSpan(const cluster::Host& host);
   // Out of line (only sampled requests and retries get here), so the unsampled path stays short.
   [[gnu::noinline]] void ExportHeldAttemptSpan();
-  [[gnu::noinline]] void DescribeClientSpan(tracing::Span& span, const Host& host);
+  [[gnu::noinline]] void DescribeClientSpan(tracing::Span& span, const cluster::Host& host);
   // The attempt now beginning (or ending) is the request's first and, with span_per_attempt
   // false, will be folded into the server span if no other follows (tracing::FoldSingleAttempt).
   bool AttemptMayBeFolded() const;
@@ -195,7 +195,7 @@ class Router {
   // that may be folded gets them only once it is to be exported.
   void FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const;
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
-  void StartConnectAttempt(const Cluster::HostSelection& selection);
+  void StartConnectAttempt(const cluster::Cluster::HostSelection& selection);
   void OnTcpUpstreamConnected();
   void OnTcpUpstreamConnectFailed();
   // Either side finished sending in a tunnel: ends the upstream side and the response.
@@ -235,8 +235,8 @@ class Router {
   bool tunnel_ = false;
 
   const RouteEntry* route_ = nullptr;
-  ClusterRef cluster_;
-  const UpstreamStats* stats_ = nullptr;
+  cluster::ClusterRef cluster_;
+  const cluster::UpstreamStats* stats_ = nullptr;
   std::unique_ptr<UpstreamRequest> upstream_;
   std::unique_ptr<TcpUpstream> tcp_upstream_;  // CONNECT only
   event::Timer timeout_timer_;
@@ -249,7 +249,7 @@ class Router {
   bool replay_buffering_ = false;  // replay_body_ holds all body sent to the current attempt
   bool body_sent_ = false;         // request body reached the current attempt's stream
   net::Buffer replay_body_;
-  absl::InlinedVector<const Host*, 4> tried_hosts_;
+  absl::InlinedVector<const cluster::Host*, 4> tried_hosts_;
   filters::RequestGate gate_;  // fault injection, rate limit, breaker (before the first attempt)
 
   bool response_started_ = false;

@@ -32,11 +32,21 @@
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::router {
+
+using cluster::Cluster;
+using cluster::ClusterConfig;
+using cluster::ClusterManager;
+using cluster::ClusterRef;
+using cluster::CodecFactories;
+using cluster::EndpointConfig;
+using cluster::LbPolicy;
+using cluster::UpstreamStats;
+
 namespace {
 
+using cluster::testing::FakeClientConnection;
+using cluster::testing::FakeUpstream;
 using std::chrono::milliseconds;
-using testing::FakeClientConnection;
-using testing::FakeUpstream;
 
 // The downstream side: records what the router sends to the client.
 class RecordingCallbacks final : public RouterCallbacks {

@@ -22,6 +22,13 @@
 #include "sidecar/router/route_table.h"
 
 namespace meshlet::sidecar {
+
+using cluster::AppendHealthCheckJson;
+using cluster::ClusterConfig;
+using cluster::HealthCheckManager;
+using cluster::Host;
+using cluster::HostStats;
+
 namespace {
 
 // How long an admin request waits for a worker to report its clusters.
@@ -143,7 +150,7 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
                                         node.namespace_(), "/sa/", node.service_account()));
   if (!identity.ok()) return Annotate(identity.status(), "workload identity");
   const std::string& address = bootstrap.ca.address;
-  config::CaClientOptions ca;
+  identity::CaClientOptions ca;
   ASSIGN_OR_RETURN(ca.server_address, config::ResolveHostPort(address));
   ca.authority = bootstrap.ca.authority;
   if (options_.ca_plaintext) {
@@ -176,7 +183,7 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
     }
   }
   ca.kubernetes_token_file = options_.kubernetes_token_file;
-  ca_signer_ = std::make_unique<config::GrpcCertificateSigner>(loop_, std::move(ca));
+  ca_signer_ = std::make_unique<identity::GrpcCertificateSigner>(loop_, std::move(ca));
 
   identity::CertificateManagerOptions manager_options;
   // Zero asks for the CA's default lifetime.
@@ -279,7 +286,7 @@ absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
 absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap) {
   const config::MetricsReportConfig& settings = bootstrap.metrics_report;
   if (settings.address.empty()) return absl::OkStatus();
-  config::MetricsReporterOptions report;
+  telemetry::MetricsReporterOptions report;
   ASSIGN_OR_RETURN(report.server_address, config::ResolveHostPort(settings.address));
   report.authority = settings.authority;
   // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
@@ -294,7 +301,8 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
   report.node_id = bootstrap.node.id().empty() ? absl::StrCat(report.service, "@", ::getpid())
                                                : bootstrap.node.id();
   report.namespace_ = bootstrap.node.namespace_();
-  metrics_reporter_ = std::make_unique<config::MetricsReporter>(loop_, stats_, std::move(report));
+  metrics_reporter_ =
+      std::make_unique<telemetry::MetricsReporter>(loop_, stats_, std::move(report));
   return absl::OkStatus();
 }
 
@@ -672,7 +680,7 @@ void Server::UpdateHealthChecks() {
           return UpstreamTransportFactory(&tls_contexts_, cluster);
         });
   }
-  health_checks_->Update(*snapshot_);
+  health_checks_->Update(snapshot_->clusters);
 }
 
 std::string Server::XdsStatusJson() {

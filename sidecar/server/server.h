@@ -41,10 +41,9 @@
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
-#include "sidecar/config/ca_client.h"
-#include "sidecar/config/metrics_reporter.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/config/xds_client.h"
+#include "sidecar/identity/ca_client.h"
 #include "sidecar/identity/certificate_manager.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/server/access_log.h"
@@ -53,6 +52,7 @@
 #include "sidecar/server/options.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
+#include "sidecar/telemetry/metrics_reporter.h"
 #include "sidecar/tracing/exporter.h"
 
 namespace meshlet::sidecar {
@@ -132,7 +132,7 @@ class Server final : public AdminBackend {
   AccessLogFiles access_logs_;
   std::shared_ptr<AccessLogFile> global_access_log_;
   ListenerConnectionCounts connection_counts_;
-  SharedClusterLimits cluster_limits_;
+  cluster::SharedClusterLimits cluster_limits_;
   // Per-caller rate limiters of the current snapshot as last published (BeforeStatsRead), by
   // scope and name: how many callers each tracks and how many it evicted.
   struct PublishedRateLimiter {
@@ -162,14 +162,14 @@ class Server final : public AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
-  std::unique_ptr<config::GrpcCertificateSigner> ca_signer_;
-  std::unique_ptr<config::MetricsReporter> metrics_reporter_;  // golden metrics; null: off
+  std::unique_ptr<identity::GrpcCertificateSigner> ca_signer_;
+  std::unique_ptr<telemetry::MetricsReporter> metrics_reporter_;  // golden metrics; null: off
   std::unique_ptr<identity::CertificateManager> certificate_manager_;
   // Applying a new workload certificate to the TLS contexts failed (shown by /certs).
   std::string certificate_apply_error_;
   Counter certificate_apply_failures_;
   // Active health checks run here, on the main thread, for every worker (docs/adr/0011).
-  std::unique_ptr<HealthCheckManager> health_checks_;
+  std::unique_ptr<cluster::HealthCheckManager> health_checks_;
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::Timer> drain_poll_;

@@ -6,6 +6,13 @@
 #include "sidecar/server/access_log.h"
 
 namespace meshlet::sidecar {
+
+using cluster::Cluster;
+using cluster::ClusterManager;
+using cluster::Host;
+using cluster::HostSharedPtr;
+using cluster::UsesTls;
+
 namespace {
 
 template <typename T>

@@ -64,10 +64,10 @@ class TcpProxy {
  public:
   using DoneCallback = absl::AnyInvocable<void()>;
   // `idle_timeout` zero: never closed for idleness.
-  TcpProxy(event::Loop& loop, ClusterManager& clusters, const Clock& clock, TcpProxyStats stats,
-           AccessLogSink* access_log, std::string listener_name, std::string cluster_name,
-           Duration idle_timeout, std::unique_ptr<net::Connection> downstream,
-           DoneCallback on_done);
+  TcpProxy(event::Loop& loop, cluster::ClusterManager& clusters, const Clock& clock,
+           TcpProxyStats stats, AccessLogSink* access_log, std::string listener_name,
+           std::string cluster_name, Duration idle_timeout,
+           std::unique_ptr<net::Connection> downstream, DoneCallback on_done);
   ~TcpProxy();
   TcpProxy(const TcpProxy&) = delete;
   TcpProxy& operator=(const TcpProxy&) = delete;
@@ -107,7 +107,7 @@ class TcpProxy {
   uint64_t WireBytesSent() const;  // both sides, so far
 
   event::Loop& loop_;
-  ClusterManager& clusters_;
+  cluster::ClusterManager& clusters_;
   const Clock& clock_;
   TcpProxyStats stats_;
   AccessLogSink* access_log_;
@@ -126,9 +126,9 @@ class TcpProxy {
   std::unique_ptr<net::Connection> upstream_;
   // Keeps the cluster (and its circuit-breaker counters) alive even if a configuration change
   // removes it while this connection lasts.
-  ClusterRef cluster_;
-  HostSharedPtr host_;
-  Host::RequestGuard host_request_;
+  cluster::ClusterRef cluster_;
+  cluster::HostSharedPtr host_;
+  cluster::Host::RequestGuard host_request_;
   bool probe_ = false;
   std::optional<GaugeGuard> active_;
 

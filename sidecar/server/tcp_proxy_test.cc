@@ -26,9 +26,9 @@ class Log : public AccessLogSink {
   std::vector<std::string> lines;
 };
 
-class NoClusters : public ClusterManager {
+class NoClusters : public cluster::ClusterManager {
  public:
-  Cluster* Find(absl::string_view) override { return nullptr; }
+  cluster::Cluster* Find(absl::string_view) override { return nullptr; }
 };
 
 // A connection for a cluster the worker lacks is closed within the loop turn that accepted it:

@@ -11,6 +11,11 @@
 #include "common/base/status.h"
 
 namespace meshlet::sidecar {
+
+using cluster::ClusterConfig;
+using cluster::UpstreamProtocol;
+using cluster::UpstreamTlsConfig;
+
 namespace {
 
 // Upstream addresses per cluster whose session tickets are kept (a few hundred bytes each).

@@ -55,11 +55,11 @@ absl::StatusOr<tls::TlsContextConfig> ListenerTlsContextConfig(
     const WorkloadTlsMaterial* workload = nullptr);
 // The client-side context settings for a cluster with tls.enabled. Reads tls.ca_file.
 absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(
-    const ClusterConfig& cluster, const config::Snapshot& snapshot,
+    const cluster::ClusterConfig& cluster, const config::Snapshot& snapshot,
     const WorkloadTlsMaterial* workload = nullptr);
 // ALPN a cluster offers: its tls.alpn, else what its upstream protocol implies ("h2" for HTTP/2,
 // "http/1.1" for HTTP/1.1, nothing when the protocol follows the downstream one).
-std::vector<std::string> ClusterAlpn(const ClusterConfig& cluster);
+std::vector<std::string> ClusterAlpn(const cluster::ClusterConfig& cluster);
 
 class TlsContexts {
  public:

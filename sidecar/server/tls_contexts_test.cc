@@ -6,6 +6,10 @@
 #include "gtest/gtest.h"
 
 namespace meshlet::sidecar {
+
+using cluster::ClusterConfig;
+using cluster::UpstreamProtocol;
+
 namespace {
 
 using tls::testing::TestCa;

@@ -14,6 +14,11 @@
 #include "sidecar/server/worker.h"
 
 namespace meshlet::sidecar {
+
+using cluster::ClusterConfig;
+using cluster::EndpointTlsConfig;
+using cluster::EndpointTransportFactory;
+
 namespace {
 
 using ::testing::AllOf;

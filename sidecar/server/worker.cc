@@ -18,6 +18,16 @@
 #include "sidecar/server/tcp_proxy.h"
 
 namespace meshlet::sidecar {
+
+using cluster::Cluster;
+using cluster::ClusterConfig;
+using cluster::ClusterManagerOptions;
+using cluster::EndpointTlsConfig;
+using cluster::EndpointTransportFactory;
+using cluster::HostSharedPtr;
+using cluster::UsesTls;
+using cluster::WorkerClusterManager;
+
 namespace {
 
 template <typename T>
@@ -655,7 +665,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
   for (auto& [name, listener_context] : listener_worker_contexts_) {
     listener_context.context->snapshot = snapshot;
   }
-  clusters_->Update(*snapshot);
+  clusters_->Update(snapshot->clusters);
   absl::Status first_error;
   std::set<std::string, std::less<>> names;
   for (const config::ListenerConfig& config : snapshot->listeners) {

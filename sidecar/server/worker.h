@@ -77,7 +77,7 @@ struct WorkerShared {
   AccessLogFiles& access_logs;
   std::shared_ptr<AccessLogSink> global_access_log;  // --access-log; null: off
   ListenerConnectionCounts& connection_counts;
-  SharedClusterLimits& cluster_limits;
+  cluster::SharedClusterLimits& cluster_limits;
   const Clock& clock = RealClock::Get();
   // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
   const TlsContexts* tls_contexts = nullptr;
@@ -94,8 +94,8 @@ struct WorkerShared {
 // cluster's context (SNI, ALPN, expected_peer_ids), narrowed to exactly the endpoint's `identity`
 // when it has one. Connections fail at once, never falling back to plaintext, when `contexts` has
 // no context for the cluster or the endpoint's identity is not among its expected_peer_ids.
-EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
-                                                  const ClusterConfig& cluster);
+cluster::EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
+                                                           const cluster::ClusterConfig& cluster);
 
 // One endpoint of one cluster as a worker sees it.
 struct HostStatus {
@@ -105,7 +105,7 @@ struct HostStatus {
   uint32_t active_requests = 0;
   bool tls = false;      // connections use the cluster's TLS (not a plaintext endpoint)
   std::string identity;  // with tls: the SPIFFE id the endpoint must present; empty: the cluster's
-  HostStats stats;
+  cluster::HostStats stats;
 };
 struct ClusterStatus {
   std::string name;
@@ -184,7 +184,7 @@ class Worker {
   std::unique_ptr<RealRandom> random_;
   std::unique_ptr<tracing::SpanExporter> span_exporter_;  // null: tracing off
   std::unique_ptr<tracing::Tracer> tracer_;               // null: tracing off
-  std::unique_ptr<WorkerClusterManager> clusters_;
+  std::unique_ptr<cluster::WorkerClusterManager> clusters_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<WorkerContext> context_;
   // Copies of context_ that differ only in the access log, one per listener name ever configured,

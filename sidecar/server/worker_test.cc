@@ -152,7 +152,7 @@ class WorkerTest : public ::testing::Test {
   StatsRegistry registry_;
   AccessLogFiles access_logs_{registry_.shared_shard()};
   ListenerConnectionCounts counts_;
-  SharedClusterLimits limits_;
+  cluster::SharedClusterLimits limits_;
   EchoServer echo_;
 };
 

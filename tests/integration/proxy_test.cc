@@ -141,12 +141,12 @@ http::ServerResponse EchoHandler(char name, const http::ServerRequest& request) 
 
 struct ProtocolPair {
   http::Protocol downstream;
-  UpstreamProtocol upstream;
+  cluster::UpstreamProtocol upstream;
 };
 
 std::string PairName(const ::testing::TestParamInfo<ProtocolPair>& info) {
   return absl::StrCat(info.param.downstream == http::Protocol::kHttp2 ? "h2" : "h1", "_to_",
-                      info.param.upstream == UpstreamProtocol::kHttp2 ? "h2" : "h1");
+                      info.param.upstream == cluster::UpstreamProtocol::kHttp2 ? "h2" : "h1");
 }
 
 class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
@@ -195,16 +195,16 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
 
   http::Protocol downstream() const { return GetParam().downstream; }
   bool h2_downstream() const { return downstream() == http::Protocol::kHttp2; }
-  bool h2_upstream() const { return GetParam().upstream == UpstreamProtocol::kHttp2; }
+  bool h2_upstream() const { return GetParam().upstream == cluster::UpstreamProtocol::kHttp2; }
 
-  std::shared_ptr<const ClusterConfig> Cluster(const std::string& name,
-                                               std::vector<net::Address> endpoints) {
-    auto config = std::make_shared<ClusterConfig>();
+  std::shared_ptr<const cluster::ClusterConfig> Cluster(const std::string& name,
+                                                        std::vector<net::Address> endpoints) {
+    auto config = std::make_shared<cluster::ClusterConfig>();
     config->name = name;
-    config->lb_policy = LbPolicy::kRoundRobin;
+    config->lb_policy = cluster::LbPolicy::kRoundRobin;
     config->protocol = GetParam().upstream;
     for (const net::Address& address : endpoints) {
-      EndpointConfig endpoint;
+      cluster::EndpointConfig endpoint;
       endpoint.address = address;
       config->endpoints.push_back(endpoint);
     }
@@ -232,7 +232,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     snapshot->clusters["silent"] = Cluster("silent", {silent_->address()});
     snapshot->clusters["dead"] = Cluster("dead", {loopback.WithPort(closed_port)});
     snapshot->clusters["empty"] = Cluster("empty", {});
-    auto full = std::make_shared<ClusterConfig>(*Cluster("full", {server_a_->address()}));
+    auto full = std::make_shared<cluster::ClusterConfig>(*Cluster("full", {server_a_->address()}));
     full->circuit_breakers.max_requests = 0;  // every request overflows
     snapshot->clusters["full"] = full;
 
@@ -296,8 +296,8 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     auto stats = HttpStats::Create(*shard_);
     ASSERT_TRUE(stats.ok()) << stats.status();
     http_stats_ = *stats;
-    clusters_ =
-        std::make_unique<WorkerClusterManager>(loop_, random_, RealClock::Get(), *shard_, limits_);
+    clusters_ = std::make_unique<cluster::WorkerClusterManager>(loop_, random_, RealClock::Get(),
+                                                                *shard_, limits_);
     http::HttpServerOptions server_options;
     server_options.max_request_body_bytes = 4 << 20;
     const net::Address any = *net::Address::Parse("127.0.0.1:0");
@@ -315,7 +315,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
       closed_port = (*probe)->address().port();
     }
     snapshot_ = BuildSnapshot(closed_port);
-    clusters_->Update(*snapshot_);
+    clusters_->Update(snapshot_->clusters);
     context_ = std::make_unique<WorkerContext>(WorkerContext{
         .loop = loop_,
         .random = random_,
@@ -420,8 +420,8 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   std::unique_ptr<StatsShard> shard_;
   HttpStats http_stats_;
   RealRandom random_{42};
-  SharedClusterLimits limits_;
-  std::unique_ptr<WorkerClusterManager> clusters_;
+  cluster::SharedClusterLimits limits_;
+  std::unique_ptr<cluster::WorkerClusterManager> clusters_;
   std::unique_ptr<http::HttpServer> server_a_;
   std::unique_ptr<http::HttpServer> server_b_;
   std::unique_ptr<StreamingUpstream> streaming_;
@@ -713,10 +713,10 @@ TEST_P(ProxyTest, SlowReaderBoundsProxyMemory) {
 
 INSTANTIATE_TEST_SUITE_P(
     ProtocolPairs, ProxyTest,
-    ::testing::Values(ProtocolPair{http::Protocol::kHttp11, UpstreamProtocol::kHttp1},
-                      ProtocolPair{http::Protocol::kHttp11, UpstreamProtocol::kHttp2},
-                      ProtocolPair{http::Protocol::kHttp2, UpstreamProtocol::kHttp1},
-                      ProtocolPair{http::Protocol::kHttp2, UpstreamProtocol::kHttp2}),
+    ::testing::Values(ProtocolPair{http::Protocol::kHttp11, cluster::UpstreamProtocol::kHttp1},
+                      ProtocolPair{http::Protocol::kHttp11, cluster::UpstreamProtocol::kHttp2},
+                      ProtocolPair{http::Protocol::kHttp2, cluster::UpstreamProtocol::kHttp1},
+                      ProtocolPair{http::Protocol::kHttp2, cluster::UpstreamProtocol::kHttp2}),
     PairName);
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Fuzz target for the deadline header values (deadline.h): grpc-timeout and x-meshlet-deadline.
+// Fuzz target for the deadline header values (deadline_headers.h): grpc-timeout and
+// x-meshlet-deadline.
 //
 // Input layout: the bytes up to the first newline are a grpc-timeout value, the rest an
 // x-meshlet-deadline value. Invariants: parsed durations are never negative; a formatted
@@ -16,9 +17,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/fuzz/fuzz_target.h"
-#include "sidecar/resilience/deadline.h"
+#include "sidecar/router/deadline_headers.h"
 
-namespace meshlet::resilience {
+namespace meshlet::sidecar::router {
 namespace {
 
 [[noreturn]] void Die(const char* what) {
@@ -61,10 +62,10 @@ void FuzzOne(absl::string_view input) {
 }
 
 }  // namespace
-}  // namespace meshlet::resilience
+}  // namespace meshlet::sidecar::router
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  meshlet::resilience::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
+  meshlet::sidecar::router::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }
 

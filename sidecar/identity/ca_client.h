@@ -1,9 +1,9 @@
 #pragma once
 
 // GrpcCertificateSigner: the sidecar's client of the control plane's CA
-// (meshlet.ca.v1.CertificateService/CreateCertificate on the discovery port). It implements
-// sidecar/identity's CertificateSigner, so protobuf stays in sidecar/config and the rotation
-// logic stays proto-free.
+// (meshlet.ca.v1.CertificateService/CreateCertificate on the discovery port), the
+// CertificateSigner (certificate_manager.h) of the running sidecar. The CA's protobuf messages stay
+// in ca_client.cc; the rotation logic and this header are proto-free.
 //
 // The first request carries the configured credential: a join token (`meshctl token create`) or
 // a Kubernetes projected service-account token, re-read from its file for every request because
@@ -28,7 +28,7 @@
 #include "common/tls/tls_context.h"
 #include "sidecar/identity/certificate_manager.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::identity {
 
 struct CaClientOptions {
   net::Address server_address;
@@ -45,14 +45,14 @@ struct CaClientOptions {
   Duration timeout = std::chrono::seconds(10);
 };
 
-class GrpcCertificateSigner final : public identity::CertificateSigner {
+class GrpcCertificateSigner final : public CertificateSigner {
  public:
   GrpcCertificateSigner(event::Loop& loop, CaClientOptions options);
   ~GrpcCertificateSigner() override;
 
-  void RequestCertificate(
-      const std::string& csr_pem, const tls::SpiffeId& identity, absl::Duration ttl,
-      std::function<void(absl::StatusOr<identity::SignedCertificate>)> done) override;
+  void RequestCertificate(const std::string& csr_pem, const tls::SpiffeId& identity,
+                          absl::Duration ttl,
+                          std::function<void(absl::StatusOr<SignedCertificate>)> done) override;
 
   // The current workload certificate (chain, leaf first, and key), valid until `not_after`:
   // later requests renew with it (see above).
@@ -74,4 +74,4 @@ class GrpcCertificateSigner final : public identity::CertificateSigner {
   bool certificate_refused_ = false;  // the last renewal with it failed: use the token once
 };
 
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::identity

@@ -9,6 +9,8 @@
 // Inbound clusters ("inbound|...", the local application) are left out: the caller's sidecar
 // reports that edge. A report is skipped while the previous one is still in flight.
 //
+// The protobuf messages (xds/metrics.proto) stay in metrics_reporter.cc.
+//
 // Threading: the main loop's thread. The reporter reads the StatsRegistry (which takes its lock
 // briefly); the workers never wait for it.
 
@@ -24,9 +26,8 @@
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
-#include "xds/metrics.pb.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::telemetry {
 
 inline constexpr char kMetricsReportMethod[] = "/meshlet.metrics.v1.MetricsService/Report";
 
@@ -39,9 +40,6 @@ struct MetricsReporterOptions {
   std::string service;
   std::string namespace_;
 };
-
-// The report for the stats in `snapshot` (exposed for tests).
-metrics::v1::MetricsReport BuildMetricsReport(const StatsSnapshot& snapshot);
 
 class MetricsReporter {
  public:
@@ -71,4 +69,4 @@ class MetricsReporter {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::telemetry

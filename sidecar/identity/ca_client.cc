@@ -1,4 +1,4 @@
-#include "sidecar/config/ca_client.h"
+#include "sidecar/identity/ca_client.h"
 
 #include <utility>
 
@@ -10,7 +10,7 @@
 #include "common/tls/tls_transport.h"
 #include "xds/ca.pb.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::identity {
 
 namespace {
 constexpr char kMethod[] = "/meshlet.ca.v1.CertificateService/CreateCertificate";
@@ -54,7 +54,7 @@ bool GrpcCertificateSigner::RenewWithCertificate() const {
 
 void GrpcCertificateSigner::RequestCertificate(
     const std::string& csr_pem, const tls::SpiffeId& identity, absl::Duration ttl,
-    std::function<void(absl::StatusOr<identity::SignedCertificate>)> done) {
+    std::function<void(absl::StatusOr<SignedCertificate>)> done) {
   meshlet::ca::v1::CreateCertificateRequest request;
   request.set_csr_pem(csr_pem);
   request.set_ttl_seconds(absl::ToInt64Seconds(ttl));
@@ -107,7 +107,7 @@ void GrpcCertificateSigner::RequestCertificate(
           done(absl::InternalError("CA: the response does not parse"));
           return;
         }
-        done(identity::SignedCertificate{
+        done(SignedCertificate{
             .certificate_chain_pem = response.certificate_chain_pem(),
             .trust_bundle_pem = response.trust_bundle_pem(),
             .serial_hex = response.serial_number(),
@@ -115,4 +115,4 @@ void GrpcCertificateSigner::RequestCertificate(
       });
 }
 
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::identity

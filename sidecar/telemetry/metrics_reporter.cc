@@ -1,4 +1,4 @@
-#include "sidecar/config/metrics_reporter.h"
+#include "sidecar/telemetry/metrics_reporter.h"
 
 #include <map>
 #include <random>
@@ -9,8 +9,9 @@
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/http/grpc/status.h"
+#include "xds/metrics.pb.h"
 
-namespace meshlet::sidecar::config {
+namespace meshlet::sidecar::telemetry {
 
 namespace {
 
@@ -35,8 +36,7 @@ uint64_t RandomInstance() {
   return (uint64_t{device()} << 32) ^ device() ^ 1;  // never 0
 }
 
-}  // namespace
-
+// The report for the stats in `snapshot`.
 metrics::v1::MetricsReport BuildMetricsReport(const StatsSnapshot& snapshot) {
   metrics::v1::MetricsReport report;
   std::map<absl::string_view, metrics::v1::ClusterStats*> clusters;
@@ -72,6 +72,8 @@ metrics::v1::MetricsReport BuildMetricsReport(const StatsSnapshot& snapshot) {
   }
   return report;
 }
+
+}  // namespace
 
 MetricsReporter::MetricsReporter(event::Loop& loop, const StatsRegistry& stats,
                                  MetricsReporterOptions options)
@@ -124,4 +126,4 @@ void MetricsReporter::ReportNow() {
                   });
 }
 
-}  // namespace meshlet::sidecar::config
+}  // namespace meshlet::sidecar::telemetry
