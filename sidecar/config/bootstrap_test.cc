@@ -9,7 +9,7 @@
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -312,12 +312,12 @@ TEST(BootstrapTest, SampleFileTranslates) {
   EXPECT_EQ(redis_cluster->health_check.interval, 5s);
 
   // Routing by host and path prefix, with the 90/10 split.
-  const router::RouteTable* routes = s.FindRouteTable("outbound-routes");
+  const route::RouteTable* routes = s.FindRouteTable("outbound-routes");
   ASSERT_NE(routes, nullptr);
-  const router::RouteEntry* api = routes->Match(Request("backend:8080", "/api/users"));
+  const route::RouteEntry* api = routes->Match(Request("backend:8080", "/api/users"));
   ASSERT_NE(api, nullptr);
   EXPECT_EQ(api->name, "api");
-  const router::RouteAction* action = api->route_action();
+  const route::RouteAction* action = api->route_action();
   ASSERT_NE(action, nullptr);
   EXPECT_EQ(action->total_weight, 100u);
   EXPECT_EQ(action->timeout, 5s);
@@ -325,35 +325,35 @@ TEST(BootstrapTest, SampleFileTranslates) {
   FakeRandom random;
   std::map<std::string, int> picks;
   for (int i = 0; i < 100; ++i) random.PushDouble(i / 100.0);
-  for (int i = 0; i < 100; ++i) ++picks[router::PickCluster(*action, random)];
+  for (int i = 0; i < 100; ++i) ++picks[route::PickCluster(*action, random)];
   EXPECT_EQ(picks["backend-v1"], 90);
   EXPECT_EQ(picks["backend-v2"], 10);
 
-  const router::RouteEntry* assets =
+  const route::RouteEntry* assets =
       routes->Match(Request("x.backend.example.com", "/ASSETS/app.js"));
   ASSERT_NE(assets, nullptr);
   EXPECT_EQ(assets->name, "assets");
-  EXPECT_EQ(router::RewritePath(*assets, "/ASSETS/app.js"), "/static/app.js");
+  EXPECT_EQ(route::RewritePath(*assets, "/ASSETS/app.js"), "/static/app.js");
   ASSERT_TRUE(assets->rate_limit.has_value());
   EXPECT_EQ(assets->rate_limit->burst, 200u);
 
-  const router::RouteEntry* legacy = routes->Match(Request("backend", "/old?x=1"));
+  const route::RouteEntry* legacy = routes->Match(Request("backend", "/old?x=1"));
   ASSERT_NE(legacy, nullptr);
   ASSERT_NE(legacy->redirect(), nullptr);
   EXPECT_EQ(legacy->redirect()->response_code, 308u);
-  EXPECT_EQ(router::RedirectLocation(*legacy->redirect(), Request("backend", "/old?x=1")),
+  EXPECT_EQ(route::RedirectLocation(*legacy->redirect(), Request("backend", "/old?x=1")),
             "http://backend/api/?x=1");
 
-  const router::RouteEntry* other = routes->Match(Request("elsewhere", "/"));
+  const route::RouteEntry* other = routes->Match(Request("elsewhere", "/"));
   ASSERT_NE(other, nullptr);
   ASSERT_NE(other->direct_response(), nullptr);
   EXPECT_EQ(other->direct_response()->status, 404u);
 
   http::HeaderMap upstream = Request("backend", "/api/x");
-  router::ApplyRequestHeaderMutations(*api, upstream);
+  route::ApplyRequestHeaderMutations(*api, upstream);
   EXPECT_EQ(upstream.Get("x-meshlet-source"), "frontend");
 
-  const router::RouteEntry* app = s.FindRouteTable("inbound-routes")->Match(Request("a", "/"));
+  const route::RouteEntry* app = s.FindRouteTable("inbound-routes")->Match(Request("a", "/"));
   ASSERT_NE(app, nullptr);
   EXPECT_EQ(app->route_action()->timeout, Duration::zero());
 }

@@ -9,7 +9,7 @@ const ListenerConfig* Snapshot::FindListener(absl::string_view name) const {
   return nullptr;
 }
 
-const router::RouteTable* Snapshot::FindRouteTable(absl::string_view name) const {
+const route::RouteTable* Snapshot::FindRouteTable(absl::string_view name) const {
   auto it = route_tables.find(name);
   return it == route_tables.end() ? nullptr : it->second.get();
 }

@@ -24,7 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/config/listener_config.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
 
@@ -48,7 +48,7 @@ struct Snapshot {
   // The xDS version_info, or for a static file "static-" and a hash of its resources.
   std::string version;
   std::vector<ListenerConfig> listeners;  // in resource order
-  ByName<std::shared_ptr<const router::RouteTable>> route_tables;
+  ByName<std::shared_ptr<const route::RouteTable>> route_tables;
   cluster::ClusterSet clusters;
   ByName<SecretConfig> secrets;
   // The resources this snapshot was built from, as JSON with private keys redacted, for the
@@ -61,7 +61,7 @@ struct Snapshot {
 
   // Lookups by name; null when absent. Pointers live as long as the snapshot.
   const ListenerConfig* FindListener(absl::string_view name) const;
-  const router::RouteTable* FindRouteTable(absl::string_view name) const;
+  const route::RouteTable* FindRouteTable(absl::string_view name) const;
   const cluster::ClusterConfig* FindCluster(absl::string_view name) const;
   const SecretConfig* FindSecret(absl::string_view name) const;
   // For the admin /config_dump endpoint.

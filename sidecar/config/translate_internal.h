@@ -48,7 +48,7 @@ struct TranslationMemo {
   };
   struct RouteTable {
     ResourceList<xds::RouteConfiguration>::Pointer source;
-    std::shared_ptr<const router::RouteTable> table;
+    std::shared_ptr<const route::RouteTable> table;
   };
   absl::flat_hash_map<std::string, Cluster> clusters;
   absl::flat_hash_map<std::string, RouteTable> route_tables;

@@ -15,8 +15,8 @@
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
 
-using router::HeaderMutations;
-using router::HeaderValueOption;
+using route::HeaderMutations;
+using route::HeaderValueOption;
 
 constexpr size_t kMaxDirectResponseBody = 64 * 1024;
 constexpr absl::string_view kRetryOnValues =
@@ -155,7 +155,7 @@ std::optional<resilience::FaultConfig> TranslateFault(Errors::Scope& scope, cons
 void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const xds::RouteAction& in,
                           const ClusterNames& clusters,
                           const resilience::RetryPolicyConfig& inherited_retry,
-                          router::RouteAction& out) {
+                          route::RouteAction& out) {
   switch (in.cluster_specifier_case()) {
     case xds::RouteAction::kCluster:
       if (in.cluster().empty()) {
@@ -211,7 +211,7 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
 }
 
 void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds::RedirectAction& in,
-                       router::RedirectAction& out) {
+                       route::RedirectAction& out) {
   if (in.host().empty() && in.path().empty() && in.scheme().empty() && in.port() == 0) {
     scope.Add(path, "needs at least one of host, path, scheme, port (it would redirect to itself)");
   }
@@ -240,17 +240,17 @@ void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds:
 }
 
 void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xds::RouteMatch& in,
-                         router::RouteMatch& out) {
+                         route::RouteMatch& out) {
   switch (in.path_specifier_case()) {
     case xds::RouteMatch::kPrefix:
-      out.path_kind = router::RouteMatch::PathKind::kPrefix;
+      out.path_kind = route::RouteMatch::PathKind::kPrefix;
       out.path = in.prefix();
       if (out.path.empty() || out.path.front() != '/') {
         scope.Add(Join(path, "prefix"), "must start with '/'");
       }
       break;
     case xds::RouteMatch::kPath:
-      out.path_kind = router::RouteMatch::PathKind::kExact;
+      out.path_kind = route::RouteMatch::PathKind::kExact;
       out.path = in.path();
       if (out.path.empty() || out.path.front() != '/') {
         scope.Add(Join(path, "path"), "must start with '/'");
@@ -269,7 +269,7 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
   for (int i = 0; i < in.headers_size(); ++i) {
     const xds::HeaderMatcher& hm = in.headers(i);
     const std::string item = Index(Join(path, "headers"), i);
-    router::HeaderMatcher matcher;
+    route::HeaderMatcher matcher;
     matcher.name = absl::AsciiStrToLower(hm.name());
     absl::string_view bare = matcher.name;
     if (!bare.empty() && bare.front() == ':') bare.remove_prefix(1);
@@ -280,18 +280,18 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
     }
     switch (hm.match_case()) {
       case xds::HeaderMatcher::kExact:
-        matcher.kind = router::HeaderMatcher::Kind::kExact;
+        matcher.kind = route::HeaderMatcher::Kind::kExact;
         matcher.value = hm.exact();
         break;
       case xds::HeaderMatcher::kPrefix:
-        matcher.kind = router::HeaderMatcher::Kind::kPrefix;
+        matcher.kind = route::HeaderMatcher::Kind::kPrefix;
         matcher.value = hm.prefix();
         if (matcher.value.empty()) {
           scope.Add(Join(item, "prefix"), "must not be empty (use present: true)");
         }
         break;
       case xds::HeaderMatcher::kPresent:
-        matcher.kind = router::HeaderMatcher::Kind::kPresent;
+        matcher.kind = route::HeaderMatcher::Kind::kPresent;
         matcher.present = hm.present();
         break;
       default:
@@ -309,10 +309,10 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
   }
 }
 
-router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
-                                  const xds::Route& in, const ClusterNames& clusters,
-                                  const resilience::RetryPolicyConfig& vhost_retry) {
-  router::RouteEntry out;
+route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
+                                 const xds::Route& in, const ClusterNames& clusters,
+                                 const resilience::RetryPolicyConfig& vhost_retry) {
+  route::RouteEntry out;
   out.name = in.name();
   if (!in.has_match()) {
     scope.Add(Join(path, "match"), "required");
@@ -321,19 +321,19 @@ router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
   }
   switch (in.action_case()) {
     case xds::Route::kRoute: {
-      router::RouteAction action;
+      route::RouteAction action;
       TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, action);
       out.action = std::move(action);
       break;
     }
     case xds::Route::kRedirect: {
-      router::RedirectAction action;
+      route::RedirectAction action;
       TranslateRedirect(scope, Join(path, "redirect"), in.redirect(), action);
       out.action = std::move(action);
       break;
     }
     case xds::Route::kDirectResponse: {
-      router::DirectResponseAction action;
+      route::DirectResponseAction action;
       action.status = in.direct_response().status();
       if (action.status < 200 || action.status > 599) {
         scope.Add(Join(path, "direct_response.status"), "must be in [200, 599]");
@@ -360,18 +360,18 @@ router::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
   return out;
 }
 
-std::optional<router::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
-                                                        const xds::RouteConfiguration& in,
-                                                        const ClusterNames& clusters) {
+std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
+                                                       const xds::RouteConfiguration& in,
+                                                       const ClusterNames& clusters) {
   const size_t before = scope.count();
-  router::RouteConfig out;
+  route::RouteConfig out;
   out.name = in.name();
   out.headers = TranslateMutations(scope, "", in);
   absl::flat_hash_map<std::string, int> vhost_names;
   for (int v = 0; v < in.virtual_hosts_size(); ++v) {
     const xds::VirtualHost& vh = in.virtual_hosts(v);
     const std::string path = Index("virtual_hosts", v);
-    router::VirtualHostConfig vhost;
+    route::VirtualHostConfig vhost;
     vhost.name = vh.name();
     if (!ValidName(vh.name())) {
       scope.Add(Join(path, "name"), vh.name().empty()
@@ -445,16 +445,16 @@ void AddRouteTables(SnapshotBuild& build, const ResourceList<xds::RouteConfigura
       }
     }
     Errors::Scope scope(build.errors, *label);
-    std::optional<router::RouteConfig> out =
+    std::optional<route::RouteConfig> out =
         TranslateRouteConfig(scope, route_config, memo.cluster_names);
     if (!out.has_value()) continue;
-    absl::StatusOr<std::unique_ptr<router::RouteTable>> table =
-        router::RouteTable::Create(*std::move(out));
+    absl::StatusOr<std::unique_ptr<route::RouteTable>> table =
+        route::RouteTable::Create(*std::move(out));
     if (!table.ok()) {
       scope.Add("", table.status());
       continue;
     }
-    std::shared_ptr<const router::RouteTable> shared_table = std::move(table).value();
+    std::shared_ptr<const route::RouteTable> shared_table = std::move(table).value();
     memo.route_tables.emplace(route_config.name(),
                               TranslationMemo::RouteTable{source, shared_table});
     build.snapshot->route_tables.emplace(route_config.name(), std::move(shared_table));

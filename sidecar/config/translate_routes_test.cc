@@ -4,7 +4,7 @@
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -24,15 +24,15 @@ TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {
   own->add_retriable_status_codes(504);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  const router::RouteTable* table = (*snapshot)->FindRouteTable("local");
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
 
-  const router::RouteAction* inherited = table->Match(Request("x", "/a"))->route_action();
+  const route::RouteAction* inherited = table->Match(Request("x", "/a"))->route_action();
   EXPECT_EQ(inherited->retry_policy.num_retries, 5u);
   EXPECT_EQ(inherited->retry_policy.retry_on, resilience::RetryOn::k5xx);
   EXPECT_EQ(inherited->retry_policy.backoff.base, 50ms);
   EXPECT_EQ(inherited->retry_policy.backoff.cap, 500ms);  // 10x an explicit base
 
-  const router::RouteAction* overridden = table->Match(Request("x", "/b"))->route_action();
+  const route::RouteAction* overridden = table->Match(Request("x", "/b"))->route_action();
   EXPECT_EQ(overridden->retry_policy.num_retries, 0u);
   EXPECT_EQ(overridden->retry_policy.retry_on, resilience::RetryOn::kDefault);
   EXPECT_EQ(overridden->retry_policy.retriable_status_codes, (std::vector<uint32_t>{502, 504}));
@@ -48,7 +48,7 @@ TEST(TranslateTest, FaultAndRateLimit) {
   RouteAt(set, 0).mutable_rate_limit()->set_requests_per_second(50);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  const router::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
+  const route::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
   ASSERT_TRUE(route->fault.has_value());
   ASSERT_TRUE(route->fault->delay.has_value());
   EXPECT_EQ(route->fault->delay->fixed_delay, 2s);

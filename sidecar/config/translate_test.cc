@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate_test_util.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -507,11 +507,11 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_TRUE(inbound->tls.require_client_certificate);
   EXPECT_EQ(inbound->tls.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
 
-  const router::RouteTable* table = s.FindRouteTable("local");
+  const route::RouteTable* table = s.FindRouteTable("local");
   ASSERT_NE(table, nullptr);
-  const router::RouteEntry* route = table->Match(Request("x", "/a"));
+  const route::RouteEntry* route = table->Match(Request("x", "/a"));
   ASSERT_NE(route, nullptr);
-  const router::RouteAction* action = route->route_action();
+  const route::RouteAction* action = route->route_action();
   ASSERT_NE(action, nullptr);
   EXPECT_EQ(action->timeout, 15s);
   EXPECT_EQ(action->retry_policy.num_retries, 2u);

@@ -13,10 +13,16 @@
 #include "common/base/logging.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
+#include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/config/snapshot.h"
-#include "sidecar/filters/request_gate.h"
+#include "sidecar/filters/authorization_filter.h"
+#include "sidecar/filters/breaker_filter.h"
+#include "sidecar/filters/fault_filter.h"
+#include "sidecar/filters/rate_limit_filter.h"
 #include "sidecar/router/router.h"
-#include "sidecar/router/stream_info.h"
+#include "sidecar/stream/filter.h"
+#include "sidecar/stream/local_reply.h"
+#include "sidecar/stream/stream_info.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar {
@@ -96,18 +102,26 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
 
 }  // namespace
 
-// One request stream: the codec's decoder for the request, the router's downstream side for the
-// response, and the bookkeeping for stats and the access log.
+// One request stream: the codec's decoder for the request, the filter chain's callbacks (the
+// router's downstream side for the response), and the bookkeeping for stats and the access log.
 class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
                                                   public http::StreamCallbacks,
-                                                  public router::RouterCallbacks,
+                                                  public stream::FilterCallbacks,
                                                   public ThreadRecycled<ActiveStream> {
  public:
   ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& encoder)
       : hcm_(hcm),
         encoder_(&encoder),
         active_(hcm.stats_.downstream_rq_active),
-        router_(hcm.context_, hcm.CurrentRouteTable(), *this) {
+        authorization_(*this, hcm.policy_),
+        listener_rate_limit_(filters::RateLimitFilter::Scope::kListener, *this, hcm.policy_,
+                             hcm.context_.clock),
+        fault_(*this, hcm.context_.loop, hcm.context_.random),
+        route_rate_limit_(filters::RateLimitFilter::Scope::kRoute, *this, hcm.policy_,
+                          hcm.context_.clock),
+        breaker_(*this),
+        router_(hcm.context_, *this) {
+    route_.table = hcm.CurrentRouteTable();
     // The codecs create the stream once its headers are decoded. Its start and end are read
     // exactly, not from the turn's shared reading: a request answered within the turn (a direct
     // response, a local reply) would measure zero.
@@ -130,84 +144,69 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
     if (done_) return;
     Touch();
-    if (headers->Get(":method") == absl::string_view("CONNECT") &&
-        (!hcm_.http_options_.allow_connect || hcm_.h1_codec_ == nullptr)) {
+    connect_ = headers->Get(":method") == absl::string_view("CONNECT");
+    if (connect_ && (!hcm_.http_options_.allow_connect || hcm_.h1_codec_ == nullptr)) {
       // The HTTP/1 codec refuses CONNECT itself unless it is allowed; HTTP/2 CONNECT is never
       // tunnelled (docs/operations.md).
       hcm_.stats_.downstream_rq_connect_refused.Inc();
-      router_.Abandon();
-      router::SendLocalReply(
-          *this, /*grpc=*/false,
-          {403, http::grpc::StatusCode::kPermissionDenied, "CONNECT is not allowed"});
+      SendLocalReply({403, http::grpc::StatusCode::kPermissionDenied, "CONNECT is not allowed"});
       return;
     }
-    if (hcm_.authorizer_ != nullptr && !Authorized(*headers)) return;
-    if (hcm_.rate_limiter_ != nullptr) {
-      // The listener's local rate limit, before routing (sidecar/filters/request_gate.h).
-      if (std::optional<filters::GateReply> limited = filters::RateLimitReply(
-              hcm_.rate_limiter_.get(), hcm_.options_.peer_identity, hcm_.context_.clock.Now())) {
-        router_.Abandon();
-        filters::SendGateReply(*this, http::grpc::IsGrpcRequest(*headers), *limited);
-        return;
-      }
+    grpc_ = http::grpc::IsGrpcRequest(*headers);
+    request_headers_ = std::move(headers);
+    request_end_ = end_stream;
+    // The virtual host depends only on the host, which preparing the request leaves alone: the
+    // listener-level filters (authorization's destination port) and the route share one match.
+    if (route_.table != nullptr) {
+      route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
     }
-    PrepareRequest(*headers);
-    if (hcm_.context_.tracer != nullptr) BeginServerSpan(*headers);
-    router_.DecodeHeaders(std::move(headers), end_stream);
+    DecodeHeadersFrom(0);
   }
 
-  // The listener's authorization policies, before the rate limit so a denied request spends no
-  // token. False: denied, answered 403 here.
-  bool Authorized(const http::HeaderMap& headers) {
-    const filters::AuthorizationDecision decision = hcm_.authorizer_->Decide({
-        .peer_identity = hcm_.options_.peer_identity,
-        .port = DestinationPort(headers),
-        .method = headers.Get(":method").value_or(""),
-        .path = headers.Get(":path").value_or(""),
-    });
-    if (decision.allowed) {
-      hcm_.stats_.rbac_allowed.Inc();
-      return true;
+  // stream::FilterCallbacks
+  void ContinueDecoding() override {
+    if (done_ || !holding_) return;
+    holding_ = false;
+    DecodeHeadersFrom(resume_at_);
+    if (done_ || holding_) return;
+    if (held_body_.length() > 0 || held_end_) {
+      DecodeDataFrom(held_body_, held_end_);
+      if (done_) return;
     }
-    hcm_.stats_.rbac_denied.Inc();
-    router_.Abandon();
-    filters::SendGateReply(*this, http::grpc::IsGrpcRequest(headers),
-                           {.flag = router::ResponseFlag::kUnauthorized,
-                            .http_status = 403,
-                            .grpc_status = http::grpc::StatusCode::kPermissionDenied,
-                            .message = "RBAC: access denied"});
-    return false;
+    ReleaseHeldReads();
+    if (request_trailers_ != nullptr) DecodeTrailersFrom(*request_trailers_);
   }
-
-  // The port the request is for: its virtual host's destination_port (an inbound listener that
-  // serves several app ports), else the listener's, else the port it arrived on.
-  uint32_t DestinationPort(const http::HeaderMap& headers) {
-    if (const std::shared_ptr<const router::RouteTable> table = hcm_.CurrentRouteTable()) {
-      const router::VirtualHostConfig* vhost =
-          table->MatchVirtualHost(router::RequestHost(headers));
-      if (vhost != nullptr && vhost->destination_port != 0) return vhost->destination_port;
+  void SendLocalReply(const stream::LocalReply& reply) override {
+    if (done_) return;
+    if (router_.response_started()) {
+      ResetDownstream();
+      return;
     }
-    return hcm_.destination_port_ != 0 ? hcm_.destination_port_
-                                       : hcm_.connection_->local_address().port();
+    // Every filter stops first (the router gives back its pauses and disarms its timers).
+    EndFilters();
+    ReleaseHeldReads();
+    http::HeaderMap headers;
+    net::Buffer body;
+    const bool has_body = stream::BuildLocalReply(reply, grpc_, headers, body);
+    info_.response_code = stream::LocalReplyStatus(reply, grpc_);
+    EncodeHeaders(headers, /*end_stream=*/!has_body);
+    if (has_body) EncodeData(body, /*end_stream=*/true);
   }
+  const stream::Route& route() const override { return route_; }
+  bool grpc() const override { return grpc_; }
 
   // How long the stream may stay idle from `now` before it times out (zero or less: it has).
   Duration IdleTimeLeft(MonotonicTime now) const {
     return hcm_.http_options_.stream_idle_timeout - (now - last_activity_);
   }
 
-  // The stream idle timeout expired (HttpConnectionManager::OnStreamIdleTimer).
+  // The stream idle timeout expired (HttpConnectionManager::OnStreamIdleTimer): 408 before the
+  // response started, else a reset.
   void OnIdleTimeout() {
     if (done_) return;
-    info_.SetFlag(router::ResponseFlag::kStreamIdleTimeout);
-    if (router_.response_started()) {
-      router_.Abandon();
-      ResetDownstream();
-      return;
-    }
-    router_.Abandon();
-    router::SendLocalReply(*this, router_.grpc(),
-                           {408, http::grpc::StatusCode::kDeadlineExceeded, "stream idle timeout"});
+    info_.SetFlag(stream::ResponseFlag::kStreamIdleTimeout);
+    EndFilters();
+    SendLocalReply({408, http::grpc::StatusCode::kDeadlineExceeded, "stream idle timeout"});
   }
 
   // The stream carries an open tunnel (Upgrade or CONNECT).
@@ -219,12 +218,17 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     }
     Touch();
     info_.bytes_received += data.length();
-    router_.DecodeData(data, end_stream);
+    if (holding_) {
+      Hold(data, end_stream);
+      return;
+    }
+    DecodeDataFrom(data, end_stream);
   }
   void DecodeTrailers(http::HeaderMapPtr trailers) override {
     if (done_) return;
     Touch();
-    router_.DecodeTrailers(std::move(trailers));
+    request_trailers_ = std::move(trailers);
+    if (!holding_) DecodeTrailersFrom(*request_trailers_);
   }
 
   // http::StreamCallbacks (the downstream stream)
@@ -240,13 +244,13 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     if (!done_) router_.OnDownstreamBelowWriteBufferLowWatermark();
   }
 
-  // router::RouterCallbacks
+  // stream::FilterCallbacks: the response side
   void EncodeHeaders(http::HeaderMap& headers, bool end_stream) override {
     if (done_) return;
     Touch();
     if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
-    if (info_.tunnel != router::TunnelKind::kNone && !tunnel_active_.has_value()) {
-      hcm_.stats_.downstream_tunnels[info_.tunnel == router::TunnelKind::kUpgrade ? 0 : 1].Inc();
+    if (info_.tunnel != stream::TunnelKind::kNone && !tunnel_active_.has_value()) {
+      hcm_.stats_.downstream_tunnels[info_.tunnel == stream::TunnelKind::kUpgrade ? 0 : 1].Inc();
       tunnel_active_.emplace(hcm_.stats_.downstream_tunnels_active);
     }
     if (end_stream) {
@@ -283,7 +287,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     // Detached first: the reset reports back to the callbacks, and this end is already known.
     http::Stream& stream = encoder_->GetStream();
     stream.RemoveCallbacks(*this);
-    info_.SetFlag(router::ResponseFlag::kLocalReset);
+    info_.SetFlag(stream::ResponseFlag::kLocalReset);
     reset_reason_ = http::StreamResetReason::kLocalReset;
     Finish();
     stream.ResetStream(http::StreamResetReason::kLocalReset);
@@ -297,10 +301,125 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   uint64_t RetryBufferLimit() const override {
     return hcm_.http_options_.max_request_body_buffer_bytes;
   }
-  router::StreamInfo& stream_info() override { return info_; }
+  stream::StreamInfo& stream_info() override { return info_; }
 
  private:
+  // The chain (stream/filter.h), in order. The listener-level filters see the request as the
+  // client sent it; the route stage begins with the connection manager preparing the request
+  // (PrepareRequest, the trace), resolving the route once and letting the router route it.
+  static constexpr size_t kChainLength = 6;
+  static constexpr size_t kFirstRouteFilter = 2;  // fault injection
+
   void Touch() { last_activity_ = hcm_.context_.loop.Now(); }
+
+  // Calls `call` with the filter at `index` of the chain. The filters are members of known type:
+  // no virtual call, and their inline fast paths (a listener without policies, a route without
+  // faults) inline here.
+  template <typename Call>
+  stream::FilterStatus ForFilter(size_t index, Call&& call) {
+    switch (index) {
+      case 0:
+        return call(authorization_);
+      case 1:
+        return call(listener_rate_limit_);
+      case 2:
+        return call(fault_);
+      case 3:
+        return call(route_rate_limit_);
+      case 4:
+        return call(breaker_);
+      default:
+        return call(router_);
+    }
+  }
+
+  void DecodeHeadersFrom(size_t index) {
+    for (; index < kChainLength; ++index) {
+      if (index == kFirstRouteFilter && !BeginRouteStage()) return;
+      const stream::FilterStatus status = ForFilter(index, [&](auto& filter) {
+        return filter.DecodeHeaders(*request_headers_, request_end_);
+      });
+      if (done_) return;
+      if (status == stream::FilterStatus::kStopIteration && index + 1 < kChainLength) {
+        // A filter holds the request (a fault delay) until it calls ContinueDecoding().
+        holding_ = true;
+        resume_at_ = index + 1;
+        return;
+      }
+    }
+  }
+
+  bool BeginRouteStage() {
+    PrepareRequest(*request_headers_);
+    if (hcm_.context_.tracer != nullptr) BeginServerSpan(*request_headers_);
+    ResolveRoute(*request_headers_);
+    return router_.Route(*request_headers_, request_end_);
+  }
+
+  // The route, matched once in the virtual host found for the listener-level filters, and the
+  // cluster it names (weighted clusters: one drawn now).
+  void ResolveRoute(http::HeaderMap& headers) {
+    if (route_.virtual_host == nullptr) return;
+    if (connect_) {
+      // CONNECT has no path: it is routed by :authority, as if its path were "/".
+      headers.Set(":path", "/");
+      route_.entry = route::RouteTable::MatchRoute(*route_.virtual_host, headers);
+      headers.Remove(":path");
+    } else {
+      route_.entry = route::RouteTable::MatchRoute(*route_.virtual_host, headers);
+    }
+    const route::RouteAction* action =
+        route_.entry != nullptr ? route_.entry->route_action() : nullptr;
+    if (action == nullptr) return;
+    const std::string& cluster_name = route::PickCluster(*action, hcm_.context_.random);
+    route_.cluster_name = cluster_name;
+    cluster::ClusterRef cluster = hcm_.context_.clusters.Get(cluster_name);
+    route_.cluster = std::move(cluster.cluster);
+    route_.cluster_stats = cluster.stats;
+  }
+
+  void DecodeDataFrom(net::Buffer& data, bool end_stream) {
+    for (size_t index = 0; index < kChainLength; ++index) {
+      const stream::FilterStatus status =
+          ForFilter(index, [&](auto& filter) { return filter.DecodeData(data, end_stream); });
+      if (status == stream::FilterStatus::kStopIteration || done_) return;
+    }
+  }
+  void DecodeTrailersFrom(http::HeaderMap& trailers) {
+    for (size_t index = 0; index < kChainLength; ++index) {
+      const stream::FilterStatus status =
+          ForFilter(index, [&](auto& filter) { return filter.DecodeTrailers(trailers); });
+      if (status == stream::FilterStatus::kStopIteration || done_) return;
+    }
+  }
+
+  // Body that arrives while a filter holds the request waits here, up to the stream's buffer
+  // limit; beyond it the stream stops reading until the filter lets the request go.
+  void Hold(net::Buffer& data, bool end_stream) {
+    held_body_.Move(data);
+    held_end_ = held_end_ || end_stream;
+    if (!held_reads_disabled_ && held_body_.length() > DownstreamBufferLimit()) {
+      held_reads_disabled_ = true;
+      encoder_->GetStream().ReadDisable(true);
+    }
+  }
+  void ReleaseHeldReads() {
+    if (!held_reads_disabled_) return;
+    held_reads_disabled_ = false;
+    if (!done_) encoder_->GetStream().ReadDisable(false);
+  }
+
+  // Every filter's OnStreamEnd(), once.
+  void EndFilters() {
+    if (filters_ended_) return;
+    filters_ended_ = true;
+    for (size_t index = 0; index < kChainLength; ++index) {
+      ForFilter(index, [](auto& filter) {
+        filter.OnStreamEnd();
+        return stream::FilterStatus::kContinue;
+      });
+    }
+  }
 
   void PrepareRequest(http::HeaderMap& headers) {
     const config::HttpOptionsConfig& options = hcm_.http_options_;
@@ -390,8 +509,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void Terminate(http::StreamResetReason reason) {
     reset_reason_ = reason;
     info_.SetFlag(reason == http::StreamResetReason::kLocalReset
-                      ? router::ResponseFlag::kLocalReset
-                      : router::ResponseFlag::kDownstreamClosed);
+                      ? stream::ResponseFlag::kLocalReset
+                      : stream::ResponseFlag::kDownstreamClosed);
     Finish();
   }
 
@@ -400,14 +519,14 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void Finish() {
     done_ = true;
     encoder_ = nullptr;
-    router_.Abandon();
+    EndFilters();
     tunnel_active_.reset();
     const MonotonicTime now = hcm_.context_.clock.ExactNow();
     const uint64_t duration_us = MicrosRoundedUp(now - info_.start);
     if (server_span_ != nullptr) {
       info_.server_span = nullptr;
       server_span_->end_ns = hcm_.context_.tracer->WallNanosAt(now);
-      router::FillServerSpan(info_, *server_span_);
+      stream::FillServerSpan(info_, *server_span_);
       if (info_.held_attempt_span != nullptr) {
         // One attempt: this span describes it and takes its id, the upstream's parent.
         tracing::FoldSingleAttempt(*server_span_, *info_.held_attempt_span);
@@ -416,7 +535,12 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       hcm_.context_.tracer->End(server_span_);
     }
     hcm_.stats_.RecordRequest(info_, duration_us);
-    router_.RecordCompletion(info_, reset_reason_.has_value(), duration_us);
+    if (route_.cluster != nullptr && route_.cluster_stats != nullptr) {
+      // The golden metrics of the cluster the request was routed to.
+      route_.cluster_stats->RecordCompletion(info_.response_code, info_.grpc_failure,
+                                             reset_reason_.has_value(), duration_us,
+                                             info_.bytes_received, info_.bytes_sent);
+    }
     if (reset_reason_.has_value()) {
       hcm_.stats_.downstream_rq_reset[static_cast<size_t>(*reset_reason_)].Inc();
     }
@@ -439,7 +563,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     AppendJsonString(&line, http::ProtocolName(info_.protocol));
     absl::StrAppend(&line, ",\"response_code\":", info_.response_code);
     line.append(",\"response_flags\":\"");
-    router::AppendResponseFlags(&line, info_.response_flags);
+    stream::AppendResponseFlags(&line, info_.response_flags);
     absl::StrAppend(&line, "\",\"bytes_received\":", info_.bytes_received,
                     ",\"bytes_sent\":", info_.bytes_sent, ",\"duration_ms\":", duration_us / 1000,
                     ",\"duration_us\":", duration_us);
@@ -461,11 +585,29 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
 
   HttpConnectionManager& hcm_;
   http::StreamEncoder* encoder_;  // null once done
-  router::StreamInfo info_;
+  stream::StreamInfo info_;
   std::optional<GaugeGuard> active_;
   std::optional<GaugeGuard> tunnel_active_;  // while a tunnel is open
-  // Before router_: the router reads it when constructed.
+  // Before the filters: they read it, and the route keeps the cluster of the router's attempt
+  // alive (members are destroyed in reverse order).
+  stream::Route route_;
+  http::HeaderMapPtr request_headers_;
+  http::HeaderMapPtr request_trailers_;
+  filters::AuthorizationFilter authorization_;
+  filters::RateLimitFilter listener_rate_limit_;
+  filters::FaultFilter fault_;
+  filters::RateLimitFilter route_rate_limit_;
+  filters::BreakerFilter breaker_;
   router::Router router_;
+  net::Buffer held_body_;  // while holding_
+  size_t resume_at_ = 0;
+  bool holding_ = false;
+  bool held_end_ = false;
+  bool held_reads_disabled_ = false;
+  bool filters_ended_ = false;
+  bool grpc_ = false;
+  bool connect_ = false;
+  bool request_end_ = false;  // the request ended with its headers
   MonotonicTime last_activity_{};
   std::optional<http::StreamResetReason> reset_reason_;
   bool done_ = false;
@@ -485,10 +627,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       stats_(stats),
       route_config_name_(listener.route_config_name),
       http_options_(listener.http),
-      rate_limiter_(listener.rate_limiter),
       listener_name_(listener.name),
-      authorizer_(listener.authorizer),
-      destination_port_(listener.destination_port),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),
@@ -499,6 +638,15 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       stream_idle_timer_(context.loop, [this] { OnStreamIdleTimer(); }),
       drain_close_timer_(context.loop, [this] { CheckIdle(); }) {
   CHECK(connection_ != nullptr);
+  listener_destination_port_ = listener.destination_port;
+  policy_ = {
+      .authorizer = listener.authorizer,
+      .rate_limiter = listener.rate_limiter,
+      .destination_port = DestinationPort(),
+      .peer_identity = options_.peer_identity,
+      .rbac_allowed = stats.rbac_allowed,
+      .rbac_denied = stats.rbac_denied,
+  };
   connection_->SetCallbacks(this);
   if (options_.protocol == http::Protocol::kHttp2) {
     auto codec = std::make_unique<http::h2::ServerCodec>(*this, *this, H2Options(http_options_));
@@ -541,7 +689,12 @@ void HttpConnectionManager::Start() {
   }
 }
 
-std::shared_ptr<const router::RouteTable> HttpConnectionManager::CurrentRouteTable() {
+uint32_t HttpConnectionManager::DestinationPort() const {
+  return listener_destination_port_ != 0 ? listener_destination_port_
+                                         : connection_->local_address().port();
+}
+
+std::shared_ptr<const route::RouteTable> HttpConnectionManager::CurrentRouteTable() {
   const config::Snapshot* snapshot = context_.snapshot.get();
   if (snapshot != cached_snapshot_) {
     cached_snapshot_ = snapshot;
@@ -552,9 +705,10 @@ std::shared_ptr<const router::RouteTable> HttpConnectionManager::CurrentRouteTab
       // A listener the snapshot no longer has is draining: it keeps the policies it had.
       for (const config::ListenerConfig& listener : snapshot->listeners) {
         if (listener.name != listener_name_) continue;
-        authorizer_ = listener.authorizer;
-        rate_limiter_ = listener.rate_limiter;
-        destination_port_ = listener.destination_port;
+        policy_.authorizer = listener.authorizer;
+        policy_.rate_limiter = listener.rate_limiter;
+        listener_destination_port_ = listener.destination_port;
+        policy_.destination_port = DestinationPort();
         break;
       }
     }

@@ -2,19 +2,23 @@
 
 // HttpConnectionManager (HCM): serves one accepted downstream connection as an HTTP proxy. It
 // owns the connection and its server codec (HTTP/1.1 or HTTP/2, as detected by the listener), and
-// runs each request stream through the router (sidecar/router/router.h), which forwards it to an
-// upstream cluster. Per request it:
-//   - removes hop-by-hop headers (TE: trailers survives, for gRPC), generates `x-request-id` when
-//     absent (HttpOptionsConfig::generate_request_id), appends the peer address to
-//     `x-forwarded-for` (use_remote_address) and sets `x-forwarded-proto`;
-//   - checks the listener's authorization policies (filters/authorization.h) against the peer's
-//     SPIFFE id, the local port, :method and :path; a denied request gets 403 (gRPC:
-//     PERMISSION_DENIED, trailers-only), flag AZ, and is not routed;
-//   - routes with the route table of the snapshot current when the request started;
-//   - enforces the stream idle timeout (408 before the response started, a reset after);
-//   - counts HttpStats and writes one access-log JSON line when WorkerContext::access_log is set.
-//   - with WorkerContext::tracer set, starts the request's trace (sampling, the server span) after
-//     the headers above and ends the server span with the request (docs/tracing.md).
+// runs each request stream through the filter chain (sidecar/stream/filter.h), in this order:
+//   1. authorization (filters/authorization_filter.h), then the listener's rate limit
+//      (filters/rate_limit_filter.h), on the request as the client sent it;
+//   2. the HCM prepares the request: removes hop-by-hop headers (TE: trailers survives, for
+//      gRPC), generates `x-request-id` when absent (HttpOptionsConfig::generate_request_id),
+//      appends the peer address to `x-forwarded-for` (use_remote_address), sets
+//      `x-forwarded-proto` and `x-meshlet-peer-identity`; with WorkerContext::tracer set it starts
+//      the request's trace (sampling, the server span; docs/tracing.md);
+//   3. it resolves the route once — in the route table of the snapshot current when the request
+//      started, the virtual host matched for step 1 — and the cluster the route picks, caches
+//      both on the stream, and lets the router route the request (sidecar/router/router.h);
+//   4. fault injection (filters/fault_filter.h), the route's rate limit, the breaker gate
+//      (filters/breaker_filter.h), and the router last, which forwards the request upstream.
+// Any of them may answer the request with a local reply (sidecar/stream/local_reply.h). The HCM
+// enforces the stream idle timeout (408 before the response started, a reset after), counts
+// HttpStats and the cluster's golden metrics, writes one access-log JSON line when
+// WorkerContext::access_log is set, and ends the server span with the request.
 // Per connection it enforces the request-header read timeout — a request header section begun
 // request_headers_timeout ago and still incomplete. HTTP/1: a partial head gets 408 and the
 // connection closes. HTTP/2: a HEADERS block still without END_HEADERS (trickled CONTINUATION)
@@ -57,10 +61,10 @@
 #include "common/net/connection.h"
 #include "common/stats/stats.h"
 #include "sidecar/config/listener_config.h"
-#include "sidecar/filters/authorization.h"
+#include "sidecar/filters/listener_policy.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::http::h1 {
 class ServerCodec;
@@ -131,7 +135,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   // The route table for a new request (cached per snapshot, so a request costs no map lookup);
   // also refreshes authorizer_ and destination_port_ when the snapshot changed.
-  std::shared_ptr<const router::RouteTable> CurrentRouteTable();
+  std::shared_ptr<const route::RouteTable> CurrentRouteTable();
+  // The listener's destination port, else the port the connection arrived on.
+  uint32_t DestinationPort() const;
   void OnStreamDone(ActiveStream& stream);
   // A Dispatch() error: a refused CONNECT (PermissionDenied) or a protocol error.
   void CountDispatchError(const absl::Status& status);
@@ -153,15 +159,13 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const HttpStats& stats_;
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
-  // The listener's local rate limit (shared by every worker; null: none), authorization
-  // policies (shared by every worker; null: none) and destination port, as of the current
-  // snapshot: a long-lived connection (pooled HTTP/2 from a peer) applies a policy change from
-  // its next request on. Refreshed with the route table, before each request's checks.
-  std::shared_ptr<resilience::LocalRateLimiter> rate_limiter_;
   const std::string listener_name_;
-  std::shared_ptr<const filters::Authorizer> authorizer_;
-  uint32_t destination_port_;  // ListenerConfig::destination_port
   const Options options_;
+  // The listener's authorization policies, local rate limit and destination port, as of the
+  // current snapshot: a long-lived connection (pooled HTTP/2 from a peer) applies a policy change
+  // from its next request on. Refreshed with the route table, before each request's filters.
+  filters::ListenerPolicy policy_;
+  uint32_t listener_destination_port_ = 0;  // ListenerConfig::destination_port
   std::unique_ptr<net::Connection> connection_;
   net::Buffer initial_data_;
   CloseCallback on_close_;
@@ -179,7 +183,7 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   event::Timer drain_close_timer_;
 
   const config::Snapshot* cached_snapshot_ = nullptr;
-  std::shared_ptr<const router::RouteTable> cached_route_table_;
+  std::shared_ptr<const route::RouteTable> cached_route_table_;
 
   bool started_ = false;
   bool draining_ = false;

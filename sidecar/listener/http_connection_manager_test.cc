@@ -28,7 +28,7 @@
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/config/snapshot.h"
 #include "sidecar/listener/http_stats.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 #include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -75,26 +75,26 @@ class HttpConnectionManagerTest : public ::testing::Test {
     endpoint.address = silent_->address();
     cluster->endpoints.push_back(endpoint);
     snapshot->clusters["silent"] = cluster;
-    router::RouteConfig routes;
+    route::RouteConfig routes;
     routes.name = "routes";
-    router::VirtualHostConfig vhost;
+    route::VirtualHostConfig vhost;
     vhost.name = "all";
     vhost.domains = {"*"};
-    router::RouteEntry direct;
+    route::RouteEntry direct;
     direct.name = "direct";
     direct.match.path = "/direct";
-    direct.action = router::DirectResponseAction{200, "ok"};
+    direct.action = route::DirectResponseAction{200, "ok"};
     vhost.routes.push_back(direct);
-    router::RouteEntry hang;
+    route::RouteEntry hang;
     hang.name = "hang";
     hang.match.path = "/hang";
-    router::RouteAction action;
+    route::RouteAction action;
     action.cluster = "silent";
     action.timeout = Duration(0);  // only the stream idle timeout ends it
     hang.action = action;
     vhost.routes.push_back(hang);
     routes.virtual_hosts.push_back(vhost);
-    snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+    snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
     clusters_.Update(snapshot->clusters);
     context_.snapshot = snapshot;
 
@@ -131,6 +131,17 @@ class HttpConnectionManagerTest : public ::testing::Test {
     return c;
   }
 
+  // Sends `request` on a new connection; what came back once the response ended or the
+  // connection closed, and how long that took.
+  std::pair<std::string, Duration> Exchange(absl::string_view request) {
+    net::testing::RecordingCallbacks client;
+    auto c = Connect(client);
+    const MonotonicTime start = RealClock::Get().Now();
+    c->Write(request);
+    EXPECT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+    return {client.received, RealClock::Get().Now() - start};
+  }
+
   uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
     StatsSnapshot snapshot = registry_.Snapshot();
     const SeriesSnapshot* series = snapshot.Find(name, labels);
@@ -150,26 +161,26 @@ class HttpConnectionManagerTest : public ::testing::Test {
       const std::vector<std::shared_ptr<ClusterConfig>>& clusters) {
     auto snapshot = std::make_shared<config::Snapshot>();
     for (const auto& cluster : clusters) snapshot->clusters[cluster->name] = cluster;
-    router::RouteConfig routes;
+    route::RouteConfig routes;
     routes.name = "routes";
-    router::VirtualHostConfig vhost;
+    route::VirtualHostConfig vhost;
     vhost.name = "all";
     vhost.domains = {"*"};
     for (const auto& [path, cluster] : path_to_cluster) {
-      router::RouteEntry route;
+      route::RouteEntry route;
       route.name = path.substr(1);
       route.match.path = path;
       if (cluster.empty()) {
-        route.action = router::DirectResponseAction{200, "ok"};
+        route.action = route::DirectResponseAction{200, "ok"};
       } else {
-        router::RouteAction action;
+        route::RouteAction action;
         action.cluster = cluster;
         route.action = action;
       }
       vhost.routes.push_back(route);
     }
     routes.virtual_hosts.push_back(vhost);
-    snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+    snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
     clusters_.Update(snapshot->clusters);
     return snapshot;
   }
@@ -190,14 +201,14 @@ class HttpConnectionManagerTest : public ::testing::Test {
         : clock(test.loop_, source),
           tracer(SampleAll(span_per_attempt), "svc", sink,
                  tracing::TracerStats::Create(*test.shard_), test.random_, clock),
-          context{.loop = test.loop_,
-                  .random = test.random_,
-                  .clock = clock,
-                  .stats = *test.shard_,
-                  .clusters = test.clusters_,
-                  .snapshot = std::move(snapshot),
-                  .access_log = &test.log_,
-                  .tracer = &tracer} {
+          context{{.loop = test.loop_,
+                   .random = test.random_,
+                   .clock = clock,
+                   .stats = *test.shard_,
+                   .access_log = &test.log_,
+                   .tracer = &tracer},
+                  test.clusters_,
+                  std::move(snapshot)} {
       source.AdvanceOnEveryRead(kStep);
     }
     FakeClock source;
@@ -215,13 +226,13 @@ class HttpConnectionManagerTest : public ::testing::Test {
   SharedClusterLimits limits_;
   WorkerClusterManager clusters_{loop_, random_, RealClock::Get(), *shard_, limits_};
   Log log_;
-  WorkerContext context_{.loop = loop_,
-                         .random = random_,
-                         .clock = RealClock::Get(),
-                         .stats = *shard_,
-                         .clusters = clusters_,
-                         .snapshot = nullptr,
-                         .access_log = &log_};
+  WorkerContext context_{{.loop = loop_,
+                          .random = random_,
+                          .clock = RealClock::Get(),
+                          .stats = *shard_,
+                          .access_log = &log_},
+                         clusters_,
+                         nullptr};
   // What new connections get; a test may point it at a context of its own.
   WorkerContext* hcm_context_ = &context_;
   config::ListenerConfig listener_config_;
@@ -480,6 +491,87 @@ TEST_F(HttpConnectionManagerTest, AuthorizationDeniesBeforeRouting) {
   EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_code\":403")) << log_.lines[1];
 }
 
+// A policy that denies requests for `path` to everyone.
+std::shared_ptr<const filters::Authorizer> DenyPath(const std::string& path) {
+  filters::AuthorizationRuleConfig rule;
+  rule.paths = {path};
+  filters::AuthorizationPolicyConfig deny{
+      .name = "deny", .action = filters::AuthorizationPolicyConfig::Action::kDeny, .rules = {rule}};
+  return std::make_shared<const filters::Authorizer>(
+      filters::AuthorizationConfig{.policies = {deny}});
+}
+
+// The chain's order at the listener level: authorization before the listener's rate limit, so
+// a denied request spends no token.
+TEST_F(HttpConnectionManagerTest, DeniedRequestsSpendNoRateLimitToken) {
+  listener_config_.authorizer = DenyPath("/denied");
+  listener_config_.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+      resilience::TokenBucketConfig{.requests_per_second = 0, .burst = 1}, std::nullopt);
+  auto get = [&](absl::string_view path) {
+    return Exchange(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"))
+        .first;
+  };
+
+  EXPECT_TRUE(absl::StartsWith(get("/denied"), "HTTP/1.1 403"));
+  EXPECT_TRUE(absl::StartsWith(get("/denied"), "HTTP/1.1 403"));
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200"));  // the one token
+  const std::string limited = get("/direct");
+  EXPECT_TRUE(absl::StartsWith(limited, "HTTP/1.1 429")) << limited;
+  EXPECT_TRUE(absl::StrContains(limited, "retry-after: 3600")) << limited;
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "AZ"}}), 2u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "RL"}}), 1u);
+}
+
+// A route whose faults requests may trigger by header, to the cluster that never answers, with a
+// route timeout of `timeout`.
+std::shared_ptr<const config::Snapshot> FaultRoute(const config::Snapshot& base, Duration timeout) {
+  auto snapshot = std::make_shared<config::Snapshot>(base);
+  route::RouteConfig routes;
+  routes.name = "routes";
+  route::VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  route::RouteEntry faulty;
+  faulty.name = "faulty";
+  faulty.match.path = "/";
+  faulty.fault_header_triggered = true;
+  route::RouteAction action;
+  action.cluster = "silent";
+  action.timeout = timeout;
+  faulty.action = action;
+  vhost.routes.push_back(faulty);
+  routes.virtual_hosts.push_back(vhost);
+  snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
+  return snapshot;
+}
+
+// A fault delay holds the request (and its body) in the chain; the route timeout, armed before
+// the route-level filters, keeps running and ends the request during the delay.
+TEST_F(HttpConnectionManagerTest, FaultDelayCountsAgainstTheRouteTimeout) {
+  context_.snapshot = FaultRoute(*context_.snapshot, milliseconds(100));
+  const auto [received, elapsed] = Exchange(
+      "POST /slow HTTP/1.1\r\nhost: x\r\nx-meshlet-fault-delay-ms: 5000\r\n"
+      "content-length: 4\r\nconnection: close\r\n\r\nbody");
+  EXPECT_LT(elapsed, seconds(2));
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 504")) << received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"UT,DI\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"bytes_received\":4")) << log_.lines[0];
+}
+
+// A delayed request continues through the chain when its delay ends: here to the fault's abort.
+TEST_F(HttpConnectionManagerTest, DelayedRequestMeetsItsAbortWhenTheDelayEnds) {
+  context_.snapshot = FaultRoute(*context_.snapshot, Duration(0));
+  const auto [received, elapsed] = Exchange(
+      "POST /x HTTP/1.1\r\nhost: x\r\nx-meshlet-fault-delay-ms: 50\r\n"
+      "x-meshlet-fault-abort: 418\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody");
+  EXPECT_GE(elapsed, milliseconds(45));
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 418")) << received;
+  EXPECT_TRUE(absl::StrContains(received, "fault injected\n")) << received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"FI,DI\"")) << log_.lines[0];
+}
+
 // Policies reach connections opened before them: the first request after a new snapshot on a
 // kept-alive connection already meets the new authorization and rate limit.
 TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequest) {
@@ -514,14 +606,7 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
 
   // A new snapshot whose listener denies /direct to everyone.
   config::ListenerConfig listener = listener_config_;
-  filters::AuthorizationRuleConfig direct;
-  direct.paths = {"/direct"};
-  filters::AuthorizationPolicyConfig deny{
-      .name = "no-direct",
-      .action = filters::AuthorizationPolicyConfig::Action::kDeny,
-      .rules = {direct}};
-  listener.authorizer =
-      std::make_shared<const filters::Authorizer>(filters::AuthorizationConfig{.policies = {deny}});
+  listener.authorizer = DenyPath("/direct");
   context_.snapshot = with_listener(listener);
   EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403")) << client.received;
 
@@ -663,9 +748,9 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
   const std::string caller = absl::StrCat("00-", kCallerTrace, "-00f067aa0ba902b7-01");
   constexpr absl::string_view kRouteTrace = "11111111111111111111111111111111";
   auto snapshot = std::make_shared<config::Snapshot>();
-  router::RouteConfig routes;
+  route::RouteConfig routes;
   routes.name = "routes";
-  router::VirtualHostConfig vhost;
+  route::VirtualHostConfig vhost;
   vhost.name = "all";
   vhost.domains = {"*"};
   for (const auto& [name, protocol] :
@@ -678,10 +763,10 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
     cluster->endpoints.push_back(endpoint);
     snapshot->clusters[name] = cluster;
     for (bool route_adds : {false, true}) {
-      router::RouteEntry route;
+      route::RouteEntry route;
       route.name = absl::StrCat(route_adds ? "added-" : "plain-", name);
       route.match.path = absl::StrCat("/", route.name);
-      router::RouteAction action;
+      route::RouteAction action;
       action.cluster = name;
       route.action = action;
       if (route_adds) {
@@ -692,7 +777,7 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
     }
   }
   routes.virtual_hosts.push_back(vhost);
-  snapshot->route_tables["routes"] = std::move(*router::RouteTable::Create(routes));
+  snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
   clusters_.Update(snapshot->clusters);
   context_.snapshot = snapshot;
 

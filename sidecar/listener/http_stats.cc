@@ -51,13 +51,13 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             {{"reason",
               std::string(http::ResetReasonName(static_cast<http::StreamResetReason>(r)))}}));
   }
-  for (size_t f = 0; f < router::kResponseFlagCount; ++f) {
+  for (size_t f = 0; f < stream::kResponseFlagCount; ++f) {
     ASSIGN_OR_RETURN(
         s.response_flags[f],
         shard.RegisterCounter(
             "meshlet_http_response_flags_total",
             "Downstream requests that ended with a response flag (see docs/stats.md).",
-            {{"flag", std::string(router::ResponseFlagShortName(router::ResponseFlagAt(f)))}}));
+            {{"flag", std::string(stream::ResponseFlagShortName(stream::ResponseFlagAt(f)))}}));
   }
   ASSIGN_OR_RETURN(s.downstream_rq_active, shard.RegisterGauge("meshlet_http_downstream_rq_active",
                                                                "Downstream requests in progress."));
@@ -117,7 +117,7 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   return s;
 }
 
-void HttpStats::RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const {
+void HttpStats::RecordRequest(const stream::StreamInfo& info, uint64_t duration_us) const {
   if (info.response_code != 0) {
     downstream_rq[ProtocolIndex(info.protocol)][cluster::StatusClassIndex(info.response_code)]
         .Inc();

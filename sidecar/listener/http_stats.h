@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/http/codec.h"
 #include "common/stats/stats.h"
-#include "sidecar/router/stream_info.h"
+#include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar {
 
@@ -33,7 +33,7 @@ struct HttpStats {
   // response, by why the stream was reset.
   std::array<Counter, kResetReasonCount> downstream_rq_reset;
   // meshlet_http_response_flags_total{flag}: requests that ended with each response flag.
-  std::array<Counter, router::kResponseFlagCount> response_flags;
+  std::array<Counter, stream::kResponseFlagCount> response_flags;
   Gauge downstream_rq_active;        // meshlet_http_downstream_rq_active
   Histogram downstream_rq_duration;  // meshlet_http_downstream_rq_duration_seconds
   Counter downstream_rx_bytes;       // meshlet_http_downstream_rx_bytes_total (request bodies)
@@ -58,7 +58,7 @@ struct HttpStats {
   Gauge downstream_tunnels_active;  // meshlet_http_downstream_tunnels_active
 
   // Counts one finished request: status class, flags, bytes and duration.
-  void RecordRequest(const router::StreamInfo& info, uint64_t duration_us) const;
+  void RecordRequest(const stream::StreamInfo& info, uint64_t duration_us) const;
 };
 
 }  // namespace meshlet::sidecar

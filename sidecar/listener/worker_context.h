@@ -1,10 +1,11 @@
 #pragma once
 
-// What a worker thread gives the connections it accepts: its loop, randomness and clock, the
-// configuration snapshot current for new requests, its clusters, its stats shard and the access
-// log. One per worker; everything in it is used only on that worker's thread (design.md §3), so
-// nothing here takes a lock. The server (sidecar/server) owns it and replaces `snapshot` and
-// updates `clusters` when configuration changes; a request keeps the snapshot it started with.
+// What a worker thread gives the HTTP connections it accepts: the services of the stream floor
+// (sidecar/stream/stream_context.h: loop, randomness, clock, stats shard, tracer, access log), its
+// clusters, and the configuration snapshot current for new requests. One per worker; everything
+// in it is used only on that worker's thread (design.md §3), so nothing here takes a lock. The
+// server (sidecar/server) owns it and replaces `snapshot` and updates `clusters` when
+// configuration changes; a request keeps the snapshot it started with.
 
 #include <memory>
 
@@ -13,10 +14,7 @@
 #include "common/base/random.h"
 #include "common/event/loop.h"
 #include "sidecar/cluster/cluster_ref.h"
-
-namespace meshlet {
-class StatsShard;
-}
+#include "sidecar/stream/stream_context.h"
 
 namespace meshlet::sidecar {
 
@@ -24,28 +22,11 @@ namespace config {
 struct Snapshot;
 }
 
-namespace tracing {
-class Tracer;
-}
+using stream::AccessLogSink;
 
-// Writes one JSON line per finished request or connection when enabled.
-class AccessLogSink {
- public:
-  virtual ~AccessLogSink() = default;
-  virtual void Write(absl::string_view json_line) = 0;
-};
-
-struct WorkerContext {
-  event::Loop& loop;
-  Random& random;
-  const Clock& clock;
-  StatsShard& stats;
+struct WorkerContext : stream::StreamContext {
   cluster::ClusterManager& clusters;
   std::shared_ptr<const config::Snapshot> snapshot;
-  AccessLogSink* access_log = nullptr;  // null: off
-  tracing::Tracer* tracer = nullptr;    // null: tracing off (trace headers pass through)
-  bool draining = false;                // set on SIGTERM / POST /drain
-  int worker_index = 0;
 };
 
 }  // namespace meshlet::sidecar

@@ -26,6 +26,14 @@ using cluster::LbContext;
 using cluster::PoolFailureReason;
 using cluster::PoolFailureReasonName;
 using cluster::UpstreamStats;
+using route::DirectResponseAction;
+using route::RedirectAction;
+using route::RouteAction;
+using route::RouteEntry;
+using stream::LocalReply;
+using stream::ResponseFlag;
+using stream::StreamInfo;
+using stream::TunnelKind;
 
 namespace {
 
@@ -48,7 +56,8 @@ constexpr LocalReply kNoRoute{404, StatusCode::kUnimplemented, "no route"};
 constexpr LocalReply kNoCluster{503, StatusCode::kUnavailable, "route cluster not found"};
 constexpr LocalReply kNoHealthyUpstream{503, StatusCode::kUnavailable, "no healthy upstream"};
 constexpr LocalReply kConnectFailure{503, StatusCode::kUnavailable, "upstream connect error"};
-constexpr LocalReply kOverflow{503, StatusCode::kUnavailable, "upstream overloaded", true};
+constexpr LocalReply kOverflow{
+    .http_status = 503, .message = "upstream overloaded", .overloaded = true};
 constexpr LocalReply kResetBeforeResponse{502, StatusCode::kUnavailable,
                                           "upstream reset before response"};
 constexpr LocalReply kTimeout{504, StatusCode::kDeadlineExceeded, "upstream request timeout"};
@@ -94,26 +103,6 @@ size_t RetryReasonIndex(AttemptResult::Kind kind) {
 }
 
 }  // namespace
-
-void SendLocalReply(RouterCallbacks& callbacks, bool grpc, const LocalReply& reply) {
-  callbacks.stream_info().response_code = grpc ? 200 : reply.http_status;
-  if (grpc) {
-    http::HeaderMap headers = http::grpc::LocalReplyHeaders(reply.grpc_status, reply.message);
-    if (reply.overloaded) headers.Add("x-meshlet-overloaded", "true");
-    callbacks.EncodeHeaders(headers, /*end_stream=*/true);
-    return;
-  }
-  net::Buffer body;
-  body.Append(reply.message);
-  body.Append("\n");
-  http::HeaderMap headers;
-  headers.Add(":status", absl::StrCat(reply.http_status));
-  headers.Add("content-type", "text/plain");
-  headers.Add("content-length", absl::StrCat(body.length()));
-  if (reply.overloaded) headers.Add("x-meshlet-overloaded", "true");
-  callbacks.EncodeHeaders(headers, /*end_stream=*/false);
-  callbacks.EncodeData(body, /*end_stream=*/true);
-}
 
 // One attempt at one upstream host: the pool request, then the upstream stream. It reports to the
 // router and keeps nothing of the request but what the stream needs, so a retry is another
@@ -479,69 +468,56 @@ class Router::TcpUpstream final : public net::ConnectionCallbacks {
   bool reported_ = false;
 };
 
-Router::Router(WorkerContext& context, std::shared_ptr<const RouteTable> route_table,
-               RouterCallbacks& callbacks)
+Router::Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks)
     : context_(context),
-      route_table_(std::move(route_table)),
       callbacks_(callbacks),
       info_(callbacks.stream_info()),
       stats_(&NoStats()),
       timeout_timer_(context.loop, [this] { OnTimeout(); }) {}
 
 Router::~Router() {
-  // The attempt goes before the cluster reference that keeps its cluster alive.
+  // The attempt goes before the stream's route, which keeps its cluster alive.
   upstream_.reset();
   tcp_upstream_.reset();
 }
 
-void Router::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
-  request_headers_ = std::move(headers);
+bool Router::Route(http::HeaderMap& headers, bool end_stream) {
+  request_headers_ = &headers;
   downstream_end_ = end_stream;
-  grpc_ = http::grpc::IsGrpcRequest(*request_headers_);
-  connect_request_ = request_headers_->Get(":method") == absl::string_view("CONNECT");
-  upgrade_request_ = !connect_request_ && request_headers_->Has("upgrade");
-  RouteRequest();
-}
-
-void Router::RouteRequest() {
-  if (connect_request_) {
-    // CONNECT has no path: it is routed by :authority, as if its path were "/".
-    request_headers_->Set(":path", "/");
-    route_ = route_table_ != nullptr ? route_table_->Match(*request_headers_) : nullptr;
-    request_headers_->Remove(":path");
-    if (route_ != nullptr && route_->route_action() == nullptr) {
-      info_.route_name = route_->name;
-      route_ = nullptr;
-      Fail(ResponseFlag::kNoRoute, kConnectNotRoutable);
-      return;
-    }
-  } else {
-    route_ = route_table_ != nullptr ? route_table_->Match(*request_headers_) : nullptr;
+  grpc_ = callbacks_.grpc();
+  connect_request_ = headers.Get(":method") == absl::string_view("CONNECT");
+  upgrade_request_ = !connect_request_ && headers.Has("upgrade");
+  const stream::Route& resolved = callbacks_.route();
+  route_ = resolved.entry;
+  if (connect_request_ && route_ != nullptr && route_->route_action() == nullptr) {
+    // CONNECT goes to a cluster or nowhere.
+    info_.route_name = route_->name;
+    route_ = nullptr;
+    Fail(ResponseFlag::kNoRoute, kConnectNotRoutable);
+    return false;
   }
   if (route_ == nullptr) {
     Fail(ResponseFlag::kNoRoute, kNoRoute);
-    return;
+    return false;
   }
   info_.route_name = route_->name;
   if (route_->direct_response() != nullptr) {
     SendDirectResponse(*route_);
-    return;
+    return false;
   }
   if (route_->redirect() != nullptr) {
     SendRedirect(*route_);
-    return;
+    return false;
   }
   const RouteAction& action = *route_->route_action();
-  const std::string& cluster_name = PickCluster(action, context_.random);
-  info_.cluster_name = cluster_name;
-  cluster_ = context_.clusters.Get(cluster_name);
-  if (cluster_.cluster == nullptr) {
+  info_.cluster_name = resolved.cluster_name;
+  if (resolved.cluster == nullptr) {
     Fail(ResponseFlag::kNoClusterFound, kNoCluster);
-    return;
+    return false;
   }
-  if (cluster_.stats != nullptr) stats_ = cluster_.stats;
+  cluster_ = resolved.cluster.get();
+  if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
 
-  http::HeaderMap& headers = *request_headers_;
   if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
   if (!action.prefix_rewrite.empty()) {
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
@@ -560,12 +536,12 @@ void Router::RouteRequest() {
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
-      return;
+      return false;
     }
     timeout_timer_.Enable(remaining);
   }
 
-  Cluster& cluster = *cluster_.cluster;
+  Cluster& cluster = *cluster_;
   const resilience::RetryPolicyConfig& policy = action.retry_policy;
   if (policy.num_retries > 0 && !connect_request_ && !upgrade_request_) {
     const bool idempotent =
@@ -587,30 +563,20 @@ void Router::RouteRequest() {
     replay_buffering_ = idempotent || policy.retry_non_idempotent || refusable ||
                         (grpc_ && (policy.retry_on & kGrpcClasses) != 0);
   }
-  // Fault injection, the route's rate limit and the cluster's consecutive-failure breaker
-  // (sidecar/filters/request_gate.h): may answer locally, or delay and then continue here.
-  if (!gate_.Admit(
-          {*route_, cluster, *stats_, headers, grpc_}, context_.loop, context_.clock,
-          context_.random, info_,
-          [this](http::HeaderMap& h, bool end) { callbacks_.EncodeHeaders(h, end); },
-          [this](net::Buffer& b, bool end) { callbacks_.EncodeData(b, end); },
-          [this] {
-            const bool open = !done_;
-            Finish();
-            return open;
-          },
-          [this] {
-            if (!done_) StartFirstAttempt();
-          })) {
-    return;
-  }
-  StartFirstAttempt();
+  return true;
+}
+
+stream::FilterStatus Router::DecodeHeaders(http::HeaderMap&, bool end_stream) {
+  // The filters before the router may have held the request: the end may have come meanwhile.
+  downstream_end_ = downstream_end_ || end_stream;
+  if (!done_) StartFirstAttempt();
+  return stream::FilterStatus::kStopIteration;
 }
 
 void Router::StartFirstAttempt() {
-  // Only requests that go upstream fund the cluster's retry budget: not those the gate answered
+  // Only requests that go upstream fund the cluster's retry budget: not those a filter answered
   // (rate-limited, fault-aborted, breaker open), and never retries.
-  cluster_.cluster->retry_budget().RecordRequest();
+  cluster_->retry_budget().RecordRequest();
   StartAttempt();
 }
 
@@ -646,7 +612,7 @@ void Router::SendRedirect(const RouteEntry& route) {
 }
 
 void Router::StartAttempt() {
-  Cluster& cluster = *cluster_.cluster;
+  Cluster& cluster = *cluster_;
   LbContext lb_context;
   lb_context.hosts_to_avoid = absl::MakeConstSpan(tried_hosts_);
   const Cluster::HostSelection selection = cluster.ChooseHost(lb_context);
@@ -729,7 +695,7 @@ void Router::FillClientSpanText(tracing::Span& span, absl::string_view endpoint)
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {
-  Cluster& cluster = *cluster_.cluster;
+  Cluster& cluster = *cluster_;
   if (cluster.config().tls.enabled) {
     // Plaintext to a TLS upstream would leak what the configuration meant to protect.
     if (selection.probe) cluster.CancelProbe(*selection.host);
@@ -796,7 +762,12 @@ void Router::OnUpstreamReady() {
   }
 }
 
-void Router::DecodeData(net::Buffer& data, bool end_stream) {
+stream::FilterStatus Router::DecodeData(net::Buffer& data, bool end_stream) {
+  DecodeBody(data, end_stream);
+  return stream::FilterStatus::kStopIteration;
+}
+
+void Router::DecodeBody(net::Buffer& data, bool end_stream) {
   if (done_) {
     data.Drain(data.length());
     return;
@@ -833,17 +804,18 @@ void Router::DecodeData(net::Buffer& data, bool end_stream) {
   }
 }
 
-void Router::DecodeTrailers(http::HeaderMapPtr trailers) {
-  if (done_) return;
+stream::FilterStatus Router::DecodeTrailers(http::HeaderMap& trailers) {
+  if (done_) return stream::FilterStatus::kStopIteration;
   downstream_end_ = true;
   if (tcp_upstream_ != nullptr) {
     net::Buffer empty;
     tcp_upstream_->Write(empty, /*end_stream=*/true);
-    return;
+    return stream::FilterStatus::kStopIteration;
   }
-  // Kept either way: a retry sends them again.
-  request_trailers_ = std::move(trailers);
+  // Kept either way (the stream keeps them alive): a retry sends them again.
+  request_trailers_ = &trailers;
   if (upstream_ != nullptr && upstream_->ready()) upstream_->EncodeTrailers(*request_trailers_);
+  return stream::FilterStatus::kStopIteration;
 }
 
 void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
@@ -962,7 +934,7 @@ void Router::Fail(ResponseFlag flag, const LocalReply& reply) {
     callbacks_.ResetDownstream();
     return;
   }
-  SendLocalReply(callbacks_, grpc_, reply);
+  callbacks_.SendLocalReply(reply);
 }
 
 void Router::Finish() {

@@ -1,72 +1,28 @@
 #pragma once
 
-// Router: the terminal filter of one downstream request. It matches the request against the
-// route table of the snapshot the stream started with, answers direct-response and redirect
-// routes itself, applies the route's header mutations and rewrites, picks the (weighted)
-// cluster, arms the route timeout, and proxies the request to a host of that cluster through the
-// cluster's connection pool: request headers, body and trailers upstream, the response back.
+// Router: the last filter of a request's chain (stream/filter.h). It forwards the request to a
+// host of the cluster of the stream's cached route through that cluster's connection pool —
+// request headers, body and trailers upstream, the response back — with retries, per-try and
+// route timeouts and deadline propagation (docs/resilience.md), tunnels for Upgrade and CONNECT
+// (docs/operations.md), and a client span per attempt (docs/tracing.md). docs/architecture.md
+// follows a request through it.
 //
-// Translation between HTTP/1 and HTTP/2 needs nothing here: both codecs speak the same header
-// map with pseudo-headers (common/http/codec.h) and drop or add framing headers themselves. The
-// router removes hop-by-hop headers from responses (the connection manager does it for
-// requests), so an HTTP/1 upstream's `connection`/`transfer-encoding` never reach an HTTP/2 peer.
+// Two calls start a request. Route(), which the stream makes once its route is resolved and before
+// the route-level filters (fault, rate limit, breaker) run, answers what needs no upstream — no
+// route 404 (NR), a direct response, a redirect, a cluster this worker lacks 503 (NC), a deadline
+// already spent 504 (UT) — and otherwise applies the route's header mutations and rewrites and
+// arms the route timeout, so that time the filters hold the request counts against it. Then
+// DecodeHeaders(), as the last filter, starts the first attempt. Every local reply goes through
+// FilterCallbacks::SendLocalReply (stream/local_reply.h); once the response started, a failure
+// resets the downstream stream instead. Response flags: stream/stream_info.h.
 //
-// Bodies stream and are never copied (Buffer::Move relinks blocks). Flow control runs both ways:
-// when the upstream stream's send buffer passes its high watermark the downstream stream is
-// read-disabled until the low watermark; when the downstream stream's send buffer is high
-// (RouterCallbacks reports it), the upstream stream is read-disabled. Body that arrives before the
-// upstream stream is ready is held up to DownstreamBufferLimit(), then the downstream is paused.
-//
-// Local replies (see docs/stats.md for the response flags): no route 404 (NR); route cluster
-// unknown on this worker 503 (NC); no healthy host 503 (UH); connect failure 503 (UF);
-// circuit-breaker overflow 503 with `x-meshlet-overloaded: true` (UO); upstream reset before the
-// response 502 (UR); route timeout 504 (UT); per-try timeout of the last attempt 504 (UPT). A
-// failure the retry policy matched but could not retry also carries URX. A gRPC request
-// (content-type application/grpc) gets every local reply as a trailers-only gRPC response
-// instead: HTTP 200 with grpc-status (UNIMPLEMENTED for no route, DEADLINE_EXCEEDED for timeouts,
-// UNAVAILABLE otherwise) and grpc-message. After the response started, failures reset the
-// downstream stream instead. Results go to the cluster (RecordResult) for outlier detection.
-//
-// Tunnels (docs/operations.md): an HTTP/1.1 Upgrade request (the connection manager keeps its
-// `upgrade` header only for those) goes to the upstream with its Upgrade; a 101 turns the stream
-// into a byte tunnel both ways, anything else is an ordinary response. A CONNECT request (the
-// connection manager passes only the ones its listener allows) is routed by :authority as if its
-// path were "/", to a route with a cluster; the router opens a TCP connection to a host of that
-// cluster (no pool, no HTTP) and answers 200 once it is up, then relays bytes. The route timeout
-// covers a tunnel until it opens and is then disarmed (the stream idle timeout still applies).
-// HTTP/1 has no half-close towards the client, so the first side to finish sending ends the
-// tunnel: the other side gets what was already sent, then its connection closes.
-//
-// Attempts and retries (docs/resilience.md): each try at an upstream host is an UpstreamRequest
-// (router.cc); the request headers, trailers and replayable body stay with the router, so a retry
-// is simply another UpstreamRequest. When the route's retry policy allows retries the router keeps
-// a resilience::RetryState (inline, no allocation) and asks it after every failed attempt:
-// connect failure, refused stream, reset before response headers, per-try timeout, or response
-// headers the policy retries on (5xx, gateway errors, listed statuses, a trailers-only gRPC
-// status). A response the policy may retry is not forwarded until the decision is made; a retried
-// one is discarded. The next attempt starts from a backoff timer on the worker's loop (never
-// inside an upstream callback) on a host the load balancer prefers over the ones already tried.
-// Request body is copied into a replay buffer (up to RetryBufferLimit()) only while a retry of
-// this request is possible and only when it may resend the body (idempotent methods, or the
-// route's retry_non_idempotent); a non-idempotent request is otherwise retried only if none of its
-// body reached the upstream and the failure proves the upstream never processed it.
-//
-// Tracing (docs/tracing.md): when the stream's StreamInfo carries an active trace and the worker
-// has a Tracer, every attempt writes its own `traceparent` (and B3 when the caller used B3) and,
-// for a sampled request, records a client span with the attempt number, host and status.
-//
-// Deadlines: the request's deadline is min(route timeout, the caller's grpc-timeout /
-// x-meshlet-deadline); every attempt carries what is left of it (bounded by the per-try timeout)
-// upstream, as grpc-timeout for gRPC requests and x-meshlet-deadline otherwise. A retry whose
-// backoff plus a minimal attempt does not fit in what is left is not started.
-//
-// Ownership and callbacks: the connection manager's stream owns the Router and implements
-// RouterCallbacks; the router calls it only from inside the Decode* calls the stream makes, from
-// pool/upstream callbacks, or from its timer, all on the worker's loop thread. Once the response
-// is complete, a local reply was sent, or Abandon() was called, the router calls nothing more
-// except ReadDisableDownstream(false) to give back pauses it made.
-// Destroying the router cancels or resets its upstream attempt; the stream destroys it through
-// Loop::DeferDelete, never inside one of its callbacks.
+// Ownership and callbacks: the stream owns the Router, the request headers and trailers it passes
+// (valid until the stream ends), and implements FilterCallbacks; the router calls it only from
+// inside the calls the stream makes, from pool/upstream callbacks, or from its timers, all on the
+// worker's loop thread. Once the response is complete, a local reply was sent, or Abandon() (or
+// OnStreamEnd()) was called, the router calls nothing more except ReadDisableDownstream(false) to
+// give back pauses it made. Destroying the router cancels or resets its upstream attempt; the
+// stream destroys it through Loop::DeferDelete, never inside one of its callbacks.
 
 #include <cstdint>
 #include <memory>
@@ -81,85 +37,50 @@
 #include "common/net/buffer.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/upstream_stats.h"
-#include "sidecar/filters/request_gate.h"
-#include "sidecar/listener/worker_context.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/retry_state.h"
-#include "sidecar/router/route_table.h"
-#include "sidecar/router/stream_info.h"
+#include "sidecar/route/route_table.h"
+#include "sidecar/stream/filter.h"
+#include "sidecar/stream/local_reply.h"
+#include "sidecar/stream/stream_context.h"
+#include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar::router {
 
-// What the router needs from the downstream stream that runs it.
-class RouterCallbacks {
+class Router final : public stream::Filter {
  public:
-  virtual ~RouterCallbacks() = default;
-  // Response pieces for the client; the last has end_stream set (or is the trailers). Headers
-  // may be changed by the callee (it owns the protocol's last word on them).
-  virtual void EncodeHeaders(http::HeaderMap& headers, bool end_stream) = 0;
-  virtual void EncodeData(net::Buffer& data, bool end_stream) = 0;
-  virtual void EncodeTrailers(const http::HeaderMap& trailers) = 0;
-  // Ends the downstream stream abnormally: the response cannot be completed.
-  virtual void ResetDownstream() = 0;
-  // Pauses (true) or resumes (false) the request body; counted.
-  virtual void ReadDisableDownstream(bool disable) = 0;
-  // Request body bytes the router may hold while no upstream stream takes them.
-  virtual uint32_t DownstreamBufferLimit() const = 0;
-  // Request body bytes the router may keep to replay on a retry
-  // (HttpOptions.max_request_body_buffer_kb).
-  virtual uint64_t RetryBufferLimit() const { return 64 * 1024; }
-  virtual StreamInfo& stream_info() = 0;
-};
-
-struct LocalReply {
-  int http_status = 503;
-  http::grpc::StatusCode grpc_status = http::grpc::StatusCode::kUnavailable;
-  absl::string_view message;
-  bool overloaded = false;  // adds `x-meshlet-overloaded: true`
-};
-
-// Sends a complete local reply: for gRPC requests trailers-only (HTTP 200, grpc-status,
-// grpc-message), otherwise `http_status` with a text/plain body of `message` and a newline.
-void SendLocalReply(RouterCallbacks& callbacks, bool grpc, const LocalReply& reply);
-
-class Router {
- public:
-  // `context` must outlive the router; `route_table` may be null (every request is a 404).
-  Router(WorkerContext& context, std::shared_ptr<const RouteTable> route_table,
-         RouterCallbacks& callbacks);
-  ~Router();
+  // `context` must outlive the router.
+  Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks);
+  ~Router() override;
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // The request, as the connection manager prepared it (hop-by-hop headers removed).
-  void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream);
-  void DecodeData(net::Buffer& data, bool end_stream);
-  void DecodeTrailers(http::HeaderMapPtr trailers);
+  // The request under callbacks.route(), as the connection manager prepared it (hop-by-hop headers
+  // removed). False: the router answered it (see the header comment); nothing more follows.
+  bool Route(http::HeaderMap& headers, bool end_stream);
+
+  // stream::Filter. DecodeHeaders (after Route() and the filters before the router) starts the
+  // first attempt; the router keeps the request, so it returns kStopIteration.
+  stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool end_stream) override;
+  stream::FilterStatus DecodeData(net::Buffer& data, bool end_stream) override;
+  stream::FilterStatus DecodeTrailers(http::HeaderMap& trailers) override;
+  void OnStreamEnd() override { Abandon(); }
 
   // The downstream stream's send buffer crossed its watermarks.
   void OnDownstreamAboveWriteBufferHighWatermark();
   void OnDownstreamBelowWriteBufferLowWatermark();
 
   // The stream ends without the router (client reset, connection gone, the connection manager's
-  // own timeout): cancels or resets the upstream attempt and gives back the read-disables it
-  // holds; no other RouterCallbacks call follows.
+  // own timeout, a filter's local reply): cancels or resets the upstream attempt and gives back
+  // the read-disables it holds; no other FilterCallbacks call follows.
   void Abandon();
-
-  // The request is over (the connection manager's end of stream): records its golden metrics on
-  // the cluster it was routed to, if any. `reset`: the response did not complete.
-  void RecordCompletion(const StreamInfo& info, bool reset, uint64_t duration_us) const {
-    if (cluster_.cluster != nullptr) {
-      stats_->RecordCompletion(info.response_code, info.grpc_failure, reset, duration_us,
-                               info.bytes_received, info.bytes_sent);
-    }
-  }
 
   bool response_started() const { return response_started_; }
   // The stream carries raw bytes (after a 101 or CONNECT's 200).
   bool tunnel() const { return tunnel_; }
   bool grpc() const { return grpc_; }
-  // The request headers as sent upstream (after mutations); null before DecodeHeaders.
-  const http::HeaderMap* request_headers() const { return request_headers_.get(); }
+  // The request headers as sent upstream (after mutations); null before Route().
+  const http::HeaderMap* request_headers() const { return request_headers_; }
 
  private:
   class UpstreamRequest;
@@ -167,9 +88,9 @@ class Router {
   friend class UpstreamRequest;
   friend class TcpUpstream;
 
-  void RouteRequest();
-  void SendDirectResponse(const RouteEntry& route);
-  void SendRedirect(const RouteEntry& route);
+  void DecodeBody(net::Buffer& data, bool end_stream);
+  void SendDirectResponse(const route::RouteEntry& route);
+  void SendRedirect(const route::RouteEntry& route);
   // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
   void StartFirstAttempt();
   void StartAttempt();
@@ -215,27 +136,27 @@ class Router {
   event::Timer& attempt_timer();
   void OnResponseComplete();
   // Ends the request with a local reply (or a downstream reset if the response started).
-  void Fail(ResponseFlag flag, const LocalReply& reply);
+  void Fail(stream::ResponseFlag flag, const stream::LocalReply& reply);
   // Stops the timer and the attempt and gives back read-disables the router holds.
   void Finish();
   void DisableDownstreamReads(bool disable);
 
-  WorkerContext& context_;
-  const std::shared_ptr<const RouteTable> route_table_;
-  RouterCallbacks& callbacks_;
-  StreamInfo& info_;
+  stream::StreamContext& context_;
+  stream::FilterCallbacks& callbacks_;
+  stream::StreamInfo& info_;
 
-  http::HeaderMapPtr request_headers_;
-  http::HeaderMapPtr request_trailers_;  // held until the upstream stream is ready
-  net::Buffer pending_body_;             // request body the upstream stream has not taken yet
-  bool downstream_end_ = false;          // the whole request arrived
+  http::HeaderMap* request_headers_ = nullptr;         // the stream's
+  const http::HeaderMap* request_trailers_ = nullptr;  // the stream's; held until the upstream
+                                                       // stream is ready
+  net::Buffer pending_body_;     // request body the upstream stream has not taken yet
+  bool downstream_end_ = false;  // the whole request arrived
   bool grpc_ = false;
   bool upgrade_request_ = false;  // HTTP/1.1 Upgrade (the request kept its `upgrade` header)
   bool connect_request_ = false;
   bool tunnel_ = false;
 
-  const RouteEntry* route_ = nullptr;
-  cluster::ClusterRef cluster_;
+  const route::RouteEntry* route_ = nullptr;
+  cluster::Cluster* cluster_ = nullptr;  // the stream's route's, which keeps it alive
   const cluster::UpstreamStats* stats_ = nullptr;
   std::unique_ptr<UpstreamRequest> upstream_;
   std::unique_ptr<TcpUpstream> tcp_upstream_;  // CONNECT only
@@ -250,7 +171,6 @@ class Router {
   bool body_sent_ = false;         // request body reached the current attempt's stream
   net::Buffer replay_body_;
   absl::InlinedVector<const cluster::Host*, 4> tried_hosts_;
-  filters::RequestGate gate_;  // fault injection, rate limit, breaker (before the first attempt)
 
   bool response_started_ = false;
   bool done_ = false;

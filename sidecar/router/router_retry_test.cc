@@ -5,6 +5,7 @@
 // a request that succeeds at once allocates no more with retries enabled than without.
 
 #include "sidecar/router/router.h"
+#include "sidecar/router/router_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -26,201 +27,15 @@
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/cluster/fake_codec.h"
 #include "sidecar/cluster/upstream_stats.h"
-#include "sidecar/listener/worker_context.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 #include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::router {
 
-using cluster::Cluster;
-using cluster::ClusterConfig;
-using cluster::ClusterManager;
-using cluster::ClusterRef;
-using cluster::CodecFactories;
-using cluster::EndpointConfig;
-using cluster::LbPolicy;
-using cluster::UpstreamStats;
-
 namespace {
 
-using cluster::testing::FakeClientConnection;
-using cluster::testing::FakeUpstream;
-using std::chrono::milliseconds;
-
-// The downstream side: records what the router sends to the client.
-class RecordingCallbacks final : public RouterCallbacks {
- public:
-  void EncodeHeaders(http::HeaderMap& headers, bool end_stream) override {
-    ++headers_sent;
-    status = std::string(headers.Get(":status").value_or(""));
-    grpc_status = std::string(headers.Get("grpc-status").value_or(""));
-    if (end_stream) complete = true;
-  }
-  void EncodeData(net::Buffer& data, bool end_stream) override {
-    body += data.ToString();
-    data.Drain(data.length());
-    if (end_stream) complete = true;
-  }
-  void EncodeTrailers(const http::HeaderMap&) override { complete = true; }
-  void ResetDownstream() override { reset = true; }
-  void ReadDisableDownstream(bool disable) override { read_disables += disable ? 1 : -1; }
-  uint32_t DownstreamBufferLimit() const override { return 1 << 20; }
-  uint64_t RetryBufferLimit() const override { return retry_buffer_limit; }
-  StreamInfo& stream_info() override { return info; }
-
-  bool done() const { return complete || reset; }
-
-  StreamInfo info;
-  int headers_sent = 0;
-  std::string status;
-  std::string grpc_status;
-  std::string body;
-  bool complete = false;
-  bool reset = false;
-  int read_disables = 0;
-  uint64_t retry_buffer_limit = 64 * 1024;
-};
-
-// One cluster ("c") with its stats, as the worker's cluster manager would hand it out.
-class OneClusterManager final : public ClusterManager {
- public:
-  Cluster* Find(absl::string_view name) override { return name == "c" ? cluster.get() : nullptr; }
-  ClusterRef Get(absl::string_view name) override {
-    if (name != "c") return {};
-    return {std::shared_ptr<Cluster>(std::shared_ptr<Cluster>(), cluster.get()), &stats};
-  }
-
-  std::unique_ptr<Cluster> cluster;
-  UpstreamStats stats;
-};
-
-class RouterRetryTest : public ::testing::Test {
- protected:
-  RouterRetryTest() : shard_(registry_.CreateShard()) {
-    clusters_.stats = *UpstreamStats::Create(*shard_, "c");
-    random_.Push(~uint64_t{0});  // every backoff at its upper bound
-  }
-
-  ~RouterRetryTest() override {
-    routers_.clear();
-    loop_.RunUntilIdle();
-    clusters_.cluster.reset();
-    upstreams_.clear();
-    loop_.RunUntilIdle();
-  }
-
-  FakeUpstream& AddUpstream() {
-    upstreams_.push_back(std::make_unique<FakeUpstream>(loop_));
-    return *upstreams_.back();
-  }
-
-  // The cluster over `addresses` (round robin, no outlier detection) and a catch-all route with
-  // `action`; with `other`, a route for the prefix /b/ with that action first.
-  void Configure(std::vector<net::Address> addresses, const RouteAction& action,
-                 const RouteAction* other = nullptr) {
-    ClusterConfig config;
-    config.name = "c";
-    config.lb_policy = LbPolicy::kRoundRobin;
-    config.connect_timeout = milliseconds(200);
-    for (const net::Address& address : addresses) {
-      EndpointConfig endpoint;
-      endpoint.address = address;
-      config.endpoints.push_back(endpoint);
-    }
-    config.retry_budget = budget_;
-    config.circuit_breakers.max_retries = 100;
-    clusters_.cluster = std::make_unique<Cluster>(
-        loop_, config,
-        std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers), random_,
-        RealClock::Get(), FakeCodecs());
-    RouteConfig routes;
-    routes.name = "routes";
-    VirtualHostConfig vhost;
-    vhost.name = "all";
-    vhost.domains = {"*"};
-    if (other != nullptr) {
-      RouteEntry route;
-      route.name = "b";
-      route.match.path = "/b/";
-      RouteAction routed = *other;
-      routed.cluster = "c";
-      route.action = routed;
-      vhost.routes.push_back(route);
-    }
-    RouteEntry route;
-    route.name = "r";
-    route.match.path = "/";
-    RouteAction routed = action;
-    routed.cluster = "c";
-    route.action = routed;
-    vhost.routes.push_back(route);
-    routes.virtual_hosts.push_back(vhost);
-    table_ = std::shared_ptr<const RouteTable>(*RouteTable::Create(routes));
-  }
-
-  static CodecFactories FakeCodecs() {
-    return CodecFactories{FakeClientConnection::Factory({}), FakeClientConnection::Factory({})};
-  }
-
-  static RouteAction Retrying(uint32_t num_retries) {
-    RouteAction action;
-    action.retry_policy.num_retries = num_retries;
-    action.retry_policy.backoff.base = milliseconds(1);
-    action.retry_policy.backoff.cap = milliseconds(2);
-    return action;
-  }
-
-  // Sends one request (headers, then `body` if any) and runs the loop until the client has its
-  // answer.
-  RecordingCallbacks& Send(absl::string_view method, absl::string_view body = "",
-                           std::vector<std::pair<std::string, std::string>> extra = {},
-                           absl::string_view path = "/x") {
-    callbacks_.push_back(std::make_unique<RecordingCallbacks>());
-    RecordingCallbacks& callbacks = *callbacks_.back();
-    if (next_trace_.has_value()) callbacks.info.trace = *next_trace_;
-    routers_.push_back(std::make_unique<Router>(context_, table_, callbacks));
-    Router& router = *routers_.back();
-    auto headers = std::make_unique<http::HeaderMap>();
-    headers->Add(":method", method);
-    headers->Add(":path", path);
-    headers->Add(":authority", "test");
-    headers->Add(":scheme", "http");
-    for (const auto& [name, value] : extra) headers->Add(name, value);
-    router.DecodeHeaders(std::move(headers), body.empty());
-    if (!body.empty()) {
-      net::Buffer data(body);
-      router.DecodeData(data, /*end_stream=*/true);
-    }
-    loop_.RunUntil([&] { return callbacks.done(); }, std::chrono::seconds(5));
-    return callbacks;
-  }
-
-  uint64_t Count(absl::string_view name, LabelSet labels = {}) {
-    labels.emplace_back("cluster", "c");
-    StatsSnapshot snapshot = registry_.Snapshot();
-    const SeriesSnapshot* series = snapshot.Find(name, labels);
-    return series == nullptr ? ~uint64_t{0} : series->counter;
-  }
-
-  event::Loop loop_;
-  FakeRandom random_;
-  StatsRegistry registry_;
-  std::unique_ptr<StatsShard> shard_;
-  OneClusterManager clusters_;
-  WorkerContext context_{.loop = loop_,
-                         .random = random_,
-                         .clock = RealClock::Get(),
-                         .stats = *shard_,
-                         .clusters = clusters_};
-  resilience::RetryBudgetConfig budget_;
-  std::shared_ptr<const RouteTable> table_;
-  std::vector<std::unique_ptr<FakeUpstream>> upstreams_;
-  std::vector<std::unique_ptr<RecordingCallbacks>> callbacks_;
-  std::vector<std::unique_ptr<Router>> routers_;
-  // The trace the connection manager would have set up for the next Send().
-  std::optional<tracing::RequestTrace> next_trace_;
-};
+using RouterRetryTest = RouterTest;
 
 TEST_F(RouterRetryTest, RetriedResponsesAreDiscardedAndTheLastOneForwarded) {
   FakeUpstream& up = AddUpstream();
@@ -342,15 +157,13 @@ TEST_F(RouterRetryTest, BodyBeyondTheReplayLimitIsNotRetried) {
   };
   Configure({up.address()}, Retrying(2));
   // A limit of 4 bytes: the 7-byte body cannot be replayed.
-  callbacks_.push_back(std::make_unique<RecordingCallbacks>());
-  callbacks_.back()->retry_buffer_limit = 4;
-  RecordingCallbacks& client = *callbacks_.back();
-  routers_.push_back(std::make_unique<Router>(context_, table_, client));
+  RecordingCallbacks& client = NewStream();
+  client.retry_buffer_limit = 4;
   auto headers = std::make_unique<http::HeaderMap>();
   headers->Add(":method", "PUT");
   headers->Add(":path", "/x");
   headers->Add(":authority", "test");
-  routers_.back()->DecodeHeaders(std::move(headers), false);
+  Start(client, std::move(headers), false);
   net::Buffer body("payload");
   routers_.back()->DecodeData(body, true);
   loop_.RunUntil([&] { return client.done(); }, std::chrono::seconds(5));
@@ -499,14 +312,12 @@ TEST_F(RouterRetryTest, AbandonDuringBackoffStopsEverything) {
   action.retry_policy.backoff.base = milliseconds(200);
   action.retry_policy.backoff.cap = milliseconds(200);
   Configure({up.address()}, action);
-  callbacks_.push_back(std::make_unique<RecordingCallbacks>());
-  RecordingCallbacks& client = *callbacks_.back();
-  routers_.push_back(std::make_unique<Router>(context_, table_, client));
+  RecordingCallbacks& client = NewStream();
   auto headers = std::make_unique<http::HeaderMap>();
   headers->Add(":method", "GET");
   headers->Add(":path", "/x");
   headers->Add(":authority", "test");
-  routers_.back()->DecodeHeaders(std::move(headers), true);
+  Start(client, std::move(headers), true);
   loop_.RunUntil([&] { return up.requests().size() == 1 && up.unanswered() == 0; },
                  std::chrono::seconds(5));
   loop_.RunUntil([] { return false; }, milliseconds(20));  // the 503 arrives: backoff starts

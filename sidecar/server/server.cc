@@ -19,7 +19,7 @@
 #include "sidecar/cluster/host.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar {
 
@@ -548,9 +548,9 @@ void Server::PublishRateLimiterStats() {
     }
   }
   for (const auto& [table_name, table] : snapshot_->route_tables) {
-    for (const router::VirtualHostConfig& host : table->config().virtual_hosts) {
+    for (const route::VirtualHostConfig& host : table->config().virtual_hosts) {
       for (size_t i = 0; i < host.routes.size(); ++i) {
-        const router::RouteEntry& route = host.routes[i];
+        const route::RouteEntry& route = host.routes[i];
         if (!per_caller(route.rate_limiter)) continue;
         publish("route",
                 absl::StrCat(table_name, "/", host.name, "/",

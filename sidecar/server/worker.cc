@@ -533,15 +533,17 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
                                                      UpstreamOptions(shared_.tls_contexts));
   clusters_->SetWorkerIndex(index_);
   context_ = std::make_unique<WorkerContext>(WorkerContext{
-      .loop = *loop_,
-      .random = *random_,
-      .clock = *clock_,
-      .stats = *stats_,
-      .clusters = *clusters_,
-      .snapshot = snapshot,
-      .access_log = shared_.global_access_log.get(),
-      .draining = false,
-      .worker_index = index_,
+      {
+          .loop = *loop_,
+          .random = *random_,
+          .clock = *clock_,
+          .stats = *stats_,
+          .access_log = shared_.global_access_log.get(),
+          .draining = false,
+          .worker_index = index_,
+      },
+      *clusters_,
+      snapshot,
   });
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;

@@ -35,7 +35,7 @@
 #include "sidecar/listener/http_connection_manager.h"
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 #include "tests/integration/proxy_test_util.h"
 
 namespace meshlet::sidecar {
@@ -211,12 +211,12 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     return config;
   }
 
-  static router::RouteEntry Route(const std::string& name, const std::string& prefix,
-                                  const std::string& cluster) {
-    router::RouteEntry route;
+  static route::RouteEntry Route(const std::string& name, const std::string& prefix,
+                                 const std::string& cluster) {
+    route::RouteEntry route;
     route.name = name;
     route.match.path = prefix;
-    router::RouteAction action;
+    route::RouteAction action;
     action.cluster = cluster;
     route.action = action;
     return route;
@@ -236,9 +236,9 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     full->circuit_breakers.max_requests = 0;  // every request overflows
     snapshot->clusters["full"] = full;
 
-    router::RouteConfig routes;
+    route::RouteConfig routes;
     routes.name = "routes";
-    router::VirtualHostConfig vhost;
+    route::VirtualHostConfig vhost;
     vhost.name = "all";
     vhost.domains = {"*"};
     vhost.routes.push_back(Route("echo", "/echo", "a"));
@@ -247,37 +247,37 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     vhost.routes.push_back(Route("empty", "/empty", "empty"));
     vhost.routes.push_back(Route("unknown", "/unknown", "no-such-cluster"));
     vhost.routes.push_back(Route("full", "/full", "full"));
-    router::RouteEntry slow = Route("slow", "/slow", "silent");
-    std::get<router::RouteAction>(slow.action).timeout = milliseconds(300);
+    route::RouteEntry slow = Route("slow", "/slow", "silent");
+    std::get<route::RouteAction>(slow.action).timeout = milliseconds(300);
     vhost.routes.push_back(slow);
 
-    router::RouteEntry mutate = Route("mutate", "/mutate", "a");
-    std::get<router::RouteAction>(mutate.action).prefix_rewrite = "/rewritten";
+    route::RouteEntry mutate = Route("mutate", "/mutate", "a");
+    std::get<route::RouteAction>(mutate.action).prefix_rewrite = "/rewritten";
     mutate.headers.request_headers_to_add.push_back({"x-added", "route", false});
     mutate.headers.request_headers_to_remove.push_back("x-remove-me");
     mutate.headers.response_headers_to_add.push_back({"x-response-added", "yes", false});
     mutate.headers.response_headers_to_remove.push_back("x-seen-keep-alive");
     vhost.routes.push_back(mutate);
 
-    router::RouteEntry split;
+    route::RouteEntry split;
     split.name = "split";
     split.match.path = "/split";
-    router::RouteAction weighted;
+    route::RouteAction weighted;
     weighted.weighted_clusters = {{"a", 80}, {"b", 20}};
     weighted.total_weight = 100;
     split.action = weighted;
     vhost.routes.push_back(split);
 
-    router::RouteEntry direct;
+    route::RouteEntry direct;
     direct.name = "direct";
     direct.match.path = "/direct";
-    direct.action = router::DirectResponseAction{201, "direct body\n"};
+    direct.action = route::DirectResponseAction{201, "direct body\n"};
     vhost.routes.push_back(direct);
 
-    router::RouteEntry redirect;
+    route::RouteEntry redirect;
     redirect.name = "redirect";
     redirect.match.path = "/redirect";
-    router::RedirectAction redirect_action;
+    route::RedirectAction redirect_action;
     redirect_action.host = "example.com";
     redirect_action.path = "/moved";
     redirect_action.response_code = 302;
@@ -285,9 +285,9 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     vhost.routes.push_back(redirect);
 
     routes.virtual_hosts.push_back(vhost);
-    auto table = router::RouteTable::Create(routes);
+    auto table = route::RouteTable::Create(routes);
     CHECK_OK(table);
-    snapshot->route_tables["routes"] = std::shared_ptr<const router::RouteTable>(std::move(*table));
+    snapshot->route_tables["routes"] = std::shared_ptr<const route::RouteTable>(std::move(*table));
     return snapshot;
   }
 
@@ -317,13 +317,15 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     snapshot_ = BuildSnapshot(closed_port);
     clusters_->Update(snapshot_->clusters);
     context_ = std::make_unique<WorkerContext>(WorkerContext{
-        .loop = loop_,
-        .random = random_,
-        .clock = RealClock::Get(),
-        .stats = *shard_,
-        .clusters = *clusters_,
-        .snapshot = snapshot_,
-        .access_log = &access_log_,
+        {
+            .loop = loop_,
+            .random = random_,
+            .clock = RealClock::Get(),
+            .stats = *shard_,
+            .access_log = &access_log_,
+        },
+        *clusters_,
+        snapshot_,
     });
     listener_config_.name = "test";
     listener_config_.route_config_name = "routes";

@@ -1,4 +1,4 @@
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 #include <map>
 #include <string>
@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::route {
 namespace {
 
 using ::testing::HasSubstr;
@@ -385,4 +385,4 @@ TEST(RouteTableTest, RoutesPointBackAtTheirLevels) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::route

@@ -24,7 +24,7 @@
 #include "sidecar/resilience/retry_state.h"
 #include "sidecar/resilience/token_bucket.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::route {
 
 // One header to add. append = false replaces every existing value of the name (HeaderMap::Set);
 // append = true adds another value (HeaderMap::Add).
@@ -157,4 +157,4 @@ struct RouteConfig {
   HeaderMutations headers;
 };
 
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::route

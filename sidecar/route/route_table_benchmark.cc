@@ -1,7 +1,7 @@
 // RouteTable matching cost on a table of 100 virtual hosts x 10 routes (a mix of exact domains,
 // suffix wildcards, prefix and exact paths, header and method matchers). Reports ns per match.
 //
-//   bazel run --config=opt //sidecar/router:route_table_benchmark
+//   bazel run --config=opt //sidecar/route:route_table_benchmark
 
 #include <string>
 #include <vector>
@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "common/http/header_map.h"
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::route {
 namespace {
 
 constexpr int kVirtualHosts = 100;
@@ -99,4 +99,4 @@ void BM_MatchWildcardDomain(benchmark::State& state) {
 BENCHMARK(BM_MatchWildcardDomain);
 
 }  // namespace
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::route

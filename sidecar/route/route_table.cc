@@ -1,4 +1,4 @@
-#include "sidecar/router/route_table.h"
+#include "sidecar/route/route_table.h"
 
 #include <algorithm>
 #include <utility>
@@ -8,7 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::route {
 namespace {
 
 // Characters a domain may hold besides a leading '*': host names, IPv4 and bracketed IPv6
@@ -329,4 +329,4 @@ std::string RewritePath(const RouteEntry& route, absl::string_view path) {
   return absl::StrCat(action->prefix_rewrite, rest, query);
 }
 
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::route

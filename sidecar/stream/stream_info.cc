@@ -1,6 +1,6 @@
-#include "sidecar/router/stream_info.h"
+#include "sidecar/stream/stream_info.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::stream {
 
 absl::string_view ResponseFlagShortName(ResponseFlag flag) {
   switch (flag) {
@@ -75,4 +75,4 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   }
 }
 
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::stream

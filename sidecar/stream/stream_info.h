@@ -20,7 +20,7 @@
 #include "common/net/address.h"
 #include "sidecar/tracing/span.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::stream {
 
 enum class ResponseFlag : uint32_t {
   kNoRoute = 1u << 0,                 // NR: no route matched (404)
@@ -99,4 +99,4 @@ struct StreamInfo {
   }
 };
 
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::stream

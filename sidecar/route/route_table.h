@@ -35,9 +35,9 @@
 #include "absl/strings/string_view.h"
 #include "common/base/random.h"
 #include "common/http/header_map.h"
-#include "sidecar/router/route_config.h"
+#include "sidecar/route/route_config.h"
 
-namespace meshlet::sidecar::router {
+namespace meshlet::sidecar::route {
 
 class RouteTable {
  public:
@@ -115,4 +115,4 @@ std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderM
 // string kept. Unchanged when the route has no prefix_rewrite.
 std::string RewritePath(const RouteEntry& route, absl::string_view path);
 
-}  // namespace meshlet::sidecar::router
+}  // namespace meshlet::sidecar::route

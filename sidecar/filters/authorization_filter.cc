@@ -1,0 +1,28 @@
+#include "sidecar/filters/authorization_filter.h"
+
+#include "sidecar/route/route_config.h"
+
+namespace meshlet::sidecar::filters {
+
+stream::FilterStatus AuthorizationFilter::Decide(const http::HeaderMap& headers) {
+  const route::VirtualHostConfig* vhost = callbacks_.route().virtual_host;
+  const AuthorizationDecision decision = policy_.authorizer->Decide({
+      .peer_identity = policy_.peer_identity,
+      .port = vhost != nullptr && vhost->destination_port != 0 ? vhost->destination_port
+                                                               : policy_.destination_port,
+      .method = headers.Get(":method").value_or(""),
+      .path = headers.Get(":path").value_or(""),
+  });
+  if (decision.allowed) {
+    policy_.rbac_allowed.Inc();
+    return stream::FilterStatus::kContinue;
+  }
+  policy_.rbac_denied.Inc();
+  callbacks_.stream_info().SetFlag(stream::ResponseFlag::kUnauthorized);
+  callbacks_.SendLocalReply({.http_status = 403,
+                             .grpc_status = http::grpc::StatusCode::kPermissionDenied,
+                             .message = "RBAC: access denied"});
+  return stream::FilterStatus::kStopIteration;
+}
+
+}  // namespace meshlet::sidecar::filters

@@ -1,0 +1,238 @@
+// The router beyond retries (router_retry_test.cc): weighted cluster choice, local replies, header
+// mutations and tunnels, against FakeUpstream servers and the fake line codec.
+#include "sidecar/router/router.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "sidecar/router/router_test_util.h"
+
+namespace meshlet::sidecar::router {
+namespace {
+
+using http::grpc::StatusCode;
+
+// One virtual host "*" with `routes`.
+std::shared_ptr<const RouteTable> Table(std::vector<RouteEntry> routes) {
+  RouteConfig config;
+  config.name = "routes";
+  VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  vhost.routes = std::move(routes);
+  config.virtual_hosts.push_back(std::move(vhost));
+  return std::shared_ptr<const RouteTable>(*RouteTable::Create(std::move(config)));
+}
+
+RouteEntry Routed(const std::string& name, const std::string& prefix, RouteAction action) {
+  RouteEntry route;
+  route.name = name;
+  route.match.path = prefix;
+  route.action = std::move(action);
+  return route;
+}
+
+RouteAction ToCluster(const std::string& cluster) {
+  RouteAction action;
+  action.cluster = cluster;
+  return action;
+}
+
+const std::vector<std::pair<std::string, std::string>> kGrpc = {
+    {"content-type", "application/grpc"}};
+
+TEST_F(RouterTest, WeightedClustersFollowTheDraw) {
+  FakeUpstream& a = AddUpstream();
+  FakeUpstream& b = AddUpstream();
+  AddCluster("a", {a.address()});
+  AddCluster("b", {b.address()});
+  RouteAction split;
+  split.weighted_clusters = {{"a", 1}, {"b", 3}};
+  split.total_weight = 4;
+  table_ = Table({Routed("split", "/", split)});
+  // The fixture's first draw is the top of the range (b's); then a's quarter, then b's again.
+  RecordingCallbacks& first = Send("GET");
+  random_.PushDouble(0.2);
+  RecordingCallbacks& second = Send("GET");
+  random_.PushDouble(0.3);
+  RecordingCallbacks& third = Send("GET");
+  EXPECT_EQ(first.status, "200");
+  EXPECT_EQ(first.info.cluster_name, "b");
+  EXPECT_EQ(second.status, "200");
+  EXPECT_EQ(second.info.cluster_name, "a");
+  EXPECT_EQ(third.info.cluster_name, "b");
+  EXPECT_EQ(a.requests().size(), 1u);
+  EXPECT_EQ(b.requests().size(), 2u);
+  EXPECT_EQ(first.info.route_name, "split");
+}
+
+TEST_F(RouterTest, NoRouteIs404OrUnimplemented) {
+  AddCluster("c", {});
+  table_ = Table({Routed("api", "/api", ToCluster("c"))});
+  RecordingCallbacks& http = Send("GET", "", {}, "/other");
+  EXPECT_EQ(http.status, "404");
+  EXPECT_EQ(http.body, "no route\n");
+  EXPECT_TRUE(http.info.HasFlag(ResponseFlag::kNoRoute));
+  EXPECT_EQ(http.info.response_code, 404);
+  RecordingCallbacks& grpc = Send("POST", "", kGrpc, "/other");
+  EXPECT_EQ(grpc.status, "200");
+  EXPECT_EQ(grpc.grpc_status, "12");  // UNIMPLEMENTED
+  EXPECT_TRUE(grpc.body.empty());
+  EXPECT_EQ(grpc.info.response_code, 200);
+}
+
+TEST_F(RouterTest, UnknownClusterIs503Nc) {
+  table_ = Table({Routed("r", "/", ToCluster("missing"))});
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "503");
+  EXPECT_EQ(client.body, "route cluster not found\n");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kNoClusterFound));
+  EXPECT_EQ(client.info.cluster_name, "missing");
+}
+
+TEST_F(RouterTest, NoHealthyUpstreamIs503Uh) {
+  AddCluster("c", {});
+  table_ = Table({Routed("r", "/", ToCluster("c"))});
+  RecordingCallbacks& client = Send("GET");
+  EXPECT_EQ(client.status, "503");
+  EXPECT_EQ(client.body, "no healthy upstream\n");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kNoHealthyUpstream));
+  EXPECT_EQ(Count("meshlet_upstream_rq_no_healthy_host_total"), 1u);
+  RecordingCallbacks& grpc = Send("POST", "", kGrpc);
+  EXPECT_EQ(grpc.grpc_status, "14");  // UNAVAILABLE
+}
+
+TEST_F(RouterTest, OverflowIs503WithTheOverloadHeader) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  AddCluster(
+      "c", {up.address()},
+      {.max_connections = 1, .max_pending_requests = 1, .max_requests = 1, .max_retries = 0});
+  table_ = Table({Routed("r", "/", ToCluster("c"))});
+  // The first request takes the only request slot and waits for its answer.
+  RecordingCallbacks& first = NewStream();
+  auto headers = std::make_unique<http::HeaderMap>();
+  headers->Add(":method", "GET");
+  headers->Add(":path", "/x");
+  headers->Add(":authority", "test");
+  Start(first, std::move(headers), true);
+  loop_.RunUntil([&] { return up.requests().size() == 1; }, std::chrono::seconds(5));
+  RecordingCallbacks& second = Send("GET");
+  EXPECT_EQ(second.status, "503");
+  EXPECT_EQ(second.body, "upstream overloaded\n");
+  EXPECT_EQ(second.response_headers.Get("x-meshlet-overloaded"), "true");
+  EXPECT_TRUE(second.info.HasFlag(ResponseFlag::kUpstreamOverflow));
+  EXPECT_EQ(Count("meshlet_upstream_rq_overflow_total"), 1u);
+  EXPECT_FALSE(first.done());
+}
+
+TEST_F(RouterTest, DirectResponseAndRedirectNeedNoCluster) {
+  RouteEntry direct;
+  direct.name = "direct";
+  direct.match.path = "/direct";
+  direct.action = route::DirectResponseAction{201, "made\n"};
+  RouteEntry redirect;
+  redirect.name = "redirect";
+  redirect.match.path = "/old";
+  route::RedirectAction action;
+  action.path = "/new";
+  redirect.action = action;
+  table_ = Table({direct, redirect});
+  RecordingCallbacks& made = Send("GET", "", {}, "/direct");
+  EXPECT_EQ(made.status, "201");
+  EXPECT_EQ(made.body, "made\n");
+  EXPECT_EQ(made.local_replies, 0);
+  RecordingCallbacks& moved = Send("GET", "", {}, "/old");
+  EXPECT_EQ(moved.status, "301");
+  EXPECT_EQ(moved.response_headers.Get("location"), "http://test/new");
+  EXPECT_EQ(moved.info.route_name, "redirect");
+}
+
+TEST_F(RouterTest, HeaderMutationsAndRewritesReachTheUpstreamAndTheClient) {
+  FakeUpstream& up = AddUpstream();
+  AddCluster("c", {up.address()});
+  RouteAction action = ToCluster("c");
+  action.prefix_rewrite = "/v2";
+  action.host_rewrite = "backend";
+  RouteEntry route = Routed("r", "/v1", action);
+  route.headers.request_headers_to_add = {{"x-added", "yes"}};
+  route.headers.request_headers_to_remove = {"x-secret"};
+  route.headers.response_headers_to_add = {{"x-served-by", "meshlet"}};
+  table_ = Table({route});
+  RecordingCallbacks& client = Send("GET", "", {{"x-secret", "s"}}, "/v1/items?q=1");
+  EXPECT_EQ(client.status, "200");
+  ASSERT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(up.requests()[0].path, "/v2/items?q=1");
+  const http::HeaderMap& sent = *routers_.back()->request_headers();
+  EXPECT_EQ(sent.Get("x-added"), "yes");
+  EXPECT_FALSE(sent.Has("x-secret"));
+  EXPECT_EQ(sent.Get(":authority"), "backend");
+  EXPECT_EQ(client.response_headers.Get("x-served-by"), "meshlet");
+}
+
+TEST_F(RouterTest, ConnectOpensATunnelToAClusterHost) {
+  FakeUpstream& up = AddUpstream();
+  AddCluster("c", {up.address()});
+  table_ = Table({Routed("r", "/", ToCluster("c"))});
+  RecordingCallbacks& client = NewStream();
+  auto headers = std::make_unique<http::HeaderMap>();
+  headers->Add(":method", "CONNECT");
+  headers->Add(":authority", "test:443");
+  Start(client, std::move(headers), false);
+  loop_.RunUntil([&] { return client.headers_sent > 0; }, std::chrono::seconds(5));
+  EXPECT_EQ(client.status, "200");
+  EXPECT_EQ(client.info.tunnel, stream::TunnelKind::kConnect);
+  EXPECT_TRUE(routers_.back()->tunnel());
+  EXPECT_FALSE(client.request_headers->Has(":path"));  // matched as "/", sent without
+  routers_.back()->Abandon();
+}
+
+TEST_F(RouterTest, ConnectToARouteWithoutClusterIs404) {
+  RouteEntry direct;
+  direct.name = "direct";
+  direct.match.path = "/";
+  direct.action = route::DirectResponseAction{200, "hi"};
+  table_ = Table({direct});
+  RecordingCallbacks& client = Send("CONNECT");
+  EXPECT_EQ(client.status, "404");
+  EXPECT_EQ(client.body, "no cluster route for CONNECT\n");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kNoRoute));
+  EXPECT_EQ(client.info.route_name, "direct");
+}
+
+TEST_F(RouterTest, UpgradeBecomesATunnelOn101) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  up.on_request = [&](const FakeUpstream::Request& r) {
+    up.Send(r.connection, absl::StrCat("RESP ", r.id, " 101\n"));
+  };
+  AddCluster("c", {up.address()});
+  table_ = Table({Routed("r", "/", ToCluster("c"))});
+  RecordingCallbacks& client = NewStream();
+  auto headers = std::make_unique<http::HeaderMap>();
+  headers->Add(":method", "GET");
+  headers->Add(":path", "/ws");
+  headers->Add(":authority", "test");
+  headers->Add("upgrade", "websocket");
+  Start(client, std::move(headers), false);
+  loop_.RunUntil([&] { return client.headers_sent > 0; }, std::chrono::seconds(5));
+  EXPECT_EQ(client.status, "101");
+  EXPECT_EQ(client.info.tunnel, stream::TunnelKind::kUpgrade);
+  EXPECT_TRUE(routers_.back()->tunnel());
+  routers_.back()->Abandon();
+}
+
+TEST_F(RouterTest, ExpiredCallerDeadlineIs504BeforeAnyAttempt) {
+  FakeUpstream& up = AddUpstream();
+  AddCluster("c", {up.address()});
+  table_ = Table({Routed("r", "/", ToCluster("c"))});
+  RecordingCallbacks& client = Send("GET", "", {{"x-meshlet-deadline", "0"}});
+  EXPECT_EQ(client.status, "504");
+  EXPECT_TRUE(client.info.HasFlag(ResponseFlag::kUpstreamRequestTimeout));
+  EXPECT_EQ(up.requests().size(), 0u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_timeout_total"), 1u);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::router

@@ -1,0 +1,32 @@
+#include "sidecar/stream/local_reply.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+
+namespace meshlet::sidecar::stream {
+
+bool BuildLocalReply(const LocalReply& reply, bool grpc, http::HeaderMap& headers,
+                     net::Buffer& body) {
+  const bool grpc_reply = grpc && reply.grpc_status != http::grpc::StatusCode::kOk;
+  if (grpc_reply) {
+    headers = http::grpc::LocalReplyHeaders(reply.grpc_status, reply.message);
+  } else {
+    body.Append(reply.message);
+    body.Append("\n");
+    headers.Add(":status", absl::StrCat(reply.http_status));
+    headers.Add("content-type", "text/plain");
+    headers.Add("content-length", absl::StrCat(body.length()));
+  }
+  if (reply.retry_after.has_value()) {
+    // Whole seconds, rounded up, at least 1; "never" (a zero-rate bucket) caps at an hour.
+    const Duration wait = std::min<Duration>(*reply.retry_after, std::chrono::hours(1));
+    const int64_t seconds = std::max<int64_t>(1, (wait.count() + 999'999'999) / 1'000'000'000);
+    headers.Add("retry-after", absl::StrCat(seconds));
+  }
+  if (reply.overloaded) headers.Add("x-meshlet-overloaded", "true");
+  return !grpc_reply;
+}
+
+}  // namespace meshlet::sidecar::stream
