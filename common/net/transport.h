@@ -18,12 +18,18 @@
 //   Shutdown(out)                    once, before the write side is shut down or the connection
 //                                    is closed after a flush
 // Whatever a call appends to `out` is written to the socket right after the call returns.
+//
+// Handshake: a transport with a handshake (TLS) reports it through HandshakeInProgress(),
+// HandshakeComplete() and, once, the callback set with SetHandshakeCompleteCallback(); peer() is
+// filled when it completes. Transports without one (plaintext) are complete from the start and
+// never call the callback.
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "common/net/address.h"
 
@@ -38,6 +44,7 @@ struct PeerInfo {
   std::vector<std::string> uri_sans;  // peer certificate URI SANs (e.g. SPIFFE ids)
   bool peer_certificate_presented = false;
   bool session_resumed = false;  // a TLS session resumed from a ticket
+  bool tls = false;              // the connection speaks TLS and its handshake completed
 };
 
 class Transport {
@@ -57,7 +64,21 @@ class Transport {
   virtual absl::Status Send(Buffer& app_out, Buffer& out) = 0;
   // Orderly close (TLS close_notify) written into `out`.
   virtual void Shutdown(Buffer& out) = 0;
+  // True once the handshake has completed (always, for transports without one); until then
+  // peer() is empty.
   virtual bool HandshakeComplete() const = 0;
+  // True while a handshake has begun (the first handshake bytes were sent or received) and has
+  // neither completed nor failed; always false for transports without one. Lets an owner tell a
+  // peer that is still handshaking from one that is silent.
+  virtual bool HandshakeInProgress() const { return false; }
+  // Sets the callback that runs once when the handshake completes; it replaces any earlier one.
+  // It runs on the loop thread, inline from the OnReceived() call that completed the handshake
+  // (so peer() is already filled, and the application bytes of that same read are delivered
+  // after it), and only when that call succeeds. It does not run for a handshake that completed
+  // before it was set (check HandshakeComplete() first), that fails, or for transports without a
+  // handshake. It must not close the connection, take it over, or call into the transport;
+  // reading peer() and re-arming timers are fine.
+  virtual void SetHandshakeCompleteCallback(absl::AnyInvocable<void()> callback) { (void)callback; }
   virtual const PeerInfo& peer() const = 0;
 };
 

@@ -16,7 +16,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "common/base/json.h"
 #include "common/base/utf8.h"
 #include "common/stats/stats.h"
 
@@ -32,7 +31,5 @@ using ::meshlet::IsValidUtf8;
 // `\` and newline.
 void AppendEscapedLabelValue(std::string* out, absl::string_view value);
 void AppendEscapedHelp(std::string* out, absl::string_view help);
-// The JSON string literal of common/base/json.h, for callers that reach it through this header.
-using ::meshlet::AppendJsonString;
 
 }  // namespace meshlet::stats_internal

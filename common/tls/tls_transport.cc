@@ -46,12 +46,14 @@ absl::Status TlsTransport::Start(const net::Address& peer, net::Buffer& out) {
     session_->SetResumptionKey(peer.ToString());
   }
   absl::Status status = client ? session_->Handshake() : absl::OkStatus();
+  handshake_started_ = client;
   FlushCiphertext(out);
   return status;
 }
 
 absl::Status TlsTransport::OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer& out) {
   if (session_ == nullptr) return error_;
+  if (!wire_in.empty()) handshake_started_ = true;
   absl::Status status = absl::OkStatus();
   bool stalled = false;
   while (status.ok() && !wire_in.empty()) {
@@ -70,8 +72,9 @@ absl::Status TlsTransport::OnReceived(net::Buffer& wire_in, net::Buffer& app_in,
     }
   }
   if (status.ok()) status = DrainPlaintext(app_in);
-  UpdatePeer();
+  const bool completed = UpdatePeer();
   FlushCiphertext(out);
+  if (completed && status.ok() && on_handshake_complete_) on_handshake_complete_();
   return status;
 }
 
@@ -119,14 +122,20 @@ absl::Status TlsTransport::DrainPlaintext(net::Buffer& app_in) {
   }
 }
 
-void TlsTransport::UpdatePeer() {
-  if (peer_ready_ || !session_->handshake_complete()) return;
+bool TlsTransport::HandshakeInProgress() const {
+  return session_ != nullptr && handshake_started_ && !peer_ready_ && session_->status().ok();
+}
+
+bool TlsTransport::UpdatePeer() {
+  if (peer_ready_ || !session_->handshake_complete()) return false;
   peer_.alpn = session_->alpn();
   peer_.session_resumed = session_->session_resumed();
   peer_.sni = session_->server_name();
   peer_.uri_sans = session_->peer_uri_sans();
   peer_.peer_certificate_presented = session_->peer_certificate_presented();
+  peer_.tls = true;
   peer_ready_ = true;
+  return true;
 }
 
 }  // namespace meshlet::tls

@@ -14,6 +14,7 @@
 
 #include <memory>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/net/buffer.h"
@@ -45,6 +46,10 @@ class TlsTransport final : public net::Transport {
   absl::Status Send(net::Buffer& app_out, net::Buffer& out) override;
   void Shutdown(net::Buffer& out) override;
   bool HandshakeComplete() const override { return session_ != nullptr && peer_ready_; }
+  bool HandshakeInProgress() const override;
+  void SetHandshakeCompleteCallback(absl::AnyInvocable<void()> callback) override {
+    on_handshake_complete_ = std::move(callback);
+  }
   const net::PeerInfo& peer() const override { return peer_; }
 
   // Null only for a transport whose session could not be created.
@@ -57,13 +62,16 @@ class TlsTransport final : public net::Transport {
   void FlushCiphertext(net::Buffer& out);
   // Reads all available plaintext into `app_in`.
   absl::Status DrainPlaintext(net::Buffer& app_in);
-  // Copies the peer's details into peer_ once the handshake has completed.
-  void UpdatePeer();
+  // Copies the peer's details into peer_ once the handshake has completed; true the one time it
+  // does.
+  bool UpdatePeer();
 
   std::unique_ptr<TlsSession> session_;
   absl::Status error_;
   net::PeerInfo peer_;
   bool peer_ready_ = false;
+  bool handshake_started_ = false;  // a client sent its hello, or a server received bytes
+  absl::AnyInvocable<void()> on_handshake_complete_;
 };
 
 }  // namespace meshlet::tls

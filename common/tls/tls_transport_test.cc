@@ -147,6 +147,57 @@ TEST_F(TlsTransportTest, MutualTlsHandshakeAndData) {
   EXPECT_TRUE(server.status.ok()) << server.status;
 }
 
+TEST_F(TlsTransportTest, HandshakeCompleteCallbackRunsOnceWithPeerFilled) {
+  Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
+  Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*backend_)))};
+  EXPECT_FALSE(server.transport->HandshakeInProgress());
+  EXPECT_FALSE(client.transport->peer().tls);
+  int client_calls = 0;
+  int server_calls = 0;
+  std::string server_alpn_seen;
+  client.transport->SetHandshakeCompleteCallback([&] { ++client_calls; });
+  server.transport->SetHandshakeCompleteCallback([&] {
+    ++server_calls;
+    server_alpn_seen = server.transport->peer().alpn;
+    EXPECT_FALSE(server.transport->HandshakeInProgress());
+  });
+  client.status = client.transport->Start(net::Address(), client.wire_out);
+  ASSERT_TRUE(client.status.ok()) << client.status;
+  EXPECT_TRUE(client.transport->HandshakeInProgress()) << "the ClientHello is out";
+  ASSERT_TRUE(server.transport->Start(net::Address(), server.wire_out).ok());
+  // Record by record: the server is handshaking from its first bytes on.
+  server.wire_in.Move(client.wire_out, 5);
+  server.Receive();
+  EXPECT_TRUE(server.transport->HandshakeInProgress());
+  EXPECT_EQ(server_calls, 0);
+  Pump(client, server, /*piece=*/7);
+  ASSERT_TRUE(client.status.ok()) << client.status;
+  ASSERT_TRUE(server.status.ok()) << server.status;
+  EXPECT_EQ(client_calls, 1);
+  EXPECT_EQ(server_calls, 1);
+  EXPECT_EQ(server_alpn_seen, "h2");
+  EXPECT_TRUE(server.transport->peer().tls);
+  EXPECT_TRUE(client.transport->peer().tls);
+  EXPECT_FALSE(client.transport->HandshakeInProgress());
+  // Data after the handshake does not call it again.
+  client.app_out.Append("more");
+  ASSERT_TRUE(client.transport->Send(client.app_out, client.wire_out).ok());
+  Pump(client, server);
+  EXPECT_EQ(server.app_in.ToString(), "more");
+  EXPECT_EQ(server_calls, 1);
+}
+
+TEST_F(TlsTransportTest, HandshakeCompleteCallbackDoesNotRunOnFailure) {
+  Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
+  Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*frontend_)))};
+  int calls = 0;
+  client.transport->SetHandshakeCompleteCallback([&] { ++calls; });
+  Connect(client, server);
+  EXPECT_FALSE(client.status.ok());
+  EXPECT_EQ(calls, 0);
+  EXPECT_FALSE(client.transport->HandshakeInProgress()) << "failed, not in progress";
+}
+
 TEST_F(TlsTransportTest, LargeTransferInSmallPieces) {
   Endpoint client{.transport = ValueOrDie(TlsTransport::Create(ClientContext(kBackend)))};
   Endpoint server{.transport = ValueOrDie(TlsTransport::Create(ServerContext(*backend_)))};

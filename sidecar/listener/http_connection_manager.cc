@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
@@ -47,25 +48,6 @@ void FormatRequestId(Random& random, char out[36]) {
     const int shift = 60 - 4 * (i % 16);
     out[pos++] = kHex[(word >> shift) & 0xf];
   }
-}
-
-void AppendJsonString(std::string* out, absl::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (u < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[u >> 4]);
-      out->push_back(kHex[u & 0xf]);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
 }
 
 http::h1::CodecOptions H1Options(const config::HttpOptionsConfig& http, bool tls) {

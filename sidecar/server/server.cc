@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <map>
-#include <set>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -16,7 +16,7 @@
 #include "common/base/status.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
-#include "sidecar/cluster/host.h"
+#include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/route/route_table.h"
@@ -40,35 +40,6 @@ template <typename T>
 T MustStat(absl::StatusOr<T> handle) {
   CHECK_OK(handle);
   return *handle;
-}
-
-absl::string_view DirectionName(config::TrafficDirection direction) {
-  return direction == config::TrafficDirection::kInbound ? "INBOUND" : "OUTBOUND";
-}
-
-absl::string_view ProtocolName(config::ListenerProtocol protocol) {
-  switch (protocol) {
-    case config::ListenerProtocol::kAuto:
-      return "AUTO";
-    case config::ListenerProtocol::kHttp1:
-      return "HTTP1";
-    case config::ListenerProtocol::kHttp2:
-      return "HTTP2";
-    case config::ListenerProtocol::kHttp:
-      return "HTTP";
-    case config::ListenerProtocol::kTcp:
-      return "TCP";
-  }
-  return "UNKNOWN";
-}
-
-std::vector<std::string> HealthFlagNames(uint32_t flags) {
-  std::vector<std::string> names;
-  if (flags & Host::kFailedEds) names.push_back("eds_unhealthy");
-  if (flags & Host::kDraining) names.push_back("eds_draining");
-  if (flags & Host::kFailedActiveHealthCheck) names.push_back("failed_active_health_check");
-  if (flags & Host::kOutlierEjected) names.push_back("outlier_ejected");
-  return names;
 }
 
 }  // namespace
@@ -253,7 +224,7 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   xds_options.delta = options_.xds_delta;
   xds_options.cache_dir = bootstrap.data_dir;
   // The control plane may ask what this sidecar runs (meshctl proxy-config).
-  xds_options.config_dump_json = [this] { return ConfigDumpJson(*this); };
+  xds_options.config_dump_json = [this] { return admin::ConfigDumpJson(*this); };
   xds_client_ = std::make_unique<config::XdsClient>(
       loop_, std::move(xds_options), bootstrap.resources,
       [this](const config::ResourceSet& resources) { return ApplyResources(resources); },
@@ -367,7 +338,7 @@ absl::Status Server::Init() {
   }
   snapshots_sent_ = 1;  // each worker started with snapshot_
 
-  admin_handler_ = std::make_unique<AdminHandler>(*this, stats_.shared_shard());
+  admin_handler_ = std::make_unique<admin::AdminHandler>(*this, stats_.shared_shard());
   absl::StatusOr<std::unique_ptr<http::HttpServer>> admin = http::HttpServer::Create(
       loop_, options_.admin_address, http::HttpServerOptions{},
       [this](const http::ServerRequest& request) { return admin_handler_->Handle(request); });
@@ -591,84 +562,9 @@ void Server::Shutdown() {
 }
 
 std::string Server::ClustersJson() {
-  struct Merged {
-    uint32_t weight = 1;
-    uint32_t health_flags = 0;
-    uint64_t active_requests = 0;
-    bool tls = false;
-    std::string identity;
-    HostStats stats;
-  };
-  // cluster → address → merged view, in name order; host order as the first worker lists it.
-  std::map<std::string, std::vector<std::pair<std::string, Merged>>> clusters;
-  int answered = 0;
-  for (auto& worker : workers_) {
-    std::optional<std::vector<ClusterStatus>> status = worker->CollectClusters(kWorkerQueryTimeout);
-    if (!status) continue;
-    ++answered;
-    for (const ClusterStatus& cluster : *status) {
-      auto& hosts = clusters[cluster.name];
-      for (const HostStatus& host : cluster.hosts) {
-        auto it = std::find_if(hosts.begin(), hosts.end(),
-                               [&](const auto& h) { return h.first == host.address; });
-        if (it == hosts.end()) {
-          hosts.emplace_back(
-              host.address,
-              Merged{.weight = host.weight, .tls = host.tls, .identity = host.identity});
-          it = hosts.end() - 1;
-        }
-        Merged& m = it->second;
-        m.health_flags |= host.health_flags;
-        m.active_requests += host.active_requests;
-        m.stats.rq_total += host.stats.rq_total;
-        m.stats.rq_success += host.stats.rq_success;
-        m.stats.rq_error += host.stats.rq_error;
-        m.stats.cx_connect_fail += host.stats.cx_connect_fail;
-        m.stats.outlier_ejections += host.stats.outlier_ejections;
-      }
-    }
-  }
-  std::string out = absl::StrCat("{\"workers\":", workers_.size(),
-                                 ",\"workers_answered\":", answered, ",\"clusters\":[");
-  bool first_cluster = true;
-  for (const auto& [name, hosts] : clusters) {
-    if (!first_cluster) out += ",";
-    first_cluster = false;
-    out += "{\"name\":";
-    AppendJsonString(out, name);
-    out += ",";
-    cluster_limits_.AppendJson(out, name);
-    out += ",";
-    AppendHealthCheckJson(out, health_checks_ == nullptr ? nullptr : health_checks_->Find(name));
-    out += ",\"hosts\":[";
-    bool first_host = true;
-    for (const auto& [address, m] : hosts) {
-      if (!first_host) out += ",";
-      first_host = false;
-      out += "{\"address\":";
-      AppendJsonString(out, address);
-      absl::StrAppend(&out, ",\"weight\":", m.weight,
-                      ",\"healthy\":", m.health_flags == 0 ? "true" : "false",
-                      ",\"health_flags\":[");
-      bool first_flag = true;
-      for (const std::string& flag : HealthFlagNames(m.health_flags)) {
-        if (!first_flag) out += ",";
-        first_flag = false;
-        AppendJsonString(out, flag);
-      }
-      absl::StrAppend(&out, "],\"active_requests\":", m.active_requests,
-                      ",\"rq_total\":", m.stats.rq_total, ",\"rq_success\":", m.stats.rq_success,
-                      ",\"rq_error\":", m.stats.rq_error,
-                      ",\"cx_connect_fail\":", m.stats.cx_connect_fail,
-                      ",\"outlier_ejections\":", m.stats.outlier_ejections,
-                      ",\"tls\":", m.tls ? "true" : "false", ",\"identity\":");
-      AppendJsonString(out, m.identity);
-      out += "}";
-    }
-    out += "]}";
-  }
-  out += "]}";
-  return out;
+  std::vector<std::optional<std::vector<admin::ClusterStatus>>> reports;
+  for (auto& worker : workers_) reports.push_back(worker->CollectClusters(kWorkerQueryTimeout));
+  return admin::ClustersJson(reports, cluster_limits_, health_checks_.get());
 }
 
 void Server::UpdateHealthChecks() {
@@ -688,148 +584,19 @@ std::string Server::XdsStatusJson() {
 }
 
 std::string Server::CertsJson() {
-  const identity::WorkloadCertificate* current =
-      certificate_manager_ == nullptr ? nullptr : certificate_manager_->current();
-  if (current == nullptr) return "{\"workload_certificate\":null}";
-  auto time_json = [](std::string& out, absl::Time t) {
-    if (t == absl::InfinitePast()) {
-      out += "null";
-      return;
-    }
-    AppendJsonString(out, absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
-  };
-  auto describe = [&](std::string& out, const tls::CertificateInfo& info) {
-    out += "{\"subject\":";
-    AppendJsonString(out, info.subject);
-    out += ",\"issuer\":";
-    AppendJsonString(out, info.issuer);
-    out += ",\"serial\":";
-    AppendJsonString(out, info.serial_hex);
-    out += ",\"not_before\":";
-    time_json(out, info.not_before);
-    out += ",\"not_after\":";
-    time_json(out, info.not_after);
-    absl::StrAppend(
-        &out, ",\"seconds_to_expiry\":", absl::ToInt64Seconds(info.not_after - absl::Now()), "}");
-  };
-  const absl::Time now = absl::Now();
-  std::string out = "{\"workload_certificate\":{\"identity\":";
-  AppendJsonString(out, current->spiffe_id);
-  out += ",\"serial\":";
-  AppendJsonString(out, current->serial_hex);
-  absl::Time not_before = absl::InfinitePast();
-  std::string chain_json = "[";
-  if (absl::StatusOr<tls::CertificateChain> chain =
-          tls::ParsePemCertificates(current->certificate_chain_pem);
-      chain.ok()) {
-    not_before = tls::NotBefore(*chain->front());
-    for (size_t i = 0; i < chain->size(); ++i) {
-      if (i > 0) chain_json += ",";
-      describe(chain_json, tls::DescribeCertificate(*(*chain)[i]));
-    }
-  }
-  chain_json += "]";
-  out += ",\"not_before\":";
-  time_json(out, not_before);
-  out += ",\"not_after\":";
-  time_json(out, current->not_after);
-  absl::StrAppend(&out, ",\"seconds_to_expiry\":", absl::ToInt64Seconds(current->not_after - now),
-                  ",\"chain\":", chain_json, ",\"trust_bundle\":[");
-  if (absl::StatusOr<tls::CertificateChain> roots =
-          tls::ParsePemCertificates(current->trust_bundle_pem);
-      roots.ok()) {
-    for (size_t i = 0; i < roots->size(); ++i) {
-      if (i > 0) out += ",";
-      describe(out, tls::DescribeCertificate(*(*roots)[i]));
-    }
-  }
-  const identity::CertificateRotation& rotation = certificate_manager_->rotation();
-  out += "]},\"rotation\":{\"state\":";
-  AppendJsonString(out, identity::CertificateRotation::StateName(rotation.state()));
-  absl::StrAppend(&out, ",\"rotations\":", certificate_manager_->rotations(),
-                  ",\"consecutive_failures\":", rotation.consecutive_failures(),
-                  ",\"last_rotation\":");
-  time_json(out, certificate_manager_->last_rotation_time());
-  out += ",\"last_error\":";
-  AppendJsonString(out, certificate_manager_->last_error());
-  out += ",\"last_error_time\":";
-  time_json(out, certificate_manager_->last_error().empty()
-                     ? absl::InfinitePast()
-                     : certificate_manager_->last_error_time());
-  out += ",\"last_apply_error\":";
-  AppendJsonString(out, certificate_apply_error_);
-  // Who presents it, and how many contexts each has had (one more per applied rotation).
-  out += "},\"used_by\":[";
-  bool first = true;
-  auto user = [&](absl::string_view kind, const std::string& name,
-                  const std::shared_ptr<const tls::TlsContextProvider>& provider) {
-    if (!first) out += ",";
-    first = false;
-    absl::StrAppend(&out, "{\"", kind, "\":");
-    AppendJsonString(out, name);
-    absl::StrAppend(&out, ",\"context_generation\":", provider ? provider->generation() : 0, "}");
-  };
-  if (snapshot_ != nullptr) {
-    for (const config::ListenerConfig& listener : snapshot_->listeners) {
-      if (listener.tls.mode != config::DownstreamTlsConfig::Mode::kDisable &&
-          listener.tls.workload_certificate) {
-        user("listener", listener.name, tls_contexts_.ForListener(listener.name));
-      }
-    }
-    for (const auto& [name, cluster] : snapshot_->clusters) {
-      if (cluster != nullptr && cluster->tls.enabled && cluster->tls.workload_certificate) {
-        user("cluster", name, tls_contexts_.ForCluster(name));
-      }
-    }
-  }
-  out += "]}";
-  return out;
+  return admin::CertsJson(certificate_manager_.get(), certificate_apply_error_, snapshot_.get(),
+                          [this](absl::string_view kind, const std::string& name) -> uint64_t {
+                            std::shared_ptr<const tls::TlsContextProvider> provider =
+                                kind == "listener" ? tls_contexts_.ForListener(name)
+                                                   : tls_contexts_.ForCluster(name);
+                            return provider ? provider->generation() : 0;
+                          });
 }
 
 std::string Server::ListenersJson() {
-  // Bound addresses and accepting state by listener name, over every worker.
-  std::map<std::string, std::pair<std::set<std::string>, bool>> runtime;
-  for (const auto& worker : workers_) {
-    for (const ListenerStatus& status : worker->listeners()) {
-      auto& [addresses, accepting] = runtime[status.name];
-      addresses.insert(status.address.ToString());
-      accepting = accepting || status.accepting;
-    }
-  }
-  std::string out = absl::StrCat("{\"draining\":", draining_ ? "true" : "false", ",\"version\":");
-  AppendJsonString(out, snapshot_ == nullptr ? "" : snapshot_->version);
-  out += ",\"listeners\":[";
-  bool first = true;
-  if (snapshot_ != nullptr) {
-    for (const config::ListenerConfig& listener : snapshot_->listeners) {
-      if (!first) out += ",";
-      first = false;
-      out += "{\"name\":";
-      AppendJsonString(out, listener.name);
-      out += ",\"address\":";
-      AppendJsonString(out, listener.address.ToString());
-      absl::StrAppend(&out, ",\"direction\":\"", DirectionName(listener.direction),
-                      "\",\"protocol\":\"", ProtocolName(listener.protocol),
-                      "\",\"route_config_name\":");
-      AppendJsonString(out, listener.route_config_name);
-      out += ",\"tcp_cluster\":";
-      AppendJsonString(out, listener.tcp_cluster);
-      out += ",\"bound_addresses\":[";
-      auto it = runtime.find(listener.name);
-      bool first_address = true;
-      if (it != runtime.end()) {
-        for (const std::string& address : it->second.first) {
-          if (!first_address) out += ",";
-          first_address = false;
-          AppendJsonString(out, address);
-        }
-      }
-      absl::StrAppend(&out, "],\"accepting\":",
-                      it != runtime.end() && it->second.second ? "true" : "false", "}");
-    }
-  }
-  out += "]}";
-  return out;
+  std::vector<std::vector<admin::ListenerStatus>> reports;
+  for (const auto& worker : workers_) reports.push_back(worker->listeners());
+  return admin::ListenersJson(draining_, snapshot_.get(), reports);
 }
 
 }  // namespace meshlet::sidecar

@@ -38,6 +38,7 @@
 #include "common/event/timer.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "sidecar/admin/admin.h"
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
 #include "sidecar/config/bootstrap.h"
@@ -45,10 +46,9 @@
 #include "sidecar/config/xds_client.h"
 #include "sidecar/identity/ca_client.h"
 #include "sidecar/identity/certificate_manager.h"
+#include "sidecar/listener/access_log.h"
+#include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
-#include "sidecar/server/access_log.h"
-#include "sidecar/server/admin.h"
-#include "sidecar/server/downstream_tls.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
@@ -57,7 +57,7 @@
 
 namespace meshlet::sidecar {
 
-class Server final : public AdminBackend {
+class Server final : public admin::AdminBackend {
  public:
   explicit Server(ServerOptions options);
   ~Server() override;
@@ -129,8 +129,8 @@ class Server final : public AdminBackend {
   const ServerOptions options_;
   event::Loop loop_;
   StatsRegistry stats_;
-  AccessLogFiles access_logs_;
-  std::shared_ptr<AccessLogFile> global_access_log_;
+  listener::AccessLogFiles access_logs_;
+  std::shared_ptr<listener::AccessLogFile> global_access_log_;
   ListenerConnectionCounts connection_counts_;
   cluster::SharedClusterLimits cluster_limits_;
   // Per-caller rate limiters of the current snapshot as last published (BeforeStatsRead), by
@@ -146,7 +146,7 @@ class Server final : public AdminBackend {
   std::map<std::pair<std::string, std::string>, PublishedRateLimiter> published_rate_limiters_;
   void PublishRateLimiterStats();
   TlsContexts tls_contexts_;
-  TlsRefusalLog tls_refusal_log_{RealClock::Get()};
+  listener::TlsRefusalLog tls_refusal_log_{RealClock::Get()};
   std::shared_ptr<const config::Snapshot> snapshot_;
   // The bootstrap's tracing section as it started (a reload keeps it) and its collector; each
   // worker exports its own spans. A collector named by host name is resolved here, on the main
@@ -158,7 +158,7 @@ class Server final : public AdminBackend {
   static constexpr Duration kCollectorResolveInterval = std::chrono::seconds(30);
   static constexpr Duration kCollectorRetryInterval = std::chrono::seconds(2);
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<AdminHandler> admin_handler_;
+  std::unique_ptr<admin::AdminHandler> admin_handler_;
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;

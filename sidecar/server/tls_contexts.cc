@@ -1,12 +1,11 @@
 #include "sidecar/server/tls_contexts.h"
 
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 
@@ -20,15 +19,6 @@ namespace {
 
 // Upstream addresses per cluster whose session tickets are kept (a few hundred bytes each).
 constexpr size_t kUpstreamSessionCacheSize = 1024;
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return text.str();
-}
 
 const char* ModeName(tls::ClientCertificateMode mode) {
   switch (mode) {
@@ -162,7 +152,7 @@ absl::StatusOr<tls::TlsContextConfig> ClusterTlsContextConfig(const ClusterConfi
     out.trust_bundle_pem = secret->trust_bundle_pem;
   }
   if (!in.ca_file.empty()) {
-    absl::StatusOr<std::string> bundle = ReadWholeFile(in.ca_file);
+    absl::StatusOr<std::string> bundle = ReadFile(in.ca_file);
     if (!bundle.ok()) return Annotate(bundle.status(), "tls.ca_file");
     out.trust_bundle_pem = *std::move(bundle);
   }

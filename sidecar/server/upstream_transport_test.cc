@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/server/tls_contexts.h"
-#include "sidecar/server/worker.h"
+#include "sidecar/server/upstream_transport.h"
 
 namespace meshlet::sidecar {
 

@@ -4,19 +4,12 @@
 // SO_REUSEPORT, so the kernel spreads new connections over the workers), its own clusters, stats
 // shard and randomness. Nothing it does on the request path takes a lock (design.md §3).
 //
-// Accepted connections: TCP listeners hand the connection straight to a TcpProxy. HTTP and AUTO
-// listeners first read the connection's opening bytes (up to the listener's detect_timeout) to
-// tell HTTP/1, HTTP/2, TLS and opaque bytes apart: HTTP goes to the HTTP connection manager;
-// opaque bytes (or silence, under AUTO) and TLS the listener does not terminate go to the
-// listener's tcp_cluster, or are closed when it has none. max_connections is enforced per
-// listener across all workers. Every refusal is counted in meshlet_downstream_cx_rejected_total.
-//
-// TLS: on a listener with tls (PERMISSIVE or STRICT) every connection gets a
-// DownstreamTlsTransport (downstream_tls.h) made from the listener's current context, which tells
-// a ClientHello from plaintext, terminates TLS and refuses plaintext under STRICT. HTTP listeners
-// then wait for the first decrypted bytes: ALPN "h2" / "http/1.1" chooses the codec (otherwise the
-// bytes are detected as above), and the client's verified SPIFFE id goes to the connection manager.
-// Upstream, clusters with tls.enabled connect through a TlsTransport from their context.
+// Accepted connections: each becomes a listener::ActiveConnection (sidecar/listener) with the
+// listener's context as of the current snapshot; the worker is its ConnectionOwner.
+// max_connections is enforced per listener across all workers (refusals counted in
+// meshlet_downstream_cx_rejected_total{reason="overflow"}). On a listener with tls every
+// connection gets a DownstreamTlsTransport from the listener's current context. Upstream,
+// clusters with tls.enabled connect through a TlsTransport from their context.
 //
 // Configuration: the main thread posts each new snapshot (ApplySnapshot). The worker diffs the
 // listeners by name: new ones bind, removed ones stop accepting (their connections carry on),
@@ -48,13 +41,17 @@
 #include "common/event/turn_clock.h"
 #include "common/net/address.h"
 #include "common/stats/stats.h"
+#include "sidecar/admin/admin_json.h"
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/config/snapshot.h"
+#include "sidecar/listener/access_log.h"
+#include "sidecar/listener/active_connection.h"
+#include "sidecar/listener/downstream_tls.h"
 #include "sidecar/listener/http_stats.h"
+#include "sidecar/listener/listener_context.h"
 #include "sidecar/listener/worker_context.h"
-#include "sidecar/server/access_log.h"
-#include "sidecar/server/downstream_tls.h"
 #include "sidecar/server/tls_contexts.h"
+#include "sidecar/server/upstream_transport.h"
 #include "sidecar/tracing/exporter.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -74,7 +71,7 @@ class ListenerConnectionCounts {
 // What every worker shares; owned by the Server and outliving the workers. Thread-safe.
 struct WorkerShared {
   StatsRegistry& stats;
-  AccessLogFiles& access_logs;
+  listener::AccessLogFiles& access_logs;
   std::shared_ptr<AccessLogSink> global_access_log;  // --access-log; null: off
   ListenerConnectionCounts& connection_counts;
   cluster::SharedClusterLimits& cluster_limits;
@@ -82,44 +79,14 @@ struct WorkerShared {
   // TLS contexts of listeners and clusters; null: every TLS listener and cluster fails closed.
   const TlsContexts* tls_contexts = nullptr;
   // Which failed downstream TLS handshakes are logged; null: none are.
-  TlsRefusalLog* tls_refusal_log = nullptr;
+  listener::TlsRefusalLog* tls_refusal_log = nullptr;
   // The bootstrap's tracing section and the collector it names; null: tracing off. Each worker
   // runs its own Tracer and SpanExporter.
   const tracing::TracingConfig* tracing = nullptr;
   std::shared_ptr<const tracing::CollectorAddress> trace_collector;
 };
 
-// The transports for connections to `cluster`'s endpoints: null for plaintext clusters. For a TLS
-// cluster, per endpoint: plaintext (null) for an endpoint marked `plaintext`, else TLS from the
-// cluster's context (SNI, ALPN, expected_peer_ids), narrowed to exactly the endpoint's `identity`
-// when it has one. Connections fail at once, never falling back to plaintext, when `contexts` has
-// no context for the cluster or the endpoint's identity is not among its expected_peer_ids.
-cluster::EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
-                                                           const cluster::ClusterConfig& cluster);
-
-// One endpoint of one cluster as a worker sees it.
-struct HostStatus {
-  std::string address;
-  uint32_t weight = 1;
-  uint32_t health_flags = 0;  // Host::HealthFlag bits
-  uint32_t active_requests = 0;
-  bool tls = false;      // connections use the cluster's TLS (not a plaintext endpoint)
-  std::string identity;  // with tls: the SPIFFE id the endpoint must present; empty: the cluster's
-  cluster::HostStats stats;
-};
-struct ClusterStatus {
-  std::string name;
-  std::vector<HostStatus> hosts;
-};
-
-// A listener as a worker runs it.
-struct ListenerStatus {
-  std::string name;
-  net::Address address;  // as bound (the real port when the configuration said 0)
-  bool accepting = false;
-};
-
-class Worker {
+class Worker final : private listener::ConnectionOwner {
  public:
   Worker(int index, WorkerShared shared);
   ~Worker();  // Stop()s if still running
@@ -146,25 +113,32 @@ class Worker {
   // Snapshot versions applied so far (any thread), for tests of configuration pushes.
   uint64_t snapshots_applied() const { return snapshots_applied_.load(std::memory_order_acquire); }
   // Listener states as of the last snapshot applied (any thread).
-  std::vector<ListenerStatus> listeners() const;
+  std::vector<admin::ListenerStatus> listeners() const;
   // Asks the worker thread for its clusters' state; nullopt if it does not answer in `timeout`.
-  std::optional<std::vector<ClusterStatus>> CollectClusters(Duration timeout);
+  std::optional<std::vector<admin::ClusterStatus>> CollectClusters(Duration timeout);
 
  private:
-  struct ListenerContext;
   class ActiveListener;
-  class ActiveConnection;
 
   void ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, absl::Notification& started,
                   absl::Status& start_status);
   // Worker thread: applies a snapshot; with `initial`, the first bind error is returned.
   absl::Status Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial);
-  std::shared_ptr<const ListenerContext> MakeListenerContext(
+  std::shared_ptr<const listener::ListenerContext> MakeListenerContext(
       const config::ListenerConfig& config,
       const std::shared_ptr<const config::Snapshot>& snapshot);
-  void OnAccept(const std::shared_ptr<const ListenerContext>& listener,
+  void OnAccept(const std::shared_ptr<const listener::ListenerContext>& context,
                 std::unique_ptr<net::Connection> connection);
-  void OnConnectionDone(ActiveConnection* connection);
+
+  // listener::ConnectionOwner (worker thread).
+  event::Loop& loop() override { return *loop_; }
+  const Clock& clock() override { return *clock_; }
+  cluster::ClusterManager& clusters() override { return *clusters_; }
+  HttpStats& http_stats() override { return *http_stats_; }
+  void CountConnection(int delta) override {
+    active_connections_.fetch_add(delta, std::memory_order_relaxed);
+  }
+  void OnConnectionDone(listener::ActiveConnection& connection) override;
   void DrainOnThread();
   void ShutdownOnThread();
   void PublishListeners();
@@ -197,7 +171,8 @@ class Worker {
   std::map<std::string, ListenerWorkerContext, std::less<>> listener_worker_contexts_;
   std::unique_ptr<HttpStats> http_stats_;
   std::map<std::string, std::unique_ptr<ActiveListener>, std::less<>> listeners_;
-  absl::flat_hash_map<ActiveConnection*, std::unique_ptr<ActiveConnection>> connections_;
+  absl::flat_hash_map<listener::ActiveConnection*, std::unique_ptr<listener::ActiveConnection>>
+      connections_;
   bool draining_ = false;
   Counter accepted_;        // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
@@ -206,7 +181,7 @@ class Worker {
   std::atomic<int64_t> active_connections_{0};
   std::atomic<uint64_t> snapshots_applied_{0};
   mutable absl::Mutex status_mu_;
-  std::vector<ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
+  std::vector<admin::ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
 };
 
 }  // namespace meshlet::sidecar

@@ -135,7 +135,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   uint16_t PortOf(const Worker& worker, absl::string_view name) {
-    for (const ListenerStatus& status : worker.listeners()) {
+    for (const admin::ListenerStatus& status : worker.listeners()) {
       if (status.name == name) return status.address.port();
     }
     return 0;
@@ -150,7 +150,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   StatsRegistry registry_;
-  AccessLogFiles access_logs_{registry_.shared_shard()};
+  listener::AccessLogFiles access_logs_{registry_.shared_shard()};
   ListenerConnectionCounts counts_;
   cluster::SharedClusterLimits limits_;
   EchoServer echo_;
@@ -168,7 +168,7 @@ TEST_F(WorkerTest, ProxiesTcp) {
   ::close(fd);
   EXPECT_TRUE(WaitFor([&] { return worker.active_connections() == 0; }));
 
-  std::optional<std::vector<ClusterStatus>> clusters =
+  std::optional<std::vector<admin::ClusterStatus>> clusters =
       worker.CollectClusters(std::chrono::seconds(5));
   ASSERT_TRUE(clusters.has_value());
   ASSERT_EQ(clusters->size(), 1u);
@@ -232,7 +232,7 @@ TEST_F(WorkerTest, DrainStopsInboundOnly) {
 
   worker.StartDrain();
   ASSERT_TRUE(WaitFor([&] {
-    for (const ListenerStatus& s : worker.listeners()) {
+    for (const admin::ListenerStatus& s : worker.listeners()) {
       if (s.name == "in") return !s.accepting;
     }
     return false;

@@ -1,4 +1,4 @@
-#include "sidecar/server/downstream_tls.h"
+#include "sidecar/listener/downstream_tls.h"
 
 #include <openssl/ssl.h>
 
@@ -10,7 +10,7 @@
 #include "common/base/logging.h"
 #include "sidecar/listener/protocol_detector.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 constexpr unsigned char kTlsHandshakeRecord = 0x16;
@@ -119,7 +119,7 @@ absl::Status DownstreamTlsTransport::OnReceived(net::Buffer& wire_in, net::Buffe
       handshake_counted_ = true;
       counters_.handshakes.Inc();
       if (tls_->peer().session_resumed) counters_.resumed.Inc();
-      if (on_handshake_done_) on_handshake_done_();
+      if (on_handshake_complete_) on_handshake_complete_();
     }
   }
   return status;
@@ -179,7 +179,7 @@ bool DownstreamTlsTransport::HandshakeComplete() const {
   return false;
 }
 
-bool DownstreamTlsTransport::handshake_in_progress() const {
+bool DownstreamTlsTransport::HandshakeInProgress() const {
   // Once decided, HandshakeComplete() is true for plaintext and the handshake's state for TLS.
   return state_ == State::kUndecided ? tls_record_started_ : !HandshakeComplete();
 }
@@ -188,6 +188,4 @@ const net::PeerInfo& DownstreamTlsTransport::peer() const {
   return state_ == State::kTls ? tls_->peer() : no_peer_;
 }
 
-std::string DownstreamTlsTransport::peer_identity() const { return SpiffeIdOf(peer()); }
-
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

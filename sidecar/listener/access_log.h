@@ -27,7 +27,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/listener/worker_context.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 class AccessLogFile final : public AccessLogSink {
  public:
@@ -69,7 +69,4 @@ class AccessLogFiles {
   std::map<std::string, std::weak_ptr<AccessLogFile>> files_ ABSL_GUARDED_BY(mu_);
 };
 
-// Appends `value` to `out` as a JSON string literal (quotes included).
-void AppendJsonString(std::string& out, absl::string_view value);
-
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -1,4 +1,4 @@
-#include "sidecar/server/admin.h"
+#include "sidecar/admin/admin.h"
 
 #include <map>
 
@@ -6,7 +6,7 @@
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::admin {
 namespace {
 
 struct Endpoint {
@@ -172,4 +172,4 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
   return http::ServerResponse::Text(500, "");
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::admin

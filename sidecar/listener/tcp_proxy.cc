@@ -1,28 +1,19 @@
-#include "sidecar/server/tcp_proxy.h"
+#include "sidecar/listener/tcp_proxy.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/stats/or_discard.h"
 #include "sidecar/cluster/upstream_stats.h"
-#include "sidecar/server/access_log.h"
+#include "sidecar/listener/access_log.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 using cluster::Cluster;
 using cluster::ClusterManager;
 using cluster::Host;
 using cluster::HostSharedPtr;
 using cluster::UsesTls;
-
-namespace {
-
-template <typename T>
-T OrDiscard(absl::StatusOr<T> handle, absl::string_view name) {
-  if (handle.ok()) return *handle;
-  LOG_EVERY_N_SEC(ERROR, 1) << "stat " << name << ": " << handle.status();
-  return T();
-}
-
-}  // namespace
 
 TcpProxyStats TcpProxyStats::Create(StatsShard& shard, const std::string& listener_name) {
   const LabelSet labels = {{"listener", listener_name}};
@@ -290,22 +281,22 @@ void TcpProxy::WriteAccessLog() {
   if (access_log_ == nullptr) return;
   const uint64_t duration_us = MicrosRoundedUp(clock_.ExactNow() - start_);
   std::string line = "{\"start_time\":";
-  AppendJsonString(line,
+  AppendJsonString(&line,
                    absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", start_wall_, absl::UTCTimeZone()));
   absl::StrAppend(&line, ",\"duration_ms\":", duration_us / 1000, ",\"duration_us\":", duration_us,
                   ",\"protocol\":\"tcp\",\"listener\":");
-  AppendJsonString(line, listener_name_);
+  AppendJsonString(&line, listener_name_);
   line += ",\"downstream_remote_address\":";
-  AppendJsonString(line, downstream_->remote_address().ToString());
+  AppendJsonString(&line, downstream_->remote_address().ToString());
   line += ",\"cluster\":";
-  AppendJsonString(line, cluster_name_);
+  AppendJsonString(&line, cluster_name_);
   line += ",\"upstream_host\":";
-  AppendJsonString(line, host_ == nullptr ? "" : host_->address().ToString());
+  AppendJsonString(&line, host_ == nullptr ? "" : host_->address().ToString());
   absl::StrAppend(&line, ",\"bytes_received\":", received_bytes_, ",\"bytes_sent\":", sent_bytes_,
                   ",\"failure\":");
-  AppendJsonString(line, failure_);
+  AppendJsonString(&line, failure_);
   line += "}";
   access_log_->Write(line);
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

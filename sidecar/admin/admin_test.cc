@@ -1,10 +1,10 @@
-#include "sidecar/server/admin.h"
+#include "sidecar/admin/admin.h"
 
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::admin {
 namespace {
 
 class FakeBackend : public AdminBackend {
@@ -137,4 +137,4 @@ TEST_F(AdminTest, UnknownPathListsEndpoints) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::admin

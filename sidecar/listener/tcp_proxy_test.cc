@@ -1,6 +1,6 @@
 // TcpProxy's timing: a connection refused at once still logs a duration.
 
-#include "sidecar/server/tcp_proxy.h"
+#include "sidecar/listener/tcp_proxy.h"
 
 #include <chrono>
 #include <memory>
@@ -15,7 +15,7 @@
 #include "common/net/test_util.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using std::chrono::seconds;
@@ -69,4 +69,4 @@ TEST(TcpProxyTest, ConnectionClosedWithinOneLoopTurnHasADuration) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

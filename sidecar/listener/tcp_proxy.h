@@ -44,7 +44,7 @@
 #include "sidecar/cluster/host.h"
 #include "sidecar/listener/worker_context.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 // Handles into one worker's stats shard, per listener. Default handles discard.
 struct TcpProxyStats {
@@ -144,4 +144,4 @@ class TcpProxy {
   uint64_t sent_bytes_ = 0;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

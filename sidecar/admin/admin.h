@@ -26,7 +26,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/config/snapshot.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::admin {
 
 class AdminBackend {
  public:
@@ -69,4 +69,4 @@ class AdminHandler {
   Counter bad_method_;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::admin

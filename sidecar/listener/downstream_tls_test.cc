@@ -1,4 +1,4 @@
-#include "sidecar/server/downstream_tls.h"
+#include "sidecar/listener/downstream_tls.h"
 
 #include <memory>
 #include <string>
@@ -14,7 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using ::testing::HasSubstr;
@@ -64,8 +64,10 @@ class DownstreamTlsTransportTest : public ::testing::Test {
         ValueOrDie(root_->Issue({.spiffe_id = "spiffe://cluster.local/ns/default/sa/backend"})));
     intruder_ =
         new tls::testing::TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kIntruder})));
+    allowed_ = new tls::testing::TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kAllowed})));
   }
   static void TearDownTestSuite() {
+    delete allowed_;
     delete intruder_;
     delete server_;
     delete root_;
@@ -135,6 +137,7 @@ class DownstreamTlsTransportTest : public ::testing::Test {
   static tls::testing::TestCa* root_;
   static tls::testing::TestCertificate* server_;
   static tls::testing::TestCertificate* intruder_;
+  static tls::testing::TestCertificate* allowed_;
 
   StatsRegistry registry_;
   std::unique_ptr<StatsShard> shard_;
@@ -146,6 +149,71 @@ class DownstreamTlsTransportTest : public ::testing::Test {
 tls::testing::TestCa* DownstreamTlsTransportTest::root_ = nullptr;
 tls::testing::TestCertificate* DownstreamTlsTransportTest::server_ = nullptr;
 tls::testing::TestCertificate* DownstreamTlsTransportTest::intruder_ = nullptr;
+tls::testing::TestCertificate* DownstreamTlsTransportTest::allowed_ = nullptr;
+
+TEST_F(DownstreamTlsTransportTest, HandshakeCompleteCallbackSeesThePeer) {
+  counters_.handshakes = Register("meshlet_test_handshakes_total", {});
+  tls::TlsContextConfig config{.certificate_chain_pem = allowed_->chain_pem,
+                               .private_key_pem = allowed_->key_pem,
+                               .trust_bundle_pem = root_->cert_pem()};
+  auto client = ValueOrDie(tls::TlsTransport::Create(
+      ValueOrDie(tls::TlsContext::CreateClient(config)), {.server_name = "backend"}));
+  DownstreamTlsTransport server(provider_, /*strict=*/true, counters_, "inbound", &log_);
+  int calls = 0;
+  std::string identity_seen;
+  server.SetHandshakeCompleteCallback([&] {
+    ++calls;
+    identity_seen = SpiffeIdOf(server.peer());
+    EXPECT_TRUE(server.peer().tls);
+    EXPECT_TRUE(server.HandshakeComplete());
+    EXPECT_FALSE(server.HandshakeInProgress());
+  });
+  net::Buffer to_server, to_client, app;
+  ASSERT_TRUE(client->Start(net::Address(), to_server).ok());
+  ASSERT_TRUE(server.Start(net::Address(), to_client).ok());
+  EXPECT_FALSE(server.HandshakeInProgress()) << "nothing received yet";
+  // The first bytes of a ClientHello: undecided, but a handshake is under way.
+  net::Buffer first;
+  first.Move(to_server, 3);
+  ASSERT_TRUE(server.OnReceived(first, app, to_client).ok());
+  EXPECT_TRUE(server.HandshakeInProgress());
+  EXPECT_FALSE(server.HandshakeComplete());
+  EXPECT_FALSE(server.peer().tls);
+  first.Move(to_server);
+  to_server.Move(first);
+  for (int i = 0; i < 10 && (!to_server.empty() || !to_client.empty()); ++i) {
+    if (!to_server.empty()) {
+      ASSERT_TRUE(server.OnReceived(to_server, app, to_client).ok());
+    }
+    to_server.Clear();
+    if (!to_client.empty()) {
+      ASSERT_TRUE(client->OnReceived(to_client, app, to_server).ok());
+    }
+    to_client.Clear();
+  }
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(identity_seen, kAllowed);
+  EXPECT_TRUE(server.peer().tls);
+  const StatsSnapshot stats = registry_.Snapshot();
+  const SeriesSnapshot* handshakes = stats.Find("meshlet_test_handshakes_total", {});
+  ASSERT_NE(handshakes, nullptr);
+  EXPECT_EQ(handshakes->counter, 1u);
+}
+
+TEST_F(DownstreamTlsTransportTest, PlaintextNeverCallsTheHandshakeCallback) {
+  DownstreamTlsTransport server(provider_, /*strict=*/false, counters_, "inbound", &log_);
+  int calls = 0;
+  server.SetHandshakeCompleteCallback([&] { ++calls; });
+  net::Buffer wire, app, out;
+  ASSERT_TRUE(server.Start(net::Address(), out).ok());
+  wire.Append("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(server.OnReceived(wire, app, out).ok());
+  EXPECT_EQ(app.ToString(), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(server.HandshakeComplete());
+  EXPECT_FALSE(server.HandshakeInProgress());
+  EXPECT_FALSE(server.peer().tls);
+  EXPECT_EQ(calls, 0);
+}
 
 TEST_F(DownstreamTlsTransportTest, RefusalsAreCountedByReasonAndLoggedOncePerAddress) {
   std::vector<std::string> lines;
@@ -183,4 +251,4 @@ TEST_F(DownstreamTlsTransportTest, RefusalsAreCountedByReasonAndLoggedOncePerAdd
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -14,8 +14,10 @@
 // common ALPN...) is an error too: the client gets the TLS alert that says why (the connection
 // writes it before closing), and the failure is counted as tls_handshake_error and by its class
 // (tls::HandshakeFailure), and logged at INFO through the TlsRefusalLog (at most once a minute
-// per client address). The owner of the connection reads what was decided through tls(), peer()
-// and peer_identity() once application bytes arrive.
+// per client address). The owner of the connection reads what was decided through peer() (with
+// `tls` set once a TLS handshake completed) once application bytes arrive, or when the
+// handshake-complete callback runs; HandshakeInProgress() is true from the first byte of a
+// ClientHello until the handshake completes.
 //
 // Ownership and threading: owned by one net::Connection, used on its worker's loop thread only.
 // The counters are handles of that worker's stats shard; the refusal log is shared by all workers
@@ -41,7 +43,7 @@
 #include "common/tls/tls_session.h"
 #include "common/tls/tls_transport.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 // Which failed downstream TLS handshakes get a log line: at most one per client address (its IP,
 // whatever the port) per interval, so a client retrying with a bad certificate does not flood the
@@ -101,22 +103,16 @@ class DownstreamTlsTransport final : public net::Transport {
   absl::Status OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer& out) override;
   absl::Status Send(net::Buffer& app_out, net::Buffer& out) override;
   void Shutdown(net::Buffer& out) override;
+  // True for plaintext once the first bytes showed it is not TLS.
   bool HandshakeComplete() const override;
-  const net::PeerInfo& peer() const override;
-
-  // The peer spoke TLS (false while undecided and for plaintext).
-  bool tls() const { return state_ == State::kTls; }
   // The client has begun a TLS handshake (its first record arrived, maybe in part) that has not
   // finished yet.
-  bool handshake_in_progress() const;
-  // Runs once, when the TLS handshake completes (never for plaintext). It runs while the
-  // connection is reading, so it must not close the connection or take it over; re-arming a timer
-  // is fine.
-  void SetHandshakeDoneCallback(absl::AnyInvocable<void()> callback) {
-    on_handshake_done_ = std::move(callback);
+  bool HandshakeInProgress() const override;
+  // Runs after the handshake is counted (net::Transport's contract; never for plaintext).
+  void SetHandshakeCompleteCallback(absl::AnyInvocable<void()> callback) override {
+    on_handshake_complete_ = std::move(callback);
   }
-  // The peer's SPIFFE id from its verified certificate; empty without one.
-  std::string peer_identity() const;
+  const net::PeerInfo& peer() const override;
 
  private:
   enum class State { kUndecided, kTls, kPlaintext };
@@ -134,11 +130,11 @@ class DownstreamTlsTransport final : public net::Transport {
   std::unique_ptr<tls::TlsTransport> tls_;
   bool handshake_counted_ = false;
   bool tls_record_started_ = false;  // undecided, holding the start of a TLS handshake record
-  absl::AnyInvocable<void()> on_handshake_done_;
+  absl::AnyInvocable<void()> on_handshake_complete_;
   net::PeerInfo no_peer_;
 };
 
 // Returns the SPIFFE id (the first "spiffe://" URI SAN) of `peer`, or "".
 std::string SpiffeIdOf(const net::PeerInfo& peer);
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -1,4 +1,4 @@
-#include "sidecar/server/access_log.h"
+#include "sidecar/listener/access_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,9 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
-#include "common/stats/names.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 absl::StatusOr<std::shared_ptr<AccessLogFile>> AccessLogFile::Open(const std::string& path,
                                                                    StatsShard& shared_stats) {
@@ -60,8 +59,4 @@ absl::StatusOr<std::shared_ptr<AccessLogFile>> AccessLogFiles::Get(const std::st
   return file;
 }
 
-void AppendJsonString(std::string& out, absl::string_view value) {
-  stats_internal::AppendJsonString(&out, value);
-}
-
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -1,0 +1,282 @@
+#include "sidecar/listener/active_connection.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "sidecar/filters/authorization.h"
+#include "sidecar/listener/downstream_tls.h"
+
+namespace meshlet::sidecar::listener {
+namespace {
+
+const net::PeerInfo kNoPeer;
+
+}  // namespace
+
+ActiveConnection::ActiveConnection(ConnectionOwner& owner,
+                                   std::shared_ptr<const ListenerContext> listener,
+                                   std::unique_ptr<net::Connection> connection)
+    : owner_(owner),
+      listener_(std::move(listener)),
+      connection_(std::move(connection)),
+      active_(listener_->cx_active) {
+  owner_.CountConnection(1);
+  connection_->SetCallbacks(this);
+}
+
+ActiveConnection::~ActiveConnection() {
+  // Handlers first: they may still use the connection counters' owners below.
+  detect_timer_.reset();
+  tcp_.reset();
+  http_.reset();  // closes its connection without calling back
+  if (connection_ != nullptr) connection_->SetCallbacks(nullptr);
+  connection_.reset();
+  listener_->connection_count->fetch_sub(1, std::memory_order_relaxed);
+  owner_.CountConnection(-1);
+}
+
+void ActiveConnection::Start() {
+  using config::ListenerProtocol;
+  const bool tls = listener_->has_tls();
+  if (tls && listener_->tls_provider == nullptr) {
+    Reject(listener_->rejected_tls_unavailable, "tls_unavailable");
+    return;
+  }
+  // With TLS, HTTP listeners wait for the first decrypted bytes: only then is it known whether
+  // the client spoke TLS, which protocol ALPN chose, and who the client is. TCP listeners start
+  // at once (the TLS transport terminates, or refuses plaintext under STRICT, by itself), so
+  // server-first protocols inside TLS still work.
+  switch (listener_->config.protocol) {
+    case ListenerProtocol::kTcp:
+      // Authorization needs the peer's identity, known once the handshake is done: wait for
+      // the first decrypted bytes, or detect_timeout for server-first protocols.
+      if (tls && listener_->config.authorizer != nullptr) break;
+      ToTcp();
+      return;
+    case ListenerProtocol::kHttp1:
+      if (tls) break;
+      ToHttp(DetectedProtocol::kHttp1);
+      return;
+    case ListenerProtocol::kHttp2:
+      if (tls) break;
+      ToHttp(DetectedProtocol::kHttp2);
+      return;
+    case ListenerProtocol::kHttp:
+    case ListenerProtocol::kAuto:
+      break;
+  }
+  accepted_at_ = owner_.loop().Now();
+  detect_timer_ = std::make_unique<event::Timer>(owner_.loop(), [this] { OnDetectTimeout(); });
+  ArmDetectTimer(listener_->config.detect_timeout);
+  if (tls) {
+    // The wait for the first bytes restarts when a handshake finishes: a slow handshake does
+    // not eat into it (the handshake has tls_handshake_timeout of its own).
+    connection_->transport().SetHandshakeCompleteCallback([this] {
+      if (detect_timer_ != nullptr) ArmDetectTimer(listener_->config.detect_timeout);
+    });
+  }
+}
+
+void ActiveConnection::StartDrain() {
+  if (http_ != nullptr) http_->Drain();
+}
+
+void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
+  pending_.Move(data);
+  if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+    detect_timer_.reset();
+    ToTcp();  // authorized TCP with TLS (Start): the handshake is done
+    return;
+  }
+  if (!pending_.empty()) {
+    if (std::optional<DetectedProtocol> chosen = ChosenProtocol()) {
+      detect_timer_.reset();
+      ToHttp(*chosen);
+      return;
+    }
+  }
+  DetectedProtocol protocol = DetectProtocol(pending_);
+  if (protocol == DetectedProtocol::kNeedMoreBytes) {
+    if (!end_stream && pending_.length() < kMaxDetectBytes) return;
+    protocol = DetectedProtocol::kOpaque;
+  }
+  if (end_stream && pending_.empty()) {
+    listener_->closed_before_detect.Inc();
+    connection_->Close(net::CloseMode::kNoFlush);
+    return;
+  }
+  detect_timer_.reset();
+  // A peer that half-closed right after its first bytes still gets served: the handler sees
+  // the end of stream on the connection's next read.
+  Dispatch(protocol, /*timed_out=*/false);
+}
+
+void ActiveConnection::OnClose(net::CloseReason, const absl::Status&) {
+  // Closed while detecting (or while being refused).
+  detect_timer_.reset();
+  owner_.OnConnectionDone(*this);
+}
+
+std::optional<DetectedProtocol> ActiveConnection::ChosenProtocol() const {
+  using config::ListenerProtocol;
+  if (listener_->config.protocol == ListenerProtocol::kHttp1) return DetectedProtocol::kHttp1;
+  if (listener_->config.protocol == ListenerProtocol::kHttp2) return DetectedProtocol::kHttp2;
+  return NegotiatedProtocol();
+}
+
+std::optional<DetectedProtocol> ActiveConnection::NegotiatedProtocol() const {
+  const net::PeerInfo& peer = Peer();
+  if (!peer.tls) return std::nullopt;
+  if (peer.alpn == "h2") return DetectedProtocol::kHttp2;
+  if (peer.alpn == "http/1.1") return DetectedProtocol::kHttp1;
+  return std::nullopt;
+}
+
+const net::PeerInfo& ActiveConnection::Peer() const {
+  return connection_ == nullptr ? kNoPeer : connection_->transport().peer();
+}
+
+void ActiveConnection::ArmDetectTimer(Duration window) {
+  detect_window_ = window;
+  detect_deadline_ = owner_.loop().Now() + window;
+  detect_timer_->Enable(window);
+}
+
+void ActiveConnection::OnDetectTimeout() {
+  const MonotonicTime now = owner_.loop().Now();
+  if (now - detect_deadline_ > std::max(detect_window_ / 2, kLateFloor) &&
+      late_restarts_ < kMaxLateRestarts) {
+    // Far past its time: this worker was not running (the machine or process stalled, CPU
+    // starvation), and likely neither was the peer. Silence measured across a stall says
+    // nothing, and the expired timer runs before the worker reads what arrived meanwhile:
+    // wait one more window, which the next poll for I/O cuts short if bytes are there.
+    ++late_restarts_;
+    listener_->detect_restarted_late.Inc();
+    ArmDetectTimer(listener_->config.detect_timeout);
+    return;
+  }
+  if (connection_ != nullptr && connection_->transport().HandshakeInProgress()) {
+    // A TLS client is not silent: its handshake is under way. Bounded from accept on.
+    const Duration left = accepted_at_ + listener_->config.tls_handshake_timeout - now;
+    if (left > Duration::zero()) {
+      ArmDetectTimer(left);
+      return;
+    }
+    Reject(listener_->rejected_tls_handshake_timeout, "tls_handshake_timeout");
+    return;
+  }
+  detect_timer_.reset();
+  if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+    ToTcp();
+    return;
+  }
+  if (std::optional<DetectedProtocol> negotiated = NegotiatedProtocol()) {
+    // The client chose HTTP in its handshake (ALPN) and has not sent its first bytes yet: HTTP
+    // all the same, whose own timeouts now apply; never the TCP fallback.
+    ToHttp(*negotiated);
+    return;
+  }
+  if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
+    // Server-first protocols (MySQL, SMTP...) send nothing until the server speaks.
+    Dispatch(pending_.empty() ? DetectedProtocol::kOpaque : DetectProtocol(pending_),
+             /*timed_out=*/true);
+    return;
+  }
+  Reject(listener_->rejected_detect_timeout, "detect_timeout");
+}
+
+void ActiveConnection::Dispatch(DetectedProtocol protocol, bool timed_out) {
+  const bool auto_mode = listener_->config.protocol == config::ListenerProtocol::kAuto;
+  switch (protocol) {
+    case DetectedProtocol::kHttp2:
+      ToHttp(protocol);
+      return;
+    case DetectedProtocol::kHttp1:
+      ToHttp(protocol);
+      return;
+    case DetectedProtocol::kTls:
+      // On a listener with TLS the transport already terminated the outer TLS; what is left
+      // is as opaque as on a plaintext listener.
+      if (auto_mode) {
+        ToTcp();  // passthrough to tcp_cluster
+        return;
+      }
+      ToHttp(DetectedProtocol::kHttp1);  // an HTTP-only listener answers 400
+      return;
+    case DetectedProtocol::kNeedMoreBytes:
+    case DetectedProtocol::kOpaque:
+      if (auto_mode) {
+        ToTcp();
+        return;
+      }
+      if (timed_out) {
+        Reject(listener_->rejected_detect_timeout, "detect_timeout");
+        return;
+      }
+      ToHttp(DetectedProtocol::kHttp1);  // the HTTP/1 codec answers garbage with 400
+      return;
+  }
+}
+
+void ActiveConnection::ToTcp() {
+  if (listener_->config.tcp_cluster.empty()) {
+    Reject(listener_->rejected_no_tcp_cluster, "no_tcp_cluster");
+    return;
+  }
+  if (!AuthorizedConnection()) return;
+  listener_->as_tcp.Inc();
+  tcp_ = std::make_unique<TcpProxy>(
+      owner_.loop(), owner_.clusters(), owner_.clock(), listener_->tcp, listener_->access_log.get(),
+      listener_->config.name, listener_->config.tcp_cluster, listener_->config.tcp_idle_timeout,
+      std::move(connection_), [this] { owner_.OnConnectionDone(*this); });
+  tcp_->Start(std::move(pending_));
+}
+
+bool ActiveConnection::AuthorizedConnection() {
+  const filters::Authorizer* authorizer = listener_->config.authorizer.get();
+  if (authorizer == nullptr) return true;
+  const std::string peer = SpiffeIdOf(Peer());
+  const uint32_t port = listener_->config.destination_port != 0
+                            ? listener_->config.destination_port
+                            : connection_->local_address().port();
+  const filters::AuthorizationDecision decision = authorizer->DecideConnection(peer, port);
+  if (decision.allowed) return true;
+  LOG_EVERY_N_SEC(INFO, 1) << "listener " << listener_->config.name << ": connection from "
+                           << connection_->remote_address().ToString() << " ("
+                           << (peer.empty() ? "no identity" : peer) << ") to port " << port
+                           << " denied"
+                           << (decision.policy != nullptr
+                                   ? absl::StrCat(" by ", *decision.policy)
+                                   : std::string(" (no ALLOW policy matches)"));
+  Reject(listener_->rejected_rbac, "rbac_denied");
+  return false;
+}
+
+void ActiveConnection::ToHttp(DetectedProtocol protocol) {
+  const bool h2 = protocol == DetectedProtocol::kHttp2;
+  (h2 ? listener_->as_http2 : listener_->as_http1).Inc();
+  HttpConnectionManager::Options options{.protocol =
+                                             h2 ? http::Protocol::kHttp2 : http::Protocol::kHttp11};
+  if (const net::PeerInfo& peer = Peer(); peer.tls) {
+    options.tls = true;
+    options.peer_identity = SpiffeIdOf(peer);
+  }
+  http_ = std::make_unique<HttpConnectionManager>(
+      *listener_->worker_context, owner_.http_stats(), listener_->config, std::move(connection_),
+      std::move(pending_), std::move(options),
+      [this](HttpConnectionManager&) { owner_.OnConnectionDone(*this); });
+  http_->Start();
+}
+
+void ActiveConnection::Reject(Counter counter, absl::string_view reason) {
+  counter.Inc();
+  LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_->config.name << ": closing connection from "
+                            << connection_->remote_address().ToString() << ": " << reason;
+  // OnClose runs before Close() returns and schedules this object's deletion.
+  connection_->Close(net::CloseMode::kNoFlush);
+}
+
+}  // namespace meshlet::sidecar::listener

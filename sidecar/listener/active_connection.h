@@ -1,0 +1,120 @@
+#pragma once
+
+// ActiveConnection: one accepted connection from accept to close, whatever ends up handling it.
+//
+// TCP listeners hand the connection straight to a TcpProxy. HTTP and AUTO listeners first read
+// the connection's opening bytes (up to the listener's detect_timeout) to tell HTTP/1, HTTP/2,
+// TLS and opaque bytes apart: HTTP goes to the HTTP connection manager; opaque bytes (or silence,
+// under AUTO) and TLS the listener does not terminate go to the listener's tcp_cluster, or are
+// closed when it has none. On a listener with TLS the transport (downstream_tls.h) terminates it:
+// HTTP listeners then wait for the first decrypted bytes, ALPN "h2" / "http/1.1" chooses the codec
+// (otherwise the bytes are detected as above), and the client's verified SPIFFE id goes to the
+// connection manager. The wait restarts when the handshake completes (the transport's
+// handshake-complete callback); a handshake still under way is bounded by tls_handshake_timeout
+// from accept. Every refusal is counted in meshlet_downstream_cx_rejected_total.
+//
+// Ownership and threading: the ConnectionOwner (the worker) owns it and its loop thread is the
+// only one it runs on. While the protocol is being detected it is the connection's callbacks
+// object; afterwards it owns the handler (TcpProxy or HttpConnectionManager). When the connection
+// ends it calls ConnectionOwner::OnConnectionDone, from a loop callback, once; the owner then
+// deletes it later (Loop::DeferDelete), never inline.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/net/buffer.h"
+#include "common/net/connection.h"
+#include "common/stats/stats.h"
+#include "sidecar/listener/http_connection_manager.h"
+#include "sidecar/listener/http_stats.h"
+#include "sidecar/listener/listener_context.h"
+#include "sidecar/listener/protocol_detector.h"
+#include "sidecar/listener/tcp_proxy.h"
+#include "sidecar/listener/worker_context.h"
+
+namespace meshlet::sidecar::listener {
+
+class ActiveConnection;
+
+// What a connection needs from the worker that accepted it. Every method is called on the
+// worker's loop thread; what the references name outlives every connection the owner holds.
+class ConnectionOwner {
+ public:
+  virtual event::Loop& loop() = 0;
+  // The clock the worker's requests use.
+  virtual const Clock& clock() = 0;
+  virtual cluster::ClusterManager& clusters() = 0;
+  virtual HttpStats& http_stats() = 0;
+  // Open downstream connections: +1 when a connection is made, -1 when it is destroyed.
+  virtual void CountConnection(int delta) = 0;
+  // `connection` has ended: the owner forgets it and deletes it with Loop::DeferDelete.
+  virtual void OnConnectionDone(ActiveConnection& connection) = 0;
+
+ protected:
+  ~ConnectionOwner() = default;
+};
+
+class ActiveConnection final : public net::ConnectionCallbacks {
+ public:
+  ActiveConnection(ConnectionOwner& owner, std::shared_ptr<const ListenerContext> listener,
+                   std::unique_ptr<net::Connection> connection);
+  ~ActiveConnection() override;
+  ActiveConnection(const ActiveConnection&) = delete;
+  ActiveConnection& operator=(const ActiveConnection&) = delete;
+
+  // Begins serving (or detecting); may end the connection (OnConnectionDone) before it returns.
+  void Start();
+  // HTTP connections finish their streams and close (GOAWAY / Connection: close); TCP proxies
+  // and connections still detecting carry on until they end.
+  void StartDrain();
+
+  // net::ConnectionCallbacks, while detecting.
+  void OnData(net::Buffer& data, bool end_stream) override;
+  void OnClose(net::CloseReason reason, const absl::Status& error) override;
+
+ private:
+  // The protocol settled without looking at the bytes: by the listener (HTTP1/HTTP2 listeners
+  // with TLS wait here only for the handshake) or by ALPN.
+  std::optional<DetectedProtocol> ChosenProtocol() const;
+  // The HTTP version the client chose by ALPN in a completed TLS handshake, if any.
+  std::optional<DetectedProtocol> NegotiatedProtocol() const;
+  // What the connection's transport learned about the peer; empty before a TLS handshake
+  // completes and for plaintext.
+  const net::PeerInfo& Peer() const;
+  void ArmDetectTimer(Duration window);
+  void OnDetectTimeout();
+  void Dispatch(DetectedProtocol protocol, bool timed_out);
+  void ToTcp();
+  // Opaque bytes are authorized once per connection, on the peer's identity and the destination
+  // port (filters/authorization.h). False: denied and closed.
+  bool AuthorizedConnection();
+  void ToHttp(DetectedProtocol protocol);
+  void Reject(Counter counter, absl::string_view reason);
+
+  // A detect timer that fires this much past its time (or half its window, if more) was held up
+  // by a stall; a connection gets at most kMaxLateRestarts fresh waits for it. The floor keeps
+  // timer rounding and ordinary loop delays from counting, the cap keeps a worker that stays
+  // overloaded from waiting forever.
+  static constexpr Duration kLateFloor = std::chrono::milliseconds(100);
+  static constexpr int kMaxLateRestarts = 3;
+
+  ConnectionOwner& owner_;
+  std::shared_ptr<const ListenerContext> listener_;
+  std::unique_ptr<net::Connection> connection_;  // until a handler takes it
+  GaugeGuard active_;
+  std::unique_ptr<event::Timer> detect_timer_;
+  int late_restarts_ = 0;
+  MonotonicTime accepted_at_{};
+  MonotonicTime detect_deadline_{};  // when detect_timer_ is due
+  Duration detect_window_{};         // what it was armed with
+  net::Buffer pending_;              // bytes read while detecting
+  std::unique_ptr<TcpProxy> tcp_;
+  std::unique_ptr<HttpConnectionManager> http_;
+};
+
+}  // namespace meshlet::sidecar::listener

@@ -1,0 +1,66 @@
+#pragma once
+
+// ListenerContext: what a connection needs from the listener that accepted it, as of one
+// configuration snapshot: the listener's settings, its TLS context, its access log, the worker
+// context its HTTP connections run in, and its stat handles on the accepting worker's shard.
+//
+// Ownership and threading: the worker builds one per listener and snapshot on its loop thread
+// (Create, then fills in the worker's parts) and shares it with the connections it accepts,
+// which keep the one they were accepted with. Immutable once shared. The counters are handles of
+// that worker's stats shard; `worker_context` and `tls_refusal_log` must outlive it.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/net/transport.h"
+#include "common/stats/stats.h"
+#include "common/tls/tls_context_provider.h"
+#include "sidecar/config/snapshot.h"
+#include "sidecar/listener/downstream_tls.h"
+#include "sidecar/listener/tcp_proxy.h"
+#include "sidecar/listener/worker_context.h"
+
+namespace meshlet::sidecar::listener {
+
+struct ListenerContext {
+  // A context for `config` with its stats registered on `shard` (a registration that fails
+  // leaves a discarding handle and is logged). `tls_provider` is the listener's TLS context
+  // (ignored unless the listener has TLS; null there: its connections are refused);
+  // `tls_refusal_log` may be null.
+  static std::shared_ptr<ListenerContext> Create(
+      const config::ListenerConfig& config, std::shared_ptr<const config::Snapshot> snapshot,
+      StatsShard& shard, std::shared_ptr<const tls::TlsContextProvider> tls_provider,
+      TlsRefusalLog* tls_refusal_log);
+
+  config::ListenerConfig config;
+  std::shared_ptr<const config::Snapshot> snapshot;
+  std::shared_ptr<std::atomic<int64_t>> connection_count;  // process-wide, for max_connections
+  std::shared_ptr<AccessLogSink> access_log;               // null: off
+  WorkerContext* worker_context = nullptr;                 // for HTTP connections
+
+  Counter cx_total;
+  Gauge cx_active;
+  Counter rejected_overflow;
+  Counter rejected_no_tcp_cluster;
+  Counter rejected_tls_unavailable;
+  Counter rejected_rbac;  // connections to tcp_cluster the authorization policies denied
+  DownstreamTlsTransport::Counters tls;
+  std::shared_ptr<const tls::TlsContextProvider> tls_provider;  // null: plaintext listener
+  TlsRefusalLog* tls_refusal_log = nullptr;
+  Counter rejected_detect_timeout;
+  Counter rejected_tls_handshake_timeout;
+  Counter detect_restarted_late;  // detect waits that expired long past their time and restarted
+  Counter closed_before_detect;
+  Counter as_http1;
+  Counter as_http2;
+  Counter as_tcp;
+  TcpProxyStats tcp;
+
+  bool has_tls() const { return config.tls.mode != config::DownstreamTlsConfig::Mode::kDisable; }
+  // The transport of a connection accepted now.
+  std::unique_ptr<net::Transport> NewTransport() const;
+};
+
+}  // namespace meshlet::sidecar::listener
