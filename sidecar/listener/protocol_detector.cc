@@ -5,7 +5,7 @@
 
 #include "common/net/buffer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -80,4 +80,4 @@ DetectedProtocol DetectProtocol(const net::Buffer& buffer) {
   return DetectProtocol(absl::string_view(prefix, n));
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -14,7 +14,7 @@ namespace meshlet::net {
 class Buffer;
 }
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 enum class DetectedProtocol {
   kNeedMoreBytes,
@@ -34,4 +34,4 @@ DetectedProtocol DetectProtocol(const net::Buffer& buffer);
 // The longest prefix DetectProtocol ever needs to decide.
 inline constexpr size_t kMaxDetectBytes = 24;
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -15,7 +15,7 @@
 #include "common/net/buffer.h"
 #include "sidecar/listener/protocol_detector.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 [[noreturn]] void Die(const char* what, absl::string_view input) {
@@ -48,10 +48,10 @@ void FuzzOne(absl::string_view input) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  meshlet::sidecar::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
+  meshlet::sidecar::listener::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }
 

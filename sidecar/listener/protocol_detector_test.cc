@@ -6,7 +6,7 @@
 
 #include "common/net/buffer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using P = DetectedProtocol;
@@ -69,4 +69,4 @@ TEST(ProtocolDetectorTest, WorksOnBuffersSplitAcrossBlocks) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener
