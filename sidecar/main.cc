@@ -11,8 +11,8 @@
 #include "sidecar/server/server.h"
 
 int main(int argc, char** argv) {
-  using meshlet::sidecar::ParseCommandLine;
-  using meshlet::sidecar::ParsedCommandLine;
+  using meshlet::sidecar::server::ParseCommandLine;
+  using meshlet::sidecar::server::ParsedCommandLine;
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "init") {
     return meshlet::sidecar::capture::InitMain({args.begin() + 1, args.end()});
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   }
   switch (command_line->action) {
     case ParsedCommandLine::Action::kHelp:
-      std::fputs(meshlet::sidecar::UsageText().c_str(), stdout);
+      std::fputs(meshlet::sidecar::server::UsageText().c_str(), stdout);
       std::puts("\nsidecar init [flags] programs the pod's traffic capture (sidecar init --help).");
       return 0;
     case ParsedCommandLine::Action::kVersion:
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     case ParsedCommandLine::Action::kRun:
       break;
   }
-  meshlet::sidecar::Server server(command_line->options);
+  meshlet::sidecar::server::Server server(command_line->options);
   if (absl::Status status = server.Init(); !status.ok()) {
     std::fprintf(stderr, "sidecar: %s\n", std::string(status.message()).c_str());
     return 1;

@@ -2,7 +2,7 @@
 
 #include "common/base/logging.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 CaptureStats CaptureStats::Create(StatsShard& shard, const std::string& listener_name) {
   using Action = CaptureDecision::Action;
@@ -23,4 +23,4 @@ CaptureStats CaptureStats::Create(StatsShard& shard, const std::string& listener
   return s;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -16,7 +16,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/listener/destination_matcher.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 struct CaptureStats {
   // Indexed by CaptureDecision::Action.
@@ -30,4 +30,4 @@ struct CaptureStats {
   }
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

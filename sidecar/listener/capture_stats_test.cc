@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using Action = CaptureDecision::Action;
@@ -37,4 +37,4 @@ TEST(CaptureStatsTest, DefaultHandlesCountNothing) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -10,7 +10,7 @@
 #include "common/base/logging.h"
 #include "common/net/ip_prefix.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using Action = CaptureDecision::Action;
@@ -131,4 +131,4 @@ CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& ori
   return decision;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

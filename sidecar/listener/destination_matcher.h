@@ -24,7 +24,7 @@
 #include "common/net/address.h"
 #include "sidecar/config/listener_config.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 struct CaptureDecision {
   enum class Action {
@@ -68,4 +68,4 @@ class DestinationMatcher {
   std::vector<uint32_t> any_port_;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

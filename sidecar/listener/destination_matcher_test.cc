@@ -8,7 +8,7 @@
 #include "common/base/logging.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using Action = CaptureDecision::Action;
@@ -51,14 +51,14 @@ config::ListenerConfig Outbound() {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener
 
 namespace meshlet::net {
 // Failures print the address, not its bytes.
 void PrintTo(const Address& address, std::ostream* out) { *out << address.ToString(); }
 }  // namespace meshlet::net
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 const std::string* Name(const CaptureDecision& d) {
@@ -212,4 +212,4 @@ TEST(DestinationMatcherTest, ActionNames) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -26,7 +26,7 @@
 #include "sidecar/stream/stream_info.h"
 #include "sidecar/tracing/tracer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 using tracing::kRequestIdHeader;
@@ -942,4 +942,4 @@ void HttpConnectionManager::Drain() {
   if (streams_.empty() && !drain_close_timer_.enabled()) drain_close_timer_.Enable(Duration(0));
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -73,7 +73,7 @@ namespace meshlet::http::h2 {
 class ServerCodec;
 }
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 class HttpConnectionManager final : public net::ConnectionCallbacks,
                                     public http::CodecIo,
@@ -191,4 +191,4 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   bool destroying_ = false;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

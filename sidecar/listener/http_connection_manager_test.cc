@@ -32,7 +32,7 @@
 #include "sidecar/tracing/recording_span_sink.h"
 #include "sidecar/tracing/tracer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 using cluster::ClusterConfig;
 using cluster::EndpointConfig;
@@ -818,4 +818,4 @@ TEST_F(HttpConnectionManagerTest, UpstreamGetsExactlyOneTraceparent) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

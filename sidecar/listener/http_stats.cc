@@ -5,7 +5,7 @@
 #include "common/base/status.h"
 #include "sidecar/cluster/upstream_stats.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 namespace {
 
 constexpr std::array<absl::string_view, kHttpProtocolCount> kProtocolLabels = {"http1.0", "http1.1",
@@ -130,4 +130,4 @@ void HttpStats::RecordRequest(const stream::StreamInfo& info, uint64_t duration_
   downstream_rq_duration.Record(duration_us);
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -16,7 +16,7 @@
 #include "common/stats/stats.h"
 #include "sidecar/stream/stream_info.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::listener {
 
 // Slots of per-protocol series: "http1.0", "http1.1", "http2".
 inline constexpr size_t kHttpProtocolCount = 3;
@@ -61,4 +61,4 @@ struct HttpStats {
   void RecordRequest(const stream::StreamInfo& info, uint64_t duration_us) const;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

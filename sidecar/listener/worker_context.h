@@ -16,11 +16,11 @@
 #include "sidecar/cluster/cluster_ref.h"
 #include "sidecar/stream/stream_context.h"
 
-namespace meshlet::sidecar {
-
-namespace config {
+namespace meshlet::sidecar::config {
 struct Snapshot;
 }
+
+namespace meshlet::sidecar::listener {
 
 using stream::AccessLogSink;
 
@@ -29,4 +29,4 @@ struct WorkerContext : stream::StreamContext {
   std::shared_ptr<const config::Snapshot> snapshot;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::listener

@@ -13,7 +13,7 @@
 #include "common/flags/flags.h"
 #include "common/tls/spiffe.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 namespace {
 
 constexpr absl::string_view kDefaultAdminAddress = "127.0.0.1:15000";
@@ -349,4 +349,4 @@ std::string UsageText() {
   return out;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -14,7 +14,7 @@
 #include "common/net/address.h"
 #include "sidecar/config/bootstrap.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 struct ServerOptions {
   std::string config_path;  // --config: the bootstrap file (YAML or JSON)
@@ -84,4 +84,4 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
 // The text `sidecar --help` prints.
 std::string UsageText();
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

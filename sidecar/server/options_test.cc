@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 namespace {
 
 TEST(OptionsTest, Defaults) {
@@ -109,9 +109,9 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 namespace {
 
 TEST(OptionsTest, WorkloadCertificateFlags) {
@@ -147,9 +147,9 @@ TEST(OptionsTest, WorkloadCertificateFlags) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 namespace {
 
 // The command line `./dev demo` gives a sidecar (as Kubernetes injection will): everything that
@@ -191,4 +191,4 @@ TEST(OptionsTest, BootstrapDefaultsFollowTheFlags) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

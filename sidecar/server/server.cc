@@ -21,13 +21,14 @@
 #include "sidecar/config/translate.h"
 #include "sidecar/route/route_table.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::AppendHealthCheckJson;
 using cluster::ClusterConfig;
 using cluster::HealthCheckManager;
 using cluster::Host;
 using cluster::HostStats;
+using stream::AccessLogSink;
 
 namespace {
 
@@ -599,4 +600,4 @@ std::string Server::ListenersJson() {
   return admin::ListenersJson(draining_, snapshot_.get(), reports);
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -55,7 +55,7 @@
 #include "sidecar/telemetry/metrics_reporter.h"
 #include "sidecar/tracing/exporter.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 class Server final : public admin::AdminBackend {
  public:
@@ -188,4 +188,4 @@ class Server final : public admin::AdminBackend {
   bool shut_down_ = false;
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -9,7 +9,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::ClusterConfig;
 using cluster::UpstreamProtocol;
@@ -277,4 +277,4 @@ std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForCluster(
   return it == clusters_.end() ? nullptr : it->second.provider;
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

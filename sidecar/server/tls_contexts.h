@@ -39,7 +39,7 @@
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/config/snapshot.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 // The sidecar's CA-issued identity as TLS needs it (sidecar/identity keeps the rest).
 struct WorkloadTlsMaterial {
@@ -104,4 +104,4 @@ class TlsContexts {
   std::optional<WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -5,7 +5,7 @@
 #include "common/tls/test_certificates.h"
 #include "gtest/gtest.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::ClusterConfig;
 using cluster::UpstreamProtocol;
@@ -160,4 +160,4 @@ TEST_F(TlsContextsTest, ClusterAlpnFollowsTheUpstreamProtocol) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

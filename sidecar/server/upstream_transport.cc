@@ -8,7 +8,7 @@
 #include "common/tls/spiffe.h"
 #include "common/tls/tls_transport.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::ClusterConfig;
 using cluster::EndpointTlsConfig;
@@ -96,4 +96,4 @@ EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
   };
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -7,7 +7,7 @@
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/server/tls_contexts.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 // The transports for connections to `cluster`'s endpoints: null for plaintext clusters. For a TLS
 // cluster, per endpoint: plaintext (null) for an endpoint marked `plaintext`, else TLS from the
@@ -17,4 +17,4 @@ namespace meshlet::sidecar {
 cluster::EndpointTransportFactory UpstreamTransportFactory(const TlsContexts* contexts,
                                                            const cluster::ClusterConfig& cluster);
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -13,7 +13,7 @@
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::ClusterConfig;
 using cluster::EndpointTlsConfig;
@@ -143,4 +143,4 @@ TEST_F(UpstreamTransportTest, AnEndpointIdentityNeverWidensTheClusters) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

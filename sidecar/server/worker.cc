@@ -13,7 +13,7 @@
 #include "common/stats/or_discard.h"
 #include "sidecar/listener/access_log.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 using cluster::Cluster;
 using cluster::ClusterConfig;
@@ -23,6 +23,10 @@ using cluster::EndpointTransportFactory;
 using cluster::HostSharedPtr;
 using cluster::UsesTls;
 using cluster::WorkerClusterManager;
+using listener::HttpConnectionManager;
+using listener::HttpStats;
+using listener::WorkerContext;
+using stream::AccessLogSink;
 
 namespace {
 
@@ -365,4 +369,4 @@ void Worker::PublishListeners() {
   listener_status_ = std::move(status);
 }
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

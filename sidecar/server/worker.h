@@ -55,7 +55,7 @@
 #include "sidecar/tracing/exporter.h"
 #include "sidecar/tracing/tracer.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
 
 // Process-wide connection counts per listener name, for max_connections. Entries live as long as
 // the process; the counters are atomics shared by the workers (one fetch_add per accept).
@@ -72,7 +72,7 @@ class ListenerConnectionCounts {
 struct WorkerShared {
   StatsRegistry& stats;
   listener::AccessLogFiles& access_logs;
-  std::shared_ptr<AccessLogSink> global_access_log;  // --access-log; null: off
+  std::shared_ptr<stream::AccessLogSink> global_access_log;  // --access-log; null: off
   ListenerConnectionCounts& connection_counts;
   cluster::SharedClusterLimits& cluster_limits;
   const Clock& clock = RealClock::Get();
@@ -134,7 +134,7 @@ class Worker final : private listener::ConnectionOwner {
   event::Loop& loop() override { return *loop_; }
   const Clock& clock() override { return *clock_; }
   cluster::ClusterManager& clusters() override { return *clusters_; }
-  HttpStats& http_stats() override { return *http_stats_; }
+  listener::HttpStats& http_stats() override { return *http_stats_; }
   void CountConnection(int delta) override {
     active_connections_.fetch_add(delta, std::memory_order_relaxed);
   }
@@ -160,16 +160,16 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<tracing::Tracer> tracer_;               // null: tracing off
   std::unique_ptr<cluster::WorkerClusterManager> clusters_;
   // What the HTTP connection manager and router see; `snapshot` is the current one.
-  std::unique_ptr<WorkerContext> context_;
+  std::unique_ptr<listener::WorkerContext> context_;
   // Copies of context_ that differ only in the access log, one per listener name ever configured,
   // so each listener's HTTP connections log where that listener says. Kept (and kept current)
   // after a listener is removed, because its connections still refer to it.
   struct ListenerWorkerContext {
-    std::unique_ptr<WorkerContext> context;
-    std::shared_ptr<AccessLogSink> access_log;
+    std::unique_ptr<listener::WorkerContext> context;
+    std::shared_ptr<stream::AccessLogSink> access_log;
   };
   std::map<std::string, ListenerWorkerContext, std::less<>> listener_worker_contexts_;
-  std::unique_ptr<HttpStats> http_stats_;
+  std::unique_ptr<listener::HttpStats> http_stats_;
   std::map<std::string, std::unique_ptr<ActiveListener>, std::less<>> listeners_;
   absl::flat_hash_map<listener::ActiveConnection*, std::unique_ptr<listener::ActiveConnection>>
       connections_;
@@ -184,4 +184,4 @@ class Worker final : private listener::ConnectionOwner {
   std::vector<admin::ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
 };
 
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -13,7 +13,9 @@
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
 
-namespace meshlet::sidecar {
+namespace meshlet::sidecar::server {
+using stream::AccessLogSink;
+
 namespace {
 
 // A blocking TCP echo server on its own thread, for the proxy to forward to.
@@ -296,4 +298,4 @@ TEST_F(WorkerTest, ConnectFailureClosesDownstream) {
 }
 
 }  // namespace
-}  // namespace meshlet::sidecar
+}  // namespace meshlet::sidecar::server

@@ -39,6 +39,11 @@
 #include "tests/integration/proxy_test_util.h"
 
 namespace meshlet::sidecar {
+using listener::HttpConnectionManager;
+using listener::HttpStats;
+using listener::WorkerContext;
+using stream::AccessLogSink;
+
 namespace {
 
 using meshlet::testing::ClientResponse;
