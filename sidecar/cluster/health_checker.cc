@@ -9,6 +9,7 @@
 #include "common/event/timer.h"
 #include "common/http/client.h"
 #include "common/net/connection.h"
+#include "common/stats/or_discard.h"
 
 namespace meshlet::sidecar::cluster {
 namespace {
@@ -24,13 +25,6 @@ bool SameTls(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
   return a.enabled == b.enabled && a.secret_name == b.secret_name && a.sni == b.sni &&
          a.alpn == b.alpn && a.expected_peer_ids == b.expected_peer_ids && a.ca_file == b.ca_file &&
          a.workload_certificate == b.workload_certificate;
-}
-
-template <typename T>
-T OrDiscard(absl::StatusOr<T> handle, absl::string_view name) {
-  if (handle.ok()) return *handle;
-  LOG(ERROR) << name << ": " << handle.status();
-  return T();
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "common/base/logging.h"
 #include "common/http/header_map.h"
+#include "common/stats/or_discard.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
@@ -16,12 +17,7 @@ bool IsForced(const std::optional<absl::string_view>& value) {
 
 Counter CounterOrDiscard(StatsShard& shard, absl::string_view name, absl::string_view help,
                          const LabelSet& labels = {}) {
-  absl::StatusOr<Counter> counter = shard.RegisterCounter(name, help, labels);
-  if (!counter.ok()) {
-    LOG(ERROR) << name << ": " << counter.status();
-    return Counter();
-  }
-  return *counter;
+  return OrDiscard(shard.RegisterCounter(name, help, labels), name);
 }
 
 }  // namespace
