@@ -12,9 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -22,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/base/file.h"
 #include "common/base/status.h"
 
 extern char** environ;
@@ -49,19 +48,11 @@ std::string RestoreTool(Family family) {
   return family == Family::kIpv4 ? "iptables-restore" : "ip6tables-restore";
 }
 
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The effective capability set of /proc/self/status ("CapEff:\t000001ffffffffff"), or nullopt
 // when it cannot be read.
 std::optional<uint64_t> EffectiveCapabilities(const System& system) {
-  std::optional<std::string> status = ReadFile(absl::StrCat(system.proc_dir, "/self/status"));
-  if (!status.has_value()) return std::nullopt;
+  absl::StatusOr<std::string> status = ReadFile(absl::StrCat(system.proc_dir, "/self/status"));
+  if (!status.ok()) return std::nullopt;
   for (absl::string_view line : absl::StrSplit(*status, '\n')) {
     if (!absl::ConsumePrefix(&line, "CapEff:")) continue;
     uint64_t caps = 0;
@@ -300,9 +291,9 @@ std::vector<Family> SelectFamilies(const CaptureOptions& options, const System& 
       absl::StrAppend(log, "IPv6: left alone (--ipv6=false)\n");
       break;
     case Ipv6Mode::kAuto: {
-      std::optional<std::string> addresses =
+      absl::StatusOr<std::string> addresses =
           ReadFile(absl::StrCat(system.proc_dir, "/net/if_inet6"));
-      if (addresses.has_value() && HasGlobalIpv6Address(*addresses)) {
+      if (addresses.ok() && HasGlobalIpv6Address(*addresses)) {
         families.push_back(Family::kIpv6);
       } else {
         absl::StrAppend(log,
