@@ -107,7 +107,11 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
 
   if (path == "/ready") {
     if (backend_.draining()) return http::ServerResponse::Text(503, "DRAINING\n");
-    if (!backend_.ready()) return http::ServerResponse::Text(503, "NOT READY\n");
+    if (!backend_.ready()) {
+      const std::string reason = backend_.NotReadyReason();
+      return http::ServerResponse::Text(
+          503, reason.empty() ? "NOT READY\n" : absl::StrCat("NOT READY: ", reason, "\n"));
+    }
     return http::ServerResponse::Text(200, "LIVE\n");
   }
   if (path == "/stats" || path == "/stats/prometheus") backend_.BeforeStatsRead();

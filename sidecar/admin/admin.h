@@ -31,7 +31,9 @@ namespace meshlet::sidecar::admin {
 class AdminBackend {
  public:
   virtual ~AdminBackend() = default;
-  virtual bool ready() const = 0;     // every listener is bound on every worker
+  virtual bool ready() const = 0;  // every listener is bound on every worker
+  // Why ready() is false, when there is more to say than "NOT READY"; empty: nothing.
+  virtual std::string NotReadyReason() const { return ""; }
   virtual bool draining() const = 0;  // drain started (SIGTERM or POST /drain)
   virtual const StatsRegistry& stats() const = 0;
   virtual std::shared_ptr<const config::Snapshot> snapshot() const = 0;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/net/original_destination.h"
 #include "sidecar/filters/authorization.h"
 #include "sidecar/listener/downstream_tls.h"
 
@@ -21,6 +22,9 @@ ActiveConnection::ActiveConnection(ConnectionOwner& owner,
                                    std::unique_ptr<net::Connection> connection)
     : owner_(owner),
       listener_(std::move(listener)),
+      protocol_(listener_->config.protocol),
+      route_config_name_(&listener_->config.route_config_name),
+      tcp_cluster_(&listener_->config.tcp_cluster),
       connection_(std::move(connection)),
       active_(listener_->cx_active) {
   owner_.CountConnection(1);
@@ -40,6 +44,7 @@ ActiveConnection::~ActiveConnection() {
 
 void ActiveConnection::Start() {
   using config::ListenerProtocol;
+  if (listener_->matcher.has_value()) ResolveDestination();
   const bool tls = listener_->has_tls();
   if (tls && listener_->tls_provider == nullptr) {
     Reject(listener_->rejected_tls_unavailable, "tls_unavailable");
@@ -49,7 +54,7 @@ void ActiveConnection::Start() {
   // the client spoke TLS, which protocol ALPN chose, and who the client is. TCP listeners start
   // at once (the TLS transport terminates, or refuses plaintext under STRICT, by itself), so
   // server-first protocols inside TLS still work.
-  switch (listener_->config.protocol) {
+  switch (protocol_) {
     case ListenerProtocol::kTcp:
       // Authorization needs the peer's identity, known once the handshake is done: wait for
       // the first decrypted bytes, or detect_timeout for server-first protocols.
@@ -80,13 +85,45 @@ void ActiveConnection::Start() {
   }
 }
 
+void ActiveConnection::ResolveDestination() {
+  using Action = CaptureDecision::Action;
+  absl::StatusOr<std::optional<net::Address>> original = net::ReadOriginalDestination(*connection_);
+  if (original.ok()) {
+    original_destination_ = *std::move(original);
+  } else {
+    listener_->original_destination_errors.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "listener " << listener_->config.name
+                             << ": original destination of a connection from "
+                             << connection_->remote_address().ToString()
+                             << " unknown, served as not redirected: " << original.status();
+  }
+  decision_ = listener_->matcher->Match(original_destination_, connection_->local_address().port());
+  listener_->capture.Record(decision_.action);
+  switch (decision_.action) {
+    case Action::kListener:
+      break;
+    case Action::kDestination:
+      protocol_ = decision_.destination->protocol;
+      route_config_name_ = &decision_.destination->route_config_name;
+      tcp_cluster_ = &decision_.destination->tcp_cluster;
+      break;
+    case Action::kPassthrough:
+      protocol_ = config::ListenerProtocol::kTcp;
+      break;
+    case Action::kRefuse:
+      // Detection tells HTTP (a local 502 per request) from anything else (closed).
+      protocol_ = config::ListenerProtocol::kAuto;
+      break;
+  }
+}
+
 void ActiveConnection::StartDrain() {
   if (http_ != nullptr) http_->Drain();
 }
 
 void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
   pending_.Move(data);
-  if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+  if (protocol_ == config::ListenerProtocol::kTcp) {
     detect_timer_.reset();
     ToTcp();  // authorized TCP with TLS (Start): the handshake is done
     return;
@@ -122,8 +159,8 @@ void ActiveConnection::OnClose(net::CloseReason, const absl::Status&) {
 
 std::optional<DetectedProtocol> ActiveConnection::ChosenProtocol() const {
   using config::ListenerProtocol;
-  if (listener_->config.protocol == ListenerProtocol::kHttp1) return DetectedProtocol::kHttp1;
-  if (listener_->config.protocol == ListenerProtocol::kHttp2) return DetectedProtocol::kHttp2;
+  if (protocol_ == ListenerProtocol::kHttp1) return DetectedProtocol::kHttp1;
+  if (protocol_ == ListenerProtocol::kHttp2) return DetectedProtocol::kHttp2;
   return NegotiatedProtocol();
 }
 
@@ -169,7 +206,7 @@ void ActiveConnection::OnDetectTimeout() {
     return;
   }
   detect_timer_.reset();
-  if (listener_->config.protocol == config::ListenerProtocol::kTcp) {
+  if (protocol_ == config::ListenerProtocol::kTcp) {
     ToTcp();
     return;
   }
@@ -179,7 +216,7 @@ void ActiveConnection::OnDetectTimeout() {
     ToHttp(*negotiated);
     return;
   }
-  if (listener_->config.protocol == config::ListenerProtocol::kAuto) {
+  if (protocol_ == config::ListenerProtocol::kAuto) {
     // Server-first protocols (MySQL, SMTP...) send nothing until the server speaks.
     Dispatch(pending_.empty() ? DetectedProtocol::kOpaque : DetectProtocol(pending_),
              /*timed_out=*/true);
@@ -189,7 +226,7 @@ void ActiveConnection::OnDetectTimeout() {
 }
 
 void ActiveConnection::Dispatch(DetectedProtocol protocol, bool timed_out) {
-  const bool auto_mode = listener_->config.protocol == config::ListenerProtocol::kAuto;
+  const bool auto_mode = protocol_ == config::ListenerProtocol::kAuto;
   switch (protocol) {
     case DetectedProtocol::kHttp2:
       ToHttp(protocol);
@@ -222,7 +259,16 @@ void ActiveConnection::Dispatch(DetectedProtocol protocol, bool timed_out) {
 }
 
 void ActiveConnection::ToTcp() {
-  if (listener_->config.tcp_cluster.empty()) {
+  using Action = CaptureDecision::Action;
+  if (decision_.action == Action::kRefuse) {
+    Reject(listener_->rejected_unmatched_destination, "unmatched_destination");
+    return;
+  }
+  if (decision_.action == Action::kPassthrough) {
+    ToPassthrough();
+    return;
+  }
+  if (tcp_cluster_->empty()) {
     Reject(listener_->rejected_no_tcp_cluster, "no_tcp_cluster");
     return;
   }
@@ -230,16 +276,33 @@ void ActiveConnection::ToTcp() {
   listener_->as_tcp.Inc();
   tcp_ = std::make_unique<TcpProxy>(
       owner_.loop(), owner_.clusters(), owner_.clock(), listener_->tcp, listener_->access_log.get(),
-      listener_->config.name, listener_->config.tcp_cluster, listener_->config.tcp_idle_timeout,
+      listener_->config.name, *tcp_cluster_, listener_->config.tcp_idle_timeout,
       std::move(connection_), [this] { owner_.OnConnectionDone(*this); });
+  if (original_destination_.has_value()) {
+    tcp_->set_original_destination(original_destination_->ToString());
+  }
   tcp_->Start(std::move(pending_));
+}
+
+void ActiveConnection::ToPassthrough() {
+  if (!AuthorizedConnection()) return;
+  listener_->as_tcp.Inc();
+  tcp_ = std::make_unique<TcpProxy>(
+      owner_.loop(), owner_.clusters(), owner_.clock(), listener_->tcp, listener_->access_log.get(),
+      listener_->config.name, "passthrough", listener_->config.tcp_idle_timeout,
+      std::move(connection_), [this] { owner_.OnConnectionDone(*this); });
+  if (original_destination_.has_value()) {
+    tcp_->set_original_destination(original_destination_->ToString());
+  }
+  tcp_->StartTo(decision_.upstream, kPassthroughConnectTimeout, std::move(pending_));
 }
 
 bool ActiveConnection::AuthorizedConnection() {
   const filters::Authorizer* authorizer = listener_->config.authorizer.get();
   if (authorizer == nullptr) return true;
   const std::string peer = SpiffeIdOf(Peer());
-  const uint32_t port = listener_->config.destination_port != 0
+  const uint32_t port = decision_.authorization_port != 0 ? decision_.authorization_port
+                        : listener_->config.destination_port != 0
                             ? listener_->config.destination_port
                             : connection_->local_address().port();
   const filters::AuthorizationDecision decision = authorizer->DecideConnection(peer, port);
@@ -263,6 +326,17 @@ void ActiveConnection::ToHttp(DetectedProtocol protocol) {
   if (const net::PeerInfo& peer = Peer(); peer.tls) {
     options.tls = true;
     options.peer_identity = SpiffeIdOf(peer);
+  }
+  if (listener_->matcher.has_value()) {
+    using Action = CaptureDecision::Action;
+    options.destination_port = decision_.authorization_port;
+    if (decision_.action == Action::kDestination) {
+      options.route_config_name = *route_config_name_;
+    }
+    if (original_destination_.has_value()) {
+      options.original_destination = original_destination_->ToString();
+    }
+    options.refuse = decision_.action == Action::kRefuse;
   }
   http_ = std::make_unique<HttpConnectionManager>(
       *listener_->worker_context, owner_.http_stats(), listener_->config, std::move(connection_),

@@ -68,6 +68,10 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   ActiveConnection& operator=(const ActiveConnection&) = delete;
 
   // Begins serving (or detecting); may end the connection (OnConnectionDone) before it returns.
+  // On a capture listener (ListenerContext::matcher) it first reads the original destination and
+  // picks what serves the connection: a matched destination's protocol, routes and tcp_cluster,
+  // the listener's own, a plaintext passthrough to where the client was going, or a refusal
+  // (HTTP: a local 502 per request, flag NM; other bytes: closed as unmatched_destination).
   void Start();
   // HTTP connections finish their streams and close (GOAWAY / Connection: close); TCP proxies
   // and connections still detecting carry on until they end.
@@ -81,6 +85,8 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   // The protocol settled without looking at the bytes: by the listener (HTTP1/HTTP2 listeners
   // with TLS wait here only for the handshake) or by ALPN.
   std::optional<DetectedProtocol> ChosenProtocol() const;
+  // Capture listeners: reads the original destination, sets decision_ and what follows from it.
+  void ResolveDestination();
   // The HTTP version the client chose by ALPN in a completed TLS handshake, if any.
   std::optional<DetectedProtocol> NegotiatedProtocol() const;
   // What the connection's transport learned about the peer; empty before a TLS handshake
@@ -90,6 +96,8 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   void OnDetectTimeout();
   void Dispatch(DetectedProtocol protocol, bool timed_out);
   void ToTcp();
+  // kPassthrough: opaque bytes, plaintext, to decision_.upstream.
+  void ToPassthrough();
   // Opaque bytes are authorized once per connection, on the peer's identity and the destination
   // port (filters/authorization.h). False: denied and closed.
   bool AuthorizedConnection();
@@ -103,9 +111,19 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   static constexpr Duration kLateFloor = std::chrono::milliseconds(100);
   static constexpr int kMaxLateRestarts = 3;
 
+  // Connect timeout of a passthrough (it has no cluster to take one from): design.md's default.
+  static constexpr Duration kPassthroughConnectTimeout = std::chrono::seconds(1);
+
   ConnectionOwner& owner_;
   std::shared_ptr<const ListenerContext> listener_;
-  std::unique_ptr<net::Connection> connection_;  // until a handler takes it
+  // What serves the connection: the listener's fields, or (capture listeners, Start) those the
+  // original destination chose. The strings point into listener_->config.
+  config::ListenerProtocol protocol_;
+  const std::string* route_config_name_;
+  const std::string* tcp_cluster_;
+  CaptureDecision decision_;                          // kListener unless a capture listener
+  std::optional<net::Address> original_destination_;  // capture listeners, when redirected
+  std::unique_ptr<net::Connection> connection_;       // until a handler takes it
   GaugeGuard active_;
   std::unique_ptr<event::Timer> detect_timer_;
   int late_restarts_ = 0;

@@ -1,8 +1,23 @@
 #include "sidecar/listener/capture_stats.h"
 
+#include <atomic>
+
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar::listener {
+namespace {
+
+std::atomic<bool> capture_seen{false};
+
+}  // namespace
+
+void CaptureStats::NoteRedirected() {
+  if (!capture_seen.load(std::memory_order_relaxed)) {
+    capture_seen.store(true, std::memory_order_relaxed);
+  }
+}
+
+bool CaptureSeen() { return capture_seen.load(std::memory_order_relaxed); }
 
 CaptureStats CaptureStats::Create(StatsShard& shard, const std::string& listener_name) {
   using Action = CaptureDecision::Action;

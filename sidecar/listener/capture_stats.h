@@ -9,6 +9,10 @@
 //
 // One set of handles per listener and worker, registered on the worker's StatsShard and used on
 // its thread only; it must not outlive the shard. Default handles count nothing.
+//
+// CaptureSeen(): whether any capture listener of this process has recorded a redirected
+// connection (any decision but kListener) since the process started: the packet filter's rules
+// are in effect. Process-wide and monotonic; any thread.
 
 #include <array>
 #include <string>
@@ -27,7 +31,13 @@ struct CaptureStats {
   // Counts one connection with `action`.
   void Record(CaptureDecision::Action action) const {
     connections[static_cast<size_t>(action)].Inc();
+    if (action != CaptureDecision::Action::kListener) NoteRedirected();
   }
+
+ private:
+  static void NoteRedirected();
 };
+
+bool CaptureSeen();
 
 }  // namespace meshlet::sidecar::listener

@@ -137,12 +137,26 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     grpc_ = http::grpc::IsGrpcRequest(*headers);
     request_headers_ = std::move(headers);
     request_end_ = end_stream;
+    if (hcm_.options_.refuse) {
+      Refuse();
+      return;
+    }
     // The virtual host depends only on the host, which preparing the request leaves alone: the
     // listener-level filters (authorization's destination port) and the route share one match.
     if (route_.table != nullptr) {
       route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
     }
     DecodeHeadersFrom(0);
+  }
+
+  // A capture listener's connection to a destination the mesh does not know (Options::refuse).
+  void Refuse() {
+    if (hcm_.context_.access_log != nullptr) {
+      method_ = std::string(request_headers_->Get(":method").value_or(""));
+      path_ = std::string(request_headers_->Get(":path").value_or(""));
+    }
+    info_.SetFlag(stream::ResponseFlag::kNotInRegistry);
+    SendLocalReply({502, http::grpc::StatusCode::kUnavailable, hcm_.refusal_message_});
   }
 
   // stream::FilterCallbacks
@@ -561,6 +575,10 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     AppendJsonString(&line, hcm_.connection_->remote_address().ToString());
     line.append(",\"downstream_peer_identity\":");
     AppendJsonString(&line, hcm_.options_.peer_identity);
+    if (!hcm_.options_.original_destination.empty()) {
+      line.append(",\"original_destination\":");
+      AppendJsonString(&line, hcm_.options_.original_destination);
+    }
     line.append("}");
     hcm_.context_.access_log->Write(line);
   }
@@ -607,7 +625,8 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
                                              CloseCallback on_close)
     : context_(context),
       stats_(stats),
-      route_config_name_(listener.route_config_name),
+      route_config_name_(options.route_config_name.empty() ? listener.route_config_name
+                                                           : options.route_config_name),
       http_options_(listener.http),
       listener_name_(listener.name),
       options_(options),
@@ -621,6 +640,10 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
       drain_close_timer_(context.loop, [this] { CheckIdle(); }) {
   CHECK(connection_ != nullptr);
   listener_destination_port_ = listener.destination_port;
+  if (options_.refuse) {
+    refusal_message_ =
+        absl::StrCat("destination ", options_.original_destination, " is not in the mesh registry");
+  }
   policy_ = {
       .authorizer = listener.authorizer,
       .rate_limiter = listener.rate_limiter,
@@ -672,6 +695,7 @@ void HttpConnectionManager::Start() {
 }
 
 uint32_t HttpConnectionManager::DestinationPort() const {
+  if (options_.destination_port != 0) return options_.destination_port;
   return listener_destination_port_ != 0 ? listener_destination_port_
                                          : connection_->local_address().port();
 }

@@ -90,6 +90,16 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
     // Logged as downstream_peer_identity and forwarded as x-meshlet-peer-identity, which is
     // removed from every request first so a client cannot claim an identity.
     std::string peer_identity;
+    // Capture listeners (listener/destination_matcher.h). Non-empty: the route configuration to
+    // use instead of the listener's (a matched destination's); it stays across snapshots.
+    std::string route_config_name;
+    // Non-zero: the destination port authorization sees instead of the listener's.
+    uint32_t destination_port = 0;
+    // Where the client was going (e.g. "240.240.0.1:80"); logged as original_destination.
+    std::string original_destination;
+    // No destination of the mesh matched: every request gets a local 502 naming
+    // original_destination, response flag NM.
+    bool refuse = false;
   };
 
   // `context` and `stats` must outlive the HCM. `listener` is copied (route configuration name
@@ -159,6 +169,7 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const HttpStats& stats_;
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
+  std::string refusal_message_;  // Options::refuse only
   const std::string listener_name_;
   const Options options_;
   // The listener's authorization policies, local rate limit and destination port, as of the

@@ -620,6 +620,46 @@ TEST_F(HttpConnectionManagerTest, PolicyChangesReachOpenConnectionsAtTheNextRequ
   EXPECT_EQ(closes_, 0);  // all on the one connection
 }
 
+// A capture listener's connection to a destination the mesh does not know, under REFUSE: every
+// request gets a local 502 naming the destination, flagged NM, and nothing is routed.
+TEST_F(HttpConnectionManagerTest, RefusedDestinationAnswers502WithNM) {
+  hcm_options_.refuse = true;
+  hcm_options_.original_destination = "203.0.113.7:80";
+  const std::string response =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 502")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "destination 203.0.113.7:80 is not in the mesh registry"))
+      << response;
+  ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"NM\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"original_destination\":\"203.0.113.7:80\""))
+      << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"path\":\"/direct\"")) << log_.lines[0];
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "NM"}}), 1u);
+}
+
+// A matched destination's route configuration replaces the listener's, also after a snapshot
+// change (which refreshes the listener's own settings).
+TEST_F(HttpConnectionManagerTest, DestinationRoutesOverrideTheListenersAcrossSnapshots) {
+  listener_config_.name = "outbound";
+  listener_config_.route_config_name = "missing";  // the listener's own: would answer 404
+  hcm_options_.route_config_name = "routes";
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  auto get = [&] {
+    client.received.clear();
+    c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+    EXPECT_TRUE(loop_.RunUntil(
+        [&] { return absl::EndsWith(client.received, "ok") || client.closes > 0; }, seconds(5)));
+    return client.received;
+  };
+  EXPECT_TRUE(absl::StartsWith(get(), "HTTP/1.1 200")) << client.received;
+  auto next = std::make_shared<config::Snapshot>(*context_.snapshot);
+  next->listeners = {listener_config_};
+  context_.snapshot = next;
+  EXPECT_TRUE(absl::StartsWith(get(), "HTTP/1.1 200")) << client.received;
+}
+
 // A request answered within the loop turn its headers arrived in (a direct response, a local
 // reply for a cluster without hosts) still took time: the worker's clock reads the time once per
 // turn for everything else, but a request's start and end are read exactly, so its access-log

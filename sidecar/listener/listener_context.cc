@@ -88,6 +88,18 @@ std::shared_ptr<ListenerContext> ListenerContext::Create(
   context->as_http2 = ProtocolCounter(shard, config.name, "http2");
   context->as_tcp = ProtocolCounter(shard, config.name, "tcp");
   context->tcp = TcpProxyStats::Create(shard, config.name);
+  if (config.use_original_destination) {
+    context->matcher.emplace(context->config);
+    context->capture = CaptureStats::Create(shard, config.name);
+    context->rejected_unmatched_destination =
+        RejectedCounter(shard, config.name, "unmatched_destination");
+    context->original_destination_errors = OrDiscard(
+        shard.RegisterCounter("meshlet_downstream_cx_original_destination_error_total",
+                              "Connections of capture listeners whose original destination could "
+                              "not be read (served as not redirected).",
+                              labels),
+        "meshlet_downstream_cx_original_destination_error_total");
+  }
   return context;
 }
 

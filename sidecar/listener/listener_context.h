@@ -7,17 +7,21 @@
 // Ownership and threading: the worker builds one per listener and snapshot on its loop thread
 // (Create, then fills in the worker's parts) and shares it with the connections it accepts,
 // which keep the one they were accepted with. Immutable once shared. The counters are handles of
-// that worker's stats shard; `worker_context` and `tls_refusal_log` must outlive it.
+// that worker's stats shard; `worker_context` and `tls_refusal_log` must outlive it. Never copied
+// or moved once made: `matcher` refers to `config`.
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/net/transport.h"
 #include "common/stats/stats.h"
 #include "common/tls/tls_context_provider.h"
 #include "sidecar/config/snapshot.h"
+#include "sidecar/listener/capture_stats.h"
+#include "sidecar/listener/destination_matcher.h"
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/listener/tcp_proxy.h"
 #include "sidecar/listener/worker_context.h"
@@ -57,6 +61,14 @@ struct ListenerContext {
   Counter as_http2;
   Counter as_tcp;
   TcpProxyStats tcp;
+
+  // Capture listeners (config.use_original_destination) only: what serves each connection, and
+  // the count of its decisions; connections refused for want of a destination (opaque bytes,
+  // or silence) are rejected with reason "unmatched_destination".
+  std::optional<DestinationMatcher> matcher;
+  CaptureStats capture;
+  Counter rejected_unmatched_destination;
+  Counter original_destination_errors;  // ReadOriginalDestination failed: served as not redirected
 
   bool has_tls() const { return config.tls.mode != config::DownstreamTlsConfig::Mode::kDisable; }
   // The transport of a connection accepted now.

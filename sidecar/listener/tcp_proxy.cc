@@ -77,7 +77,7 @@ TcpProxy::~TcpProxy() {
   }
 }
 
-void TcpProxy::Start(net::Buffer initial_bytes) {
+void TcpProxy::Begin() {
   // Exact, not the turn's shared reading: a connection refused at once (no cluster, no host)
   // ends in the turn it started and would log a duration of zero.
   start_ = clock_.ExactNow();
@@ -86,7 +86,30 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   active_.emplace(stats_.active);
   last_activity_ = loop_.Now();
   if (idle_timeout_ > Duration::zero()) idle_timer_.Enable(idle_timeout_);
+}
 
+void TcpProxy::StartTo(const net::Address& upstream, Duration connect_timeout,
+                       net::Buffer initial_bytes) {
+  Begin();
+  upstream_address_ = upstream;
+  Connect(connect_timeout, nullptr, std::move(initial_bytes));
+}
+
+void TcpProxy::Connect(Duration timeout, const net::TransportFactory& transport,
+                       net::Buffer initial_bytes) {
+  upstream_closed_ = false;
+  upstream_ = net::Connection::Connect(loop_, upstream_address_, timeout, transport);
+  upstream_->SetCallbacks(&upstream_callbacks_);
+  if (!initial_bytes.empty()) {
+    received_bytes_ += initial_bytes.length();
+    stats_.received_bytes.Inc(initial_bytes.length());
+    if (cluster_.stats != nullptr) cluster_.stats->tx_bytes.Inc(initial_bytes.length());
+    upstream_->Write(initial_bytes);
+  }
+}
+
+void TcpProxy::Start(net::Buffer initial_bytes) {
+  Begin();
   if (!cluster_name_.empty()) cluster_ = clusters_.Get(cluster_name_);
   Cluster* cluster = cluster_.cluster.get();
   Host* host = nullptr;
@@ -123,16 +146,8 @@ void TcpProxy::Start(net::Buffer initial_bytes) {
   // The cluster's own series too (connections opened, bytes each way), which the golden metrics
   // report per source -> destination, as for HTTP.
   if (cluster_.stats != nullptr) cluster_.stats->cx_total.Inc();
-  upstream_closed_ = false;
-  upstream_ = net::Connection::Connect(loop_, host_->address(), cluster->config().connect_timeout,
-                                       transport);
-  upstream_->SetCallbacks(&upstream_callbacks_);
-  if (!initial_bytes.empty()) {
-    received_bytes_ += initial_bytes.length();
-    stats_.received_bytes.Inc(initial_bytes.length());
-    if (cluster_.stats != nullptr) cluster_.stats->tx_bytes.Inc(initial_bytes.length());
-    upstream_->Write(initial_bytes);
-  }
+  upstream_address_ = host_->address();
+  Connect(cluster->config().connect_timeout, transport, std::move(initial_bytes));
 }
 
 void TcpProxy::Side::OnConnected() {
@@ -204,11 +219,11 @@ void TcpProxy::OnSideClose(bool upstream, net::CloseReason reason, const absl::S
       // As for HTTP upstreams (conn_pool.cc): a refused certificate or identity.
       if (cluster_.stats != nullptr) cluster_.stats->cx_tls_handshake_fail.Inc();
       LOG_EVERY_N_SEC(WARN, 1) << "listener " << listener_name_ << ": upstream "
-                               << host_->address().ToString()
+                               << upstream_address_.ToString()
                                << ": TLS handshake failed: " << detail.message();
     } else {
       LOG_EVERY_N_SEC(DEBUG, 1) << "listener " << listener_name_ << ": connect to "
-                                << host_->address().ToString() << " failed: " << detail;
+                                << upstream_address_.ToString() << " failed: " << detail;
     }
     ReportConnectResult(false);
     downstream_->Close(net::CloseMode::kNoFlush);
@@ -291,7 +306,11 @@ void TcpProxy::WriteAccessLog() {
   line += ",\"cluster\":";
   AppendJsonString(&line, cluster_name_);
   line += ",\"upstream_host\":";
-  AppendJsonString(&line, host_ == nullptr ? "" : host_->address().ToString());
+  AppendJsonString(&line, upstream_ == nullptr ? "" : upstream_address_.ToString());
+  if (!original_destination_.empty()) {
+    line += ",\"original_destination\":";
+    AppendJsonString(&line, original_destination_);
+  }
   absl::StrAppend(&line, ",\"bytes_received\":", received_bytes_, ",\"bytes_sent\":", sent_bytes_,
                   ",\"failure\":");
   AppendJsonString(&line, failure_);

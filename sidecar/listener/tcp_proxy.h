@@ -21,6 +21,8 @@
 //   failure "idle_timeout". Reads only stamp a time and writes are seen through the connections'
 //   byte counts when the timer fires, so busy connections do not re-arm it per read.
 // - Bytes are counted as they move; one access-log line is written when the pair is done.
+// - StartTo() instead of Start(): a fixed upstream address (a capture listener's passthrough),
+//   plaintext, with no cluster — no host choice, no cluster or host stats, no outlier reports.
 //
 // Ownership and threading: created on a worker's loop thread, which it never leaves. It owns both
 // connections. `on_done` fires exactly once, from a loop callback (or from inside Start() when no
@@ -75,6 +77,11 @@ class TcpProxy {
   // Chooses the upstream and starts connecting; `initial_bytes` (already read from downstream,
   // e.g. during protocol detection) are sent first.
   void Start(net::Buffer initial_bytes);
+  // Connects to `upstream` in plaintext instead (the cluster name is only logged).
+  void StartTo(const net::Address& upstream, Duration connect_timeout, net::Buffer initial_bytes);
+  // What the access log says about where the bytes went: e.g. the capture listener's original
+  // destination. Empty: nothing. Set before Start.
+  void set_original_destination(std::string address) { original_destination_ = std::move(address); }
 
   bool done() const { return done_; }
   uint64_t received_bytes() const { return received_bytes_; }
@@ -96,6 +103,10 @@ class TcpProxy {
   };
 
   net::Connection* Other(bool upstream) { return upstream ? downstream_.get() : upstream_.get(); }
+  // Start's common first steps: counters, timers.
+  void Begin();
+  // Connects to upstream_address_ and sends `initial_bytes`.
+  void Connect(Duration timeout, const net::TransportFactory& transport, net::Buffer initial_bytes);
   void OnUpstreamConnected();
   void OnSideData(bool upstream, net::Buffer& data, bool end_stream);
   void OnSideClose(bool upstream, net::CloseReason reason, const absl::Status& detail);
@@ -128,6 +139,8 @@ class TcpProxy {
   // removes it while this connection lasts.
   cluster::ClusterRef cluster_;
   cluster::HostSharedPtr host_;
+  net::Address upstream_address_;  // once a connect started
+  std::string original_destination_;
   cluster::Host::RequestGuard host_request_;
   bool probe_ = false;
   std::optional<GaugeGuard> active_;

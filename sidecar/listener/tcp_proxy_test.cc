@@ -1,4 +1,5 @@
-// TcpProxy's timing: a connection refused at once still logs a duration.
+// TcpProxy's timing: a connection refused at once still logs a duration. Its fixed-upstream mode
+// (StartTo, a capture listener's passthrough): no cluster, bytes both ways, logged as such.
 
 #include "sidecar/listener/tcp_proxy.h"
 
@@ -62,6 +63,106 @@ TEST(TcpProxyTest, ConnectionClosedWithinOneLoopTurnHasADuration) {
   uint64_t duration_us = 0;
   ASSERT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &duration_us)) << line;
   EXPECT_GE(duration_us, 250u) << line;
+  c->SetCallbacks(nullptr);
+  c.reset();
+  proxy.reset();
+  loop.RunUntilIdle();
+}
+
+// StartTo: the upstream is the address given; the bytes read before (detection) go first, the
+// server's answer comes back, and the log names the address and the original destination.
+TEST(TcpProxyTest, FixedUpstreamCarriesBytesWithoutACluster) {
+  event::Loop loop;
+  FakeClock source;
+  event::TurnClock clock(loop, source);
+  NoClusters clusters;  // never asked
+  Log log;
+  // The upstream: answers "pong:" and what it read, then closes.
+  std::vector<std::unique_ptr<net::Connection>> upstream_side;
+  std::vector<std::unique_ptr<net::testing::RecordingCallbacks>> upstream_callbacks;
+  auto upstream = net::Listener::Create(
+      loop, *net::Address::Parse("127.0.0.1:0"), {}, [&](std::unique_ptr<net::Connection> c) {
+        auto callbacks = std::make_unique<net::testing::RecordingCallbacks>();
+        net::Connection* raw = c.get();
+        callbacks->on_data = [raw](net::Buffer& data, bool) {
+          net::Buffer reply;
+          reply.Append("pong:" + data.ToString());
+          data.Drain(data.length());
+          raw->Write(reply);
+          raw->Close(net::CloseMode::kFlush);
+        };
+        c->SetCallbacks(callbacks.get());
+        upstream_side.push_back(std::move(c));
+        upstream_callbacks.push_back(std::move(callbacks));
+      });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  const net::Address upstream_address = (*upstream)->address();
+  std::unique_ptr<TcpProxy> proxy;
+  bool done = false;
+  auto listener = net::Listener::Create(
+      loop, *net::Address::Parse("127.0.0.1:0"), {}, [&](std::unique_ptr<net::Connection> c) {
+        proxy = std::make_unique<TcpProxy>(loop, clusters, clock, TcpProxyStats(), &log, "capture",
+                                           "passthrough", Duration(0), std::move(c),
+                                           [&] { done = true; });
+        proxy->set_original_destination("240.240.0.9:5000");
+        net::Buffer first;
+        first.Append("ping");
+        proxy->StartTo(upstream_address, seconds(1), std::move(first));
+      });
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  net::testing::RecordingCallbacks client;
+  auto c = net::Connection::Connect(loop, (*listener)->address(), seconds(5));
+  c->SetCallbacks(&client);
+  ASSERT_TRUE(loop.RunUntil([&] { return client.end_stream; }, seconds(5)));
+  EXPECT_EQ(client.received, "pong:ping");
+  c->Close(net::CloseMode::kNoFlush);
+  ASSERT_TRUE(loop.RunUntil([&] { return done; }, seconds(5)));
+  ASSERT_EQ(log.lines.size(), 1u);
+  const std::string& line = log.lines[0];
+  EXPECT_NE(line.find("\"cluster\":\"passthrough\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"upstream_host\":\"" + upstream_address.ToString() + "\""),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("\"original_destination\":\"240.240.0.9:5000\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"failure\":\"\""), std::string::npos) << line;
+  EXPECT_EQ(proxy->received_bytes(), 4u);
+  EXPECT_EQ(proxy->sent_bytes(), 9u);
+  c.reset();
+  proxy.reset();
+  upstream_side.clear();
+  loop.RunUntilIdle();
+}
+
+// StartTo an address nobody listens on: the downstream is closed and the failure logged.
+TEST(TcpProxyTest, FixedUpstreamConnectFailureClosesDownstream) {
+  event::Loop loop;
+  FakeClock source;
+  event::TurnClock clock(loop, source);
+  NoClusters clusters;
+  Log log;
+  // A port that was free a moment ago.
+  net::Address closed_address;
+  {
+    auto probe = net::Listener::Create(loop, *net::Address::Parse("127.0.0.1:0"), {},
+                                       [](std::unique_ptr<net::Connection>) {});
+    ASSERT_TRUE(probe.ok());
+    closed_address = (*probe)->address();
+  }
+  loop.RunUntilIdle();
+  std::unique_ptr<TcpProxy> proxy;
+  auto listener = net::Listener::Create(
+      loop, *net::Address::Parse("127.0.0.1:0"), {}, [&](std::unique_ptr<net::Connection> c) {
+        proxy = std::make_unique<TcpProxy>(loop, clusters, clock, TcpProxyStats(), &log, "capture",
+                                           "passthrough", Duration(0), std::move(c), [] {});
+        proxy->StartTo(closed_address, seconds(1), net::Buffer());
+      });
+  ASSERT_TRUE(listener.ok());
+  net::testing::RecordingCallbacks client;
+  auto c = net::Connection::Connect(loop, (*listener)->address(), seconds(5));
+  c->SetCallbacks(&client);
+  ASSERT_TRUE(loop.RunUntil([&] { return !log.lines.empty(); }, seconds(5)));
+  EXPECT_NE(log.lines[0].find("\"failure\":\"upstream_"), std::string::npos) << log.lines[0];
+  EXPECT_TRUE(loop.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
   c->SetCallbacks(nullptr);
   c.reset();
   proxy.reset();

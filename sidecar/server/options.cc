@@ -114,6 +114,12 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
            "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
            IpPort(&o.prometheus_address)),
+      flag("--capture-check", "IP:PORT",
+           "The pod's own address and a port the inbound capture rules redirect (e.g. "
+           "$POD_IP:15008). With a capture listener configured, /ready stays 503 until a "
+           "redirected connection has been seen; the sidecar dials this address every second "
+           "until then, which the rules send to its inbound listener. Default: none.",
+           IpPort(&o.capture_check)),
       flag("--log-level", "LEVEL",
            "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
            "with POST /logging?level=...",

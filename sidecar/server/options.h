@@ -23,6 +23,11 @@ struct ServerOptions {
   // --prometheus-address: a read-only listener for scrapers (GET /stats/prometheus and /ready
   // only); unset: none.
   std::optional<net::Address> prometheus_address;
+  // --capture-check: the pod's own address and a captured port. While the configuration has a
+  // capture listener, /ready is 503 until a capture listener has seen a redirected connection;
+  // the sidecar dials this address every second until one has (docs/operations.md). Unset: no
+  // such condition.
+  std::optional<net::Address> capture_check;
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel

@@ -19,6 +19,7 @@
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
+#include "sidecar/listener/capture_stats.h"
 #include "sidecar/route/route_table.h"
 
 namespace meshlet::sidecar::server {
@@ -69,6 +70,8 @@ Server::~Server() {
   signals_.clear();
   drain_deadline_.reset();
   drain_poll_.reset();
+  capture_check_timer_.reset();
+  capture_probe_.connection.reset();
   loop_.RunUntilIdle();
 }
 
@@ -91,8 +94,39 @@ absl::StatusOr<config::BootstrapConfig> Server::LoadBootstrap() const {
   return config::LoadBootstrap(options_.config_path, options_.bootstrap_flags());
 }
 
+bool Server::CaptureCheckPending() const {
+  if (!options_.capture_check.has_value() || listener::CaptureSeen() || snapshot_ == nullptr)
+    return false;
+  for (const config::ListenerConfig& listener : snapshot_->listeners) {
+    if (listener.use_original_destination) return true;
+  }
+  return false;
+}
+
+void Server::DialCaptureCheck() {
+  if (!CaptureCheckPending()) {
+    if (listener::CaptureSeen()) capture_check_timer_->Disable();
+    capture_probe_.connection.reset();
+    return;
+  }
+  // The previous dial, if it still runs, is given up (destroying calls no callback).
+  capture_probe_.connection =
+      net::Connection::Connect(loop_, *options_.capture_check, std::chrono::seconds(1));
+  capture_probe_.connection->SetCallbacks(&capture_probe_);
+}
+
+std::string Server::NotReadyReason() const {
+  if (ready_ && CaptureCheckPending()) {
+    return absl::StrCat("traffic capture not in effect: no redirected connection seen yet (",
+                        options_.capture_check->ToString(),
+                        " is dialled every second; are the `sidecar init` rules there?)");
+  }
+  return "";
+}
+
 bool Server::ready() const {
   if (!ready_ || shut_down_) return false;
+  if (CaptureCheckPending()) return false;
   if (xds_client_ != nullptr && !xds_client_->has_complete_config()) return false;
   if (snapshots_needed_for_ready_ == 0) snapshots_needed_for_ready_ = snapshots_sent_;
   for (const auto& worker : workers_) {
@@ -370,6 +404,11 @@ absl::Status Server::Init() {
   UpdateHealthChecks();
   if (xds_client_ != nullptr) xds_client_->Start();
   if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
+  if (options_.capture_check.has_value()) {
+    capture_check_timer_ = std::make_unique<event::Timer>(loop_, [this] { DialCaptureCheck(); });
+    capture_check_timer_->EnableRepeating(std::chrono::seconds(1));
+    DialCaptureCheck();
+  }
   ready_ = true;
   LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
             << " listeners, " << workers_.size() << " workers, admin on "

@@ -91,6 +91,7 @@ class Server final : public admin::AdminBackend {
   // every worker, not only accepted by the main thread: the workers take a snapshot from their
   // own loops a moment later, and until then a request could still meet the old configuration.
   bool ready() const override;
+  std::string NotReadyReason() const override;
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
@@ -177,6 +178,20 @@ class Server final : public admin::AdminBackend {
   Gauge draining_gauge_;
   Counter reload_success_;
   Counter reload_failure_;
+  // --capture-check: the dial that shows the capture rules are in effect (CaptureSeen).
+  class CaptureProbe final : public net::ConnectionCallbacks {
+   public:
+    void OnConnected() override { connection->Close(net::CloseMode::kNoFlush); }
+    void OnData(net::Buffer& data, bool) override { data.Drain(data.length()); }
+    void OnClose(net::CloseReason, const absl::Status&) override {}
+    std::unique_ptr<net::Connection> connection;
+  };
+  // The configuration has a capture listener, --capture-check is set, and no redirected
+  // connection has been seen yet.
+  bool CaptureCheckPending() const;
+  void DialCaptureCheck();
+  CaptureProbe capture_probe_;
+  std::unique_ptr<event::Timer> capture_check_timer_;
   bool ready_ = false;
   // Snapshots handed to the workers so far (each worker applies them in order), and how many a
   // worker must have applied before /ready says so: the count when the configuration was first

@@ -38,6 +38,8 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag) {
       return "BO";
     case ResponseFlag::kUnauthorized:
       return "AZ";
+    case ResponseFlag::kNotInRegistry:
+      return "NM";
   }
   return "??";
 }

@@ -41,8 +41,10 @@ enum class ResponseFlag : uint32_t {
   kRateLimited = 1u << 14,            // RL: a local rate limit refused the request (429)
   kBreakerOpen = 1u << 15,            // BO: the cluster's consecutive-failure breaker is open (503)
   kUnauthorized = 1u << 16,           // AZ: the listener's authorization policies denied it (403)
+  kNotInRegistry = 1u << 17,          // NM: a capture listener's original destination is not in
+                                      // the mesh and unmatched destinations are refused (502)
 };
-inline constexpr size_t kResponseFlagCount = 17;
+inline constexpr size_t kResponseFlagCount = 18;
 
 // The flag at bit `index` (0 .. kResponseFlagCount - 1).
 inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }

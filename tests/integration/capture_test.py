@@ -35,8 +35,10 @@ import sys
 import time
 import unittest
 
+import netns
+from netns import PATH, in_ns, run
+
 SIDECAR = None
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PREFIX = "mlcap"  # namespaces of this test: mlcap<pid>p (pod) and mlcap<pid>q (peer)
 POD = f"{PREFIX}{os.getpid()}p"
 PEER = f"{PREFIX}{os.getpid()}q"
@@ -114,46 +116,13 @@ PEER_PORTS = [80, 5432]
 processes = []
 
 
-def run(*args, check=True, **kwargs):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=60,
-                            env={"PATH": PATH}, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): "
-                             f"{result.stdout}{result.stderr}")
-    return result
-
-
-def in_ns(ns, *args, check=True):
-    return run("ip", "netns", "exec", ns, *args, check=check)
-
-
-def remove_namespace(ns):
-    pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
-    for pid in pids:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-    run("ip", "netns", "del", ns, check=False)
-
-
 def teardown():
-    while processes:
-        proc = processes.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    for ns in (POD, PEER):
-        if os.path.exists(f"/var/run/netns/{ns}"):
-            remove_namespace(ns)
+    netns.teardown(processes, (POD, PEER))
 
 
 def remove_leftovers():
     """Namespaces a killed earlier run of this test left behind."""
-    for ns in run("ip", "netns", "list", check=False).stdout.split("\n"):
-        match = re.match(rf"({PREFIX}(\d+)[pqx])\b", ns)
-        if match and not os.path.exists(f"/proc/{match.group(2)}"):
-            remove_namespace(match.group(1))
+    netns.remove_leftovers(PREFIX, "pqx")
 
 
 def start_server(ns, label, specs):

@@ -1,0 +1,51 @@
+"""Network namespaces for the capture tests: commands in them, and their removal (also of what a
+killed earlier run left behind). Needs root and ip."""
+
+import os
+import re
+import signal
+import subprocess
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run(*args, check=True, timeout=60, **kwargs):
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                            env={"PATH": PATH}, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): "
+                             f"{result.stdout}{result.stderr}")
+    return result
+
+
+def in_ns(ns, *args, check=True):
+    return run("ip", "netns", "exec", ns, *args, check=check)
+
+
+def remove_namespace(ns):
+    for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    run("ip", "netns", "del", ns, check=False)
+
+
+def teardown(processes, namespaces):
+    """Kills `processes` (Popen objects, emptied) and removes `namespaces` that exist."""
+    while processes:
+        proc = processes.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for ns in namespaces:
+        if os.path.exists(f"/var/run/netns/{ns}"):
+            remove_namespace(ns)
+
+
+def remove_leftovers(prefix, suffixes):
+    """Namespaces PREFIX<pid><suffix> whose test process is gone."""
+    for ns in run("ip", "netns", "list", check=False).stdout.split("\n"):
+        match = re.match(rf"({prefix}(\d+)[{suffixes}])\b", ns)
+        if match and not os.path.exists(f"/proc/{match.group(2)}"):
+            remove_namespace(match.group(1))
