@@ -68,6 +68,11 @@ class Inject final : public Command {
                mode_ = *mode;
                return absl::OkStatus();
              }},
+        flags::SwitchFlag("--podman", &podman_,
+                          "for `podman kube play`: pods get the annotation "
+                          "io.podman.annotations.init.container.type: always (podman 4.3 with "
+                          "runc fails removing finished init containers of the default type "
+                          "\"once\"); use with --mode classic, podman has no native sidecars"),
         OutputFlag(&output_, {"yaml", "json"},
                    "YAML documents (default), or JSON (a List when there are several)"),
     };
@@ -82,6 +87,7 @@ class Inject final : public Command {
     if (!trust_domain_.empty()) options.trust_domain = trust_domain_;
     options.mode = mode_;
     options.version = kMeshctlVersion;
+    options.podman = podman_;
     if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
       return session.Fail({kExitUsage, std::string(s.message())});
     }
@@ -154,6 +160,7 @@ class Inject final : public Command {
   std::string control_plane_;
   std::string trust_domain_;
   inject::SidecarMode mode_ = inject::SidecarMode::kNative;
+  bool podman_ = false;
   std::string output_ = "yaml";
 };
 
@@ -178,6 +185,9 @@ CommandSpec InjectCommand() {
                    {"classic sidecars, for engines without native sidecars",
                     "meshctl inject -f app.yaml --mode classic --proxy-image "
                     "localhost/meshlet-proxy:latest"},
+                   {"for podman kube play",
+                    "meshctl inject -f app.yaml --mode classic --podman > pod.yaml && podman kube "
+                    "play pod.yaml"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},

@@ -18,10 +18,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/base/json.h"
-#include "common/config/field_path.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/utf8.h"
+#include "common/config/field_path.h"
 #include "common/tls/spiffe.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
@@ -61,6 +61,7 @@ constexpr const char* kKnownAnnotations[] = {
     kProxyMemoryLimitAnnotation,
     kDrainTimeAnnotation,
     kLogLevelAnnotation,
+    kCaptureCheckPortAnnotation,
     kExcludeInboundPortsAnnotation,
     kIncludeInboundPortsAnnotation,
     kExcludeOutboundPortsAnnotation,
@@ -127,6 +128,7 @@ struct Plan {
   std::string cpu, memory, cpu_limit, memory_limit;
   std::string drain_time, log_level;
   std::vector<std::pair<std::string, std::string>> capture_flags;  // --flag, value
+  int capture_check_port = kCaptureCheckPort;                      // 0: no --capture-check
   std::string service;
   std::vector<std::pair<std::string, std::string>> labels;
   std::vector<int64_t> ports;
@@ -134,7 +136,8 @@ struct Plan {
   bool has_default_container = false;
   bool needs_metadata = false;  // a template without metadata: add it, before spec
   // What an earlier injection added (from its status annotation), taken out before injecting.
-  std::set<std::string> injected_init_containers, injected_containers, injected_volumes;
+  std::set<std::string> injected_init_containers, injected_containers, injected_volumes,
+      injected_annotations;
 };
 
 class PodReader {
@@ -199,6 +202,8 @@ class PodReader {
                            bool (*valid)(absl::string_view), absl::string_view what,
                            Plan& plan) const;
   absl::StatusOr<std::string> Quantity(absl::string_view key, const std::string& fallback) const;
+  // The --capture-check port: the annotation's or the default, captured by the pod's rules.
+  absl::Status ReadCaptureCheck(Plan& plan) const;
 
   const PodLocation& where_;
   const Options& options_;
@@ -309,7 +314,8 @@ absl::Status PodReader::ReadStatus(Plan& plan) const {
   for (auto& [key, out] : {std::pair<const char*, std::set<std::string>*>{
                                "initContainers", &plan.injected_init_containers},
                            {"containers", &plan.injected_containers},
-                           {"volumes", &plan.injected_volumes}}) {
+                           {"volumes", &plan.injected_volumes},
+                           {"annotations", &plan.injected_annotations}}) {
     const YAML::Node names = Field(parsed, key);
     if (!names) continue;
     if (!names.IsSequence()) return not_ours;
@@ -550,6 +556,68 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
                               IsCidr, kCidr, plan));
   RETURN_IF_ERROR(CaptureList(kIncludeOutboundRangesAnnotation, "--include-outbound-cidrs", true,
                               IsCidr, kCidr, plan));
+  RETURN_IF_ERROR(ReadCaptureCheck(plan));
+
+  const YAML::Node podman = Field(annotations_, kPodmanInitContainerTypeAnnotation);
+  if (options_.podman && podman &&
+      plan.injected_annotations.count(kPodmanInitContainerTypeAnnotation) == 0 &&
+      Text(podman) != "always") {
+    plan.warnings.push_back(absl::StrCat(
+        "the pod's annotation ", kPodmanInitContainerTypeAnnotation, " is \"", Text(podman),
+        "\", not \"always\": podman with runc may fail removing the finished meshlet-init"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PodReader::ReadCaptureCheck(Plan& plan) const {
+  const std::optional<std::string> value = Annotation(kCaptureCheckPortAnnotation);
+  if (value == "off") {
+    plan.capture_check_port = 0;
+    return absl::OkStatus();
+  }
+  if (value && (!IsPort(*value) || !absl::SimpleAtoi(*value, &plan.capture_check_port))) {
+    return Error(Field(annotations_, kCaptureCheckPortAnnotation),
+                 AnnotationField(kCaptureCheckPortAnnotation),
+                 "must be a port (1-65535) that inbound capture redirects, or \"off\"");
+  }
+  const int port = plan.capture_check_port;
+  const std::string what =
+      value ? absl::StrCat("port ", port)
+            : absl::StrCat("port ", port, " (the default of ", kCaptureCheckPortAnnotation, ")");
+  const std::string fix =
+      absl::StrCat("the sidecar dials it to see that capture is in effect; set ",
+                   kCaptureCheckPortAnnotation, " to a port inbound capture redirects, or \"off\"");
+  if (std::find(std::begin(kReservedPorts), std::end(kReservedPorts), port) !=
+      std::end(kReservedPorts)) {
+    return Error(
+        Field(annotations_, kCaptureCheckPortAnnotation),
+        AnnotationField(kCaptureCheckPortAnnotation),
+        absl::StrCat(port, " is the sidecar's (it uses ", absl::StrJoin(kReservedPorts, ", "),
+                     "), never captured inbound; ", fix));
+  }
+  // The ports a list annotation passed to `sidecar init` as `flag`, if it is set.
+  auto listed = [&](absl::string_view flag) -> std::optional<std::vector<std::string>> {
+    for (const auto& [f, items] : plan.capture_flags) {
+      if (f == flag) return absl::StrSplit(items, ',');
+    }
+    return std::nullopt;
+  };
+  auto has = [&](const std::vector<std::string>& items) {
+    return std::any_of(items.begin(), items.end(), [&](const std::string& item) {
+      int listed_port = 0;
+      return item == "*" || (absl::SimpleAtoi(item, &listed_port) && listed_port == port);
+    });
+  };
+  if (auto excluded = listed("--exclude-inbound-ports"); excluded && has(*excluded)) {
+    return Error(Field(annotations_, kExcludeInboundPortsAnnotation),
+                 AnnotationField(kExcludeInboundPortsAnnotation),
+                 absl::StrCat("excludes ", what, " from capture; ", fix));
+  }
+  if (auto included = listed("--include-inbound-ports"); included && !has(*included)) {
+    return Error(Field(annotations_, kIncludeInboundPortsAnnotation),
+                 AnnotationField(kIncludeInboundPortsAnnotation),
+                 absl::StrCat("does not list ", what, ", so it is not captured; ", fix));
+  }
   return absl::OkStatus();
 }
 
@@ -649,6 +717,9 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   args.push_back(absl::StrCat("--prometheus-address=0.0.0.0:", kPrometheusPort));
   if (!plan.drain_time.empty()) args.push_back(absl::StrCat("--drain-time=", plan.drain_time));
   if (!plan.log_level.empty()) args.push_back(absl::StrCat("--log-level=", plan.log_level));
+  if (plan.capture_check_port != 0) {
+    args.push_back(absl::StrCat("--capture-check=$(POD_IP):", plan.capture_check_port));
+  }
 
   YAML::Node c = Map();
   c["name"] = StringNode(kProxyContainerName);
@@ -727,7 +798,8 @@ std::vector<YAML::Node> Volumes(const Plan& plan, const Options& options) {
 std::string StatusJson(const Plan& plan, const Options& options,
                        const std::vector<std::string>& init_containers,
                        const std::vector<std::string>& containers,
-                       const std::vector<std::string>& volumes) {
+                       const std::vector<std::string>& volumes,
+                       const std::vector<std::string>& annotations) {
   auto list = [](const std::vector<std::string>& names) {
     return absl::StrCat(
         "[",
@@ -735,10 +807,12 @@ std::string StatusJson(const Plan& plan, const Options& options,
                       [](std::string* out, const std::string& n) { out->append(JsonQuote(n)); }),
         "]");
   };
-  return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":",
-                      plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
-                      ",\"initContainers\":", list(init_containers),
-                      ",\"containers\":", list(containers), ",\"volumes\":", list(volumes), "}");
+  return absl::StrCat(
+      "{\"version\":", JsonQuote(options.version),
+      ",\"mode\":", plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
+      ",\"initContainers\":", list(init_containers), ",\"containers\":", list(containers),
+      ",\"volumes\":", list(volumes),
+      annotations.empty() ? "" : absl::StrCat(",\"annotations\":", list(annotations)), "}");
 }
 
 // The entries of `list` whose name is not in `drop`.
@@ -799,13 +873,21 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
   YAML::Node annotations = Map();
   for (auto it = old_annotations.begin(); old_annotations.IsMap() && it != old_annotations.end();
        ++it) {
-    if (Text(it->first) != kStatusAnnotation) annotations.force_insert(it->first, it->second);
+    const std::string key = Text(it->first);
+    if (key != kStatusAnnotation && plan.injected_annotations.count(key) == 0) {
+      annotations.force_insert(it->first, it->second);
+    }
   }
   if (!plan.has_default_container) {
     annotations[kDefaultContainerAnnotation] = StringNode(plan.first_app_container);
   }
-  annotations[kStatusAnnotation] =
-      StringNode(StatusJson(plan, options, added_init, added_containers, added_volumes));
+  std::vector<std::string> added_annotations;
+  if (options.podman && !Field(annotations, kPodmanInitContainerTypeAnnotation)) {
+    annotations[kPodmanInitContainerTypeAnnotation] = StringNode("always");
+    added_annotations.push_back(kPodmanInitContainerTypeAnnotation);
+  }
+  annotations[kStatusAnnotation] = StringNode(
+      StatusJson(plan, options, added_init, added_containers, added_volumes, added_annotations));
   metadata["annotations"] = annotations;
 }
 

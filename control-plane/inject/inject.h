@@ -19,6 +19,11 @@
 //   - volumes for the trust bundle (ConfigMap meshlet-trust), the workload credential (a
 //     projected service-account token for the audience "meshlet", or a join token from a
 //     Secret) and the proxy's xDS cache (emptyDir);
+//   - the proxy's --capture-check on the pod's address and kCaptureCheckPort (or the port of the
+//     sidecar.meshlet.io/captureCheckPort annotation; "off": none), so it is not ready until
+//     the init container's inbound capture is in effect; a port the pod's inbound capture
+//     annotations leave uncaptured is an error;
+//   - with Options::podman, the podman init-container-type annotation;
 //   - the annotation sidecar.meshlet.io/status naming what was added.
 //
 // Idempotent: what an earlier injection added (as its status annotation lists it) is taken out
@@ -54,6 +59,9 @@ inline constexpr int kOutboundPort = 15001;
 inline constexpr int kInboundPort = 15006;
 inline constexpr int kPrometheusPort = 15020;
 inline constexpr int kHealthPort = 15021;
+// The port of the pod's own address the sidecar dials until it sees the connection redirected
+// (its --capture-check): one nothing listens on, captured unless excluded (docs/kubernetes.md).
+inline constexpr int kCaptureCheckPort = 15008;
 
 // Pod annotations (and, for kInjectKey, labels) injection reads; docs/kubernetes.md lists them
 // with their defaults. Any other key under sidecar.meshlet.io/ or traffic.meshlet.io/ is an error.
@@ -69,6 +77,7 @@ inline constexpr char kProxyCpuLimitAnnotation[] = "sidecar.meshlet.io/proxyCPUL
 inline constexpr char kProxyMemoryLimitAnnotation[] = "sidecar.meshlet.io/proxyMemoryLimit";
 inline constexpr char kDrainTimeAnnotation[] = "sidecar.meshlet.io/drainTime";
 inline constexpr char kLogLevelAnnotation[] = "sidecar.meshlet.io/logLevel";
+inline constexpr char kCaptureCheckPortAnnotation[] = "sidecar.meshlet.io/captureCheckPort";
 inline constexpr char kExcludeInboundPortsAnnotation[] = "traffic.meshlet.io/excludeInboundPorts";
 inline constexpr char kIncludeInboundPortsAnnotation[] = "traffic.meshlet.io/includeInboundPorts";
 inline constexpr char kExcludeOutboundPortsAnnotation[] = "traffic.meshlet.io/excludeOutboundPorts";
@@ -76,6 +85,10 @@ inline constexpr char kExcludeOutboundRangesAnnotation[] =
     "traffic.meshlet.io/excludeOutboundIPRanges";
 inline constexpr char kIncludeOutboundRangesAnnotation[] =
     "traffic.meshlet.io/includeOutboundIPRanges";
+// Written with Options::podman: podman 4.3 (with runc) fails removing finished init containers of
+// its default type "once".
+inline constexpr char kPodmanInitContainerTypeAnnotation[] =
+    "io.podman.annotations.init.container.type";
 
 enum class SidecarMode {
   kNative,   // an init container with restartPolicy Always (Kubernetes 1.29 and later)
@@ -102,6 +115,9 @@ struct Options {
   int64_t token_expiration_seconds = 3600;
   // The ConfigMap with the control plane's CA certificates under the key ca.pem.
   std::string trust_bundle_config_map = "meshlet-trust";
+  // Pods for `podman kube play`: each gets kPodmanInitContainerTypeAnnotation "always" unless
+  // it sets that annotation itself.
+  bool podman = false;
 };
 
 // An image reference: not empty, no spaces.

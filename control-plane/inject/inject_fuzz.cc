@@ -77,6 +77,7 @@ void FuzzOne(const uint8_t* data, size_t size) {
   options.proxy_image = "meshlet-proxy:0.1.0";
   options.version = "0.1.0";
   options.mode = data[0] & 1 ? SidecarMode::kClassic : SidecarMode::kNative;
+  options.podman = (data[0] & 2) != 0;
   absl::StatusOr<Result> result = Inject(document, options);
   if (!result.ok()) {
     if (result.status().code() != absl::StatusCode::kInvalidArgument) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -133,6 +134,8 @@ TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContain
                 "--kubernetes-token-file=/var/run/meshlet/token/token",
                 "--admin-address=127.0.0.1:15000",
                 "--prometheus-address=0.0.0.0:15020",
+                // Not ready until a dial to the pod's own address is redirected inbound.
+                "--capture-check=$(POD_IP):15008",
             }));
   // Downward-API environment and the control plane's address.
   std::vector<std::string> env;
@@ -424,12 +427,124 @@ spec:
     EXPECT_NE(std::find(args.begin(), args.end(), want), args.end()) << want;
   }
   EXPECT_EQ(absl::StrJoin(args, " ").find("kubernetes-token-file"), std::string::npos);
-  EXPECT_EQ(args.size(), 17u);  // no --node-port: the app declares none
+  EXPECT_NE(std::find(args.begin(), args.end(), "--capture-check=$(POD_IP):15008"), args.end());
+  EXPECT_EQ(args.size(), 18u);  // no --node-port: the app declares none
   const YAML::Node volumes = out["spec"]["volumes"];
   EXPECT_EQ(Names(volumes),
             (std::vector<std::string>{"meshlet-trust", "meshlet-join-token", "meshlet-data"}));
   EXPECT_EQ(volumes[1]["secret"]["secretName"].Scalar(), "ratings-join-token");
   EXPECT_EQ(proxy["volumeMounts"][1]["name"].Scalar(), "meshlet-join-token");
+}
+
+// The proxy's arguments of the pod `yaml` (a Pod, native mode) injects into.
+std::vector<std::string> ProxyArgs(const std::string& yaml) {
+  return Strings(Injected(yaml)["spec"]["initContainers"][1]["args"]);
+}
+
+TEST(InjectTest, CaptureCheckPortFollowsTheAnnotationAndTheInboundCapture) {
+  const std::string pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n";
+  const std::string spec =
+      "spec:\n  containers:\n  - name: app\n    image: app:1\n    ports: [{containerPort: "
+      "9080}]\n";
+  auto check_args = [](const std::vector<std::string>& args) {
+    std::vector<std::string> out;
+    for (const std::string& a : args) {
+      if (absl::StartsWith(a, "--capture-check")) out.push_back(a);
+    }
+    return out;
+  };
+  using Args = std::vector<std::string>;
+  // Another port by annotation; the default when inbound capture covers it.
+  EXPECT_EQ(
+      check_args(ProxyArgs(pod + "    sidecar.meshlet.io/captureCheckPort: \"9080\"\n" + spec)),
+      Args{"--capture-check=$(POD_IP):9080"});
+  EXPECT_EQ(check_args(ProxyArgs(pod + "    traffic.meshlet.io/includeInboundPorts: 9080,15008\n" +
+                                 "    traffic.meshlet.io/excludeInboundPorts: \"9090\"\n" + spec)),
+            Args{"--capture-check=$(POD_IP):15008"});
+  EXPECT_EQ(check_args(ProxyArgs(pod + "    traffic.meshlet.io/includeInboundPorts: \"9080\"\n" +
+                                 "    sidecar.meshlet.io/captureCheckPort: \"9080\"\n" + spec)),
+            Args{"--capture-check=$(POD_IP):9080"});
+  // "off": no check.
+  EXPECT_EQ(
+      check_args(ProxyArgs(pod + "    sidecar.meshlet.io/captureCheckPort: \"off\"\n" + spec)),
+      Args{});
+
+  // A port the rules would not redirect is an error naming the annotation at fault.
+  struct Case {
+    std::string annotations, error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"    sidecar.meshlet.io/captureCheckPort: \"no\"\n",
+            "6:42: Pod \"p\": metadata.annotations['sidecar.meshlet.io/captureCheckPort']: must be "
+            "a port (1-65535) that inbound capture redirects, or \"off\""},
+           {"    sidecar.meshlet.io/captureCheckPort: \"70000\"\n",
+            "metadata.annotations['sidecar.meshlet.io/captureCheckPort']: must be a port"},
+           {"    sidecar.meshlet.io/captureCheckPort: \"15020\"\n",
+            "metadata.annotations['sidecar.meshlet.io/captureCheckPort']: 15020 is the sidecar's "
+            "(it uses 15000, 15001, 15006, 15020, 15021), never captured inbound; the sidecar "
+            "dials it to see that capture is in effect; set sidecar.meshlet.io/captureCheckPort "
+            "to a port inbound capture redirects, or \"off\""},
+           {"    traffic.meshlet.io/excludeInboundPorts: \"9090,15008\"\n",
+            "6:45: Pod \"p\": metadata.annotations['traffic.meshlet.io/excludeInboundPorts']: "
+            "excludes port 15008 (the default of sidecar.meshlet.io/captureCheckPort) from "
+            "capture; the sidecar dials it to see that capture is in effect; set "
+            "sidecar.meshlet.io/captureCheckPort to a port inbound capture redirects, or \"off\""},
+           {"    traffic.meshlet.io/excludeInboundPorts: \"9080\"\n"
+            "    sidecar.meshlet.io/captureCheckPort: \"9080\"\n",
+            "metadata.annotations['traffic.meshlet.io/excludeInboundPorts']: excludes port 9080 "
+            "from capture"},
+           {"    traffic.meshlet.io/includeInboundPorts: \"9080\"\n",
+            "metadata.annotations['traffic.meshlet.io/includeInboundPorts']: does not list port "
+            "15008 (the default of sidecar.meshlet.io/captureCheckPort), so it is not captured"},
+       }) {
+    const std::string error = ErrorOf(pod + c.annotations + spec);
+    EXPECT_NE(error.find(c.error), std::string::npos) << "got: " << error << "\nwant: " << c.error;
+  }
+}
+
+TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut) {
+  constexpr char kKey[] = "io.podman.annotations.init.container.type";
+  Options podman = TestOptions();
+  podman.podman = true;
+  const YAML::Node plain = Injected(kDeployment);
+  EXPECT_FALSE(plain["spec"]["template"]["metadata"]["annotations"][kKey]);
+
+  const YAML::Node out = Injected(kDeployment, podman);
+  const YAML::Node annotations = out["spec"]["template"]["metadata"]["annotations"];
+  EXPECT_EQ(annotations[kKey].Scalar(), "always");
+  EXPECT_EQ(annotations["sidecar.meshlet.io/status"].Scalar(),
+            R"({"version":"0.1.0","mode":"native","initContainers":["meshlet-init",)"
+            R"("meshlet-proxy"],"containers":[],"volumes":["meshlet-trust","meshlet-token",)"
+            R"("meshlet-data"],"annotations":["io.podman.annotations.init.container.type"]})");
+  // Injected again with --podman: the same bytes; without: as if never given.
+  const std::string text = ToYaml(out);
+  absl::StatusOr<Result> again = Inject(YAML::Load(text), podman);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->changed);
+  EXPECT_EQ(ToYaml(again->document), text);
+  EXPECT_EQ(ToYaml(Injected(text)), ToYaml(plain));
+
+  // The pod's own value is left alone (and kept when injected without --podman), with a warning
+  // when it is not "always".
+  const std::string own = absl::StrReplaceAll(
+      kDeployment, {{"      labels:\n", absl::StrCat("      annotations:\n        ", kKey,
+                                                     ": once\n      labels:\n")}});
+  absl::StatusOr<Result> kept = InjectText(own, podman);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  const YAML::Node kept_pod = kept->document["spec"]["template"];
+  EXPECT_EQ(kept_pod["metadata"]["annotations"][kKey].Scalar(), "once");
+  EXPECT_EQ(
+      kept_pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar().find("annotations"),
+      std::string::npos);
+  ASSERT_EQ(kept->pods.size(), 1u);
+  EXPECT_EQ(kept->pods[0].warnings,
+            std::vector<std::string>{
+                "the pod's annotation io.podman.annotations.init.container.type is \"once\", not "
+                "\"always\": podman with runc may fail removing the finished meshlet-init"});
+  // Without --podman the pod's own annotation stays: nothing to change.
+  absl::StatusOr<Result> without = InjectText(ToYaml(kept->document));
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_FALSE(without->changed);
 }
 
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {

@@ -462,7 +462,7 @@ COMMAND_FLAGS = {
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
-               "-o, --output"],
+               "--podman", "-o, --output"],
     "proxy-status": ["-o, --output"],
     "proxy-config": ["-o, --output", "--control-plane-only"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
@@ -600,6 +600,9 @@ class MeshctlCommandLineTest(unittest.TestCase):
             self.assertEqual(proxy["startupProbe"]["httpGet"], {"path": "/ready", "port": 15020})
             self.assertIn("--node-service=%s" % app, proxy["args"])
             self.assertIn("--node-port=9080", proxy["args"])
+            self.assertIn("--capture-check=$(POD_IP):15008", proxy["args"])
+            self.assertNotIn("io.podman.annotations.init.container.type",
+                             pod["metadata"]["annotations"])
             self.assertIn("--node-label=version=%s" % pod["metadata"]["labels"]["version"],
                           proxy["args"])
             status = json.loads(pod["metadata"]["annotations"]["sidecar.meshlet.io/status"])
@@ -616,8 +619,10 @@ class MeshctlCommandLineTest(unittest.TestCase):
         self.assertEqual(json.loads(self.meshctl("inject", "-f", path, "-o", "json").stdout),
                          listing)
 
-        # Classic sidecars: the proxy is the first container; the same from stdin.
-        p = subprocess.run([MESHCTL, "inject", "-f", "-", "--mode", "classic", "-o", "json"],
+        # Classic sidecars for podman: the proxy is the first container, and the pod has podman's
+        # init container type; the same from stdin.
+        p = subprocess.run([MESHCTL, "inject", "-f", "-", "--mode", "classic", "--podman",
+                            "-o", "json"],
                            input=open(os.path.join(PODS, "ratings.yaml")).read(),
                            capture_output=True, text=True, timeout=20)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -625,6 +630,8 @@ class MeshctlCommandLineTest(unittest.TestCase):
         spec = deployment["spec"]["template"]["spec"]
         self.assertEqual([c["name"] for c in spec["containers"]], ["meshlet-proxy", "ratings"])
         self.assertEqual([c["name"] for c in spec["initContainers"]], ["meshlet-init"])
+        self.assertEqual(deployment["spec"]["template"]["metadata"]["annotations"]
+                         ["io.podman.annotations.init.container.type"], "always")
 
         # A broken manifest: every problem, nothing on stdout, exit 1.
         bad = os.path.join(self.tmp.name, "bad.yaml")
