@@ -77,6 +77,23 @@ Setter IpPort(Target* out) {
   };
 }
 
+// IP:PORT as IpPort, and also an IPv6 address without brackets before its port
+// ("fd00::5:15008"), which is what "$(POD_IP):15008" gives in a pod whose address is IPv6.
+Setter PodIpPort(std::optional<net::Address>* out) {
+  return [out](absl::string_view v) {
+    absl::StatusOr<net::Address> address = net::Address::Parse(v);
+    const size_t last_colon = v.rfind(':');
+    if (!address.ok() && !absl::StartsWith(v, "[") && last_colon != absl::string_view::npos &&
+        v.find(':') != last_colon) {
+      address = net::Address::Parse(
+          absl::StrCat("[", v.substr(0, last_colon), "]", v.substr(last_colon)));
+    }
+    if (!address.ok()) return absl::InvalidArgumentError(address.status().message());
+    *out = *address;
+    return absl::OkStatus();
+  };
+}
+
 // An absl duration ("30s", "500ms") of at least `min`; `why` otherwise.
 Setter DurationAtLeast(Duration* out, absl::Duration min, const char* why) {
   return [out, min, why](absl::string_view v) {
@@ -118,8 +135,9 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "The pod's own address and a port the inbound capture rules redirect (e.g. "
            "$POD_IP:15008). With a capture listener configured, /ready stays 503 until a "
            "redirected connection has been seen; the sidecar dials this address every second "
-           "until then, which the rules send to its inbound listener. Default: none.",
-           IpPort(&o.capture_check)),
+           "until then, which the rules send to its inbound listener. An IPv6 address may come "
+           "without brackets (fd00::5:15008). Default: none.",
+           PodIpPort(&o.capture_check)),
       flag("--log-level", "LEVEL",
            "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
            "with POST /logging?level=...",

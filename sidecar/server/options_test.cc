@@ -1,5 +1,6 @@
 #include "sidecar/server/options.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::sidecar::server {
@@ -65,6 +66,25 @@ TEST(OptionsTest, XdsFlags) {
   EXPECT_EQ(o.node_labels[0].second, "web");
   EXPECT_EQ(o.node_addresses, std::vector<std::string>{"10.0.0.5"});
   EXPECT_EQ(o.node_ports, (std::vector<uint32_t>{8080, 9090}));
+}
+
+TEST(OptionsTest, CaptureCheckTakesThePodAddressAsDownwardApiExpandsIt) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"10.1.2.3:15008", "10.1.2.3:15008"},
+      {"[fd00::5]:15008", "[fd00::5]:15008"},
+      {"fd00::5:15008", "[fd00::5]:15008"},  // $(POD_IP):15008 with an IPv6 POD_IP
+  };
+  for (const auto& [flag, want] : cases) {
+    absl::StatusOr<ParsedCommandLine> parsed =
+        ParseCommandLine({"--config=c.yaml", absl::StrCat("--capture-check=", flag)});
+    ASSERT_TRUE(parsed.ok()) << flag << ": " << parsed.status();
+    ASSERT_TRUE(parsed->options.capture_check.has_value()) << flag;
+    EXPECT_EQ(parsed->options.capture_check->ToString(), want) << flag;
+  }
+  for (const char* bad : {"10.1.2.3", "fd00::5", "pod:15008", "10.1.2.3:99999", "::1:x"}) {
+    EXPECT_FALSE(ParseCommandLine({"--config=c.yaml", absl::StrCat("--capture-check=", bad)}).ok())
+        << bad;
+  }
 }
 
 TEST(OptionsTest, HelpAndVersionNeedNoConfig) {
