@@ -147,15 +147,7 @@ def start(ns, *argv):
 
 
 def setup_namespaces():
-    for ns in (POD, PEER):
-        run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-    run("ip", "link", "add", VETH_POD, "netns", POD, "type", "veth", "peer", "name", VETH_PEER,
-        "netns", PEER)
-    run("ip", "-n", POD, "addr", "add", f"{POD4}/30", "dev", VETH_POD)
-    run("ip", "-n", PEER, "addr", "add", f"{PEER4}/30", "dev", VETH_PEER)
-    run("ip", "-n", POD, "link", "set", VETH_POD, "up")
-    run("ip", "-n", PEER, "link", "set", VETH_PEER, "up")
+    netns.veth_pair(POD, PEER, VETH_POD, VETH_PEER, POD4, PEER4)
     # Service addresses exist nowhere: only a route, so the app's connect() gets as far as nat.
     run("ip", "-n", POD, "route", "add", "240.240.0.0/16", "via", PEER4)
     # The peer: the service's upstream (8080), an address outside the mesh (9999), a

@@ -140,20 +140,12 @@ def nat_supported(ns, tool):
 
 
 def setup_namespaces(ipv6):
-    for ns in (POD, PEER):
-        run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-    run("ip", "link", "add", VETH_POD, "netns", POD, "type", "veth", "peer", "name", VETH_PEER,
-        "netns", PEER)
-    run("ip", "-n", POD, "addr", "add", f"{POD4}/30", "dev", VETH_POD)
-    run("ip", "-n", PEER, "addr", "add", f"{PEER4}/30", "dev", VETH_PEER)
+    netns.veth_pair(POD, PEER, VETH_POD, VETH_PEER, POD4, PEER4)
     run("ip", "-n", PEER, "addr", "add", f"{OTHER4}/32", "dev", "lo")
     if ipv6:
         run("ip", "-n", POD, "addr", "add", f"{POD6}/64", "dev", VETH_POD, "nodad")
         run("ip", "-n", PEER, "addr", "add", f"{PEER6}/64", "dev", VETH_PEER, "nodad")
         run("ip", "-n", PEER, "addr", "add", f"{OTHER6}/128", "dev", "lo")
-    run("ip", "-n", POD, "link", "set", VETH_POD, "up")
-    run("ip", "-n", PEER, "link", "set", VETH_PEER, "up")
     run("ip", "-n", POD, "route", "add", "198.18.10.0/24", "via", PEER4)
     if ipv6:
         run("ip", "-n", POD, "-6", "route", "add", "fd00:10::/64", "via", PEER6)

@@ -22,6 +22,20 @@ def in_ns(ns, *args, check=True):
     return run("ip", "netns", "exec", ns, *args, check=check)
 
 
+def veth_pair(pod, peer, veth_pod, veth_peer, pod4, peer4):
+    """Namespaces `pod` and `peer` (loopback up) joined by a veth pair, up, with the IPv4
+    addresses `pod4` and `peer4` on a /30."""
+    for ns in (pod, peer):
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+    run("ip", "link", "add", veth_pod, "netns", pod, "type", "veth", "peer", "name", veth_peer,
+        "netns", peer)
+    run("ip", "-n", pod, "addr", "add", f"{pod4}/30", "dev", veth_pod)
+    run("ip", "-n", peer, "addr", "add", f"{peer4}/30", "dev", veth_peer)
+    run("ip", "-n", pod, "link", "set", veth_pod, "up")
+    run("ip", "-n", peer, "link", "set", veth_peer, "up")
+
+
 def remove_namespace(ns):
     for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
         try:
