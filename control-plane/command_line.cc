@@ -36,9 +36,14 @@ std::vector<Section> Sections(CommandLine& command_line) {
   std::vector<Section> sections;
   sections.push_back({.heading = "Flags:", .flags = std::move(own)});
   sections.push_back({.heading = "Discovery (ADS over gRPC, docs/xds.md):",
-                      .flags = ads::XdsFlags(command_line.xds),
-                      .note = "Without TLS files or --xds-plaintext the discovery port stays "
-                              "closed."});
+                      .flags = ads::XdsFlags(command_line.xds)});
+  sections.push_back(
+      {.heading = "Discovery port certificate, without --xds-tls-cert (docs/security.md):",
+       .flags = ca::ServingCertificateFlags(command_line.serving_certificate),
+       .note = "Without --xds-tls-cert/--xds-tls-key and without --xds-plaintext, the workload "
+               "CA issues the discovery port's certificate to the control plane itself: "
+               "spiffe://<trust-domain>/ns/NS/sa/SA plus the DNS names, with an in-memory key and "
+               "the --cert-ttl lifetime, renewed at half of it."});
   sections.push_back({.heading = "Workload CA (served on the discovery port; docs/security.md):",
                       .flags = ca::CaFlags(command_line.ca)});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
@@ -62,6 +67,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   if (parsed.stopped) return command_line;
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
+  if (command_line.xds.self_issued()) {
+    RETURN_IF_ERROR(ca::CheckServingCertificateFlags(command_line.serving_certificate,
+                                                     command_line.ca.authority.default_ttl));
+  }
   return command_line;
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "control-plane/ca/ca_service.h"
+#include "control-plane/ca/serving_certificate.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/xds/xds_service.h"
@@ -21,6 +22,8 @@ struct CommandLine {
   ControlPlaneOptions control_plane;
   ads::XdsServiceOptions xds;
   ca::CaServiceOptions ca = ca::DefaultCaServiceOptions();
+  // The discovery port's certificate when the CA issues it (xds.self_issued()).
+  ca::ServingCertificateOptions serving_certificate = ca::DefaultServingCertificateOptions();
   telemetry::TelemetryOptions telemetry;
 };
 

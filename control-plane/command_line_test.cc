@@ -1,5 +1,6 @@
 #include "control-plane/command_line.h"
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,11 @@ TEST(CommandLineTest, Defaults) {
   EXPECT_EQ(parsed->control_plane.data_dir, "/var/lib/meshlet");
   EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:15014");
   EXPECT_EQ(parsed->xds.address, "0.0.0.0:15012");
-  EXPECT_FALSE(parsed->xds.enabled());
+  // The discovery port is served with the CA's certificate for the control plane's identity.
+  EXPECT_TRUE(parsed->xds.self_issued());
+  EXPECT_EQ(parsed->serving_certificate.namespace_, "meshlet-system");
+  EXPECT_EQ(parsed->serving_certificate.service_account, "meshlet-control-plane");
+  EXPECT_TRUE(parsed->serving_certificate.dns_names.empty());
   EXPECT_EQ(parsed->ca.authority.trust_domain, "cluster.local");
   EXPECT_EQ(parsed->telemetry.otlp_address, "0.0.0.0:4318");
   EXPECT_FALSE(parsed->telemetry.otlp_address_explicit);
@@ -27,7 +32,8 @@ TEST(CommandLineTest, EveryTableInOneCommandLine) {
       {"--xds-address", "127.0.0.1:15012", "--data-dir=/d", "--xds-plaintext", "--cert-ttl=1h",
        "--api-address", "127.0.0.1:1", "--otlp-address=", "--log-level=debug",
        "--deregister-grace=2s", "--kubernetes-api=", "--golden-retention=1m",
-       "--trace-store-max-spans", "50", "--trust-domain=example.org"});
+       "--trace-store-max-spans", "50", "--trust-domain=example.org", "--identity-namespace=mesh",
+       "--identity-service-account", "cp", "--xds-dns-names=cp.mesh.svc,cp"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->control_plane.data_dir, "/d");
   EXPECT_EQ(parsed->control_plane.api_address, "127.0.0.1:1");
@@ -38,10 +44,45 @@ TEST(CommandLineTest, EveryTableInOneCommandLine) {
   EXPECT_EQ(parsed->ca.authority.default_ttl, absl::Hours(1));
   EXPECT_EQ(parsed->ca.authority.trust_domain, "example.org");
   EXPECT_EQ(parsed->ca.kubernetes.api, "");
+  EXPECT_EQ(parsed->serving_certificate.namespace_, "mesh");
+  EXPECT_EQ(parsed->serving_certificate.service_account, "cp");
+  EXPECT_EQ(parsed->serving_certificate.dns_names, (std::vector<std::string>{"cp.mesh.svc", "cp"}));
   EXPECT_EQ(parsed->telemetry.otlp_address, "");
   EXPECT_TRUE(parsed->telemetry.otlp_address_explicit);
   EXPECT_EQ(parsed->telemetry.golden_limits.retention, std::chrono::minutes(1));
   EXPECT_EQ(parsed->telemetry.store_limits.max_spans, 50u);
+}
+
+// In a pod the downward API's POD_NAMESPACE is the control plane's namespace; a bad one is an
+// error only where the self-issued certificate uses it.
+TEST(CommandLineTest, IdentityNamespaceDefaultsToPodNamespace) {
+  ::setenv("POD_NAMESPACE", "mesh-ops", 1);
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->serving_certificate.namespace_, "mesh-ops");
+  parsed = ParseCommandLine({"--identity-namespace=other"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->serving_certificate.namespace_, "other");
+  ::setenv("POD_NAMESPACE", "Mesh_Ops", 1);
+  parsed = ParseCommandLine({});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(
+      parsed.status().message().find("--identity-namespace=\"Mesh_Ops\" (from $POD_NAMESPACE)"),
+      std::string::npos)
+      << parsed.status();
+  EXPECT_TRUE(ParseCommandLine({"--identity-namespace=ok"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--xds-plaintext"}).ok());
+  ::unsetenv("POD_NAMESPACE");
+}
+
+// The self-issued discovery certificate needs a --cert-ttl of 2s or more; with certificate files
+// or plaintext, shorter workload lifetimes are allowed as before.
+TEST(CommandLineTest, AShortCertTtlIsRefusedOnlyForTheSelfIssuedCertificate) {
+  EXPECT_FALSE(ParseCommandLine({"--cert-ttl=1s"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--cert-ttl=2s"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--cert-ttl=1s", "--xds-plaintext"}).ok());
+  EXPECT_TRUE(
+      ParseCommandLine({"--cert-ttl=1s", "--xds-tls-cert=c.pem", "--xds-tls-key=k.pem"}).ok());
 }
 
 TEST(CommandLineTest, HelpAndVersionEndParsing) {
@@ -74,6 +115,10 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
            {{"--cert-ttl=0s"}, "--cert-ttl=\"0s\": must be a positive duration such as 24h"},
            {{"--cert-ttl=48h"}, "CA flags: "},
            {{"--kubernetes-audience="}, "--kubernetes-audience=\"\": must not be empty"},
+           {{"--cert-ttl=1s"}, "--cert-ttl=1s: the discovery port's own certificate"},
+           {{"--identity-namespace=Mesh"}, "--identity-namespace=\"Mesh\": must be a namespace"},
+           {{"--identity-service-account=a b"}, "--identity-service-account=\"a b\": "},
+           {{"--xds-dns-names=cp,a_b"}, "--xds-dns-names=\"cp,a_b\": \"a_b\" is not a host name"},
            {{"--zipkin-address=nowhere"}, "--zipkin-address=\"nowhere\": "},
            {{"--trace-store-max-bytes=0"},
             "--trace-store-max-bytes=\"0\": must be a positive integer"},
@@ -94,8 +139,9 @@ TEST(CommandLineTest, HelpListsEveryFlagInItsSection) {
   for (const char* line :
        {"usage: control-plane [flags]", "\nFlags:\n", "  --data-dir DIR ", "  --log-level LEVEL ",
         "  -h, --help ", "\nDiscovery (ADS", "  --xds-plaintext ",
-        "  --xds-keepalive-timeout DURATION ", "discovery port stays closed", "\nWorkload CA",
-        "  --cert-max-ttl ", "\nKubernetes service-account attestation",
+        "  --xds-keepalive-timeout DURATION ", "\nDiscovery port certificate",
+        "  --identity-namespace NS ", "  --xds-dns-names NAMES ", "renewed at half of it",
+        "\nWorkload CA", "  --cert-max-ttl ", "\nKubernetes service-account attestation",
         "  --kubernetes-timeout DURATION ", "\nTrace collector", "  --otlp-address HOST:PORT ",
         "  --golden-retention DURATION "}) {
     const size_t at = help.find(line, last);

@@ -3,12 +3,14 @@
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/flags/flags.h"
 #include "control-plane/ca/ca_service.h"
+#include "control-plane/ca/serving_certificate.h"
 #include "control-plane/command_line.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
@@ -37,33 +39,36 @@ int main(int argc, char** argv) {
       break;
   }
   meshlet::controlplane::ControlPlane control_plane(std::move(command_line->control_plane));
-  if (absl::Status status = control_plane.Init(); !status.ok()) {
+  auto fail = [](const absl::Status& status) {
     std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
     return 1;
-  }
-  meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
-  if (absl::Status status = xds.Start(); !status.ok()) {
-    std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
-  // The CA serves on the discovery port, next to the ADS.
+  };
+  if (absl::Status status = control_plane.Init(); !status.ok()) return fail(status);
+  // The CA first: it issues the discovery port's own certificate before that port opens.
   meshlet::controlplane::ca::CaService ca(control_plane, std::move(command_line->ca));
-  if (absl::Status status = ca.Start(xds.grpc_server()); !status.ok()) {
-    std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
-    return 1;
+  if (absl::Status status = ca.Init(); !status.ok()) return fail(status);
+  const bool self_issued = command_line->xds.self_issued();
+  meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
+  std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;
+  if (self_issued) {
+    serving_certificate = std::make_unique<meshlet::controlplane::ca::ServingCertificate>(
+        control_plane.loop(), ca.authority(), control_plane.clock(), control_plane.stats(),
+        std::move(command_line->serving_certificate),
+        [&xds](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+          return xds.SetServingCertificate(credentials.certificate_chain_pem,
+                                           credentials.private_key_pem);
+        });
+    if (absl::Status status = serving_certificate->Start(); !status.ok()) return fail(status);
   }
+  if (absl::Status status = xds.Start(); !status.ok()) return fail(status);
+  // The CA serves on the discovery port, next to the ADS.
+  if (absl::Status status = ca.Register(*xds.grpc_server()); !status.ok()) return fail(status);
   // Sidecars get the CA's roots over xDS, and may renew with their certificate on 15012.
-  if (xds.grpc_server() != nullptr) {
-    if (absl::Status status = xds.SetTrustBundle(ca.authority().trust_bundle_pem()); !status.ok()) {
-      std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
-      return 1;
-    }
+  if (absl::Status status = xds.SetTrustBundle(ca.authority().trust_bundle_pem()); !status.ok()) {
+    return fail(status);
   }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
-  if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) {
-    std::fprintf(stderr, "control-plane: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
+  if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
   return control_plane.Run();
 }

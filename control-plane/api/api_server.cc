@@ -665,6 +665,14 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     return r;
   }
   std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
+  if (rest == "/trust-bundle") {
+    if (trust_bundle_pem_.empty()) {
+      return Error(503, "ServiceUnavailable", "the certificate authority is not running");
+    }
+    ServerResponse response = ServerResponse::Text(200, trust_bundle_pem_);
+    response.headers.Set("content-type", "application/x-pem-file");
+    return response;
+  }
   if (segments.size() == 1 && segments[0] == "workloads") {
     if (registry_ == nullptr) return Error(503, "ServiceUnavailable", "no registry");
     return ServerResponse::Json(200, WorkloadsJson());

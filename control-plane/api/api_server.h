@@ -14,6 +14,7 @@
 //   GET  /api/v1/workloads                                 the registry
 //   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without one)
 //   POST /api/v1/tokens, DELETE /api/v1/tokens/{id}        join tokens (503 unless enabled)
+//   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA)
 //   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat
 //                                                          the trace collector and golden
 //                                                          metrics (503 without them)
@@ -84,6 +85,10 @@ class PolicyApi {
   // Serves /api/v1/tokens and below (join tokens: control-plane/identity/token_api.h) once set;
   // without it those paths answer 503. Call on the loop thread (or before serving).
   void SetTokenHandler(http::RequestHandler handler) { tokens_ = std::move(handler); }
+  // Serves `pem` (the CA's trust bundle: every root sidecars trust) at /api/v1/trust-bundle as
+  // application/x-pem-file; before this, or with "", that path answers 503. Call on the loop
+  // thread (or before serving).
+  void SetTrustBundle(std::string pem) { trust_bundle_pem_ = std::move(pem); }
   // Serves /api/v1/traces and below and /api/v1/dependencies (the trace collector:
   // control-plane/telemetry) once set; without it those paths answer 503. Call on the loop
   // thread (or before serving).
@@ -122,6 +127,7 @@ class PolicyApi {
   std::unique_ptr<addresses::ServiceAddresses> addresses_;
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
+  std::string trust_bundle_pem_;
   http::RequestHandler traces_;
   http::RequestHandler dashboard_;
 };

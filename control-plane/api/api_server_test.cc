@@ -335,6 +335,25 @@ TEST_F(PolicyApiTest, RegistryAndProxies) {
   api_->SetProxyStatusProvider(nullptr);
 }
 
+TEST_F(PolicyApiTest, TrustBundleBehindTheToken) {
+  http::ServerResponse missing = Call("GET", "/api/v1/trust-bundle");
+  EXPECT_EQ(missing.status, 503);
+  EXPECT_NE(missing.body.find("the certificate authority is not running"), std::string::npos);
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  api_->SetTrustBundle(pem);
+  http::ServerResponse bundle = Call("GET", "/api/v1/trust-bundle");
+  EXPECT_EQ(bundle.status, 200);
+  EXPECT_EQ(bundle.body, pem);
+  EXPECT_EQ(bundle.headers.Get("content-type"), "application/x-pem-file");
+  EXPECT_EQ(Call("GET", "/api/v1/trust-bundle", "", "").status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/trust-bundle", "", "wrong").status, 401);
+  http::ServerResponse post = Call("POST", "/api/v1/trust-bundle", pem);
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers.Get("allow"), "GET");
+  EXPECT_EQ(Call("GET", "/api/v1/trust-bundle/x").status, 404);
+  EXPECT_EQ(Call("GET", "/api/v1/trust-bundles").status, 404);
+}
+
 TEST_F(PolicyApiTest, TraceQueriesGoToTheCollectorBehindTheToken) {
   EXPECT_EQ(Call("GET", "/api/v1/traces").status, 503);
   std::vector<std::string> seen;

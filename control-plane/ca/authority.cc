@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/config/field_path.h"
 #include "control-plane/identity/workload_identity.h"
 
 namespace meshlet::controlplane::ca {
@@ -170,6 +171,19 @@ absl::StatusOr<bssl::UniquePtr<X509_REQ>> ParseCsr(absl::string_view csr, size_t
   return req;
 }
 
+// InvalidArgument unless `key` is ECDSA P-256; `what` starts the message ("csr").
+absl::Status CheckP256(const EVP_PKEY& key, absl::string_view what) {
+  if (EVP_PKEY_id(&key) != EVP_PKEY_EC) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the key must be ECDSA P-256"));
+  }
+  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(&key);
+  if (ec == nullptr || EC_GROUP_get_curve_name(EC_KEY_get0_group(ec)) != NID_X9_62_prime256v1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": the key must be ECDSA P-256 (another curve was used)"));
+  }
+  return absl::OkStatus();
+}
+
 // The CSR's public key after checking it signed the request and is ECDSA P-256.
 absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> VerifiedCsrKey(X509_REQ* req) {
   bssl::UniquePtr<EVP_PKEY> key(X509_REQ_get_pubkey(req));
@@ -181,29 +195,32 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> VerifiedCsrKey(X509_REQ* req) {
     return absl::InvalidArgumentError(absl::StrCat(
         "csr: signature does not verify with its own key: ", tls::DrainBoringSslErrors()));
   }
-  if (EVP_PKEY_id(key.get()) != EVP_PKEY_EC) {
-    return absl::InvalidArgumentError("csr: the key must be ECDSA P-256");
-  }
-  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key.get());
-  if (ec == nullptr || EC_GROUP_get_curve_name(EC_KEY_get0_group(ec)) != NID_X9_62_prime256v1) {
-    return absl::InvalidArgumentError("csr: the key must be ECDSA P-256 (another curve was used)");
-  }
+  RETURN_IF_ERROR(CheckP256(*key, "csr"));
   return key;
 }
 
-absl::Status AddUriSan(X509* cert, const std::string& uri) {
-  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
+absl::Status PushSan(GENERAL_NAMES* names, int type, const std::string& value) {
   bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
   bssl::UniquePtr<ASN1_IA5STRING> str(ASN1_IA5STRING_new());
-  if (names == nullptr || name == nullptr || str == nullptr ||
-      !ASN1_STRING_set(str.get(), uri.data(), static_cast<int>(uri.size()))) {
-    return BoringSslError("building the URI SAN");
+  if (name == nullptr || str == nullptr ||
+      !ASN1_STRING_set(str.get(), value.data(), static_cast<int>(value.size()))) {
+    return BoringSslError("building a SAN");
   }
-  GENERAL_NAME_set0_value(name.get(), GEN_URI, str.release());
-  if (!bssl::PushToStack(names.get(), std::move(name))) return BoringSslError("building SANs");
+  GENERAL_NAME_set0_value(name.get(), type, str.release());
+  if (!bssl::PushToStack(names, std::move(name))) return BoringSslError("building SANs");
+  return absl::OkStatus();
+}
+
+// The SAN extension: the URI first, then the DNS names.
+absl::Status AddSans(X509* cert, const std::string& uri,
+                     const std::vector<std::string>& dns_names) {
+  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
+  if (names == nullptr) return BoringSslError("building SANs");
+  RETURN_IF_ERROR(PushSan(names.get(), GEN_URI, uri));
+  for (const std::string& dns : dns_names) RETURN_IF_ERROR(PushSan(names.get(), GEN_DNS, dns));
   // Critical because the subject is empty (RFC 5280 4.2.1.6, X509-SVID 4.3).
   if (!X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), /*crit=*/1, X509V3_ADD_DEFAULT)) {
-    return BoringSslError("adding the URI SAN");
+    return BoringSslError("adding the SANs");
   }
   return absl::OkStatus();
 }
@@ -415,14 +432,25 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
 absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view csr,
                                                              const tls::SpiffeId& identity,
                                                              absl::Duration ttl) const {
+  ASSIGN_OR_RETURN(bssl::UniquePtr<X509_REQ> req, ParseCsr(csr, options_.max_csr_bytes));
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> subject_key, VerifiedCsrKey(req.get()));
+  return Issue(*subject_key, identity, ttl);
+}
+
+absl::StatusOr<IssuedCertificate> CertificateAuthority::Issue(
+    const EVP_PKEY& public_key, const tls::SpiffeId& identity, absl::Duration ttl,
+    const std::vector<std::string>& dns_names) const {
   if (identity.trust_domain() != options_.trust_domain) {
     return absl::PermissionDeniedError(absl::StrCat("identity ", identity.ToString(),
                                                     " is outside this CA's trust domain ",
                                                     options_.trust_domain));
   }
-  ASSIGN_OR_RETURN(bssl::UniquePtr<X509_REQ> req, ParseCsr(csr, options_.max_csr_bytes));
-  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> subject_key, VerifiedCsrKey(req.get()));
-
+  RETURN_IF_ERROR(CheckP256(public_key, "subject key"));
+  for (const std::string& dns : dns_names) {
+    if (!config::IsHostName(dns)) {
+      return absl::InvalidArgumentError(absl::StrCat("DNS name \"", dns, "\" is not a host name"));
+    }
+  }
   const absl::Time now = clock_.WallNow();
   const absl::Time signer_expiry = tls::NotAfter(*signing_cert_);
   if (signer_expiry <= now) {
@@ -444,7 +472,7 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view c
   RETURN_IF_ERROR(SetValidity(c, not_before, not_after));
   // Empty subject: the identity is the URI SAN, nothing else.
   if (!X509_set_issuer_name(c, X509_get_subject_name(signing_cert_.get())) ||
-      !X509_set_pubkey(c, subject_key.get())) {
+      !X509_set_pubkey(c, const_cast<EVP_PKEY*>(&public_key))) {
     return BoringSslError("setting issuer and public key");
   }
   X509* issuer = signing_cert_.get();
@@ -453,7 +481,7 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view c
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_ext_key_usage, "serverAuth,clientAuth"));
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_authority_key_identifier, "keyid:always"));
-  RETURN_IF_ERROR(AddUriSan(c, identity.ToString()));
+  RETURN_IF_ERROR(AddSans(c, identity.ToString(), dns_names));
   if (!X509_sign(c, signing_key_.get(), EVP_sha256())) return BoringSslError("signing");
 
   IssuedCertificate out;

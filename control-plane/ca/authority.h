@@ -12,7 +12,10 @@
 // X509-SVID spec); keyUsage digitalSignature (critical; keyEncipherment is meaningless for EC
 // keys); extendedKeyUsage serverAuth + clientAuth; basicConstraints CA:FALSE (critical); a random
 // positive 128-bit serial; notBefore backdated by `backdate` to tolerate clock skew; lifetime the
-// requested TTL capped by `max_ttl` and by the signing certificate's own expiry.
+// requested TTL capped by `max_ttl` and by the signing certificate's own expiry. Workload leaves
+// (Sign) carry no other SAN. The control plane's own serving certificate (Issue, called by
+// serving_certificate.h) has the same profile plus DNS SANs, which X509-SVID allows next to the
+// one URI SAN.
 //
 // Thread-safety: immutable after creation; Sign() may run on any thread. Rotating the signing
 // certificate or the trust bundle means building a new CertificateAuthority and swapping it.
@@ -121,6 +124,13 @@ class CertificateAuthority {
   // is not ECDSA P-256; FailedPrecondition when the signing certificate has expired.
   absl::StatusOr<IssuedCertificate> Sign(absl::string_view csr, const tls::SpiffeId& identity,
                                          absl::Duration ttl) const;
+  // The same leaf over a key the caller holds itself (no CSR to verify): the control plane's own
+  // serving certificate. `dns_names` (host names, validated) become DNS SANs after the URI SAN.
+  // InvalidArgument for a key that is not ECDSA P-256 or a name that is not a host name;
+  // PermissionDenied and FailedPrecondition as for Sign().
+  absl::StatusOr<IssuedCertificate> Issue(const EVP_PKEY& public_key, const tls::SpiffeId& identity,
+                                          absl::Duration ttl,
+                                          const std::vector<std::string>& dns_names = {}) const;
 
   const std::string& trust_bundle_pem() const { return trust_bundle_pem_; }
   const TrustBundle& trust_bundle() const { return trust_bundle_; }

@@ -153,6 +153,64 @@ TEST_F(AuthorityTest, IssuesExactlyTheAttestedIdentityIgnoringTheCsrNames) {
   EXPECT_NE(VerifyChain(issued->chain_pem, issued->trust_bundle_pem, now + absl::Hours(25)), "");
 }
 
+// The control plane's own serving certificate: the workload profile over a key it holds, plus
+// DNS SANs after the one URI SAN.
+TEST_F(AuthorityTest, IssuesOverAKeyWithDnsNamesInTheWorkloadProfile) {
+  auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
+  ASSERT_TRUE(ca.ok());
+  auto key = tls::GenerateEcdsaP256Key();
+  ASSERT_TRUE(key.ok());
+  const char kControlPlane[] = "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane";
+  auto issued = (*ca)->Issue(**key, Id(kControlPlane), absl::Hours(2),
+                             {"meshlet-control-plane", "meshlet-control-plane.meshlet-system.svc"});
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  bssl::UniquePtr<X509> leaf = Leaf(*issued);
+  EXPECT_EQ(tls::UriSans(*leaf), std::vector<std::string>{kControlPlane});
+  EXPECT_EQ(tls::DnsSans(*leaf), (std::vector<std::string>{
+                                     "meshlet-control-plane",
+                                     "meshlet-control-plane.meshlet-system.svc"}));
+  // Still exactly one SPIFFE id, so the sidecar's server-identity check reads it.
+  auto spiffe = tls::ExtractSpiffeId(*leaf);
+  ASSERT_TRUE(spiffe.ok()) << spiffe.status();
+  EXPECT_EQ(spiffe->ToString(), kControlPlane);
+  int critical = -1;
+  GENERAL_NAMES_free(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, &critical, nullptr)));
+  EXPECT_EQ(critical, 1);
+  EXPECT_EQ(tls::SubjectName(*leaf), "");
+  EXPECT_FALSE(tls::IsCa(*leaf));
+  EXPECT_EQ(X509_get_key_usage(leaf.get()), static_cast<uint32_t>(KU_DIGITAL_SIGNATURE));
+  EXPECT_EQ(X509_get_extended_key_usage(leaf.get()),
+            static_cast<uint32_t>(XKU_SSL_SERVER | XKU_SSL_CLIENT));
+  EXPECT_TRUE(tls::CheckKeyMatchesCertificate(*leaf, **key).ok());
+  const absl::Time now = clock_.WallNow();
+  EXPECT_LE(absl::AbsDuration(issued->not_after - (now + absl::Hours(2))), absl::Seconds(1));
+  EXPECT_EQ(VerifyChain(issued->chain_pem, issued->trust_bundle_pem, now, "sslserver"), "");
+
+  // Without names: the workload leaf exactly.
+  auto plain = (*ca)->Issue(**key, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(tls::DnsSans(*Leaf(*plain)).empty());
+
+  // Refusals: a name that is no host name, another trust domain, a key that is not P-256.
+  auto bad_name = (*ca)->Issue(**key, Id(kControlPlane), absl::Hours(1), {"a b"});
+  EXPECT_EQ(bad_name.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_name.status().message().find("\"a b\" is not a host name"), std::string::npos)
+      << bad_name.status();
+  EXPECT_EQ((*ca)->Issue(**key, Id("spiffe://other.example/ns/a/sa/b"), absl::Hours(1))
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  auto p384 = MakeCsr({.key_type = CsrKeyType::kEcdsaP384});
+  ASSERT_TRUE(p384.ok());
+  auto p384_key = tls::ParsePemPrivateKey(p384->key_pem);
+  ASSERT_TRUE(p384_key.ok());
+  auto wrong_curve = (*ca)->Issue(**p384_key, Id(kFrontend), absl::Hours(1));
+  EXPECT_EQ(wrong_curve.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_curve.status().message().find("another curve"), std::string::npos)
+      << wrong_curve.status();
+}
+
 TEST_F(AuthorityTest, SerialsDiffer) {
   auto ca = CertificateAuthority::LoadOrGenerateRoot(TempDir(), {}, clock_);
   auto csr = MakeCsr();

@@ -45,7 +45,7 @@ std::vector<flags::Flag> CaFlags(CaServiceOptions& options) {
                         "SPIFFE trust domain (default cluster.local)"),
       {.name = "--cert-ttl",
        .value = "DURATION",
-       .help = "default workload certificate lifetime (default 24h)",
+       .help = "default certificate lifetime, also of the discovery port's own (default 24h)",
        .set = PositiveDuration(&options.authority.default_ttl)},
       {.name = "--cert-max-ttl",
        .value = "DURATION",
@@ -98,7 +98,7 @@ CaService::~CaService() {
   if (service_ != nullptr) control_plane_.api().SetTokenHandler(nullptr);
 }
 
-absl::Status CaService::Start(http::grpc::Server* grpc_server) {
+absl::Status CaService::Init() {
   absl::StatusOr<std::unique_ptr<CertificateAuthority>> authority =
       options_.cert_chain_file.empty()
           ? CertificateAuthority::LoadOrGenerateRoot(
@@ -136,17 +136,19 @@ absl::Status CaService::Start(http::grpc::Server* grpc_server) {
   control_plane_.api().SetTokenHandler([this](const http::ServerRequest& request) {
     return identity::HandleTokenRequest(*join_tokens_, request);
   });
+  control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
   purge_timer_ = std::make_unique<event::Timer>(control_plane_.loop(), [this] {
     absl::StatusOr<size_t> purged = join_tokens_->PurgeExpired();
     if (!purged.ok()) LOG(WARN) << "join tokens: purge failed: " << purged.status();
   });
   purge_timer_->EnableRepeating(std::chrono::hours(1));
+  return absl::OkStatus();
+}
+
+absl::Status CaService::Register(http::grpc::Server& grpc_server) {
+  CHECK(service_ != nullptr) << "CaService::Register before Init";
+  if (absl::Status status = service_->Register(grpc_server); !status.ok()) return status;
   const tls::CertificateInfo signer = tls::DescribeCertificate(authority_->signing_certificate());
-  if (grpc_server == nullptr) {
-    LOG(WARN) << "ca: the discovery port is closed, so no certificates are issued";
-    return absl::OkStatus();
-  }
-  if (absl::Status status = service_->Register(*grpc_server); !status.ok()) return status;
   LOG(INFO) << "ca: issuing " << options_.authority.trust_domain << " certificates as \""
             << signer.subject << "\" (expires " << absl::FormatTime(signer.not_after) << "), "
             << authority_->trust_bundle().size() << " root(s) in the trust bundle";

@@ -1,10 +1,13 @@
 #pragma once
 
-// CaService: plugs the workload CA into the control-plane binary. After ControlPlane::Init() it
-// loads the signing material (an operator's CA from --ca-cert/--ca-key, else the root generated
-// in <data-dir>/ca on first start), enables join tokens on the REST API (/api/v1/tokens, stored
-// hashed in the control plane's store), and serves meshlet.ca.v1.CertificateService on the gRPC
-// server it is given — the discovery server on 15012. Expired join tokens are purged hourly.
+// CaService: plugs the workload CA into the control-plane binary, in two steps. Init(), after
+// ControlPlane::Init(), loads the signing material (an operator's CA from --ca-cert/--ca-key,
+// else the root generated in <data-dir>/ca on first start), enables join tokens on the REST API
+// (/api/v1/tokens, stored hashed in the control plane's store) and serves the trust bundle there
+// (/api/v1/trust-bundle); the authority is then ready to issue the discovery port's own
+// certificate (serving_certificate.h) before that port opens.
+// Register() then serves meshlet.ca.v1.CertificateService on the gRPC server it is given — the
+// discovery server on 15012. Expired join tokens are purged hourly.
 //
 // Kubernetes service-account attestation is on when an API server is known (--kubernetes-api, or
 // KUBERNETES_SERVICE_HOST/PORT inside a pod): tokens are then reviewed by that API server
@@ -63,10 +66,13 @@ class CaService {
   CaService(ControlPlane& control_plane, CaServiceOptions options);
   ~CaService();
 
-  // `grpc_server` may be null (discovery port closed): the CA then issues nothing, but tokens
-  // can still be managed. Errors name the file or step that failed.
-  absl::Status Start(http::grpc::Server* grpc_server);
+  // Loads the CA and mounts its API routes. Errors name the file or step that failed.
+  absl::Status Init();
+  // After Init(): serves CertificateService on `grpc_server`. Not owned; the server calls into
+  // this CaService, so it must be destroyed before this CaService is.
+  absl::Status Register(http::grpc::Server& grpc_server);
 
+  // Valid after Init().
   const CertificateAuthority& authority() const { return *authority_; }
   identity::JoinTokens& join_tokens() { return *join_tokens_; }
 

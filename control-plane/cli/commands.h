@@ -2,8 +2,8 @@
 
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
 // with its flags: apply.cc (apply, delete, diff), inject.cc, get.cc (get, describe), proxy.cc
-// (proxy-status, proxy-config), token.cc, traces.cc (traces, trace), stat.cc (stat, top),
-// check.cc (dashboard, check, version), help.cc.
+// (proxy-status, proxy-config), token.cc, trust_bundle.cc, traces.cc (traces, trace), stat.cc
+// (stat, top), check.cc (dashboard, check, version), help.cc.
 
 #include <string>
 #include <vector>
@@ -22,6 +22,7 @@ CommandSpec DescribeCommand();
 CommandSpec ProxyStatusCommand();
 CommandSpec ProxyConfigCommand();
 CommandSpec TokenCommand();
+CommandSpec TrustBundleCommand();
 CommandSpec TracesCommand();
 CommandSpec TraceCommand();
 CommandSpec StatCommand();

@@ -3,6 +3,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -27,6 +29,18 @@ flags::Flag CheckedFlag(std::string name, std::string value, std::string help, s
             *out = std::string(v);
             return absl::OkStatus();
           }};
+}
+
+// A flag's setter storing what `parse` makes of the value in `*out`.
+template <typename T>
+std::function<absl::Status(absl::string_view)> ParsedInto(
+    T* out, absl::StatusOr<T> (*parse)(absl::string_view)) {
+  return [out, parse](absl::string_view v) {
+    absl::StatusOr<T> parsed = parse(v);
+    if (!parsed.ok()) return parsed.status();
+    *out = *parsed;
+    return absl::OkStatus();
+  };
 }
 
 // One document as it goes out: its text as it came in when injection left it unchanged
@@ -61,11 +75,25 @@ class Inject final : public Command {
                  "app starts once it is ready (default; Kubernetes 1.29+); classic: a regular "
                  "container listed first. The annotation sidecar.meshlet.io/mode overrides it "
                  "per pod",
+         .set = ParsedInto(&mode_, inject::ParseSidecarMode)},
+        {.name = "--identity",
+         .value = "kubernetes-token|join-token",
+         .help = "how proxies prove their workload identity to the CA: the pod's projected "
+                 "service-account token (default), or a join token from the Secret "
+                 "meshlet-join-token-<service account> (meshctl token create -o secret; for "
+                 "engines without service-account tokens, such as podman). The annotation "
+                 "sidecar.meshlet.io/identity overrides it per pod",
+         .set = ParsedInto(&identity_, inject::ParseIdentity)},
+        {.name = "--trace-collector",
+         .value = "HOST:PORT|off",
+         .help = "where proxies send spans (OTLP/HTTP): default the control plane's collector, "
+                 "port 4318 of the --control-plane host; off: no tracing",
          .set =
              [this](absl::string_view v) {
-               absl::StatusOr<inject::SidecarMode> mode = inject::ParseSidecarMode(v);
-               if (!mode.ok()) return mode.status();
-               mode_ = *mode;
+               if (v != inject::kTraceCollectorOff) {
+                 if (absl::Status s = inject::CheckHostPort(v); !s.ok()) return s;
+               }
+               trace_collector_ = std::string(v);
                return absl::OkStatus();
              }},
         flags::SwitchFlag("--podman", &podman_,
@@ -86,6 +114,8 @@ class Inject final : public Command {
     if (!control_plane_.empty()) options.control_plane_address = control_plane_;
     if (!trust_domain_.empty()) options.trust_domain = trust_domain_;
     options.mode = mode_;
+    options.identity = identity_;
+    options.trace_collector = trace_collector_;
     options.version = kMeshctlVersion;
     options.podman = podman_;
     if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
@@ -160,6 +190,8 @@ class Inject final : public Command {
   std::string control_plane_;
   std::string trust_domain_;
   inject::SidecarMode mode_ = inject::SidecarMode::kNative;
+  inject::Identity identity_ = inject::Identity::kKubernetesToken;
+  std::string trace_collector_;
   bool podman_ = false;
   std::string output_ = "yaml";
 };
@@ -184,10 +216,10 @@ CommandSpec InjectCommand() {
       .examples = {{"inject and apply", "meshctl inject -f examples/pods/ | kubectl apply -f -"},
                    {"classic sidecars, for engines without native sidecars",
                     "meshctl inject -f app.yaml --mode classic --proxy-image "
-                    "localhost/meshlet-proxy:latest"},
-                   {"for podman kube play",
-                    "meshctl inject -f app.yaml --mode classic --podman > pod.yaml && podman kube "
-                    "play pod.yaml"},
+                    "registry.example.com/meshlet-proxy:0.1.0"},
+                   {"for podman kube play (no native sidecars, no service-account tokens)",
+                    "meshctl inject -f app.yaml --mode classic --podman --identity join-token > "
+                    "pod.yaml"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},

@@ -332,6 +332,29 @@ TEST_F(MeshctlTest, WarningsFromTheApiGoToStderr) {
             "No services found in namespace default.\n");
 }
 
+TEST_F(MeshctlTest, TokenCreateWritesTheTokenOrTheSecretInjectedPodsMount) {
+  api_.Answer("POST", "/api/v1/tokens", 201,
+              R"({"id":"t1","token":"mjt.abc:def","expiresAt":"2026-12-01T00:00:00Z"})");
+  EXPECT_EQ(Run({"token", "create", "-n", "shop", "--service-account", "reviews"}), 0);
+  EXPECT_EQ(out_.str(), "mjt.abc:def\n");
+  EXPECT_EQ(api_.requests().back().body,
+            R"({"namespace":"shop","serviceAccount":"reviews","ttl":"1h","singleUse":false})");
+  out_.str("");
+  EXPECT_EQ(Run({"token", "create", "-n", "shop", "--service-account", "reviews", "-o", "secret"}),
+            0);
+  EXPECT_EQ(out_.str(),
+            "apiVersion: v1\n"
+            "kind: Secret\n"
+            "metadata:\n"
+            "  name: meshlet-join-token-reviews\n"
+            "  namespace: shop\n"
+            "  labels:\n"
+            "    app.kubernetes.io/part-of: meshlet\n"
+            "type: Opaque\n"
+            "stringData:\n"
+            "  token: \"mjt.abc:def\"\n");
+}
+
 TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {
   EXPECT_EQ(Run({"dashboard", "--server", "cp:15014", "--token", "a b/c"}), 0);
   EXPECT_EQ(out_.str(), "http://cp:15014/dashboard/#token=a%20b%2fc\n");
@@ -346,6 +369,106 @@ TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
   EXPECT_EQ(err_.str(), "meshctl: cannot read context file /nonexistent/meshctl.yaml\n");
   EXPECT_EQ(Run({"get", "svc"}), 2);
   EXPECT_TRUE(api_.requests().empty());
+}
+
+// trust-bundle
+
+constexpr char kBundle[] =
+    "-----BEGIN CERTIFICATE-----\nMIIB1\nMIIB2\n-----END CERTIFICATE-----\n"
+    "-----BEGIN CERTIFICATE-----\nMIIC1\n-----END CERTIFICATE-----\n";
+
+TEST_F(MeshctlTest, TrustBundlePrintsThePemWithTheToken) {
+  api_.Answer("GET", "/api/v1/trust-bundle", 200, kBundle,
+              {{"content-type", "application/x-pem-file"}});
+  ASSERT_EQ(Run({"trust-bundle", "--token", "secret"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), kBundle);
+  EXPECT_EQ(err_.str(), "");
+  EXPECT_EQ(OnlyPath(), "/api/v1/trust-bundle");
+  EXPECT_EQ(Header(api_.requests().back(), "authorization"), "Bearer secret");
+  // Without a final newline from the server, the output still ends its last line.
+  api_.Answer("GET", "/api/v1/trust-bundle", 200,
+              "-----BEGIN CERTIFICATE-----\nMIIB\n"
+              "-----END CERTIFICATE-----");
+  ASSERT_EQ(Run({"trust-bundle"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+}
+
+TEST_F(MeshctlTest, TrustBundleAsTheConfigMapInjectedPodsMount) {
+  api_.Answer("GET", "/api/v1/trust-bundle", 200, kBundle);
+  ASSERT_EQ(Run({"trust-bundle", "--configmap", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "apiVersion: v1\n"
+            "kind: ConfigMap\n"
+            "metadata:\n"
+            "  name: meshlet-trust\n"
+            "  namespace: shop\n"
+            "data:\n"
+            "  ca.pem: |\n"
+            "    -----BEGIN CERTIFICATE-----\n"
+            "    MIIB1\n"
+            "    MIIB2\n"
+            "    -----END CERTIFICATE-----\n"
+            "    -----BEGIN CERTIFICATE-----\n"
+            "    MIIC1\n"
+            "    -----END CERTIFICATE-----\n");
+  // The namespace defaults to the context's (here none: default); --name renames it.
+  ASSERT_EQ(Run({"trust-bundle", "--configmap", "--name=mesh-roots"}), 0) << err_.str();
+  EXPECT_EQ(out_.str().rfind("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mesh-roots\n"
+                             "  namespace: default\ndata:\n  ca.pem: |\n    -----BEGIN",
+                             0),
+            0u)
+      << out_.str();
+}
+
+TEST_F(MeshctlTest, TrustBundleUsageErrorsAndFailures) {
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"trust-bundle", "extra"}, "meshctl: usage: meshctl trust-bundle [--configmap]"},
+           {{"trust-bundle", "-n", "shop"},
+            "meshctl: -n/--namespace and --name go with --configmap"},
+           {{"trust-bundle", "--name", "x"},
+            "meshctl: -n/--namespace and --name go with --configmap"},
+           {{"trust-bundle", "--configmap", "--name", "Bad_Name"},
+            "meshctl: --name=\"Bad_Name\": must be a ConfigMap name"},
+           {{"trust-bundle", "--configmap", "-n", "Shop"},
+            "meshctl: --namespace=\"Shop\": must be a namespace name"},
+           {{"trust-bundle", "--configmap=yes"}, "meshctl: --configmap=\"yes\": takes no value"},
+       }) {
+    EXPECT_EQ(Run(args), 2) << absl::StrJoin(args, " ");
+    EXPECT_EQ(err_.str().rfind(message, 0), 0u) << absl::StrJoin(args, " ") << ": " << err_.str();
+    EXPECT_EQ(out_.str(), "");
+  }
+  EXPECT_TRUE(api_.requests().empty());
+
+  // A control plane without a CA, or an answer that is no PEM: exit 1, nothing on stdout.
+  api_.Answer(
+      "GET", "/api/v1/trust-bundle", 503,
+      R"({"kind":"Status","code":503,"message":"the certificate authority is not running"})");
+  EXPECT_EQ(Run({"trust-bundle", "--configmap"}), 1);
+  EXPECT_EQ(err_.str(), "meshctl: the certificate authority is not running\n");
+  EXPECT_EQ(out_.str(), "");
+  api_.Answer("GET", "/api/v1/trust-bundle", 200, "<html>proxy error</html>");
+  EXPECT_EQ(Run({"trust-bundle"}), 1);
+  EXPECT_EQ(err_.str(),
+            "meshctl: the control plane's answer is not a PEM bundle of certificates\n");
+  EXPECT_EQ(out_.str(), "");
+  // Unreachable, or the token refused: exit 3.
+  api_.Answer("GET", "/api/v1/trust-bundle", 401, R"({"message":"wrong bearer token"})");
+  EXPECT_EQ(Run({"trust-bundle", "--token", "old"}), 3);
+  api_.FailWith(absl::UnavailableError("cannot connect to 127.0.0.1:15014: Connection refused"));
+  EXPECT_EQ(Run({"trust-bundle"}), 3);
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(MeshctlTest, TrustBundleHelpShowsTheConfigMapExamples) {
+  ASSERT_EQ(Run({"help", "trust-bundle"}), 0);
+  const std::string help = out_.str();
+  for (const char* want :
+       {"\nUsage:\n  meshctl trust-bundle [--configmap] [-n NS] [--name NAME]\n", "  --configmap ",
+        "  --name NAME ", "meshctl trust-bundle --configmap -n shop | kubectl apply -f -"}) {
+    EXPECT_NE(help.find(want), std::string::npos) << want << "\n" << help;
+  }
+  ASSERT_EQ(Run({"help"}), 0);
+  EXPECT_NE(out_.str().find("\n  trust-bundle "), std::string::npos) << out_.str();
 }
 
 // inject

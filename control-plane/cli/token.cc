@@ -6,9 +6,25 @@
 #include "common/base/json.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/inject/inject.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
+
+// A Secret manifest holding `token` for the pods of `service_account` in `ns`.
+std::string JoinTokenSecret(const std::string& ns, const std::string& service_account,
+                            const std::string& token) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1" << YAML::Key << "kind"
+      << YAML::Value << "Secret" << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap
+      << YAML::Key << "name" << YAML::Value << inject::DefaultJoinTokenSecret(service_account)
+      << YAML::Key << "namespace" << YAML::Value << ns << YAML::Key << "labels" << YAML::Value
+      << YAML::BeginMap << YAML::Key << "app.kubernetes.io/part-of" << YAML::Value << "meshlet"
+      << YAML::EndMap << YAML::EndMap << YAML::Key << "type" << YAML::Value << "Opaque"
+      << YAML::Key << "stringData" << YAML::Value << YAML::BeginMap << YAML::Key << "token"
+      << YAML::Value << YAML::DoubleQuoted << token << YAML::EndMap << YAML::EndMap;
+  return absl::StrCat(out.c_str(), "\n");
+}
 
 class Token final : public Command {
  public:
@@ -19,7 +35,10 @@ class Token final : public Command {
                                           "the workload's service account")),
         flags::StringFlag("--ttl", "DURATION", &ttl_, "how long the token is valid (default 1h)"),
         Switch("--single-use", "", &single_use_, "valid for one certificate only"),
-        OutputFlag(&output_, {"json"}, "the API's JSON")};
+        OutputFlag(&output_, {"json", "secret"},
+                   "the API's JSON, or a Kubernetes Secret named meshlet-join-token-SA holding "
+                   "the token (key token), the Secret `meshctl inject --identity join-token` "
+                   "mounts")};
   }
 
   // The token goes alone to stdout (for `$(...)`), the rest to stderr.
@@ -50,7 +69,11 @@ class Token final : public Command {
       return kExitOk;
     }
     YAML::Node created = YAML::Load(reply->http.body);
-    session.io().out << Scalar(created["token"]) << "\n";
+    if (output_ == "secret") {
+      session.io().out << JoinTokenSecret(ns, service_account_, Scalar(created["token"]));
+    } else {
+      session.io().out << Scalar(created["token"]) << "\n";
+    }
     session.io().err << "join token " << Scalar(created["id"]) << " for ns/" << ns << "/sa/"
                      << service_account_ << (single_use_ ? ", single use" : "") << ", expires "
                      << Scalar(created["expiresAt"]) << "\n";
@@ -77,7 +100,10 @@ CommandSpec TokenCommand() {
               "alone goes to stdout, the details to stderr; it is shown only this once.",
           .examples = {{"",
                         "TOKEN=$(meshctl token create --namespace shop --service-account "
-                        "billing --ttl 10m --single-use)"}},
+                        "billing --ttl 10m --single-use)"},
+                       {"the Secret of pods injected with --identity join-token",
+                        "meshctl token create -n shop --service-account billing --ttl 720h -o "
+                        "secret | kubectl apply -f -"}},
           .make = [] { return std::make_unique<Token>(); }};
 }
 

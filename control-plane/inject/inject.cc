@@ -311,6 +311,19 @@ absl::Status PodReader::ReadStatus(Plan& plan) const {
     return not_ours;
   }
   if (!parsed.IsMap()) return not_ours;
+  if (!Field(parsed, "initContainers") && Field(parsed, "mode")) {
+    // The short form (written for podman): the names follow from the mode.
+    absl::StatusOr<SidecarMode> mode = ParseSidecarMode(Text(Field(parsed, "mode")));
+    if (!mode.ok()) return not_ours;
+    plan.injected_init_containers.insert(kInitContainerName);
+    (*mode == SidecarMode::kNative ? plan.injected_init_containers : plan.injected_containers)
+        .insert(kProxyContainerName);
+    plan.injected_volumes = {kTrustVolume, kTokenVolume, kJoinTokenVolume, kDataVolume};
+    if (IsTrue(Field(parsed, "podman"))) {
+      plan.injected_annotations.insert(kPodmanInitContainerTypeAnnotation);
+    }
+    return absl::OkStatus();
+  }
   for (auto& [key, out] : {std::pair<const char*, std::set<std::string>*>{
                                "initContainers", &plan.injected_init_containers},
                            {"containers", &plan.injected_containers},
@@ -491,18 +504,14 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     if (!parsed.ok()) return error(kModeAnnotation, parsed.status().message());
     plan.mode = *parsed;
   }
-  const std::optional<std::string> identity = Annotation(kIdentityAnnotation);
-  if (identity && *identity != kKubernetesTokenIdentity && *identity != kJoinTokenIdentity) {
-    return error(kIdentityAnnotation, absl::StrCat("must be ", kKubernetesTokenIdentity,
-                                                   " (the default) or ", kJoinTokenIdentity));
+  Identity identity = options_.identity;
+  if (std::optional<std::string> annotation = Annotation(kIdentityAnnotation)) {
+    absl::StatusOr<Identity> parsed = ParseIdentity(*annotation);
+    if (!parsed.ok()) return error(kIdentityAnnotation, parsed.status().message());
+    identity = *parsed;
   }
-  plan.join_token = identity == kJoinTokenIdentity;
+  plan.join_token = identity == Identity::kJoinToken;
   const std::optional<std::string> secret = Annotation(kJoinTokenSecretAnnotation);
-  if (plan.join_token && !secret) {
-    return error(kIdentityAnnotation,
-                 absl::StrCat(kJoinTokenIdentity, " needs the annotation ",
-                              kJoinTokenSecretAnnotation, " naming the Secret with the token"));
-  }
   if (secret && !plan.join_token) {
     return error(kJoinTokenSecretAnnotation,
                  absl::StrCat("only used with ", kIdentityAnnotation, ": ", kJoinTokenIdentity));
@@ -510,7 +519,17 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
   if (secret && !config::IsDnsSubdomain(*secret)) {
     return error(kJoinTokenSecretAnnotation, "must be a Secret's name (a DNS-1123 subdomain)");
   }
-  plan.join_token_secret = secret.value_or("");
+  if (plan.join_token) {
+    std::string account = Text(Field(spec_, "serviceAccountName"));
+    if (account.empty()) account = "default";
+    plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(account));
+    if (!config::IsDnsSubdomain(plan.join_token_secret)) {
+      return Error(Field(spec_, "serviceAccountName"), "spec.serviceAccountName",
+                   absl::StrCat("the join token's Secret would be named \"",
+                                plan.join_token_secret, "\", which is not a Secret's name; set ",
+                                kJoinTokenSecretAnnotation));
+    }
+  }
 
   plan.image = Annotation(kProxyImageAnnotation).value_or(options_.proxy_image);
   if (plan.image.empty() || std::any_of(plan.image.begin(), plan.image.end(), [](char c) {
@@ -692,6 +711,14 @@ YAML::Node InitContainer(const Plan& plan) {
   return c;
 }
 
+// The proxy's --trace-collector: the option's, else the control plane's collector; "" for none.
+std::string TraceCollector(const Options& options) {
+  if (options.trace_collector == kTraceCollectorOff) return "";
+  if (!options.trace_collector.empty()) return options.trace_collector;
+  const absl::string_view address = options.control_plane_address;
+  return absl::StrCat(address.substr(0, address.rfind(':')), ":", kCollectorPort);
+}
+
 YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   std::vector<std::string> args = {
       "--xds=$(MESHLET_CONTROL_PLANE)",
@@ -710,11 +737,16 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   for (const auto& [key, value] : plan.labels) {
     args.push_back(absl::StrCat("--node-label=", EscapeForArgs(key), "=", EscapeForArgs(value)));
   }
+  // The pod's traffic is captured (meshlet-init): the control plane sends capture listeners.
+  args.push_back("--node-label=meshlet.io/capture=iptables");
   args.push_back(plan.join_token
                      ? absl::StrCat("--join-token-file=", kJoinTokenDir, "/", kJoinTokenKey)
                      : absl::StrCat("--kubernetes-token-file=", kTokenDir, "/token"));
   args.push_back(absl::StrCat("--admin-address=127.0.0.1:", kAdminPort));
   args.push_back(absl::StrCat("--prometheus-address=0.0.0.0:", kPrometheusPort));
+  if (std::string collector = TraceCollector(options); !collector.empty()) {
+    args.push_back(absl::StrCat("--trace-collector=", collector));
+  }
   if (!plan.drain_time.empty()) args.push_back(absl::StrCat("--drain-time=", plan.drain_time));
   if (!plan.log_level.empty()) args.push_back(absl::StrCat("--log-level=", plan.log_level));
   if (plan.capture_check_port != 0) {
@@ -815,6 +847,14 @@ std::string StatusJson(const Plan& plan, const Options& options,
       annotations.empty() ? "" : absl::StrCat(",\"annotations\":", list(annotations)), "}");
 }
 
+// The status for podman, whose 4.3 refuses annotation values over 63 characters: the version
+// and mode, from which ReadStatus knows the names, and whether the podman annotation was added.
+std::string ShortStatusJson(const Plan& plan, const Options& options, bool podman_annotation) {
+  return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":",
+                      plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
+                      podman_annotation ? ",\"podman\":true" : "", "}");
+}
+
 // The entries of `list` whose name is not in `drop`.
 YAML::Node Without(const YAML::Node& list, const std::set<std::string>& drop) {
   YAML::Node kept = List();
@@ -887,7 +927,9 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
     added_annotations.push_back(kPodmanInitContainerTypeAnnotation);
   }
   annotations[kStatusAnnotation] = StringNode(
-      StatusJson(plan, options, added_init, added_containers, added_volumes, added_annotations));
+      options.podman ? ShortStatusJson(plan, options, !added_annotations.empty())
+                     : StatusJson(plan, options, added_init, added_containers, added_volumes,
+                                  added_annotations));
   metadata["annotations"] = annotations;
 }
 
@@ -918,6 +960,17 @@ absl::Status CheckHostPort(absl::string_view address) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Identity> ParseIdentity(absl::string_view text) {
+  if (text == kKubernetesTokenIdentity) return Identity::kKubernetesToken;
+  if (text == kJoinTokenIdentity) return Identity::kJoinToken;
+  return absl::InvalidArgumentError(absl::StrCat("must be ", kKubernetesTokenIdentity,
+                                                 " (the default) or ", kJoinTokenIdentity));
+}
+
+std::string DefaultJoinTokenSecret(absl::string_view service_account) {
+  return absl::StrCat("meshlet-join-token-", service_account);
+}
+
 absl::Status ValidateOptions(const Options& options) {
   RETURN_IF_ERROR(Annotate(CheckImage(options.proxy_image),
                            absl::StrCat("proxy image \"", options.proxy_image, "\"")));
@@ -933,6 +986,11 @@ absl::Status ValidateOptions(const Options& options) {
   }
   if (!ParseQuantity(options.proxy_cpu).ok() || !ParseQuantity(options.proxy_memory).ok()) {
     return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");
+  }
+  if (!options.trace_collector.empty() && options.trace_collector != kTraceCollectorOff) {
+    RETURN_IF_ERROR(
+        Annotate(CheckHostPort(options.trace_collector),
+                 absl::StrCat("trace collector \"", options.trace_collector, "\"")));
   }
   if (options.token_expiration_seconds < 600) {
     return absl::InvalidArgumentError("the token's lifetime must be at least 600 seconds");

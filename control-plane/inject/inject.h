@@ -15,7 +15,8 @@
 //     once the proxy is ready) or, in classic mode, the first regular container; its arguments
 //     name the control plane, its trust bundle and identity, and the workload (pod name,
 //     namespace, IP and service account from the downward API; service, labels and the app's
-//     TCP container ports from the pod);
+//     TCP container ports from the pod; the node label meshlet.io/capture: iptables, which
+//     gives it capture listeners; the trace collector, Options::trace_collector);
 //   - volumes for the trust bundle (ConfigMap meshlet-trust), the workload credential (a
 //     projected service-account token for the audience "meshlet", or a join token from a
 //     Secret) and the proxy's xDS cache (emptyDir);
@@ -24,7 +25,9 @@
 //     the init container's inbound capture is in effect; a port the pod's inbound capture
 //     annotations leave uncaptured is an error;
 //   - with Options::podman, the podman init-container-type annotation;
-//   - the annotation sidecar.meshlet.io/status naming what was added.
+//   - the annotation sidecar.meshlet.io/status naming what was added: a JSON object listing the
+//     names, or with Options::podman a short one that implies them (podman 4.3 refuses
+//     annotation values longer than 63 characters).
 //
 // Idempotent: what an earlier injection added (as its status annotation lists it) is taken out
 // and injected again, so a document injected with the same options comes back unchanged
@@ -97,6 +100,22 @@ enum class SidecarMode {
 // "native" or "classic".
 absl::StatusOr<SidecarMode> ParseSidecarMode(absl::string_view text);
 
+// How the proxy proves its workload identity to the CA (docs/security.md).
+enum class Identity {
+  kKubernetesToken,  // a projected service-account token, reviewed with TokenReview
+  kJoinToken,        // a join token (meshctl token create) from a Secret
+};
+// "kubernetes-token" or "join-token".
+absl::StatusOr<Identity> ParseIdentity(absl::string_view text);
+// The Secret a join-token pod mounts unless sidecar.meshlet.io/joinTokenSecret names another:
+// "meshlet-join-token-<service account>" (what `meshctl token create -o secret` writes).
+std::string DefaultJoinTokenSecret(absl::string_view service_account);
+
+// The port of the control plane's OTLP/HTTP trace collector.
+inline constexpr int kCollectorPort = 4318;
+// Options::trace_collector that turns tracing off.
+inline constexpr char kTraceCollectorOff[] = "off";
+
 struct Options {
   std::string proxy_image;  // required, e.g. "meshlet-proxy:0.1.0"
   std::string control_plane_address = "meshlet-control-plane.meshlet-system.svc:15012";
@@ -105,6 +124,11 @@ struct Options {
   std::string control_plane_namespace = "meshlet-system";
   std::string control_plane_service_account = "meshlet-control-plane";
   SidecarMode mode = SidecarMode::kNative;  // unless the pod's annotation says otherwise
+  // Unless the pod's sidecar.meshlet.io/identity annotation says otherwise.
+  Identity identity = Identity::kKubernetesToken;
+  // Where proxies send spans (OTLP/HTTP): empty for the control plane's own collector, on the
+  // host of control_plane_address and kCollectorPort; kTraceCollectorOff for no tracing.
+  std::string trace_collector;
   std::string version;                      // recorded in the status annotation
   // Resource requests of both injected containers unless the pod's annotations say otherwise.
   std::string proxy_cpu = "100m";

@@ -131,9 +131,13 @@ TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContain
                 "--node-port=9100",
                 "--node-label=app=reviews",
                 "--node-label=version=v1",
+                // The control plane gives it capture listeners.
+                "--node-label=meshlet.io/capture=iptables",
                 "--kubernetes-token-file=/var/run/meshlet/token/token",
                 "--admin-address=127.0.0.1:15000",
                 "--prometheus-address=0.0.0.0:15020",
+                // Spans to the control plane's collector.
+                "--trace-collector=meshlet-control-plane.meshlet-system.svc:4318",
                 // Not ready until a dial to the pod's own address is redirected inbound.
                 "--capture-check=$(POD_IP):15008",
             }));
@@ -428,12 +432,77 @@ spec:
   }
   EXPECT_EQ(absl::StrJoin(args, " ").find("kubernetes-token-file"), std::string::npos);
   EXPECT_NE(std::find(args.begin(), args.end(), "--capture-check=$(POD_IP):15008"), args.end());
-  EXPECT_EQ(args.size(), 18u);  // no --node-port: the app declares none
+  EXPECT_EQ(args.size(), 20u);  // no --node-port: the app declares none
   const YAML::Node volumes = out["spec"]["volumes"];
   EXPECT_EQ(Names(volumes),
             (std::vector<std::string>{"meshlet-trust", "meshlet-join-token", "meshlet-data"}));
   EXPECT_EQ(volumes[1]["secret"]["secretName"].Scalar(), "ratings-join-token");
   EXPECT_EQ(proxy["volumeMounts"][1]["name"].Scalar(), "meshlet-join-token");
+}
+
+TEST(InjectTest, JoinTokenIdentityByOptionMountsTheServiceAccountsSecret) {
+  Options options = TestOptions();
+  options.identity = Identity::kJoinToken;
+  const YAML::Node pod = Injected(kDeployment, options)["spec"]["template"];
+  const YAML::Node volumes = pod["spec"]["volumes"];
+  EXPECT_EQ(Names(volumes), (std::vector<std::string>{"cache", "meshlet-trust",
+                                                      "meshlet-join-token", "meshlet-data"}));
+  EXPECT_EQ(volumes[2]["secret"]["secretName"].Scalar(), "meshlet-join-token-reviews");
+  const std::vector<std::string> args = Strings(pod["spec"]["initContainers"][1]["args"]);
+  EXPECT_NE(std::find(args.begin(), args.end(),
+                      "--join-token-file=/var/run/meshlet/join-token/token"),
+            args.end());
+  // No serviceAccountName: the namespace's default account's Secret.
+  const std::string no_account =
+      absl::StrReplaceAll(kDeployment, {{"      serviceAccountName: reviews\n", ""}});
+  absl::StatusOr<Result> result = InjectText(no_account, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(
+      result->document["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"].Scalar(),
+      "meshlet-join-token-default");
+  // The annotation names another Secret, or goes back to the service-account token.
+  const std::string named = absl::StrReplaceAll(
+      kDeployment, {{"      labels:\n",
+                     "      annotations:\n        sidecar.meshlet.io/joinTokenSecret: mine\n"
+                     "      labels:\n"}});
+  result = InjectText(named, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(
+      result->document["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"].Scalar(),
+      "mine");
+  const std::string kubernetes = absl::StrReplaceAll(
+      kDeployment, {{"      labels:\n",
+                     "      annotations:\n        sidecar.meshlet.io/identity: kubernetes-token\n"
+                     "      labels:\n"}});
+  result = InjectText(kubernetes, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(Text(result->document["spec"]["template"]["spec"]["volumes"][2]["name"]),
+            "meshlet-token");
+}
+
+TEST(InjectTest, TraceCollectorFollowsTheControlPlaneOrTheOption) {
+  auto collector_args = [](const Options& options) {
+    std::vector<std::string> found;
+    for (const std::string& arg :
+         Strings(Injected(kDeployment, options)["spec"]["template"]["spec"]["initContainers"][1]
+                     ["args"])) {
+      if (absl::StartsWith(arg, "--trace-")) found.push_back(arg);
+    }
+    return found;
+  };
+  Options options = TestOptions();
+  options.control_plane_address = "10.0.0.7:15012";
+  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=10.0.0.7:4318"});
+  options.control_plane_address = "[fd00::7]:15012";
+  EXPECT_EQ(collector_args(options),
+            std::vector<std::string>{"--trace-collector=[fd00::7]:4318"});
+  options.trace_collector = "otel.observability:4318";
+  EXPECT_EQ(collector_args(options),
+            std::vector<std::string>{"--trace-collector=otel.observability:4318"});
+  options.trace_collector = "off";
+  EXPECT_EQ(collector_args(options), std::vector<std::string>{});
+  options.trace_collector = "otel";
+  EXPECT_FALSE(ValidateOptions(options).ok());
 }
 
 // The proxy's arguments of the pod `yaml` (a Pod, native mode) injects into.
@@ -512,10 +581,12 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   const YAML::Node out = Injected(kDeployment, podman);
   const YAML::Node annotations = out["spec"]["template"]["metadata"]["annotations"];
   EXPECT_EQ(annotations[kKey].Scalar(), "always");
+  // The short status: podman 4.3 refuses annotation values over 63 characters.
   EXPECT_EQ(annotations["sidecar.meshlet.io/status"].Scalar(),
-            R"({"version":"0.1.0","mode":"native","initContainers":["meshlet-init",)"
-            R"("meshlet-proxy"],"containers":[],"volumes":["meshlet-trust","meshlet-token",)"
-            R"("meshlet-data"],"annotations":["io.podman.annotations.init.container.type"]})");
+            R"({"version":"0.1.0","mode":"native","podman":true})");
+  for (auto it = annotations.begin(); it != annotations.end(); ++it) {
+    EXPECT_LE(it->second.Scalar().size(), 63u) << it->first.Scalar();
+  }
   // Injected again with --podman: the same bytes; without: as if never given.
   const std::string text = ToYaml(out);
   absl::StatusOr<Result> again = Inject(YAML::Load(text), podman);
@@ -523,6 +594,18 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   EXPECT_FALSE(again->changed);
   EXPECT_EQ(ToYaml(again->document), text);
   EXPECT_EQ(ToYaml(Injected(text)), ToYaml(plain));
+  // The short status names what was added as well for a classic, join-token pod: injected again
+  // without --podman it comes out as if injected so the first time.
+  Options classic = TestOptions();
+  classic.mode = SidecarMode::kClassic;
+  classic.identity = Identity::kJoinToken;
+  Options classic_podman = classic;
+  classic_podman.podman = true;
+  const std::string podman_text = ToYaml(Injected(kDeployment, classic_podman));
+  EXPECT_EQ(ToYaml(Injected(podman_text, classic)), ToYaml(Injected(kDeployment, classic)));
+  absl::StatusOr<Result> same = Inject(YAML::Load(podman_text), classic_podman);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_FALSE(same->changed);
 
   // The pod's own value is left alone (and kept when injected without --podman), with a warning
   // when it is not "always".
@@ -533,18 +616,19 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   ASSERT_TRUE(kept.ok()) << kept.status();
   const YAML::Node kept_pod = kept->document["spec"]["template"];
   EXPECT_EQ(kept_pod["metadata"]["annotations"][kKey].Scalar(), "once");
-  EXPECT_EQ(
-      kept_pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar().find("annotations"),
-      std::string::npos);
+  EXPECT_EQ(kept_pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
+            R"({"version":"0.1.0","mode":"native"})");
   ASSERT_EQ(kept->pods.size(), 1u);
   EXPECT_EQ(kept->pods[0].warnings,
             std::vector<std::string>{
                 "the pod's annotation io.podman.annotations.init.container.type is \"once\", not "
                 "\"always\": podman with runc may fail removing the finished meshlet-init"});
-  // Without --podman the pod's own annotation stays: nothing to change.
+  // Without --podman the pod's own annotation stays; only the status takes its long form.
   absl::StatusOr<Result> without = InjectText(ToYaml(kept->document));
   ASSERT_TRUE(without.ok()) << without.status();
-  EXPECT_FALSE(without->changed);
+  EXPECT_EQ(without->document["spec"]["template"]["metadata"]["annotations"][kKey].Scalar(),
+            "once");
+  EXPECT_EQ(ToYaml(without->document), ToYaml(Injected(own)));
 }
 
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
@@ -602,9 +686,9 @@ TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
             "      annotations:\n        sidecar.meshlet.io/drainTime: soon\n      labels:\n",
             "['sidecar.meshlet.io/drainTime']: must be a duration such as 30s or 1m30s"},
            {"      labels:\n",
-            "      annotations:\n        sidecar.meshlet.io/identity: join-token\n      labels:\n",
-            "['sidecar.meshlet.io/identity']: join-token needs the annotation "
-            "sidecar.meshlet.io/joinTokenSecret naming the Secret with the token"},
+            "      annotations:\n        sidecar.meshlet.io/identity: jwt\n      labels:\n",
+            "['sidecar.meshlet.io/identity']: must be kubernetes-token (the default) or "
+            "join-token"},
            {"      labels:\n",
             "      annotations:\n        sidecar.meshlet.io/joinTokenSecret: s\n      labels:\n",
             "['sidecar.meshlet.io/joinTokenSecret']: only used with sidecar.meshlet.io/identity: "

@@ -173,15 +173,15 @@ bool Registry::Heartbeat(absl::string_view id) {
   return true;
 }
 
-bool Registry::SetReady(absl::string_view id, bool ready) {
+Registry::ReadyChange Registry::SetReady(absl::string_view id, bool ready) {
   std::unique_lock<std::mutex> lock(mu_);
   auto it = workloads_.find(id);
-  if (it == workloads_.end()) return false;
+  if (it == workloads_.end()) return ReadyChange::kUnknownWorkload;
   it->second.last_heartbeat = clock_.WallNow();
-  if (it->second.ready == ready) return true;
+  if (it->second.ready == ready) return ReadyChange::kUnchanged;
   it->second.ready = ready;
   NotifyLocked(lock);
-  return true;
+  return ReadyChange::kChanged;
 }
 
 bool Registry::Disconnect(absl::string_view id) {

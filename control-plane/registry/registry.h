@@ -10,8 +10,8 @@
 //                      id for a moment (a reconnect racing the old stream's close); the workload
 //                      stays connected while any of them is open.
 //   Heartbeat(id)      any traffic on a stream; SetReady(id, ready) when the sidecar reports its
-//                      local app's readiness (a workload that is not ready is still registered,
-//                      its endpoints go out as UNHEALTHY).
+//                      readiness (not ready while it drains). A workload that is not ready stays
+//                      registered; the translator leaves its endpoints out of callers' clusters.
 //   Disconnect(id)     a stream closed. When the last one closes, the workload is kept for
 //                      `deregister_grace` with its endpoints unchanged (a sidecar that lost its
 //                      control-plane stream usually still serves), then ExpireDisconnected()
@@ -114,7 +114,10 @@ class Registry {
   Registry& operator=(const Registry&) = delete;
 
   // Registers (or refreshes) the node's workload and counts one more open stream. Fields are
-  // replaced by the node's; readiness is kept across reconnects unless the node says otherwise.
+  // replaced by the node's; readiness is kept across reconnects (and from Restore) until
+  // SetReady changes it: a stream reports its sidecar's readiness with its first request, and
+  // the discovery service calls SetReady right after Connect, so a restarted sidecar that is
+  // ready becomes ready again whatever the registry kept.
   // Returns false (and registers nothing) if the id is empty or the registry is full.
   bool Connect(const Workload& workload);
   // Registers a workload a previous run of the control plane knew (saved_registry.h) as
@@ -126,8 +129,9 @@ class Registry {
   bool Restore(const Workload& workload);
   // Refreshes last_heartbeat; no change notification. False for an unknown id.
   bool Heartbeat(absl::string_view id);
-  // False for an unknown id. Notifies only when readiness changed.
-  bool SetReady(absl::string_view id, bool ready);
+  enum class ReadyChange { kUnknownWorkload, kUnchanged, kChanged };
+  // Sets the workload's readiness and refreshes last_heartbeat. Notifies only on kChanged.
+  ReadyChange SetReady(absl::string_view id, bool ready);
   // One stream of `id` closed. When none is left, the workload is kept until the grace period
   // passes. False for an unknown id.
   bool Disconnect(absl::string_view id);

@@ -82,15 +82,20 @@ TEST_F(RegistryTest, OverlappingStreamsOfOneSidecar) {
 TEST_F(RegistryTest, ReadinessAndHeartbeats) {
   registry_.Connect(Make("r-0"));
   const size_t before = versions_.size();
-  EXPECT_TRUE(registry_.SetReady("r-0", true));  // unchanged: no notification
+  // Unchanged: no notification.
+  EXPECT_EQ(registry_.SetReady("r-0", true), Registry::ReadyChange::kUnchanged);
   EXPECT_EQ(versions_.size(), before);
-  EXPECT_TRUE(registry_.SetReady("r-0", false));
+  EXPECT_EQ(registry_.SetReady("r-0", false), Registry::ReadyChange::kChanged);
   EXPECT_EQ(versions_.size(), before + 1);
   EXPECT_FALSE(registry_.Snapshot()->workloads[0].ready);
-  // Readiness survives a reconnect.
+  EXPECT_EQ(registry_.SetReady("r-0", false), Registry::ReadyChange::kUnchanged);
+  EXPECT_EQ(versions_.size(), before + 1);
+  // Readiness survives a reconnect until the new stream reports it.
   registry_.Disconnect("r-0");
   registry_.Connect(Make("r-0"));
   EXPECT_FALSE(registry_.Snapshot()->workloads[0].ready);
+  EXPECT_EQ(registry_.SetReady("r-0", true), Registry::ReadyChange::kChanged);
+  EXPECT_TRUE(registry_.Snapshot()->workloads[0].ready);
 
   const absl::Time first = registry_.Snapshot()->workloads[0].last_heartbeat;
   clock_.Advance(seconds(5));
@@ -100,7 +105,7 @@ TEST_F(RegistryTest, ReadinessAndHeartbeats) {
   EXPECT_EQ(registry_.CurrentWorkloads().workloads[0].last_heartbeat - first, absl::Seconds(5));
   EXPECT_EQ(registry_.Snapshot()->workloads[0].last_heartbeat, first);  // cached until a change
   EXPECT_FALSE(registry_.Heartbeat("nobody"));
-  EXPECT_FALSE(registry_.SetReady("nobody", true));
+  EXPECT_EQ(registry_.SetReady("nobody", true), Registry::ReadyChange::kUnknownWorkload);
 }
 
 TEST_F(RegistryTest, ChangedRegistrationNotifies) {

@@ -24,7 +24,7 @@ TEST(SavedRegistryTest, RoundTripKeepsRegistrationAndReadiness) {
   node.add_ports(9080);
   node.set_sidecar_version("0.1.0");
   ASSERT_TRUE(registry.Connect(WorkloadFromNode(node)));
-  ASSERT_TRUE(registry.SetReady("reviews-0", false));
+  ASSERT_EQ(registry.SetReady("reviews-0", false), Registry::ReadyChange::kChanged);
   Workload other;
   other.id = "ratings-0";
   other.service = "ratings";

@@ -332,6 +332,11 @@ std::vector<EdgeStats> GoldenMetrics::Query(Duration window, absl::string_view s
   out.reserve(edges.size());
   for (auto& [key, a] : edges) {
     EdgeStats& e = a.edge;
+    // A cluster a sidecar has but did not use in the window is no edge of the traffic.
+    if (e.requests == 0 && e.connections == 0 && e.tx_bytes == 0 && e.rx_bytes == 0 &&
+        e.active_requests == 0) {
+      continue;
+    }
     e.window_seconds = std::chrono::duration<double>(window).count();
     e.success_rate = e.requests == 0 ? std::numeric_limits<double>::quiet_NaN()
                                      : static_cast<double>(e.requests - e.failures) / e.requests;

@@ -138,10 +138,25 @@ TEST(GoldenMetricsTest, RequestsBeforeTheFirstReportCountFromTheSidecarsStart) {
   ASSERT_EQ(edges.size(), 1u);
   EXPECT_EQ(edges[0].requests, 10u);
   EXPECT_NEAR(edges[0].rps, 10.0 / 3, 1e-9);  // over the three seconds since the start
-  // A window that starts after the last change sees no requests.
+  // A window that starts after the last change sees no requests: the edge is left out.
   clock.Advance(seconds(30));
   ASSERT_TRUE(golden.Record(r).ok());
-  EXPECT_EQ(golden.Query(seconds(10))[0].requests, 0u);
+  EXPECT_TRUE(golden.Query(seconds(10)).empty());
+  EXPECT_EQ(golden.Query(seconds(60)).size(), 1u);
+}
+
+TEST(GoldenMetricsTest, ClustersWithoutTrafficInTheWindowAreNoEdges) {
+  FakeClock clock;
+  GoldenMetrics golden(clock, {}, nullptr);
+  Counters used, unused;
+  used.Add(1000, true, 5);
+  ASSERT_TRUE(golden.Record(Report("fe-1", "frontend", 1,
+                                   {{kBackend, used}, {"outbound|80||db.default", unused}}))
+                  .ok());
+  clock.Advance(seconds(1));
+  std::vector<EdgeStats> edges = golden.Query(seconds(60));
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].destination, "backend.default");
 }
 
 TEST(GoldenMetricsTest, RestartsSilenceAndLimits) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+
 namespace meshlet::controlplane::telemetry {
 
 absl::string_view SpanKindName(SpanKind kind) {
@@ -148,6 +150,13 @@ TraceSummary TraceStore::Summarize(const std::string& id, const Trace& trace) co
   return summary;
 }
 
+bool ServiceMatches(absl::string_view query, absl::string_view service) {
+  if (service == query) return true;
+  // "ratings" also names "ratings.default": sidecars name their service with its namespace.
+  return absl::StrContains(query, '.') == false && service.size() > query.size() &&
+         absl::StartsWith(service, query) && service[query.size()] == '.';
+}
+
 bool TraceStore::Matches(const Trace& trace, const TraceQuery& query) const {
   const int64_t duration = trace.end - trace.start;
   if (duration < query.min_duration_nanos) return false;
@@ -162,7 +171,7 @@ bool TraceStore::Matches(const Trace& trace, const TraceQuery& query) const {
   if (!query.service.empty() || !query.operation.empty()) {
     const bool found =
         std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
-          return (query.service.empty() || s.service == query.service) &&
+          return (query.service.empty() || ServiceMatches(query.service, s.service)) &&
                  (query.operation.empty() || s.name == query.operation);
         });
     if (!found) return false;
@@ -178,8 +187,15 @@ std::vector<TraceSummary> TraceStore::Find(const TraceQuery& query) const {
     auto it = by_operation_.find(query.operation);
     candidates = it == by_operation_.end() ? &kNone : &it->second;
   } else if (!query.service.empty()) {
-    auto it = by_service_.find(query.service);
-    candidates = it == by_service_.end() ? &kNone : &it->second;
+    // The one service the query names, else (a name without its namespace that several
+    // namespaces have) every trace, filtered by Matches.
+    candidates = &kNone;
+    int matched = 0;
+    for (auto it = by_service_.lower_bound(query.service);
+         it != by_service_.end() && absl::StartsWith(it->first, query.service); ++it) {
+      if (!ServiceMatches(query.service, it->first)) continue;
+      candidates = ++matched == 1 ? &it->second : &by_start_;
+    }
   }
   std::vector<TraceSummary> out;
   for (auto key = candidates->rbegin(); key != candidates->rend() && out.size() < query.limit;

@@ -76,7 +76,9 @@ struct TraceSummary {
 };
 
 struct TraceQuery {
-  std::string service;    // any span of the trace from this service; empty: any
+  // Any span of the trace from this service; empty: any. A name without a namespace also matches
+  // it with one ("ratings" matches "ratings.default", as sidecars name their spans).
+  std::string service;
   std::string operation;  // with `service`: a span of that service with this name; else any span
   int64_t min_duration_nanos = 0;
   int64_t max_duration_nanos = 0;  // 0: no upper bound
@@ -101,6 +103,10 @@ struct AddResult {
   size_t evicted_spans = 0;
   size_t evicted_traces = 0;
 };
+
+// Whether a query's service names a span's: the same, or `query` without a namespace and
+// `service` with one ("ratings" and "ratings.default").
+bool ServiceMatches(absl::string_view query, absl::string_view service);
 
 class TraceStore {
  public:

@@ -121,6 +121,32 @@ TEST(TraceStoreTest, QueriesByServiceOperationDurationStatusAndTime) {
   EXPECT_EQ(ids(q), (std::vector<std::string>{TraceId(3), TraceId(2)}));
 }
 
+TEST(TraceStoreTest, AServiceWithoutItsNamespaceMatchesItInEveryNamespace) {
+  EXPECT_TRUE(ServiceMatches("ratings", "ratings"));
+  EXPECT_TRUE(ServiceMatches("ratings", "ratings.default"));
+  EXPECT_TRUE(ServiceMatches("ratings.default", "ratings.default"));
+  EXPECT_FALSE(ServiceMatches("ratings.default", "ratings.shop"));
+  EXPECT_FALSE(ServiceMatches("ratings", "ratingsx.default"));
+  EXPECT_FALSE(ServiceMatches("ratings.default", "ratings"));
+
+  TraceStore store;
+  store.Add({MakeSpan(1, 11, 0, "ratings.default", "GET /", 0, 5)});
+  store.Add({MakeSpan(2, 21, 0, "ratings.shop", "GET /", 10, 5)});
+  store.Add({MakeSpan(3, 31, 0, "ratingsx.default", "GET /", 20, 5)});
+  store.Add({MakeSpan(4, 41, 0, "ratings", "GET /", 30, 5)});
+  auto ids = [&](absl::string_view service) {
+    TraceQuery q;
+    q.service = std::string(service);
+    std::vector<std::string> out;
+    for (const TraceSummary& s : store.Find(q)) out.push_back(s.trace_id);
+    return out;
+  };
+  EXPECT_EQ(ids("ratings"), (std::vector<std::string>{TraceId(4), TraceId(2), TraceId(1)}));
+  EXPECT_EQ(ids("ratings.shop"), (std::vector<std::string>{TraceId(2)}));
+  EXPECT_EQ(ids("ratingsx"), (std::vector<std::string>{TraceId(3)}));
+  EXPECT_TRUE(ids("rating").empty());
+}
+
 TEST(TraceStoreTest, LateEarlierSpanMovesTheTraceInTheTimeIndex) {
   TraceStore store;
   store.Add({MakeSpan(1, 12, 11, "a", "child", 500, 10)});

@@ -441,13 +441,16 @@ class Translator {
     if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1 && IsHttpProtocol(port.protocol())) {
       cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
     }
-    // Endpoints: registered workloads of the service (matching the selector and the subset).
+    // Endpoints: registered workloads of the service (matching the selector and the subset)
+    // that are ready. One that is not (its sidecar drains) is left out rather than sent as
+    // UNHEALTHY: a caller in panic mode balances over unhealthy hosts too, and a draining
+    // sidecar refuses new connections. The cluster itself does not change.
     xds::ClusterLoadAssignment assignment;
     assignment.set_cluster_name(name);
     // Ordered by address before the messages are built: sorting built messages copies them.
     std::vector<std::pair<std::string, const Workload*>> chosen;
     for (const Workload* w : s.members) {
-      if (!Matches(subset, w->labels)) continue;
+      if (!w->ready || !Matches(subset, w->labels)) continue;
       // A member whose traffic is captured is reached on its app port: its packet filter
       // redirects the connection to its inbound listener, which reads the port to find the app.
       const uint32_t endpoint_port = w->capture ? AppPort(s.ports, port, SortedPorts(w->ports))
@@ -463,7 +466,6 @@ class Translator {
     for (auto& [address, w] : chosen) {
       xds::Endpoint* e = assignment.add_endpoints();
       e->set_address(std::move(address));
-      e->set_health(w->ready ? xds::Endpoint::HEALTHY : xds::Endpoint::UNHEALTHY);
       for (const auto& [key, value] : w->labels) {
         if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
       }

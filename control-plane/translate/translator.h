@@ -20,7 +20,8 @@
 //   Cluster "outbound|<port>|<subset>|<svc>.<ns>"  EDS; TrafficPolicy settings; <subset> is
 //                         "k=v,k2=v2" (sorted) for HTTPRoute backends with a subset, else empty
 //   Cluster "inbound|<port>"       STATIC, 127.0.0.1:<app port>
-//   ClusterLoadAssignment per outbound cluster: registry endpoints (ready → HEALTHY)
+//   ClusterLoadAssignment per outbound cluster: the ready members' endpoints (a workload that is
+//                         not ready, e.g. draining, is left out; its cluster stays the same)
 //   Secret "mesh-trust-bundle"     the CA's roots, to nodes with a workload certificate
 //
 // Mesh mTLS (docs/security.md): a node with a workload certificate serves its inbound listener

@@ -30,7 +30,7 @@ T Parse(const std::string& yaml) {
 }
 
 registry::Workload MakeWorkload(std::string id, std::string service, std::string address,
-                                std::map<std::string, std::string> labels = {}, bool ready = true) {
+                                std::map<std::string, std::string> labels = {}) {
   registry::Workload w;
   w.id = std::move(id);
   w.service = std::move(service);
@@ -38,7 +38,6 @@ registry::Workload MakeWorkload(std::string id, std::string service, std::string
   w.addresses = {std::move(address)};
   w.ports = {9080};
   w.labels = std::move(labels);
-  w.ready = ready;
   w.service_account = w.service;
   return w;
 }
@@ -100,7 +99,7 @@ spec:
     registry_.workloads = {
         MakeWorkload("frontend-0", "frontend", "10.0.0.1"),
         MakeWorkload("reviews-v1-0", "reviews", "10.0.1.1", {{"version", "v1"}}),
-        MakeWorkload("reviews-v1-1", "reviews", "10.0.1.2", {{"version", "v1"}}, false),
+        MakeWorkload("reviews-v1-1", "reviews", "10.0.1.2", {{"version", "v1"}}),
         MakeWorkload("reviews-v2-0", "reviews", "10.0.2.1", {{"version", "v2"}}),
     };
     registry_.workloads[0].ports = {8081};
@@ -296,7 +295,7 @@ TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
   EXPECT_EQ(all->endpoints(0).address(), "10.0.1.1:15006");
   EXPECT_EQ(all->endpoints(0).health(), xds::Endpoint::HEALTHY);
   EXPECT_EQ(all->endpoints(1).address(), "10.0.1.2:15006");
-  EXPECT_EQ(all->endpoints(1).health(), xds::Endpoint::UNHEALTHY);  // app not ready
+  EXPECT_EQ(all->endpoints(2).address(), "10.0.2.1:15006");
   // Without workload certificates no endpoint presents an identity (MeshMtls... below).
   EXPECT_EQ(all->endpoints(0).identity(), "");
   EXPECT_FALSE(all->endpoints(0).plaintext());
@@ -310,6 +309,39 @@ TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
       EXPECT_NE(Assignment(r, c.name()), nullptr) << c.name();
     }
   }
+}
+
+TEST_F(TranslatorTest, UnreadyWorkloadsLeaveTheEndpointsButNotTheClusters) {
+  const NodeResources before = Translate(policy_, registry_, node_);
+  registry_.workloads[2].ready = false;  // reviews-v1-1 drains
+  const NodeResources after = Translate(policy_, registry_, node_);
+  auto addresses = [](const NodeResources& r, const std::string& cluster) {
+    std::vector<std::string> out;
+    const xds::ClusterLoadAssignment* assignment = Assignment(r, cluster);
+    if (assignment == nullptr) return out;
+    for (const xds::Endpoint& e : assignment->endpoints()) {
+      EXPECT_EQ(e.health(), xds::Endpoint::HEALTHY) << e.address();
+      out.push_back(e.address());
+    }
+    return out;
+  };
+  // Gone from every assignment that listed it, so no caller's load balancer can pick it, not
+  // even in panic mode (which would spread load over unhealthy hosts too).
+  EXPECT_EQ(addresses(after, "outbound|9080||reviews.default"),
+            (std::vector<std::string>{"10.0.1.1:15006", "10.0.2.1:15006"}));
+  EXPECT_EQ(addresses(after, "outbound|9080|version=v1|reviews.default"),
+            std::vector<std::string>{"10.0.1.1:15006"});
+  // Its service's clusters stay as they were: callers keep their pools to the other members.
+  EXPECT_EQ(TypeVersion(after.clusters), TypeVersion(before.clusters));
+  // Its own sidecar keeps its whole configuration (its app's outbound calls still need it).
+  xds::Node self;
+  self.set_id("reviews-v1-1");
+  const NodeResources own = Translate(policy_, registry_, self);
+  registry_.workloads[2].ready = true;
+  EXPECT_EQ(TypeVersion(own.listeners), TypeVersion(Translate(policy_, registry_, self).listeners));
+  EXPECT_EQ(TypeVersion(own.routes), TypeVersion(Translate(policy_, registry_, self).routes));
+  // Ready again: back where it was.
+  EXPECT_EQ(Bytes(Translate(policy_, registry_, node_)), Bytes(before));
 }
 
 TEST_F(TranslatorTest, ServicesKnownOnlyFromTheRegistry) {

@@ -68,6 +68,7 @@ struct AdsServer::Metrics {
   Counter push_timeouts;
   Counter refused_streams;
   Counter push_rounds;
+  std::array<Counter, 2> readiness_reports;  // [ready]
   Gauge connected;
   Gauge queued;
   Histogram convergence;
@@ -96,6 +97,12 @@ struct AdsServer::Metrics {
         "Streams refused: no node id in the first request, or too many streams."));
     push_rounds = MustStat(shard.RegisterCounter(
         "meshlet_xds_push_rounds_total", "Debounced change rounds that queued every node."));
+    for (const bool ready : {false, true}) {
+      readiness_reports[ready] = MustStat(shard.RegisterCounter(
+          "meshlet_xds_readiness_reports_total",
+          "Readiness reports from sidecars (first request of a stream, or a change), by readiness.",
+          {{"ready", ready ? "true" : "false"}}));
+    }
     connected = MustStat(shard.RegisterGauge("meshlet_xds_connected_proxies",
                                              "Sidecar streams that sent their Node.", {},
                                              GaugeMerge::kGlobal));
@@ -239,6 +246,8 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
     call->OnProtoMessage<xds::DiscoveryRequest>(
         [this, stream, accept_node](xds::DiscoveryRequest request) {
           if (!accept_node(request.node())) return;
+          if (request.has_readiness()) OnReadiness(*stream, request.readiness());
+          if (request.type_url() == kReadinessTypeUrl) return;  // a report and nothing else
           if (request.type_url() == kConfigDumpTypeUrl) {
             return OnConfigDump(*stream, request.response_nonce(), request.config_dump());
           }
@@ -273,6 +282,8 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
     call->OnProtoMessage<xds::DeltaDiscoveryRequest>(
         [this, stream, accept_node](xds::DeltaDiscoveryRequest request) {
           if (!accept_node(request.node())) return;
+          if (request.has_readiness()) OnReadiness(*stream, request.readiness());
+          if (request.type_url() == kReadinessTypeUrl) return;  // a report and nothing else
           if (request.type_url() == kConfigDumpTypeUrl) {
             return OnConfigDump(*stream, request.response_nonce(), request.config_dump());
           }
@@ -474,6 +485,11 @@ void AdsServer::Push(Stream& stream) {
     desired[t] = sub.Filter(generated->of(type));
     const bool keep_old = type != ResourceType::kListener;
     if (!stream.delta) {
+      // A sidecar that reconnected running this very version holds this very set: what it
+      // holds is known again (delta streams say it in initial_resource_versions).
+      if (!sub.reported_version().empty() && sub.reported_version() == TypeVersion(desired[t])) {
+        sub.SetReportedState(desired[t]);
+      }
       ResourceMap set = desired[t];
       if (keep_old) {
         for (const ResourceMap* old : {&sub.assumed_state(), &sub.acked_state()}) {
@@ -685,6 +701,14 @@ void AdsServer::OnConfigDump(Stream& stream, const std::string& nonce,
   stream.dump = dump;
   stream.dump_answer_nonce = nonce;
   stream.dump_received_at = TimeText(absl::Now());
+}
+
+void AdsServer::OnReadiness(Stream& stream, const xds::WorkloadReadiness& readiness) {
+  metrics_->readiness_reports[readiness.ready()].Inc();
+  if (observer_ == nullptr) return;
+  const std::string reason(
+      absl::string_view(readiness.reason()).substr(0, ProxyObserver::kMaxReadinessReason));
+  observer_->OnProxyReadiness(stream.node.id(), readiness.ready(), reason);
 }
 
 std::string AdsServer::SidecarViewJson(const Stream& stream) const {

@@ -14,7 +14,9 @@
 //   - Push order: secrets, clusters, endpoints, route configurations, listeners — each type only
 //     names earlier ones. Removals go the other way: a first pass sends each type as the union of
 //     the new and the old set, a second pass (reverse order) drops what is gone, so a sidecar that
-//     validates its whole configuration at every step never sees a name it cannot resolve.
+//     validates its whole configuration at every step never sees a name it cannot resolve. The
+//     old set of a reconnected sidecar is what it announces (delta: initial_resource_versions;
+//     state of the world: the set whose version it reports, when that is the one it would get).
 //   - Versions are content hashes (resource_set.h): an unchanged type is never re-sent, and a
 //     NACKed version is not sent again (TypeSubscription).
 //   - Debounce: NotifyChanged() starts a push round once changes have been quiet for
@@ -22,8 +24,12 @@
 //   - Throttling: at most `max_concurrent_pushes` nodes have a push awaiting its answers; others
 //     queue (FIFO). A push that is not fully answered within `push_timeout` frees its slot.
 //
-// Observers: ProxyObserver hears about sidecars connecting (first request with a Node) and
-// disconnecting (stream ended) — the registry's Connect/Disconnect.
+// Observers: ProxyObserver hears about sidecars connecting (first request with a Node),
+// disconnecting (stream ended) and reporting their readiness (a request carrying
+// WorkloadReadiness) — the registry's Connect/Disconnect/SetReady. A report that rides on a
+// stream's first request reaches the observer right after OnProxyConnected. A request of type
+// kReadinessTypeUrl is a report and nothing else: it subscribes to nothing and answers no
+// response (no ACK, no NACK, nonces and versions untouched).
 //
 // Threading: everything runs on the loop thread, except NotifyChanged() and the *AnyThread
 // status readers, which may be called from any thread. The generator and the observer are called
@@ -61,6 +67,9 @@ inline constexpr absl::string_view kDeltaMethod =
 // The debug type the server asks a sidecar for its SidecarConfigDump with (xds/discovery.proto).
 inline constexpr absl::string_view kConfigDumpTypeUrl =
     "type.googleapis.com/meshlet.xds.SidecarConfigDump";
+// The type of a request that only reports the sidecar's readiness (xds/discovery.proto).
+inline constexpr absl::string_view kReadinessTypeUrl =
+    "type.googleapis.com/meshlet.xds.WorkloadReadiness";
 
 struct AdsServerOptions {
   // A push round starts once changes have been quiet this long...
@@ -94,6 +103,14 @@ class ProxyObserver {
   virtual void OnProxyDisconnected(const std::string& node_id) = 0;
   // Any later request on a stream (an ACK, a NACK, a subscription): the sidecar is alive.
   virtual void OnProxyActivity(const std::string& node_id) { (void)node_id; }
+  // A request carried the sidecar's readiness (`reason` at most kMaxReadinessReason bytes).
+  // Every report is passed on, changed or not; the newest report of any stream of the id wins.
+  virtual void OnProxyReadiness(const std::string& node_id, bool ready, const std::string& reason) {
+    (void)node_id;
+    (void)ready;
+    (void)reason;
+  }
+  static constexpr size_t kMaxReadinessReason = 256;
 };
 
 // What proxy-status shows for one type on one stream.
@@ -178,6 +195,7 @@ class AdsServer {
   Stream* NewestStream(absl::string_view node_id) const;
   void OnConfigDump(Stream& stream, const std::string& nonce,
                     const meshlet::xds::SidecarConfigDump& dump);
+  void OnReadiness(Stream& stream, const meshlet::xds::WorkloadReadiness& readiness);
   std::string SidecarViewJson(const Stream& stream) const;
   std::string DiffJson(const Stream& stream) const;
   void RequestPush(Stream& stream, MonotonicTime changed_at);

@@ -1,13 +1,15 @@
 // The ADS server over real sockets on 127.0.0.1, driven by meshlet's gRPC client: push order,
 // make-before-break removals, ACK/NACK accounting, NACKed versions not re-pushed, debounce,
-// throttling, delta, observer calls and metrics.
+// throttling, delta, observer calls, readiness reports and metrics.
 
 #include "control-plane/xds/ads_server.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/http/grpc/client.h"
@@ -56,13 +58,29 @@ xds::Listener Listener(const std::string& name, const std::string& route) {
 
 class RecordingObserver : public ProxyObserver {
  public:
-  void OnProxyConnected(const xds::Node& node) override { connected.push_back(node.id()); }
+  void OnProxyConnected(const xds::Node& node) override {
+    connected.push_back(node.id());
+    events.push_back("connected " + node.id());
+  }
   void OnProxyDisconnected(const std::string& id) override { disconnected.push_back(id); }
   void OnProxyActivity(const std::string&) override { ++activity; }
+  void OnProxyReadiness(const std::string& id, bool ready, const std::string& reason) override {
+    events.push_back(absl::StrCat(ready ? "ready " : "not ready ", id, reason.empty() ? "" : ": ",
+                                  reason));
+  }
   std::vector<std::string> connected;
   int activity = 0;
   std::vector<std::string> disconnected;
+  // Connections and readiness reports, in order.
+  std::vector<std::string> events;
 };
+
+xds::WorkloadReadiness Readiness(bool ready, const std::string& reason = "") {
+  xds::WorkloadReadiness readiness;
+  readiness.set_ready(ready);
+  readiness.set_reason(reason);
+  return readiness;
+}
 
 // A state-of-the-world client stream that records every response.
 struct SotwClient {
@@ -70,11 +88,14 @@ struct SotwClient {
   std::vector<xds::DiscoveryResponse> responses;
   bool finished = false;
 
-  void Subscribe(std::initializer_list<ResourceType> types, const std::string& node_id) {
+  // The first request carries the Node and, when given, `readiness`.
+  void Subscribe(std::initializer_list<ResourceType> types, const std::string& node_id,
+                 std::optional<xds::WorkloadReadiness> readiness = std::nullopt) {
     bool first = true;
     for (ResourceType type : types) {
       xds::DiscoveryRequest request;
       if (first) request.mutable_node()->set_id(node_id);
+      if (first && readiness) *request.mutable_readiness() = *readiness;
       first = false;
       request.set_type_url(std::string(TypeUrl(type)));
       call->SendProto(request);
@@ -91,11 +112,34 @@ struct SotwClient {
     }
     call->SendProto(request);
   }
+  // A report of readiness alone, as a sidecar sends it when it starts draining.
+  void ReportReadiness(const xds::WorkloadReadiness& readiness) {
+    xds::DiscoveryRequest request;
+    request.set_type_url(std::string(kReadinessTypeUrl));
+    *request.mutable_readiness() = readiness;
+    call->SendProto(request);
+  }
 };
 
 struct DeltaClient {
   std::shared_ptr<http::grpc::ClientCall> call;
   std::vector<xds::DeltaDiscoveryResponse> responses;
+
+  // A first request: the Node, a wildcard subscription to `type` and, when given, `readiness`.
+  void Subscribe(ResourceType type, const std::string& node_id,
+                 std::optional<xds::WorkloadReadiness> readiness = std::nullopt) {
+    xds::DeltaDiscoveryRequest request;
+    request.mutable_node()->set_id(node_id);
+    request.set_type_url(std::string(TypeUrl(type)));
+    if (readiness) *request.mutable_readiness() = *readiness;
+    call->SendProto(request);
+  }
+  void Ack(const xds::DeltaDiscoveryResponse& response) {
+    xds::DeltaDiscoveryRequest request;
+    request.set_type_url(response.type_url());
+    request.set_response_nonce(response.nonce());
+    call->SendProto(request);
+  }
 };
 
 class AdsServerTest : public ::testing::Test {
@@ -375,16 +419,10 @@ TEST_F(AdsServerTest, DeltaSendsOnlyChangesAndRemovals) {
   StartServer();
   SetResources({Cluster("a"), Cluster("b")}, {}, {});
   DeltaClient& client = NewDeltaClient();
-  xds::DeltaDiscoveryRequest subscribe;
-  subscribe.mutable_node()->set_id("node-d");
-  subscribe.set_type_url(std::string(TypeUrl(kClusters)));
-  client.call->SendProto(subscribe);
+  client.Subscribe(kClusters, "node-d");
   ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
   EXPECT_EQ(client.responses[0].resources_size(), 2);
-  xds::DeltaDiscoveryRequest ack;
-  ack.set_type_url(std::string(TypeUrl(kClusters)));
-  ack.set_response_nonce(client.responses[0].nonce());
-  client.call->SendProto(ack);
+  client.Ack(client.responses[0]);
   ASSERT_TRUE(RunUntil([&] { return Status("node-d", kClusters)->state == "ACKED"; }));
   EXPECT_EQ(Status("node-d", kClusters)->acked_version, TypeVersion(resources_.of(kClusters)));
 
@@ -413,6 +451,137 @@ TEST_F(AdsServerTest, ReconnectingSotwClientWithCurrentVersionGetsNothing) {
   RunFor(milliseconds(200));
   EXPECT_TRUE(client.responses.empty());
   EXPECT_EQ(Status("node-1", kClusters)->acked_version, TypeVersion(resources_.of(kClusters)));
+}
+
+// A control plane that restarted has sent nothing on a reconnected stream; when the sidecar
+// reports the versions it would send, it knows what the sidecar holds, and a later change that
+// drops a cluster the held route names still goes routes first, clusters last.
+TEST_F(AdsServerTest, ReconnectedSotwClientRunningTheCurrentVersionsGetsRemovalsLast) {
+  StartServer();
+  SetResources({Cluster("a"), Cluster("b")}, {Route("r", "b")}, {Listener("l", "r")});
+  SotwClient& client = NewClient();
+  bool first = true;
+  for (ResourceType type : {kClusters, kRoutes, kListeners}) {
+    xds::DiscoveryRequest request;
+    if (first) request.mutable_node()->set_id("node-1");
+    first = false;
+    request.set_type_url(std::string(TypeUrl(type)));
+    request.set_version_info(TypeVersion(resources_.of(type)));
+    client.call->SendProto(request);
+  }
+  RunFor(milliseconds(200));
+  EXPECT_TRUE(client.responses.empty());
+  EXPECT_EQ(Status("node-1", kClusters)->resources, 2u);
+
+  SetResources({Cluster("a")}, {Route("r", "a")}, {Listener("l", "r")});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 2; }));
+  EXPECT_EQ(client.responses[0].type_url(), TypeUrl(kRoutes));
+  EXPECT_EQ(client.responses[1].type_url(), TypeUrl(kClusters));
+  EXPECT_EQ(client.responses[1].resources_size(), 1);
+}
+
+TEST_F(AdsServerTest, ReadinessOnTheFirstRequestReachesTheObserverAfterTheNode) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters, kRoutes}, "node-1", Readiness(true));
+  SotwClient& draining = NewClient();
+  draining.Subscribe({kClusters}, "node-2", Readiness(false, "draining"));
+  ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 4; }));
+  // Per stream: registered first, then its readiness (which overrides what a registry kept).
+  std::vector<std::string> first, second;
+  for (const std::string& event : observer_.events) {
+    (event.find("node-1") != std::string::npos ? first : second).push_back(event);
+  }
+  EXPECT_EQ(first, (std::vector<std::string>{"connected node-1", "ready node-1"}));
+  EXPECT_EQ(second, (std::vector<std::string>{"connected node-2", "not ready node-2: draining"}));
+  EXPECT_EQ(Counter("meshlet_xds_readiness_reports_total", {{"ready", "true"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_xds_readiness_reports_total", {{"ready", "false"}}), 1u);
+  // The request still subscribed as usual.
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 2; }));
+  EXPECT_EQ(client.responses[0].type_url(), TypeUrl(kClusters));
+
+  // A stream without readiness says nothing about it.
+  SotwClient& old_sidecar = NewClient();
+  old_sidecar.Subscribe({kClusters}, "node-3");
+  ASSERT_TRUE(RunUntil([&] { return old_sidecar.responses.size() == 1; }));
+  EXPECT_EQ(observer_.events.size(), 5u);
+  EXPECT_EQ(observer_.events.back(), "connected node-3");
+}
+
+TEST_F(AdsServerTest, AReadinessReportIsNeitherAnAnswerNorASubscription) {
+  StartServer();
+  SetResources({Cluster("a")}, {Route("r", "a")}, {});
+  SotwClient& client = NewClient();
+  client.Subscribe({kClusters, kRoutes}, "node-1", Readiness(true));
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 2; }));
+  client.Answer(client.responses[0]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-1", kClusters)->state == "ACKED"; }));
+  ASSERT_EQ(Status("node-1", kRoutes)->state, "PENDING");
+
+  // Drain starts while the routes response still awaits its answer.
+  client.ReportReadiness(Readiness(false, "draining"));
+  ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 3; }));
+  EXPECT_EQ(observer_.events.back(), "not ready node-1: draining");
+  EXPECT_EQ(Counter("meshlet_xds_readiness_reports_total", {{"ready", "false"}}), 1u);
+  // No ACK, NACK or stale answer was counted, no type changed state, nothing was subscribed.
+  EXPECT_EQ(Status("node-1", kClusters)->state, "ACKED");
+  EXPECT_EQ(Status("node-1", kClusters)->acks, 1u);
+  EXPECT_EQ(Status("node-1", kRoutes)->state, "PENDING");
+  EXPECT_EQ(Status("node-1", kRoutes)->sent_nonce, client.responses[1].nonce());
+  EXPECT_EQ(Status("node-1", ResourceType::kEndpoint)->state, "UNSUBSCRIBED");
+  EXPECT_EQ(Counter("meshlet_xds_nacks_total", {{"type", "clusters"}}), 0u);
+  EXPECT_EQ(Counter("meshlet_xds_nacks_total", {{"type", "routes"}}), 0u);
+  EXPECT_EQ(Counter("meshlet_xds_stale_nonces_total"), 0u);
+  EXPECT_FALSE(Status("node-1", kClusters)->last_nack.has_value());
+
+  // The pending response's answer is still that response's ACK, and no push follows the report.
+  client.Answer(client.responses[1]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-1", kRoutes)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-1", kRoutes)->acked_version, client.responses[1].version_info());
+  RunFor(milliseconds(200));
+  EXPECT_EQ(client.responses.size(), 2u);
+  EXPECT_EQ(ads_->pushes_in_flight(), 0u);
+  EXPECT_EQ(generated_, 1);
+
+  // Changes still reach the draining sidecar (its app's outbound calls need them).
+  SetResources({Cluster("a", 2)}, {Route("r", "a")}, {});
+  ads_->NotifyChanged();
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 3; }));
+  EXPECT_EQ(client.responses[2].type_url(), TypeUrl(kClusters));
+}
+
+TEST_F(AdsServerTest, DeltaReadinessReportsLeaveSubscriptionsAlone) {
+  StartServer();
+  SetResources({Cluster("a")}, {}, {});
+  DeltaClient& client = NewDeltaClient();
+  client.Subscribe(kClusters, "node-d", Readiness(true));
+  ASSERT_TRUE(RunUntil([&] { return client.responses.size() == 1; }));
+  EXPECT_EQ(observer_.events, (std::vector<std::string>{"connected node-d", "ready node-d"}));
+
+  xds::DeltaDiscoveryRequest report;
+  report.set_type_url(std::string(kReadinessTypeUrl));
+  *report.mutable_readiness() = Readiness(false, "draining");
+  client.call->SendProto(report);
+  ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 3; }));
+  EXPECT_EQ(observer_.events.back(), "not ready node-d: draining");
+  EXPECT_EQ(Status("node-d", kClusters)->state, "PENDING");
+  EXPECT_EQ(Status("node-d", kRoutes)->state, "UNSUBSCRIBED");
+
+  client.Ack(client.responses[0]);
+  ASSERT_TRUE(RunUntil([&] { return Status("node-d", kClusters)->state == "ACKED"; }));
+  EXPECT_EQ(Status("node-d", kClusters)->acked_version, TypeVersion(resources_.of(kClusters)));
+  RunFor(milliseconds(200));
+  EXPECT_EQ(client.responses.size(), 1u);
+  EXPECT_EQ(Counter("meshlet_xds_stale_nonces_total"), 0u);
+
+  // A reason longer than the limit is cut at it.
+  report.mutable_readiness()->set_reason(std::string(1000, 'x'));
+  client.call->SendProto(report);
+  ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 4; }));
+  EXPECT_EQ(observer_.events.back(),
+            "not ready node-d: " + std::string(ProxyObserver::kMaxReadinessReason, 'x'));
 }
 
 }  // namespace

@@ -53,6 +53,7 @@ ResourceMap TypeSubscription::Filter(const ResourceMap& all) const {
 void TypeSubscription::RecordSent(std::string nonce, std::string version, ResourceMap state_after,
                                   MonotonicTime changed_at) {
   if (outstanding_.size() >= kMaxOutstanding) outstanding_.pop_front();
+  reported_version_.clear();
   sent_nonce_ = nonce;
   sent_version_ = version;
   assumed_state_ = state_after;
@@ -109,6 +110,13 @@ void TypeSubscription::SetInitialVersions(const ResourceMap& state) {
 void TypeSubscription::SetReportedVersion(const std::string& version) {
   sent_version_ = version;
   acked_version_ = version;
+  reported_version_ = version;
+}
+
+void TypeSubscription::SetReportedState(const ResourceMap& state) {
+  assumed_state_ = state;
+  acked_state_ = state;
+  reported_version_.clear();
 }
 
 bool TypeSubscription::SameNames(const std::vector<std::string>& names) const {

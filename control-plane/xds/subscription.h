@@ -73,6 +73,13 @@ class TypeSubscription {
   // request's version_info). A push of that same version is then skipped, so a restarted
   // control plane does not re-send what every sidecar already runs.
   void SetReportedVersion(const std::string& version);
+  // The version the sidecar reported while nothing has been sent since and what it holds is
+  // not known; empty otherwise.
+  const std::string& reported_version() const { return reported_version_; }
+  // What the sidecar holds is `state`, the resources of the version it reported (versions are
+  // content hashes): later pushes keep what it holds until nothing names it (make before
+  // break), as after a response it ACKed.
+  void SetReportedState(const ResourceMap& state);
   // Whether `names` is exactly the current subscription (a state-of-the-world request repeats
   // the whole list each time).
   bool SameNames(const std::vector<std::string>& names) const;
@@ -116,6 +123,7 @@ class TypeSubscription {
   std::string sent_version_;
   std::string sent_nonce_;
   std::string acked_version_;
+  std::string reported_version_;
   std::optional<Nack> last_nack_;
   bool last_answer_was_nack_ = false;
   std::optional<MonotonicTime> last_acked_change_;

@@ -177,6 +177,28 @@ TEST(TypeSubscriptionTest, ReportedVersionSuppressesTheSamePush) {
   EXPECT_TRUE(sub.ShouldSend(TypeVersion(Clusters({{"a", 2}}))));
 }
 
+// A reconnected sidecar that runs the version about to be pushed holds exactly its resources:
+// learned once, before anything is sent, like an ACKed state.
+TEST(TypeSubscriptionTest, ReportedStateIsKnownOnlyBeforeAnythingIsSent) {
+  TypeSubscription sub;
+  sub.Subscribe({});
+  EXPECT_EQ(sub.reported_version(), "");
+  ResourceMap v1 = Clusters({{"a", 1}, {"b", 1}});
+  sub.SetReportedVersion(TypeVersion(v1));
+  EXPECT_EQ(sub.reported_version(), TypeVersion(v1));
+  EXPECT_TRUE(sub.assumed_state().empty());
+  sub.SetReportedState(v1);
+  EXPECT_EQ(sub.reported_version(), "");
+  EXPECT_EQ(sub.assumed_state().size(), 2u);
+  EXPECT_EQ(sub.acked_state().size(), 2u);
+
+  TypeSubscription other;
+  other.Subscribe({});
+  other.SetReportedVersion(TypeVersion(v1));
+  other.RecordSent("n1", "v2", Clusters({{"a", 2}}), MonotonicTime{});
+  EXPECT_EQ(other.reported_version(), "");
+}
+
 TEST(TypeSubscriptionTest, OutstandingResponsesAreBounded) {
   TypeSubscription sub;
   sub.Subscribe({});

@@ -8,16 +8,21 @@
 
 namespace meshlet::controlplane::ads {
 
+tls::TlsContextConfig ServerTlsConfig(std::string certificate_chain_pem,
+                                      std::string private_key_pem) {
+  return {.certificate_chain_pem = std::move(certificate_chain_pem),
+          .private_key_pem = std::move(private_key_pem),
+          .alpn_protocols = {"h2"},
+          .require_alpn_match = true};
+}
+
 absl::StatusOr<tls::TlsContextConfig> ServerTlsConfigFromFiles(const std::string& cert_file,
                                                                const std::string& key_file) {
   absl::StatusOr<std::string> chain = ReadFile(cert_file);
   if (!chain.ok()) return chain.status();
   absl::StatusOr<std::string> key = ReadFile(key_file);
   if (!key.ok()) return key.status();
-  tls::TlsContextConfig config{.certificate_chain_pem = *chain,
-                               .private_key_pem = *key,
-                               .alpn_protocols = {"h2"},
-                               .require_alpn_match = true};
+  tls::TlsContextConfig config = ServerTlsConfig(*std::move(chain), *std::move(key));
   // Checked here so errors name the files.
   absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
       tls::TlsContext::CreateServer(config);

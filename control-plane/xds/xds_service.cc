@@ -38,7 +38,8 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
              return absl::OkStatus();
            }},
       flags::StringFlag("--xds-tls-cert", "FILE", &options.tls_cert_file,
-                        "server certificate chain (PEM); with --xds-tls-key"),
+                        "server certificate chain (PEM), with --xds-tls-key; default: one the "
+                        "control plane's CA issues to it"),
       flags::StringFlag("--xds-tls-key", "FILE", &options.tls_key_file, "its private key (PEM)"),
       flags::BoolFlag("--xds-plaintext", &options.plaintext,
                       "serve h2c without TLS (local tests and demos only)"),
@@ -81,7 +82,14 @@ absl::Status CheckXdsFlags(const XdsServiceOptions& options) {
 }
 
 XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
-    : control_plane_(control_plane), options_(std::move(options)), resources_(options_.translate) {}
+    : control_plane_(control_plane), options_(std::move(options)), resources_(options_.translate) {
+  absl::StatusOr<CounterId> id = control_plane_.stats().RegisterCounter(
+      "meshlet_cp_registry_readiness_unregistered_total",
+      "Readiness reports ignored: the registry does not hold the workload (it refused the "
+      "registration).");
+  CHECK(id.ok()) << id.status().message();
+  readiness_unregistered_ = control_plane_.stats().shared_shard().Get(*id);
+}
 
 XdsService::~XdsService() {
   store_watch_.reset();
@@ -95,26 +103,63 @@ XdsService::~XdsService() {
   ads_.reset();
 }
 
-absl::Status XdsService::Start() {
-  if (!options_.enabled()) {
-    LOG(WARN) << "xds: discovery port closed: give --xds-tls-cert/--xds-tls-key (or "
-                 "--xds-plaintext for local tests)";
-    return absl::OkStatus();
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> XdsService::ServerContext(
+    tls::TlsContextConfig certificate, const std::string& trust_bundle_pem) {
+  if (!trust_bundle_pem.empty()) {
+    certificate.trust_bundle_pem = trust_bundle_pem;
+    certificate.client_certificate = tls::ClientCertificateMode::kRequest;
   }
+  return tls::TlsContext::CreateServer(certificate);
+}
+
+void XdsService::Publish(std::shared_ptr<const tls::TlsContext> context) {
+  if (tls_provider_ == nullptr) {
+    tls_provider_ = std::make_shared<tls::TlsContextProvider>(std::move(context));
+  } else {
+    tls_provider_->Update(std::move(context));
+  }
+}
+
+absl::Status XdsService::SetServingCertificate(std::string certificate_chain_pem,
+                                               std::string private_key_pem) {
+  if (!options_.self_issued()) {
+    return absl::FailedPreconditionError(
+        "the discovery port's certificate comes from --xds-tls-cert (or it is plaintext)");
+  }
+  tls::TlsContextConfig config =
+      ServerTlsConfig(std::move(certificate_chain_pem), std::move(private_key_pem));
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      ServerContext(config, options_.translate.trust_bundle_pem);
+  if (!context.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("discovery port TLS with the new certificate: ", context.status().message()));
+  }
+  tls_config_ = std::move(config);
+  Publish(*std::move(context));
+  return absl::OkStatus();
+}
+
+absl::Status XdsService::Start() {
   http::grpc::ServerOptions grpc_options;
   // A sidecar whose host vanished or whose process hangs never closes its connection: PINGs
   // find it, the connection closes, and the registry deregisters it after its grace period.
   grpc_options.http2.keepalive_interval = options_.keepalive_interval;
   grpc_options.http2.keepalive_timeout = options_.keepalive_timeout;
-  if (!options_.plaintext) {
+  if (!options_.tls_cert_file.empty()) {
     absl::StatusOr<tls::TlsContextConfig> config =
         ServerTlsConfigFromFiles(options_.tls_cert_file, options_.tls_key_file);
     if (!config.ok()) return config.status();
     tls_config_ = *std::move(config);
     absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-        tls::TlsContext::CreateServer(tls_config_);
+        ServerContext(tls_config_, options_.translate.trust_bundle_pem);
     if (!context.ok()) return context.status();
-    tls_provider_ = std::make_shared<tls::TlsContextProvider>(*context);
+    Publish(*std::move(context));
+  } else if (options_.self_issued() && tls_provider_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "the discovery port has no certificate: give --xds-tls-cert/--xds-tls-key, or the "
+        "certificate from the control plane's CA before the port starts");
+  }
+  if (tls_provider_ != nullptr) {
     grpc_options.transport_factory = tls::TlsTransport::Factory(tls_provider_);
   }
   absl::StatusOr<net::Address> address = net::Address::Parse(options_.address);
@@ -147,22 +192,21 @@ absl::Status XdsService::Start() {
     grpc_server_->Shutdown(options_.shutdown_grace);
   });
   LOG(INFO) << "xds: ADS on " << grpc_server_->address().ToString()
-            << (options_.plaintext ? " (plaintext h2c)" : " (TLS)");
+            << (options_.plaintext       ? " (plaintext h2c)"
+                : options_.self_issued() ? " (TLS, certificate from the control plane's CA)"
+                                         : " (TLS, certificate from --xds-tls-cert)");
   return absl::OkStatus();
 }
 
 absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
   if (tls_provider_ != nullptr) {
-    tls::TlsContextConfig config = tls_config_;
-    config.trust_bundle_pem = trust_bundle_pem;
-    config.client_certificate = tls::ClientCertificateMode::kRequest;
     absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-        tls::TlsContext::CreateServer(config);
+        ServerContext(tls_config_, trust_bundle_pem);
     if (!context.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("discovery port TLS with the trust bundle: ", context.status().message()));
     }
-    tls_provider_->Update(*std::move(context));
+    Publish(*std::move(context));
   }
   options_.translate.trust_bundle_pem = std::move(trust_bundle_pem);
   resources_.SetOptions(options_.translate);
@@ -195,6 +239,28 @@ void XdsService::OnProxyDisconnected(const std::string& node_id) {
 
 void XdsService::OnProxyActivity(const std::string& node_id) {
   control_plane_.registry().Heartbeat(node_id);
+}
+
+void XdsService::OnProxyReadiness(const std::string& node_id, bool ready,
+                                  const std::string& reason) {
+  using ReadyChange = registry::Registry::ReadyChange;
+  switch (control_plane_.registry().SetReady(node_id, ready)) {
+    case ReadyChange::kChanged:
+      if (ready) {
+        LOG(INFO) << "workload " << node_id << " ready";
+      } else {
+        LOG(INFO) << "workload " << node_id
+                  << " not ready: " << (reason.empty() ? "no reason given" : reason);
+      }
+      break;
+    case ReadyChange::kUnchanged:
+      break;
+    case ReadyChange::kUnknownWorkload:
+      readiness_unregistered_.Inc();
+      LOG_EVERY_N_SEC(WARN, 1) << "xds: readiness report from " << node_id
+                               << " ignored: the registry does not hold it";
+      break;
+  }
 }
 
 std::string XdsService::ProxiesJson() {

@@ -1,15 +1,20 @@
 #pragma once
 
 // XdsService: the discovery service of the control-plane binary. It plugs the ADS server into
-// the ControlPlane (control-plane/server): serves gRPC on --xds-address (15012) with TLS from
-// --xds-tls-cert/--xds-tls-key, or h2c with --xds-plaintext (local tests and demos only);
-// generates each node's resources with the translator from the stored policy and the registry;
-// registers connecting sidecars in the registry (ProxyObserver); pushes after every store or
-// registry change (debounced by the ADS server); answers the API's proxy status
-// (ProxyStatusProvider); and sends GOAWAY to every sidecar when the control plane shuts down.
+// the ControlPlane (control-plane/server): serves gRPC on --xds-address (15012) over TLS, or h2c
+// with --xds-plaintext (local tests and demos only); generates each node's resources with the
+// translator from the stored policy and the registry; registers connecting sidecars in the
+// registry and records their readiness reports there (ProxyObserver: a draining sidecar's
+// endpoints leave every caller's configuration with the next push, debounced like any registry
+// change); pushes after every store or registry change (debounced by the ADS server); answers the
+// API's proxy status (ProxyStatusProvider); and sends GOAWAY to every sidecar when the control
+// plane shuts down.
 //
-// Without TLS files and without --xds-plaintext the discovery port stays closed (logged), so a
-// control plane never serves configuration unauthenticated by accident.
+// The port's certificate comes from --xds-tls-cert/--xds-tls-key, or, without them (and without
+// --xds-plaintext), from the control plane's own CA: the owner then hands it in with
+// SetServingCertificate() before Start() and again at each renewal (control-plane/ca's
+// ServingCertificate does both). Either way the port never serves configuration unauthenticated
+// unless asked to.
 //
 // Threading: the ControlPlane's loop thread.
 
@@ -22,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
+#include "common/stats/stats.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
 #include "control-plane/api/api_server.h"
@@ -49,7 +55,8 @@ struct XdsServiceOptions {
   // On shutdown, how long open streams get after GOAWAY.
   Duration shutdown_grace = std::chrono::seconds(2);
 
-  bool enabled() const { return plaintext || !tls_cert_file.empty(); }
+  // TLS with the certificate the control plane's CA issues to itself (SetServingCertificate).
+  bool self_issued() const { return !plaintext && tls_cert_file.empty(); }
 };
 
 // The discovery flags, writing into `options`, for the control plane's command line
@@ -66,9 +73,17 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   XdsService(ControlPlane& control_plane, XdsServiceOptions options);
   ~XdsService() override;
 
-  // After ControlPlane::Init(): binds the discovery port and starts watching. Errors name the
+  // After ControlPlane::Init() (and, for a self-issued certificate, the first
+  // SetServingCertificate()): binds the discovery port and starts watching. Errors name the
   // address or file.
   absl::Status Start();
+
+  // The discovery port's certificate chain (leaf first) and key, PEM, when options.self_issued():
+  // the first before Start(), then each renewal. New connections get it; connections already
+  // open keep the certificate they were made with. Errors (a chain or key that does not load,
+  // or another certificate source) leave the port's certificate as it was.
+  absl::Status SetServingCertificate(std::string certificate_chain_pem,
+                                     std::string private_key_pem);
 
   // The mesh trust bundle (the CA's roots): pushed to sidecars with a workload certificate (the
   // translator's trust-bundle Secret), and, on a TLS discovery port, the roots client
@@ -79,7 +94,7 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
 
   const net::Address& address() const { return grpc_server_->address(); }
   // The gRPC server on the discovery port, for other services (the CA) to register on; null
-  // while the port is closed.
+  // before Start().
   http::grpc::Server* grpc_server() { return grpc_server_.get(); }
   AdsServer* ads() { return ads_.get(); }
 
@@ -92,13 +107,23 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   void OnProxyConnected(const xds::Node& node) override;
   void OnProxyDisconnected(const std::string& node_id) override;
   void OnProxyActivity(const std::string& node_id) override;
+  // Logs each change at INFO ("workload X not ready: draining").
+  void OnProxyReadiness(const std::string& node_id, bool ready,
+                        const std::string& reason) override;
 
  private:
   absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
+  // A server context for `certificate` (ServerTlsConfig) that, once there is a trust bundle,
+  // requests client certificates and verifies them against it.
+  static absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ServerContext(
+      tls::TlsContextConfig certificate, const std::string& trust_bundle_pem);
+  // Publishes `context` for new connections.
+  void Publish(std::shared_ptr<const tls::TlsContext> context);
 
   ControlPlane& control_plane_;
   XdsServiceOptions options_;
-  // The discovery port's TLS (null: plaintext or closed) and the settings it was built from.
+  // The discovery port's TLS (null: plaintext, or no certificate yet) and the certificate it
+  // was built from, without the trust bundle.
   std::shared_ptr<tls::TlsContextProvider> tls_provider_;
   tls::TlsContextConfig tls_config_;
   std::unique_ptr<http::grpc::Server> grpc_server_;
@@ -109,6 +134,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   std::atomic<bool> policy_stale_{true};
   // Translates each distinct input once per change and shares it between nodes.
   NodeResourceGenerator resources_;
+  // Readiness reports for ids the registry does not hold (it refused their registration).
+  Counter readiness_unregistered_;
 };
 
 }  // namespace meshlet::controlplane::ads

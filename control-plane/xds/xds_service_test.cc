@@ -1,10 +1,22 @@
 #include "control-plane/xds/xds_service.h"
 
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/flags/flags.h"
+#include "common/http/grpc/client.h"
+#include "common/tls/test_certificates.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
+#include "control-plane/server/control_plane.h"
 #include "gtest/gtest.h"
+#include "xds/node.pb.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -36,7 +48,7 @@ TEST(XdsFlagsTest, EveryFlag) {
   EXPECT_EQ(options->tls_cert_file, "c.pem");
   EXPECT_EQ(options->tls_key_file, "k.pem");
   EXPECT_FALSE(options->plaintext);
-  EXPECT_TRUE(options->enabled());
+  EXPECT_FALSE(options->self_issued());
   EXPECT_EQ(options->ads.max_concurrent_pushes, 7u);
   EXPECT_EQ(options->ads.debounce_quiet, std::chrono::milliseconds(50));
   EXPECT_EQ(options->translate.listen_host, "127.0.0.1");
@@ -44,17 +56,20 @@ TEST(XdsFlagsTest, EveryFlag) {
   EXPECT_EQ(options->keepalive_timeout, std::chrono::milliseconds(500));
 }
 
-TEST(XdsFlagsTest, DisabledUnlessTlsOrPlaintextIsAskedFor) {
+TEST(XdsFlagsTest, SelfIssuedUnlessTlsFilesOrPlaintextAreGiven) {
   absl::StatusOr<XdsServiceOptions> options = ParseXdsFlags({"--xds-debounce=1s"});
   ASSERT_TRUE(options.ok());
-  EXPECT_FALSE(options->enabled());
+  EXPECT_TRUE(options->self_issued());
   options = ParseXdsFlags({"--xds-plaintext"});
   ASSERT_TRUE(options.ok());
   EXPECT_TRUE(options->plaintext);
-  EXPECT_TRUE(options->enabled());
+  EXPECT_FALSE(options->self_issued());
   options = ParseXdsFlags({"--xds-plaintext=false"});
   ASSERT_TRUE(options.ok());
-  EXPECT_FALSE(options->enabled());
+  EXPECT_TRUE(options->self_issued());
+  options = ParseXdsFlags({"--xds-tls-cert=c.pem", "--xds-tls-key=k.pem"});
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(options->self_issued());
 }
 
 TEST(XdsFlagsTest, ErrorsNameTheFlag) {
@@ -80,6 +95,155 @@ TEST(XdsFlagsTest, ErrorsNameTheFlag) {
     EXPECT_NE(options.status().message().find(c.expected), absl::string_view::npos)
         << options.status();
   }
+}
+
+// The discovery port with a certificate handed in, as the CA's ServingCertificate does: swapped
+// for new connections while open ones keep theirs.
+class XdsServiceTlsTest : public ::testing::Test {
+ protected:
+  static constexpr char kFirst[] = "spiffe://cluster.local/ns/meshlet-system/sa/first";
+  static constexpr char kSecond[] = "spiffe://cluster.local/ns/meshlet-system/sa/second";
+
+  void SetUp() override {
+    std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/cp.XXXXXX");
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    control_plane_ = std::make_unique<ControlPlane>(
+        ControlPlaneOptions{.data_dir = dir, .api_address = "127.0.0.1:0"});
+    ASSERT_TRUE(control_plane_->Init().ok());
+    auto ca = tls::testing::TestCa::Create();
+    ASSERT_TRUE(ca.ok());
+    ca_ = std::make_unique<tls::testing::TestCa>(*std::move(ca));
+    for (const char* id : {kFirst, kSecond}) {
+      auto leaf = ca_->Issue({.spiffe_id = id, .dns_names = {"meshlet-control-plane"}});
+      ASSERT_TRUE(leaf.ok()) << leaf.status();
+      leaves_.push_back(*std::move(leaf));
+    }
+  }
+
+  event::Loop& loop() { return control_plane_->loop(); }
+
+  // A channel that accepts only a server certificate for `expected_id`, presenting `client`
+  // when given.
+  std::unique_ptr<http::grpc::Channel> Connect(
+      const net::Address& address, const std::string& expected_id,
+      const tls::testing::TestCertificate* client = nullptr) {
+    auto context = tls::TlsContext::CreateClient(
+        {.certificate_chain_pem = client != nullptr ? client->chain_pem : "",
+         .private_key_pem = client != nullptr ? client->key_pem : "",
+         .trust_bundle_pem = ca_->cert_pem(),
+         .alpn_protocols = {"h2"},
+         .peer_identity = *tls::SpiffeIdMatcher::Create({expected_id}, {})});
+    EXPECT_TRUE(context.ok()) << context.status();
+    return std::make_unique<http::grpc::Channel>(
+        loop(), address,
+        http::grpc::ChannelOptions{.transport_factory = tls::TlsTransport::Factory(
+                                       std::make_shared<tls::TlsContextProvider>(*context))});
+  }
+
+  // The status of a call to a method nobody serves: UNIMPLEMENTED once the handshake passed.
+  http::grpc::StatusCode Call(http::grpc::Channel& channel) {
+    std::optional<http::grpc::StatusCode> code;
+    channel.Unary("/test.Nobody/Serves", "", {.timeout = std::chrono::seconds(5)},
+                  [&](http::grpc::StatusCode c, const std::string&, std::string) { code = c; });
+    EXPECT_TRUE(loop().RunUntil([&] { return code.has_value(); }, std::chrono::seconds(10)));
+    return code.value_or(http::grpc::StatusCode::kUnknown);
+  }
+
+  std::unique_ptr<ControlPlane> control_plane_;
+  std::unique_ptr<tls::testing::TestCa> ca_;
+  std::vector<tls::testing::TestCertificate> leaves_;
+};
+
+TEST_F(XdsServiceTlsTest, ASelfIssuedCertificateIsSwappedForNewConnectionsOnly) {
+  XdsServiceOptions options;
+  options.address = "127.0.0.1:0";
+  XdsService xds(*control_plane_, options);
+  // Self-issued, but no certificate yet: the port does not open.
+  absl::Status status = xds.Start();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("has no certificate"), std::string::npos) << status;
+  EXPECT_EQ(xds.grpc_server(), nullptr);
+
+  ASSERT_TRUE(xds.SetServingCertificate(leaves_[0].chain_pem, leaves_[0].key_pem).ok());
+  ASSERT_TRUE(xds.Start().ok());
+  const net::Address address = xds.address();
+  auto open = Connect(address, kFirst);
+  EXPECT_EQ(Call(*open), http::grpc::StatusCode::kUnimplemented);
+
+  ASSERT_TRUE(xds.SetServingCertificate(leaves_[1].chain_pem, leaves_[1].key_pem).ok());
+  // New connections get the second certificate...
+  EXPECT_EQ(Call(*Connect(address, kSecond)), http::grpc::StatusCode::kUnimplemented);
+  EXPECT_EQ(Call(*Connect(address, kFirst)), http::grpc::StatusCode::kUnavailable);
+  // ...while the connection made before goes on with the first.
+  EXPECT_EQ(Call(*open), http::grpc::StatusCode::kUnimplemented);
+
+  // A certificate that does not load changes nothing.
+  status = xds.SetServingCertificate(leaves_[0].chain_pem, leaves_[1].key_pem);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Call(*Connect(address, kSecond)), http::grpc::StatusCode::kUnimplemented);
+
+  // With the trust bundle the port verifies client certificates (workload renewals over mTLS),
+  // and a renewal keeps doing so: a client certificate from another CA is refused.
+  auto other_ca = tls::testing::TestCa::Create("another CA");
+  ASSERT_TRUE(other_ca.ok());
+  auto stranger = other_ca->Issue({.spiffe_id = "spiffe://cluster.local/ns/a/sa/stranger"});
+  auto workload = ca_->Issue({.spiffe_id = "spiffe://cluster.local/ns/a/sa/workload"});
+  ASSERT_TRUE(stranger.ok() && workload.ok());
+  ASSERT_TRUE(xds.SetTrustBundle(ca_->cert_pem()).ok());
+  ASSERT_TRUE(xds.SetServingCertificate(leaves_[0].chain_pem, leaves_[0].key_pem).ok());
+  EXPECT_EQ(Call(*Connect(address, kFirst, &*workload)), http::grpc::StatusCode::kUnimplemented);
+  EXPECT_EQ(Call(*Connect(address, kFirst, &*stranger)), http::grpc::StatusCode::kUnavailable);
+  EXPECT_EQ(Call(*Connect(address, kFirst)), http::grpc::StatusCode::kUnimplemented);
+}
+
+TEST_F(XdsServiceTlsTest, CertificateFilesOrPlaintextTakeNoSelfIssuedCertificate) {
+  XdsServiceOptions plaintext;
+  plaintext.plaintext = true;
+  XdsService xds(*control_plane_, plaintext);
+  EXPECT_EQ(xds.SetServingCertificate(leaves_[0].chain_pem, leaves_[0].key_pem).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// The observer side of readiness reports, against a real registry (the ADS server's part is in
+// ads_server_test).
+TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverridesWhatItKept) {
+  ControlPlaneOptions options;
+  options.data_dir = ::testing::TempDir() + "/xds_service_test_readiness";
+  std::filesystem::remove_all(options.data_dir);  // no registry saved by an earlier run
+  options.api_address = "127.0.0.1:0";
+  ControlPlane control_plane(options);
+  ASSERT_TRUE(control_plane.Init().ok());
+  XdsService service(control_plane, XdsServiceOptions{});
+  auto ready = [&] {
+    return control_plane.registry().Snapshot()->Find("reviews-0")->ready;
+  };
+  xds::Node node;
+  node.set_id("reviews-0");
+  node.set_service("reviews");
+  node.add_addresses("10.0.0.7");
+  service.OnProxyConnected(node);
+  service.OnProxyReadiness("reviews-0", true, "");
+  EXPECT_TRUE(ready());
+  const uint64_t version = control_plane.registry().version();
+  service.OnProxyReadiness("reviews-0", false, "draining");
+  EXPECT_FALSE(ready());
+  EXPECT_EQ(control_plane.registry().version(), version + 1);  // a change: a push follows
+
+  // The sidecar restarts under the same id: the registry keeps "not ready" across the reconnect
+  // until the new stream's first request reports it ready.
+  service.OnProxyDisconnected("reviews-0");
+  service.OnProxyConnected(node);
+  EXPECT_FALSE(ready());
+  service.OnProxyReadiness("reviews-0", true, "");
+  EXPECT_TRUE(ready());
+
+  // A report for an id the registry does not hold is counted.
+  service.OnProxyReadiness("nobody", false, "draining");
+  const StatsSnapshot stats = control_plane.stats().Snapshot();
+  const SeriesSnapshot* unregistered =
+      stats.Find("meshlet_cp_registry_readiness_unregistered_total", {});
+  ASSERT_NE(unregistered, nullptr);
+  EXPECT_EQ(unregistered->counter, 1u);
 }
 
 }  // namespace

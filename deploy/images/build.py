@@ -20,7 +20,8 @@ and:
   etc/    passwd, group, nsswitch.conf (deploy/images/etc)
   data/   an empty directory (the control plane's image makes it its data directory)
 
-then runs `podman build` on it, tags the image localhost/NAME:TAG, writes OUT/NAME.oci.tar with
+then runs `podman build` on it, tags the image localhost/NAME:TAG (TAG: the version the sidecar
+binary reports, 0.1.0, unless --tag says otherwise), writes OUT/NAME.oci.tar with
 `podman save --format oci-archive` and removes the image again, so the archive is the only
 result. Prints one line per image: name, size of its files, size of the archive.
 
@@ -185,6 +186,15 @@ def run(cmd):
     return result.stdout
 
 
+def binary_version(bin_dir):
+    """The version `sidecar --version` prints ("meshlet sidecar 0.1.0" gives "0.1.0")."""
+    sidecar = os.path.join(bin_dir, BINARIES["meshlet-proxy"][0][0])
+    out = run([sidecar, "--version"]).split()
+    if len(out) < 3 or not re.match(r"^[0-9A-Za-z][0-9A-Za-z._-]*$", out[-1]):
+        raise BuildError("%s --version printed %r, not a version" % (sidecar, " ".join(out)))
+    return out[-1]
+
+
 def write_context(image, args):
     """Fills OUT/IMAGE/ with the image's Dockerfile and context, for another builder."""
     context = os.path.join(args.out, image)
@@ -220,7 +230,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bin-dir", required=True, help="Bazel output tree with the binaries")
     p.add_argument("--out", required=True, help="directory for the OCI archives")
-    p.add_argument("--tag", default="latest")
+    p.add_argument("--tag", default=None,
+                   help="the images' tag (default: the version the sidecar binary reports, "
+                        "which is what `meshctl inject` names by default)")
     p.add_argument("--podman", default="podman", help="the podman executable")
     p.add_argument("--podman-arg", action="append", default=[],
                    help="global option for every podman call (repeatable)")
@@ -240,6 +252,12 @@ def main():
         if image not in BINARIES:
             p.error("unknown image %s; known: %s" % (image, ", ".join(BINARIES)))
     os.makedirs(args.out, exist_ok=True)
+    if args.tag is None:
+        try:
+            args.tag = binary_version(args.bin_dir)
+        except BuildError as e:
+            print("build.py: %s" % e, file=sys.stderr)
+            return 1
     podman = [args.podman] + args.podman_arg
     if args.context_only:
         try:

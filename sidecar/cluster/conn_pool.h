@@ -12,7 +12,11 @@
 // Connections leave the pool when idle for idle_timeout (default 55 s, below common server
 // keep-alives), when the peer closes them (an idle connection that saw EOF is never used), and
 // are drained (no new streams; closed once their streams end) after a GOAWAY (HTTP/1:
-// `Connection: close`), max_requests_per_connection streams, or max_connection_duration.
+// `Connection: close`), max_requests_per_connection streams, or max_connection_duration. Streams
+// above a GOAWAY's last-stream-id are reset with kRemoteRefusedStream; the HTTP/2 codec closes a
+// GOAWAY'd connection whose peer then goes silent with streams in flight
+// (Http2Options::goaway_keepalive_interval), and those streams are reset with
+// kConnectionTermination, so that neither kind waits for its request's timeout.
 //
 // Limits come from the cluster's shared CircuitBreakerThresholds: connections (kConnection),
 // requests waiting for a stream (kPendingRequest) and requests pending or in flight (kRequest).

@@ -40,6 +40,16 @@ Host* LoadBalancer::Choose(const LbContext& context) {
   for (int i = 0; i < kMaxAvoidAttempts && Contains(context.hosts_to_avoid, host); ++i) {
     host = Pick();
   }
+  if (Contains(context.hosts_to_avoid, host)) {
+    // The policy keeps choosing tried hosts (least request favours one that fails fast: it never
+    // has requests in flight). Any untried candidate beats them.
+    const size_t n = candidates_.size();
+    const size_t start = random_.Uniform(n);
+    for (size_t i = 0; i < n; ++i) {
+      Host* untried = candidates_[(start + i) % n];
+      if (!Contains(context.hosts_to_avoid, untried)) return untried;
+    }
+  }
   return host;
 }
 

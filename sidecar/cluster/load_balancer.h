@@ -16,8 +16,10 @@
 // healthy and panic is off (threshold 0).
 //
 // A retry passes the hosts it already tried in LbContext::hosts_to_avoid: the balancer re-picks
-// up to kMaxAvoidAttempts times to find another host, then takes what it got (an endpoint tried
-// before beats no endpoint).
+// up to kMaxAvoidAttempts times to find another host, then takes the first untried candidate
+// from a random position (re-picking alone is not enough: least request keeps choosing a host
+// that fails fast, as it never has requests in flight), and only when every candidate was tried
+// one tried before (an endpoint tried before beats no endpoint).
 //
 // Ownership and threading: a balancer belongs to one worker's Cluster and reads (never owns) its
 // HostSet and Random, which must outlive it. It rebuilds its internal lists only when the set's

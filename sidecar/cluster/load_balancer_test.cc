@@ -243,6 +243,22 @@ TEST(LoadBalancerTest, AvoidListGivesUpRatherThanFail) {
   EXPECT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 1);
 }
 
+TEST(LoadBalancerTest, LeastRequestRetryLeavesAHostThatFailsFast) {
+  // a refuses connections at once (a draining sidecar), so it never has requests in flight; b is
+  // busy. Two choices prefer a three times in four, re-picks included; a retry avoiding a must
+  // still get b every time.
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  RealRandom random(3);
+  LeastRequestLoadBalancer lb(hosts, random, 50);
+  Host::RequestGuard busy(*hosts.hosts()[1]);
+  const Host* tried[] = {hosts.hosts()[0].get()};
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 2) << i;
+  // Every host tried: one of them rather than none.
+  const Host* all[] = {hosts.hosts()[0].get(), hosts.hosts()[1].get()};
+  EXPECT_NE(lb.Choose({.hosts_to_avoid = all}), nullptr);
+}
+
 TEST(LoadBalancerTest, RoundRobinAvoidsTriedHost) {
   HostSet hosts;
   hosts.Update(Endpoints({1, 1}));

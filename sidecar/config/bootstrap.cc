@@ -111,14 +111,32 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   for (const auto& [key, value] : flags.node_labels) (*node.mutable_labels())[key] = value;
   for (const std::string& address : flags.node_addresses) node.add_addresses(address);
   for (uint32_t port : flags.node_ports) node.add_ports(port);
+  if (!flags.trace_collector.empty()) {
+    config.tracing.enabled = true;
+    config.tracing.collector_address = flags.trace_collector;
+    config.tracing.collector_path.clear();
+    config.tracing.protocol = tracing::ExportProtocol::kOtlpProto;
+  }
+  if (flags.trace_sampling.has_value()) {
+    if (!config.tracing.enabled) {
+      return absl::InvalidArgumentError(
+          "--trace-sampling needs tracing: --trace-collector, or a tracing section in --config");
+    }
+    config.tracing.sampling_percent = *flags.trace_sampling;
+  }
 
   // 2. Defaults that depend on other settings, from the result.
   if (node.sidecar_version().empty()) node.set_sidecar_version("meshlet-sidecar 0.1.0");
   const bool xds_tls = config.has_xds() && !flags.xds_plaintext;
   if (config.tracing.enabled && config.tracing.service_name.empty()) {
-    config.tracing.service_name = !node.service().empty() ? node.service()
-                                  : !node.id().empty()    ? node.id()
-                                                          : "meshlet";
+    // "<service>.<namespace>", the name golden metrics and cluster names give the service, so a
+    // trace's services and the metrics' edges name the same thing.
+    config.tracing.service_name =
+        !node.service().empty()
+            ? (node.namespace_().empty() ? node.service()
+                                         : absl::StrCat(node.service(), ".", node.namespace_()))
+        : !node.id().empty() ? node.id()
+                             : "meshlet";
   }
   MetricsReportConfig& report = config.metrics_report;
   if (!report.disabled) {

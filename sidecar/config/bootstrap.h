@@ -26,6 +26,7 @@
 // thread only.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,11 @@ struct BootstrapFlags {
   // A CA credential was given (--join-token-file, --kubernetes-token-file): the workload
   // certificate needs an identity (node namespace and service account) and a CA address.
   bool workload_certificate = false;
+  // --trace-collector: tracing on, OTLP/HTTP (protobuf) to this HOST:PORT, replacing the
+  // file's tracing.collector_address and protocol; --trace-sampling replaces sampling_percent
+  // (and needs tracing on, from the file or --trace-collector).
+  std::string trace_collector;
+  std::optional<double> trace_sampling;
 };
 
 // Step 2 above: applies `flags` to `parsed` (ParseBootstrap's result, or a default

@@ -70,6 +70,47 @@ TEST(CompleteBootstrapTest, FlagsReplaceTheFilesSettings) {
   EXPECT_EQ(config->node.sidecar_version(), "meshlet-sidecar 0.1.0");
 }
 
+// --trace-collector turns tracing on (OTLP/HTTP protobuf) or replaces the file's collector;
+// --trace-sampling replaces the rate and needs tracing.
+
+TEST(CompleteBootstrapTest, TraceFlagsTurnTracingOnOrReplaceTheFilesSettings) {
+  BootstrapFlags flags = ByFlags();
+  flags.trace_collector = "cp.mesh:4318";
+  absl::StatusOr<BootstrapConfig> config = Complete("", flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->tracing.enabled);
+  EXPECT_EQ(config->tracing.collector_address, "cp.mesh:4318");
+  EXPECT_EQ(config->tracing.protocol, tracing::ExportProtocol::kOtlpProto);
+  EXPECT_EQ(config->tracing.EffectiveCollectorPath(), "/v1/traces");
+  EXPECT_EQ(config->tracing.sampling_percent, 1.0);
+  EXPECT_EQ(config->tracing.service_name, "web.shop");
+
+  flags.trace_sampling = 100;
+  config = Complete(
+      "tracing: {sampling_percent: 5, collector_address: \"zipkin:9411\", protocol: ZIPKIN}\n",
+      flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.collector_address, "cp.mesh:4318");
+  EXPECT_EQ(config->tracing.protocol, tracing::ExportProtocol::kOtlpProto);
+  EXPECT_EQ(config->tracing.EffectiveCollectorPath(), "/v1/traces");
+  EXPECT_EQ(config->tracing.sampling_percent, 100.0);
+
+  // The file's collector, the flag's rate.
+  BootstrapFlags rate_only = ByFlags();
+  rate_only.trace_sampling = 50;
+  config = Complete("tracing: {collector_address: \"zipkin:9411\", protocol: ZIPKIN}\n",
+                    rate_only);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.collector_address, "zipkin:9411");
+  EXPECT_EQ(config->tracing.sampling_percent, 50.0);
+
+  // A rate without any collector is an error naming both ways to give one.
+  config = Complete("", rate_only);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().message(),
+            "--trace-sampling needs tracing: --trace-collector, or a tracing section in --config");
+}
+
 // metrics_report.address: the file's, else xds.address — from --xds when the flag is given.
 
 TEST(CompleteBootstrapTest, MetricsReportGoesToTheXdsServerGivenByFlag) {
@@ -155,11 +196,16 @@ TEST(CompleteBootstrapTest, MetricsReportServiceFromTheNodeFlags) {
   EXPECT_EQ(config->metrics_report.service, "web-0");
 }
 
-// tracing.service_name: the file's, else node.service, else node.id (after --node-*), else
-// "meshlet".
+// tracing.service_name: the file's, else node.service with its namespace (as golden metrics name
+// it), else node.id (after --node-*), else "meshlet".
 
 TEST(CompleteBootstrapTest, TracingServiceNameFromTheNodeFlags) {
   absl::StatusOr<BootstrapConfig> config = Complete(kTracing, ByFlags());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.service_name, "web.shop");
+  BootstrapFlags no_namespace = ByFlags();
+  no_namespace.node_namespace.clear();
+  config = Complete(kTracing, no_namespace);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->tracing.service_name, "web");
 

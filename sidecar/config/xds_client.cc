@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -20,6 +24,7 @@
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
 #include "common/tls/tls_transport.h"
+#include "sidecar/config/references.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -37,6 +42,13 @@ const std::array<const char*, kXdsTypeCount> kXdsTypeLabels = {"secrets", "clust
 namespace {
 
 using http::grpc::StatusCode;
+
+// Positions of the types in kXdsTypeUrls.
+constexpr size_t kSecrets = 0;
+constexpr size_t kClusters = 1;
+constexpr size_t kEndpoints = 2;
+constexpr size_t kRoutes = 3;
+constexpr size_t kListeners = 4;
 
 constexpr char kStreamMethod[] =
     "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
@@ -126,6 +138,70 @@ absl::StatusOr<ParsedResource> ReuseOrParse(size_t index, const google::protobuf
   return parsed;
 }
 
+// Calls `f(member, name_of)` with the ResourceSet list of the type at `index` and how its
+// resources are named.
+template <typename F>
+void WithTypeList(size_t index, F f) {
+  switch (index) {
+    case kSecrets:
+      return f(&ResourceSet::secrets, [](const xds::Secret& m) { return m.name(); });
+    case kClusters:
+      return f(&ResourceSet::clusters, [](const xds::Cluster& m) { return m.name(); });
+    case kEndpoints:
+      return f(&ResourceSet::endpoints,
+               [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
+    case kRoutes:
+      return f(&ResourceSet::routes, [](const xds::RouteConfiguration& m) { return m.name(); });
+    default:
+      return f(&ResourceSet::listeners, [](const xds::Listener& m) { return m.name(); });
+  }
+}
+
+const std::set<std::string>& NoNames() {
+  static const auto* const kNone = new std::set<std::string>();
+  return *kNone;
+}
+
+// The held resource `entry` (an EntryMap value) as its type.
+template <typename Message, typename Entry>
+const Message& As(const Entry& entry) {
+  return static_cast<const Message&>(*entry.parsed);
+}
+
+// Calls `f(item)` for every item of `a` whose name `b` lacks; both are maps ordered by name.
+template <typename A, typename B, typename F>
+void ForEachMissing(const A& a, const B& b, F f) {
+  auto it = b.begin();
+  for (const auto& item : a) {
+    while (it != b.end() && it->first < item.first) ++it;
+    if (it == b.end() || it->first != item.first) f(item);
+  }
+}
+
+// Whether every name of `from` is in `to` (maps ordered by name).
+template <typename Map>
+bool KeepsEveryName(const Map& from, const Map& to) {
+  bool every = true;
+  ForEachMissing(from, to, [&](const auto&) { every = false; });
+  return every;
+}
+
+template <typename Map>
+bool SameNames(const Map& a, const Map& b) {
+  return a.size() == b.size() && KeepsEveryName(a, b);
+}
+
+// Appends `names` as JSON strings separated by commas.
+template <typename Names>
+void AppendNames(std::string* out, const Names& names) {
+  bool first = true;
+  for (const std::string& name : names) {
+    if (!first) *out += ",";
+    first = false;
+    AppendJsonString(out, name);
+  }
+}
+
 std::string TimeText(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
@@ -177,7 +253,6 @@ XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet st
                      ApplyFn apply, StatsShard& stats, Random& random)
     : loop_(loop),
       options_(std::move(options)),
-      static_resources_(std::move(static_resources)),
       apply_(std::move(apply)),
       backoff_(
           resilience::BackoffConfig{.base = options_.backoff_base, .cap = options_.backoff_cap},
@@ -195,6 +270,27 @@ XdsClient::XdsClient(event::Loop& loop, XdsClientOptions options, ResourceSet st
   connected_gauge_ = MustStat(stats.RegisterGauge(
       "meshlet_xds_client_connected",
       "1 while the discovery stream is up (a response arrived on it).", {}, GaugeMerge::kGlobal));
+  for (size_t i : {kSecrets, kClusters, kEndpoints, kRoutes}) {
+    retained_gauges_[i] = MustStat(stats.RegisterGauge(
+        "meshlet_xds_client_retained_resources",
+        "Resources the control plane removed that run on because the configuration names them.",
+        {{"type", kXdsTypeLabels[i]}}, GaugeMerge::kGlobal));
+  }
+  unmatched_gauge_ = MustStat(stats.RegisterGauge(
+      "meshlet_xds_client_unmatched_load_assignments",
+      "Load assignments held for a cluster the configuration does not have (left out).", {},
+      GaugeMerge::kGlobal));
+  SetStaticResources(std::move(static_resources));
+}
+
+void XdsClient::SetStaticResources(ResourceSet static_resources) {
+  static_resources_ = std::move(static_resources);
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    WithTypeList(i, [&](auto member, auto name_of) {
+      static_names_[i].clear();
+      for (const auto& m : static_resources_.*member) static_names_[i].insert(name_of(m));
+    });
+  }
 }
 
 XdsClient::~XdsClient() { Stop(); }
@@ -240,11 +336,15 @@ void XdsClient::OpenStream() {
   stream_->OnFinish([this](StatusCode code, const std::string& message, const http::HeaderMap&) {
     OnStreamFinished(code, message);
   });
-  // Subscribe to every type, in push order, announcing what this sidecar already runs.
+  // Subscribe to every type, in push order, announcing what this sidecar already runs; the first
+  // request also carries the node and its readiness.
   for (size_t i = 0; i < kXdsTypeCount; ++i) {
     if (options_.delta) {
       xds::DeltaDiscoveryRequest request;
-      if (i == 0) *request.mutable_node() = options_.node;
+      if (i == 0) {
+        *request.mutable_node() = options_.node;
+        *request.mutable_readiness() = Readiness();
+      }
       request.set_type_url(kXdsTypeUrls[i]);
       for (const auto& [name, entry] : types_[i].entries) {
         (*request.mutable_initial_resource_versions())[name] = entry.version;
@@ -252,12 +352,53 @@ void XdsClient::OpenStream() {
       stream_->SendProto(request);
     } else {
       xds::DiscoveryRequest request;
-      if (i == 0) *request.mutable_node() = options_.node;
+      if (i == 0) {
+        *request.mutable_node() = options_.node;
+        *request.mutable_readiness() = Readiness();
+      }
       request.set_type_url(kXdsTypeUrls[i]);
       request.set_version_info(types_[i].version);
       stream_->SendProto(request);
     }
   }
+}
+
+template <typename Fill>
+void XdsClient::SendRequest(Fill fill) {
+  if (options_.delta) {
+    xds::DeltaDiscoveryRequest request;
+    fill(request);
+    stream_->SendProto(request);
+  } else {
+    xds::DiscoveryRequest request;
+    fill(request);
+    stream_->SendProto(request);
+  }
+}
+
+xds::WorkloadReadiness XdsClient::Readiness() const {
+  xds::WorkloadReadiness readiness;
+  readiness.set_ready(ready_);
+  readiness.set_reason(not_ready_reason_);
+  return readiness;
+}
+
+void XdsClient::SetReadiness(bool ready, std::string reason) {
+  if (ready) reason.clear();
+  if (ready == ready_ && reason == not_ready_reason_) return;
+  ready_ = ready;
+  not_ready_reason_ = std::move(reason);
+  if (stream_ == nullptr) {
+    LOG(INFO) << "xds: " << (ready_ ? "ready" : "not ready: " + not_ready_reason_)
+              << "; the next stream reports it";
+    return;
+  }
+  LOG(INFO) << "xds: reporting " << (ready_ ? "ready" : "not ready: " + not_ready_reason_)
+            << " to the control plane";
+  SendRequest([this](auto& request) {
+    request.set_type_url(kReadinessTypeUrl);
+    *request.mutable_readiness() = Readiness();
+  });
 }
 
 void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
@@ -293,8 +434,10 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
   // A resource whose bytes equal a held one's is that resource: its name and parsed message are
   // reused, so only what changed is parsed (the response carries every resource of the type).
   absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
-  held.reserve(type.entries.size());
-  for (const auto& item : type.entries) held.emplace(item.second.resource.value(), &item);
+  held.reserve(type.entries.size() + plan_.retained[*index].size());
+  for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
+    for (const auto& item : *own) held.emplace(item.second.resource.value(), &item);
+  }
   EntryMap entries;
   absl::Status status;
   for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
@@ -353,9 +496,14 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     const xds::Resource& resource = response.resources(i);
     const google::protobuf::Any& any = resource.resource();
     // The wrapper names the resource: unchanged bytes under that name reuse the parsed message.
-    auto held = type.entries.find(resource.name());
-    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
-        *index, any, held == type.entries.end() ? nullptr : &*held, i, &resources_parsed_);
+    const EntryMap::value_type* held = nullptr;
+    for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
+      if (auto it = own->find(resource.name()); it != own->end()) {
+        held = &*it;
+        break;
+      }
+    }
+    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(*index, any, held, i, &resources_parsed_);
     if (!parsed.ok()) {
       status = parsed.status();
       break;
@@ -428,42 +576,60 @@ void XdsClient::SendConfigDump(const std::string& nonce) {
     dump.set_contents_omitted(true);
   }
   LOG(DEBUG) << "xds: sending the configuration dump the control plane asked for";
-  auto send = [&](auto answer) {
+  SendRequest([&](auto& answer) {
     answer.set_type_url(kConfigDumpTypeUrl);
     answer.set_response_nonce(nonce);
     *answer.mutable_config_dump() = std::move(dump);
-    stream_->SendProto(answer);
-  };
-  if (options_.delta) {
-    send(xds::DeltaDiscoveryRequest());
-  } else {
-    send(xds::DiscoveryRequest());
-  }
+  });
 }
 
 absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
   TypeState& type = types_[type_index];
-  // Only the updated type's list is built; the other types' lists of the running configuration
-  // are reused as they are, and the whole configuration is still validated as one unit.
-  ResourceSet candidate;
-  absl::Status status = FillType(type_index, entries, candidate);
-  if (status.ok() && !assembled_) {
-    absl::StatusOr<ResourceSet> running = Assemble(HeldEntries(), CombinedVersion());
+  std::array<const EntryMap*, kXdsTypeCount> held = HeldEntries();
+  held[type_index] = &entries;
+  absl::Status status;
+  if (!assembled_) {
+    absl::StatusOr<ResourceSet> running = Assemble(HeldEntries(), plan_, CombinedVersion());
     if (running.ok()) {
       assembled_ = std::move(*running);
     } else {
       status = running.status();
     }
   }
+  // Usually nothing is retained or left out, before or after: the plan stays empty unseen.
+  std::optional<RunPlan> next;
+  if (status.ok() && MayChangePlan(type_index, entries)) {
+    absl::StatusOr<RunPlan> planned = PlanRun(held, type_index != kEndpoints);
+    if (planned.ok()) {
+      next = *std::move(planned);
+    } else {
+      status = planned.status();
+    }
+  }
+  const RunPlan& plan = next ? *next : plan_;
+  // Only the lists that change are built (the updated type's, and those whose retained or
+  // left-out resources change); the others of the running configuration are reused as they
+  // are, and the whole configuration is still validated as one unit.
+  ResourceSet candidate;
+  std::vector<size_t> changed;
+  for (size_t i = 0; i < kXdsTypeCount && status.ok(); ++i) {
+    if (i != type_index && SameNames(plan.retained[i], plan_.retained[i]) &&
+        (i != kEndpoints || plan.unmatched == plan_.unmatched)) {
+      continue;
+    }
+    status = FillType(i, *held[i], plan.retained[i], i == kEndpoints ? plan.unmatched : NoNames(),
+                      candidate);
+    changed.push_back(i);
+  }
   const std::string previous_version = type.version;
   if (status.ok()) {
     type.version = version;  // so the combined version names the candidate
-    SwapType(type_index, *assembled_, candidate);
+    for (size_t i : changed) SwapType(i, *assembled_, candidate);
     const std::string running_version = std::move(assembled_->version);
     assembled_->version = CombinedVersion();
     status = apply_(*assembled_);
     if (!status.ok()) {
-      SwapType(type_index, *assembled_, candidate);
+      for (size_t i : changed) SwapType(i, *assembled_, candidate);
       assembled_->version = running_version;
     }
   }
@@ -478,6 +644,11 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std:
   }
   const size_t count = entries.size();
   type.entries = std::move(entries);
+  if (next) {
+    LogPlanChanges(*next);
+    plan_ = *std::move(next);
+    SetPlanGauges();
+  }
   type.last_error.clear();
   type.last_update = absl::Now();
   type.applied = true;
@@ -496,74 +667,169 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std:
   return absl::OkStatus();
 }
 
-absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, ResourceSet& out) const {
+bool XdsClient::MayChangePlan(size_t type_index, const EntryMap& entries) const {
+  for (const EntryMap& retained : plan_.retained) {
+    if (!retained.empty()) return true;
+  }
+  if (!plan_.unmatched.empty() || type_index == kEndpoints) return true;
+  // Listeners are named by nothing.
+  return type_index != kListeners && !KeepsEveryName(types_[type_index].entries, entries);
+}
+
+absl::StatusOr<XdsClient::RunPlan> XdsClient::PlanRun(
+    const std::array<const EntryMap*, kXdsTypeCount>& held, bool references_changed) const {
+  RunPlan plan;
+  // A resource named that the control plane no longer sends stays as it ran, if it did.
+  auto retain = [&](size_t index, const std::string& name) {
+    if (static_names_[index].contains(name) || held[index]->contains(name)) return;
+    for (const EntryMap* ran : {&types_[index].entries, &plan_.retained[index]}) {
+      if (auto it = ran->find(name); it != ran->end()) {
+        plan.retained[index].emplace(name, it->second);
+        return;
+      }
+    }
+  };
+  if (references_changed) {
+    // What names what, in the order kinds name each other: listeners name route
+    // configurations, both name clusters, clusters and listeners name secrets.
+    References names;
+    auto add = [&](size_t index, const auto& statics) {
+      using Message = typename std::decay_t<decltype(statics)>::const_iterator::value_type;
+      for (const Message& m : statics) AddReferences(m, names);
+      for (const EntryMap* dynamic : {held[index], &std::as_const(plan.retained[index])}) {
+        for (const auto& [name, entry] : *dynamic) AddReferences(As<Message>(entry), names);
+      }
+    };
+    add(kListeners, static_resources_.listeners);
+    for (const std::string& name : names.routes) retain(kRoutes, name);
+    add(kRoutes, static_resources_.routes);
+    for (const std::string& name : names.clusters) retain(kClusters, name);
+    add(kClusters, static_resources_.clusters);
+    for (const std::string& name : names.secrets) retain(kSecrets, name);
+  } else {
+    // Only endpoints changed: what they do not name is retained as before.
+    for (size_t i : {kSecrets, kClusters, kRoutes}) plan.retained[i] = plan_.retained[i];
+  }
+
+  // The EDS clusters that run name their load assignments: one that ran and is no longer sent
+  // stays while its cluster runs.
+  auto eds_cluster_runs = [&](const std::string& name) {
+    const xds::Cluster* cluster = nullptr;
+    for (const EntryMap* dynamic : {held[kClusters], &std::as_const(plan.retained[kClusters])}) {
+      if (auto it = dynamic->find(name); it != dynamic->end()) {
+        cluster = &As<xds::Cluster>(it->second);
+      }
+    }
+    for (const xds::Cluster& c : static_resources_.clusters) {
+      if (c.name() == name) cluster = &c;
+    }
+    return cluster != nullptr && cluster->type() == xds::Cluster::EDS;
+  };
+  for (const EntryMap* ran : {&types_[kEndpoints].entries, &plan_.retained[kEndpoints]}) {
+    ForEachMissing(*ran, *held[kEndpoints], [&](const EntryMap::value_type& item) {
+      if (!plan_.unmatched.contains(item.first) && eds_cluster_runs(item.first)) {
+        plan.retained[kEndpoints].insert(item);
+      }
+    });
+  }
+  // Load assignments for clusters that do not run are left out, once checked on their own.
   std::vector<std::string> errors;
-  auto fill = [&](auto member, auto name_of) {
+  ForEachMissing(*held[kEndpoints], *held[kClusters], [&](const EntryMap::value_type& item) {
+    const std::string& name = item.first;
+    if (static_names_[kClusters].contains(name) || plan.retained[kClusters].contains(name)) {
+      return;
+    }
+    plan.unmatched.insert(name);
+    absl::Status checked = CheckLoadAssignment(As<xds::ClusterLoadAssignment>(item.second));
+    if (!checked.ok()) errors.emplace_back(checked.message());
+  });
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return plan;
+}
+
+void XdsClient::LogPlanChanges(const RunPlan& next) const {
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    for (const auto& [name, entry] : next.retained[i]) {
+      if (!plan_.retained[i].contains(name)) {
+        LOG(INFO) << "xds: keeping " << kXdsTypeLabels[i] << " \"" << name
+                  << "\", which the control plane removed: the configuration still names it";
+      }
+    }
+    for (const auto& [name, entry] : plan_.retained[i]) {
+      if (!next.retained[i].contains(name) && !types_[i].entries.contains(name)) {
+        LOG(INFO) << "xds: dropped " << kXdsTypeLabels[i] << " \"" << name
+                  << "\" kept after the control plane removed it: nothing names it any more";
+      }
+    }
+  }
+  for (const std::string& name : next.unmatched) {
+    if (!plan_.unmatched.contains(name)) {
+      LOG(INFO) << "xds: holding endpoints \"" << name
+                << "\" aside: no cluster of that name (used once it arrives)";
+    }
+  }
+}
+
+void XdsClient::SetPlanGauges() {
+  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+    retained_gauges_[i].Set(static_cast<int64_t>(plan_.retained[i].size()));
+  }
+  unmatched_gauge_.Set(static_cast<int64_t>(plan_.unmatched.size()));
+}
+
+std::vector<std::string> XdsClient::retained(size_t type_index) const {
+  std::vector<std::string> names;
+  for (const auto& [name, entry] : plan_.retained[type_index]) names.push_back(name);
+  return names;
+}
+
+std::vector<std::string> XdsClient::unmatched_assignments() const {
+  return std::vector<std::string>(plan_.unmatched.begin(), plan_.unmatched.end());
+}
+
+absl::Status XdsClient::FillType(size_t index, const EntryMap& entries, const EntryMap& retained,
+                                 const std::set<std::string>& left_out, ResourceSet& out) const {
+  std::vector<std::string> errors;
+  WithTypeList(index, [&](auto member, auto) {
     auto& list = out.*member;
     const auto& statics = static_resources_.*member;
     using Message = typename std::decay_t<decltype(list)>::const_iterator::value_type;
     list = statics;
-    list.reserve(statics.size() + entries.size());
-    absl::flat_hash_set<std::string> static_names;
-    for (const Message& m : statics) static_names.insert(name_of(m));
-    for (const auto& [name, entry] : entries) {
-      if (static_names.contains(name)) {
-        errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name,
-                                      "\": also defined in the bootstrap file's static_resources "
-                                      "(names must not collide)"));
-        continue;
+    list.reserve(statics.size() + entries.size() + retained.size());
+    for (const EntryMap* dynamic : {&entries, &retained}) {
+      for (const auto& [name, entry] : *dynamic) {
+        if (static_names_[index].contains(name)) {
+          errors.push_back(absl::StrCat(kXdsTypeLabels[index], " \"", name,
+                                        "\": also defined in the bootstrap file's "
+                                        "static_resources (names must not collide)"));
+          continue;
+        }
+        if (left_out.contains(name)) continue;
+        // Parsed when received (ParseResource): the type at `index` is Message. Shared, not
+        // copied: the same message as long as the resource is unchanged (BuildSnapshot relies
+        // on that to reuse what it translated).
+        list.push_back(std::shared_ptr<const Message>(
+            entry.parsed, static_cast<const Message*>(entry.parsed.get())));
       }
-      // Parsed when received (ParseResource): the type at `index` is Message. Shared, not
-      // copied: the same message as long as the resource is unchanged (BuildSnapshot relies on
-      // that to reuse what it translated).
-      list.push_back(std::shared_ptr<const Message>(
-          entry.parsed, static_cast<const Message*>(entry.parsed.get())));
     }
-  };
-  switch (index) {
-    case 0:
-      fill(&ResourceSet::secrets, [](const xds::Secret& m) { return m.name(); });
-      break;
-    case 1:
-      fill(&ResourceSet::clusters, [](const xds::Cluster& m) { return m.name(); });
-      break;
-    case 2:
-      fill(&ResourceSet::endpoints,
-           [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-      break;
-    case 3:
-      fill(&ResourceSet::routes, [](const xds::RouteConfiguration& m) { return m.name(); });
-      break;
-    default:
-      fill(&ResourceSet::listeners, [](const xds::Listener& m) { return m.name(); });
-      break;
-  }
+  });
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   return absl::OkStatus();
 }
 
 void XdsClient::SwapType(size_t index, ResourceSet& a, ResourceSet& b) {
-  switch (index) {
-    case 0:
-      return a.secrets.swap(b.secrets);
-    case 1:
-      return a.clusters.swap(b.clusters);
-    case 2:
-      return a.endpoints.swap(b.endpoints);
-    case 3:
-      return a.routes.swap(b.routes);
-    default:
-      return a.listeners.swap(b.listeners);
-  }
+  WithTypeList(index, [&](auto member, auto) { (a.*member).swap(b.*member); });
 }
 
 absl::StatusOr<ResourceSet> XdsClient::Assemble(
-    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, absl::string_view version) const {
+    const std::array<const EntryMap*, kXdsTypeCount>& dynamic, const RunPlan& plan,
+    absl::string_view version) const {
   ResourceSet out;
   out.version = std::string(version);
   std::vector<std::string> errors;
   for (size_t i = 0; i < kXdsTypeCount; ++i) {
-    absl::Status status = FillType(i, *dynamic[i], out);
+    absl::Status status = FillType(i, *dynamic[i], plan.retained[i],
+                                   i == kEndpoints ? plan.unmatched : NoNames(), out);
     if (!status.ok()) errors.emplace_back(status.message());
   }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
@@ -587,19 +853,24 @@ std::array<const XdsClient::EntryMap*, kXdsTypeCount> XdsClient::HeldEntries() c
 
 ResourceSet XdsClient::CurrentResources() const {
   if (assembled_) return *assembled_;
-  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
+  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), plan_, CombinedVersion());
   return set.ok() ? *std::move(set) : static_resources_;
 }
 
 absl::Status XdsClient::UpdateStaticResources(ResourceSet static_resources) {
   ResourceSet previous = std::move(static_resources_);
-  static_resources_ = std::move(static_resources);
-  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
+  SetStaticResources(std::move(static_resources));
+  absl::StatusOr<RunPlan> plan = PlanRun(HeldEntries(), /*references_changed=*/true);
+  absl::StatusOr<ResourceSet> set =
+      plan.ok() ? Assemble(HeldEntries(), *plan, CombinedVersion()) : plan.status();
   absl::Status status = set.ok() ? apply_(*set) : set.status();
   if (!status.ok()) {
-    static_resources_ = std::move(previous);
+    SetStaticResources(std::move(previous));
     return status;
   }
+  LogPlanChanges(*plan);
+  plan_ = *std::move(plan);
+  SetPlanGauges();
   assembled_ = *std::move(set);
   return status;
 }
@@ -614,6 +885,12 @@ void XdsClient::Persist() {
     type->set_type_url(kXdsTypeUrls[i]);
     type->set_version_info(types_[i].version);
     for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = entry.resource;
+    if (plan_.retained[i].empty()) continue;
+    xds::DiscoveryResponse* retained = cache.add_retained();
+    retained->set_type_url(kXdsTypeUrls[i]);
+    for (const auto& [name, entry] : plan_.retained[i]) {
+      *retained->add_resources() = entry.resource;
+    }
   }
   absl::Status status =
       WriteFileAtomically(options_.cache_dir, kCacheFile, cache.SerializeAsString());
@@ -636,30 +913,44 @@ absl::Status XdsClient::LoadCache() {
     return absl::DataLossError(absl::StrCat("\"", path, "\" does not parse"));
   }
   std::array<TypeState, kXdsTypeCount> loaded;
-  for (const xds::DiscoveryResponse& type : cache.types()) {
+  RunPlan loaded_plan;
+  // Reads one type's saved resources into what is held of it, or into what is retained.
+  auto load = [&](const xds::DiscoveryResponse& type, bool retained) -> absl::Status {
     std::optional<size_t> index = TypeIndex(type.type_url());
-    if (!index) continue;
-    loaded[*index].version = type.version_info();
+    if (!index) return absl::OkStatus();
+    if (!retained) loaded[*index].version = type.version_info();
+    EntryMap& entries = retained ? loaded_plan.retained[*index] : loaded[*index].entries;
     for (const google::protobuf::Any& any : type.resources()) {
       absl::StatusOr<ParsedResource> parsed = ParseResource(*index, any, &resources_parsed_);
       if (!parsed.ok()) {
         return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
       }
-      loaded[*index].entries.emplace(std::move(parsed->name),
-                                     Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())),
-                                           .resource = any,
-                                           .parsed = std::move(parsed->message)});
+      entries.emplace(std::move(parsed->name),
+                      Entry{.version = Hex16(Fnv1a(kFnvOffset, any.value())),
+                            .resource = any,
+                            .parsed = std::move(parsed->message)});
     }
-  }
+    return absl::OkStatus();
+  };
+  for (const xds::DiscoveryResponse& type : cache.types()) RETURN_IF_ERROR(load(type, false));
+  for (const xds::DiscoveryResponse& type : cache.retained()) RETURN_IF_ERROR(load(type, true));
   std::array<TypeState, kXdsTypeCount> previous = std::move(types_);
+  RunPlan previous_plan = std::move(plan_);
   types_ = std::move(loaded);
-  absl::StatusOr<ResourceSet> set = Assemble(HeldEntries(), CombinedVersion());
+  // What was retained when it was saved stays only as long as something names it.
+  plan_ = std::move(loaded_plan);
+  absl::StatusOr<RunPlan> plan = PlanRun(HeldEntries(), /*references_changed=*/true);
+  absl::StatusOr<ResourceSet> set =
+      plan.ok() ? Assemble(HeldEntries(), *plan, CombinedVersion()) : plan.status();
   absl::Status status = set.ok() ? apply_(*set) : set.status();
   if (!status.ok()) {
     types_ = std::move(previous);
+    plan_ = std::move(previous_plan);
     return absl::Status(status.code(),
                         absl::StrCat("saved configuration \"", path, "\": ", status.message()));
   }
+  plan_ = *std::move(plan);
+  SetPlanGauges();
   assembled_ = *std::move(set);
   has_dynamic_config_ = true;
   complete_config_ = true;
@@ -689,7 +980,13 @@ std::string XdsClient::StatusJson() const {
     AppendJsonString(&out, type.version);
     out += ",\"nonce\":";
     AppendJsonString(&out, type.nonce);
-    absl::StrAppend(&out, ",\"resources\":", type.entries.size(), ",\"last_update\":");
+    absl::StrAppend(&out, ",\"resources\":", type.entries.size(), ",\"retained\":[");
+    AppendNames(&out, retained(i));
+    if (i == kEndpoints) {
+      out += "],\"unmatched\":[";
+      AppendNames(&out, plan_.unmatched);
+    }
+    out += "],\"last_update\":";
     AppendJsonString(&out, TimeText(type.last_update));
     out += ",\"last_error\":";
     AppendJsonString(&out, type.last_error);

@@ -9,19 +9,36 @@
 // nonce; refused → NACK (error_detail: INVALID_ARGUMENT and the reason), and the sidecar keeps
 // running its last good configuration.
 //
+// What runs is not always exactly what the control plane sent (docs/xds.md, "What the sidecar
+// accepts"), so that an update is never refused only because the other types still name, or do
+// not yet have, what it changes:
+//   - retained: a secret, cluster, load assignment (named by its EDS cluster) or route
+//     configuration the control plane removed stays, as it ran, while the configuration being
+//     applied still names it, and goes with the first update after which nothing names it;
+//   - unmatched: a load assignment naming no cluster the configuration has is held (checked on
+//     its own) but left out until its cluster arrives.
+// A reference to something neither sent nor running is still refused. Versions, ACKs and the
+// cache's per-type resources are always the control plane's.
+//
 // Each resource is parsed once: a response's resource whose serialized bytes equal a held one's
 // (delta: under the same name) reuses the held message, and the running configuration is kept
-// assembled, so an update rebuilds only its own type's list before the whole configuration is
-// validated.
+// assembled, so an update rebuilds only its own type's list (and those whose retained or
+// held-aside resources change) before the whole configuration is validated.
 //
 // Persistence: each accepted configuration is written to <cache_dir>/xds-cache.pb atomically
-// (temp file, fsync, rename, fsync of the directory), so a sidecar restarted while the control
-// plane is away starts from it (LoadCache()).
+// (temp file, fsync, rename, fsync of the directory), retained resources included, so a sidecar
+// restarted while the control plane is away starts from it (LoadCache()).
 //
 // Reconnects: when the stream ends for any reason the client waits a full-jitter exponential
 // backoff (0.5 s doubling to 30 s; the attempt count resets once a stream delivered a response)
 // and opens a new stream, announcing what it holds (version_info per type; in delta mode the
 // version of every resource), so an unchanged control plane sends nothing again.
+//
+// Readiness (WorkloadReadiness): the first request of every stream reports whether the sidecar
+// takes traffic from its peers (ready unless SetReadiness said otherwise), and SetReadiness
+// reports a change at once on the open stream, in a request of its own
+// (kReadinessTypeUrl: no nonce, no version, subscribes to nothing). Without a stream the change
+// goes with the next stream's first request. The stream and the configuration stay as they are.
 //
 // Threading: main thread (the loop's) only. The apply callback runs on it, synchronously.
 
@@ -31,8 +48,11 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -80,6 +100,9 @@ struct XdsClientOptions {
 // The debug type a control plane asks for a SidecarConfigDump with (xds/discovery.proto).
 inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
 
+// The type of a request that only reports readiness (xds/discovery.proto).
+inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
+
 // The resource types in the order the client subscribes (and the server pushes).
 inline constexpr size_t kXdsTypeCount = 5;
 extern const std::array<const char*, kXdsTypeCount> kXdsTypeUrls;
@@ -105,6 +128,10 @@ class XdsClient {
   void Start();
   // Cancels the stream and any reconnect; no callbacks afterwards.
   void Stop();
+  // Whether the sidecar takes traffic from its peers; `reason` says why not ("draining"). Starts
+  // ready. A change is reported to the control plane at once (see the top of this file).
+  void SetReadiness(bool ready, std::string reason);
+  bool ready() const { return ready_; }
   // Replaces the static part (SIGHUP re-read the bootstrap) and re-applies; an error keeps the
   // running configuration.
   absl::Status UpdateStaticResources(ResourceSet static_resources);
@@ -130,6 +157,10 @@ class XdsClient {
   uint64_t resources_parsed() const { return resources_parsed_; }
   const std::string& version(size_t type_index) const { return types_[type_index].version; }
   const std::string& last_error(size_t type_index) const { return types_[type_index].last_error; }
+  // Names of the type's resources that run though the control plane removed them.
+  std::vector<std::string> retained(size_t type_index) const;
+  // Names of the load assignments held but left out (no cluster of that name runs).
+  std::vector<std::string> unmatched_assignments() const;
 
  private:
   struct Entry {
@@ -149,7 +180,21 @@ class XdsClient {
     bool applied = false;  // a response of this type was applied at least once
   };
 
+  // What runs besides, or instead of, the control plane's resources (see the top of the file).
+  struct RunPlan {
+    // Per type: resources the control plane removed that the configuration still names, as they
+    // ran.
+    std::array<EntryMap, kXdsTypeCount> retained;
+    // Held load assignments (by cluster name) left out of the configuration.
+    std::set<std::string> unmatched;
+  };
+
   void OpenStream();
+  // Sends, on the open stream, a request of its variant (delta or state of the world) set up by
+  // `fill`, which takes either request type.
+  template <typename Fill>
+  void SendRequest(Fill fill);
+  xds::WorkloadReadiness Readiness() const;
   // Answers the control plane's config dump request `nonce` on the open stream.
   void SendConfigDump(const std::string& nonce);
   void OnStreamFinished(http::grpc::StatusCode code, const std::string& message);
@@ -158,11 +203,26 @@ class XdsClient {
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
   // Builds the full set with `type_index` replaced by `entries` and applies it.
   absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
+  // The plan for `held` (the control plane's resources per type), given what runs now: what
+  // stays retained or becomes so, and which load assignments are left out (an error when one of
+  // those does not pass its checks). Without `references_changed` (only endpoints differ from
+  // what runs) the retained resources of the other types stay as they are.
+  absl::StatusOr<RunPlan> PlanRun(const std::array<const EntryMap*, kXdsTypeCount>& held,
+                                  bool references_changed) const;
+  // Whether applying `entries` as the type at `type_index` may change the plan: something the
+  // running configuration has would go, something is retained or left out already, or
+  // endpoints arrive (which may name no cluster).
+  bool MayChangePlan(size_t type_index, const EntryMap& entries) const;
+  // Logs what `next` retains or leaves out that the running plan does not, and the reverse.
+  void LogPlanChanges(const RunPlan& next) const;
+  void SetPlanGauges();
   absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
-                                       absl::string_view version) const;
-  // Sets `out`'s list of the type at `index` to its static resources and `entries`; refuses
-  // dynamic names that collide with static ones.
-  absl::Status FillType(size_t index, const EntryMap& entries, ResourceSet& out) const;
+                                       const RunPlan& plan, absl::string_view version) const;
+  // Sets `out`'s list of the type at `index` to its static resources, `entries` and `retained`,
+  // without the names in `left_out`; refuses dynamic names that collide with static ones.
+  absl::Status FillType(size_t index, const EntryMap& entries, const EntryMap& retained,
+                        const std::set<std::string>& left_out, ResourceSet& out) const;
+  void SetStaticResources(ResourceSet static_resources);
   static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
   std::array<const EntryMap*, kXdsTypeCount> HeldEntries() const;
   std::string CombinedVersion() const;
@@ -171,20 +231,26 @@ class XdsClient {
   event::Loop& loop_;
   const XdsClientOptions options_;
   ResourceSet static_resources_;
+  // Names of the static resources, per type.
+  std::array<absl::flat_hash_set<std::string>, kXdsTypeCount> static_names_;
   ApplyFn apply_;
   resilience::Backoff backoff_;
   std::unique_ptr<http::grpc::Channel> channel_;
   std::shared_ptr<http::grpc::ClientCall> stream_;
   std::unique_ptr<event::Timer> reconnect_timer_;
   std::array<TypeState, kXdsTypeCount> types_;
-  // The configuration running (static + held dynamic), kept so an update rebuilds only its own
-  // type's list; empty until first needed.
+  // The plan the running configuration was assembled with.
+  RunPlan plan_;
+  // The configuration running (static + held dynamic + retained, without held-aside endpoints),
+  // kept so an update rebuilds only the lists that change; empty until first needed.
   std::optional<ResourceSet> assembled_;
   uint32_t attempt_ = 0;
   bool got_response_on_stream_ = false;
   bool has_dynamic_config_ = false;
   bool complete_config_ = false;
   bool stopped_ = false;
+  bool ready_ = true;
+  std::string not_ready_reason_;
   uint64_t accepted_ = 0;
   uint64_t rejected_ = 0;
   uint64_t streams_started_ = 0;
@@ -197,6 +263,8 @@ class XdsClient {
   Counter stream_counter_;
   Counter persist_errors_;
   Gauge connected_gauge_;
+  std::array<Gauge, kXdsTypeCount> retained_gauges_;
+  Gauge unmatched_gauge_;
 };
 
 // TLS for the xDS connection: verifies the control plane's certificate against `ca_file` (PEM),

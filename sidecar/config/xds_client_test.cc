@@ -1,16 +1,22 @@
 // XdsClient against a scripted ADS server (meshlet's gRPC server on 127.0.0.1): ACK and NACK
 // with versions and nonces, whole-configuration apply (static + dynamic), name collisions with
 // static resources, persistence and start from the saved configuration, reconnects announcing
-// what the client holds, the delta stream, and that only new or changed resources are parsed.
+// what the client holds, the delta stream, readiness reports, and that only new or changed
+// resources are parsed.
 
 #include "sidecar/config/xds_client.h"
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/base/logging.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
@@ -80,8 +86,10 @@ class ScriptedServer {
 class XdsClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // Parameterized tests' names have a '/'.
     cache_dir_ = ::testing::TempDir() + "/xds_client_test_" +
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name();
+                 absl::StrReplaceAll(
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name(), {{"/", "_"}});
     std::string cleanup = "rm -rf '" + cache_dir_ + "'";
     ASSERT_EQ(std::system(cleanup.c_str()), 0);
     server_ = std::make_unique<ScriptedServer>(loop_);
@@ -346,6 +354,84 @@ TEST_F(XdsClientTest, ReconnectsAfterTheStreamEnds) {
   EXPECT_NE(client_->StatusJson().find("going away"), std::string::npos);
 }
 
+TEST_F(XdsClientTest, ReportsReadinessOnEveryStreamAndAtOnceWhenItChanges) {
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount; }));
+  ASSERT_TRUE(server_->requests[0].has_readiness());
+  EXPECT_TRUE(server_->requests[0].readiness().ready());
+  EXPECT_EQ(server_->requests[0].readiness().reason(), "");
+  for (size_t i = 1; i < kXdsTypeCount; ++i) EXPECT_FALSE(server_->requests[i].has_readiness());
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount + 1; }));  // ACK
+
+  // Drain starts: at once, one request that carries the report and nothing else.
+  client_->SetReadiness(false, "draining");
+  client_->SetReadiness(false, "draining");  // no news: nothing more goes out
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount + 2; }));
+  const xds::DiscoveryRequest& report = server_->requests.back();
+  EXPECT_EQ(report.type_url(), kReadinessTypeUrl);
+  EXPECT_FALSE(report.readiness().ready());
+  EXPECT_EQ(report.readiness().reason(), "draining");
+  EXPECT_EQ(report.response_nonce(), "");
+  EXPECT_EQ(report.version_info(), "");
+  EXPECT_FALSE(report.has_error_detail());
+  EXPECT_FALSE(report.has_node());
+  EXPECT_TRUE(report.resource_names().empty());
+  EXPECT_FALSE(client_->ready());
+
+  // The stream and the configuration stay: updates are still applied and ACKed.
+  server_->Send(ClusterResponse("v2", "n2", {ClusterAny("a"), ClusterAny("b")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount + 3; }));
+  EXPECT_EQ(server_->requests.back().response_nonce(), "n2");
+  EXPECT_EQ(server_->requests.back().version_info(), "v2");
+  EXPECT_FALSE(server_->requests.back().has_readiness());
+  EXPECT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_TRUE(client_->connected());
+
+  // A new stream says it again with its first request.
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "going away");
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == 2 * kXdsTypeCount + 3; }));
+  const xds::DiscoveryRequest& first = server_->requests[kXdsTypeCount + 3];
+  EXPECT_EQ(first.node().id(), "node-1");
+  EXPECT_FALSE(first.readiness().ready());
+  EXPECT_EQ(first.readiness().reason(), "draining");
+
+  // Ready again: reported without a reason.
+  client_->SetReadiness(true, "ignored");
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == 2 * kXdsTypeCount + 4; }));
+  EXPECT_TRUE(server_->requests.back().readiness().ready());
+  EXPECT_EQ(server_->requests.back().readiness().reason(), "");
+}
+
+TEST_F(XdsClientTest, DeltaReportsReadinessTheSameWay) {
+  client_ = MakeClient({}, /*delta=*/true);
+  // Before any stream: the first request carries it.
+  client_->SetReadiness(false, "draining");
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == kXdsTypeCount; }));
+  EXPECT_EQ(server_->delta_requests[0].node().id(), "node-1");
+  EXPECT_FALSE(server_->delta_requests[0].readiness().ready());
+  EXPECT_EQ(server_->delta_requests[0].readiness().reason(), "draining");
+
+  client_->SetReadiness(true, "");
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == kXdsTypeCount + 1; }));
+  const xds::DeltaDiscoveryRequest& report = server_->delta_requests.back();
+  EXPECT_EQ(report.type_url(), kReadinessTypeUrl);
+  EXPECT_TRUE(report.readiness().ready());
+  EXPECT_EQ(report.response_nonce(), "");
+  EXPECT_TRUE(report.resource_names_subscribe().empty());
+  EXPECT_TRUE(report.resource_names_unsubscribe().empty());
+  EXPECT_TRUE(report.initial_resource_versions().empty());
+  EXPECT_FALSE(report.has_error_detail());
+  EXPECT_FALSE(report.has_node());
+
+  client_->SetReadiness(false, "draining");
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == kXdsTypeCount + 2; }));
+  EXPECT_FALSE(server_->delta_requests.back().readiness().ready());
+  EXPECT_EQ(server_->delta_requests.back().readiness().reason(), "draining");
+}
+
 TEST_F(XdsClientTest, DeltaAppliesUpdatesAndRemovals) {
   client_ = MakeClient({}, /*delta=*/true);
   client_->Start();
@@ -493,6 +579,226 @@ TEST_F(XdsClientTest, DeltaParsesOnlyResourcesWhoseBytesChanged) {
   EXPECT_EQ(client_->resources_parsed(), 4u);
   EXPECT_EQ(applied_.back().clusters[1].connect_timeout().seconds(), 3);
 }
+
+// The control plane's view and the sidecar's differ after a reconnect (a restarted control plane
+// has sent nothing on the new stream, so it cannot send the union of old and new): its first
+// push drops the subset cluster v2 the held route names and brings v1, type by type. Every step
+// is applied, v2 runs until no route names it, then goes. State of the world and delta alike.
+class XdsRetentionTest : public XdsClientTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  static constexpr char kAll[] = "outbound|9080||reviews.default";
+  static constexpr char kV1[] = "outbound|9080|version=v1|reviews.default";
+  static constexpr char kV2[] = "outbound|9080|version=v2|reviews.default";
+  using Named = std::pair<std::string, google::protobuf::Any>;
+
+  template <typename Message>
+  static Named Pack(const std::string& name, const Message& message) {
+    Named named{name, {}};
+    named.second.PackFrom(message, "type.googleapis.com");
+    return named;
+  }
+  static Named EdsCluster(const std::string& name) {
+    xds::Cluster cluster;
+    cluster.set_name(name);
+    cluster.set_type(xds::Cluster::EDS);
+    return Pack(name, cluster);
+  }
+  static Named Endpoints(const std::string& cluster, const std::string& address) {
+    xds::ClusterLoadAssignment assignment;
+    assignment.set_cluster_name(cluster);
+    assignment.add_endpoints()->set_address(address);
+    return Pack(cluster, assignment);
+  }
+  // Route configuration "outbound": reviews to `cluster`, everything else to kAll.
+  static Named Routes(const std::string& cluster) {
+    xds::RouteConfiguration routes;
+    routes.set_name("outbound");
+    xds::VirtualHost* reviews = routes.add_virtual_hosts();
+    reviews->set_name("reviews");
+    reviews->add_domains("reviews");
+    xds::Route* route = reviews->add_routes();
+    route->mutable_match()->set_prefix("/");
+    route->mutable_route()->set_cluster(cluster);
+    xds::VirtualHost* rest = routes.add_virtual_hosts();
+    rest->set_name("rest");
+    rest->add_domains("*");
+    route = rest->add_routes();
+    route->mutable_match()->set_prefix("/");
+    route->mutable_route()->set_cluster(kAll);
+    return Pack("outbound", routes);
+  }
+  static Named Listener() {
+    xds::Listener listener;
+    listener.set_name("outbound");
+    listener.set_address("127.0.0.1:0");
+    listener.set_protocol(xds::PROTOCOL_HTTP);
+    listener.set_route_config_name("outbound");
+    return Pack("outbound", listener);
+  }
+
+  void StartClient() {
+    client_ = MakeClient({}, /*delta=*/GetParam());
+    client_->Start();
+    ASSERT_TRUE(RunUntil([&] { return Answers() == kXdsTypeCount; }));
+  }
+  size_t Answers() const {
+    return GetParam() ? server_->delta_requests.size() : server_->requests.size();
+  }
+  // Sends `resources` as the whole of the type at `index`: state of the world as it is, delta as
+  // the resources and the removals of what the last push of the type had and these lack. Returns
+  // the answer's error text: empty for an ACK.
+  std::string Push(size_t index, std::vector<Named> resources) {
+    const std::string nonce = absl::StrCat("n", ++nonces_);
+    std::map<std::string, google::protobuf::Any>& last = sent_[index];
+    if (GetParam()) {
+      xds::DeltaDiscoveryResponse response;
+      response.set_type_url(kXdsTypeUrls[index]);
+      response.set_nonce(nonce);
+      std::map<std::string, google::protobuf::Any> next(resources.begin(), resources.end());
+      for (const auto& [name, any] : last) {
+        if (!next.contains(name)) response.add_removed_resources(name);
+      }
+      for (const auto& [name, any] : resources) {
+        xds::Resource* r = response.add_resources();
+        r->set_name(name);
+        *r->mutable_resource() = any;
+      }
+      last = std::move(next);
+      server_->Send(response);
+    } else {
+      xds::DiscoveryResponse response;
+      response.set_type_url(kXdsTypeUrls[index]);
+      response.set_version_info(absl::StrCat("version-", nonce));
+      response.set_nonce(nonce);
+      for (const auto& [name, any] : resources) *response.add_resources() = any;
+      server_->Send(response);
+    }
+    const size_t before = Answers();
+    if (!RunUntil([&] { return Answers() == before + 1; })) return "no answer";
+    if (GetParam()) {
+      const xds::DeltaDiscoveryRequest& answer = server_->delta_requests.back();
+      EXPECT_EQ(answer.response_nonce(), nonce);
+      return answer.error_detail().message();
+    }
+    const xds::DiscoveryRequest& answer = server_->requests.back();
+    EXPECT_EQ(answer.response_nonce(), nonce);
+    // An ACK carries the new version, a NACK the one that still runs.
+    EXPECT_EQ(answer.version_info() == absl::StrCat("version-", nonce), !answer.has_error_detail());
+    return answer.error_detail().message();
+  }
+  // The sidecar holds a route to v2 (with its cluster and endpoints), then its stream ends and a
+  // new one starts.
+  void HoldRouteToV2ThenReconnect() {
+    ASSERT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV2)}), "");
+    ASSERT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV2, "127.0.0.2:9080")}), "");
+    ASSERT_EQ(Push(3, {Routes(kV2)}), "");
+    ASSERT_EQ(Push(4, {Listener()}), "");
+    server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "restarting");
+    ASSERT_TRUE(RunUntil([&] { return Answers() == 2 * kXdsTypeCount + 4; }));
+  }
+  // In name order.
+  static std::vector<std::string> Names(const auto& list, auto name_of) {
+    std::vector<std::string> names;
+    for (const auto& m : list) names.push_back(name_of(m));
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  std::vector<std::string> RunningClusters() const {
+    return Names(applied_.back().clusters, [](const xds::Cluster& c) { return c.name(); });
+  }
+  std::vector<std::string> RunningEndpoints() const {
+    return Names(applied_.back().endpoints,
+                 [](const xds::ClusterLoadAssignment& c) { return c.cluster_name(); });
+  }
+  int64_t Gauge(absl::string_view name, const LabelSet& labels = {}) const {
+    const StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series = snapshot.Find(name, labels);
+    return series == nullptr ? -1 : series->gauge;
+  }
+
+  int nonces_ = 0;
+  std::array<std::map<std::string, google::protobuf::Any>, kXdsTypeCount> sent_;
+};
+
+TEST_P(XdsRetentionTest, ARemovedClusterARouteStillNamesRunsUntilTheRouteMoves) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
+
+  // Clusters without v2 (the route still names it) and with v1: applied, v2 kept as it ran.
+  const std::shared_ptr<const xds::Cluster> v2 = applied_.back().clusters.shared(0);
+  ASSERT_EQ(v2->name(), kV2);
+  EXPECT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kV2, kAll}));
+  EXPECT_EQ(applied_.back().clusters.shared(2), v2);  // after the held ones, as it ran
+  EXPECT_EQ(client_->retained(1), std::vector<std::string>{kV2});
+  EXPECT_EQ(Gauge("meshlet_xds_client_retained_resources", {{"type", "clusters"}}), 1);
+  // Endpoints without v2's and with v1's: v2 keeps those it ran with.
+  EXPECT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}), "");
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kV2, kAll}));
+  EXPECT_EQ(client_->retained(2), std::vector<std::string>{kV2});
+  EXPECT_NE(client_->StatusJson().find(absl::StrCat("\"retained\":[\"", kV2, "\"]")),
+            std::string::npos)
+      << client_->StatusJson();
+  // The route moves to v1: v2 is named by nothing any more and goes, with its endpoints.
+  EXPECT_EQ(Push(3, {Routes(kV1)}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
+  for (size_t i = 0; i < kXdsTypeCount; ++i) EXPECT_TRUE(client_->retained(i).empty()) << i;
+  EXPECT_EQ(Gauge("meshlet_xds_client_retained_resources", {{"type", "clusters"}}), 0);
+  EXPECT_EQ(client_->rejected_updates(), 0u);
+  EXPECT_TRUE(BuildSnapshot(client_->CurrentResources()).ok());
+}
+
+// Endpoints may come before their cluster (its update refused, or another order): they are held
+// aside, not refused, and used once the cluster arrives. A route to a cluster that is not there
+// is still refused.
+TEST_P(XdsRetentionTest, EndpointsOfAnUnknownClusterWaitForItButARouteToItIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
+
+  EXPECT_EQ(Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "127.0.0.1:9081")}), "");
+  EXPECT_EQ(client_->unmatched_assignments(), std::vector<std::string>{kV1});
+  EXPECT_EQ(Gauge("meshlet_xds_client_unmatched_load_assignments"), 1);
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV2, kAll}));  // v2 still named
+
+  const std::string refused = Push(3, {Routes(kV1)});
+  EXPECT_NE(refused.find(absl::StrCat("\"", kV1, "\" names no Cluster")), std::string::npos)
+      << refused;
+
+  // Held aside, the endpoints are still checked.
+  const std::string bad = Push(2, {Endpoints(kAll, "127.0.0.1:9080"), Endpoints(kV1, "nowhere")});
+  EXPECT_NE(bad.find(absl::StrCat("cluster_load_assignment \"", kV1, "\": endpoints[0].address")),
+            std::string::npos)
+      << bad;
+
+  EXPECT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  EXPECT_TRUE(client_->unmatched_assignments().empty());
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kV2, kAll}));
+  EXPECT_EQ(Push(3, {Routes(kV1)}), "");
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kAll}));
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV1, kAll}));
+  EXPECT_EQ(Gauge("meshlet_xds_client_unmatched_load_assignments"), 0);
+}
+
+// What is retained is saved with the configuration: a sidecar restarted meanwhile runs it.
+TEST_P(XdsRetentionTest, RetainedResourcesAreSavedAndLoaded) {
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_NO_FATAL_FAILURE(HoldRouteToV2ThenReconnect());
+  ASSERT_EQ(Push(1, {EdsCluster(kAll), EdsCluster(kV1)}), "");
+  client_.reset();
+  applied_.clear();
+
+  client_ = MakeClient({}, /*delta=*/GetParam());
+  ASSERT_EQ(client_->LoadCache(), absl::OkStatus());
+  EXPECT_EQ(RunningClusters(), (std::vector<std::string>{kV1, kV2, kAll}));
+  EXPECT_EQ(client_->retained(1), std::vector<std::string>{kV2});
+  EXPECT_EQ(RunningEndpoints(), (std::vector<std::string>{kV2, kAll}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, XdsRetentionTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Delta" : "StateOfTheWorld";
+                         });
 
 }  // namespace
 }  // namespace meshlet::sidecar::config

@@ -271,8 +271,9 @@ std::string H2Frame(uint8_t type, uint8_t flags, uint32_t stream_id, absl::strin
   return frame;
 }
 
-constexpr uint8_t kH2Headers = 1, kH2Goaway = 7, kH2Continuation = 9;
-constexpr uint8_t kH2EndStream = 1, kH2EndHeaders = 4;
+constexpr uint8_t kH2Data = 0, kH2Headers = 1, kH2RstStream = 3, kH2Ping = 6, kH2Goaway = 7,
+                  kH2Continuation = 9;
+constexpr uint8_t kH2EndStream = 1, kH2Ack = 1, kH2EndHeaders = 4;
 // The client preface and an empty SETTINGS frame.
 const std::string kH2Preface =
     std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + H2Frame(4, 0, 0, "");
@@ -282,16 +283,43 @@ std::string H2Path(absl::string_view path) {
   return std::string(1, '\x04') + static_cast<char>(path.size()) + std::string(path);
 }
 
-// Types of the whole frames in `bytes`, in order.
-std::vector<uint8_t> H2FrameTypes(absl::string_view bytes) {
-  std::vector<uint8_t> types;
+// A stream id as frames carry it: 31 bits, big-endian, the reserved bit ignored.
+uint32_t H2StreamId(absl::string_view four_bytes) {
+  return ((static_cast<uint8_t>(four_bytes[0]) & 0x7f) << 24) |
+         (static_cast<uint8_t>(four_bytes[1]) << 16) | (static_cast<uint8_t>(four_bytes[2]) << 8) |
+         static_cast<uint8_t>(four_bytes[3]);
+}
+
+// One whole frame received from the server.
+struct H2ReceivedFrame {
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  uint32_t stream_id = 0;
+  std::string payload;
+};
+
+// The whole frames in `bytes`, in order.
+std::vector<H2ReceivedFrame> H2Frames(absl::string_view bytes) {
+  std::vector<H2ReceivedFrame> frames;
   while (bytes.size() >= 9) {
     const size_t length = (static_cast<uint8_t>(bytes[0]) << 16) |
                           (static_cast<uint8_t>(bytes[1]) << 8) | static_cast<uint8_t>(bytes[2]);
     if (bytes.size() < 9 + length) break;
-    types.push_back(static_cast<uint8_t>(bytes[3]));
+    H2ReceivedFrame frame;
+    frame.type = static_cast<uint8_t>(bytes[3]);
+    frame.flags = static_cast<uint8_t>(bytes[4]);
+    frame.stream_id = H2StreamId(bytes.substr(5, 4));
+    frame.payload = std::string(bytes.substr(9, length));
+    frames.push_back(std::move(frame));
     bytes.remove_prefix(9 + length);
   }
+  return frames;
+}
+
+// Types of the whole frames in `bytes`, in order.
+std::vector<uint8_t> H2FrameTypes(absl::string_view bytes) {
+  std::vector<uint8_t> types;
+  for (const H2ReceivedFrame& frame : H2Frames(bytes)) types.push_back(frame.type);
   return types;
 }
 
@@ -445,6 +473,130 @@ TEST_F(HttpConnectionManagerTest, DrainSaysConnectionCloseAndCloses) {
   EXPECT_TRUE(absl::StrContains(second.received, "connection: close")) << second.received;
   EXPECT_TRUE(absl::EndsWith(second.received, "ok"));
   EXPECT_EQ(Counter("meshlet_http_downstream_cx_drain_close_total"), 1u);
+}
+
+// The last-stream-id of every GOAWAY in `bytes`, in order.
+std::vector<uint32_t> H2GoAwayLastStreamIds(absl::string_view bytes) {
+  std::vector<uint32_t> ids;
+  for (const H2ReceivedFrame& f : H2Frames(bytes)) {
+    if (f.type != kH2Goaway || f.payload.size() < 8) continue;
+    ids.push_back(H2StreamId(f.payload));
+  }
+  return ids;
+}
+
+// The stream's response ended (a frame with END_STREAM) or was reset.
+bool H2StreamEnded(absl::string_view bytes, uint32_t stream_id) {
+  for (const H2ReceivedFrame& f : H2Frames(bytes)) {
+    if (f.stream_id != stream_id) continue;
+    if (f.type == kH2RstStream) return true;
+    if ((f.type == kH2Data || f.type == kH2Headers) && (f.flags & kH2EndStream) != 0) return true;
+  }
+  return false;
+}
+
+// ACKs of every PING in `bytes`, as a client's codec would send them.
+std::string H2PingAcks(absl::string_view bytes) {
+  std::string acks;
+  for (const H2ReceivedFrame& f : H2Frames(bytes)) {
+    if (f.type == kH2Ping && (f.flags & kH2Ack) == 0)
+      acks += H2Frame(kH2Ping, kH2Ack, 0, f.payload);
+  }
+  return acks;
+}
+
+// Draining an HTTP/2 connection whose requests' upstream refuses every connect (the pod's app
+// went away first), with a request (stream 3) the client sent before it read the drain's GOAWAY
+// notice: the stream either gets its answer — a local 503 UF,URX after the retries, written after
+// the final GOAWAY — or is refused by the final GOAWAY's last-stream-id, never both; and the
+// connection then ends.
+TEST_F(HttpConnectionManagerTest, DrainingHttp2ConnectionAnswersOrRefusesEveryStream) {
+  uint16_t closed_port = 0;
+  {
+    // A port that was just free: nothing listens there now, so connects are refused.
+    auto probe = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                                       [](std::unique_ptr<net::Connection>) {});
+    ASSERT_TRUE(probe.ok());
+    closed_port = (*probe)->address().port();
+  }
+  auto dead = std::make_shared<ClusterConfig>();
+  dead->name = "dead";
+  EndpointConfig endpoint;
+  endpoint.address = net::Address::Parse("127.0.0.1:0")->WithPort(closed_port);
+  dead->endpoints.push_back(endpoint);
+  auto silent = std::make_shared<ClusterConfig>(*context_.snapshot->clusters.at("silent"));
+  context_.snapshot =
+      RoutesTo({{"/direct", ""}, {"/dead", "dead"}, {"/hang", "silent"}}, {dead, silent});
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  const std::string request3 =
+      H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 3, kH2RequestStart + H2Path("/dead"));
+
+  struct Case {
+    const char* name;
+    bool busy;       // stream 1 still waits for its upstream when the drain starts
+    bool ack_first;  // the PING's ACK precedes stream 3 in the same read
+    bool answered;   // stream 3 gets its answer (else: refused by the last-stream-id)
+  };
+  for (const Case& c : {Case{"idle connection: closes at once", false, false, false},
+                        Case{"stream 3, then the PING's ACK", true, false, true},
+                        Case{"the PING's ACK, then stream 3 in the same read", true, true, true}}) {
+    SCOPED_TRACE(c.name);
+    hcms_.clear();
+    log_.lines.clear();
+    loop_.RunUntilIdle();
+    net::testing::RecordingCallbacks client;
+    auto connection = Connect(client);
+    connection->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1,
+                                           kH2RequestStart + H2Path(c.busy ? "/hang" : "/direct")));
+    if (c.busy) {
+      ASSERT_TRUE(loop_.RunUntil(
+          [&] { return hcms_.size() == 1 && hcms_.begin()->second->active_streams() == 1; },
+          seconds(5)));
+    } else {
+      ASSERT_TRUE(loop_.RunUntil([&] { return H2StreamEnded(client.received, 1); }, seconds(5)));
+    }
+    ASSERT_EQ(hcms_.size(), 1u);
+    hcms_.begin()->second->Drain();
+    if (!c.busy) {
+      // Sent before the client read anything of the drain; it arrives after the close.
+      connection->Write(request3);
+    } else {
+      ASSERT_TRUE(loop_.RunUntil([&] { return HasFrame(client.received, kH2Ping); }, seconds(5)));
+      const std::string ack = H2PingAcks(client.received);
+      connection->Write(c.ack_first ? ack + request3 : request3 + ack);
+    }
+    const auto refused = [&] {
+      const std::vector<uint32_t> last = H2GoAwayLastStreamIds(client.received);
+      return last.size() == 2 && last.back() < 3;
+    };
+    ASSERT_TRUE(
+        loop_.RunUntil([&] { return H2StreamEnded(client.received, 3) || refused(); }, seconds(5)));
+    const std::vector<uint32_t> last = H2GoAwayLastStreamIds(client.received);
+    ASSERT_EQ(last.size(), 2u);  // the notice, then the final GOAWAY
+    EXPECT_EQ(last[0], 0x7fffffffu);
+    if (c.answered) {
+      EXPECT_GE(last[1], 3u);
+      EXPECT_TRUE(H2StreamEnded(client.received, 3));
+      EXPECT_FALSE(HasFrame(client.received, kH2RstStream));
+      ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+      EXPECT_TRUE(absl::StrContains(log_.lines.back(), "\"response_code\":503"))
+          << log_.lines.back();
+      EXPECT_TRUE(absl::StrContains(log_.lines.back(), "\"response_flags\":\"UF,URX\""))
+          << log_.lines.back();
+    } else {
+      EXPECT_EQ(last[1], 1u);
+      EXPECT_FALSE(H2StreamEnded(client.received, 3));
+      // Nothing of stream 3 reached the filters: a refused stream was not processed.
+      loop_.RunUntil([] { return false; }, milliseconds(50));
+      for (const std::string& line : log_.lines) {
+        EXPECT_FALSE(absl::StrContains(line, "\"path\":\"/dead\"")) << line;
+      }
+      // The connection ends once its streams are done: a FIN after the final GOAWAY.
+      EXPECT_TRUE(loop_.RunUntil([&] { return client.end_stream; }, seconds(5)));
+    }
+    connection->Close(net::CloseMode::kNoFlush);
+    loop_.RunUntilIdle();
+  }
 }
 
 TEST_F(HttpConnectionManagerTest, ClientGoingAwayMidRequestIsLoggedAsDownstreamClosed) {

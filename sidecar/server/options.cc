@@ -155,6 +155,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "\"500ms\"). Default 30s.",
            DurationAtLeast(&o.drain_time, absl::ZeroDuration(),
                            "must be a non-negative duration such as 30s")),
+      flag("--drain-listen-time", "DURATION",
+           "On SIGTERM (or POST /drain), how long inbound listeners keep accepting, with every "
+           "connection told to close after its request, while the control plane takes this "
+           "workload out of its callers' endpoints; then they stop accepting. Default 1s; at most "
+           "--drain-time.",
+           DurationAtLeast(&o.drain_listen_time, absl::ZeroDuration(),
+                           "must be a non-negative duration such as 1s")),
       flag("--malloc-trim-threshold", "BYTES",
            "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
            "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "
@@ -173,6 +180,23 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
            "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
            Text(&o.access_log_path)),
+      flag("--trace-collector", "HOST:PORT",
+           "Turn tracing on and export spans to this OTLP/HTTP collector (protobuf bodies, POST "
+           "/v1/traces), e.g. the control plane's meshlet-control-plane.meshlet-system.svc:4318. "
+           "Replaces the bootstrap's tracing.collector_address (docs/tracing.md). Default: the "
+           "bootstrap's tracing section, else no tracing.",
+           HostPort(&o.trace_collector)),
+      flag("--trace-sampling", "PERCENT",
+           "Share of requests traced when the caller did not decide (0-100; a caller's sampled "
+           "traceparent is always followed). Replaces tracing.sampling_percent. Default 1.",
+           [&o](absl::string_view v) {
+             double percent = 0;
+             if (!absl::SimpleAtod(v, &percent) || !(percent >= 0 && percent <= 100)) {
+               return absl::InvalidArgumentError("must be a number from 0 to 100");
+             }
+             o.trace_sampling = percent;
+             return absl::OkStatus();
+           }),
       flag("--xds", "HOST:PORT",
            "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
            "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
@@ -349,7 +373,9 @@ config::BootstrapFlags ServerOptions::bootstrap_flags() const {
                                 .node_addresses = node_addresses,
                                 .node_ports = node_ports,
                                 .ca_address = ca_address,
-                                .workload_certificate = workload_identity()};
+                                .workload_certificate = workload_identity(),
+                                .trace_collector = trace_collector,
+                                .trace_sampling = trace_sampling};
 }
 
 std::string UsageText() {

@@ -30,10 +30,18 @@ struct ServerOptions {
   std::optional<net::Address> capture_check;
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
+  // --drain-listen-time: how long inbound listeners keep accepting once a drain starts (each
+  // connection told to close after its request), while callers learn the workload is going.
+  Duration drain_listen_time = std::chrono::seconds(1);
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
   // (common/base/malloc_tuning.h); 0: glibc's default.
   size_t malloc_trim_threshold = size_t{4} << 20;
   std::string access_log_path;  // empty: no global access log
+  // --trace-collector / --trace-sampling: tracing on, spans to this OTLP/HTTP collector, and the
+  // sampling rate of requests whose caller did not decide; they replace the bootstrap's
+  // tracing.collector_address / sampling_percent.
+  std::string trace_collector;
+  std::optional<double> trace_sampling;
 
   // Discovery (docs/xds.md). Each flag overrides the bootstrap file's xds / node / data_dir before
   // the defaults that depend on them are derived (bootstrap_flags(), config::LoadBootstrap).

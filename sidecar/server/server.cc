@@ -478,8 +478,14 @@ void Server::Drain(bool exit_when_done) {
   if (shut_down_) return;
   if (!draining_) {
     draining_ = true;
+    draining_since_ = loop_.Now();
     draining_gauge_.Set(1);
-    for (auto& worker : workers_) worker->StartDrain();
+    // The control plane withdraws this workload's endpoints from every caller; the stream and
+    // the configuration stay (the app's outbound calls still need them).
+    if (xds_client_ != nullptr) xds_client_->SetReadiness(false, "draining");
+    // Inbound listeners keep accepting for drain_listen_time (never past the drain time), while
+    // that news reaches the callers.
+    for (auto& worker : workers_) worker->StartDrain(DrainListenTime());
   }
   if (exit_when_done && !exit_when_drained_) {
     exit_when_drained_ = true;
@@ -494,7 +500,13 @@ void Server::Drain(bool exit_when_done) {
   }
 }
 
+Duration Server::DrainListenTime() const {
+  return std::min(options_.drain_listen_time, options_.drain_time);
+}
+
 void Server::CheckDrained() {
+  // Not while inbound listeners still accept: exiting would refuse the callers they are for.
+  if (loop_.Now() - draining_since_ < DrainListenTime()) return;
   int64_t open = 0;
   for (const auto& worker : workers_) open += worker->active_connections();
   if (open == 0) {

@@ -4,10 +4,12 @@
 // configuration snapshot, starts the workers (each with its own listeners, clusters and stats
 // shard), serves the admin API on the main thread, and handles signals:
 //
-//   SIGTERM, SIGINT  graceful drain (design.md §6): inbound listeners stop accepting, HTTP
-//                    connections are told to finish, outbound listeners keep serving the app;
-//                    the process exits 0 once no downstream connection is open, or when
-//                    --drain-time has passed. A second signal exits at once.
+//   SIGTERM, SIGINT  graceful drain (design.md §6): the xDS client reports "not ready:
+//                    draining" to the control plane (which withdraws this workload's endpoints
+//                    from callers), inbound listeners stop accepting, HTTP connections are told
+//                    to finish, outbound listeners keep serving the app; the process exits 0
+//                    once no downstream connection is open, or when --drain-time has passed. A
+//                    second signal exits at once.
 //   SIGHUP           reloads the bootstrap file: a valid file is applied to every worker (no
 //                    request fails because of it), an invalid one is logged and ignored.
 //
@@ -124,6 +126,8 @@ class Server final : public admin::AdminBackend {
   absl::Status InitMetricsReport(const config::BootstrapConfig& bootstrap);
   void OnSignal(int signum);
   void CheckDrained();
+  // How long inbound listeners keep accepting once a drain starts.
+  Duration DrainListenTime() const;
   // Starts, changes or stops active health checks for the current snapshot.
   void UpdateHealthChecks();
 
@@ -199,6 +203,7 @@ class Server final : public admin::AdminBackend {
   uint64_t snapshots_sent_ = 0;
   mutable uint64_t snapshots_needed_for_ready_ = 0;
   bool draining_ = false;
+  MonotonicTime draining_since_{};
   bool exit_when_drained_ = false;
   bool shut_down_ = false;
 };

@@ -159,9 +159,9 @@ void Worker::ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
   });
 }
 
-void Worker::StartDrain() {
+void Worker::StartDrain(Duration accept_for) {
   if (!started_ || stopped_) return;
-  loop_->Post([this] { DrainOnThread(); });
+  loop_->Post([this, accept_for] { DrainOnThread(accept_for); });
 }
 
 void Worker::RequestStop() {
@@ -327,24 +327,37 @@ void Worker::OnConnectionDone(listener::ActiveConnection& connection) {
   if (!node.empty()) loop_->DeferDelete(std::move(node.mapped()));
 }
 
-void Worker::DrainOnThread() {
+void Worker::DrainOnThread(Duration accept_for) {
   if (draining_) return;
   draining_ = true;
   context_->draining = true;
   for (auto& [name, listener_context] : listener_worker_contexts_) {
     listener_context.context->draining = true;
   }
+  if (accept_for > Duration::zero()) {
+    stop_accepting_timer_ = std::make_unique<event::Timer>(*loop_, [this] {
+      StopAcceptingInbound();
+    });
+    stop_accepting_timer_->Enable(accept_for);
+  } else {
+    StopAcceptingInbound();
+  }
+  for (auto& [raw, connection] : connections_) connection->StartDrain();
+  PublishListeners();
+}
+
+void Worker::StopAcceptingInbound() {
   for (auto& [name, listener] : listeners_) {
     if (listener->context->config.direction == config::TrafficDirection::kInbound &&
         listener->listener != nullptr) {
       listener->listener->StopAccepting();
     }
   }
-  for (auto& [raw, connection] : connections_) connection->StartDrain();
   PublishListeners();
 }
 
 void Worker::ShutdownOnThread() {
+  stop_accepting_timer_.reset();
   listeners_.clear();
   connections_.clear();
   PublishListeners();

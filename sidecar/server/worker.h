@@ -98,9 +98,11 @@ class Worker final : private listener::ConnectionOwner {
   absl::Status Start(std::shared_ptr<const config::Snapshot> snapshot);
   // Applies a new snapshot on the worker thread (asynchronously).
   void ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot);
-  // Inbound listeners stop accepting; HTTP connections are told to wind down (GOAWAY /
-  // Connection: close). Outbound listeners keep working. Asynchronous.
-  void StartDrain();
+  // HTTP connections are told to wind down (GOAWAY / Connection: close), and so is every one
+  // accepted from now on; inbound listeners stop accepting after `accept_for` (while callers
+  // learn that this workload is going, a connection they open still gets its request served,
+  // rather than refused). Outbound listeners keep working. Asynchronous.
+  void StartDrain(Duration accept_for = Duration::zero());
   // Closes everything and joins the thread. Idempotent.
   void Stop();
   // Stop() in two steps, so that several workers wind down at once (each may send its last spans,
@@ -139,7 +141,8 @@ class Worker final : private listener::ConnectionOwner {
     active_connections_.fetch_add(delta, std::memory_order_relaxed);
   }
   void OnConnectionDone(listener::ActiveConnection& connection) override;
-  void DrainOnThread();
+  void DrainOnThread(Duration accept_for);
+  void StopAcceptingInbound();
   void ShutdownOnThread();
   void PublishListeners();
 
@@ -174,6 +177,7 @@ class Worker final : private listener::ConnectionOwner {
   absl::flat_hash_map<listener::ActiveConnection*, std::unique_ptr<listener::ActiveConnection>>
       connections_;
   bool draining_ = false;
+  std::unique_ptr<event::Timer> stop_accepting_timer_;  // the drain's accept_for
   Counter accepted_;        // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
   Counter bind_errors_;     // meshlet_listener_bind_errors_total

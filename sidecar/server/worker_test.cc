@@ -248,6 +248,30 @@ TEST_F(WorkerTest, DrainStopsInboundOnly) {
   ::close(held);
 }
 
+TEST_F(WorkerTest, DrainKeepsInboundAcceptingForItsAcceptTime) {
+  Worker worker(0, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("in", "INBOUND", echo_.port()))).ok());
+  const uint16_t in_port = PortOf(worker, "in");
+  auto accepting = [&] {
+    for (const admin::ListenerStatus& s : worker.listeners()) {
+      if (s.name == "in") return s.accepting;
+    }
+    return false;
+  };
+  const auto started = std::chrono::steady_clock::now();
+  worker.StartDrain(std::chrono::milliseconds(400));
+  // Within the accept time a caller that has not heard yet is still served.
+  int late = Connect(in_port);
+  ASSERT_GE(late, 0);
+  EXPECT_EQ(Echo(late, "late"), "late");
+  EXPECT_TRUE(accepting());
+  ASSERT_TRUE(WaitFor([&] { return !accepting(); }));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(400));
+  EXPECT_EQ(Connect(in_port), -1);
+  EXPECT_EQ(Echo(late, "still"), "still");
+  ::close(late);
+}
+
 TEST_F(WorkerTest, StartFailsOnBindError) {
   Worker first(0, Shared());
   ASSERT_TRUE(first.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());

@@ -251,7 +251,8 @@ TEST(TranslatorContractTest, EveryPolicyFeatureTranslatesToAcceptedConfiguration
       Workload("client-1", "", "10.1.0.4", {}),  // calls out only: no inbound listener
       Workload("implied-1", "implied", "10.1.0.5", {7000, 7001}),
   };
-  registry.workloads[1].ready = false;
+  // legacy-1 drains: the clusters of its service go out with no endpoints.
+  registry.workloads[2].ready = false;
   for (const bool with_tls : {false, true}) {
     // With workload certificates announced: mesh mTLS on them, and the trust bundle pushed as a
     // Secret that the listeners and clusters name.

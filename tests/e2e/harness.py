@@ -166,6 +166,13 @@ class Run:
             log("run removed in %.1f s" % (time.monotonic() - started))
         self._restore_signal_handlers()
 
+    def detach(self):
+        """The run outlives this process (the demo's pods): nothing is removed at exit; remove
+        it later with remove_run(run.dir, run.network)."""
+        self._closed = True
+        atexit.unregister(self.close)
+        self._restore_signal_handlers()
+
     def _install_signal_handlers(self):
         def on_signal(signum, frame):
             # Turns the signal into an exception, so that `with` and `finally` clean up.
@@ -261,21 +268,62 @@ class Run:
         """The address `host` (a number from 2 up) in the run's subnet: a pod's --ip."""
         return str(self.subnet.network_address + host)
 
-    def play(self, pod, ip):
-        """Plays one Pod (a dict, as Kubernetes' JSON) on the run's network at `ip`. Pods with
-        init containers must say restartPolicy OnFailure or Never: podman 4.3 applies the pod's
-        restart policy to init containers too, so with Always they run again and again."""
+    def play(self, pod, ip, extra_documents=()):
+        """Plays one Pod (a dict, as Kubernetes' JSON) on the run's network at `ip`, with
+        `extra_documents` (ConfigMaps it mounts) in the same file. Pods with init containers
+        must say restartPolicy OnFailure or Never: podman 4.3 applies the pod's restart policy to
+        init containers too, so with Always they run again and again."""
         name = pod["metadata"]["name"]
         spec = pod["spec"]
         if spec.get("initContainers") and spec.get("restartPolicy", "Always") == "Always":
             raise E2EError("pod %s has init containers: give it restartPolicy OnFailure or "
                            "Never (podman 4.3 reruns init containers under Always)" % name)
-        path = os.path.join(self.dir, "manifests", name + ".json")
+        path = os.path.join(self.dir, "manifests", name + ".yaml")
         with open(path, "w") as f:
-            json.dump(pod, f, indent=1)
+            # JSON documents are YAML documents; kube play reads several from one file.
+            for doc in list(extra_documents) + [pod]:
+                f.write("---\n%s\n" % json.dumps(doc, indent=1))
         self.pods.append(name)
-        self.podman(["kube", "play", "--network", self.network, "--ip", ip, path])
+        self.podman(["kube", "play", "--network", self.network, "--ip", ip,
+                     "--mac-address", mac_for(ip), path])
         return ip
+
+    def pod_pid(self, pod):
+        """The pid of `pod`'s infra process: its network namespace is the pod's."""
+        infra = self.podman(["pod", "inspect", pod, "--format", "{{.InfraContainerID}}"]).strip()
+        return int(self.podman(["inspect", "--format", "{{.State.Pid}}", infra]).strip())
+
+    def in_pod_network(self, pod, cmd, check=True, timeout=30):
+        """Runs a host command (curl, ip, ...) in `pod`'s network namespace only: its traffic
+        starts and ends where the pod's would."""
+        full = ["nsenter", "--target", str(self.pod_pid(pod)), "--net"] + list(cmd)
+        r = subprocess.run(full, capture_output=True, text=True, env=podman_env(),
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise E2EError("%s in pod %s failed (exit %d): %s" % (
+                " ".join(cmd), pod, r.returncode, (r.stderr or r.stdout).strip()[-1000:]))
+        return r
+
+    def add_default_route(self, pod):
+        """Gives `pod` the default route a cluster's pod network would (on-link through its
+        eth0). The run's network is internal: podman gives its pods no default route, and a
+        connect to an address outside the subnet (a service's virtual address) then fails with
+        ENETUNREACH before the pod's nat rules can redirect it. Beyond the subnet nothing
+        answers: the host has no address on the network and forwards nothing from it."""
+        self.in_pod_network(pod, ["ip", "route", "replace", "default", "dev", "eth0"])
+
+    def wait_until(self, predicate, timeout, what, detail=None):
+        """Calls `predicate` until it returns something true (returned); E2EError naming `what`
+        (and `detail()`'s text) after `timeout` seconds."""
+        started = time.monotonic()
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() - started > timeout:
+                raise E2EError("timed out after %.0f s waiting for %s%s" % (
+                    timeout, what, (":\n" + detail()) if detail else ""))
+            time.sleep(0.2)
 
     def exec(self, container, cmd, user=None, check=True, timeout=60):
         """Runs `cmd` in `container`; returns its stdout (or the CompletedProcess, check=False)."""
@@ -298,6 +346,17 @@ class Run:
             time.sleep(0.2)
         raise E2EError("%s not ready after %d s: %s\n%s" % (
             container, timeout, last[-1000:], self.logs(container)[-3000:]))
+
+    def save_logs(self, pod):
+        """Copies the logs of `pod`'s containers to the run's logs/ (before the pod is removed),
+        where dump() shows them."""
+        os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
+        out = self.podman(["pod", "inspect", pod, "--format",
+                           "{{range .Containers}}{{.Name}} {{end}}"], check=False)
+        for name in (out.stdout.split() if out.returncode == 0 else []):
+            if not name.endswith("-infra"):
+                with open(os.path.join(self.dir, "logs", name + ".log"), "w") as f:
+                    f.write(self.logs(name))
 
     def leftovers(self):
         """What of the run is still there: pods, containers and images in its storage, its
@@ -328,6 +387,10 @@ class Run:
                 status, output.rstrip()))
         if self.dir is None or not os.path.isdir(os.path.join(self.dir, "storage")):
             return
+        saved = os.path.join(self.dir, "logs")
+        for name in sorted(os.listdir(saved)) if os.path.isdir(saved) else []:
+            with open(os.path.join(saved, name)) as f:
+                log("--- log of %s (pod removed) ---\n%s" % (name[:-4], f.read()[-6000:]))
         r = self.podman(["ps", "-a", "--format", "{{.Names}}  {{.Status}}  {{.Image}}"],
                         check=False)
         log("--- containers ---\n" + r.stdout)
@@ -335,6 +398,14 @@ class Run:
             name = name.split("  ")[0].strip()
             if name and not name.endswith("-infra"):
                 log("--- log of %s ---\n%s" % (name, self.logs(name)[-6000:]))
+
+
+def mac_for(ip):
+    """A locally administered MAC address made of the pod's IPv4 address. A pod started again
+    (podman pod start) keeps it: with a new random one, peers would keep sending to the old MAC
+    their neighbour cache holds for the same IP, and their connects would time out until the
+    entry went stale (half a minute)."""
+    return "02:00:" + ":".join("%02x" % int(b) for b in ip.split("."))
 
 
 def processes_mentioning(text):
@@ -397,3 +468,71 @@ def remove_run(run_dir, network):
     shutil.rmtree(run_dir, ignore_errors=True)
     if os.path.exists(run_dir):
         log("cleanup: could not remove %s" % run_dir)
+
+
+# What a scenario may raise for a failure of its own (the next scenarios still run).
+SCENARIO_ERRORS = (E2EError, AssertionError, ValueError, KeyError, TypeError, AttributeError,
+                   IndexError, subprocess.TimeoutExpired)
+
+
+class Suite:
+    """One line per scenario, a cleanup line, a summary, and the exit status, around a Run:
+
+        def body(run, suite):
+            run.build_images(bin_dir)
+            suite.scenario("setup", setup, fatal=True)   # a failure ends the run
+            suite.scenario("a mtls", mtls)               # a failure is reported, the next runs
+        sys.exit(Suite("mesh").main(body))
+
+    Without root or podman it prints a SKIP line and exits 0, unless MESHLET_REQUIRE_E2E=1."""
+
+    def __init__(self, name):
+        self.name = name
+        self.results = []
+        self.started = time.monotonic()
+
+    def report(self, ok, name, detail, t0):
+        self.results.append(ok)
+        print("%s  %-16s %s (%.1f s)" % ("PASS" if ok else "FAIL", name, detail,
+                                         time.monotonic() - t0), flush=True)
+
+    def scenario(self, name, fn, fatal=False):
+        """Runs fn(), which returns the line's detail or raises (SCENARIO_ERRORS) what failed."""
+        t0 = time.monotonic()
+        try:
+            detail = fn()
+        except SCENARIO_ERRORS as e:
+            self.report(False, name, "%s: %s" % (type(e).__name__, e), t0)
+            if fatal:
+                raise E2EError(str(e))
+            return False
+        self.report(True, name, detail, t0)
+        return True
+
+    def main(self, body, keep=False):
+        run = Run(name=self.name, keep=keep)
+        try:
+            with run:
+                body(run, self)
+                if not all(self.results):
+                    run.dump()
+        except Skip as e:
+            if os.environ.get("MESHLET_REQUIRE_E2E") == "1":
+                print("FAIL  e2e %s needs root and podman here (MESHLET_REQUIRE_E2E=1): %s" % (
+                    self.name, e))
+                return 1
+            print("SKIP: e2e %s (needs root and podman): %s" % (self.name, e))
+            return 0
+        except E2EError:
+            pass  # reported; the run dumped its logs and cleaned up
+        except KeyboardInterrupt as e:  # SIGINT, SIGTERM (a test timeout): the run cleaned up
+            print("FAIL  interrupted (%s); the run's pods, images and network were removed" % e)
+            return 1
+        t0 = time.monotonic()
+        left = run.leftovers()
+        self.report(not left, "cleanup",
+                    "nothing of the run remains" if not left else "left behind: %s" % left, t0)
+        print("e2e %s: %d passed, %d failed in %.0f s" % (
+            self.name, self.results.count(True), self.results.count(False),
+            time.monotonic() - self.started))
+        return 0 if self.results and all(self.results) else 1

@@ -27,12 +27,11 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-TAG = "latest"
+TAG = "0.1.0"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = "00-%s-00f067aa0ba902b7-01" % TRACE_ID
 
@@ -173,49 +172,17 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin-dir", required=True)
     args = p.parse_args()
-    started = time.monotonic()
-    results = []
 
-    def report(ok, name, detail, t0):
-        line = "%s  %-16s %s (%.1f s)" % ("PASS" if ok else "FAIL", name, detail,
-                                           time.monotonic() - t0)
-        results.append(ok)
-        print(line, flush=True)
+    def body(run, suite):
+        suite.scenario("images", lambda: run.build_images(os.path.abspath(args.bin_dir)) or
+                       "%s" % ", ".join(run.images), fatal=True)
+        smoke = Smoke(run, args.bin_dir)
+        for name, scenario in (("control plane", smoke.control_plane),
+                               ("three services", smoke.three_services),
+                               ("interception", smoke.interception)):
+            suite.scenario(name, scenario, fatal=True)
 
-    run = harness.Run(name="smoke")
-    try:
-        with run:
-            t0 = time.monotonic()
-            run.build_images(os.path.abspath(args.bin_dir))
-            smoke = Smoke(run, args.bin_dir)
-            for name, scenario in (("control plane", smoke.control_plane),
-                                   ("three services", smoke.three_services),
-                                   ("interception", smoke.interception)):
-                try:
-                    detail = scenario()
-                except (harness.E2EError, ValueError, KeyError, TypeError, IndexError) as e:
-                    report(False, name, "%s: %s" % (type(e).__name__, e), t0)
-                    raise harness.E2EError(str(e))
-                report(True, name, detail, t0)
-                t0 = time.monotonic()
-    except harness.Skip as e:
-        if os.environ.get("MESHLET_REQUIRE_E2E") == "1":
-            print("FAIL  e2e smoke needs root and podman here (MESHLET_REQUIRE_E2E=1): %s" % e)
-            return 1
-        print("SKIP: e2e smoke (needs root and podman): %s" % e)
-        return 0
-    except harness.E2EError:
-        pass  # reported; the run dumped its logs and cleaned up
-    except KeyboardInterrupt as e:  # SIGINT, SIGTERM (a test timeout): the run cleaned up
-        print("FAIL  interrupted (%s); the run's pods, images and network were removed" % e)
-        return 1
-    t0 = time.monotonic()
-    left = run.leftovers()
-    report(not left, "cleanup",
-           "nothing of the run remains" if not left else "left behind: %s" % left, t0)
-    print("e2e smoke: %d passed, %d failed in %.0f s" % (
-        results.count(True), results.count(False), time.monotonic() - started))
-    return 0 if all(results) and len(results) == 4 else 1
+    return harness.Suite("smoke").main(body)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ class ControlPlane:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [CONTROL_PLANE, "--data-dir", self.data_dir, "--api-address", "127.0.0.1:0",
-             "--log-level", "info"], stdout=self.log, stderr=self.log)
+             "--xds-address", "127.0.0.1:0", "--log-level", "info"],
+            stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
         while time.time() < deadline:
             with open(self.log_path, "rb") as f:
@@ -462,7 +463,7 @@ COMMAND_FLAGS = {
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
-               "--podman", "-o, --output"],
+               "--identity", "--trace-collector", "--podman", "-o, --output"],
     "proxy-status": ["-o, --output"],
     "proxy-config": ["-o, --output", "--control-plane-only"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
@@ -509,9 +510,11 @@ class MeshctlCommandLineTest(unittest.TestCase):
     @staticmethod
     def sample(placeholder):
         """A value the flag accepts, from the placeholder help shows."""
-        if "|" in placeholder or placeholder.islower():  # the values themselves: json, yaml|json
-            return placeholder.split("|")[0]
-        return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012"}.get(placeholder, "x")
+        choices = placeholder.split("|")  # the values themselves: json, yaml|json, HOST:PORT|off
+        for choice in choices:
+            if choice.islower():
+                return choice
+        return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012"}.get(choices[0], "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout

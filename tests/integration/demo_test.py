@@ -164,7 +164,7 @@ class DemoTest(unittest.TestCase):
                                  "--service", "ratings"], capture_output=True, text=True,
                                 timeout=20)
         self.assertEqual(traces.returncode, 0, traces.stderr)
-        self.assertIn("frontend: GET /", traces.stdout)
+        self.assertIn("frontend.default: GET /", traces.stdout)
         self.assertEqual(len(pids_of(self.state)), 9)  # control plane, 4 apps, 4 sidecars
 
         # Starting again replaces the running demo.

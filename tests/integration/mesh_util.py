@@ -123,6 +123,16 @@ def start_plaintext_control_plane(binary, tmp, *args):
         return proc, api, ads, f.read().strip()
 
 
+def meshctl(binary, context, *args, stdin=None):
+    """stdout of `binary args` (meshctl) with the context file `context`; raises AssertionError
+    when it fails."""
+    p = subprocess.run([binary, *args], input=stdin, capture_output=True, text=True,
+                       env=dict(os.environ, MESHCTL_CONFIG=context), timeout=20)
+    if p.returncode != 0:
+        raise AssertionError(f"meshctl {args} exited {p.returncode}: {p.stdout}{p.stderr}")
+    return p.stdout
+
+
 def spiffe(service_account, namespace="default", trust_domain="cluster.local"):
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
@@ -162,14 +172,14 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 
 
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
-                      service_account=None, inbound=None):
+                      service_account=None, inbound=None, drain_time="5s"):
     """A sidecar configured only over xDS (plaintext) by the control plane at `ads`, registered as
     `node_id` on 127.0.0.1, with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
     one for its own inbound listener). With `join_token` it obtains a workload certificate for
     `service_account` from the CA on the same port. `args` are further sidecar flags
-    (--node-service, --node-port, --node-label). Returns the Sidecar with .name, .outbound and
-    .inbound set."""
+    (--node-service, --node-port, --node-label); `drain_time` its --drain-time. Returns the
+    Sidecar with .name, .outbound and .inbound set."""
     workdir = tempfile.mkdtemp(dir=parent_dir)
     outbound = free_port()
     inbound = inbound or free_port()
@@ -183,7 +193,8 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
             f.write(join_token + "\n")
         flags += [f"--node-service-account={service_account}", f"--join-token-file={token_file}",
                   f"--ca-address={ads}", "--ca-plaintext=true"]
-    s = sidecar_test.Sidecar(workdir, "{}\n", *flags, *args, concurrency=1)
+    s = sidecar_test.Sidecar(workdir, "{}\n", *flags, *args, concurrency=1,
+                             drain_time=drain_time)
     s.name, s.outbound, s.inbound = node_id, outbound, inbound
     return s
 

@@ -47,6 +47,7 @@ using stream::AccessLogSink;
 namespace {
 
 using meshlet::testing::ClientResponse;
+using meshlet::testing::CuttableRelay;
 using meshlet::testing::SilentUpstream;
 using meshlet::testing::StreamingUpstream;
 using meshlet::testing::TestClient;
@@ -172,6 +173,9 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     RunOnLoop([this] {
       hcms_.clear();
       listener_.reset();
+      callee_hcms_.clear();
+      callee_listener_.reset();
+      relay_.reset();
       clients_.clear();
       server_a_.reset();
       server_b_.reset();
@@ -181,6 +185,7 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     // Deferred deletions of the turn above have run: nothing refers to clusters any more.
     RunOnLoop([this] {
       context_.reset();
+      callee_context_.reset();
       clusters_.reset();
     });
     RunOnLoop([this] { shard_.reset(); });
@@ -346,20 +351,28 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     proxy_port_ = listener_->address().port();
   }
 
+  using HcmMap = std::map<HttpConnectionManager*, std::unique_ptr<HttpConnectionManager>>;
+
   // The test stand-in for the server's listener wiring: every connection goes to an HCM.
   void Accept(std::unique_ptr<net::Connection> connection) {
+    Serve(*context_, listener_config_, downstream(), hcms_, std::move(connection));
+  }
+
+  // `connection` goes to an HCM kept in `hcms` until it closes.
+  void Serve(WorkerContext& context, const config::ListenerConfig& listener,
+             http::Protocol protocol, HcmMap& hcms, std::unique_ptr<net::Connection> connection) {
     HttpConnectionManager::Options options;
-    options.protocol = downstream();
+    options.protocol = protocol;
     auto hcm = std::make_unique<HttpConnectionManager>(
-        *context_, http_stats_, listener_config_, std::move(connection), net::Buffer(), options,
-        [this](HttpConnectionManager& closed) {
-          auto it = hcms_.find(&closed);
-          if (it == hcms_.end()) return;
+        context, http_stats_, listener, std::move(connection), net::Buffer(), options,
+        [this, &hcms](HttpConnectionManager& closed) {
+          auto it = hcms.find(&closed);
+          if (it == hcms.end()) return;
           loop_.DeferDelete(std::move(it->second));
-          hcms_.erase(it);
+          hcms.erase(it);
         });
     HttpConnectionManager* raw = hcm.get();
-    hcms_.emplace(raw, std::move(hcm));
+    hcms.emplace(raw, std::move(hcm));
     raw->Start();
   }
 
@@ -376,15 +389,27 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     return ParseCurl(r.output);
   }
 
-  // One request through an in-repo client; waits for its end.
-  ClientResponse Fetch(http::HeaderMap headers, absl::string_view body = "") {
+  // An in-repo client on a connection of its own to the proxy, kept until the test ends. On the
+  // loop thread.
+  TestClient& NewClient() {
+    clients_.push_back(std::make_unique<TestClient>(
+        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
+    return *clients_.back();
+  }
+
+  // Sends one request through a NewClient(); its response collects in the client.
+  TestClient* StartRequest(const http::HeaderMap& headers, absl::string_view body = "") {
     TestClient* client = nullptr;
     RunOnLoop([&] {
-      clients_.push_back(std::make_unique<TestClient>(
-          loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
-      client = clients_.back().get();
+      client = &NewClient();
       client->Send(headers, body);
     });
+    return client;
+  }
+
+  // One request through an in-repo client; waits for its end.
+  ClientResponse Fetch(http::HeaderMap headers, absl::string_view body = "") {
+    TestClient* client = StartRequest(headers, body);
     WaitFor([&] { return client->done(); });
     ClientResponse response;
     RunOnLoop([&] {
@@ -416,6 +441,52 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     return series == nullptr ? 0 : series->counter;
   }
 
+  // A route table `name` whose one virtual host takes every domain to `route`.
+  static std::shared_ptr<const route::RouteTable> OneRoute(const std::string& name,
+                                                           const route::RouteEntry& route) {
+    route::RouteConfig routes;
+    routes.name = name;
+    route::VirtualHostConfig vhost;
+    vhost.name = "all";
+    vhost.domains = {"*"};
+    vhost.routes.push_back(route);
+    routes.virtual_hosts.push_back(vhost);
+    auto table = route::RouteTable::Create(routes);
+    CHECK_OK(table);
+    return std::move(*table);
+  }
+
+  // A callee sidecar's inbound side on its own listener (HTTP/2, as between sidecars), with a
+  // worker context of its own so that it can drain alone: every request goes to `cluster` with
+  // route timeout `timeout`.
+  void StartCallee(const std::string& cluster, Duration timeout) {
+    auto snapshot = std::make_shared<config::Snapshot>(*snapshot_);
+    route::RouteEntry route = Route("app", "/", cluster);
+    std::get<route::RouteAction>(route.action).timeout = timeout;
+    snapshot->route_tables["callee"] = OneRoute("callee", route);
+    callee_context_ = std::make_unique<WorkerContext>(WorkerContext{
+        {.loop = loop_, .random = random_, .clock = RealClock::Get(), .stats = *shard_},
+        *clusters_,
+        snapshot,
+    });
+    callee_listener_config_.name = "callee";
+    callee_listener_config_.route_config_name = "callee";
+    auto listener =
+        net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                              [this](std::unique_ptr<net::Connection> connection) {
+                                Serve(*callee_context_, callee_listener_config_,
+                                      http::Protocol::kHttp2, callee_hcms_, std::move(connection));
+                              });
+    CHECK_OK(listener);
+    callee_listener_ = std::move(*listener);
+  }
+
+  // What the server does to its workers on SIGTERM, for the callee alone.
+  void DrainCallee() {
+    callee_context_->draining = true;
+    for (auto& [raw, hcm] : callee_hcms_) hcm->Drain();
+  }
+
   http::HeaderMap Request(absl::string_view method, absl::string_view path) const {
     return http::HeaderMap{
         {":method", method}, {":path", path}, {":scheme", "http"}, {":authority", "proxy.test"}};
@@ -438,8 +509,14 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
   RecordingAccessLog access_log_;
   config::ListenerConfig listener_config_;
   std::unique_ptr<net::Listener> listener_;
-  std::map<HttpConnectionManager*, std::unique_ptr<HttpConnectionManager>> hcms_;
+  HcmMap hcms_;
   std::vector<std::unique_ptr<TestClient>> clients_;
+  // StartCallee().
+  std::unique_ptr<WorkerContext> callee_context_;
+  config::ListenerConfig callee_listener_config_;
+  std::unique_ptr<net::Listener> callee_listener_;
+  HcmMap callee_hcms_;
+  std::unique_ptr<CuttableRelay> relay_;
   uint16_t proxy_port_ = 0;
 };
 
@@ -534,11 +611,7 @@ TEST_P(ProxyTest, WeightedClustersSplitTraffic) {
   int a = 0, b = 0;
   for (int i = 0; i < 200; ++i) {
     RunOnLoop([&] {
-      if (client == nullptr) {
-        clients_.push_back(std::make_unique<TestClient>(
-            loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
-        client = clients_.back().get();
-      }
+      if (client == nullptr) client = &NewClient();
       client->Send(Request("GET", "/split"), "");
     });
     ASSERT_TRUE(WaitFor([&] { return client->done(); }));
@@ -631,13 +704,7 @@ TEST_P(ProxyTest, GrpcLocalRepliesAreTrailersOnly) {
 }
 
 TEST_P(ProxyTest, DrainEndsConnectionsAfterTheirRequests) {
-  TestClient* client = nullptr;
-  RunOnLoop([&] {
-    clients_.push_back(std::make_unique<TestClient>(
-        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
-    client = clients_.back().get();
-    client->Send(Request("GET", "/echo/before-drain"), "");
-  });
+  TestClient* client = StartRequest(Request("GET", "/echo/before-drain"));
   ASSERT_TRUE(WaitFor([&] { return client->done(); }));
   RunOnLoop([&] {
     EXPECT_EQ(client->response().status(), 200);
@@ -655,14 +722,84 @@ TEST_P(ProxyTest, DrainEndsConnectionsAfterTheirRequests) {
   EXPECT_EQ(CounterValue("meshlet_http_downstream_cx_drain_close_total", {}), 1u);
 }
 
-TEST_P(ProxyTest, ClientResetReleasesTheUpstreamRequest) {
-  TestClient* client = nullptr;
+// A request in flight when the drain starts, whose upstream refuses every connect (the app went
+// away with the pod): it gets its local reply (503 UF,URX) on the draining connection, and the
+// connection then ends.
+TEST_P(ProxyTest, DrainAnswersARequestInFlightWithItsLocalReply) {
+  TestClient* client = StartRequest(Request("GET", "/dead/in-flight"));
+  ASSERT_TRUE(
+      WaitFor([&] { return hcms_.size() == 1 && hcms_.begin()->second->active_streams() == 1; }));
   RunOnLoop([&] {
-    clients_.push_back(std::make_unique<TestClient>(
-        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
-    client = clients_.back().get();
-    client->Send(Request("GET", "/slow/reset"), "");
+    for (auto& [raw, hcm] : hcms_) hcm->Drain();
   });
+  ASSERT_TRUE(WaitFor([&] { return client->done(); }, seconds(5)));
+  RunOnLoop([&] {
+    EXPECT_TRUE(client->response().complete);
+    EXPECT_EQ(client->response().status(), 503);
+    EXPECT_EQ(client->response().body, "upstream connect error\n");
+    // Told to go: HTTP/2 GOAWAY, HTTP/1.1 `Connection: close` on the response.
+    EXPECT_TRUE(client->goaway());
+  });
+  EXPECT_TRUE(
+      absl::StrContains(access_log_.ForPath("/dead/in-flight"), "\"response_flags\":\"UF,URX\""));
+  ASSERT_TRUE(WaitFor([&] { return client->closed(); }, seconds(5)));
+  RunOnLoop([&] { EXPECT_TRUE(hcms_.empty()); });
+}
+
+// A callee sidecar drains, then its pod's network is torn down under the caller's connection
+// while a request it accepted is still in progress: its answer (a 504 here, 300 ms in) and its
+// close never reach the caller. The caller had the callee's GOAWAY, so it watches that connection
+// (a PING after 1 s without a frame, 1 s for the ACK), closes it, and retries the request on the
+// cluster's other endpoint: the client gets its answer after about 2 s instead of waiting for
+// its own deadline.
+TEST_P(ProxyTest, CallerRetriesElsewhereWhenADrainingCalleeVanishes) {
+  if (!h2_upstream()) {
+    GTEST_SKIP() << "HTTP/1.1 has no PING: a callee that vanishes mid-response is noticed only "
+                    "by the route or per-try timeout";
+  }
+  CuttableRelay* relay = nullptr;
+  RunOnLoop([&] {
+    StartCallee("silent", milliseconds(300));
+    relay_ = std::make_unique<CuttableRelay>(loop_, callee_listener_->address());
+    relay = relay_.get();
+    auto snapshot = std::make_shared<config::Snapshot>(*snapshot_);
+    // Round robin from the first endpoint: the request meets the callee first.
+    snapshot->clusters["via-relay"] =
+        Cluster("via-relay", {relay->address(), server_a_->address()});
+    snapshot->route_tables["caller"] = OneRoute("caller", Route("via-relay", "/", "via-relay"));
+    clusters_->Update(snapshot->clusters);
+    context_->snapshot = snapshot;
+    listener_config_.route_config_name = "caller";
+  });
+  TestClient* client = StartRequest(Request("GET", "/vanish"));
+  ASSERT_TRUE(WaitFor([&] {
+    return callee_hcms_.size() == 1 && callee_hcms_.begin()->second->active_streams() == 1;
+  }));
+  // The drain's GOAWAY reaches the caller (whose pool then retires the connection).
+  RunOnLoop([&] { DrainCallee(); });
+  ASSERT_TRUE(WaitFor([&] {
+    cluster::Cluster* cluster = clusters_->Find("via-relay");
+    cluster::Host& callee = *cluster->host_set().hosts()[0];
+    return cluster->PoolFor(callee, downstream()).stats().cx_goaway == 1;
+  }));
+  const auto cut = std::chrono::steady_clock::now();
+  RunOnLoop([&] { relay->Cut(); });
+  ASSERT_TRUE(WaitFor([&] { return client->done(); }, seconds(4)))
+      << "the request still waits for the vanished callee";
+  const auto answered = std::chrono::steady_clock::now() - cut;
+  RunOnLoop([&] {
+    EXPECT_TRUE(client->response().complete);
+    EXPECT_EQ(client->response().status(), 200);
+    EXPECT_EQ(client->response().header("x-upstream"), "A");
+  });
+  EXPECT_GE(answered, milliseconds(900));
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_retry_total",
+                         {{"cluster", "via-relay"}, {"reason", "reset"}}),
+            1u);
+}
+
+TEST_P(ProxyTest, ClientResetReleasesTheUpstreamRequest) {
+  TestClient* client = StartRequest(Request("GET", "/slow/reset"));
   ASSERT_TRUE(WaitFor([&] {
     return clusters_->Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest) == 1;
   }));
@@ -681,9 +818,7 @@ TEST_P(ProxyTest, ClientResetReleasesTheUpstreamRequest) {
 TEST_P(ProxyTest, SlowReaderBoundsProxyMemory) {
   TestClient* client = nullptr;
   RunOnLoop([&] {
-    clients_.push_back(std::make_unique<TestClient>(
-        loop_, *net::Address::Parse(absl::StrCat("127.0.0.1:", proxy_port_)), downstream()));
-    client = clients_.back().get();
+    client = &NewClient();
     client->set_count_only(true);
     client->SetReadDisabled(true);
     client->Send(Request("GET", absl::StrCat("/stream/big?bytes=", kBigResponse)), "");

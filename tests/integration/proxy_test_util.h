@@ -2,8 +2,9 @@
 
 // Test peers for proxy tests, all running on one event loop: an upstream server that streams its
 // responses (trailers, large bodies that respect flow control, bodies echoed as they arrive), an
-// HTTP/1.1 or HTTP/2 client built on the in-repo codecs, and a listener that accepts connections
-// and never answers. Everything here must be created, used and destroyed on the loop's thread.
+// HTTP/1.1 or HTTP/2 client built on the in-repo codecs, a listener that accepts connections
+// and never answers, and a relay whose network path can be taken away. Everything here must be
+// created, used and destroyed on the loop's thread.
 
 #include <atomic>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
@@ -258,6 +260,79 @@ class SilentUpstream {
   Sink sink_;
   std::unique_ptr<net::Listener> listener_;
   std::vector<std::unique_ptr<net::Connection>> connections_;
+};
+
+// A TCP relay to `target`, standing for the network path to a pod. Cut() takes the path away
+// under the connections it carries, as tearing down a pod's network does: from then on nothing
+// passes either way and neither end hears of it (no FIN, no RST; each side's writes go into the
+// void), and new connections are refused.
+class CuttableRelay {
+ public:
+  CuttableRelay(event::Loop& loop, const net::Address& target) : loop_(loop), target_(target) {
+    auto listener =
+        net::Listener::Create(loop, *net::Address::Parse("127.0.0.1:0"), {},
+                              [this](std::unique_ptr<net::Connection> c) { Accept(std::move(c)); });
+    CHECK_OK(listener);
+    address_ = (*listener)->address();
+    listener_ = std::move(*listener);
+  }
+  ~CuttableRelay() {
+    for (auto& path : paths_) {
+      for (auto* side : {&path->down, &path->up}) {
+        if (side->connection != nullptr) side->connection->SetCallbacks(nullptr);
+      }
+    }
+  }
+
+  const net::Address& address() const { return address_; }
+  size_t connections() const { return paths_.size(); }
+  void Cut() {
+    cut_ = true;
+    listener_.reset();
+  }
+
+ private:
+  struct Path;
+  struct Side final : net::ConnectionCallbacks {
+    void OnData(net::Buffer& data, bool end_stream) override {
+      if (relay->cut_ || other->connection == nullptr) {
+        data.Drain(data.length());
+        return;
+      }
+      other->connection->Write(data);
+      if (end_stream) other->connection->ShutdownWrite();
+    }
+    void OnClose(net::CloseReason, const absl::Status&) override {
+      if (relay->cut_ || other->connection == nullptr) return;
+      other->connection->Close(net::CloseMode::kFlush);
+    }
+    CuttableRelay* relay = nullptr;
+    Side* other = nullptr;
+    std::unique_ptr<net::Connection> connection;
+  };
+  struct Path {
+    Side down;
+    Side up;
+  };
+
+  void Accept(std::unique_ptr<net::Connection> down) {
+    auto path = std::make_unique<Path>();
+    path->down.relay = path->up.relay = this;
+    path->down.other = &path->up;
+    path->up.other = &path->down;
+    path->down.connection = std::move(down);
+    path->up.connection = net::Connection::Connect(loop_, target_, std::chrono::seconds(5));
+    path->down.connection->SetCallbacks(&path->down);
+    path->up.connection->SetCallbacks(&path->up);
+    paths_.push_back(std::move(path));
+  }
+
+  event::Loop& loop_;
+  const net::Address target_;
+  net::Address address_;
+  std::unique_ptr<net::Listener> listener_;
+  std::vector<std::unique_ptr<Path>> paths_;
+  bool cut_ = false;
 };
 
 struct ClientResponse {

@@ -123,10 +123,14 @@ def big_body(size):
 
 
 class HttpUpstream:
-    """An HTTP/1.1 server on a thread; answers every GET with the path and request headers."""
+    """An HTTP/1.1 server on a thread; answers every GET with the path and request headers
+    (/slow after half a second, /slow/N after N seconds). `paths` lists the GETs as they
+    arrive."""
 
     def __init__(self, name="app"):
         upstream_name = name
+        self.paths = []
+        paths = self.paths
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -138,8 +142,10 @@ class HttpUpstream:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self):
+                paths.append(self.path)
                 if self.path.startswith("/slow"):
-                    time.sleep(0.5)
+                    time.sleep(float(self.path[len("/slow/"):] or 0.5)
+                               if self.path.startswith("/slow/") else 0.5)
                 if self.path.startswith("/big/"):
                     # /big/N: N bytes of big_body(N), written in pieces as a client takes them.
                     size = int(self.path[len("/big/"):])

@@ -140,6 +140,10 @@ absl::Status ValidateOptions(const Http2Options& o) {
   if (o.keepalive_interval.count() > 0 && o.keepalive_timeout.count() <= 0) {
     return absl::InvalidArgumentError("keepalive_timeout must be positive with keepalive");
   }
+  if (o.goaway_keepalive_interval.count() > 0 && o.goaway_keepalive_timeout.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "goaway_keepalive_timeout must be positive with goaway_keepalive_interval");
+  }
   return absl::OkStatus();
 }
 
@@ -248,6 +252,14 @@ class ConnectionImpl {
   // Ends the connection with GOAWAY(ENHANCE_YOUR_CALM); returns Dispatch's error.
   absl::Status EndFlood(absl::string_view what);
   void SendFinalGoAway();
+  // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
+  // of Http2Options::goaway_keepalive_interval; otherwise keepalive_interval. Zero: none.
+  Duration KeepaliveInterval() const;
+  Duration KeepaliveTimeout() const;
+  bool GuardingStreamsAfterGoAway() const;
+  // The peer's first GOAWAY arrived (client): its streams in flight are watched from now on.
+  void StartGoAwayKeepalive();
+  void CreateKeepaliveTimers();
   void OnKeepaliveTimer();
   void OnKeepaliveTimeout();
 
@@ -316,6 +328,9 @@ class ConnectionImpl {
   bool goaway_received_ = false;
   bool goaway_started_ = false;  // GoAway() called
   bool goaway_final_sent_ = false;
+  // The notice's PING came back during the current read: the final GOAWAY goes once the read is
+  // consumed (Dispatch), naming the last stream of the whole read.
+  bool goaway_final_due_ = false;
   uint32_t sent_goaway_error_ = NGHTTP2_NO_ERROR;
   std::string last_error_;
   bool destroying_ = false;
@@ -483,10 +498,7 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
                                               options_.initial_connection_window_size) == 0);
 
   if (loop_ != nullptr && options_.keepalive_interval.count() > 0) {
-    last_frame_received_ = loop_->Now();
-    keepalive_timer_ = std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimer(); });
-    keepalive_timeout_timer_ =
-        std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimeout(); });
+    CreateKeepaliveTimers();
     keepalive_timer_->Enable(options_.keepalive_interval);
   }
 }
@@ -684,6 +696,15 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
     });
     in_recv_ = false;
     data.Drain(data.length());
+    if (goaway_final_due_ && fatal == 0) {
+      // Not from inside the read: frames after the ACK in the same read may open streams, which
+      // reach the user as they are parsed. Submitted there, the GOAWAY would name the last stream
+      // before them, and nghttp2 would refuse them once it went out, after the user had started
+      // on them: a request both processed and refused, which a caller retries elsewhere (even
+      // a POST). Named after the read, every stream the user saw is covered.
+      goaway_final_due_ = false;
+      SendFinalGoAway();
+    }
     if (fatal != 0 && fatal != NGHTTP2_ERR_FLOODED) {
       // Owe the peer a GOAWAY; nghttp2 queues it unless the session is beyond repair.
       nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
@@ -806,23 +827,70 @@ bool ConnectionImpl::CanOpenStream() const {
   return active_streams_ < limit;
 }
 
+bool ConnectionImpl::GuardingStreamsAfterGoAway() const {
+  return !server_ && goaway_received_ && options_.goaway_keepalive_interval.count() > 0 &&
+         active_streams_ > 0;
+}
+
+Duration ConnectionImpl::KeepaliveInterval() const {
+  if (!GuardingStreamsAfterGoAway()) return options_.keepalive_interval;
+  if (options_.keepalive_interval.count() <= 0) return options_.goaway_keepalive_interval;
+  return std::min(options_.keepalive_interval, options_.goaway_keepalive_interval);
+}
+
+Duration ConnectionImpl::KeepaliveTimeout() const {
+  return GuardingStreamsAfterGoAway() ? options_.goaway_keepalive_timeout
+                                      : options_.keepalive_timeout;
+}
+
+void ConnectionImpl::CreateKeepaliveTimers() {
+  last_frame_received_ = loop_->Now();
+  keepalive_timer_ = std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimer(); });
+  keepalive_timeout_timer_ =
+      std::make_unique<event::Timer>(*loop_, [this] { OnKeepaliveTimeout(); });
+}
+
+void ConnectionImpl::StartGoAwayKeepalive() {
+  if (loop_ == nullptr || dead_ || !GuardingStreamsAfterGoAway()) return;
+  // Made here, not with every connection: most never see a GOAWAY.
+  if (keepalive_timer_ == nullptr) CreateKeepaliveTimers();
+  // The GOAWAY itself was just received: the first PING follows one interval of silence (or
+  // sooner, when a keepalive of the connection's own is due first).
+  last_frame_received_ = loop_->Now();
+  if (keepalive_timeout_timer_->enabled()) {
+    // A keepalive PING is out already: its ACK now has the shorter wait.
+    keepalive_timeout_timer_->Enable(KeepaliveTimeout());
+    return;
+  }
+  keepalive_timer_->Enable(KeepaliveInterval());
+}
+
 void ConnectionImpl::OnKeepaliveTimer() {
   if (dead_ || keepalive_timeout_timer_->enabled()) return;
+  const Duration interval = KeepaliveInterval();
+  // After a GOAWAY whose streams have all ended, and without a keepalive of its own, nothing is
+  // left to watch: the owner closes the connection.
+  if (interval.count() <= 0) return;
   // Only idle connections are probed: anything received recently proves the peer alive.
   const Duration idle = loop_->Now() - last_frame_received_;
-  if (idle < options_.keepalive_interval) {
-    keepalive_timer_->Enable(options_.keepalive_interval - idle);
+  if (idle < interval) {
+    keepalive_timer_->Enable(interval - idle);
     return;
   }
   Entry entry(*this);
   nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kKeepalivePing);
-  keepalive_timeout_timer_->Enable(options_.keepalive_timeout);
-  keepalive_timer_->Enable(options_.keepalive_interval);
+  keepalive_timeout_timer_->Enable(KeepaliveTimeout());
+  keepalive_timer_->Enable(interval);
 }
 
 void ConnectionImpl::OnKeepaliveTimeout() {
   ++counters_.keepalive_timeouts;
-  LOG(DEBUG) << "http2 keepalive timed out; closing";
+  if (GuardingStreamsAfterGoAway()) {
+    LOG_EVERY_N_SEC(INFO, 1) << "http2: the server went silent after its GOAWAY with "
+                             << active_streams_ << " stream(s) in flight; closing the connection";
+  } else {
+    LOG(DEBUG) << "http2 keepalive timed out; closing";
+  }
   keepalive_timer_->Disable();
   dead_ = true;
   io_.Close(/*flush=*/false);
@@ -969,13 +1037,17 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       c->goaway_received_ = true;
       // Client streams above last_stream_id were never processed: nghttp2 closes them with
       // REFUSED_STREAM right after this callback (HandleStreamClose), so they may be retried.
-      if (first) c->callbacks_.OnGoAway();
+      // The others are still owed answers by a server that is going away: watched from now on.
+      if (first) {
+        c->StartGoAwayKeepalive();
+        c->callbacks_.OnGoAway();
+      }
       break;
     }
     case NGHTTP2_PING: {
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) break;
       if (std::memcmp(frame->ping.opaque_data, kGoAwayPing, 8) == 0) {
-        if (c->server_ && c->goaway_started_) c->SendFinalGoAway();
+        if (c->server_ && c->goaway_started_) c->goaway_final_due_ = true;
       } else if (std::memcmp(frame->ping.opaque_data, kKeepalivePing, 8) == 0) {
         if (c->keepalive_timeout_timer_ != nullptr) c->keepalive_timeout_timer_->Disable();
       }

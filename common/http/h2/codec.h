@@ -82,6 +82,16 @@ struct Http2Options {
   // closing its connections is noticed this way.
   Duration keepalive_interval{0};
   Duration keepalive_timeout = std::chrono::seconds(20);
+  // Client only, needs a Loop: once the server has sent GOAWAY it is going away, and it may vanish
+  // with its network (its pod torn down, its host shut down) before the streams it still owes
+  // answers get them, with no FIN or RST ever arriving. While such streams are in flight, a PING
+  // goes out whenever nothing has been received for `goaway_keepalive_interval`, and the
+  // connection closes if its ACK does not arrive within `goaway_keepalive_timeout`: the streams
+  // end with kConnectionTermination, which the caller may retry elsewhere, instead of waiting for
+  // their own timeouts. A server that is merely slow to answer still acknowledges PINGs at once.
+  // Zero interval: off (then only keepalive_interval applies).
+  Duration goaway_keepalive_interval = std::chrono::seconds(1);
+  Duration goaway_keepalive_timeout = std::chrono::seconds(1);
   // Flood protection. Past either limit the connection ends with GOAWAY(ENHANCE_YOUR_CALM) and
   // Dispatch() fails with a ResourceExhausted status (Http2Counters::floods).
   // Replies owed to the peer (PING and SETTINGS acknowledgements, RST_STREAM) that it has not
@@ -113,7 +123,7 @@ struct Http2Counters {
   uint64_t stream_protocol_errors = 0;      // malformed messages (stream reset)
   uint64_t connection_protocol_errors = 0;  // Dispatch() failures
   uint64_t streams_refused_by_goaway = 0;   // client streams the peer's GOAWAY refused
-  uint64_t keepalive_timeouts = 0;
+  uint64_t keepalive_timeouts = 0;  // either keepalive (after a GOAWAY too) closed the connection
   uint64_t streams_started = 0;
   uint64_t floods = 0;  // connections ended with ENHANCE_YOUR_CALM (Http2Options limits)
 };
@@ -130,7 +140,9 @@ class ServerCodec final : public ServerConnection {
 
   absl::Status Dispatch(net::Buffer& data) override;
   // Graceful: GOAWAY with the maximum stream id plus a PING; the final GOAWAY (last stream
-  // processed) goes out when the PING is acknowledged, or on a second GoAway() call.
+  // processed) goes out when the PING is acknowledged, or on a second GoAway() call. Every stream
+  // that reached the user is at or below the final GOAWAY's last-stream-id (the ACK's GOAWAY
+  // waits for the end of the read that carried it); the streams above it never reach the user.
   void GoAway() override;
   Protocol protocol() const override { return Protocol::kHttp2; }
   size_t ActiveStreams() const override;

@@ -1,6 +1,9 @@
 #include "tests/e2e/testapp/app.h"
 
+#include <algorithm>
+#include <csignal>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -8,7 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_random.h"
+#include "common/base/random.h"
 #include "common/event/loop.h"
+#include "common/event/timer.h"
 #include "common/net/address.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/testapp/client.h"
@@ -272,7 +277,7 @@ TEST_F(AppTest, LoadSummaryCountsStatusesAndPods) {
   get.url = Url(url + "/");
   get.count = 10;
   get.concurrency = 3;
-  LoadSummary summary = RunLoad(loop_, get);
+  LoadSummary summary = RunLoad(loop_, get, random_);
   EXPECT_EQ(summary.requests, 10u);
   EXPECT_EQ(summary.statuses[200], 5u);
   EXPECT_EQ(summary.statuses[503], 5u);
@@ -286,8 +291,178 @@ TEST_F(AppTest, LoadSummaryCountsStatusesAndPods) {
   // By name, from /etc/hosts.
   get.url = Url(absl::StrCat("http://localhost:", get.url.port, "/"));
   get.count = 2;
-  summary = RunLoad(loop_, get);
+  summary = RunLoad(loop_, get, random_);
   EXPECT_EQ(summary.statuses[200] + summary.statuses[503], 2u) << summary.ToJson();
+}
+
+TEST_F(AppTest, LoadForADurationListsFailures) {
+  ServeOptions o;
+  o.service = "reviews";
+  o.pod = "reviews-v1-a";
+  o.fail_pattern = "x9.";  // the first of every 10 fails
+  std::string url = Start(o);
+  GetOptions get;
+  get.url = Url(url + "/");
+  get.duration = std::chrono::milliseconds(300);
+  get.concurrency = 4;
+  auto start = std::chrono::steady_clock::now();
+  LoadSummary summary = RunLoad(loop_, get, random_);
+  auto took = std::chrono::steady_clock::now() - start;
+  // The loop's timers have millisecond resolution.
+  EXPECT_GE(took, std::chrono::milliseconds(298));
+  EXPECT_LT(took, std::chrono::milliseconds(1000));
+  EXPECT_GE(summary.seconds, 0.298);
+  EXPECT_GT(summary.requests, 10u) << summary.ToJson();
+  EXPECT_EQ(summary.statuses[200] + summary.statuses[503], summary.requests);
+  EXPECT_EQ(summary.failures.size(), std::min<size_t>(summary.statuses[503], kMaxListed));
+  ASSERT_FALSE(summary.failures.empty());
+  const FailureRecord& first = summary.failures[0];
+  EXPECT_EQ(first.status, 503);
+  EXPECT_EQ(first.pod, "reviews-v1-a");
+  EXPECT_EQ(first.error, "");
+  EXPECT_LT(first.at_seconds, 0.1);
+  for (size_t i = 1; i < summary.failures.size(); ++i) {
+    EXPECT_LE(summary.failures[i - 1].at_seconds, summary.failures[i].at_seconds + 0.01);
+  }
+  const std::string json = summary.ToJson();
+  EXPECT_TRUE(absl::StrContains(json, ",\"failures\":[{\"at\":0.0")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"status\":503,\"pod\":\"reviews-v1-a\",\"ms\":")) << json;
+  EXPECT_FALSE(absl::StrContains(json, "stopped")) << json;
+  EXPECT_FALSE(summary.all_succeeded());
+
+  // Nobody answers: errors are listed with their reason.
+  get.url = Url("http://127.0.0.1:1/");
+  get.duration = std::chrono::milliseconds(50);
+  summary = RunLoad(loop_, get, random_);
+  ASSERT_FALSE(summary.failures.empty()) << summary.ToJson();
+  EXPECT_TRUE(absl::StartsWith(summary.failures[0].error, "UNAVAILABLE: connect to 127.0.0.1:1"))
+      << summary.failures[0].error;
+  EXPECT_TRUE(absl::StrContains(summary.ToJson(), "\"error\":\"UNAVAILABLE: connect to"));
+}
+
+TEST_F(AppTest, LoadRate) {
+  ServeOptions o;
+  o.service = "ratings";
+  std::string url = Start(o);
+  GetOptions get;
+  get.url = Url(url + "/");
+  get.duration = std::chrono::milliseconds(500);
+  get.concurrency = 8;
+  get.rate = 40;  // one every 25 ms: 20 in 500 ms
+  LoadSummary summary = RunLoad(loop_, get, random_);
+  EXPECT_GE(summary.requests, 19u) << summary.ToJson();
+  EXPECT_LE(summary.requests, 21u) << summary.ToJson();
+  EXPECT_TRUE(summary.all_succeeded()) << summary.ToJson();
+  // With a count: 5 at 50/s take 80 ms at least (the first goes at once).
+  get.duration = Duration(0);
+  get.count = 5;
+  get.rate = 50;
+  auto start = std::chrono::steady_clock::now();
+  summary = RunLoad(loop_, get, random_);
+  EXPECT_EQ(summary.requests, 5u);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(79));
+}
+
+// A signal stops the load: the requests in flight finish, and the summary says so; a second
+// signal cancels those in flight.
+TEST_F(AppTest, LoadStopsOnSignal) {
+  ServeOptions o;
+  o.service = "slow";
+  o.latency = std::chrono::milliseconds(200);
+  std::string url = Start(o);
+  GetOptions get;
+  get.url = Url(url + "/");
+  get.duration = std::chrono::seconds(30);
+  get.concurrency = 3;
+  {
+    Load load(loop_, get, random_);
+    ASSERT_TRUE(load.StopOnSignals().ok());
+    event::Timer stop(loop_, [] { std::raise(SIGTERM); });
+    stop.Enable(std::chrono::milliseconds(50));
+    auto start = std::chrono::steady_clock::now();
+    LoadSummary summary = load.Run();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    EXPECT_EQ(summary.requests, 3u) << summary.ToJson();
+    EXPECT_EQ(summary.statuses[200], 3u);
+    EXPECT_EQ(summary.stopped_by, "SIGTERM");
+    EXPECT_TRUE(summary.all_succeeded());
+    EXPECT_TRUE(absl::EndsWith(summary.ToJson(), ",\"stopped\":\"SIGTERM\",\"cancelled\":0}"))
+        << summary.ToJson();
+  }
+  {
+    Load load(loop_, get, random_);
+    int stops = 0;
+    event::Timer stop(loop_, [&] {
+      load.Stop(++stops == 1 ? "SIGINT" : "again");
+      if (stops == 1) stop.Enable(std::chrono::milliseconds(20));
+    });
+    stop.Enable(std::chrono::milliseconds(50));
+    LoadSummary summary = load.Run();
+    EXPECT_EQ(summary.requests, 0u) << summary.ToJson();
+    EXPECT_EQ(summary.cancelled, 3u);
+    EXPECT_EQ(summary.stopped_by, "SIGINT");
+  }
+}
+
+TEST(TraceParentTest, RandomIdsNeverZero) {
+  FakeRandom random;
+  random.Push(0x0123456789abcdefULL);
+  random.Push(1);
+  random.Push(0xff);
+  TraceParent t = NewTraceParent(random);
+  EXPECT_EQ(t.trace_id, "0123456789abcdef0000000000000001");
+  EXPECT_EQ(t.header, "00-0123456789abcdef0000000000000001-00000000000000ff-01");
+  random.Push(0);
+  random.Push(0);
+  random.Push(0);
+  t = NewTraceParent(random);
+  EXPECT_EQ(t.header, "00-00000000000000000000000000000001-0000000000000001-01");
+}
+
+// --trace: every request gets a trace of its own, which the service sees and the summary lists.
+TEST_F(AppTest, LoadWithFreshTraces) {
+  ServeOptions o;
+  o.service = "reviews";
+  o.fail_pattern = "x.";
+  std::string url = Start(o);
+  RealRandom random;
+  GetOptions get;
+  get.url = Url(url + "/");
+  get.count = 4;
+  get.concurrency = 2;
+  get.trace = true;
+  LoadSummary summary = RunLoad(loop_, get, random);
+  ASSERT_EQ(summary.traces.size(), 4u);
+  std::set<std::string> unique(summary.traces.begin(), summary.traces.end());
+  EXPECT_EQ(unique.size(), 4u);
+  for (const std::string& id : summary.traces) {
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  }
+  // The failures name their traces (the 1st and 3rd requests sent fail).
+  ASSERT_EQ(summary.failures.size(), 2u) << summary.ToJson();
+  for (const FailureRecord& f : summary.failures) {
+    EXPECT_TRUE(unique.count(f.trace) == 1) << f.trace;
+  }
+  const std::string json = summary.ToJson();
+  EXPECT_TRUE(absl::StrContains(json, absl::StrCat(",\"traces\":[\"", summary.traces[0], "\",")))
+      << json;
+  EXPECT_TRUE(absl::StrContains(json, absl::StrCat("\"trace\":\"", summary.failures[0].trace)))
+      << json;
+  // The service got the traceparent sent.
+  get.count = 1;
+  summary = RunLoad(loop_, get, random);
+  ASSERT_EQ(summary.traces.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(summary.last.body,
+                                absl::StrCat("\"traceparent\":\"00-", summary.traces[0], "-")))
+      << summary.last.body;
+  EXPECT_TRUE(absl::StrContains(summary.last.body, "-01\"}")) << summary.last.body;
+  // Without --trace, no traceparent and no "traces".
+  get.trace = false;
+  summary = RunLoad(loop_, get, random);
+  EXPECT_TRUE(summary.traces.empty());
+  EXPECT_FALSE(absl::StrContains(summary.last.body, "traceparent")) << summary.last.body;
+  EXPECT_FALSE(absl::StrContains(summary.ToJson(), "traces"));
 }
 
 }  // namespace

@@ -16,60 +16,18 @@ std::unique_ptr<Fetch> Fetch::Start(event::Loop& loop, FetchRequest request, Cal
 }
 
 Fetch::Fetch(event::Loop& loop, FetchRequest request, Callback callback)
-    : loop_(loop),
-      request_(std::move(request)),
-      callback_(std::move(callback)),
-      started_(std::chrono::steady_clock::now()),
-      deadline_(
-          loop,
-          [this] {
-            Finish(absl::DeadlineExceededError(absl::StrCat(
-                "no answer from ", request_.url.ToString(), " within ",
-                std::chrono::duration_cast<std::chrono::milliseconds>(request_.timeout).count(),
-                " ms")));
-          }),
-      done_(loop, [this] {
-        // The callback may destroy this Fetch: it runs last, from locals.
-        Callback callback = std::move(callback_);
-        FetchResult result = std::move(result_);
-        callback(std::move(result));
-      }) {}
+    : OneConnectionClient(loop, request.url.host, request.url.port, request.url.ToString(),
+                          request.timeout, std::move(callback)),
+      request_(std::move(request)) {}
 
-Fetch::~Fetch() {
-  if (connection_ != nullptr && !connection_->closed()) {
-    connection_->SetCallbacks(nullptr);
-    connection_->Close(net::CloseMode::kNoFlush);
-  }
-}
+// The connection closes before the codec goes.
+Fetch::~Fetch() { CloseConnection(); }
 
-void Fetch::Begin() {
-  deadline_.Enable(request_.timeout);
+void Fetch::OnConnectStarted() {
+  // After a refused address, the previous codec goes at the end of the turn.
+  loop().DeferDelete(std::move(codec_));
   const HttpUrl& url = request_.url;
-  absl::StatusOr<net::Address> literal = net::Address::FromIp(url.host, url.port);
-  if (literal.ok()) {
-    addresses_.push_back(*literal);
-  } else {
-    // A name: /etc/hosts (or DNS) has it.
-    absl::StatusOr<std::vector<net::Address>> resolved = net::ResolveAll(url.host, url.port);
-    if (!resolved.ok()) {
-      Finish(absl::UnavailableError(resolved.status().message()));
-      return;
-    }
-    addresses_ = *std::move(resolved);
-  }
-  Connect();
-}
-
-void Fetch::Connect() {
-  if (connection_ != nullptr) {
-    // The previous address refused: its connection and codec go at the end of the turn.
-    loop_.DeferDelete(std::move(connection_));
-    loop_.DeferDelete(std::move(codec_));
-  }
-  const HttpUrl& url = request_.url;
-  connection_ = net::Connection::Connect(loop_, addresses_[next_address_++], request_.timeout);
-  connection_->SetCallbacks(this);
-  codec_ = std::make_unique<http::h1::ClientCodec>(loop_, *this, *this);
+  codec_ = std::make_unique<http::h1::ClientCodec>(loop(), *this, *this);
 
   http::HeaderMap headers;
   headers.Add(":method", request_.method);
@@ -93,19 +51,6 @@ void Fetch::Connect() {
   }
 }
 
-void Fetch::Finish(absl::Status error) {
-  if (finished_) return;
-  finished_ = true;
-  result_.error = std::move(error);
-  result_.elapsed = std::chrono::steady_clock::now() - started_;
-  deadline_.Disable();
-  if (connection_ != nullptr && !connection_->closed()) {
-    connection_->SetCallbacks(nullptr);
-    connection_->Close(net::CloseMode::kNoFlush);
-  }
-  done_.Enable(Duration(0));
-}
-
 void Fetch::OnData(net::Buffer& data, bool end_stream) {
   absl::Status status = codec_->Dispatch(data);
   if (status.ok() && end_stream) status = codec_->OnEndOfStream();
@@ -115,33 +60,26 @@ void Fetch::OnData(net::Buffer& data, bool end_stream) {
   }
 }
 
-void Fetch::OnClose(net::CloseReason reason, const absl::Status& detail) {
-  if (finished_) return;
-  if (!connected_) {
-    if (reason == net::CloseReason::kConnectFailed && next_address_ < addresses_.size()) {
-      Connect();  // the name has another address
-      return;
-    }
-    // The detail names the address and the error ("connect to 10.0.0.7:80: connection refused").
-    Finish(absl::UnavailableError(detail.ok()
-                                      ? absl::StrCat("cannot connect to ", request_.url.authority,
-                                                     ": ", net::CloseReasonName(reason))
-                                      : std::string(detail.message())));
-    return;
-  }
+void Fetch::OnClosedEarly(net::CloseReason reason) {
   codec_->OnConnectionClosed();  // resets the stream if the answer is not complete
   Finish(absl::UnavailableError(absl::StrCat(
       request_.url.authority, " closed the connection: ", net::CloseReasonName(reason))));
 }
 
+size_t Fetch::UnsentBytes() const {
+  return connection() == nullptr ? 0 : connection()->buffered_write_bytes();
+}
+
 void Fetch::ReadDisable(bool disable) {
-  if (connection_ == nullptr || connection_->closed()) return;
-  disable ? connection_->ReadDisable() : connection_->ReadEnable();
+  net::Connection* c = connection();
+  if (c == nullptr || c->closed()) return;
+  disable ? c->ReadDisable() : c->ReadEnable();
 }
 
 void Fetch::Close(bool flush) {
-  if (connection_ == nullptr || connection_->closed()) return;
-  connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
+  net::Connection* c = connection();
+  if (c == nullptr || c->closed()) return;
+  c->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
 }
 
 void Fetch::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
@@ -153,7 +91,7 @@ void Fetch::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
 }
 
 void Fetch::DecodeData(net::Buffer& data, bool end_stream) {
-  if (finished_) {
+  if (finished()) {
     data.Clear();
     return;
   }

@@ -1,116 +1,197 @@
 #include "tests/e2e/testapp/load.h"
 
-#include <algorithm>
-#include <memory>
+#include <csignal>
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "tests/e2e/testapp/json.h"
 
 namespace meshlet::testapp {
 namespace {
 
-// The value at fraction q (0..1) of sorted `v` (nearest rank); 0 for none.
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  size_t rank = static_cast<size_t>(q * static_cast<double>(sorted.size()) + 0.999999);
-  return sorted[std::min(sorted.size(), std::max<size_t>(rank, 1)) - 1];
-}
+double Millis(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-// Keeps `concurrency` fetches going until `count` have been started and all have finished.
-class Load {
- public:
-  Load(event::Loop& loop, const GetOptions& options) : loop_(loop), options_(options) {}
-
-  LoadSummary Run() {
-    for (uint64_t i = 0; i < options_.concurrency && started_ < options_.count; ++i) StartOne();
-    while (finished_ < options_.count) loop_.RunOnce();
-    // Fetches that finished last are still waiting for deletion.
-    loop_.RunUntilIdle();
-    return std::move(summary_);
-  }
-
- private:
-  void StartOne() {
-    ++started_;
-    FetchRequest request;
-    request.method = options_.method;
-    request.url = options_.url;
-    request.headers = options_.headers;
-    request.body = options_.body;
-    request.timeout = options_.timeout;
-    auto fetch = std::make_shared<std::unique_ptr<Fetch>>();
-    *fetch = Fetch::Start(loop_, std::move(request), [this, fetch](FetchResult result) {
-      OnDone(std::move(result));
-      loop_.DeferDelete(std::move(*fetch));
-    });
-  }
-
-  void OnDone(FetchResult result) {
-    ++finished_;
-    ++summary_.requests;
-    if (result.error.ok()) {
-      ++summary_.statuses[result.status];
-      summary_.latencies_ms.push_back(
-          std::chrono::duration<double, std::milli>(result.elapsed).count());
-      std::optional<absl::string_view> pod = result.headers.Get("x-testapp-pod");
-      if (pod.has_value()) ++summary_.pods[std::string(*pod)];
-    } else {
-      ++summary_.errors[absl::StatusCodeToString(result.error.code())];
-    }
-    summary_.last = std::move(result);
-    if (started_ < options_.count) StartOne();
-  }
-
-  event::Loop& loop_;
-  const GetOptions& options_;
-  uint64_t started_ = 0;
-  uint64_t finished_ = 0;
-  LoadSummary summary_;
-};
+bool IsSuccess(int status) { return status >= 200 && status <= 299; }
 
 }  // namespace
+
+TraceParent NewTraceParent(Random& random) {
+  const uint64_t high = random.Next();
+  const uint64_t low = random.Next();
+  uint64_t span = random.Next();
+  TraceParent out;
+  // All-zero ids are invalid (W3C trace context).
+  out.trace_id = absl::StrFormat("%016x%016x", high, high == 0 && low == 0 ? 1 : low);
+  if (span == 0) span = 1;
+  out.header = absl::StrFormat("00-%s-%016x-01", out.trace_id, span);
+  return out;
+}
+
+Load::Load(event::Loop& loop, const GetOptions& options, Random& random)
+    : loop_(loop),
+      options_(options),
+      random_(random),
+      pace_(loop, [this] { StartMore(); }),
+      end_(loop, [this] {
+        time_up_ = true;
+        pace_.Disable();
+      }) {}
+
+Load::~Load() {
+  for (auto& [id, request] : in_flight_) loop_.DeferDelete(std::move(request.fetch));
+}
+
+LoadSummary Load::Run() {
+  // Timers count from the loop's time, which may be a turn old.
+  loop_.UpdateTime();
+  start_ = std::chrono::steady_clock::now();
+  if (options_.duration > Duration(0)) end_.Enable(options_.duration);
+  StartMore();
+  while (MayStart() || !in_flight_.empty()) loop_.RunOnce();
+  summary_.seconds = SecondsSinceStart(std::chrono::steady_clock::now());
+  end_.Disable();
+  pace_.Disable();
+  // Fetches that finished last are still waiting for deletion.
+  loop_.RunUntilIdle();
+  return std::move(summary_);
+}
+
+void Load::Stop(absl::string_view why) {
+  if (!stopping_) {
+    stopping_ = true;
+    summary_.stopped_by = std::string(why);
+    pace_.Disable();
+    return;
+  }
+  for (auto& [id, request] : in_flight_) {
+    loop_.DeferDelete(std::move(request.fetch));
+    ++summary_.cancelled;
+  }
+  in_flight_.clear();
+}
+
+absl::Status Load::StopOnSignals() {
+  for (auto [signum, name] : {std::pair(SIGTERM, "SIGTERM"), std::pair(SIGINT, "SIGINT")}) {
+    absl::StatusOr<std::unique_ptr<event::Signal>> signal =
+        event::Signal::Create(loop_, signum, [this, name = name](int) { Stop(name); });
+    if (!signal.ok()) return signal.status();
+    signals_.push_back(*std::move(signal));
+  }
+  return absl::OkStatus();
+}
+
+bool Load::MayStart() const {
+  if (stopping_ || in_flight_.size() >= options_.concurrency) return false;
+  return options_.duration > Duration(0) ? !time_up_ : started_ < options_.count;
+}
+
+void Load::StartMore() {
+  while (MayStart()) {
+    if (options_.rate > 0) {
+      const MonotonicTime due =
+          start_ + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(
+                       static_cast<double>(started_) / options_.rate));
+      const MonotonicTime now = std::chrono::steady_clock::now();
+      if (now < due) {
+        pace_.Enable(due - now);
+        return;
+      }
+    }
+    StartOne();
+  }
+}
+
+void Load::StartOne() {
+  const uint64_t id = started_++;
+  FetchRequest request;
+  request.method = options_.method;
+  request.url = options_.url;
+  request.headers = options_.headers;
+  request.body = options_.body;
+  request.timeout = options_.timeout;
+  InFlight& entry = in_flight_[id];
+  if (options_.trace) {
+    TraceParent trace = NewTraceParent(random_);
+    request.headers.emplace_back("traceparent", std::move(trace.header));
+    entry.trace_id = std::move(trace.trace_id);
+    if (summary_.traces.size() < kMaxListed) summary_.traces.push_back(entry.trace_id);
+  }
+  entry.sent = std::chrono::steady_clock::now();
+  entry.fetch = Fetch::Start(loop_, std::move(request),
+                             [this, id](FetchResult result) { OnDone(id, std::move(result)); });
+}
+
+void Load::OnDone(uint64_t id, FetchResult result) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  InFlight request = std::move(it->second);
+  in_flight_.erase(it);
+  // This runs inside the fetch's callback.
+  loop_.DeferDelete(std::move(request.fetch));
+
+  ++summary_.requests;
+  std::optional<absl::string_view> pod;
+  if (result.error.ok()) {
+    ++summary_.statuses[result.status];
+    summary_.latencies_ms.push_back(Millis(result.elapsed));
+    pod = result.headers.Get("x-testapp-pod");
+    if (pod.has_value()) ++summary_.pods[std::string(*pod)];
+  } else {
+    ++summary_.errors[absl::StatusCodeToString(result.error.code())];
+  }
+  if ((!result.error.ok() || !IsSuccess(result.status)) && summary_.failures.size() < kMaxListed) {
+    FailureRecord failure;
+    failure.at_seconds = SecondsSinceStart(request.sent);
+    failure.ms = Millis(result.elapsed);
+    failure.status = result.status;
+    if (!result.error.ok()) failure.error = result.error.ToString();
+    failure.pod = std::string(pod.value_or(""));
+    failure.trace = request.trace_id;
+    summary_.failures.push_back(std::move(failure));
+  }
+  summary_.last = std::move(result);
+  StartMore();
+}
+
+double Load::SecondsSinceStart(MonotonicTime t) const {
+  return std::chrono::duration<double>(t - start_).count();
+}
 
 bool LoadSummary::all_succeeded() const {
   if (!errors.empty() || requests == 0) return false;
   for (const auto& [status, n] : statuses) {
-    if (status < 200 || status > 299) return false;
+    if (!IsSuccess(status)) return false;
   }
   return true;
 }
 
 std::string LoadSummary::ToJson() const {
-  std::string out = absl::StrCat("{\"requests\":", requests, ",\"statuses\":{");
-  bool first = true;
-  for (const auto& [status, n] : statuses) {
-    absl::StrAppend(&out, first ? "" : ",", "\"", status, "\":", n);
-    first = false;
+  std::string out = absl::StrCat("{\"requests\":", requests, ",\"statuses\":");
+  AppendCountsJson(out, statuses);
+  out += ",\"errors\":";
+  AppendCountsJson(out, errors);
+  out += ",\"pods\":";
+  AppendCountsJson(out, pods);
+  absl::StrAppend(&out, ",\"latency_ms\":", LatencyJson(latencies_ms),
+                  ",\"seconds\":", SecondsJson(seconds), ",\"failures\":", FailuresJson(failures));
+  if (!traces.empty()) {
+    out += ",\"traces\":[";
+    for (size_t k = 0; k < traces.size(); ++k) {
+      absl::StrAppend(&out, k == 0 ? "" : ",", JsonString(traces[k]));
+    }
+    out += "]";
   }
-  out += "},\"errors\":{";
-  first = true;
-  for (const auto& [name, n] : errors) {
-    absl::StrAppend(&out, first ? "" : ",", JsonString(name), ":", n);
-    first = false;
+  if (!stopped_by.empty()) {
+    absl::StrAppend(&out, ",\"stopped\":", JsonString(stopped_by), ",\"cancelled\":", cancelled);
   }
-  out += "},\"pods\":{";
-  first = true;
-  for (const auto& [name, n] : pods) {
-    absl::StrAppend(&out, first ? "" : ",", JsonString(name), ":", n);
-    first = false;
-  }
-  std::vector<double> sorted = latencies_ms;
-  std::sort(sorted.begin(), sorted.end());
-  absl::StrAppendFormat(&out,
-                        "},\"latency_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"max\":%.2f}}",
-                        Percentile(sorted, 0.5), Percentile(sorted, 0.9), Percentile(sorted, 0.99),
-                        sorted.empty() ? 0.0 : sorted.back());
+  out += "}";
   return out;
 }
 
-LoadSummary RunLoad(event::Loop& loop, const GetOptions& options) {
-  return Load(loop, options).Run();
+LoadSummary RunLoad(event::Loop& loop, const GetOptions& options, Random& random) {
+  return Load(loop, options, random).Run();
 }
 
 }  // namespace meshlet::testapp

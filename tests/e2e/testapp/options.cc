@@ -1,5 +1,8 @@
 #include "tests/e2e/testapp/options.h"
 
+#include <utility>
+
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -8,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/net/address.h"
 #include "tests/e2e/testapp/failure.h"
 
@@ -46,17 +50,40 @@ absl::StatusOr<std::string> HeaderName(absl::string_view flag, absl::string_view
   return absl::AsciiStrToLower(name);
 }
 
+// A flag without a value is on; "true"/"false" (and 1/0, yes/no) say so.
+absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value) {
+  bool on = true;
+  if (!value.empty() && !absl::SimpleAtob(value, &on)) {
+    return FlagError(flag, absl::StrCat("\"", value, "\" is not true or false"));
+  }
+  return on;
+}
+
+// Stores a parsed value in `field`, or passes its error on.
+template <typename T>
+absl::Status Set(T& field, absl::StatusOr<T> value) {
+  if (!value.ok()) return value.status();
+  field = *std::move(value);
+  return absl::OkStatus();
+}
+
 // Flag names are compared with dashes: --fail_pattern is --fail-pattern.
 std::string Normalize(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
 
 // Applies one serve flag (or the environment variable standing for it).
 absl::Status ApplyServeFlag(ServeOptions& o, const std::string& flag, absl::string_view value) {
-  if (flag == "--listen") {
+  if (flag == "--listen" || flag == "--tcp-listen") {
     absl::StatusOr<net::Address> address = net::Address::Parse(value);
     if (!address.ok() || !address->is_ip()) {
       return FlagError(flag, absl::StrCat("\"", value, "\" is not IP:PORT (0.0.0.0:9080)"));
     }
-    o.listen = std::string(value);
+    (flag == "--listen" ? o.listen : o.tcp_listen) = std::string(value);
+  } else if (flag == "--banner") {
+    if (value.empty()) return FlagError(flag, "must not be empty");
+    if (value.find_first_of("\r\n") != absl::string_view::npos) {
+      return FlagError(flag, "must be one line (no CR or LF)");
+    }
+    o.banner = std::string(value);
   } else if (flag == "--service" || flag == "--service-version" || flag == "--pod") {
     if (value.empty()) return FlagError(flag, "must not be empty");
     (flag == "--service"           ? o.service
@@ -100,11 +127,7 @@ absl::Status ApplyServeFlag(ServeOptions& o, const std::string& flag, absl::stri
       o.forward_headers.push_back(*std::move(h));
     }
   } else if (flag == "--degrade" || flag == "--log-requests") {
-    bool on = true;
-    if (!value.empty() && !absl::SimpleAtob(value, &on)) {
-      return FlagError(flag, absl::StrCat("\"", value, "\" is not true or false"));
-    }
-    (flag == "--degrade" ? o.degrade : o.log_requests) = on;
+    return Set(flag == "--degrade" ? o.degrade : o.log_requests, ParseBool(flag, value));
   } else if (flag == "--max-connections") {
     absl::StatusOr<uint64_t> n = ParseCount(flag, value, 1 << 20);
     if (!n.ok()) return n.status();
@@ -148,10 +171,16 @@ bool IsServeBoolFlag(absl::string_view flag) {
 
 // The serve flags that the environment may set, in the order they are applied.
 constexpr absl::string_view kServeFlags[] = {
-    "--listen",         "--service",      "--service-version", "--pod",
-    "--call",           "--fail-pattern", "--fail-fraction",   "--fail-status",
-    "--latency",        "--slow",         "--call-timeout",    "--degrade",
-    "--forward-header", "--log-requests", "--drain-time",      "--max-connections",
+    "--listen",          "--service",       "--service-version", "--pod",          "--call",
+    "--fail-pattern",    "--fail-fraction", "--fail-status",     "--latency",      "--slow",
+    "--call-timeout",    "--degrade",       "--forward-header",  "--log-requests", "--drain-time",
+    "--max-connections", "--tcp-listen",    "--banner",
+};
+
+// serve-tcp's flags (the environment may set them too): its --listen is the banner protocol's.
+constexpr absl::string_view kServeTcpFlags[] = {
+    "--listen",          "--service",    "--pod",          "--banner",
+    "--max-connections", "--drain-time", "--log-requests",
 };
 
 std::string EnvName(absl::string_view flag) {
@@ -161,12 +190,19 @@ std::string EnvName(absl::string_view flag) {
   return name;
 }
 
+// `serve`, or `serve-tcp` (`tcp_only`).
 absl::StatusOr<CommandLine> ParseServe(const std::vector<std::string>& args, size_t first,
-                                       const GetEnv& getenv) {
+                                       const GetEnv& getenv, bool tcp_only) {
   CommandLine out;
   ServeOptions& o = out.serve;
+  absl::Span<const absl::string_view> flags = kServeFlags;
+  if (tcp_only) {
+    out.command = CommandLine::Command::kServeTcp;
+    flags = kServeTcpFlags;
+    o.listen = "0.0.0.0:3306";
+  }
   // Environment first, so that flags override it; --call from flags replaces TESTAPP_CALL.
-  for (absl::string_view flag : kServeFlags) {
+  for (absl::string_view flag : flags) {
     std::optional<std::string> value = getenv(EnvName(flag));
     if (!value.has_value()) continue;
     absl::Status s = ApplyServeFlag(o, std::string(flag), *value);
@@ -193,6 +229,10 @@ absl::StatusOr<CommandLine> ParseServe(const std::vector<std::string>& args, siz
     if (!taken.ok()) return taken.status();
     const std::string& flag = taken->flag;
     const std::string& value = taken->value;
+    if (tcp_only && absl::c_find(flags, flag) == flags.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag ", flag, " for serve-tcp (testapp --help lists them)"));
+    }
     if (flag == "--call" && !calls_from_flags) {
       o.calls.clear();
       calls_from_flags = true;
@@ -208,33 +248,58 @@ absl::StatusOr<CommandLine> ParseServe(const std::vector<std::string>& args, siz
     if (!pod.has_value() || pod->empty()) pod = getenv("HOSTNAME");
     o.pod = pod.has_value() && !pod->empty() ? *pod : o.service;
   }
+  if (tcp_only) o.tcp_listen = std::exchange(o.listen, "");
   return out;
+}
+
+absl::Status UnknownFlag(absl::string_view flag, absl::string_view command) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown flag ", flag, " for ", command, " (testapp --help lists them)"));
+}
+
+// A client command's arguments after its name (get, tcp): --help, one positional argument (`what`
+// in errors; `take` parses it, `missing` is the error without it) and flags, each applied by
+// `apply` (UnknownFlag for one the command does not have; `bool_flags` need no value).
+// `out.command` is the command's, or kHelp after --help.
+template <typename Take, typename Apply>
+absl::Status ParseClient(const std::vector<std::string>& args, size_t first, CommandLine& out,
+                         absl::string_view what, absl::string_view missing, Take take, Apply apply,
+                         absl::Span<const absl::string_view> bool_flags = {}) {
+  bool have_positional = false;
+  for (size_t i = first; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      out.command = CommandLine::Command::kHelp;
+      return absl::OkStatus();
+    }
+    if (!absl::StartsWith(arg, "-")) {
+      if (have_positional) {
+        return absl::InvalidArgumentError(absl::StrCat("a second ", what, " \"", arg, "\""));
+      }
+      if (absl::Status s = take(arg); !s.ok()) return s;
+      have_positional = true;
+      continue;
+    }
+    absl::StatusOr<FlagValue> taken = TakeFlag(
+        args, i, [&](absl::string_view flag) { return absl::c_linear_search(bool_flags, flag); });
+    if (!taken.ok()) return taken.status();
+    if (absl::Status s = apply(taken->flag, taken->value); !s.ok()) return s;
+  }
+  if (!have_positional) return absl::InvalidArgumentError(missing);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CommandLine> ParseGet(const std::vector<std::string>& args, size_t first) {
   CommandLine out;
   out.command = CommandLine::Command::kGet;
   GetOptions& o = out.get;
-  bool have_url = false;
-  for (size_t i = first; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      out.command = CommandLine::Command::kHelp;
-      return out;
-    }
-    if (!absl::StartsWith(arg, "-")) {
-      if (have_url) return absl::InvalidArgumentError(absl::StrCat("a second URL \"", arg, "\""));
-      absl::StatusOr<HttpUrl> url = ParseHttpUrl(arg);
-      if (!url.ok()) return url.status();
-      o.url = *std::move(url);
-      if (!o.url.has_target()) o.url.target = "/";
-      have_url = true;
-      continue;
-    }
-    absl::StatusOr<FlagValue> taken = TakeFlag(args, i, [](absl::string_view) { return false; });
-    if (!taken.ok()) return taken.status();
-    const std::string& flag = taken->flag;
-    const std::string& value = taken->value;
+  auto take_url = [&o](absl::string_view arg) {
+    if (absl::Status s = Set(o.url, ParseHttpUrl(arg)); !s.ok()) return s;
+    if (!o.url.has_target()) o.url.target = "/";
+    return absl::OkStatus();
+  };
+  bool count_given = false;
+  auto apply = [&o, &count_given](const std::string& flag, const std::string& value) {
     if (flag == "--method") {
       if (value.empty()) return FlagError(flag, "must not be empty");
       o.method = absl::AsciiStrToUpper(value);
@@ -250,24 +315,78 @@ absl::StatusOr<CommandLine> ParseGet(const std::vector<std::string>& args, size_
     } else if (flag == "--data") {
       o.body = value;
     } else if (flag == "--count") {
-      absl::StatusOr<uint64_t> n = ParseCount(flag, value, 10000000);
-      if (!n.ok()) return n.status();
-      o.count = *n;
-    } else if (flag == "--concurrency") {
-      absl::StatusOr<uint64_t> n = ParseCount(flag, value, 1000);
-      if (!n.ok()) return n.status();
-      o.concurrency = *n;
-    } else if (flag == "--timeout") {
+      if (o.duration > Duration(0)) return FlagError(flag, "give --count or --duration, not both");
+      count_given = true;
+      return Set(o.count, ParseCount(flag, value, 10000000));
+    } else if (flag == "--duration") {
+      if (count_given) return FlagError(flag, "give --count or --duration, not both");
       absl::StatusOr<Duration> d = ParseDurationFlag(flag, value);
-      if (!d.ok()) return d.status();
-      o.timeout = *d;
+      if (d.ok() && *d == Duration(0)) return FlagError(flag, "must be above zero");
+      return Set(o.duration, std::move(d));
+    } else if (flag == "--rate") {
+      double rate = 0;
+      if (!absl::SimpleAtod(value, &rate) || !(rate > 0 && rate <= 100000)) {
+        return FlagError(flag, absl::StrCat("\"", value,
+                                            "\" is not a number of requests per second above 0 "
+                                            "and at most 100000"));
+      }
+      o.rate = rate;
+    } else if (flag == "--concurrency") {
+      return Set(o.concurrency, ParseCount(flag, value, 1000));
+    } else if (flag == "--timeout") {
+      return Set(o.timeout, ParseDurationFlag(flag, value));
+    } else if (flag == "--trace") {
+      return Set(o.trace, ParseBool(flag, value));
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag ", flag, " for get (testapp --help lists them)"));
+      return UnknownFlag(flag, "get");
     }
+    return absl::OkStatus();
+  };
+  constexpr absl::string_view kBoolFlags[] = {"--trace"};
+  absl::Status s =
+      ParseClient(args, first, out, "URL", "get: which URL? (testapp get http://HOST:PORT/PATH)",
+                  take_url, apply, kBoolFlags);
+  if (!s.ok()) return s;
+  if (o.trace &&
+      absl::c_any_of(o.headers, [](const auto& h) { return h.first == "traceparent"; })) {
+    return FlagError("--trace",
+                     "sends a new traceparent with each request: leave out -H traceparent");
   }
-  if (!have_url)
-    return absl::InvalidArgumentError("get: which URL? (testapp get http://HOST:PORT/PATH)");
+  return out;
+}
+
+absl::StatusOr<CommandLine> ParseTcp(const std::vector<std::string>& args, size_t first) {
+  CommandLine out;
+  out.command = CommandLine::Command::kTcp;
+  TcpOptions& o = out.tcp;
+  auto take_target = [&o](absl::string_view arg) {
+    absl::StatusOr<net::HostPort> target = net::SplitHostPort(arg);
+    if (!target.ok() || target->host.empty() || target->unbracketed_ipv6()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tcp: \"", arg, "\" is not HOST:PORT (mysql:3306, 10.0.0.5:25, [fd00::5]:25)"));
+    }
+    o.host = target->host;
+    o.port = target->port;
+    return absl::OkStatus();
+  };
+  auto apply = [&o](const std::string& flag, const std::string& value) {
+    if (flag == "--send") {
+      if (value.find_first_of("\r\n") != std::string::npos) {
+        return FlagError(flag, "must be one line (no CR or LF)");
+      }
+      o.send.push_back(value);
+    } else if (flag == "--count") {
+      return Set(o.count, ParseCount(flag, value, 1000000));
+    } else if (flag == "--timeout") {
+      return Set(o.timeout, ParseDurationFlag(flag, value));
+    } else {
+      return UnknownFlag(flag, "tcp");
+    }
+    return absl::OkStatus();
+  };
+  absl::Status s = ParseClient(args, first, out, "HOST:PORT",
+                               "tcp: where to? (testapp tcp HOST:PORT)", take_target, apply);
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -276,17 +395,21 @@ absl::StatusOr<CommandLine> ParseGet(const std::vector<std::string>& args, size_
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args,
                                              const GetEnv& getenv) {
   if (!args.empty() && args[0] == "get") return ParseGet(args, 1);
-  if (!args.empty() && args[0] == "serve") return ParseServe(args, 1, getenv);
+  if (!args.empty() && args[0] == "tcp") return ParseTcp(args, 1);
+  if (!args.empty() && args[0] == "serve") return ParseServe(args, 1, getenv, false);
+  if (!args.empty() && args[0] == "serve-tcp") return ParseServe(args, 1, getenv, true);
   if (!args.empty() && !absl::StartsWith(args[0], "-")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown command \"", args[0], "\"; commands: serve (default), get"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown command \"", args[0], "\"; commands: serve (default), serve-tcp, get, tcp"));
   }
-  return ParseServe(args, 0, getenv);
+  return ParseServe(args, 0, getenv, false);
 }
 
 std::string Usage() {
-  return R"(usage: testapp [serve] [flags]      a sample service for meshlet's end-to-end tests
-       testapp get URL [flags]      send requests and print the answer (or a summary)
+  return R"(usage: testapp [serve] [flags]        a sample service for meshlet's end-to-end tests
+       testapp serve-tcp [flags]      a TCP service that speaks first (a banner), echoes lines
+       testapp get URL [flags]        send requests and print the answer (or a summary)
+       testapp tcp HOST:PORT [flags]  talk to serve-tcp: print its banner and echoes (or a summary)
 
 serve (every flag also from the environment as TESTAPP_<FLAG>, e.g. TESTAPP_FAIL_PATTERN):
   --listen IP:PORT          where to serve (default 0.0.0.0:9080)
@@ -308,23 +431,54 @@ serve (every flag also from the environment as TESTAPP_<FLAG>, e.g. TESTAPP_FAIL
                             are always copied: traceparent, tracestate, x-request-id, b3, x-b3-*)
   --log-requests            one line on stderr per request
   --drain-time D            on SIGTERM, wait at most D for requests in flight (default 5s)
-  --max-connections N       connections served at once (default 1024)
+  --max-connections N       connections served at once (default 1024), per protocol
+  --tcp-listen IP:PORT      serve serve-tcp's banner protocol here too (default: nowhere)
+  --banner TEXT             that protocol's first line (default "220 SERVICE POD ready")
 
   Paths: /healthz answers 200 "ok" and never fails or calls; /__stats the counters as JSON;
   POST /__set?fail-pattern=P&fail-fraction=F&latency=D changes those at run time. Every other
   path answers JSON naming service, version and pod, with the downstream answers nested.
+
+serve-tcp (flags also from the environment as TESTAPP_<FLAG>):
+  --listen IP:PORT          where to serve (default 0.0.0.0:3306)
+  --service NAME, --pod NAME, --max-connections N, --drain-time D   as for serve
+  --banner TEXT             the first line (default "220 SERVICE POD ready")
+  --log-requests            one line on stderr per closed connection
+
+  On accept it writes the banner and CR LF before reading anything (as MySQL and SMTP servers
+  do), then answers every line it reads with "echo SERVICE/POD: LINE" and CR LF, and closes when
+  the client does. SIGTERM stops accepting and closes the connections.
 
 get:
   --method M                request method (default GET)
   -H, --header 'N: V'       a request header; repeatable
   --data BODY               a request body
   --count N                 requests to send (default 1)
+  --duration D              send requests for D instead of a count
   --concurrency C           requests in flight at once (default 1)
+  --rate R                  send R requests per second in all, at most (default: no pacing)
   --timeout D               each request's time limit (default 5s)
+  --trace                   send each request with a new random sampled W3C traceparent
+                            (00-<trace id>-<span id>-01); one request prints "trace <id>" on
+                            stderr, more list the first 20 trace ids in the summary ("traces")
 
   One request: the body on stdout; exit 0 for a 2xx answer, 1 for another status, 3 when no
-  answer came. More: one JSON line counting statuses, errors and answering pods (the
-  x-testapp-pod header) with latency percentiles; exit 0 when every answer was 2xx.
+  answer came. More (or --duration): one JSON line counting statuses, errors and answering pods
+  (the x-testapp-pod header), with latency percentiles, the seconds taken and the first 20
+  failures (when sent, status or error, pod); exit 0 when every answer was 2xx. SIGTERM or
+  SIGINT stops sending, waits for the requests in flight and prints the summary ("stopped");
+  a second one cancels those in flight.
+
+tcp:
+  --send LINE               a line to send after the banner; repeatable, each waits for its echo
+  --timeout D               each connection's time limit (default 5s)
+  --count N                 connections to make, one after another (default 1)
+
+  Waits for the banner without sending anything first. One connection: the banner and each echo
+  on stdout, a line each; exit 0 when they all came as expected, 1 for an unexpected answer, 3
+  when no answer came (the reason on stderr). More: one JSON line counting connections, ok
+  ones, errors and banners, with latency percentiles and the first failures; exit 0 when every
+  connection went as expected.
 
   --help, --version         print and exit
 )";

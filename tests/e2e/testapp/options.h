@@ -2,20 +2,24 @@
 
 // The test app's command line (tests/e2e/testapp/README.md has the reference):
 //
-//   testapp [serve] [--listen ADDR] [--service NAME] [--service-version V] [--pod NAME] [--call
-//   URL]...
-//           [--fail-pattern P] [--fail-fraction F] [--fail-status S] [--latency D] [--slow D]
-//           [--call-timeout D] [--degrade] [--forward-header NAME]... [--log-requests]
-//           [--drain-time D]
-//   testapp get URL [--method M] [-H 'name: value']... [--data BODY] [--count N]
-//           [--concurrency C] [--timeout D]
+//   testapp [serve] [--listen ADDR] [--service NAME] [--service-version V] [--pod NAME]
+//           [--call URL]... [--fail-pattern P] [--fail-fraction F] [--fail-status S]
+//           [--latency D] [--slow D] [--call-timeout D] [--degrade] [--forward-header NAME]...
+//           [--log-requests] [--drain-time D] [--max-connections N] [--tcp-listen ADDR]
+//           [--banner TEXT]
+//   testapp serve-tcp [--listen ADDR] [--service NAME] [--pod NAME] [--banner TEXT]
+//           [--max-connections N] [--drain-time D] [--log-requests]
+//   testapp get URL [--method M] [-H 'name: value']... [--data BODY] [--count N | --duration D]
+//           [--concurrency C] [--rate R] [--timeout D] [--trace]
+//   testapp tcp HOST:PORT [--send LINE]... [--timeout D] [--count N]
 //   testapp --help | --version
 //
-// `serve` flags may also come from the environment, for pod manifests: TESTAPP_<FLAG> with the
-// flag's name upper-cased and dashes as underscores (TESTAPP_FAIL_PATTERN=3x17.), TESTAPP_CALL
-// as a comma-separated list, and the pod's name from POD_NAME (the downward API) when --pod is
-// not given, else the host name. A flag wins over the environment. Flags take `--name value` or
-// `--name=value`; durations take units ("250ms", "1.5s").
+// `serve` and `serve-tcp` flags may also come from the environment, for pod manifests:
+// TESTAPP_<FLAG> with the flag's name upper-cased and dashes as underscores
+// (TESTAPP_FAIL_PATTERN=3x17.), TESTAPP_CALL as a comma-separated list, and the pod's name from
+// POD_NAME (the downward API) when --pod is not given, else the host name. A flag wins over the
+// environment. Flags take `--name value` or `--name=value`; durations take units ("250ms",
+// "1.5s").
 
 #include <cstddef>
 #include <cstdint>
@@ -33,7 +37,11 @@
 namespace meshlet::testapp {
 
 struct ServeOptions {
-  std::string listen = "0.0.0.0:9080";
+  std::string listen = "0.0.0.0:9080";  // HTTP; "" for none (serve-tcp)
+  // Where to serve the server-first line protocol (tcp_server.h) too; "" for nowhere. serve-tcp
+  // serves only that, here (its --listen), with `listen` "".
+  std::string tcp_listen;
+  std::string banner;  // that protocol's first line; "" for "220 SERVICE POD ready"
   std::string service = "testapp";
   std::string version = "v1";
   std::string pod;  // empty until resolved (POD_NAME or the host name)
@@ -70,15 +78,29 @@ struct GetOptions {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   uint64_t count = 1;
+  // Send requests for this long instead of `count` of them; 0 for `count`.
+  Duration duration{0};
   uint64_t concurrency = 1;
+  double rate = 0;  // requests per second in all, 0 for as many as `concurrency` allows
+  // Send each request with a new random sampled W3C traceparent (not with -H traceparent).
+  bool trace = false;
   Duration timeout = std::chrono::seconds(5);
 };
 
+struct TcpOptions {
+  std::string host;  // a name or an IP literal, without brackets
+  uint16_t port = 0;
+  std::vector<std::string> send;  // lines to send after the banner, without CR/LF
+  Duration timeout = std::chrono::seconds(5);
+  uint64_t count = 1;  // connections, one after another
+};
+
 struct CommandLine {
-  enum class Command { kServe, kGet, kHelp, kVersion };
+  enum class Command { kServe, kServeTcp, kGet, kTcp, kHelp, kVersion };
   Command command = Command::kServe;
   ServeOptions serve;
   GetOptions get;
+  TcpOptions tcp;
 };
 
 // Looks a variable up in the environment; std::getenv in the binary, a map in tests.

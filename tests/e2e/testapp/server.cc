@@ -2,7 +2,6 @@
 
 #include <map>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
@@ -13,7 +12,8 @@
 namespace meshlet::testapp {
 
 // One accepted connection and its HTTP/1.1 codec.
-class ServerConnection final : public net::ConnectionCallbacks,
+class ServerConnection final : public ServedConnection,
+                               public net::ConnectionCallbacks,
                                public http::CodecIo,
                                public http::ServerConnectionCallbacks {
  public:
@@ -25,7 +25,7 @@ class ServerConnection final : public net::ConnectionCallbacks,
   }
   ~ServerConnection() override;
 
-  void Shutdown() {
+  void Shutdown() override {
     codec_->GoAway();
     if (codec_->ActiveStreams() == 0) connection_->Close(net::CloseMode::kFlush);
   }
@@ -48,7 +48,7 @@ class ServerConnection final : public net::ConnectionCallbacks,
   void OnWriteLowWatermark() override { codec_->OnUnderlyingWriteLowWatermark(); }
   void OnClose(net::CloseReason, const absl::Status&) override {
     codec_->OnConnectionClosed();
-    server_.RemoveConnection(this);
+    server_.acceptor_->Remove(this);
   }
 
   // http::CodecIo
@@ -203,47 +203,20 @@ void Exchange::Respond(http::ServerResponse response) {
 Server::Server(event::Loop& loop, ServerOptions options, Handler handler)
     : loop_(loop), options_(options), handler_(std::move(handler)) {}
 
-Server::~Server() { connections_.clear(); }
+Server::~Server() { acceptor_.reset(); }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(event::Loop& loop,
                                                        const net::Address& address,
                                                        ServerOptions options, Handler handler) {
   std::unique_ptr<Server> server(new Server(loop, options, std::move(handler)));
   Server* raw = server.get();
-  auto listener = net::Listener::Create(
-      loop, address, net::ListenerOptions{},
-      [raw](std::unique_ptr<net::Connection> connection) { raw->OnAccept(std::move(connection)); });
-  if (!listener.ok()) return listener.status();
-  server->listener_ = *std::move(listener);
+  auto acceptor = Acceptor::Create(
+      loop, address, options.max_connections, [raw](std::unique_ptr<net::Connection> connection) {
+        return std::make_unique<ServerConnection>(*raw, std::move(connection));
+      });
+  if (!acceptor.ok()) return acceptor.status();
+  server->acceptor_ = *std::move(acceptor);
   return server;
-}
-
-void Server::OnAccept(std::unique_ptr<net::Connection> connection) {
-  if (shutting_down_ || connections_.size() >= options_.max_connections) {
-    connection->Close(net::CloseMode::kNoFlush);
-    return;
-  }
-  auto impl = std::make_unique<ServerConnection>(*this, std::move(connection));
-  ServerConnection* raw = impl.get();
-  connections_.emplace(raw, std::move(impl));
-}
-
-void Server::RemoveConnection(ServerConnection* connection) {
-  auto it = connections_.find(connection);
-  if (it == connections_.end()) return;
-  loop_.DeferDelete(std::move(it->second));
-  connections_.erase(it);
-}
-
-void Server::Shutdown() {
-  shutting_down_ = true;
-  listener_->StopAccepting();
-  // Shutdown() may close a connection, which removes it from the map.
-  std::vector<ServerConnection*> open;
-  for (auto& [raw, connection] : connections_) open.push_back(raw);
-  for (ServerConnection* c : open) {
-    if (connections_.count(c) != 0) c->Shutdown();
-  }
 }
 
 }  // namespace meshlet::testapp

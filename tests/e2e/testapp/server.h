@@ -15,7 +15,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
@@ -25,7 +24,7 @@
 #include "common/http/server.h"
 #include "common/net/address.h"
 #include "common/net/connection.h"
-#include "common/net/listener.h"
+#include "tests/e2e/testapp/acceptor.h"
 
 namespace meshlet::testapp {
 
@@ -70,10 +69,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  const net::Address& address() const { return listener_->address(); }
+  const net::Address& address() const { return acceptor_->address(); }
   // Stops accepting; idle connections close now, the others after their current answer.
-  void Shutdown();
-  size_t connections() const { return connections_.size(); }
+  void Shutdown() { acceptor_->Shutdown(); }
+  size_t connections() const { return acceptor_->connections(); }
   // Requests read whole and handed to the handler.
   uint64_t requests() const { return requests_; }
 
@@ -81,16 +80,12 @@ class Server {
   friend class ServerConnection;
   friend class RequestStream;
   Server(event::Loop& loop, ServerOptions options, Handler handler);
-  void OnAccept(std::unique_ptr<net::Connection> connection);
-  void RemoveConnection(ServerConnection* connection);
 
   event::Loop& loop_;
   const ServerOptions options_;
   Handler handler_;
-  std::unique_ptr<net::Listener> listener_;
-  std::map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;
+  std::unique_ptr<Acceptor> acceptor_;
   uint64_t requests_ = 0;
-  bool shutting_down_ = false;
 };
 
 }  // namespace meshlet::testapp

@@ -1,0 +1,56 @@
+#include "sidecar/config/references.h"
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/config/translate_internal.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+void AddName(const std::string& name, absl::flat_hash_set<std::string>& out) {
+  if (!name.empty()) out.insert(name);
+}
+
+}  // namespace
+
+void AddReferences(const xds::Listener& listener, References& out) {
+  AddName(listener.route_config_name(), out.routes);
+  AddName(listener.tcp_cluster(), out.clusters);
+  for (const xds::ListenerDestination& destination : listener.destinations()) {
+    AddName(destination.route_config_name(), out.routes);
+    AddName(destination.tcp_cluster(), out.clusters);
+  }
+  AddName(listener.tls().secret_name(), out.secrets);
+  AddName(listener.tls().trust_bundle_secret(), out.secrets);
+}
+
+void AddReferences(const xds::RouteConfiguration& routes, References& out) {
+  for (const xds::VirtualHost& host : routes.virtual_hosts()) {
+    for (const xds::Route& route : host.routes()) {
+      if (!route.has_route()) continue;
+      AddName(route.route().cluster(), out.clusters);
+      for (const auto& weighted : route.route().weighted_clusters().clusters()) {
+        AddName(weighted.name(), out.clusters);
+      }
+    }
+  }
+}
+
+void AddReferences(const xds::Cluster& cluster, References& out) {
+  AddName(cluster.tls().secret_name(), out.secrets);
+  AddName(cluster.tls().trust_bundle_secret(), out.secrets);
+}
+
+absl::Status CheckLoadAssignment(const xds::ClusterLoadAssignment& assignment) {
+  using translate_internal::Errors;
+  Errors errors;
+  Errors::Scope scope(errors, absl::StrCat("cluster_load_assignment ",
+                                           translate_internal::Quote(assignment.cluster_name())));
+  if (const std::string& name = assignment.cluster_name(); !translate_internal::ValidName(name)) {
+    scope.Add("cluster_name",
+              name.empty() ? "must not be empty" : "must not contain spaces or control characters");
+  }
+  translate_internal::TranslateEndpoints(scope, "", assignment);
+  return errors.ToStatus();
+}
+
+}  // namespace meshlet::sidecar::config

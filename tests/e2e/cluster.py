@@ -1,0 +1,350 @@
+"""A meshed application on pods: what a Kubernetes cluster does for meshlet, done for podman.
+
+    with harness.Run(name="mesh") as run:
+        run.build_images(bin_dir)
+        cluster = Cluster(run, meshctl=bin_dir + "/control-plane/cli/meshctl")
+        cluster.start_control_plane()                 # the control plane as a pod
+        cluster.deploy(["examples/pods/"])            # meshctl inject, then podman kube play
+        cluster.wait_ready()
+        cluster.exec("productpage-v1-0", ["testapp", "get", "http://reviews:9080/"])
+
+The application's manifests are plain Kubernetes YAML (ServiceAccounts, Services, Deployments,
+Pods). `deploy` runs them through the host's `meshctl inject --mode classic --podman --identity
+join-token -o json` and plays what comes out, as a cluster would run what `kubectl apply` sent.
+The app containers carry no meshlet configuration: injection adds all of it.
+
+podman 4.3 plays Pod YAML but is not a cluster. What a cluster's parts would do, and what podman
+lacks, this module does, each step named after the part it stands in for:
+
+  controllers     a Deployment (ReplicaSet, StatefulSet) becomes `replicas` Pods named
+                  NAME-0, NAME-1, ... with the template's labels; restartPolicy OnFailure
+                  (podman reruns init containers under Always, README.md)
+  service IPs     a Service becomes the control plane's Service of the same name and ports
+                  (meshctl apply), whose virtual address the control plane allocates, as
+                  Kubernetes service discovery (next issue) will do from the API server; a port's
+                  appProtocol, or its name's prefix as Istio reads it, gives its protocol
+  cluster DNS     every pod's hostAliases name each Service (NAME, NAME.NS, NAME.NS.svc,
+                  NAME.NS.svc.cluster.local) at its virtual address, and the control plane's
+                  Service name at the control plane pod's address
+  join tokens     each ServiceAccount gets the Secret `meshctl token create -o secret` writes
+  kubelet         what podman 4.3 does not do of a kubelet: downward-API fields other than
+                  metadata.name (metadata.namespace, status.podIP, spec.serviceAccountName)
+                  become values, and $(VAR) references in command and args are expanded
+                  (podman expands neither); Secret volumes become ConfigMap volumes holding the
+                  decoded data (podman 4.3 mounts a Secret's data base64-encoded, stringData not
+                  at all); every volume is named after its pod too (podman keeps volumes by name
+                  for the whole storage, so two pods' emptyDirs would be one); containerPorts
+                  without a hostPort are dropped (podman 4.3 publishes them on the host)
+  pod network     a default route in each pod (every CNI gives one; podman's internal network
+                  does not, and a connect to a service's virtual address then fails with
+                  ENETUNREACH before the pod's nat rules can redirect it). Nothing answers
+                  beyond the network: the run's network is internal and the host has no address
+                  on it
+  pod deletion    SIGTERM to every container, their exit awaited, then the pod's network goes
+                  (`podman pod stop` tears the network down while the containers still drain)
+
+Pod IPs: the control plane at run.ip(10), pods from run.ip(20) up in the order played.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import harness
+
+CONTROL_PLANE_NAMESPACE = "meshlet-system"
+CONTROL_PLANE_NAME = "meshlet-control-plane"
+CONTROL_PLANE_CONTAINER = CONTROL_PLANE_NAME + "-control-plane"
+CONTROL_PLANE_SERVICE = "%s.%s.svc" % (CONTROL_PLANE_NAME, CONTROL_PLANE_NAMESPACE)
+API_TOKEN = "/var/lib/meshlet/api-token"
+CLUSTER_DOMAIN = "cluster.local"
+IMAGE_TAG = "0.1.0"
+# The control plane's OTLP/HTTP collector port: proxies export spans there in plaintext HTTP.
+COLLECTOR_PORT = 4318
+# Pods the controllers make from a template, and how a port's protocol is read from a Service.
+TEMPLATED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
+APP_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "h2c": "HTTP2", "grpc": "GRPC", "tcp": "TCP"}
+# $(VAR) in command and args (Kubernetes: $$ escapes).
+VAR_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def image(name):
+    return "localhost/meshlet-%s:%s" % (name, IMAGE_TAG)
+
+
+def port_protocol(port):
+    """The meshlet protocol of a Kubernetes ServicePort: appProtocol, else the name's prefix
+    (http-web, grpc-api, tcp-db), else HTTP."""
+    for hint in (port.get("appProtocol", ""), port.get("name", "").split("-")[0]):
+        protocol = APP_PROTOCOLS.get(hint.lower().rsplit("/", 1)[-1])
+        if protocol:
+            return protocol
+    return "HTTP"
+
+
+def expand(text, env):
+    """Kubernetes' $(VAR) expansion: a defined variable's value; an undefined one stays as it
+    is; $$ is a $."""
+    return VAR_REFERENCE.sub(
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+class Cluster:
+    def __init__(self, run, meshctl, namespace="default", control_plane_args=()):
+        self.run = run
+        self.meshctl_binary = meshctl
+        self.namespace = namespace
+        self.control_plane_args = list(control_plane_args)
+        self.control_plane_ip = run.ip(10)
+        self.next_host = 20
+        self.trust_pem = None
+        self.service_addresses = {}  # service name -> virtual address
+        self.secrets = {}            # Secret name -> {key: value}
+        self.pods = {}               # pod name -> {"ip", "labels", "service_account", ...}
+
+    # --- the control plane ----------------------------------------------------------------------
+
+    def start_control_plane(self, timeout=60):
+        """Plays the control plane as a pod (its own identity and discovery certificate, from
+        its own CA) and waits until meshctl check passes in it; reads the trust bundle."""
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": CONTROL_PLANE_NAME, "namespace": CONTROL_PLANE_NAMESPACE,
+                         "labels": {"app": CONTROL_PLANE_NAME}},
+            "spec": {"containers": [{
+                "name": "control-plane",
+                "image": image("control-plane"),
+                "args": ["--api-address", "0.0.0.0:15014", "--zipkin-address="] +
+                        self.control_plane_args,
+                "env": [{"name": "POD_NAMESPACE", "value": CONTROL_PLANE_NAMESPACE}],
+            }]},
+        }
+        self.run.play(pod, self.control_plane_ip)
+        took = self.run.wait_ready(CONTROL_PLANE_CONTAINER, self.meshctl_args("check"),
+                                   timeout=timeout)
+        self.trust_pem = self.meshctl("trust-bundle")
+        if "BEGIN CERTIFICATE" not in self.trust_pem:
+            raise harness.E2EError("meshctl trust-bundle: %r" % self.trust_pem[:200])
+        return took
+
+    def meshctl_args(self, *args):
+        return ["meshctl", "--token-file", API_TOKEN] + list(args)
+
+    def meshctl(self, *args, input=None, check=True, timeout=60):
+        """meshctl in the control plane's pod (its API on 127.0.0.1:15014, with the token of its
+        data directory); stdout, or the CompletedProcess when check is False."""
+        return self.run.podman(["exec", "-i", CONTROL_PLANE_CONTAINER] + self.meshctl_args(*args),
+                               check=check, input=input, timeout=timeout)
+
+    def apply(self, documents, check=True):
+        """meshctl apply -f - of policy documents (dicts) in the control plane's pod."""
+        text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
+        return self.meshctl("apply", "-f", "-", input=text, check=check)
+
+    # --- the application --------------------------------------------------------------------
+
+    def inject(self, paths, extra=()):
+        """The documents of `paths` (files or directories of manifests) after meshctl inject, as
+        dicts."""
+        cmd = [self.meshctl_binary, "inject", "--mode", "classic", "--podman",
+               "--identity", "join-token", "-o", "json"] + list(extra)
+        for path in paths:
+            cmd += ["-f", path]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        self.run.transcript.append((cmd, r.returncode, (r.stdout + r.stderr)[-4000:]))
+        if r.returncode != 0:
+            raise harness.E2EError("meshctl inject failed (exit %d): %s" % (
+                r.returncode, r.stderr.strip()))
+        out = json.loads(r.stdout)
+        return out["items"] if out.get("kind") == "List" else [out]
+
+    def deploy(self, paths, only=None):
+        """Injects the manifests of `paths` and runs them: ServiceAccounts get their join-token
+        Secret, Services their mesh Service and address, workloads their pods. `only`: the names
+        of the objects to deploy (default all)."""
+        documents = [d for d in self.inject(paths)
+                     if only is None or d["metadata"]["name"] in only]
+        for doc in documents:
+            if doc["kind"] == "ServiceAccount":
+                self.create_join_token(doc["metadata"]["name"])
+        services = [d for d in documents if d["kind"] == "Service"]
+        if services:
+            self.apply_services(services)
+        played = []
+        for doc in documents:
+            if doc["kind"] == "Pod":
+                played.append(self.play_pod(doc["metadata"]["name"], doc))
+            elif doc["kind"] in TEMPLATED_KINDS:
+                for i in range(int(doc["spec"].get("replicas", 1))):
+                    played.append(self.play_pod("%s-%d" % (doc["metadata"]["name"], i),
+                                                doc["spec"]["template"]))
+        return played
+
+    def create_join_token(self, service_account, ttl="4h"):
+        secret = self.meshctl("token", "create", "-n", self.namespace, "--service-account",
+                              service_account, "--ttl", ttl, "-o", "secret")
+        # The Secret is YAML of a fixed shape (meshctl token create -o secret).
+        name = re.search(r"^  name: (\S+)$", secret, re.M).group(1)
+        token = re.search(r'^  token: "(.*)"$', secret, re.M).group(1)
+        self.secrets[name] = {"token": token}
+        return name
+
+    def apply_services(self, services):
+        """Each Kubernetes Service as the control plane's Service of the same name and ports;
+        records the virtual addresses the control plane allocated."""
+        mesh = []
+        for svc in services:
+            ports = []
+            for p in svc["spec"]["ports"]:
+                port = {"name": p.get("name") or "port-%d" % p["port"], "port": p["port"],
+                        "protocol": port_protocol(p)}
+                if isinstance(p.get("targetPort"), int):
+                    port["targetPort"] = p["targetPort"]
+                ports.append(port)
+            mesh.append({"apiVersion": "meshlet.io/v1", "kind": "Service",
+                         "metadata": {"name": svc["metadata"]["name"],
+                                      "namespace": self.namespace},
+                         "spec": {"ports": ports}})
+        self.apply(mesh)
+        for svc in json.loads(self.meshctl("get", "svc", "-o", "json"))["items"]:
+            addresses = svc.get("spec", {}).get("addresses") or \
+                svc.get("status", {}).get("addresses") or []
+            if addresses:
+                self.service_addresses[svc["metadata"]["name"]] = addresses[0]
+
+    def host_aliases(self):
+        aliases = [{"ip": self.control_plane_ip, "hostnames": [
+            CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE + "." + CLUSTER_DOMAIN]}]
+        for name, address in sorted(self.service_addresses.items()):
+            ns = self.namespace
+            aliases.append({"ip": address, "hostnames": [
+                name, "%s.%s" % (name, ns), "%s.%s.svc" % (name, ns),
+                "%s.%s.svc.%s" % (name, ns, CLUSTER_DOMAIN)]})
+        return aliases
+
+    def play_pod(self, name, template, ip=None):
+        """Plays one pod from `template` (a pod or pod template, as injected), as a kubelet on
+        the cluster's network would run it (see the module doc). Returns the pod's name."""
+        ip = ip or self.run.ip(self.next_host)
+        self.next_host += 1
+        metadata = template.get("metadata") or {}
+        spec = json.loads(json.dumps(template["spec"]))
+        service_account = spec.get("serviceAccountName") or "default"
+        spec["restartPolicy"] = "OnFailure"
+        spec["hostAliases"] = self.host_aliases() + spec.get("hostAliases", [])
+        fields = {"metadata.name": name, "metadata.namespace": self.namespace,
+                  "status.podIP": ip, "spec.serviceAccountName": service_account}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if c["name"] == "meshlet-proxy" and os.environ.get("MESHLET_E2E_ACCESS_LOG") == "1":
+                c["args"] = c.get("args", []) + ["--access-log=/dev/stdout"]
+            env = {}
+            for e in c.get("env", []):
+                field = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                if field in fields and field != "metadata.name":
+                    e.pop("valueFrom")
+                    e["value"] = fields[field]
+                if "value" in e:
+                    e["value"] = expand(e["value"], env)
+                env[e["name"]] = e.get("value", fields.get(field, ""))
+            for key in ("command", "args"):
+                if key in c:
+                    c[key] = [expand(a, env) for a in c[key]]
+            c["ports"] = [p for p in c.get("ports", []) if p.get("hostPort")]
+            if not c["ports"]:
+                del c["ports"]
+        config_maps = []
+        renamed = {}
+        for v in spec.get("volumes", []):
+            renamed[v["name"]] = "%s-%s" % (name, v["name"])
+            v["name"] = renamed[v["name"]]
+            if "secret" in v:
+                secret = v.pop("secret")
+                data = self.secrets.get(secret["secretName"])
+                if data is None:
+                    raise harness.E2EError("pod %s mounts Secret %s, which does not exist" % (
+                        name, secret["secretName"]))
+                config_maps.append({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": v["name"]}, "data": data})
+                v["configMap"] = {"name": v["name"], "items": secret.get("items", [])}
+            elif "configMap" in v and v["configMap"]["name"] == "meshlet-trust":
+                config_maps.append({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": v["name"]},
+                                    "data": {"ca.pem": self.trust_pem}})
+                v["configMap"]["name"] = v["name"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for m in c.get("volumeMounts", []):
+                m["name"] = renamed.get(m["name"], m["name"])
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": self.namespace,
+                            "labels": metadata.get("labels", {}),
+                            "annotations": metadata.get("annotations", {})},
+               "spec": spec}
+        self.run.play(pod, ip, extra_documents=config_maps)
+        meshed = any(c["name"] == "meshlet-proxy"
+                     for c in spec.get("initContainers", []) + spec["containers"])
+        self.pods[name] = {"ip": ip, "labels": metadata.get("labels", {}),
+                           "service_account": service_account, "meshed": meshed}
+        self.run.add_default_route(name)
+        return name
+
+    def wait_ready(self, pods=None, timeout=90):
+        """Waits until every proxy of `pods` (default all) answers /ready with 200: it has its
+        configuration, its certificate and sees its pod's capture in effect."""
+        started = time.monotonic()
+        for name in pods or self.meshed_pods():
+            left = max(1, timeout - (time.monotonic() - started))
+            self.run.wait_until(
+                lambda n=name: self.pod_http(n, "http://127.0.0.1:15020/ready")[0] == 200,
+                left, "%s's proxy to be ready" % name,
+                lambda n=name: "%s\n%s" % (self.pod_http(n, "http://127.0.0.1:15020/ready"),
+                                           self.run.logs(n + "-meshlet-proxy")[-3000:]))
+        return time.monotonic() - started
+
+    def meshed_pods(self):
+        """The pods that have a proxy, in the order played."""
+        return [name for name, pod in self.pods.items() if pod["meshed"]]
+
+    def pod_http(self, pod, url, method="GET", timeout=5):
+        """(status, body) of an HTTP request made from inside `pod`'s network namespace (host
+        curl; the request never leaves the pod), e.g. the proxy's admin on 127.0.0.1:15000."""
+        r = self.run.in_pod_network(pod, [
+            "curl", "-s", "-m", str(timeout), "-X", method, "-o", "-", "-w", "\n%{http_code}",
+            url], check=False)
+        body, _, status = r.stdout.rpartition("\n")
+        return int(status or 0), body
+
+    def app(self, pod):
+        """The app container's name of `pod` (its first container that is not the proxy)."""
+        for container in self.containers(pod):
+            if not container.endswith("-infra") and not container.endswith("-meshlet-proxy") \
+                    and not container.endswith("-meshlet-init"):
+                return container
+        raise harness.E2EError("pod %s has no app container" % pod)
+
+    def exec(self, pod, cmd, check=True, timeout=60):
+        """Runs `cmd` in `pod`'s app container as the app's user."""
+        return self.run.exec(self.app(pod), cmd, check=check, timeout=timeout)
+
+    def delete_pod(self, pod, grace=30):
+        """What a kubelet does when a pod is deleted: SIGTERM to every container at once, their
+        exit awaited for up to `grace` seconds (then SIGKILL), and only then is the pod's network
+        torn down. `podman pod stop` alone removes the pod's network within a tenth of a second
+        of its SIGTERM, while the sidecar still drains: its last answers would never leave."""
+        def running():
+            return [c for c in self.containers(pod) if not c.endswith("-infra") and self.run.podman(
+                ["inspect", "--format", "{{.State.Running}}", c], check=False).stdout.strip() ==
+                "true"]
+        self.run.podman(["kill", "--signal", "TERM"] + running())
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and running():
+            time.sleep(0.1)
+        self.run.podman(["pod", "stop", "--time", "0", pod], timeout=60)
+        self.run.save_logs(pod)
+        self.run.podman(["pod", "rm", "--force", pod], timeout=60)
+        self.pods.pop(pod, None)
+
+    def containers(self, pod):
+        return self.run.podman(["pod", "inspect", pod, "--format",
+                                "{{range .Containers}}{{.Name}} {{end}}"]).split()

@@ -1,0 +1,535 @@
+"""End-to-end: a meshed application on pods, injected by meshctl and played by podman.
+
+    mesh_test.py --bin-dir DIR [--only a,b,...]
+
+DIR is a Bazel output tree with the sidecar, control plane, meshctl and testapp binaries. The
+run builds the images from them, plays the control plane as a pod, and deploys the sample
+application of examples/pods (productpage -> reviews v1|v2 -> ratings, which fails one request
+in ten) with the test's own manifests in tests/e2e/manifests (a client pod, a server-first TCP
+service, a server outside the mesh), every one plain Kubernetes YAML run through `meshctl
+inject` (cluster.py). Apps reach each other by service name only. Then one line per scenario:
+
+  a  mtls          every connection between pods is TLS: a capture on the pod network sees
+                   TLS handshakes for every app connection and no plaintext HTTP
+  b  retries       ratings' failures are retried by reviews' proxy: no caller sees one
+  c  breaker       a TrafficPolicy circuit breaker on a slowed ratings answers the overflow
+                   with fast 503s flagged UO while the rest succeed
+  d  ejection      a reviews replica answering 503 to everything is ejected by its callers'
+                   outlier detection and gets no more requests
+  e  route shift   an HTTPRoute moved from v1 to v2 with meshctl apply under load: zero failed
+                   requests, every later answer from v2
+  f  rotation      every proxy's certificate is renewed under load (60 s certificates):
+                   zero failed requests
+  g  control plane the control plane's pod killed under load: zero failed requests; back, it
+                   pushes a new route that every proxy ACKs
+  h  pod deleted   a reviews pod deleted (SIGTERM) under load: zero failed requests, its
+                   endpoint gone from the caller's proxy within 1 s
+  i  trace         one request's trace holds spans of productpage, reviews and ratings in the
+                   control plane's collector
+  j  outside       a destination outside the mesh is passed through under ALLOW_ANY and
+                   refused (502, NM) under REGISTRY_ONLY
+  k  server-first  a TCP protocol whose server speaks first works through capture
+     cleanup       nothing of the run remains
+
+Without root or a working podman it prints a SKIP line and exits 0, unless
+MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import cluster as cluster_lib  # noqa: E402
+import harness  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+APP_MANIFESTS = [os.path.join(REPO, "examples", "pods"), os.path.join(HERE, "manifests")]
+CERT_TTL = "60s"
+# Requests per second of the loads that scenarios run while they change something.
+LOAD_RATE = 200
+
+
+class Failed(AssertionError):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+class Load:
+    """`testapp get URL --duration D` in the client pod, in the background. podman exec does
+    not pass signals on, so stop() signals the testapp process itself (found by a header value
+    only its command line has)."""
+
+    def __init__(self, mesh, url, seconds, concurrency=4, rate=LOAD_RATE, extra=()):
+        self.mesh = mesh
+        self.started = time.monotonic()
+        self.marker = "load-" + secrets.token_hex(8)
+        cmd = mesh.run.podman_prefix() + [
+            "exec", mesh.cluster.app("client-0"), "testapp", "get", url,
+            "--duration", "%gs" % seconds, "--concurrency", str(concurrency), "--rate", str(rate),
+            "-H", "x-e2e-load: " + self.marker] + list(extra)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=harness.podman_env())
+
+    def stop(self):
+        """Ends the load early; it prints its summary as it would at the end."""
+        for found in harness.processes_mentioning(self.marker):
+            pid, _, cmdline = found.partition(": ")
+            if not cmdline.startswith("podman"):
+                os.kill(int(pid), signal.SIGTERM)
+
+    def result(self, timeout=120):
+        out, err = self.proc.communicate(timeout=timeout)
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise Failed("load gave no summary (exit %d): %s %s" % (
+                self.proc.returncode, out[-500:], err[-500:]))
+
+
+def failures_of(summary):
+    ok = summary["statuses"].get("200", 0)
+    return summary["requests"] - ok
+
+
+def describe_failures(summary):
+    return "%d of %d failed: statuses %s, errors %s, first failures %s" % (
+        failures_of(summary), summary["requests"], summary["statuses"], summary["errors"],
+        summary.get("failures", [])[:5])
+
+
+class Mesh:
+    def __init__(self, run, bin_dir):
+        self.run = run
+        self.bin_dir = bin_dir
+        self.cluster = cluster_lib.Cluster(
+            run, os.path.join(bin_dir, "control-plane", "cli", "meshctl"),
+            control_plane_args=["--cert-ttl", CERT_TTL])
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def get(self, url, *args, pod="client-0", check_status=True):
+        r = self.cluster.exec(pod, ["testapp", "get", url] + list(args), check=False)
+        if check_status and r.returncode != 0:
+            raise Failed("GET %s from %s: exit %d %s%s" % (url, pod, r.returncode, r.stdout,
+                                                          r.stderr))
+        return r
+
+    def count(self, url, n, concurrency=4, *args):
+        r = self.get(url, "--count", str(n), "--concurrency", str(concurrency), *args,
+                     check_status=False)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def app_stats(self, pod):
+        return json.loads(self.cluster.exec(pod, ["testapp", "get",
+                                                  "http://127.0.0.1:9080/__stats"]))
+
+    def app_set(self, pod, query):
+        """POST /__set?QUERY to the pod's own app, over its loopback (not captured)."""
+        self.cluster.exec(pod, ["testapp", "get", "--method", "POST",
+                                "http://127.0.0.1:9080/__set?" + query])
+
+    def proxy_stats(self, pod, prefix):
+        """{series: value} of the proxy's Prometheus counters whose name starts with `prefix`."""
+        status, body = self.cluster.pod_http(pod, "http://127.0.0.1:15020/stats/prometheus")
+        check(status == 200, "%s's proxy /stats/prometheus: %s" % (pod, status))
+        out = {}
+        for line in body.splitlines():
+            if line.startswith(prefix):
+                series, _, value = line.rpartition(" ")
+                out[series] = float(value)
+        return out
+
+    def proxy_stat_sum(self, pod, prefix, match=""):
+        return sum(v for k, v in self.proxy_stats(pod, prefix).items() if match in k)
+
+    def admin(self, pod, path):
+        status, body = self.cluster.pod_http(pod, "http://127.0.0.1:15000" + path)
+        check(status == 200, "%s's proxy admin %s: %s %s" % (pod, path, status, body[:300]))
+        return body
+
+    def wait_acked(self, timeout=30):
+        """Until every connected proxy has ACKed the control plane's latest push of every type;
+        returns the proxy-status JSON."""
+        def acked():
+            proxies = json.loads(self.cluster.meshctl("proxy-status", "-o", "json"))
+            items = proxies.get("items", [])
+            if len(items) < len(self.meshed_pods()):
+                return None
+            for p in items:
+                for state in p.get("types", {}).values():
+                    if state.get("state") != "ACKED" or state.get("acked") != state.get("sent"):
+                        return None
+            return proxies
+        return self.run.wait_until(acked, timeout, "every proxy to ACK the latest push",
+                                   lambda: self.cluster.meshctl("proxy-status"))
+
+    def meshed_pods(self):
+        return self.cluster.meshed_pods()
+
+    def endpoints(self, pod, service):
+        """The endpoint addresses of `service`'s outbound cluster in `pod`'s proxy, with their
+        health, from /clusters (JSON)."""
+        doc = json.loads(self.admin(pod, "/clusters?format=json"))
+        found = {}
+        for c in doc.get("clusters", []):
+            if c["name"].startswith("outbound|") and c["name"].endswith("|%s.%s" % (
+                    service, self.cluster.namespace)):
+                for h in c.get("hosts", []):
+                    found[h["address"]] = h
+        return found
+
+    # --- the scenarios --------------------------------------------------------------------------
+
+    def ratings_policy(self, **extra):
+        """ratings fails one request in ten on purpose: its callers retry up to 4 times (the
+        default 2 leave about one request in a thousand failed under load)."""
+        spec = {"target": "ratings", "retries": {"attempts": 4}}
+        spec.update(extra)
+        return {"apiVersion": "meshlet.io/v1", "kind": "TrafficPolicy",
+                "metadata": {"name": "ratings", "namespace": "default"}, "spec": spec}
+
+    def setup(self):
+        t = self.cluster.start_control_plane()
+        self.cluster.apply([self.ratings_policy()])
+        self.cluster.deploy(APP_MANIFESTS)
+        ready = self.cluster.wait_ready()
+        self.wait_acked()
+        return "control plane ready in %.1f s; %d pods (%s) ready %.1f s later" % (
+            t, len(self.cluster.pods), ", ".join(self.cluster.pods), ready)
+
+    def mtls(self):
+        capture = os.path.join(self.run.dir, "pod-network.pcap")
+        tshark = subprocess.Popen(
+            ["tshark", "-q", "-i", self.run.bridge, "-f", "tcp", "-w", capture],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            self.run.wait_until(lambda: os.path.exists(capture) and os.path.getsize(capture) > 0,
+                                10, "tshark to start capturing")
+            time.sleep(0.5)
+            summary = self.count("http://productpage:9080/products", 40)
+            check(failures_of(summary) == 0, describe_failures(summary))
+            ledger = self.cluster.exec("client-0", ["testapp", "tcp", "ledger:3306", "--send",
+                                                    "ping"], check=False)
+            check(ledger.returncode == 0, "ledger: %s %s" % (ledger.stdout, ledger.stderr))
+            time.sleep(1)
+        finally:
+            tshark.terminate()
+            tshark.wait(timeout=10)
+        fields = subprocess.run(
+            ["tshark", "-r", capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.stream",
+             "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
+             "-e", "tcp.payload"], capture_output=True, text=True, timeout=60)
+        check(fields.returncode == 0, "tshark -r: " + fields.stderr[-500:])
+        streams = {}
+        plaintext = []
+        for line in fields.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 6:
+                continue
+            stream, src, sport, dst, dport, payload = parts[:6]
+            data = bytes.fromhex(payload.replace(":", ""))
+            if cluster_lib.COLLECTOR_PORT in (int(sport), int(dport)):
+                continue  # span export to the collector (see the module doc of cluster.py)
+            if stream not in streams:
+                streams[stream] = (src, int(sport), dst, int(dport), data[:3])
+            if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):
+                plaintext.append("%s:%s -> %s:%s %r" % (src, sport, dst, dport, data[:60]))
+        check(not plaintext, "plaintext HTTP on the pod network: %s" % plaintext[:5])
+        not_tls = ["%s:%d -> %s:%d starts %r" % (s, sp, d, dp, first)
+                   for s, sp, d, dp, first in streams.values()
+                   if not (first[0] == 0x16 and first[1] == 0x03)]
+        check(not not_tls, "connections that do not start with a TLS handshake: %s" % not_tls[:5])
+        app = [v for v in streams.values() if v[3] in (9080, 3306)]
+        check(len(app) >= 3, "only %d app connections captured: %s" % (len(app), streams))
+        ports = sorted({v[3] for v in streams.values()})
+        return ("%d TCP connections between pods (to ports %s), %d of them app calls: every one "
+                "starts with a TLS handshake, no plaintext HTTP" % (
+                    len(streams), ", ".join(map(str, ports)), len(app)))
+
+    def retries(self):
+        before = self.app_stats("ratings-v1-0")["failed"]
+        retried_before = self.proxy_stat_sum("reviews-v2-0", "meshlet_upstream_rq_retry_total",
+                                             "ratings")
+        summary = self.count("http://reviews:9080/reviews", 200,
+                             4, "-H", "x-canary: always")
+        check(failures_of(summary) == 0, describe_failures(summary))
+        failed = self.app_stats("ratings-v1-0")["failed"] - before
+        retried = self.proxy_stat_sum("reviews-v2-0", "meshlet_upstream_rq_retry_total",
+                                      "ratings") - retried_before
+        check(failed >= 5, "ratings failed only %d requests (pattern x9.)" % failed)
+        check(retried >= failed, "reviews-v2-0's proxy retried %d, ratings failed %d" % (
+            retried, failed))
+        return ("%d calls through reviews -> ratings, all 200; ratings answered %d of them 503 on "
+                "purpose, reviews-v2-0's proxy retried %d" % (summary["requests"], failed,
+                                                               retried))
+
+    def breaker(self):
+        self.cluster.apply([self.ratings_policy(
+            circuitBreaker={"maxRequests": 2, "maxPendingRequests": 1})])
+        self.wait_acked()
+        self.app_set("ratings-v1-0", "latency=300ms&fail-pattern=")
+        try:
+            summary = self.count("http://ratings:9080/ratings", 40, 12)
+        finally:
+            self.app_set("ratings-v1-0", "latency=0s&fail-pattern=x9.")
+            self.cluster.apply([self.ratings_policy()])
+        overflow = summary["statuses"].get("503", 0)
+        ok = summary["statuses"].get("200", 0)
+        check(overflow > 0 and ok > 0, "expected some 200 and some 503: %s" % summary)
+        flagged = self.proxy_stat_sum("client-0", "meshlet_http_response_flags_total",
+                                      'flag="UO"')
+        check(flagged >= overflow, "UO flags %d < 503s %d" % (flagged, overflow))
+        self.wait_acked()
+        return ("12 at a time at ratings (300 ms each) with maxRequests 2, maxPending 1: %d "
+                "answered 200, %d refused 503 by the client's proxy (flag UO, p50 %.0f ms)" % (
+                    ok, overflow, summary["latency_ms"]["p50"]))
+
+    def ejection(self):
+        policy = {"apiVersion": "meshlet.io/v1", "kind": "TrafficPolicy",
+                  "metadata": {"name": "reviews-outliers", "namespace": "default"},
+                  "spec": {"target": "reviews",
+                           "outlierDetection": {"consecutive5xx": 3, "baseEjectionTime": "60s",
+                                                "maxEjectionPercent": 50}}}
+        self.cluster.apply([policy])
+        self.wait_acked()
+        self.app_set("reviews-v1-0", "fail-fraction=1")
+        try:
+            first = self.count("http://reviews:9080/reviews", 60, 2)
+            v1_ip = self.cluster.pods["reviews-v1-0"]["ip"]
+            hosts = self.endpoints("client-0", "reviews")
+            ejected = [a for a, h in hosts.items() if "outlier_ejected" in h["health_flags"]]
+            check(any(a.startswith(v1_ip + ":") for a in ejected),
+                  "reviews-v1-0 (%s) not ejected by client-0's proxy: %s" % (v1_ip, hosts))
+            v1_before = self.app_stats("reviews-v1-0")["requests"]
+            second = self.count("http://reviews:9080/reviews", 100, 4)
+            v1_after = self.app_stats("reviews-v1-0")["requests"]
+        finally:
+            self.app_set("reviews-v1-0", "fail-fraction=0")
+            self.cluster.meshctl("delete", "trafficpolicy", "reviews-outliers")
+        check(failures_of(first) == 0, "while ejecting: " + describe_failures(first))
+        check(failures_of(second) == 0, "after: " + describe_failures(second))
+        check(v1_after == v1_before, "reviews-v1-0 still got %d requests after its ejection" % (
+            v1_after - v1_before))
+        return ("reviews-v1-0 answering 503 to everything: ejected by client-0's proxy after "
+                "its failures (all %d calls 200 through retries); the next %d calls all went to "
+                "reviews-v2-0" % (first["requests"], second["requests"]))
+
+    def route(self, version, name="reviews"):
+        return {"apiVersion": "meshlet.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"target": "reviews", "rules": [{"name": "all-" + version, "backends": [
+                    {"service": "reviews", "subset": {"version": version}}]}]}}
+
+    def route_shift(self):
+        self.cluster.apply([self.route("v1")])
+        self.wait_acked()
+        load = Load(self, "http://reviews:9080/reviews", 8)
+        time.sleep(3)
+        applied = time.monotonic()
+        self.cluster.apply([self.route("v2")])
+        self.wait_acked()
+        acked = time.monotonic() - applied
+        summary = load.result()
+        after = self.count("http://reviews:9080/reviews", 40)
+        check(failures_of(summary) == 0, describe_failures(summary))
+        pods = summary.get("pods", {})
+        check(pods.get("reviews-v1-0", 0) > 0 and pods.get("reviews-v2-0", 0) > 0,
+              "load saw %s" % pods)
+        check(after.get("pods", {}) == {"reviews-v2-0": after["requests"]},
+              "after the shift: %s" % after.get("pods"))
+        return ("%d requests in 8 s, route v1 -> v2 applied at 3 s (every proxy ACKed %.2f s "
+                "later): 0 failed; %s; the next %d all v2" % (
+                    summary["requests"], acked, pods, after["requests"]))
+
+    def certificate_serials(self):
+        serials = {}
+        for pod in self.meshed_pods():
+            serials[pod] = json.loads(self.admin(pod, "/certs"))["workload_certificate"]["serial"]
+        return serials
+
+    def rotation(self):
+        before = self.certificate_serials()
+        load = Load(self, "http://productpage:9080/products", 75, concurrency=3,
+                    extra=["-H", "x-canary: always"])
+
+        def all_rotated():
+            now = self.certificate_serials()
+            return all(now[p] != before[p] for p in before)
+        try:
+            self.run.wait_until(all_rotated, 70, "every proxy's certificate to be renewed")
+            took = time.monotonic() - load.started
+        finally:
+            load.stop()
+        summary = load.result()
+        check(failures_of(summary) == 0, describe_failures(summary))
+        return ("every one of %d proxies renewed its %s certificate within %.0f s under load: "
+                "%d requests through productpage -> reviews -> ratings, 0 failed" % (
+                    len(before), CERT_TTL, took, summary["requests"]))
+
+    def control_plane_down(self):
+        load = Load(self, "http://productpage:9080/products", 20, concurrency=3)
+        time.sleep(2)
+        self.run.podman(["pod", "kill", cluster_lib.CONTROL_PLANE_NAME])
+        time.sleep(6)
+        during = self.count("http://reviews:9080/reviews", 20)
+        self.run.podman(["pod", "start", cluster_lib.CONTROL_PLANE_NAME])
+        self.run.wait_ready(cluster_lib.CONTROL_PLANE_CONTAINER,
+                            self.cluster.meshctl_args("check"), timeout=30)
+        back = time.monotonic()
+        self.cluster.apply([self.route("v1")])
+        self.wait_acked(timeout=30)
+        pushed = time.monotonic() - back
+        summary = load.result()
+        check(failures_of(summary) == 0, describe_failures(summary))
+        check(failures_of(during) == 0, "while down: " + describe_failures(during))
+        after = self.count("http://reviews:9080/reviews", 20)
+        check(after.get("pods") == {"reviews-v1-0": 20}, "the new route: %s" % after.get("pods"))
+        return ("control plane killed for 6 s under load: %d requests, 0 failed; back, its new "
+                "route reached and was ACKed by every proxy in %.1f s" % (
+                    summary["requests"] + during["requests"], pushed))
+
+    def pod_deleted(self):
+        self.cluster.apply([{"apiVersion": "meshlet.io/v1", "kind": "HTTPRoute",
+                             "metadata": {"name": "reviews", "namespace": "default"},
+                             "spec": {"target": "reviews", "rules": [{"name": "any", "backends": [
+                                 {"service": "reviews"}]}]}}])
+        self.wait_acked()
+        v1_ip = self.cluster.pods["reviews-v1-0"]["ip"]
+        check(any(a.startswith(v1_ip + ":") for a in self.endpoints("client-0", "reviews")),
+              "reviews-v1-0 is not an endpoint of client-0's proxy")
+        load = Load(self, "http://reviews:9080/reviews", 8, concurrency=4)
+        time.sleep(2)
+        gone = {}
+
+        def watch():
+            started = time.monotonic()
+            while time.monotonic() - started < 15:
+                if not any(a.startswith(v1_ip + ":") for a in self.endpoints("client-0",
+                                                                               "reviews")):
+                    gone["at"] = time.time()
+                    return
+                time.sleep(0.05)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        self.cluster.delete_pod("reviews-v1-0", grace=10)
+        watcher.join()
+        summary = load.result()
+        check(failures_of(summary) == 0, describe_failures(summary))
+        check("at" in gone, "reviews-v1-0's endpoint still in client-0's proxy 15 s later")
+        # From the SIGTERM the proxy logged (the host's clock, like gone["at"]).
+        with open(os.path.join(self.run.dir, "logs", "reviews-v1-0-meshlet-proxy.log")) as f:
+            m = re.search(r"^\[(\S+)Z \S+ \d+ \S+\] SIGTERM: draining", f.read(), re.M)
+        check(m, "no SIGTERM line in reviews-v1-0's proxy log")
+        sigterm = datetime.datetime.fromisoformat(m.group(1)).replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        after = gone["at"] - sigterm
+        check(after <= 1.0, "the endpoint went %.2f s after SIGTERM" % after)
+        return ("reviews-v1-0 deleted (SIGTERM) under load: %d requests, 0 failed; its endpoint "
+                "left client-0's proxy %.2f s after its proxy's SIGTERM" % (summary["requests"],
+                                                                         after))
+
+    def trace(self):
+        self.cluster.apply([self.route("v2")])  # reviews v2 calls ratings
+        self.wait_acked()
+        trace_id = secrets.token_hex(16)
+        traceparent = "00-%s-%s-01" % (trace_id, secrets.token_hex(8))
+        self.get("http://productpage:9080/products/7", "-H", "traceparent: " + traceparent,
+                 "-H", "x-canary: always")
+
+        def services():
+            r = self.cluster.meshctl("trace", trace_id, "-o", "json", check=False)
+            if r.returncode != 0:
+                return None
+            names = set(re.findall(r'"service(?:Name)?"\s*:\s*"([^"]+)"', r.stdout))
+            want = {"productpage.default", "reviews.default", "ratings.default"}
+            return names if want <= names else None
+        names = self.run.wait_until(services, 20, "the trace in the collector",
+                                    lambda: self.cluster.meshctl("trace", trace_id,
+                                                                 check=False).stdout)
+        return "trace %s... holds spans of %s" % (trace_id[:12], ", ".join(sorted(names)))
+
+    def outside(self):
+        ip = self.cluster.pods["outside"]["ip"]
+        url = "http://%s:8080/hello" % ip
+        passed = self.get(url)
+        check(json.loads(passed.stdout)["service"] == "outside", passed.stdout)
+        mesh_config = {"apiVersion": "meshlet.io/v1", "kind": "MeshConfig",
+                       "metadata": {"name": "mesh"},
+                       "spec": {"outboundTrafficPolicy": "REGISTRY_ONLY"}}
+        self.cluster.apply([mesh_config])
+        self.wait_acked()
+        try:
+            refused = self.get(url, check_status=False)
+        finally:
+            mesh_config["spec"]["outboundTrafficPolicy"] = "ALLOW_ANY"
+            self.cluster.apply([mesh_config])
+            self.wait_acked()
+        check(refused.returncode == 1, "REGISTRY_ONLY: exit %d %s %s" % (
+            refused.returncode, refused.stdout, refused.stderr))
+        check("not in the mesh registry" in refused.stdout, refused.stdout)
+        again = self.get(url)
+        return ("%s (no sidecar, no Service): ALLOW_ANY passed through (answered by outside); "
+                "REGISTRY_ONLY: 502 \"%s\"; ALLOW_ANY again: %s" % (
+                    url, refused.stdout.strip()[:80], json.loads(again.stdout)["service"]))
+
+    def server_first(self):
+        r = self.cluster.exec("client-0", ["testapp", "tcp", "ledger:3306", "--send", "hello",
+                                           "--send", "bye"], check=False)
+        check(r.returncode == 0, "exit %d %s %s" % (r.returncode, r.stdout, r.stderr))
+        lines = r.stdout.strip().splitlines()
+        check(len(lines) == 3 and lines[0].startswith("220 "), r.stdout)
+        return "ledger:3306 (Service port protocol TCP): banner %r, then %d echoes" % (
+            lines[0], len(lines) - 1)
+
+
+SCENARIOS = [
+    ("a", "mtls", Mesh.mtls),
+    ("b", "retries", Mesh.retries),
+    ("c", "breaker", Mesh.breaker),
+    ("d", "ejection", Mesh.ejection),
+    ("e", "route shift", Mesh.route_shift),
+    ("f", "rotation", Mesh.rotation),
+    ("g", "control plane", Mesh.control_plane_down),
+    ("i", "trace", Mesh.trace),
+    ("j", "outside", Mesh.outside),
+    ("k", "server-first", Mesh.server_first),
+    # Last: it removes a pod the others use.
+    ("h", "pod deleted", Mesh.pod_deleted),
+]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin-dir", required=True)
+    p.add_argument("--only", default="", help="comma-separated scenario letters")
+    args = p.parse_args()
+    only = set(filter(None, args.only.split(",")))
+
+    def body(run, suite):
+        suite.scenario("images", lambda: run.build_images(os.path.abspath(args.bin_dir)) or
+                       ", ".join(run.images), fatal=True)
+        mesh = Mesh(run, os.path.abspath(args.bin_dir))
+        suite.scenario("setup", mesh.setup, fatal=True)
+        for letter, name, scenario in SCENARIOS:
+            if not only or letter in only:
+                suite.scenario("%s %s" % (letter, name), lambda f=scenario: f(mesh))
+
+    return harness.Suite("mesh").main(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
