@@ -504,7 +504,9 @@ class MeshctlCommandLineTest(unittest.TestCase):
         """{flag: its value placeholder or ""} from the Flags section of a command's help."""
         section = help_text.split("\nFlags:\n", 1)[1].split("\n\n", 1)[0]
         flags = {}
-        for m in re.finditer(r"(?m)^  (?:(-\w), )?\s*(--[\w-]+)(?: (\S+))?", section):
+        # A flag's line starts "  -o, --output" or "      --podman"; wrapped help text is
+        # indented further and may start with a flag's name too.
+        for m in re.finditer(r"(?m)^  (?:(-\w), |    )(--[\w-]+)(?: (\S+))?", section):
             flags[m.group(2)] = (m.group(1), m.group(3) or "")
         return flags
 
@@ -519,6 +521,9 @@ class MeshctlCommandLineTest(unittest.TestCase):
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout
+        # Every command the listing shows is in the table above (and so checked here).
+        commands = listing.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+        self.assertEqual(sorted(re.findall(r"(?m)^  (\S+)", commands)), sorted(COMMAND_FLAGS))
         for command, flags in COMMAND_FLAGS.items():
             self.assertRegex(listing, r"(?m)^  %s\s" % re.escape(command))
             text = self.meshctl("help", command).stdout
