@@ -48,6 +48,12 @@ void TranslateCircuitBreakers(Errors::Scope& scope, const xds::CircuitBreakers& 
                  DurationRule::kPositive, &budget.window);
     scope.Add("circuit_breakers.retry_budget", resilience::ValidateRetryBudgetConfig(budget));
   }
+  // The retry budget overrides the default concurrent-retry limit (design.md §6, ADR 0043): its
+  // rate bounds retry storms, and 3 retries in flight would refuse the retries a burst of
+  // failures needs (a pod going away under load). A max_retries the resource sets still applies.
+  if (!in.has_max_retries() && out.retry_budget.enabled) {
+    cb.max_retries = resilience::kUnlimitedRetries;
+  }
 
   if (in.has_consecutive_failures() && in.consecutive_failures().failure_threshold() > 0) {
     const xds::ConsecutiveFailureBreaker& cf = in.consecutive_failures();
@@ -214,8 +220,8 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
     out.endpoints = TranslateEndpoints(scope, "load_assignment", inline_endpoints);
   }
 
-  if (cluster.has_circuit_breakers())
-    TranslateCircuitBreakers(scope, cluster.circuit_breakers(), out);
+  // Also when absent: the defaults depend on each other (max_retries on the retry budget).
+  TranslateCircuitBreakers(scope, cluster.circuit_breakers(), out);
   TranslateOutlierDetection(scope, cluster, out);
   if (cluster.has_health_check())
     TranslateHealthCheck(scope, cluster.health_check(), out.health_check);

@@ -21,6 +21,23 @@ TEST(TranslateTest, OutlierPanicThresholdIsTheClusterPanicThreshold) {
   EXPECT_EQ(cluster.lb.panic_threshold_percent, 30u);
 }
 
+TEST(TranslateTest, RetryBudgetOverridesTheDefaultConcurrentRetryLimit) {
+  auto max_retries = [](const ResourceSet& set) {
+    auto snapshot = BuildSnapshot(set);
+    EXPECT_TRUE(snapshot.ok()) << snapshot.status();
+    return snapshot.ok() ? (*snapshot)->FindCluster("backend")->circuit_breakers.max_retries : 0;
+  };
+  ResourceSet set = Base();
+  EXPECT_EQ(max_retries(set), resilience::kUnlimitedRetries);  // the budget governs
+  xds::CircuitBreakers* cb = set.clusters.Mutable(0).mutable_circuit_breakers();
+  cb->mutable_retry_budget()->set_disabled(true);
+  EXPECT_EQ(max_retries(set), 3u);  // without a budget: design.md's 3 in flight
+  cb->mutable_max_retries()->set_value(7);
+  EXPECT_EQ(max_retries(set), 7u);  // set: honoured
+  cb->mutable_retry_budget()->set_disabled(false);
+  EXPECT_EQ(max_retries(set), 7u);  // set: honoured alongside the budget too
+}
+
 TEST(TranslateTest, EndpointTlsSettings) {
   ResourceSet set = Base();
   set.clusters.Mutable(2).mutable_tls()->set_enabled(true);

@@ -460,7 +460,8 @@ TEST(TranslateTest, DefaultsApplied) {
   EXPECT_EQ(cluster->circuit_breakers.max_connections, 1024u);
   EXPECT_EQ(cluster->circuit_breakers.max_pending_requests, 1024u);
   EXPECT_EQ(cluster->circuit_breakers.max_requests, 1024u);
-  EXPECT_EQ(cluster->circuit_breakers.max_retries, 3u);
+  // The enabled retry budget governs retries: no concurrent-retry limit unless one is set.
+  EXPECT_EQ(cluster->circuit_breakers.max_retries, resilience::kUnlimitedRetries);
   EXPECT_TRUE(cluster->retry_budget.enabled);
   EXPECT_EQ(cluster->retry_budget.budget_percent, 20.0);
   EXPECT_EQ(cluster->retry_budget.min_retries_per_second, 10u);

@@ -30,18 +30,24 @@ enum class ResourceKind : uint8_t {
   kConnection = 0,      // upstream connections open or opening
   kPendingRequest = 1,  // requests waiting for a connection or stream
   kRequest = 2,         // requests in flight upstream
-  kRetry = 3,           // retries in flight (used when the retry budget is disabled)
+  kRetry = 3,           // retries in flight
 };
 inline constexpr size_t kResourceKindCount = 4;
 
 // "cx_overflow", "rq_pending_overflow", "rq_overflow", "rq_retry_overflow": the counter suffix.
 absl::string_view ResourceOverflowName(ResourceKind kind);
 
+// max_retries with no limit: what a cluster whose retry budget is enabled gets unless its
+// resource sets max_retries (the budget's rate governs; sidecar/config translate_clusters.cc).
+inline constexpr uint32_t kUnlimitedRetries = 0xffffffffu;
+
 struct CircuitBreakerConfig {
   uint32_t max_connections = 1024;       // CircuitBreakers.max_connections
   uint32_t max_pending_requests = 1024;  // CircuitBreakers.max_pending_requests
   uint32_t max_requests = 1024;          // CircuitBreakers.max_requests
-  uint32_t max_retries = 3;              // CircuitBreakers.max_retries (concurrent)
+  // CircuitBreakers.max_retries (concurrent). 3 is the default without a retry budget; with an
+  // enabled budget an unset max_retries is kUnlimitedRetries.
+  uint32_t max_retries = 3;
 };
 
 class CircuitBreakerThresholds;

@@ -20,8 +20,9 @@
 //
 // The budget is consulted last so that a retry refused for another reason does not spend it.
 // Concurrency (6) is the cluster's CircuitBreakerThresholds kRetry slot (circuit_breakers.
-// max_retries, shared by all workers) and, when an enabled budget sets max_concurrent_retries,
-// that per-worker cap too: the budget bounds the retry rate, max_retries the retries in flight.
+// max_retries, shared by all workers; no limit by default while the budget is enabled) and,
+// when an enabled budget sets max_concurrent_retries, that per-worker cap too: the budget bounds
+// the retry rate, max_retries (when set) the retries in flight.
 // The concurrency slot is held by this object from the Retry decision until the retried attempt
 // finishes (the next OnAttemptFailed()/OnSucceeded()) or the RetryState is destroyed.
 //

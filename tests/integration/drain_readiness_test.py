@@ -41,11 +41,11 @@ class RequestStream:
     holds (start time, status, the answering upstream's name or the error); status 0 when no HTTP
     answer came.
 
-    Two clients: never more retries in flight than the caller allows per cluster
-    (circuit_breakers.max_retries, 3). A busier caller can answer 503 (URX) to some requests that
-    meet the draining member in the moment before it drops it (docs/operations.md)."""
+    Six clients, more at once than the 3 retries in flight the caller once allowed per cluster:
+    with the retry budget enabled and circuit_breakers.max_retries unset there is no such limit
+    (ADR 0043), so every request that meets the draining member at once is still retried."""
 
-    def __init__(self, port, threads=2):
+    def __init__(self, port, threads=6):
         self.port = port
         self.results = []
         self.stopping = threading.Event()
