@@ -79,13 +79,21 @@ SharedPorts& shared_ports() {
   return *ports;
 }
 
+// IPV6_V6ONLY as `ipv6_only` says, on IPv6 sockets; 0 or -1 with errno.
+int SetIpv6Only(int fd, const Address& address, bool ipv6_only) {
+  if (address.family() != Address::Family::kIPv6) return 0;
+  int v6only = ipv6_only ? 1 : 0;
+  return setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+}
+
 // Binds a socket without SO_REUSEPORT to `address` and closes it: fails if anything listens there.
-absl::Status ProveUnused(const Address& address) {
+absl::Status ProveUnused(const Address& address, bool ipv6_only) {
   int fd = socket(address.as_sockaddr()->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus("socket for", address, errno);
   int one = 1;
   // SO_REUSEADDR so connections of an earlier holder still in TIME_WAIT do not count.
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  SetIpv6Only(fd, address, ipv6_only);
   int rc = bind(fd, address.as_sockaddr(), address.sockaddr_len());
   int err = errno;
   close(fd);
@@ -109,6 +117,16 @@ Listener::~Listener() {
   StopAccepting();
   handle_->owner = nullptr;
   if (handle_->close_done) delete handle_;
+}
+
+bool Listener::FamilyAvailable(Address::Family family) {
+  const int domain = family == Address::Family::kIPv6   ? AF_INET6
+                     : family == Address::Family::kIPv4 ? AF_INET
+                                                        : AF_UNIX;
+  int fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno != EAFNOSUPPORT;  // other errors (no fds left) are not about the family
+  close(fd);
+  return true;
 }
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Create(event::Loop& loop,
@@ -137,7 +155,8 @@ absl::Status Listener::BindTcp(const Address& address) {
   if (fd < 0) return ErrnoStatus("socket for", address, errno);
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      (options_.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
+      (options_.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+      SetIpv6Only(fd, address, options_.ipv6_only) != 0) {
     int err = errno;
     close(fd);
     return ErrnoStatus("setsockopt on", address, err);
@@ -145,7 +164,7 @@ absl::Status Listener::BindTcp(const Address& address) {
   SharedPorts& shared = shared_ports();
   absl::MutexLock lock(&shared.mutex);
   if (options_.reuse_port && address.port() != 0 && !shared.holders.contains(address.ToString())) {
-    if (absl::Status unused = ProveUnused(address); !unused.ok()) {
+    if (absl::Status unused = ProveUnused(address, options_.ipv6_only); !unused.ok()) {
       close(fd);
       return unused;
     }

@@ -33,6 +33,10 @@ struct ListenerOptions {
   // SO_REUSEPORT, so several listeners of this process (one per worker) share the address; the
   // first of them fails if another process already listens there. TCP only.
   bool reuse_port = false;
+  // IPV6_V6ONLY on an IPv6 address: "[::]:P" then takes IPv6 connections only, and can be bound
+  // beside "0.0.0.0:P". Off: the kernel's default (Linux: dual-stack, IPv4 connections arrive
+  // as ::ffff:a.b.c.d).
+  bool ipv6_only = false;
   // Options for every accepted connection.
   ConnectionOptions connection;
   // One Transport per accepted connection; null means plaintext.
@@ -59,6 +63,9 @@ class Listener {
   bool accepting() const;
 
   uint64_t accepted_count() const { return accepted_count_; }
+
+  // Whether this host's kernel can make sockets of `family` (IPv6 can be turned off at boot).
+  static bool FamilyAvailable(Address::Family family);
 
  private:
   struct Handle;

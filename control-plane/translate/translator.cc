@@ -794,16 +794,31 @@ class Translator {
   // the pod's own addresses), else the configured host.
   std::string ListenHost() const { return self_.capture ? "0.0.0.0" : options_.listen_host; }
 
+  // What every capture listener (on ListenHost's 0.0.0.0) adds: the IPv6 wildcard on the same
+  // port, for the connections ip6tables redirects in a pod with IPv6 (sidecar init --ipv6; the
+  // sidecar skips it on a kernel without IPv6), and the mesh's connect timeout for passthroughs.
+  void SetCaptureCommon(xds::Listener& listener, uint32_t port) const {
+    listener.set_use_original_destination(true);
+    listener.add_additional_addresses(FormatAddress("::", port));
+    if (mesh_.default_timeouts().has_connect()) {
+      SetDuration(listener.mutable_passthrough_connect_timeout(),
+                  mesh_.default_timeouts().connect());
+    }
+  }
+
   void BuildOutboundListener() {
     xds::Listener listener;
     listener.set_name(std::string(kOutboundName));
-    listener.set_address(FormatAddress(ListenHost(), self_.outbound_port != 0
-                                                         ? self_.outbound_port
-                                                         : registry::kDefaultOutboundPort));
+    const uint32_t port =
+        self_.outbound_port != 0 ? self_.outbound_port : registry::kDefaultOutboundPort;
+    listener.set_address(FormatAddress(ListenHost(), port));
     listener.set_direction(xds::OUTBOUND);
     listener.set_protocol(xds::PROTOCOL_HTTP);
     listener.set_route_config_name(std::string(kOutboundName));
-    if (self_.capture) AddOutboundDestinations(listener);
+    if (self_.capture) {
+      SetCaptureCommon(listener, port);
+      AddOutboundDestinations(listener);
+    }
     out_.listeners.push_back(std::move(listener));
   }
 
@@ -812,7 +827,6 @@ class Translator {
   // whose virtual hosts answer to the addresses too), opaque ones go to the port's cluster as
   // bytes. Anything else follows MeshConfig outboundTrafficPolicy.
   void AddOutboundDestinations(xds::Listener& listener) const {
-    listener.set_use_original_destination(true);
     for (const auto& [key, service] : index_.services) {
       if (service.addresses.empty() || !Reachable(service)) continue;
       for (const pb::ServicePort& port : service.ports) {
@@ -955,15 +969,15 @@ class Translator {
 
     xds::Listener listener;
     listener.set_name(std::string(kInboundName));
-    listener.set_address(FormatAddress(ListenHost(), self_.inbound_port != 0
-                                                         ? self_.inbound_port
-                                                         : registry::kDefaultInboundPort));
+    const uint32_t port =
+        self_.inbound_port != 0 ? self_.inbound_port : registry::kDefaultInboundPort;
+    listener.set_address(FormatAddress(ListenHost(), port));
     listener.set_direction(xds::INBOUND);
     if (self_.capture) {
       // Connections to the pod's addresses: by the port they were addressed to. Ports no
       // Service declares go to the app as bytes, on the same port (TLS and authorization still
       // apply); 127.0.0.1, since the pod's own address would be redirected again.
-      listener.set_use_original_destination(true);
+      SetCaptureCommon(listener, port);
       for (xds::ListenerDestination& d : destinations) *listener.add_destinations() = std::move(d);
       listener.set_unmatched_destination(xds::PASSTHROUGH);
       listener.set_passthrough_host(options_.local_app_host);

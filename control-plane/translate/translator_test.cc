@@ -160,6 +160,7 @@ TEST_F(TranslatorTest, ListenersForTheNode) {
   const xds::Listener* outbound = Named(r.listeners, "outbound");
   ASSERT_NE(outbound, nullptr);
   EXPECT_EQ(outbound->address(), "0.0.0.0:15001");
+  EXPECT_EQ(outbound->additional_addresses_size(), 0);  // no capture: nothing redirects to it
   EXPECT_EQ(outbound->direction(), xds::OUTBOUND);
   EXPECT_EQ(outbound->route_config_name(), "outbound");
   const xds::Listener* inbound = Named(r.listeners, "inbound");
@@ -744,6 +745,11 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
       }));
   EXPECT_EQ(outbound->unmatched_destination(), xds::PASSTHROUGH);  // ALLOW_ANY by default
   EXPECT_EQ(outbound->passthrough_host(), "");
+  // IPv6 connections of a pod with IPv6 land on the IPv6 wildcard of the same port.
+  EXPECT_EQ(std::vector<std::string>(outbound->additional_addresses().begin(),
+                                     outbound->additional_addresses().end()),
+            std::vector<std::string>{"[::]:15001"});
+  EXPECT_FALSE(outbound->has_passthrough_connect_timeout());  // the sidecar's 1s
   // The opaque port's cluster exists (the destination names it), and no TCP warning.
   const xds::Cluster* mysql = Named(r.clusters, "outbound|3306||db.default");
   ASSERT_NE(mysql, nullptr);
@@ -771,6 +777,14 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
   EXPECT_EQ(
       Named(Translate(policy_, registry_, node_).listeners, "outbound")->unmatched_destination(),
       xds::REFUSE);
+
+  // The mesh's connect timeout bounds passthrough connections too.
+  mesh.mutable_spec()->set_outbound_traffic_policy("ALLOW_ANY");
+  mesh.mutable_spec()->mutable_default_timeouts()->mutable_connect()->set_seconds(3);
+  policy_.mesh_config = mesh;
+  NodeResources with_timeout = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(with_timeout.listeners, "outbound")->passthrough_connect_timeout().seconds(), 3);
+  EXPECT_EQ(Named(with_timeout.listeners, "inbound")->passthrough_connect_timeout().seconds(), 3);
 }
 
 TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
@@ -804,6 +818,9 @@ TEST_F(CaptureTest, InboundListenerRoutesByTheAppPortCalled) {
   // again).
   EXPECT_EQ(inbound->unmatched_destination(), xds::PASSTHROUGH);
   EXPECT_EQ(inbound->passthrough_host(), "127.0.0.1");
+  EXPECT_EQ(std::vector<std::string>(inbound->additional_addresses().begin(),
+                                     inbound->additional_addresses().end()),
+            std::vector<std::string>{"[::]:15006"});
   // mTLS as without capture; the connection-level fields as without capture too.
   EXPECT_TRUE(inbound->tls().workload_certificate());
   EXPECT_EQ(inbound->tcp_cluster(), "inbound|3307");

@@ -133,6 +133,11 @@ struct ListenerConfig {
   UnmatchedDestination unmatched_destination = UnmatchedDestination::kPassthrough;
   // kPassthrough connects to this address on the original port; none: the original address.
   std::optional<net::IpAddress> passthrough_host;
+  // kPassthrough: the upstream connection must be up within this.
+  Duration passthrough_connect_timeout = std::chrono::seconds(1);
+  // More addresses served exactly as `address` (Listener.additional_addresses); IPv6 ones are
+  // bound IPv6-only.
+  std::vector<net::Address> additional_addresses;
 
   bool is_http() const { return protocol != ListenerProtocol::kTcp; }
 };

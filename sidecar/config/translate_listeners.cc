@@ -193,8 +193,14 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
       scope.Add("unmatched_destination", kOnlyWith);
     }
     if (!in.passthrough_host().empty()) scope.Add("passthrough_host", kOnlyWith);
+    if (in.has_passthrough_connect_timeout()) {
+      scope.Add("passthrough_connect_timeout", kOnlyWith);
+    }
     return;
   }
+  ReadDuration(scope, "passthrough_connect_timeout", in.has_passthrough_connect_timeout(),
+               in.passthrough_connect_timeout(), DurationRule::kPositive,
+               &out.passthrough_connect_timeout);
   absl::flat_hash_map<std::string, int> names;  // name → first index
   for (int i = 0; i < in.destinations_size(); ++i) {
     const xds::ListenerDestination& d = in.destinations(i);
@@ -275,6 +281,21 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
   } else {
     out.address = *address;
   }
+  for (int i = 0; i < in.additional_addresses_size(); ++i) {
+    const std::string path = Index("additional_addresses", i);
+    absl::StatusOr<net::Address> extra = net::Address::Parse(in.additional_addresses(i));
+    if (!extra.ok()) {
+      scope.Add(path, extra.status());
+    } else if (!extra->is_ip()) {
+      scope.Add(path, "must be an IP address and port (a unix socket path only goes in address)");
+    } else if (extra->port() == 0) {
+      scope.Add(path, "must name a port (0 would bind a different free port for each address)");
+    } else if (address.ok() && *extra == *address) {
+      scope.Add(path, absl::StrCat(Quote(in.additional_addresses(i)), " is the listener's address"));
+    } else {
+      out.additional_addresses.push_back(*extra);
+    }
+  }
   switch (in.direction()) {
     case xds::OUTBOUND:
       out.direction = TrafficDirection::kOutbound;
@@ -337,14 +358,23 @@ void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& liste
         scope, listener, build.route_names, build.memo->cluster_names, build.snapshot->secrets);
     if (!out.has_value()) continue;
     // Port 0 asks the kernel for a free port, so those never collide.
-    if (!out->address.is_ip() || out->address.port() != 0) {
-      auto [it, inserted] = bound.emplace(out->address.ToString(), listener.name());
+    bool collides = false;
+    auto claim = [&](const net::Address& address, const std::string& field,
+                     const std::string& written) {
+      if (address.is_ip() && address.port() == 0) return;
+      auto [it, inserted] = bound.emplace(address.ToString(), listener.name());
       if (!inserted) {
-        scope.Add("address", absl::StrCat(Quote(listener.address()),
-                                          " is already used by listener ", Quote(it->second)));
-        continue;
+        scope.Add(field, absl::StrCat(Quote(written), " is already used by listener ",
+                                      Quote(it->second)));
+        collides = true;
       }
+    };
+    claim(out->address, "address", listener.address());
+    for (size_t a = 0; a < out->additional_addresses.size(); ++a) {
+      claim(out->additional_addresses[a], Index("additional_addresses", static_cast<int>(a)),
+            out->additional_addresses[a].ToString());
     }
+    if (collides) continue;
     build.snapshot->listeners.push_back(*std::move(out));
   }
 }

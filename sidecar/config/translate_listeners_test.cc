@@ -239,6 +239,59 @@ TEST(TranslateTest, CapturePassthroughHost) {
                         "unmatched_destination: PASSTHROUGH"));
 }
 
+TEST(TranslateTest, CaptureAdditionalAddressesAndPassthroughConnectTimeout) {
+  ResourceSet set = Base();
+  xds::Listener& listener = CaptureListener(set);
+  listener.set_unmatched_destination(xds::PASSTHROUGH);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_TRUE((*snapshot)->listeners[0].additional_addresses.empty());
+  EXPECT_EQ((*snapshot)->listeners[0].passthrough_connect_timeout, 1s);
+
+  listener.add_additional_addresses("[::]:15001");
+  listener.mutable_passthrough_connect_timeout()->set_seconds(5);
+  snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_EQ((*snapshot)->listeners[0].additional_addresses.size(), 1u);
+  EXPECT_EQ((*snapshot)->listeners[0].additional_addresses[0].ToString(), "[::]:15001");
+  EXPECT_EQ((*snapshot)->listeners[0].passthrough_connect_timeout, 5s);
+
+  // Each address is bound once, by one listener; port 0 would differ per address.
+  listener.add_additional_addresses("0.0.0.0:15001");
+  listener.add_additional_addresses("unix:/tmp/x.sock");
+  listener.add_additional_addresses("[::1]:0");
+  listener.add_additional_addresses("nowhere");
+  listener.mutable_passthrough_connect_timeout()->set_seconds(0);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  const std::string at = "listener \"outbound\": ";
+  EXPECT_THAT(message, HasSubstr(at + "additional_addresses[1]: \"0.0.0.0:15001\" is the "
+                                      "listener's address"));
+  EXPECT_THAT(message, HasSubstr(at + "additional_addresses[2]: must be an IP address"));
+  EXPECT_THAT(message, HasSubstr(at + "additional_addresses[3]: must name a port"));
+  EXPECT_THAT(message, HasSubstr(at + "additional_addresses[4]: "));
+  EXPECT_THAT(message, HasSubstr(at + "passthrough_connect_timeout: "));
+
+  // Another listener's address: that listener, translated next, finds it taken.
+  listener.clear_additional_addresses();
+  listener.add_additional_addresses(set.listeners[1].address());
+  listener.clear_passthrough_connect_timeout();
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("address: \"" + set.listeners[1].address() +
+                        "\" is already used by listener \"outbound\""));
+
+  // The timeout belongs to capture listeners.
+  set = Base();
+  set.listeners.Mutable(0).mutable_passthrough_connect_timeout()->set_seconds(2);
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("passthrough_connect_timeout: only with use_original_destination: true"));
+}
+
 TEST(TranslateTest, CaptureFieldsNeedUseOriginalDestination) {
   ResourceSet set = Base();
   xds::Listener& listener = CaptureListener(set);

@@ -294,7 +294,8 @@ void ActiveConnection::ToPassthrough() {
   if (original_destination_.has_value()) {
     tcp_->set_original_destination(original_destination_->ToString());
   }
-  tcp_->StartTo(decision_.upstream, kPassthroughConnectTimeout, std::move(pending_));
+  tcp_->StartTo(decision_.upstream, listener_->config.passthrough_connect_timeout,
+                std::move(pending_));
 }
 
 bool ActiveConnection::AuthorizedConnection() {

@@ -111,9 +111,6 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   static constexpr Duration kLateFloor = std::chrono::milliseconds(100);
   static constexpr int kMaxLateRestarts = 3;
 
-  // Connect timeout of a passthrough (it has no cluster to take one from): design.md's default.
-  static constexpr Duration kPassthroughConnectTimeout = std::chrono::seconds(1);
-
   ConnectionOwner& owner_;
   std::shared_ptr<const ListenerContext> listener_;
   // What serves the connection: the listener's fields, or (capture listeners, Start) those the

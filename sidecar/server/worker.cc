@@ -51,8 +51,19 @@ std::shared_ptr<std::atomic<int64_t>> ListenerConnectionCounts::Get(
 class Worker::ActiveListener {
  public:
   std::shared_ptr<const listener::ListenerContext> context;
-  std::unique_ptr<net::Listener> listener;
+  // The socket on config.address, then those on config.additional_addresses that were bound.
+  std::vector<std::unique_ptr<net::Listener>> sockets;
 };
+
+namespace {
+
+// Whether a listener of `before` keeps its sockets under `after`: the same addresses.
+bool SameAddresses(const config::ListenerConfig& before, const config::ListenerConfig& after) {
+  return before.address == after.address &&
+         before.additional_addresses == after.additional_addresses;
+}
+
+}  // namespace
 
 Worker::Worker(int index, WorkerShared shared) : index_(index), shared_(std::move(shared)) {}
 
@@ -227,7 +238,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     std::shared_ptr<const listener::ListenerContext> context =
         MakeListenerContext(config, snapshot);
     auto it = listeners_.find(config.name);
-    if (it != listeners_.end() && it->second->context->config.address == config.address) {
+    if (it != listeners_.end() && SameAddresses(it->second->context->config, config)) {
       // Same socket; connections accepted from now on see the new settings.
       it->second->context = std::move(context);
       continue;
@@ -237,25 +248,45 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     auto active = std::make_unique<ActiveListener>();
     active->context = std::move(context);
     ActiveListener* raw = active.get();
-    net::ListenerOptions listener_options;
-    listener_options.reuse_port = true;  // one socket per worker; the kernel spreads connections
-    // Called just before the accept callback, with the same (current) listener context.
-    listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
-    absl::StatusOr<std::unique_ptr<net::Listener>> listener =
-        net::Listener::Create(*loop_, config.address, std::move(listener_options),
-                              [this, raw](std::unique_ptr<net::Connection> connection) {
-                                OnAccept(raw->context, std::move(connection));
-                              });
-    if (!listener.ok()) {
-      bind_errors_.Inc();
-      absl::Status error = Annotate(
-          listener.status(),
-          absl::StrCat("listener \"", config.name, "\" (", config.address.ToString(), ")"));
-      LOG(ERROR) << "worker " << index_ << ": " << error.message();
-      if (first_error.ok()) first_error = error;
-      continue;
+    auto bind = [&](const net::Address& address, bool additional) -> absl::Status {
+      net::ListenerOptions listener_options;
+      listener_options.reuse_port = true;  // one socket per worker; the kernel spreads connections
+      // An additional IPv6 wildcard sits beside the IPv4 one on the same port.
+      listener_options.ipv6_only = additional;
+      // Called just before the accept callback, with the same (current) listener context.
+      listener_options.transport_factory = [raw] { return raw->context->NewTransport(); };
+      absl::StatusOr<std::unique_ptr<net::Listener>> listener =
+          net::Listener::Create(*loop_, address, std::move(listener_options),
+                                [this, raw](std::unique_ptr<net::Connection> connection) {
+                                  OnAccept(raw->context, std::move(connection));
+                                });
+      if (!listener.ok()) {
+        bind_errors_.Inc();
+        absl::Status error = Annotate(
+            listener.status(),
+            absl::StrCat("listener \"", config.name, "\" (", address.ToString(), ")"));
+        LOG(ERROR) << "worker " << index_ << ": " << error.message();
+        return error;
+      }
+      raw->sockets.push_back(std::move(*listener));
+      return absl::OkStatus();
+    };
+    absl::Status bound = bind(config.address, false);
+    for (const net::Address& address : config.additional_addresses) {
+      if (!bound.ok()) break;
+      if (!net::Listener::FamilyAvailable(address.family())) {
+        if (index_ == 0) {
+          LOG(INFO) << "listener " << config.name << ": " << address.ToString()
+                    << " skipped: this kernel has no IPv6";
+        }
+        continue;
+      }
+      bound = bind(address, true);
     }
-    active->listener = std::move(*listener);
+    if (!bound.ok()) {
+      if (first_error.ok()) first_error = bound;
+      continue;  // `active` goes, with any socket it bound
+    }
     listeners_[config.name] = std::move(active);
   }
   for (auto it = listeners_.begin(); it != listeners_.end();) {
@@ -348,9 +379,10 @@ void Worker::DrainOnThread(Duration accept_for) {
 
 void Worker::StopAcceptingInbound() {
   for (auto& [name, listener] : listeners_) {
-    if (listener->context->config.direction == config::TrafficDirection::kInbound &&
-        listener->listener != nullptr) {
-      listener->listener->StopAccepting();
+    if (listener->context->config.direction == config::TrafficDirection::kInbound) {
+      for (const std::unique_ptr<net::Listener>& socket : listener->sockets) {
+        socket->StopAccepting();
+      }
     }
   }
   PublishListeners();
@@ -372,11 +404,13 @@ void Worker::ShutdownOnThread() {
 void Worker::PublishListeners() {
   std::vector<admin::ListenerStatus> status;
   for (const auto& [name, listener] : listeners_) {
-    status.push_back(admin::ListenerStatus{
-        .name = name,
-        .address = listener->listener->address(),
-        .accepting = listener->listener->accepting(),
-    });
+    for (const std::unique_ptr<net::Listener>& socket : listener->sockets) {
+      status.push_back(admin::ListenerStatus{
+          .name = name,
+          .address = socket->address(),
+          .accepting = socket->accepting(),
+      });
+    }
   }
   absl::MutexLock lock(&status_mu_);
   listener_status_ = std::move(status);

@@ -19,6 +19,12 @@ call to the pod's port 8080 lands on the app listening on 127.0.0.1 only, throug
 listener; the sidecar's own upstream connections are not captured again (each listener counts
 exactly the connections the clients made). The counters are asserted throughout.
 
+When the kernel has IPv6 NAT, the pod and peer also get fd00:12::1 and fd00:12::2, `sidecar init`
+writes the ip6tables rules too, and the capture listeners' IPv6 wildcards ("[::]:15001",
+"[::]:15006", additional_addresses beside the IPv4 ones) serve the same checks over IPv6: a
+service's IPv6 address routed, an IPv6 destination outside the mesh passed through, a peer's IPv6
+call to the pod's port reaching the app.
+
 Needs root, ip, setpriv, iptables and curl; without them it prints "SKIP: needs root and
 iptables". Everything it creates (namespaces, processes) is removed at the end, also on failure.
 """
@@ -45,12 +51,15 @@ VETH_POD = f"mlx{os.getpid()}a"
 VETH_PEER = f"mlx{os.getpid()}b"
 POD4, PEER4 = "198.18.12.1", "198.18.12.2"
 SERVICE_VIP, DB_VIP = "240.240.0.1", "240.240.0.2"
+POD6, PEER6 = "fd00:12::1", "fd00:12::2"
+SERVICE_VIP6 = "fd00:240::1"
+IPV6 = False  # main() sets it when the kernel has IPv6 NAT
 APP_USER = 1000
 
 # HTTP server: answers every request with JSON naming the server, the path and the request's
 # headers. argv: LABEL HOST PORT...
 HTTP_SERVER = r"""
-import http.server, json, socketserver, sys, threading
+import http.server, json, socket, socketserver, sys, threading
 label, host = sys.argv[1], sys.argv[2]
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -68,6 +77,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 for port in sys.argv[3:]:
     server = Server((host, int(port)), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -102,7 +112,7 @@ sys.stdin.read()
 # Prints what it read as JSON, or {"error": ...}.
 CLIENT = r"""
 import json, socket, sys
-host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+host, port, mode = sys.argv[1].strip("[]"), int(sys.argv[2]), sys.argv[3]
 try:
     with socket.create_connection((host, port), timeout=5) as s:
         f = s.makefile("rb")
@@ -134,7 +144,7 @@ def teardown():
 
 def remove_leftovers():
     """Namespaces a killed earlier run of this test left behind."""
-    netns.remove_leftovers(PREFIX, "pq")
+    netns.remove_leftovers(PREFIX, "pqx")
 
 
 def start(ns, *argv):
@@ -155,7 +165,14 @@ def setup_namespaces():
     # an inbound port no destination names).
     start(PEER, "/usr/bin/python3", "-c", HTTP_SERVER, "reviews", PEER4, "8080", "9999")
     start(PEER, "/usr/bin/python3", "-c", BANNER_SERVER, PEER4, "3306")
+    # Port 9997 of the peer never answers a SYN: a passthrough's connect times out.
+    in_ns(PEER, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9997", "-j", "DROP")
     start(POD, "/usr/bin/python3", "-c", HTTP_SERVER, "app", "127.0.0.1", "8080", "9000")
+    if IPV6:
+        run("ip", "-n", POD, "addr", "add", f"{POD6}/64", "dev", VETH_POD, "nodad")
+        run("ip", "-n", PEER, "addr", "add", f"{PEER6}/64", "dev", VETH_PEER, "nodad")
+        run("ip", "-n", POD, "-6", "route", "add", "fd00:240::/64", "via", PEER6)
+        start(PEER, "/usr/bin/python3", "-c", HTTP_SERVER, "reviews", PEER6, "9999")
     init_rules()
 
 
@@ -164,19 +181,23 @@ def config(unmatched, access_log):
   listeners:
   - name: outbound
     address: 0.0.0.0:15001
+    additional_addresses: ["[::]:15001"]
     direction: OUTBOUND
     protocol: PROTOCOL_HTTP
     route_config_name: listener-own
     access_log: {{path: {access_log}}}
     use_original_destination: true
+    passthrough_connect_timeout: 0.4s
     destinations:
     - {{name: "db:3306", addresses: [{DB_VIP}], port: 3306, protocol: PROTOCOL_TCP,
        tcp_cluster: db}}
-    - {{name: "reviews:80", addresses: ["{SERVICE_VIP}"], port: 80, protocol: PROTOCOL_HTTP,
+    - {{name: "reviews:80", addresses: ["{SERVICE_VIP}", "{SERVICE_VIP6}"], port: 80,
+       protocol: PROTOCOL_HTTP,
        route_config_name: reviews-routes}}
     unmatched_destination: {unmatched}
   - name: inbound
     address: 0.0.0.0:15006
+    additional_addresses: ["[::]:15006"]
     direction: INBOUND
     protocol: PROTOCOL_AUTO
     route_config_name: listener-own
@@ -214,7 +235,8 @@ def config(unmatched, access_log):
   - name: reviews-routes
     virtual_hosts:
     - name: reviews
-      domains: ["reviews", "reviews.shop", "{SERVICE_VIP}", "{SERVICE_VIP}:80"]
+      domains: ["reviews", "reviews.shop", "{SERVICE_VIP}", "{SERVICE_VIP}:80", "[{SERVICE_VIP6}]",
+                "[{SERVICE_VIP6}]:80"]
       routes:
       - match: {{prefix: /}}
         route: {{cluster: reviews}}
@@ -391,6 +413,19 @@ class CaptureProxyTest(unittest.TestCase):
         self.assertEqual(s.stat("meshlet_downstream_cx_total", listener="inbound"), 2)
         self.assertEqual(s.stat("meshlet_tcp_proxy_cx_total", listener="outbound"), 2)
 
+    def test_passthrough_connect_timeout(self):
+        s = self.start_sidecar("PASSTHROUGH")
+        start = time.monotonic()
+        code, body = app_curl(f"http://{PEER4}:9997/silent")
+        elapsed = time.monotonic() - start
+        self.assertEqual(code, 0, body)  # closed without an answer
+        # The listener's passthrough_connect_timeout (0.4s), not curl's 5 s.
+        self.assertLess(elapsed, 2.5)
+        line = s.wait_log(lambda l: l.get("original_destination") == f"{PEER4}:9997")[0]
+        self.assertEqual((line["cluster"], line["failure"]),
+                         ("passthrough", "upstream_connect_timeout"))
+        self.assertGreaterEqual(line["duration_ms"], 350)
+
     def test_registry_only(self):
         s = self.start_sidecar("REFUSE")
         code, body = app_curl(f"http://{PEER4}:9999/outside")
@@ -409,6 +444,41 @@ class CaptureProxyTest(unittest.TestCase):
         self.assertEqual(s.stat("meshlet_downstream_cx_rejected_total", listener="outbound",
                                 reason="unmatched_destination"), 1)
         self.assertEqual(s.stat("meshlet_http_response_flags_total", flag="NM"), 1)
+
+    def test_ipv6(self):
+        if not IPV6:
+            self.skipTest("the kernel has no IPv6 NAT (ip6table_nat)")
+        s = self.start_sidecar("PASSTHROUGH")
+        bound = {l["name"]: sorted(l["bound_addresses"])
+                 for l in json.loads(s.admin("/listeners").split(" ", 1)[1])["listeners"]}
+        self.assertEqual(bound["outbound"], ["0.0.0.0:15001", "[::]:15001"])
+        self.assertEqual(bound["inbound"], ["0.0.0.0:15006", "[::]:15006"])
+        # The service's IPv6 address: routed by the destination's routes, like the IPv4 one.
+        code, body = app_curl(f"http://[{SERVICE_VIP6}]/reviews/6")
+        self.assertEqual(code, 200, body)
+        answer = json.loads(body)
+        self.assertEqual((answer["server"], answer["port"], answer["path"]),
+                         ("reviews", 8080, "/reviews/6"))
+        self.assertIn("x-request-id", answer["headers"])
+        line = s.wait_log(lambda l: l.get("path") == "/reviews/6")[0]
+        self.assertEqual(line["original_destination"], f"[{SERVICE_VIP6}]:80")
+        # An IPv6 address outside the mesh: passed through to it.
+        code, body = app_curl(f"http://[{PEER6}]:9999/outside6")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["path"], "/outside6")
+        self.assertNotIn("x-request-id", json.loads(body)["headers"])
+        # (The access log file is shared with test_allow_any's sidecar.)
+        line = s.wait_log(lambda l: l.get("cluster") == "passthrough" and
+                          l.get("original_destination") == f"[{PEER6}]:9999")[0]
+        self.assertEqual(line["upstream_host"], f"[{PEER6}]:9999")
+        # A peer's IPv6 call to the pod's port 8080: the app on 127.0.0.1, through inbound.
+        result = in_ns(PEER, "curl", "-sS", "--max-time", "5", f"http://[{POD6}]:8080/in6",
+                       check=False)
+        self.assertEqual(json.loads(result.stdout)["server"], "app", result.stderr)
+        line = s.wait_log(lambda l: l.get("path") == "/in6")[0]
+        self.assertEqual(line["original_destination"], f"[{POD6}]:8080")
+        self.assertCounts("outbound", matched=1, passthrough=1, not_redirected=0)
+        self.assertCounts("inbound", matched=1, passthrough=0, not_redirected=0)
 
     def test_not_redirected_connections_use_the_listeners_fields(self):
         self.start_sidecar("REFUSE")
@@ -446,11 +516,24 @@ class ReadinessTest(unittest.TestCase):
 
 
 def init_rules():
-    in_ns(POD, SIDECAR, "init", "--proxy-uid", "0", "--proxy-gid", "0")
+    in_ns(POD, SIDECAR, "init", "--proxy-uid", "0", "--proxy-gid", "0",
+          "--ipv6", "true" if IPV6 else "false")
+
+
+def ipv6_nat_supported():
+    """Whether ip6tables' nat table works here (ip6table_nat), in a namespace of its own."""
+    if shutil.which("ip6tables", path=PATH) is None:
+        return False
+    probe = f"{PREFIX}{os.getpid()}x"
+    run("ip", "netns", "add", probe)
+    try:
+        return in_ns(probe, "ip6tables", "-t", "nat", "-L", "-n", check=False).returncode == 0
+    finally:
+        netns.remove_namespace(probe)
 
 
 def main():
-    global SIDECAR
+    global SIDECAR, IPV6
     SIDECAR = os.path.abspath(sys.argv.pop(1))
     tools = all(shutil.which(t, path=PATH) for t in ("ip", "setpriv", "iptables", "curl"))
     if os.geteuid() != 0 or not tools:
@@ -458,6 +541,9 @@ def main():
         return 0
     remove_leftovers()
     atexit.register(teardown)
+    IPV6 = ipv6_nat_supported()
+    if not IPV6:
+        print("the kernel has no IPv6 NAT: the IPv6 case is skipped")
     setup_namespaces()
     program = unittest.main(exit=False, verbosity=2)
     return 0 if program.result.wasSuccessful() else 1
