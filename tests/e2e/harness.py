@@ -471,8 +471,8 @@ def remove_run(run_dir, network):
 
 
 # What a scenario may raise for a failure of its own (the next scenarios still run).
-SCENARIO_ERRORS = (E2EError, AssertionError, ValueError, KeyError, TypeError, AttributeError,
-                   IndexError, subprocess.TimeoutExpired)
+SCENARIO_ERRORS = (E2EError, AssertionError, OSError, ValueError, KeyError, TypeError,
+                   AttributeError, IndexError, subprocess.TimeoutExpired)
 
 
 class Suite:

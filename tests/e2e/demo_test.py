@@ -1,0 +1,253 @@
+"""End-to-end: `./dev demo` as pods (examples/demo/pods.py), as a user runs it, then stopped.
+
+    demo_test.py --bin-dir DIR
+
+DIR is a Bazel output tree with the sidecar, control plane, meshctl and testapp binaries. The
+test runs `pods.py start` with a state directory of its own and a short traffic phase, then
+checks what the demo tells its user to look at, one line each:
+
+  start          the summary: every request from the client pod answered 200, the 90/10 split
+                 reached both reviews versions, the canary header only v2, ratings' failures
+                 were all retried by reviews-v2's proxy, the timeout answered
+  proxy-status   the state directory's `bin/meshctl proxy-status`: every proxy ACKed all four
+                 resource types
+  app config     no app container of the injected pods carries meshlet configuration: no
+                 MESHLET_* variables, no meshlet volume mounts, no meshlet arguments
+  dashboard      the dashboard's page answers from the host at the URL the demo printed
+  golden metrics /api/v1/stat (what the dashboard draws) has the edges client -> productpage ->
+                 reviews -> ratings with requests and a success rate of 1 at the callers
+  traces         /api/v1/traces (the dashboard's trace list) holds a trace across productpage,
+                 reviews and ratings
+  stop           `pods.py stop` removes the pods, images, network and state directory
+     cleanup     nothing of the demo remains
+
+Without root or a working podman it prints a SKIP line and exits 0, unless
+MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+PODS_PY = os.path.join(REPO, "examples", "demo", "pods.py")
+APPS = ("productpage", "reviews", "ratings")
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def get_json(url, token):
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+class Demo:
+    def __init__(self, bin_dir):
+        self.bin_dir = bin_dir
+        self.base = tempfile.mkdtemp(prefix="meshlet-demo-test.")
+        self.state_dir = os.path.join(self.base, "state")
+        self.summary_path = os.path.join(self.base, "summary.json")
+        self.state = None
+        self.output = ""
+
+    def pods_py(self, *args, timeout=600):
+        return subprocess.run(["/usr/bin/python3", PODS_PY] + list(args) +
+                              ["--state-dir", self.state_dir],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def meshctl(self, *args):
+        r = subprocess.run([os.path.join(self.state_dir, "bin", "meshctl")] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0, "meshctl %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                                              r.stderr.strip()[-500:]))
+        return r.stdout
+
+    def podman(self, *args):
+        r = subprocess.run(harness.podman_command(self.state["run_dir"]) + list(args),
+                           capture_output=True, text=True, env=harness.podman_env(), timeout=60)
+        check(r.returncode == 0, "podman %s: %s" % (" ".join(args), r.stderr.strip()[-300:]))
+        return r.stdout
+
+    def start(self):
+        r = self.pods_py("start", "--bin-dir", self.bin_dir, "--traffic-seconds", "3",
+                         "--summary-json", self.summary_path)
+        self.output = r.stdout
+        sys.stdout.write(r.stdout)
+        if os.path.exists(os.path.join(self.state_dir, "pods.json")):
+            with open(os.path.join(self.state_dir, "pods.json")) as f:
+                self.state = json.load(f)
+        check(r.returncode == 0, "pods.py start: exit %d: %s" % (r.returncode,
+                                                                 r.stderr.strip()[-2000:]))
+        with open(self.summary_path) as f:
+            s = json.load(f)
+        check(s["requests"] > 0 and s["ok"] == s["requests"],
+              "%d of %d requests answered 200" % (s["ok"], s["requests"]))
+        check(s["split"].get("reviews-v1-0", 0) > s["split"].get("reviews-v2-0", 0) > 0,
+              "the 90/10 split gave %s" % s["split"])
+        check(s["canary"] == {"reviews-v2-0": 5}, "x-canary: always went to %s" % s["canary"])
+        retried = sum(s["retried"].values())
+        check(s["ratings_failed"] > 0 and retried >= s["ratings_failed"],
+              "ratings failed %d on purpose, the proxies retried %s" % (s["ratings_failed"],
+                                                                       s["retried"]))
+        check("upstream request timeout" in self.output, "the /slow call did not time out: %s"
+              % self.output[-500:])
+        return "%d requests, all 200; split %s; %d failures of ratings, all retried" % (
+            s["requests"], s["split"], s["ratings_failed"])
+
+    def proxy_status(self):
+        out = self.meshctl("proxy-status")
+        rows = [l for l in out.splitlines()[1:] if l.strip()]
+        names = [row.split()[0] for row in rows]
+        for pod in ("client-0", "productpage-v1-0", "reviews-v1-0", "reviews-v2-0",
+                    "ratings-v1-0"):
+            check(any(n.startswith(pod) for n in names), "%s not in proxy-status:\n%s" % (pod,
+                                                                                        out))
+        for row in rows:
+            check(row.count("ACKED") == 4 and "NACKED" not in row, "not all ACKed: %s" % row)
+        return "%d proxies, every resource type ACKED" % len(rows)
+
+    def app_config(self):
+        """The app containers of the injected pods: what the user wrote, nothing of meshlet's."""
+        ids = self.podman("ps", "-a", "-q").split()
+        inspected = json.loads(self.podman("inspect", *ids))
+        apps = [c for c in inspected if "meshlet-testapp" in c["Config"]["Image"]]
+        check(apps, "no app containers among %s" % [c["Name"] for c in inspected])
+        for c in apps:
+            env = [e for e in c["Config"].get("Env") or [] if e.startswith("MESHLET")]
+            check(not env, "%s has %s" % (c["Name"], env))
+            mounts = [m.get("Destination", "") for m in c.get("Mounts") or []]
+            check(not [m for m in mounts if "meshlet" in m],
+                  "%s mounts %s" % (c["Name"], mounts))
+            args = " ".join(str(c["Config"].get(k) or "") for k in ("Entrypoint", "Cmd"))
+            check("meshlet" not in args and "15001" not in args, "%s runs %s" % (c["Name"], args))
+        return "%d app containers: no MESHLET_* env, no meshlet mounts or arguments" % len(apps)
+
+    def dashboard(self):
+        m = re.search(r"dashboard\s+(http://\S+)", self.output)
+        check(m, "the demo printed no dashboard URL:\n" + self.output[-1500:])
+        url = m.group(1)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            page = r.read().decode(errors="replace")
+            check(r.status == 200 and "<html" in page.lower(), "%s: %d" % (url, r.status))
+        self.api = url.split("/", 3)[:3]
+        return "%s answers 200 with the dashboard page" % url
+
+    def api_get(self, path):
+        """The control plane's API as the dashboard calls it, with the demo's API token."""
+        with open(os.path.join(self.state_dir, "api-token")) as f:
+            return get_json("/".join(self.api) + path, f.read().strip())
+
+    def golden_metrics(self):
+        want = [("client", "productpage"), ("productpage", "reviews"), ("reviews", "ratings")]
+
+        def missing(edges):
+            return [(source, destination) for source, destination in want
+                    if not [e for (s, d), e in edges.items() if s.split(".")[0] == source and
+                            d.split(".")[0] == destination and e["requests"] > 0]]
+        # Sidecars report every 10 s: a user refreshing the dashboard sees every edge by then.
+        deadline = time.monotonic() + 25
+        while True:
+            stat = self.api_get("/api/v1/stat?window=5m")
+            edges = {(e["source"], e["destination"]): e for e in stat["items"]}
+            if not missing(edges) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        check(not missing(edges), "no traffic on %s in %s" % (missing(edges), sorted(edges)))
+        callers = [e for (s, d), e in edges.items()
+                   if s.split(".")[0] == "client" and d.split(".")[0] == "productpage"]
+        check(callers[0]["successRate"] == 1, "client -> productpage success rate %s" %
+              callers[0]["successRate"])
+        return "edges %s" % ", ".join("%s->%s %d" % (s.split(".")[0], d.split(".")[0],
+                                                     e["requests"])
+                                      for (s, d), e in sorted(edges.items()))
+
+    def traces(self):
+        traces = self.api_get("/api/v1/traces?limit=50")["items"]
+        full = [t for t in traces
+                if all(any(s.split(".")[0] == app for s in t["services"]) for app in APPS)]
+        check(full, "no trace across %s among %d: %s" % (APPS, len(traces),
+                                                          [t["services"] for t in traces[:5]]))
+        return "%d traces, %s across %s" % (len(traces), full[0]["traceId"][:12],
+                                            ", ".join(full[0]["services"]))
+
+    def stop(self):
+        r = self.pods_py("stop")
+        check(r.returncode == 0, "pods.py stop: exit %d: %s" % (r.returncode, r.stderr[-500:]))
+        left = self.leftovers()
+        check(not left, "left behind: %s" % left)
+        return "pods, images, network %s and the state directory removed" % self.state["network"]
+
+    def leftovers(self):
+        out = {}
+        if self.state is not None:
+            if os.path.exists(self.state["run_dir"]):
+                out["run directory"] = self.state["run_dir"]
+            r = subprocess.run(["podman", "network", "exists", self.state["network"]],
+                               env=harness.podman_env(), capture_output=True, timeout=60)
+            if r.returncode == 0:
+                out["network"] = self.state["network"]
+            if os.path.exists("/sys/class/net/" + self.state["bridge"]):
+                out["bridge"] = self.state["bridge"]
+        if os.path.exists(self.state_dir):
+            out["state directory"] = self.state_dir
+        return out
+
+    def remove(self):
+        """Whatever start left, also after a failure."""
+        if os.path.exists(os.path.join(self.state_dir, "pods.json")):
+            self.pods_py("stop")
+        if self.state is not None and os.path.exists(self.state["run_dir"]):
+            harness.remove_run(self.state["run_dir"], self.state["network"])
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin-dir", required=True)
+    args = p.parse_args()
+    reason = harness.skip_reason()
+    if reason is not None:
+        if os.environ.get("MESHLET_REQUIRE_E2E") == "1":
+            print("FAIL  e2e demo needs root and podman here (MESHLET_REQUIRE_E2E=1): %s" % reason)
+            return 1
+        print("SKIP: e2e demo (needs root and podman): %s" % reason)
+        return 0
+    suite = harness.Suite("demo")
+    demo = Demo(os.path.abspath(args.bin_dir))
+    try:
+        if suite.scenario("start", demo.start):
+            for name, fn in (("proxy-status", demo.proxy_status), ("app config", demo.app_config),
+                             ("dashboard", demo.dashboard),
+                             ("golden metrics", demo.golden_metrics), ("traces", demo.traces)):
+                if name in ("golden metrics", "traces") and not hasattr(demo, "api"):
+                    continue
+                suite.scenario(name, fn)
+            suite.scenario("stop", demo.stop)
+    finally:
+        demo.remove()
+    t0 = time.monotonic()
+    left = demo.leftovers()
+    suite.report(not left, "cleanup", "nothing of the demo remains" if not left else
+                 "left behind: %s" % left, t0)
+    print("e2e demo: %d passed, %d failed in %.0f s" % (
+        suite.results.count(True), suite.results.count(False), time.monotonic() - suite.started))
+    return 0 if all(suite.results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
