@@ -52,6 +52,14 @@ std::vector<Section> Sections(CommandLine& command_line) {
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});
+  sections.push_back(
+      {.heading = "Sidecar-injection webhook (Kubernetes; docs/kubernetes.md):",
+       .flags = webhook::WebhookFlags(command_line.webhook),
+       .note = "The webhook serves with the certificate the CA issues to the control plane "
+               "(its DNS names are those of --xds-dns-names), so the "
+               "MutatingWebhookConfiguration's caBundle is the CA's root (meshctl "
+               "trust-bundle). kube-system and the control plane's namespace are never "
+               "injected."});
   return sections;
 }
 

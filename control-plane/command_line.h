@@ -1,7 +1,7 @@
 #pragma once
 
 // The control-plane binary's command line: its own flags (control-plane/server) and those of the
-// services main.cc plugs in (discovery, CA, telemetry), parsed as one table by common/flags, and
+// services main.cc plugs in (discovery, CA, telemetry, injection webhook), parsed as one table by common/flags, and
 // the --help text built from the same tables. Value types; no threads involved.
 
 #include <string>
@@ -12,6 +12,7 @@
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
+#include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
 
 namespace meshlet::controlplane {
@@ -25,6 +26,7 @@ struct CommandLine {
   // The discovery port's certificate when the CA issues it (xds.self_issued()).
   ca::ServingCertificateOptions serving_certificate = ca::DefaultServingCertificateOptions();
   telemetry::TelemetryOptions telemetry;
+  webhook::WebhookOptions webhook;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -14,6 +14,7 @@
 #include "control-plane/command_line.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
+#include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
 
 int main(int argc, char** argv) {
@@ -49,12 +50,25 @@ int main(int argc, char** argv) {
   if (absl::Status status = ca.Init(); !status.ok()) return fail(status);
   const bool self_issued = command_line->xds.self_issued();
   meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
+  // The injection webhook serves with the same self-issued certificate as discovery.
+  meshlet::controlplane::webhook::WebhookService webhook(
+      control_plane, std::move(command_line->webhook),
+      {.namespace_ = command_line->serving_certificate.namespace_,
+       .service_account = command_line->serving_certificate.service_account,
+       .trust_domain = ca.authority().options().trust_domain});
   std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;
   if (self_issued) {
     serving_certificate = std::make_unique<meshlet::controlplane::ca::ServingCertificate>(
         control_plane.loop(), ca.authority(), control_plane.clock(), control_plane.stats(),
         std::move(command_line->serving_certificate),
-        [&xds](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+        [&xds, &webhook](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+          if (webhook.wants_serving_certificate()) {
+            if (absl::Status s = webhook.SetServingCertificate(credentials.certificate_chain_pem,
+                                                               credentials.private_key_pem);
+                !s.ok()) {
+              return s;
+            }
+          }
           return xds.SetServingCertificate(credentials.certificate_chain_pem,
                                            credentials.private_key_pem);
         });
@@ -70,5 +84,6 @@ int main(int argc, char** argv) {
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
+  if (absl::Status status = webhook.Start(); !status.ok()) return fail(status);
   return control_plane.Run();
 }

@@ -117,23 +117,32 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
   }
 }
 
+// depth < 0: compact (no white space).
 void AppendJson(std::string& out, const YAML::Node& node, int depth) {
-  const std::string indent(2 * (depth + 1), ' ');
-  const std::string close_indent(2 * depth, ' ');
+  const bool pretty = depth >= 0;
+  const std::string indent = pretty ? std::string(2 * (depth + 1), ' ') : std::string();
+  const std::string close_indent = pretty ? std::string(2 * depth, ' ') : std::string();
+  const char* open_map = pretty ? "{\n" : "{";
+  const char* open_seq = pretty ? "[\n" : "[";
+  const char* separator = pretty ? ",\n" : ",";
+  const char* close = pretty ? "\n" : "";
+  const char* colon = pretty ? ": " : ":";
+  const int next = pretty ? depth + 1 : -1;
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       if (node.size() == 0) {
         out += "{}";
         return;
       }
-      out += "{\n";
+      out += open_map;
       bool first = true;
       for (auto it = node.begin(); it != node.end(); ++it) {
-        absl::StrAppend(&out, first ? "" : ",\n", indent, JsonQuote(it->first.Scalar()), ": ");
-        AppendJson(out, it->second, depth + 1);
+        absl::StrAppend(&out, first ? "" : separator, indent, JsonQuote(it->first.Scalar()),
+                        colon);
+        AppendJson(out, it->second, next);
         first = false;
       }
-      absl::StrAppend(&out, "\n", close_indent, "}");
+      absl::StrAppend(&out, close, close_indent, "}");
       return;
     }
     case YAML::NodeType::Sequence: {
@@ -141,14 +150,14 @@ void AppendJson(std::string& out, const YAML::Node& node, int depth) {
         out += "[]";
         return;
       }
-      out += "[\n";
+      out += open_seq;
       bool first = true;
       for (auto it = node.begin(); it != node.end(); ++it) {
-        absl::StrAppend(&out, first ? "" : ",\n", indent);
-        AppendJson(out, *it, depth + 1);
+        absl::StrAppend(&out, first ? "" : separator, indent);
+        AppendJson(out, *it, next);
         first = false;
       }
-      absl::StrAppend(&out, "\n", close_indent, "]");
+      absl::StrAppend(&out, close, close_indent, "]");
       return;
     }
     case YAML::NodeType::Scalar:
@@ -327,6 +336,12 @@ std::string ToJson(const YAML::Node& node) {
   std::string out;
   AppendJson(out, node, 0);
   out += "\n";
+  return out;
+}
+
+std::string ToCompactJson(const YAML::Node& node) {
+  std::string out;
+  AppendJson(out, node, -1);
   return out;
 }
 

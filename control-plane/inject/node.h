@@ -62,5 +62,7 @@ std::string ToYaml(const YAML::Node& node);
 // order; integers written in another base become decimal; a float JSON cannot hold (.inf, .nan)
 // is written as a string.
 std::string ToJson(const YAML::Node& node);
+// The same JSON without white space or a final newline.
+std::string ToCompactJson(const YAML::Node& node);
 
 }  // namespace meshlet::controlplane::inject

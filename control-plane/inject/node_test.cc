@@ -99,6 +99,9 @@ TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   EXPECT_EQ(TypeOf(back["b"]), ScalarType::kString);
   EXPECT_EQ(TypeOf(back["c"]), ScalarType::kBool);
   EXPECT_EQ(back["e"].Scalar(), "16");
+  EXPECT_EQ(ToCompactJson(doc),
+            "{\"a\":1,\"b\":\"1\",\"c\":true,\"d\":null,\"e\":16,\"f\":1.50,\"g\":\".inf\","
+            "\"h\":[\"x\",\"y\\\"z\"],\"i\":{},\"j\":[],\"k\":3.5}");
 }
 
 }  // namespace

@@ -1,0 +1,190 @@
+#include "control-plane/webhook/admission.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "control-plane/inject/node.h"
+
+namespace meshlet::controlplane::webhook {
+namespace {
+
+using inject::Field;
+using inject::Text;
+using Verdict = ReviewResult::Verdict;
+
+constexpr char kPod[] =
+    R"({"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-5d9-","namespace":"shop",)"
+    R"("labels":{"app":"web"}},"spec":{"serviceAccountName":"web","containers":[{"name":"web",)"
+    R"("image":"web:1","ports":[{"containerPort":8080}]}]}})";
+
+ReviewOptions TestOptions() {
+  ReviewOptions options;
+  options.inject.proxy_image = "meshlet-proxy:0.1.0";
+  options.inject.version = "0.1.0";
+  return options;
+}
+
+std::string ReviewJson(const std::string& object, const std::string& ns = "shop",
+                       const std::string& operation = "CREATE", const std::string& extra = "") {
+  return absl::StrCat(
+      R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{)",
+      R"("uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1",)",
+      R"("kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},)",
+      R"("namespace":")", ns, R"(","operation":")", operation, R"(","userInfo":{"username":"x"},)",
+      R"("object":)", object, extra, "}}");
+}
+
+// The response object of an answer.
+YAML::Node ResponseOf(const ReviewResult& result) {
+  const YAML::Node review = YAML::Load(result.body);
+  EXPECT_EQ(Text(Field(review, "apiVersion")), "admission.k8s.io/v1");
+  EXPECT_EQ(Text(Field(review, "kind")), "AdmissionReview");
+  return Field(review, "response");
+}
+
+TEST(AdmissionTest, APodIsInjectedWithAJsonPatch) {
+  const ReviewResult result = Review(ReviewJson(kPod), TestOptions());
+  ASSERT_EQ(result.verdict, Verdict::kInjected) << result.reason;
+  EXPECT_EQ(result.reason, "Pod \"shop/web-5d9-*\" injected");
+  const YAML::Node response = ResponseOf(result);
+  EXPECT_EQ(Text(Field(response, "uid")), "705ab4f5-6393-11e8-b7cc-42010a800002");
+  EXPECT_EQ(Text(Field(response, "allowed")), "true");
+  EXPECT_EQ(Text(Field(response, "patchType")), "JSONPatch");
+  std::string patch;
+  ASSERT_TRUE(absl::Base64Unescape(Text(Field(response, "patch")), &patch));
+  const YAML::Node ops = YAML::Load(patch);
+  ASSERT_TRUE(ops.IsSequence());
+  std::string paths;
+  for (const YAML::Node& op : ops) absl::StrAppend(&paths, Text(op["op"]), " ", Text(op["path"]), ";");
+  // The init containers and volumes are new; the app's container list gains the sidecar's
+  // neighbours only in classic mode, so here it is untouched; the status annotation is added.
+  EXPECT_NE(paths.find("add /spec/initContainers;"), std::string::npos) << paths;
+  EXPECT_NE(paths.find("add /spec/volumes;"), std::string::npos) << paths;
+  EXPECT_NE(paths.find("add /metadata/annotations;"), std::string::npos) << paths;
+  EXPECT_EQ(paths.find("/spec/containers"), std::string::npos) << paths;
+}
+
+TEST(AdmissionTest, ClassicModeAndAnInjectedPodAreLeftAlone) {
+  ReviewOptions options = TestOptions();
+  options.inject.mode = inject::SidecarMode::kClassic;
+  const ReviewResult first = Review(ReviewJson(kPod), options);
+  ASSERT_EQ(first.verdict, Verdict::kInjected) << first.reason;
+  std::string patch;
+  ASSERT_TRUE(absl::Base64Unescape(Text(Field(ResponseOf(first), "patch")), &patch));
+  EXPECT_NE(patch.find("\"path\":\"/spec/containers\""), std::string::npos) << patch;
+
+  // The pod as injection left it: a second review changes nothing.
+  absl::StatusOr<inject::Result> injected = inject::Inject(YAML::Load(kPod), options.inject);
+  ASSERT_TRUE(injected.ok()) << injected.status();
+  const ReviewResult second =
+      Review(ReviewJson(inject::ToCompactJson(injected->document)), options);
+  EXPECT_EQ(second.verdict, Verdict::kUntouched) << second.reason;
+  const YAML::Node response = ResponseOf(second);
+  EXPECT_EQ(Text(Field(response, "allowed")), "true");
+  EXPECT_FALSE(Field(response, "patch").IsDefined());
+}
+
+TEST(AdmissionTest, ATemplateOfAWorkloadIsInjected) {
+  const std::string job =
+      R"({"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"nightly"},"spec":{)"
+      R"("schedule":"0 1 * * *","jobTemplate":{"spec":{"template":{"spec":{)"
+      R"("restartPolicy":"Never","containers":[{"name":"job","image":"job:1"}]}}}}}})";
+  const ReviewResult result = Review(ReviewJson(job), TestOptions());
+  ASSERT_EQ(result.verdict, Verdict::kInjected) << result.reason;
+  std::string patch;
+  ASSERT_TRUE(absl::Base64Unescape(Text(Field(ResponseOf(result), "patch")), &patch));
+  EXPECT_NE(patch.find("/spec/jobTemplate/spec/template/spec/initContainers"), std::string::npos)
+      << patch;
+}
+
+TEST(AdmissionTest, WhatIsNeverTouched) {
+  const ReviewOptions options = TestOptions();
+  for (const std::string ns : {"kube-system", "meshlet-system"}) {
+    const ReviewResult result = Review(ReviewJson(kPod, ns), options);
+    EXPECT_EQ(result.verdict, Verdict::kUntouched);
+    EXPECT_EQ(result.reason, "namespace " + ns + " is never injected");
+    EXPECT_FALSE(Field(ResponseOf(result), "patch").IsDefined());
+  }
+  const ReviewResult update = Review(ReviewJson(kPod, "shop", "UPDATE"), options);
+  EXPECT_EQ(update.verdict, Verdict::kUntouched);
+  EXPECT_EQ(update.reason, "operation UPDATE: only CREATE is injected");
+
+  std::string opted_out = kPod;
+  opted_out.replace(opted_out.find("\"labels\":{"), 10,
+                    "\"annotations\":{\"sidecar.meshlet.io/inject\":\"false\"},\"labels\":{");
+  const ReviewResult out = Review(ReviewJson(opted_out), options);
+  EXPECT_EQ(out.verdict, Verdict::kUntouched) << out.reason;
+  EXPECT_EQ(Text(Field(ResponseOf(out), "allowed")), "true");
+
+  const ReviewResult service = Review(
+      ReviewJson(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{}})"),
+      options);
+  EXPECT_EQ(service.verdict, Verdict::kUntouched);
+  EXPECT_EQ(service.reason, "Service \"shop/s\": not a kind injection applies to");
+}
+
+TEST(AdmissionTest, ADryRunGetsTheSameAnswer) {
+  const ReviewResult normal = Review(ReviewJson(kPod), TestOptions());
+  const ReviewResult dry = Review(ReviewJson(kPod, "shop", "CREATE", R"(,"dryRun":true)"),
+                                  TestOptions());
+  EXPECT_EQ(dry.verdict, Verdict::kInjected);
+  EXPECT_EQ(dry.body, normal.body);
+}
+
+TEST(AdmissionTest, AnObjectInjectionRefusesIsRefusedWithItsMessage) {
+  std::string bad = kPod;
+  bad.replace(bad.find("\"labels\":{"), 10,
+              "\"annotations\":{\"sidecar.meshlet.io/mode\":\"sometimes\"},\"labels\":{");
+  const ReviewResult result = Review(ReviewJson(bad), TestOptions());
+  ASSERT_EQ(result.verdict, Verdict::kRefused);
+  const YAML::Node response = ResponseOf(result);
+  EXPECT_EQ(Text(Field(response, "allowed")), "false");
+  EXPECT_EQ(Text(Field(Field(response, "status"), "code")), "400");
+  const std::string message = Text(Field(Field(response, "status"), "message"));
+  EXPECT_NE(message.find("meshlet sidecar injection: AdmissionReview "
+                         "705ab4f5-6393-11e8-b7cc-42010a800002"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("sidecar.meshlet.io/mode"), std::string::npos) << message;
+}
+
+TEST(AdmissionTest, MalformedReviewsAreRefusedSayingWhatIsWrong) {
+  struct Case {
+    std::string body;
+    std::string message;
+    std::string uid;
+  };
+  std::string deep;
+  for (int i = 0; i < 200; ++i) deep += "[";
+  const Case cases[] = {
+      {"", "the request body is not a JSON object", ""},
+      {"{\"apiVersion\": ", "the request body is not JSON", ""},
+      {"[1, 2]", "the request body is not a JSON object", ""},
+      {deep, "nests deeper than 64 levels", ""},
+      {R"({"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u"}})",
+       "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion "
+       "\"admission.k8s.io/v1beta1\"",
+       "u"},
+      {R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})", "request: missing", ""},
+      {R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}})",
+       "request.uid: missing", ""},
+      {R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",)"
+       R"("operation":"CREATE","namespace":"shop"}})",
+       "request.object: missing", "u"},
+  };
+  for (const Case& c : cases) {
+    const ReviewResult result = Review(c.body, TestOptions());
+    EXPECT_EQ(result.verdict, Verdict::kMalformed) << c.body;
+    const YAML::Node response = ResponseOf(result);
+    EXPECT_EQ(Text(Field(response, "allowed")), "false") << c.body;
+    EXPECT_EQ(Text(Field(response, "uid")), c.uid) << c.body;
+    const std::string message = Text(Field(Field(response, "status"), "message"));
+    EXPECT_NE(message.find(c.message), std::string::npos) << c.body << ": " << message;
+  }
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::webhook

@@ -1,0 +1,97 @@
+#pragma once
+
+// WebhookService: the Kubernetes sidecar-injection webhook on the control plane (docs/
+// kubernetes.md, "The injection webhook"). HTTPS on --webhook-address (default 0.0.0.0:15017),
+// HTTP/1.1 or HTTP/2 (ALPN), serving
+//   POST /inject    an AdmissionReview v1 in, its answer out (admission.h), always 200
+//   GET  /healthz   "ok"
+// Anything else is 404 (405 for another method on /inject).
+//
+// Its certificate is the one the control plane's CA issues to the control plane for its Service
+// names (ca/serving_certificate.h; SetServingCertificate installs each renewal, so the
+// MutatingWebhookConfiguration's caBundle is the CA's root), or --webhook-tls-cert/-key. Without
+// either (discovery from --xds-tls-cert files and no webhook files) the webhook stays off and
+// says so at start.
+//
+// Injection options come from the flags below and the control plane's own identity: sidecars
+// are pointed at meshlet-control-plane.<namespace>.svc:15012 unless --inject-control-plane says
+// otherwise, with the CA's trust domain; kube-system and the control plane's namespace are never
+// injected.
+//
+// Stats: meshlet_cp_webhook_reviews_total{verdict} (injected, untouched, refused, malformed).
+//
+// Threading: the ControlPlane's loop thread, like the API server.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/flags/flags.h"
+#include "common/http/server.h"
+#include "common/stats/stats.h"
+#include "common/tls/tls_context_provider.h"
+#include "control-plane/server/control_plane.h"
+#include "control-plane/webhook/admission.h"
+
+namespace meshlet::controlplane::webhook {
+
+struct WebhookOptions {
+  std::string address = "0.0.0.0:15017";  // "off": no webhook
+  // Given on the command line: then a failure to bind is an error. The default address already
+  // in use only logs a warning and leaves the webhook off, as the trace receivers do.
+  bool address_explicit = false;
+  std::string tls_cert_file;              // with tls_key_file: instead of the CA's certificate
+  std::string tls_key_file;
+  size_t max_request_body_bytes = 8 << 20;  // Kubernetes objects reach ~1.5 MiB; reviews more
+  std::string proxy_image;                  // empty: meshlet-proxy:<version>
+  std::string control_plane_address;        // empty: meshlet-control-plane.<ns>.svc:15012
+  inject::SidecarMode mode = inject::SidecarMode::kNative;
+  inject::Identity identity = inject::Identity::kKubernetesToken;
+};
+
+// --webhook-address, --webhook-tls-cert, --webhook-tls-key, --webhook-max-body-bytes,
+// --inject-proxy-image, --inject-control-plane, --inject-mode, --inject-identity.
+std::vector<flags::Flag> WebhookFlags(WebhookOptions& options);
+
+// Who the control plane is, for the injection options.
+struct ControlPlaneIdentity {
+  std::string namespace_ = "meshlet-system";
+  std::string service_account = "meshlet-control-plane";
+  std::string trust_domain = "cluster.local";
+};
+
+class WebhookService {
+ public:
+  // `control_plane` must be Init()ed and outlive this.
+  WebhookService(ControlPlane& control_plane, WebhookOptions options,
+                 const ControlPlaneIdentity& identity);
+  ~WebhookService();
+  WebhookService(const WebhookService&) = delete;
+  WebhookService& operator=(const WebhookService&) = delete;
+
+  // Whether it needs SetServingCertificate before Start (on, and no certificate files).
+  bool wants_serving_certificate() const;
+  // A new certificate chain (leaf first) and key, PEM; connections already open keep theirs.
+  absl::Status SetServingCertificate(std::string certificate_chain_pem,
+                                     std::string private_key_pem);
+
+  // Checks the injection options and starts listening, unless the webhook is off or has no
+  // certificate (logged). Errors name the flag at fault.
+  absl::Status Start();
+
+  // The bound address; null while not listening.
+  const net::Address* address() const;
+
+ private:
+  http::ServerResponse Handle(const http::ServerRequest& request);
+
+  ControlPlane& control_plane_;
+  const WebhookOptions options_;
+  ReviewOptions review_;
+  std::shared_ptr<tls::TlsContextProvider> tls_provider_;
+  std::unique_ptr<http::HttpServer> server_;
+  std::vector<Counter> reviews_;  // by ReviewResult::Verdict
+};
+
+}  // namespace meshlet::controlplane::webhook

@@ -1,0 +1,262 @@
+"""The injection webhook of the real control plane, as the Kubernetes API server calls it.
+
+Usage: webhook_test.py CONTROL_PLANE MESHCTL [unittest args]
+
+The control plane starts without TLS flags, so its CA issues the certificate that both the
+discovery port and the webhook (--webhook-address 127.0.0.1:0) serve. Requests are HTTPS to
+meshlet-control-plane.meshlet-system.svc (the name a MutatingWebhookConfiguration's service
+reference makes the API server check), verified with the root `meshctl trust-bundle` prints, over
+HTTP/1.1 (Python) and HTTP/2 (curl). Shown:
+- for a Pod, a Deployment, a StatefulSet, a Job and a CronJob (real AdmissionReview v1 JSON), the
+  response is allowed with a JSONPatch that python3-jsonpatch applies to the object sent, and the
+  result is exactly what `meshctl inject` makes of the same object (one injection, two
+  front ends); reviewing the patched object again gives no patch;
+- kube-system and meshlet-system, an opted-out pod, an UPDATE and a Service are allowed untouched;
+  a dry run gets the same answer; a pod injection refuses is refused (400) with its message;
+  malformed reviews (not JSON, deeply nested, wrong kind, no uid) are refused with a clear
+  message and never crash or hang the webhook, which still answers afterwards;
+- meshlet_cp_webhook_reviews_total counts each verdict.
+"""
+
+import base64
+import copy
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import jsonpatch
+
+from mesh_util import start_control_plane, stop_process
+
+CONTROL_PLANE = MESHCTL = None  # set from argv
+SERVICE_NAME = "meshlet-control-plane.meshlet-system.svc"
+
+POD = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"generateName": "web-5d9-", "namespace": "shop", "labels": {"app": "web"}},
+       "spec": {"serviceAccountName": "web", "containers": [
+           {"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}}]}}
+
+
+def template(labels):
+    return {"metadata": {"labels": labels},
+            "spec": {"serviceAccountName": "web",
+                     "containers": [{"name": "web", "image": "web:1",
+                                     "ports": [{"containerPort": 8080}]}]}}
+
+
+def job_template():
+    t = template({"app": "batch"})
+    t["spec"]["restartPolicy"] = "Never"
+    return t
+
+
+OBJECTS = {
+    "Pod": POD,
+    "Deployment": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                            "template": template({"app": "web"})}},
+    "StatefulSet": {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                    "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                             "template": template({"app": "db"})}},
+    "Job": {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+            "spec": {"template": job_template()}},
+    "CronJob": {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+                "spec": {"schedule": "0 1 * * *",
+                         "jobTemplate": {"spec": {"template": job_template()}}}},
+}
+
+
+def review(obj, namespace="shop", operation="CREATE", uid="0df28fbd-5f5f-11e8-b7cc-42010a800002",
+           **extra):
+    group, _, version = obj.get("apiVersion", "v1").rpartition("/")
+    request = {"uid": uid, "kind": {"group": group, "version": version, "kind": obj["kind"]},
+               "resource": {"group": group, "version": version,
+                            "resource": obj["kind"].lower() + "s"},
+               "namespace": namespace, "operation": operation,
+               "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+               "object": obj, "oldObject": None, "dryRun": False,
+               "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}
+    request.update(extra)
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+class WebhookTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        cls.data = os.path.join(cls.tmp, "cp-data")
+        log = os.path.join(cls.tmp, "cp.log")
+        cls.cp, cls.api, _ = start_control_plane(
+            CONTROL_PLANE, log, "--data-dir", cls.data, "--api-address", "127.0.0.1:0",
+            "--xds-address", "127.0.0.1:0", "--webhook-address", "127.0.0.1:0",
+            "--otlp-address=", "--zipkin-address=")
+        deadline = time.time() + 10
+        while True:
+            with open(log) as f:
+                m = re.search(r"webhook: sidecar injection on https://127\.0\.0\.1:(\d+)/inject",
+                              f.read())
+            if m:
+                cls.port = int(m.group(1))
+                break
+            if time.time() > deadline or cls.cp.poll() is not None:
+                stop_process(cls.cp)
+                with open(log) as f:
+                    raise AssertionError("the webhook did not start: " + f.read()[-2000:])
+            time.sleep(0.05)
+        with open(os.path.join(cls.data, "api-token")) as f:
+            cls.token = f.read().strip()
+        cls.root = os.path.join(cls.tmp, "ca.pem")
+        with open(cls.root, "w") as f:
+            f.write(cls.meshctl("trust-bundle"))
+        cls.context = ssl.create_default_context(cafile=cls.root)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_process(cls.cp)
+
+    @classmethod
+    def meshctl(cls, *args, stdin=None):
+        p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, *args],
+                           input=stdin, capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise AssertionError(f"meshctl {args} exited {p.returncode}: {p.stderr}")
+        return p.stdout
+
+    def post(self, body, path="/inject", method="POST"):
+        """(status, body) of an HTTPS request that verifies the Service's name."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context,
+                                           timeout=10)
+        # Connected by hand: the name checked is the Service's, the address loopback.
+        conn.sock = self.context.wrap_socket(
+            socket.create_connection(("127.0.0.1", self.port), timeout=10),
+            server_hostname=SERVICE_NAME)
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        out = resp.read().decode()
+        conn.close()
+        return resp.status, out
+
+    def respond(self, body):
+        status, text = self.post(body)
+        self.assertEqual(status, 200, text)
+        answer = json.loads(text)
+        self.assertEqual((answer["apiVersion"], answer["kind"]),
+                         ("admission.k8s.io/v1", "AdmissionReview"))
+        return answer["response"]
+
+    def metric(self, verdict):
+        text = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {self.token}",
+                               f"http://{self.api}/metrics"], capture_output=True, text=True,
+                              timeout=10).stdout
+        m = re.search(r'^meshlet_cp_webhook_reviews_total\{verdict="%s"\} (\d+)' % verdict, text,
+                      re.M)
+        return int(m.group(1)) if m else 0
+
+    def meshctl_inject(self, obj):
+        out = subprocess.run([MESHCTL, "inject", "-f", "-", "-o", "json"],
+                             input=json.dumps(obj), capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return json.loads(out.stdout)
+
+    def test_each_kind_patched_as_meshctl_injects_it(self):
+        before = self.metric("injected")
+        for kind, obj in OBJECTS.items():
+            with self.subTest(kind=kind):
+                response = self.respond(review(obj))
+                self.assertEqual(response["uid"], "0df28fbd-5f5f-11e8-b7cc-42010a800002")
+                self.assertTrue(response["allowed"])
+                self.assertEqual(response["patchType"], "JSONPatch")
+                patch = json.loads(base64.b64decode(response["patch"]))
+                patched = jsonpatch.apply_patch(copy.deepcopy(obj), patch)
+                self.assertEqual(patched, self.meshctl_inject(obj))
+                # The proxy is in the template, as a native sidecar by default.
+                spec = patched["spec"] if kind == "Pod" else (
+                    patched["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                    if kind == "CronJob" else patched["spec"]["template"]["spec"])
+                names = [c["name"] for c in spec["initContainers"]]
+                self.assertEqual(names, ["meshlet-init", "meshlet-proxy"])
+                self.assertEqual(spec["initContainers"][1]["restartPolicy"], "Always")
+                # Injected objects come back untouched.
+                again = self.respond(review(patched))
+                self.assertTrue(again["allowed"])
+                self.assertNotIn("patch", again)
+        self.assertEqual(self.metric("injected") - before, len(OBJECTS))
+
+    def test_http2_with_curl(self):
+        out = subprocess.run(
+            ["curl", "-sS", "--http2", "--cacert", self.root, "--resolve",
+             f"{SERVICE_NAME}:{self.port}:127.0.0.1", "-H", "Content-Type: application/json",
+             "--data-binary", "@-", "-w", "\n%{http_version}",
+             f"https://{SERVICE_NAME}:{self.port}/inject"],
+            input=json.dumps(review(POD)), capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        body, _, version = out.stdout.rpartition("\n")
+        self.assertEqual(version, "2")
+        self.assertTrue(json.loads(body)["response"]["allowed"])
+
+    def test_what_is_left_alone(self):
+        before = self.metric("untouched")
+        for namespace in ("kube-system", "meshlet-system"):
+            response = self.respond(review(POD, namespace=namespace))
+            self.assertTrue(response["allowed"])
+            self.assertNotIn("patch", response)
+        opted_out = copy.deepcopy(POD)
+        opted_out["metadata"]["annotations"] = {"sidecar.meshlet.io/inject": "false"}
+        self.assertNotIn("patch", self.respond(review(opted_out)))
+        self.assertNotIn("patch", self.respond(review(POD, operation="UPDATE")))
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"ports": [{"port": 80}]}}
+        self.assertNotIn("patch", self.respond(review(service)))
+        self.assertEqual(self.metric("untouched") - before, 5)
+
+    def test_dry_run_gets_the_same_answer(self):
+        normal = self.respond(review(POD))
+        dry = self.respond(review(POD, dryRun=True))
+        self.assertEqual(dry, normal)
+
+    def test_a_pod_injection_refuses_is_refused_with_the_reason(self):
+        bad = copy.deepcopy(POD)
+        bad["metadata"]["annotations"] = {"sidecar.meshlet.io/proxyCPU": "lots"}
+        response = self.respond(review(bad))
+        self.assertFalse(response["allowed"])
+        self.assertEqual(response["status"]["code"], 400)
+        self.assertIn("sidecar.meshlet.io/proxyCPU", response["status"]["message"])
+
+    def test_malformed_reviews_get_a_clear_refusal(self):
+        before = self.metric("malformed")
+        cases = [
+            (b'{"apiVersion": "admission.k8s.io/v1", "kind": ', "the request body is not JSON"),
+            (b"plain words", "the request body is not a JSON object"),
+            (b"[" * 100000, "nests deeper than 64 levels"),
+            (json.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+                         "request": {"uid": "u"}}), "expected apiVersion admission.k8s.io/v1"),
+            (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                         "request": {"operation": "CREATE"}}), "request.uid: missing"),
+        ]
+        for body, message in cases:
+            response = self.respond(body)
+            self.assertFalse(response["allowed"])
+            self.assertIn(message, response["status"]["message"])
+        self.assertEqual(self.metric("malformed") - before, len(cases))
+        # Still answering.
+        self.assertTrue(self.respond(review(POD))["allowed"])
+        status, _ = self.post(b"", path="/inject", method="GET")
+        self.assertEqual(status, 405)
+        status, text = self.post(b"", path="/healthz", method="GET")
+        self.assertEqual((status, text), (200, "ok\n"))
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE, MESHCTL = (os.path.abspath(a) for a in sys.argv[1:3])
+    del sys.argv[1:3]
+    unittest.main(verbosity=2)
