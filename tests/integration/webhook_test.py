@@ -1,6 +1,6 @@
 """The injection webhook of the real control plane, as the Kubernetes API server calls it.
 
-Usage: webhook_test.py CONTROL_PLANE MESHCTL [unittest args]
+Usage: webhook_test.py CONTROL_PLANE MESHCTL VALIDATE_MJS [unittest args]
 
 The control plane starts without TLS flags, so its CA issues the certificate that both the
 discovery port and the webhook (--webhook-address 127.0.0.1:0) serve. Requests are HTTPS to
@@ -10,7 +10,9 @@ HTTP/1.1 (Python) and HTTP/2 (curl). Shown:
 - for a Pod, a Deployment, a StatefulSet, a Job and a CronJob (real AdmissionReview v1 JSON), the
   response is allowed with a JSONPatch that python3-jsonpatch applies to the object sent, and the
   result is exactly what `meshctl inject` makes of the same object (one injection, two
-  front ends); reviewing the patched object again gives no patch;
+  front ends) and validates against the official Kubernetes schemas with unknown fields refused
+  (tests/k8s/validate.mjs), native sidecars included; reviewing the patched object again gives no
+  patch;
 - kube-system and meshlet-system, an opted-out pod, an UPDATE and a Service are allowed untouched;
   a dry run gets the same answer; a pod injection refuses is refused (400) with its message;
   malformed reviews (not JSON, deeply nested, wrong kind, no uid) are refused with a clear
@@ -36,7 +38,7 @@ import jsonpatch
 
 from mesh_util import start_control_plane, stop_process
 
-CONTROL_PLANE = MESHCTL = None  # set from argv
+CONTROL_PLANE = MESHCTL = CHECKER = None  # set from argv
 SERVICE_NAME = "meshlet-control-plane.meshlet-system.svc"
 
 POD = {"apiVersion": "v1", "kind": "Pod",
@@ -170,6 +172,7 @@ class WebhookTest(unittest.TestCase):
 
     def test_each_kind_patched_as_meshctl_injects_it(self):
         before = self.metric("injected")
+        results = []
         for kind, obj in OBJECTS.items():
             with self.subTest(kind=kind):
                 response = self.respond(review(obj))
@@ -179,6 +182,7 @@ class WebhookTest(unittest.TestCase):
                 patch = json.loads(base64.b64decode(response["patch"]))
                 patched = jsonpatch.apply_patch(copy.deepcopy(obj), patch)
                 self.assertEqual(patched, self.meshctl_inject(obj))
+                results.append(patched)
                 # The proxy is in the template, as a native sidecar by default.
                 spec = patched["spec"] if kind == "Pod" else (
                     patched["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -191,6 +195,13 @@ class WebhookTest(unittest.TestCase):
                 self.assertTrue(again["allowed"])
                 self.assertNotIn("patch", again)
         self.assertEqual(self.metric("injected") - before, len(OBJECTS))
+        reason = CHECKER.skip_reason()
+        if reason:
+            print(f"SKIP: the schema check of the patched objects: {reason}")
+            return
+        ok, report = CHECKER.validate(results)
+        self.assertTrue(ok, report)
+        self.assertEqual(report.count("ok   "), len(OBJECTS), report)
 
     def test_http2_with_curl(self):
         out = subprocess.run(
@@ -258,5 +269,8 @@ class WebhookTest(unittest.TestCase):
 
 if __name__ == "__main__":
     CONTROL_PLANE, MESHCTL = (os.path.abspath(a) for a in sys.argv[1:3])
-    del sys.argv[1:3]
+    sys.path.insert(0, os.path.dirname(os.path.realpath(sys.argv[3])))
+    import k8s_schema  # noqa: E402 (tests/k8s)
+    CHECKER = k8s_schema.Checker(sys.argv[3])
+    del sys.argv[1:4]
     unittest.main(verbosity=2)
