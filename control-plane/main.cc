@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   };
   if (absl::Status status = control_plane.Init(); !status.ok()) return fail(status);
   // The CA first: it issues the discovery port's own certificate before that port opens.
+  // The webhook keeps its configuration's caBundle with the same API server settings.
+  const meshlet::controlplane::kubernetes::KubernetesApiOptions kubernetes_api =
+      command_line->ca.kubernetes;
   meshlet::controlplane::ca::CaService ca(control_plane, std::move(command_line->ca));
   if (absl::Status status = ca.Init(); !status.ok()) return fail(status);
   const bool self_issued = command_line->xds.self_issued();
@@ -84,6 +87,9 @@ int main(int argc, char** argv) {
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
-  if (absl::Status status = webhook.Start(); !status.ok()) return fail(status);
+  if (absl::Status status = webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem());
+      !status.ok()) {
+    return fail(status);
+  }
   return control_plane.Run();
 }

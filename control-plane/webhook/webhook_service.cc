@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/tls/tls_context.h"
@@ -48,6 +49,23 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
                         "the private key of --webhook-tls-cert, PEM"),
       flags::IntFlag<size_t>("--webhook-max-body-bytes", "N", &options.max_request_body_bytes,
                              "largest AdmissionReview accepted (default 8388608)", 1024),
+      flags::StringFlag("--webhook-configuration", "NAME",
+                        &options.ca_bundle.configuration_name,
+                        "the MutatingWebhookConfiguration whose caBundle the control plane keeps "
+                        "equal to its CA's trust bundle, in a cluster (default "
+                        "meshlet-sidecar-injector); empty: none"),
+      {.name = "--webhook-ca-bundle-interval",
+       .value = "DURATION",
+       .help = "how often that caBundle is checked (default 30s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::Duration d;
+             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+               return absl::InvalidArgumentError("must be a positive duration such as 30s");
+             }
+             options.ca_bundle.check_interval = absl::ToChronoNanoseconds(d);
+             return absl::OkStatus();
+           }},
       flags::StringFlag("--inject-proxy-image", "IMAGE", &options.proxy_image,
                         "the proxy image injected pods run (default meshlet-proxy:<version>); "
                         "a pod's sidecar.meshlet.io/proxyImage annotation overrides it"),
@@ -129,7 +147,8 @@ absl::Status WebhookService::SetServingCertificate(std::string certificate_chain
   return absl::OkStatus();
 }
 
-absl::Status WebhookService::Start() {
+absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kubernetes,
+                                   const std::string& trust_bundle_pem) {
   if (options_.address == "off") return absl::OkStatus();
   if (absl::Status valid = inject::ValidateOptions(review_.inject); !valid.ok()) {
     return absl::InvalidArgumentError(
@@ -174,6 +193,17 @@ absl::Status WebhookService::Start() {
   }
   server_ = *std::move(server);
   control_plane_.OnShutdown([this] { server_->Shutdown(); });
+  if (!kubernetes.api.empty() && wants_serving_certificate() &&
+      !options_.ca_bundle.configuration_name.empty() && !trust_bundle_pem.empty()) {
+    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+        kubernetes::KubernetesApi::Create(control_plane_.loop(), kubernetes);
+    if (!api.ok()) return api.status();
+    kubernetes_api_ = *std::move(api);
+    ca_bundle_ = std::make_unique<kubernetes::WebhookCaBundle>(
+        control_plane_.loop(), *kubernetes_api_, control_plane_.stats(), trust_bundle_pem,
+        options_.ca_bundle);
+    ca_bundle_->Start();
+  }
   LOG(INFO) << "webhook: sidecar injection on https://" << server_->address().ToString()
             << "/inject (proxy image " << review_.inject.proxy_image << ", "
             << (review_.inject.mode == inject::SidecarMode::kNative ? "native" : "classic")

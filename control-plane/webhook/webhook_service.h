@@ -11,7 +11,9 @@
 // names (ca/serving_certificate.h; SetServingCertificate installs each renewal, so the
 // MutatingWebhookConfiguration's caBundle is the CA's root), or --webhook-tls-cert/-key. Without
 // either (discovery from --xds-tls-cert files and no webhook files) the webhook stays off and
-// says so at start.
+// says so at start. In a cluster (the Kubernetes API known) with the CA's certificate, it keeps
+// the caBundle of --webhook-configuration equal to the CA's trust bundle
+// (kubernetes/webhook_ca_bundle.h).
 //
 // Injection options come from the flags below and the control plane's own identity: sidecars
 // are pointed at meshlet-control-plane.<namespace>.svc:15012 unless --inject-control-plane says
@@ -31,6 +33,8 @@
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "common/tls/tls_context_provider.h"
+#include "control-plane/kubernetes/api_client.h"
+#include "control-plane/kubernetes/webhook_ca_bundle.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/webhook/admission.h"
 
@@ -48,10 +52,13 @@ struct WebhookOptions {
   std::string control_plane_address;        // empty: meshlet-control-plane.<ns>.svc:15012
   inject::SidecarMode mode = inject::SidecarMode::kNative;
   inject::Identity identity = inject::Identity::kKubernetesToken;
+  // Whose caBundle is kept equal to the CA's trust bundle; empty: none.
+  kubernetes::WebhookCaBundleOptions ca_bundle;
 };
 
 // --webhook-address, --webhook-tls-cert, --webhook-tls-key, --webhook-max-body-bytes,
-// --inject-proxy-image, --inject-control-plane, --inject-mode, --inject-identity.
+// --webhook-configuration, --webhook-ca-bundle-interval, --inject-proxy-image,
+// --inject-control-plane, --inject-mode, --inject-identity.
 std::vector<flags::Flag> WebhookFlags(WebhookOptions& options);
 
 // Who the control plane is, for the injection options.
@@ -77,8 +84,11 @@ class WebhookService {
                                      std::string private_key_pem);
 
   // Checks the injection options and starts listening, unless the webhook is off or has no
-  // certificate (logged). Errors name the flag at fault.
-  absl::Status Start();
+  // certificate (logged). Errors name the flag at fault. With `kubernetes` (the API server's
+  // address not empty) and the CA's certificate, also starts keeping the configuration's
+  // caBundle equal to `trust_bundle_pem`.
+  absl::Status Start(const kubernetes::KubernetesApiOptions& kubernetes = {},
+                     const std::string& trust_bundle_pem = "");
 
   // The bound address; null while not listening.
   const net::Address* address() const;
@@ -91,6 +101,8 @@ class WebhookService {
   ReviewOptions review_;
   std::shared_ptr<tls::TlsContextProvider> tls_provider_;
   std::unique_ptr<http::HttpServer> server_;
+  std::unique_ptr<kubernetes::KubernetesApi> kubernetes_api_;
+  std::unique_ptr<kubernetes::WebhookCaBundle> ca_bundle_;
   std::vector<Counter> reviews_;  // by ReviewResult::Verdict
 };
 

@@ -37,8 +37,8 @@ import grpc
 
 import sidecar_test
 from ca_renewal_test import make_key_and_csr, read
-from mesh_util import (create_join_token, make_ca, make_server_cert, openssl, start_control_plane,
-                       stop_process)
+from mesh_util import (create_join_token, make_ca, make_server_cert, openssl, serve_https,
+                       start_control_plane, stop_process)
 from sidecar_test import wait_for
 
 CONTROL_PLANE = CA_PROTO = None  # set from argv
@@ -112,13 +112,7 @@ class FakeApiServer:
                 for chunk in (data[:half], data[half:], b""):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*cert)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.address = "https://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.address = serve_https(Handler, cert)
 
     def check(self, path, headers, body):
         if path != "/apis/authentication.k8s.io/v1/tokenreviews":
@@ -382,7 +376,7 @@ class KubernetesAttestationTest(unittest.TestCase):
                 thread.start()
             for thread in threads:
                 thread.join(15)
-            overloaded = [e for e in errors if "more than 64 TokenReviews in flight" in e]
+            overloaded = [e for e in errors if "more than 64 requests to the API server in flight" in e]
             timeouts = [e for e in errors if "no answer from the API server" in e]
             self.assertEqual(len(overloaded) + len(timeouts), 72, errors)
             self.assertGreaterEqual(len(overloaded), 1)

@@ -2,6 +2,7 @@
 start sidecars configured over its xDS, stop it; certificates made with the openssl CLI; what a
 sidecar trusts and accepts."""
 
+import http.server
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,19 @@ from ports import free_port
 
 def openssl(*args, **kwargs):
     return subprocess.run(["openssl", *args], check=True, capture_output=True, **kwargs)
+
+
+def serve_https(handler_class, cert):
+    """A threading HTTPS server on 127.0.0.1 with `cert` (certificate path, key path) and
+    `handler_class` (a BaseHTTPRequestHandler), serving in a daemon thread: (server, "https://
+    127.0.0.1:PORT"). Stop it with server.shutdown()."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    httpd.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, "https://127.0.0.1:%d" % httpd.server_address[1]
 
 
 def make_ca(directory, name):

@@ -1,0 +1,99 @@
+#pragma once
+
+// KubernetesApi: the control plane's client of the Kubernetes API server, for one request at a
+// time per call (TokenReviews, reading and patching its own webhook configuration). HTTPS to the
+// API server's numeric address (the server certificate verified against the cluster CA file, a
+// serverAuth certificate carrying the dialled IP in its subjectAltName), HTTP/1.1, with
+// `Authorization: Bearer <the control plane's own service-account token>`; the token file is read
+// again for every request, because the kubelet rotates projected tokens, and the token is sent
+// only after the server's certificate was checked.
+//
+// One connection per request, one deadline covering connect, TLS and the whole answer, answers
+// bounded in size, at most `max_in_flight` requests at once (more fail at once as "overloaded").
+// Every outcome has a result label: ok (a 2xx answer), connect_failed, tls_failed, timeout,
+// http_error (its status is in ApiResult), malformed, too_large, no_credentials, overloaded.
+//
+// Threading: loop thread only; `done` is called on it, never from inside Call(). Destroying the
+// client drops requests in flight without calling their callbacks.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/event/loop.h"
+#include "common/net/address.h"
+#include "common/net/transport.h"
+#include "common/tls/tls_context.h"
+
+namespace meshlet::controlplane::kubernetes {
+
+inline constexpr char kInClusterTokenFile[] = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+inline constexpr char kInClusterCaFile[] = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+struct KubernetesApiOptions {
+  // "https://10.96.0.1:443", "10.96.0.1:443" or "[fd00::1]:443" (numeric). Empty: no API server
+  // (off Kubernetes).
+  std::string api;
+  std::string token_file = kInClusterTokenFile;
+  std::string ca_file = kInClusterCaFile;
+  // SNI sent to the API server.
+  std::string server_name = "kubernetes.default.svc";
+  absl::Duration timeout = absl::Seconds(5);
+  size_t max_response_bytes = 256 * 1024;
+  size_t max_in_flight = 64;
+};
+
+// The API address from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT (what the kubelet sets
+// in every pod), or empty when not in a cluster.
+std::string InClusterApiFromEnvironment();
+
+struct ApiRequest {
+  std::string method;        // "GET", "POST", "PATCH"
+  std::string path;          // "/apis/authentication.k8s.io/v1/tokenreviews"
+  std::string content_type;  // of `body`; empty without one
+  std::string body;
+  // Added to the message of a 401 or 403 answer: what permission the request needs.
+  std::string forbidden_hint;
+};
+
+struct ApiResult {
+  std::string result;  // the label above
+  int http_status = 0;  // when an HTTP answer came
+  // The answer's body when 2xx; otherwise UnavailableError saying what went wrong.
+  absl::StatusOr<std::string> body;
+};
+
+class KubernetesApi {
+ public:
+  // Reads the CA file and parses the address; errors name the flag whose value is wrong
+  // (--kubernetes-api, --kubernetes-ca-file).
+  static absl::StatusOr<std::unique_ptr<KubernetesApi>> Create(event::Loop& loop,
+                                                               const KubernetesApiOptions& options);
+  ~KubernetesApi();
+  KubernetesApi(const KubernetesApi&) = delete;
+  KubernetesApi& operator=(const KubernetesApi&) = delete;
+
+  void Call(ApiRequest request, std::function<void(ApiResult)> done);
+
+  const net::Address& address() const { return address_; }
+  const KubernetesApiOptions& options() const { return options_; }
+  size_t in_flight() const { return exchanges_.size(); }
+
+ private:
+  class Exchange;
+  KubernetesApi(event::Loop& loop, const KubernetesApiOptions& options, net::Address address,
+                std::shared_ptr<const tls::TlsContext> context);
+  // Removes the exchange and calls its callback (the exchange is deleted after this loop turn).
+  void Finish(Exchange* exchange, ApiResult result);
+
+  event::Loop& loop_;
+  const KubernetesApiOptions options_;
+  const net::Address address_;
+  const net::TransportFactory transport_factory_;
+  absl::flat_hash_map<Exchange*, std::unique_ptr<Exchange>> exchanges_;
+};
+
+}  // namespace meshlet::controlplane::kubernetes

@@ -1,0 +1,165 @@
+"""The install manifests of k8s/ as kubectl renders them, checked as an operator would read them.
+
+Usage: manifests_test.py VALIDATE_MJS KUSTOMIZATION_YAML [unittest args]
+
+`kubectl kustomize` (offline) renders k8s/base, k8s/install and k8s/overlays/classic-sidecars;
+every object validates against the official Kubernetes schemas with unknown fields refused
+(validate.mjs), and the pieces fit together: the webhook calls the Service on its path and the
+Service's port 443 reaches the container's webhook port; the Deployment has probes on a port it
+serves, resource requests, a non-root read-only security context and the data volume (emptyDir
+in base, the PersistentVolumeClaim in install); RBAC grants exactly the least privilege
+docs/kubernetes.md lists; the webhook's failure policy is explicit and it never selects
+kube-system or meshlet-system. Without kubectl (./dev test installs Debian's kubernetes-client
+when there is none) or the validator it prints SKIP, unless MESHLET_REQUIRE_K8S_SCHEMA=1.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+import yaml
+
+import k8s_schema
+
+CHECKER = None
+K8S = None  # the source tree's k8s/ (kustomize checks that files are below their root)
+
+LEAST_PRIVILEGE = [
+    (("authentication.k8s.io",), ("tokenreviews",), ("create",), None),
+    (("",), ("services", "pods"), ("get", "list", "watch"), None),
+    (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"), None),
+    (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("get", "patch"),
+     ("meshlet-sidecar-injector",)),
+]
+
+
+def render(directory):
+    r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f"kubectl kustomize k8s/{directory}: {r.stderr}")
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def one(objects, kind):
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+class ManifestsTest(unittest.TestCase):
+    def setUp(self):
+        missing = CHECKER.skip_reason()
+        if missing is None and shutil.which("kubectl") is None:
+            missing = "needs kubectl (Debian's kubernetes-client)"
+            if os.environ.get("MESHLET_REQUIRE_K8S_SCHEMA") == "1":
+                raise AssertionError(missing)
+        if missing:
+            self.skipTest(missing)
+
+    def check_install(self, directory):
+        objects = render(directory)
+        ok, report = CHECKER.validate(objects)
+        self.assertTrue(ok, report)
+        kinds = sorted(o["kind"] for o in objects)
+        for kind in ("ClusterRole", "ClusterRoleBinding", "Deployment",
+                     "MutatingWebhookConfiguration", "Namespace", "PodDisruptionBudget",
+                     "Service", "ServiceAccount"):
+            self.assertIn(kind, kinds)
+        cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding",
+                          "MutatingWebhookConfiguration"}
+        for o in objects:
+            if o["kind"] not in cluster_scoped:
+                self.assertEqual(o["metadata"].get("namespace"), "meshlet-system", o["kind"])
+
+        deployment = one(objects, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        self.assertEqual(ports["https-webhook"], 15017)
+        self.assertIn("--webhook-address=0.0.0.0:15017", container["args"])
+        self.assertIn("--api-address=0.0.0.0:15014", container["args"])
+        for probe in ("readinessProbe", "livenessProbe"):
+            self.assertIn(container[probe]["httpGet"]["port"], ports.values())
+        self.assertIn("cpu", container["resources"]["requests"])
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        self.assertTrue(container["securityContext"]["readOnlyRootFilesystem"])
+        self.assertFalse(container["securityContext"]["allowPrivilegeEscalation"])
+        self.assertEqual(container["volumeMounts"][0]["mountPath"], "/var/lib/meshlet")
+        self.assertEqual(pod["serviceAccountName"], one(objects, "ServiceAccount")["metadata"]["name"])
+        self.assertEqual(
+            deployment["spec"]["template"]["metadata"]["annotations"]["sidecar.meshlet.io/inject"],
+            "false")
+
+        service = one(objects, "Service")
+        self.assertEqual(service["metadata"]["name"], "meshlet-control-plane")
+        self.assertTrue(set(service["spec"]["selector"].items()) <=
+                        set(deployment["spec"]["template"]["metadata"]["labels"].items()))
+        by_port = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
+        for target in by_port.values():
+            self.assertIn(target, ports.values())
+
+        webhook = one(objects, "MutatingWebhookConfiguration")
+        self.assertEqual(len(webhook["webhooks"]), 2)
+        for hook in webhook["webhooks"]:
+            self.assertEqual(hook["failurePolicy"], "Fail")
+            self.assertEqual(hook["sideEffects"], "None")
+            self.assertEqual(hook["admissionReviewVersions"], ["v1"])
+            svc = hook["clientConfig"]["service"]
+            self.assertEqual((svc["name"], svc["namespace"], svc["path"]),
+                             ("meshlet-control-plane", "meshlet-system", "/inject"))
+            self.assertEqual(by_port[svc["port"]], 15017)
+            excluded = [e for e in hook["namespaceSelector"]["matchExpressions"]
+                        if e["key"] == "kubernetes.io/metadata.name"]
+            self.assertEqual(excluded[0]["operator"], "NotIn")
+            self.assertEqual(sorted(excluded[0]["values"]), ["kube-system", "meshlet-system"])
+            self.assertEqual(hook["rules"][0]["operations"], ["CREATE"])
+            self.assertEqual(hook["rules"][0]["resources"], ["pods"])
+
+        role = one(objects, "ClusterRole")
+        granted = [(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"]),
+                    tuple(r["resourceNames"]) if "resourceNames" in r else None)
+                   for r in role["rules"]]
+        self.assertEqual(granted, LEAST_PRIVILEGE)
+        binding = one(objects, "ClusterRoleBinding")
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
+                                                "name": "meshlet-control-plane",
+                                                "namespace": "meshlet-system"}])
+        pdb = one(objects, "PodDisruptionBudget")
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])
+        return objects
+
+    def test_base(self):
+        objects = self.check_install("base")
+        volume = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0]
+        self.assertEqual(volume, {"name": "data", "emptyDir": {}})
+        self.assertFalse([o for o in objects if o["kind"] == "PersistentVolumeClaim"])
+
+    def test_install_keeps_the_data_on_a_claim(self):
+        objects = self.check_install("install")
+        volume = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0]
+        claim = one(objects, "PersistentVolumeClaim")
+        self.assertEqual(volume["persistentVolumeClaim"]["claimName"], claim["metadata"]["name"])
+        self.assertEqual(one(objects, "Deployment")["spec"]["strategy"]["type"], "Recreate")
+
+    def test_classic_sidecars_overlay(self):
+        objects = self.check_install("overlays/classic-sidecars")
+        args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--inject-mode=classic", args)
+        one(objects, "PersistentVolumeClaim")
+
+    def test_example_namespace(self):
+        with open(os.path.join(K8S, "example", "namespace.yaml")) as f:
+            namespace = yaml.safe_load(f)
+        ok, report = CHECKER.validate([namespace])
+        self.assertTrue(ok, report)
+        self.assertEqual(namespace["metadata"]["labels"]["meshlet.io/inject"], "enabled")
+
+
+if __name__ == "__main__":
+    CHECKER = k8s_schema.Checker(sys.argv[1])
+    K8S = os.path.dirname(os.path.dirname(os.path.realpath(sys.argv[2])))
+    del sys.argv[1:3]
+    unittest.main(verbosity=2)
