@@ -19,6 +19,7 @@ int Dashboard(Session& session) {
 
 int Check(Session& session) {
   ApiClient& api = session.api();
+  if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
   std::ostream& out = session.io().out;
   int exit_code = kExitOk;
   absl::StatusOr<HttpResponse> health = api.SendPlain("GET", "/healthz");
@@ -51,6 +52,29 @@ int Check(Session& session) {
   out << "OK\n";
   return kExitOk;
 }
+
+class CheckRun final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {Switch("--pre", "", &pre_,
+                   "check install manifests offline instead (with -f): the control plane's "
+                   "Deployment, Service, RBAC and webhook configuration fit together"),
+            FileFlag(&files_, false)};
+  }
+
+  int Run(Session& session) override {
+    if (!session.positional().empty()) return session.Fail(session.UsageFailure());
+    if (pre_ != !files_.empty()) {
+      return session.Fail({kExitUsage, "--pre and -f go together (meshctl help check)"});
+    }
+    if (pre_) return PreCheck(session, files_);
+    return Check(session);
+  }
+
+ private:
+  bool pre_ = false;
+  std::vector<std::string> files_;
+};
 
 class Version final : public Command {
  public:
@@ -98,10 +122,17 @@ CommandSpec CheckCommand() {
           .summary = "control plane reachable, token accepted, versions, sidecars connected",
           .about =
               "Checks that the control plane answers, that it accepts the token, and "
-              "shows the versions and the number of connected sidecars.",
+              "shows the versions and the number of connected sidecars. With --pre -f FILE, "
+              "checks install manifests offline instead: the control plane's Deployment "
+              "(one replica, POD_NAMESPACE, not injected itself, the webhook's port), its "
+              "ServiceAccount and RBAC, the Service selecting it, and each webhook calling "
+              "that Service's port /inject with an explicit failurePolicy and its own namespace "
+              "excluded; each problem names the object and field (exit 1).",
           .examples = {{"", "meshctl check"},
-                       {"", "meshctl --server 10.0.0.5:15014 --token-file ./api-token check"}},
-          .make = Runs(Check)};
+                       {"", "meshctl --server 10.0.0.5:15014 --token-file ./api-token check"},
+                       {"before installing", "meshctl install | meshctl check --pre -f -"}},
+          .needs_context = false,
+          .make = [] { return std::make_unique<CheckRun>(); }};
 }
 
 CommandSpec VersionCommand() {

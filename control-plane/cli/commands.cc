@@ -9,7 +9,8 @@ namespace meshlet::controlplane::cli {
 const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       ApplyCommand(),   GetCommand(),         DescribeCommand(),    DeleteCommand(),
-      DiffCommand(),    InjectCommand(),      ProxyStatusCommand(), ProxyConfigCommand(),
+      DiffCommand(),    InjectCommand(),      InstallCommand(),     UninstallCommand(),
+      ProxyStatusCommand(), ProxyConfigCommand(),
       TokenCommand(),   TrustBundleCommand(), TracesCommand(),      TraceCommand(),
       StatCommand(),    TopCommand(),         DashboardCommand(),   CheckCommand(),
       VersionCommand(), HelpCommand(),

@@ -1,7 +1,8 @@
 #pragma once
 
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
-// with its flags: apply.cc (apply, delete, diff), inject.cc, get.cc (get, describe), proxy.cc
+// with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
+// check --pre's part), get.cc (get, describe), proxy.cc
 // (proxy-status, proxy-config), token.cc, trust_bundle.cc, traces.cc (traces, trace), stat.cc
 // (stat, top), check.cc (dashboard, check, version), help.cc.
 
@@ -17,6 +18,8 @@ CommandSpec ApplyCommand();
 CommandSpec DeleteCommand();
 CommandSpec DiffCommand();
 CommandSpec InjectCommand();
+CommandSpec InstallCommand();
+CommandSpec UninstallCommand();
 CommandSpec GetCommand();
 CommandSpec DescribeCommand();
 CommandSpec ProxyStatusCommand();
@@ -31,6 +34,9 @@ CommandSpec DashboardCommand();
 CommandSpec CheckCommand();
 CommandSpec VersionCommand();
 // HelpCommand() is in help.h.
+
+// check --pre: the install manifests of `files` checked offline (control-plane/install).
+int PreCheck(Session& session, const std::vector<std::string>& files);
 
 const std::vector<CommandSpec>& Commands();
 

@@ -14,7 +14,7 @@ struct DashboardAsset {
   const char* name;  // "index.html", "app.js", "style.css"
   const char* content;
 };
-// Ends with {nullptr, nullptr}. Generated (dashboard/embed.sh).
+// Ends with {nullptr, nullptr}. Generated (bazel/embed_files.sh).
 extern const DashboardAsset kDashboardAssets[];
 
 // GET / and /dashboard redirect to /dashboard/; /dashboard/ is index.html; /dashboard/NAME an

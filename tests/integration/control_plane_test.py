@@ -464,6 +464,8 @@ COMMAND_FLAGS = {
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
                "--identity", "--trace-collector", "--podman", "-o, --output"],
+    "install": ["--set", "-o, --output"],
+    "uninstall": ["--set", "-o, --output", "--keep-data"],
     "proxy-status": ["-o, --output"],
     "proxy-config": ["-o, --output", "--control-plane-only"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
@@ -474,7 +476,7 @@ COMMAND_FLAGS = {
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
     "dashboard": [],
-    "check": [],
+    "check": ["--pre", "-f, --filename"],
     "version": ["--client"],
     "help": [],
 }
@@ -517,7 +519,8 @@ class MeshctlCommandLineTest(unittest.TestCase):
         for choice in choices:
             if choice.islower():
                 return choice
-        return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012"}.get(choices[0], "x")
+        return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012",
+                "KEY=VALUE": "namespace=mesh"}.get(choices[0], "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout

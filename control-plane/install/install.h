@@ -1,0 +1,67 @@
+#pragma once
+
+// The control plane's Kubernetes install as `meshctl install` renders it, `meshctl uninstall`
+// lists it for deletion, and `meshctl check --pre` checks it (docs/kubernetes.md, "Installing").
+//
+// Render() starts from the manifests of k8s/ compiled into the binary (k8s/base in the order of
+// its kustomization, and k8s/install's PersistentVolumeClaim) and does what their kustomizations
+// do, so that with the defaults it gives the objects `kubectl kustomize k8s/install` gives
+// (//tests/k8s:install_test compares them): every namespaced object in the namespace, the common
+// label app.kubernetes.io/part-of=meshlet on every object and in the selectors, the image tag,
+// the data directory on the claim. InstallOptions (from --set KEY=VALUE) change the namespace
+// (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
+// exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
+// policy.
+//
+// CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
+// mistakes visible offline, each named by object and field.
+//
+// Plain functions over YAML::Node documents (control-plane/inject/node.h keeps value types);
+// no state; never throws.
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace meshlet::controlplane::install {
+
+struct InstallOptions {
+  std::string namespace_ = "meshlet-system";
+  std::string image;        // empty: meshlet-control-plane:<version>
+  std::string proxy_image;  // empty: the control plane's default (meshlet-proxy:<version>)
+  std::string inject_mode;  // empty, "native" or "classic"
+  std::string trust_domain;  // empty: cluster.local
+  int replicas = 1;
+  std::string cpu = "100m";       // the control plane's requests and memory limit
+  std::string memory = "128Mi";
+  std::string memory_limit = "1Gi";
+  bool persistent_store = true;    // store=persistent|ephemeral
+  std::string store_size = "1Gi";
+  std::string failure_policy = "Fail";  // the webhook's: Fail or Ignore
+};
+
+// The --set keys, in the order help lists them, with what each takes.
+std::vector<std::pair<std::string, std::string>> SetKeys();
+
+// Applies "KEY=VALUE". Errors say what was wrong and list the keys for an unknown one.
+absl::Status SetOption(InstallOptions& options, absl::string_view assignment);
+
+// The install's objects, in the order to apply them. `version` names the default images.
+absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
+                                               absl::string_view version);
+
+// What to delete, in the order to delete it: the webhook configuration first (so that pod
+// creation never waits on a control plane being removed), the namespace last. `keep_data`
+// leaves out the namespace and the data claim, whose deletion would destroy the CA root and
+// the policies.
+std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data);
+
+// The problems of an install's objects, each "Kind \"name\": field: problem"; empty when none.
+std::vector<std::string> CheckInstall(const std::vector<YAML::Node>& objects);
+
+}  // namespace meshlet::controlplane::install

@@ -1,0 +1,230 @@
+"""`meshctl install`, `uninstall` and `check --pre` as an operator runs them.
+
+Usage: install_test.py VALIDATE_MJS MESHCTL KUSTOMIZATION_YAML [unittest args]
+
+- `meshctl install` with no options gives exactly the objects `kubectl kustomize k8s/install`
+  gives (one set of manifests, two ways to render them), valid against the official schemas;
+- each --set key changes what it says, everywhere the value is named (the namespace in every
+  namespaced object, the RBAC subject, the webhook's service and its namespace exclusion), and
+  the result still validates and passes check --pre; bad values are usage errors (exit 2) saying
+  why, and more than one replica is refused with the reason;
+- `uninstall` lists the same objects webhook first and namespace last, --keep-data without the
+  namespace and the data claim;
+- `check --pre` passes every rendering (meshctl's and kustomize's) and finds each mistake of a
+  set of broken installs, naming object and field (exit 1).
+"""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+import yaml
+
+import k8s_schema
+
+CHECKER = MESHCTL = K8S = None
+
+
+def meshctl(*args, stdin=None, expect=0):
+    p = subprocess.run([MESHCTL, *args], input=stdin, capture_output=True, text=True, timeout=30)
+    if p.returncode != expect:
+        raise AssertionError(f"meshctl {args}: exit {p.returncode}, expected {expect}\n"
+                             f"{p.stdout}{p.stderr}")
+    return p
+
+
+def objects_of(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def by_key(objects):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def one(objects, kind):
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, (kind, len(found))
+    return found[0]
+
+
+class InstallTest(unittest.TestCase):
+    def setUp(self):
+        reason = CHECKER.skip_reason()
+        if reason is None and shutil.which("kubectl") is None:
+            reason = "needs kubectl (Debian's kubernetes-client)"
+            if os.environ.get("MESHLET_REQUIRE_K8S_SCHEMA") == "1":
+                raise AssertionError(reason)
+        if reason:
+            self.skipTest(reason)
+
+    def assertValid(self, objects):
+        ok, report = CHECKER.validate(objects)
+        self.assertTrue(ok, report)
+
+    def pre_check(self, objects, expect=0):
+        text = "".join("---\n" + yaml.safe_dump(o) for o in objects)
+        return meshctl("check", "--pre", "-f", "-", stdin=text, expect=expect)
+
+    def test_defaults_are_kustomize_install(self):
+        rendered = objects_of(meshctl("install").stdout)
+        r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, "install")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(by_key(rendered), by_key(objects_of(r.stdout)))
+        self.assertValid(rendered)
+        self.assertIn("install checks passed: 9 objects", self.pre_check(rendered).stdout)
+        # JSON too.
+        listed = json.loads(meshctl("install", "-o", "json").stdout)
+        self.assertEqual(listed["kind"], "List")
+        self.assertEqual(by_key(listed["items"]), by_key(rendered))
+        # Apply order: the namespace first, the claim before the Deployment mounting it.
+        kinds = [o["kind"] for o in rendered]
+        self.assertEqual(kinds[0], "Namespace")
+        self.assertLess(kinds.index("PersistentVolumeClaim"), kinds.index("Deployment"))
+
+    def test_set_changes_what_it_names(self):
+        sets = ["namespace=mesh", "image=registry.example.com/cp:1.2.3",
+                "proxyImage=registry.example.com/proxy:1.2.3", "injectMode=classic",
+                "trustDomain=example.org", "resources.requests.cpu=250m",
+                "resources.requests.memory=256Mi", "resources.limits.memory=2Gi",
+                "store=ephemeral", "webhook.failurePolicy=Ignore", "replicas=1"]
+        args = [a for s in sets for a in ("--set", s)]
+        objects = objects_of(meshctl("install", *args).stdout)
+        self.assertValid(objects)
+        self.pre_check(objects)
+        for o in objects:
+            if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding",
+                                 "MutatingWebhookConfiguration"):
+                self.assertEqual(o["metadata"]["namespace"], "mesh", o["kind"])
+        self.assertEqual(one(objects, "Namespace")["metadata"]["name"], "mesh")
+        self.assertEqual(one(objects, "ClusterRoleBinding")["subjects"][0]["namespace"], "mesh")
+        self.assertNotIn("PersistentVolumeClaim", [o["kind"] for o in objects])
+        deployment = one(objects, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertEqual(container["image"], "registry.example.com/cp:1.2.3")
+        for arg in ("--inject-proxy-image=registry.example.com/proxy:1.2.3",
+                    "--inject-mode=classic", "--trust-domain=example.org"):
+            self.assertIn(arg, container["args"])
+        self.assertEqual(container["resources"], {"requests": {"cpu": "250m", "memory": "256Mi"},
+                                                  "limits": {"memory": "2Gi"}})
+        self.assertEqual(pod["volumes"][0], {"name": "data", "emptyDir": {}})
+        for hook in one(objects, "MutatingWebhookConfiguration")["webhooks"]:
+            self.assertEqual(hook["failurePolicy"], "Ignore")
+            self.assertEqual(hook["clientConfig"]["service"]["namespace"], "mesh")
+            excluded = [e for e in hook["namespaceSelector"]["matchExpressions"]
+                        if e["key"] == "kubernetes.io/metadata.name"][0]["values"]
+            self.assertEqual(sorted(excluded), ["kube-system", "mesh"])
+        claim = objects_of(meshctl("install", "--set", "storeSize=5Gi").stdout)
+        self.assertEqual(one(claim, "PersistentVolumeClaim")["spec"]["resources"]["requests"],
+                         {"storage": "5Gi"})
+
+    def test_bad_values_are_usage_errors(self):
+        cases = [("nosuch=1", 'unknown --set key "nosuch"; known: namespace, image'),
+                 ("namespace", 'expected KEY=VALUE'),
+                 ("namespace=Mesh_1", "must be a namespace name"),
+                 ("replicas=3", "one writer"),
+                 ("replicas=zero", "must be a positive integer"),
+                 ("resources.requests.memory=lots", "must be a positive Kubernetes quantity"),
+                 ("store=s3", "must be persistent or ephemeral"),
+                 ("webhook.failurePolicy=Sometimes", "must be Fail or Ignore"),
+                 ("injectMode=sidecar", "must be native or classic"),
+                 ("image=has space", "")]
+        for assignment, message in cases:
+            p = meshctl("install", "--set", assignment, expect=2)
+            self.assertEqual(p.stdout, "")
+            self.assertIn(message, p.stderr, assignment)
+
+    def test_uninstall_order(self):
+        installed = objects_of(meshctl("install").stdout)
+        removed = objects_of(meshctl("uninstall").stdout)
+        self.assertEqual(by_key(removed), by_key(installed))
+        self.assertEqual(removed[0]["kind"], "MutatingWebhookConfiguration")
+        self.assertEqual(removed[-1]["kind"], "Namespace")
+        kept = objects_of(meshctl("uninstall", "--keep-data").stdout)
+        self.assertEqual(sorted(by_key(installed)) , sorted(
+            list(by_key(kept)) + [("Namespace", "meshlet-system"),
+                                  ("PersistentVolumeClaim", "meshlet-control-plane-data")]))
+        other = objects_of(meshctl("uninstall", "--set", "namespace=mesh").stdout)
+        self.assertEqual(one(other, "Deployment")["metadata"]["namespace"], "mesh")
+
+    def test_check_pre_passes_every_rendering(self):
+        for directory in ("base", "install", "overlays/classic-sidecars"):
+            r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, directory)],
+                               capture_output=True, text=True, timeout=60)
+            self.pre_check(objects_of(r.stdout))
+
+    def test_check_pre_finds_mistakes(self):
+        good = objects_of(meshctl("install").stdout)
+
+        def broken(change):
+            objects = copy.deepcopy(good)
+            change({(o["kind"]): o for o in objects}, objects)
+            return objects
+
+        def webhook_service(k, _):
+            k["MutatingWebhookConfiguration"]["webhooks"][1]["clientConfig"]["service"][
+                "name"] = "control-plane"
+
+        def no_exclusion(k, _):
+            k["MutatingWebhookConfiguration"]["webhooks"][0]["namespaceSelector"] = {
+                "matchLabels": {"meshlet.io/inject": "enabled"}}
+
+        def three(k, _):
+            k["Deployment"]["spec"]["replicas"] = 3
+
+        def no_tokenreviews(k, _):
+            k["ClusterRole"]["rules"] = k["ClusterRole"]["rules"][1:]
+
+        def no_pod_namespace(k, _):
+            k["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"] = []
+
+        def garbage_bundle(k, _):
+            k["MutatingWebhookConfiguration"]["webhooks"][0]["clientConfig"]["caBundle"] = \
+                "bm90IGEgY2VydA=="
+
+        def injected(k, _):
+            del k["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+
+        def wrong_port(k, _):
+            for p in k["Service"]["spec"]["ports"]:
+                if p["port"] == 443:
+                    p["targetPort"] = 8443
+
+        def no_deployment(_, objects):
+            objects[:] = [o for o in objects if o["kind"] != "Deployment"]
+
+        cases = [
+            (webhook_service, 'MutatingWebhookConfiguration "meshlet-sidecar-injector": '
+                              'webhooks[1].clientConfig.service: meshlet-system/control-plane is '
+                              'not the Service meshlet-system/meshlet-control-plane'),
+            (no_exclusion, "webhooks[0].namespaceSelector: does not exclude the control plane's "
+                           'namespace "meshlet-system"'),
+            (three, 'Deployment "meshlet-control-plane": spec.replicas: must be 1'),
+            (no_tokenreviews, "may not create authentication.k8s.io tokenreviews"),
+            (no_pod_namespace, "POD_NAMESPACE from fieldRef metadata.namespace is missing"),
+            (garbage_bundle, "webhooks[0].clientConfig.caBundle: not base64 of PEM"),
+            (injected, "sidecar.meshlet.io/inject must be \"false\""),
+            (wrong_port, "webhooks[0].clientConfig.service.port: 443 does not reach the control "
+                         "plane's webhook port 15017"),
+            (no_deployment, "no Deployment meshlet-control-plane (or running the meshlet-control-plane image)"),
+        ]
+        for change, message in cases:
+            p = self.pre_check(broken(change), expect=1)
+            self.assertIn(message, p.stderr, change.__name__)
+            self.assertIn("error: ", p.stderr)
+        # Usage: --pre needs -f, -f needs --pre.
+        self.assertIn("--pre and -f go together",
+                      meshctl("check", "--pre", expect=2).stderr)
+
+
+if __name__ == "__main__":
+    CHECKER = k8s_schema.Checker(sys.argv[1])
+    MESHCTL = os.path.abspath(sys.argv[2])
+    K8S = os.path.dirname(os.path.dirname(os.path.realpath(sys.argv[3])))
+    del sys.argv[1:4]
+    unittest.main(verbosity=2)
