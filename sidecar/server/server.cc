@@ -132,6 +132,7 @@ bool Server::ready() const {
   for (const auto& worker : workers_) {
     if (worker->snapshots_applied() < snapshots_needed_for_ready_) return false;
   }
+  ever_ready_ = true;
   return true;
 }
 
@@ -479,6 +480,10 @@ void Server::Drain(bool exit_when_done) {
   if (!draining_) {
     draining_ = true;
     draining_since_ = loop_.Now();
+    // A proxy that never became ready (no complete configuration, capture never seen) served
+    // no caller: nothing to keep accepting for, so it exits as soon as it is idle.
+    never_ready_ = !ready() && !ever_ready_;
+    if (never_ready_) LOG(INFO) << "never ready: no listen time before exiting";
     draining_gauge_.Set(1);
     // The control plane withdraws this workload's endpoints from every caller; the stream and
     // the configuration stay (the app's outbound calls still need them).
@@ -501,6 +506,7 @@ void Server::Drain(bool exit_when_done) {
 }
 
 Duration Server::DrainListenTime() const {
+  if (never_ready_) return Duration::zero();
   return std::min(options_.drain_listen_time, options_.drain_time);
 }
 

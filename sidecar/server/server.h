@@ -197,6 +197,10 @@ class Server final : public admin::AdminBackend {
   CaptureProbe capture_probe_;
   std::unique_ptr<event::Timer> capture_check_timer_;
   bool ready_ = false;
+  // ready() has been true at least once (it is computed when asked: /ready, a drain).
+  mutable bool ever_ready_ = false;
+  // The drain started before the proxy was ever ready: no drain listen time.
+  bool never_ready_ = false;
   // Snapshots handed to the workers so far (each worker applies them in order), and how many a
   // worker must have applied before /ready says so: the count when the configuration was first
   // complete. 0: not yet known. Main thread only (ready() records it on first success).

@@ -868,6 +868,38 @@ class DrainTest(SidecarTestCase):
         self.assertLess(time.time() - started, 5)
         held.close()
 
+    def test_sigterm_before_ready_exits_at_once(self):
+        # A proxy that never became ready (here: no control plane to give it a configuration)
+        # served no caller, so the drain listen time (3 s here) does not hold it: a Kubernetes
+        # native sidecar must not delay a pod that is being deleted while starting.
+        admin = free_port()
+        log = open(os.path.join(self.tmp, "never-ready.log"), "w")
+        proc = subprocess.Popen(
+            [SIDECAR, f"--xds=127.0.0.1:{free_port()}", "--xds-plaintext=true", "--node-id=n",
+             f"--admin-address=127.0.0.1:{admin}", "--drain-listen-time=3s", "--drain-time=10s"],
+            stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            def admin_up():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1)
+                except urllib.error.HTTPError as e:
+                    return e.code == 503
+                except OSError:
+                    return False
+                return False
+            self.assertTrue(wait_for(admin_up))
+            started = time.time()
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=5), 0)
+            self.assertLess(time.time() - started, 1.0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+        with open(log.name) as f:
+            self.assertIn("never ready: no listen time before exiting", f.read())
+
     def test_post_drain_keeps_running(self):
         inbound, outbound = free_port(), free_port()
         sidecar = self.start(self.config(inbound, outbound))
