@@ -61,6 +61,7 @@ CONTROL_PLANE_SERVICE = "%s.%s.svc" % (CONTROL_PLANE_NAME, CONTROL_PLANE_NAMESPA
 API_TOKEN = "/var/lib/meshlet/api-token"
 CLUSTER_DOMAIN = "cluster.local"
 IMAGE_TAG = "0.1.0"
+PODMAN_MAX_ANNOTATION = 63
 # The control plane's OTLP/HTTP collector port: proxies export spans there in plaintext HTTP.
 COLLECTOR_PORT = 4318
 # Pods the controllers make from a template, and how a port's protocol is read from a Service.
@@ -276,10 +277,15 @@ class Cluster:
         for c in spec.get("initContainers", []) + spec["containers"]:
             for m in c.get("volumeMounts", []):
                 m["name"] = renamed.get(m["name"], m["name"])
+        # podman 4.3 refuses annotation values longer than 63 characters (Kubernetes allows
+        # 256 KiB in all): such annotations, like the webhook's JSON injection status, which
+        # nothing in the pod reads, are left out.
+        annotations = {k: v for k, v in metadata.get("annotations", {}).items()
+                       if len(v) <= PODMAN_MAX_ANNOTATION}
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": self.namespace,
                             "labels": metadata.get("labels", {}),
-                            "annotations": metadata.get("annotations", {})},
+                            "annotations": annotations},
                "spec": spec}
         self.run.play(pod, ip, extra_documents=config_maps)
         meshed = any(c["name"] == "meshlet-proxy"
@@ -336,7 +342,9 @@ class Cluster:
             return [c for c in self.containers(pod) if not c.endswith("-infra") and self.run.podman(
                 ["inspect", "--format", "{{.State.Running}}", c], check=False).stdout.strip() ==
                 "true"]
-        self.run.podman(["kill", "--signal", "TERM"] + running())
+        still_running = running()
+        if still_running:  # a finished pod (a Job's) has none left
+            self.run.podman(["kill", "--signal", "TERM"] + still_running)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and running():
             time.sleep(0.1)

@@ -309,8 +309,16 @@ class Run:
         eth0). The run's network is internal: podman gives its pods no default route, and a
         connect to an address outside the subnet (a service's virtual address) then fails with
         ENETUNREACH before the pod's nat rules can redirect it. Beyond the subnet nothing
-        answers: the host has no address on the network and forwards nothing from it."""
-        self.in_pod_network(pod, ["ip", "route", "replace", "default", "dev", "eth0"])
+        answers: the host has no address on the network and forwards nothing from it. A pod
+        that has already stopped (a Job whose containers all exited) has no network left to
+        route."""
+        if self.pod_pid(pod) == 0:
+            return
+        r = self.in_pod_network(pod, ["ip", "route", "replace", "default", "dev", "eth0"],
+                                check=False)
+        if r.returncode != 0 and self.pod_pid(pod) != 0:  # not because it stopped meanwhile
+            raise E2EError("ip route replace default dev eth0 in pod %s failed (exit %d): %s" % (
+                pod, r.returncode, r.stderr.strip()))
 
     def wait_until(self, predicate, timeout, what, detail=None):
         """Calls `predicate` until it returns something true (returned); E2EError naming `what`

@@ -29,6 +29,11 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   j  outside       a destination outside the mesh is passed through under ALLOW_ANY and
                    refused (502, NM) under REGISTRY_ONLY
   k  server-first  a TCP protocol whose server speaks first works through capture
+  l  webhook       a pod injected by the control plane's webhook (an AdmissionReview to its
+                   pod's port 15017, the JSONPatch applied with python3-jsonpatch) runs and
+                   serves a caller through its sidecar
+  m  job           a Job's pod (classic sidecar) completes: its app ends the proxy with
+                   POST /quitquitquit, and both containers exit 0
      cleanup       nothing of the run remains
 
 Without root or a working podman it prints a SKIP line and exits 0, unless
@@ -36,6 +41,7 @@ MESHLET_REQUIRE_E2E=1 (./dev test as root sets it).
 """
 
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -496,6 +502,99 @@ class Mesh:
             lines[0], len(lines) - 1)
 
 
+    def webhook(self):
+        """An AdmissionReview to the control plane pod's webhook, verified with its CA's root for
+        the Service's name, as the API server would send it; the patched pod is played."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": "hello-", "namespace": self.cluster.namespace,
+                            "labels": {"app": "hello"},
+                            "annotations": {
+                                "sidecar.meshlet.io/mode": "classic",
+                                "sidecar.meshlet.io/identity": "join-token",
+                                "io.podman.annotations.init.container.type": "always"}},
+               "spec": {"serviceAccountName": "hello", "containers": [{
+                   "name": "hello", "image": "localhost/meshlet-testapp:%s" % cluster_lib.IMAGE_TAG,
+                   "env": [{"name": "TESTAPP_SERVICE", "value": "hello"},
+                           {"name": "TESTAPP_LISTEN", "value": "0.0.0.0:9080"},
+                           {"name": "POD_NAME",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                   "ports": [{"containerPort": 9080}]}]}}
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                  "request": {"uid": "e2e-hello", "operation": "CREATE",
+                              "namespace": self.cluster.namespace,
+                              "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                              "object": pod}}
+        review_path = os.path.join(self.run.dir, "review.json")
+        ca_path = os.path.join(self.run.dir, "webhook-ca.pem")
+        with open(review_path, "w") as f:
+            json.dump(review, f)
+        with open(ca_path, "w") as f:
+            f.write(self.cluster.trust_pem)
+        name = cluster_lib.CONTROL_PLANE_SERVICE
+        r = self.run.in_pod_network(cluster_lib.CONTROL_PLANE_NAME, [
+            "curl", "-sS", "--max-time", "10", "--cacert", ca_path, "--resolve",
+            "%s:15017:127.0.0.1" % name, "-H", "Content-Type: application/json",
+            "--data-binary", "@" + review_path, "https://%s:15017/inject" % name], check=False)
+        check(r.returncode == 0, "the webhook did not answer: %s" % r.stderr)
+        response = json.loads(r.stdout)["response"]
+        check(response["allowed"] and response.get("patchType") == "JSONPatch", r.stdout[:500])
+        import jsonpatch  # python3-jsonpatch (./dev test installs it)
+        injected = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+        names = [c["name"] for c in injected["spec"]["containers"]]
+        check(names[0] == "meshlet-proxy", "classic sidecar first: %s" % names)
+        self.cluster.create_join_token("hello")
+        self.cluster.apply_services([{"metadata": {"name": "hello"}, "spec": {"ports": [
+            {"name": "http", "port": 9080, "targetPort": 9080}]}}])
+        address = self.cluster.service_addresses["hello"]
+        self.cluster.play_pod("hello-0", injected)
+        self.cluster.wait_ready(["hello-0"])
+        self.wait_acked()
+        answer = json.loads(self.get("http://%s:9080/webhook" % address).stdout)
+        check(answer.get("pod") == "hello-0", "answered by %s" % answer)
+        handshakes = self.proxy_stat_sum("hello-0", "meshlet_downstream_cx_total",
+                                         'listener="inbound"')
+        check(handshakes >= 1, "hello-0's inbound listener counted no connection")
+        return ("Pod injected by the webhook (%d patch operations; %s), played: GET "
+                "http://%s:9080/ from client-0 answered by hello-0 through its inbound proxy" % (
+                    len(json.loads(base64.b64decode(response["patch"]))), ", ".join(names),
+                    address))
+
+    def job(self):
+        """A Job in classic mode: the app's last act is POST /quitquitquit to its proxy."""
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+               "spec": {"template": {
+                   "metadata": {"labels": {"app": "once"}},
+                   "spec": {"restartPolicy": "OnFailure", "serviceAccountName": "once",
+                            "containers": [{
+                                "name": "once",
+                                "image": "localhost/meshlet-testapp:%s" % cluster_lib.IMAGE_TAG,
+                                "command": ["testapp", "get", "--method", "POST",
+                                            "http://127.0.0.1:15000/quitquitquit"]}]}}}}
+        path = os.path.join(self.run.dir, "job.json")
+        with open(path, "w") as f:
+            json.dump(job, f)
+        injected = self.cluster.inject([path])[0]
+        self.cluster.create_join_token("once")
+        started = time.monotonic()
+        self.cluster.play_pod("once-0", injected["spec"]["template"])
+
+        def exited():
+            states = {}
+            for c in self.cluster.containers("once-0"):
+                if c.endswith("-infra") or c.endswith("-meshlet-init"):
+                    continue
+                out = self.run.podman(["inspect", "--format",
+                                       "{{.State.Status}} {{.State.ExitCode}}", c]).strip()
+                states[c] = out
+            return states if all(v.startswith("exited") for v in states.values()) else None
+        states = self.run.wait_until(exited, 60, "the Job's containers to exit")
+        check(all(v == "exited 0" for v in states.values()), "exit states %s" % states)
+        # Done: removed as a Job's finished pod is (the other scenarios count running proxies).
+        self.cluster.delete_pod("once-0")
+        return "Job pod once-0 completed in %.1f s: %s" % (
+            time.monotonic() - started, ", ".join("%s %s" % kv for kv in sorted(states.items())))
+
+
 SCENARIOS = [
     ("a", "mtls", Mesh.mtls),
     ("b", "retries", Mesh.retries),
@@ -507,6 +606,8 @@ SCENARIOS = [
     ("i", "trace", Mesh.trace),
     ("j", "outside", Mesh.outside),
     ("k", "server-first", Mesh.server_first),
+    ("l", "webhook", Mesh.webhook),
+    ("m", "job", Mesh.job),
     # Last: it removes a pod the others use.
     ("h", "pod deleted", Mesh.pod_deleted),
 ]
