@@ -66,6 +66,23 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
              options.ca_bundle.check_interval = absl::ToChronoNanoseconds(d);
              return absl::OkStatus();
            }},
+      flags::StringFlag("--trust-bundle-namespaces", "SELECTOR",
+                        &options.trust_bundle.namespace_selector,
+                        "in a cluster, the namespaces (a label selector) that get the "
+                        "meshlet-trust ConfigMap injected pods mount, kept equal to the CA's "
+                        "trust bundle (default meshlet.io/inject=enabled); empty: none"),
+      {.name = "--trust-bundle-interval",
+       .value = "DURATION",
+       .help = "how often those ConfigMaps are checked (default 30s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::Duration d;
+             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+               return absl::InvalidArgumentError("must be a positive duration such as 30s");
+             }
+             options.trust_bundle.interval = absl::ToChronoNanoseconds(d);
+             return absl::OkStatus();
+           }},
       flags::StringFlag("--inject-proxy-image", "IMAGE", &options.proxy_image,
                         "the proxy image injected pods run (default meshlet-proxy:<version>); "
                         "a pod's sidecar.meshlet.io/proxyImage annotation overrides it"),
@@ -114,6 +131,8 @@ WebhookService::WebhookService(ControlPlane& control_plane, WebhookOptions optio
   inject.mode = options_.mode;
   inject.identity = options_.identity;
   review_.excluded_namespaces = {"kube-system", identity.namespace_};
+  options_.trust_bundle.excluded_namespaces = review_.excluded_namespaces;
+  options_.trust_bundle.config_map = review_.inject.trust_bundle_config_map;
   for (Verdict verdict : kVerdicts) {
     absl::StatusOr<Counter> counter = control_plane_.stats().shared_shard().RegisterCounter(
         "meshlet_cp_webhook_reviews_total",
@@ -149,6 +168,24 @@ absl::Status WebhookService::SetServingCertificate(std::string certificate_chain
 
 absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kubernetes,
                                    const std::string& trust_bundle_pem) {
+  if (!kubernetes.api.empty() && !trust_bundle_pem.empty()) {
+    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+        kubernetes::KubernetesApi::Create(control_plane_.loop(), kubernetes);
+    if (!api.ok()) return api.status();
+    kubernetes_api_ = *std::move(api);
+    if (wants_serving_certificate() && !options_.ca_bundle.configuration_name.empty()) {
+      ca_bundle_ = std::make_unique<kubernetes::WebhookCaBundle>(
+          control_plane_.loop(), *kubernetes_api_, control_plane_.stats(), trust_bundle_pem,
+          options_.ca_bundle);
+      ca_bundle_->Start();
+    }
+    if (!options_.trust_bundle.namespace_selector.empty()) {
+      trust_bundle_ = std::make_unique<kubernetes::TrustBundleConfigMaps>(
+          control_plane_.loop(), *kubernetes_api_, control_plane_.stats(), trust_bundle_pem,
+          options_.trust_bundle);
+      trust_bundle_->Start();
+    }
+  }
   if (options_.address == "off") return absl::OkStatus();
   if (absl::Status valid = inject::ValidateOptions(review_.inject); !valid.ok()) {
     return absl::InvalidArgumentError(
@@ -193,17 +230,6 @@ absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kuber
   }
   server_ = *std::move(server);
   control_plane_.OnShutdown([this] { server_->Shutdown(); });
-  if (!kubernetes.api.empty() && wants_serving_certificate() &&
-      !options_.ca_bundle.configuration_name.empty() && !trust_bundle_pem.empty()) {
-    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
-        kubernetes::KubernetesApi::Create(control_plane_.loop(), kubernetes);
-    if (!api.ok()) return api.status();
-    kubernetes_api_ = *std::move(api);
-    ca_bundle_ = std::make_unique<kubernetes::WebhookCaBundle>(
-        control_plane_.loop(), *kubernetes_api_, control_plane_.stats(), trust_bundle_pem,
-        options_.ca_bundle);
-    ca_bundle_->Start();
-  }
   LOG(INFO) << "webhook: sidecar injection on https://" << server_->address().ToString()
             << "/inject (proxy image " << review_.inject.proxy_image << ", "
             << (review_.inject.mode == inject::SidecarMode::kNative ? "native" : "classic")

@@ -13,7 +13,8 @@
 // either (discovery from --xds-tls-cert files and no webhook files) the webhook stays off and
 // says so at start. In a cluster (the Kubernetes API known) with the CA's certificate, it keeps
 // the caBundle of --webhook-configuration equal to the CA's trust bundle
-// (kubernetes/webhook_ca_bundle.h).
+// (kubernetes/webhook_ca_bundle.h), and the trust-bundle ConfigMap injected pods mount in every
+// namespace labelled for injection (kubernetes/trust_bundle_configmaps.h).
 //
 // Injection options come from the flags below and the control plane's own identity: sidecars
 // are pointed at meshlet-control-plane.<namespace>.svc:15012 unless --inject-control-plane says
@@ -34,6 +35,7 @@
 #include "common/stats/stats.h"
 #include "common/tls/tls_context_provider.h"
 #include "control-plane/kubernetes/api_client.h"
+#include "control-plane/kubernetes/trust_bundle_configmaps.h"
 #include "control-plane/kubernetes/webhook_ca_bundle.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/webhook/admission.h"
@@ -54,10 +56,13 @@ struct WebhookOptions {
   inject::Identity identity = inject::Identity::kKubernetesToken;
   // Whose caBundle is kept equal to the CA's trust bundle; empty: none.
   kubernetes::WebhookCaBundleOptions ca_bundle;
+  // Which namespaces get the trust-bundle ConfigMap; an empty selector: none.
+  kubernetes::TrustBundleConfigMapsOptions trust_bundle;
 };
 
 // --webhook-address, --webhook-tls-cert, --webhook-tls-key, --webhook-max-body-bytes,
-// --webhook-configuration, --webhook-ca-bundle-interval, --inject-proxy-image,
+// --webhook-configuration, --webhook-ca-bundle-interval, --trust-bundle-namespaces,
+// --trust-bundle-interval, --inject-proxy-image,
 // --inject-control-plane, --inject-mode, --inject-identity.
 std::vector<flags::Flag> WebhookFlags(WebhookOptions& options);
 
@@ -85,8 +90,8 @@ class WebhookService {
 
   // Checks the injection options and starts listening, unless the webhook is off or has no
   // certificate (logged). Errors name the flag at fault. With `kubernetes` (the API server's
-  // address not empty) and the CA's certificate, also starts keeping the configuration's
-  // caBundle equal to `trust_bundle_pem`.
+  // address not empty), also starts keeping the trust-bundle ConfigMaps of injected namespaces,
+  // and with the CA's certificate the configuration's caBundle, equal to `trust_bundle_pem`.
   absl::Status Start(const kubernetes::KubernetesApiOptions& kubernetes = {},
                      const std::string& trust_bundle_pem = "");
 
@@ -97,12 +102,13 @@ class WebhookService {
   http::ServerResponse Handle(const http::ServerRequest& request);
 
   ControlPlane& control_plane_;
-  const WebhookOptions options_;
+  WebhookOptions options_;
   ReviewOptions review_;
   std::shared_ptr<tls::TlsContextProvider> tls_provider_;
   std::unique_ptr<http::HttpServer> server_;
   std::unique_ptr<kubernetes::KubernetesApi> kubernetes_api_;
   std::unique_ptr<kubernetes::WebhookCaBundle> ca_bundle_;
+  std::unique_ptr<kubernetes::TrustBundleConfigMaps> trust_bundle_;
   std::vector<Counter> reviews_;  // by ReviewResult::Verdict
 };
 

@@ -1,4 +1,5 @@
-"""The control plane fills in its injection webhook's caBundle through the Kubernetes API.
+"""The control plane fills in its injection webhook's caBundle, and the trust-bundle ConfigMap of
+injected namespaces, through the Kubernetes API.
 
 Usage: webhook_ca_bundle_test.py CONTROL_PLANE MESHCTL WEBHOOK_YAML [unittest args]
 
@@ -14,7 +15,11 @@ does). The control plane runs with its CA's own certificate for discovery and th
 - a PATCH whose resourceVersion test fails (someone changed the object in between) is retried
   and succeeds;
 - a control plane looking for a configuration that does not exist says so once and counts it;
-- meshlet_cp_webhook_ca_bundle_checks_total counts updated, current and not_found checks.
+- meshlet_cp_webhook_ca_bundle_checks_total counts updated, current and not_found checks;
+- the namespaces labelled meshlet.io/inject=enabled get the ConfigMap meshlet-trust (ca.pem: the
+  same root) that injected pods mount: created where missing, its ca.pem set where stale (with a
+  merge patch, other keys kept), unlabelled namespaces and kube-system left alone;
+  meshlet_cp_trust_bundle_configmaps_total counts created, updated and current.
 """
 
 import base64
@@ -30,6 +35,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import jsonpatch
@@ -43,11 +49,16 @@ PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
 
 
 class FakeApiServer:
-    """One MutatingWebhookConfiguration, by name, with GET and JSON-patch PATCH."""
+    """One MutatingWebhookConfiguration, by name, with GET and JSON-patch PATCH; namespaces
+    (list with a labelSelector) and their ConfigMaps (GET, POST, merge-patch PATCH)."""
 
     def __init__(self, cert, configuration):
         self.lock = threading.Lock()
         self.configuration = configuration
+        self.namespaces = {"shop": {"meshlet.io/inject": "enabled"}, "other": {},
+                           "kube-system": {"meshlet.io/inject": "enabled"},
+                           "stale": {"meshlet.io/inject": "enabled"}}
+        self.configmaps = {("stale", "meshlet-trust"): {"data": {"ca.pem": "old", "x": "kept"}}}
         self.version = 1
         self.race_once = False  # the next PATCH finds the object changed since its GET
         self.problems, self.patches = [], []
@@ -90,14 +101,68 @@ class FakeApiServer:
                 obj["metadata"]["resourceVersion"] = str(server.version)
                 return obj
 
+            def core(self, method, body=None):
+                """/api/v1/...: namespaces and ConfigMaps. True when it answered."""
+                path, _, query = self.path.partition("?")
+                parts = path.strip("/").split("/")
+                if parts[:2] != ["api", "v1"]:
+                    return False
+                if self.headers.get("Authorization") != "Bearer " + TOKEN:
+                    self.refuse(401, "wrong bearer token")
+                    return True
+                if parts[2:] == ["namespaces"] and method == "GET":
+                    selector = urllib.parse.parse_qs(query).get("labelSelector", [""])[0]
+                    key, _, value = selector.partition("=")
+                    items = [{"metadata": {"name": n, "labels": labels}}
+                             for n, labels in server.namespaces.items()
+                             if labels.get(key) == value]
+                    self.answer(200, {"kind": "NamespaceList", "apiVersion": "v1",
+                                      "items": items})
+                    return True
+                if len(parts) >= 5 and parts[2] == "namespaces" and parts[4] == "configmaps":
+                    ns = parts[3]
+                    if method == "POST" and len(parts) == 5:
+                        obj = json.loads(body)
+                        key = (ns, obj["metadata"]["name"])
+                        if key in server.configmaps:
+                            self.answer(409, {"kind": "Status", "code": 409})
+                        else:
+                            server.configmaps[key] = obj
+                            self.answer(201, obj)
+                        return True
+                    key = (ns, parts[5]) if len(parts) == 6 else None
+                    if key not in server.configmaps:
+                        self.answer(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                    elif method == "GET":
+                        self.answer(200, server.configmaps[key])
+                    elif method == "PATCH":
+                        if self.headers.get("Content-Type") != "application/merge-patch+json":
+                            return self.refuse(415, "content type") or True
+                        patch = json.loads(body)
+                        server.configmaps[key].setdefault("data", {}).update(patch["data"])
+                        self.answer(200, server.configmaps[key])
+                    return True
+                self.answer(404, {"kind": "Status", "code": 404})
+                return True
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with server.lock:
+                    if not self.core("POST", body):
+                        self.refuse(405, "POST " + self.path)
+
             def do_GET(self):
                 with server.lock:
+                    if self.core("GET"):
+                        return
                     if self.target():
                         self.answer(200, self.current())
 
             def do_PATCH(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with server.lock:
+                    if self.core("PATCH", body):
+                        return
                     if not self.target():
                         return
                     if self.headers.get("Content-Type") != "application/json-patch+json":
@@ -173,7 +238,7 @@ class WebhookCaBundleTest(unittest.TestCase):
             "--xds-address", "127.0.0.1:0", "--webhook-address", "127.0.0.1:0",
             "--otlp-address=", "--zipkin-address=", "--kubernetes-api", cls.api_server.address,
             "--kubernetes-token-file", cls.token_file, "--kubernetes-ca-file", cls.cluster_ca,
-            "--webhook-ca-bundle-interval", "0.3s", *args)
+            "--webhook-ca-bundle-interval", "0.3s", "--trust-bundle-interval", "0.3s", *args)
         port = None
         deadline = time.time() + 10
         while port is None and time.time() < deadline:
@@ -237,8 +302,39 @@ class WebhookCaBundleTest(unittest.TestCase):
             self.assertEqual(patch[0]["path"], "/metadata/resourceVersion")
             self.assertTrue(all(op["path"].endswith("/clientConfig/caBundle") for op in patch[1:]))
 
+    def test_trust_bundle_configmaps_of_injected_namespaces(self):
+        root = self.root().decode()
+
+        def configmaps():
+            with self.api_server.lock:
+                return {k: copy.deepcopy(v) for k, v in self.api_server.configmaps.items()}
+        wait_for(lambda: configmaps().get(("shop", "meshlet-trust"), {}).get("data", {}).get(
+            "ca.pem") == root and configmaps()[("stale", "meshlet-trust")]["data"]["ca.pem"] ==
+            root, 10, "the ConfigMaps")
+        maps = configmaps()
+        created = maps[("shop", "meshlet-trust")]
+        self.assertEqual(created["metadata"]["namespace"], "shop")
+        self.assertEqual(created["metadata"]["labels"], {"app.kubernetes.io/managed-by": "meshlet"})
+        self.assertEqual(maps[("stale", "meshlet-trust")]["data"]["x"], "kept")
+        self.assertNotIn(("other", "meshlet-trust"), maps)
+        self.assertNotIn(("kube-system", "meshlet-trust"), maps)
+        self.assertEqual(self.metric_of("meshlet_cp_trust_bundle_configmaps_total", "created"), 1)
+        self.assertEqual(self.metric_of("meshlet_cp_trust_bundle_configmaps_total", "updated"), 1)
+        wait_for(lambda: self.metric_of("meshlet_cp_trust_bundle_configmaps_total",
+                                        "current") >= 2, 5, "a round finding both current")
+
+    def metric_of(self, name, result):
+        req = urllib.request.Request("http://%s/metrics" % self.api,
+                                     headers={"Authorization": "Bearer " + self.api_token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r'^%s\{result="%s"\} (\d+)' % (name, result), text, re.M)
+        return int(m.group(1)) if m else 0
+
     def test_a_missing_configuration_is_reported_once(self):
-        cp, log, api, _ = self.control_plane("absent", "--webhook-configuration", "nothing-here")
+        # (Its own CA root must not fight the main control plane's over the ConfigMaps.)
+        cp, log, api, _ = self.control_plane("absent", "--webhook-configuration", "nothing-here",
+                                             "--trust-bundle-namespaces=")
         try:
             token = open(os.path.join(self.tmp, "absent-data", "api-token")).read().strip()
             wait_for(lambda: self.metric(api, token, "not_found") >= 3, 10, "not_found checks")

@@ -29,6 +29,8 @@ K8S = None  # the source tree's k8s/ (kustomize checks that files are below thei
 LEAST_PRIVILEGE = [
     (("authentication.k8s.io",), ("tokenreviews",), ("create",), None),
     (("",), ("services", "pods"), ("get", "list", "watch"), None),
+    (("",), ("namespaces",), ("list",), None),
+    (("",), ("configmaps",), ("get", "create", "patch"), None),
     (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"), None),
     (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("get", "patch"),
      ("meshlet-sidecar-injector",)),

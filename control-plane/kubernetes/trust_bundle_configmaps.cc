@@ -1,0 +1,198 @@
+#include "control-plane/kubernetes/trust_bundle_configmaps.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/json.h"
+#include "common/base/logging.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+constexpr char kRbacHint[] =
+    "the control plane needs list on namespaces and get, create and patch on configmaps "
+    "(k8s/base/rbac.yaml)";
+
+// '=' and ',' of a label selector, escaped for a query string.
+std::string QueryEscape(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '=') {
+      out += "%3D";
+    } else if (c == ',') {
+      out += "%2C";
+    } else if (c == '!') {
+      out += "%21";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TrustBundleConfigMaps::TrustBundleConfigMaps(event::Loop& loop, KubernetesApi& api,
+                                             StatsRegistry& stats, std::string trust_bundle_pem,
+                                             TrustBundleConfigMapsOptions options)
+    : loop_(loop),
+      api_(api),
+      stats_(stats),
+      pem_(std::move(trust_bundle_pem)),
+      options_(std::move(options)),
+      timer_(loop, [this] { Round(); }) {}
+
+TrustBundleConfigMaps::~TrustBundleConfigMaps() { *alive_ = false; }
+
+void TrustBundleConfigMaps::Start() { Round(); }
+
+void TrustBundleConfigMaps::Round() {
+  round_failed_ = false;
+  api_.Call({.method = "GET",
+             .path = absl::StrCat("/api/v1/namespaces?labelSelector=",
+                                  QueryEscape(options_.namespace_selector)),
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_](ApiResult result) {
+              if (*alive) OnNamespaces(std::move(result));
+            });
+}
+
+void TrustBundleConfigMaps::OnNamespaces(ApiResult result) {
+  if (!result.body.ok()) {
+    Fail(std::string(result.body.status().message()));
+    EndRound();
+    return;
+  }
+  pending_.clear();
+  YAML::Node list;
+  try {
+    list = YAML::Load(*result.body);
+  } catch (const YAML::Exception&) {
+    list = YAML::Node();
+  }
+  const YAML::Node items = list.IsMap() ? list["items"] : YAML::Node();
+  if (!items.IsSequence()) {
+    Fail("GET /api/v1/namespaces: the answer is not a NamespaceList");
+    EndRound();
+    return;
+  }
+  for (const YAML::Node& item : items) {
+    if (!item.IsMap() || !item["metadata"].IsMap() || !item["metadata"]["name"].IsScalar()) {
+      continue;
+    }
+    const std::string ns = item["metadata"]["name"].Scalar();
+    if (std::find(options_.excluded_namespaces.begin(), options_.excluded_namespaces.end(), ns) ==
+        options_.excluded_namespaces.end()) {
+      pending_.push_back(ns);
+    }
+  }
+  Next();
+}
+
+void TrustBundleConfigMaps::Next() {
+  if (pending_.empty()) {
+    EndRound();
+    return;
+  }
+  const std::string ns = pending_.back();
+  pending_.pop_back();
+  api_.Call({.method = "GET",
+             .path = absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/", options_.config_map),
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_, ns](ApiResult result) {
+              if (*alive) OnConfigMap(ns, std::move(result));
+            });
+}
+
+void TrustBundleConfigMaps::OnConfigMap(const std::string& ns, ApiResult result) {
+  const std::string data = absl::StrCat("{", JsonQuote(options_.key), ":", JsonQuote(pem_), "}");
+  if (result.http_status == 404) {
+    Write(ns, "POST", absl::StrCat("/api/v1/namespaces/", ns, "/configmaps"), "application/json",
+          absl::StrCat(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":)",
+                       JsonQuote(options_.config_map), R"(,"namespace":)", JsonQuote(ns),
+                       R"(,"labels":{"app.kubernetes.io/managed-by":"meshlet"}},"data":)", data,
+                       "}"),
+          "created");
+    return;
+  }
+  if (!result.body.ok()) {
+    Fail(std::string(result.body.status().message()));
+    Next();
+    return;
+  }
+  std::string current;
+  try {
+    const YAML::Node map = YAML::Load(*result.body);
+    if (map.IsMap() && map["data"].IsMap() && map["data"][options_.key].IsScalar()) {
+      current = map["data"][options_.key].Scalar();
+    }
+  } catch (const YAML::Exception&) {
+    Fail(absl::StrCat("GET ConfigMap ", ns, "/", options_.config_map, ": the answer is not JSON"));
+    Next();
+    return;
+  }
+  if (current == pem_) {
+    Count("current");
+    Next();
+    return;
+  }
+  Write(ns, "PATCH",
+        absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/", options_.config_map),
+        "application/merge-patch+json", absl::StrCat(R"({"data":)", data, "}"), "updated");
+}
+
+void TrustBundleConfigMaps::Write(const std::string& ns, const std::string& method,
+                                  const std::string& path, const std::string& content_type,
+                                  std::string body, absl::string_view result) {
+  api_.Call({.method = method,
+             .path = path,
+             .content_type = content_type,
+             .body = std::move(body),
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_, ns, what = std::string(result)](ApiResult written) {
+              if (!*alive) return;
+              if (!written.body.ok()) {
+                Fail(std::string(written.body.status().message()));
+              } else {
+                Count(what);
+                LOG(INFO) << "trust bundle: ConfigMap " << ns << "/" << options_.config_map << " "
+                          << what;
+              }
+              Next();
+            });
+}
+
+void TrustBundleConfigMaps::Count(absl::string_view result) {
+  absl::StatusOr<Counter> counter = stats_.shared_shard().RegisterCounter(
+      "meshlet_cp_trust_bundle_configmaps_total",
+      "The trust-bundle ConfigMaps of injected namespaces, by outcome: created, updated, "
+      "current, failed.",
+      {{"result", std::string(result)}});
+  if (counter.ok()) counter->Inc();
+}
+
+void TrustBundleConfigMaps::Fail(const std::string& message) {
+  Count("failed");
+  round_failed_ = true;
+  if (message != last_failure_) LOG(WARN) << "trust bundle: " << message;
+  last_failure_ = message;
+}
+
+void TrustBundleConfigMaps::EndRound() {
+  Duration next = options_.interval;
+  if (round_failed_) {
+    ++consecutive_failed_rounds_;
+    next = options_.retry_base;
+    for (int i = 1; i < consecutive_failed_rounds_ && next < options_.retry_cap; ++i) next *= 2;
+    next = std::min(next, options_.retry_cap);
+  } else {
+    consecutive_failed_rounds_ = 0;
+    last_failure_.clear();
+  }
+  timer_.Enable(next);
+}
+
+}  // namespace meshlet::controlplane::kubernetes
