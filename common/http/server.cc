@@ -153,6 +153,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       request_.peer = owner.connection_->remote_address();
       request_.protocol = owner.codec_->protocol();
     }
+    ~RequestStream() override { *alive_ = false; }
 
     void DecodeHeaders(HeaderMapPtr headers, bool end_stream) override {
       request_.headers = std::move(*headers);
@@ -189,16 +190,26 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
    private:
     void Respond() {
       request_ended_ = true;
-      if (!responded_) {
-        ++owner_.server_.requests_served_;
-        Send(owner_.server_.handler_(request_));
+      if (responded_) {
+        owner_.FinishStream(this);
+        return;
       }
-      owner_.FinishStream(this);
+      ++owner_.server_.requests_served_;
+      // Finished once answered: now, or when the handler's responder runs.
+      owner_.server_.handler_(request_, [this, alive = alive_](ServerResponse response) {
+        if (!*alive || responded_) return;
+        Send(std::move(response), /*last=*/true);
+        owner_.FinishStream(this);
+      });
     }
 
-    void Send(ServerResponse response) {
+    // `last`: the request has ended and nothing follows this answer, so this stream stops
+    // watching the codec's stream before the call that ends it (an HTTP/2 stream is destroyed
+    // inside that call when the answer is sent later, from outside the codec's own callbacks).
+    void Send(ServerResponse response, bool last = false) {
       responded_ = true;
       if (encoder_ == nullptr) return;
+      StreamEncoder* encoder = encoder_;
       HeaderMap headers;
       headers.Add(":status", absl::StrCat(response.status));
       for (const HeaderView h : response.headers) {
@@ -207,16 +218,20 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
       headers.Set("content-length", absl::StrCat(response.body.size()));
       // An early answer (413) leaves the rest of the request to the codec: HTTP/2 resets the
       // stream with NO_ERROR, HTTP/1 closes the connection after the response.
-      encoder_->EncodeHeaders(headers, response.body.empty());
-      if (!response.body.empty() && encoder_ != nullptr) {
+      if (last && response.body.empty()) Detach();
+      encoder->EncodeHeaders(headers, response.body.empty());
+      if (!response.body.empty() && encoder_ != nullptr) {  // not reset meanwhile
+        if (last) Detach();
         net::Buffer body(response.body);
-        encoder_->EncodeData(body, true);
+        encoder->EncodeData(body, true);
       }
     }
 
     ServerConnectionImpl& owner_;
     StreamEncoder* encoder_;
     ServerRequest request_;
+    // False once this stream is gone: a late responder does nothing.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     bool responded_ = false;
     bool request_ended_ = false;
   };
@@ -237,7 +252,7 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   std::map<RequestStream*, std::unique_ptr<RequestStream>> streams_;
 };
 
-HttpServer::HttpServer(event::Loop& loop, HttpServerOptions options, RequestHandler handler)
+HttpServer::HttpServer(event::Loop& loop, HttpServerOptions options, AsyncRequestHandler handler)
     : loop_(loop), options_(std::move(options)), handler_(std::move(handler)) {}
 
 HttpServer::~HttpServer() { connections_.clear(); }
@@ -246,6 +261,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(event::Loop& loop
                                                                const net::Address& address,
                                                                HttpServerOptions options,
                                                                RequestHandler handler) {
+  return Create(loop, address, std::move(options),
+                [handler = std::move(handler)](const ServerRequest& request, Responder respond) {
+                  respond(handler(request));
+                });
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(event::Loop& loop,
+                                                               const net::Address& address,
+                                                               HttpServerOptions options,
+                                                               AsyncRequestHandler handler) {
   std::unique_ptr<HttpServer> server(new HttpServer(loop, std::move(options), std::move(handler)));
   net::ListenerOptions listener_options;
   listener_options.transport_factory = server->options_.transport_factory;

@@ -6,7 +6,10 @@
 //
 // It speaks HTTP/1.1 and HTTP/2 on one port: HTTP/2 when TLS negotiated ALPN "h2" or the client
 // sends the HTTP/2 preface (prior knowledge), HTTP/1.1 otherwise. Everything runs on the loop's
-// thread; the handler is called there and must not block.
+// thread; the handler is called there and must not block. An AsyncRequestHandler answers later:
+// it gets a Responder to call once, on the loop thread, from inside the handler or after it
+// returned; a responder whose request is gone (the client reset it, the connection or the server
+// closed) does nothing.
 
 #include <cstdint>
 #include <functional>
@@ -48,6 +51,8 @@ struct ServerResponse {
 };
 
 using RequestHandler = std::function<ServerResponse(const ServerRequest&)>;
+using Responder = std::function<void(ServerResponse)>;
+using AsyncRequestHandler = std::function<void(const ServerRequest&, Responder)>;
 
 struct HttpServerOptions {
   size_t max_request_body_bytes = 1 << 20;  // larger bodies get 413
@@ -61,6 +66,10 @@ class HttpServer {
                                                             const net::Address& address,
                                                             HttpServerOptions options,
                                                             RequestHandler handler);
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(event::Loop& loop,
+                                                            const net::Address& address,
+                                                            HttpServerOptions options,
+                                                            AsyncRequestHandler handler);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -74,13 +83,13 @@ class HttpServer {
 
  private:
   class ServerConnectionImpl;
-  HttpServer(event::Loop& loop, HttpServerOptions options, RequestHandler handler);
+  HttpServer(event::Loop& loop, HttpServerOptions options, AsyncRequestHandler handler);
   void OnAccept(std::unique_ptr<net::Connection> connection);
   void RemoveConnection(ServerConnectionImpl* connection);
 
   event::Loop& loop_;
   const HttpServerOptions options_;
-  const RequestHandler handler_;
+  const AsyncRequestHandler handler_;
   std::unique_ptr<net::Listener> listener_;
   std::map<ServerConnectionImpl*, std::unique_ptr<ServerConnectionImpl>> connections_;
   uint64_t requests_served_ = 0;

@@ -3,12 +3,18 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <csignal>
+#include <chrono>
 #include <cstdio>
+#include <memory>
+#include <vector>
 #include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/event/loop.h"
+#include "common/event/timer.h"
 
 namespace meshlet::http {
 namespace {
@@ -108,6 +114,76 @@ TEST_F(HttpServerTest, OversizedBodyGets413) {
                                 flag, " --data-binary @- '", Url("/echo"), "'"));
     EXPECT_EQ(r.output.substr(0, 3), "413") << flag << ": " << r.output;
   }
+}
+
+// An AsyncRequestHandler answering on a later loop turn (after a timer), over HTTP/1.1 and
+// HTTP/2; a request whose client has gone by then is dropped without harm.
+class AsyncHttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // As every meshlet main does: a write to a client that has gone is an error on that
+    // connection, not the end of the process.
+    ::signal(SIGPIPE, SIG_IGN);
+    std::promise<uint16_t> port;
+    loop_.Post([&] {
+      auto server = HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
+          [this](const ServerRequest& r, Responder respond) {
+            const int delay_ms = r.path() == "/slow" ? 1500 : 100;
+            auto timer = std::make_unique<event::Timer>(loop_, [this, respond, path = std::string(r.path())] {
+              ++answered_;
+              respond(ServerResponse::Text(200, "later " + path + "\n"));
+            });
+            timer->Enable(std::chrono::milliseconds(delay_ms));
+            timers_.push_back(std::move(timer));
+          });
+      ASSERT_TRUE(server.ok()) << server.status();
+      server_ = std::move(*server);
+      port.set_value(server_->address().port());
+    });
+    thread_ = std::thread([this] { loop_.Run(); });
+    port_ = port.get_future().get();
+  }
+
+  void TearDown() override {
+    loop_.Post([this] {
+      timers_.clear();
+      server_.reset();
+      loop_.Stop();
+    });
+    thread_.join();
+  }
+
+  std::string Url(absl::string_view path) { return absl::StrCat("http://127.0.0.1:", port_, path); }
+
+  event::Loop loop_;
+  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+  std::atomic<int> answered_{0};
+  uint16_t port_ = 0;
+};
+
+TEST_F(AsyncHttpServerTest, AnswersLaterOverBothProtocols) {
+  for (absl::string_view flag : {"--http1.1", "--http2-prior-knowledge"}) {
+    CommandResult r = RunCommand(absl::StrCat("curl -sS ", flag, " '", Url("/a"), "'"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output, "later /a\n") << flag;
+  }
+}
+
+TEST_F(AsyncHttpServerTest, AnAnswerForAClientThatLeftIsDropped) {
+  // curl gives up after 0.3 s; the answer comes at 1.5 s, to nobody.
+  CommandResult r = RunCommand(absl::StrCat("curl -sS --max-time 0.3 '", Url("/slow"), "'"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (answered_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(answered_, 1);
+  // Still serving.
+  r = RunCommand(absl::StrCat("curl -sS '", Url("/b"), "'"));
+  EXPECT_EQ(r.output, "later /b\n");
 }
 
 }  // namespace

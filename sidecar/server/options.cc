@@ -131,6 +131,31 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
            "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",
            IpPort(&o.prometheus_address)),
+      flag("--app-probe", "PATH=PORT/TARGET",
+           "Repeatable. The --prometheus-address listener answers GET PATH (under /app-health/) "
+           "with the status of the app's GET TARGET on 127.0.0.1:PORT: the app's HTTP probes, "
+           "rewritten by injection to reach the app through the sidecar under STRICT mTLS.",
+           [&o](absl::string_view v) -> absl::Status {
+             const size_t eq = v.find('=');
+             const size_t slash = eq == absl::string_view::npos ? eq : v.find('/', eq);
+             uint32_t port = 0;
+             if (eq == absl::string_view::npos || slash == absl::string_view::npos ||
+                 !absl::StartsWith(v, "/app-health/") ||
+                 !absl::SimpleAtoi(v.substr(eq + 1, slash - eq - 1), &port) || port == 0 ||
+                 port > 65535) {
+               return absl::InvalidArgumentError(
+                   "must be /app-health/...=PORT/PATH, e.g. /app-health/web/readyz=8080/ready");
+             }
+             for (const ServerOptions::AppProbe& p : o.app_probes) {
+               if (p.path == v.substr(0, eq)) {
+                 return absl::InvalidArgumentError(
+                     absl::StrCat(p.path, " is already given"));
+               }
+             }
+             o.app_probes.push_back({std::string(v.substr(0, eq)), static_cast<uint16_t>(port),
+                                     std::string(v.substr(slash))});
+             return absl::OkStatus();
+           }),
       flag("--capture-check", "IP:PORT",
            "The pod's own address and a port the inbound capture rules redirect (e.g. "
            "$POD_IP:15008). With a capture listener configured, /ready stays 503 until a "
@@ -335,6 +360,10 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
     return absl::InvalidArgumentError("--config is required, or --xds with --node-id (see --help)");
   }
   const ServerOptions& o = parsed.options;
+  if (!o.app_probes.empty() && !o.prometheus_address.has_value()) {
+    return absl::InvalidArgumentError(
+        "--app-probe needs --prometheus-address: the probes are answered there");
+  }
   if (o.xds_plaintext && !o.xds_ca_file.empty()) {
     return absl::InvalidArgumentError("--xds-plaintext and --xds-ca exclude each other");
   }

@@ -28,6 +28,16 @@ struct ServerOptions {
   // the sidecar dials this address every second until one has (docs/operations.md). Unset: no
   // such condition.
   std::optional<net::Address> capture_check;
+  // --app-probe PATH=PORT/TARGET (repeatable): the prometheus listener answers GET PATH by
+  // asking the app GET TARGET on 127.0.0.1:PORT and passing its status on, so that the
+  // kubelet's HTTP probes, which injection points at that listener, keep working under STRICT
+  // mTLS (docs/kubernetes.md). Only the listed paths are served.
+  struct AppProbe {
+    std::string path;    // "/app-health/web/readyz"
+    uint16_t port = 0;   // the app's
+    std::string target;  // "/ready?full=1"
+  };
+  std::vector<AppProbe> app_probes;
   LogLevel log_level = LogLevel::kInfo;
   Duration drain_time = std::chrono::seconds(30);
   // --drain-listen-time: how long inbound listeners keep accepting once a drain starts (each

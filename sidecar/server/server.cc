@@ -385,15 +385,26 @@ absl::Status Server::Init() {
   }
   admin_ = *std::move(admin);
   if (options_.prometheus_address.has_value()) {
-    // Read-only: the two admin pages a scraper needs, nothing that changes state.
+    // Read-only: the two admin pages a scraper needs, nothing that changes state; and the
+    // app's own HTTP probes (--app-probe), asked of the app on loopback.
     absl::StatusOr<std::unique_ptr<http::HttpServer>> prometheus = http::HttpServer::Create(
         loop_, *options_.prometheus_address, http::HttpServerOptions{},
-        [this](const http::ServerRequest& request) {
+        [this](const http::ServerRequest& request, http::Responder respond) {
           if (request.method() == "GET" &&
               (request.path() == "/stats/prometheus" || request.path() == "/ready")) {
-            return admin_handler_->Handle(request);
+            respond(admin_handler_->Handle(request));
+            return;
           }
-          return http::ServerResponse::Text(404, "only GET /stats/prometheus and /ready here\n");
+          if (request.method() == "GET") {
+            for (const ServerOptions::AppProbe& probe : options_.app_probes) {
+              if (request.path() == probe.path) {
+                ProbeApp(probe, std::move(respond));
+                return;
+              }
+            }
+          }
+          respond(http::ServerResponse::Text(
+              404, "only GET /stats/prometheus, /ready and the app probes (--app-probe) here\n"));
         });
     if (!prometheus.ok()) {
       workers_.clear();
@@ -602,9 +613,62 @@ void Server::Quit() {
   loop_.Post([this] { Shutdown(); });
 }
 
+void Server::ProbeApp(const ServerOptions::AppProbe& probe, http::Responder respond) {
+  if (!app_probe_stats_) {
+    app_probe_stats_ = true;
+    StatsShard& shard = stats_.shared_shard();
+    auto counter = [&](absl::string_view result) {
+      absl::StatusOr<Counter> c = shard.RegisterCounter(
+          "meshlet_app_probes_total",
+          "The app's HTTP probes asked through the sidecar (--app-probe), by result: ok (the app "
+          "answered, whatever the status), failed (no answer, or too many at once).",
+          {{"result", std::string(result)}});
+      CHECK(c.ok()) << c.status().message();
+      return *c;
+    };
+    app_probes_ok_ = counter("ok");
+    app_probes_failed_ = counter("failed");
+  }
+  const std::string target = absl::StrCat(probe.port, probe.target);
+  if (app_probes_.size() >= kMaxAppProbesInFlight || shut_down_) {
+    app_probes_failed_.Inc();
+    respond(http::ServerResponse::Text(
+        503, absl::StrCat("app probe ", target, ": too many probes in flight\n")));
+    return;
+  }
+  http::ClientRequest request{.method = "GET",
+                              .path = probe.target,
+                              .authority = absl::StrCat("127.0.0.1:", probe.port)};
+  request.headers.Add("user-agent", "kube-probe (through meshlet)");
+  auto slot = std::make_shared<http::HttpFetch*>(nullptr);
+  std::unique_ptr<http::HttpFetch> fetch = http::HttpFetch::Start(
+      loop_, {*net::Address::Parse(absl::StrCat("127.0.0.1:", probe.port))}, std::move(request),
+      {.timeout = kAppProbeTimeout, .max_response_bytes = 64 * 1024},
+      [this, slot, target, respond = std::move(respond)](http::ClientResult result) {
+        if (result.ok()) {
+          app_probes_ok_.Inc();
+          respond(http::ServerResponse::Text(
+              result.status, absl::StrCat("app probe ", target, ": HTTP ", result.status, "\n")));
+        } else {
+          app_probes_failed_.Inc();
+          respond(http::ServerResponse::Text(
+              503, absl::StrCat("app probe ", target, ": ", http::ClientErrorName(result.error),
+                                result.detail.empty() ? "" : ": ", result.detail, "\n")));
+        }
+        auto it = app_probes_.find(*slot);
+        if (it != app_probes_.end()) {
+          loop_.DeferDelete(std::move(it->second));
+          app_probes_.erase(it);
+        }
+      });
+  *slot = fetch.get();
+  app_probes_.emplace(fetch.get(), std::move(fetch));
+}
+
 void Server::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  app_probes_.clear();
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();

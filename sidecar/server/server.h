@@ -38,6 +38,7 @@
 #include "common/event/loop.h"
 #include "common/event/signal.h"
 #include "common/event/timer.h"
+#include "common/http/client.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "sidecar/admin/admin.h"
@@ -195,6 +196,15 @@ class Server final : public admin::AdminBackend {
   bool CaptureCheckPending() const;
   void DialCaptureCheck();
   CaptureProbe capture_probe_;
+  // --app-probe: asks the app on loopback and answers `respond` with its status. At most
+  // kMaxAppProbesInFlight at once (more get 503); cancelled at shutdown.
+  void ProbeApp(const ServerOptions::AppProbe& probe, http::Responder respond);
+  static constexpr size_t kMaxAppProbesInFlight = 64;
+  static constexpr Duration kAppProbeTimeout = std::chrono::seconds(10);
+  std::map<http::HttpFetch*, std::unique_ptr<http::HttpFetch>> app_probes_;
+  bool app_probe_stats_ = false;  // the two counters below registered
+  Counter app_probes_ok_;
+  Counter app_probes_failed_;
   std::unique_ptr<event::Timer> capture_check_timer_;
   bool ready_ = false;
   // ready() has been true at least once (it is computed when asked: /ready, a drain).

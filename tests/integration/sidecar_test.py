@@ -305,7 +305,53 @@ class SidecarTestCase(unittest.TestCase):
         return s
 
 
+class AppProbeTest(SidecarTestCase):
+    """--app-probe: the kubelet's HTTP probe, rewritten by injection to the sidecar's
+    --prometheus-address, answered with the app's own status on loopback."""
+
+    def test_app_probes_through_the_sidecar(self):
+        app = HttpUpstream("probe-app")
+        self.addCleanup(app.close)
+        metrics, dead = free_port(), free_port()
+        sidecar = self.start(
+            config_yaml(tcp_listener("tcp", free_port(), "echo"),
+                        static_cluster("echo", self.echo.port)),
+            f"--prometheus-address=127.0.0.1:{metrics}",
+            f"--app-probe=/app-health/web/readyz={app.port}/ready?full=1",
+            f"--app-probe=/app-health/web/livez={dead}/alive")
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+        status, body = get("/app-health/web/readyz")
+        self.assertEqual((status, body), (200, f"app probe {app.port}/ready?full=1: HTTP 200\n"))
+        self.assertEqual(app.paths, ["/ready?full=1"])
+        # The app is not listening: 503, saying why.
+        status, body = get("/app-health/web/livez")
+        self.assertEqual(status, 503)
+        self.assertIn(f"app probe {dead}/alive: connect_failed", body)
+        # Only the listed paths: nothing else on loopback is reachable this way.
+        self.assertEqual(get("/app-health/web/other")[0], 404)
+        self.assertEqual(get("/ready")[0], 200)
+        stats = sidecar.get("/stats?filter=meshlet_app_probes_total")[1]
+        self.assertIn('meshlet_app_probes_total{result="ok"}: 1', stats)
+        self.assertIn('meshlet_app_probes_total{result="failed"}: 1', stats)
+
+
 class CommandLineTest(unittest.TestCase):
+    def test_app_probe_needs_the_prometheus_listener(self):
+        r = subprocess.run([SIDECAR, "--config=x.yaml", "--app-probe=/app-health/a/b=80/x"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--app-probe needs --prometheus-address", r.stderr)
+        r = subprocess.run([SIDECAR, "--config=x.yaml", "--app-probe=/elsewhere=80/x"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must be /app-health/...=PORT/PATH", r.stderr)
+
     def run_sidecar(self, *args):
         return subprocess.run([SIDECAR, *args], capture_output=True, text=True, timeout=10)
 
