@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <set>
 #include <utility>
@@ -62,6 +63,7 @@ constexpr const char* kKnownAnnotations[] = {
     kDrainTimeAnnotation,
     kLogLevelAnnotation,
     kCaptureCheckPortAnnotation,
+    kRewriteProbesAnnotation,
     kExcludeInboundPortsAnnotation,
     kIncludeInboundPortsAnnotation,
     kExcludeOutboundPortsAnnotation,
@@ -102,6 +104,11 @@ std::string EscapeForArgs(absl::string_view text) {
   return absl::StrReplaceAll(text, {{"$", "$$"}});
 }
 
+// EscapeForArgs undone.
+std::string UnescapeArgs(absl::string_view text) {
+  return absl::StrReplaceAll(text, {{"$$", "$"}});
+}
+
 // One step of a path into the document: a map key or a sequence index.
 using PathStep = std::variant<std::string, size_t>;
 
@@ -138,7 +145,27 @@ struct Plan {
   // What an earlier injection added (from its status annotation), taken out before injecting.
   std::set<std::string> injected_init_containers, injected_containers, injected_volumes,
       injected_annotations;
+  // The app containers' HTTP probes: each as the app wrote it, and whether it goes through the
+  // proxy (rewritten) or back as written (restored after an earlier rewrite).
+  struct AppProbe {
+    std::string container;
+    std::string kind;  // "livenessProbe", "readinessProbe", "startupProbe"
+    int64_t port = 0;
+    std::string path;
+    bool rewrite = true;
+    std::string ProxyPath() const;
+  };
+  std::vector<AppProbe> app_probes;
 };
+
+// "livenessProbe" -> "livez", "readinessProbe" -> "readyz", "startupProbe" -> "startupz".
+std::string ProbeName(absl::string_view kind) {
+  return kind == "livenessProbe" ? "livez" : kind == "readinessProbe" ? "readyz" : "startupz";
+}
+
+std::string Plan::AppProbe::ProxyPath() const {
+  return absl::StrCat(kAppHealthPrefix, container, "/", ProbeName(kind));
+}
 
 class PodReader {
  public:
@@ -195,6 +222,7 @@ class PodReader {
 
   absl::Status ReadStatus(Plan& plan) const;
   absl::Status ReadContainers(Plan& plan) const;
+  absl::Status ReadProbes(Plan& plan) const;
   absl::Status ReadAnnotations(Plan& plan) const;
   // A comma-separated list annotation (ports, CIDRs) whose items `valid` accepts, passed to
   // `sidecar init` as `flag`; `what` names an item in errors.
@@ -254,6 +282,7 @@ absl::StatusOr<Plan> PodReader::Read() {
   RETURN_IF_ERROR(ReadStatus(plan));
   RETURN_IF_ERROR(ReadContainers(plan));
   RETURN_IF_ERROR(ReadAnnotations(plan));
+  RETURN_IF_ERROR(ReadProbes(plan));
 
   // The workload's service: the app's name label, else the object's name.
   for (const char* key : {"app.kubernetes.io/name", "app"}) {
@@ -473,6 +502,90 @@ absl::Status PodReader::CaptureList(absl::string_view key, absl::string_view fla
     items.push_back(item);
   }
   plan.capture_flags.emplace_back(flag, absl::StrJoin(items, ","));
+  return absl::OkStatus();
+}
+
+absl::Status PodReader::ReadProbes(Plan& plan) const {
+  bool rewrite = true;
+  if (std::optional<std::string> value = Annotation(kRewriteProbesAnnotation)) {
+    if (*value != "true" && *value != "false") {
+      return Error(Field(annotations_, kRewriteProbesAnnotation),
+                   AnnotationField(kRewriteProbesAnnotation), "must be \"true\" or \"false\"");
+    }
+    rewrite = *value == "true";
+  }
+  // What an earlier injection pointed at the proxy: the originals, from its --app-probe args.
+  std::map<std::string, std::pair<int64_t, std::string>> earlier;  // proxy path -> port, path
+  for (const char* list : {"initContainers", "containers"}) {
+    const YAML::Node containers = Field(spec_, list);
+    for (size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
+      if (Text(Field(containers[i], "name")) != kProxyContainerName) continue;
+      const YAML::Node args = Field(containers[i], "args");
+      for (size_t a = 0; args.IsSequence() && a < args.size(); ++a) {
+        const std::string text = Text(args[a]);
+        absl::string_view arg = text;
+        if (!absl::ConsumePrefix(&arg, "--app-probe=")) continue;
+        const size_t eq = arg.find('=');
+        const size_t slash = eq == absl::string_view::npos ? eq : arg.find('/', eq);
+        int64_t port = 0;
+        if (slash == absl::string_view::npos ||
+            !absl::SimpleAtoi(arg.substr(eq + 1, slash - eq - 1), &port)) {
+          continue;
+        }
+        earlier[std::string(arg.substr(0, eq))] = {port, UnescapeArgs(arg.substr(slash))};
+      }
+    }
+  }
+  const YAML::Node containers = Field(spec_, "containers");
+  for (size_t i = 0; i < containers.size(); ++i) {
+    const YAML::Node c = containers[i];
+    const std::string name = Text(Field(c, "name"));
+    if (plan.injected_containers.count(name) > 0) continue;
+    for (const char* kind : {"livenessProbe", "readinessProbe", "startupProbe"}) {
+      const YAML::Node get = Field(Field(c, kind), "httpGet");
+      if (!get.IsMap()) continue;
+      Plan::AppProbe probe{.container = name, .kind = kind, .rewrite = rewrite};
+      const std::string at = absl::StrCat("spec.containers[", i, "].", kind, ".httpGet");
+      const YAML::Node port = Field(get, "port");
+      const std::string path = Field(get, "path") ? Text(Field(get, "path")) : "/";
+      if (Text(port) == absl::StrCat(kPrometheusPort) &&
+          absl::StartsWith(path, probe.ProxyPath())) {
+        auto it = earlier.find(path);
+        if (it == earlier.end()) continue;  // not ours after all: left as it is
+        probe.port = it->second.first;
+        probe.path = it->second.second;
+        plan.app_probes.push_back(probe);
+        continue;
+      }
+      if (!rewrite) continue;
+      const std::string scheme = Text(Field(get, "scheme"));
+      if ((!scheme.empty() && scheme != "HTTP") || Field(get, "host") ||
+          Field(get, "httpHeaders")) {
+        plan.warnings.push_back(absl::StrCat(
+            "container \"", name, "\" ", kind,
+            ": an HTTPS probe, or one with a host or headers, is left as it is; under STRICT "
+            "mTLS the kubelet's probe does not get through the inbound capture"));
+        continue;
+      }
+      if (TypeOf(port) == ScalarType::kInt) {
+        PlainInt(Text(port), &probe.port);
+      } else {
+        for (const YAML::Node& p : Field(c, "ports")) {
+          if (Text(Field(p, "name")) == Text(port)) PlainInt(Text(Field(p, "containerPort")),
+                                                             &probe.port);
+        }
+      }
+      if (probe.port < 1 || probe.port > 65535) {
+        return Error(port ? port : get, absl::StrCat(at, ".port"),
+                     "must be a port number or the name of one of the container's ports");
+      }
+      if (!absl::StartsWith(path, "/")) {
+        return Error(Field(get, "path"), absl::StrCat(at, ".path"), "must start with '/'");
+      }
+      probe.path = path;
+      plan.app_probes.push_back(probe);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -752,6 +865,11 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   if (plan.capture_check_port != 0) {
     args.push_back(absl::StrCat("--capture-check=$(POD_IP):", plan.capture_check_port));
   }
+  for (const Plan::AppProbe& probe : plan.app_probes) {
+    if (!probe.rewrite) continue;
+    args.push_back(absl::StrCat("--app-probe=", probe.ProxyPath(), "=", probe.port,
+                                EscapeForArgs(probe.path)));
+  }
 
   YAML::Node c = Map();
   c["name"] = StringNode(kProxyContainerName);
@@ -902,6 +1020,16 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
   for (const YAML::Node& v : Volumes(plan, options)) {
     volumes.push_back(v);
     added_volumes.push_back(Text(v["name"]));
+  }
+  // The app's HTTP probes: through the proxy, or back as written.
+  for (const Plan::AppProbe& probe : plan.app_probes) {
+    for (size_t i = 0; i < containers.size(); ++i) {
+      YAML::Node c = containers[i];
+      if (Text(Field(c, "name")) != probe.container) continue;
+      YAML::Node get = c[probe.kind]["httpGet"];
+      get["port"] = IntNode(probe.rewrite ? kPrometheusPort : probe.port);
+      get["path"] = StringNode(probe.rewrite ? probe.ProxyPath() : probe.path);
+    }
   }
   spec["initContainers"] = init_containers;
   spec["containers"] = containers;

@@ -24,6 +24,12 @@
 //     sidecar.meshlet.io/captureCheckPort annotation; "off": none), so it is not ready until
 //     the init container's inbound capture is in effect; a port the pod's inbound capture
 //     annotations leave uncaptured is an error;
+//   - the app containers' HTTP probes (liveness, readiness, startup; httpGet without a host,
+//     HTTPS or headers) pointed at the proxy's kPrometheusPort, /app-health/<container>/<kind>,
+//     with the original port and path given to the proxy (--app-probe), which asks the app on
+//     loopback: the kubelet's plaintext probes keep working under STRICT mTLS. Re-injection
+//     restores them from the proxy's arguments first; the annotation
+//     sidecar.meshlet.io/rewriteAppProbes: "false" keeps the probes as written;
 //   - with Options::podman, the podman init-container-type annotation;
 //   - the annotation sidecar.meshlet.io/status naming what was added: a JSON object listing the
 //     names, or with Options::podman a short one that implies them (podman 4.3 refuses
@@ -81,6 +87,10 @@ inline constexpr char kProxyMemoryLimitAnnotation[] = "sidecar.meshlet.io/proxyM
 inline constexpr char kDrainTimeAnnotation[] = "sidecar.meshlet.io/drainTime";
 inline constexpr char kLogLevelAnnotation[] = "sidecar.meshlet.io/logLevel";
 inline constexpr char kCaptureCheckPortAnnotation[] = "sidecar.meshlet.io/captureCheckPort";
+inline constexpr char kRewriteProbesAnnotation[] = "sidecar.meshlet.io/rewriteAppProbes";
+// Where rewritten app probes point: /app-health/<container>/<livez|readyz|startupz> on
+// kPrometheusPort, answered by the proxy from the app (its --app-probe).
+inline constexpr char kAppHealthPrefix[] = "/app-health/";
 inline constexpr char kExcludeInboundPortsAnnotation[] = "traffic.meshlet.io/excludeInboundPorts";
 inline constexpr char kIncludeInboundPortsAnnotation[] = "traffic.meshlet.io/includeInboundPorts";
 inline constexpr char kExcludeOutboundPortsAnnotation[] = "traffic.meshlet.io/excludeOutboundPorts";

@@ -518,7 +518,8 @@ class Mesh:
                            {"name": "TESTAPP_LISTEN", "value": "0.0.0.0:9080"},
                            {"name": "POD_NAME",
                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                   "ports": [{"containerPort": 9080}]}]}}
+                   "ports": [{"name": "http", "containerPort": 9080}],
+                   "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}]}}
         review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                   "request": {"uid": "e2e-hello", "operation": "CREATE",
                               "namespace": self.cluster.namespace,
@@ -554,8 +555,17 @@ class Mesh:
         handshakes = self.proxy_stat_sum("hello-0", "meshlet_downstream_cx_total",
                                          'listener="inbound"')
         check(handshakes >= 1, "hello-0's inbound listener counted no connection")
+        # The kubelet's probe, rewritten: plaintext from outside the mesh to the proxy's 15020,
+        # which asks the app on loopback.
+        probe = injected["spec"]["containers"][1]["readinessProbe"]["httpGet"]
+        check(probe == {"path": "/app-health/hello/readyz", "port": 15020}, "probe %s" % probe)
+        status, body = self.cluster.pod_http(
+            "outside", "http://%s:15020/app-health/hello/readyz" % self.cluster.pods["hello-0"]["ip"])
+        check(status == 200 and "app probe 9080/healthz: HTTP 200" in body,
+              "the rewritten probe: %s %s" % (status, body))
         return ("Pod injected by the webhook (%d patch operations; %s), played: GET "
-                "http://%s:9080/ from client-0 answered by hello-0 through its inbound proxy" % (
+                "http://%s:9080/ from client-0 answered by hello-0 through its inbound proxy; "
+                "its rewritten readiness probe answered by the app through 15020" % (
                     len(json.loads(base64.b64decode(response["patch"]))), ", ".join(names),
                     address))
 
