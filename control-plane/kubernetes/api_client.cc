@@ -1,5 +1,6 @@
 #include "control-plane/kubernetes/api_client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 
@@ -18,6 +19,12 @@ namespace {
 constexpr size_t kMaxBearerTokenBytes = 64 * 1024;
 
 }  // namespace
+
+Duration RetryDelay(int failures, Duration base, Duration cap) {
+  Duration delay = base;
+  for (int i = 1; i < failures && delay < cap; ++i) delay *= 2;
+  return std::min(delay, cap);
+}
 
 std::string InClusterApiFromEnvironment() {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");

@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
@@ -58,6 +59,10 @@ struct ApiRequest {
   // Added to the message of a 401 or 403 answer: what permission the request needs.
   std::string forbidden_hint;
 };
+
+// The wait before the next attempt after `failures` failures in a row (at least 1): `base`
+// doubling per failure, at most `cap`.
+Duration RetryDelay(int failures, Duration base, Duration cap);
 
 struct ApiResult {
   std::string result;  // the label above

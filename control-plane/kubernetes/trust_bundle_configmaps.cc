@@ -184,10 +184,7 @@ void TrustBundleConfigMaps::Fail(const std::string& message) {
 void TrustBundleConfigMaps::EndRound() {
   Duration next = options_.interval;
   if (round_failed_) {
-    ++consecutive_failed_rounds_;
-    next = options_.retry_base;
-    for (int i = 1; i < consecutive_failed_rounds_ && next < options_.retry_cap; ++i) next *= 2;
-    next = std::min(next, options_.retry_cap);
+    next = RetryDelay(++consecutive_failed_rounds_, options_.retry_base, options_.retry_cap);
   } else {
     consecutive_failed_rounds_ = 0;
     last_failure_.clear();

@@ -134,10 +134,7 @@ void WebhookCaBundle::Done(absl::string_view result, const std::string& message)
   last_outcome_ = failed ? message : std::string(result);
   Duration next = options_.check_interval;
   if (result == "failed") {
-    ++consecutive_failures_;
-    next = options_.retry_base;
-    for (int i = 1; i < consecutive_failures_ && next < options_.retry_cap; ++i) next *= 2;
-    next = std::min(next, options_.retry_cap);
+    next = RetryDelay(++consecutive_failures_, options_.retry_base, options_.retry_cap);
   } else {
     consecutive_failures_ = 0;
   }
