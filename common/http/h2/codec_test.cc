@@ -931,8 +931,10 @@ TEST(Http2CodecTest, StreamsInFlightAfterGoAwayAreWatchedForASilentServer) {
   for (bool server_vanishes : {false, true}) {
     SCOPED_TRACE(server_vanishes ? "server vanishes" : "server slow");
     Http2Options options;
-    options.goaway_keepalive_interval = std::chrono::milliseconds(5);
-    options.goaway_keepalive_timeout = std::chrono::milliseconds(20);
+    // A timeout far above the pumper's 1 ms, so that a loaded machine (a test suite on two
+    // cores) stalling this loop for a while does not make the slow server look silent.
+    options.goaway_keepalive_interval = std::chrono::milliseconds(10);
+    options.goaway_keepalive_timeout = std::chrono::milliseconds(500);
     LoopedPair p(options);
     StreamEncoder& encoder = p.client.NewStream(p.request.decoder);
     encoder.GetStream().AddCallbacks(p.request.callbacks);
@@ -955,7 +957,8 @@ TEST(Http2CodecTest, StreamsInFlightAfterGoAwayAreWatchedForASilentServer) {
     }
     event::Timer pumper(p.loop, [&] { p.Pump(); });
     pumper.EnableRepeating(std::chrono::milliseconds(1));
-    p.loop.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+    // Long enough for PINGs to go out (every 10 ms) and be answered many times over.
+    p.loop.RunUntil([] { return false; }, std::chrono::milliseconds(300));
     EXPECT_FALSE(p.client_io.closed);
     EXPECT_EQ(p.client.counters().keepalive_timeouts, 0u);
     Respond(*p.server_callbacks.requests[0], "late");
