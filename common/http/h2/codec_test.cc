@@ -906,13 +906,15 @@ struct LoopedPair {
 
 TEST(Http2CodecTest, KeepalivePingClosesSilentConnection) {
   Http2Options options;
-  options.keepalive_interval = std::chrono::milliseconds(5);
-  options.keepalive_timeout = std::chrono::milliseconds(20);
+  // The timeout far above the pumper's 1 ms: a loaded machine stalling this loop must not make
+  // the responsive peer look silent.
+  options.keepalive_interval = std::chrono::milliseconds(10);
+  options.keepalive_timeout = std::chrono::milliseconds(500);
   LoopedPair p(options);
   // A responsive peer: PINGs are acknowledged and the connection stays up.
   event::Timer pumper(p.loop, [&] { p.Pump(); });
   pumper.EnableRepeating(std::chrono::milliseconds(1));
-  p.loop.RunUntil([] { return false; }, std::chrono::milliseconds(80));
+  p.loop.RunUntil([] { return false; }, std::chrono::milliseconds(300));
   EXPECT_FALSE(p.client_io.closed);
   EXPECT_EQ(p.client.counters().keepalive_timeouts, 0u);
   // A silent peer: the ACK never comes, the client closes.
