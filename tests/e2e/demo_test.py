@@ -101,7 +101,9 @@ class Demo:
               "the 90/10 split gave %s" % s["split"])
         check(s["canary"] == {"reviews-v2-0": 5}, "x-canary: always went to %s" % s["canary"])
         retried = sum(s["retried"].values())
-        check(s["ratings_failed"] > 0 and retried >= s["ratings_failed"],
+        # Every failure is retried, but for the one the /slow call may draw (one in ten): ratings
+        # answers it after its caller's 300 ms timeout, to nobody.
+        check(s["ratings_failed"] > 0 and retried >= s["ratings_failed"] - 1,
               "ratings failed %d on purpose, the proxies retried %s" % (s["ratings_failed"],
                                                                        s["retried"]))
         check("upstream request timeout" in self.output, "the /slow call did not time out: %s"
