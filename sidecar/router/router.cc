@@ -58,7 +58,9 @@ constexpr LocalReply kNoHealthyUpstream{503, StatusCode::kUnavailable, "no healt
 constexpr LocalReply kConnectFailure{503, StatusCode::kUnavailable, "upstream connect error"};
 constexpr LocalReply kOverflow{
     .http_status = 503, .message = "upstream overloaded", .overloaded = true};
-constexpr LocalReply kResetBeforeResponse{502, StatusCode::kUnavailable,
+// 503, as a reset is retriable: a caller's sidecar retries it like the reset itself (its
+// default retriable status), an idempotent request only (ADR 0045).
+constexpr LocalReply kResetBeforeResponse{503, StatusCode::kUnavailable,
                                           "upstream reset before response"};
 constexpr LocalReply kTimeout{504, StatusCode::kDeadlineExceeded, "upstream request timeout"};
 constexpr LocalReply kPerTryTimeout{504, StatusCode::kDeadlineExceeded, "upstream per-try timeout"};

@@ -113,7 +113,7 @@ TEST_F(RouterRetryTest, NonIdempotentRequestIsNotRetriedOnceItReachedTheUpstream
   };
   Configure({up.address()}, Retrying(2));
   RecordingCallbacks& post = Send("POST", "payload");
-  EXPECT_EQ(post.status, "502");
+  EXPECT_EQ(post.status, "503");
   EXPECT_EQ(up.requests().size(), 1u);
   EXPECT_TRUE(post.info.HasFlag(ResponseFlag::kUpstreamReset));
   EXPECT_TRUE(post.info.HasFlag(ResponseFlag::kRetryLimitExceeded));

@@ -222,7 +222,7 @@ class IdempotencyTest(ResilienceTestCase):
         sidecar, port = self.proxy(cluster("app", up.port))
         up.control(fail_next=1, reset="before_headers")
         status, _, _, _ = request(port, "POST", "/orders", body=b"x" * 1000)
-        self.assertEqual(status, 502)
+        self.assertEqual(status, 503)
         self.assertEqual(up.stats()["methods"], {"POST": 1})
         self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
                                    reason="non_idempotent"), 1)
