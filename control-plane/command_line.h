@@ -1,8 +1,8 @@
 #pragma once
 
 // The control-plane binary's command line: its own flags (control-plane/server) and those of the
-// services main.cc plugs in (discovery, CA, telemetry, injection webhook), parsed as one table by common/flags, and
-// the --help text built from the same tables. Value types; no threads involved.
+// services main.cc plugs in (discovery, CA, telemetry, injection webhook), parsed as one table by
+// common/flags, and the --help text built from the same tables. Value types; no threads involved.
 
 #include <string>
 #include <vector>

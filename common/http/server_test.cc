@@ -4,13 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
-#include <memory>
-#include <vector>
 #include <future>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/event/loop.h"
@@ -126,17 +126,18 @@ class AsyncHttpServerTest : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);
     std::promise<uint16_t> port;
     loop_.Post([&] {
-      auto server = HttpServer::Create(
-          loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
-          [this](const ServerRequest& r, Responder respond) {
-            const int delay_ms = r.path() == "/slow" ? 1500 : 100;
-            auto timer = std::make_unique<event::Timer>(loop_, [this, respond, path = std::string(r.path())] {
-              ++answered_;
-              respond(ServerResponse::Text(200, "later " + path + "\n"));
-            });
-            timer->Enable(std::chrono::milliseconds(delay_ms));
-            timers_.push_back(std::move(timer));
-          });
+      auto server =
+          HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
+                             [this](const ServerRequest& r, Responder respond) {
+                               const int delay_ms = r.path() == "/slow" ? 1500 : 100;
+                               auto timer = std::make_unique<event::Timer>(
+                                   loop_, [this, respond, path = std::string(r.path())] {
+                                     ++answered_;
+                                     respond(ServerResponse::Text(200, "later " + path + "\n"));
+                                   });
+                               timer->Enable(std::chrono::milliseconds(delay_ms));
+                               timers_.push_back(std::move(timer));
+                             });
       ASSERT_TRUE(server.ok()) << server.status();
       server_ = std::move(*server);
       port.set_value(server_->address().port());

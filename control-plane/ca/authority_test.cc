@@ -166,9 +166,9 @@ TEST_F(AuthorityTest, IssuesOverAKeyWithDnsNamesInTheWorkloadProfile) {
   ASSERT_TRUE(issued.ok()) << issued.status();
   bssl::UniquePtr<X509> leaf = Leaf(*issued);
   EXPECT_EQ(tls::UriSans(*leaf), std::vector<std::string>{kControlPlane});
-  EXPECT_EQ(tls::DnsSans(*leaf), (std::vector<std::string>{
-                                     "meshlet-control-plane",
-                                     "meshlet-control-plane.meshlet-system.svc"}));
+  EXPECT_EQ(tls::DnsSans(*leaf),
+            (std::vector<std::string>{"meshlet-control-plane",
+                                      "meshlet-control-plane.meshlet-system.svc"}));
   // Still exactly one SPIFFE id, so the sidecar's server-identity check reads it.
   auto spiffe = tls::ExtractSpiffeId(*leaf);
   ASSERT_TRUE(spiffe.ok()) << spiffe.status();
@@ -197,10 +197,9 @@ TEST_F(AuthorityTest, IssuesOverAKeyWithDnsNamesInTheWorkloadProfile) {
   EXPECT_EQ(bad_name.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_name.status().message().find("\"a b\" is not a host name"), std::string::npos)
       << bad_name.status();
-  EXPECT_EQ((*ca)->Issue(**key, Id("spiffe://other.example/ns/a/sa/b"), absl::Hours(1))
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      (*ca)->Issue(**key, Id("spiffe://other.example/ns/a/sa/b"), absl::Hours(1)).status().code(),
+      absl::StatusCode::kPermissionDenied);
   auto p384 = MakeCsr({.key_type = CsrKeyType::kEcdsaP384});
   ASSERT_TRUE(p384.ok());
   auto p384_key = tls::ParsePemPrivateKey(p384->key_pem);

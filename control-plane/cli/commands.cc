@@ -8,12 +8,11 @@ namespace meshlet::controlplane::cli {
 
 const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
-      ApplyCommand(),   GetCommand(),         DescribeCommand(),    DeleteCommand(),
-      DiffCommand(),    InjectCommand(),      InstallCommand(),     UninstallCommand(),
-      ProxyStatusCommand(), ProxyConfigCommand(),
-      TokenCommand(),   TrustBundleCommand(), TracesCommand(),      TraceCommand(),
-      StatCommand(),    TopCommand(),         DashboardCommand(),   CheckCommand(),
-      VersionCommand(), HelpCommand(),
+      ApplyCommand(),       GetCommand(),         DescribeCommand(), DeleteCommand(),
+      DiffCommand(),        InjectCommand(),      InstallCommand(),  UninstallCommand(),
+      ProxyStatusCommand(), ProxyConfigCommand(), TokenCommand(),    TrustBundleCommand(),
+      TracesCommand(),      TraceCommand(),       StatCommand(),     TopCommand(),
+      DashboardCommand(),   CheckCommand(),       VersionCommand(),  HelpCommand(),
   };
   return *commands;
 }

@@ -45,8 +45,7 @@ class Install final : public Command {
          .value = "KEY=VALUE",
          .help = SetHelp(),
          .set = [this](absl::string_view v) { return install::SetOption(options_, v); }},
-        OutputFlag(&output_, {"yaml", "json"},
-                   "YAML documents (default), or JSON (a List)")};
+        OutputFlag(&output_, {"yaml", "json"}, "YAML documents (default), or JSON (a List)")};
     if (uninstall_) {
       out.push_back(Switch("--keep-data", "", &keep_data_,
                            "leave out the namespace and the data claim (the CA root, policies "
@@ -57,11 +56,10 @@ class Install final : public Command {
 
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
-    absl::StatusOr<std::vector<YAML::Node>> objects =
-        install::Render(options_, kMeshctlVersion);
+    absl::StatusOr<std::vector<YAML::Node>> objects = install::Render(options_, kMeshctlVersion);
     if (!objects.ok()) return session.Fail({kExitFailed, std::string(objects.status().message())});
-    Print(session.io().out,
-          uninstall_ ? install::UninstallOrder(*objects, keep_data_) : *objects, output_);
+    Print(session.io().out, uninstall_ ? install::UninstallOrder(*objects, keep_data_) : *objects,
+          output_);
     return kExitOk;
   }
 
@@ -114,9 +112,10 @@ CommandSpec InstallCommand() {
                        {"check first",
                         "meshctl install --set namespace=mesh > install.yaml && meshctl check "
                         "--pre -f install.yaml"},
-                       {"", "meshctl install --set image=registry.example.com/meshlet-control-"
-                            "plane:0.1.0 --set proxyImage=registry.example.com/meshlet-proxy:"
-                            "0.1.0 --set injectMode=classic"}},
+                       {"",
+                        "meshctl install --set image=registry.example.com/meshlet-control-"
+                        "plane:0.1.0 --set proxyImage=registry.example.com/meshlet-proxy:"
+                        "0.1.0 --set injectMode=classic"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Install>(false); }};
 }

@@ -20,9 +20,9 @@ std::string JoinTokenSecret(const std::string& ns, const std::string& service_ac
       << YAML::Key << "name" << YAML::Value << inject::DefaultJoinTokenSecret(service_account)
       << YAML::Key << "namespace" << YAML::Value << ns << YAML::Key << "labels" << YAML::Value
       << YAML::BeginMap << YAML::Key << "app.kubernetes.io/part-of" << YAML::Value << "meshlet"
-      << YAML::EndMap << YAML::EndMap << YAML::Key << "type" << YAML::Value << "Opaque"
-      << YAML::Key << "stringData" << YAML::Value << YAML::BeginMap << YAML::Key << "token"
-      << YAML::Value << YAML::DoubleQuoted << token << YAML::EndMap << YAML::EndMap;
+      << YAML::EndMap << YAML::EndMap << YAML::Key << "type" << YAML::Value << "Opaque" << YAML::Key
+      << "stringData" << YAML::Value << YAML::BeginMap << YAML::Key << "token" << YAML::Value
+      << YAML::DoubleQuoted << token << YAML::EndMap << YAML::EndMap;
   return absl::StrCat(out.c_str(), "\n");
 }
 

@@ -30,30 +30,31 @@ void KubernetesTokenReviewer::Count(absl::string_view result) {
 void KubernetesTokenReviewer::Review(
     const std::string& request_json,
     std::function<void(absl::StatusOr<std::string> response_json)> done) {
-  api_->Call({.method = "POST",
-              .path = "/apis/authentication.k8s.io/v1/tokenreviews",
-              .content_type = "application/json",
-              .body = request_json,
-              .forbidden_hint = "the control plane's own service-account token was refused, or "
-                                "it may not create tokenreviews: it needs the "
-                                "system:auth-delegator role"},
-             [this, done = std::move(done)](kubernetes::ApiResult result) {
-               if (!result.body.ok()) {
-                 Count(result.result);
-                 done(std::move(result.body).status());
-                 return;
-               }
-               absl::StatusOr<JsonObject> json = JsonObject::Parse(*result.body);
-               absl::StatusOr<std::string> kind =
-                   json.ok() ? json->String("kind") : absl::StatusOr<std::string>(json.status());
-               if (!kind.ok() || *kind != "TokenReview") {
-                 Count("malformed");
-                 done(absl::UnavailableError("the API server's answer is not a TokenReview object"));
-                 return;
-               }
-               Count("ok");
-               done(std::move(result.body));
-             });
+  api_->Call(
+      {.method = "POST",
+       .path = "/apis/authentication.k8s.io/v1/tokenreviews",
+       .content_type = "application/json",
+       .body = request_json,
+       .forbidden_hint = "the control plane's own service-account token was refused, or "
+                         "it may not create tokenreviews: it needs the "
+                         "system:auth-delegator role"},
+      [this, done = std::move(done)](kubernetes::ApiResult result) {
+        if (!result.body.ok()) {
+          Count(result.result);
+          done(std::move(result.body).status());
+          return;
+        }
+        absl::StatusOr<JsonObject> json = JsonObject::Parse(*result.body);
+        absl::StatusOr<std::string> kind =
+            json.ok() ? json->String("kind") : absl::StatusOr<std::string>(json.status());
+        if (!kind.ok() || *kind != "TokenReview") {
+          Count("malformed");
+          done(absl::UnavailableError("the API server's answer is not a TokenReview object"));
+          return;
+        }
+        Count("ok");
+        done(std::move(result.body));
+      });
 }
 
 }  // namespace meshlet::controlplane::identity

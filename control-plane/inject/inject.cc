@@ -571,8 +571,8 @@ absl::Status PodReader::ReadProbes(Plan& plan) const {
         PlainInt(Text(port), &probe.port);
       } else {
         for (const YAML::Node& p : Field(c, "ports")) {
-          if (Text(Field(p, "name")) == Text(port)) PlainInt(Text(Field(p, "containerPort")),
-                                                             &probe.port);
+          if (Text(Field(p, "name")) == Text(port))
+            PlainInt(Text(Field(p, "containerPort")), &probe.port);
         }
       }
       if (probe.port < 1 || probe.port > 65535) {
@@ -637,10 +637,10 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     if (account.empty()) account = "default";
     plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(account));
     if (!config::IsDnsSubdomain(plan.join_token_secret)) {
-      return Error(Field(spec_, "serviceAccountName"), "spec.serviceAccountName",
-                   absl::StrCat("the join token's Secret would be named \"",
-                                plan.join_token_secret, "\", which is not a Secret's name; set ",
-                                kJoinTokenSecretAnnotation));
+      return Error(
+          Field(spec_, "serviceAccountName"), "spec.serviceAccountName",
+          absl::StrCat("the join token's Secret would be named \"", plan.join_token_secret,
+                       "\", which is not a Secret's name; set ", kJoinTokenSecretAnnotation));
     }
   }
 
@@ -1054,10 +1054,10 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
     annotations[kPodmanInitContainerTypeAnnotation] = StringNode("always");
     added_annotations.push_back(kPodmanInitContainerTypeAnnotation);
   }
-  annotations[kStatusAnnotation] = StringNode(
-      options.podman ? ShortStatusJson(plan, options, !added_annotations.empty())
-                     : StatusJson(plan, options, added_init, added_containers, added_volumes,
-                                  added_annotations));
+  annotations[kStatusAnnotation] =
+      StringNode(options.podman ? ShortStatusJson(plan, options, !added_annotations.empty())
+                                : StatusJson(plan, options, added_init, added_containers,
+                                             added_volumes, added_annotations));
   metadata["annotations"] = annotations;
 }
 
@@ -1091,8 +1091,8 @@ absl::Status CheckHostPort(absl::string_view address) {
 absl::StatusOr<Identity> ParseIdentity(absl::string_view text) {
   if (text == kKubernetesTokenIdentity) return Identity::kKubernetesToken;
   if (text == kJoinTokenIdentity) return Identity::kJoinToken;
-  return absl::InvalidArgumentError(absl::StrCat("must be ", kKubernetesTokenIdentity,
-                                                 " (the default) or ", kJoinTokenIdentity));
+  return absl::InvalidArgumentError(
+      absl::StrCat("must be ", kKubernetesTokenIdentity, " (the default) or ", kJoinTokenIdentity));
 }
 
 std::string DefaultJoinTokenSecret(absl::string_view service_account) {
@@ -1116,9 +1116,8 @@ absl::Status ValidateOptions(const Options& options) {
     return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");
   }
   if (!options.trace_collector.empty() && options.trace_collector != kTraceCollectorOff) {
-    RETURN_IF_ERROR(
-        Annotate(CheckHostPort(options.trace_collector),
-                 absl::StrCat("trace collector \"", options.trace_collector, "\"")));
+    RETURN_IF_ERROR(Annotate(CheckHostPort(options.trace_collector),
+                             absl::StrCat("trace collector \"", options.trace_collector, "\"")));
   }
   if (options.token_expiration_seconds < 600) {
     return absl::InvalidArgumentError("the token's lifetime must be at least 600 seconds");

@@ -139,7 +139,7 @@ struct Options {
   // Where proxies send spans (OTLP/HTTP): empty for the control plane's own collector, on the
   // host of control_plane_address and kCollectorPort; kTraceCollectorOff for no tracing.
   std::string trace_collector;
-  std::string version;                      // recorded in the status annotation
+  std::string version;  // recorded in the status annotation
   // Resource requests of both injected containers unless the pod's annotations say otherwise.
   std::string proxy_cpu = "100m";
   std::string proxy_memory = "64Mi";

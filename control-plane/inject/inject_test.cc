@@ -449,9 +449,9 @@ TEST(InjectTest, JoinTokenIdentityByOptionMountsTheServiceAccountsSecret) {
                                                       "meshlet-join-token", "meshlet-data"}));
   EXPECT_EQ(volumes[2]["secret"]["secretName"].Scalar(), "meshlet-join-token-reviews");
   const std::vector<std::string> args = Strings(pod["spec"]["initContainers"][1]["args"]);
-  EXPECT_NE(std::find(args.begin(), args.end(),
-                      "--join-token-file=/var/run/meshlet/join-token/token"),
-            args.end());
+  EXPECT_NE(
+      std::find(args.begin(), args.end(), "--join-token-file=/var/run/meshlet/join-token/token"),
+      args.end());
   // No serviceAccountName: the namespace's default account's Secret.
   const std::string no_account =
       absl::StrReplaceAll(kDeployment, {{"      serviceAccountName: reviews\n", ""}});
@@ -483,9 +483,8 @@ TEST(InjectTest, JoinTokenIdentityByOptionMountsTheServiceAccountsSecret) {
 TEST(InjectTest, TraceCollectorFollowsTheControlPlaneOrTheOption) {
   auto collector_args = [](const Options& options) {
     std::vector<std::string> found;
-    for (const std::string& arg :
-         Strings(Injected(kDeployment, options)["spec"]["template"]["spec"]["initContainers"][1]
-                     ["args"])) {
+    for (const std::string& arg : Strings(Injected(
+             kDeployment, options)["spec"]["template"]["spec"]["initContainers"][1]["args"])) {
       if (absl::StartsWith(arg, "--trace-")) found.push_back(arg);
     }
     return found;
@@ -494,8 +493,7 @@ TEST(InjectTest, TraceCollectorFollowsTheControlPlaneOrTheOption) {
   options.control_plane_address = "10.0.0.7:15012";
   EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=10.0.0.7:4318"});
   options.control_plane_address = "[fd00::7]:15012";
-  EXPECT_EQ(collector_args(options),
-            std::vector<std::string>{"--trace-collector=[fd00::7]:4318"});
+  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=[fd00::7]:4318"});
   options.trace_collector = "otel.observability:4318";
   EXPECT_EQ(collector_args(options),
             std::vector<std::string>{"--trace-collector=otel.observability:4318"});
@@ -901,9 +899,9 @@ TEST(InjectProbesTest, HttpProbesGoThroughTheProxyAndComeBackOnReinjection) {
   }
   EXPECT_TRUE(warned);
   const std::vector<std::string> args = ProxyArgs(pod);
-  EXPECT_NE(std::find(args.begin(), args.end(),
-                      "--app-probe=/app-health/web/readyz=8080/ready?cost=$$5"),
-            args.end());
+  EXPECT_NE(
+      std::find(args.begin(), args.end(), "--app-probe=/app-health/web/readyz=8080/ready?cost=$$5"),
+      args.end());
   EXPECT_NE(std::find(args.begin(), args.end(), "--app-probe=/app-health/web/livez=8080/"),
             args.end());
 
