@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
@@ -36,27 +38,14 @@ CommandResult RunCommand(const std::string& command) {
   return result;
 }
 
-class HttpServerTest : public ::testing::Test {
+// Runs an HttpServer on a loop of its own thread; the tests are its clients.
+class ServerOnLoopTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (RunCommand("command -v curl").exit_code != 0) {
-      FAIL() << "curl is missing: ./dev deps installs it";
-    }
+  // Creates the server on the loop thread with `create` (called there) and starts the loop.
+  void Start(absl::AnyInvocable<absl::StatusOr<std::unique_ptr<HttpServer>>()> create) {
     std::promise<uint16_t> port;
     loop_.Post([&] {
-      HttpServerOptions options;
-      options.max_request_body_bytes = 1000;
-      auto server = HttpServer::Create(
-          loop_, *net::Address::Parse("127.0.0.1:0"), options, [](const ServerRequest& r) {
-            if (r.path() == "/echo") {
-              ServerResponse response = ServerResponse::Text(
-                  200, absl::StrCat(r.method(), " ", ProtocolName(r.protocol), " ", r.body.size(),
-                                    " q=", r.QueryParams()["q"], "\n"));
-              response.headers.Add("x-test", "yes");
-              return response;
-            }
-            return ServerResponse::Text(404, "no such endpoint\n");
-          });
+      auto server = create();
       ASSERT_TRUE(server.ok()) << server.status();
       server_ = std::move(*server);
       port.set_value(server_->address().port());
@@ -68,11 +57,15 @@ class HttpServerTest : public ::testing::Test {
   void TearDown() override {
     if (!thread_.joinable()) return;
     loop_.Post([this] {
+      BeforeStop();
       server_.reset();
       loop_.Stop();
     });
     thread_.join();
   }
+
+  // On the loop thread, before the server goes.
+  virtual void BeforeStop() {}
 
   std::string Url(absl::string_view path) { return absl::StrCat("http://127.0.0.1:", port_, path); }
 
@@ -80,6 +73,30 @@ class HttpServerTest : public ::testing::Test {
   std::thread thread_;
   std::unique_ptr<HttpServer> server_;
   uint16_t port_ = 0;
+};
+
+class HttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    if (RunCommand("command -v curl").exit_code != 0) {
+      FAIL() << "curl is missing: ./dev deps installs it";
+    }
+    Start([this] {
+      HttpServerOptions options;
+      options.max_request_body_bytes = 1000;
+      return HttpServer::Create(
+          loop_, *net::Address::Parse("127.0.0.1:0"), options, [](const ServerRequest& r) {
+            if (r.path() == "/echo") {
+              ServerResponse response = ServerResponse::Text(
+                  200, absl::StrCat(r.method(), " ", ProtocolName(r.protocol), " ", r.body.size(),
+                                    " q=", r.QueryParams()["q"], "\n"));
+              response.headers.Add("x-test", "yes");
+              return response;
+            }
+            return ServerResponse::Text(404, "no such endpoint\n");
+          });
+    });
+  }
 };
 
 TEST_F(HttpServerTest, Http1GetWithQueryAndHeaders) {
@@ -118,51 +135,31 @@ TEST_F(HttpServerTest, OversizedBodyGets413) {
 
 // An AsyncRequestHandler answering on a later loop turn (after a timer), over HTTP/1.1 and
 // HTTP/2; a request whose client has gone by then is dropped without harm.
-class AsyncHttpServerTest : public ::testing::Test {
+class AsyncHttpServerTest : public ServerOnLoopTest {
  protected:
   void SetUp() override {
     // As every meshlet main does: a write to a client that has gone is an error on that
     // connection, not the end of the process.
     ::signal(SIGPIPE, SIG_IGN);
-    std::promise<uint16_t> port;
-    loop_.Post([&] {
-      auto server =
-          HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
-                             [this](const ServerRequest& r, Responder respond) {
-                               const int delay_ms = r.path() == "/slow" ? 1500 : 100;
-                               auto timer = std::make_unique<event::Timer>(
-                                   loop_, [this, respond, path = std::string(r.path())] {
-                                     ++answered_;
-                                     respond(ServerResponse::Text(200, "later " + path + "\n"));
-                                   });
-                               timer->Enable(std::chrono::milliseconds(delay_ms));
-                               timers_.push_back(std::move(timer));
-                             });
-      ASSERT_TRUE(server.ok()) << server.status();
-      server_ = std::move(*server);
-      port.set_value(server_->address().port());
+    Start([this] {
+      return HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"), HttpServerOptions{},
+                                [this](const ServerRequest& r, Responder respond) {
+                                  const int delay_ms = r.path() == "/slow" ? 1500 : 100;
+                                  auto timer = std::make_unique<event::Timer>(
+                                      loop_, [this, respond, path = std::string(r.path())] {
+                                        ++answered_;
+                                        respond(ServerResponse::Text(200, "later " + path + "\n"));
+                                      });
+                                  timer->Enable(std::chrono::milliseconds(delay_ms));
+                                  timers_.push_back(std::move(timer));
+                                });
     });
-    thread_ = std::thread([this] { loop_.Run(); });
-    port_ = port.get_future().get();
   }
 
-  void TearDown() override {
-    loop_.Post([this] {
-      timers_.clear();
-      server_.reset();
-      loop_.Stop();
-    });
-    thread_.join();
-  }
+  void BeforeStop() override { timers_.clear(); }
 
-  std::string Url(absl::string_view path) { return absl::StrCat("http://127.0.0.1:", port_, path); }
-
-  event::Loop loop_;
-  std::thread thread_;
-  std::unique_ptr<HttpServer> server_;
   std::vector<std::unique_ptr<event::Timer>> timers_;
   std::atomic<int> answered_{0};
-  uint16_t port_ = 0;
 };
 
 TEST_F(AsyncHttpServerTest, AnswersLaterOverBothProtocols) {
