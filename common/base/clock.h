@@ -7,6 +7,7 @@
 // by every callback of the turn (ADR 0027). ExactNow() is the reading at the moment of the call,
 // for an interval that may begin and end within one turn (a request answered locally).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 
@@ -45,6 +46,14 @@ class RealClock final : public Clock {
 // (a duration shown as 0 would claim the work took no time); a negative one is 0.
 inline uint64_t MicrosRoundedUp(Duration d) {
   return d.count() <= 0 ? 0 : static_cast<uint64_t>((d.count() + 999) / 1000);
+}
+
+// The wait before the next attempt after `failures` failures in a row (at least 1): `base`
+// doubling per failure, at most `cap`. Deterministic; for jitter see sidecar/resilience/backoff.h.
+inline Duration DoublingRetryDelay(int failures, Duration base, Duration cap) {
+  Duration delay = base;
+  for (int i = 1; i < failures && delay < cap; ++i) delay *= 2;
+  return std::min(delay, cap);
 }
 
 }  // namespace meshlet

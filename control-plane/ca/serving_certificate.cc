@@ -22,10 +22,7 @@ Duration RenewalSchedule::Issued(absl::Time not_after) {
 }
 
 Duration RenewalSchedule::Failed() {
-  ++consecutive_failures_;
-  Duration delay = config_.retry_base;
-  for (int i = 1; i < consecutive_failures_ && delay < config_.retry_cap; ++i) delay *= 2;
-  return std::min(delay, config_.retry_cap);
+  return DoublingRetryDelay(++consecutive_failures_, config_.retry_base, config_.retry_cap);
 }
 
 ServingCertificateOptions DefaultServingCertificateOptions() {

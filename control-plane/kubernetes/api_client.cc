@@ -20,12 +20,6 @@ constexpr size_t kMaxBearerTokenBytes = 64 * 1024;
 
 }  // namespace
 
-Duration RetryDelay(int failures, Duration base, Duration cap) {
-  Duration delay = base;
-  for (int i = 1; i < failures && delay < cap; ++i) delay *= 2;
-  return std::min(delay, cap);
-}
-
 std::string InClusterApiFromEnvironment() {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   if (host == nullptr || *host == '\0') return "";

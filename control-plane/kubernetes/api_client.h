@@ -60,10 +60,6 @@ struct ApiRequest {
   std::string forbidden_hint;
 };
 
-// The wait before the next attempt after `failures` failures in a row (at least 1): `base`
-// doubling per failure, at most `cap`.
-Duration RetryDelay(int failures, Duration base, Duration cap);
-
 struct ApiResult {
   std::string result;  // the label above
   int http_status = 0;  // when an HTTP answer came

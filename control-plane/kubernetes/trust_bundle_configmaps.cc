@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
 
@@ -184,7 +185,7 @@ void TrustBundleConfigMaps::Fail(const std::string& message) {
 void TrustBundleConfigMaps::EndRound() {
   Duration next = options_.interval;
   if (round_failed_) {
-    next = RetryDelay(++consecutive_failed_rounds_, options_.retry_base, options_.retry_cap);
+    next = DoublingRetryDelay(++consecutive_failed_rounds_, options_.retry_base, options_.retry_cap);
   } else {
     consecutive_failed_rounds_ = 0;
     last_failure_.clear();

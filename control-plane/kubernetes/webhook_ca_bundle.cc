@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/clock.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
 
@@ -134,7 +135,7 @@ void WebhookCaBundle::Done(absl::string_view result, const std::string& message)
   last_outcome_ = failed ? message : std::string(result);
   Duration next = options_.check_interval;
   if (result == "failed") {
-    next = RetryDelay(++consecutive_failures_, options_.retry_base, options_.retry_cap);
+    next = DoublingRetryDelay(++consecutive_failures_, options_.retry_base, options_.retry_cap);
   } else {
     consecutive_failures_ = 0;
   }
