@@ -52,7 +52,6 @@ class WebhookCaBundle {
  private:
   void Check();
   void OnRead(ApiResult result);
-  void OnPatched(ApiResult result);
   // Counts `result`, logs a change of outcome, and schedules the next check.
   void Done(absl::string_view result, const std::string& message);
 
