@@ -129,7 +129,12 @@ class Run:
     def start(self):
         os.makedirs(self.base, exist_ok=True)
         self.reap_stale_runs()
-        self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
+        try:
+            self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
+        except FileNotFoundError:
+            # Another run ended just now and removed the (then empty) base directory.
+            os.makedirs(self.base, exist_ok=True)
+            self.dir = tempfile.mkdtemp(prefix="%s-" % self.name, dir=self.base)
         for sub in ("storage", "run", "tmp", "manifests", "images"):
             os.makedirs(os.path.join(self.dir, sub))
         run_id = os.path.basename(self.dir)
@@ -476,6 +481,11 @@ def remove_run(run_dir, network):
     shutil.rmtree(run_dir, ignore_errors=True)
     if os.path.exists(run_dir):
         log("cleanup: could not remove %s" % run_dir)
+    # The base directory too, once no run is left in it.
+    try:
+        os.rmdir(os.path.dirname(run_dir))
+    except OSError:
+        pass
 
 
 # What a scenario may raise for a failure of its own (the next scenarios still run).
