@@ -144,7 +144,10 @@ class DemoTest(unittest.TestCase):
         # Each sidecar logged requests: inbound from its caller, outbound to the next hop.
         for node in NODES:
             with open(os.path.join(self.state, "logs", node + ".access.log")) as f:
-                clusters = {json.loads(line)["upstream_cluster"] for line in f}
+                lines = [json.loads(line) for line in f]
+            bad = [l for l in lines if "upstream_cluster" not in l]
+            self.assertEqual(bad, [], node)
+            clusters = {l["upstream_cluster"] for l in lines}
             self.assertTrue(any(c.startswith("inbound|") for c in clusters), (node, clusters))
         with open(os.path.join(self.state, "logs", "frontend-0.access.log")) as f:
             self.assertIn("outbound|9080|version=v2|reviews.default", f.read())
