@@ -49,6 +49,12 @@ std::vector<Section> Sections(CommandLine& command_line) {
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",
                       .flags = ca::KubernetesAttestationFlags(command_line.ca)});
+  sections.push_back(
+      {.heading = "Kubernetes service discovery (with --kubernetes-api; docs/kubernetes.md):",
+       .flags = kubernetes::DiscoveryFlags(command_line.discovery),
+       .note = "Services, EndpointSlices and Pods are listed and watched through the API "
+               "server; their Services become mesh destinations. No configuration is served "
+               "before the first complete list."});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});

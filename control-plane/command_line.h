@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
+#include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
@@ -27,6 +28,7 @@ struct CommandLine {
   ca::ServingCertificateOptions serving_certificate = ca::DefaultServingCertificateOptions();
   telemetry::TelemetryOptions telemetry;
   webhook::WebhookOptions webhook;
+  kubernetes::DiscoveryOptions discovery;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -12,6 +12,7 @@
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/command_line.h"
+#include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
@@ -76,6 +77,17 @@ int main(int argc, char** argv) {
                                            credentials.private_key_pem);
         });
     if (absl::Status status = serving_certificate->Start(); !status.ok()) return fail(status);
+  }
+  // Kubernetes discovery before the discovery port opens: no sidecar gets configuration that
+  // lacks the cluster's Services.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesDiscovery> kubernetes_discovery;
+  if (!kubernetes_api.api.empty() && command_line->discovery.enabled) {
+    auto created = meshlet::controlplane::kubernetes::KubernetesDiscovery::Create(
+        control_plane.loop(), kubernetes_api, control_plane.registry(), control_plane.stats(),
+        std::move(command_line->discovery));
+    if (!created.ok()) return fail(created.status());
+    kubernetes_discovery = *std::move(created);
+    kubernetes_discovery->Start();
   }
   if (absl::Status status = xds.Start(); !status.ok()) return fail(status);
   // The CA serves on the discovery port, next to the ADS.

@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -84,6 +85,7 @@ void HttpFetch::Attempt() {
   reset_ = false;
   received_ = 0;
   head_received_ = false;
+  streaming_ = false;
 
   HeaderMap headers;
   headers.Add(":method", request_.method);
@@ -143,7 +145,7 @@ std::string HttpFetch::ClosedDetail() const {
 
 void HttpFetch::OnData(net::Buffer& data, bool end_stream) {
   if (finished_) return;
-  received_ += data.length();
+  if (!streaming_) received_ += data.length();
   if (received_ > options_.max_response_bytes) {
     Finish(ClientError::kTooLarge,
            absl::StrCat("the answer is larger than ", options_.max_response_bytes, " bytes"));
@@ -199,14 +201,27 @@ void HttpFetch::DecodeHeaders(HeaderMapPtr headers, bool end_stream) {
   for (const HeaderView h : *headers) {
     if (!h.name.empty() && h.name[0] != ':') result_.headers.Add(h.name, h.value);
   }
-  if (end_stream || !options_.read_body) Finish(ClientError::kNone);
+  if (end_stream || !options_.read_body) {
+    Finish(ClientError::kNone);
+    return;
+  }
+  streaming_ = options_.on_body_data != nullptr && result_.status >= 200 && result_.status <= 299;
 }
 
 void HttpFetch::DecodeData(net::Buffer& data, bool end_stream) {
   if (finished_) return;
-  data.ForEachSlice(
-      [this](absl::string_view slice) { result_.body.append(slice.data(), slice.size()); });
-  data.Clear();
+  if (streaming_) {
+    bool more = true;
+    data.ForEachSlice([this, &more](absl::string_view slice) {
+      if (more && !finished_) more = options_.on_body_data(slice);
+    });
+    data.Clear();
+    if (!more) Finish(ClientError::kNone);
+  } else {
+    data.ForEachSlice(
+        [this](absl::string_view slice) { result_.body.append(slice.data(), slice.size()); });
+    data.Clear();
+  }
   if (end_stream) Finish(ClientError::kNone);
 }
 
@@ -216,6 +231,18 @@ void HttpFetch::OnResetStream(StreamResetReason, absl::string_view details) {
   encoder_ = nullptr;
   reset_ = true;
   reset_details_ = std::string(details);
+}
+
+std::string QueryEscape(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
 }
 
 ClientResult FetchBlocking(std::vector<net::Address> addresses, ClientRequest request,

@@ -60,6 +60,13 @@ struct ClientOptions {
   // False: the request ends with the answer's head (status and headers; the body is not read and
   // the connection closes), for callers that only judge the status.
   bool read_body = true;
+  // Set: a streamed answer (a Kubernetes watch). The body of a 2xx answer is handed to it piece by
+  // piece as it arrives, on the loop thread, instead of being kept in ClientResult::body, and
+  // max_response_bytes then bounds only the head (the callback bounds what it keeps). Returning
+  // false ends the request at once, as complete (kNone); `done` follows on a later turn. Any other
+  // status is buffered as usual. Not called after the request ended; it must not destroy the
+  // HttpFetch.
+  absl::AnyInvocable<bool(absl::string_view data)> on_body_data;
   // Null: plaintext.
   net::TransportFactory transport_factory;
 };
@@ -135,7 +142,7 @@ class HttpFetch final : private net::ConnectionCallbacks,
   event::Loop& loop_;
   const std::vector<net::Address> addresses_;
   const ClientRequest request_;
-  const ClientOptions options_;
+  ClientOptions options_;  // mutable only for on_body_data's calls
   Done done_;
   // On steady_clock, like the timers: not the Loop's clock, which a test may replace.
   const MonotonicTime deadline_;
@@ -152,9 +159,14 @@ class HttpFetch final : private net::ConnectionCallbacks,
   std::string reset_details_;
   size_t received_ = 0;
   bool head_received_ = false;
+  bool streaming_ = false;  // the body goes to options_.on_body_data
   bool finished_ = false;
   ClientResult result_;
 };
+
+// Percent-encodes everything but unreserved characters (RFC 3986), for a path segment or a query
+// value.
+std::string QueryEscape(absl::string_view text);
 
 // HttpFetch on a Loop of its own, run on the calling thread until the request ends.
 ClientResult FetchBlocking(std::vector<net::Address> addresses, ClientRequest request,

@@ -241,6 +241,63 @@ TEST_F(HttpFetchTest, ChunkedAndCloseDelimitedBodiesAreAssembled) {
   EXPECT_EQ(b.body, "all of it");
 }
 
+TEST_F(HttpFetchTest, AStreamedBodyArrivesPieceByPieceAndPastTheLimit) {
+  net::Connection* peer = nullptr;
+  RawServer streaming(loop_, [&peer](net::Connection& c) {
+    peer = &c;
+    c.Write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n");
+  });
+  std::string streamed;
+  std::optional<ClientResult> result;
+  auto fetch = HttpFetch::Start(loop_, {streaming.address()}, {.path = "/watch"},
+                                {.max_response_bytes = 100,
+                                 .on_body_data =
+                                     [&streamed](absl::string_view data) {
+                                       streamed.append(data.data(), data.size());
+                                       return true;
+                                     }},
+                                [&result](ClientResult r) { result = std::move(r); });
+  // The first piece arrives while the answer is still open.
+  ASSERT_TRUE(loop_.RunUntil([&] { return streamed == "first\n"; }, std::chrono::seconds(5)));
+  EXPECT_FALSE(result.has_value());
+  // More than max_response_bytes in all: the limit bounds the head only.
+  const std::string more(300, 'x');
+  peer->Write(absl::StrCat(absl::Hex(more.size()), "\r\n", more, "\r\n0\r\n\r\n"));
+  ASSERT_TRUE(loop_.RunUntil([&] { return result.has_value(); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(result->ok()) << result->detail;
+  EXPECT_EQ(result->status, 200);
+  EXPECT_EQ(streamed, "first\n" + more);
+  EXPECT_EQ(result->body, "");
+  fetch.reset();
+  loop_.RunUntilIdle();
+}
+
+TEST_F(HttpFetchTest, AStreamEndsWhenItsReaderSaysSo) {
+  RawServer endless(loop_, [](net::Connection& c) {
+    c.Write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\none\r\n");
+  });
+  int calls = 0;
+  ClientResult ended =
+      Fetch({endless.address()}, {.path = "/"}, {.on_body_data = [&calls](absl::string_view) {
+              ++calls;
+              return false;
+            }});
+  ASSERT_TRUE(ended.ok()) << ended.detail;
+  EXPECT_EQ(calls, 1);
+
+  // Another status is an ordinary answer: buffered, the reader not called.
+  calls = 0;
+  ClientResult refused = Fetch({server_->address()}, {.path = "/unavailable"},
+                               {.on_body_data = [&calls](absl::string_view) {
+                                 ++calls;
+                                 return true;
+                               }});
+  ASSERT_TRUE(refused.ok()) << refused.detail;
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.body, "try later\n");
+  EXPECT_EQ(calls, 0);
+}
+
 TEST_F(HttpFetchTest, ARequestHttp1CannotCarryIsRefused) {
   ClientResult result = Fetch({server_->address()}, {.path = "/a b"});
   EXPECT_EQ(result.error, ClientError::kBadRequest);

@@ -99,16 +99,4 @@ std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespa
   return path;
 }
 
-std::string QueryEscape(absl::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  return out;
-}
-
 }  // namespace meshlet::controlplane::cli

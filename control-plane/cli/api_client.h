@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/http/client.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/policy/kinds.h"
 
@@ -94,8 +95,6 @@ class ApiClient {
 std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespace_,
                          absl::string_view name);
 
-// Percent-encodes everything but unreserved characters (RFC 3986), for a path segment or query
-// value.
-std::string QueryEscape(absl::string_view text);
+using http::QueryEscape;
 
 }  // namespace meshlet::controlplane::cli

@@ -33,9 +33,9 @@ std::string InClusterApiFromEnvironment() {
 class KubernetesApi::Exchange {
  public:
   Exchange(KubernetesApi& owner, std::function<void(ApiResult)> done)
-      : owner_(owner), done_(std::move(done)), failure_timer_(owner.loop_, [this] {
-          owner_.Finish(this, std::move(pending_));
-        }) {}
+      : owner_(owner),
+        done_(std::move(done)),
+        failure_timer_(owner.loop_, [this] { owner_.Finish(this, std::move(pending_)); }) {}
 
   std::function<void(ApiResult)> TakeDone() { return std::move(done_); }
 
@@ -59,6 +59,9 @@ class KubernetesApi::Exchange {
     }
     forbidden_hint_ = std::move(request.forbidden_hint);
     what_ = absl::StrCat(request.method, " ", request.path);
+    on_line_ = std::move(request.on_line);
+    const absl::Duration timeout =
+        request.timeout > absl::ZeroDuration() ? request.timeout : options.timeout;
     http::ClientRequest http_request{.method = std::move(request.method),
                                      .path = std::move(request.path),
                                      .authority = options.server_name,
@@ -69,19 +72,57 @@ class KubernetesApi::Exchange {
     }
     http_request.headers.Add("accept", "application/json");
     http_request.headers.Add("user-agent", "meshlet-control-plane");
+    http::ClientOptions client_options{
+        .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
+        .max_response_bytes = options.max_response_bytes,
+        .transport_factory = owner_.transport_factory_};
+    if (on_line_ != nullptr) {
+      client_options.on_body_data = [this](absl::string_view data) { return OnWatchData(data); };
+    }
+    timeout_ = timeout;
     fetch_ = http::HttpFetch::Start(
-        owner_.loop_, {owner_.address_}, std::move(http_request),
-        {.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout)),
-         .max_response_bytes = options.max_response_bytes,
-         .transport_factory = owner_.transport_factory_},
+        owner_.loop_, {owner_.address_}, std::move(http_request), std::move(client_options),
         [this](http::ClientResult result) { OnAnswer(std::move(result)); });
   }
 
  private:
+  // A watch's bytes: complete lines go to on_line_, the rest waits for its newline.
+  bool OnWatchData(absl::string_view data) {
+    streamed_ = true;
+    while (!data.empty()) {
+      const size_t newline = data.find('\n');
+      const absl::string_view piece = data.substr(0, newline);
+      if (partial_.size() + piece.size() > owner_.options_.max_response_bytes) {
+        line_too_large_ = true;
+        return false;
+      }
+      if (newline == absl::string_view::npos) {
+        partial_.append(piece.data(), piece.size());
+        return true;
+      }
+      data.remove_prefix(newline + 1);
+      bool more = true;
+      if (partial_.empty()) {
+        if (!piece.empty()) more = on_line_(piece);
+      } else {
+        partial_.append(piece.data(), piece.size());
+        more = on_line_(partial_);
+        partial_.clear();
+      }
+      if (!more) return false;
+    }
+    return true;
+  }
+
   void OnAnswer(http::ClientResult result) {
     const std::string where = owner_.address_.ToString();
     switch (result.error) {
       case http::ClientError::kNone:
+        if (line_too_large_) {
+          Fail("too_large", absl::StrCat(what_, ": a watch event exceeds ",
+                                         owner_.options_.max_response_bytes, " bytes"));
+          return;
+        }
         break;
       case http::ClientError::kConnectFailed:
         Fail("connect_failed",
@@ -94,13 +135,18 @@ class KubernetesApi::Exchange {
         return;
       case http::ClientError::kTimeout:
         Fail("timeout", absl::StrCat("no answer from the API server ", where, " within ",
-                                     absl::FormatDuration(owner_.options_.timeout)));
+                                     absl::FormatDuration(timeout_)));
         return;
       case http::ClientError::kTooLarge:
         Fail("too_large", absl::StrCat("the API server's answer exceeds ",
                                        owner_.options_.max_response_bytes, " bytes"));
         return;
       case http::ClientError::kClosed:
+        if (streamed_) {
+          Fail("closed",
+               absl::StrCat(what_, ": the API server ", where, " ended the watch mid-answer"));
+          return;
+        }
         Fail("malformed", absl::StrCat("the API server ", where,
                                        " closed the connection before a complete answer"));
         return;
@@ -117,14 +163,13 @@ class KubernetesApi::Exchange {
           .http_status = result.status,
           .body = absl::UnavailableError(absl::StrCat(
               what_, ": the API server answered HTTP ", result.status,
-              forbidden && !forbidden_hint_.empty() ? absl::StrCat(" (", forbidden_hint_, ")")
-                                                    : "",
+              forbidden && !forbidden_hint_.empty() ? absl::StrCat(" (", forbidden_hint_, ")") : "",
               result.body.empty() ? "" : ": ", result.body.substr(0, 200)))};
       owner_.Finish(this, std::move(failed));
       return;
     }
-    owner_.Finish(this, {.result = "ok", .http_status = result.status,
-                         .body = std::move(result.body)});
+    owner_.Finish(this,
+                  {.result = "ok", .http_status = result.status, .body = std::move(result.body)});
   }
 
   void Fail(absl::string_view result, absl::string_view message) {
@@ -138,6 +183,12 @@ class KubernetesApi::Exchange {
   std::string forbidden_hint_;
   std::string what_;
   ApiResult pending_;
+  absl::Duration timeout_;
+  // A watch: its reader, the line not yet complete, and how it went.
+  std::function<bool(absl::string_view)> on_line_;
+  std::string partial_;
+  bool streamed_ = false;
+  bool line_too_large_ = false;
 };
 
 absl::StatusOr<std::unique_ptr<KubernetesApi>> KubernetesApi::Create(

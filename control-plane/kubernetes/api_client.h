@@ -11,7 +11,12 @@
 // One connection per request, one deadline covering connect, TLS and the whole answer, answers
 // bounded in size, at most `max_in_flight` requests at once (more fail at once as "overloaded").
 // Every outcome has a result label: ok (a 2xx answer), connect_failed, tls_failed, timeout,
-// http_error (its status is in ApiResult), malformed, too_large, no_credentials, overloaded.
+// http_error (its status is in ApiResult), malformed, too_large, closed (a watch cut short),
+// no_credentials, overloaded.
+//
+// Watches (ApiRequest::on_line): a 2xx answer's body is read as it arrives, one line (one watch
+// event) at a time, each line bounded by max_response_bytes; the request's own timeout bounds
+// the whole watch.
 //
 // Threading: loop thread only; `done` is called on it, never from inside Call(). Destroying the
 // client drops requests in flight without calling their callbacks.
@@ -58,10 +63,17 @@ struct ApiRequest {
   std::string body;
   // Added to the message of a 401 or 403 answer: what permission the request needs.
   std::string forbidden_hint;
+  // Zero: KubernetesApiOptions::timeout.
+  absl::Duration timeout = absl::ZeroDuration();
+  // Set: a watch. Each line of a 2xx answer (one JSON watch event, without its newline; empty
+  // lines skipped) is handed to it as it arrives, on the loop thread, and ApiResult::body stays
+  // empty. Returning false ends the watch; `done` then follows with "ok". A line longer than
+  // max_response_bytes ends it as too_large, a connection that ends mid-answer as closed.
+  std::function<bool(absl::string_view line)> on_line;
 };
 
 struct ApiResult {
-  std::string result;  // the label above
+  std::string result;   // the label above
   int http_status = 0;  // when an HTTP answer came
   // The answer's body when 2xx; otherwise UnavailableError saying what went wrong.
   absl::StatusOr<std::string> body;

@@ -9,6 +9,7 @@
 #include "common/base/clock.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/http/client.h"
 
 namespace meshlet::controlplane::kubernetes {
 namespace {
@@ -16,23 +17,6 @@ namespace {
 constexpr char kRbacHint[] =
     "the control plane needs list on namespaces and get, create and patch on configmaps "
     "(k8s/base/rbac.yaml)";
-
-// '=' and ',' of a label selector, escaped for a query string.
-std::string QueryEscape(absl::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '=') {
-      out += "%3D";
-    } else if (c == ',') {
-      out += "%2C";
-    } else if (c == '!') {
-      out += "%21";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -54,7 +38,7 @@ void TrustBundleConfigMaps::Round() {
   round_failed_ = false;
   api_.Call({.method = "GET",
              .path = absl::StrCat("/api/v1/namespaces?labelSelector=",
-                                  QueryEscape(options_.namespace_selector)),
+                                  http::QueryEscape(options_.namespace_selector)),
              .forbidden_hint = kRbacHint},
             [this, alive = alive_](ApiResult result) {
               if (*alive) OnNamespaces(std::move(result));
@@ -111,12 +95,12 @@ void TrustBundleConfigMaps::Next() {
 void TrustBundleConfigMaps::OnConfigMap(const std::string& ns, ApiResult result) {
   const std::string data = absl::StrCat("{", JsonQuote(options_.key), ":", JsonQuote(pem_), "}");
   if (result.http_status == 404) {
-    Write(ns, "POST", absl::StrCat("/api/v1/namespaces/", ns, "/configmaps"), "application/json",
-          absl::StrCat(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":)",
-                       JsonQuote(options_.config_map), R"(,"namespace":)", JsonQuote(ns),
-                       R"(,"labels":{"app.kubernetes.io/managed-by":"meshlet"}},"data":)", data,
-                       "}"),
-          "created");
+    Write(
+        ns, "POST", absl::StrCat("/api/v1/namespaces/", ns, "/configmaps"), "application/json",
+        absl::StrCat(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":)",
+                     JsonQuote(options_.config_map), R"(,"namespace":)", JsonQuote(ns),
+                     R"(,"labels":{"app.kubernetes.io/managed-by":"meshlet"}},"data":)", data, "}"),
+        "created");
     return;
   }
   if (!result.body.ok()) {
@@ -140,8 +124,7 @@ void TrustBundleConfigMaps::OnConfigMap(const std::string& ns, ApiResult result)
     Next();
     return;
   }
-  Write(ns, "PATCH",
-        absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/", options_.config_map),
+  Write(ns, "PATCH", absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/", options_.config_map),
         "application/merge-patch+json", absl::StrCat(R"({"data":)", data, "}"), "updated");
 }
 
@@ -185,7 +168,8 @@ void TrustBundleConfigMaps::Fail(const std::string& message) {
 void TrustBundleConfigMaps::EndRound() {
   Duration next = options_.interval;
   if (round_failed_) {
-    next = DoublingRetryDelay(++consecutive_failed_rounds_, options_.retry_base, options_.retry_cap);
+    next =
+        DoublingRetryDelay(++consecutive_failed_rounds_, options_.retry_base, options_.retry_cap);
   } else {
     consecutive_failed_rounds_ = 0;
     last_failure_.clear();

@@ -12,24 +12,9 @@
 #include "common/base/clock.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "control-plane/kubernetes/yaml_fields.h"
 
 namespace meshlet::controlplane::kubernetes {
-namespace {
-
-// The text of map[key] when it is a scalar, else "" (never throws, never adds the key).
-std::string ScalarAt(const YAML::Node& map, const char* key) {
-  if (!map.IsMap()) return "";
-  const YAML::Node value = map[key];
-  return value.IsDefined() && value.IsScalar() ? value.Scalar() : "";
-}
-
-YAML::Node MapAt(const YAML::Node& map, const char* key) {
-  if (!map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-  return map[key];
-}
-
-}  // namespace
-
 WebhookCaBundle::WebhookCaBundle(event::Loop& loop, KubernetesApi& api, StatsRegistry& stats,
                                  std::string trust_bundle_pem, WebhookCaBundleOptions options)
     : loop_(loop),
@@ -75,24 +60,24 @@ void WebhookCaBundle::OnRead(ApiResult result) {
     return;
   }
   const std::string resource_version =
-      ScalarAt(MapAt(configuration, "metadata"), "resourceVersion");
-  const YAML::Node webhooks = MapAt(configuration, "webhooks");
+      ScalarAt(NodeAt(configuration, "metadata"), "resourceVersion");
+  const YAML::Node webhooks = NodeAt(configuration, "webhooks");
   if (ScalarAt(configuration, "kind") != "MutatingWebhookConfiguration" ||
       resource_version.empty() || !webhooks.IsSequence()) {
-    Done("failed", absl::StrCat("GET ", path_,
-                                ": the answer is not a MutatingWebhookConfiguration with webhooks"));
+    Done("failed",
+         absl::StrCat("GET ", path_,
+                      ": the answer is not a MutatingWebhookConfiguration with webhooks"));
     return;
   }
-  std::vector<std::string> ops = {absl::StrCat(
-      R"({"op":"test","path":"/metadata/resourceVersion","value":)", JsonQuote(resource_version),
-      "}")};
+  std::vector<std::string> ops = {
+      absl::StrCat(R"({"op":"test","path":"/metadata/resourceVersion","value":)",
+                   JsonQuote(resource_version), "}")};
   for (size_t i = 0; i < webhooks.size(); ++i) {
-    const YAML::Node client_config = MapAt(webhooks[i], "clientConfig");
+    const YAML::Node client_config = NodeAt(webhooks[i], "clientConfig");
     if (!client_config.IsMap()) continue;
     if (ScalarAt(client_config, "caBundle") == ca_bundle_) continue;
     ops.push_back(absl::StrCat(R"({"op":"add","path":"/webhooks/)", i,
-                               R"(/clientConfig/caBundle","value":)", JsonQuote(ca_bundle_),
-                               "}"));
+                               R"(/clientConfig/caBundle","value":)", JsonQuote(ca_bundle_), "}"));
   }
   if (ops.size() == 1) {
     Done("current", "");

@@ -69,6 +69,19 @@ Registry::Registry(const Clock& clock, RegistryOptions options)
 
 Registry::~Registry() = default;
 
+void Registry::ExpectKubernetesServices() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (kubernetes_expected_) return;
+  kubernetes_expected_ = true;
+  NotifyLocked(lock);
+}
+
+void Registry::SetKubernetesServices(std::shared_ptr<const KubernetesServices> services) {
+  std::unique_lock<std::mutex> lock(mu_);
+  kubernetes_ = std::move(services);
+  NotifyLocked(lock);
+}
+
 void Registry::NotifyLocked(std::unique_lock<std::mutex>& lock) {
   ++version_;
   snapshot_.reset();
@@ -230,6 +243,8 @@ std::shared_ptr<const RegistrySnapshot> Registry::Snapshot() const {
   if (snapshot_ == nullptr) {
     auto snapshot = std::make_shared<RegistrySnapshot>();
     snapshot->version = version_;
+    snapshot->kubernetes = kubernetes_;
+    snapshot->kubernetes_pending = kubernetes_expected_ && kubernetes_ == nullptr;
     snapshot->workloads.reserve(workloads_.size());
     for (const auto& [id, w] : workloads_) snapshot->workloads.push_back(w);
     snapshot_ = std::move(snapshot);

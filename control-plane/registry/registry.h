@@ -1,7 +1,10 @@
 #pragma once
 
 // Registry: the workloads whose sidecars are (or were just) connected to this control plane, and
-// the service endpoints derived from them. This is service discovery without Kubernetes.
+// the service endpoints derived from them: service discovery without Kubernetes. In a cluster it
+// also holds what Kubernetes discovery (control-plane/kubernetes/discovery.h) last saw of the
+// cluster's Services and their endpoints (SetKubernetesServices), so one version and one watch
+// cover every input of translation but the policy.
 //
 // Lifecycle of one workload (keyed by the sidecar's node id):
 //
@@ -87,10 +90,49 @@ inline constexpr char kCaptureIptables[] = "iptables";
 // Reads the Node a sidecar sent into a Workload (registration fields only).
 Workload WorkloadFromNode(const xds::Node& node);
 
+// A Kubernetes Service port, its protocol decided as docs/kubernetes.md says (appProtocol, else
+// the port name's prefix).
+struct KubernetesPort {
+  std::string name;
+  uint32_t port = 0;
+  std::string protocol;  // HTTP, HTTP2, GRPC or TCP
+  // The endpoints' port for it: the numeric targetPort, else what the EndpointSlices resolved
+  // the named one to (0: none yet).
+  uint32_t target_port = 0;
+};
+
+// One address of a Service's EndpointSlices that is ready, with its Pod's labels and service
+// account when the Pod is known.
+struct KubernetesEndpoint {
+  std::string address;
+  std::string pod;  // targetRef name; empty for endpoints that are not Pods
+  std::string service_account;
+  std::map<std::string, std::string> labels;
+};
+
+// A Kubernetes Service with what its EndpointSlices say (UDP and SCTP ports left out).
+struct KubernetesService {
+  std::string namespace_;
+  std::string name;
+  std::vector<std::string> cluster_ips;       // spec.clusterIPs; none for a headless Service
+  std::vector<KubernetesPort> ports;          // ordered by port
+  std::vector<KubernetesEndpoint> endpoints;  // ordered by address
+};
+
+// Everything Kubernetes discovery saw at one moment, ordered by (namespace, name).
+struct KubernetesServices {
+  std::vector<KubernetesService> services;
+};
+
 // An immutable view of the registry at one version, ordered by workload id.
 struct RegistrySnapshot {
   uint64_t version = 0;
   std::vector<Workload> workloads;
+  // Kubernetes discovery's services; null off Kubernetes and before its first complete list.
+  std::shared_ptr<const KubernetesServices> kubernetes;
+  // Kubernetes discovery is on but has not listed everything yet: the mesh's services are not
+  // all known, and configuration built now would withdraw some from every sidecar.
+  bool kubernetes_pending = false;
 
   const Workload* Find(absl::string_view id) const;
   // Workloads of `service` in `namespace_`, ordered by id.
@@ -150,6 +192,12 @@ class Registry {
   // Workloads with at least one open stream (the rest wait out their grace period).
   size_t connected() const;
 
+  // Kubernetes discovery is on: snapshots say kubernetes_pending until the first
+  // SetKubernetesServices.
+  void ExpectKubernetesServices();
+  // Replaces the Kubernetes services (a change: notifies).
+  void SetKubernetesServices(std::shared_ptr<const KubernetesServices> services);
+
   using WatchCallback = std::function<void(uint64_t version)>;
   class WatchHandle {
    public:
@@ -169,6 +217,8 @@ class Registry {
   const RegistryOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, Workload, std::less<>> workloads_;
+  std::shared_ptr<const KubernetesServices> kubernetes_;
+  bool kubernetes_expected_ = false;
   uint64_t version_ = 0;
   mutable std::shared_ptr<const RegistrySnapshot> snapshot_;  // cached; reset on change
   uint64_t next_watch_id_ = 1;

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -31,8 +32,11 @@ constexpr absl::string_view kDependenciesLabel = "meshlet.io/dependencies";
 struct ServiceView {
   std::string namespace_;
   std::string name;
-  const pb::Service* resource = nullptr;  // null: implied by the registry
-  std::vector<pb::ServicePort> ports;     // sorted by port
+  const pb::Service* resource = nullptr;  // null: implied by the registry or Kubernetes
+  // The Kubernetes Service of that name, when discovery saw one: its EndpointSlices' ready
+  // addresses are the members (registered workloads are not joined by name or selector).
+  const registry::KubernetesService* kubernetes = nullptr;
+  std::vector<pb::ServicePort> ports;  // sorted by port
   std::map<std::string, std::string> selector;
   // Virtual addresses: spec.addresses, else those the control plane allocated (none for
   // services only the registry knows).
@@ -114,7 +118,79 @@ struct MeshIndex {
   std::map<ServiceKey, ServiceView> services;
   std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
   std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target;
+  // Members standing for Kubernetes endpoints without a connected sidecar (a deque: the views
+  // point at its elements).
+  std::deque<Workload> kubernetes_members;
 };
+
+// Adds a Kubernetes Service to the index: its ports (unless a Service resource of the same name
+// declares them), its ClusterIPs as addresses, and its ready endpoints as members. An endpoint
+// whose address a registered workload of the namespace has is that workload (its sidecar, with
+// its certificate and readiness); any other is a member without a sidecar, reached in plaintext
+// on its port.
+void AddKubernetesService(
+    const registry::KubernetesService& ks,
+    const std::map<std::pair<std::string, std::string>, const Workload*>& by_address,
+    MeshIndex& index) {
+  auto [it, inserted] = index.services.try_emplace({ks.namespace_, ks.name});
+  ServiceView& view = it->second;
+  view.kubernetes = &ks;
+  if (inserted) {
+    view.namespace_ = ks.namespace_;
+    view.name = ks.name;
+  }
+  if (view.resource == nullptr) {
+    view.ports.clear();
+    for (const registry::KubernetesPort& kp : ks.ports) {
+      pb::ServicePort p;
+      p.set_name(kp.name);
+      p.set_port(kp.port);
+      p.set_target_port(kp.target_port);
+      p.set_protocol(kp.protocol);
+      view.ports.push_back(std::move(p));
+    }
+  }
+  std::vector<std::string> addresses = ks.cluster_ips;
+  for (std::string& address : view.addresses) {
+    if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) {
+      addresses.push_back(std::move(address));
+    }
+  }
+  view.addresses = std::move(addresses);
+  view.members.clear();
+  for (const registry::KubernetesEndpoint& e : ks.endpoints) {
+    auto found = by_address.find({ks.namespace_, e.address});
+    if (found != by_address.end()) {
+      const Workload* member = found->second;
+      if (std::find_if(view.members.begin(), view.members.end(), [member](const Workload* m) {
+            return m->id == member->id;
+          }) != view.members.end()) {
+        continue;  // another address of the same pod
+      }
+      // The Pod's labels count for subsets as well as those its sidecar registered (which win).
+      bool more_labels = false;
+      for (const auto& [key, value] : e.labels) more_labels |= !member->labels.contains(key);
+      if (more_labels) {
+        Workload& labelled = index.kubernetes_members.emplace_back(*member);
+        labelled.labels.insert(e.labels.begin(), e.labels.end());
+        member = &labelled;
+      }
+      view.members.push_back(member);
+      continue;
+    }
+    Workload& w = index.kubernetes_members.emplace_back();
+    w.id = absl::StrCat("kubernetes/", ks.namespace_, "/", e.pod.empty() ? e.address : e.pod);
+    w.service = ks.name;
+    w.namespace_ = ks.namespace_;
+    w.service_account = e.service_account;
+    w.labels = e.labels;
+    w.addresses = {e.address};
+    w.capture = true;  // reached on its app port, as a captured member is
+    view.members.push_back(&w);
+  }
+  std::sort(view.members.begin(), view.members.end(),
+            [](const Workload* a, const Workload* b) { return a->id < b->id; });
+}
 
 std::string RouteNamespace(const pb::HTTPRoute& route) {
   return route.metadata().namespace_().empty() ? "default" : route.metadata().namespace_();
@@ -134,6 +210,17 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     view.addresses.assign(addresses.begin(), addresses.end());
     index.services[{view.namespace_, view.name}] = std::move(view);
   }
+  if (registry.kubernetes != nullptr) {
+    std::map<std::pair<std::string, std::string>, const Workload*> by_address;
+    for (const Workload& w : registry.workloads) {
+      for (const std::string& address : w.addresses) {
+        by_address.emplace(std::make_pair(w.namespace_, address), &w);
+      }
+    }
+    for (const registry::KubernetesService& ks : registry.kubernetes->services) {
+      AddKubernetesService(ks, by_address, index);
+    }
+  }
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
     ServiceKey key{w.namespace_, w.service};
@@ -143,7 +230,7 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
       view.namespace_ = w.namespace_;
       view.name = w.service;
     }
-    if (view.resource != nullptr) continue;
+    if (view.resource != nullptr || view.kubernetes != nullptr) continue;
     for (uint32_t port : w.ports) {
       bool known = false;
       for (const auto& p : view.ports) known |= p.port() == port;
@@ -158,10 +245,12 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
     auto it = index.services.find({w.namespace_, w.service});
-    if (it != index.services.end()) it->second.members.push_back(&w);
+    if (it != index.services.end() && it->second.kubernetes == nullptr) {
+      it->second.members.push_back(&w);
+    }
   }
   for (auto& [key, view] : index.services) {
-    if (view.selector.empty()) continue;
+    if (view.selector.empty() || view.kubernetes != nullptr) continue;
     for (const Workload& w : registry.workloads) {
       if (w.namespace_ == view.namespace_ && w.service != view.name &&
           Matches(view.selector, w.labels)) {

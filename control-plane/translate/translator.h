@@ -37,6 +37,14 @@
 // node's own service and those its registration label meshlet.io/dependencies lists ("svc",
 // "svc.ns", "*.ns", comma-separated).
 //
+// Kubernetes Services (RegistrySnapshot::kubernetes, discovery in a cluster) are services too:
+// their ports (protocol from appProtocol or the port name), their ClusterIPs as addresses, and
+// as members exactly their EndpointSlices' ready addresses. An address a registered workload of
+// the namespace has is that workload (its sidecar: mTLS, identity, readiness; the Pod's labels
+// added to those it registered); any other is a member without a sidecar, reached in plaintext
+// on its target port. A Service resource of the same name keeps its own ports and addresses
+// (the ClusterIPs come first), so it can declare protocols the Kubernetes Service does not.
+//
 // Endpoints point at the peer sidecars' inbound listeners (<workload address>:<inbound port>),
 // which forward to their local app; the peer picks the app port from the Host the caller used.
 //

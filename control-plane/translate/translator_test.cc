@@ -898,5 +898,136 @@ TEST_F(CaptureTest, CapturedAndOtherNodesShareNoOutboundPart) {
   EXPECT_EQ(cache.stats().misses, 2u);
 }
 
+// Kubernetes discovery (RegistrySnapshot::kubernetes): ordinary Services are destinations, their
+// ClusterIPs route captured connections, and their EndpointSlices' ready addresses are the
+// members — a pod whose sidecar is connected by its registration, any other in plaintext.
+class KubernetesServicesTest : public CaptureTest {
+ protected:
+  void SetUp() override {
+    CaptureTest::SetUp();
+    auto services = std::make_shared<registry::KubernetesServices>();
+    registry::KubernetesService ratings;
+    ratings.namespace_ = "shop";
+    ratings.name = "ratings";
+    ratings.cluster_ips = {"10.96.0.30"};
+    ratings.ports = {{.name = "http", .port = 80, .protocol = "HTTP", .target_port = 9080},
+                     {.name = "redis", .port = 6379, .protocol = "TCP", .target_port = 6379}};
+    ratings.endpoints = {
+        {.address = "10.1.0.5",
+         .pod = "ratings-a",
+         .service_account = "ratings",
+         .labels = {{"app", "ratings"}, {"version", "v1"}}},
+        {.address = "10.1.0.6",
+         .pod = "ratings-b",
+         .service_account = "ratings",
+         .labels = {{"app", "ratings"}, {"version", "v2"}}},
+    };
+    services->services.push_back(ratings);
+    // A Kubernetes Service of the same name as a Service resource: the resource's ports win.
+    registry::KubernetesService reviews;
+    reviews.namespace_ = "default";
+    reviews.name = "reviews";
+    reviews.cluster_ips = {"10.96.0.9"};
+    reviews.ports = {{.name = "", .port = 9080, .protocol = "TCP", .target_port = 9080}};
+    reviews.endpoints = {{.address = "10.0.1.1", .pod = "reviews-v1-0"},
+                         {.address = "10.0.1.7", .pod = "reviews-plain"}};
+    services->services.push_back(reviews);
+    kubernetes_ = services;
+    registry_.kubernetes = services;
+    // ratings-b's sidecar is connected (a captured pod with a workload certificate).
+    registry::Workload b = MakeWorkload("ratings-b.shop", "ratings", "10.1.0.6");
+    b.namespace_ = "shop";
+    b.ports = {9080, 6379};
+    b.workload_certificate = true;
+    Capture(b);
+    registry_.workloads.push_back(b);
+    std::sort(registry_.workloads.begin(), registry_.workloads.end(),
+              [](const auto& x, const auto& y) { return x.id < y.id; });
+    for (registry::Workload& w : registry_.workloads) {
+      if (w.id == "frontend-0") {
+        w.workload_certificate = true;
+        Capture(w);
+      }
+    }
+  }
+  static bool Has(const std::vector<std::string>& list, absl::string_view item) {
+    return std::find(list.begin(), list.end(), item) != list.end();
+  }
+  std::shared_ptr<registry::KubernetesServices> kubernetes_;
+};
+
+TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Cluster* http = Named(r.clusters, "outbound|80||ratings.shop");
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->type(), xds::Cluster::EDS);
+  const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
+  ASSERT_EQ(a->endpoints_size(), 2);
+  // The pod without a sidecar: its target port, in plaintext, its Pod's labels kept.
+  EXPECT_EQ(a->endpoints(0).address(), "10.1.0.5:9080");
+  EXPECT_TRUE(a->endpoints(0).plaintext());
+  EXPECT_EQ(a->endpoints(0).labels().at("version"), "v1");
+  // The pod with a connected sidecar: mTLS to its own identity.
+  EXPECT_EQ(a->endpoints(1).address(), "10.1.0.6:9080");
+  EXPECT_FALSE(a->endpoints(1).plaintext());
+  EXPECT_EQ(a->endpoints(1).identity(), "spiffe://cluster.local/ns/shop/sa/ratings");
+  EXPECT_TRUE(http->tls().enabled());
+  // Host names of the Service, and the ClusterIP for captured connections.
+  const xds::VirtualHost* vhost = Host(r, "outbound", "ratings.shop:80");
+  ASSERT_NE(vhost, nullptr);
+  std::vector<std::string> domains(vhost->domains().begin(), vhost->domains().end());
+  for (const char* domain : {"ratings.shop.svc.cluster.local", "10.96.0.30", "10.96.0.30:80"}) {
+    EXPECT_TRUE(Has(domains, domain)) << domain;
+  }
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(Has(destinations, "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_HTTP outbound 0"))
+      << absl::StrJoin(destinations, "\n");
+  EXPECT_TRUE(Has(destinations,
+                  "ratings.shop:6379 [10.96.0.30]:6379 PROTOCOL_TCP outbound|6379||ratings.shop 0"))
+      << absl::StrJoin(destinations, "\n");
+}
+
+TEST_F(KubernetesServicesTest, EndpointSlicesDecideMembershipAndServiceResourcesTheirPorts) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  // reviews: the Service resource's HTTP port, the Kubernetes ClusterIP added to its addresses,
+  // and only the EndpointSlice's addresses as members: reviews-v1-0 through its registration,
+  // reviews-plain without a sidecar; reviews-v1-1 and v2-0 (registered, not in the slice) left
+  // out.
+  const xds::ClusterLoadAssignment* reviews = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_EQ(reviews->endpoints_size(), 2);
+  EXPECT_EQ(reviews->endpoints(0).address(), "10.0.1.1:15006");
+  EXPECT_EQ(reviews->endpoints(1).address(), "10.0.1.7:9080");
+  EXPECT_NE(Host(r, "outbound", "reviews.default:9080"), nullptr);
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(Has(destinations,
+                  "reviews.default:9080 [10.96.0.9,240.240.0.1,fd00:240::1]:9080 PROTOCOL_HTTP "
+                  "outbound 0"))
+      << absl::StrJoin(destinations, "\n");
+  // Subsets select by the Pods' labels.
+  policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: ratings, namespace: shop}
+spec:
+  target: ratings
+  rules:
+  - backends: [{service: ratings, subset: {version: v2}}]
+)"));
+  r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* v2 = Assignment(r, "outbound|80|version=v2|ratings.shop");
+  ASSERT_NE(v2, nullptr);
+  ASSERT_EQ(v2->endpoints_size(), 1);
+  EXPECT_EQ(v2->endpoints(0).address(), "10.1.0.6:9080");
+
+  // An endpoint removed from the slices leaves the configuration; a Service removed leaves it
+  // whole.
+  kubernetes_->services[0].endpoints.erase(kubernetes_->services[0].endpoints.begin());
+  r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(Assignment(r, "outbound|80||ratings.shop")->endpoints_size(), 1);
+  kubernetes_->services.erase(kubernetes_->services.begin());
+  r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||ratings.shop"), nullptr);
+  EXPECT_EQ(Host(r, "outbound", "ratings.shop:80"), nullptr);
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::translate

@@ -224,7 +224,14 @@ absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
     }
     policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
   }
-  return resources_.Generate(policy_, control_plane_.registry().Snapshot(), node);
+  std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
+  if (registry->kubernetes_pending) {
+    // Configuration without the cluster's Services would withdraw them from the sidecar; it
+    // keeps what it has until discovery has listed them (the registry's change then pushes).
+    return absl::UnavailableError(
+        "waiting for Kubernetes discovery's first list of Services, EndpointSlices and Pods");
+  }
+  return resources_.Generate(policy_, std::move(registry), node);
 }
 
 void XdsService::OnProxyConnected(const xds::Node& node) {

@@ -164,7 +164,9 @@ class KubernetesAttestationTest(unittest.TestCase):
     @classmethod
     def control_plane(cls, name, kubernetes_api, *args):
         data, log = os.path.join(cls.tmp, name + "-data"), os.path.join(cls.tmp, name + ".log")
-        flags = ["--kubernetes-api", kubernetes_api] if kubernetes_api else []
+        # The fake API server answers TokenReviews only: no Kubernetes service discovery.
+        flags = (["--kubernetes-api", kubernetes_api, "--kubernetes-discovery=false"]
+                 if kubernetes_api else [])
         cp, api, ads = start_control_plane(
             CONTROL_PLANE, log, "--data-dir", data, "--api-address", "127.0.0.1:0",
             "--xds-address", "127.0.0.1:0", "--xds-tls-cert", cls.server_cert[0],

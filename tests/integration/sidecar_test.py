@@ -230,9 +230,16 @@ class Sidecar:
             except OSError:
                 pass
             time.sleep(0.05)
+        # Not left running behind a failed test.
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
         raise AssertionError("sidecar did not become ready: " + self.log())
 
     def log(self):
+        if self.stderr.closed:
+            with open(self.stderr_path) as f:
+                return f.read()
         self.stderr.flush()
         with open(self.stderr_path) as f:
             return f.read()

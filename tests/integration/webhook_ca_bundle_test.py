@@ -41,7 +41,8 @@ import urllib.request
 import jsonpatch
 import yaml
 
-from mesh_util import make_ca, make_server_cert, serve_https, start_control_plane, stop_process
+from mesh_util import (JsonApiHandler, make_ca, make_server_cert, serve_https,
+                       start_control_plane, stop_process)
 
 CONTROL_PLANE = MESHCTL = WEBHOOK_YAML = None  # set from argv
 TOKEN = "control-plane-own-token"
@@ -64,20 +65,7 @@ class FakeApiServer:
         self.problems, self.patches = [], []
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonApiHandler):
             def refuse(self, code, message):
                 server.problems.append(message)
                 self.answer(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -238,7 +226,8 @@ class WebhookCaBundleTest(unittest.TestCase):
             "--xds-address", "127.0.0.1:0", "--webhook-address", "127.0.0.1:0",
             "--otlp-address=", "--zipkin-address=", "--kubernetes-api", cls.api_server.address,
             "--kubernetes-token-file", cls.token_file, "--kubernetes-ca-file", cls.cluster_ca,
-            "--webhook-ca-bundle-interval", "0.3s", "--trust-bundle-interval", "0.3s", *args)
+            "--webhook-ca-bundle-interval", "0.3s", "--trust-bundle-interval", "0.3s",
+            "--kubernetes-discovery=false", *args)
         port = None
         deadline = time.time() + 10
         while port is None and time.time() < deadline:

@@ -1,0 +1,114 @@
+#pragma once
+
+// KubernetesDiscovery: the cluster's Services, EndpointSlices and Pods, read through the API
+// server and kept current, handed to the registry as registry::KubernetesServices (the
+// translator makes them mesh destinations: docs/kubernetes.md, "Service discovery").
+//
+// Each of the three kinds is reflected the way Kubernetes' own clients do it:
+//   list   GET <kind>?limit=<page size>, then &continue=<token> until the last page; the list's
+//          metadata.resourceVersion is where the watch starts. A continue token that expired
+//          (410) starts the list over.
+//   watch  GET <kind>?watch=true&resourceVersion=<rv>&allowWatchBookmarks=true&timeoutSeconds=T:
+//          ADDED/MODIFIED/DELETED change the cache, BOOKMARK only moves the resourceVersion, and
+//          every event's object carries the resourceVersion to resume from. When the server
+//          ends the watch (timeoutSeconds), a new one starts at once from the last
+//          resourceVersion; when it drops (connection lost, malformed event, an ERROR event
+//          other than 410), after a backoff (retry_base doubling to retry_cap), from the same
+//          place; when the resourceVersion is too old (410 Gone, as an HTTP status or an ERROR
+//          event), the kind is listed again and the cache replaced.
+// Nothing is published before all three kinds have been listed once: until then the registry
+// says kubernetes_pending, and the discovery service builds no configuration (a sidecar keeps
+// what it has rather than losing every Kubernetes destination). After that, every change is
+// published on the next loop turn (changes arriving together make one publication).
+//
+// What is published: every Service but ExternalName ones, with its TCP ports (UDP and SCTP left
+// out), the protocol of each from appProtocol, else the port name's prefix, else TCP (opaque);
+// its ClusterIPs; and the ready addresses (conditions.ready true or absent) of the
+// EndpointSlices labelled kubernetes.io/service-name with its name, with the labels and service
+// account of the Pod each targets. A Service port's target port is the port of the same name in
+// its EndpointSlices (a named targetPort resolved by Kubernetes), else its numeric targetPort.
+//
+// Needs RBAC list and watch on services, endpointslices (discovery.k8s.io) and pods
+// (k8s/base/rbac.yaml).
+//
+// Stats: meshlet_cp_kubernetes_lists_total{resource,result}, meshlet_cp_kubernetes_watches_total
+// {resource,result} (how each watch ended), meshlet_cp_kubernetes_events_total{resource,type},
+// meshlet_cp_kubernetes_objects{resource}, meshlet_cp_kubernetes_services (published).
+//
+// Threading: the loop thread. The registry and stats must outlive this; destroying it stops the
+// watches and drops requests in flight.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/flags/flags.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/api_client.h"
+#include "control-plane/registry/registry.h"
+
+namespace meshlet::controlplane::kubernetes {
+
+struct DiscoveryOptions {
+  // On whenever an API server is known (--kubernetes-api); false turns discovery off.
+  bool enabled = true;
+  // timeoutSeconds of each watch: the server ends it then and a new one starts.
+  absl::Duration watch_timeout = absl::Minutes(5);
+  // Deadline of one list page.
+  absl::Duration list_timeout = absl::Seconds(60);
+  int page_size = 500;
+  // Bound on one list page and on one watch event.
+  size_t max_response_bytes = 16 << 20;
+  Duration retry_base = std::chrono::milliseconds(500);
+  Duration retry_cap = std::chrono::seconds(30);
+};
+
+// --kubernetes-discovery, --kubernetes-watch-timeout, --kubernetes-list-page-size,
+// --kubernetes-max-response-bytes.
+std::vector<flags::Flag> DiscoveryFlags(DiscoveryOptions& options);
+
+class KubernetesDiscovery {
+ public:
+  // Connects nothing yet; errors are those of KubernetesApi::Create (naming the flag).
+  static absl::StatusOr<std::unique_ptr<KubernetesDiscovery>> Create(event::Loop& loop,
+                                                                     KubernetesApiOptions api,
+                                                                     registry::Registry& registry,
+                                                                     StatsRegistry& stats,
+                                                                     DiscoveryOptions options);
+  ~KubernetesDiscovery();
+  KubernetesDiscovery(const KubernetesDiscovery&) = delete;
+  KubernetesDiscovery& operator=(const KubernetesDiscovery&) = delete;
+
+  // Marks the registry pending and lists the three kinds.
+  void Start();
+  // All three kinds have been listed once (and published).
+  bool synced() const;
+
+  class Reflector;
+
+ private:
+  KubernetesDiscovery(event::Loop& loop, std::unique_ptr<KubernetesApi> api,
+                      registry::Registry& registry, StatsRegistry& stats, DiscoveryOptions options);
+  // A reflector's cache changed: publish on the next loop turn.
+  void Changed();
+  void Publish();
+
+  event::Loop& loop_;
+  std::unique_ptr<KubernetesApi> api_;
+  registry::Registry& registry_;
+  StatsRegistry& stats_;
+  const DiscoveryOptions options_;
+  std::unique_ptr<Reflector> services_;
+  std::unique_ptr<Reflector> slices_;
+  std::unique_ptr<Reflector> pods_;
+  event::Timer publish_timer_;
+  bool published_ = false;
+  Gauge published_services_;
+};
+
+}  // namespace meshlet::controlplane::kubernetes

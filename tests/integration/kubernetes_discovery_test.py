@@ -1,0 +1,491 @@
+"""Kubernetes service discovery: the control plane lists and watches Services, EndpointSlices and
+Pods through a fake API server, and a real sidecar reaches the Services it finds.
+
+Usage: kubernetes_discovery_test.py CONTROL_PLANE SIDECAR [unittest args]
+
+No API server can run here, so the fake (HTTPS on 127.0.0.1, a "cluster CA", the control plane's
+bearer token checked) answers in the shapes of the Kubernetes API reference: lists with
+metadata.resourceVersion and `continue` pages, watches as a chunked stream of one JSON event per
+line (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR with a 410 Status), ended after timeoutSeconds;
+a watch from a resourceVersion older than its history gets the 410 ERROR event, as the API server
+sends it. Every change gets the next resourceVersion (etcd's revision) and goes to the history
+watches replay from. The "pods" are two HTTP servers on 127.0.0.2 and 127.0.0.3 (the same port,
+named "web" in the Service's targetPort) without a sidecar; the caller is a real sidecar
+configured over xDS. Shown:
+- nothing is served before all three kinds are listed (the caller waits, with no configuration);
+- lists are paged with a percent-encoded continue token;
+- the Service becomes a destination: the caller reaches both pods in plaintext by its name, on the
+  port the EndpointSlices resolved its named targetPort to; an ExternalName Service is left out;
+- an endpoint that stops being ready leaves the caller's configuration within 1 s;
+- a watch cut mid-stream resumes from the last resourceVersion without a list, and a change made
+  meanwhile arrives;
+- a 410 (history compacted) lists again and picks up a change the watch never announced;
+- bookmarks move the resourceVersion the next watch starts from; expired watches are renewed;
+- a deleted Service leaves the caller's configuration;
+- the stats count lists, watches by how they ended, and events.
+"""
+
+import base64
+import copy
+import http.server
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+import sidecar_test
+from sidecar_test import wait_for
+from mesh_util import (JsonApiHandler, call_service, make_ca, make_server_cert, serve_https,
+                       start_control_plane, start_xds_sidecar, stop_all)
+
+CONTROL_PLANE = None  # set from argv
+TOKEN = "discovery-token"
+KINDS = {"/api/v1/services": "services",
+         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
+         "/api/v1/pods": "pods"}
+LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList"}
+CLUSTER = "outbound|80||ratings.shop"
+
+
+class FakeApiServer:
+    def __init__(self, cert):
+        self.cond = threading.Condition()
+        self.rv = 100
+        self.objects = {kind: {} for kind in KINDS.values()}
+        self.history = []       # (rv, kind, type, object)
+        self.compacted = 0      # watches from an older resourceVersion get 410
+        self.fail_lists = set()  # kinds whose lists answer 503
+        self.requests = []      # (kind, query dict) of every list and watch
+        self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
+        self.pages = {}
+        server = self
+
+        class Handler(JsonApiHandler):
+            def do_GET(self):
+                if self.headers.get("Authorization") != "Bearer " + TOKEN:
+                    return self.answer(401, status(401, "Unauthorized", "bad token"))
+                url = urllib.parse.urlsplit(self.path)
+                kind = KINDS.get(url.path)
+                if kind is None:
+                    return self.answer(404, status(404, "NotFound", url.path))
+                query = dict(urllib.parse.parse_qsl(url.query))
+                with server.cond:
+                    server.requests.append((kind, query))
+                if query.get("watch") == "true":
+                    return self.watch(kind, query)
+                if kind in server.fail_lists:
+                    return self.answer(503, status(503, "ServiceUnavailable", "etcd is slow"))
+                self.answer(200, server.list_page(kind, query))
+
+            def chunk(self, obj):
+                # One event in two chunks, sent apart: lines do not follow chunk boundaries.
+                data = json.dumps(obj).encode() + b"\n"
+                for piece in (data[:len(data) // 2], data[len(data) // 2:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+
+            def watch(self, kind, query):
+                since = int(query["resourceVersion"])
+                deadline = time.time() + int(query.get("timeoutSeconds", "60"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                with server.cond:
+                    if since < server.compacted:
+                        self.chunk({"type": "ERROR", "object": status(
+                            410, "Expired", f"too old resource version: {since} "
+                                            f"({server.compacted})")})
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
+                    sent = since
+                    while time.time() < deadline:
+                        for rv, k, type_, obj in server.history:
+                            if k == kind and rv > sent:
+                                self.chunk({"type": type_, "object": obj})
+                                sent = rv
+                        commands = server.commands[kind]
+                        while commands:
+                            command = commands.pop(0)
+                            if command == "drop":
+                                # Cut mid-stream: no last chunk.
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
+                            if command == "gone":
+                                self.chunk({"type": "ERROR", "object": status(
+                                    410, "Expired", "too old resource version")})
+                                self.wfile.write(b"0\r\n\r\n")
+                                return
+                            if command == "bookmark" and query.get("allowWatchBookmarks"):
+                                self.chunk({"type": "BOOKMARK", "object": {
+                                    "kind": kind_of(kind), "apiVersion": "v1",
+                                    "metadata": {"resourceVersion": str(server.rv)}}})
+                        server.cond.wait(0.1)
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.httpd, self.address = serve_https(Handler, cert)
+
+    def list_page(self, kind, query):
+        limit = int(query.get("limit", "500"))
+        with self.cond:
+            if "continue" in query:
+                token = json.loads(base64.b64decode(query["continue"]))
+                items, rv = self.pages[token["id"]], token["rv"]
+                start = token["start"]
+            else:
+                items = [copy.deepcopy(o) for _, o in sorted(self.objects[kind].items())]
+                rv, start = self.rv, 0
+                self.pages[len(self.pages)] = items
+                token_id = len(self.pages) - 1
+            token_id = token["id"] if "continue" in query else token_id
+        metadata = {"resourceVersion": str(rv)}
+        if start + limit < len(items):
+            # base64 with padding: '=' must travel percent-encoded.
+            metadata["continue"] = base64.b64encode(json.dumps(
+                {"id": token_id, "start": start + limit, "rv": rv, "pad": "x"}).encode()).decode()
+        return {"kind": LIST_KIND[kind], "apiVersion": "v1", "metadata": metadata,
+                "items": items[start:start + limit]}
+
+    def put(self, kind, obj, announce=True):
+        """Creates or replaces `obj` at the next resourceVersion; `announce`: watches see it."""
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            type_ = "MODIFIED" if key in self.objects[kind] else "ADDED"
+            self.objects[kind][key] = obj
+            if announce:
+                self.history.append((self.rv, kind, type_, obj))
+            self.cond.notify_all()
+            return self.rv
+
+    def delete(self, kind, namespace, name):
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(self.objects[kind].pop((namespace, name)))
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append((self.rv, kind, "DELETED", obj))
+            self.cond.notify_all()
+
+    def command(self, kind, command):
+        with self.cond:
+            self.commands[kind].append(command)
+            self.cond.notify_all()
+
+    def compact(self):
+        with self.cond:
+            self.compacted = self.rv
+            self.history = []
+
+    def last_rv(self, kind):
+        """The resourceVersion of the last change of `kind` a watch could see."""
+        with self.cond:
+            return max(rv for rv, k, _, _ in self.history if k == kind)
+
+    def seen(self, kind, watch):
+        with self.cond:
+            return [q for k, q in self.requests if k == kind and (q.get("watch") == "true") == watch]
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def kind_of(kind):
+    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod"}[kind]
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def service(name, ports, cluster_ip="10.96.0.30", type_="ClusterIP"):
+    spec = {"type": type_, "ports": ports}
+    if type_ == "ExternalName":
+        spec["externalName"] = "example.invalid"
+    else:
+        spec.update({"clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+                     "selector": {"app": name}})
+    return {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": "shop", "uid": "u-" + name}, "spec": spec}
+
+
+def endpoint(address, pod, ready=True):
+    return {"addresses": [address], "conditions": {"ready": ready, "serving": ready,
+                                                    "terminating": False},
+            "targetRef": {"kind": "Pod", "namespace": "shop", "name": pod, "uid": "u-" + pod},
+            "nodeName": "node-1"}
+
+
+def slice_(name, service_name, port, endpoints):
+    return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"name": name, "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": service_name,
+                                    "endpointslice.kubernetes.io/managed-by":
+                                        "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": endpoints}
+
+
+def pod(name, labels):
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": "shop", "labels": labels},
+            "spec": {"serviceAccountName": "ratings",
+                     "containers": [{"name": "app", "image": "ratings:1"}]},
+            "status": {"phase": "Running"}}
+
+
+class PodApp:
+    """An HTTP server on `address`:`port` answering with its own name: a pod without sidecar."""
+
+    def __init__(self, name, address, port):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                data = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_pod_apps():
+    """Two apps on one port of 127.0.0.2 and 127.0.0.3 (retried if the port is taken)."""
+    for _ in range(20):
+        probe = socket.socket()
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        try:
+            a = PodApp("ratings-a", "127.0.0.2", port)
+        except OSError:
+            continue
+        try:
+            b = PodApp("ratings-b", "127.0.0.3", port)
+        except OSError:
+            a.close()
+            continue
+        return port, [a, b]
+    raise AssertionError("no common free port on 127.0.0.2 and 127.0.0.3")
+
+
+class KubernetesDiscoveryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        t = cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        cluster_ca = make_ca(t, "cluster-ca")
+        cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca))
+        cls.apps, cls.sidecars, cls.cp = [], [], None
+        try:
+            cls.port, cls.apps = start_pod_apps()
+            fake = cls.fake
+            fake.put("services", service("ratings", [
+                {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]))
+            fake.put("services", service("legacy", [{"port": 443, "protocol": "TCP"}],
+                                         type_="ExternalName"))
+            fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", cls.port, [
+                endpoint("127.0.0.2", "ratings-a"), endpoint("127.0.0.3", "ratings-b")]))
+            fake.put("pods", pod("ratings-a", {"app": "ratings", "version": "v1"}))
+            fake.put("pods", pod("ratings-b", {"app": "ratings", "version": "v2"}))
+            for i in range(3):
+                fake.put("pods", pod(f"other-{i}", {"app": "other"}))
+            # Pods cannot be listed at first: nothing may be served meanwhile.
+            fake.fail_lists.add("pods")
+            token_file = os.path.join(t, "token")
+            with open(token_file, "w") as f:
+                f.write(TOKEN + "\n")
+            cls.log = os.path.join(t, "cp.log")
+            cls.cp, cls.api, cls.ads = start_control_plane(
+                CONTROL_PLANE, cls.log, "--data-dir", os.path.join(t, "cp-data"),
+                "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
+                "127.0.0.1:0", "--webhook-address=off", "--otlp-address=", "--zipkin-address=",
+                "--kubernetes-api", fake.address, "--kubernetes-token-file", token_file,
+                "--kubernetes-ca-file", cluster_ca[0], "--kubernetes-list-page-size", "2",
+                "--kubernetes-watch-timeout", "2s", "--xds-debounce", "50ms")
+            # The caller connects while the pods cannot be listed: it gets nothing (and is not
+            # ready) until they can.
+            started = {}
+
+            def start_caller():
+                try:
+                    started["caller"] = start_xds_sidecar(t, cls.ads, "caller-0", "shop",
+                                                          "--node-service=caller")
+                except BaseException as e:  # reported below
+                    started["error"] = e
+
+            thread = threading.Thread(target=start_caller)
+            thread.start()
+            cls.waited = wait_for(lambda: "cannot generate resources for caller-0: waiting for "
+                                          "Kubernetes discovery" in cls.read_log(), 8)
+            time.sleep(0.5)
+            cls.served_before_listed = "caller" in started
+            fake.fail_lists.clear()
+            thread.join()
+            if "error" in started:
+                raise started["error"]
+            cls.caller = started["caller"]
+            cls.sidecars.append(cls.caller)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.cp is not None:
+            stop_all(cls.sidecars, cls.apps, cls.cp)
+        else:
+            for app in cls.apps:
+                app.close()
+        cls.fake.stop()
+
+    def hosts(self):
+        _, body, _ = self.caller.get("/clusters")
+        for cluster in json.loads(body)["clusters"]:
+            if cluster["name"] == CLUSTER:
+                return sorted(h["address"] for h in cluster["hosts"])
+        return None
+
+    def metric(self, name, **labels):
+        with urllib.request.urlopen(f"http://{self.api}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    @classmethod
+    def read_log(cls):
+        with open(cls.log) as f:
+            return f.read()
+
+    def cp_log(self):
+        return self.read_log()
+
+    def test_1_nothing_is_served_before_everything_is_listed_then_the_service_is_reachable(self):
+        self.assertTrue(self.waited, self.cp_log())
+        self.assertFalse(self.served_before_listed)
+        self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_lists_total",
+                                            resource="pods", result="http_error"), 1)
+        expected = [f"127.0.0.2:{self.port}", f"127.0.0.3:{self.port}"]
+        self.assertTrue(wait_for(lambda: self.hosts() == expected, 10),
+                        f"{self.hosts()}\n{self.cp_log()}")
+        # Paged lists: 5 pods at 2 per page, the token percent-encoded on the way.
+        pages = [q for q in self.fake.seen("pods", watch=False) if "continue" in q]
+        self.assertGreaterEqual(len(pages), 2)
+        # Both pods answer by the Service's name, in plaintext, on the resolved target port.
+        answered = set()
+        for _ in range(20):
+            code, body = call_service(self.caller.outbound, "ratings.shop.svc.cluster.local",
+                                      "/")
+            self.assertEqual(code, 200, body)
+            answered.add(body)
+        self.assertEqual(answered, {"ratings-a", "ratings-b"})
+        # The ExternalName Service is no destination.
+        code, _ = call_service(self.caller.outbound, "legacy.shop", "/")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.metric("meshlet_cp_kubernetes_services"), 1)
+
+    def test_2_an_endpoint_that_is_not_ready_leaves_within_a_second(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None and len(self.hosts()) == 2, 10))
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a"), endpoint("127.0.0.3", "ratings-b", ready=False)]))
+        start = time.time()
+        self.assertTrue(wait_for(lambda: self.hosts() == [f"127.0.0.2:{self.port}"], 5),
+                        self.hosts())
+        elapsed = time.time() - start
+        self.assertLess(elapsed, 1.0)
+        for _ in range(5):
+            self.assertEqual(call_service(self.caller.outbound, "ratings.shop", "/"),
+                             (200, "ratings-a"))
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a"), endpoint("127.0.0.3", "ratings-b")]))
+        self.assertTrue(wait_for(lambda: len(self.hosts()) == 2, 5), self.hosts())
+
+    def test_3_a_dropped_watch_resumes_from_its_resource_version(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None and len(self.hosts()) == 2, 10))
+        lists = len(self.fake.seen("endpointslices", watch=False))
+        watches = len(self.fake.seen("endpointslices", watch=True))
+        last = self.fake.last_rv("endpointslices")
+        self.fake.command("endpointslices", "drop")
+        self.assertTrue(wait_for(lambda: self.metric(
+            "meshlet_cp_kubernetes_watches_total", resource="endpointslices",
+            result="closed") >= 1, 5), self.cp_log())
+        # A change while no watch is open.
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a"), endpoint("127.0.0.3", "ratings-b"),
+            endpoint("127.0.0.9", "ratings-c")]))
+        self.assertTrue(wait_for(lambda: len(self.hosts()) == 3, 10), self.hosts())
+        resumed = self.fake.seen("endpointslices", watch=True)[watches:]
+        self.assertTrue(resumed)
+        # From the resourceVersion of the last event it had, not a list.
+        self.assertEqual(int(resumed[0]["resourceVersion"]), last)
+        self.assertEqual(len(self.fake.seen("endpointslices", watch=False)), lists)
+
+    def test_4_gone_lists_again(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None, 10))
+        lists = len(self.fake.seen("endpointslices", watch=False))
+        # History compacted, and a change no watch announced.
+        self.fake.compact()
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a")]), announce=False)
+        self.fake.command("endpointslices", "gone")
+        self.assertTrue(wait_for(lambda: self.hosts() == [f"127.0.0.2:{self.port}"], 10),
+                        f"{self.hosts()}\n{self.cp_log()}")
+        self.assertGreater(len(self.fake.seen("endpointslices", watch=False)), lists)
+        self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_watches_total",
+                                            resource="endpointslices", result="gone"), 1)
+        self.assertIn("listing endpointslices again", self.cp_log())
+
+    def test_5_bookmarks_move_the_resource_version_and_expired_watches_are_renewed(self):
+        # A change of another kind moves the global resourceVersion; a bookmark tells the
+        # services watch, whose next watch starts there.
+        rv = self.fake.put("pods", pod("other-9", {"app": "other"}))
+        self.fake.command("services", "bookmark")
+        self.assertTrue(wait_for(lambda: any(
+            int(q["resourceVersion"]) >= rv for q in self.fake.seen("services", watch=True)), 10),
+            self.fake.seen("services", watch=True)[-3:])
+        self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_events_total",
+                                            resource="services", type="bookmark"), 1)
+        self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_watches_total",
+                                            resource="services", result="expired"), 1)
+        for query in self.fake.seen("services", watch=True):
+            self.assertEqual(query["allowWatchBookmarks"], "true")
+            self.assertEqual(query["timeoutSeconds"], "2")
+
+    def test_6_a_deleted_service_leaves(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None, 10))
+        self.fake.delete("services", "shop", "ratings")
+        self.assertTrue(wait_for(lambda: self.hosts() is None, 5), self.hosts())
+        code, _ = call_service(self.caller.outbound, "ratings.shop", "/")
+        self.assertEqual(code, 404)
+        self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_events_total",
+                                            resource="services", type="deleted"), 1)
+        self.assertEqual(self.metric("meshlet_cp_kubernetes_services"), 0)
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE = os.path.abspath(sys.argv[1])
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv[2])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
