@@ -474,12 +474,41 @@ class KubernetesDiscoveryTest(unittest.TestCase):
             self.assertEqual(query["allowWatchBookmarks"], "true")
             self.assertEqual(query["timeoutSeconds"], "2")
 
-    def test_6_a_deleted_service_leaves(self):
+    def test_6_a_pod_with_a_connected_sidecar_is_reached_through_it(self):
+        # A sidecar registered as a member of ratings: not a destination by its registration
+        # alone (the EndpointSlices decide), then through its inbound listener once its address
+        # is in them.
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a")]))
+        only_a = [f"127.0.0.2:{self.port}"]
+        self.assertTrue(wait_for(lambda: self.hosts() == only_a, 5), self.hosts())
+        app = sidecar_test.HttpUpstream("ratings-c")
+        self.apps.append(app)
+        # Its own address, as every pod has (the caller's sidecar is on 127.0.0.1).
+        member = start_xds_sidecar(self.tmp, self.ads, "ratings-c", "shop",
+                                   "--node-service=ratings", f"--node-port={app.port}",
+                                   address="127.0.0.4")
+        self.sidecars.append(member)
+        time.sleep(0.5)
+        self.assertEqual(self.hosts(), only_a, f"ratings-c inbound {member.inbound}")
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.4", "ratings-c")]))
+        self.assertTrue(wait_for(lambda: self.hosts() == [f"127.0.0.4:{member.inbound}"], 5),
+                        self.hosts())
+        code, body = call_service(self.caller.outbound, "ratings.shop", "/c")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["upstream"], "ratings-c")
+        self.assertIn("/c", app.paths)
+
+    def test_8_a_deleted_service_leaves(self):
         self.assertTrue(wait_for(lambda: self.hosts() is not None, 10))
         self.fake.delete("services", "shop", "ratings")
         self.assertTrue(wait_for(lambda: self.hosts() is None, 5), self.hosts())
-        code, _ = call_service(self.caller.outbound, "ratings.shop", "/")
-        self.assertEqual(code, 404)
+        # ratings-c's registration still names a service "ratings" (on its app port), as it
+        # would without Kubernetes: the name now leads there, not to the Service's pods.
+        code, body = call_service(self.caller.outbound, "ratings.shop", "/")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["upstream"], "ratings-c")
         self.assertGreaterEqual(self.metric("meshlet_cp_kubernetes_events_total",
                                             resource="services", type="deleted"), 1)
         self.assertEqual(self.metric("meshlet_cp_kubernetes_services"), 0)

@@ -204,9 +204,10 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 
 
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
-                      service_account=None, inbound=None, drain_time="5s"):
+                      service_account=None, inbound=None, drain_time="5s",
+                      address="127.0.0.1"):
     """A sidecar configured only over xDS (plaintext) by the control plane at `ads`, registered as
-    `node_id` on 127.0.0.1, with its outbound and inbound listener ports in node labels (no
+    `node_id` on `address` (127.0.0.1), with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
     one for its own inbound listener). With `join_token` it obtains a workload certificate for
     `service_account` from the CA on the same port. `args` are further sidecar flags
@@ -216,7 +217,7 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
     outbound = free_port()
     inbound = inbound or free_port()
     flags = [f"--xds={ads}", "--xds-plaintext=true", f"--node-id={node_id}",
-             f"--node-namespace={namespace}", "--node-address=127.0.0.1",
+             f"--node-namespace={namespace}", f"--node-address={address}",
              f"--node-label=meshlet.io/inbound-port={inbound}",
              f"--node-label=meshlet.io/outbound-port={outbound}"]
     if join_token is not None:
