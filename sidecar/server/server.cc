@@ -636,15 +636,14 @@ void Server::ProbeApp(const ServerOptions::AppProbe& probe, http::Responder resp
         503, absl::StrCat("app probe ", target, ": too many probes in flight\n")));
     return;
   }
-  http::ClientRequest request{.method = "GET",
-                              .path = probe.target,
-                              .authority = absl::StrCat("127.0.0.1:", probe.port)};
+  http::ClientRequest request{
+      .method = "GET", .path = probe.target, .authority = absl::StrCat("127.0.0.1:", probe.port)};
   request.headers.Add("user-agent", "kube-probe (through meshlet)");
   auto slot = std::make_shared<http::HttpFetch*>(nullptr);
   std::unique_ptr<http::HttpFetch> fetch = http::HttpFetch::Start(
       loop_, {*net::Address::Parse(absl::StrCat("127.0.0.1:", probe.port))}, std::move(request),
       {.timeout = kAppProbeTimeout, .max_response_bytes = 64 * 1024},
-      [this, slot, target, respond = std::move(respond)](http::ClientResult result) {
+      [this, slot, target, respond = std::move(respond)](const http::ClientResult& result) {
         if (result.ok()) {
           app_probes_ok_.Inc();
           respond(http::ServerResponse::Text(
