@@ -148,22 +148,28 @@ std::optional<Object> ParsePod(const YAML::Node& object) {
 }
 
 // The mesh protocol of a Service port: appProtocol, else the name's prefix ("http", "http-web",
-// "grpc-api"), else TCP — opaque bytes, safe for any protocol, server-first ones included.
+// "grpc-api", "tcp-db"), as Istio reads them; a port that says neither is AUTO (HTTP when the
+// first bytes are, else opaque TCP).
 std::string MeshProtocol(const ServicePortObject& port) {
   auto of = [](absl::string_view text) -> std::string {
     const std::string lower = absl::AsciiStrToLower(text);
     if (lower == "http" || lower == "http1") return "HTTP";
     if (lower == "http2" || lower == "h2c" || lower == "kubernetes.io/h2c") return "HTTP2";
     if (lower == "grpc" || lower == "grpc-web") return "GRPC";
+    if (lower == "tcp" || lower == "tls" || lower == "https" || lower == "kubernetes.io/ws" ||
+        lower == "kubernetes.io/wss" || lower == "mongo" || lower == "mysql" || lower == "redis") {
+      return "TCP";
+    }
     return "";
   };
   if (!port.app_protocol.empty()) {
+    // A protocol meshlet does not read (an application's own) is carried as bytes.
     const std::string protocol = of(port.app_protocol);
     return protocol.empty() ? "TCP" : protocol;
   }
   const absl::string_view name = port.name;
   const std::string protocol = of(name.substr(0, name.find('-')));
-  return protocol.empty() ? "TCP" : protocol;
+  return protocol.empty() ? "AUTO" : protocol;
 }
 
 }  // namespace

@@ -22,7 +22,8 @@
 // published on the next loop turn (changes arriving together make one publication).
 //
 // What is published: every Service but ExternalName ones, with its TCP ports (UDP and SCTP left
-// out), the protocol of each from appProtocol, else the port name's prefix, else TCP (opaque);
+// out), the protocol of each from appProtocol, else the port name's prefix, else AUTO (HTTP when
+// the first bytes are, else opaque TCP);
 // its ClusterIPs; and the ready addresses (conditions.ready true or absent) of the
 // EndpointSlices labelled kubernetes.io/service-name with its name, with the labels and service
 // account of the Pod each targets. A Service port's target port is the port of the same name in

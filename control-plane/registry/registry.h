@@ -91,11 +91,11 @@ inline constexpr char kCaptureIptables[] = "iptables";
 Workload WorkloadFromNode(const xds::Node& node);
 
 // A Kubernetes Service port, its protocol decided as docs/kubernetes.md says (appProtocol, else
-// the port name's prefix).
+// the port name's prefix, else AUTO: HTTP when the first bytes are, else opaque TCP).
 struct KubernetesPort {
   std::string name;
   uint32_t port = 0;
-  std::string protocol;  // HTTP, HTTP2, GRPC or TCP
+  std::string protocol;  // HTTP, HTTP2, GRPC, TCP or AUTO
   // The endpoints' port for it: the numeric targetPort, else what the EndpointSlices resolved
   // the named one to (0: none yet).
   uint32_t target_port = 0;

@@ -49,10 +49,13 @@ struct ServiceView {
 
 using ServiceKey = std::pair<std::string, std::string>;  // (namespace, name)
 
+// `opaque`: the TCP twin of an AUTO port's cluster, for the connections that are not HTTP
+// ("outbound|<port>|tcp|<svc>.<ns>"; a subset is "k=v", so the names cannot meet).
 std::string ClusterName(const ServiceView& s, uint32_t port,
-                        const std::map<std::string, std::string>& subset) {
-  return absl::StrCat("outbound|", port, "|", absl::StrJoin(subset, ",", absl::PairFormatter("=")),
-                      "|", s.Fqdn());
+                        const std::map<std::string, std::string>& subset, bool opaque = false) {
+  return absl::StrCat("outbound|", port, "|",
+                      opaque ? "tcp" : absl::StrJoin(subset, ",", absl::PairFormatter("=")), "|",
+                      s.Fqdn());
 }
 
 std::string FormatAddress(absl::string_view host, uint32_t port) {
@@ -61,6 +64,10 @@ std::string FormatAddress(absl::string_view host, uint32_t port) {
 }
 
 bool IsHttpProtocol(absl::string_view protocol) { return protocol != "TCP"; }
+// A Kubernetes Service port that declares no protocol (no appProtocol, no known name prefix):
+// HTTP when the first bytes are HTTP, else opaque TCP (ListenerProtocol AUTO), as Istio and
+// Linkerd treat such ports. Everything HTTP ports get, plus a TCP twin cluster.
+bool IsAutoProtocol(absl::string_view protocol) { return protocol == "AUTO"; }
 
 // The port a workload's app listens on for the Service port `p` (one of `ports`): the target port,
 // unless the workload registered other app ports (`registered`, sorted; several instances sharing
@@ -446,10 +453,12 @@ class Translator {
     }
   }
 
-  // The cluster for (service, port, subset), created on first use.
+  // The cluster for (service, port, subset), created on first use; `opaque`: the TCP twin of an
+  // AUTO port's cluster (no subset).
   const std::string& UseCluster(const ServiceView& s, const pb::ServicePort& port,
-                                const std::map<std::string, std::string>& subset) {
-    std::string name = ClusterName(s, port.port(), subset);
+                                const std::map<std::string, std::string>& subset,
+                                bool opaque = false) {
+    std::string name = ClusterName(s, port.port(), subset, opaque);
     auto it = clusters_.find(name);
     if (it != clusters_.end()) return it->first;
     xds::Cluster cluster;
@@ -527,7 +536,8 @@ class Translator {
     // connection instead of a pool of them); the members' sidecars translate back. Over mTLS
     // only, where ALPN agrees on it with each peer sidecar; plaintext members keep HTTP/1.1.
     // Opaque (TCP) ports are proxied as bytes, never as HTTP/2.
-    if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1 && IsHttpProtocol(port.protocol())) {
+    if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1 && IsHttpProtocol(port.protocol()) &&
+        !opaque) {
       cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
     }
     // Endpoints: registered workloads of the service (matching the selector and the subset)
@@ -832,6 +842,10 @@ class Translator {
           }
           continue;
         }
+        if (IsAutoProtocol(port.protocol()) && self_.capture && !service.addresses.empty()) {
+          // Captured connections to the address that turn out not to be HTTP.
+          UseCluster(service, port, {}, /*opaque=*/true);
+        }
         xds::VirtualHost vhost;
         vhost.set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
         std::vector<std::string> domains =
@@ -923,7 +937,11 @@ class Translator {
         d->set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
         for (const std::string& address : service.addresses) d->add_addresses(address);
         d->set_port(port.port());
-        if (IsHttpProtocol(port.protocol())) {
+        if (IsAutoProtocol(port.protocol())) {
+          d->set_protocol(xds::PROTOCOL_AUTO);
+          d->set_route_config_name(std::string(kOutboundName));
+          d->set_tcp_cluster(ClusterName(service, port.port(), {}, /*opaque=*/true));
+        } else if (IsHttpProtocol(port.protocol())) {
           d->set_protocol(xds::PROTOCOL_HTTP);
           d->set_route_config_name(std::string(kOutboundName));
         } else {
@@ -1031,8 +1049,13 @@ class Translator {
         any->set_destination_port(target);
         *any->add_routes() = app_route;
         out_.routes.push_back(std::move(port_routes));
-        destination->clear_tcp_cluster();
-        destination->set_protocol(xds::PROTOCOL_HTTP);
+        if (IsAutoProtocol(p.protocol())) {
+          // Not HTTP: bytes to the app port, as for TCP ports.
+          destination->set_protocol(xds::PROTOCOL_AUTO);
+        } else {
+          destination->clear_tcp_cluster();
+          destination->set_protocol(xds::PROTOCOL_HTTP);
+        }
         destination->set_route_config_name(cluster_name);
       }
       xds::VirtualHost vhost;

@@ -1029,5 +1029,43 @@ spec:
   EXPECT_EQ(Host(r, "outbound", "ratings.shop:80"), nullptr);
 }
 
+TEST_F(KubernetesServicesTest, APortDeclaringNoProtocolIsDetected) {
+  // ratings' port 80 declares nothing (no appProtocol, no name prefix): AUTO.
+  kubernetes_->services[0].ports[0].name = "web";
+  kubernetes_->services[0].ports[0].protocol = "AUTO";
+  NodeResources r = Translate(policy_, registry_, node_);  // frontend-0, captured
+  // Routed as HTTP by Host, like an HTTP port...
+  ASSERT_NE(Host(r, "outbound", "ratings.shop:80"), nullptr);
+  ASSERT_NE(Named(r.clusters, "outbound|80||ratings.shop"), nullptr);
+  // ...and captured connections to the ClusterIP detected: what is not HTTP goes as bytes to
+  // the TCP twin, which has the same endpoints and is never HTTP/2 over mTLS.
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(
+      Has(destinations,
+          "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_AUTO outboundoutbound|80|tcp|ratings.shop"
+          " 0"))
+      << absl::StrJoin(destinations, "\n");
+  const xds::Cluster* twin = Named(r.clusters, "outbound|80|tcp|ratings.shop");
+  ASSERT_NE(twin, nullptr);
+  EXPECT_EQ(twin->protocol(), xds::UPSTREAM_HTTP1);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||ratings.shop")->protocol(), xds::UPSTREAM_MESH_HTTP2);
+  ASSERT_EQ(Assignment(r, "outbound|80|tcp|ratings.shop")->endpoints_size(), 2);
+  EXPECT_EQ(Assignment(r, "outbound|80|tcp|ratings.shop")->endpoints(1).address(), "10.1.0.6:9080");
+
+  // The member's own inbound side: connections to the app port detected too, what is not HTTP
+  // proxied to the app as bytes.
+  node_.set_id("ratings-b.shop");
+  r = Translate(policy_, registry_, node_);
+  bool found = false;
+  for (const xds::ListenerDestination& d : Named(r.listeners, "inbound")->destinations()) {
+    if (d.port() != 9080) continue;
+    found = true;
+    EXPECT_EQ(d.protocol(), xds::PROTOCOL_AUTO);
+    EXPECT_EQ(d.route_config_name(), "inbound|9080");
+    EXPECT_EQ(d.tcp_cluster(), "inbound|9080");
+  }
+  EXPECT_TRUE(found);
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::translate
