@@ -25,8 +25,6 @@ configured over xDS. Shown:
 - the stats count lists, watches by how they ended, and events.
 """
 
-import base64
-import copy
 import http.server
 import json
 import os
@@ -36,174 +34,17 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 import urllib.request
 
 import sidecar_test
+from fake_kubernetes_api import FakeApiServer
+from mesh_util import (call_service, make_ca, make_server_cert, start_control_plane,
+                       start_xds_sidecar, stop_all)
 from sidecar_test import wait_for
-from mesh_util import (JsonApiHandler, call_service, make_ca, make_server_cert, serve_https,
-                       start_control_plane, start_xds_sidecar, stop_all)
 
 CONTROL_PLANE = None  # set from argv
 TOKEN = "discovery-token"
-KINDS = {"/api/v1/services": "services",
-         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
-         "/api/v1/pods": "pods"}
-LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList"}
 CLUSTER = "outbound|80||ratings.shop"
-
-
-class FakeApiServer:
-    def __init__(self, cert):
-        self.cond = threading.Condition()
-        self.rv = 100
-        self.objects = {kind: {} for kind in KINDS.values()}
-        self.history = []       # (rv, kind, type, object)
-        self.compacted = 0      # watches from an older resourceVersion get 410
-        self.fail_lists = set()  # kinds whose lists answer 503
-        self.requests = []      # (kind, query dict) of every list and watch
-        self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
-        self.pages = {}
-        server = self
-
-        class Handler(JsonApiHandler):
-            def do_GET(self):
-                if self.headers.get("Authorization") != "Bearer " + TOKEN:
-                    return self.answer(401, status(401, "Unauthorized", "bad token"))
-                url = urllib.parse.urlsplit(self.path)
-                kind = KINDS.get(url.path)
-                if kind is None:
-                    return self.answer(404, status(404, "NotFound", url.path))
-                query = dict(urllib.parse.parse_qsl(url.query))
-                with server.cond:
-                    server.requests.append((kind, query))
-                if query.get("watch") == "true":
-                    return self.watch(kind, query)
-                if kind in server.fail_lists:
-                    return self.answer(503, status(503, "ServiceUnavailable", "etcd is slow"))
-                self.answer(200, server.list_page(kind, query))
-
-            def chunk(self, obj):
-                # One event in two chunks, sent apart: lines do not follow chunk boundaries.
-                data = json.dumps(obj).encode() + b"\n"
-                for piece in (data[:len(data) // 2], data[len(data) // 2:]):
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    self.wfile.flush()
-
-            def watch(self, kind, query):
-                since = int(query["resourceVersion"])
-                deadline = time.time() + int(query.get("timeoutSeconds", "60"))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                with server.cond:
-                    if since < server.compacted:
-                        self.chunk({"type": "ERROR", "object": status(
-                            410, "Expired", f"too old resource version: {since} "
-                                            f"({server.compacted})")})
-                        self.wfile.write(b"0\r\n\r\n")
-                        return
-                    sent = since
-                    while time.time() < deadline:
-                        for rv, k, type_, obj in server.history:
-                            if k == kind and rv > sent:
-                                self.chunk({"type": type_, "object": obj})
-                                sent = rv
-                        commands = server.commands[kind]
-                        while commands:
-                            command = commands.pop(0)
-                            if command == "drop":
-                                # Cut mid-stream: no last chunk.
-                                self.connection.shutdown(socket.SHUT_RDWR)
-                                return
-                            if command == "gone":
-                                self.chunk({"type": "ERROR", "object": status(
-                                    410, "Expired", "too old resource version")})
-                                self.wfile.write(b"0\r\n\r\n")
-                                return
-                            if command == "bookmark" and query.get("allowWatchBookmarks"):
-                                self.chunk({"type": "BOOKMARK", "object": {
-                                    "kind": kind_of(kind), "apiVersion": "v1",
-                                    "metadata": {"resourceVersion": str(server.rv)}}})
-                        server.cond.wait(0.1)
-                self.wfile.write(b"0\r\n\r\n")
-
-        self.httpd, self.address = serve_https(Handler, cert)
-
-    def list_page(self, kind, query):
-        limit = int(query.get("limit", "500"))
-        with self.cond:
-            if "continue" in query:
-                token = json.loads(base64.b64decode(query["continue"]))
-                items, rv = self.pages[token["id"]], token["rv"]
-                start = token["start"]
-            else:
-                items = [copy.deepcopy(o) for _, o in sorted(self.objects[kind].items())]
-                rv, start = self.rv, 0
-                self.pages[len(self.pages)] = items
-                token_id = len(self.pages) - 1
-            token_id = token["id"] if "continue" in query else token_id
-        metadata = {"resourceVersion": str(rv)}
-        if start + limit < len(items):
-            # base64 with padding: '=' must travel percent-encoded.
-            metadata["continue"] = base64.b64encode(json.dumps(
-                {"id": token_id, "start": start + limit, "rv": rv, "pad": "x"}).encode()).decode()
-        return {"kind": LIST_KIND[kind], "apiVersion": "v1", "metadata": metadata,
-                "items": items[start:start + limit]}
-
-    def put(self, kind, obj, announce=True):
-        """Creates or replaces `obj` at the next resourceVersion; `announce`: watches see it."""
-        with self.cond:
-            self.rv += 1
-            obj = copy.deepcopy(obj)
-            obj["metadata"]["resourceVersion"] = str(self.rv)
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            type_ = "MODIFIED" if key in self.objects[kind] else "ADDED"
-            self.objects[kind][key] = obj
-            if announce:
-                self.history.append((self.rv, kind, type_, obj))
-            self.cond.notify_all()
-            return self.rv
-
-    def delete(self, kind, namespace, name):
-        with self.cond:
-            self.rv += 1
-            obj = copy.deepcopy(self.objects[kind].pop((namespace, name)))
-            obj["metadata"]["resourceVersion"] = str(self.rv)
-            self.history.append((self.rv, kind, "DELETED", obj))
-            self.cond.notify_all()
-
-    def command(self, kind, command):
-        with self.cond:
-            self.commands[kind].append(command)
-            self.cond.notify_all()
-
-    def compact(self):
-        with self.cond:
-            self.compacted = self.rv
-            self.history = []
-
-    def last_rv(self, kind):
-        """The resourceVersion of the last change of `kind` a watch could see."""
-        with self.cond:
-            return max(rv for rv, k, _, _ in self.history if k == kind)
-
-    def seen(self, kind, watch):
-        with self.cond:
-            return [q for k, q in self.requests if k == kind and (q.get("watch") == "true") == watch]
-
-    def stop(self):
-        self.httpd.shutdown()
-
-
-def kind_of(kind):
-    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod"}[kind]
-
-
-def status(code, reason, message):
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
 
 
 def service(name, ports, cluster_ip="10.96.0.30", type_="ClusterIP"):
@@ -294,7 +135,7 @@ class KubernetesDiscoveryTest(unittest.TestCase):
     def setUpClass(cls):
         t = cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         cluster_ca = make_ca(t, "cluster-ca")
-        cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca))
+        cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca), TOKEN)
         cls.apps, cls.sidecars, cls.cp = [], [], None
         try:
             cls.port, cls.apps = start_pod_apps()

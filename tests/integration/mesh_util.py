@@ -37,23 +37,6 @@ def serve_https(handler_class, cert):
     return httpd, "https://127.0.0.1:%d" % httpd.server_address[1]
 
 
-class JsonApiHandler(http.server.BaseHTTPRequestHandler):
-    """Base of the fake API servers' handlers: HTTP/1.1, quiet, and answer(code, obj) sends
-    `obj` as a JSON body."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 def make_ca(directory, name):
     """A self-signed P-256 CA valid for a day: (certificate path, key path)."""
     cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + "-key.pem")

@@ -41,8 +41,8 @@ import urllib.request
 import jsonpatch
 import yaml
 
-from mesh_util import (JsonApiHandler, make_ca, make_server_cert, serve_https,
-                       start_control_plane, stop_process)
+from fake_kubernetes_api import JsonApiHandler
+from mesh_util import make_ca, make_server_cert, serve_https, start_control_plane, stop_process
 
 CONTROL_PLANE = MESHCTL = WEBHOOK_YAML = None  # set from argv
 TOKEN = "control-plane-own-token"

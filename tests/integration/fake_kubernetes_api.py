@@ -1,0 +1,239 @@
+"""A fake Kubernetes API server for tests of Kubernetes service discovery: Services,
+EndpointSlices and Pods over HTTPS, answered in the shapes of the API reference.
+
+- Lists: `limit` and `continue` (a base64 token with padding, so it must travel
+  percent-encoded), metadata.resourceVersion.
+- Watches: a chunked stream of one JSON event per line (each event split over two chunks),
+  replaying the history after the watch's resourceVersion, then new changes, until
+  timeoutSeconds; a resourceVersion older than the history (compact()) gets the 410 ERROR event
+  the API server sends. Commands per kind: "drop" (cut the stream mid-answer), "gone" (an ERROR
+  410 event), "bookmark" (a BOOKMARK at the current resourceVersion).
+- Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
+- Namespaces list empty; anything else is 404.
+
+As a program (`fake_kubernetes_api.py --address HOST:PORT --cert FILE --key FILE --token TEXT`)
+it serves until its stdin closes, taking one JSON command per line: {"put": KIND, "object":
+{...}} or {"delete": KIND, "namespace": NS, "name": NAME}; it prints "listening" when ready.
+"""
+
+import argparse
+import base64
+import copy
+import http.server
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+KINDS = {"/api/v1/services": "services",
+         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
+         "/api/v1/pods": "pods"}
+LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList"}
+
+
+class JsonApiHandler(http.server.BaseHTTPRequestHandler):
+    """Base of the fake API servers' handlers: HTTP/1.1, quiet, and answer(code, obj) sends
+    `obj` as a JSON body."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakeApiServer:
+    def __init__(self, cert, token, address=("127.0.0.1", 0)):
+        self.cond = threading.Condition()
+        self.rv = 100
+        self.objects = {kind: {} for kind in KINDS.values()}
+        self.history = []       # (rv, kind, type, object)
+        self.compacted = 0      # watches from an older resourceVersion get 410
+        self.fail_lists = set()  # kinds whose lists answer 503
+        self.requests = []      # (kind, query dict) of every list and watch
+        self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
+        self.pages = {}
+        server = self
+
+        class Handler(JsonApiHandler):
+            def do_GET(self):
+                if self.headers.get("Authorization") != "Bearer " + token:
+                    return self.answer(401, status(401, "Unauthorized", "bad token"))
+                url = urllib.parse.urlsplit(self.path)
+                kind = KINDS.get(url.path)
+                if url.path == "/api/v1/namespaces":
+                    return self.answer(200, {"kind": "NamespaceList", "apiVersion": "v1",
+                                             "metadata": {"resourceVersion": "1"}, "items": []})
+                if kind is None:
+                    return self.answer(404, status(404, "NotFound", url.path))
+                query = dict(urllib.parse.parse_qsl(url.query))
+                with server.cond:
+                    server.requests.append((kind, query))
+                if query.get("watch") == "true":
+                    return self.watch(kind, query)
+                if kind in server.fail_lists:
+                    return self.answer(503, status(503, "ServiceUnavailable", "etcd is slow"))
+                self.answer(200, server.list_page(kind, query))
+
+            def chunk(self, obj):
+                # One event in two chunks, sent apart: lines do not follow chunk boundaries.
+                data = json.dumps(obj).encode() + b"\n"
+                for piece in (data[:len(data) // 2], data[len(data) // 2:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+
+            def watch(self, kind, query):
+                since = int(query["resourceVersion"])
+                deadline = time.time() + int(query.get("timeoutSeconds", "60"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                with server.cond:
+                    if since < server.compacted:
+                        self.chunk({"type": "ERROR", "object": status(
+                            410, "Expired", f"too old resource version: {since} "
+                                            f"({server.compacted})")})
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
+                    sent = since
+                    while time.time() < deadline:
+                        for rv, k, type_, obj in server.history:
+                            if k == kind and rv > sent:
+                                self.chunk({"type": type_, "object": obj})
+                                sent = rv
+                        commands = server.commands[kind]
+                        while commands:
+                            command = commands.pop(0)
+                            if command == "drop":
+                                # Cut mid-stream: no last chunk.
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
+                            if command == "gone":
+                                self.chunk({"type": "ERROR", "object": status(
+                                    410, "Expired", "too old resource version")})
+                                self.wfile.write(b"0\r\n\r\n")
+                                return
+                            if command == "bookmark" and query.get("allowWatchBookmarks"):
+                                self.chunk({"type": "BOOKMARK", "object": {
+                                    "kind": kind_of(kind), "apiVersion": "v1",
+                                    "metadata": {"resourceVersion": str(server.rv)}}})
+                        server.cond.wait(0.1)
+                self.wfile.write(b"0\r\n\r\n")
+
+        httpd = http.server.ThreadingHTTPServer(address, Handler)
+        httpd.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*cert)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        self.httpd = httpd
+        self.address = "https://%s:%d" % httpd.server_address[:2]
+
+    def list_page(self, kind, query):
+        limit = int(query.get("limit", "500"))
+        with self.cond:
+            if "continue" in query:
+                token = json.loads(base64.b64decode(query["continue"]))
+                items, rv = self.pages[token["id"]], token["rv"]
+                start = token["start"]
+            else:
+                items = [copy.deepcopy(o) for _, o in sorted(self.objects[kind].items())]
+                rv, start = self.rv, 0
+                self.pages[len(self.pages)] = items
+                token_id = len(self.pages) - 1
+            token_id = token["id"] if "continue" in query else token_id
+        metadata = {"resourceVersion": str(rv)}
+        if start + limit < len(items):
+            # base64 with padding: '=' must travel percent-encoded.
+            metadata["continue"] = base64.b64encode(json.dumps(
+                {"id": token_id, "start": start + limit, "rv": rv, "pad": "x"}).encode()).decode()
+        return {"kind": LIST_KIND[kind], "apiVersion": "v1", "metadata": metadata,
+                "items": items[start:start + limit]}
+
+    def put(self, kind, obj, announce=True):
+        """Creates or replaces `obj` at the next resourceVersion; `announce`: watches see it."""
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            type_ = "MODIFIED" if key in self.objects[kind] else "ADDED"
+            self.objects[kind][key] = obj
+            if announce:
+                self.history.append((self.rv, kind, type_, obj))
+            self.cond.notify_all()
+            return self.rv
+
+    def delete(self, kind, namespace, name):
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(self.objects[kind].pop((namespace, name)))
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append((self.rv, kind, "DELETED", obj))
+            self.cond.notify_all()
+
+    def command(self, kind, command):
+        with self.cond:
+            self.commands[kind].append(command)
+            self.cond.notify_all()
+
+    def compact(self):
+        with self.cond:
+            self.compacted = self.rv
+            self.history = []
+
+    def last_rv(self, kind):
+        """The resourceVersion of the last change of `kind` a watch could see."""
+        with self.cond:
+            return max(rv for rv, k, _, _ in self.history if k == kind)
+
+    def seen(self, kind, watch):
+        with self.cond:
+            return [q for k, q in self.requests if k == kind and (q.get("watch") == "true") == watch]
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def kind_of(kind):
+    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod"}[kind]
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--address", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--token", required=True)
+    args = p.parse_args()
+    host, port = args.address.rsplit(":", 1)
+    fake = FakeApiServer((args.cert, args.key), args.token, (host, int(port)))
+    print("listening", flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        if "put" in command:
+            fake.put(command["put"], command["object"])
+        elif "delete" in command:
+            fake.delete(command["delete"], command["namespace"], command["name"])
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
