@@ -20,9 +20,9 @@ lacks, this module does, each step named after the part it stands in for:
                   NAME-0, NAME-1, ... with the template's labels; restartPolicy OnFailure
                   (podman reruns init containers under Always, README.md)
   service IPs     a Service becomes the control plane's Service of the same name and ports
-                  (meshctl apply), whose virtual address the control plane allocates, as
-                  Kubernetes service discovery (next issue) will do from the API server; a port's
-                  appProtocol, or its name's prefix as Istio reads it, gives its protocol
+                  (meshctl apply), whose virtual address the control plane allocates; a port's
+                  appProtocol, or its name's prefix as Istio reads it, gives its protocol (the
+                  API server below holds only what a scenario puts there)
   cluster DNS     every pod's hostAliases name each Service (NAME, NAME.NS, NAME.NS.svc,
                   NAME.NS.svc.cluster.local) at its virtual address, and the control plane's
                   Service name at the control plane pod's address
@@ -43,7 +43,15 @@ lacks, this module does, each step named after the part it stands in for:
   pod deletion    SIGTERM to every container, their exit awaited, then the pod's network goes
                   (`podman pod stop` tears the network down while the containers still drain)
 
-Pod IPs: the control plane at run.ip(10), pods from run.ip(20) up in the order played.
+A Kubernetes API server (start_kubernetes_api, before the control plane): the fake of
+tests/integration/fake_kubernetes_api.py, HTTPS on 6443 in the network namespace of a pod of its
+own, `kube-apiserver` at run.ip(9), with a cluster CA and a token of its own; the control plane
+pod gets --kubernetes-api and the CA and token mounted, so its Kubernetes service discovery
+follows what the test puts there (kube_put, kube_delete). The stand-in Services above stay
+meshlet Services; the API server holds only what a scenario puts.
+
+Pod IPs: the API server at run.ip(9), the control plane at run.ip(10), pods from run.ip(20) up in
+the order played.
 """
 
 import json
@@ -104,12 +112,95 @@ class Cluster:
         self.service_addresses = {}  # service name -> virtual address
         self.secrets = {}            # Secret name -> {key: value}
         self.pods = {}               # pod name -> {"ip", "labels", "service_account", ...}
+        self.kube_api = None         # start_kubernetes_api(): its process, address and files
 
     # --- the control plane ----------------------------------------------------------------------
 
+    def start_kubernetes_api(self):
+        """Plays the kube-apiserver pod and starts the fake API server in its network namespace
+        (see the module doc). Before start_control_plane."""
+        ip = self.run.ip(9)
+        d = os.path.join(self.run.dir, "kube-api")
+        os.makedirs(d)
+        ca_cert, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
+        cert, key, csr = (os.path.join(d, n) for n in ("server.crt", "server.key", "server.csr"))
+        ext = os.path.join(d, "server.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n" % ip)
+        for cmd in (
+                ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", ca_key, "-out", ca_cert, "-subj", "/CN=e2e-cluster-ca", "-days", "1",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", key, "-out", csr, "-subj", "/CN=kube-apiserver"],
+                ["x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+                 "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", cert]):
+            subprocess.run(["openssl"] + cmd, check=True, capture_output=True)
+        token = "e2e-control-plane-" + os.urandom(8).hex()
+        self.run.play({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "kube-apiserver", "labels": {"app": "kube-apiserver"}},
+            "spec": {"containers": [{
+                "name": "holder", "image": image("testapp"),
+                "env": [{"name": "TESTAPP_SERVICE", "value": "kube-apiserver"},
+                        {"name": "TESTAPP_LISTEN", "value": "127.0.0.1:9080"}]}]},
+        }, ip)
+        fake = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
+                            "fake_kubernetes_api.py")
+        log = os.path.join(d, "fake-api-server.log")
+        proc = self.run.start_in_pod_network("kube-apiserver", [
+            "/usr/bin/python3", fake, "--address", "0.0.0.0:6443", "--cert", cert, "--key", key,
+            "--token", token], log)
+
+        def listening():
+            with open(log) as f:
+                text = f.read()
+            if proc.poll() is not None:
+                raise harness.E2EError("the fake API server exited: %s" % text)
+            return "listening" in text
+        self.run.wait_until(listening, 20, "the fake API server to listen")
+        with open(ca_cert) as f:
+            ca_pem = f.read()
+        self.kube_api = {"process": proc, "address": "https://%s:6443" % ip, "ca": ca_pem,
+                         "token": token, "log": log}
+
+    def kube_put(self, kind, obj):
+        """Creates or replaces `obj` (a dict) of `kind` (services, endpointslices, pods) in the
+        API server; its watchers see it at once."""
+        self._kube_command({"put": kind, "object": obj})
+
+    def kube_delete(self, kind, name, namespace=None):
+        self._kube_command({"delete": kind, "namespace": namespace or self.namespace,
+                            "name": name})
+
+    def _kube_command(self, command):
+        proc = self.kube_api["process"]
+        if proc.poll() is not None:
+            with open(self.kube_api["log"]) as f:
+                raise harness.E2EError("the fake API server exited: %s" % f.read()[-2000:])
+        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.flush()
+
     def start_control_plane(self, timeout=60):
         """Plays the control plane as a pod (its own identity and discovery certificate, from
-        its own CA) and waits until meshctl check passes in it; reads the trust bundle."""
+        its own CA) and waits until meshctl check passes in it; reads the trust bundle. With
+        the API server, the control plane follows it (Kubernetes service discovery)."""
+        args, volumes, mounts, config_maps = [], [], [], []
+        if self.kube_api is not None:
+            args = ["--kubernetes-api", self.kube_api["address"],
+                    "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
+                    "--kubernetes-token-file", "/var/run/kube-api/token",
+                    # No injection webhook configuration to keep in this cluster.
+                    "--webhook-configuration="]
+            config_maps = [{"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "control-plane-kube-api"},
+                            "data": {"ca.crt": self.kube_api["ca"],
+                                     "token": self.kube_api["token"]}}]
+            volumes = [{"name": "control-plane-kube-api",
+                        "configMap": {"name": "control-plane-kube-api"}}]
+            mounts = [{"name": "control-plane-kube-api", "mountPath": "/var/run/kube-api",
+                       "readOnly": True}]
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": CONTROL_PLANE_NAME, "namespace": CONTROL_PLANE_NAMESPACE,
@@ -118,11 +209,12 @@ class Cluster:
                 "name": "control-plane",
                 "image": image("control-plane"),
                 "args": ["--api-address", "0.0.0.0:15014", "--zipkin-address="] +
-                        self.control_plane_args,
+                        self.control_plane_args + args,
                 "env": [{"name": "POD_NAMESPACE", "value": CONTROL_PLANE_NAMESPACE}],
-            }]},
+                "volumeMounts": mounts,
+            }], "volumes": volumes},
         }
-        self.run.play(pod, self.control_plane_ip)
+        self.run.play(pod, self.control_plane_ip, extra_documents=config_maps)
         took = self.run.wait_ready(CONTROL_PLANE_CONTAINER, self.meshctl_args("check"),
                                    timeout=timeout)
         self.trust_pem = self.meshctl("trust-bundle")

@@ -104,6 +104,7 @@ class Run:
         self.pods = []
         self.images = []
         self.transcript = []  # (command, exit status, output) of every podman call
+        self.helpers = []     # host processes in pods' network namespaces (start_in_pod_network)
         self._closed = False
         self._old_handlers = {}
 
@@ -157,6 +158,10 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        for helper in self.helpers:
+            if helper.poll() is None:
+                helper.kill()
+            helper.wait()
         if failed:
             self.dump()
         if self.keep and self.dir is not None:
@@ -308,6 +313,18 @@ class Run:
             raise E2EError("%s in pod %s failed (exit %d): %s" % (
                 " ".join(cmd), pod, r.returncode, (r.stderr or r.stdout).strip()[-1000:]))
         return r
+
+    def start_in_pod_network(self, pod, cmd, log_path):
+        """Starts a host program (a fake API server) in `pod`'s network namespace only, its stdin
+        a pipe, its output in `log_path`: it listens where the pod's addresses are. Killed when
+        the run closes; it should also end when its stdin closes, so that it does not outlive a
+        killed test."""
+        full = ["nsenter", "--target", str(self.pod_pid(pod)), "--net"] + list(cmd)
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=log,
+                                    stderr=subprocess.STDOUT, text=True, env=podman_env())
+        self.helpers.append(proc)
+        return proc
 
     def add_default_route(self, pod):
         """Gives `pod` the default route a cluster's pod network would (on-link through its

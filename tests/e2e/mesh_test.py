@@ -34,6 +34,10 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    serves a caller through its sidecar
   m  job           a Job's pod (classic sidecar) completes: its app ends the proxy with
                    POST /quitquitquit, and both containers exit 0
+  n  discovery     Kubernetes Services the control plane discovers through the API server
+                   (cluster.py's fake): their ClusterIPs route by original destination, to
+                   meshed pods over mTLS and to a pod without a sidecar in plaintext; an
+                   endpoint removed from the EndpointSlice leaves the caller's proxy
      cleanup       nothing of the run remains
 
 Without root or a working podman it prints a SKIP line and exits 0, unless
@@ -209,6 +213,7 @@ class Mesh:
                 "metadata": {"name": "ratings", "namespace": "default"}, "spec": spec}
 
     def setup(self):
+        self.cluster.start_kubernetes_api()
         t = self.cluster.start_control_plane()
         self.cluster.apply([self.ratings_policy()])
         self.cluster.deploy(APP_MANIFESTS)
@@ -605,6 +610,90 @@ class Mesh:
             time.monotonic() - started, ", ".join("%s %s" % kv for kv in sorted(states.items())))
 
 
+    def discovery(self):
+        """Services only the API server knows (cluster.py's fake), with ClusterIPs in the
+        unroutable 240.241.0.0/16: reviews' pods (meshed) and outside (no sidecar)."""
+        reviews = sorted(p for p, info in self.cluster.pods.items()
+                         if info["labels"].get("app") == "reviews")
+        check(len(reviews) >= 2, "reviews pods: %s" % reviews)
+
+        def pod_object(name):
+            info = self.cluster.pods[name]
+            return {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": self.cluster.namespace,
+                                 "labels": info["labels"]},
+                    "spec": {"serviceAccountName": info["service_account"]},
+                    "status": {"phase": "Running", "podIP": info["ip"]}}
+
+        def service(name, cluster_ip, port):
+            return {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": name, "namespace": self.cluster.namespace},
+                    "spec": {"type": "ClusterIP", "clusterIP": cluster_ip,
+                             "clusterIPs": [cluster_ip], "ports": [port]}}
+
+        def endpoint_slice(service_name, port, pods):
+            return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": service_name + "-x1", "namespace": self.cluster.namespace,
+                                 "labels": {"kubernetes.io/service-name": service_name}},
+                    "addressType": "IPv4", "ports": [port],
+                    "endpoints": [{"addresses": [self.cluster.pods[p]["ip"]],
+                                   "conditions": {"ready": True},
+                                   "targetRef": {"kind": "Pod", "name": p,
+                                                 "namespace": self.cluster.namespace}}
+                                  for p in pods]}
+
+        for name in reviews + ["outside"]:
+            self.cluster.kube_put("pods", pod_object(name))
+        self.cluster.kube_put("services", service(
+            "reviews-k8s", "240.241.0.10", {"name": "http", "port": 80, "targetPort": 9080}))
+        self.cluster.kube_put("endpointslices", endpoint_slice(
+            "reviews-k8s", {"name": "http", "port": 9080, "protocol": "TCP"}, reviews))
+        # An unnamed port: detected (HTTP here).
+        self.cluster.kube_put("services", service(
+            "outside-k8s", "240.241.0.11", {"port": 8080, "targetPort": 8080}))
+        self.cluster.kube_put("endpointslices", endpoint_slice(
+            "outside-k8s", {"name": "", "port": 8080, "protocol": "TCP"}, ["outside"]))
+        try:
+            hosts = self.run.wait_until(
+                lambda: len(self.endpoints("client-0", "reviews-k8s")) == len(reviews) and
+                self.endpoints("client-0", "outside-k8s") and
+                self.endpoints("client-0", "reviews-k8s"),
+                20, "client-0's proxy to have the discovered Services' endpoints",
+                lambda: self.admin("client-0", "/clusters?format=json")[-3000:])
+            check(all(h.get("tls") for h in hosts.values()),
+                  "reviews-k8s endpoints not mTLS: %s" % hosts)
+            outside = self.endpoints("client-0", "outside-k8s")
+            check(not any(h.get("tls") for h in outside.values()),
+                  "outside-k8s endpoint not plaintext: %s" % outside)
+            by_ip = self.count("http://240.241.0.10/reviews", 20)
+            check(failures_of(by_ip) == 0, describe_failures(by_ip))
+            check(set(by_ip.get("pods", {})) == set(reviews),
+                  "answered by %s, not all of %s" % (by_ip.get("pods"), reviews))
+            plain = self.get("http://240.241.0.11:8080/hello")
+            check(json.loads(plain.stdout)["service"] == "outside", plain.stdout)
+            # One endpoint leaves the EndpointSlice: gone from the caller's proxy.
+            removed = time.monotonic()
+            self.cluster.kube_put("endpointslices", endpoint_slice(
+                "reviews-k8s", {"name": "http", "port": 9080, "protocol": "TCP"}, reviews[:1]))
+            self.run.wait_until(lambda: len(self.endpoints("client-0", "reviews-k8s")) == 1, 10,
+                                "the removed endpoint to leave client-0's proxy")
+            gone = time.monotonic() - removed
+            after = self.count("http://240.241.0.10/reviews", 10)
+            check(failures_of(after) == 0, describe_failures(after))
+            check(set(after.get("pods", {})) == {reviews[0]}, "after: %s" % after.get("pods"))
+        finally:
+            for kind, name in (("services", "reviews-k8s"), ("services", "outside-k8s"),
+                               ("endpointslices", "reviews-k8s-x1"),
+                               ("endpointslices", "outside-k8s-x1")):
+                self.cluster.kube_delete(kind, name)
+        self.run.wait_until(lambda: not self.endpoints("client-0", "reviews-k8s"), 10,
+                            "the deleted Service to leave client-0's proxy")
+        return ("reviews-k8s (240.241.0.10:80) answered by %s over mTLS; outside-k8s "
+                "(240.241.0.11:8080, unnamed port) by outside in plaintext; an endpoint removed "
+                "from the EndpointSlice left client-0's proxy %.1f s later (as seen through "
+                "podman); the deleted Services left" % (", ".join(reviews), gone))
+
+
 SCENARIOS = [
     ("a", "mtls", Mesh.mtls),
     ("b", "retries", Mesh.retries),
@@ -618,6 +707,7 @@ SCENARIOS = [
     ("k", "server-first", Mesh.server_first),
     ("l", "webhook", Mesh.webhook),
     ("m", "job", Mesh.job),
+    ("n", "discovery", Mesh.discovery),
     # Last: it removes a pod the others use.
     ("h", "pod deleted", Mesh.pod_deleted),
 ]
