@@ -47,11 +47,13 @@ struct ServicePortObject {
   uint32_t port = 0;
   std::string protocol;  // TCP, UDP, SCTP
   std::string app_protocol;
-  uint32_t target_port = 0;  // 0: named (target_port_name) or absent
+  uint32_t target_port = 0;  // 0: named (resolved by the EndpointSlices) or absent
+  bool operator==(const ServicePortObject&) const = default;
 };
 struct ServiceObject {
   std::vector<std::string> cluster_ips;
   std::vector<ServicePortObject> ports;
+  bool operator==(const ServiceObject&) const = default;
 };
 struct SliceObject {
   std::string service;
@@ -60,12 +62,15 @@ struct SliceObject {
     std::vector<std::string> addresses;
     bool ready = true;
     std::string pod;
+    bool operator==(const Endpoint&) const = default;
   };
   std::vector<Endpoint> endpoints;
+  bool operator==(const SliceObject&) const = default;
 };
 struct PodObject {
   std::map<std::string, std::string> labels;
   std::string service_account;
+  bool operator==(const PodObject&) const = default;
 };
 using Object = std::variant<ServiceObject, SliceObject, PodObject>;
 
@@ -236,13 +241,17 @@ class KubernetesDiscovery::Reflector {
     return absl::StrCat(ScalarAt(metadata, "namespace"), "/", ScalarAt(metadata, "name"));
   }
 
-  // Stores (or, for an object discovery leaves out, removes) `object`. True when the cache
-  // changed in a way that matters.
+  // Stores (or, for an object discovery leaves out, removes) `object`. True when what
+  // discovery reads of it changed: most updates (a Pod's status, a Service's load balancer)
+  // change nothing it reads, and publish nothing.
   bool Apply(const YAML::Node& object) {
     const std::string key = Key(object);
     std::optional<Object> parsed = parse_(object);
     if (!parsed.has_value()) return objects_.erase(key) > 0;
-    objects_[key] = *std::move(parsed);
+    auto [it, inserted] = objects_.try_emplace(key, *parsed);
+    if (inserted) return true;
+    if (it->second == *parsed) return false;
+    it->second = *std::move(parsed);
     return true;
   }
 
@@ -492,6 +501,12 @@ KubernetesDiscovery::KubernetesDiscovery(event::Loop& loop, std::unique_ptr<Kube
       "meshlet_cp_kubernetes_services",
       "Kubernetes Services discovery last published as mesh destinations.", {});
   if (gauge.ok()) published_services_ = *gauge;
+  absl::StatusOr<Counter> counter = stats_.shared_shard().RegisterCounter(
+      "meshlet_cp_kubernetes_publications_total",
+      "Changes of the Kubernetes Services discovery hands to the registry (each one recomputes "
+      "sidecars' configuration).",
+      {});
+  if (counter.ok()) publications_ = *counter;
 }
 
 KubernetesDiscovery::~KubernetesDiscovery() {
@@ -576,11 +591,14 @@ void KubernetesDiscovery::Publish() {
     std::sort(ks.endpoints.begin(), ks.endpoints.end(),
               [](const auto& a, const auto& b) { return a.address < b.address; });
   }
+  if (published_ && last_ != nullptr && *last_ == *out) return;  // nothing that matters changed
   if (!published_) {
     LOG(INFO) << "kubernetes: " << out->services.size()
               << " Service(s) are mesh destinations; configuration is served from now on";
   }
   published_ = true;
+  last_ = out;
+  publications_.Inc();
   published_services_.Set(static_cast<int64_t>(out->services.size()));
   registry_.SetKubernetesServices(std::move(out));
 }

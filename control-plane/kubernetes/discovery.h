@@ -18,8 +18,9 @@
 //          event), the kind is listed again and the cache replaced.
 // Nothing is published before all three kinds have been listed once: until then the registry
 // says kubernetes_pending, and the discovery service builds no configuration (a sidecar keeps
-// what it has rather than losing every Kubernetes destination). After that, every change is
-// published on the next loop turn (changes arriving together make one publication).
+// what it has rather than losing every Kubernetes destination). After that, a change of what
+// discovery reads (not a Pod's status, say) is published on the next loop turn (changes arriving
+// together make one publication), unless the result is what was published last.
 //
 // What is published: every Service but ExternalName ones, with its TCP ports (UDP and SCTP left
 // out), the protocol of each from appProtocol, else the port name's prefix, else AUTO (HTTP when
@@ -34,7 +35,8 @@
 //
 // Stats: meshlet_cp_kubernetes_lists_total{resource,result}, meshlet_cp_kubernetes_watches_total
 // {resource,result} (how each watch ended), meshlet_cp_kubernetes_events_total{resource,type},
-// meshlet_cp_kubernetes_objects{resource}, meshlet_cp_kubernetes_services (published).
+// meshlet_cp_kubernetes_objects{resource}, meshlet_cp_kubernetes_services (published),
+// meshlet_cp_kubernetes_publications_total.
 //
 // Threading: the loop thread. The registry and stats must outlive this; destroying it stops the
 // watches and drops requests in flight.
@@ -109,7 +111,9 @@ class KubernetesDiscovery {
   std::unique_ptr<Reflector> pods_;
   event::Timer publish_timer_;
   bool published_ = false;
+  std::shared_ptr<const registry::KubernetesServices> last_;  // what was published last
   Gauge published_services_;
+  Counter publications_;
 };
 
 }  // namespace meshlet::controlplane::kubernetes

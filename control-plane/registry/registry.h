@@ -99,6 +99,7 @@ struct KubernetesPort {
   // The endpoints' port for it: the numeric targetPort, else what the EndpointSlices resolved
   // the named one to (0: none yet).
   uint32_t target_port = 0;
+  bool operator==(const KubernetesPort&) const = default;
 };
 
 // One address of a Service's EndpointSlices that is ready, with its Pod's labels and service
@@ -108,6 +109,7 @@ struct KubernetesEndpoint {
   std::string pod;  // targetRef name; empty for endpoints that are not Pods
   std::string service_account;
   std::map<std::string, std::string> labels;
+  bool operator==(const KubernetesEndpoint&) const = default;
 };
 
 // A Kubernetes Service with what its EndpointSlices say (UDP and SCTP ports left out).
@@ -117,11 +119,13 @@ struct KubernetesService {
   std::vector<std::string> cluster_ips;       // spec.clusterIPs; none for a headless Service
   std::vector<KubernetesPort> ports;          // ordered by port
   std::vector<KubernetesEndpoint> endpoints;  // ordered by address
+  bool operator==(const KubernetesService&) const = default;
 };
 
 // Everything Kubernetes discovery saw at one moment, ordered by (namespace, name).
 struct KubernetesServices {
   std::vector<KubernetesService> services;
+  bool operator==(const KubernetesServices&) const = default;
 };
 
 // An immutable view of the registry at one version, ordered by workload id.

@@ -248,6 +248,24 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         self.assertEqual(code, 404)
         self.assertEqual(self.metric("meshlet_cp_kubernetes_services"), 1)
 
+    def test_1b_updates_that_change_nothing_discovery_reads_publish_nothing(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None, 10))
+        time.sleep(0.3)
+        published = self.metric("meshlet_cp_kubernetes_publications_total")
+        modified = self.metric("meshlet_cp_kubernetes_events_total", resource="pods",
+                               type="modified")
+        changed = pod("ratings-a", {"app": "ratings", "version": "v1"})
+        changed["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        self.fake.put("pods", changed)
+        self.assertTrue(wait_for(lambda: self.metric(
+            "meshlet_cp_kubernetes_events_total", resource="pods", type="modified") > modified, 5))
+        time.sleep(0.3)
+        self.assertEqual(self.metric("meshlet_cp_kubernetes_publications_total"), published)
+        # A label change is published.
+        self.fake.put("pods", pod("ratings-a", {"app": "ratings", "version": "v1", "x": "y"}))
+        self.assertTrue(wait_for(lambda: self.metric(
+            "meshlet_cp_kubernetes_publications_total") > published, 5))
+
     def test_2_an_endpoint_that_is_not_ready_leaves_within_a_second(self):
         self.assertTrue(wait_for(lambda: self.hosts() is not None and len(self.hosts()) == 2, 10))
         self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
