@@ -70,7 +70,8 @@ class KubernetesApi::Exchange {
     if (!request.content_type.empty()) {
       http_request.headers.Add("content-type", request.content_type);
     }
-    http_request.headers.Add("accept", "application/json");
+    http_request.headers.Add("accept",
+                             request.accept.empty() ? "application/json" : request.accept);
     http_request.headers.Add("user-agent", "meshlet-control-plane");
     http::ClientOptions client_options{
         .timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),

@@ -61,6 +61,8 @@ struct ApiRequest {
   std::string path;          // "/apis/authentication.k8s.io/v1/tokenreviews"
   std::string content_type;  // of `body`; empty without one
   std::string body;
+  // The Accept header; empty: application/json.
+  std::string accept;
   // Added to the message of a 401 or 403 answer: what permission the request needs.
   std::string forbidden_hint;
   // Zero: KubernetesApiOptions::timeout.

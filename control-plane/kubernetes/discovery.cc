@@ -24,6 +24,12 @@ constexpr char kRbacHint[] =
     "the control plane needs list and watch on services, endpointslices and pods "
     "(k8s/base/rbac.yaml)";
 constexpr char kServiceNameLabel[] = "kubernetes.io/service-name";
+// Pods as metadata only: a tenth of a Pod's JSON, and what discovery reads of it (its labels);
+// an API server that cannot answer so sends whole Pods (the second choice).
+constexpr char kPodsListAccept[] =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+constexpr char kPodsWatchAccept[] =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
 std::map<std::string, std::string> StringMap(const YAML::Node& map) {
   std::map<std::string, std::string> out;
@@ -144,11 +150,12 @@ std::optional<Object> ParseSlice(const YAML::Node& object) {
   return out;
 }
 
+// Pods are read as metadata only (PartialObjectMetadata, see kPodsAccept): labels. A server that
+// sends whole Pods gives their service account too.
 std::optional<Object> ParsePod(const YAML::Node& object) {
   PodObject out;
   out.labels = StringMap(NodeAt(NodeAt(object, "metadata"), "labels"));
   out.service_account = ScalarAt(NodeAt(object, "spec"), "serviceAccountName");
-  if (out.service_account.empty()) out.service_account = "default";
   return out;
 }
 
@@ -182,11 +189,15 @@ std::string MeshProtocol(const ServicePortObject& port) {
 // One kind: its cache (namespace/name → object), its resourceVersion, and the list/watch loop.
 class KubernetesDiscovery::Reflector {
  public:
-  Reflector(KubernetesDiscovery& owner, std::string resource, std::string path, ParseFn parse)
+  // `list_accept`, `watch_accept`: the Accept headers of its lists and watches (empty: JSON).
+  Reflector(KubernetesDiscovery& owner, std::string resource, std::string path, ParseFn parse,
+            std::string list_accept = "", std::string watch_accept = "")
       : owner_(owner),
         resource_(std::move(resource)),
         path_(std::move(path)),
         parse_(parse),
+        list_accept_(std::move(list_accept)),
+        watch_accept_(std::move(watch_accept)),
         retry_timer_(owner.loop_, [this] { Resume(); }) {
     objects_gauge_ = Register<Gauge>(
         "meshlet_cp_kubernetes_objects",
@@ -236,9 +247,13 @@ class KubernetesDiscovery::Reflector {
         .Inc();
   }
 
+  // "namespace/name", or empty for an object without both (left out).
   static std::string Key(const YAML::Node& object) {
     const YAML::Node metadata = NodeAt(object, "metadata");
-    return absl::StrCat(ScalarAt(metadata, "namespace"), "/", ScalarAt(metadata, "name"));
+    const std::string namespace_ = ScalarAt(metadata, "namespace");
+    const std::string name = ScalarAt(metadata, "name");
+    if (namespace_.empty() || name.empty()) return "";
+    return absl::StrCat(namespace_, "/", name);
   }
 
   // Stores (or, for an object discovery leaves out, removes) `object`. True when what
@@ -246,6 +261,7 @@ class KubernetesDiscovery::Reflector {
   // change nothing it reads, and publish nothing.
   bool Apply(const YAML::Node& object) {
     const std::string key = Key(object);
+    if (key.empty()) return false;
     std::optional<Object> parsed = parse_(object);
     if (!parsed.has_value()) return objects_.erase(key) > 0;
     auto [it, inserted] = objects_.try_emplace(key, *parsed);
@@ -267,6 +283,7 @@ class KubernetesDiscovery::Reflector {
     }
     owner_.api_->Call({.method = "GET",
                        .path = path,
+                       .accept = list_accept_,
                        .forbidden_hint = kRbacHint,
                        .timeout = owner_.options_.list_timeout},
                       [this, alive = alive_, paged = !continue_token.empty()](ApiResult result) {
@@ -304,8 +321,10 @@ class KubernetesDiscovery::Reflector {
     CountList("ok");
     if (items.IsSequence()) {
       for (const YAML::Node& item : items) {
+        const std::string key = Key(item);
+        if (key.empty()) continue;
         std::optional<Object> parsed = parse_(item);
-        if (parsed.has_value()) pending_[Key(item)] = *std::move(parsed);
+        if (parsed.has_value()) pending_[key] = *std::move(parsed);
       }
     }
     const YAML::Node metadata = NodeAt(list, "metadata");
@@ -339,6 +358,7 @@ class KubernetesDiscovery::Reflector {
     owner_.api_->Call(
         {.method = "GET",
          .path = path,
+         .accept = watch_accept_,
          .forbidden_hint = kRbacHint,
          // The server ends the watch; the deadline only catches a server that went silent.
          .timeout = owner_.options_.watch_timeout + absl::Seconds(30),
@@ -381,7 +401,8 @@ class KubernetesDiscovery::Reflector {
     if (type == "BOOKMARK") return true;
     bool changed;
     if (type == "DELETED") {
-      changed = objects_.erase(Key(object)) > 0;
+      const std::string key = Key(object);
+      changed = !key.empty() && objects_.erase(key) > 0;
     } else {
       changed = Apply(object);
     }
@@ -437,6 +458,8 @@ class KubernetesDiscovery::Reflector {
   const std::string resource_;
   const std::string path_;
   const ParseFn parse_;
+  const std::string list_accept_;
+  const std::string watch_accept_;
   event::Timer retry_timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Gauge objects_gauge_;
@@ -496,7 +519,8 @@ KubernetesDiscovery::KubernetesDiscovery(event::Loop& loop, std::unique_ptr<Kube
   services_ = std::make_unique<Reflector>(*this, "services", "/api/v1/services", &ParseService);
   slices_ = std::make_unique<Reflector>(*this, "endpointslices",
                                         "/apis/discovery.k8s.io/v1/endpointslices", &ParseSlice);
-  pods_ = std::make_unique<Reflector>(*this, "pods", "/api/v1/pods", &ParsePod);
+  pods_ = std::make_unique<Reflector>(*this, "pods", "/api/v1/pods", &ParsePod, kPodsListAccept,
+                                      kPodsWatchAccept);
   absl::StatusOr<Gauge> gauge = stats_.shared_shard().RegisterGauge(
       "meshlet_cp_kubernetes_services",
       "Kubernetes Services discovery last published as mesh destinations.", {});

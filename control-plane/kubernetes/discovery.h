@@ -26,9 +26,10 @@
 // out), the protocol of each from appProtocol, else the port name's prefix, else AUTO (HTTP when
 // the first bytes are, else opaque TCP);
 // its ClusterIPs; and the ready addresses (conditions.ready true or absent) of the
-// EndpointSlices labelled kubernetes.io/service-name with its name, with the labels and service
-// account of the Pod each targets. A Service port's target port is the port of the same name in
-// its EndpointSlices (a named targetPort resolved by Kubernetes), else its numeric targetPort.
+// EndpointSlices labelled kubernetes.io/service-name with its name, with the labels of the Pod
+// each targets (Pods are read as metadata only: PartialObjectMetadata). A Service port's target
+// port is the port of the same name in its EndpointSlices (a named targetPort resolved by
+// Kubernetes), else its numeric targetPort.
 //
 // Needs RBAC list and watch on services, endpointslices (discovery.k8s.io) and pods
 // (k8s/base/rbac.yaml).

@@ -10,6 +10,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/http/client.h"
+#include "control-plane/kubernetes/yaml_fields.h"
 
 namespace meshlet::controlplane::kubernetes {
 namespace {
@@ -58,17 +59,15 @@ void TrustBundleConfigMaps::OnNamespaces(ApiResult result) {
   } catch (const YAML::Exception&) {
     list = YAML::Node();
   }
-  const YAML::Node items = list.IsMap() ? list["items"] : YAML::Node();
+  const YAML::Node items = NodeAt(list, "items");
   if (!items.IsSequence()) {
     Fail("GET /api/v1/namespaces: the answer is not a NamespaceList");
     EndRound();
     return;
   }
   for (const YAML::Node& item : items) {
-    if (!item.IsMap() || !item["metadata"].IsMap() || !item["metadata"]["name"].IsScalar()) {
-      continue;
-    }
-    const std::string ns = item["metadata"]["name"].Scalar();
+    const std::string ns = ScalarAt(NodeAt(item, "metadata"), "name");
+    if (ns.empty()) continue;
     if (std::find(options_.excluded_namespaces.begin(), options_.excluded_namespaces.end(), ns) ==
         options_.excluded_namespaces.end()) {
       pending_.push_back(ns);
@@ -111,9 +110,7 @@ void TrustBundleConfigMaps::OnConfigMap(const std::string& ns, ApiResult result)
   std::string current;
   try {
     const YAML::Node map = YAML::Load(*result.body);
-    if (map.IsMap() && map["data"].IsMap() && map["data"][options_.key].IsScalar()) {
-      current = map["data"][options_.key].Scalar();
-    }
+    current = ScalarAt(NodeAt(map, "data"), options_.key.c_str());
   } catch (const YAML::Exception&) {
     Fail(absl::StrCat("GET ConfigMap ", ns, "/", options_.config_map, ": the answer is not JSON"));
     Next();

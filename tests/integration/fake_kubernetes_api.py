@@ -7,8 +7,11 @@ EndpointSlices and Pods over HTTPS, answered in the shapes of the API reference.
   replaying the history after the watch's resourceVersion, then new changes, until
   timeoutSeconds; a resourceVersion older than the history (compact()) gets the 410 ERROR event
   the API server sends. Commands per kind: "drop" (cut the stream mid-answer), "gone" (an ERROR
-  410 event), "bookmark" (a BOOKMARK at the current resourceVersion).
+  410 event), "bookmark" (a BOOKMARK at the current resourceVersion), "malformed" (events of odd
+  shapes, then a line that is not JSON).
 - Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
+- Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
+  and watch events carry each object's metadata only, as the API server sends them.
 - Namespaces list empty; anything else is 404.
 
 As a program (`fake_kubernetes_api.py --address HOST:PORT --cert FILE --key FILE --token TEXT`)
@@ -60,6 +63,7 @@ class FakeApiServer:
         self.compacted = 0      # watches from an older resourceVersion get 410
         self.fail_lists = set()  # kinds whose lists answer 503
         self.requests = []      # (kind, query dict) of every list and watch
+        self.metadata_only_requests = []  # those that asked for metadata only
         self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
         self.pages = {}
         server = self
@@ -76,20 +80,34 @@ class FakeApiServer:
                 if kind is None:
                     return self.answer(404, status(404, "NotFound", url.path))
                 query = dict(urllib.parse.parse_qsl(url.query))
+                self.metadata_only = "as=PartialObjectMetadata" in self.headers.get("Accept", "")
                 with server.cond:
                     server.requests.append((kind, query))
+                    if self.metadata_only:
+                        server.metadata_only_requests.append((kind, query))
                 if query.get("watch") == "true":
                     return self.watch(kind, query)
                 if kind in server.fail_lists:
                     return self.answer(503, status(503, "ServiceUnavailable", "etcd is slow"))
-                self.answer(200, server.list_page(kind, query))
+                page = server.list_page(kind, query)
+                if self.metadata_only:
+                    page = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                            "metadata": page["metadata"],
+                            "items": [metadata_only(o) for o in page["items"]]}
+                self.answer(200, page)
 
             def chunk(self, obj):
+                if self.metadata_only and obj.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    obj = {"type": obj["type"], "object": metadata_only(obj["object"])}
                 # One event in two chunks, sent apart: lines do not follow chunk boundaries.
                 data = json.dumps(obj).encode() + b"\n"
                 for piece in (data[:len(data) // 2], data[len(data) // 2:]):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.flush()
+
+            def chunk_raw(self, data):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
 
             def watch(self, kind, query):
                 since = int(query["resourceVersion"])
@@ -123,6 +141,21 @@ class FakeApiServer:
                                     410, "Expired", "too old resource version")})
                                 self.wfile.write(b"0\r\n\r\n")
                                 return
+                            if command == "malformed":
+                                # Events of odd shapes, then a line that is not JSON at all.
+                                for odd in ({"type": "ADDED", "object": {"metadata": "x"}},
+                                            {"type": "MODIFIED", "object": {}},
+                                            {"type": "ADDED", "object": {
+                                                "metadata": {"name": "odd", "namespace": "shop",
+                                                             "labels": [1, 2]},
+                                                "spec": "nonsense", "ports": 7,
+                                                "endpoints": [1, {"addresses": "x"}]}},
+                                            {"type": "DELETED", "object": {"metadata": {}}},
+                                            {"type": "DELETED", "object": {"metadata": {
+                                                "name": "odd", "namespace": "shop"}}}):
+                                    self.chunk(odd)
+                                self.chunk_raw(b"not json {\n")
+                                continue
                             if command == "bookmark" and query.get("allowWatchBookmarks"):
                                 self.chunk({"type": "BOOKMARK", "object": {
                                     "kind": kind_of(kind), "apiVersion": "v1",
@@ -207,6 +240,12 @@ class FakeApiServer:
 
 def kind_of(kind):
     return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod"}[kind]
+
+
+def metadata_only(obj):
+    """`obj` as a PartialObjectMetadata."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata", {})}
 
 
 def status(code, reason, message):

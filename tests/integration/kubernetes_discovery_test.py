@@ -20,8 +20,12 @@ configured over xDS. Shown:
 - a watch cut mid-stream resumes from the last resourceVersion without a list, and a change made
   meanwhile arrives;
 - a 410 (history compacted) lists again and picks up a change the watch never announced;
+- events of odd shapes and a line that is not JSON end the watch (counted), never the process,
+  and it resumes;
 - bookmarks move the resourceVersion the next watch starts from; expired watches are renewed;
 - a deleted Service leaves the caller's configuration;
+- Pods are read as metadata only (PartialObjectMetadata), and a Pod update that changes nothing
+  discovery reads (its status) publishes nothing while a label change does;
 - the stats count lists, watches by how they ended, and events.
 """
 
@@ -235,6 +239,12 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         # Paged lists: 5 pods at 2 per page, the token percent-encoded on the way.
         pages = [q for q in self.fake.seen("pods", watch=False) if "continue" in q]
         self.assertGreaterEqual(len(pages), 2)
+        # Pods are read as metadata only (lists and watches); the other kinds whole.
+        with self.fake.cond:
+            partial = [k for k, _ in self.fake.metadata_only_requests]
+        self.assertEqual(partial.count("pods"), len(self.fake.seen("pods", watch=False)) +
+                         len(self.fake.seen("pods", watch=True)))
+        self.assertEqual(set(partial), {"pods"})
         # Both pods answer by the Service's name, in plaintext, on the resolved target port.
         answered = set()
         for _ in range(20):
@@ -332,6 +342,24 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         for query in self.fake.seen("services", watch=True):
             self.assertEqual(query["allowWatchBookmarks"], "true")
             self.assertEqual(query["timeoutSeconds"], "2")
+
+    def test_5b_malformed_events_end_the_watch_which_resumes(self):
+        self.assertTrue(wait_for(lambda: self.hosts() is not None, 10))
+        before = self.hosts()
+        for kind in ("services", "endpointslices", "pods"):
+            self.fake.command(kind, "malformed")
+        for kind in ("services", "endpointslices", "pods"):
+            self.assertTrue(wait_for(lambda: self.metric(
+                "meshlet_cp_kubernetes_watches_total", resource=kind, result="malformed") >= 1,
+                5), self.cp_log())
+        self.assertIsNone(self.cp.poll(), self.cp_log())
+        # Still following: a change after the resumed watch arrives.
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint("127.0.0.2", "ratings-a"), endpoint("127.0.0.3", "ratings-b")]))
+        self.assertTrue(wait_for(lambda: len(self.hosts()) == 2, 10), self.hosts())
+        self.fake.put("endpointslices", slice_("ratings-x7k2p", "ratings", self.port, [
+            endpoint(h.split(":")[0], "ratings-a") for h in before]))
+        self.assertTrue(wait_for(lambda: self.hosts() == before, 10), self.hosts())
 
     def test_6_a_pod_with_a_connected_sidecar_is_reached_through_it(self):
         # A sidecar registered as a member of ratings: not a destination by its registration
