@@ -5,7 +5,7 @@ Usage: kubernetes_discovery_scale.py --control-plane BIN [--services N] [--pods-
 
 A fake API server (tests/integration/fake_kubernetes_api.py) holds N Services, each with one
 EndpointSlice of M ready pods, and N*M Pods shaped like a Deployment's (labels, owner reference,
-a container with resources, probes, env and a status with conditions: about 3 KB of JSON each).
+a container with resources, probes, env and a status with conditions: about 2.2 KB of JSON each).
 The control plane (plaintext discovery, no sidecar) lists and watches them. Reported:
 - time from start to the first publication (every kind listed, paged at 500);
 - the control plane's RSS then;
@@ -19,6 +19,7 @@ import argparse
 import copy
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -222,6 +223,7 @@ def main():
         cp.terminate()
         cp.wait(timeout=10)
         fake.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
