@@ -929,6 +929,13 @@ void HttpConnectionManager::CheckIdle() {
     CloseConnection(net::CloseMode::kFlush);
     return;
   }
+  if (h2_codec_ != nullptr && h2_codec_->WantsClose()) {
+    // The client sent GOAWAY and no stream is left: the HTTP/2 session is over (nghttp2 reads
+    // nothing more, so a PING would go unanswered). RFC 9113 6.8 keeps a connection working
+    // for streams still open; with none, it closes.
+    CloseConnection(net::CloseMode::kFlush);
+    return;
+  }
   if (draining_) {
     // HTTP/2 responses whose last DATA frames wait for the client's window are not out yet:
     // closing now would cut them short. The client's WINDOW_UPDATEs (OnData) and the socket

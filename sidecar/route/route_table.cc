@@ -195,7 +195,10 @@ const VirtualHostConfig* RouteTable::MatchVirtualHost(absl::string_view host) co
 
 const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,
                                          const http::HeaderMap& request) {
-  const absl::string_view path = PathOnly(request.Get(":path").value_or(absl::string_view()));
+  absl::string_view path = PathOnly(request.Get(":path").value_or(absl::string_view()));
+  // Asterisk-form (OPTIONS *) asks about the server as a whole: routed as its root, and sent on
+  // as "*" (RFC 9110 9.3.7, RFC 9112 3.2.4).
+  if (path.size() == 1 && path[0] == '*') path = "/";
   const absl::string_view method = request.Get(":method").value_or(absl::string_view());
   for (const RouteEntry& route : virtual_host.routes) {
     const RouteMatch& match = route.match;

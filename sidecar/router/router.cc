@@ -521,7 +521,7 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
 
   if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
-  if (!action.prefix_rewrite.empty()) {
+  if (!action.prefix_rewrite.empty() && headers.Get(":path") != "*") {  // "*": not a path
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
     headers.Set(":path", path);
   }

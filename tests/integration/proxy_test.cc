@@ -294,6 +294,11 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     redirect.action = redirect_action;
     vhost.routes.push_back(redirect);
 
+    // Exactly "/": where asterisk-form requests (OPTIONS *) are routed.
+    route::RouteEntry root = Route("root", "/", "a");
+    root.match.path_kind = route::RouteMatch::PathKind::kExact;
+    vhost.routes.push_back(root);
+
     routes.virtual_hosts.push_back(vhost);
     auto table = route::RouteTable::Create(routes);
     CHECK_OK(table);
@@ -450,6 +455,11 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     vhost.name = "all";
     vhost.domains = {"*"};
     vhost.routes.push_back(route);
+    // Exactly "/": where asterisk-form requests (OPTIONS *) are routed.
+    route::RouteEntry root = Route("root", "/", "a");
+    root.match.path_kind = route::RouteMatch::PathKind::kExact;
+    vhost.routes.push_back(root);
+
     routes.virtual_hosts.push_back(vhost);
     auto table = route::RouteTable::Create(routes);
     CHECK_OK(table);
@@ -551,6 +561,15 @@ TEST_P(ProxyTest, GetIsProxiedWithForwardingHeaders) {
       2u);
   EXPECT_EQ(CounterValue("meshlet_upstream_rq_total", {{"cluster", "a"}, {"code_class", "2xx"}}),
             2u);
+}
+
+// OPTIONS * (asterisk-form) asks about the server as a whole: routed as "/", and sent upstream
+// as asterisk-form again (":path: *" over HTTP/2), whatever the protocols on either side.
+TEST_P(ProxyTest, OptionsAsteriskIsRoutedAsTheRootAndForwardedAsIs) {
+  CurlResponse r = Curl(absl::StrCat("-X OPTIONS --request-target '*' ", Url("/")));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Header(r, "x-upstream"), "A");
+  EXPECT_EQ(Header(r, "x-seen-path"), "*");
 }
 
 TEST_P(ProxyTest, PostOneMegabyteBodyEchoesByteIdentical) {

@@ -28,16 +28,16 @@ from ports import free_port  # noqa: F401  (re-exported for the tests)
 SIDECAR = None  # set from argv
 
 
-class EchoServer:
-    """A TCP echo server on a thread; echoes until the client half-closes, then half-closes."""
+class TcpServer:
+    """A TCP server on 127.0.0.1 whose connections each get a thread running _serve(conn), which
+    subclasses define. `accepted` counts connections; close() stops accepting."""
 
-    def __init__(self):
+    def __init__(self, backlog=256):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
-        self.received = 0  # bytes, over all connections
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -48,6 +48,20 @@ class EchoServer:
                 return
             self.accepted += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
+class EchoServer(TcpServer):
+    """A TCP echo server on a thread; echoes until the client half-closes, then half-closes."""
+
+    def __init__(self):
+        self.received = 0  # bytes, over all connections
+        super().__init__()
 
     def _serve(self, conn):
         try:
@@ -62,9 +76,6 @@ class EchoServer:
             pass
         finally:
             conn.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def echo_round_trip(port, payload):

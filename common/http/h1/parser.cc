@@ -54,6 +54,42 @@ inline const char* Skip(const char* p, const char* end, CharClass cls) {
   return p;
 }
 
+// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), where
+// chunk-ext-name = token and chunk-ext-val = token / quoted-string (RFC 9112 7.1.1; quoted-string
+// as RFC 9110 5.6.4: qdtext = HTAB / SP / VCHAR but '"' and '\\' / obs-text, quoted-pair = '\\'
+// ( HTAB / SP / VCHAR / obs-text )). Returns null when [p, end) is exactly that (p != end), else
+// where it stops being that.
+const char* BadChunkExtension(const char* p, const char* end) {
+  do {
+    p = Skip(p, end, kWhiteChar);
+    if (p == end || *p != ';') return p;
+    p = Skip(p + 1, end, kWhiteChar);
+    const char* name_end = Skip(p, end, kTokenChar);
+    if (name_end == p) return p;
+    p = Skip(name_end, end, kWhiteChar);
+    if (p == end || *p != '=') continue;
+    p = Skip(p + 1, end, kWhiteChar);
+    if (p == end || *p != '"') {
+      const char* value_end = Skip(p, end, kTokenChar);
+      if (value_end == p) return p;
+      p = value_end;
+      continue;
+    }
+    for (++p;; ++p) {
+      if (p == end) return p;
+      unsigned char c = static_cast<unsigned char>(*p);
+      if (c == '"') break;
+      if (c == '\\') {
+        if (++p == end) return p;
+        c = static_cast<unsigned char>(*p);
+      }
+      if (c == 0x7f || (c < 0x20 && c != '\t')) return p;
+    }
+    ++p;
+  } while (p != end);
+  return nullptr;
+}
+
 // The error for a byte that stopped a scan: a CR inside a line is always a bare CR.
 inline ParserError At(const char* p, const char* end, ParserError otherwise) {
   return p < end && *p == '\r' ? ParserError::kBareCr : otherwise;
@@ -674,13 +710,11 @@ bool Parser::ParseChunkSizeLine(absl::string_view line) {
     if (size > (UINT64_MAX >> 4)) return Fail(ParserError::kInvalidChunkSize);
     size = (size << 4) | static_cast<uint64_t>(HexValue(*d));
   }
-  // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ). Extensions are
-  // ignored; accept any field characters after the first ';' rather than parse what we drop.
+  // Extensions are ignored, but parsed to the letter of the grammar: parsers that read a chunk
+  // line differently (a bare ';', a control character) are a smuggling vector.
   if (digits_end != end) {
-    const char* q = Skip(digits_end, end, kWhiteChar);
-    if (q == end || *q != ';') return Fail(At(q, end, ParserError::kInvalidChunkSize));
-    const char* stop = Skip(q, end, kFieldChar);
-    if (stop != end) return Fail(At(stop, end, ParserError::kInvalidChunkSize));
+    const char* bad = BadChunkExtension(digits_end, end);
+    if (bad != nullptr) return Fail(At(bad, end, ParserError::kInvalidChunkSize));
   }
   body_remaining_ = size;
   if (size == 0) {

@@ -34,6 +34,8 @@ struct Case {
 Case Req(const char* name, std::string input, std::string expected) {
   return {name, Type::kRequest, std::move(input), std::move(expected)};
 }
+#define CHUNKED "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
 Case BadReq(const char* name, std::string input, ParserError error) {
   return {name, Type::kRequest, std::move(input), absl::StrCat("=> error ", ParserErrorName(error)),
           true};
@@ -75,6 +77,10 @@ const std::vector<Case>& Cases() {
           "begin|req POST / 1.1|h Host: a|h Transfer-Encoding: chunked|hc chunked ka=1|chunk 5|"
           "body hello|chunk 6|body  world|chunk 10|body 0123456789|t X-Trailer: t|"
           "t X-Other: two words|done => ok"),
+      Req("chunked_extensions_bws_quoted_pairs_obs_text",
+          CHUNKED "5 \t; a = b ;c=\"q \\\" \\\\ \xe9\"\t;d\r\nhello\r\n0\r\n\r\n",
+          "begin|req POST / 1.1|h Host: a|h Transfer-Encoding: chunked|hc chunked ka=1|chunk 5|"
+          "body hello|done => ok"),
       Req("chunked_no_trailers",
           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
           "begin|req POST / 1.1|h Host: a|h Transfer-Encoding: chunked|hc chunked ka=1|chunk 3|"
@@ -396,6 +402,28 @@ const std::vector<Case>& Cases() {
              ParserError::kInvalidChunkSize),
       BadReq("chunk_extension_ctl",
              "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01\r\n",
+             ParserError::kInvalidChunkSize),
+      // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ), strictly:
+      // parsers that differ on the rest are a smuggling vector.
+      BadReq("chunk_extension_bare_semicolon", CHUNKED "5;\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_empty_name", CHUNKED "5;=1\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_second_empty", CHUNKED "5;a=1;\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_htab_in_name", CHUNKED "5;a\tb\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_space_in_name", CHUNKED "5;a b\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_obs_text_in_token", CHUNKED "5;a=\xff\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_empty_value", CHUNKED "5;a=\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_unterminated_quote", CHUNKED "5;a=\"b\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_ctl_in_quote", CHUNKED "5;a=\"b\x7f\"\r\nhello\r\n0\r\n\r\n",
+             ParserError::kInvalidChunkSize),
+      BadReq("chunk_extension_text_after_quote", CHUNKED "5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
              ParserError::kInvalidChunkSize),
       BadReq("chunk_data_too_long",
              "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n",

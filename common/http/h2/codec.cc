@@ -80,8 +80,16 @@ bool Is1xx(const HeaderMap& headers) {
 
 // RFC 9113 8.3.1: a request whose :authority is not `uri-host [ ":" port ]` (userinfo included)
 // is malformed. A Host field sent over HTTP/2 gets the same check, and more than one is refused
-// as in HTTP/1 (RFC 9112 3.2), so neither reaches an HTTP/1 upstream. What is wrong, or empty.
-absl::string_view InvalidRequestAuthority(const HeaderMap& headers) {
+// as in HTTP/1 (RFC 9112 3.2), so neither reaches an HTTP/1 upstream. So is a :path with a byte
+// a URI cannot hold (outside visible ASCII: raw UTF-8, controls, space) or a fragment ('#'), as
+// the HTTP/1 parser refuses in a request-target. What is wrong, or empty.
+absl::string_view MalformedRequest(const HeaderMap& headers) {
+  if (std::optional<absl::string_view> path = headers.Get(":path"); path.has_value()) {
+    for (const char ch : *path) {
+      const unsigned char c = static_cast<unsigned char>(ch);
+      if (c < 0x21 || c > 0x7e || c == '#') return "invalid :path";
+    }
+  }
   std::optional<absl::string_view> authority = headers.Get(":authority");
   if (authority.has_value() && !ParseHostPort(*authority).has_value()) return "invalid :authority";
   std::optional<absl::string_view> host = headers.Get("host");
@@ -1082,7 +1090,7 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
     return;
   }
   if (server_ && !s.surfaced_) {
-    if (absl::string_view problem = InvalidRequestAuthority(*headers); !problem.empty()) {
+    if (absl::string_view problem = MalformedRequest(*headers); !problem.empty()) {
       // A malformed request is a stream error (RFC 9113 8.1.1), counted like the ones nghttp2
       // finds itself; the request never reaches the user.
       ++counters_.stream_protocol_errors;

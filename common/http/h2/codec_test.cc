@@ -868,6 +868,36 @@ TEST(Http2CodecTest, InvalidAuthorityOrHostResetsStreamWithProtocolError) {
   EXPECT_EQ(p.server->counters().stream_protocol_errors, errors);
 }
 
+// A :path with a byte no URI holds (raw UTF-8, a control, a space, DEL) or a fragment is a
+// malformed request too, refused like the HTTP/1 parser refuses such a request-target: it never
+// reaches an upstream.
+TEST(Http2CodecTest, InvalidPathResetsStreamWithProtocolError) {
+  CodecPair p;
+  const std::vector<std::string> bad = {"/caf\xc3\xa9", "/a b",  "/a\x01",
+                                        "/a#frag",      "/\x7f", "/\xff"};
+  for (size_t i = 0; i < bad.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "path " << i);
+    HeaderMap h = Request();
+    h.Set(":path", bad[i]);
+    ClientRequest& c = p.Start(h, true);
+    ASSERT_TRUE(p.Pump().ok());
+    EXPECT_TRUE(p.server_callbacks.requests.empty());
+    EXPECT_EQ(c.callbacks.resets, 1);
+    EXPECT_EQ(p.server->counters().stream_protocol_errors, i + 1);
+  }
+  size_t served = 0;
+  for (absl::string_view path : {"/caf%C3%A9?q=1&r=%20", "/a/b;c=d?x=y/z", "*"}) {
+    HeaderMap h = Request();
+    h.Set(":path", path);
+    if (path == "*") h.Set(":method", "OPTIONS");
+    p.Start(h, true);
+    ASSERT_TRUE(p.Pump().ok());
+    ASSERT_EQ(p.server_callbacks.requests.size(), ++served) << path;
+    EXPECT_EQ(p.server_callbacks.requests.back()->decoder.headers->Get(":path"), path);
+  }
+  EXPECT_EQ(p.server->counters().stream_protocol_errors, bad.size());
+}
+
 TEST(Http2CodecTest, DestroyingCodecResetsOpenStreams) {
   CodecPair p;
   ClientRequest& c = p.Start(Request(), true);

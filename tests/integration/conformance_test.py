@@ -1,0 +1,210 @@
+"""HTTP/2 and HTTP/1.1 conformance of the sidecar's HTTP listeners, with raw frames and bytes.
+
+Usage: conformance_test.py SIDECAR [unittest args]
+
+One sidecar with an HTTP/2-only listener and an HTTP/1.1 (auto) listener, both routing to a raw
+upstream on 127.0.0.1 that records each request line (or :path) it gets and answers 200. Shown:
+- RFC 9113 6.8 / 7: after the client's GOAWAY (a known or an unknown error code), a PING gets its
+  ACK or the connection closes; never silence. With a stream still open, the PING is answered and
+  the stream completes.
+- RFC 9113 8.1.1 / 8.3.1: a :path holding bytes no URI holds (raw UTF-8, a space) is a stream
+  error PROTOCOL_ERROR and never reaches the upstream; a valid one on the same connection does.
+- RFC 9112 7.1.1: chunk extensions are parsed strictly: a bare ';', an empty name or value, a
+  control or non-token byte, an unterminated quoted string get 400 and the connection closes;
+  well-formed ones (BWS, quoted-pairs, obs-text in quotes) pass.
+- RFC 9110 9.3.7: OPTIONS * reaches the upstream in asterisk-form.
+"""
+
+import os
+import socket
+import struct
+import sys
+import tempfile
+import time
+import unittest
+
+import h2.config
+import h2.connection
+
+import sidecar_test
+from ports import free_port
+
+FRAME_NAMES = {0: "DATA", 1: "HEADERS", 3: "RST_STREAM", 4: "SETTINGS", 6: "PING", 7: "GOAWAY",
+               8: "WINDOW_UPDATE"}
+
+
+class RawUpstream(sidecar_test.TcpServer):
+    """Records each request's first line and answers 200 with an empty body (HTTP/1.1); a path
+    with "slow" in it a second later."""
+
+    def __init__(self):
+        self.lines = []
+        super().__init__()
+
+    def _serve(self, conn):
+        data = b""
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    line = head.split(b"\r\n")[0].decode("latin-1")
+                    self.lines.append(line)
+                    if "slow" in line:
+                        time.sleep(1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def parse_frames(data):
+    """[(type name, stream id, flags, payload)] of the complete frames in `data`."""
+    frames, i = [], 0
+    while i + 9 <= len(data):
+        length = int.from_bytes(data[i:i + 3], "big")
+        kind, flags = data[i + 3], data[i + 4]
+        stream = int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF
+        frames.append((FRAME_NAMES.get(kind, kind), stream, flags, data[i + 9:i + 9 + length]))
+        i += 9 + length
+    return frames
+
+
+def ping_frame(payload=b"12345678"):
+    return struct.pack(">I", 8)[1:] + bytes([6, 0]) + b"\0\0\0\0" + payload
+
+
+class ConformanceTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = RawUpstream()
+        cls.h2_port, cls.h1_port = free_port(), free_port()
+        config = sidecar_test.config_yaml(
+            sidecar_test.http_listener("h2only", cls.h2_port, protocol="PROTOCOL_HTTP2") +
+            sidecar_test.http_listener("h1", cls.h1_port),
+            sidecar_test.static_cluster("app", cls.upstream.port), sidecar_test.app_routes())
+        cls.sidecar = sidecar_test.Sidecar(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")),
+                                           config)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sidecar.stop()
+        cls.upstream.close()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def exchange(self, port, pieces, wait=1.0):
+        """Sends each of `pieces` (a pause between them), then reads until the peer closes or
+        goes quiet for `wait` s: (bytes, closed)."""
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.settimeout(wait)
+        out, closed = b"", False
+        try:
+            for piece in pieces:
+                conn.sendall(piece)
+                time.sleep(0.1)
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                out += data
+        except socket.timeout:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            closed = True
+        finally:
+            conn.close()
+        return out, closed
+
+    @staticmethod
+    def client():
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                 header_encoding=None))
+        c.initiate_connection()
+        return c
+
+    @staticmethod
+    def request(path, method=b"GET"):
+        return [(b":method", method), (b":scheme", b"http"), (b":authority", b"a"),
+                (b":path", path)]
+
+    # --- HTTP/2 -------------------------------------------------------------------------------
+
+    def test_ping_after_goaway_is_answered_or_the_connection_closes(self):
+        for code in (0, 0xABC):  # NO_ERROR, and an error code RFC 9113 does not define
+            with self.subTest(code=code):
+                c = self.client()
+                c.close_connection(error_code=code)
+                out, closed = self.exchange(self.h2_port, [c.data_to_send(), ping_frame()])
+                acked = any(f[0] == "PING" and f[2] & 1 for f in parse_frames(out))
+                self.assertTrue(acked or closed, parse_frames(out))
+
+    def test_goaway_keeps_open_streams_and_pings_working(self):
+        c = self.client()
+        # The body is still to come, and the upstream answers a second later.
+        c.send_headers(1, self.request(b"/slow", b"POST"))
+        c.close_connection()
+        first = c.data_to_send()
+        data = struct.pack(">I", 2)[1:] + bytes([0, 1]) + struct.pack(">I", 1) + b"ok"
+        out, _ = self.exchange(self.h2_port, [first, ping_frame(b"abcdefgh"), data], wait=2.5)
+        frames = parse_frames(out)
+        self.assertIn(("PING", 0, 1, b"abcdefgh"), frames)
+        headers = [f for f in frames if f[0] == "HEADERS" and f[1] == 1]
+        self.assertTrue(headers, frames)  # the stream's response came
+        self.assertIn("POST /slow HTTP/1.1", self.upstream.lines)
+
+    def test_a_path_no_uri_holds_is_a_stream_protocol_error(self):
+        before = len(self.upstream.lines)
+        c = self.client()
+        c.send_headers(1, self.request("/caf\u00e9".encode()), end_stream=True)
+        c.send_headers(3, self.request(b"/a b"), end_stream=True)
+        c.send_headers(5, self.request(b"/fine%C3%A9"), end_stream=True)
+        out, _ = self.exchange(self.h2_port, [c.data_to_send()])
+        frames = parse_frames(out)
+        for stream in (1, 3):
+            rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == stream]
+            self.assertTrue(rst, frames)
+            self.assertEqual(int.from_bytes(rst[0][3], "big"), 1)  # PROTOCOL_ERROR
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 5], frames)
+        self.assertEqual(self.upstream.lines[before:], ["GET /fine%C3%A9 HTTP/1.1"])
+
+    # --- HTTP/1.1 -----------------------------------------------------------------------------
+
+    def chunked(self, size_line):
+        return (b"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                size_line + b"\r\nhello\r\n0\r\n\r\n")
+
+    def test_chunk_extensions_are_parsed_strictly(self):
+        # (The request head has gone upstream before its body is read; the upstream request is
+        # reset when the body turns out malformed.)
+        for line in (b"5;", b"5;=1", b"5;a=1;", b"5;a\tb", b"5;a b", b"5;a=\xff", b"5;a=",
+                     b"5;a=\"b", b"5;a=\"b\x7f\"", b"5;a=\"b\"c", b"5 ;", b"5;a\x01"):
+            with self.subTest(line=line):
+                out, closed = self.exchange(self.h1_port, [self.chunked(line)])
+                self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:100])
+                self.assertTrue(closed)
+        for line in (b"5;a=b", b"5 \t; a = b ;c=\"q \\\" \\\\ \xe9\"\t;d", b"5;A-B_c.d~e"):
+            with self.subTest(line=line):
+                out, _ = self.exchange(self.h1_port, [self.chunked(line)])
+                self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+
+    def test_options_asterisk_reaches_the_upstream_in_asterisk_form(self):
+        before = len(self.upstream.lines)
+        out, _ = self.exchange(self.h1_port, [b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"], wait=0.5)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+        self.assertEqual(self.upstream.lines[before:], ["OPTIONS * HTTP/1.1"])
+        c = self.client()
+        c.send_headers(1, self.request(b"*", b"OPTIONS"), end_stream=True)
+        out, _ = self.exchange(self.h2_port, [c.data_to_send()])
+        self.assertTrue([f for f in parse_frames(out) if f[0] == "HEADERS" and f[1] == 1])
+        self.assertEqual(self.upstream.lines[before + 1:], ["OPTIONS * HTTP/1.1"])
+
+
+if __name__ == "__main__":
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
