@@ -929,7 +929,7 @@ void HttpConnectionManager::CheckIdle() {
     CloseConnection(net::CloseMode::kFlush);
     return;
   }
-  if (h2_codec_ != nullptr && h2_codec_->WantsClose()) {
+  if (peer_goaway_ && h2_codec_ != nullptr && h2_codec_->WantsClose()) {
     // The client sent GOAWAY and no stream is left: the HTTP/2 session is over (nghttp2 reads
     // nothing more, so a PING would go unanswered). RFC 9113 6.8 keeps a connection working
     // for streams still open; with none, it closes.

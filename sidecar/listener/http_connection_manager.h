@@ -136,6 +136,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   // http::ServerConnectionCallbacks
   http::StreamDecoder& NewStream(http::StreamEncoder& response_encoder) override;
+  // The client sent GOAWAY (HTTP/2): once no stream is left the connection closes (CheckIdle).
+  void OnGoAway() override { peer_goaway_ = true; }
 
  private:
   class ActiveStream;
@@ -198,6 +200,7 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   bool started_ = false;
   bool draining_ = false;
+  bool peer_goaway_ = false;  // the client sent GOAWAY
   bool closed_ = false;
   bool destroying_ = false;
 };

@@ -7,6 +7,9 @@ upstream on 127.0.0.1 that records each request line (or :path) it gets and answ
 - RFC 9113 6.8 / 7: after the client's GOAWAY (a known or an unknown error code), a PING gets its
   ACK or the connection closes; never silence. With a stream still open, the PING is answered and
   the stream completes.
+- RFC 9113 5.1 / 5.1.1: HEADERS on a stream id lower than one the client opened is a connection
+  error PROTOCOL_ERROR; on a stream closed both ways, a connection error STREAM_CLOSED; after the
+  client's own RST_STREAM, a stream error STREAM_CLOSED and the connection goes on.
 - RFC 9113 8.1.1 / 8.3.1: a :path holding bytes no URI holds (raw UTF-8, a space) is a stream
   error PROTOCOL_ERROR and never reaches the upstream; a valid one on the same connection does.
 - RFC 9112 7.1.1: chunk extensions are parsed strictly: a bare ';', an empty name or value, a
@@ -172,6 +175,60 @@ class ConformanceTest(unittest.TestCase):
             self.assertEqual(int.from_bytes(rst[0][3], "big"), 1)  # PROTOCOL_ERROR
         self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 5], frames)
         self.assertEqual(self.upstream.lines[before:], ["GET /fine%C3%A9 HTTP/1.1"])
+
+    def goaway_error(self, frames):
+        goaways = [f for f in frames if f[0] == "GOAWAY"]
+        return int.from_bytes(goaways[-1][3][4:8], "big") if goaways else None
+
+    def test_headers_on_a_lower_stream_id_is_a_connection_protocol_error(self):
+        c = self.client()
+        c.send_headers(5, self.request(b"/five"), end_stream=True)
+        first = c.data_to_send()
+        # Stream 3 was skipped (implicitly closed when 5 opened): HEADERS on it now.
+        other = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        other.initiate_connection()
+        other.data_to_send()
+        other.send_headers(3, self.request(b"/three"), end_stream=True)
+        out, closed = self.exchange(self.h2_port, [first, other.data_to_send()], wait=2)
+        frames = parse_frames(out)
+        self.assertEqual(self.goaway_error(frames), 1, frames)  # PROTOCOL_ERROR
+        self.assertTrue(closed)
+        self.assertNotIn("GET /three HTTP/1.1", self.upstream.lines)
+
+    def test_headers_on_a_closed_stream_is_a_stream_closed_error(self):
+        # Stream 1 completes both ways; then trailers arrive on it.
+        c = self.client()
+        c.send_headers(1, self.request(b"/done"), end_stream=True)
+        first = c.data_to_send()
+        late = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        late.initiate_connection()
+        late.data_to_send()
+        late.send_headers(1, self.request(b"/late"), end_stream=True)
+        out, closed = self.exchange(self.h2_port, [first, b"", late.data_to_send()], wait=2)
+        frames = parse_frames(out)
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 1], frames)
+        self.assertEqual(self.goaway_error(frames), 5, frames)  # STREAM_CLOSED
+        self.assertTrue(closed)
+
+    def test_headers_after_the_clients_reset_is_a_stream_closed_stream_error(self):
+        c = self.client()
+        c.send_headers(1, self.request(b"/slow-reset", b"POST"))
+        c.reset_stream(1)
+        first = c.data_to_send()
+        again = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        again.initiate_connection()
+        again.data_to_send()
+        again.send_headers(1, self.request(b"/again"), end_stream=True)
+        c.send_headers(3, self.request(b"/after"), end_stream=True)
+        out, closed = self.exchange(self.h2_port, [first, again.data_to_send(),
+                                                   c.data_to_send()], wait=2.5)
+        frames = parse_frames(out)
+        rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
+        self.assertTrue(rst, frames)
+        self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
+        # A stream error: the connection goes on.
+        self.assertIsNone(self.goaway_error(frames), frames)
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
 
     # --- HTTP/1.1 -----------------------------------------------------------------------------
 

@@ -278,6 +278,7 @@ class ConnectionImpl {
                         size_t length, nghttp2_data_source* source, void* user_data);
   static ssize_t OnReadData(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                             uint32_t* data_flags, nghttp2_data_source* source, void* user_data);
+  static int OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data);
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user_data);
   static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
@@ -341,6 +342,32 @@ class ConnectionImpl {
   bool goaway_final_due_ = false;
   uint32_t sent_goaway_error_ = NGHTTP2_NO_ERROR;
   std::string last_error_;
+  // Server side (RFC 9113 5.1, 5.1.1): what is known of the client's streams that are gone, so
+  // that HEADERS on one is told apart (OnBeginFrame). (DATA on such a stream nghttp2 drops
+  // without a callback.) Client stream ids only grow: the
+  // highest opened, the ranges it skipped (implicitly closed), and the streams last reset by
+  // either side; each list bounded, empty for a well-behaved client that resets nothing.
+  struct RecentIds {
+    static constexpr size_t kMax = 256;
+    std::vector<int32_t> ids;
+    size_t next = 0;
+    void Add(int32_t id) {
+      if (ids.size() < kMax) {
+        ids.push_back(id);
+      } else {
+        ids[next] = id;
+        next = (next + 1) % kMax;
+      }
+    }
+    bool Has(int32_t id) const { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+  };
+  int32_t max_client_stream_ = 0;
+  std::vector<std::pair<int32_t, int32_t>> skipped_client_streams_;  // [first, last], ≤ 16
+  RecentIds reset_by_us_;
+  RecentIds reset_by_peer_;
+  // Ends the connection with GOAWAY(`error_code`) for `why`, from inside a receive callback; the
+  // read that called it then reports the connection error.
+  void ConnectionError(uint32_t error_code, absl::string_view why);
   bool destroying_ = false;
   // Server: the stream whose request header block began last (0: none yet). At most one header
   // block is open per connection (RFC 9113 6.10), so this is the only one that can be partial.
@@ -466,6 +493,7 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
   CHECK(nghttp2_session_callbacks_new(&cbs) == 0);
   nghttp2_session_callbacks_set_send_callback(cbs, &OnSend);
   nghttp2_session_callbacks_set_send_data_callback(cbs, &OnSendData);
+  if (server) nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &OnBeginFrame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &OnBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(cbs, &OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &OnDataChunk);
@@ -967,12 +995,57 @@ ssize_t ConnectionImpl::OnReadData(nghttp2_session* session, int32_t stream_id, 
   return static_cast<ssize_t>(n);
 }
 
+void ConnectionImpl::ConnectionError(uint32_t error_code, absl::string_view why) {
+  if (last_error_.empty()) last_error_ = std::string(why);
+  nghttp2_session_terminate_session2(session_, nghttp2_session_get_last_proc_stream_id(session_),
+                                     error_code);
+}
+
+int ConnectionImpl::OnBeginFrame(nghttp2_session* session, const nghttp2_frame_hd* hd,
+                                 void* user_data) {
+  // HEADERS only: nghttp2 drops DATA on a stream it no longer has without calling back.
+  if (hd->type != NGHTTP2_HEADERS) return 0;
+  auto* c = static_cast<ConnectionImpl*>(user_data);
+  const int32_t id = hd->stream_id;
+  // New streams, the server's own ids, and streams nghttp2 still has are nghttp2's to judge.
+  if (!c->server_ || id > c->max_client_stream_ || (id & 1) == 0 ||
+      nghttp2_session_find_stream(session, id) != nullptr) {
+    return 0;
+  }
+  // A stream this side reset: the client may have sent these before it saw the RST_STREAM.
+  if (c->reset_by_us_.Has(id)) return 0;
+  for (const auto& [first, last] : c->skipped_client_streams_) {
+    if (id >= first && id <= last) {
+      c->ConnectionError(NGHTTP2_PROTOCOL_ERROR,
+                         absl::StrCat("HEADERS on stream ", id,
+                                      ", lower than a stream the client already opened"));
+      return 0;
+    }
+  }
+  if (c->reset_by_peer_.Has(id)) {
+    // After receiving RST_STREAM: a stream error (RFC 9113 5.1, "closed").
+    ++c->counters_.stream_protocol_errors;
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_STREAM_CLOSED);
+    return 0;
+  }
+  // Closed after both ends' END_STREAM (or longer ago than the lists above remember).
+  c->ConnectionError(NGHTTP2_STREAM_CLOSED, absl::StrCat("HEADERS on closed stream ", id));
+  return 0;
+}
+
 int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   auto* c = static_cast<ConnectionImpl*>(user_data);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   StreamImpl* s = c->Find(frame->hd.stream_id);
   if (s == nullptr) {
     if (!c->server_ || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    const int32_t id = frame->hd.stream_id;
+    if (id > c->max_client_stream_ + 2) {
+      auto& skipped = c->skipped_client_streams_;
+      if (skipped.size() == 16) skipped.erase(skipped.begin());
+      skipped.emplace_back(c->max_client_stream_ + 2, id - 2);
+    }
+    c->max_client_stream_ = std::max(c->max_client_stream_, id);
     s = &c->CreateStream(nullptr);
     c->Register(*s, frame->hd.stream_id);
     c->rx_request_headers_id_ = frame->hd.stream_id;
@@ -1035,6 +1108,7 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
     }
     case NGHTTP2_RST_STREAM: {
       ++c->counters_.rst_stream_received[ErrorCodeSlot(frame->rst_stream.error_code)];
+      if (c->server_) c->reset_by_peer_.Add(frame->hd.stream_id);
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s != nullptr) s->rst_received_ = true;
       break;
@@ -1134,6 +1208,7 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
   switch (frame->hd.type) {
     case NGHTTP2_RST_STREAM:
       ++c->counters_.rst_stream_sent[ErrorCodeSlot(frame->rst_stream.error_code)];
+      if (c->server_) c->reset_by_us_.Add(frame->hd.stream_id);
       c->unsent_control_ends_.push_back(c->bytes_out_ + c->out_.length());
       break;
     case NGHTTP2_PING:
