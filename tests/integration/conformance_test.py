@@ -9,7 +9,8 @@ upstream on 127.0.0.1 that records each request line (or :path) it gets and answ
   the stream completes.
 - RFC 9113 5.1 / 5.1.1: HEADERS on a stream id lower than one the client opened is a connection
   error PROTOCOL_ERROR; on a stream closed both ways, a connection error STREAM_CLOSED; after the
-  client's own RST_STREAM, a stream error STREAM_CLOSED and the connection goes on.
+  client's own RST_STREAM, a stream error STREAM_CLOSED and the connection goes on; DATA the
+  same way; DATA on a stream the server reset is ignored.
 - RFC 9113 8.1.1 / 8.3.1: a :path holding bytes no URI holds (raw UTF-8, a space) is a stream
   error PROTOCOL_ERROR and never reaches the upstream; a valid one on the same connection does.
 - RFC 9112 7.1.1: chunk extensions are parsed strictly: a bare ';', an empty name or value, a
@@ -227,6 +228,46 @@ class ConformanceTest(unittest.TestCase):
         self.assertTrue(rst, frames)
         self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
         # A stream error: the connection goes on.
+        self.assertIsNone(self.goaway_error(frames), frames)
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
+
+    def data_frame(self, stream, payload=b"late", end_stream=True):
+        return (struct.pack(">I", len(payload))[1:] + bytes([0, 1 if end_stream else 0]) +
+                struct.pack(">I", stream) + payload)
+
+    def test_data_on_a_closed_stream_is_a_stream_closed_connection_error(self):
+        c = self.client()
+        c.send_headers(1, self.request(b"/data-closed"), end_stream=True)
+        out, closed = self.exchange(self.h2_port, [c.data_to_send(), b"", self.data_frame(1)],
+                                    wait=2)
+        frames = parse_frames(out)
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 1], frames)
+        self.assertEqual(self.goaway_error(frames), 5, frames)  # STREAM_CLOSED
+        self.assertTrue(closed)
+
+    def test_data_after_the_clients_reset_is_a_stream_closed_stream_error(self):
+        c = self.client()
+        c.send_headers(1, self.request(b"/slow-data", b"POST"))
+        c.reset_stream(1)
+        first = c.data_to_send()
+        c.send_headers(3, self.request(b"/after-data"), end_stream=True)
+        out, _ = self.exchange(self.h2_port, [first, self.data_frame(1), c.data_to_send()],
+                               wait=2.5)
+        frames = parse_frames(out)
+        rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
+        self.assertTrue(rst, frames)
+        self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
+        self.assertIsNone(self.goaway_error(frames), frames)
+        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
+
+    def test_data_the_client_sent_before_seeing_the_servers_reset_is_ignored(self):
+        c = self.client()
+        c.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"),
+                           (b":path", "/caf\u00e9".encode())])  # refused: RST_STREAM
+        c.send_headers(3, self.request(b"/fine-after"), end_stream=True)
+        first = c.data_to_send()
+        out, _ = self.exchange(self.h2_port, [first, self.data_frame(1)], wait=2)
+        frames = parse_frames(out)
         self.assertIsNone(self.goaway_error(frames), frames)
         self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
 

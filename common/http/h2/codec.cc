@@ -343,10 +343,9 @@ class ConnectionImpl {
   uint32_t sent_goaway_error_ = NGHTTP2_NO_ERROR;
   std::string last_error_;
   // Server side (RFC 9113 5.1, 5.1.1): what is known of the client's streams that are gone, so
-  // that HEADERS on one is told apart (OnBeginFrame). (DATA on such a stream nghttp2 drops
-  // without a callback.) Client stream ids only grow: the
-  // highest opened, the ranges it skipped (implicitly closed), and the streams last reset by
-  // either side; each list bounded, empty for a well-behaved client that resets nothing.
+  // that HEADERS (OnBeginFrame) or DATA (Receive) on one is told apart. Client stream ids only
+  // grow: the highest opened, the ranges it skipped (implicitly closed), and the streams last reset
+  // by either side; each list bounded, empty for a well-behaved client that resets nothing.
   struct RecentIds {
     static constexpr size_t kMax = 256;
     std::vector<int32_t> ids;
@@ -365,6 +364,19 @@ class ConnectionImpl {
   std::vector<std::pair<int32_t, int32_t>> skipped_client_streams_;  // [first, last], ≤ 16
   RecentIds reset_by_us_;
   RecentIds reset_by_peer_;
+  static constexpr size_t kFrameHeaderBytes = 9;  // RFC 9113 4.1
+  // Server: where frames begin in what the client sends (after its 24-byte preface), so that
+  // DATA on a stream nghttp2 no longer has is judged before nghttp2 drops it without a callback.
+  size_t preface_left_ = NGHTTP2_CLIENT_MAGIC_LEN;
+  uint8_t frame_head_[kFrameHeaderBytes] = {};
+  size_t frame_head_have_ = 0;
+  size_t frame_payload_left_ = 0;
+  // Hands `bytes` to nghttp2 (server: frame by frame where a DATA frame needs judging first);
+  // nghttp2's error, or 0.
+  int Receive(absl::string_view bytes);
+  // HEADERS or DATA arrived on client stream `id`, which nghttp2 no longer has (RFC 9113 5.1):
+  // ignored, a stream error or a connection error, by what is known of it.
+  void OnFrameOnGoneStream(int32_t id);
   // Ends the connection with GOAWAY(`error_code`) for `why`, from inside a receive callback; the
   // read that called it then reports the connection error.
   void ConnectionError(uint32_t error_code, absl::string_view why);
@@ -725,10 +737,7 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
     Entry entry(*this);
     in_recv_ = true;
     data.ForEachSlice([&](absl::string_view slice) {
-      if (fatal != 0) return;
-      ssize_t rv = nghttp2_session_mem_recv(
-          session_, reinterpret_cast<const uint8_t*>(slice.data()), slice.size());
-      if (rv < 0) fatal = static_cast<int>(rv);
+      if (fatal == 0) fatal = Receive(slice);
     });
     in_recv_ = false;
     data.Drain(data.length());
@@ -1001,9 +1010,77 @@ void ConnectionImpl::ConnectionError(uint32_t error_code, absl::string_view why)
                                      error_code);
 }
 
+void ConnectionImpl::OnFrameOnGoneStream(int32_t id) {
+  // A stream this side reset: the client may have sent these before it saw the RST_STREAM.
+  if (reset_by_us_.Has(id)) return;
+  for (const auto& [first, last] : skipped_client_streams_) {
+    if (id >= first && id <= last) {
+      ConnectionError(NGHTTP2_PROTOCOL_ERROR,
+                      absl::StrCat("a frame on stream ", id,
+                                   ", lower than a stream the client already opened"));
+      return;
+    }
+  }
+  if (reset_by_peer_.Has(id)) {
+    // After receiving RST_STREAM: a stream error (RFC 9113 5.1, "closed").
+    ++counters_.stream_protocol_errors;
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_STREAM_CLOSED);
+    return;
+  }
+  // Closed after both ends' END_STREAM (or longer ago than the lists above remember).
+  ConnectionError(NGHTTP2_STREAM_CLOSED, absl::StrCat("a frame on closed stream ", id));
+}
+
+int ConnectionImpl::Receive(absl::string_view bytes) {
+  const auto feed = [this](absl::string_view part) -> int {
+    if (part.empty()) return 0;
+    const ssize_t rv = nghttp2_session_mem_recv(
+        session_, reinterpret_cast<const uint8_t*>(part.data()), part.size());
+    return rv < 0 ? static_cast<int>(rv) : 0;
+  };
+  if (!server_) return feed(bytes);
+  size_t fed = 0;
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const size_t left = bytes.size() - i;
+    if (preface_left_ > 0 || frame_payload_left_ > 0) {
+      size_t& skip = preface_left_ > 0 ? preface_left_ : frame_payload_left_;
+      const size_t n = std::min(skip, left);
+      skip -= n;
+      i += n;
+      continue;
+    }
+    // A frame header, perhaps begun in an earlier piece (whose bytes nghttp2 already has).
+    const size_t head_start = i;
+    const uint8_t* h;
+    if (frame_head_have_ == 0 && left >= kFrameHeaderBytes) {
+      h = reinterpret_cast<const uint8_t*>(bytes.data()) + i;  // whole here: read in place
+      i += kFrameHeaderBytes;
+    } else {
+      const size_t n = std::min(kFrameHeaderBytes - frame_head_have_, left);
+      std::memcpy(frame_head_ + frame_head_have_, bytes.data() + i, n);
+      frame_head_have_ += n;
+      i += n;
+      if (frame_head_have_ < kFrameHeaderBytes) break;
+      frame_head_have_ = 0;
+      h = frame_head_;
+    }
+    frame_payload_left_ = (size_t{h[0]} << 16) | (size_t{h[1]} << 8) | h[2];
+    const int32_t id = static_cast<int32_t>(((uint32_t{h[5]} & 0x7f) << 24) |
+                                            (uint32_t{h[6]} << 16) | (uint32_t{h[7]} << 8) | h[8]);
+    if (h[3] != NGHTTP2_DATA || id > max_client_stream_ || (id & 1) == 0) continue;
+    // Everything before this frame first, so that nghttp2's view of the stream is current.
+    if (int rv = feed(bytes.substr(fed, head_start - fed)); rv != 0) return rv;
+    fed = head_start;
+    if (nghttp2_session_find_stream(session_, id) == nullptr) OnFrameOnGoneStream(id);
+  }
+  return feed(bytes.substr(fed));
+}
+
 int ConnectionImpl::OnBeginFrame(nghttp2_session* session, const nghttp2_frame_hd* hd,
                                  void* user_data) {
-  // HEADERS only: nghttp2 drops DATA on a stream it no longer has without calling back.
+  // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
+  // judged in Receive instead.
   if (hd->type != NGHTTP2_HEADERS) return 0;
   auto* c = static_cast<ConnectionImpl*>(user_data);
   const int32_t id = hd->stream_id;
@@ -1012,24 +1089,7 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session* session, const nghttp2_frame_h
       nghttp2_session_find_stream(session, id) != nullptr) {
     return 0;
   }
-  // A stream this side reset: the client may have sent these before it saw the RST_STREAM.
-  if (c->reset_by_us_.Has(id)) return 0;
-  for (const auto& [first, last] : c->skipped_client_streams_) {
-    if (id >= first && id <= last) {
-      c->ConnectionError(NGHTTP2_PROTOCOL_ERROR,
-                         absl::StrCat("HEADERS on stream ", id,
-                                      ", lower than a stream the client already opened"));
-      return 0;
-    }
-  }
-  if (c->reset_by_peer_.Has(id)) {
-    // After receiving RST_STREAM: a stream error (RFC 9113 5.1, "closed").
-    ++c->counters_.stream_protocol_errors;
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_STREAM_CLOSED);
-    return 0;
-  }
-  // Closed after both ends' END_STREAM (or longer ago than the lists above remember).
-  c->ConnectionError(NGHTTP2_STREAM_CLOSED, absl::StrCat("HEADERS on closed stream ", id));
+  c->OnFrameOnGoneStream(id);
   return 0;
 }
 
