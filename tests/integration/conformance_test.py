@@ -196,69 +196,48 @@ class ConformanceTest(unittest.TestCase):
         self.assertTrue(closed)
         self.assertNotIn("GET /three HTTP/1.1", self.upstream.lines)
 
-    def test_headers_on_a_closed_stream_is_a_stream_closed_error(self):
-        # Stream 1 completes both ways; then trailers arrive on it.
-        c = self.client()
-        c.send_headers(1, self.request(b"/done"), end_stream=True)
-        first = c.data_to_send()
+    def late_headers(self, stream):
+        """A HEADERS frame on `stream` (HPACK from a fresh encoder: static table only)."""
         late = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         late.initiate_connection()
         late.data_to_send()
-        late.send_headers(1, self.request(b"/late"), end_stream=True)
-        out, closed = self.exchange(self.h2_port, [first, b"", late.data_to_send()], wait=2)
-        frames = parse_frames(out)
-        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 1], frames)
-        self.assertEqual(self.goaway_error(frames), 5, frames)  # STREAM_CLOSED
-        self.assertTrue(closed)
-
-    def test_headers_after_the_clients_reset_is_a_stream_closed_stream_error(self):
-        c = self.client()
-        c.send_headers(1, self.request(b"/slow-reset", b"POST"))
-        c.reset_stream(1)
-        first = c.data_to_send()
-        again = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        again.initiate_connection()
-        again.data_to_send()
-        again.send_headers(1, self.request(b"/again"), end_stream=True)
-        c.send_headers(3, self.request(b"/after"), end_stream=True)
-        out, closed = self.exchange(self.h2_port, [first, again.data_to_send(),
-                                                   c.data_to_send()], wait=2.5)
-        frames = parse_frames(out)
-        rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
-        self.assertTrue(rst, frames)
-        self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
-        # A stream error: the connection goes on.
-        self.assertIsNone(self.goaway_error(frames), frames)
-        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
+        late.send_headers(stream, self.request(b"/late"), end_stream=True)
+        return late.data_to_send()
 
     def data_frame(self, stream, payload=b"late", end_stream=True):
         return (struct.pack(">I", len(payload))[1:] + bytes([0, 1 if end_stream else 0]) +
                 struct.pack(">I", stream) + payload)
 
-    def test_data_on_a_closed_stream_is_a_stream_closed_connection_error(self):
-        c = self.client()
-        c.send_headers(1, self.request(b"/data-closed"), end_stream=True)
-        out, closed = self.exchange(self.h2_port, [c.data_to_send(), b"", self.data_frame(1)],
-                                    wait=2)
-        frames = parse_frames(out)
-        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 1], frames)
-        self.assertEqual(self.goaway_error(frames), 5, frames)  # STREAM_CLOSED
-        self.assertTrue(closed)
+    def test_frames_on_a_closed_stream_are_a_stream_closed_connection_error(self):
+        for late in (self.late_headers, self.data_frame):
+            with self.subTest(late=late.__name__):
+                # Stream 1 completes both ways; then a frame arrives on it.
+                c = self.client()
+                c.send_headers(1, self.request(b"/done"), end_stream=True)
+                out, closed = self.exchange(self.h2_port, [c.data_to_send(), b"", late(1)],
+                                            wait=2)
+                frames = parse_frames(out)
+                self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 1], frames)
+                self.assertEqual(self.goaway_error(frames), 5, frames)  # STREAM_CLOSED
+                self.assertTrue(closed)
 
-    def test_data_after_the_clients_reset_is_a_stream_closed_stream_error(self):
-        c = self.client()
-        c.send_headers(1, self.request(b"/slow-data", b"POST"))
-        c.reset_stream(1)
-        first = c.data_to_send()
-        c.send_headers(3, self.request(b"/after-data"), end_stream=True)
-        out, _ = self.exchange(self.h2_port, [first, self.data_frame(1), c.data_to_send()],
-                               wait=2.5)
-        frames = parse_frames(out)
-        rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
-        self.assertTrue(rst, frames)
-        self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
-        self.assertIsNone(self.goaway_error(frames), frames)
-        self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
+    def test_frames_after_the_clients_reset_are_a_stream_closed_stream_error(self):
+        for late in (self.late_headers, self.data_frame):
+            with self.subTest(late=late.__name__):
+                c = self.client()
+                c.send_headers(1, self.request(b"/slow-reset", b"POST"))
+                c.reset_stream(1)
+                first = c.data_to_send()
+                c.send_headers(3, self.request(b"/after"), end_stream=True)
+                out, _ = self.exchange(self.h2_port, [first, late(1), c.data_to_send()],
+                                       wait=2.5)
+                frames = parse_frames(out)
+                rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
+                self.assertTrue(rst, frames)
+                self.assertEqual(int.from_bytes(rst[-1][3], "big"), 5)  # STREAM_CLOSED
+                # A stream error: the connection goes on.
+                self.assertIsNone(self.goaway_error(frames), frames)
+                self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
 
     def test_data_the_client_sent_before_seeing_the_servers_reset_is_ignored(self):
         c = self.client()
