@@ -27,6 +27,11 @@
 // - Destroying the codec resets every stream that has not ended with kConnectionTermination.
 // - A server stream whose response completes before its request sends RST_STREAM(NO_ERROR)
 //   (RFC 9113 8.1): the rest of the request is dropped and the stream ends without a reset.
+// - Server: HEADERS or DATA on a client stream that is gone (RFC 9113 5.1) end the connection
+//   (GOAWAY STREAM_CLOSED, or PROTOCOL_ERROR for a skipped id) unless the client reset that
+//   stream (RST_STREAM(STREAM_CLOSED) for it) or this side did (ignored); Dispatch then returns
+//   the connection error like any other. A request whose :path holds bytes no URI holds is reset
+//   with PROTOCOL_ERROR before the user sees it.
 //
 // Output the peer does not read: while the underlying connection is above its write high watermark
 // the codec stops reading it (CodecIo::ReadDisable), so a peer that sends without reading gets no
