@@ -137,8 +137,7 @@ void AppendJson(std::string& out, const YAML::Node& node, int depth) {
       out += open_map;
       bool first = true;
       for (auto it = node.begin(); it != node.end(); ++it) {
-        absl::StrAppend(&out, first ? "" : separator, indent, JsonQuote(it->first.Scalar()),
-                        colon);
+        absl::StrAppend(&out, first ? "" : separator, indent, JsonQuote(it->first.Scalar()), colon);
         AppendJson(out, it->second, next);
         first = false;
       }

@@ -76,8 +76,9 @@ void AddArg(YAML::Node container, const std::string& arg) {
 absl::Status CheckQuantity(absl::string_view key, absl::string_view value) {
   absl::StatusOr<double> q = inject::ParseQuantity(value);
   if (!q.ok() || *q <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        key, "=\"", value, "\": must be a positive Kubernetes quantity such as 100m, 128Mi or 1Gi"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, "=\"", value,
+                     "\": must be a positive Kubernetes quantity such as 100m, 128Mi or 1Gi"));
   }
   return absl::OkStatus();
 }
@@ -131,9 +132,10 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
     int n = 0;
     if (!absl::SimpleAtoi(value, &n) || n < 1) return bad("must be a positive integer");
     if (n != 1) {
-      return bad("the control plane keeps its policies in a file store with one writer (on a "
-                 "ReadWriteOnce claim): more replicas need a shared store, which the control "
-                 "plane does not have yet");
+      return bad(
+          "the control plane keeps its policies in a file store with one writer (on a "
+          "ReadWriteOnce claim): more replicas need a shared store, which the control "
+          "plane does not have yet");
     }
     options.replicas = n;
   } else if (key == "resources.requests.cpu" || key == "resources.requests.memory" ||
@@ -144,7 +146,8 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
      : key == "resources.limits.memory"   ? options.memory_limit
                                           : options.store_size) = value;
   } else if (key == "store") {
-    if (value != "persistent" && value != "ephemeral") return bad("must be persistent or ephemeral");
+    if (value != "persistent" && value != "ephemeral")
+      return bad("must be persistent or ephemeral");
     options.persistent_store = value == "persistent";
   } else if (key == "webhook.failurePolicy") {
     if (value != "Fail" && value != "Ignore") return bad("must be Fail or Ignore");
@@ -152,8 +155,8 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   } else {
     std::vector<std::string> keys;
     for (const auto& [k, unused] : SetKeys()) keys.push_back(k);
-    return absl::InvalidArgumentError(absl::StrCat("unknown --set key \"", key,
-                                                   "\"; known: ", absl::StrJoin(keys, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown --set key \"", key, "\"; known: ", absl::StrJoin(keys, ", ")));
   }
   return absl::OkStatus();
 }
@@ -221,8 +224,9 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     // The images transform of the kustomization: name -> name:tag.
     for (const YAML::Node& image : base["images"]) {
       if (Text(container["image"]) == Text(image["name"])) {
-        container["image"] = StringNode(
-            options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version) : options.image);
+        container["image"] =
+            StringNode(options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version)
+                                             : options.image);
       }
     }
     if (!options.proxy_image.empty()) {
@@ -334,8 +338,8 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
   const YAML::Node args = Field(container, "args");
   if (ns.empty()) problem(deployment_name, "metadata.namespace: missing");
   int64_t replicas = 1;
-  if (Field(spec, "replicas") && (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) ||
-                                  replicas > 1)) {
+  if (Field(spec, "replicas") &&
+      (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) || replicas > 1)) {
     problem(deployment_name, "spec.replicas: must be 1 (the file store has one writer)");
   }
   if (Text(Field(Field(Field(Field(spec, "template"), "metadata"), "annotations"),
@@ -346,10 +350,9 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
   }
   bool pod_namespace = false;
   for (const YAML::Node& env : Field(container, "env")) {
-    pod_namespace = pod_namespace ||
-                    (Text(Field(env, "name")) == "POD_NAMESPACE" &&
-                     Text(Field(Field(Field(env, "valueFrom"), "fieldRef"), "fieldPath")) ==
-                         "metadata.namespace");
+    pod_namespace = pod_namespace || (Text(Field(env, "name")) == "POD_NAMESPACE" &&
+                                      Text(Field(Field(Field(env, "valueFrom"), "fieldRef"),
+                                                 "fieldPath")) == "metadata.namespace");
   }
   if (!pod_namespace) {
     problem(deployment_name,
@@ -374,7 +377,8 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
   }
   if (!account_found) {
     problem(deployment_name, absl::StrCat("spec.template.spec.serviceAccountName: no "
-                                          "ServiceAccount \"", account, "\" in the install"));
+                                          "ServiceAccount \"",
+                                          account, "\" in the install"));
   }
   std::set<std::string> granted;  // "group/resource/verb[/name]"
   for (const YAML::Node& binding : OfKind(objects, "ClusterRoleBinding")) {
@@ -424,9 +428,9 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
       if (!Field(hook, "failurePolicy")) {
         problem(where, absl::StrCat(at, ".failurePolicy: not set (Fail or Ignore)"));
       }
-      if (service.IsDefined() && (Text(Field(target, "name")) !=
-                          Text(Field(Field(service, "metadata"), "name")) ||
-                      Text(Field(target, "namespace")) != ns)) {
+      if (service.IsDefined() &&
+          (Text(Field(target, "name")) != Text(Field(Field(service, "metadata"), "name")) ||
+           Text(Field(target, "namespace")) != ns)) {
         problem(where, absl::StrCat(at, ".clientConfig.service: ", Text(Field(target, "namespace")),
                                     "/", Text(Field(target, "name")), " is not the Service ", ns,
                                     "/", Text(Field(Field(service, "metadata"), "name"))));
@@ -455,10 +459,12 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
       }
       if (!excludes_own) {
         problem(where,
-                absl::StrCat(at, ".namespaceSelector: does not exclude the control plane's "
-                                 "namespace \"",
-                             ns, "\" (kubernetes.io/metadata.name NotIn): with failurePolicy Fail "
-                                 "its own pods could not be created while it is down"));
+                absl::StrCat(at,
+                             ".namespaceSelector: does not exclude the control plane's "
+                             "namespace \"",
+                             ns,
+                             "\" (kubernetes.io/metadata.name NotIn): with failurePolicy Fail "
+                             "its own pods could not be created while it is down"));
       }
       const std::string bundle = Text(Field(Field(hook, "clientConfig"), "caBundle"));
       std::string pem;

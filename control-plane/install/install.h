@@ -32,15 +32,15 @@ namespace meshlet::controlplane::install {
 
 struct InstallOptions {
   std::string namespace_ = "meshlet-system";
-  std::string image;        // empty: meshlet-control-plane:<version>
-  std::string proxy_image;  // empty: the control plane's default (meshlet-proxy:<version>)
-  std::string inject_mode;  // empty, "native" or "classic"
+  std::string image;         // empty: meshlet-control-plane:<version>
+  std::string proxy_image;   // empty: the control plane's default (meshlet-proxy:<version>)
+  std::string inject_mode;   // empty, "native" or "classic"
   std::string trust_domain;  // empty: cluster.local
   int replicas = 1;
-  std::string cpu = "100m";       // the control plane's requests and memory limit
+  std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";
-  bool persistent_store = true;    // store=persistent|ephemeral
+  bool persistent_store = true;  // store=persistent|ephemeral
   std::string store_size = "1Gi";
   std::string failure_policy = "Fail";  // the webhook's: Fail or Ignore
 };

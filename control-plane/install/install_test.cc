@@ -28,9 +28,9 @@ TEST(InstallTest, DefaultsRenderTheInstallAndPassTheirOwnCheck) {
     if (Text(o["kind"]) == "Deployment") {
       EXPECT_EQ(Text(o["spec"]["template"]["spec"]["containers"][0]["image"]),
                 "meshlet-control-plane:0.1.0");
-      EXPECT_EQ(Text(o["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]
-                      ["claimName"]),
-                "meshlet-control-plane-data");
+      EXPECT_EQ(
+          Text(o["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]),
+          "meshlet-control-plane-data");
     }
   }
   EXPECT_TRUE(CheckInstall(objects).empty());
@@ -42,8 +42,10 @@ TEST(InstallTest, SetOptionRefusesWithTheReason) {
   EXPECT_EQ(options.namespace_, "mesh");
   EXPECT_TRUE(SetOption(options, "image=a/b:c=d").ok());  // only the first '=' splits
   EXPECT_EQ(options.image, "a/b:c=d");
-  EXPECT_EQ(SetOption(options, "replicas=2").message().find("replicas=\"2\": the control plane "
-                                                            "keeps its policies in a file store"),
+  EXPECT_EQ(SetOption(options, "replicas=2")
+                .message()
+                .find("replicas=\"2\": the control plane "
+                      "keeps its policies in a file store"),
             0u);
   EXPECT_NE(SetOption(options, "colour=blue").message().find("known: namespace, image"),
             std::string::npos);

@@ -41,11 +41,12 @@
 // their ports (protocol from appProtocol or the port name; a port declaring none is AUTO: routed
 // as HTTP, and for captured connections detected, those that are not HTTP proxied as bytes to its
 // TCP twin cluster "outbound|<port>|tcp|<svc>.<ns>", and on the inbound side to the app port),
-// their ClusterIPs as addresses, and as members exactly their EndpointSlices' ready addresses. An address a registered workload of
-// the namespace has is that workload (its sidecar: mTLS, identity, readiness; the Pod's labels
-// added to those it registered); any other is a member without a sidecar, reached in plaintext
-// on its target port. A Service resource of the same name keeps its own ports and addresses
-// (the ClusterIPs come first), so it can declare protocols the Kubernetes Service does not.
+// their ClusterIPs as addresses, and as members exactly their EndpointSlices' ready addresses. An
+// address a registered workload of the namespace has is that workload (its sidecar: mTLS, identity,
+// readiness; the Pod's labels added to those it registered); any other is a member without a
+// sidecar, reached in plaintext on its target port. A Service resource of the same name keeps its
+// own ports and addresses (the ClusterIPs come first), so it can declare protocols the Kubernetes
+// Service does not.
 //
 // Endpoints point at the peer sidecars' inbound listeners (<workload address>:<inbound port>),
 // which forward to their local app; the peer picks the app port from the Host the caller used.

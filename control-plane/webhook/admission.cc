@@ -141,8 +141,9 @@ ReviewResult Review(absl::string_view body, const ReviewOptions& options) {
   const std::string ns = Text(Field(request, "namespace"));
   const YAML::Node object = Field(request, "object");
   if (operation != "CREATE") {
-    return Allow(uid, absl::StrCat("operation ", operation.empty() ? "(none)" : operation,
-                                   ": only CREATE is injected"),
+    return Allow(uid,
+                 absl::StrCat("operation ", operation.empty() ? "(none)" : operation,
+                              ": only CREATE is injected"),
                  {});
   }
   if (std::find(options.excluded_namespaces.begin(), options.excluded_namespaces.end(), ns) !=

@@ -72,8 +72,9 @@ std::vector<std::string> SeedCorpus() {
       R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",)"
       R"("operation":"CREATE","namespace":"shop","object":)";
   return {
-      head + R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"app":"a"}},)"
-             R"("spec":{"containers":[{"name":"a","image":"a","ports":[{"containerPort":80}]}]}}}})",
+      head +
+          R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"app":"a"}},)"
+          R"("spec":{"containers":[{"name":"a","image":"a","ports":[{"containerPort":80}]}]}}}})",
       head + R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{)"
              R"("template":{"metadata":{"labels":{"app":"d"}},"spec":{"containers":[)"
              R"({"name":"d","image":"d"}]}}}}}})",
@@ -86,11 +87,28 @@ std::vector<std::string> SeedCorpus() {
 }
 
 std::vector<std::string> Dictionary() {
-  return {"\"apiVersion\":", "\"kind\":", "\"request\":", "\"uid\":", "\"object\":",
-          "\"operation\":\"CREATE\"", "\"namespace\":", "\"metadata\":", "\"spec\":",
-          "\"containers\":", "\"initContainers\":", "\"template\":", "\"annotations\":",
-          "\"sidecar.meshlet.io/inject\":\"false\"", "admission.k8s.io/v1", "AdmissionReview",
-          "{", "}", "[", "]", "null", "true"};
+  return {"\"apiVersion\":",
+          "\"kind\":",
+          "\"request\":",
+          "\"uid\":",
+          "\"object\":",
+          "\"operation\":\"CREATE\"",
+          "\"namespace\":",
+          "\"metadata\":",
+          "\"spec\":",
+          "\"containers\":",
+          "\"initContainers\":",
+          "\"template\":",
+          "\"annotations\":",
+          "\"sidecar.meshlet.io/inject\":\"false\"",
+          "admission.k8s.io/v1",
+          "AdmissionReview",
+          "{",
+          "}",
+          "[",
+          "]",
+          "null",
+          "true"};
 }
 
 }  // namespace meshlet::fuzz

@@ -58,7 +58,8 @@ TEST(AdmissionTest, APodIsInjectedWithAJsonPatch) {
   const YAML::Node ops = YAML::Load(patch);
   ASSERT_TRUE(ops.IsSequence());
   std::string paths;
-  for (const YAML::Node& op : ops) absl::StrAppend(&paths, Text(op["op"]), " ", Text(op["path"]), ";");
+  for (const YAML::Node& op : ops)
+    absl::StrAppend(&paths, Text(op["op"]), " ", Text(op["path"]), ";");
   // The init containers and volumes are new; the app's container list gains the sidecar's
   // neighbours only in classic mode, so here it is untouched; the status annotation is added.
   EXPECT_NE(paths.find("add /spec/initContainers;"), std::string::npos) << paths;
@@ -128,8 +129,8 @@ TEST(AdmissionTest, WhatIsNeverTouched) {
 
 TEST(AdmissionTest, ADryRunGetsTheSameAnswer) {
   const ReviewResult normal = Review(ReviewJson(kPod), TestOptions());
-  const ReviewResult dry = Review(ReviewJson(kPod, "shop", "CREATE", R"(,"dryRun":true)"),
-                                  TestOptions());
+  const ReviewResult dry =
+      Review(ReviewJson(kPod, "shop", "CREATE", R"(,"dryRun":true)"), TestOptions());
   EXPECT_EQ(dry.verdict, Verdict::kInjected);
   EXPECT_EQ(dry.body, normal.body);
 }

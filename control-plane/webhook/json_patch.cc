@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "control-plane/inject/node.h"
 #include "common/base/json.h"
+#include "control-plane/inject/node.h"
 
 namespace meshlet::controlplane::webhook {
 namespace {

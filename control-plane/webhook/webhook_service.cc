@@ -17,8 +17,7 @@ constexpr Verdict kVerdicts[] = {Verdict::kInjected, Verdict::kUntouched, Verdic
                                  Verdict::kMalformed};
 
 // Both HTTP versions: the API server's client offers h2 and http/1.1.
-tls::TlsContextConfig ServerConfig(std::string certificate_chain_pem,
-                                   std::string private_key_pem) {
+tls::TlsContextConfig ServerConfig(std::string certificate_chain_pem, std::string private_key_pem) {
   return {.certificate_chain_pem = std::move(certificate_chain_pem),
           .private_key_pem = std::move(private_key_pem),
           .alpn_protocols = {"h2", "http/1.1"}};
@@ -64,8 +63,7 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
                         "the private key of --webhook-tls-cert, PEM"),
       flags::IntFlag<size_t>("--webhook-max-body-bytes", "N", &options.max_request_body_bytes,
                              "largest AdmissionReview accepted (default 8388608)", 1024),
-      flags::StringFlag("--webhook-configuration", "NAME",
-                        &options.ca_bundle.configuration_name,
+      flags::StringFlag("--webhook-configuration", "NAME", &options.ca_bundle.configuration_name,
                         "the MutatingWebhookConfiguration whose caBundle the control plane keeps "
                         "equal to its CA's trust bundle, in a cluster (default "
                         "meshlet-sidecar-injector); empty: none"),
@@ -221,9 +219,8 @@ absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kuber
                 << " (give --webhook-address to make this an error)";
       return absl::OkStatus();
     }
-    return absl::Status(server.status().code(), absl::StrCat("--webhook-address ",
-                                                             options_.address, ": ",
-                                                             server.status().message()));
+    return absl::Status(server.status().code(), absl::StrCat("--webhook-address ", options_.address,
+                                                             ": ", server.status().message()));
   }
   server_ = *std::move(server);
   control_plane_.OnShutdown([this] { server_->Shutdown(); });
