@@ -150,7 +150,7 @@ std::optional<Object> ParseSlice(const YAML::Node& object) {
   return out;
 }
 
-// Pods are read as metadata only (PartialObjectMetadata, see kPodsAccept): labels. A server that
+// Pods are read as metadata only (PartialObjectMetadata, kPodsListAccept): labels. A server that
 // sends whole Pods gives their service account too.
 std::optional<Object> ParsePod(const YAML::Node& object) {
   PodObject out;

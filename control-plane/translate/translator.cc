@@ -165,15 +165,12 @@ void AddKubernetesService(
   }
   view.addresses = std::move(addresses);
   view.members.clear();
+  std::set<const Workload*> registered;  // each once, whatever number of its addresses is listed
   for (const registry::KubernetesEndpoint& e : ks.endpoints) {
     auto found = by_address.find({ks.namespace_, e.address});
     if (found != by_address.end()) {
       const Workload* member = found->second;
-      if (std::find_if(view.members.begin(), view.members.end(), [member](const Workload* m) {
-            return m->id == member->id;
-          }) != view.members.end()) {
-        continue;  // another address of the same pod
-      }
+      if (!registered.insert(member).second) continue;  // another address of the same pod
       // The Pod's labels count for subsets as well as those its sidecar registered (which win).
       bool more_labels = false;
       for (const auto& [key, value] : e.labels) more_labels |= !member->labels.contains(key);

@@ -31,29 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from fake_kubernetes_api import FakeApiServer  # noqa: E402
+from mesh_util import make_ca, make_server_cert  # noqa: E402
 
 TOKEN = "bench-token"
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def certificates(d):
-    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca-key.pem")
-    cert, key = os.path.join(d, "api.pem"), os.path.join(d, "api-key.pem")
-    csr, ext = os.path.join(d, "api.csr"), os.path.join(d, "api.ext")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", ca_key, "-out", ca, "-subj", "/CN=bench-ca", "-days", "1",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/CN=api")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-            "-days", "1", "-extfile", ext, "-out", cert)
-    return ca, (cert, key)
 
 
 def pod(name, service, ip, ready=True):
@@ -135,7 +115,8 @@ def main():
     if args.smoke:
         args.services, args.pods_per_service, args.changes = 20, 3, 3
     tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-    ca, cert = certificates(tmp)
+    ca = make_ca(tmp, "cluster-ca")
+    cert = make_server_cert(tmp, "apiserver", ca)
     fake = FakeApiServer(cert, TOKEN)
     pods = {}
     for s in range(args.services):
@@ -166,7 +147,7 @@ def main():
                                "--api-address", "127.0.0.1:0", "--xds-plaintext",
                                "--xds-address", "127.0.0.1:0", "--webhook-address=off",
                                "--otlp-address=", "--zipkin-address=",
-                               "--kubernetes-api", fake.address, "--kubernetes-ca-file", ca,
+                               "--kubernetes-api", fake.address, "--kubernetes-ca-file", ca[0],
                                "--kubernetes-token-file", token, "--webhook-configuration="],
                               stdout=out, stderr=out)
     try:

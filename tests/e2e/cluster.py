@@ -58,9 +58,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import harness
+
+# The fake API server and certificate helpers of the integration tests (start_kubernetes_api).
+INTEGRATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration")
 
 CONTROL_PLANE_NAMESPACE = "meshlet-system"
 CONTROL_PLANE_NAME = "meshlet-control-plane"
@@ -120,23 +124,13 @@ class Cluster:
         """Plays the kube-apiserver pod and starts the fake API server in its network namespace
         (see the module doc). Before start_control_plane."""
         ip = self.run.ip(9)
+        if INTEGRATION_DIR not in sys.path:
+            sys.path.insert(0, INTEGRATION_DIR)
+        import mesh_util  # only here: the demo, which uses this module too, has no API server
         d = os.path.join(self.run.dir, "kube-api")
         os.makedirs(d)
-        ca_cert, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
-        cert, key, csr = (os.path.join(d, n) for n in ("server.crt", "server.key", "server.csr"))
-        ext = os.path.join(d, "server.ext")
-        with open(ext, "w") as f:
-            f.write("subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n" % ip)
-        for cmd in (
-                ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", ca_key, "-out", ca_cert, "-subj", "/CN=e2e-cluster-ca", "-days", "1",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-                ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", key, "-out", csr, "-subj", "/CN=kube-apiserver"],
-                ["x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
-                 "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", cert]):
-            subprocess.run(["openssl"] + cmd, check=True, capture_output=True)
+        ca = mesh_util.make_ca(d, "e2e-cluster-ca")
+        cert, key = mesh_util.make_server_cert(d, "kube-apiserver", ca, san="IP:%s" % ip)
         token = "e2e-control-plane-" + os.urandom(8).hex()
         self.run.play({
             "apiVersion": "v1", "kind": "Pod",
@@ -146,8 +140,7 @@ class Cluster:
                 "env": [{"name": "TESTAPP_SERVICE", "value": "kube-apiserver"},
                         {"name": "TESTAPP_LISTEN", "value": "127.0.0.1:9080"}]}]},
         }, ip)
-        fake = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
-                            "fake_kubernetes_api.py")
+        fake = os.path.join(INTEGRATION_DIR, "fake_kubernetes_api.py")
         log = os.path.join(d, "fake-api-server.log")
         proc = self.run.start_in_pod_network("kube-apiserver", [
             "/usr/bin/python3", fake, "--address", "0.0.0.0:6443", "--cert", cert, "--key", key,
@@ -160,7 +153,7 @@ class Cluster:
                 raise harness.E2EError("the fake API server exited: %s" % text)
             return "listening" in text
         self.run.wait_until(listening, 20, "the fake API server to listen")
-        with open(ca_cert) as f:
+        with open(ca[0]) as f:
             ca_pem = f.read()
         self.kube_api = {"process": proc, "address": "https://%s:6443" % ip, "ca": ca_pem,
                          "token": token, "log": log}

@@ -374,6 +374,8 @@ class ConnectionImpl {
   // Hands `bytes` to nghttp2 (server: frame by frame where a DATA frame needs judging first);
   // nghttp2's error, or 0.
   int Receive(absl::string_view bytes);
+  // A client stream the client opened and nghttp2 no longer has (server only).
+  bool ClientStreamGone(int32_t id) const;
   // HEADERS or DATA arrived on client stream `id`, which nghttp2 no longer has (RFC 9113 5.1):
   // ignored, a stream error or a connection error, by what is known of it.
   void OnFrameOnGoneStream(int32_t id);
@@ -1010,6 +1012,12 @@ void ConnectionImpl::ConnectionError(uint32_t error_code, absl::string_view why)
                                      error_code);
 }
 
+bool ConnectionImpl::ClientStreamGone(int32_t id) const {
+  // New streams, the server's own ids, and streams nghttp2 still has are nghttp2's to judge.
+  return server_ && id <= max_client_stream_ && (id & 1) == 1 &&
+         nghttp2_session_find_stream(session_, id) == nullptr;
+}
+
 void ConnectionImpl::OnFrameOnGoneStream(int32_t id) {
   // A stream this side reset: the client may have sent these before it saw the RST_STREAM.
   if (reset_by_us_.Has(id)) return;
@@ -1068,28 +1076,22 @@ int ConnectionImpl::Receive(absl::string_view bytes) {
     frame_payload_left_ = (size_t{h[0]} << 16) | (size_t{h[1]} << 8) | h[2];
     const int32_t id = static_cast<int32_t>(((uint32_t{h[5]} & 0x7f) << 24) |
                                             (uint32_t{h[6]} << 16) | (uint32_t{h[7]} << 8) | h[8]);
-    if (h[3] != NGHTTP2_DATA || id > max_client_stream_ || (id & 1) == 0) continue;
+    if (h[3] != NGHTTP2_DATA || id > max_client_stream_) continue;
     // Everything before this frame first, so that nghttp2's view of the stream is current.
     if (int rv = feed(bytes.substr(fed, head_start - fed)); rv != 0) return rv;
     fed = head_start;
-    if (nghttp2_session_find_stream(session_, id) == nullptr) OnFrameOnGoneStream(id);
+    if (ClientStreamGone(id)) OnFrameOnGoneStream(id);
   }
   return feed(bytes.substr(fed));
 }
 
-int ConnectionImpl::OnBeginFrame(nghttp2_session* session, const nghttp2_frame_hd* hd,
-                                 void* user_data) {
+int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
   // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
   // judged in Receive instead.
-  if (hd->type != NGHTTP2_HEADERS) return 0;
   auto* c = static_cast<ConnectionImpl*>(user_data);
-  const int32_t id = hd->stream_id;
-  // New streams, the server's own ids, and streams nghttp2 still has are nghttp2's to judge.
-  if (!c->server_ || id > c->max_client_stream_ || (id & 1) == 0 ||
-      nghttp2_session_find_stream(session, id) != nullptr) {
-    return 0;
+  if (hd->type == NGHTTP2_HEADERS && c->ClientStreamGone(hd->stream_id)) {
+    c->OnFrameOnGoneStream(hd->stream_id);
   }
-  c->OnFrameOnGoneStream(id);
   return 0;
 }
 
