@@ -70,6 +70,11 @@ struct HttpOptionsConfig {
   // HTTP/2 flood protection (http::h2::Http2Options).
   uint32_t max_outbound_control_frames = 1000;
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
+  uint32_t stream_reset_burst = 200;  // 0: nghttp2's own limit only
+  uint32_t stream_resets_per_second = 20;
+  uint32_t max_inbound_priority_frames_per_stream = 100;
+  uint32_t max_consecutive_inbound_empty_frames = 1;
+  uint32_t max_continuation_frames = 8;
 };
 
 // Capture listeners (use_original_destination): how connections to one set of original

@@ -43,6 +43,27 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
   bounded("max_inbound_window_update_frames_per_data_frame_sent",
           in.max_inbound_window_update_frames_per_data_frame_sent(), 1u << 20,
           &out.max_inbound_window_update_frames_per_data_frame_sent);
+  bounded("max_inbound_priority_frames_per_stream", in.max_inbound_priority_frames_per_stream(),
+          1u << 20, &out.max_inbound_priority_frames_per_stream);
+  bounded("max_continuation_frames", in.max_continuation_frames(), 1024,
+          &out.max_continuation_frames);
+  // Wrapped: zero is meaningful (off, or none allowed).
+  auto wrapped = [&](absl::string_view field, bool has, uint32_t value, uint32_t max,
+                     uint32_t* target) {
+    if (!has) return;
+    if (value > max) {
+      scope.Add(Join("http", field), absl::StrCat("must be at most ", max));
+      return;
+    }
+    *target = value;
+  };
+  wrapped("stream_reset_burst", in.has_stream_reset_burst(), in.stream_reset_burst().value(),
+          1u << 20, &out.stream_reset_burst);
+  wrapped("stream_resets_per_second", in.has_stream_resets_per_second(),
+          in.stream_resets_per_second().value(), 1u << 20, &out.stream_resets_per_second);
+  wrapped("max_consecutive_inbound_empty_frames", in.has_max_consecutive_inbound_empty_frames(),
+          in.max_consecutive_inbound_empty_frames().value(), 1u << 20,
+          &out.max_consecutive_inbound_empty_frames);
   uint32_t body_kb = 0;
   bounded("max_request_body_buffer_kb", in.max_request_body_buffer_kb(), 1 << 20, &body_kb);
   if (body_kb != 0) out.max_request_body_buffer_bytes = uint64_t{body_kb} * 1024;
@@ -291,7 +312,8 @@ std::optional<ListenerConfig> TranslateListener(Errors::Scope& scope, const xds:
     } else if (extra->port() == 0) {
       scope.Add(path, "must name a port (0 would bind a different free port for each address)");
     } else if (address.ok() && *extra == *address) {
-      scope.Add(path, absl::StrCat(Quote(in.additional_addresses(i)), " is the listener's address"));
+      scope.Add(path,
+                absl::StrCat(Quote(in.additional_addresses(i)), " is the listener's address"));
     } else {
       out.additional_addresses.push_back(*extra);
     }
@@ -364,8 +386,8 @@ void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& liste
       if (address.is_ip() && address.port() == 0) return;
       auto [it, inserted] = bound.emplace(address.ToString(), listener.name());
       if (!inserted) {
-        scope.Add(field, absl::StrCat(Quote(written), " is already used by listener ",
-                                      Quote(it->second)));
+        scope.Add(field,
+                  absl::StrCat(Quote(written), " is already used by listener ", Quote(it->second)));
         collides = true;
       }
     };

@@ -41,6 +41,39 @@ TEST(TranslateTest, Http2FloodLimits) {
               ::testing::HasSubstr("http.max_outbound_control_frames: must be at most 1048576"));
 }
 
+TEST(TranslateTest, Http2AbuseLimits) {
+  ResourceSet set = Base();
+  {
+    auto snapshot = BuildSnapshot(set);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+    const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
+    EXPECT_EQ(http.stream_reset_burst, 200u);
+    EXPECT_EQ(http.stream_resets_per_second, 20u);
+    EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 100u);
+    EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 1u);
+    EXPECT_EQ(http.max_continuation_frames, 8u);
+  }
+  auto* options = set.listeners.Mutable(0).mutable_http();
+  options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
+  options->mutable_stream_resets_per_second()->set_value(5);
+  options->set_max_inbound_priority_frames_per_stream(7);
+  options->mutable_max_consecutive_inbound_empty_frames()->set_value(0);
+  options->set_max_continuation_frames(3);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
+  EXPECT_EQ(http.stream_reset_burst, 0u);
+  EXPECT_EQ(http.stream_resets_per_second, 5u);
+  EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 7u);
+  EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 0u);
+  EXPECT_EQ(http.max_continuation_frames, 3u);
+  options->set_max_continuation_frames(5000);
+  auto refused = BuildSnapshot(set);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("http.max_continuation_frames: must be at most 1024"));
+}
+
 TEST(TranslateTest, ListenerRateLimit) {
   ResourceSet set = Base();
   set.listeners.Mutable(0).mutable_rate_limit()->set_requests_per_second(100);

@@ -79,6 +79,11 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
   options.max_outbound_control_frames = http.max_outbound_control_frames;
   options.max_inbound_window_update_frames_per_data_frame_sent =
       http.max_inbound_window_update_frames_per_data_frame_sent;
+  options.stream_reset_burst = http.stream_reset_burst;
+  options.stream_resets_per_second = http.stream_resets_per_second;
+  options.max_inbound_priority_frames_per_stream = http.max_inbound_priority_frames_per_stream;
+  options.max_consecutive_inbound_empty_frames = http.max_consecutive_inbound_empty_frames;
+  options.max_continuation_frames = http.max_continuation_frames;
   return options;
 }
 
@@ -736,10 +741,14 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // The codec queued its error reply (400/431, 403, GOAWAY) and reset the streams.
       LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
                  << " protocol error: " << status.message();
-      // A flood: what is queued is mostly replies the client did not read, so it goes now, with
-      // whatever the socket already took (the GOAWAY, if there was room for it).
-      CloseConnection(absl::IsResourceExhausted(status) ? net::CloseMode::kNoFlush
-                                                        : net::CloseMode::kFlush);
+      // A flood of replies the client did not read: what is queued is mostly those, so it goes
+      // now, with whatever the socket already took (the GOAWAY, if there was room for it). Other
+      // abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that may
+      // read: the GOAWAY is flushed, like any protocol error's.
+      const bool unread =
+          absl::IsResourceExhausted(status) &&
+          (h2_codec_ == nullptr || h2_codec_->flood() == http::h2::Http2Flood::kControlFrames);
+      CloseConnection(unread ? net::CloseMode::kNoFlush : net::CloseMode::kFlush);
       return;
     }
   }
@@ -768,7 +777,13 @@ void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
     return;
   }
   if (absl::IsResourceExhausted(status)) {
-    stats_.downstream_cx_flood.Inc();  // the HTTP/2 codec sent GOAWAY(ENHANCE_YOUR_CALM)
+    // The HTTP/2 codec sent GOAWAY(ENHANCE_YOUR_CALM).
+    const http::h2::Http2Flood flood =
+        h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kControlFrames;
+    stats_
+        .downstream_cx_flood[static_cast<size_t>(
+            flood == http::h2::Http2Flood::kNone ? http::h2::Http2Flood::kControlFrames : flood)]
+        .Inc();
     return;
   }
   stats_.downstream_cx_protocol_error.Inc();

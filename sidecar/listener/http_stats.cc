@@ -79,11 +79,17 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
   ASSIGN_OR_RETURN(s.downstream_cx_protocol_error,
                    shard.RegisterCounter("meshlet_http_downstream_cx_protocol_error_total",
                                          "Downstream connections closed for a protocol error."));
-  ASSIGN_OR_RETURN(s.downstream_cx_flood,
-                   shard.RegisterCounter(
-                       "meshlet_http_downstream_cx_flood_total",
-                       "HTTP/2 connections ended with GOAWAY(ENHANCE_YOUR_CALM): the client asked "
-                       "for control frames it did not read, or sent WINDOW_UPDATEs without data."));
+  for (size_t k = 1; k < http::h2::kHttp2FloodKinds; ++k) {
+    ASSIGN_OR_RETURN(
+        s.downstream_cx_flood[k],
+        shard.RegisterCounter(
+            "meshlet_http_downstream_cx_flood_total",
+            "HTTP/2 connections ended with GOAWAY(ENHANCE_YOUR_CALM), by the limit the client "
+            "passed: control_frames (replies left unread, WINDOW_UPDATEs without data), resets "
+            "(rapid reset), priority, empty_frames, continuation.",
+            {{"limit",
+              std::string(http::h2::Http2FloodName(static_cast<http::h2::Http2Flood>(k)))}}));
+  }
   ASSIGN_OR_RETURN(s.downstream_rq_header_timeout,
                    shard.RegisterCounter(
                        "meshlet_http_downstream_rq_header_timeout_total",

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/http/codec.h"
+#include "common/http/h2/codec.h"
 #include "common/stats/stats.h"
 #include "sidecar/stream/stream_info.h"
 
@@ -42,8 +43,9 @@ struct HttpStats {
   std::array<Counter, kHttpProtocolCount> downstream_cx_total;
   Gauge downstream_cx_active;            // meshlet_http_downstream_cx_active
   Counter downstream_cx_protocol_error;  // meshlet_http_downstream_cx_protocol_error_total
-  // meshlet_http_downstream_cx_flood_total: HTTP/2 connections ended with ENHANCE_YOUR_CALM.
-  Counter downstream_cx_flood;
+  // meshlet_http_downstream_cx_flood_total{limit}: HTTP/2 connections ended with
+  // ENHANCE_YOUR_CALM, by the limit passed (index: http::h2::Http2Flood; kNone unused).
+  std::array<Counter, http::h2::kHttp2FloodKinds> downstream_cx_flood;
   Counter downstream_rq_header_timeout;  // meshlet_http_downstream_rq_header_timeout_total
   Counter downstream_cx_idle_timeout;    // meshlet_http_downstream_cx_idle_timeout_total
   Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total

@@ -11,6 +11,9 @@ taking the sidecar's replies early, and sends without ever reading:
                    the sidecar's RSS stays within a few MiB of its value before the flood, the
                    connection is closed (GOAWAY ENHANCE_YOUR_CALM, counted), and another client
                    is served meanwhile.
+  Http2AbuseTest   clients that read but abuse HTTP/2: rapid reset through a real upstream,
+                   a CONTINUATION flood, empty DATA frames, PRIORITY frames: each gets
+                   GOAWAY(ENHANCE_YOUR_CALM), counted by the limit passed, with bounded work.
   Http1FloodTest   pipelined requests for a direct response: the sidecar stops reading once its
                    replies pass the write buffer's high watermark, so RSS stays bounded; it
                    serves the rest once the client reads.
@@ -194,6 +197,114 @@ class Http2FloodTest(FloodTestCase):
                 self.assertTrue(data, "the sidecar closed the connection")
                 received += data
         self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_flood_total"), 0)
+
+
+RST_STREAM, PRIORITY, CONTINUATION, GOAWAY, DATA = 3, 2, 9, 7, 0
+
+
+def read_goaway(sock, timeout=10):
+    """Reads until the connection ends; the error code of the last GOAWAY received, or None."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    code, pos = None, 0
+    while pos + 9 <= len(data):
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        if data[pos + 3] == GOAWAY and pos + 9 + 8 <= len(data):
+            code = int.from_bytes(data[pos + 13:pos + 17], "big")
+        pos += 9 + length
+    return code
+
+
+class Http2AbuseTest(FloodTestCase):
+    """Clients that read everything but abuse the protocol: each is cut off with
+    GOAWAY(ENHANCE_YOUR_CALM), counted by the limit it passed, the work it caused is bounded,
+    and another client is served meanwhile."""
+
+    ENHANCE_YOUR_CALM = 0xb
+
+    def setUp(self):
+        super().setUp()
+        self.upstream = base.HttpUpstream()
+        self.addCleanup(self.upstream.close)
+        self.app_port = free_port()
+        self.app_sidecar = self.start(
+            config_yaml(http_listener("app", self.app_port),
+                        static_cluster("app", self.upstream.port), base.app_routes()),
+            concurrency=1)
+
+    def abuse(self, sidecar, port, frames, limit):
+        sock = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0))
+        sent = 0
+        try:
+            for chunk in frames:
+                sock.sendall(chunk)
+                sent += 1
+        except OSError:
+            pass  # cut off while sending (or the sidecar lingers, reading, until we close)
+        self.assertEqual(read_goaway(sock), self.ENHANCE_YOUR_CALM)
+        self.assertTrue(wait_for(lambda: sidecar.stat_lines("meshlet_http_downstream_cx_flood_total")
+                                 .count(f'meshlet_http_downstream_cx_flood_total{{limit="{limit}"}}: 1')
+                                 == 1, 5), sidecar.stat_lines("meshlet_http_downstream_cx_flood_total"))
+        self.assertEqual(sidecar.stat("meshlet_http_downstream_cx_flood_total"), 1)
+        return sent
+
+    def test_rapid_reset(self):
+        # Every request goes upstream and is cancelled at once (CVE-2023-44487). The default
+        # burst is 200; the upstream sees at most that many requests (plus one read's worth).
+        def frames():
+            for i in range(60_000):
+                sid = 2 * i + 1
+                yield (frame(HEADERS, END_STREAM | END_HEADERS, sid, request_block(b"/slow/0.05")) +
+                       frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))
+        self.abuse(self.app_sidecar, self.app_port, frames(), "resets")
+        time.sleep(0.3)
+        self.assertLess(len(self.upstream.paths), 400, "the cancelled requests were not bounded")
+        self.assertIn('"upstream": "app"', base.curl(f"http://127.0.0.1:{self.app_port}/after"))
+
+    def test_continuation_flood(self):
+        # A header block that never ends, 1 KiB of fields per CONTINUATION.
+        field = hpack_literal(b"x-filler", b"v" * 100) * 9
+        def frames():
+            yield frame(HEADERS, 0, 1, request_block())
+            for _ in range(60_000):
+                yield frame(CONTINUATION, 0, 1, field)
+        self.abuse(self.sidecar, self.port, frames(), "continuation")
+        self.assert_rss_bounded()
+        self.assert_served()
+
+    def test_empty_data_flood(self):
+        def frames():
+            yield frame(HEADERS, END_HEADERS, 1, request_block())
+            for _ in range(60_000):
+                yield frame(DATA, 0, 1)
+        self.abuse(self.sidecar, self.port, frames(), "empty_frames")
+        self.assert_served()
+
+    def test_priority_flood(self):
+        def frames():
+            for i in range(60_000):
+                yield frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 16))
+        self.abuse(self.sidecar, self.port, frames(), "priority")
+        self.assert_served()
+
+    def test_limits_from_the_listener_configuration(self):
+        port = free_port()
+        listener = http_listener("limited", port, route="local") + \
+            "    http: {max_inbound_priority_frames_per_stream: 3}\n"
+        sidecar = self.start(config_yaml(listener, static_cluster("unused", free_port()), ROUTES))
+        priorities = (frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 16)) for i in range(4))
+        self.assertEqual(self.abuse(sidecar, port, priorities, "priority"), 4)
 
 
 class Http1FloodTest(FloodTestCase):

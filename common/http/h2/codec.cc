@@ -145,6 +145,12 @@ absl::Status ValidateOptions(const Http2Options& o) {
     return absl::InvalidArgumentError(
         "max_inbound_window_update_frames_per_data_frame_sent must be positive");
   }
+  if (o.max_inbound_priority_frames_per_stream == 0) {
+    return absl::InvalidArgumentError("max_inbound_priority_frames_per_stream must be positive");
+  }
+  if (o.max_continuation_frames == 0) {
+    return absl::InvalidArgumentError("max_continuation_frames must be positive");
+  }
   if (o.keepalive_interval.count() > 0 && o.keepalive_timeout.count() <= 0) {
     return absl::InvalidArgumentError("keepalive_timeout must be positive with keepalive");
   }
@@ -153,6 +159,24 @@ absl::Status ValidateOptions(const Http2Options& o) {
         "goaway_keepalive_timeout must be positive with goaway_keepalive_interval");
   }
   return absl::OkStatus();
+}
+
+absl::string_view Http2FloodName(Http2Flood flood) {
+  switch (flood) {
+    case Http2Flood::kNone:
+      return "none";
+    case Http2Flood::kControlFrames:
+      return "control_frames";
+    case Http2Flood::kResets:
+      return "resets";
+    case Http2Flood::kPriority:
+      return "priority";
+    case Http2Flood::kEmptyFrames:
+      return "empty_frames";
+    case Http2Flood::kContinuation:
+      return "continuation";
+  }
+  return "none";
 }
 
 size_t ErrorCodeSlot(uint32_t error_code) {
@@ -207,6 +231,7 @@ class ConnectionImpl {
   void OnUnderlyingWriteLowWatermark();
   StreamEncoder& NewClientStream(StreamDecoder& decoder);
   bool CanOpenStream() const;
+  Http2Flood flood() const { return flood_; }
   bool WantsClose() const {
     return dead_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));
   }
@@ -255,10 +280,17 @@ class ConnectionImpl {
   // Hands out_ to CodecIo, then forgets the control frames the socket has taken since.
   void WriteOut();
   void ForgetTakenControlFrames();
-  // Which flood limit the peer passed, if any (empty: none).
-  absl::string_view FindFlood();
+  // Which flood limit the peer passed, if any (kNone: none), and what it did.
+  std::pair<Http2Flood, absl::string_view> FindFlood();
   // Ends the connection with GOAWAY(ENHANCE_YOUR_CALM); returns Dispatch's error.
-  absl::Status EndFlood(absl::string_view what);
+  absl::Status EndFlood(Http2Flood kind, absl::string_view what);
+  // Server abuse limits found inside nghttp2's callbacks (which then stop the read); Dispatch
+  // ends the connection. Returns the callback's result.
+  int Abuse(Http2Flood kind, const char* what);
+  // A stream ended early (reset by either side, or refused): takes a token (stream_reset_burst).
+  void ChargeReset();
+  // A response completed: gives a token back.
+  void CreditReset();
   void SendFinalGoAway();
   // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
   // of Http2Options::goaway_keepalive_interval; otherwise keepalive_interval. Zero: none.
@@ -323,6 +355,17 @@ class ConnectionImpl {
   absl::InlinedVector<uint64_t, 4> unsent_control_ends_;
   uint64_t window_updates_received_ = 0;
   uint64_t headers_received_ = 0;
+  // Server abuse accounting (Http2Options): what the client did that ended the connection, set
+  // from callbacks; the rapid-reset bucket (tokens, refilled lazily from reset_refilled_);
+  // PRIORITY frames and streams the client opened; frames in a row that carried nothing.
+  Http2Flood abuse_ = Http2Flood::kNone;
+  const char* abuse_what_ = "";
+  Http2Flood flood_ = Http2Flood::kNone;
+  double reset_tokens_ = 0;
+  MonotonicTime reset_refilled_{};
+  uint64_t priority_frames_received_ = 0;
+  uint64_t client_streams_opened_ = 0;
+  uint32_t consecutive_empty_frames_ = 0;
   uint64_t data_frames_sent_ = 0;
   bool reads_held_ = false;  // ReadDisable(true) issued for the underlying high watermark
   int depth_ = 0;
@@ -525,6 +568,13 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
   nghttp2_option_set_no_closed_streams(opt, 1);
   // nghttp2's own bound on acknowledgements queued while one read is processed: the same limit.
   nghttp2_option_set_max_outbound_ack(opt, options_.max_outbound_control_frames);
+  nghttp2_option_set_max_continuations(opt, options_.max_continuation_frames);
+  if (server_ && options_.stream_reset_burst > 0) {
+    // Ours (ChargeReset) decides; nghttp2's counts every RST_STREAM, even after a response.
+    nghttp2_option_set_stream_reset_rate_limit(opt, UINT32_MAX, UINT32_MAX);
+    reset_tokens_ = options_.stream_reset_burst;
+    reset_refilled_ = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
+  }
   if (!server_) {
     nghttp2_option_set_peer_max_concurrent_streams(opt,
                                                    options_.assumed_peer_max_concurrent_streams);
@@ -701,21 +751,59 @@ void ConnectionImpl::ForgetTakenControlFrames() {
   unsent_control_ends_.erase(unsent_control_ends_.begin(), first_unsent);
 }
 
-absl::string_view ConnectionImpl::FindFlood() {
+std::pair<Http2Flood, absl::string_view> ConnectionImpl::FindFlood() {
+  if (abuse_ != Http2Flood::kNone) return {abuse_, abuse_what_};
   ForgetTakenControlFrames();
   if (unsent_control_ends_.size() > options_.max_outbound_control_frames) {
-    return "control frames the peer does not read";
+    return {Http2Flood::kControlFrames, "control frames the peer does not read"};
   }
   const uint64_t allowed =
       5 + 2 * (headers_received_ +
                uint64_t{options_.max_inbound_window_update_frames_per_data_frame_sent} *
                    data_frames_sent_);
-  if (window_updates_received_ > allowed) return "WINDOW_UPDATE frames without DATA sent";
-  return {};
+  if (window_updates_received_ > allowed) {
+    return {Http2Flood::kControlFrames, "WINDOW_UPDATE frames without DATA sent"};
+  }
+  return {Http2Flood::kNone, {}};
 }
 
-absl::Status ConnectionImpl::EndFlood(absl::string_view what) {
+int ConnectionImpl::Abuse(Http2Flood kind, const char* what) {
+  if (abuse_ == Http2Flood::kNone) {
+    abuse_ = kind;
+    abuse_what_ = what;
+  }
+  // Stops nghttp2 at once: nothing more of what the client sent is processed.
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+void ConnectionImpl::ChargeReset() {
+  if (!server_ || options_.stream_reset_burst == 0 || abuse_ != Http2Flood::kNone) return;
+  const MonotonicTime now = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
+  const double burst = options_.stream_reset_burst;
+  if (now > reset_refilled_) {
+    reset_tokens_ = std::min(
+        burst, reset_tokens_ + std::chrono::duration<double>(now - reset_refilled_).count() *
+                                   options_.stream_resets_per_second);
+    reset_refilled_ = now;
+  }
+  if (reset_tokens_ >= 1) {
+    reset_tokens_ -= 1;
+    return;
+  }
+  // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
+  abuse_ = Http2Flood::kResets;
+  abuse_what_ = "streams reset or refused faster than stream_reset_burst allows";
+}
+
+void ConnectionImpl::CreditReset() {
+  if (server_ && options_.stream_reset_burst > 0) {
+    reset_tokens_ = std::min<double>(options_.stream_reset_burst, reset_tokens_ + 1);
+  }
+}
+
+absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {
   ++counters_.floods;
+  flood_ = kind;
   LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM";
   {
     Entry entry(*this);
@@ -752,18 +840,21 @@ absl::Status ConnectionImpl::Dispatch(net::Buffer& data) {
       goaway_final_due_ = false;
       SendFinalGoAway();
     }
-    if (fatal != 0 && fatal != NGHTTP2_ERR_FLOODED) {
+    if (fatal == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+      Abuse(Http2Flood::kContinuation, "more CONTINUATION frames than max_continuation_frames");
+    }
+    if (fatal != 0 && fatal != NGHTTP2_ERR_FLOODED && abuse_ == Http2Flood::kNone) {
       // Owe the peer a GOAWAY; nghttp2 queues it unless the session is beyond repair.
       nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
     }
   }  // flushed here: a GOAWAY nghttp2 queued for a connection error is now sent
   if (fatal == NGHTTP2_ERR_FLOODED) {
     // nghttp2's own count of acknowledgements queued during this read passed the limit.
-    return EndFlood("control frames the peer does not read");
+    return EndFlood(Http2Flood::kControlFrames, "control frames the peer does not read");
   }
-  if (fatal == 0 && sent_goaway_error_ == NGHTTP2_NO_ERROR) {
-    absl::string_view flood = FindFlood();
-    return flood.empty() ? absl::OkStatus() : EndFlood(flood);
+  if (abuse_ != Http2Flood::kNone || (fatal == 0 && sent_goaway_error_ == NGHTTP2_NO_ERROR)) {
+    auto [kind, what] = FindFlood();
+    return kind == Http2Flood::kNone ? absl::OkStatus() : EndFlood(kind, what);
   }
   Entry entry(*this);
   ++counters_.connection_protocol_errors;
@@ -1086,13 +1177,33 @@ int ConnectionImpl::Receive(absl::string_view bytes) {
 }
 
 int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
-  // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
-  // judged in Receive instead.
+  // Server only.
   auto* c = static_cast<ConnectionImpl*>(user_data);
-  if (hd->type == NGHTTP2_HEADERS && c->ClientStreamGone(hd->stream_id)) {
-    c->OnFrameOnGoneStream(hd->stream_id);
+  const Http2Options& o = c->options_;
+  switch (hd->type) {
+    case NGHTTP2_HEADERS:
+      // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
+      // judged in Receive instead.
+      if (c->ClientStreamGone(hd->stream_id)) c->OnFrameOnGoneStream(hd->stream_id);
+      [[fallthrough]];
+    case NGHTTP2_CONTINUATION:
+      if (hd->length > 0) {
+        c->consecutive_empty_frames_ = 0;
+      } else if ((hd->flags & NGHTTP2_FLAG_END_STREAM) == 0 &&
+                 ++c->consecutive_empty_frames_ > o.max_consecutive_inbound_empty_frames) {
+        return c->Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+      }
+      break;
+    case NGHTTP2_PRIORITY:
+      if (++c->priority_frames_received_ >
+          uint64_t{o.max_inbound_priority_frames_per_stream} * (1 + c->client_streams_opened_)) {
+        return c->Abuse(Http2Flood::kPriority, "PRIORITY frames out of proportion to streams");
+      }
+      break;
+    default:
+      break;
   }
-  return 0;
+  return c->abuse_ != Http2Flood::kNone ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
@@ -1108,6 +1219,7 @@ int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
       skipped.emplace_back(c->max_client_stream_ + 2, id - 2);
     }
     c->max_client_stream_ = std::max(c->max_client_stream_, id);
+    ++c->client_streams_opened_;
     s = &c->CreateStream(nullptr);
     c->Register(*s, frame->hd.stream_id);
     c->rx_request_headers_id_ = frame->hd.stream_id;
@@ -1162,6 +1274,15 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       ++c->window_updates_received_;
       break;
     case NGHTTP2_DATA: {
+      if (c->server_) {
+        const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        if (frame->hd.length > frame->data.padlen) {
+          c->consecutive_empty_frames_ = 0;
+        } else if (!end && ++c->consecutive_empty_frames_ >
+                               c->options_.max_consecutive_inbound_empty_frames) {
+          return c->Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+        }
+      }
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s == nullptr || s->done_) break;
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) s->rx_end_ = true;
@@ -1172,7 +1293,12 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       ++c->counters_.rst_stream_received[ErrorCodeSlot(frame->rst_stream.error_code)];
       if (c->server_) c->reset_by_peer_.Add(frame->hd.stream_id);
       StreamImpl* s = c->Find(frame->hd.stream_id);
-      if (s != nullptr) s->rst_received_ = true;
+      if (s != nullptr) {
+        s->rst_received_ = true;
+        // Cancelled before its response was complete: the work it started is wasted.
+        if (!s->tx_end_) c->ChargeReset();
+      }
+      if (c->abuse_ != Http2Flood::kNone) return NGHTTP2_ERR_CALLBACK_FAILURE;
       break;
     }
     case NGHTTP2_GOAWAY: {
@@ -1271,6 +1397,8 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
     case NGHTTP2_RST_STREAM:
       ++c->counters_.rst_stream_sent[ErrorCodeSlot(frame->rst_stream.error_code)];
       if (c->server_) c->reset_by_us_.Add(frame->hd.stream_id);
+      // A stream refused (beyond max_concurrent_streams) costs like one the client reset.
+      if (frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM) c->ChargeReset();
       c->unsent_control_ends_.push_back(c->bytes_out_ + c->out_.length());
       break;
     case NGHTTP2_PING:
@@ -1290,6 +1418,7 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
     case NGHTTP2_HEADERS: {
       if (frame->hd.type == NGHTTP2_DATA) ++c->data_frames_sent_;
       if (!c->server_ || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
+      c->CreditReset();
       StreamImpl* s = c->Find(frame->hd.stream_id);
       // The response is complete but the request is not: tell the client to stop sending
       // (RFC 9113 8.1) rather than accept a body nobody will read.
@@ -1537,6 +1666,7 @@ bool ServerCodec::HasUnsentOutput() const { return impl_->HasUnsentOutput(); }
 void ServerCodec::OnUnderlyingWriteHighWatermark() { impl_->OnUnderlyingWriteHighWatermark(); }
 void ServerCodec::OnUnderlyingWriteLowWatermark() { impl_->OnUnderlyingWriteLowWatermark(); }
 const Http2Counters& ServerCodec::counters() const { return impl_->counters(); }
+Http2Flood ServerCodec::flood() const { return impl_->flood(); }
 bool ServerCodec::WantsClose() const { return impl_->WantsClose(); }
 bool ServerCodec::request_headers_in_progress() const { return impl_->RequestHeadersInProgress(); }
 absl::Status ServerCodec::OnEndOfStream() {

@@ -106,6 +106,24 @@ struct Http2Options {
   // WINDOW_UPDATE frames received may be at most 5 + 2 × (HEADERS frames received + this ×
   // DATA frames sent): a window is only worth updating for data this side sends.
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
+  // Server only. Rapid reset (CVE-2023-44487): every stream the client resets before its response
+  // is complete, and every stream this side resets or refuses (beyond max_concurrent_streams, or
+  // malformed), takes a token from a bucket of `stream_reset_burst` tokens; each response that
+  // completes, and every second that passes (`stream_resets_per_second`), puts one back. A client
+  // that finds the bucket empty has its connection ended. Zero burst: no limit of our own
+  // (nghttp2's default then applies).
+  uint32_t stream_reset_burst = 200;
+  uint32_t stream_resets_per_second = 20;
+  // Server only. PRIORITY frames (deprecated by RFC 9113) received may be at most this × (1 +
+  // streams the client opened).
+  uint32_t max_inbound_priority_frames_per_stream = 100;
+  // Server only. Frames that carry nothing and end nothing — DATA without payload (padding
+  // aside) or END_STREAM, HEADERS or CONTINUATION with an empty block fragment — at most this
+  // many in a row.
+  uint32_t max_consecutive_inbound_empty_frames = 1;
+  // CONTINUATION frames after one HEADERS frame (CONTINUATION flood, 2024). A header block is
+  // bounded by max_header_list_size besides; nghttp2 refuses a single field above 64 KiB.
+  uint32_t max_continuation_frames = 8;
 };
 
 // Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
@@ -117,6 +135,19 @@ inline constexpr size_t kErrorCodeSlots = 15;
 size_t ErrorCodeSlot(uint32_t error_code);
 // "NO_ERROR", "PROTOCOL_ERROR", ..., "HTTP_1_1_REQUIRED"; "UNKNOWN" for the last slot.
 absl::string_view ErrorCodeSlotName(size_t slot);
+
+// The Http2Options limit that ended a connection with ENHANCE_YOUR_CALM.
+enum class Http2Flood {
+  kNone,
+  kControlFrames,  // replies owed and left unread; WINDOW_UPDATEs out of proportion
+  kResets,         // stream_reset_burst
+  kPriority,       // max_inbound_priority_frames_per_stream
+  kEmptyFrames,    // max_consecutive_inbound_empty_frames
+  kContinuation,   // max_continuation_frames
+};
+inline constexpr size_t kHttp2FloodKinds = 6;
+// "control_frames", "resets", "priority", "empty_frames", "continuation" ("none" for kNone).
+absl::string_view Http2FloodName(Http2Flood flood);
 
 // Per-codec counters; the sidecar folds them into its stats.
 struct Http2Counters {
@@ -157,6 +188,8 @@ class ServerCodec final : public ServerConnection {
   void OnUnderlyingWriteLowWatermark() override;
 
   const Http2Counters& counters() const;
+  // The limit that ended the connection (Dispatch returned ResourceExhausted); kNone before.
+  Http2Flood flood() const;
   // Neither side will send or accept anything more (GOAWAY done, no streams): close it.
   bool WantsClose() const;
   // A request's HEADERS arrived without END_HEADERS and its CONTINUATION frames have not ended

@@ -760,6 +760,171 @@ TEST(Http2CodecTest, WindowUpdatesWithoutDataEndTheConnection) {
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
+// HPACK for GET http://a/ (static :method, :scheme, :path; :authority "a" as a literal).
+constexpr absl::string_view kGetBlock(
+    "\x82\x86\x84\x41\x01"
+    "a",
+    6);
+constexpr absl::string_view kCancel("\x00\x00\x00\x08", 4);
+
+// Rapid reset (CVE-2023-44487): streams the client resets before their response drain the
+// bucket; once it is empty the connection ends with ENHANCE_YOUR_CALM.
+TEST(Http2CodecTest, RapidResetEndsTheConnection) {
+  Http2Options options;
+  options.stream_reset_burst = 10;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  uint32_t id = 1;
+  for (int i = 0; i < 10; ++i, id += 2) {
+    net::Buffer in;
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+    ASSERT_TRUE(p.server->Dispatch(in).ok()) << i;
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  // Whatever follows in the same read is not processed.
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id + 2, kGetBlock);
+  const size_t before = p.server_callbacks.requests.size();
+  absl::Status status = p.server->Dispatch(in);
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(p.server_callbacks.requests.size(), before + 1);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// A client that cancels now and then, among responses that complete, never runs out.
+TEST(Http2CodecTest, CompletedResponsesEarnResetsBack) {
+  Http2Options options;
+  options.stream_reset_burst = 5;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  for (int i = 0; i < 50; ++i) {
+    ClientRequest& done = p.Start(Request(), true);
+    ClientRequest& cancelled = p.Start(Request(), false);
+    ASSERT_TRUE(p.Pump().ok());
+    Respond(*p.server_callbacks.requests[p.server_callbacks.requests.size() - 2], "ok");
+    cancelled.encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok()) << i;
+    EXPECT_EQ(done.decoder.body, "ok");
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  EXPECT_EQ(p.server->flood(), Http2Flood::kNone);
+}
+
+// Streams refused beyond max_concurrent_streams cost like resets. (nghttp2 refuses them with
+// REFUSED_STREAM while our SETTINGS are unacknowledged, and ends the connection after; a client
+// that never acknowledges them can be refused forever.)
+TEST(Http2CodecTest, RefusedStreamsDrainTheResetBucket) {
+  Http2Options options;
+  options.max_concurrent_streams = 1;
+  options.stream_reset_burst = 5;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  net::Buffer in;
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");  // and never an ACK of the server's
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  absl::Status status;
+  int sent = 0;
+  for (uint32_t id = 1; id < 40 && status.ok(); id += 2, ++sent) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    status = p.server->Dispatch(in);
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  // Stream 1 open, then five refusals within the burst, the sixth beyond it.
+  EXPECT_EQ(sent, 7);
+  EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 6u);
+}
+
+TEST(Http2CodecTest, PriorityFloodEndsTheConnection) {
+  Http2Options options;
+  options.max_inbound_priority_frames_per_stream = 5;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  const std::string priority("\x00\x00\x00\x00\x10", 5);  // no dependency, weight 17
+  net::Buffer in;
+  for (uint32_t id = 3; id < 3 + 2 * 5; id += 2) AppendFrame(in, NGHTTP2_PRIORITY, 0, id, priority);
+  ASSERT_TRUE(p.server->Dispatch(in).ok());  // 5 × (1 + 0 streams)
+  AppendFrame(in, NGHTTP2_PRIORITY, 0, 101, priority);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPriority);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+TEST(Http2CodecTest, PriorityFramesAllowedInProportionToStreams) {
+  Http2Options options;
+  options.max_inbound_priority_frames_per_stream = 2;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  const std::string priority("\x00\x00\x00\x00\x10", 5);
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
+              kGetBlock);
+  for (int i = 0; i < 6; ++i) AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);  // 2 × (1 + 2)
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPriority);
+}
+
+TEST(Http2CodecTest, EmptyDataFramesInARowEndTheConnection) {
+  CodecPair p;  // default: one empty frame in a row
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kGetBlock);
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "x");
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());  // never two empty ones in a row
+  // Padding only (pad length 0) is no payload either.
+  AppendFrame(in, NGHTTP2_DATA, NGHTTP2_FLAG_PADDED, 1, std::string(1, '\0'));
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, 0, 1, kGetBlock);
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, "");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, "");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
+}
+
+// CONTINUATION flood (2024): a header block split into more frames than allowed ends the
+// connection before the block is complete.
+TEST(Http2CodecTest, TooManyContinuationFramesEndTheConnection) {
+  Http2Options options;
+  options.max_continuation_frames = 4;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  // A literal field x: <20 bytes>, one byte per CONTINUATION.
+  const std::string field = std::string("\x00\x01x\x14", 4) + std::string(20, 'v');
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, 0, 1, kGetBlock);
+  for (int i = 0; i < 4; ++i) AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, field.substr(i, 1));
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, field.substr(4, 1));
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kContinuation);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_TRUE(p.server_callbacks.requests.empty());
+}
+
 // Above the underlying connection's high watermark the codec reads nothing more.
 TEST(Http2CodecTest, HighWatermarkStopsReading) {
   CodecPair p;
