@@ -75,6 +75,9 @@ struct HttpOptionsConfig {
   uint32_t max_inbound_priority_frames_per_stream = 100;
   uint32_t max_consecutive_inbound_empty_frames = 1;
   uint32_t max_continuation_frames = 8;
+  // HTTP/2: unsent response bytes of all streams of a connection before every stream stops
+  // reading its upstream (http::h2::Http2Options::connection_buffer_limit).
+  uint32_t connection_buffer_kb = 4096;
 };
 
 // Capture listeners (use_original_destination): how connections to one set of original

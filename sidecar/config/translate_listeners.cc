@@ -47,6 +47,7 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
           1u << 20, &out.max_inbound_priority_frames_per_stream);
   bounded("max_continuation_frames", in.max_continuation_frames(), 1024,
           &out.max_continuation_frames);
+  bounded("connection_buffer_kb", in.connection_buffer_kb(), 1u << 20, &out.connection_buffer_kb);
   // Wrapped: zero is meaningful (off, or none allowed).
   auto wrapped = [&](absl::string_view field, bool has, uint32_t value, uint32_t max,
                      uint32_t* target) {

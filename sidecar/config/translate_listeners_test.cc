@@ -52,6 +52,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
     EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 100u);
     EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 1u);
     EXPECT_EQ(http.max_continuation_frames, 8u);
+    EXPECT_EQ(http.connection_buffer_kb, 4096u);
   }
   auto* options = set.listeners.Mutable(0).mutable_http();
   options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
@@ -59,6 +60,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   options->set_max_inbound_priority_frames_per_stream(7);
   options->mutable_max_consecutive_inbound_empty_frames()->set_value(0);
   options->set_max_continuation_frames(3);
+  options->set_connection_buffer_kb(512);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
@@ -67,6 +69,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 7u);
   EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 0u);
   EXPECT_EQ(http.max_continuation_frames, 3u);
+  EXPECT_EQ(http.connection_buffer_kb, 512u);
   options->set_max_continuation_frames(5000);
   auto refused = BuildSnapshot(set);
   ASSERT_FALSE(refused.ok());

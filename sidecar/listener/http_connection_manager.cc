@@ -84,6 +84,7 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
   options.max_inbound_priority_frames_per_stream = http.max_inbound_priority_frames_per_stream;
   options.max_consecutive_inbound_empty_frames = http.max_consecutive_inbound_empty_frames;
   options.max_continuation_frames = http.max_continuation_frames;
+  options.connection_buffer_limit = http.connection_buffer_kb * 1024;
   return options;
 }
 

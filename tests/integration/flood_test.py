@@ -298,6 +298,30 @@ class Http2AbuseTest(FloodTestCase):
         self.abuse(self.sidecar, self.port, frames(), "priority")
         self.assert_served()
 
+    def test_streams_without_window(self):
+        # Window abuse: 200 streams each asking for 1 MB while the client's SETTINGS give every
+        # stream a window of 0. Per stream the sidecar would buffer up to 256 KiB (50 MiB in
+        # all); the connection-wide limit (4 MiB) stops every upstream read long before.
+        baseline = self.settled_app_rss()
+        sock = socket.create_connection(("127.0.0.1", self.app_port))
+        self.addCleanup(sock.close)
+        sock.sendall(PREFACE + frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 0)) +
+                     frame(SETTINGS, ACK, 0) +
+                     b"".join(frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1,
+                                    request_block(b"/big/1000000")) for i in range(200)))
+        self.assertTrue(wait_for(lambda: len(self.upstream.paths) >= 150, 20),
+                        f"only {len(self.upstream.paths)} requests reached the upstream")
+        time.sleep(2)
+        grown = rss_kib(self.app_sidecar.proc.pid) - baseline
+        print(f"{self.id()}: RSS +{grown} KiB with 200 streams held", file=sys.stderr)
+        self.assertLess(grown, 24 * 1024)
+        self.assertIn('"upstream": "app"', base.curl(f"http://127.0.0.1:{self.app_port}/other"))
+
+    def settled_app_rss(self):
+        for _ in range(3):
+            base.curl("--http2-prior-knowledge", f"http://127.0.0.1:{self.app_port}/")
+        return rss_kib(self.app_sidecar.proc.pid)
+
     def test_limits_from_the_listener_configuration(self):
         port = free_port()
         listener = http_listener("limited", port, route="local") + \

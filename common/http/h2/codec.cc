@@ -138,6 +138,9 @@ absl::Status ValidateOptions(const Http2Options& o) {
   if (o.stream_buffer_limit == 0) {
     return absl::InvalidArgumentError("stream_buffer_limit must be positive");
   }
+  if (o.connection_buffer_limit == 0) {
+    return absl::InvalidArgumentError("connection_buffer_limit must be positive");
+  }
   if (o.max_outbound_control_frames == 0) {
     return absl::InvalidArgumentError("max_outbound_control_frames must be positive");
   }
@@ -229,6 +232,9 @@ class ConnectionImpl {
   bool HasUnsentOutput() const;
   void OnUnderlyingWriteHighWatermark();
   void OnUnderlyingWriteLowWatermark();
+  // All streams' unsent bytes crossed connection_buffer_limit upwards, or below half of it.
+  void CheckBufferedAbove();
+  void CheckBufferedBelow();
   StreamEncoder& NewClientStream(StreamDecoder& decoder);
   bool CanOpenStream() const;
   Http2Flood flood() const { return flood_; }
@@ -377,6 +383,8 @@ class ConnectionImpl {
 
   bool dead_ = false;              // fatal error; nothing more is read or written
   bool underlying_above_ = false;  // the network connection is above its high watermark
+  uint64_t tx_buffered_ = 0;       // unsent bytes of all streams (their tx_data_)
+  bool buffered_above_ = false;    // tx_buffered_ passed connection_buffer_limit
   bool goaway_received_ = false;
   bool goaway_started_ = false;  // GoAway() called
   bool goaway_final_sent_ = false;
@@ -516,11 +524,12 @@ class StreamImpl final : public Stream, public StreamEncoder, public ThreadRecyc
   // Sending.
   net::Buffer tx_data_;
   std::unique_ptr<HeaderMap> tx_trailers_;
-  bool tx_headers_ = false;   // EncodeHeaders called
-  bool tx_end_ = false;       // the user finished its message
-  bool tx_deferred_ = false;  // the data source said "nothing yet"; resume on more data
-  bool tx_above_ = false;     // tx_data_ above the limit
-  bool conn_above_ = false;   // counted the underlying connection's high watermark
+  bool tx_headers_ = false;      // EncodeHeaders called
+  bool tx_end_ = false;          // the user finished its message
+  bool tx_deferred_ = false;     // the data source said "nothing yet"; resume on more data
+  bool tx_above_ = false;        // tx_data_ above the limit
+  bool conn_above_ = false;      // counted the underlying connection's high watermark
+  bool buffered_above_ = false;  // counted the connection-wide buffer's high watermark
   int high_watermarks_ = 0;
   bool rst_no_error_sent_ = false;
 
@@ -658,6 +667,7 @@ bool ConnectionImpl::HasUnsentOutput() const {
 
 void ConnectionImpl::MaybeRetire(StreamImpl& s) {
   if (!s.done_ || (s.id_ != 0 && !s.closed_) || s.reset_pending_ || s.low_pending_) return;
+  tx_buffered_ -= s.tx_data_.length();
   if (s.id_ != 0) by_id_.erase(s.id_);
   retired_.splice(retired_.end(), streams_, s.self_);
 }
@@ -705,6 +715,7 @@ void ConnectionImpl::Flush() {
       }
     }
     if (!out_.empty()) WriteOut();
+    if (buffered_above_) CheckBufferedBelow();
     if (pending_events_.empty()) {
       // Callbacks run by io_.Write() (connection watermarks) may have queued frames.
       if (in_recv_ || !nghttp2_session_want_write(session_)) break;
@@ -946,6 +957,33 @@ void ConnectionImpl::OnUnderlyingWriteLowWatermark() {
   }
 }
 
+void ConnectionImpl::CheckBufferedAbove() {
+  if (buffered_above_ || tx_buffered_ <= options_.connection_buffer_limit) return;
+  buffered_above_ = true;
+  std::vector<StreamImpl*> open;
+  for (auto& s : streams_) {
+    if (!s->done_ && s->surfaced_ && !s->buffered_above_) open.push_back(s.get());
+  }
+  for (StreamImpl* s : open) {
+    if (s->done_) continue;
+    s->buffered_above_ = true;
+    s->RaiseWatermark();
+  }
+}
+
+void ConnectionImpl::CheckBufferedBelow() {
+  if (!buffered_above_ || tx_buffered_ > options_.connection_buffer_limit / 2) return;
+  buffered_above_ = false;
+  std::vector<StreamImpl*> open;
+  for (auto& s : streams_) {
+    if (s->buffered_above_) open.push_back(s.get());
+  }
+  for (StreamImpl* s : open) {
+    s->buffered_above_ = false;
+    if (!s->done_) s->LowerWatermark();
+  }
+}
+
 StreamEncoder& ConnectionImpl::NewClientStream(StreamDecoder& decoder) {
   CHECK(!server_);
   StreamImpl& s = CreateStream(&decoder);
@@ -1059,6 +1097,7 @@ int ConnectionImpl::OnSendData(nghttp2_session*, nghttp2_frame* frame, const uin
   }
   // Payload blocks are relinked into the output, not copied.
   c->out_.Move(s->tx_data_, length);
+  c->tx_buffered_ -= length;
   if (padlen > 1) {
     static constexpr char kZeros[256] = {};
     c->out_.Append(kZeros, padlen - 1);
@@ -1368,6 +1407,11 @@ void ConnectionImpl::HandleHeadersFrame(const nghttp2_frame& frame, StreamImpl& 
     ++counters_.streams_started;
     s.decoder_ = &server_callbacks_->NewStream(s);
     if (s.done_) return;
+    if (buffered_above_) {
+      // Born while the connection holds too much: its response waits like the others'.
+      s.buffered_above_ = true;
+      s.RaiseWatermark();
+    }
     s.rx_final_headers_ = true;
     if (end_stream) s.rx_end_delivered_ = true;
     s.decoder_->DecodeHeaders(std::move(headers), end_stream);
@@ -1579,6 +1623,7 @@ void StreamImpl::EncodeData(net::Buffer& data, bool end_stream) {
   // The entry spans the whole call: the stream may complete while flushing, and must stay
   // allocated until this call returns.
   ConnectionImpl::Entry entry(c_);
+  c_.tx_buffered_ += data.length();
   tx_data_.Move(data);
   tx_end_ = end_stream;
   ResumeData();
@@ -1588,6 +1633,9 @@ void StreamImpl::EncodeData(net::Buffer& data, bool end_stream) {
   if (!done_ && !tx_above_ && tx_data_.length() > BufferLimit()) {
     tx_above_ = true;
     RaiseWatermark();
+  }
+  if (!c_.buffered_above_ && c_.tx_buffered_ > c_.options_.connection_buffer_limit) {
+    c_.CheckBufferedAbove();
   }
 }
 

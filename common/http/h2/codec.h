@@ -44,7 +44,8 @@
 // (initial_stream_window_size), while other streams keep flowing. On the sending side, each
 // stream's unsent bytes above stream_buffer_limit raise OnAboveWriteBufferHighWatermark, and the
 // peer's window draining them below half of it raises OnBelowWriteBufferLowWatermark; the
-// underlying connection's watermarks are forwarded to every open stream.
+// underlying connection's watermarks are forwarded to every open stream, and so is the crossing of
+// connection_buffer_limit by all streams' unsent bytes together.
 
 #include <array>
 #include <cstdint>
@@ -77,6 +78,11 @@ struct Http2Options {
   uint32_t max_frame_size = 16 * 1024;
   // Unsent bytes per stream above which the stream reports its high watermark.
   uint32_t stream_buffer_limit = 256 * 1024;
+  // Unsent bytes of all streams together above which every stream reports its high watermark
+  // (and streams opened meanwhile start above it), until they drain below half. A peer that opens
+  // many streams and gives them no window (window abuse) holds about this much, not
+  // max_concurrent_streams × stream_buffer_limit.
+  uint32_t connection_buffer_limit = 4 * 1024 * 1024;
   // Client only: the peer's stream limit assumed until its SETTINGS arrive.
   uint32_t assumed_peer_max_concurrent_streams = 100;
   // Client only: :scheme sent when a request has none (e.g. translated from HTTP/1).

@@ -490,6 +490,38 @@ TEST(Http2CodecTest, WriteWatermarks) {
   EXPECT_EQ(c.callbacks.low, 2);
 }
 
+// Window abuse: streams whose peer gives them no window hold at most about
+// connection_buffer_limit together; every stream is told to stop, and new ones start stopped.
+TEST(Http2CodecTest, ConnectionWideBufferLimit) {
+  Http2Options server_options;
+  server_options.stream_buffer_limit = 1024 * 1024;
+  server_options.connection_buffer_limit = 128 * 1024;
+  CodecPair p({}, server_options);
+  for (int i = 0; i < 4; ++i) p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 4u);
+  // Each response: 256 KiB fit the client's stream window, 44 KiB wait; 176 KiB in all.
+  for (int i = 0; i < 4; ++i) {
+    ServerRequest& r = *p.server_callbacks.requests[i];
+    r.encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, false);
+    Send(*r.encoder, Pattern(300 * 1024), false);
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(p.server_callbacks.requests[i]->callbacks.high, 1) << i;
+  // A stream opened meanwhile starts above too.
+  p.Start(Request(), true);
+  ASSERT_TRUE(p.ClientToServer().ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 5u);
+  EXPECT_EQ(p.server_callbacks.requests[4]->callbacks.high, 1);
+  // The client reads: the window opens, the queue drains, and every stream may go on.
+  ASSERT_TRUE(p.Pump().ok());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(p.server_callbacks.requests[i]->callbacks.low, 1) << i;
+  for (int i = 0; i < 4; ++i) {
+    Send(*p.server_callbacks.requests[i]->encoder, "", true);
+  }
+  ASSERT_TRUE(p.Pump().ok());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(p.client_requests[i]->decoder.body.size(), 300u * 1024);
+}
+
 // A response handed over in full ends the stream for its user even while flow control still
 // holds part of it in the codec: the user (a proxy's per-request state) may be gone from then on,
 // so neither watermarks nor the end of the connection may call back into it. The sidecar crashed
