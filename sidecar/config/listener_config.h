@@ -141,6 +141,11 @@ struct ListenerConfig {
   UnmatchedDestination unmatched_destination = UnmatchedDestination::kPassthrough;
   // kPassthrough connects to this address on the original port; none: the original address.
   std::optional<net::IpAddress> passthrough_host;
+  // Ports this sidecar's listeners use (filled in by translation for capture listeners). An
+  // unmatched connection addressed to one of them is refused, never passed through: passed to
+  // passthrough_host it would reach this sidecar again (a loop, or someone else's connection to
+  // the pod's address served by the outbound listener with the pod's identity).
+  std::vector<uint16_t> sidecar_ports;
   // kPassthrough: the upstream connection must be up within this.
   Duration passthrough_connect_timeout = std::chrono::seconds(1);
   // More addresses served exactly as `address` (Listener.additional_addresses); IPv6 ones are

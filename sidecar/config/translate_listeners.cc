@@ -400,6 +400,18 @@ void AddListeners(SnapshotBuild& build, const ResourceList<xds::Listener>& liste
     if (collides) continue;
     build.snapshot->listeners.push_back(*std::move(out));
   }
+  std::vector<uint16_t> ports;
+  for (const ListenerConfig& l : build.snapshot->listeners) {
+    if (l.address.is_ip() && l.address.port() != 0) ports.push_back(l.address.port());
+    for (const net::Address& a : l.additional_addresses) {
+      if (a.is_ip() && a.port() != 0) ports.push_back(a.port());
+    }
+  }
+  std::sort(ports.begin(), ports.end());
+  ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+  for (ListenerConfig& l : build.snapshot->listeners) {
+    if (l.use_original_destination) l.sidecar_ports = ports;
+  }
 }
 
 }  // namespace meshlet::sidecar::config::translate_internal

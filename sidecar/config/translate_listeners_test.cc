@@ -1,4 +1,5 @@
 // Listeners: HTTP options, rate limits and authorization.
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -235,9 +236,17 @@ TEST(TranslateTest, CaptureListener) {
   EXPECT_EQ(any.protocol, ListenerProtocol::kAuto);
   EXPECT_EQ(any.tcp_cluster, "backend");
 
+  // Every listener's port is one a capture listener refuses to pass through.
+  std::vector<uint16_t> ports;
+  for (const ListenerConfig& l : (*snapshot)->listeners) ports.push_back(l.address.port());
+  std::sort(ports.begin(), ports.end());
+  EXPECT_EQ(listener.sidecar_ports, ports);
+  EXPECT_NE(std::find(ports.begin(), ports.end(), 15001), ports.end());
+
   // The other listeners capture nothing.
   EXPECT_FALSE((*snapshot)->listeners[1].use_original_destination);
   EXPECT_TRUE((*snapshot)->listeners[1].destinations.empty());
+  EXPECT_TRUE((*snapshot)->listeners[1].sidecar_ports.empty());
 }
 
 TEST(TranslateTest, CapturePassthroughHost) {

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/types/span.h"
@@ -120,7 +121,8 @@ CaptureDecision DestinationMatcher::Match(const std::optional<net::Address>& ori
       decision.authorization_port = destination.destination_port;
     return decision;
   }
-  if (listener_.unmatched_destination == config::UnmatchedDestination::kRefuse) {
+  if (listener_.unmatched_destination == config::UnmatchedDestination::kRefuse ||
+      std::binary_search(listener_.sidecar_ports.begin(), listener_.sidecar_ports.end(), port)) {
     decision.action = Action::kRefuse;
     return decision;
   }

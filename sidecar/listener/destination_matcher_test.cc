@@ -127,6 +127,18 @@ TEST(DestinationMatcherTest, UnmatchedIsPassedThroughToTheOriginalDestination) {
   EXPECT_EQ(d.upstream, Addr("[2001:db8::5]:8443"));
 }
 
+// Connections addressed to one of the sidecar's own ports are refused: passed to 127.0.0.1 they
+// would reach the sidecar itself (another pod calling out through this pod's outbound listener,
+// with this pod's identity, or a loop into the inbound listener).
+TEST(DestinationMatcherTest, TheSidecarsOwnPortsAreNeverPassedThrough) {
+  config::ListenerConfig listener = Outbound();
+  listener.sidecar_ports = {15001, 15006};
+  DestinationMatcher matcher(listener);
+  EXPECT_EQ(matcher.Match(Addr("192.0.2.7:15001"), 15006).action, Action::kRefuse);
+  EXPECT_EQ(matcher.Match(Addr("192.0.2.7:15006"), 15001).action, Action::kRefuse);
+  EXPECT_EQ(matcher.Match(Addr("192.0.2.7:15002"), 15006).action, Action::kPassthrough);
+}
+
 TEST(DestinationMatcherTest, PassthroughHostTakesTheOriginalPort) {
   config::ListenerConfig listener = Outbound();
   listener.destinations.clear();

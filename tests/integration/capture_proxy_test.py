@@ -404,13 +404,19 @@ class CaptureProxyTest(unittest.TestCase):
         self.assertEqual(json.loads(result.stdout)["port"], 9000, result.stderr)
         line = s.wait_log(lambda l: l.get("path") == "/in")[0]
         self.assertEqual(line["original_destination"], f"{POD4}:8080")
+        # The pod's port 15001 is the sidecar's own outbound listener: passed through to
+        # 127.0.0.1 it would let the peer call out with this pod's identity. Refused (502).
+        result = in_ns(PEER, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w",
+                       "%{http_code}", "-H", "Host: reviews.shop", f"http://{POD4}:15001/",
+                       check=False)
+        self.assertEqual(result.stdout, "502", result.stderr)
 
         # Counted exactly: the sidecar's own upstream connections (to 198.18.12.2 and
         # 127.0.0.1) were not captured again, or the listeners would count more.
         self.assertCounts("outbound", matched=4, passthrough=1, refused=0, not_redirected=0)
-        self.assertCounts("inbound", matched=1, passthrough=1, refused=0, not_redirected=0)
+        self.assertCounts("inbound", matched=1, passthrough=1, refused=1, not_redirected=0)
         self.assertEqual(s.stat("meshlet_downstream_cx_total", listener="outbound"), 5)
-        self.assertEqual(s.stat("meshlet_downstream_cx_total", listener="inbound"), 2)
+        self.assertEqual(s.stat("meshlet_downstream_cx_total", listener="inbound"), 3)
         self.assertEqual(s.stat("meshlet_tcp_proxy_cx_total", listener="outbound"), 2)
 
     def test_passthrough_connect_timeout(self):
