@@ -117,7 +117,10 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     info_.protocol = hcm.codec_->protocol();
     if (hcm.context_.access_log != nullptr) info_.start_wall = hcm.context_.clock.WallNow();
     last_activity_ = hcm.context_.loop.Now();
+    ++overload_->active_requests;
   }
+  // The worker's context (and its overload state) outlives every connection and stream.
+  ~ActiveStream() { --overload_->active_requests; }
 
   StreamList::iterator pos_;
 
@@ -143,6 +146,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     grpc_ = http::grpc::IsGrpcRequest(*headers);
     request_headers_ = std::move(headers);
     request_end_ = end_stream;
+    if (const auto reason = overload_->ShouldShed(); reason != stream::OverloadState::Reason::kNone)
+        [[unlikely]] {
+      Shed(reason);
+      return;
+    }
     if (hcm_.options_.refuse) {
       Refuse();
       return;
@@ -153,6 +161,22 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
       route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
     }
     DecodeHeadersFrom(0);
+  }
+
+  // Load shedding: a fast local 503 before any filter or upstream work.
+  void Shed(stream::OverloadState::Reason reason) {
+    hcm_.stats_
+        .downstream_rq_overload_shed[reason == stream::OverloadState::Reason::kMemory ? 0 : 1]
+        .Inc();
+    if (hcm_.context_.access_log != nullptr) {
+      method_ = std::string(request_headers_->Get(":method").value_or(""));
+      path_ = std::string(request_headers_->Get(":path").value_or(""));
+    }
+    info_.SetFlag(stream::ResponseFlag::kOverloaded);
+    SendLocalReply({.http_status = 503,
+                    .grpc_status = http::grpc::StatusCode::kUnavailable,
+                    .message = "overloaded",
+                    .overloaded = true});
   }
 
   // A capture listener's connection to a destination the mesh does not know (Options::refuse).
@@ -615,6 +639,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   bool connect_ = false;
   bool request_end_ = false;  // the request ended with its headers
   MonotonicTime last_activity_{};
+  stream::OverloadState* const overload_ = &hcm_.context_.overload;
   std::optional<http::StreamResetReason> reset_reason_;
   bool done_ = false;
   // Access log only.

@@ -90,6 +90,15 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             {{"limit",
               std::string(http::h2::Http2FloodName(static_cast<http::h2::Http2Flood>(k)))}}));
   }
+  for (size_t r = 0; r < 2; ++r) {
+    ASSIGN_OR_RETURN(s.downstream_rq_overload_shed[r],
+                     shard.RegisterCounter(
+                         "meshlet_http_downstream_rq_overload_shed_total",
+                         "Requests answered 503 (OL) by load shedding, by the limit passed: memory "
+                         "(--overload-max-rss-mb) or active_requests "
+                         "(--overload-max-active-requests).",
+                         {{"reason", r == 0 ? "memory" : "active_requests"}}));
+  }
   ASSIGN_OR_RETURN(s.downstream_rq_header_timeout,
                    shard.RegisterCounter(
                        "meshlet_http_downstream_rq_header_timeout_total",

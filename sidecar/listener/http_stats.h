@@ -46,6 +46,9 @@ struct HttpStats {
   // meshlet_http_downstream_cx_flood_total{limit}: HTTP/2 connections ended with
   // ENHANCE_YOUR_CALM, by the limit passed (index: http::h2::Http2Flood; kNone unused).
   std::array<Counter, http::h2::kHttp2FloodKinds> downstream_cx_flood;
+  // meshlet_http_downstream_rq_overload_shed_total{reason}: requests answered 503 (OL) by load
+  // shedding; [0] memory, [1] active_requests.
+  std::array<Counter, 2> downstream_rq_overload_shed;
   Counter downstream_rq_header_timeout;  // meshlet_http_downstream_rq_header_timeout_total
   Counter downstream_cx_idle_timeout;    // meshlet_http_downstream_cx_idle_timeout_total
   Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total

@@ -148,8 +148,7 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              }
              for (const ServerOptions::AppProbe& p : o.app_probes) {
                if (p.path == v.substr(0, eq)) {
-                 return absl::InvalidArgumentError(
-                     absl::StrCat(p.path, " is already given"));
+                 return absl::InvalidArgumentError(absl::StrCat(p.path, " is already given"));
                }
              }
              o.app_probes.push_back({std::string(v.substr(0, eq)), static_cast<uint16_t>(port),
@@ -201,6 +200,16 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.malloc_trim_threshold = *bytes;
              return absl::OkStatus();
            }),
+      flags::IntFlag("--overload-max-rss-mb", "MIB", &o.overload_max_rss_mb,
+                     "Shed load above this resident memory: new requests get a local 503 with "
+                     "x-meshlet-overloaded (flag OL) until RSS is 10% below it again. Checked "
+                     "every 250ms. Default 0: no limit.",
+                     uint64_t{0}, uint64_t{1} << 20),
+      flags::IntFlag("--overload-max-active-requests", "N", &o.overload_max_active_requests,
+                     "Shed load above this many requests in flight (split evenly over the "
+                     "workers, each counting its own): the ones beyond get a local 503 with "
+                     "x-meshlet-overloaded (flag OL). Default 0: no limit.",
+                     uint64_t{0}, uint64_t{1} << 32),
       flag("--access-log", "PATH",
            "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
            "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",

@@ -46,6 +46,11 @@ struct ServerOptions {
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
   // (common/base/malloc_tuning.h); 0: glibc's default.
   size_t malloc_trim_threshold = size_t{4} << 20;
+  // Load shedding (docs/operations.md "Overload"): while RSS is above --overload-max-rss-mb, or a
+  // worker has more than its share of --overload-max-active-requests in flight, new requests get
+  // a local 503 (OL). 0: no such limit.
+  uint64_t overload_max_rss_mb = 0;
+  uint64_t overload_max_active_requests = 0;
   std::string access_log_path;  // empty: no global access log
   // --trace-collector / --trace-sampling: tracing on, spans to this OTLP/HTTP collector, and the
   // sampling rate of requests whose caller did not decide; they replace the bootstrap's

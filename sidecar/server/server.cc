@@ -356,15 +356,18 @@ absl::Status Server::Init() {
     return Annotate(status, "metrics_report");
   }
   for (int i = 0; i < options_.concurrency; ++i) {
-    auto worker = std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
-                                                           .access_logs = access_logs_,
-                                                           .global_access_log = global_access_log_,
-                                                           .connection_counts = connection_counts_,
-                                                           .cluster_limits = cluster_limits_,
-                                                           .tls_contexts = &tls_contexts_,
-                                                           .tls_refusal_log = &tls_refusal_log_,
-                                                           .tracing = tracing_.get(),
-                                                           .trace_collector = trace_collector_});
+    auto worker =
+        std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
+                                                 .access_logs = access_logs_,
+                                                 .global_access_log = global_access_log_,
+                                                 .connection_counts = connection_counts_,
+                                                 .cluster_limits = cluster_limits_,
+                                                 .tls_contexts = &tls_contexts_,
+                                                 .tls_refusal_log = &tls_refusal_log_,
+                                                 .tracing = tracing_.get(),
+                                                 .trace_collector = trace_collector_,
+                                                 .memory_pressure = overload_.flag(),
+                                                 .max_active_requests = PerWorkerActiveRequests()});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -416,6 +419,7 @@ absl::Status Server::Init() {
   UpdateHealthChecks();
   if (xds_client_ != nullptr) xds_client_->Start();
   if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
+  overload_.Start();
   if (options_.capture_check.has_value()) {
     capture_check_timer_ = std::make_unique<event::Timer>(loop_, [this] { DialCaptureCheck(); });
     capture_check_timer_->EnableRepeating(std::chrono::seconds(1));

@@ -53,6 +53,7 @@
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/server/options.h"
+#include "sidecar/server/overload_monitor.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/worker.h"
 #include "sidecar/telemetry/metrics_reporter.h"
@@ -206,6 +207,13 @@ class Server final : public admin::AdminBackend {
   Counter app_probes_ok_;
   Counter app_probes_failed_;
   std::unique_ptr<event::Timer> capture_check_timer_;
+  // Load shedding: the memory flag the workers read, and each worker's share of the limit on
+  // requests in flight.
+  OverloadMonitor overload_{loop_, stats_.shared_shard(), options_.overload_max_rss_mb << 20};
+  uint64_t PerWorkerActiveRequests() const {
+    const uint64_t n = static_cast<uint64_t>(options_.concurrency);
+    return (options_.overload_max_active_requests + n - 1) / n;
+  }
   bool ready_ = false;
   // ready() has been true at least once (it is computed when asked: /ready, a drain).
   mutable bool ever_ready_ = false;

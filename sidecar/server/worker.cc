@@ -104,6 +104,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
           .access_log = shared_.global_access_log.get(),
           .draining = false,
           .worker_index = index_,
+          .overload = {.memory_pressure = shared_.memory_pressure,
+                       .max_active_requests = shared_.max_active_requests},
       },
       *clusters_,
       snapshot,
@@ -262,9 +264,9 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
                                 });
       if (!listener.ok()) {
         bind_errors_.Inc();
-        absl::Status error = Annotate(
-            listener.status(),
-            absl::StrCat("listener \"", config.name, "\" (", address.ToString(), ")"));
+        absl::Status error =
+            Annotate(listener.status(),
+                     absl::StrCat("listener \"", config.name, "\" (", address.ToString(), ")"));
         LOG(ERROR) << "worker " << index_ << ": " << error.message();
         return error;
       }
@@ -366,9 +368,8 @@ void Worker::DrainOnThread(Duration accept_for) {
     listener_context.context->draining = true;
   }
   if (accept_for > Duration::zero()) {
-    stop_accepting_timer_ = std::make_unique<event::Timer>(*loop_, [this] {
-      StopAcceptingInbound();
-    });
+    stop_accepting_timer_ =
+        std::make_unique<event::Timer>(*loop_, [this] { StopAcceptingInbound(); });
     stop_accepting_timer_->Enable(accept_for);
   } else {
     StopAcceptingInbound();

@@ -84,6 +84,10 @@ struct WorkerShared {
   // runs its own Tracer and SpanExporter.
   const tracing::TracingConfig* tracing = nullptr;
   std::shared_ptr<const tracing::CollectorAddress> trace_collector;
+  // Load shedding (stream::OverloadState): the monitor's memory flag (null: no memory limit),
+  // and the requests each worker may have in flight (0: no limit).
+  const std::atomic<bool>* memory_pressure = nullptr;
+  uint64_t max_active_requests = 0;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -178,7 +182,7 @@ class Worker final : private listener::ConnectionOwner {
       connections_;
   bool draining_ = false;
   std::unique_ptr<event::Timer> stop_accepting_timer_;  // the drain's accept_for
-  Counter accepted_;        // meshlet_worker_cx_accepted_total{worker}
+  Counter accepted_;                                    // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}
   Counter bind_errors_;     // meshlet_listener_bind_errors_total
 

@@ -10,6 +10,9 @@
 // The worker may change `access_log`, `tracer` and `draining` between loop turns; a request reads
 // them when it needs them.
 
+#include <atomic>
+#include <cstdint>
+
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
@@ -32,6 +35,29 @@ class AccessLogSink {
   virtual void Write(absl::string_view json_line) = 0;
 };
 
+// Load shedding (docs/operations.md "Overload"): a request that starts while this says so gets a
+// local 503 with `x-meshlet-overloaded: true` and the OL flag, before any filter runs.
+struct OverloadState {
+  // Set by the server's monitor (another thread) while the process's RSS is above
+  // --overload-max-rss-mb; read with relaxed loads. Null: no memory limit.
+  const std::atomic<bool>* memory_pressure = nullptr;
+  // Requests in flight on this worker, and the most it takes (--overload-max-active-requests
+  // divided over the workers); 0: no limit.
+  uint64_t active_requests = 0;
+  uint64_t max_active_requests = 0;
+
+  enum class Reason { kNone, kMemory, kActiveRequests };
+  Reason ShouldShed() const {
+    if (memory_pressure != nullptr && memory_pressure->load(std::memory_order_relaxed)) {
+      return Reason::kMemory;
+    }
+    if (max_active_requests != 0 && active_requests > max_active_requests) {
+      return Reason::kActiveRequests;
+    }
+    return Reason::kNone;
+  }
+};
+
 struct StreamContext {
   event::Loop& loop;
   Random& random;
@@ -41,6 +67,7 @@ struct StreamContext {
   tracing::Tracer* tracer = nullptr;    // null: tracing off (trace headers pass through)
   bool draining = false;                // set on SIGTERM / POST /drain
   int worker_index = 0;
+  OverloadState overload;
 };
 
 }  // namespace meshlet::sidecar::stream

@@ -40,6 +40,8 @@ absl::string_view ResponseFlagShortName(ResponseFlag flag) {
       return "AZ";
     case ResponseFlag::kNotInRegistry:
       return "NM";
+    case ResponseFlag::kOverloaded:
+      return "OL";
   }
   return "??";
 }

@@ -43,8 +43,9 @@ enum class ResponseFlag : uint32_t {
   kUnauthorized = 1u << 16,           // AZ: the listener's authorization policies denied it (403)
   kNotInRegistry = 1u << 17,          // NM: a capture listener's original destination is not in
                                       // the mesh and unmatched destinations are refused (502)
+  kOverloaded = 1u << 18,             // OL: the sidecar shed the request (overload, 503)
 };
-inline constexpr size_t kResponseFlagCount = 18;
+inline constexpr size_t kResponseFlagCount = 19;
 
 // The flag at bit `index` (0 .. kResponseFlagCount - 1).
 inline ResponseFlag ResponseFlagAt(size_t index) { return static_cast<ResponseFlag>(1u << index); }

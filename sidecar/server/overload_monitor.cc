@@ -1,0 +1,74 @@
+#include "sidecar/server/overload_monitor.h"
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "common/base/logging.h"
+
+namespace meshlet::sidecar::server {
+
+namespace {
+
+template <typename T>
+T OrDiscard(absl::StatusOr<T> stat) {
+  return stat.ok() ? *stat : T();
+}
+
+}  // namespace
+
+OverloadMonitor::OverloadMonitor(event::Loop& loop, StatsShard& shared_stats,
+                                 uint64_t max_rss_bytes, Duration interval)
+    : loop_(loop), max_rss_bytes_(max_rss_bytes), interval_(interval) {
+  if (max_rss_bytes_ == 0) return;
+  pressure_gauge_ = OrDiscard(shared_stats.RegisterGauge(
+      "meshlet_overload_memory_pressure",
+      "1 while resident memory is above --overload-max-rss-mb and new requests are shed.", {},
+      GaugeMerge::kGlobal));
+  rss_gauge_ = OrDiscard(shared_stats.RegisterGauge(
+      "meshlet_overload_rss_bytes", "Resident memory at the last overload check.", {},
+      GaugeMerge::kGlobal));
+  trims_ = OrDiscard(shared_stats.RegisterCounter(
+      "meshlet_overload_malloc_trims_total",
+      "Times free malloc memory was given back because RSS was above --overload-max-rss-mb."));
+}
+
+uint64_t OverloadMonitor::ReadRss() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0;
+  unsigned long long resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+void OverloadMonitor::Start() {
+  if (max_rss_bytes_ == 0 || timer_ != nullptr) return;
+  timer_ = std::make_unique<event::Timer>(loop_, [this] { Check(); });
+  timer_->EnableRepeating(interval_);
+  Check();
+}
+
+void OverloadMonitor::Check() {
+  uint64_t rss = ReadRss();
+  if (rss > max_rss_bytes_) {
+    // Free memory malloc keeps counts in RSS but is no load: give it back first.
+    malloc_trim(0);
+    trims_.Inc();
+    rss = ReadRss();
+  }
+  rss_gauge_.Set(static_cast<int64_t>(rss));
+  const bool was = pressure_.load(std::memory_order_relaxed);
+  const bool now = was ? rss > max_rss_bytes_ / 10 * 9 : rss > max_rss_bytes_;
+  if (now == was) return;
+  pressure_.store(now, std::memory_order_relaxed);
+  pressure_gauge_.Set(now ? 1 : 0);
+  LOG(WARN) << (now ? "overload: resident memory " : "overload over: resident memory ")
+            << (rss >> 20) << " MiB, limit " << (max_rss_bytes_ >> 20) << " MiB"
+            << (now ? "; shedding new requests" : "");
+}
+
+}  // namespace meshlet::sidecar::server
