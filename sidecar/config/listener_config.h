@@ -61,6 +61,11 @@ struct HttpOptionsConfig {
   uint32_t max_concurrent_streams = 1024;  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
   Duration request_headers_timeout = std::chrono::seconds(10);
   Duration stream_idle_timeout = std::chrono::seconds(300);
+  // Minimum request body rate: a body may take request_body_timeout plus one second per
+  // min_request_body_bytes_per_second bytes received (time the sidecar itself pushes back does
+  // not count); slower gets 408. Zero timeout: off (streaming bodies may idle legitimately).
+  Duration request_body_timeout{0};
+  uint32_t min_request_body_bytes_per_second = 0;
   Duration idle_timeout = std::chrono::seconds(3600);  // connection with no streams
   bool allow_connect = false;
   bool generate_request_id = true;  // x-request-id when absent

@@ -75,6 +75,13 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
                in.stream_idle_timeout(), DurationRule::kNonNegative, &out.stream_idle_timeout);
   ReadDuration(scope, "http.idle_timeout", in.has_idle_timeout(), in.idle_timeout(),
                DurationRule::kNonNegative, &out.idle_timeout);
+  ReadDuration(scope, "http.request_body_timeout", in.has_request_body_timeout(),
+               in.request_body_timeout(), DurationRule::kNonNegative, &out.request_body_timeout);
+  bounded("min_request_body_bytes_per_second", in.min_request_body_bytes_per_second(), 1u << 30,
+          &out.min_request_body_bytes_per_second);
+  if (out.min_request_body_bytes_per_second > 0 && out.request_body_timeout.count() == 0) {
+    scope.Add("http.min_request_body_bytes_per_second", "needs request_body_timeout");
+  }
   out.allow_connect = in.allow_connect();
   if (in.has_generate_request_id()) out.generate_request_id = in.generate_request_id().value();
   if (in.has_use_remote_address()) out.use_remote_address = in.use_remote_address().value();

@@ -78,6 +78,22 @@ TEST(TranslateTest, Http2AbuseLimits) {
               ::testing::HasSubstr("http.max_continuation_frames: must be at most 1024"));
 }
 
+TEST(TranslateTest, MinimumRequestBodyRate) {
+  ResourceSet set = Base();
+  auto* options = set.listeners.Mutable(0).mutable_http();
+  options->set_min_request_body_bytes_per_second(500);
+  auto refused = BuildSnapshot(set);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("http.min_request_body_bytes_per_second: needs "
+                                   "request_body_timeout"));
+  options->mutable_request_body_timeout()->set_seconds(20);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ((*snapshot)->listeners[0].http.request_body_timeout, std::chrono::seconds(20));
+  EXPECT_EQ((*snapshot)->listeners[0].http.min_request_body_bytes_per_second, 500u);
+}
+
 TEST(TranslateTest, ListenerRateLimit) {
   ResourceSet set = Base();
   set.listeners.Mutable(0).mutable_rate_limit()->set_requests_per_second(100);

@@ -146,6 +146,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     grpc_ = http::grpc::IsGrpcRequest(*headers);
     request_headers_ = std::move(headers);
     request_end_ = end_stream;
+    if (!end_stream && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {
+      body_clock_ = true;
+      body_start_ = hcm_.context_.loop.Now();
+      hcm_.ArmStreamTimer(hcm_.http_options_.request_body_timeout);
+    }
     if (const auto reason = overload_->ShouldShed(); reason != stream::OverloadState::Reason::kNone)
         [[unlikely]] {
       Shed(reason);
@@ -221,9 +226,37 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   const stream::Route& route() const override { return route_; }
   bool grpc() const override { return grpc_; }
 
-  // How long the stream may stay idle from `now` before it times out (zero or less: it has).
+  // How long the stream may stay idle from `now` before it times out (zero or less: it has);
+  // Duration::max() without an idle timeout.
   Duration IdleTimeLeft(MonotonicTime now) const {
+    if (hcm_.http_options_.stream_idle_timeout.count() <= 0) return Duration::max();
     return hcm_.http_options_.stream_idle_timeout - (now - last_activity_);
+  }
+
+  // Minimum request body rate (HttpOptionsConfig::request_body_timeout): from the headers on, the
+  // body may take request_body_timeout plus one second per min_request_body_bytes_per_second
+  // bytes received. Time during which the sidecar itself does not read it (the upstream pushes
+  // back, a filter holds the request) does not count. Duration::max(): no clock running.
+  Duration BodyTimeLeft(MonotonicTime now) const {
+    if (!body_clock_) return Duration::max();
+    const config::HttpOptionsConfig& http = hcm_.http_options_;
+    Duration elapsed = now - body_start_ - body_paused_;
+    if (read_disables_ > 0) elapsed -= now - paused_since_;
+    Duration allowed = http.request_body_timeout;
+    if (http.min_request_body_bytes_per_second > 0) {
+      allowed += std::chrono::duration_cast<Duration>(std::chrono::duration<double>(
+          static_cast<double>(info_.bytes_received) / http.min_request_body_bytes_per_second));
+    }
+    return allowed - elapsed;
+  }
+
+  // The body came too slowly: 408 before the response started, else a reset.
+  void OnBodyTimeout() {
+    if (done_) return;
+    body_clock_ = false;
+    hcm_.stats_.downstream_rq_body_timeout.Inc();
+    EndFilters();
+    SendLocalReply({408, http::grpc::StatusCode::kDeadlineExceeded, "request body too slow"});
   }
 
   // The stream idle timeout expired (HttpConnectionManager::OnStreamIdleTimer): 408 before the
@@ -244,6 +277,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     }
     Touch();
     info_.bytes_received += data.length();
+    if (end_stream) body_clock_ = false;
     if (holding_) {
       Hold(data, end_stream);
       return;
@@ -253,6 +287,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   void DecodeTrailers(http::HeaderMapPtr trailers) override {
     if (done_) return;
     Touch();
+    body_clock_ = false;
     request_trailers_ = std::move(trailers);
     if (!holding_) DecodeTrailersFrom(*request_trailers_);
   }
@@ -319,7 +354,17 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     stream.ResetStream(http::StreamResetReason::kLocalReset);
   }
   void ReadDisableDownstream(bool disable) override {
-    if (!done_) encoder_->GetStream().ReadDisable(disable);
+    if (!done_) SetReadDisabled(disable);
+  }
+  // Every ReadDisable of the downstream stream goes through here: the body clock stops meanwhile.
+  void SetReadDisabled(bool disable) {
+    const MonotonicTime now = hcm_.context_.loop.Now();
+    if (disable) {
+      if (read_disables_++ == 0) paused_since_ = now;
+    } else if (read_disables_ > 0 && --read_disables_ == 0) {
+      body_paused_ += now - paused_since_;
+    }
+    encoder_->GetStream().ReadDisable(disable);
   }
   uint32_t DownstreamBufferLimit() const override {
     return done_ ? 0 : encoder_->GetStream().BufferLimit();
@@ -426,13 +471,13 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     held_end_ = held_end_ || end_stream;
     if (!held_reads_disabled_ && held_body_.length() > DownstreamBufferLimit()) {
       held_reads_disabled_ = true;
-      encoder_->GetStream().ReadDisable(true);
+      SetReadDisabled(true);
     }
   }
   void ReleaseHeldReads() {
     if (!held_reads_disabled_) return;
     held_reads_disabled_ = false;
-    if (!done_) encoder_->GetStream().ReadDisable(false);
+    if (!done_) SetReadDisabled(false);
   }
 
   // Every filter's OnStreamEnd(), once.
@@ -639,6 +684,12 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
   bool connect_ = false;
   bool request_end_ = false;  // the request ended with its headers
   MonotonicTime last_activity_{};
+  // The body clock (BodyTimeLeft).
+  bool body_clock_ = false;
+  MonotonicTime body_start_{};
+  Duration body_paused_{0};
+  MonotonicTime paused_since_{};
+  int read_disables_ = 0;
   stream::OverloadState* const overload_ = &hcm_.context_.overload;
   std::optional<http::StreamResetReason> reset_reason_;
   bool done_ = false;
@@ -926,8 +977,18 @@ http::StreamDecoder& HttpConnectionManager::NewStream(http::StreamEncoder& respo
   // An armed timer is due no later than this stream's timeout (every arming is for at most one
   // timeout from then), so it only needs arming when it is off.
   const Duration idle = http_options_.stream_idle_timeout;
-  if (idle.count() > 0 && !stream_idle_timer_.enabled()) stream_idle_timer_.Enable(idle);
+  if (idle.count() > 0) ArmStreamTimer(idle);
   return ref;
+}
+
+void HttpConnectionManager::ArmStreamTimer(Duration within) {
+  const MonotonicTime due = context_.loop.Now() + within;
+  // An armed timer due sooner stays: its scan re-arms for whatever is next.
+  if (stream_idle_timer_.enabled() && stream_timer_due_.has_value() && *stream_timer_due_ <= due) {
+    return;
+  }
+  stream_timer_due_ = due;
+  stream_idle_timer_.Enable(within);
 }
 
 void HttpConnectionManager::OnStreamIdleTimer() {
@@ -936,17 +997,24 @@ void HttpConnectionManager::OnStreamIdleTimer() {
   // Timing a stream out ends it (and may close the connection); streams are deleted only at the
   // end of the loop turn, so the pointers stay valid meanwhile.
   std::vector<ActiveStream*> expired;
+  std::vector<ActiveStream*> too_slow;
   std::optional<Duration> next;
   for (const auto& stream : streams_) {
-    const Duration left = stream->IdleTimeLeft(now);
-    if (left <= Duration::zero()) {
+    const Duration idle = stream->IdleTimeLeft(now);
+    const Duration body = stream->BodyTimeLeft(now);
+    if (idle <= Duration::zero()) {
       expired.push_back(stream.get());
-    } else if (!next.has_value() || left < *next) {
+    } else if (body <= Duration::zero()) {
+      too_slow.push_back(stream.get());
+    } else if (const Duration left = std::min(idle, body);
+               left != Duration::max() && (!next.has_value() || left < *next)) {
       next = left;
     }
   }
   for (ActiveStream* stream : expired) stream->OnIdleTimeout();
-  if (next.has_value() && !closed_) stream_idle_timer_.Enable(*next);
+  for (ActiveStream* stream : too_slow) stream->OnBodyTimeout();
+  stream_timer_due_.reset();
+  if (next.has_value() && !closed_) ArmStreamTimer(*next);
 }
 
 void HttpConnectionManager::OnStreamDone(ActiveStream& stream) {

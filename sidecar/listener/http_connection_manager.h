@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -190,7 +191,11 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   event::Timer idle_timer_;
   event::Timer request_headers_timer_;
+  // Fires for the earliest stream deadline (idle timeout, body clock); each fire scans every
+  // stream and re-arms for the next.
   event::Timer stream_idle_timer_;
+  std::optional<MonotonicTime> stream_timer_due_;
+  void ArmStreamTimer(Duration within);
   // Closes a draining connection on a later turn: closing from inside the codec's own call
   // would drop frames it has not written yet.
   event::Timer drain_close_timer_;

@@ -99,6 +99,11 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
                          "(--overload-max-active-requests).",
                          {{"reason", r == 0 ? "memory" : "active_requests"}}));
   }
+  ASSIGN_OR_RETURN(s.downstream_rq_body_timeout,
+                   shard.RegisterCounter(
+                       "meshlet_http_downstream_rq_body_timeout_total",
+                       "Requests answered 408 (or reset) because their body arrived slower than "
+                       "request_body_timeout and min_request_body_bytes_per_second allow."));
   ASSIGN_OR_RETURN(s.downstream_rq_header_timeout,
                    shard.RegisterCounter(
                        "meshlet_http_downstream_rq_header_timeout_total",

@@ -49,9 +49,11 @@ struct HttpStats {
   // meshlet_http_downstream_rq_overload_shed_total{reason}: requests answered 503 (OL) by load
   // shedding; [0] memory, [1] active_requests.
   std::array<Counter, 2> downstream_rq_overload_shed;
-  Counter downstream_rq_header_timeout;  // meshlet_http_downstream_rq_header_timeout_total
-  Counter downstream_cx_idle_timeout;    // meshlet_http_downstream_cx_idle_timeout_total
-  Counter downstream_cx_drain_close;     // meshlet_http_downstream_cx_drain_close_total
+  Counter downstream_rq_header_timeout;
+  Counter downstream_rq_body_timeout;  // meshlet_http_downstream_rq_body_timeout_total  //
+                                       // meshlet_http_downstream_rq_header_timeout_total
+  Counter downstream_cx_idle_timeout;  // meshlet_http_downstream_cx_idle_timeout_total
+  Counter downstream_cx_drain_close;   // meshlet_http_downstream_cx_drain_close_total
   // meshlet_http_downstream_rq_connect_refused_total: CONNECT requests answered 403.
   Counter downstream_rq_connect_refused;
   // meshlet_http_rbac_allowed_total / meshlet_http_rbac_denied_total: requests the listener's
