@@ -65,6 +65,7 @@ class FakeApiServer:
         self.requests = []      # (kind, query dict) of every list and watch
         self.metadata_only_requests = []  # those that asked for metadata only
         self.commands = {kind: [] for kind in KINDS.values()}  # "drop", "gone", "bookmark"
+        self.watch_generation = {kind: 0 for kind in KINDS.values()}  # the newest watch, per kind
         self.pages = {}
         server = self
 
@@ -124,7 +125,11 @@ class FakeApiServer:
                         self.wfile.write(b"0\r\n\r\n")
                         return
                     sent = since
-                    while time.time() < deadline:
+                    # Only the newest watch of a kind takes commands: an older one whose client
+                    # already went (its own timeout) would swallow them, writing to nobody.
+                    server.watch_generation[kind] += 1
+                    generation = server.watch_generation[kind]
+                    while time.time() < deadline and generation == server.watch_generation[kind]:
                         for rv, k, type_, obj in server.history:
                             if k == kind and rv > sent:
                                 self.chunk({"type": type_, "object": obj})
