@@ -609,6 +609,28 @@ TEST_F(CodecTest, ConnectTunnelWhenAllowed) {
   EXPECT_EQ(response.body, "back");
 }
 
+// Any 2xx answers CONNECT with a tunnel (RFC 9110 9.3.6); the client's parser read what followed
+// a 204 as HTTP/1 responses before (found by parser_differential_fuzz).
+TEST_F(CodecTest, ConnectTunnelOn204) {
+  CodecOptions options;
+  options.allow_connect = true;
+  Rebuild(options, CodecOptions());
+  RecordingDecoder response;
+  StreamEncoder& request = client_->NewStream(response);
+  request.EncodeHeaders(HeaderMap{{":method", "CONNECT"}, {":authority", "db.internal:5432"}},
+                        false);
+  Pump();
+  ServerRequest& r = Request(0);
+  r.encoder->EncodeHeaders(HeaderMap{{":status", "204"}}, false);
+  SendBody(*r.encoder, "HTTP/1.1 200 OK\r\n\r\n", false);
+  Pump();
+  EXPECT_EQ(response.Header(":status"), "204");
+  EXPECT_EQ(response.body, "HTTP/1.1 200 OK\r\n\r\n");
+  SendBody(request, "raw", false);
+  Pump();
+  EXPECT_EQ(r.body, "raw");
+}
+
 struct ErrorCase {
   const char* name;
   std::string request;

@@ -666,11 +666,12 @@ bool Parser::HeadersComplete() {
       info.framing = BodyFraming::kNone;
       info.keep_alive = true;
       info.upgrade = code == 101;
-    } else if (request_was_head_ || code == 204 || code == 304) {
-      info.framing = BodyFraming::kNone;
     } else if (request_was_connect_ && code < 300) {
+      // Any 2xx to CONNECT opens the tunnel, 204 included (RFC 9110 9.3.6).
       info.framing = BodyFraming::kNone;
       info.upgrade = true;
+    } else if (request_was_head_ || code == 204 || code == 304) {
+      info.framing = BodyFraming::kNone;
     } else if (chunked_) {
       info.framing = BodyFraming::kChunked;
     } else if (has_content_length_) {

@@ -590,6 +590,26 @@ TEST(ParserTest, ConsumedStopsAtUpgrade) {
   EXPECT_EQ(v.messages_completed(), 2);
 }
 
+// Found by parser_differential_fuzz: a 204 answering CONNECT did not open the tunnel (204 and
+// 304 were decided before CONNECT), while the client codec opens it for any 2xx (RFC 9110
+// 9.3.6); the parser then read the tunnel's bytes as HTTP/1 responses.
+TEST(ParserTest, Any2xxToConnectOpensTheTunnel) {
+  ParseOptions options;
+  options.type = Type::kResponse;
+  options.request_method = "CONNECT";
+  for (const char* status : {"200 OK", "204 No Content", "206 Partial Content"}) {
+    std::string head = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Length: 3\r\n\r\n");
+    ParseOutcome out = ParseWhole(head + "raw", options);
+    EXPECT_EQ(out.status, Parser::Status::kUpgraded) << out.log;
+    EXPECT_EQ(out.consumed, head.size()) << out.log;
+    EXPECT_EQ(out.body_bytes, 0u) << out.log;
+  }
+  // 304 is no 2xx: no tunnel, and no content either.
+  ParseOutcome out = ParseWhole("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n", options);
+  EXPECT_EQ(out.log,
+            "begin|status 1.1 304 Not Modified|h Content-Length: 3|hc none ka=1|done => ok");
+}
+
 TEST(ParserTest, ConsumedStopsAtClose) {
   std::string first = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
   RecordingVisitor v;
