@@ -125,6 +125,10 @@ class FloodTestCase(base.SidecarTestCase):
     def assert_rss_bounded(self, limit_kib=4 * 1024):
         grown = rss_kib(self.sidecar.proc.pid) - self.baseline
         print(f"{self.id()}: RSS {self.baseline} KiB before, {grown:+} KiB after", file=sys.stderr)
+        if base.SANITIZED:
+            print("SKIP the RSS bound: a sanitizer's allocator holds freed memory",
+                  file=sys.stderr)
+            return
         self.assertLess(grown, limit_kib, f"RSS grew by {grown} KiB under the flood")
 
 
@@ -314,7 +318,8 @@ class Http2AbuseTest(FloodTestCase):
         time.sleep(2)
         grown = rss_kib(self.app_sidecar.proc.pid) - baseline
         print(f"{self.id()}: RSS +{grown} KiB with 200 streams held", file=sys.stderr)
-        self.assertLess(grown, 24 * 1024)
+        if not base.SANITIZED:
+            self.assertLess(grown, 24 * 1024)
         self.assertIn('"upstream": "app"', base.curl(f"http://127.0.0.1:{self.app_port}/other"))
 
     def settled_app_rss(self):

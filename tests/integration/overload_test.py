@@ -84,7 +84,11 @@ class ActiveRequestsTest(OverloadTestCase):
             total_shed += len(shed)
         grown = rss_kib(self.sidecar.proc.pid) - baseline
         print(f"{self.id()}: shed {total_shed} of 600, RSS {grown:+} KiB", file=sys.stderr)
-        self.assertLess(grown, 8 * 1024)
+        if base.SANITIZED:
+            print("SKIP the RSS bound: a sanitizer's allocator holds freed memory",
+                  file=sys.stderr)
+        else:
+            self.assertLess(grown, 8 * 1024)
         self.assertEqual(
             self.sidecar.stat_lines("meshlet_http_downstream_rq_overload_shed_total").count(
                 'meshlet_http_downstream_rq_overload_shed_total{reason="active_requests"}: '
@@ -95,6 +99,7 @@ class ActiveRequestsTest(OverloadTestCase):
 
 
 class MemoryTest(OverloadTestCase):
+    @unittest.skipIf(base.SANITIZED, "RSS under a sanitizer is its allocator's quarantine")
     def test_shed_while_memory_is_held_and_recover(self):
         # The limit sits 24 MiB above the idle process.
         probe = self.start_proxy_and_measure()

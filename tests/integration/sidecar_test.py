@@ -26,6 +26,9 @@ import urllib.request
 from ports import free_port  # noqa: F401  (re-exported for the tests)
 
 SIDECAR = None  # set from argv
+# Built with a sanitizer (./dev test --asan or --tsan): its allocator keeps freed memory in
+# quarantine, so RSS says little about the sidecar's own allocations.
+SANITIZED = "ASAN_OPTIONS" in os.environ or "TSAN_OPTIONS" in os.environ
 
 
 class TcpServer:
