@@ -83,6 +83,8 @@ struct HttpOptionsConfig {
   // HTTP/2: unsent response bytes of all streams of a connection before every stream stops
   // reading its upstream (http::h2::Http2Options::connection_buffer_limit).
   uint32_t connection_buffer_kb = 4096;
+  uint32_t control_frame_burst = 1000;  // HTTP/2 PING and SETTINGS frames; 0: no limit
+  uint32_t control_frames_per_second = 100;
 };
 
 // Capture listeners (use_original_destination): how connections to one set of original

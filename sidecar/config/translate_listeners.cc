@@ -62,6 +62,10 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
           1u << 20, &out.stream_reset_burst);
   wrapped("stream_resets_per_second", in.has_stream_resets_per_second(),
           in.stream_resets_per_second().value(), 1u << 20, &out.stream_resets_per_second);
+  wrapped("control_frame_burst", in.has_control_frame_burst(), in.control_frame_burst().value(),
+          1u << 20, &out.control_frame_burst);
+  wrapped("control_frames_per_second", in.has_control_frames_per_second(),
+          in.control_frames_per_second().value(), 1u << 20, &out.control_frames_per_second);
   wrapped("max_consecutive_inbound_empty_frames", in.has_max_consecutive_inbound_empty_frames(),
           in.max_consecutive_inbound_empty_frames().value(), 1u << 20,
           &out.max_consecutive_inbound_empty_frames);

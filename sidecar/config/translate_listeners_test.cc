@@ -54,6 +54,8 @@ TEST(TranslateTest, Http2AbuseLimits) {
     EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 1u);
     EXPECT_EQ(http.max_continuation_frames, 8u);
     EXPECT_EQ(http.connection_buffer_kb, 4096u);
+    EXPECT_EQ(http.control_frame_burst, 1000u);
+    EXPECT_EQ(http.control_frames_per_second, 100u);
   }
   auto* options = set.listeners.Mutable(0).mutable_http();
   options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
@@ -62,6 +64,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   options->mutable_max_consecutive_inbound_empty_frames()->set_value(0);
   options->set_max_continuation_frames(3);
   options->set_connection_buffer_kb(512);
+  options->mutable_control_frame_burst()->set_value(0);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
@@ -71,6 +74,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 0u);
   EXPECT_EQ(http.max_continuation_frames, 3u);
   EXPECT_EQ(http.connection_buffer_kb, 512u);
+  EXPECT_EQ(http.control_frame_burst, 0u);
   options->set_max_continuation_frames(5000);
   auto refused = BuildSnapshot(set);
   ASSERT_FALSE(refused.ok());

@@ -85,6 +85,8 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
   options.max_consecutive_inbound_empty_frames = http.max_consecutive_inbound_empty_frames;
   options.max_continuation_frames = http.max_continuation_frames;
   options.connection_buffer_limit = http.connection_buffer_kb * 1024;
+  options.control_frame_burst = http.control_frame_burst;
+  options.control_frames_per_second = http.control_frames_per_second;
   return options;
 }
 
@@ -818,13 +820,14 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // The codec queued its error reply (400/431, 403, GOAWAY) and reset the streams.
       LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
                  << " protocol error: " << status.message();
-      // A flood of replies the client did not read: what is queued is mostly those, so it goes
-      // now, with whatever the socket already took (the GOAWAY, if there was room for it). Other
-      // abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that may
-      // read: the GOAWAY is flushed, like any protocol error's.
+      // A flood of replies (acknowledgements, resets): what is queued is mostly those, so it
+      // goes now, with whatever the socket already took (the GOAWAY, if there was room for it).
+      // Other abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that
+      // may read: the GOAWAY is flushed, like any protocol error's.
       const bool unread =
           absl::IsResourceExhausted(status) &&
-          (h2_codec_ == nullptr || h2_codec_->flood() == http::h2::Http2Flood::kControlFrames);
+          (h2_codec_ == nullptr || h2_codec_->flood() == http::h2::Http2Flood::kControlFrames ||
+           h2_codec_->flood() == http::h2::Http2Flood::kPingSettings);
       CloseConnection(unread ? net::CloseMode::kNoFlush : net::CloseMode::kFlush);
       return;
     }

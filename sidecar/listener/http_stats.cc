@@ -86,7 +86,7 @@ absl::StatusOr<HttpStats> HttpStats::Create(StatsShard& shard) {
             "meshlet_http_downstream_cx_flood_total",
             "HTTP/2 connections ended with GOAWAY(ENHANCE_YOUR_CALM), by the limit the client "
             "passed: control_frames (replies left unread, WINDOW_UPDATEs without data), resets "
-            "(rapid reset), priority, empty_frames, continuation.",
+            "(rapid reset), priority, empty_frames, continuation, ping_settings.",
             {{"limit",
               std::string(http::h2::Http2FloodName(static_cast<http::h2::Http2Flood>(k)))}}));
   }

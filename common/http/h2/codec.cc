@@ -178,6 +178,8 @@ absl::string_view Http2FloodName(Http2Flood flood) {
       return "empty_frames";
     case Http2Flood::kContinuation:
       return "continuation";
+    case Http2Flood::kPingSettings:
+      return "ping_settings";
   }
   return "none";
 }
@@ -370,6 +372,10 @@ class ConnectionImpl {
   double reset_tokens_ = 0;
   MonotonicTime reset_refilled_{};
   uint64_t priority_frames_received_ = 0;
+  double control_tokens_ = 0;
+  MonotonicTime control_refilled_{};
+  // A PING or SETTINGS frame (not an acknowledgement) arrived: false once the bucket is empty.
+  bool TakeControlToken();
   uint64_t client_streams_opened_ = 0;
   uint32_t consecutive_empty_frames_ = 0;
   uint64_t data_frames_sent_ = 0;
@@ -584,6 +590,8 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
     reset_tokens_ = options_.stream_reset_burst;
     reset_refilled_ = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
   }
+  control_tokens_ = options_.control_frame_burst;
+  control_refilled_ = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
   if (!server_) {
     nghttp2_option_set_peer_max_concurrent_streams(opt,
                                                    options_.assumed_peer_max_concurrent_streams);
@@ -804,6 +812,21 @@ void ConnectionImpl::ChargeReset() {
   // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
   abuse_ = Http2Flood::kResets;
   abuse_what_ = "streams reset or refused faster than stream_reset_burst allows";
+}
+
+bool ConnectionImpl::TakeControlToken() {
+  if (options_.control_frame_burst == 0) return true;
+  const MonotonicTime now = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
+  if (now > control_refilled_) {
+    control_tokens_ = std::min<double>(
+        options_.control_frame_burst,
+        control_tokens_ + std::chrono::duration<double>(now - control_refilled_).count() *
+                              options_.control_frames_per_second);
+    control_refilled_ = now;
+  }
+  if (control_tokens_ < 1) return false;
+  control_tokens_ -= 1;
+  return true;
 }
 
 void ConnectionImpl::CreditReset() {
@@ -1210,7 +1233,17 @@ int ConnectionImpl::Receive(absl::string_view bytes) {
     // Everything before this frame first, so that nghttp2's view of the stream is current.
     if (int rv = feed(bytes.substr(fed, head_start - fed)); rv != 0) return rv;
     fed = head_start;
-    if (ClientStreamGone(id)) OnFrameOnGoneStream(id);
+    if (ClientStreamGone(id)) {
+      OnFrameOnGoneStream(id);
+      // nghttp2 drops these without a callback (OnFrameRecv counts the others): empty ones on a
+      // stream this side reset would otherwise be ignored forever.
+      if (frame_payload_left_ > 0) {
+        consecutive_empty_frames_ = 0;
+      } else if ((h[4] & NGHTTP2_FLAG_END_STREAM) == 0 &&
+                 ++consecutive_empty_frames_ > options_.max_consecutive_inbound_empty_frames) {
+        return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+      }
+    }
   }
   return feed(bytes.substr(fed));
 }
@@ -1231,6 +1264,12 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, v
       } else if ((hd->flags & NGHTTP2_FLAG_END_STREAM) == 0 &&
                  ++c->consecutive_empty_frames_ > o.max_consecutive_inbound_empty_frames) {
         return c->Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+      }
+      break;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+      if ((hd->flags & NGHTTP2_FLAG_ACK) == 0 && !c->TakeControlToken()) {
+        return c->Abuse(Http2Flood::kPingSettings, "PING or SETTINGS frames faster than allowed");
       }
       break;
     case NGHTTP2_PRIORITY:

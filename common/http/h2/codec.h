@@ -130,6 +130,13 @@ struct Http2Options {
   // CONTINUATION frames after one HEADERS frame (CONTINUATION flood, 2024). A header block is
   // bounded by max_header_list_size besides; nghttp2 refuses a single field above 64 KiB.
   uint32_t max_continuation_frames = 8;
+  // Server only. PING and SETTINGS frames (not acknowledgements) take a token each from a bucket
+  // of `control_frame_burst`, refilled at `control_frames_per_second`: a client that reads its
+  // acknowledgements may still not make the sidecar answer at line rate (gRPC servers allow a
+  // ping every few minutes; keepalive and BDP probes send a few a second at most). Zero burst:
+  // no limit.
+  uint32_t control_frame_burst = 1000;
+  uint32_t control_frames_per_second = 100;
 };
 
 // Checks ranges RFC 9113 imposes (window sizes, frame size) and basic sanity.
@@ -150,9 +157,11 @@ enum class Http2Flood {
   kPriority,       // max_inbound_priority_frames_per_stream
   kEmptyFrames,    // max_consecutive_inbound_empty_frames
   kContinuation,   // max_continuation_frames
+  kPingSettings,   // control_frame_burst
 };
-inline constexpr size_t kHttp2FloodKinds = 6;
-// "control_frames", "resets", "priority", "empty_frames", "continuation" ("none" for kNone).
+inline constexpr size_t kHttp2FloodKinds = 7;
+// "control_frames", "resets", "priority", "empty_frames", "continuation", "ping_settings"
+// ("none" for kNone).
 absl::string_view Http2FloodName(Http2Flood flood);
 
 // Per-codec counters; the sidecar folds them into its stats.

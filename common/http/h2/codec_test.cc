@@ -875,6 +875,27 @@ TEST(Http2CodecTest, RefusedStreamsDrainTheResetBucket) {
   EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 6u);
 }
 
+// A client that reads its acknowledgements still may not make the server answer PINGs and
+// SETTINGS at line rate.
+TEST(Http2CodecTest, PingAndSettingsRateEndsTheConnection) {
+  Http2Options options;
+  options.control_frame_burst = 10;
+  options.control_frames_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());  // the client's SETTINGS took one token
+  net::Buffer in;
+  for (int i = 0; i < 5; ++i) AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  for (int i = 0; i < 4; ++i) AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  // Acknowledgements are free.
+  for (int i = 0; i < 20; ++i) AppendFrame(in, NGHTTP2_PING, NGHTTP2_FLAG_ACK, 0, "12345678");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPingSettings);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 TEST(Http2CodecTest, PriorityFloodEndsTheConnection) {
   Http2Options options;
   options.max_inbound_priority_frames_per_stream = 5;
@@ -923,6 +944,23 @@ TEST(Http2CodecTest, EmptyDataFramesInARowEndTheConnection) {
   EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
   EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// On a stream this side already reset (its response is complete), nghttp2 drops DATA without a
+// callback; empty ones still count.
+TEST(Http2CodecTest, EmptyDataFramesOnAResetStreamEndTheConnection) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kGetBlock);
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  Respond(*p.server_callbacks.requests[0], "done");  // RST_STREAM(NO_ERROR) for the rest
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
 }
 
 TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {
