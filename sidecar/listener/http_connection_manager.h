@@ -3,6 +3,8 @@
 // HttpConnectionManager (HCM): serves one accepted downstream connection as an HTTP proxy. It
 // owns the connection and its server codec (HTTP/1.1 or HTTP/2, as detected by the listener), and
 // runs each request stream through the filter chain (sidecar/stream/filter.h), in this order:
+//   0. load shedding first: while WorkerContext::overload says so (stream/stream_context.h), the
+//      request gets a local 503 (OL) before anything else runs;
 //   1. authorization (filters/authorization_filter.h), then the listener's rate limit
 //      (filters/rate_limit_filter.h), on the request as the client sent it;
 //   2. the HCM prepares the request: removes hop-by-hop headers (TE: trailers survives, for
@@ -16,7 +18,8 @@
 //   4. fault injection (filters/fault_filter.h), the route's rate limit, the breaker gate
 //      (filters/breaker_filter.h), and the router last, which forwards the request upstream.
 // Any of them may answer the request with a local reply (sidecar/stream/local_reply.h). The HCM
-// enforces the stream idle timeout (408 before the response started, a reset after), counts
+// enforces the stream idle timeout (408 before the response started, a reset after) and the
+// minimum request body rate (HttpOptionsConfig::request_body_timeout; 408 likewise), counts
 // HttpStats and the cluster's golden metrics, writes one access-log JSON line when
 // WorkerContext::access_log is set, and ends the server span with the request.
 // Per connection it enforces the request-header read timeout — a request header section begun
