@@ -6,7 +6,7 @@ Usage: h2_abuse.py --sidecar BIN [--seconds 10] [--json OUT]
 One sidecar (one worker) serves an HTTP listener with a direct response and a route to a local
 upstream (the sample app is not needed: the upstream is a tiny Python server answering after
 50 ms). A victim client, wrk over HTTP/1.1 with one connection, measures latency on the same
-worker: first alone, then while each attack runs from a separate process that reconnects
+worker (the sidecar pinned to core 0, wrk and the attacker to the other cores): first alone, then while each attack runs from a separate process that reconnects
 whenever the sidecar cuts it off:
 
   rapid-reset    HEADERS for the upstream route, RST_STREAM at once, as fast as it can
@@ -93,7 +93,9 @@ def attack_frames(kind):
             yield frame(SETTINGS, 0, 0) * 100
 
 
-def attacker(kind, port, seconds, counter):
+def attacker(kind, port, seconds, counter, cpus):
+    os.sched_setaffinity(0, {int(c) for c in range(int(cpus.split("-")[0]),
+                                                    int(cpus.split("-")[-1]) + 1)})
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
@@ -174,8 +176,12 @@ def stat(admin, name):
                    if l.split("{")[0] == name)
 
 
+CLIENT_CPUS = None  # set in main
+
+
 def wrk(port, seconds):
-    out = subprocess.run(["wrk", "-t1", "-c1", f"-d{seconds}s", "--latency",
+    out = subprocess.run(["taskset", "-c", CLIENT_CPUS, "wrk", "-t1", "-c1", f"-d{seconds}s",
+                          "--latency",
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
 
     def ms(label):
@@ -202,9 +208,15 @@ def main():
     with open(path, "w") as f:
         f.write(config(port, upstream.server_address[1]))
     log = open(os.path.join(tmp, "sidecar.log"), "wb")
-    proc = subprocess.Popen([os.path.abspath(args.sidecar), f"--config={path}", "--concurrency=1",
+    # The sidecar alone on core 0; wrk and the attacker share core 1 (with more cores, the rest).
+    cores = os.cpu_count() or 1
+    sidecar_cpu, client_cpus = ("0", f"1-{cores - 1}") if cores > 1 else ("0", "0")
+    proc = subprocess.Popen(["taskset", "-c", sidecar_cpu,
+                             os.path.abspath(args.sidecar), f"--config={path}", "--concurrency=1",
                              f"--admin-address=127.0.0.1:{admin_port}", "--log-level=warn"],
                             stdout=log, stderr=log)
+    global CLIENT_CPUS
+    CLIENT_CPUS = client_cpus
     admin = f"127.0.0.1:{admin_port}"
     results = {}
     try:
@@ -222,7 +234,8 @@ def main():
             cpu_before = cpu_seconds(proc.pid)
             counter = multiprocessing.Value("i", 0)
             p = multiprocessing.Process(target=attacker,
-                                        args=(kind, port, args.seconds + 1, counter))
+                                        args=(kind, port, args.seconds + 1, counter,
+                                              client_cpus))
             p.start()
             time.sleep(0.5)
             r = wrk(port, args.seconds)
