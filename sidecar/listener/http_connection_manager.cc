@@ -170,15 +170,22 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     DecodeHeadersFrom(0);
   }
 
+  // The method and path as the client sent them, for the access log (the router may rewrite the
+  // path later); nothing without an access log.
+  void RememberRequestLine(const http::HeaderMap& headers) {
+    if (hcm_.context_.access_log == nullptr) return;
+    const absl::string_view method = headers.Get(":method").value_or("");
+    method_.assign(method.data(), method.size());
+    const absl::string_view path = headers.Get(":path").value_or("");
+    path_.assign(path.data(), path.size());
+  }
+
   // Load shedding: a fast local 503 before any filter or upstream work.
   void Shed(stream::OverloadState::Reason reason) {
     hcm_.stats_
         .downstream_rq_overload_shed[reason == stream::OverloadState::Reason::kMemory ? 0 : 1]
         .Inc();
-    if (hcm_.context_.access_log != nullptr) {
-      method_ = std::string(request_headers_->Get(":method").value_or(""));
-      path_ = std::string(request_headers_->Get(":path").value_or(""));
-    }
+    RememberRequestLine(*request_headers_);
     info_.SetFlag(stream::ResponseFlag::kOverloaded);
     SendLocalReply({.http_status = 503,
                     .grpc_status = http::grpc::StatusCode::kUnavailable,
@@ -188,10 +195,7 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
 
   // A capture listener's connection to a destination the mesh does not know (Options::refuse).
   void Refuse() {
-    if (hcm_.context_.access_log != nullptr) {
-      method_ = std::string(request_headers_->Get(":method").value_or(""));
-      path_ = std::string(request_headers_->Get(":path").value_or(""));
-    }
+    RememberRequestLine(*request_headers_);
     info_.SetFlag(stream::ResponseFlag::kNotInRegistry);
     SendLocalReply({502, http::grpc::StatusCode::kUnavailable, hcm_.refusal_message_});
   }
@@ -528,12 +532,8 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     if (!hcm_.options_.peer_identity.empty()) {
       headers.Add(kPeerIdentityHeader, hcm_.options_.peer_identity);
     }
+    RememberRequestLine(headers);
     if (hcm_.context_.access_log != nullptr) {
-      // The router rewrites the path; the log shows what the client asked for.
-      const absl::string_view method = headers.Get(":method").value_or("");
-      method_.assign(method.data(), method.size());
-      const absl::string_view path = headers.Get(":path").value_or("");
-      path_.assign(path.data(), path.size());
       const absl::string_view id = headers.Get(kRequestIdHeader).value_or("");
       request_id_.assign(id.data(), id.size());
     }

@@ -6,32 +6,29 @@
 #include <cstdio>
 
 #include "common/base/logging.h"
+#include "common/stats/or_discard.h"
 
 namespace meshlet::sidecar::server {
-
-namespace {
-
-template <typename T>
-T OrDiscard(absl::StatusOr<T> stat) {
-  return stat.ok() ? *stat : T();
-}
-
-}  // namespace
 
 OverloadMonitor::OverloadMonitor(event::Loop& loop, StatsShard& shared_stats,
                                  uint64_t max_rss_bytes, Duration interval)
     : loop_(loop), max_rss_bytes_(max_rss_bytes), interval_(interval) {
   if (max_rss_bytes_ == 0) return;
-  pressure_gauge_ = OrDiscard(shared_stats.RegisterGauge(
-      "meshlet_overload_memory_pressure",
-      "1 while resident memory is above --overload-max-rss-mb and new requests are shed.", {},
-      GaugeMerge::kGlobal));
-  rss_gauge_ = OrDiscard(shared_stats.RegisterGauge(
-      "meshlet_overload_rss_bytes", "Resident memory at the last overload check.", {},
-      GaugeMerge::kGlobal));
-  trims_ = OrDiscard(shared_stats.RegisterCounter(
-      "meshlet_overload_malloc_trims_total",
-      "Times free malloc memory was given back because RSS was above --overload-max-rss-mb."));
+  pressure_gauge_ = OrDiscard(
+      shared_stats.RegisterGauge(
+          "meshlet_overload_memory_pressure",
+          "1 while resident memory is above --overload-max-rss-mb and new requests are shed.", {},
+          GaugeMerge::kGlobal),
+      "meshlet_overload_memory_pressure");
+  rss_gauge_ = OrDiscard(shared_stats.RegisterGauge("meshlet_overload_rss_bytes",
+                                                    "Resident memory at the last overload check.",
+                                                    {}, GaugeMerge::kGlobal),
+                         "meshlet_overload_rss_bytes");
+  trims_ = OrDiscard(
+      shared_stats.RegisterCounter(
+          "meshlet_overload_malloc_trims_total",
+          "Times free malloc memory was given back because RSS was above --overload-max-rss-mb."),
+      "meshlet_overload_malloc_trims_total");
 }
 
 uint64_t OverloadMonitor::ReadRss() {

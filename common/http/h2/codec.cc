@@ -212,6 +212,38 @@ class StreamImpl;
 using StreamList =
     std::list<std::unique_ptr<StreamImpl>, RecyclingAllocator<std::unique_ptr<StreamImpl>>>;
 
+// A per-connection token bucket for the server's abuse limits: `burst` tokens, refilled at `rate`
+// a second, lazily when one is taken (no timer). Zero burst: no limit.
+class AbuseBucket {
+ public:
+  void Start(uint32_t burst, uint32_t rate, MonotonicTime now) {
+    burst_ = burst;
+    rate_ = rate;
+    tokens_ = burst;
+    refilled_ = now;
+  }
+  // Takes a token; false when none is left.
+  bool Take(MonotonicTime now) {
+    if (burst_ == 0) return true;
+    if (now > refilled_) {
+      tokens_ = std::min<double>(
+          burst_, tokens_ + std::chrono::duration<double>(now - refilled_).count() * rate_);
+      refilled_ = now;
+    }
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+  // Gives a token back (up to the burst).
+  void Credit() { tokens_ = std::min<double>(burst_, tokens_ + 1); }
+
+ private:
+  uint32_t burst_ = 0;
+  uint32_t rate_ = 0;
+  double tokens_ = 0;
+  MonotonicTime refilled_{};
+};
+
 // The nghttp2 session and everything shared by the streams of one connection.
 class ConnectionImpl {
  public:
@@ -295,10 +327,9 @@ class ConnectionImpl {
   // Server abuse limits found inside nghttp2's callbacks (which then stop the read); Dispatch
   // ends the connection. Returns the callback's result.
   int Abuse(Http2Flood kind, const char* what);
-  // A stream ended early (reset by either side, or refused): takes a token (stream_reset_burst).
+  // A stream ended early (reset by either side, or refused): takes a token (stream_reset_burst);
+  // a completed response gives one back (resets_.Credit()).
   void ChargeReset();
-  // A response completed: gives a token back.
-  void CreditReset();
   void SendFinalGoAway();
   // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
   // of Http2Options::goaway_keepalive_interval; otherwise keepalive_interval. Zero: none.
@@ -364,18 +395,17 @@ class ConnectionImpl {
   uint64_t window_updates_received_ = 0;
   uint64_t headers_received_ = 0;
   // Server abuse accounting (Http2Options): what the client did that ended the connection, set
-  // from callbacks; the rapid-reset bucket (tokens, refilled lazily from reset_refilled_);
-  // PRIORITY frames and streams the client opened; frames in a row that carried nothing.
+  // from callbacks; the rapid-reset and PING/SETTINGS buckets; PRIORITY frames and streams the
+  // client opened; frames in a row that carried nothing.
   Http2Flood abuse_ = Http2Flood::kNone;
   const char* abuse_what_ = "";
   Http2Flood flood_ = Http2Flood::kNone;
-  double reset_tokens_ = 0;
-  MonotonicTime reset_refilled_{};
+  AbuseBucket resets_;
+  AbuseBucket control_frames_;
+  MonotonicTime Now() const {
+    return loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
+  }
   uint64_t priority_frames_received_ = 0;
-  double control_tokens_ = 0;
-  MonotonicTime control_refilled_{};
-  // A PING or SETTINGS frame (not an acknowledgement) arrived: false once the bucket is empty.
-  bool TakeControlToken();
   uint64_t client_streams_opened_ = 0;
   uint32_t consecutive_empty_frames_ = 0;
   uint64_t data_frames_sent_ = 0;
@@ -587,11 +617,11 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
   if (server_ && options_.stream_reset_burst > 0) {
     // Ours (ChargeReset) decides; nghttp2's counts every RST_STREAM, even after a response.
     nghttp2_option_set_stream_reset_rate_limit(opt, UINT32_MAX, UINT32_MAX);
-    reset_tokens_ = options_.stream_reset_burst;
-    reset_refilled_ = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
   }
-  control_tokens_ = options_.control_frame_burst;
-  control_refilled_ = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
+  if (server_) {
+    resets_.Start(options_.stream_reset_burst, options_.stream_resets_per_second, Now());
+    control_frames_.Start(options_.control_frame_burst, options_.control_frames_per_second, Now());
+  }
   if (!server_) {
     nghttp2_option_set_peer_max_concurrent_streams(opt,
                                                    options_.assumed_peer_max_concurrent_streams);
@@ -796,43 +826,10 @@ int ConnectionImpl::Abuse(Http2Flood kind, const char* what) {
 }
 
 void ConnectionImpl::ChargeReset() {
-  if (!server_ || options_.stream_reset_burst == 0 || abuse_ != Http2Flood::kNone) return;
-  const MonotonicTime now = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
-  const double burst = options_.stream_reset_burst;
-  if (now > reset_refilled_) {
-    reset_tokens_ = std::min(
-        burst, reset_tokens_ + std::chrono::duration<double>(now - reset_refilled_).count() *
-                                   options_.stream_resets_per_second);
-    reset_refilled_ = now;
-  }
-  if (reset_tokens_ >= 1) {
-    reset_tokens_ -= 1;
-    return;
-  }
+  if (!server_ || abuse_ != Http2Flood::kNone || resets_.Take(Now())) return;
   // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
   abuse_ = Http2Flood::kResets;
   abuse_what_ = "streams reset or refused faster than stream_reset_burst allows";
-}
-
-bool ConnectionImpl::TakeControlToken() {
-  if (options_.control_frame_burst == 0) return true;
-  const MonotonicTime now = loop_ != nullptr ? loop_->Now() : std::chrono::steady_clock::now();
-  if (now > control_refilled_) {
-    control_tokens_ = std::min<double>(
-        options_.control_frame_burst,
-        control_tokens_ + std::chrono::duration<double>(now - control_refilled_).count() *
-                              options_.control_frames_per_second);
-    control_refilled_ = now;
-  }
-  if (control_tokens_ < 1) return false;
-  control_tokens_ -= 1;
-  return true;
-}
-
-void ConnectionImpl::CreditReset() {
-  if (server_ && options_.stream_reset_burst > 0) {
-    reset_tokens_ = std::min<double>(options_.stream_reset_burst, reset_tokens_ + 1);
-  }
 }
 
 absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {
@@ -1268,7 +1265,7 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, v
       break;
     case NGHTTP2_PING:
     case NGHTTP2_SETTINGS:
-      if ((hd->flags & NGHTTP2_FLAG_ACK) == 0 && !c->TakeControlToken()) {
+      if ((hd->flags & NGHTTP2_FLAG_ACK) == 0 && !c->control_frames_.Take(c->Now())) {
         return c->Abuse(Http2Flood::kPingSettings, "PING or SETTINGS frames faster than allowed");
       }
       break;
@@ -1501,7 +1498,7 @@ int ConnectionImpl::OnFrameSend(nghttp2_session* session, const nghttp2_frame* f
     case NGHTTP2_HEADERS: {
       if (frame->hd.type == NGHTTP2_DATA) ++c->data_frames_sent_;
       if (!c->server_ || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
-      c->CreditReset();
+      c->resets_.Credit();  // a response completed
       StreamImpl* s = c->Find(frame->hd.stream_id);
       // The response is complete but the request is not: tell the client to stop sending
       // (RFC 9113 8.1) rather than accept a body nobody will read.
