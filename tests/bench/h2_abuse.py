@@ -39,25 +39,11 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+from h2_frames import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS,  # noqa: E402
+                       PING, PREFACE, PRIORITY, RST_STREAM, SETTINGS, frame, hpack_literal,
+                       request_block)
 from ports import free_port  # noqa: E402
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, CONTINUATION = 0, 1, 2, 3, 4, 6, 9
-END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
-
-
-def frame(kind, flags, stream_id, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
-        struct.pack(">I", stream_id) + payload
-
-
-def literal(name, value):
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def block(path):
-    return b"\x82\x86" + literal(b":path", path) + literal(b":authority", b"a")
-
+from sidecar_test import rss_kib  # noqa: E402
 
 def attack_frames(kind):
     """An endless sequence of byte chunks for one connection of attack `kind`."""
@@ -66,17 +52,17 @@ def attack_frames(kind):
         while True:
             chunk = b""
             for _ in range(50):
-                chunk += frame(HEADERS, END_STREAM | END_HEADERS, sid, block(b"/upstream")) + \
+                chunk += frame(HEADERS, END_STREAM | END_HEADERS, sid, request_block(b"/upstream")) + \
                     frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
                 sid += 2
             yield chunk
     elif kind == "continuation":
-        yield frame(HEADERS, 0, 1, block(b"/"))
-        field = literal(b"x-filler", b"v" * 100) * 9
+        yield frame(HEADERS, 0, 1, request_block(b"/"))
+        field = hpack_literal(b"x-filler", b"v" * 100) * 9
         while True:
             yield frame(CONTINUATION, 0, 1, field) * 16
     elif kind == "empty-data":
-        yield frame(HEADERS, END_HEADERS, 1, block(b"/"))
+        yield frame(HEADERS, END_HEADERS, 1, request_block(b"/"))
         while True:
             yield frame(DATA, 0, 1) * 100
     elif kind == "priority":
@@ -160,14 +146,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def stat(admin, name):

@@ -23,11 +23,10 @@ import socket
 import sys
 import tempfile
 import unittest
-import urllib.request
 
 import sidecar_test
-from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
-                       start_xds_sidecar, stop_all)
+from mesh_util import (call_service, create_join_token, put_resource, spiffe,
+                       start_plaintext_control_plane, start_xds_sidecar, stop_all)
 from sidecar_l7_test import (OP_TEXT, UpgradeServer, read_head, ws_accept, ws_frame,
                              ws_read_frame)
 from sidecar_test import HttpUpstream, wait_for
@@ -81,12 +80,7 @@ class AutoMtlsTest(unittest.TestCase):
 
     @classmethod
     def put(cls, path, yaml_text):
-        req = urllib.request.Request(
-            f"http://{cls.api}/apis/meshlet.io/v1/{path}", method="PUT",
-            data=yaml_text.encode(), headers={"Authorization": "Bearer " + cls.api_token,
-                                              "Content-Type": "application/yaml"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            r.read()
+        put_resource(cls.api, cls.api_token, path, yaml_text)
 
     @classmethod
     def start(cls, node_id, *args, account=None, inbound=None):

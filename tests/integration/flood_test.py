@@ -28,37 +28,11 @@ import time
 import unittest
 
 import sidecar_test as base
-from sidecar_test import ROUTES, config_yaml, free_port, http_listener, static_cluster, wait_for
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# Frame types and flags (RFC 9113 section 6).
-HEADERS, SETTINGS, PING, WINDOW_UPDATE = 1, 4, 6, 8
-END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
-
-
-def frame(kind, flags, stream_id, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
-        struct.pack(">I", stream_id) + payload
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def hpack_literal(name, value):
-    """A literal header field without indexing, new name (RFC 7541 6.2.2), no Huffman."""
-    assert len(name) < 127 and len(value) < 127
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def request_block(path=b"/", extra=b""):
-    # :method GET (index 2), :scheme http (6), :path (literal), :authority (literal).
-    return b"\x82\x86" + hpack_literal(b":path", path) + hpack_literal(b":authority", b"a") + extra
-
+from h2_frames import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, PREFACE,
+                       PRIORITY, RST_STREAM, SETTINGS, WINDOW_UPDATE, frame, hpack_literal,
+                       read_goaway, request_block)
+from sidecar_test import (ROUTES, config_yaml, free_port, http_listener, rss_kib, static_cluster,
+                          wait_for)
 
 class Flooder:
     """One client connection that writes from a thread and never reads until told to."""
@@ -215,30 +189,6 @@ class Http2FloodTest(FloodTestCase):
         self.assertTrue(wait_for(lambda: self.sidecar.stat_lines(
             "meshlet_http_downstream_cx_flood_total").count(
                 'meshlet_http_downstream_cx_flood_total{limit="ping_settings"}: 1') == 1, 5))
-
-
-RST_STREAM, PRIORITY, CONTINUATION, GOAWAY, DATA = 3, 2, 9, 7, 0
-
-
-def read_goaway(sock, timeout=10):
-    """Reads until the connection ends; the error code of the last GOAWAY received, or None."""
-    sock.settimeout(timeout)
-    data = bytearray()
-    try:
-        while True:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    code, pos = None, 0
-    while pos + 9 <= len(data):
-        length = int.from_bytes(data[pos:pos + 3], "big")
-        if data[pos + 3] == GOAWAY and pos + 9 + 8 <= len(data):
-            code = int.from_bytes(data[pos + 13:pos + 17], "big")
-        pos += 9 + length
-    return code
 
 
 class Http2AbuseTest(FloodTestCase):

@@ -138,6 +138,15 @@ def start_plaintext_control_plane(binary, tmp, *args):
         return proc, api, ads, f.read().strip()
 
 
+def put_resource(api, api_token, path, yaml_text):
+    """PUT `yaml_text` at /apis/meshlet.io/v1/`path` of the control plane's API at `api`."""
+    req = urllib.request.Request(
+        f"http://{api}/apis/meshlet.io/v1/{path}", method="PUT", data=yaml_text.encode(),
+        headers={"Authorization": "Bearer " + api_token, "Content-Type": "application/yaml"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()
+
+
 def meshctl(binary, context, *args, stdin=None):
     """stdout of `binary args` (meshctl) with the context file `context`; raises AssertionError
     when it fails."""

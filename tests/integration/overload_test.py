@@ -21,15 +21,8 @@ import time
 import unittest
 
 import sidecar_test as base
-from sidecar_test import app_routes, config_yaml, free_port, http_listener, static_cluster, wait_for
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+from sidecar_test import (app_routes, config_yaml, free_port, http_listener, rss_kib,
+                          static_cluster, wait_for)
 
 
 def get(port, path, timeout=10):

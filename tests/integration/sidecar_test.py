@@ -300,6 +300,15 @@ class Sidecar:
             self.stderr.close()
 
 
+def rss_kib(pid):
+    """Resident memory of process `pid` in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_for(predicate, timeout=5.0):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -17,23 +17,15 @@ import http.client
 import os
 import resource
 import socket
-import struct
 import sys
 import threading
 import time
 import unittest
 
 import sidecar_test as base
+from h2_frames import CONTINUATION, HEADERS, PREFACE, SETTINGS, frame
 from sidecar_test import ROUTES, app_routes, config_yaml, free_port, http_listener, \
     static_cluster, wait_for
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def frame(kind, flags, stream_id, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
-        struct.pack(">I", stream_id) + payload
-
 
 def percentile(values, p):
     values = sorted(values)
@@ -74,7 +66,7 @@ class SlowlorisTest(base.SidecarTestCase):
                 s.sendall(b"GET / HTTP/1.1\r\nhost: a\r\nx-slow: ")
             else:
                 # :method GET, :scheme http, :path / from the static table; no END_HEADERS.
-                s.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0, 1, b"\x82\x86\x84"))
+                s.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, 0, 1, b"\x82\x86\x84"))
             socks.append(s)
         opened = time.monotonic()
         self.assertTrue(wait_for(
@@ -89,7 +81,7 @@ class SlowlorisTest(base.SidecarTestCase):
             while not stop.is_set():
                 for i, s in enumerate(socks):
                     try:
-                        s.send(b"x" if i % 2 == 0 else frame(9, 0, 1, b"\x41"))
+                        s.send(b"x" if i % 2 == 0 else frame(CONTINUATION, 0, 1, b"\x41"))
                     except OSError:
                         pass
                 stop.wait(1)

@@ -30,24 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from mesh_util import (call_service, create_join_token, start_plaintext_control_plane,  # noqa: E402
-                       start_xds_sidecar, stop_all)
+from mesh_util import (call_service, create_join_token, put_resource,  # noqa: E402
+                       start_plaintext_control_plane, start_xds_sidecar, stop_all)
 from ports import free_port  # noqa: E402
+from sidecar_test import rss_kib  # noqa: E402
 
 NAMESPACE = "soak"
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Mesh:
@@ -92,12 +84,7 @@ spec:
         return s
 
     def put(self, path, yaml_text):
-        req = urllib.request.Request(
-            f"http://{self.api}/apis/meshlet.io/v1/namespaces/{NAMESPACE}/{path}", method="PUT",
-            data=yaml_text.encode(), headers={"Authorization": "Bearer " + self.token,
-                                              "Content-Type": "application/yaml"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            r.read()
+        put_resource(self.api, self.token, f"namespaces/{NAMESPACE}/{path}", yaml_text)
 
     def push(self, n):
         self.put("httproutes/backend", f"""apiVersion: meshlet.io/v1
