@@ -148,11 +148,6 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     grpc_ = http::grpc::IsGrpcRequest(*headers);
     request_headers_ = std::move(headers);
     request_end_ = end_stream;
-    if (!end_stream && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {
-      body_clock_ = true;
-      body_start_ = hcm_.context_.loop.Now();
-      hcm_.ArmStreamTimer(hcm_.http_options_.request_body_timeout);
-    }
     if (const auto reason = overload_->ShouldShed(); reason != stream::OverloadState::Reason::kNone)
         [[unlikely]] {
       Shed(reason);
@@ -166,6 +161,11 @@ class HttpConnectionManager::ActiveStream final : public http::StreamDecoder,
     // listener-level filters (authorization's destination port) and the route share one match.
     if (route_.table != nullptr) {
       route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
+    }
+    if (!end_stream && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {
+      body_clock_ = true;
+      body_start_ = hcm_.context_.loop.Now();
+      hcm_.ArmStreamTimer(hcm_.http_options_.request_body_timeout);
     }
     DecodeHeadersFrom(0);
   }
@@ -824,10 +824,10 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // goes now, with whatever the socket already took (the GOAWAY, if there was room for it).
       // Other abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that
       // may read: the GOAWAY is flushed, like any protocol error's.
-      const bool unread =
-          absl::IsResourceExhausted(status) &&
-          (h2_codec_ == nullptr || h2_codec_->flood() == http::h2::Http2Flood::kControlFrames ||
-           h2_codec_->flood() == http::h2::Http2Flood::kPingSettings);
+      const http::h2::Http2Flood flood =
+          h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kNone;
+      const bool unread = flood == http::h2::Http2Flood::kControlFrames ||
+                          flood == http::h2::Http2Flood::kPingSettings;
       CloseConnection(unread ? net::CloseMode::kNoFlush : net::CloseMode::kFlush);
       return;
     }
@@ -857,13 +857,9 @@ void HttpConnectionManager::CountDispatchError(const absl::Status& status) {
     return;
   }
   if (absl::IsResourceExhausted(status)) {
-    // The HTTP/2 codec sent GOAWAY(ENHANCE_YOUR_CALM).
-    const http::h2::Http2Flood flood =
-        h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kControlFrames;
-    stats_
-        .downstream_cx_flood[static_cast<size_t>(
-            flood == http::h2::Http2Flood::kNone ? http::h2::Http2Flood::kControlFrames : flood)]
-        .Inc();
+    // Only the HTTP/2 codec says this: it sent GOAWAY(ENHANCE_YOUR_CALM) for a limit it names.
+    if (h2_codec_ != nullptr)
+      stats_.downstream_cx_flood[static_cast<size_t>(h2_codec_->flood())].Inc();
     return;
   }
   stats_.downstream_cx_protocol_error.Inc();
@@ -977,8 +973,6 @@ http::StreamDecoder& HttpConnectionManager::NewStream(http::StreamEncoder& respo
   streams_.push_back(std::move(stream));
   ref.pos_ = std::prev(streams_.end());
   response_encoder.GetStream().AddCallbacks(ref);
-  // An armed timer is due no later than this stream's timeout (every arming is for at most one
-  // timeout from then), so it only needs arming when it is off.
   const Duration idle = http_options_.stream_idle_timeout;
   if (idle.count() > 0) ArmStreamTimer(idle);
   return ref;
