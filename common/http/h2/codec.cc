@@ -269,6 +269,11 @@ class ConnectionImpl {
   // All streams' unsent bytes crossed connection_buffer_limit upwards, or below half of it.
   void CheckBufferedAbove();
   void CheckBufferedBelow();
+  // Raises the high watermark of every open stream not yet counted in `counted` (one of the
+  // connection-wide sources: the underlying connection, the connection-wide buffer), or lowers
+  // it for every stream counted there.
+  void RaiseAll(bool StreamImpl::*counted);
+  void LowerAll(bool StreamImpl::*counted);
   StreamEncoder& NewClientStream(StreamDecoder& decoder);
   bool CanOpenStream() const;
   Http2Flood flood() const { return flood_; }
@@ -327,6 +332,10 @@ class ConnectionImpl {
   // Server abuse limits found inside nghttp2's callbacks (which then stop the read); Dispatch
   // ends the connection. Returns the callback's result.
   int Abuse(Http2Flood kind, const char* what);
+  // A DATA, HEADERS or CONTINUATION frame arrived, with or without payload (padding aside) and
+  // END_STREAM: counts frames that carry nothing, one after another
+  // (max_consecutive_inbound_empty_frames). Returns the callback's result.
+  int CountEmptyFrame(bool has_payload, bool end_stream);
   // A stream ended early (reset by either side, or refused): takes a token (stream_reset_burst);
   // a completed response gives one back (resets_.Credit()).
   void ChargeReset();
@@ -825,6 +834,16 @@ int ConnectionImpl::Abuse(Http2Flood kind, const char* what) {
   return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream) {
+  if (has_payload) {
+    consecutive_empty_frames_ = 0;
+  } else if (!end_stream &&
+             ++consecutive_empty_frames_ > options_.max_consecutive_inbound_empty_frames) {
+    return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+  }
+  return 0;
+}
+
 void ConnectionImpl::ChargeReset() {
   if (!server_ || abuse_ != Http2Flood::kNone || resets_.Take(Now())) return;
   // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
@@ -948,15 +967,7 @@ void ConnectionImpl::OnUnderlyingWriteHighWatermark() {
     reads_held_ = true;
     io_.ReadDisable(true);
   }
-  std::vector<StreamImpl*> open;
-  for (auto& s : streams_) {
-    if (!s->done_ && s->surfaced_ && !s->conn_above_) open.push_back(s.get());
-  }
-  for (StreamImpl* s : open) {
-    if (s->done_) continue;
-    s->conn_above_ = true;
-    s->RaiseWatermark();
-  }
+  RaiseAll(&StreamImpl::conn_above_);
 }
 
 void ConnectionImpl::OnUnderlyingWriteLowWatermark() {
@@ -967,39 +978,41 @@ void ConnectionImpl::OnUnderlyingWriteLowWatermark() {
     reads_held_ = false;
     io_.ReadDisable(false);
   }
-  std::vector<StreamImpl*> open;
-  for (auto& s : streams_) {
-    if (s->conn_above_) open.push_back(s.get());
-  }
-  for (StreamImpl* s : open) {
-    s->conn_above_ = false;
-    if (!s->done_) s->LowerWatermark();
-  }
+  LowerAll(&StreamImpl::conn_above_);
 }
 
 void ConnectionImpl::CheckBufferedAbove() {
   if (buffered_above_ || tx_buffered_ <= options_.connection_buffer_limit) return;
   buffered_above_ = true;
-  std::vector<StreamImpl*> open;
-  for (auto& s : streams_) {
-    if (!s->done_ && s->surfaced_ && !s->buffered_above_) open.push_back(s.get());
-  }
-  for (StreamImpl* s : open) {
-    if (s->done_) continue;
-    s->buffered_above_ = true;
-    s->RaiseWatermark();
-  }
+  RaiseAll(&StreamImpl::buffered_above_);
 }
 
 void ConnectionImpl::CheckBufferedBelow() {
   if (!buffered_above_ || tx_buffered_ > options_.connection_buffer_limit / 2) return;
   buffered_above_ = false;
+  LowerAll(&StreamImpl::buffered_above_);
+}
+
+void ConnectionImpl::RaiseAll(bool StreamImpl::*counted) {
+  // Collected first: a watermark callback may end streams.
   std::vector<StreamImpl*> open;
   for (auto& s : streams_) {
-    if (s->buffered_above_) open.push_back(s.get());
+    if (!s->done_ && s->surfaced_ && !(s.get()->*counted)) open.push_back(s.get());
   }
   for (StreamImpl* s : open) {
-    s->buffered_above_ = false;
+    if (s->done_) continue;
+    s->*counted = true;
+    s->RaiseWatermark();
+  }
+}
+
+void ConnectionImpl::LowerAll(bool StreamImpl::*counted) {
+  std::vector<StreamImpl*> open;
+  for (auto& s : streams_) {
+    if (s.get()->*counted) open.push_back(s.get());
+  }
+  for (StreamImpl* s : open) {
+    s->*counted = false;
     if (!s->done_) s->LowerWatermark();
   }
 }
@@ -1234,11 +1247,9 @@ int ConnectionImpl::Receive(absl::string_view bytes) {
       OnFrameOnGoneStream(id);
       // nghttp2 drops these without a callback (OnFrameRecv counts the others): empty ones on a
       // stream this side reset would otherwise be ignored forever.
-      if (frame_payload_left_ > 0) {
-        consecutive_empty_frames_ = 0;
-      } else if ((h[4] & NGHTTP2_FLAG_END_STREAM) == 0 &&
-                 ++consecutive_empty_frames_ > options_.max_consecutive_inbound_empty_frames) {
-        return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+      if (int rv = CountEmptyFrame(frame_payload_left_ > 0, (h[4] & NGHTTP2_FLAG_END_STREAM) != 0);
+          rv != 0) {
+        return rv;
       }
     }
   }
@@ -1256,11 +1267,9 @@ int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, v
       if (c->ClientStreamGone(hd->stream_id)) c->OnFrameOnGoneStream(hd->stream_id);
       [[fallthrough]];
     case NGHTTP2_CONTINUATION:
-      if (hd->length > 0) {
-        c->consecutive_empty_frames_ = 0;
-      } else if ((hd->flags & NGHTTP2_FLAG_END_STREAM) == 0 &&
-                 ++c->consecutive_empty_frames_ > o.max_consecutive_inbound_empty_frames) {
-        return c->Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+      if (int rv = c->CountEmptyFrame(hd->length > 0, (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0);
+          rv != 0) {
+        return rv;
       }
       break;
     case NGHTTP2_PING:
@@ -1350,12 +1359,10 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       break;
     case NGHTTP2_DATA: {
       if (c->server_) {
-        const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-        if (frame->hd.length > frame->data.padlen) {
-          c->consecutive_empty_frames_ = 0;
-        } else if (!end && ++c->consecutive_empty_frames_ >
-                               c->options_.max_consecutive_inbound_empty_frames) {
-          return c->Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+        if (int rv = c->CountEmptyFrame(frame->hd.length > frame->data.padlen,
+                                        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
+            rv != 0) {
+          return rv;
         }
       }
       StreamImpl* s = c->Find(frame->hd.stream_id);
