@@ -973,8 +973,13 @@ http::StreamDecoder& HttpConnectionManager::NewStream(http::StreamEncoder& respo
   streams_.push_back(std::move(stream));
   ref.pos_ = std::prev(streams_.end());
   response_encoder.GetStream().AddCallbacks(ref);
+  // Every arming is for at most max(idle, body timeout) from then: while the body timeout is no
+  // longer than the idle one, an armed timer is due no later than this stream's idle timeout.
   const Duration idle = http_options_.stream_idle_timeout;
-  if (idle.count() > 0) ArmStreamTimer(idle);
+  if (idle.count() > 0 &&
+      !(stream_idle_timer_.enabled() && http_options_.request_body_timeout <= idle)) {
+    ArmStreamTimer(idle);
+  }
   return ref;
 }
 
