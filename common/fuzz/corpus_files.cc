@@ -1,6 +1,8 @@
 #include "common/fuzz/corpus_files.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -32,6 +34,27 @@ std::vector<flags::Flag> WriteFlags(WriteRequest& request) {
                             "write the seeds to DIR, one file each, and exit"),
           flags::StringFlag("--write_dict", "FILE", &request.dictionary_file,
                             "write the dictionary in libFuzzer's format to FILE, and exit")};
+}
+
+absl::StatusOr<std::vector<std::string>> ReadCorpusDir(const std::string& dir) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files;
+  for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    if (it->is_regular_file()) files.push_back(it->path());
+  }
+  if (error) return absl::NotFoundError(absl::StrCat("corpus ", dir, ": ", error.message()));
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> inputs;
+  inputs.reserve(files.size());
+  for (const std::filesystem::path& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad())
+      return absl::DataLossError(absl::StrCat("corpus file ", file.string(), ": unreadable"));
+    inputs.push_back(std::move(content));
+  }
+  return inputs;
 }
 
 bool HandleWriteRequest(const WriteRequest& request) {

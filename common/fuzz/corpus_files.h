@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/flags/flags.h"
 
@@ -22,6 +23,10 @@ std::vector<flags::Flag> WriteFlags(WriteRequest& request);
 // Writes what `request` asks for and returns true (the caller exits), or returns false when it
 // asks for nothing.
 bool HandleWriteRequest(const WriteRequest& request);
+
+// The contents of every regular file in `dir` (a committed corpus: <package>/fuzz_corpus/<target>),
+// in file-name order. An error names the directory or file that could not be read.
+absl::StatusOr<std::vector<std::string>> ReadCorpusDir(const std::string& dir);
 
 // One dictionary entry in libFuzzer's syntax: "..." with \\, \" and \xNN escapes.
 std::string DictionaryLine(absl::string_view token);

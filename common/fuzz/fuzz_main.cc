@@ -1,6 +1,6 @@
 // The default driver of a fuzz target (fuzz_target.h): replays the files named on the command line
-// (and nothing else, to reproduce a crash), or runs the seeds and then --runs inputs mutated from
-// them with a fixed --seed, so a test run is deterministic. The
+// (and nothing else, to reproduce a crash), or runs the seeds and the --corpus files and then
+// --runs inputs mutated from them with a fixed --seed, so a test run is deterministic. The
 // mutations are byte-level and biased towards the target's dictionary; libFuzzer (./dev fuzz)
 // explores far more, this keeps every target exercised on every test run.
 
@@ -68,11 +68,14 @@ int main(int argc, char** argv) {
   namespace flags = meshlet::flags;
   int64_t runs = 10000;
   uint64_t seed = 1;
+  std::string corpus_dir;
   meshlet::fuzz::WriteRequest write;
   std::vector<flags::Flag> table = {
       flags::IntFlag<int64_t>("--runs", "N", &runs,
                               "mutated inputs to run after the seeds (default 10000)", 0),
       flags::IntFlag<uint64_t>("--seed", "N", &seed, "the mutations' random seed (default 1)", 0),
+      flags::StringFlag("--corpus", "DIR", &corpus_dir,
+                        "also replay every file in DIR (the committed corpus) and mutate them too"),
   };
   for (flags::Flag& flag : meshlet::fuzz::WriteFlags(write)) table.push_back(std::move(flag));
   absl::StatusOr<flags::ParsedArgs> parsed =
@@ -97,11 +100,20 @@ int main(int argc, char** argv) {
     std::printf("%s: %zu files: ok\n", argv[0], files.size());
     return 0;
   }
-  const std::vector<std::string> seeds = meshlet::fuzz::SeedCorpus();
+  std::vector<std::string> seeds = meshlet::fuzz::SeedCorpus();
   const std::vector<std::string> dictionary = meshlet::fuzz::Dictionary();
   if (seeds.empty()) {
     std::fprintf(stderr, "the target has no seeds\n");
     return 2;
+  }
+  const size_t built_in = seeds.size();
+  if (!corpus_dir.empty()) {
+    absl::StatusOr<std::vector<std::string>> corpus = meshlet::fuzz::ReadCorpusDir(corpus_dir);
+    if (!corpus.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(corpus.status().message()).c_str());
+      return 2;
+    }
+    for (std::string& input : *corpus) seeds.push_back(std::move(input));
   }
   for (const std::string& s : seeds) Run(s);
   std::mt19937_64 rng(seed);
@@ -114,7 +126,7 @@ int main(int argc, char** argv) {
     }
     Run(input);
   }
-  std::printf("%s: %zu seeds, %lld mutated runs: ok\n", argv[0], seeds.size(),
-              static_cast<long long>(runs));
+  std::printf("%s: %zu seeds, %zu corpus files, %lld mutated runs: ok\n", argv[0], built_in,
+              seeds.size() - built_in, static_cast<long long>(runs));
   return 0;
 }

@@ -11,8 +11,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/logging.h"
+#include "common/base/sync.h"
 
 namespace meshlet::net {
 
@@ -70,7 +70,7 @@ absl::Status UvListenStatus(absl::string_view what, const Address& address, int 
 // address first proves the address free with an exclusive bind; later ones join. Taken only
 // when a listener is created or closed, never per connection.
 struct SharedPorts {
-  absl::Mutex mutex;
+  Mutex mutex;
   absl::flat_hash_map<std::string, int> holders ABSL_GUARDED_BY(mutex);
 };
 
@@ -162,7 +162,7 @@ absl::Status Listener::BindTcp(const Address& address) {
     return ErrnoStatus("setsockopt on", address, err);
   }
   SharedPorts& shared = shared_ports();
-  absl::MutexLock lock(&shared.mutex);
+  MutexLock lock(&shared.mutex);
   if (options_.reuse_port && address.port() != 0 && !shared.holders.contains(address.ToString())) {
     if (absl::Status unused = ProveUnused(address, options_.ipv6_only); !unused.ok()) {
       close(fd);
@@ -236,7 +236,7 @@ void Listener::StopAccepting() {
   uv_close(h->handle(), &Handle::OnClosed);  // closes the socket now
   if (!shared_key_.empty()) {
     SharedPorts& shared = shared_ports();
-    absl::MutexLock lock(&shared.mutex);
+    MutexLock lock(&shared.mutex);
     auto it = shared.holders.find(shared_key_);
     if (it != shared.holders.end() && --it->second == 0) shared.holders.erase(it);
     shared_key_.clear();

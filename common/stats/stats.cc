@@ -202,13 +202,13 @@ StatsRegistry::StatsRegistry() : StatsRegistry(Options()) {}
 
 StatsRegistry::StatsRegistry(Options options) : options_(std::move(options)) {
   shared_shard_ = std::unique_ptr<StatsShard>(new StatsShard(this, /*shared=*/true));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   shards_.push_back(shared_shard_.get());
 }
 
 StatsRegistry::~StatsRegistry() {
   shared_shard_.reset();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   CHECK(shards_.empty()) << shards_.size()
                          << " StatsShard(s) outlive their StatsRegistry; destroy them first";
 }
@@ -266,7 +266,7 @@ absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
     layout = std::make_unique<const HistogramLayout>(*std::move(created));
   }
 
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(d.name);
   if (it == families_.end()) {
     // A new metric always brings a new series; refuse before the name is taken.
@@ -341,7 +341,7 @@ absl::StatusOr<uint32_t> StatsRegistry::Register(const Declaration& d) {
 
 std::unique_ptr<StatsShard> StatsRegistry::CreateShard() {
   auto shard = std::unique_ptr<StatsShard>(new StatsShard(this, /*shared=*/false));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   shards_.push_back(shard.get());
   return shard;
 }
@@ -374,7 +374,7 @@ void StatsRegistry::MergeLocked(uint32_t index, std::vector<uint64_t>* total) co
 StatsSnapshot StatsRegistry::Snapshot() const {
   StatsSnapshot snapshot;
   std::vector<uint64_t> merged;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   snapshot.series.reserve(series_.size());
   for (const auto& [name, family] : families_) {
     for (const auto& [values, index] : family->series) {
@@ -405,7 +405,7 @@ StatsSnapshot StatsRegistry::Snapshot() const {
 
 uint64_t StatsRegistry::CounterValue(CounterId id) const {
   std::vector<uint64_t> merged;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   SeriesFor(id.index_, MetricType::kCounter);
   MergeLocked(id.index_, &merged);
   return merged[0];
@@ -413,7 +413,7 @@ uint64_t StatsRegistry::CounterValue(CounterId id) const {
 
 int64_t StatsRegistry::GaugeValue(GaugeId id) const {
   std::vector<uint64_t> merged;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   SeriesFor(id.index_, MetricType::kGauge);
   MergeLocked(id.index_, &merged);
   return static_cast<int64_t>(merged[0]);
@@ -421,14 +421,14 @@ int64_t StatsRegistry::GaugeValue(GaugeId id) const {
 
 HistogramSnapshot StatsRegistry::HistogramValue(HistogramId id) const {
   std::vector<uint64_t> merged;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const Series& series = SeriesFor(id.index_, MetricType::kHistogram);
   MergeLocked(id.index_, &merged);
   return HistogramSnapshot(*series.family->layout, merged);
 }
 
 size_t StatsRegistry::series_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return series_.size();
 }
 
@@ -436,7 +436,7 @@ size_t StatsRegistry::series_count() const {
 // StatsShard
 
 StatsShard::~StatsShard() {
-  absl::MutexLock lock(&registry_->mu_);
+  MutexLock lock(&registry_->mu_);
   for (size_t index = 0; index < cells_by_series_.size(); ++index) {
     const stats_internal::Cell* cells = cells_by_series_[index];
     if (cells == nullptr) continue;
@@ -462,20 +462,20 @@ stats_internal::Cell* StatsShard::CellsLocked(uint32_t series_index, size_t cell
 }
 
 Counter StatsShard::Get(CounterId id) {
-  absl::MutexLock lock(&registry_->mu_);
+  MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kCounter);
   return Counter(CellsLocked(id.index_, series.cell_count), shared_);
 }
 
 Gauge StatsShard::Get(GaugeId id) {
-  absl::MutexLock lock(&registry_->mu_);
+  MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kGauge);
   if (series.global_cell != nullptr) return Gauge(series.global_cell, /*shared=*/true);
   return Gauge(CellsLocked(id.index_, series.cell_count), shared_);
 }
 
 Histogram StatsShard::Get(HistogramId id) {
-  absl::MutexLock lock(&registry_->mu_);
+  MutexLock lock(&registry_->mu_);
   const StatsRegistry::Series& series = registry_->SeriesFor(id.index_, MetricType::kHistogram);
   return Histogram(CellsLocked(id.index_, series.cell_count), series.family->layout.get(), shared_);
 }

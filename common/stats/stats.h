@@ -47,7 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/base/sync.h"
 #include "common/stats/histogram_buckets.h"
 
 namespace meshlet {
@@ -328,7 +328,7 @@ class StatsRegistry {
   const Series& SeriesFor(uint32_t index, MetricType type) const;
 
   const Options options_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_ ABSL_GUARDED_BY(mu_);
   // Indexed by series id; entries are never removed, so ids and pointers stay valid.
   std::vector<std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);

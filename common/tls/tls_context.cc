@@ -11,9 +11,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/base/sync.h"
 #include "common/tls/tls_session.h"
 
 namespace meshlet::tls {
@@ -64,7 +64,7 @@ class TlsContext::HandshakeCache {
   size_t max_verified_chains = 0;
   size_t max_session_peers = 0;
   std::atomic<uint64_t> verified_hits{0};
-  absl::Mutex mu;
+  Mutex mu;
   absl::flat_hash_map<std::string, Window> verified ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, std::deque<bssl::UniquePtr<SSL_SESSION>>> sessions
       ABSL_GUARDED_BY(mu);
@@ -78,14 +78,14 @@ uint64_t TlsContext::verified_chain_cache_hits() const {
 }
 
 size_t TlsContext::resumable_peers() const {
-  absl::MutexLock lock(&cache_->mu);
+  MutexLock lock(&cache_->mu);
   return cache_->sessions.size();
 }
 
 bool TlsContext::RemembersVerifiedChains() const { return cache_->max_verified_chains > 0; }
 
 bool TlsContext::ChainVerifiedBefore(const std::string& chain_key, absl::Time now) const {
-  absl::MutexLock lock(&cache_->mu);
+  MutexLock lock(&cache_->mu);
   auto it = cache_->verified.find(chain_key);
   if (it == cache_->verified.end()) return false;
   if (now < it->second.not_before || now > it->second.not_after) {
@@ -98,7 +98,7 @@ bool TlsContext::ChainVerifiedBefore(const std::string& chain_key, absl::Time no
 
 void TlsContext::RememberVerifiedChain(std::string chain_key, absl::Time not_before,
                                        absl::Time not_after) const {
-  absl::MutexLock lock(&cache_->mu);
+  MutexLock lock(&cache_->mu);
   // Full: drop any one entry. Chains repeat per peer workload, so a mesh of fewer peers than
   // the bound never evicts, and a larger one still verifies correctly, only more often.
   if (cache_->verified.size() >= cache_->max_verified_chains) {
@@ -125,7 +125,7 @@ bool TlsContext::KeepsClientSessions() const { return cache_->max_session_peers 
 
 bssl::UniquePtr<SSL_SESSION> TlsContext::TakeSession(const std::string& peer_key) const {
   if (cache_->max_session_peers == 0) return nullptr;
-  absl::MutexLock lock(&cache_->mu);
+  MutexLock lock(&cache_->mu);
   auto it = cache_->sessions.find(peer_key);
   if (it == cache_->sessions.end()) return nullptr;
   std::deque<bssl::UniquePtr<SSL_SESSION>>& kept = it->second;
@@ -142,7 +142,7 @@ bssl::UniquePtr<SSL_SESSION> TlsContext::TakeSession(const std::string& peer_key
 void TlsContext::KeepSession(const std::string& peer_key,
                              bssl::UniquePtr<SSL_SESSION> session) const {
   if (cache_->max_session_peers == 0 || !SSL_SESSION_is_resumable(session.get())) return;
-  absl::MutexLock lock(&cache_->mu);
+  MutexLock lock(&cache_->mu);
   auto it = cache_->sessions.find(peer_key);
   if (it == cache_->sessions.end()) {
     if (cache_->sessions.size() >= cache_->max_session_peers) {

@@ -4,9 +4,9 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/base/sync.h"
 #include "google/protobuf/util/json_util.h"
 #include "xds/resources.pb.h"
 
@@ -890,12 +890,12 @@ std::optional<std::string> AdsServer::ProxyConfigJson(absl::string_view node_id)
 std::optional<std::vector<ProxyStatus>> AdsServer::ProxyStatusesAnyThread(Duration timeout) const {
   if (loop_.IsInLoopThread()) return ProxyStatuses();
   auto result = std::make_shared<std::vector<ProxyStatus>>();
-  auto done = std::make_shared<absl::Notification>();
+  auto done = std::make_shared<Notification>();
   loop_.Post([this, result, done, alive = std::weak_ptr<bool>(alive_)] {
     if (auto a = alive.lock(); a && *a) *result = ProxyStatuses();
     done->Notify();
   });
-  if (!done->WaitForNotificationWithTimeout(absl::FromChrono(timeout))) return std::nullopt;
+  if (!done->WaitForNotificationWithTimeout(timeout)) return std::nullopt;
   return *result;
 }
 
@@ -903,12 +903,12 @@ std::optional<std::optional<std::string>> AdsServer::ProxyConfigJsonAnyThread(
     std::string node_id, Duration timeout) const {
   if (loop_.IsInLoopThread()) return ProxyConfigJson(node_id);
   auto result = std::make_shared<std::optional<std::string>>();
-  auto done = std::make_shared<absl::Notification>();
+  auto done = std::make_shared<Notification>();
   loop_.Post([this, result, done, node_id, alive = std::weak_ptr<bool>(alive_)] {
     if (auto a = alive.lock(); a && *a) *result = ProxyConfigJson(node_id);
     done->Notify();
   });
-  if (!done->WaitForNotificationWithTimeout(absl::FromChrono(timeout))) return std::nullopt;
+  if (!done->WaitForNotificationWithTimeout(timeout)) return std::nullopt;
   return *result;
 }
 

@@ -21,7 +21,7 @@ bool SameTransport(const UpstreamTlsConfig& a, const UpstreamTlsConfig& b) {
 
 std::shared_ptr<resilience::CircuitBreakerThresholds> SharedClusterLimits::For(
     const ClusterConfig& config) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::shared_ptr<resilience::CircuitBreakerThresholds>& slot = by_name_[config.name];
   if (slot == nullptr) {
     slot = std::make_shared<resilience::CircuitBreakerThresholds>(config.circuit_breakers);
@@ -46,7 +46,7 @@ absl::string_view ThresholdName(resilience::ResourceKind kind) {
 }
 
 void SharedClusterLimits::PublishStats(StatsShard& shard) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [name, thresholds] : by_name_) {
     Published& published = published_[name];
     for (size_t i = 0; i < resilience::kResourceKindCount; ++i) {
@@ -82,7 +82,7 @@ void SharedClusterLimits::AppendJson(std::string& out, absl::string_view cluster
   out += "\"circuit_breakers\":";
   std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = by_name_.find(cluster);
     if (it != by_name_.end()) thresholds = it->second;
   }

@@ -34,9 +34,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
+#include "common/base/sync.h"
 #include "common/event/loop.h"
 #include "common/http/h1/codec.h"
 #include "common/http/h2/codec.h"
@@ -77,7 +77,7 @@ class SharedClusterLimits {
     bool registered = false;
   };
 
-  absl::Mutex mu_;
+  Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<resilience::CircuitBreakerThresholds>> by_name_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Published> published_ ABSL_GUARDED_BY(mu_);

@@ -71,14 +71,14 @@ void AppendHealthCheckJson(std::string& out, const HealthChecker* checker) {
 // SharedHostHealth
 
 uint64_t SharedHostHealth::Subscribe(event::Loop& loop, Listener listener) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const uint64_t id = next_id_++;
   subscribers_.emplace(id, Subscriber{&loop, std::move(listener)});
   return id;
 }
 
 void SharedHostHealth::Unsubscribe(uint64_t id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   subscribers_.erase(id);
 }
 
@@ -91,7 +91,7 @@ void SharedHostHealth::NotifyLocked(const std::string& cluster) {
 }
 
 void SharedHostHealth::Set(const std::string& cluster, const net::Address& address, bool healthy) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   bool changed;
   if (healthy) {
     auto it = unhealthy_.find(cluster);
@@ -104,13 +104,13 @@ void SharedHostHealth::Set(const std::string& cluster, const net::Address& addre
 }
 
 void SharedHostHealth::Clear(const std::string& cluster) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (unhealthy_.erase(cluster) > 0) NotifyLocked(cluster);
 }
 
 void SharedHostHealth::Retain(const std::string& cluster,
                               const absl::flat_hash_set<net::Address>& keep) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = unhealthy_.find(cluster);
   if (it == unhealthy_.end()) return;
   absl::erase_if(it->second, [&](const net::Address& a) { return !keep.contains(a); });
@@ -119,13 +119,13 @@ void SharedHostHealth::Retain(const std::string& cluster,
 }
 
 bool SharedHostHealth::IsUnhealthy(absl::string_view cluster, const net::Address& address) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = unhealthy_.find(cluster);
   return it != unhealthy_.end() && it->second.contains(address);
 }
 
 absl::flat_hash_set<net::Address> SharedHostHealth::Unhealthy(absl::string_view cluster) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = unhealthy_.find(cluster);
   if (it == unhealthy_.end()) return {};
   return it->second;

@@ -39,9 +39,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
+#include "common/base/sync.h"
 #include "common/event/loop.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
@@ -79,7 +79,7 @@ class SharedHostHealth {
   };
   void NotifyLocked(const std::string& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, absl::flat_hash_set<net::Address>, std::less<>> unhealthy_
       ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);

@@ -163,6 +163,9 @@ class XdsClient {
   std::vector<std::string> unmatched_assignments() const;
 
  private:
+  // Feeds responses in without a stream (xds_apply_fuzz.cc).
+  friend class XdsClientFuzzPeer;
+
   struct Entry {
     std::string version;  // content hash of the resource (as the server computes it)
     google::protobuf::Any resource;

@@ -49,7 +49,7 @@ void AccessLogFile::Write(absl::string_view json_line) {
 }
 
 absl::StatusOr<std::shared_ptr<AccessLogFile>> AccessLogFiles::Get(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (auto it = files_.find(path); it != files_.end()) {
     if (std::shared_ptr<AccessLogFile> file = it->second.lock()) return file;
   }

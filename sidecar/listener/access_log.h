@@ -23,7 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/base/sync.h"
 #include "common/stats/stats.h"
 #include "sidecar/listener/worker_context.h"
 
@@ -65,7 +65,7 @@ class AccessLogFiles {
 
  private:
   StatsShard& shared_stats_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, std::weak_ptr<AccessLogFile>> files_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -29,7 +29,7 @@ TlsRefusalLog::TlsRefusalLog(const Clock& clock, Duration interval, size_t max_a
 
 bool TlsRefusalLog::ShouldLog(absl::string_view address) {
   const MonotonicTime now = clock_.Now();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (auto it = logged_at_.find(address); it != logged_at_.end()) {
     if (now - it->second < interval_) return false;
     it->second = now;
@@ -55,7 +55,7 @@ bool TlsRefusalLog::ShouldLog(absl::string_view address) {
 }
 
 size_t TlsRefusalLog::size() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return logged_at_.size();
 }
 

@@ -33,8 +33,8 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/clock.h"
+#include "common/base/sync.h"
 #include "common/net/address.h"
 #include "common/net/buffer.h"
 #include "common/net/transport.h"
@@ -73,7 +73,7 @@ class TlsRefusalLog {
   const Clock& clock_;
   const Duration interval_;
   const size_t max_addresses_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, MonotonicTime> logged_at_ ABSL_GUARDED_BY(mu_);
   // At most the earliest time in logged_at_: while the table is full and this is less than an
   // interval ago, no entry can have aged out and nothing is swept.

@@ -178,7 +178,7 @@ absl::StatusOr<TlsContexts::Prepared> TlsContexts::Prepare(const config::Snapsho
   std::map<std::string, std::string> current_clusters;
   std::optional<WorkloadTlsMaterial> workload;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     workload = workload_;
     for (const auto& [name, entry] : listeners_) current_listeners[name] = entry.fingerprint;
     for (const auto& [name, entry] : clusters_) current_clusters[name] = entry.fingerprint;
@@ -242,7 +242,7 @@ void TlsContexts::CommitInto(Map& published, std::map<std::string, Prepared::Ent
 }
 
 void TlsContexts::Commit(Prepared prepared) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   CommitInto(listeners_, prepared.listeners, "listener");
   CommitInto(clusters_, prepared.clusters, "cluster");
 }
@@ -254,25 +254,25 @@ absl::Status TlsContexts::Apply(const config::Snapshot& snapshot) {
 }
 
 void TlsContexts::SetWorkloadCertificate(WorkloadTlsMaterial material) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   workload_ = std::move(material);
 }
 
 bool TlsContexts::has_workload_certificate() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return workload_.has_value();
 }
 
 std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForListener(
     absl::string_view name) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = listeners_.find(name);
   return it == listeners_.end() ? nullptr : it->second.provider;
 }
 
 std::shared_ptr<const tls::TlsContextProvider> TlsContexts::ForCluster(
     absl::string_view name) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = clusters_.find(name);
   return it == clusters_.end() ? nullptr : it->second.provider;
 }

@@ -33,7 +33,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/base/sync.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
 #include "sidecar/cluster/cluster_config.h"
@@ -98,7 +98,7 @@ class TlsContexts {
   static void CommitInto(Map& published, std::map<std::string, Prepared::Entry>& prepared,
                          absl::string_view kind);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   Map listeners_ ABSL_GUARDED_BY(mu_);
   Map clusters_ ABSL_GUARDED_BY(mu_);
   std::optional<WorkloadTlsMaterial> workload_ ABSL_GUARDED_BY(mu_);

@@ -4,10 +4,10 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/base/sync.h"
 #include "common/event/timer.h"
 #include "common/net/listener.h"
 #include "common/stats/or_discard.h"
@@ -42,7 +42,7 @@ ClusterManagerOptions UpstreamOptions(const TlsContexts* contexts) {
 
 std::shared_ptr<std::atomic<int64_t>> ListenerConnectionCounts::Get(
     const std::string& listener_name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto& entry = by_name_[listener_name];
   if (entry == nullptr) entry = std::make_shared<std::atomic<int64_t>>(0);
   return entry;
@@ -72,7 +72,7 @@ Worker::~Worker() { Stop(); }
 absl::Status Worker::Start(std::shared_ptr<const config::Snapshot> snapshot) {
   CHECK(!started_) << "Worker::Start called twice";
   started_ = true;
-  absl::Notification started;
+  Notification started;
   absl::Status start_status;
   thread_ = std::thread([this, snapshot = std::move(snapshot), &started, &start_status]() mutable {
     ThreadMain(std::move(snapshot), started, start_status);
@@ -85,8 +85,8 @@ absl::Status Worker::Start(std::shared_ptr<const config::Snapshot> snapshot) {
   return start_status;
 }
 
-void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot,
-                        absl::Notification& started, absl::Status& start_status) {
+void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notification& started,
+                        absl::Status& start_status) {
   loop_ = std::make_unique<event::Loop>();
   clock_ = std::make_unique<event::TurnClock>(*loop_, shared_.clock);
   stats_ = shared_.stats.CreateShard();
@@ -191,14 +191,14 @@ void Worker::Stop() {
 }
 
 std::vector<admin::ListenerStatus> Worker::listeners() const {
-  absl::MutexLock lock(&status_mu_);
+  MutexLock lock(&status_mu_);
   return listener_status_;
 }
 
 std::optional<std::vector<admin::ClusterStatus>> Worker::CollectClusters(Duration timeout) {
   if (!started_ || stopped_) return std::nullopt;
   struct Result {
-    absl::Notification done;
+    Notification done;
     std::vector<admin::ClusterStatus> clusters;
   };
   auto result = std::make_shared<Result>();
@@ -221,7 +221,7 @@ std::optional<std::vector<admin::ClusterStatus>> Worker::CollectClusters(Duratio
     }
     result->done.Notify();
   });
-  if (!result->done.WaitForNotificationWithTimeout(absl::FromChrono(timeout))) {
+  if (!result->done.WaitForNotificationWithTimeout(timeout)) {
     return std::nullopt;
   }
   return std::move(result->clusters);
@@ -413,7 +413,7 @@ void Worker::PublishListeners() {
       });
     }
   }
-  absl::MutexLock lock(&status_mu_);
+  MutexLock lock(&status_mu_);
   listener_status_ = std::move(status);
 }
 

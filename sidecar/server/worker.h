@@ -33,10 +33,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "common/base/clock.h"
 #include "common/base/random.h"
+#include "common/base/sync.h"
 #include "common/event/loop.h"
 #include "common/event/turn_clock.h"
 #include "common/net/address.h"
@@ -64,7 +63,7 @@ class ListenerConnectionCounts {
   std::shared_ptr<std::atomic<int64_t>> Get(const std::string& listener_name);
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, std::shared_ptr<std::atomic<int64_t>>> by_name_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -126,7 +125,7 @@ class Worker final : private listener::ConnectionOwner {
  private:
   class ActiveListener;
 
-  void ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, absl::Notification& started,
+  void ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notification& started,
                   absl::Status& start_status);
   // Worker thread: applies a snapshot; with `initial`, the first bind error is returned.
   absl::Status Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial);
@@ -188,7 +187,7 @@ class Worker final : private listener::ConnectionOwner {
 
   std::atomic<int64_t> active_connections_{0};
   std::atomic<uint64_t> snapshots_applied_{0};
-  mutable absl::Mutex status_mu_;
+  mutable Mutex status_mu_;
   std::vector<admin::ListenerStatus> listener_status_ ABSL_GUARDED_BY(status_mu_);
 };
 

@@ -33,7 +33,7 @@ absl::StatusOr<std::shared_ptr<CollectorAddress>> CollectorAddress::Create(std::
   std::shared_ptr<CollectorAddress> address(new CollectorAddress(
       std::move(host_port), std::move(split->host), split->port, !numeric.ok()));
   if (numeric.ok()) {
-    absl::MutexLock lock(&address->mu_);
+    MutexLock lock(&address->mu_);
     address->addresses_ = {*numeric};
   }
   return address;
@@ -43,7 +43,7 @@ std::shared_ptr<CollectorAddress> CollectorAddress::Resolved(std::string text,
                                                              std::vector<net::Address> addresses) {
   std::shared_ptr<CollectorAddress> address(
       new CollectorAddress(std::move(text), "", 0, /*needs_resolving=*/false));
-  absl::MutexLock lock(&address->mu_);
+  MutexLock lock(&address->mu_);
   address->addresses_ = std::move(addresses);
   return address;
 }
@@ -58,7 +58,7 @@ CollectorAddress::CollectorAddress(std::string text, std::string host, uint16_t 
 absl::Status CollectorAddress::Resolve() {
   if (!needs_resolving_) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<net::Address> found, net::ResolveAll(host_, port_));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   addresses_ = std::move(found);
   return absl::OkStatus();
 }
@@ -76,7 +76,7 @@ void CollectorAddress::ResolveInBackground() {
 }
 
 std::vector<net::Address> CollectorAddress::Get() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return addresses_;
 }
 

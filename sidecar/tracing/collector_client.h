@@ -28,8 +28,8 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/clock.h"
+#include "common/base/sync.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
 #include "common/http/h1/parser.h"
@@ -67,7 +67,7 @@ class CollectorAddress : public std::enable_shared_from_this<CollectorAddress> {
   const uint16_t port_;
   const bool needs_resolving_;
   std::atomic<bool> resolving_{false};
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<net::Address> addresses_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/base/sync.h"
 #include "common/event/loop.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
@@ -100,7 +100,7 @@ class KeepAliveCollector {
   int connections() const { return connections_.load(); }
   int answered() const { return answered_.load(); }
   std::vector<std::string> bodies() const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return bodies_;
   }
 
@@ -125,7 +125,7 @@ class KeepAliveCollector {
         }
         const size_t length = std::stoul(pending.substr(cl + 16));
         {
-          absl::MutexLock lock(&mu_);
+          MutexLock lock(&mu_);
           bodies_.push_back(pending.substr(head_end + 4, length));
         }
         pending.erase(0, head_end + 4 + length);
@@ -150,7 +150,7 @@ class KeepAliveCollector {
   int port_ = 0;
   std::atomic<int> connections_{0};
   std::atomic<int> answered_{0};
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
