@@ -6,8 +6,9 @@ Usage: h2_abuse.py --sidecar BIN [--seconds 10] [--json OUT]
 One sidecar (one worker) serves an HTTP listener with a direct response and a route to a local
 upstream (the sample app is not needed: the upstream is a tiny Python server answering after
 50 ms). A victim client, wrk over HTTP/1.1 with one connection, measures latency on the same
-worker (the sidecar pinned to core 0, wrk and the attacker to the other cores): first alone, then while each attack runs from a separate process that reconnects
-whenever the sidecar cuts it off:
+worker (the sidecar pinned to core 0, wrk and the attacker to the other cores, the attacker at
+nice 19 so that sharing a core with it does not delay wrk's own measurements): first alone, then
+while each attack runs from a separate process that reconnects whenever the sidecar cuts it off:
 
   rapid-reset    HEADERS for the upstream route, RST_STREAM at once, as fast as it can
   continuation   a HEADERS block that never ends: 1 KiB CONTINUATION frames
@@ -82,6 +83,9 @@ def attack_frames(kind):
 def attacker(kind, port, seconds, counter, cpus):
     os.sched_setaffinity(0, {int(c) for c in range(int(cpus.split("-")[0]),
                                                     int(cpus.split("-")[-1]) + 1)})
+    # Nice 19: wrk preempts the attacker whenever it wakes, as if each ran on a machine of its
+    # own; the attacker still takes all the CPU wrk leaves (most of the core).
+    os.nice(19)
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:

@@ -1,0 +1,147 @@
+#pragma once
+
+// EtcdStore: the Store on an etcd cluster, for several control-plane replicas sharing one state
+// (docs/adr/0048-etcd-over-its-grpc-api.md). It speaks etcd's v3 gRPC API over meshlet's own gRPC
+// client:
+//
+//   <prefix><kind>/<namespace>/<name>   one key per resource ("_cluster" = no namespace), the
+//                                       value is the resource's JSON
+//
+// A resource's revision is the key's mod_revision, its create_revision etcd's; both come from the
+// cluster-wide revision, so two replicas never hand out the same one. Writes are transactions
+// that compare the revision the caller read (kMustNotExist: create_revision == 0), so of two
+// replicas writing one resource from the same read exactly one succeeds; the other gets
+// FailedPrecondition (AlreadyExists for two creates), which the API answers 409.
+//
+// Reads go to etcd (linearizable), so a replica reads what any replica wrote. Watch callbacks
+// come from one etcd watch on the prefix, started at Open from the revision of the initial list;
+// when the watch breaks it resumes from the revision after the last event it delivered, and when
+// that revision was compacted away it lists again and reports the difference (puts for changed
+// keys, deletes for vanished ones) before watching on: no change is missed or reported twice.
+//
+// Endpoints are tried in order; a call that finds one unavailable moves to the next. A write whose
+// answer was lost may have been applied: the caller sees UNAVAILABLE and reads again.
+//
+// Threading: the store runs its own event loop on a thread of its own. Every Store method may be
+// called from any other thread and blocks until etcd answered (or request_timeout per endpoint
+// passed: UNAVAILABLE, or DEADLINE_EXCEEDED from etcd when it has no quorum). Watch callbacks run
+// on the store's thread, in revision order, with no lock held; they must not block and must not
+// call the store (that would wait on its own thread: FailedPrecondition).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/base/sync.h"
+#include "common/event/loop.h"
+#include "common/net/address.h"
+#include "common/net/transport.h"
+#include "control-plane/store/store.h"
+
+namespace meshlet::http::grpc {
+class Channel;
+class ClientCall;
+}  // namespace meshlet::http::grpc
+
+namespace meshlet::event {
+class Timer;
+}
+
+namespace meshlet::controlplane {
+
+struct EtcdStoreOptions {
+  // Client URLs' host:port, tried in order.
+  std::vector<net::Address> endpoints;
+  // Every key starts with it; replicas of one mesh share it.
+  std::string prefix = "/meshlet/";
+  // TLS to etcd (CA, client certificate), one transport per connection; null: plaintext.
+  net::TransportFactory transport_factory;
+  // etcd authentication (empty: none). The token etcd returns rides on every call.
+  std::string username;
+  std::string password;
+  // Per call and endpoint.
+  Duration request_timeout = std::chrono::seconds(5);
+  // First wait before re-opening a broken watch; doubles up to watch_retry_cap.
+  Duration watch_retry = std::chrono::milliseconds(200);
+  Duration watch_retry_cap = std::chrono::seconds(5);
+};
+
+// "etcd://host:port[,host:port...]" → the endpoints (names resolved now, the first address of
+// each). InvalidArgument naming the part that is wrong.
+absl::StatusOr<std::vector<net::Address>> ParseEtcdUrl(absl::string_view url);
+
+class EtcdStore final : public Store {
+ public:
+  // Connects, authenticates if asked and lists the prefix (the watch starts after it). Fails with
+  // the endpoint and reason when no endpoint answers.
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(EtcdStoreOptions options);
+  ~EtcdStore() override;
+
+  absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override;
+  absl::StatusOr<std::vector<StoredResource>> List(absl::string_view kind,
+                                                   absl::string_view namespace_) const override;
+  absl::StatusOr<int64_t> Put(const ResourceKey& key, absl::string_view body,
+                              int64_t expected_revision) override;
+  absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected_revision) override;
+  // The highest revision this store has seen (its own writes, reads and watch events).
+  int64_t Revision() const override;
+  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override;
+
+  // Watches opened so far (1 + reconnects) and relists after a compaction, for tests and stats.
+  uint64_t watches_started() const;
+  uint64_t relists() const;
+
+ private:
+  class Watcher;
+  explicit EtcdStore(EtcdStoreOptions options);
+
+  // One unary call: `method` with the serialized `request`, failing over between endpoints.
+  // Any thread but the store's.
+  absl::StatusOr<std::string> Call(absl::string_view method, std::string request) const;
+  template <typename Response, typename Request>
+  absl::StatusOr<Response> CallProto(absl::string_view method, const Request& request) const;
+
+  std::string KeyFor(const ResourceKey& key) const;
+  // The resource behind an etcd key of this prefix; nullopt for a key that is not one.
+  std::optional<ResourceKey> KeyFrom(absl::string_view etcd_key) const;
+  void SeenRevision(int64_t revision) const;
+
+  // Store thread.
+  void StartWatch();
+  void OnWatchEnded(bool compacted);
+  void Relist();
+  void Deliver(const std::vector<WatchEvent>& events);
+
+  const EtcdStoreOptions options_;
+  mutable event::Loop loop_;
+  std::thread thread_;
+  // Store thread only.
+  std::vector<std::unique_ptr<http::grpc::Channel>> channels_;
+  mutable size_t current_ = 0;  // the endpoint calls go to first (store thread)
+  std::string token_;           // etcd auth token, set in Open before any other call
+  std::shared_ptr<http::grpc::ClientCall> watch_;
+  std::unique_ptr<event::Timer> watch_retry_timer_;
+  Duration watch_backoff_{0};
+  // Store thread: mod_revision of every key the watch has reported (for the relist's difference),
+  // and the revision the next watch starts from.
+  std::map<std::string, int64_t> known_;
+  int64_t next_watch_revision_ = 0;
+  bool relist_pending_ = false;  // the retry timer lists again instead of watching
+  bool stopping_ = false;
+
+  mutable Mutex mu_;
+  mutable int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::shared_ptr<WatchCallback>> watchers_ ABSL_GUARDED_BY(mu_);
+  uint64_t watches_started_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t relists_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace meshlet::controlplane

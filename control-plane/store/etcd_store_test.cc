@@ -1,0 +1,387 @@
+// EtcdStore against a real etcd (Debian's etcd-server) started on loopback by the test. Without
+// the etcd binary every test prints SKIP.
+
+#include "control-plane/store/etcd_store.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/sync.h"
+
+extern char** environ;
+
+namespace meshlet::controlplane {
+namespace {
+
+constexpr char kEtcd[] = "/usr/bin/etcd";
+constexpr char kEtcdctl[] = "/usr/bin/etcdctl";
+
+uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = -1;
+  int error = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return error == 0 ? pid : -1;
+}
+
+// One etcd member on loopback, in a directory of its own; killed by the destructor.
+class EtcdProcess {
+ public:
+  explicit EtcdProcess(std::string dir)
+      : dir_(std::move(dir)), client_port_(FreePort()), peer_port_(FreePort()) {}
+  ~EtcdProcess() { Kill(); }
+
+  bool Start() {
+    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port_);
+    const std::string client = absl::StrCat("http://127.0.0.1:", client_port_);
+    pid_ = Spawn({kEtcd, "--name", "m0", "--data-dir", dir_ + "/data", "--listen-client-urls",
+                  client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                  "--initial-advertise-peer-urls", peer, "--initial-cluster",
+                  absl::StrCat("m0=", peer), "--log-level", "warn"},
+                 dir_ + "/etcd.log");
+    return pid_ > 0;
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string endpoint() const { return absl::StrCat("127.0.0.1:", client_port_); }
+  // etcdctl (v3 API) against this member; its exit code.
+  int Etcdctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> all = {kEtcdctl, "--endpoints", endpoint()};
+    all.insert(all.end(), args.begin(), args.end());
+    pid_t pid = Spawn(all, dir_ + "/etcdctl.log");
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  std::string dir_;
+  uint16_t client_port_;
+  uint16_t peer_port_;
+  pid_t pid_ = -1;
+};
+
+// What a watch delivered, from the store's thread.
+class Recorder {
+ public:
+  Store::WatchCallback Callback() {
+    return [this](const WatchEvent& event) {
+      MutexLock lock(&mu_);
+      events_.push_back(absl::StrCat(event.type == WatchEvent::Type::kPut ? "put " : "delete ",
+                                     event.resource.key.ToString(), " ", event.resource.body));
+    };
+  }
+  // Waits (up to `patience`) until `n` events arrived; returns them.
+  std::vector<std::string> WaitFor(size_t n, Duration patience = std::chrono::seconds(10)) {
+    for (auto end = std::chrono::steady_clock::now() + patience;
+         std::chrono::steady_clock::now() < end;) {
+      {
+        MutexLock lock(&mu_);
+        if (events_.size() >= n) return events_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> events_;
+};
+
+class EtcdStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(kEtcd, X_OK) != 0) {
+      std::printf("SKIP: %s is not installed (Debian package etcd-server)\n", kEtcd);
+      GTEST_SKIP() << kEtcd << " is not installed";
+    }
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/etcd_store_test_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    etcd_ = std::make_unique<EtcdProcess>(dir_);
+    ASSERT_TRUE(etcd_->Start());
+    // The first successful open says etcd is up.
+    for (int i = 0; i < 100; ++i) {
+      absl::StatusOr<std::unique_ptr<EtcdStore>> store = Open();
+      if (store.ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "etcd did not come up; see " << dir_ << "/etcd.log";
+  }
+
+  absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
+      Duration watch_retry = std::chrono::milliseconds(100)) {
+    EtcdStoreOptions options;
+    absl::StatusOr<std::vector<net::Address>> endpoints =
+        ParseEtcdUrl(absl::StrCat("etcd://", etcd_->endpoint()));
+    if (!endpoints.ok()) return endpoints.status();
+    options.endpoints = *endpoints;
+    options.prefix = "/test/";
+    options.request_timeout = std::chrono::seconds(2);
+    options.watch_retry = watch_retry;
+    return EtcdStore::Open(std::move(options));
+  }
+
+  std::string dir_;
+  std::unique_ptr<EtcdProcess> etcd_;
+};
+
+const ResourceKey kReviews{"TrafficPolicy", "default", "reviews"};
+
+TEST(EtcdUrlTest, ParsesEndpointsAndSaysWhatIsWrong) {
+  absl::StatusOr<std::vector<net::Address>> two = ParseEtcdUrl("etcd://127.0.0.1:2379,[::1]:2380");
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[0].ToString(), "127.0.0.1:2379");
+  EXPECT_EQ((*two)[1].port(), 2380);
+  EXPECT_NE(ParseEtcdUrl("http://127.0.0.1:2379").status().message().find("etcd://host:port"),
+            std::string::npos);
+  EXPECT_NE(ParseEtcdUrl("etcd://127.0.0.1:2379,nope").status().message().find("\"nope\""),
+            std::string::npos);
+  EXPECT_FALSE(ParseEtcdUrl("etcd://127.0.0.1:0").ok());
+  EXPECT_FALSE(ParseEtcdUrl("etcd://").ok());
+}
+
+TEST_F(EtcdStoreTest, CreateReadReplaceDeleteWithRevisions) {
+  auto store = Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EtcdStore& s = **store;
+  EXPECT_TRUE(absl::IsNotFound(s.Get(kReviews).status()));
+
+  absl::StatusOr<int64_t> created = s.Put(kReviews, R"({"a":1})", kMustNotExist);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_GE(s.Revision(), *created);
+  absl::StatusOr<StoredResource> read = s.Get(kReviews);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->body, R"({"a":1})");
+  EXPECT_EQ(read->revision, *created);
+  EXPECT_EQ(read->create_revision, *created);
+
+  EXPECT_TRUE(absl::IsAlreadyExists(s.Put(kReviews, "{}", kMustNotExist).status()));
+  absl::StatusOr<int64_t> replaced = s.Put(kReviews, R"({"a":2})", *created);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_GT(*replaced, *created);
+  absl::Status stale = s.Put(kReviews, "{}", *created).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(stale));
+  EXPECT_NE(stale.message().find(absl::StrCat("is stale; current is ", *replaced)),
+            std::string::npos)
+      << stale;
+  read = s.Get(kReviews);
+  EXPECT_EQ(read->create_revision, *created);
+  EXPECT_EQ(read->revision, *replaced);
+
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.Delete(kReviews, *created).status()));
+  absl::StatusOr<int64_t> deleted = s.Delete(kReviews, *replaced);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_GT(*deleted, *replaced);
+  EXPECT_TRUE(absl::IsNotFound(s.Delete(kReviews, kAnyRevision).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.Put(kReviews, "{}", *replaced).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(s.Put({"Bad Kind", "x", "y"}, "{}", kAnyRevision).status()));
+}
+
+TEST_F(EtcdStoreTest, ListFiltersByKindAndNamespaceInKeyOrder) {
+  auto store = Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EtcdStore& s = **store;
+  for (const ResourceKey& key : std::vector<ResourceKey>{{"Service", "shop-a", "x"},
+                                                         {"Service", "shop", "y"},
+                                                         {"Service", "shop", "a"},
+                                                         {"HTTPRoute", "shop", "r"},
+                                                         {"MeshConfig", "", "mesh"}}) {
+    ASSERT_TRUE(s.Put(key, "{}", kAnyRevision).ok());
+  }
+  auto names = [&](absl::string_view kind, absl::string_view ns) {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<StoredResource>> listed = s.List(kind, ns);
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    for (const StoredResource& r : *listed) out.push_back(r.key.ToString());
+    return out;
+  };
+  // Key order, not etcd's byte order ("shop-a/" sorts before "shop/" as bytes).
+  EXPECT_EQ(names("Service", ""),
+            (std::vector<std::string>{"Service/shop/a", "Service/shop/y", "Service/shop-a/x"}));
+  EXPECT_EQ(names("Service", "shop"),
+            (std::vector<std::string>{"Service/shop/a", "Service/shop/y"}));
+  EXPECT_EQ(names("", "shop").size(), 3u);
+  EXPECT_EQ(names("MeshConfig", ""), (std::vector<std::string>{"MeshConfig/-/mesh"}));
+  EXPECT_EQ(names("", "").size(), 5u);
+}
+
+TEST_F(EtcdStoreTest, TwoReplicasRacingOnOneResourceExactlyOneWins) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  absl::StatusOr<int64_t> revision = (*a)->Put(kReviews, "{}", kMustNotExist);
+  ASSERT_TRUE(revision.ok());
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> wins{0}, conflicts{0};
+    std::atomic<int64_t> winner{0};
+    auto write = [&](EtcdStore& store, const char* body) {
+      absl::StatusOr<int64_t> r = store.Put(kReviews, body, *revision);
+      if (r.ok()) {
+        ++wins;
+        winner = *r;
+      } else if (absl::IsFailedPrecondition(r.status())) {
+        ++conflicts;
+      }
+    };
+    std::thread ta([&] { write(**a, R"({"by":"a"})"); });
+    std::thread tb([&] { write(**b, R"({"by":"b"})"); });
+    ta.join();
+    tb.join();
+    ASSERT_EQ(wins.load(), 1) << "round " << round;
+    ASSERT_EQ(conflicts.load(), 1) << "round " << round;
+    revision = winner.load();
+  }
+  // Two creates: one AlreadyExists.
+  const ResourceKey fresh{"Service", "default", "fresh"};
+  absl::Status first = (*a)->Put(fresh, "{}", kMustNotExist).status();
+  absl::Status second = (*b)->Put(fresh, "{}", kMustNotExist).status();
+  EXPECT_TRUE(first.ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(second));
+}
+
+TEST_F(EtcdStoreTest, AReplicaWatchSeesAnothersWritesInOrderUntilTheHandleGoes) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Recorder seen;
+  std::unique_ptr<Store::WatchHandle> handle = (*b)->Watch(seen.Callback());
+  ASSERT_TRUE((*a)->Put(kReviews, "1", kAnyRevision).ok());
+  ASSERT_TRUE((*a)->Put(kReviews, "2", kAnyRevision).ok());
+  ASSERT_TRUE((*a)->Delete(kReviews, kAnyRevision).ok());
+  EXPECT_EQ(seen.WaitFor(3), (std::vector<std::string>{"put TrafficPolicy/default/reviews 1",
+                                                       "put TrafficPolicy/default/reviews 2",
+                                                       "delete TrafficPolicy/default/reviews "}));
+  // Keys outside the prefix, or not shaped like a resource, are not reported.
+  EXPECT_EQ(etcd_->Etcdctl({"put", "/other/Service/default/x", "{}"}), 0);
+  EXPECT_EQ(etcd_->Etcdctl({"put", "/test/garbage", "{}"}), 0);
+  handle.reset();
+  ASSERT_TRUE((*a)->Put(kReviews, "3", kAnyRevision).ok());
+  EXPECT_EQ(seen.WaitFor(4, std::chrono::milliseconds(500)).size(), 3u);
+}
+
+TEST_F(EtcdStoreTest, WatchResumesAfterEtcdRestartsWithoutMissingOrRepeating) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Recorder seen;
+  auto handle = (*b)->Watch(seen.Callback());
+  ASSERT_TRUE((*a)->Put(kReviews, "1", kAnyRevision).ok());
+  ASSERT_EQ(seen.WaitFor(1).size(), 1u);
+
+  etcd_->Kill();
+  absl::Status down = (*a)->Put(kReviews, "lost", kAnyRevision).status();
+  EXPECT_TRUE(absl::IsUnavailable(down)) << down;
+  ASSERT_TRUE(etcd_->Start());
+  absl::Status up;
+  for (int i = 0; i < 100; ++i) {
+    up = (*a)->Put(kReviews, "2", kAnyRevision).status();
+    if (up.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(up.ok()) << up;
+  ASSERT_TRUE((*a)->Put(kReviews, "3", kAnyRevision).ok());
+  seen.WaitFor(3);
+  // Nothing more (a repeat) arrives.
+  std::vector<std::string> events = seen.WaitFor(4, std::chrono::milliseconds(500));
+  EXPECT_EQ(events, (std::vector<std::string>{"put TrafficPolicy/default/reviews 1",
+                                              "put TrafficPolicy/default/reviews 2",
+                                              "put TrafficPolicy/default/reviews 3"}));
+  EXPECT_GE((*b)->watches_started(), 2u);
+}
+
+TEST_F(EtcdStoreTest, AWatchBehindACompactionListsAgainAndReportsTheDifference) {
+  auto a = Open();
+  // b waits 3 s before re-opening a broken watch: time to change and compact meanwhile.
+  auto b = Open(std::chrono::seconds(3));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const ResourceKey gone{"Service", "default", "gone"};
+  const ResourceKey kept{"Service", "default", "kept"};
+  ASSERT_TRUE((*a)->Put(gone, "g", kAnyRevision).ok());
+  ASSERT_TRUE((*a)->Put(kept, "k", kAnyRevision).ok());
+  Recorder seen;
+  auto handle = (*b)->Watch(seen.Callback());
+  ASSERT_TRUE((*a)->Put(kReviews, "1", kAnyRevision).ok());
+  ASSERT_EQ(seen.WaitFor(1).size(), 1u);
+
+  etcd_->Kill();
+  ASSERT_TRUE(etcd_->Start());
+  absl::Status up;
+  for (int i = 0; i < 100 && !(up = (*a)->Put(kReviews, "2", kAnyRevision).status()).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(up.ok()) << up;
+  ASSERT_TRUE((*a)->Put(kReviews, "3", kAnyRevision).ok());
+  ASSERT_TRUE((*a)->Delete(gone, kAnyRevision).ok());
+  const int64_t latest = (*a)->Revision();
+  ASSERT_EQ(etcd_->Etcdctl({"compact", std::to_string(latest)}), 0);
+
+  // The watch comes back at a compacted revision, lists, and reports only the difference: the
+  // latest TrafficPolicy (not each step) and the deletion.
+  seen.WaitFor(3);
+  // Nothing more (a repeat) arrives.
+  std::vector<std::string> events = seen.WaitFor(4, std::chrono::milliseconds(500));
+  EXPECT_EQ(events, (std::vector<std::string>{"put TrafficPolicy/default/reviews 1",
+                                              "put TrafficPolicy/default/reviews 3",
+                                              "delete Service/default/gone "}));
+  EXPECT_EQ((*b)->relists(), 1u);
+  // And it watches on from there.
+  ASSERT_TRUE((*a)->Put(kept, "k2", kAnyRevision).ok());
+  EXPECT_EQ(seen.WaitFor(4).back(), "put Service/default/kept k2");
+}
+
+TEST_F(EtcdStoreTest, UnavailableEtcdIsAClearErrorNotAHang) {
+  auto store = Open();
+  ASSERT_TRUE(store.ok());
+  etcd_->Kill();
+  auto start = std::chrono::steady_clock::now();
+  absl::Status status = (*store)->Get(kReviews).status();
+  EXPECT_TRUE(absl::IsUnavailable(status)) << status;
+  EXPECT_NE(status.message().find(etcd_->endpoint()), std::string::npos) << status;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane
