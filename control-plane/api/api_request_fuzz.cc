@@ -45,8 +45,13 @@ constexpr size_t kMaxRequests = 8;
 const std::string& StoreDir() {
   static const std::string* dir = [] {
     std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string d = base + "/meshlet-api-fuzz-XXXXXX";
+    static std::string d = base + "/meshlet-api-fuzz-XXXXXX";
     if (mkdtemp(d.data()) == nullptr) std::abort();
+    // Removed when the process exits normally (a crash leaves it, with the input that caused it).
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(d, ignored);
+    });
     return new std::string(d + "/store");
   }();
   return *dir;

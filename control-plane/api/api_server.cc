@@ -84,7 +84,7 @@ struct PolicyApi::Stats {
     conflicts = Make(registry, "meshlet_cp_api_conflicts_total",
                      "Writes refused because metadata.resourceVersion was stale (409).");
     store_errors = Make(registry, "meshlet_cp_api_store_errors_total",
-                        "API requests that failed in the store (500).");
+                        "API requests that failed in the store (500; 503 when it is unavailable).");
   }
   std::map<std::string, Counter> requests;
   std::map<std::string, Counter> writes;
@@ -328,18 +328,26 @@ ServerResponse PolicyApi::Get(const ResourceKey& key) {
                  {}, key.kind, key.name);
   }
   if (!stored.ok()) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", stored.status().message());
+    return StoreFailure(stored.status());
   }
   return ServerResponse::Json(200, ObjectJson(*stored) + "\n");
+}
+
+ServerResponse PolicyApi::StoreFailure(const absl::Status& status) {
+  if (stats_ != nullptr) stats_->store_errors.Inc();
+  if (absl::IsUnavailable(status)) {
+    // etcd without quorum or out of reach: the client should retry later (meshctl says why).
+    return Error(503, "ServiceUnavailable",
+                 absl::StrCat("the policy store is unavailable: ", status.message()));
+  }
+  return Error(500, "InternalError", status.message());
 }
 
 ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace_) {
   const int64_t revision = store_.Revision();
   absl::StatusOr<std::vector<StoredResource>> all = store_.List(info.kind, namespace_);
   if (!all.ok()) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", all.status().message());
+    return StoreFailure(all.status());
   }
   std::string body =
       absl::StrCat(R"({"apiVersion":)", JsonQuote(policy::kApiVersion), R"(,"kind":)",
@@ -425,8 +433,7 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
   const ResourceKey key{std::string(info.kind), meta->namespace_(), meta->name()};
   absl::StatusOr<StoredResource> existing = store_.Get(key);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", existing.status().message());
+    return StoreFailure(existing.status());
   }
   const bool exists = existing.ok();
   auto conflict = [&](absl::string_view message) {
@@ -520,8 +527,7 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
                                  "reapply"));
   }
   if (!revision.ok()) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", revision.status().message());
+    return StoreFailure(revision.status());
   }
   if (info.kind == "MeshConfig") {
     // The address ranges may have changed: Services left without an address get one now.
@@ -544,8 +550,7 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const ResourceKey
                  key.kind, key.name);
   }
   if (!existing.ok()) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", existing.status().message());
+    return StoreFailure(existing.status());
   }
   int64_t expected = kAnyRevision;
   auto params = request.QueryParams();
@@ -575,8 +580,7 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const ResourceKey
                  {}, key.kind, key.name);
   }
   if (!deleted.ok()) {
-    if (stats_ != nullptr) stats_->store_errors.Inc();
-    return Error(500, "InternalError", deleted.status().message());
+    return StoreFailure(deleted.status());
   }
   response.headers.Add("x-meshlet-result", "deleted");
   if (stats_ != nullptr) stats_->writes["deleted"].Inc();

@@ -107,6 +107,8 @@ class PolicyApi {
   http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest);
   http::ServerResponse RequestSidecarConfig(const http::ServerRequest& request,
                                             absl::string_view rest);
+  // Counts a store failure; 503 when the store is unavailable (etcd without quorum), else 500.
+  http::ServerResponse StoreFailure(const absl::Status& status);
   http::ServerResponse Get(const ResourceKey& key);
   http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
   http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,

@@ -14,13 +14,88 @@
 #include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "common/tls/certificate.h"
+#include "common/tls/tls_context.h"
 #include "control-plane/registry/saved_registry.h"
+#include "control-plane/store/etcd_store.h"
 #include "control-plane/store/file_store.h"
 
 namespace meshlet::controlplane {
 namespace {
 
 constexpr char kSavedRegistryFile[] = "registry.pb";
+
+}  // namespace
+
+namespace {
+
+flags::Flag StringOption(std::string name, std::string value, std::string help, std::string& out) {
+  return {.name = name,
+          .value = std::move(value),
+          .help = std::move(help),
+          .set = [&out, name](absl::string_view v) {
+            if (v.empty()) return absl::InvalidArgumentError("must not be empty");
+            out = std::string(v);
+            return absl::OkStatus();
+          }};
+}
+
+absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path) {
+  absl::StatusOr<std::string> content = tls::ReadSmallFile(path);
+  if (!content.ok()) return Annotate(content.status(), flag);
+  return content;
+}
+
+// The store the options name: the file store in the data directory, or etcd.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& options) {
+  const bool etcd_flags = !options.etcd_ca_file.empty() || !options.etcd_cert_file.empty() ||
+                          !options.etcd_key_file.empty() || !options.etcd_username.empty() ||
+                          !options.etcd_password_file.empty();
+  if (options.store.empty()) {
+    if (etcd_flags) {
+      return absl::InvalidArgumentError("--etcd-* flags need --store etcd://host:port");
+    }
+    absl::StatusOr<std::unique_ptr<FileStore>> store =
+        FileStore::Open(absl::StrCat(options.data_dir, "/store"));
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<Store>(std::move(*store));
+  }
+  EtcdStoreOptions etcd;
+  ASSIGN_OR_RETURN(etcd.endpoints, ParseEtcdUrl(options.store));
+  etcd.prefix = options.etcd_prefix;
+  if (options.etcd_cert_file.empty() != options.etcd_key_file.empty()) {
+    return absl::InvalidArgumentError("--etcd-cert and --etcd-key go together");
+  }
+  if (!options.etcd_ca_file.empty()) {
+    tls::TlsContextConfig config;
+    ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-ca", options.etcd_ca_file));
+    if (!options.etcd_cert_file.empty()) {
+      ASSIGN_OR_RETURN(config.certificate_chain_pem,
+                       ReadFlagFile("--etcd-cert", options.etcd_cert_file));
+      ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
+    }
+    config.alpn_protocols = {"h2"};
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateClient(config);
+    if (!context.ok()) return Annotate(context.status(), "TLS to etcd");
+    etcd.tls = std::make_shared<tls::TlsContextProvider>(*context);
+  } else if (!options.etcd_cert_file.empty()) {
+    return absl::InvalidArgumentError("--etcd-cert needs --etcd-ca");
+  }
+  if (!options.etcd_password_file.empty() && options.etcd_username.empty()) {
+    return absl::InvalidArgumentError("--etcd-password-file needs --etcd-username");
+  }
+  etcd.username = options.etcd_username;
+  if (!options.etcd_password_file.empty()) {
+    ASSIGN_OR_RETURN(std::string password,
+                     ReadFlagFile("--etcd-password-file", options.etcd_password_file));
+    etcd.password = std::string(absl::StripTrailingAsciiWhitespace(password));
+  }
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(std::move(etcd));
+  if (!store.ok()) return store.status();
+  LOG(INFO) << "policy store: etcd at " << options.store << ", prefix " << options.etcd_prefix;
+  return std::unique_ptr<Store>(std::move(*store));
+}
 
 }  // namespace
 
@@ -36,6 +111,30 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
              options.data_dir = std::string(v);
              return absl::OkStatus();
            }},
+      {.name = "--store",
+       .value = "URL",
+       .help = "the policy store: etcd://host:port[,host:port...] for etcd, shared by replicas "
+               "(default: a file store in --data-dir)",
+       .set =
+           [&options](absl::string_view v) {
+             if (absl::Status s = ParseEtcdUrl(v).status(); !s.ok()) return s;
+             options.store = std::string(v);
+             return absl::OkStatus();
+           }},
+      StringOption("--etcd-prefix", "PREFIX", "key prefix of this mesh in etcd (default /meshlet/)",
+                   options.etcd_prefix),
+      StringOption("--etcd-ca", "FILE",
+                   "TLS to etcd: CA bundle (PEM) its members' certificates "
+                   "chain to",
+                   options.etcd_ca_file),
+      StringOption("--etcd-cert", "FILE", "TLS to etcd: client certificate chain (PEM)",
+                   options.etcd_cert_file),
+      StringOption("--etcd-key", "FILE", "TLS to etcd: the client certificate's key (PEM)",
+                   options.etcd_key_file),
+      StringOption("--etcd-username", "NAME", "etcd authentication: user name",
+                   options.etcd_username),
+      StringOption("--etcd-password-file", "FILE", "etcd authentication: file holding the password",
+                   options.etcd_password_file),
       {.name = "--api-address",
        .value = "HOST:PORT",
        .help = "REST API for meshctl (default 127.0.0.1:15014)",
@@ -88,8 +187,7 @@ absl::Status ControlPlane::Init() {
     return absl::FailedPreconditionError(
         absl::StrCat("--data-dir ", options_.data_dir, ": ", std::strerror(errno)));
   }
-  absl::StatusOr<std::unique_ptr<FileStore>> store =
-      FileStore::Open(absl::StrCat(options_.data_dir, "/store"));
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
   absl::StatusOr<std::string> token =

@@ -43,6 +43,15 @@ inline constexpr char kControlPlaneVersion[] = "0.1.0";
 
 struct ControlPlaneOptions {
   std::string data_dir = "/var/lib/meshlet";
+  // Where policy lives: empty for the file store in data_dir; "etcd://host:port[,...]" for etcd
+  // (control-plane/store/etcd_store.h), shared by replicas.
+  std::string store;
+  std::string etcd_prefix = "/meshlet/";
+  std::string etcd_ca_file;    // TLS to etcd: the CA that signed its members' certificates
+  std::string etcd_cert_file;  // and a client certificate, when etcd asks for one
+  std::string etcd_key_file;
+  std::string etcd_username;
+  std::string etcd_password_file;
   // The REST API (meshctl). Loopback by default: the token guards it, but operators should
   // choose to expose it (Kubernetes: 0.0.0.0 plus a Service, or `kubectl port-forward`).
   std::string api_address = "127.0.0.1:15014";
@@ -53,8 +62,9 @@ struct ControlPlaneOptions {
   size_t max_api_connections = 256;
 };
 
-// The control plane's own flags (--data-dir, --api-address, --deregister-grace, --log-level),
-// writing into `options`; the command line (control-plane/command_line.h) adds the services'.
+// The control plane's own flags (--data-dir, --store and --etcd-*, --api-address,
+// --deregister-grace, --log-level), writing into `options`; the command line
+// (control-plane/command_line.h) adds the services'.
 std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options);
 
 class ControlPlane {

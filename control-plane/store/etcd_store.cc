@@ -10,6 +10,7 @@
 #include "common/base/logging.h"
 #include "common/event/timer.h"
 #include "common/http/grpc/client.h"
+#include "common/tls/tls_transport.h"
 #include "control-plane/store/etcd.pb.h"
 
 namespace meshlet::controlplane {
@@ -70,13 +71,13 @@ bool Retriable(const absl::Status& status) { return absl::IsUnavailable(status);
 
 }  // namespace
 
-absl::StatusOr<std::vector<net::Address>> ParseEtcdUrl(absl::string_view url) {
+absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url) {
   constexpr absl::string_view kScheme = "etcd://";
   if (!absl::StartsWith(url, kScheme)) {
     return absl::InvalidArgumentError(
         absl::StrCat("store \"", url, "\": expected etcd://host:port[,host:port...]"));
   }
-  std::vector<net::Address> endpoints;
+  std::vector<EtcdEndpoint> endpoints;
   for (absl::string_view part : absl::StrSplit(url.substr(kScheme.size()), ',')) {
     size_t colon = part.rfind(':');
     uint32_t port = 0;
@@ -96,7 +97,7 @@ absl::StatusOr<std::vector<net::Address>> ParseEtcdUrl(absl::string_view url) {
           absl::StrCat("store \"", url, "\": endpoint \"", part, "\" does not resolve",
                        resolved.ok() ? "" : absl::StrCat(": ", resolved.status().message())));
     }
-    endpoints.push_back(resolved->front());
+    endpoints.push_back({std::move(host), resolved->front()});
   }
   return endpoints;
 }
@@ -123,13 +124,17 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(EtcdStoreOptions opti
   EtcdStore* s = store.get();
   Notification started;
   s->thread_ = std::thread([s, &started] {
-    for (const net::Address& endpoint : s->options_.endpoints) {
+    for (const EtcdEndpoint& endpoint : s->options_.endpoints) {
       http::grpc::ChannelOptions channel;
-      channel.transport_factory = s->options_.transport_factory;
+      if (s->options_.tls != nullptr) {
+        channel.transport_factory = tls::TlsTransport::Factory(
+            s->options_.tls, {.server_name = endpoint.host, .verify_peer_name = endpoint.host});
+      }
       channel.connect_timeout = s->options_.request_timeout;
       channel.keepalive_interval = std::chrono::seconds(10);
       channel.keepalive_timeout = std::chrono::seconds(5);
-      s->channels_.push_back(std::make_unique<http::grpc::Channel>(s->loop_, endpoint, channel));
+      s->channels_.push_back(
+          std::make_unique<http::grpc::Channel>(s->loop_, endpoint.address, channel));
     }
     s->watch_retry_timer_ = std::make_unique<event::Timer>(s->loop_, [s] {
       if (s->relist_pending_) {
@@ -206,7 +211,8 @@ absl::StatusOr<std::string> EtcdStore::Call(absl::string_view method, std::strin
         [this, state, attempt, index, tried, method_name](
             StatusCode code, const std::string& message, std::string response) {
           absl::Status status = FromGrpc(
-              code, message, absl::StrCat(options_.endpoints[index].ToString(), " ", method_name));
+              code, message,
+              absl::StrCat(options_.endpoints[index].address.ToString(), " ", method_name));
           if (Retriable(status) && tried + 1 < channels_.size()) {
             if (current_ == index) current_ = (index + 1) % channels_.size();
             (*attempt)(tried + 1);
@@ -378,9 +384,18 @@ int64_t EtcdStore::Revision() const {
 }
 
 std::unique_ptr<Store::WatchHandle> EtcdStore::Watch(WatchCallback callback) {
+  // "Every change after this call": changes up to etcd's current revision may still be on their
+  // way through the watch stream, so this watcher skips those.
+  int64_t after = Revision();
+  etcd::RangeRequest now;
+  now.set_key(options_.prefix);
+  now.set_count_only(true);
+  if (absl::StatusOr<etcd::RangeResponse> r = CallProto<etcd::RangeResponse>(kRange, now); r.ok()) {
+    after = std::max(after, r->header().revision());
+  }
   MutexLock lock(&mu_);
   uint64_t id = next_watch_id_++;
-  watchers_.emplace(id, std::make_shared<WatchCallback>(std::move(callback)));
+  watchers_.emplace(id, std::make_shared<Registered>(Registered{std::move(callback), after}));
   return std::make_unique<Watcher>(this, id);
 }
 
@@ -434,7 +449,7 @@ void EtcdStore::StartWatch() {
   watch_->OnFinish(
       [this, compacted](StatusCode code, const std::string& message, const http::HeaderMap&) {
         if (stopping_) return;
-        LOG(WARN) << "etcd store: watch on " << options_.endpoints[current_].ToString()
+        LOG(WARN) << "etcd store: watch on " << options_.endpoints[current_].address.ToString()
                   << " ended (" << static_cast<int>(code) << " " << message << ")"
                   << (*compacted ? "; its revision was compacted, listing again" : "");
         OnWatchEnded(*compacted);
@@ -515,13 +530,15 @@ void EtcdStore::Relist() {
 
 void EtcdStore::Deliver(const std::vector<WatchEvent>& events) {
   if (events.empty()) return;
-  std::vector<std::shared_ptr<WatchCallback>> callbacks;
+  std::vector<std::shared_ptr<Registered>> watchers;
   {
     MutexLock lock(&mu_);
-    for (const auto& [id, callback] : watchers_) callbacks.push_back(callback);
+    for (const auto& [id, watcher] : watchers_) watchers.push_back(watcher);
   }
   for (const WatchEvent& event : events) {
-    for (const auto& callback : callbacks) (*callback)(event);
+    for (const auto& watcher : watchers) {
+      if (event.resource.revision > watcher->after) watcher->callback(event);
+    }
   }
 }
 

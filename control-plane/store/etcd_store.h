@@ -43,6 +43,7 @@
 #include "common/event/loop.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
+#include "common/tls/tls_context_provider.h"
 #include "control-plane/store/store.h"
 
 namespace meshlet::http::grpc {
@@ -56,13 +57,21 @@ class Timer;
 
 namespace meshlet::controlplane {
 
+// One etcd member's client address, and the name its certificate must carry under TLS.
+struct EtcdEndpoint {
+  std::string host;  // as given: a name or an IP address
+  net::Address address;
+};
+
 struct EtcdStoreOptions {
-  // Client URLs' host:port, tried in order.
-  std::vector<net::Address> endpoints;
+  // Tried in order.
+  std::vector<EtcdEndpoint> endpoints;
   // Every key starts with it; replicas of one mesh share it.
   std::string prefix = "/meshlet/";
-  // TLS to etcd (CA, client certificate), one transport per connection; null: plaintext.
-  net::TransportFactory transport_factory;
+  // TLS to etcd: the trust bundle that verifies the members' certificates (each must name its
+  // endpoint's host) and, for client-certificate authentication, our chain and key. Null:
+  // plaintext.
+  std::shared_ptr<const tls::TlsContextProvider> tls;
   // etcd authentication (empty: none). The token etcd returns rides on every call.
   std::string username;
   std::string password;
@@ -75,7 +84,7 @@ struct EtcdStoreOptions {
 
 // "etcd://host:port[,host:port...]" → the endpoints (names resolved now, the first address of
 // each). InvalidArgument naming the part that is wrong.
-absl::StatusOr<std::vector<net::Address>> ParseEtcdUrl(absl::string_view url);
+absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url);
 
 class EtcdStore final : public Store {
  public:
@@ -139,7 +148,11 @@ class EtcdStore final : public Store {
   mutable Mutex mu_;
   mutable int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<uint64_t, std::shared_ptr<WatchCallback>> watchers_ ABSL_GUARDED_BY(mu_);
+  struct Registered {
+    WatchCallback callback;
+    int64_t after;  // etcd's revision when Watch() was called: only later changes are reported
+  };
+  std::map<uint64_t, std::shared_ptr<Registered>> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t watches_started_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t relists_ ABSL_GUARDED_BY(mu_) = 0;
 };

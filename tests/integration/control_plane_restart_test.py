@@ -26,30 +26,16 @@ import unittest
 import urllib.request
 
 import sidecar_test
-from mesh_util import call_service, meshctl, start_control_plane, start_xds_sidecar, stop_all
+from mesh_util import (call_service, meshctl, reviews_route_to, reviews_subset_cluster,
+                       start_control_plane, start_xds_sidecar, stop_all)
 from ports import free_port
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 
-V1 = "outbound|9080|version=v1|reviews.default"
-V2 = "outbound|9080|version=v2|reviews.default"
+V1 = reviews_subset_cluster("v1")
+V2 = reviews_subset_cluster("v2")
 ROUTES = "type.googleapis.com/meshlet.xds.RouteConfiguration"
-
-
-def route_to(version):
-    return f"""apiVersion: meshlet.io/v1
-kind: HTTPRoute
-metadata:
-  name: reviews
-spec:
-  target: reviews
-  rules:
-  - name: only-{version}
-    backends:
-    - service: reviews
-      subset: {{version: {version}}}
-"""
 
 
 class ControlPlaneRestartTest(unittest.TestCase):
@@ -132,7 +118,7 @@ class ControlPlaneRestartTest(unittest.TestCase):
 
     def test_sidecars_converge_after_a_restart_with_or_without_a_changed_view(self):
         with open(SERVICES) as f:
-            self.apply(f.read() + "---\n" + route_to("v2"))
+            self.apply(f.read() + "---\n" + reviews_route_to("v2"))
         self.apps = [HttpUpstream("v1"), HttpUpstream("v2")]
         for version, app in zip(("v1", "v2"), self.apps):
             self.sidecars.append(start_xds_sidecar(
@@ -153,7 +139,7 @@ class ControlPlaneRestartTest(unittest.TestCase):
         self.start_cp()
         self.assertTrue(wait_for(self.converged, timeout=10), self.proxies())
         before = self.routes_acked()
-        self.apply(route_to("v1"))
+        self.apply(reviews_route_to("v1"))
         applied = time.monotonic()
         self.assertTrue(wait_for(lambda: self.converged(before), timeout=5), self.proxies())
         print(f"restart, then a route change: every sidecar ACKed within "
@@ -174,7 +160,7 @@ class ControlPlaneRestartTest(unittest.TestCase):
         try:
             self.kill_cp()
             self.start_cp()
-            self.apply(route_to("v2"))
+            self.apply(reviews_route_to("v2"))
         finally:
             for s in self.sidecars:
                 s.proc.send_signal(signal.SIGCONT)

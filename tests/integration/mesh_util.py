@@ -232,3 +232,24 @@ def stop_all(sidecars, apps, control_plane):
     for app in apps:
         app.close()
     stop_process(control_plane)
+
+
+def reviews_route_to(version):
+    """An HTTPRoute sending every request for Service reviews to its subset `version`."""
+    return f"""apiVersion: meshlet.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+spec:
+  target: reviews
+  rules:
+  - name: only-{version}
+    backends:
+    - service: reviews
+      subset: {{version: {version}}}
+"""
+
+
+def reviews_subset_cluster(version):
+    """The outbound cluster name of Service reviews' subset `version` (port 9080)."""
+    return f"outbound|9080|version={version}|reviews.default"

@@ -1,0 +1,213 @@
+"""Two control-plane replicas on one etcd (--store etcd://): what one is told, the other serves.
+
+Usage: control_plane_etcd_test.py CONTROL_PLANE MESHCTL SIDECAR SERVICES_YAML [unittest args]
+
+A real etcd (Debian's etcd-server) on 127.0.0.1, started by the test, and two control planes A
+and B with their own data directories, API and xDS ports, sharing it. A sidecar of Service
+reviews (version v2) is connected to B only.
+
+1. An HTTPRoute applied with meshctl through A reaches the sidecar on B within 1 s (the time is
+   printed), and B's API serves it with A's resourceVersion.
+2. Two writes of one resource from the same read, one through each replica: exactly one wins,
+   the other is answered 409.
+3. etcd stops: `meshctl apply` through A exits non-zero and says the policy store is
+   unavailable; the sidecar keeps its configuration. etcd starts again: an apply through A
+   reaches the sidecar on B again.
+
+Without the etcd binary the test prints SKIP.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import sidecar_test
+from mesh_util import (meshctl, reviews_route_to, reviews_subset_cluster,
+                       start_plaintext_control_plane, start_xds_sidecar, stop_process)
+from ports import free_port
+from sidecar_test import HttpUpstream, wait_for
+
+CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
+ETCD = "/usr/bin/etcd"
+V1 = reviews_subset_cluster("v1")
+V2 = reviews_subset_cluster("v2")
+
+
+class Etcd:
+    """One etcd member on loopback in `directory`; start() again reuses its data."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.client, self.peer = free_port(), free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"etcd://127.0.0.1:{self.client}"
+
+    def start(self):
+        peer = f"http://127.0.0.1:{self.peer}"
+        client = f"http://127.0.0.1:{self.client}"
+        with open(os.path.join(self.dir, "etcd.log"), "ab") as log:
+            self.proc = subprocess.Popen(
+                [ETCD, "--name", "m0", "--data-dir", os.path.join(self.dir, "data"),
+                 "--listen-client-urls", client, "--advertise-client-urls", client,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"m0={peer}", "--log-level", "warn"],
+                stdout=log, stderr=log)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.client), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("etcd did not start; see " + os.path.join(self.dir, "etcd.log"))
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc)
+        self.proc = None
+
+
+class Replica:
+    def __init__(self, tmp, name, etcd_url):
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        self.proc, self.api, self.ads, self.token = start_plaintext_control_plane(
+            CONTROL_PLANE, self.dir, "--store", etcd_url, "--etcd-prefix", "/etcd-test/")
+        self.context = os.path.join(self.dir, "meshctl.yaml")
+        with open(self.context, "w") as f:
+            f.write(f"server: {self.api}\n"
+                    f"tokenFile: {os.path.join(self.dir, 'cp-data', 'api-token')}\n")
+
+    def apply(self, text):
+        return meshctl(MESHCTL, self.context, "apply", "-f", "-", stdin=text)
+
+    def request(self, method, path, body=None):
+        req = urllib.request.Request(f"http://{self.api}{path}", method=method,
+                                     data=body.encode() if body is not None else None,
+                                     headers={"Authorization": "Bearer " + self.token})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+class ControlPlaneEtcdTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(ETCD, os.X_OK):
+            raise unittest.SkipTest(f"{ETCD} is not installed (Debian package etcd-server)")
+        cls.tmp = tempfile.mkdtemp(prefix="cp-etcd-")
+        cls.etcd = Etcd(cls.tmp)
+        cls.replicas, cls.sidecars, cls.apps = [], [], []
+        try:
+            cls.start_mesh()
+        except BaseException:
+            cls.tearDownClass()  # unittest does not when setUpClass fails
+            raise
+
+    @classmethod
+    def start_mesh(cls):
+        cls.etcd.start()
+        cls.a = Replica(cls.tmp, "a", cls.etcd.url)
+        cls.replicas.append(cls.a)
+        cls.b = Replica(cls.tmp, "b", cls.etcd.url)
+        cls.replicas.append(cls.b)
+        with open(SERVICES) as f:
+            cls.a.apply(f.read() + "---\n" + reviews_route_to("v1"))
+        cls.apps.append(HttpUpstream("v2"))
+        cls.sidecar = start_xds_sidecar(
+            cls.tmp, cls.b.ads, "reviews-v2-0", "default", "--node-service=reviews",
+            f"--node-port={cls.apps[0].port}", "--node-label=version=v2")
+        cls.sidecars.append(cls.sidecar)
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in getattr(cls, "sidecars", []):
+            s.stop()
+        for app in getattr(cls, "apps", []):
+            app.close()
+        for r in getattr(cls, "replicas", []):
+            stop_process(r.proc)
+        if getattr(cls, "etcd", None) is not None:
+            cls.etcd.stop()
+        if hasattr(cls, "tmp"):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def clusters(self):
+        return {c["name"] for c in json.loads(self.sidecar.get("/clusters")[1])["clusters"]}
+
+    def test_1_a_write_through_one_replica_reaches_a_sidecar_on_the_other(self):
+        self.assertTrue(wait_for(lambda: V1 in self.clusters(), timeout=10),
+                        "the sidecar on B holds v1")
+        start = time.time()
+        self.a.apply(reviews_route_to("v2"))
+        self.assertTrue(wait_for(lambda: V2 in self.clusters() and V1 not in self.clusters(),
+                                 timeout=5),
+                        "the route applied through A reaches the sidecar on B")
+        elapsed = time.time() - start
+        print(f"apply through A -> sidecar on B: {elapsed * 1000:.0f} ms", file=sys.stderr)
+        self.assertLess(elapsed, 1.0)
+        path = "/apis/meshlet.io/v1/namespaces/default/httproutes/reviews"
+        (sa, body_a), (sb, body_b) = self.a.request("GET", path), self.b.request("GET", path)
+        self.assertEqual((sa, sb), (200, 200))
+        version = json.loads(body_a)["metadata"]["resourceVersion"]
+        self.assertEqual(json.loads(body_b)["metadata"]["resourceVersion"], version)
+
+    def test_2_two_replicas_writing_from_one_read_exactly_one_wins(self):
+        path = "/apis/meshlet.io/v1/namespaces/default/trafficpolicies/race"
+        status, body = self.a.request("PUT", path, "kind: TrafficPolicy\nmetadata: {name: race}\n"
+                                      "spec: {target: reviews, retries: {attempts: 1}}\n")
+        self.assertIn(status, (200, 201), body)
+        version = json.loads(body)["metadata"]["resourceVersion"]
+
+        def write(replica, attempts):
+            return replica.request(
+                "PUT", path, f"kind: TrafficPolicy\nmetadata: {{name: race, resourceVersion: "
+                f"\"{version}\"}}\nspec: {{target: reviews, retries: {{attempts: {attempts}}}}}\n")
+
+        results = sorted([write(self.a, 2)[0], write(self.b, 3)[0]])
+        self.assertEqual(results, [200, 409])
+
+    def test_3_without_etcd_writes_are_refused_clearly_and_the_data_plane_keeps_going(self):
+        self.assertTrue(wait_for(lambda: V2 in self.clusters(), timeout=10),
+                        "the sidecar on B holds v2")
+        self.etcd.stop()
+        try:
+            p = subprocess.run([MESHCTL, "apply", "-f", "-"], input=reviews_route_to("v1"),
+                               capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, MESHCTL_CONFIG=self.a.context))
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            self.assertIn("policy store is unavailable", p.stdout + p.stderr)
+            self.assertIn(V2, self.clusters())
+        finally:
+            self.etcd.start()
+        self.assertTrue(wait_for(lambda: self.try_apply(reviews_route_to("v1")), timeout=20),
+                        "an apply through A once etcd is back")
+        self.assertTrue(wait_for(lambda: V1 in self.clusters() and V2 not in self.clusters(),
+                                 timeout=10),
+                        "the sidecar on B follows again")
+
+    def try_apply(self, text):
+        try:
+            self.a.apply(text)
+            return True
+        except AssertionError:
+            return False
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE, MESHCTL, sidecar_test.SIDECAR, SERVICES = (
+        os.path.abspath(a) for a in sys.argv[1:5])
+    unittest.main(argv=sys.argv[:1] + sys.argv[5:], verbosity=2)
