@@ -368,6 +368,7 @@ void Connection::OnReadDone(ssize_t nread) {
     if (nread > 0) {
       bytes_received_ += static_cast<uint64_t>(nread);
       closing_received_ = true;
+      ChargeRead(static_cast<size_t>(nread));
       return;
     }
     reading_ = false;
@@ -411,9 +412,40 @@ void Connection::OnReadDone(ssize_t nread) {
     return;
   }
   if (!AfterWriteProgress(/*defer=*/false)) return;
+  Handle* h = handle_;
   if (!read_buffer_.empty() && callbacks_ != nullptr) {
     WriteBatch batch(loop_);
     callbacks_->OnData(read_buffer_, /*end_stream=*/false);
+  }
+  if (h->owner != nullptr) ChargeRead(static_cast<size_t>(nread));
+}
+
+void Connection::ChargeRead(size_t n) {
+  if (options_.read_budget_per_turn == 0) return;
+  if (read_turn_ != loop_.turn()) {
+    read_turn_ = loop_.turn();
+    read_this_turn_ = 0;
+  }
+  read_this_turn_ += n;
+  if (read_this_turn_ < options_.read_budget_per_turn || !reading_ || read_throttled_) return;
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  uv_read_stop(stream());
+  reading_ = false;
+  read_throttled_ = true;
+  ++reads_throttled_;
+  // The check phase of this turn, before libuv closes any handle: `handle_` is still there, and
+  // its owner is null if the Connection went meanwhile.
+  loop_.RunAtEndOfTurn(&Connection::ResumeThrottledReads, handle_);
+}
+
+void Connection::ResumeThrottledReads(void* handle) {
+  Connection* c = static_cast<Handle*>(handle)->owner;
+  if (c == nullptr || !c->read_throttled_) return;
+  c->read_throttled_ = false;
+  if (c->state_ == State::kClosing) {
+    c->StartLingeringReads();
+  } else {
+    c->StartReading();
   }
 }
 

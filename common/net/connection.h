@@ -94,6 +94,11 @@ struct ConnectionOptions {
   // Kernel socket buffer sizes; 0 keeps the kernel's (auto-tuned) defaults.
   int send_buffer_bytes = 0;
   int receive_buffer_bytes = 0;
+  // Bytes read from the socket in one loop turn before the connection lets the turn's other
+  // ready connections go first (reading resumes at the end of the turn). libuv would otherwise
+  // read a busy socket up to 32 times per turn: one flooding peer delays every other connection
+  // of its worker by that whole batch. 0: no budget.
+  size_t read_budget_per_turn = 64 << 10;
 };
 
 class ConnectionCallbacks {
@@ -156,6 +161,8 @@ class Connection {
 
   // Bytes read from / written to the socket (wire bytes, TLS records included).
   uint64_t bytes_received() const { return bytes_received_; }
+  // Times reading paused for the rest of a loop turn (ConnectionOptions::read_budget_per_turn).
+  uint64_t reads_throttled() const { return reads_throttled_; }
   uint64_t bytes_sent() const { return bytes_sent_; }
   // Bytes accepted by Write() and not yet written to the socket.
   size_t buffered_write_bytes() const { return write_buffer_.length() + wire_out_.length(); }
@@ -197,6 +204,10 @@ class Connection {
   std::optional<Failure> OnEstablished();
   void StartReading();
   void StartLingeringReads();
+  // Counts `n` bytes read against this turn's budget; past it, stops reading until the end of
+  // the turn. Call last in a read callback.
+  void ChargeRead(size_t n);
+  static void ResumeThrottledReads(void* handle);
   void BeginReads();  // uv_read_start, unconditionally
   bool UnreadBytesInSocket() const;
   void ApplySocketOptions();
@@ -252,6 +263,11 @@ class Connection {
   bool connect_timeout_deferred_ = false;  // OnTimer gave a settled connect one more poll
   int read_disable_count_ = 0;
   bool reading_ = false;
+  // The loop turn of the last read, what was read in it, and whether reading waits for the end
+  // of the turn (ConnectionOptions::read_budget_per_turn).
+  uint64_t read_turn_ = 0;
+  size_t read_this_turn_ = 0;
+  bool read_throttled_ = false;
   bool remote_eof_ = false;
   bool shutdown_requested_ = false;
   bool transport_shutdown_ = false;
@@ -273,6 +289,7 @@ class Connection {
   Address local_address_;
   Address remote_address_;
   uint64_t bytes_received_ = 0;
+  uint64_t reads_throttled_ = 0;
   uint64_t bytes_sent_ = 0;
 };
 

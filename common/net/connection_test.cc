@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -523,6 +524,50 @@ TEST(ConnectionTest, ReadDisableCounts) {
   client->ReadEnable();
   EXPECT_TRUE(client->read_enabled());
   ASSERT_TRUE(loop.RunUntil([&] { return cb.received == "data"; }, kWait));
+}
+
+TEST(ConnectionTest, ReadsAtMostTheBudgetPerLoopTurnThenResume) {
+  event::Loop loop;
+  Server server(loop, "127.0.0.1:0");
+  ASSERT_TRUE(server.status.ok());
+  constexpr size_t kTotal = 2 << 20;
+  const std::string flood = Pattern(kTotal);
+  server.setup = [&](Connection& conn, RecordingCallbacks&) { conn.Write(flood); };
+  ConnectionOptions options;
+  options.read_budget_per_turn = 32 << 10;
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5), nullptr, options);
+  RecordingCallbacks cb;
+  std::map<uint64_t, size_t> per_turn;
+  cb.on_data = [&](Buffer& data, bool) {
+    per_turn[loop.turn()] += data.length();
+    cb.received += data.ToString();
+    data.Clear();
+  };
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.received.size() == kTotal; }, kWait));
+  EXPECT_EQ(cb.received, flood);
+  EXPECT_GT(client->reads_throttled(), 0u);
+  size_t most = 0;
+  for (const auto& [turn, bytes] : per_turn) most = std::max(most, bytes);
+  // The read that crosses the budget completes: at most one read (a buffer block) past it.
+  EXPECT_LE(most, options.read_budget_per_turn + Buffer::kBlockSize) << per_turn.size() << " turns";
+
+  // Without a budget, one turn takes far more when that much is waiting.
+  options.read_budget_per_turn = 0;
+  Server server2(loop, "127.0.0.1:0");
+  server2.setup = server.setup;
+  auto unlimited =
+      Connection::Connect(loop, server2.listener->address(), seconds(5), nullptr, options);
+  RecordingCallbacks cb2;
+  per_turn.clear();
+  cb2.on_data = [&](Buffer& data, bool) {
+    per_turn[loop.turn()] += data.length();
+    cb2.received += data.ToString();
+    data.Clear();
+  };
+  unlimited->SetCallbacks(&cb2);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb2.received.size() == kTotal; }, kWait));
+  EXPECT_EQ(unlimited->reads_throttled(), 0u);
 }
 
 TEST(ConnectionTest, DestroyFromOwnDataCallback) {
