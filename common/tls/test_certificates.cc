@@ -1,5 +1,7 @@
 #include "common/tls/test_certificates.h"
 
+#include <arpa/inet.h>
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/digest.h>
@@ -51,7 +53,21 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) 
 
 absl::Status AddName(bssl::UniquePtr<GENERAL_NAMES>& names, int type, absl::string_view value) {
   bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
-  bssl::UniquePtr<ASN1_IA5STRING> str(ASN1_IA5STRING_new());
+  // An IP address SAN is its 4 or 16 bytes in an OCTET STRING; the others are IA5 text.
+  std::string bytes(value);
+  if (type == GEN_IPADD) {
+    unsigned char ip[16];
+    if (::inet_pton(AF_INET, bytes.c_str(), ip) == 1) {
+      bytes.assign(reinterpret_cast<char*>(ip), 4);
+    } else if (::inet_pton(AF_INET6, bytes.c_str(), ip) == 1) {
+      bytes.assign(reinterpret_cast<char*>(ip), 16);
+    } else {
+      return Failed(absl::StrCat("not an IP address: ", value));
+    }
+    value = bytes;
+  }
+  bssl::UniquePtr<ASN1_STRING> str(type == GEN_IPADD ? ASN1_OCTET_STRING_new()
+                                                     : ASN1_IA5STRING_new());
   if (name == nullptr || str == nullptr ||
       !ASN1_STRING_set(str.get(), value.data(), static_cast<int>(value.size()))) {
     return Failed("building a SAN");
@@ -68,6 +84,7 @@ struct CertSpec {
   absl::Duration not_after_offset;
   std::vector<std::string> uri_sans;
   std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
 };
 
 // Builds and signs a certificate for `subject_key`. A null `issuer` means self-signed.
@@ -119,11 +136,12 @@ absl::StatusOr<bssl::UniquePtr<X509>> MakeCertificate(const CertSpec& spec, EVP_
   RETURN_IF_ERROR(AddExtension(cert_ptr, signer, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(cert_ptr, signer, NID_authority_key_identifier, "keyid:always"));
 
-  if (!spec.uri_sans.empty() || !spec.dns_names.empty()) {
+  if (!spec.uri_sans.empty() || !spec.dns_names.empty() || !spec.ip_addresses.empty()) {
     bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
     if (names == nullptr) return Failed("building SANs");
     for (const std::string& uri : spec.uri_sans) RETURN_IF_ERROR(AddName(names, GEN_URI, uri));
     for (const std::string& dns : spec.dns_names) RETURN_IF_ERROR(AddName(names, GEN_DNS, dns));
+    for (const std::string& ip : spec.ip_addresses) RETURN_IF_ERROR(AddName(names, GEN_IPADD, ip));
     // SPIFFE: the SAN extension is critical when the subject is empty; harmless otherwise.
     if (!X509_add1_ext_i2d(cert_ptr, NID_subject_alt_name, names.get(), /*crit=*/1,
                            X509V3_ADD_DEFAULT)) {
@@ -175,7 +193,8 @@ absl::StatusOr<TestCertificate> TestCa::Issue(const LeafOptions& options) const 
                 .not_before_offset = options.not_before_offset,
                 .not_after_offset = options.not_after_offset,
                 .uri_sans = {},
-                .dns_names = options.dns_names};
+                .dns_names = options.dns_names,
+                .ip_addresses = options.ip_addresses};
   if (!options.spiffe_id.empty()) spec.uri_sans.push_back(options.spiffe_id);
   spec.uri_sans.insert(spec.uri_sans.end(), options.extra_uri_sans.begin(),
                        options.extra_uri_sans.end());

@@ -48,6 +48,8 @@ struct LeafOptions {
   // Further URI SANs, for negative tests (a SPIFFE certificate has exactly one).
   std::vector<std::string> extra_uri_sans;
   std::vector<std::string> dns_names;
+  // IP address SANs ("127.0.0.1", "::1"), for servers reached by address.
+  std::vector<std::string> ip_addresses;
   std::string common_name = "meshlet test leaf";
   TestKeyType key_type = TestKeyType::kEcdsaP256;
   // Validity relative to the time of issue. An already expired certificate:

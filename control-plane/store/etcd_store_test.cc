@@ -17,12 +17,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/sync.h"
+#include "common/tls/test_certificates.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
 
 extern char** environ;
 
@@ -67,18 +71,37 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
 // One etcd member on loopback, in a directory of its own; killed by the destructor.
 class EtcdProcess {
  public:
-  explicit EtcdProcess(std::string dir)
-      : dir_(std::move(dir)), client_port_(FreePort()), peer_port_(FreePort()) {}
+  // `tls_flags` (--cert-file ...) make the client URL https.
+  explicit EtcdProcess(std::string dir, std::vector<std::string> tls_flags = {})
+      : dir_(std::move(dir)),
+        tls_flags_(std::move(tls_flags)),
+        client_port_(FreePort()),
+        peer_port_(FreePort()) {}
   ~EtcdProcess() { Kill(); }
 
   bool Start() {
     const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port_);
-    const std::string client = absl::StrCat("http://127.0.0.1:", client_port_);
-    pid_ = Spawn({kEtcd, "--name", "m0", "--data-dir", dir_ + "/data", "--listen-client-urls",
-                  client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                  "--initial-advertise-peer-urls", peer, "--initial-cluster",
-                  absl::StrCat("m0=", peer), "--log-level", "warn"},
-                 dir_ + "/etcd.log");
+    const std::string client =
+        absl::StrCat(tls_flags_.empty() ? "http" : "https", "://127.0.0.1:", client_port_);
+    std::vector<std::string> args = {kEtcd,
+                                     "--name",
+                                     "m0",
+                                     "--data-dir",
+                                     dir_ + "/data",
+                                     "--listen-client-urls",
+                                     client,
+                                     "--advertise-client-urls",
+                                     client,
+                                     "--listen-peer-urls",
+                                     peer,
+                                     "--initial-advertise-peer-urls",
+                                     peer,
+                                     "--initial-cluster",
+                                     absl::StrCat("m0=", peer),
+                                     "--log-level",
+                                     "warn"};
+    args.insert(args.end(), tls_flags_.begin(), tls_flags_.end());
+    pid_ = Spawn(args, dir_ + "/etcd.log");
     return pid_ > 0;
   }
   void Kill() {
@@ -100,6 +123,7 @@ class EtcdProcess {
 
  private:
   std::string dir_;
+  std::vector<std::string> tls_flags_;
   uint16_t client_port_;
   uint16_t peer_port_;
   pid_t pid_ = -1;
@@ -383,6 +407,83 @@ TEST_F(EtcdStoreTest, AWatchBehindACompactionListsAgainAndReportsTheDifference) 
   // And it watches on from there.
   ASSERT_TRUE((*a)->Put(kept, "k2", kAnyRevision).ok());
   EXPECT_EQ(seen.WaitFor(4).back(), "put Service/default/kept k2");
+}
+
+TEST_F(EtcdStoreTest, TlsWithClientCertificatesAndAuthentication) {
+  // A member of its own, served over TLS and asking for client certificates.
+  absl::StatusOr<tls::testing::TestCa> ca = tls::testing::TestCa::Create("etcd test CA");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  absl::StatusOr<tls::testing::TestCertificate> server =
+      ca->Issue({.ip_addresses = {"127.0.0.1"}, .common_name = "etcd"});
+  absl::StatusOr<tls::testing::TestCertificate> client = ca->Issue({.common_name = "root"});
+  ASSERT_TRUE(server.ok() && client.ok());
+  const std::string dir = dir_ + "/tls";
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& content) {
+    std::ofstream(dir + "/" + name) << content;
+    return dir + "/" + name;
+  };
+  EtcdProcess secure(dir, {"--cert-file", write("server.pem", server->chain_pem), "--key-file",
+                           write("server-key.pem", server->key_pem), "--trusted-ca-file",
+                           write("ca.pem", ca->cert_pem()), "--client-cert-auth"});
+  ASSERT_TRUE(secure.Start());
+
+  auto open = [&](const std::string& chain, const std::string& key, const std::string& trust,
+                  const std::string& user = "", const std::string& password = "") {
+    EtcdStoreOptions options;
+    options.endpoints = *ParseEtcdUrl(absl::StrCat("etcd://", secure.endpoint()));
+    options.prefix = "/test/";
+    options.request_timeout = std::chrono::seconds(2);
+    auto context = tls::TlsContext::CreateClient({.certificate_chain_pem = chain,
+                                                  .private_key_pem = key,
+                                                  .trust_bundle_pem = trust,
+                                                  .alpn_protocols = {"h2"}});
+    EXPECT_TRUE(context.ok()) << context.status();
+    options.tls = std::make_shared<tls::TlsContextProvider>(*context);
+    options.username = user;
+    options.password = password;
+    return EtcdStore::Open(std::move(options));
+  };
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store;
+  for (int i = 0; i < 100; ++i) {
+    store = open(client->chain_pem, client->key_pem, ca->cert_pem());
+    if (store.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put(kReviews, "{}", kMustNotExist).ok());
+  EXPECT_EQ((*store)->Get(kReviews)->body, "{}");
+
+  // No client certificate, or a server this CA did not sign: refused, saying so.
+  absl::Status anonymous = open("", "", ca->cert_pem()).status();
+  EXPECT_TRUE(absl::IsUnavailable(anonymous)) << anonymous;
+  absl::StatusOr<tls::testing::TestCa> other = tls::testing::TestCa::Create("another CA");
+  absl::Status untrusted = open(client->chain_pem, client->key_pem, other->cert_pem()).status();
+  EXPECT_TRUE(absl::IsUnavailable(untrusted)) << untrusted;
+
+  // Users: with authentication on, the right password works and a wrong one is refused.
+  const std::vector<std::string> tls_flags = {"--cacert", dir + "/ca.pem",
+                                              "--cert",   write("client.pem", client->chain_pem),
+                                              "--key",    write("client-key.pem", client->key_pem)};
+  auto etcdctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), tls_flags.begin(), tls_flags.end());
+    return secure.Etcdctl(args);
+  };
+  ASSERT_EQ(etcdctl({"user", "add", "root:secret"}), 0);
+  ASSERT_EQ(etcdctl({"user", "add", "meshlet:pw"}), 0);
+  ASSERT_EQ(etcdctl({"role", "add", "mesh"}), 0);
+  ASSERT_EQ(etcdctl({"role", "grant-permission", "mesh", "--prefix=true", "readwrite", "/test/"}),
+            0);
+  ASSERT_EQ(etcdctl({"user", "grant-role", "meshlet", "mesh"}), 0);
+  ASSERT_EQ(etcdctl({"auth", "enable"}), 0);
+  absl::StatusOr<std::unique_ptr<EtcdStore>> user =
+      open(client->chain_pem, client->key_pem, ca->cert_pem(), "meshlet", "pw");
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_TRUE((*user)->Get(kReviews).ok());
+  absl::Status wrong =
+      open(client->chain_pem, client->key_pem, ca->cert_pem(), "meshlet", "nope").status();
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.message().find("Authenticate"), std::string::npos) << wrong;
 }
 
 TEST_F(EtcdStoreTest, UnavailableEtcdIsAClearErrorNotAHang) {

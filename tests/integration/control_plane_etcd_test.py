@@ -13,6 +13,7 @@ reviews (version v2) is connected to B only.
 3. etcd stops: `meshctl apply` through A exits non-zero and says the policy store is
    unavailable; the sidecar keeps its configuration. etcd starts again: an apply through A
    reaches the sidecar on B again.
+4. Wrong --store/--etcd-* flags stop the control plane with a message naming the problem.
 
 Without the etcd binary the test prints SKIP.
 """
@@ -198,6 +199,23 @@ class ControlPlaneEtcdTest(unittest.TestCase):
         self.assertTrue(wait_for(lambda: V1 in self.clusters() and V2 not in self.clusters(),
                                  timeout=10),
                         "the sidecar on B follows again")
+
+    def test_4_store_flags_are_checked_with_a_clear_error(self):
+        data = os.path.join(self.tmp, "flags")
+        for args, message in [
+                (["--store", "http://127.0.0.1:2379"], "expected etcd://host:port"),
+                (["--store", "etcd://127.0.0.1:2379,nope"], '"nope" is not host:port'),
+                (["--etcd-ca", "/nonexistent"], "--etcd-* flags need --store etcd://"),
+                (["--store", self.etcd.url, "--etcd-cert", "/x"], "--etcd-cert and --etcd-key"),
+                (["--store", self.etcd.url, "--etcd-ca", "/nonexistent/ca.pem"],
+                 "--etcd-ca: "),
+                (["--store", self.etcd.url, "--etcd-password-file", "/x"],
+                 "--etcd-password-file needs --etcd-username")]:
+            p = subprocess.run([CONTROL_PLANE, "--data-dir", data, "--api-address", "127.0.0.1:0",
+                                "--xds-plaintext", "--xds-address", "127.0.0.1:0", *args],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertIn(message, p.stdout + p.stderr, args)
 
     def try_apply(self, text):
         try:
