@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
@@ -23,6 +24,14 @@ void ResolveInPlace(const std::string& base_dir, std::string* path) {
 // "host:port" or "[v6]:port" with a numeric port in 1..65535.
 bool ValidHostPort(absl::string_view address) { return net::SplitHostPort(address).ok(); }
 
+// "host:port[,host:port...]": the control plane's replicas.
+bool ValidHostPorts(absl::string_view addresses) {
+  for (absl::string_view entry : absl::StrSplit(addresses, ',')) {
+    if (!ValidHostPort(entry)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
@@ -35,9 +44,10 @@ absl::StatusOr<BootstrapConfig> ParseBootstrap(absl::string_view text,
 
   const std::string lead = source_name.empty() ? "bootstrap" : source_name;
   BootstrapConfig out;
-  if (!bootstrap.xds().address().empty() && !ValidHostPort(bootstrap.xds().address())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(lead, ": xds.address: \"", bootstrap.xds().address(), "\" is not host:port"));
+  if (!bootstrap.xds().address().empty() && !ValidHostPorts(bootstrap.xds().address())) {
+    return absl::InvalidArgumentError(absl::StrCat(lead, ": xds.address: \"",
+                                                   bootstrap.xds().address(),
+                                                   "\" is not host:port[,host:port...]"));
   }
   out.node = bootstrap.node();
   out.xds.address = bootstrap.xds().address();

@@ -98,8 +98,7 @@ TEST(CompleteBootstrapTest, TraceFlagsTurnTracingOnOrReplaceTheFilesSettings) {
   // The file's collector, the flag's rate.
   BootstrapFlags rate_only = ByFlags();
   rate_only.trace_sampling = 50;
-  config = Complete("tracing: {collector_address: \"zipkin:9411\", protocol: ZIPKIN}\n",
-                    rate_only);
+  config = Complete("tracing: {collector_address: \"zipkin:9411\", protocol: ZIPKIN}\n", rate_only);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->tracing.collector_address, "zipkin:9411");
   EXPECT_EQ(config->tracing.sampling_percent, 50.0);
@@ -429,9 +428,13 @@ TEST(BootstrapTest, ParseErrorsNameFileLineAndField) {
 TEST(BootstrapTest, XdsSettingsValidated) {
   auto no_port = ParseBootstrap("node: {id: n}\nxds: {address: cp.mesh}\n", "b.yaml", "");
   ASSERT_FALSE(no_port.ok());
-  EXPECT_EQ(no_port.status().message(), "b.yaml: xds.address: \"cp.mesh\" is not host:port");
+  EXPECT_EQ(no_port.status().message(),
+            "b.yaml: xds.address: \"cp.mesh\" is not host:port[,host:port...]");
   // A missing node.id is CompleteBootstrap's to refuse: --node-id may give it.
   EXPECT_TRUE(ParseBootstrap("xds: {address: \"cp.mesh:15012\"}\n", "b.yaml", "").ok());
+  // Replicas.
+  EXPECT_TRUE(ParseBootstrap("xds: {address: \"cp-a:15012,cp-b:15012\"}\n", "b.yaml", "").ok());
+  EXPECT_FALSE(ParseBootstrap("xds: {address: \"cp-a:15012,\"}\n", "b.yaml", "").ok());
 }
 
 TEST(BootstrapTest, RelativeSecretFilesResolveAgainstTheFile) {

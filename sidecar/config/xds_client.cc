@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/base/file.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
@@ -297,6 +298,15 @@ XdsClient::~XdsClient() { Stop(); }
 
 void XdsClient::Start() {
   if (stopped_ || channel_ != nullptr) return;
+  CHECK(!options_.server_addresses.empty()) << "XdsClient needs a server address";
+  MakeChannel();
+  reconnect_timer_ = std::make_unique<event::Timer>(loop_, [this] { OpenStream(); });
+  OpenStream();
+}
+
+void XdsClient::MakeChannel() {
+  // Calls on the old channel may still be finishing: release it on a later turn.
+  if (channel_ != nullptr) loop_.DeferDelete(std::move(channel_));
   http::grpc::ChannelOptions channel_options;
   channel_options.transport_factory = options_.transport_factory;
   channel_options.authority = options_.authority;
@@ -304,10 +314,8 @@ void XdsClient::Start() {
   channel_options.keepalive_timeout = options_.keepalive_timeout;
   channel_options.connect_timeout = options_.connect_timeout;
   channel_options.user_agent = "meshlet-sidecar";
-  channel_ = std::make_unique<http::grpc::Channel>(loop_, options_.server_address,
+  channel_ = std::make_unique<http::grpc::Channel>(loop_, options_.server_addresses[server_index_],
                                                    std::move(channel_options));
-  reconnect_timer_ = std::make_unique<event::Timer>(loop_, [this] { OpenStream(); });
-  OpenStream();
 }
 
 void XdsClient::Stop() {
@@ -411,8 +419,14 @@ void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
   if (stopped_) return;
   const Duration delay = backoff_.Delay(attempt_);
   if (attempt_ < 32) ++attempt_;
-  LOG(WARN) << "xds: stream to " << options_.server_address.ToString() << " ended ("
-            << last_stream_error_ << "); reconnecting in "
+  const std::string ended = CurrentServer().ToString();
+  if (options_.server_addresses.size() > 1) {
+    // Another replica next: the one that ended may be gone for good.
+    server_index_ = (server_index_ + 1) % options_.server_addresses.size();
+    MakeChannel();
+  }
+  LOG(WARN) << "xds: stream to " << ended << " ended (" << last_stream_error_
+            << "); reconnecting to " << CurrentServer().ToString() << " in "
             << absl::FormatDuration(absl::FromChrono(delay));
   reconnect_timer_->Enable(delay);
 }
@@ -422,7 +436,7 @@ void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
     got_response_on_stream_ = true;
     connected_since_ = absl::Now();
     connected_gauge_.Set(1);
-    LOG(INFO) << "xds: connected to " << options_.server_address.ToString();
+    LOG(INFO) << "xds: connected to " << CurrentServer().ToString();
   }
   if (response.type_url() == kConfigDumpTypeUrl) return SendConfigDump(response.nonce());
   std::optional<size_t> index = TypeIndex(response.type_url());
@@ -480,7 +494,7 @@ void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
     got_response_on_stream_ = true;
     connected_since_ = absl::Now();
     connected_gauge_.Set(1);
-    LOG(INFO) << "xds: connected to " << options_.server_address.ToString() << " (delta)";
+    LOG(INFO) << "xds: connected to " << CurrentServer().ToString() << " (delta)";
   }
   if (response.type_url() == kConfigDumpTypeUrl) return SendConfigDump(response.nonce());
   std::optional<size_t> index = TypeIndex(response.type_url());
@@ -961,7 +975,7 @@ absl::Status XdsClient::LoadCache() {
 
 std::string XdsClient::StatusJson() const {
   std::string out = "{\"server\":";
-  AppendJsonString(&out, options_.server_address.ToString());
+  AppendJsonString(&out, CurrentServer().ToString());
   absl::StrAppend(&out, ",\"mode\":\"", options_.delta ? "delta" : "sotw",
                   "\",\"connected\":", connected() ? "true" : "false", ",\"connected_since\":");
   AppendJsonString(&out, connected() ? TimeText(connected_since_) : "");
@@ -1024,6 +1038,27 @@ absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& 
     config.peer_identity = *std::move(matcher);
   }
   return config;
+}
+
+absl::StatusOr<std::vector<net::Address>> ResolveHostPorts(const std::string& host_ports) {
+  std::vector<net::Address> out;
+  for (absl::string_view entry : absl::StrSplit(host_ports, ',')) {
+    std::vector<net::Address> resolved;
+    if (absl::StatusOr<net::Address> numeric = net::Address::Parse(entry); numeric.ok()) {
+      resolved.push_back(*numeric);
+    } else {
+      absl::StatusOr<net::HostPort> split = net::SplitHostPort(entry);
+      if (!split.ok()) return Annotate(split.status(), absl::StrCat("\"", entry, "\""));
+      absl::StatusOr<std::vector<net::Address>> all = net::ResolveAll(split->host, split->port);
+      if (!all.ok()) return Annotate(all.status(), absl::StrCat("\"", entry, "\""));
+      resolved = *std::move(all);
+    }
+    for (const net::Address& a : resolved) {
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+    }
+  }
+  if (out.empty()) return absl::InvalidArgumentError("no address");
+  return out;
 }
 
 absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port) {

@@ -74,7 +74,9 @@
 namespace meshlet::sidecar::config {
 
 struct XdsClientOptions {
-  net::Address server_address;
+  // Control-plane replicas, tried in turn: a stream that ends (or never opens) makes the next
+  // attempt go to the next address. At least one.
+  std::vector<net::Address> server_addresses;
   // :authority, and the TLS server name; empty: the address.
   std::string authority;
   // TLS with ALPN h2 (see XdsTransportFromCaFile); null: plaintext h2c.
@@ -193,6 +195,9 @@ class XdsClient {
   };
 
   void OpenStream();
+  // A channel to the current server address (channel_), replacing any other.
+  void MakeChannel();
+  const net::Address& CurrentServer() const { return options_.server_addresses[server_index_]; }
   // Sends, on the open stream, a request of its variant (delta or state of the world) set up by
   // `fill`, which takes either request type.
   template <typename Fill>
@@ -238,7 +243,9 @@ class XdsClient {
   std::array<absl::flat_hash_set<std::string>, kXdsTypeCount> static_names_;
   ApplyFn apply_;
   resilience::Backoff backoff_;
+  // The channel to server_addresses[server_index_].
   std::unique_ptr<http::grpc::Channel> channel_;
+  size_t server_index_ = 0;
   std::shared_ptr<http::grpc::ClientCall> stream_;
   std::unique_ptr<event::Timer> reconnect_timer_;
   std::array<TypeState, kXdsTypeCount> types_;
@@ -282,5 +289,8 @@ absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& 
 
 // "host:port" (host a name or an IP; "[v6]:port") → the first address; resolves synchronously.
 absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port);
+// "host:port[,host:port...]" → every address of every entry (a name resolving to several gives
+// them all), in order, without repeats; resolves synchronously. An error names the entry.
+absl::StatusOr<std::vector<net::Address>> ResolveHostPorts(const std::string& host_ports);
 
 }  // namespace meshlet::sidecar::config

@@ -6,7 +6,11 @@
 
 #include "sidecar/config/xds_client.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -100,9 +104,9 @@ class XdsClientTest : public ::testing::Test {
     loop_.RunUntilIdle();
   }
 
-  std::unique_ptr<XdsClient> MakeClient(ResourceSet static_resources = {}, bool delta = false) {
+  XdsClientOptions Options(bool delta = false) {
     XdsClientOptions options;
-    options.server_address = server_->address();
+    options.server_addresses = {server_->address()};
     options.node.set_id("node-1");
     options.delta = delta;
     options.cache_dir = cache_dir_;
@@ -110,6 +114,15 @@ class XdsClientTest : public ::testing::Test {
     options.backoff_cap = milliseconds(50);
     options.config_dump_json = [] { return std::string("{\"admin\":true}"); };
     options.config_dump_max_bytes = config_dump_max_bytes_;
+    return options;
+  }
+
+  std::unique_ptr<XdsClient> MakeClient(ResourceSet static_resources = {}, bool delta = false) {
+    return MakeClient(Options(delta), std::move(static_resources));
+  }
+
+  std::unique_ptr<XdsClient> MakeClient(XdsClientOptions options,
+                                        ResourceSet static_resources = {}) {
     return std::make_unique<XdsClient>(
         loop_, options, std::move(static_resources),
         [this](const ResourceSet& set) -> absl::Status {
@@ -352,6 +365,50 @@ TEST_F(XdsClientTest, ReconnectsAfterTheStreamEnds) {
   EXPECT_EQ(server_->requests[kXdsTypeCount + 1].node().id(), "node-1");
   EXPECT_EQ(server_->requests[kXdsTypeCount + 2].version_info(), "v1");
   EXPECT_NE(client_->StatusJson().find("going away"), std::string::npos);
+}
+
+TEST(ResolveHostPortsTest, EveryAddressOfEveryEntryInOrderWithoutRepeats) {
+  absl::StatusOr<std::vector<net::Address>> all =
+      ResolveHostPorts("127.0.0.1:1,127.0.0.2:2,127.0.0.1:1,localhost:3");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_GE(all->size(), 3u);
+  EXPECT_EQ((*all)[0].ToString(), "127.0.0.1:1");
+  EXPECT_EQ((*all)[1].ToString(), "127.0.0.2:2");
+  EXPECT_EQ((*all)[2].port(), 3);
+  absl::Status bad = ResolveHostPorts("127.0.0.1:1,nope").status();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("\"nope\""), std::string::npos) << bad;
+}
+
+TEST_F(XdsClientTest, MovesToTheNextReplicaWhenAStreamEndsOrCannotOpen) {
+  // A second replica, and an address where nothing listens.
+  ScriptedServer other(loop_);
+  int dead_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(dead_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(dead_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  absl::StatusOr<net::Address> dead =
+      net::Address::Parse(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)));
+  ASSERT_TRUE(dead.ok());
+  XdsClientOptions options = Options();
+  options.server_addresses = {*dead, server_->address(), other.address()};
+  client_ = MakeClient(options);
+  client_->Start();
+  // The dead address fails; the next one serves.
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount; }));
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == kXdsTypeCount + 1; }));
+  // That replica goes away: the next stream is the other replica's, which is told what runs.
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "replica stopping");
+  ASSERT_TRUE(RunUntil([&] { return other.requests.size() == kXdsTypeCount; }))
+      << client_->StatusJson();
+  EXPECT_EQ(other.requests[1].version_info(), "v1");
+  EXPECT_EQ(client_->version(1), "v1");  // kept meanwhile
+  EXPECT_NE(client_->StatusJson().find(other.address().ToString()), std::string::npos);
+  ::close(dead_fd);
 }
 
 TEST_F(XdsClientTest, ReportsReadinessOnEveryStreamAndAtOnceWhenItChanges) {

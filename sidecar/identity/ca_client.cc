@@ -28,9 +28,10 @@ void GrpcCertificateSigner::UseChannel(net::TransportFactory transport_factory) 
     // A request may be completing on the old channel's stack: release it from the loop later.
     loop_.Post([old = std::move(channel_)] {});
   }
+  transport_factory_ = std::move(transport_factory);
   channel_ = std::make_shared<http::grpc::Channel>(
-      loop_, options_.server_address,
-      http::grpc::ChannelOptions{.transport_factory = std::move(transport_factory),
+      loop_, options_.server_addresses[server_index_],
+      http::grpc::ChannelOptions{.transport_factory = transport_factory_,
                                  .authority = options_.authority});
 }
 
@@ -96,6 +97,13 @@ void GrpcCertificateSigner::RequestCertificate(
         // After a renewal with the certificate failed, one attempt with the token; then the
         // certificate again.
         certificate_refused_ = with_certificate && code != http::grpc::StatusCode::kOk;
+        if ((code == http::grpc::StatusCode::kUnavailable ||
+             code == http::grpc::StatusCode::kDeadlineExceeded) &&
+            options_.server_addresses.size() > 1) {
+          // That replica may be gone: the next request (the caller retries) goes to another.
+          server_index_ = (server_index_ + 1) % options_.server_addresses.size();
+          UseChannel(transport_factory_);
+        }
         if (code != http::grpc::StatusCode::kOk) {
           // gRPC and absl share the numbering.
           done(absl::Status(static_cast<absl::StatusCode>(static_cast<int>(code)),

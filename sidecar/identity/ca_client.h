@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/event/loop.h"
@@ -31,7 +32,9 @@
 namespace meshlet::sidecar::identity {
 
 struct CaClientOptions {
-  net::Address server_address;
+  // The control plane's replicas; a request that finds one unavailable makes the next request
+  // go to the next. At least one.
+  std::vector<net::Address> server_addresses;
   // TLS with ALPN h2 to the control plane; null: plaintext h2c (local tests and demos only).
   net::TransportFactory transport_factory;
   // The client TLS settings transport_factory was made from; set, renewals present the workload
@@ -67,6 +70,9 @@ class GrpcCertificateSigner final : public CertificateSigner {
   event::Loop& loop_;
   const CaClientOptions options_;
   std::shared_ptr<http::grpc::Channel> channel_;
+  // channel_ goes to server_addresses[server_index_], over transport_factory_.
+  size_t server_index_ = 0;
+  net::TransportFactory transport_factory_;
   // Set by SetClientCertificate; the channel is rebuilt with it before the next request.
   std::string client_chain_pem_, client_key_pem_;
   absl::Time client_not_after_ = absl::InfinitePast();

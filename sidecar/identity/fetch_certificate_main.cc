@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   }
   event::Loop loop;
   sidecar::identity::GrpcCertificateSigner signer(
-      loop, {.server_address = *address, .join_token = join_token});
+      loop, {.server_addresses = {*address}, .join_token = join_token});
   int seen = 0;
   sidecar::identity::CertificateManagerOptions options;
   options.ttl = absl::Seconds(ttl_seconds);

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/base/status.h"
@@ -50,6 +51,25 @@ Setter TrueOrFalse(bool* out) {
   return [out](absl::string_view v) {
     if (v != "true" && v != "false") return absl::InvalidArgumentError("must be true or false");
     *out = v == "true";
+    return absl::OkStatus();
+  };
+}
+
+// "host:port[,host:port...]": replicas of the control plane, tried in turn.
+Setter HostPorts(std::string* out) {
+  return [out](absl::string_view v) {
+    for (absl::string_view entry : absl::StrSplit(v, ',')) {
+      size_t colon = entry.rfind(':');
+      uint32_t port = 0;
+      if (colon == absl::string_view::npos || colon == 0 ||
+          !absl::SimpleAtoi(entry.substr(colon + 1), &port) || port == 0 || port > 65535) {
+        return absl::InvalidArgumentError(
+            v == entry
+                ? std::string("must be host:port")
+                : absl::StrCat("\"", entry, "\" must be host:port (a list: host:port,host:port)"));
+      }
+    }
+    *out = std::string(v);
     return absl::OkStatus();
   };
 }
@@ -231,12 +251,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.trace_sampling = percent;
              return absl::OkStatus();
            }),
-      flag("--xds", "HOST:PORT",
-           "Control plane to stream configuration from (ADS, docs/xds.md). Needs --xds-ca or "
-           "--xds-plaintext. Overrides the bootstrap's xds.address, and so is where golden-metrics "
-           "reports (metrics_report.address) and workload certificate requests (--ca-address) go "
-           "by default.",
-           HostPort(&o.xds_address)),
+      flag("--xds", "HOST:PORT[,HOST:PORT...]",
+           "Control plane to stream configuration from (ADS, docs/xds.md); several replicas (or a "
+           "name resolving to several addresses) are tried in turn, each stream that ends moving "
+           "to the next. Needs --xds-ca or --xds-plaintext. Overrides the bootstrap's "
+           "xds.address, and so is where golden-metrics reports (metrics_report.address) and "
+           "workload certificate requests (--ca-address) go by default.",
+           HostPorts(&o.xds_address)),
       flag("--xds-ca", "FILE",
            "CA certificates (PEM) that verify the control plane's TLS certificate. Overrides the "
            "bootstrap's xds.ca_file.",
@@ -300,10 +321,10 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
              o.node_ports.push_back(port);
              return absl::OkStatus();
            }),
-      flag("--ca-address", "HOST:PORT",
+      flag("--ca-address", "HOST:PORT[,HOST:PORT...]",
            "The control plane's CA (CertificateService) for the workload certificate. Default: the "
            "--xds address. Uses the xDS channel's TLS settings (--xds-ca, --xds-server-identity).",
-           HostPort(&o.ca_address)),
+           HostPorts(&o.ca_address)),
       flag("--join-token-file", "FILE",
            "A join token (`meshctl token create`) proving this workload's namespace and service "
            "account to the CA. Read once at start and sent with every certificate request, so the "

@@ -114,6 +114,7 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
            {{"--config"}, "--config needs a value"},
            {{"--config=x", "extra"}, "unexpected argument \"extra\""},
            {{"--xds=control-plane"}, "--xds=\"control-plane\": must be host:port"},
+           {{"--xds=cp-a:15012,cp-b"}, "\"cp-b\" must be host:port (a list"},
            {{"--xds=cp:15012", "--xds-plaintext=yes"}, "--xds-plaintext"},
            {{"--xds=cp:15012", "--xds-plaintext=true", "--xds-ca=ca.pem"}, "exclude each other"},
            {{"--xds=cp:15012", "--node-label=novalue"}, "--node-label"},

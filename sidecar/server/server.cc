@@ -158,7 +158,7 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
   if (!identity.ok()) return Annotate(identity.status(), "workload identity");
   const std::string& address = bootstrap.ca.address;
   identity::CaClientOptions ca;
-  ASSIGN_OR_RETURN(ca.server_address, config::ResolveHostPort(address));
+  ASSIGN_OR_RETURN(ca.server_addresses, config::ResolveHostPorts(address));
   ca.authority = bootstrap.ca.authority;
   if (options_.ca_plaintext) {
     if (bootstrap.has_xds() && !options_.xds_plaintext) {
@@ -243,9 +243,14 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
 
 absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   config::XdsClientOptions xds_options;
-  ASSIGN_OR_RETURN(xds_options.server_address, config::ResolveHostPort(bootstrap.xds.address));
+  ASSIGN_OR_RETURN(xds_options.server_addresses, config::ResolveHostPorts(bootstrap.xds.address));
+  // With several replicas, the first one's name (the control plane is checked by its SPIFFE id,
+  // not by this name).
   xds_options.authority =
-      bootstrap.xds.server_name.empty() ? bootstrap.xds.address : bootstrap.xds.server_name;
+      bootstrap.xds.server_name.empty()
+          ? std::string(
+                absl::string_view(bootstrap.xds.address).substr(0, bootstrap.xds.address.find(',')))
+          : bootstrap.xds.server_name;
   if (!options_.xds_plaintext) {
     ASSIGN_OR_RETURN(
         xds_options.transport_factory,
@@ -294,7 +299,7 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
   const config::MetricsReportConfig& settings = bootstrap.metrics_report;
   if (settings.address.empty()) return absl::OkStatus();
   telemetry::MetricsReporterOptions report;
-  ASSIGN_OR_RETURN(report.server_address, config::ResolveHostPort(settings.address));
+  ASSIGN_OR_RETURN(report.server_addresses, config::ResolveHostPorts(settings.address));
   report.authority = settings.authority;
   // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
   if (settings.xds_tls) {

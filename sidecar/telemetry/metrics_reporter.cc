@@ -83,8 +83,14 @@ MetricsReporter::MetricsReporter(event::Loop& loop, const StatsRegistry& stats,
       instance_(RandomInstance()),
       start_(absl::Now()),
       timer_(loop, [this] { ReportNow(); }) {
+  MakeChannel();
+}
+
+void MetricsReporter::MakeChannel() {
+  // A report may be finishing on the old channel: release it on a later turn.
+  if (channel_ != nullptr) loop_.DeferDelete(std::move(channel_));
   channel_ = std::make_unique<http::grpc::Channel>(
-      loop_, options_.server_address,
+      loop_, options_.server_addresses[server_index_],
       http::grpc::ChannelOptions{.transport_factory = options_.transport_factory,
                                  .authority = options_.authority});
 }
@@ -119,9 +125,14 @@ void MetricsReporter::ReportNow() {
                     }
                     // The first failure of a run, then every 60th, to keep the log readable.
                     if (failures_++ % 60 == 0) {
-                      LOG(WARN) << "golden metrics report to " << options_.server_address.ToString()
+                      LOG(WARN) << "golden metrics report to "
+                                << options_.server_addresses[server_index_].ToString()
                                 << " failed: " << http::grpc::StatusCodeName(code) << ": "
                                 << message;
+                    }
+                    if (options_.server_addresses.size() > 1) {
+                      server_index_ = (server_index_ + 1) % options_.server_addresses.size();
+                      MakeChannel();
                     }
                   });
 }

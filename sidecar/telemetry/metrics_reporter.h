@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/base/clock.h"
@@ -32,7 +33,8 @@ namespace meshlet::sidecar::telemetry {
 inline constexpr char kMetricsReportMethod[] = "/meshlet.metrics.v1.MetricsService/Report";
 
 struct MetricsReporterOptions {
-  net::Address server_address;
+  // The control plane's replicas; a failed report makes the next go to the next. At least one.
+  std::vector<net::Address> server_addresses;
   net::TransportFactory transport_factory;  // null: plaintext h2c
   std::string authority;
   Duration interval = std::chrono::seconds(10);
@@ -62,6 +64,8 @@ class MetricsReporter {
   const uint64_t instance_;
   const absl::Time start_;
   std::unique_ptr<http::grpc::Channel> channel_;
+  size_t server_index_ = 0;  // channel_ goes to server_addresses[server_index_]
+  void MakeChannel();
   event::Timer timer_;
   bool in_flight_ = false;
   uint64_t failures_ = 0;

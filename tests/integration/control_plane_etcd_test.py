@@ -14,6 +14,8 @@ reviews (version v2) is connected to B only.
    unavailable; the sidecar keeps its configuration. etcd starts again: an apply through A
    reaches the sidecar on B again.
 4. Wrong --store/--etcd-* flags stop the control plane with a message naming the problem.
+5. A sidecar given both replicas (--xds=A,B) is configured through A; A is killed: it moves to
+   B and follows a route applied through B (the time is printed).
 
 Without the etcd binary the test prints SKIP.
 """
@@ -216,6 +218,28 @@ class ControlPlaneEtcdTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=30)
             self.assertNotEqual(p.returncode, 0, args)
             self.assertIn(message, p.stdout + p.stderr, args)
+
+    def test_5_a_sidecar_given_both_replicas_moves_to_b_when_a_dies(self):
+        both = start_xds_sidecar(
+            self.tmp, f"{self.a.ads},{self.b.ads}", "reviews-v1-0", "default",
+            "--node-service=reviews", f"--node-port={self.apps[0].port}",
+            "--node-label=version=v1")
+        self.sidecars.append(both)
+
+        def clusters():
+            return {c["name"] for c in json.loads(both.get("/clusters")[1])["clusters"]}
+
+        self.assertTrue(wait_for(lambda: V1 in clusters(), timeout=10), "configured through A")
+        self.assertIn(self.a.ads, both.log())
+        self.a.proc.kill()
+        self.a.proc.wait()
+        start = time.time()
+        self.b.apply(reviews_route_to("v2"))
+        self.assertTrue(wait_for(lambda: V2 in clusters() and V1 not in clusters(), timeout=15),
+                        "a route applied through B after A died")
+        print(f"A killed -> sidecar configured by B: {(time.time() - start) * 1000:.0f} ms",
+              file=sys.stderr)
+        self.assertIn(f"xds: connected to {self.b.ads}", both.log())
 
     def try_apply(self, text):
         try:

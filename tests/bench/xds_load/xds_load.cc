@@ -289,7 +289,7 @@ int main(int argc, char** argv) {
     auto sim = std::make_unique<Sim>();
     Sim* raw = sim.get();
     config::XdsClientOptions options;
-    options.server_address = *server_address;
+    options.server_addresses = {*server_address};
     options.node.set_id(absl::StrCat("load-", i));
     if (policy_mode) {
       // A workload of svc-(i % services), versions alternating, at its own address.
