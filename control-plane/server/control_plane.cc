@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& opti
   EtcdStoreOptions etcd;
   ASSIGN_OR_RETURN(etcd.endpoints, ParseEtcdUrl(options.store));
   etcd.prefix = options.etcd_prefix;
+  etcd.request_timeout = options.etcd_timeout;
   if (options.etcd_cert_file.empty() != options.etcd_key_file.empty()) {
     return absl::InvalidArgumentError("--etcd-cert and --etcd-key go together");
   }
@@ -131,6 +132,20 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
                    options.etcd_cert_file),
       StringOption("--etcd-key", "FILE", "TLS to etcd: the client certificate's key (PEM)",
                    options.etcd_key_file),
+      {.name = "--etcd-timeout",
+       .value = "DURATION",
+       .help = "per etcd call and member: how long an API request waits for an answer before "
+               "trying the next member or answering 503 (default 5s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> timeout = config::ParseDurationText(v);
+             if (!timeout.ok()) return timeout.status();
+             if (*timeout <= absl::ZeroDuration()) {
+               return absl::InvalidArgumentError("must be positive");
+             }
+             options.etcd_timeout = absl::ToChronoNanoseconds(*timeout);
+             return absl::OkStatus();
+           }},
       StringOption("--etcd-username", "NAME", "etcd authentication: user name",
                    options.etcd_username),
       StringOption("--etcd-password-file", "FILE", "etcd authentication: file holding the password",

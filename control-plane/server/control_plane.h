@@ -52,6 +52,8 @@ struct ControlPlaneOptions {
   std::string etcd_key_file;
   std::string etcd_username;
   std::string etcd_password_file;
+  // Per etcd call and endpoint; an API request waits at most this long for each member tried.
+  Duration etcd_timeout = std::chrono::seconds(5);
   // The REST API (meshctl). Loopback by default: the token guards it, but operators should
   // choose to expose it (Kubernetes: 0.0.0.0 plus a Service, or `kubectl port-forward`).
   std::string api_address = "127.0.0.1:15014";

@@ -47,6 +47,10 @@ absl::Status FromGrpc(StatusCode code, absl::string_view message, absl::string_v
     case StatusCode::kDeadlineExceeded:
       // etcd answers this when it has no leader (no quorum) as well as when the call timed out.
       return absl::UnavailableError(text);
+    case StatusCode::kUnknown:
+      // Without a leader a member ends linearizable calls with "context deadline exceeded" or
+      // "etcdserver: request timed out" as UNKNOWN: transient, another member may answer.
+      return absl::UnavailableError(text);
     case StatusCode::kUnauthenticated:
       return absl::UnauthenticatedError(text);
     case StatusCode::kPermissionDenied:

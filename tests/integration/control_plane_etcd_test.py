@@ -23,7 +23,6 @@ Without the etcd binary the test prints SKIP.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,50 +34,12 @@ import urllib.request
 import sidecar_test
 from mesh_util import (meshctl, reviews_route_to, reviews_subset_cluster,
                        start_plaintext_control_plane, start_xds_sidecar, stop_process)
-from ports import free_port
+from etcd_util import EtcdCluster, etcd_installed
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
-ETCD = "/usr/bin/etcd"
 V1 = reviews_subset_cluster("v1")
 V2 = reviews_subset_cluster("v2")
-
-
-class Etcd:
-    """One etcd member on loopback in `directory`; start() again reuses its data."""
-
-    def __init__(self, directory):
-        self.dir = directory
-        self.client, self.peer = free_port(), free_port()
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"etcd://127.0.0.1:{self.client}"
-
-    def start(self):
-        peer = f"http://127.0.0.1:{self.peer}"
-        client = f"http://127.0.0.1:{self.client}"
-        with open(os.path.join(self.dir, "etcd.log"), "ab") as log:
-            self.proc = subprocess.Popen(
-                [ETCD, "--name", "m0", "--data-dir", os.path.join(self.dir, "data"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"m0={peer}", "--log-level", "warn"],
-                stdout=log, stderr=log)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.client), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("etcd did not start; see " + os.path.join(self.dir, "etcd.log"))
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc)
-        self.proc = None
 
 
 class Replica:
@@ -109,10 +70,10 @@ class Replica:
 class ControlPlaneEtcdTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(ETCD, os.X_OK):
-            raise unittest.SkipTest(f"{ETCD} is not installed (Debian package etcd-server)")
+        if not etcd_installed():
+            raise unittest.SkipTest("etcd is not installed (Debian package etcd-server)")
         cls.tmp = tempfile.mkdtemp(prefix="cp-etcd-")
-        cls.etcd = Etcd(cls.tmp)
+        cls.etcd = EtcdCluster(cls.tmp)
         cls.replicas, cls.sidecars, cls.apps = [], [], []
         try:
             cls.start_mesh()
@@ -144,7 +105,7 @@ class ControlPlaneEtcdTest(unittest.TestCase):
         for r in getattr(cls, "replicas", []):
             stop_process(r.proc)
         if getattr(cls, "etcd", None) is not None:
-            cls.etcd.stop()
+            cls.etcd.stop_all()
         if hasattr(cls, "tmp"):
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
@@ -186,7 +147,7 @@ class ControlPlaneEtcdTest(unittest.TestCase):
     def test_3_without_etcd_writes_are_refused_clearly_and_the_data_plane_keeps_going(self):
         self.assertTrue(wait_for(lambda: V2 in self.clusters(), timeout=10),
                         "the sidecar on B holds v2")
-        self.etcd.stop()
+        self.etcd.stop_all()
         try:
             p = subprocess.run([MESHCTL, "apply", "-f", "-"], input=reviews_route_to("v1"),
                                capture_output=True, text=True, timeout=60,
