@@ -184,6 +184,11 @@ class EtcdStoreTest : public ::testing::Test {
     FAIL() << "etcd did not come up; see " << dir_ << "/etcd.log";
   }
 
+  void TearDown() override {
+    etcd_.reset();  // kills the member
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
   absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
       Duration watch_retry = std::chrono::milliseconds(100)) {
     EtcdStoreOptions options;
