@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "control-plane/cli/failure.h"
 
@@ -43,6 +44,33 @@ std::vector<std::pair<std::string, std::string>> ApiReply::Causes() const {
   return out;
 }
 
+void ApiClient::Connect(std::string server, std::string token) {
+  server_ = std::move(server);
+  token_ = std::move(token);
+  servers_ = absl::StrSplit(server_, ',');
+  current_ = 0;
+}
+
+absl::StatusOr<HttpResponse> ApiClient::SendToAny(ApiRequest request) {
+  absl::Status last;
+  std::string tried;
+  for (size_t n = 0; n < servers_.size(); ++n) {
+    const size_t i = (current_ + n) % servers_.size();
+    request.server = servers_[i];
+    absl::StatusOr<HttpResponse> response = transport_.Send(request);
+    if (response.ok()) {
+      current_ = i;
+      return response;
+    }
+    last = response.status();
+    if (servers_.size() > 1) {
+      absl::StrAppend(&tried, tried.empty() ? "" : "; ", servers_[i], ": ", last.message());
+    }
+  }
+  if (servers_.size() > 1) return absl::UnavailableError(tried);
+  return last;
+}
+
 std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::string& path,
                                         absl::string_view body, int* exit_code) {
   ApiRequest request{.server = server_,
@@ -54,7 +82,7 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
   if (!token_.empty())
     request.headers.emplace_back("authorization", absl::StrCat("Bearer ", token_));
   if (!body.empty()) request.headers.emplace_back("content-type", "application/json");
-  absl::StatusOr<HttpResponse> response = transport_.Send(request);
+  absl::StatusOr<HttpResponse> response = SendToAny(std::move(request));
   if (!response.ok()) {
     Report(err_,
            {kExitUnreachable, absl::StrCat("cannot reach the control plane at ", server_, ": ",
@@ -65,7 +93,7 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
   }
   if (response->status == 401) {
     Report(err_, {kExitUnreachable,
-                  absl::StrCat("the control plane at ", server_,
+                  absl::StrCat("the control plane at ", server(),
                                " refused the token: ", ApiReply{*response}.ErrorMessage(),
                                token_.empty() ? " (no token: pass --token/--token-file or set "
                                                 "token in the context file)"
@@ -86,7 +114,7 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
 
 absl::StatusOr<HttpResponse> ApiClient::SendPlain(absl::string_view method,
                                                   const std::string& path) {
-  return transport_.Send(
+  return SendToAny(
       {.server = server_, .method = std::string(method), .path = path, .timeout = timeout_});
 }
 

@@ -64,12 +64,13 @@ class ApiClient {
   ApiClient(ApiTransport& transport, std::ostream& err) : transport_(transport), err_(err) {}
 
   // Where requests go and with which token (empty: none); set once the context file is read.
-  void Connect(std::string server, std::string token) {
-    server_ = std::move(server);
-    token_ = std::move(token);
-  }
+  // `server` may name several replicas, "HOST:PORT,HOST:PORT": a request that cannot reach one
+  // goes to the next, and later requests start from the one that answered (they must share the
+  // API token).
+  void Connect(std::string server, std::string token);
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
-  const std::string& server() const { return server_; }
+  // The replica requests go to first (the one that answered last).
+  const std::string& server() const { return servers_[current_]; }
   const std::string& token() const { return token_; }
 
   // `method` `path` with the token, JSON accepted (and sent when `body` is not empty). Prints the
@@ -83,9 +84,14 @@ class ApiClient {
   absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);
 
  private:
+  // Sends `request` to the current replica, then to each other one while none can be reached.
+  absl::StatusOr<HttpResponse> SendToAny(ApiRequest request);
+
   ApiTransport& transport_;
   std::ostream& err_;
-  std::string server_;
+  std::string server_;                    // as given
+  std::vector<std::string> servers_{""};  // server_ split at commas
+  size_t current_ = 0;
   std::string token_;
   std::chrono::milliseconds timeout_{10000};
 };

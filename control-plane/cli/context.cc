@@ -27,8 +27,9 @@ std::string ContextKeys() {
 std::vector<flags::Flag> ConnectionFlagTable(ConnectionFlags& flags) {
   return {
       flags::StringFlag(
-          "--server", "HOST:PORT", &flags.server,
-          "the control-plane API (default: the context file's, else 127.0.0.1:15014)"),
+          "--server", "HOST:PORT[,HOST:PORT...]", &flags.server,
+          "the control-plane API; several replicas are tried in turn (default: the context "
+          "file's, else 127.0.0.1:15014)"),
       flags::StringFlag("--token", "TOKEN", &flags.token,
                         "the API token (default: the context file's)"),
       flags::StringFlag("--token-file", "FILE", &flags.token_file, "read the API token from FILE"),

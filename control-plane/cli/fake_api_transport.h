@@ -6,6 +6,7 @@
 // Single-threaded.
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,12 +28,17 @@ class FakeApiTransport final : public ApiTransport {
 
   // Every request fails with `error` from now on, as when no server listens.
   void FailWith(absl::Status error) { error_ = std::move(error); }
+  // Requests to `server` fail as if nothing listened there.
+  void Unreachable(std::string server) { unreachable_.insert(std::move(server)); }
 
   const std::vector<ApiRequest>& requests() const { return requests_; }
 
   absl::StatusOr<HttpResponse> Send(const ApiRequest& request) override {
     requests_.push_back(request);
     if (!error_.ok()) return error_;
+    if (unreachable_.count(request.server) > 0) {
+      return absl::UnavailableError(absl::StrCat("connect: connection refused"));
+    }
     auto it = answers_.find(absl::StrCat(request.method, " ", request.path));
     if (it == answers_.end()) {
       return HttpResponse{.status = 404,
@@ -45,6 +51,7 @@ class FakeApiTransport final : public ApiTransport {
  private:
   std::map<std::string, HttpResponse> answers_;
   absl::Status error_;
+  std::set<std::string> unreachable_;
   std::vector<ApiRequest> requests_;
 };
 

@@ -87,6 +87,23 @@ TEST_F(MeshctlTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
   EXPECT_EQ(Header(api_.requests()[1], "authorization"), "");
 }
 
+TEST_F(MeshctlTest, SeveralReplicasAreTriedInTurn) {
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 200, kServices);
+  api_.Unreachable("10.0.0.1:15014");
+  ASSERT_EQ(Run({"--server", "10.0.0.1:15014,10.0.0.2:15014", "get", "svc", "--token=t"}), 0)
+      << err_.str();
+  ASSERT_EQ(api_.requests().size(), 2u);
+  EXPECT_EQ(api_.requests()[0].server, "10.0.0.1:15014");
+  EXPECT_EQ(api_.requests()[1].server, "10.0.0.2:15014");
+  EXPECT_EQ(Header(api_.requests()[1], "authorization"), "Bearer t");
+  // None answers: the error names each.
+  api_.Unreachable("10.0.0.2:15014");
+  EXPECT_NE(Run({"--server", "10.0.0.1:15014,10.0.0.2:15014", "get", "svc"}), 0);
+  EXPECT_NE(err_.str().find("10.0.0.1:15014: connect: connection refused; 10.0.0.2:15014: "),
+            std::string::npos)
+      << err_.str();
+}
+
 TEST_F(MeshctlTest, PositionalArgumentsAmongFlags) {
   api_.Answer("DELETE", "/apis/meshlet.io/v1/namespaces/shop/httproutes/a", 200, "{}");
   api_.Answer("DELETE", "/apis/meshlet.io/v1/namespaces/shop/httproutes/b?dryRun=All", 200, "{}");
@@ -118,7 +135,7 @@ TEST_F(MeshctlTest, UsageErrorsExit2WithAMessageAndSendNothing) {
            {{"get", "svc", "-o", "wide"}, "--output=\"wide\": one of table, yaml, json"},
            {{"get", "-A=yes", "svc"}, "--all-namespaces=\"yes\": takes no value"},
            {{"--timeout=soon", "get", "svc"}, "--timeout=\"soon\": not a duration"},
-           {{"get", "svc", "--server"}, "--server needs a value (HOST:PORT)"},
+           {{"get", "svc", "--server"}, "--server needs a value (HOST:PORT[,HOST:PORT...])"},
            {{"top", "--interval", "1ms"}, "--interval=\"1ms\": not a duration >= 100ms"},
            {{"get", "gizmos"}, "unknown kind \"gizmos\"; one of "},
            {{"get"}, "needs a KIND: "},
