@@ -33,7 +33,7 @@ flags::Flag StringOption(std::string name, std::string value, std::string help, 
   return {.name = name,
           .value = std::move(value),
           .help = std::move(help),
-          .set = [&out, name](absl::string_view v) {
+          .set = [&out](absl::string_view v) {
             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
             out = std::string(v);
             return absl::OkStatus();

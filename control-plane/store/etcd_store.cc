@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
@@ -42,14 +41,12 @@ absl::Status FromGrpc(StatusCode code, absl::string_view message, absl::string_v
   switch (code) {
     case StatusCode::kOk:
       return absl::OkStatus();
+    // Transient, another member may answer: DEADLINE_EXCEEDED when the call timed out or etcd
+    // has no leader (no quorum); UNKNOWN is how a member without a leader ends linearizable
+    // calls ("context deadline exceeded", "etcdserver: request timed out").
     case StatusCode::kUnavailable:
-      return absl::UnavailableError(text);
     case StatusCode::kDeadlineExceeded:
-      // etcd answers this when it has no leader (no quorum) as well as when the call timed out.
-      return absl::UnavailableError(text);
     case StatusCode::kUnknown:
-      // Without a leader a member ends linearizable calls with "context deadline exceeded" or
-      // "etcdserver: request timed out" as UNKNOWN: transient, another member may answer.
       return absl::UnavailableError(text);
     case StatusCode::kUnauthenticated:
       return absl::UnauthenticatedError(text);
@@ -71,7 +68,17 @@ StoredResource Resource(const ResourceKey& key, const etcd::KeyValue& kv) {
                         .create_revision = kv.create_revision()};
 }
 
-bool Retriable(const absl::Status& status) { return absl::IsUnavailable(status); }
+// Why a write's comparison failed, from its failure branch (a range of the key): `absent` when
+// the key is gone, else a stale revision naming the current one.
+absl::Status CompareFailed(const ResourceKey& key, int64_t expected_revision,
+                           const etcd::TxnResponse& done, absl::Status absent) {
+  const etcd::RangeResponse* current =
+      done.responses_size() > 0 ? &done.responses(0).response_range() : nullptr;
+  if (current == nullptr || current->kvs_size() == 0) return absent;
+  return absl::FailedPreconditionError(absl::StrCat(key.ToString(), ": resourceVersion ",
+                                                    expected_revision, " is stale; current is ",
+                                                    current->kvs(0).mod_revision()));
+}
 
 }  // namespace
 
@@ -83,19 +90,13 @@ absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url) {
   }
   std::vector<EtcdEndpoint> endpoints;
   for (absl::string_view part : absl::StrSplit(url.substr(kScheme.size()), ',')) {
-    size_t colon = part.rfind(':');
-    uint32_t port = 0;
-    if (part.empty() || colon == absl::string_view::npos ||
-        !absl::SimpleAtoi(part.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    absl::StatusOr<net::HostPort> split = net::SplitHostPort(part);
+    if (!split.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("store \"", url, "\": endpoint \"", part, "\" is not host:port"));
+          absl::StrCat("store \"", url, "\": endpoint ", split.status().message()));
     }
-    std::string host(part.substr(0, colon));
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
-    absl::StatusOr<std::vector<net::Address>> resolved =
-        net::ResolveAll(host, static_cast<uint16_t>(port));
+    std::string host = std::move(split->host);
+    absl::StatusOr<std::vector<net::Address>> resolved = net::ResolveAll(host, split->port);
     if (!resolved.ok() || resolved->empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("store \"", url, "\": endpoint \"", part, "\" does not resolve",
@@ -217,7 +218,7 @@ absl::StatusOr<std::string> EtcdStore::Call(absl::string_view method, std::strin
           absl::Status status = FromGrpc(
               code, message,
               absl::StrCat(options_.endpoints[index].address.ToString(), " ", method_name));
-          if (Retriable(status) && tried + 1 < channels_.size()) {
+          if (absl::IsUnavailable(status) && tried + 1 < channels_.size()) {
             if (current_ == index) current_ = (index + 1) % channels_.size();
             (*attempt)(tried + 1);
             return;
@@ -337,18 +338,13 @@ absl::StatusOr<int64_t> EtcdStore::Put(const ResourceKey& key, absl::string_view
   if (!done.ok()) return done.status();
   SeenRevision(done->header().revision());
   if (done->succeeded()) return done->header().revision();
-  const etcd::RangeResponse* current =
-      done->responses_size() > 0 ? &done->responses(0).response_range() : nullptr;
   if (expected_revision == kMustNotExist) {
     return absl::AlreadyExistsError(absl::StrCat(key.ToString(), " already exists"));
   }
-  if (current == nullptr || current->kvs_size() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        key.ToString(), ": resourceVersion ", expected_revision, " given, but it does not exist"));
-  }
-  return absl::FailedPreconditionError(absl::StrCat(key.ToString(), ": resourceVersion ",
-                                                    expected_revision, " is stale; current is ",
-                                                    current->kvs(0).mod_revision()));
+  return CompareFailed(key, expected_revision, *done,
+                       absl::FailedPreconditionError(
+                           absl::StrCat(key.ToString(), ": resourceVersion ", expected_revision,
+                                        " given, but it does not exist")));
 }
 
 absl::StatusOr<int64_t> EtcdStore::Delete(const ResourceKey& key, int64_t expected_revision) {
@@ -372,14 +368,8 @@ absl::StatusOr<int64_t> EtcdStore::Delete(const ResourceKey& key, int64_t expect
   if (!done.ok()) return done.status();
   SeenRevision(done->header().revision());
   if (done->succeeded()) return done->header().revision();
-  const etcd::RangeResponse* current =
-      done->responses_size() > 0 ? &done->responses(0).response_range() : nullptr;
-  if (current == nullptr || current->kvs_size() == 0) {
-    return absl::NotFoundError(absl::StrCat(key.ToString(), " not found"));
-  }
-  return absl::FailedPreconditionError(absl::StrCat(key.ToString(), ": resourceVersion ",
-                                                    expected_revision, " is stale; current is ",
-                                                    current->kvs(0).mod_revision()));
+  return CompareFailed(key, expected_revision, *done,
+                       absl::NotFoundError(absl::StrCat(key.ToString(), " not found")));
 }
 
 int64_t EtcdStore::Revision() const {

@@ -59,10 +59,7 @@ Setter TrueOrFalse(bool* out) {
 Setter HostPorts(std::string* out) {
   return [out](absl::string_view v) {
     for (absl::string_view entry : absl::StrSplit(v, ',')) {
-      size_t colon = entry.rfind(':');
-      uint32_t port = 0;
-      if (colon == absl::string_view::npos || colon == 0 ||
-          !absl::SimpleAtoi(entry.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      if (!net::SplitHostPort(entry).ok()) {
         return absl::InvalidArgumentError(
             v == entry
                 ? std::string("must be host:port")
