@@ -609,6 +609,7 @@ std::string PolicyApi::WorkloadsJson() const {
                      R"(,"connected":)", w.connected ? "true" : "false", R"(,"streams":)",
                      w.open_streams, R"(,"registeredAt":)", JsonQuote(Rfc3339(w.registered_at)),
                      R"(,"lastHeartbeat":)", JsonQuote(Rfc3339(w.last_heartbeat)));
+    if (!w.replica.empty()) absl::StrAppend(&item, R"(,"replica":)", JsonQuote(w.replica));
     if (!w.connected) {
       const double remaining = std::chrono::duration<double>(w.expires_at - now).count();
       absl::StrAppend(&item, R"(,"disconnectedAt":)", JsonQuote(Rfc3339(w.disconnected_at)),

@@ -199,6 +199,10 @@ class Get final : public Command {
     YAML::Node root = YAML::Load(reply->http.body);
     std::vector<std::vector<std::string>> rows = {
         {"ID", "NAMESPACE", "SERVICE", "ADDRESSES", "PORTS", "READY", "STATUS", "REGISTERED"}};
+    // Several control-plane replicas: which one each sidecar is connected to.
+    bool replicas = false;
+    for (const auto& w : root["items"]) replicas = replicas || w["replica"].IsDefined();
+    if (replicas) rows[0].push_back("REPLICA");
     const absl::Time now = absl::Now();
     const std::string ns = session.Namespace(namespace_);
     for (const auto& w : root["items"]) {
@@ -213,6 +217,7 @@ class Get final : public Command {
       rows.push_back({Scalar(w["id"]), Scalar(w["namespace"]), Scalar(w["service"]),
                       absl::StrJoin(addresses, ","), absl::StrJoin(ports, ","), Scalar(w["ready"]),
                       status, Age(Scalar(w["registeredAt"]), now)});
+      if (replicas) rows.back().push_back(Scalar(w["replica"]));
     }
     if (rows.size() == 1) {
       session.io().err << "No workloads registered.\n";

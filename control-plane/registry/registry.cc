@@ -125,9 +125,11 @@ bool Registry::Connect(const Workload& registration) {
   std::unique_lock<std::mutex> lock(mu_);
   const absl::Time now = clock_.WallNow();
   auto it = workloads_.find(workload.id);
+  workload.replica = options_.replica;
   if (it == workloads_.end()) {
     if (workloads_.size() >= options_.max_workloads) return false;
     workloads_.emplace(workload.id, NewEntry(workload, now, /*expires_at=*/std::nullopt));
+    LocalChangedLocked(workload.id);
     NotifyLocked(lock);
     return true;
   }
@@ -146,6 +148,7 @@ bool Registry::Connect(const Workload& registration) {
   w.disconnected_at = absl::InfinitePast();
   w.expires_at = {};
   if (changed) {
+    LocalChangedLocked(w.id);
     NotifyLocked(lock);
   } else {
     snapshot_.reset();  // stream count and heartbeat changed; translation inputs did not
@@ -170,8 +173,10 @@ bool Registry::Restore(const Workload& saved) {
   std::unique_lock<std::mutex> lock(mu_);
   if (workloads_.size() >= options_.max_workloads || workloads_.count(saved.id) > 0) return false;
   auto [it, inserted] = workloads_.emplace(saved.id, NewEntry(saved, now, clock_.Now() + grace));
+  it->second.replica = options_.replica;
   // Never later than now, so that a wall clock that stepped back cannot renew the grace.
   if (gone_before) it->second.disconnected_at = std::min(saved.disconnected_at, now);
+  LocalChangedLocked(saved.id);
   NotifyLocked(lock);
   return true;
 }
@@ -193,6 +198,7 @@ Registry::ReadyChange Registry::SetReady(absl::string_view id, bool ready) {
   it->second.last_heartbeat = clock_.WallNow();
   if (it->second.ready == ready) return ReadyChange::kUnchanged;
   it->second.ready = ready;
+  LocalChangedLocked(it->first);
   NotifyLocked(lock);
   return ReadyChange::kChanged;
 }
@@ -209,6 +215,7 @@ bool Registry::Disconnect(absl::string_view id) {
   w.connected = false;
   w.disconnected_at = clock_.WallNow();
   w.expires_at = clock_.Now() + options_.deregister_grace;
+  LocalChangedLocked(w.id);
   NotifyLocked(lock);
   return true;
 }
@@ -219,11 +226,20 @@ size_t Registry::ExpireDisconnected() {
   size_t removed = 0;
   for (auto it = workloads_.begin(); it != workloads_.end();) {
     if (!it->second.connected && it->second.expires_at <= now) {
+      LocalChangedLocked(it->first);
       it = workloads_.erase(it);
       ++removed;
     } else {
       ++it;
     }
+  }
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    std::erase_if(it->second, [&](const auto& entry) {
+      const bool expired = entry.second.ghost && entry.second.workload.expires_at <= now;
+      removed += expired ? 1 : 0;
+      return expired;
+    });
+    it = it->second.empty() ? peers_.erase(it) : std::next(it);
   }
   if (removed > 0) NotifyLocked(lock);
   return removed;
@@ -235,6 +251,13 @@ std::optional<MonotonicTime> Registry::NextExpiry() const {
   for (const auto& [id, w] : workloads_) {
     if (!w.connected && (!next || w.expires_at < *next)) next = w.expires_at;
   }
+  for (const auto& [id, entries] : peers_) {
+    for (const auto& [owner, entry] : entries) {
+      if (entry.ghost && (!next || entry.workload.expires_at < *next)) {
+        next = entry.workload.expires_at;
+      }
+    }
+  }
   return next;
 }
 
@@ -245,8 +268,7 @@ std::shared_ptr<const RegistrySnapshot> Registry::Snapshot() const {
     snapshot->version = version_;
     snapshot->kubernetes = kubernetes_;
     snapshot->kubernetes_pending = kubernetes_expected_ && kubernetes_ == nullptr;
-    snapshot->workloads.reserve(workloads_.size());
-    for (const auto& [id, w] : workloads_) snapshot->workloads.push_back(w);
+    snapshot->workloads = MergedLocked();
     snapshot_ = std::move(snapshot);
   }
   return snapshot_;
@@ -256,8 +278,7 @@ RegistrySnapshot Registry::CurrentWorkloads() const {
   std::lock_guard<std::mutex> lock(mu_);
   RegistrySnapshot out;
   out.version = version_;
-  out.workloads.reserve(workloads_.size());
-  for (const auto& [id, w] : workloads_) out.workloads.push_back(w);
+  out.workloads = MergedLocked();
   return out;
 }
 
@@ -276,6 +297,108 @@ size_t Registry::connected() const {
   size_t n = 0;
   for (const auto& [id, w] : workloads_) n += w.connected ? 1 : 0;
   return n;
+}
+
+size_t Registry::peer_only() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, entries] : peers_) n += workloads_.count(id) == 0 ? 1 : 0;
+  return n;
+}
+
+void Registry::LocalChangedLocked(const std::string& id) {
+  if (options_.track_local_changes) local_changed_.insert(id);
+}
+
+std::vector<LocalChange> Registry::TakeLocalChanges() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<LocalChange> out;
+  out.reserve(local_changed_.size());
+  for (const std::string& id : local_changed_) {
+    auto it = workloads_.find(id);
+    out.push_back(
+        {id, it == workloads_.end() ? std::nullopt : std::optional<Workload>(it->second)});
+  }
+  local_changed_.clear();
+  return out;
+}
+
+void Registry::ApplyPeerChanges(const std::vector<PeerChange>& changes) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const absl::Time wall_now = clock_.WallNow();
+  const MonotonicTime now = clock_.Now();
+  bool changed = false;
+  for (const PeerChange& change : changes) {
+    if (change.id.empty() || change.owner.empty()) continue;
+    if (change.workload.has_value()) {
+      Workload w = *change.workload;
+      w.id = change.id;
+      if (w.namespace_.empty()) w.namespace_ = "default";
+      w.open_streams = 0;  // streams are the other replica's
+      if (!w.connected) {
+        // For people: when its replica will remove it (that replica does the removing).
+        const Duration away =
+            std::max(Duration::zero(), absl::ToChronoNanoseconds(wall_now - w.disconnected_at));
+        w.expires_at = now + std::max(Duration::zero(), options_.deregister_grace - away);
+      }
+      peers_[change.id][change.owner] = PeerEntry{std::move(w), /*ghost=*/false};
+      changed = true;
+      continue;
+    }
+    auto it = peers_.find(change.id);
+    if (it == peers_.end()) continue;
+    auto entry = it->second.find(change.owner);
+    if (entry == it->second.end()) continue;
+    Workload& w = entry->second.workload;
+    if (w.connected && !entry->second.ghost) {
+      // Its replica is gone (or lost etcd for the lease's lifetime): the sidecar is probably
+      // reconnecting to another replica. Kept like a local workload whose stream closed.
+      w.connected = false;
+      w.disconnected_at = wall_now;
+      w.expires_at = now + options_.deregister_grace;
+      entry->second.ghost = true;
+    } else {
+      it->second.erase(entry);
+      if (it->second.empty()) peers_.erase(it);
+    }
+    changed = true;
+  }
+  if (changed) NotifyLocked(lock);
+}
+
+std::vector<Workload> Registry::MergedLocked() const {
+  std::vector<Workload> out;
+  out.reserve(workloads_.size() + peers_.size());
+  auto local = workloads_.begin();
+  auto peer = peers_.begin();
+  while (local != workloads_.end() || peer != peers_.end()) {
+    if (peer == peers_.end() || (local != workloads_.end() && local->first < peer->first)) {
+      out.push_back(local->second);
+      ++local;
+      continue;
+    }
+    const Workload* best = nullptr;
+    bool best_is_local = false;
+    if (local != workloads_.end() && local->first == peer->first) {
+      best = &local->second;
+      best_is_local = true;
+      ++local;
+    }
+    for (const auto& [owner, entry] : peer->second) {
+      const Workload& candidate = entry.workload;
+      const bool better = best == nullptr ||
+                          (candidate.connected != best->connected
+                               ? candidate.connected
+                               : !best_is_local && candidate.registered_at > best->registered_at);
+      if (better) {
+        best = &candidate;
+        best_is_local = false;
+      }
+    }
+    out.push_back(*best);
+    ++peer;
+  }
+  return out;
 }
 
 std::unique_ptr<Registry::WatchHandle> Registry::Watch(WatchCallback callback) {

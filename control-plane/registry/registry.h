@@ -20,6 +20,15 @@
 //                      control-plane stream usually still serves), then ExpireDisconnected()
 //                      removes it.
 //
+// Several control-plane replicas (shared_registrations.h): each replica's registry holds the
+// workloads connected to it (local) and what the other replicas published of theirs (peers,
+// keyed by the publishing replica's owner id, ApplyPeerChanges). Snapshots show one entry per
+// workload id: a connected one before a disconnected one, then the local one, then the most
+// recently registered. When a peer's connected entry vanishes (its replica died or stopped), it
+// stays for `deregister_grace` as disconnected, like a local workload whose stream closed: its
+// sidecar has most likely reconnected elsewhere, or will. TakeLocalChanges() tells the replicator
+// what to publish.
+//
 // Pure logic on a Clock: the owner calls ExpireDisconnected() from a timer (NextExpiry() says
 // when the next removal is due), tests drive time with FakeClock.
 //
@@ -33,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,6 +75,10 @@ struct Workload {
   // iptables, set with `sidecar init`): its listeners read original destinations, and peers
   // reach its app ports, not its inbound port.
   bool capture = false;
+
+  // The control-plane replica its sidecar is connected to (RegistryOptions::replica, or another
+  // replica's); empty with a single control plane.
+  std::string replica;
 
   bool ready = true;      // the local app's readiness as the sidecar last reported it
   bool connected = true;  // at least one stream open
@@ -150,6 +164,23 @@ struct RegistryOptions {
   Duration deregister_grace = std::chrono::seconds(30);
   // Upper bound on registered workloads; Connect beyond it is refused (false).
   size_t max_workloads = 100000;
+  // This replica's name (Workload::replica of local workloads), and whether TakeLocalChanges()
+  // is used (several replicas share registrations).
+  std::string replica;
+  bool track_local_changes = false;
+};
+
+// One change of another replica's registrations.
+struct PeerChange {
+  std::string owner;  // the publishing replica's owner id (LeasedKeyEvent::owner)
+  std::string id;
+  std::optional<Workload> workload;  // nullopt: that replica's entry is gone
+};
+
+// One local registration changed: as it is now, or nullopt when it was removed.
+struct LocalChange {
+  std::string id;
+  std::optional<Workload> workload;
 };
 
 class Registry {
@@ -195,6 +226,14 @@ class Registry {
   size_t size() const;
   // Workloads with at least one open stream (the rest wait out their grace period).
   size_t connected() const;
+  // Workloads known only from other replicas.
+  size_t peer_only() const;
+
+  // Applies other replicas' registration changes (one notification for all).
+  void ApplyPeerChanges(const std::vector<PeerChange>& changes);
+  // Local registrations whose published fields (registration, readiness, connection state)
+  // changed since the last call, ordered by id. Empty unless track_local_changes.
+  std::vector<LocalChange> TakeLocalChanges();
 
   // Kubernetes discovery is on: snapshots say kubernetes_pending until the first
   // SetKubernetesServices.
@@ -215,12 +254,22 @@ class Registry {
 
  private:
   class Watcher;
+  struct PeerEntry {
+    Workload workload;
+    bool ghost = false;  // its replica's entry vanished while connected: removed at expires_at
+  };
   void NotifyLocked(std::unique_lock<std::mutex>& lock);
+  void LocalChangedLocked(const std::string& id);
+  // One entry per id, local and peers merged as the header says, ordered by id.
+  std::vector<Workload> MergedLocked() const;
 
   const Clock& clock_;
   const RegistryOptions options_;
   mutable std::mutex mu_;
-  std::map<std::string, Workload, std::less<>> workloads_;
+  std::map<std::string, Workload, std::less<>> workloads_;  // local
+  // Other replicas' entries: id → owner → entry.
+  std::map<std::string, std::map<std::string, PeerEntry>, std::less<>> peers_;
+  std::set<std::string> local_changed_;
   std::shared_ptr<const KubernetesServices> kubernetes_;
   bool kubernetes_expected_ = false;
   uint64_t version_ = 0;

@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& opti
   ASSIGN_OR_RETURN(etcd.endpoints, ParseEtcdUrl(options.store));
   etcd.prefix = options.etcd_prefix;
   etcd.request_timeout = options.etcd_timeout;
+  etcd.lease_ttl = options.etcd_lease_ttl;
   if (options.etcd_cert_file.empty() != options.etcd_key_file.empty()) {
     return absl::InvalidArgumentError("--etcd-cert and --etcd-key go together");
   }
@@ -146,6 +147,24 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
              options.etcd_timeout = absl::ToChronoNanoseconds(*timeout);
              return absl::OkStatus();
            }},
+      {.name = "--etcd-lease-ttl",
+       .value = "DURATION",
+       .help = "how long the registrations a replica published outlive it when it dies (whole "
+               "seconds, at least 2s; default 10s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> ttl = config::ParseDurationText(v);
+             if (!ttl.ok()) return ttl.status();
+             if (*ttl < absl::Seconds(2) || *ttl != absl::Trunc(*ttl, absl::Seconds(1))) {
+               return absl::InvalidArgumentError("must be whole seconds, at least 2s");
+             }
+             options.etcd_lease_ttl = absl::ToChronoNanoseconds(*ttl);
+             return absl::OkStatus();
+           }},
+      StringOption("--replica-name", "NAME",
+                   "this control-plane replica's name, shown beside the workloads connected to it "
+                   "(default: the host name)",
+                   options.replica_name),
       StringOption("--etcd-username", "NAME", "etcd authentication: user name",
                    options.etcd_username),
       StringOption("--etcd-password-file", "FILE", "etcd authentication: file holding the password",
@@ -192,6 +211,7 @@ ControlPlane::~ControlPlane() {
   // Handles belong to the loop: close them before it goes, then let it finish closing.
   signals_.clear();
   expiry_timer_.reset();
+  shared_registrations_.reset();
   api_server_.reset();
   loop_.RunUntilIdle();
 }
@@ -212,41 +232,64 @@ absl::Status ControlPlane::Init() {
 
   registry::RegistryOptions registry_options;
   registry_options.deregister_grace = options_.deregister_grace;
+  // With etcd the replicas share registrations through leased keys.
+  LeasedKeys* leased_keys = dynamic_cast<LeasedKeys*>(store_.get());
+  if (leased_keys != nullptr) {
+    registry_options.replica = options_.replica_name;
+    if (registry_options.replica.empty()) {
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      registry_options.replica = host;
+    }
+    registry_options.track_local_changes = true;
+  }
   registry_ = std::make_unique<registry::Registry>(clock_, registry_options);
   auto gauge = [this](absl::string_view state) {
     absl::StatusOr<GaugeId> id =
         stats_.RegisterGauge("meshlet_cp_registry_workloads",
                              "Registered workloads: connected, or disconnected and waiting out "
-                             "the deregistration grace period.",
+                             "the deregistration grace period; other_replica: known only from "
+                             "another control-plane replica.",
                              {{"state", std::string(state)}}, GaugeMerge::kGlobal);
     CHECK(id.ok()) << id.status().message();
     return stats_.shared_shard().Get(*id);
   };
   const Gauge connected = gauge("connected");
   const Gauge disconnected = gauge("disconnected");
+  const Gauge elsewhere = gauge("other_replica");
   absl::StatusOr<CounterId> expired_id =
       stats_.RegisterCounter("meshlet_cp_registry_deregistered_total",
                              "Workloads removed from the registry after their grace period.");
   CHECK(expired_id.ok()) << expired_id.status().message();
   const Counter expired = stats_.shared_shard().Get(*expired_id);
   // Removal after the grace period: a coarse periodic sweep is enough (the grace is seconds).
-  expiry_timer_ = std::make_unique<event::Timer>(loop_, [this, connected, disconnected, expired] {
-    if (size_t removed = registry_->ExpireDisconnected(); removed > 0) {
-      expired.Inc(removed);
-      LOG(INFO) << "deregistered " << removed << " workload(s) after the grace period";
-    }
-    const size_t open = registry_->connected();
-    const size_t total = registry_->size();
-    connected.Set(static_cast<int64_t>(open));
-    disconnected.Set(static_cast<int64_t>(total > open ? total - open : 0));
-    // A crash (kill -9, OOM, power) must not lose the registry: saved when it changed, at most
-    // once a second so that a churn of registrations does not turn into a churn of writes.
-    if (++ticks_since_registry_save_ >= 2 && registry_->version() != saved_registry_version_) {
-      SaveRegistry(SaveReason::kChanged);
-    }
-  });
+  expiry_timer_ =
+      std::make_unique<event::Timer>(loop_, [this, connected, disconnected, elsewhere, expired] {
+        if (size_t removed = registry_->ExpireDisconnected(); removed > 0) {
+          expired.Inc(removed);
+          LOG(INFO) << "deregistered " << removed << " workload(s) after the grace period";
+        }
+        const size_t open = registry_->connected();
+        const size_t total = registry_->size();
+        connected.Set(static_cast<int64_t>(open));
+        disconnected.Set(static_cast<int64_t>(total > open ? total - open : 0));
+        elsewhere.Set(static_cast<int64_t>(registry_->peer_only()));
+        if (shared_registrations_ != nullptr) return;  // etcd holds them
+        // A crash (kill -9, OOM, power) must not lose the registry: saved when it changed, at most
+        // once a second so that a churn of registrations does not turn into a churn of writes.
+        if (++ticks_since_registry_save_ >= 2 && registry_->version() != saved_registry_version_) {
+          SaveRegistry(SaveReason::kChanged);
+        }
+      });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
-  RestoreRegistry();
+  if (leased_keys != nullptr) {
+    shared_registrations_ =
+        std::make_unique<registry::SharedRegistrations>(loop_, *registry_, *leased_keys);
+    LOG(INFO) << "registry: shared with the other replicas through etcd as replica \""
+              << registry_options.replica << "\"";
+  } else {
+    RestoreRegistry();
+  }
 
   api::ApiOptions api_options;
   api_options.token = token_;
@@ -308,7 +351,7 @@ int ControlPlane::Run() {
   // Give open API connections a moment to finish their responses.
   loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
                  std::chrono::seconds(2));
-  SaveRegistry(SaveReason::kStop);
+  if (shared_registrations_ == nullptr) SaveRegistry(SaveReason::kStop);
   LOG(INFO) << "control plane stopped";
   return 0;
 }

@@ -14,7 +14,8 @@
 //                          allocated addresses included (control-plane/addresses)
 //   <data-dir>/registry.pb the workloads known, kept up to date within about a second and at a
 //                          clean stop, restored at the next start
-//                          (control-plane/registry/saved_registry.h)
+//                          (control-plane/registry/saved_registry.h); not with etcd, where the
+//                          replicas share registrations (registry/shared_registrations.h)
 
 #include <functional>
 #include <memory>
@@ -35,6 +36,7 @@
 #include "common/stats/stats.h"
 #include "control-plane/api/api_server.h"
 #include "control-plane/registry/registry.h"
+#include "control-plane/registry/shared_registrations.h"
 #include "control-plane/store/store.h"
 
 namespace meshlet::controlplane {
@@ -54,6 +56,10 @@ struct ControlPlaneOptions {
   std::string etcd_password_file;
   // Per etcd call and endpoint; an API request waits at most this long for each member tried.
   Duration etcd_timeout = std::chrono::seconds(5);
+  // With etcd: how long this replica's published registrations outlive it when it dies.
+  Duration etcd_lease_ttl = std::chrono::seconds(10);
+  // This replica's name, shown beside the workloads connected to it (empty: the host name).
+  std::string replica_name;
   // The REST API (meshctl). Loopback by default: the token guards it, but operators should
   // choose to expose it (Kubernetes: 0.0.0.0 plus a Service, or `kubectl port-forward`).
   std::string api_address = "127.0.0.1:15014";
@@ -118,6 +124,8 @@ class ControlPlane {
   std::unique_ptr<Store> store_;
   std::string token_;
   std::unique_ptr<registry::Registry> registry_;
+  // With etcd: registrations shared with the other replicas (null with the file store).
+  std::unique_ptr<registry::SharedRegistrations> shared_registrations_;
   std::unique_ptr<api::PolicyApi> api_;
   std::unique_ptr<http::HttpServer> api_server_;
   std::unique_ptr<event::Timer> expiry_timer_;

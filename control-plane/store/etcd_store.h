@@ -22,16 +22,25 @@
 // Endpoints are tried in order; a call that finds one unavailable moves to the next. A write whose
 // answer was lost may have been applied: the caller sees UNAVAILABLE and reads again.
 //
+// Leased keys (store/leased_keys.h) live under <prefix>_leased/<lease id, 16 hex digits>/<name>,
+// written with a lease this store grants itself at the first SetLeased and keeps alive (every
+// lease_ttl / 3). When the lease is lost (etcd says it expired: this store could not reach etcd
+// for lease_ttl), the store takes a new one and writes every key again; at destruction it
+// revokes it, so the keys vanish at once. Writes are batched (one transaction for up to 64 keys),
+// one at a time, retried with backoff. The same watch reports other stores' leased keys.
+//
 // Threading: the store runs its own event loop on a thread of its own. Every Store method may be
 // called from any other thread and blocks until etcd answered (or request_timeout per endpoint
-// passed: UNAVAILABLE, or DEADLINE_EXCEEDED from etcd when it has no quorum). Watch callbacks run
-// on the store's thread, in revision order, with no lock held; they must not block and must not
-// call the store (that would wait on its own thread: FailedPrecondition).
+// passed: UNAVAILABLE, or DEADLINE_EXCEEDED from etcd when it has no quorum); SetLeased and
+// DeleteLeased never block. Watch callbacks run on the store's thread, in revision order, with no
+// lock held; they must not block and must not call the store's blocking methods (that would wait
+// on its own thread: FailedPrecondition).
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +53,7 @@
 #include "common/net/address.h"
 #include "common/net/transport.h"
 #include "common/tls/tls_context_provider.h"
+#include "control-plane/store/leased_keys.h"
 #include "control-plane/store/store.h"
 
 namespace meshlet::http::grpc {
@@ -80,13 +90,16 @@ struct EtcdStoreOptions {
   // First wait before re-opening a broken watch; doubles up to watch_retry_cap.
   Duration watch_retry = std::chrono::milliseconds(200);
   Duration watch_retry_cap = std::chrono::seconds(5);
+  // Leased keys vanish this long after the store stopped keeping its lease alive (whole seconds;
+  // etcd may raise it to its minimum).
+  Duration lease_ttl = std::chrono::seconds(10);
 };
 
 // "etcd://host:port[,host:port...]" → the endpoints (names resolved now, the first address of
 // each). InvalidArgument naming the part that is wrong.
 absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url);
 
-class EtcdStore final : public Store {
+class EtcdStore final : public Store, public LeasedKeys {
  public:
   // Connects, authenticates if asked and lists the prefix (the watch starts after it). Fails with
   // the endpoint and reason when no endpoint answers.
@@ -101,14 +114,22 @@ class EtcdStore final : public Store {
   absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected_revision) override;
   // The highest revision this store has seen (its own writes, reads and watch events).
   int64_t Revision() const override;
-  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override;
+  std::unique_ptr<Store::WatchHandle> Watch(Store::WatchCallback callback) override;
+
+  void SetLeased(std::string name, std::string value) override;
+  void DeleteLeased(std::string name) override;
+  std::unique_ptr<LeasedKeys::WatchHandle> WatchLeased(LeasedKeys::WatchCallback callback) override;
 
   // Watches opened so far (1 + reconnects) and relists after a compaction, for tests and stats.
   uint64_t watches_started() const;
   uint64_t relists() const;
+  // Leases granted so far (1 + those taken after losing one), and the current one (0: none).
+  uint64_t leases_granted() const;
+  int64_t lease() const;
 
  private:
   class Watcher;
+  class LeasedWatcher;
   explicit EtcdStore(EtcdStoreOptions options);
 
   // One unary call: `method` with the serialized `request`, failing over between endpoints.
@@ -128,7 +149,26 @@ class EtcdStore final : public Store {
   void Relist();
   void Deliver(const std::vector<WatchEvent>& events);
 
+  // Leased keys, store thread.
+  struct LeasedKey {
+    std::string owner;
+    std::string name;
+  };
+  // The owner and name of a leased key of this prefix written by another store; nullopt for
+  // other keys and this store's own.
+  std::optional<LeasedKey> LeasedFrom(absl::string_view etcd_key) const;
+  // Folds a put (value) or delete (nullopt) of `etcd_key` into the other stores' leased keys;
+  // appends the change to `events` when it is one.
+  void NoteLeased(const std::string& etcd_key, std::optional<std::string> value,
+                  std::vector<LeasedKeyEvent>& events);
+  void DeliverLeased(const std::vector<LeasedKeyEvent>& events);
+  void WriteLeased();  // grants a lease or writes the next batch, unless one is under way
+  void GrantLease();
+  void LeaseLost(absl::string_view why);
+  void KeepAlive();
+  void RetryLeased();
   const EtcdStoreOptions options_;
+  const std::string leased_prefix_;  // <prefix>_leased/
   mutable event::Loop loop_;
   std::thread thread_;
   // Store thread only.
@@ -145,16 +185,38 @@ class EtcdStore final : public Store {
   bool relist_pending_ = false;  // the retry timer lists again instead of watching
   bool stopping_ = false;
 
+  // Leased keys (store thread): what this store wants (name → value), what it wrote under the
+  // current lease, the names whose write is due, and the other stores' keys (etcd key → owner,
+  // name, value) as the watch last reported them.
+  std::map<std::string, std::string> leased_desired_;
+  std::map<std::string, std::string> leased_written_;
+  std::set<std::string> leased_dirty_;
+  std::map<std::string, LeasedKeyEvent> leased_others_;
+  int64_t lease_id_ = 0;          // 0: none held
+  std::set<int64_t> own_leases_;  // every lease this store held: their keys are its own
+  bool leased_busy_ = false;      // a grant or a write is under way
+  Duration leased_backoff_{0};
+  std::unique_ptr<event::Timer> leased_retry_timer_;
+  std::unique_ptr<event::Timer> keepalive_timer_;
+  std::shared_ptr<http::grpc::ClientCall> keepalive_;
   mutable Mutex mu_;
   mutable int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   struct Registered {
-    WatchCallback callback;
+    Store::WatchCallback callback;
     int64_t after;  // etcd's revision when Watch() was called: only later changes are reported
   };
   std::map<uint64_t, std::shared_ptr<Registered>> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t watches_started_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t relists_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t leases_granted_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;  // lease_id_, readable from any thread
+  uint64_t next_leased_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  struct LeasedRegistered {
+    LeasedKeys::WatchCallback callback;
+    bool primed = false;  // store thread: has had what existed when it started watching
+  };
+  std::map<uint64_t, std::shared_ptr<LeasedRegistered>> leased_watchers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshlet::controlplane

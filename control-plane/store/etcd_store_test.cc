@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/sync.h"
 #include "common/tls/test_certificates.h"
@@ -139,6 +141,17 @@ class Recorder {
                                      event.resource.key.ToString(), " ", event.resource.body));
     };
   }
+  // For leased keys: "put OWNER NAME VALUE" / "delete OWNER NAME".
+  LeasedKeys::WatchCallback LeasedCallback() {
+    return [this](const std::vector<LeasedKeyEvent>& events) {
+      MutexLock lock(&mu_);
+      for (const LeasedKeyEvent& e : events) {
+        events_.push_back(e.type == LeasedKeyEvent::Type::kPut
+                              ? absl::StrCat("put ", e.owner, " ", e.name, " ", e.value)
+                              : absl::StrCat("delete ", e.owner, " ", e.name));
+      }
+    };
+  }
   // Waits (up to `patience`) until `n` events arrived; returns them.
   std::vector<std::string> WaitFor(size_t n, Duration patience = std::chrono::seconds(10)) {
     for (auto end = std::chrono::steady_clock::now() + patience;
@@ -157,6 +170,12 @@ class Recorder {
   Mutex mu_;
   std::vector<std::string> events_;
 };
+
+std::string Hex(int64_t lease) {
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(lease));
+  return out;
+}
 
 class EtcdStoreTest : public ::testing::Test {
  protected:
@@ -190,7 +209,8 @@ class EtcdStoreTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
-      Duration watch_retry = std::chrono::milliseconds(100)) {
+      Duration watch_retry = std::chrono::milliseconds(100),
+      Duration lease_ttl = std::chrono::seconds(2)) {
     EtcdStoreOptions options;
     absl::StatusOr<std::vector<EtcdEndpoint>> endpoints =
         ParseEtcdUrl(absl::StrCat("etcd://", etcd_->endpoint()));
@@ -199,6 +219,7 @@ class EtcdStoreTest : public ::testing::Test {
     options.prefix = "/test/";
     options.request_timeout = std::chrono::seconds(2);
     options.watch_retry = watch_retry;
+    options.lease_ttl = lease_ttl;
     return EtcdStore::Open(std::move(options));
   }
 
@@ -500,6 +521,132 @@ TEST_F(EtcdStoreTest, UnavailableEtcdIsAClearErrorNotAHang) {
   EXPECT_TRUE(absl::IsUnavailable(status)) << status;
   EXPECT_NE(status.message().find(etcd_->endpoint()), std::string::npos) << status;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane
+
+namespace meshlet::controlplane {
+namespace {
+
+// Waits until `store` holds a lease; returns it (0: none within 10 s).
+int64_t WaitForLease(const EtcdStore& store, uint64_t granted = 1) {
+  for (int i = 0; i < 1000; ++i) {
+    if (store.leases_granted() >= granted && store.lease() != 0) return store.lease();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return 0;
+}
+
+TEST_F(EtcdStoreTest, LeasedKeysReachTheOtherStoresAndGoWhenTheWriterSaysGoodbye) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Recorder at_b, at_a;
+  auto watch_b = (*b)->WatchLeased(at_b.LeasedCallback());
+  auto watch_a = (*a)->WatchLeased(at_a.LeasedCallback());
+  (*a)->SetLeased("workload/x", "1");
+  (*a)->SetLeased("workload/y", "2");
+  const std::string owner = Hex(WaitForLease(**a));
+  ASSERT_NE(owner, Hex(0));
+  ASSERT_EQ(at_b.WaitFor(2).size(), 2u);
+  (*a)->SetLeased("workload/x", "1b");
+  (*a)->DeleteLeased("workload/y");
+  (*a)->DeleteLeased("workload/never-written");
+  std::vector<std::string> seen = at_b.WaitFor(4);
+  std::sort(seen.begin(), seen.begin() + 2);  // one transaction: etcd's order within it
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      absl::StrCat("put ", owner, " workload/x 1"),
+                      absl::StrCat("put ", owner, " workload/y 2"),
+                      absl::StrCat("put ", owner, " workload/x 1b"),
+                      absl::StrCat("delete ", owner, " workload/y"),
+                  }));
+  // In etcd under the prefix, bound to the lease.
+  EXPECT_EQ(etcd_->Etcdctl({"get", absl::StrCat("/test/_leased/", owner, "/workload/x")}), 0);
+  // A store never hears its own keys; one opened later first gets what exists; policy watchers
+  // and lists never see leased keys.
+  EXPECT_EQ(at_a.WaitFor(1, std::chrono::milliseconds(300)).size(), 0u);
+  auto c = Open();
+  ASSERT_TRUE(c.ok());
+  Recorder at_c;
+  auto watch_c = (*c)->WatchLeased(at_c.LeasedCallback());
+  EXPECT_EQ(at_c.WaitFor(1),
+            std::vector<std::string>{absl::StrCat("put ", owner, " workload/x 1b")});
+  absl::StatusOr<std::vector<StoredResource>> all = (*c)->List("", "");
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->empty());
+
+  // a stops: it revokes its lease, and the keys vanish at once, not after the time to live.
+  const auto stopped = std::chrono::steady_clock::now();
+  watch_a.reset();  // handles go before their store
+  a->reset();
+  EXPECT_EQ(at_c.WaitFor(2).back(), absl::StrCat("delete ", owner, " workload/x"));
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped, std::chrono::seconds(1));
+  EXPECT_EQ(at_b.WaitFor(5).back(), absl::StrCat("delete ", owner, " workload/x"));
+}
+
+TEST_F(EtcdStoreTest, ALostLeaseIsReplacedAndItsKeysWrittenAgain) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  Recorder at_b;
+  auto watch = (*b)->WatchLeased(at_b.LeasedCallback());
+  (*a)->SetLeased("workload/x", "1");
+  const int64_t first = WaitForLease(**a);
+  ASSERT_EQ(at_b.WaitFor(1).size(), 1u);
+  // The lease goes behind a's back (as when etcd expired it while a could not reach etcd).
+  ASSERT_EQ(etcd_->Etcdctl({"lease", "revoke", Hex(first)}), 0);
+  const int64_t second = WaitForLease(**a, 2);
+  ASSERT_NE(second, 0);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(at_b.WaitFor(3), (std::vector<std::string>{
+                                 absl::StrCat("put ", Hex(first), " workload/x 1"),
+                                 absl::StrCat("delete ", Hex(first), " workload/x"),
+                                 absl::StrCat("put ", Hex(second), " workload/x 1"),
+                             }));
+}
+
+TEST_F(EtcdStoreTest, ADeadWritersKeysVanishWhenItsLeaseRunsOut) {
+  // The writer is another process, killed without a goodbye.
+  const std::string endpoint = etcd_->endpoint();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    EtcdStoreOptions options;
+    options.endpoints = *ParseEtcdUrl(absl::StrCat("etcd://", endpoint));
+    options.prefix = "/test/";
+    options.lease_ttl = std::chrono::seconds(2);
+    absl::StatusOr<std::unique_ptr<EtcdStore>> writer = EtcdStore::Open(std::move(options));
+    if (!writer.ok()) ::_exit(1);
+    (*writer)->SetLeased("workload/x", "1");
+    while ((*writer)->lease() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    (void)!::write(ready[1], "x", 1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  const bool started = ::read(ready[0], &byte, 1) == 1;
+  ::close(ready[0]);
+  auto b = Open();
+  if (!started || !b.ok()) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    FAIL() << "the writer did not start";
+  }
+  Recorder at_b;
+  auto watch = (*b)->WatchLeased(at_b.LeasedCallback());
+  ASSERT_EQ(at_b.WaitFor(1).size(), 1u);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  const auto killed = std::chrono::steady_clock::now();
+  // Gone within the time to live (2 s; etcd checks expiry every 500 ms).
+  std::vector<std::string> seen = at_b.WaitFor(2, std::chrono::seconds(6));
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(seen[1], "delete ")) << seen[1];
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(4));
 }
 
 }  // namespace

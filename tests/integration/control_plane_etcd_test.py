@@ -22,49 +22,20 @@ Without the etcd binary the test prints SKIP.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import sidecar_test
-from mesh_util import (meshctl, reviews_route_to, reviews_subset_cluster,
-                       start_plaintext_control_plane, start_xds_sidecar, stop_process)
-from etcd_util import EtcdCluster, etcd_installed
+from mesh_util import reviews_route_to, reviews_subset_cluster, start_xds_sidecar
+from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 V1 = reviews_subset_cluster("v1")
 V2 = reviews_subset_cluster("v2")
-
-
-class Replica:
-    def __init__(self, tmp, name, etcd_url):
-        self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir)
-        self.proc, self.api, self.ads, self.token = start_plaintext_control_plane(
-            CONTROL_PLANE, self.dir, "--store", etcd_url, "--etcd-prefix", "/etcd-test/")
-        self.context = os.path.join(self.dir, "meshctl.yaml")
-        with open(self.context, "w") as f:
-            f.write(f"server: {self.api}\n"
-                    f"tokenFile: {os.path.join(self.dir, 'cp-data', 'api-token')}\n")
-
-    def apply(self, text):
-        return meshctl(MESHCTL, self.context, "apply", "-f", "-", stdin=text)
-
-    def request(self, method, path, body=None):
-        req = urllib.request.Request(f"http://{self.api}{path}", method=method,
-                                     data=body.encode() if body is not None else None,
-                                     headers={"Authorization": "Bearer " + self.token})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
 
 
 class ControlPlaneEtcdTest(unittest.TestCase):
@@ -84,9 +55,11 @@ class ControlPlaneEtcdTest(unittest.TestCase):
     @classmethod
     def start_mesh(cls):
         cls.etcd.start()
-        cls.a = Replica(cls.tmp, "a", cls.etcd.url)
+        cls.a = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "a", cls.etcd.url,
+                        "--etcd-prefix", "/etcd-test/")
         cls.replicas.append(cls.a)
-        cls.b = Replica(cls.tmp, "b", cls.etcd.url)
+        cls.b = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "b", cls.etcd.url,
+                        "--etcd-prefix", "/etcd-test/")
         cls.replicas.append(cls.b)
         with open(SERVICES) as f:
             cls.a.apply(f.read() + "---\n" + reviews_route_to("v1"))
@@ -98,16 +71,7 @@ class ControlPlaneEtcdTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for s in getattr(cls, "sidecars", []):
-            s.stop()
-        for app in getattr(cls, "apps", []):
-            app.close()
-        for r in getattr(cls, "replicas", []):
-            stop_process(r.proc)
-        if getattr(cls, "etcd", None) is not None:
-            cls.etcd.stop_all()
-        if hasattr(cls, "tmp"):
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+        stop_mesh(cls)
 
     def clusters(self):
         return {c["name"] for c in json.loads(self.sidecar.get("/clusters")[1])["clusters"]}

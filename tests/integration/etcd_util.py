@@ -1,13 +1,18 @@
 """A real etcd (Debian's etcd-server) on loopback for tests: one member or a cluster of three,
 each member stoppable and restartable on its own data. Every member is started in its own
-process group; stop_all() ends them all (call it from tearDown, also after a failure)."""
+process group; stop_all() ends them all (call it from tearDown, also after a failure). And
+control-plane replicas on it (Replica)."""
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
-from mesh_util import stop_process
+from mesh_util import meshctl, start_plaintext_control_plane, stop_process
 from ports import free_port
 
 ETCD = "/usr/bin/etcd"
@@ -67,3 +72,62 @@ class EtcdCluster:
     def stop_all(self):
         for name in list(self.procs):
             stop_process(self.procs.pop(name))
+
+
+class Replica:
+    """A control plane with the etcd store, named `name`, in tmp/name (API and plaintext xDS on
+    127.0.0.1; `args` are further flags), and a meshctl context for it."""
+
+    def __init__(self, control_plane, meshctl_binary, tmp, name, etcd_url, *args):
+        self.name = name
+        self.meshctl_binary = meshctl_binary
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        self.proc, self.api, self.ads, self.token = start_plaintext_control_plane(
+            control_plane, self.dir, "--store", etcd_url, *args)
+        self.context = os.path.join(self.dir, "meshctl.yaml")
+        with open(self.context, "w") as f:
+            f.write(f"server: {self.api}\n"
+                    f"tokenFile: {os.path.join(self.dir, 'cp-data', 'api-token')}\n")
+
+    def apply(self, text):
+        """`meshctl apply -f -` of `text` through this replica; its stdout."""
+        return meshctl(self.meshctl_binary, self.context, "apply", "-f", "-", stdin=text)
+
+    def request(self, method, path, body=None):
+        """(status, body) of an API request."""
+        req = urllib.request.Request(f"http://{self.api}{path}", method=method,
+                                     data=body.encode() if body is not None else None,
+                                     headers={"Authorization": "Bearer " + self.token})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def workloads(self):
+        """id -> the workload as this replica's API lists it."""
+        status, body = self.request("GET", "/api/v1/workloads")
+        if status != 200:
+            raise AssertionError(f"GET /api/v1/workloads from {self.name}: {status} {body}")
+        return {w["id"]: w for w in json.loads(body)["items"]}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            stop_process(self.proc)
+
+
+
+def stop_mesh(holder):
+    """Teardown of a test holding .sidecars, .apps, .replicas, .etcd and .tmp (any of them may be
+    missing, after a failed start): sidecars first, then apps, replicas, etcd, files."""
+    for s in getattr(holder, "sidecars", []):
+        s.stop()
+    for app in getattr(holder, "apps", []):
+        app.close()
+    for r in getattr(holder, "replicas", []):
+        r.stop()
+    if getattr(holder, "etcd", None) is not None:
+        holder.etcd.stop_all()
+    if hasattr(holder, "tmp"):
+        shutil.rmtree(holder.tmp, ignore_errors=True)

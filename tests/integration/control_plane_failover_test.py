@@ -1,0 +1,209 @@
+"""Control-plane replicas share registrations through etcd leases, and one dying fails nothing.
+
+Usage: control_plane_failover_test.py CONTROL_PLANE MESHCTL SIDECAR SERVICES_YAML [unittest args]
+
+A real 3-member etcd cluster on 127.0.0.1, started by the test, and two control planes A and B on
+it (--etcd-lease-ttl 2s, --deregister-grace 6s). Sidecars, each given the replicas in an order
+that picks the one it talks to:
+
+  reviews-1  (app v1)   A first, then B
+  reviews-2  (app v2)   B first, then A
+  ratings-1             A only
+  client                B first, then A: the caller, sending requests for reviews
+
+1. Every replica pushes every endpoint: the client, on B, reaches reviews-1, whose sidecar is
+   registered with A only, and reviews-2; `meshctl get workloads` through B says which replica
+   each sidecar is connected to.
+2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
+   fails. reviews-1 reconnects to B (the time is printed) and stays registered after A's lease
+   has run out; ratings-1, which cannot reconnect, is removed after the lease's time to live and
+   the grace period (the time is printed); both reviews apps keep answering.
+
+Without the etcd binary the test prints SKIP.
+"""
+
+import http.client
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import sidecar_test
+from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
+from mesh_util import meshctl, start_xds_sidecar
+from sidecar_test import HttpUpstream, wait_for
+
+CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
+LEASE_TTL = 2
+GRACE = 6
+
+
+class Load:
+    """Requests for reviews through the client sidecar's outbound listener, back to back on two
+    kept-alive connections; counts which app answered and keeps every failure."""
+
+    def __init__(self, outbound):
+        self.outbound = outbound
+        self.answers = {}
+        self.failures = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(2)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.outbound, timeout=5)
+                conn.request("GET", "/load", headers={"Host": "reviews"})
+                response = conn.getresponse()
+                body = response.read()
+                with self.lock:
+                    if response.status != 200:
+                        self.failures.append((time.time(), response.status, body[:200]))
+                    else:
+                        upstream = json.loads(body)["upstream"]
+                        self.answers[upstream] = self.answers.get(upstream, 0) + 1
+            except Exception as e:  # any failure counts
+                with self.lock:
+                    self.failures.append((time.time(), repr(e)))
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.answers), list(self.failures)
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+class ControlPlaneFailoverTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not etcd_installed():
+            raise unittest.SkipTest("etcd is not installed (Debian package etcd-server)")
+        cls.tmp = tempfile.mkdtemp(prefix="cp-failover-")
+        cls.etcd = EtcdCluster(cls.tmp, members=3)
+        cls.replicas, cls.sidecars, cls.apps = [], [], []
+        try:
+            cls.start_mesh()
+        except BaseException:
+            cls.tearDownClass()  # unittest does not when setUpClass fails
+            raise
+
+    @classmethod
+    def start_mesh(cls):
+        cls.etcd.start()
+        for name in ("a", "b"):
+            cls.replicas.append(Replica(
+                CONTROL_PLANE, MESHCTL, cls.tmp, name, cls.etcd.url,
+                "--etcd-prefix", "/failover-test/", "--etcd-lease-ttl", f"{LEASE_TTL}s",
+                "--deregister-grace", f"{GRACE}s", "--replica-name", name))
+        cls.a, cls.b = cls.replicas
+        with open(SERVICES) as f:
+            cls.a.apply(f.read())
+        a, b = cls.a.ads, cls.b.ads
+        for node, xds, service, version in [("reviews-1", f"{a},{b}", "reviews", "v1"),
+                                            ("reviews-2", f"{b},{a}", "reviews", "v2"),
+                                            ("ratings-1", a, "ratings", "v1")]:
+            app = HttpUpstream(node)
+            cls.apps.append(app)
+            cls.sidecars.append(start_xds_sidecar(
+                cls.tmp, xds, node, "default", f"--node-service={service}",
+                f"--node-port={app.port}", f"--node-label=version={version}"))
+        cls.client = start_xds_sidecar(cls.tmp, f"{b},{a}", "client", "default",
+                                       "--node-service=frontend")
+        cls.sidecars.append(cls.client)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_mesh(cls)
+
+    def reached(self, count=20):
+        """The apps that answered `count` requests for reviews through the client."""
+        seen = set()
+        for _ in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", self.client.outbound, timeout=5)
+            try:
+                conn.request("GET", "/probe", headers={"Host": "reviews"})
+                response = conn.getresponse()
+                body = response.read()
+                if response.status == 200:
+                    seen.add(json.loads(body)["upstream"])
+            except OSError:
+                pass
+            finally:
+                conn.close()
+        return seen
+
+    def test_1_every_replica_pushes_every_endpoint(self):
+        self.assertTrue(wait_for(lambda: self.reached() == {"reviews-1", "reviews-2"},
+                                 timeout=15),
+                        "the client on B reaches reviews-1, registered with A, and reviews-2")
+        for replica in (self.a, self.b):
+            workloads = replica.workloads()
+            self.assertEqual({w: workloads[w]["replica"] for w in workloads},
+                             {"reviews-1": "a", "reviews-2": "b", "ratings-1": "a",
+                              "client": "b"}, replica.name)
+            self.assertTrue(all(w["connected"] for w in workloads.values()))
+        table = meshctl(MESHCTL, self.b.context, "get", "workloads")
+        self.assertIn("REPLICA", table)
+        row = next(line for line in table.splitlines() if line.startswith("reviews-1 "))
+        self.assertEqual(row.split()[-1], "a")
+
+    def test_2_replica_a_dies_and_no_request_fails(self):
+        self.assertTrue(wait_for(lambda: self.reached() == {"reviews-1", "reviews-2"},
+                                 timeout=15))
+        load = Load(self.client.outbound)
+        try:
+            time.sleep(1)
+            self.a.proc.kill()
+            self.a.proc.wait()
+            killed = time.time()
+
+            def moved():
+                w = self.b.workloads().get("reviews-1", {})
+                return w.get("replica") == "b" and w.get("connected")
+
+            self.assertTrue(wait_for(moved, timeout=10), "reviews-1 reconnects to B")
+            print(f"reviews-1 registered through B {(time.time() - killed) * 1000:.0f} ms after "
+                  "A died", file=sys.stderr)
+            self.assertTrue(wait_for(lambda: "ratings-1" not in self.b.workloads(),
+                                     timeout=LEASE_TTL + GRACE + 10),
+                            "ratings-1, connected to A only, leaves after the lease and grace")
+            gone = time.time() - killed
+            print(f"ratings-1 removed {gone:.1f} s after A died (lease {LEASE_TTL} s + grace "
+                  f"{GRACE} s)", file=sys.stderr)
+            self.assertGreaterEqual(gone, GRACE)
+            before, _ = load.snapshot()
+            time.sleep(1)
+            after, failures = load.snapshot()
+        finally:
+            load.stop()
+        total = sum(after.values())
+        print(f"{total} requests while A died and its registrations expired, "
+              f"{len(failures)} failed", file=sys.stderr)
+        self.assertEqual(failures, [])
+        self.assertGreater(total, 100)
+        # Both apps still answer, after A's lease ran out and its ghosts expired.
+        for app in ("reviews-1", "reviews-2"):
+            self.assertGreater(after.get(app, 0), before.get(app, 0), app)
+        workloads = self.b.workloads()
+        self.assertTrue(workloads["reviews-1"]["connected"])
+        self.assertEqual(workloads["reviews-1"]["replica"], "b")
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE, MESHCTL, sidecar_test.SIDECAR, SERVICES = (
+        os.path.abspath(a) for a in sys.argv[1:5])
+    unittest.main(argv=sys.argv[:1] + sys.argv[5:], verbosity=2)
