@@ -13,7 +13,12 @@
 // Prints p50/p99 of the per-round "all applied" time and of the per-client apply latency, and
 // the control plane's CPU time and RSS (from /proc).
 //
-// Usage: xds_load --server-pid PID --address 127.0.0.1:PORT
+// Several control-plane replicas (xds_load_replicas.sh): --address and --server-pid take lists;
+// client i talks to replica i % N first (the others after it, as a sidecar given them all), the
+// rounds' applies go to the first replica's API, and CPU and RSS are printed per replica.
+// --etcd-pids adds the etcd members' CPU and RSS.
+//
+// Usage: xds_load --server-pid PID[,PID...] --address 127.0.0.1:PORT[,...] [--etcd-pids PID,...]
 //                 (--resources FILE | --meshctl PATH --api HOST:PORT --token-file FILE
 //                  [--services 10] [--scoped] [--work-dir DIR])
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
@@ -197,16 +202,21 @@ bool WaitApply(pid_t pid) {
 
 int main(int argc, char** argv) {
   namespace flags = meshlet::flags;
-  int server_pid = 0, clients = 1000, rounds = 20, services = 10;
+  int clients = 1000, rounds = 20, services = 10;
+  std::string server_pids_text, etcd_pids_text;
   bool delta = false;
   bool no_validate = false;
   bool scoped = false;
   bool help = false;
   std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
   const std::vector<flags::Flag> table = {
-      flags::Required(flags::IntFlag("--server-pid", "PID", &server_pid,
-                                     "the control plane's process, for its CPU time and RSS")),
-      flags::Required(flags::StringFlag("--address", "IP:PORT", &address, "the discovery address")),
+      flags::Required(
+          flags::StringFlag("--server-pid", "PID[,PID...]", &server_pids_text,
+                            "the control plane's process (each replica's), for CPU time and RSS")),
+      flags::Required(flags::StringFlag("--address", "IP:PORT[,IP:PORT...]", &address,
+                                        "the discovery address (each replica's)")),
+      flags::StringFlag("--etcd-pids", "PID,...", &etcd_pids_text,
+                        "etcd members, for their CPU time and RSS"),
       flags::StringFlag("--resources", "FILE", &resources,
                         "file mode: the xds-file-server's resources file"),
       flags::StringFlag("--meshctl", "PATH", &meshctl, "policy mode: the meshctl binary"),
@@ -228,6 +238,17 @@ int main(int argc, char** argv) {
     std::fputs(flags::FlagTable(table).c_str(), stdout);
     return 0;
   }
+  std::vector<int> server_pids, etcd_pids;
+  for (auto [text, out] :
+       {std::pair{&server_pids_text, &server_pids}, std::pair{&etcd_pids_text, &etcd_pids}}) {
+    for (absl::string_view part : absl::StrSplit(*text, ',', absl::SkipEmpty())) {
+      int pid = 0;
+      if (!absl::SimpleAtoi(part, &pid) || pid <= 0) {
+        parsed = absl::InvalidArgumentError(absl::StrCat("\"", part, "\" is not a process id"));
+      }
+      out->push_back(pid);
+    }
+  }
   const bool policy_mode = !meshctl.empty();
   if (parsed.ok() && (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
     parsed = absl::InvalidArgumentError(
@@ -245,11 +266,18 @@ int main(int argc, char** argv) {
   limit.rlim_cur = limit.rlim_max;
   setrlimit(RLIMIT_NOFILE, &limit);
 
-  auto server_address = config::ResolveHostPort(address);
-  if (!server_address.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(server_address.status().message()).c_str());
+  auto server_addresses = config::ResolveHostPorts(address);
+  if (!server_addresses.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(server_addresses.status().message()).c_str());
     return 2;
   }
+  const size_t replicas = server_addresses->size();
+  // CPU seconds and RSS MiB of each of `pids`.
+  auto usage = [](const std::vector<int>& pids) {
+    std::vector<std::pair<double, double>> out;
+    for (int pid : pids) out.push_back(ProcessUsage(pid));
+    return out;
+  };
   const std::string policy_file = absl::StrCat(work_dir, "/load-policy-", getpid(), ".yaml");
   // Starts round `round`'s change; returns false when it could not be made. In policy mode
   // meshctl runs while the clients keep serving; `finish` reaps it.
@@ -258,7 +286,7 @@ int main(int argc, char** argv) {
     const std::string marker = absl::StrCat("round-", round);
     if (!policy_mode) {
       WriteFile(resources, ResourcesYaml(marker));
-      return kill(server_pid, SIGHUP) == 0;
+      return kill(server_pids[0], SIGHUP) == 0;
     }
     WriteFile(policy_file, PolicyYaml(services, round, scoped));
     apply_pid = StartApply(meshctl, api, token_file, policy_file);
@@ -289,7 +317,10 @@ int main(int argc, char** argv) {
     auto sim = std::make_unique<Sim>();
     Sim* raw = sim.get();
     config::XdsClientOptions options;
-    options.server_addresses = {*server_address};
+    // Replica i % N first, then the others in turn.
+    for (size_t r = 0; r < replicas; ++r) {
+      options.server_addresses.push_back((*server_addresses)[(i + r) % replicas]);
+    }
     options.node.set_id(absl::StrCat("load-", i));
     if (policy_mode) {
       // A workload of svc-(i % services), versions alternating, at its own address.
@@ -343,7 +374,8 @@ int main(int argc, char** argv) {
   // In policy mode every registration changed the endpoints of its service: let the pushes
   // those caused finish before measuring.
   if (policy_mode) run_for(std::chrono::seconds(3));
-  auto [cpu_before, rss_connected] = ProcessUsage(server_pid);
+  const auto servers_before = usage(server_pids);
+  const auto etcd_before = usage(etcd_pids);
   const double own_cpu_before = ProcessUsage(getpid()).first;
   double load_before = 0;
   getloadavg(&load_before, 1);
@@ -367,7 +399,8 @@ int main(int argc, char** argv) {
     // Let the last ACKs reach the server before the next change.
     run_for(std::chrono::milliseconds(200));
   }
-  auto [cpu_after, rss_after] = ProcessUsage(server_pid);
+  const auto servers_after = usage(server_pids);
+  const auto etcd_after = usage(etcd_pids);
   const double own_cpu = ProcessUsage(getpid()).first - own_cpu_before;
   double load_after = 0;
   getloadavg(&load_after, 1);
@@ -386,11 +419,21 @@ int main(int argc, char** argv) {
       Percentile(round_seconds, 1.0));
   std::printf("change -> one client applied: p50 %.3f s, p99 %.3f s\n",
               Percentile(client_seconds, 0.5), Percentile(client_seconds, 0.99));
-  std::printf(
-      "control plane: RSS %.1f MiB with %d streams (%.1f MiB after the rounds), "
-      "CPU %.2f s for %d rounds (%.3f s per round)\n",
-      rss_connected, clients, rss_after, cpu_after - cpu_before, rounds,
-      (cpu_after - cpu_before) / std::max(rounds, 1));
+  for (size_t r = 0; r < servers_before.size(); ++r) {
+    const double cpu = servers_after[r].first - servers_before[r].first;
+    const size_t streams = clients / replicas + (r < clients % replicas ? 1 : 0);
+    std::printf(
+        "control plane%s: RSS %.1f MiB with %zu streams (%.1f MiB after the rounds), "
+        "CPU %.2f s for %d rounds (%.3f s per round)\n",
+        servers_before.size() > 1 ? absl::StrCat(" replica ", r).c_str() : "",
+        servers_before[r].second, streams, servers_after[r].second, cpu, rounds,
+        cpu / std::max(rounds, 1));
+  }
+  for (size_t m = 0; m < etcd_before.size(); ++m) {
+    const double cpu = etcd_after[m].first - etcd_before[m].first;
+    std::printf("etcd member %zu: RSS %.1f MiB, CPU %.2f s for %d rounds (%.3f s per round)\n", m,
+                etcd_after[m].second, cpu, rounds, cpu / std::max(rounds, 1));
+  }
   // On a shared machine the wall-clock times above depend on what else runs; CPU times do not.
   std::printf(
       "load tool (all %d clients, one thread): CPU %.2f s for %d rounds (%.3f s per round); "

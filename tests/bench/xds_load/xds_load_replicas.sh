@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The xDS load benchmark through several control-plane replicas on etcd: a 3-member etcd cluster
+# and REPLICAS control planes on it (all on 127.0.0.1, started here, removed at exit), N simulated
+# sidecars (xds_load) spread over the replicas and registering as workloads, each round a
+# `meshctl apply` through the first replica. Prints what xds_load_policy.sh does, per replica,
+# plus the etcd members' CPU and RSS and etcd's database size.
+# Args: CONTROL_PLANE MESHCTL XDS_LOAD [CLIENTS=1000] [ROUNDS=20] [REPLICAS=3]
+#       [extra xds_load flags...]
+# Needs Debian's etcd-server and etcd-client. For numbers worth reporting build with -c opt (see
+# xds_load_policy.sh).
+set -euo pipefail
+cp_bin="$1"; meshctl="$2"; load="$3"; clients="${4:-1000}"; rounds="${5:-20}"; replicas="${6:-3}"
+shift $(( $# < 6 ? $# : 6 ))
+command -v etcd >/dev/null || { echo "SKIP: etcd is not installed (Debian package etcd-server)"; exit 0; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# etcd: three members.
+members=(m0 m1 m2)
+declare -A client_port peer_port
+for m in "${members[@]}"; do client_port[$m]=$(free_port); peer_port[$m]=$(free_port); done
+cluster=""
+for m in "${members[@]}"; do cluster+="${cluster:+,}$m=http://127.0.0.1:${peer_port[$m]}"; done
+etcd_pids=()
+for m in "${members[@]}"; do
+  etcd --name "$m" --data-dir "$work/etcd-$m" \
+    --listen-client-urls "http://127.0.0.1:${client_port[$m]}" \
+    --advertise-client-urls "http://127.0.0.1:${client_port[$m]}" \
+    --listen-peer-urls "http://127.0.0.1:${peer_port[$m]}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${peer_port[$m]}" \
+    --initial-cluster "$cluster" --initial-cluster-state new --log-level warn \
+    > "$work/etcd-$m.log" 2>&1 &
+  pids+=($!); etcd_pids+=($!)
+done
+endpoints=""
+for m in "${members[@]}"; do endpoints+="${endpoints:+,}127.0.0.1:${client_port[$m]}"; done
+for _ in $(seq 100); do
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+# The replicas, port 0 everywhere (see xds_load_policy.sh).
+ads_list=""; cp_pids=""; api=""; token_file=""
+for r in $(seq 0 $((replicas - 1))); do
+  : > "$work/cp-$r.log"
+  "$cp_bin" --data-dir "$work/cp-$r" --store "etcd://$endpoints" --replica-name "r$r" \
+    --api-address 127.0.0.1:0 --xds-address 127.0.0.1:0 --xds-plaintext \
+    --xds-max-concurrent-pushes 200 --log-level info 2> "$work/cp-$r.log" &
+  pid=$!; pids+=($pid)
+  a=""; x=""
+  for _ in $(seq 200); do
+    a="$(sed -n 's/.*API on \([0-9.]*:[0-9]*\).*/\1/p' "$work/cp-$r.log" | head -1)"
+    x="$(sed -n 's/.*ADS on \([0-9.]*:[0-9]*\).*/\1/p' "$work/cp-$r.log" | head -1)"
+    [ -n "$a" ] && [ -n "$x" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/cp-$r.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  if [ -z "$a" ] || [ -z "$x" ]; then cat "$work/cp-$r.log" >&2; exit 1; fi
+  ads_list+="${ads_list:+,}$x"; cp_pids+="${cp_pids:+,}$pid"
+  if [ "$r" = 0 ]; then api="$a"; token_file="$work/cp-0/api-token"; fi
+done
+
+"$load" --server-pid "$cp_pids" --address "$ads_list" \
+  --etcd-pids "$(IFS=,; echo "${etcd_pids[*]}")" --meshctl "$meshctl" --api "$api" \
+  --token-file "$token_file" --work-dir "$work" --clients "$clients" --rounds "$rounds" "$@"
+echo "etcd after the run:"
+ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w table
