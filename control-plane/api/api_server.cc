@@ -150,6 +150,22 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   return token;
 }
 
+absl::Status ReplaceToken(const std::string& path, absl::string_view token) {
+  const std::string temp = path + ".tmp";
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat(temp, ": ", std::strerror(errno)));
+  const std::string content = absl::StrCat(token, "\n");
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    ::unlink(temp.c_str());
+    return absl::InternalError(absl::StrCat(path, ": ", std::strerror(saved)));
+  }
+  return absl::OkStatus();
+}
+
 ServerResponse PolicyApi::Error(int status, absl::string_view reason, absl::string_view message,
                                 const std::vector<FieldError>& causes, absl::string_view kind,
                                 absl::string_view name) {

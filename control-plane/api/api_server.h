@@ -137,6 +137,9 @@ class PolicyApi {
 // Reads the API token from `path`, creating it (32 random bytes, hex; file mode 0600) if absent.
 // Refuses a token file that others can read.
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
+// Replaces the token file at `path` with `token` (mode 0600, atomically): several control-plane
+// replicas share one token, and each data directory holds it.
+absl::Status ReplaceToken(const std::string& path, absl::string_view token);
 
 // Constant-time comparison (the time taken does not depend on where the strings differ).
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);

@@ -26,6 +26,7 @@
 #include "common/base/status.h"
 #include "common/config/field_path.h"
 #include "control-plane/identity/workload_identity.h"
+#include "control-plane/store/shared_value.h"
 
 namespace meshlet::controlplane::ca {
 namespace {
@@ -324,6 +325,33 @@ std::string TrustBundle::ToPem() const {
 
 // ---- CertificateAuthority -------------------------------------------------------------------
 
+namespace {
+
+constexpr char kSharedRootName[] = "ca-root";
+
+struct GeneratedRoot {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// A new self-signed root (ECDSA P-256, CA:TRUE, pathlen 1), logged as kept in `where`.
+absl::StatusOr<GeneratedRoot> GenerateRoot(const AuthorityOptions& options, const Clock& clock,
+                                           absl::string_view where) {
+  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, tls::GenerateEcdsaP256Key());
+  ASSIGN_OR_RETURN(bssl::UniquePtr<X509> root,
+                   MakeSelfSignedRoot(key.get(), options.trust_domain, clock.WallNow(),
+                                      options.generated_root_lifetime));
+  GeneratedRoot out;
+  ASSIGN_OR_RETURN(out.key_pem, tls::PrivateKeyToPem(*key));
+  ASSIGN_OR_RETURN(out.cert_pem, tls::CertificateToPem(*root));
+  LOG(INFO) << "generated a new root CA for trust domain " << options.trust_domain << " in "
+            << where << " (serial " << tls::SerialNumberHex(*root) << ", expires "
+            << absl::FormatTime(tls::NotAfter(*root)) << ")";
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadOrGenerateRoot(
     const std::string& dir, const AuthorityOptions& options, const Clock& clock,
     const std::string& extra_roots_file) {
@@ -342,24 +370,48 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
         "workload certificate will then be re-issued)"));
   }
   RETURN_IF_ERROR(MakeDirectory(dir));
-  ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> key, tls::GenerateEcdsaP256Key());
-  ASSIGN_OR_RETURN(bssl::UniquePtr<X509> root,
-                   MakeSelfSignedRoot(key.get(), options.trust_domain, clock.WallNow(),
-                                      options.generated_root_lifetime));
-  ASSIGN_OR_RETURN(std::string key_pem, tls::PrivateKeyToPem(*key));
-  ASSIGN_OR_RETURN(std::string cert_pem, tls::CertificateToPem(*root));
+  ASSIGN_OR_RETURN(GeneratedRoot root, GenerateRoot(options, clock, dir));
   // Key first: a crash in between leaves a key without a certificate, which the next start
   // reports instead of silently generating a second root.
-  RETURN_IF_ERROR(WriteNewFile(key_path, key_pem, 0600));
-  RETURN_IF_ERROR(WriteNewFile(cert_path, cert_pem, 0644));
-  LOG(INFO) << "generated a new root CA for trust domain " << options.trust_domain << " in " << dir
-            << " (serial " << tls::SerialNumberHex(*root) << ", expires "
-            << absl::FormatTime(tls::NotAfter(*root)) << ")";
+  RETURN_IF_ERROR(WriteNewFile(key_path, root.key_pem, 0600));
+  RETURN_IF_ERROR(WriteNewFile(cert_path, root.cert_pem, 0644));
   std::string extra_pem;
   if (!extra_roots_file.empty()) {
     ASSIGN_OR_RETURN(extra_pem, In(tls::ReadSmallFile(extra_roots_file), extra_roots_file));
   }
-  return FromPem(cert_pem, key_pem, extra_pem, options, clock);
+  return FromPem(root.cert_pem, root.key_pem, extra_pem, options, clock);
+}
+
+absl::StatusOr<std::unique_ptr<CertificateAuthority>>
+CertificateAuthority::LoadOrGenerateSharedRoot(Store& store, const AuthorityOptions& options,
+                                               const Clock& clock,
+                                               const std::string& extra_roots_file) {
+  RETURN_IF_ERROR(ValidateAuthorityOptions(options));
+  // The value: the root's certificate, then its key (PEM).
+  ASSIGN_OR_RETURN(
+      std::string shared,
+      LoadOrCreateSharedValue(store, kSharedRootName, [&]() -> absl::StatusOr<std::string> {
+        ASSIGN_OR_RETURN(GeneratedRoot root, GenerateRoot(options, clock, "the store"));
+        return absl::StrCat(root.cert_pem, root.key_pem);
+      }));
+  static constexpr char kCertEnd[] = "-----END CERTIFICATE-----";
+  const size_t split = shared.find(kCertEnd);
+  if (split == std::string::npos) {
+    return absl::DataLossError("the shared CA root in the store has no certificate");
+  }
+  const absl::string_view cert_pem = absl::string_view(shared).substr(0, split + sizeof(kCertEnd) - 1);
+  const absl::string_view key_pem = absl::string_view(shared).substr(split + sizeof(kCertEnd) - 1);
+  std::string extra_pem;
+  if (!extra_roots_file.empty()) {
+    ASSIGN_OR_RETURN(extra_pem, In(tls::ReadSmallFile(extra_roots_file), extra_roots_file));
+  }
+  absl::StatusOr<std::unique_ptr<CertificateAuthority>> authority =
+      FromPem(cert_pem, key_pem, extra_pem, options, clock);
+  if (!authority.ok()) {
+    return absl::Status(authority.status().code(), absl::StrCat("the shared CA root in the store: ",
+                                                                authority.status().message()));
+  }
+  return authority;
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::FromFiles(

@@ -34,6 +34,7 @@
 #include "common/base/clock.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
+#include "control-plane/store/store.h"
 
 namespace meshlet::controlplane::ca {
 
@@ -99,6 +100,14 @@ class CertificateAuthority {
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrGenerateRoot(
       const std::string& dir, const AuthorityOptions& options,
       const Clock& clock = RealClock::Get(), const std::string& extra_roots_file = "");
+
+  // The same for several control-plane replicas sharing `store` (etcd): the root is generated
+  // once, by the first replica to start, and kept in the store as the shared value "ca-root"
+  // (control-plane/store/shared_value.h: its key is as safe as the store); every replica signs
+  // with it.
+  static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrGenerateSharedRoot(
+      Store& store, const AuthorityOptions& options, const Clock& clock = RealClock::Get(),
+      const std::string& extra_roots_file = "");
 
   // An operator's CA. `chain_pem`: the signing certificate first, then the intermediates above
   // it, optionally ending with the root. `key_pem`: the signing certificate's key.

@@ -13,6 +13,8 @@
 #include "common/tls/certificate.h"
 #include "common/tls/test_certificates.h"
 #include "control-plane/ca/test_csr.h"
+#include "control-plane/store/file_store.h"
+#include "control-plane/store/shared_value.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::controlplane::ca {
@@ -108,6 +110,28 @@ TEST_F(AuthorityTest, RefusesHalfAGeneratedCa) {
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find("root-key.pem is missing"), std::string::npos)
       << again.status();
+}
+
+TEST_F(AuthorityTest, ReplicasOnOneStoreShareOneGeneratedRoot) {
+  auto store = FileStore::Open(absl::StrCat(TempDir(), "/store"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto a = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
+  auto b = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  EXPECT_EQ((*a)->trust_bundle_pem(), (*b)->trust_bundle_pem());
+  // What one replica signs, a sidecar configured by the other verifies.
+  auto csr = MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  auto issued = (*b)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_EQ(VerifyChain(issued->chain_pem, (*a)->trust_bundle_pem(), clock_.WallNow()), "");
+  // A damaged value is an error naming it, never a new root.
+  const ResourceKey key{kSharedValueKind, "", "ca-root"};
+  ASSERT_TRUE((*store)->Put(key, "garbage", kAnyRevision).ok());
+  auto damaged = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_NE(damaged.status().message().find("shared CA root in the store"), std::string::npos)
+      << damaged.status();
 }
 
 TEST_F(AuthorityTest, IssuesExactlyTheAttestedIdentityIgnoringTheCsrNames) {

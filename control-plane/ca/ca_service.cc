@@ -99,14 +99,24 @@ CaService::~CaService() {
 }
 
 absl::Status CaService::Init() {
+  // No operator CA: a generated root, in the data directory, or with a shared store (etcd) in
+  // the store, so that every replica signs under the same one.
+  const bool replicated = !control_plane_.options().store.empty();
   absl::StatusOr<std::unique_ptr<CertificateAuthority>> authority =
-      options_.cert_chain_file.empty()
-          ? CertificateAuthority::LoadOrGenerateRoot(
-                absl::StrCat(control_plane_.options().data_dir, "/ca"), options_.authority,
-                control_plane_.clock(), options_.trust_bundle_file)
-          : CertificateAuthority::FromFiles(options_.cert_chain_file, options_.key_file,
+      !options_.cert_chain_file.empty()
+          ? CertificateAuthority::FromFiles(options_.cert_chain_file, options_.key_file,
                                             options_.trust_bundle_file, options_.authority,
-                                            control_plane_.clock());
+                                            control_plane_.clock())
+      : replicated ? CertificateAuthority::LoadOrGenerateSharedRoot(
+                         control_plane_.store(), options_.authority, control_plane_.clock(),
+                         options_.trust_bundle_file)
+                   : CertificateAuthority::LoadOrGenerateRoot(
+                         absl::StrCat(control_plane_.options().data_dir, "/ca"), options_.authority,
+                         control_plane_.clock(), options_.trust_bundle_file);
+  if (authority.ok() && replicated && options_.cert_chain_file.empty()) {
+    LOG(INFO) << "ca: the generated root is shared by every replica through the store (its key "
+                 "is kept there: protect etcd, or give each replica --ca-cert/--ca-key)";
+  }
   if (!authority.ok()) {
     return absl::Status(authority.status().code(),
                         absl::StrCat("CA: ", authority.status().message()));

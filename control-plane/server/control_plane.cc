@@ -19,6 +19,7 @@
 #include "control-plane/registry/saved_registry.h"
 #include "control-plane/store/etcd_store.h"
 #include "control-plane/store/file_store.h"
+#include "control-plane/store/shared_value.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -225,10 +226,23 @@ absl::Status ControlPlane::Init() {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
-  absl::StatusOr<std::string> token =
-      api::LoadOrCreateToken(absl::StrCat(options_.data_dir, "/api-token"));
+  const std::string token_path = absl::StrCat(options_.data_dir, "/api-token");
+  absl::StatusOr<std::string> token = api::LoadOrCreateToken(token_path);
   if (!token.ok()) return Annotate(token.status(), "API token");
   token_ = std::move(*token);
+  if (!options_.store.empty()) {
+    // Replicas share one token (the first replica's), so that meshctl may use any of them; each
+    // data directory holds it.
+    absl::StatusOr<std::string> shared = LoadOrCreateSharedValue(
+        *store_, "api-token", [&]() -> absl::StatusOr<std::string> { return token_; });
+    if (!shared.ok()) return Annotate(shared.status(), "API token");
+    if (*shared != token_) {
+      RETURN_IF_ERROR(Annotate(api::ReplaceToken(token_path, *shared), "API token"));
+      LOG(INFO) << "API token: " << token_path
+                << " now holds the token the replicas share (from the store)";
+      token_ = *std::move(shared);
+    }
+  }
 
   registry::RegistryOptions registry_options;
   registry_options.deregister_grace = options_.deregister_grace;

@@ -6,6 +6,8 @@ A real etcd (Debian's etcd-server) on 127.0.0.1, started by the test, and two co
 and B with their own data directories, API and xDS ports, sharing it. A sidecar of Service
 reviews (version v2) is connected to B only.
 
+0. The replicas share the API token (one meshctl context works with both) and the generated
+   CA root: both serve the same trust bundle.
 1. An HTTPRoute applied with meshctl through A reaches the sidecar on B within 1 s (the time is
    printed), and B's API serves it with A's resourceVersion.
 2. Two writes of one resource from the same read, one through each replica: exactly one wins,
@@ -172,6 +174,19 @@ class ControlPlaneEtcdTest(unittest.TestCase):
             return True
         except AssertionError:
             return False
+
+    def test_0_the_replicas_share_the_api_token_and_the_ca_root(self):
+        self.assertEqual(self.a.token, self.b.token)
+        with open(os.path.join(self.b.dir, "cp-data", "api-token")) as f:
+            self.assertEqual(f.read().strip(), self.a.token)
+        # meshctl with A's context, pointed at B, is let in.
+        status, _ = self.b.request("GET", "/api/v1/workloads")
+        self.assertEqual(status, 200)
+        (sa, bundle_a), (sb, bundle_b) = (self.a.request("GET", "/api/v1/trust-bundle"),
+                                          self.b.request("GET", "/api/v1/trust-bundle"))
+        self.assertEqual((sa, sb), (200, 200))
+        self.assertIn("BEGIN CERTIFICATE", bundle_a)
+        self.assertEqual(bundle_a, bundle_b)
 
 
 if __name__ == "__main__":
