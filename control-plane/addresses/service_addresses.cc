@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/net/ip_prefix.h"
@@ -117,8 +118,7 @@ ServiceAddresses::ServiceAddresses(Store& store, StatsRegistry* stats) : store_(
 }
 
 absl::Status ServiceAddresses::Assign(pb::Service& service, const pb::Service* previous,
-                                      const std::vector<pb::Service>& stored, bool dry_run,
-                                      std::vector<std::string>& warnings) {
+                                      bool dry_run, std::vector<std::string>& warnings) {
   service.clear_status();
   if (!service.spec().addresses().empty()) return absl::OkStatus();
   if (previous != nullptr) *service.mutable_status() = previous->status();
@@ -133,55 +133,123 @@ absl::Status ServiceAddresses::Assign(pb::Service& service, const pb::Service* p
   }
   if (missing.empty()) return absl::OkStatus();
 
-  std::set<IpAddress> used = own;
-  for (const pb::Service& other : stored) {
-    if (SameService(other, service)) continue;
-    AddParsed(other.spec().addresses(), used);
-    AddParsed(other.status().addresses(), used);
-  }
-  AddressAllocation cursors;
-  int64_t cursors_revision = kMustNotExist;
-  absl::StatusOr<StoredResource> record = store_.Get(AllocationKey());
-  if (record.ok()) {
-    cursors_revision = record->revision;
-    auto parsed = google::protobuf::util::JsonStringToMessage(record->body, &cursors);
-    if (!parsed.ok()) {
-      // Nothing in use is given twice without the cursors either; only released addresses may
-      // come back sooner.
-      LOG_EVERY_N_SEC(WARN, 60) << "service addresses: " << AllocationKey().ToString()
-                                << " is damaged (" << parsed.ToString()
-                                << "); allocating from the start of each range";
-      cursors.Clear();
+  reserved_.clear();
+  const bool had_status = service.has_status();
+  const pb::ServiceStatus status_before = service.status();
+  // Read the cursors, then the Services, take, write the cursors (compare-and-swap). Another
+  // replica's allocation is in one of them: reserved in the record until its Service is stored;
+  // one made after the record was read makes the write fail, and the next attempt sees it.
+  for (int attempt = 1;; ++attempt) {
+    if (had_status) {
+      *service.mutable_status() = status_before;
+    } else {
+      service.clear_status();
     }
-  } else if (!absl::IsNotFound(record.status())) {
-    return Annotate(record.status(), "reading the service address cursors");
-  }
+    std::vector<std::string> attempt_warnings;
+    AddressAllocation cursors;
+    int64_t cursors_revision = kMustNotExist;
+    absl::StatusOr<StoredResource> record = store_.Get(AllocationKey());
+    if (record.ok()) {
+      cursors_revision = record->revision;
+      auto parsed = google::protobuf::util::JsonStringToMessage(record->body, &cursors);
+      if (!parsed.ok()) {
+        // Nothing in use is given twice without the cursors either; only released addresses may
+        // come back sooner.
+        LOG_EVERY_N_SEC(WARN, 60) << "service addresses: " << AllocationKey().ToString()
+                                  << " is damaged (" << parsed.ToString()
+                                  << "); allocating from the start of each range";
+        cursors.Clear();
+      }
+    } else if (!absl::IsNotFound(record.status())) {
+      return Annotate(record.status(), "reading the service address cursors");
+    }
+    std::set<IpAddress> used = own;
+    AddParsed(cursors.reserved(), used);
+    ASSIGN_OR_RETURN(std::vector<StoredResource> stored, store_.List("Service", ""));
+    for (const StoredResource& stored_service : stored) {
+      absl::StatusOr<policy::ParsedResource> parsed =
+          policy::ParseStoredResource("Service", stored_service.body);
+      if (!parsed.ok()) continue;
+      const auto& other = static_cast<const pb::Service&>(*parsed->message);
+      if (SameService(other, service)) continue;
+      AddParsed(other.spec().addresses(), used);
+      AddParsed(other.status().addresses(), used);
+    }
 
-  bool moved = false;
-  for (const IpPrefix& range : missing) {
-    uint64_t& next = (*cursors.mutable_next())[range.ToString()];
-    const uint64_t before = next;
-    std::optional<IpAddress> address = Take(range, used, next);
-    moved |= next != before;
-    if (!address.has_value()) {
-      warnings.push_back(absl::StrCat(
-          "Service ", NamespaceOf(service), "/", service.metadata().name(),
-          " gets no address from ", range.ToString(), ": every address of the range is in use; ",
-          "set spec.addresses, or widen the range in MeshConfig (the Service gets one then)"));
-      if (!dry_run) exhausted_.Inc();
-      continue;
+    size_t taken = 0, exhausted = 0;
+    for (const IpPrefix& range : missing) {
+      uint64_t& next = (*cursors.mutable_next())[range.ToString()];
+      std::optional<IpAddress> address = Take(range, used, next);
+      if (!address.has_value()) {
+        attempt_warnings.push_back(absl::StrCat(
+            "Service ", NamespaceOf(service), "/", service.metadata().name(),
+            " gets no address from ", range.ToString(), ": every address of the range is in use; ",
+            "set spec.addresses, or widen the range in MeshConfig (the Service gets one then)"));
+        ++exhausted;
+        continue;
+      }
+      service.mutable_status()->add_addresses(address->ToString());
+      cursors.add_reserved(address->ToString());
+      used.insert(*address);
+      ++taken;
     }
-    service.mutable_status()->add_addresses(address->ToString());
-    used.insert(*address);
-    if (!dry_run) allocated_.Inc();
+    auto done = [&] {
+      warnings.insert(warnings.end(), attempt_warnings.begin(), attempt_warnings.end());
+      if (!dry_run) {
+        allocated_.Inc(taken);
+        exhausted_.Inc(exhausted);
+      }
+      return absl::OkStatus();
+    };
+    if (dry_run || taken == 0) return done();
+    const int excess = cursors.reserved_size() - static_cast<int>(kReservedAddresses);
+    if (excess > 0) cursors.mutable_reserved()->DeleteSubrange(0, excess);
+    std::string body;
+    auto printed = google::protobuf::util::MessageToJsonString(cursors, &body);
+    if (!printed.ok()) return absl::InternalError(printed.ToString());
+    absl::StatusOr<int64_t> written = store_.Put(AllocationKey(), body, cursors_revision);
+    if (written.ok()) {
+      reserved_.assign(service.status().addresses().begin() + status_before.addresses_size(),
+                       service.status().addresses().end());
+      return done();
+    }
+    const bool raced =
+        absl::IsFailedPrecondition(written.status()) || absl::IsAlreadyExists(written.status());
+    if (!raced || attempt == kAllocationAttempts) {
+      return Annotate(written.status(), "saving the service address cursors");
+    }
   }
-  if (dry_run || !moved) return absl::OkStatus();
-  std::string body;
-  auto printed = google::protobuf::util::MessageToJsonString(cursors, &body);
-  if (!printed.ok()) return absl::InternalError(printed.ToString());
-  absl::StatusOr<int64_t> written = store_.Put(AllocationKey(), body, cursors_revision);
-  if (!written.ok()) return Annotate(written.status(), "saving the service address cursors");
-  return absl::OkStatus();
+}
+
+void ServiceAddresses::Settle() {
+  if (reserved_.empty()) return;
+  const std::set<std::string> settled(reserved_.begin(), reserved_.end());
+  reserved_.clear();
+  for (int attempt = 1; attempt <= kAllocationAttempts; ++attempt) {
+    absl::StatusOr<StoredResource> record = store_.Get(AllocationKey());
+    AddressAllocation cursors;
+    if (!record.ok() || !google::protobuf::util::JsonStringToMessage(record->body, &cursors).ok()) {
+      break;
+    }
+    const int before = cursors.reserved_size();
+    auto* reserved = cursors.mutable_reserved();
+    reserved->erase(std::remove_if(reserved->begin(), reserved->end(),
+                                   [&](const std::string& a) { return settled.count(a) > 0; }),
+                    reserved->end());
+    if (cursors.reserved_size() == before) return;
+    std::string body;
+    if (!google::protobuf::util::MessageToJsonString(cursors, &body).ok()) break;
+    absl::StatusOr<int64_t> written = store_.Put(AllocationKey(), body, record->revision);
+    if (written.ok()) return;
+    if (!absl::IsFailedPrecondition(written.status())) {
+      LOG_EVERY_N_SEC(WARN, 60) << "service addresses: lifting the reservation of "
+                                << absl::StrJoin(settled, ", ") << ": " << written.status();
+      return;
+    }
+  }
+  LOG_EVERY_N_SEC(WARN, 60) << "service addresses: the reservation of "
+                            << absl::StrJoin(settled, ", ")
+                            << " stays (it lapses after later allocations)";
 }
 
 absl::StatusOr<ServiceAddresses::Backfill> ServiceAddresses::AssignMissing() {
@@ -197,10 +265,11 @@ absl::StatusOr<ServiceAddresses::Backfill> ServiceAddresses::AssignMissing() {
   }
   for (size_t i = 0; i < services.size(); ++i) {
     pb::Service updated = services[i];
-    RETURN_IF_ERROR(Assign(updated, &services[i], services, /*dry_run=*/false, result.warnings));
+    RETURN_IF_ERROR(Assign(updated, &services[i], /*dry_run=*/false, result.warnings));
     if (updated.status().addresses_size() == services[i].status().addresses_size()) continue;
     const ResourceKey key{"Service", NamespaceOf(updated), updated.metadata().name()};
     absl::StatusOr<int64_t> written = store_.Put(key, policy::ToJson(updated), revisions[i]);
+    Settle();
     if (absl::IsFailedPrecondition(written.status())) continue;  // written meanwhile, and assigned
     if (!written.ok()) return Annotate(written.status(), absl::StrCat("writing ", key.ToString()));
     services[i] = std::move(updated);

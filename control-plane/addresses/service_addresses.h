@@ -21,6 +21,12 @@
 // warning (and meshlet_cp_service_addresses_exhausted_total), and gets one at its next write,
 // after the next MeshConfig write, or at the next start (AssignMissing).
 //
+// Several control-plane replicas on one store (etcd): every allocation writes the cursor record
+// with compare-and-swap before its Service, reserving the addresses it took in the record until
+// the Service is written (Settle). Two replicas allocating at once: one write fails, and that
+// replica reads the record again, which now holds the other's reservation, and allocates anew (up
+// to kAllocationAttempts times), so two Services never get one address.
+//
 // Threading: not thread-safe. The API calls it on its loop thread, which also serialises the
 // writes of the Services it assigns to.
 
@@ -41,6 +47,10 @@ inline constexpr char kDefaultServiceAddressRange[] = "240.240.0.0/16";
 // The store record holding the ranges' cursors.
 inline constexpr char kAllocationKind[] = "AddressAllocation";
 inline constexpr char kAllocationName[] = "services";
+// Reservations the cursor record keeps at most (one left behind by a crash lapses after that
+// many later ones), and how often an allocation that raced another replica's is tried again.
+inline constexpr size_t kReservedAddresses = 256;
+inline constexpr int kAllocationAttempts = 8;
 
 class ServiceAddresses {
  public:
@@ -49,13 +59,16 @@ class ServiceAddresses {
 
   // Sets `service`'s status.addresses before it is written: none when it declares
   // spec.addresses (what it had is released); else what `previous` (its stored version, null
-  // when new) was given, plus an address from each configured range it has none of. `stored`
-  // are the stored Services (`service`'s own stored version among them is skipped); their
-  // addresses are in use. `dry_run`: the answer is what the write would store, but no cursor
-  // moves. A full range adds a warning; a store failure is the error.
+  // when new) was given, plus an address from each configured range it has none of. The stored
+  // Services' addresses (read from the store when an address is needed) and the reserved ones
+  // are in use. `dry_run`: the answer is what the write would store, but no cursor moves. A full
+  // range adds a warning; a store failure is the error.
   absl::Status Assign(meshlet::policy::Service& service, const meshlet::policy::Service* previous,
-                      const std::vector<meshlet::policy::Service>& stored, bool dry_run,
-                      std::vector<std::string>& warnings);
+                      bool dry_run, std::vector<std::string>& warnings);
+  // After the write of the Service the last Assign gave addresses, whether it succeeded or not:
+  // lifts their reservation. Nothing when that Assign reserved none. A failure is logged (the
+  // reservation lapses after kReservedAddresses later ones).
+  void Settle();
 
   struct Backfill {
     size_t assigned = 0;  // Services written back with new addresses
@@ -70,6 +83,7 @@ class ServiceAddresses {
   Store& store_;
   Counter allocated_;
   Counter exhausted_;
+  std::vector<std::string> reserved_;  // by the last Assign, until Settle
 };
 
 }  // namespace meshlet::controlplane::addresses

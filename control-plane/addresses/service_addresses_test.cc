@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,16 +37,6 @@ class ServiceAddressesTest : public ::testing::Test {
     addresses_ = std::make_unique<ServiceAddresses>(*store_, stats_.get());
   }
 
-  std::vector<pb::Service> Stored() {
-    std::vector<pb::Service> out;
-    const std::vector<StoredResource> stored = *store_->List("Service", "");
-    for (const StoredResource& s : stored) {
-      out.push_back(
-          static_cast<pb::Service&>(*policy::ParseStoredResource("Service", s.body)->message));
-    }
-    return out;
-  }
-
   std::optional<pb::Service> Find(const std::string& name) {
     absl::StatusOr<StoredResource> s = store_->Get({"Service", "default", name});
     if (!s.ok()) return std::nullopt;
@@ -62,11 +54,12 @@ class ServiceAddressesTest : public ::testing::Test {
     std::optional<pb::Service> previous = Find(name);
     warnings_.clear();
     absl::Status s =
-        addresses_->Assign(service, previous ? &*previous : nullptr, Stored(), dry_run, warnings_);
+        addresses_->Assign(service, previous ? &*previous : nullptr, dry_run, warnings_);
     EXPECT_TRUE(s.ok()) << s;
     if (!dry_run) {
       EXPECT_TRUE(
           store_->Put({"Service", "default", name}, policy::ToJson(service), kAnyRevision).ok());
+      addresses_->Settle();
     }
     return absl::StrJoin(service.status().addresses(), ",");
   }
@@ -95,6 +88,82 @@ class ServiceAddressesTest : public ::testing::Test {
   std::unique_ptr<ServiceAddresses> addresses_;
   std::vector<std::string> warnings_;
 };
+
+// The store as two replicas share it: before this replica's first write of the cursor record,
+// `before_first_cursor_write` runs (another replica allocating in between).
+class RacingStore final : public Store {
+ public:
+  RacingStore(Store& store, std::function<void()> before_first_cursor_write)
+      : store_(store), hook_(std::move(before_first_cursor_write)) {}
+  absl::StatusOr<StoredResource> Get(const ResourceKey& key) const override {
+    return store_.Get(key);
+  }
+  absl::StatusOr<std::vector<StoredResource>> List(absl::string_view kind,
+                                                   absl::string_view ns) const override {
+    return store_.List(kind, ns);
+  }
+  absl::StatusOr<int64_t> Put(const ResourceKey& key, absl::string_view body,
+                              int64_t expected) override {
+    if (key.kind == kAllocationKind && hook_ != nullptr) std::exchange(hook_, nullptr)();
+    return store_.Put(key, body, expected);
+  }
+  absl::StatusOr<int64_t> Delete(const ResourceKey& key, int64_t expected) override {
+    return store_.Delete(key, expected);
+  }
+  int64_t Revision() const override { return store_.Revision(); }
+  std::unique_ptr<WatchHandle> Watch(WatchCallback callback) override {
+    return store_.Watch(std::move(callback));
+  }
+
+ private:
+  Store& store_;
+  std::function<void()> hook_;
+};
+
+TEST_F(ServiceAddressesTest, TwoReplicasAllocatingAtOnceNeverShareAnAddress) {
+  SetRanges("10.200.0.0/29");  // .1 to .6 usable
+  EXPECT_EQ(Apply("a"), "10.200.0.1");
+  // This replica is about to write the cursor when the other replica allocates .2 for b and
+  // stores b.
+  RacingStore racing(*store_, [&] { EXPECT_EQ(Apply("b"), "10.200.0.2"); });
+  ServiceAddresses replica(racing, nullptr);
+  pb::Service c;
+  c.mutable_metadata()->set_name("c");
+  c.mutable_metadata()->set_namespace_("default");
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(replica.Assign(c, nullptr, false, warnings).ok());
+  EXPECT_EQ(absl::StrJoin(c.status().addresses(), ","), "10.200.0.3");
+  ASSERT_TRUE(store_->Put({"Service", "default", "c"}, policy::ToJson(c), kAnyRevision).ok());
+  replica.Settle();
+
+  // The same once the range is full and released addresses come back (no cursor to move), with
+  // the other replica between allocating .1 for d and storing d: the lowest free address goes to
+  // exactly one of them.
+  for (int i = 4; i <= 6; ++i) Apply(absl::StrCat("s", i));
+  Delete("a");
+  Delete("b");
+  pb::Service d;
+  d.mutable_metadata()->set_name("d");
+  d.mutable_metadata()->set_namespace_("default");
+  RacingStore racing_again(*store_, [&] {
+    ASSERT_TRUE(addresses_->Assign(d, nullptr, false, warnings).ok());
+    EXPECT_EQ(absl::StrJoin(d.status().addresses(), ","), "10.200.0.1");
+  });
+  ServiceAddresses replica_again(racing_again, nullptr);
+  pb::Service e;
+  e.mutable_metadata()->set_name("e");
+  e.mutable_metadata()->set_namespace_("default");
+  ASSERT_TRUE(replica_again.Assign(e, nullptr, false, warnings).ok());
+  EXPECT_EQ(absl::StrJoin(e.status().addresses(), ","), "10.200.0.2");
+  ASSERT_TRUE(store_->Put({"Service", "default", "d"}, policy::ToJson(d), kAnyRevision).ok());
+  addresses_->Settle();
+  ASSERT_TRUE(store_->Put({"Service", "default", "e"}, policy::ToJson(e), kAnyRevision).ok());
+  replica_again.Settle();
+  // Every reservation lifted: the record holds none.
+  absl::StatusOr<StoredResource> record = store_->Get({kAllocationKind, "", kAllocationName});
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->body.find("reserved"), std::string::npos) << record->body;
+}
 
 TEST_F(ServiceAddressesTest, AllocatesFromTheDefaultRangeAndKeepsAddressesAcrossUpdates) {
   EXPECT_EQ(Apply("reviews"), "240.240.0.1");

@@ -504,7 +504,7 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
     absl::Status assigned =
         addresses_->Assign(static_cast<meshlet::policy::Service&>(resource),
                            static_cast<const meshlet::policy::Service*>(previous.get()),
-                           services.services, IsDryRun(request), validation.warnings);
+                           IsDryRun(request), validation.warnings);
     if (!assigned.ok()) {
       if (stats_ != nullptr) stats_->store_errors.Inc();
       return Error(500, "InternalError", assigned.message());
@@ -540,6 +540,7 @@ ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& in
   }
   absl::StatusOr<int64_t> revision =
       store_.Put(key, body, exists ? existing->revision : kMustNotExist);
+  if (info.kind == "Service") addresses_->Settle();
   if (absl::IsFailedPrecondition(revision.status()) || absl::IsAlreadyExists(revision.status())) {
     return conflict(absl::StrCat(info.kind, " \"", key.name,
                                  "\" changed while this request was handled; read it again and "
