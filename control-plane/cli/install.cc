@@ -57,7 +57,11 @@ class Install final : public Command {
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
     absl::StatusOr<std::vector<YAML::Node>> objects = install::Render(options_, kMeshctlVersion);
-    if (!objects.ok()) return session.Fail({kExitFailed, std::string(objects.status().message())});
+    if (!objects.ok()) {
+      // A combination of --set values that does not go together is a usage error.
+      return session.Fail({absl::IsInvalidArgument(objects.status()) ? kExitUsage : kExitFailed,
+                           std::string(objects.status().message())});
+    }
     Print(session.io().out, uninstall_ ? install::UninstallOrder(*objects, keep_data_) : *objects,
           output_);
     return kExitOk;

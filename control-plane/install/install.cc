@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/config/field_path.h"
+#include "common/net/address.h"
 #include "control-plane/inject/inject.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
@@ -91,7 +93,10 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"proxyImage", "the proxy image the webhook injects (meshlet-proxy:<version>)"},
           {"injectMode", "native or classic sidecars (native)"},
           {"trustDomain", "the mesh's SPIFFE trust domain (cluster.local)"},
-          {"replicas", "control-plane replicas: 1, the file store's only writer"},
+          {"replicas", "control-plane replicas (1; more need etcd)"},
+          {"etcd",
+           "etcd://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
+           "by the replicas (default: a file store on the data volume)"},
           {"resources.requests.cpu", "the control plane's CPU request (100m)"},
           {"resources.requests.memory", "its memory request (128Mi)"},
           {"resources.limits.memory", "its memory limit (1Gi)"},
@@ -131,13 +136,19 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   } else if (key == "replicas") {
     int n = 0;
     if (!absl::SimpleAtoi(value, &n) || n < 1) return bad("must be a positive integer");
-    if (n != 1) {
-      return bad(
-          "the control plane keeps its policies in a file store with one writer (on a "
-          "ReadWriteOnce claim): more replicas need a shared store, which the control "
-          "plane does not have yet");
-    }
     options.replicas = n;
+  } else if (key == "etcd") {
+    // Checked for form only: the names are the cluster's, which need not resolve here.
+    absl::string_view endpoints = value;
+    if (!absl::ConsumePrefix(&endpoints, "etcd://") || endpoints.empty()) {
+      return bad("must be etcd://HOST:PORT[,HOST:PORT...]");
+    }
+    for (absl::string_view endpoint : absl::StrSplit(endpoints, ',')) {
+      if (absl::StatusOr<net::HostPort> hp = net::SplitHostPort(endpoint); !hp.ok()) {
+        return bad(absl::StrCat("endpoint ", hp.status().message()));
+      }
+    }
+    options.etcd = value;
   } else if (key == "resources.requests.cpu" || key == "resources.requests.memory" ||
              key == "resources.limits.memory" || key == "storeSize") {
     if (absl::Status s = CheckQuantity(key, value); !s.ok()) return s;
@@ -163,6 +174,13 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
 
 absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
                                                absl::string_view version) {
+  if (options.replicas > 1 && options.etcd.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "replicas=", options.replicas,
+        ": more than one replica needs a shared store; add --set etcd=etcd://HOST:PORT (the file "
+        "store has one writer)"));
+  }
+  const bool persistent = options.persistent_store && options.etcd.empty();
   absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
   if (!kustomization.ok()) return kustomization.status();
   const YAML::Node base = (*kustomization)[0];
@@ -173,7 +191,7 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     if (!docs.ok()) return docs.status();
     for (const YAML::Node& doc : *docs) {
       // The claim goes before the Deployment that mounts it.
-      if (Text(doc["kind"]) == "Deployment" && options.persistent_store) {
+      if (Text(doc["kind"]) == "Deployment" && persistent) {
         absl::StatusOr<std::vector<YAML::Node>> store = LoadManifest("install/store.yaml");
         if (!store.ok()) return store.status();
         objects.insert(objects.end(), store->begin(), store->end());
@@ -237,6 +255,19 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     }
     if (!options.trust_domain.empty()) {
       AddArg(container, absl::StrCat("--trust-domain=", options.trust_domain));
+    }
+    if (!options.etcd.empty()) {
+      // Replicas share the store: roll them one at a time, each named after its pod.
+      object["spec"]["strategy"] = YAML::Node(YAML::NodeType::Map);
+      object["spec"]["strategy"]["type"] = StringNode("RollingUpdate");
+      object["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = IntNode(0);
+      object["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
+      AddArg(container, absl::StrCat("--store=", options.etcd));
+      AddArg(container, "--replica-name=$(POD_NAME)");
+      YAML::Node env(YAML::NodeType::Map);
+      env["name"] = StringNode("POD_NAME");
+      env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode("metadata.name");
+      container["env"].push_back(env);
     }
     container["resources"]["requests"]["cpu"] = StringNode(options.cpu);
     container["resources"]["requests"]["memory"] = StringNode(options.memory);
@@ -338,9 +369,12 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
   const YAML::Node args = Field(container, "args");
   if (ns.empty()) problem(deployment_name, "metadata.namespace: missing");
   int64_t replicas = 1;
+  const bool etcd = absl::StartsWith(ArgValue(args, "--store", ""), "etcd://");
   if (Field(spec, "replicas") &&
-      (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) || replicas > 1)) {
-    problem(deployment_name, "spec.replicas: must be 1 (the file store has one writer)");
+      (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) || (replicas > 1 && !etcd))) {
+    problem(deployment_name,
+            "spec.replicas: must be 1 unless the store is etcd (--store=etcd://...): the file "
+            "store has one writer");
   }
   if (Text(Field(Field(Field(Field(spec, "template"), "metadata"), "annotations"),
                  inject::kInjectKey)) != "false") {

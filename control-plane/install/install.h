@@ -11,7 +11,8 @@
 // the data directory on the claim. InstallOptions (from --set KEY=VALUE) change the namespace
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
-// policy.
+// policy. With etcd (--set etcd=etcd://...) the store is etcd, shared by several replicas
+// (RollingUpdate, each named after its pod, the data volume an emptyDir).
 //
 // CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
 // mistakes visible offline, each named by object and field.
@@ -37,6 +38,9 @@ struct InstallOptions {
   std::string inject_mode;   // empty, "native" or "classic"
   std::string trust_domain;  // empty: cluster.local
   int replicas = 1;
+  // "etcd://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
+  // required for replicas > 1). Empty: the file store on the data volume.
+  std::string etcd;
   std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";

@@ -1,5 +1,7 @@
 #include "control-plane/install/install.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -42,16 +44,64 @@ TEST(InstallTest, SetOptionRefusesWithTheReason) {
   EXPECT_EQ(options.namespace_, "mesh");
   EXPECT_TRUE(SetOption(options, "image=a/b:c=d").ok());  // only the first '=' splits
   EXPECT_EQ(options.image, "a/b:c=d");
-  EXPECT_EQ(SetOption(options, "replicas=2")
-                .message()
-                .find("replicas=\"2\": the control plane "
-                      "keeps its policies in a file store"),
-            0u);
+  EXPECT_FALSE(SetOption(options, "replicas=0").ok());
+  EXPECT_NE(SetOption(options, "etcd=http://etcd:2379").message().find("etcd://HOST:PORT"),
+            std::string::npos);
+  EXPECT_NE(SetOption(options, "etcd=etcd://etcd:2379,etcd-1").message().find("etcd-1"),
+            std::string::npos);
   EXPECT_NE(SetOption(options, "colour=blue").message().find("known: namespace, image"),
             std::string::npos);
   EXPECT_FALSE(SetOption(options, "=x").ok());
   EXPECT_FALSE(SetOption(options, "storeSize=-1Gi").ok());
   EXPECT_FALSE(SetOption(options, "trustDomain=Example.org").ok());
+}
+
+TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
+  InstallOptions options;
+  ASSERT_TRUE(SetOption(options, "replicas=3").ok());
+  // Without etcd, more than one replica is refused, saying why.
+  absl::StatusOr<std::vector<YAML::Node>> refused = Render(options, "0.1.0");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--set etcd=etcd://HOST:PORT"), std::string::npos);
+
+  ASSERT_TRUE(SetOption(options, "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379").ok());
+  absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  bool deployment = false;
+  for (const YAML::Node& o : *objects) {
+    EXPECT_NE(Text(o["kind"]), "PersistentVolumeClaim");  // the state is in etcd
+    if (Text(o["kind"]) != "Deployment") continue;
+    deployment = true;
+    EXPECT_EQ(o["spec"]["replicas"].as<int>(), 3);
+    EXPECT_EQ(Text(o["spec"]["strategy"]["type"]), "RollingUpdate");
+    EXPECT_EQ(o["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as<int>(), 0);
+    const YAML::Node container = o["spec"]["template"]["spec"]["containers"][0];
+    std::vector<std::string> args;
+    for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
+    EXPECT_NE(
+        std::find(args.begin(), args.end(), "--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379"),
+        args.end());
+    EXPECT_NE(std::find(args.begin(), args.end(), "--replica-name=$(POD_NAME)"), args.end());
+    bool pod_name = false;
+    for (const YAML::Node& env : container["env"]) {
+      pod_name = pod_name || (Text(env["name"]) == "POD_NAME" &&
+                              Text(env["valueFrom"]["fieldRef"]["fieldPath"]) == "metadata.name");
+    }
+    EXPECT_TRUE(pod_name);
+    EXPECT_TRUE(o["spec"]["template"]["spec"]["volumes"][0]["emptyDir"].IsDefined());
+  }
+  EXPECT_TRUE(deployment);
+  EXPECT_TRUE(CheckInstall(*objects).empty());
+
+  // The check: replicas over 1 with the file store is a problem; with etcd it is not.
+  std::vector<YAML::Node> file_store = Defaults();
+  for (YAML::Node o : file_store) {
+    if (Text(o["kind"]) == "Deployment") o["spec"]["replicas"] = 2;
+  }
+  std::vector<std::string> problems = CheckInstall(file_store);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("spec.replicas: must be 1 unless the store is etcd"),
+            std::string::npos);
 }
 
 TEST(InstallTest, UninstallStartsWithTheWebhookAndKeepsDataWhenAsked) {

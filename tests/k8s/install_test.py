@@ -123,11 +123,31 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(one(claim, "PersistentVolumeClaim")["spec"]["resources"]["requests"],
                          {"storage": "5Gi"})
 
+    def test_replicas_on_etcd(self):
+        objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
+                                     "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379").stdout)
+        self.assertValid(objects)
+        self.pre_check(objects)
+        self.assertNotIn("PersistentVolumeClaim", [o["kind"] for o in objects])
+        deployment = one(objects, "Deployment")
+        self.assertEqual(deployment["spec"]["replicas"], 3)
+        self.assertEqual(deployment["spec"]["strategy"],
+                         {"type": "RollingUpdate",
+                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.assertIn("--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
+        self.assertIn("--replica-name=$(POD_NAME)", container["args"])
+        self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath":
+                                                                     "metadata.name"}}},
+                      container["env"])
+
     def test_bad_values_are_usage_errors(self):
         cases = [("nosuch=1", 'unknown --set key "nosuch"; known: namespace, image'),
                  ("namespace", 'expected KEY=VALUE'),
                  ("namespace=Mesh_1", "must be a namespace name"),
-                 ("replicas=3", "one writer"),
+                 ("replicas=3", "more than one replica needs a shared store; add --set "
+                                "etcd=etcd://HOST:PORT"),
+                 ("etcd=http://etcd:2379", "must be etcd://HOST:PORT"),
                  ("replicas=zero", "must be a positive integer"),
                  ("resources.requests.memory=lots", "must be a positive Kubernetes quantity"),
                  ("store=s3", "must be persistent or ephemeral"),
