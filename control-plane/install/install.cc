@@ -97,6 +97,9 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"etcd",
            "etcd://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
            "by the replicas (default: a file store on the data volume)"},
+          {"etcd.tlsSecret",
+           "a Secret with ca.crt, tls.crt and tls.key: TLS with a client "
+           "certificate to etcd (default: plaintext)"},
           {"resources.requests.cpu", "the control plane's CPU request (100m)"},
           {"resources.requests.memory", "its memory request (128Mi)"},
           {"resources.limits.memory", "its memory limit (1Gi)"},
@@ -149,6 +152,9 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
       }
     }
     options.etcd = value;
+  } else if (key == "etcd.tlsSecret") {
+    if (!config::IsDnsSubdomain(value)) return bad("must be a Secret name (a DNS subdomain)");
+    options.etcd_tls_secret = value;
   } else if (key == "resources.requests.cpu" || key == "resources.requests.memory" ||
              key == "resources.limits.memory" || key == "storeSize") {
     if (absl::Status s = CheckQuantity(key, value); !s.ok()) return s;
@@ -179,6 +185,10 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
         "replicas=", options.replicas,
         ": more than one replica needs a shared store; add --set etcd=etcd://HOST:PORT (the file "
         "store has one writer)"));
+  }
+  if (!options.etcd_tls_secret.empty() && options.etcd.empty()) {
+    return absl::InvalidArgumentError(
+        "etcd.tlsSecret: needs --set etcd=etcd://HOST:PORT (the store it secures)");
   }
   const bool persistent = options.persistent_store && options.etcd.empty();
   absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
@@ -268,6 +278,21 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       env["name"] = StringNode("POD_NAME");
       env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode("metadata.name");
       container["env"].push_back(env);
+      if (!options.etcd_tls_secret.empty()) {
+        constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
+        YAML::Node volume(YAML::NodeType::Map);
+        volume["name"] = StringNode("etcd-tls");
+        volume["secret"]["secretName"] = StringNode(options.etcd_tls_secret);
+        object["spec"]["template"]["spec"]["volumes"].push_back(volume);
+        YAML::Node mount(YAML::NodeType::Map);
+        mount["name"] = StringNode("etcd-tls");
+        mount["mountPath"] = StringNode(kEtcdTlsDir);
+        mount["readOnly"] = YAML::Node(true);
+        container["volumeMounts"].push_back(mount);
+        AddArg(container, absl::StrCat("--etcd-ca=", kEtcdTlsDir, "/ca.crt"));
+        AddArg(container, absl::StrCat("--etcd-cert=", kEtcdTlsDir, "/tls.crt"));
+        AddArg(container, absl::StrCat("--etcd-key=", kEtcdTlsDir, "/tls.key"));
+      }
     }
     container["resources"]["requests"]["cpu"] = StringNode(options.cpu);
     container["resources"]["requests"]["memory"] = StringNode(options.memory);

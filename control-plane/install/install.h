@@ -41,6 +41,9 @@ struct InstallOptions {
   // "etcd://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
   // required for replicas > 1). Empty: the file store on the data volume.
   std::string etcd;
+  // A Secret in the namespace with ca.crt, tls.crt and tls.key (kubernetes.io/tls plus the CA):
+  // TLS with a client certificate to etcd. Empty: plaintext.
+  std::string etcd_tls_secret;
   std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";

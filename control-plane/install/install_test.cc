@@ -93,6 +93,32 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   EXPECT_TRUE(deployment);
   EXPECT_TRUE(CheckInstall(*objects).empty());
 
+  // TLS to etcd from a Secret: mounted read-only, the three flags pointing into it.
+  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
+  objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  for (const YAML::Node& o : *objects) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    const YAML::Node pod = o["spec"]["template"]["spec"];
+    ASSERT_EQ(pod["volumes"].size(), 2u);
+    EXPECT_EQ(Text(pod["volumes"][1]["secret"]["secretName"]), "etcd-client");
+    const YAML::Node container = pod["containers"][0];
+    EXPECT_EQ(Text(container["volumeMounts"][1]["mountPath"]), "/etc/meshlet/etcd");
+    std::vector<std::string> args;
+    for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
+    for (const char* flag :
+         {"--etcd-ca=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
+          "--etcd-key=/etc/meshlet/etcd/tls.key"}) {
+      EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << flag;
+    }
+  }
+  EXPECT_TRUE(CheckInstall(*objects).empty());
+  InstallOptions no_etcd;
+  ASSERT_TRUE(SetOption(no_etcd, "etcd.tlsSecret=etcd-client").ok());
+  EXPECT_NE(Render(no_etcd, "0.1.0").status().message().find("needs --set etcd="),
+            std::string::npos);
+  EXPECT_FALSE(SetOption(no_etcd, "etcd.tlsSecret=Not_A_Name").ok());
+
   // The check: replicas over 1 with the file store is a problem; with etcd it is not.
   std::vector<YAML::Node> file_store = Defaults();
   for (YAML::Node o : file_store) {

@@ -125,7 +125,8 @@ class InstallTest(unittest.TestCase):
 
     def test_replicas_on_etcd(self):
         objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
-                                     "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379").stdout)
+                                     "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379",
+                                     "--set", "etcd.tlsSecret=etcd-client").stdout)
         self.assertValid(objects)
         self.pre_check(objects)
         self.assertNotIn("PersistentVolumeClaim", [o["kind"] for o in objects])
@@ -137,6 +138,9 @@ class InstallTest(unittest.TestCase):
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         self.assertIn("--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
         self.assertIn("--replica-name=$(POD_NAME)", container["args"])
+        self.assertIn("--etcd-cert=/etc/meshlet/etcd/tls.crt", container["args"])
+        self.assertIn({"name": "etcd-tls", "secret": {"secretName": "etcd-client"}},
+                      deployment["spec"]["template"]["spec"]["volumes"])
         self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath":
                                                                      "metadata.name"}}},
                       container["env"])
