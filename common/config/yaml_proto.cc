@@ -1,5 +1,7 @@
 #include "common/config/yaml_proto.h"
 
+#include <algorithm>
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -318,14 +320,25 @@ class Reader {
 
 void EmitMessage(YAML::Emitter& out, const Message& message);
 
+// yaml-cpp writes some strings with control characters (a carriage return, say) as plain
+// scalars, which read back without them: those go double-quoted, with escapes.
+void EmitString(YAML::Emitter& out, const std::string& value) {
+  const bool control = std::any_of(value.begin(), value.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) out << YAML::DoubleQuoted;
+  out << value;
+}
+
 void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescriptor* field,
                 int index) {
   const Reflection* r = message.GetReflection();
   const bool repeated = index >= 0;
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING:
-      out << (repeated ? r->GetRepeatedString(message, field, index)
-                       : r->GetString(message, field));
+      EmitString(out, repeated ? r->GetRepeatedString(message, field, index)
+                               : r->GetString(message, field));
       break;
     case FieldDescriptor::CPPTYPE_BOOL:
       out << (repeated ? r->GetRepeatedBool(message, field, index) : r->GetBool(message, field));
