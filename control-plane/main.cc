@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/base/logging.h"
 #include "common/flags/flags.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   meshlet::controlplane::ca::CaService ca(control_plane, std::move(command_line->ca));
   if (absl::Status status = ca.Init(); !status.ok()) return fail(status);
   const bool self_issued = command_line->xds.self_issued();
+  const bool plaintext = command_line->xds.plaintext;
   meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
   // The injection webhook serves with the same self-issued certificate as discovery.
   meshlet::controlplane::webhook::WebhookService webhook(
@@ -60,12 +62,33 @@ int main(int argc, char** argv) {
       {.namespace_ = command_line->serving_certificate.namespace_,
        .service_account = command_line->serving_certificate.service_account,
        .trust_domain = ca.authority().options().trust_domain});
+  // The collector; with etcd it shares telemetry with the other replicas over their discovery
+  // ports, with this replica's discovery certificate as its client certificate.
+  meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
+                                                               std::move(command_line->telemetry));
   std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;
+  if (!self_issued && !plaintext) {
+    // A discovery certificate from elsewhere: the other replicas' must chain to the mesh roots.
+    if (absl::Status status =
+            telemetry.SetPeerCredentials({.trust_bundle_pem = ca.authority().trust_bundle_pem()});
+        !status.ok()) {
+      return fail(status);
+    }
+  }
   if (self_issued) {
     serving_certificate = std::make_unique<meshlet::controlplane::ca::ServingCertificate>(
         control_plane.loop(), ca.authority(), control_plane.clock(), control_plane.stats(),
         std::move(command_line->serving_certificate),
-        [&xds, &webhook](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+        [&xds, &webhook, &telemetry, &ca,
+         &serving_certificate](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+          if (absl::Status s = telemetry.SetPeerCredentials(
+                  {.certificate_chain_pem = credentials.certificate_chain_pem,
+                   .private_key_pem = credentials.private_key_pem,
+                   .trust_bundle_pem = ca.authority().trust_bundle_pem(),
+                   .server_identity = serving_certificate->spiffe_id()});
+              !s.ok()) {
+            LOG(WARN) << "telemetry: " << s.message();
+          }
           if (webhook.wants_serving_certificate()) {
             if (absl::Status s = webhook.SetServingCertificate(credentials.certificate_chain_pem,
                                                                credentials.private_key_pem);
@@ -96,8 +119,6 @@ int main(int argc, char** argv) {
   if (absl::Status status = xds.SetTrustBundle(ca.authority().trust_bundle_pem()); !status.ok()) {
     return fail(status);
   }
-  meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
-                                                               std::move(command_line->telemetry));
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
   if (absl::Status status = webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem());
       !status.ok()) {

@@ -249,12 +249,13 @@ absl::Status ControlPlane::Init() {
   // With etcd the replicas share registrations through leased keys.
   LeasedKeys* leased_keys = dynamic_cast<LeasedKeys*>(store_.get());
   if (leased_keys != nullptr) {
-    registry_options.replica = options_.replica_name;
-    if (registry_options.replica.empty()) {
+    replica_name_ = options_.replica_name;
+    if (replica_name_.empty()) {
       char host[256] = {};
       ::gethostname(host, sizeof(host) - 1);
-      registry_options.replica = host;
+      replica_name_ = host;
     }
+    registry_options.replica = replica_name_;
     registry_options.track_local_changes = true;
   }
   registry_ = std::make_unique<registry::Registry>(clock_, registry_options);

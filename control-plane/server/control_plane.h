@@ -37,6 +37,7 @@
 #include "control-plane/api/api_server.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/registry/shared_registrations.h"
+#include "control-plane/store/leased_keys.h"
 #include "control-plane/store/store.h"
 
 namespace meshlet::controlplane {
@@ -100,6 +101,10 @@ class ControlPlane {
   // Valid after Init(): the bound API address (the real port when configured with port 0).
   const net::Address& api_address() const { return api_server_->address(); }
   const std::string& api_token() const { return token_; }
+  // Valid after Init(). With a store shared by replicas (etcd): the store's leased keys and this
+  // replica's name (--replica-name, or the host name). Otherwise null and empty.
+  LeasedKeys* leased_keys() { return dynamic_cast<LeasedKeys*>(store_.get()); }
+  const std::string& replica_name() const { return replica_name_; }
 
   // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
   // register their own graceful stop here).
@@ -123,6 +128,7 @@ class ControlPlane {
   StatsRegistry stats_;
   std::unique_ptr<Store> store_;
   std::string token_;
+  std::string replica_name_;
   std::unique_ptr<registry::Registry> registry_;
   // With etcd: registrations shared with the other replicas (null with the file store).
   std::unique_ptr<registry::SharedRegistrations> shared_registrations_;

@@ -28,6 +28,7 @@ namespace {
 constexpr size_t kMaxQueryLimit = 1000;
 
 absl::string_view ReceiverName(bool otlp) { return otlp ? "otlp" : "zipkin"; }
+constexpr absl::string_view kPeerReceiver = "peer";
 
 std::string Rfc3339Nanos(int64_t unix_nanos) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(unix_nanos),
@@ -83,11 +84,14 @@ std::string SpanJson(const SpanRecord& span) {
 
 struct Collector::Stats {
   explicit Stats(StatsRegistry& registry) : registry(registry) {
-    for (bool otlp : {true, false}) {
-      const LabelSet labels = {{"receiver", std::string(ReceiverName(otlp))}};
-      received[otlp] = MakeCounter("meshlet_cp_telemetry_spans_received_total",
-                                   "Spans accepted into the trace store, by receiver.", labels);
-      rejected[otlp] = MakeCounter(
+    for (absl::string_view receiver : {ReceiverName(true), ReceiverName(false), kPeerReceiver}) {
+      const LabelSet labels = {{"receiver", std::string(receiver)}};
+      received[receiver] =
+          MakeCounter("meshlet_cp_telemetry_spans_received_total",
+                      "Spans accepted into the trace store, by receiver (peer: forwarded by "
+                      "another control-plane replica).",
+                      labels);
+      rejected[receiver] = MakeCounter(
           "meshlet_cp_telemetry_spans_rejected_total",
           "Spans in well-formed requests the store refused (duplicate span id, trace over the "
           "per-trace limit, larger than the whole store), by receiver.",
@@ -131,7 +135,7 @@ struct Collector::Stats {
   }
 
   StatsRegistry& registry;
-  std::map<bool, Counter> received, rejected;
+  std::map<absl::string_view, Counter> received, rejected;
   std::map<std::string, Counter> requests_rejected;
   Counter evicted_spans, evicted_traces;
   Gauge store_spans, store_traces, store_bytes;
@@ -147,6 +151,27 @@ Collector::~Collector() = default;
 void Collector::Restore(std::vector<SpanRecord> spans) {
   store_.Add(std::move(spans));
   UpdateStoreGauges();
+}
+
+void Collector::AddFromPeer(std::vector<SpanRecord> spans) {
+  Store(kPeerReceiver, std::move(spans));
+}
+
+AddResult Collector::Store(absl::string_view receiver, std::vector<SpanRecord> spans) {
+  if (ring_ != nullptr) {
+    if (absl::Status written = ring_->Append(spans); !written.ok()) {
+      LOG(WARN) << "trace store ring: " << written.message();
+    }
+  }
+  const AddResult result = store_.Add(std::move(spans));
+  if (stats_ != nullptr) {
+    stats_->received[receiver].Inc(result.accepted);
+    stats_->rejected[receiver].Inc(result.rejected);
+    stats_->evicted_spans.Inc(result.evicted_spans);
+    stats_->evicted_traces.Inc(result.evicted_traces);
+  }
+  UpdateStoreGauges();
+  return result;
 }
 
 void Collector::UpdateStoreGauges() {
@@ -212,19 +237,8 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                                                          : ParseOtlpProtobuf(request.body);
   if (!spans.ok()) return Reject(receiver, 400, "invalid", spans.status().message());
   const size_t count = spans->size();
-  if (ring_ != nullptr) {
-    if (absl::Status written = ring_->Append(*spans); !written.ok()) {
-      LOG(WARN) << "trace store ring: " << written.message();
-    }
-  }
-  const AddResult result = store_.Add(*std::move(spans));
-  if (stats_ != nullptr) {
-    stats_->received[otlp].Inc(result.accepted);
-    stats_->rejected[otlp].Inc(result.rejected);
-    stats_->evicted_spans.Inc(result.evicted_spans);
-    stats_->evicted_traces.Inc(result.evicted_traces);
-  }
-  UpdateStoreGauges();
+  if (forward_) forward_(*spans);
+  const AddResult result = Store(ReceiverName(otlp), *std::move(spans));
   if (!otlp) return ServerResponse::Text(202, "");
   std::string partial_message;
   if (result.rejected > 0) {

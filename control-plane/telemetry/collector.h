@@ -14,7 +14,9 @@
 //
 // Threading: the control plane's loop thread only.
 
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "common/base/clock.h"
 #include "common/http/server.h"
@@ -42,6 +44,15 @@ class Collector {
   void SetRing(TraceRing* ring) { ring_ = ring; }
   void Restore(std::vector<SpanRecord> spans);
 
+  // Control-plane replicas share their spans (peer_forwarder.h): `forward` (null: none) sees the
+  // spans of every receiver request that parsed, before they are stored, on the loop thread; spans
+  // another replica forwarded come in through AddFromPeer (stored and counted under receiver
+  // "peer", never forwarded again).
+  void SetForward(std::function<void(const std::vector<SpanRecord>&)> forward) {
+    forward_ = std::move(forward);
+  }
+  void AddFromPeer(std::vector<SpanRecord> spans);
+
  private:
   struct Stats;
   enum class Receiver { kOtlp, kZipkin };
@@ -52,12 +63,15 @@ class Collector {
   http::ServerResponse GetTrace(absl::string_view id);
   http::ServerResponse ListDependencies(const http::ServerRequest& request);
 
+  // Into the ring and the store, counted under `receiver`.
+  AddResult Store(absl::string_view receiver, std::vector<SpanRecord> spans);
   void UpdateStoreGauges();
 
   const Clock& clock_;
   TraceStore store_;
   std::unique_ptr<Stats> stats_;
   TraceRing* ring_ = nullptr;
+  std::function<void(const std::vector<SpanRecord>&)> forward_;
 };
 
 }  // namespace meshlet::controlplane::telemetry

@@ -125,11 +125,12 @@ struct GoldenMetrics::Node {
   uint64_t instance = 0;
   std::string source;
   MonotonicTime last_report;
+  int64_t last_time_unix_nano = 0;  // the latest report's own time
   std::map<std::string, Series, std::less<>> series;
 };
 
 struct GoldenMetrics::Stats {
-  Counter accepted, invalid, partial;
+  Counter accepted, invalid, partial, stale;
   Gauge series;
 };
 
@@ -141,13 +142,15 @@ GoldenMetrics::GoldenMetrics(const Clock& clock, GoldenMetricsLimits limits, Sta
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter("meshlet_cp_golden_reports_total",
                                    "Golden-metrics reports from sidecars, by result (accepted, "
-                                   "invalid, partial: some clusters over the series limit).",
+                                   "invalid, partial: some clusters over the series limit, stale: "
+                                   "not newer than one already recorded).",
                                    {{"result", std::string(result)}});
     return c.ok() ? *c : Counter();
   };
   stats_->accepted = counter("accepted");
   stats_->invalid = counter("invalid");
   stats_->partial = counter("partial");
+  stats_->stale = counter("stale");
   auto gauge = shard.RegisterGauge("meshlet_cp_golden_series",
                                    "(sidecar, cluster) pairs the golden metrics track.", {},
                                    GaugeMerge::kGlobal);
@@ -200,7 +203,13 @@ absl::Status GoldenMetrics::Record(const metrics::v1::MetricsReport& report) {
     series_count_ -= node.series.size();
     node.series.clear();
     node.instance = report.instance();
+  } else if (report.time_unix_nano() > 0 && report.time_unix_nano() <= node.last_time_unix_nano) {
+    // Already recorded, or overtaken: a report another replica forwarded late, after the sidecar
+    // moved here. Recording it would look like counters going backwards.
+    if (stats_ != nullptr) stats_->stale.Inc();
+    return absl::OkStatus();
   }
+  node.last_time_unix_nano = report.time_unix_nano();
   node.source = report.service().empty() ? report.node_id()
                                          : SourceService(report.service(), report.namespace_());
   node.last_report = now;

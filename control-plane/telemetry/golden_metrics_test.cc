@@ -140,9 +140,42 @@ TEST(GoldenMetricsTest, RequestsBeforeTheFirstReportCountFromTheSidecarsStart) {
   EXPECT_NEAR(edges[0].rps, 10.0 / 3, 1e-9);  // over the three seconds since the start
   // A window that starts after the last change sees no requests: the edge is left out.
   clock.Advance(seconds(30));
+  r.set_time_unix_nano(1'033'000'000'000);
   ASSERT_TRUE(golden.Record(r).ok());
   EXPECT_TRUE(golden.Query(seconds(10)).empty());
   EXPECT_EQ(golden.Query(seconds(60)).size(), 1u);
+}
+
+// A sidecar that moved from replica A to B: A's forwarded copy of an older report reaches B after
+// B recorded a newer one from the sidecar itself. It must not read as counters going backwards
+// (which would drop the series' samples).
+TEST(GoldenMetricsTest, AReportNotNewerThanTheLastIsIgnored) {
+  FakeClock clock;
+  StatsRegistry stats;
+  GoldenMetrics golden(clock, {}, &stats);
+  Counters older, newer;
+  older.Add(3000, true, 100);
+  newer.Add(3000, true, 160);
+  metrics::v1::MetricsReport first = Report("fe-1", "frontend", 1, {});
+  first.set_time_unix_nano(1'000'000'000'000);
+  ASSERT_TRUE(golden.Record(first).ok());
+  clock.Advance(seconds(10));
+  metrics::v1::MetricsReport late = Report("fe-1", "frontend", 1, {{kBackend, older}});
+  late.set_time_unix_nano(1'010'000'000'000);
+  metrics::v1::MetricsReport direct = Report("fe-1", "frontend", 1, {{kBackend, newer}});
+  direct.set_time_unix_nano(1'012'000'000'000);
+  ASSERT_TRUE(golden.Record(direct).ok());
+  clock.Advance(seconds(1));
+  ASSERT_TRUE(golden.Record(late).ok());
+  ASSERT_TRUE(golden.Record(direct).ok());  // the same report twice: also ignored
+  std::vector<EdgeStats> edges = golden.Query(seconds(60));
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].requests, 160u);
+  StatsSnapshot snapshot = stats.Snapshot();
+  const SeriesSnapshot* stale =
+      snapshot.Find("meshlet_cp_golden_reports_total", {{"result", "stale"}});
+  ASSERT_NE(stale, nullptr);
+  EXPECT_EQ(stale->counter, 2u);
 }
 
 TEST(GoldenMetricsTest, ClustersWithoutTrafficInTheWindowAreNoEdges) {
@@ -150,8 +183,9 @@ TEST(GoldenMetricsTest, ClustersWithoutTrafficInTheWindowAreNoEdges) {
   GoldenMetrics golden(clock, {}, nullptr);
   Counters used, unused;
   used.Add(1000, true, 5);
-  ASSERT_TRUE(golden.Record(Report("fe-1", "frontend", 1,
-                                   {{kBackend, used}, {"outbound|80||db.default", unused}}))
+  ASSERT_TRUE(golden
+                  .Record(Report("fe-1", "frontend", 1,
+                                 {{kBackend, used}, {"outbound|80||db.default", unused}}))
                   .ok());
   clock.Advance(seconds(1));
   std::vector<EdgeStats> edges = golden.Query(seconds(60));

@@ -1,11 +1,16 @@
 #include "control-plane/telemetry/telemetry_service.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_transport.h"
 #include "control-plane/telemetry/dashboard.h"
+#include "control-plane/telemetry/trace_ring.h"
 
 namespace meshlet::controlplane::telemetry {
 
@@ -58,6 +63,32 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
              options.golden_limits.retention = absl::ToChronoNanoseconds(*d);
              return absl::OkStatus();
            }},
+      {.name = "--replica-address",
+       .value = "IP:PORT",
+       .help = "with etcd: where the other replicas reach this one's discovery port to share "
+               "telemetry (default: the discovery port on its bound IP, or on this host's first "
+               "non-loopback address)",
+       .set =
+           [&options](absl::string_view v) {
+             RETURN_IF_ERROR(net::Address::Parse(v).status());
+             options.replica_address = std::string(v);
+             return absl::OkStatus();
+           }},
+      {.name = "--peer-telemetry-interval",
+       .value = "DURATION",
+       .help = "with etcd: how often telemetry goes to the other replicas (default 1s)",
+       .set =
+           [&options](absl::string_view v) {
+             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+             if (!d.ok() || *d < absl::Milliseconds(10) || *d > absl::Minutes(1)) {
+               return absl::InvalidArgumentError("must be a duration from 10ms to 1m");
+             }
+             options.peer.interval = absl::ToChronoNanoseconds(*d);
+             return absl::OkStatus();
+           }},
+      flags::IntFlag<size_t>("--peer-telemetry-max-batch-bytes", "N", &options.peer.max_batch_bytes,
+                             "with etcd: a batch for the other replicas goes out early at this "
+                             "size (default 1048576)"),
   };
 }
 
@@ -65,9 +96,23 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
     : control_plane_(control_plane),
       options_(std::move(options)),
       collector_(options_.store_limits, &control_plane.stats()),
-      golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()) {}
+      golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()) {
+  StatsShard& shard = control_plane.stats().shared_shard();
+  auto counter = [&](absl::string_view result) {
+    auto c = shard.RegisterCounter("meshlet_cp_peer_telemetry_received_total",
+                                   "Telemetry batches received from other control-plane replicas, "
+                                   "by result (accepted, unauthenticated, invalid).",
+                                   {{"result", std::string(result)}});
+    return c.ok() ? *c : Counter();
+  };
+  peer_accepted_ = counter("accepted");
+  peer_unauthenticated_ = counter("unauthenticated");
+  peer_invalid_ = counter("invalid");
+}
 
 TelemetryService::~TelemetryService() {
+  collector_.SetForward(nullptr);
+  forwarder_.reset();
   control_plane_.api().SetTraceHandler(nullptr);
   collector_.SetRing(nullptr);
   control_plane_.api().SetDashboardHandler(nullptr);
@@ -131,10 +176,18 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
               call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
               return;
             }
+            if (forwarder_ != nullptr) forwarder_->AddReport(**report);
             call->SendProto(metrics::v1::ReportResponse());
             call->Finish(http::grpc::StatusCode::kOk);
           });
         }));
+  }
+  if (grpc_server != nullptr) {
+    RETURN_IF_ERROR(grpc_server->RegisterMethod(
+        kPeerForwardMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {
+          ReceiveFromPeer(std::move(call));
+        }));
+    RETURN_IF_ERROR(StartForwarder(*grpc_server));
   }
   ASSIGN_OR_RETURN(otlp_server_, Listen(options_.otlp_address, options_.otlp_address_explicit,
                                         "otlp", [this](const http::ServerRequest& r) {
@@ -159,6 +212,92 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
             << (zipkin_server_ != nullptr ? zipkin_server_->address().ToString() : "(off)")
             << "; store limits " << options_.store_limits.max_spans << " spans, "
             << options_.store_limits.max_bytes << " bytes";
+  return absl::OkStatus();
+}
+
+void TelemetryService::ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call) {
+  const absl::string_view authorization = call->metadata().Get("authorization").value_or("");
+  absl::string_view token = authorization;
+  if (!absl::ConsumePrefix(&token, "Bearer ") ||
+      !api::ConstantTimeEquals(token, control_plane_.api_token())) {
+    peer_unauthenticated_.Inc();
+    call->Finish(http::grpc::StatusCode::kUnauthenticated,
+                 "forwarding telemetry needs the control plane's API token");
+    return;
+  }
+  auto batch = std::make_shared<std::optional<peer::v1::ForwardBatch>>();
+  call->OnProtoMessage<peer::v1::ForwardBatch>([call_ptr = call.get(),
+                                                batch](peer::v1::ForwardBatch message) {
+    if (batch->has_value()) {
+      call_ptr->Finish(http::grpc::StatusCode::kInvalidArgument, "unary method: one request only");
+      return;
+    }
+    *batch = std::move(message);
+  });
+  call->OnHalfClose([this, call, batch] {
+    if (call->ended()) return;
+    if (!batch->has_value()) {
+      peer_invalid_.Inc();
+      call->Finish(http::grpc::StatusCode::kInvalidArgument, "no ForwardBatch was sent");
+      return;
+    }
+    // Stored as this replica's own, never forwarded again. A report or span batch that does not
+    // decode is skipped (and counted by the golden metrics or here); the rest is kept.
+    bool valid = true;
+    for (const metrics::v1::MetricsReport& report : (*batch)->reports()) {
+      golden_.Record(report).IgnoreError();  // counted by result
+    }
+    for (const std::string& encoded : (*batch)->span_batches()) {
+      std::vector<SpanRecord> spans;
+      if (!DecodeSpans(encoded, &spans)) {
+        valid = false;
+        continue;
+      }
+      collector_.AddFromPeer(std::move(spans));
+    }
+    (valid ? peer_accepted_ : peer_invalid_).Inc();
+    call->SendProto(peer::v1::ForwardResponse());
+    call->Finish(http::grpc::StatusCode::kOk);
+  });
+}
+
+absl::Status TelemetryService::SetPeerCredentials(const PeerCredentials& credentials) {
+  tls::TlsContextConfig config;
+  config.certificate_chain_pem = credentials.certificate_chain_pem;
+  config.private_key_pem = credentials.private_key_pem;
+  config.trust_bundle_pem = credentials.trust_bundle_pem;
+  config.alpn_protocols = {"h2"};
+  if (!credentials.server_identity.empty()) {
+    ASSIGN_OR_RETURN(config.peer_identity,
+                     tls::SpiffeIdMatcher::Create({credentials.server_identity}, {}));
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) return Annotate(context.status(), "TLS to the other replicas");
+  peer_transport_ =
+      tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*std::move(context)));
+  if (forwarder_ != nullptr) forwarder_->SetTransport(peer_transport_);
+  return absl::OkStatus();
+}
+
+absl::Status TelemetryService::StartForwarder(const http::grpc::Server& grpc_server) {
+  LeasedKeys* keys = control_plane_.leased_keys();
+  if (keys == nullptr) return absl::OkStatus();  // one replica: nobody to share with
+  PeerForwarderOptions options = options_.peer;
+  options.replica_name = control_plane_.replica_name();
+  options.advertise_address = options_.replica_address;
+  if (options.advertise_address.empty()) {
+    ASSIGN_OR_RETURN(options.advertise_address, DefaultReplicaAddress(grpc_server.address()));
+  }
+  const std::string advertised = options.advertise_address;
+  forwarder_ = std::make_unique<PeerForwarder>(control_plane_.loop(), *keys, std::move(options),
+                                               &control_plane_.stats());
+  forwarder_->SetToken(control_plane_.api_token());
+  forwarder_->SetTransport(peer_transport_);
+  RETURN_IF_ERROR(forwarder_->Start());
+  collector_.SetForward(
+      [this](const std::vector<SpanRecord>& spans) { forwarder_->AddSpans(spans); });
+  LOG(INFO) << "telemetry: shared with the other replicas, which reach this one at " << advertised;
   return absl::OkStatus();
 }
 

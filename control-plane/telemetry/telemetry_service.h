@@ -15,6 +15,14 @@
 //   --trace-store-disk-bytes N     the ring's size (default 268435456)
 //   --golden-max-series N          (sidecar, cluster) pairs for golden metrics (default 10000)
 //   --golden-retention DURATION    longest golden-metrics window (default 10m)
+//   --replica-address IP:PORT      with etcd: where other replicas reach this one's discovery port
+//   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)
+//   --peer-telemetry-max-batch-bytes N  a batch goes out early at this size (default 1048576)
+//
+// With etcd (several replicas), what the receivers and the golden-metrics method take in is also
+// forwarded to every other replica (peer_forwarder.h) and what they forward is stored here, so
+// each replica answers queries for the whole mesh. Forwarded batches arrive on the discovery port
+// (PeerTelemetry/Forward) and must carry the API token the replicas share.
 //
 // A receiver whose address was given explicitly must bind or the control plane exits. With the
 // default address, a port already in use only logs a warning and leaves that receiver off: the
@@ -32,6 +40,7 @@
 #include "control-plane/server/control_plane.h"
 #include "control-plane/telemetry/collector.h"
 #include "control-plane/telemetry/golden_metrics.h"
+#include "control-plane/telemetry/peer_forwarder.h"
 #include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
@@ -48,6 +57,19 @@ struct TelemetryOptions {
   GoldenMetricsLimits golden_limits;
   std::string trace_store_dir;  // empty: memory only
   size_t trace_store_disk_bytes = 256 << 20;
+  // With etcd: sharing with the other replicas. Empty replica_address: DefaultReplicaAddress.
+  std::string replica_address;
+  PeerForwarderOptions peer;
+};
+
+// The TLS client side of calls to the other replicas' discovery ports: this replica's own
+// certificate (optional: presented as a client certificate), the roots their certificates chain
+// to, and the SPIFFE id they must present (empty: any under the roots).
+struct PeerCredentials {
+  std::string certificate_chain_pem;
+  std::string private_key_pem;
+  std::string trust_bundle_pem;
+  std::string server_identity;
 };
 
 // The flags above, writing into `options`, for the control plane's command line
@@ -63,8 +85,14 @@ class TelemetryService {
   TelemetryService& operator=(const TelemetryService&) = delete;
 
   // `grpc_server` (the discovery server, 15012) may be null: no golden-metrics reports are then
-  // received.
+  // received, and nothing is shared with other replicas.
   absl::Status Start(http::grpc::Server* grpc_server);
+
+  // TLS for forwarding to the other replicas, before or after Start() and again at each renewal
+  // of this replica's certificate. Without it (a plaintext discovery port) calls are h2c.
+  absl::Status SetPeerCredentials(const PeerCredentials& credentials);
+  // Null with a single replica (no etcd).
+  const PeerForwarder* forwarder() const { return forwarder_.get(); }
 
   // The bound addresses (real ports when configured with port 0); null when disabled.
   const net::Address* otlp_address() const;
@@ -76,6 +104,9 @@ class TelemetryService {
                                                            absl::string_view what,
                                                            http::RequestHandler handler);
 
+  void ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call);
+  absl::Status StartForwarder(const http::grpc::Server& grpc_server);
+
   ControlPlane& control_plane_;
   const TelemetryOptions options_;
   Collector collector_;
@@ -83,6 +114,9 @@ class TelemetryService {
   std::unique_ptr<TraceRing> ring_;
   std::unique_ptr<http::HttpServer> otlp_server_;
   std::unique_ptr<http::HttpServer> zipkin_server_;
+  net::TransportFactory peer_transport_;  // null: plaintext
+  std::unique_ptr<PeerForwarder> forwarder_;
+  Counter peer_accepted_, peer_unauthenticated_, peer_invalid_;
 };
 
 }  // namespace meshlet::controlplane::telemetry

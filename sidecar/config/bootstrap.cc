@@ -106,6 +106,10 @@ absl::StatusOr<BootstrapConfig> LoadBootstrapFile(const std::string& path) {
   return ParseBootstrap(*content, path, base_dir);
 }
 
+std::string FirstHostPort(absl::string_view host_ports) {
+  return std::string(host_ports.substr(0, host_ports.find(',')));
+}
+
 absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
                                                   const BootstrapFlags& flags) {
   // 1. The flags replace what they set.
@@ -152,8 +156,8 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   if (!report.disabled) {
     if (report.address.empty()) report.address = config.xds.address;
     report.xds_tls = xds_tls;
-    report.authority =
-        xds_tls && !config.xds.server_name.empty() ? config.xds.server_name : report.address;
+    report.authority = xds_tls && !config.xds.server_name.empty() ? config.xds.server_name
+                                                                  : FirstHostPort(report.address);
     report.service = node.service();
     if (report.service.empty() && config.tracing.enabled) {
       report.service = config.tracing.service_name;
@@ -163,7 +167,7 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   config.ca.address = flags.ca_address.empty() ? config.xds.address : flags.ca_address;
   config.ca.authority = flags.ca_address.empty() && !config.xds.server_name.empty()
                             ? config.xds.server_name
-                            : config.ca.address;
+                            : FirstHostPort(config.ca.address);
 
   // 3. The whole.
   if (config.has_xds()) {

@@ -114,6 +114,10 @@ struct BootstrapFlags {
 // Step 2 above: applies `flags` to `parsed` (ParseBootstrap's result, or a default
 // BootstrapConfig without a file), derives the defaults that depend on other settings, and
 // validates the whole.
+// The :authority for calls to a control plane given as "host:port[,host:port...]": the first entry
+// (with several replicas the server is checked by its SPIFFE id, not by this name).
+std::string FirstHostPort(absl::string_view host_ports);
+
 absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig parsed,
                                                   const BootstrapFlags& flags);
 

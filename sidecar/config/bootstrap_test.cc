@@ -132,6 +132,19 @@ TEST(CompleteBootstrapTest, MetricsReportGoesToTheXdsServerGivenByFlag) {
   EXPECT_EQ(config->metrics_report.address, "");
 }
 
+// Several replicas: reports and CA calls go to each in turn, and name the first as :authority (a
+// list is no authority: servers refuse it).
+TEST(CompleteBootstrapTest, SeveralReplicasGiveTheFirstAsAuthority) {
+  BootstrapFlags flags = ByFlags();
+  flags.xds_address = "10.0.0.1:15012,10.0.0.2:15012";
+  absl::StatusOr<BootstrapConfig> config = Complete("", flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->metrics_report.address, "10.0.0.1:15012,10.0.0.2:15012");
+  EXPECT_EQ(config->metrics_report.authority, "10.0.0.1:15012");
+  EXPECT_EQ(config->ca.address, "10.0.0.1:15012,10.0.0.2:15012");
+  EXPECT_EQ(config->ca.authority, "10.0.0.1:15012");
+}
+
 TEST(CompleteBootstrapTest, MetricsReportFollowsTheXdsFlagOverTheFilesXds) {
   absl::StatusOr<BootstrapConfig> config =
       Complete("node: {id: web-0}\nxds: {address: \"old.mesh:15012\"}\n", ByFlags());

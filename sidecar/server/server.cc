@@ -246,11 +246,9 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   ASSIGN_OR_RETURN(xds_options.server_addresses, config::ResolveHostPorts(bootstrap.xds.address));
   // With several replicas, the first one's name (the control plane is checked by its SPIFFE id,
   // not by this name).
-  xds_options.authority =
-      bootstrap.xds.server_name.empty()
-          ? std::string(
-                absl::string_view(bootstrap.xds.address).substr(0, bootstrap.xds.address.find(',')))
-          : bootstrap.xds.server_name;
+  xds_options.authority = bootstrap.xds.server_name.empty()
+                              ? config::FirstHostPort(bootstrap.xds.address)
+                              : bootstrap.xds.server_name;
   if (!options_.xds_plaintext) {
     ASSIGN_OR_RETURN(
         xds_options.transport_factory,

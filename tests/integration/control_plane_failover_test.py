@@ -14,6 +14,10 @@ that picks the one it talks to:
 1. Every replica pushes every endpoint: the client, on B, reaches reviews-1, whose sidecar is
    registered with A only, and reviews-2; `meshctl get workloads` through B says which replica
    each sidecar is connected to.
+   Every replica shows the whole mesh's telemetry: the client reports golden metrics to B and
+   sends its spans to A's collector, reviews-1 reports to A and sends its spans to B's; through
+   either replica `meshctl stat` shows the client's edge to reviews and one trace holds the spans
+   of both sidecars (the replicas forward to each other over the discovery port).
 2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
    fails. reviews-1 reconnects to B (the time is printed) and stays registered after A's lease
    has run out; ratings-1, which cannot reconnect, is removed after the lease's time to live and
@@ -34,7 +38,7 @@ import unittest
 import sidecar_test
 from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
 from mesh_util import meshctl, start_xds_sidecar
-from sidecar_test import HttpUpstream, wait_for
+from sidecar_test import HttpUpstream, free_port, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 LEASE_TTL = 2
@@ -87,6 +91,14 @@ class Load:
             t.join()
 
 
+def telemetry_config(otlp_port):
+    """A sidecar bootstrap: every request traced to the collector at `otlp_port`, golden metrics
+    reported every 200 ms to the xDS server the sidecar is connected to."""
+    return (f"tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:{otlp_port}\n"
+            "  protocol: OTLP_PROTO\n  flush_interval: 0.1s\n"
+            "metrics_report:\n  interval: 0.2s\n")
+
+
 class ControlPlaneFailoverTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -104,11 +116,15 @@ class ControlPlaneFailoverTest(unittest.TestCase):
     @classmethod
     def start_mesh(cls):
         cls.etcd.start()
+        cls.otlp = {}
         for name in ("a", "b"):
+            cls.otlp[name] = free_port()
             cls.replicas.append(Replica(
                 CONTROL_PLANE, MESHCTL, cls.tmp, name, cls.etcd.url,
                 "--etcd-prefix", "/failover-test/", "--etcd-lease-ttl", f"{LEASE_TTL}s",
-                "--deregister-grace", f"{GRACE}s", "--replica-name", name))
+                "--deregister-grace", f"{GRACE}s", "--replica-name", name,
+                f"--otlp-address=127.0.0.1:{cls.otlp[name]}", "--zipkin-address=",
+                "--peer-telemetry-interval=200ms"))
         cls.a, cls.b = cls.replicas
         with open(SERVICES) as f:
             cls.a.apply(f.read())
@@ -118,11 +134,15 @@ class ControlPlaneFailoverTest(unittest.TestCase):
                                             ("ratings-1", a, "ratings", "v1")]:
             app = HttpUpstream(node)
             cls.apps.append(app)
+            # reviews-1, on A, sends its spans to B's collector.
+            config = telemetry_config(cls.otlp["b"]) if node == "reviews-1" else "{}\n"
             cls.sidecars.append(start_xds_sidecar(
                 cls.tmp, xds, node, "default", f"--node-service={service}",
-                f"--node-port={app.port}", f"--node-label=version={version}"))
+                f"--node-port={app.port}", f"--node-label=version={version}", config=config))
+        # The client, on B, sends its spans to A's collector.
         cls.client = start_xds_sidecar(cls.tmp, f"{b},{a}", "client", "default",
-                                       "--node-service=frontend")
+                                       "--node-service=frontend",
+                                       config=telemetry_config(cls.otlp["a"]))
         cls.sidecars.append(cls.client)
 
     @classmethod
@@ -160,6 +180,45 @@ class ControlPlaneFailoverTest(unittest.TestCase):
         self.assertIn("REPLICA", table)
         row = next(line for line in table.splitlines() if line.startswith("reviews-1 "))
         self.assertEqual(row.split()[-1], "a")
+
+    def test_1b_every_replica_shows_the_whole_meshs_telemetry(self):
+        self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(), timeout=15))
+
+        def edge(replica):
+            status, body = replica.request("GET", "/api/v1/stat?window=1m&service=frontend.default")
+            self.assertEqual(status, 200, body)
+            return next((e for e in json.loads(body)["items"]
+                         if e["source"] == "frontend.default"
+                         and e["destination"] == "reviews.default"), None)
+
+        def whole_trace(replica):
+            """A trace with spans of both the client and reviews-1 (ids from each replica)."""
+            status, body = replica.request("GET", "/api/v1/traces?service=frontend.default&limit=50")
+            self.assertEqual(status, 200, body)
+            for summary in json.loads(body)["items"]:
+                status, body = replica.request("GET", f"/api/v1/traces/{summary['traceId']}")
+                self.assertEqual(status, 200, body)
+                services = {span["service"] for span in json.loads(body)["spans"]}
+                if {"frontend.default", "reviews.default"} <= services:
+                    return summary["traceId"]
+            return None
+
+        # Requests until reviews-1 answered some (it is half of the endpoints).
+        self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(count=10), timeout=10))
+        for replica in (self.a, self.b):
+            self.assertTrue(wait_for(lambda: edge(replica) is not None, timeout=10),
+                            f"the client's edge (reported to B) through {replica.name}")
+            self.assertGreater(edge(replica)["requests"], 0)
+            self.assertTrue(wait_for(lambda: whole_trace(replica) is not None, timeout=10),
+                            f"a trace with the spans of both sidecars through {replica.name}")
+            table = meshctl(MESHCTL, replica.context, "stat")
+            self.assertRegex(table, r"frontend\.default\s+reviews\.default")
+        status, metrics = self.a.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("meshlet_cp_peer_replicas 1", metrics)
+        self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
+        self.assertRegex(metrics,
+                         r'meshlet_cp_peer_telemetry_received_total\{result="accepted"\} [1-9]')
 
     def test_2_replica_a_dies_and_no_request_fails(self):
         self.assertTrue(wait_for(lambda: self.reached() == {"reviews-1", "reviews-2"},

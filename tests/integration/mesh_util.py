@@ -197,14 +197,15 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
                       service_account=None, inbound=None, drain_time="5s",
-                      address="127.0.0.1"):
+                      address="127.0.0.1", config="{}\n"):
     """A sidecar configured only over xDS (plaintext) by the control plane at `ads`, registered as
     `node_id` on `address` (127.0.0.1), with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
     one for its own inbound listener). With `join_token` it obtains a workload certificate for
     `service_account` from the CA on the same port. `args` are further sidecar flags
-    (--node-service, --node-port, --node-label); `drain_time` its --drain-time. Returns the
-    Sidecar with .name, .outbound and .inbound set."""
+    (--node-service, --node-port, --node-label); `drain_time` its --drain-time; `config` its
+    bootstrap file (tracing, metrics_report). Returns the Sidecar with .name, .outbound and
+    .inbound set."""
     workdir = tempfile.mkdtemp(dir=parent_dir)
     outbound = free_port()
     inbound = inbound or free_port()
@@ -218,7 +219,7 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
             f.write(join_token + "\n")
         flags += [f"--node-service-account={service_account}", f"--join-token-file={token_file}",
                   f"--ca-address={ads}", "--ca-plaintext=true"]
-    s = sidecar_test.Sidecar(workdir, "{}\n", *flags, *args, concurrency=1,
+    s = sidecar_test.Sidecar(workdir, config, *flags, *args, concurrency=1,
                              drain_time=drain_time)
     s.name, s.outbound, s.inbound = node_id, outbound, inbound
     return s

@@ -1,0 +1,250 @@
+#include "control-plane/telemetry/peer_forwarder.h"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/net/address.h"
+#include "control-plane/telemetry/trace_ring.h"
+
+namespace meshlet::controlplane::telemetry {
+namespace {
+
+constexpr absl::string_view kReplicaKeyPrefix = "replica/";
+
+}  // namespace
+
+std::string ReplicaKey(absl::string_view replica_name) {
+  return absl::StrCat(kReplicaKeyPrefix, replica_name);
+}
+
+absl::StatusOr<std::string> DefaultReplicaAddress(const net::Address& bound) {
+  const std::string ip = bound.ip();
+  if (ip != "0.0.0.0" && ip != "::") return bound.ToString();
+  // Bound to every address: the first non-loopback one of the wanted family.
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    return absl::InternalError("cannot list this host's addresses; give --replica-address");
+  }
+  std::string found;
+  const int family = bound.family() == net::Address::Family::kIPv6 ? AF_INET6 : AF_INET;
+  for (struct ifaddrs* it = list; it != nullptr && found.empty(); it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != family) continue;
+    const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    absl::StatusOr<net::Address> address = net::Address::FromSockaddr(it->ifa_addr, len);
+    if (!address.ok() || address->IsLoopback()) continue;
+    if (family == AF_INET6 && absl::StartsWith(address->ip(), "fe80")) continue;  // link-local
+    absl::StatusOr<net::Address> with_port = net::Address::FromIp(address->ip(), bound.port());
+    if (with_port.ok()) found = with_port->ToString();
+  }
+  ::freeifaddrs(list);
+  if (found.empty())
+    return net::Address::FromIp(family == AF_INET ? "127.0.0.1" : "::1", bound.port())->ToString();
+  return found;
+}
+
+struct PeerForwarder::PeerState {
+  Peer peer;
+  net::Address address;
+  std::unique_ptr<http::grpc::Channel> channel;
+  bool busy = false;
+};
+
+struct PeerForwarder::Stats {
+  Counter sent, failed, skipped;
+  Gauge peers;
+};
+
+PeerForwarder::PeerForwarder(event::Loop& loop, LeasedKeys& keys, PeerForwarderOptions options,
+                             StatsRegistry* stats)
+    : loop_(loop), keys_(keys), options_(std::move(options)) {
+  if (stats == nullptr) return;
+  stats_ = std::make_unique<Stats>();
+  StatsShard& shard = stats->shared_shard();
+  auto counter = [&](absl::string_view result) {
+    auto c = shard.RegisterCounter(
+        "meshlet_cp_peer_telemetry_batches_total",
+        "Telemetry batches (golden-metrics reports and spans) forwarded to other control-plane "
+        "replicas, counted per peer, by result (sent, failed, skipped: the peer was still busy "
+        "with the previous batch).",
+        {{"result", std::string(result)}});
+    return c.ok() ? *c : Counter();
+  };
+  stats_->sent = counter("sent");
+  stats_->failed = counter("failed");
+  stats_->skipped = counter("skipped");
+  auto gauge = shard.RegisterGauge("meshlet_cp_peer_replicas",
+                                   "Other control-plane replicas this one forwards telemetry to.",
+                                   {}, GaugeMerge::kGlobal);
+  if (gauge.ok()) stats_->peers = *gauge;
+}
+
+PeerForwarder::~PeerForwarder() {
+  watch_.reset();
+  alive_.reset();
+  timer_.reset();
+  peers_.clear();
+  keys_.DeleteLeased(ReplicaKey(options_.replica_name));
+}
+
+absl::Status PeerForwarder::Start() {
+  absl::StatusOr<net::Address> advertised = net::Address::Parse(options_.advertise_address);
+  if (!advertised.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("replica address \"", options_.advertise_address,
+                                                   "\": not IP:port (",
+                                                   advertised.status().message(), ")"));
+  }
+  peer::v1::ReplicaRecord record;
+  record.set_name(options_.replica_name);
+  record.set_discovery_address(options_.advertise_address);
+  keys_.SetLeased(ReplicaKey(options_.replica_name), record.SerializeAsString());
+  watch_ = keys_.WatchLeased([&loop = loop_, alive = std::weak_ptr<bool>(alive_),
+                              this](const std::vector<LeasedKeyEvent>& events) {
+    std::vector<LeasedKeyEvent> replicas;
+    for (const LeasedKeyEvent& event : events) {
+      if (absl::StartsWith(event.name, kReplicaKeyPrefix)) replicas.push_back(event);
+    }
+    if (replicas.empty()) return;
+    loop.Post([this, alive, replicas = std::move(replicas)] {
+      if (!alive.expired()) OnEvents(replicas);
+    });
+  });
+  timer_ = std::make_unique<event::Timer>(loop_, [this] { Flush(); });
+  return absl::OkStatus();
+}
+
+void PeerForwarder::SetTransport(net::TransportFactory factory) {
+  transport_ = std::move(factory);
+  // New channels (never called from inside a channel's callback): a call in flight ends
+  // without a callback, and the next batch goes out on a new connection.
+  for (auto& [owner, state] : peers_) {
+    state->channel.reset();
+    state->busy = false;
+  }
+}
+
+void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
+  for (const LeasedKeyEvent& event : events) {
+    if (event.type == LeasedKeyEvent::Type::kDelete) {
+      auto it = peers_.find(event.owner);
+      if (it == peers_.end()) continue;
+      LOG(INFO) << "telemetry: replica " << it->second->peer.name << " ("
+                << it->second->peer.address << ") is gone; no longer forwarding to it";
+      peers_.erase(it);  // its channel ends its call without a callback
+      continue;
+    }
+    peer::v1::ReplicaRecord record;
+    absl::StatusOr<net::Address> address = record.ParseFromString(event.value)
+                                               ? net::Address::Parse(record.discovery_address())
+                                               : absl::InvalidArgumentError("not a replica record");
+    if (!address.ok()) {
+      LOG_EVERY_N_SEC(WARN, 10) << "telemetry: replica key " << event.name << " of lease "
+                                << event.owner << " is unusable (" << address.status().message()
+                                << "); not forwarding to it";
+      continue;
+    }
+    // A replica restarted under the same name before its old lease ran out: that is us.
+    if (record.discovery_address() == options_.advertise_address) continue;
+    auto& state = peers_[event.owner];
+    if (state == nullptr) state = std::make_unique<PeerState>();
+    if (state->peer.address != record.discovery_address()) {
+      state->channel.reset();
+      state->busy = false;
+    }
+    state->peer.name = record.name();
+    state->peer.address = record.discovery_address();
+    state->address = *address;
+    LOG(INFO) << "telemetry: forwarding to replica " << record.name() << " at "
+              << record.discovery_address();
+  }
+  if (stats_ != nullptr) stats_->peers.Set(static_cast<int64_t>(peers_.size()));
+  if (peers_.empty()) {
+    pending_.Clear();
+    pending_bytes_ = 0;
+  }
+}
+
+void PeerForwarder::AddReport(const metrics::v1::MetricsReport& report) {
+  if (peers_.empty()) return;
+  *pending_.add_reports() = report;
+  pending_bytes_ += report.ByteSizeLong();
+  ArmTimer();
+}
+
+void PeerForwarder::AddSpans(const std::vector<SpanRecord>& spans) {
+  if (peers_.empty() || spans.empty()) return;
+  std::string* encoded = pending_.add_span_batches();
+  EncodeSpans(spans, encoded);
+  pending_bytes_ += encoded->size();
+  ArmTimer();
+}
+
+void PeerForwarder::ArmTimer() {
+  if (timer_ == nullptr) return;
+  if (pending_bytes_ >= options_.max_batch_bytes) {
+    timer_->Disable();
+    Flush();
+  } else if (!timer_->enabled()) {
+    timer_->Enable(options_.interval);
+  }
+}
+
+void PeerForwarder::Flush() {
+  if (pending_.reports_size() == 0 && pending_.span_batches_size() == 0) return;
+  pending_.set_replica(options_.replica_name);
+  const std::string batch = pending_.SerializeAsString();
+  pending_.Clear();
+  pending_bytes_ = 0;
+  for (auto& [owner, state] : peers_) {
+    if (state->busy) {
+      ++state->peer.skipped;
+      if (stats_ != nullptr) stats_->skipped.Inc();
+      continue;
+    }
+    if (state->channel == nullptr) {
+      http::grpc::ChannelOptions channel_options;
+      channel_options.transport_factory = transport_;
+      channel_options.connect_timeout = options_.call_timeout;
+      channel_options.user_agent = "meshlet-control-plane";
+      state->channel =
+          std::make_unique<http::grpc::Channel>(loop_, state->address, std::move(channel_options));
+    }
+    http::grpc::CallOptions call_options;
+    call_options.timeout = options_.call_timeout;
+    call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
+    state->busy = true;
+    PeerState* peer = state.get();
+    state->channel->Unary(
+        kPeerForwardMethod, batch, std::move(call_options),
+        [this, peer, alive = std::weak_ptr<bool>(alive_)](http::grpc::StatusCode code,
+                                                          const std::string& message, std::string) {
+          // A destroyed channel never calls back, and the channel goes with its PeerState.
+          if (alive.expired()) return;
+          peer->busy = false;
+          if (code == http::grpc::StatusCode::kOk) {
+            ++peer->peer.sent;
+            if (stats_ != nullptr) stats_->sent.Inc();
+            return;
+          }
+          ++peer->peer.failed;
+          if (stats_ != nullptr) stats_->failed.Inc();
+          peer->peer.last_error = absl::StrCat(http::grpc::StatusCodeName(code), ": ", message);
+          LOG_EVERY_N_SEC(WARN, 30)
+              << "telemetry: forwarding to replica " << peer->peer.name << " at "
+              << peer->peer.address << " failed: " << peer->peer.last_error;
+        });
+  }
+}
+
+std::vector<PeerForwarder::Peer> PeerForwarder::peers() const {
+  std::vector<Peer> out;
+  out.reserve(peers_.size());
+  for (const auto& [owner, state] : peers_) out.push_back(state->peer);
+  return out;
+}
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,214 @@
+#include "control-plane/telemetry/peer_forwarder.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/event/loop.h"
+#include "common/http/grpc/server.h"
+#include "control-plane/store/fake_leased_keys.h"
+#include "control-plane/telemetry/trace_ring.h"
+
+namespace meshlet::controlplane::telemetry {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Another replica's discovery port: records each ForwardBatch; answers at once unless `hold`.
+class PeerServer {
+ public:
+  explicit PeerServer(event::Loop& loop) : server_(loop) {
+    EXPECT_TRUE(server_
+                    .RegisterMethod(kPeerForwardMethod,
+                                    [this](std::shared_ptr<http::grpc::ServerCall> call) {
+                                      authorization.push_back(std::string(
+                                          call->metadata().Get("authorization").value_or("")));
+                                      call->OnProtoMessage<peer::v1::ForwardBatch>(
+                                          [this](peer::v1::ForwardBatch batch) {
+                                            batches.push_back(std::move(batch));
+                                          });
+                                      call->OnHalfClose([this, call] {
+                                        if (hold) {
+                                          held.push_back(call);
+                                          return;
+                                        }
+                                        call->SendProto(peer::v1::ForwardResponse());
+                                        call->Finish(http::grpc::StatusCode::kOk);
+                                      });
+                                    })
+                    .ok());
+    EXPECT_TRUE(server_.Start(*net::Address::Parse("127.0.0.1:0")).ok());
+  }
+  std::string address() const { return server_.address().ToString(); }
+
+  std::vector<peer::v1::ForwardBatch> batches;
+  std::vector<std::string> authorization;
+  bool hold = false;
+  std::vector<std::shared_ptr<http::grpc::ServerCall>> held;
+
+ private:
+  http::grpc::Server server_;
+};
+
+std::string Record(const std::string& name, const std::string& address) {
+  peer::v1::ReplicaRecord record;
+  record.set_name(name);
+  record.set_discovery_address(address);
+  return record.SerializeAsString();
+}
+
+metrics::v1::MetricsReport Report(const std::string& node) {
+  metrics::v1::MetricsReport report;
+  report.set_node_id(node);
+  report.set_instance(7);
+  report.set_time_unix_nano(1'000'000'000);
+  report.add_clusters()->set_cluster("outbound|8080||reviews.default");
+  return report;
+}
+
+SpanRecord Span(const std::string& id) {
+  SpanRecord span;
+  span.trace_id = std::string(32, 'a');
+  span.span_id = id;
+  span.name = "GET /";
+  span.service = "frontend";
+  span.start_unix_nanos = 1;
+  span.end_unix_nanos = 2;
+  return span;
+}
+
+class PeerForwarderTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<PeerForwarder> Make(PeerForwarderOptions options = {}) {
+    if (options.replica_name.empty()) options.replica_name = "cp-a";
+    if (options.advertise_address.empty()) options.advertise_address = "127.0.0.1:1";
+    if (options.interval == seconds(1)) options.interval = milliseconds(20);
+    auto forwarder = std::make_unique<PeerForwarder>(loop_, a_, options, &stats_);
+    forwarder->SetToken("secret");
+    EXPECT_TRUE(forwarder->Start().ok());
+    return forwarder;
+  }
+  bool RunUntil(absl::FunctionRef<bool()> done) { return loop_.RunUntil(done, seconds(10)); }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  FakeLeasedKeys keys_;
+  FakeLeasedKeys::Replica a_{keys_, "lease-a"};
+};
+
+TEST_F(PeerForwarderTest, PublishesItselfAndSendsWhatItReceivedToEachOtherReplica) {
+  PeerServer b(loop_), c(loop_);
+  keys_.Put("lease-b", ReplicaKey("cp-b"), Record("cp-b", b.address()));
+  std::unique_ptr<PeerForwarder> forwarder = Make();
+  keys_.Put("lease-c", ReplicaKey("cp-c"), Record("cp-c", c.address()));
+  loop_.RunUntilIdle();
+  EXPECT_TRUE(keys_.Has("lease-a", "replica/cp-a"));
+  ASSERT_EQ(forwarder->peers().size(), 2u);
+
+  forwarder->AddReport(Report("fe-1"));
+  forwarder->AddSpans({Span("0000000000000001"), Span("0000000000000002")});
+  forwarder->AddReport(Report("fe-2"));
+  ASSERT_TRUE(RunUntil([&] { return b.batches.size() == 1 && c.batches.size() == 1; }));
+  for (PeerServer* peer : {&b, &c}) {
+    const peer::v1::ForwardBatch& batch = peer->batches[0];
+    EXPECT_EQ(batch.replica(), "cp-a");
+    ASSERT_EQ(batch.reports_size(), 2);  // one batch for the interval
+    EXPECT_EQ(batch.reports(0).node_id(), "fe-1");
+    EXPECT_EQ(batch.reports(1).node_id(), "fe-2");
+    ASSERT_EQ(batch.span_batches_size(), 1);
+    std::vector<SpanRecord> spans;
+    ASSERT_TRUE(DecodeSpans(batch.span_batches(0), &spans));
+    ASSERT_EQ(spans.size(), 2u);
+    EXPECT_EQ(spans[1].span_id, "0000000000000002");
+    EXPECT_EQ(peer->authorization[0], "Bearer secret");
+  }
+  ASSERT_TRUE(RunUntil([&] {
+    for (const auto& peer : forwarder->peers()) {
+      if (peer.sent != 1) return false;
+    }
+    return true;
+  }));
+
+  // A replica whose lease ran out is no longer sent to.
+  keys_.Expire("lease-c");
+  loop_.RunUntilIdle();
+  ASSERT_EQ(forwarder->peers().size(), 1u);
+  EXPECT_EQ(forwarder->peers()[0].name, "cp-b");
+  forwarder->AddReport(Report("fe-3"));
+  ASSERT_TRUE(RunUntil([&] { return b.batches.size() == 2; }));
+  EXPECT_EQ(c.batches.size(), 1u);
+
+  // Gone from the store when it stops.
+  forwarder.reset();
+  EXPECT_FALSE(keys_.Has("lease-a", "replica/cp-a"));
+}
+
+TEST_F(PeerForwarderTest, NothingIsKeptWithoutPeersAndItselfIsNoPeer) {
+  std::unique_ptr<PeerForwarder> forwarder = Make({.advertise_address = "127.0.0.1:15012"});
+  // The same replica under an older lease that has not run out yet.
+  keys_.Put("lease-old", ReplicaKey("cp-a"), Record("cp-a", "127.0.0.1:15012"));
+  keys_.Put("lease-x", ReplicaKey("cp-x"), "not a record");
+  loop_.RunUntilIdle();
+  EXPECT_TRUE(forwarder->peers().empty());
+  forwarder->AddReport(Report("fe-1"));
+  loop_.RunUntil([] { return false; }, milliseconds(100));
+  EXPECT_TRUE(forwarder->peers().empty());
+}
+
+TEST_F(PeerForwarderTest, ABusyPeerMissesBatchesAndAFullBatchGoesOutEarly) {
+  PeerServer b(loop_);
+  b.hold = true;
+  keys_.Put("lease-b", ReplicaKey("cp-b"), Record("cp-b", b.address()));
+  // A long interval: only the size sends.
+  std::unique_ptr<PeerForwarder> forwarder =
+      Make({.interval = seconds(3600), .max_batch_bytes = 300});
+  loop_.RunUntilIdle();
+  ASSERT_EQ(forwarder->peers().size(), 1u);
+  for (int i = 0; b.batches.empty() && i < 20; ++i) forwarder->AddReport(Report("fe-1"));
+  ASSERT_TRUE(RunUntil([&] { return b.held.size() == 1; }));
+  ASSERT_EQ(b.batches.size(), 1u);
+  EXPECT_LT(b.batches[0].reports_size(), 20);
+  // Still busy: the next full batch is skipped for it, and counted.
+  for (int i = 0; i < 20; ++i) forwarder->AddReport(Report("fe-1"));
+  EXPECT_GE(forwarder->peers()[0].skipped, 1u);
+  EXPECT_EQ(b.batches.size(), 1u);
+  // Answered: the next one goes out.
+  b.held[0]->SendProto(peer::v1::ForwardResponse());
+  b.held[0]->Finish(http::grpc::StatusCode::kOk);
+  ASSERT_TRUE(RunUntil([&] { return forwarder->peers()[0].sent == 1; }));
+  for (int i = 0; i < 20; ++i) forwarder->AddReport(Report("fe-1"));
+  ASSERT_TRUE(RunUntil([&] { return b.batches.size() == 2; }));
+}
+
+TEST_F(PeerForwarderTest, AnUnreachablePeerCountsFailures) {
+  // A port nothing listens on (bound then closed).
+  std::string dead;
+  {
+    PeerServer gone(loop_);
+    dead = gone.address();
+  }
+  keys_.Put("lease-b", ReplicaKey("cp-b"), Record("cp-b", dead));
+  std::unique_ptr<PeerForwarder> forwarder = Make();
+  loop_.RunUntilIdle();
+  forwarder->AddReport(Report("fe-1"));
+  ASSERT_TRUE(RunUntil([&] { return forwarder->peers()[0].failed == 1; }));
+  EXPECT_NE(forwarder->peers()[0].last_error.find("UNAVAILABLE"), std::string::npos)
+      << forwarder->peers()[0].last_error;
+}
+
+TEST(DefaultReplicaAddressTest, ABoundAddressOrThisHostsOwn) {
+  EXPECT_EQ(*DefaultReplicaAddress(*net::Address::Parse("127.0.0.1:15012")), "127.0.0.1:15012");
+  absl::StatusOr<std::string> any = DefaultReplicaAddress(*net::Address::Parse("0.0.0.0:15012"));
+  ASSERT_TRUE(any.ok()) << any.status();
+  absl::StatusOr<net::Address> parsed = net::Address::Parse(*any);
+  ASSERT_TRUE(parsed.ok()) << *any;
+  EXPECT_EQ(parsed->port(), 15012);
+  EXPECT_NE(parsed->ip(), "0.0.0.0");
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::telemetry
