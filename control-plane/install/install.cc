@@ -274,10 +274,16 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       object["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
       AddArg(container, absl::StrCat("--store=", options.etcd));
       AddArg(container, "--replica-name=$(POD_NAME)");
-      YAML::Node env(YAML::NodeType::Map);
-      env["name"] = StringNode("POD_NAME");
-      env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode("metadata.name");
-      container["env"].push_back(env);
+      // The others forward telemetry to this pod's discovery port (k8s/base: 15012).
+      AddArg(container, "--replica-address=$(POD_IP):15012");
+      for (const auto& [name, field] :
+           {std::pair<const char*, const char*>{"POD_NAME", "metadata.name"},
+            {"POD_IP", "status.podIP"}}) {
+        YAML::Node env(YAML::NodeType::Map);
+        env["name"] = StringNode(name);
+        env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode(field);
+        container["env"].push_back(env);
+      }
       if (!options.etcd_tls_secret.empty()) {
         constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
         YAML::Node volume(YAML::NodeType::Map);

@@ -82,12 +82,17 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
         std::find(args.begin(), args.end(), "--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379"),
         args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-name=$(POD_NAME)"), args.end());
-    bool pod_name = false;
+    EXPECT_NE(std::find(args.begin(), args.end(), "--replica-address=$(POD_IP):15012"),
+              args.end());
+    bool pod_name = false, pod_ip = false;
     for (const YAML::Node& env : container["env"]) {
       pod_name = pod_name || (Text(env["name"]) == "POD_NAME" &&
                               Text(env["valueFrom"]["fieldRef"]["fieldPath"]) == "metadata.name");
+      pod_ip = pod_ip || (Text(env["name"]) == "POD_IP" &&
+                          Text(env["valueFrom"]["fieldRef"]["fieldPath"]) == "status.podIP");
     }
     EXPECT_TRUE(pod_name);
+    EXPECT_TRUE(pod_ip);
     EXPECT_TRUE(o["spec"]["template"]["spec"]["volumes"][0]["emptyDir"].IsDefined());
   }
   EXPECT_TRUE(deployment);

@@ -18,6 +18,10 @@ reviews (version v2) is connected to B only.
 4. Wrong --store/--etcd-* flags stop the control plane with a message naming the problem.
 5. A sidecar given both replicas (--xds=A,B) is configured through A; A is killed: it moves to
    B and follows a route applied through B (the time is printed).
+6. Two more replicas C and D, a mesh of their own (another --etcd-prefix) with TLS discovery
+   ports (the certificates their shared CA issues them): a span sent to C's collector is found
+   through D, forwarded over mutual TLS checked against the shared root and the control plane's
+   SPIFFE id.
 
 Without the etcd binary the test prints SKIP.
 """
@@ -29,11 +33,12 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import sidecar_test
 from mesh_util import reviews_route_to, reviews_subset_cluster, start_xds_sidecar
 from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
-from sidecar_test import HttpUpstream, wait_for
+from sidecar_test import HttpUpstream, free_port, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 V1 = reviews_subset_cluster("v1")
@@ -174,6 +179,47 @@ class ControlPlaneEtcdTest(unittest.TestCase):
             return True
         except AssertionError:
             return False
+
+    def test_6_replicas_with_tls_discovery_ports_share_spans(self):
+        otlp = {name: free_port() for name in ("c", "d")}
+        for name in ("c", "d"):
+            replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, name, self.etcd.url,
+                              "--etcd-prefix", "/etcd-tls-test/", "--replica-name", name,
+                              f"--otlp-address=127.0.0.1:{otlp[name]}", "--zipkin-address=",
+                              "--peer-telemetry-interval=100ms", plaintext=False)
+            self.replicas.append(replica)  # stopped with the mesh
+        c, d = self.replicas[-2:]
+        trace_id = os.urandom(16).hex()
+        span = {"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name",
+                                         "value": {"stringValue": "tls-check"}}]},
+            "scopeSpans": [{"spans": [{
+                "traceId": trace_id, "spanId": os.urandom(8).hex(), "name": "GET /", "kind": 2,
+                "startTimeUnixNano": str(time.time_ns()),
+                "endTimeUnixNano": str(time.time_ns() + 1000000)}]}]}]}
+
+        def sent():
+            """C knows D (each publishes itself when it starts): the span goes out to D."""
+            req = urllib.request.Request(f"http://127.0.0.1:{otlp['c']}/v1/traces",
+                                         data=json.dumps(span).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status == 200
+
+        def peers(replica):
+            status, metrics = replica.request("GET", "/metrics")
+            return status == 200 and "meshlet_cp_peer_replicas 1" in metrics
+
+        self.assertTrue(wait_for(lambda: peers(c) and peers(d), timeout=10))
+        self.assertTrue(sent())
+        self.assertTrue(wait_for(lambda: d.request("GET", f"/api/v1/traces/{trace_id}")[0] == 200,
+                                 timeout=10),
+                        "the span sent to C is found through D")
+        _, body = d.request("GET", f"/api/v1/traces/{trace_id}")
+        self.assertEqual([s["service"] for s in json.loads(body)["spans"]], ["tls-check"])
+        _, metrics = c.request("GET", "/metrics")
+        self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
+        self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="failed"\} 0')
 
     def test_0_the_replicas_share_the_api_token_and_the_ca_root(self):
         self.assertEqual(self.a.token, self.b.token)

@@ -17,7 +17,8 @@ that picks the one it talks to:
    Every replica shows the whole mesh's telemetry: the client reports golden metrics to B and
    sends its spans to A's collector, reviews-1 reports to A and sends its spans to B's; through
    either replica `meshctl stat` shows the client's edge to reviews and one trace holds the spans
-   of both sidecars (the replicas forward to each other over the discovery port).
+   of both sidecars (the replicas forward to each other over the discovery port). A forward
+   without the shared API token is refused.
 2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
    fails. reviews-1 reconnects to B (the time is printed) and stays registered after A's lease
    has run out; ratings-1, which cannot reconnect, is removed after the lease's time to live and
@@ -34,6 +35,8 @@ import tempfile
 import threading
 import time
 import unittest
+
+import grpc
 
 import sidecar_test
 from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
@@ -219,6 +222,22 @@ class ControlPlaneFailoverTest(unittest.TestCase):
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
         self.assertRegex(metrics,
                          r'meshlet_cp_peer_telemetry_received_total\{result="accepted"\} [1-9]')
+
+    def test_1c_forwarding_needs_the_api_token(self):
+        method = "/meshlet.telemetry.peer.v1.PeerTelemetry/Forward"
+        with grpc.insecure_channel(self.a.ads) as channel:
+            forward = channel.unary_unary(method)
+            for metadata in ([], [("authorization", "Bearer not-the-token")]):
+                with self.assertRaises(grpc.RpcError) as refused:
+                    forward(b"", metadata=metadata, timeout=5)
+                self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+                self.assertIn("API token", refused.exception.details())
+            # With it, an empty batch is accepted.
+            self.assertEqual(forward(b"", metadata=[("authorization", "Bearer " + self.a.token)],
+                                     timeout=5), b"")
+        _, metrics = self.a.request("GET", "/metrics")
+        self.assertIn('meshlet_cp_peer_telemetry_received_total{result="unauthenticated"} 2',
+                      metrics)
 
     def test_2_replica_a_dies_and_no_request_fails(self):
         self.assertTrue(wait_for(lambda: self.reached() == {"reviews-1", "reviews-2"},

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-from mesh_util import meshctl, start_plaintext_control_plane, stop_process
+from mesh_util import meshctl, start_control_plane, start_plaintext_control_plane, stop_process
 from ports import free_port
 
 ETCD = "/usr/bin/etcd"
@@ -76,15 +76,25 @@ class EtcdCluster:
 
 class Replica:
     """A control plane with the etcd store, named `name`, in tmp/name (API and plaintext xDS on
-    127.0.0.1; `args` are further flags), and a meshctl context for it."""
+    127.0.0.1, or with `plaintext=False` xDS over TLS with the certificate its CA issues itself;
+    `args` are further flags), and a meshctl context for it."""
 
-    def __init__(self, control_plane, meshctl_binary, tmp, name, etcd_url, *args):
+    def __init__(self, control_plane, meshctl_binary, tmp, name, etcd_url, *args, plaintext=True):
         self.name = name
         self.meshctl_binary = meshctl_binary
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
-        self.proc, self.api, self.ads, self.token = start_plaintext_control_plane(
-            control_plane, self.dir, "--store", etcd_url, *args)
+        if plaintext:
+            self.proc, self.api, self.ads, self.token = start_plaintext_control_plane(
+                control_plane, self.dir, "--store", etcd_url, *args)
+        else:
+            data = os.path.join(self.dir, "cp-data")
+            self.proc, self.api, self.ads = start_control_plane(
+                control_plane, os.path.join(self.dir, "cp.log"), "--data-dir", data,
+                "--api-address", "127.0.0.1:0", "--xds-address", "127.0.0.1:0",
+                "--store", etcd_url, *args)
+            with open(os.path.join(data, "api-token")) as f:
+                self.token = f.read().strip()
         self.context = os.path.join(self.dir, "meshctl.yaml")
         with open(self.context, "w") as f:
             f.write(f"server: {self.api}\n"
