@@ -85,6 +85,15 @@ absl::Status CheckQuantity(absl::string_view key, absl::string_view value) {
   return absl::OkStatus();
 }
 
+// The bundled etcd's members (k8s/etcd/etcd.yaml) by their stable names.
+std::string BundledEtcdUrl(absl::string_view namespace_) {
+  std::vector<std::string> members;
+  for (int i = 0; i < 3; ++i) {
+    members.push_back(absl::StrCat("meshlet-etcd-", i, ".meshlet-etcd.", namespace_, ".svc:2379"));
+  }
+  return absl::StrCat("etcd://", absl::StrJoin(members, ","));
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> SetKeys() {
@@ -96,7 +105,10 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"replicas", "control-plane replicas (1; more need etcd)"},
           {"etcd",
            "etcd://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
-           "by the replicas (default: a file store on the data volume)"},
+           "by the replicas; bundled: in a three-member etcd installed with it (plaintext, "
+           "behind a NetworkPolicy) (default: a file store on the data volume)"},
+          {"etcd.image", "the bundled etcd's image (registry.k8s.io/etcd:3.5.16-0)"},
+          {"etcd.storageSize", "each bundled etcd member's claim (1Gi)"},
           {"etcd.tlsSecret",
            "a Secret with ca.crt, tls.crt and tls.key: TLS with a client "
            "certificate to etcd (default: plaintext)"},
@@ -140,11 +152,16 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
     int n = 0;
     if (!absl::SimpleAtoi(value, &n) || n < 1) return bad("must be a positive integer");
     options.replicas = n;
+  } else if (key == "etcd" && value == kBundledEtcd) {
+    options.etcd = value;
+  } else if (key == "etcd.image") {
+    if (absl::Status s = inject::CheckImage(value); !s.ok()) return bad(s.message());
+    options.etcd_image = value;
   } else if (key == "etcd") {
     // Checked for form only: the names are the cluster's, which need not resolve here.
     absl::string_view endpoints = value;
     if (!absl::ConsumePrefix(&endpoints, "etcd://") || endpoints.empty()) {
-      return bad("must be etcd://HOST:PORT[,HOST:PORT...]");
+      return bad("must be etcd://HOST:PORT[,HOST:PORT...] or bundled");
     }
     for (absl::string_view endpoint : absl::StrSplit(endpoints, ',')) {
       if (absl::StatusOr<net::HostPort> hp = net::SplitHostPort(endpoint); !hp.ok()) {
@@ -156,11 +173,12 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
     if (!config::IsDnsSubdomain(value)) return bad("must be a Secret name (a DNS subdomain)");
     options.etcd_tls_secret = value;
   } else if (key == "resources.requests.cpu" || key == "resources.requests.memory" ||
-             key == "resources.limits.memory" || key == "storeSize") {
+             key == "resources.limits.memory" || key == "storeSize" || key == "etcd.storageSize") {
     if (absl::Status s = CheckQuantity(key, value); !s.ok()) return s;
     (key == "resources.requests.cpu"      ? options.cpu
      : key == "resources.requests.memory" ? options.memory
      : key == "resources.limits.memory"   ? options.memory_limit
+     : key == "etcd.storageSize"          ? options.etcd_storage_size
                                           : options.store_size) = value;
   } else if (key == "store") {
     if (value != "persistent" && value != "ephemeral")
@@ -190,6 +208,16 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     return absl::InvalidArgumentError(
         "etcd.tlsSecret: needs --set etcd=etcd://HOST:PORT (the store it secures)");
   }
+  const bool bundled = options.etcd == kBundledEtcd;
+  if (bundled && !options.etcd_tls_secret.empty()) {
+    return absl::InvalidArgumentError(
+        "etcd.tlsSecret: the bundled etcd is plaintext; give an existing etcd with "
+        "--set etcd=etcd://HOST:PORT to use TLS");
+  }
+  if (!bundled && (!options.etcd_image.empty() || !options.etcd_storage_size.empty())) {
+    return absl::InvalidArgumentError(
+        "etcd.image and etcd.storageSize: only with --set etcd=bundled");
+  }
   const bool persistent = options.persistent_store && options.etcd.empty();
   absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
   if (!kustomization.ok()) return kustomization.status();
@@ -200,9 +228,10 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
         LoadManifest(absl::StrCat("base/", resource.Scalar()));
     if (!docs.ok()) return docs.status();
     for (const YAML::Node& doc : *docs) {
-      // The claim goes before the Deployment that mounts it.
-      if (Text(doc["kind"]) == "Deployment" && persistent) {
-        absl::StatusOr<std::vector<YAML::Node>> store = LoadManifest("install/store.yaml");
+      // The claim, or the bundled etcd, goes before the Deployment that uses it.
+      if (Text(doc["kind"]) == "Deployment" && (persistent || bundled)) {
+        absl::StatusOr<std::vector<YAML::Node>> store =
+            LoadManifest(bundled ? "etcd/etcd.yaml" : "install/store.yaml");
         if (!store.ok()) return store.status();
         objects.insert(objects.end(), store->begin(), store->end());
       }
@@ -244,6 +273,17 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     }
   }
   for (YAML::Node object : objects) {
+    if (Text(object["kind"]) == "StatefulSet") {  // the bundled etcd
+      AddLabels(Child(Child(object["spec"], "selector"), "matchLabels"), labels);
+      AddLabels(Child(Child(object["spec"]["template"], "metadata"), "labels"), labels);
+      YAML::Node container = FirstContainer(object);
+      if (!options.etcd_image.empty()) container["image"] = StringNode(options.etcd_image);
+      if (!options.etcd_storage_size.empty()) {
+        object["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
+            StringNode(options.etcd_storage_size);
+      }
+      continue;
+    }
     if (Text(object["kind"]) != "Deployment") continue;
     AddLabels(Child(Child(object["spec"], "selector"), "matchLabels"), labels);
     AddLabels(Child(Child(object["spec"]["template"], "metadata"), "labels"), labels);
@@ -272,7 +312,8 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       object["spec"]["strategy"]["type"] = StringNode("RollingUpdate");
       object["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = IntNode(0);
       object["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
-      AddArg(container, absl::StrCat("--store=", options.etcd));
+      AddArg(container,
+             absl::StrCat("--store=", bundled ? BundledEtcdUrl(options.namespace_) : options.etcd));
       AddArg(container, "--replica-name=$(POD_NAME)");
       // The others forward telemetry to this pod's discovery port (k8s/base: 15012).
       AddArg(container, "--replica-address=$(POD_IP):15012");

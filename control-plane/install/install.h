@@ -12,7 +12,9 @@
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
 // policy. With etcd (--set etcd=etcd://...) the store is etcd, shared by several replicas
-// (RollingUpdate, each named after its pod, the data volume an emptyDir).
+// (RollingUpdate, each named after its pod, the data volume an emptyDir); --set etcd=bundled adds
+// a three-member etcd (k8s/etcd: StatefulSet, headless Service, PodDisruptionBudget,
+// NetworkPolicy) and points the control plane at it.
 //
 // CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
 // mistakes visible offline, each named by object and field.
@@ -31,6 +33,8 @@
 
 namespace meshlet::controlplane::install {
 
+inline constexpr char kBundledEtcd[] = "bundled";
+
 struct InstallOptions {
   std::string namespace_ = "meshlet-system";
   std::string image;         // empty: meshlet-control-plane:<version>
@@ -39,8 +43,11 @@ struct InstallOptions {
   std::string trust_domain;  // empty: cluster.local
   int replicas = 1;
   // "etcd://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
-  // required for replicas > 1). Empty: the file store on the data volume.
+  // required for replicas > 1). kBundledEtcd: in a three-member etcd StatefulSet rendered with
+  // the install (k8s/etcd). Empty: the file store on the data volume.
   std::string etcd;
+  std::string etcd_image;         // the bundled etcd's; empty: the manifest's
+  std::string etcd_storage_size;  // each bundled member's claim; empty: the manifest's (1Gi)
   // A Secret in the namespace with ca.crt, tls.crt and tls.key (kubernetes.io/tls plus the CA):
   // TLS with a client certificate to etcd. Empty: plaintext.
   std::string etcd_tls_secret;

@@ -82,8 +82,7 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
         std::find(args.begin(), args.end(), "--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379"),
         args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-name=$(POD_NAME)"), args.end());
-    EXPECT_NE(std::find(args.begin(), args.end(), "--replica-address=$(POD_IP):15012"),
-              args.end());
+    EXPECT_NE(std::find(args.begin(), args.end(), "--replica-address=$(POD_IP):15012"), args.end());
     bool pod_name = false, pod_ip = false;
     for (const YAML::Node& env : container["env"]) {
       pod_name = pod_name || (Text(env["name"]) == "POD_NAME" &&
@@ -133,6 +132,67 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_NE(problems[0].find("spec.replicas: must be 1 unless the store is etcd"),
             std::string::npos);
+}
+
+TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
+  InstallOptions options;
+  for (const char* set : {"namespace=mesh", "replicas=3", "etcd=bundled",
+                          "etcd.image=registry.example/etcd:3.5", "etcd.storageSize=4Gi"}) {
+    ASSERT_TRUE(SetOption(options, set).ok()) << set;
+  }
+  absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  std::vector<std::string> kinds;
+  for (const YAML::Node& o : *objects) {
+    const std::string kind = Text(o["kind"]);
+    if (Text(o["metadata"]["name"]) == "meshlet-etcd") {
+      kinds.push_back(kind);
+      EXPECT_EQ(Text(o["metadata"]["namespace"]), "mesh");
+      EXPECT_EQ(Text(o["metadata"]["labels"]["app.kubernetes.io/part-of"]), "meshlet");
+    }
+    if (kind == "StatefulSet") {
+      EXPECT_EQ(o["spec"]["replicas"].as<int>(), 3);
+      EXPECT_EQ(Text(o["spec"]["template"]["spec"]["containers"][0]["image"]),
+                "registry.example/etcd:3.5");
+      EXPECT_EQ(
+          Text(o["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]),
+          "4Gi");
+      // The selector still matches the pods after the common label.
+      for (auto it = o["spec"]["selector"]["matchLabels"].begin();
+           it != o["spec"]["selector"]["matchLabels"].end(); ++it) {
+        EXPECT_EQ(Text(o["spec"]["template"]["metadata"]["labels"][it->first.Scalar()]),
+                  Text(it->second));
+      }
+    }
+    if (kind == "Deployment") {
+      // Everything of the store exists before the replicas start.
+      EXPECT_EQ(kinds, (std::vector<std::string>{"Service", "StatefulSet", "PodDisruptionBudget",
+                                                 "NetworkPolicy"}));
+      std::vector<std::string> args;
+      for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+        args.push_back(a.Scalar());
+      }
+      EXPECT_NE(std::find(args.begin(), args.end(),
+                          "--store=etcd://meshlet-etcd-0.meshlet-etcd.mesh.svc:2379,"
+                          "meshlet-etcd-1.meshlet-etcd.mesh.svc:2379,"
+                          "meshlet-etcd-2.meshlet-etcd.mesh.svc:2379"),
+                args.end());
+    }
+    EXPECT_NE(kind, "PersistentVolumeClaim");  // the control plane's state is in etcd
+  }
+  EXPECT_EQ(kinds.size(), 4u);
+  EXPECT_TRUE(CheckInstall(*objects).empty());
+
+  // TLS is for an etcd of one's own; the etcd.* settings only for the bundled one.
+  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
+  absl::StatusOr<std::vector<YAML::Node>> refused = Render(options, "0.1.0");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("the bundled etcd is plaintext"), std::string::npos);
+  InstallOptions other;
+  ASSERT_TRUE(SetOption(other, "etcd.storageSize=2Gi").ok());
+  refused = Render(other, "0.1.0");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("only with --set etcd=bundled"), std::string::npos);
 }
 
 TEST(InstallTest, UninstallStartsWithTheWebhookAndKeepsDataWhenAsked) {

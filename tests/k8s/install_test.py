@@ -145,6 +145,24 @@ class InstallTest(unittest.TestCase):
                                                                      "metadata.name"}}},
                       container["env"])
 
+    def test_replicas_on_a_bundled_etcd(self):
+        objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
+                                     "etcd=bundled").stdout)
+        self.assertValid(objects)
+        self.pre_check(objects)
+        etcd = one(objects, "StatefulSet")
+        self.assertEqual((etcd["metadata"]["name"], etcd["spec"]["replicas"]), ("meshlet-etcd", 3))
+        policy = one(objects, "NetworkPolicy")
+        # The control plane's pods are the ones the policy lets in.
+        deployment = one(objects, "Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+        self.assertTrue(all(labels.get(k) == v for k, v in allowed.items()), (allowed, labels))
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.assertIn("--store=etcd://meshlet-etcd-0.meshlet-etcd.meshlet-system.svc:2379,"
+                      "meshlet-etcd-1.meshlet-etcd.meshlet-system.svc:2379,"
+                      "meshlet-etcd-2.meshlet-etcd.meshlet-system.svc:2379", container["args"])
+
     def test_bad_values_are_usage_errors(self):
         cases = [("nosuch=1", 'unknown --set key "nosuch"; known: namespace, image'),
                  ("namespace", 'expected KEY=VALUE'),
@@ -152,6 +170,7 @@ class InstallTest(unittest.TestCase):
                  ("replicas=3", "more than one replica needs a shared store; add --set "
                                 "etcd=etcd://HOST:PORT"),
                  ("etcd=http://etcd:2379", "must be etcd://HOST:PORT"),
+                 ("etcd.image=has space", ""),
                  ("replicas=zero", "must be a positive integer"),
                  ("resources.requests.memory=lots", "must be a positive Kubernetes quantity"),
                  ("store=s3", "must be persistent or ephemeral"),
