@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
@@ -199,7 +200,10 @@ void PeerForwarder::Flush() {
   const std::string batch = pending_.SerializeAsString();
   pending_.Clear();
   pending_bytes_ = 0;
+  // A replica that restarted before its old lease ran out is listed twice: send it one copy.
+  absl::flat_hash_set<absl::string_view> addresses;
   for (auto& [owner, state] : peers_) {
+    if (!addresses.insert(state->peer.address).second) continue;
     if (state->busy) {
       ++state->peer.skipped;
       if (stats_ != nullptr) stats_->skipped.Inc();

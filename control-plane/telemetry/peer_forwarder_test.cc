@@ -147,6 +147,20 @@ TEST_F(PeerForwarderTest, PublishesItselfAndSendsWhatItReceivedToEachOtherReplic
   EXPECT_FALSE(keys_.Has("lease-a", "replica/cp-a"));
 }
 
+TEST_F(PeerForwarderTest, AReplicaListedUnderTwoLeasesGetsOneCopy) {
+  PeerServer b(loop_);
+  // B restarted: its old lease has not run out yet, its new one is there too.
+  keys_.Put("lease-b-old", ReplicaKey("cp-b"), Record("cp-b", b.address()));
+  keys_.Put("lease-b-new", ReplicaKey("cp-b"), Record("cp-b", b.address()));
+  std::unique_ptr<PeerForwarder> forwarder = Make();
+  loop_.RunUntilIdle();
+  ASSERT_EQ(forwarder->peers().size(), 2u);
+  forwarder->AddReport(Report("fe-1"));
+  ASSERT_TRUE(RunUntil([&] { return b.batches.size() == 1; }));
+  loop_.RunUntil([] { return false; }, milliseconds(100));
+  EXPECT_EQ(b.batches.size(), 1u);
+}
+
 TEST_F(PeerForwarderTest, NothingIsKeptWithoutPeersAndItselfIsNoPeer) {
   std::unique_ptr<PeerForwarder> forwarder = Make({.advertise_address = "127.0.0.1:15012"});
   // The same replica under an older lease that has not run out yet.
