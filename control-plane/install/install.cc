@@ -315,8 +315,8 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       AddArg(container,
              absl::StrCat("--store=", bundled ? BundledEtcdUrl(options.namespace_) : options.etcd));
       AddArg(container, "--replica-name=$(POD_NAME)");
-      // The others forward telemetry to this pod's discovery port (k8s/base: 15012).
-      AddArg(container, "--replica-address=$(POD_IP):15012");
+      // The others forward telemetry to this pod's discovery port (an IP alone: IPv6 too).
+      AddArg(container, "--replica-address=$(POD_IP)");
       for (const auto& [name, field] :
            {std::pair<const char*, const char*>{"POD_NAME", "metadata.name"},
             {"POD_IP", "status.podIP"}}) {

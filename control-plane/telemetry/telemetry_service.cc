@@ -64,13 +64,17 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
              return absl::OkStatus();
            }},
       {.name = "--replica-address",
-       .value = "IP:PORT",
+       .value = "IP[:PORT]",
        .help = "with etcd: where the other replicas reach this one's discovery port to share "
-               "telemetry (default: the discovery port on its bound IP, or on this host's first "
+               "telemetry; an IP alone (IPv6 without brackets) takes the discovery port's "
+               "(default: the discovery port on its bound IP, or on this host's first "
                "non-loopback address)",
        .set =
            [&options](absl::string_view v) {
-             RETURN_IF_ERROR(net::Address::Parse(v).status());
+             if (!net::Address::Parse(v).ok() && !net::Address::FromIp(v, 0).ok()) {
+               return absl::InvalidArgumentError(
+                   "must be IP:PORT, [IPv6]:PORT or an IP address alone");
+             }
              options.replica_address = std::string(v);
              return absl::OkStatus();
            }},
@@ -286,7 +290,11 @@ absl::Status TelemetryService::StartForwarder(const http::grpc::Server& grpc_ser
   PeerForwarderOptions options = options_.peer;
   options.replica_name = control_plane_.replica_name();
   options.advertise_address = options_.replica_address;
-  if (options.advertise_address.empty()) {
+  if (absl::StatusOr<net::Address> ip =
+          net::Address::FromIp(options.advertise_address, grpc_server.address().port());
+      ip.ok()) {
+    options.advertise_address = ip->ToString();  // an IP alone: the discovery port's
+  } else if (options.advertise_address.empty()) {
     ASSIGN_OR_RETURN(options.advertise_address, DefaultReplicaAddress(grpc_server.address()));
   }
   const std::string advertised = options.advertise_address;

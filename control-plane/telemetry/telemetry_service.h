@@ -15,7 +15,8 @@
 //   --trace-store-disk-bytes N     the ring's size (default 268435456)
 //   --golden-max-series N          (sidecar, cluster) pairs for golden metrics (default 10000)
 //   --golden-retention DURATION    longest golden-metrics window (default 10m)
-//   --replica-address IP:PORT      with etcd: where other replicas reach this one's discovery port
+//   --replica-address IP[:PORT]    with etcd: where other replicas reach this one's discovery port
+//                                  (an IP alone: with the discovery port's port)
 //   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)
 //   --peer-telemetry-max-batch-bytes N  a batch goes out early at this size (default 1048576)
 //

@@ -186,7 +186,9 @@ class ControlPlaneEtcdTest(unittest.TestCase):
             replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, name, self.etcd.url,
                               "--etcd-prefix", "/etcd-tls-test/", "--replica-name", name,
                               f"--otlp-address=127.0.0.1:{otlp[name]}", "--zipkin-address=",
-                              "--peer-telemetry-interval=100ms", plaintext=False)
+                              "--peer-telemetry-interval=100ms",
+                              # An IP alone: the discovery port's own port is added.
+                              "--replica-address=127.0.0.1", plaintext=False)
             self.replicas.append(replica)  # stopped with the mesh
         c, d = self.replicas[-2:]
         trace_id = os.urandom(16).hex()
