@@ -399,7 +399,8 @@ CertificateAuthority::LoadOrGenerateSharedRoot(Store& store, const AuthorityOpti
   if (split == std::string::npos) {
     return absl::DataLossError("the shared CA root in the store has no certificate");
   }
-  const absl::string_view cert_pem = absl::string_view(shared).substr(0, split + sizeof(kCertEnd) - 1);
+  const absl::string_view cert_pem =
+      absl::string_view(shared).substr(0, split + sizeof(kCertEnd) - 1);
   const absl::string_view key_pem = absl::string_view(shared).substr(split + sizeof(kCertEnd) - 1);
   std::string extra_pem;
   if (!extra_roots_file.empty()) {

@@ -54,24 +54,15 @@ void CertificateService::SetAuthority(std::shared_ptr<const CertificateAuthority
 
 absl::Status CertificateService::Register(http::grpc::Server& server) {
   return server.RegisterMethod(kCreateCertificateMethod, [this](std::shared_ptr<ServerCall> call) {
-    auto request = std::make_shared<std::optional<CreateCertificateRequest>>();
-    call->OnProtoMessage<CreateCertificateRequest>(
-        [call_ptr = call.get(), request](CreateCertificateRequest message) {
-          if (request->has_value()) {
-            call_ptr->Finish(StatusCode::kInvalidArgument, "unary method: one request only");
+    call->OnUnaryRequest<CreateCertificateRequest>(
+        [this, call](std::optional<CreateCertificateRequest> request) {
+          if (!request.has_value()) {
+            Refuse(call, "invalid_request",
+                   absl::InvalidArgumentError("no CreateCertificateRequest was sent"));
             return;
           }
-          *request = std::move(message);
+          Handle(call, *request);
         });
-    call->OnHalfClose([this, call, request] {
-      if (call->ended()) return;
-      if (!request->has_value()) {
-        Refuse(call, "invalid_request",
-               absl::InvalidArgumentError("no CreateCertificateRequest was sent"));
-        return;
-      }
-      Handle(call, **request);
-    });
   });
 }
 

@@ -57,36 +57,37 @@ SharedRegistrations::SharedRegistrations(event::Loop& loop, Registry& registry, 
   registry_watch_ = registry_.Watch([this](uint64_t) { SchedulePublish(); });
   // Everything registered so far (the registry tracked it from its start).
   Publish();
-  keys_watch_ = keys_.WatchLeased([&loop = loop_, alive = std::weak_ptr<bool>(alive_),
-                                   undecodable = undecodable_,
-                                   this](const std::vector<LeasedKeyEvent>& events) {
-    // The store's thread: decode here, apply on the loop.
-    std::vector<PeerChange> changes;
-    changes.reserve(events.size());
-    for (const LeasedKeyEvent& event : events) {
-      absl::string_view name = event.name;
-      if (!absl::ConsumePrefix(&name, kWorkloadKey) || name.empty()) continue;
-      PeerChange change{event.owner, std::string(name), std::nullopt};
-      if (event.type == LeasedKeyEvent::Type::kPut) {
-        absl::StatusOr<Workload> workload = DecodeRegistration(event.value);
-        if (!workload.ok() || workload->id != change.id) {
-          undecodable->fetch_add(1, std::memory_order_relaxed);
-          LOG_EVERY_N_SEC(WARN, 10)
-              << "shared registrations: replica " << event.owner << " published \"" << event.name
-              << "\", which is not a registration of that workload; skipped";
-          continue;
+  keys_watch_ = keys_.WatchLeased(
+      std::string(kWorkloadKey),
+      [&loop = loop_, alive = std::weak_ptr<bool>(alive_), undecodable = undecodable_,
+       this](const std::vector<LeasedKeyEvent>& events) {
+        // The store's thread: decode here, apply on the loop.
+        std::vector<PeerChange> changes;
+        changes.reserve(events.size());
+        for (const LeasedKeyEvent& event : events) {
+          const std::string id = event.name.substr(kWorkloadKey.size());
+          if (id.empty()) continue;
+          PeerChange change{event.owner, id, std::nullopt};
+          if (event.type == LeasedKeyEvent::Type::kPut) {
+            absl::StatusOr<Workload> workload = DecodeRegistration(event.value);
+            if (!workload.ok() || workload->id != change.id) {
+              undecodable->fetch_add(1, std::memory_order_relaxed);
+              LOG_EVERY_N_SEC(WARN, 10)
+                  << "shared registrations: replica " << event.owner << " published \""
+                  << event.name << "\", which is not a registration of that workload; skipped";
+              continue;
+            }
+            change.workload = *std::move(workload);
+          }
+          changes.push_back(std::move(change));
         }
-        change.workload = *std::move(workload);
-      }
-      changes.push_back(std::move(change));
-    }
-    if (changes.empty()) return;
-    loop.Post([this, alive, changes = std::move(changes)] {
-      if (alive.expired()) return;
-      applied_ += changes.size();
-      registry_.ApplyPeerChanges(changes);
-    });
-  });
+        if (changes.empty()) return;
+        loop.Post([this, alive, changes = std::move(changes)] {
+          if (alive.expired()) return;
+          applied_ += changes.size();
+          registry_.ApplyPeerChanges(changes);
+        });
+      });
 }
 
 SharedRegistrations::~SharedRegistrations() {

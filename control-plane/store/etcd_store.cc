@@ -642,9 +642,18 @@ void EtcdStore::DeleteLeased(std::string name) {
   });
 }
 
+void EtcdStore::LeasedRegistered::Deliver(const std::vector<LeasedKeyEvent>& events) const {
+  std::vector<LeasedKeyEvent> matching;
+  for (const LeasedKeyEvent& event : events) {
+    if (absl::StartsWith(event.name, prefix)) matching.push_back(event);
+  }
+  if (!matching.empty()) callback(matching);
+}
+
 std::unique_ptr<LeasedKeys::WatchHandle> EtcdStore::WatchLeased(
-    LeasedKeys::WatchCallback callback) {
-  auto registered = std::make_shared<LeasedRegistered>(LeasedRegistered{std::move(callback)});
+    std::string prefix, LeasedKeys::WatchCallback callback) {
+  auto registered = std::make_shared<LeasedRegistered>(
+      LeasedRegistered{.prefix = std::move(prefix), .callback = std::move(callback)});
   uint64_t id;
   {
     MutexLock lock(&mu_);
@@ -661,7 +670,7 @@ std::unique_ptr<LeasedKeys::WatchHandle> EtcdStore::WatchLeased(
     now.reserve(leased_others_.size());
     for (const auto& [etcd_key, other] : leased_others_) now.push_back(other);
     registered->primed = true;
-    if (!now.empty()) registered->callback(now);
+    registered->Deliver(now);
   });
   return std::make_unique<LeasedWatcher>(this, id);
 }
@@ -715,7 +724,7 @@ void EtcdStore::DeliverLeased(const std::vector<LeasedKeyEvent>& events) {
     for (const auto& [id, watcher] : leased_watchers_) watchers.push_back(watcher);
   }
   for (const auto& watcher : watchers) {
-    if (watcher->primed) watcher->callback(events);
+    if (watcher->primed) watcher->Deliver(events);
   }
 }
 

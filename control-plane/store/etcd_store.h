@@ -118,7 +118,8 @@ class EtcdStore final : public Store, public LeasedKeys {
 
   void SetLeased(std::string name, std::string value) override;
   void DeleteLeased(std::string name) override;
-  std::unique_ptr<LeasedKeys::WatchHandle> WatchLeased(LeasedKeys::WatchCallback callback) override;
+  std::unique_ptr<LeasedKeys::WatchHandle> WatchLeased(std::string prefix,
+                                                       LeasedKeys::WatchCallback callback) override;
 
   // Watches opened so far (1 + reconnects) and relists after a compaction, for tests and stats.
   uint64_t watches_started() const;
@@ -213,7 +214,10 @@ class EtcdStore final : public Store, public LeasedKeys {
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;  // lease_id_, readable from any thread
   uint64_t next_leased_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   struct LeasedRegistered {
+    std::string prefix;
     LeasedKeys::WatchCallback callback;
+    // Calls the callback with the events under `prefix`, if any.
+    void Deliver(const std::vector<LeasedKeyEvent>& events) const;
     bool primed = false;  // store thread: has had what existed when it started watching
   };
   std::map<uint64_t, std::shared_ptr<LeasedRegistered>> leased_watchers_ ABSL_GUARDED_BY(mu_);

@@ -543,10 +543,11 @@ TEST_F(EtcdStoreTest, LeasedKeysReachTheOtherStoresAndGoWhenTheWriterSaysGoodbye
   auto b = Open();
   ASSERT_TRUE(a.ok() && b.ok());
   Recorder at_b, at_a;
-  auto watch_b = (*b)->WatchLeased(at_b.LeasedCallback());
-  auto watch_a = (*a)->WatchLeased(at_a.LeasedCallback());
+  auto watch_b = (*b)->WatchLeased("workload/", at_b.LeasedCallback());
+  auto watch_a = (*a)->WatchLeased("workload/", at_a.LeasedCallback());
   (*a)->SetLeased("workload/x", "1");
   (*a)->SetLeased("workload/y", "2");
+  (*a)->SetLeased("replica/a", "r");  // not under the watched prefix: never reported
   const std::string owner = Hex(WaitForLease(**a));
   ASSERT_NE(owner, Hex(0));
   ASSERT_EQ(at_b.WaitFor(2).size(), 2u);
@@ -569,7 +570,7 @@ TEST_F(EtcdStoreTest, LeasedKeysReachTheOtherStoresAndGoWhenTheWriterSaysGoodbye
   auto c = Open();
   ASSERT_TRUE(c.ok());
   Recorder at_c;
-  auto watch_c = (*c)->WatchLeased(at_c.LeasedCallback());
+  auto watch_c = (*c)->WatchLeased("workload/", at_c.LeasedCallback());
   EXPECT_EQ(at_c.WaitFor(1),
             std::vector<std::string>{absl::StrCat("put ", owner, " workload/x 1b")});
   absl::StatusOr<std::vector<StoredResource>> all = (*c)->List("", "");
@@ -590,7 +591,7 @@ TEST_F(EtcdStoreTest, ALostLeaseIsReplacedAndItsKeysWrittenAgain) {
   auto b = Open();
   ASSERT_TRUE(a.ok() && b.ok());
   Recorder at_b;
-  auto watch = (*b)->WatchLeased(at_b.LeasedCallback());
+  auto watch = (*b)->WatchLeased("workload/", at_b.LeasedCallback());
   (*a)->SetLeased("workload/x", "1");
   const int64_t first = WaitForLease(**a);
   ASSERT_EQ(at_b.WaitFor(1).size(), 1u);
@@ -637,7 +638,7 @@ TEST_F(EtcdStoreTest, ADeadWritersKeysVanishWhenItsLeaseRunsOut) {
     FAIL() << "the writer did not start";
   }
   Recorder at_b;
-  auto watch = (*b)->WatchLeased(at_b.LeasedCallback());
+  auto watch = (*b)->WatchLeased("workload/", at_b.LeasedCallback());
   ASSERT_EQ(at_b.WaitFor(1).size(), 1u);
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);

@@ -25,14 +25,16 @@ class FakeLeasedKeys {
       keys_.Change(owner_, name, std::move(value));
     }
     void DeleteLeased(std::string name) override { keys_.Change(owner_, name, std::nullopt); }
-    std::unique_ptr<LeasedKeys::WatchHandle> WatchLeased(WatchCallback callback) override {
+    std::unique_ptr<LeasedKeys::WatchHandle> WatchLeased(std::string prefix,
+                                                         WatchCallback callback) override {
       std::vector<LeasedKeyEvent> now;
       for (const auto& [key, value] : keys_.keys_) {
-        if (key.first != owner_) {
+        if (key.first != owner_ && key.second.compare(0, prefix.size(), prefix) == 0) {
           now.push_back({LeasedKeyEvent::Type::kPut, key.first, key.second, value});
         }
       }
-      auto watcher = std::make_shared<Watcher>(Watcher{owner_, std::move(callback)});
+      auto watcher =
+          std::make_shared<Watcher>(Watcher{owner_, std::move(prefix), std::move(callback)});
       keys_.watchers_.push_back(watcher);
       if (!now.empty()) watcher->callback(now);
       return std::make_unique<Handle>(watcher);
@@ -63,6 +65,7 @@ class FakeLeasedKeys {
  private:
   struct Watcher {
     std::string owner;
+    std::string prefix;
     LeasedKeys::WatchCallback callback;
     bool alive = true;
   };
@@ -84,7 +87,10 @@ class FakeLeasedKeys {
       event.type = LeasedKeyEvent::Type::kDelete;
     }
     for (const auto& watcher : watchers_) {
-      if (watcher->alive && watcher->owner != owner) watcher->callback({event});
+      if (watcher->alive && watcher->owner != owner &&
+          name.compare(0, watcher->prefix.size(), watcher->prefix) == 0) {
+        watcher->callback({event});
+      }
     }
   }
 

@@ -44,10 +44,11 @@ class LeasedKeys {
    public:
     virtual ~WatchHandle() = default;
   };
-  // Reports the other replicas' keys: first every key that exists now (kPut), then every change,
-  // until the handle is destroyed (a call already running may still finish after that). This
+  // Reports the other replicas' keys whose name starts with `prefix` (names in full): first every
+  // such key that exists now (kPut), then every change, until the handle is destroyed (a call
+  // already running may still finish after that). A callback never gets an empty batch. This
   // replica's own keys are never reported.
-  virtual std::unique_ptr<WatchHandle> WatchLeased(WatchCallback callback) = 0;
+  virtual std::unique_ptr<WatchHandle> WatchLeased(std::string prefix, WatchCallback callback) = 0;
 };
 
 }  // namespace meshlet::controlplane

@@ -103,17 +103,13 @@ absl::Status PeerForwarder::Start() {
   record.set_name(options_.replica_name);
   record.set_discovery_address(options_.advertise_address);
   keys_.SetLeased(ReplicaKey(options_.replica_name), record.SerializeAsString());
-  watch_ = keys_.WatchLeased([&loop = loop_, alive = std::weak_ptr<bool>(alive_),
+  watch_ = keys_.WatchLeased(std::string(kReplicaKeyPrefix),
+                             [&loop = loop_, alive = std::weak_ptr<bool>(alive_),
                               this](const std::vector<LeasedKeyEvent>& events) {
-    std::vector<LeasedKeyEvent> replicas;
-    for (const LeasedKeyEvent& event : events) {
-      if (absl::StartsWith(event.name, kReplicaKeyPrefix)) replicas.push_back(event);
-    }
-    if (replicas.empty()) return;
-    loop.Post([this, alive, replicas = std::move(replicas)] {
-      if (!alive.expired()) OnEvents(replicas);
-    });
-  });
+                               loop.Post([this, alive, events] {
+                                 if (!alive.expired()) OnEvents(events);
+                               });
+                             });
   timer_ = std::make_unique<event::Timer>(loop_, [this] { Flush(); });
   return absl::OkStatus();
 }
@@ -169,10 +165,10 @@ void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
   }
 }
 
-void PeerForwarder::AddReport(const metrics::v1::MetricsReport& report) {
+void PeerForwarder::AddReport(metrics::v1::MetricsReport report) {
   if (peers_.empty()) return;
-  *pending_.add_reports() = report;
   pending_bytes_ += report.ByteSizeLong();
+  *pending_.add_reports() = std::move(report);
   ArmTimer();
 }
 

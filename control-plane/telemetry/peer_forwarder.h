@@ -81,7 +81,7 @@ class PeerForwarder {
   void SetToken(std::string token) { token_ = std::move(token); }
 
   // Queue what this replica received from its sidecars for the next batch.
-  void AddReport(const metrics::v1::MetricsReport& report);
+  void AddReport(metrics::v1::MetricsReport report);
   void AddSpans(const std::vector<SpanRecord>& spans);
 
   struct Peer {

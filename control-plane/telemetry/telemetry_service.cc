@@ -159,31 +159,22 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
   if (grpc_server != nullptr) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
         kMetricsReportMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {
-          auto report = std::make_shared<std::optional<metrics::v1::MetricsReport>>();
-          call->OnProtoMessage<metrics::v1::MetricsReport>(
-              [call_ptr = call.get(), report](metrics::v1::MetricsReport message) {
-                if (report->has_value()) {
-                  call_ptr->Finish(http::grpc::StatusCode::kInvalidArgument,
-                                   "unary method: one request only");
+          call->OnUnaryRequest<metrics::v1::MetricsReport>(
+              [this, call](std::optional<metrics::v1::MetricsReport> report) {
+                if (!report.has_value()) {
+                  call->Finish(http::grpc::StatusCode::kInvalidArgument,
+                               "no MetricsReport was sent");
                   return;
                 }
-                *report = std::move(message);
+                absl::Status status = golden_.Record(*report);
+                if (!status.ok() && !absl::IsResourceExhausted(status)) {
+                  call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
+                  return;
+                }
+                if (forwarder_ != nullptr) forwarder_->AddReport(*std::move(report));
+                call->SendProto(metrics::v1::ReportResponse());
+                call->Finish(http::grpc::StatusCode::kOk);
               });
-          call->OnHalfClose([this, call, report] {
-            if (call->ended()) return;
-            if (!report->has_value()) {
-              call->Finish(http::grpc::StatusCode::kInvalidArgument, "no MetricsReport was sent");
-              return;
-            }
-            absl::Status status = golden_.Record(**report);
-            if (!status.ok() && !absl::IsResourceExhausted(status)) {
-              call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
-              return;
-            }
-            if (forwarder_ != nullptr) forwarder_->AddReport(**report);
-            call->SendProto(metrics::v1::ReportResponse());
-            call->Finish(http::grpc::StatusCode::kOk);
-          });
         }));
   }
   if (grpc_server != nullptr) {
@@ -229,40 +220,31 @@ void TelemetryService::ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> c
                  "forwarding telemetry needs the control plane's API token");
     return;
   }
-  auto batch = std::make_shared<std::optional<peer::v1::ForwardBatch>>();
-  call->OnProtoMessage<peer::v1::ForwardBatch>([call_ptr = call.get(),
-                                                batch](peer::v1::ForwardBatch message) {
-    if (batch->has_value()) {
-      call_ptr->Finish(http::grpc::StatusCode::kInvalidArgument, "unary method: one request only");
-      return;
-    }
-    *batch = std::move(message);
-  });
-  call->OnHalfClose([this, call, batch] {
-    if (call->ended()) return;
-    if (!batch->has_value()) {
-      peer_invalid_.Inc();
-      call->Finish(http::grpc::StatusCode::kInvalidArgument, "no ForwardBatch was sent");
-      return;
-    }
-    // Stored as this replica's own, never forwarded again. A report or span batch that does not
-    // decode is skipped (and counted by the golden metrics or here); the rest is kept.
-    bool valid = true;
-    for (const metrics::v1::MetricsReport& report : (*batch)->reports()) {
-      golden_.Record(report).IgnoreError();  // counted by result
-    }
-    for (const std::string& encoded : (*batch)->span_batches()) {
-      std::vector<SpanRecord> spans;
-      if (!DecodeSpans(encoded, &spans)) {
-        valid = false;
-        continue;
-      }
-      collector_.AddFromPeer(std::move(spans));
-    }
-    (valid ? peer_accepted_ : peer_invalid_).Inc();
-    call->SendProto(peer::v1::ForwardResponse());
-    call->Finish(http::grpc::StatusCode::kOk);
-  });
+  call->OnUnaryRequest<peer::v1::ForwardBatch>(
+      [this, call](std::optional<peer::v1::ForwardBatch> batch) {
+        if (!batch.has_value()) {
+          peer_invalid_.Inc();
+          call->Finish(http::grpc::StatusCode::kInvalidArgument, "no ForwardBatch was sent");
+          return;
+        }
+        // Stored as this replica's own, never forwarded again. A report or span batch that does not
+        // decode is skipped (and counted by the golden metrics or here); the rest is kept.
+        bool valid = true;
+        for (const metrics::v1::MetricsReport& report : batch->reports()) {
+          golden_.Record(report).IgnoreError();  // counted by result
+        }
+        for (const std::string& encoded : batch->span_batches()) {
+          std::vector<SpanRecord> spans;
+          if (!DecodeSpans(encoded, &spans)) {
+            valid = false;
+            continue;
+          }
+          collector_.AddFromPeer(std::move(spans));
+        }
+        (valid ? peer_accepted_ : peer_invalid_).Inc();
+        call->SendProto(peer::v1::ForwardResponse());
+        call->Finish(http::grpc::StatusCode::kOk);
+      });
 }
 
 absl::Status TelemetryService::SetPeerCredentials(const PeerCredentials& credentials) {

@@ -30,14 +30,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 
 import sidecar_test
 from mesh_util import reviews_route_to, reviews_subset_cluster, start_xds_sidecar
-from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
+from etcd_util import EtcdMeshTest, Replica
 from sidecar_test import HttpUpstream, free_port, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
@@ -45,19 +44,8 @@ V1 = reviews_subset_cluster("v1")
 V2 = reviews_subset_cluster("v2")
 
 
-class ControlPlaneEtcdTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not etcd_installed():
-            raise unittest.SkipTest("etcd is not installed (Debian package etcd-server)")
-        cls.tmp = tempfile.mkdtemp(prefix="cp-etcd-")
-        cls.etcd = EtcdCluster(cls.tmp)
-        cls.replicas, cls.sidecars, cls.apps = [], [], []
-        try:
-            cls.start_mesh()
-        except BaseException:
-            cls.tearDownClass()  # unittest does not when setUpClass fails
-            raise
+class ControlPlaneEtcdTest(EtcdMeshTest):
+    TMP_PREFIX = "cp-etcd-"
 
     @classmethod
     def start_mesh(cls):
@@ -76,9 +64,6 @@ class ControlPlaneEtcdTest(unittest.TestCase):
             f"--node-port={cls.apps[0].port}", "--node-label=version=v2")
         cls.sidecars.append(cls.sidecar)
 
-    @classmethod
-    def tearDownClass(cls):
-        stop_mesh(cls)
 
     def clusters(self):
         return {c["name"] for c in json.loads(self.sidecar.get("/clusters")[1])["clusters"]}

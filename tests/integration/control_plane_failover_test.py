@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -39,7 +38,7 @@ import unittest
 import grpc
 
 import sidecar_test
-from etcd_util import EtcdCluster, Replica, etcd_installed, stop_mesh
+from etcd_util import EtcdMeshTest, Replica
 from mesh_util import meshctl, start_xds_sidecar
 from sidecar_test import HttpUpstream, free_port, wait_for
 
@@ -102,19 +101,9 @@ def telemetry_config(otlp_port):
             "metrics_report:\n  interval: 0.2s\n")
 
 
-class ControlPlaneFailoverTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not etcd_installed():
-            raise unittest.SkipTest("etcd is not installed (Debian package etcd-server)")
-        cls.tmp = tempfile.mkdtemp(prefix="cp-failover-")
-        cls.etcd = EtcdCluster(cls.tmp, members=3)
-        cls.replicas, cls.sidecars, cls.apps = [], [], []
-        try:
-            cls.start_mesh()
-        except BaseException:
-            cls.tearDownClass()  # unittest does not when setUpClass fails
-            raise
+class ControlPlaneFailoverTest(EtcdMeshTest):
+    TMP_PREFIX = "cp-failover-"
+    ETCD_MEMBERS = 3
 
     @classmethod
     def start_mesh(cls):
@@ -148,9 +137,6 @@ class ControlPlaneFailoverTest(unittest.TestCase):
                                        config=telemetry_config(cls.otlp["a"]))
         cls.sidecars.append(cls.client)
 
-    @classmethod
-    def tearDownClass(cls):
-        stop_mesh(cls)
 
     def reached(self, count=20):
         """The apps that answered `count` requests for reviews through the client."""

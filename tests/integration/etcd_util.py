@@ -8,7 +8,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -127,7 +129,6 @@ class Replica:
             stop_process(self.proc)
 
 
-
 def stop_mesh(holder):
     """Teardown of a test holding .sidecars, .apps, .replicas, .etcd and .tmp (any of them may be
     missing, after a failed start): sidecars first, then apps, replicas, etcd, files."""
@@ -141,3 +142,30 @@ def stop_mesh(holder):
         holder.etcd.stop_all()
     if hasattr(holder, "tmp"):
         shutil.rmtree(holder.tmp, ignore_errors=True)
+
+
+class EtcdMeshTest(unittest.TestCase):
+    """A test class over one mesh on etcd for all its tests: skipped without etcd; otherwise an
+    EtcdCluster of ETCD_MEMBERS in a temporary directory (TMP_PREFIX), then the subclass's
+    start_mesh() (a classmethod filling .replicas, .sidecars and .apps); all of it removed after
+    the last test, and also when start_mesh() fails."""
+
+    TMP_PREFIX = "etcd-mesh-"
+    ETCD_MEMBERS = 1
+
+    @classmethod
+    def setUpClass(cls):
+        if not etcd_installed():
+            raise unittest.SkipTest("etcd is not installed (Debian package etcd-server)")
+        cls.tmp = tempfile.mkdtemp(prefix=cls.TMP_PREFIX)
+        cls.etcd = EtcdCluster(cls.tmp, members=cls.ETCD_MEMBERS)
+        cls.replicas, cls.sidecars, cls.apps = [], [], []
+        try:
+            cls.start_mesh()
+        except BaseException:
+            cls.tearDownClass()  # unittest does not when setUpClass fails
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_mesh(cls)

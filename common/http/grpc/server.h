@@ -136,6 +136,24 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
     });
   }
 
+  // A unary method's request, as `T`: `handler` runs once the client has finished sending (not if
+  // the call ended before), with the request, or nullopt when none was sent. A second message
+  // ends the call with INVALID_ARGUMENT. Sets the OnMessage and OnHalfClose callbacks.
+  template <typename T>
+  void OnUnaryRequest(std::function<void(std::optional<T> request)> handler) {
+    auto request = std::make_shared<std::optional<T>>();
+    OnProtoMessage<T>([this, request](T message) {
+      if (request->has_value()) {
+        Finish(StatusCode::kInvalidArgument, "unary method: one request only");
+        return;
+      }
+      *request = std::move(message);
+    });
+    OnHalfClose([this, request, handler = std::move(handler)] {
+      if (!ended()) handler(std::move(*request));
+    });
+  }
+
   // Adds response headers; they go out with the first message or the Finish, whichever comes
   // first. Ignored after that.
   void AddInitialMetadata(absl::string_view name, absl::string_view value);

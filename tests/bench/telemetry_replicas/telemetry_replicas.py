@@ -14,7 +14,7 @@ golden series and spans it holds (with sharing every replica holds all of them: 
 every span), and its forwarded batches (sent, failed, skipped). --check exits 1 unless every
 replica holds every series and span (the suite's smoke run).
 
-Needs Debian's etcd-server and python3-grpcio.
+Needs Debian's etcd-server and python3-grpcio; uses tests/integration/etcd_util.py.
 """
 
 import argparse
@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,13 +30,13 @@ import urllib.request
 
 import grpc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "integration"))
+from etcd_util import EtcdCluster, etcd_installed  # noqa: E402
+from mesh_util import stop_process  # noqa: E402
+from ports import free_port  # noqa: E402
+
 REPORT_METHOD = "/meshlet.metrics.v1.MetricsService/Report"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Protobuf wire encoding, enough for xds/metrics.proto's MetricsReport.
@@ -109,34 +108,11 @@ class Mesh:
     def __init__(self, control_plane, replicas):
         self.work = tempfile.mkdtemp(prefix="telemetry-replicas-")
         self.procs = []
-        self.etcd_url = None
+        self.etcd = None
         if replicas > 1:
-            self.start_etcd()
+            self.etcd = EtcdCluster(self.work, members=3)
+            self.etcd.start()
         self.replicas = [self.start_replica(control_plane, r) for r in range(replicas)]
-
-    def start_etcd(self):
-        names = ["m0", "m1", "m2"]
-        client = {n: free_port() for n in names}
-        peer = {n: free_port() for n in names}
-        cluster = ",".join(f"{n}=http://127.0.0.1:{peer[n]}" for n in names)
-        for n in names:
-            log = open(os.path.join(self.work, f"etcd-{n}.log"), "wb")
-            self.procs.append(subprocess.Popen(
-                ["etcd", "--name", n, "--data-dir", os.path.join(self.work, f"etcd-{n}"),
-                 "--listen-client-urls", f"http://127.0.0.1:{client[n]}",
-                 "--advertise-client-urls", f"http://127.0.0.1:{client[n]}",
-                 "--listen-peer-urls", f"http://127.0.0.1:{peer[n]}",
-                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[n]}",
-                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                 "--log-level", "warn"], stdout=log, stderr=log))
-        self.etcd_url = "etcd://" + ",".join(f"127.0.0.1:{client[n]}" for n in names)
-        for n in names:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", client[n]), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
 
     def start_replica(self, control_plane, r):
         data = os.path.join(self.work, f"cp-{r}")
@@ -145,8 +121,8 @@ class Mesh:
         args = [control_plane, "--data-dir", data, "--api-address", "127.0.0.1:0",
                 "--xds-address", "127.0.0.1:0", "--xds-plaintext", "--zipkin-address=",
                 f"--otlp-address=127.0.0.1:{otlp}", "--golden-max-series", "1000000"]
-        if self.etcd_url:
-            args += ["--store", self.etcd_url, "--replica-name", f"r{r}"]
+        if self.etcd is not None:
+            args += ["--store", self.etcd.url, "--replica-name", f"r{r}"]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=log)
         self.procs.append(proc)
@@ -181,12 +157,9 @@ class Mesh:
 
     def close(self):
         for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
+        if self.etcd is not None:
+            self.etcd.stop_all()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -201,7 +174,7 @@ def main():
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    if args.replicas > 1 and shutil.which("etcd") is None:
+    if args.replicas > 1 and not etcd_installed():
         print("SKIP: etcd is not installed (Debian package etcd-server)")
         return 0
     mesh = Mesh(os.path.abspath(args.control_plane), args.replicas)
