@@ -352,6 +352,25 @@ ServerResponse PolicyApi::Get(const ResourceKey& key) {
   return ServerResponse::Json(200, ObjectJson(*stored) + "\n");
 }
 
+bool PolicyApi::CallsStore(const ServerRequest& request) {
+  absl::string_view rest = request.path();
+  if (absl::ConsumePrefix(&rest, kResourcePrefix)) return rest.empty() || rest[0] == '/';
+  return absl::ConsumePrefix(&rest, kRegistryPrefix) &&
+         (rest == "/tokens" || absl::StartsWith(rest, "/tokens/"));
+}
+
+ServerResponse PolicyApi::StoreBusy(size_t pending) {
+  if (stats_ != nullptr) {
+    stats_->store_errors.Inc();
+    stats_->requests.at("5xx").Inc();
+  }
+  ServerResponse response = Error(503, "ServiceUnavailable",
+                                  absl::StrCat("the policy store is slow to answer: ", pending,
+                                               " calls are waiting for it already; retry later"));
+  response.headers.Add("retry-after", "1");
+  return response;
+}
+
 ServerResponse PolicyApi::StoreFailure(const absl::Status& status) {
   if (stats_ != nullptr) stats_->store_errors.Inc();
   if (absl::IsUnavailable(status)) {

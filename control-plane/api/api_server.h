@@ -27,8 +27,10 @@
 // against a concurrent writer: that gives 409). Every request but the first three needs
 // `Authorization: Bearer <token>`.
 //
-// Threading: Handle() runs on the HTTP server's loop thread. It writes to the store
-// synchronously (an fsync per write); the provider, if set, is called on that thread too.
+// Threading: Handle() for a request that CallsStore() (resources, join tokens) may run on any one
+// thread at a time (the control plane runs them on its store worker, as the store may wait: an
+// fsync, or etcd without quorum) and touches only the store, the token handler and the stats;
+// every other request runs on the HTTP server's loop thread, as do the providers and handlers.
 
 #include <memory>
 #include <string>
@@ -79,6 +81,12 @@ class PolicyApi {
   ~PolicyApi();
 
   http::ServerResponse Handle(const http::ServerRequest& request);
+
+  // Whether Handle() calls the store for `request`: /apis/... and /api/v1/tokens/....
+  static bool CallsStore(const http::ServerRequest& request);
+  // 503 for a request that CallsStore() when `pending` store calls are waiting already
+  // (counted as a store error).
+  http::ServerResponse StoreBusy(size_t pending);
 
   // Not owned; null clears it. Call on the loop thread (or before serving).
   void SetProxyStatusProvider(ProxyStatusProvider* provider) { proxies_ = provider; }

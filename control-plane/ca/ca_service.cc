@@ -142,14 +142,19 @@ absl::Status CaService::Init() {
   }
   service_ = std::make_unique<CertificateService>(
       authority_, join_tokens_.get(), token_reviewer_.get(), control_plane_.stats(),
-      control_plane_.clock(), CertificateServiceOptions{.token_review = options_.token_review});
+      control_plane_.clock(),
+      CertificateServiceOptions{.token_review = options_.token_review,
+                                .store_worker = &control_plane_.store_worker()});
   control_plane_.api().SetTokenHandler([this](const http::ServerRequest& request) {
     return identity::HandleTokenRequest(*join_tokens_, request);
   });
   control_plane_.api().SetTrustBundle(authority_->trust_bundle_pem());
   purge_timer_ = std::make_unique<event::Timer>(control_plane_.loop(), [this] {
-    absl::StatusOr<size_t> purged = join_tokens_->PurgeExpired();
-    if (!purged.ok()) LOG(WARN) << "join tokens: purge failed: " << purged.status();
+    control_plane_.store_worker().Run<absl::StatusOr<size_t>>(
+        [tokens = join_tokens_.get()] { return tokens->PurgeExpired(); },
+        [](absl::StatusOr<size_t> purged) {
+          if (!purged.ok()) LOG(WARN) << "join tokens: purge failed: " << purged.status();
+        });
   });
   purge_timer_->EnableRepeating(std::chrono::hours(1));
   return absl::OkStatus();

@@ -71,7 +71,7 @@ void CertificateService::Refuse(const std::shared_ptr<ServerCall>& call, absl::s
   auto counter = stats_.shared_shard().RegisterCounter(
       "meshlet_ca_requests_refused_total",
       "Certificate requests refused, by reason (no_credential, attestation_failed, "
-      "identity_mismatch, invalid_request, not_configured, internal).",
+      "identity_mismatch, invalid_request, not_configured, store_busy, internal).",
       {{"reason", std::string(reason)}});
   if (counter.ok()) counter->Inc();
   LOG(WARN) << "certificate request from " << call->peer_address().ToString() << " refused ("
@@ -129,9 +129,22 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
                absl::FailedPreconditionError("join-token attestation is not configured"));
         return;
       }
-      Complete(call, request, requested, Attestation::kJoinToken,
-               join_tokens_->Redeem(request.join_token(),
-                                    requested.has_value() ? &*requested : nullptr));
+      auto redeem = [tokens = join_tokens_, token = request.join_token(), requested] {
+        return tokens->Redeem(token, requested.has_value() ? &*requested : nullptr);
+      };
+      if (options_.store_worker == nullptr) {
+        Complete(call, request, requested, Attestation::kJoinToken, redeem());
+        return;
+      }
+      if (!options_.store_worker->Run<absl::StatusOr<identity::WorkloadIdentity>>(
+              std::move(redeem), [this, lifetime = std::weak_ptr<int>(lifetime_), call, request,
+                                  requested](absl::StatusOr<identity::WorkloadIdentity> attested) {
+                if (lifetime.expired() || call->ended()) return;
+                Complete(call, request, requested, Attestation::kJoinToken, std::move(attested));
+              })) {
+        Refuse(call, "store_busy",
+               absl::UnavailableError("the control plane's store is slow to answer; retry"));
+      }
       return;
     }
     case CreateCertificateRequest::kKubernetesToken: {

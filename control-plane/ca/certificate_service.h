@@ -17,7 +17,8 @@
 // client certificates against the mesh trust bundle (ClientCertificateMode::kRequest): a
 // plaintext server never sees one and only accepts tokens.
 //
-// Threading: loop thread only (the server's). A TokenReviewer must call back on that thread.
+// Threading: loop thread only (the server's). A TokenReviewer must call back on that thread; join
+// tokens are redeemed on the store worker when one is given, which answers on that thread too.
 // The service must outlive the server it is registered on.
 
 #include <memory>
@@ -32,6 +33,7 @@
 #include "control-plane/identity/join_tokens.h"
 #include "control-plane/identity/token_review.h"
 #include "control-plane/identity/workload_identity.h"
+#include "control-plane/store/store_worker.h"
 #include "xds/ca.pb.h"
 
 namespace meshlet::controlplane::ca {
@@ -41,6 +43,9 @@ inline constexpr char kCreateCertificateMethod[] =
 
 struct CertificateServiceOptions {
   identity::TokenReviewPolicy token_review;
+  // Redeems join tokens there (the store may be slow); null: on the loop thread. Not owned; must
+  // outlive the service.
+  StoreWorker* store_worker = nullptr;
 };
 
 class CertificateService {
@@ -81,6 +86,8 @@ class CertificateService {
   StatsRegistry& stats_;
   const Clock& clock_;
   const CertificateServiceOptions options_;
+  // Expires with the service: answers from the store worker check it.
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
 };
 
 }  // namespace meshlet::controlplane::ca

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/base/file.h"
@@ -148,6 +149,19 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
              options.etcd_timeout = absl::ToChronoNanoseconds(*timeout);
              return absl::OkStatus();
            }},
+      {.name = "--store-max-pending",
+       .value = "N",
+       .help = "store calls (API requests, policy reloads, join tokens) that may wait for a slow "
+               "store; past it the API answers 503 at once (default 256)",
+       .set =
+           [&options](absl::string_view v) {
+             size_t n = 0;
+             if (!absl::SimpleAtoi(v, &n) || n == 0 || n > 1000000) {
+               return absl::InvalidArgumentError("must be a whole number from 1 to 1000000");
+             }
+             options.max_store_pending = n;
+             return absl::OkStatus();
+           }},
       {.name = "--etcd-lease-ttl",
        .value = "DURATION",
        .help = "how long the registrations a replica published outlive it when it dies (whole "
@@ -209,6 +223,8 @@ ControlPlane::ControlPlane(ControlPlaneOptions options, const Clock& clock)
     : options_(std::move(options)), clock_(clock) {}
 
 ControlPlane::~ControlPlane() {
+  // A store call under way may use the API: let it finish first.
+  if (store_worker_ != nullptr) store_worker_->Stop();
   // Handles belong to the loop: close them before it goes, then let it finish closing.
   signals_.clear();
   expiry_timer_.reset();
@@ -226,6 +242,8 @@ absl::Status ControlPlane::Init() {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
+  store_worker_ = std::make_unique<StoreWorker>(
+      loop_, StoreWorkerOptions{.max_queued = options_.max_store_pending}, &stats_);
   const std::string token_path = absl::StrCat(options_.data_dir, "/api-token");
   absl::StatusOr<std::string> token = api::LoadOrCreateToken(token_path);
   if (!token.ok()) return Annotate(token.status(), "API token");
@@ -328,9 +346,19 @@ absl::Status ControlPlane::Init() {
   http::HttpServerOptions server_options;
   server_options.max_request_body_bytes = options_.max_api_body_bytes;
   server_options.max_connections = options_.max_api_connections;
+  // Requests that call the store run on the store worker, so a slow store holds up only them.
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
       loop_, address, server_options,
-      [this](const http::ServerRequest& request) { return api_->Handle(request); });
+      [this](const http::ServerRequest& request, http::Responder respond) {
+        if (!api::PolicyApi::CallsStore(request)) {
+          respond(api_->Handle(request));
+          return;
+        }
+        if (!store_worker_->Run<http::ServerResponse>(
+                [this, request] { return api_->Handle(request); }, std::move(respond))) {
+          respond(api_->StoreBusy(store_worker_->pending()));
+        }
+      });
   if (!server.ok()) return Annotate(server.status(), absl::StrCat("API on ", options_.api_address));
   api_server_ = std::move(*server);
 
@@ -366,6 +394,7 @@ int ControlPlane::Run() {
   // Give open API connections a moment to finish their responses.
   loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
                  std::chrono::seconds(2));
+  store_worker_->Stop();
   if (shared_registrations_ == nullptr) SaveRegistry(SaveReason::kStop);
   LOG(INFO) << "control plane stopped";
   return 0;

@@ -6,7 +6,9 @@
 // accessors below during Init hooks; their flags join ControlPlaneFlags on the command line.
 //
 // Threading: everything runs on the one loop thread of Run(), except Stop(), which may be called
-// from any thread.
+// from any thread, and store calls that may wait (API requests on resources and join tokens,
+// policy reloads, join-token redemption): those run on the store worker's thread
+// (control-plane/store/store_worker.h), which answers on the loop.
 //
 // Data directory layout:
 //   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
@@ -39,6 +41,7 @@
 #include "control-plane/registry/shared_registrations.h"
 #include "control-plane/store/leased_keys.h"
 #include "control-plane/store/store.h"
+#include "control-plane/store/store_worker.h"
 
 namespace meshlet::controlplane {
 
@@ -67,6 +70,8 @@ struct ControlPlaneOptions {
   LogLevel log_level = LogLevel::kInfo;
   // How long a disconnected sidecar's workload stays registered.
   Duration deregister_grace = std::chrono::seconds(30);
+  // Store calls that may wait for a slow store before the API refuses more (503).
+  size_t max_store_pending = 256;
   size_t max_api_body_bytes = 1 << 20;
   size_t max_api_connections = 256;
 };
@@ -93,6 +98,8 @@ class ControlPlane {
 
   event::Loop& loop() { return loop_; }
   Store& store() { return *store_; }
+  // Runs store calls off the loop (valid after Init()).
+  StoreWorker& store_worker() { return *store_worker_; }
   registry::Registry& registry() { return *registry_; }
   api::PolicyApi& api() { return *api_; }
   StatsRegistry& stats() { return stats_; }
@@ -127,6 +134,7 @@ class ControlPlane {
   event::Loop loop_;
   StatsRegistry stats_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
   std::string token_;
   std::string replica_name_;
   std::unique_ptr<registry::Registry> registry_;

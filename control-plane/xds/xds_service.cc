@@ -1,5 +1,7 @@
 #include "control-plane/xds/xds_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -89,10 +91,21 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
       "registration).");
   CHECK(id.ok()) << id.status().message();
   readiness_unregistered_ = control_plane_.stats().shared_shard().Get(*id);
+  for (const bool ok : {true, false}) {
+    absl::StatusOr<CounterId> reloads = control_plane_.stats().RegisterCounter(
+        "meshlet_cp_policy_reloads_total",
+        "Policy loads from the store after a change, by result (a failed one is retried; "
+        "sidecars keep the last policy meanwhile).",
+        {{"result", ok ? "ok" : "failed"}});
+    CHECK(reloads.ok()) << reloads.status().message();
+    (ok ? policy_reloads_ok_ : policy_reloads_failed_) =
+        control_plane_.stats().shared_shard().Get(*reloads);
+  }
 }
 
 XdsService::~XdsService() {
   store_watch_.reset();
+  reload_retry_timer_.reset();
   registry_watch_.reset();
   if (ads_ != nullptr) {
     control_plane_.api().SetProxyStatusProvider(nullptr);
@@ -178,13 +191,27 @@ absl::Status XdsService::Start() {
     return absl::Status(status.code(),
                         absl::StrCat("xDS address ", options_.address, ": ", status.message()));
   }
-  store_watch_ = control_plane_.store().Watch([this](const WatchEvent& event) {
-    // The store also keeps records that are not policy (join tokens); those change no sidecar's
-    // configuration, so they must not cost a translation round for every node.
-    if (policy::FindKind(event.resource.key.kind) == nullptr) return;
-    policy_stale_ = true;
-    ads_->NotifyChanged();
-  });
+  // The policy as it stands now (start-up may wait for the store); after this, every change
+  // reloads it on the store worker and pushes once it is loaded, so the loop never waits.
+  if (absl::StatusOr<policy::PolicySnapshot> loaded =
+          policy::LoadPolicySnapshot(control_plane_.store());
+      loaded.ok()) {
+    policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
+  } else {
+    LOG(WARN) << "xds: loading the policy: " << loaded.status().message() << "; retrying";
+  }
+  reload_retry_timer_ = std::make_unique<event::Timer>(loop, [this] { ReloadPolicy(); });
+  store_watch_ = control_plane_.store().Watch(
+      [this, &loop, lifetime = std::weak_ptr<int>(lifetime_)](const WatchEvent& event) {
+        // The store also keeps records that are not policy (join tokens); those change no
+        // sidecar's configuration, so they must not cost a translation round for every node.
+        if (policy::FindKind(event.resource.key.kind) == nullptr) return;
+        // The store's thread (etcd) or the writer's (the file store): reload from the loop.
+        loop.Post([this, lifetime] {
+          if (!lifetime.expired()) ReloadPolicy();
+        });
+      });
+  if (policy_ == nullptr) ReloadPolicy();
   registry_watch_ = control_plane_.registry().Watch([this](uint64_t) { ads_->NotifyChanged(); });
   control_plane_.api().SetProxyStatusProvider(this);
   control_plane_.OnShutdown([this] {
@@ -214,15 +241,53 @@ absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
-  if (policy_stale_.exchange(false) || policy_ == nullptr) {
-    absl::StatusOr<policy::PolicySnapshot> loaded =
-        policy::LoadPolicySnapshot(control_plane_.store());
-    if (!loaded.ok()) {
-      policy_stale_ = true;
-      return loaded.status();
+void XdsService::ReloadPolicy() {
+  if (reload_running_) {
+    reload_again_ = true;
+    return;
+  }
+  reload_again_ = false;
+  reload_running_ = true;
+  reload_retry_timer_->Disable();
+  Store& store = control_plane_.store();
+  const bool queued = control_plane_.store_worker().Run<absl::StatusOr<policy::PolicySnapshot>>(
+      [&store] { return policy::LoadPolicySnapshot(store); },
+      [this,
+       lifetime = std::weak_ptr<int>(lifetime_)](absl::StatusOr<policy::PolicySnapshot> loaded) {
+        if (!lifetime.expired()) OnPolicyLoaded(std::move(loaded));
+      });
+  if (!queued) {
+    OnPolicyLoaded(absl::UnavailableError("the store worker's queue is full"));
+  }
+}
+
+void XdsService::OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded) {
+  reload_running_ = false;
+  if (!loaded.ok()) {
+    policy_reloads_failed_.Inc();
+    // Keep pushing what was loaded last; try again with backoff (a change meanwhile tries at
+    // once).
+    reload_backoff_ = std::clamp<Duration>(reload_backoff_ * 2, std::chrono::milliseconds(200),
+                                           std::chrono::seconds(5));
+    LOG_EVERY_N_SEC(WARN, 5) << "xds: reloading the policy: " << loaded.status().message()
+                             << "; sidecars keep the last one, retrying";
+    if (reload_again_) {
+      ReloadPolicy();
+    } else {
+      reload_retry_timer_->Enable(reload_backoff_);
     }
-    policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
+    return;
+  }
+  policy_reloads_ok_.Inc();
+  reload_backoff_ = Duration::zero();
+  policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
+  ads_->NotifyChanged();
+  if (reload_again_) ReloadPolicy();
+}
+
+absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {
+  if (policy_ == nullptr) {
+    return absl::UnavailableError("the policy is not loaded from the store yet");
   }
   std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
   if (registry->kubernetes_pending) {

@@ -6,7 +6,8 @@
 // translator from the stored policy and the registry; registers connecting sidecars in the
 // registry and records their readiness reports there (ProxyObserver: a draining sidecar's
 // endpoints leave every caller's configuration with the next push, debounced like any registry
-// change); pushes after every store or registry change (debounced by the ADS server); answers the
+// change); pushes after every store change (once the policy is reloaded on the store worker, so
+// the loop never waits for the store) or registry change (debounced by the ADS server); answers the
 // API's proxy status (ProxyStatusProvider); and sends GOAWAY to every sidecar when the control
 // plane shuts down.
 //
@@ -18,13 +19,14 @@
 //
 // Threading: the ControlPlane's loop thread.
 
-#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/event/timer.h"
 #include "common/flags/flags.h"
 #include "common/http/grpc/server.h"
 #include "common/stats/stats.h"
@@ -108,11 +110,12 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   void OnProxyDisconnected(const std::string& node_id) override;
   void OnProxyActivity(const std::string& node_id) override;
   // Logs each change at INFO ("workload X not ready: draining").
-  void OnProxyReadiness(const std::string& node_id, bool ready,
-                        const std::string& reason) override;
+  void OnProxyReadiness(const std::string& node_id, bool ready, const std::string& reason) override;
 
  private:
   absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
+  void ReloadPolicy();
+  void OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded);
   // A server context for `certificate` (ServerTlsConfig) that, once there is a trust bundle,
   // requests client certificates and verifies them against it.
   static absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ServerContext(
@@ -130,8 +133,18 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   std::unique_ptr<AdsServer> ads_;
   std::unique_ptr<Store::WatchHandle> store_watch_;
   std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
+  // The policy translation uses (loop thread), reloaded on the store worker after each change:
+  // one load at a time, and one more if a change came meanwhile; a failed one retries with
+  // backoff while sidecars keep what they have.
   std::shared_ptr<const policy::PolicySnapshot> policy_;
-  std::atomic<bool> policy_stale_{true};
+  bool reload_running_ = false;
+  bool reload_again_ = false;
+  Duration reload_backoff_{0};
+  std::unique_ptr<event::Timer> reload_retry_timer_;
+  Counter policy_reloads_ok_;
+  Counter policy_reloads_failed_;
+  // Expires with this object: callbacks posted to the loop check it.
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
   // Translates each distinct input once per change and shares it between nodes.
   NodeResourceGenerator resources_;
   // Readiness reports for ids the registry does not hold (it refused their registration).

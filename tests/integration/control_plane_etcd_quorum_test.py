@@ -9,7 +9,9 @@ three (--etcd-timeout 2s); a sidecar of Service reviews connected to it, and an 
    store moves to the next member; the time is printed) and the sidecar follows.
 2. A second member is killed, so the cluster has no quorum: `meshctl apply` exits non-zero
    saying the policy store is unavailable, nothing wrong is pushed, and requests through the
-   sidecar to its app keep succeeding.
+   sidecar to its app keep succeeding. While four more applies wait on the store, API paths that
+   do not need it answer within a second and a sidecar connecting then gets its configuration
+   (store calls run off the control plane's loop).
 3. Both members come back: an apply succeeds again and the sidecar converges.
 
 Without the etcd binary the test prints SKIP.
@@ -44,6 +46,7 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
         self.etcd = EtcdCluster(self.tmp, members=3)
         self.cp = None
         self.sidecar = None
+        self.late = None
         self.app = None
         self.addCleanup(self.cleanup)
         self.etcd.start()
@@ -62,8 +65,9 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
             f"--node-port={self.app.port}", "--node-label=version=v1")
 
     def cleanup(self):
-        if self.sidecar is not None:
-            self.sidecar.stop()
+        for sidecar in (self.sidecar, self.late):
+            if sidecar is not None:
+                sidecar.stop()
         if self.app is not None:
             self.app.close()
         if self.cp is not None:
@@ -87,6 +91,52 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
                 return r.status == 200
         except OSError:
             return False
+
+    def serves_while_the_store_hangs(self):
+        """While applies wait on the quorum-less store, the control plane keeps serving: a sidecar
+        that connects now gets the policy it has, and API paths without the store answer at once."""
+        env = dict(os.environ, MESHCTL_CONFIG=self.context)
+        waiting = []
+        for _ in range(4):
+            p = subprocess.Popen([MESHCTL, "apply", "-f", "-"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                                 env=env)
+            p.stdin.write(reviews_route_to("v1"))
+            p.stdin.close()
+            waiting.append(p)
+        try:
+            time.sleep(0.5)  # they reach the store and wait there, one after the other
+            start = time.time()
+            with open(os.path.join(self.tmp, "cp-data", "api-token")) as f:
+                token = f.read().strip()
+            request = urllib.request.Request(f"http://{self.api}/api/v1/proxies",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=5) as r:
+                self.assertEqual(r.status, 200)
+            api_ms = (time.time() - start) * 1000
+            start = time.time()
+            late = start_xds_sidecar(
+                self.tmp, self.ads, "reviews-v1-1", "default", "--node-service=reviews",
+                f"--node-port={self.app.port}", "--node-label=version=v1")
+            self.late = late
+            late_clusters = lambda: {
+                c["name"] for c in json.loads(late.get("/clusters")[1])["clusters"]}
+            self.assertTrue(wait_for(lambda: V2 in late_clusters(), timeout=3),
+                            "a sidecar connecting while the store hangs gets the last policy")
+            print(f"while applies wait on the store: API answered in {api_ms:.0f} ms, a new "
+                  f"sidecar had its configuration after {(time.time() - start) * 1000:.0f} ms",
+                  file=sys.stderr)
+            self.assertLess(api_ms, 1000)
+            self.assertTrue(any(p.poll() is None for p in waiting),
+                            "the applies were still waiting on the store meanwhile")
+        finally:
+            for p in waiting:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.assertTrue(all(p.returncode != 0 for p in waiting))
 
     def test_member_loss_quorum_loss_and_recovery(self):
         self.assertTrue(wait_for(lambda: V1 in self.clusters(), timeout=10))
@@ -114,6 +164,7 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
         self.assertNotIn(V1, self.clusters())
         for _ in range(20):
             self.assertTrue(self.app_answers())
+        self.serves_while_the_store_hangs()
 
         # 3. Quorum back: writes work again and the sidecar converges.
         self.etcd.start("m0")

@@ -1,0 +1,94 @@
+#include "control-plane/store/store_worker.h"
+
+#include <chrono>
+
+#include "common/base/logging.h"
+
+namespace meshlet::controlplane {
+
+StoreWorker::StoreWorker(event::Loop& loop, StoreWorkerOptions options, StatsRegistry* stats)
+    : loop_(loop), options_(options) {
+  if (stats != nullptr) {
+    StatsShard& shard = stats->shared_shard();
+    auto must = [](auto stat) {
+      CHECK(stat.ok()) << stat.status().message();
+      return *stat;
+    };
+    done_ = must(shard.RegisterCounter("meshlet_cp_store_jobs_total",
+                                       "Store calls run off the loop (API requests, policy "
+                                       "reloads, join tokens), by whether they ran.",
+                                       {{"result", "done"}}));
+    rejected_ = must(shard.RegisterCounter("meshlet_cp_store_jobs_total",
+                                           "Store calls run off the loop (API requests, policy "
+                                           "reloads, join tokens), by whether they ran.",
+                                           {{"result", "rejected"}}));
+    queued_ = must(shard.RegisterGauge("meshlet_cp_store_jobs_pending",
+                                       "Store calls queued or running.", {}, GaugeMerge::kGlobal));
+    seconds_ = must(shard.RegisterHistogram("meshlet_cp_store_job_seconds",
+                                            "Time a store call took, once it started.", {},
+                                            HistogramOptions{.exposition_divisor = 1e6}));
+  }
+  thread_ = std::thread([this] { ThreadMain(); });
+}
+
+StoreWorker::~StoreWorker() { Stop(); }
+
+bool StoreWorker::Enqueue(Job job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_ && jobs_.size() < options_.max_queued) {
+      jobs_.push_back(std::move(job));
+      queued_.Inc();
+      wake_.notify_one();
+      return true;
+    }
+  }
+  rejected_.Inc();
+  return false;
+}
+
+void StoreWorker::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    queued_.Add(-static_cast<int64_t>(jobs_.size()));
+    jobs_.clear();
+    wake_.notify_one();
+  }
+  *alive_ = false;
+  thread_.join();
+}
+
+size_t StoreWorker::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return jobs_.size() + running_;
+}
+
+void StoreWorker::ThreadMain() {
+  Finish finish = [this](absl::AnyInvocable<void() &&> done) {
+    loop_.Post([alive = alive_, done = std::move(done)]() mutable {
+      if (*alive) std::move(done)();
+    });
+  };
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_ = 1;
+    lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
+    job(finish);
+    seconds_.Record(std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count());
+    done_.Inc();
+    queued_.Dec();
+    lock.lock();
+    running_ = 0;
+  }
+}
+
+}  // namespace meshlet::controlplane
