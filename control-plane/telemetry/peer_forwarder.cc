@@ -53,10 +53,15 @@ struct PeerForwarder::PeerState {
   net::Address address;
   std::unique_ptr<http::grpc::Channel> channel;
   bool busy = false;
+  // History still to hand over: traces that arrived in [history_next, history_end).
+  uint64_t history_next = 0;
+  uint64_t history_end = 0;
+  bool history_busy = false;
 };
 
 struct PeerForwarder::Stats {
   Counter sent, failed, skipped;
+  Counter history_sent, history_failed;
   Gauge peers;
 };
 
@@ -78,6 +83,16 @@ PeerForwarder::PeerForwarder(event::Loop& loop, LeasedKeys& keys, PeerForwarderO
   stats_->sent = counter("sent");
   stats_->failed = counter("failed");
   stats_->skipped = counter("skipped");
+  auto history = [&](absl::string_view result) {
+    auto c = shard.RegisterCounter(
+        "meshlet_cp_peer_telemetry_history_total",
+        "Chunks of this replica's trace store handed to a replica that appeared, by result (sent, "
+        "failed: the rest of that hand-over is dropped).",
+        {{"result", std::string(result)}});
+    return c.ok() ? *c : Counter();
+  };
+  stats_->history_sent = history("sent");
+  stats_->history_failed = history("failed");
   auto gauge = shard.RegisterGauge("meshlet_cp_peer_replicas",
                                    "Other control-plane replicas this one forwards telemetry to.",
                                    {}, GaugeMerge::kGlobal);
@@ -121,10 +136,14 @@ void PeerForwarder::SetTransport(net::TransportFactory factory) {
   for (auto& [owner, state] : peers_) {
     state->channel.reset();
     state->busy = false;
+    // The history chunk in flight is lost with its call; the rest follows on the new connection.
+    state->history_busy = false;
+    SendHistory(state.get());
   }
 }
 
 void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
+  std::vector<std::string> new_peers;
   for (const LeasedKeyEvent& event : events) {
     if (event.type == LeasedKeyEvent::Type::kDelete) {
       auto it = peers_.find(event.owner);
@@ -147,16 +166,32 @@ void PeerForwarder::OnEvents(const std::vector<LeasedKeyEvent>& events) {
     // A replica restarted under the same name before its old lease ran out: that is us.
     if (record.discovery_address() == options_.advertise_address) continue;
     auto& state = peers_[event.owner];
-    if (state == nullptr) state = std::make_unique<PeerState>();
+    const bool appeared = state == nullptr;
+    if (appeared) state = std::make_unique<PeerState>();
     if (state->peer.address != record.discovery_address()) {
       state->channel.reset();
       state->busy = false;
+      state->history_busy = false;
     }
     state->peer.name = record.name();
     state->peer.address = record.discovery_address();
     state->address = *address;
     LOG(INFO) << "telemetry: forwarding to replica " << record.name() << " at "
               << record.discovery_address();
+    if (appeared) new_peers.push_back(event.owner);
+  }
+  // Once every event is in (the names of all replicas are known): history for the new ones.
+  for (const std::string& owner : new_peers) {
+    auto it = peers_.find(owner);
+    if (it == peers_.end() || history_ == nullptr || history_->trace_count() == 0 ||
+        !HandsHistoryTo(owner)) {
+      continue;
+    }
+    it->second->history_next = 0;
+    it->second->history_end = history_->next_arrival();
+    LOG(INFO) << "telemetry: handing replica " << it->second->peer.name << " the "
+              << history_->trace_count() << " traces kept here";
+    SendHistory(it->second.get());
   }
   if (stats_ != nullptr) stats_->peers.Set(static_cast<int64_t>(peers_.size()));
   if (peers_.empty()) {
@@ -205,20 +240,12 @@ void PeerForwarder::Flush() {
       if (stats_ != nullptr) stats_->skipped.Inc();
       continue;
     }
-    if (state->channel == nullptr) {
-      http::grpc::ChannelOptions channel_options;
-      channel_options.transport_factory = transport_;
-      channel_options.connect_timeout = options_.call_timeout;
-      channel_options.user_agent = "meshlet-control-plane";
-      state->channel =
-          std::make_unique<http::grpc::Channel>(loop_, state->address, std::move(channel_options));
-    }
     http::grpc::CallOptions call_options;
     call_options.timeout = options_.call_timeout;
     call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
     state->busy = true;
     PeerState* peer = state.get();
-    state->channel->Unary(
+    ChannelTo(*state).Unary(
         kPeerForwardMethod, batch, std::move(call_options),
         [this, peer, alive = std::weak_ptr<bool>(alive_)](http::grpc::StatusCode code,
                                                           const std::string& message, std::string) {
@@ -238,6 +265,57 @@ void PeerForwarder::Flush() {
               << peer->peer.address << " failed: " << peer->peer.last_error;
         });
   }
+}
+
+http::grpc::Channel& PeerForwarder::ChannelTo(PeerState& peer) {
+  if (peer.channel == nullptr) {
+    http::grpc::ChannelOptions channel_options;
+    channel_options.transport_factory = transport_;
+    channel_options.connect_timeout = options_.call_timeout;
+    channel_options.user_agent = "meshlet-control-plane";
+    peer.channel =
+        std::make_unique<http::grpc::Channel>(loop_, peer.address, std::move(channel_options));
+  }
+  return *peer.channel;
+}
+
+bool PeerForwarder::HandsHistoryTo(const std::string& owner) const {
+  for (const auto& [other_owner, state] : peers_) {
+    if (other_owner != owner && state->peer.name < options_.replica_name) return false;
+  }
+  return true;
+}
+
+void PeerForwarder::SendHistory(PeerState* peer) {
+  if (peer->history_busy || history_ == nullptr || peer->history_next >= peer->history_end) return;
+  std::vector<SpanRecord> spans =
+      history_->Chunk(&peer->history_next, peer->history_end, options_.max_batch_bytes);
+  if (spans.empty()) return;
+  peer::v1::ForwardBatch batch;
+  batch.set_replica(options_.replica_name);
+  EncodeSpans(spans, batch.add_span_batches());
+  http::grpc::CallOptions call_options;
+  call_options.timeout = options_.call_timeout;
+  call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
+  peer->history_busy = true;
+  ChannelTo(*peer).Unary(kPeerForwardMethod, batch.SerializeAsString(), std::move(call_options),
+                         [this, peer, alive = std::weak_ptr<bool>(alive_)](
+                             http::grpc::StatusCode code, const std::string& message, std::string) {
+                           if (alive.expired()) return;
+                           peer->history_busy = false;
+                           if (code != http::grpc::StatusCode::kOk) {
+                             if (stats_ != nullptr) stats_->history_failed.Inc();
+                             LOG_EVERY_N_SEC(WARN, 30)
+                                 << "telemetry: handing history to replica " << peer->peer.name
+                                 << " failed: " << http::grpc::StatusCodeName(code) << ": "
+                                 << message << "; the rest is dropped";
+                             peer->history_next = peer->history_end;
+                             return;
+                           }
+                           ++peer->peer.history_sent;
+                           if (stats_ != nullptr) stats_->history_sent.Inc();
+                           SendHistory(peer);
+                         });
 }
 
 std::vector<PeerForwarder::Peer> PeerForwarder::peers() const {

@@ -19,6 +19,13 @@
 // (meshlet_cp_peer_telemetry_batches_total{result=sent|failed|skipped}). Memory is bounded by one
 // pending batch plus one in flight per peer.
 //
+// History: a replica that (re)starts has no spans. When a new replica appears, the replica with
+// the lowest name among the others (each knows them all) hands it the spans of its trace store
+// (SetHistory) as they were at that moment, oldest trace first, in chunks of max_batch_bytes,
+// one call at a time beside the regular batches; the receiver's store drops spans it holds already.
+// Golden-metrics reports are not handed over: a restarted replica's figures fill in within one
+// window as the sidecars report. Counted in meshlet_cp_peer_telemetry_history_total{result}.
+//
 // Threading: construct, use and destroy on the loop's thread; the store's watch callbacks are
 // handed to the loop. `keys` and `stats` (may be null) must outlive this.
 
@@ -77,6 +84,8 @@ class PeerForwarder {
 
   // The transport for calls to peers (null: plaintext h2c); connections opened from now on use it.
   void SetTransport(net::TransportFactory factory);
+  // The trace store handed to replicas that appear (null: none). Not owned; must outlive this.
+  void SetHistory(const TraceStore* store) { history_ = store; }
   // The bearer token calls carry (the shared API token).
   void SetToken(std::string token) { token_ = std::move(token); }
 
@@ -88,6 +97,8 @@ class PeerForwarder {
     std::string name;
     std::string address;
     uint64_t sent = 0, failed = 0, skipped = 0;
+    // History chunks sent to it (this replica handed it its spans when it appeared).
+    uint64_t history_sent = 0;
     std::string last_error;
   };
   // The other replicas known now, by name.
@@ -99,6 +110,12 @@ class PeerForwarder {
   void OnEvents(const std::vector<LeasedKeyEvent>& events);
   void Flush();
   void ArmTimer();
+  // Whether this replica hands history to a replica that appeared under `owner`: it has the
+  // lowest name of the replicas other than that one.
+  bool HandsHistoryTo(const std::string& owner) const;
+  // Sends `peer` its next history chunk, unless one is under way or nothing is left.
+  void SendHistory(PeerState* peer);
+  http::grpc::Channel& ChannelTo(PeerState& peer);
 
   event::Loop& loop_;
   LeasedKeys& keys_;
@@ -112,6 +129,7 @@ class PeerForwarder {
   peer::v1::ForwardBatch pending_;
   size_t pending_bytes_ = 0;
   std::unique_ptr<Stats> stats_;
+  const TraceStore* history_ = nullptr;
   // Checked by tasks posted to the loop: false once this is destroyed.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "common/event/loop.h"
 #include "common/http/grpc/server.h"
 #include "control-plane/store/fake_leased_keys.h"
@@ -212,6 +213,71 @@ TEST_F(PeerForwarderTest, AnUnreachablePeerCountsFailures) {
   ASSERT_TRUE(RunUntil([&] { return forwarder->peers()[0].failed == 1; }));
   EXPECT_NE(forwarder->peers()[0].last_error.find("UNAVAILABLE"), std::string::npos)
       << forwarder->peers()[0].last_error;
+}
+
+// Spans of `traces` traces of one span each, trace ids 1..traces.
+std::vector<SpanRecord> Traces(int traces) {
+  std::vector<SpanRecord> out;
+  for (int t = 1; t <= traces; ++t) {
+    SpanRecord span = Span(absl::StrFormat("%016x", t));
+    span.trace_id = absl::StrFormat("%032x", t);
+    out.push_back(std::move(span));
+  }
+  return out;
+}
+
+// The spans of every batch `peer` received, in order.
+std::vector<SpanRecord> Received(const PeerServer& peer) {
+  std::vector<SpanRecord> out;
+  for (const peer::v1::ForwardBatch& batch : peer.batches) {
+    for (const std::string& encoded : batch.span_batches()) {
+      EXPECT_TRUE(DecodeSpans(encoded, &out));
+    }
+  }
+  return out;
+}
+
+TEST_F(PeerForwarderTest, AReplicaThatAppearsIsHandedTheTracesKeptHereInChunks) {
+  TraceStore store;
+  store.Add(Traces(40));
+  PeerServer b(loop_);
+  std::unique_ptr<PeerForwarder> forwarder = Make({.max_batch_bytes = 2000});
+  forwarder->SetHistory(&store);
+  loop_.RunUntilIdle();
+  keys_.Put("lease-b", ReplicaKey("cp-b"), Record("cp-b", b.address()));
+  ASSERT_TRUE(RunUntil([&] { return Received(b).size() == 40; }));
+  std::vector<SpanRecord> spans = Received(b);
+  EXPECT_EQ(spans.front().trace_id, absl::StrFormat("%032x", 1));  // oldest first
+  EXPECT_EQ(spans.back().trace_id, absl::StrFormat("%032x", 40));
+  EXPECT_GT(b.batches.size(), 2u);  // in chunks of about max_batch_bytes
+  for (const auto& batch : b.batches) EXPECT_EQ(batch.replica(), "cp-a");
+  EXPECT_EQ(b.authorization.back(), "Bearer secret");
+  ASSERT_TRUE(RunUntil([&] { return forwarder->peers()[0].history_sent == b.batches.size(); }));
+
+  // Traces that arrive meanwhile go with the regular batches, not again with the history.
+  loop_.RunUntilIdle();
+  EXPECT_EQ(Received(b).size(), 40u);
+}
+
+TEST_F(PeerForwarderTest, OnlyTheLowestNamedOtherReplicaHandsOverHistory) {
+  TraceStore store;
+  PeerServer a0(loop_), c(loop_);
+  // "cp-0" sorts before this replica ("cp-a"): it hands a newcomer the history, not this one.
+  keys_.Put("lease-0", ReplicaKey("cp-0"), Record("cp-0", a0.address()));
+  std::unique_ptr<PeerForwarder> forwarder = Make();
+  forwarder->SetHistory(&store);
+  loop_.RunUntilIdle();
+  store.Add(Traces(3));  // received (and forwarded) since
+  keys_.Put("lease-c", ReplicaKey("cp-c"), Record("cp-c", c.address()));
+  forwarder->AddSpans({Span("00000000000000ff")});
+  ASSERT_TRUE(RunUntil([&] { return c.batches.size() == 1 && a0.batches.size() == 1; }));
+  loop_.RunUntil([] { return false; }, milliseconds(100));
+  EXPECT_EQ(Received(c).size(), 1u);  // the live span only
+  // cp-0 leaves: the next newcomer gets the history from this replica.
+  keys_.Expire("lease-0");
+  PeerServer d(loop_);
+  keys_.Put("lease-d", ReplicaKey("cp-d"), Record("cp-d", d.address()));
+  ASSERT_TRUE(RunUntil([&] { return Received(d).size() == 3; }));
 }
 
 TEST(DefaultReplicaAddressTest, ABoundAddressOrThisHostsOwn) {

@@ -283,6 +283,7 @@ absl::Status TelemetryService::StartForwarder(const http::grpc::Server& grpc_ser
   forwarder_ = std::make_unique<PeerForwarder>(control_plane_.loop(), *keys, std::move(options),
                                                &control_plane_.stats());
   forwarder_->SetToken(control_plane_.api_token());
+  forwarder_->SetHistory(&collector_.store());
   forwarder_->SetTransport(peer_transport_);
   RETURN_IF_ERROR(forwarder_->Start());
   collector_.SetForward(

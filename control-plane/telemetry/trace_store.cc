@@ -86,6 +86,21 @@ AddResult TraceStore::Add(std::vector<SpanRecord> spans) {
   return result;
 }
 
+std::vector<SpanRecord> TraceStore::Chunk(uint64_t* cursor, uint64_t end, size_t max_bytes) const {
+  std::vector<SpanRecord> out;
+  size_t bytes = 0;
+  for (auto it = by_arrival_.lower_bound(*cursor); it != by_arrival_.end() && it->first < end;
+       ++it) {
+    if (!out.empty() && bytes >= max_bytes) break;
+    const Trace& trace = traces_.at(it->second);
+    out.insert(out.end(), trace.spans.begin(), trace.spans.end());
+    bytes += trace.bytes;
+    *cursor = it->first + 1;
+  }
+  if (out.empty()) *cursor = std::max(*cursor, end);
+  return out;
+}
+
 void TraceStore::EvictOldest(AddResult& result) {
   auto oldest = by_arrival_.begin();
   auto it = traces_.find(oldest->second);

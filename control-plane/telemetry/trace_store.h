@@ -123,6 +123,13 @@ class TraceStore {
   std::vector<DependencyEdge> Dependencies(int64_t start_unix_nanos = 0,
                                            int64_t end_unix_nanos = 0) const;
 
+  // Hands the store's contents over in chunks, oldest trace first: the spans of the traces that
+  // arrived at or after `*cursor` and before `end` (an arrival number: 0 for the first trace,
+  // next_arrival() for "what is here now"), whole traces until their spans pass about
+  // `max_bytes` (at least one). Advances `*cursor` past them; nothing left: empty.
+  std::vector<SpanRecord> Chunk(uint64_t* cursor, uint64_t end, size_t max_bytes) const;
+  uint64_t next_arrival() const { return next_arrival_; }
+
   size_t span_count() const { return span_count_; }
   size_t byte_count() const { return byte_count_; }
   size_t trace_count() const { return traces_.size(); }

@@ -161,6 +161,41 @@ TEST(TraceStoreTest, LateEarlierSpanMovesTheTraceInTheTimeIndex) {
   EXPECT_EQ(found[0].duration_nanos, 500 * kMs);
 }
 
+TEST(TraceStoreTest, ChunksHandTheContentsOverOldestFirstInWholeTraces) {
+  TraceStore store;
+  for (int t = 1; t <= 5; ++t) store.Add(ThreeHopTrace(t, t * 100, 50));
+  const uint64_t end = store.next_arrival();
+  store.Add(ThreeHopTrace(6, 600, 50));  // after the hand-over began: not part of it
+  const size_t trace_bytes = store.byte_count() / 6;
+  uint64_t cursor = 0;
+  std::vector<std::vector<SpanRecord>> chunks;
+  while (true) {
+    std::vector<SpanRecord> chunk = store.Chunk(&cursor, end, 2 * trace_bytes);
+    if (chunk.empty()) break;
+    chunks.push_back(std::move(chunk));
+    ASSERT_LT(chunks.size(), 10u);
+  }
+  ASSERT_EQ(chunks.size(), 3u);  // 2 + 2 + 1 traces
+  EXPECT_EQ(chunks[0].size(), 6u);
+  EXPECT_EQ(chunks[0][0].trace_id, TraceId(1));
+  EXPECT_EQ(chunks[1][0].trace_id, TraceId(3));
+  ASSERT_EQ(chunks[2].size(), 3u);
+  EXPECT_EQ(chunks[2][0].trace_id, TraceId(5));
+  EXPECT_EQ(cursor, end);
+  // A chunk smaller than one trace still carries it whole.
+  cursor = 0;
+  EXPECT_EQ(store.Chunk(&cursor, end, 1).size(), 3u);
+  // An evicted trace is skipped; a fresh store has nothing to hand over.
+  TraceStore small({.max_spans = 6});
+  for (int t = 1; t <= 3; ++t) small.Add(ThreeHopTrace(t, t * 100, 50));
+  cursor = 0;
+  std::vector<SpanRecord> rest = small.Chunk(&cursor, small.next_arrival(), 1 << 20);
+  ASSERT_EQ(rest.size(), 6u);
+  EXPECT_EQ(rest[0].trace_id, TraceId(2));
+  cursor = 0;
+  EXPECT_TRUE(TraceStore().Chunk(&cursor, 0, 1 << 20).empty());
+}
+
 TEST(TraceStoreTest, EvictsOldestTracesWholeAtTheSpanLimit) {
   TraceStoreLimits limits;
   limits.max_spans = 7;

@@ -18,7 +18,8 @@ that picks the one it talks to:
    sends its spans to A's collector, reviews-1 reports to A and sends its spans to B's; through
    either replica `meshctl stat` shows the client's edge to reviews and one trace holds the spans
    of both sidecars (the replicas forward to each other over the discovery port). A forward
-   without the shared API token is refused.
+   without the shared API token is refused. A third replica C that starts later is handed the
+   traces kept so far, by A (the lowest-named of the others), not by B.
 2. A is killed (SIGKILL) while the client sends requests for reviews without pause: not one
    fails. reviews-1 reconnects to B (the time is printed) and stays registered after A's lease
    has run out; ratings-1, which cannot reconnect, is removed after the lease's time to live and
@@ -170,6 +171,22 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
         row = next(line for line in table.splitlines() if line.startswith("reviews-1 "))
         self.assertEqual(row.split()[-1], "a")
 
+    def whole_trace(self, replica):
+        """A trace with spans of both the client and reviews-1 (ids from each replica)."""
+        status, body = replica.request("GET", "/api/v1/traces?service=frontend.default&limit=50")
+        self.assertEqual(status, 200, body)
+        for summary in json.loads(body)["items"]:
+            status, body = replica.request("GET", f"/api/v1/traces/{summary['traceId']}")
+            self.assertEqual(status, 200, body)
+            services = {span["service"] for span in json.loads(body)["spans"]}
+            if {"frontend.default", "reviews.default"} <= services:
+                return summary["traceId"]
+        return None
+
+    def span_ids(self, replica, trace):
+        status, body = replica.request("GET", f"/api/v1/traces/{trace}")
+        return {span["spanId"] for span in json.loads(body)["spans"]} if status == 200 else set()
+
     def test_1b_every_replica_shows_the_whole_meshs_telemetry(self):
         self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(), timeout=15))
 
@@ -180,25 +197,13 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
                          if e["source"] == "frontend.default"
                          and e["destination"] == "reviews.default"), None)
 
-        def whole_trace(replica):
-            """A trace with spans of both the client and reviews-1 (ids from each replica)."""
-            status, body = replica.request("GET", "/api/v1/traces?service=frontend.default&limit=50")
-            self.assertEqual(status, 200, body)
-            for summary in json.loads(body)["items"]:
-                status, body = replica.request("GET", f"/api/v1/traces/{summary['traceId']}")
-                self.assertEqual(status, 200, body)
-                services = {span["service"] for span in json.loads(body)["spans"]}
-                if {"frontend.default", "reviews.default"} <= services:
-                    return summary["traceId"]
-            return None
-
         # Requests until reviews-1 answered some (it is half of the endpoints).
         self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(count=10), timeout=10))
         for replica in (self.a, self.b):
             self.assertTrue(wait_for(lambda: edge(replica) is not None, timeout=10),
                             f"the client's edge (reported to B) through {replica.name}")
             self.assertGreater(edge(replica)["requests"], 0)
-            self.assertTrue(wait_for(lambda: whole_trace(replica) is not None, timeout=10),
+            self.assertTrue(wait_for(lambda: self.whole_trace(replica) is not None, timeout=10),
                             f"a trace with the spans of both sidecars through {replica.name}")
             table = meshctl(MESHCTL, replica.context, "stat")
             self.assertRegex(table, r"frontend\.default\s+reviews\.default")
@@ -208,6 +213,28 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
         self.assertRegex(metrics,
                          r'meshlet_cp_peer_telemetry_received_total\{result="accepted"\} [1-9]')
+
+    def test_1d_a_replica_that_joins_is_handed_the_traces_kept(self):
+        self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(count=10), timeout=15))
+        self.assertTrue(wait_for(lambda: self.whole_trace(self.a) is not None, timeout=10))
+        trace = self.whole_trace(self.a)
+        c = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "c", self.etcd.url,
+                    "--etcd-prefix", "/failover-test/", "--etcd-lease-ttl", f"{LEASE_TTL}s",
+                    "--replica-name", "c", f"--otlp-address=127.0.0.1:{free_port()}",
+                    "--zipkin-address=", "--peer-telemetry-interval=200ms")
+        try:
+            # A sorts first of the replicas other than C: it hands C the traces it keeps.
+            self.assertTrue(wait_for(lambda: self.span_ids(c, trace) == self.span_ids(self.a, trace),
+                                     timeout=10),
+                            "a trace recorded before C started, through C")
+            _, metrics = self.a.request("GET", "/metrics")
+            self.assertRegex(metrics,
+                             r'meshlet_cp_peer_telemetry_history_total\{result="sent"\} [1-9]')
+            _, metrics = self.b.request("GET", "/metrics")
+            self.assertNotRegex(metrics,
+                                r'meshlet_cp_peer_telemetry_history_total\{result="sent"\} [1-9]')
+        finally:
+            c.stop()
 
     def test_1c_forwarding_needs_the_api_token(self):
         method = "/meshlet.telemetry.peer.v1.PeerTelemetry/Forward"
