@@ -353,8 +353,9 @@ bool Connection::UnreadBytesInSocket() const {
 }
 
 void Connection::StartLingeringReads() {
-  // Whatever ReadDisable() said: these reads are dropped (OnReadDone).
-  if (!reading_ && !remote_eof_) BeginReads();
+  // Whatever ReadDisable() said: these reads are dropped (OnReadDone), until a
+  // Close(kFlushBriefly) budget ran out.
+  if (!reading_ && !remote_eof_ && linger_budget_ != 0) BeginReads();
 }
 
 void Connection::OnReadDone(ssize_t nread) {
@@ -368,6 +369,17 @@ void Connection::OnReadDone(ssize_t nread) {
     if (nread > 0) {
       bytes_received_ += static_cast<uint64_t>(nread);
       closing_received_ = true;
+      if (static_cast<size_t>(nread) >= linger_budget_) {
+        // Close(kFlushBriefly): a peer that floods on after it was cut off is no longer read.
+        // Its sends stall on a full window, costing neither side anything, until
+        // flush_close_timeout closes the socket (a reset, with its bytes unread): reconnecting
+        // at once, as a reset now would let it, costs more than holding it.
+        linger_budget_ = 0;
+        uv_read_stop(stream());
+        reading_ = false;
+        return;
+      }
+      linger_budget_ -= static_cast<size_t>(nread);
       ChargeRead(static_cast<size_t>(nread));
       return;
     }
@@ -661,6 +673,10 @@ void Connection::Close(CloseMode mode) {
   }
   if (mode == CloseMode::kFlushThenAwaitPeer) {
     closing_awaits_peer_ = true;
+    mode = CloseMode::kFlush;
+  }
+  if (mode == CloseMode::kFlushBriefly) {
+    linger_budget_ = options_.brief_linger_bytes;
     mode = CloseMode::kFlush;
   }
   if (mode == CloseMode::kFlush && state_ == State::kOpen) {

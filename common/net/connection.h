@@ -79,6 +79,11 @@ enum class CloseMode {
                         // peer's close whatever it sent: for protocols whose peer keeps talking
                         // while it reads (HTTP/2 WINDOW_UPDATE after a GOAWAY), where a close()
                         // before the peer is done reading would reset what it has not read
+  kFlushBriefly,        // kFlush for a peer cut off for abuse: while it lingers, at most
+                        // ConnectionOptions::brief_linger_bytes more are read and dropped; a peer
+                        // still sending then is read no more (its sends stall on a full window) and
+                        // is closed at flush_close_timeout, instead of costing a read of everything
+                        // it floods until then
   kNoFlush,  // close now; buffered bytes are dropped, the kernel still sends what it holds
   kAbort,    // close now with a TCP RST (SO_LINGER 0): the peer sees a reset, not an EOF
 };
@@ -99,6 +104,8 @@ struct ConnectionOptions {
   // read a busy socket up to 32 times per turn: one flooding peer delays every other connection
   // of its worker by that whole batch. 0: no budget.
   size_t read_budget_per_turn = 64 << 10;
+  // Close(kFlushBriefly): bytes read and dropped while lingering before reading stops.
+  size_t brief_linger_bytes = 64 << 10;
 };
 
 class ConnectionCallbacks {
@@ -277,6 +284,8 @@ class Connection {
   // everything is written, FIN sent, the peer's close awaited.
   bool closing_received_ = false;
   bool closing_awaits_peer_ = false;  // kFlushThenAwaitPeer
+  // kFlushBriefly: bytes the lingering reads may still drop; 0 once they stopped.
+  size_t linger_budget_ = SIZE_MAX;
   bool closing_fin_sent_ = false;
   bool above_high_watermark_ = false;
   // On the thread's batch queue: write_buffer_ holds bytes to send when the batch ends.

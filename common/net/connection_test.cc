@@ -421,6 +421,47 @@ TEST(ConnectionTest, FlushCloseSurvivesAPeerThatKeepsSending) {
   EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
 }
 
+// Close(kFlushBriefly): a peer that keeps sending after it was cut off is read for at most
+// brief_linger_bytes, then reset; one that sends a little is waited for as with kFlush.
+TEST(ConnectionTest, BriefFlushCloseStopsReadingAPeerThatFloodsOn) {
+  for (const size_t sent : {size_t{16} << 10, size_t{4} << 20}) {
+    SCOPED_TRACE(sent);
+    event::Loop loop;
+    ListenerOptions options;
+    options.connection.flush_close_timeout = milliseconds(300);
+    Server server(loop, "127.0.0.1:0", options);
+    ASSERT_TRUE(server.status.ok());
+    server.setup = [](Connection& conn, RecordingCallbacks&) { conn.ReadDisable(); };
+    auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+    RecordingCallbacks cb;
+    client->SetCallbacks(&cb);
+    ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+    client->Write(std::string(sent, 'y'));  // what the peer floods on with after the cut-off
+    loop.RunUntil([] { return false; }, milliseconds(50));
+    server.conns[0]->Write("goaway");
+    server.conns[0]->Close(CloseMode::kFlushBriefly);
+    if (sent < (64 << 10)) {
+      // Under the budget: the server lingers for the client's close, as kFlush does.
+      ASSERT_TRUE(loop.RunUntil([&] { return cb.end_stream || cb.closes > 0; }, kWait));
+      EXPECT_EQ(cb.received, "goaway");
+      EXPECT_TRUE(cb.end_stream);
+      EXPECT_EQ(server.callbacks[0]->closes, 0);
+      client->Close(CloseMode::kFlush);
+      ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+      EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
+      continue;
+    }
+    // Over it: reading stops after about the budget; the close comes at flush_close_timeout.
+    loop.RunUntil([] { return false; }, milliseconds(150));
+    EXPECT_EQ(server.callbacks[0]->closes, 0);
+    const uint64_t read = server.conns[0]->bytes_received();
+    EXPECT_LT(read, (64u << 10) + (256u << 10));  // the budget, and one read past it at most
+    ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+    EXPECT_EQ(server.conns[0]->bytes_received(), read);
+    EXPECT_EQ(cb.received, "goaway");
+  }
+}
+
 // The same when the flush ends inside Close() itself, before any read callback could see what
 // the peer sent: the peer's bytes still wait unread in the socket (a reply to an upload the
 // server stopped reading).

@@ -823,12 +823,16 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // A flood of replies (acknowledgements, resets): what is queued is mostly those, so it
       // goes now, with whatever the socket already took (the GOAWAY, if there was room for it).
       // Other abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that
-      // may read: the GOAWAY is flushed, like any protocol error's.
+      // may read: the GOAWAY is flushed, like any protocol error's, but one that floods on
+      // meanwhile is reset after brief_linger_bytes instead of being read for the whole
+      // flush_close_timeout.
       const http::h2::Http2Flood flood =
           h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kNone;
       const bool unread = flood == http::h2::Http2Flood::kControlFrames ||
                           flood == http::h2::Http2Flood::kPingSettings;
-      CloseConnection(unread ? net::CloseMode::kNoFlush : net::CloseMode::kFlush);
+      CloseConnection(unread                                 ? net::CloseMode::kNoFlush
+                      : flood != http::h2::Http2Flood::kNone ? net::CloseMode::kFlushBriefly
+                                                             : net::CloseMode::kFlush);
       return;
     }
   }
