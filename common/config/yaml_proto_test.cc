@@ -199,6 +199,26 @@ TEST(YamlProtoTest, StringsWithControlCharactersRoundTrip) {
   EXPECT_EQ(back.SerializeAsString(), c.SerializeAsString()) << yaml;
 }
 
+TEST(YamlProtoTest, RefusesTheNoncharactersYamlDoesNotAllow) {
+  // Found by yaml_proto_fuzz: yaml-cpp reads U+FFFF raw but writes it back as U+FFFD.
+  for (const char* yaml : {"name: \"a\\uFFFFb\"\n",
+                           "name: a\xEF\xBF\xBF"
+                           "b\n",
+                           "name: \"\\uFFFE\"\n"}) {
+    Cluster c;
+    absl::Status s = YamlToProto(yaml, c);
+    EXPECT_FALSE(s.ok()) << yaml;
+    EXPECT_NE(s.message().find("U+FFFE or U+FFFF"), absl::string_view::npos) << s;
+  }
+  // Other characters past U+FFFF and noncharacters inside YAML's printable range round-trip.
+  Cluster c;
+  c.set_name("a\xEF\xBF\xBD\xEF\xB7\x90\xF0\x9F\x98\x80z");  // U+FFFD, U+FDD0, U+1F600
+  Cluster back;
+  const std::string yaml = ProtoToYaml(c);
+  ASSERT_TRUE(YamlToProto(yaml, back).ok()) << yaml;
+  EXPECT_EQ(back.name(), c.name()) << yaml;
+}
+
 TEST(YamlProtoTest, ParseDurationText) {
   EXPECT_EQ(*ParseDurationText("0"), absl::ZeroDuration());
   EXPECT_EQ(*ParseDurationText("1h30m"), absl::Minutes(90));

@@ -1158,29 +1158,35 @@ std::optional<Category> Comparison::ExplainSemantic(const Message& m, const Mess
   for (absl::string_view v : RawValues(head, "connection")) {
     if (ConnectionListMisread(v)) return Category::kConnectionListSyntax;
   }
-  if (mismatch == kKeepAlive) {
+  // Persistence and upgrade each need their own explanation (both may differ at once: an
+  // HTTP/1.0 upgrade that also says both close and keep-alive).
+  std::optional<Category> keep_alive;
+  if (mismatch & kKeepAlive) {
     if (m.minor == 0 && HasElement(head, "connection", "close") &&
         HasElement(head, "connection", "keep-alive")) {
-      return Category::kCloseWithKeepAlive;
+      keep_alive = Category::kCloseWithKeepAlive;
     }
     // (A name that only starts with Transfer-Encoding is one to http_parser.)
     for (const auto& [name, value] : m.trailers) {
       if (absl::EqualsIgnoreCase(name, "connection") ||
           absl::EqualsIgnoreCase(name, "proxy-connection") ||
           absl::StartsWithIgnoreCase(name, "transfer-encoding")) {
-        return Category::kTrailerFields;
+        if (!keep_alive) keep_alive = Category::kTrailerFields;
       }
     }
+    if (!keep_alive) return std::nullopt;
   }
-  if (mismatch == kUpgrade && IsRequest()) {
-    if (m.minor == 0 && !m.upgrade && o.upgrade) return Category::kUpgradeInHttp10;
+  std::optional<Category> upgrade;
+  if ((mismatch & kUpgrade) && IsRequest()) {
+    if (m.minor == 0 && !m.upgrade && o.upgrade) upgrade = Category::kUpgradeInHttp10;
     bool all_empty = true;
     for (absl::string_view v : RawValues(head, "upgrade")) {
       if (!TrimWhite(v).empty()) all_empty = false;
     }
-    if (m.upgrade && !o.upgrade && all_empty) return Category::kEmptyUpgrade;
+    if (!upgrade && m.upgrade && !o.upgrade && all_empty) upgrade = Category::kEmptyUpgrade;
   }
-  return std::nullopt;
+  if ((mismatch & kUpgrade) && !upgrade) return std::nullopt;
+  return keep_alive ? keep_alive : upgrade;
 }
 
 void Comparison::Check() {
