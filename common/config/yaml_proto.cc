@@ -159,15 +159,14 @@ class Reader {
       case FieldDescriptor::CPPTYPE_STRING:
         // Protobuf strings are UTF-8: anything else would fail to parse at the receiving end of
         // an xDS push or an API response (bytes fields take any bytes).
-        if (field->type() == FieldDescriptor::TYPE_STRING && !IsValidUtf8(node.Scalar())) {
-          return Error(node, path, "not valid UTF-8");
-        }
-        // The two noncharacters YAML does not allow at all (not even escaped): the emitter would
-        // write them back as U+FFFD, so such a string could not round-trip.
-        if (field->type() == FieldDescriptor::TYPE_STRING &&
-            (absl::StrContains(node.Scalar(), "\xEF\xBF\xBE") ||
-             absl::StrContains(node.Scalar(), "\xEF\xBF\xBF"))) {
-          return Error(node, path, "holds U+FFFE or U+FFFF, which YAML does not allow");
+        if (field->type() == FieldDescriptor::TYPE_STRING) {
+          if (!IsValidUtf8(node.Scalar())) return Error(node, path, "not valid UTF-8");
+          // The two noncharacters YAML does not allow at all (not even escaped): the emitter
+          // would write them back as U+FFFD, so such a string could not round-trip.
+          if (absl::StrContains(node.Scalar(), "\xEF\xBF\xBE") ||
+              absl::StrContains(node.Scalar(), "\xEF\xBF\xBF")) {
+            return Error(node, path, "holds U+FFFE or U+FFFF, which YAML does not allow");
+          }
         }
         add ? r->AddString(&message, field, node.Scalar())
             : r->SetString(&message, field, node.Scalar());

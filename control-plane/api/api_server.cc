@@ -39,6 +39,14 @@ namespace {
 constexpr absl::string_view kResourcePrefix = "/apis/meshlet.io/v1";
 constexpr absl::string_view kRegistryPrefix = "/api/v1";
 
+// Whether `path` is `prefix` or a path below it; `rest` (if given) gets what follows the prefix
+// (empty, or starting with '/').
+bool Under(absl::string_view path, absl::string_view prefix, absl::string_view* rest = nullptr) {
+  if (!absl::ConsumePrefix(&path, prefix) || !(path.empty() || path[0] == '/')) return false;
+  if (rest != nullptr) *rest = path;
+  return true;
+}
+
 std::string CodeClass(int status) { return absl::StrCat(status / 100, "xx"); }
 
 std::string RandomHex(size_t bytes) {
@@ -238,14 +246,9 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request) {
 
 ServerResponse PolicyApi::HandleAuthenticated(const ServerRequest& request) {
   const absl::string_view path = request.path();
-  absl::string_view rest = path;
-  if (absl::ConsumePrefix(&rest, kResourcePrefix) && (rest.empty() || rest[0] == '/')) {
-    return HandleResources(request, rest);
-  }
-  rest = path;
-  if (absl::ConsumePrefix(&rest, kRegistryPrefix) && (rest.empty() || rest[0] == '/')) {
-    return HandleRegistry(request, rest);
-  }
+  absl::string_view rest;
+  if (Under(path, kResourcePrefix, &rest)) return HandleResources(request, rest);
+  if (Under(path, kRegistryPrefix, &rest)) return HandleRegistry(request, rest);
   return Error(404, "NotFound", absl::StrCat("no such path: ", path));
 }
 
@@ -353,10 +356,9 @@ ServerResponse PolicyApi::Get(const ResourceKey& key) {
 }
 
 bool PolicyApi::CallsStore(const ServerRequest& request) {
-  absl::string_view rest = request.path();
-  if (absl::ConsumePrefix(&rest, kResourcePrefix)) return rest.empty() || rest[0] == '/';
-  return absl::ConsumePrefix(&rest, kRegistryPrefix) &&
-         (rest == "/tokens" || absl::StartsWith(rest, "/tokens/"));
+  absl::string_view rest;
+  return Under(request.path(), kResourcePrefix) ||
+         (Under(request.path(), kRegistryPrefix, &rest) && Under(rest, "/tokens"));
 }
 
 ServerResponse PolicyApi::StoreBusy(size_t pending) {
@@ -687,14 +689,13 @@ ServerResponse PolicyApi::RequestSidecarConfig(const ServerRequest& request,
 }
 
 ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::string_view rest) {
-  if (rest == "/tokens" || absl::StartsWith(rest, "/tokens/")) {
+  if (Under(rest, "/tokens")) {
     if (!tokens_) {
       return Error(503, "ServiceUnavailable", "join tokens are not enabled on this control plane");
     }
     return tokens_(request);
   }
-  if (rest == "/traces" || absl::StartsWith(rest, "/traces/") || rest == "/dependencies" ||
-      rest == "/stat") {
+  if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat") {
     if (!traces_) {
       return Error(503, "ServiceUnavailable", "the trace collector is not running");
     }

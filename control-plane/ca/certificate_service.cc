@@ -137,9 +137,9 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
         return;
       }
       if (!options_.store_worker->Run<absl::StatusOr<identity::WorkloadIdentity>>(
-              std::move(redeem), [this, lifetime = std::weak_ptr<int>(lifetime_), call, request,
+              std::move(redeem), [this, alive = std::weak_ptr<bool>(alive_), call, request,
                                   requested](absl::StatusOr<identity::WorkloadIdentity> attested) {
-                if (lifetime.expired() || call->ended()) return;
+                if (alive.expired() || call->ended()) return;
                 Complete(call, request, requested, Attestation::kJoinToken, std::move(attested));
               })) {
         Refuse(call, "store_busy",

@@ -86,8 +86,8 @@ class CertificateService {
   StatsRegistry& stats_;
   const Clock& clock_;
   const CertificateServiceOptions options_;
-  // Expires with the service: answers from the store worker check it.
-  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
+  // Checked by answers from the store worker: gone once this is destroyed.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace meshlet::controlplane::ca

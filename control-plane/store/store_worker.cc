@@ -62,32 +62,29 @@ void StoreWorker::Stop() {
 
 size_t StoreWorker::pending() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return jobs_.size() + running_;
+  return jobs_.size() + (running_ ? 1 : 0);
 }
 
 void StoreWorker::ThreadMain() {
-  Finish finish = [this](absl::AnyInvocable<void() &&> done) {
-    loop_.Post([alive = alive_, done = std::move(done)]() mutable {
-      if (*alive) std::move(done)();
-    });
-  };
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
     if (stopping_) return;
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
-    running_ = 1;
+    running_ = true;
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
-    job(finish);
+    loop_.Post([alive = alive_, done = std::move(job)()]() mutable {
+      if (*alive) std::move(done)();
+    });
     seconds_.Record(std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count());
     done_.Inc();
     queued_.Dec();
     lock.lock();
-    running_ = 0;
+    running_ = false;
   }
 }
 

@@ -47,12 +47,10 @@ class StoreWorker {
   // max_queued jobs are waiting already or after Stop (counted as rejected).
   template <typename T>
   bool Run(absl::AnyInvocable<T() &&> work, absl::AnyInvocable<void(T) &&> done) {
-    return Enqueue([work = std::move(work), done = std::move(done)](
-                       absl::AnyInvocable<void(absl::AnyInvocable<void() &&>)>& finish) mutable {
-      T result = std::move(work)();
-      finish([done = std::move(done), result = std::move(result)]() mutable {
+    return Enqueue([work = std::move(work), done = std::move(done)]() mutable -> Done {
+      return [done = std::move(done), result = std::move(work)()]() mutable {
         std::move(done)(std::move(result));
-      });
+      };
     });
   }
 
@@ -64,8 +62,9 @@ class StoreWorker {
   size_t pending() const;
 
  private:
-  using Finish = absl::AnyInvocable<void(absl::AnyInvocable<void() &&>)>;
-  using Job = absl::AnyInvocable<void(Finish&)>;
+  // A job does the work on the worker thread and returns what is left to do on the loop.
+  using Done = absl::AnyInvocable<void() &&>;
+  using Job = absl::AnyInvocable<Done() &&>;
   bool Enqueue(Job job);
   void ThreadMain();
 
@@ -80,7 +79,7 @@ class StoreWorker {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::deque<Job> jobs_;   // guarded by mu_
-  size_t running_ = 0;     // guarded by mu_
+  bool running_ = false;   // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
   std::thread thread_;
 };

@@ -71,28 +71,24 @@ PeerForwarder::PeerForwarder(event::Loop& loop, LeasedKeys& keys, PeerForwarderO
   if (stats == nullptr) return;
   stats_ = std::make_unique<Stats>();
   StatsShard& shard = stats->shared_shard();
-  auto counter = [&](absl::string_view result) {
-    auto c = shard.RegisterCounter(
-        "meshlet_cp_peer_telemetry_batches_total",
-        "Telemetry batches (golden-metrics reports and spans) forwarded to other control-plane "
-        "replicas, counted per peer, by result (sent, failed, skipped: the peer was still busy "
-        "with the previous batch).",
-        {{"result", std::string(result)}});
+  auto counter = [&](absl::string_view name, absl::string_view help, absl::string_view result) {
+    auto c = shard.RegisterCounter(name, help, {{"result", std::string(result)}});
     return c.ok() ? *c : Counter();
   };
-  stats_->sent = counter("sent");
-  stats_->failed = counter("failed");
-  stats_->skipped = counter("skipped");
-  auto history = [&](absl::string_view result) {
-    auto c = shard.RegisterCounter(
-        "meshlet_cp_peer_telemetry_history_total",
-        "Chunks of this replica's trace store handed to a replica that appeared, by result (sent, "
-        "failed: the rest of that hand-over is dropped).",
-        {{"result", std::string(result)}});
-    return c.ok() ? *c : Counter();
-  };
-  stats_->history_sent = history("sent");
-  stats_->history_failed = history("failed");
+  constexpr absl::string_view kBatches = "meshlet_cp_peer_telemetry_batches_total";
+  constexpr absl::string_view kBatchesHelp =
+      "Telemetry batches (golden-metrics reports and spans) forwarded to other control-plane "
+      "replicas, counted per peer, by result (sent, failed, skipped: the peer was still busy "
+      "with the previous batch).";
+  stats_->sent = counter(kBatches, kBatchesHelp, "sent");
+  stats_->failed = counter(kBatches, kBatchesHelp, "failed");
+  stats_->skipped = counter(kBatches, kBatchesHelp, "skipped");
+  constexpr absl::string_view kHistory = "meshlet_cp_peer_telemetry_history_total";
+  constexpr absl::string_view kHistoryHelp =
+      "Chunks of this replica's trace store handed to a replica that appeared, by result (sent, "
+      "failed: the rest of that hand-over is dropped).";
+  stats_->history_sent = counter(kHistory, kHistoryHelp, "sent");
+  stats_->history_failed = counter(kHistory, kHistoryHelp, "failed");
   auto gauge = shard.RegisterGauge("meshlet_cp_peer_replicas",
                                    "Other control-plane replicas this one forwards telemetry to.",
                                    {}, GaugeMerge::kGlobal);
@@ -240,13 +236,10 @@ void PeerForwarder::Flush() {
       if (stats_ != nullptr) stats_->skipped.Inc();
       continue;
     }
-    http::grpc::CallOptions call_options;
-    call_options.timeout = options_.call_timeout;
-    call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
     state->busy = true;
     PeerState* peer = state.get();
     ChannelTo(*state).Unary(
-        kPeerForwardMethod, batch, std::move(call_options),
+        kPeerForwardMethod, batch, PeerCallOptions(),
         [this, peer, alive = std::weak_ptr<bool>(alive_)](http::grpc::StatusCode code,
                                                           const std::string& message, std::string) {
           // A destroyed channel never calls back, and the channel goes with its PeerState.
@@ -279,6 +272,13 @@ http::grpc::Channel& PeerForwarder::ChannelTo(PeerState& peer) {
   return *peer.channel;
 }
 
+http::grpc::CallOptions PeerForwarder::PeerCallOptions() const {
+  http::grpc::CallOptions call_options;
+  call_options.timeout = options_.call_timeout;
+  call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
+  return call_options;
+}
+
 bool PeerForwarder::HandsHistoryTo(const std::string& owner) const {
   for (const auto& [other_owner, state] : peers_) {
     if (other_owner != owner && state->peer.name < options_.replica_name) return false;
@@ -294,11 +294,8 @@ void PeerForwarder::SendHistory(PeerState* peer) {
   peer::v1::ForwardBatch batch;
   batch.set_replica(options_.replica_name);
   EncodeSpans(spans, batch.add_span_batches());
-  http::grpc::CallOptions call_options;
-  call_options.timeout = options_.call_timeout;
-  call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
   peer->history_busy = true;
-  ChannelTo(*peer).Unary(kPeerForwardMethod, batch.SerializeAsString(), std::move(call_options),
+  ChannelTo(*peer).Unary(kPeerForwardMethod, batch.SerializeAsString(), PeerCallOptions(),
                          [this, peer, alive = std::weak_ptr<bool>(alive_)](
                              http::grpc::StatusCode code, const std::string& message, std::string) {
                            if (alive.expired()) return;

@@ -115,7 +115,9 @@ class PeerForwarder {
   bool HandsHistoryTo(const std::string& owner) const;
   // Sends `peer` its next history chunk, unless one is under way or nothing is left.
   void SendHistory(PeerState* peer);
+  // The peer's channel, opened on first use; and the options of a call on it (timeout, token).
   http::grpc::Channel& ChannelTo(PeerState& peer);
+  http::grpc::CallOptions PeerCallOptions() const;
 
   event::Loop& loop_;
   LeasedKeys& keys_;

@@ -202,13 +202,13 @@ absl::Status XdsService::Start() {
   }
   reload_retry_timer_ = std::make_unique<event::Timer>(loop, [this] { ReloadPolicy(); });
   store_watch_ = control_plane_.store().Watch(
-      [this, &loop, lifetime = std::weak_ptr<int>(lifetime_)](const WatchEvent& event) {
+      [this, &loop, alive = std::weak_ptr<bool>(alive_)](const WatchEvent& event) {
         // The store also keeps records that are not policy (join tokens); those change no
         // sidecar's configuration, so they must not cost a translation round for every node.
         if (policy::FindKind(event.resource.key.kind) == nullptr) return;
         // The store's thread (etcd) or the writer's (the file store): reload from the loop.
-        loop.Post([this, lifetime] {
-          if (!lifetime.expired()) ReloadPolicy();
+        loop.Post([this, alive] {
+          if (!alive.expired()) ReloadPolicy();
         });
       });
   if (policy_ == nullptr) ReloadPolicy();
@@ -252,9 +252,8 @@ void XdsService::ReloadPolicy() {
   Store& store = control_plane_.store();
   const bool queued = control_plane_.store_worker().Run<absl::StatusOr<policy::PolicySnapshot>>(
       [&store] { return policy::LoadPolicySnapshot(store); },
-      [this,
-       lifetime = std::weak_ptr<int>(lifetime_)](absl::StatusOr<policy::PolicySnapshot> loaded) {
-        if (!lifetime.expired()) OnPolicyLoaded(std::move(loaded));
+      [this, alive = std::weak_ptr<bool>(alive_)](absl::StatusOr<policy::PolicySnapshot> loaded) {
+        if (!alive.expired()) OnPolicyLoaded(std::move(loaded));
       });
   if (!queued) {
     OnPolicyLoaded(absl::UnavailableError("the store worker's queue is full"));

@@ -143,8 +143,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   std::unique_ptr<event::Timer> reload_retry_timer_;
   Counter policy_reloads_ok_;
   Counter policy_reloads_failed_;
-  // Expires with this object: callbacks posted to the loop check it.
-  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
+  // Checked by tasks posted to the loop: gone once this is destroyed.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Translates each distinct input once per change and shares it between nodes.
   NodeResourceGenerator resources_;
   // Readiness reports for ids the registry does not hold (it refused their registration).

@@ -824,8 +824,8 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // goes now, with whatever the socket already took (the GOAWAY, if there was room for it).
       // Other abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that
       // may read: the GOAWAY is flushed, like any protocol error's, but one that floods on
-      // meanwhile is reset after brief_linger_bytes instead of being read for the whole
-      // flush_close_timeout.
+      // meanwhile is read no more after brief_linger_bytes (held unread until the close
+      // timeout) instead of being read for the whole flush_close_timeout.
       const http::h2::Http2Flood flood =
           h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kNone;
       const bool unread = flood == http::h2::Http2Flood::kControlFrames ||
