@@ -382,6 +382,35 @@ TEST_F(PolicyApiTest, MetricsCountOutcomes) {
   EXPECT_NE(metrics.body.find("meshlet_cp_api_invalid_total 1"), std::string::npos);
 }
 
+TEST_F(PolicyApiTest, OnlyResourcesAndTokensCallTheStore) {
+  auto calls_store = [](absl::string_view path) {
+    http::ServerRequest request;
+    request.headers.Add(":method", "GET");
+    request.headers.Add(":path", path);
+    return PolicyApi::CallsStore(request);
+  };
+  for (const char* path : {"/apis/meshlet.io/v1", kRoutes, "/apis/meshlet.io/v1/meshconfigs/mesh",
+                           "/api/v1/tokens", "/api/v1/tokens/abc?x=1"}) {
+    EXPECT_TRUE(calls_store(path)) << path;
+  }
+  for (const char* path : {"/healthz", "/metrics", "/api/v1/workloads", "/api/v1/proxies",
+                           "/api/v1/traces", "/api/v1/tokensx", "/apis/meshlet.io/v1x", "/"}) {
+    EXPECT_FALSE(calls_store(path)) << path;
+  }
+}
+
+TEST_F(PolicyApiTest, AStoreThatIsBusyGets503WithRetryAfterAndIsCounted) {
+  http::ServerResponse busy = api_->StoreBusy(256);
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(busy.headers.Get("retry-after").value_or(""), "1");
+  EXPECT_NE(busy.body.find("256 calls are waiting"), std::string::npos) << busy.body;
+  http::ServerResponse metrics = Call("GET", "/metrics", "", "");
+  EXPECT_NE(metrics.body.find("meshlet_cp_api_store_errors_total 1"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("meshlet_cp_api_requests_total{code_class=\"5xx\"} 1"),
+            std::string::npos);
+}
+
 TEST(TokenTest, CreatedOnceWithMode0600) {
   const std::string dir = absl::StrCat(::testing::TempDir(), "/token_test_",
                                        ::testing::UnitTest::GetInstance()->random_seed());
