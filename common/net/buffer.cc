@@ -254,6 +254,26 @@ void Buffer::Drain(size_t n) {
   }
 }
 
+void Buffer::Truncate(size_t n) {
+  DCHECK(reserved_size_ == 0);
+  if (n >= length_) return;
+  if (n == 0) {
+    Clear();
+    return;
+  }
+  Block* last = head_;
+  size_t kept = last->size();
+  while (kept < n) {
+    last = last->next;
+    kept += last->size();
+  }
+  last->end -= static_cast<uint32_t>(kept - n);
+  Block* rest = std::exchange(last->next, nullptr);
+  tail_ = last;
+  length_ = n;
+  while (rest != nullptr) Pool().Free(std::exchange(rest, rest->next));
+}
+
 size_t Buffer::CopyOut(size_t offset, void* dst, size_t n) const {
   char* out = static_cast<char*>(dst);
   size_t copied = 0;

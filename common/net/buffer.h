@@ -84,6 +84,10 @@ class Buffer {
 
   // Drops the first min(n, length()) bytes.
   void Drain(size_t n);
+  // Drops everything after the first n bytes. The kept bytes stay where they are, so iovecs
+  // GetIovecs() gave for them stay valid (a write in flight keeps its bytes). Not with a
+  // reservation outstanding.
+  void Truncate(size_t n);
   void Clear() { Drain(length_); }
 
   // Copies up to `n` bytes starting at `offset` into `dst`; returns how many were copied.

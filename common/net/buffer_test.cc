@@ -117,6 +117,32 @@ TEST(BufferTest, DrainAcrossSlices) {
   EXPECT_EQ(b.SliceCount(), 0u);
 }
 
+TEST(BufferTest, TruncateKeepsTheFrontInPlace) {
+  Buffer b;
+  const std::string data = std::string(Buffer::kBlockSize, 'a') +
+                           std::string(Buffer::kBlockSize, 'b') + std::string(100, 'c');
+  b.Append(data);
+  ASSERT_EQ(b.SliceCount(), 3u);
+  const absl::string_view front = b.FrontSlice();
+  b.Truncate(Buffer::kBlockSize + 10);  // inside the second block
+  EXPECT_EQ(b.length(), Buffer::kBlockSize + 10);
+  EXPECT_EQ(b.SliceCount(), 2u);
+  EXPECT_EQ(b.ToString(), data.substr(0, Buffer::kBlockSize + 10));
+  EXPECT_EQ(b.FrontSlice().data(), front.data());  // not moved: an iovec on it stays valid
+  b.Append("z");                                   // the tail is the truncated block
+  EXPECT_EQ(b.ToString(), data.substr(0, Buffer::kBlockSize + 10) + "z");
+  b.Truncate(Buffer::kBlockSize);  // at a block's end
+  EXPECT_EQ(b.SliceCount(), 1u);
+  EXPECT_EQ(b.ToString(), data.substr(0, Buffer::kBlockSize));
+  b.Truncate(b.length() + 5);  // past the end: nothing changes
+  EXPECT_EQ(b.length(), Buffer::kBlockSize);
+  b.Truncate(0);
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.SliceCount(), 0u);
+  b.Append("again");
+  EXPECT_EQ(b.ToString(), "again");
+}
+
 TEST(BufferTest, CopyOutAndFind) {
   std::string data = Pattern(Buffer::kBlockSize - 2) + "\r\n\r\nbody";
   Buffer b(data);  // the terminator straddles the block boundary

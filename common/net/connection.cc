@@ -536,6 +536,10 @@ void Connection::OnWriteDone(int status) {
   }
   wire_out_.Drain(done);
   bytes_sent_ += done;
+  if (holding_) {
+    wire_out_.Clear();
+    return;
+  }
   if (std::optional<Failure> f = Flush()) {
     Fail(f->reason, std::move(f->detail), /*defer=*/false);
     return;
@@ -679,6 +683,22 @@ void Connection::Close(CloseMode mode) {
     linger_budget_ = options_.brief_linger_bytes;
     mode = CloseMode::kFlush;
   }
+  if (mode == CloseMode::kDropAndHold && state_ == State::kOpen) {
+    state_ = State::kClosing;
+    holding_ = true;
+    linger_budget_ = 0;  // no lingering reads either (StartLingeringReads)
+    if (reading_) {
+      uv_read_stop(stream());
+      reading_ = false;
+    }
+    read_buffer_.Clear();
+    write_buffer_.Clear();
+    // Bytes handed to libuv stay until their write ends (OnWriteDone drops them then).
+    wire_out_.Truncate(write_in_flight_);
+    timer_.Enable(options_.flush_close_timeout);
+    return;
+  }
+  if (mode == CloseMode::kDropAndHold) mode = CloseMode::kNoFlush;
   if (mode == CloseMode::kFlush && state_ == State::kOpen) {
     // Reads continue (read_disable_count_ no longer matters) but are dropped: unread bytes in
     // the socket at close() would make the kernel send a reset (OnReadDone).
@@ -742,11 +762,13 @@ void Connection::OnTimer() {
   if (state_ == State::kClosing) {
     size_t unsent = buffered_write_bytes();
     CloseSocket(/*reset=*/false);
-    // Everything written and only the peer's close awaited: nothing was lost.
+    // Everything written and only the peer's close awaited: nothing was lost. A hold dropped
+    // its bytes on purpose.
     NotifyClose(CloseReason::kLocalClose,
-                unsent == 0 ? absl::OkStatus()
-                            : absl::DeadlineExceededError(absl::StrCat(
-                                  "close flush timed out with ", unsent, " bytes unsent")));
+                unsent == 0 || holding_
+                    ? absl::OkStatus()
+                    : absl::DeadlineExceededError(
+                          absl::StrCat("close flush timed out with ", unsent, " bytes unsent")));
   }
 }
 

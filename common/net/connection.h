@@ -20,7 +20,8 @@
 //                  watermark (resume). They alternate, starting with high.
 //   OnClose        exactly once per connection, whatever closed it, including Close(): for
 //                  Close(kNoFlush/kAbort) before Close() returns, for Close(kFlush) once the data
-//                  is written (or the flush timed out). Errors found inside Write() are reported
+//                  is written (or the flush timed out), for Close(kDropAndHold) when the hold
+//                  ends. Errors found inside Write() are reported
 //                  on a later loop turn, never from inside Write(). After OnClose nothing else
 //                  fires. Destroying a Connection never calls callbacks.
 // Any callback may destroy the Connection (prefer Loop::DeferDelete) or replace the callbacks;
@@ -84,8 +85,13 @@ enum class CloseMode {
                         // still sending then is read no more (its sends stall on a full window) and
                         // is closed at flush_close_timeout, instead of costing a read of everything
                         // it floods until then
-  kNoFlush,  // close now; buffered bytes are dropped, the kernel still sends what it holds
-  kAbort,    // close now with a TCP RST (SO_LINGER 0): the peer sees a reset, not an EOF
+  kDropAndHold,  // for a peer cut off for replies it does not read: buffered bytes are dropped
+                 // (the kernel still sends what it holds), nothing more is read, and the socket
+                 // is closed at flush_close_timeout. The peer's sends stall on a full window
+                 // meanwhile: holding it costs a socket, while a close now lets it reconnect and
+                 // flood again at once
+  kNoFlush,      // close now; buffered bytes are dropped, the kernel still sends what it holds
+  kAbort,        // close now with a TCP RST (SO_LINGER 0): the peer sees a reset, not an EOF
 };
 
 struct ConnectionOptions {
@@ -286,6 +292,7 @@ class Connection {
   bool closing_awaits_peer_ = false;  // kFlushThenAwaitPeer
   // kFlushBriefly: bytes the lingering reads may still drop; 0 once they stopped.
   size_t linger_budget_ = SIZE_MAX;
+  bool holding_ = false;  // kDropAndHold: nothing more is written or read until the timer
   bool closing_fin_sent_ = false;
   bool above_high_watermark_ = false;
   // On the thread's batch queue: write_buffer_ holds bytes to send when the batch ends.

@@ -462,6 +462,49 @@ TEST(ConnectionTest, BriefFlushCloseStopsReadingAPeerThatFloodsOn) {
   }
 }
 
+// Close(kDropAndHold): what the peer did not read is dropped, nothing it sends is read any more,
+// and the connection stays until flush_close_timeout instead of closing at once.
+TEST(ConnectionTest, DropAndHoldDropsWhatIsBufferedAndHoldsThePeerUnreadUntilTheTimeout) {
+  event::Loop loop;
+  ListenerOptions options;
+  options.connection.flush_close_timeout = milliseconds(400);
+  Server server(loop, "127.0.0.1:0", options);
+  ASSERT_TRUE(server.status.ok());
+  auto client = Connection::Connect(loop, server.listener->address(), seconds(5));
+  RecordingCallbacks cb;
+  client->SetCallbacks(&cb);
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.connected && !server.conns.empty(); }, kWait));
+  client->ReadDisable();  // a flooder that never reads its replies
+  const size_t replies = size_t{16} << 20;
+  const std::string reply(Buffer::kBlockSize, 'a');
+  for (size_t n = 0; n < replies; n += reply.size()) server.conns[0]->Write(reply);
+  loop.RunUntil([] { return false; }, milliseconds(50));
+  ASSERT_GT(server.conns[0]->buffered_write_bytes(), size_t{1} << 20);  // the kernel is full
+  server.conns[0]->Close(CloseMode::kDropAndHold);
+  EXPECT_EQ(server.callbacks[0]->closes, 0);
+  loop.RunUntil([] { return false; }, milliseconds(50));
+  // What libuv was handed stays until its write ends (with the socket): at most a few blocks.
+  EXPECT_LE(server.conns[0]->buffered_write_bytes(),
+            Connection::kMaxWriteInFlightBlocks * Buffer::kBlockSize);
+  const uint64_t sent = server.conns[0]->bytes_sent();
+  EXPECT_LT(sent, replies);
+  // The peer floods on: none of it is read.
+  const uint64_t read = server.conns[0]->bytes_received();
+  client->Write(std::string(64 << 10, 'p'));
+  loop.RunUntil([] { return false; }, milliseconds(150));
+  EXPECT_EQ(server.callbacks[0]->closes, 0);
+  EXPECT_EQ(server.conns[0]->bytes_received(), read);
+  EXPECT_EQ(server.conns[0]->bytes_sent(), sent);
+  // Closed at the timeout, not before, and without an error: the drop was asked for.
+  ASSERT_TRUE(loop.RunUntil([&] { return server.callbacks[0]->closes == 1; }, kWait));
+  EXPECT_EQ(server.callbacks[0]->close_reason, CloseReason::kLocalClose);
+  EXPECT_TRUE(server.callbacks[0]->close_detail.ok()) << server.callbacks[0]->close_detail;
+  EXPECT_EQ(server.conns[0]->bytes_received(), read);
+  client->ReadEnable();
+  ASSERT_TRUE(loop.RunUntil([&] { return cb.closes > 0 || cb.end_stream; }, kWait));
+  EXPECT_LE(cb.received.size(), sent);
+}
+
 // The same when the flush ends inside Close() itself, before any read callback could see what
 // the peer sent: the peer's bytes still wait unread in the socket (a reply to an upload the
 // server stopped reading).

@@ -820,17 +820,19 @@ void HttpConnectionManager::OnData(net::Buffer& data, bool end_stream) {
       // The codec queued its error reply (400/431, 403, GOAWAY) and reset the streams.
       LOG(DEBUG) << "downstream " << connection_->remote_address().ToString()
                  << " protocol error: " << status.message();
-      // A flood of replies (acknowledgements, resets): what is queued is mostly those, so it
-      // goes now, with whatever the socket already took (the GOAWAY, if there was room for it).
-      // Other abuse (rapid reset, PRIORITY, empty frames, CONTINUATION) comes from clients that
-      // may read: the GOAWAY is flushed, like any protocol error's, but one that floods on
-      // meanwhile is read no more after brief_linger_bytes (held unread until the close
-      // timeout) instead of being read for the whole flush_close_timeout.
+      // A flood of replies (acknowledgements, resets): what is queued is mostly those, so it is
+      // dropped, beyond what the socket already took (the GOAWAY, if there was room for it), and
+      // the flooder is held unread until the close timeout rather than closed at once, which
+      // would let it reconnect and flood again at once. Other abuse (rapid reset, PRIORITY,
+      // empty frames, CONTINUATION) comes from clients that may read: the GOAWAY is flushed,
+      // like any protocol error's, but one that floods on meanwhile is read no more after
+      // brief_linger_bytes (held unread until the close timeout) instead of being read for the
+      // whole flush_close_timeout.
       const http::h2::Http2Flood flood =
           h2_codec_ != nullptr ? h2_codec_->flood() : http::h2::Http2Flood::kNone;
       const bool unread = flood == http::h2::Http2Flood::kControlFrames ||
                           flood == http::h2::Http2Flood::kPingSettings;
-      CloseConnection(unread                                 ? net::CloseMode::kNoFlush
+      CloseConnection(unread                                 ? net::CloseMode::kDropAndHold
                       : flood != http::h2::Http2Flood::kNone ? net::CloseMode::kFlushBriefly
                                                              : net::CloseMode::kFlush);
       return;

@@ -110,7 +110,7 @@ class Http2FloodTest(FloodTestCase):
     # The sidecar's socket takes up to a few MiB (tcp_wmem) before anything stays in its own
     # buffers, so each flood asks for several times that in replies.
 
-    def run_flood(self, unit, count):
+    def run_flood(self, unit, count, held=False):
         flooder = Flooder(self.port)
         self.addCleanup(flooder.close)
         flooder.start(PREFACE + frame(SETTINGS, 0, 0), unit, count)
@@ -118,6 +118,15 @@ class Http2FloodTest(FloodTestCase):
                             60)
         self.assertTrue(detected, f"no flood detected after {flooder.sent} frames; "
                                   f"RSS +{rss_kib(self.sidecar.proc.pid) - self.baseline} KiB")
+        if held:
+            # A flooder that does not read its replies is held, unread, until the close timeout
+            # (5 s) rather than closed at once: closed, it would reconnect and flood again.
+            time.sleep(1)  # the socket buffers between the two fill
+            sent = flooder.sent
+            time.sleep(1)
+            self.assertEqual(self.sidecar.stat("meshlet_http_downstream_cx_active"), 1,
+                             "the flooder was let go at once")
+            self.assertLessEqual(flooder.sent - sent, 512, "the held flooder is still read")
         # The connection is gone: the client's writes fail (reset) before the flood is through.
         self.assertTrue(flooder.join(30), "the flooding client was never cut off")
         self.assertIsNotNone(flooder.error, "the whole flood was accepted")
@@ -130,10 +139,10 @@ class Http2FloodTest(FloodTestCase):
         return flooder
 
     def test_ping_flood(self):
-        self.run_flood(frame(PING, 0, 0, b"12345678"), 1_000_000)
+        self.run_flood(frame(PING, 0, 0, b"12345678"), 1_000_000, held=True)
 
     def test_settings_flood(self):
-        self.run_flood(frame(SETTINGS, 0, 0), 1_500_000)
+        self.run_flood(frame(SETTINGS, 0, 0), 1_500_000, held=True)
 
     def test_refused_streams_flood(self):
         # Every HEADERS carries a connection-specific field, which makes the request malformed

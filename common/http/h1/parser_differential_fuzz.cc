@@ -1148,8 +1148,9 @@ std::optional<Category> Comparison::ExplainSemantic(const Message& m, const Mess
   if ((mismatch & kFraming) && HasTransferEncodingLookalike(head)) {
     return Category::kTransferEncodingLookalike;
   }
-  // A response http_parser then reads until the close.
-  if ((mismatch & kFraming) && !IsRequest() && TransferEncodingListSyntax(head)) {
+  // A response http_parser then reads until the close; a request with Connection: upgrade it
+  // takes as an upgrade without a body (it checks Transfer-Encoding after the upgrade's exit).
+  if ((mismatch & kFraming) && (!IsRequest() || o.upgrade) && TransferEncodingListSyntax(head)) {
     return Category::kFramingListSyntax;
   }
   if (mismatch & kFraming) return std::nullopt;
@@ -1333,6 +1334,8 @@ std::vector<std::string> SeedCorpus() {
            "GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",
            "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade:\r\nConnection: upgrade\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: w\r\nConnection: upgrade\r\n"
+           "Transfer-Encoding: , chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
            "PURGE / HTTP/1.1\r\nHost: a\r\n\r\nQUERY / HTTP/1.1\r\nHost: a\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: a\r\nConnection: ,close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encodings: x\r\n\r\n",
