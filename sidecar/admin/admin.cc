@@ -43,6 +43,22 @@ http::ServerResponse MethodNotAllowed(const Endpoint& endpoint) {
   return response;
 }
 
+// Why a POST came from a web page of another origin, or "" if it did not. Browsers send
+// Origin with every cross-origin POST and Sec-Fetch-Site with every request; a page may post a
+// form to 127.0.0.1:15000 without any CORS preflight. Clients that are not browsers (meshctl,
+// curl, kubelet) send neither.
+std::string CrossSitePost(const http::ServerRequest& request) {
+  if (std::optional<absl::string_view> site = request.headers.Get("sec-fetch-site");
+      site.has_value() && *site != "same-origin" && *site != "none") {
+    return absl::StrCat("sec-fetch-site: ", *site);
+  }
+  std::optional<absl::string_view> origin = request.headers.Get("origin");
+  if (!origin.has_value()) return "";
+  const absl::string_view authority = request.headers.Get(":authority").value_or("");
+  if (*origin == absl::StrCat("http://", authority)) return "";
+  return absl::StrCat("origin ", *origin, " is not http://", authority);
+}
+
 }  // namespace
 
 AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats)
@@ -51,7 +67,10 @@ AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats)
       not_found_(MustCounter(stats, "meshlet_admin_not_found_total",
                              "Admin API requests for unknown paths.")),
       bad_method_(MustCounter(stats, "meshlet_admin_method_not_allowed_total",
-                              "Admin API requests refused for their method.")) {}
+                              "Admin API requests refused for their method.")),
+      cross_site_(MustCounter(stats, "meshlet_admin_cross_site_refused_total",
+                              "Admin API POSTs refused because a web page of another origin "
+                              "sent them.")) {}
 
 std::string AdminHandler::EndpointList() {
   std::string out = "admin endpoints:\n";
@@ -102,6 +121,14 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
   if (!allowed) {
     bad_method_.Inc();
     return MethodNotAllowed(*endpoint);
+  }
+  if (post) {
+    if (std::string why = CrossSitePost(request); !why.empty()) {
+      cross_site_.Inc();
+      return http::ServerResponse::Text(
+          403,
+          absl::StrCat(path, " refuses a POST from a web page of another origin (", why, ")\n"));
+    }
   }
   const std::map<std::string, std::string> query = request.QueryParams();
 

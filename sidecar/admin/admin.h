@@ -16,6 +16,8 @@
 //   POST /quitquitquit        exits cleanly
 //
 // Endpoints that change state refuse other methods with 405; unknown paths get 404 with the list.
+// A POST a browser sent for a page of another origin (Origin or Sec-Fetch-Site says so) gets 403:
+// a web page may post a form to 127.0.0.1:15000 without a CORS preflight.
 // AdminHandler holds no state of its own: it reads and acts through an AdminBackend (the Server;
 // tests pass a fake). Runs on the main thread only, like the HttpServer that calls it.
 
@@ -69,6 +71,7 @@ class AdminHandler {
   Counter requests_;
   Counter not_found_;
   Counter bad_method_;
+  Counter cross_site_;
 };
 
 }  // namespace meshlet::sidecar::admin

@@ -125,6 +125,43 @@ TEST_F(AdminTest, DrainAndQuit) {
   EXPECT_EQ(backend_.quits_, 1);
 }
 
+TEST_F(AdminTest, PostsFromAWebPageOfAnotherOriginAreRefused) {
+  auto post = [&](absl::string_view path,
+                  std::vector<std::pair<absl::string_view, absl::string_view>> fields) {
+    http::ServerRequest request;
+    request.headers.Add(":method", "POST");
+    request.headers.Add(":path", path);
+    request.headers.Add(":authority", "127.0.0.1:15000");
+    for (const auto& [name, value] : fields) request.headers.Add(name, value);
+    return handler_.Handle(request);
+  };
+  for (absl::string_view path : {"/quitquitquit", "/drain", "/logging?level=debug"}) {
+    for (const auto& fields :
+         std::vector<std::vector<std::pair<absl::string_view, absl::string_view>>>{
+             {{"origin", "https://evil.example"}},
+             {{"origin", "null"}},
+             {{"origin", "http://127.0.0.1:15001"}},
+             {{"sec-fetch-site", "cross-site"}},
+             {{"sec-fetch-site", "same-site"}, {"origin", "http://127.0.0.1:15000"}},
+         }) {
+      http::ServerResponse response = post(path, fields);
+      EXPECT_EQ(response.status, 403) << path << " " << fields[0].second;
+      EXPECT_NE(response.body.find("another origin"), std::string::npos) << response.body;
+    }
+  }
+  EXPECT_FALSE(backend_.draining_);
+  EXPECT_EQ(backend_.quits_, 0);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kInfo);
+  const StatsSnapshot snapshot = backend_.registry_.Snapshot();
+  ASSERT_NE(snapshot.Find("meshlet_admin_cross_site_refused_total"), nullptr);
+  EXPECT_EQ(snapshot.Find("meshlet_admin_cross_site_refused_total")->counter, 15u);
+  // The admin's own page, a browser typing the URL, and clients that are not browsers.
+  EXPECT_EQ(post("/logging?level=debug", {{"origin", "http://127.0.0.1:15000"}}).status, 200);
+  EXPECT_EQ(post("/logging?level=info", {{"sec-fetch-site", "none"}}).status, 200);
+  EXPECT_EQ(post("/drain", {}).status, 200);
+  EXPECT_TRUE(backend_.draining_);
+}
+
 TEST_F(AdminTest, UnknownPathListsEndpoints) {
   http::ServerResponse response = Call("GET", "/statz");
   EXPECT_EQ(response.status, 404);
