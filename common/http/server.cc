@@ -1,5 +1,7 @@
 #include "common/http/server.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -85,8 +87,12 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
                                                public ServerConnectionCallbacks {
  public:
   ServerConnectionImpl(HttpServer& server, std::unique_ptr<net::Connection> connection)
-      : server_(server), connection_(std::move(connection)), io_(*connection_) {
+      : server_(server),
+        connection_(std::move(connection)),
+        io_(*connection_),
+        timer_(server.loop_, [this] { OnTimeout(); }) {
     connection_->SetCallbacks(this);
+    ArmTimer();
   }
 
   ~ServerConnectionImpl() override {
@@ -110,11 +116,20 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
 
   // net::ConnectionCallbacks
   void OnData(net::Buffer& data, bool end_stream) override {
+    const bool bytes = data.length() > 0;
     pending_.Move(data);
     if (codec_ == nullptr) {
       codec_ = NewServerCodec(server_.loop_, *connection_, pending_, end_stream, io_, *this);
-      if (codec_ == nullptr) return;  // the first bytes of the HTTP/2 preface: wait for more
+      if (codec_ == nullptr) {  // the first bytes of the HTTP/2 preface: wait for more
+        if (bytes) StartRequestClock();
+        return;
+      }
+      // HTTP/2's clock starts with a stream (NewStream): SETTINGS or PING open no request.
+      if (codec_->protocol() == Protocol::kHttp2) request_deadline_.reset();
     }
+    // Before the codec runs: a request it completes now settles the timer again.
+    if (bytes && codec_->protocol() != Protocol::kHttp2) StartRequestClock();
+    ArmTimer();
     absl::Status status = DispatchServerInput(*codec_, *connection_, pending_, end_stream);
     if (!status.ok()) {
       LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
@@ -131,12 +146,15 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   }
 
   void OnClose(net::CloseReason, const absl::Status&) override {
+    timer_.Disable();
     if (codec_ != nullptr) codec_->OnConnectionClosed();
     server_.RemoveConnection(this);
   }
 
   // ServerConnectionCallbacks
   StreamDecoder& NewStream(StreamEncoder& response_encoder) override {
+    StartRequestClock();
+    ArmTimer();
     auto stream = std::make_unique<RequestStream>(*this, response_encoder);
     RequestStream& ref = *stream;
     streams_.emplace(&ref, std::move(stream));
@@ -190,6 +208,8 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
    private:
     void Respond() {
       request_ended_ = true;
+      // This request is in; bytes after it start the next one's clock.
+      owner_.request_deadline_.reset();
       if (responded_) {
         owner_.FinishStream(this);
         return;
@@ -201,8 +221,16 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
         Send(std::move(response), /*last=*/true);
         owner_.FinishStream(this);
       });
+      // Deleted at the end of the turn at the earliest: still here even if answered already.
+      owner_.ArmTimer();
     }
 
+   public:
+    // Received whole and not answered yet: the handler is at work.
+    bool handling() const { return request_ended_ && !responded_; }
+    bool responded() const { return responded_; }
+
+   private:
     // `last`: the request has ended and nothing follows this answer, so this stream stops
     // watching the codec's stream before the call that ends it (an HTTP/2 stream is destroyed
     // inside that call when the answer is sent later, from outside the codec's own callbacks).
@@ -242,6 +270,46 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     stream->Detach();
     server_.loop_.DeferDelete(std::move(it->second));
     streams_.erase(it);
+    ArmTimer();
+  }
+
+  void StartRequestClock() {
+    if (!request_deadline_.has_value()) {
+      request_deadline_ = server_.loop_.Now() + server_.options_.request_timeout;
+    }
+  }
+
+  // The request timeout while a request arrives, nothing while only handlers are at work, the
+  // idle timeout otherwise.
+  void ArmTimer() {
+    if (connection_->closed()) return;
+    const HttpServerOptions& o = server_.options_;
+    if (request_deadline_.has_value() && o.request_timeout.count() > 0) {
+      timer_.Enable(*request_deadline_ - server_.loop_.Now());
+    } else if (o.idle_timeout.count() <= 0 ||
+               std::any_of(streams_.begin(), streams_.end(),
+                           [](const auto& s) { return s.first->handling(); })) {
+      timer_.Disable();
+    } else {
+      timer_.Enable(o.idle_timeout);
+    }
+  }
+
+  void OnTimeout() {
+    if (connection_->closed()) return;
+    const bool arriving = request_deadline_.has_value();
+    LOG(DEBUG) << "closing HTTP connection from " << connection_->remote_address().ToString()
+               << ": " << (arriving ? "request not received within the request timeout" : "idle");
+    server_.options_.timeouts.Inc();
+    if (arriving && codec_ != nullptr && codec_->protocol() != Protocol::kHttp2 &&
+        std::none_of(streams_.begin(), streams_.end(),
+                     [](const auto& s) { return s.first->responded(); })) {
+      // HTTP/1 with the request still arriving and nothing answered on it: say why.
+      connection_->Write(
+          "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    }
+    if (codec_ != nullptr && codec_->protocol() == Protocol::kHttp2) codec_->GoAway();
+    connection_->Close(net::CloseMode::kFlush);
   }
 
   HttpServer& server_;
@@ -250,6 +318,9 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
   std::unique_ptr<ServerConnection> codec_;
   net::Buffer pending_;
   std::map<RequestStream*, std::unique_ptr<RequestStream>> streams_;
+  event::Timer timer_;
+  // When the request now arriving must be in; none while no request is arriving.
+  std::optional<MonotonicTime> request_deadline_;
 };
 
 HttpServer::HttpServer(event::Loop& loop, HttpServerOptions options, AsyncRequestHandler handler)

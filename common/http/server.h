@@ -10,6 +10,10 @@
 // it gets a Responder to call once, on the loop thread, from inside the handler or after it
 // returned; a responder whose request is gone (the client reset it, the connection or the server
 // closed) does nothing.
+//
+// Slow clients: each connection has one timer. While a request is arriving it is the request
+// timeout (from the request's first byte), while only handlers are at work it is off, and
+// otherwise it is the idle timeout; the server's max_connections bounds how many a client holds.
 
 #include <cstdint>
 #include <functional>
@@ -19,12 +23,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/clock.h"
 #include "common/event/loop.h"
+#include "common/event/timer.h"
 #include "common/http/codec.h"
 #include "common/http/header_map.h"
 #include "common/net/address.h"
 #include "common/net/listener.h"
 #include "common/net/transport.h"
+#include "common/stats/stats.h"
 
 namespace meshlet::http {
 
@@ -58,6 +65,14 @@ struct HttpServerOptions {
   size_t max_request_body_bytes = 1 << 20;  // larger bodies get 413
   size_t max_connections = 256;             // beyond this, new connections are closed at once
   net::TransportFactory transport_factory;  // TLS; plaintext when empty
+  // Requests must arrive whole (header section and body) within this from the first byte the
+  // connection received while no request was arriving; past it the connection is closed (an
+  // HTTP/1 client first gets 408). Time a handler takes does not count. 0: no limit.
+  Duration request_timeout = std::chrono::seconds(30);
+  // A connection with no request arriving or being answered is closed after this long. 0: never.
+  Duration idle_timeout = std::chrono::seconds(120);
+  // Counts connections closed by either timeout (discarded unless registered).
+  Counter timeouts;
 };
 
 class HttpServer {

@@ -1,7 +1,11 @@
 // HttpServer with real clients: curl over HTTP/1.1 and HTTP/2 (prior knowledge).
 #include "common/http/server.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/stats/stats.h"
 
 namespace meshlet::http {
 namespace {
@@ -182,6 +187,111 @@ TEST_F(AsyncHttpServerTest, AnAnswerForAClientThatLeftIsDropped) {
   // Still serving.
   r = RunCommand(absl::StrCat("curl -sS '", Url("/b"), "'"));
   EXPECT_EQ(r.output, "later /b\n");
+}
+
+// Raw clients that are slow on purpose, against a server with short timeouts.
+class TimeoutHttpServerTest : public ServerOnLoopTest {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    Start([this] {
+      HttpServerOptions options;
+      options.request_timeout = std::chrono::milliseconds(300);
+      options.idle_timeout = std::chrono::milliseconds(700);
+      options.timeouts =
+          *stats_.shared_shard().RegisterCounter("meshlet_test_http_timeouts_total", "Timeouts.");
+      return HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"), options,
+                                [this](const ServerRequest& r, Responder respond) {
+                                  // Longer than both timeouts: the handler's time is not theirs.
+                                  auto timer = std::make_unique<event::Timer>(
+                                      loop_, [respond, path = std::string(r.path())] {
+                                        respond(ServerResponse::Text(200, "later " + path + "\n"));
+                                      });
+                                  timer->Enable(std::chrono::milliseconds(900));
+                                  timers_.push_back(std::move(timer));
+                                });
+    });
+  }
+
+  void BeforeStop() override { timers_.clear(); }
+
+  int Connect() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+  }
+
+  static void Send(int fd, absl::string_view bytes) {
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  }
+
+  struct Ended {
+    std::string received;
+    double seconds = 0;  // from the call until the server's close
+  };
+  // Reads until the server closes (or 5 s pass: seconds is then 5 or more).
+  static Ended ReadUntilClosed(int fd) {
+    Ended ended;
+    const auto start = std::chrono::steady_clock::now();
+    timeval tv{.tv_sec = 5, .tv_usec = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) ended.received.append(buf, n);
+    ended.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ::close(fd);
+    return ended;
+  }
+
+  uint64_t Timeouts() {
+    const StatsSnapshot snapshot = stats_.Snapshot();
+    return snapshot.Find("meshlet_test_http_timeouts_total")->counter;
+  }
+
+  StatsRegistry stats_;
+  std::vector<std::unique_ptr<event::Timer>> timers_;
+};
+
+TEST_F(TimeoutHttpServerTest, AHeadOrBodyThatTricklesGets408AndTheClose) {
+  for (absl::string_view partial :
+       {absl::string_view("GET /a HTTP/1.1\r\nHo"),
+        absl::string_view("POST /a HTTP/1.1\r\nHost: a\r\ncontent-length: 10\r\n\r\n123")}) {
+    int fd = Connect();
+    Send(fd, partial);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Send(fd, "4");  // still arriving: the clock runs from the first byte, not the last
+    Ended ended = ReadUntilClosed(fd);
+    EXPECT_EQ(ended.received.substr(0, 29), "HTTP/1.1 408 Request Timeout\r") << partial;
+    EXPECT_GT(ended.seconds, 0.1) << partial;
+    EXPECT_LT(ended.seconds, 0.6) << partial;  // 0.3 s from the first byte, not 0.7 s idle
+  }
+  EXPECT_EQ(Timeouts(), 2u);
+}
+
+TEST_F(TimeoutHttpServerTest, AnIdleConnectionIsClosedAndAHandlerAtWorkIsNot) {
+  // Nothing sent: closed at the idle timeout.
+  Ended idle = ReadUntilClosed(Connect());
+  EXPECT_EQ(idle.received, "");
+  EXPECT_GT(idle.seconds, 0.6);
+  EXPECT_LT(idle.seconds, 2.0);
+  // A request the handler takes 0.9 s over: answered, then closed after the idle timeout.
+  int fd = Connect();
+  Send(fd, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+  Ended answered = ReadUntilClosed(fd);
+  EXPECT_NE(answered.received.find("later /slow"), std::string::npos) << answered.received;
+  EXPECT_GT(answered.seconds, 0.9 + 0.6);
+  EXPECT_LT(answered.seconds, 0.9 + 2.0);
+  // HTTP/2 frames that open no stream (the preface, SETTINGS) are no request: idle, not 0.3 s.
+  fd = Connect();
+  Send(fd, absl::string_view("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0", 33));
+  Ended h2 = ReadUntilClosed(fd);
+  EXPECT_GT(h2.seconds, 0.6);
+  EXPECT_LT(h2.seconds, 2.0);
+  EXPECT_EQ(Timeouts(), 3u);
 }
 
 }  // namespace

@@ -42,6 +42,21 @@ flags::Flag StringOption(std::string name, std::string value, std::string help, 
           }};
 }
 
+// A DURATION flag for a timeout: 0 turns it off.
+flags::Flag TimeoutOption(std::string name, std::string help, Duration& out) {
+  return {.name = std::move(name),
+          .value = "DURATION",
+          .help = std::move(help),
+          .set = [&out](absl::string_view v) {
+            absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
+            if (!d.ok()) return d.status();
+            if (*d < absl::ZeroDuration())
+              return absl::InvalidArgumentError("must not be negative");
+            out = absl::ToChronoNanoseconds(*d);
+            return absl::OkStatus();
+          }};
+}
+
 absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path) {
   absl::StatusOr<std::string> content = tls::ReadSmallFile(path);
   if (!content.ok()) return Annotate(content.status(), flag);
@@ -149,6 +164,15 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
              options.etcd_timeout = absl::ToChronoNanoseconds(*timeout);
              return absl::OkStatus();
            }},
+      TimeoutOption("--http-request-timeout",
+                    "every control-plane HTTP server (API, webhook, telemetry): a request must "
+                    "arrive whole within this of its first byte, or the connection is closed "
+                    "(408 on HTTP/1; default 30s, 0: no limit)",
+                    options.http_request_timeout),
+      TimeoutOption("--http-idle-timeout",
+                    "every control-plane HTTP server: a connection with no request arriving or "
+                    "being answered is closed after this long (default 120s, 0: never)",
+                    options.http_idle_timeout),
       {.name = "--store-max-pending",
        .value = "N",
        .help = "store calls (API requests, policy reloads, join tokens) that may wait for a slow "
@@ -343,7 +367,7 @@ absl::Status ControlPlane::Init() {
     }
   }
   ASSIGN_OR_RETURN(net::Address address, net::Address::Parse(options_.api_address));
-  http::HttpServerOptions server_options;
+  http::HttpServerOptions server_options = HttpServerOptionsFor("api");
   server_options.max_request_body_bytes = options_.max_api_body_bytes;
   server_options.max_connections = options_.max_api_connections;
   // Requests that call the store run on the store worker, so a slow store holds up only them.
@@ -375,6 +399,20 @@ absl::Status ControlPlane::Init() {
             << api_server_->address().ToString() << ", data in " << options_.data_dir
             << " (store revision " << store_->Revision() << ")";
   return absl::OkStatus();
+}
+
+http::HttpServerOptions ControlPlane::HttpServerOptionsFor(absl::string_view server) {
+  http::HttpServerOptions options;
+  options.request_timeout = options_.http_request_timeout;
+  options.idle_timeout = options_.http_idle_timeout;
+  absl::StatusOr<Counter> timeouts = stats_.shared_shard().RegisterCounter(
+      "meshlet_cp_http_timeouts_total",
+      "Connections to the control plane's HTTP servers closed because a request did not arrive "
+      "within --http-request-timeout or nothing happened within --http-idle-timeout.",
+      {{"server", std::string(server)}});
+  CHECK_OK(timeouts);
+  options.timeouts = *timeouts;
+  return options;
 }
 
 void ControlPlane::BeginShutdown() {

@@ -74,6 +74,11 @@ struct ControlPlaneOptions {
   size_t max_store_pending = 256;
   size_t max_api_body_bytes = 1 << 20;
   size_t max_api_connections = 256;
+  // Every HTTP server of the control plane (API, webhook, telemetry receivers): a request must
+  // arrive whole within this; a connection with nothing to do is closed after the idle timeout.
+  // 0: no limit (http::HttpServerOptions).
+  Duration http_request_timeout = std::chrono::seconds(30);
+  Duration http_idle_timeout = std::chrono::seconds(120);
 };
 
 // The control plane's own flags (--data-dir, --store and --etcd-*, --api-address,
@@ -112,6 +117,10 @@ class ControlPlane {
   // replica's name (--replica-name, or the host name). Otherwise null and empty.
   LeasedKeys* leased_keys() { return dynamic_cast<LeasedKeys*>(store_.get()); }
   const std::string& replica_name() const { return replica_name_; }
+
+  // Options for one of the control plane's HTTP servers (`server` labels its timeouts in
+  // meshlet_cp_http_timeouts_total): the request and idle timeouts from the flags.
+  http::HttpServerOptions HttpServerOptionsFor(absl::string_view server);
 
   // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
   // register their own graceful stop here).

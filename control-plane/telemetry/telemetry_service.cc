@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> TelemetryService::Listen(
     http::RequestHandler handler) {
   if (address.empty()) return std::unique_ptr<http::HttpServer>();
   ASSIGN_OR_RETURN(net::Address parsed, net::Address::Parse(address));
-  http::HttpServerOptions server_options;
+  http::HttpServerOptions server_options = control_plane_.HttpServerOptionsFor(what);
   server_options.max_request_body_bytes = options_.max_request_body_bytes;
   server_options.max_connections = options_.max_connections;
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server =

@@ -207,7 +207,7 @@ absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kuber
   }
   absl::StatusOr<net::Address> address = net::Address::Parse(options_.address);
   if (!address.ok()) return address.status();
-  http::HttpServerOptions server_options;
+  http::HttpServerOptions server_options = control_plane_.HttpServerOptionsFor("webhook");
   server_options.max_request_body_bytes = options_.max_request_body_bytes;
   server_options.transport_factory = tls::TlsTransport::Factory(tls_provider_);
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(

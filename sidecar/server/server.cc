@@ -381,8 +381,20 @@ absl::Status Server::Init() {
   snapshots_sent_ = 1;  // each worker started with snapshot_
 
   admin_handler_ = std::make_unique<admin::AdminHandler>(*this, stats_.shared_shard());
+  // The default request (30 s) and idle (120 s) timeouts, counted per port.
+  auto server_options = [this](absl::string_view port) {
+    http::HttpServerOptions options;
+    absl::StatusOr<Counter> timeouts = stats_.shared_shard().RegisterCounter(
+        "meshlet_admin_timeouts_total",
+        "Connections to the admin or metrics port closed because a request did not arrive "
+        "within 30 s or nothing happened for 120 s.",
+        {{"port", std::string(port)}});
+    CHECK_OK(timeouts);
+    options.timeouts = *timeouts;
+    return options;
+  };
   absl::StatusOr<std::unique_ptr<http::HttpServer>> admin = http::HttpServer::Create(
-      loop_, options_.admin_address, http::HttpServerOptions{},
+      loop_, options_.admin_address, server_options("admin"),
       [this](const http::ServerRequest& request) { return admin_handler_->Handle(request); });
   if (!admin.ok()) {
     workers_.clear();
@@ -394,7 +406,7 @@ absl::Status Server::Init() {
     // Read-only: the two admin pages a scraper needs, nothing that changes state; and the
     // app's own HTTP probes (--app-probe), asked of the app on loopback.
     absl::StatusOr<std::unique_ptr<http::HttpServer>> prometheus = http::HttpServer::Create(
-        loop_, *options_.prometheus_address, http::HttpServerOptions{},
+        loop_, *options_.prometheus_address, server_options("metrics"),
         [this](const http::ServerRequest& request, http::Responder respond) {
           if (request.method() == "GET" &&
               (request.path() == "/stats/prometheus" || request.path() == "/ready")) {

@@ -15,6 +15,7 @@ the control-plane binary itself, whose translated configuration real sidecars mu
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -422,6 +423,33 @@ class RealControlPlaneTest(unittest.TestCase):
         os.kill(sidecar.proc.pid, signal.SIGCONT)
         self.assertTrue(wait_for(lambda: "web-0.default" in self.workloads(), timeout=15),
                         sidecar.log())
+
+    def test_slow_and_idle_api_clients_are_closed(self):
+        self.start_control_plane("--http-request-timeout=1s", "--http-idle-timeout=2s")
+        slow = socket.create_connection(("127.0.0.1", self.api_port))
+        self.addCleanup(slow.close)
+        slow.settimeout(10)
+        start = time.time()
+        slow.sendall(b"GET /api/v1/proxies HTTP/1.1\r\nHost: a\r\nAuthoriza")
+        received = b""
+        while chunk := slow.recv(4096):
+            received += chunk
+        self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received)
+        self.assertLess(time.time() - start, 1.9)  # the request timeout, not the idle one
+        idle = socket.create_connection(("127.0.0.1", self.api_port))
+        self.addCleanup(idle.close)
+        idle.settimeout(10)
+        start = time.time()
+        self.assertEqual(idle.recv(4096), b"")
+        self.assertGreater(time.time() - start, 1.5)
+        metrics = self.api_text("/metrics")
+        self.assertIn('meshlet_cp_http_timeouts_total{server="api"} 2', metrics)
+
+    def api_text(self, path):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.read().decode()
 
 
 if __name__ == "__main__":
