@@ -279,19 +279,21 @@ class HttpServer::ServerConnectionImpl final : public net::ConnectionCallbacks,
     }
   }
 
-  // The request timeout while a request arrives, nothing while only handlers are at work, the
-  // idle timeout otherwise.
+  // Nothing while a handler is at work (the server is the slow one: a pipelined HTTP/1 request
+  // is not even read meanwhile), the request timeout while a request arrives, the idle timeout
+  // otherwise.
   void ArmTimer() {
     if (connection_->closed()) return;
     const HttpServerOptions& o = server_.options_;
-    if (request_deadline_.has_value() && o.request_timeout.count() > 0) {
-      timer_.Enable(*request_deadline_ - server_.loop_.Now());
-    } else if (o.idle_timeout.count() <= 0 ||
-               std::any_of(streams_.begin(), streams_.end(),
-                           [](const auto& s) { return s.first->handling(); })) {
+    if (std::any_of(streams_.begin(), streams_.end(),
+                    [](const auto& s) { return s.first->handling(); })) {
       timer_.Disable();
-    } else {
+    } else if (request_deadline_.has_value() && o.request_timeout.count() > 0) {
+      timer_.Enable(*request_deadline_ - server_.loop_.Now());
+    } else if (o.idle_timeout.count() > 0) {
       timer_.Enable(o.idle_timeout);
+    } else {
+      timer_.Disable();
     }
   }
 

@@ -11,9 +11,9 @@
 // returned; a responder whose request is gone (the client reset it, the connection or the server
 // closed) does nothing.
 //
-// Slow clients: each connection has one timer. While a request is arriving it is the request
-// timeout (from the request's first byte), while only handlers are at work it is off, and
-// otherwise it is the idle timeout; the server's max_connections bounds how many a client holds.
+// Slow clients: each connection has one timer. While a handler is at work it is off; else while
+// a request is arriving it is the request timeout (from the request's first byte), and otherwise
+// the idle timeout. The server's max_connections bounds how many connections a client holds.
 
 #include <cstdint>
 #include <functional>

@@ -285,13 +285,23 @@ TEST_F(TimeoutHttpServerTest, AnIdleConnectionIsClosedAndAHandlerAtWorkIsNot) {
   EXPECT_NE(answered.received.find("later /slow"), std::string::npos) << answered.received;
   EXPECT_GT(answered.seconds, 0.9 + 0.6);
   EXPECT_LT(answered.seconds, 0.9 + 2.0);
+  // A pipelined request that arrives while the handler works is no slow client: the server is
+  // the slow one, and it reads that request only after answering the first.
+  fd = Connect();
+  Send(fd, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Send(fd, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+  Ended pipelined = ReadUntilClosed(fd);
+  EXPECT_NE(pipelined.received.find("later /slow"), std::string::npos) << pipelined.received;
+  EXPECT_NE(pipelined.received.find("later /next"), std::string::npos) << pipelined.received;
+  EXPECT_EQ(pipelined.received.find("408"), std::string::npos) << pipelined.received;
   // HTTP/2 frames that open no stream (the preface, SETTINGS) are no request: idle, not 0.3 s.
   fd = Connect();
   Send(fd, absl::string_view("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0", 33));
   Ended h2 = ReadUntilClosed(fd);
   EXPECT_GT(h2.seconds, 0.6);
   EXPECT_LT(h2.seconds, 2.0);
-  EXPECT_EQ(Timeouts(), 3u);
+  EXPECT_EQ(Timeouts(), 4u);
 }
 
 }  // namespace
