@@ -75,6 +75,10 @@ bool LooksLikeJson(absl::string_view s) {
   return true;
 }
 
+// Keys up to this long are written "key: value" whatever their escapes (at most 4 characters
+// per byte, quotes aside, stay under YAML's 1024).
+constexpr size_t kMaxImplicitKeyBytes = 250;
+
 void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map:
@@ -84,7 +88,12 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
       }
       out << YAML::BeginMap;
       for (auto it = node.begin(); it != node.end(); ++it) {
-        out << YAML::Key;
+        // An implicit key ("key: value") may be at most 1024 characters long (YAML 1.2, 7.4.2);
+        // escapes take up to 4 per byte, so a longer key is written explicitly ("? key").
+        // (yaml-cpp keeps LongKey for the keys after it: Auto sets it back.)
+        const bool long_key =
+            it->first.IsScalar() && it->first.Scalar().size() > kMaxImplicitKeyBytes;
+        out << (long_key ? YAML::LongKey : YAML::Auto) << YAML::Key;
         EmitYaml(out, it->first);
         out << YAML::Value;
         EmitYaml(out, it->second);

@@ -86,6 +86,23 @@ TEST(NodeTest, YamlOutputQuotesStringsThatWouldReadAsAnotherType) {
   EXPECT_EQ(ToYaml(YAML::Load(yaml)), yaml);
 }
 
+TEST(NodeTest, YamlOutputWritesKeysTooLongForAnImplicitKeyExplicitly) {
+  // 300 NUL bytes: 1200 characters escaped, past the 1024 YAML allows "key: value".
+  const std::string nuls(300, '\0');
+  const std::string plain(2000, 'k');
+  YAML::Node doc(YAML::NodeType::Map);
+  doc[StringNode(nuls)] = StringNode("a");
+  doc[StringNode(plain)] = StringNode("b");
+  doc["short"] = StringNode("c");
+  const std::string yaml = ToYaml(doc);
+  EXPECT_NE(yaml.find("? "), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("\nshort: c\n"), std::string::npos) << yaml;
+  YAML::Node again;
+  ASSERT_NO_THROW(again = YAML::Load(yaml)) << yaml;
+  EXPECT_TRUE(Equal(again, doc));
+  EXPECT_EQ(again[nuls].Scalar(), "a");
+}
+
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   const YAML::Node doc = YAML::Load(
       "a: 1\nb: \"1\"\nc: yes\nd: ~\ne: 0x10\nf: 1.50\ng: .inf\nh: [x, \"y\\\"z\"]\ni: {}\n"
