@@ -293,7 +293,9 @@ class TimeoutTest(ResilienceTestCase):
         self.assertEqual(status, 504)
         self.assertEqual(body, b"upstream per-try timeout\n")
         self.assertGreaterEqual(seconds, 0.44)
-        self.assertLess(seconds, 1.0)  # three tries of 150 ms, well before the route timeout
+        # Three tries of 150 ms (about 0.45 s; up to 1.1 s seen on a loaded machine), well
+        # before the 5 s route timeout.
+        self.assertLess(seconds, 2.5)
         self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_per_try_timeout_total"), 3)
         self.assertEqual(self.stat(sidecar, "meshlet_http_response_flags_total",
                                    flag="UPT"), 1)
