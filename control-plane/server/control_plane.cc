@@ -42,16 +42,18 @@ flags::Flag StringOption(std::string name, std::string value, std::string help, 
           }};
 }
 
-// A DURATION flag for a timeout: 0 turns it off.
-flags::Flag TimeoutOption(std::string name, std::string help, Duration& out) {
+// A DURATION flag that must be positive, or (`zero_allowed`: 0 turns it off) not negative.
+flags::Flag DurationOption(std::string name, std::string help, Duration& out, bool zero_allowed) {
   return {.name = std::move(name),
           .value = "DURATION",
           .help = std::move(help),
-          .set = [&out](absl::string_view v) {
+          .set = [&out, zero_allowed](absl::string_view v) {
             absl::StatusOr<absl::Duration> d = config::ParseDurationText(v);
             if (!d.ok()) return d.status();
-            if (*d < absl::ZeroDuration())
-              return absl::InvalidArgumentError("must not be negative");
+            if (*d < absl::ZeroDuration() || (!zero_allowed && *d == absl::ZeroDuration())) {
+              return absl::InvalidArgumentError(zero_allowed ? "must not be negative"
+                                                             : "must be positive");
+            }
             out = absl::ToChronoNanoseconds(*d);
             return absl::OkStatus();
           }};
@@ -150,29 +152,19 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
                    options.etcd_cert_file),
       StringOption("--etcd-key", "FILE", "TLS to etcd: the client certificate's key (PEM)",
                    options.etcd_key_file),
-      {.name = "--etcd-timeout",
-       .value = "DURATION",
-       .help = "per etcd call and member: how long an API request waits for an answer before "
-               "trying the next member or answering 503 (default 5s)",
-       .set =
-           [&options](absl::string_view v) {
-             absl::StatusOr<absl::Duration> timeout = config::ParseDurationText(v);
-             if (!timeout.ok()) return timeout.status();
-             if (*timeout <= absl::ZeroDuration()) {
-               return absl::InvalidArgumentError("must be positive");
-             }
-             options.etcd_timeout = absl::ToChronoNanoseconds(*timeout);
-             return absl::OkStatus();
-           }},
-      TimeoutOption("--http-request-timeout",
-                    "every control-plane HTTP server (API, webhook, telemetry): a request must "
-                    "arrive whole within this of its first byte, or the connection is closed "
-                    "(408 on HTTP/1; default 30s, 0: no limit)",
-                    options.http_request_timeout),
-      TimeoutOption("--http-idle-timeout",
-                    "every control-plane HTTP server: a connection with no request arriving or "
-                    "being answered is closed after this long (default 120s, 0: never)",
-                    options.http_idle_timeout),
+      DurationOption("--etcd-timeout",
+                     "per etcd call and member: how long an API request waits for an answer "
+                     "before trying the next member or answering 503 (default 5s)",
+                     options.etcd_timeout, /*zero_allowed=*/false),
+      DurationOption("--http-request-timeout",
+                     "every control-plane HTTP server (API, webhook, telemetry): a request must "
+                     "arrive whole within this of its first byte, or the connection is closed "
+                     "(408 on HTTP/1; default 30s, 0: no limit)",
+                     options.http_request_timeout, /*zero_allowed=*/true),
+      DurationOption("--http-idle-timeout",
+                     "every control-plane HTTP server: a connection with no request arriving or "
+                     "being answered is closed after this long (default 120s, 0: never)",
+                     options.http_idle_timeout, /*zero_allowed=*/true),
       {.name = "--store-max-pending",
        .value = "N",
        .help = "store calls (API requests, policy reloads, join tokens) that may wait for a slow "
