@@ -64,22 +64,6 @@ void CheckReinjection(const std::string& text, const YAML::Node& injected, const
   if (second->changed) Die("injecting the output changes it", text);
 }
 
-// Whether a map key's JSON text is longer than the 1024 characters YAML allows an implicit key
-// (YAML 1.2, 7.4.2): JSON with such a key is valid, but yaml-cpp, which reads meshctl's JSON
-// input, refuses it. Kubernetes keys are far shorter (a 253-character prefix, a 63-character
-// name).
-bool HasKeyTooLongForYaml(const YAML::Node& node) {
-  if (node.IsMap()) {
-    for (auto i = node.begin(); i != node.end(); ++i) {
-      if (ToJson(i->first).size() > 1024 || HasKeyTooLongForYaml(i->second)) return true;
-    }
-  }
-  for (size_t k = 0; node.IsSequence() && k < node.size(); ++k) {
-    if (HasKeyTooLongForYaml(node[k])) return true;
-  }
-  return false;
-}
-
 void FuzzOne(const uint8_t* data, size_t size) {
   if (size < 1) return;
   const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);

@@ -324,11 +324,31 @@ bool Equal(const YAML::Node& a, const YAML::Node& b) {
       }
       return true;
     }
-    case YAML::NodeType::Scalar:
-      return a.Scalar() == b.Scalar() && TypeOf(a) == TypeOf(b);
+    case YAML::NodeType::Scalar: {
+      const ScalarType type = TypeOf(a);
+      const ScalarType other = TypeOf(b);
+      if (a.Scalar() == b.Scalar() && type == other) return true;
+      // 0x10 and 16, 1. and 1, yes and true, ~ and null: written differently, the same JSON
+      // value (JSON has one type of number).
+      auto number = [](ScalarType t) { return t == ScalarType::kInt || t == ScalarType::kFloat; };
+      if (type != other && !(number(type) && number(other))) return false;
+      return type != ScalarType::kString && ToCompactJson(a) == ToCompactJson(b);
+    }
     default:
       return true;
   }
+}
+
+bool HasKeyTooLongForYaml(const YAML::Node& node) {
+  if (node.IsMap()) {
+    for (auto i = node.begin(); i != node.end(); ++i) {
+      if (ToCompactJson(i->first).size() > 1024 || HasKeyTooLongForYaml(i->second)) return true;
+    }
+  }
+  for (size_t k = 0; node.IsSequence() && k < node.size(); ++k) {
+    if (HasKeyTooLongForYaml(node[k])) return true;
+  }
+  return false;
 }
 
 std::string ToYaml(const YAML::Node& node) {

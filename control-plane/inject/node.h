@@ -53,8 +53,15 @@ YAML::Node IntNode(int64_t value);
 YAML::Node BoolNode(bool value);
 
 // The same tree: maps with the same keys (by their text) in the same order, sequences of the
-// same length, scalars with the same text and type.
+// same length, scalars of the same type with the same text or, but for strings, the same JSON
+// value (0x10 and 16, 1. and 1, yes and true).
 bool Equal(const YAML::Node& a, const YAML::Node& b);
+
+// Whether a map key, written as JSON, is longer than the 1024 characters YAML allows an implicit
+// key (YAML 1.2, 7.4.2): such JSON is valid, but yaml-cpp, which reads meshctl's JSON input and
+// admission requests, refuses it. Kubernetes keys are far shorter (a 253-character prefix, a
+// 63-character name).
+bool HasKeyTooLongForYaml(const YAML::Node& node);
 
 // One YAML document in block style (2-space indent), ending with a newline.
 std::string ToYaml(const YAML::Node& node);

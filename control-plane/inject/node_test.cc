@@ -103,6 +103,32 @@ TEST(NodeTest, YamlOutputWritesKeysTooLongForAnImplicitKeyExplicitly) {
   EXPECT_EQ(again[nuls].Scalar(), "a");
 }
 
+TEST(NodeTest, EqualComparesScalarsByTheirJsonValue) {
+  // A YAML 1.1 octal port written back as JSON is the same port.
+  const YAML::Node yaml = YAML::Load("p: 0766\nh: 0x10\nb: yes\nn: ~\ns: \"0766\"\nf: 1.\n");
+  const YAML::Node json = YAML::Load(ToJson(yaml));
+  EXPECT_EQ(json["p"].Scalar(), "502");
+  EXPECT_TRUE(Equal(yaml, json)) << ToJson(yaml);
+  EXPECT_TRUE(Equal(YAML::Load("0766"), YAML::Load("502")));
+  EXPECT_TRUE(Equal(YAML::Load("yes"), YAML::Load("true")));
+  EXPECT_TRUE(Equal(YAML::Load("1."), YAML::Load("1")));
+  EXPECT_FALSE(Equal(YAML::Load("1.5"), YAML::Load("1")));
+  EXPECT_FALSE(Equal(YAML::Load("0766"), YAML::Load("766")));
+  EXPECT_FALSE(Equal(YAML::Load("yes"), YAML::Load("false")));
+  // A string is compared by its text, and is never equal to a number.
+  EXPECT_FALSE(Equal(YAML::Load("\"0766\""), YAML::Load("\"502\"")));
+  EXPECT_FALSE(Equal(YAML::Load("\"502\""), YAML::Load("502")));
+}
+
+TEST(NodeTest, FindsKeysTooLongForYaml) {
+  YAML::Node doc = YAML::Load("a: [{b: 1}]");
+  EXPECT_FALSE(HasKeyTooLongForYaml(doc));
+  // 200 NUL bytes are 1200 characters of JSON.
+  doc["a"][0][StringNode(std::string(200, '\0'))] = StringNode("x");
+  EXPECT_TRUE(HasKeyTooLongForYaml(doc));
+  EXPECT_FALSE(HasKeyTooLongForYaml(YAML::Load(std::string(1000, 'k') + ": 1")));
+}
+
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   const YAML::Node doc = YAML::Load(
       "a: 1\nb: \"1\"\nc: yes\nd: ~\ne: 0x10\nf: 1.50\ng: .inf\nh: [x, \"y\\\"z\"]\ni: {}\n"
