@@ -1,7 +1,10 @@
 #include "sidecar/admin/admin.h"
 
+#include <arpa/inet.h>
+
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
@@ -59,10 +62,40 @@ std::string CrossSitePost(const http::ServerRequest& request) {
   return absl::StrCat("origin ", *origin, " is not http://", authority);
 }
 
+// The host part of an authority ("127.0.0.1:15000" -> "127.0.0.1", "[::1]:15000" -> "::1").
+absl::string_view HostOf(absl::string_view authority) {
+  if (absl::StartsWith(authority, "[")) {
+    const size_t close = authority.find(']');
+    return close == absl::string_view::npos ? authority : authority.substr(1, close - 1);
+  }
+  const size_t colon = authority.rfind(':');
+  return colon == absl::string_view::npos ? authority : authority.substr(0, colon);
+}
+
+bool IsIpLiteral(absl::string_view host) {
+  const std::string text(host);
+  unsigned char bytes[16];
+  return inet_pton(AF_INET, text.c_str(), bytes) == 1 ||
+         inet_pton(AF_INET6, text.c_str(), bytes) == 1;
+}
+
 }  // namespace
 
-AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats)
+std::string AdminHandler::RefusedHost(const http::ServerRequest& request) const {
+  std::optional<absl::string_view> authority = request.headers.Get(":authority");
+  if (!authority.has_value() || authority->empty()) return "";  // HTTP/1.0; browsers send Host
+  const absl::string_view host = HostOf(*authority);
+  if (IsIpLiteral(host) || absl::EqualsIgnoreCase(host, "localhost")) return "";
+  for (const std::string& name : allowed_hosts_) {
+    if (absl::EqualsIgnoreCase(host, name)) return "";
+  }
+  return std::string(host);
+}
+
+AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats,
+                           std::vector<std::string> allowed_hosts)
     : backend_(backend),
+      allowed_hosts_(std::move(allowed_hosts)),
       requests_(MustCounter(stats, "meshlet_admin_requests_total", "Admin API requests.")),
       not_found_(MustCounter(stats, "meshlet_admin_not_found_total",
                              "Admin API requests for unknown paths.")),
@@ -70,7 +103,10 @@ AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats)
                               "Admin API requests refused for their method.")),
       cross_site_(MustCounter(stats, "meshlet_admin_cross_site_refused_total",
                               "Admin API POSTs refused because a web page of another origin "
-                              "sent them.")) {}
+                              "sent them.")),
+      bad_host_(MustCounter(stats, "meshlet_admin_host_refused_total",
+                            "Admin API requests refused because their Host named neither an IP "
+                            "address, localhost nor an --admin-host name.")) {}
 
 std::string AdminHandler::EndpointList() {
   std::string out = "admin endpoints:\n";
@@ -91,8 +127,17 @@ std::string ConfigDumpJson(AdminBackend& backend) {
   return dump;
 }
 
-http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request) {
+http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request, Port port) {
   requests_.Inc();
+  if (port == Port::kAdmin) {
+    if (std::string host = RefusedHost(request); !host.empty()) {
+      bad_host_.Inc();
+      return http::ServerResponse::Text(
+          403, absl::StrCat("the admin API answers requests for IP addresses, localhost and "
+                            "--admin-host names only, not for ",
+                            host, "\n"));
+    }
+  }
   const absl::string_view path = request.path();
   absl::string_view method = request.method();
   if (method == "HEAD") method = "GET";

@@ -17,12 +17,16 @@
 //
 // Endpoints that change state refuse other methods with 405; unknown paths get 404 with the list.
 // A POST a browser sent for a page of another origin (Origin or Sec-Fetch-Site says so) gets 403:
-// a web page may post a form to 127.0.0.1:15000 without a CORS preflight.
+// a web page may post a form to 127.0.0.1:15000 without a CORS preflight. On the admin port, a
+// request whose Host names neither an IP address, localhost nor one of `allowed_hosts` gets 403:
+// a web page served from a name that then resolves to 127.0.0.1 (DNS rebinding) is same-origin
+// with the admin in the browser's eyes and could otherwise read every GET endpoint.
 // AdminHandler holds no state of its own: it reads and acts through an AdminBackend (the Server;
 // tests pass a fake). Runs on the main thread only, like the HttpServer that calls it.
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/http/server.h"
 #include "common/stats/stats.h"
@@ -58,20 +62,31 @@ std::string ConfigDumpJson(AdminBackend& backend);
 
 class AdminHandler {
  public:
-  // `stats` is a shard usable from the main thread (the registry's shared shard).
-  AdminHandler(AdminBackend& backend, StatsShard& stats);
+  // `stats` is a shard usable from the main thread (the registry's shared shard);
+  // `allowed_hosts`: names (--admin-host) the admin port answers to besides IP addresses and
+  // localhost, compared without case.
+  AdminHandler(AdminBackend& backend, StatsShard& stats,
+               std::vector<std::string> allowed_hosts = {});
 
-  http::ServerResponse Handle(const http::ServerRequest& request);
+  // Which listener a request came in on: the metrics port (read-only pages, scraped under any
+  // name) does not check Host.
+  enum class Port { kAdmin, kMetrics };
+  http::ServerResponse Handle(const http::ServerRequest& request, Port port = Port::kAdmin);
 
   // The text listing every endpoint (also the body of 404 responses and of GET /).
   static std::string EndpointList();
 
  private:
+  // The host a request names when the admin port must refuse it; "" when it may answer.
+  std::string RefusedHost(const http::ServerRequest& request) const;
+
   AdminBackend& backend_;
+  const std::vector<std::string> allowed_hosts_;
   Counter requests_;
   Counter not_found_;
   Counter bad_method_;
   Counter cross_site_;
+  Counter bad_host_;
 };
 
 }  // namespace meshlet::sidecar::admin

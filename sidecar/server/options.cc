@@ -144,6 +144,18 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Admin HTTP endpoint (/ready, /stats, /config_dump, ...). Default 127.0.0.1:15000. Keep "
            "it on loopback: it can drain and stop the process.",
            IpPort(&o.admin_address)),
+      flag("--admin-host", "NAME",
+           "Repeatable. A name the admin endpoint answers to besides IP addresses and localhost; "
+           "requests naming any other Host get 403, so that a web page on a name resolving to "
+           "127.0.0.1 (DNS rebinding) cannot read it.",
+           [&o](absl::string_view v) -> absl::Status {
+             if (v.empty() || v.find_first_of(":/[] \t") != absl::string_view::npos) {
+               return absl::InvalidArgumentError(
+                   "must be a host name without port, e.g. sidecar.local");
+             }
+             o.admin_hosts.emplace_back(v);
+             return absl::OkStatus();
+           }),
       flag("--prometheus-address", "IP:PORT",
            "A read-only listener serving only GET /stats/prometheus and /ready, for Prometheus to "
            "scrape from outside the pod (e.g. 0.0.0.0:15020). Default: none.",

@@ -20,6 +20,9 @@ struct ServerOptions {
   std::string config_path;  // --config: the bootstrap file (YAML or JSON)
   int concurrency = 2;      // --concurrency: worker threads
   net::Address admin_address;
+  // --admin-host NAME (repeatable): names the admin port answers to besides IP addresses and
+  // localhost (requests for any other Host get 403, against DNS rebinding).
+  std::vector<std::string> admin_hosts;
   // --prometheus-address: a read-only listener for scrapers (GET /stats/prometheus and /ready
   // only); unset: none.
   std::optional<net::Address> prometheus_address;

@@ -36,8 +36,10 @@ TEST(OptionsTest, MallocTrimThresholdTakesSizes) {
 TEST(OptionsTest, EveryFlagBothSpellings) {
   absl::StatusOr<ParsedCommandLine> parsed =
       ParseCommandLine({"--config=a.yaml", "--concurrency", "4", "--admin_address=127.0.0.1:0",
-                        "--log-level=debug", "--drain-time=1500ms", "--access_log", "/dev/stdout"});
+                        "--log-level=debug", "--drain-time=1500ms", "--access_log", "/dev/stdout",
+                        "--admin-host=web-1.pods", "--admin_host", "sidecar.local"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.admin_hosts, (std::vector<std::string>{"web-1.pods", "sidecar.local"}));
   EXPECT_EQ(parsed->options.config_path, "a.yaml");
   EXPECT_EQ(parsed->options.concurrency, 4);
   EXPECT_EQ(parsed->options.admin_address.port(), 0);
@@ -105,6 +107,8 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
            {{"--config=x", "--concurrency=two"}, "--concurrency=\"two\""},
            {{"--config=x", "--admin-address=localhost:1"}, "--admin-address"},
            {{"--config=x", "--log-level=loud"}, "--log-level"},
+           {{"--config=x", "--admin-host=sidecar.local:15000"}, "--admin-host"},
+           {{"--config=x", "--admin-host="}, "must be a host name without port"},
            {{"--config=x", "--drain-time=soon"}, "--drain-time"},
            {{"--config=x", "--drain-time=-1s"}, "--drain-time"},
            {{"--config=x", "--malloc-trim-threshold=4MB"}, "--malloc-trim-threshold=\"4MB\""},

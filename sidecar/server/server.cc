@@ -380,7 +380,8 @@ absl::Status Server::Init() {
   }
   snapshots_sent_ = 1;  // each worker started with snapshot_
 
-  admin_handler_ = std::make_unique<admin::AdminHandler>(*this, stats_.shared_shard());
+  admin_handler_ =
+      std::make_unique<admin::AdminHandler>(*this, stats_.shared_shard(), options_.admin_hosts);
   // The default request (30 s) and idle (120 s) timeouts, counted per port.
   auto server_options = [this](absl::string_view port) {
     http::HttpServerOptions options;
@@ -410,7 +411,7 @@ absl::Status Server::Init() {
         [this](const http::ServerRequest& request, http::Responder respond) {
           if (request.method() == "GET" &&
               (request.path() == "/stats/prometheus" || request.path() == "/ready")) {
-            respond(admin_handler_->Handle(request));
+            respond(admin_handler_->Handle(request, admin::AdminHandler::Port::kMetrics));
             return;
           }
           if (request.method() == "GET") {
