@@ -258,8 +258,9 @@ class Sidecar:
         with open(self.stderr_path) as f:
             return f.read()
 
-    def request(self, method, path):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
+    def request(self, method, path, headers=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method,
+                                     headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status, resp.read().decode(), resp.headers
@@ -509,6 +510,27 @@ class AdminTest(SidecarTestCase):
         self.assertEqual(status, 404)
         for path in ("/ready", "/stats/prometheus", "/config_dump", "/quitquitquit"):
             self.assertIn(path, body)
+
+    def test_web_pages_on_other_names_and_origins_are_refused(self):
+        # DNS rebinding: a page on the attacker's name, which now resolves to 127.0.0.1.
+        rebinding = {"Host": f"rebind.example:{self.sidecar.admin_port}"}
+        status, body, _ = self.sidecar.request("GET", "/config_dump", rebinding)
+        self.assertEqual(status, 403, body)
+        self.assertIn("not for rebind.example", body)
+        # A page of another origin posting a form.
+        form = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+        status, body, _ = self.sidecar.request("POST", "/quitquitquit", form)
+        self.assertEqual(status, 403, body)
+        self.assertEqual(self.sidecar.get("/ready")[0], 200)
+        self.assertEqual(self.sidecar.stat("meshlet_admin_host_refused_total"), 1)
+        self.assertEqual(self.sidecar.stat("meshlet_admin_cross_site_refused_total"), 1)
+        # A name the operator lists.
+        named = self.start(config_yaml(tcp_listener("tcp", free_port(), "echo"),
+                                       static_cluster("echo", self.echo.port)),
+                           "--admin-host=sidecar.test")
+        self.assertEqual(named.request("GET", "/ready",
+                                       {"Host": f"sidecar.test:{named.admin_port}"})[0], 200)
+        self.assertEqual(named.request("GET", "/ready", {"Host": "other.test"})[0], 403)
 
     def test_quitquitquit_exits_zero(self):
         self.assertEqual(self.sidecar.post("/quitquitquit")[0], 200)
