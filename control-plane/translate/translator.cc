@@ -894,6 +894,15 @@ class Translator {
   // the pod's own addresses), else the configured host.
   std::string ListenHost() const { return self_.capture ? "0.0.0.0" : options_.listen_host; }
 
+  // Where the outbound listener binds. It authenticates nobody and its calls leave with this
+  // workload's certificate, so without capture it is on loopback, for the app beside it alone
+  // (on ::1 when the listeners bind IPv6). Captured: every address, which is safe because the
+  // packet filter redirects connections to the pod's own addresses to the inbound listener.
+  std::string OutboundListenHost() const {
+    if (self_.capture) return "0.0.0.0";
+    return absl::StrContains(options_.listen_host, ':') ? "::1" : "127.0.0.1";
+  }
+
   // What every capture listener (on ListenHost's 0.0.0.0) adds: the IPv6 wildcard on the same
   // port, for the connections ip6tables redirects in a pod with IPv6 (sidecar init --ipv6; the
   // sidecar skips it on a kernel without IPv6), and the mesh's connect timeout for passthroughs.
@@ -911,7 +920,7 @@ class Translator {
     listener.set_name(std::string(kOutboundName));
     const uint32_t port =
         self_.outbound_port != 0 ? self_.outbound_port : registry::kDefaultOutboundPort;
-    listener.set_address(FormatAddress(ListenHost(), port));
+    listener.set_address(FormatAddress(OutboundListenHost(), port));
     listener.set_direction(xds::OUTBOUND);
     listener.set_protocol(xds::PROTOCOL_HTTP);
     listener.set_route_config_name(std::string(kOutboundName));

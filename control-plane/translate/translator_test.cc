@@ -159,7 +159,8 @@ TEST_F(TranslatorTest, ListenersForTheNode) {
   ASSERT_EQ(r.listeners.size(), 2u);
   const xds::Listener* outbound = Named(r.listeners, "outbound");
   ASSERT_NE(outbound, nullptr);
-  EXPECT_EQ(outbound->address(), "0.0.0.0:15001");
+  // Without capture, for the app beside it alone: it makes calls with this workload's identity.
+  EXPECT_EQ(outbound->address(), "127.0.0.1:15001");
   EXPECT_EQ(outbound->additional_addresses_size(), 0);  // no capture: nothing redirects to it
   EXPECT_EQ(outbound->direction(), xds::OUTBOUND);
   EXPECT_EQ(outbound->route_config_name(), "outbound");
@@ -209,6 +210,10 @@ TEST_F(TranslatorTest, PortsFromTheRegistrationForLoopbackSidecars) {
   NodeResources r = Translate(policy_, registry_, node_, options);
   EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
   EXPECT_EQ(Named(r.listeners, "inbound")->address(), "127.0.0.1:26006");
+  options.listen_host = "::";
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "[::1]:26001");
+  EXPECT_EQ(Named(r.listeners, "inbound")->address(), "[::]:26006");
   const xds::ClusterLoadAssignment* v1 = Assignment(r, "outbound|9080|version=v1|reviews.default");
   ASSERT_NE(v1, nullptr);
   EXPECT_EQ(v1->endpoints(0).address(), "10.0.1.1:27006");

@@ -53,8 +53,8 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
        .set = duration(&options.ads.debounce_quiet, true, "100ms")},
       {.name = "--xds-listen-host",
        .value = "IP",
-       .help = "the address sidecar listeners bind (default 0.0.0.0; 127.0.0.1 for loopback "
-               "demos)",
+       .help = "the address sidecar inbound listeners bind (default 0.0.0.0; 127.0.0.1 for "
+               "loopback demos); outbound ones bind loopback, captured ones 0.0.0.0",
        .set =
            [&options](absl::string_view v) {
              if (!net::Address::FromIp(v, 1).ok())
