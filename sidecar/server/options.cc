@@ -336,9 +336,11 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            HostPorts(&o.ca_address)),
       flag("--join-token-file", "FILE",
            "A join token (`meshctl token create`) proving this workload's namespace and service "
-           "account to the CA. Read once at start and sent with every certificate request, so the "
-           "sidecar can renew only while the token is valid (tokens are time-limited; a single-use "
-           "token allows one certificate). Enables the workload certificate.",
+           "account to the CA. Read once at start and sent with the first certificate request; "
+           "over a TLS CA channel renewals then authenticate with the current certificate, so "
+           "they go on after the token expired, and the token is sent again only when such a "
+           "renewal fails or the certificate is about to expire. Enables the workload "
+           "certificate.",
            Text(&o.join_token_file, true)),
       flag("--kubernetes-token-file", "FILE",
            "A projected Kubernetes service-account token for the CA, re-read for every request "
