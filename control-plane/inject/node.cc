@@ -89,10 +89,12 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
       out << YAML::BeginMap;
       for (auto it = node.begin(); it != node.end(); ++it) {
         // An implicit key ("key: value") may be at most 1024 characters long (YAML 1.2, 7.4.2);
-        // escapes take up to 4 per byte, so a longer key is written explicitly ("? key").
-        // (yaml-cpp keeps LongKey for the keys after it: Auto sets it back.)
+        // escapes take up to 4 per byte, so a longer key is written explicitly ("? key"). So is
+        // a key that is a map or a sequence: yaml-cpp writes `{}` after a null value indented
+        // as if it were inside it. (yaml-cpp keeps LongKey for the keys after it: Auto sets it
+        // back.)
         const bool long_key =
-            it->first.IsScalar() && it->first.Scalar().size() > kMaxImplicitKeyBytes;
+            !it->first.IsScalar() || it->first.Scalar().size() > kMaxImplicitKeyBytes;
         out << (long_key ? YAML::LongKey : YAML::Auto) << YAML::Key;
         EmitYaml(out, it->first);
         out << YAML::Value;

@@ -129,6 +129,17 @@ TEST(NodeTest, FindsKeysTooLongForYaml) {
   EXPECT_FALSE(HasKeyTooLongForYaml(YAML::Load(std::string(1000, 'k') + ": 1")));
 }
 
+TEST(NodeTest, YamlOutputWritesKeysThatAreCollectionsExplicitly) {
+  // A null value, then a key that is an empty map: once written "{}: ~" indented under the null.
+  const YAML::Node doc = YAML::Load("v: [{name: cache, emptyDir:, {}}]\nw: {[a, b]: 1, c: 2}\n");
+  const std::string yaml = ToYaml(doc);
+  YAML::Node again;
+  ASSERT_NO_THROW(again = YAML::Load(yaml)) << yaml;
+  EXPECT_TRUE(Equal(again, doc)) << yaml;
+  EXPECT_TRUE(again["v"][0]["emptyDir"].IsNull()) << yaml;
+  EXPECT_EQ(again["w"]["c"].Scalar(), "2") << yaml;
+}
+
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   const YAML::Node doc = YAML::Load(
       "a: 1\nb: \"1\"\nc: yes\nd: ~\ne: 0x10\nf: 1.50\ng: .inf\nh: [x, \"y\\\"z\"]\ni: {}\n"
