@@ -114,8 +114,10 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
     case YAML::NodeType::Scalar:
       // A string that would read back as another type is quoted; yaml-cpp quotes the others
       // when YAML's syntax needs it. Other types are written as they were.
-      if (TypeOf(node) == ScalarType::kString &&
-          PlainScalarType(node.Scalar()) != ScalarType::kString) {
+      if (TypeOf(node) == ScalarType::kNull && node.Scalar().empty()) {
+        out << YAML::Null;  // an empty scalar with a tag of its own (!x): yaml-cpp writes ""
+      } else if (TypeOf(node) == ScalarType::kString &&
+                 PlainScalarType(node.Scalar()) != ScalarType::kString) {
         out << YAML::DoubleQuoted << node.Scalar();
       } else if (TypeOf(node) == ScalarType::kString && LooksLikeJson(node.Scalar())) {
         out << YAML::SingleQuoted << node.Scalar();  // readable: no \" inside
@@ -309,6 +311,10 @@ YAML::Node IntNode(int64_t value) { return YAML::Node(absl::StrCat(value)); }
 YAML::Node BoolNode(bool value) { return YAML::Node(value ? "true" : "false"); }
 
 bool Equal(const YAML::Node& a, const YAML::Node& b) {
+  // A null node and an empty or ~ scalar (yaml-cpp makes either from the same text).
+  if (TypeOf(a) == ScalarType::kNull || TypeOf(b) == ScalarType::kNull) {
+    return TypeOf(a) == TypeOf(b);
+  }
   if (a.Type() != b.Type()) return false;
   switch (a.Type()) {
     case YAML::NodeType::Map: {

@@ -140,6 +140,17 @@ TEST(NodeTest, YamlOutputWritesKeysThatAreCollectionsExplicitly) {
   EXPECT_EQ(again["w"]["c"].Scalar(), "2") << yaml;
 }
 
+TEST(NodeTest, YamlOutputKeepsEmptyScalarsWithATagOfTheirOwnNull) {
+  const YAML::Node doc = YAML::Load("a: !v1\nb: !v1 x\nc: \"\"\n");
+  ASSERT_EQ(TypeOf(doc["a"]), ScalarType::kNull);
+  const std::string yaml = ToYaml(doc);
+  YAML::Node again;
+  ASSERT_NO_THROW(again = YAML::Load(yaml)) << yaml;
+  EXPECT_TRUE(Equal(again, doc)) << yaml;
+  EXPECT_EQ(TypeOf(again["a"]), ScalarType::kNull) << yaml;
+  EXPECT_EQ(TypeOf(again["c"]), ScalarType::kString) << yaml;
+}
+
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   const YAML::Node doc = YAML::Load(
       "a: 1\nb: \"1\"\nc: yes\nd: ~\ne: 0x10\nf: 1.50\ng: .inf\nh: [x, \"y\\\"z\"]\ni: {}\n"
