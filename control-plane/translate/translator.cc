@@ -890,25 +890,30 @@ class Translator {
     out_.routes.push_back(std::move(routes));
   }
 
-  // Where the listeners bind: every address for captured traffic (the packet filter redirects to
-  // the pod's own addresses), else the configured host.
+  // Where the inbound listener binds: every address for captured traffic (the packet filter
+  // redirects to the pod's own addresses), else the configured host.
   std::string ListenHost() const { return self_.capture ? "0.0.0.0" : options_.listen_host; }
 
-  // Where the outbound listener binds. It authenticates nobody and its calls leave with this
-  // workload's certificate, so without capture it is on loopback, for the app beside it alone
-  // (on ::1 when the listeners bind IPv6). Captured: every address, which is safe because the
-  // packet filter redirects connections to the pod's own addresses to the inbound listener.
-  std::string OutboundListenHost() const {
-    if (self_.capture) return "0.0.0.0";
-    return absl::StrContains(options_.listen_host, ':') ? "::1" : "127.0.0.1";
+  // The outbound listener authenticates nobody and its calls leave with this workload's
+  // certificate, so it binds loopback only, for the app beside it: 127.0.0.1, and ::1 beside it
+  // when captured (the packet filter redirects the app's connections to the loopback address of
+  // their family) or when the listeners bind IPv6. Whatever the inbound capture annotations say,
+  // no other host can reach it.
+  void BindOutbound(xds::Listener& listener, uint32_t port) const {
+    listener.set_address(FormatAddress("127.0.0.1", port));
+    if (self_.capture || absl::StrContains(options_.listen_host, ':')) {
+      listener.add_additional_addresses(FormatAddress("::1", port));
+    }
   }
 
-  // What every capture listener (on ListenHost's 0.0.0.0) adds: the IPv6 wildcard on the same
-  // port, for the connections ip6tables redirects in a pod with IPv6 (sidecar init --ipv6; the
-  // sidecar skips it on a kernel without IPv6), and the mesh's connect timeout for passthroughs.
+  // What every capture listener adds: for inbound, the IPv6 wildcard on the same port, for the
+  // connections ip6tables redirects in a pod with IPv6 (sidecar init --ipv6; the sidecar skips
+  // it on a kernel without IPv6); the mesh's connect timeout for passthroughs.
   void SetCaptureCommon(xds::Listener& listener, uint32_t port) const {
     listener.set_use_original_destination(true);
-    listener.add_additional_addresses(FormatAddress("::", port));
+    if (listener.direction() == xds::INBOUND) {
+      listener.add_additional_addresses(FormatAddress("::", port));
+    }
     if (mesh_.default_timeouts().has_connect()) {
       SetDuration(listener.mutable_passthrough_connect_timeout(),
                   mesh_.default_timeouts().connect());
@@ -920,7 +925,7 @@ class Translator {
     listener.set_name(std::string(kOutboundName));
     const uint32_t port =
         self_.outbound_port != 0 ? self_.outbound_port : registry::kDefaultOutboundPort;
-    listener.set_address(FormatAddress(OutboundListenHost(), port));
+    BindOutbound(listener, port);
     listener.set_direction(xds::OUTBOUND);
     listener.set_protocol(xds::PROTOCOL_HTTP);
     listener.set_route_config_name(std::string(kOutboundName));

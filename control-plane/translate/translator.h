@@ -114,7 +114,8 @@ struct TranslateOptions {
   std::string cluster_domain = "cluster.local";
   // Host the inbound listener forwards to (the local app).
   std::string local_app_host = "127.0.0.1";
-  // Address the listeners bind ("0.0.0.0"; loopback tests use "127.0.0.1").
+  // Address the inbound listener binds without capture ("0.0.0.0"; loopback tests use
+  // "127.0.0.1"). The outbound listener binds loopback whatever this says.
   std::string listen_host = "0.0.0.0";
   // The mesh trust bundle (the CA's roots, PEM). Set: nodes with a workload certificate receive
   // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches

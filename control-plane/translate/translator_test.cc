@@ -210,9 +210,11 @@ TEST_F(TranslatorTest, PortsFromTheRegistrationForLoopbackSidecars) {
   NodeResources r = Translate(policy_, registry_, node_, options);
   EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
   EXPECT_EQ(Named(r.listeners, "inbound")->address(), "127.0.0.1:26006");
+  // Listeners on IPv6: the outbound one on both loopback addresses (an app may use either).
   options.listen_host = "::";
   r = Translate(policy_, registry_, node_, options);
-  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "[::1]:26001");
+  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
+  EXPECT_EQ(Named(r.listeners, "outbound")->additional_addresses(0), "[::1]:26001");
   EXPECT_EQ(Named(r.listeners, "inbound")->address(), "[::]:26006");
   const xds::ClusterLoadAssignment* v1 = Assignment(r, "outbound|9080|version=v1|reviews.default");
   ASSERT_NE(v1, nullptr);
@@ -735,7 +737,9 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
   NodeResources r = Translate(policy_, registry_, node_, loopback);
   const xds::Listener* outbound = Named(r.listeners, "outbound");
   ASSERT_NE(outbound, nullptr);
-  EXPECT_EQ(outbound->address(), "0.0.0.0:15001");
+  // Loopback only, where the packet filter redirects the app's connections: a peer that reaches
+  // the pod's port 15001 (not captured inbound, by annotation) finds nothing there.
+  EXPECT_EQ(outbound->address(), "127.0.0.1:15001");
   EXPECT_TRUE(outbound->use_original_destination());
   // Connections that were not redirected: as without capture.
   EXPECT_EQ(outbound->protocol(), xds::PROTOCOL_HTTP);
@@ -750,10 +754,10 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
       }));
   EXPECT_EQ(outbound->unmatched_destination(), xds::PASSTHROUGH);  // ALLOW_ANY by default
   EXPECT_EQ(outbound->passthrough_host(), "");
-  // IPv6 connections of a pod with IPv6 land on the IPv6 wildcard of the same port.
+  // IPv6 connections of a pod with IPv6 land on the IPv6 loopback address of the same port.
   EXPECT_EQ(std::vector<std::string>(outbound->additional_addresses().begin(),
                                      outbound->additional_addresses().end()),
-            std::vector<std::string>{"[::]:15001"});
+            std::vector<std::string>{"[::1]:15001"});
   EXPECT_FALSE(outbound->has_passthrough_connect_timeout());  // the sidecar's 1s
   // The opaque port's cluster exists (the destination names it), and no TCP warning.
   const xds::Cluster* mysql = Named(r.clusters, "outbound|3306||db.default");

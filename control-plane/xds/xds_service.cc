@@ -54,7 +54,7 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
       {.name = "--xds-listen-host",
        .value = "IP",
        .help = "the address sidecar inbound listeners bind (default 0.0.0.0; 127.0.0.1 for "
-               "loopback demos); outbound ones bind loopback, captured ones 0.0.0.0",
+               "loopback demos); outbound ones bind loopback",
        .set =
            [&options](absl::string_view v) {
              if (!net::Address::FromIp(v, 1).ok())

@@ -4,8 +4,9 @@ connections by their original destination, as docs/xds.md (Capture listeners) sa
 Usage: capture_proxy_test.py SIDECAR
 
 Two namespaces joined by a veth pair: the "pod" (198.18.12.1/30), where `sidecar init` programs
-the nat table and the sidecar runs with an outbound capture listener (0.0.0.0:15001) and an
-inbound one (0.0.0.0:15006); and a "peer" (198.18.12.2/30) with the upstream services. The
+the nat table and the sidecar runs with an outbound capture listener on loopback
+(127.0.0.1:15001, where the nat table's REDIRECT sends the app's connections, as the control plane
+binds it) and an inbound one (0.0.0.0:15006); and a "peer" (198.18.12.2/30) with the upstream services. The
 pod routes the service range 240.240.0.0/16 to the peer, which has no such address: a
 connection to a service address only works through the sidecar. The sidecar runs as root, so
 `init --proxy-uid 0` exempts it; the app is uid 1000.
@@ -20,7 +21,7 @@ listener; the sidecar's own upstream connections are not captured again (each li
 exactly the connections the clients made). The counters are asserted throughout.
 
 When the kernel has IPv6 NAT, the pod and peer also get fd00:12::1 and fd00:12::2, `sidecar init`
-writes the ip6tables rules too, and the capture listeners' IPv6 wildcards ("[::]:15001",
+writes the ip6tables rules too, and the capture listeners' IPv6 addresses ("[::1]:15001",
 "[::]:15006", additional_addresses beside the IPv4 ones) serve the same checks over IPv6: a
 service's IPv6 address routed, an IPv6 destination outside the mesh passed through, a peer's IPv6
 call to the pod's port reaching the app.
@@ -180,8 +181,8 @@ def config(unmatched, access_log):
     return f"""static_resources:
   listeners:
   - name: outbound
-    address: 0.0.0.0:15001
-    additional_addresses: ["[::]:15001"]
+    address: 127.0.0.1:15001
+    additional_addresses: ["[::1]:15001"]
     direction: OUTBOUND
     protocol: PROTOCOL_HTTP
     route_config_name: listener-own
@@ -410,6 +411,18 @@ class CaptureProxyTest(unittest.TestCase):
                        "%{http_code}", "-H", "Host: reviews.shop", f"http://{POD4}:15001/",
                        check=False)
         self.assertEqual(result.stdout, "502", result.stderr)
+        # Even with 15001 left out of inbound capture (excludeInboundPorts), the peer finds
+        # nothing there: the outbound listener is on loopback only.
+        exempt = ["-t", "nat", "-I", "MESHLET_INBOUND", "-p", "tcp", "--dport", "15001",
+                  "-j", "RETURN"]
+        in_ns(POD, "iptables", *exempt)
+        try:
+            result = in_ns(PEER, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w",
+                           "%{http_code}", f"http://{POD4}:15001/", check=False)
+        finally:
+            in_ns(POD, "iptables", *["-D" if a == "-I" else a for a in exempt])
+        self.assertEqual(result.returncode, 7, result.stderr)  # connection refused
+        self.assertEqual(result.stdout, "000", result.stderr)
 
         # Counted exactly: the sidecar's own upstream connections (to 198.18.12.2 and
         # 127.0.0.1) were not captured again, or the listeners would count more.
@@ -457,7 +470,7 @@ class CaptureProxyTest(unittest.TestCase):
         s = self.start_sidecar("PASSTHROUGH")
         bound = {l["name"]: sorted(l["bound_addresses"])
                  for l in json.loads(s.admin("/listeners").split(" ", 1)[1])["listeners"]}
-        self.assertEqual(bound["outbound"], ["0.0.0.0:15001", "[::]:15001"])
+        self.assertEqual(bound["outbound"], ["127.0.0.1:15001", "[::1]:15001"])
         self.assertEqual(bound["inbound"], ["0.0.0.0:15006", "[::]:15006"])
         # The service's IPv6 address: routed by the destination's routes, like the IPv4 one.
         code, body = app_curl(f"http://[{SERVICE_VIP6}]/reviews/6")
