@@ -5,6 +5,7 @@
 #include <map>
 
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/stats/exposition.h"
@@ -83,13 +84,17 @@ bool IsIpLiteral(absl::string_view host) {
 
 std::string AdminHandler::RefusedHost(const http::ServerRequest& request) const {
   std::optional<absl::string_view> authority = request.headers.Get(":authority");
+  if (!authority.has_value() || authority->empty()) authority = request.headers.Get("host");
   if (!authority.has_value() || authority->empty()) return "";  // HTTP/1.0; browsers send Host
-  const absl::string_view host = HostOf(*authority);
+  absl::string_view host = HostOf(*authority);
+  absl::ConsumeSuffix(&host, ".");  // "localhost." is localhost
   if (IsIpLiteral(host) || absl::EqualsIgnoreCase(host, "localhost")) return "";
-  for (const std::string& name : allowed_hosts_) {
-    if (absl::EqualsIgnoreCase(host, name)) return "";
+  for (absl::string_view name : allowed_hosts_) {
+    absl::ConsumeSuffix(&name, ".");
+    if (!host.empty() && absl::EqualsIgnoreCase(host, name)) return "";
   }
-  return std::string(host);
+  const absl::string_view refused = HostOf(*authority);
+  return refused.empty() ? "an empty host" : std::string(refused);
 }
 
 AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats,

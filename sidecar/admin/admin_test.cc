@@ -173,20 +173,27 @@ TEST_F(AdminTest, TheAdminPortAnswersIpAddressesLocalhostAndListedNamesOnly) {
   };
   for (absl::string_view ok :
        {"127.0.0.1:15000", "127.0.0.1", "[::1]:15000", "[::1]", "localhost:15000", "LOCALHOST",
-        "10.1.2.3:15000", "sidecar.local:15000", "SIDECAR.local", ""}) {
+        "localhost.:15000", "10.1.2.3:15000", "sidecar.local:15000", "SIDECAR.local",
+        "sidecar.local.", "[::ffff:7f00:1]:15000", ""}) {
     EXPECT_EQ(get(ok, AdminHandler::Port::kAdmin).status, 200) << ok;
   }
   // A page on a name the attacker controls, once that name resolves to 127.0.0.1.
   for (absl::string_view refused :
        {"rebind.example:15000", "rebind.example", "localhost.rebind.example", "127.0.0.1.nip.io",
-        "[::1", "sidecar.local.example:15000", "1.2.3:15000"}) {
+        "[::1", "sidecar.local.example:15000", "1.2.3:15000", ".", ".:15000"}) {
     http::ServerResponse response = get(refused, AdminHandler::Port::kAdmin);
     EXPECT_EQ(response.status, 403) << refused;
     EXPECT_NE(response.body.find("not for "), std::string::npos) << response.body;
   }
   const StatsSnapshot snapshot = backend_.registry_.Snapshot();
   ASSERT_NE(snapshot.Find("meshlet_admin_host_refused_total"), nullptr);
-  EXPECT_EQ(snapshot.Find("meshlet_admin_host_refused_total")->counter, 7u);
+  EXPECT_EQ(snapshot.Find("meshlet_admin_host_refused_total")->counter, 9u);
+  // HTTP/2 with a host field instead of :authority.
+  http::ServerRequest h2;
+  h2.headers.Add(":method", "GET");
+  h2.headers.Add(":path", "/certs");
+  h2.headers.Add("host", "rebind.example");
+  EXPECT_EQ(handler.Handle(h2).status, 403);
   // The metrics port is scraped under any name.
   EXPECT_EQ(get("web-1.pods:15020", AdminHandler::Port::kMetrics).status, 200);
 }

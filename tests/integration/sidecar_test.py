@@ -525,12 +525,19 @@ class AdminTest(SidecarTestCase):
         self.assertEqual(self.sidecar.stat("meshlet_admin_host_refused_total"), 1)
         self.assertEqual(self.sidecar.stat("meshlet_admin_cross_site_refused_total"), 1)
         # A name the operator lists.
+        metrics = free_port()
         named = self.start(config_yaml(tcp_listener("tcp", free_port(), "echo"),
                                        static_cluster("echo", self.echo.port)),
-                           "--admin-host=sidecar.test")
+                           "--admin-host=sidecar.test", f"--prometheus-address=127.0.0.1:{metrics}")
         self.assertEqual(named.request("GET", "/ready",
                                        {"Host": f"sidecar.test:{named.admin_port}"})[0], 200)
         self.assertEqual(named.request("GET", "/ready", {"Host": "other.test"})[0], 403)
+        # The metrics port is scraped under any name.
+        scrape = urllib.request.Request(f"http://127.0.0.1:{metrics}/stats/prometheus",
+                                        headers={"Host": f"web-1.pods:{metrics}"})
+        with urllib.request.urlopen(scrape, timeout=5) as resp:
+            self.assertEqual(resp.status, 200)
+            self.assertIn(b"meshlet_admin_host_refused_total", resp.read())
 
     def test_quitquitquit_exits_zero(self):
         self.assertEqual(self.sidecar.post("/quitquitquit")[0], 200)
