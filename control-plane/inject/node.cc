@@ -114,8 +114,8 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
     case YAML::NodeType::Scalar:
       // A string that would read back as another type is quoted; yaml-cpp quotes the others
       // when YAML's syntax needs it. Other types are written as they were.
-      if (TypeOf(node) == ScalarType::kNull && node.Scalar().empty()) {
-        out << YAML::Null;  // an empty scalar with a tag of its own (!x): yaml-cpp writes ""
+      if (TypeOf(node) == ScalarType::kNull) {
+        out << YAML::Null;  // also "" and text with a null tag (!x "", !!null x)
       } else if (TypeOf(node) == ScalarType::kString &&
                  PlainScalarType(node.Scalar()) != ScalarType::kString) {
         out << YAML::DoubleQuoted << node.Scalar();
@@ -350,7 +350,10 @@ bool Equal(const YAML::Node& a, const YAML::Node& b) {
 bool HasKeyTooLongForYaml(const YAML::Node& node) {
   if (node.IsMap()) {
     for (auto i = node.begin(); i != node.end(); ++i) {
-      if (ToCompactJson(i->first).size() > 1024 || HasKeyTooLongForYaml(i->second)) return true;
+      // As AppendJson writes a key: its text, quoted.
+      if (JsonQuote(i->first.Scalar()).size() > 1024 || HasKeyTooLongForYaml(i->second)) {
+        return true;
+      }
     }
   }
   for (size_t k = 0; node.IsSequence() && k < node.size(); ++k) {

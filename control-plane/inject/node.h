@@ -53,8 +53,9 @@ YAML::Node IntNode(int64_t value);
 YAML::Node BoolNode(bool value);
 
 // The same tree: maps with the same keys (by their text) in the same order, sequences of the
-// same length, scalars of the same type with the same text or, but for strings, the same JSON
-// value (0x10 and 16, 1. and 1, yes and true).
+// same length; strings with the same text; null nodes and null scalars alike; other scalars
+// (numbers of either kind, booleans) when ToCompactJson writes them the same (0x10 and 16, 1.
+// and 1, yes and true; not 1.0 and 1).
 bool Equal(const YAML::Node& a, const YAML::Node& b);
 
 // Whether a map key, written as JSON, is longer than the 1024 characters YAML allows an implicit

@@ -138,10 +138,13 @@ TEST(NodeTest, YamlOutputWritesKeysThatAreCollectionsExplicitly) {
   EXPECT_TRUE(Equal(again, doc)) << yaml;
   EXPECT_TRUE(again["v"][0]["emptyDir"].IsNull()) << yaml;
   EXPECT_EQ(again["w"]["c"].Scalar(), "2") << yaml;
+  // The key itself came back (Equal compares keys by their text, "" for a collection).
+  ASSERT_TRUE(again["w"].begin()->first.IsSequence()) << yaml;
+  EXPECT_EQ(again["w"].begin()->first[1].Scalar(), "b") << yaml;
 }
 
 TEST(NodeTest, YamlOutputKeepsEmptyScalarsWithATagOfTheirOwnNull) {
-  const YAML::Node doc = YAML::Load("a: !v1\nb: !v1 x\nc: \"\"\n");
+  const YAML::Node doc = YAML::Load("a: !v1\nb: !v1 x\nc: \"\"\nd: !!null x\n");
   ASSERT_EQ(TypeOf(doc["a"]), ScalarType::kNull);
   const std::string yaml = ToYaml(doc);
   YAML::Node again;
@@ -149,6 +152,7 @@ TEST(NodeTest, YamlOutputKeepsEmptyScalarsWithATagOfTheirOwnNull) {
   EXPECT_TRUE(Equal(again, doc)) << yaml;
   EXPECT_EQ(TypeOf(again["a"]), ScalarType::kNull) << yaml;
   EXPECT_EQ(TypeOf(again["c"]), ScalarType::kString) << yaml;
+  EXPECT_EQ(TypeOf(again["d"]), ScalarType::kNull) << yaml;
 }
 
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
