@@ -24,6 +24,16 @@
 #include "common/base/utf8.h"
 
 namespace meshlet::config {
+
+void EmitYamlString(YAML::Emitter& out, const std::string& value) {
+  const bool control = std::any_of(value.begin(), value.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) out << YAML::DoubleQuoted;
+  out << value;
+}
+
 namespace {
 
 using google::protobuf::Descriptor;
@@ -327,25 +337,14 @@ class Reader {
 
 void EmitMessage(YAML::Emitter& out, const Message& message);
 
-// yaml-cpp writes some strings with control characters (a carriage return, say) as plain
-// scalars, which read back without them: those go double-quoted, with escapes.
-void EmitString(YAML::Emitter& out, const std::string& value) {
-  const bool control = std::any_of(value.begin(), value.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
-  if (control) out << YAML::DoubleQuoted;
-  out << value;
-}
-
 void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescriptor* field,
                 int index) {
   const Reflection* r = message.GetReflection();
   const bool repeated = index >= 0;
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING:
-      EmitString(out, repeated ? r->GetRepeatedString(message, field, index)
-                               : r->GetString(message, field));
+      EmitYamlString(out, repeated ? r->GetRepeatedString(message, field, index)
+                                   : r->GetString(message, field));
       break;
     case FieldDescriptor::CPPTYPE_BOOL:
       out << (repeated ? r->GetRepeatedBool(message, field, index) : r->GetBool(message, field));

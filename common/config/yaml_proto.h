@@ -19,6 +19,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
+namespace YAML {
+class Emitter;
+}
+
 namespace google::protobuf {
 class Message;
 }
@@ -51,10 +55,10 @@ absl::Status ErrorAt(const YamlParseOptions& options, int line, int column, absl
 // line of the file (pass `first_line - 1` as YamlParseOptions::line_offset). Documents holding
 // nothing but comments are dropped.
 struct YamlDocument {
-  int index = 0;       // 0-based position among the non-empty documents
-  int first_line = 1;  // 1-based line in the stream where the document's text starts
-  std::string yaml;    // the document's text
-  std::string kind;    // top-level `kind` if present (policies), else empty
+  int index = 0;        // 0-based position among the non-empty documents
+  int first_line = 1;   // 1-based line in the stream where the document's text starts
+  std::string yaml;     // the document's text
+  std::string kind;     // top-level `kind` if present (policies), else empty
   int kind_line = 0;    // where the `kind` value is: 1-based line in the stream, 0 if no kind
   int kind_column = 0;  // and 1-based column
 };
@@ -64,6 +68,11 @@ absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view y
 // Writes `message` as YAML (proto field names, enums by name, durations like "1.500s"). Fields at
 // their default value are left out.
 std::string ProtoToYaml(const google::protobuf::Message& message);
+
+// Writes `value` as a string scalar that reads back as the same text: double-quoted, with
+// escapes, when it holds a control character (yaml-cpp writes some, a carriage return say, as
+// plain scalars that read back without them); otherwise as yaml-cpp chooses.
+void EmitYamlString(YAML::Emitter& out, const std::string& value);
 
 // Parses a duration with units ("250ms", "1.5s", "2m", "1h30m"); negative values are refused.
 absl::StatusOr<absl::Duration> ParseDurationText(absl::string_view text);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/base/json.h"
+#include "common/config/yaml_proto.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -122,7 +123,7 @@ void EmitYaml(YAML::Emitter& out, const YAML::Node& node) {
       } else if (TypeOf(node) == ScalarType::kString && LooksLikeJson(node.Scalar())) {
         out << YAML::SingleQuoted << node.Scalar();  // readable: no \" inside
       } else {
-        out << node.Scalar();
+        meshlet::config::EmitYamlString(out, node.Scalar());
       }
       return;
     default:

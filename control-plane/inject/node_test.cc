@@ -155,6 +155,19 @@ TEST(NodeTest, YamlOutputKeepsEmptyScalarsWithATagOfTheirOwnNull) {
   EXPECT_EQ(TypeOf(again["d"]), ScalarType::kNull) << yaml;
 }
 
+TEST(NodeTest, YamlOutputKeepsControlCharactersInStrings) {
+  // {name: <CR>} reads as a one-character string, which yaml-cpp's emitter writes plain and so
+  // loses.
+  const YAML::Node doc = YAML::Load("a: {name: \r}\nb: \"x\\ty\\x14\"\n");
+  ASSERT_EQ(doc["a"]["name"].Scalar(), "\r");
+  const std::string yaml = ToYaml(doc);
+  YAML::Node again;
+  ASSERT_NO_THROW(again = YAML::Load(yaml)) << yaml;
+  EXPECT_TRUE(Equal(again, doc)) << yaml;
+  EXPECT_EQ(again["a"]["name"].Scalar(), "\r") << yaml;
+  EXPECT_EQ(again["b"].Scalar(), "x\ty\x14") << yaml;
+}
+
 TEST(NodeTest, JsonOutputGivesEachValueItsJsonType) {
   const YAML::Node doc = YAML::Load(
       "a: 1\nb: \"1\"\nc: yes\nd: ~\ne: 0x10\nf: 1.50\ng: .inf\nh: [x, \"y\\\"z\"]\ni: {}\n"
