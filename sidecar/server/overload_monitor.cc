@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <utility>
 
 #include "common/base/logging.h"
 #include "common/stats/or_discard.h"
@@ -11,9 +12,11 @@
 namespace meshlet::sidecar::server {
 
 OverloadMonitor::OverloadMonitor(event::Loop& loop, StatsShard& shared_stats,
-                                 uint64_t max_rss_bytes, Duration interval)
-    : loop_(loop), max_rss_bytes_(max_rss_bytes), interval_(interval) {
+                                 uint64_t max_rss_bytes, Duration interval, MemoryProbe probe)
+    : loop_(loop), max_rss_bytes_(max_rss_bytes), interval_(interval), probe_(std::move(probe)) {
   if (max_rss_bytes_ == 0) return;
+  if (!probe_.read_rss) probe_.read_rss = &OverloadMonitor::ReadRss;
+  if (!probe_.release_free_memory) probe_.release_free_memory = [] { malloc_trim(0); };
   pressure_gauge_ = OrDiscard(
       shared_stats.RegisterGauge(
           "meshlet_overload_memory_pressure",
@@ -24,11 +27,11 @@ OverloadMonitor::OverloadMonitor(event::Loop& loop, StatsShard& shared_stats,
                                                     "Resident memory at the last overload check.",
                                                     {}, GaugeMerge::kGlobal),
                          "meshlet_overload_rss_bytes");
-  trims_ = OrDiscard(
-      shared_stats.RegisterCounter(
-          "meshlet_overload_malloc_trims_total",
-          "Times free malloc memory was given back because RSS was above --overload-max-rss-mb."),
-      "meshlet_overload_malloc_trims_total");
+  trims_ = OrDiscard(shared_stats.RegisterCounter("meshlet_overload_malloc_trims_total",
+                                                  "Times free malloc memory was given back because "
+                                                  "RSS was above --overload-max-rss-mb (or, "
+                                                  "while shedding, above 90% of it)."),
+                     "meshlet_overload_malloc_trims_total");
 }
 
 uint64_t OverloadMonitor::ReadRss() {
@@ -50,16 +53,20 @@ void OverloadMonitor::Start() {
 }
 
 void OverloadMonitor::Check() {
-  uint64_t rss = ReadRss();
-  if (rss > max_rss_bytes_) {
-    // Free memory malloc keeps counts in RSS but is no load: give it back first.
-    malloc_trim(0);
+  if (max_rss_bytes_ == 0) return;
+  const bool was = pressure_.load(std::memory_order_relaxed);
+  // The level RSS must stay above to shed: the limit to start, 90% of it to go on.
+  const uint64_t level = was ? max_rss_bytes_ / 10 * 9 : max_rss_bytes_;
+  uint64_t rss = probe_.read_rss();
+  if (rss > level) {
+    // Free memory malloc keeps counts in RSS but is no load: give it back before deciding. While
+    // shedding too, or memory malloc merely keeps would hold shedding on after the load is gone.
+    probe_.release_free_memory();
     trims_.Inc();
-    rss = ReadRss();
+    rss = probe_.read_rss();
   }
   rss_gauge_.Set(static_cast<int64_t>(rss));
-  const bool was = pressure_.load(std::memory_order_relaxed);
-  const bool now = was ? rss > max_rss_bytes_ / 10 * 9 : rss > max_rss_bytes_;
+  const bool now = rss > level;
   if (now == was) return;
   pressure_.store(now, std::memory_order_relaxed);
   pressure_gauge_.Set(now ? 1 : 0);

@@ -1,16 +1,19 @@
 #pragma once
 
 // OverloadMonitor: watches the process's resident memory for load shedding. Every `interval` it
-// reads RSS; above `max_rss_bytes` it first asks malloc to give free memory back (memory the
-// allocator merely keeps must not hold shedding on), reads again, and raises the flag the workers
-// read for each new request (stream::OverloadState::memory_pressure) while RSS stays above. The
-// flag drops once RSS is 10% below the limit, so shedding does not flap at the boundary.
+// reads RSS and raises the flag the workers read for each new request
+// (stream::OverloadState::memory_pressure) while RSS is above `max_rss_bytes`. The flag drops once
+// RSS is 10% below the limit, so shedding does not flap at the boundary. Whenever RSS is past the
+// level that would change the state (the limit, or while shedding the level 10% below it), the
+// monitor first asks malloc to give free memory back and reads again: memory the allocator merely
+// keeps must neither start shedding nor hold it on after the load is gone.
 //
 // Threading: constructed, started and run on the server's main loop; flag() may be read from any
 // thread (relaxed loads). The monitor must outlive the workers that hold its flag.
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "common/base/clock.h"
@@ -22,22 +25,30 @@ namespace meshlet::sidecar::server {
 
 class OverloadMonitor {
  public:
+  // How the monitor measures memory and gives free memory back; tests pass their own.
+  struct MemoryProbe {
+    std::function<uint64_t()> read_rss;         // default: ReadRss
+    std::function<void()> release_free_memory;  // default: malloc_trim(0)
+  };
+
   // `max_rss_bytes` 0: no memory limit (Start does nothing, flag() is null).
   OverloadMonitor(event::Loop& loop, StatsShard& shared_stats, uint64_t max_rss_bytes,
-                  Duration interval = std::chrono::milliseconds(250));
+                  Duration interval = std::chrono::milliseconds(250), MemoryProbe probe = {});
 
+  // Checks now, then every `interval`.
   void Start();
+  // One check; the timer runs it (tests may call it directly).
+  void Check();
   const std::atomic<bool>* flag() const { return max_rss_bytes_ != 0 ? &pressure_ : nullptr; }
 
   // The process's resident memory in bytes (/proc/self/statm); 0 if it cannot be read.
   static uint64_t ReadRss();
 
  private:
-  void Check();
-
   event::Loop& loop_;
   const uint64_t max_rss_bytes_;
   const Duration interval_;
+  MemoryProbe probe_;
   std::atomic<bool> pressure_{false};
   std::unique_ptr<event::Timer> timer_;
   Gauge pressure_gauge_;  // meshlet_overload_memory_pressure
