@@ -16,8 +16,8 @@ namespace meshlet::controlplane::kubernetes {
 namespace {
 
 constexpr char kRbacHint[] =
-    "the control plane needs list on namespaces and get, create and patch on configmaps "
-    "(k8s/base/rbac.yaml)";
+    "the control plane needs list on namespaces, create on configmaps, and get and patch on the "
+    "meshlet-trust ConfigMaps (k8s/base/rbac.yaml)";
 
 }  // namespace
 

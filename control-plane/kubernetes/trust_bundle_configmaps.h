@@ -11,8 +11,8 @@
 // app.kubernetes.io/managed-by=meshlet); with another ca.pem, that key is set with a merge
 // patch; otherwise nothing is written. Rounds run at Start(), then every `interval`; a round
 // with a failure is followed by the next after retry_base doubling up to retry_cap. One request
-// at a time. Needs RBAC list on namespaces and get, create and patch on configmaps
-// (k8s/base/rbac.yaml).
+// at a time. Needs RBAC list on namespaces, create on configmaps, and get and patch on the
+// ConfigMap of that name (k8s/base/rbac.yaml).
 //
 // Logged: each ConfigMap created or updated; a failure once until the outcome changes.
 // Stats: meshlet_cp_trust_bundle_configmaps_total{result}: created, updated, current, failed.
