@@ -311,6 +311,12 @@ absl::Status ControlPlane::Init() {
                              "Workloads removed from the registry after their grace period.");
   CHECK(expired_id.ok()) << expired_id.status().message();
   const Counter expired = stats_.shared_shard().Get(*expired_id);
+  absl::StatusOr<CounterId> save_errors_id = stats_.RegisterCounter(
+      "meshlet_cp_registry_save_errors_total",
+      "Writes of the saved registry (<data-dir>/registry.pb) that failed; retried at the next "
+      "tick.");
+  CHECK(save_errors_id.ok()) << save_errors_id.status().message();
+  registry_save_errors_ = stats_.shared_shard().Get(*save_errors_id);
   // Removal after the grace period: a coarse periodic sweep is enough (the grace is seconds).
   expiry_timer_ =
       std::make_unique<event::Timer>(loop_, [this, connected, disconnected, elsewhere, expired] {
@@ -461,50 +467,75 @@ void ControlPlane::RestoreRegistry() {
 }
 
 void ControlPlane::SaveRegistry(SaveReason reason) {
+  // A write under way on the store worker: the tick comes back to the version it did not cover.
+  if (reason == SaveReason::kChanged && registry_write_in_flight_) return;
   ticks_since_registry_save_ = 0;
   std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_->Snapshot();
+  const uint64_t version = snapshot->version;
+  // Empty: nothing to restore, and an older list must not come back after a crash (the file goes).
+  std::string bytes, registrations;
+  if (!snapshot->workloads.empty()) {
+    bytes = registry::SerializeRegistry(*snapshot, stopping_since_);
+    // The same without connection state: what a change of registration changes.
+    registrations = registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
+  }
   const std::string path = absl::StrCat(options_.data_dir, "/", kSavedRegistryFile);
-  if (snapshot->workloads.empty()) {
-    // Nothing to restore: an older list must not come back after a crash.
-    saved_registry_bytes_.clear();
-    saved_registrations_.clear();
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      LOG_EVERY_N_SEC(WARN, 60) << "registry: cannot remove " << path << ": "
-                                << std::strerror(errno);
-      return;
+  const size_t count = snapshot->workloads.size();
+  if (bytes == saved_registry_bytes_) {
+    saved_registry_version_ = version;
+    if (reason == SaveReason::kStop) {
+      LOG(INFO) << "registry: saved " << count << " workload(s) to " << path;
     }
-    saved_registry_version_ = snapshot->version;
     return;
   }
-  std::string bytes = registry::SerializeRegistry(*snapshot, stopping_since_);
-  if (bytes != saved_registry_bytes_) {
-    // The same without connection state: what a change of registration changes.
-    std::string registrations =
-        registry::SerializeRegistry(*snapshot, /*stopping_since=*/absl::InfinitePast());
-    // Registrations are written within a second. Changes of connection state alone (when a
-    // sidecar left, or that it came back) wait up to a quarter of the grace period: a reconnect
-    // storm after a restart must not rewrite the whole file every second. Waiting only lengthens
-    // a gone workload's grace after a crash by as much.
-    const Duration connection_save_interval =
-        std::max<Duration>(std::chrono::seconds(1), options_.deregister_grace / 4);
-    if (reason == SaveReason::kChanged && registrations == saved_registrations_ &&
-        clock_.Now() - last_registry_write_ < connection_save_interval) {
-      return;  // the version stays unsaved: the tick comes back to it
+  // Registrations are written within a second. Changes of connection state alone (when a sidecar
+  // left, or that it came back) wait up to a quarter of the grace period: a reconnect storm after
+  // a restart must not rewrite the whole file every second. Waiting only lengthens a gone
+  // workload's grace after a crash by as much.
+  const Duration connection_save_interval =
+      std::max<Duration>(std::chrono::seconds(1), options_.deregister_grace / 4);
+  if (reason == SaveReason::kChanged && !bytes.empty() && registrations == saved_registrations_ &&
+      clock_.Now() - last_registry_write_ < connection_save_interval) {
+    return;  // the version stays unsaved: the tick comes back to it
+  }
+  auto write = [path, bytes]() -> absl::Status {
+    if (!bytes.empty()) return WriteFileAtomically(path, bytes);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return absl::InternalError(absl::StrCat("cannot remove ", path, ": ", std::strerror(errno)));
     }
-    if (absl::Status saved = WriteFileAtomically(path, bytes); !saved.ok()) {
+    return absl::OkStatus();
+  };
+  auto written = [this, reason, version, count, path, bytes = std::move(bytes),
+                  registrations = std::move(registrations)](absl::Status status) mutable {
+    if (!status.ok()) {
       // Tried again at the next tick.
+      registry_save_errors_.Inc();
       LOG_EVERY_N_SEC(WARN, 60) << "registry not saved (sidecars re-register as they reconnect): "
-                                << saved.message();
+                                << status.message();
       return;
+    }
+    saved_registry_version_ = version;
+    if (reason == SaveReason::kStop) {
+      LOG(INFO) << "registry: saved " << count << " workload(s) to " << path;
     }
     saved_registry_bytes_ = std::move(bytes);
     saved_registrations_ = std::move(registrations);
     last_registry_write_ = clock_.Now();
+  };
+  if (reason != SaveReason::kChanged) {
+    // At start (before anything is served) and at a clean stop (the store worker has stopped):
+    // written here.
+    written(write());
+    return;
   }
-  saved_registry_version_ = snapshot->version;
-  if (reason == SaveReason::kStop) {
-    LOG(INFO) << "registry: saved " << snapshot->workloads.size() << " workload(s) to " << path;
-  }
+  // The write waits for an fsync: on the store worker, never on the loop that serves sidecars.
+  registry_write_in_flight_ = true;
+  const bool queued = store_worker_->Run<absl::Status>(
+      std::move(write), [this, written = std::move(written)](absl::Status status) mutable {
+        registry_write_in_flight_ = false;
+        written(std::move(status));
+      });
+  if (!queued) registry_write_in_flight_ = false;  // full or stopped: the next tick tries again
 }
 
 void ControlPlane::Stop() { loop_.Stop(); }

@@ -129,8 +129,9 @@ class ControlPlane {
  private:
   void BeginShutdown();
   void RestoreRegistry();
-  // Writes the registry to <data-dir>/registry.pb (removes the file when it is empty). `log`:
-  // say so at INFO (the final save at a clean stop; the periodic ones are silent).
+  // Writes the registry to <data-dir>/registry.pb (removes the file when it is empty): the
+  // periodic saves on the store worker (the write waits for an fsync), the one after restoring and
+  // the final one at a clean stop (logged at INFO) on the loop.
   enum class SaveReason {
     kChanged,   // the periodic tick saw a new registry version
     kRestored,  // right after restoring the saved registry
@@ -166,6 +167,9 @@ class ControlPlane {
   std::string saved_registrations_;
   MonotonicTime last_registry_write_{};
   int ticks_since_registry_save_ = 0;
+  // A periodic save queued or running on the store worker (the next waits for it).
+  bool registry_write_in_flight_ = false;
+  Counter registry_save_errors_;  // meshlet_cp_registry_save_errors_total
 };
 
 }  // namespace meshlet::controlplane

@@ -8,7 +8,8 @@ saves the registry) and started again on the same data directory: the workload i
 disconnected, keeping its endpoints for the grace period. When that grace has passed the registry
 is empty again, and a second SIGKILL and restart bring nothing back. A control plane that crashes
 again and again gives a gone workload only the rest of its grace period at each start, so it
-still leaves. A change of connection state alone is saved later than a registration.
+still leaves. A change of connection state alone is saved later than a registration. A save that
+fails (a directory in the file's place) is counted and tried again while the control plane serves.
 """
 
 import json
@@ -61,6 +62,15 @@ class RegistryCrashTest(unittest.TestCase):
         with urllib.request.urlopen(req, timeout=5) as r:
             return {w["id"]: w for w in json.loads(r.read())["items"]}
 
+    def metric(self, name):
+        req = urllib.request.Request(f"http://{self.api}/metrics",
+                                     headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
+
     def register_then_crash_and_lose_the_sidecar(self):
         """web-0 registers and is saved; the control plane is killed and the sidecar goes too.
         Returns the saved registry's path."""
@@ -91,6 +101,24 @@ class RegistryCrashTest(unittest.TestCase):
         self.crash_cp()
         self.start_cp()
         self.assertEqual(self.workloads(), {})
+
+    def test_a_failed_save_is_counted_and_tried_again(self):
+        # A directory where the file goes: every write fails (also as root) until it is gone.
+        self.start_cp()
+        saved = os.path.join(self.data, "registry.pb")
+        os.mkdir(saved)
+        self.sidecar = start_xds_sidecar(self.tmp, self.ads, "web-0", "default",
+                                         "--node-service=web", "--node-port=8080")
+        self.assertTrue(wait_for(
+            lambda: (self.metric("meshlet_cp_registry_save_errors_total") or 0) >= 1, timeout=10))
+        self.assertIn("web-0", self.workloads())  # the control plane serves on
+        with open(self.log) as f:
+            self.assertIn("registry not saved", f.read())
+        os.rmdir(saved)
+        self.assertTrue(wait_for(lambda: os.path.isfile(saved), timeout=5))
+        self.crash_cp()
+        self.start_cp()
+        self.assertIn("web-0", self.workloads())
 
     def test_a_crash_looping_control_plane_does_not_keep_a_gone_workload(self):
         # The workload's sidecar is gone; the control plane crashes a second after every start.
