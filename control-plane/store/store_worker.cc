@@ -14,14 +14,13 @@ StoreWorker::StoreWorker(event::Loop& loop, StoreWorkerOptions options, StatsReg
       CHECK(stat.ok()) << stat.status().message();
       return *stat;
     };
-    done_ = must(shard.RegisterCounter("meshlet_cp_store_jobs_total",
-                                       "Store calls run off the loop (API requests, policy "
-                                       "reloads, join tokens), by whether they ran.",
-                                       {{"result", "done"}}));
-    rejected_ = must(shard.RegisterCounter("meshlet_cp_store_jobs_total",
-                                           "Store calls run off the loop (API requests, policy "
-                                           "reloads, join tokens), by whether they ran.",
-                                           {{"result", "rejected"}}));
+    constexpr char kJobsHelp[] =
+        "Store calls run off the loop (API requests, policy reloads, join tokens, registry saves), "
+        "by whether they ran.";
+    done_ =
+        must(shard.RegisterCounter("meshlet_cp_store_jobs_total", kJobsHelp, {{"result", "done"}}));
+    rejected_ = must(
+        shard.RegisterCounter("meshlet_cp_store_jobs_total", kJobsHelp, {{"result", "rejected"}}));
     queued_ = must(shard.RegisterGauge("meshlet_cp_store_jobs_pending",
                                        "Store calls queued or running.", {}, GaugeMerge::kGlobal));
     seconds_ = must(shard.RegisterHistogram("meshlet_cp_store_job_seconds",

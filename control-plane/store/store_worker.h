@@ -1,7 +1,8 @@
 #pragma once
 
-// StoreWorker: runs the control plane's store calls on a thread of their own, so that a slow store
-// never stalls the loop that serves xDS, the CA and the telemetry receivers. A file-store write
+// StoreWorker: runs the control plane's store calls (and the saved registry's writes) on a thread
+// of their own, so that a slow store or disk never stalls the loop that serves xDS, the CA and the
+// telemetry receivers. A file-store write
 // waits for an fsync; an etcd call waits up to --etcd-timeout per member, and without quorum every
 // write and linearizable read does. Before, such a wait froze every sidecar's stream on the loop.
 //
