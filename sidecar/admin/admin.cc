@@ -1,13 +1,14 @@
 #include "sidecar/admin/admin.h"
 
-#include <arpa/inet.h>
-
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/logging.h"
+#include "common/http/authority.h"
+#include "common/net/address.h"
 #include "common/stats/exposition.h"
 
 namespace meshlet::sidecar::admin {
@@ -63,38 +64,26 @@ std::string CrossSitePost(const http::ServerRequest& request) {
   return absl::StrCat("origin ", *origin, " is not http://", authority);
 }
 
-// The host part of an authority ("127.0.0.1:15000" -> "127.0.0.1", "[::1]:15000" -> "::1").
-absl::string_view HostOf(absl::string_view authority) {
-  if (absl::StartsWith(authority, "[")) {
-    const size_t close = authority.find(']');
-    return close == absl::string_view::npos ? authority : authority.substr(1, close - 1);
-  }
-  const size_t colon = authority.rfind(':');
-  return colon == absl::string_view::npos ? authority : authority.substr(0, colon);
-}
-
-bool IsIpLiteral(absl::string_view host) {
-  const std::string text(host);
-  unsigned char bytes[16];
-  return inet_pton(AF_INET, text.c_str(), bytes) == 1 ||
-         inet_pton(AF_INET6, text.c_str(), bytes) == 1;
-}
-
 }  // namespace
 
 std::string AdminHandler::RefusedHost(const http::ServerRequest& request) const {
-  std::optional<absl::string_view> authority = request.headers.Get(":authority");
-  if (!authority.has_value() || authority->empty()) authority = request.headers.Get("host");
-  if (!authority.has_value() || authority->empty()) return "";  // HTTP/1.0; browsers send Host
-  absl::string_view host = HostOf(*authority);
-  absl::ConsumeSuffix(&host, ".");  // "localhost." is localhost
-  if (IsIpLiteral(host) || absl::EqualsIgnoreCase(host, "localhost")) return "";
+  absl::string_view authority = request.headers.Get(":authority").value_or("");
+  if (authority.empty()) authority = request.headers.Get("host").value_or("");
+  if (authority.empty()) return "";  // HTTP/1.0; browsers send Host
+  const std::optional<http::HostPort> parsed = http::ParseHostPort(authority);
+  if (!parsed.has_value()) return std::string(authority);
+  absl::string_view host = parsed->host;
+  if (absl::ConsumePrefix(&host, "[")) {
+    absl::ConsumeSuffix(&host, "]");  // an IP-literal
+  } else {
+    absl::ConsumeSuffix(&host, ".");  // "localhost." is localhost
+  }
+  if (net::Address::FromIp(host, 0).ok() || absl::EqualsIgnoreCase(host, "localhost")) return "";
   for (absl::string_view name : allowed_hosts_) {
     absl::ConsumeSuffix(&name, ".");
     if (!host.empty() && absl::EqualsIgnoreCase(host, name)) return "";
   }
-  const absl::string_view refused = HostOf(*authority);
-  return refused.empty() ? "an empty host" : std::string(refused);
+  return parsed->host.empty() ? "an empty host" : std::string(parsed->host);
 }
 
 AdminHandler::AdminHandler(AdminBackend& backend, StatsShard& stats,

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/base/status.h"
 #include "common/flags/flags.h"
+#include "common/http/authority.h"
 #include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar::server {
@@ -149,7 +150,9 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "requests naming any other Host get 403, so that a web page on a name resolving to "
            "127.0.0.1 (DNS rebinding) cannot read it.",
            [&o](absl::string_view v) -> absl::Status {
-             if (v.empty() || v.find_first_of(":/[] \t") != absl::string_view::npos) {
+             const std::optional<http::HostPort> name = http::ParseHostPort(v);
+             if (!name.has_value() || name->has_port || name->host.empty() ||
+                 name->host.front() == '[') {
                return absl::InvalidArgumentError(
                    "must be a host name without port, e.g. sidecar.local");
              }
