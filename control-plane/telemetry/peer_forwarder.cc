@@ -275,7 +275,7 @@ http::grpc::Channel& PeerForwarder::ChannelTo(PeerState& peer) {
 http::grpc::CallOptions PeerForwarder::PeerCallOptions() const {
   http::grpc::CallOptions call_options;
   call_options.timeout = options_.call_timeout;
-  call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
+  if (!token_.empty()) call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
   return call_options;
 }
 

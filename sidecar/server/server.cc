@@ -16,6 +16,7 @@
 #include "common/base/status.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
+#include "common/tls/tls_transport.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
@@ -227,6 +228,13 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
       WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
                           .private_key_pem = certificate.private_key_pem,
                           .trust_bundle_pem = certificate.trust_bundle_pem});
+  if (control_plane_tls_ != nullptr) {
+    if (absl::Status status = UpdateControlPlaneTls(); !status.ok()) {
+      certificate_apply_failures_.Inc();
+      LOG(ERROR) << "workload certificate " << certificate.serial_hex
+                 << " not applied to the control-plane connections: " << status.message();
+    }
+  }
   // At start-up there is no snapshot yet: the first one is built with this certificate.
   if (snapshot_ == nullptr) return;
   // Rebuilds exactly the contexts whose inputs changed: those using the workload certificate.
@@ -241,6 +249,36 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
   certificate_apply_error_.clear();
 }
 
+absl::StatusOr<net::TransportFactory> Server::ControlPlaneTransport(
+    const config::BootstrapConfig& bootstrap) {
+  if (control_plane_tls_ == nullptr) {
+    ASSIGN_OR_RETURN(
+        control_plane_tls_config_,
+        config::XdsTlsConfigFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    RETURN_IF_ERROR(UpdateControlPlaneTls());
+  }
+  return tls::TlsTransport::Factory(control_plane_tls_);
+}
+
+absl::Status Server::UpdateControlPlaneTls() {
+  tls::TlsContextConfig config = control_plane_tls_config_;
+  const identity::WorkloadCertificate* current =
+      certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
+  if (current != nullptr) {
+    config.certificate_chain_pem = current->certificate_chain_pem;
+    config.private_key_pem = current->private_key_pem;
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) return Annotate(context.status(), "TLS to the control plane");
+  if (control_plane_tls_ == nullptr) {
+    control_plane_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
+  } else {
+    control_plane_tls_->Update(*std::move(context));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   config::XdsClientOptions xds_options;
   ASSIGN_OR_RETURN(xds_options.server_addresses, config::ResolveHostPorts(bootstrap.xds.address));
@@ -250,9 +288,7 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
                               ? config::FirstHostPort(bootstrap.xds.address)
                               : bootstrap.xds.server_name;
   if (!options_.xds_plaintext) {
-    ASSIGN_OR_RETURN(
-        xds_options.transport_factory,
-        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    ASSIGN_OR_RETURN(xds_options.transport_factory, ControlPlaneTransport(bootstrap));
   }
   xds_options.node = bootstrap.node;
   if (options_.workload_identity()) {
@@ -301,9 +337,7 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
   report.authority = settings.authority;
   // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
   if (settings.xds_tls) {
-    ASSIGN_OR_RETURN(
-        report.transport_factory,
-        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    ASSIGN_OR_RETURN(report.transport_factory, ControlPlaneTransport(bootstrap));
   }
   report.interval = settings.interval;
   report.service = settings.service;

@@ -41,6 +41,8 @@
 #include "common/http/client.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
 #include "sidecar/admin/admin.h"
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
@@ -121,6 +123,14 @@ class Server final : public admin::AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
+  // TLS to the control plane (xDS and golden-metrics reports): verifies it with the bootstrap's
+  // xDS CA file and --xds-server-identity, and presents the workload certificate, when there is
+  // one, as its client certificate (the control plane authenticates streams and reports by it).
+  // Built once; each new workload certificate updates it for the connections opened after.
+  absl::StatusOr<net::TransportFactory> ControlPlaneTransport(
+      const config::BootstrapConfig& bootstrap);
+  // Rebuilds control_plane_tls_ with the current workload certificate.
+  absl::Status UpdateControlPlaneTls();
   // Tracing's shared pieces (the workers make their tracers and exporters).
   absl::Status InitTracing(const tracing::TracingConfig& config);
   // Golden-metrics reports to the control plane (bootstrap.metrics_report); none without an
@@ -169,6 +179,10 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
+  // ControlPlaneTransport's settings (without the client certificate) and provider; null until
+  // first used.
+  tls::TlsContextConfig control_plane_tls_config_;
+  std::shared_ptr<tls::TlsContextProvider> control_plane_tls_;
   std::unique_ptr<identity::GrpcCertificateSigner> ca_signer_;
   std::unique_ptr<telemetry::MetricsReporter> metrics_reporter_;  // golden metrics; null: off
   std::unique_ptr<identity::CertificateManager> certificate_manager_;
