@@ -49,6 +49,7 @@ T MustStat(absl::StatusOr<T> handle) {
 
 Server::Server(ServerOptions options)
     : options_(std::move(options)), access_logs_(stats_.shared_shard()) {
+  readiness_check_ = std::make_unique<event::Timer>(loop_, [this] { ReportReadiness(); });
   StatsShard& shard = stats_.shared_shard();
   draining_gauge_ = MustStat(shard.RegisterGauge(
       "meshlet_server_draining", "1 while the sidecar is draining.", {}, GaugeMerge::kGlobal));
@@ -72,6 +73,7 @@ Server::~Server() {
   drain_deadline_.reset();
   drain_poll_.reset();
   capture_check_timer_.reset();
+  readiness_check_.reset();
   capture_probe_.connection.reset();
   loop_.RunUntilIdle();
 }
@@ -117,12 +119,35 @@ void Server::DialCaptureCheck() {
 }
 
 std::string Server::NotReadyReason() const {
-  if (ready_ && CaptureCheckPending()) {
+  // In the order ready() checks.
+  if (shut_down_) return "shutting down";
+  if (!ready_) return "starting: listeners not bound yet";
+  if (CaptureCheckPending()) {
     return absl::StrCat("traffic capture not in effect: no redirected connection seen yet (",
                         options_.capture_check->ToString(),
                         " is dialled every second; are the `sidecar init` rules there?)");
   }
-  return "";
+  if (xds_client_ != nullptr && !xds_client_->has_complete_config()) {
+    return "no complete configuration from the control plane yet";
+  }
+  return "the workers have not applied the configuration yet";
+}
+
+void Server::ReportReadiness() {
+  if (xds_client_ == nullptr || shut_down_) return;
+  // What /ready answers (admin.cc), in the same order.
+  if (draining_) {
+    readiness_check_->Disable();
+    xds_client_->SetReadiness(false, "draining");
+    return;
+  }
+  const bool ready_now = ready();
+  xds_client_->SetReadiness(ready_now, ready_now ? "" : NotReadyReason());
+  if (ready_now) {
+    readiness_check_->Disable();
+  } else if (!readiness_check_->enabled()) {
+    readiness_check_->EnableRepeating(kReadinessCheckInterval);
+  }
 }
 
 bool Server::ready() const {
@@ -146,6 +171,10 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
   UpdateHealthChecks();
+  // Readiness may change with it (a first complete configuration, a capture listener): asked
+  // again on the next loop turn, outside the xDS client's callback, once the workers have had
+  // a moment to apply it.
+  if (xds_client_ != nullptr && ready_ && !draining_) readiness_check_->Enable(Duration::zero());
   return absl::OkStatus();
 }
 
@@ -467,7 +496,6 @@ absl::Status Server::Init() {
     prometheus_ = *std::move(prometheus);
   }
   UpdateHealthChecks();
-  if (xds_client_ != nullptr) xds_client_->Start();
   if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
   overload_.Start();
   if (options_.capture_check.has_value()) {
@@ -476,6 +504,10 @@ absl::Status Server::Init() {
     DialCaptureCheck();
   }
   ready_ = true;
+  // The stream's first request reports what /ready says by then (usually not ready yet: the
+  // control plane's configuration comes over that stream); changes follow (ReportReadiness).
+  ReportReadiness();
+  if (xds_client_ != nullptr) xds_client_->Start();
   LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
             << " listeners, " << workers_.size() << " workers, admin on "
             << admin_->address().ToString()
@@ -552,7 +584,7 @@ void Server::Drain(bool exit_when_done) {
     draining_gauge_.Set(1);
     // The control plane withdraws this workload's endpoints from every caller; the stream and
     // the configuration stay (the app's outbound calls still need them).
-    if (xds_client_ != nullptr) xds_client_->SetReadiness(false, "draining");
+    ReportReadiness();
     // Inbound listeners keep accepting for drain_listen_time (never past the drain time), while
     // that news reaches the callers.
     for (auto& worker : workers_) worker->StartDrain(DrainListenTime());
@@ -724,6 +756,7 @@ void Server::Shutdown() {
   app_probes_.clear();
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
+  readiness_check_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();
   metrics_reporter_.reset();
   certificate_manager_.reset();

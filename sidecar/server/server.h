@@ -17,7 +17,9 @@
 // bootstrap's static resources plus what the control plane streams. Every update goes through
 // the same path as SIGHUP (ApplyResources): build and validate a whole snapshot, then publish it
 // to the workers; a refused update is NACKed and the running configuration stays. At start the
-// sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting.
+// sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting. The
+// stream also tells the control plane what /ready says, ready or not and why (ReportReadiness,
+// ADR 0052), so callers get this workload's endpoint only while /ready is 200.
 //
 // Workload certificate (docs/security.md): with a CA credential (--join-token-file or
 // --kubernetes-token-file) Init() first obtains the workload certificate from the control plane's
@@ -97,6 +99,8 @@ class Server final : public admin::AdminBackend {
   // every worker, not only accepted by the main thread: the workers take a snapshot from their
   // own loops a moment later, and until then a request could still meet the old configuration.
   bool ready() const override;
+  // Why ready() is false (called only then): shutting down, starting, the capture check, no
+  // complete xDS configuration yet, or the workers not done applying it.
   std::string NotReadyReason() const override;
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
@@ -142,6 +146,11 @@ class Server final : public admin::AdminBackend {
   Duration DrainListenTime() const;
   // Starts, changes or stops active health checks for the current snapshot.
   void UpdateHealthChecks();
+  // Tells the control plane (over the xDS stream) what /ready says: ready, or not and why
+  // ("draining" once draining). While not ready and not draining it asks again every
+  // kReadinessCheckInterval: what /ready depends on changes on other threads (workers applying
+  // a configuration, a capture listener seeing a redirected connection). Without xDS, nothing.
+  void ReportReadiness();
 
   const ServerOptions options_;
   event::Loop loop_;
@@ -221,6 +230,8 @@ class Server final : public admin::AdminBackend {
   Counter app_probes_ok_;
   Counter app_probes_failed_;
   std::unique_ptr<event::Timer> capture_check_timer_;
+  static constexpr Duration kReadinessCheckInterval = std::chrono::milliseconds(100);
+  std::unique_ptr<event::Timer> readiness_check_;  // ReportReadiness() while not ready
   // Load shedding: the memory flag the workers read, and each worker's share of the limit on
   // requests in flight.
   OverloadMonitor overload_{loop_, stats_.shared_shard(), options_.overload_max_rss_mb << 20};

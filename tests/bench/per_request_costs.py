@@ -10,6 +10,11 @@ sends a fixed number of requests with h2load and reports, per proxied request:
                     profile is kept for callgrind_annotate
   --tool strace     system calls (strace -c -f attached after the warm-up), by name
 
+Callgrind profiles and the strace summary go to --out, or else to a new temporary directory that
+is kept and named in the last line; nothing is written to the current directory. The proxies'
+working files (configurations, logs, the counts file) live in a temporary directory removed at
+the end, or kept and named when the run fails.
+
   h1: h2load --h1 -n N -c 8 -m 1     h2: h2load -n N -c 4 -m 8 (h2c)
 
 Examples:
@@ -21,6 +26,7 @@ Examples:
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +67,8 @@ def main():
     ap.add_argument("--sidecar", help="meshlet sidecar binary (build --config=opt)")
     ap.add_argument("--config", default="meshlet.yaml", help="meshlet template in peers/")
     ap.add_argument("--alloc-lib", help="a prebuilt malloc_counter.so")
-    ap.add_argument("--out", default=".", help="where callgrind and strace output go")
+    ap.add_argument("--out", help="where callgrind and strace output go (default: a new "
+                                  "temporary directory, kept and named at the end)")
     args = ap.parse_args()
     if args.proxy == "meshlet" and not args.sidecar:
         ap.error("--sidecar is required for meshlet")
@@ -71,8 +78,11 @@ def main():
     # World-writable: nginx's worker runs as nobody and writes its counts or profile here.
     workdir = tempfile.mkdtemp(prefix="per-request-")
     os.chmod(workdir, 0o1777)
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    out = None
+    if args.tool != "alloc":
+        out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(
+            prefix=f"per-request-{args.tool}-")
+        os.makedirs(out, exist_ok=True)
     env = dict(os.environ)
     counts_file = os.path.join(workdir, "counts.txt")
     prefix = []
@@ -83,6 +93,7 @@ def main():
         os.chmod(out, os.stat(out).st_mode | 0o1777)
         prefix = ["valgrind", "--tool=callgrind",
                   f"--callgrind-out-file={out}/callgrind.{args.proxy}.{args.proto}.%p"]
+    finished = False
     try:
         body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
         up_h1, up_h2 = pc.free_port(), pc.free_port()
@@ -180,9 +191,15 @@ def main():
             detail = ", ".join(f"{name} {c / args.n:.2f}" for name, c in
                                sorted(calls.items(), key=lambda kv: -kv[1]) if c / args.n >= 0.01)
             print(f"{args.proxy} {args.proto}: system calls/request {total:.2f} ({detail})")
+            print(f"strace summary in {trace}")
+        finished = True
     finally:
         for p in reversed(pc.STARTED):
             p.stop()
+        if finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"working files kept in {workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,9 @@ class XdsTest(unittest.TestCase):
             self.procs.append(sidecar)
             time.sleep(0.3)
             status, body = http_get(sidecar.admin_port, "/ready")
-            self.assertEqual((status, body), (503, "NOT READY\n"))
+            self.assertEqual((status, body),
+                             (503, "NOT READY: no complete configuration from the control plane "
+                                   "yet\n"))
             # The control plane appears: ready once its configuration is applied.
             cp = self.control_plane(resources_yaml(web, "v1"), port=xds_port)
             self.assertTrue(wait_for(sidecar.ready, timeout=20), sidecar.log())
