@@ -275,7 +275,7 @@ TEST_F(MeshctlTest, ApplyFromStdinSendsEachDocumentAndSaysWhatHappened) {
   EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
   EXPECT_EQ(err_.str(),
             "error: <stdin>:6:3: spec.portz: unknown field; known fields of ServiceSpec: ports, "
-            "selector, addresses (document 1)\nnothing applied\n");
+            "selector, addresses, serviceAccounts (document 1)\nnothing applied\n");
   EXPECT_EQ(api_.requests().size(), 1u);
 }
 
