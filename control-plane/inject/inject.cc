@@ -26,6 +26,7 @@
 #include "common/tls/spiffe.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
+#include "control-plane/inject/workload.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -118,9 +119,11 @@ struct PodLocation {
   std::string field;           // the same as text: "spec.template", "items[1].spec.template"
   std::string object;          // `Deployment "reviews-v1"`
   std::string kind;
-  std::string name;     // the object's name (the workload's, for a template)
-  YAML::Node pod;       // has metadata and spec
-  bool is_pod = false;  // a Pod (not a template): metadata.name is needed
+  std::string name;            // the object's name (the workload's, for a template)
+  std::string object_prefix;   // the object's own fields: "" or "items[1]."
+  YAML::Node object_metadata;  // the object's (the workload's, for a template)
+  YAML::Node pod;              // has metadata and spec
+  bool is_pod = false;         // a Pod (not a template): metadata.name is needed
 };
 
 // What one pod gets, decided from the input before anything is written.
@@ -165,6 +168,20 @@ std::string ProbeName(absl::string_view kind) {
 
 std::string Plan::AppProbe::ProxyPath() const {
   return absl::StrCat(kAppHealthPrefix, container, "/", ProbeName(kind));
+}
+
+// InvalidArgument for the whole document or one of its objects, at `node`.
+absl::Status DocumentError(const config::YamlParseOptions& source, const YAML::Node& node,
+                           absl::string_view object, absl::string_view field,
+                           absl::string_view reason) {
+  int line = 0, column = 0;
+  if (node.IsDefined() && !node.Mark().is_null()) {
+    line = node.Mark().line + 1;
+    column = node.Mark().column + 1;
+  }
+  return config::ErrorAt(source, line, column,
+                         object.empty() ? std::string(field) : absl::StrCat(object, ": ", field),
+                         reason);
 }
 
 class PodReader {
@@ -221,6 +238,8 @@ class PodReader {
   }
 
   absl::Status ReadStatus(Plan& plan) const;
+  // The service and version (workload.h), after the labels.
+  absl::Status ReadWorkload(Plan& plan) const;
   absl::Status ReadContainers(Plan& plan) const;
   absl::Status ReadProbes(Plan& plan) const;
   absl::Status ReadAnnotations(Plan& plan) const;
@@ -284,18 +303,6 @@ absl::StatusOr<Plan> PodReader::Read() {
   RETURN_IF_ERROR(ReadAnnotations(plan));
   RETURN_IF_ERROR(ReadProbes(plan));
 
-  // The workload's service: the app's name label, else the object's name.
-  for (const char* key : {"app.kubernetes.io/name", "app"}) {
-    if (!Text(Field(labels_, key)).empty()) {
-      plan.service = Text(Field(labels_, key));
-      break;
-    }
-  }
-  if (plan.service.empty()) plan.service = where_.name;
-  if (plan.service.empty()) {
-    return Error(metadata_ ? metadata_ : where_.pod, "metadata",
-                 "needs a name (or an app.kubernetes.io/name or app label) to name the service");
-  }
   for (auto it = labels_.begin(); labels_ && it != labels_.end(); ++it) {
     const std::string key = Text(it->first);
     if (!it->second.IsScalar() || it->second.IsNull()) {
@@ -303,6 +310,7 @@ absl::StatusOr<Plan> PodReader::Read() {
     }
     plan.labels.emplace_back(key, it->second.Scalar());
   }
+  RETURN_IF_ERROR(ReadWorkload(plan));
 
   // Warnings: what works, but not as one might expect.
   if (plan.mode == SidecarMode::kClassic && (where_.kind == "Job" || where_.kind == "CronJob")) {
@@ -322,6 +330,60 @@ absl::StatusOr<Plan> PodReader::Read() {
     }
   }
   return plan;
+}
+
+absl::Status PodReader::ReadWorkload(Plan& plan) const {
+  // The object's owner references, which name its controller: as the API server checks them.
+  const YAML::Node references = Field(where_.object_metadata, "ownerReferences");
+  const std::string at = absl::StrCat(where_.object_prefix, "metadata.ownerReferences");
+  auto error = [&](const YAML::Node& node, const std::string& field, absl::string_view reason) {
+    return DocumentError(source_, node, where_.object, field, reason);
+  };
+  if (references && !references.IsNull() && !references.IsSequence()) {
+    return error(references, at, "must be a list");
+  }
+  for (size_t i = 0; references.IsSequence() && i < references.size(); ++i) {
+    const YAML::Node reference = references[i];
+    const std::string item = absl::StrCat(at, "[", i, "]");
+    if (!reference.IsMap()) return error(reference, item, "must be a map");
+    for (const char* key : {"kind", "name"}) {
+      const YAML::Node value = Field(reference, key);
+      if (!IsString(value) || value.Scalar().empty()) {
+        return error(value ? value : reference, absl::StrCat(item, ".", key),
+                     value ? "must be a non-empty string" : "required");
+      }
+    }
+    const YAML::Node controller = Field(reference, "controller");
+    if (controller && TypeOf(controller) != ScalarType::kBool) {
+      return error(controller, absl::StrCat(item, ".controller"), "must be true or false");
+    }
+  }
+
+  const Workload workload = WorkloadOf(where_.kind, where_.object_metadata, labels_);
+  plan.service = workload.service;
+  if (plan.service.empty()) {
+    return Error(metadata_ ? metadata_ : where_.pod, "metadata",
+                 "needs a name (or an app.kubernetes.io/name or app label) to name the service");
+  }
+  // The version reaches the control plane as the node label "version" (what HTTPRoute subsets
+  // select on): the pod's own label of that name takes the workload's version.
+  const std::string& version = workload.version;
+  bool has_version_label = false;
+  for (auto& [key, value] : plan.labels) {
+    if (key != kPlainVersionLabel) continue;
+    has_version_label = true;
+    if (value != version) {
+      plan.warnings.push_back(absl::StrCat("the labels ", kVersionLabel, " \"", version, "\" and ",
+                                           kPlainVersionLabel, " \"", value,
+                                           "\" differ: the proxy registers ", kPlainVersionLabel,
+                                           "=", version, ", which HTTPRoute subsets select on"));
+      value = version;
+    }
+  }
+  if (!has_version_label && !version.empty()) {
+    plan.labels.emplace_back(kPlainVersionLabel, version);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PodReader::ReadStatus(Plan& plan) const {
@@ -1127,20 +1189,6 @@ absl::Status ValidateOptions(const Options& options) {
 
 namespace {
 
-// InvalidArgument for the whole document (no pod found yet).
-absl::Status DocumentError(const config::YamlParseOptions& source, const YAML::Node& node,
-                           absl::string_view object, absl::string_view field,
-                           absl::string_view reason) {
-  int line = 0, column = 0;
-  if (node.IsDefined() && !node.Mark().is_null()) {
-    line = node.Mark().line + 1;
-    column = node.Mark().column + 1;
-  }
-  return config::ErrorAt(source, line, column,
-                         object.empty() ? std::string(field) : absl::StrCat(object, ": ", field),
-                         reason);
-}
-
 // The pods of `object` (the document, or an item of a List at `path`).
 absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
                       const std::string& field_prefix, const config::YamlParseOptions& source,
@@ -1191,6 +1239,8 @@ absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
     location.kind = kind;
     location.name = name;
     location.object = object_label;
+    location.object_prefix = field;
+    location.object_metadata = metadata;
     location.is_pod = w.template_path.empty();
     location.path = path;
     location.field = field_prefix;

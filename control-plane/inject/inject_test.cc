@@ -769,6 +769,137 @@ TEST(InjectTest, ListItemsAreInjectedEach) {
       std::string::npos);
 }
 
+// The proxy's arguments of an injected pod (native or classic).
+std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
+  for (const char* list : {"initContainers", "containers"}) {
+    for (const YAML::Node& c : pod["spec"][list]) {
+      if (c["name"].Scalar() == "meshlet-proxy") return Strings(c["args"]);
+    }
+  }
+  return {};
+}
+
+// The values of the proxy's `flag` (e.g. "--node-service=") in an injected pod.
+std::vector<std::string> ProxyFlag(const YAML::Node& pod, absl::string_view flag) {
+  std::vector<std::string> values;
+  for (const std::string& arg : ProxyArgs(pod)) {
+    if (absl::StartsWith(arg, flag)) values.push_back(arg.substr(flag.size()));
+  }
+  return values;
+}
+
+TEST(InjectWorkloadTest, ACronJobsPodIsNamedAfterTheCronJob) {
+  // A pod as the Job of a CronJob's run creates it: the service is the CronJob's, as meshctl
+  // inject of the CronJob itself names it, not the run's (a new name every run).
+  constexpr char kRunPod[] = R"(apiVersion: v1
+kind: Pod
+metadata:
+  generateName: nightly-report-29403540-
+  namespace: shop
+  labels:
+    batch.kubernetes.io/job-name: nightly-report-29403540
+    job-name: nightly-report-29403540
+  ownerReferences:
+  - apiVersion: batch/v1
+    kind: Job
+    name: nightly-report-29403540
+    uid: 0b6bd2e0-2f3c-4b5e-9a51-0f4a3f8e5b71
+    controller: true
+    blockOwnerDeletion: true
+spec:
+  restartPolicy: Never
+  containers:
+  - name: report
+    image: report:1
+)";
+  const YAML::Node pod = Injected(kRunPod);
+  EXPECT_EQ(ProxyFlag(pod, "--node-service="), std::vector<std::string>{"nightly-report"});
+  const YAML::Node cronjob = Injected(R"(apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly-report, namespace: shop}
+spec:
+  schedule: "0 1 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: report, image: report:1}]
+)");
+  EXPECT_EQ(ProxyFlag(cronjob["spec"]["jobTemplate"]["spec"]["template"], "--node-service="),
+            std::vector<std::string>{"nightly-report"});
+  // A Deployment's pod without app labels: the Deployment's name, not the ReplicaSet's.
+  const YAML::Node orders = Injected(R"(apiVersion: v1
+kind: Pod
+metadata:
+  generateName: orders-5c8d7f9b6-
+  labels: {pod-template-hash: 5c8d7f9b6}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: orders-5c8d7f9b6, uid: u, controller: true}]
+spec: {containers: [{name: orders, image: orders:1}]}
+)");
+  EXPECT_EQ(ProxyFlag(orders, "--node-service="), std::vector<std::string>{"orders"});
+}
+
+TEST(InjectWorkloadTest, TheVersionReachesTheNodeLabelVersion) {
+  constexpr char kPod[] =
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  labels: {%s}\n"
+      "spec: {containers: [{name: web, image: web:1}]}\n";
+  auto versions = [&](const std::string& labels, std::vector<std::string>* warnings = nullptr) {
+    absl::StatusOr<Result> result =
+        InjectText(absl::StrReplaceAll(kPod, {{"%s", labels}}), TestOptions());
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok()) return std::vector<std::string>{};
+    if (warnings != nullptr) *warnings = result->pods[0].warnings;
+    std::vector<std::string> out;
+    for (const std::string& label : ProxyFlag(result->document, "--node-label=")) {
+      if (absl::StartsWith(label, "version=")) out.push_back(label.substr(8));
+    }
+    return out;
+  };
+  // The recommended label alone: added as the node label the control plane reads.
+  EXPECT_EQ(versions("app: web, app.kubernetes.io/version: 1.4.2"),
+            std::vector<std::string>{"1.4.2"});
+  EXPECT_EQ(versions("app: web, version: v1"), std::vector<std::string>{"v1"});
+  EXPECT_EQ(versions("app: web"), std::vector<std::string>{});
+  // Both, differing: the recommended label wins, with a warning.
+  std::vector<std::string> warnings;
+  EXPECT_EQ(versions("app: web, version: v1, app.kubernetes.io/version: 1.4.2", &warnings),
+            std::vector<std::string>{"1.4.2"});
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{
+                "the labels app.kubernetes.io/version \"1.4.2\" and version \"v1\" differ: the "
+                "proxy registers version=1.4.2, which HTTPRoute subsets select on"});
+  EXPECT_EQ(versions("app: web, version: v1, app.kubernetes.io/version: v1", &warnings),
+            std::vector<std::string>{"v1"});
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST(InjectWorkloadTest, MalformedOwnerReferencesAreErrorsNamingTheField) {
+  struct Case {
+    std::string references, error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"5", "4:20: Pod \"p\": metadata.ownerReferences: must be a list"},
+           {"[5]", "4:21: Pod \"p\": metadata.ownerReferences[0]: must be a map"},
+           {"[{name: j}]", "4:21: Pod \"p\": metadata.ownerReferences[0].kind: required"},
+           {"[{kind: Job, name: ''}]",
+            "4:39: Pod \"p\": metadata.ownerReferences[0].name: must be a non-empty string"},
+           {"[{kind: Job, name: j, controller: 'yes'}]",
+            "4:54: Pod \"p\": metadata.ownerReferences[0].controller: must be true or false"},
+       }) {
+    EXPECT_EQ(ErrorOf(absl::StrCat(
+                  "apiVersion: v1\nkind: Pod\nmetadata:\n  ownerReferences: ", c.references,
+                  "\n  name: p\nspec: {containers: [{name: a, image: a}]}\n")),
+              c.error)
+        << c.references;
+  }
+  // A workload's own references, in a List.
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: List\nitems:\n- apiVersion: batch/v1\n  kind: Job\n"
+                    "  metadata: {name: j, ownerReferences: [{kind: CronJob}]}\n"
+                    "  spec: {template: {spec: {containers: [{name: a, image: a}]}}}\n"),
+            "6:41: Job \"j\": items[0].metadata.ownerReferences[0].name: required");
+}
+
 TEST(InjectTest, AdmissionReviewJsonPodInjectsAndWritesBackAsJson) {
   // What the webhook will do: the Pod of an AdmissionReview, as JSON.
   const std::string json = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-5d9",
@@ -872,13 +1003,6 @@ spec:
     image: side:1
     livenessProbe: {httpGet: {path: /h, port: 9090, httpHeaders: [{name: X, value: y}]}}
 )";
-
-// The proxy container's args (native mode: the second init container).
-std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
-  std::vector<std::string> out;
-  for (const YAML::Node& a : pod["spec"]["initContainers"][1]["args"]) out.push_back(a.Scalar());
-  return out;
-}
 
 TEST(InjectProbesTest, HttpProbesGoThroughTheProxyAndComeBackOnReinjection) {
   absl::StatusOr<Result> result = InjectText(kProbedPod);
