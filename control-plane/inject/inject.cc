@@ -145,6 +145,16 @@ struct Plan {
   std::string first_app_container;
   bool has_default_container = false;
   bool needs_metadata = false;  // a template without metadata: add it, before spec
+  // The pod's namespace (its own, else its workload's, else "default") and service account
+  // ("default" unless set): written as values for podman, which has no downward API for them.
+  std::string pod_namespace;
+  std::string service_account;
+  // The pod's restartPolicy is to be OnFailure (Options::podman: podman 4.3 reruns init
+  // containers under Always), or back to the default (an earlier --podman injection set it).
+  bool restart_on_failure = false;
+  bool restore_restart_policy = false;
+  // The earlier injection was for podman (the short status): its arguments are not escaped.
+  bool injected_for_podman = false;
   // What an earlier injection added (from its status annotation), taken out before injecting.
   std::set<std::string> injected_init_containers, injected_containers, injected_volumes,
       injected_annotations;
@@ -413,6 +423,8 @@ absl::Status PodReader::ReadStatus(Plan& plan) const {
     if (IsTrue(Field(parsed, "podman"))) {
       plan.injected_annotations.insert(kPodmanInitContainerTypeAnnotation);
     }
+    plan.injected_for_podman = true;
+    plan.restore_restart_policy = Text(Field(parsed, "rp")) == "1";
     return absl::OkStatus();
   }
   for (auto& [key, out] : {std::pair<const char*, std::set<std::string>*>{
@@ -594,7 +606,9 @@ absl::Status PodReader::ReadProbes(Plan& plan) const {
             !absl::SimpleAtoi(arg.substr(eq + 1, slash - eq - 1), &port)) {
           continue;
         }
-        earlier[std::string(arg.substr(0, eq))] = {port, UnescapeArgs(arg.substr(slash))};
+        earlier[std::string(arg.substr(0, eq))] = {port, plan.injected_for_podman
+                                                             ? std::string(arg.substr(slash))
+                                                             : UnescapeArgs(arg.substr(slash))};
       }
     }
   }
@@ -694,10 +708,14 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
   if (secret && !config::IsDnsSubdomain(*secret)) {
     return error(kJoinTokenSecretAnnotation, "must be a Secret's name (a DNS-1123 subdomain)");
   }
+  plan.service_account = Text(Field(spec_, "serviceAccountName"));
+  if (plan.service_account.empty()) plan.service_account = "default";
+  plan.pod_namespace = Text(Field(metadata_, "namespace"));
+  if (plan.pod_namespace.empty())
+    plan.pod_namespace = Text(Field(where_.object_metadata, "namespace"));
+  if (plan.pod_namespace.empty()) plan.pod_namespace = "default";
   if (plan.join_token) {
-    std::string account = Text(Field(spec_, "serviceAccountName"));
-    if (account.empty()) account = "default";
-    plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(account));
+    plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(plan.service_account));
     if (!config::IsDnsSubdomain(plan.join_token_secret)) {
       return Error(
           Field(spec_, "serviceAccountName"), "spec.serviceAccountName",
@@ -759,6 +777,22 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     plan.warnings.push_back(absl::StrCat(
         "the pod's annotation ", kPodmanInitContainerTypeAnnotation, " is \"", Text(podman),
         "\", not \"always\": podman with runc may fail removing the finished meshlet-init"));
+  }
+  if (options_.podman) {
+    // podman 4.3 applies the pod's restart policy to init containers: under Always it runs
+    // meshlet-init again as soon as it finishes, forever.
+    const std::string policy = Text(Field(spec_, "restartPolicy"));
+    plan.restart_on_failure = plan.restore_restart_policy || policy.empty() || policy == "Always";
+    if (plan.mode == SidecarMode::kNative) {
+      plan.warnings.push_back(
+          "podman has no native sidecars: it would run the proxy as an init container that never "
+          "finishes, and never start the app; inject with --mode classic");
+    }
+    if (!plan.join_token) {
+      plan.warnings.push_back(
+          "podman mounts no service-account tokens, so the proxy would get no certificate; inject "
+          "with --identity join-token");
+    }
   }
   return absl::OkStatus();
 }
@@ -860,6 +894,13 @@ YAML::Node FieldEnv(absl::string_view name, absl::string_view field_path) {
   return env;
 }
 
+YAML::Node ValueEnv(absl::string_view name, absl::string_view value) {
+  YAML::Node env = Map();
+  env["name"] = StringNode(name);
+  env["value"] = StringNode(value);
+  return env;
+}
+
 YAML::Node InitContainer(const Plan& plan) {
   std::vector<std::string> args = {"init", absl::StrCat("--proxy-uid=", kProxyUid),
                                    absl::StrCat("--outbound-port=", kOutboundPort),
@@ -895,22 +936,32 @@ std::string TraceCollector(const Options& options) {
 }
 
 YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
+  // The kubelet expands $(VAR) in arguments from the downward-API environment below; podman 4.3
+  // expands nothing and knows only metadata.name, so for it the values are written out, and the
+  // pod's name and address are found by the proxy itself (its "auto" values).
+  const bool podman = options.podman;
+  auto escape = [podman](absl::string_view text) {
+    return podman ? std::string(text) : EscapeForArgs(text);
+  };
   std::vector<std::string> args = {
-      "--xds=$(MESHLET_CONTROL_PLANE)",
+      podman ? absl::StrCat("--xds=", options.control_plane_address)
+             : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
       absl::StrCat("--xds-ca=", kTrustDir, "/", kTrustBundleKey),
       absl::StrCat("--xds-server-identity=spiffe://", options.trust_domain, "/ns/",
                    options.control_plane_namespace, "/sa/", options.control_plane_service_account),
       absl::StrCat("--xds-cache-dir=", kDataDir),
       absl::StrCat("--trust-domain=", options.trust_domain),
-      "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
-      "--node-namespace=$(POD_NAMESPACE)",
-      absl::StrCat("--node-service=", EscapeForArgs(plan.service)),
-      "--node-service-account=$(SERVICE_ACCOUNT)",
-      "--node-address=$(POD_IP)",
+      podman ? std::string("--node-id=auto") : "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
+      podman ? absl::StrCat("--node-namespace=", plan.pod_namespace)
+             : "--node-namespace=$(POD_NAMESPACE)",
+      absl::StrCat("--node-service=", escape(plan.service)),
+      podman ? absl::StrCat("--node-service-account=", plan.service_account)
+             : "--node-service-account=$(SERVICE_ACCOUNT)",
+      podman ? std::string("--node-address=auto") : "--node-address=$(POD_IP)",
   };
   for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
   for (const auto& [key, value] : plan.labels) {
-    args.push_back(absl::StrCat("--node-label=", EscapeForArgs(key), "=", EscapeForArgs(value)));
+    args.push_back(absl::StrCat("--node-label=", escape(key), "=", escape(value)));
   }
   // The pod's traffic is captured (meshlet-init): the control plane sends capture listeners.
   args.push_back("--node-label=meshlet.io/capture=iptables");
@@ -925,12 +976,13 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   if (!plan.drain_time.empty()) args.push_back(absl::StrCat("--drain-time=", plan.drain_time));
   if (!plan.log_level.empty()) args.push_back(absl::StrCat("--log-level=", plan.log_level));
   if (plan.capture_check_port != 0) {
-    args.push_back(absl::StrCat("--capture-check=$(POD_IP):", plan.capture_check_port));
+    args.push_back(absl::StrCat("--capture-check=", podman ? "auto" : "$(POD_IP)", ":",
+                                plan.capture_check_port));
   }
   for (const Plan::AppProbe& probe : plan.app_probes) {
     if (!probe.rewrite) continue;
-    args.push_back(absl::StrCat("--app-probe=", probe.ProxyPath(), "=", probe.port,
-                                EscapeForArgs(probe.path)));
+    args.push_back(
+        absl::StrCat("--app-probe=", probe.ProxyPath(), "=", probe.port, escape(probe.path)));
   }
 
   YAML::Node c = Map();
@@ -940,19 +992,23 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   c["args"] = StringList(args);
   YAML::Node env = List();
   env.push_back(FieldEnv("POD_NAME", "metadata.name"));
-  env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
-  env.push_back(FieldEnv("POD_IP", "status.podIP"));
-  env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
-  YAML::Node control_plane = Map();
-  control_plane["name"] = StringNode("MESHLET_CONTROL_PLANE");
-  control_plane["value"] = StringNode(options.control_plane_address);
-  env.push_back(control_plane);
+  if (podman) {
+    env.push_back(ValueEnv("POD_NAMESPACE", plan.pod_namespace));
+    env.push_back(ValueEnv("SERVICE_ACCOUNT", plan.service_account));
+  } else {
+    env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
+    env.push_back(FieldEnv("POD_IP", "status.podIP"));
+    env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+  }
+  env.push_back(ValueEnv("MESHLET_CONTROL_PLANE", options.control_plane_address));
   c["env"] = env;
-  YAML::Node port = Map();
-  port["name"] = StringNode(kMetricsPortName);
-  port["containerPort"] = IntNode(kPrometheusPort);
-  port["protocol"] = StringNode("TCP");
-  c["ports"].push_back(port);
+  if (!podman) {  // podman 4.3 publishes every containerPort on the host
+    YAML::Node port = Map();
+    port["name"] = StringNode(kMetricsPortName);
+    port["containerPort"] = IntNode(kPrometheusPort);
+    port["protocol"] = StringNode("TCP");
+    c["ports"].push_back(port);
+  }
   c["readinessProbe"] = Probe(2, 3);
   // A native sidecar's startup probe holds the app's containers until the proxy is ready.
   if (plan.mode == SidecarMode::kNative) c["startupProbe"] = Probe(1, 600);
@@ -984,15 +1040,26 @@ std::vector<YAML::Node> Volumes(const Plan& plan, const Options& options) {
   item["key"] = StringNode(kTrustBundleKey);
   item["path"] = StringNode(kTrustBundleKey);
   trust["configMap"]["items"].push_back(item);
+  // podman 4.3 dereferences a secret volume's `optional` without checking that it is set: the
+  // podman form writes it (false, Kubernetes' default) on its volumes rather than leave it out.
+  if (options.podman) trust["configMap"]["optional"] = BoolNode(false);
 
   YAML::Node credential = Map();
   if (plan.join_token) {
     credential["name"] = StringNode(kJoinTokenVolume);
-    credential["secret"]["secretName"] = StringNode(plan.join_token_secret);
     YAML::Node token = Map();
     token["key"] = StringNode(kJoinTokenKey);
     token["path"] = StringNode(kJoinTokenKey);
-    credential["secret"]["items"].push_back(token);
+    if (options.podman) {
+      // podman 4.3 mounts a Secret's data still base64-encoded and its stringData not at all;
+      // a ConfigMap of the same name (meshctl token create -o configmap) it mounts as it is.
+      credential["configMap"]["name"] = StringNode(plan.join_token_secret);
+      credential["configMap"]["items"].push_back(token);
+      credential["configMap"]["optional"] = BoolNode(false);
+    } else {
+      credential["secret"]["secretName"] = StringNode(plan.join_token_secret);
+      credential["secret"]["items"].push_back(token);
+    }
   } else {
     credential["name"] = StringNode(kTokenVolume);
     YAML::Node source = Map();
@@ -1028,11 +1095,13 @@ std::string StatusJson(const Plan& plan, const Options& options,
 }
 
 // The status for podman, whose 4.3 refuses annotation values over 63 characters: the version
-// and mode, from which ReadStatus knows the names, and whether the podman annotation was added.
+// and mode, from which ReadStatus knows the names, whether the podman annotation was added
+// ("podman":true), and whether restartPolicy was set to OnFailure from none or Always ("rp":1).
 std::string ShortStatusJson(const Plan& plan, const Options& options, bool podman_annotation) {
-  return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":",
-                      plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
-                      podman_annotation ? ",\"podman\":true" : "", "}");
+  return absl::StrCat(
+      "{\"version\":", JsonQuote(options.version),
+      ",\"mode\":", plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
+      podman_annotation ? ",\"podman\":true" : "", plan.restart_on_failure ? ",\"rp\":1" : "", "}");
 }
 
 // The entries of `list` whose name is not in `drop`.
@@ -1096,6 +1165,11 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
   spec["initContainers"] = init_containers;
   spec["containers"] = containers;
   spec["volumes"] = volumes;
+  if (plan.restart_on_failure) {
+    spec["restartPolicy"] = StringNode("OnFailure");
+  } else if (plan.restore_restart_policy) {
+    spec.remove("restartPolicy");  // the default, Always, as before the --podman injection
+  }
 
   YAML::Node metadata = pod["metadata"];
   if (!metadata.IsMap()) metadata = Map();  // was null

@@ -581,7 +581,7 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   EXPECT_EQ(annotations[kKey].Scalar(), "always");
   // The short status: podman 4.3 refuses annotation values over 63 characters.
   EXPECT_EQ(annotations["sidecar.meshlet.io/status"].Scalar(),
-            R"({"version":"0.1.0","mode":"native","podman":true})");
+            R"({"version":"0.1.0","mode":"native","podman":true,"rp":1})");
   for (auto it = annotations.begin(); it != annotations.end(); ++it) {
     EXPECT_LE(it->second.Scalar().size(), 63u) << it->first.Scalar();
   }
@@ -615,18 +615,142 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   const YAML::Node kept_pod = kept->document["spec"]["template"];
   EXPECT_EQ(kept_pod["metadata"]["annotations"][kKey].Scalar(), "once");
   EXPECT_EQ(kept_pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
-            R"({"version":"0.1.0","mode":"native"})");
+            R"({"version":"0.1.0","mode":"native","rp":1})");
   ASSERT_EQ(kept->pods.size(), 1u);
   EXPECT_EQ(kept->pods[0].warnings,
-            std::vector<std::string>{
+            (std::vector<std::string>{
                 "the pod's annotation io.podman.annotations.init.container.type is \"once\", not "
-                "\"always\": podman with runc may fail removing the finished meshlet-init"});
+                "\"always\": podman with runc may fail removing the finished meshlet-init",
+                "podman has no native sidecars: it would run the proxy as an init container that "
+                "never finishes, and never start the app; inject with --mode classic",
+                "podman mounts no service-account tokens, so the proxy would get no certificate; "
+                "inject with --identity join-token"}));
   // Without --podman the pod's own annotation stays; only the status takes its long form.
   absl::StatusOr<Result> without = InjectText(ToYaml(kept->document));
   ASSERT_TRUE(without.ok()) << without.status();
   EXPECT_EQ(without->document["spec"]["template"]["metadata"]["annotations"][kKey].Scalar(),
             "once");
   EXPECT_EQ(ToYaml(without->document), ToYaml(Injected(own)));
+}
+
+// The proxy's arguments of an injected pod (native or classic).
+std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
+  for (const char* list : {"initContainers", "containers"}) {
+    for (const YAML::Node& c : pod["spec"][list]) {
+      if (c["name"].Scalar() == "meshlet-proxy") return Strings(c["args"]);
+    }
+  }
+  return {};
+}
+
+// The values of the proxy's `flag` (e.g. "--node-service=") in an injected pod.
+std::vector<std::string> ProxyFlag(const YAML::Node& pod, absl::string_view flag) {
+  std::vector<std::string> values;
+  for (const std::string& arg : ProxyArgs(pod)) {
+    if (absl::StartsWith(arg, flag)) values.push_back(arg.substr(flag.size()));
+  }
+  return values;
+}
+
+TEST(InjectTest, PodmanOutputCarriesWhatPodmanLacks) {
+  // podman 4.3 has no downward API but metadata.name, expands no $(VAR), crashes on a secret
+  // volume without `optional`, mounts Secrets' data base64-encoded, publishes every
+  // containerPort on the host and reruns init containers under restartPolicy Always.
+  constexpr char kPod[] = R"(apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-1
+  namespace: shop
+  labels: {app: reviews}
+spec:
+  serviceAccountName: reviews
+  containers:
+  - name: reviews
+    image: reviews:1
+    ports: [{containerPort: 9080}]
+    readinessProbe: {httpGet: {path: "/ready?v=$x", port: 9080}}
+)";
+  Options podman = TestOptions();
+  podman.podman = true;
+  podman.mode = SidecarMode::kClassic;
+  podman.identity = Identity::kJoinToken;
+  podman.control_plane_address = "198.18.0.10:15012";
+  absl::StatusOr<Result> result = InjectText(kPod, podman);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->pods[0].warnings.empty()) << absl::StrJoin(result->pods[0].warnings, "\n");
+  const YAML::Node pod = result->document;
+  const YAML::Node proxy = pod["spec"]["containers"][0];
+  ASSERT_EQ(proxy["name"].Scalar(), "meshlet-proxy");
+  const std::string text = ToYaml(pod);
+  EXPECT_EQ(text.find("$("), std::string::npos) << text;
+  EXPECT_EQ(text.find("secret"), std::string::npos) << text;
+  for (const char* arg :
+       {"--xds=198.18.0.10:15012", "--node-id=auto", "--node-namespace=shop",
+        "--node-service=reviews", "--node-service-account=reviews", "--node-address=auto",
+        "--capture-check=auto:15008", "--trace-collector=198.18.0.10:4318",
+        "--app-probe=/app-health/reviews/readyz=9080/ready?v=$x"}) {
+    const std::vector<std::string> args = ProxyArgs(pod);
+    EXPECT_NE(std::find(args.begin(), args.end(), arg), args.end()) << arg << "\n" << text;
+  }
+  std::vector<std::string> env;
+  for (const YAML::Node& e : proxy["env"]) {
+    env.push_back(absl::StrCat(
+        e["name"].Scalar(), "=",
+        e["value"] ? e["value"].Scalar()
+                   : absl::StrCat("fieldRef ", e["valueFrom"]["fieldRef"]["fieldPath"].Scalar())));
+  }
+  EXPECT_EQ(env, (std::vector<std::string>{"POD_NAME=fieldRef metadata.name", "POD_NAMESPACE=shop",
+                                           "SERVICE_ACCOUNT=reviews",
+                                           "MESHLET_CONTROL_PLANE=198.18.0.10:15012"}));
+  EXPECT_FALSE(proxy["ports"]);
+  // The join token from a ConfigMap (meshctl token create -o configmap), `optional` written.
+  const YAML::Node volumes = pod["spec"]["volumes"];
+  EXPECT_EQ(ToCompactJson(volumes[0]),
+            R"({"name":"meshlet-trust","configMap":{"name":"meshlet-trust","items":[{"key":)"
+            R"("ca.pem","path":"ca.pem"}],"optional":false}})");
+  EXPECT_EQ(ToCompactJson(volumes[1]),
+            R"({"name":"meshlet-join-token","configMap":{"name":"meshlet-join-token-reviews",)"
+            R"("items":[{"key":"token","path":"token"}],"optional":false}})");
+  EXPECT_EQ(pod["spec"]["restartPolicy"].Scalar(), "OnFailure");
+  const std::string status = pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar();
+  EXPECT_EQ(status, R"({"version":"0.1.0","mode":"classic","podman":true,"rp":1})");
+  EXPECT_LE(status.size(), 63u);
+  EXPECT_TRUE(CheckPod(pod["metadata"], pod["spec"], "", {}).empty());
+
+  // Injected again for podman: the same bytes; without --podman: as if never injected for it,
+  // restartPolicy back to the default.
+  absl::StatusOr<Result> again = Inject(YAML::Load(text), podman);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->changed) << ToYaml(again->document);
+  Options kubernetes = podman;
+  kubernetes.podman = false;
+  EXPECT_EQ(ToYaml(Injected(text, kubernetes)), ToYaml(Injected(kPod, kubernetes)));
+  EXPECT_FALSE(Injected(text, kubernetes)["spec"]["restartPolicy"]);
+
+  // A pod's own OnFailure or Never stays, and is not taken back out.
+  const std::string never = absl::StrReplaceAll(kPod, {{"  serviceAccountName: reviews\n",
+                                                        "  serviceAccountName: reviews\n"
+                                                        "  restartPolicy: Never\n"}});
+  const YAML::Node kept = Injected(never, podman);
+  EXPECT_EQ(kept["spec"]["restartPolicy"].Scalar(), "Never");
+  EXPECT_EQ(kept["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
+            R"({"version":"0.1.0","mode":"classic","podman":true})");
+  EXPECT_EQ(Injected(ToYaml(kept), kubernetes)["spec"]["restartPolicy"].Scalar(), "Never");
+
+  // A template's namespace is its workload's; without one, "default".
+  const YAML::Node deployment = Injected(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n"
+      "  template:\n    spec: {containers: [{name: web, image: web:1}]}\n",
+      podman);
+  EXPECT_EQ(ProxyFlag(deployment["spec"]["template"], "--node-namespace="),
+            std::vector<std::string>{"shop"});
+  EXPECT_EQ(ProxyFlag(deployment["spec"]["template"], "--node-service-account="),
+            std::vector<std::string>{"default"});
+  const YAML::Node bare = Injected(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: web, "
+      "image: web:1}]}\n",
+      podman);
+  EXPECT_EQ(ProxyFlag(bare, "--node-namespace="), std::vector<std::string>{"default"});
 }
 
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
@@ -767,25 +891,6 @@ TEST(InjectTest, ListItemsAreInjectedEach) {
           .find("7:67: Pod \"web\": items[0].spec.containers[0].ports[0].containerPort: must be "
                 "an integer from 1 to 65535"),
       std::string::npos);
-}
-
-// The proxy's arguments of an injected pod (native or classic).
-std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
-  for (const char* list : {"initContainers", "containers"}) {
-    for (const YAML::Node& c : pod["spec"][list]) {
-      if (c["name"].Scalar() == "meshlet-proxy") return Strings(c["args"]);
-    }
-  }
-  return {};
-}
-
-// The values of the proxy's `flag` (e.g. "--node-service=") in an injected pod.
-std::vector<std::string> ProxyFlag(const YAML::Node& pod, absl::string_view flag) {
-  std::vector<std::string> values;
-  for (const std::string& arg : ProxyArgs(pod)) {
-    if (absl::StartsWith(arg, flag)) values.push_back(arg.substr(flag.size()));
-  }
-  return values;
 }
 
 TEST(InjectWorkloadTest, ACronJobsPodIsNamedAfterTheCronJob) {
