@@ -370,6 +370,20 @@ TEST_F(MeshctlTest, TokenCreateWritesTheTokenOrTheSecretInjectedPodsMount) {
             "type: Opaque\n"
             "stringData:\n"
             "  token: \"mjt.abc:def\"\n");
+  // For podman: a ConfigMap of the same name and key, which --podman injection mounts.
+  out_.str("");
+  EXPECT_EQ(
+      Run({"token", "create", "-n", "shop", "--service-account", "reviews", "-o", "configmap"}), 0);
+  EXPECT_EQ(out_.str(),
+            "apiVersion: v1\n"
+            "kind: ConfigMap\n"
+            "metadata:\n"
+            "  name: meshlet-join-token-reviews\n"
+            "  namespace: shop\n"
+            "  labels:\n"
+            "    app.kubernetes.io/part-of: meshlet\n"
+            "data:\n"
+            "  token: \"mjt.abc:def\"\n");
 }
 
 TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {
