@@ -130,7 +130,7 @@ TEST_F(MeshctlTest, UsageErrorsExit2WithAMessageAndSendNothing) {
            {{"get", "svc", "--dry-run"}, "unknown flag --dry-run for get (see meshctl help get)"},
            {{"apply"}, "apply needs -f FILE|DIR|- (see meshctl help apply)"},
            {{"token", "create", "-n", "shop"},
-            "token needs --service-account SA (see meshctl help token)"},
+            "token create needs --service-account SA (see meshctl help token)"},
            {{"get", "svc", "-n"}, "--namespace needs a value (NS)"},
            {{"get", "svc", "-o", "wide"}, "--output=\"wide\": one of table, yaml, json"},
            {{"get", "-A=yes", "svc"}, "--all-namespaces=\"yes\": takes no value"},
@@ -142,7 +142,7 @@ TEST_F(MeshctlTest, UsageErrorsExit2WithAMessageAndSendNothing) {
            {{"describe", "svc"}, "describe needs KIND NAME"},
            {{"trace"}, "usage: meshctl trace ID [-o json] (see meshctl help trace)"},
            {{"token", "make", "-n", "a", "--service-account", "b"},
-            "usage: meshctl token create -n NS --service-account SA [--ttl DURATION]"},
+            "usage: meshctl token create | revoke ID|TOKEN [-n NS] [--service-account SA]"},
            {{"nosuch"}, "unknown command \"nosuch\"; known commands: apply, get, describe"},
            {{"help", "nosuch"}, "unknown command \"nosuch\""},
        }) {
@@ -384,6 +384,25 @@ TEST_F(MeshctlTest, TokenCreateWritesTheTokenOrTheSecretInjectedPodsMount) {
             "    app.kubernetes.io/part-of: meshlet\n"
             "data:\n"
             "  token: \"mjt.abc:def\"\n");
+}
+
+TEST_F(MeshctlTest, TokenRevokeTakesTheIdOrTheTokenAndSaysWhatHappened) {
+  api_.Answer("DELETE", "/api/v1/tokens/3f9c2a7d41e0b856", 204, "");
+  EXPECT_EQ(Run({"token", "revoke", "mjt1.3f9c2a7d41e0b856.secretpart"}), 0);
+  EXPECT_EQ(api_.requests().back().path, "/api/v1/tokens/3f9c2a7d41e0b856");
+  EXPECT_EQ(out_.str(),
+            "join token 3f9c2a7d41e0b856 revoked: the certificates it bought are not renewed\n");
+  // Used or expired: nothing left to delete, but the revocation is recorded: not a failure.
+  out_.str("");
+  api_.Answer("DELETE", "/api/v1/tokens/3f9c2a7d41e0b856", 404,
+              R"json({"message":"no join token 3f9c2a7d41e0b856 (its revocation is recorded: )json"
+              R"json(certificates it bought, if any, will not renew)"})json");
+  EXPECT_EQ(Run({"token", "revoke", "3f9c2a7d41e0b856"}), 0);
+  EXPECT_NE(out_.str().find("revoked (no token left to delete"), std::string::npos) << out_.str();
+  api_.Answer("DELETE", "/api/v1/tokens/nope", 400,
+              R"json({"message":"\"nope\" is not a join token id (16 lowercase hex digits)"})json");
+  EXPECT_EQ(Run({"token", "revoke", "nope"}), 2);
+  EXPECT_EQ(err_.str(), "meshctl: \"nope\" is not a join token id (16 lowercase hex digits)\n");
 }
 
 TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {

@@ -1,8 +1,10 @@
-// token create: a join token for a workload outside Kubernetes (POST /api/v1/tokens).
+// token create | revoke: join tokens for workloads outside Kubernetes (POST /api/v1/tokens,
+// DELETE /api/v1/tokens/{id}).
 
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/json.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
@@ -34,9 +36,9 @@ class Token final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
     return {
-        NamespaceFlag(&namespace_, "the workload's namespace", true),
-        flags::Required(flags::StringFlag("--service-account", "SA", &service_account_,
-                                          "the workload's service account")),
+        NamespaceFlag(&namespace_, "the workload's namespace (create)", false),
+        flags::StringFlag("--service-account", "SA", &service_account_,
+                          "the workload's service account (create)"),
         flags::StringFlag("--ttl", "DURATION", &ttl_, "how long the token is valid (default 1h)"),
         Switch("--single-use", "", &single_use_, "valid for one certificate only"),
         OutputFlag(&output_, {"json", "secret", "configmap"},
@@ -46,10 +48,20 @@ class Token final : public Command {
                    "mounts instead (for podman kube play --configmap)")};
   }
 
-  // The token goes alone to stdout (for `$(...)`), the rest to stderr.
   int Run(Session& session) override {
     const std::vector<std::string>& args = session.positional();
+    if (args.size() == 2 && args[0] == "revoke") return Revoke(session, args[1]);
     if (args.size() != 1 || args[0] != "create") return session.Fail(session.UsageFailure());
+    if (service_account_.empty()) {
+      return session.Fail(
+          {kExitUsage, "token create needs --service-account SA (see meshctl help token)"});
+    }
+    return Create(session);
+  }
+
+ private:
+  // The token goes alone to stdout (for `$(...)`), the rest to stderr.
+  int Create(Session& session) {
     const std::string ns = session.Namespace(namespace_);
     const std::string body = absl::StrCat(
         R"({"namespace":)", JsonQuote(ns), R"(,"serviceAccount":)", JsonQuote(service_account_),
@@ -86,7 +98,32 @@ class Token final : public Command {
     return kExitOk;
   }
 
- private:
+  // `id_or_token`: the id create printed, or the token itself (meshlet-jt.<id>.<secret>). The
+  // revocation is recorded even when the token itself is gone (used or expired): certificates
+  // it bought stop renewing either way, so that is not a failure.
+  int Revoke(Session& session, absl::string_view id_or_token) {
+    std::vector<absl::string_view> parts = absl::StrSplit(id_or_token, '.');
+    const std::string id(parts.size() == 3 ? parts[1] : id_or_token);
+    int exit_code = kExitOk;
+    std::optional<ApiReply> reply = session.api().Call(
+        "DELETE", absl::StrCat("/api/v1/tokens/", QueryEscape(id)), "", &exit_code);
+    if (!reply.has_value()) return exit_code;
+    if (reply->http.status == 204) {
+      session.io().out << "join token " << id
+                       << " revoked: the certificates it bought are not renewed\n";
+      return kExitOk;
+    }
+    if (reply->http.status == 404 &&
+        reply->ErrorMessage().find("revocation is recorded") != std::string::npos) {
+      session.io().out << "join token " << id
+                       << " revoked (no token left to delete: it was used or had expired); the "
+                          "certificates it bought are not renewed\n";
+      return kExitOk;
+    }
+    return session.Fail(
+        {reply->http.status == 400 ? kExitUsage : kExitFailed, reply->ErrorMessage()});
+  }
+
   NamespaceOption namespace_;
   std::string service_account_;
   std::string ttl_ = "1h";
@@ -98,12 +135,14 @@ class Token final : public Command {
 
 CommandSpec TokenCommand() {
   return {.name = "token",
-          .args = "create",
-          .summary = "a join token proving a workload identity to the CA",
+          .args = "create | revoke ID|TOKEN",
+          .summary = "join tokens proving a workload identity to the CA",
           .about =
               "Creates a join token with which a workload outside Kubernetes gets a "
               "certificate for spiffe://<trust-domain>/ns/NS/sa/SA from the CA. The token "
-              "alone goes to stdout, the details to stderr; it is shown only this once.",
+              "alone goes to stdout, the details to stderr; it is shown only this once. "
+              "Revoking a token (by the id create printed, or the token itself) refuses it from "
+              "then on, and ends the renewals of every certificate that descends from it.",
           .examples = {{"",
                         "TOKEN=$(meshctl token create --namespace shop --service-account "
                         "billing --ttl 10m --single-use)"},
@@ -112,7 +151,8 @@ CommandSpec TokenCommand() {
                         "secret | kubectl apply -f -"},
                        {"for pods injected with --podman",
                         "meshctl token create --service-account default --ttl 168h -o configmap "
-                        "> token.yaml && podman kube play --configmap token.yaml ... pod.yaml"}},
+                        "> token.yaml && podman kube play --configmap token.yaml ... pod.yaml"},
+                       {"", "meshctl token revoke 3f9c2a7d41e0b856"}},
           .make = [] { return std::make_unique<Token>(); }};
 }
 

@@ -100,9 +100,9 @@ ServerResponse HandleTokenRequest(JoinTokens& tokens, const ServerRequest& reque
     return r;
   }
   absl::Status revoked = tokens.Revoke(id);
-  if (absl::IsNotFound(revoked) || absl::IsInvalidArgument(revoked)) {
-    return Error(404, "NotFound", absl::StrCat("no join token \"", id, "\""));
-  }
+  if (absl::IsInvalidArgument(revoked)) return Error(400, "BadRequest", revoked.message());
+  // The revocation is recorded; the message says there was no token record left.
+  if (absl::IsNotFound(revoked)) return Error(404, "NotFound", revoked.message());
   if (!revoked.ok()) return Error(500, "InternalError", revoked.message());
   ServerResponse response;
   response.status = 204;

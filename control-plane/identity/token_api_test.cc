@@ -75,8 +75,14 @@ TEST_F(TokenApiTest, RevokesById) {
   const std::string id = json->String("id").value_or("");
   EXPECT_EQ(Send("DELETE", absl::StrCat("/api/v1/tokens/", id)).status, 204);
   EXPECT_FALSE(tokens_->Redeem(json->String("token").value_or("")).ok());
-  EXPECT_EQ(Send("DELETE", absl::StrCat("/api/v1/tokens/", id)).status, 404);
-  EXPECT_EQ(Send("DELETE", "/api/v1/tokens/NOT_AN_ID").status, 404);
+  // Again: no token left, but the revocation is recorded, and the answer says so.
+  http::ServerResponse again = Send("DELETE", absl::StrCat("/api/v1/tokens/", id));
+  EXPECT_EQ(again.status, 404);
+  EXPECT_NE(again.body.find("revocation is recorded"), std::string::npos) << again.body;
+  EXPECT_TRUE(*tokens_->IsRevoked(id));
+  http::ServerResponse bad = Send("DELETE", "/api/v1/tokens/NOT_AN_ID");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("is not a join token id"), std::string::npos) << bad.body;
 }
 
 TEST_F(TokenApiTest, ErrorsNameTheField) {

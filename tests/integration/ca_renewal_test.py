@@ -1,12 +1,15 @@
 """Certificate renewal with the current workload certificate over the control plane's TLS port.
 
-Usage: ca_renewal_test.py CONTROL_PLANE SIDECAR CA_PROTO [unittest args]
+Usage: ca_renewal_test.py CONTROL_PLANE SIDECAR MESHCTL CA_PROTO [unittest args]
 
 The control plane serves discovery and its CA on a TLS port (a server certificate made here with
 the openssl CLI) and issues 4-second certificates. Shown:
 - a sidecar started with a join token valid for 3 seconds keeps renewing long after the token
   expired: its renewals present its workload certificate (the CA logs the attestation
   `certificate`) and never fail;
+- `meshctl token revoke` of one sidecar's join token, long used up: that sidecar's next renewal
+  is refused (counted as `revoked`, the sidecar shows why) while another sidecar's, from another
+  token, goes on;
 - with python3-grpcio presenting a certificate for identity A: a request for A without any
   token is renewed; a request for identity B is refused with PERMISSION_DENIED and counted as
   `identity_mismatch`; a client without a certificate and without a token is UNAUTHENTICATED;
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -31,7 +35,7 @@ from mesh_util import (create_join_token, make_ca, make_server_cert, make_worklo
                        peer_accepted, start_control_plane, stop_process, trust_bundle_roots)
 from sidecar_test import wait_for
 
-CONTROL_PLANE = CA_PROTO = None  # set from argv
+CONTROL_PLANE = MESHCTL = CA_PROTO = None  # set from argv
 A_ID = "spiffe://cluster.local/ns/default/sa/frontend"
 B_ID = "spiffe://cluster.local/ns/default/sa/payments"
 
@@ -146,6 +150,64 @@ class CaRenewalTest(unittest.TestCase):
         finally:
             sidecar.stop()
 
+    def start_sidecar(self, service_account, token):
+        workdir = tempfile.mkdtemp(dir=self.tmp)
+        token_file = os.path.join(workdir, "join-token")
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        return sidecar_test.Sidecar(
+            workdir, "{}\n", f"--join-token-file={token_file}", f"--ca-address={self.ads}",
+            f"--xds-ca={self.server_ca}", "--node-namespace=default",
+            f"--node-service-account={service_account}", concurrency=1)
+
+    def metric(self, series):
+        req = urllib.request.Request(f"http://{self.api}/metrics",
+                                     headers={"Authorization": "Bearer " + self.api_token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(series + " "):
+                    return float(line.split()[-1])
+        return 0.0
+
+    def test_a_revoked_join_token_ends_the_renewals_that_descend_from_it(self):
+        revoked_token = self.join_token("frontend", "1m")
+        kept = self.start_sidecar("payments", self.join_token("payments", "1m"))
+        cut = self.start_sidecar("frontend", revoked_token)
+        try:
+            def rotation(sidecar):
+                return json.loads(sidecar.get("/certs")[1])
+
+            def serial(sidecar):
+                return rotation(sidecar)["workload_certificate"]["serial"]
+            # Both renewed at least once with their certificates (4 s, renewed every ~2 s).
+            first = {s: serial(s) for s in (kept, cut)}
+            self.assertTrue(wait_for(lambda: all(serial(s) != first[s] for s in (kept, cut)),
+                                     timeout=15), self.log())
+            refused_before = self.metric('meshlet_ca_requests_refused_total{reason="revoked"}')
+
+            p = subprocess.run([MESHCTL, "--server", self.api, "--token", self.api_token,
+                                "token", "revoke", revoked_token],
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("revoked", p.stdout)
+
+            # The next renewal of `cut` is refused, and it says why.
+            self.assertTrue(wait_for(lambda: "was revoked" in rotation(cut)["rotation"]["last_error"],
+                                     timeout=10), f"{rotation(cut)}\n{self.log()}")
+            self.assertGreater(
+                self.metric('meshlet_ca_requests_refused_total{reason="revoked"}'), refused_before)
+            frozen = serial(cut)
+            # `kept` renews on (two more certificates), `cut` gets none.
+            after = serial(kept)
+            self.assertTrue(wait_for(lambda: serial(kept) != after, timeout=10))
+            after = serial(kept)
+            self.assertTrue(wait_for(lambda: serial(kept) != after, timeout=10))
+            self.assertEqual(rotation(kept)["rotation"]["last_error"], "")
+            self.assertEqual(serial(cut), frozen)
+        finally:
+            kept.stop()
+            cut.stop()
+
     def test_a_certificate_for_a_cannot_obtain_b(self):
         key_a, csr_a = make_key_and_csr(self.tmp, "a")
         first = self.create_certificate(csr_a, join_token=self.join_token("frontend", "1m"),
@@ -239,5 +301,6 @@ class CaRenewalTest(unittest.TestCase):
 if __name__ == "__main__":
     CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
     sidecar_test.SIDECAR = os.path.abspath(sys.argv.pop(1))
+    MESHCTL = os.path.abspath(sys.argv.pop(1))
     CA_PROTO = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)
