@@ -45,9 +45,11 @@ TEST(InstallTest, SetOptionRefusesWithTheReason) {
   EXPECT_TRUE(SetOption(options, "image=a/b:c=d").ok());  // only the first '=' splits
   EXPECT_EQ(options.image, "a/b:c=d");
   EXPECT_FALSE(SetOption(options, "replicas=0").ok());
-  EXPECT_NE(SetOption(options, "etcd=http://etcd:2379").message().find("etcd://HOST:PORT"),
+  EXPECT_NE(SetOption(options, "etcd=etcd://etcd:2379").message().find("https://HOST:PORT"),
             std::string::npos);
-  EXPECT_NE(SetOption(options, "etcd=etcd://etcd:2379,etcd-1").message().find("etcd-1"),
+  EXPECT_NE(SetOption(options, "etcd=https://etcd:2379,etcd-1").message().find("etcd-1"),
+            std::string::npos);
+  EXPECT_NE(SetOption(options, "etcd.insecurePlaintext=yes").message().find("true or false"),
             std::string::npos);
   EXPECT_NE(SetOption(options, "colour=blue").message().find("known: namespace, image"),
             std::string::npos);
@@ -62,9 +64,32 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   // Without etcd, more than one replica is refused, saying why.
   absl::StatusOr<std::vector<YAML::Node>> refused = Render(options, "0.1.0");
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("--set etcd=etcd://HOST:PORT"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("--set etcd=https://HOST:PORT"), std::string::npos);
 
-  ASSERT_TRUE(SetOption(options, "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379").ok());
+  // An https:// etcd needs its client Secret; an http:// one the explicit insecure setting.
+  ASSERT_TRUE(SetOption(options, "etcd=https://etcd-0.etcd:2379,etcd-1.etcd:2379").ok());
+  refused = Render(options, "0.1.0");
+  EXPECT_NE(refused.status().message().find("needs --set etcd.tlsSecret=NAME"), std::string::npos)
+      << refused.status();
+  InstallOptions plaintext = options;
+  ASSERT_TRUE(SetOption(plaintext, "etcd=http://etcd-0.etcd:2379").ok());
+  refused = Render(plaintext, "0.1.0");
+  EXPECT_NE(refused.status().message().find("a plaintext etcd is refused"), std::string::npos)
+      << refused.status();
+  ASSERT_TRUE(SetOption(plaintext, "etcd.insecurePlaintext=true").ok());
+  absl::StatusOr<std::vector<YAML::Node>> insecure = Render(plaintext, "0.1.0");
+  ASSERT_TRUE(insecure.ok()) << insecure.status();
+  for (const YAML::Node& o : *insecure) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    std::vector<std::string> args;
+    for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+      args.push_back(a.Scalar());
+    }
+    EXPECT_NE(std::find(args.begin(), args.end(), "--etcd-insecure-plaintext"), args.end());
+  }
+
+  // TLS to etcd from a Secret: mounted read-only, the three flags pointing into it.
+  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
   absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
   ASSERT_TRUE(objects.ok()) << objects.status();
   bool deployment = false;
@@ -79,7 +104,7 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
     std::vector<std::string> args;
     for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
     EXPECT_NE(
-        std::find(args.begin(), args.end(), "--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379"),
+        std::find(args.begin(), args.end(), "--store=https://etcd-0.etcd:2379,etcd-1.etcd:2379"),
         args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-name=$(POD_NAME)"), args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-address=$(POD_IP)"), args.end());
@@ -96,11 +121,6 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   }
   EXPECT_TRUE(deployment);
   EXPECT_TRUE(CheckInstall(*objects).empty());
-
-  // TLS to etcd from a Secret: mounted read-only, the three flags pointing into it.
-  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
-  objects = Render(options, "0.1.0");
-  ASSERT_TRUE(objects.ok()) << objects.status();
   for (const YAML::Node& o : *objects) {
     if (Text(o["kind"]) != "Deployment") continue;
     const YAML::Node pod = o["spec"]["template"]["spec"];
@@ -111,7 +131,7 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
     std::vector<std::string> args;
     for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
     for (const char* flag :
-         {"--etcd-ca=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
+         {"--etcd-cacert=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
           "--etcd-key=/etc/meshlet/etcd/tls.key"}) {
       EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << flag;
     }
@@ -119,9 +139,38 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   EXPECT_TRUE(CheckInstall(*objects).empty());
   InstallOptions no_etcd;
   ASSERT_TRUE(SetOption(no_etcd, "etcd.tlsSecret=etcd-client").ok());
-  EXPECT_NE(Render(no_etcd, "0.1.0").status().message().find("needs --set etcd="),
+  EXPECT_NE(Render(no_etcd, "0.1.0").status().message().find("need --set etcd="),
             std::string::npos);
   EXPECT_FALSE(SetOption(no_etcd, "etcd.tlsSecret=Not_A_Name").ok());
+
+  // The check: an etcd store without the flags the control plane needs with it.
+  {
+    std::vector<YAML::Node> edited;
+    for (const YAML::Node& o : *objects) edited.push_back(YAML::Clone(o));
+    for (YAML::Node o : edited) {
+      if (Text(o["kind"]) != "Deployment") continue;
+      YAML::Node kept(YAML::NodeType::Sequence);
+      for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+        if (a.Scalar().rfind("--etcd-cacert", 0) != 0) kept.push_back(a);
+      }
+      o["spec"]["template"]["spec"]["containers"][0]["args"] = kept;
+    }
+    std::vector<std::string> found = CheckInstall(edited);
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_NE(found[0].find("an https:// --store without --etcd-cacert"), std::string::npos)
+        << found[0];
+  }
+  for (YAML::Node o : *insecure) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    YAML::Node kept(YAML::NodeType::Sequence);
+    for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+      if (a.Scalar() != "--etcd-insecure-plaintext") kept.push_back(a);
+    }
+    o["spec"]["template"]["spec"]["containers"][0]["args"] = kept;
+  }
+  std::vector<std::string> plaintext_problems = CheckInstall(*insecure);
+  ASSERT_EQ(plaintext_problems.size(), 1u);
+  EXPECT_NE(plaintext_problems[0].find("without --etcd-insecure-plaintext"), std::string::npos);
 
   // The check: replicas over 1 with the file store is a problem; with etcd it is not.
   std::vector<YAML::Node> file_store = Defaults();
@@ -173,7 +222,7 @@ TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
         args.push_back(a.Scalar());
       }
       EXPECT_NE(std::find(args.begin(), args.end(),
-                          "--store=etcd://meshlet-etcd-0.meshlet-etcd.mesh.svc:2379,"
+                          "--store=http://meshlet-etcd-0.meshlet-etcd.mesh.svc:2379,"
                           "meshlet-etcd-1.meshlet-etcd.mesh.svc:2379,"
                           "meshlet-etcd-2.meshlet-etcd.mesh.svc:2379"),
                 args.end());

@@ -49,13 +49,15 @@ inline constexpr char kControlPlaneVersion[] = "0.1.0";
 
 struct ControlPlaneOptions {
   std::string data_dir = "/var/lib/meshlet";
-  // Where policy lives: empty for the file store in data_dir; "etcd://host:port[,...]" for etcd
-  // (control-plane/store/etcd_store.h), shared by replicas.
+  // Where policy lives: empty for the file store in data_dir; "https://host:port[,...]" for etcd
+  // (control-plane/store/etcd_store.h), shared by replicas; "http://..." only with
+  // etcd_insecure_plaintext.
   std::string store;
   std::string etcd_prefix = "/meshlet/";
   std::string etcd_ca_file;    // TLS to etcd: the CA that signed its members' certificates
   std::string etcd_cert_file;  // and a client certificate, when etcd asks for one
   std::string etcd_key_file;
+  bool etcd_insecure_plaintext = false;
   std::string etcd_username;
   std::string etcd_password_file;
   // Per etcd call and endpoint; an API request waits at most this long for each member tried.

@@ -93,14 +93,15 @@ class BundledEtcdTest(unittest.TestCase):
                         + open(os.path.join(self.tmp, "meshlet-etcd-0.log")).read()[-2000:])
 
         args = self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-        store = next(a for a in args if a.startswith("--store="))[len("--store="):]
-        store = self.local(store, "meshlet-etcd-0")
+        # The store's flags as rendered (--store, --etcd-*), mapped the same way.
+        store = [self.local(a, "meshlet-etcd-0") for a in args
+                 if a.startswith("--store=") or a.startswith("--etcd-")]
         replicas = []
         for name in ("a", "b"):
             directory = os.path.join(self.tmp, name)
             os.makedirs(directory)
             proc, api, _, token = start_plaintext_control_plane(
-                CONTROL_PLANE, directory, "--store", store, "--replica-name", name,
+                CONTROL_PLANE, directory, *store, "--replica-name", name,
                 "--otlp-address=", "--zipkin-address=")
             self.addCleanup(stop_process, proc)
             replicas.append((api, token))

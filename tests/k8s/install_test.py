@@ -125,7 +125,7 @@ class InstallTest(unittest.TestCase):
 
     def test_replicas_on_etcd(self):
         objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
-                                     "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379",
+                                     "etcd=https://etcd-0.etcd:2379,etcd-1.etcd:2379",
                                      "--set", "etcd.tlsSecret=etcd-client").stdout)
         self.assertValid(objects)
         self.pre_check(objects)
@@ -136,7 +136,7 @@ class InstallTest(unittest.TestCase):
                          {"type": "RollingUpdate",
                           "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        self.assertIn("--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
+        self.assertIn("--store=https://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
         self.assertIn("--replica-name=$(POD_NAME)", container["args"])
         self.assertIn("--etcd-cert=/etc/meshlet/etcd/tls.crt", container["args"])
         self.assertIn({"name": "etcd-tls", "secret": {"secretName": "etcd-client"}},
@@ -159,7 +159,7 @@ class InstallTest(unittest.TestCase):
         allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
         self.assertTrue(all(labels.get(k) == v for k, v in allowed.items()), (allowed, labels))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        self.assertIn("--store=etcd://meshlet-etcd-0.meshlet-etcd.meshlet-system.svc:2379,"
+        self.assertIn("--store=http://meshlet-etcd-0.meshlet-etcd.meshlet-system.svc:2379,"
                       "meshlet-etcd-1.meshlet-etcd.meshlet-system.svc:2379,"
                       "meshlet-etcd-2.meshlet-etcd.meshlet-system.svc:2379", container["args"])
 
@@ -168,8 +168,8 @@ class InstallTest(unittest.TestCase):
                  ("namespace", 'expected KEY=VALUE'),
                  ("namespace=Mesh_1", "must be a namespace name"),
                  ("replicas=3", "more than one replica needs a shared store; add --set "
-                                "etcd=etcd://HOST:PORT"),
-                 ("etcd=http://etcd:2379", "must be etcd://HOST:PORT"),
+                                "etcd=bundled or --set etcd=https://HOST:PORT"),
+                 ("etcd=etcd://etcd:2379", "must be https://HOST:PORT"),
                  ("etcd.image=has space", ""),
                  ("replicas=zero", "must be a positive integer"),
                  ("resources.requests.memory=lots", "must be a positive Kubernetes quantity"),
