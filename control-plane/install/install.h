@@ -12,9 +12,12 @@
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
 // policy. With etcd (--set etcd=https://...) the store is etcd, shared by several replicas
-// (RollingUpdate, each named after its pod, the data volume an emptyDir); --set etcd=bundled adds
-// a three-member etcd (k8s/etcd: StatefulSet, headless Service, PodDisruptionBudget,
-// NetworkPolicy) and points the control plane at it.
+// (RollingUpdate, each named after its pod, the data volume an emptyDir), the install Job of
+// k8s/etcd/secrets-job.yaml makes the Secrets of secrets.h once, and the control plane mounts
+// the store key (and the etcd client certificate of the etcd.tlsSecret Secret); --set
+// etcd=bundled adds a three-member etcd over TLS (k8s/etcd/etcd.yaml: StatefulSet, headless
+// Service, PodDisruptionBudget, NetworkPolicy) with the install's certificates, and points the
+// control plane at it with its client certificate.
 //
 // CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
 // mistakes visible offline, each named by object and field.
@@ -53,6 +56,8 @@ struct InstallOptions {
   // TLS with a client certificate to an https:// etcd (required with one).
   std::string etcd_tls_secret;
   bool etcd_insecure_plaintext = false;
+  // The bundled etcd's certificates (secrets.h): their lifetime in days.
+  int etcd_certificate_days = 3650;
   std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";

@@ -192,6 +192,11 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
                    options.etcd_cert_file),
       StringOption("--etcd-key", "FILE", "TLS to etcd: the client certificate's key (PEM)",
                    options.etcd_key_file),
+      StringOption("--store-encryption-key-file", "FILE",
+                   "with etcd: the key file (base64 keys of 32 bytes, one a line, the first "
+                   "encrypting) that encrypts the API token and CA root the replicas share through "
+                   "etcd; required with etcd, the same file for every replica",
+                   options.store_encryption_key_file),
       flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
                       "allow an http:// store: etcd in plaintext, readable and writable by anyone "
                       "on the network path (local tests only; logged as INSECURE)"),
@@ -298,6 +303,23 @@ absl::Status ControlPlane::Init() {
     return absl::FailedPreconditionError(
         absl::StrCat("--data-dir ", options_.data_dir, ": ", std::strerror(errno)));
   }
+  if (options_.store.empty() && !options_.store_encryption_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--store-encryption-key-file: only with --store https://... (etcd); the file store keeps "
+        "its secrets in --data-dir");
+  }
+  if (!options_.store.empty()) {
+    if (options_.store_encryption_key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--store https://... (etcd) needs --store-encryption-key-file: the API token and CA "
+          "root the replicas share are kept in etcd encrypted with it (a file mounted into the "
+          "control plane alone, one base64 key of 32 random bytes: `meshctl install --secrets` "
+          "makes one, or `head -c 32 /dev/urandom | base64`)");
+    }
+    absl::StatusOr<StoreKeys> keys = StoreKeys::FromFile(options_.store_encryption_key_file);
+    if (!keys.ok()) return Annotate(keys.status(), "--store-encryption-key-file");
+    store_keys_ = std::make_unique<const StoreKeys>(*std::move(keys));
+  }
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
@@ -310,8 +332,9 @@ absl::Status ControlPlane::Init() {
   if (!options_.store.empty()) {
     // Replicas share one token (the first replica's), so that meshctl may use any of them; each
     // data directory holds it.
-    absl::StatusOr<std::string> shared = LoadOrCreateSharedValue(
-        *store_, "api-token", [&]() -> absl::StatusOr<std::string> { return token_; });
+    absl::StatusOr<std::string> shared =
+        LoadOrCreateSharedValue(*store_, *store_keys_, "api-token",
+                                [&]() -> absl::StatusOr<std::string> { return token_; });
     if (!shared.ok()) return Annotate(shared.status(), "API token");
     if (*shared != token_) {
       RETURN_IF_ERROR(Annotate(api::ReplaceToken(token_path, *shared), "API token"));

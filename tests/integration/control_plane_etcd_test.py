@@ -27,10 +27,16 @@ connected to B only.
    one, a plaintext connection.
 8. A control plane given a plaintext etcd (http://) refuses to start, saying why and how to ask
    for it; with --etcd-insecure-plaintext it starts and logs INSECURE.
+9. The secrets the replicas share (ControlPlaneSecret/ca-root and api-token) are encrypted in
+   etcd: no PEM key, no token.
+10. A replica without the store key (no --store-encryption-key-file, or another key) refuses to
+   start, naming the key that encrypted them.
+11. Secrets an older version stored in plaintext are read, encrypted in place and logged.
 
 Without the etcd binary the test prints SKIP.
 """
 
+import base64
 import json
 import os
 import socket
@@ -42,7 +48,7 @@ import unittest
 import urllib.request
 
 import sidecar_test
-from mesh_util import reviews_route_to, reviews_subset_cluster, start_xds_sidecar
+from mesh_util import make_ca, reviews_route_to, reviews_subset_cluster, start_xds_sidecar
 from etcd_util import EtcdCluster, EtcdMeshTest, Replica
 from sidecar_test import HttpUpstream, free_port, wait_for
 
@@ -136,16 +142,21 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
 
     def test_4_store_flags_are_checked_with_a_clear_error(self):
         ca = self.etcd.ca[0]
-        store = ["--store", self.etcd.url]  # without TLS flags
+        # The store and its key, without TLS flags.
+        store = ["--store", self.etcd.url, "--store-encryption-key-file", self.etcd.key_file]
         for args, message in [
                 (["--store", "etcd://127.0.0.1:2379"], "expected https://HOST:PORT"),
                 (["--store", "https://127.0.0.1:2379,nope"], '"nope" is not host:port'),
                 (["--etcd-cacert", "/nonexistent"], "--etcd-* flags need --store"),
+                (["--store-encryption-key-file", self.etcd.key_file],
+                 "--store-encryption-key-file: only with --store"),
                 ([*store], "etcd over TLS needs --etcd-cacert"),
                 ([*store, "--etcd-cacert", ca, "--etcd-cert", "/x"], "--etcd-cert and --etcd-key"),
                 ([*store, "--etcd-cacert", "/nonexistent/ca.pem"], "--etcd-cacert: "),
                 ([*store, "--etcd-cacert", ca, "--etcd-insecure-plaintext"],
                  "--etcd-insecure-plaintext: the store"),
+                ([*store, "--etcd-cacert", ca, "--store-encryption-key-file", "/nonexistent"],
+                 "--store-encryption-key-file: "),
                 ([*self.etcd.store_args(), "--etcd-password-file", "/x"],
                  "--etcd-password-file needs --etcd-username")]:
             code, output = self.run_control_plane(*args)
@@ -182,7 +193,8 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
         plain = EtcdCluster(os.path.join(self.tmp, "plain"), plaintext=True)
         plain.start()
         try:
-            code, output = self.run_control_plane("--store", plain.url)
+            code, output = self.run_control_plane("--store", plain.url,
+                                                  "--store-encryption-key-file", plain.key_file)
             self.assertNotEqual(code, 0)
             self.assertIn(f"--store {plain.url}: plaintext etcd is refused", output)
             self.assertIn("--etcd-insecure-plaintext", output)
@@ -266,6 +278,65 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
         _, metrics = c.request("GET", "/metrics")
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="failed"\} 0')
+
+    def raw(self, prefix, name):
+        """The value etcd holds for the ControlPlaneSecret `name` under `prefix`."""
+        got = self.etcd.etcdctl("get", f"{prefix}ControlPlaneSecret/_cluster/{name}",
+                                "--print-value-only")
+        self.assertEqual(got.returncode, 0, got.stderr)
+        return got.stdout.strip()
+
+    def test_9_the_secrets_in_etcd_are_encrypted(self):
+        root = self.raw("/etcd-test/", "ca-root")
+        self.assertTrue(root.startswith("meshlet-sealed:v1:"), root[:80])
+        self.assertNotIn("PRIVATE KEY", root)
+        self.assertNotIn("BEGIN", root)
+        token = self.raw("/etcd-test/", "api-token")
+        self.assertTrue(token.startswith("meshlet-sealed:v1:"), token[:80])
+        self.assertNotIn(self.a.token, token)
+
+    def test_10_a_replica_without_the_key_cannot_read_them(self):
+        store = ["--store", self.etcd.url, *self.etcd.tls_args(), "--etcd-prefix", "/etcd-test/"]
+        code, output = self.run_control_plane(*store)
+        self.assertNotEqual(code, 0)
+        self.assertIn("needs --store-encryption-key-file", output)
+        other = os.path.join(self.tmp, "other-key")
+        with open(other, "w") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        code, output = self.run_control_plane(*store, "--store-encryption-key-file", other)
+        self.assertNotEqual(code, 0)
+        key_id = self.raw("/etcd-test/", "api-token").split(":")[2]
+        self.assertIn(f"ControlPlaneSecret/api-token in the store: encrypted with key {key_id}, "
+                      "which this replica does not have", output)
+
+    def test_11_secrets_stored_in_plaintext_by_an_older_version_are_encrypted(self):
+        # A mesh of its own whose secrets an older version wrote: the token and the root (its
+        # certificate, then its key) in plaintext.
+        ca = make_ca(self.tmp, "old-root")
+        with open(ca[0]) as c, open(ca[1]) as k:
+            cert = c.read()
+            root = cert + k.read()
+        token = os.urandom(32).hex()
+        for name, value in (("api-token", token), ("ca-root", root)):
+            put = self.etcd.etcdctl("put", f"/migrate-test/ControlPlaneSecret/_cluster/{name}",
+                                    stdin=value)
+            self.assertEqual(put.returncode, 0, put.stderr)
+        replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "migrated", self.etcd,
+                          "--etcd-prefix", "/migrate-test/")
+        self.replicas.append(replica)
+        self.assertEqual(replica.token, token)
+        status, bundle = replica.request("GET", "/api/v1/trust-bundle")
+        self.assertEqual(status, 200)
+        self.assertIn(cert.strip(), bundle)
+        with open(os.path.join(replica.dir, "cp.log")) as f:
+            log = f.read()
+        for name in ("api-token", "ca-root"):
+            self.assertIn(f"ControlPlaneSecret/{name} in the store was stored unencrypted (by an "
+                          "older version); encrypted it with key", log)
+            value = self.raw("/migrate-test/", name)
+            self.assertTrue(value.startswith("meshlet-sealed:v1:"), value[:80])
+        self.assertNotIn("PRIVATE KEY", self.raw("/migrate-test/", "ca-root"))
+        replica.stop()
 
     def test_0_the_replicas_share_the_api_token_and_the_ca_root(self):
         self.assertEqual(self.a.token, self.b.token)

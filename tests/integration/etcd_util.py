@@ -9,6 +9,7 @@ certificates are made at start with openssl: a CA, one member certificate for 12
 and client use), and the control plane's client certificate. `plaintext=True` gives the old
 plaintext members, for tests of what refuses them."""
 
+import base64
 import json
 import os
 import shutil
@@ -42,6 +43,10 @@ class EtcdCluster:
         self.procs = {}
         self.plaintext = plaintext
         self.scheme = "http" if plaintext else "https"
+        # The replicas' store encryption key (--store-encryption-key-file), shared by all of them.
+        self.key_file = os.path.join(directory, "store-key")
+        with open(os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         if not plaintext:
             tls = os.path.join(directory, "etcd-tls")
             os.makedirs(tls, exist_ok=True)
@@ -67,8 +72,10 @@ class EtcdCluster:
                 "--etcd-key", self.client_cert[1]]
 
     def store_args(self):
-        """--store and the TLS flags: what a control plane needs to use these members."""
-        return ["--store", self.url, *self.tls_args()]
+        """--store, the TLS flags and the store key: what a control plane needs to use these
+        members."""
+        return ["--store", self.url, *self.tls_args(),
+                "--store-encryption-key-file", self.key_file]
 
     def etcdctl(self, *args, anonymous=False, stdin=None):
         """etcdctl (v3) against the members with the client certificate (none when `anonymous`),

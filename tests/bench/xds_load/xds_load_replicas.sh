@@ -42,6 +42,8 @@ leaf() {  # NAME EXTENSIONS
 }
 leaf member 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n'
 leaf client 'extendedKeyUsage=clientAuth\n'
+# The key that encrypts the secrets the replicas share through etcd.
+(umask 077; head -c 32 /dev/urandom | base64 > "$tls/store-key")
 members=(m0 m1 m2)
 declare -A client_port peer_port
 for m in "${members[@]}"; do client_port[$m]=$(free_port); peer_port[$m]=$(free_port); done
@@ -77,6 +79,7 @@ for r in $(seq 0 $((replicas - 1))); do
   : > "$work/cp-$r.log"
   "$cp_bin" --data-dir "$work/cp-$r" --store "$endpoints" --replica-name "r$r" \
     --etcd-cacert "$tls/ca.pem" --etcd-cert "$tls/client.pem" --etcd-key "$tls/client-key.pem" \
+    --store-encryption-key-file "$tls/store-key" \
     --api-address 127.0.0.1:0 --xds-address 127.0.0.1:0 --xds-plaintext \
     --xds-max-concurrent-pushes 200 --log-level info 2> "$work/cp-$r.log" &
   pid=$!; pids+=($pid)
