@@ -60,8 +60,8 @@ struct Caller {
 // certificate, or with one that has expired by `now` (TLS checked it at the handshake, but a
 // connection may outlive it); PermissionDenied when the certificate names no workload of
 // `trust_domain`.
-absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer,
-                                          absl::string_view trust_domain, absl::Time now);
+absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer, absl::string_view trust_domain,
+                                          absl::Time now);
 // The counter label of an AuthenticateCaller error: "no_certificate" (a plaintext connection, or
 // TLS without a client certificate), "certificate_expired" or "not_a_workload" (no single
 // workload SPIFFE id of the trust domain).

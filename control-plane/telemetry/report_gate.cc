@@ -38,8 +38,8 @@ ReportGate::Take ReportGate::TakeToken(const std::string& key) {
   const MonotonicTime now = clock_.Now();
   const auto interval = std::chrono::duration_cast<Duration>(
       std::chrono::duration<double>(1.0 / std::max(limits_.reports_per_second, 1e-9)));
-  const auto tolerance = std::chrono::duration_cast<Duration>(
-      interval * std::max(limits_.burst - 1.0, 0.0));
+  const auto tolerance =
+      std::chrono::duration_cast<Duration>(interval * std::max(limits_.burst - 1.0, 0.0));
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= limits_.max_callers) {
@@ -64,17 +64,16 @@ absl::Status ReportGate::Admit(const net::PeerInfo& peer,
     absl::StatusOr<identity::Caller> authenticated =
         identity::AuthenticateCaller(peer, trust_domain_, clock_.WallNow());
     if (!authenticated.ok()) {
-      return Refuse(identity::CallerRefusalReason(authenticated.status()),
-                    authenticated.status());
+      return Refuse(identity::CallerRefusalReason(authenticated.status()), authenticated.status());
     }
     caller = *std::move(authenticated);
     key = caller->spiffe_id;
   }
   const size_t bytes = report.ByteSizeLong();
   if (bytes > limits_.max_report_bytes) {
-    return Refuse("too_large", absl::ResourceExhaustedError(absl::StrCat(
-                                   "the report has ", bytes, " bytes; the limit is ",
-                                   limits_.max_report_bytes)));
+    return Refuse("too_large", absl::ResourceExhaustedError(
+                                   absl::StrCat("the report has ", bytes, " bytes; the limit is ",
+                                                limits_.max_report_bytes)));
   }
   const Take take = TakeToken(key);
   if (take == Take::kFull) {
@@ -91,10 +90,10 @@ absl::Status ReportGate::Admit(const net::PeerInfo& peer,
   const registry::Workload* workload = registry.Find(report.node_id());
   if (workload == nullptr || workload->namespace_ != caller->identity.namespace_ ||
       workload->service_account != caller->identity.service_account) {
-    return Refuse("unknown_node", absl::PermissionDeniedError(absl::StrCat(
-                                      "node ", report.node_id(),
-                                      " is not a workload registered under ", caller->spiffe_id,
-                                      ": a sidecar reports for its own node only")));
+    return Refuse("unknown_node",
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "node ", report.node_id(), " is not a workload registered under ",
+                      caller->spiffe_id, ": a sidecar reports for its own node only")));
   }
   // What the figures are recorded under comes from the registration, not from the report.
   report.set_service(workload->service);
