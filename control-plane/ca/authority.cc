@@ -383,14 +383,14 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>>
-CertificateAuthority::LoadOrGenerateSharedRoot(Store& store, const AuthorityOptions& options,
-                                               const Clock& clock,
+CertificateAuthority::LoadOrGenerateSharedRoot(Store& store, const StoreKeys& keys,
+                                               const AuthorityOptions& options, const Clock& clock,
                                                const std::string& extra_roots_file) {
   RETURN_IF_ERROR(ValidateAuthorityOptions(options));
   // The value: the root's certificate, then its key (PEM).
   ASSIGN_OR_RETURN(
       std::string shared,
-      LoadOrCreateSharedValue(store, kSharedRootName, [&]() -> absl::StatusOr<std::string> {
+      LoadOrCreateSharedValue(store, keys, kSharedRootName, [&]() -> absl::StatusOr<std::string> {
         ASSIGN_OR_RETURN(GeneratedRoot root, GenerateRoot(options, clock, "the store"));
         return absl::StrCat(root.cert_pem, root.key_pem);
       }));

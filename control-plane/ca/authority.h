@@ -36,6 +36,7 @@
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
 #include "control-plane/store/store.h"
+#include "control-plane/store/store_keys.h"
 
 namespace meshlet::controlplane::ca {
 
@@ -103,12 +104,11 @@ class CertificateAuthority {
       const Clock& clock = RealClock::Get(), const std::string& extra_roots_file = "");
 
   // The same for several control-plane replicas sharing `store` (etcd): the root is generated
-  // once, by the first replica to start, and kept in the store as the shared value "ca-root"
-  // (control-plane/store/shared_value.h: its key is as safe as the store); every replica signs
-  // with it.
+  // once, by the first replica to start, and kept in the store as the shared value "ca-root",
+  // encrypted with `keys` (control-plane/store/shared_value.h); every replica signs with it.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrGenerateSharedRoot(
-      Store& store, const AuthorityOptions& options, const Clock& clock = RealClock::Get(),
-      const std::string& extra_roots_file = "");
+      Store& store, const StoreKeys& keys, const AuthorityOptions& options,
+      const Clock& clock = RealClock::Get(), const std::string& extra_roots_file = "");
 
   // An operator's CA. `chain_pem`: the signing certificate first, then the intermediates above
   // it, optionally ending with the root. `key_pem`: the signing certificate's key.

@@ -115,8 +115,10 @@ TEST_F(AuthorityTest, RefusesHalfAGeneratedCa) {
 TEST_F(AuthorityTest, ReplicasOnOneStoreShareOneGeneratedRoot) {
   auto store = FileStore::Open(absl::StrCat(TempDir(), "/store"));
   ASSERT_TRUE(store.ok()) << store.status();
-  auto a = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
-  auto b = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
+  absl::StatusOr<StoreKeys> keys = StoreKeys::Parse(StoreKeys::GenerateKeyText(), "test");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  auto a = CertificateAuthority::LoadOrGenerateSharedRoot(**store, *keys, {}, clock_);
+  auto b = CertificateAuthority::LoadOrGenerateSharedRoot(**store, *keys, {}, clock_);
   ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
   EXPECT_EQ((*a)->trust_bundle_pem(), (*b)->trust_bundle_pem());
   // What one replica signs, a sidecar configured by the other verifies.
@@ -125,10 +127,15 @@ TEST_F(AuthorityTest, ReplicasOnOneStoreShareOneGeneratedRoot) {
   auto issued = (*b)->Sign(csr->csr_pem, Id(kFrontend), absl::Hours(1));
   ASSERT_TRUE(issued.ok()) << issued.status();
   EXPECT_EQ(VerifyChain(issued->chain_pem, (*a)->trust_bundle_pem(), clock_.WallNow()), "");
-  // A damaged value is an error naming it, never a new root.
+  // The store holds the root encrypted, never its key in PEM.
   const ResourceKey key{kSharedValueKind, "", "ca-root"};
-  ASSERT_TRUE((*store)->Put(key, "garbage", kAnyRevision).ok());
-  auto damaged = CertificateAuthority::LoadOrGenerateSharedRoot(**store, {}, clock_);
+  absl::StatusOr<StoredResource> stored = (*store)->Get(key);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(StoreKeys::IsSealed(stored->body));
+  EXPECT_EQ(stored->body.find("PRIVATE KEY"), std::string::npos);
+  // A damaged value is an error naming it, never a new root.
+  ASSERT_TRUE((*store)->Put(key, *keys->Seal("ca-root", "garbage"), kAnyRevision).ok());
+  auto damaged = CertificateAuthority::LoadOrGenerateSharedRoot(**store, *keys, {}, clock_);
   ASSERT_FALSE(damaged.ok());
   EXPECT_NE(damaged.status().message().find("shared CA root in the store"), std::string::npos)
       << damaged.status();

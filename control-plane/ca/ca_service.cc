@@ -108,14 +108,15 @@ absl::Status CaService::Init() {
                                             options_.trust_bundle_file, options_.authority,
                                             control_plane_.clock())
       : replicated ? CertificateAuthority::LoadOrGenerateSharedRoot(
-                         control_plane_.store(), options_.authority, control_plane_.clock(),
-                         options_.trust_bundle_file)
+                         control_plane_.store(), *control_plane_.store_keys(), options_.authority,
+                         control_plane_.clock(), options_.trust_bundle_file)
                    : CertificateAuthority::LoadOrGenerateRoot(
                          absl::StrCat(control_plane_.options().data_dir, "/ca"), options_.authority,
                          control_plane_.clock(), options_.trust_bundle_file);
   if (authority.ok() && replicated && options_.cert_chain_file.empty()) {
     LOG(INFO) << "ca: the generated root is shared by every replica through the store (its key "
-                 "is kept there: protect etcd, or give each replica --ca-cert/--ca-key)";
+                 "is kept there encrypted with --store-encryption-key-file, key "
+              << control_plane_.store_keys()->current_key_id() << ")";
   }
   if (!authority.ok()) {
     return absl::Status(authority.status().code(),

@@ -3,12 +3,18 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <optional>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/event/loop.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/documents.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/install/install.h"
+#include "control-plane/install/secrets.h"
+#include "control-plane/kubernetes/api_client.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -35,6 +41,23 @@ std::string SetHelp() {
   return absl::StrCat("KEY=VALUE, repeatable: ", absl::StrJoin(keys, "; "));
 }
 
+// One request to the Kubernetes API, waited for.
+kubernetes::ApiResult CallApi(event::Loop& loop, kubernetes::KubernetesApi& api,
+                              kubernetes::ApiRequest request) {
+  std::optional<kubernetes::ApiResult> result;
+  api.Call(std::move(request), [&result](kubernetes::ApiResult r) { result = std::move(r); });
+  loop.RunUntil([&result] { return result.has_value(); },
+                absl::ToChronoNanoseconds(api.options().timeout) + std::chrono::seconds(1));
+  if (!result.has_value()) {
+    return {.result = "timeout", .body = absl::UnavailableError("no answer in time")};
+  }
+  return *std::move(result);
+}
+
+std::string SecretName(const YAML::Node& secret) {
+  return inject::Text(secret["metadata"]["name"]);
+}
+
 class Install final : public Command {
  public:
   explicit Install(bool uninstall) : uninstall_(uninstall) {}
@@ -50,12 +73,32 @@ class Install final : public Command {
       out.push_back(Switch("--keep-data", "", &keep_data_,
                            "leave out the namespace and the data claim (the CA root, policies "
                            "and API token survive for a later install)"));
+      return out;
     }
+    out.push_back(Switch("--secrets", "", &secrets_,
+                         "instead of the manifests, the Secrets an install with etcd needs, "
+                         "with fresh keys: the store encryption key, and for the bundled etcd "
+                         "its members' and the control plane's certificates"));
+    out.push_back(Switch("--create", "", &create_,
+                         "with --secrets: create them through the Kubernetes API (in a pod: "
+                         "its service account), keeping those that exist; what the install "
+                         "Job runs"));
+    out.push_back(flags::StringFlag("--kubernetes-api", "HOST:PORT", &kubernetes_.api,
+                                    "with --create: the API server (default: in a pod, "
+                                    "KUBERNETES_SERVICE_HOST and _PORT)"));
+    out.push_back(flags::StringFlag("--kubernetes-token-file", "FILE", &kubernetes_.token_file,
+                                    "with --create: the bearer token (default: the pod's "
+                                    "service-account token)"));
+    out.push_back(flags::StringFlag("--kubernetes-ca-file", "FILE", &kubernetes_.ca_file,
+                                    "with --create: the CA of the API server's certificate "
+                                    "(default: the pod's)"));
     return out;
   }
 
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
+    if (create_ && !secrets_) return session.Fail({kExitUsage, "--create goes with --secrets"});
+    if (secrets_) return RunSecrets(session);
     absl::StatusOr<std::vector<YAML::Node>> objects = install::Render(options_, kMeshctlVersion);
     if (!objects.ok()) {
       // A combination of --set values that does not go together is a usage error.
@@ -68,10 +111,92 @@ class Install final : public Command {
   }
 
  private:
+  int RunSecrets(Session& session) {
+    if (options_.etcd.empty()) {
+      return session.Fail({kExitUsage,
+                           "--secrets: an install makes Secrets only with etcd (--set "
+                           "etcd=bundled or --set etcd=https://HOST:PORT)"});
+    }
+    absl::StatusOr<std::vector<YAML::Node>> secrets = install::MakeSecrets(options_, absl::Now());
+    if (!secrets.ok()) return session.Fail({kExitFailed, std::string(secrets.status().message())});
+    if (!create_) {
+      Print(session.io().out, *secrets, output_);
+      return kExitOk;
+    }
+    if (kubernetes_.api.empty()) kubernetes_.api = kubernetes::InClusterApiFromEnvironment();
+    if (kubernetes_.api.empty()) {
+      return session.Fail(
+          {kExitUsage, "--create: no API server (not in a pod; give --kubernetes-api)"});
+    }
+    event::Loop loop;
+    absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
+        kubernetes::KubernetesApi::Create(loop, kubernetes_);
+    if (!api.ok()) return session.Fail({kExitUsage, std::string(api.status().message())});
+    const std::string base = absl::StrCat("/api/v1/namespaces/", options_.namespace_, "/secrets");
+    const std::string hint = absl::StrCat("get and create on secrets in ", options_.namespace_,
+                                          " (the Role meshlet-install)");
+    // Which exist: those are kept.
+    std::set<std::string> existing;
+    for (const YAML::Node& secret : *secrets) {
+      const std::string name = SecretName(secret);
+      kubernetes::ApiResult got =
+          CallApi(loop, **api,
+                  {.method = "GET", .path = absl::StrCat(base, "/", name), .forbidden_hint = hint});
+      if (got.body.ok()) {
+        existing.insert(name);
+      } else if (got.http_status != 404) {
+        return session.Fail({kExitFailed, absl::StrCat("reading Secret ", options_.namespace_, "/",
+                                                       name, ": ", got.body.status().message())});
+      }
+    }
+    for (const YAML::Node& secret : *secrets) {
+      const std::string name = SecretName(secret);
+      if (existing.count(name) > 0) continue;
+      for (const std::string& other : existing) {
+        if (install::SecretsShareACa(name, other)) {
+          return session.Fail(
+              {kExitFailed,
+               absl::StrCat("Secret ", options_.namespace_, "/", other, " exists but ", name,
+                            " does not: they hold certificates of one CA, whose key is gone. "
+                            "Delete ",
+                            other,
+                            " too to make a new pair (then restart etcd and the control "
+                            "plane)")});
+        }
+      }
+    }
+    for (const YAML::Node& secret : *secrets) {
+      const std::string name = SecretName(secret);
+      if (existing.count(name) > 0) {
+        session.io().out << "secret/" << name << " exists, kept\n";
+        continue;
+      }
+      kubernetes::ApiResult created = CallApi(loop, **api,
+                                              {.method = "POST",
+                                               .path = base,
+                                               .content_type = "application/json",
+                                               .body = inject::ToCompactJson(secret),
+                                               .forbidden_hint = hint});
+      if (created.http_status == 409) {
+        session.io().out << "secret/" << name << " exists, kept\n";
+      } else if (created.body.ok()) {
+        session.io().out << "secret/" << name << " created\n";
+      } else {
+        return session.Fail(
+            {kExitFailed, absl::StrCat("creating Secret ", options_.namespace_, "/", name, ": ",
+                                       created.body.status().message())});
+      }
+    }
+    return kExitOk;
+  }
+
   const bool uninstall_;
   install::InstallOptions options_;
   std::string output_ = "yaml";
   bool keep_data_ = false;
+  bool secrets_ = false;
+  bool create_ = false;
+  kubernetes::KubernetesApiOptions kubernetes_;
 };
 
 }  // namespace
@@ -111,7 +236,9 @@ CommandSpec InstallCommand() {
               "of k8s/install (namespace, ServiceAccount, RBAC, data claim, Deployment, "
               "Service, PodDisruptionBudget, the injection webhook's configuration), changed "
               "by --set. Applies nothing itself; the control plane fills in the webhook's "
-              "caBundle once it runs (docs/kubernetes.md). Needs no control plane.",
+              "caBundle once it runs (docs/kubernetes.md). Needs no control plane. With etcd "
+              "the install holds a Job that makes its Secrets (keys, certificates) once; "
+              "--secrets prints them instead, for those who keep Secrets elsewhere.",
           .examples = {{"install", "meshctl install | kubectl apply -f -"},
                        {"check first",
                         "meshctl install --set namespace=mesh > install.yaml && meshctl check "
@@ -119,7 +246,12 @@ CommandSpec InstallCommand() {
                        {"",
                         "meshctl install --set image=registry.example.com/meshlet-control-"
                         "plane:0.1.0 --set proxyImage=registry.example.com/meshlet-proxy:"
-                        "0.1.0 --set injectMode=classic"}},
+                        "0.1.0 --set injectMode=classic"},
+                       {"replicas on the bundled etcd",
+                        "meshctl install --set replicas=3 --set etcd=bundled | kubectl apply "
+                        "-f -"},
+                       {"the Secrets made offline",
+                        "meshctl install --secrets --set etcd=bundled | kubectl create -f -"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Install>(false); }};
 }

@@ -18,6 +18,8 @@
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
 #include "control-plane/install/manifests.h"
+#include "control-plane/install/secret_names.h"
+#include "control-plane/store/etcd_url.h"
 
 namespace meshlet::controlplane::install {
 namespace {
@@ -88,10 +90,10 @@ absl::Status CheckQuantity(absl::string_view key, absl::string_view value) {
 // The bundled etcd's members (k8s/etcd/etcd.yaml) by their stable names.
 std::string BundledEtcdUrl(absl::string_view namespace_) {
   std::vector<std::string> members;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kBundledEtcdMembers; ++i) {
     members.push_back(absl::StrCat("meshlet-etcd-", i, ".meshlet-etcd.", namespace_, ".svc:2379"));
   }
-  return absl::StrCat("etcd://", absl::StrJoin(members, ","));
+  return absl::StrCat("https://", absl::StrJoin(members, ","));
 }
 
 }  // namespace
@@ -104,14 +106,20 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"trustDomain", "the mesh's SPIFFE trust domain (cluster.local)"},
           {"replicas", "control-plane replicas (1; more need etcd)"},
           {"etcd",
-           "etcd://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
-           "by the replicas; bundled: in a three-member etcd installed with it (plaintext, "
-           "behind a NetworkPolicy) (default: a file store on the data volume)"},
+           "https://HOST:PORT[,HOST:PORT...]: keep the store in an existing etcd, shared "
+           "by the replicas (with etcd.tlsSecret); bundled: in a three-member etcd installed "
+           "with it, over TLS with client certificates (default: a file store on the data "
+           "volume)"},
           {"etcd.image", "the bundled etcd's image (registry.k8s.io/etcd:3.5.16-0)"},
           {"etcd.storageSize", "each bundled etcd member's claim (1Gi)"},
+          {"etcd.certificateDays",
+           "the lifetime of the bundled etcd's certificates, made once by the install Job "
+           "(3650)"},
           {"etcd.tlsSecret",
-           "a Secret with ca.crt, tls.crt and tls.key: TLS with a client "
-           "certificate to etcd (default: plaintext)"},
+           "a Secret with ca.crt, tls.crt and tls.key: TLS with a client certificate to an "
+           "https:// etcd"},
+          {"etcd.insecurePlaintext",
+           "true: allow an http:// etcd, in plaintext (tests only; default false)"},
           {"resources.requests.cpu", "the control plane's CPU request (100m)"},
           {"resources.requests.memory", "its memory request (128Mi)"},
           {"resources.limits.memory", "its memory limit (1Gi)"},
@@ -159,16 +167,19 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
     options.etcd_image = value;
   } else if (key == "etcd") {
     // Checked for form only: the names are the cluster's, which need not resolve here.
-    absl::string_view endpoints = value;
-    if (!absl::ConsumePrefix(&endpoints, "etcd://") || endpoints.empty()) {
-      return bad("must be etcd://HOST:PORT[,HOST:PORT...] or bundled");
-    }
-    for (absl::string_view endpoint : absl::StrSplit(endpoints, ',')) {
-      if (absl::StatusOr<net::HostPort> hp = net::SplitHostPort(endpoint); !hp.ok()) {
-        return bad(absl::StrCat("endpoint ", hp.status().message()));
-      }
+    if (absl::StatusOr<EtcdUrlParts> url = SplitEtcdUrl(value); !url.ok()) {
+      return bad("must be https://HOST:PORT[,HOST:PORT...], http://... or bundled");
     }
     options.etcd = value;
+  } else if (key == "etcd.certificateDays") {
+    int days = 0;
+    if (!absl::SimpleAtoi(value, &days) || days < 1 || days > 36500) {
+      return bad("must be a whole number of days from 1 to 36500");
+    }
+    options.etcd_certificate_days = days;
+  } else if (key == "etcd.insecurePlaintext") {
+    if (value != "true" && value != "false") return bad("must be true or false");
+    options.etcd_insecure_plaintext = value == "true";
   } else if (key == "etcd.tlsSecret") {
     if (!config::IsDnsSubdomain(value)) return bad("must be a Secret name (a DNS subdomain)");
     options.etcd_tls_secret = value;
@@ -201,22 +212,44 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
   if (options.replicas > 1 && options.etcd.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "replicas=", options.replicas,
-        ": more than one replica needs a shared store; add --set etcd=etcd://HOST:PORT (the file "
-        "store has one writer)"));
+        ": more than one replica needs a shared store; add --set etcd=bundled or --set "
+        "etcd=https://HOST:PORT (the file store has one writer)"));
   }
-  if (!options.etcd_tls_secret.empty() && options.etcd.empty()) {
+  if ((!options.etcd_tls_secret.empty() || options.etcd_insecure_plaintext) &&
+      options.etcd.empty()) {
     return absl::InvalidArgumentError(
-        "etcd.tlsSecret: needs --set etcd=etcd://HOST:PORT (the store it secures)");
+        "etcd.tlsSecret and etcd.insecurePlaintext: need --set etcd=https://HOST:PORT (the store "
+        "they are for)");
   }
   const bool bundled = options.etcd == kBundledEtcd;
-  if (bundled && !options.etcd_tls_secret.empty()) {
+  if (bundled && (!options.etcd_tls_secret.empty() || options.etcd_insecure_plaintext)) {
     return absl::InvalidArgumentError(
-        "etcd.tlsSecret: the bundled etcd is plaintext; give an existing etcd with "
-        "--set etcd=etcd://HOST:PORT to use TLS");
+        "etcd.tlsSecret and etcd.insecurePlaintext: for an etcd of your own; the bundled etcd "
+        "speaks TLS with the certificates the install makes");
   }
   if (!bundled && (!options.etcd_image.empty() || !options.etcd_storage_size.empty())) {
     return absl::InvalidArgumentError(
         "etcd.image and etcd.storageSize: only with --set etcd=bundled");
+  }
+  if (!options.etcd.empty() && !bundled) {
+    const bool tls = SplitEtcdUrl(options.etcd)->tls;
+    if (tls && options.etcd_tls_secret.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "etcd=", options.etcd,
+          ": TLS to etcd needs --set etcd.tlsSecret=NAME (a Secret with ca.crt, and tls.crt and "
+          "tls.key for the client certificate)"));
+    }
+    if (!tls && !options.etcd_insecure_plaintext) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "etcd=", options.etcd,
+          ": a plaintext etcd is refused (its contents, the CA key among them, would cross the "
+          "network in clear); use https:// with etcd.tlsSecret, or --set "
+          "etcd.insecurePlaintext=true for a test cluster"));
+    }
+    if (!tls && !options.etcd_tls_secret.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("etcd.tlsSecret: needs an https:// etcd, not ", options.etcd));
+    }
   }
   const bool persistent = options.persistent_store && options.etcd.empty();
   absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
@@ -228,12 +261,18 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
         LoadManifest(absl::StrCat("base/", resource.Scalar()));
     if (!docs.ok()) return docs.status();
     for (const YAML::Node& doc : *docs) {
-      // The claim, or the bundled etcd, goes before the Deployment that uses it.
-      if (Text(doc["kind"]) == "Deployment" && (persistent || bundled)) {
-        absl::StatusOr<std::vector<YAML::Node>> store =
-            LoadManifest(bundled ? "etcd/etcd.yaml" : "install/store.yaml");
-        if (!store.ok()) return store.status();
-        objects.insert(objects.end(), store->begin(), store->end());
+      // The claim, or the install Job and the bundled etcd, go before the Deployment that uses
+      // them.
+      if (Text(doc["kind"]) == "Deployment") {
+        std::vector<const char*> manifests;
+        if (persistent) manifests.push_back("install/store.yaml");
+        if (!options.etcd.empty()) manifests.push_back("etcd/secrets-job.yaml");
+        if (bundled) manifests.push_back("etcd/etcd.yaml");
+        for (const char* manifest : manifests) {
+          absl::StatusOr<std::vector<YAML::Node>> store = LoadManifest(manifest);
+          if (!store.ok()) return store.status();
+          objects.insert(objects.end(), store->begin(), store->end());
+        }
       }
       objects.push_back(doc);
     }
@@ -250,7 +289,7 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       claim = Text(metadata["name"]);
       object["spec"]["resources"]["requests"]["storage"] = StringNode(options.store_size);
     }
-    if (kind == "ClusterRoleBinding") {
+    if (kind == "ClusterRoleBinding" || kind == "RoleBinding") {
       for (YAML::Node subject : object["subjects"]) {
         subject["namespace"] = StringNode(options.namespace_);
       }
@@ -272,7 +311,28 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       }
     }
   }
+  // The control plane's image, as the kustomization's images transform gives it.
+  auto image_of = [&](const YAML::Node& container) {
+    for (const YAML::Node& image : base["images"]) {
+      if (Text(container["image"]) == Text(image["name"])) {
+        return options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version)
+                                     : options.image;
+      }
+    }
+    return Text(container["image"]);
+  };
   for (YAML::Node object : objects) {
+    if (Text(object["kind"]) == "Job") {  // the install's Secrets (secrets.h)
+      YAML::Node container = object["spec"]["template"]["spec"]["containers"][0];
+      container["image"] = StringNode(image_of(container));
+      AddArg(container, absl::StrCat("--set=namespace=", options.namespace_));
+      AddArg(container, absl::StrCat("--set=etcd=", options.etcd));
+      if (bundled) {
+        AddArg(container,
+               absl::StrCat("--set=etcd.certificateDays=", options.etcd_certificate_days));
+      }
+      continue;
+    }
     if (Text(object["kind"]) == "StatefulSet") {  // the bundled etcd
       AddLabels(Child(Child(object["spec"], "selector"), "matchLabels"), labels);
       AddLabels(Child(Child(object["spec"]["template"], "metadata"), "labels"), labels);
@@ -290,13 +350,7 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
     object["spec"]["replicas"] = IntNode(options.replicas);
     YAML::Node container = FirstContainer(object);
     // The images transform of the kustomization: name -> name:tag.
-    for (const YAML::Node& image : base["images"]) {
-      if (Text(container["image"]) == Text(image["name"])) {
-        container["image"] =
-            StringNode(options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version)
-                                             : options.image);
-      }
-    }
+    container["image"] = StringNode(image_of(container));
     if (!options.proxy_image.empty()) {
       AddArg(container, absl::StrCat("--inject-proxy-image=", options.proxy_image));
     }
@@ -314,6 +368,7 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       object["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
       AddArg(container,
              absl::StrCat("--store=", bundled ? BundledEtcdUrl(options.namespace_) : options.etcd));
+      if (options.etcd_insecure_plaintext) AddArg(container, "--etcd-insecure-plaintext");
       AddArg(container, "--replica-name=$(POD_NAME)");
       // The others forward telemetry to this pod's discovery port (an IP alone: IPv6 too).
       AddArg(container, "--replica-address=$(POD_IP)");
@@ -325,18 +380,28 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
         env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode(field);
         container["env"].push_back(env);
       }
-      if (!options.etcd_tls_secret.empty()) {
-        constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
+      // Secrets mounted read-only into the control plane alone.
+      auto mount = [&](const char* volume_name, const std::string& secret, const char* dir) {
         YAML::Node volume(YAML::NodeType::Map);
-        volume["name"] = StringNode("etcd-tls");
-        volume["secret"]["secretName"] = StringNode(options.etcd_tls_secret);
+        volume["name"] = StringNode(volume_name);
+        volume["secret"]["secretName"] = StringNode(secret);
+        volume["secret"]["defaultMode"] = IntNode(0440);
         object["spec"]["template"]["spec"]["volumes"].push_back(volume);
-        YAML::Node mount(YAML::NodeType::Map);
-        mount["name"] = StringNode("etcd-tls");
-        mount["mountPath"] = StringNode(kEtcdTlsDir);
-        mount["readOnly"] = YAML::Node(true);
-        container["volumeMounts"].push_back(mount);
-        AddArg(container, absl::StrCat("--etcd-ca=", kEtcdTlsDir, "/ca.crt"));
+        YAML::Node mounted(YAML::NodeType::Map);
+        mounted["name"] = StringNode(volume_name);
+        mounted["mountPath"] = StringNode(dir);
+        mounted["readOnly"] = YAML::Node(true);
+        container["volumeMounts"].push_back(mounted);
+      };
+      constexpr char kStoreKeyDir[] = "/etc/meshlet/store-key";
+      mount("store-key", kStoreKeySecret, kStoreKeyDir);
+      AddArg(container,
+             absl::StrCat("--store-encryption-key-file=", kStoreKeyDir, "/", kStoreKeyFile));
+      const std::string client_secret = bundled ? kEtcdClientSecret : options.etcd_tls_secret;
+      if (!client_secret.empty()) {
+        constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
+        mount("etcd-tls", client_secret, kEtcdTlsDir);
+        AddArg(container, absl::StrCat("--etcd-cacert=", kEtcdTlsDir, "/ca.crt"));
         AddArg(container, absl::StrCat("--etcd-cert=", kEtcdTlsDir, "/tls.crt"));
         AddArg(container, absl::StrCat("--etcd-key=", kEtcdTlsDir, "/tls.key"));
       }
@@ -441,12 +506,39 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
   const YAML::Node args = Field(container, "args");
   if (ns.empty()) problem(deployment_name, "metadata.namespace: missing");
   int64_t replicas = 1;
-  const bool etcd = absl::StartsWith(ArgValue(args, "--store", ""), "etcd://");
+  const absl::StatusOr<EtcdUrlParts> etcd_url = SplitEtcdUrl(ArgValue(args, "--store", ""));
+  const bool etcd = etcd_url.ok();
   if (Field(spec, "replicas") &&
       (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) || (replicas > 1 && !etcd))) {
     problem(deployment_name,
-            "spec.replicas: must be 1 unless the store is etcd (--store=etcd://...): the file "
+            "spec.replicas: must be 1 unless the store is etcd (--store=https://...): the file "
             "store has one writer");
+  }
+  auto has_arg = [&](absl::string_view flag) {
+    for (const YAML::Node& a : args) {
+      if (Text(a) == flag || absl::StartsWith(Text(a), absl::StrCat(flag, "="))) return true;
+    }
+    return false;
+  };
+  const std::string args_field = "spec.template.spec.containers[0].args";
+  if (etcd && !has_arg("--store-encryption-key-file")) {
+    problem(deployment_name,
+            absl::StrCat(args_field,
+                         ": an etcd --store without --store-encryption-key-file (the control "
+                         "plane refuses to start: it keeps the API token and CA root in etcd "
+                         "encrypted with that key)"));
+  }
+  if (etcd && etcd_url->tls && !has_arg("--etcd-cacert")) {
+    problem(deployment_name,
+            absl::StrCat(args_field,
+                         ": an https:// --store without --etcd-cacert (the control "
+                         "plane refuses to start)"));
+  }
+  if (etcd && !etcd_url->tls && !has_arg("--etcd-insecure-plaintext")) {
+    problem(deployment_name,
+            absl::StrCat(args_field,
+                         ": an http:// --store without --etcd-insecure-plaintext (the "
+                         "control plane refuses a plaintext etcd)"));
   }
   if (Text(Field(Field(Field(Field(spec, "template"), "metadata"), "annotations"),
                  inject::kInjectKey)) != "false") {

@@ -11,10 +11,13 @@
 // the data directory on the claim. InstallOptions (from --set KEY=VALUE) change the namespace
 // (everywhere it is named: objects, the RBAC subject, the webhook's service and its namespace
 // exclusion), images, injection mode, trust domain, resources, store and the webhook's failure
-// policy. With etcd (--set etcd=etcd://...) the store is etcd, shared by several replicas
-// (RollingUpdate, each named after its pod, the data volume an emptyDir); --set etcd=bundled adds
-// a three-member etcd (k8s/etcd: StatefulSet, headless Service, PodDisruptionBudget,
-// NetworkPolicy) and points the control plane at it.
+// policy. With etcd (--set etcd=https://...) the store is etcd, shared by several replicas
+// (RollingUpdate, each named after its pod, the data volume an emptyDir), the install Job of
+// k8s/etcd/secrets-job.yaml makes the Secrets of secrets.h once, and the control plane mounts
+// the store key (and the etcd client certificate of the etcd.tlsSecret Secret); --set
+// etcd=bundled adds a three-member etcd over TLS (k8s/etcd/etcd.yaml: StatefulSet, headless
+// Service, PodDisruptionBudget, NetworkPolicy) with the install's certificates, and points the
+// control plane at it with its client certificate.
 //
 // CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
 // mistakes visible offline, each named by object and field.
@@ -42,15 +45,19 @@ struct InstallOptions {
   std::string inject_mode;   // empty, "native" or "classic"
   std::string trust_domain;  // empty: cluster.local
   int replicas = 1;
-  // "etcd://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
-  // required for replicas > 1). kBundledEtcd: in a three-member etcd StatefulSet rendered with
-  // the install (k8s/etcd). Empty: the file store on the data volume.
+  // "https://host:port[,...]": the store in an existing etcd, shared by the replicas (no claim;
+  // required for replicas > 1); "http://..." only with etcd_insecure_plaintext. kBundledEtcd:
+  // in a three-member etcd StatefulSet rendered with the install (k8s/etcd). Empty: the file
+  // store on the data volume.
   std::string etcd;
   std::string etcd_image;         // the bundled etcd's; empty: the manifest's
   std::string etcd_storage_size;  // each bundled member's claim; empty: the manifest's (1Gi)
   // A Secret in the namespace with ca.crt, tls.crt and tls.key (kubernetes.io/tls plus the CA):
-  // TLS with a client certificate to etcd. Empty: plaintext.
+  // TLS with a client certificate to an https:// etcd (required with one).
   std::string etcd_tls_secret;
+  bool etcd_insecure_plaintext = false;
+  // The bundled etcd's certificates (secrets.h): their lifetime in days.
+  int etcd_certificate_days = 3650;
   std::string cpu = "100m";  // the control plane's requests and memory limit
   std::string memory = "128Mi";
   std::string memory_limit = "1Gi";

@@ -45,9 +45,11 @@ TEST(InstallTest, SetOptionRefusesWithTheReason) {
   EXPECT_TRUE(SetOption(options, "image=a/b:c=d").ok());  // only the first '=' splits
   EXPECT_EQ(options.image, "a/b:c=d");
   EXPECT_FALSE(SetOption(options, "replicas=0").ok());
-  EXPECT_NE(SetOption(options, "etcd=http://etcd:2379").message().find("etcd://HOST:PORT"),
+  EXPECT_NE(SetOption(options, "etcd=etcd://etcd:2379").message().find("https://HOST:PORT"),
             std::string::npos);
-  EXPECT_NE(SetOption(options, "etcd=etcd://etcd:2379,etcd-1").message().find("etcd-1"),
+  EXPECT_NE(SetOption(options, "etcd=https://etcd:2379,etcd-1").message().find("etcd-1"),
+            std::string::npos);
+  EXPECT_NE(SetOption(options, "etcd.insecurePlaintext=yes").message().find("true or false"),
             std::string::npos);
   EXPECT_NE(SetOption(options, "colour=blue").message().find("known: namespace, image"),
             std::string::npos);
@@ -62,9 +64,32 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   // Without etcd, more than one replica is refused, saying why.
   absl::StatusOr<std::vector<YAML::Node>> refused = Render(options, "0.1.0");
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("--set etcd=etcd://HOST:PORT"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("--set etcd=https://HOST:PORT"), std::string::npos);
 
-  ASSERT_TRUE(SetOption(options, "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379").ok());
+  // An https:// etcd needs its client Secret; an http:// one the explicit insecure setting.
+  ASSERT_TRUE(SetOption(options, "etcd=https://etcd-0.etcd:2379,etcd-1.etcd:2379").ok());
+  refused = Render(options, "0.1.0");
+  EXPECT_NE(refused.status().message().find("needs --set etcd.tlsSecret=NAME"), std::string::npos)
+      << refused.status();
+  InstallOptions plaintext = options;
+  ASSERT_TRUE(SetOption(plaintext, "etcd=http://etcd-0.etcd:2379").ok());
+  refused = Render(plaintext, "0.1.0");
+  EXPECT_NE(refused.status().message().find("a plaintext etcd is refused"), std::string::npos)
+      << refused.status();
+  ASSERT_TRUE(SetOption(plaintext, "etcd.insecurePlaintext=true").ok());
+  absl::StatusOr<std::vector<YAML::Node>> insecure = Render(plaintext, "0.1.0");
+  ASSERT_TRUE(insecure.ok()) << insecure.status();
+  for (const YAML::Node& o : *insecure) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    std::vector<std::string> args;
+    for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+      args.push_back(a.Scalar());
+    }
+    EXPECT_NE(std::find(args.begin(), args.end(), "--etcd-insecure-plaintext"), args.end());
+  }
+
+  // TLS to etcd from a Secret: mounted read-only, the three flags pointing into it.
+  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
   absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
   ASSERT_TRUE(objects.ok()) << objects.status();
   bool deployment = false;
@@ -79,7 +104,7 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
     std::vector<std::string> args;
     for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
     EXPECT_NE(
-        std::find(args.begin(), args.end(), "--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379"),
+        std::find(args.begin(), args.end(), "--store=https://etcd-0.etcd:2379,etcd-1.etcd:2379"),
         args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-name=$(POD_NAME)"), args.end());
     EXPECT_NE(std::find(args.begin(), args.end(), "--replica-address=$(POD_IP)"), args.end());
@@ -96,32 +121,79 @@ TEST(InstallTest, SeveralReplicasShareAnEtcdStore) {
   }
   EXPECT_TRUE(deployment);
   EXPECT_TRUE(CheckInstall(*objects).empty());
-
-  // TLS to etcd from a Secret: mounted read-only, the three flags pointing into it.
-  ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
-  objects = Render(options, "0.1.0");
-  ASSERT_TRUE(objects.ok()) << objects.status();
+  // The store key and the TLS Secret mounted read-only, the flags pointing into them; the Job
+  // that makes the store key rendered before the Deployment.
+  bool job = false;
   for (const YAML::Node& o : *objects) {
+    if (Text(o["kind"]) == "Job") {
+      job = true;
+      std::vector<std::string> args;
+      for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+        args.push_back(a.Scalar());
+      }
+      EXPECT_EQ(args, (std::vector<std::string>{
+                          "install", "--secrets", "--create", "--set=namespace=meshlet-system",
+                          "--set=etcd=https://etcd-0.etcd:2379,etcd-1.etcd:2379"}));
+      EXPECT_EQ(Text(o["spec"]["template"]["spec"]["containers"][0]["image"]),
+                "meshlet-control-plane:0.1.0");
+    }
     if (Text(o["kind"]) != "Deployment") continue;
+    EXPECT_TRUE(job) << "the Job comes before the Deployment";
     const YAML::Node pod = o["spec"]["template"]["spec"];
-    ASSERT_EQ(pod["volumes"].size(), 2u);
-    EXPECT_EQ(Text(pod["volumes"][1]["secret"]["secretName"]), "etcd-client");
+    ASSERT_EQ(pod["volumes"].size(), 3u);
+    EXPECT_EQ(Text(pod["volumes"][1]["secret"]["secretName"]), "meshlet-store-key");
+    EXPECT_EQ(Text(pod["volumes"][2]["secret"]["secretName"]), "etcd-client");
     const YAML::Node container = pod["containers"][0];
-    EXPECT_EQ(Text(container["volumeMounts"][1]["mountPath"]), "/etc/meshlet/etcd");
+    EXPECT_EQ(Text(container["volumeMounts"][1]["mountPath"]), "/etc/meshlet/store-key");
+    EXPECT_EQ(Text(container["volumeMounts"][2]["mountPath"]), "/etc/meshlet/etcd");
+    EXPECT_EQ(Text(container["volumeMounts"][2]["readOnly"]), "true");
     std::vector<std::string> args;
     for (const YAML::Node& a : container["args"]) args.push_back(a.Scalar());
     for (const char* flag :
-         {"--etcd-ca=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
-          "--etcd-key=/etc/meshlet/etcd/tls.key"}) {
+         {"--etcd-cacert=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
+          "--etcd-key=/etc/meshlet/etcd/tls.key",
+          "--store-encryption-key-file=/etc/meshlet/store-key/store-key"}) {
       EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << flag;
     }
+    EXPECT_EQ(std::find(args.begin(), args.end(), "--etcd-insecure-plaintext"), args.end());
   }
+  EXPECT_TRUE(job);
   EXPECT_TRUE(CheckInstall(*objects).empty());
   InstallOptions no_etcd;
   ASSERT_TRUE(SetOption(no_etcd, "etcd.tlsSecret=etcd-client").ok());
-  EXPECT_NE(Render(no_etcd, "0.1.0").status().message().find("needs --set etcd="),
+  EXPECT_NE(Render(no_etcd, "0.1.0").status().message().find("need --set etcd="),
             std::string::npos);
   EXPECT_FALSE(SetOption(no_etcd, "etcd.tlsSecret=Not_A_Name").ok());
+
+  // The check: an etcd store without the flags the control plane needs with it.
+  for (const auto& [drop, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"--store-encryption-key-file", "without --store-encryption-key-file"},
+           {"--etcd-cacert", "an https:// --store without --etcd-cacert"}}) {
+    std::vector<YAML::Node> edited;
+    for (const YAML::Node& o : *objects) edited.push_back(YAML::Clone(o));
+    for (YAML::Node o : edited) {
+      if (Text(o["kind"]) != "Deployment") continue;
+      YAML::Node kept(YAML::NodeType::Sequence);
+      for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+        if (a.Scalar().rfind(drop, 0) != 0) kept.push_back(a);
+      }
+      o["spec"]["template"]["spec"]["containers"][0]["args"] = kept;
+    }
+    std::vector<std::string> found = CheckInstall(edited);
+    ASSERT_EQ(found.size(), 1u) << drop;
+    EXPECT_NE(found[0].find(expected), std::string::npos) << found[0];
+  }
+  for (YAML::Node o : *insecure) {
+    if (Text(o["kind"]) != "Deployment") continue;
+    YAML::Node kept(YAML::NodeType::Sequence);
+    for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
+      if (a.Scalar() != "--etcd-insecure-plaintext") kept.push_back(a);
+    }
+    o["spec"]["template"]["spec"]["containers"][0]["args"] = kept;
+  }
+  std::vector<std::string> plaintext_problems = CheckInstall(*insecure);
+  ASSERT_EQ(plaintext_problems.size(), 1u);
+  EXPECT_NE(plaintext_problems[0].find("without --etcd-insecure-plaintext"), std::string::npos);
 
   // The check: replicas over 1 with the file store is a problem; with etcd it is not.
   std::vector<YAML::Node> file_store = Defaults();
@@ -164,30 +236,60 @@ TEST(InstallTest, ABundledEtcdIsRenderedBeforeTheReplicasThatUseIt) {
                   Text(it->second));
       }
     }
-    if (kind == "Deployment") {
-      // Everything of the store exists before the replicas start.
-      EXPECT_EQ(kinds, (std::vector<std::string>{"Service", "StatefulSet", "PodDisruptionBudget",
-                                                 "NetworkPolicy"}));
+    if (kind == "Job") {
+      kinds.push_back(kind);
       std::vector<std::string> args;
       for (const YAML::Node& a : o["spec"]["template"]["spec"]["containers"][0]["args"]) {
         args.push_back(a.Scalar());
       }
-      EXPECT_NE(std::find(args.begin(), args.end(),
-                          "--store=etcd://meshlet-etcd-0.meshlet-etcd.mesh.svc:2379,"
-                          "meshlet-etcd-1.meshlet-etcd.mesh.svc:2379,"
-                          "meshlet-etcd-2.meshlet-etcd.mesh.svc:2379"),
-                args.end());
+      EXPECT_EQ(args, (std::vector<std::string>{"install", "--secrets", "--create",
+                                                "--set=namespace=mesh", "--set=etcd=bundled",
+                                                "--set=etcd.certificateDays=3650"}));
+    }
+    if (kind == "RoleBinding") {
+      EXPECT_EQ(Text(o["subjects"][0]["namespace"]), "mesh");
+    }
+    if (kind == "StatefulSet") {
+      const YAML::Node pod = o["spec"]["template"]["spec"];
+      EXPECT_EQ(Text(pod["volumes"][0]["secret"]["secretName"]), "meshlet-etcd-member");
+      std::vector<std::string> args;
+      for (const YAML::Node& a : pod["containers"][0]["args"]) args.push_back(a.Scalar());
+      for (const char* flag : {"--client-cert-auth", "--peer-client-cert-auth",
+                               "--listen-client-urls=https://0.0.0.0:2379",
+                               "--listen-peer-urls=https://0.0.0.0:2380"}) {
+        EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << flag;
+      }
+    }
+    if (kind == "Deployment") {
+      // Everything of the store exists before the replicas start, the Job that makes its
+      // Secrets first.
+      EXPECT_EQ(kinds, (std::vector<std::string>{"Job", "Service", "StatefulSet",
+                                                 "PodDisruptionBudget", "NetworkPolicy"}));
+      const YAML::Node pod = o["spec"]["template"]["spec"];
+      std::vector<std::string> args;
+      for (const YAML::Node& a : pod["containers"][0]["args"]) args.push_back(a.Scalar());
+      for (const char* flag :
+           {"--store=https://meshlet-etcd-0.meshlet-etcd.mesh.svc:2379,"
+            "meshlet-etcd-1.meshlet-etcd.mesh.svc:2379,meshlet-etcd-2.meshlet-etcd.mesh.svc:2379",
+            "--etcd-cacert=/etc/meshlet/etcd/ca.crt", "--etcd-cert=/etc/meshlet/etcd/tls.crt",
+            "--etcd-key=/etc/meshlet/etcd/tls.key",
+            "--store-encryption-key-file=/etc/meshlet/store-key/store-key"}) {
+        EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << flag;
+      }
+      EXPECT_EQ(std::find(args.begin(), args.end(), "--etcd-insecure-plaintext"), args.end());
+      EXPECT_EQ(Text(pod["volumes"][2]["secret"]["secretName"]), "meshlet-etcd-client");
     }
     EXPECT_NE(kind, "PersistentVolumeClaim");  // the control plane's state is in etcd
   }
-  EXPECT_EQ(kinds.size(), 4u);
+  EXPECT_EQ(kinds.size(), 5u);
   EXPECT_TRUE(CheckInstall(*objects).empty());
 
-  // TLS is for an etcd of one's own; the etcd.* settings only for the bundled one.
+  // A client Secret is for an etcd of one's own; the etcd.* settings only for the bundled one.
   ASSERT_TRUE(SetOption(options, "etcd.tlsSecret=etcd-client").ok());
   absl::StatusOr<std::vector<YAML::Node>> refused = Render(options, "0.1.0");
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("the bundled etcd is plaintext"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("for an etcd of your own"), std::string::npos);
+  EXPECT_FALSE(SetOption(options, "etcd.certificateDays=0").ok());
   InstallOptions other;
   ASSERT_TRUE(SetOption(other, "etcd.storageSize=2Gi").ok());
   refused = Render(other, "0.1.0");

@@ -65,43 +65,80 @@ absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::stri
   return content;
 }
 
+// TLS to etcd from --etcd-cacert, --etcd-cert and --etcd-key.
+absl::StatusOr<std::shared_ptr<const tls::TlsContextProvider>> EtcdTls(
+    const ControlPlaneOptions& options) {
+  tls::TlsContextConfig config;
+  ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-cacert", options.etcd_ca_file));
+  if (!options.etcd_cert_file.empty()) {
+    ASSIGN_OR_RETURN(config.certificate_chain_pem,
+                     ReadFlagFile("--etcd-cert", options.etcd_cert_file));
+    ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
+  }
+  config.alpn_protocols = {"h2"};
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) return Annotate(context.status(), "TLS to etcd");
+  return std::make_shared<tls::TlsContextProvider>(*context);
+}
+
 // The store the options name: the file store in the data directory, or etcd.
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& options) {
-  const bool etcd_flags = !options.etcd_ca_file.empty() || !options.etcd_cert_file.empty() ||
-                          !options.etcd_key_file.empty() || !options.etcd_username.empty() ||
-                          !options.etcd_password_file.empty();
+  const bool tls_flags = !options.etcd_ca_file.empty() || !options.etcd_cert_file.empty() ||
+                         !options.etcd_key_file.empty();
+  const bool etcd_flags = tls_flags || options.etcd_insecure_plaintext ||
+                          !options.etcd_username.empty() || !options.etcd_password_file.empty();
   if (options.store.empty()) {
     if (etcd_flags) {
-      return absl::InvalidArgumentError("--etcd-* flags need --store etcd://host:port");
+      return absl::InvalidArgumentError("--etcd-* flags need --store https://HOST:PORT (etcd)");
     }
     absl::StatusOr<std::unique_ptr<FileStore>> store =
         FileStore::Open(absl::StrCat(options.data_dir, "/store"));
     if (!store.ok()) return store.status();
     return std::unique_ptr<Store>(std::move(*store));
   }
+  ASSIGN_OR_RETURN(EtcdUrl url, ParseEtcdUrl(options.store));
   EtcdStoreOptions etcd;
-  ASSIGN_OR_RETURN(etcd.endpoints, ParseEtcdUrl(options.store));
+  etcd.endpoints = std::move(url.endpoints);
   etcd.prefix = options.etcd_prefix;
   etcd.request_timeout = options.etcd_timeout;
   etcd.lease_ttl = options.etcd_lease_ttl;
   if (options.etcd_cert_file.empty() != options.etcd_key_file.empty()) {
     return absl::InvalidArgumentError("--etcd-cert and --etcd-key go together");
   }
-  if (!options.etcd_ca_file.empty()) {
-    tls::TlsContextConfig config;
-    ASSIGN_OR_RETURN(config.trust_bundle_pem, ReadFlagFile("--etcd-ca", options.etcd_ca_file));
-    if (!options.etcd_cert_file.empty()) {
-      ASSIGN_OR_RETURN(config.certificate_chain_pem,
-                       ReadFlagFile("--etcd-cert", options.etcd_cert_file));
-      ASSIGN_OR_RETURN(config.private_key_pem, ReadFlagFile("--etcd-key", options.etcd_key_file));
+  if (url.tls) {
+    if (options.etcd_insecure_plaintext) {
+      return absl::InvalidArgumentError(absl::StrCat("--etcd-insecure-plaintext: the store ",
+                                                     options.store, " is TLS (https://)"));
     }
-    config.alpn_protocols = {"h2"};
-    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-        tls::TlsContext::CreateClient(config);
-    if (!context.ok()) return Annotate(context.status(), "TLS to etcd");
-    etcd.tls = std::make_shared<tls::TlsContextProvider>(*context);
-  } else if (!options.etcd_cert_file.empty()) {
-    return absl::InvalidArgumentError("--etcd-cert needs --etcd-ca");
+    if (options.etcd_ca_file.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--store ", options.store,
+          ": etcd over TLS needs --etcd-cacert (the CA that signed the members' certificates), "
+          "and --etcd-cert/--etcd-key when etcd asks for client certificates"));
+    }
+    ASSIGN_OR_RETURN(etcd.tls, EtcdTls(options));
+    if (options.etcd_cert_file.empty() && options.etcd_username.empty()) {
+      LOG(WARN) << "etcd: this replica presents no client certificate (--etcd-cert) and no user "
+                   "(--etcd-username); only an etcd that authenticates nobody lets it in";
+    }
+  } else {
+    if (!options.etcd_insecure_plaintext) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--store ", options.store,
+          ": plaintext etcd is refused: the policies, the shared API token and CA root, and "
+          "etcd credentials would cross the network in clear, to and from anyone who reaches "
+          "it. Use https:// with --etcd-cacert, --etcd-cert and --etcd-key, or add "
+          "--etcd-insecure-plaintext for a local test"));
+    }
+    if (tls_flags) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--etcd-cacert, --etcd-cert and --etcd-key need an https:// store, not ", options.store));
+    }
+    etcd.allow_plaintext = true;
+    LOG(WARN) << "INSECURE: etcd at " << options.store
+              << " in plaintext (--etcd-insecure-plaintext): anyone on the network path reads and "
+                 "changes the policies, the shared API token and CA root. For local tests only";
   }
   if (!options.etcd_password_file.empty() && options.etcd_username.empty()) {
     return absl::InvalidArgumentError("--etcd-password-file needs --etcd-username");
@@ -114,7 +151,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const ControlPlaneOptions& opti
   }
   absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(std::move(etcd));
   if (!store.ok()) return store.status();
-  LOG(INFO) << "policy store: etcd at " << options.store << ", prefix " << options.etcd_prefix;
+  LOG(INFO) << "policy store: etcd at " << options.store << ", prefix " << options.etcd_prefix
+            << (url.tls ? " (TLS)" : " (plaintext)");
   return std::unique_ptr<Store>(std::move(*store));
 }
 
@@ -134,8 +172,9 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
            }},
       {.name = "--store",
        .value = "URL",
-       .help = "the policy store: etcd://host:port[,host:port...] for etcd, shared by replicas "
-               "(default: a file store in --data-dir)",
+       .help = "the policy store: https://HOST:PORT[,HOST:PORT...] for etcd over TLS, shared by "
+               "replicas; http://... only with --etcd-insecure-plaintext (default: a file store "
+               "in --data-dir)",
        .set =
            [&options](absl::string_view v) {
              if (absl::Status s = ParseEtcdUrl(v).status(); !s.ok()) return s;
@@ -144,14 +183,23 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
            }},
       StringOption("--etcd-prefix", "PREFIX", "key prefix of this mesh in etcd (default /meshlet/)",
                    options.etcd_prefix),
-      StringOption("--etcd-ca", "FILE",
-                   "TLS to etcd: CA bundle (PEM) its members' certificates "
-                   "chain to",
+      StringOption("--etcd-cacert", "FILE",
+                   "TLS to etcd: CA bundle (PEM) its members' certificates chain to (needed with "
+                   "an https:// store)",
                    options.etcd_ca_file),
-      StringOption("--etcd-cert", "FILE", "TLS to etcd: client certificate chain (PEM)",
+      StringOption("--etcd-cert", "FILE",
+                   "TLS to etcd: client certificate chain (PEM) this replica presents",
                    options.etcd_cert_file),
       StringOption("--etcd-key", "FILE", "TLS to etcd: the client certificate's key (PEM)",
                    options.etcd_key_file),
+      StringOption("--store-encryption-key-file", "FILE",
+                   "with etcd: the key file (base64 keys of 32 bytes, one a line, the first "
+                   "encrypting) that encrypts the API token and CA root the replicas share through "
+                   "etcd; required with etcd, the same file for every replica",
+                   options.store_encryption_key_file),
+      flags::BoolFlag("--etcd-insecure-plaintext", &options.etcd_insecure_plaintext,
+                      "allow an http:// store: etcd in plaintext, readable and writable by anyone "
+                      "on the network path (local tests only; logged as INSECURE)"),
       DurationOption("--etcd-timeout",
                      "per etcd call and member: how long an API request waits for an answer "
                      "before trying the next member or answering 503 (default 5s)",
@@ -255,6 +303,23 @@ absl::Status ControlPlane::Init() {
     return absl::FailedPreconditionError(
         absl::StrCat("--data-dir ", options_.data_dir, ": ", std::strerror(errno)));
   }
+  if (options_.store.empty() && !options_.store_encryption_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--store-encryption-key-file: only with --store https://... (etcd); the file store keeps "
+        "its secrets in --data-dir");
+  }
+  if (!options_.store.empty()) {
+    if (options_.store_encryption_key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--store https://... (etcd) needs --store-encryption-key-file: the API token and CA "
+          "root the replicas share are kept in etcd encrypted with it (a file mounted into the "
+          "control plane alone, one base64 key of 32 random bytes: `meshctl install --secrets` "
+          "makes one, or `head -c 32 /dev/urandom | base64`)");
+    }
+    absl::StatusOr<StoreKeys> keys = StoreKeys::FromFile(options_.store_encryption_key_file);
+    if (!keys.ok()) return Annotate(keys.status(), "--store-encryption-key-file");
+    store_keys_ = std::make_unique<const StoreKeys>(*std::move(keys));
+  }
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options_);
   if (!store.ok()) return Annotate(store.status(), "opening the policy store");
   store_ = std::move(*store);
@@ -267,8 +332,9 @@ absl::Status ControlPlane::Init() {
   if (!options_.store.empty()) {
     // Replicas share one token (the first replica's), so that meshctl may use any of them; each
     // data directory holds it.
-    absl::StatusOr<std::string> shared = LoadOrCreateSharedValue(
-        *store_, "api-token", [&]() -> absl::StatusOr<std::string> { return token_; });
+    absl::StatusOr<std::string> shared =
+        LoadOrCreateSharedValue(*store_, *store_keys_, "api-token",
+                                [&]() -> absl::StatusOr<std::string> { return token_; });
     if (!shared.ok()) return Annotate(shared.status(), "API token");
     if (*shared != token_) {
       RETURN_IF_ERROR(Annotate(api::ReplaceToken(token_path, *shared), "API token"));

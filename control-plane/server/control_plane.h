@@ -41,6 +41,7 @@
 #include "control-plane/registry/shared_registrations.h"
 #include "control-plane/store/leased_keys.h"
 #include "control-plane/store/store.h"
+#include "control-plane/store/store_keys.h"
 #include "control-plane/store/store_worker.h"
 
 namespace meshlet::controlplane {
@@ -49,13 +50,18 @@ inline constexpr char kControlPlaneVersion[] = "0.1.0";
 
 struct ControlPlaneOptions {
   std::string data_dir = "/var/lib/meshlet";
-  // Where policy lives: empty for the file store in data_dir; "etcd://host:port[,...]" for etcd
-  // (control-plane/store/etcd_store.h), shared by replicas.
+  // Where policy lives: empty for the file store in data_dir; "https://host:port[,...]" for etcd
+  // (control-plane/store/etcd_store.h), shared by replicas; "http://..." only with
+  // etcd_insecure_plaintext.
   std::string store;
   std::string etcd_prefix = "/meshlet/";
   std::string etcd_ca_file;    // TLS to etcd: the CA that signed its members' certificates
   std::string etcd_cert_file;  // and a client certificate, when etcd asks for one
   std::string etcd_key_file;
+  bool etcd_insecure_plaintext = false;
+  // With etcd: the key file that encrypts the secrets replicas share through the store
+  // (control-plane/store/store_keys.h); required with etcd.
+  std::string store_encryption_key_file;
   std::string etcd_username;
   std::string etcd_password_file;
   // Per etcd call and endpoint; an API request waits at most this long for each member tried.
@@ -81,7 +87,8 @@ struct ControlPlaneOptions {
   Duration http_idle_timeout = std::chrono::seconds(120);
 };
 
-// The control plane's own flags (--data-dir, --store and --etcd-*, --api-address,
+// The control plane's own flags (--data-dir, --store, --etcd-* and
+// --store-encryption-key-file, --api-address,
 // --deregister-grace, --log-level), writing into `options`; the command line
 // (control-plane/command_line.h) adds the services'.
 std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options);
@@ -113,6 +120,9 @@ class ControlPlane {
   // Valid after Init(): the bound API address (the real port when configured with port 0).
   const net::Address& api_address() const { return api_server_->address(); }
   const std::string& api_token() const { return token_; }
+  // Valid after Init(). With a store shared by replicas (etcd): the keys that encrypt the
+  // secrets kept there (--store-encryption-key-file). Otherwise null.
+  const StoreKeys* store_keys() const { return store_keys_.get(); }
   // Valid after Init(). With a store shared by replicas (etcd): the store's leased keys and this
   // replica's name (--replica-name, or the host name). Otherwise null and empty.
   LeasedKeys* leased_keys() { return dynamic_cast<LeasedKeys*>(store_.get()); }
@@ -144,6 +154,7 @@ class ControlPlane {
   event::Loop loop_;
   StatsRegistry stats_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<const StoreKeys> store_keys_;
   std::unique_ptr<StoreWorker> store_worker_;  // after store_: stops before it goes
   std::string token_;
   std::string replica_name_;

@@ -13,6 +13,7 @@
 #include "common/http/grpc/client.h"
 #include "common/tls/tls_transport.h"
 #include "control-plane/store/etcd.pb.h"
+#include "control-plane/store/etcd_url.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -96,29 +97,21 @@ absl::Status CompareFailed(const ResourceKey& key, int64_t expected_revision,
 
 }  // namespace
 
-absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url) {
-  constexpr absl::string_view kScheme = "etcd://";
-  if (!absl::StartsWith(url, kScheme)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("store \"", url, "\": expected etcd://host:port[,host:port...]"));
-  }
-  std::vector<EtcdEndpoint> endpoints;
-  for (absl::string_view part : absl::StrSplit(url.substr(kScheme.size()), ',')) {
-    absl::StatusOr<net::HostPort> split = net::SplitHostPort(part);
-    if (!split.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("store \"", url, "\": endpoint ", split.status().message()));
-    }
-    std::string host = std::move(split->host);
-    absl::StatusOr<std::vector<net::Address>> resolved = net::ResolveAll(host, split->port);
+absl::StatusOr<EtcdUrl> ParseEtcdUrl(absl::string_view url) {
+  absl::StatusOr<EtcdUrlParts> parts = SplitEtcdUrl(url);
+  if (!parts.ok()) return parts.status();
+  EtcdUrl out{.tls = parts->tls};
+  for (net::HostPort& endpoint : parts->endpoints) {
+    absl::StatusOr<std::vector<net::Address>> resolved =
+        net::ResolveAll(endpoint.host, endpoint.port);
     if (!resolved.ok() || resolved->empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("store \"", url, "\": endpoint \"", part, "\" does not resolve",
+          absl::StrCat("store \"", url, "\": endpoint \"", endpoint.host, "\" does not resolve",
                        resolved.ok() ? "" : absl::StrCat(": ", resolved.status().message())));
     }
-    endpoints.push_back({std::move(host), resolved->front()});
+    out.endpoints.push_back({std::move(endpoint.host), resolved->front()});
   }
-  return endpoints;
+  return out;
 }
 
 class EtcdStore::Watcher final : public Store::WatchHandle {
@@ -140,6 +133,9 @@ EtcdStore::EtcdStore(EtcdStoreOptions options)
 absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(EtcdStoreOptions options) {
   if (options.endpoints.empty()) return absl::InvalidArgumentError("etcd store: no endpoints");
   if (options.prefix.empty()) return absl::InvalidArgumentError("etcd store: empty key prefix");
+  if (options.tls == nullptr && !options.allow_plaintext) {
+    return absl::InvalidArgumentError("etcd store: no TLS, and plaintext was not allowed");
+  }
   std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options)));
   EtcdStore* s = store.get();
   Notification started;

@@ -80,8 +80,9 @@ struct EtcdStoreOptions {
   std::string prefix = "/meshlet/";
   // TLS to etcd: the trust bundle that verifies the members' certificates (each must name its
   // endpoint's host) and, for client-certificate authentication, our chain and key. Null:
-  // plaintext.
+  // plaintext, which Open refuses unless `allow_plaintext`.
   std::shared_ptr<const tls::TlsContextProvider> tls;
+  bool allow_plaintext = false;
   // etcd authentication (empty: none). The token etcd returns rides on every call.
   std::string username;
   std::string password;
@@ -95,14 +96,21 @@ struct EtcdStoreOptions {
   Duration lease_ttl = std::chrono::seconds(10);
 };
 
-// "etcd://host:port[,host:port...]" → the endpoints (names resolved now, the first address of
-// each). InvalidArgument naming the part that is wrong.
-absl::StatusOr<std::vector<EtcdEndpoint>> ParseEtcdUrl(absl::string_view url);
+struct EtcdUrl {
+  bool tls = true;  // https://
+  std::vector<EtcdEndpoint> endpoints;
+};
+
+// "https://host:port[,host:port...]" or "http://..." (control-plane/store/etcd_url.h) → the
+// endpoints (names resolved now, the first address of each). InvalidArgument naming the part
+// that is wrong.
+absl::StatusOr<EtcdUrl> ParseEtcdUrl(absl::string_view url);
 
 class EtcdStore final : public Store, public LeasedKeys {
  public:
   // Connects, authenticates if asked and lists the prefix (the watch starts after it). Fails with
-  // the endpoint and reason when no endpoint answers.
+  // the endpoint and reason when no endpoint answers; InvalidArgument without `tls` unless
+  // `allow_plaintext`.
   static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(EtcdStoreOptions options);
   ~EtcdStore() override;
 

@@ -70,21 +70,50 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
   ::_exit(127);
 }
 
-// One etcd member on loopback, in a directory of its own; killed by the destructor.
+// Files of one test's etcd, made at test time: a CA, the member's certificate (127.0.0.1, for
+// clients and peers alike) and a client certificate.
+struct EtcdCertificates {
+  std::string ca_file, member_file, member_key_file, client_file, client_key_file;
+  std::string ca_pem, client_pem, client_key_pem;
+
+  static EtcdCertificates Create(const std::string& dir) {
+    tls::testing::TestCa ca = tls::testing::ValueOrDie(tls::testing::TestCa::Create("etcd CA"));
+    tls::testing::TestCertificate member = tls::testing::ValueOrDie(
+        ca.Issue({.ip_addresses = {"127.0.0.1"}, .common_name = "etcd member"}));
+    tls::testing::TestCertificate client =
+        tls::testing::ValueOrDie(ca.Issue({.common_name = "meshlet-control-plane"}));
+    std::filesystem::create_directories(dir);
+    auto write = [&](const std::string& name, const std::string& content) {
+      std::ofstream(dir + "/" + name) << content;
+      return dir + "/" + name;
+    };
+    return {.ca_file = write("ca.pem", ca.cert_pem()),
+            .member_file = write("member.pem", member.chain_pem),
+            .member_key_file = write("member-key.pem", member.key_pem),
+            .client_file = write("client.pem", client.chain_pem),
+            .client_key_file = write("client-key.pem", client.key_pem),
+            .ca_pem = ca.cert_pem(),
+            .client_pem = client.chain_pem,
+            .client_key_pem = client.key_pem};
+  }
+};
+
+// One etcd member on loopback, in a directory of its own; killed by the destructor. With
+// `certificates` it serves clients and peers over TLS and requires client certificates of both
+// (as k8s/etcd runs it); without, plaintext.
 class EtcdProcess {
  public:
-  // `tls_flags` (--cert-file ...) make the client URL https.
-  explicit EtcdProcess(std::string dir, std::vector<std::string> tls_flags = {})
+  explicit EtcdProcess(std::string dir, const EtcdCertificates* certificates = nullptr)
       : dir_(std::move(dir)),
-        tls_flags_(std::move(tls_flags)),
+        certificates_(certificates),
         client_port_(FreePort()),
         peer_port_(FreePort()) {}
   ~EtcdProcess() { Kill(); }
 
   bool Start() {
-    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port_);
-    const std::string client =
-        absl::StrCat(tls_flags_.empty() ? "http" : "https", "://127.0.0.1:", client_port_);
+    const char* scheme = certificates_ != nullptr ? "https" : "http";
+    const std::string peer = absl::StrCat(scheme, "://127.0.0.1:", peer_port_);
+    const std::string client = absl::StrCat(scheme, "://127.0.0.1:", client_port_);
     std::vector<std::string> args = {kEtcd,
                                      "--name",
                                      "m0",
@@ -102,7 +131,14 @@ class EtcdProcess {
                                      absl::StrCat("m0=", peer),
                                      "--log-level",
                                      "warn"};
-    args.insert(args.end(), tls_flags_.begin(), tls_flags_.end());
+    if (certificates_ != nullptr) {
+      const EtcdCertificates& c = *certificates_;
+      args.insert(
+          args.end(),
+          {"--cert-file", c.member_file, "--key-file", c.member_key_file, "--trusted-ca-file",
+           c.ca_file, "--client-cert-auth", "--peer-cert-file", c.member_file, "--peer-key-file",
+           c.member_key_file, "--peer-trusted-ca-file", c.ca_file, "--peer-client-cert-auth"});
+    }
     pid_ = Spawn(args, dir_ + "/etcd.log");
     return pid_ > 0;
   }
@@ -113,9 +149,21 @@ class EtcdProcess {
     pid_ = -1;
   }
   std::string endpoint() const { return absl::StrCat("127.0.0.1:", client_port_); }
-  // etcdctl (v3 API) against this member; its exit code.
-  int Etcdctl(const std::vector<std::string>& args) const {
-    std::vector<std::string> all = {kEtcdctl, "--endpoints", endpoint()};
+  // The --store URL of this member.
+  std::string url() const {
+    return absl::StrCat(certificates_ != nullptr ? "https://" : "http://", endpoint());
+  }
+  // etcdctl (v3 API) against this member, with the client certificate unless `anonymous`; its
+  // exit code.
+  int Etcdctl(const std::vector<std::string>& args, bool anonymous = false) const {
+    std::vector<std::string> all = {kEtcdctl, "--endpoints", url(), "--dial-timeout", "2s"};
+    if (certificates_ != nullptr) {
+      all.insert(all.end(), {"--cacert", certificates_->ca_file});
+      if (!anonymous) {
+        all.insert(all.end(),
+                   {"--cert", certificates_->client_file, "--key", certificates_->client_key_file});
+      }
+    }
     all.insert(all.end(), args.begin(), args.end());
     pid_t pid = Spawn(all, dir_ + "/etcdctl.log");
     int status = 0;
@@ -125,7 +173,7 @@ class EtcdProcess {
 
  private:
   std::string dir_;
-  std::vector<std::string> tls_flags_;
+  const EtcdCertificates* certificates_;
   uint16_t client_port_;
   uint16_t peer_port_;
   pid_t pid_ = -1;
@@ -192,7 +240,8 @@ class EtcdStoreTest : public ::testing::Test {
                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    etcd_ = std::make_unique<EtcdProcess>(dir_);
+    certificates_ = EtcdCertificates::Create(dir_ + "/tls");
+    etcd_ = std::make_unique<EtcdProcess>(dir_, &certificates_);
     ASSERT_TRUE(etcd_->Start());
     // The first successful open says etcd is up.
     for (int i = 0; i < 100; ++i) {
@@ -208,42 +257,65 @@ class EtcdStoreTest : public ::testing::Test {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
+  // TLS to the test's etcd with `chain` and `key` (none: no client certificate), trusting
+  // `trust`.
+  static std::shared_ptr<const tls::TlsContextProvider> Tls(const std::string& chain,
+                                                            const std::string& key,
+                                                            const std::string& trust) {
+    auto context = tls::TlsContext::CreateClient({.certificate_chain_pem = chain,
+                                                  .private_key_pem = key,
+                                                  .trust_bundle_pem = trust,
+                                                  .alpn_protocols = {"h2"}});
+    EXPECT_TRUE(context.ok()) << context.status();
+    return context.ok() ? std::make_shared<tls::TlsContextProvider>(*context) : nullptr;
+  }
+
+  // Options for the test's etcd, over TLS with the client certificate.
+  EtcdStoreOptions Options() const {
+    EtcdStoreOptions options;
+    absl::StatusOr<EtcdUrl> url = ParseEtcdUrl(etcd_->url());
+    EXPECT_TRUE(url.ok()) << url.status();
+    if (url.ok()) options.endpoints = url->endpoints;
+    options.prefix = "/test/";
+    options.request_timeout = std::chrono::seconds(2);
+    options.tls = Tls(certificates_.client_pem, certificates_.client_key_pem, certificates_.ca_pem);
+    return options;
+  }
+
   absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
       Duration watch_retry = std::chrono::milliseconds(100),
       Duration lease_ttl = std::chrono::seconds(2)) {
-    EtcdStoreOptions options;
-    absl::StatusOr<std::vector<EtcdEndpoint>> endpoints =
-        ParseEtcdUrl(absl::StrCat("etcd://", etcd_->endpoint()));
-    if (!endpoints.ok()) return endpoints.status();
-    options.endpoints = *endpoints;
-    options.prefix = "/test/";
-    options.request_timeout = std::chrono::seconds(2);
+    EtcdStoreOptions options = Options();
     options.watch_retry = watch_retry;
     options.lease_ttl = lease_ttl;
     return EtcdStore::Open(std::move(options));
   }
 
   std::string dir_;
+  EtcdCertificates certificates_;
   std::unique_ptr<EtcdProcess> etcd_;
 };
 
 const ResourceKey kReviews{"TrafficPolicy", "default", "reviews"};
 
-TEST(EtcdUrlTest, ParsesEndpointsAndSaysWhatIsWrong) {
-  absl::StatusOr<std::vector<EtcdEndpoint>> two =
-      ParseEtcdUrl("etcd://127.0.0.1:2379,[::1]:2380,localhost:2381");
-  ASSERT_TRUE(two.ok()) << two.status();
-  ASSERT_EQ(two->size(), 3u);
-  EXPECT_EQ((*two)[0].address.ToString(), "127.0.0.1:2379");
-  EXPECT_EQ((*two)[1].host, "::1");
-  EXPECT_EQ((*two)[1].address.port(), 2380);
-  EXPECT_EQ((*two)[2].host, "localhost");
-  EXPECT_NE(ParseEtcdUrl("http://127.0.0.1:2379").status().message().find("etcd://host:port"),
+TEST(EtcdUrlTest, ResolvesEachEndpoint) {
+  absl::StatusOr<EtcdUrl> three =
+      ParseEtcdUrl("https://127.0.0.1:2379,[::1]:2380,https://localhost:2381");
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_TRUE(three->tls);
+  ASSERT_EQ(three->endpoints.size(), 3u);
+  EXPECT_EQ(three->endpoints[0].address.ToString(), "127.0.0.1:2379");
+  EXPECT_EQ(three->endpoints[1].host, "::1");
+  EXPECT_EQ(three->endpoints[1].address.port(), 2380);
+  EXPECT_EQ(three->endpoints[2].host, "localhost");
+  EXPECT_FALSE(ParseEtcdUrl("http://127.0.0.1:2379")->tls);
+  EXPECT_NE(ParseEtcdUrl("etcd://127.0.0.1:2379").status().message().find("https://HOST:PORT"),
             std::string::npos);
-  EXPECT_NE(ParseEtcdUrl("etcd://127.0.0.1:2379,nope").status().message().find("\"nope\""),
+  EXPECT_NE(ParseEtcdUrl("https://127.0.0.1:2379,nope.invalid:1")
+                .status()
+                .message()
+                .find("\"nope.invalid\" does not resolve"),
             std::string::npos);
-  EXPECT_FALSE(ParseEtcdUrl("etcd://127.0.0.1:0").ok());
-  EXPECT_FALSE(ParseEtcdUrl("etcd://").ok());
 }
 
 TEST_F(EtcdStoreTest, CreateReadReplaceDeleteWithRevisions) {
@@ -435,81 +507,113 @@ TEST_F(EtcdStoreTest, AWatchBehindACompactionListsAgainAndReportsTheDifference) 
   EXPECT_EQ(seen.WaitFor(4).back(), "put Service/default/kept k2");
 }
 
-TEST_F(EtcdStoreTest, TlsWithClientCertificatesAndAuthentication) {
-  // A member of its own, served over TLS and asking for client certificates.
-  absl::StatusOr<tls::testing::TestCa> ca = tls::testing::TestCa::Create("etcd test CA");
-  ASSERT_TRUE(ca.ok()) << ca.status();
-  absl::StatusOr<tls::testing::TestCertificate> server =
-      ca->Issue({.ip_addresses = {"127.0.0.1"}, .common_name = "etcd"});
-  absl::StatusOr<tls::testing::TestCertificate> client = ca->Issue({.common_name = "root"});
-  ASSERT_TRUE(server.ok() && client.ok());
-  const std::string dir = dir_ + "/tls";
-  std::filesystem::create_directories(dir);
-  auto write = [&](const std::string& name, const std::string& content) {
-    std::ofstream(dir + "/" + name) << content;
-    return dir + "/" + name;
-  };
-  EtcdProcess secure(dir, {"--cert-file", write("server.pem", server->chain_pem), "--key-file",
-                           write("server-key.pem", server->key_pem), "--trusted-ca-file",
-                           write("ca.pem", ca->cert_pem()), "--client-cert-auth"});
-  ASSERT_TRUE(secure.Start());
-
-  auto open = [&](const std::string& chain, const std::string& key, const std::string& trust,
-                  const std::string& user = "", const std::string& password = "") {
-    EtcdStoreOptions options;
-    options.endpoints = *ParseEtcdUrl(absl::StrCat("etcd://", secure.endpoint()));
-    options.prefix = "/test/";
-    options.request_timeout = std::chrono::seconds(2);
-    auto context = tls::TlsContext::CreateClient({.certificate_chain_pem = chain,
-                                                  .private_key_pem = key,
-                                                  .trust_bundle_pem = trust,
-                                                  .alpn_protocols = {"h2"}});
-    EXPECT_TRUE(context.ok()) << context.status();
-    options.tls = std::make_shared<tls::TlsContextProvider>(*context);
-    options.username = user;
-    options.password = password;
+TEST_F(EtcdStoreTest, OnlyClientsWithACertificateOfTheEtcdCaGetIn) {
+  // The fixture's member serves TLS and requires client certificates (--client-cert-auth).
+  auto open = [&](std::shared_ptr<const tls::TlsContextProvider> tls) {
+    EtcdStoreOptions options = Options();
+    options.tls = std::move(tls);
     return EtcdStore::Open(std::move(options));
   };
-  absl::StatusOr<std::unique_ptr<EtcdStore>> store;
-  for (int i = 0; i < 100; ++i) {
-    store = open(client->chain_pem, client->key_pem, ca->cert_pem());
-    if (store.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = Open();
   ASSERT_TRUE(store.ok()) << store.status();
   ASSERT_TRUE((*store)->Put(kReviews, "{}", kMustNotExist).ok());
   EXPECT_EQ((*store)->Get(kReviews)->body, "{}");
 
-  // No client certificate, or a server this CA did not sign: refused, saying so.
-  absl::Status anonymous = open("", "", ca->cert_pem()).status();
+  // No client certificate; one from another CA; a server this CA did not sign: refused.
+  absl::Status anonymous = open(Tls("", "", certificates_.ca_pem)).status();
   EXPECT_TRUE(absl::IsUnavailable(anonymous)) << anonymous;
   absl::StatusOr<tls::testing::TestCa> other = tls::testing::TestCa::Create("another CA");
-  absl::Status untrusted = open(client->chain_pem, client->key_pem, other->cert_pem()).status();
+  ASSERT_TRUE(other.ok());
+  absl::StatusOr<tls::testing::TestCertificate> stranger = other->Issue({.common_name = "root"});
+  ASSERT_TRUE(stranger.ok());
+  absl::Status foreign =
+      open(Tls(stranger->chain_pem, stranger->key_pem, certificates_.ca_pem)).status();
+  EXPECT_TRUE(absl::IsUnavailable(foreign)) << foreign;
+  absl::Status untrusted =
+      open(Tls(certificates_.client_pem, certificates_.client_key_pem, other->cert_pem())).status();
   EXPECT_TRUE(absl::IsUnavailable(untrusted)) << untrusted;
+  // etcd's own client without a certificate, and without TLS at all.
+  EXPECT_NE(etcd_->Etcdctl({"get", "/test/", "--prefix"}, /*anonymous=*/true), 0);
+  EtcdStoreOptions plaintext = Options();
+  plaintext.tls = nullptr;
+  plaintext.allow_plaintext = true;
+  absl::Status cleartext = EtcdStore::Open(std::move(plaintext)).status();
+  EXPECT_TRUE(absl::IsUnavailable(cleartext)) << cleartext;
+  // The one with the certificate still reads.
+  EXPECT_EQ(etcd_->Etcdctl({"get", "/test/", "--prefix"}), 0);
+}
 
-  // Users: with authentication on, the right password works and a wrong one is refused.
-  const std::vector<std::string> tls_flags = {"--cacert", dir + "/ca.pem",
-                                              "--cert",   write("client.pem", client->chain_pem),
-                                              "--key",    write("client-key.pem", client->key_pem)};
-  auto etcdctl = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), tls_flags.begin(), tls_flags.end());
-    return secure.Etcdctl(args);
+TEST_F(EtcdStoreTest, PlaintextOnlyWhenAllowed) {
+  EtcdProcess plain(dir_ + "/plain");
+  std::filesystem::create_directories(dir_ + "/plain");
+  ASSERT_TRUE(plain.Start());
+  EtcdStoreOptions options = Options();
+  options.endpoints = ParseEtcdUrl(plain.url())->endpoints;
+  options.tls = nullptr;
+  absl::Status refused = EtcdStore::Open(options).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_NE(refused.message().find("plaintext was not allowed"), std::string::npos) << refused;
+  options.allow_plaintext = true;
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store;
+  for (int i = 0; i < 100 && !(store = EtcdStore::Open(options)).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->Put(kReviews, "{}", kMustNotExist).ok());
+}
+
+TEST_F(EtcdStoreTest, UsersWithAuthenticationOn) {
+  auto open = [&](const std::string& user, const std::string& password) {
+    EtcdStoreOptions options = Options();
+    options.username = user;
+    options.password = password;
+    return EtcdStore::Open(std::move(options));
   };
-  ASSERT_EQ(etcdctl({"user", "add", "root:secret"}), 0);
-  ASSERT_EQ(etcdctl({"user", "add", "meshlet:pw"}), 0);
-  ASSERT_EQ(etcdctl({"role", "add", "mesh"}), 0);
-  ASSERT_EQ(etcdctl({"role", "grant-permission", "mesh", "--prefix=true", "readwrite", "/test/"}),
-            0);
-  ASSERT_EQ(etcdctl({"user", "grant-role", "meshlet", "mesh"}), 0);
-  ASSERT_EQ(etcdctl({"auth", "enable"}), 0);
-  absl::StatusOr<std::unique_ptr<EtcdStore>> user =
-      open(client->chain_pem, client->key_pem, ca->cert_pem(), "meshlet", "pw");
+  // With authentication on, the right password works and a wrong one is refused.
+  ASSERT_EQ(etcd_->Etcdctl({"user", "add", "root:secret"}), 0);
+  ASSERT_EQ(etcd_->Etcdctl({"user", "add", "meshlet:pw"}), 0);
+  ASSERT_EQ(etcd_->Etcdctl({"role", "add", "mesh"}), 0);
+  ASSERT_EQ(
+      etcd_->Etcdctl({"role", "grant-permission", "mesh", "--prefix=true", "readwrite", "/test/"}),
+      0);
+  ASSERT_EQ(etcd_->Etcdctl({"user", "grant-role", "meshlet", "mesh"}), 0);
+  ASSERT_EQ(etcd_->Etcdctl({"auth", "enable"}), 0);
+  absl::StatusOr<std::unique_ptr<EtcdStore>> user = open("meshlet", "pw");
   ASSERT_TRUE(user.ok()) << user.status();
-  EXPECT_TRUE((*user)->Get(kReviews).ok());
-  absl::Status wrong =
-      open(client->chain_pem, client->key_pem, ca->cert_pem(), "meshlet", "nope").status();
+  EXPECT_TRUE(absl::IsNotFound((*user)->Get(kReviews).status()));
+  absl::Status wrong = open("meshlet", "nope").status();
   EXPECT_FALSE(wrong.ok());
   EXPECT_NE(wrong.message().find("Authenticate"), std::string::npos) << wrong;
+}
+
+TEST_F(EtcdStoreTest, ManyThreadsCallingAtOnceWhileTheWatchAndALeaseRun) {
+  // As a control plane uses its store: API requests, policy reloads and registrations at once,
+  // on one TLS connection that also carries the watch and the lease's keep-alives.
+  auto store = Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EtcdStore& s = **store;
+  Recorder seen;
+  auto handle = s.Watch(seen.Callback());
+  Recorder leased;
+  auto leased_handle = s.WatchLeased("workload/", leased.LeasedCallback());
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 40;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        const ResourceKey key{"Service", "default", absl::StrCat("s", t, "-", i)};
+        s.SetLeased(absl::StrCat("workload/", t), absl::StrCat(i));
+        if (!s.Put(key, std::string(100 + 50 * i, 'x'), kMustNotExist).ok()) ++failures;
+        if (!s.Get(key).ok()) ++failures;
+        if (!s.List("Service", "default").ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(seen.WaitFor(kThreads * kRounds).size(), static_cast<size_t>(kThreads * kRounds));
 }
 
 TEST_F(EtcdStoreTest, UnavailableEtcdIsAClearErrorNotAHang) {
@@ -609,16 +713,13 @@ TEST_F(EtcdStoreTest, ALostLeaseIsReplacedAndItsKeysWrittenAgain) {
 
 TEST_F(EtcdStoreTest, ADeadWritersKeysVanishWhenItsLeaseRunsOut) {
   // The writer is another process, killed without a goodbye.
-  const std::string endpoint = etcd_->endpoint();
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::close(ready[0]);
-    EtcdStoreOptions options;
-    options.endpoints = *ParseEtcdUrl(absl::StrCat("etcd://", endpoint));
-    options.prefix = "/test/";
+    EtcdStoreOptions options = Options();
     options.lease_ttl = std::chrono::seconds(2);
     absl::StatusOr<std::unique_ptr<EtcdStore>> writer = EtcdStore::Open(std::move(options));
     if (!writer.ok()) ::_exit(1);

@@ -5,8 +5,11 @@
 // so never listed or returned by it). The first replica to start creates each; the others read
 // what it wrote.
 //
-// Such a record is as safe as the store: with etcd, protect etcd with TLS, client certificates and
-// authentication, and its backups like the secret they hold.
+// The records are encrypted with the replicas' store keys (store_keys.h), which live outside the
+// store: etcd and its backups hold only envelopes. A record found in plaintext (written before
+// the store was encrypted) is encrypted in place when read, and one sealed with an older key of
+// the key file is sealed again with the current one; both are logged. A record sealed with a key
+// this replica lacks, or that does not authenticate, is an error naming the record and the key.
 
 #include <functional>
 #include <string>
@@ -14,16 +17,18 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "control-plane/store/store.h"
+#include "control-plane/store/store_keys.h"
 
 namespace meshlet::controlplane {
 
 inline constexpr char kSharedValueKind[] = "ControlPlaneSecret";
 
 // The value stored as `name`, or, when there is none yet, `create()`'s, stored create-only: of
-// replicas starting together exactly one value wins and every one of them returns it. Store errors
-// come back with the name.
+// replicas starting together exactly one value wins and every one of them returns it. Store and
+// decryption errors come back with the record's name ("ControlPlaneSecret/NAME in the store: ").
+// Blocks on the store.
 absl::StatusOr<std::string> LoadOrCreateSharedValue(
-    Store& store, absl::string_view name,
+    Store& store, const StoreKeys& keys, absl::string_view name,
     const std::function<absl::StatusOr<std::string>()>& create);
 
 }  // namespace meshlet::controlplane

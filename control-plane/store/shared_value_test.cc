@@ -6,10 +6,18 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "control-plane/store/file_store.h"
 
 namespace meshlet::controlplane {
 namespace {
+
+StoreKeys NewKeys(const std::string& text = StoreKeys::GenerateKeyText()) {
+  absl::StatusOr<StoreKeys> keys = StoreKeys::Parse(text, "test keys");
+  EXPECT_TRUE(keys.ok()) << keys.status();
+  return *std::move(keys);
+}
 
 class SharedValueTest : public ::testing::Test {
  protected:
@@ -22,8 +30,22 @@ class SharedValueTest : public ::testing::Test {
     store_ = std::move(*store);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // The record's value as the store holds it.
+  std::string Raw(absl::string_view name) {
+    absl::StatusOr<StoredResource> stored = store_->Get({kSharedValueKind, "", std::string(name)});
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    return stored.ok() ? stored->body : "";
+  }
+
+  static std::function<absl::StatusOr<std::string>()> Make(std::string value) {
+    return [value] { return absl::StatusOr<std::string>(value); };
+  }
+
   std::string dir_;
   std::unique_ptr<FileStore> store_;
+  const std::string key_text_ = StoreKeys::GenerateKeyText();
+  const StoreKeys keys_ = NewKeys(key_text_);
 };
 
 TEST_F(SharedValueTest, TheFirstValueWinsAndEveryoneGetsIt) {
@@ -34,26 +56,144 @@ TEST_F(SharedValueTest, TheFirstValueWinsAndEveryoneGetsIt) {
       return v;
     };
   };
-  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, "api-token", make("first")), "first");
-  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, "api-token", make("second")), "first");
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "api-token", make("first")), "first");
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "api-token", make("second")), "first");
   EXPECT_EQ(created, 1);  // the second replica found it and created nothing
   // Another name is another value.
-  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, "ca-root", make("root")), "root");
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "ca-root", make("root")), "root");
   // A replica that lost the race (created, then found it taken) returns the winner's.
   ASSERT_TRUE(store_->Delete({kSharedValueKind, "", "ca-root"}, kAnyRevision).ok());
   auto racing = [&]() -> absl::StatusOr<std::string> {
     // The other replica stores its value while this one is creating.
-    EXPECT_TRUE(store_->Put({kSharedValueKind, "", "ca-root"}, "winner", kMustNotExist).ok());
+    EXPECT_TRUE(store_
+                    ->Put({kSharedValueKind, "", "ca-root"}, *keys_.Seal("ca-root", "winner"),
+                          kMustNotExist)
+                    .ok());
     return std::string("loser");
   };
-  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, "ca-root", racing), "winner");
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "ca-root", racing), "winner");
 }
 
 TEST_F(SharedValueTest, ACreationErrorIsReturnedAndNothingStored) {
-  absl::StatusOr<std::string> failed =
-      LoadOrCreateSharedValue(*store_, "ca-root", [] { return absl::InternalError("no entropy"); });
+  absl::StatusOr<std::string> failed = LoadOrCreateSharedValue(
+      *store_, keys_, "ca-root", [] { return absl::InternalError("no entropy"); });
   EXPECT_EQ(failed.status().message(), "no entropy");
   EXPECT_TRUE(absl::IsNotFound(store_->Get({kSharedValueKind, "", "ca-root"}).status()));
+}
+
+TEST_F(SharedValueTest, TheStoreHoldsOnlyCiphertext) {
+  const std::string secret = "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n";
+  ASSERT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make(secret)), secret);
+  const std::string raw = Raw("ca-root");
+  EXPECT_TRUE(
+      absl::StartsWith(raw, absl::StrCat("meshlet-sealed:v1:", keys_.current_key_id(), ":")))
+      << raw;
+  EXPECT_FALSE(absl::StrContains(raw, "PRIVATE KEY")) << raw;
+  EXPECT_FALSE(absl::StrContains(raw, "secret")) << raw;
+  // Another replica with the same key file reads it.
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, NewKeys(key_text_), "ca-root", Make("other")),
+            secret);
+}
+
+TEST_F(SharedValueTest, AReplicaWithAnotherKeySaysWhichKeyItLacks) {
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("root")).ok());
+  const StoreKeys other = NewKeys();
+  absl::StatusOr<std::string> refused =
+      LoadOrCreateSharedValue(*store_, other, "ca-root", Make("root 2"));
+  ASSERT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find(
+                absl::StrCat("ControlPlaneSecret/ca-root in the store: encrypted with key ",
+                             keys_.current_key_id(), ", which this replica does not have")),
+            std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("--store-encryption-key-file"), std::string::npos);
+  // Nothing was overwritten.
+  EXPECT_EQ(StoreKeys::KeyIdOf(Raw("ca-root")), keys_.current_key_id());
+}
+
+TEST_F(SharedValueTest, AChangedCiphertextIsRefused) {
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("token")).ok());
+  std::string raw = Raw("api-token");
+  // One byte of the base64 body changed (the header stays valid).
+  raw[raw.size() - 5] = raw[raw.size() - 5] == 'A' ? 'B' : 'A';
+  ASSERT_TRUE(store_->Put({kSharedValueKind, "", "api-token"}, raw, kAnyRevision).ok());
+  absl::StatusOr<std::string> refused =
+      LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("new"));
+  ASSERT_TRUE(absl::IsDataLoss(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("does not authenticate"), std::string::npos);
+  // A valid envelope of another record, copied over this one: refused too.
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("root")).ok());
+  ASSERT_TRUE(store_->Put({kSharedValueKind, "", "api-token"}, Raw("ca-root"), kAnyRevision).ok());
+  EXPECT_TRUE(
+      absl::IsDataLoss(LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("new")).status()));
+}
+
+TEST_F(SharedValueTest, APlaintextValueIsEncryptedInPlace) {
+  // As an older version stored it.
+  ASSERT_TRUE(store_->Put({kSharedValueKind, "", "api-token"}, "0123abcd", kMustNotExist).ok());
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, keys_, "api-token", Make("new")), "0123abcd");
+  const std::string raw = Raw("api-token");
+  EXPECT_EQ(StoreKeys::KeyIdOf(raw), keys_.current_key_id()) << raw;
+  EXPECT_FALSE(absl::StrContains(raw, "0123abcd"));
+  EXPECT_EQ(*keys_.Open("api-token", raw), "0123abcd");
+}
+
+TEST_F(SharedValueTest, AValueUnderAnOlderKeyIsSealedAgainWithTheCurrentOne) {
+  ASSERT_TRUE(LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("root")).ok());
+  // The key file gains a new first key; the old one stays after it.
+  const StoreKeys rotated = NewKeys(absl::StrCat(StoreKeys::GenerateKeyText(), "\n", key_text_));
+  ASSERT_NE(rotated.current_key_id(), keys_.current_key_id());
+  EXPECT_EQ(*LoadOrCreateSharedValue(*store_, rotated, "ca-root", Make("other")), "root");
+  EXPECT_EQ(StoreKeys::KeyIdOf(Raw("ca-root")), rotated.current_key_id());
+  // The old key alone no longer opens it.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      LoadOrCreateSharedValue(*store_, keys_, "ca-root", Make("other")).status()));
+}
+
+TEST(StoreKeysTest, EnvelopeRoundTripAndKeyFileForms) {
+  const std::string text = StoreKeys::GenerateKeyText();
+  absl::StatusOr<StoreKeys> keys =
+      StoreKeys::Parse(absl::StrCat("# the mesh's store key\n\n  ", text, "  \n"), "key file");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->size(), 1u);
+  EXPECT_EQ(keys->current_key_id().size(), 16u);
+  for (const std::string& plaintext : {std::string(), std::string("x"), std::string(5000, '\0')}) {
+    absl::StatusOr<std::string> sealed = keys->Seal("name", plaintext);
+    ASSERT_TRUE(sealed.ok()) << sealed.status();
+    EXPECT_TRUE(StoreKeys::IsSealed(*sealed));
+    EXPECT_EQ(*keys->Open("name", *sealed), plaintext);
+    // Sealing twice gives two ciphertexts (a fresh nonce each time).
+    EXPECT_NE(*keys->Seal("name", plaintext), *sealed);
+  }
+  // The same key in another file has the same id; another key another.
+  EXPECT_EQ(StoreKeys::Parse(text, "again")->current_key_id(), keys->current_key_id());
+  EXPECT_NE(NewKeys().current_key_id(), keys->current_key_id());
+}
+
+TEST(StoreKeysTest, BadKeyFilesAndEnvelopesSayWhatIsWrong) {
+  auto error = [](absl::string_view text) {
+    return std::string(StoreKeys::Parse(text, "keys.txt").status().message());
+  };
+  EXPECT_EQ(error(""), "keys.txt: holds no key");
+  EXPECT_EQ(error("# only a comment\n"), "keys.txt: holds no key");
+  EXPECT_NE(error("not base64!").find("keys.txt: line 1: not a key"), std::string::npos);
+  EXPECT_NE(error("\nc2hvcnQ=\n").find("keys.txt: line 2: not a key"), std::string::npos);
+  const std::string key = StoreKeys::GenerateKeyText();
+  EXPECT_NE(error(absl::StrCat(key, "\n", key)).find("line 2: the same key"), std::string::npos);
+  absl::StatusOr<StoreKeys> missing = StoreKeys::FromFile("/nonexistent/store-key");
+  EXPECT_TRUE(absl::IsNotFound(missing.status())) << missing.status();
+  EXPECT_NE(missing.status().message().find("/nonexistent/store-key"), std::string::npos);
+
+  const StoreKeys keys = NewKeys();
+  EXPECT_TRUE(absl::IsInvalidArgument(keys.Open("n", "plain").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(keys.Open("n", "meshlet-sealed:v9:ab:cd").status()));
+  const std::string header = absl::StrCat("meshlet-sealed:v1:", keys.current_key_id(), ":");
+  EXPECT_TRUE(absl::IsDataLoss(keys.Open("n", absl::StrCat(header, "!!")).status()));
+  EXPECT_TRUE(absl::IsDataLoss(keys.Open("n", absl::StrCat(header, "AAAA")).status()));
+  // Relabelled with another key id: not a key of this replica.
+  std::string sealed = *keys.Seal("n", "v");
+  sealed.replace(header.size() - 17, 16, "0123456789abcdef");
+  EXPECT_TRUE(absl::IsFailedPrecondition(keys.Open("n", sealed).status()));
 }
 
 }  // namespace

@@ -1,24 +1,34 @@
-"""The etcd that `meshctl install --set etcd=bundled` renders forms a working cluster.
+"""The etcd that `meshctl install --set etcd=bundled` renders forms a working cluster over TLS.
 
 Usage: bundled_etcd_test.py CONTROL_PLANE MESHCTL SIDECAR SERVICES_YAML [unittest args]
 
-The StatefulSet's command, arguments and environment are taken from meshctl's output and run
-three times with Debian's etcd on 127.0.0.1, as the three pods: each pod's stable name and port
-mapped to a loopback port of its own (what the headless Service's DNS gives in a cluster), the
-data directory moved to a temporary one. Then:
+What a cluster would run is taken from meshctl's output and run here with Debian's etcd on
+127.0.0.1:
 
-- every member passes the readiness probe the manifest declares (its path on its port), so the
-  cluster formed from the rendered --initial-cluster and has a leader;
-- a control plane given the rendered --store (mapped the same way) stores a Service through its
-  API, and another one started on the same store serves it.
+- the install Job: its command (`meshctl install --secrets --create ...`) against a small
+  Kubernetes API server of the test's own (HTTPS, a bearer token, Secrets get and create in the
+  namespace). It creates the three Secrets (store key, the members' and the control plane's
+  certificates); run again, it keeps them as they are; with only one of the two certificates
+  left, it refuses, saying why. Their data is written to directories as the kubelet mounts them;
+- the StatefulSet's command, arguments and environment, three times, as the three pods: each
+  pod's stable name and port mapped to a loopback port of its own (what the headless Service's
+  DNS gives in a cluster), the data directory moved to a temporary one, the Secret mounted. Every
+  member passes the readiness probe the manifest declares, so the cluster formed over peer TLS
+  from the rendered --initial-cluster and has a leader; a client without the client certificate
+  is refused;
+- the Deployment's store flags (--store, --etcd-*, --store-encryption-key-file), mapped the same
+  way: a control plane stores a Service through its API, and another one started on the same
+  store serves it.
 
 Without the etcd binary the test prints SKIP.
 """
 
+import base64
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,11 +38,66 @@ import urllib.request
 import yaml
 
 from etcd_util import ETCD, etcd_installed
-from mesh_util import put_resource, start_plaintext_control_plane, stop_process
+from fake_kubernetes_api import JsonApiHandler
+from mesh_util import (make_ca, make_server_cert, put_resource, serve_https,
+                       start_plaintext_control_plane, stop_process)
 from sidecar_test import free_port, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 NAMESPACE = "mesh"
+# Where the rendered pods mount their Secrets.
+MOUNTS = {"/etc/etcd/tls": "meshlet-etcd-member", "/etc/meshlet/etcd": "meshlet-etcd-client",
+          "/etc/meshlet/store-key": "meshlet-store-key"}
+
+
+class SecretsApi:
+    """The part of a Kubernetes API server the install Job uses: GET and POST of Secrets in one
+    namespace, with a bearer token, over HTTPS for 127.0.0.1. .secrets: name -> the Secret."""
+
+    def __init__(self, directory):
+        self.secrets = {}
+        self.token = os.urandom(16).hex()
+        ca = make_ca(directory, "kube-ca")
+        self.ca_file = ca[0]
+        self.token_file = os.path.join(directory, "kube-token")
+        with open(self.token_file, "w") as f:
+            f.write(self.token)
+        api = self
+        base = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+
+        class Handler(JsonApiHandler):
+            def allowed(self):
+                if self.headers.get("Authorization") == "Bearer " + api.token:
+                    return True
+                self.answer(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+                return False
+
+            def do_GET(self):
+                if not self.allowed():
+                    return
+                name = self.path[len(base) + 1:] if self.path.startswith(base + "/") else None
+                if name in api.secrets:
+                    return self.answer(200, api.secrets[name])
+                self.answer(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.allowed():
+                    return
+                if self.path != base or body.get("kind") != "Secret":
+                    return self.answer(400, {"kind": "Status", "code": 400})
+                name = body["metadata"]["name"]
+                if name in api.secrets:
+                    return self.answer(409, {"kind": "Status", "code": 409,
+                                             "reason": "AlreadyExists"})
+                api.secrets[name] = body
+                self.answer(201, body)
+
+        self.server, url = serve_https(Handler, make_server_cert(directory, "kube-api", ca))
+        self.address = url[len("https://"):]
+
+    def stop(self):
+        self.server.shutdown()
 
 
 class BundledEtcdTest(unittest.TestCase):
@@ -55,7 +120,8 @@ class BundledEtcdTest(unittest.TestCase):
         return found[0]
 
     def local(self, text, member):
-        """`text` as it reads in `member`'s pod, with cluster names and ports made loopback."""
+        """`text` as it reads in `member`'s pod, with cluster names and ports made loopback and
+        the Secrets' mount paths their directories here."""
         text = text.replace("$(POD_NAME)", member).replace("$(POD_NAMESPACE)", NAMESPACE)
 
         def named(match):
@@ -63,15 +129,67 @@ class BundledEtcdTest(unittest.TestCase):
         text = re.sub(r"(meshlet-etcd-\d)\.meshlet-etcd\.%s\.svc:(\d+)" % NAMESPACE, named, text)
         text = re.sub(r"0\.0\.0\.0:(\d+)",
                       lambda m: f"127.0.0.1:{self.ports[(member, int(m.group(1)))]}", text)
+        for path, secret in MOUNTS.items():
+            text = text.replace(path + "/", os.path.join(self.tmp, secret) + "/")
         return text.replace("/var/lib/etcd", os.path.join(self.tmp, member))
 
-    def test_the_rendered_members_form_a_cluster_the_control_plane_uses(self):
+    def run_job(self, api):
+        """The install Job's container command against `api`: the CompletedProcess."""
+        container = self.one("Job")["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(container["command"], ["/usr/local/bin/meshctl"])
+        return subprocess.run(
+            [MESHCTL, *container["args"], "--kubernetes-api", api.address,
+             "--kubernetes-token-file", api.token_file, "--kubernetes-ca-file", api.ca_file],
+            capture_output=True, text=True, timeout=30)
+
+    def test_the_job_makes_the_secrets_once(self):
+        api = SecretsApi(self.tmp)
+        self.addCleanup(api.stop)
+        made = self.run_job(api)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        names = ["meshlet-store-key", "meshlet-etcd-member", "meshlet-etcd-client"]
+        self.assertEqual(sorted(api.secrets), sorted(names))
+        self.assertEqual(made.stdout.splitlines(), [f"secret/{n} created" for n in names])
+        before = json.dumps(api.secrets, sort_keys=True)
+        again = self.run_job(api)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again.stdout.splitlines(), [f"secret/{n} exists, kept" for n in names])
+        self.assertEqual(json.dumps(api.secrets, sort_keys=True), before)
+        # Half of a pair of certificates is refused: a new client certificate would come from a
+        # CA the members do not trust.
+        del api.secrets["meshlet-etcd-client"]
+        half = self.run_job(api)
+        self.assertNotEqual(half.returncode, 0)
+        self.assertIn(f"Secret {NAMESPACE}/meshlet-etcd-member exists but meshlet-etcd-client "
+                      "does not", half.stderr)
+        self.assertNotIn("meshlet-etcd-client", api.secrets)
+        # A wrong token: refused by the API server, said so.
+        api.token = "other"
+        refused = self.run_job(api)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("401", refused.stderr)
+
+    def test_the_rendered_members_form_a_cluster_over_tls_the_control_plane_uses(self):
+        # The Secrets, as the Job makes them and the kubelet mounts them.
+        api = SecretsApi(self.tmp)
+        self.addCleanup(api.stop)
+        made = self.run_job(api)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        for name, secret in api.secrets.items():
+            os.makedirs(os.path.join(self.tmp, name))
+            for key, value in secret["data"].items():
+                with open(os.path.join(self.tmp, name, key), "wb") as f:
+                    f.write(base64.b64decode(value))
+
         etcd = self.one("StatefulSet")
         pod = etcd["spec"]["template"]["spec"]
         container = pod["containers"][0]
         self.assertEqual(container["command"], ["etcd"])
         self.assertEqual({e["name"] for e in container["env"]}, {"POD_NAME", "POD_NAMESPACE"})
         self.assertEqual(etcd["spec"]["replicas"], len(self.members))
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        self.assertEqual(mounts["/etc/etcd/tls"], "tls")
+        self.assertEqual(pod["volumes"][0]["secret"]["secretName"], "meshlet-etcd-member")
         for member in self.members:
             log = open(os.path.join(self.tmp, f"{member}.log"), "wb")
             self.addCleanup(log.close)
@@ -92,18 +210,29 @@ class BundledEtcdTest(unittest.TestCase):
                         "every member passes its readiness probe: "
                         + open(os.path.join(self.tmp, "meshlet-etcd-0.log")).read()[-2000:])
 
+        # A client that trusts the members but has no client certificate is refused.
+        context = ssl.create_default_context(
+            cafile=os.path.join(self.tmp, "meshlet-etcd-member", "ca.crt"))
+        with self.assertRaises(OSError):
+            urllib.request.urlopen(
+                f"https://127.0.0.1:{self.ports[('meshlet-etcd-0', 2379)]}/version",
+                timeout=5, context=context).read()
+
         args = self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-        store = next(a for a in args if a.startswith("--store="))[len("--store="):]
-        store = self.local(store, "meshlet-etcd-0")
+        # The store's flags as rendered (--store, --etcd-*, the store key), mapped the same way.
+        store = [self.local(a, "meshlet-etcd-0") for a in args
+                 if a.startswith(("--store", "--etcd-"))]
+        self.assertTrue(any(a.startswith("--store=https://") for a in store), store)
+        self.assertNotIn("--etcd-insecure-plaintext", store)
         replicas = []
         for name in ("a", "b"):
             directory = os.path.join(self.tmp, name)
             os.makedirs(directory)
-            proc, api, _, token = start_plaintext_control_plane(
-                CONTROL_PLANE, directory, "--store", store, "--replica-name", name,
+            proc, api_address, _, token = start_plaintext_control_plane(
+                CONTROL_PLANE, directory, *store, "--replica-name", name,
                 "--otlp-address=", "--zipkin-address=")
             self.addCleanup(stop_process, proc)
-            replicas.append((api, token))
+            replicas.append((api_address, token))
         with open(SERVICES) as f:
             first = next(d for d in yaml.safe_load_all(f) if d and d["kind"] == "Service")
         put_resource(replicas[0][0], replicas[0][1],

@@ -51,7 +51,7 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
         self.addCleanup(self.cleanup)
         self.etcd.start()
         self.cp, self.api, self.ads, _ = start_plaintext_control_plane(
-            CONTROL_PLANE, self.tmp, "--store", self.etcd.url, "--etcd-timeout", "2s")
+            CONTROL_PLANE, self.tmp, *self.etcd.store_args(), "--etcd-timeout", "2s")
         self.context = os.path.join(self.tmp, "meshctl.yaml")
         with open(self.context, "w") as f:
             f.write(f"server: {self.api}\n"

@@ -1,10 +1,11 @@
-"""Two control-plane replicas on one etcd (--store etcd://): what one is told, the other serves.
+"""Two control-plane replicas on one etcd (--store https://): what one is told, the other serves.
 
 Usage: control_plane_etcd_test.py CONTROL_PLANE MESHCTL SIDECAR SERVICES_YAML [unittest args]
 
-A real etcd (Debian's etcd-server) on 127.0.0.1, started by the test, and two control planes A
-and B with their own data directories, API and xDS ports, sharing it. A sidecar of Service
-reviews (version v2) is connected to B only.
+A real etcd (Debian's etcd-server) on 127.0.0.1, started by the test over TLS with client
+certificates required (etcd_util.py), and two control planes A and B with their own data
+directories, API and xDS ports, sharing it. A sidecar of Service reviews (version v2) is
+connected to B only.
 
 0. The replicas share the API token (one meshctl context works with both) and the generated
    CA root: both serve the same trust bundle.
@@ -22,12 +23,24 @@ reviews (version v2) is connected to B only.
    ports (the certificates their shared CA issues them): a span sent to C's collector is found
    through D, forwarded over mutual TLS checked against the shared root and the control plane's
    SPIFFE id.
+7. The etcd refuses clients without its client certificate: etcdctl, a TLS connection without
+   one, a plaintext connection.
+8. A control plane given a plaintext etcd (http://) refuses to start, saying why and how to ask
+   for it; with --etcd-insecure-plaintext it starts and logs INSECURE.
+9. The secrets the replicas share (ControlPlaneSecret/ca-root and api-token) are encrypted in
+   etcd: no PEM key, no token.
+10. A replica without the store key (no --store-encryption-key-file, or another key) refuses to
+   start, naming the key that encrypted them.
+11. Secrets an older version stored in plaintext are read, encrypted in place and logged.
 
 Without the etcd binary the test prints SKIP.
 """
 
+import base64
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,8 +48,8 @@ import unittest
 import urllib.request
 
 import sidecar_test
-from mesh_util import reviews_route_to, reviews_subset_cluster, start_xds_sidecar
-from etcd_util import EtcdMeshTest, Replica
+from mesh_util import make_ca, reviews_route_to, reviews_subset_cluster, start_xds_sidecar
+from etcd_util import EtcdCluster, EtcdMeshTest, Replica
 from sidecar_test import HttpUpstream, free_port, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
@@ -50,10 +63,10 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
     @classmethod
     def start_mesh(cls):
         cls.etcd.start()
-        cls.a = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "a", cls.etcd.url,
+        cls.a = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "a", cls.etcd,
                         "--etcd-prefix", "/etcd-test/")
         cls.replicas.append(cls.a)
-        cls.b = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "b", cls.etcd.url,
+        cls.b = Replica(CONTROL_PLANE, MESHCTL, cls.tmp, "b", cls.etcd,
                         "--etcd-prefix", "/etcd-test/")
         cls.replicas.append(cls.b)
         with open(SERVICES) as f:
@@ -119,22 +132,80 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
                                  timeout=10),
                         "the sidecar on B follows again")
 
-    def test_4_store_flags_are_checked_with_a_clear_error(self):
+    def run_control_plane(self, *args):
+        """The control plane with `args`, expected to stop at once: (exit code, its output)."""
         data = os.path.join(self.tmp, "flags")
+        p = subprocess.run([CONTROL_PLANE, "--data-dir", data, "--api-address", "127.0.0.1:0",
+                            "--xds-plaintext", "--xds-address", "127.0.0.1:0", *args],
+                           capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_4_store_flags_are_checked_with_a_clear_error(self):
+        ca = self.etcd.ca[0]
+        # The store and its key, without TLS flags.
+        store = ["--store", self.etcd.url, "--store-encryption-key-file", self.etcd.key_file]
         for args, message in [
-                (["--store", "http://127.0.0.1:2379"], "expected etcd://host:port"),
-                (["--store", "etcd://127.0.0.1:2379,nope"], '"nope" is not host:port'),
-                (["--etcd-ca", "/nonexistent"], "--etcd-* flags need --store etcd://"),
-                (["--store", self.etcd.url, "--etcd-cert", "/x"], "--etcd-cert and --etcd-key"),
-                (["--store", self.etcd.url, "--etcd-ca", "/nonexistent/ca.pem"],
-                 "--etcd-ca: "),
-                (["--store", self.etcd.url, "--etcd-password-file", "/x"],
+                (["--store", "etcd://127.0.0.1:2379"], "expected https://HOST:PORT"),
+                (["--store", "https://127.0.0.1:2379,nope"], '"nope" is not host:port'),
+                (["--etcd-cacert", "/nonexistent"], "--etcd-* flags need --store"),
+                (["--store-encryption-key-file", self.etcd.key_file],
+                 "--store-encryption-key-file: only with --store"),
+                ([*store], "etcd over TLS needs --etcd-cacert"),
+                ([*store, "--etcd-cacert", ca, "--etcd-cert", "/x"], "--etcd-cert and --etcd-key"),
+                ([*store, "--etcd-cacert", "/nonexistent/ca.pem"], "--etcd-cacert: "),
+                ([*store, "--etcd-cacert", ca, "--etcd-insecure-plaintext"],
+                 "--etcd-insecure-plaintext: the store"),
+                ([*store, "--etcd-cacert", ca, "--store-encryption-key-file", "/nonexistent"],
+                 "--store-encryption-key-file: "),
+                ([*self.etcd.store_args(), "--etcd-password-file", "/x"],
                  "--etcd-password-file needs --etcd-username")]:
-            p = subprocess.run([CONTROL_PLANE, "--data-dir", data, "--api-address", "127.0.0.1:0",
-                                "--xds-plaintext", "--xds-address", "127.0.0.1:0", *args],
-                               capture_output=True, text=True, timeout=30)
-            self.assertNotEqual(p.returncode, 0, args)
-            self.assertIn(message, p.stdout + p.stderr, args)
+            code, output = self.run_control_plane(*args)
+            self.assertNotEqual(code, 0, args)
+            self.assertIn(message, output, args)
+
+    def test_7_etcd_refuses_clients_without_its_certificate(self):
+        # etcd's own client without a client certificate; a raw TLS connection without one (the
+        # member closes it during or right after the handshake); a plaintext connection.
+        anonymous = self.etcd.etcdctl("get", "/etcd-test/", "--prefix", "--keys-only",
+                                      anonymous=True)
+        self.assertNotEqual(anonymous.returncode, 0, anonymous.stdout)
+        port = self.etcd.client["m0"]
+        context = ssl.create_default_context(cafile=self.etcd.ca[0])
+        context.set_alpn_protocols(["h2"])
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+                    conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                    if not conn.recv(100):
+                        raise ConnectionError("closed")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            try:
+                answer = raw.recv(100)
+            except ConnectionError:
+                answer = b""
+            self.assertFalse(answer.startswith(b"\x00\x00"), "no HTTP/2 frame in clear")
+        # With the certificate: let in.
+        self.assertEqual(
+            self.etcd.etcdctl("get", "/etcd-test/", "--prefix", "--keys-only").returncode, 0)
+
+    def test_8_a_plaintext_etcd_is_refused_unless_asked_for(self):
+        plain = EtcdCluster(os.path.join(self.tmp, "plain"), plaintext=True)
+        plain.start()
+        try:
+            code, output = self.run_control_plane("--store", plain.url,
+                                                  "--store-encryption-key-file", plain.key_file)
+            self.assertNotEqual(code, 0)
+            self.assertIn(f"--store {plain.url}: plaintext etcd is refused", output)
+            self.assertIn("--etcd-insecure-plaintext", output)
+            # Asked for: it starts, saying loudly what it does.
+            replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "plain-replica", plain)
+            self.replicas.append(replica)
+            with open(os.path.join(replica.dir, "cp.log")) as f:
+                self.assertIn(f"INSECURE: etcd at {plain.url} in plaintext", f.read())
+            replica.stop()
+        finally:
+            plain.stop_all()
 
     def test_5_a_sidecar_given_both_replicas_moves_to_b_when_a_dies(self):
         both = start_xds_sidecar(
@@ -168,7 +239,7 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
     def test_6_replicas_with_tls_discovery_ports_share_spans(self):
         otlp = {name: free_port() for name in ("c", "d")}
         for name in ("c", "d"):
-            replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, name, self.etcd.url,
+            replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, name, self.etcd,
                               "--etcd-prefix", "/etcd-tls-test/", "--replica-name", name,
                               f"--otlp-address=127.0.0.1:{otlp[name]}", "--zipkin-address=",
                               "--peer-telemetry-interval=100ms",
@@ -207,6 +278,65 @@ class ControlPlaneEtcdTest(EtcdMeshTest):
         _, metrics = c.request("GET", "/metrics")
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="sent"\} [1-9]')
         self.assertRegex(metrics, r'meshlet_cp_peer_telemetry_batches_total\{result="failed"\} 0')
+
+    def raw(self, prefix, name):
+        """The value etcd holds for the ControlPlaneSecret `name` under `prefix`."""
+        got = self.etcd.etcdctl("get", f"{prefix}ControlPlaneSecret/_cluster/{name}",
+                                "--print-value-only")
+        self.assertEqual(got.returncode, 0, got.stderr)
+        return got.stdout.strip()
+
+    def test_9_the_secrets_in_etcd_are_encrypted(self):
+        root = self.raw("/etcd-test/", "ca-root")
+        self.assertTrue(root.startswith("meshlet-sealed:v1:"), root[:80])
+        self.assertNotIn("PRIVATE KEY", root)
+        self.assertNotIn("BEGIN", root)
+        token = self.raw("/etcd-test/", "api-token")
+        self.assertTrue(token.startswith("meshlet-sealed:v1:"), token[:80])
+        self.assertNotIn(self.a.token, token)
+
+    def test_10_a_replica_without_the_key_cannot_read_them(self):
+        store = ["--store", self.etcd.url, *self.etcd.tls_args(), "--etcd-prefix", "/etcd-test/"]
+        code, output = self.run_control_plane(*store)
+        self.assertNotEqual(code, 0)
+        self.assertIn("needs --store-encryption-key-file", output)
+        other = os.path.join(self.tmp, "other-key")
+        with open(other, "w") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        code, output = self.run_control_plane(*store, "--store-encryption-key-file", other)
+        self.assertNotEqual(code, 0)
+        key_id = self.raw("/etcd-test/", "api-token").split(":")[2]
+        self.assertIn(f"ControlPlaneSecret/api-token in the store: encrypted with key {key_id}, "
+                      "which this replica does not have", output)
+
+    def test_11_secrets_stored_in_plaintext_by_an_older_version_are_encrypted(self):
+        # A mesh of its own whose secrets an older version wrote: the token and the root (its
+        # certificate, then its key) in plaintext.
+        ca = make_ca(self.tmp, "old-root")
+        with open(ca[0]) as c, open(ca[1]) as k:
+            cert = c.read()
+            root = cert + k.read()
+        token = os.urandom(32).hex()
+        for name, value in (("api-token", token), ("ca-root", root)):
+            put = self.etcd.etcdctl("put", f"/migrate-test/ControlPlaneSecret/_cluster/{name}",
+                                    stdin=value)
+            self.assertEqual(put.returncode, 0, put.stderr)
+        replica = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "migrated", self.etcd,
+                          "--etcd-prefix", "/migrate-test/")
+        self.replicas.append(replica)
+        self.assertEqual(replica.token, token)
+        status, bundle = replica.request("GET", "/api/v1/trust-bundle")
+        self.assertEqual(status, 200)
+        self.assertIn(cert.strip(), bundle)
+        with open(os.path.join(replica.dir, "cp.log")) as f:
+            log = f.read()
+        for name in ("api-token", "ca-root"):
+            self.assertIn(f"ControlPlaneSecret/{name} in the store was stored unencrypted (by an "
+                          "older version); encrypted it with key", log)
+            value = self.raw("/migrate-test/", name)
+            self.assertTrue(value.startswith("meshlet-sealed:v1:"), value[:80])
+        self.assertNotIn("PRIVATE KEY", self.raw("/migrate-test/", "ca-root"))
+        replica.stop()
 
     def test_0_the_replicas_share_the_api_token_and_the_ca_root(self):
         self.assertEqual(self.a.token, self.b.token)

@@ -114,7 +114,7 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
         for name in ("a", "b"):
             cls.otlp[name] = free_port()
             cls.replicas.append(Replica(
-                CONTROL_PLANE, MESHCTL, cls.tmp, name, cls.etcd.url,
+                CONTROL_PLANE, MESHCTL, cls.tmp, name, cls.etcd,
                 "--etcd-prefix", "/failover-test/", "--etcd-lease-ttl", f"{LEASE_TTL}s",
                 "--deregister-grace", f"{GRACE}s", "--replica-name", name,
                 f"--otlp-address=127.0.0.1:{cls.otlp[name]}", "--zipkin-address=",
@@ -219,7 +219,7 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
         self.assertTrue(wait_for(lambda: "reviews-1" in self.reached(count=10), timeout=15))
         self.assertTrue(wait_for(lambda: self.whole_trace(self.a) is not None, timeout=10))
         trace = self.whole_trace(self.a)
-        c = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "c", self.etcd.url,
+        c = Replica(CONTROL_PLANE, MESHCTL, self.tmp, "c", self.etcd,
                     "--etcd-prefix", "/failover-test/", "--etcd-lease-ttl", f"{LEASE_TTL}s",
                     "--replica-name", "c", f"--otlp-address=127.0.0.1:{free_port()}",
                     "--zipkin-address=", "--peer-telemetry-interval=200ms")

@@ -8,6 +8,7 @@ Usage: install_test.py VALIDATE_MJS MESHCTL KUSTOMIZATION_YAML [unittest args]
   namespaced object, the RBAC subject, the webhook's service and its namespace exclusion), and
   the result still validates and passes check --pre; bad values are usage errors (exit 2) saying
   why, and more than one replica is refused with the reason;
+- `install --secrets` gives the Secrets of an install with etcd, fresh each time and valid;
 - `uninstall` lists the same objects webhook first and namespace last, --keep-data without the
   namespace and the data claim;
 - `check --pre` passes every rendering (meshctl's and kustomize's) and finds each mistake of a
@@ -125,7 +126,7 @@ class InstallTest(unittest.TestCase):
 
     def test_replicas_on_etcd(self):
         objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
-                                     "etcd=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379",
+                                     "etcd=https://etcd-0.etcd:2379,etcd-1.etcd:2379",
                                      "--set", "etcd.tlsSecret=etcd-client").stdout)
         self.assertValid(objects)
         self.pre_check(objects)
@@ -136,11 +137,21 @@ class InstallTest(unittest.TestCase):
                          {"type": "RollingUpdate",
                           "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        self.assertIn("--store=etcd://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
+        self.assertIn("--store=https://etcd-0.etcd:2379,etcd-1.etcd:2379", container["args"])
         self.assertIn("--replica-name=$(POD_NAME)", container["args"])
         self.assertIn("--etcd-cert=/etc/meshlet/etcd/tls.crt", container["args"])
-        self.assertIn({"name": "etcd-tls", "secret": {"secretName": "etcd-client"}},
-                      deployment["spec"]["template"]["spec"]["volumes"])
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        self.assertIn({"name": "etcd-tls", "secret": {"secretName": "etcd-client",
+                                                      "defaultMode": 0o440}}, volumes)
+        self.assertIn({"name": "store-key", "secret": {"secretName": "meshlet-store-key",
+                                                       "defaultMode": 0o440}}, volumes)
+        self.assertIn("--store-encryption-key-file=/etc/meshlet/store-key/store-key",
+                      container["args"])
+        # The Job that makes the store key, with the control plane's image.
+        job = one(objects, "Job")
+        self.assertEqual(job["spec"]["template"]["spec"]["containers"][0]["image"],
+                         container["image"])
+        self.assertEqual(job["spec"]["template"]["spec"]["serviceAccountName"], "meshlet-install")
         self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath":
                                                                      "metadata.name"}}},
                       container["env"])
@@ -159,17 +170,50 @@ class InstallTest(unittest.TestCase):
         allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
         self.assertTrue(all(labels.get(k) == v for k, v in allowed.items()), (allowed, labels))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        self.assertIn("--store=etcd://meshlet-etcd-0.meshlet-etcd.meshlet-system.svc:2379,"
+        self.assertIn("--store=https://meshlet-etcd-0.meshlet-etcd.meshlet-system.svc:2379,"
                       "meshlet-etcd-1.meshlet-etcd.meshlet-system.svc:2379,"
                       "meshlet-etcd-2.meshlet-etcd.meshlet-system.svc:2379", container["args"])
+        self.assertNotIn("--etcd-insecure-plaintext", container["args"])
+        # Each Secret mounted by its user alone: the members' key by etcd, the client key and
+        # the store key by the control plane.
+        secrets = {v["secret"]["secretName"]
+                   for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+        self.assertEqual(secrets, {"meshlet-etcd-client", "meshlet-store-key"})
+        self.assertEqual({v["secret"]["secretName"]
+                          for v in etcd["spec"]["template"]["spec"]["volumes"]},
+                         {"meshlet-etcd-member"})
+        self.assertIn("--client-cert-auth", etcd["spec"]["template"]["spec"]["containers"][0]["args"])
+        role = one(objects, "Role")
+        self.assertEqual(role["metadata"]["name"], "meshlet-install")
+
+    def test_secrets_for_the_job_or_made_offline(self):
+        secrets = objects_of(meshctl("install", "--secrets", "--set", "namespace=mesh",
+                                     "--set", "etcd=bundled").stdout)
+        self.assertValid(secrets)
+        self.assertEqual([(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"], o["type"])
+                          for o in secrets],
+                         [("Secret", "meshlet-store-key", "mesh", "Opaque"),
+                          ("Secret", "meshlet-etcd-member", "mesh", "kubernetes.io/tls"),
+                          ("Secret", "meshlet-etcd-client", "mesh", "kubernetes.io/tls")])
+        self.assertEqual(sorted(secrets[1]["data"]), ["ca.crt", "tls.crt", "tls.key"])
+        # Fresh every time: nothing in them comes from the binary.
+        again = objects_of(meshctl("install", "--secrets", "--set", "etcd=bundled").stdout)
+        self.assertNotEqual(again[0]["data"], secrets[0]["data"])
+        # An etcd of one's own: the store key only. No etcd: nothing to make.
+        external = objects_of(meshctl("install", "--secrets", "--set",
+                                      "etcd=https://etcd.example:2379").stdout)
+        self.assertEqual([o["metadata"]["name"] for o in external], ["meshlet-store-key"])
+        self.assertIn("only with etcd", meshctl("install", "--secrets", expect=2).stderr)
+        self.assertIn("--create goes with --secrets",
+                      meshctl("install", "--create", expect=2).stderr)
 
     def test_bad_values_are_usage_errors(self):
         cases = [("nosuch=1", 'unknown --set key "nosuch"; known: namespace, image'),
                  ("namespace", 'expected KEY=VALUE'),
                  ("namespace=Mesh_1", "must be a namespace name"),
                  ("replicas=3", "more than one replica needs a shared store; add --set "
-                                "etcd=etcd://HOST:PORT"),
-                 ("etcd=http://etcd:2379", "must be etcd://HOST:PORT"),
+                                "etcd=bundled or --set etcd=https://HOST:PORT"),
+                 ("etcd=etcd://etcd:2379", "must be https://HOST:PORT"),
                  ("etcd.image=has space", ""),
                  ("replicas=zero", "must be a positive integer"),
                  ("resources.requests.memory=lots", "must be a positive Kubernetes quantity"),

@@ -122,7 +122,7 @@ class Mesh:
                 "--xds-address", "127.0.0.1:0", "--xds-plaintext", "--zipkin-address=",
                 f"--otlp-address=127.0.0.1:{otlp}", "--golden-max-series", "1000000"]
         if self.etcd is not None:
-            args += ["--store", self.etcd.url, "--replica-name", f"r{r}"]
+            args += [*self.etcd.store_args(), "--replica-name", f"r{r}"]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=log)
         self.procs.append(proc)

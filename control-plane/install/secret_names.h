@@ -1,0 +1,18 @@
+#pragma once
+
+// The Secrets that hold an install's key material (secrets.h makes them; install.h mounts them),
+// and what is in them.
+
+namespace meshlet::controlplane::install {
+
+// Opaque: the store encryption key (control-plane/store/store_keys.h), for the control plane.
+inline constexpr char kStoreKeySecret[] = "meshlet-store-key";
+inline constexpr char kStoreKeyFile[] = "store-key";
+// kubernetes.io/tls (ca.crt, tls.crt, tls.key): the bundled etcd members' certificate.
+inline constexpr char kEtcdMemberSecret[] = "meshlet-etcd-member";
+// kubernetes.io/tls (ca.crt, tls.crt, tls.key): the control plane's client certificate for it.
+inline constexpr char kEtcdClientSecret[] = "meshlet-etcd-client";
+// The bundled etcd's members (k8s/etcd/etcd.yaml).
+inline constexpr int kBundledEtcdMembers = 3;
+
+}  // namespace meshlet::controlplane::install
