@@ -303,7 +303,7 @@ spec:
                             grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
         intruder = self.workload_certificate("intruder")
         self.assert_refused(self.report(intruder, "backend-0", "backend"),
-                            grpc.StatusCode.PERMISSION_DENIED, "reports for its own node only")
+                            grpc.StatusCode.PERMISSION_DENIED, "telemetry for its own node only")
         for reason, value in before.items():
             self.assertEqual(self.metric(
                 f'meshlet_cp_metrics_report_refusals_total{{reason="{reason}"}}'), value + 1)
