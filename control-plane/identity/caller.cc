@@ -83,25 +83,25 @@ absl::StatusOr<WorkloadIdentity> IdentityFromSpiffeId(const tls::SpiffeId& id,
   return identity;
 }
 
-absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer,
-                                          absl::string_view trust_domain, absl::Time now) {
+absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer, absl::string_view trust_domain,
+                                          absl::Time now) {
   if (!peer.tls || !peer.peer_certificate_presented) {
     return absl::UnauthenticatedError(
         peer.tls ? "no client certificate: present the workload certificate from the mesh CA"
                  : "not a TLS connection: present the workload certificate from the mesh CA");
   }
   if (peer.peer_not_after <= now) {
-    absl::Status expired = absl::UnauthenticatedError(absl::StrCat(
-        "the client certificate of this connection expired at ",
-        absl::FormatTime(absl::RFC3339_sec, peer.peer_not_after, absl::UTCTimeZone()),
-        ": reconnect with the current one"));
+    absl::Status expired = absl::UnauthenticatedError(
+        absl::StrCat("the client certificate of this connection expired at ",
+                     absl::FormatTime(absl::RFC3339_sec, peer.peer_not_after, absl::UTCTimeZone()),
+                     ": reconnect with the current one"));
     expired.SetPayload(kRefusalPayload, absl::Cord("certificate_expired"));
     return expired;
   }
   absl::StatusOr<tls::SpiffeId> id = tls::SpiffeIdFromUriSans(peer.uri_sans);
-  absl::StatusOr<WorkloadIdentity> workload =
-      id.ok() ? IdentityFromSpiffeId(*id, trust_domain)
-              : absl::StatusOr<WorkloadIdentity>(id.status());
+  absl::StatusOr<WorkloadIdentity> workload = id.ok()
+                                                  ? IdentityFromSpiffeId(*id, trust_domain)
+                                                  : absl::StatusOr<WorkloadIdentity>(id.status());
   if (!workload.ok()) {
     return absl::PermissionDeniedError(
         absl::StrCat("client certificate: ", workload.status().message()));

@@ -60,8 +60,8 @@ struct Caller {
 // certificate, or with one that has expired by `now` (TLS checked it at the handshake, but a
 // connection may outlive it); PermissionDenied when the certificate names no workload of
 // `trust_domain`.
-absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer,
-                                          absl::string_view trust_domain, absl::Time now);
+absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer, absl::string_view trust_domain,
+                                          absl::Time now);
 // The only node id a caller may speak for when its certificate was issued to a Kubernetes pod:
 // "<pod>.<namespace>", as injection names a pod's node; nullopt for any other attestation (a join
 // token's certificate may speak for any node of its identity).

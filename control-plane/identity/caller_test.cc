@@ -18,8 +18,8 @@ net::PeerInfo TlsPeer(std::vector<std::string> uri_sans) {
 }
 
 TEST(AuthenticateCallerTest, WorkloadCertificate) {
-  absl::StatusOr<Caller> caller =
-      AuthenticateCaller(TlsPeer({"spiffe://cluster.local/ns/shop/sa/cart"}), "cluster.local", kNow);
+  absl::StatusOr<Caller> caller = AuthenticateCaller(
+      TlsPeer({"spiffe://cluster.local/ns/shop/sa/cart"}), "cluster.local", kNow);
   ASSERT_TRUE(caller.ok()) << caller.status();
   EXPECT_EQ(caller->identity, (WorkloadIdentity{"shop", "cart"}));
   EXPECT_EQ(caller->spiffe_id, "spiffe://cluster.local/ns/shop/sa/cart");
@@ -42,7 +42,8 @@ TEST(AuthenticateCallerTest, RefusesWithoutCertificate) {
 
 TEST(AuthenticateCallerTest, RefusesACertificateThatExpiredSinceTheHandshake) {
   const net::PeerInfo peer = TlsPeer({"spiffe://cluster.local/ns/shop/sa/cart"});
-  EXPECT_TRUE(AuthenticateCaller(peer, "cluster.local", peer.peer_not_after - absl::Seconds(1)).ok());
+  EXPECT_TRUE(
+      AuthenticateCaller(peer, "cluster.local", peer.peer_not_after - absl::Seconds(1)).ok());
   absl::StatusOr<Caller> caller = AuthenticateCaller(peer, "cluster.local", peer.peer_not_after);
   EXPECT_TRUE(absl::IsUnauthenticated(caller.status())) << caller.status();
   EXPECT_NE(caller.status().message().find("expired"), std::string::npos);
@@ -79,8 +80,7 @@ TEST(AttestationTest, RoundTrips) {
 
 TEST(AttestationTest, RefusesMalformed) {
   for (const char* text : {"", "join-token:", "join-token:ABC", "join-token:a/b", "kubernetes:a/b",
-                           "kubernetes:a/b/c/d", "kubernetes:a//c", "other:x",
-                           "join-token:a b"}) {
+                           "kubernetes:a/b/c/d", "kubernetes:a//c", "other:x", "join-token:a b"}) {
     EXPECT_EQ(ParseAttestation(text), std::nullopt) << text;
   }
 }

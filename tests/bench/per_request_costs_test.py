@@ -6,8 +6,9 @@ Runs `per_request_costs.py --tool strace` (a few hundred requests through meshle
 directory, with TMPDIR pointing at another empty directory, and checks that the starting
 directory stays empty, that the strace summary lands in the temporary directory the last line
 names (kept: it is the result), and that the proxies' working files are gone. With --out the
-summary goes there instead. Prints a SKIP line when nginx (the upstream), h2load or strace is not
-installed, or when strace may not trace here.
+summary goes there instead. With --hop mtls --connection-per-request: both sidecars measured, each
+request over a new mTLS connection between them. Prints a SKIP line when nginx (the upstream), h2load, strace
+or openssl is not installed, or when strace may not trace here.
 """
 
 import os
@@ -35,19 +36,25 @@ class PerRequestCostsOutputTest(unittest.TestCase):
         os.makedirs(self.tmp)
 
     def run_script(self, *args):
+        """Runs the script; returns its output."""
         env = dict(os.environ, TMPDIR=self.tmp)
         r = subprocess.run([sys.executable, SCRIPT, "--sidecar", SIDECAR, "--proxy", "meshlet",
                             "--proto", "h1", "--tool", "strace", "-n", "300", *args],
                            cwd=self.cwd, env=env, capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertRegex(r.stdout, r"meshlet h1: system calls/request \d+\.\d+")
         self.assertEqual(os.listdir(self.cwd), [], "written into the current directory")
-        m = re.search(r"^strace summary in (\S+)$", r.stdout, re.MULTILINE)
-        self.assertIsNotNone(m, r.stdout)
+        return r.stdout
+
+    def run_one_proxy(self, *args):
+        """Runs the script on one sidecar; returns the strace summary's path."""
+        out = self.run_script(*args)
+        self.assertRegex(out, r"meshlet h1: system calls/request \d+\.\d+")
+        m = re.search(r"^strace summary in (\S+)$", out, re.MULTILINE)
+        self.assertIsNotNone(m, out)
         return m.group(1)
 
     def test_results_go_to_a_temporary_directory_and_nothing_stays_behind(self):
-        trace = self.run_script()
+        trace = self.run_one_proxy()
         # The result is kept, in a directory of its own under TMPDIR; the working directory
         # (configurations, logs) is gone.
         out = os.path.dirname(trace)
@@ -58,10 +65,26 @@ class PerRequestCostsOutputTest(unittest.TestCase):
 
     def test_out_names_where_results_go(self):
         out = os.path.join(self.tmp, "results")
-        trace = self.run_script("--out", out)
+        trace = self.run_one_proxy("--out", out)
         self.assertEqual(trace, os.path.join(out, "strace.meshlet.h1.txt"))
         self.assertTrue(os.path.isfile(trace))
         self.assertEqual(os.listdir(self.tmp), ["results"])
+
+    def test_a_mesh_hop_measures_both_sidecars_and_opens_a_connection_per_request(self):
+        out = os.path.join(self.tmp, "results")
+        text = self.run_script("--hop", "mtls", "--connection-per-request", "--out", out)
+        # Each sidecar's figure, then their sum.
+        figures = re.findall(r"^  (outbound|inbound|sum): (\d+\.\d+)", text, re.MULTILINE)
+        self.assertEqual([name for name, _ in figures], ["outbound", "inbound", "sum"], text)
+        self.assertAlmostEqual(float(figures[0][1]) + float(figures[1][1]), float(figures[2][1]),
+                               delta=0.02)
+        # Every request went over a connection of its own between the sidecars: the handshake
+        # is part of what was measured.
+        m = re.search(r"per request: (\d+\.\d+) connections from A to B", text)
+        self.assertIsNotNone(m, text)
+        self.assertAlmostEqual(float(m.group(1)), 1.0, delta=0.01)
+        self.assertEqual(sorted(os.listdir(out)), ["strace.inbound.h1.mtls.per-request.txt",
+                                                   "strace.outbound.h1.mtls.per-request.txt"])
 
 
 def strace_works():
@@ -73,7 +96,7 @@ def strace_works():
 def main():
     global SIDECAR
     SIDECAR = os.path.abspath(sys.argv.pop(1))
-    for tool in ("nginx", "h2load", "strace"):
+    for tool in ("nginx", "h2load", "strace", "openssl"):
         if pc.find_tool(tool) is None:
             print(f"SKIP per_request_costs_test: {tool} not installed")
             return 0
