@@ -2,7 +2,7 @@
 
 Usage: mtls_bench.py --sidecar PATH [--duration 10] [--rounds 3] [--smoke]
 
-Two measurements, both on an optimized build (`bazel build -c opt //sidecar`):
+Two measurements, both on an optimized build (`bazel build --config=opt //sidecar`):
 
 1. Steady state: h2load (h2c, many streams) -> sidecar A (outbound) -> sidecar B (inbound) ->
    nginx (1 KiB body), A -> B over one pooled HTTP/2 connection, either mTLS (ECDSA P-256

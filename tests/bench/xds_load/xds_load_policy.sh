@@ -9,7 +9,7 @@
 # with openssl by the control plane's generated root key (as its CA issues them: the SPIFFE id
 # the only SAN, clientAuth); each keeps its own node id. Without it: plaintext h2c.
 # For numbers worth reporting build with -c opt:
-#   bazel build -c opt //control-plane:control-plane //control-plane/cli:meshctl \
+#   bazel build --config=opt //control-plane:control-plane //control-plane/cli:meshctl \
 #       //tests/bench/xds_load
 #   tests/bench/xds_load/xds_load_policy.sh bazel-bin/control-plane/control-plane \
 #       bazel-bin/control-plane/cli/meshctl bazel-bin/tests/bench/xds_load/xds_load 1000 20
