@@ -85,12 +85,14 @@ class Inject final : public Command {
                  "sidecar.meshlet.io/identity overrides it per pod",
          .set = ParsedInto(&identity_, inject::ParseIdentity)},
         {.name = "--trace-collector",
-         .value = "HOST:PORT|off",
-         .help = "where proxies send spans (OTLP/HTTP): default the control plane's collector, "
-                 "port 4318 of the --control-plane host; off: no tracing",
+         .value = "HOST:PORT|control-plane|off",
+         .help = "where proxies send spans: control-plane (the default) over OTLP/gRPC to the "
+                 "control plane's discovery port, with the xDS channel's TLS and the workload "
+                 "certificate, which the control plane records them under; HOST:PORT another "
+                 "collector over OTLP/HTTP; off: no tracing",
          .set =
              [this](absl::string_view v) {
-               if (v != inject::kTraceCollectorOff) {
+               if (v != inject::kTraceCollectorOff && v != inject::kTraceCollectorControlPlane) {
                  if (absl::Status s = inject::CheckHostPort(v); !s.ok()) return s;
                }
                trace_collector_ = std::string(v);

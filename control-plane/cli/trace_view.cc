@@ -119,19 +119,32 @@ std::string FormatNanos(int64_t nanos) {
   return absl::StrFormat("%dus", nanos / 1000);
 }
 
+// Whose spans a trace holds: "verified" when every sender was authenticated (OTLP/gRPC on the
+// discovery port), "unverified" when none was, else how many were not; "-" from a control plane
+// that does not say.
+std::string TraceSources(const YAML::Node& item) {
+  const YAML::Node unverified = item["unverifiedSpans"];
+  if (!unverified.IsDefined()) return "-";
+  const uint64_t count = unverified.as<uint64_t>();
+  if (count == 0) return "verified";
+  if (count == item["spanCount"].as<uint64_t>()) return "unverified";
+  return absl::StrCat(count, " unverified");
+}
+
 absl::StatusOr<std::string> FormatTraceList(absl::string_view json) {
   absl::StatusOr<YAML::Node> root = ParseJson(json);
   if (!root.ok()) return root.status();
   std::vector<std::vector<std::string>> rows = {
-      {"TRACE ID", "ROOT", "START", "DURATION", "SPANS", "ERROR"}};
+      {"TRACE ID", "ROOT", "START", "DURATION", "SPANS", "ERROR", "SOURCE"}};
   try {
     for (const YAML::Node& item : (*root)["items"]) {
-      rows.push_back(
-          {item["traceId"].as<std::string>(),
-           absl::StrCat(item["rootService"].as<std::string>(), ": ",
-                        item["rootOperation"].as<std::string>()),
-           item["start"].as<std::string>(), FormatNanos(item["durationNanos"].as<int64_t>()),
-           item["spanCount"].as<std::string>(), item["error"].as<bool>() ? "yes" : "no"});
+      rows.push_back({item["traceId"].as<std::string>(),
+                      absl::StrCat(item["rootService"].as<std::string>(), ": ",
+                                   item["rootOperation"].as<std::string>()),
+                      item["start"].as<std::string>(),
+                      FormatNanos(item["durationNanos"].as<int64_t>()),
+                      item["spanCount"].as<std::string>(), item["error"].as<bool>() ? "yes" : "no",
+                      TraceSources(item)});
     }
   } catch (const YAML::Exception& e) {
     return absl::DataLossError(absl::StrCat("unexpected trace list: ", e.what()));
@@ -212,9 +225,20 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
   // Interleave the table's rows with the details lines.
   const std::string table = FormatTable(rows);
   std::vector<std::string> lines = absl::StrSplit(table, '\n', absl::SkipEmpty());
-  std::string out = absl::StrCat("Trace ", (*root)["traceId"].as<std::string>(""), ": ",
-                                 spans.size(), " spans, ", services.size(), " services, ",
-                                 FormatNanos(end - begin), "\n\n", lines[0], "\n");
+  // Spans whose sender the collector did not authenticate (no meshlet.source.identity): their
+  // service is what the sender said.
+  const size_t unverified = std::count_if(spans.begin(), spans.end(), [](const ViewSpan& span) {
+    return std::none_of(span.attributes.begin(), span.attributes.end(),
+                        [](const auto& kv) { return kv.first == "meshlet.source.identity"; });
+  });
+  std::string out = absl::StrCat(
+      "Trace ", (*root)["traceId"].as<std::string>(""), ": ", spans.size(), " spans, ",
+      services.size(), " services, ", FormatNanos(end - begin),
+      unverified == 0 ? std::string()
+                      : absl::StrCat("; ", unverified,
+                                     " spans from unverified senders (their service is what the "
+                                     "sender said)"),
+      "\n\n", lines[0], "\n");
   for (size_t i = 1; i < lines.size(); ++i) {
     absl::StrAppend(&out, lines[i], "\n", details[i - 1], "\n");
   }

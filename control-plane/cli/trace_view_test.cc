@@ -22,7 +22,9 @@ constexpr char kTrace[] = R"({"kind":"Trace","traceId":"4bf92f3577b34da6a3ce929d
   "attributes":{"meshlet.retry_attempt":"1","meshlet.response_flags":"URX"}},
  {"spanId":"0000000000000003","parentSpanId":"0000000000000002","name":"GET /a",
   "service":"backend","kind":"server","start":"x","startTimeUnixNano":"1700000000030000000",
-  "durationNanos":10000000,"status":{"code":"UNSET","message":""},"attributes":{}}
+  "durationNanos":10000000,"status":{"code":"UNSET","message":""},
+  "attributes":{"meshlet.source.identity":"spiffe://cluster.local/ns/default/sa/backend",
+                "meshlet.source.node":"backend-0"}}
 ]})";
 
 TEST(TraceViewTest, WaterfallIndentsChildrenAndPlacesBars) {
@@ -30,10 +32,10 @@ TEST(TraceViewTest, WaterfallIndentsChildrenAndPlacesBars) {
   ASSERT_TRUE(text.ok()) << text.status();
   std::vector<std::string> lines = absl::StrSplit(*text, '\n');
   ASSERT_GE(lines.size(), 9u) << *text;
-  EXPECT_TRUE(absl::StartsWith(lines[0],
-                               "Trace 4bf92f3577b34da6a3ce929d0e0e4736: 3 spans, 2 "
-                               "services, 40.00ms"))
-      << lines[0];
+  // Only the backend's span came from an authenticated sender.
+  EXPECT_EQ(lines[0],
+            "Trace 4bf92f3577b34da6a3ce929d0e0e4736: 3 spans, 2 services, 40.00ms; 2 spans from "
+            "unverified senders (their service is what the sender said)");
   EXPECT_TRUE(absl::StartsWith(lines[2], "SPAN")) << *text;
   // Root at depth 0 spanning the whole bar; the client starts half-way; the backend a quarter
   // from the end, indented twice.
@@ -48,6 +50,9 @@ TEST(TraceViewTest, WaterfallIndentsChildrenAndPlacesBars) {
   EXPECT_TRUE(absl::StartsWith(lines[7], "    GET /a ")) << *text;
   EXPECT_TRUE(absl::StrContains(lines[7], "backend")) << lines[7];
   EXPECT_TRUE(absl::StrContains(lines[7], "|      ==|")) << lines[7];
+  EXPECT_TRUE(absl::StrContains(
+      lines[8], "meshlet.source.identity=spiffe://cluster.local/ns/default/sa/backend"))
+      << lines[8];
 }
 
 TEST(TraceViewTest, ListAsTable) {
@@ -55,12 +60,25 @@ TEST(TraceViewTest, ListAsTable) {
       R"({"kind":"TraceList","items":[{"traceId":"abc","rootService":"frontend",
       "rootOperation":"GET /a","start":"2026-01-01T00:00:00.000000000Z",
       "startTimeUnixNano":"1","durationNanos":1500000,"spanCount":3,"error":true,
-      "services":["frontend"]}]})");
+      "services":["frontend"],"unverifiedSpans":1},
+      {"traceId":"def","rootService":"db","rootOperation":"GET /b",
+      "start":"2026-01-01T00:00:00.000000000Z","startTimeUnixNano":"1","durationNanos":1000,
+      "spanCount":2,"error":false,"services":["db"],"unverifiedSpans":0},
+      {"traceId":"123","rootService":"app","rootOperation":"GET /c",
+      "start":"2026-01-01T00:00:00.000000000Z","startTimeUnixNano":"1","durationNanos":1000,
+      "spanCount":2,"error":false,"services":["app"],"unverifiedSpans":2}]})");
   ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_TRUE(absl::StrContains(*text, "TRACE ID")) << *text;
-  EXPECT_TRUE(absl::StrContains(*text, "frontend: GET /a")) << *text;
-  EXPECT_TRUE(absl::StrContains(*text, "1.50ms")) << *text;
-  EXPECT_TRUE(absl::StrContains(*text, "yes")) << *text;
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << *text;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "TRACE ID")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[0], "SOURCE")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[1], "frontend: GET /a")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[1], "1.50ms")) << *text;
+  EXPECT_TRUE(absl::StrContains(lines[1], "yes")) << *text;
+  EXPECT_TRUE(absl::EndsWith(lines[1], "1 unverified")) << *text;
+  EXPECT_TRUE(absl::EndsWith(lines[2], " verified")) << *text;
+  EXPECT_FALSE(absl::StrContains(lines[2], "unverified")) << *text;
+  EXPECT_TRUE(absl::EndsWith(lines[3], " unverified")) << *text;
   EXPECT_EQ(*FormatTraceList(R"({"items":[]})"), "No traces found.\n");
   EXPECT_FALSE(FormatTraceWaterfall("{not").ok());
 }

@@ -114,6 +114,12 @@ absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer, absl::strin
   return caller;
 }
 
+std::optional<std::string> PodNodeId(const Caller& caller) {
+  std::optional<Attestation> origin = ParseAttestation(caller.attestation);
+  if (!origin.has_value() || origin->kind != Attestation::Kind::kKubernetesPod) return std::nullopt;
+  return absl::StrCat(origin->pod_name, ".", origin->pod_namespace);
+}
+
 const char* CallerRefusalReason(const absl::Status& status) {
   if (status.GetPayload(kRefusalPayload).has_value()) return "certificate_expired";
   return absl::IsUnauthenticated(status) ? "no_certificate" : "not_a_workload";

@@ -62,6 +62,11 @@ struct Caller {
 // `trust_domain`.
 absl::StatusOr<Caller> AuthenticateCaller(const net::PeerInfo& peer, absl::string_view trust_domain,
                                           absl::Time now);
+// The only node id a caller may speak for when its certificate was issued to a Kubernetes pod:
+// "<pod>.<namespace>", as injection names a pod's node; nullopt for any other attestation (a join
+// token's certificate may speak for any node of its identity).
+std::optional<std::string> PodNodeId(const Caller& caller);
+
 // The counter label of an AuthenticateCaller error: "no_certificate" (a plaintext connection, or
 // TLS without a client certificate), "certificate_expired" or "not_a_workload" (no single
 // workload SPIFFE id of the trust domain).

@@ -85,5 +85,15 @@ TEST(AttestationTest, RefusesMalformed) {
   }
 }
 
+TEST(PodNodeIdTest, APodsCertificateSpeaksForItsPodsNodeOnly) {
+  Caller caller;
+  caller.attestation = "kubernetes:shop/cart-7d4f9-x2x4q/0f9c2a6e-5b1d-4c1e-9a51-0e6f7b1c2d3e";
+  EXPECT_EQ(PodNodeId(caller), "cart-7d4f9-x2x4q.shop");
+  caller.attestation = "join-token:0123456789abcdef";
+  EXPECT_EQ(PodNodeId(caller), std::nullopt);
+  caller.attestation = "";
+  EXPECT_EQ(PodNodeId(caller), std::nullopt);
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::identity

@@ -927,12 +927,12 @@ YAML::Node InitContainer(const Plan& plan) {
   return c;
 }
 
-// The proxy's --trace-collector: the option's, else the control plane's collector; "" for none.
+// The proxy's --trace-collector: the option's, else the control plane over its discovery port;
+// "" for none.
 std::string TraceCollector(const Options& options) {
   if (options.trace_collector == kTraceCollectorOff) return "";
   if (!options.trace_collector.empty()) return options.trace_collector;
-  const absl::string_view address = options.control_plane_address;
-  return absl::StrCat(address.substr(0, address.rfind(':')), ":", kCollectorPort);
+  return kTraceCollectorControlPlane;
 }
 
 YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
@@ -1251,7 +1251,8 @@ absl::Status ValidateOptions(const Options& options) {
   if (!ParseQuantity(options.proxy_cpu).ok() || !ParseQuantity(options.proxy_memory).ok()) {
     return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");
   }
-  if (!options.trace_collector.empty() && options.trace_collector != kTraceCollectorOff) {
+  if (!options.trace_collector.empty() && options.trace_collector != kTraceCollectorOff &&
+      options.trace_collector != kTraceCollectorControlPlane) {
     RETURN_IF_ERROR(Annotate(CheckHostPort(options.trace_collector),
                              absl::StrCat("trace collector \"", options.trace_collector, "\"")));
   }

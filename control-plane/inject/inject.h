@@ -122,10 +122,11 @@ absl::StatusOr<Identity> ParseIdentity(absl::string_view text);
 // "meshlet-join-token-<service account>" (what `meshctl token create -o secret` writes).
 std::string DefaultJoinTokenSecret(absl::string_view service_account);
 
-// The port of the control plane's OTLP/HTTP trace collector.
-inline constexpr int kCollectorPort = 4318;
 // Options::trace_collector that turns tracing off.
 inline constexpr char kTraceCollectorOff[] = "off";
+// Options::trace_collector (the default) and the proxy's --trace-collector value for OTLP/gRPC to
+// the control plane's discovery port, authenticated by the workload certificate.
+inline constexpr char kTraceCollectorControlPlane[] = "control-plane";
 
 struct Options {
   std::string proxy_image;  // required, e.g. "meshlet-proxy:0.1.0"
@@ -137,8 +138,10 @@ struct Options {
   SidecarMode mode = SidecarMode::kNative;  // unless the pod's annotation says otherwise
   // Unless the pod's sidecar.meshlet.io/identity annotation says otherwise.
   Identity identity = Identity::kKubernetesToken;
-  // Where proxies send spans (OTLP/HTTP): empty for the control plane's own collector, on the
-  // host of control_plane_address and kCollectorPort; kTraceCollectorOff for no tracing.
+  // Where proxies send spans: empty or kTraceCollectorControlPlane for the control plane's own
+  // collector over OTLP/gRPC on its discovery port (the proxy's xDS channel: TLS, the workload
+  // certificate, spans recorded under the pod's registration); HOST:PORT for another collector
+  // over OTLP/HTTP; kTraceCollectorOff for no tracing.
   std::string trace_collector;
   std::string version;  // recorded in the status annotation
   // Resource requests of both injected containers unless the pod's annotations say otherwise.

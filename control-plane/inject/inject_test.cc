@@ -136,8 +136,8 @@ TEST(InjectTest, NativeSidecarDeploymentGetsInitAndProxyBeforeTheAppsInitContain
                 "--kubernetes-token-file=/var/run/meshlet/token/token",
                 "--admin-address=127.0.0.1:15000",
                 "--prometheus-address=0.0.0.0:15020",
-                // Spans to the control plane's collector.
-                "--trace-collector=meshlet-control-plane.meshlet-system.svc:4318",
+                // Spans to the control plane's collector, over the authenticated discovery port.
+                "--trace-collector=control-plane",
                 // Not ready until a dial to the pod's own address is redirected inbound.
                 "--capture-check=$(POD_IP):15008",
             }));
@@ -480,7 +480,7 @@ TEST(InjectTest, JoinTokenIdentityByOptionMountsTheServiceAccountsSecret) {
             "meshlet-token");
 }
 
-TEST(InjectTest, TraceCollectorFollowsTheControlPlaneOrTheOption) {
+TEST(InjectTest, TraceCollectorIsTheControlPlaneUnlessTheOptionSaysOtherwise) {
   auto collector_args = [](const Options& options) {
     std::vector<std::string> found;
     for (const std::string& arg : Strings(Injected(
@@ -491,9 +491,11 @@ TEST(InjectTest, TraceCollectorFollowsTheControlPlaneOrTheOption) {
   };
   Options options = TestOptions();
   options.control_plane_address = "10.0.0.7:15012";
-  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=10.0.0.7:4318"});
-  options.control_plane_address = "[fd00::7]:15012";
-  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=[fd00::7]:4318"});
+  // The proxy's xDS server, wherever it is: the spans go over its channel.
+  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=control-plane"});
+  options.trace_collector = "control-plane";
+  EXPECT_TRUE(ValidateOptions(options).ok());
+  EXPECT_EQ(collector_args(options), std::vector<std::string>{"--trace-collector=control-plane"});
   options.trace_collector = "otel.observability:4318";
   EXPECT_EQ(collector_args(options),
             std::vector<std::string>{"--trace-collector=otel.observability:4318"});
@@ -687,7 +689,7 @@ spec:
   for (const char* arg :
        {"--xds=198.18.0.10:15012", "--node-id=auto", "--node-namespace=shop",
         "--node-service=reviews", "--node-service-account=reviews", "--node-address=auto",
-        "--capture-check=auto:15008", "--trace-collector=198.18.0.10:4318",
+        "--capture-check=auto:15008", "--trace-collector=control-plane",
         "--app-probe=/app-health/reviews/readyz=9080/ready?v=$x"}) {
     const std::vector<std::string> args = ProxyArgs(pod);
     EXPECT_NE(std::find(args.begin(), args.end(), arg), args.end()) << arg << "\n" << text;

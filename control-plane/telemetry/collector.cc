@@ -61,7 +61,8 @@ std::string SummaryJson(const TraceSummary& s) {
       R"(,"rootOperation":)", JsonQuote(s.root_operation), R"(,"start":)",
       JsonQuote(Rfc3339Nanos(s.start_unix_nanos)), R"(,"startTimeUnixNano":")", s.start_unix_nanos,
       R"(","durationNanos":)", s.duration_nanos, R"(,"spanCount":)", s.span_count, R"(,"error":)",
-      s.error ? "true" : "false", R"(,"services":[)", absl::StrJoin(services, ","), "]}");
+      s.error ? "true" : "false", R"(,"services":[)", absl::StrJoin(services, ","),
+      R"(],"unverifiedSpans":)", s.unverified_spans, "}");
 }
 
 std::string SpanJson(const SpanRecord& span) {
@@ -80,16 +81,44 @@ std::string SpanJson(const SpanRecord& span) {
       R"(,"flags":)", span.flags, R"(,"attributes":{)", absl::StrJoin(attributes, ","), "}}");
 }
 
+// The partial-success text for `rejected` of `count` spans.
+std::string PartialMessage(size_t rejected, size_t count, size_t max_spans_per_trace) {
+  return absl::StrCat(rejected, " of ", count,
+                      " spans refused: duplicate span ids, or a trace over ", max_spans_per_trace,
+                      " spans");
+}
+
+// Drops the attributes a sender wrote under the collector's own source names.
+void DropSourceAttributes(SpanRecord& span) {
+  constexpr absl::string_view kSourcePrefix = "meshlet.source.";
+  std::erase_if(span.attributes, [&](const auto& attribute) {
+    return absl::StartsWith(attribute.first, kSourcePrefix);
+  });
+}
+
 }  // namespace
+
+void StampVerified(const VerifiedSource& source, SpanRecord& span) {
+  DropSourceAttributes(span);
+  span.service = source.service;
+  span.attributes.emplace_back(kSourceIdentityAttribute, source.identity);
+  span.attributes.emplace_back(kSourceNodeAttribute, source.node_id);
+}
+
+void StampUnverified(absl::string_view receiver, SpanRecord& span) {
+  DropSourceAttributes(span);
+  span.attributes.emplace_back(kSourceUnverifiedAttribute, receiver);
+}
 
 struct Collector::Stats {
   explicit Stats(StatsRegistry& registry) : registry(registry) {
-    for (absl::string_view receiver : {ReceiverName(true), ReceiverName(false), kPeerReceiver}) {
+    for (absl::string_view receiver :
+         {ReceiverName(true), ReceiverName(false), kOtlpGrpcReceiver, kPeerReceiver}) {
       const LabelSet labels = {{"receiver", std::string(receiver)}};
       received[receiver] =
           MakeCounter("meshlet_cp_telemetry_spans_received_total",
-                      "Spans accepted into the trace store, by receiver (peer: forwarded by "
-                      "another control-plane replica).",
+                      "Spans accepted into the trace store, by receiver (otlp_grpc: exported "
+                      "on the discovery port; peer: forwarded by another control-plane replica).",
                       labels);
       rejected[receiver] = MakeCounter(
           "meshlet_cp_telemetry_spans_rejected_total",
@@ -155,6 +184,37 @@ void Collector::Restore(std::vector<SpanRecord> spans) {
 
 void Collector::AddFromPeer(std::vector<SpanRecord> spans) {
   Store(kPeerReceiver, std::move(spans));
+}
+
+AddResult Collector::AddExport(std::vector<OtlpResourceSpans> resources,
+                               const std::vector<std::optional<VerifiedSource>>& sources) {
+  CHECK(resources.size() == sources.size());
+  std::vector<SpanRecord> spans;
+  size_t count = 0;
+  for (const OtlpResourceSpans& resource : resources) count += resource.spans.size();
+  spans.reserve(count);
+  for (size_t r = 0; r < resources.size(); ++r) {
+    for (SpanRecord& span : resources[r].spans) {
+      if (sources[r].has_value()) {
+        StampVerified(*sources[r], span);
+      } else {
+        StampUnverified(kOtlpGrpcReceiver, span);
+      }
+      spans.push_back(std::move(span));
+    }
+  }
+  if (forward_) forward_(spans);
+  return Store(kOtlpGrpcReceiver, std::move(spans));
+}
+
+std::string Collector::ExportResponse(const AddResult& result, size_t count) const {
+  ::meshlet::telemetry::otlp::ExportTraceServiceResponse reply;
+  if (result.rejected > 0) {
+    reply.mutable_partial_success()->set_rejected_spans(static_cast<int64_t>(result.rejected));
+    reply.mutable_partial_success()->set_error_message(
+        PartialMessage(result.rejected, count, store_.limits().max_spans_per_trace));
+  }
+  return reply.SerializeAsString();
 }
 
 AddResult Collector::Store(absl::string_view receiver, std::vector<SpanRecord> spans) {
@@ -237,29 +297,23 @@ ServerResponse Collector::Ingest(Receiver receiver, const ServerRequest& request
                                                          : ParseOtlpProtobuf(request.body);
   if (!spans.ok()) return Reject(receiver, 400, "invalid", spans.status().message());
   const size_t count = spans->size();
+  // Nobody vouches for these senders: the spans say so, whatever service they claim.
+  for (SpanRecord& span : *spans) StampUnverified(ReceiverName(otlp), span);
   if (forward_) forward_(*spans);
   const AddResult result = Store(ReceiverName(otlp), *std::move(spans));
   if (!otlp) return ServerResponse::Text(202, "");
-  std::string partial_message;
-  if (result.rejected > 0) {
-    partial_message = absl::StrCat(result.rejected, " of ", count,
-                                   " spans refused: duplicate span ids, or a trace over ",
-                                   store_.limits().max_spans_per_trace, " spans");
-  }
   if (json) {
     if (result.rejected == 0) return ServerResponse::Json(200, "{}\n");
     return ServerResponse::Json(
-        200, absl::StrCat(R"({"partialSuccess":{"rejectedSpans":")", result.rejected,
-                          R"(","errorMessage":)", JsonQuote(partial_message), "}}\n"));
-  }
-  ::meshlet::telemetry::otlp::ExportTraceServiceResponse reply;
-  if (result.rejected > 0) {
-    reply.mutable_partial_success()->set_rejected_spans(static_cast<int64_t>(result.rejected));
-    reply.mutable_partial_success()->set_error_message(partial_message);
+        200,
+        absl::StrCat(
+            R"({"partialSuccess":{"rejectedSpans":")", result.rejected, R"(","errorMessage":)",
+            JsonQuote(PartialMessage(result.rejected, count, store_.limits().max_spans_per_trace)),
+            "}}\n"));
   }
   ServerResponse response;
   response.status = 200;
-  response.body = reply.SerializeAsString();
+  response.body = ExportResponse(result, count);
   response.headers.Set("content-type", "application/x-protobuf");
   return response;
 }
@@ -373,10 +427,10 @@ ServerResponse Collector::ListDependencies(const ServerRequest& request) {
   }
   std::vector<std::string> items;
   for (const DependencyEdge& e : store_.Dependencies(start, end)) {
-    items.push_back(absl::StrCat(R"({"caller":)", JsonQuote(e.caller), R"(,"callee":)",
-                                 JsonQuote(e.callee), R"(,"calls":)", e.calls, R"(,"errors":)",
-                                 e.errors, R"(,"p50Nanos":)", e.p50_nanos, R"(,"p99Nanos":)",
-                                 e.p99_nanos, "}"));
+    items.push_back(absl::StrCat(
+        R"({"caller":)", JsonQuote(e.caller), R"(,"callee":)", JsonQuote(e.callee), R"(,"calls":)",
+        e.calls, R"(,"errors":)", e.errors, R"(,"unverifiedCalls":)", e.unverified,
+        R"(,"p50Nanos":)", e.p50_nanos, R"(,"p99Nanos":)", e.p99_nanos, "}"));
   }
   return ServerResponse::Json(200, absl::StrCat(R"({"kind":"DependencyList","items":[)",
                                                 absl::StrJoin(items, ","), "]}\n"));

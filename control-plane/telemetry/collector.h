@@ -7,24 +7,50 @@
 //
 //   POST /v1/traces       OTLP/HTTP, application/x-protobuf or application/json   (4318)
 //   POST /api/v2/spans    Zipkin v2 JSON                                          (9411)
+//   opentelemetry.proto.collector.trace.v1.TraceService/Export, OTLP/gRPC on the discovery port
+//                        (15012; TelemetryService authenticates the sender, then AddExport)
 //   GET  /api/v1/traces?service=&operation=&minDuration=&maxDuration=&status=error|ok
 //                        &start=&end=&limit=                                      (15014)
 //   GET  /api/v1/traces/{id}
 //   GET  /api/v1/dependencies?start=&end=
 //
+// Every span stored is marked with where it came from (trace_store.h, kSource*Attribute): the
+// authenticated sender of an OTLP/gRPC export (its SPIFFE id and registered node, and the
+// registration's service name replacing the sender's), or the receiver that took it from a sender
+// nobody authenticated. Whatever a sender wrote under those attribute names is dropped.
+//
 // Threading: the control plane's loop thread only.
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/base/clock.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "control-plane/telemetry/receivers.h"
 #include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
 namespace meshlet::controlplane::telemetry {
+
+// The sender of an OTLP/gRPC export as the discovery port proved it.
+struct VerifiedSource {
+  std::string service;   // the registration's: "<service>.<namespace>", or its node id
+  std::string node_id;   // the registered node
+  std::string identity;  // the client certificate's SPIFFE id
+};
+// The span's service and source marks become `source`'s.
+void StampVerified(const VerifiedSource& source, SpanRecord& span);
+// The span keeps the service its sender named and is marked unverified, received by `receiver`.
+void StampUnverified(absl::string_view receiver, SpanRecord& span);
+// OTLP/gRPC trace export, as opentelemetry-proto names it (collector/trace/v1).
+inline constexpr char kTraceExportMethod[] =
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+// The receiver label of spans exported over OTLP/gRPC on the discovery port.
+inline constexpr absl::string_view kOtlpGrpcReceiver = "otlp_grpc";
 
 class Collector {
  public:
@@ -34,6 +60,16 @@ class Collector {
 
   http::ServerResponse HandleOtlp(const http::ServerRequest& request);
   http::ServerResponse HandleZipkin(const http::ServerRequest& request);
+  // An OTLP/gRPC export: `sources` holds one entry per resource, the source its spans are stamped
+  // with; nullopt (a plaintext discovery port, which authenticates no one) marks them unverified.
+  // Forwarded to the other replicas and stored like the receivers' spans, counted under receiver
+  // "otlp_grpc". Returns what the store did with them.
+  AddResult AddExport(std::vector<OtlpResourceSpans> resources,
+                      const std::vector<std::optional<VerifiedSource>>& sources);
+  // The ExportTraceServiceResponse (serialized) for `count` spans of which the store did
+  // `result`: empty, or partial_success naming the rejected ones.
+  std::string ExportResponse(const AddResult& result, size_t count) const;
+
   // /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies (the caller authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request);
 

@@ -132,6 +132,45 @@ TEST(ReceiversTest, ParsesOtlpProtobuf) {
   EXPECT_EQ((*spans)[0].flags, 0x301u);  // sampled, parent remote
 }
 
+// A resource attribute of `request`'s first resource.
+void AddResourceAttribute(otlp::ExportTraceServiceRequest& request, const std::string& key,
+                          const std::string& value) {
+  otlp::KeyValue* kv = request.mutable_resource_spans(0)->mutable_resource()->add_attributes();
+  kv->set_key(key);
+  kv->mutable_value()->set_string_value(value);
+}
+
+// A span attribute the sender wrote on `request`'s first span.
+void AddSpanAttribute(otlp::ExportTraceServiceRequest& request, const std::string& key,
+                      const std::string& value) {
+  otlp::KeyValue* kv =
+      request.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->add_attributes();
+  kv->set_key(key);
+  kv->mutable_value()->set_string_value(value);
+}
+
+TEST(ReceiversTest, ParsesOtlpProtobufByResource) {
+  otlp::ExportTraceServiceRequest request = ProtoRequest();
+  AddResourceAttribute(request, "service.instance.id", "backend-0.shop");
+  otlp::ResourceSpans* second = request.add_resource_spans();
+  *second = request.resource_spans(0);
+  second->mutable_resource()->mutable_attributes()->RemoveLast();
+  second->mutable_scope_spans(0)->mutable_spans(0)->set_span_id(
+      std::string("\x00\x00\x00\x00\x00\x00\x00\x0a", 8));
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources =
+      ParseOtlpProtobufResources(request.SerializeAsString());
+  ASSERT_TRUE(resources.ok()) << resources.status();
+  ASSERT_EQ(resources->size(), 2u);
+  EXPECT_EQ((*resources)[0].service_instance_id, "backend-0.shop");
+  EXPECT_EQ((*resources)[1].service_instance_id, "");
+  ASSERT_EQ((*resources)[1].spans.size(), 1u);
+  EXPECT_EQ((*resources)[1].spans[0].span_id, "000000000000000a");
+  // The flat form has both resources' spans.
+  absl::StatusOr<std::vector<SpanRecord>> flat = ParseOtlpProtobuf(request.SerializeAsString());
+  ASSERT_TRUE(flat.ok());
+  EXPECT_EQ(flat->size(), 2u);
+}
+
 TEST(ReceiversTest, RejectsBadOtlpProtobuf) {
   EXPECT_TRUE(
       absl::StrContains(ParseOtlpProtobuf("\xff\xff\xff").status().message(), "invalid protobuf"));
@@ -300,6 +339,111 @@ TEST(CollectorTest, QueryApi) {
       absl::StrContains(r.body, R"({"caller":"frontend","callee":"backend","calls":1,"errors":0)"))
       << r.body;
   EXPECT_EQ(collector.HandleQuery(Request("POST", "/api/v1/dependencies", "", "")).status, 405);
+}
+
+// An export whose sender the discovery port authenticated: its spans are stored under the
+// registration's service with the sender's identity and node, whatever the sender wrote.
+TEST(CollectorTest, AnExportIsStoredUnderItsAuthenticatedSource) {
+  StatsRegistry stats;
+  Collector collector({}, &stats);
+  otlp::ExportTraceServiceRequest request = ProtoRequest();  // service.name "backend"
+  AddResourceAttribute(request, "service.instance.id", "cart-0.shop");
+  AddSpanAttribute(request, "meshlet.source.identity", "spiffe://cluster.local/ns/shop/sa/admin");
+  AddSpanAttribute(request, "meshlet.source.unverified", "no");
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources =
+      ParseOtlpProtobufResources(request.SerializeAsString());
+  ASSERT_TRUE(resources.ok()) << resources.status();
+  const AddResult result =
+      collector.AddExport(*std::move(resources),
+                          {VerifiedSource{.service = "cart.shop",
+                                          .node_id = "cart-0.shop",
+                                          .identity = "spiffe://cluster.local/ns/shop/sa/cart"}});
+  EXPECT_EQ(result.accepted, 1u);
+  EXPECT_EQ(
+      CounterValue(stats, "meshlet_cp_telemetry_spans_received_total", {{"receiver", "otlp_grpc"}}),
+      1u);
+
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("service":"cart.shop")")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, R"("service":"backend")")) << r.body;
+  EXPECT_TRUE(absl::StrContains(
+      r.body, R"("meshlet.source.identity":"spiffe://cluster.local/ns/shop/sa/cart")"))
+      << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.source.node":"cart-0.shop")")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, "sa/admin")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, "meshlet.source.unverified")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.retry_attempt":"2")")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?service=cart", "", ""));
+  EXPECT_TRUE(absl::StrContains(r.body, R"("unverifiedSpans":0)")) << r.body;
+  EXPECT_EQ(collector.ExportResponse(result, 1), "");  // nothing rejected: an empty message
+
+  // The same span again: the store refuses it as a duplicate, and the answer says so.
+  resources = ParseOtlpProtobufResources(ProtoRequest().SerializeAsString());
+  const AddResult again = collector.AddExport(*std::move(resources), {std::nullopt});
+  EXPECT_EQ(again.rejected, 1u);
+  otlp::ExportTraceServiceResponse reply;
+  ASSERT_TRUE(reply.ParseFromString(collector.ExportResponse(again, 1)));
+  EXPECT_EQ(reply.partial_success().rejected_spans(), 1);
+}
+
+// A plaintext discovery port authenticates nobody: the spans keep the service their sender named
+// and are marked unverified.
+TEST(CollectorTest, AnUnauthenticatedExportIsMarkedUnverified) {
+  Collector collector({}, nullptr);
+  otlp::ExportTraceServiceRequest request = ProtoRequest();
+  AddResourceAttribute(request, "service.instance.id", "cart-0.shop");
+  AddSpanAttribute(request, "meshlet.source.identity", "spiffe://cluster.local/ns/shop/sa/admin");
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources =
+      ParseOtlpProtobufResources(request.SerializeAsString());
+  ASSERT_TRUE(resources.ok());
+  EXPECT_EQ(collector.AddExport(*std::move(resources), {std::nullopt}).accepted, 1u);
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
+  EXPECT_TRUE(absl::StrContains(r.body, R"("service":"backend")")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.source.unverified":"otlp_grpc")")) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, "meshlet.source.identity")) << r.body;
+}
+
+// Spans on the OTLP/HTTP and Zipkin receivers come from senders nobody authenticated: whatever
+// service and identity they claim, they are marked unverified, and so are their traces and the
+// dependency edges they make.
+TEST(CollectorTest, ReceiverSpansAreMarkedUnverified) {
+  Collector collector({}, nullptr);
+  std::string forged = kOtlpJson;
+  const std::string attribute = R"({"key":"meshlet.retry_attempt")";
+  forged.replace(
+      forged.find(attribute), 0,
+      R"({"key":"meshlet.source.identity","value":{"stringValue":"spiffe://cluster.local/ns/default/sa/frontend"}},)");
+  ASSERT_EQ(collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", forged)).status,
+            200);
+  // backend's span, a child of frontend's client span.
+  ASSERT_EQ(collector
+                .HandleOtlp(Request("POST", "/v1/traces", "application/x-protobuf",
+                                    ProtoRequest().SerializeAsString()))
+                .status,
+            200);
+  ASSERT_EQ(
+      collector.HandleZipkin(Request("POST", "/api/v2/spans", "application/json", kZipkin)).status,
+      202);
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex), "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, "meshlet.source.identity")) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("meshlet.source.unverified":"otlp")")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?service=frontend", "", ""));
+  EXPECT_TRUE(absl::StrContains(r.body, R"("unverifiedSpans":3)")) << r.body;
+  std::optional<std::vector<SpanRecord>> zipkin =
+      collector.store().Get("0000000000000000a3ce929d0e0e4736");
+  ASSERT_TRUE(zipkin.has_value());
+  for (const SpanRecord& span : *zipkin) {
+    EXPECT_FALSE(SourceVerified(span));
+    EXPECT_EQ(span.attributes.back(),
+              std::make_pair(std::string("meshlet.source.unverified"), std::string("zipkin")));
+  }
+  r = collector.HandleQuery(Request("GET", "/api/v1/dependencies", "", ""));
+  EXPECT_TRUE(absl::StrContains(r.body, R"("errors":0,"unverifiedCalls":1)")) << r.body;
 }
 
 // A caller's client span and the callee's server span under it, `ago` before the clock's now.

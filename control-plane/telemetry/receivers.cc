@@ -65,11 +65,17 @@ std::string AnyValueText(const otlp::AnyValue& value) {
   return "";
 }
 
-std::string ServiceName(const otlp::Resource& resource) {
+// The resource attribute `key` as text; "" when the resource has none.
+std::string ResourceAttribute(const otlp::Resource& resource, absl::string_view key) {
   for (const otlp::KeyValue& kv : resource.attributes()) {
-    if (kv.key() == "service.name") return AnyValueText(kv.value());
+    if (kv.key() == key) return AnyValueText(kv.value());
   }
-  return "unknown_service";
+  return "";
+}
+
+std::string ServiceName(const otlp::Resource& resource) {
+  std::string name = ResourceAttribute(resource, "service.name");
+  return name.empty() ? "unknown_service" : name;
 }
 
 // The fields both OTLP encodings share, once the ids are text.
@@ -117,7 +123,7 @@ absl::Status ParseJson(absl::string_view body, Message* message) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body) {
+absl::StatusOr<std::vector<OtlpResourceSpans>> ParseOtlpProtobufResources(absl::string_view body) {
   otlp::ExportTraceServiceRequest request;
   // A sender's bad string field (not UTF-8) is its error, answered below; protobuf would also log
   // it, one line per request, to the control plane's stderr.
@@ -126,10 +132,14 @@ absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body
     return absl::InvalidArgumentError(
         "invalid protobuf: the body is not an OTLP ExportTraceServiceRequest");
   }
-  std::vector<SpanRecord> out;
+  std::vector<OtlpResourceSpans> out;
+  out.reserve(request.resource_spans_size());
   for (int r = 0; r < request.resource_spans_size(); ++r) {
     const otlp::ResourceSpans& resource_spans = request.resource_spans(r);
     const std::string service = ServiceName(resource_spans.resource());
+    OtlpResourceSpans& resource = out.emplace_back();
+    resource.service_instance_id =
+        ResourceAttribute(resource_spans.resource(), "service.instance.id");
     for (int s = 0; s < resource_spans.scope_spans_size(); ++s) {
       const otlp::ScopeSpans& scope = resource_spans.scope_spans(s);
       for (int i = 0; i < scope.spans_size(); ++i) {
@@ -155,9 +165,20 @@ absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body
             !status.ok()) {
           return status;
         }
-        out.push_back(std::move(span));
+        resource.spans.push_back(std::move(span));
       }
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body) {
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources = ParseOtlpProtobufResources(body);
+  if (!resources.ok()) return resources.status();
+  if (resources->size() == 1) return std::move(resources->front().spans);
+  std::vector<SpanRecord> out;
+  for (OtlpResourceSpans& resource : *resources) {
+    for (SpanRecord& span : resource.spans) out.push_back(std::move(span));
   }
   return out;
 }

@@ -108,13 +108,26 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       {.name = "--report-rate-per-identity",
        .value = "N",
        .help = "golden-metrics reports accepted per second per workload identity (default 100)",
-       .set = positive(&options.report_limits.reports_per_second)},
+       .set = positive(&options.report_limits.per_second)},
       {.name = "--report-burst",
        .value = "N",
        .help = "reports accepted above that rate at once (default 200)",
        .set = positive(&options.report_limits.burst)},
-      flags::IntFlag<size_t>("--report-max-bytes", "N", &options.report_limits.max_report_bytes,
+      flags::IntFlag<size_t>("--report-max-bytes", "N", &options.report_limits.max_bytes,
                              "largest golden-metrics report accepted (default 262144)"),
+      {.name = "--span-rate-per-identity",
+       .value = "N",
+       .help = "spans accepted per second per workload identity over OTLP/gRPC on the discovery "
+               "port (default 10000)",
+       .set = positive(&options.span_limits.per_second)},
+      {.name = "--span-burst",
+       .value = "N",
+       .help = "spans accepted above that rate at once; a larger export is refused (default "
+               "20000)",
+       .set = positive(&options.span_limits.burst)},
+      flags::IntFlag<size_t>("--span-batch-max-bytes", "N", &options.span_limits.max_bytes,
+                             "largest OTLP/gRPC span export accepted on the discovery port "
+                             "(default 4194304; the port takes no message over 4 MiB)"),
   };
 }
 
@@ -123,8 +136,26 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
       options_(std::move(options)),
       collector_(options_.store_limits, &control_plane.stats()),
       golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()),
-      report_gate_(control_plane.clock(), options_.report_limits, options_.trust_domain,
-                   !options_.discovery_plaintext, &control_plane.stats()) {
+      report_gate_(control_plane.clock(),
+                   ReportGateOptions(options_.report_limits, options_.trust_domain,
+                                     !options_.discovery_plaintext),
+                   &control_plane.stats()),
+      span_gate_(control_plane.clock(),
+                 TelemetryGateOptions{
+                     .counter_name = "meshlet_cp_trace_export_refusals_total",
+                     .counter_help =
+                         "OTLP/gRPC span exports refused on the discovery port, by reason: no "
+                         "client certificate, a certificate naming no workload, a node not "
+                         "registered under the certificate's identity (or not the pod's), a "
+                         "resource naming no node, not an export request, over the per-identity "
+                         "rate, over the size limit, too many callers tracked.",
+                     .what = "span export",
+                     .extra_reasons = {"no_node", "invalid"},
+                     .limits = options_.span_limits,
+                     .trust_domain = options_.trust_domain,
+                     .authenticate = !options_.discovery_plaintext,
+                 },
+                 &control_plane.stats()) {
   StatsShard& shard = control_plane.stats().shared_shard();
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter("meshlet_cp_peer_telemetry_received_total",
@@ -184,6 +215,9 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
         kMetricsReportMethod,
         [this](std::shared_ptr<http::grpc::ServerCall> call) { ReceiveReport(std::move(call)); }));
+    RETURN_IF_ERROR(grpc_server->RegisterMethod(
+        kTraceExportMethod,
+        [this](std::shared_ptr<http::grpc::ServerCall> call) { ReceiveSpans(std::move(call)); }));
   }
   if (grpc_server != nullptr) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
@@ -225,8 +259,8 @@ void TelemetryService::ReceiveReport(std::shared_ptr<http::grpc::ServerCall> cal
           call->Finish(http::grpc::StatusCode::kInvalidArgument, "no MetricsReport was sent");
           return;
         }
-        if (absl::Status admitted =
-                report_gate_.Admit(call->peer(), *control_plane_.registry().Snapshot(), *report);
+        if (absl::Status admitted = AdmitReport(report_gate_, call->peer(),
+                                                *control_plane_.registry().Snapshot(), *report);
             !admitted.ok()) {
           call->Finish(static_cast<http::grpc::StatusCode>(static_cast<int>(admitted.code())),
                        admitted.message());
@@ -241,6 +275,86 @@ void TelemetryService::ReceiveReport(std::shared_ptr<http::grpc::ServerCall> cal
         call->SendProto(metrics::v1::ReportResponse());
         call->Finish(http::grpc::StatusCode::kOk);
       });
+}
+
+namespace {
+
+void FinishWith(http::grpc::ServerCall& call, const absl::Status& status) {
+  call.Finish(static_cast<http::grpc::StatusCode>(static_cast<int>(status.code())),
+              status.message());
+}
+
+}  // namespace
+
+void TelemetryService::ReceiveSpans(std::shared_ptr<http::grpc::ServerCall> call) {
+  // Who sends, before a byte of the export is read.
+  absl::StatusOr<std::optional<identity::Caller>> caller = span_gate_.Authenticate(call->peer());
+  if (!caller.ok()) {
+    FinishWith(*call, caller.status());
+    return;
+  }
+  auto request = std::make_shared<std::optional<std::string>>();
+  call->OnMessage([this, call = call.get(), request](std::string message) {
+    if (request->has_value()) {
+      FinishWith(*call, span_gate_.Refuse("invalid", absl::InvalidArgumentError(
+                                                         "unary method: one request only")));
+      return;
+    }
+    *request = std::move(message);
+  });
+  call->OnHalfClose([this, call = call.get(), request, caller = *std::move(caller)] {
+    if (call->ended()) return;
+    if (!request->has_value()) {
+      FinishWith(*call, span_gate_.Refuse("invalid", absl::InvalidArgumentError(
+                                                         "no ExportTraceServiceRequest was sent")));
+      return;
+    }
+    if (absl::Status exported = ExportSpans(*call, **request, caller); !exported.ok()) {
+      FinishWith(*call, exported);
+    }
+  });
+}
+
+absl::Status TelemetryService::ExportSpans(http::grpc::ServerCall& call, absl::string_view body,
+                                           const std::optional<identity::Caller>& caller) {
+  RETURN_IF_ERROR(span_gate_.CheckSize(body.size()));
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources = ParseOtlpProtobufResources(body);
+  if (!resources.ok()) return span_gate_.Refuse("invalid", resources.status());
+  size_t count = 0;
+  for (const OtlpResourceSpans& resource : *resources) count += resource.spans.size();
+  // On a plaintext port the bucket is the node the export names (it may name any).
+  RETURN_IF_ERROR(span_gate_.Take(caller,
+                                  resources->empty() ? "" : resources->front().service_instance_id,
+                                  static_cast<double>(count)));
+  std::vector<std::optional<VerifiedSource>> sources(resources->size());
+  if (caller.has_value()) {
+    std::shared_ptr<const registry::RegistrySnapshot> registry =
+        control_plane_.registry().Snapshot();
+    for (size_t r = 0; r < resources->size(); ++r) {
+      const std::string& node = (*resources)[r].service_instance_id;
+      if (node.empty()) {
+        return span_gate_.Refuse(
+            "no_node", absl::InvalidArgumentError(absl::StrCat(
+                           "resourceSpans[", r,
+                           "].resource: no service.instance.id attribute; it must be the node id "
+                           "the sending sidecar registered")));
+      }
+      ASSIGN_OR_RETURN(const registry::Workload* workload,
+                       span_gate_.Registration(*caller, *registry, node));
+      // What the spans are recorded under comes from the registration, not from the export.
+      sources[r] = VerifiedSource{
+          .service = workload->service.empty()
+                         ? workload->id
+                         : absl::StrCat(workload->service, ".", workload->namespace_),
+          .node_id = workload->id,
+          .identity = caller->spiffe_id,
+      };
+    }
+  }
+  const AddResult result = collector_.AddExport(*std::move(resources), sources);
+  call.Send(collector_.ExportResponse(result, count));
+  call.Finish(http::grpc::StatusCode::kOk);
+  return absl::OkStatus();
 }
 
 absl::Status TelemetryService::AuthenticatePeer(const http::grpc::ServerCall& call) const {

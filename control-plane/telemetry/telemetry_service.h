@@ -23,10 +23,16 @@
 //   --report-rate-per-identity N   golden-metrics reports per second per identity (default 100)
 //   --report-burst N               above that rate (default 200)
 //   --report-max-bytes N           largest report (default 262144)
+//   --span-rate-per-identity N     spans per second per identity, OTLP/gRPC (default 10000)
+//   --span-burst N                 above that rate (default 20000)
+//   --span-batch-max-bytes N       largest OTLP/gRPC export (default 4194304)
 //
-// Golden-metrics reports (MetricsService/Report on the discovery port) pass a ReportGate
-// (report_gate.h): on a TLS port only a sidecar's workload certificate may report, for its own
-// registered node, and the figures are recorded under that registration's service and namespace.
+// Golden-metrics reports (MetricsService/Report on the discovery port) and span batches (OTLP/gRPC
+// opentelemetry.proto.collector.trace.v1.TraceService/Export, the same port) each pass a
+// TelemetryGate (telemetry_gate.h): on a TLS port only a sidecar's workload certificate may send
+// them, for its own registered node, and they are recorded under that registration's names: the
+// report's service and namespace, every span's service (and its source marks, collector.h). An
+// export names its node in each resource's `service.instance.id`.
 //
 // With etcd (several replicas), what the receivers and the golden-metrics method take in is also
 // forwarded to every other replica (peer_forwarder.h) and what they forward is stored here, so
@@ -40,6 +46,7 @@
 // control plane's policy and discovery work does not depend on the collector.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,7 +59,7 @@
 #include "control-plane/telemetry/collector.h"
 #include "control-plane/telemetry/golden_metrics.h"
 #include "control-plane/telemetry/peer_forwarder.h"
-#include "control-plane/telemetry/report_gate.h"
+#include "control-plane/telemetry/telemetry_gate.h"
 #include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
@@ -72,7 +79,8 @@ struct TelemetryOptions {
   // With etcd: sharing with the other replicas. Empty replica_address: DefaultReplicaAddress.
   std::string replica_address;
   PeerForwarderOptions peer;
-  ReportLimits report_limits;
+  TelemetryLimits report_limits = DefaultReportLimits();
+  TelemetryLimits span_limits = DefaultSpanLimits();
   // How the discovery port authenticates callers: not at all (plaintext), or by client
   // certificates of `trust_domain`. Set by the control plane from the discovery flags.
   bool discovery_plaintext = false;
@@ -104,8 +112,8 @@ class TelemetryService {
   TelemetryService(const TelemetryService&) = delete;
   TelemetryService& operator=(const TelemetryService&) = delete;
 
-  // `grpc_server` (the discovery server, 15012) may be null: no golden-metrics reports are then
-  // received, and nothing is shared with other replicas.
+  // `grpc_server` (the discovery server, 15012) may be null: no golden-metrics reports or
+  // OTLP/gRPC span exports are then received, and nothing is shared with other replicas.
   absl::Status Start(http::grpc::Server* grpc_server);
 
   // TLS for forwarding to the other replicas, before or after Start() and again at each renewal
@@ -125,6 +133,11 @@ class TelemetryService {
                                                            http::RequestHandler handler);
 
   void ReceiveReport(std::shared_ptr<http::grpc::ServerCall> call);
+  void ReceiveSpans(std::shared_ptr<http::grpc::ServerCall> call);
+  // The OTLP/gRPC export `body` from `caller` (nullopt: a plaintext port) into the store; the
+  // status to answer, counted when not OK.
+  absl::Status ExportSpans(http::grpc::ServerCall& call, absl::string_view body,
+                           const std::optional<identity::Caller>& caller);
   void ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call);
   // Whether a Forward call comes from another replica (see the file comment).
   absl::Status AuthenticatePeer(const http::grpc::ServerCall& call) const;
@@ -134,7 +147,8 @@ class TelemetryService {
   const TelemetryOptions options_;
   Collector collector_;
   GoldenMetrics golden_;
-  ReportGate report_gate_;
+  TelemetryGate report_gate_;
+  TelemetryGate span_gate_;
   std::unique_ptr<TraceRing> ring_;
   std::unique_ptr<http::HttpServer> otlp_server_;
   std::unique_ptr<http::HttpServer> zipkin_server_;

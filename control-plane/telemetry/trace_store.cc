@@ -151,6 +151,7 @@ TraceSummary TraceStore::Summarize(const std::string& id, const Trace& trace) co
   std::set<std::string> services;
   for (const SpanRecord& span : trace.spans) {
     summary.error = summary.error || span.error;
+    summary.unverified_spans += SourceVerified(span) ? 0 : 1;
     services.insert(span.service);
     const bool is_root = span.parent_span_id.empty() || ids.count(span.parent_span_id) == 0;
     if (is_root && (root == nullptr || span.start_unix_nanos < root->start_unix_nanos)) {
@@ -163,6 +164,15 @@ TraceSummary TraceStore::Summarize(const std::string& id, const Trace& trace) co
   }
   summary.services.assign(services.begin(), services.end());
   return summary;
+}
+
+bool SourceVerified(const SpanRecord& span) {
+  // The collector appends its marks after the sender's attributes: look from the end.
+  for (auto it = span.attributes.rbegin(); it != span.attributes.rend(); ++it) {
+    if (it->first == kSourceIdentityAttribute) return true;
+    if (it->first == kSourceUnverifiedAttribute) return false;
+  }
+  return false;
 }
 
 bool ServiceMatches(absl::string_view query, absl::string_view service) {
@@ -237,6 +247,7 @@ std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
                                                      int64_t end_unix_nanos) const {
   struct Accumulated {
     uint64_t errors = 0;
+    uint64_t unverified = 0;
     std::vector<int64_t> durations;
   };
   std::map<std::pair<std::string, std::string>, Accumulated> edges;
@@ -273,6 +284,7 @@ std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
       if (parent == nullptr || parent->service == span.service) continue;
       Accumulated& edge = edges[{parent->service, span.service}];
       edge.errors += span.error ? 1 : 0;
+      edge.unverified += SourceVerified(span) && SourceVerified(*parent) ? 0 : 1;
       edge.durations.push_back(span.duration_nanos());
     }
   }
@@ -286,7 +298,7 @@ std::vector<DependencyEdge> TraceStore::Dependencies(int64_t start_unix_nanos,
       return d[std::min(d.size(), std::max<size_t>(rank, 1)) - 1];
     };
     out.push_back(DependencyEdge{key.first, key.second, d.size(), accumulated.errors,
-                                 percentile(0.5), percentile(0.99)});
+                                 accumulated.unverified, percentile(0.5), percentile(0.99)});
   }
   return out;
 }

@@ -58,6 +58,22 @@ struct SpanRecord {
   size_t ApproximateBytes() const;
 };
 
+// Where a span came from, as the collector records it in attributes of its own (a sender's
+// attributes under these names are dropped, whatever it wrote):
+//   meshlet.source.identity    the SPIFFE id of the workload certificate that sent it: spans of the
+//                              OTLP/gRPC export on the discovery port, whose sender is
+//                              authenticated
+//   meshlet.source.node        the registered node that sent it (those spans too)
+//   meshlet.source.unverified  on every other span: the receiver that took it from a sender it
+//                              did not authenticate ("otlp", "zipkin", or "otlp_grpc" on a
+//                              plaintext discovery port); its service is what the sender said.
+inline constexpr absl::string_view kSourceIdentityAttribute = "meshlet.source.identity";
+inline constexpr absl::string_view kSourceNodeAttribute = "meshlet.source.node";
+inline constexpr absl::string_view kSourceUnverifiedAttribute = "meshlet.source.unverified";
+// Whether the span carries the identity of an authenticated sender (spans read back from an older
+// store carry neither mark: they count as unverified).
+bool SourceVerified(const SpanRecord& span);
+
 struct TraceStoreLimits {
   size_t max_spans = 100000;
   size_t max_bytes = 64 << 20;
@@ -73,6 +89,7 @@ struct TraceSummary {
   size_t span_count = 0;
   bool error = false;
   std::vector<std::string> services;  // sorted
+  size_t unverified_spans = 0;        // spans whose sender was not authenticated
 };
 
 struct TraceQuery {
@@ -93,6 +110,7 @@ struct DependencyEdge {
   std::string callee;
   uint64_t calls = 0;
   uint64_t errors = 0;
+  uint64_t unverified = 0;  // calls with a span on either side whose sender was not authenticated
   int64_t p50_nanos = 0;  // of the callee's spans on this edge
   int64_t p99_nanos = 0;
 };

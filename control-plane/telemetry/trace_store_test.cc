@@ -281,6 +281,36 @@ TEST(TraceStoreTest, DependencyGraphFromCrossServiceParentLinks) {
   EXPECT_TRUE(store.Dependencies(0, kBase - 1).empty());
 }
 
+// Spans whose sender was authenticated carry its identity; the others count as unverified, in
+// their trace's summary and on the dependency edges they make.
+TEST(TraceStoreTest, UnverifiedSpansAreCountedInSummariesAndEdges) {
+  TraceStore store;
+  std::vector<SpanRecord> verified = ThreeHopTrace(1, 100, 60);
+  for (SpanRecord& span : verified) {
+    span.attributes.emplace_back(
+        kSourceIdentityAttribute,
+        absl::StrCat("spiffe://cluster.local/ns/default/sa/", span.service));
+  }
+  store.Add(verified);
+  // The same hops, but backend's span came from a sender nobody authenticated.
+  std::vector<SpanRecord> mixed = ThreeHopTrace(2, 200, 60);
+  for (size_t i = 0; i < 2; ++i) mixed[i].attributes = verified[i].attributes;
+  mixed[2].attributes.emplace_back(kSourceUnverifiedAttribute, "otlp");
+  store.Add(mixed);
+  std::vector<TraceSummary> found = store.Find({});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].trace_id, TraceId(2));  // newest first
+  EXPECT_EQ(found[0].unverified_spans, 1u);
+  EXPECT_EQ(found[1].unverified_spans, 0u);
+  EXPECT_TRUE(SourceVerified(verified[2]));
+  EXPECT_FALSE(SourceVerified(mixed[2]));
+  EXPECT_FALSE(SourceVerified(MakeSpan(3, 1, 0, "old", "GET /", 0, 1)));  // no mark at all
+  std::vector<DependencyEdge> edges = store.Dependencies();
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].calls, 2u);
+  EXPECT_EQ(edges[0].unverified, 1u);
+}
+
 TEST(TraceStoreTest, DependencyGraphOfALargeTrace) {
   // Over the linear-search threshold: parents are found through the per-trace map.
   TraceStore store;

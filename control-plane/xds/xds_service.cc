@@ -286,16 +286,12 @@ absl::StatusOr<StreamGrant> XdsService::AuthorizeStream(const http::grpc::Server
     }
   }
   // A pod's certificate speaks for that pod's node only (injection names it <pod>.<namespace>).
-  if (std::optional<identity::Attestation> origin = identity::ParseAttestation(caller->attestation);
-      origin.has_value() && origin->kind == identity::Attestation::Kind::kKubernetesPod) {
-    const std::string pod_node = absl::StrCat(origin->pod_name, ".", origin->pod_namespace);
-    if (node.id() != pod_node) {
-      return RefuseStream(
-          call, node, "not_its_pod",
-          absl::PermissionDeniedError(absl::StrCat(
-              "the client certificate was issued to pod ", origin->pod_namespace, "/",
-              origin->pod_name, ", whose node id is ", pod_node, ", not ", node.id())));
-    }
+  if (std::optional<std::string> pod_node = identity::PodNodeId(*caller);
+      pod_node.has_value() && node.id() != *pod_node) {
+    return RefuseStream(call, node, "not_its_pod",
+                        absl::PermissionDeniedError(absl::StrCat(
+                            "the client certificate was issued to the pod whose node id is ",
+                            *pod_node, ", not ", node.id())));
   }
   // A Service that names the service accounts of its members admits no other under its name.
   if (policy_ != nullptr && !claimed.service.empty()) {

@@ -247,7 +247,8 @@ def start(args):
         # Discovery over TLS with the certificate the control plane's CA issues to itself; it
         # serves only sidecars that present their own workload certificates.
         "--xds-address=127.0.0.1:%d" % p["xds"], "--xds-listen-host=127.0.0.1",
-        # The sidecars send their spans here (the dashboard's traces); no Zipkin receiver.
+        # The sidecars send their spans over the discovery port (OTLP/gRPC, authenticated by
+        # their certificates); this receiver is for the apps' own spans. No Zipkin receiver.
         "--otlp-address=127.0.0.1:%d" % p["otlp"], "--zipkin-address="])
     token_file = os.path.join(state.cp_data, "api-token")
     wait_for(lambda: http_get("http://127.0.0.1:%d/healthz" % p["api"])[0] == 200
@@ -283,14 +284,15 @@ def start(args):
             argv += ["--upstream", upstream, "--outbound", str(wp["outbound"])]
         spawn(state, node + ".app", argv)
         # The bootstrap holds only what has no flag: every request is traced, to the control
-        # plane's collector, and golden metrics are reported every 2 s instead of 10 s so that
-        # `meshctl stat` shows the traffic soon after it. Where the reports go (the control
-        # plane, from --xds) and the services' names (--node-service) come from the flags.
+        # plane's collector over the discovery port (OTLP_GRPC: the xDS channel's TLS and the
+        # workload certificate, so the spans are recorded under the sidecar's registration),
+        # and golden metrics are reported every 2 s instead of 10 s so that `meshctl stat` shows
+        # the traffic soon after it. Where spans and reports go (the control plane, from --xds)
+        # and the services' names (--node-service) come from the flags.
         bootstrap = os.path.join(state.dir, node + ".bootstrap.yaml")
         with open(bootstrap, "w") as f:
-            f.write("tracing:\n  sampling_percent: 100\n  collector_address: 127.0.0.1:%d\n"
-                    "  protocol: OTLP_PROTO\n  flush_interval: 0.5s\n"
-                    "metrics_report:\n  interval: 2s\n" % p["otlp"])
+            f.write("tracing:\n  sampling_percent: 100\n  protocol: OTLP_GRPC\n"
+                    "  flush_interval: 0.5s\nmetrics_report:\n  interval: 2s\n")
         spawn(state, node + ".sidecar", [
             os.path.join(state.bin, "sidecar"), "--config=" + bootstrap,
             "--xds=127.0.0.1:%d" % p["xds"], "--xds-ca=" + trust_bundle,

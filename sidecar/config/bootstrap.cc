@@ -127,9 +127,14 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   for (uint32_t port : flags.node_ports) node.add_ports(port);
   if (!flags.trace_collector.empty()) {
     config.tracing.enabled = true;
-    config.tracing.collector_address = flags.trace_collector;
     config.tracing.collector_path.clear();
-    config.tracing.protocol = tracing::ExportProtocol::kOtlpProto;
+    if (flags.trace_collector == kTraceCollectorControlPlane) {
+      config.tracing.collector_address.clear();  // the xDS server's, derived below
+      config.tracing.protocol = tracing::ExportProtocol::kOtlpGrpc;
+    } else {
+      config.tracing.collector_address = flags.trace_collector;
+      config.tracing.protocol = tracing::ExportProtocol::kOtlpProto;
+    }
   }
   if (flags.trace_sampling.has_value()) {
     if (!config.tracing.enabled) {
@@ -151,6 +156,18 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
                                          : absl::StrCat(node.service(), ".", node.namespace_()))
         : !node.id().empty() ? node.id()
                              : "meshlet";
+  }
+  if (config.tracing.enabled) config.tracing.service_instance_id = node.id();
+  const bool trace_grpc =
+      config.tracing.enabled && config.tracing.protocol == tracing::ExportProtocol::kOtlpGrpc;
+  if (trace_grpc) {
+    if (config.tracing.collector_address.empty()) {
+      config.tracing.collector_address = config.xds.address;
+    }
+    config.trace_channel.tls = !flags.xds_plaintext;
+    config.trace_channel.authority = config.trace_channel.tls && !config.xds.server_name.empty()
+                                         ? config.xds.server_name
+                                         : FirstHostPort(config.tracing.collector_address);
   }
   MetricsReportConfig& report = config.metrics_report;
   if (!report.disabled) {
@@ -178,6 +195,18 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
       return absl::InvalidArgumentError(
           "xDS needs TLS settings: --xds-ca FILE (or xds.ca_file), or --xds-plaintext=true for "
           "a local control plane without TLS");
+    }
+  }
+  if (trace_grpc) {
+    if (config.tracing.collector_address.empty()) {
+      return absl::InvalidArgumentError(
+          "tracing over OTLP_GRPC (--trace-collector=control-plane) sends spans to the control "
+          "plane: it needs the xDS server (--xds or xds.address) or tracing.collector_address");
+    }
+    if (config.trace_channel.tls && config.xds.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "tracing over OTLP_GRPC uses the xDS channel's TLS settings: --xds-ca FILE (or "
+          "xds.ca_file), or --xds-plaintext=true for a local control plane without TLS");
     }
   }
   if (flags.workload_certificate) {

@@ -71,6 +71,18 @@ struct CaServerConfig {
   std::string authority;  // xds.server_name when the CA is the xDS server and one is set
 };
 
+// OTLP/gRPC export to the control plane (tracing.protocol OTLP_GRPC), derived by
+// CompleteBootstrap: over the xDS channel's TLS settings (xds.ca_file, --xds-server-identity, the
+// workload certificate) unless --xds-plaintext, with xds.server_name as :authority when set (else
+// the first collector address).
+struct TraceChannelConfig {
+  bool tls = false;
+  std::string authority;
+};
+
+// --trace-collector's value for OTLP/gRPC to the control plane's discovery port.
+inline constexpr char kTraceCollectorControlPlane[] = "control-plane";
+
 struct BootstrapConfig {
   xds::Node node;
   ResourceSet resources;  // version left empty: BuildSnapshot derives one
@@ -79,6 +91,7 @@ struct BootstrapConfig {
   // The `tracing` section (docs/tracing.md); `enabled` only when the file has one. After parsing,
   // service_name is empty unless the file sets it; CompleteBootstrap derives it.
   tracing::TracingConfig tracing;
+  TraceChannelConfig trace_channel;  // tracing.protocol OTLP_GRPC only
   MetricsReportConfig metrics_report;
   CaServerConfig ca;
 
@@ -104,9 +117,10 @@ struct BootstrapFlags {
   // A CA credential was given (--join-token-file, --kubernetes-token-file): the workload
   // certificate needs an identity (node namespace and service account) and a CA address.
   bool workload_certificate = false;
-  // --trace-collector: tracing on, OTLP/HTTP (protobuf) to this HOST:PORT, replacing the
-  // file's tracing.collector_address and protocol; --trace-sampling replaces sampling_percent
-  // (and needs tracing on, from the file or --trace-collector).
+  // --trace-collector: tracing on, OTLP/HTTP (protobuf) to this HOST:PORT, or OTLP/gRPC to the
+  // xDS server with kTraceCollectorControlPlane, replacing the file's
+  // tracing.collector_address and protocol; --trace-sampling replaces sampling_percent (and needs
+  // tracing on, from the file or --trace-collector).
   std::string trace_collector;
   std::optional<double> trace_sampling;
 };

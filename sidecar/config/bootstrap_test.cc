@@ -110,6 +110,49 @@ TEST(CompleteBootstrapTest, TraceFlagsTurnTracingOnOrReplaceTheFilesSettings) {
             "--trace-sampling needs tracing: --trace-collector, or a tracing section in --config");
 }
 
+// --trace-collector=control-plane: OTLP/gRPC to the xDS server over its channel's TLS settings,
+// naming the node in every export.
+TEST(CompleteBootstrapTest, TracesToTheControlPlaneOverTheXdsChannel) {
+  BootstrapFlags flags = ByFlags();
+  flags.trace_collector = "control-plane";
+  flags.xds_plaintext = false;
+  flags.xds_ca_file = "/etc/meshlet/ca.pem";
+  flags.xds_server_name = "meshlet-control-plane.meshlet-system.svc";
+  absl::StatusOr<BootstrapConfig> config = Complete(kTracing, flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->tracing.enabled);
+  EXPECT_EQ(config->tracing.protocol, tracing::ExportProtocol::kOtlpGrpc);
+  EXPECT_EQ(config->tracing.collector_address, "cp.mesh:15012");
+  EXPECT_EQ(config->tracing.service_instance_id, "web-0");
+  EXPECT_TRUE(config->trace_channel.tls);
+  EXPECT_EQ(config->trace_channel.authority, "meshlet-control-plane.meshlet-system.svc");
+
+  // A plaintext xDS server (local tests): h2c.
+  flags.xds_plaintext = true;
+  config = Complete("", flags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->trace_channel.tls);
+  EXPECT_EQ(config->trace_channel.authority, "cp.mesh:15012");
+
+  // No xDS server: nowhere to send them.
+  BootstrapFlags alone;
+  alone.node_id = "web-0";
+  alone.trace_collector = "control-plane";
+  config = Complete("", alone);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("needs the xDS server"), std::string::npos)
+      << config.status();
+  // A collector named in the file, without TLS settings: refused unless plaintext.
+  alone.trace_collector.clear();
+  config = Complete("tracing: {protocol: OTLP_GRPC, collector_address: \"cp:15012\"}\n", alone);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("--xds-ca"), std::string::npos) << config.status();
+  alone.xds_plaintext = true;
+  config = Complete("tracing: {protocol: OTLP_GRPC, collector_address: \"cp:15012\"}\n", alone);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracing.collector_address, "cp:15012");
+}
+
 // metrics_report.address: the file's, else xds.address — from --xds when the flag is given.
 
 TEST(CompleteBootstrapTest, MetricsReportGoesToTheXdsServerGivenByFlag) {

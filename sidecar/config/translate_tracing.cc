@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/net/address.h"
 #include "sidecar/config/translate_internal.h"
 
@@ -27,19 +28,30 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
       out.sampling_percent = percent;
     }
   }
+  const bool grpc = tracing.protocol() == xds::Bootstrap::Tracing::OTLP_GRPC;
   out.collector_address = tracing.collector_address();
+  // OTLP/gRPC goes to the control plane: its replicas, the xDS server's by default.
+  const std::vector<std::string> collectors =
+      grpc ? absl::StrSplit(out.collector_address, ',', absl::SkipEmpty())
+           : std::vector<std::string>{out.collector_address};
   if (out.collector_address.empty()) {
-    errors.push_back("tracing.collector_address: required (host:port)");
-  } else if (absl::StatusOr<net::HostPort> split = net::SplitHostPort(out.collector_address);
-             !split.ok()) {
-    errors.push_back(absl::StrCat("tracing.collector_address: ", split.status().message()));
-  } else if (split->unbracketed_ipv6()) {
-    errors.push_back(absl::StrCat("tracing.collector_address: \"", out.collector_address,
-                                  "\": an IPv6 address goes in brackets, [addr]:port"));
+    if (!grpc) errors.push_back("tracing.collector_address: required (host:port)");
+  } else {
+    for (const std::string& collector : collectors) {
+      if (absl::StatusOr<net::HostPort> split = net::SplitHostPort(collector); !split.ok()) {
+        errors.push_back(absl::StrCat("tracing.collector_address: ", split.status().message()));
+      } else if (split->unbracketed_ipv6()) {
+        errors.push_back(absl::StrCat("tracing.collector_address: \"", collector,
+                                      "\": an IPv6 address goes in brackets, [addr]:port"));
+      }
+    }
   }
   out.collector_path = tracing.collector_path();
   if (!out.collector_path.empty() && out.collector_path.front() != '/') {
     errors.push_back("tracing.collector_path: must start with /");
+  }
+  if (grpc && !out.collector_path.empty()) {
+    errors.push_back("tracing.collector_path: not used with protocol OTLP_GRPC");
   }
   switch (tracing.protocol()) {
     case xds::Bootstrap::Tracing::OTLP_JSON:
@@ -51,8 +63,11 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
     case xds::Bootstrap::Tracing::ZIPKIN:
       out.protocol = tracing::ExportProtocol::kZipkin;
       break;
+    case xds::Bootstrap::Tracing::OTLP_GRPC:
+      out.protocol = tracing::ExportProtocol::kOtlpGrpc;
+      break;
     default:
-      errors.push_back("tracing.protocol: must be OTLP_JSON, OTLP_PROTO or ZIPKIN");
+      errors.push_back("tracing.protocol: must be OTLP_JSON, OTLP_PROTO, ZIPKIN or OTLP_GRPC");
   }
   auto read_count = [&](bool has, uint32_t value, absl::string_view path, uint32_t max,
                         uint32_t* field) {

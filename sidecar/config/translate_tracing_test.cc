@@ -87,5 +87,26 @@ TEST(BootstrapTest, TracingErrorsNameTheFields) {
   EXPECT_TRUE(
       ParseBootstrap("tracing: {collector_address: \"[fd00::5]:4318\"}\n", "b.yaml", "").ok());
 }
+
+// OTLP_GRPC goes to the control plane: no collector needed (the xDS server's by default), or
+// several replicas; no path.
+TEST(BootstrapTest, OtlpGrpcTracing) {
+  auto grpc = ParseBootstrap("tracing: {protocol: OTLP_GRPC}\n", "b.yaml", "");
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+  EXPECT_EQ(grpc->tracing.protocol, tracing::ExportProtocol::kOtlpGrpc);
+  EXPECT_EQ(grpc->tracing.collector_address, "");
+  auto replicas = ParseBootstrap(
+      "tracing: {protocol: OTLP_GRPC, collector_address: \"cp-0:15012,cp-1:15012\"}\n", "b.yaml",
+      "");
+  ASSERT_TRUE(replicas.ok()) << replicas.status();
+  auto bad = ParseBootstrap(
+      "tracing: {protocol: OTLP_GRPC, collector_address: \"cp-0:15012,cp-1\", collector_path: "
+      "/v1/traces}\n",
+      "b.yaml", "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "b.yaml: tracing.collector_address: \"cp-1\" is not host:port; "
+            "tracing.collector_path: not used with protocol OTLP_GRPC");
+}
 }  // namespace
 }  // namespace meshlet::sidecar::config

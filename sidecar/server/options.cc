@@ -266,12 +266,23 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
            "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",
            Text(&o.access_log_path)),
-      flag("--trace-collector", "HOST:PORT",
+      flag("--trace-collector", "HOST:PORT|control-plane",
            "Turn tracing on and export spans to this OTLP/HTTP collector (protobuf bodies, POST "
-           "/v1/traces), e.g. the control plane's meshlet-control-plane.meshlet-system.svc:4318. "
-           "Replaces the bootstrap's tracing.collector_address (docs/tracing.md). Default: the "
-           "bootstrap's tracing section, else no tracing.",
-           HostPort(&o.trace_collector)),
+           "/v1/traces), or with `control-plane` over OTLP/gRPC to the control plane's discovery "
+           "port (the xDS server), with the xDS channel's TLS settings and workload certificate: "
+           "the control plane then records the spans under this sidecar's authenticated "
+           "registration. Replaces the bootstrap's tracing.collector_address and protocol "
+           "(docs/tracing.md). Default: the bootstrap's tracing section, else no tracing.",
+           [&o](absl::string_view v) {
+             if (v == config::kTraceCollectorControlPlane) {
+               o.trace_collector = std::string(v);
+               return absl::OkStatus();
+             }
+             absl::Status status = HostPort(&o.trace_collector)(v);
+             if (!status.ok())
+               return absl::InvalidArgumentError("must be host:port or control-plane");
+             return status;
+           }),
       flag("--trace-sampling", "PERCENT",
            "Share of requests traced when the caller did not decide (0-100; a caller's sampled "
            "traceparent is always followed). Replaces tracing.sampling_percent. Default 1.",

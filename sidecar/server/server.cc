@@ -341,9 +341,24 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   return absl::OkStatus();
 }
 
-absl::Status Server::InitTracing(const tracing::TracingConfig& config) {
-  ASSIGN_OR_RETURN(trace_collector_, tracing::CollectorAddress::Create(config.collector_address));
+absl::Status Server::InitTracing(const config::BootstrapConfig& bootstrap) {
+  const tracing::TracingConfig& config = bootstrap.tracing;
   tracing_ = std::make_unique<tracing::TracingConfig>(config);
+  if (config.protocol == tracing::ExportProtocol::kOtlpGrpc) {
+    // The control plane, as the xDS client and the golden-metrics reports reach it: its replicas'
+    // addresses resolved once, its TLS settings and the workload certificate (the provider is
+    // thread-safe: each worker opens its own connections with it).
+    ASSIGN_OR_RETURN(std::vector<net::Address> addresses,
+                     config::ResolveHostPorts(config.collector_address));
+    trace_collector_ =
+        tracing::CollectorAddress::Resolved(config.collector_address, std::move(addresses));
+    trace_channel_.authority = bootstrap.trace_channel.authority;
+    if (bootstrap.trace_channel.tls) {
+      ASSIGN_OR_RETURN(trace_channel_.transport, ControlPlaneTransport(bootstrap));
+    }
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(trace_collector_, tracing::CollectorAddress::Create(config.collector_address));
   if (!trace_collector_->needs_resolving()) return absl::OkStatus();
   // A name that does not resolve yet (its DNS record may come later) costs the spans of the
   // meantime, not the start. Resolution runs off the main loop (a DNS server that does not answer
@@ -413,7 +428,7 @@ absl::Status Server::Init() {
 
   if (bootstrap.tracing.enabled && tracing_ == nullptr) {
     // Tracing settings take effect at start (a reload keeps the running ones).
-    if (absl::Status status = InitTracing(bootstrap.tracing); !status.ok()) {
+    if (absl::Status status = InitTracing(bootstrap); !status.ok()) {
       return Annotate(status, "tracing");
     }
   }
@@ -432,6 +447,7 @@ absl::Status Server::Init() {
                                                  .tls_refusal_log = &tls_refusal_log_,
                                                  .tracing = tracing_.get(),
                                                  .trace_collector = trace_collector_,
+                                                 .trace_channel = trace_channel_,
                                                  .memory_pressure = overload_.flag(),
                                                  .max_active_requests = PerWorkerActiveRequests()});
     absl::Status status = worker->Start(snapshot_);

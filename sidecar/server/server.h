@@ -127,7 +127,8 @@ class Server final : public admin::AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
-  // TLS to the control plane (xDS and golden-metrics reports): verifies it with the bootstrap's
+  // TLS to the control plane (xDS, golden-metrics reports, OTLP/gRPC spans): verifies it with the
+  // bootstrap's
   // xDS CA file and --xds-server-identity, and presents the workload certificate, when there is
   // one, as its client certificate (the control plane authenticates streams and reports by it).
   // Built once; each new workload certificate updates it for the connections opened after.
@@ -135,8 +136,9 @@ class Server final : public admin::AdminBackend {
       const config::BootstrapConfig& bootstrap);
   // Rebuilds control_plane_tls_ with the current workload certificate.
   absl::Status UpdateControlPlaneTls();
-  // Tracing's shared pieces (the workers make their tracers and exporters).
-  absl::Status InitTracing(const tracing::TracingConfig& config);
+  // Tracing's shared pieces (the workers make their tracers and exporters), from
+  // bootstrap.tracing.
+  absl::Status InitTracing(const config::BootstrapConfig& bootstrap);
   // Golden-metrics reports to the control plane (bootstrap.metrics_report); none without an
   // address.
   absl::Status InitMetricsReport(const config::BootstrapConfig& bootstrap);
@@ -180,6 +182,7 @@ class Server final : public admin::AdminBackend {
   // resolves).
   std::unique_ptr<tracing::TracingConfig> tracing_;
   std::shared_ptr<tracing::CollectorAddress> trace_collector_;
+  tracing::ControlPlaneChannel trace_channel_;  // OTLP/gRPC: the control-plane TLS and authority
   std::unique_ptr<event::Timer> trace_collector_resolve_;
   static constexpr Duration kCollectorResolveInterval = std::chrono::seconds(30);
   static constexpr Duration kCollectorRetryInterval = std::chrono::seconds(2);

@@ -112,8 +112,9 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   });
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;
-    span_exporter_ = std::make_unique<tracing::SpanExporter>(
-        *loop_, tracing, tracing.service_name, shared_.trace_collector, *stats_, *clock_);
+    span_exporter_ = std::make_unique<tracing::SpanExporter>(*loop_, tracing, tracing.service_name,
+                                                             shared_.trace_collector, *stats_,
+                                                             *clock_, shared_.trace_channel);
     tracer_ =
         std::make_unique<tracing::Tracer>(tracing, tracing.service_name, *span_exporter_,
                                           tracing::TracerStats::Create(*stats_), *random_, *clock_);

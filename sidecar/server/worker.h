@@ -83,6 +83,8 @@ struct WorkerShared {
   // runs its own Tracer and SpanExporter.
   const tracing::TracingConfig* tracing = nullptr;
   std::shared_ptr<const tracing::CollectorAddress> trace_collector;
+  // OTLP/gRPC: the xDS channel's TLS (a thread-safe provider) and :authority.
+  tracing::ControlPlaneChannel trace_channel;
   // Load shedding (stream::OverloadState): the monitor's memory flag (null: no memory limit),
   // and the requests each worker may have in flight (0: no limit).
   const std::atomic<bool>* memory_pressure = nullptr;

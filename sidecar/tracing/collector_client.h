@@ -7,6 +7,9 @@
 // which the server calls at start and then periodically), never on a worker or the main loop;
 // workers only read the latest result.
 //
+// ExportClient: how a worker's exporter sends its batches, one at a time: CollectorClient
+// (OTLP/HTTP, Zipkin) or GrpcCollectorClient (OTLP/gRPC, grpc_collector_client.h).
+//
 // CollectorClient: HTTP/1.1 POSTs to the collector from one worker's event loop, one at a time,
 // non-blocking, over one connection kept open between them. Each POST is bounded by `timeout`
 // (connect, send and answer together). The body is written straight from the caller's memory
@@ -71,17 +74,32 @@ class CollectorAddress : public std::enable_shared_from_this<CollectorAddress> {
   std::vector<net::Address> addresses_ ABSL_GUARDED_BY(mu_);
 };
 
-class CollectorClient final : private http::h1::ParserVisitor {
+class ExportClient {
  public:
   struct Result {
-    bool ok = false;  // a 2xx answer
-    // No byte of an answer came over a connection kept from before: the collector had closed it
-    // as the request went out, and the same request may be sent again over a new one.
+    bool ok = false;  // the collector took the batch (a 2xx answer, gRPC OK)
+    // The request was lost over a connection kept from before (the collector had closed it as the
+    // request went out, or no longer accepts what that connection was opened with): the same
+    // request may be sent again, over a new one.
     bool may_resend = false;
     std::string error;  // what went wrong, when !ok
   };
   using Done = absl::AnyInvocable<void(Result)>;
+  static constexpr size_t kMaxBodyPieces = 3;
 
+  virtual ~ExportClient() = default;
+  // Sends one export whose body is `body`'s pieces in order (at most kMaxBodyPieces). The caller
+  // keeps them unchanged until `done` runs (or the client is destroyed). `done` runs once, never
+  // from inside Post(). Only while !busy().
+  virtual void Post(absl::string_view content_type, std::initializer_list<absl::string_view> body,
+                    Done done) = 0;
+  virtual bool busy() const = 0;
+  // Connections opened so far.
+  virtual uint64_t connections_opened() const = 0;
+};
+
+class CollectorClient final : public ExportClient, private http::h1::ParserVisitor {
+ public:
   struct Options {
     std::string path;  // the request's path
     Duration timeout = std::chrono::seconds(2);
@@ -95,15 +113,11 @@ class CollectorClient final : private http::h1::ParserVisitor {
   CollectorClient(const CollectorClient&) = delete;
   CollectorClient& operator=(const CollectorClient&) = delete;
 
-  // Sends a POST whose body is `body`'s pieces in order. They are written from where they are:
-  // the caller keeps them unchanged until `done` runs (or the client is destroyed). `done` runs
-  // once, never from inside Post(). Only while !busy(); at most kMaxBodyPieces pieces.
-  static constexpr size_t kMaxBodyPieces = 3;
+  // A POST whose body is `body`'s pieces, written from where they are (ExportClient::Post).
   void Post(absl::string_view content_type, std::initializer_list<absl::string_view> body,
-            Done done);
-  bool busy() const { return busy_; }
-  // Connections opened so far.
-  uint64_t connections_opened() const { return connections_opened_; }
+            Done done) override;
+  bool busy() const override { return busy_; }
+  uint64_t connections_opened() const override { return connections_opened_; }
 
  private:
   // The connection: libuv handles and requests, freed in the handle's close callback (a request

@@ -21,18 +21,35 @@ Counter CounterOrDiscard(StatsShard& stats, absl::string_view name, absl::string
 // The encoding buffer is given back after a burst left it larger than this.
 constexpr size_t kKeptEncodingBytes = 1 << 20;
 
+// The client for `config`'s protocol.
+std::unique_ptr<ExportClient> MakeClient(event::Loop& loop, const TracingConfig& config,
+                                         std::shared_ptr<const CollectorAddress> collector,
+                                         const Clock& clock, ControlPlaneChannel control_plane) {
+  if (config.protocol == ExportProtocol::kOtlpGrpc) {
+    return std::make_unique<GrpcCollectorClient>(
+        loop, std::move(collector),
+        GrpcCollectorClient::Options{.transport = std::move(control_plane.transport),
+                                     .authority = std::move(control_plane.authority),
+                                     .timeout = config.export_timeout,
+                                     .idle_limit = config.collector_idle_limit},
+        clock);
+  }
+  return std::make_unique<CollectorClient>(
+      loop, std::move(collector),
+      CollectorClient::Options{.path = config.EffectiveCollectorPath(),
+                               .timeout = config.export_timeout,
+                               .idle_limit = config.collector_idle_limit},
+      clock);
+}
+
 }  // namespace
 
 SpanExporter::SpanExporter(event::Loop& loop, const TracingConfig& config, std::string service_name,
                            std::shared_ptr<const CollectorAddress> collector, StatsShard& stats,
-                           const Clock& clock)
+                           const Clock& clock, ControlPlaneChannel control_plane)
     : config_(config),
-      encoder_(config.protocol, std::move(service_name)),
-      client_(loop, std::move(collector),
-              CollectorClient::Options{.path = config.EffectiveCollectorPath(),
-                                       .timeout = config.export_timeout,
-                                       .idle_limit = config.collector_idle_limit},
-              clock),
+      encoder_(config.protocol, std::move(service_name), config.service_instance_id),
+      client_(MakeClient(loop, config, std::move(collector), clock, std::move(control_plane))),
       flush_timer_(loop,
                    [this] {
                      flush_due_ = true;
@@ -68,7 +85,7 @@ bool SpanExporter::Take(const Span& span) {
 }
 
 void SpanExporter::MaybeSend() {
-  if (client_.busy()) return;
+  if (client_->busy()) return;
   const size_t waiting = encoder_.size();
   if (waiting == 0) {
     flush_due_ = false;
@@ -90,8 +107,8 @@ void SpanExporter::MaybeSend() {
     flush_timer_.Disable();
   }
   const SpanBatchEncoder::Body body = encoder_.Frame(sending_);
-  client_.Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
-               [this](CollectorClient::Result result) { OnAnswer(std::move(result)); });
+  client_->Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
+                [this](CollectorClient::Result result) { OnAnswer(std::move(result)); });
 }
 
 void SpanExporter::OnAnswer(CollectorClient::Result result) {
@@ -100,8 +117,8 @@ void SpanExporter::OnAnswer(CollectorClient::Result result) {
     // a new one (the batch still holds the spans as they were sent).
     resent_ = true;
     const SpanBatchEncoder::Body body = encoder_.Frame(sending_);
-    client_.Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
-                 [this](CollectorClient::Result again) { OnAnswer(std::move(again)); });
+    client_->Post(encoder_.content_type(), {body.prefix, body.spans, body.suffix},
+                  [this](CollectorClient::Result again) { OnAnswer(std::move(again)); });
     return;
   }
   if (result.ok) {

@@ -3,7 +3,9 @@
 // SpanExporter: one per worker, on the worker's event loop. The worker's Tracer hands it each
 // finished span (SpanSink::Take); it encodes the span there and then into the batch being built
 // (OTLP/HTTP JSON or protobuf, or Zipkin v2 JSON; span_encoding.h) and POSTs full batches to the
-// configured collector over its own non-blocking, kept-open connection (CollectorClient). Nothing
+// configured collector over its own non-blocking, kept-open connection (CollectorClient), or, with
+// OTLP/gRPC, sends them as Export calls to the control plane over its own channel with the xDS
+// channel's TLS settings and workload certificate (GrpcCollectorClient). Nothing
 // crosses threads and nothing is woken: the design Envoy uses, chosen because a separate exporter
 // thread cost a busy worker its core's time in context switches (docs/adr/0029).
 //
@@ -29,20 +31,30 @@
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/event/timer.h"
+#include "common/net/transport.h"
 #include "common/stats/stats.h"
 #include "sidecar/tracing/collector_client.h"
+#include "sidecar/tracing/grpc_collector_client.h"
 #include "sidecar/tracing/span_encoding.h"
 #include "sidecar/tracing/span_sink.h"
 #include "sidecar/tracing/tracing_config.h"
 
 namespace meshlet::sidecar::tracing {
 
+// OTLP/gRPC's channel to the control plane: the xDS channel's TLS (its provider is thread-safe;
+// null: h2c) and :authority (empty: the address).
+struct ControlPlaneChannel {
+  net::TransportFactory transport;
+  std::string authority;
+};
+
 class SpanExporter final : public SpanSink {
  public:
-  // `loop`, `stats` and `clock` must outlive the exporter.
+  // `loop`, `stats` and `clock` must outlive the exporter. `control_plane` is for
+  // ExportProtocol::kOtlpGrpc only.
   SpanExporter(event::Loop& loop, const TracingConfig& config, std::string service_name,
                std::shared_ptr<const CollectorAddress> collector, StatsShard& stats,
-               const Clock& clock);
+               const Clock& clock, ControlPlaneChannel control_plane = {});
   ~SpanExporter() override;
   SpanExporter(const SpanExporter&) = delete;
   SpanExporter& operator=(const SpanExporter&) = delete;
@@ -55,7 +67,7 @@ class SpanExporter final : public SpanSink {
 
   // Spans buffered (encoded, waiting or in flight).
   size_t buffered() const { return encoder_.size() + in_flight_; }
-  uint64_t collector_connections() const { return client_.connections_opened(); }
+  uint64_t collector_connections() const { return client_->connections_opened(); }
 
  private:
   // Starts an export request when none is in flight and a full batch (or a due partial one, or
@@ -68,7 +80,7 @@ class SpanExporter final : public SpanSink {
   SpanBatchEncoder encoder_;
   SpanBatchEncoder::Batch sending_;  // the batch in flight; written from, so left alone meanwhile
   // Declared after what it writes from: destroyed (its connection closed) first.
-  CollectorClient client_;
+  std::unique_ptr<ExportClient> client_;
   event::Timer flush_timer_;
   event::Timer shutdown_timer_;
   Counter exported_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +15,8 @@
 #include "absl/time/clock.h"
 #include "common/base/sync.h"
 #include "common/event/loop.h"
+#include "common/http/grpc/server.h"
+#include "common/net/address.h"
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 
@@ -381,6 +384,133 @@ TEST_F(SpanExporterTest, EverySpanIsAccountedForWhenShutdownTimesOut) {
   EXPECT_GT(shutdown, 0u);
   EXPECT_EQ(failed + shutdown, 100u);
   ::close(fd);
+}
+
+// An OTLP/gRPC trace service on the test's loop: keeps each Export's request message and answers
+// the statuses queued in `answers` (OK once they run out).
+class FakeTraceService {
+ public:
+  explicit FakeTraceService(event::Loop& loop) : server_(loop) {
+    EXPECT_TRUE(
+        server_
+            .RegisterMethod(kTraceExportMethod,
+                            [this](std::shared_ptr<http::grpc::ServerCall> call) { Serve(*call); })
+            .ok());
+    EXPECT_TRUE(server_.Start(*net::Address::Parse("127.0.0.1:0")).ok());
+  }
+  std::string address() const { return server_.address().ToString(); }
+  uint64_t connections() const { return server_.counters().connections_accepted; }
+
+  std::vector<std::string> requests;
+  std::vector<std::string> paths;
+  std::deque<http::grpc::StatusCode> answers;
+
+ private:
+  void Serve(http::grpc::ServerCall& call) {
+    paths.push_back(call.method());
+    call.OnMessage([this](std::string message) { requests.push_back(std::move(message)); });
+    call.OnHalfClose([this, &call] {
+      http::grpc::StatusCode code = http::grpc::StatusCode::kOk;
+      if (!answers.empty()) {
+        code = answers.front();
+        answers.pop_front();
+      }
+      if (code == http::grpc::StatusCode::kOk) call.Send("");
+      call.Finish(code, code == http::grpc::StatusCode::kOk ? "" : "refused by the test");
+    });
+  }
+
+  http::grpc::Server server_;
+};
+
+class OtlpGrpcExportTest : public SpanExporterTest {
+ protected:
+  OtlpGrpcExportTest() : service_(loop_) {
+    config_.protocol = ExportProtocol::kOtlpGrpc;
+    config_.service_instance_id = "cart-0.shop";
+    config_.batch_size = 1;
+  }
+  FakeTraceService service_;
+};
+
+// Each batch is one Export call whose request is the OTLP protobuf the encoder wrote, naming the
+// sidecar's node in the resource; the batches share one kept connection.
+TEST_F(OtlpGrpcExportTest, EachBatchIsOneExportCallOverOneConnection) {
+  config_.batch_size = 2;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(service_.address());
+  const Span spans[] = {TestSpan(1), TestSpan(2), TestSpan(3)};
+  for (const Span& span : spans) ASSERT_TRUE(exporter->Take(span));
+  ASSERT_TRUE(RunUntil([&] { return Exported() == 3; }));
+  ASSERT_EQ(service_.requests.size(), 2u);
+  EXPECT_EQ(service_.paths[0], "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+  std::string first, second;
+  EncodeSpans(ExportProtocol::kOtlpGrpc, {&spans[0], &spans[1]}, "svc", &first, "cart-0.shop");
+  EncodeSpans(ExportProtocol::kOtlpGrpc, {&spans[2]}, "svc", &second, "cart-0.shop");
+  EXPECT_EQ(service_.requests[0], first);
+  EXPECT_EQ(service_.requests[1], second);
+  EXPECT_NE(first.find("service.instance.id"), std::string::npos);
+  EXPECT_NE(first.find("cart-0.shop"), std::string::npos);
+  EXPECT_EQ(service_.connections(), 1u);
+  EXPECT_EQ(exporter->collector_connections(), 1u);
+  EXPECT_EQ(Errors(), 0u);
+}
+
+// A refused export is dropped and counted; the next batch goes over a new connection.
+TEST_F(OtlpGrpcExportTest, ARefusedExportIsDroppedAndCounted) {
+  service_.answers = {http::grpc::StatusCode::kPermissionDenied};
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(service_.address());
+  ASSERT_TRUE(exporter->Take(TestSpan(1)));
+  ASSERT_TRUE(RunUntil([&] { return Errors() == 1; }));
+  EXPECT_EQ(Dropped("export_failed"), 1u);
+  ASSERT_TRUE(ExportOne(*exporter, 2));
+  EXPECT_EQ(service_.connections(), 2u);
+  EXPECT_EQ(Errors(), 1u);
+}
+
+// A kept connection's certificate has expired since the sidecar renewed it: the control plane
+// refuses the call as UNAUTHENTICATED, and the batch goes once more over a new connection (which
+// presents the current certificate).
+TEST_F(OtlpGrpcExportTest, ABatchRefusedOnAKeptConnectionGoesOnceMoreOverANewOne) {
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(service_.address());
+  ASSERT_TRUE(ExportOne(*exporter, 1));
+  service_.answers = {http::grpc::StatusCode::kUnauthenticated};
+  ASSERT_TRUE(ExportOne(*exporter, 2));
+  EXPECT_EQ(service_.requests.size(), 3u);
+  EXPECT_EQ(service_.requests[1], service_.requests[2]);
+  EXPECT_EQ(service_.connections(), 2u);
+  EXPECT_EQ(Errors(), 0u);
+  // Refused again over the new connection: dropped, not sent a third time.
+  service_.answers = {http::grpc::StatusCode::kUnauthenticated,
+                      http::grpc::StatusCode::kUnauthenticated};
+  ASSERT_TRUE(exporter->Take(TestSpan(3)));
+  ASSERT_TRUE(RunUntil([&] { return Errors() == 1; }));
+  EXPECT_EQ(service_.requests.size(), 5u);
+  EXPECT_EQ(Dropped("export_failed"), 1u);
+}
+
+// The control plane's replicas: one that cannot be reached is skipped for the next.
+TEST_F(OtlpGrpcExportTest, AnUnreachableReplicaIsFollowedByTheNext) {
+  config_.collector_address = "cp-0:15012,cp-1:15012";
+  std::shared_ptr<CollectorAddress> address = CollectorAddress::Resolved(
+      config_.collector_address,
+      {*net::Address::Parse(ClosedPortAddress()), *net::Address::Parse(service_.address())});
+  SpanExporter exporter(loop_, config_, "svc", address, *shard_, RealClock::Get());
+  ASSERT_TRUE(ExportOne(exporter, 1));
+  ASSERT_TRUE(ExportOne(exporter, 2));
+  EXPECT_EQ(Errors(), 0u);
+  EXPECT_EQ(service_.requests.size(), 2u);
+  EXPECT_EQ(service_.connections(), 1u);
+}
+
+TEST_F(OtlpGrpcExportTest, ShutdownSendsWhatIsBuffered) {
+  config_.batch_size = 100;
+  std::unique_ptr<SpanExporter> exporter = MakeExporter(service_.address());
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(exporter->Take(TestSpan(id)));
+  bool done = false;
+  exporter->Shutdown([&] { done = true; });
+  ASSERT_TRUE(RunUntil([&] { return done; }));
+  EXPECT_EQ(Exported(), 3u);
+  EXPECT_EQ(service_.requests.size(), 1u);
 }
 
 TEST(CollectorAddressTest, NumericAddressesAreReadyNamesWaitForResolve) {

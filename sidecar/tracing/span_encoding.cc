@@ -274,6 +274,7 @@ char* PutSpan(char* p, const Span& span) {
 // ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
 // InstrumentationScope { string name = 1; }
 constexpr absl::string_view kServiceNameKey = "service.name";
+constexpr absl::string_view kServiceInstanceKey = "service.instance.id";
 constexpr absl::string_view kScopeName = "meshlet";
 
 // The span's name as a JSON string, from its pieces (nothing composed).
@@ -412,13 +413,20 @@ void AppendOtlpProtoSpan(SpanBytes* out, const Span& span) {
 
 }  // namespace
 
-SpanBatchEncoder::SpanBatchEncoder(ExportProtocol protocol, std::string service_name)
-    : protocol_(protocol), service_name_(std::move(service_name)) {
+SpanBatchEncoder::SpanBatchEncoder(ExportProtocol protocol, std::string service_name,
+                                   std::string service_instance_id)
+    : protocol_(protocol),
+      service_name_(std::move(service_name)),
+      service_instance_id_(std::move(service_instance_id)) {
   switch (protocol_) {
     case ExportProtocol::kOtlpJson:
       prefix_ =
           R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":)";
       AppendJsonString(&prefix_, service_name_);
+      if (!service_instance_id_.empty()) {
+        prefix_.append(R"(}},{"key":"service.instance.id","value":{"stringValue":)");
+        AppendJsonString(&prefix_, service_instance_id_);
+      }
       prefix_.append(R"(}}]},"scopeSpans":[{"scope":{"name":"meshlet"},"spans":[)");
       suffix_ = "]}]}]}";
       break;
@@ -427,6 +435,7 @@ SpanBatchEncoder::SpanBatchEncoder(ExportProtocol protocol, std::string service_
       suffix_ = "]";
       break;
     case ExportProtocol::kOtlpProto:
+    case ExportProtocol::kOtlpGrpc:
       break;  // the prefix depends on the spans' size: Frame()
   }
 }
@@ -446,6 +455,7 @@ void SpanBatchEncoder::Add(const Span& span) {
       spans_.Append(json_);
       break;
     case ExportProtocol::kOtlpProto:
+    case ExportProtocol::kOtlpGrpc:
       AppendOtlpProtoSpan(&spans_, span);
       break;
   }
@@ -472,21 +482,27 @@ void SpanBatchEncoder::Detach(size_t count, Batch* batch) {
 
 SpanBatchEncoder::Body SpanBatchEncoder::Frame(Batch& batch) const {
   const size_t span_bytes = batch.bytes.size();
-  if (protocol_ != ExportProtocol::kOtlpProto) {
+  if (!IsProtobuf()) {
     // Without the last span's comma.
     return Body{prefix_, batch.bytes.view(span_bytes == 0 ? 0 : span_bytes - 1), suffix_};
   }
   // ExportTraceServiceRequest { ResourceSpans { Resource, ScopeSpans { scope, spans... } } }.
+  const bool instance = !service_instance_id_.empty();
   const size_t resource =
-      DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name_)));
+      DelimitedSize(KeyValueSize(kServiceNameKey, StringAnySize(service_name_))) +
+      (instance
+           ? DelimitedSize(KeyValueSize(kServiceInstanceKey, StringAnySize(service_instance_id_)))
+           : 0);
   const size_t scope_spans = DelimitedSize(DelimitedSize(kScopeName.size())) + span_bytes;
   const size_t resource_spans = DelimitedSize(resource) + DelimitedSize(scope_spans);
   std::string& prefix = batch.prefix;
-  prefix.resize(64 + service_name_.size());  // heads (varints of at most 10 bytes) + scope
+  // Heads (varints of at most 10 bytes), the resource's attributes, the scope.
+  prefix.resize(96 + service_name_.size() + service_instance_id_.size());
   char* p = prefix.data();
   p = PutDelimitedHead(p, 1, resource_spans);
   p = PutDelimitedHead(p, 1, resource);
   p = PutStringAttribute(p, 1, kServiceNameKey, service_name_);
+  if (instance) p = PutStringAttribute(p, 1, kServiceInstanceKey, service_instance_id_);
   p = PutDelimitedHead(p, 2, scope_spans);
   p = PutDelimitedHead(p, 1, DelimitedSize(kScopeName.size()));
   p = PutBytes(p, 1, kScopeName);
@@ -495,7 +511,16 @@ SpanBatchEncoder::Body SpanBatchEncoder::Frame(Batch& batch) const {
 }
 
 absl::string_view SpanBatchEncoder::content_type() const {
-  return protocol_ == ExportProtocol::kOtlpProto ? "application/x-protobuf" : "application/json";
+  switch (protocol_) {
+    case ExportProtocol::kOtlpProto:
+      return "application/x-protobuf";
+    case ExportProtocol::kOtlpGrpc:
+      return "application/grpc";
+    case ExportProtocol::kOtlpJson:
+    case ExportProtocol::kZipkin:
+      break;
+  }
+  return "application/json";
 }
 
 void SpanBatchEncoder::Shrink(size_t keep, Batch* batch) {
@@ -543,8 +568,8 @@ void SpanBytes::Grow(size_t needed) {
 }
 
 void EncodeSpans(ExportProtocol protocol, SpanBatch spans, absl::string_view service_name,
-                 std::string* out) {
-  SpanBatchEncoder encoder(protocol, std::string(service_name));
+                 std::string* out, absl::string_view service_instance_id) {
+  SpanBatchEncoder encoder(protocol, std::string(service_name), std::string(service_instance_id));
   for (const Span* span : spans) encoder.Add(*span);
   SpanBatchEncoder::Batch batch;
   encoder.Detach(encoder.size(), &batch);

@@ -3,8 +3,9 @@
 // Export bodies for a batch of spans from one service:
 // - OTLP/HTTP JSON: an ExportTraceServiceRequest in the OTLP JSON mapping (ids as hex strings,
 //   64-bit integers as decimal strings, enum values as numbers);
-// - OTLP/HTTP protobuf: the same message in protobuf wire format, written directly (the subset of
-//   opentelemetry/proto/trace/v1 meshlet fills; field numbers in span_encoding.cc);
+// - OTLP/HTTP protobuf, and OTLP/gRPC's request message: the same message in protobuf wire format,
+//   written directly (the subset of opentelemetry/proto/trace/v1 meshlet fills; field numbers in
+//   span_encoding.cc);
 // - Zipkin v2 JSON: a list of spans (microsecond timestamps, tags as strings).
 // Spans are encoded on the worker that recorded them, when they end (SpanBatchEncoder).
 
@@ -63,7 +64,9 @@ class SpanBytes {
 // lengths of the spans that follow it, so nothing moves to make room for them.
 class SpanBatchEncoder {
  public:
-  SpanBatchEncoder(ExportProtocol protocol, std::string service_name);
+  // The OTLP resource carries `service_name` and, when not empty, `service_instance_id`.
+  SpanBatchEncoder(ExportProtocol protocol, std::string service_name,
+                   std::string service_instance_id = "");
 
   void Add(const Span& span);
   // Spans held, and their encoded bytes.
@@ -89,6 +92,10 @@ class SpanBatchEncoder {
   // The export body of `batch`: views into it and into the encoder.
   Body Frame(Batch& batch) const;
   absl::string_view content_type() const;
+  // Protobuf bodies (OTLP/HTTP protobuf, OTLP/gRPC).
+  bool IsProtobuf() const {
+    return protocol_ == ExportProtocol::kOtlpProto || protocol_ == ExportProtocol::kOtlpGrpc;
+  }
   // Releases the buffers (the encoder's, and `batch`'s) when they grew past `keep` bytes in a
   // burst and are empty now.
   void Shrink(size_t keep, Batch* batch);
@@ -96,6 +103,7 @@ class SpanBatchEncoder {
  private:
   const ExportProtocol protocol_;
   const std::string service_name_;
+  const std::string service_instance_id_;
   SpanBytes spans_;           // encoded spans, JSON ones each followed by a comma
   std::vector<size_t> ends_;  // where each span's bytes end in spans_ (comma included)
   std::string json_;          // one JSON span, as it is written
@@ -105,7 +113,7 @@ class SpanBatchEncoder {
 
 // One body for a whole batch (tests, benchmarks), appended to `out`.
 void EncodeSpans(ExportProtocol protocol, SpanBatch spans, absl::string_view service_name,
-                 std::string* out);
+                 std::string* out, absl::string_view service_instance_id = "");
 inline void EncodeOtlpJson(SpanBatch spans, absl::string_view service_name, std::string* out) {
   EncodeSpans(ExportProtocol::kOtlpJson, spans, service_name, out);
 }

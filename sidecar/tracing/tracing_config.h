@@ -15,6 +15,10 @@ enum class ExportProtocol : uint8_t {
   kOtlpJson,   // OTLP/HTTP with JSON bodies (POST <collector>/v1/traces)
   kOtlpProto,  // OTLP/HTTP with protobuf bodies (POST <collector>/v1/traces)
   kZipkin,     // Zipkin v2 JSON (POST <collector>/api/v2/spans)
+  // OTLP/gRPC (opentelemetry.proto.collector.trace.v1.TraceService/Export) to the control plane's
+  // discovery port, over the xDS channel's TLS settings and workload certificate: the control
+  // plane records the spans under the sender's authenticated registration.
+  kOtlpGrpc,
 };
 
 struct TracingConfig {
@@ -23,8 +27,10 @@ struct TracingConfig {
   // Requests whose caller did not decide are sampled with this probability (0..100).
   double sampling_percent = 1.0;
   // "host:port" of the collector; the host may be a name (resolved off the workers' loops).
+  // kOtlpGrpc: "host:port[,host:port...]", the control plane's replicas (resolved at start, each
+  // tried in turn), by default the xDS server's.
   std::string collector_address;
-  // The request path; empty: /v1/traces for OTLP, /api/v2/spans for Zipkin.
+  // The request path; empty: /v1/traces for OTLP, /api/v2/spans for Zipkin. Not for kOtlpGrpc.
   std::string collector_path;
   ExportProtocol protocol = ExportProtocol::kOtlpJson;
   // Spans per export request.
@@ -45,6 +51,9 @@ struct TracingConfig {
   bool span_per_attempt = false;
   // `service.name` of every span (the node's service or id when the file does not say).
   std::string service_name;
+  // `service.instance.id` of every OTLP export: the node id (empty: none). Over kOtlpGrpc it
+  // names the node whose registration the control plane records the spans under.
+  std::string service_instance_id;
   // A request carrying this header with value `1` or `true` is sampled whatever the caller or the
   // rate decided.
   std::string force_sample_header = "x-meshlet-force-trace";

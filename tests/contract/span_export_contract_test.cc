@@ -103,6 +103,43 @@ TEST(SpanExportContractTest, TheCollectorStoresTheTracestateAndFlags) {
   }
 }
 
+// An OTLP/gRPC export names the sidecar's node in its resource's service.instance.id, where the
+// discovery port looks for the registration to record the spans under; so do the OTLP/HTTP
+// encodings when the node is known.
+TEST(SpanExportContractTest, AnExportNamesTheNodeInItsResource) {
+  const std::vector<Span> spans = RequestSpans();
+  std::string body;
+  sidecar::tracing::EncodeSpans(sidecar::tracing::ExportProtocol::kOtlpGrpc, Batch(spans),
+                                "frontend.shop", &body, "frontend-0.shop");
+  const absl::StatusOr<std::vector<controlplane::telemetry::OtlpResourceSpans>> resources =
+      controlplane::telemetry::ParseOtlpProtobufResources(body);
+  ASSERT_TRUE(resources.ok()) << resources.status();
+  ASSERT_EQ(resources->size(), 1u);
+  EXPECT_EQ((*resources)[0].service_instance_id, "frontend-0.shop");
+  ASSERT_EQ((*resources)[0].spans.size(), 2u);
+  EXPECT_EQ((*resources)[0].spans[0].service, "frontend.shop");
+  EXPECT_EQ((*resources)[0].spans[0].flags, 0x301u);
+  // The same message as OTLP/HTTP protobuf.
+  std::string http_body;
+  sidecar::tracing::EncodeSpans(sidecar::tracing::ExportProtocol::kOtlpProto, Batch(spans),
+                                "frontend.shop", &http_body, "frontend-0.shop");
+  EXPECT_EQ(body, http_body);
+  otlp::ExportTraceServiceRequest request;
+  ASSERT_TRUE(request.ParseFromString(body));
+  EXPECT_TRUE(request.resource_spans(0)
+                  .resource()
+                  .GetReflection()
+                  ->GetUnknownFields(request.resource_spans(0).resource())
+                  .empty());
+  std::string json;
+  sidecar::tracing::EncodeSpans(sidecar::tracing::ExportProtocol::kOtlpJson, Batch(spans),
+                                "frontend.shop", &json, "frontend-0.shop");
+  ASSERT_TRUE(controlplane::telemetry::ParseOtlpJson(json).ok()) << json;
+  EXPECT_NE(json.find(R"({"key":"service.instance.id","value":{"stringValue":"frontend-0.shop"}})"),
+            std::string::npos)
+      << json;
+}
+
 // Text a span carries from outside (an upstream's failure message) may hold control characters
 // and bytes that are not UTF-8; the JSON encodings stay valid JSON, which the collector reads.
 TEST(SpanExportContractTest, JsonEncodingsCarryTextThatIsNotUtf8) {

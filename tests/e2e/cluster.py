@@ -76,8 +76,6 @@ API_TOKEN = "/var/lib/meshlet/api-token"
 CLUSTER_DOMAIN = "cluster.local"
 IMAGE_TAG = "0.1.0"
 PODMAN_MAX_ANNOTATION = 63
-# The control plane's OTLP/HTTP collector port: proxies export spans there in plaintext HTTP.
-COLLECTOR_PORT = 4318
 # Pods the controllers make from a template, and how a port's protocol is read from a Service.
 TEMPLATED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
 APP_PROTOCOLS = {"http": "HTTP", "http2": "HTTP2", "h2c": "HTTP2", "grpc": "GRPC", "tcp": "TCP"}

@@ -10,7 +10,8 @@ service, a server outside the mesh), every one plain Kubernetes YAML run through
 inject` (cluster.py). Apps reach each other by service name only. Then one line per scenario:
 
   a  mtls          every connection between pods is TLS: a capture on the pod network sees
-                   TLS handshakes for every app connection and no plaintext HTTP
+                   TLS handshakes for every app connection and no plaintext HTTP (span export
+                   to the control plane included)
   b  retries       ratings' failures are retried by reviews' proxy: no caller sees one
   c  breaker       a TrafficPolicy circuit breaker on a slowed ratings answers the overflow
                    with fast 503s flagged UO while the rest succeed
@@ -256,8 +257,6 @@ class Mesh:
                 continue
             stream, src, sport, dst, dport, payload = parts[:6]
             data = bytes.fromhex(payload.replace(":", ""))
-            if cluster_lib.COLLECTOR_PORT in (int(sport), int(dport)):
-                continue  # span export to the collector (see the module doc of cluster.py)
             if stream not in streams:
                 streams[stream] = (src, int(sport), dst, int(dport), data[:3])
             if re.search(rb"HTTP/1\.[01]|PRI \* HTTP/2|^(GET|POST|PUT|HEAD) ", data):

@@ -17,6 +17,12 @@ which calls backend through its outbound listener every 20 ms for the whole test
 - golden-metrics reports without a certificate, or for another workload's node: refused, and
   nothing of them shows in the figures; the intruder's report for its own node is recorded under
   its registered name, not the one it wrote;
+- the sidecars export their spans over OTLP/gRPC on that port (--trace-collector=control-plane):
+  each span is stored under the exporting sidecar's registration with its certificate's identity
+  (meshlet.source.identity). Span exports without a certificate (UNAUTHENTICATED), for another
+  workload's node (PERMISSION_DENIED), over the per-identity rate or size (RESOURCE_EXHAUSTED)
+  are refused, counted, and none of their spans is stored; the intruder's export for its own node
+  claiming backend's service and identity is stored under its own;
 - a client certificate from another CA, and an expired one from the mesh CA: the handshake fails;
 - a stream opened with a 3-second certificate is ended when it expires;
 - through all of it frontend's calls to backend never fail, and both sidecars stay connected with
@@ -26,12 +32,14 @@ which calls backend through its outbound listener every 20 ms for the whole test
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import grpc
@@ -48,6 +56,23 @@ CONTROL_PLANE_ID = "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-
 SERVER_NAME = "meshlet-control-plane.meshlet-system.svc"
 NAMESPACE = "default"
 LISTENERS = "type.googleapis.com/meshlet.xds.Listener"
+TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# Span limits per identity on the discovery port: the sidecars' own spans (about 100 a second
+# between them, each identity half of that) stay well inside.
+SPAN_RATE, SPAN_BURST, SPAN_MAX_BYTES = 500, 1000, 256 * 1024
+
+
+def otlp_stubs(tmp):
+    """The python module of the collector's OTLP messages (control-plane/telemetry)."""
+    out = os.path.join(tmp, "otlp")
+    os.makedirs(out, exist_ok=True)
+    shutil.copy(os.path.join(PROTO_ROOT, "control-plane", "telemetry", "otlp_trace.proto"), out)
+    r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.",
+                        "otlp_trace.proto"], cwd=out, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError("grpc_tools.protoc failed: " + r.stderr)
+    sys.path.insert(0, out)
+    return importlib.import_module("otlp_trace_pb2")
 CLUSTERS = "type.googleapis.com/meshlet.xds.Cluster"
 
 
@@ -59,12 +84,15 @@ class DiscoveryAttacksTest(unittest.TestCase):
         cls.pb = importlib.import_module("xds.discovery_pb2")
         cls.ca_pb = importlib.import_module("xds.ca_pb2")
         cls.metrics_pb = importlib.import_module("xds.metrics_pb2")
+        cls.otlp_pb = otlp_stubs(cls.tmp)
         data = os.path.join(cls.tmp, "cp-data")
         cls.cp_log = os.path.join(cls.tmp, "cp.log")
         cls.cp, cls.api, cls.ads = start_control_plane(
             CONTROL_PLANE, cls.cp_log, "--data-dir", data, "--api-address", "127.0.0.1:0",
             "--xds-address", "127.0.0.1:0", "--xds-listen-host", "127.0.0.1",
-            "--xds-debounce", "20ms", "--otlp-address=", "--zipkin-address=")
+            "--xds-debounce", "20ms", "--otlp-address=", "--zipkin-address=",
+            f"--span-rate-per-identity={SPAN_RATE}", f"--span-burst={SPAN_BURST}",
+            f"--span-batch-max-bytes={SPAN_MAX_BYTES}")
         with open(os.path.join(data, "api-token")) as f:
             cls.api_token = f.read().strip()
         cls.bundle = os.path.join(data, "ca", "root-cert.pem")
@@ -101,6 +129,7 @@ class DiscoveryAttacksTest(unittest.TestCase):
         token = create_join_token(cls.api, cls.api_token, service, "10m", NAMESPACE)
         s = start_xds_sidecar(cls.tmp, cls.ads, f"{service}-0", NAMESPACE,
                               f"--node-service={service}",
+                              "--trace-collector=control-plane", "--trace-sampling=100",
                               *([f"--node-port={app_port}"] if app_port else []),
                               join_token=token, service_account=service,
                               xds_trust_bundle=cls.bundle, xds_server_identity=CONTROL_PLANE_ID)
@@ -303,7 +332,7 @@ spec:
                             grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
         intruder = self.workload_certificate("intruder")
         self.assert_refused(self.report(intruder, "backend-0", "backend"),
-                            grpc.StatusCode.PERMISSION_DENIED, "reports for its own node only")
+                            grpc.StatusCode.PERMISSION_DENIED, "telemetry for its own node only")
         for reason, value in before.items():
             self.assertEqual(self.metric(
                 f'meshlet_cp_metrics_report_refusals_total{{reason="{reason}"}}'), value + 1)
@@ -316,6 +345,152 @@ spec:
         self.assertNotIsInstance(result, grpc.RpcError, getattr(result, "details", lambda: "")())
         self.assertTrue(wait_for(lambda: self.forged_sources(), timeout=5))
         self.assertEqual(self.forged_sources(), {"intruder.default"})
+        self.assert_mesh_undisturbed()
+
+    # --- spans ---------------------------------------------------------------------------------
+
+    def export(self, client, node_id, service, spans=1, attributes=None, channel=None):
+        """An OTLP/gRPC export of `spans` spans of one new trace as `node_id` (the resource's
+        service.instance.id) and `service` (its service.name), each with `attributes`: (the trace
+        id, the ExportTraceServiceResponse bytes or the RpcError refusing it)."""
+        pb = self.otlp_pb
+        trace_id = os.urandom(16)
+        now = time.time_ns()
+        request = pb.ExportTraceServiceRequest()
+        resource = request.resource_spans.add()
+        for key, value in (("service.name", service), ("service.instance.id", node_id)):
+            resource.resource.attributes.add(key=key).value.string_value = value
+        scope = resource.scope_spans.add()
+        for i in range(spans):
+            span = scope.spans.add(trace_id=trace_id, span_id=(i + 1).to_bytes(8, "big"),
+                                   name="GET /forged", kind=2,
+                                   start_time_unix_nano=now - 10**6, end_time_unix_nano=now)
+            if i > 0:
+                span.parent_span_id = (1).to_bytes(8, "big")
+            for key, value in (attributes or {}).items():
+                span.attributes.add(key=key).value.string_value = value
+
+        def call(ch):
+            try:
+                return ch.unary_unary(TRACE_EXPORT, request_serializer=lambda m: m.SerializeToString(),
+                                      response_deserializer=lambda b: b)(request, timeout=10)
+            except grpc.RpcError as e:
+                return e
+        if channel is not None:
+            return trace_id.hex(), call(channel)
+        with self.channel(client) as ch:
+            return trace_id.hex(), call(ch)
+
+    def api_get(self, path):
+        """(status, parsed JSON) of an API GET."""
+        req = urllib.request.Request(f"http://{self.api}{path}",
+                                     headers={"Authorization": "Bearer " + self.api_token})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    def stored_spans(self, trace_id):
+        status, trace = self.api_get(f"/api/v1/traces/{trace_id}")
+        return trace["spans"] if status == 200 else []
+
+    def export_refusals(self, reason):
+        return self.metric(f'meshlet_cp_trace_export_refusals_total{{reason="{reason}"}}')
+
+    def test_sidecar_spans_carry_the_identity_of_their_certificate(self):
+        def sidecar_traces():
+            status, found = self.api_get("/api/v1/traces?service=backend.default&limit=5")
+            return found["items"] if status == 200 else []
+        self.assertTrue(wait_for(sidecar_traces, timeout=10), "no trace of backend stored")
+        spans = self.stored_spans(sidecar_traces()[0]["traceId"])
+        by_service = {s["service"]: s for s in spans}
+        self.assertEqual(set(by_service), {"frontend.default", "backend.default"}, spans)
+        for service, span in by_service.items():
+            account = service.split(".")[0]
+            self.assertEqual(span["attributes"].get("meshlet.source.identity"),
+                             f"spiffe://cluster.local/ns/default/sa/{account}", span)
+            self.assertEqual(span["attributes"].get("meshlet.source.node"), f"{account}-0", span)
+            self.assertNotIn("meshlet.source.unverified", span["attributes"])
+        self.assertEqual(sidecar_traces()[0]["unverifiedSpans"], 0)
+        self.assertGreater(
+            self.metric('meshlet_cp_telemetry_spans_received_total{receiver="otlp_grpc"}'), 0)
+        self.assert_mesh_undisturbed()
+
+    def test_forged_span_exports_are_refused(self):
+        before = {r: self.export_refusals(r) for r in ("no_certificate", "unknown_node")}
+        trace, result = self.export(None, "backend-0", "backend.default")
+        self.assert_refused(result, grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+        self.assertEqual(self.stored_spans(trace), [])
+        intruder = self.workload_certificate("intruder")
+        trace, result = self.export(intruder, "backend-0", "backend.default")
+        self.assert_refused(result, grpc.StatusCode.PERMISSION_DENIED,
+                            "telemetry for its own node only")
+        self.assertEqual(self.stored_spans(trace), [])
+        for reason, value in before.items():
+            self.assertEqual(self.export_refusals(reason), value + 1, reason)
+        # Its own registered node, claiming backend's service and certificate: stored under its
+        # own registration and identity, the claimed marks dropped.
+        own = self.first_response(self.node("intruder-5", "intruder", "intruder"), intruder)
+        self.assertNotIsInstance(own, grpc.RpcError)
+        trace, result = self.export(
+            intruder, "intruder-5", "backend.default", spans=2,
+            attributes={"meshlet.source.identity": "spiffe://cluster.local/ns/default/sa/backend",
+                        "meshlet.source.node": "backend-0", "http.method": "GET"})
+        self.assertNotIsInstance(result, grpc.RpcError, getattr(result, "details", lambda: "")())
+        spans = self.stored_spans(trace)
+        self.assertEqual(len(spans), 2, spans)
+        for span in spans:
+            self.assertEqual(span["service"], "intruder.default")
+            self.assertEqual(span["attributes"], {
+                "http.method": "GET",
+                "meshlet.source.identity": "spiffe://cluster.local/ns/default/sa/intruder",
+                "meshlet.source.node": "intruder-5"})
+        status, found = self.api_get(f"/api/v1/traces?service=backend.default&limit=1000")
+        self.assertNotIn(trace, {t["traceId"] for t in found["items"]})
+        self.assert_mesh_undisturbed()
+
+    def test_span_exports_over_the_limits_are_refused(self):
+        intruder = self.workload_certificate("intruder")
+        own = self.first_response(self.node("intruder-6", "intruder", "intruder"), intruder)
+        self.assertNotIsInstance(own, grpc.RpcError)
+        # More spans at once than an identity's burst.
+        before = self.export_refusals("too_large")
+        trace, result = self.export(intruder, "intruder-6", "intruder", spans=SPAN_BURST + 1)
+        self.assert_refused(result, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"against a limit of {SPAN_BURST} at once per identity")
+        self.assertEqual(self.stored_spans(trace), [])
+        # Bigger than the size limit.
+        trace, result = self.export(intruder, "intruder-6", "intruder",
+                                    attributes={"padding": "x" * SPAN_MAX_BYTES})
+        self.assert_refused(result, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the limit is {SPAN_MAX_BYTES}")
+        self.assertEqual(self.stored_spans(trace), [])
+        self.assertEqual(self.export_refusals("too_large"), before + 2)
+        # Faster than the rate: exports of 400 spans back to back exhaust the burst within a few
+        # calls (each refills 400 / SPAN_RATE = 0.8 s worth; the calls take milliseconds).
+        before = self.export_refusals("rate_limited")
+        accepted, refused = [], None
+        with self.channel(intruder) as channel:
+            for _ in range(10):
+                trace, result = self.export(intruder, "intruder-6", "intruder", spans=400,
+                                            channel=channel)
+                if isinstance(result, grpc.RpcError):
+                    refused = (trace, result)
+                    break
+                accepted.append(trace)
+        self.assertIsNotNone(refused, "no export was refused")
+        self.assertLessEqual(len(accepted), 4)
+        self.assert_refused(refused[1], grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"more than {SPAN_RATE} per second")
+        self.assertEqual(self.stored_spans(refused[0]), [])
+        self.assertEqual(len(self.stored_spans(accepted[0])), 400)
+        self.assertEqual(self.export_refusals("rate_limited"), before + 1)
+        # Another identity's spans are still taken: backend's keep arriving.
+        received = self.metric('meshlet_cp_telemetry_spans_received_total{receiver="otlp_grpc"}')
+        self.assertTrue(wait_for(lambda: self.metric(
+            'meshlet_cp_telemetry_spans_received_total{receiver="otlp_grpc"}') > received,
+            timeout=5))
         self.assert_mesh_undisturbed()
 
     def test_foreign_and_expired_certificates_fail_the_handshake(self):

@@ -122,17 +122,22 @@ void ClientCall::OnWriteBufferWatermark(std::function<void(bool above_high)> cal
   if (!finished_) watermark_.set_callback(std::move(callback));
 }
 
-bool ClientCall::Send(absl::string_view message) {
+bool ClientCall::Send(absl::string_view message) { return SendPieces({message}); }
+
+bool ClientCall::SendPieces(std::initializer_list<absl::string_view> pieces) {
   UserCallScope scope(user_call_depth_);
   if (finished_ || half_closed_ || encoder_ == nullptr) return false;
-  if (message.size() > max_send_message_size_) {
+  size_t size = 0;
+  for (absl::string_view piece : pieces) size += piece.size();
+  if (size > max_send_message_size_) {
     Fail(StatusCode::kResourceExhausted,
-         absl::StrCat("request message of ", message.size(), " bytes exceeds the limit of ",
+         absl::StrCat("request message of ", size, " bytes exceeds the limit of ",
                       max_send_message_size_));
     return false;
   }
   net::Buffer framed;
-  EncodeMessage(message, framed);
+  EncodeFrameHeader(static_cast<uint32_t>(size), /*compressed=*/false, framed);
+  for (absl::string_view piece : pieces) framed.Append(piece);
   encoder_->EncodeData(framed, false);
   return !finished_;
 }
@@ -335,12 +340,12 @@ void ClientCall::Complete(StatusCode code, std::string message, HeaderMap traile
   if (encoder_ != nullptr) {
     StreamEncoder* encoder = encoder_;
     encoder_ = nullptr;
-    if (stream_read_disabled_) {
-      stream_read_disabled_ = false;
-      encoder->GetStream().ReadDisable(false);
-    }
     // Ended locally while the stream is open: RST_STREAM tells the server. The reset comes
-    // back to OnResetStream, which releases the call.
+    // back to OnResetStream, which releases the call. Reads stay disabled until then: enabling
+    // them first would hand the call what waits in the stream (its trailers), and the codec
+    // would free a stream that ended both ways before the reset reached it. A reset stream
+    // delivers nothing more, so its read-disable count no longer matters.
+    stream_read_disabled_ = false;
     encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
   }
   on_initial_metadata_ = nullptr;

@@ -41,6 +41,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -123,6 +124,9 @@ class ClientCall : public std::enable_shared_from_this<ClientCall> {
   // Sends one request message. False once the call has finished or half-closed (or the message
   // is over the send limit, which ends the call with RESOURCE_EXHAUSTED).
   bool Send(absl::string_view message);
+  // Sends one request message made of `pieces` in order, copied once into the frame (no message
+  // is assembled first).
+  bool SendPieces(std::initializer_list<absl::string_view> pieces);
   // False if serialization fails (the call then ends with INTERNAL) or Send fails.
   bool SendProto(const google::protobuf::MessageLite& message);
   // No more messages from this side. False if already done or finished.

@@ -359,6 +359,23 @@ TEST_F(GrpcClientServerTest, DeadlineExceededCancelsServerCall) {
   EXPECT_FALSE(hanging_->Send("too late"));
 }
 
+// A call that never reads its response (no OnMessage callback): the server's answer and status
+// wait in the stream, read-disabled, until the deadline ends the call. Ending it must not let the
+// codec deliver the rest of the stream (and free it) before the call has let go of it.
+TEST_F(GrpcClientServerTest, ADeadlineWhileTheAnswerWaitsUnreadEndsTheCall) {
+  StartServer();
+  MakeChannel();
+  std::optional<StatusCode> code;
+  auto call = channel_->StartCall(kUnary, {.timeout = milliseconds(100)});
+  call->OnFinish([&](StatusCode c, const std::string&, const HeaderMap&) { code = c; });
+  call->Send("unread");
+  call->HalfClose();
+  ASSERT_TRUE(RunUntil([&] { return code.has_value(); }));
+  EXPECT_EQ(*code, StatusCode::kDeadlineExceeded);
+  // The connection still works.
+  EXPECT_EQ(RunCall(kUnary, {"next"}).messages, std::vector<std::string>{"echo:next"});
+}
+
 TEST_F(GrpcClientServerTest, ClientCancelReachesServer) {
   StartServer();
   MakeChannel();

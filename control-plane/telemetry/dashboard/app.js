@@ -54,7 +54,7 @@ async function loadGraph() {
                                         k.endsWith('\u0000' + d.callee));
     if (!seen.has(d.caller + '\u0000' + d.callee) && !known) {
       edges.push({source: d.caller, destination: d.callee, measured: false, calls: d.calls,
-                  p99: d.p99Nanos / 1e6});
+                  p99: d.p99Nanos / 1e6, unverified: (d.unverifiedCalls || 0) >= d.calls});
     }
   }
   for (const e of edges) { state.services.add(e.source); state.services.add(e.destination); }
@@ -122,12 +122,13 @@ function drawGraph(edges) {
                    : `M${x1},${y1} C${x1 + 50},${y1} ${x2 - 50},${y2} ${x2},${y2}`;
     const label = e.measured
         ? `${fmtRate(e.rps)} rps · ${fmtPct(e.successRate)} · p99 ${fmtMs(e.latencyMs.p99)}`
-        : `${e.calls} traced · p99 ${fmtMs(e.p99)}`;
+        : `${e.calls} traced${e.unverified ? ' (unverified)' : ''} · p99 ${fmtMs(e.p99)}`;
     const lx = back ? (a.x + b.x + nodeW) / 2 : (x1 + x2) / 2;
     const ly = back ? Math.max(a.y, b.y) + nodeH + 52 : (y1 + y2) / 2 - 6;
     parts.push(`<g class="edge-g" data-source="${esc(e.source)}" data-destination="${esc(e.destination)}">
       <path class="edge ${e.measured ? '' : 'trace-only'}" d="${d}" stroke="${colors[cls]}"
-        marker-end="url(#arrow-${cls})"><title>${esc(e.source)} → ${esc(e.destination)}</title></path>
+        marker-end="url(#arrow-${cls})"><title>${esc(e.source)} → ${esc(e.destination)}${e.unverified
+          ? ': only from spans whose senders were not authenticated' : ''}</title></path>
       <text class="label" x="${lx}" y="${ly}" text-anchor="middle">${esc(label)}</text></g>`);
   }
   for (const n of names) {
@@ -187,7 +188,10 @@ function renderTraceList() {
     <tr class="clickable" data-trace="${esc(t.traceId)}">
       <td>${esc(new Date(Number(BigInt(t.startTimeUnixNano) / 1000000n)).toLocaleString())}</td>
       <td><b>${esc(t.rootService)}</b>: ${esc(t.rootOperation)}
-        ${t.error ? '<span class="badge err">error</span>' : ''}</td>
+        ${t.error ? '<span class="badge err">error</span>' : ''}
+        ${t.unverifiedSpans ? `<span class="badge unverified" title="spans whose senders were not
+          authenticated: their service is what the sender said">${t.unverifiedSpans === t.spanCount
+          ? 'unverified' : `${t.unverifiedSpans} unverified`}</span>` : ''}</td>
       <td>${t.services.map((s) => `<span class="badge svc">${esc(s)}</span>`).join('')}</td>
       <td class="num">${t.spanCount}</td>
       <td class="num">${fmtNanos(t.durationNanos)}<span class="durbar"
@@ -226,8 +230,13 @@ async function openTrace(id) {
       Number(BigInt(s.startTimeUnixNano) / 1000n) + Number(s.durationNanos) / 1000));
   const total = Math.max(1, end - start);
   const services = [...new Set(spans.map((s) => s.service))];
+  // A span's source is verified when the collector authenticated its sender (OTLP/gRPC on the
+  // discovery port): it then carries the sender's SPIFFE id.
+  const verified = (s) => Boolean(s.attributes['meshlet.source.identity']);
+  const unverified = spans.filter((s) => !verified(s)).length;
   $('#trace-title').innerHTML = `Trace <span class="mono">${esc(trace.traceId)}</span> ·
-      ${spans.length} spans · ${services.length} services · ${fmtMs(total / 1000)}`;
+      ${spans.length} spans · ${services.length} services · ${fmtMs(total / 1000)}` +
+      (unverified ? ` · <span class="badge unverified">${unverified} from unverified senders</span>` : '');
   const rows = [];
   const walk = (s, depth) => {
     const offset = Number(BigInt(s.startTimeUnixNano) / 1000n) - start;
@@ -235,11 +244,14 @@ async function openTrace(id) {
     const failed = s.status && s.status.code === 'ERROR';
     const badges = (attempt > 1 ? `<span class="badge retry">retry ${attempt - 1}</span>` :
                     attempt === 1 && failed ? '<span class="badge svc">attempt 1</span>' : '') +
-        (failed ? `<span class="badge err">${esc(s.status.message || 'error')}</span>` : '');
+        (failed ? `<span class="badge err">${esc(s.status.message || 'error')}</span>` : '') +
+        (verified(s) ? '' : `<span class="badge unverified" title="the sender was not authenticated
+          (received by ${esc(s.attributes['meshlet.source.unverified'] || 'an older collector')}): its
+          service is what it said">unverified source</span>`);
     const attrs = Object.entries(s.attributes).sort(([a], [b]) => a.localeCompare(b))
         .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('');
     rows.push(`<div class="span-row" data-span="${esc(s.spanId)}" data-depth="${depth}"
-        data-attempt="${attempt}" data-error="${failed ? 1 : 0}">
+        data-attempt="${attempt}" data-error="${failed ? 1 : 0}" data-verified="${verified(s) ? 1 : 0}">
       <div class="span-name" style="padding-left:${8 + depth * 14}px">
         <span class="badge svc" style="background:${colorOf(s.service, services)}22;color:${colorOf(s.service, services)}">${esc(s.service)}</span>
         ${esc(s.name)}<span class="kind">${esc(s.kind)}</span> ${badges}</div>
