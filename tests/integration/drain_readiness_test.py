@@ -22,10 +22,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
+import cp_api
 import sidecar_test
-from mesh_util import meshctl, start_plaintext_control_plane, start_xds_sidecar, stop_all
+from mesh_util import (meshctl, start_plaintext_control_plane, start_xds_sidecar, stop_all,
+                       write_meshctl_context)
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
@@ -105,10 +106,8 @@ class DrainReadinessTest(unittest.TestCase):
         self.sidecars, self.apps = [], []
         self.cp, self.api, self.ads, _ = start_plaintext_control_plane(
             CONTROL_PLANE, self.tmp, "--xds-listen-host", "127.0.0.1")
-        self.context = os.path.join(self.tmp, "meshctl.yaml")
-        with open(self.context, "w") as f:
-            f.write(f"server: {self.api}\n"
-                    f"tokenFile: {os.path.join(self.tmp, 'cp-data', 'api-token')}\n")
+        self.context = write_meshctl_context(os.path.join(self.tmp, "meshctl.yaml"), self.api,
+                                             os.path.join(self.tmp, "cp-data", "api-token"))
 
     def tearDown(self):
         stop_all(self.sidecars, self.apps, self.cp)
@@ -202,7 +201,7 @@ class DrainReadinessTest(unittest.TestCase):
         self.assertEqual(self.control_plane_log().count("workload reviews-1 not ready: draining"),
                          1)
         self.assertIn("xds: reporting not ready: draining to the control plane", draining.log())
-        with urllib.request.urlopen(f"http://{self.api}/metrics", timeout=5) as r:
+        with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         self.assertIn('meshlet_xds_readiness_reports_total{ready="false"} 1', metrics)
 

@@ -31,4 +31,4 @@ for _ in $(seq 200); do
 done
 if [ -z "$api" ] || [ -z "$ads" ]; then cat "$work/cp.log" >&2; exit 1; fi
 "$load" --server-pid "$pid" --address "$ads" --meshctl "$meshctl" --api "$api" \
-  --token-file "$work/data/api-token" --work-dir "$work" --clients "$clients" --rounds "$rounds" "$@"
+  --token-file "$work/data/api-token" --ca-file "$work/data/ca/root-cert.pem" --work-dir "$work" --clients "$clients" --rounds "$rounds" "$@"
