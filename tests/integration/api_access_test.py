@@ -237,7 +237,7 @@ class SniffTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
         operator_token = p.stdout.strip()
         self.assertTrue(operator_token.startswith("mot1.sniffed."), operator_token)
-        p = subprocess.run(base[:4] + ["--token", operator_token, *trust, "get", "svc"],
+        p = subprocess.run(base[:3] + ["--token", operator_token, *trust, "get", "svc"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         time.sleep(0.5)  # the last packets reach the capture
@@ -478,7 +478,7 @@ class KubernetesUsersTest(ApiTestCase):
         who = json.loads(cp_api.request(self.api, "GET", "/api/v1/whoami", token="kate-token")[1])
         self.assertEqual((who["name"], who["credential"]), ("kate", "kubernetes"))
         self.assertGreater(metric(self.api, "meshlet_cp_api_kubernetes_reviews_total",
-                                  'result="ok",review="access"'), 3)
+                                  'review="access",result="ok"'), 3)
         # The bootstrap and operator tokens never reach the API server.
         reviewed = [b["spec"]["token"] for path, b in self.kube.reviews
                     if path.endswith("/tokenreviews")]
