@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   if (absl::Status status = ca.Init(); !status.ok()) return fail(status);
   const bool self_issued = command_line->xds.self_issued();
   const bool plaintext = command_line->xds.plaintext;
+  command_line->xds.trust_domain = ca.authority().options().trust_domain;
   meshlet::controlplane::ads::XdsService xds(control_plane, std::move(command_line->xds));
   // The injection webhook serves with the same self-issued certificate as discovery.
   meshlet::controlplane::webhook::WebhookService webhook(
@@ -82,6 +83,17 @@ int main(int argc, char** argv) {
        .trust_domain = ca.authority().options().trust_domain});
   // The collector; with etcd it shares telemetry with the other replicas over their discovery
   // ports, with this replica's discovery certificate as its client certificate.
+  // Reports are authenticated as the discovery port authenticates its streams; replicas that
+  // hold the control plane's own certificate know each other by it.
+  command_line->telemetry.discovery_plaintext = plaintext;
+  command_line->telemetry.trust_domain = ca.authority().options().trust_domain;
+  if (self_issued) {
+    absl::StatusOr<meshlet::tls::SpiffeId> own = meshlet::controlplane::ca::WorkloadSpiffeId(
+        ca.authority().options().trust_domain, command_line->serving_certificate.namespace_,
+        command_line->serving_certificate.service_account);
+    if (!own.ok()) return fail(own.status());
+    command_line->telemetry.peer_identity = own->ToString();
+  }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
   std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;

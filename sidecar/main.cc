@@ -33,6 +33,17 @@ int main(int argc, char** argv) {
     case ParsedCommandLine::Action::kRun:
       break;
   }
+  if (meshlet::sidecar::server::HasAutoValues(command_line->options)) {
+    absl::StatusOr<meshlet::sidecar::server::PodEnvironment> pod =
+        meshlet::sidecar::server::ReadPodEnvironment();
+    absl::Status status =
+        pod.ok() ? meshlet::sidecar::server::ResolveAutoValues(command_line->options, *pod)
+                 : pod.status();
+    if (!status.ok()) {
+      std::fprintf(stderr, "sidecar: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+  }
   meshlet::sidecar::server::Server server(command_line->options);
   if (absl::Status status = server.Init(); !status.ok()) {
     std::fprintf(stderr, "sidecar: %s\n", std::string(status.message()).c_str());

@@ -300,9 +300,10 @@ class Reader {
     return f;
   }
 
+  // As policy documents and validation errors spell them (camelCase; snake_case is accepted too).
   static std::string KnownFields(const Descriptor* d) {
     std::vector<std::string> names;
-    for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+    for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->json_name());
     return absl::StrJoin(names, ", ");
   }
 

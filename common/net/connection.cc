@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/optional.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/net/plaintext_transport.h"
@@ -33,7 +35,10 @@ static_assert(sizeof(uv_buf_t) == sizeof(iovec) &&
 
 uv_buf_t* AsUvBufs(iovec* iov) { return reinterpret_cast<uv_buf_t*>(iov); }
 
-absl::Status UvStatus(absl::string_view context, int err) {
+// The payload of a socket error's status that names its libuv error (uv_err_name).
+constexpr absl::string_view kUvErrorPayload = "meshlet.net/uv-error";
+
+absl::Status UvStatusWithoutPayload(absl::string_view context, int err) {
   std::string message = absl::StrCat(context, ": ", uv_strerror(err), " (", uv_err_name(err), ")");
   switch (err) {
     case UV_ETIMEDOUT:
@@ -52,6 +57,12 @@ absl::Status UvStatus(absl::string_view context, int err) {
     default:
       return absl::InternalError(message);
   }
+}
+
+absl::Status UvStatus(absl::string_view context, int err) {
+  absl::Status status = UvStatusWithoutPayload(context, err);
+  status.SetPayload(kUvErrorPayload, absl::Cord(uv_err_name(err)));
+  return status;
 }
 
 CloseReason ReasonForSocketError(int err) {
@@ -78,6 +89,11 @@ struct BatchState {
 thread_local BatchState t_batch;
 
 }  // namespace
+
+bool IsConnectionRefused(const absl::Status& detail) {
+  const absl::optional<absl::Cord> error = detail.GetPayload(kUvErrorPayload);
+  return error.has_value() && *error == uv_err_name(UV_ECONNREFUSED);
+}
 
 absl::string_view CloseReasonName(CloseReason reason) {
   switch (reason) {

@@ -68,6 +68,9 @@ enum class CloseReason {
   kSocketError,     // any other socket error
 };
 absl::string_view CloseReasonName(CloseReason reason);
+// Whether `detail`, the status OnClose gave with kConnectFailed, says the peer refused the
+// connection (ECONNREFUSED: nothing listens on the port).
+bool IsConnectionRefused(const absl::Status& detail);
 
 enum class CloseMode {
   kFlush,  // stop delivering reads, send everything buffered (then TLS close_notify), then

@@ -31,6 +31,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/net/address.h"
 
 namespace meshlet::net {
@@ -43,6 +44,11 @@ struct PeerInfo {
   std::string sni;                    // server name the client asked for (server side)
   std::vector<std::string> uri_sans;  // peer certificate URI SANs (e.g. SPIFFE ids)
   bool peer_certificate_presented = false;
+  // The verified peer certificate's notAfter (InfinitePast without one); a long-lived connection
+  // may outlast it.
+  absl::Time peer_not_after = absl::InfinitePast();
+  // Its meshlet attestation extension (tls::AttestationOf); empty without one.
+  std::string peer_attestation;
   bool session_resumed = false;  // a TLS session resumed from a ticket
   bool tls = false;              // the connection speaks TLS and its handshake completed
 };

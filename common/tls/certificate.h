@@ -63,6 +63,20 @@ absl::StatusOr<SpiffeId> SpiffeIdFromUriSans(const std::vector<std::string>& uri
 
 absl::Time NotBefore(const X509& cert);
 absl::Time NotAfter(const X509& cert);
+
+// meshlet's own certificate extension (non-critical, a DER UTF8String): how the identity of a
+// workload certificate was attested, so that a renewal, which only presents the certificate, can
+// still be traced back to the credential that bought the first one ("join-token:<id>",
+// "kubernetes:<namespace>/<pod>/<uid>"; control-plane/identity/attestation.h). The OID is in the
+// UUID arc (2.25, ITU-T X.667), which needs no registration.
+inline constexpr char kAttestationExtensionOid[] = "2.25.91612782728688830080571624761154758079";
+// Longest attestation a certificate may carry.
+inline constexpr size_t kMaxAttestationBytes = 512;
+// The extension's value; "" when the certificate has none, or one that is not a UTF8String of at
+// most kMaxAttestationBytes.
+std::string AttestationOf(const X509& cert);
+// Adds the extension with `value` (at most kMaxAttestationBytes) to a certificate being built.
+absl::Status AddAttestation(X509& cert, absl::string_view value);
 // Lower-case hex without separators ("0a1b..."); "" if the serial cannot be read.
 std::string SerialNumberHex(const X509& cert);
 // RFC 2253-style distinguished name ("CN=frontend,O=meshlet").

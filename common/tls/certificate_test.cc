@@ -3,9 +3,11 @@
 #include <openssl/base.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/obj.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/tls/test_certificates.h"
 #include "gmock/gmock.h"
@@ -234,6 +237,46 @@ TEST_F(CertificateTest, SpiffeIdNeedsExactlyOneUriSan) {
   ASSERT_TRUE(https.ok());
   EXPECT_THAT(ExtractSpiffeId(*ParsePemCertificates(https->chain_pem)->front()).status().message(),
               HasSubstr("not a SPIFFE id"));
+}
+
+TEST_F(CertificateTest, AttestationExtensionRoundTrips) {
+  absl::StatusOr<TestCertificate> attested =
+      ca_->Issue({.spiffe_id = kFrontend, .attestation = "join-token:0123456789abcdef"});
+  ASSERT_TRUE(attested.ok()) << attested.status();
+  EXPECT_EQ(AttestationOf(*ParsePemCertificates(attested->chain_pem)->front()),
+            "join-token:0123456789abcdef");
+  // The extension's OID is kAttestationExtensionOid: its DER, computed here from the text.
+  {
+    absl::StatusOr<CertificateChain> chain = ParsePemCertificates(attested->chain_pem);
+    ASSERT_TRUE(chain.ok());
+    const X509& leaf = *chain->front();
+    std::string expected;
+    std::vector<std::string> arcs = absl::StrSplit(kAttestationExtensionOid, '.');
+    ASSERT_EQ(arcs.size(), 3u);
+    ASSERT_EQ(arcs[0], "2");
+    unsigned __int128 arc = 0;
+    for (char c : arcs[2]) arc = arc * 10 + static_cast<unsigned>(c - '0');
+    std::string base128;
+    base128.insert(base128.begin(), static_cast<char>(arc & 0x7f));
+    for (arc >>= 7; arc != 0; arc >>= 7) {
+      base128.insert(base128.begin(), static_cast<char>((arc & 0x7f) | 0x80));
+    }
+    expected = absl::StrCat(std::string(1, static_cast<char>(80 + std::stoi(arcs[1]))), base128);
+    bool found = false;
+    for (int i = 0; i < X509_get_ext_count(&leaf); ++i) {
+      const ASN1_OBJECT* oid = X509_EXTENSION_get_object(X509_get_ext(&leaf, i));
+      const std::string der(reinterpret_cast<const char*>(OBJ_get0_data(oid)), OBJ_length(oid));
+      found |= der == expected;
+    }
+    EXPECT_TRUE(found) << "no extension with the OID " << kAttestationExtensionOid;
+  }
+  // None on a certificate without it.
+  EXPECT_EQ(AttestationOf(*ParsePemCertificates(leaf_->chain_pem)->front()), "");
+  // Out of bounds values are refused when building.
+  bssl::UniquePtr<X509> cert(X509_new());
+  EXPECT_FALSE(AddAttestation(*cert, "").ok());
+  EXPECT_FALSE(AddAttestation(*cert, std::string(kMaxAttestationBytes + 1, 'x')).ok());
+  EXPECT_TRUE(AddAttestation(*cert, std::string(kMaxAttestationBytes, 'x')).ok());
 }
 
 TEST_F(CertificateTest, ExpiredCertificateTimes) {

@@ -85,6 +85,7 @@ struct CertSpec {
   std::vector<std::string> uri_sans;
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;
+  std::string attestation;
 };
 
 // Builds and signs a certificate for `subject_key`. A null `issuer` means self-signed.
@@ -149,6 +150,8 @@ absl::StatusOr<bssl::UniquePtr<X509>> MakeCertificate(const CertSpec& spec, EVP_
     }
   }
 
+  if (!spec.attestation.empty()) RETURN_IF_ERROR(AddAttestation(*cert_ptr, spec.attestation));
+
   if (!X509_sign(cert_ptr, issuer_key != nullptr ? issuer_key : subject_key, EVP_sha256())) {
     return Failed("signing");
   }
@@ -194,7 +197,8 @@ absl::StatusOr<TestCertificate> TestCa::Issue(const LeafOptions& options) const 
                 .not_after_offset = options.not_after_offset,
                 .uri_sans = {},
                 .dns_names = options.dns_names,
-                .ip_addresses = options.ip_addresses};
+                .ip_addresses = options.ip_addresses,
+                .attestation = options.attestation};
   if (!options.spiffe_id.empty()) spec.uri_sans.push_back(options.spiffe_id);
   spec.uri_sans.insert(spec.uri_sans.end(), options.extra_uri_sans.begin(),
                        options.extra_uri_sans.end());

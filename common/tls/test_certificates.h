@@ -58,6 +58,8 @@ struct LeafOptions {
   absl::Duration not_after_offset = absl::Hours(24);
   // Marks the leaf CA:TRUE, for tests that a CA certificate is refused as a workload identity.
   bool is_ca = false;
+  // meshlet's attestation extension (certificate.h, AddAttestation); empty: none.
+  std::string attestation;
 };
 
 class TestCa {

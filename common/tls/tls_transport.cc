@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/base/status.h"
+#include "common/tls/certificate.h"
 
 namespace meshlet::tls {
 namespace {
@@ -133,6 +134,10 @@ bool TlsTransport::UpdatePeer() {
   peer_.sni = session_->server_name();
   peer_.uri_sans = session_->peer_uri_sans();
   peer_.peer_certificate_presented = session_->peer_certificate_presented();
+  if (const X509* leaf = session_->peer_certificate(); leaf != nullptr) {
+    peer_.peer_not_after = NotAfter(*leaf);
+    peer_.peer_attestation = AttestationOf(*leaf);
+  }
   peer_.tls = true;
   peer_ready_ = true;
   return true;

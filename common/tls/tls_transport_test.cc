@@ -65,7 +65,8 @@ class TlsTransportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TestCa(ValueOrDie(TestCa::Create("mesh root")));
-    frontend_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kFrontend})));
+    frontend_ = new TestCertificate(ValueOrDie(
+        root_->Issue({.spiffe_id = kFrontend, .attestation = "join-token:00000000000000aa"})));
     backend_ = new TestCertificate(ValueOrDie(root_->Issue({.spiffe_id = kBackend})));
   }
   static void TearDownTestSuite() {
@@ -133,6 +134,12 @@ TEST_F(TlsTransportTest, MutualTlsHandshakeAndData) {
   EXPECT_THAT(client.transport->peer().uri_sans, ElementsAre(kBackend));
   EXPECT_THAT(server.transport->peer().uri_sans, ElementsAre(kFrontend));
   EXPECT_TRUE(server.transport->peer().peer_certificate_presented);
+  // The client certificate's expiry and attestation reach the server; the server's certificate
+  // has no attestation.
+  EXPECT_GT(server.transport->peer().peer_not_after, absl::Now() + absl::Hours(23));
+  EXPECT_LT(server.transport->peer().peer_not_after, absl::Now() + absl::Hours(25));
+  EXPECT_EQ(server.transport->peer().peer_attestation, "join-token:00000000000000aa");
+  EXPECT_EQ(client.transport->peer().peer_attestation, "");
 
   server.app_out.Append("hello back");
   ASSERT_TRUE(server.transport->Send(server.app_out, server.wire_out).ok());

@@ -484,15 +484,16 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Buil
 
 absl::StatusOr<IssuedCertificate> CertificateAuthority::Sign(absl::string_view csr,
                                                              const tls::SpiffeId& identity,
-                                                             absl::Duration ttl) const {
+                                                             absl::Duration ttl,
+                                                             absl::string_view attestation) const {
   ASSIGN_OR_RETURN(bssl::UniquePtr<X509_REQ> req, ParseCsr(csr, options_.max_csr_bytes));
   ASSIGN_OR_RETURN(bssl::UniquePtr<EVP_PKEY> subject_key, VerifiedCsrKey(req.get()));
-  return Issue(*subject_key, identity, ttl);
+  return Issue(*subject_key, identity, ttl, {}, attestation);
 }
 
 absl::StatusOr<IssuedCertificate> CertificateAuthority::Issue(
     const EVP_PKEY& public_key, const tls::SpiffeId& identity, absl::Duration ttl,
-    const std::vector<std::string>& dns_names) const {
+    const std::vector<std::string>& dns_names, absl::string_view attestation) const {
   if (identity.trust_domain() != options_.trust_domain) {
     return absl::PermissionDeniedError(absl::StrCat("identity ", identity.ToString(),
                                                     " is outside this CA's trust domain ",
@@ -535,6 +536,7 @@ absl::StatusOr<IssuedCertificate> CertificateAuthority::Issue(
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(c, issuer, NID_authority_key_identifier, "keyid:always"));
   RETURN_IF_ERROR(AddSans(c, identity.ToString(), dns_names));
+  if (!attestation.empty()) RETURN_IF_ERROR(tls::AddAttestation(*c, attestation));
   if (!X509_sign(c, signing_key_.get(), EVP_sha256())) return BoringSslError("signing");
 
   IssuedCertificate out;

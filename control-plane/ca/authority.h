@@ -13,9 +13,10 @@
 // keys); extendedKeyUsage serverAuth + clientAuth; basicConstraints CA:FALSE (critical); a random
 // positive 128-bit serial; notBefore backdated by `backdate` to tolerate clock skew; lifetime the
 // requested TTL capped by `max_ttl` and by the signing certificate's own expiry. Workload leaves
-// (Sign) carry no other SAN. The control plane's own serving certificate (Issue, called by
-// serving_certificate.h) has the same profile plus DNS SANs, which X509-SVID allows next to the
-// one URI SAN.
+// (Sign) carry no other SAN, and meshlet's attestation extension when one is given (how the
+// identity was attested: control-plane/identity/caller.h). The control plane's own serving
+// certificate (Issue, called by serving_certificate.h) has the same profile plus DNS SANs, which
+// X509-SVID allows next to the one URI SAN.
 //
 // Thread-safety: immutable after creation; Sign() may run on any thread. Rotating the signing
 // certificate or the trust bundle means building a new CertificateAuthority and swapping it.
@@ -131,15 +132,19 @@ class CertificateAuthority {
   // public key of `csr` (PEM "CERTIFICATE REQUEST" or DER). `ttl` <= 0 means default_ttl.
   // InvalidArgument for a CSR that does not parse, whose signature does not verify, or whose key
   // is not ECDSA P-256; FailedPrecondition when the signing certificate has expired.
+  // `attestation` (optional) becomes the leaf's attestation extension (tls::AttestationOf): how
+  // the identity was proved, kept across renewals.
   absl::StatusOr<IssuedCertificate> Sign(absl::string_view csr, const tls::SpiffeId& identity,
-                                         absl::Duration ttl) const;
+                                         absl::Duration ttl,
+                                         absl::string_view attestation = "") const;
   // The same leaf over a key the caller holds itself (no CSR to verify): the control plane's own
   // serving certificate. `dns_names` (host names, validated) become DNS SANs after the URI SAN.
   // InvalidArgument for a key that is not ECDSA P-256 or a name that is not a host name;
   // PermissionDenied and FailedPrecondition as for Sign().
   absl::StatusOr<IssuedCertificate> Issue(const EVP_PKEY& public_key, const tls::SpiffeId& identity,
                                           absl::Duration ttl,
-                                          const std::vector<std::string>& dns_names = {}) const;
+                                          const std::vector<std::string>& dns_names = {},
+                                          absl::string_view attestation = "") const;
 
   const std::string& trust_bundle_pem() const { return trust_bundle_pem_; }
   const TrustBundle& trust_bundle() const { return trust_bundle_; }

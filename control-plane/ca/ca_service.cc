@@ -122,8 +122,12 @@ absl::Status CaService::Init() {
                         absl::StrCat("CA: ", authority.status().message()));
   }
   authority_ = std::move(*authority);
+  // A revocation is kept for as long as a certificate bought before it can live.
+  identity::JoinTokenLimits token_limits;
+  token_limits.revocation_retention =
+      options_.authority.max_ttl + options_.authority.backdate + absl::Hours(1);
   join_tokens_ = std::make_unique<identity::JoinTokens>(
-      control_plane_.store(), control_plane_.clock(), control_plane_.stats());
+      control_plane_.store(), control_plane_.clock(), control_plane_.stats(), token_limits);
   if (!options_.kubernetes.api.empty()) {
     absl::StatusOr<std::unique_ptr<identity::KubernetesTokenReviewer>> reviewer =
         identity::KubernetesTokenReviewer::Create(control_plane_.loop(), options_.kubernetes,

@@ -6,7 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
 #include "common/tls/certificate.h"
+#include "control-plane/identity/caller.h"
 
 namespace meshlet::controlplane::ca {
 namespace {
@@ -43,6 +45,8 @@ absl::string_view CertificateService::AttestationName(Attestation attestation) {
       return "kubernetes";
     case Attestation::kCertificate:
       return "certificate";
+    case Attestation::kCertificateUnattested:
+      return "certificate_unattested";
   }
   return "unknown";
 }
@@ -71,31 +75,13 @@ void CertificateService::Refuse(const std::shared_ptr<ServerCall>& call, absl::s
   auto counter = stats_.shared_shard().RegisterCounter(
       "meshlet_ca_requests_refused_total",
       "Certificate requests refused, by reason (no_credential, attestation_failed, "
-      "identity_mismatch, invalid_request, not_configured, store_busy, internal).",
+      "identity_mismatch, revoked, renewal_needs_token, invalid_request, not_configured, "
+      "store_busy, internal).",
       {{"reason", std::string(reason)}});
   if (counter.ok()) counter->Inc();
   LOG(WARN) << "certificate request from " << call->peer_address().ToString() << " refused ("
             << reason << "): " << status.message();
   call->Finish(ToGrpc(status.code()), status.message());
-}
-
-absl::StatusOr<identity::WorkloadIdentity> CertificateService::IdentityFromSpiffeId(
-    const tls::SpiffeId& id) const {
-  if (id.trust_domain() != authority_->options().trust_domain) {
-    return absl::PermissionDeniedError(absl::StrCat(id.ToString(), " is not in trust domain ",
-                                                    authority_->options().trust_domain));
-  }
-  std::vector<absl::string_view> parts = absl::StrSplit(id.path(), '/');
-  // "/ns/<ns>/sa/<sa>" splits into "", "ns", <ns>, "sa", <sa>.
-  if (parts.size() != 5 || parts[1] != "ns" || parts[3] != "sa") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(id.ToString(), " is not a workload id (spiffe://<td>/ns/<ns>/sa/<sa>)"));
-  }
-  identity::WorkloadIdentity identity{std::string(parts[2]), std::string(parts[4])};
-  if (absl::Status valid = identity::ValidateWorkloadIdentity(identity); !valid.ok()) {
-    return valid;
-  }
-  return identity;
 }
 
 void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
@@ -112,7 +98,7 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
   if (!request.spiffe_id().empty()) {
     absl::StatusOr<tls::SpiffeId> id = tls::SpiffeId::Parse(request.spiffe_id());
     absl::StatusOr<identity::WorkloadIdentity> workload =
-        id.ok() ? IdentityFromSpiffeId(*id)
+        id.ok() ? identity::IdentityFromSpiffeId(*id, authority_->options().trust_domain)
                 : absl::StatusOr<identity::WorkloadIdentity>(id.status());
     if (!workload.ok()) {
       Refuse(call, "invalid_request",
@@ -129,22 +115,19 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
                absl::FailedPreconditionError("join-token attestation is not configured"));
         return;
       }
-      auto redeem = [tokens = join_tokens_, token = request.join_token(), requested] {
-        return tokens->Redeem(token, requested.has_value() ? &*requested : nullptr);
+      // The certificate names the token it was bought with, so revoking the token also ends
+      // the renewals that descend from it.
+      auto redeem = [tokens = join_tokens_, token = request.join_token(),
+                     requested]() -> absl::StatusOr<Attested> {
+        ASSIGN_OR_RETURN(identity::WorkloadIdentity identity,
+                         tokens->Redeem(token, requested.has_value() ? &*requested : nullptr));
+        identity::Attestation origin;
+        origin.kind = identity::Attestation::Kind::kJoinToken;
+        origin.join_token_id = identity::JoinTokens::IdOf(token);
+        return Attested{.identity = std::move(identity),
+                        .lineage = identity::FormatAttestation(origin)};
       };
-      if (options_.store_worker == nullptr) {
-        Complete(call, request, requested, Attestation::kJoinToken, redeem());
-        return;
-      }
-      if (!options_.store_worker->Run<absl::StatusOr<identity::WorkloadIdentity>>(
-              std::move(redeem), [this, alive = std::weak_ptr<bool>(alive_), call, request,
-                                  requested](absl::StatusOr<identity::WorkloadIdentity> attested) {
-                if (alive.expired() || call->ended()) return;
-                Complete(call, request, requested, Attestation::kJoinToken, std::move(attested));
-              })) {
-        Refuse(call, "store_busy",
-               absl::UnavailableError("the control plane's store is slow to answer; retry"));
-      }
+      RunOnStore(call, request, requested, Attestation::kJoinToken, std::move(redeem));
       return;
     }
     case CreateCertificateRequest::kKubernetesToken: {
@@ -168,8 +151,7 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
               return;
             }
             Complete(call, request, requested, Attestation::kKubernetes,
-                     identity::CheckTokenReview(*response, token, options_.token_review,
-                                                clock_.WallNow()));
+                     ReviewedPod(*response, token));
           });
       return;
     }
@@ -178,58 +160,135 @@ void CertificateService::Handle(const std::shared_ptr<ServerCall>& call,
   }
 
   // Renewal with the connection's verified mesh certificate.
-  const net::PeerInfo& peer = call->peer();
-  if (!peer.peer_certificate_presented || peer.uri_sans.empty()) {
-    Refuse(call, "no_credential",
-           absl::UnauthenticatedError(
-               "no credential: send a join_token or kubernetes_token, or renew over mTLS with the "
-               "current mesh certificate"));
+  absl::StatusOr<identity::Caller> caller = identity::AuthenticateCaller(
+      call->peer(), authority_->options().trust_domain, clock_.WallNow());
+  if (!caller.ok()) {
+    if (absl::IsUnauthenticated(caller.status())) {
+      Refuse(call, "no_credential",
+             absl::UnauthenticatedError(
+                 "no credential: send a join_token or kubernetes_token, or renew over mTLS with "
+                 "the current mesh certificate"));
+    } else {
+      Complete(call, request, requested, Attestation::kCertificate, caller.status());
+    }
     return;
   }
-  absl::StatusOr<tls::SpiffeId> peer_id = tls::SpiffeIdFromUriSans(peer.uri_sans);
-  absl::StatusOr<identity::WorkloadIdentity> attested =
-      peer_id.ok() ? IdentityFromSpiffeId(*peer_id)
-                   : absl::StatusOr<identity::WorkloadIdentity>(peer_id.status());
-  if (!attested.ok()) {
-    attested = absl::PermissionDeniedError(
-        absl::StrCat("client certificate: ", attested.status().message()));
+  // The renewed certificate keeps the lineage of the presented one; the credential at its origin
+  // must still stand.
+  const std::string lineage = caller->attestation;
+  const std::optional<identity::Attestation> origin = identity::ParseAttestation(lineage);
+  Attested attested{.identity = caller->identity, .lineage = lineage};
+  if (!origin.has_value()) {
+    // Issued before certificates carried their attestation: renewable, and counted, until the
+    // workload next presents a credential.
+    Complete(call, request, requested, Attestation::kCertificateUnattested, std::move(attested));
+    return;
   }
-  Complete(call, request, requested, Attestation::kCertificate, std::move(attested));
+  switch (origin->kind) {
+    case identity::Attestation::Kind::kKubernetesPod:
+      // Only a token of the pod shows the pod still exists (the API server refuses a bound token
+      // once its pod is gone).
+      Refuse(call, "renewal_needs_token",
+             absl::PermissionDeniedError(
+                 absl::StrCat("the certificate was issued to pod ", origin->pod_namespace, "/",
+                              origin->pod_name, ": renew with the pod's service-account token")));
+      return;
+    case identity::Attestation::Kind::kJoinToken:
+      if (join_tokens_ == nullptr) {
+        Refuse(call, "not_configured",
+               absl::FailedPreconditionError("join-token attestation is not configured"));
+        return;
+      }
+      RunOnStore(call, request, requested, Attestation::kCertificate,
+                 [tokens = join_tokens_, id = origin->join_token_id,
+                  attested = std::move(attested)]() -> absl::StatusOr<Attested> {
+                   ASSIGN_OR_RETURN(bool revoked, tokens->IsRevoked(id));
+                   if (revoked) return identity::JoinTokens::RevokedError(id);
+                   return attested;
+                 });
+      return;
+  }
+}
+
+absl::StatusOr<CertificateService::Attested> CertificateService::ReviewedPod(
+    const std::string& response, const std::string& token) const {
+  ASSIGN_OR_RETURN(
+      identity::WorkloadIdentity reviewed,
+      identity::CheckTokenReview(response, token, options_.token_review, clock_.WallNow()));
+  Attested attested{.identity = std::move(reviewed), .lineage = ""};
+  absl::StatusOr<identity::BoundPod> pod = identity::BoundPodOfToken(token);
+  if (pod.ok()) {
+    identity::Attestation origin;
+    origin.kind = identity::Attestation::Kind::kKubernetesPod;
+    origin.pod_namespace = attested.identity.namespace_;
+    origin.pod_name = pod->name;
+    origin.pod_uid = pod->uid;
+    attested.lineage = identity::FormatAttestation(origin);
+    // A name or uid the attestation cannot carry is no pod the CA can vouch for.
+    if (!identity::ParseAttestation(attested.lineage).has_value()) {
+      return absl::PermissionDeniedError(
+          "service-account token refused: its pod name or uid is not valid");
+    }
+  } else if (options_.token_review.require_bound_pod) {
+    return absl::PermissionDeniedError(pod.status().message());
+  }
+  return attested;
+}
+
+void CertificateService::RunOnStore(const std::shared_ptr<ServerCall>& call,
+                                    const CreateCertificateRequest& request,
+                                    const std::optional<identity::WorkloadIdentity>& requested,
+                                    Attestation attestation,
+                                    std::function<absl::StatusOr<Attested>()> work) {
+  if (options_.store_worker == nullptr) {
+    Complete(call, request, requested, attestation, work());
+    return;
+  }
+  if (!options_.store_worker->Run<absl::StatusOr<Attested>>(
+          std::move(work), [this, alive = std::weak_ptr<bool>(alive_), call, request, requested,
+                            attestation](absl::StatusOr<Attested> attested) {
+            if (alive.expired() || call->ended()) return;
+            Complete(call, request, requested, attestation, std::move(attested));
+          })) {
+    Refuse(call, "store_busy",
+           absl::UnavailableError("the control plane's store is slow to answer; retry"));
+  }
 }
 
 void CertificateService::Complete(const std::shared_ptr<ServerCall>& call,
                                   const CreateCertificateRequest& request,
                                   const std::optional<identity::WorkloadIdentity>& requested,
-                                  Attestation attestation,
-                                  absl::StatusOr<identity::WorkloadIdentity> attested) {
+                                  Attestation attestation, absl::StatusOr<Attested> attested) {
   if (!attested.ok()) {
-    const bool mismatch =
-        identity::JoinTokens::RefusalReason(attested.status()) == "wrong_identity";
+    const std::string token_refusal = identity::JoinTokens::RefusalReason(attested.status());
+    const bool mismatch = token_refusal == "wrong_identity";
     // A malformed credential is still a failed attestation to the caller.
     const absl::Status status = absl::IsInvalidArgument(attested.status())
                                     ? absl::PermissionDeniedError(attested.status().message())
                                     : attested.status();
-    const char* reason = mismatch                   ? "identity_mismatch"
-                         : absl::IsInternal(status) ? "internal"
-                                                    : "attestation_failed";
+    const char* reason = mismatch                     ? "identity_mismatch"
+                         : token_refusal == "revoked" ? "revoked"
+                         : absl::IsInternal(status)   ? "internal"
+                                                      : "attestation_failed";
     Refuse(call, reason, status);
     return;
   }
-  if (requested.has_value() && !(*requested == *attested)) {
+  if (requested.has_value() && !(*requested == attested->identity)) {
     Refuse(call, "identity_mismatch",
            absl::PermissionDeniedError(
-               absl::StrCat("the credential proves ", identity::ToString(*attested),
+               absl::StrCat("the credential proves ", identity::ToString(attested->identity),
                             ", not the requested ", identity::ToString(*requested))));
     return;
   }
-  absl::StatusOr<tls::SpiffeId> id = WorkloadSpiffeId(
-      authority_->options().trust_domain, attested->namespace_, attested->service_account);
+  absl::StatusOr<tls::SpiffeId> id =
+      WorkloadSpiffeId(authority_->options().trust_domain, attested->identity.namespace_,
+                       attested->identity.service_account);
   if (!id.ok()) {
     Refuse(call, "internal", absl::InternalError(id.status().message()));
     return;
   }
-  absl::StatusOr<IssuedCertificate> issued =
-      authority_->Sign(request.csr_pem(), *id, absl::Seconds(request.ttl_seconds()));
+  absl::StatusOr<IssuedCertificate> issued = authority_->Sign(
+      request.csr_pem(), *id, absl::Seconds(request.ttl_seconds()), attested->lineage);
   if (!issued.ok()) {
     Refuse(call, absl::IsInvalidArgument(issued.status()) ? "invalid_request" : "internal",
            issued.status());

@@ -6,9 +6,14 @@
 //
 // Every request is attested before anything is signed, by exactly one of:
 //   join_token        redeemed with JoinTokens (bound namespace + service account);
-//   kubernetes_token  reviewed by the API server (TokenReviewer) and checked by CheckTokenReview;
+//   kubernetes_token  reviewed by the API server (TokenReviewer) and checked by CheckTokenReview,
+//                     and bound to a pod (BoundPodOfToken);
 //   neither           renewal: the TLS connection's verified client certificate is a mesh
 //                     certificate of this trust domain, and its identity is the one renewed.
+// The certificate carries how its identity was first attested (identity::Attestation: the join
+// token's id, or the pod), and a renewal copies it. A renewal is refused when that join token
+// was revoked (JoinTokens::IsRevoked, on the store worker); a certificate issued to a pod is
+// renewed only with the pod's token again, which the API server refuses once the pod is gone.
 // If the request names a spiffe_id, the attested identity must be exactly that; otherwise the
 // attested identity is used. Refusals are PERMISSION_DENIED (UNAUTHENTICATED without any
 // credential), logged with the peer address and counted by reason; nothing is signed.
@@ -64,7 +69,14 @@ class CertificateService {
   const CertificateAuthority& authority() const { return *authority_; }
 
  private:
-  enum class Attestation { kJoinToken, kKubernetes, kCertificate };
+  // kCertificateUnattested: a renewal of a certificate that names no attestation (issued before
+  // certificates carried one).
+  enum class Attestation { kJoinToken, kKubernetes, kCertificate, kCertificateUnattested };
+  // An attested identity and the attestation text its certificate will carry.
+  struct Attested {
+    identity::WorkloadIdentity identity;
+    std::string lineage;
+  };
   static absl::string_view AttestationName(Attestation attestation);
 
   void Handle(const std::shared_ptr<http::grpc::ServerCall>& call,
@@ -73,12 +85,17 @@ class CertificateService {
   void Complete(const std::shared_ptr<http::grpc::ServerCall>& call,
                 const meshlet::ca::v1::CreateCertificateRequest& request,
                 const std::optional<identity::WorkloadIdentity>& requested, Attestation attestation,
-                absl::StatusOr<identity::WorkloadIdentity> attested);
+                absl::StatusOr<Attested> attested);
+  // Runs `work` on the store worker (or here without one), then Complete().
+  void RunOnStore(const std::shared_ptr<http::grpc::ServerCall>& call,
+                  const meshlet::ca::v1::CreateCertificateRequest& request,
+                  const std::optional<identity::WorkloadIdentity>& requested,
+                  Attestation attestation, std::function<absl::StatusOr<Attested>()> work);
+  // A TokenReview's verdict on `token`, bound to its pod (TokenReviewPolicy::require_bound_pod).
+  absl::StatusOr<Attested> ReviewedPod(const std::string& response, const std::string& token) const;
   // Ends the call with `status` (not OK), logging and counting `reason`.
   void Refuse(const std::shared_ptr<http::grpc::ServerCall>& call, absl::string_view reason,
               const absl::Status& status);
-  // The identity of a mesh certificate path /ns/<ns>/sa/<sa> in our trust domain.
-  absl::StatusOr<identity::WorkloadIdentity> IdentityFromSpiffeId(const tls::SpiffeId& id) const;
 
   std::shared_ptr<const CertificateAuthority> authority_;
   identity::JoinTokens* const join_tokens_;

@@ -203,6 +203,52 @@ TEST_F(CertificateServiceTest, JoinTokenThenRenewalWithTheIssuedCertificate) {
       << switched.message;
 }
 
+TEST_F(CertificateServiceTest, RevokedJoinTokenEndsTheRenewalsThatDescendFromIt) {
+  auto csr = testing::MakeCsr();
+  ASSERT_TRUE(csr.ok());
+  const std::string token = JoinToken("default", "frontend", /*single_use=*/true);
+  CreateCertificateRequest request;
+  request.set_csr_pem(csr->csr_pem);
+  request.set_join_token(token);
+  auto channel = Connect();
+  Result first = Call(*channel, request);
+  ASSERT_EQ(first.code, StatusCode::kOk) << first.message;
+  auto chain = tls::ParsePemCertificates(first.response.certificate_chain_pem());
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(tls::AttestationOf(*chain->front()),
+            absl::StrCat("join-token:", identity::JoinTokens::IdOf(token)));
+
+  // A renewal keeps the lineage...
+  CreateCertificateRequest renew;
+  renew.set_csr_pem(csr->csr_pem);
+  auto renewing = Connect(first.response.certificate_chain_pem(), csr->key_pem);
+  Result renewed = Call(*renewing, renew);
+  ASSERT_EQ(renewed.code, StatusCode::kOk) << renewed.message;
+  auto renewed_chain = tls::ParsePemCertificates(renewed.response.certificate_chain_pem());
+  ASSERT_TRUE(renewed_chain.ok());
+  EXPECT_EQ(tls::AttestationOf(*renewed_chain->front()), tls::AttestationOf(*chain->front()));
+
+  // ...and once the (already used) token is revoked, neither certificate renews.
+  EXPECT_TRUE(absl::IsNotFound(tokens_->Revoke(identity::JoinTokens::IdOf(token))));
+  for (const Result* held : {&first, &renewed}) {
+    auto again = Connect(held->response.certificate_chain_pem(), csr->key_pem);
+    Result refused = Call(*again, renew);
+    EXPECT_EQ(refused.code, StatusCode::kPermissionDenied);
+    EXPECT_NE(refused.message.find("was revoked"), std::string::npos) << refused.message;
+  }
+  EXPECT_EQ(Counter("meshlet_ca_requests_refused_total", {{"reason", "revoked"}}), 2u);
+
+  // A certificate that names no attestation (issued before they carried one) still renews, and
+  // is counted apart.
+  auto legacy = authority_->Sign(csr->csr_pem, *tls::SpiffeId::Parse(kFrontend), absl::Hours(1));
+  ASSERT_TRUE(legacy.ok());
+  auto old_channel = Connect(legacy->chain_pem, csr->key_pem);
+  EXPECT_EQ(Call(*old_channel, renew).code, StatusCode::kOk);
+  EXPECT_EQ(
+      Counter("meshlet_ca_certificates_issued_total", {{"attestation", "certificate_unattested"}}),
+      1u);
+}
+
 TEST_F(CertificateServiceTest, TokenForAnotherIdentityIsRefusedLoggedAndCounted) {
   auto csr = testing::MakeCsr();
   ASSERT_TRUE(csr.ok());
@@ -256,9 +302,11 @@ TEST_F(CertificateServiceTest, KubernetesServiceAccountToken) {
   const int64_t exp = absl::ToUnixSeconds(absl::Now()) + 3600;
   std::string payload;
   absl::WebSafeBase64Escape(
-      absl::StrCat(R"({"aud":["meshlet"],"exp":)", exp,
-                   R"(,"kubernetes.io":{"namespace":"shop","serviceaccount":{"name":"cart"}},)"
-                   R"("sub":"system:serviceaccount:shop:cart"})"),
+      absl::StrCat(
+          R"({"aud":["meshlet"],"exp":)", exp,
+          R"(,"kubernetes.io":{"namespace":"shop","serviceaccount":{"name":"cart"},)"
+          R"("pod":{"name":"cart-5f7c9-abcde","uid":"7d6c1c1e-0d3b-4a8e-9f5e-3b2f1a0c9d8e"}},)"
+          R"("sub":"system:serviceaccount:shop:cart"})"),
       &payload);
   const std::string jwt = absl::StrCat("eyJhbGciOiJSUzI1NiJ9.", payload, ".c2ln");
   reviewer_->answer =
@@ -275,6 +323,40 @@ TEST_F(CertificateServiceTest, KubernetesServiceAccountToken) {
   ASSERT_EQ(ok.code, StatusCode::kOk) << ok.message;
   EXPECT_EQ(ok.response.spiffe_id(), "spiffe://cluster.local/ns/shop/sa/cart");
   EXPECT_NE(reviewer_->last_request.find(R"("audiences":["meshlet"])"), std::string::npos);
+  // The certificate names the pod the token is bound to.
+  auto chain = tls::ParsePemCertificates(ok.response.certificate_chain_pem());
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(tls::AttestationOf(*chain->front()),
+            "kubernetes:shop/cart-5f7c9-abcde/7d6c1c1e-0d3b-4a8e-9f5e-3b2f1a0c9d8e");
+
+  // Renewing it with the certificate alone is refused: only a token of the pod shows the pod is
+  // still there.
+  {
+    auto renewing = Connect(ok.response.certificate_chain_pem(), csr->key_pem);
+    CreateCertificateRequest renew;
+    renew.set_csr_pem(csr->csr_pem);
+    Result refused = Call(*renewing, renew);
+    EXPECT_EQ(refused.code, StatusCode::kPermissionDenied);
+    EXPECT_NE(refused.message.find("renew with the pod's service-account token"), std::string::npos)
+        << refused.message;
+    EXPECT_EQ(Counter("meshlet_ca_requests_refused_total", {{"reason", "renewal_needs_token"}}),
+              1u);
+  }
+
+  // A token bound to no pod buys nothing.
+  {
+    std::string unbound_payload;
+    absl::WebSafeBase64Escape(
+        absl::StrCat(R"({"aud":["meshlet"],"exp":)", exp,
+                     R"(,"kubernetes.io":{"namespace":"shop","serviceaccount":{"name":"cart"}},)"
+                     R"("sub":"system:serviceaccount:shop:cart"})"),
+        &unbound_payload);
+    CreateCertificateRequest unbound = request;
+    unbound.set_kubernetes_token(absl::StrCat("eyJhbGciOiJSUzI1NiJ9.", unbound_payload, ".c2ln"));
+    Result refused = Call(*channel, unbound);
+    EXPECT_EQ(refused.code, StatusCode::kPermissionDenied);
+    EXPECT_NE(refused.message.find("not bound to a pod"), std::string::npos) << refused.message;
+  }
 
   // Asking for another service account with this token.
   request.set_spiffe_id("spiffe://cluster.local/ns/shop/sa/admin");

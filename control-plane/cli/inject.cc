@@ -96,11 +96,15 @@ class Inject final : public Command {
                trace_collector_ = std::string(v);
                return absl::OkStatus();
              }},
-        flags::SwitchFlag("--podman", &podman_,
-                          "for `podman kube play`: pods get the annotation "
-                          "io.podman.annotations.init.container.type: always (podman 4.3 with "
-                          "runc fails removing finished init containers of the default type "
-                          "\"once\"); use with --mode classic, podman has no native sidecars"),
+        flags::SwitchFlag(
+            "--podman", &podman_,
+            "for `podman kube play` (4.3), which lacks parts of a cluster: the proxy gets its "
+            "namespace, service account and control plane as values and finds its pod's name "
+            "and address itself (auto), the join token comes from a ConfigMap (meshctl token "
+            "create -o configmap), restartPolicy Always becomes OnFailure (podman would rerun "
+            "meshlet-init forever), the proxy publishes no port, and pods get the annotation "
+            "io.podman.annotations.init.container.type: always. Use with --mode classic and "
+            "--identity join-token (docs/kubernetes.md, Podman)"),
         OutputFlag(&output_, {"yaml", "json"},
                    "YAML documents (default), or JSON (a List when there are several)"),
     };
@@ -218,8 +222,8 @@ CommandSpec InjectCommand() {
                     "meshctl inject -f app.yaml --mode classic --proxy-image "
                     "registry.example.com/meshlet-proxy:0.1.0"},
                    {"for podman kube play (no native sidecars, no service-account tokens)",
-                    "meshctl inject -f app.yaml --mode classic --podman --identity join-token > "
-                    "pod.yaml"},
+                    "meshctl inject -f app.yaml --mode classic --podman --identity join-token "
+                    "--control-plane 198.18.0.10:15012 > pod.yaml"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},

@@ -275,7 +275,7 @@ TEST_F(MeshctlTest, ApplyFromStdinSendsEachDocumentAndSaysWhatHappened) {
   EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
   EXPECT_EQ(err_.str(),
             "error: <stdin>:6:3: spec.portz: unknown field; known fields of ServiceSpec: ports, "
-            "selector, addresses (document 1)\nnothing applied\n");
+            "selector, addresses, serviceAccounts (document 1)\nnothing applied\n");
   EXPECT_EQ(api_.requests().size(), 1u);
 }
 
@@ -369,6 +369,20 @@ TEST_F(MeshctlTest, TokenCreateWritesTheTokenOrTheSecretInjectedPodsMount) {
             "    app.kubernetes.io/part-of: meshlet\n"
             "type: Opaque\n"
             "stringData:\n"
+            "  token: \"mjt.abc:def\"\n");
+  // For podman: a ConfigMap of the same name and key, which --podman injection mounts.
+  out_.str("");
+  EXPECT_EQ(
+      Run({"token", "create", "-n", "shop", "--service-account", "reviews", "-o", "configmap"}), 0);
+  EXPECT_EQ(out_.str(),
+            "apiVersion: v1\n"
+            "kind: ConfigMap\n"
+            "metadata:\n"
+            "  name: meshlet-join-token-reviews\n"
+            "  namespace: shop\n"
+            "  labels:\n"
+            "    app.kubernetes.io/part-of: meshlet\n"
+            "data:\n"
             "  token: \"mjt.abc:def\"\n");
 }
 

@@ -11,18 +11,22 @@
 namespace meshlet::controlplane::cli {
 namespace {
 
-// A Secret manifest holding `token` for the pods of `service_account` in `ns`.
-std::string JoinTokenSecret(const std::string& ns, const std::string& service_account,
-                            const std::string& token) {
+// The manifest holding `token` (key "token") for the pods of `service_account` in `ns`: a
+// Secret, or for podman (whose 4.3 mounts a Secret's data base64-encoded and its stringData not
+// at all) a ConfigMap of the same name, which pods injected with --podman mount.
+std::string JoinTokenManifest(bool config_map, const std::string& ns,
+                              const std::string& service_account, const std::string& token) {
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "apiVersion" << YAML::Value << "v1" << YAML::Key << "kind"
-      << YAML::Value << "Secret" << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap
-      << YAML::Key << "name" << YAML::Value << inject::DefaultJoinTokenSecret(service_account)
-      << YAML::Key << "namespace" << YAML::Value << ns << YAML::Key << "labels" << YAML::Value
-      << YAML::BeginMap << YAML::Key << "app.kubernetes.io/part-of" << YAML::Value << "meshlet"
-      << YAML::EndMap << YAML::EndMap << YAML::Key << "type" << YAML::Value << "Opaque" << YAML::Key
-      << "stringData" << YAML::Value << YAML::BeginMap << YAML::Key << "token" << YAML::Value
-      << YAML::DoubleQuoted << token << YAML::EndMap << YAML::EndMap;
+      << YAML::Value << (config_map ? "ConfigMap" : "Secret") << YAML::Key << "metadata"
+      << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+      << inject::DefaultJoinTokenSecret(service_account) << YAML::Key << "namespace" << YAML::Value
+      << ns << YAML::Key << "labels" << YAML::Value << YAML::BeginMap << YAML::Key
+      << "app.kubernetes.io/part-of" << YAML::Value << "meshlet" << YAML::EndMap << YAML::EndMap;
+  if (!config_map) out << YAML::Key << "type" << YAML::Value << "Opaque";
+  out << YAML::Key << (config_map ? "data" : "stringData") << YAML::Value << YAML::BeginMap
+      << YAML::Key << "token" << YAML::Value << YAML::DoubleQuoted << token << YAML::EndMap
+      << YAML::EndMap;
   return absl::StrCat(out.c_str(), "\n");
 }
 
@@ -35,10 +39,11 @@ class Token final : public Command {
                                           "the workload's service account")),
         flags::StringFlag("--ttl", "DURATION", &ttl_, "how long the token is valid (default 1h)"),
         Switch("--single-use", "", &single_use_, "valid for one certificate only"),
-        OutputFlag(&output_, {"json", "secret"},
+        OutputFlag(&output_, {"json", "secret", "configmap"},
                    "the API's JSON, or a Kubernetes Secret named meshlet-join-token-SA holding "
                    "the token (key token), the Secret `meshctl inject --identity join-token` "
-                   "mounts")};
+                   "mounts; configmap: the same as a ConfigMap, which `meshctl inject --podman` "
+                   "mounts instead (for podman kube play --configmap)")};
   }
 
   // The token goes alone to stdout (for `$(...)`), the rest to stderr.
@@ -69,8 +74,9 @@ class Token final : public Command {
       return kExitOk;
     }
     YAML::Node created = YAML::Load(reply->http.body);
-    if (output_ == "secret") {
-      session.io().out << JoinTokenSecret(ns, service_account_, Scalar(created["token"]));
+    if (output_ == "secret" || output_ == "configmap") {
+      session.io().out << JoinTokenManifest(output_ == "configmap", ns, service_account_,
+                                            Scalar(created["token"]));
     } else {
       session.io().out << Scalar(created["token"]) << "\n";
     }
@@ -102,8 +108,11 @@ CommandSpec TokenCommand() {
                         "TOKEN=$(meshctl token create --namespace shop --service-account "
                         "billing --ttl 10m --single-use)"},
                        {"the Secret of pods injected with --identity join-token",
-                        "meshctl token create -n shop --service-account billing --ttl 720h -o "
-                        "secret | kubectl apply -f -"}},
+                        "meshctl token create -n shop --service-account billing --ttl 168h -o "
+                        "secret | kubectl apply -f -"},
+                       {"for pods injected with --podman",
+                        "meshctl token create --service-account default --ttl 168h -o configmap "
+                        "> token.yaml && podman kube play --configmap token.yaml ... pod.yaml"}},
           .make = [] { return std::make_unique<Token>(); }};
 }
 

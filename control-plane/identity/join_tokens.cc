@@ -43,6 +43,15 @@ ResourceKey KeyFor(absl::string_view id) {
   return ResourceKey{.kind = kJoinTokenKind, .namespace_ = "", .name = absl::StrCat("jt-", id)};
 }
 
+ResourceKey RevocationKeyFor(absl::string_view id) {
+  return ResourceKey{
+      .kind = kJoinTokenRevocationKind, .namespace_ = "", .name = absl::StrCat("jtr-", id)};
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
 bool IsLowerHex(absl::string_view s) {
   for (char c : s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -93,6 +102,10 @@ JoinTokens::JoinTokens(Store& store, const Clock& clock, StatsRegistry& stats,
                                                        "Join tokens created.");
   CHECK(created.ok()) << created.status();
   created_ = *created;
+  auto revoked = stats_.shared_shard().RegisterCounter("meshlet_ca_join_tokens_revoked_total",
+                                                       "Join tokens revoked.");
+  CHECK(revoked.ok()) << revoked.status();
+  revocations_ = *revoked;
 }
 
 absl::Status JoinTokens::Refuse(absl::string_view reason, absl::string_view message) {
@@ -184,8 +197,57 @@ absl::StatusOr<WorkloadIdentity> JoinTokens::Redeem(absl::string_view token,
   return record->identity;
 }
 
+absl::Status JoinTokens::RevokedError(absl::string_view id) {
+  absl::Status status = absl::PermissionDeniedError(absl::StrCat(
+      "join token ", id,
+      ", which this certificate descends from, was revoked: present a new credential"));
+  status.SetPayload(kRefusalPayload, absl::Cord("revoked"));
+  return status;
+}
+
+std::string JoinTokens::IdOf(absl::string_view token) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3 || parts[0] != kTokenPrefix || parts[1].size() != 2 * kIdBytes ||
+      !IsLowerHex(parts[1])) {
+    return "";
+  }
+  return std::string(parts[1]);
+}
+
 absl::Status JoinTokens::Revoke(absl::string_view id) {
-  return store_.Delete(KeyFor(id), kAnyRevision).status();
+  if (id.size() != 2 * kIdBytes || !IsLowerHex(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", id, "\" is not a join token id (16 lowercase hex digits)"));
+  }
+  const absl::Time now = clock_.WallNow();
+  // The revocation first: once it is stored, no certificate of the token renews, whatever
+  // happens to the token's record.
+  RETURN_IF_ERROR(store_
+                      .Put(RevocationKeyFor(id),
+                           absl::StrCat("{\"revokedAt\":\"", Rfc3339(now), "\",\"keepUntil\":\"",
+                                        Rfc3339(now + limits_.revocation_retention), "\"}"),
+                           kAnyRevision)
+                      .status());
+  revocations_.Inc();
+  absl::Status deleted = store_.Delete(KeyFor(id), kAnyRevision).status();
+  LOG(INFO) << "join token " << id << " revoked"
+            << (absl::IsNotFound(deleted) ? " (no token record left; its certificates, if any, "
+                                            "will not renew)"
+                                          : "");
+  if (absl::IsNotFound(deleted)) {
+    return absl::NotFoundError(
+        absl::StrCat("no join token ", id,
+                     " (its revocation is recorded: certificates it bought, if any, "
+                     "will not renew)"));
+  }
+  return deleted;
+}
+
+absl::StatusOr<bool> JoinTokens::IsRevoked(absl::string_view id) {
+  absl::StatusOr<StoredResource> stored = store_.Get(RevocationKeyFor(id));
+  if (absl::IsNotFound(stored.status())) return false;
+  RETURN_IF_ERROR(stored.status());
+  return true;
 }
 
 absl::StatusOr<size_t> JoinTokens::PurgeExpired() {
@@ -196,6 +258,20 @@ absl::StatusOr<size_t> JoinTokens::PurgeExpired() {
     absl::StatusOr<TokenRecord> record = DecodeRecord(stored.body);
     if (!record.ok() || now < record->expires_at) continue;
     // A concurrent redemption or revocation may win; either way the record is gone.
+    if (store_.Delete(stored.key, stored.revision).ok()) ++purged;
+  }
+  ASSIGN_OR_RETURN(std::vector<StoredResource> revocations,
+                   store_.List(kJoinTokenRevocationKind, ""));
+  for (const StoredResource& stored : revocations) {
+    absl::StatusOr<JsonObject> json = JsonObject::Parse(stored.body);
+    if (!json.ok()) continue;
+    absl::StatusOr<std::string> keep = json->String("keepUntil");
+    absl::Time keep_until;
+    std::string error;
+    if (!keep.ok() || !absl::ParseTime(absl::RFC3339_full, *keep, &keep_until, &error) ||
+        now < keep_until) {
+      continue;
+    }
     if (store_.Delete(stored.key, stored.revision).ok()) ++purged;
   }
   return purged;

@@ -3,7 +3,9 @@
 // Join tokens: the way a workload outside Kubernetes proves which identity it may have. An
 // operator creates one for a namespace + service account (`meshctl token create`); the workload
 // presents it with its first certificate request; the CA issues a certificate for that identity
-// and nothing else. Later renewals authenticate with the current certificate instead.
+// and nothing else, carrying the token's id (control-plane/identity/caller.h, Attestation). Later
+// renewals authenticate with the current certificate instead, and are refused once the token
+// they descend from is revoked (IsRevoked).
 //
 // Token text: "mjt1.<id>.<secret>", where <id> (16 hex digits) names the stored record and
 // <secret> is 256 random bits (base64url). Only the SHA-256 of the secret is stored (as the
@@ -44,10 +46,15 @@ struct CreatedJoinToken {
 struct JoinTokenLimits {
   // Longest ttl accepted at creation: a join token is a bearer secret, keep it short-lived.
   absl::Duration max_ttl = absl::Hours(24 * 7);
+  // How long a revocation is kept: at least the longest lifetime of a workload certificate (and
+  // its backdating). A certificate that descends from a revoked token cannot be renewed, so once
+  // this has passed none of them is left to check against.
+  absl::Duration revocation_retention = absl::Hours(25);
 };
 
-// The store kind of token records.
+// The store kinds of token records and of revocations.
 inline constexpr char kJoinTokenKind[] = "JoinToken";
+inline constexpr char kJoinTokenRevocationKind[] = "JoinTokenRevocation";
 
 class JoinTokens {
  public:
@@ -66,13 +73,25 @@ class JoinTokens {
   absl::StatusOr<WorkloadIdentity> Redeem(absl::string_view token,
                                           const WorkloadIdentity* requested = nullptr);
 
-  // Which refusal a Redeem error is ("malformed", "unknown", "expired", "used",
-  // "wrong_identity"); "" for other errors.
+  // Which refusal a Redeem or RevokedError error is ("malformed", "unknown", "expired", "used",
+  // "wrong_identity", "revoked"); "" for other errors.
   static std::string RefusalReason(const absl::Status& status);
+  // The PermissionDenied for a certificate that descends from revoked token `id`.
+  static absl::Status RevokedError(absl::string_view id);
 
-  // Deletes the record of `id` (NotFound if there is none).
+  // The id of a well-formed token text ("" otherwise): what a certificate's attestation names.
+  static std::string IdOf(absl::string_view token);
+
+  // Revokes `id`: records the revocation for revocation_retention (so certificates descending
+  // from the token are refused renewal) and deletes the token's record. The revocation is
+  // recorded even when the token's record is gone (used, expired or purged: certificates it
+  // bought may still be renewing), but then NotFound says there was no such token.
+  // InvalidArgument for an id that is not 16 lowercase hex digits.
   absl::Status Revoke(absl::string_view id);
-  // Deletes expired records; returns how many. For a periodic timer of the owner.
+  // Whether `id` was revoked (within revocation_retention). Errors are the store's.
+  absl::StatusOr<bool> IsRevoked(absl::string_view id);
+  // Deletes expired token records and revocations past their retention; returns how many. For a
+  // periodic timer of the owner.
   absl::StatusOr<size_t> PurgeExpired();
 
  private:
@@ -83,6 +102,7 @@ class JoinTokens {
   const JoinTokenLimits limits_;
   StatsRegistry& stats_;
   Counter created_;
+  Counter revocations_;
 };
 
 }  // namespace meshlet::controlplane::identity

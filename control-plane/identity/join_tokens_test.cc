@@ -126,6 +126,29 @@ TEST_F(JoinTokensTest, RefusesMalformedAndForgedTokens) {
   EXPECT_FALSE(tokens_->Redeem(created->token).ok());
 }
 
+TEST_F(JoinTokensTest, RevocationOutlivesTheTokenForTheCertificateLifetime) {
+  auto created = tokens_->Create({.namespace_ = "default",
+                                  .service_account = "frontend",
+                                  .ttl = absl::Hours(1),
+                                  .single_use = true});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(JoinTokens::IdOf(created->token), created->id);
+  EXPECT_EQ(JoinTokens::IdOf("mjt1.nothex.x"), "");
+  ASSERT_TRUE(tokens_->Redeem(created->token).ok());  // used: its record is gone
+  EXPECT_FALSE(*tokens_->IsRevoked(created->id));
+  // Revoking a used token still stops what it bought from renewing.
+  EXPECT_TRUE(absl::IsNotFound(tokens_->Revoke(created->id)));
+  EXPECT_TRUE(*tokens_->IsRevoked(created->id));
+  // Kept for the longest certificate lifetime, then purged.
+  clock_.Advance(std::chrono::hours(24));
+  ASSERT_TRUE(tokens_->PurgeExpired().ok());
+  EXPECT_TRUE(*tokens_->IsRevoked(created->id));
+  clock_.Advance(std::chrono::hours(2));
+  ASSERT_TRUE(tokens_->PurgeExpired().ok());
+  EXPECT_FALSE(*tokens_->IsRevoked(created->id));
+  EXPECT_TRUE(absl::IsInvalidArgument(tokens_->Revoke("NOT-AN-ID")));
+}
+
 TEST_F(JoinTokensTest, ValidatesSpec) {
   EXPECT_FALSE(tokens_->Create({.namespace_ = "", .service_account = "a"}).ok());
   EXPECT_FALSE(tokens_->Create({.namespace_ = "Default", .service_account = "a"}).ok());

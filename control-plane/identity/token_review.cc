@@ -112,4 +112,16 @@ absl::StatusOr<WorkloadIdentity> CheckTokenReview(absl::string_view response_jso
   return identity;
 }
 
+absl::StatusOr<BoundPod> BoundPodOfToken(absl::string_view token) {
+  ASSIGN_OR_RETURN(JsonObject claims, JwtClaims(token));
+  absl::StatusOr<std::string> name = claims.String("kubernetes.io/pod/name");
+  absl::StatusOr<std::string> uid = claims.String("kubernetes.io/pod/uid");
+  if (!name.ok() || !uid.ok() || name->empty() || uid->empty()) {
+    return absl::NotFoundError(
+        "service-account token refused: it is not bound to a pod (use a projected token, "
+        "serviceAccountToken in a projected volume)");
+  }
+  return BoundPod{.name = *std::move(name), .uid = *std::move(uid)};
+}
+
 }  // namespace meshlet::controlplane::identity

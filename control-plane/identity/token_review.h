@@ -35,6 +35,10 @@ namespace meshlet::controlplane::identity {
 struct TokenReviewPolicy {
   // The audience sidecars request for their projected token (serviceAccountToken.audience).
   std::string audience = "meshlet";
+  // Only tokens bound to a pod (projected service-account tokens carry kubernetes.io.pod) buy a
+  // certificate; the certificate then names that pod, and a renewal must show a token of it
+  // again, which the API server refuses once the pod is gone.
+  bool require_bound_pod = true;
   // Tolerated clock difference for exp/nbf.
   absl::Duration clock_skew = absl::Seconds(30);
 };
@@ -48,6 +52,15 @@ std::string BuildTokenReviewRequest(absl::string_view token, absl::string_view a
 absl::StatusOr<WorkloadIdentity> CheckTokenReview(absl::string_view response_json,
                                                   absl::string_view token,
                                                   const TokenReviewPolicy& policy, absl::Time now);
+
+// The pod a projected service-account token is bound to (its kubernetes.io.pod claims). Call it
+// after CheckTokenReview accepted the token: the API server verified the signature, and refuses a
+// bound token whose pod no longer exists. NotFound for a token bound to no pod.
+struct BoundPod {
+  std::string name;
+  std::string uid;
+};
+absl::StatusOr<BoundPod> BoundPodOfToken(absl::string_view token);
 
 // Sends a TokenReview to the API server; `done` gets the response body (any HTTP status other
 // than 2xx is an error status). KubernetesTokenReviewer (kubernetes_reviewer.h) is the in-cluster

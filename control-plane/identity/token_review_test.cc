@@ -62,6 +62,18 @@ TEST(TokenReviewTest, AcceptsAProjectedTokenTheApiServerAuthenticated) {
   EXPECT_TRUE(Check(Review(), Jwt(ProjectedClaims(3600, R"("meshlet")"))).ok());
 }
 
+TEST(TokenReviewTest, BoundPodComesFromTheProjectedClaims) {
+  absl::StatusOr<BoundPod> pod = BoundPodOfToken(Jwt(ProjectedClaims()));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(pod->name, "frontend-6d4cf56db6-x7k2p");
+  EXPECT_EQ(pod->uid, "0a1b");
+  // A token bound to no pod (a TokenRequest without boundObjectRef, a legacy secret token).
+  const std::string unbound = absl::StrReplaceAll(
+      ProjectedClaims(), {{R"("pod":{"name":"frontend-6d4cf56db6-x7k2p","uid":"0a1b"},)", ""}});
+  EXPECT_TRUE(absl::IsNotFound(BoundPodOfToken(Jwt(unbound)).status()));
+  EXPECT_FALSE(BoundPodOfToken("not.a-jwt").ok());
+}
+
 TEST(TokenReviewTest, RefusesWhatTheApiServerRefused) {
   absl::Status status = Check(Review(false), Jwt(ProjectedClaims()));
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);

@@ -26,6 +26,7 @@
 #include "common/tls/spiffe.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
+#include "control-plane/inject/workload.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -118,9 +119,11 @@ struct PodLocation {
   std::string field;           // the same as text: "spec.template", "items[1].spec.template"
   std::string object;          // `Deployment "reviews-v1"`
   std::string kind;
-  std::string name;     // the object's name (the workload's, for a template)
-  YAML::Node pod;       // has metadata and spec
-  bool is_pod = false;  // a Pod (not a template): metadata.name is needed
+  std::string name;            // the object's name (the workload's, for a template)
+  std::string object_prefix;   // the object's own fields: "" or "items[1]."
+  YAML::Node object_metadata;  // the object's (the workload's, for a template)
+  YAML::Node pod;              // has metadata and spec
+  bool is_pod = false;         // a Pod (not a template): metadata.name is needed
 };
 
 // What one pod gets, decided from the input before anything is written.
@@ -142,6 +145,16 @@ struct Plan {
   std::string first_app_container;
   bool has_default_container = false;
   bool needs_metadata = false;  // a template without metadata: add it, before spec
+  // The pod's namespace (its own, else its workload's, else "default") and service account
+  // ("default" unless set): written as values for podman, which has no downward API for them.
+  std::string pod_namespace;
+  std::string service_account;
+  // The pod's restartPolicy is to be OnFailure (Options::podman: podman 4.3 reruns init
+  // containers under Always), or back to the default (an earlier --podman injection set it).
+  bool restart_on_failure = false;
+  bool restore_restart_policy = false;
+  // The earlier injection was for podman (the short status): its arguments are not escaped.
+  bool injected_for_podman = false;
   // What an earlier injection added (from its status annotation), taken out before injecting.
   std::set<std::string> injected_init_containers, injected_containers, injected_volumes,
       injected_annotations;
@@ -165,6 +178,20 @@ std::string ProbeName(absl::string_view kind) {
 
 std::string Plan::AppProbe::ProxyPath() const {
   return absl::StrCat(kAppHealthPrefix, container, "/", ProbeName(kind));
+}
+
+// InvalidArgument for the whole document or one of its objects, at `node`.
+absl::Status DocumentError(const config::YamlParseOptions& source, const YAML::Node& node,
+                           absl::string_view object, absl::string_view field,
+                           absl::string_view reason) {
+  int line = 0, column = 0;
+  if (node.IsDefined() && !node.Mark().is_null()) {
+    line = node.Mark().line + 1;
+    column = node.Mark().column + 1;
+  }
+  return config::ErrorAt(source, line, column,
+                         object.empty() ? std::string(field) : absl::StrCat(object, ": ", field),
+                         reason);
 }
 
 class PodReader {
@@ -221,6 +248,8 @@ class PodReader {
   }
 
   absl::Status ReadStatus(Plan& plan) const;
+  // The service and version (workload.h), after the labels.
+  absl::Status ReadWorkload(Plan& plan) const;
   absl::Status ReadContainers(Plan& plan) const;
   absl::Status ReadProbes(Plan& plan) const;
   absl::Status ReadAnnotations(Plan& plan) const;
@@ -284,18 +313,6 @@ absl::StatusOr<Plan> PodReader::Read() {
   RETURN_IF_ERROR(ReadAnnotations(plan));
   RETURN_IF_ERROR(ReadProbes(plan));
 
-  // The workload's service: the app's name label, else the object's name.
-  for (const char* key : {"app.kubernetes.io/name", "app"}) {
-    if (!Text(Field(labels_, key)).empty()) {
-      plan.service = Text(Field(labels_, key));
-      break;
-    }
-  }
-  if (plan.service.empty()) plan.service = where_.name;
-  if (plan.service.empty()) {
-    return Error(metadata_ ? metadata_ : where_.pod, "metadata",
-                 "needs a name (or an app.kubernetes.io/name or app label) to name the service");
-  }
   for (auto it = labels_.begin(); labels_ && it != labels_.end(); ++it) {
     const std::string key = Text(it->first);
     if (!it->second.IsScalar() || it->second.IsNull()) {
@@ -303,6 +320,7 @@ absl::StatusOr<Plan> PodReader::Read() {
     }
     plan.labels.emplace_back(key, it->second.Scalar());
   }
+  RETURN_IF_ERROR(ReadWorkload(plan));
 
   // Warnings: what works, but not as one might expect.
   if (plan.mode == SidecarMode::kClassic && (where_.kind == "Job" || where_.kind == "CronJob")) {
@@ -322,6 +340,60 @@ absl::StatusOr<Plan> PodReader::Read() {
     }
   }
   return plan;
+}
+
+absl::Status PodReader::ReadWorkload(Plan& plan) const {
+  // The object's owner references, which name its controller: as the API server checks them.
+  const YAML::Node references = Field(where_.object_metadata, "ownerReferences");
+  const std::string at = absl::StrCat(where_.object_prefix, "metadata.ownerReferences");
+  auto error = [&](const YAML::Node& node, const std::string& field, absl::string_view reason) {
+    return DocumentError(source_, node, where_.object, field, reason);
+  };
+  if (references && !references.IsNull() && !references.IsSequence()) {
+    return error(references, at, "must be a list");
+  }
+  for (size_t i = 0; references.IsSequence() && i < references.size(); ++i) {
+    const YAML::Node reference = references[i];
+    const std::string item = absl::StrCat(at, "[", i, "]");
+    if (!reference.IsMap()) return error(reference, item, "must be a map");
+    for (const char* key : {"kind", "name"}) {
+      const YAML::Node value = Field(reference, key);
+      if (!IsString(value) || value.Scalar().empty()) {
+        return error(value ? value : reference, absl::StrCat(item, ".", key),
+                     value ? "must be a non-empty string" : "required");
+      }
+    }
+    const YAML::Node controller = Field(reference, "controller");
+    if (controller && TypeOf(controller) != ScalarType::kBool) {
+      return error(controller, absl::StrCat(item, ".controller"), "must be true or false");
+    }
+  }
+
+  const Workload workload = WorkloadOf(where_.kind, where_.object_metadata, labels_);
+  plan.service = workload.service;
+  if (plan.service.empty()) {
+    return Error(metadata_ ? metadata_ : where_.pod, "metadata",
+                 "needs a name (or an app.kubernetes.io/name or app label) to name the service");
+  }
+  // The version reaches the control plane as the node label "version" (what HTTPRoute subsets
+  // select on): the pod's own label of that name takes the workload's version.
+  const std::string& version = workload.version;
+  bool has_version_label = false;
+  for (auto& [key, value] : plan.labels) {
+    if (key != kPlainVersionLabel) continue;
+    has_version_label = true;
+    if (value != version) {
+      plan.warnings.push_back(absl::StrCat("the labels ", kVersionLabel, " \"", version, "\" and ",
+                                           kPlainVersionLabel, " \"", value,
+                                           "\" differ: the proxy registers ", kPlainVersionLabel,
+                                           "=", version, ", which HTTPRoute subsets select on"));
+      value = version;
+    }
+  }
+  if (!has_version_label && !version.empty()) {
+    plan.labels.emplace_back(kPlainVersionLabel, version);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PodReader::ReadStatus(Plan& plan) const {
@@ -351,6 +423,8 @@ absl::Status PodReader::ReadStatus(Plan& plan) const {
     if (IsTrue(Field(parsed, "podman"))) {
       plan.injected_annotations.insert(kPodmanInitContainerTypeAnnotation);
     }
+    plan.injected_for_podman = true;
+    plan.restore_restart_policy = Text(Field(parsed, "rp")) == "1";
     return absl::OkStatus();
   }
   for (auto& [key, out] : {std::pair<const char*, std::set<std::string>*>{
@@ -532,7 +606,9 @@ absl::Status PodReader::ReadProbes(Plan& plan) const {
             !absl::SimpleAtoi(arg.substr(eq + 1, slash - eq - 1), &port)) {
           continue;
         }
-        earlier[std::string(arg.substr(0, eq))] = {port, UnescapeArgs(arg.substr(slash))};
+        earlier[std::string(arg.substr(0, eq))] = {port, plan.injected_for_podman
+                                                             ? std::string(arg.substr(slash))
+                                                             : UnescapeArgs(arg.substr(slash))};
       }
     }
   }
@@ -632,10 +708,14 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
   if (secret && !config::IsDnsSubdomain(*secret)) {
     return error(kJoinTokenSecretAnnotation, "must be a Secret's name (a DNS-1123 subdomain)");
   }
+  plan.service_account = Text(Field(spec_, "serviceAccountName"));
+  if (plan.service_account.empty()) plan.service_account = "default";
+  plan.pod_namespace = Text(Field(metadata_, "namespace"));
+  if (plan.pod_namespace.empty())
+    plan.pod_namespace = Text(Field(where_.object_metadata, "namespace"));
+  if (plan.pod_namespace.empty()) plan.pod_namespace = "default";
   if (plan.join_token) {
-    std::string account = Text(Field(spec_, "serviceAccountName"));
-    if (account.empty()) account = "default";
-    plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(account));
+    plan.join_token_secret = secret.value_or(DefaultJoinTokenSecret(plan.service_account));
     if (!config::IsDnsSubdomain(plan.join_token_secret)) {
       return Error(
           Field(spec_, "serviceAccountName"), "spec.serviceAccountName",
@@ -697,6 +777,22 @@ absl::Status PodReader::ReadAnnotations(Plan& plan) const {
     plan.warnings.push_back(absl::StrCat(
         "the pod's annotation ", kPodmanInitContainerTypeAnnotation, " is \"", Text(podman),
         "\", not \"always\": podman with runc may fail removing the finished meshlet-init"));
+  }
+  if (options_.podman) {
+    // podman 4.3 applies the pod's restart policy to init containers: under Always it runs
+    // meshlet-init again as soon as it finishes, forever.
+    const std::string policy = Text(Field(spec_, "restartPolicy"));
+    plan.restart_on_failure = plan.restore_restart_policy || policy.empty() || policy == "Always";
+    if (plan.mode == SidecarMode::kNative) {
+      plan.warnings.push_back(
+          "podman has no native sidecars: it would run the proxy as an init container that never "
+          "finishes, and never start the app; inject with --mode classic");
+    }
+    if (!plan.join_token) {
+      plan.warnings.push_back(
+          "podman mounts no service-account tokens, so the proxy would get no certificate; inject "
+          "with --identity join-token");
+    }
   }
   return absl::OkStatus();
 }
@@ -798,6 +894,13 @@ YAML::Node FieldEnv(absl::string_view name, absl::string_view field_path) {
   return env;
 }
 
+YAML::Node ValueEnv(absl::string_view name, absl::string_view value) {
+  YAML::Node env = Map();
+  env["name"] = StringNode(name);
+  env["value"] = StringNode(value);
+  return env;
+}
+
 YAML::Node InitContainer(const Plan& plan) {
   std::vector<std::string> args = {"init", absl::StrCat("--proxy-uid=", kProxyUid),
                                    absl::StrCat("--outbound-port=", kOutboundPort),
@@ -833,22 +936,32 @@ std::string TraceCollector(const Options& options) {
 }
 
 YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
+  // The kubelet expands $(VAR) in arguments from the downward-API environment below; podman 4.3
+  // expands nothing and knows only metadata.name, so for it the values are written out, and the
+  // pod's name and address are found by the proxy itself (its "auto" values).
+  const bool podman = options.podman;
+  auto escape = [podman](absl::string_view text) {
+    return podman ? std::string(text) : EscapeForArgs(text);
+  };
   std::vector<std::string> args = {
-      "--xds=$(MESHLET_CONTROL_PLANE)",
+      podman ? absl::StrCat("--xds=", options.control_plane_address)
+             : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
       absl::StrCat("--xds-ca=", kTrustDir, "/", kTrustBundleKey),
       absl::StrCat("--xds-server-identity=spiffe://", options.trust_domain, "/ns/",
                    options.control_plane_namespace, "/sa/", options.control_plane_service_account),
       absl::StrCat("--xds-cache-dir=", kDataDir),
       absl::StrCat("--trust-domain=", options.trust_domain),
-      "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
-      "--node-namespace=$(POD_NAMESPACE)",
-      absl::StrCat("--node-service=", EscapeForArgs(plan.service)),
-      "--node-service-account=$(SERVICE_ACCOUNT)",
-      "--node-address=$(POD_IP)",
+      podman ? std::string("--node-id=auto") : "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
+      podman ? absl::StrCat("--node-namespace=", plan.pod_namespace)
+             : "--node-namespace=$(POD_NAMESPACE)",
+      absl::StrCat("--node-service=", escape(plan.service)),
+      podman ? absl::StrCat("--node-service-account=", plan.service_account)
+             : "--node-service-account=$(SERVICE_ACCOUNT)",
+      podman ? std::string("--node-address=auto") : "--node-address=$(POD_IP)",
   };
   for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
   for (const auto& [key, value] : plan.labels) {
-    args.push_back(absl::StrCat("--node-label=", EscapeForArgs(key), "=", EscapeForArgs(value)));
+    args.push_back(absl::StrCat("--node-label=", escape(key), "=", escape(value)));
   }
   // The pod's traffic is captured (meshlet-init): the control plane sends capture listeners.
   args.push_back("--node-label=meshlet.io/capture=iptables");
@@ -863,12 +976,13 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   if (!plan.drain_time.empty()) args.push_back(absl::StrCat("--drain-time=", plan.drain_time));
   if (!plan.log_level.empty()) args.push_back(absl::StrCat("--log-level=", plan.log_level));
   if (plan.capture_check_port != 0) {
-    args.push_back(absl::StrCat("--capture-check=$(POD_IP):", plan.capture_check_port));
+    args.push_back(absl::StrCat("--capture-check=", podman ? "auto" : "$(POD_IP)", ":",
+                                plan.capture_check_port));
   }
   for (const Plan::AppProbe& probe : plan.app_probes) {
     if (!probe.rewrite) continue;
-    args.push_back(absl::StrCat("--app-probe=", probe.ProxyPath(), "=", probe.port,
-                                EscapeForArgs(probe.path)));
+    args.push_back(
+        absl::StrCat("--app-probe=", probe.ProxyPath(), "=", probe.port, escape(probe.path)));
   }
 
   YAML::Node c = Map();
@@ -878,19 +992,23 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   c["args"] = StringList(args);
   YAML::Node env = List();
   env.push_back(FieldEnv("POD_NAME", "metadata.name"));
-  env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
-  env.push_back(FieldEnv("POD_IP", "status.podIP"));
-  env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
-  YAML::Node control_plane = Map();
-  control_plane["name"] = StringNode("MESHLET_CONTROL_PLANE");
-  control_plane["value"] = StringNode(options.control_plane_address);
-  env.push_back(control_plane);
+  if (podman) {
+    env.push_back(ValueEnv("POD_NAMESPACE", plan.pod_namespace));
+    env.push_back(ValueEnv("SERVICE_ACCOUNT", plan.service_account));
+  } else {
+    env.push_back(FieldEnv("POD_NAMESPACE", "metadata.namespace"));
+    env.push_back(FieldEnv("POD_IP", "status.podIP"));
+    env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
+  }
+  env.push_back(ValueEnv("MESHLET_CONTROL_PLANE", options.control_plane_address));
   c["env"] = env;
-  YAML::Node port = Map();
-  port["name"] = StringNode(kMetricsPortName);
-  port["containerPort"] = IntNode(kPrometheusPort);
-  port["protocol"] = StringNode("TCP");
-  c["ports"].push_back(port);
+  if (!podman) {  // podman 4.3 publishes every containerPort on the host
+    YAML::Node port = Map();
+    port["name"] = StringNode(kMetricsPortName);
+    port["containerPort"] = IntNode(kPrometheusPort);
+    port["protocol"] = StringNode("TCP");
+    c["ports"].push_back(port);
+  }
   c["readinessProbe"] = Probe(2, 3);
   // A native sidecar's startup probe holds the app's containers until the proxy is ready.
   if (plan.mode == SidecarMode::kNative) c["startupProbe"] = Probe(1, 600);
@@ -922,15 +1040,26 @@ std::vector<YAML::Node> Volumes(const Plan& plan, const Options& options) {
   item["key"] = StringNode(kTrustBundleKey);
   item["path"] = StringNode(kTrustBundleKey);
   trust["configMap"]["items"].push_back(item);
+  // podman 4.3 dereferences a secret volume's `optional` without checking that it is set: the
+  // podman form writes it (false, Kubernetes' default) on its volumes rather than leave it out.
+  if (options.podman) trust["configMap"]["optional"] = BoolNode(false);
 
   YAML::Node credential = Map();
   if (plan.join_token) {
     credential["name"] = StringNode(kJoinTokenVolume);
-    credential["secret"]["secretName"] = StringNode(plan.join_token_secret);
     YAML::Node token = Map();
     token["key"] = StringNode(kJoinTokenKey);
     token["path"] = StringNode(kJoinTokenKey);
-    credential["secret"]["items"].push_back(token);
+    if (options.podman) {
+      // podman 4.3 mounts a Secret's data still base64-encoded and its stringData not at all;
+      // a ConfigMap of the same name (meshctl token create -o configmap) it mounts as it is.
+      credential["configMap"]["name"] = StringNode(plan.join_token_secret);
+      credential["configMap"]["items"].push_back(token);
+      credential["configMap"]["optional"] = BoolNode(false);
+    } else {
+      credential["secret"]["secretName"] = StringNode(plan.join_token_secret);
+      credential["secret"]["items"].push_back(token);
+    }
   } else {
     credential["name"] = StringNode(kTokenVolume);
     YAML::Node source = Map();
@@ -966,11 +1095,13 @@ std::string StatusJson(const Plan& plan, const Options& options,
 }
 
 // The status for podman, whose 4.3 refuses annotation values over 63 characters: the version
-// and mode, from which ReadStatus knows the names, and whether the podman annotation was added.
+// and mode, from which ReadStatus knows the names, whether the podman annotation was added
+// ("podman":true), and whether restartPolicy was set to OnFailure from none or Always ("rp":1).
 std::string ShortStatusJson(const Plan& plan, const Options& options, bool podman_annotation) {
-  return absl::StrCat("{\"version\":", JsonQuote(options.version), ",\"mode\":",
-                      plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
-                      podman_annotation ? ",\"podman\":true" : "", "}");
+  return absl::StrCat(
+      "{\"version\":", JsonQuote(options.version),
+      ",\"mode\":", plan.mode == SidecarMode::kNative ? "\"native\"" : "\"classic\"",
+      podman_annotation ? ",\"podman\":true" : "", plan.restart_on_failure ? ",\"rp\":1" : "", "}");
 }
 
 // The entries of `list` whose name is not in `drop`.
@@ -1034,6 +1165,11 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
   spec["initContainers"] = init_containers;
   spec["containers"] = containers;
   spec["volumes"] = volumes;
+  if (plan.restart_on_failure) {
+    spec["restartPolicy"] = StringNode("OnFailure");
+  } else if (plan.restore_restart_policy) {
+    spec.remove("restartPolicy");  // the default, Always, as before the --podman injection
+  }
 
   YAML::Node metadata = pod["metadata"];
   if (!metadata.IsMap()) metadata = Map();  // was null
@@ -1127,20 +1263,6 @@ absl::Status ValidateOptions(const Options& options) {
 
 namespace {
 
-// InvalidArgument for the whole document (no pod found yet).
-absl::Status DocumentError(const config::YamlParseOptions& source, const YAML::Node& node,
-                           absl::string_view object, absl::string_view field,
-                           absl::string_view reason) {
-  int line = 0, column = 0;
-  if (node.IsDefined() && !node.Mark().is_null()) {
-    line = node.Mark().line + 1;
-    column = node.Mark().column + 1;
-  }
-  return config::ErrorAt(source, line, column,
-                         object.empty() ? std::string(field) : absl::StrCat(object, ": ", field),
-                         reason);
-}
-
 // The pods of `object` (the document, or an item of a List at `path`).
 absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
                       const std::string& field_prefix, const config::YamlParseOptions& source,
@@ -1191,6 +1313,8 @@ absl::Status FindPods(const YAML::Node& object, std::vector<PathStep> path,
     location.kind = kind;
     location.name = name;
     location.object = object_label;
+    location.object_prefix = field;
+    location.object_metadata = metadata;
     location.is_pod = w.template_path.empty();
     location.path = path;
     location.field = field_prefix;

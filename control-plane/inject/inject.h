@@ -14,9 +14,10 @@
 //     with restartPolicy Always, right after meshlet-init, with a startupProbe, so the app starts
 //     once the proxy is ready) or, in classic mode, the first regular container; its arguments
 //     name the control plane, its trust bundle and identity, and the workload (pod name,
-//     namespace, IP and service account from the downward API; service, labels and the app's
-//     TCP container ports from the pod; the node label meshlet.io/capture: iptables, which
-//     gives it capture listeners; the trace collector, Options::trace_collector);
+//     namespace, IP and service account from the downward API; the service and version of
+//     the workload, by its labels or its controller (workload.h); labels and the app's TCP
+//     container ports from the pod; the node label meshlet.io/capture: iptables, which gives it
+//     capture listeners; the trace collector, Options::trace_collector);
 //   - volumes for the trust bundle (ConfigMap meshlet-trust), the workload credential (a
 //     projected service-account token for the audience "meshlet", or a join token from a
 //     Secret) and the proxy's xDS cache (emptyDir);

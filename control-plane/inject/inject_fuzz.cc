@@ -135,6 +135,22 @@ spec:
         spec:
           containers: [{name: job, image: job}]
 )",
+      // For podman (classic): a CronJob run's pod, named after its owner, restartPolicy set.
+      std::string(1, '\3') + R"(apiVersion: v1
+kind: Pod
+metadata:
+  generateName: nightly-report-29403540-
+  namespace: shop
+  labels: {app.kubernetes.io/version: "1.2", version: v1}
+  annotations: {sidecar.meshlet.io/identity: join-token}
+  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: nightly-report-29403540, controller: true}]
+spec:
+  restartPolicy: Always
+  containers:
+  - name: report
+    image: report:1
+    readinessProbe: {httpGet: {path: "/ready?a=$(X)$$", port: 8080}}
+)",
       std::string(1, '\0') + R"(apiVersion: v1
 kind: List
 items:
@@ -162,6 +178,11 @@ std::vector<std::string> Dictionary() {
           "meshlet-proxy",
           "meshlet-init",
           "hostNetwork: true",
+          "ownerReferences:",
+          "controller: true",
+          "generateName: ",
+          "pod-template-hash",
+          "restartPolicy: ",
           "annotations:",
           "labels:",
           "\"false\"",

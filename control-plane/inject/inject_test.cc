@@ -581,7 +581,7 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   EXPECT_EQ(annotations[kKey].Scalar(), "always");
   // The short status: podman 4.3 refuses annotation values over 63 characters.
   EXPECT_EQ(annotations["sidecar.meshlet.io/status"].Scalar(),
-            R"({"version":"0.1.0","mode":"native","podman":true})");
+            R"({"version":"0.1.0","mode":"native","podman":true,"rp":1})");
   for (auto it = annotations.begin(); it != annotations.end(); ++it) {
     EXPECT_LE(it->second.Scalar().size(), 63u) << it->first.Scalar();
   }
@@ -615,18 +615,142 @@ TEST(InjectTest, PodmanOptionAddsTheInitContainerTypeAnnotationAndTakesItBackOut
   const YAML::Node kept_pod = kept->document["spec"]["template"];
   EXPECT_EQ(kept_pod["metadata"]["annotations"][kKey].Scalar(), "once");
   EXPECT_EQ(kept_pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
-            R"({"version":"0.1.0","mode":"native"})");
+            R"({"version":"0.1.0","mode":"native","rp":1})");
   ASSERT_EQ(kept->pods.size(), 1u);
   EXPECT_EQ(kept->pods[0].warnings,
-            std::vector<std::string>{
+            (std::vector<std::string>{
                 "the pod's annotation io.podman.annotations.init.container.type is \"once\", not "
-                "\"always\": podman with runc may fail removing the finished meshlet-init"});
+                "\"always\": podman with runc may fail removing the finished meshlet-init",
+                "podman has no native sidecars: it would run the proxy as an init container that "
+                "never finishes, and never start the app; inject with --mode classic",
+                "podman mounts no service-account tokens, so the proxy would get no certificate; "
+                "inject with --identity join-token"}));
   // Without --podman the pod's own annotation stays; only the status takes its long form.
   absl::StatusOr<Result> without = InjectText(ToYaml(kept->document));
   ASSERT_TRUE(without.ok()) << without.status();
   EXPECT_EQ(without->document["spec"]["template"]["metadata"]["annotations"][kKey].Scalar(),
             "once");
   EXPECT_EQ(ToYaml(without->document), ToYaml(Injected(own)));
+}
+
+// The proxy's arguments of an injected pod (native or classic).
+std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
+  for (const char* list : {"initContainers", "containers"}) {
+    for (const YAML::Node& c : pod["spec"][list]) {
+      if (c["name"].Scalar() == "meshlet-proxy") return Strings(c["args"]);
+    }
+  }
+  return {};
+}
+
+// The values of the proxy's `flag` (e.g. "--node-service=") in an injected pod.
+std::vector<std::string> ProxyFlag(const YAML::Node& pod, absl::string_view flag) {
+  std::vector<std::string> values;
+  for (const std::string& arg : ProxyArgs(pod)) {
+    if (absl::StartsWith(arg, flag)) values.push_back(arg.substr(flag.size()));
+  }
+  return values;
+}
+
+TEST(InjectTest, PodmanOutputCarriesWhatPodmanLacks) {
+  // podman 4.3 has no downward API but metadata.name, expands no $(VAR), crashes on a secret
+  // volume without `optional`, mounts Secrets' data base64-encoded, publishes every
+  // containerPort on the host and reruns init containers under restartPolicy Always.
+  constexpr char kPod[] = R"(apiVersion: v1
+kind: Pod
+metadata:
+  name: reviews-1
+  namespace: shop
+  labels: {app: reviews}
+spec:
+  serviceAccountName: reviews
+  containers:
+  - name: reviews
+    image: reviews:1
+    ports: [{containerPort: 9080}]
+    readinessProbe: {httpGet: {path: "/ready?v=$x", port: 9080}}
+)";
+  Options podman = TestOptions();
+  podman.podman = true;
+  podman.mode = SidecarMode::kClassic;
+  podman.identity = Identity::kJoinToken;
+  podman.control_plane_address = "198.18.0.10:15012";
+  absl::StatusOr<Result> result = InjectText(kPod, podman);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->pods[0].warnings.empty()) << absl::StrJoin(result->pods[0].warnings, "\n");
+  const YAML::Node pod = result->document;
+  const YAML::Node proxy = pod["spec"]["containers"][0];
+  ASSERT_EQ(proxy["name"].Scalar(), "meshlet-proxy");
+  const std::string text = ToYaml(pod);
+  EXPECT_EQ(text.find("$("), std::string::npos) << text;
+  EXPECT_EQ(text.find("secret"), std::string::npos) << text;
+  for (const char* arg :
+       {"--xds=198.18.0.10:15012", "--node-id=auto", "--node-namespace=shop",
+        "--node-service=reviews", "--node-service-account=reviews", "--node-address=auto",
+        "--capture-check=auto:15008", "--trace-collector=198.18.0.10:4318",
+        "--app-probe=/app-health/reviews/readyz=9080/ready?v=$x"}) {
+    const std::vector<std::string> args = ProxyArgs(pod);
+    EXPECT_NE(std::find(args.begin(), args.end(), arg), args.end()) << arg << "\n" << text;
+  }
+  std::vector<std::string> env;
+  for (const YAML::Node& e : proxy["env"]) {
+    env.push_back(absl::StrCat(
+        e["name"].Scalar(), "=",
+        e["value"] ? e["value"].Scalar()
+                   : absl::StrCat("fieldRef ", e["valueFrom"]["fieldRef"]["fieldPath"].Scalar())));
+  }
+  EXPECT_EQ(env, (std::vector<std::string>{"POD_NAME=fieldRef metadata.name", "POD_NAMESPACE=shop",
+                                           "SERVICE_ACCOUNT=reviews",
+                                           "MESHLET_CONTROL_PLANE=198.18.0.10:15012"}));
+  EXPECT_FALSE(proxy["ports"]);
+  // The join token from a ConfigMap (meshctl token create -o configmap), `optional` written.
+  const YAML::Node volumes = pod["spec"]["volumes"];
+  EXPECT_EQ(ToCompactJson(volumes[0]),
+            R"({"name":"meshlet-trust","configMap":{"name":"meshlet-trust","items":[{"key":)"
+            R"("ca.pem","path":"ca.pem"}],"optional":false}})");
+  EXPECT_EQ(ToCompactJson(volumes[1]),
+            R"({"name":"meshlet-join-token","configMap":{"name":"meshlet-join-token-reviews",)"
+            R"("items":[{"key":"token","path":"token"}],"optional":false}})");
+  EXPECT_EQ(pod["spec"]["restartPolicy"].Scalar(), "OnFailure");
+  const std::string status = pod["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar();
+  EXPECT_EQ(status, R"({"version":"0.1.0","mode":"classic","podman":true,"rp":1})");
+  EXPECT_LE(status.size(), 63u);
+  EXPECT_TRUE(CheckPod(pod["metadata"], pod["spec"], "", {}).empty());
+
+  // Injected again for podman: the same bytes; without --podman: as if never injected for it,
+  // restartPolicy back to the default.
+  absl::StatusOr<Result> again = Inject(YAML::Load(text), podman);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->changed) << ToYaml(again->document);
+  Options kubernetes = podman;
+  kubernetes.podman = false;
+  EXPECT_EQ(ToYaml(Injected(text, kubernetes)), ToYaml(Injected(kPod, kubernetes)));
+  EXPECT_FALSE(Injected(text, kubernetes)["spec"]["restartPolicy"]);
+
+  // A pod's own OnFailure or Never stays, and is not taken back out.
+  const std::string never = absl::StrReplaceAll(kPod, {{"  serviceAccountName: reviews\n",
+                                                        "  serviceAccountName: reviews\n"
+                                                        "  restartPolicy: Never\n"}});
+  const YAML::Node kept = Injected(never, podman);
+  EXPECT_EQ(kept["spec"]["restartPolicy"].Scalar(), "Never");
+  EXPECT_EQ(kept["metadata"]["annotations"]["sidecar.meshlet.io/status"].Scalar(),
+            R"({"version":"0.1.0","mode":"classic","podman":true})");
+  EXPECT_EQ(Injected(ToYaml(kept), kubernetes)["spec"]["restartPolicy"].Scalar(), "Never");
+
+  // A template's namespace is its workload's; without one, "default".
+  const YAML::Node deployment = Injected(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n"
+      "  template:\n    spec: {containers: [{name: web, image: web:1}]}\n",
+      podman);
+  EXPECT_EQ(ProxyFlag(deployment["spec"]["template"], "--node-namespace="),
+            std::vector<std::string>{"shop"});
+  EXPECT_EQ(ProxyFlag(deployment["spec"]["template"], "--node-service-account="),
+            std::vector<std::string>{"default"});
+  const YAML::Node bare = Injected(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: web, "
+      "image: web:1}]}\n",
+      podman);
+  EXPECT_EQ(ProxyFlag(bare, "--node-namespace="), std::vector<std::string>{"default"});
 }
 
 TEST(InjectTest, BadInputIsAnErrorNamingTheDocumentFieldAndPosition) {
@@ -769,6 +893,118 @@ TEST(InjectTest, ListItemsAreInjectedEach) {
       std::string::npos);
 }
 
+TEST(InjectWorkloadTest, ACronJobsPodIsNamedAfterTheCronJob) {
+  // A pod as the Job of a CronJob's run creates it: the service is the CronJob's, as meshctl
+  // inject of the CronJob itself names it, not the run's (a new name every run).
+  constexpr char kRunPod[] = R"(apiVersion: v1
+kind: Pod
+metadata:
+  generateName: nightly-report-29403540-
+  namespace: shop
+  labels:
+    batch.kubernetes.io/job-name: nightly-report-29403540
+    job-name: nightly-report-29403540
+  ownerReferences:
+  - apiVersion: batch/v1
+    kind: Job
+    name: nightly-report-29403540
+    uid: 0b6bd2e0-2f3c-4b5e-9a51-0f4a3f8e5b71
+    controller: true
+    blockOwnerDeletion: true
+spec:
+  restartPolicy: Never
+  containers:
+  - name: report
+    image: report:1
+)";
+  const YAML::Node pod = Injected(kRunPod);
+  EXPECT_EQ(ProxyFlag(pod, "--node-service="), std::vector<std::string>{"nightly-report"});
+  const YAML::Node cronjob = Injected(R"(apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly-report, namespace: shop}
+spec:
+  schedule: "0 1 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: report, image: report:1}]
+)");
+  EXPECT_EQ(ProxyFlag(cronjob["spec"]["jobTemplate"]["spec"]["template"], "--node-service="),
+            std::vector<std::string>{"nightly-report"});
+  // A Deployment's pod without app labels: the Deployment's name, not the ReplicaSet's.
+  const YAML::Node orders = Injected(R"(apiVersion: v1
+kind: Pod
+metadata:
+  generateName: orders-5c8d7f9b6-
+  labels: {pod-template-hash: 5c8d7f9b6}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: orders-5c8d7f9b6, uid: u, controller: true}]
+spec: {containers: [{name: orders, image: orders:1}]}
+)");
+  EXPECT_EQ(ProxyFlag(orders, "--node-service="), std::vector<std::string>{"orders"});
+}
+
+TEST(InjectWorkloadTest, TheVersionReachesTheNodeLabelVersion) {
+  constexpr char kPod[] =
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  labels: {%s}\n"
+      "spec: {containers: [{name: web, image: web:1}]}\n";
+  auto versions = [&](const std::string& labels, std::vector<std::string>* warnings = nullptr) {
+    absl::StatusOr<Result> result =
+        InjectText(absl::StrReplaceAll(kPod, {{"%s", labels}}), TestOptions());
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok()) return std::vector<std::string>{};
+    if (warnings != nullptr) *warnings = result->pods[0].warnings;
+    std::vector<std::string> out;
+    for (const std::string& label : ProxyFlag(result->document, "--node-label=")) {
+      if (absl::StartsWith(label, "version=")) out.push_back(label.substr(8));
+    }
+    return out;
+  };
+  // The recommended label alone: added as the node label the control plane reads.
+  EXPECT_EQ(versions("app: web, app.kubernetes.io/version: 1.4.2"),
+            std::vector<std::string>{"1.4.2"});
+  EXPECT_EQ(versions("app: web, version: v1"), std::vector<std::string>{"v1"});
+  EXPECT_EQ(versions("app: web"), std::vector<std::string>{});
+  // Both, differing: the recommended label wins, with a warning.
+  std::vector<std::string> warnings;
+  EXPECT_EQ(versions("app: web, version: v1, app.kubernetes.io/version: 1.4.2", &warnings),
+            std::vector<std::string>{"1.4.2"});
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{
+                "the labels app.kubernetes.io/version \"1.4.2\" and version \"v1\" differ: the "
+                "proxy registers version=1.4.2, which HTTPRoute subsets select on"});
+  EXPECT_EQ(versions("app: web, version: v1, app.kubernetes.io/version: v1", &warnings),
+            std::vector<std::string>{"v1"});
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST(InjectWorkloadTest, MalformedOwnerReferencesAreErrorsNamingTheField) {
+  struct Case {
+    std::string references, error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"5", "4:20: Pod \"p\": metadata.ownerReferences: must be a list"},
+           {"[5]", "4:21: Pod \"p\": metadata.ownerReferences[0]: must be a map"},
+           {"[{name: j}]", "4:21: Pod \"p\": metadata.ownerReferences[0].kind: required"},
+           {"[{kind: Job, name: ''}]",
+            "4:39: Pod \"p\": metadata.ownerReferences[0].name: must be a non-empty string"},
+           {"[{kind: Job, name: j, controller: 'yes'}]",
+            "4:54: Pod \"p\": metadata.ownerReferences[0].controller: must be true or false"},
+       }) {
+    EXPECT_EQ(ErrorOf(absl::StrCat(
+                  "apiVersion: v1\nkind: Pod\nmetadata:\n  ownerReferences: ", c.references,
+                  "\n  name: p\nspec: {containers: [{name: a, image: a}]}\n")),
+              c.error)
+        << c.references;
+  }
+  // A workload's own references, in a List.
+  EXPECT_EQ(ErrorOf("apiVersion: v1\nkind: List\nitems:\n- apiVersion: batch/v1\n  kind: Job\n"
+                    "  metadata: {name: j, ownerReferences: [{kind: CronJob}]}\n"
+                    "  spec: {template: {spec: {containers: [{name: a, image: a}]}}}\n"),
+            "6:41: Job \"j\": items[0].metadata.ownerReferences[0].name: required");
+}
+
 TEST(InjectTest, AdmissionReviewJsonPodInjectsAndWritesBackAsJson) {
   // What the webhook will do: the Pod of an AdmissionReview, as JSON.
   const std::string json = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-5d9",
@@ -872,13 +1108,6 @@ spec:
     image: side:1
     livenessProbe: {httpGet: {path: /h, port: 9090, httpHeaders: [{name: X, value: y}]}}
 )";
-
-// The proxy container's args (native mode: the second init container).
-std::vector<std::string> ProxyArgs(const YAML::Node& pod) {
-  std::vector<std::string> out;
-  for (const YAML::Node& a : pod["spec"]["initContainers"][1]["args"]) out.push_back(a.Scalar());
-  return out;
-}
 
 TEST(InjectProbesTest, HttpProbesGoThroughTheProxyAndComeBackOnReinjection) {
   absl::StatusOr<Result> result = InjectText(kProbedPod);

@@ -376,6 +376,16 @@ class Checker {
     for (const auto& [key, value] : spec.selector()) {
       if (key.empty()) Error("spec.selector", "label keys must not be empty");
     }
+    std::set<std::string> accounts;
+    for (int i = 0; i < spec.service_accounts_size(); ++i) {
+      const std::string& account = spec.service_accounts(i);
+      if (!IsDnsSubdomain(account)) {
+        Error(Index("spec.serviceAccounts", i),
+              absl::StrCat(Quote(account), " is not a service account name (a DNS subdomain)"));
+      } else if (!accounts.insert(account).second) {
+        Error(Index("spec.serviceAccounts", i), absl::StrCat(Quote(account), " is listed twice"));
+      }
+    }
     ServiceAddresses(s);
   }
 

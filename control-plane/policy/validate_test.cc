@@ -178,6 +178,21 @@ spec:
             "at least one port is required");
 }
 
+TEST(ValidateTest, ServiceAccounts) {
+  ValidationResult r = ValidateYaml(R"(
+kind: Service
+metadata: {name: s}
+spec:
+  ports: [{port: 80}]
+  serviceAccounts: [reviews, Not_A_Name, reviews, payments.v2]
+)");
+  EXPECT_EQ(ErrorFor(r, "spec.serviceAccounts[0]"), "");
+  EXPECT_NE(ErrorFor(r, "spec.serviceAccounts[1]").find("not a service account name"),
+            std::string::npos);
+  EXPECT_NE(ErrorFor(r, "spec.serviceAccounts[2]").find("twice"), std::string::npos);
+  EXPECT_EQ(ErrorFor(r, "spec.serviceAccounts[3]"), "");
+}
+
 TEST(ValidateTest, ServiceAddresses) {
   ValidationResult r = ValidateYaml(R"(
 kind: Service

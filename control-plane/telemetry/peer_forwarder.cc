@@ -1,15 +1,13 @@
 #include "control-plane/telemetry/peer_forwarder.h"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
-
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/net/address.h"
+#include "common/net/interfaces.h"
 #include "control-plane/telemetry/trace_ring.h"
 
 namespace meshlet::controlplane::telemetry {
@@ -26,26 +24,17 @@ std::string ReplicaKey(absl::string_view replica_name) {
 absl::StatusOr<std::string> DefaultReplicaAddress(const net::Address& bound) {
   const std::string ip = bound.ip();
   if (ip != "0.0.0.0" && ip != "::") return bound.ToString();
-  // Bound to every address: the first non-loopback one of the wanted family.
-  struct ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) != 0) {
+  // Bound to every address: the first of the wanted family other hosts can reach.
+  absl::StatusOr<std::vector<net::Address>> addresses = net::InterfaceAddresses();
+  if (!addresses.ok()) {
     return absl::InternalError("cannot list this host's addresses; give --replica-address");
   }
-  std::string found;
-  const int family = bound.family() == net::Address::Family::kIPv6 ? AF_INET6 : AF_INET;
-  for (struct ifaddrs* it = list; it != nullptr && found.empty(); it = it->ifa_next) {
-    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != family) continue;
-    const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-    absl::StatusOr<net::Address> address = net::Address::FromSockaddr(it->ifa_addr, len);
-    if (!address.ok() || address->IsLoopback()) continue;
-    if (family == AF_INET6 && absl::StartsWith(address->ip(), "fe80")) continue;  // link-local
-    absl::StatusOr<net::Address> with_port = net::Address::FromIp(address->ip(), bound.port());
-    if (with_port.ok()) found = with_port->ToString();
+  for (const net::Address& address : *addresses) {
+    if (address.family() == bound.family()) return address.WithPort(bound.port()).ToString();
   }
-  ::freeifaddrs(list);
-  if (found.empty())
-    return net::Address::FromIp(family == AF_INET ? "127.0.0.1" : "::1", bound.port())->ToString();
-  return found;
+  return net::Address::FromIp(bound.family() == net::Address::Family::kIPv6 ? "::1" : "127.0.0.1",
+                              bound.port())
+      ->ToString();
 }
 
 struct PeerForwarder::PeerState {
@@ -275,7 +264,7 @@ http::grpc::Channel& PeerForwarder::ChannelTo(PeerState& peer) {
 http::grpc::CallOptions PeerForwarder::PeerCallOptions() const {
   http::grpc::CallOptions call_options;
   call_options.timeout = options_.call_timeout;
-  call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
+  if (!token_.empty()) call_options.metadata.Add("authorization", absl::StrCat("Bearer ", token_));
   return call_options;
 }
 

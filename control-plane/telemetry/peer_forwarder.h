@@ -86,7 +86,8 @@ class PeerForwarder {
   void SetTransport(net::TransportFactory factory);
   // The trace store handed to replicas that appear (null: none). Not owned; must outlive this.
   void SetHistory(const TraceStore* store) { history_ = store; }
-  // The bearer token calls carry (the shared API token).
+  // The bearer token calls carry (the shared API token) when replicas have no certificates of
+  // the mesh CA to authenticate with; empty: none.
   void SetToken(std::string token) { token_ = std::move(token); }
 
   // Queue what this replica received from its sidecars for the next batch.

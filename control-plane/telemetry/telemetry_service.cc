@@ -7,6 +7,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"
+#include "common/tls/certificate.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_transport.h"
 #include "control-plane/telemetry/dashboard.h"
@@ -23,6 +24,17 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       }
       *out = std::string(v);
       *explicit_flag = true;
+      return absl::OkStatus();
+    };
+  };
+  // A number > 0.
+  auto positive = [](double* out) {
+    return [=](absl::string_view v) {
+      double d = 0;
+      if (!absl::SimpleAtod(v, &d) || !(d > 0) || d > 1e9) {
+        return absl::InvalidArgumentError("must be a number above 0");
+      }
+      *out = d;
       return absl::OkStatus();
     };
   };
@@ -93,6 +105,16 @@ std::vector<flags::Flag> TelemetryFlags(TelemetryOptions& options) {
       flags::IntFlag<size_t>("--peer-telemetry-max-batch-bytes", "N", &options.peer.max_batch_bytes,
                              "with etcd: a batch for the other replicas goes out early at this "
                              "size (default 1048576)"),
+      {.name = "--report-rate-per-identity",
+       .value = "N",
+       .help = "golden-metrics reports accepted per second per workload identity (default 100)",
+       .set = positive(&options.report_limits.reports_per_second)},
+      {.name = "--report-burst",
+       .value = "N",
+       .help = "reports accepted above that rate at once (default 200)",
+       .set = positive(&options.report_limits.burst)},
+      flags::IntFlag<size_t>("--report-max-bytes", "N", &options.report_limits.max_report_bytes,
+                             "largest golden-metrics report accepted (default 262144)"),
   };
 }
 
@@ -100,7 +122,9 @@ TelemetryService::TelemetryService(ControlPlane& control_plane, TelemetryOptions
     : control_plane_(control_plane),
       options_(std::move(options)),
       collector_(options_.store_limits, &control_plane.stats()),
-      golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()) {
+      golden_(RealClock::Get(), options_.golden_limits, &control_plane.stats()),
+      report_gate_(control_plane.clock(), options_.report_limits, options_.trust_domain,
+                   !options_.discovery_plaintext, &control_plane.stats()) {
   StatsShard& shard = control_plane.stats().shared_shard();
   auto counter = [&](absl::string_view result) {
     auto c = shard.RegisterCounter("meshlet_cp_peer_telemetry_received_total",
@@ -158,24 +182,8 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
   }
   if (grpc_server != nullptr) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
-        kMetricsReportMethod, [this](std::shared_ptr<http::grpc::ServerCall> call) {
-          call->OnUnaryRequest<metrics::v1::MetricsReport>(
-              [this, call](std::optional<metrics::v1::MetricsReport> report) {
-                if (!report.has_value()) {
-                  call->Finish(http::grpc::StatusCode::kInvalidArgument,
-                               "no MetricsReport was sent");
-                  return;
-                }
-                absl::Status status = golden_.Record(*report);
-                if (!status.ok() && !absl::IsResourceExhausted(status)) {
-                  call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
-                  return;
-                }
-                if (forwarder_ != nullptr) forwarder_->AddReport(*std::move(report));
-                call->SendProto(metrics::v1::ReportResponse());
-                call->Finish(http::grpc::StatusCode::kOk);
-              });
-        }));
+        kMetricsReportMethod,
+        [this](std::shared_ptr<http::grpc::ServerCall> call) { ReceiveReport(std::move(call)); }));
   }
   if (grpc_server != nullptr) {
     RETURN_IF_ERROR(grpc_server->RegisterMethod(
@@ -210,14 +218,67 @@ absl::Status TelemetryService::Start(http::grpc::Server* grpc_server) {
   return absl::OkStatus();
 }
 
-void TelemetryService::ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call) {
-  const absl::string_view authorization = call->metadata().Get("authorization").value_or("");
+void TelemetryService::ReceiveReport(std::shared_ptr<http::grpc::ServerCall> call) {
+  call->OnUnaryRequest<metrics::v1::MetricsReport>(
+      [this, call](std::optional<metrics::v1::MetricsReport> report) {
+        if (!report.has_value()) {
+          call->Finish(http::grpc::StatusCode::kInvalidArgument, "no MetricsReport was sent");
+          return;
+        }
+        if (absl::Status admitted =
+                report_gate_.Admit(call->peer(), *control_plane_.registry().Snapshot(), *report);
+            !admitted.ok()) {
+          call->Finish(static_cast<http::grpc::StatusCode>(static_cast<int>(admitted.code())),
+                       admitted.message());
+          return;
+        }
+        absl::Status status = golden_.Record(*report);
+        if (!status.ok() && !absl::IsResourceExhausted(status)) {
+          call->Finish(http::grpc::StatusCode::kInvalidArgument, status.message());
+          return;
+        }
+        if (forwarder_ != nullptr) forwarder_->AddReport(*std::move(report));
+        call->SendProto(metrics::v1::ReportResponse());
+        call->Finish(http::grpc::StatusCode::kOk);
+      });
+}
+
+absl::Status TelemetryService::AuthenticatePeer(const http::grpc::ServerCall& call) const {
+  if (!options_.peer_identity.empty()) {
+    // Replicas hold the control plane's own certificate from the mesh CA.
+    const net::PeerInfo& peer = call.peer();
+    if (!peer.peer_certificate_presented) {
+      return absl::UnauthenticatedError(
+          "forwarding telemetry needs the control plane's client certificate");
+    }
+    if (peer.peer_not_after <= absl::Now()) {
+      return absl::UnauthenticatedError(
+          "the client certificate of this connection has expired: reconnect with the current one");
+    }
+    absl::StatusOr<tls::SpiffeId> id = tls::SpiffeIdFromUriSans(peer.uri_sans);
+    if (!id.ok() || id->ToString() != options_.peer_identity) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "forwarding telemetry is for control-plane replicas (", options_.peer_identity, "), not ",
+          id.ok() ? id->ToString() : std::string("this certificate")));
+    }
+    return absl::OkStatus();
+  }
+  const absl::string_view authorization = call.metadata().Get("authorization").value_or("");
   absl::string_view token = authorization;
   if (!absl::ConsumePrefix(&token, "Bearer ") ||
       !api::ConstantTimeEquals(token, control_plane_.api_token())) {
+    return absl::UnauthenticatedError("forwarding telemetry needs the control plane's API token");
+  }
+  return absl::OkStatus();
+}
+
+void TelemetryService::ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call) {
+  if (absl::Status status = AuthenticatePeer(*call); !status.ok()) {
     peer_unauthenticated_.Inc();
-    call->Finish(http::grpc::StatusCode::kUnauthenticated,
-                 "forwarding telemetry needs the control plane's API token");
+    LOG_EVERY_N_SEC(WARN, 5) << "telemetry: refused a Forward from "
+                             << call->peer_address().ToString() << ": " << status.message();
+    call->Finish(static_cast<http::grpc::StatusCode>(static_cast<int>(status.code())),
+                 status.message());
     return;
   }
   call->OnUnaryRequest<peer::v1::ForwardBatch>(
@@ -282,7 +343,9 @@ absl::Status TelemetryService::StartForwarder(const http::grpc::Server& grpc_ser
   const std::string advertised = options.advertise_address;
   forwarder_ = std::make_unique<PeerForwarder>(control_plane_.loop(), *keys, std::move(options),
                                                &control_plane_.stats());
-  forwarder_->SetToken(control_plane_.api_token());
+  // With certificates the replicas know each other by them; the token would only travel for
+  // nothing.
+  if (options_.peer_identity.empty()) forwarder_->SetToken(control_plane_.api_token());
   forwarder_->SetHistory(&collector_.store());
   forwarder_->SetTransport(peer_transport_);
   RETURN_IF_ERROR(forwarder_->Start());

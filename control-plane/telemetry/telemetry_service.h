@@ -20,10 +20,20 @@
 //   --peer-telemetry-interval D    with etcd: how often telemetry goes to them (default 1s)
 //   --peer-telemetry-max-batch-bytes N  a batch goes out early at this size (default 1048576)
 //
+//   --report-rate-per-identity N   golden-metrics reports per second per identity (default 100)
+//   --report-burst N               above that rate (default 200)
+//   --report-max-bytes N           largest report (default 262144)
+//
+// Golden-metrics reports (MetricsService/Report on the discovery port) pass a ReportGate
+// (report_gate.h): on a TLS port only a sidecar's workload certificate may report, for its own
+// registered node, and the figures are recorded under that registration's service and namespace.
+//
 // With etcd (several replicas), what the receivers and the golden-metrics method take in is also
 // forwarded to every other replica (peer_forwarder.h) and what they forward is stored here, so
 // each replica answers queries for the whole mesh. Forwarded batches arrive on the discovery port
-// (PeerTelemetry/Forward) and must carry the API token the replicas share.
+// (PeerTelemetry/Forward) from a replica's own certificate (the control plane's identity,
+// `peer_identity`); only a replica without a certificate of the mesh CA (a plaintext discovery
+// port, or one given --xds-tls-cert) sends and takes the API token instead.
 //
 // A receiver whose address was given explicitly must bind or the control plane exits. With the
 // default address, a port already in use only logs a warning and leaves that receiver off: the
@@ -42,6 +52,7 @@
 #include "control-plane/telemetry/collector.h"
 #include "control-plane/telemetry/golden_metrics.h"
 #include "control-plane/telemetry/peer_forwarder.h"
+#include "control-plane/telemetry/report_gate.h"
 #include "control-plane/telemetry/trace_ring.h"
 #include "control-plane/telemetry/trace_store.h"
 
@@ -61,6 +72,14 @@ struct TelemetryOptions {
   // With etcd: sharing with the other replicas. Empty replica_address: DefaultReplicaAddress.
   std::string replica_address;
   PeerForwarderOptions peer;
+  ReportLimits report_limits;
+  // How the discovery port authenticates callers: not at all (plaintext), or by client
+  // certificates of `trust_domain`. Set by the control plane from the discovery flags.
+  bool discovery_plaintext = false;
+  std::string trust_domain = "cluster.local";
+  // The SPIFFE id replicas present to each other (their self-issued discovery certificate);
+  // empty: replicas authenticate with the API token.
+  std::string peer_identity;
 };
 
 // The TLS client side of calls to the other replicas' discovery ports: this replica's own
@@ -105,13 +124,17 @@ class TelemetryService {
                                                            absl::string_view what,
                                                            http::RequestHandler handler);
 
+  void ReceiveReport(std::shared_ptr<http::grpc::ServerCall> call);
   void ReceiveFromPeer(std::shared_ptr<http::grpc::ServerCall> call);
+  // Whether a Forward call comes from another replica (see the file comment).
+  absl::Status AuthenticatePeer(const http::grpc::ServerCall& call) const;
   absl::Status StartForwarder(const http::grpc::Server& grpc_server);
 
   ControlPlane& control_plane_;
   const TelemetryOptions options_;
   Collector collector_;
   GoldenMetrics golden_;
+  ReportGate report_gate_;
   std::unique_ptr<TraceRing> ring_;
   std::unique_ptr<http::HttpServer> otlp_server_;
   std::unique_ptr<http::HttpServer> zipkin_server_;

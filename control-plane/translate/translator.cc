@@ -38,6 +38,11 @@ struct ServiceView {
   const registry::KubernetesService* kubernetes = nullptr;
   std::vector<pb::ServicePort> ports;  // sorted by port
   std::map<std::string, std::string> selector;
+  // Service accounts whose workloads may be members (spec.serviceAccounts); empty: any.
+  std::set<std::string> service_accounts;
+  bool Admits(const Workload& w) const {
+    return service_accounts.empty() || service_accounts.contains(w.service_account);
+  }
   // Virtual addresses: spec.addresses, else those the control plane allocated (none for
   // services only the registry knows).
   std::vector<std::string> addresses;
@@ -209,6 +214,8 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     view.resource = &s;
     view.ports.assign(s.spec().ports().begin(), s.spec().ports().end());
     view.selector.insert(s.spec().selector().begin(), s.spec().selector().end());
+    view.service_accounts.insert(s.spec().service_accounts().begin(),
+                                 s.spec().service_accounts().end());
     const auto& addresses =
         s.spec().addresses().empty() ? s.status().addresses() : s.spec().addresses();
     view.addresses.assign(addresses.begin(), addresses.end());
@@ -249,7 +256,7 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
   for (const Workload& w : registry.workloads) {
     if (w.service.empty()) continue;
     auto it = index.services.find({w.namespace_, w.service});
-    if (it != index.services.end() && it->second.kubernetes == nullptr) {
+    if (it != index.services.end() && it->second.kubernetes == nullptr && it->second.Admits(w)) {
       it->second.members.push_back(&w);
     }
   }
@@ -257,7 +264,7 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
     if (view.selector.empty() || view.kubernetes != nullptr) continue;
     for (const Workload& w : registry.workloads) {
       if (w.namespace_ == view.namespace_ && w.service != view.name &&
-          Matches(view.selector, w.labels)) {
+          Matches(view.selector, w.labels) && view.Admits(w)) {
         view.members.push_back(&w);
       }
     }

@@ -319,6 +319,31 @@ TEST_F(TranslatorTest, EndpointsFromTheRegistry) {
   }
 }
 
+TEST_F(TranslatorTest, ServiceAccountsOfAServiceBoundItsMembers) {
+  // reviews admits only its own service account: a workload of another one that registers under
+  // the name, or carries a label its selector would match, is no endpoint of it.
+  policy_.services[0].mutable_spec()->add_service_accounts("reviews");
+  (*policy_.services[0].mutable_spec()->mutable_selector())["app"] = "reviews";
+  registry::Workload impostor = MakeWorkload("reviews-x", "reviews", "10.0.9.1");
+  impostor.service_account = "intruder";
+  registry::Workload labelled = MakeWorkload("other-0", "other", "10.0.9.2", {{"app", "reviews"}});
+  labelled.service_account = "intruder";
+  registry::Workload admitted = MakeWorkload("other-1", "other", "10.0.9.3", {{"app", "reviews"}});
+  admitted.service_account = "reviews";
+  registry_.workloads.push_back(admitted);
+  registry_.workloads.push_back(labelled);
+  registry_.workloads.push_back(impostor);
+  std::sort(registry_.workloads.begin(), registry_.workloads.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* all = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_NE(all, nullptr);
+  std::vector<std::string> addresses;
+  for (const auto& e : all->endpoints()) addresses.push_back(e.address());
+  EXPECT_EQ(addresses, (std::vector<std::string>{"10.0.1.1:15006", "10.0.1.2:15006",
+                                                 "10.0.2.1:15006", "10.0.9.3:15006"}));
+}
+
 TEST_F(TranslatorTest, UnreadyWorkloadsLeaveTheEndpointsButNotTheClusters) {
   const NodeResources before = Translate(policy_, registry_, node_);
   registry_.workloads[2].ready = false;  // reviews-v1-1 drains

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "control-plane/inject/node.h"
 
 namespace meshlet::controlplane::webhook {
@@ -99,6 +102,156 @@ TEST(AdmissionTest, ATemplateOfAWorkloadIsInjected) {
   ASSERT_TRUE(absl::Base64Unescape(Text(Field(ResponseOf(result), "patch")), &patch));
   EXPECT_NE(patch.find("/spec/jobTemplate/spec/template/spec/initContainers"), std::string::npos)
       << patch;
+}
+
+// A controller object (the template's metadata written in as `%s`) and its pod template's path.
+struct Controller {
+  std::string kind;
+  std::string yaml;
+  std::vector<std::string> template_path;
+};
+
+// The pod `controller` (a Deployment, StatefulSet, DaemonSet, Job or CronJob) would create from
+// its template, as the API server hands it to the webhook: the template's metadata and spec with
+// the name, labels and owner reference its controller gives it (a Deployment's through a
+// ReplicaSet, a CronJob's through a Job of one run).
+YAML::Node PodOf(const YAML::Node& object, const std::vector<std::string>& template_path) {
+  const std::string kind = object["kind"].Scalar();
+  const std::string name = object["metadata"]["name"].Scalar();
+  YAML::Node tmpl = object;
+  for (const std::string& step : template_path) tmpl.reset(tmpl[step]);
+  YAML::Node pod = YAML::Load("{apiVersion: v1, kind: Pod}");
+  YAML::Node metadata = tmpl["metadata"] ? YAML::Clone(tmpl["metadata"]) : YAML::Load("{}");
+  YAML::Node labels = metadata["labels"] ? metadata["labels"] : YAML::Node(YAML::NodeType::Map);
+  std::string owner_kind = kind, owner_name = name;
+  if (kind == "Deployment") {
+    owner_kind = "ReplicaSet";
+    owner_name = name + "-5c8d7f9b6";
+    labels["pod-template-hash"] = "5c8d7f9b6";
+    metadata["generateName"] = owner_name + "-";
+  } else if (kind == "StatefulSet") {
+    metadata["name"] = name + "-0";
+    labels["controller-revision-hash"] = name + "-7d4f8c6b9";
+    labels["statefulset.kubernetes.io/pod-name"] = name + "-0";
+  } else if (kind == "DaemonSet") {
+    labels["controller-revision-hash"] = "6f7d9c8b5";
+    labels["pod-template-generation"] = inject::StringNode("1");
+    metadata["generateName"] = name + "-";
+  } else if (kind == "CronJob") {
+    owner_kind = "Job";
+    owner_name = name + "-29403540";  // the run scheduled at minute 29403540 since 1970
+    metadata["generateName"] = owner_name + "-";
+  }
+  if (owner_kind == "Job") {
+    labels["batch.kubernetes.io/job-name"] = owner_name;
+    labels["job-name"] = owner_name;
+    labels["controller-uid"] = "0b6bd2e0-2f3c-4b5e-9a51-0f4a3f8e5b71";
+    metadata["generateName"] = owner_name + "-";
+  }
+  metadata["namespace"] = "shop";
+  metadata["labels"] = labels;
+  YAML::Node owner = YAML::Load(
+      "{apiVersion: apps/v1, uid: 0b6bd2e0-2f3c-4b5e-9a51-0f4a3f8e5b72, controller: true, "
+      "blockOwnerDeletion: true}");
+  if (owner_kind == "Job") owner["apiVersion"] = "batch/v1";
+  owner["kind"] = owner_kind;
+  owner["name"] = owner_name;
+  metadata["ownerReferences"].push_back(owner);
+  pod["metadata"] = metadata;
+  pod["spec"] = YAML::Clone(tmpl["spec"]);
+  return pod;
+}
+
+// Every string in `node` that starts with `prefix`, without it.
+void Collect(const YAML::Node& node, const std::string& prefix, std::vector<std::string>& out) {
+  if (node.IsScalar()) {
+    if (absl::StartsWith(node.Scalar(), prefix)) out.push_back(node.Scalar().substr(prefix.size()));
+  } else if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) Collect(it->second, prefix, out);
+  } else if (node.IsSequence()) {
+    for (const YAML::Node& n : node) Collect(n, prefix, out);
+  }
+}
+
+// The proxy's service and version in `node` (an injected object, or a patch).
+std::string ServiceAndVersion(const YAML::Node& node) {
+  std::vector<std::string> service, version;
+  Collect(node, "--node-service=", service);
+  Collect(node, "--node-label=version=", version);
+  return absl::StrCat(absl::StrJoin(service, ","), " ", absl::StrJoin(version, ","));
+}
+
+TEST(AdmissionTest, AControllersPodsGetTheNameMeshctlInjectGivesTheController) {
+  constexpr char kSpec[] = "spec: {containers: [{name: app, image: app:1}]}";
+  constexpr char kJobSpec[] =
+      "spec: {restartPolicy: Never, containers: [{name: app, image: app:1}]}";
+  auto workload = [&](const std::string& kind, const std::string& api_version,
+                      const std::string& name, const std::string& metadata) {
+    const std::string tmpl = absl::StrCat(
+        "{metadata: ", metadata, ", ", kind == "Job" || kind == "CronJob" ? kJobSpec : kSpec, "}");
+    std::string spec = absl::StrCat("{template: ", tmpl, "}");
+    std::vector<std::string> path = {"spec", "template"};
+    if (kind == "CronJob") {
+      spec = absl::StrCat("{schedule: '0 1 * * *', jobTemplate: {spec: {template: ", tmpl, "}}}");
+      path = {"spec", "jobTemplate", "spec", "template"};
+    } else if (kind == "StatefulSet") {
+      spec = absl::StrCat("{serviceName: ", name, ", template: ", tmpl, "}");
+    }
+    return Controller{
+        kind,
+        absl::StrCat("{apiVersion: ", api_version, ", kind: ", kind, ", metadata: {name: ", name,
+                     ", namespace: shop}, spec: ", spec, "}"),
+        path};
+  };
+  struct Case {
+    Controller controller;
+    std::string expected;  // "service version"
+  };
+  const std::vector<Case> cases = {
+      // No app labels: the controller's name, however its pods are named.
+      {workload("Deployment", "apps/v1", "orders", "{labels: {tier: backend}}"), "orders "},
+      {workload("CronJob", "batch/v1", "nightly-report", "{}"), "nightly-report "},
+      {workload("StatefulSet", "apps/v1", "db", "{labels: {tier: data}}"), "db "},
+      {workload("DaemonSet", "apps/v1", "node-agent", "{}"), "node-agent "},
+      {workload("Job", "batch/v1", "migrate", "{}"), "migrate "},
+      // Labels name it, and give its version, the same way on both paths.
+      {workload("Deployment", "apps/v1", "orders-v2",
+                "{labels: {app.kubernetes.io/name: orders, app.kubernetes.io/version: 2.1.0}}"),
+       "orders 2.1.0"},
+      {workload("CronJob", "batch/v1", "nightly-report", "{labels: {app: reports, version: v3}}"),
+       "reports v3"},
+  };
+  const ReviewOptions options = TestOptions();
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.controller.yaml);
+    // meshctl inject's path: the controller object.
+    absl::StatusOr<inject::Result> injected =
+        inject::Inject(YAML::Load(c.controller.yaml), options.inject);
+    ASSERT_TRUE(injected.ok()) << injected.status();
+    EXPECT_EQ(ServiceAndVersion(injected->document), c.expected);
+    // The webhook's path: the pod that controller creates, in an AdmissionReview.
+    const YAML::Node pod = PodOf(YAML::Load(c.controller.yaml), c.controller.template_path);
+    const ReviewResult result = Review(ReviewJson(inject::ToCompactJson(pod)), options);
+    ASSERT_EQ(result.verdict, Verdict::kInjected) << result.reason;
+    std::string patch;
+    ASSERT_TRUE(absl::Base64Unescape(Text(Field(ResponseOf(result), "patch")), &patch));
+    EXPECT_EQ(ServiceAndVersion(YAML::Load(patch)), c.expected) << inject::ToJson(pod);
+  }
+  // A bare pod, named by itself on both paths (by generateName when it has no name).
+  for (const std::string pod :
+       {R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"solo","namespace":"shop"},)"
+        R"("spec":{"containers":[{"name":"app","image":"app:1"}]}})",
+        R"({"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"solo-","namespace":)"
+        R"("shop"},"spec":{"containers":[{"name":"app","image":"app:1"}]}})"}) {
+    absl::StatusOr<inject::Result> injected = inject::Inject(YAML::Load(pod), options.inject);
+    ASSERT_TRUE(injected.ok()) << injected.status();
+    EXPECT_EQ(ServiceAndVersion(injected->document), "solo ");
+    const ReviewResult result = Review(ReviewJson(pod), options);
+    ASSERT_EQ(result.verdict, Verdict::kInjected) << result.reason;
+    std::string patch;
+    ASSERT_TRUE(absl::Base64Unescape(Text(Field(ResponseOf(result), "patch")), &patch));
+    EXPECT_EQ(ServiceAndVersion(YAML::Load(patch)), "solo ");
+  }
 }
 
 TEST(AdmissionTest, WhatIsNeverTouched) {

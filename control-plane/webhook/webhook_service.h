@@ -47,7 +47,7 @@ struct WebhookOptions {
   // Given on the command line: then a failure to bind is an error. The default address already
   // in use only logs a warning and leaves the webhook off, as the trace receivers do.
   bool address_explicit = false;
-  std::string tls_cert_file;              // with tls_key_file: instead of the CA's certificate
+  std::string tls_cert_file;  // with tls_key_file: instead of the CA's certificate
   std::string tls_key_file;
   size_t max_request_body_bytes = 8 << 20;  // Kubernetes objects reach ~1.5 MiB; reviews more
   std::string proxy_image;                  // empty: meshlet-proxy:<version>

@@ -67,6 +67,7 @@ struct AdsServer::Metrics {
   Counter generate_errors;
   Counter push_timeouts;
   Counter refused_streams;
+  Counter expired_streams;
   Counter push_rounds;
   std::array<Counter, 2> readiness_reports;  // [ready]
   Gauge connected;
@@ -95,6 +96,9 @@ struct AdsServer::Metrics {
     refused_streams = MustStat(shard.RegisterCounter(
         "meshlet_xds_refused_streams_total",
         "Streams refused: no node id in the first request, or too many streams."));
+    expired_streams = MustStat(shard.RegisterCounter(
+        "meshlet_xds_expired_streams_total",
+        "Streams ended because the client certificate they were opened with expired."));
     push_rounds = MustStat(shard.RegisterCounter(
         "meshlet_xds_push_rounds_total", "Debounced change rounds that queued every node."));
     for (const bool ready : {false, true}) {
@@ -126,6 +130,9 @@ class AdsServer::Stream {
   const bool delta;
   bool has_node = false;
   xds::Node node;
+  StreamGrant grant;
+  // When the grant expires, on the loop's clock.
+  MonotonicTime expires = MonotonicTime::max();
   absl::Time connected_since = absl::InfinitePast();
   std::array<TypeSubscription, kResourceTypeCount> types;
 
@@ -218,13 +225,25 @@ void AdsServer::OnStreamStarted(std::shared_ptr<ServerCall> call, bool delta) {
     }
     if (node.id().empty()) {
       metrics_->refused_streams.Inc();
-      stream->call->Finish(StatusCode::kInvalidArgument,
-                           "the first request of a stream must carry node.id");
-      const uint64_t id = stream->id;
-      loop_.Post([this, id, alive = std::weak_ptr<bool>(alive_)] {
-        if (auto a = alive.lock(); a && *a) OnStreamEnded(id);
-      });
+      EndStream(*stream, StatusCode::kInvalidArgument,
+                "the first request of a stream must carry node.id");
       return false;
+    }
+    if (authorizer_) {
+      absl::StatusOr<StreamGrant> grant = authorizer_(*stream->call, node);
+      if (!grant.ok()) {
+        EndStream(*stream, static_cast<StatusCode>(static_cast<int>(grant.status().code())),
+                  grant.status().message());
+        return false;
+      }
+      stream->grant = *std::move(grant);
+      if (stream->grant.expires != absl::InfiniteFuture()) {
+        const absl::Duration left = stream->grant.expires - absl::Now();
+        stream->expires =
+            Now() + (left > absl::ZeroDuration()
+                         ? std::chrono::duration_cast<Duration>(absl::ToChronoNanoseconds(left))
+                         : Duration::zero());
+      }
     }
     stream->has_node = true;
     stream->node = node;
@@ -607,12 +626,31 @@ void AdsServer::FinishPush(Stream& stream, bool timed_out) {
 void AdsServer::SweepTimeouts() {
   const MonotonicTime now = Now();
   std::vector<Stream*> expired;
+  std::vector<Stream*> unauthorized;
   for (auto& [id, stream] : streams_) {
     if (stream->in_flight && now - stream->push_started >= options_.push_timeout) {
       expired.push_back(stream.get());
     }
+    if (stream->has_node && now >= stream->expires) unauthorized.push_back(stream.get());
   }
   for (Stream* stream : expired) FinishPush(*stream, /*timed_out=*/true);
+  for (Stream* stream : unauthorized) {
+    metrics_->expired_streams.Inc();
+    LOG(INFO) << "xds: ending the stream of " << stream->node.id()
+              << ": its client certificate expired";
+    EndStream(*stream, StatusCode::kUnauthenticated,
+              "the client certificate this stream was opened with has expired; reconnect with "
+              "the current one");
+  }
+}
+
+void AdsServer::EndStream(Stream& stream, StatusCode code, absl::string_view message) {
+  stream.expires = MonotonicTime::max();
+  stream.call->Finish(code, message);
+  const uint64_t id = stream.id;
+  loop_.Post([this, id, alive = std::weak_ptr<bool>(alive_)] {
+    if (auto a = alive.lock(); a && *a) OnStreamEnded(id);
+  });
 }
 
 std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
@@ -625,6 +663,7 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.namespace_ = stream->node.namespace_();
     status.sidecar_version = stream->node.sidecar_version();
     status.peer = stream->call->peer_address().ToString();
+    status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
     status.connected_since = stream->connected_since;
     for (ResourceType type : kPushOrder) {
@@ -928,6 +967,10 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.sidecar_version);
     out += ",\"peer\":";
     AppendJsonString(&out, status.peer);
+    if (!status.identity.empty()) {
+      out += ",\"identity\":";
+      AppendJsonString(&out, status.identity);
+    }
     out += ",\"mode\":";
     AppendJsonString(&out, status.mode);
     out += ",\"connected_since\":";

@@ -93,6 +93,21 @@ struct AdsServerOptions {
 // sidecar keeps what it has.
 using ResourceGenerator = std::function<absl::StatusOr<NodeResourceSet>(const xds::Node& node)>;
 
+// What a stream may do once its first request's Node is authorized (StreamAuthorizer).
+struct StreamGrant {
+  // Who the stream proved to be (the client certificate's SPIFFE id); empty on a plaintext port.
+  std::string identity;
+  // The stream ends then (UNAUTHENTICATED): the client certificate's notAfter. The sidecar
+  // reconnects with its renewed certificate.
+  absl::Time expires = absl::InfiniteFuture();
+};
+// Decides, on the loop thread, whether the stream `call` may speak for `node` (the Node of its
+// first request), from what its connection proved (ServerCall::peer()). An error ends the stream
+// with that status (UNAUTHENTICATED, PERMISSION_DENIED) before anything is registered or sent;
+// the authorizer logs and counts its refusals. Unset: every node is accepted.
+using StreamAuthorizer = std::function<absl::StatusOr<StreamGrant>(
+    const http::grpc::ServerCall& call, const xds::Node& node)>;
+
 // Registry hook: called on the loop thread.
 class ProxyObserver {
  public:
@@ -135,8 +150,9 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string sidecar_version;
-  std::string peer;  // address the stream came from
-  std::string mode;  // "sotw" or "delta"
+  std::string peer;      // address the stream came from
+  std::string identity;  // the SPIFFE id its client certificate proved; empty on plaintext
+  std::string mode;      // "sotw" or "delta"
   absl::Time connected_since;
   std::vector<TypeStatus> types;  // in push order
 };
@@ -157,6 +173,8 @@ class AdsServer {
   absl::Status Register(http::grpc::Server& server);
   // Not owned; null to stop. Set before streams arrive.
   void SetObserver(ProxyObserver* observer) { observer_ = observer; }
+  // Set before streams arrive.
+  void SetStreamAuthorizer(StreamAuthorizer authorizer) { authorizer_ = std::move(authorizer); }
 
   // Resources may have changed for any node. Any thread; debounced.
   void NotifyChanged();
@@ -192,6 +210,8 @@ class AdsServer {
 
   void OnStreamStarted(std::shared_ptr<http::grpc::ServerCall> call, bool delta);
   void OnStreamEnded(uint64_t stream_id);
+  // Ends `stream` with `code` and forgets it on the next loop turn.
+  void EndStream(Stream& stream, http::grpc::StatusCode code, absl::string_view message);
   Stream* NewestStream(absl::string_view node_id) const;
   void OnConfigDump(Stream& stream, const std::string& nonce,
                     const meshlet::xds::SidecarConfigDump& dump);
@@ -214,6 +234,7 @@ class AdsServer {
   const AdsServerOptions options_;
   ResourceGenerator generator_;
   ProxyObserver* observer_ = nullptr;
+  StreamAuthorizer authorizer_;
   std::unique_ptr<Metrics> metrics_;
 
   uint64_t next_stream_id_ = 1;

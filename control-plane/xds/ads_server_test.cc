@@ -65,8 +65,8 @@ class RecordingObserver : public ProxyObserver {
   void OnProxyDisconnected(const std::string& id) override { disconnected.push_back(id); }
   void OnProxyActivity(const std::string&) override { ++activity; }
   void OnProxyReadiness(const std::string& id, bool ready, const std::string& reason) override {
-    events.push_back(absl::StrCat(ready ? "ready " : "not ready ", id, reason.empty() ? "" : ": ",
-                                  reason));
+    events.push_back(
+        absl::StrCat(ready ? "ready " : "not ready ", id, reason.empty() ? "" : ": ", reason));
   }
   std::vector<std::string> connected;
   int activity = 0;

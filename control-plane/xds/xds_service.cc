@@ -1,6 +1,8 @@
 #include "control-plane/xds/xds_service.h"
 
 #include <algorithm>
+#include <optional>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -9,6 +11,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/tls/tls_transport.h"
+#include "control-plane/identity/caller.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/xds/tls_files.h"
 
@@ -100,6 +103,20 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
       "registration).");
   CHECK(id.ok()) << id.status().message();
   readiness_unregistered_ = control_plane_.stats().shared_shard().Get(*id);
+  for (const char* reason :
+       {"no_certificate", "certificate_expired", "not_a_workload", "namespace_mismatch",
+        "service_account_mismatch", "node_id_taken", "not_its_pod", "service_not_allowed"}) {
+    absl::StatusOr<CounterId> refusals = control_plane_.stats().RegisterCounter(
+        "meshlet_cp_xds_stream_refusals_total",
+        "Discovery streams refused before anything was registered or sent: no client "
+        "certificate, a certificate that names no workload of the trust domain, a Node of "
+        "another namespace or service account than the certificate's, a node id another "
+        "identity holds, a pod's certificate for another node than its pod's, or a Service "
+        "whose serviceAccounts do not list the certificate's.",
+        {{"reason", reason}});
+    CHECK(refusals.ok()) << refusals.status().message();
+    stream_refusals_[reason] = control_plane_.stats().shared_shard().Get(*refusals);
+  }
   for (const bool ok : {true, false}) {
     absl::StatusOr<CounterId> reloads = control_plane_.stats().RegisterCounter(
         "meshlet_cp_policy_reloads_total",
@@ -199,6 +216,9 @@ absl::Status XdsService::Start() {
       loop, control_plane_.stats(), [this](const xds::Node& node) { return Generate(node); },
       options_.ads);
   ads_->SetObserver(this);
+  ads_->SetStreamAuthorizer([this](const http::grpc::ServerCall& call, const xds::Node& node) {
+    return AuthorizeStream(call, node);
+  });
   if (absl::Status status = ads_->Register(*grpc_server_); !status.ok()) return status;
   if (absl::Status status = grpc_server_->Start(*address); !status.ok()) {
     return absl::Status(status.code(),
@@ -235,7 +255,92 @@ absl::Status XdsService::Start() {
             << (options_.plaintext       ? " (plaintext h2c)"
                 : options_.self_issued() ? " (TLS, certificate from the control plane's CA)"
                                          : " (TLS, certificate from --xds-tls-cert)");
+  if (options_.plaintext) {
+    LOG(WARN) << "INSECURE: --xds-plaintext: the discovery port authenticates no one. Any client "
+                 "that reaches "
+              << grpc_server_->address().ToString()
+              << " can read any workload's configuration, register as any workload and report "
+                 "any figures. Use it for local tests only.";
+  }
   return absl::OkStatus();
+}
+
+absl::Status XdsService::RefuseStream(const http::grpc::ServerCall& call, const xds::Node& node,
+                                      absl::string_view reason, absl::Status status) {
+  auto counter = stream_refusals_.find(reason);
+  if (counter != stream_refusals_.end()) counter->second.Inc();
+  LOG_EVERY_N_SEC(WARN, 1) << "xds: refused a stream for node " << node.id() << " from "
+                           << call.peer_address().ToString() << " (" << reason
+                           << "): " << status.message();
+  return status;
+}
+
+absl::StatusOr<StreamGrant> XdsService::AuthorizeStream(const http::grpc::ServerCall& call,
+                                                        const xds::Node& node) {
+  if (options_.plaintext) return StreamGrant{};
+  absl::StatusOr<identity::Caller> caller =
+      identity::AuthenticateCaller(call.peer(), options_.trust_domain, absl::Now());
+  if (!caller.ok()) {
+    return RefuseStream(call, node, identity::CallerRefusalReason(caller.status()),
+                        caller.status());
+  }
+  const identity::WorkloadIdentity& proved = caller->identity;
+  const registry::Workload claimed = registry::WorkloadFromNode(node);
+  for (const auto& [what, reason, claim, proof] :
+       {std::tuple{"namespace", "namespace_mismatch", &claimed.namespace_, &proved.namespace_},
+        std::tuple{"service account", "service_account_mismatch", &claimed.service_account,
+                   &proved.service_account}}) {
+    if (*claim != *proof) {
+      return RefuseStream(call, node, reason,
+                          absl::PermissionDeniedError(
+                              absl::StrCat("node ", node.id(), " claims ", what, " \"", *claim,
+                                           "\" but the client certificate is ", caller->spiffe_id,
+                                           ": a sidecar may only speak for its own identity")));
+    }
+  }
+  // A pod's certificate speaks for that pod's node only (injection names it <pod>.<namespace>).
+  if (std::optional<identity::Attestation> origin = identity::ParseAttestation(caller->attestation);
+      origin.has_value() && origin->kind == identity::Attestation::Kind::kKubernetesPod) {
+    const std::string pod_node = absl::StrCat(origin->pod_name, ".", origin->pod_namespace);
+    if (node.id() != pod_node) {
+      return RefuseStream(
+          call, node, "not_its_pod",
+          absl::PermissionDeniedError(absl::StrCat(
+              "the client certificate was issued to pod ", origin->pod_namespace, "/",
+              origin->pod_name, ", whose node id is ", pod_node, ", not ", node.id())));
+    }
+  }
+  // A Service that names the service accounts of its members admits no other under its name.
+  if (policy_ != nullptr && !claimed.service.empty()) {
+    for (const auto& service : policy_->services) {
+      const std::string& ns =
+          service.metadata().namespace_().empty() ? "default" : service.metadata().namespace_();
+      if (ns != claimed.namespace_ || service.metadata().name() != claimed.service ||
+          service.spec().service_accounts().empty()) {
+        continue;
+      }
+      const auto& accounts = service.spec().service_accounts();
+      if (std::find(accounts.begin(), accounts.end(), proved.service_account) == accounts.end()) {
+        return RefuseStream(
+            call, node, "service_not_allowed",
+            absl::PermissionDeniedError(absl::StrCat(
+                "node ", node.id(), " claims Service ", ns, "/", claimed.service, ", whose ",
+                "spec.serviceAccounts does not list ", proved.service_account)));
+      }
+    }
+  }
+  // A node id is held by the identity that registered it until its registration ends.
+  std::shared_ptr<const registry::RegistrySnapshot> registry = control_plane_.registry().Snapshot();
+  if (const registry::Workload* held = registry->Find(node.id());
+      held != nullptr &&
+      (held->namespace_ != proved.namespace_ || held->service_account != proved.service_account)) {
+    return RefuseStream(
+        call, node, "node_id_taken",
+        absl::PermissionDeniedError(absl::StrCat(
+            "node id ", node.id(), " is registered to another identity (ns/", held->namespace_,
+            "/sa/", held->service_account, "), not ", caller->spiffe_id)));
+  }
+  return StreamGrant{.identity = caller->spiffe_id, .expires = caller->not_after};
 }
 
 absl::Status XdsService::SetTrustBundle(std::string trust_bundle_pem) {
@@ -366,6 +471,10 @@ std::string XdsService::ProxiesJson() {
     AppendJsonString(&out, proxy.mode);
     out += ",\"peer\":";
     AppendJsonString(&out, proxy.peer);
+    if (!proxy.identity.empty()) {
+      out += ",\"identity\":";
+      AppendJsonString(&out, proxy.identity);
+    }
     out += ",\"types\":{";
     bool first_type = true;
     for (const TypeStatus& type : proxy.types) {

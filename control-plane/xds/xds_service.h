@@ -17,12 +17,22 @@
 // ServingCertificate does both). Either way the port never serves configuration unauthenticated
 // unless asked to.
 //
+// Who may open a discovery stream (docs/security.md, "The discovery port"): on a TLS port, only a
+// sidecar presenting its workload certificate, and only for a Node of that certificate's identity
+// (namespace and service account), a node id no other identity holds in the registry, and a
+// service whose Service resource, if it lists spec.serviceAccounts, lists that one; it then gets
+// exactly that node's configuration. Refusals end the stream with UNAUTHENTICATED or
+// PERMISSION_DENIED and are counted in meshlet_cp_xds_stream_refusals_total{reason}. A stream ends
+// when its client certificate expires (the sidecar reconnects with its renewed one). With
+// --xds-plaintext nothing is authenticated: local tests only, and it says so loudly at start.
+//
 // Threading: the ControlPlane's loop thread.
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
@@ -48,6 +58,8 @@ struct XdsServiceOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   bool plaintext = false;
+  // The mesh's trust domain: client certificates must name a workload of it.
+  std::string trust_domain = "cluster.local";
   AdsServerOptions ads;
   translate::TranslateOptions translate;
   // HTTP/2 PING on a connection idle this long (zero: never); no answer within the timeout
@@ -119,6 +131,12 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
 
  private:
   absl::StatusOr<NodeResourceSet> Generate(const xds::Node& node);
+  // The AdsServer's StreamAuthorizer (see the file comment).
+  absl::StatusOr<StreamGrant> AuthorizeStream(const http::grpc::ServerCall& call,
+                                              const xds::Node& node);
+  // Counts one refusal by `reason`, logs it, and returns `status`.
+  absl::Status RefuseStream(const http::grpc::ServerCall& call, const xds::Node& node,
+                            absl::string_view reason, absl::Status status);
   void ReloadPolicy();
   void OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded);
   // A server context for `certificate` (ServerTlsConfig) that, once there is a trust bundle,
@@ -154,6 +172,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   NodeResourceGenerator resources_;
   // Readiness reports for ids the registry does not hold (it refused their registration).
   Counter readiness_unregistered_;
+  // meshlet_cp_xds_stream_refusals_total by reason.
+  absl::flat_hash_map<std::string, Counter> stream_refusals_;
 };
 
 }  // namespace meshlet::controlplane::ads

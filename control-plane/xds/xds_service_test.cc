@@ -214,9 +214,7 @@ TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverrid
   ControlPlane control_plane(options);
   ASSERT_TRUE(control_plane.Init().ok());
   XdsService service(control_plane, XdsServiceOptions{});
-  auto ready = [&] {
-    return control_plane.registry().Snapshot()->Find("reviews-0")->ready;
-  };
+  auto ready = [&] { return control_plane.registry().Snapshot()->Find("reviews-0")->ready; };
   xds::Node node;
   node.set_id("reviews-0");
   node.set_service("reviews");

@@ -43,6 +43,7 @@ MARKER = ".meshlet-demo"  # only a directory holding this file is ever removed
 FAIL_EVERY, FAIL_BURST = 20, 3
 # (node id, service, version, upstream the app calls, app flags); Service ports as in
 # examples/policies/00-services.yaml.
+CONTROL_PLANE_ID = "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane"
 WORKLOADS = [
     ("frontend-0", "frontend", "v1", "reviews:9080", []),
     # The frontend's sidecar retries these under TrafficPolicy reviews; reviews-v1's own sidecar
@@ -253,7 +254,9 @@ def start(args):
     spawn(state, "control-plane", [
         os.path.join(state.bin, "control-plane"), "--data-dir", state.cp_data,
         "--api-address", "127.0.0.1:%d" % p["api"],
-        "--xds-address=127.0.0.1:%d" % p["xds"], "--xds-plaintext", "--xds-listen-host=127.0.0.1",
+        # Discovery over TLS with the certificate the control plane's CA issues to itself; it
+        # serves only sidecars that present their own workload certificates.
+        "--xds-address=127.0.0.1:%d" % p["xds"], "--xds-listen-host=127.0.0.1",
         # The sidecars send their spans here (the dashboard's traces); no Zipkin receiver.
         "--otlp-address=127.0.0.1:%d" % p["otlp"], "--zipkin-address="])
     token_file = os.path.join(state.cp_data, "api-token")
@@ -273,8 +276,20 @@ def start(args):
     if r.returncode != 0:
         raise DemoError("meshctl apply failed")
 
+    # Each workload proves its identity (a service account named after its service) with a
+    # single-use join token, and then presents the certificate it bought on every call to the
+    # control plane, which it verifies as its CA's own identity.
+    trust_bundle = os.path.join(state.cp_data, "ca", "root-cert.pem")
     for node, service, version, upstream, flags in WORKLOADS:
         wp = p[node]
+        r = meshctl(state, "token", "create", "--namespace", "default", "--service-account",
+                    service, "--ttl", "10m", "--single-use")
+        if r.returncode != 0:
+            raise DemoError("meshctl token create failed: " + r.stderr)
+        token_file = os.path.join(state.dir, node + ".join-token")
+        with open(token_file, "w") as f:
+            f.write(r.stdout)
+        os.chmod(token_file, 0o600)
         argv = [sys.executable, os.path.join(state.dir, "app.py"), "--workload", node,
                 "--service", service, "--version", version, "--port", str(wp["app"])] + flags
         if upstream:
@@ -291,7 +306,9 @@ def start(args):
                     "metrics_report:\n  interval: 2s\n" % p["otlp"])
         spawn(state, node + ".sidecar", [
             os.path.join(state.bin, "sidecar"), "--config=" + bootstrap,
-            "--xds=127.0.0.1:%d" % p["xds"], "--xds-plaintext=true",
+            "--xds=127.0.0.1:%d" % p["xds"], "--xds-ca=" + trust_bundle,
+            "--xds-server-identity=" + CONTROL_PLANE_ID, "--ca-address=127.0.0.1:%d" % p["xds"],
+            "--join-token-file=" + token_file, "--node-service-account=" + service,
             "--xds-cache-dir=" + os.path.join(state.xds_cache, node),
             "--node-id=" + node, "--node-service=" + service, "--node-namespace=default",
             "--node-address=127.0.0.1", "--node-port=%d" % wp["app"],
@@ -307,8 +324,8 @@ def start(args):
 
     def all_acked():
         r = meshctl(state, "proxy-status")
-        return r.returncode == 0 and "NACKED" not in r.stdout and \
-            len(re.findall(r"\bACKED", r.stdout)) == 4 * len(WORKLOADS)
+        return r.returncode == 0 and "NACKED" not in r.stdout and "PENDING" not in r.stdout \
+            and len(re.findall(r"\bACKED", r.stdout)) == 4 * len(WORKLOADS)
 
     wait_for(lambda: all(http_get("http://127.0.0.1:%d/ready" % p[n]["admin"])[0] == 200
                          for n, *_ in WORKLOADS), 15, "every sidecar to be ready")

@@ -16,6 +16,8 @@ absl::string_view PoolFailureReasonName(PoolFailureReason reason) {
   switch (reason) {
     case PoolFailureReason::kConnectFailure:
       return "connect_failure";
+    case PoolFailureReason::kConnectRefused:
+      return "connect_refused";
     case PoolFailureReason::kOverflow:
       return "overflow";
     case PoolFailureReason::kTimeout:
@@ -460,7 +462,8 @@ void ConnPool::Client::OnClose(net::CloseReason reason, const absl::Status& deta
     pool.loop_.DeferDelete(std::move(stream));
   }
   if (!connected && !local) {
-    pool.OnClientConnectFailure(details);
+    pool.OnClientConnectFailure(
+        details, reason == net::CloseReason::kConnectFailed && net::IsConnectionRefused(detail));
   } else {
     pool.ScheduleProcessPending();
   }
@@ -687,12 +690,14 @@ void ConnPool::ScheduleProcessPending() {
   if (!pending_.empty() && !process_timer_.enabled()) process_timer_.Enable(Duration(0));
 }
 
-void ConnPool::OnClientConnectFailure(absl::string_view details) {
+void ConnPool::OnClientConnectFailure(absl::string_view details, bool refused) {
   // Fail the requests the remaining connection attempts cannot serve; the router retries them
   // (nothing was sent), most likely on another host.
   const std::string reason = absl::StrCat("connect failure: ", details);
   while (!pending_.empty() && pending_.size() > ConnectingCapacity()) {
-    FailPending(pending_.begin(), PoolFailureReason::kConnectFailure, reason);
+    FailPending(pending_.begin(),
+                refused ? PoolFailureReason::kConnectRefused : PoolFailureReason::kConnectFailure,
+                reason);
   }
 }
 

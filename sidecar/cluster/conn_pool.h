@@ -26,10 +26,11 @@
 //   OnPoolReady    a stream is ready: send the request through `encoder`. The encoder (and its
 //                  GetStream()) stays valid until the response completed and the request was fully
 //                  sent, or until OnResetStream on the stream's callbacks.
-//   OnPoolFailure  no stream: kConnectFailure (connect refused or timed out: safe to retry,
-//                  nothing was sent), kOverflow (a limit), kTimeout (waited longer than
-//                  pending_timeout), kRemoteClose (the pool is draining: the host left the cluster
-//                  or the pool settings changed).
+//   OnPoolFailure  no stream: kConnectRefused (the host refused the connection: nothing listens
+//                  on its port), kConnectFailure (any other failed connect, or one timed out),
+//                  both safe to retry (nothing was sent); kOverflow (a limit), kTimeout (waited
+//                  longer than pending_timeout), kRemoteClose (the pool is draining: the host
+//                  left the cluster or the pool settings changed).
 // Streams start as soon as TCP connects (a TLS transport holds the request until its handshake
 // completes). If the connection then dies before the TLS handshake finished, the stream is reset
 // with kConnectionFailure (the upstream never saw the request: as safe to retry as a connect
@@ -75,7 +76,13 @@ class Cancellable {
   ~Cancellable() = default;
 };
 
-enum class PoolFailureReason { kConnectFailure, kOverflow, kTimeout, kRemoteClose };
+enum class PoolFailureReason {
+  kConnectFailure,
+  kConnectRefused,
+  kOverflow,
+  kTimeout,
+  kRemoteClose
+};
 absl::string_view PoolFailureReasonName(PoolFailureReason reason);
 
 class ConnPoolCallbacks {
@@ -188,7 +195,8 @@ class ConnPool {
   void MoveClient(Client& client, ClientList& to, bool front);
   // Removes a closed client from its list and defers its destruction.
   void RemoveClient(Client& client);
-  void OnClientConnectFailure(absl::string_view details);
+  // A connection failed to connect; `refused`: the host refused it (kConnectRefused).
+  void OnClientConnectFailure(absl::string_view details, bool refused);
   void FailPending(PendingList::iterator it, PoolFailureReason reason, absl::string_view details);
   void CancelPending(PendingRequest& request);
   void ArmPendingTimer();

@@ -342,7 +342,7 @@ TEST_F(ConnPoolTest, MaxRequestsOverflow) {
   ASSERT_TRUE(RunUntil([&] { return a.done(); }));
 }
 
-TEST_F(ConnPoolTest, ConnectRefusedFailsWithConnectFailure) {
+TEST_F(ConnPoolTest, ConnectRefusedFailsWithConnectRefused) {
   SetUpstream(ClosedPort());
   auto pool = MakePool();
   TestRequest request;
@@ -350,7 +350,7 @@ TEST_F(ConnPoolTest, ConnectRefusedFailsWithConnectFailure) {
   ASSERT_NE(request.handle, nullptr);
   ASSERT_TRUE(RunUntil([&] { return request.done(); }));
   ASSERT_TRUE(request.failure.has_value());
-  EXPECT_EQ(*request.failure, PoolFailureReason::kConnectFailure);
+  EXPECT_EQ(*request.failure, PoolFailureReason::kConnectRefused);
   EXPECT_EQ(pool->stats().cx_connect_fail, 1u);
   EXPECT_EQ(host_->stats().cx_connect_fail, 1u);
   EXPECT_EQ(host_->active_requests(), 0u);

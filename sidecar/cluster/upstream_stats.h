@@ -33,8 +33,9 @@ inline constexpr std::array<absl::string_view, 5> kRetryReasonNames = {
     "connect_failure", "refused_stream", "reset", "per_try_timeout", "status"};
 // Why a retry the policy asked for did not happen
 // (meshlet_upstream_rq_retry_skipped_total{reason}).
-inline constexpr std::array<absl::string_view, 4> kRetrySkipReasonNames = {
-    "attempts_exhausted", "non_idempotent", "body_too_large", "deadline_too_close"};
+inline constexpr std::array<absl::string_view, 5> kRetrySkipReasonNames = {
+    "attempts_exhausted", "non_idempotent", "body_too_large", "deadline_too_close",
+    "local_connect_refused"};
 // Which limit refused a retry (meshlet_upstream_rq_retry_overflow_total{limit}).
 inline constexpr std::array<absl::string_view, 2> kRetryOverflowNames = {"budget", "concurrent"};
 // How a request ended (meshlet_upstream_rq_duration_seconds{outcome}).

@@ -424,6 +424,10 @@ void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
     // Another replica next: the one that ended may be gone for good.
     server_index_ = (server_index_ + 1) % options_.server_addresses.size();
     MakeChannel();
+  } else if (code == StatusCode::kUnauthenticated) {
+    // The connection's client certificate expired (or was refused): a new connection presents
+    // the current one.
+    MakeChannel();
   }
   LOG(WARN) << "xds: stream to " << ended << " ended (" << last_stream_error_
             << "); reconnecting to " << CurrentServer().ToString() << " in "

@@ -47,6 +47,9 @@ void GrpcCertificateSigner::SetClientCertificate(std::string certificate_chain_p
 
 bool GrpcCertificateSigner::RenewWithCertificate() const {
   if (!options_.tls_config.has_value() || client_chain_pem_.empty()) return false;
+  // A pod's certificate is renewed with the pod's own token, which the kubelet keeps fresh: the
+  // CA renews it only while the pod exists, which a certificate cannot show.
+  if (!options_.kubernetes_token_file.empty()) return false;
   const bool has_token = !options_.join_token.empty() || !options_.kubernetes_token_file.empty();
   // An expired certificate fails the handshake; keep a margin for the request itself.
   if (absl::Now() + absl::Seconds(1) >= client_not_after_) return !has_token;

@@ -10,8 +10,10 @@
 // the kubelet rotates it. Once the signer has a workload certificate (SetClientCertificate) and
 // the channel uses TLS, renewals present that certificate on a new connection to the CA and send
 // no token: the CA renews the identity the certificate proves (ADR 0016), so a join token is
-// needed only once and renewals outlive it. A renewal the CA refuses that way, or one attempted
-// with a certificate about to expire, falls back to the configured token.
+// needed only once and renewals outlive it (until the token is revoked: the certificate names it).
+// A renewal the CA refuses that way, or one attempted with a certificate about to expire, falls
+// back to the configured token. With a Kubernetes token every request sends the token: the CA
+// renews a pod's certificate only with a token of that pod, which proves the pod still exists.
 //
 // Threading: the loop thread; `done` runs there, exactly once.
 

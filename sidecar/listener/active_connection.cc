@@ -140,6 +140,15 @@ void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {
     if (!end_stream && pending_.length() < kMaxDetectBytes) return;
     protocol = DetectedProtocol::kOpaque;
   }
+  if (protocol == DetectedProtocol::kOpaque && protocol_ == config::ListenerProtocol::kHttp) {
+    // Only HTTP is served here: these may still be HTTP/1 with a method the detector does not
+    // know. The first line decides; detect_timeout bounds the wait for its end.
+    protocol = DetectHttp1RequestLine(pending_, listener_->config.http.max_request_line_bytes);
+    if (protocol == DetectedProtocol::kNeedMoreBytes) {
+      if (!end_stream) return;
+      protocol = DetectedProtocol::kOpaque;
+    }
+  }
   if (end_stream && pending_.empty()) {
     listener_->closed_before_detect.Inc();
     connection_->Close(net::CloseMode::kNoFlush);
@@ -253,7 +262,10 @@ void ActiveConnection::Dispatch(DetectedProtocol protocol, bool timed_out) {
         Reject(listener_->rejected_detect_timeout, "detect_timeout");
         return;
       }
-      ToHttp(DetectedProtocol::kHttp1);  // the HTTP/1 codec answers garbage with 400
+      // Neither the HTTP/2 preface nor an HTTP/1 request line (OnData): the HTTP/2 codec
+      // answers as to a bad preface, GOAWAY(PROTOCOL_ERROR) and the close (RFC 9113 3.4), as
+      // an HTTP/2-only listener does; a client that meant HTTP/2 learns why.
+      ToHttp(DetectedProtocol::kHttp2);
       return;
   }
 }

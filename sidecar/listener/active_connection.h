@@ -6,12 +6,16 @@
 // the connection's opening bytes (up to the listener's detect_timeout) to tell HTTP/1, HTTP/2,
 // TLS and opaque bytes apart: HTTP goes to the HTTP connection manager; opaque bytes (or silence,
 // under AUTO) and TLS the listener does not terminate go to the listener's tcp_cluster, or are
-// closed when it has none. On a listener with TLS the transport (downstream_tls.h) terminates it:
-// HTTP listeners then wait for the first decrypted bytes, ALPN "h2" / "http/1.1" chooses the codec
-// (otherwise the bytes are detected as above), and the client's verified SPIFFE id goes to the
-// connection manager. The wait restarts when the handshake completes (the transport's
-// handshake-complete callback); a handshake still under way is bounded by tls_handshake_timeout
-// from accept. Every refusal is counted in meshlet_downstream_cx_rejected_total.
+// closed when it has none. An HTTP listener has no tcp_cluster: there a method the detector does
+// not know waits for the end of its first line (DetectHttp1RequestLine), and bytes that are
+// neither HTTP/1 nor the HTTP/2 preface get the HTTP/2 codec's answer to a bad preface
+// (GOAWAY(PROTOCOL_ERROR), closed). On a listener with TLS the transport (downstream_tls.h)
+// terminates it: HTTP listeners then wait for the first decrypted bytes, ALPN "h2" / "http/1.1"
+// chooses the codec (otherwise the bytes are detected as above), and the client's verified SPIFFE
+// id goes to the connection manager. The wait restarts when the handshake completes (the
+// transport's handshake-complete callback); a handshake still under way is bounded by
+// tls_handshake_timeout from accept. Every refusal is counted in
+// meshlet_downstream_cx_rejected_total.
 //
 // Ownership and threading: the ConnectionOwner (the worker) owns it and its loop thread is the
 // only one it runs on. While the protocol is being detected it is the connection's callbacks

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "common/net/buffer.h"
 
 namespace meshlet::sidecar::listener {
@@ -25,6 +27,90 @@ bool IsPrefixOf(absl::string_view bytes, absl::string_view full) {
   size_t n = std::min(bytes.size(), full.size());
   return bytes.substr(0, n) == full.substr(0, n);
 }
+
+// tchar (RFC 9110 5.6.2): what a method is made of.
+bool IsTokenChar(unsigned char c) {
+  if (absl::ascii_isalnum(c)) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// DetectHttp1RequestLine, fed the first bytes a piece at a time.
+class RequestLineScanner {
+ public:
+  explicit RequestLineScanner(size_t max_line_bytes) : max_line_bytes_(max_line_bytes) {}
+
+  void Feed(absl::string_view bytes) {
+    for (const char ch : bytes) {
+      if (decision_ != DetectedProtocol::kNeedMoreBytes) return;
+      Step(static_cast<unsigned char>(ch));
+    }
+  }
+  DetectedProtocol decision() const { return decision_; }
+
+ private:
+  void Step(unsigned char c) {
+    if (c == '\n') {
+      decision_ = spaces_ >= 2 && EndsInHttp1Version() ? DetectedProtocol::kHttp1
+                                                       : DetectedProtocol::kOpaque;
+      return;
+    }
+    if (++line_bytes_ > max_line_bytes_) {
+      decision_ = DetectedProtocol::kHttp1;  // too long for the listener: HTTP/1's 414
+      return;
+    }
+    if (spaces_ == 0) {  // the method
+      if (c == ' ' && line_bytes_ > 1) {
+        spaces_ = 1;
+      } else if (!IsTokenChar(c)) {
+        decision_ = DetectedProtocol::kOpaque;
+      }
+      return;
+    }
+    if (c == ' ') {
+      ++spaces_;
+      field_bytes_ = 0;
+      return;
+    }
+    // The last field so far: what the version must be when the line ends.
+    if (field_bytes_ < field_.size()) field_[field_bytes_] = static_cast<char>(c);
+    ++field_bytes_;
+  }
+
+  bool EndsInHttp1Version() const {
+    size_t n = field_bytes_;
+    if (n > field_.size()) return false;
+    if (n > 0 && field_[n - 1] == '\r') --n;
+    const absl::string_view version(field_.data(), n);
+    return version.size() == 8 && absl::StartsWith(version, "HTTP/1.") &&
+           absl::ascii_isdigit(static_cast<unsigned char>(version[7]));
+  }
+
+  const size_t max_line_bytes_;
+  DetectedProtocol decision_ = DetectedProtocol::kNeedMoreBytes;
+  size_t line_bytes_ = 0;  // before the LF
+  size_t spaces_ = 0;
+  std::array<char, 9> field_{};  // "HTTP/1.1\r"
+  size_t field_bytes_ = 0;
+};
 
 }  // namespace
 
@@ -78,6 +164,18 @@ DetectedProtocol DetectProtocol(const net::Buffer& buffer) {
   char prefix[kMaxDetectBytes];
   size_t n = buffer.CopyOut(0, prefix, sizeof(prefix));
   return DetectProtocol(absl::string_view(prefix, n));
+}
+
+DetectedProtocol DetectHttp1RequestLine(absl::string_view first_bytes, size_t max_line_bytes) {
+  RequestLineScanner scanner(max_line_bytes);
+  scanner.Feed(first_bytes);
+  return scanner.decision();
+}
+
+DetectedProtocol DetectHttp1RequestLine(const net::Buffer& buffer, size_t max_line_bytes) {
+  RequestLineScanner scanner(max_line_bytes);
+  buffer.ForEachSlice([&](absl::string_view slice) { scanner.Feed(slice); });
+  return scanner.decision();
 }
 
 }  // namespace meshlet::sidecar::listener

@@ -2,7 +2,8 @@
 //
 // Invariants: the answer for a prefix, once decided, is the answer for every longer input (more
 // bytes never change a decision); kMaxDetectBytes bytes always decide; a Buffer holding the bytes
-// in several slices gives the same answer as the plain bytes.
+// in several slices gives the same answer as the plain bytes. The same for the first-line check
+// (DetectHttp1RequestLine), which answers only HTTP/1 or opaque, and always within its limit.
 
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +46,25 @@ void FuzzOne(absl::string_view input) {
   if (DetectProtocol(buffer) != DetectProtocol(input.substr(0, kMaxDetectBytes))) {
     Die("Buffer and bytes disagree", input);
   }
+  // The first-line check: final once decided, the same over a Buffer, and never a protocol it
+  // does not decide between.
+  constexpr size_t kMaxLine = 64;
+  const DetectedProtocol line = DetectHttp1RequestLine(input, kMaxLine);
+  if (line == DetectedProtocol::kHttp2 || line == DetectedProtocol::kTls) {
+    Die("the first-line check answered neither HTTP/1 nor opaque", input);
+  }
+  if (input.size() > kMaxLine && line == DetectedProtocol::kNeedMoreBytes) {
+    Die("the first-line check undecided past its limit", input);
+  }
+  for (size_t n = 0; n < input.size() && n <= kMaxLine + 1; ++n) {
+    const DetectedProtocol partial = DetectHttp1RequestLine(input.substr(0, n), kMaxLine);
+    if (partial != DetectedProtocol::kNeedMoreBytes && partial != line) {
+      Die("a first-line decision changed with more bytes", input);
+    }
+  }
+  if (DetectHttp1RequestLine(buffer, kMaxLine) != line) {
+    Die("the first-line check: Buffer and bytes disagree", input);
+  }
 }
 
 }  // namespace
@@ -64,6 +84,8 @@ std::vector<std::string> SeedCorpus() {
           std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
           std::string("\x16\x03\x03\x00\x10\x02", 6),
           "PROPFIND /x HTTP/1.1",
+          "PURGE /x HTTP/1.1\r\n",
+          "INVALID CONNECTION PREFACE\r\n\r\n",
           "SSH-2.0-OpenSSH_9.2\r\n",
           "G",
           std::string("\0\0\0\0", 4)};

@@ -11,18 +11,30 @@ namespace {
 
 using P = DetectedProtocol;
 
-// Feeds `stream` one byte at a time; the answer must be kNeedMoreBytes until it is final, and
-// once final it must not change as more bytes arrive.
-P DetectIncrementally(absl::string_view stream) {
+// Feeds `stream` to `detect` one byte at a time; the answer must be kNeedMoreBytes until it is
+// final, and once final it must not change as more bytes arrive.
+template <typename Detect>
+P Incrementally(absl::string_view stream, Detect detect) {
   P final_answer = P::kNeedMoreBytes;
   for (size_t n = 1; n <= stream.size(); ++n) {
-    P answer = DetectProtocol(stream.substr(0, n));
+    P answer = detect(stream.substr(0, n));
     if (final_answer != P::kNeedMoreBytes) {
       EXPECT_EQ(answer, final_answer) << "answer changed at byte " << n;
     }
     final_answer = answer;
   }
   return final_answer;
+}
+
+P DetectIncrementally(absl::string_view stream) {
+  return Incrementally(stream, [](absl::string_view bytes) { return DetectProtocol(bytes); });
+}
+
+// DetectHttp1RequestLine, the same way.
+P LineIncrementally(absl::string_view stream, size_t max_line_bytes = 8192) {
+  return Incrementally(stream, [&](absl::string_view bytes) {
+    return DetectHttp1RequestLine(bytes, max_line_bytes);
+  });
 }
 
 TEST(ProtocolDetectorTest, Http1Methods) {
@@ -60,12 +72,49 @@ TEST(ProtocolDetectorTest, OpaqueBytes) {
   EXPECT_EQ(DetectProtocol("*1\r\n$4\r\nPING\r\n"), P::kOpaque);  // redis
 }
 
+TEST(ProtocolDetectorTest, RequestLinesWithMethodsTheDetectorDoesNotKnow) {
+  EXPECT_EQ(DetectProtocol("PURGE /x HTTP/1.1\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n"), P::kHttp1);
+  EXPECT_EQ(LineIncrementally("M-SEARCH * HTTP/1.0\n"), P::kHttp1);     // a bare LF ends it too
+  EXPECT_EQ(LineIncrementally("REPORT /a b HTTP/1.1\r\n"), P::kHttp1);  // the codec's 400
+  EXPECT_EQ(DetectHttp1RequestLine("PURGE /x HTTP/1.", 8192), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectHttp1RequestLine("PURGE", 8192), P::kNeedMoreBytes);
+}
+
+TEST(ProtocolDetectorTest, FirstLinesThatAreNotHttp1) {
+  // h2spec http2/3.5/2, and a preface that goes wrong after its first line.
+  EXPECT_EQ(LineIncrementally("INVALID CONNECTION PREFACE\r\n\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("GET / HTTP/1.10\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("GET /\r\n"), P::kOpaque);  // HTTP/0.9
+  EXPECT_EQ(LineIncrementally("hello\r\n"), P::kOpaque);
+  EXPECT_EQ(LineIncrementally("SSH-2.0-OpenSSH_9.2\r\n"), P::kOpaque);
+  // Known at the first byte that cannot begin a method, or end one.
+  EXPECT_EQ(DetectHttp1RequestLine(absl::string_view("\0\x01", 2), 8192), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine(" GET", 8192), P::kOpaque);
+  EXPECT_EQ(DetectHttp1RequestLine("GE\tT", 8192), P::kOpaque);
+}
+
+TEST(ProtocolDetectorTest, ARequestLineLongerThanTheLimitIsHttp1sToRefuse) {
+  const std::string line = "PURGE /" + std::string(100, 'a');
+  EXPECT_EQ(DetectHttp1RequestLine(line, 100), P::kHttp1);
+  EXPECT_EQ(DetectHttp1RequestLine(line.substr(0, 100), 100), P::kNeedMoreBytes);
+  EXPECT_EQ(DetectHttp1RequestLine(line, 8192), P::kNeedMoreBytes);
+}
+
 TEST(ProtocolDetectorTest, WorksOnBuffersSplitAcrossBlocks) {
   net::Buffer a("PRI * HTTP/2.0\r\n");
   net::Buffer b("\r\nSM\r\n\r\n");
   a.Move(b);
   EXPECT_EQ(DetectProtocol(a), P::kHttp2);
   EXPECT_EQ(a.length(), 24u);  // nothing consumed
+
+  net::Buffer line("PURGE /x HT");
+  net::Buffer rest("TP/1.1\r\n");
+  EXPECT_EQ(DetectHttp1RequestLine(line, 8192), P::kNeedMoreBytes);
+  line.Move(rest);
+  EXPECT_EQ(DetectHttp1RequestLine(line, 8192), P::kHttp1);
+  EXPECT_EQ(line.length(), 19u);
 }
 
 }  // namespace

@@ -78,6 +78,8 @@ absl::string_view NoRetryReasonName(NoRetryReason reason) {
       return "non_idempotent";
     case NoRetryReason::kBodyTooLarge:
       return "body_too_large";
+    case NoRetryReason::kLocalConnectRefused:
+      return "local_connect_refused";
     case NoRetryReason::kDeadlineTooClose:
       return "deadline_too_close";
     case NoRetryReason::kConcurrentRetriesExceeded:
@@ -169,6 +171,9 @@ RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
   if (!PolicyMatches(result)) return RetryDecision::NoRetry(NoRetryReason::kPolicyNoMatch);
   if (attempts_ >= 1 + policy_.num_retries) {
     return RetryDecision::NoRetry(NoRetryReason::kAttemptsExhausted);
+  }
+  if (result.kind == AttemptResult::Kind::kConnectFailure && result.refused_by_only_local_host) {
+    return RetryDecision::NoRetry(NoRetryReason::kLocalConnectRefused);
   }
   const bool never_reached_upstream = result.kind == AttemptResult::Kind::kConnectFailure ||
                                       result.kind == AttemptResult::Kind::kRefusedStream;

@@ -9,17 +9,19 @@
 //
 //   1. the failure is one the policy retries on             else kPolicyNoMatch / kResponseStarted
 //   2. attempts so far < 1 + num_retries                    else kAttemptsExhausted
-//   3. the request is idempotent, or provably never reached
+//   3. not a connect refused by the cluster's only host, on
+//      loopback (AttemptResult::refused_by_only_local_host) else kLocalConnectRefused
+//   4. the request is idempotent, or provably never reached
 //      the upstream (connect failure, refused stream), or
 //      the response is a gRPC status retry_on names, or
 //      the policy allows non-idempotent retries             else kNonIdempotent
-//   4. the whole body is still buffered for replay          else kBodyTooLarge
-//   5. the deadline leaves room for backoff + min_attempt_time  else kDeadlineTooClose
-//   6. concurrent retries below the limit                   else kConcurrentRetriesExceeded
-//   7. the cluster's retry budget has room                  else kBudgetExhausted
+//   5. the whole body is still buffered for replay          else kBodyTooLarge
+//   6. the deadline leaves room for backoff + min_attempt_time  else kDeadlineTooClose
+//   7. concurrent retries below the limit                   else kConcurrentRetriesExceeded
+//   8. the cluster's retry budget has room                  else kBudgetExhausted
 //
 // The budget is consulted last so that a retry refused for another reason does not spend it.
-// Concurrency (6) is the cluster's CircuitBreakerThresholds kRetry slot (circuit_breakers.
+// Concurrency (7) is the cluster's CircuitBreakerThresholds kRetry slot (circuit_breakers.
 // max_retries, shared by all workers; no limit by default while the budget is enabled) and,
 // when an enabled budget sets max_concurrent_retries, that per-worker cap too: the budget bounds
 // the retry rate, max_retries (when set) the retries in flight.
@@ -105,6 +107,10 @@ struct AttemptResult {
   uint32_t http_status = 0;             // kResponse
   std::optional<uint32_t> grpc_status;  // kResponse, when known (trailers-only response)
   std::optional<Duration> retry_after;  // kResponse, parsed Retry-After
+  // kConnectFailure: a loopback address refused the connection (nothing listens on the port) and
+  // the cluster has no other host. A retry would ask the same port of this machine again, after
+  // a backoff; the caller's own retry can pick another endpoint at once.
+  bool refused_by_only_local_host = false;
 };
 
 enum class NoRetryReason {
@@ -116,7 +122,8 @@ enum class NoRetryReason {
   kBodyTooLarge,
   kDeadlineTooClose,
   kConcurrentRetriesExceeded,
-  kBudgetExhausted,  // counter: retry_overflow
+  kBudgetExhausted,      // counter: retry_overflow
+  kLocalConnectRefused,  // AttemptResult::refused_by_only_local_host
 };
 
 // Stable counter-name fragment: "policy_no_match", "retry_overflow", ...

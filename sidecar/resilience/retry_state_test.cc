@@ -74,6 +74,22 @@ TEST_F(RetryStateTest, DefaultRetryOnClasses) {
   EXPECT_EQ(ReasonFor(Failure(Kind::kResetAfterHeaders)), NoRetryReason::kResponseStarted);
 }
 
+TEST_F(RetryStateTest, ConnectRefusedByTheOnlyLocalHostIsNotRetried) {
+  AttemptResult refused = Failure(Kind::kConnectFailure);
+  refused.refused_by_only_local_host = true;
+  std::unique_ptr<RetryState> state = Start(/*idempotent=*/false);
+  RetryDecision decision = state->OnAttemptFailed(refused);
+  EXPECT_FALSE(decision.retry);
+  EXPECT_EQ(decision.reason, NoRetryReason::kLocalConnectRefused);
+  EXPECT_EQ(NoRetryReasonName(decision.reason), "local_connect_refused");
+  // Only a failure the policy retries on counts as one not retried.
+  policy_.retry_on = RetryOn::kRefusedStream;
+  EXPECT_EQ(ReasonFor(refused), NoRetryReason::kPolicyNoMatch);
+  // Any other connect failure is retried as before.
+  policy_.retry_on = RetryOn::kDefault;
+  EXPECT_EQ(ReasonFor(Failure(Kind::kConnectFailure), /*idempotent=*/false), NoRetryReason::kNone);
+}
+
 TEST_F(RetryStateTest, FiveXxAndGatewayErrorClasses) {
   policy_.retry_on = RetryOn::k5xx;
   EXPECT_EQ(ReasonFor(Response(500)), NoRetryReason::kNone);

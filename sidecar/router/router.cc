@@ -242,7 +242,7 @@ class Router::UpstreamRequest final : public ConnPoolCallbacks,
     CancelProbeIfUnreported();
     active_.reset();
     EndSpan(PoolFailureReasonName(reason));
-    router_.OnUpstreamPoolFailure(reason);
+    router_.OnUpstreamPoolFailure(reason, host);
   }
 
   // http::StreamDecoder (the response). The stream is settled before the router hears of the
@@ -820,7 +820,7 @@ stream::FilterStatus Router::DecodeTrailers(http::HeaderMap& trailers) {
   return stream::FilterStatus::kStopIteration;
 }
 
-void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
+void Router::OnUpstreamPoolFailure(PoolFailureReason reason, const Host& host) {
   if (done_) return;
   if (reason == PoolFailureReason::kOverflow) {
     stats_->rq_overflow.Inc();
@@ -828,7 +828,13 @@ void Router::OnUpstreamPoolFailure(PoolFailureReason reason) {
     return;
   }
   // Nothing reached the host (refused, timed out, waited too long, or the pool is draining).
-  if (MaybeRetry(AttemptResult{AttemptResult::Kind::kConnectFailure})) return;
+  AttemptResult result{.kind = AttemptResult::Kind::kConnectFailure};
+  // The app behind this sidecar is not listening (stopped, restarting): nothing on this
+  // machine will answer the retry either.
+  result.refused_by_only_local_host = reason == PoolFailureReason::kConnectRefused &&
+                                      host.address().IsLoopback() &&
+                                      cluster_->host_set().size() == 1;
+  if (MaybeRetry(result)) return;
   stats_->rq_connect_fail.Inc();
   Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
 }
@@ -1100,6 +1106,9 @@ void Router::CountNoRetry(NoRetryReason reason) {
       break;
     case NoRetryReason::kDeadlineTooClose:
       stats_->rq_retry_skipped[3].Inc();
+      break;
+    case NoRetryReason::kLocalConnectRefused:
+      stats_->rq_retry_skipped[4].Inc();
       break;
     case NoRetryReason::kBudgetExhausted:
       stats_->rq_retry_overflow[0].Inc();

@@ -96,7 +96,8 @@ class Router final : public stream::Filter {
   void StartAttempt();
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();
-  void OnUpstreamPoolFailure(cluster::PoolFailureReason reason);
+  // No stream from the pool of `host`.
+  void OnUpstreamPoolFailure(cluster::PoolFailureReason reason, const cluster::Host& host);
   // `status`: the response's :status as parsed by the attempt (0: none or invalid).
   void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int status);
   void OnUpstreamData(net::Buffer& data, bool end_stream);

@@ -149,6 +149,19 @@ TEST_F(RouterRetryTest, NonIdempotentRequestIsRetriedAfterAConnectFailure) {
   EXPECT_EQ(Count("meshlet_upstream_rq_connect_fail_total"), 0u);
 }
 
+TEST_F(RouterRetryTest, AConnectRefusedByTheOnlyLocalHostIsAnsweredAtOnce) {
+  // The app behind an inbound sidecar, stopped: its loopback port refuses. A retry would ask it
+  // again after a backoff; the 503 goes back at once instead.
+  FakeUpstream& dead = AddUpstream();
+  dead.StopListening();
+  Configure({dead.address()}, Retrying(2));
+  EXPECT_EQ(Send("GET", "").status, "503");
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_total", {{"reason", "connect_failure"}}), 0u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_retry_skipped_total", {{"reason", "local_connect_refused"}}),
+            1u);
+  EXPECT_EQ(Count("meshlet_upstream_rq_connect_fail_total"), 1u);
+}
+
 TEST_F(RouterRetryTest, BodyBeyondTheReplayLimitIsNotRetried) {
   FakeUpstream& up = AddUpstream();
   up.auto_respond = false;

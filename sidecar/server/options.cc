@@ -1,5 +1,8 @@
 #include "sidecar/server/options.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <functional>
 #include <optional>
 #include <utility>
@@ -13,12 +16,15 @@
 #include "common/base/status.h"
 #include "common/flags/flags.h"
 #include "common/http/authority.h"
+#include "common/net/interfaces.h"
 #include "common/tls/spiffe.h"
 
 namespace meshlet::sidecar::server {
 namespace {
 
 constexpr absl::string_view kDefaultAdminAddress = "127.0.0.1:15000";
+// The value of --node-id, --node-address and --capture-check's host that the sidecar fills in.
+constexpr absl::string_view kAuto = "auto";
 
 // "4194304", "512KiB", "4MiB", "1GiB": a byte count; nullopt when malformed or above `max`.
 std::optional<size_t> ParseByteSize(absl::string_view text, size_t max) {
@@ -192,8 +198,22 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "$POD_IP:15008). With a capture listener configured, /ready stays 503 until a "
            "redirected connection has been seen; the sidecar dials this address every second "
            "until then, which the rules send to its inbound listener. An IPv6 address may come "
-           "without brackets (fd00::5:15008). Default: none.",
-           PodIpPort(&o.capture_check)),
+           "without brackets (fd00::5:15008). auto:PORT: the first address of the pod's network "
+           "interfaces (as --node-address=auto). Default: none.",
+           [&o](absl::string_view v) {
+             absl::string_view port = v;
+             if (absl::ConsumePrefix(&port, "auto:")) {
+               uint32_t number = 0;
+               if (!absl::SimpleAtoi(port, &number) || number == 0 || number > 65535) {
+                 return absl::InvalidArgumentError("auto:PORT needs a port from 1 to 65535");
+               }
+               o.capture_check_auto_port = static_cast<uint16_t>(number);
+               o.capture_check.reset();
+               return absl::OkStatus();
+             }
+             o.capture_check_auto_port.reset();
+             return PodIpPort(&o.capture_check)(v);
+           }),
       flag("--log-level", "LEVEL",
            "trace, debug, info, warn, error, critical or off. Default info. Changeable at run time "
            "with POST /logging?level=...",
@@ -297,8 +317,14 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "Keep the last good xDS configuration here and start from it when the control plane is "
            "unreachable. Overrides the bootstrap's data_dir.",
            Text(&o.xds_cache_dir, true)),
-      flag("--node-id", "ID", "This sidecar's unique id on the xDS stream (overrides node.id).",
-           Text(&o.node_id)),
+      flag("--node-id", "ID",
+           "This sidecar's unique id on the xDS stream (overrides node.id). auto: the host name "
+           "(a pod's is the pod's name) and the --node-namespace, HOST.NAMESPACE.",
+           [&o](absl::string_view v) {
+             o.node_id_auto = v == kAuto;
+             o.node_id = std::string(v);
+             return absl::OkStatus();
+           }),
       flag("--node-service", "NAME", "The workload's service (overrides node.service).",
            Text(&o.node_service)),
       flag("--node-namespace", "NAME", "The workload's namespace (overrides node.namespace).",
@@ -316,10 +342,17 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                                         std::string(v.substr(eq + 1)));
              return absl::OkStatus();
            }),
-      flag("--node-address", "IP", "A workload address peers reach it at; repeatable.",
+      flag("--node-address", "IP",
+           "A workload address peers reach it at; repeatable. auto: the addresses of the pod's "
+           "network interfaces other than loopback and link-local ones, found at start (for pod "
+           "engines without the downward API's status.podIP, such as podman).",
            [&o](absl::string_view v) {
+             if (v == kAuto) {
+               o.node_address_auto = true;
+               return absl::OkStatus();
+             }
              if (!net::Address::FromIp(v, 1).ok()) {
-               return absl::InvalidArgumentError("must be an IP");
+               return absl::InvalidArgumentError("must be an IP, or auto");
              }
              o.node_addresses.emplace_back(v);
              return absl::OkStatus();
@@ -430,6 +463,47 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string
         "--ca-plaintext: the xDS channel uses TLS (--xds-ca), so the CA channel must too");
   }
   return parsed;
+}
+
+bool HasAutoValues(const ServerOptions& options) {
+  return options.node_id_auto || options.node_address_auto ||
+         options.capture_check_auto_port.has_value();
+}
+
+absl::Status ResolveAutoValues(ServerOptions& options, const PodEnvironment& pod) {
+  if (options.node_id_auto) {
+    if (pod.host_name.empty()) {
+      return absl::FailedPreconditionError("--node-id=auto: this host has no name");
+    }
+    options.node_id = options.node_namespace.empty()
+                          ? pod.host_name
+                          : absl::StrCat(pod.host_name, ".", options.node_namespace);
+    options.node_id_auto = false;
+  }
+  if ((options.node_address_auto || options.capture_check_auto_port) && pod.addresses.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options.node_address_auto ? "--node-address=auto" : "--capture-check=auto:PORT",
+        ": no network interface has an address other than loopback and link-local ones"));
+  }
+  if (options.node_address_auto) {
+    for (const net::Address& address : pod.addresses) {
+      options.node_addresses.push_back(address.ip());
+    }
+    options.node_address_auto = false;
+  }
+  if (options.capture_check_auto_port) {
+    options.capture_check = pod.addresses.front().WithPort(*options.capture_check_auto_port);
+    options.capture_check_auto_port.reset();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PodEnvironment> ReadPodEnvironment() {
+  PodEnvironment pod;
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof(name) - 1) == 0) pod.host_name = name;
+  ASSIGN_OR_RETURN(pod.addresses, net::InterfaceAddresses());
+  return pod;
 }
 
 config::BootstrapFlags ServerOptions::bootstrap_flags() const {

@@ -31,6 +31,8 @@ struct ServerOptions {
   // the sidecar dials this address every second until one has (docs/operations.md). Unset: no
   // such condition.
   std::optional<net::Address> capture_check;
+  // --capture-check=auto:PORT: the address is the pod's own, found at start (ResolveAutoValues).
+  std::optional<uint16_t> capture_check_auto_port;
   // --app-probe PATH=PORT/TARGET (repeatable): the prometheus listener answers GET PATH by
   // asking the app GET TARGET on 127.0.0.1:PORT and passing its status on, so that the
   // kubelet's HTTP probes, which injection points at that listener, keep working under STRICT
@@ -78,6 +80,10 @@ struct ServerOptions {
   std::vector<std::pair<std::string, std::string>> node_labels;  // --node-label k=v, repeatable
   std::vector<std::string> node_addresses;                       // --node-address IP, repeatable
   std::vector<uint32_t> node_ports;                              // --node-port N, repeatable
+  // "auto" values, for pod engines without the downward API (podman 4.3): --node-id=auto and
+  // --node-address=auto, filled in by ResolveAutoValues before the server starts.
+  bool node_id_auto = false;
+  bool node_address_auto = false;
 
   // Workload certificate from the control plane's CA (docs/security.md). Enabled by a
   // credential: --join-token-file (read once at start) or --kubernetes-token-file (re-read for
@@ -111,6 +117,24 @@ struct ParsedCommandLine {
 // Parses argv[1..]. `--flag=value` and `--flag value` are both accepted. Errors
 // (InvalidArgument) name the flag and what was wrong with its value.
 absl::StatusOr<ParsedCommandLine> ParseCommandLine(const std::vector<std::string>& args);
+
+// What the pod's engine did not say, found by the sidecar itself: a pod's host name is the pod's
+// name (Kubernetes and podman set it so) and its network interfaces hold the pod's address.
+struct PodEnvironment {
+  std::string host_name;
+  // net::InterfaceAddresses(): neither loopback nor link-local, IPv4 first.
+  std::vector<net::Address> addresses;
+};
+
+// Fills in the "auto" values of `options` from `pod`: --node-id=auto becomes
+// "<host name>.<node namespace>" (the host name alone without a namespace), --node-address=auto
+// every address of `pod`, and --capture-check=auto:PORT the first address with PORT. An error
+// when an address is asked for and `pod` has none, or the node id and there is no host name.
+absl::Status ResolveAutoValues(ServerOptions& options, const PodEnvironment& pod);
+// Whether `options` has "auto" values to fill in.
+bool HasAutoValues(const ServerOptions& options);
+// This process's PodEnvironment (gethostname, net::InterfaceAddresses).
+absl::StatusOr<PodEnvironment> ReadPodEnvironment();
 
 // The text `sidecar --help` prints.
 std::string UsageText();

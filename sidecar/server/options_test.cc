@@ -89,6 +89,72 @@ TEST(OptionsTest, CaptureCheckTakesThePodAddressAsDownwardApiExpandsIt) {
   }
 }
 
+TEST(OptionsTest, AutoValuesComeFromThePodsHostNameAndInterfaces) {
+  // What `meshctl inject --podman` writes: podman 4.3 expands no $(VAR) and has no status.podIP.
+  absl::StatusOr<ParsedCommandLine> parsed =
+      ParseCommandLine({"--xds=10.0.0.9:15012", "--node-id=auto", "--node-namespace=shop",
+                        "--node-address=auto", "--capture-check=auto:15008"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ServerOptions o = parsed->options;
+  EXPECT_TRUE(HasAutoValues(o));
+  EXPECT_FALSE(o.capture_check.has_value());
+  const PodEnvironment pod{
+      .host_name = "web-pod-0",
+      .addresses = {*net::Address::Parse("10.88.0.7:0"), *net::Address::Parse("[fd00::7]:0")}};
+  ASSERT_TRUE(ResolveAutoValues(o, pod).ok());
+  EXPECT_FALSE(HasAutoValues(o));
+  EXPECT_EQ(o.node_id, "web-pod-0.shop");
+  EXPECT_EQ(o.node_addresses, (std::vector<std::string>{"10.88.0.7", "fd00::7"}));
+  ASSERT_TRUE(o.capture_check.has_value());
+  EXPECT_EQ(o.capture_check->ToString(), "10.88.0.7:15008");
+  EXPECT_EQ(o.bootstrap_flags().node_id, "web-pod-0.shop");
+
+  // Given addresses stay, auto ones come after; without a namespace the id is the host name.
+  parsed = ParseCommandLine(
+      {"--xds=cp:15012", "--node-id=auto", "--node-address=10.0.0.1", "--node-address=auto"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  o = parsed->options;
+  ASSERT_TRUE(ResolveAutoValues(o, pod).ok());
+  EXPECT_EQ(o.node_id, "web-pod-0");
+  EXPECT_EQ(o.node_addresses, (std::vector<std::string>{"10.0.0.1", "10.88.0.7", "fd00::7"}));
+
+  // Nothing to find: a clear error rather than a node without an address.
+  o = parsed->options;
+  absl::Status none = ResolveAutoValues(o, PodEnvironment{.host_name = "web-pod-0"});
+  EXPECT_EQ(none.message(),
+            "--node-address=auto: no network interface has an address other than loopback and "
+            "link-local ones");
+  parsed = ParseCommandLine({"--config=c.yaml", "--capture-check=auto:15008"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  o = parsed->options;
+  EXPECT_NE(ResolveAutoValues(o, PodEnvironment{}).message().find("--capture-check=auto:PORT"),
+            std::string::npos);
+  parsed = ParseCommandLine({"--xds=cp:15012", "--node-id=auto"});
+  o = parsed->options;
+  EXPECT_EQ(ResolveAutoValues(o, PodEnvironment{}).message(),
+            "--node-id=auto: this host has no name");
+  // Without auto values nothing is looked up or changed.
+  parsed = ParseCommandLine({"--xds=cp:15012", "--node-id=web-1", "--node-address=10.0.0.5"});
+  EXPECT_FALSE(HasAutoValues(parsed->options));
+  for (const char* bad : {"auto", "auto:0", "auto:x", "auto:70000"}) {
+    EXPECT_FALSE(ParseCommandLine({"--config=c.yaml", absl::StrCat("--capture-check=", bad)}).ok())
+        << bad;
+  }
+  // A later --capture-check replaces an earlier auto one, and the other way round.
+  parsed = ParseCommandLine(
+      {"--config=c.yaml", "--capture-check=auto:15008", "--capture-check=10.1.2.3:15008"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->options.capture_check_auto_port.has_value());
+  EXPECT_TRUE(parsed->options.capture_check.has_value());
+}
+
+TEST(OptionsTest, ThisProcessHasAPodEnvironment) {
+  absl::StatusOr<PodEnvironment> pod = ReadPodEnvironment();
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_FALSE(pod->host_name.empty());
+  for (const net::Address& a : pod->addresses) EXPECT_FALSE(a.IsLoopback()) << a.ToString();
+}
+
 TEST(OptionsTest, HelpAndVersionNeedNoConfig) {
   EXPECT_EQ(ParseCommandLine({"--help"})->action, ParsedCommandLine::Action::kHelp);
   EXPECT_EQ(ParseCommandLine({"-h"})->action, ParsedCommandLine::Action::kHelp);

@@ -16,6 +16,7 @@
 #include "common/base/status.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
+#include "common/tls/tls_transport.h"
 #include "sidecar/admin/admin_json.h"
 #include "sidecar/config/bootstrap.h"
 #include "sidecar/config/translate.h"
@@ -48,6 +49,7 @@ T MustStat(absl::StatusOr<T> handle) {
 
 Server::Server(ServerOptions options)
     : options_(std::move(options)), access_logs_(stats_.shared_shard()) {
+  readiness_check_ = std::make_unique<event::Timer>(loop_, [this] { ReportReadiness(); });
   StatsShard& shard = stats_.shared_shard();
   draining_gauge_ = MustStat(shard.RegisterGauge(
       "meshlet_server_draining", "1 while the sidecar is draining.", {}, GaugeMerge::kGlobal));
@@ -71,6 +73,7 @@ Server::~Server() {
   drain_deadline_.reset();
   drain_poll_.reset();
   capture_check_timer_.reset();
+  readiness_check_.reset();
   capture_probe_.connection.reset();
   loop_.RunUntilIdle();
 }
@@ -116,12 +119,35 @@ void Server::DialCaptureCheck() {
 }
 
 std::string Server::NotReadyReason() const {
-  if (ready_ && CaptureCheckPending()) {
+  // In the order ready() checks.
+  if (shut_down_) return "shutting down";
+  if (!ready_) return "starting: listeners not bound yet";
+  if (CaptureCheckPending()) {
     return absl::StrCat("traffic capture not in effect: no redirected connection seen yet (",
                         options_.capture_check->ToString(),
                         " is dialled every second; are the `sidecar init` rules there?)");
   }
-  return "";
+  if (xds_client_ != nullptr && !xds_client_->has_complete_config()) {
+    return "no complete configuration from the control plane yet";
+  }
+  return "the workers have not applied the configuration yet";
+}
+
+void Server::ReportReadiness() {
+  if (xds_client_ == nullptr || shut_down_) return;
+  // What /ready answers (admin.cc), in the same order.
+  if (draining_) {
+    readiness_check_->Disable();
+    xds_client_->SetReadiness(false, "draining");
+    return;
+  }
+  const bool ready_now = ready();
+  xds_client_->SetReadiness(ready_now, ready_now ? "" : NotReadyReason());
+  if (ready_now) {
+    readiness_check_->Disable();
+  } else if (!readiness_check_->enabled()) {
+    readiness_check_->EnableRepeating(kReadinessCheckInterval);
+  }
 }
 
 bool Server::ready() const {
@@ -145,6 +171,10 @@ absl::Status Server::ApplyResources(const config::ResourceSet& resources) {
   for (auto& worker : workers_) worker->ApplySnapshot(snapshot_);
   ++snapshots_sent_;
   UpdateHealthChecks();
+  // Readiness may change with it (a first complete configuration, a capture listener): asked
+  // again on the next loop turn, outside the xDS client's callback, once the workers have had
+  // a moment to apply it.
+  if (xds_client_ != nullptr && ready_ && !draining_) readiness_check_->Enable(Duration::zero());
   return absl::OkStatus();
 }
 
@@ -227,6 +257,13 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
       WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
                           .private_key_pem = certificate.private_key_pem,
                           .trust_bundle_pem = certificate.trust_bundle_pem});
+  if (control_plane_tls_ != nullptr) {
+    if (absl::Status status = UpdateControlPlaneTls(); !status.ok()) {
+      certificate_apply_failures_.Inc();
+      LOG(ERROR) << "workload certificate " << certificate.serial_hex
+                 << " not applied to the control-plane connections: " << status.message();
+    }
+  }
   // At start-up there is no snapshot yet: the first one is built with this certificate.
   if (snapshot_ == nullptr) return;
   // Rebuilds exactly the contexts whose inputs changed: those using the workload certificate.
@@ -241,6 +278,36 @@ void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certific
   certificate_apply_error_.clear();
 }
 
+absl::StatusOr<net::TransportFactory> Server::ControlPlaneTransport(
+    const config::BootstrapConfig& bootstrap) {
+  if (control_plane_tls_ == nullptr) {
+    ASSIGN_OR_RETURN(
+        control_plane_tls_config_,
+        config::XdsTlsConfigFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    RETURN_IF_ERROR(UpdateControlPlaneTls());
+  }
+  return tls::TlsTransport::Factory(control_plane_tls_);
+}
+
+absl::Status Server::UpdateControlPlaneTls() {
+  tls::TlsContextConfig config = control_plane_tls_config_;
+  const identity::WorkloadCertificate* current =
+      certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
+  if (current != nullptr) {
+    config.certificate_chain_pem = current->certificate_chain_pem;
+    config.private_key_pem = current->private_key_pem;
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) return Annotate(context.status(), "TLS to the control plane");
+  if (control_plane_tls_ == nullptr) {
+    control_plane_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
+  } else {
+    control_plane_tls_->Update(*std::move(context));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
   config::XdsClientOptions xds_options;
   ASSIGN_OR_RETURN(xds_options.server_addresses, config::ResolveHostPorts(bootstrap.xds.address));
@@ -250,9 +317,7 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
                               ? config::FirstHostPort(bootstrap.xds.address)
                               : bootstrap.xds.server_name;
   if (!options_.xds_plaintext) {
-    ASSIGN_OR_RETURN(
-        xds_options.transport_factory,
-        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    ASSIGN_OR_RETURN(xds_options.transport_factory, ControlPlaneTransport(bootstrap));
   }
   xds_options.node = bootstrap.node;
   if (options_.workload_identity()) {
@@ -301,9 +366,7 @@ absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap)
   report.authority = settings.authority;
   // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
   if (settings.xds_tls) {
-    ASSIGN_OR_RETURN(
-        report.transport_factory,
-        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    ASSIGN_OR_RETURN(report.transport_factory, ControlPlaneTransport(bootstrap));
   }
   report.interval = settings.interval;
   report.service = settings.service;
@@ -433,7 +496,6 @@ absl::Status Server::Init() {
     prometheus_ = *std::move(prometheus);
   }
   UpdateHealthChecks();
-  if (xds_client_ != nullptr) xds_client_->Start();
   if (metrics_reporter_ != nullptr) metrics_reporter_->Start();
   overload_.Start();
   if (options_.capture_check.has_value()) {
@@ -442,6 +504,10 @@ absl::Status Server::Init() {
     DialCaptureCheck();
   }
   ready_ = true;
+  // The stream's first request reports what /ready says by then (usually not ready yet: the
+  // control plane's configuration comes over that stream); changes follow (ReportReadiness).
+  ReportReadiness();
+  if (xds_client_ != nullptr) xds_client_->Start();
   LOG(INFO) << "sidecar ready: config " << snapshot_->version << ", " << snapshot_->listeners.size()
             << " listeners, " << workers_.size() << " workers, admin on "
             << admin_->address().ToString()
@@ -518,7 +584,7 @@ void Server::Drain(bool exit_when_done) {
     draining_gauge_.Set(1);
     // The control plane withdraws this workload's endpoints from every caller; the stream and
     // the configuration stay (the app's outbound calls still need them).
-    if (xds_client_ != nullptr) xds_client_->SetReadiness(false, "draining");
+    ReportReadiness();
     // Inbound listeners keep accepting for drain_listen_time (never past the drain time), while
     // that news reaches the callers.
     for (auto& worker : workers_) worker->StartDrain(DrainListenTime());
@@ -690,6 +756,7 @@ void Server::Shutdown() {
   app_probes_.clear();
   if (drain_deadline_ != nullptr) drain_deadline_->Disable();
   if (drain_poll_ != nullptr) drain_poll_->Disable();
+  readiness_check_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();
   metrics_reporter_.reset();
   certificate_manager_.reset();

@@ -17,7 +17,9 @@
 // bootstrap's static resources plus what the control plane streams. Every update goes through
 // the same path as SIGHUP (ApplyResources): build and validate a whole snapshot, then publish it
 // to the workers; a refused update is NACKed and the running configuration stays. At start the
-// sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting.
+// sidecar applies its saved configuration (--xds-cache-dir), if any, before connecting. The
+// stream also tells the control plane what /ready says, ready or not and why (ReportReadiness,
+// ADR 0052), so callers get this workload's endpoint only while /ready is 200.
 //
 // Workload certificate (docs/security.md): with a CA credential (--join-token-file or
 // --kubernetes-token-file) Init() first obtains the workload certificate from the control plane's
@@ -41,6 +43,8 @@
 #include "common/http/client.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
 #include "sidecar/admin/admin.h"
 #include "sidecar/cluster/cluster_manager.h"
 #include "sidecar/cluster/health_checker.h"
@@ -95,6 +99,8 @@ class Server final : public admin::AdminBackend {
   // every worker, not only accepted by the main thread: the workers take a snapshot from their
   // own loops a moment later, and until then a request could still meet the old configuration.
   bool ready() const override;
+  // Why ready() is false (called only then): shutting down, starting, the capture check, no
+  // complete xDS configuration yet, or the workers not done applying it.
   std::string NotReadyReason() const override;
   bool draining() const override { return draining_; }
   const StatsRegistry& stats() const override { return stats_; }
@@ -121,6 +127,14 @@ class Server final : public admin::AdminBackend {
   void OnWorkloadCertificate(const identity::WorkloadCertificate& certificate);
   // Creates the xDS client and applies the saved or the static configuration.
   absl::Status InitXds(const config::BootstrapConfig& bootstrap);
+  // TLS to the control plane (xDS and golden-metrics reports): verifies it with the bootstrap's
+  // xDS CA file and --xds-server-identity, and presents the workload certificate, when there is
+  // one, as its client certificate (the control plane authenticates streams and reports by it).
+  // Built once; each new workload certificate updates it for the connections opened after.
+  absl::StatusOr<net::TransportFactory> ControlPlaneTransport(
+      const config::BootstrapConfig& bootstrap);
+  // Rebuilds control_plane_tls_ with the current workload certificate.
+  absl::Status UpdateControlPlaneTls();
   // Tracing's shared pieces (the workers make their tracers and exporters).
   absl::Status InitTracing(const tracing::TracingConfig& config);
   // Golden-metrics reports to the control plane (bootstrap.metrics_report); none without an
@@ -132,6 +146,11 @@ class Server final : public admin::AdminBackend {
   Duration DrainListenTime() const;
   // Starts, changes or stops active health checks for the current snapshot.
   void UpdateHealthChecks();
+  // Tells the control plane (over the xDS stream) what /ready says: ready, or not and why
+  // ("draining" once draining). While not ready and not draining it asks again every
+  // kReadinessCheckInterval: what /ready depends on changes on other threads (workers applying
+  // a configuration, a capture listener seeing a redirected connection). Without xDS, nothing.
+  void ReportReadiness();
 
   const ServerOptions options_;
   event::Loop loop_;
@@ -169,6 +188,10 @@ class Server final : public admin::AdminBackend {
   std::unique_ptr<http::HttpServer> admin_;
   std::unique_ptr<http::HttpServer> prometheus_;  // --prometheus-address; null: none
   std::unique_ptr<config::XdsClient> xds_client_;
+  // ControlPlaneTransport's settings (without the client certificate) and provider; null until
+  // first used.
+  tls::TlsContextConfig control_plane_tls_config_;
+  std::shared_ptr<tls::TlsContextProvider> control_plane_tls_;
   std::unique_ptr<identity::GrpcCertificateSigner> ca_signer_;
   std::unique_ptr<telemetry::MetricsReporter> metrics_reporter_;  // golden metrics; null: off
   std::unique_ptr<identity::CertificateManager> certificate_manager_;
@@ -207,6 +230,8 @@ class Server final : public admin::AdminBackend {
   Counter app_probes_ok_;
   Counter app_probes_failed_;
   std::unique_ptr<event::Timer> capture_check_timer_;
+  static constexpr Duration kReadinessCheckInterval = std::chrono::milliseconds(100);
+  std::unique_ptr<event::Timer> readiness_check_;  // ReportReadiness() while not ready
   // Load shedding: the memory flag the workers read, and each worker's share of the limit on
   // requests in flight.
   OverloadMonitor overload_{loop_, stats_.shared_shard(), options_.overload_max_rss_mb << 20};

@@ -133,6 +133,10 @@ void MetricsReporter::ReportNow() {
                     if (options_.server_addresses.size() > 1) {
                       server_index_ = (server_index_ + 1) % options_.server_addresses.size();
                       MakeChannel();
+                    } else if (code == http::grpc::StatusCode::kUnauthenticated) {
+                      // The connection's client certificate expired: a new connection
+                      // presents the renewed one.
+                      MakeChannel();
                     }
                   });
 }

@@ -2,7 +2,7 @@
 
 Usage: mtls_bench.py --sidecar PATH [--duration 10] [--rounds 3] [--smoke]
 
-Two measurements, both on an optimized build (`bazel build -c opt //sidecar`):
+Two measurements, both on an optimized build (`bazel build --config=opt //sidecar`):
 
 1. Steady state: h2load (h2c, many streams) -> sidecar A (outbound) -> sidecar B (inbound) ->
    nginx (1 KiB body), A -> B over one pooled HTTP/2 connection, either mTLS (ECDSA P-256
@@ -42,7 +42,10 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
 
 
-def make_certificates(d):
+def make_certificates(d, extensions=""):
+    """ca.pem (the mesh root) and a.pem, b.pem (SPIFFE ids of service accounts a and b in
+    namespace bench, for client and server use) with their keys, in `d`. `extensions`: more
+    openssl extfile lines for both leaves."""
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=bench mesh root", "-days",
             "1", "-addext", "basicConstraints=critical,CA:TRUE",
@@ -53,7 +56,8 @@ def make_certificates(d):
         with open(os.path.join(d, f"{sa}.ext"), "w") as f:
             f.write(f"subjectAltName=critical,URI:{spiffe(sa)}\n"
                     "keyUsage=critical,digitalSignature\n"
-                    "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n")
+                    "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n"
+                    + extensions)
         openssl("x509", "-req", "-in", f"{sa}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
                 "-CAcreateserial", "-days", "1", "-extfile", f"{sa}.ext", "-out", f"{sa}.pem",
                 cwd=d)

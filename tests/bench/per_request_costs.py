@@ -10,17 +10,44 @@ sends a fixed number of requests with h2load and reports, per proxied request:
                     profile is kept for callgrind_annotate
   --tool strace     system calls (strace -c -f attached after the warm-up), by name
 
+Callgrind profiles and the strace summary go to --out, or else to a new temporary directory that
+is kept and named in the last line; nothing is written to the current directory. The proxies'
+working files (configurations, logs, the counts file) live in a temporary directory removed at
+the end, or kept and named when the run fails.
+
   h1: h2load --h1 -n N -c 8 -m 1     h2: h2load -n N -c 4 -m 8 (h2c)
+
+--hop measures a mesh call instead of one proxy: the client -> sidecar A (outbound) -> sidecar B
+(inbound) -> the upstream, both sidecars measured (each one's figure, and their sum), A -> B as
+the control plane configures it (peers/meshlet-mesh-*.yaml):
+
+  --hop plain                 plaintext, HTTP/1.1 between the sidecars
+  --hop mtls                  mTLS (certificates generated here with the openssl CLI, SPIFFE ids
+                              and meshlet's attestation extension, as the mesh CA issues them),
+                              HTTP/2 between the sidecars
+  --hop-protocol h1|h2        another protocol between the sidecars than the mesh's: plain with
+                              h2 differs from mtls only by TLS
+  --connection-per-request    a new A -> B connection for every request (else one pooled):
+                              with mtls a handshake per request, resumed with the session ticket
+                              A kept as sidecars do
+  --full-handshakes           with mtls: A keeps no tickets, so every handshake is a full one
+                              (certificates sent and verified both ways)
+
+With --connection-per-request the figures are per connection too; the difference to plain (same
+protocol) is what a handshake costs. Each hop run also prints A's upstream connections and B's
+resumed handshakes per request, which show the case ran as asked.
 
 Examples:
   tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --proxy meshlet \\
       --proto h1 --tool alloc
   tests/bench/per_request_costs.py --proxy nginx --proto h2 --tool strace
+  tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --hop mtls --tool callgrind
 """
 
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,9 +56,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import mtls_bench  # noqa: E402  (its certificates)
 import proxy_compare as pc  # noqa: E402
 
 REPORT_SIGNAL = signal.SIGRTMIN + 4
+
+# --hop-protocol: A's cluster protocol; by default the control plane's choice per --hop.
+HOP_PROTOCOLS = {"h1": "UPSTREAM_HTTP1", "h2": "UPSTREAM_HTTP2"}
+MESH_PROTOCOLS = {"plain": "h1", "mtls": "h2"}
+# meshlet's attestation extension (common/tls/certificate.h), as the CA writes it.
+ATTESTATION = "2.25.91612782728688830080571624761154758079=ASN1:UTF8String:join-token:bench\n"
 
 
 def h2load(proto, port, n, conns, streams):
@@ -51,104 +85,44 @@ def build_alloc_lib(workdir):
     return lib
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--proxy", default="meshlet", choices=["meshlet", "haproxy", "nginx"])
-    ap.add_argument("--proto", default="h1", choices=["h1", "h2"])
-    ap.add_argument("--tool", default="alloc", choices=["alloc", "callgrind", "strace"])
-    ap.add_argument("-n", type=int, default=20000, help="measured requests")
-    ap.add_argument("--sidecar", help="meshlet sidecar binary (build --config=opt)")
-    ap.add_argument("--config", default="meshlet.yaml", help="meshlet template in peers/")
-    ap.add_argument("--alloc-lib", help="a prebuilt malloc_counter.so")
-    ap.add_argument("--out", default=".", help="where callgrind and strace output go")
-    args = ap.parse_args()
-    if args.proxy == "meshlet" and not args.sidecar:
-        ap.error("--sidecar is required for meshlet")
-    conns = 8 if args.proto == "h1" else 4
-    streams = 8
-    tools = {"nginx": pc.find_tool("nginx"), "haproxy": pc.find_tool("haproxy")}
-    # World-writable: nginx's worker runs as nobody and writes its counts or profile here.
-    workdir = tempfile.mkdtemp(prefix="per-request-")
-    os.chmod(workdir, 0o1777)
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    env = dict(os.environ)
-    counts_file = os.path.join(workdir, "counts.txt")
-    prefix = []
-    if args.tool == "alloc":
-        env["LD_PRELOAD"] = args.alloc_lib or build_alloc_lib(workdir)
-        env["MALLOC_COUNTER_OUT"] = counts_file
-    elif args.tool == "callgrind":
-        os.chmod(out, os.stat(out).st_mode | 0o1777)
-        prefix = ["valgrind", "--tool=callgrind",
-                  f"--callgrind-out-file={out}/callgrind.{args.proxy}.{args.proto}.%p"]
-    try:
-        body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
-        up_h1, up_h2 = pc.free_port(), pc.free_port()
-        upstream = pc.Proc("upstream-nginx", [tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-                           pc.render("upstream-nginx.conf", workdir,
-                                     {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2,
-                                      "BODY": body})], workdir)
-        pc.wait_ready(upstream, up_h1)
-        port = port_h2 = pc.free_port()
-        if args.proxy == "meshlet":
-            config = pc.render(args.config, workdir, {"H1_PORT": port, "UPSTREAM_PORT": up_h1})
-            argv = [args.sidecar, "--config", config, "--concurrency", "1",
-                    f"--admin-address=127.0.0.1:{pc.free_port()}", "--log-level", "warn"]
-        elif args.proxy == "haproxy":
-            config = pc.render("haproxy.cfg", workdir, {"H1_PORT": port, "UPSTREAM_PORT": up_h1})
-            argv = [tools["haproxy"], "-db", "-f", config]
-        else:
-            port_h2 = pc.free_port()
-            config = pc.render("nginx.conf", workdir, {"DIR": workdir, "H1_PORT": port,
-                                                       "H2_PORT": port_h2, "UPSTREAM_PORT": up_h1})
-            argv = [tools["nginx"], "-p", workdir, "-e", "stderr", "-c", config]
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            proxy = pc.Proc(args.proxy, prefix + argv, workdir)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        deadline = time.time() + 60
-        while not pc.http_get_ok(port):
-            if time.time() > deadline or not proxy.alive():
-                raise RuntimeError(proxy.log_tail())
-            time.sleep(0.2)
-        target = port if args.proto == "h1" else port_h2
-        h2load(args.proto, target, max(2000, args.n // 10), conns, streams)  # warm-up
-        pids = pc.process_tree(proxy.pid)
-
-        if args.tool == "alloc":
-            def snapshot():
-                open(counts_file, "w").close()
-                os.chmod(counts_file, 0o666)
+def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
+    """Runs `run` (the measured requests) under `tool` and prints the figure per request of each
+    of `measured` ([(name, pids)]) and, with several, their sum."""
+    figures = []
+    if tool == "alloc":
+        def snapshot():
+            open(counts_file, "w").close()
+            os.chmod(counts_file, 0o666)
+            for _, pids in measured:
                 for p in pids:
                     os.kill(p, REPORT_SIGNAL)
-                time.sleep(0.5)
-                totals = [0, 0, 0]
-                for line in open(counts_file):
-                    fields = [int(x) for x in line.split()[1:]]
-                    totals = [a + b for a, b in zip(totals, fields)]
-                return totals
-            before = snapshot()
-            h2load(args.proto, target, args.n, conns, streams)
-            after = snapshot()
-            per = [(b - a) / args.n for a, b in zip(before, after)]
-            print(f"{args.proxy} {args.proto}: allocations/request {per[0]:.2f} "
-                  f"(realloc {per[1]:.2f}, free {per[2]:.2f})")
-        elif args.tool == "callgrind":
+            time.sleep(0.5)
+            totals = {}
+            for line in open(counts_file):
+                fields = [int(x) for x in line.split()]
+                totals[fields[0]] = fields[1:]
+            return [[sum(totals.get(p, [0, 0, 0])[k] for p in pids) for k in range(3)]
+                    for _, pids in measured]
+        before = snapshot()
+        run()
+        after = snapshot()
+        for (name, _), b, a in zip(measured, before, after):
+            per = [(y - x) / n for x, y in zip(b, a)]
+            figures.append((name, per[0], f"{per[0]:.2f} (realloc {per[1]:.2f}, free {per[2]:.2f})"))
+        what = "allocations/request"
+    elif tool == "callgrind":
+        for _, pids in measured:
             for p in pids:
                 subprocess.run(["callgrind_control", "-z", str(p)], capture_output=True)
-            h2load(args.proto, target, args.n, conns, streams)
+        run()
+        for _, pids in measured:
             for p in pids:
                 subprocess.run(["callgrind_control", "-d", str(p)], capture_output=True)
-            time.sleep(1.0)
+        time.sleep(1.0)
+        for name, pids in measured:
             best = 0
             for p in pids:
-                path = os.path.join(out, f"callgrind.{args.proxy}.{args.proto}.{p}.1")
+                path = os.path.join(out, f"callgrind.{name}.{file_label}.{p}.1")
                 if not os.path.exists(path):
                     continue
                 text = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no",
@@ -159,30 +133,210 @@ def main():
             if best == 0:
                 raise RuntimeError("no callgrind dump (callgrind_control could not reach the "
                                    "process: nginx's worker runs as another user)")
-            print(f"{args.proxy} {args.proto}: instructions/request {best / args.n:.0f} "
-                  f"(profiles in {out})")
-        else:
+            figures.append((name, best / n, f"{best / n:.0f}"))
+        what = "instructions/request"
+    else:
+        traces, tracers = [], []
+        for name, pids in measured:
             tids = [int(t) for p in pids for t in os.listdir(f"/proc/{p}/task")]
-            trace = os.path.join(out, f"strace.{args.proxy}.{args.proto}.txt")
-            st = subprocess.Popen(["strace", "-c", "-f", "-o", trace] +
-                                  [a for t in tids for a in ("-p", str(t))],
-                                  stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
-            h2load(args.proto, target, args.n, conns, streams)
+            trace = os.path.join(out, f"strace.{name}.{file_label}.txt")
+            traces.append(trace)
+            tracers.append(subprocess.Popen(["strace", "-c", "-f", "-o", trace] +
+                                            [a for t in tids for a in ("-p", str(t))],
+                                            stderr=subprocess.DEVNULL))
+        time.sleep(1.0)
+        run()
+        for st in tracers:
             st.send_signal(signal.SIGINT)
             st.wait()
+        for (name, _), trace in zip(measured, traces):
             calls = {}
             for line in open(trace):
                 f = line.split()
                 if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
                     calls[f[-1]] = int(f[3])
-            total = sum(calls.values()) / args.n
-            detail = ", ".join(f"{name} {c / args.n:.2f}" for name, c in
-                               sorted(calls.items(), key=lambda kv: -kv[1]) if c / args.n >= 0.01)
-            print(f"{args.proxy} {args.proto}: system calls/request {total:.2f} ({detail})")
+            total = sum(calls.values()) / n
+            detail = ", ".join(f"{c_name} {c / n:.2f}" for c_name, c in
+                               sorted(calls.items(), key=lambda kv: -kv[1]) if c / n >= 0.01)
+            figures.append((name, total, f"{total:.2f} ({detail})"))
+        what = "system calls/request"
+    if len(figures) == 1:
+        print(f"{label}: {what} {figures[0][2]}" +
+              (f" (profiles in {out})" if tool == "callgrind" else ""))
+    else:
+        print(f"{label}: {what}")
+        for name, _, text in figures:
+            print(f"  {name}: {text}")
+        print(f"  sum: {sum(value for _, value, _ in figures):.2f}")
+
+
+def where(tool, out, measured, file_label):
+    """The line (or lines) naming where the tool's output went."""
+    if tool == "strace":
+        for name, _ in measured:
+            print(f"strace summary in {os.path.join(out, f'strace.{name}.{file_label}.txt')}")
+    elif tool == "callgrind" and len(measured) > 1:
+        print(f"profiles in {out}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxy", default="meshlet", choices=["meshlet", "haproxy", "nginx"])
+    ap.add_argument("--proto", default="h1", choices=["h1", "h2"])
+    ap.add_argument("--tool", default="alloc", choices=["alloc", "callgrind", "strace"])
+    ap.add_argument("-n", type=int, default=20000, help="measured requests")
+    ap.add_argument("--sidecar", help="meshlet sidecar binary (build --config=opt)")
+    ap.add_argument("--config", default="meshlet.yaml", help="meshlet template in peers/")
+    ap.add_argument("--hop", choices=["plain", "mtls"],
+                    help="measure two sidecars and the hop between them (meshlet only)")
+    ap.add_argument("--hop-protocol", choices=sorted(HOP_PROTOCOLS),
+                    help="between the sidecars (default: plain h1, mtls h2)")
+    ap.add_argument("--connection-per-request", action="store_true",
+                    help="a new connection between the sidecars for every request")
+    ap.add_argument("--full-handshakes", action="store_true",
+                    help="mtls: no session resumption between the sidecars")
+    ap.add_argument("--alloc-lib", help="a prebuilt malloc_counter.so")
+    ap.add_argument("--out", help="where callgrind and strace output go (default: a new "
+                                  "temporary directory, kept and named at the end)")
+    args = ap.parse_args()
+    if args.proxy == "meshlet" and not args.sidecar:
+        ap.error("--sidecar is required for meshlet")
+    if args.hop and args.proxy != "meshlet":
+        ap.error("--hop measures meshlet sidecars only")
+    if not args.hop and (args.hop_protocol or args.connection_per_request):
+        ap.error("--hop-protocol and --connection-per-request describe a --hop")
+    if args.full_handshakes and args.hop != "mtls":
+        ap.error("--full-handshakes needs --hop mtls")
+    hop = None
+    if args.hop:
+        hop_protocol = args.hop_protocol or MESH_PROTOCOLS[args.hop]
+        # Words of the label and of the output files' names.
+        hop = [args.hop] + ([hop_protocol] if args.hop_protocol else []) + \
+            (["per-request"] if args.connection_per_request else []) + \
+            (["full"] if args.full_handshakes else [])
+    conns = 8 if args.proto == "h1" else 4
+    streams = 8
+    tools = {"nginx": pc.find_tool("nginx"), "haproxy": pc.find_tool("haproxy")}
+    # World-writable: nginx's worker runs as nobody and writes its counts or profile here.
+    workdir = tempfile.mkdtemp(prefix="per-request-")
+    os.chmod(workdir, 0o1777)
+    out = None
+    if args.tool != "alloc":
+        out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(
+            prefix=f"per-request-{args.tool}-")
+        os.makedirs(out, exist_ok=True)
+    env = dict(os.environ)
+    counts_file = os.path.join(workdir, "counts.txt")
+    label = f"{args.proxy} {args.proto}" + (f" via {' '.join(hop)}" if hop else "")
+    # Part of the callgrind and strace file names, after the process's name.
+    file_label = ".".join([args.proto] + (hop or []))
+    if args.tool == "alloc":
+        env["LD_PRELOAD"] = args.alloc_lib or build_alloc_lib(workdir)
+        env["MALLOC_COUNTER_OUT"] = counts_file
+    elif args.tool == "callgrind":
+        os.chmod(out, os.stat(out).st_mode | 0o1777)
+
+    def start(name, argv):
+        """Starts a measured process: under the tool's wrapper and environment."""
+        prefix = []
+        if args.tool == "callgrind":
+            prefix = ["valgrind", "--tool=callgrind",
+                      f"--callgrind-out-file={out}/callgrind.{name}.{file_label}.%p"]
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            return pc.Proc(name, prefix + argv, workdir)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def sidecar(name, template, values, admin_port):
+        config = pc.render(template, workdir, values)
+        return start(name, [args.sidecar, "--config", config, "--concurrency", "1",
+                            f"--admin-address=127.0.0.1:{admin_port}", "--log-level", "warn"])
+
+    finished = False
+    try:
+        body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
+        up_h1, up_h2 = pc.free_port(), pc.free_port()
+        upstream = pc.Proc("upstream-nginx", [tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
+                           pc.render("upstream-nginx.conf", workdir,
+                                     {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2,
+                                      "BODY": body})], workdir)
+        pc.wait_ready(upstream, up_h1)
+        port = port_h2 = pc.free_port()
+        admin = {}
+        if args.hop:
+            tls = args.hop == "mtls"
+            # The mesh's protocol name for mTLS HTTP/2 (plaintext endpoints would get HTTP/1.1).
+            protocol = "UPSTREAM_MESH_HTTP2" if tls and hop_protocol == "h2" else \
+                HOP_PROTOCOLS[hop_protocol]
+            mtls_bench.make_certificates(workdir, ATTESTATION)
+            inbound_port = pc.free_port()
+            admin = {"outbound": pc.free_port(), "inbound": pc.free_port()}
+            common = {"DIR": workdir, "INBOUND_PORT": inbound_port}
+            procs = [
+                ("inbound", sidecar("inbound", "meshlet-mesh-inbound.yaml",
+                                    dict(common, TLS_MODE="STRICT" if tls else "DISABLE",
+                                         UPSTREAM_PORT=up_h1), admin["inbound"])),
+                ("outbound", sidecar("outbound", "meshlet-mesh-outbound.yaml",
+                                     dict(common, H1_PORT=port, PROTOCOL=protocol,
+                                          TLS=str(tls).lower(),
+                                          MAX_REQUESTS=int(args.connection_per_request),
+                                          NO_RESUMPTION=str(args.full_handshakes).lower()),
+                                     admin["outbound"])),
+            ]
+        elif args.proxy == "meshlet":
+            procs = [(args.proxy, sidecar(args.proxy, args.config,
+                                          {"H1_PORT": port, "UPSTREAM_PORT": up_h1},
+                                          pc.free_port()))]
+        elif args.proxy == "haproxy":
+            config = pc.render("haproxy.cfg", workdir, {"H1_PORT": port, "UPSTREAM_PORT": up_h1})
+            procs = [(args.proxy, start(args.proxy, [tools["haproxy"], "-db", "-f", config]))]
+        else:
+            port_h2 = pc.free_port()
+            config = pc.render("nginx.conf", workdir, {"DIR": workdir, "H1_PORT": port,
+                                                       "H2_PORT": port_h2, "UPSTREAM_PORT": up_h1})
+            procs = [(args.proxy, start(args.proxy, [tools["nginx"], "-p", workdir, "-e",
+                                                     "stderr", "-c", config]))]
+        deadline = time.time() + 60
+        while not pc.http_get_ok(port):
+            dead = [p for _, p in procs if not p.alive()]
+            if time.time() > deadline or dead:
+                raise RuntimeError("\n".join(p.log_tail() for p in (dead or [procs[-1][1]])))
+            time.sleep(0.2)
+        target = port if args.proto == "h1" else port_h2
+        h2load(args.proto, target, max(2000, args.n // 10), conns, streams)  # warm-up
+        # A (outbound) first, as the request goes.
+        measured = [(name, pc.process_tree(p.pid)) for name, p in reversed(procs)]
+
+        def hop_counters():
+            if not admin:
+                return None
+            return (pc.admin_counter(admin["outbound"], "meshlet_upstream_cx_total"),
+                    pc.admin_counter(admin["inbound"], "meshlet_downstream_tls_resumed_total"))
+
+        counters_before = hop_counters()
+        tool_results(args.tool, measured, args.n, counts_file, out,
+                     lambda: h2load(args.proto, target, args.n, conns, streams), label, file_label)
+        counters_after = hop_counters()
+        if admin:
+            connections, resumed = (
+                (after - before) / args.n for before, after in zip(counters_before,
+                                                                   counters_after))
+            print(f"  per request: {connections:.3f} connections from A to B, {resumed:.3f} of "
+                  f"them resumed TLS sessions")
+        where(args.tool, out, measured, file_label)
+        finished = True
     finally:
         for p in reversed(pc.STARTED):
             p.stop()
+        if finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"working files kept in {workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,15 @@ lacks, this module does, each step named after the part it stands in for:
   cluster DNS     every pod's hostAliases name each Service (NAME, NAME.NS, NAME.NS.svc,
                   NAME.NS.svc.cluster.local) at its virtual address, and the control plane's
                   Service name at the control plane pod's address
-  join tokens     each ServiceAccount gets the Secret `meshctl token create -o secret` writes
-  kubelet         what podman 4.3 does not do of a kubelet: downward-API fields other than
-                  metadata.name (metadata.namespace, status.podIP, spec.serviceAccountName)
-                  become values, and $(VAR) references in command and args are expanded
-                  (podman expands neither); Secret volumes become ConfigMap volumes holding the
-                  decoded data (podman 4.3 mounts a Secret's data base64-encoded, stringData not
-                  at all); every volume is named after its pod too (podman keeps volumes by name
+  join tokens     each ServiceAccount gets the Secret `meshctl token create -o secret` writes, and
+                  a --podman pod's ConfigMap of that name (-o configmap) its data
+  kubelet         what podman 4.3 does not do of a kubelet, for the pods the webhook injects
+                  (`meshctl inject --podman` writes what podman needs into its output itself):
+                  downward-API fields other than metadata.name (metadata.namespace,
+                  status.podIP, spec.serviceAccountName) become values, and $(VAR) references in
+                  command and args are expanded (podman expands neither); Secret volumes become
+                  ConfigMap volumes holding the decoded data (podman 4.3 mounts a Secret's data
+                  base64-encoded, stringData not at all); every volume is named after its pod too (podman keeps volumes by name
                   for the whole storage, so two pods' emptyDirs would be one); containerPorts
                   without a hostPort are dropped (podman 4.3 publishes them on the host)
   pod network     a default route in each pod (every CNI gives one; podman's internal network
@@ -361,6 +363,13 @@ class Cluster:
                 config_maps.append({"apiVersion": "v1", "kind": "ConfigMap",
                                     "metadata": {"name": v["name"]},
                                     "data": {"ca.pem": self.trust_pem}})
+                v["configMap"]["name"] = v["name"]
+            elif "configMap" in v and v["configMap"]["name"] in self.secrets:
+                # The join token as `meshctl inject --podman` mounts it: a ConfigMap of the
+                # Secret's name (meshctl token create -o configmap).
+                config_maps.append({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": v["name"]},
+                                    "data": self.secrets[v["configMap"]["name"]]})
                 v["configMap"]["name"] = v["name"]
         for c in spec.get("initContainers", []) + spec["containers"]:
             for m in c.get("volumeMounts", []):

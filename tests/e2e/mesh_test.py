@@ -38,6 +38,9 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    (cluster.py's fake): their ClusterIPs route by original destination, to
                    meshed pods over mTLS and to a pod without a sidecar in plaintext; an
                    endpoint removed from the EndpointSlice leaves the caller's proxy
+  o  attacks       a pod without a sidecar attacks the discovery port under load (streams as
+                   another workload's node, with and without a certificate of its own, forged
+                   golden-metrics reports): each refused, no request fails
      cleanup       nothing of the run remains
 
 Without root or a working podman it prints a SKIP line and exits 0, unless
@@ -473,6 +476,44 @@ class Mesh:
                                                                  check=False).stdout)
         return "trace %s... holds spans of %s" % (trace_id[:12], ", ".join(sorted(names)))
 
+    def attacks(self):
+        """A pod without a sidecar (`outside`) attacks the control plane's discovery port under
+        load: as productpage's node without a certificate, and with a certificate of its own
+        identity (a join token for service account `attacker`) claiming productpage's service
+        account or node id, and with forged golden-metrics reports. Each is refused; its own
+        node's stream is served; the load sees no failure and every proxy stays ACKed."""
+        victim = "productpage-v1-0." + self.cluster.namespace
+        secret = self.cluster.create_join_token("attacker")
+        ca_path = os.path.join(self.run.dir, "attacker-ca.pem")
+        with open(ca_path, "w") as f:
+            f.write(self.cluster.trust_pem)
+        load = Load(self, "http://productpage:9080/products", 20, concurrency=2)
+        try:
+            r = self.run.in_pod_network("outside", [
+                "/usr/bin/python3", os.path.join(HERE, "discovery_attacker.py"),
+                "--ads", "%s:15012" % self.cluster.control_plane_ip, "--ca", ca_path,
+                "--proto-root", self.bin_dir, "--victim", victim,
+                "--namespace", self.cluster.namespace, "--victim-sa", "productpage",
+                "--join-token", self.cluster.secrets[secret]["token"], "--own-sa", "attacker"],
+                check=False, timeout=120)
+        finally:
+            load.stop()
+        check(r.returncode == 0, "the attacker failed: %s %s" % (r.stdout, r.stderr[-2000:]))
+        results = json.loads(r.stdout.strip().splitlines()[-1])
+        expected = {"no_certificate": "UNAUTHENTICATED",
+                    "other_service_account": "PERMISSION_DENIED",
+                    "taken_node_id": "PERMISSION_DENIED", "forged_report": "PERMISSION_DENIED",
+                    "anonymous_report": "UNAUTHENTICATED", "own_stream": "OK"}
+        check(results == expected, "answers %s, expected %s" % (results, expected))
+        summary = load.result()
+        check(failures_of(summary) == 0, describe_failures(summary))
+        proxies = self.wait_acked()
+        holder = [p for p in proxies["items"] if p["id"] == victim]
+        check(holder and holder[0].get("identity", "").endswith("/sa/productpage"),
+              "productpage's node is no longer productpage's: %s" % holder)
+        return "%s refused, its own node served; %d requests under load, 0 failed" % (
+            ", ".join(k for k, v in results.items() if v != "OK"), summary["requests"])
+
     def outside(self):
         ip = self.cluster.pods["outside"]["ip"]
         url = "http://%s:8080/hello" % ip
@@ -708,6 +749,7 @@ SCENARIOS = [
     ("l", "webhook", Mesh.webhook),
     ("m", "job", Mesh.job),
     ("n", "discovery", Mesh.discovery),
+    ("o", "attacks", Mesh.attacks),
     # Last: it removes a pod the others use.
     ("h", "pod deleted", Mesh.pod_deleted),
 ]

@@ -17,6 +17,11 @@ upstream on 127.0.0.1 that records each request line (or :path) it gets and answ
   control or non-token byte, an unterminated quoted string get 400 and the connection closes;
   well-formed ones (BWS, quoted-pairs, obs-text in quotes) pass.
 - RFC 9110 9.3.7: OPTIONS * reaches the upstream in asterisk-form.
+- RFC 9113 3.4 on the listener that detects the protocol (h2spec http2/3.5/2): bytes that are
+  neither the HTTP/2 preface nor an HTTP/1 request line get a GOAWAY(PROTOCOL_ERROR) and the
+  close, not an HTTP/1 400; an HTTP/1 method the detector does not know is still served as HTTP/1
+  once its request line ends in HTTP/1.x. h2spec http2/5.1/8 (DATA after the client's
+  RST_STREAM, in one burst) is a STREAM_CLOSED error on both listeners.
 """
 
 import os
@@ -249,6 +254,55 @@ class ConformanceTest(unittest.TestCase):
         frames = parse_frames(out)
         self.assertIsNone(self.goaway_error(frames), frames)
         self.assertTrue([f for f in frames if f[0] == "HEADERS" and f[1] == 3], frames)
+
+    # --- A listener that detects HTTP/1.1 or HTTP/2 (PROTOCOL_HTTP) --------------------------
+
+    def test_an_invalid_preface_on_a_detecting_listener_is_a_goaway_protocol_error(self):
+        # h2spec http2/3.5/2 sends the first of these; the second is the preface gone wrong after
+        # "PRI * HTTP/2.0". Neither is an HTTP/1 request line: the answer is HTTP/2's to a bad
+        # preface, a GOAWAY(PROTOCOL_ERROR) and the close, with no HTTP/1 reply before it.
+        for preface in (b"INVALID CONNECTION PREFACE\r\n\r\n",
+                        b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", b"\x00\x01 not http\r\n"):
+            with self.subTest(preface=preface):
+                errors = "meshlet_http_downstream_cx_protocol_error_total"
+                before = self.sidecar.stat(errors)
+                out, closed = self.exchange(self.h1_port, [preface], wait=2)
+                frames = parse_frames(out)
+                self.assertFalse(out.startswith(b"HTTP/1.1"), out[:100])
+                # The server's own preface (SETTINGS, the connection window) may come first.
+                answer = [f[0] for f in frames if f[0] not in ("SETTINGS", "WINDOW_UPDATE")]
+                self.assertEqual(answer, ["GOAWAY"], frames)
+                self.assertEqual(self.goaway_error(frames), 1, frames)  # PROTOCOL_ERROR
+                self.assertTrue(closed)
+                self.assertEqual(self.sidecar.stat(errors), before + 1)
+
+    def test_an_http1_method_the_detector_does_not_know_is_still_http1(self):
+        before = len(self.upstream.lines)
+        out, _ = self.exchange(self.h1_port, [b"PURGE /cache HTTP/1.1\r\nHost: a\r\n\r\n"],
+                               wait=0.5)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+        self.assertEqual(self.upstream.lines[before:], ["PURGE /cache HTTP/1.1"])
+        # Its request line may come in pieces: the line's end decides.
+        out, _ = self.exchange(self.h1_port, [b"SEARCH /in", b"dex HTTP/1.1\r\nHost: a\r\n\r\n"],
+                               wait=0.5)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+        self.assertEqual(self.upstream.lines[before + 1:], ["SEARCH /index HTTP/1.1"])
+
+    def test_data_after_the_clients_reset_on_a_detecting_listener_is_stream_closed(self):
+        # h2spec http2/5.1/8, as it sends it: HEADERS without END_STREAM, RST_STREAM(CANCEL) and
+        # DATA in one burst.
+        c = self.client()
+        c.send_headers(1, self.request(b"/"))
+        c.reset_stream(1, error_code=8)  # CANCEL
+        burst = c.data_to_send() + self.data_frame(1, b"test")
+        for port in (self.h1_port, self.h2_port):
+            with self.subTest(port="detecting" if port == self.h1_port else "h2 only"):
+                out, _ = self.exchange(port, [burst], wait=2)
+                frames = parse_frames(out)
+                rst = [f for f in frames if f[0] == "RST_STREAM" and f[1] == 1]
+                goaway = self.goaway_error(frames)
+                self.assertTrue((rst and int.from_bytes(rst[-1][3], "big") == 5) or goaway == 5,
+                                frames)  # STREAM_CLOSED, as a stream or a connection error
 
     # --- HTTP/1.1 -----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ Without the etcd binary the test prints SKIP.
 import http.client
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -227,9 +228,11 @@ class ControlPlaneFailoverTest(EtcdMeshTest):
             self.assertTrue(wait_for(lambda: self.span_ids(c, trace) == self.span_ids(self.a, trace),
                                      timeout=10),
                             "a trace recorded before C started, through C")
-            _, metrics = self.a.request("GET", "/metrics")
-            self.assertRegex(metrics,
-                             r'meshlet_cp_peer_telemetry_history_total\{result="sent"\} [1-9]')
+            # A counts a batch once C answered it, which can be after C shows its spans.
+            sent = re.compile(r'meshlet_cp_peer_telemetry_history_total\{result="sent"\} [1-9]')
+            self.assertTrue(wait_for(lambda: sent.search(self.a.request("GET", "/metrics")[1]),
+                                     timeout=10),
+                            "A counted the history it handed C")
             _, metrics = self.b.request("GET", "/metrics")
             self.assertNotRegex(metrics,
                                 r'meshlet_cp_peer_telemetry_history_total\{result="sent"\} [1-9]')

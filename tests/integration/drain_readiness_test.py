@@ -11,6 +11,11 @@ longer lists its endpoint, `meshctl get workloads` shows it READY false while it
 connected, and none of the caller's requests fails meanwhile (those that meet the draining
 sidecar's closed listener are retried on the other member). Prints the measured SIGTERM ->
 endpoint-gone time.
+
+What the control plane hears is what the sidecar's /ready says: a member whose /ready is 503
+(--capture-check with a capture listener that has not seen a redirected connection) is reported
+not ready, shown READY false and left out of its callers' endpoints; once /ready says 200 (the
+bootstrap reloaded without the capture listener) it is reported ready and the callers get it.
 """
 
 import http.client
@@ -27,7 +32,8 @@ import cp_api
 import sidecar_test
 from mesh_util import (meshctl, start_plaintext_control_plane, start_xds_sidecar, stop_all,
                        write_meshctl_context)
-from sidecar_test import HttpUpstream, wait_for
+from ports import free_port
+from sidecar_test import EchoServer, HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
 
@@ -157,6 +163,7 @@ class DrainReadinessTest(unittest.TestCase):
                                  all(h["healthy"] for h in hosts().values()), timeout=10),
                         f"{hosts()}\n{caller.log()}")
         self.assertEqual(self.workload("reviews-1")["READY"], "true")
+        reports_before_drain = self.readiness_reports(False)
 
         stream = RequestStream(caller.outbound)
         try:
@@ -201,9 +208,76 @@ class DrainReadinessTest(unittest.TestCase):
         self.assertEqual(self.control_plane_log().count("workload reviews-1 not ready: draining"),
                          1)
         self.assertIn("xds: reporting not ready: draining to the control plane", draining.log())
+        self.assertEqual(self.readiness_reports(False), reports_before_drain + 1)
+
+    def readiness_reports(self, ready):
+        """meshlet_xds_readiness_reports_total{ready} of the control plane."""
         with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             metrics = r.read().decode()
-        self.assertIn('meshlet_xds_readiness_reports_total{ready="false"} 1', metrics)
+        series = 'meshlet_xds_readiness_reports_total{ready="%s"} ' % str(ready).lower()
+        for line in metrics.splitlines():
+            if line.startswith(series):
+                return int(line[len(series):])
+        return 0
+
+    def test_the_control_plane_hears_what_ready_says(self):
+        # A member whose /ready is 503 (its capture listener has not seen a redirected
+        # connection: --capture-check dials a plain server, which nothing redirects) must not
+        # be among its callers' endpoints; once /ready is 200 it must be.
+        self.meshctl("apply", "-f", SERVICES)  # reviews: port 9080
+        self.apps = [HttpUpstream("a"), HttpUpstream("b")]
+        not_redirected = EchoServer()
+        self.addCleanup(not_redirected.close)
+        capture_port = free_port()
+        capture = (f"static_resources:\n  listeners:\n"
+                   f"  - name: capture\n    address: 127.0.0.1:{capture_port}\n"
+                   f"    direction: INBOUND\n    protocol: PROTOCOL_TCP\n"
+                   f"    tcp_cluster: not-redirected\n    use_original_destination: true\n"
+                   f"  clusters:\n  - name: not-redirected\n    load_assignment:\n"
+                   f"      endpoints: [{{address: 127.0.0.1:{not_redirected.port}}}]\n")
+        ready = start_xds_sidecar(self.tmp, self.ads, "reviews-0", "default",
+                                  "--node-service=reviews", f"--node-port={self.apps[0].port}")
+        waiting = start_xds_sidecar(self.tmp, self.ads, "reviews-1", "default",
+                                    "--node-service=reviews", f"--node-port={self.apps[1].port}",
+                                    f"--capture-check=127.0.0.1:{not_redirected.port}",
+                                    config=capture, wait_ready=False)
+        caller = start_xds_sidecar(self.tmp, self.ads, "frontend-0", "default",
+                                   "--node-service=frontend")
+        self.sidecars += [ready, waiting, caller]
+
+        def hosts():
+            for cluster in json.loads(caller.get("/clusters")[1])["clusters"]:
+                if cluster["name"] == CLUSTER:
+                    return sorted(h["address"] for h in cluster["hosts"])
+            return []
+
+        def not_ready_for_capture():
+            status, body, _ = waiting.get("/ready")
+            return status == 503 and "traffic capture not in effect" in body
+
+        self.assertTrue(wait_for(not_ready_for_capture, timeout=10), waiting.get("/ready"))
+        # The caller has its configuration (the ready member) ...
+        self.assertTrue(wait_for(lambda: hosts() == [f"127.0.0.1:{ready.inbound}"], timeout=10),
+                        hosts())
+        # ... and through more than two capture dials, the one whose /ready says 503 is not there.
+        time.sleep(2.5)
+        self.assertTrue(not_ready_for_capture())
+        self.assertEqual(hosts(), [f"127.0.0.1:{ready.inbound}"])
+        row = self.workload("reviews-1")
+        self.assertEqual((row["READY"], row["STATUS"]), ("false", "connected"), row)
+        self.assertIn("workload reviews-1 not ready: traffic capture not in effect",
+                      self.control_plane_log())
+
+        # Without the capture listener (SIGHUP re-reads the bootstrap) /ready says 200: the
+        # control plane hears it and the callers get the endpoint.
+        with open(waiting.config, "w") as f:
+            f.write("{}\n")
+        waiting.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: waiting.get("/ready")[0] == 200, timeout=5),
+                        waiting.get("/ready"))
+        both = sorted([f"127.0.0.1:{ready.inbound}", f"127.0.0.1:{waiting.inbound}"])
+        self.assertTrue(wait_for(lambda: hosts() == both, timeout=5), hosts())
+        self.assertEqual(self.workload("reviews-1")["READY"], "true")
 
 
 if __name__ == "__main__":

@@ -46,15 +46,18 @@ PAYMENTS_ID = "spiffe://cluster.local/ns/shop/sa/payments"
 CONTROL_PLANE_TOKEN = "control-plane-own-token"
 
 
-def jwt(namespace, service_account, audience, ttl=3600):
-    """A projected-token-shaped JWT (the fake API server is what vouches for it)."""
+def jwt(namespace, service_account, audience, ttl=3600, pod=("payments-7f9c", "4b1d")):
+    """A projected-token-shaped JWT (the fake API server is what vouches for it), bound to the
+    pod (name, uid) `pod`, or to none when `pod` is None."""
     def b64(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    bound = {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": "1"}}
+    if pod:
+        bound["pod"] = {"name": pod[0], "uid": pod[1]}
     claims = {"aud": [audience], "exp": int(time.time()) + ttl, "iat": int(time.time()),
               "iss": "https://kubernetes.default.svc",
               "sub": f"system:serviceaccount:{namespace}:{service_account}",
-              "kubernetes.io": {"namespace": namespace,
-                                "serviceaccount": {"name": service_account, "uid": "1"}}}
+              "kubernetes.io": bound}
     return f"{b64({'alg': 'RS256'})}.{b64(claims)}.c2lnbmF0dXJl"
 
 
@@ -237,6 +240,41 @@ class KubernetesAttestationTest(unittest.TestCase):
         text = openssl("x509", "-in", cert, "-noout", "-text").stdout.decode()
         self.assertIn("URI:" + PAYMENTS_ID, text)
         self.assertIn('meshlet_ca_token_reviews_total{result="ok"}', self.metrics(self.api))
+
+    def test_a_pods_identity_ends_with_the_pod(self):
+        # A token bound to no pod buys nothing.
+        unbound = jwt("shop", "payments", "meshlet", pod=None)
+        self.api_server.identities[unbound] = ("shop", "payments")
+        self.assert_refused(self.ads, self.cp_log, unbound, "not bound to a pod")
+        # The certificate a bound token buys names the pod...
+        key, csr = make_key_and_csr(self.tmp, "pod-workload")
+        pod_token = jwt("shop", "payments", "meshlet", pod=("payments-5d9c", "77aa"))
+        self.api_server.identities[pod_token] = ("shop", "payments")
+        issued = self.create_certificate(self.ads, pod_token, csr=csr)
+        cert = os.path.join(self.tmp, "pod-issued.pem")
+        with open(cert, "w") as f:
+            f.write(issued.certificate_chain_pem)
+        text = openssl("x509", "-in", cert, "-noout", "-text").stdout.decode()
+        self.assertIn("kubernetes:shop/payments-5d9c/77aa", text)
+        # ...and renews only with a token of the pod: the certificate alone is not enough,
+        with open(self.server_ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=f.read(), private_key=key,
+                certificate_chain=issued.certificate_chain_pem.encode())
+        with grpc.secure_channel(self.ads, credentials) as channel:
+            call = channel.unary_unary(
+                "/meshlet.ca.v1.CertificateService/CreateCertificate",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=self.pb.CreateCertificateResponse.FromString)
+            with self.assertRaises(grpc.RpcError) as caught:
+                call(self.pb.CreateCertificateRequest(csr_pem=csr), timeout=8)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("renew with the pod's service-account token", caught.exception.details())
+        self.assertIn('meshlet_ca_requests_refused_total{reason="renewal_needs_token"}',
+                      self.metrics(self.api))
+        # and once the pod is gone the API server no longer vouches for its token.
+        del self.api_server.identities[pod_token]
+        self.assert_refused(self.ads, self.cp_log, pod_token, "invalid bearer token")
 
     def test_rejected_token_and_wrong_audience_are_refused(self):
         details = self.assert_refused(self.ads, self.cp_log, jwt("shop", "admin", "meshlet"),

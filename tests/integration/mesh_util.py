@@ -210,19 +210,23 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
                       service_account=None, inbound=None, drain_time="5s",
-                      address="127.0.0.1", config="{}\n"):
-    """A sidecar configured only over xDS (plaintext) by the control plane at `ads`, registered as
+                      address="127.0.0.1", config="{}\n", wait_ready=True, xds_trust_bundle=None,
+                      xds_server_identity=None):
+    """A sidecar configured only over xDS by the control plane at `ads`, registered as
     `node_id` on `address` (127.0.0.1), with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
     one for its own inbound listener). With `join_token` it obtains a workload certificate for
-    `service_account` from the CA on the same port. `args` are further sidecar flags
+    `service_account` from the CA on the same port. With `xds_trust_bundle` (the mesh roots) the
+    port is TLS: the sidecar verifies the control plane as `xds_server_identity` and presents its
+    workload certificate. `args` are further sidecar flags
     (--node-service, --node-port, --node-label); `drain_time` its --drain-time; `config` its
-    bootstrap file (tracing, metrics_report). Returns the Sidecar with .name, .outbound and
-    .inbound set."""
+    bootstrap file (tracing, metrics_report); `wait_ready` False returns once its admin port
+    answers, ready or not. Returns the Sidecar with .name, .outbound and .inbound set."""
     workdir = tempfile.mkdtemp(dir=parent_dir)
     outbound = free_port()
     inbound = inbound or free_port()
-    flags = [f"--xds={ads}", "--xds-plaintext=true", f"--node-id={node_id}",
+    tls = xds_trust_bundle is not None
+    flags = [f"--xds={ads}", f"--node-id={node_id}",
              f"--node-namespace={namespace}", f"--node-address={address}",
              f"--node-label=meshlet.io/inbound-port={inbound}",
              f"--node-label=meshlet.io/outbound-port={outbound}"]
@@ -231,9 +235,15 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
         with open(token_file, "w") as f:
             f.write(join_token + "\n")
         flags += [f"--node-service-account={service_account}", f"--join-token-file={token_file}",
-                  f"--ca-address={ads}", "--ca-plaintext=true"]
+                  f"--ca-address={ads}"]
+        if not tls:
+            flags.append("--ca-plaintext=true")
+    if tls:
+        flags += [f"--xds-ca={xds_trust_bundle}", f"--xds-server-identity={xds_server_identity}"]
+    else:
+        flags.append("--xds-plaintext=true")
     s = sidecar_test.Sidecar(workdir, config, *flags, *args, concurrency=1,
-                             drain_time=drain_time)
+                             drain_time=drain_time, wait_ready=wait_ready)
     s.name, s.outbound, s.inbound = node_id, outbound, inbound
     return s
 

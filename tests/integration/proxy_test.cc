@@ -240,7 +240,11 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     snapshot->clusters["b"] = Cluster("b", {server_b_->address()});
     snapshot->clusters["stream"] = Cluster("stream", {streaming_->address()});
     snapshot->clusters["silent"] = Cluster("silent", {silent_->address()});
-    snapshot->clusters["dead"] = Cluster("dead", {loopback.WithPort(closed_port)});
+    // Two hosts that refuse every connect: with one loopback host only, a refused connect is
+    // answered at once without retries (the app behind an inbound sidecar is not listening).
+    snapshot->clusters["dead"] =
+        Cluster("dead", {loopback.WithPort(closed_port),
+                         net::Address::Parse("127.0.0.2:0")->WithPort(closed_port)});
     snapshot->clusters["empty"] = Cluster("empty", {});
     auto full = std::make_shared<cluster::ClusterConfig>(*Cluster("full", {server_a_->address()}));
     full->circuit_breakers.max_requests = 0;  // every request overflows
@@ -668,7 +672,7 @@ TEST_P(ProxyTest, LocalReplies) {
   EXPECT_EQ(r.body, "no healthy upstream\n");
   EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/empty"), "\"response_flags\":\"UH\""));
 
-  // The default retry policy tries the dead host three times (URX: retries exhausted).
+  // The default retry policy tries the dead hosts three times (URX: retries exhausted).
   r = Curl(Url("/dead"));
   EXPECT_EQ(r.status, 503);
   EXPECT_TRUE(absl::StrContains(access_log_.ForPath("/dead"), "\"response_flags\":\"UF,URX\""));

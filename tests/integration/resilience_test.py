@@ -12,6 +12,10 @@ worker so per-worker budgets are deterministic. docs/resilience.md describes the
   BudgetTest    once the cluster's retry budget is spent no retry is sent (retry_overflow).
   IdempotencyTest  a POST whose request reached the upstream is not retried, a GET is; a POST is
                 retried after a connect failure; nothing is retried once response headers left.
+  LocalRefusalTest  a cluster whose only host is a loopback port nothing listens on (the app
+                behind an inbound sidecar, stopped) answers 503 at once, without retrying after
+                a backoff (counted as local_connect_refused); with another host the retry goes
+                there.
   TimeoutTest   per-try timeout then success; per-try timeouts exhausting the attempts; the route
                 timeout cutting a retry short (504, UT) — the interactions docs/resilience.md lists.
   RefusedStreamTest  an HTTP/2 upstream (h2_upstream, python3-h2) refusing streams with
@@ -26,6 +30,7 @@ worker so per-worker budgets are deterministic. docs/resilience.md describes the
 import http.client
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -262,6 +267,44 @@ class IdempotencyTest(ResilienceTestCase):
             request(port)
         self.assertEqual(up.stats()["requests"], 1)
         self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"), 0)
+
+
+class LocalRefusalTest(ResilienceTestCase):
+    """The app behind an inbound sidecar is stopped: its loopback port refuses connections."""
+
+    def test_a_refused_connect_to_the_only_local_host_is_answered_at_once(self):
+        # The route retries connect failures (the default policy, as the control plane's inbound
+        # routes do), but a retry could only ask the same port again after a backoff (two
+        # retries: 25 + 50 ms of full jitter, ~37 ms on average): the 503 goes back at once, for
+        # the caller's sidecar to retry on another endpoint.
+        dead = free_port()  # nothing listens there
+        sidecar, port = self.proxy(cluster("app", dead))
+        times = []
+        for i in range(20):
+            status, headers, body, seconds = request(port, "GET", f"/gone/{i}")
+            self.assertEqual(status, 503, headers)
+            self.assertTrue(body.startswith(b"upstream connect error"), body)
+            times.append(seconds)
+        median = statistics.median(times)
+        print(f"refused local connect answered in {median * 1000:.1f} ms (median of 20)",
+              file=sys.stderr)
+        self.assertLess(median, 0.015)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="local_connect_refused"), 20)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_total"), 0)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_connect_fail_total"), 20)
+
+    def test_a_refused_connect_is_still_retried_on_another_host(self):
+        up = self.upstream("a")
+        dead = free_port()
+        sidecar, port = self.proxy(cluster("app", dead, up.port))
+        for i in range(6):
+            status, headers, _, _ = request(port, "GET", f"/either/{i}")
+            self.assertEqual((status, headers["x-upstream"]), (200, "a"))
+        self.assertGreaterEqual(
+            self.stat(sidecar, "meshlet_upstream_rq_retry_total", reason="connect_failure"), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_rq_retry_skipped_total",
+                                   reason="local_connect_refused"), 0)
 
 
 class TimeoutTest(ResilienceTestCase):

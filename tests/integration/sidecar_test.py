@@ -222,7 +222,11 @@ def curl(*args):
 
 
 class Sidecar:
-    def __init__(self, workdir, yaml_text, *extra_args, concurrency=2, drain_time="5s"):
+    """The sidecar binary with `yaml_text` as its configuration file. Returns once /ready answers
+    200, or, with wait_ready=False, once the admin port answers at all."""
+
+    def __init__(self, workdir, yaml_text, *extra_args, concurrency=2, drain_time="5s",
+                 wait_ready=True):
         self.workdir = workdir
         self.config = os.path.join(workdir, "sidecar.yaml")
         with open(self.config, "w") as f:
@@ -239,7 +243,7 @@ class Sidecar:
             if self.proc.poll() is not None:
                 raise AssertionError(f"sidecar exited with {self.proc.returncode}: {self.log()}")
             try:
-                if self.get("/ready")[0] == 200:
+                if self.get("/ready")[0] == 200 or not wait_ready:
                     return
             except OSError:
                 pass

@@ -11,6 +11,7 @@ origination (HTTP/1.1, HTTP/2, TCP) with expected peer ids, configuration errors
 do not load, and certificate rotation on reload.
 """
 
+import http.client
 import http.server
 import json
 import os
@@ -23,6 +24,10 @@ import tempfile
 import threading
 import time
 import unittest
+
+import h2.config
+import h2.connection
+import h2.events
 
 import sidecar_test
 from sidecar_test import (EchoServer, HttpUpstream, app_routes, free_port, static_cluster,
@@ -797,6 +802,94 @@ class DetectionTimingTest(TlsTestCase):
         self.assertGreater(waited, 1.0)  # not at detect_timeout: at tls_handshake_timeout
         self.assertEqual(self.rejected(self.sidecar, "tls_handshake_timeout"), 1)
         self.assertEqual(self.echo.received, 0)
+
+
+class IdlePooledConnectionTest(TlsTestCase):
+    """A connection a caller's pool opened and left idle for twice the inbound listener's
+    detect_timeout before its first request: mesh mTLS (client certificate, ALPN http/1.1 or h2)
+    to a PROTOCOL_AUTO listener with authorization, a tcp_cluster (an echo server: bytes proxied
+    there would come back as themselves) and an access log. Its requests get HTTP handling: routed
+    to the app, authorized one by one (/admin/* is denied), counted and logged as HTTP."""
+
+    DETECT = 0.3  # detect_timeout, seconds
+
+    def setUp(self):
+        super().setUp()
+        self.echo = EchoServer()
+        self.addCleanup(self.echo.close)
+        self.port = free_port()
+        self.log = os.path.join(self.work, "access.log")
+        authorization = (
+            "    authorization:\n      policies:\n"
+            f'      - {{name: client-only, rules: [{{principals: ["{CLIENT_ID}"]}}]}}\n'
+            '      - {name: no-admin, action: DENY, rules: [{paths: ["/admin/*"]}]}\n')
+        self.sidecar = self.start(config(
+            tls_listener("inbound", self.port, "{mode: STRICT, secret_name: server-cert}",
+                         protocol="PROTOCOL_AUTO",
+                         extra=f"    tcp_cluster: echo\n    detect_timeout: "
+                               f"{int(self.DETECT * 1000)}ms\n" + authorization),
+            static_cluster("app", self.app.port) + static_cluster("echo", self.echo.port),
+            app_routes(), self.server_secret()), "--access-log=" + self.log, concurrency=1)
+
+    def idle_connection(self, alpn):
+        """An mTLS connection that chose `alpn`, then said nothing for 2 x detect_timeout."""
+        context = ssl.create_default_context(cafile=self.pki.ca)
+        context.load_cert_chain(self.client_cert, self.client_key)
+        context.set_alpn_protocols([alpn])
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        conn = context.wrap_socket(raw, server_hostname="localhost")
+        self.assertEqual(conn.selected_alpn_protocol(), alpn)
+        time.sleep(2 * self.DETECT)
+        return conn
+
+    def assert_http_handling(self, statuses, protocol):
+        self.assertEqual(statuses, [200, 403])
+        self.assertEqual(self.echo.received, 0, "bytes went to the TCP fallback")
+        self.assertEqual(self.app.paths, ["/hello"])
+        self.assertEqual(self.sidecar.stat("meshlet_http_rbac_allowed_total"), 1)
+        self.assertEqual(self.sidecar.stat("meshlet_http_rbac_denied_total"), 1)
+        self.assertEqual(self.rejected(self.sidecar, "detect_timeout"), 0)
+        self.assertEqual(self.sidecar.stat("meshlet_http_downstream_rq_total"), 2)
+        self.assertTrue(wait_for(lambda: os.path.exists(self.log) and
+                                 len(open(self.log).read().splitlines()) == 2))
+        with open(self.log) as f:
+            lines = [json.loads(line) for line in f]
+        # In the order the requests ended (an HTTP/2 denial may end before the other response).
+        self.assertEqual(sorted((l["protocol"], l["response_code"], l["response_flags"])
+                                for l in lines),
+                         [(protocol, 200, "-"), (protocol, 403, "AZ")])
+
+    def test_http1_pooled_connection_idle_past_detect_timeout(self):
+        conn = self.idle_connection("http/1.1")
+        statuses = []
+        for path in ("/hello", "/admin/users"):
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: app\r\n\r\n".encode())
+            response = http.client.HTTPResponse(conn)
+            response.begin()
+            response.read()
+            statuses.append(response.status)
+        conn.close()
+        self.assert_http_handling(statuses, "HTTP/1.1")
+
+    def test_http2_pooled_connection_idle_past_detect_timeout(self):
+        conn = self.idle_connection("h2")
+        h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2conn.initiate_connection()
+        statuses = {}
+        for stream, path in ((1, "/hello"), (3, "/admin/users")):
+            h2conn.send_headers(stream, [(":method", "GET"), (":scheme", "https"),
+                                         (":authority", "app"), (":path", path)],
+                                end_stream=True)
+            conn.sendall(h2conn.data_to_send())
+            while stream not in statuses:
+                data = conn.recv(65536)
+                self.assertTrue(data, "the connection closed")
+                for event in h2conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        statuses[event.stream_id] = int(dict(event.headers)[b":status"])
+                conn.sendall(h2conn.data_to_send())
+        conn.close()
+        self.assert_http_handling([statuses[1], statuses[3]], "HTTP/2")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ discovery port and the webhook (--webhook-address 127.0.0.1:0) serve. Requests a
 meshlet-control-plane.meshlet-system.svc (the name a MutatingWebhookConfiguration's service
 reference makes the API server check), verified with the root `meshctl trust-bundle` prints, over
 HTTP/1.1 (Python) and HTTP/2 (curl). Shown:
+- the pods of a CronJob's run and of a Deployment's ReplicaSet, without app labels, get the
+  service name `meshctl inject` gives their CronJob and Deployment (not the run's or ReplicaSet's);
 - for a Pod, a Deployment, a StatefulSet, a Job and a CronJob (real AdmissionReview v1 JSON), the
   response is allowed with a JSONPatch that python3-jsonpatch applies to the object sent, and the
   result is exactly what `meshctl inject` makes of the same object (one injection, two
@@ -206,6 +208,46 @@ class WebhookTest(unittest.TestCase):
         ok, report = CHECKER.validate(results)
         self.assertTrue(ok, report)
         self.assertEqual(report.count("ok   "), len(OBJECTS), report)
+
+    def test_controllers_pods_named_as_meshctl_inject_names_the_controller(self):
+        # Without app labels: a CronJob's run and a Deployment's ReplicaSet name their pods after
+        # themselves, which change every run and rollout; both front ends name the controller.
+        def node_service(obj):
+            found = re.findall(r'"--node-service=([^"]*)"', json.dumps(obj))
+            self.assertEqual(len(found), 1, found)
+            return found[0]
+
+        def pod(generate_name, owner_kind, owner_name, labels):
+            return {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"generateName": generate_name, "namespace": "shop",
+                                 "labels": labels,
+                                 "ownerReferences": [{
+                                     "apiVersion": "batch/v1" if owner_kind == "Job" else "apps/v1",
+                                     "kind": owner_kind, "name": owner_name, "controller": True,
+                                     "blockOwnerDeletion": True,
+                                     "uid": "0b6bd2e0-2f3c-4b5e-9a51-0f4a3f8e5b71"}]},
+                    "spec": job_template()["spec"]}
+        cronjob = copy.deepcopy(OBJECTS["CronJob"])
+        cronjob["metadata"]["name"] = "nightly-report"
+        cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"] = {}
+        deployment = copy.deepcopy(OBJECTS["Deployment"])
+        deployment["metadata"]["name"] = "orders"
+        deployment["spec"]["template"]["metadata"]["labels"] = {"tier": "backend"}
+        deployment["spec"]["selector"]["matchLabels"] = {"tier": "backend"}
+        for controller, created in (
+                (cronjob, pod("nightly-report-29403540-", "Job", "nightly-report-29403540",
+                              {"job-name": "nightly-report-29403540"})),
+                (deployment, pod("orders-5c8d7f9b6-", "ReplicaSet", "orders-5c8d7f9b6",
+                                 {"tier": "backend", "pod-template-hash": "5c8d7f9b6"}))):
+            with self.subTest(kind=controller["kind"]):
+                name = controller["metadata"]["name"]
+                self.assertEqual(node_service(self.meshctl_inject(controller)), name)
+                response = self.respond(review(created))
+                patched = jsonpatch.apply_patch(
+                    copy.deepcopy(created), json.loads(base64.b64decode(response["patch"])))
+                self.assertEqual(node_service(patched), name)
+                # meshctl inject of the pod itself names it the same way.
+                self.assertEqual(node_service(self.meshctl_inject(created)), name)
 
     def test_http2_with_curl(self):
         out = subprocess.run(

@@ -40,21 +40,6 @@ ROUTES = "type.googleapis.com/meshlet.xds.RouteConfiguration"
 LISTENERS = "type.googleapis.com/meshlet.xds.Listener"
 
 
-def generate_stubs(out_dir):
-    """Python modules for xds/*.proto, generated with grpc_tools into out_dir."""
-    import grpc_tools
-    os.makedirs(out_dir, exist_ok=True)
-    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    protos = sorted(os.path.join("xds", f) for f in os.listdir(os.path.join(PROTO_ROOT, "xds"))
-                    if f.endswith(".proto"))
-    r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", f"-I{well_known}",
-                        f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", *protos],
-                       cwd=PROTO_ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise AssertionError("grpc_tools.protoc failed: " + r.stderr)
-    sys.path.insert(0, out_dir)
-
-
 class Stream:
     """One bidi ADS call fed from a queue."""
 
@@ -261,10 +246,45 @@ class RealControlPlaneInteropTest(unittest.TestCase):
         with open(token_path) as f:
             cls.token = f.read().strip()
         with open(cls.ca, "rb") as f:
-            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            server_ca = f.read()
+        # The discovery port serves only clients with a workload certificate: this client buys
+        # one from the CA on the same port with a join token, as a sidecar does.
+        key, chain = cls.workload_certificate(server_ca, "py")
+        credentials = grpc.ssl_channel_credentials(root_certificates=server_ca, private_key=key,
+                                                   certificate_chain=chain)
         cls.channel = grpc.secure_channel(f"localhost:{cls.xds_port}", credentials)
         grpc.channel_ready_future(cls.channel).result(timeout=10)
         cls.stub = cls.pb_grpc.AggregatedDiscoveryServiceStub(cls.channel)
+
+    @classmethod
+    def workload_certificate(cls, server_ca, service_account):
+        """(key PEM, chain PEM) for default/`service_account` from the control plane's CA."""
+        import json
+        import urllib.request
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{cls.api_port}/api/v1/tokens", method="POST",
+            data=json.dumps({"namespace": "default", "serviceAccount": service_account,
+                             "ttl": "10m"}).encode(),
+            headers={"Authorization": f"Bearer {cls.token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            token = json.loads(resp.read())["token"]
+        key_path = os.path.join(cls.tmp.name, "client-key.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", key_path], check=True,
+                       capture_output=True)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", key_path, "-subj", "/CN=py"],
+                             check=True, capture_output=True, text=True).stdout
+        ca_pb2 = importlib.import_module("xds.ca_pb2")
+        with cls.grpc.secure_channel(f"localhost:{cls.xds_port}",
+                                     cls.grpc.ssl_channel_credentials(server_ca)) as channel:
+            call = channel.unary_unary(
+                "/meshlet.ca.v1.CertificateService/CreateCertificate",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=ca_pb2.CreateCertificateResponse.FromString)
+            response = call(ca_pb2.CreateCertificateRequest(csr_pem=csr, join_token=token),
+                            timeout=10)
+        with open(key_path, "rb") as f:
+            return f.read(), response.certificate_chain_pem.encode()
 
     @classmethod
     def tearDownClass(cls):
@@ -291,6 +311,7 @@ class RealControlPlaneInteropTest(unittest.TestCase):
                 request.node.id = "py-real.default"
                 request.node.service = "py"
                 request.node.namespace = "default"
+                request.node.service_account = "py"
                 request.node.ports.append(8080)
                 request.node.addresses.append("127.0.0.1")
             stream.send(request)
@@ -330,6 +351,7 @@ class RealControlPlaneInteropTest(unittest.TestCase):
         first = self.pb.DeltaDiscoveryRequest(type_url=CLUSTER)
         first.node.id = "py-real-delta.default"
         first.node.service = "py"
+        first.node.service_account = "py"
         first.node.ports.append(8080)  # an inbound cluster: delta sends nothing for empty types
         stream.send(first)
         stream.send(self.pb.DeltaDiscoveryRequest(type_url=LISTENERS))
@@ -354,5 +376,5 @@ if __name__ == "__main__":
     CONTROL_PLANE = os.path.abspath(sys.argv.pop(1))
     PROTO_ROOT = os.path.abspath(sys.argv.pop(1))
     with tempfile.TemporaryDirectory() as stubs:
-        generate_stubs(stubs)
+        xds_util.generate_stubs(PROTO_ROOT, stubs)
         unittest.main()

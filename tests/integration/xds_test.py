@@ -207,7 +207,9 @@ class XdsTest(unittest.TestCase):
             self.procs.append(sidecar)
             time.sleep(0.3)
             status, body = http_get(sidecar.admin_port, "/ready")
-            self.assertEqual((status, body), (503, "NOT READY\n"))
+            self.assertEqual((status, body),
+                             (503, "NOT READY: no complete configuration from the control plane "
+                                   "yet\n"))
             # The control plane appears: ready once its configuration is applied.
             cp = self.control_plane(resources_yaml(web, "v1"), port=xds_port)
             self.assertTrue(wait_for(sidecar.ready, timeout=20), sidecar.log())
@@ -320,8 +322,17 @@ class RealControlPlaneTest(unittest.TestCase):
         return p.stdout
 
     def add_sidecar(self, name, extra=()):
+        # The discovery port serves sidecars that present their workload certificate: each buys
+        # one from the CA on the same port with a join token for its own service account.
+        token = self.api("/api/v1/tokens", "POST",
+                         {"namespace": "default", "serviceAccount": name, "ttl": "10m"})["token"]
+        token_file = os.path.join(self.work, f"{name}-{time.time_ns()}.token")
+        with open(token_file, "w") as f:
+            f.write(token)
         # Loopback: every sidecar needs its own inbound/outbound ports.
         args = [f"--node-service={name}", "--node-port=8080", "--node-address=127.0.0.1",
+                f"--node-service-account={name}", f"--join-token-file={token_file}",
+                f"--ca-address=127.0.0.1:{self.xds_port}",
                 f"--node-label=meshlet.io/inbound-port={free_port()}",
                 f"--node-label=meshlet.io/outbound-port={free_port()}", *extra]
         sidecar = XdsSidecar(SIDECAR, self.work, self.xds_port, f"{name}-0.default", ca=self.ca,

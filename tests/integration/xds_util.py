@@ -6,12 +6,29 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import cp_api
 from ports import free_port  # noqa: F401  (re-exported for the tests)
+
+
+def generate_stubs(proto_root, out_dir):
+    """Python modules for proto_root/xds/*.proto (the messages and python3-grpcio stubs),
+    generated with grpc_tools into out_dir, which joins sys.path."""
+    import grpc_tools
+    os.makedirs(out_dir, exist_ok=True)
+    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    protos = sorted(os.path.join("xds", f) for f in os.listdir(os.path.join(proto_root, "xds"))
+                    if f.endswith(".proto"))
+    r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", f"-I{well_known}",
+                        f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", *protos],
+                       cwd=proto_root, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError("grpc_tools.protoc failed: " + r.stderr)
+    sys.path.insert(0, out_dir)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02):

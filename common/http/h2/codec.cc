@@ -1239,10 +1239,13 @@ int ConnectionImpl::Receive(absl::string_view bytes) {
     frame_payload_left_ = (size_t{h[0]} << 16) | (size_t{h[1]} << 8) | h[2];
     const int32_t id = static_cast<int32_t>(((uint32_t{h[5]} & 0x7f) << 24) |
                                             (uint32_t{h[6]} << 16) | (uint32_t{h[7]} << 8) | h[8]);
-    if (h[3] != NGHTTP2_DATA || id > max_client_stream_) continue;
-    // Everything before this frame first, so that nghttp2's view of the stream is current.
+    if (h[3] != NGHTTP2_DATA) continue;
+    // Everything before this frame first, so that nghttp2's view of the stream is current: a
+    // HEADERS and a RST_STREAM earlier in these bytes may have opened and closed it (h2spec
+    // http2/5.1/8 sends the three in one burst).
     if (int rv = feed(bytes.substr(fed, head_start - fed)); rv != 0) return rv;
     fed = head_start;
+    if (id > max_client_stream_) continue;  // an idle stream: nghttp2's to judge
     if (ClientStreamGone(id)) {
       OnFrameOnGoneStream(id);
       // nghttp2 drops these without a callback (OnFrameRecv counts the others): empty ones on a

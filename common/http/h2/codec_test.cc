@@ -685,8 +685,9 @@ void AppendFrame(net::Buffer& out, uint8_t type, uint8_t flags, uint32_t stream_
   out.Append(payload.data(), payload.size());
 }
 
-// The error code of the last GOAWAY in a server's output, or -1.
-int64_t LastGoAwayError(const net::Buffer& out) {
+// The error code of the last frame of `type` in a server's output, or -1: GOAWAY, or RST_STREAM
+// on `stream_id`.
+int64_t LastErrorCode(const net::Buffer& out, uint8_t type, uint32_t stream_id = 0) {
   std::string bytes = out.ToString();
   int64_t code = -1;
   size_t pos = 0;
@@ -694,13 +695,18 @@ int64_t LastGoAwayError(const net::Buffer& out) {
     const auto* b = reinterpret_cast<const uint8_t*>(bytes.data() + pos);
     size_t length = (size_t{b[0]} << 16) | (size_t{b[1]} << 8) | b[2];
     if (pos + 9 + length > bytes.size()) break;
-    if (b[3] == NGHTTP2_GOAWAY && length >= 8) {
-      code = (int64_t{b[13]} << 24) | (b[14] << 16) | (b[15] << 8) | b[16];
+    const uint32_t id = ((uint32_t{b[5]} & 0x7f) << 24) | (b[6] << 16) | (b[7] << 8) | b[8];
+    // GOAWAY: last-stream-id, then the code; RST_STREAM: the code.
+    const size_t at = type == NGHTTP2_GOAWAY ? 13 : 9;
+    if (b[3] == type && length >= at - 5 && (type == NGHTTP2_GOAWAY || id == stream_id)) {
+      code = (int64_t{b[at]} << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
     }
     pos += 9 + length;
   }
   return code;
 }
+
+int64_t LastGoAwayError(const net::Buffer& out) { return LastErrorCode(out, NGHTTP2_GOAWAY); }
 
 // A client that asks for more PING acknowledgements than it reads: once more than
 // max_outbound_control_frames are waiting in the socket, the connection ends with
@@ -961,6 +967,31 @@ TEST(Http2CodecTest, EmptyDataFramesOnAResetStreamEndTheConnection) {
   AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
   EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
   EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
+}
+
+int64_t LastResetError(const net::Buffer& out, uint32_t stream_id) {
+  return LastErrorCode(out, NGHTTP2_RST_STREAM, stream_id);
+}
+
+// h2spec http2/5.1/8: HEADERS without END_STREAM, the client's RST_STREAM and DATA on the same
+// stream, all in one read. The DATA is a stream error STREAM_CLOSED (RFC 9113 5.1, "closed"),
+// also when the HEADERS that opened the stream came in the same bytes.
+TEST(Http2CodecTest, DataAfterTheClientsResetInTheSameReadIsStreamClosed) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kGetBlock);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, 1, kCancel);
+  AppendFrame(in, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1, "test");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(LastResetError(p.server_io.out, 1), NGHTTP2_STREAM_CLOSED);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), -1);  // a stream error: the connection goes on
+  // DATA on a stream the client never opened, in the same way, is still nghttp2's connection
+  // error.
+  net::Buffer idle;
+  AppendFrame(idle, NGHTTP2_DATA, 0, 7, "x");
+  EXPECT_FALSE(p.server->Dispatch(idle).ok());
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_PROTOCOL_ERROR);
 }
 
 TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {

@@ -19,10 +19,18 @@
 // rounds' applies go to the first replica's API, and CPU and RSS are printed per replica.
 // --etcd-pids adds the etcd members' CPU and RSS.
 //
+// TLS (--tls-ca FILE --tls-cert FILE --tls-key FILE): every client connects over TLS as a sidecar
+// does (ALPN h2, no session resumption), verifies the control plane against the trust bundle
+// --tls-ca (and its SPIFFE id with --server-identity) and presents the client certificate
+// --tls-cert, one workload identity shared by all clients; in policy mode their Node then carries
+// that identity's namespace (default) and --service-account. Without them: plaintext h2c.
+//
 // Usage: xds_load --server-pid PID[,PID...] --address 127.0.0.1:PORT[,...] [--etcd-pids PID,...]
 //                 (--resources FILE | --meshctl PATH --api HOST:PORT --token-file FILE
 //                  --ca-file FILE [--services 10] [--scoped] [--work-dir DIR])
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
+//                 [--tls-ca FILE --tls-cert FILE --tls-key FILE [--server-identity ID]]
+//                 [--service-account NAME]
 //
 // --scoped applies a MeshConfig with scopeToDependencies and gives every client the label
 // meshlet.io/dependencies=svc-0, so each gets only its own service and svc-0.
@@ -56,6 +64,10 @@
 #include "common/event/timer.h"
 #include "common/flags/flags.h"
 #include "common/stats/stats.h"
+#include "common/tls/certificate.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/xds_client.h"
 
@@ -199,17 +211,45 @@ bool WaitApply(pid_t pid) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// The clients' TLS: the sidecar's own settings for its xDS channel (XdsTlsConfigFromCaFile: the
+// trust bundle, ALPN h2, the control plane's SPIFFE id when given) with the client certificate
+// every client presents. One context for all clients; it keeps no sessions, so every connection
+// is a full handshake, as each sidecar's first one is.
+absl::StatusOr<meshlet::net::TransportFactory> ClientTls(const std::string& ca_file,
+                                                         const std::string& server_identity,
+                                                         const std::string& cert_file,
+                                                         const std::string& key_file) {
+  namespace tls = meshlet::tls;
+  absl::StatusOr<tls::TlsContextConfig> config =
+      config::XdsTlsConfigFromCaFile(ca_file, server_identity);
+  if (!config.ok()) return config.status();
+  for (auto [path, out] : {std::pair{&cert_file, &config->certificate_chain_pem},
+                           std::pair{&key_file, &config->private_key_pem}}) {
+    absl::StatusOr<std::string> pem = tls::ReadSmallFile(*path);
+    if (!pem.ok()) return pem.status();
+    *out = *std::move(pem);
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(*config);
+  if (!context.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--tls-cert ", cert_file, ", --tls-key ",
+                                                   key_file, ": ", context.status().message()));
+  }
+  return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   namespace flags = meshlet::flags;
-  int clients = 1000, rounds = 20, services = 10;
+  int clients = 1000, rounds = 20, services = 10, connect_timeout = 180;
   std::string server_pids_text, etcd_pids_text;
   bool delta = false;
   bool no_validate = false;
   bool scoped = false;
   bool help = false;
   std::string address, resources, meshctl, api, token_file, ca_file, work_dir = "/tmp";
+  std::string tls_ca, tls_cert, tls_key, server_identity, service_account = "load";
   const std::vector<flags::Flag> table = {
       flags::Required(
           flags::StringFlag("--server-pid", "PID[,PID...]", &server_pids_text,
@@ -231,8 +271,20 @@ int main(int argc, char** argv) {
       flags::StringFlag("--work-dir", "DIR", &work_dir, "policy mode: where policy files go"),
       flags::IntFlag("--clients", "N", &clients, "simulated sidecars (default 1000)"),
       flags::IntFlag("--rounds", "N", &rounds, "changes (default 20)"),
+      flags::IntFlag("--connect-timeout", "SECONDS", &connect_timeout,
+                     "how long all clients may take to get their first configuration (default "
+                     "180)"),
       flags::SwitchFlag("--delta", &delta, "incremental streams"),
       flags::SwitchFlag("--no-validate", &no_validate, "parse updates without BuildSnapshot"),
+      flags::StringFlag("--tls-ca", "FILE", &tls_ca,
+                        "TLS: the trust bundle that verifies the control plane (else h2c)"),
+      flags::StringFlag("--tls-cert", "FILE", &tls_cert,
+                        "TLS: the client certificate chain every client presents"),
+      flags::StringFlag("--tls-key", "FILE", &tls_key, "TLS: its private key"),
+      flags::StringFlag("--server-identity", "SPIFFE_ID", &server_identity,
+                        "TLS: the SPIFFE id the control plane's certificate must carry"),
+      flags::StringFlag("--service-account", "NAME", &service_account,
+                        "policy mode: the clients' service account (default load)"),
       flags::HelpFlag(&help, "this help"),
   };
   absl::StatusOr<flags::ParsedArgs> parsed =
@@ -259,6 +311,13 @@ int main(int argc, char** argv) {
         "give --resources FILE, or --meshctl PATH --api HOST:PORT --token-file FILE --ca-file "
         "FILE");
   }
+  const bool use_tls = !tls_ca.empty();
+  if (parsed.ok() && (use_tls != !tls_cert.empty() || use_tls != !tls_key.empty())) {
+    parsed = absl::InvalidArgumentError("--tls-ca, --tls-cert and --tls-key go together");
+  }
+  if (parsed.ok() && !use_tls && !server_identity.empty()) {
+    parsed = absl::InvalidArgumentError("--server-identity needs --tls-ca");
+  }
   if (!parsed.ok()) {
     std::fprintf(stderr, "xds_load: %s\n\n%s", std::string(parsed.status().message()).c_str(),
                  flags::FlagTable(table).c_str());
@@ -277,6 +336,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   const size_t replicas = server_addresses->size();
+  meshlet::net::TransportFactory transport;
+  if (use_tls) {
+    absl::StatusOr<meshlet::net::TransportFactory> factory =
+        ClientTls(tls_ca, server_identity, tls_cert, tls_key);
+    if (!factory.ok()) {
+      std::fprintf(stderr, "xds_load: %s\n", std::string(factory.status().message()).c_str());
+      return 2;
+    }
+    transport = *std::move(factory);
+  }
   // CPU seconds and RSS MiB of each of `pids`.
   auto usage = [](const std::vector<int>& pids) {
     std::vector<std::pair<double, double>> out;
@@ -327,10 +396,12 @@ int main(int argc, char** argv) {
       options.server_addresses.push_back((*server_addresses)[(i + r) % replicas]);
     }
     options.node.set_id(absl::StrCat("load-", i));
+    options.transport_factory = transport;
     if (policy_mode) {
       // A workload of svc-(i % services), versions alternating, at its own address.
       options.node.set_service(absl::StrCat("svc-", i % services));
       options.node.set_namespace_("default");
+      options.node.set_service_account(service_account);
       options.node.add_addresses(
           absl::StrCat("10.", i / 65536, ".", (i / 256) % 256, ".", i % 256));
       options.node.add_ports(8080);
@@ -367,13 +438,25 @@ int main(int argc, char** argv) {
     pause.Enable(d);
     loop.RunUntil([&] { return !pause.enabled(); }, d + std::chrono::seconds(1));
   };
+  const auto servers_at_connect = usage(server_pids);
+  const double own_cpu_at_connect = ProcessUsage(getpid()).first;
   const MonotonicTime connect_start = std::chrono::steady_clock::now();
   for (auto& sim : sims) sim->client->Start();
-  bool all = loop.RunUntil([&] { return applied == clients; }, std::chrono::seconds(180));
+  bool all =
+      loop.RunUntil([&] { return applied == clients; }, std::chrono::seconds(connect_timeout));
   const double connect_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - connect_start).count();
+  const auto servers_connected = usage(server_pids);
+  const double own_connect_cpu = ProcessUsage(getpid()).first - own_cpu_at_connect;
   if (!all) {
     std::fprintf(stderr, "only %d of %d clients got the initial configuration\n", applied, clients);
+    for (const auto& sim : sims) {
+      if (sim->marker.empty()) {
+        std::fprintf(stderr, "the first client without it: %s\n",
+                     sim->client->StatusJson().c_str());
+        break;
+      }
+    }
     return 1;
   }
   // In policy mode every registration changed the endpoints of its service: let the pushes
@@ -409,14 +492,20 @@ int main(int argc, char** argv) {
   const double own_cpu = ProcessUsage(getpid()).first - own_cpu_before;
   double load_after = 0;
   getloadavg(&load_after, 1);
-  std::printf("clients=%d mode=%s driver=%s rounds=%d validate=%s\n", clients,
-              delta ? "delta" : "sotw",
+  std::printf("clients=%d mode=%s transport=%s driver=%s rounds=%d validate=%s\n", clients,
+              delta ? "delta" : "sotw", use_tls ? "TLS, client certificate" : "plaintext h2c",
               policy_mode ? absl::StrCat("meshctl apply (", services, " services",
                                          scoped ? ", scoped to dependencies" : "", ")")
                                 .c_str()
                           : "file+SIGHUP",
               rounds, validate ? "yes" : "no");
-  std::printf("initial connect+configure all: %.3f s\n", connect_seconds);
+  double servers_connect_cpu = 0;
+  for (size_t r = 0; r < servers_connected.size(); ++r) {
+    servers_connect_cpu += servers_connected[r].first - servers_at_connect[r].first;
+  }
+  std::printf(
+      "initial connect+configure all: %.3f s (control plane CPU %.2f s, load tool CPU %.2f s)\n",
+      connect_seconds, servers_connect_cpu, own_connect_cpu);
   std::printf(
       "change -> all applied+ACKed: p50 %.3f s, p99 %.3f s, max %.3f s "
       "(includes the 100 ms debounce)\n",
