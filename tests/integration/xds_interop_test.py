@@ -262,11 +262,12 @@ class RealControlPlaneInteropTest(unittest.TestCase):
         import json
         import urllib.request
         req = urllib.request.Request(
-            f"http://127.0.0.1:{cls.api_port}/api/v1/tokens", method="POST",
+            cp_api.url(f"127.0.0.1:{cls.api_port}", "/api/v1/tokens"), method="POST",
             data=json.dumps({"namespace": "default", "serviceAccount": service_account,
                              "ttl": "10m"}).encode(),
             headers={"Authorization": f"Bearer {cls.token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5,
+                                    context=cp_api.ssl_context(cls.ca_file)) as resp:
             token = json.loads(resp.read())["token"]
         key_path = os.path.join(cls.tmp.name, "client-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
