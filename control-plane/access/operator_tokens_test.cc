@@ -174,39 +174,39 @@ TEST_F(OperatorTokensTest, TheHttpFaceCreatesListsAndRevokesWithoutShowingSecret
   EXPECT_FALSE(absl::StrContains(list.body, "mot1.")) << list.body;
   EXPECT_FALSE(absl::StrContains(list.body, "secret")) << list.body;
 
-  for (const auto& [body, field] :
-       std::vector<std::pair<std::string, std::string>>{{R"({"role":"viewer"})", "name"},
-                                                        {R"({"name":"x"})", "role"},
-                                                        {R"({"name":"x","role":"root"})", "role"},
-                                                        {R"({"name":"x","role":"viewer","ttl":"soon"})",
-                                                         "ttl"},
-                                                        {R"({"name":"X","role":"viewer"})", "name"}}) {
+  for (const auto& [body, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"role":"viewer"})", "name"},
+           {R"({"name":"x"})", "role"},
+           {R"({"name":"x","role":"root"})", "role"},
+           {R"({"name":"x","role":"viewer","ttl":"soon"})", "ttl"},
+           {R"({"name":"X","role":"viewer"})", "name"}}) {
     http::ServerResponse bad = HandleOperatorTokenRequest(
         *tokens_, Request("POST", "/api/v1/operator-tokens", body), admin);
     EXPECT_EQ(bad.status, 422) << body << ": " << bad.body;
     EXPECT_TRUE(absl::StrContains(bad.body, absl::StrCat(R"("field":")", field, "\"")))
         << body << ": " << bad.body;
   }
-  EXPECT_EQ(HandleOperatorTokenRequest(
-                *tokens_, Request("POST", "/api/v1/operator-tokens", R"({"name":"eve","role":"viewer"})"),
-                admin)
-                .status,
-            409);
+  EXPECT_EQ(
+      HandleOperatorTokenRequest(
+          *tokens_, Request("POST", "/api/v1/operator-tokens", R"({"name":"eve","role":"viewer"})"),
+          admin)
+          .status,
+      409);
   EXPECT_EQ(
       HandleOperatorTokenRequest(*tokens_, Request("POST", "/api/v1/operator-tokens", "[]"), admin)
           .status,
       400);
-  EXPECT_EQ(HandleOperatorTokenRequest(*tokens_, Request("PUT", "/api/v1/operator-tokens"), admin)
-                .status,
-            405);
-  EXPECT_EQ(HandleOperatorTokenRequest(*tokens_, Request("DELETE", "/api/v1/operator-tokens/eve"),
-                                       admin)
-                .status,
-            204);
-  EXPECT_EQ(HandleOperatorTokenRequest(*tokens_, Request("DELETE", "/api/v1/operator-tokens/eve"),
-                                       admin)
-                .status,
-            404);
+  EXPECT_EQ(
+      HandleOperatorTokenRequest(*tokens_, Request("PUT", "/api/v1/operator-tokens"), admin).status,
+      405);
+  EXPECT_EQ(
+      HandleOperatorTokenRequest(*tokens_, Request("DELETE", "/api/v1/operator-tokens/eve"), admin)
+          .status,
+      204);
+  EXPECT_EQ(
+      HandleOperatorTokenRequest(*tokens_, Request("DELETE", "/api/v1/operator-tokens/eve"), admin)
+          .status,
+      404);
 }
 
 }  // namespace

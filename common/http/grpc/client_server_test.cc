@@ -589,7 +589,8 @@ TEST_F(GrpcClientServerTest, IdleConnectionsAreToldToGoAway) {
 // call in time keeps its connection past it.
 TEST_F(GrpcClientServerTest, ConnectionsThatNeverOpenACallAreClosed) {
   StatsRegistry stats;
-  absl::StatusOr<Counter> timeouts = stats.shared_shard().RegisterCounter("meshlet_test_timeouts_total", "test");
+  absl::StatusOr<Counter> timeouts =
+      stats.shared_shard().RegisterCounter("meshlet_test_timeouts_total", "test");
   ASSERT_TRUE(timeouts.ok());
   StartServer({.handshake_timeout = milliseconds(100), .timeouts = *timeouts});
   const int fd = ConnectRaw(port_);
