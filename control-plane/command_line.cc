@@ -38,17 +38,26 @@ std::vector<Section> Sections(CommandLine& command_line) {
   sections.push_back({.heading = "Discovery (ADS over gRPC, docs/xds.md):",
                       .flags = ads::XdsFlags(command_line.xds)});
   sections.push_back(
-      {.heading = "Discovery port certificate, without --xds-tls-cert (docs/security.md):",
+      {.heading = "The control plane's certificate, for the API and (without --xds-tls-cert) the "
+                  "discovery port (docs/security.md):",
        .flags = ca::ServingCertificateFlags(command_line.serving_certificate),
-       .note = "Without --xds-tls-cert/--xds-tls-key and without --xds-plaintext, the workload "
-               "CA issues the discovery port's certificate to the control plane itself: "
+       .note = "The workload CA issues the control plane its own certificate: "
                "spiffe://<trust-domain>/ns/NS/sa/SA plus the DNS names, with an in-memory key and "
-               "the --cert-ttl lifetime, renewed at half of it."});
+               "the --cert-ttl lifetime, renewed at half of it. The API serves it unless "
+               "--api-plaintext; the discovery port and the webhook unless --xds-tls-cert/"
+               "--xds-tls-key or --xds-plaintext."});
   sections.push_back({.heading = "Workload CA (served on the discovery port; docs/security.md):",
                       .flags = ca::CaFlags(command_line.ca)});
   sections.push_back({.heading = "Kubernetes service-account attestation (TokenReview; off when "
                                  "no API server is known):",
                       .flags = ca::KubernetesAttestationFlags(command_line.ca)});
+  sections.push_back(
+      {.heading = "Kubernetes users on the API (with --kubernetes-api; docs/kubernetes.md):",
+       .flags = access::KubernetesUsersFlags(command_line.api_kubernetes_users),
+       .note = "A bearer token that is neither the bootstrap token nor an operator token is "
+               "reviewed by the API server (TokenReview), and the user it names is allowed what "
+               "the ClusterRoles meshlet-viewer, meshlet-editor and meshlet-admin grant "
+               "(SubjectAccessReview on meshes.meshlet.io)."});
   sections.push_back(
       {.heading = "Kubernetes service discovery (with --kubernetes-api; docs/kubernetes.md):",
        .flags = kubernetes::DiscoveryFlags(command_line.discovery),
@@ -81,7 +90,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   if (parsed.stopped) return command_line;
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
-  if (command_line.xds.self_issued()) {
+  if (command_line.xds.self_issued() || !command_line.control_plane.api_plaintext) {
     RETURN_IF_ERROR(ca::CheckServingCertificateFlags(command_line.serving_certificate,
                                                      command_line.ca.authority.default_ttl));
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "control-plane/access/kubernetes_users.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/kubernetes/discovery.h"
@@ -29,6 +30,8 @@ struct CommandLine {
   telemetry::TelemetryOptions telemetry;
   webhook::WebhookOptions webhook;
   kubernetes::DiscoveryOptions discovery;
+  // Kubernetes users on the API (with a Kubernetes API server).
+  access::KubernetesUsersOptions api_kubernetes_users;
 };
 
 // Parses argv[1..]: `--flag value` or `--flag=value`; --help and --version end parsing. Errors

@@ -71,18 +71,22 @@ TEST(CommandLineTest, IdentityNamespaceDefaultsToPodNamespace) {
       std::string::npos)
       << parsed.status();
   EXPECT_TRUE(ParseCommandLine({"--identity-namespace=ok"}).ok());
-  EXPECT_TRUE(ParseCommandLine({"--xds-plaintext"}).ok());
+  // The certificate serves the API too: only without TLS on both ports is the namespace unused.
+  EXPECT_FALSE(ParseCommandLine({"--xds-plaintext"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--xds-plaintext", "--api-plaintext"}).ok());
   ::unsetenv("POD_NAMESPACE");
 }
 
-// The self-issued discovery certificate needs a --cert-ttl of 2s or more; with certificate files
-// or plaintext, shorter workload lifetimes are allowed as before.
+// The self-issued certificate (the API's, and the discovery port's without certificate files)
+// needs a --cert-ttl of 2s or more; with neither using it, shorter workload lifetimes are allowed.
 TEST(CommandLineTest, AShortCertTtlIsRefusedOnlyForTheSelfIssuedCertificate) {
   EXPECT_FALSE(ParseCommandLine({"--cert-ttl=1s"}).ok());
   EXPECT_TRUE(ParseCommandLine({"--cert-ttl=2s"}).ok());
-  EXPECT_TRUE(ParseCommandLine({"--cert-ttl=1s", "--xds-plaintext"}).ok());
-  EXPECT_TRUE(
-      ParseCommandLine({"--cert-ttl=1s", "--xds-tls-cert=c.pem", "--xds-tls-key=k.pem"}).ok());
+  EXPECT_FALSE(ParseCommandLine({"--cert-ttl=1s", "--xds-plaintext"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--cert-ttl=1s", "--xds-plaintext", "--api-plaintext"}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--cert-ttl=1s", "--xds-tls-cert=c.pem", "--xds-tls-key=k.pem",
+                                "--api-plaintext"})
+                  .ok());
 }
 
 TEST(CommandLineTest, HelpAndVersionEndParsing) {
@@ -136,14 +140,26 @@ TEST(CommandLineTest, ErrorsNameTheFlag) {
 TEST(CommandLineTest, HelpListsEveryFlagInItsSection) {
   const std::string help = UsageText();
   size_t last = 0;
-  for (const char* line :
-       {"usage: control-plane [flags]", "\nFlags:\n", "  --data-dir DIR ", "  --log-level LEVEL ",
-        "  -h, --help ", "\nDiscovery (ADS", "  --xds-plaintext ",
-        "  --xds-keepalive-timeout DURATION ", "\nDiscovery port certificate",
-        "  --identity-namespace NS ", "  --xds-dns-names NAMES ", "renewed at half of it",
-        "\nWorkload CA", "  --cert-max-ttl ", "\nKubernetes service-account attestation",
-        "  --kubernetes-timeout DURATION ", "\nTrace collector", "  --otlp-address HOST:PORT ",
-        "  --golden-retention DURATION "}) {
+  for (const char* line : {"usage: control-plane [flags]",
+                           "\nFlags:\n",
+                           "  --data-dir DIR ",
+                           "  --api-plaintext ",
+                           "  --log-level LEVEL ",
+                           "  -h, --help ",
+                           "\nDiscovery (ADS",
+                           "  --xds-plaintext ",
+                           "  --xds-keepalive-timeout DURATION ",
+                           "\nThe control plane's certificate",
+                           "  --identity-namespace NS ",
+                           "  --xds-dns-names NAMES ",
+                           "renewed at half of it",
+                           "\nWorkload CA",
+                           "  --cert-max-ttl ",
+                           "\nKubernetes service-account attestation",
+                           "  --kubernetes-timeout DURATION ",
+                           "\nTrace collector",
+                           "  --otlp-address HOST:PORT ",
+                           "  --golden-retention DURATION "}) {
     const size_t at = help.find(line, last);
     ASSERT_NE(at, std::string::npos) << line << " after offset " << last << " in:\n" << help;
     last = at;

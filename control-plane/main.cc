@@ -8,8 +8,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/flags/flags.h"
+#include "common/tls/certificate.h"
+#include "control-plane/access/kubernetes_users.h"
 #include "control-plane/ca/ca_service.h"
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/command_line.h"
@@ -18,6 +21,21 @@
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
+
+namespace {
+
+// The SHA-256 fingerprints of the roots in `pem`, " or "-separated, for the start-up log.
+std::string RootFingerprints(const std::string& pem) {
+  absl::StatusOr<meshlet::tls::CertificateChain> roots = meshlet::tls::ParsePemCertificates(pem);
+  if (!roots.ok()) return "(unreadable trust bundle)";
+  std::string out;
+  for (const auto& root : *roots) {
+    absl::StrAppend(&out, out.empty() ? "" : " or ", meshlet::tls::Sha256Fingerprint(*root));
+  }
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using meshlet::controlplane::CommandLine;
@@ -87,12 +105,27 @@ int main(int argc, char** argv) {
       return fail(status);
     }
   }
-  if (self_issued) {
+  // The API (HTTPS unless --api-plaintext) verifies client certificates against the mesh roots.
+  if (absl::Status status = control_plane.SetApiTrustBundle(ca.authority().trust_bundle_pem());
+      !status.ok()) {
+    return fail(status);
+  }
+  // The CA's certificate for the control plane serves the API, and without --xds-tls-cert or
+  // --xds-plaintext the discovery port and the webhook too.
+  if (self_issued || control_plane.api_tls()) {
     serving_certificate = std::make_unique<meshlet::controlplane::ca::ServingCertificate>(
         control_plane.loop(), ca.authority(), control_plane.clock(), control_plane.stats(),
         std::move(command_line->serving_certificate),
-        [&xds, &webhook, &telemetry, &ca,
-         &serving_certificate](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+        [&control_plane, &xds, &webhook, &telemetry, &ca, &serving_certificate,
+         self_issued](const meshlet::controlplane::ca::ServingCredentials& credentials) {
+          if (control_plane.api_tls()) {
+            if (absl::Status s = control_plane.SetApiServingCertificate(
+                    credentials.certificate_chain_pem, credentials.private_key_pem);
+                !s.ok()) {
+              return s;
+            }
+          }
+          if (!self_issued) return absl::OkStatus();
           if (absl::Status s = telemetry.SetPeerCredentials(
                   {.certificate_chain_pem = credentials.certificate_chain_pem,
                    .private_key_pem = credentials.private_key_pem,
@@ -112,6 +145,25 @@ int main(int argc, char** argv) {
                                            credentials.private_key_pem);
         });
     if (absl::Status status = serving_certificate->Start(); !status.ok()) return fail(status);
+    if (control_plane.api_tls()) {
+      LOG(INFO) << "API: HTTPS on " << control_plane.api_address().ToString()
+                << " with the CA's certificate for " << serving_certificate->spiffe_id()
+                << "; meshctl pins the CA with meshctl context set --ca-fingerprint "
+                << RootFingerprints(ca.authority().trust_bundle_pem());
+    }
+  }
+  // Kubernetes users on the API: their tokens and rights reviewed by the API server.
+  std::unique_ptr<meshlet::controlplane::access::KubernetesApiUsers> kubernetes_users;
+  if (!kubernetes_api.api.empty() && command_line->api_kubernetes_users.enabled) {
+    auto created = meshlet::controlplane::access::KubernetesApiUsers::Create(
+        control_plane.loop(), kubernetes_api, command_line->api_kubernetes_users,
+        control_plane.clock(), control_plane.stats());
+    if (!created.ok()) return fail(created.status());
+    kubernetes_users = *std::move(created);
+    control_plane.access_gate().SetKubernetesUsers(kubernetes_users.get());
+    LOG(INFO) << "API: Kubernetes users' bearer tokens are reviewed by the API server at "
+              << kubernetes_api.api
+              << " (TokenReview, then SubjectAccessReview on meshes.meshlet.io)";
   }
   // Kubernetes discovery before the discovery port opens: no sidecar gets configuration that
   // lacks the cluster's Services.

@@ -66,6 +66,20 @@ std::map<std::string, std::string> ServerRequest::QueryParams() const {
   return params;
 }
 
+std::string CrossOriginReason(const ServerRequest& request, absl::string_view scheme) {
+  if (std::optional<absl::string_view> site = request.headers.Get("sec-fetch-site");
+      site.has_value() && *site != "same-origin" && *site != "none") {
+    return absl::StrCat("sec-fetch-site: ", *site);
+  }
+  std::optional<absl::string_view> origin = request.headers.Get("origin");
+  if (!origin.has_value()) return "";
+  absl::string_view authority = request.headers.Get(":authority").value_or("");
+  if (authority.empty()) authority = request.headers.Get("host").value_or("");
+  const std::string own = absl::StrCat(scheme, "://", authority);
+  if (*origin == own) return "";
+  return absl::StrCat("origin ", *origin, " is not ", own);
+}
+
 ServerResponse ServerResponse::Text(int status, std::string body) {
   ServerResponse r;
   r.status = status;

@@ -57,6 +57,14 @@ struct ServerResponse {
   static ServerResponse Json(int status, std::string body);
 };
 
+// Why `request` came from a web page of another origin than `scheme`://<its authority>, or "" if
+// it did not: Sec-Fetch-Site says neither same-origin nor none (browsers send it with every
+// request), or Origin names another origin (browsers send it with every cross-origin POST). A
+// page may post a form to any address without a CORS preflight; clients that are not browsers
+// (meshctl, curl, kubelet) send neither header. For servers that refuse such writes (the sidecar's
+// admin port, the control plane's API).
+std::string CrossOriginReason(const ServerRequest& request, absl::string_view scheme);
+
 using RequestHandler = std::function<ServerResponse(const ServerRequest&)>;
 using Responder = std::function<void(ServerResponse)>;
 using AsyncRequestHandler = std::function<void(const ServerRequest&, Responder)>;

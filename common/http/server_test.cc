@@ -104,6 +104,37 @@ class HttpServerTest : public ServerOnLoopTest {
   }
 };
 
+TEST(CrossOriginReasonTest, PagesOfAnotherOriginAreNamedAndEveryoneElseIsNot) {
+  auto reason = [](std::vector<std::pair<std::string, std::string>> headers,
+                   absl::string_view scheme = "https") {
+    ServerRequest request;
+    request.headers.Add(":method", "POST");
+    request.headers.Add(":authority", "cp.example:15014");
+    for (const auto& [name, value] : headers) request.headers.Add(name, value);
+    return CrossOriginReason(request, scheme);
+  };
+  // Clients that are not browsers, and the server's own pages.
+  EXPECT_EQ(reason({}), "");
+  EXPECT_EQ(reason({{"origin", "https://cp.example:15014"}}), "");
+  EXPECT_EQ(reason({{"sec-fetch-site", "same-origin"}}), "");
+  EXPECT_EQ(reason({{"sec-fetch-site", "none"}}), "");
+  EXPECT_EQ(reason({{"origin", "http://cp.example:15014"}}, "http"), "");
+  // Pages of other origins.
+  EXPECT_EQ(reason({{"origin", "https://evil.example"}}),
+            "origin https://evil.example is not https://cp.example:15014");
+  EXPECT_EQ(reason({{"origin", "http://cp.example:15014"}}),
+            "origin http://cp.example:15014 is not https://cp.example:15014");
+  EXPECT_EQ(reason({{"origin", "null"}}), "origin null is not https://cp.example:15014");
+  EXPECT_EQ(reason({{"sec-fetch-site", "cross-site"}}), "sec-fetch-site: cross-site");
+  EXPECT_EQ(reason({{"sec-fetch-site", "same-site"}, {"origin", "https://cp.example:15014"}}),
+            "sec-fetch-site: same-site");
+  // HTTP/1 requests carry Host rather than :authority.
+  ServerRequest http1;
+  http1.headers.Add("host", "127.0.0.1:15000");
+  http1.headers.Add("origin", "http://127.0.0.1:15000");
+  EXPECT_EQ(CrossOriginReason(http1, "http"), "");
+}
+
 TEST_F(HttpServerTest, Http1GetWithQueryAndHeaders) {
   CommandResult r =
       RunCommand(absl::StrCat("curl -sS -i --http1.1 '", Url("/echo?q=a%20b&x"), "'"));

@@ -11,13 +11,19 @@
 #include <openssl/nid.h>
 #include <openssl/obj.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include <memory>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/base/file.h"
 
 namespace meshlet::tls {
@@ -342,6 +348,40 @@ std::string SerialNumberHex(const X509& cert) {
   }
   bssl::UniquePtr<char> hex(BN_bn2hex(bn.get()));
   return hex == nullptr ? "" : std::string(hex.get());
+}
+
+std::string Sha256Fingerprint(const X509& cert) {
+  uint8_t* der = nullptr;
+  const int length = i2d_X509(Mutable(cert), &der);
+  if (length <= 0) {
+    ERR_clear_error();
+    return "";
+  }
+  bssl::UniquePtr<uint8_t> owned(der);
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  SHA256(der, static_cast<size_t>(length), digest);
+  return absl::StrCat("sha256:", absl::BytesToHexString(absl::string_view(
+                                     reinterpret_cast<const char*>(digest), sizeof(digest))));
+}
+
+absl::StatusOr<std::string> ParseSha256Fingerprint(absl::string_view text) {
+  absl::string_view hex = absl::StripAsciiWhitespace(text);
+  for (absl::string_view prefix : {"sha256 fingerprint=", "sha256:"}) {
+    if (absl::StartsWithIgnoreCase(hex, prefix)) {
+      hex.remove_prefix(prefix.size());
+      break;
+    }
+  }
+  std::string digits = absl::AsciiStrToLower(absl::StrReplaceAll(hex, {{":", ""}}));
+  if (digits.size() != 2 * SHA256_DIGEST_LENGTH ||
+      digits.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text,
+                     "\" is not a SHA-256 fingerprint: expected sha256: and 64 hex digits (colons "
+                     "between the bytes allowed), as openssl x509 -noout -fingerprint -sha256 "
+                     "prints"));
+  }
+  return absl::StrCat("sha256:", digits);
 }
 
 std::string SubjectName(const X509& cert) { return NameToString(X509_get_subject_name(&cert)); }

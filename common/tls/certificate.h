@@ -84,6 +84,15 @@ std::string SubjectName(const X509& cert);
 std::string IssuerName(const X509& cert);
 bool IsCa(const X509& cert);
 
+// The SHA-256 of the certificate's DER encoding, as "sha256:" and 64 lower-case hex digits: the
+// fingerprint `openssl x509 -noout -fingerprint -sha256` prints (there upper-case, with colons).
+// "" if the certificate cannot be encoded.
+std::string Sha256Fingerprint(const X509& cert);
+// A fingerprint as an operator may write it: "sha256:" followed by 64 hex digits, with or without
+// colons between the bytes, in either case, or what openssl prints ("SHA256 Fingerprint=AB:CD:..."
+// or the bare hex). Returns the Sha256Fingerprint form; InvalidArgument says what is wrong.
+absl::StatusOr<std::string> ParseSha256Fingerprint(absl::string_view text);
+
 // A plain summary for display (admin /certs) and logs.
 struct CertificateInfo {
   std::string subject;

@@ -6,14 +6,18 @@
 #include <openssl/obj.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/tls/test_certificates.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -92,6 +96,43 @@ TEST_F(CertificateTest, ParsesLeafAndDescribesIt) {
   EXPECT_GT(info.not_before, now - absl::Hours(2));
   EXPECT_GT(info.not_after, now + absl::Hours(23));
   EXPECT_LT(info.not_after, now + absl::Hours(25));
+}
+
+TEST_F(CertificateTest, Sha256FingerprintIsTheDigestOfTheDerAndParsesInEverySpelling) {
+  absl::StatusOr<CertificateChain> chain = ParsePemCertificates(ca_->cert_pem());
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  // The DER is the PEM's base64 body; its digest, computed apart from the function under test.
+  absl::string_view body = ca_->cert_pem();
+  body = body.substr(body.find('\n') + 1);
+  body = body.substr(0, body.find("-----END"));
+  std::string der;
+  ASSERT_TRUE(absl::Base64Unescape(absl::StrReplaceAll(body, {{"\n", ""}}), &der));
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const uint8_t*>(der.data()), der.size(), digest);
+  const std::string hex = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  const std::string fingerprint = Sha256Fingerprint(*chain->front());
+  EXPECT_EQ(fingerprint, absl::StrCat("sha256:", hex));
+
+  // openssl's spelling: upper case, colons between the bytes.
+  std::string openssl;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    absl::StrAppend(&openssl, i == 0 ? "" : ":", absl::AsciiStrToUpper(hex.substr(i, 2)));
+  }
+  for (const std::string& spelling :
+       {fingerprint, hex, openssl, absl::StrCat("SHA256 Fingerprint=", openssl),
+        absl::StrCat("sha256:", openssl, "\n")}) {
+    absl::StatusOr<std::string> parsed = ParseSha256Fingerprint(spelling);
+    ASSERT_TRUE(parsed.ok()) << spelling << ": " << parsed.status();
+    EXPECT_EQ(*parsed, fingerprint) << spelling;
+  }
+  for (const std::string& bad :
+       {std::string(""), std::string("sha256:"), hex.substr(2), absl::StrCat("sha1:", hex),
+        absl::StrCat(hex, "00"), absl::StrCat("sha256:", std::string(64, 'g'))}) {
+    absl::StatusOr<std::string> parsed = ParseSha256Fingerprint(bad);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(parsed.status().message(), HasSubstr("64 hex digits")) << bad;
+  }
 }
 
 TEST_F(CertificateTest, CaIsCa) {

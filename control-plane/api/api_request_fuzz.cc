@@ -3,9 +3,10 @@
 // allocation, against a fresh FileStore per input (in /dev/shm when there is one).
 //
 // Input layout: up to 8 requests separated by "\n%%\n". Each is "METHOD PATH\n" then the body;
-// every request carries the token. Invariants: a status is 2xx, 4xx or 503 (a 500 means bad input
-// reached the store or an internal path: a bug); every JSON answer parses as JSON; a created or
-// updated resource reads back (GET 200) until something deletes it.
+// every request is an admin's (the access gate, which lets requests in, is not under test here);
+// each also asks PolicyApi::RequiredRole, which must not crash. Invariants: a status is 2xx, 4xx or
+// 503 (a 500 means bad input reached the store or an internal path: a bug); every JSON answer
+// parses as JSON; a created or updated resource reads back (GET 200) until something deletes it.
 
 #include <cstdint>
 #include <cstdio>
@@ -31,7 +32,6 @@
 namespace meshlet::controlplane::api {
 namespace {
 
-constexpr char kToken[] = "fuzz-token";
 constexpr size_t kMaxRequests = 8;
 
 [[noreturn]] void Die(const char* what, const http::ServerResponse& response,
@@ -62,9 +62,11 @@ http::ServerResponse Call(PolicyApi& api, absl::string_view method, absl::string
   http::ServerRequest request;
   request.headers.Add(":method", method);
   request.headers.Add(":path", path);
-  request.headers.Add("authorization", std::string("Bearer ") + kToken);
   request.body = std::string(body);
-  return api.Handle(request);
+  (void)PolicyApi::RequiredRole(request);
+  static const access::Principal kAdmin{
+      .name = "api-token", .credential = "api-token", .role = access::Role::kAdmin};
+  return api.Handle(request, &kAdmin);
 }
 
 void FuzzOne(absl::string_view input) {
@@ -75,9 +77,7 @@ void FuzzOne(absl::string_view input) {
   FakeClock clock;
   StatsRegistry stats;
   registry::Registry registry(clock);
-  ApiOptions options;
-  options.token = kToken;
-  PolicyApi api(**store, &registry, clock, options, &stats);
+  PolicyApi api(**store, &registry, clock, ApiOptions{}, &stats);
 
   std::vector<absl::string_view> requests = absl::StrSplit(input, "\n%%\n");
   if (requests.size() > kMaxRequests) requests.resize(kMaxRequests);

@@ -23,6 +23,8 @@
 #include "common/base/status.h"
 #include "common/config/field_path.h"
 #include "common/stats/exposition.h"
+#include "control-plane/access/operator_token_api.h"
+#include "control-plane/api/status.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/store/file_store.h"
@@ -85,8 +87,6 @@ struct PolicyApi::Stats {
           Make(registry, "meshlet_cp_api_writes_total",
                "Policy writes accepted by the API, by what they did.", {{"result", result}});
     }
-    auth_failures = Make(registry, "meshlet_cp_api_auth_failures_total",
-                         "API requests refused for a missing or wrong bearer token.");
     invalid = Make(registry, "meshlet_cp_api_invalid_total",
                    "Writes refused because the document did not parse or validate.");
     conflicts = Make(registry, "meshlet_cp_api_conflicts_total",
@@ -96,7 +96,7 @@ struct PolicyApi::Stats {
   }
   std::map<std::string, Counter> requests;
   std::map<std::string, Counter> writes;
-  Counter auth_failures, invalid, conflicts, store_errors;
+  Counter invalid, conflicts, store_errors;
 };
 
 PolicyApi::PolicyApi(Store& store, registry::Registry* registry, const Clock& clock,
@@ -107,9 +107,7 @@ PolicyApi::PolicyApi(Store& store, registry::Registry* registry, const Clock& cl
       options_(std::move(options)),
       stats_registry_(stats),
       stats_(stats != nullptr ? std::make_unique<Stats>(*stats) : nullptr),
-      addresses_(std::make_unique<addresses::ServiceAddresses>(store, stats)) {
-  CHECK(!options_.token.empty()) << "the API needs a token";
-}
+      addresses_(std::make_unique<addresses::ServiceAddresses>(store, stats)) {}
 
 PolicyApi::~PolicyApi() = default;
 
@@ -180,33 +178,47 @@ absl::Status ReplaceToken(const std::string& path, absl::string_view token) {
 ServerResponse PolicyApi::Error(int status, absl::string_view reason, absl::string_view message,
                                 const std::vector<FieldError>& causes, absl::string_view kind,
                                 absl::string_view name) {
-  std::string body = absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure",)",
-                                  R"("code":)", status, R"(,"reason":)", JsonQuote(reason),
-                                  R"(,"message":)", JsonQuote(message));
-  if (!causes.empty() || !kind.empty()) {
-    absl::StrAppend(&body, R"(,"details":{)");
-    std::vector<std::string> parts;
-    if (!kind.empty()) parts.push_back(absl::StrCat(R"("kind":)", JsonQuote(kind)));
-    if (!name.empty()) parts.push_back(absl::StrCat(R"("name":)", JsonQuote(name)));
-    if (!causes.empty()) {
-      parts.push_back(absl::StrCat(R"("causes":[)",
-                                   absl::StrJoin(causes, ",",
-                                                 [](std::string* out, const FieldError& e) {
-                                                   absl::StrAppend(
-                                                       out, R"({"field":)", JsonQuote(e.field),
-                                                       R"(,"message":)", JsonQuote(e.message), "}");
-                                                 }),
-                                   "]"));
-    }
-    absl::StrAppend(&body, absl::StrJoin(parts, ","), "}");
+  std::vector<StatusCause> status_causes;
+  status_causes.reserve(causes.size());
+  for (const FieldError& e : causes) status_causes.push_back({e.field, e.message});
+  return StatusResponse(status, reason, message, kind, name, status_causes);
+}
+
+std::optional<access::Role> PolicyApi::RequiredRole(const ServerRequest& request) {
+  const absl::string_view path = request.path();
+  const bool read = request.method() == "GET" || request.method() == "HEAD";
+  if (path == "/healthz" || path == "/version" || path == "/metrics" ||
+      path == "/api/v1/trust-bundle" || path == "/" || path == "/dashboard" ||
+      absl::StartsWith(path, "/dashboard/")) {
+    return std::nullopt;
   }
-  body += "}\n";
-  ServerResponse response = ServerResponse::Json(status, std::move(body));
-  if (status == 401) response.headers.Add("www-authenticate", "Bearer realm=\"meshlet\"");
+  absl::string_view rest;
+  if (Under(path, kResourcePrefix)) return read ? access::Role::kViewer : access::Role::kEditor;
+  if (Under(path, kRegistryPrefix, &rest)) {
+    if (Under(rest, "/tokens") || Under(rest, "/operator-tokens")) return access::Role::kAdmin;
+    // Asking a sidecar for its view of its configuration reads, like GET .../config.
+    if (absl::StartsWith(rest, "/proxies/") && absl::EndsWith(rest, "/config-dump")) {
+      return access::Role::kViewer;
+    }
+  }
+  // Other writes (none exist: they are refused once let in) need the most.
+  return read ? access::Role::kViewer : access::Role::kAdmin;
+}
+
+ServerResponse PolicyApi::Refusal(const absl::Status& status) {
+  ServerResponse response =
+      absl::IsUnauthenticated(status)    ? Error(401, "Unauthorized", status.message())
+      : absl::IsPermissionDenied(status) ? Error(403, "Forbidden", status.message())
+      : absl::IsUnavailable(status)      ? Error(503, "ServiceUnavailable", status.message())
+                                         : Error(500, "InternalError", status.message());
+  if (stats_ != nullptr) {
+    auto it = stats_->requests.find(CodeClass(response.status));
+    if (it != stats_->requests.end()) it->second.Inc();
+  }
   return response;
 }
 
-ServerResponse PolicyApi::Handle(const ServerRequest& request) {
+ServerResponse PolicyApi::Handle(const ServerRequest& request, const access::Principal* caller) {
   const absl::string_view path = request.path();
   ServerResponse response;
   if (path == "/healthz") {
@@ -221,21 +233,12 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request) {
   } else if (dashboard_ &&
              (path == "/" || path == "/dashboard" || absl::StartsWith(path, "/dashboard/"))) {
     response = dashboard_(request);
+  } else if (path == "/api/v1/trust-bundle") {
+    // Public: the CA's certificates are no secret, and meshctl fetches them to pin the CA
+    // (meshctl context set --ca-fingerprint) before it sends any token.
+    response = HandleRegistry(request, "/trust-bundle", caller);
   } else {
-    std::optional<absl::string_view> auth = request.headers.Get("authorization");
-    absl::string_view presented;
-    if (auth.has_value() && absl::StartsWithIgnoreCase(*auth, "bearer ")) {
-      presented = absl::StripAsciiWhitespace(auth->substr(7));
-    }
-    if (!ConstantTimeEquals(presented, options_.token)) {
-      if (stats_ != nullptr) stats_->auth_failures.Inc();
-      response = Error(401, "Unauthorized",
-                       auth.has_value() ? "wrong bearer token"
-                                        : "missing Authorization: Bearer <token> (the token is "
-                                          "in the control plane's data directory, file api-token)");
-    } else {
-      response = HandleAuthenticated(request);
-    }
+    response = HandleAuthenticated(request, caller);
   }
   if (stats_ != nullptr) {
     auto it = stats_->requests.find(CodeClass(response.status));
@@ -244,11 +247,12 @@ ServerResponse PolicyApi::Handle(const ServerRequest& request) {
   return response;
 }
 
-ServerResponse PolicyApi::HandleAuthenticated(const ServerRequest& request) {
+ServerResponse PolicyApi::HandleAuthenticated(const ServerRequest& request,
+                                              const access::Principal* caller) {
   const absl::string_view path = request.path();
   absl::string_view rest;
   if (Under(path, kResourcePrefix, &rest)) return HandleResources(request, rest);
-  if (Under(path, kRegistryPrefix, &rest)) return HandleRegistry(request, rest);
+  if (Under(path, kRegistryPrefix, &rest)) return HandleRegistry(request, rest, caller);
   return Error(404, "NotFound", absl::StrCat("no such path: ", path));
 }
 
@@ -358,7 +362,8 @@ ServerResponse PolicyApi::Get(const ResourceKey& key) {
 bool PolicyApi::CallsStore(const ServerRequest& request) {
   absl::string_view rest;
   return Under(request.path(), kResourcePrefix) ||
-         (Under(request.path(), kRegistryPrefix, &rest) && Under(rest, "/tokens"));
+         (Under(request.path(), kRegistryPrefix, &rest) &&
+          (Under(rest, "/tokens") || Under(rest, "/operator-tokens")));
 }
 
 ServerResponse PolicyApi::StoreBusy(size_t pending) {
@@ -688,12 +693,31 @@ ServerResponse PolicyApi::RequestSidecarConfig(const ServerRequest& request,
                         R"(,"nonce":)", JsonQuote(*nonce), "}\n"));
 }
 
-ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::string_view rest) {
+ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::string_view rest,
+                                         const access::Principal* caller) {
   if (Under(rest, "/tokens")) {
     if (!tokens_) {
       return Error(503, "ServiceUnavailable", "join tokens are not enabled on this control plane");
     }
     return tokens_(request);
+  }
+  if (Under(rest, "/operator-tokens")) {
+    if (operator_tokens_ == nullptr || caller == nullptr) {
+      return Error(503, "ServiceUnavailable", "operator tokens are not enabled on this API");
+    }
+    return access::HandleOperatorTokenRequest(*operator_tokens_, request, *caller);
+  }
+  if (rest == "/whoami") {
+    if (request.method() != "GET") {
+      ServerResponse r = Error(405, "MethodNotAllowed", "only GET is allowed here");
+      r.headers.Add("allow", "GET");
+      return r;
+    }
+    if (caller == nullptr) return Error(401, "Unauthorized", "no caller");
+    return ServerResponse::Json(
+        200, absl::StrCat(R"({"kind":"Principal","name":)", JsonQuote(caller->name),
+                          R"(,"credential":)", JsonQuote(caller->credential), R"(,"role":)",
+                          JsonQuote(access::RoleName(caller->role)), "}\n"));
   }
   if (Under(rest, "/traces") || rest == "/dependencies" || rest == "/stat") {
     if (!traces_) {

@@ -2,37 +2,46 @@
 
 // PolicyApi: the control plane's REST/JSON API (port 15014), as a pure request → response
 // function so tests call it without sockets; ControlPlane (control-plane/server) mounts it on an
-// http::HttpServer. docs/control-plane.md is the reference; in short:
+// http::HttpServer behind the access gate (control-plane/access/gate.h), which checks the caller
+// against the role RequiredRole() names. docs/control-plane.md is the reference; in short (the
+// role each needs in brackets):
 //
-//   GET  /healthz, /version, /metrics                      no token needed
+//   GET  /healthz, /version, /metrics                      no token
 //   GET  /, /dashboard/...                                 the dashboard's files, no token
-//   GET  /apis/meshlet.io/v1                               the kinds
-//   GET  /apis/meshlet.io/v1/{plural}                      list, every namespace
-//   GET|POST /apis/meshlet.io/v1/namespaces/{ns}/{plural}  list / create
-//   GET|PUT|DELETE /apis/meshlet.io/v1/namespaces/{ns}/{plural}/{name}
-//   GET|PUT|DELETE /apis/meshlet.io/v1/meshconfigs/mesh    (MeshConfig is cluster-wide)
-//   GET  /api/v1/workloads                                 the registry
-//   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without one)
+//   GET  /apis/meshlet.io/v1                               the kinds [viewer]
+//   GET  /apis/meshlet.io/v1/{plural}                      list, every namespace [viewer]
+//   GET|POST /apis/meshlet.io/v1/namespaces/{ns}/{plural}  list [viewer] / create [editor]
+//   GET|PUT|DELETE /apis/meshlet.io/v1/namespaces/{ns}/{plural}/{name}   [viewer | editor]
+//   GET|PUT|DELETE /apis/meshlet.io/v1/meshconfigs/mesh    (cluster-wide)  [viewer | editor]
+//   GET  /api/v1/workloads                                 the registry [viewer]
+//   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without
+//                                                          one) [viewer]
+//   POST /api/v1/proxies/{id}/config-dump                  asks the sidecar [viewer]
 //   POST /api/v1/tokens, DELETE /api/v1/tokens/{id}        join tokens (503 unless enabled)
-//   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA)
+//                                                          [admin]
+//   GET|POST /api/v1/operator-tokens, DELETE .../{name}    operator tokens [admin]
+//   GET  /api/v1/whoami                                    the caller [viewer]
+//   GET  /api/v1/trust-bundle                              the CA's roots, PEM (503 without a CA),
+//                                                          no token
 //   GET  /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/stat
 //                                                          the trace collector and golden
-//                                                          metrics (503 without them)
+//                                                          metrics (503 without them) [viewer]
 //
 // Writes take JSON or YAML, are validated before anything is stored (422 with field paths),
 // honour `?dryRun=All`, and use metadata.resourceVersion for optimistic concurrency (409). A
 // Service without spec.addresses is given virtual addresses (status.addresses) on its write;
 // a MeshConfig write gives them to Services still without (control-plane/addresses).
 // PUT creates or replaces; without a resourceVersion it replaces whatever it read (still atomic
-// against a concurrent writer: that gives 409). Every request but the first three needs
-// `Authorization: Bearer <token>`.
+// against a concurrent writer: that gives 409). Handle() does not authenticate: the gate did.
 //
-// Threading: Handle() for a request that CallsStore() (resources, join tokens) may run on any one
+// Threading: Handle() for a request that CallsStore() (resources, join and operator tokens) may
+// run on any one
 // thread at a time (the control plane runs them on its store worker, as the store may wait: an
 // fsync, or etcd without quorum) and touches only the store, the token handler and the stats;
 // every other request runs on the HTTP server's loop thread, as do the providers and handlers.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -41,6 +50,8 @@
 #include "common/base/clock.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
+#include "control-plane/access/operator_tokens.h"
+#include "control-plane/access/roles.h"
 #include "control-plane/addresses/service_addresses.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/policy/validate.h"
@@ -67,7 +78,6 @@ class ProxyStatusProvider {
 };
 
 struct ApiOptions {
-  std::string token;  // required; compared in constant time
   std::string server_version = "0.1.0";
   policy::ValidationLimits limits;
 };
@@ -80,9 +90,19 @@ class PolicyApi {
             StatsRegistry* stats);
   ~PolicyApi();
 
-  http::ServerResponse Handle(const http::ServerRequest& request);
+  // Answers `request`, made by `caller` (null for a request RequiredRole() lets in without a
+  // token).
+  http::ServerResponse Handle(const http::ServerRequest& request,
+                              const access::Principal* caller = nullptr);
 
-  // Whether Handle() calls the store for `request`: /apis/... and /api/v1/tokens/....
+  // The role `request` needs (the table above); nullopt: none, not even a token.
+  static std::optional<access::Role> RequiredRole(const http::ServerRequest& request);
+  // The answer to a request the gate refused: Unauthenticated 401 (with WWW-Authenticate),
+  // PermissionDenied 403, Unavailable 503, anything else 500; a Status body with the message.
+  http::ServerResponse Refusal(const absl::Status& status);
+
+  // Whether Handle() calls the store for `request`: /apis/..., /api/v1/tokens/... and
+  // /api/v1/operator-tokens/....
   static bool CallsStore(const http::ServerRequest& request);
   // 503 for a request that CallsStore() when `pending` store calls are waiting already
   // (counted as a store error).
@@ -93,6 +113,9 @@ class PolicyApi {
   // Serves /api/v1/tokens and below (join tokens: control-plane/identity/token_api.h) once set;
   // without it those paths answer 503. Call on the loop thread (or before serving).
   void SetTokenHandler(http::RequestHandler handler) { tokens_ = std::move(handler); }
+  // Serves /api/v1/operator-tokens and below (access/operator_token_api.h) once set; without it
+  // those paths answer 503. Not owned. Call before serving.
+  void SetOperatorTokens(access::OperatorTokens* tokens) { operator_tokens_ = tokens; }
   // Serves `pem` (the CA's trust bundle: every root sidecars trust) at /api/v1/trust-bundle as
   // application/x-pem-file; before this, or with "", that path answers 503. Call on the loop
   // thread (or before serving).
@@ -110,9 +133,11 @@ class PolicyApi {
 
  private:
   struct Stats;
-  http::ServerResponse HandleAuthenticated(const http::ServerRequest& request);
+  http::ServerResponse HandleAuthenticated(const http::ServerRequest& request,
+                                           const access::Principal* caller);
   http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view rest);
-  http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest);
+  http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest,
+                                      const access::Principal* caller);
   http::ServerResponse RequestSidecarConfig(const http::ServerRequest& request,
                                             absl::string_view rest);
   // Counts a store failure; 503 when the store is unavailable (etcd without quorum), else 500.
@@ -137,6 +162,7 @@ class PolicyApi {
   std::unique_ptr<addresses::ServiceAddresses> addresses_;
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
+  access::OperatorTokens* operator_tokens_ = nullptr;
   std::string trust_bundle_pem_;
   http::RequestHandler traces_;
   http::RequestHandler dashboard_;

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,14 +75,20 @@ class ControlPlane:
         with open(self.log_path) as f:
             return f.read()
 
+    def root(self):
+        return os.path.join(self.data_dir, "ca", "root-cert.pem")
+
     def post(self, path, body):
         with open(os.path.join(self.data_dir, "api-token")) as f:
             token = f.read().strip()
         req = urllib.request.Request(
-            "http://%s%s" % (self.api, path), data=json.dumps(body).encode(), method="POST",
+            "https://%s%s" % (self.api, path), data=json.dumps(body).encode(), method="POST",
             headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        # The API's certificate comes from the CA whose root is in the data directory.
+        context = ssl.create_default_context(cafile=self.root())
+        context.check_hostname = False
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5, context=context) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -180,7 +187,7 @@ class ControlPlaneCaTest(unittest.TestCase):
     def meshctl(self, *args):
         return subprocess.run(
             [MESHCTL, "--server", self.cp.api, "--token-file",
-             os.path.join(self.cp.data_dir, "api-token"), *args],
+             os.path.join(self.cp.data_dir, "api-token"), "--ca-file", self.cp.root(), *args],
             capture_output=True, text=True, timeout=10)
 
     def test_meshctl_token_create(self):

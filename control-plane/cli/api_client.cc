@@ -8,13 +8,34 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "control-plane/cli/context.h"
 #include "control-plane/cli/failure.h"
 
 namespace meshlet::controlplane::cli {
 
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ServerTrustContext(
+    const std::string& ca_pem, const std::string& server_identity) {
+  absl::StatusOr<tls::SpiffeIdMatcher> identity =
+      tls::SpiffeIdMatcher::Create({server_identity}, {});
+  if (!identity.ok()) return identity.status();
+  return tls::TlsContext::CreateClient({.trust_bundle_pem = ca_pem,
+                                        .alpn_protocols = {"http/1.1"},
+                                        .peer_identity = *std::move(identity)});
+}
+
 absl::StatusOr<HttpResponse> HttpApiTransport::Send(const ApiRequest& request) {
   HttpRequestOptions options;
   options.timeout = request.timeout;
+  if (!IsPlaintextServer(request.server)) {
+    if (request.tls == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no CA to verify the control plane at ", request.server,
+          " with: pin its CA with meshctl context set --ca-fingerprint SHA256 (the control "
+          "plane logs the fingerprint at start), or give --ca-file FILE; a control plane "
+          "started with --api-plaintext is reached as http://HOST:PORT"));
+    }
+    options.tls = request.tls;
+  }
   return HttpRequest(request.server, request.method, request.path, request.headers, request.body,
                      options);
 }
@@ -44,9 +65,10 @@ std::vector<std::pair<std::string, std::string>> ApiReply::Causes() const {
   return out;
 }
 
-void ApiClient::Connect(std::string server, std::string token) {
+void ApiClient::Connect(std::string server, std::string token, ServerTrust trust) {
   server_ = std::move(server);
   token_ = std::move(token);
+  trust_ = std::move(trust);
   servers_ = absl::StrSplit(server_, ',');
   current_ = 0;
 }
@@ -57,7 +79,15 @@ absl::StatusOr<HttpResponse> ApiClient::SendToAny(ApiRequest request) {
   for (size_t n = 0; n < servers_.size(); ++n) {
     const size_t i = (current_ + n) % servers_.size();
     request.server = servers_[i];
+    request.tls = trust_.tls;
+    if (IsPlaintextServer(request.server) && !token_.empty() && !warned_plaintext_) {
+      warned_plaintext_ = true;
+      err_ << "Warning: " << request.server
+           << " is plain HTTP: the API token crosses the network in clear\n";
+    }
     absl::StatusOr<HttpResponse> response = transport_.Send(request);
+    // No CA is a setting to fix, not a replica to skip.
+    if (absl::IsFailedPrecondition(response.status())) return response;
     if (response.ok()) {
       current_ = i;
       return response;
@@ -84,11 +114,14 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
   if (!body.empty()) request.headers.emplace_back("content-type", "application/json");
   absl::StatusOr<HttpResponse> response = SendToAny(std::move(request));
   if (!response.ok()) {
-    Report(err_,
-           {kExitUnreachable, absl::StrCat("cannot reach the control plane at ", server_, ": ",
-                                           response.status().message(),
+    const absl::Status& status = response.status();
+    const int code = absl::IsFailedPrecondition(status) ? kExitUsage : kExitUnreachable;
+    Report(err_, {code, absl::IsFailedPrecondition(status) || absl::IsUnauthenticated(status)
+                            ? Explain(status)
+                            : absl::StrCat("cannot reach the control plane at ", server_, ": ",
+                                           status.message(),
                                            " (is it running? set --server or the context file)")});
-    if (exit_code != nullptr) *exit_code = kExitUnreachable;
+    if (exit_code != nullptr) *exit_code = code;
     return std::nullopt;
   }
   if (response->status == 401) {
@@ -110,6 +143,19 @@ std::optional<ApiReply> ApiClient::Call(absl::string_view method, const std::str
     err_ << "Warning: " << text << "\n";
   }
   return ApiReply{*std::move(response)};
+}
+
+std::string ApiClient::Explain(const absl::Status& status) const {
+  if (absl::IsFailedPrecondition(status)) return std::string(status.message());
+  if (absl::IsUnauthenticated(status)) {
+    return absl::StrCat(
+        status.message(), " (meshctl verifies the control plane with ",
+        trust_.ca_source.empty() ? "no CA" : trust_.ca_source, " and expects the identity ",
+        trust_.server_identity,
+        "; if the control plane's CA changed, check its new fingerprint and pin it with meshctl "
+        "context set --ca-fingerprint SHA256)");
+  }
+  return std::string(status.message());
 }
 
 absl::StatusOr<HttpResponse> ApiClient::SendPlain(absl::string_view method,

@@ -3,10 +3,11 @@
 // meshctl's side of the control-plane API.
 //
 // ApiTransport sends one request and returns the status, headers and body: HttpApiTransport over
-// http_client.h in the binary, a fake (fake_api_transport.h) in tests, so every command can be
-// tested without a server. ApiClient wraps it with what every command does the same way: the
-// bearer token and JSON headers, "cannot reach the control plane" and "refused the token" as
-// exit code 3, and the API's warnings on stderr.
+// http_client.h in the binary (HTTPS verified against the pinned CA and server identity, or
+// plain HTTP to an http:// server), a fake (fake_api_transport.h) in tests, so every command can
+// be tested without a server. ApiClient wraps it with what every command does the same way: the
+// bearer token and JSON headers, "cannot reach the control plane", "could not verify it" and
+// "refused the token" as exit code 3, and the API's warnings on stderr.
 //
 // Single-threaded; an ApiClient keeps references to its transport and error stream, which must
 // outlive it.
@@ -21,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/http/client.h"
+#include "common/tls/tls_context.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/policy/kinds.h"
 
@@ -33,7 +35,22 @@ struct ApiRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::chrono::milliseconds timeout{10000};  // connect + the whole exchange
+  // How to verify a server that is not http://: the pinned CA and server identity. Null when none
+  // is known: HttpApiTransport then refuses to send (FailedPrecondition, saying how to pin one).
+  std::shared_ptr<const tls::TlsContext> tls;
 };
+
+// How meshctl verifies the control plane (context.h's Connection made into a TLS context).
+struct ServerTrust {
+  std::shared_ptr<const tls::TlsContext> tls;  // null: no CA known
+  std::string ca_source;                       // "the CA pinned in context file ..."
+  std::string server_identity;
+};
+
+// A client TLS context that trusts `ca_pem` only and accepts a server certificate for
+// `server_identity` only. Errors name what does not load.
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ServerTrustContext(
+    const std::string& ca_pem, const std::string& server_identity);
 
 class ApiTransport {
  public:
@@ -43,7 +60,8 @@ class ApiTransport {
   virtual absl::StatusOr<HttpResponse> Send(const ApiRequest& request) = 0;
 };
 
-// One blocking HTTP/1.1 exchange per request (http_client.h).
+// One blocking HTTP/1.1 exchange per request (http_client.h): HTTPS with request.tls, plain
+// HTTP to an http:// server.
 class HttpApiTransport final : public ApiTransport {
  public:
   absl::StatusOr<HttpResponse> Send(const ApiRequest& request) override;
@@ -63,25 +81,30 @@ class ApiClient {
  public:
   ApiClient(ApiTransport& transport, std::ostream& err) : transport_(transport), err_(err) {}
 
-  // Where requests go and with which token (empty: none); set once the context file is read.
-  // `server` may name several replicas, "HOST:PORT,HOST:PORT": a request that cannot reach one
-  // goes to the next, and later requests start from the one that answered (they must share the
-  // API token).
-  void Connect(std::string server, std::string token);
+  // Where requests go, how the server is verified and with which token (empty: none); set once
+  // the context file is read. `server` may name several replicas, "HOST:PORT,HOST:PORT": a
+  // request that cannot reach one goes to the next, and later requests start from the one that
+  // answered (they must share the API token and CA).
+  void Connect(std::string server, std::string token, ServerTrust trust = {});
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   // The replica requests go to first (the one that answered last).
   const std::string& server() const { return servers_[current_]; }
   const std::string& token() const { return token_; }
 
   // `method` `path` with the token, JSON accepted (and sent when `body` is not empty). Prints the
-  // API's warnings. A transport failure or 401 ends the command: the reason is printed,
-  // `*exit_code` (when given) becomes kExitUnreachable and the result is nullopt. Other statuses
-  // are the caller's to judge.
+  // API's warnings. A transport failure or 401 ends the command: the reason is printed (Explain),
+  // `*exit_code` (when given) becomes kExitUnreachable (kExitUsage when no CA is known) and the
+  // result is nullopt. Other statuses are the caller's to judge.
   std::optional<ApiReply> Call(absl::string_view method, const std::string& path,
                                absl::string_view body = "", int* exit_code = nullptr);
 
   // `method` `path` without the token or any judgement: for /healthz and /version.
   absl::StatusOr<HttpResponse> SendPlain(absl::string_view method, const std::string& path);
+
+  // A transport failure as the operator should read it: what failed and, for a server that did
+  // not verify, which CA and identity meshctl expected and how to pin a new CA; for no CA, how to
+  // pin one.
+  std::string Explain(const absl::Status& status) const;
 
  private:
   // Sends `request` to the current replica, then to each other one while none can be reached.
@@ -93,6 +116,8 @@ class ApiClient {
   std::vector<std::string> servers_{""};  // server_ split at commas
   size_t current_ = 0;
   std::string token_;
+  ServerTrust trust_;
+  bool warned_plaintext_ = false;
   std::chrono::milliseconds timeout_{10000};
 };
 

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
 
@@ -12,7 +13,10 @@ namespace {
 // Where the control plane serves the dashboard, with the token in the URL's fragment (which
 // browsers do not send to the server) so the page can call the API.
 int Dashboard(Session& session) {
-  session.io().out << "http://" << session.api().server()
+  absl::string_view server = session.api().server();
+  const bool plaintext = IsPlaintextServer(server);
+  absl::ConsumePrefix(&server, plaintext ? "http://" : "https://");
+  session.io().out << (plaintext ? "http://" : "https://") << server
                    << "/dashboard/#token=" << QueryEscape(session.api().token()) << "\n";
   return kExitOk;
 }
@@ -27,7 +31,7 @@ int Check(Session& session) {
     return session.Fail(
         {kExitUnreachable, absl::StrCat("control plane at ", api.server(), ": not reachable (",
                                         health.ok() ? absl::StrCat("HTTP ", health->status)
-                                                    : std::string(health.status().message()),
+                                                    : api.Explain(health.status()),
                                         ")")});
   }
   out << "control plane  " << api.server() << "  reachable\n";
@@ -40,7 +44,15 @@ int Check(Session& session) {
   std::optional<ApiReply> apis = api.Call("GET", "/apis/meshlet.io/v1", "", &exit_code);
   if (!apis.has_value()) return exit_code;
   if (apis->http.status != 200) return session.Fail({kExitFailed, apis->ErrorMessage()});
-  out << "token          accepted\n";
+  std::optional<ApiReply> whoami = api.Call("GET", "/api/v1/whoami", "", &exit_code);
+  if (!whoami.has_value()) return exit_code;
+  if (whoami->http.status == 200) {
+    YAML::Node who = YAML::Load(whoami->http.body);
+    out << "token          accepted: " << Scalar(who["name"]) << " (" << Scalar(who["credential"])
+        << "), role " << Scalar(who["role"]) << "\n";
+  } else {
+    out << "token          accepted\n";
+  }
   std::optional<ApiReply> proxies = api.Call("GET", "/api/v1/proxies", "", &exit_code);
   if (!proxies.has_value()) return exit_code;
   if (proxies->http.status == 200) {
@@ -92,7 +104,7 @@ class Version final : public Command {
       return session.Fail(
           {kExitUnreachable, absl::StrCat("server ", server, ": unreachable (",
                                           version.ok() ? absl::StrCat("HTTP ", version->status)
-                                                       : std::string(version.status().message()),
+                                                       : session.api().Explain(version.status()),
                                           ")")});
     }
     YAML::Node v = YAML::Load(version->body);

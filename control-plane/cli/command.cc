@@ -12,7 +12,18 @@ namespace meshlet::controlplane::cli {
 std::optional<Failure> Session::Connect() {
   absl::StatusOr<Connection> connection = LoadConnection(connection_, env_);
   if (!connection.ok()) return Failure{kExitUsage, std::string(connection.status().message())};
-  api_.Connect(connection->server, connection->token);
+  ServerTrust trust{.ca_source = connection->ca_source,
+                    .server_identity = connection->server_identity};
+  if (!connection->ca_pem.empty()) {
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        ServerTrustContext(connection->ca_pem, connection->server_identity);
+    if (!context.ok()) {
+      return Failure{kExitUsage,
+                     absl::StrCat(connection->ca_source, ": ", context.status().message())};
+    }
+    trust.tls = *std::move(context);
+  }
+  api_.Connect(connection->server, connection->token, std::move(trust));
   context_namespace_ = connection->namespace_;
   return std::nullopt;
 }

@@ -62,6 +62,10 @@ class Session {
   Io& io() { return io_; }
   ApiClient& api() { return api_; }
   const CommandSpec& command() const { return command_; }
+  // The global flags and the environment, for commands that read or write the context file
+  // themselves (context set).
+  const ConnectionFlags& connection_flags() const { return connection_; }
+  const Environment& environment() const { return env_; }
   std::vector<std::string>& positional() { return positional_; }
 
   // Reads the context file and points the API client at the server it names. Done before Run for

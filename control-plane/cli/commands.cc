@@ -10,9 +10,10 @@ const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       ApplyCommand(),       GetCommand(),         DescribeCommand(), DeleteCommand(),
       DiffCommand(),        InjectCommand(),      InstallCommand(),  UninstallCommand(),
-      ProxyStatusCommand(), ProxyConfigCommand(), TokenCommand(),    TrustBundleCommand(),
-      TracesCommand(),      TraceCommand(),       StatCommand(),     TopCommand(),
-      DashboardCommand(),   CheckCommand(),       VersionCommand(),  HelpCommand(),
+      ProxyStatusCommand(), ProxyConfigCommand(), TokenCommand(),    OperatorTokenCommand(),
+      TrustBundleCommand(), TracesCommand(),      TraceCommand(),    StatCommand(),
+      TopCommand(),         DashboardCommand(),   ContextCommand(),  CheckCommand(),
+      VersionCommand(),     HelpCommand(),
   };
   return *commands;
 }

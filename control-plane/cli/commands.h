@@ -3,8 +3,8 @@
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
 // check --pre's part), get.cc (get, describe), proxy.cc
-// (proxy-status, proxy-config), token.cc, trust_bundle.cc, traces.cc (traces, trace), stat.cc
-// (stat, top), check.cc (dashboard, check, version), help.cc.
+// (proxy-status, proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc,
+// traces.cc (traces, trace), stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
 
 #include <string>
 #include <vector>
@@ -25,6 +25,8 @@ CommandSpec DescribeCommand();
 CommandSpec ProxyStatusCommand();
 CommandSpec ProxyConfigCommand();
 CommandSpec TokenCommand();
+CommandSpec ContextCommand();
+CommandSpec OperatorTokenCommand();
 CommandSpec TrustBundleCommand();
 CommandSpec TracesCommand();
 CommandSpec TraceCommand();

@@ -5,6 +5,10 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "common/tls/test_certificates.h"
 #include "gtest/gtest.h"
 
 namespace meshlet::controlplane::cli {
@@ -90,10 +94,91 @@ TEST_F(ContextTest, ErrorsNameTheFile) {
                        0),
             0u)
       << status;
-  EXPECT_NE(status.message().find("server, token, tokenFile, namespace"), std::string::npos);
+  EXPECT_NE(status.message().find("server, token, tokenFile, namespace, certificateAuthority, "
+                                  "certificateAuthorityData, serverIdentity"),
+            std::string::npos);
   const std::string no_token = Write("no-token.yaml", "tokenFile: /nonexistent/token\n");
   EXPECT_EQ(LoadConnection({.context_file = no_token}, {}).status().message(),
             "cannot read token file /nonexistent/token");
+}
+
+TEST_F(ContextTest, TheCaComesFromTheFileItNamesItsDataOrTheFlag) {
+  absl::StatusOr<tls::testing::TestCa> ca = tls::testing::TestCa::Create("context test CA");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  absl::StatusOr<tls::testing::TestCa> other = tls::testing::TestCa::Create("other CA");
+  ASSERT_TRUE(other.ok()) << other.status();
+  Write(".meshlet/ca.pem", ca->cert_pem());
+  const std::string other_file = Write("other.pem", other->cert_pem());
+
+  // Without any: no CA, the default identity.
+  absl::StatusOr<Connection> connection = LoadConnection({}, {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->ca_pem, "");
+  EXPECT_EQ(connection->server_identity, kDefaultServerIdentity);
+
+  // A relative certificateAuthority is relative to the context file.
+  const std::string context = Write(".meshlet/meshctl.yaml",
+                                    "server: cp:1\ncertificateAuthority: ca.pem\n"
+                                    "serverIdentity: spiffe://prod.example/ns/mesh/sa/cp\n");
+  connection = LoadConnection({}, {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->ca_pem, ca->cert_pem());
+  EXPECT_NE(connection->ca_source.find(dir_ + "/.meshlet/ca.pem"), std::string::npos)
+      << connection->ca_source;
+  EXPECT_EQ(connection->server_identity, "spiffe://prod.example/ns/mesh/sa/cp");
+
+  // --ca-file and --server-identity win.
+  connection =
+      LoadConnection({.ca_file = other_file, .server_identity = "spiffe://cluster.local/ns/a/sa/b"},
+                     {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->ca_pem, other->cert_pem());
+  EXPECT_NE(connection->ca_source.find("--ca-file"), std::string::npos);
+  EXPECT_EQ(connection->server_identity, "spiffe://cluster.local/ns/a/sa/b");
+
+  // The PEM pinned in the file.
+  Write(".meshlet/meshctl.yaml",
+        absl::StrCat("certificateAuthorityData: |\n  ",
+                     absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(ca->cert_pem()),
+                                         {{"\n", "\n  "}}),
+                     "\n"));
+  connection = LoadConnection({}, {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->ca_pem, ca->cert_pem());
+  EXPECT_NE(connection->ca_source.find("the CA pinned in context file"), std::string::npos);
+  (void)context;
+}
+
+TEST_F(ContextTest, ABadCaOrIdentityIsAnErrorNamingWhere) {
+  const std::string garbage = Write("garbage.pem", "not a certificate\n");
+  absl::Status status = LoadConnection({.ca_file = garbage}, {.home = dir_}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("CA file " + garbage + ": not PEM CA certificates"),
+            std::string::npos)
+      << status;
+  EXPECT_EQ(LoadConnection({.ca_file = dir_ + "/none.pem"}, {.home = dir_}).status().message(),
+            "cannot read CA file " + dir_ + "/none.pem");
+  const std::string both =
+      Write("both.yaml", "certificateAuthority: a.pem\ncertificateAuthorityData: x\n");
+  EXPECT_NE(LoadConnection({.context_file = both}, {})
+                .status()
+                .message()
+                .find("certificateAuthority and certificateAuthorityData exclude each other"),
+            std::string::npos);
+  const std::string data = Write("data.yaml", "certificateAuthorityData: nope\n");
+  EXPECT_NE(
+      LoadConnection({.context_file = data}, {})
+          .status()
+          .message()
+          .find("context file " + data + ": certificateAuthorityData: not PEM CA certificates"),
+      std::string::npos);
+  const std::string identity = Write("identity.yaml", "serverIdentity: cp.example\n");
+  status = LoadConnection({.context_file = identity}, {}).status();
+  EXPECT_NE(status.message().find("context file " + identity + ": serverIdentity \"cp.example\""),
+            std::string::npos)
+      << status;
+  status = LoadConnection({.server_identity = "x"}, {.home = dir_}).status();
+  EXPECT_NE(status.message().find("--server-identity \"x\""), std::string::npos) << status;
 }
 
 TEST(ConnectionFlagTableTest, TimeoutIsAPositiveDuration) {

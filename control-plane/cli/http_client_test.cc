@@ -14,48 +14,72 @@
 #include "common/http/server.h"
 #include "common/net/address.h"
 #include "common/net/listener.h"
+#include "common/tls/test_certificates.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
+#include "control-plane/cli/api_client.h"
+#include "control-plane/cli/pin.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
 
-// An API server on its own thread that answers with what it was sent.
-class HttpRequestTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
+// An HTTP server on a loop thread of its own, for the blocking client to call.
+class ServerOnThread {
+ public:
+  ServerOnThread(http::HttpServerOptions options, http::RequestHandler handler) {
     std::promise<uint16_t> port;
     loop_.Post([&] {
-      auto server = http::HttpServer::Create(
-          loop_, *net::Address::Parse("127.0.0.1:0"), {}, [](const http::ServerRequest& r) {
-            http::ServerResponse response = http::ServerResponse::Json(
-                r.path() == "/missing" ? 404 : 200,
-                absl::StrCat(r.method(), " ", r.headers.Get(":path").value_or(""),
-                             " host=", r.headers.Get(":authority").value_or(""),
-                             " agent=", r.headers.Get("user-agent").value_or(""),
-                             " auth=", r.headers.Get("authorization").value_or(""), " length=",
-                             r.headers.Get("content-length").value_or("-"), " body=", r.body));
-            response.headers.Add("Warning", "299 - \"one\"");
-            response.headers.Add("warning", "299 - \"two\"");
-            return response;
-          });
-      ASSERT_TRUE(server.ok()) << server.status();
+      auto server = http::HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"),
+                                             std::move(options), std::move(handler));
+      if (!server.ok()) {
+        ADD_FAILURE() << server.status();
+        port.set_value(0);
+        return;
+      }
       server_ = *std::move(server);
       port.set_value(server_->address().port());
     });
     thread_ = std::thread([this] { loop_.Run(); });
-    server_address_ = absl::StrCat("127.0.0.1:", port.get_future().get());
+    address_ = absl::StrCat("127.0.0.1:", port.get_future().get());
   }
-  void TearDown() override {
+  ~ServerOnThread() {
     loop_.Post([this] {
       server_.reset();
       loop_.Stop();
     });
     thread_.join();
   }
+  const std::string& address() const { return address_; }
 
+ private:
   event::Loop loop_;
   std::thread thread_;
   std::unique_ptr<http::HttpServer> server_;
+  std::string address_;
+};
+
+// An API server that answers with what it was sent.
+class HttpRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    server_ = std::make_unique<ServerOnThread>(
+        http::HttpServerOptions{}, [](const http::ServerRequest& r) {
+          http::ServerResponse response = http::ServerResponse::Json(
+              r.path() == "/missing" ? 404 : 200,
+              absl::StrCat(r.method(), " ", r.headers.Get(":path").value_or(""),
+                           " host=", r.headers.Get(":authority").value_or(""),
+                           " agent=", r.headers.Get("user-agent").value_or(""),
+                           " auth=", r.headers.Get("authorization").value_or(""), " length=",
+                           r.headers.Get("content-length").value_or("-"), " body=", r.body));
+          response.headers.Add("Warning", "299 - \"one\"");
+          response.headers.Add("warning", "299 - \"two\"");
+          return response;
+        });
+    server_address_ = server_->address();
+  }
+
+  std::unique_ptr<ServerOnThread> server_;
   std::string server_address_;
 };
 
@@ -102,6 +126,100 @@ TEST(HttpRequestErrorsTest, UnreachableAndMalformedServers) {
   absl::StatusOr<HttpResponse> no_port = HttpRequest("localhost", "GET", "/", {}, "");
   EXPECT_TRUE(absl::IsInvalidArgument(no_port.status()));
   EXPECT_EQ(no_port.status().message(), "server \"localhost\": expected host:port");
+}
+
+constexpr char kServerId[] = "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane";
+
+// An HTTPS API server with a certificate for kServerId from its own CA, serving that CA at
+// /api/v1/trust-bundle.
+class HttpsRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    absl::StatusOr<tls::testing::TestCa> ca = tls::testing::TestCa::Create("api test root");
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_pem_ = ca->cert_pem();
+    absl::StatusOr<tls::testing::TestCertificate> leaf = ca->Issue({.spiffe_id = kServerId});
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateServer({.certificate_chain_pem = leaf->chain_pem,
+                                       .private_key_pem = leaf->key_pem,
+                                       .alpn_protocols = {"h2", "http/1.1"}});
+    ASSERT_TRUE(context.ok()) << context.status();
+    http::HttpServerOptions options;
+    options.transport_factory =
+        tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+    server_ =
+        std::make_unique<ServerOnThread>(std::move(options), [this](const http::ServerRequest& r) {
+          if (r.path() == "/api/v1/trust-bundle") return http::ServerResponse::Text(200, ca_pem_);
+          return http::ServerResponse::Text(r.path() == "/version" ? 200 : 404, "answered\n");
+        });
+    server_address_ = server_->address();
+  }
+
+  absl::StatusOr<HttpResponse> Get(const std::string& ca_pem, const std::string& identity) {
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> trust =
+        ServerTrustContext(ca_pem, identity);
+    if (!trust.ok()) return trust.status();
+    HttpRequestOptions options;
+    options.tls = *trust;
+    return HttpRequest(server_address_, "GET", "/version", {}, "", options);
+  }
+
+  std::string ca_pem_;
+  std::unique_ptr<ServerOnThread> server_;
+  std::string server_address_;
+};
+
+TEST_F(HttpsRequestTest, VerifiesTheServerWithThePinnedCaAndIdentity) {
+  absl::StatusOr<HttpResponse> ok = Get(ca_pem_, kServerId);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "answered\n");
+
+  // Another CA: the handshake fails, and says why.
+  absl::StatusOr<tls::testing::TestCa> other = tls::testing::TestCa::Create("another root");
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<HttpResponse> untrusted = Get(other->cert_pem(), kServerId);
+  EXPECT_TRUE(absl::IsUnauthenticated(untrusted.status())) << untrusted.status();
+  EXPECT_TRUE(absl::StartsWith(untrusted.status().message(),
+                               absl::StrCat("TLS with ", server_address_, " failed: ")))
+      << untrusted.status();
+  EXPECT_TRUE(absl::StrContains(untrusted.status().message(), "not issued by a trusted CA"))
+      << untrusted.status();
+
+  // The right CA, but a certificate for another identity than expected.
+  absl::StatusOr<HttpResponse> impostor = Get(ca_pem_, "spiffe://cluster.local/ns/default/sa/web");
+  EXPECT_TRUE(absl::IsUnauthenticated(impostor.status())) << impostor.status();
+  EXPECT_TRUE(absl::StrContains(impostor.status().message(), "is not allowed"))
+      << impostor.status();
+}
+
+TEST_F(HttpsRequestTest, TheUnverifiedTrustBundleFetchReadsTheBodyAndRefusesOtherStatuses) {
+  absl::StatusOr<std::string> bundle =
+      FetchTrustBundleUnverified(server_address_, std::chrono::seconds(5));
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(*bundle, ca_pem_);
+  absl::StatusOr<std::string> https = FetchTrustBundleUnverified(
+      absl::StrCat("https://", server_address_), std::chrono::seconds(5));
+  ASSERT_TRUE(https.ok()) << https.status();
+  EXPECT_EQ(*https, ca_pem_);
+}
+
+TEST(FetchTrustBundleUnverifiedTest, APlainHttpServerOrNoneIsAnError) {
+  ::signal(SIGPIPE, SIG_IGN);
+  std::string closed;
+  {
+    event::Loop loop;
+    auto listener =
+        *net::Listener::Create(loop, *net::Address::Parse("127.0.0.1:0"), {}, [](auto) {});
+    closed = listener->address().ToString();
+  }
+  absl::StatusOr<std::string> refused = FetchTrustBundleUnverified(closed, std::chrono::seconds(2));
+  EXPECT_TRUE(absl::IsUnavailable(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "connecting to")) << refused.status();
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      FetchTrustBundleUnverified("nohost", std::chrono::seconds(2)).status()));
 }
 
 }  // namespace

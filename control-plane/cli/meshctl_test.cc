@@ -407,7 +407,10 @@ TEST_F(MeshctlTest, TokenRevokeTakesTheIdOrTheTokenAndSaysWhatHappened) {
 
 TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {
   EXPECT_EQ(Run({"dashboard", "--server", "cp:15014", "--token", "a b/c"}), 0);
-  EXPECT_EQ(out_.str(), "http://cp:15014/dashboard/#token=a%20b%2fc\n");
+  EXPECT_EQ(out_.str(), "https://cp:15014/dashboard/#token=a%20b%2fc\n");
+  // A control plane started with --api-plaintext.
+  EXPECT_EQ(Run({"dashboard", "--server", "http://cp:15014", "--token", "t"}), 0);
+  EXPECT_EQ(out_.str(), "http://cp:15014/dashboard/#token=t\n");
   EXPECT_TRUE(api_.requests().empty());
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/base/json.h"
+#include "control-plane/api/status.h"
 #include "control-plane/identity/json_fields.h"
 
 namespace meshlet::controlplane::identity {
@@ -15,18 +16,12 @@ namespace {
 using http::ServerRequest;
 using http::ServerResponse;
 
-// The API's Status object (the same shape as control-plane/api).
+// The API's Status object; with a field, its cause.
 ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                      absl::string_view field = "") {
-  std::string body = absl::StrCat(R"({"kind":"Status","apiVersion":"v1","status":"Failure",)",
-                                  R"("code":)", status, R"(,"reason":)", JsonQuote(reason),
-                                  R"(,"message":)", JsonQuote(message));
-  if (!field.empty()) {
-    absl::StrAppend(&body, R"(,"details":{"kind":"JoinToken","causes":[{"field":)",
-                    JsonQuote(field), R"(,"message":)", JsonQuote(message), "}]}");
-  }
-  body += "}\n";
-  return ServerResponse::Json(status, std::move(body));
+  if (field.empty()) return api::StatusResponse(status, reason, message);
+  return api::StatusResponse(status, reason, message, "JoinToken", "",
+                             {{std::string(field), std::string(message)}});
 }
 
 ServerResponse Create(JoinTokens& tokens, const ServerRequest& request) {

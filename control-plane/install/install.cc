@@ -606,6 +606,12 @@ std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
         "\" may not create authentication.k8s.io tokenreviews: workloads presenting Kubernetes "
         "tokens would be refused certificates"));
   }
+  if (!granted.count("authorization.k8s.io/subjectaccessreviews/create")) {
+    problems.push_back(absl::StrCat(
+        "ClusterRole: the ServiceAccount \"", account, "\" in \"", ns,
+        "\" may not create authorization.k8s.io subjectaccessreviews: Kubernetes users would be "
+        "refused by the API (meshctl with kubectl's credentials)"));
+  }
   // The Service and the webhook.
   YAML::Node service(YAML::NodeType::Undefined);
   for (const YAML::Node& s : OfKind(objects, "Service")) {

@@ -17,6 +17,7 @@
 #include "common/config/yaml_proto.h"
 #include "common/tls/certificate.h"
 #include "common/tls/tls_context.h"
+#include "common/tls/tls_transport.h"
 #include "control-plane/registry/saved_registry.h"
 #include "control-plane/store/etcd_store.h"
 #include "control-plane/store/file_store.h"
@@ -250,13 +251,27 @@ std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options) {
                    options.etcd_password_file),
       {.name = "--api-address",
        .value = "HOST:PORT",
-       .help = "REST API for meshctl (default 127.0.0.1:15014)",
+       .help = "REST API for meshctl and the dashboard, HTTPS with a certificate from the "
+               "control plane's CA (default 127.0.0.1:15014)",
        .set =
            [&options](absl::string_view v) {
              if (absl::Status s = net::Address::Parse(v).status(); !s.ok()) return s;
              options.api_address = std::string(v);
              return absl::OkStatus();
            }},
+      {.name = "--api-audit-log",
+       .value = "FILE|off",
+       .help = "where every API write is recorded, one JSON line each, mode 0600 (default "
+               "<data-dir>/audit.log); off: nowhere",
+       .set =
+           [&options](absl::string_view v) {
+             if (v.empty()) return absl::InvalidArgumentError("must not be empty");
+             options.api_audit_log = std::string(v);
+             return absl::OkStatus();
+           }},
+      flags::SwitchFlag("--api-plaintext", &options.api_plaintext,
+                        "serve the API over plain HTTP instead of TLS: API tokens then cross the "
+                        "network in clear (local tests only)"),
       {.name = "--deregister-grace",
        .value = "DURATION",
        .help = "keep a disconnected sidecar's workload this long (default 30s)",
@@ -294,6 +309,7 @@ ControlPlane::~ControlPlane() {
   expiry_timer_.reset();
   shared_registrations_.reset();
   api_server_.reset();
+  gate_.reset();
   loop_.RunUntilIdle();
 }
 
@@ -412,10 +428,32 @@ absl::Status ControlPlane::Init() {
     RestoreRegistry();
   }
 
+  absl::StatusOr<std::unique_ptr<access::OperatorTokens>> operator_tokens =
+      access::OperatorTokens::Open(*store_, clock_, token_, &stats_);
+  if (!operator_tokens.ok()) return Annotate(operator_tokens.status(), "API");
+  operator_tokens_ = *std::move(operator_tokens);
+  gate_ = std::make_unique<access::AccessGate>(*operator_tokens_, &stats_);
+  absl::StatusOr<Counter> cross_origin = stats_.shared_shard().RegisterCounter(
+      "meshlet_cp_api_cross_origin_refused_total",
+      "API writes refused (403) because a web page of another origin sent them (Origin or "
+      "Sec-Fetch-Site).");
+  CHECK_OK(cross_origin);
+  api_cross_origin_refused_ = *cross_origin;
   api::ApiOptions api_options;
-  api_options.token = token_;
   api_options.server_version = kControlPlaneVersion;
   api_ = std::make_unique<api::PolicyApi>(*store_, registry_.get(), clock_, api_options, &stats_);
+  api_->SetOperatorTokens(operator_tokens_.get());
+  if (options_.api_audit_log != "off") {
+    const std::string path = options_.api_audit_log.empty()
+                                 ? absl::StrCat(options_.data_dir, "/audit.log")
+                                 : options_.api_audit_log;
+    absl::StatusOr<std::unique_ptr<access::AuditLog>> audit =
+        access::AuditLog::Open(path, clock_, &stats_);
+    if (!audit.ok()) return Annotate(audit.status(), "--api-audit-log");
+    audit_ = *std::move(audit);
+  } else {
+    LOG(WARN) << "API: no audit log (--api-audit-log=off): writes are not recorded";
+  }
   // Services stored without addresses (before allocation existed, while a range was full, or
   // before an IPv6 range was configured) get them now.
   if (absl::StatusOr<addresses::ServiceAddresses::Backfill> backfill =
@@ -434,18 +472,59 @@ absl::Status ControlPlane::Init() {
   http::HttpServerOptions server_options = HttpServerOptionsFor("api");
   server_options.max_request_body_bytes = options_.max_api_body_bytes;
   server_options.max_connections = options_.max_api_connections;
-  // Requests that call the store run on the store worker, so a slow store holds up only them.
+  if (api_tls()) {
+    // Until the first certificate there is no transport: connections are closed at once.
+    server_options.transport_factory = [this]() -> std::unique_ptr<net::Transport> {
+      if (api_tls_ == nullptr) return nullptr;
+      return tls::TlsTransport::Make(api_tls_->Current());
+    };
+  } else {
+    LOG(WARN) << "API: plain HTTP (--api-plaintext): API tokens and everything the API answers "
+                 "cross the network in clear; do not use this beyond a test on one host";
+  }
+  // Every request passes the gate, for the role it needs; a Kubernetes user's token is reviewed
+  // by the API server first.
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Create(
       loop_, address, server_options,
       [this](const http::ServerRequest& request, http::Responder respond) {
-        if (!api::PolicyApi::CallsStore(request)) {
-          respond(api_->Handle(request));
+        // A web page of another origin may post a form here without a CORS preflight: writes
+        // from one are refused before anything else (the dashboard, same-origin, only reads).
+        if (access::AuditLog::Records(request)) {
+          if (std::string why = http::CrossOriginReason(request, api_tls() ? "https" : "http");
+              !why.empty()) {
+            api_cross_origin_refused_.Inc();
+            return Audited(request, std::nullopt,
+                           std::move(respond))(api_->Refusal(absl::PermissionDeniedError(
+                absl::StrCat(request.method(), " ", request.path(),
+                             ": refused, from a web page of another origin (", why, ")"))));
+          }
+        }
+        const std::optional<access::Role> needed = api::PolicyApi::RequiredRole(request);
+        if (!needed.has_value()) {
+          Dispatch(request, std::nullopt, std::move(respond));
           return;
         }
-        if (!store_worker_->Run<http::ServerResponse>(
-                [this, request] { return api_->Handle(request); }, std::move(respond))) {
-          respond(api_->StoreBusy(store_worker_->pending()));
+        access::Principal identified;
+        absl::StatusOr<access::Principal> caller = gate_->Check(request, *needed, &identified);
+        if (absl::IsNotFound(caller.status())) {
+          gate_->CheckKubernetes(request, *needed,
+                                 [this, request, respond = std::move(respond)](
+                                     absl::StatusOr<access::Principal> caller) mutable {
+                                   if (!caller.ok()) {
+                                     return Audited(request, std::nullopt, std::move(respond))(
+                                         api_->Refusal(caller.status()));
+                                   }
+                                   Dispatch(request, *std::move(caller), std::move(respond));
+                                 });
+          return;
         }
+        if (!caller.ok()) {
+          std::optional<access::Principal> who;
+          if (!identified.name.empty()) who = identified;
+          return Audited(request, std::move(who),
+                         std::move(respond))(api_->Refusal(caller.status()));
+        }
+        Dispatch(request, *std::move(caller), std::move(respond));
       });
   if (!server.ok()) return Annotate(server.status(), absl::StrCat("API on ", options_.api_address));
   api_server_ = std::move(*server);
@@ -460,9 +539,88 @@ absl::Status ControlPlane::Init() {
     signals_.push_back(std::move(*signal));
   }
   LOG(INFO) << "control plane " << kControlPlaneVersion << ": API on "
-            << api_server_->address().ToString() << ", data in " << options_.data_dir
-            << " (store revision " << store_->Revision() << ")";
+            << api_server_->address().ToString() << (api_tls() ? " (HTTPS)" : " (plain HTTP)")
+            << ", data in " << options_.data_dir << " (store revision " << store_->Revision()
+            << ")";
   return absl::OkStatus();
+}
+
+namespace {
+
+// The API's server context: HTTP/2 or HTTP/1.1 by ALPN; client certificates requested and
+// verified against `trust_bundle_pem` once there is one.
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ApiServerContext(
+    const std::string& certificate_chain_pem, const std::string& private_key_pem,
+    const std::string& trust_bundle_pem) {
+  tls::TlsContextConfig config{.certificate_chain_pem = certificate_chain_pem,
+                               .private_key_pem = private_key_pem,
+                               .trust_bundle_pem = trust_bundle_pem,
+                               .alpn_protocols = {"h2", "http/1.1"}};
+  if (!trust_bundle_pem.empty()) config.client_certificate = tls::ClientCertificateMode::kRequest;
+  return tls::TlsContext::CreateServer(config);
+}
+
+}  // namespace
+
+absl::Status ControlPlane::SetApiServingCertificate(std::string certificate_chain_pem,
+                                                    std::string private_key_pem) {
+  if (!api_tls()) return absl::FailedPreconditionError("the API is plain HTTP (--api-plaintext)");
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      ApiServerContext(certificate_chain_pem, private_key_pem, api_trust_bundle_pem_);
+  if (!context.ok()) return Annotate(context.status(), "API TLS with the new certificate");
+  api_certificate_chain_pem_ = std::move(certificate_chain_pem);
+  api_private_key_pem_ = std::move(private_key_pem);
+  if (api_tls_ == nullptr) {
+    api_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
+  } else {
+    api_tls_->Update(*std::move(context));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ControlPlane::SetApiTrustBundle(std::string trust_bundle_pem) {
+  if (!api_tls()) return absl::OkStatus();  // no TLS, no client certificates
+  if (api_tls_ != nullptr) {
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        ApiServerContext(api_certificate_chain_pem_, api_private_key_pem_, trust_bundle_pem);
+    if (!context.ok()) return Annotate(context.status(), "API TLS with the trust bundle");
+    api_tls_->Update(*std::move(context));
+  }
+  api_trust_bundle_pem_ = std::move(trust_bundle_pem);
+  return absl::OkStatus();
+}
+
+http::Responder ControlPlane::Audited(const http::ServerRequest& request,
+                                      std::optional<access::Principal> caller,
+                                      http::Responder respond) {
+  if (audit_ == nullptr || !access::AuditLog::Records(request)) return respond;
+  // What the record needs of the request, which may be gone when the answer comes.
+  http::ServerRequest head;
+  head.headers.Add(":method", request.method());
+  head.headers.Add(":path", request.headers.Get(":path").value_or(""));
+  head.peer = request.peer;
+  return [this, head = std::move(head), caller = std::move(caller),
+          respond = std::move(respond)](http::ServerResponse response) mutable {
+    audit_->Record(head, caller.has_value() ? &*caller : nullptr, response);
+    respond(std::move(response));
+  };
+}
+
+void ControlPlane::Dispatch(const http::ServerRequest& request,
+                            std::optional<access::Principal> caller, http::Responder respond) {
+  respond = Audited(request, caller, std::move(respond));
+  if (!api::PolicyApi::CallsStore(request)) {
+    respond(api_->Handle(request, caller.has_value() ? &*caller : nullptr));
+    return;
+  }
+  // Requests that call the store run on the store worker, so a slow store holds up only them.
+  if (!store_worker_->Run<http::ServerResponse>(
+          [this, request, caller = std::move(caller)] {
+            return api_->Handle(request, caller.has_value() ? &*caller : nullptr);
+          },
+          std::move(respond))) {
+    respond(api_->StoreBusy(store_worker_->pending()));
+  }
 }
 
 http::HttpServerOptions ControlPlane::HttpServerOptionsFor(absl::string_view server) {

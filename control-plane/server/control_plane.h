@@ -11,7 +11,8 @@
 // (control-plane/store/store_worker.h), which answers on the loop.
 //
 // Data directory layout:
-//   <data-dir>/api-token   the API bearer token (mode 0600), created on first start
+//   <data-dir>/api-token   the API's bootstrap token (mode 0600), created on first start
+//   <data-dir>/audit.log   every API write, one JSON line each (mode 0600; --api-audit-log)
 //   <data-dir>/store/      the policy store (control-plane/store/file_store.h), Services'
 //                          allocated addresses included (control-plane/addresses)
 //   <data-dir>/registry.pb the workloads known, kept up to date within about a second and at a
@@ -36,6 +37,10 @@
 #include "common/http/server.h"
 #include "common/net/address.h"
 #include "common/stats/stats.h"
+#include "common/tls/tls_context_provider.h"
+#include "control-plane/access/audit_log.h"
+#include "control-plane/access/gate.h"
+#include "control-plane/access/operator_tokens.h"
 #include "control-plane/api/api_server.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/registry/shared_registrations.h"
@@ -73,6 +78,12 @@ struct ControlPlaneOptions {
   // The REST API (meshctl). Loopback by default: the token guards it, but operators should
   // choose to expose it (Kubernetes: 0.0.0.0 plus a Service, or `kubectl port-forward`).
   std::string api_address = "127.0.0.1:15014";
+  // Plain HTTP on the API instead of TLS (--api-plaintext): bearer tokens then cross the network
+  // in clear. Only when asked for; logged as a warning at start.
+  bool api_plaintext = false;
+  // Where every API write is recorded (access/audit_log.h): empty for <data-dir>/audit.log,
+  // "off" for nowhere.
+  std::string api_audit_log;
   LogLevel log_level = LogLevel::kInfo;
   // How long a disconnected sidecar's workload stays registered.
   Duration deregister_grace = std::chrono::seconds(30);
@@ -88,7 +99,7 @@ struct ControlPlaneOptions {
 };
 
 // The control plane's own flags (--data-dir, --store, --etcd-* and
-// --store-encryption-key-file, --api-address,
+// --store-encryption-key-file, --api-address, --api-plaintext,
 // --deregister-grace, --log-level), writing into `options`; the command line
 // (control-plane/command_line.h) adds the services'.
 std::vector<flags::Flag> ControlPlaneFlags(ControlPlaneOptions& options);
@@ -101,8 +112,22 @@ class ControlPlane {
   ControlPlane& operator=(const ControlPlane&) = delete;
 
   // Opens the data directory, loads or creates the token, binds the API port. Errors say which
-  // step failed and why.
+  // step failed and why. With TLS on the API (the default), connections are closed at once until
+  // SetApiServingCertificate() gave the port a certificate.
   absl::Status Init();
+
+  // Whether the API serves TLS (not --api-plaintext).
+  bool api_tls() const { return !options_.api_plaintext; }
+  // The API's certificate chain (leaf first) and key, PEM: the first before Run() (the CA issues
+  // it to the control plane, as for the discovery port: ca/serving_certificate.h), then each
+  // renewal. New connections get it; open ones keep theirs. Errors (a chain or key that does not
+  // load, or a plaintext API) leave the port as it was. Loop thread (or before Run()).
+  absl::Status SetApiServingCertificate(std::string certificate_chain_pem,
+                                        std::string private_key_pem);
+  // The roots client certificates presented to the API must chain to (the mesh trust bundle): a
+  // client that presents one from another CA is refused at the handshake. Certificates are
+  // requested, never required (operators authenticate with bearer tokens). Loop thread.
+  absl::Status SetApiTrustBundle(std::string trust_bundle_pem);
   // Serves until SIGTERM/SIGINT or Stop(); returns the process exit code.
   int Run();
   // Makes Run() return after closing servers cleanly. Safe from any thread.
@@ -114,6 +139,9 @@ class ControlPlane {
   StoreWorker& store_worker() { return *store_worker_; }
   registry::Registry& registry() { return *registry_; }
   api::PolicyApi& api() { return *api_; }
+  // Who may call the API (valid after Init()): services plug Kubernetes users in here.
+  access::AccessGate& access_gate() { return *gate_; }
+  access::OperatorTokens& operator_tokens() { return *operator_tokens_; }
   StatsRegistry& stats() { return stats_; }
   const Clock& clock() const { return clock_; }
   const ControlPlaneOptions& options() const { return options_; }
@@ -138,6 +166,13 @@ class ControlPlane {
 
  private:
   void BeginShutdown();
+  // Answers an API request the gate let in (`caller`: null for one that needs no token): on the
+  // loop, or on the store worker when it calls the store.
+  void Dispatch(const http::ServerRequest& request, std::optional<access::Principal> caller,
+                http::Responder respond);
+  // `respond`, recording the answer in the audit log first when `request` is a write.
+  http::Responder Audited(const http::ServerRequest& request,
+                          std::optional<access::Principal> caller, http::Responder respond);
   void RestoreRegistry();
   // Writes the registry to <data-dir>/registry.pb (removes the file when it is empty): the
   // periodic saves on the store worker (the write waits for an fsync), the one after restoring and
@@ -161,8 +196,14 @@ class ControlPlane {
   std::unique_ptr<registry::Registry> registry_;
   // With etcd: registrations shared with the other replicas (null with the file store).
   std::unique_ptr<registry::SharedRegistrations> shared_registrations_;
+  std::unique_ptr<access::OperatorTokens> operator_tokens_;
+  std::unique_ptr<access::AccessGate> gate_;
+  std::unique_ptr<access::AuditLog> audit_;  // null: --api-audit-log=off
   std::unique_ptr<api::PolicyApi> api_;
   std::unique_ptr<http::HttpServer> api_server_;
+  // TLS on the API: null until the first certificate (connections are refused meanwhile).
+  std::shared_ptr<tls::TlsContextProvider> api_tls_;
+  std::string api_certificate_chain_pem_, api_private_key_pem_, api_trust_bundle_pem_;
   std::unique_ptr<event::Timer> expiry_timer_;
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::vector<std::function<void()>> shutdown_hooks_;
@@ -180,7 +221,8 @@ class ControlPlane {
   int ticks_since_registry_save_ = 0;
   // A periodic save queued or running on the store worker (the next waits for it).
   bool registry_write_in_flight_ = false;
-  Counter registry_save_errors_;  // meshlet_cp_registry_save_errors_total
+  Counter registry_save_errors_;      // meshlet_cp_registry_save_errors_total
+  Counter api_cross_origin_refused_;  // meshlet_cp_api_cross_origin_refused_total
 };
 
 }  // namespace meshlet::controlplane

@@ -73,6 +73,15 @@ std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options) {
        .value = "DURATION",
        .help = "close it when the PING is not answered within this (default 10s)",
        .set = duration(&options.keepalive_timeout, false, "10s")},
+      {.name = "--xds-handshake-timeout",
+       .value = "DURATION",
+       .help = "close a connection that has not finished its TLS handshake and opened a call "
+               "within this (default 10s; 0: no limit)",
+       .set = duration(&options.handshake_timeout, true, "10s (0: off)")},
+      {.name = "--xds-idle-timeout",
+       .value = "DURATION",
+       .help = "send GOAWAY to a connection without calls for this long (default 5m; 0: never)",
+       .set = duration(&options.idle_timeout, true, "5m (0: off)")},
   };
 }
 
@@ -175,6 +184,10 @@ absl::Status XdsService::Start() {
   // find it, the connection closes, and the registry deregisters it after its grace period.
   grpc_options.http2.keepalive_interval = options_.keepalive_interval;
   grpc_options.http2.keepalive_timeout = options_.keepalive_timeout;
+  // Clients that connect and never get going, or hold a connection without calls.
+  grpc_options.handshake_timeout = options_.handshake_timeout;
+  grpc_options.max_connection_idle = options_.idle_timeout;
+  grpc_options.timeouts = control_plane_.HttpServerOptionsFor("xds").timeouts;
   if (!options_.tls_cert_file.empty()) {
     absl::StatusOr<tls::TlsContextConfig> config =
         ServerTlsConfigFromFiles(options_.tls_cert_file, options_.tls_key_file);

@@ -66,6 +66,11 @@ struct XdsServiceOptions {
   // closes it (the sidecar's streams end, the registry's grace period starts).
   Duration keepalive_interval = std::chrono::seconds(30);
   Duration keepalive_timeout = std::chrono::seconds(10);
+  // A connection must finish its TLS handshake and open its first call within this, else it is
+  // closed; a connection without calls for idle_timeout is told to go away (sidecars hold their
+  // ADS stream open, so only clients that connect and leave it idle meet it). Zero: no limit.
+  Duration handshake_timeout = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::seconds(300);
   // On shutdown, how long open streams get after GOAWAY.
   Duration shutdown_grace = std::chrono::seconds(2);
 
@@ -76,7 +81,7 @@ struct XdsServiceOptions {
 // The discovery flags, writing into `options`, for the control plane's command line
 // (control-plane/command_line.h): --xds-address, --xds-tls-cert, --xds-tls-key, --xds-plaintext,
 // --xds-max-concurrent-pushes, --xds-debounce, --xds-listen-host, --xds-keepalive-interval,
-// --xds-keepalive-timeout.
+// --xds-keepalive-timeout, --xds-handshake-timeout, --xds-idle-timeout.
 std::vector<flags::Flag> XdsFlags(XdsServiceOptions& options);
 // What the flags cannot check one at a time: the TLS files go together and exclude
 // --xds-plaintext.

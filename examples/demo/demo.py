@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -76,13 +77,22 @@ def all_ports(p):
                                               for v in p[node].values()]
 
 
-def http_get(url, headers=None, token=None, timeout=5):
+def http_get(url, headers=None, token=None, timeout=5, ca_file=None):
+    """(status, body, headers); an https:// URL is verified with the PEM roots of `ca_file`
+    (the control plane's API: its certificate names the control plane, not 127.0.0.1)."""
     headers = dict(headers or {})
     if token:
         headers["Authorization"] = "Bearer " + token
     req = urllib.request.Request(url, headers=headers)
+    context = None
+    if ca_file:
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as e:  # the control plane has not written it yet
+            return 0, str(e), {}
+        context.check_hostname = False
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read().decode(), r.headers
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(), e.headers
@@ -251,11 +261,14 @@ def start(args):
         # their certificates); this receiver is for the apps' own spans. No Zipkin receiver.
         "--otlp-address=127.0.0.1:%d" % p["otlp"], "--zipkin-address="])
     token_file = os.path.join(state.cp_data, "api-token")
-    wait_for(lambda: http_get("http://127.0.0.1:%d/healthz" % p["api"])[0] == 200
-             and os.path.exists(token_file), 10, "the control plane's API")
+    # The API is HTTPS with a certificate from the control plane's CA, whose root it wrote.
+    ca_file = os.path.join(state.cp_data, "ca", "root-cert.pem")
+    wait_for(lambda: http_get("https://127.0.0.1:%d/healthz" % p["api"], ca_file=ca_file)[0]
+             == 200 and os.path.exists(token_file), 10, "the control plane's API")
     with open(state.context, "w") as f:
         f.write("# meshctl context for the demo (MESHCTL_CONFIG=this file, or bin/meshctl)\n"
                 "server: 127.0.0.1:%d\ntokenFile: control-plane/api-token\n"
+                "certificateAuthority: control-plane/ca/root-cert.pem\n"
                 "namespace: default\n" % p["api"])
 
     log("meshctl apply -f examples/policies/")
@@ -465,7 +478,9 @@ def guide(state, p):
         "                     %s/bin/meshctl top         (busiest paths, live)" % d,
         "  dashboard          %s/bin/meshctl dashboard   (prints its URL: service graph, traces," % d,
         "                     proxies)",
-        "  control plane      http://127.0.0.1:%d/metrics" % p["api"],
+        "  control plane      curl --cacert %s/control-plane/ca/root-cert.pem --resolve "
+        "meshlet-control-plane:%d:127.0.0.1 https://meshlet-control-plane:%d/metrics"
+        % (d, p["api"], p["api"]),
         "  sidecar admin      (each also has /clusters, /config_dump, /listeners, /stats)",
     ]
     for node, *_ in WORKLOADS:

@@ -124,10 +124,15 @@ def start(args):
         run.podman(["cp", "%s:%s" % (cluster_lib.CONTROL_PLANE_CONTAINER, cluster_lib.API_TOKEN),
                     token])
         os.chmod(token, 0o600)
+        # The API is HTTPS with a certificate from the control plane's CA: meshctl verifies it
+        # with the CA's roots, read inside the control plane's pod.
+        with open(os.path.join(state_dir, "ca.pem"), "w") as f:
+            f.write(cluster.trust_pem)
         context = os.path.join(state_dir, "meshctl.yaml")
         with open(context, "w") as f:
             f.write("# meshctl context for the pods demo (MESHCTL_CONFIG=this file, or "
-                    "bin/meshctl)\nserver: %s:15014\ntokenFile: api-token\nnamespace: default\n"
+                    "bin/meshctl)\nserver: %s:15014\ntokenFile: api-token\n"
+                    "certificateAuthority: ca.pem\nnamespace: default\n"
                     % cluster.control_plane_ip)
         os.makedirs(os.path.join(state_dir, "bin"))
         shutil.copy(os.path.join(args.bin_dir, "control-plane", "cli", "meshctl"),
@@ -264,8 +269,9 @@ def guide(state_dir, cluster):
         "                     %s/bin/meshctl top" % d,
         "  traces             %s/bin/meshctl traces" % d,
         "  dashboard          %s" % (r.stdout.strip() or "%s/bin/meshctl dashboard" % d),
-        "  control plane      http://%s:15014/metrics   (the pod's address; the host reaches "
-        "the demo's network)" % cp,
+        "  control plane      curl --cacert %s/ca.pem --resolve meshlet-control-plane:15014:%s "
+        "https://meshlet-control-plane:15014/metrics" % (d, cp),
+        "                     (the pod's address; the host reaches the demo's network)",
         "  more traffic       python3 examples/demo/pods.py traffic --seconds 10",
         "  inside a pod       podman --root %s/storage --runroot %s/run ps" % (
             cluster.run.dir, cluster.run.dir),

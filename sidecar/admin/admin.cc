@@ -48,22 +48,6 @@ http::ServerResponse MethodNotAllowed(const Endpoint& endpoint) {
   return response;
 }
 
-// Why a POST came from a web page of another origin, or "" if it did not. Browsers send
-// Origin with every cross-origin POST and Sec-Fetch-Site with every request; a page may post a
-// form to 127.0.0.1:15000 without any CORS preflight. Clients that are not browsers (meshctl,
-// curl, kubelet) send neither.
-std::string CrossSitePost(const http::ServerRequest& request) {
-  if (std::optional<absl::string_view> site = request.headers.Get("sec-fetch-site");
-      site.has_value() && *site != "same-origin" && *site != "none") {
-    return absl::StrCat("sec-fetch-site: ", *site);
-  }
-  std::optional<absl::string_view> origin = request.headers.Get("origin");
-  if (!origin.has_value()) return "";
-  const absl::string_view authority = request.headers.Get(":authority").value_or("");
-  if (*origin == absl::StrCat("http://", authority)) return "";
-  return absl::StrCat("origin ", *origin, " is not http://", authority);
-}
-
 }  // namespace
 
 std::string AdminHandler::RefusedHost(const http::ServerRequest& request) const {
@@ -162,7 +146,8 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request, Po
     return MethodNotAllowed(*endpoint);
   }
   if (post) {
-    if (std::string why = CrossSitePost(request); !why.empty()) {
+    // A web page may post a form to 127.0.0.1:15000 without any CORS preflight.
+    if (std::string why = http::CrossOriginReason(request, "http"); !why.empty()) {
       cross_site_.Inc();
       return http::ServerResponse::Text(
           403,

@@ -13,8 +13,8 @@ namespace meshlet::sidecar::listener {
 
 absl::StatusOr<std::shared_ptr<AccessLogFile>> AccessLogFile::Open(const std::string& path,
                                                                    StatsShard& shared_stats) {
-  // Not readable by other users: lines carry paths with their queries, which may hold secrets.
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  // Only for the proxy's user: lines carry paths with their queries, which may hold secrets.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("access log \"", path, "\": cannot open: ", strerror(errno)));

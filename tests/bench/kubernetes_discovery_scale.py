@@ -25,11 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+import cp_api  # noqa: E402
 from fake_kubernetes_api import FakeApiServer  # noqa: E402
 from mesh_util import make_ca, make_server_cert  # noqa: E402
 
@@ -92,7 +92,7 @@ def endpoint_slice(service, pods, not_ready=()):
 
 
 def metric(api, name):
-    with urllib.request.urlopen("http://%s/metrics" % api, timeout=10) as r:
+    with cp_api.urlopen("https://%s/metrics" % api, timeout=10) as r:
         for line in r.read().decode().splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{}"):
                 return float(line.rsplit(" ", 1)[1])
@@ -157,6 +157,8 @@ def main():
             if api_port is None:
                 m = re.search(r"API on (127\.0\.0\.1:\d+)", text)
                 api_port = m.group(1) if m else None
+                if api_port is not None:
+                    cp_api.trust(api_port, cp_api.root_file(os.path.join(tmp, "data")))
             if "are mesh destinations" in text:
                 break
             if cp.poll() is not None or time.monotonic() - started > 300:

@@ -1,17 +1,19 @@
 // Drives the control plane's dashboard in Debian's headless Chromium with playwright-core
-// (docs/dashboard.md). Usage: node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR
-// Prints "PASS ..." and exits 0, or prints what went wrong and exits 1.
+// (docs/dashboard.md). Usage: node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR [SPKI]
+// SPKI: the base64 SHA-256 of the HTTPS certificate's public key, accepted as an operator's browser
+// that trusts the mesh CA accepts it. Prints "PASS ..." and exits 0, or what went wrong and exits 1.
 'use strict';
 const {chromium} = require('playwright-core');
 const assert = require('assert');
 const path = require('path');
 
-const [url, token, traceId, shots] = process.argv.slice(2);
+const [url, token, traceId, shots, spki] = process.argv.slice(2);
 
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage']
+        .concat(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
   });
   const errors = [];
   try {

@@ -73,6 +73,8 @@ CONTROL_PLANE_NAME = "meshlet-control-plane"
 CONTROL_PLANE_CONTAINER = CONTROL_PLANE_NAME + "-control-plane"
 CONTROL_PLANE_SERVICE = "%s.%s.svc" % (CONTROL_PLANE_NAME, CONTROL_PLANE_NAMESPACE)
 API_TOKEN = "/var/lib/meshlet/api-token"
+# The root the control plane's CA generated: it verifies the API's HTTPS certificate.
+API_CA = "/var/lib/meshlet/ca/root-cert.pem"
 CLUSTER_DOMAIN = "cluster.local"
 IMAGE_TAG = "0.1.0"
 PODMAN_MAX_ANNOTATION = 63
@@ -216,11 +218,12 @@ class Cluster:
         return took
 
     def meshctl_args(self, *args):
-        return ["meshctl", "--token-file", API_TOKEN] + list(args)
+        return ["meshctl", "--token-file", API_TOKEN, "--ca-file", API_CA] + list(args)
 
     def meshctl(self, *args, input=None, check=True, timeout=60):
-        """meshctl in the control plane's pod (its API on 127.0.0.1:15014, with the token of its
-        data directory); stdout, or the CompletedProcess when check is False."""
+        """meshctl in the control plane's pod (its API on 127.0.0.1:15014, HTTPS verified with
+        the CA root of its data directory, with the token there); stdout, or the
+        CompletedProcess when check is False."""
         return self.run.podman(["exec", "-i", CONTROL_PLANE_CONTAINER] + self.meshctl_args(*args),
                                check=check, input=input, timeout=timeout)
 

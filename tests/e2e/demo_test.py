@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,9 +51,17 @@ def check(condition, message):
         raise AssertionError(message)
 
 
-def get_json(url, token):
+def api_context(state_dir):
+    """Verifies the control plane's HTTPS certificate with the CA roots the demo wrote (its
+    names are the control plane's Service and SPIFFE id, not the pod's address)."""
+    context = ssl.create_default_context(cafile=os.path.join(state_dir, "ca.pem"))
+    context.check_hostname = False
+    return context
+
+
+def get_json(url, token, context):
     request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=10, context=context) as r:
         return json.loads(r.read())
 
 
@@ -140,10 +149,10 @@ class Demo:
         return "%d app containers: no MESHLET_* env, no meshlet mounts or arguments" % len(apps)
 
     def dashboard(self):
-        m = re.search(r"dashboard\s+(http://\S+)", self.output)
+        m = re.search(r"dashboard\s+(https://\S+)", self.output)
         check(m, "the demo printed no dashboard URL:\n" + self.output[-1500:])
         url = m.group(1)
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=10, context=api_context(self.state_dir)) as r:
             page = r.read().decode(errors="replace")
             check(r.status == 200 and "<html" in page.lower(), "%s: %d" % (url, r.status))
         self.api = url.split("/", 3)[:3]
@@ -152,7 +161,8 @@ class Demo:
     def api_get(self, path):
         """The control plane's API as the dashboard calls it, with the demo's API token."""
         with open(os.path.join(self.state_dir, "api-token")) as f:
-            return get_json("/".join(self.api) + path, f.read().strip())
+            return get_json("/".join(self.api) + path, f.read().strip(),
+                            api_context(self.state_dir))
 
     def golden_metrics(self):
         want = [("client", "productpage"), ("productpage", "reviews"), ("reviews", "ratings")]

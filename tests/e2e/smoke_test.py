@@ -6,8 +6,9 @@ DIR is a Bazel output tree with the sidecar, control plane, meshctl and testapp 
 test's runfiles). Builds the images from them (deploy/images/build.py), loads the OCI archives
 into a podman storage of the run's own, and plays on a network of its own:
 
-  control plane   the meshlet-control-plane image as a pod; `meshctl check` inside it passes,
-                  and its API answers a testapp pod that calls it by name
+  control plane   the meshlet-control-plane image as a pod; `meshctl check` inside it passes
+                  (HTTPS, verified with its CA's root); a testapp pod calling it by name gets
+                  HTTP from its trace receiver and none from its API, which speaks only TLS
   three services  productpage -> reviews -> ratings, testapp pods calling each other by name
                   (hostAliases to the pods' IPs); one request through the chain answers 200,
                   each service nested in its caller's answer, one trace id in all three
@@ -80,7 +81,8 @@ class Smoke:
             "image": image("control-plane"),
             "args": ["--api-address", "0.0.0.0:15014"],
         }], self.aliases), self.ips["control-plane"])
-        check = ["meshctl", "--token-file", "/var/lib/meshlet/api-token", "check"]
+        check = ["meshctl", "--token-file", "/var/lib/meshlet/api-token", "--ca-file",
+                 "/var/lib/meshlet/ca/root-cert.pem", "check"]
         took = self.run.wait_ready("control-plane-control-plane", check)
         out = self.run.exec("control-plane-control-plane", check)
         if "token          accepted" not in out or not out.rstrip().endswith("OK"):
@@ -116,11 +118,22 @@ class Smoke:
             node = call["answer"]
         if chain != ["productpage", "reviews", "ratings"]:
             raise harness.E2EError("the chain was %s: %s" % (chain, out))
-        # The control plane's API, by name, from an app pod.
-        health = self.run.exec("ratings-app",
-                               ["testapp", "get", "http://control-plane:15014/healthz"])
+        # The control plane by name from an app pod: its trace receiver answers plain HTTP (405
+        # for a GET), its API does not (HTTPS only: no HTTP answer, testapp's exit status 3).
+        receiver = self.run.exec("ratings-app",
+                                 ["testapp", "get", "http://control-plane:4318/v1/traces"],
+                                 check=False)
+        if receiver.returncode != 1 or "405" not in receiver.stdout + receiver.stderr:
+            raise harness.E2EError("GET control-plane:4318/v1/traces from ratings: exit %d: %s" % (
+                receiver.returncode, (receiver.stdout + receiver.stderr).strip()))
+        api = self.run.exec("ratings-app", ["testapp", "get", "http://control-plane:15014/healthz"],
+                            check=False)
+        if api.returncode != 3:
+            raise harness.E2EError("plain HTTP to control-plane:15014 from ratings: exit %d: %s" % (
+                api.returncode, (api.stdout + api.stderr).strip()))
         return ("GET productpage -> reviews -> ratings by name: 200, trace %s... in all three; "
-                "control-plane:15014/healthz from ratings: %s" % (TRACE_ID[:8], health.strip()))
+                "from ratings, control-plane:4318 answers 405 to a GET and :15014 no plain HTTP"
+                % TRACE_ID[:8])
 
     def interception(self):
         rule = ["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "80",

@@ -37,6 +37,7 @@ import urllib.request
 
 import yaml
 
+import cp_api
 from etcd_util import ETCD, etcd_installed
 from fake_kubernetes_api import JsonApiHandler
 from mesh_util import (make_ca, make_server_cert, put_resource, serve_https,
@@ -238,11 +239,11 @@ class BundledEtcdTest(unittest.TestCase):
         put_resource(replicas[0][0], replicas[0][1],
                      f"namespaces/default/services/{first['metadata']['name']}",
                      yaml.safe_dump(first))
-        req = urllib.request.Request(
-            f"http://{replicas[1][0]}/apis/meshlet.io/v1/namespaces/default/services/"
-            f"{first['metadata']['name']}", headers={"Authorization": "Bearer " + replicas[1][1]})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            self.assertEqual(r.status, 200)
+        status, body = cp_api.request(
+            replicas[1][0], "GET",
+            f"/apis/meshlet.io/v1/namespaces/default/services/{first['metadata']['name']}",
+            token=replicas[1][1])
+        self.assertEqual(status, 200, body)
 
 
 if __name__ == "__main__":

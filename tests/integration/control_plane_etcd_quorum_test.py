@@ -27,10 +27,12 @@ import time
 import unittest
 import urllib.request
 
+import cp_api
 import sidecar_test
 from etcd_util import EtcdCluster, etcd_installed
 from mesh_util import (meshctl, reviews_route_to, reviews_subset_cluster,
-                       start_plaintext_control_plane, start_xds_sidecar, stop_process)
+                       start_plaintext_control_plane, start_xds_sidecar, stop_process,
+                       write_meshctl_context)
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = SERVICES = None  # set from argv
@@ -52,10 +54,8 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
         self.etcd.start()
         self.cp, self.api, self.ads, _ = start_plaintext_control_plane(
             CONTROL_PLANE, self.tmp, *self.etcd.store_args(), "--etcd-timeout", "2s")
-        self.context = os.path.join(self.tmp, "meshctl.yaml")
-        with open(self.context, "w") as f:
-            f.write(f"server: {self.api}\n"
-                    f"tokenFile: {os.path.join(self.tmp, 'cp-data', 'api-token')}\n")
+        self.context = write_meshctl_context(os.path.join(self.tmp, "meshctl.yaml"), self.api,
+                                             os.path.join(self.tmp, "cp-data", "api-token"))
         with open(SERVICES) as f:
             meshctl(MESHCTL, self.context, "apply", "-f", "-",
                     stdin=f.read() + "---\n" + reviews_route_to("v1"))
@@ -109,10 +109,8 @@ class ControlPlaneEtcdQuorumTest(unittest.TestCase):
             start = time.time()
             with open(os.path.join(self.tmp, "cp-data", "api-token")) as f:
                 token = f.read().strip()
-            request = urllib.request.Request(f"http://{self.api}/api/v1/proxies",
-                                             headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(request, timeout=5) as r:
-                self.assertEqual(r.status, 200)
+            status, body = cp_api.request(self.api, "GET", "/api/v1/proxies", token=token)
+            self.assertEqual(status, 200, body)
             api_ms = (time.time() - start) * 1000
             start = time.time()
             late = start_xds_sidecar(

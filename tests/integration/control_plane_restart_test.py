@@ -23,11 +23,10 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
-
+import cp_api
 import sidecar_test
 from mesh_util import (call_service, meshctl, reviews_route_to, reviews_subset_cluster,
-                       start_control_plane, start_xds_sidecar, stop_all)
+                       start_control_plane, start_xds_sidecar, stop_all, write_meshctl_context)
 from ports import free_port
 from sidecar_test import HttpUpstream, wait_for
 
@@ -46,9 +45,8 @@ class ControlPlaneRestartTest(unittest.TestCase):
         self.ads = f"127.0.0.1:{free_port()}"
         self.sidecars, self.apps = [], []
         self.start_cp()
-        self.context = os.path.join(self.tmp, "meshctl.yaml")
-        with open(self.context, "w") as f:
-            f.write(f"server: {self.api}\ntokenFile: {os.path.join(self.data, 'api-token')}\n")
+        self.context = write_meshctl_context(os.path.join(self.tmp, "meshctl.yaml"), self.api,
+                                             os.path.join(self.data, "api-token"))
 
     def tearDown(self):
         for s in self.sidecars:
@@ -76,10 +74,10 @@ class ControlPlaneRestartTest(unittest.TestCase):
 
     def proxies(self):
         """The control plane's proxy status (`meshctl proxy-status`'s source), by node id."""
-        req = urllib.request.Request(f"http://{self.api}/api/v1/proxies",
-                                     headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return {p["id"]: p for p in json.loads(r.read())["items"]}
+        status, body = cp_api.request(self.api, "GET", "/api/v1/proxies", token=self.token)
+        if status != 200:
+            raise AssertionError(f"GET /api/v1/proxies: {status} {body}")
+        return {p["id"]: p for p in json.loads(body)["items"]}
 
     def converged(self, routes_before=None):
         """Whether every sidecar has a stream with no type awaiting an answer or NACKed, and,

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
+
+import cp_api
 
 CONTROL_PLANE = MESHCTL = EXAMPLES = PODS = None  # set from argv
 
@@ -80,6 +80,11 @@ spec:
 """
 
 
+# A meshctl context for the control plane at %s, its files relative to the context file (in the
+# directory holding `data`).
+CONTEXT = "server: %s\ntokenFile: data/api-token\ncertificateAuthority: data/ca/root-cert.pem\n"
+
+
 class ControlPlane:
     """One control-plane process on a data directory; port 0, learnt from its log."""
 
@@ -126,16 +131,8 @@ class ControlPlane:
             return f.read().strip()
 
     def request(self, method, path, body=None, token=None):
-        headers = {}
-        if token is not None:
-            headers["Authorization"] = "Bearer " + token
-        req = urllib.request.Request("http://%s%s" % (self.address, path), data=body,
-                                     method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return cp_api.request(self.address, method, path, body=body, token=token,
+                              ca_file=cp_api.root_file(self.data_dir))
 
 
 class ControlPlaneTest(unittest.TestCase):
@@ -144,7 +141,7 @@ class ControlPlaneTest(unittest.TestCase):
         self.cp = ControlPlane(os.path.join(self.tmp.name, "data")).start()
         self.context = os.path.join(self.tmp.name, "meshctl.yaml")
         with open(self.context, "w") as f:
-            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+            f.write(CONTEXT % self.cp.address)
 
     def tearDown(self):
         self.cp.stop(signal.SIGKILL)
@@ -318,7 +315,7 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertEqual(self.cp.stop(signal.SIGKILL), -signal.SIGKILL)
         self.cp.start()
         with open(self.context, "w") as f:
-            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+            f.write(CONTEXT % self.cp.address)
         self.assertEqual(self.meshctl("get", "hr", "-A", "-o", "yaml").stdout, listing)
         self.assertEqual(self.revision(), revision)
         # Revisions keep going up after the restart.
@@ -330,7 +327,7 @@ class ControlPlaneTest(unittest.TestCase):
         self.cp.stop(sig)
         self.cp.start()
         with open(self.context, "w") as f:
-            f.write("server: %s\ntokenFile: data/api-token\n" % self.cp.address)
+            f.write(CONTEXT % self.cp.address)
 
     def service_addresses(self):
         """Service name -> (addresses, allocated) as `meshctl get svc -A -o json` shows them."""
@@ -447,10 +444,11 @@ class ControlPlaneTest(unittest.TestCase):
                 f.write("server: %s\n%s: data/api-token\n" % (self.cp.address, key))
             p = self.meshctl("get", "svc", expect=2)
             self.assertIn("context file %s:2:1: %s: unknown field" % (self.context, key), p.stderr)
-            self.assertIn("server, token, tokenFile, namespace", p.stderr)
+            self.assertIn("server, token, tokenFile, namespace, certificateAuthority, "
+                          "certificateAuthorityData, serverIdentity", p.stderr)
             self.assertEqual(p.stdout, "")
         with open(self.context, "w") as f:
-            f.write("server: %s\ntokenFile: data/api-token\nnamespace: shop\n" % self.cp.address)
+            f.write((CONTEXT + "namespace: shop\n") % self.cp.address)
         p = self.meshctl("get", "svc")
         self.assertIn("No services found in namespace shop", p.stderr)
 
@@ -469,6 +467,7 @@ COMMAND_FLAGS = {
     "proxy-status": ["-o, --output"],
     "proxy-config": ["-o, --output", "--control-plane-only"],
     "token": ["-n, --namespace", "--service-account", "--ttl", "--single-use", "-o, --output"],
+    "operator-token": ["--role", "--ttl", "-o, --output"],
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
@@ -476,6 +475,7 @@ COMMAND_FLAGS = {
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
     "dashboard": [],
+    "context": ["--ca-fingerprint", "-n, --namespace"],
     "check": ["--pre", "-f, --filename"],
     "version": ["--client"],
     "help": [],

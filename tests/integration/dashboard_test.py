@@ -14,12 +14,16 @@ Screenshots go to TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium 
 SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
 """
 
+import base64
+import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import unittest
 
+import cp_api
 import sidecar_test as base
 import telemetry_test
 from sidecar_test import free_port, wait_for
@@ -28,6 +32,19 @@ SCRIPT = None  # set from argv
 
 
 class DashboardTest(telemetry_test.ControlPlaneCase):
+    def api_certificate_spki(self):
+        """base64 SHA-256 of the API certificate's public key, which the browser is told to accept
+        (--ignore-certificate-errors-spki-list): an operator's browser would trust the mesh CA."""
+        context = cp_api.ssl_context(self.ca_file)
+        with socket.create_connection(("127.0.0.1", self.api_port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                der = tls.getpeercert(binary_form=True)
+        key = subprocess.run(["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"],
+                             input=der, capture_output=True, check=True).stdout
+        spki = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=key,
+                              capture_output=True, check=True).stdout
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
     def metrics_report(self):
         # No address: the default, the control plane given by --xds.
         return "metrics_report:\n  interval: 0.2s\n"
@@ -71,14 +88,15 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
         self.assertTrue(wait_for(reported, 10), f"golden metrics in /api/v1/stat: {stat}")
 
         link = self.meshctl("dashboard").strip()
-        prefix = f"http://127.0.0.1:{self.api_port}/dashboard/#token="
+        prefix = f"https://127.0.0.1:{self.api_port}/dashboard/#token="
         self.assertTrue(link.startswith(prefix), link)
         with open(self.token_file) as f:
             self.assertEqual(link[len(prefix):], f.read().strip())
 
         shots = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or self.tmp
-        r = subprocess.run(["node", SCRIPT, f"http://127.0.0.1:{self.api_port}",
-                            link[len(prefix):], traces[0]["traceId"], shots],
+        r = subprocess.run(["node", SCRIPT, f"https://127.0.0.1:{self.api_port}",
+                            link[len(prefix):], traces[0]["traceId"], shots,
+                            self.api_certificate_spki()],
                            capture_output=True, text=True, timeout=120)
         print(r.stdout, r.stderr)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -44,6 +44,7 @@ import urllib.request
 
 import grpc
 
+import cp_api
 import sidecar_test
 from ca_renewal_test import make_key_and_csr
 from mesh_util import (call_service, create_join_token, make_ca, make_workload_cert,
@@ -149,18 +150,18 @@ class DiscoveryAttacksTest(unittest.TestCase):
 
     def metric(self, name):
         """The control plane's value of one series line (`name{labels}`), 0 when absent."""
-        req = urllib.request.Request(f"http://{self.api}/metrics",
+        req = urllib.request.Request(cp_api.url(self.api, "/metrics"),
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith(name + " "):
                     return float(line.split()[-1])
         return 0.0
 
     def proxies(self):
-        req = urllib.request.Request(f"http://{self.api}/api/v1/proxies",
+        req = urllib.request.Request(cp_api.url(self.api, "/api/v1/proxies"),
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             return {p["id"]: p for p in json.loads(r.read())["items"]}
 
     def channel(self, client=None):
@@ -278,8 +279,9 @@ class DiscoveryAttacksTest(unittest.TestCase):
         self.assert_mesh_undisturbed()
 
     def test_service_accounts_of_a_service_bound_its_members(self):
-        subprocess.run([MESHCTL, "--server", self.api, "--token", self.api_token, "apply", "-f",
-                        "-"], check=True, capture_output=True, text=True, input=f"""
+        subprocess.run([MESHCTL, "--server", self.api, "--token", self.api_token, "--ca-file",
+                        cp_api.ca_file_for(self.api), "apply", "-f", "-"],
+                       check=True, capture_output=True, text=True, input=f"""
 apiVersion: meshlet.io/v1
 kind: Service
 metadata: {{name: backend, namespace: {NAMESPACE}}}
@@ -318,9 +320,9 @@ spec:
 
     def forged_sources(self):
         """The sources of golden-metrics edges to the `forged` destination."""
-        req = urllib.request.Request(f"http://{self.api}/api/v1/stat?window=10m",
+        req = urllib.request.Request(cp_api.url(self.api, "/api/v1/stat?window=10m"),
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             items = json.loads(r.read()).get("items", [])
         return {i["source"] for i in items if "forged" in i["destination"]}
 

@@ -24,10 +24,9 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
-
 import yaml
 
+import cp_api
 import sidecar_test
 from mesh_util import create_join_token, start_control_plane, stop_process
 from xds_util import XdsSidecar, free_port, wait_for
@@ -72,17 +71,18 @@ class DiscoveryCertificateTest(unittest.TestCase):
 
     @classmethod
     def meshctl(cls, *args):
-        p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, *args],
+        p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, "--ca-file",
+                            cp_api.ca_file_for(cls.api), *args],
                            capture_output=True, text=True, timeout=30)
         if p.returncode != 0:
             raise AssertionError(f"meshctl {args} exited {p.returncode}: {p.stderr}")
         return p.stdout
 
     def api_get(self, path):
-        req = urllib.request.Request(f"http://{self.api}{path}",
-                                     headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.read().decode()
+        status, body = cp_api.request(self.api, "GET", path, token=self.token)
+        if status != 200:
+            raise AssertionError(f"GET {path}: {status} {body}")
+        return body
 
     def proxies(self):
         return {p["id"]: p for p in json.loads(self.api_get("/api/v1/proxies"))["items"]}

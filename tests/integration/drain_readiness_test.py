@@ -27,10 +27,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
+import cp_api
 import sidecar_test
-from mesh_util import meshctl, start_plaintext_control_plane, start_xds_sidecar, stop_all
+from mesh_util import (meshctl, start_plaintext_control_plane, start_xds_sidecar, stop_all,
+                       write_meshctl_context)
 from ports import free_port
 from sidecar_test import EchoServer, HttpUpstream, wait_for
 
@@ -111,10 +112,8 @@ class DrainReadinessTest(unittest.TestCase):
         self.sidecars, self.apps = [], []
         self.cp, self.api, self.ads, _ = start_plaintext_control_plane(
             CONTROL_PLANE, self.tmp, "--xds-listen-host", "127.0.0.1")
-        self.context = os.path.join(self.tmp, "meshctl.yaml")
-        with open(self.context, "w") as f:
-            f.write(f"server: {self.api}\n"
-                    f"tokenFile: {os.path.join(self.tmp, 'cp-data', 'api-token')}\n")
+        self.context = write_meshctl_context(os.path.join(self.tmp, "meshctl.yaml"), self.api,
+                                             os.path.join(self.tmp, "cp-data", "api-token"))
 
     def tearDown(self):
         stop_all(self.sidecars, self.apps, self.cp)
@@ -213,7 +212,7 @@ class DrainReadinessTest(unittest.TestCase):
 
     def readiness_reports(self, ready):
         """meshlet_xds_readiness_reports_total{ready} of the control plane."""
-        with urllib.request.urlopen(f"http://{self.api}/metrics", timeout=5) as r:
+        with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         series = 'meshlet_xds_readiness_reports_total{ready="%s"} ' % str(ready).lower()
         for line in metrics.splitlines():

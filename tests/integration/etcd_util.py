@@ -18,9 +18,8 @@ import subprocess
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
+import cp_api
 from mesh_util import (make_ca, make_leaf, meshctl, start_control_plane,
                        start_plaintext_control_plane, stop_process)
 from ports import free_port
@@ -157,7 +156,8 @@ class Replica:
         self.context = os.path.join(self.dir, "meshctl.yaml")
         with open(self.context, "w") as f:
             f.write(f"server: {self.api}\n"
-                    f"tokenFile: {os.path.join(self.dir, 'cp-data', 'api-token')}\n")
+                    f"tokenFile: {os.path.join(self.dir, 'cp-data', 'api-token')}\n"
+                    f"certificateAuthority: {cp_api.ca_file_for(self.api)}\n")
 
     def apply(self, text):
         """`meshctl apply -f -` of `text` through this replica; its stdout."""
@@ -165,14 +165,7 @@ class Replica:
 
     def request(self, method, path, body=None):
         """(status, body) of an API request."""
-        req = urllib.request.Request(f"http://{self.api}{path}", method=method,
-                                     data=body.encode() if body is not None else None,
-                                     headers={"Authorization": "Bearer " + self.token})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return cp_api.request(self.api, method, path, body=body, token=self.token, timeout=10)
 
     def workloads(self):
         """id -> the workload as this replica's API lists it."""

@@ -31,10 +31,10 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import grpc
 
+import cp_api
 import sidecar_test
 from ca_renewal_test import make_key_and_csr, read
 from mesh_util import (create_join_token, make_ca, make_server_cert, openssl, serve_https,
@@ -207,7 +207,7 @@ class KubernetesAttestationTest(unittest.TestCase):
         return caught.exception.details()
 
     def metrics(self, api):
-        with urllib.request.urlopen(f"http://{api}/metrics", timeout=5) as r:
+        with cp_api.urlopen(f"https://{api}/metrics", timeout=5) as r:
             return r.read().decode()
 
     def test_sidecar_gets_the_vouched_identity(self):

@@ -38,8 +38,8 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
+import cp_api
 import sidecar_test
 from fake_kubernetes_api import FakeApiServer
 from mesh_util import (call_service, make_ca, make_server_cert, start_control_plane,
@@ -211,7 +211,7 @@ class KubernetesDiscoveryTest(unittest.TestCase):
         return None
 
     def metric(self, name, **labels):
-        with urllib.request.urlopen(f"http://{self.api}/metrics", timeout=5) as r:
+        with cp_api.urlopen(f"https://{self.api}/metrics", timeout=5) as r:
             text = r.read().decode()
         total = 0
         for line in text.splitlines():

@@ -26,7 +26,7 @@ import grpc
 
 import sidecar_test
 from mesh_util import (call_service, create_join_token, spiffe, start_plaintext_control_plane,
-                       start_xds_sidecar, stop_all)
+                       start_xds_sidecar, stop_all, write_meshctl_context)
 from sidecar_test import HttpUpstream, wait_for
 
 CONTROL_PLANE = MESHCTL = None  # set from argv
@@ -65,9 +65,8 @@ class MeshAuthorizationTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         cls.cp, cls.api, cls.ads, cls.api_token = start_plaintext_control_plane(
             CONTROL_PLANE, cls.tmp, "--xds-listen-host", "127.0.0.1", "--xds-debounce", "20ms")
-        cls.context = os.path.join(cls.tmp, "meshctl.yaml")
-        with open(cls.context, "w") as f:
-            f.write(f"server: {cls.api}\ntoken: {cls.api_token}\n")
+        cls.context = write_meshctl_context(os.path.join(cls.tmp, "meshctl.yaml"), cls.api,
+                                            os.path.join(cls.tmp, "cp-data", "api-token"))
 
         cls.app = HttpUpstream("backend-app")
         cls.sidecars = []

@@ -104,7 +104,8 @@ class MeshPolicyTest(unittest.TestCase):
                        what="the control plane's API")[0]
         self.context = os.path.join(self.tmp.name, "meshctl.yaml")
         with open(self.context, "w") as f:
-            f.write("server: %s\ntokenFile: data/api-token\n" % api)
+            f.write("server: %s\ntokenFile: data/api-token\n"
+                    "certificateAuthority: data/ca/root-cert.pem\n" % api)
         self.frontend_outbound = self.sidecar("frontend-0", "frontend", free_port(), [])
         self.sidecar("reviews-v1-0", "reviews", self.apps[0].port, ["version=v1"])
         self.sidecar("reviews-v2-0", "reviews", self.apps[1].port, ["version=v2"])

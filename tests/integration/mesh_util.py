@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import cp_api
 import sidecar_test
 from ports import free_port
 
@@ -108,7 +109,8 @@ def trust_bundle_roots(sidecar):
 
 def start_control_plane(binary, log_path, *args, timeout=15):
     """Starts `binary` with `args` (appending to log_path) and waits until its API, its ADS and
-    its CA are up. Returns (process, api address, ADS address)."""
+    its CA are up; the API's CA is pinned from the log for cp_api (in log_path + ".ca.pem").
+    Returns (process, api address, ADS address)."""
     with open(log_path, "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen([binary, *args], stdout=log, stderr=log)
@@ -120,6 +122,8 @@ def start_control_plane(binary, log_path, *args, timeout=15):
         api = re.findall(r"API on (127\.0\.0\.1:\d+)", text)
         ads = re.findall(r"ADS on (127\.0\.0\.1:\d+)", text)
         if api and ads and "ca: issuing" in text:
+            if "--api-plaintext" not in args:
+                cp_api.pin_from_log(api[-1], log_path, log_path + ".ca.pem")
             return proc, api[-1], ads[-1]
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
@@ -141,10 +145,19 @@ def start_plaintext_control_plane(binary, tmp, *args):
 def put_resource(api, api_token, path, yaml_text):
     """PUT `yaml_text` at /apis/meshlet.io/v1/`path` of the control plane's API at `api`."""
     req = urllib.request.Request(
-        f"http://{api}/apis/meshlet.io/v1/{path}", method="PUT", data=yaml_text.encode(),
+        cp_api.url(api, f"/apis/meshlet.io/v1/{path}"), method="PUT", data=yaml_text.encode(),
         headers={"Authorization": "Bearer " + api_token, "Content-Type": "application/yaml"})
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with cp_api.urlopen(req, timeout=5) as r:
         r.read()
+
+
+def write_meshctl_context(path, api, token_file, extra=""):
+    """Writes a meshctl context file for the control plane's API at `api` (its CA as cp_api
+    knows it) with the token in `token_file`, plus `extra` lines; returns `path`."""
+    with open(path, "w") as f:
+        f.write(f"server: {api}\ntokenFile: {token_file}\n"
+                f"certificateAuthority: {cp_api.ca_file_for(api)}\n{extra}")
+    return path
 
 
 def meshctl(binary, context, *args, stdin=None):
@@ -187,11 +200,11 @@ def stop_process(proc, timeout=10):
 def create_join_token(api, api_token, service_account, ttl, namespace="default"):
     """A join token from the control plane's REST API for namespace/service_account."""
     req = urllib.request.Request(
-        f"http://{api}/api/v1/tokens", method="POST",
+        cp_api.url(api, "/api/v1/tokens"), method="POST",
         data=json.dumps({"namespace": namespace, "serviceAccount": service_account,
                          "ttl": ttl}).encode(),
         headers={"Authorization": "Bearer " + api_token})
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with cp_api.urlopen(req, timeout=5) as r:
         return json.loads(r.read())["token"]
 
 

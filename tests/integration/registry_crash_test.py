@@ -21,6 +21,7 @@ import time
 import unittest
 import urllib.request
 
+import cp_api
 import sidecar_test
 from mesh_util import start_control_plane, start_xds_sidecar, stop_process
 from ports import free_port
@@ -57,15 +58,15 @@ class RegistryCrashTest(unittest.TestCase):
         self.assertEqual(self.cp.wait(timeout=10), -signal.SIGKILL)
 
     def workloads(self):
-        req = urllib.request.Request(f"http://{self.api}/api/v1/workloads",
+        req = urllib.request.Request(f"https://{self.api}/api/v1/workloads",
                                      headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             return {w["id"]: w for w in json.loads(r.read())["items"]}
 
     def metric(self, name):
-        req = urllib.request.Request(f"http://{self.api}/metrics",
+        req = urllib.request.Request(f"https://{self.api}/metrics",
                                      headers={"Authorization": "Bearer " + self.token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith(name + " "):
                     return float(line.split()[1])

@@ -37,6 +37,7 @@ import time
 import unittest
 import urllib.request
 
+import cp_api
 import sidecar_test
 from mesh_util import (create_join_token, make_ca, make_server_cert, make_workload_cert,
                        peer_accepted, start_control_plane, stop_all, stop_process,
@@ -140,9 +141,9 @@ class RootRotationTest(unittest.TestCase):
             "--xds-debounce", "20ms", "--cert-ttl", "6s", "--cert-max-ttl", "40s", *ca_flags)
 
     def api_request(self, method, path, body=None):
-        req = urllib.request.Request(f"http://{self.api}{path}", method=method, data=body,
+        req = urllib.request.Request(f"https://{self.api}{path}", method=method, data=body,
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             return r.read()
 
     def start_sidecar(self, service):

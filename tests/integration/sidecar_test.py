@@ -566,8 +566,8 @@ class TcpProxyTest(SidecarTestCase):
         self.assertEqual(sidecar.stat("meshlet_tcp_proxy_received_bytes_total"), 2 * len(payload))
         self.assertEqual(sidecar.stat("meshlet_tcp_proxy_sent_bytes_total"), 2 * len(payload))
         self.assertTrue(wait_for(lambda: sidecar.stat("meshlet_tcp_proxy_cx_active") == 0))
-        # Paths with their queries: not for other users of the host.
-        self.assertEqual(os.stat(log_path).st_mode & 0o007, 0, oct(os.stat(log_path).st_mode))
+        # Paths with their queries: for the proxy's own user only (created 0600).
+        self.assertEqual(os.stat(log_path).st_mode & 0o077, 0, oct(os.stat(log_path).st_mode))
         with open(log_path) as f:
             lines = [json.loads(l) for l in f]
         self.assertEqual(sorted(l["listener"] for l in lines), ["auto", "tcp"])

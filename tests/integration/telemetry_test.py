@@ -26,6 +26,7 @@ import unittest
 import urllib.parse
 
 import control_upstream
+import cp_api
 import sidecar_test as base
 from sidecar_test import free_port, http_listener, wait_for
 
@@ -59,8 +60,13 @@ def tracing(port, protocol, service):
             f"  protocol: {protocol}\n  flush_interval: 0.05s\n  service_name: {service}\n")
 
 
-def http_call(port, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def http_call(port, method, path, body=None, headers=None, ca_file=None):
+    """(status, body bytes); HTTPS verified with `ca_file` when given (the control plane's API)."""
+    if ca_file is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                           context=cp_api.ssl_context(ca_file))
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -100,6 +106,7 @@ class ControlPlaneCase(base.SidecarTestCase):
         cls.otlp_port, cls.zipkin_port = int(found[1].group(1)), int(found[1].group(2))
         cls.grpc_port = int(found[2].group(1))
         cls.token_file = os.path.join(cls.data, "cp", "api-token")
+        cls.ca_file = cp_api.root_file(os.path.join(cls.data, "cp"))
 
     @classmethod
     def tearDownClass(cls):
@@ -112,13 +119,14 @@ class ControlPlaneCase(base.SidecarTestCase):
         with open(self.token_file) as f:
             token = f.read().strip()
         status, body = http_call(self.api_port, "GET", path,
-                                 headers={"authorization": f"Bearer {token}"})
+                                 headers={"authorization": f"Bearer {token}"},
+                                 ca_file=self.ca_file)
         self.assertEqual(status, 200, body)
         return json.loads(body)
 
     def meshctl(self, *args):
         r = subprocess.run([MESHCTL, "--server", f"127.0.0.1:{self.api_port}",
-                            "--token-file", self.token_file, *args],
+                            "--token-file", self.token_file, "--ca-file", self.ca_file, *args],
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout
@@ -132,7 +140,7 @@ class ControlPlaneCase(base.SidecarTestCase):
         return s
 
     def metric(self, name, labels):
-        status, body = http_call(self.api_port, "GET", "/metrics")
+        status, body = http_call(self.api_port, "GET", "/metrics", ca_file=self.ca_file)
         for line in body.decode().splitlines():
             if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
                 return int(float(line.rsplit(" ", 1)[1]))
@@ -315,7 +323,8 @@ class TelemetryTest(ControlPlaneCase):
 
         # promtool accepts both expositions as they are scraped.
         for where, body in (("sidecar", http_call(scrape_port, "GET", "/stats/prometheus")[1]),
-                            ("control plane", http_call(self.api_port, "GET", "/metrics")[1])):
+                            ("control plane",
+                             http_call(self.api_port, "GET", "/metrics", ca_file=self.ca_file)[1])):
             check = subprocess.run(["promtool", "check", "metrics"], input=body,
                                    capture_output=True, timeout=30)
             self.assertEqual((check.returncode, check.stdout + check.stderr), (0, b""), where)
@@ -326,7 +335,8 @@ class TelemetryTest(ControlPlaneCase):
             f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
                     f"- job_name: sidecar\n  metrics_path: /stats/prometheus\n"
                     f"  static_configs: [{{targets: ['127.0.0.1:{scrape_port}']}}]\n"
-                    f"- job_name: control-plane\n"
+                    f"- job_name: control-plane\n  scheme: https\n"
+                    f"  tls_config: {{ca_file: {self.ca_file}, server_name: meshlet-control-plane}}\n"
                     f"  static_configs: [{{targets: ['127.0.0.1:{self.api_port}']}}]\n")
         log = open(os.path.join(workdir, "prometheus.log"), "wb")
         prom = subprocess.Popen(
@@ -424,7 +434,8 @@ class TelemetryTest(ControlPlaneCase):
         with open(os.path.join(data, "api-token")) as f:
             token = f.read().strip()
         status, reply = http_call(ports["api"], "GET", f"/api/v1/traces/{trace}",
-                                  headers={"authorization": f"Bearer {token}"})
+                                  headers={"authorization": f"Bearer {token}"},
+                                  ca_file=cp_api.root_file(data))
         self.assertEqual(status, 200, reply)
         span, = json.loads(reply)["spans"]
         self.assertEqual((span["service"], span["name"]), ("ringsvc", "get /kept"))
@@ -451,7 +462,7 @@ class TelemetryTest(ControlPlaneCase):
                               {"content-type": "application/json"})
         self.assertEqual(status, 413)
         # The query API needs the token.
-        status, _ = http_call(self.api_port, "GET", "/api/v1/traces")
+        status, _ = http_call(self.api_port, "GET", "/api/v1/traces", ca_file=self.ca_file)
         self.assertEqual(status, 401)
 
 

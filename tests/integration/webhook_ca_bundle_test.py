@@ -42,6 +42,7 @@ import jsonpatch
 import yaml
 
 from fake_kubernetes_api import JsonApiHandler
+import cp_api
 from mesh_util import make_ca, make_server_cert, serve_https, start_control_plane, stop_process
 
 CONTROL_PLANE = MESHCTL = WEBHOOK_YAML = None  # set from argv
@@ -246,15 +247,15 @@ class WebhookCaBundleTest(unittest.TestCase):
         cls.api_server.stop()
 
     def root(self):
-        req = urllib.request.Request("http://%s/api/v1/trust-bundle" % self.api,
+        req = urllib.request.Request("https://%s/api/v1/trust-bundle" % self.api,
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             return r.read()
 
     def metric(self, api, token, result):
-        req = urllib.request.Request("http://%s/metrics" % api,
+        req = urllib.request.Request("https://%s/metrics" % api,
                                      headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             text = r.read().decode()
         m = re.search(r'^meshlet_cp_webhook_ca_bundle_checks_total\{result="%s"\} (\d+)' % result,
                       text, re.M)
@@ -313,9 +314,9 @@ class WebhookCaBundleTest(unittest.TestCase):
                                         "current") >= 2, 5, "a round finding both current")
 
     def metric_of(self, name, result):
-        req = urllib.request.Request("http://%s/metrics" % self.api,
+        req = urllib.request.Request("https://%s/metrics" % self.api,
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             text = r.read().decode()
         m = re.search(r'^%s\{result="%s"\} (\d+)' % (name, result), text, re.M)
         return int(m.group(1)) if m else 0

@@ -38,6 +38,7 @@ import unittest
 
 import jsonpatch
 
+import cp_api
 from mesh_util import start_control_plane, stop_process
 
 CONTROL_PLANE = MESHCTL = CHECKER = None  # set from argv
@@ -129,7 +130,8 @@ class WebhookTest(unittest.TestCase):
 
     @classmethod
     def meshctl(cls, *args, stdin=None):
-        p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, *args],
+        p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, "--ca-file",
+                            cp_api.ca_file_for(cls.api), *args],
                            input=stdin, capture_output=True, text=True, timeout=30)
         if p.returncode != 0:
             raise AssertionError(f"meshctl {args} exited {p.returncode}: {p.stderr}")
@@ -160,8 +162,10 @@ class WebhookTest(unittest.TestCase):
 
     def metric(self, verdict):
         text = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {self.token}",
-                               f"http://{self.api}/metrics"], capture_output=True, text=True,
-                              timeout=10).stdout
+                               "--cacert", cp_api.ca_file_for(self.api), "--resolve",
+                               f"meshlet-control-plane:{self.api.rsplit(':', 1)[1]}:127.0.0.1",
+                               f"https://meshlet-control-plane:{self.api.rsplit(':', 1)[1]}"
+                               "/metrics"], capture_output=True, text=True, timeout=10).stdout
         m = re.search(r'^meshlet_cp_webhook_reviews_total\{verdict="%s"\} (\d+)' % verdict, text,
                       re.M)
         return int(m.group(1)) if m else 0

@@ -27,6 +27,7 @@ except ImportError as e:
     sys.exit(f"{e}: python3-grpcio, python3-grpc-tools and python3-protobuf are needed "
              "(./dev deps); run with Debian's /usr/bin/python3")
 
+import cp_api
 import xds_util
 from xds_util import ControlPlane, free_port, resources_yaml, wait_for
 
@@ -237,8 +238,10 @@ class RealControlPlaneInteropTest(unittest.TestCase):
              f"--xds-tls-key={key}", "--xds-listen-host=127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=cls.log)
         token_path = os.path.join(data, "api-token")
+        cls.ca_file = cp_api.root_file(data)
         if not wait_for(lambda: os.path.exists(token_path) and
-                        xds_util.http_get(cls.api_port, "/healthz")[0] == 200):
+                        xds_util.http_get(cls.api_port, "/healthz", ca_file=cls.ca_file)[0]
+                        == 200):
             raise AssertionError("control plane did not start")
         with open(token_path) as f:
             cls.token = f.read().strip()
@@ -259,11 +262,12 @@ class RealControlPlaneInteropTest(unittest.TestCase):
         import json
         import urllib.request
         req = urllib.request.Request(
-            f"http://127.0.0.1:{cls.api_port}/api/v1/tokens", method="POST",
+            cp_api.url(f"127.0.0.1:{cls.api_port}", "/api/v1/tokens"), method="POST",
             data=json.dumps({"namespace": "default", "serviceAccount": service_account,
                              "ttl": "10m"}).encode(),
             headers={"Authorization": f"Bearer {cls.token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5,
+                                    context=cp_api.ssl_context(cls.ca_file)) as resp:
             token = json.loads(resp.read())["token"]
         key_path = os.path.join(cls.tmp.name, "client-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
@@ -294,9 +298,10 @@ class RealControlPlaneInteropTest(unittest.TestCase):
     def proxies(self):
         import json
         import urllib.request
-        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/api/v1/proxies",
+        req = urllib.request.Request(f"https://127.0.0.1:{self.api_port}/api/v1/proxies",
                                      headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5,
+                                    context=cp_api.ssl_context(self.ca_file)) as resp:
             return {p["id"]: p for p in json.loads(resp.read())["items"]}
 
     def test_state_of_the_world_ack_and_nack_in_api_proxy_status(self):

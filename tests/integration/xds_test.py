@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import time
 import unittest
 import urllib.request
 
+import cp_api
 import xds_util
 from xds_util import ControlPlane, XdsSidecar, free_port, http_get, resources_yaml, wait_for
 
@@ -293,20 +295,24 @@ class RealControlPlaneTest(unittest.TestCase):
              f"--xds-tls-key={self.key}", "--xds-listen-host=127.0.0.1", *flags],
             stdout=subprocess.DEVNULL, stderr=self.cp_log)
         token_path = os.path.join(self.data, "api-token")
+        self.ca_file = cp_api.root_file(self.data)
         self.assertTrue(wait_for(lambda: os.path.exists(token_path) and
-                                 http_get(self.api_port, "/healthz")[0] == 200))
+                                 http_get(self.api_port, "/healthz", ca_file=self.ca_file)[0]
+                                 == 200))
         with open(token_path) as f:
             self.token = f.read().strip()
         self.context = os.path.join(self.work, "meshctl.yaml")
         with open(self.context, "w") as f:
-            f.write(f"server: 127.0.0.1:{self.api_port}\ntoken: {self.token}\n")
+            f.write(f"server: 127.0.0.1:{self.api_port}\ntoken: {self.token}\n"
+                    f"certificateAuthority: {self.ca_file}\n")
 
     def api(self, path, method="GET", body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", method=method,
+        req = urllib.request.Request(f"https://127.0.0.1:{self.api_port}{path}", method=method,
                                      data=json.dumps(body).encode() if body else None,
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5,
+                                    context=cp_api.ssl_context(self.ca_file)) as resp:
             return json.loads(resp.read())
 
     def meshctl(self, *args):
@@ -437,16 +443,21 @@ class RealControlPlaneTest(unittest.TestCase):
 
     def test_slow_and_idle_api_clients_are_closed(self):
         self.start_control_plane("--http-request-timeout=1s", "--http-idle-timeout=2s")
-        slow = socket.create_connection(("127.0.0.1", self.api_port))
+        slow = cp_api.ssl_context(self.ca_file).wrap_socket(
+            socket.create_connection(("127.0.0.1", self.api_port)))
         self.addCleanup(slow.close)
         slow.settimeout(10)
         start = time.time()
         slow.sendall(b"GET /api/v1/proxies HTTP/1.1\r\nHost: a\r\nAuthoriza")
         received = b""
-        while chunk := slow.recv(4096):
-            received += chunk
+        try:
+            while chunk := slow.recv(4096):
+                received += chunk
+        except (ssl.SSLEOFError, ConnectionResetError):
+            pass  # closed right after the answer, without close_notify
         self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received)
         self.assertLess(time.time() - start, 1.9)  # the request timeout, not the idle one
+        # A connection that never starts its TLS handshake is idle too.
         idle = socket.create_connection(("127.0.0.1", self.api_port))
         self.addCleanup(idle.close)
         idle.settimeout(10)
@@ -457,9 +468,10 @@ class RealControlPlaneTest(unittest.TestCase):
         self.assertIn('meshlet_cp_http_timeouts_total{server="api"} 2', metrics)
 
     def api_text(self, path):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
+        req = urllib.request.Request(f"https://127.0.0.1:{self.api_port}{path}",
                                      headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5,
+                                    context=cp_api.ssl_context(self.ca_file)) as resp:
             return resp.read().decode()
 
 

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import cp_api
 from ports import free_port  # noqa: F401  (re-exported for the tests)
 
 
@@ -42,11 +43,14 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
     return predicate()
 
 
-def http_get(port, path="/", host="127.0.0.1", timeout=5):
-    """(status, body) of GET http://host:port/path; raises OSError when nothing answers."""
-    req = urllib.request.Request(f"http://{host}:{port}{path}")
+def http_get(port, path="/", host="127.0.0.1", timeout=5, ca_file=None):
+    """(status, body) of GET http://host:port/path, or with `ca_file` of https://host:port/path
+    verified with it (the control plane's API); raises OSError when nothing answers."""
+    scheme = "https" if ca_file else "http"
+    req = urllib.request.Request(f"{scheme}://{host}:{port}{path}")
+    context = cp_api.ssl_context(ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

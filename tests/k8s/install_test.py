@@ -250,7 +250,10 @@ class InstallTest(unittest.TestCase):
 
         def broken(change):
             objects = copy.deepcopy(good)
-            change({(o["kind"]): o for o in objects}, objects)
+            by_kind = {}
+            for o in objects:  # the first of a kind: the control plane's ClusterRole comes first
+                by_kind.setdefault(o["kind"], o)
+            change(by_kind, objects)
             return objects
 
         def webhook_service(k, _):
@@ -266,6 +269,10 @@ class InstallTest(unittest.TestCase):
 
         def no_tokenreviews(k, _):
             k["ClusterRole"]["rules"] = k["ClusterRole"]["rules"][1:]
+
+        def no_access_reviews(k, _):
+            k["ClusterRole"]["rules"] = [r for r in k["ClusterRole"]["rules"]
+                                         if r["resources"] != ["subjectaccessreviews"]]
 
         def no_pod_namespace(k, _):
             k["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"] = []
@@ -293,6 +300,7 @@ class InstallTest(unittest.TestCase):
                            'namespace "meshlet-system"'),
             (three, 'Deployment "meshlet-control-plane": spec.replicas: must be 1'),
             (no_tokenreviews, "may not create authentication.k8s.io tokenreviews"),
+            (no_access_reviews, "may not create authorization.k8s.io subjectaccessreviews"),
             (no_pod_namespace, "POD_NAMESPACE from fieldRef metadata.namespace is missing"),
             (garbage_bundle, "webhooks[0].clientConfig.caBundle: not base64 of PEM"),
             (injected, "sidecar.meshlet.io/inject must be \"false\""),

@@ -8,7 +8,8 @@ every object validates against the official Kubernetes schemas with unknown fiel
 Service's port 443 reaches the container's webhook port; the Deployment has probes on a port it
 serves, resource requests, a non-root read-only security context and the data volume (emptyDir
 in base, the PersistentVolumeClaim in install); RBAC grants exactly the least privilege
-docs/kubernetes.md lists; the webhook's failure policy is explicit and it never selects
+docs/kubernetes.md lists, and the API's roles for Kubernetes users are the three of
+operator-roles.yaml; the webhook's failure policy is explicit and it never selects
 kube-system or meshlet-system. Without kubectl (./dev test installs Debian's kubernetes-client
 when there is none) or the validator it prints SKIP, unless MESHLET_REQUIRE_K8S_SCHEMA=1.
 """
@@ -28,6 +29,7 @@ K8S = None  # the source tree's k8s/ (kustomize checks that files are below thei
 
 LEAST_PRIVILEGE = [
     (("authentication.k8s.io",), ("tokenreviews",), ("create",), None),
+    (("authorization.k8s.io",), ("subjectaccessreviews",), ("create",), None),
     (("",), ("services", "pods"), ("get", "list", "watch"), None),
     (("",), ("namespaces",), ("list",), None),
     (("",), ("configmaps",), ("create",), None),
@@ -121,7 +123,16 @@ class ManifestsTest(unittest.TestCase):
             self.assertEqual(hook["rules"][0]["operations"], ["CREATE"])
             self.assertEqual(hook["rules"][0]["resources"], ["pods"])
 
-        role = one(objects, "ClusterRole")
+        roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+        self.assertEqual(sorted(roles), ["meshlet-admin", "meshlet-control-plane", "meshlet-editor",
+                                         "meshlet-viewer"])
+        # The API's roles for Kubernetes users: verbs on meshes.meshlet.io, each role the ones
+        # below it and one more, bound to nobody here.
+        for name, verbs in (("meshlet-viewer", ["view"]), ("meshlet-editor", ["view", "edit"]),
+                            ("meshlet-admin", ["view", "edit", "admin"])):
+            self.assertEqual(roles[name]["rules"], [{"apiGroups": ["meshlet.io"],
+                                                     "resources": ["meshes"], "verbs": verbs}])
+        role = roles["meshlet-control-plane"]
         granted = [(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"]),
                     tuple(r["resourceNames"]) if "resourceNames" in r else None)
                    for r in role["rules"]]

@@ -19,6 +19,7 @@
 #include "common/http/grpc/client.h"
 #include "common/http/grpc/server.h"
 #include "common/net/address.h"
+#include "common/stats/stats.h"
 #include "common/tls/test_certificates.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_context_provider.h"
@@ -28,6 +29,13 @@
 
 namespace meshlet::http::grpc {
 namespace {
+
+// The value of the counter `name` in `stats` (0 when absent).
+uint64_t Counted(const StatsRegistry& stats, absl::string_view name) {
+  const StatsSnapshot snapshot = stats.Snapshot();
+  const SeriesSnapshot* series = snapshot.Find(name);
+  return series == nullptr ? 0 : series->counter;
+}
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -58,6 +66,22 @@ void Record(const std::shared_ptr<ClientCall>& call, Outcome& out) {
     out.message = message;
     out.trailers = trailers;
   });
+}
+
+// A plain TCP connection to 127.0.0.1:`port`, for clients that play HTTP/2 by hand; -1 on
+// failure.
+int ConnectRaw(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 class GrpcClientServerTest : public ::testing::Test {
@@ -523,13 +547,8 @@ TEST_F(GrpcClientServerTest, ServerKeepaliveClosesConnectionsWhosePeerStopsAnswe
   options.http2.keepalive_interval = milliseconds(30);
   options.http2.keepalive_timeout = milliseconds(100);
   StartServer(std::move(options));
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectRaw(port_);
   ASSERT_GE(fd, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port_);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
   std::string bytes = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   bytes += std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // empty SETTINGS
   std::string block;  // HPACK literals without indexing, no Huffman
@@ -580,6 +599,30 @@ TEST_F(GrpcClientServerTest, IdleConnectionsAreToldToGoAway) {
   ASSERT_TRUE(RunUntil([&] { return server_->active_connections() == 0; }));
   EXPECT_EQ(*RunCall(kUnary, {"y"}).code, StatusCode::kOk);
   EXPECT_EQ(channel_->connection_attempts(), 2u);
+}
+
+// A client that connects and never opens a call (here: sends nothing at all, as one stuck in
+// its TLS handshake would) is closed after the handshake timeout and counted; one that opens a
+// call in time keeps its connection past it.
+TEST_F(GrpcClientServerTest, ConnectionsThatNeverOpenACallAreClosed) {
+  StatsRegistry stats;
+  absl::StatusOr<Counter> timeouts =
+      stats.shared_shard().RegisterCounter("meshlet_test_timeouts_total", "test");
+  ASSERT_TRUE(timeouts.ok());
+  StartServer({.handshake_timeout = milliseconds(100), .timeouts = *timeouts});
+  const int fd = ConnectRaw(port_);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(RunUntil([&] { return server_->active_connections() == 1; }));
+  ASSERT_TRUE(RunUntil([&] { return server_->active_connections() == 0; }, seconds(2)));
+  EXPECT_EQ(Counted(stats, "meshlet_test_timeouts_total"), 1u);
+  ::close(fd);
+  MakeChannel();
+  EXPECT_EQ(*RunCall(kUnary, {"x"}).code, StatusCode::kOk);
+  RunUntil([] { return false; }, milliseconds(300));
+  EXPECT_EQ(server_->active_connections(), 1u);
+  EXPECT_EQ(*RunCall(kUnary, {"y"}).code, StatusCode::kOk);
+  EXPECT_EQ(channel_->connection_attempts(), 1u);
+  EXPECT_EQ(Counted(stats, "meshlet_test_timeouts_total"), 1u);
 }
 
 TEST_F(GrpcClientServerTest, CallbacksSetLateStillSeeTheStatus) {

@@ -412,12 +412,18 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
       idle_timer_ = std::make_unique<event::Timer>(server.loop_, [this] { OnIdle(); });
       idle_timer_->Enable(server_.options_.max_connection_idle);
     }
+    if (server_.options_.handshake_timeout.count() > 0) {
+      handshake_timer_ =
+          std::make_unique<event::Timer>(server.loop_, [this] { OnHandshakeTimeout(); });
+      handshake_timer_->Enable(server_.options_.handshake_timeout);
+    }
   }
 
   ~ConnectionImpl() override {
     // Calls stay allocated until the codec is gone: destroying it resets their streams.
     for (const auto& call : calls_.Snapshot()) call->Detach();
     idle_timer_.reset();
+    handshake_timer_.reset();
     codec_.reset();
     calls_.Clear();
     if (!connection_->closed()) {
@@ -494,6 +500,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
                                                     peer_address_,
                                                     connection_->transport().peer()));
     if (idle_timer_ != nullptr) idle_timer_->Disable();
+    if (handshake_timer_ != nullptr) handshake_timer_->Disable();  // it has started
     StreamDecoder& decoder = *call->adapter_;
     calls_.Add(std::move(call));
     return decoder;
@@ -524,7 +531,18 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
   void OnIdle() {
     if (calls_.live() > 0 || closed_) return;
     LOG(DEBUG) << "grpc: connection from " << peer_address_.ToString() << " idle; going away";
+    server_.options_.timeouts.Inc();
     GoAway();
+  }
+
+  // No call opened within the handshake timeout (a TLS handshake left unfinished, or a client
+  // that connects and sends nothing): closed.
+  void OnHandshakeTimeout() {
+    if (closed_) return;
+    LOG(DEBUG) << "grpc: closing connection from " << peer_address_.ToString()
+               << ": no call within the handshake timeout";
+    server_.options_.timeouts.Inc();
+    connection_->Close(net::CloseMode::kNoFlush);
   }
 
   Server& server_;
@@ -534,6 +552,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
   grpc_internal::CallSet<ServerCall> calls_;
   std::unique_ptr<h2::ServerCodec> codec_;
   std::unique_ptr<event::Timer> idle_timer_;
+  std::unique_ptr<event::Timer> handshake_timer_;  // until the first call opens
   net::Address peer_address_;
   bool checked_alpn_ = false;
   bool draining_ = false;

@@ -71,6 +71,7 @@
 #include "common/net/address.h"
 #include "common/net/listener.h"
 #include "common/net/transport.h"
+#include "common/stats/stats.h"
 #include "google/protobuf/message_lite.h"
 
 namespace meshlet::http::grpc {
@@ -85,6 +86,12 @@ struct ServerOptions {
   size_t max_connections = 4096;
   // A connection without calls for this long is told to go away (GOAWAY); zero: never.
   Duration max_connection_idle{0};
+  // A connection must finish its TLS handshake and open its first call within this of being
+  // accepted, else it is closed (no GOAWAY: it may have no TLS session yet); zero: no limit.
+  Duration handshake_timeout{0};
+  // Counts connections closed by handshake_timeout or told to go away by max_connection_idle
+  // (discarded unless registered).
+  Counter timeouts;
 };
 
 struct ServerCounters {

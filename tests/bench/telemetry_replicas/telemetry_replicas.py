@@ -32,6 +32,7 @@ import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "integration"))
+import cp_api  # noqa: E402
 from etcd_util import EtcdCluster, etcd_installed  # noqa: E402
 from mesh_util import stop_process  # noqa: E402
 from ports import free_port  # noqa: E402
@@ -134,6 +135,8 @@ class Mesh:
             if api and ads and "trace collector" in text:
                 with open(os.path.join(data, "api-token")) as f:
                     token = f.read().strip()
+                # The API is HTTPS: its CA pinned by the fingerprint the replica logged.
+                cp_api.pin_from_log(api.group(1), log_path, log_path + ".ca.pem")
                 return {"name": f"r{r}", "proc": proc, "api": api.group(1),
                         "ads": ads.group(1), "otlp": otlp, "token": token}
             if proc.poll() is not None:
@@ -142,8 +145,7 @@ class Mesh:
         raise SystemExit(f"control plane {r} did not start:\n{open(log_path).read()}")
 
     def metrics(self, replica):
-        req = urllib.request.Request(f"http://{replica['api']}/metrics")
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with cp_api.urlopen(f"https://{replica['api']}/metrics", timeout=10) as r:
             text = r.read().decode()
 
         def value(pattern):

@@ -4,11 +4,12 @@
 //
 //   file mode (--resources FILE): the control plane is an xds-file-server process; each round
 //     rewrites its resources file with a new marker and sends it SIGHUP.
-//   policy mode (--meshctl PATH --api HOST:PORT --token-file FILE): the control plane is the real
-//     control-plane binary. The clients register as workloads of --services services (labels
-//     version=v1|v2); each round runs `meshctl apply` with a new weighted split of an HTTPRoute,
-//     which goes policy API → store → translator → ADS, and the round ends when every client
-//     applied the route table carrying the new weight.
+//   policy mode (--meshctl PATH --api HOST:PORT --token-file FILE --ca-file FILE): the control
+//     plane is the real control-plane binary (--ca-file: the roots that verify its API). The
+//     clients register as workloads of --services services (labels version=v1|v2); each round runs
+//     `meshctl apply` with a new weighted split of an HTTPRoute, which goes policy API → store →
+//     translator → ADS, and the round ends when every client applied the route table carrying the
+//     new weight.
 //
 // Prints p50/p99 of the per-round "all applied" time and of the per-client apply latency, and
 // the control plane's CPU time and RSS (from /proc).
@@ -26,7 +27,7 @@
 //
 // Usage: xds_load --server-pid PID[,PID...] --address 127.0.0.1:PORT[,...] [--etcd-pids PID,...]
 //                 (--resources FILE | --meshctl PATH --api HOST:PORT --token-file FILE
-//                  [--services 10] [--scoped] [--work-dir DIR])
+//                  --ca-file FILE [--services 10] [--scoped] [--work-dir DIR])
 //                 [--clients 1000] [--rounds 20] [--delta] [--no-validate]
 //                 [--tls-ca FILE --tls-cert FILE --tls-key FILE [--server-identity ID]]
 //                 [--service-account NAME]
@@ -188,9 +189,9 @@ std::string MarkerOf(const config::ResourceSet& set, bool policy_mode) {
 
 // Starts `meshctl apply -f FILE`; the caller reaps it with waitpid.
 pid_t StartApply(const std::string& meshctl, const std::string& api, const std::string& token_file,
-                 const std::string& file) {
-  std::vector<std::string> args = {meshctl,    "apply", "-f",           file,
-                                   "--server", api,     "--token-file", token_file};
+                 const std::string& ca_file, const std::string& file) {
+  std::vector<std::string> args = {meshctl, "apply",        "-f",       file,        "--server",
+                                   api,     "--token-file", token_file, "--ca-file", ca_file};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -247,7 +248,7 @@ int main(int argc, char** argv) {
   bool no_validate = false;
   bool scoped = false;
   bool help = false;
-  std::string address, resources, meshctl, api, token_file, work_dir = "/tmp";
+  std::string address, resources, meshctl, api, token_file, ca_file, work_dir = "/tmp";
   std::string tls_ca, tls_cert, tls_key, server_identity, service_account = "load";
   const std::vector<flags::Flag> table = {
       flags::Required(
@@ -262,6 +263,8 @@ int main(int argc, char** argv) {
       flags::StringFlag("--meshctl", "PATH", &meshctl, "policy mode: the meshctl binary"),
       flags::StringFlag("--api", "HOST:PORT", &api, "policy mode: the control plane's API"),
       flags::StringFlag("--token-file", "FILE", &token_file, "policy mode: the API token"),
+      flags::StringFlag("--ca-file", "FILE", &ca_file,
+                        "policy mode: the CA roots that verify the API's certificate"),
       flags::IntFlag("--services", "N", &services,
                      "policy mode: services the clients register in (default 10)"),
       flags::SwitchFlag("--scoped", &scoped, "policy mode: scope each client to its dependencies"),
@@ -302,9 +305,11 @@ int main(int argc, char** argv) {
     }
   }
   const bool policy_mode = !meshctl.empty();
-  if (parsed.ok() && (policy_mode ? api.empty() || token_file.empty() : resources.empty())) {
+  if (parsed.ok() &&
+      (policy_mode ? api.empty() || token_file.empty() || ca_file.empty() : resources.empty())) {
     parsed = absl::InvalidArgumentError(
-        "give --resources FILE, or --meshctl PATH --api HOST:PORT --token-file FILE");
+        "give --resources FILE, or --meshctl PATH --api HOST:PORT --token-file FILE --ca-file "
+        "FILE");
   }
   const bool use_tls = !tls_ca.empty();
   if (parsed.ok() && (use_tls != !tls_cert.empty() || use_tls != !tls_key.empty())) {
@@ -358,7 +363,7 @@ int main(int argc, char** argv) {
       return kill(server_pids[0], SIGHUP) == 0;
     }
     WriteFile(policy_file, PolicyYaml(services, round, scoped));
-    apply_pid = StartApply(meshctl, api, token_file, policy_file);
+    apply_pid = StartApply(meshctl, api, token_file, ca_file, policy_file);
     return apply_pid > 0;
   };
   auto finish = [&]() {

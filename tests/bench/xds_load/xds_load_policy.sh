@@ -60,5 +60,5 @@ if [ "$tls" = 1 ]; then
     --server-identity spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane)
 fi
 "$load" --server-pid "$pid" --address "$ads" --meshctl "$meshctl" --api "$api" \
-  --token-file "$work/data/api-token" --work-dir "$work" --clients "$clients" --rounds "$rounds" \
-  "${client_tls[@]}" "${extra[@]}"
+  --token-file "$work/data/api-token" --ca-file "$work/data/ca/root-cert.pem" --work-dir "$work" \
+  --clients "$clients" --rounds "$rounds" "${client_tls[@]}" "${extra[@]}"

@@ -96,8 +96,15 @@ for r in $(seq 0 $((replicas - 1))); do
   if [ "$r" = 0 ]; then api="$a"; token_file="$work/cp-0/api-token"; fi
 done
 
+# The replicas share a CA root kept in etcd: meshctl pins it by the fingerprint replica 0 logged
+# and writes it out for the load's meshctl calls.
+fingerprint="$(sed -n 's/.*--ca-fingerprint \(sha256:[0-9a-f]*\).*/\1/p' "$work/cp-0.log" | head -1)"
+"$meshctl" --context-file "$work/meshctl.yaml" context set --server "$api" \
+  --token-file "$token_file" --ca-fingerprint "$fingerprint" > /dev/null
+"$meshctl" --context-file "$work/meshctl.yaml" trust-bundle > "$work/ca.pem"
+
 "$load" --server-pid "$cp_pids" --address "$ads_list" \
   --etcd-pids "$(IFS=,; echo "${etcd_pids[*]}")" --meshctl "$meshctl" --api "$api" \
-  --token-file "$token_file" --work-dir "$work" --clients "$clients" --rounds "$rounds" "$@"
+  --token-file "$token_file" --ca-file "$work/ca.pem" --work-dir "$work" --clients "$clients" --rounds "$rounds" "$@"
 echo "etcd after the run:"
 ETCDCTL_API=3 etcdctl --endpoints "$endpoints" "${etcdctl_tls[@]}" endpoint status -w table

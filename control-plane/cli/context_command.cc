@@ -1,0 +1,301 @@
+// context set | show: writes the context file (where the control plane is, its pinned CA, the
+// token to use, the default namespace) and shows what meshctl would connect with.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/file.h"
+#include "common/config/yaml_proto.h"
+#include "common/tls/certificate.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/pin.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+using ::meshlet::cli::MeshctlContext;
+
+// `path` made absolute against the working directory (a context file may be read from anywhere).
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof(cwd)) == nullptr) return path;
+  return absl::StrCat(cwd, "/", path);
+}
+
+// Writes `content` to `path` through a temporary file created 0600, then renamed over it; the
+// directory is created 0700 when missing.
+absl::Status WritePrivateFile(const std::string& path, absl::string_view content) {
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string dir = path.substr(0, slash);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat(dir, ": ", std::strerror(errno)));
+    }
+  }
+  const std::string temp = absl::StrCat(path, ".tmp");
+  ::unlink(temp.c_str());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat(temp, ": ", std::strerror(errno)));
+  const bool written =
+      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+      ::fsync(fd) == 0;
+  const int saved = errno;
+  ::close(fd);
+  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = written ? errno : saved;
+    ::unlink(temp.c_str());
+    return absl::InternalError(absl::StrCat(path, ": ", std::strerror(error)));
+  }
+  return absl::OkStatus();
+}
+
+// "sha256:..., sha256:..." of every certificate in `pem` (which parses).
+std::string Fingerprints(const std::string& pem) {
+  absl::StatusOr<tls::CertificateChain> certificates = tls::ParsePemCertificates(pem);
+  if (!certificates.ok()) return "(unreadable)";
+  std::vector<std::string> out;
+  for (const auto& certificate : *certificates) {
+    out.push_back(tls::Sha256Fingerprint(*certificate));
+  }
+  return absl::StrJoin(out, ", ");
+}
+
+class ContextRun final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {flags::StringFlag("--ca-fingerprint", "SHA256", &fingerprint_,
+                              "set: pin the control plane's CA whose SHA-256 fingerprint this is "
+                              "(sha256:HEX, or as openssl x509 -fingerprint -sha256 prints it), "
+                              "fetched from the server and checked"),
+            NamespaceFlag(&namespace_, "set: the default namespace to write")};
+  }
+
+  int Run(Session& session) override {
+    const std::vector<std::string>& args = session.positional();
+    if (args.size() != 1 || (args[0] != "set" && args[0] != "show")) {
+      return session.Fail(session.UsageFailure());
+    }
+    if (args[0] == "show") {
+      if (!fingerprint_.empty() || namespace_.set) {
+        return session.Fail({kExitUsage, "--ca-fingerprint and -n go with context set"});
+      }
+      return Show(session);
+    }
+    return Set(session);
+  }
+
+ private:
+  int Show(Session& session) {
+    absl::StatusOr<Connection> connection =
+        LoadConnection(session.connection_flags(), session.environment());
+    if (!connection.ok())
+      return session.Fail({kExitUsage, std::string(connection.status().message())});
+    const ContextPath path = FindContextFile(session.connection_flags(), session.environment());
+    std::ostream& out = session.io().out;
+    out << "context file     " << (path.path.empty() ? "(none)" : path.path) << "\n"
+        << "server           " << connection->server << "\n"
+        << "token            " << (connection->token.empty() ? "(none)" : "(set)") << "\n"
+        << "CA               "
+        << (connection->ca_pem.empty()
+                ? std::string("(none: pin one with meshctl context set --ca-fingerprint)")
+                : absl::StrCat(Fingerprints(connection->ca_pem), " (", connection->ca_source, ")"))
+        << "\n"
+        << "server identity  " << connection->server_identity << "\n"
+        << "namespace        "
+        << (connection->namespace_.empty() ? "(default)" : connection->namespace_) << "\n";
+    return kExitOk;
+  }
+
+  int Set(Session& session) {
+    const ConnectionFlags& flags = session.connection_flags();
+    const ContextPath path = FindContextFile(flags, session.environment());
+    if (path.path.empty()) {
+      return session.Fail({kExitUsage,
+                           "no context file: give --context-file, set "
+                           "$MESHCTL_CONFIG or $HOME"});
+    }
+    // Written over what the file holds, whether or not it exists yet.
+    absl::StatusOr<MeshctlContext> context = ReadContextFile({.path = path.path});
+    if (!context.ok()) return session.Fail({kExitUsage, std::string(context.status().message())});
+    if (!flags.server.empty()) context->set_server(flags.server);
+    if (!flags.token_file.empty()) {
+      context->set_tokenfile(Absolute(flags.token_file));
+      context->clear_token();
+    }
+    if (!flags.token.empty()) {
+      context->set_token(flags.token);
+      context->clear_tokenfile();
+    }
+    if (!flags.server_identity.empty()) context->set_serveridentity(flags.server_identity);
+    if (namespace_.set) context->set_namespace_(namespace_.value);
+    const std::string server = context->server().empty() ? "127.0.0.1:15014" : context->server();
+    const std::string identity =
+        context->serveridentity().empty() ? kDefaultServerIdentity : context->serveridentity();
+    if (!fingerprint_.empty() && !flags.ca_file.empty()) {
+      return session.Fail({kExitUsage, "--ca-fingerprint and --ca-file exclude each other"});
+    }
+    const bool plaintext = IsPlaintextServer(server);
+    if (plaintext && (!fingerprint_.empty() || !flags.ca_file.empty())) {
+      return session.Fail(
+          {kExitUsage, absl::StrCat(server, " is plain HTTP: there is no CA to pin")});
+    }
+    // Replicas share one CA: the first one answers for it.
+    const std::string first_server = server.substr(0, server.find(','));
+    // The CA to pin: the file given, the root the fingerprint names, or what the file pinned.
+    if (!flags.ca_file.empty()) {
+      absl::StatusOr<std::string> pem = ReadFile(flags.ca_file);
+      if (!pem.ok())
+        return session.Fail({kExitUsage, absl::StrCat("cannot read CA file ", flags.ca_file)});
+      if (!tls::ParsePemCertificates(*pem).ok()) {
+        return session.Fail(
+            {kExitUsage, absl::StrCat("CA file ", flags.ca_file, ": not PEM certificates")});
+      }
+      context->set_certificateauthoritydata(*pem);
+      context->clear_certificateauthority();
+    } else if (!fingerprint_.empty()) {
+      absl::StatusOr<std::string> wanted = tls::ParseSha256Fingerprint(fingerprint_);
+      if (!wanted.ok()) {
+        return session.Fail(
+            {kExitUsage, absl::StrCat("--ca-fingerprint: ", wanted.status().message())});
+      }
+      absl::StatusOr<std::string> root = FetchRoot(session, first_server, *wanted);
+      if (!root.ok()) return session.Fail({kExitFailed, std::string(root.status().message())});
+      context->set_certificateauthoritydata(*root);
+      context->clear_certificateauthority();
+    } else if (!plaintext && context->certificateauthority().empty() &&
+               context->certificateauthoritydata().empty()) {
+      // Nothing pinned: say what the server presents, pin nothing.
+      absl::StatusOr<std::string> bundle = FetchTrustBundleUnverified(first_server, flags.timeout);
+      if (!bundle.ok()) {
+        return session.Fail({kExitFailed, absl::StrCat("no CA pinned, and fetching the control "
+                                                       "plane's: ",
+                                                       bundle.status().message())});
+      }
+      return session.Fail(
+          {kExitFailed,
+           absl::StrCat("no CA pinned: the control plane at ", first_server, " presents ",
+                        Fingerprints(*bundle),
+                        "; check that against a trusted source (the control plane logs its CA's "
+                        "fingerprint at start; openssl x509 -noout -fingerprint -sha256 -in "
+                        "DATA_DIR/ca/root-cert.pem), then run meshctl context set "
+                        "--ca-fingerprint SHA256, or give --ca-file")});
+    }
+    // Whatever is pinned now must verify the server before anything is written.
+    std::string ca_pem = context->certificateauthoritydata();
+    if (!plaintext) {
+      if (ca_pem.empty()) {
+        size_t slash = path.path.rfind('/');
+        std::string ca_file = context->certificateauthority();
+        if (ca_file[0] != '/' && slash != std::string::npos) {
+          ca_file = absl::StrCat(path.path.substr(0, slash + 1), ca_file);
+        }
+        absl::StatusOr<std::string> pem = ReadFile(ca_file);
+        if (!pem.ok())
+          return session.Fail({kExitUsage, absl::StrCat("cannot read CA file ", ca_file)});
+        ca_pem = *std::move(pem);
+      }
+      if (absl::Status verified = Verify(session, first_server, ca_pem, identity); !verified.ok()) {
+        return session.Fail({kExitFailed, std::string(verified.message())});
+      }
+    }
+    if (absl::Status s = WritePrivateFile(path.path, config::ProtoToYaml(*context)); !s.ok()) {
+      return session.Fail({kExitFailed, absl::StrCat("writing the context file: ", s.message())});
+    }
+    session.io().out << "context file " << path.path << ": server " << server;
+    if (!plaintext) {
+      session.io().out << ", CA " << Fingerprints(ca_pem) << ", server identity " << identity;
+    }
+    session.io().out << "\n";
+    return kExitOk;
+  }
+
+  // The root of the control plane's trust bundle whose fingerprint is `wanted`, PEM.
+  absl::StatusOr<std::string> FetchRoot(Session& session, const std::string& server,
+                                        const std::string& wanted) {
+    absl::StatusOr<std::string> bundle =
+        FetchTrustBundleUnverified(server, session.connection_flags().timeout);
+    if (!bundle.ok()) {
+      return absl::Status(bundle.status().code(), absl::StrCat("fetching the control plane's CA: ",
+                                                               bundle.status().message()));
+    }
+    absl::StatusOr<tls::CertificateChain> roots = tls::ParsePemCertificates(*bundle);
+    if (!roots.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the control plane at ", server, " sent no PEM trust bundle"));
+    }
+    for (const auto& root : *roots) {
+      if (tls::Sha256Fingerprint(*root) == wanted) {
+        // Only this root: others the answer holds are not vouched for by the fingerprint.
+        absl::StatusOr<std::string> pem = tls::CertificateToPem(*root);
+        if (pem.ok()) return pem;
+      }
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("the control plane at ", server, " presents the CA ", Fingerprints(*bundle),
+                     ", not the pinned ", wanted,
+                     ": pinned nothing (a wrong fingerprint, another control "
+                     "plane, or someone between meshctl and it)"));
+  }
+
+  // GET /version over TLS verified with `ca_pem` and `identity`.
+  absl::Status Verify(Session& session, const std::string& server, const std::string& ca_pem,
+                      const std::string& identity) {
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        ServerTrustContext(ca_pem, identity);
+    if (!context.ok()) return context.status();
+    HttpRequestOptions options;
+    options.timeout = session.connection_flags().timeout;
+    options.tls = *context;
+    absl::StatusOr<HttpResponse> version = HttpRequest(server, "GET", "/version", {}, "", options);
+    if (!version.ok()) {
+      return absl::Status(
+          version.status().code(),
+          absl::StrCat("the control plane at ", server, " did not verify with the CA to pin (",
+                       Fingerprints(ca_pem), ") and the identity ", identity, ": ",
+                       version.status().message(), "; nothing written"));
+    }
+    if (version->status != 200) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the control plane at ", server, " answered GET /version with HTTP ", version->status));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string fingerprint_;
+  NamespaceOption namespace_;
+};
+
+}  // namespace
+
+CommandSpec ContextCommand() {
+  return {.name = "context",
+          .args = "set|show",
+          .summary = "write the context file (server, pinned CA, token), or show it",
+          .about =
+              "context set writes the context file (--context-file, else $MESHCTL_CONFIG, "
+              "else ~/.meshlet/meshctl.yaml; mode 0600) with the global flags given: --server, "
+              "--token-file or --token, --server-identity, and -n. It pins the control plane's "
+              "CA: --ca-file FILE, or --ca-fingerprint SHA256, with which meshctl fetches the "
+              "CA from the server and keeps it only if its fingerprint matches; either way the "
+              "server must then verify with it before anything is written. Without either and "
+              "nothing pinned yet, it prints the fingerprint the server presents and pins "
+              "nothing. context show prints what meshctl connects with.",
+          .examples = {{"pin the CA the control plane logged at start",
+                        "meshctl context set --server cp.example:15014 --token-file "
+                        "~/api-token --ca-fingerprint sha256:3f9a..."},
+                       {"on the control plane's host",
+                        "meshctl context set --ca-file /var/lib/meshlet/ca/root-cert.pem "
+                        "--token-file /var/lib/meshlet/api-token"},
+                       {"", "meshctl context show"}},
+          .needs_context = false,
+          .make = [] { return std::make_unique<ContextRun>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli
