@@ -30,6 +30,7 @@ import urllib.request
 
 import grpc
 
+import cp_api
 import sidecar_test
 from mesh_util import (create_join_token, make_ca, make_server_cert, make_workload_cert, openssl,
                        peer_accepted, start_control_plane, stop_process, trust_bundle_roots)
@@ -161,9 +162,9 @@ class CaRenewalTest(unittest.TestCase):
             f"--node-service-account={service_account}", concurrency=1)
 
     def metric(self, series):
-        req = urllib.request.Request(f"http://{self.api}/metrics",
+        req = urllib.request.Request(cp_api.url(self.api, "/metrics"),
                                      headers={"Authorization": "Bearer " + self.api_token})
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with cp_api.urlopen(req, timeout=5) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith(series + " "):
                     return float(line.split()[-1])
@@ -186,7 +187,8 @@ class CaRenewalTest(unittest.TestCase):
             refused_before = self.metric('meshlet_ca_requests_refused_total{reason="revoked"}')
 
             p = subprocess.run([MESHCTL, "--server", self.api, "--token", self.api_token,
-                                "token", "revoke", revoked_token],
+                                "--ca-file", cp_api.ca_file_for(self.api), "token", "revoke",
+                                revoked_token],
                                capture_output=True, text=True, timeout=20)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("revoked", p.stdout)
