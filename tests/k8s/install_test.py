@@ -77,7 +77,7 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(by_key(rendered), by_key(objects_of(r.stdout)))
         self.assertValid(rendered)
-        self.assertIn("install checks passed: 9 objects", self.pre_check(rendered).stdout)
+        self.assertIn("install checks passed: 12 objects", self.pre_check(rendered).stdout)
         # JSON too.
         listed = json.loads(meshctl("install", "-o", "json").stdout)
         self.assertEqual(listed["kind"], "List")
