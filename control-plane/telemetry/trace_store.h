@@ -111,7 +111,7 @@ struct DependencyEdge {
   uint64_t calls = 0;
   uint64_t errors = 0;
   uint64_t unverified = 0;  // calls with a span on either side whose sender was not authenticated
-  int64_t p50_nanos = 0;  // of the callee's spans on this edge
+  int64_t p50_nanos = 0;    // of the callee's spans on this edge
   int64_t p99_nanos = 0;
 };
 

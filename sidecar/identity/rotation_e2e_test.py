@@ -28,7 +28,8 @@ class RotationTest(unittest.TestCase):
         with open(self.log_path, "wb") as log:
             self.cp = subprocess.Popen(
                 [CONTROL_PLANE, "--data-dir", self.data, "--api-address", "127.0.0.1:0",
-                 "--xds-plaintext", "--xds-address", "127.0.0.1:0"], stdout=log, stderr=log)
+                 "--api-plaintext", "--xds-plaintext", "--xds-address", "127.0.0.1:0"],
+                stdout=log, stderr=log)
         deadline = time.time() + 10
         while time.time() < deadline:
             with open(self.log_path) as f:

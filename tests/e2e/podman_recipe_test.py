@@ -11,7 +11,7 @@ machine would:
                   the run's own in 198.18.0.0/15 (harness.py)
   $CONTROL_PLANE  that pod's address and discovery port, as pods reach it
   $NETWORK        the run's network
-  meshctl         meshctl of DIR, set up for the control plane's API by a context file
+  meshctl         meshctl of DIR, set up for the control plane's API (its token and CA) by a context file
                   ($MESHCTL_CONFIG); it runs in the control plane pod's network namespace, since
                   the run's network is internal (the host has no address on it)
   podman          podman with the run's storage and deploy/podman/containers.conf
@@ -116,9 +116,14 @@ class Recipe:
         self.run.podman(["cp", "%s:%s" % (cluster_lib.CONTROL_PLANE_CONTAINER,
                                           cluster_lib.API_TOKEN), token_file])
         os.chmod(token_file, 0o600)
+        # The CA that meshctl verifies the API with (what `meshctl context set --ca-file` keeps).
+        ca_file = os.path.join(self.work, "api-ca.pem")
+        self.run.podman(["cp", "%s:%s" % (cluster_lib.CONTROL_PLANE_CONTAINER,
+                                          cluster_lib.API_CA), ca_file])
         context = os.path.join(self.work, "meshctl.yaml")
         with open(context, "w") as f:
-            f.write("server: 127.0.0.1:15014\ntokenFile: %s\n" % json.dumps(token_file))
+            f.write("server: 127.0.0.1:15014\ntokenFile: %s\ncertificateAuthority: %s\n"
+                    % (json.dumps(token_file), json.dumps(ca_file)))
         pid = self.run.pod_pid(cluster_lib.CONTROL_PLANE_NAME)
         write_script(os.path.join(bin_dir, "meshctl"),
                      "#!/bin/sh\n# meshctl in the control plane pod's network namespace.\n"

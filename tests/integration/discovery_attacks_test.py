@@ -385,10 +385,10 @@ spec:
 
     def api_get(self, path):
         """(status, parsed JSON) of an API GET."""
-        req = urllib.request.Request(f"http://{self.api}{path}",
+        req = urllib.request.Request(cp_api.url(self.api, path),
                                      headers={"Authorization": "Bearer " + self.api_token})
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
+            with cp_api.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, None
