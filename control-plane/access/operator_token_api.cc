@@ -20,17 +20,10 @@ using http::ServerResponse;
 // The API's Status object; with a field, its cause.
 ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                      absl::string_view field = "") {
-  if (field.empty()) return api::StatusResponse(status, reason, message);
-  return api::StatusResponse(status, reason, message, "OperatorToken", "",
-                             {{std::string(field), std::string(message)}});
+  return api::FieldStatusResponse(status, reason, message, "OperatorToken", field);
 }
 
-ServerResponse MethodNotAllowed(absl::string_view allowed) {
-  ServerResponse r =
-      Error(405, "MethodNotAllowed", absl::StrCat("only ", allowed, " is allowed here"));
-  r.headers.Add("allow", allowed);
-  return r;
-}
+using api::MethodNotAllowed;
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());

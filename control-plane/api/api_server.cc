@@ -673,9 +673,7 @@ std::string PolicyApi::WorkloadsJson() const {
 ServerResponse PolicyApi::RequestSidecarConfig(const ServerRequest& request,
                                                absl::string_view rest) {
   if (request.method() != "POST") {
-    ServerResponse r = Error(405, "MethodNotAllowed", "only POST is allowed here");
-    r.headers.Add("allow", "POST");
-    return r;
+    return api::MethodNotAllowed("POST");
   }
   if (proxies_ == nullptr) {
     return Error(503, "ServiceUnavailable",
@@ -709,9 +707,7 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
   }
   if (rest == "/whoami") {
     if (request.method() != "GET") {
-      ServerResponse r = Error(405, "MethodNotAllowed", "only GET is allowed here");
-      r.headers.Add("allow", "GET");
-      return r;
+      return api::MethodNotAllowed("GET");
     }
     if (caller == nullptr) return Error(401, "Unauthorized", "no caller");
     return ServerResponse::Json(
@@ -729,9 +725,7 @@ ServerResponse PolicyApi::HandleRegistry(const ServerRequest& request, absl::str
     return RequestSidecarConfig(request, rest);
   }
   if (request.method() != "GET") {
-    ServerResponse r = Error(405, "MethodNotAllowed", "only GET is allowed here");
-    r.headers.Add("allow", "GET");
-    return r;
+    return api::MethodNotAllowed("GET");
   }
   std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
   if (rest == "/trust-bundle") {

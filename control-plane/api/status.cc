@@ -34,4 +34,19 @@ http::ServerResponse StatusResponse(int code, absl::string_view reason, absl::st
   return response;
 }
 
+http::ServerResponse FieldStatusResponse(int code, absl::string_view reason,
+                                         absl::string_view message, absl::string_view kind,
+                                         absl::string_view field) {
+  if (field.empty()) return StatusResponse(code, reason, message);
+  return StatusResponse(code, reason, message, kind, "",
+                        {{std::string(field), std::string(message)}});
+}
+
+http::ServerResponse MethodNotAllowed(absl::string_view allowed) {
+  http::ServerResponse r =
+      StatusResponse(405, "MethodNotAllowed", absl::StrCat("only ", allowed, " is allowed here"));
+  r.headers.Add("allow", allowed);
+  return r;
+}
+
 }  // namespace meshlet::controlplane::api

@@ -27,4 +27,13 @@ http::ServerResponse StatusResponse(int code, absl::string_view reason, absl::st
                                     absl::string_view kind = "", absl::string_view name = "",
                                     const std::vector<StatusCause>& causes = {});
 
+// A Status about one field of a `kind` request body (the cause repeats the message); without a
+// field, a plain Status.
+http::ServerResponse FieldStatusResponse(int code, absl::string_view reason,
+                                         absl::string_view message, absl::string_view kind,
+                                         absl::string_view field);
+
+// 405 "only `allowed` is allowed here", with the Allow header (`allowed`: "GET" or "GET, POST").
+http::ServerResponse MethodNotAllowed(absl::string_view allowed);
+
 }  // namespace meshlet::controlplane::api

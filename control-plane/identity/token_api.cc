@@ -19,9 +19,7 @@ using http::ServerResponse;
 // The API's Status object; with a field, its cause.
 ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                      absl::string_view field = "") {
-  if (field.empty()) return api::StatusResponse(status, reason, message);
-  return api::StatusResponse(status, reason, message, "JoinToken", "",
-                             {{std::string(field), std::string(message)}});
+  return api::FieldStatusResponse(status, reason, message, "JoinToken", field);
 }
 
 ServerResponse Create(JoinTokens& tokens, const ServerRequest& request) {
@@ -82,17 +80,13 @@ ServerResponse HandleTokenRequest(JoinTokens& tokens, const ServerRequest& reque
   rest = absl::StripSuffix(rest, "/");
   if (rest.empty()) {
     if (request.method() != "POST") {
-      ServerResponse r = Error(405, "MethodNotAllowed", "only POST is allowed here");
-      r.headers.Add("allow", "POST");
-      return r;
+      return api::MethodNotAllowed("POST");
     }
     return Create(tokens, request);
   }
   const absl::string_view id = rest.substr(1);
   if (request.method() != "DELETE") {
-    ServerResponse r = Error(405, "MethodNotAllowed", "only DELETE is allowed here");
-    r.headers.Add("allow", "DELETE");
-    return r;
+    return api::MethodNotAllowed("DELETE");
   }
   absl::Status revoked = tokens.Revoke(id);
   if (absl::IsInvalidArgument(revoked)) return Error(400, "BadRequest", revoked.message());
