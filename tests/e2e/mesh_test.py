@@ -206,6 +206,19 @@ class Mesh:
                     found[h["address"]] = h
         return found
 
+    def logged_at(self, pod, pattern):
+        """The times (host clock, seconds since the epoch) of the lines of `pod`'s proxy log that
+        match `pattern`, in order."""
+        saved = os.path.join(self.run.dir, "logs", pod + "-meshlet-proxy.log")
+        if os.path.exists(saved):  # a deleted pod's, saved before it went
+            with open(saved) as f:
+                text = f.read()
+        else:
+            text = self.run.logs(pod + "-meshlet-proxy")
+        return [datetime.datetime.fromisoformat(m.group(1)).replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+            for m in re.finditer(r"^\[(\S+)Z \S+ \d+ \S+\] " + pattern, text, re.M)]
+
     # --- the scenarios --------------------------------------------------------------------------
 
     def ratings_policy(self, **extra):
@@ -436,12 +449,16 @@ class Mesh:
         gone = {}
 
         def watch():
+            # Each poll through podman takes tens of milliseconds, and longer under load: the
+            # polls only bracket the moment; client-0's proxy's log says when it applied it.
             started = time.monotonic()
             while time.monotonic() - started < 15:
+                polled = time.time()
                 if not any(a.startswith(v1_ip + ":") for a in self.endpoints("client-0",
                                                                                "reviews")):
                     gone["at"] = time.time()
                     return
+                gone["present_at"] = polled
                 time.sleep(0.05)
         watcher = threading.Thread(target=watch)
         watcher.start()
@@ -451,13 +468,21 @@ class Mesh:
         check(failures_of(summary) == 0, describe_failures(summary))
         check("at" in gone, "reviews-v1-0's endpoint still in client-0's proxy 15 s later")
         # From the SIGTERM the proxy logged (the host's clock, like gone["at"]).
-        with open(os.path.join(self.run.dir, "logs", "reviews-v1-0-meshlet-proxy.log")) as f:
-            m = re.search(r"^\[(\S+)Z \S+ \d+ \S+\] SIGTERM: draining", f.read(), re.M)
-        check(m, "no SIGTERM line in reviews-v1-0's proxy log")
-        sigterm = datetime.datetime.fromisoformat(m.group(1)).replace(
-            tzinfo=datetime.timezone.utc).timestamp()
-        after = gone["at"] - sigterm
-        check(after <= 1.0, "the endpoint went %.2f s after SIGTERM" % after)
+        sigterm = self.logged_at("reviews-v1-0", r"SIGTERM: draining")
+        check(sigterm, "no SIGTERM line in reviews-v1-0's proxy log")
+        sigterm = sigterm[0]
+        # The endpoint update that removed it: applied by client-0's proxy after the last poll
+        # that still saw the endpoint began, and before the poll that no longer saw it ended.
+        # Should several fall in that window, the last one is taken (never an earlier time).
+        since = max(sigterm, gone.get("present_at", sigterm))
+        applied = [t for t in self.logged_at("client-0", r"xds: applied endpoints version")
+                   if since < t <= gone["at"]]
+        removed = applied[-1] if applied else gone["at"]
+        after = removed - sigterm
+        check(after <= 1.0, "the endpoint went %.2f s after SIGTERM (client-0's proxy applied "
+              "endpoint updates at %s s after it; the polls through podman saw it gone %.2f s "
+              "after it)" % (after, ["%.2f" % (t - sigterm) for t in applied],
+                             gone["at"] - sigterm))
         return ("reviews-v1-0 deleted (SIGTERM) under load: %d requests, 0 failed; its endpoint "
                 "left client-0's proxy %.2f s after its proxy's SIGTERM" % (summary["requests"],
                                                                          after))

@@ -5,7 +5,7 @@ instead of growing the process, and requests succeed again once the load is gone
 Usage: overload_test.py SIDECAR_BINARY [unittest args]
 
   ActiveRequestsTest  200 concurrent requests, ten times the limit of 20, to an upstream that
-                      answers after a second: at most 20 reach it, the rest are shed at once;
+                      answers after two seconds: at most 20 reach it, the rest are shed at once;
                       RSS stays flat over three such waves; the next request is served.
   MemoryTest          40 clients that never read their 20 MB downloads push RSS over the limit:
                       new requests are shed (reason "memory") while they hold it, and served
@@ -59,7 +59,7 @@ class ActiveRequestsTest(OverloadTestCase):
         for wave in range(3):
             results = [None] * 200
             def call(i):
-                results[i] = get(self.port, "/slow/1")
+                results[i] = get(self.port, "/slow/2")
             threads = [threading.Thread(target=call, args=(i,)) for i in range(200)]
             for t in threads:
                 t.start()
@@ -71,9 +71,15 @@ class ActiveRequestsTest(OverloadTestCase):
             self.assertEqual(len(served) + len(shed), 200, results)
             self.assertLessEqual(len(served), 20)
             self.assertGreaterEqual(len(served), 1)
-            # Shed at once, with the header, never queued behind the slow upstream.
-            self.assertTrue(all(r[1] == "true" for r in shed))
-            self.assertLess(max(r[2] for r in shed), 0.9, "a shed request waited")
+            # Shed at once, with the header, never queued behind the slow upstream: every shed
+            # answer came before the upstream's first (2 s). The margin is wide because 200
+            # client threads share one interpreter lock: on a loaded machine a thread may wait
+            # its turn for a good fraction of a second after the answer has arrived.
+            self.assertTrue(all(r[1] == "true" for r in shed), results)
+            slowest_shed = max(r[2] for r in shed)
+            self.assertLess(slowest_shed, 1.5,
+                            f"a shed request waited: {sorted(r[2] for r in shed)[-10:]}")
+            self.assertLess(slowest_shed, min(r[2] for r in served), results)
             total_shed += len(shed)
         grown = rss_kib(self.sidecar.proc.pid) - baseline
         print(f"{self.id()}: shed {total_shed} of 600, RSS {grown:+} KiB", file=sys.stderr)
