@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/base/atomic_file.h"
 #include "common/base/file.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
@@ -121,32 +122,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
-namespace {
-
-// Writes `token` and a newline to a temporary file (mode 0600, synced), then moves it to `path`
-// with `publish` (link: only if `path` does not exist, AlreadyExists if it does; rename: replacing
-// it).
-absl::Status WriteTokenFile(const std::string& path, absl::string_view token,
-                            int (*publish)(const char*, const char*)) {
-  const std::string temp = path + ".tmp";
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat(temp, ": ", std::strerror(errno)));
-  const std::string content = absl::StrCat(token, "\n");
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || publish(temp.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
-    ::unlink(temp.c_str());
-    if (saved == EEXIST) return absl::AlreadyExistsError(path);
-    return absl::InternalError(absl::StrCat(path, ": ", std::strerror(saved)));
-  }
-  ::unlink(temp.c_str());  // after link(): the second name; after rename(): already gone
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
@@ -165,14 +140,14 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   }
   const std::string token = RandomHex(32);
   // link() fails with EEXIST: two control planes starting on one data dir cannot both create it.
-  absl::Status written = WriteTokenFile(path, token, ::link);
+  absl::Status written = WriteFileAtomically(path, absl::StrCat(token, "\n"), {.replace = false});
   if (absl::IsAlreadyExists(written)) return LoadOrCreateToken(path);
   if (!written.ok()) return written;
   return token;
 }
 
 absl::Status ReplaceToken(const std::string& path, absl::string_view token) {
-  return WriteTokenFile(path, token, ::rename);
+  return WriteFileAtomically(path, absl::StrCat(token, "\n"));
 }
 
 ServerResponse PolicyApi::Error(int status, absl::string_view reason, absl::string_view message,

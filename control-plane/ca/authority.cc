@@ -22,6 +22,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/atomic_file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/config/field_path.h"
@@ -49,35 +50,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
 bool FileExists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
-}
-
-// Writes `content` to `path` through a temporary file created with `mode`, so a crash leaves
-// either nothing or the whole file, and a key is never readable by others even for a moment.
-absl::Status WriteNewFile(const std::string& path, absl::string_view content, mode_t mode) {
-  const std::string temp = absl::StrCat(path, ".tmp");
-  ::unlink(temp.c_str());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoError("creating", temp);
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status status = ErrnoError("writing", temp);
-      ::close(fd);
-      return status;
-    }
-    written += static_cast<size_t>(n);
-  }
-  // The umask may have narrowed the mode; make sure it is exactly what was asked.
-  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
-    absl::Status status = ErrnoError("syncing", temp);
-    ::close(fd);
-    return status;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("renaming to", path);
-  return absl::OkStatus();
 }
 
 absl::Status MakeDirectory(const std::string& dir) {
@@ -372,9 +344,10 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
   RETURN_IF_ERROR(MakeDirectory(dir));
   ASSIGN_OR_RETURN(GeneratedRoot root, GenerateRoot(options, clock, dir));
   // Key first: a crash in between leaves a key without a certificate, which the next start
-  // reports instead of silently generating a second root.
-  RETURN_IF_ERROR(WriteNewFile(key_path, root.key_pem, 0600));
-  RETURN_IF_ERROR(WriteNewFile(cert_path, root.cert_pem, 0644));
+  // reports instead of silently generating a second root. Each file is whole or absent after a
+  // crash, and the key is never readable by others even for a moment.
+  RETURN_IF_ERROR(WriteFileAtomically(key_path, root.key_pem, {.mode = 0600}));
+  RETURN_IF_ERROR(WriteFileAtomically(cert_path, root.cert_pem, {.mode = 0644}));
   std::string extra_pem;
   if (!extra_roots_file.empty()) {
     ASSIGN_OR_RETURN(extra_pem, In(tls::ReadSmallFile(extra_roots_file), extra_roots_file));

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/atomic_file.h"
 #include "common/base/file.h"
 #include "common/config/yaml_proto.h"
 #include "common/tls/certificate.h"
@@ -27,33 +28,6 @@ std::string Absolute(const std::string& path) {
   char cwd[4096];
   if (::getcwd(cwd, sizeof(cwd)) == nullptr) return path;
   return absl::StrCat(cwd, "/", path);
-}
-
-// Writes `content` to `path` through a temporary file created 0600, then renamed over it; the
-// directory is created 0700 when missing.
-absl::Status WritePrivateFile(const std::string& path, absl::string_view content) {
-  const size_t slash = path.rfind('/');
-  if (slash != std::string::npos && slash > 0) {
-    const std::string dir = path.substr(0, slash);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      return absl::InternalError(absl::StrCat(dir, ": ", std::strerror(errno)));
-    }
-  }
-  const std::string temp = absl::StrCat(path, ".tmp");
-  ::unlink(temp.c_str());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat(temp, ": ", std::strerror(errno)));
-  const bool written =
-      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-      ::fsync(fd) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = written ? errno : saved;
-    ::unlink(temp.c_str());
-    return absl::InternalError(absl::StrCat(path, ": ", std::strerror(error)));
-  }
-  return absl::OkStatus();
 }
 
 // "sha256:..., sha256:..." of every certificate in `pem` (which parses).
@@ -205,7 +179,9 @@ class ContextRun final : public Command {
         return session.Fail({kExitFailed, std::string(verified.message())});
       }
     }
-    if (absl::Status s = WritePrivateFile(path.path, config::ProtoToYaml(*context)); !s.ok()) {
+    if (absl::Status s = WriteFileAtomically(path.path, config::ProtoToYaml(*context),
+                                             {.create_directory_mode = 0700});
+        !s.ok()) {
       return session.Fail({kExitFailed, absl::StrCat("writing the context file: ", s.message())});
     }
     session.io().out << "context file " << path.path << ": server " << server;

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/atomic_file.h"
 #include "common/base/file.h"
 #include "common/base/status.h"
 #include "common/config/yaml_proto.h"

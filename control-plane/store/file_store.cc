@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/atomic_file.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
@@ -22,6 +23,7 @@ namespace {
 
 constexpr absl::string_view kHeaderMagic = "meshlet-store-v1";
 constexpr absl::string_view kNoNamespaceDir = "_cluster";
+// The temporary file WriteFileAtomically (common/base/file.h) writes beside its target.
 constexpr absl::string_view kTempSuffix = ".tmp";
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
@@ -106,37 +108,6 @@ absl::Status ValidateResourceKey(const ResourceKey& key) {
         "at most 253 characters"));
   }
   return absl::OkStatus();
-}
-
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content) {
-  const std::string temp = absl::StrCat(path, kTempSuffix);
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoError("open", temp);
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("write", temp);
-      ::close(fd);
-      ::unlink(temp.c_str());
-      return s;
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status s = ErrnoError("fsync", temp);
-    ::close(fd);
-    ::unlink(temp.c_str());
-    return s;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    absl::Status s = ErrnoError("rename", temp);
-    ::unlink(temp.c_str());
-    return s;
-  }
-  return FsyncPath(Parent(path), O_RDONLY | O_DIRECTORY);
 }
 
 class FileStore::Watcher final : public Store::WatchHandle {

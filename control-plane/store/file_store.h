@@ -53,7 +53,4 @@ class FileStore final : public Store {
   std::map<uint64_t, std::shared_ptr<WatchCallback>> watchers_;
 };
 
-// Replaces `path` with `content` so that a crash leaves the old or the new content, whole.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content);
-
 }  // namespace meshlet::controlplane

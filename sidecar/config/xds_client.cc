@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/atomic_file.h"
 #include "common/base/file.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
@@ -206,46 +207,6 @@ void AppendNames(std::string* out, const Names& names) {
 std::string TimeText(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
-}
-
-absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
-                                 const std::string& content) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat("mkdir \"", dir, "\": ", std::strerror(errno)));
-  }
-  const std::string path = absl::StrCat(dir, "/", name);
-  const std::string temp = absl::StrCat(path, ".tmp");
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("open \"", temp, "\": ", std::strerror(errno)));
-  }
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write \"", temp, "\": ", std::strerror(error)));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat("fsync \"", temp, "\": ", std::strerror(error)));
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename to \"", path, "\": ", std::strerror(errno)));
-  }
-  // The rename itself must reach the disk, or a crash could bring back the old file.
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    (void)::fsync(dir_fd);
-    ::close(dir_fd);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -911,7 +872,8 @@ void XdsClient::Persist() {
     }
   }
   absl::Status status =
-      WriteFileAtomically(options_.cache_dir, kCacheFile, cache.SerializeAsString());
+      WriteFileAtomically(absl::StrCat(options_.cache_dir, "/", kCacheFile),
+                          cache.SerializeAsString(), {.create_directory_mode = 0700});
   if (!status.ok()) {
     persist_errors_.Inc();
     LOG_EVERY_N_SEC(ERROR, 10) << "xds: cannot save the configuration: " << status.message();
