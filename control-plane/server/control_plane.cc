@@ -364,8 +364,8 @@ absl::Status ControlPlane::Init() {
   registry::RegistryOptions registry_options;
   registry_options.deregister_grace = options_.deregister_grace;
   // With etcd the replicas share registrations through leased keys.
-  LeasedKeys* leased_keys = dynamic_cast<LeasedKeys*>(store_.get());
-  if (leased_keys != nullptr) {
+  LeasedKeys* shared_keys = leased_keys();
+  if (shared_keys != nullptr) {
     replica_name_ = options_.replica_name;
     if (replica_name_.empty()) {
       char host[256] = {};
@@ -420,9 +420,9 @@ absl::Status ControlPlane::Init() {
         }
       });
   expiry_timer_->EnableRepeating(std::chrono::milliseconds(500));
-  if (leased_keys != nullptr) {
+  if (shared_keys != nullptr) {
     shared_registrations_ =
-        std::make_unique<registry::SharedRegistrations>(loop_, *registry_, *leased_keys);
+        std::make_unique<registry::SharedRegistrations>(loop_, *registry_, *shared_keys);
     LOG(INFO) << "registry: shared with the other replicas through etcd as replica \""
               << registry_options.replica << "\"";
   } else {

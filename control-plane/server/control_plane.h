@@ -153,7 +153,7 @@ class ControlPlane {
   const StoreKeys* store_keys() const { return store_keys_.get(); }
   // Valid after Init(). With a store shared by replicas (etcd): the store's leased keys and this
   // replica's name (--replica-name, or the host name). Otherwise null and empty.
-  LeasedKeys* leased_keys() { return dynamic_cast<LeasedKeys*>(store_.get()); }
+  LeasedKeys* leased_keys() { return store_ != nullptr ? store_->leased_keys() : nullptr; }
   const std::string& replica_name() const { return replica_name_; }
 
   // Options for one of the control plane's HTTP servers (`server` labels its timeouts in

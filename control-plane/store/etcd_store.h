@@ -123,6 +123,7 @@ class EtcdStore final : public Store, public LeasedKeys {
   // The highest revision this store has seen (its own writes, reads and watch events).
   int64_t Revision() const override;
   std::unique_ptr<Store::WatchHandle> Watch(Store::WatchCallback callback) override;
+  LeasedKeys* leased_keys() override { return this; }
 
   void SetLeased(std::string name, std::string value) override;
   void DeleteLeased(std::string name) override;

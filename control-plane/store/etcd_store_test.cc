@@ -322,6 +322,8 @@ TEST_F(EtcdStoreTest, CreateReadReplaceDeleteWithRevisions) {
   auto store = Open();
   ASSERT_TRUE(store.ok()) << store.status();
   EtcdStore& s = **store;
+  // Shared by replicas: the store offers its leased keys through the Store interface.
+  EXPECT_EQ(static_cast<Store&>(s).leased_keys(), static_cast<LeasedKeys*>(&s));
   EXPECT_TRUE(absl::IsNotFound(s.Get(kReviews).status()));
 
   absl::StatusOr<int64_t> created = s.Put(kReviews, R"({"a":1})", kMustNotExist);

@@ -68,6 +68,12 @@ TEST_F(FileStoreTest, CreateGetReplaceDelete) {
   EXPECT_EQ(store->Delete(kRoute, kAnyRevision).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(FileStoreTest, OneReplicaOnlySoNoLeasedKeys) {
+  auto store = OpenStore();
+  Store& as_store = *store;
+  EXPECT_EQ(as_store.leased_keys(), nullptr);
+}
+
 TEST_F(FileStoreTest, StaleResourceVersionIsRefusedAndNamesBothVersions) {
   auto store = OpenStore();
   ASSERT_TRUE(store->Put(kRoute, "a", kMustNotExist).ok());

@@ -21,6 +21,8 @@
 
 namespace meshlet::controlplane {
 
+class LeasedKeys;  // control-plane/store/leased_keys.h
+
 struct ResourceKey {
   std::string kind;        // "HTTPRoute"
   std::string namespace_;  // "default"; "" for cluster-wide kinds such as MeshConfig
@@ -77,6 +79,11 @@ class Store {
     virtual ~WatchHandle() = default;
   };
   virtual std::unique_ptr<WatchHandle> Watch(WatchCallback callback) = 0;
+
+  // A store shared by several control-plane replicas (etcd) also offers leased keys, through
+  // which the replicas share what lives only as long as each of them (registrations). Null for a
+  // store only one replica uses (FileStore), the default. Owned by the store, valid as long as it.
+  virtual LeasedKeys* leased_keys() { return nullptr; }
 };
 
 // Kinds, namespaces and names are DNS-1123 labels or subdomains (lowercase alphanumerics, '-'
