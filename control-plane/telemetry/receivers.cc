@@ -121,41 +121,36 @@ absl::Status ParseJson(absl::string_view body, Message* message) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<OtlpResourceSpans>> ParseOtlpProtobufResources(absl::string_view body) {
-  otlp::ExportTraceServiceRequest request;
-  // A sender's bad string field (not UTF-8) is its error, answered below; protobuf would also log
-  // it, one line per request, to the control plane's stderr.
-  google::protobuf::LogSilencer quiet;
-  if (!request.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-    return absl::InvalidArgumentError(
-        "invalid protobuf: the body is not an OTLP ExportTraceServiceRequest");
-  }
+// The spans of an OTLP export request, resource by resource. Both encodings have the same shape
+// (resourceSpans → scopeSpans → spans) and differ only in how ids are written: `parse_id(id,
+// bytes, field)` turns one into lowercase hex (bytes in protobuf, hex text in JSON).
+template <typename Request, typename IdParser>
+absl::StatusOr<std::vector<OtlpResourceSpans>> OtlpSpans(const Request& request,
+                                                         const IdParser& parse_id) {
   std::vector<OtlpResourceSpans> out;
   out.reserve(request.resource_spans_size());
   for (int r = 0; r < request.resource_spans_size(); ++r) {
-    const otlp::ResourceSpans& resource_spans = request.resource_spans(r);
+    const auto& resource_spans = request.resource_spans(r);
     const std::string service = ServiceName(resource_spans.resource());
     OtlpResourceSpans& resource = out.emplace_back();
     resource.service_instance_id =
         ResourceAttribute(resource_spans.resource(), "service.instance.id");
     for (int s = 0; s < resource_spans.scope_spans_size(); ++s) {
-      const otlp::ScopeSpans& scope = resource_spans.scope_spans(s);
+      const auto& scope = resource_spans.scope_spans(s);
       for (int i = 0; i < scope.spans_size(); ++i) {
-        const otlp::Span& in = scope.spans(i);
+        const auto& in = scope.spans(i);
         const std::string path =
             absl::StrCat("resourceSpans[", r, "].scopeSpans[", s, "].spans[", i, "]");
         SpanRecord span;
         span.service = service;
-        absl::StatusOr<std::string> id = BinaryId(in.trace_id(), 16, path + ".traceId");
+        absl::StatusOr<std::string> id = parse_id(in.trace_id(), 16, path + ".traceId");
         if (!id.ok()) return id.status();
         span.trace_id = *std::move(id);
-        id = BinaryId(in.span_id(), 8, path + ".spanId");
+        id = parse_id(in.span_id(), 8, path + ".spanId");
         if (!id.ok()) return id.status();
         span.span_id = *std::move(id);
         if (!in.parent_span_id().empty()) {
-          id = BinaryId(in.parent_span_id(), 8, path + ".parentSpanId");
+          id = parse_id(in.parent_span_id(), 8, path + ".parentSpanId");
           if (!id.ok()) return id.status();
           span.parent_span_id = *std::move(id);
         }
@@ -172,54 +167,45 @@ absl::StatusOr<std::vector<OtlpResourceSpans>> ParseOtlpProtobufResources(absl::
   return out;
 }
 
-absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body) {
-  absl::StatusOr<std::vector<OtlpResourceSpans>> resources = ParseOtlpProtobufResources(body);
-  if (!resources.ok()) return resources.status();
-  if (resources->size() == 1) return std::move(resources->front().spans);
+// Every resource's spans in one list, in order.
+std::vector<SpanRecord> AllSpans(std::vector<OtlpResourceSpans> resources) {
+  if (resources.size() == 1) return std::move(resources.front().spans);
   std::vector<SpanRecord> out;
-  for (OtlpResourceSpans& resource : *resources) {
+  for (OtlpResourceSpans& resource : resources) {
     for (SpanRecord& span : resource.spans) out.push_back(std::move(span));
   }
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::vector<OtlpResourceSpans>> ParseOtlpProtobufResources(absl::string_view body) {
+  otlp::ExportTraceServiceRequest request;
+  // A sender's bad string field (not UTF-8) is its error, answered below; protobuf would also log
+  // it, one line per request, to the control plane's stderr.
+  google::protobuf::LogSilencer quiet;
+  if (!request.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return absl::InvalidArgumentError(
+        "invalid protobuf: the body is not an OTLP ExportTraceServiceRequest");
+  }
+  return OtlpSpans(request, BinaryId);
+}
+
+absl::StatusOr<std::vector<SpanRecord>> ParseOtlpProtobuf(absl::string_view body) {
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources = ParseOtlpProtobufResources(body);
+  if (!resources.ok()) return resources.status();
+  return AllSpans(*std::move(resources));
+}
+
 absl::StatusOr<std::vector<SpanRecord>> ParseOtlpJson(absl::string_view body) {
   otlp::JsonExportTraceServiceRequest request;
   if (absl::Status status = ParseJson(body, &request); !status.ok()) return status;
-  std::vector<SpanRecord> out;
-  for (int r = 0; r < request.resource_spans_size(); ++r) {
-    const otlp::JsonResourceSpans& resource_spans = request.resource_spans(r);
-    const std::string service = ServiceName(resource_spans.resource());
-    for (int s = 0; s < resource_spans.scope_spans_size(); ++s) {
-      const otlp::JsonScopeSpans& scope = resource_spans.scope_spans(s);
-      for (int i = 0; i < scope.spans_size(); ++i) {
-        const otlp::JsonSpan& in = scope.spans(i);
-        const std::string path =
-            absl::StrCat("resourceSpans[", r, "].scopeSpans[", s, "].spans[", i, "]");
-        SpanRecord span;
-        span.service = service;
-        absl::StatusOr<std::string> id = NormalizeHexId(in.trace_id(), 32, 0, path + ".traceId");
-        if (!id.ok()) return id.status();
-        span.trace_id = *std::move(id);
-        id = NormalizeHexId(in.span_id(), 16, 0, path + ".spanId");
-        if (!id.ok()) return id.status();
-        span.span_id = *std::move(id);
-        if (!in.parent_span_id().empty()) {
-          id = NormalizeHexId(in.parent_span_id(), 16, 0, path + ".parentSpanId");
-          if (!id.ok()) return id.status();
-          span.parent_span_id = *std::move(id);
-        }
-        if (absl::Status status = FillCommon(path, in.kind(), in.start_time_unix_nano(),
-                                             in.end_time_unix_nano(), in.trace_state(), in.flags(),
-                                             in.name(), in.attributes(), in.status(), span);
-            !status.ok()) {
-          return status;
-        }
-        out.push_back(std::move(span));
-      }
-    }
-  }
-  return out;
+  absl::StatusOr<std::vector<OtlpResourceSpans>> resources =
+      OtlpSpans(request, [](absl::string_view hex, size_t bytes, absl::string_view field) {
+        return NormalizeHexId(hex, 2 * bytes, 0, field);
+      });
+  if (!resources.ok()) return resources.status();
+  return AllSpans(*std::move(resources));
 }
 
 absl::StatusOr<std::vector<SpanRecord>> ParseZipkinJson(absl::string_view body) {
