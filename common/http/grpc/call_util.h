@@ -9,6 +9,8 @@
 // - WatermarkReporter: tells a call's user when its write buffer crosses the watermarks.
 // - CallSet: the calls open on one HTTP/2 connection, with the bookkeeping that decides when
 //   the codec no longer refers to a call's stream (only then may the call be released).
+// - CallConnection: what a client's and a server's connection have in common: the connection,
+//   its codec, the CallSet, and the callbacks that tie them together.
 //
 // Everything here runs on the connection's loop thread.
 
@@ -25,6 +27,7 @@
 #include "common/event/loop.h"
 #include "common/http/grpc/framing.h"
 #include "common/net/buffer.h"
+#include "common/net/connection.h"
 
 namespace meshlet::http::grpc::grpc_internal {
 
@@ -186,6 +189,63 @@ class WatermarkReporter {
 
   std::function<void(bool)> callback_;
   bool above_high_ = false;
+};
+
+// The part of one gRPC connection that the client (Channel) and the server share: the
+// connection, its HTTP/2 codec (`Codec`, h2::ClientCodec or h2::ServerCodec), the calls open on
+// it, and the callbacks that tie the three together. `Owner` is the interface `Call` reports its
+// end to (ClientCall::Owner, ServerCall::Owner). The subclass creates the connection and the
+// codec, decides what happens after activity (AfterActivity), and calls TearDown() first thing in
+// its destructor, while what the codec refers to is still alive.
+template <typename Call, typename Owner, typename Codec>
+class CallConnection : public net::ConnectionCallbacks, public Owner {
+ public:
+  CallConnection(const CallConnection&) = delete;
+  CallConnection& operator=(const CallConnection&) = delete;
+
+  size_t live_calls() const { return calls_.live(); }
+
+  // net::ConnectionCallbacks (OnData and OnClose are the subclass's).
+  void OnWriteHighWatermark() override { codec_->OnUnderlyingWriteHighWatermark(); }
+  void OnWriteLowWatermark() override {
+    codec_->OnUnderlyingWriteLowWatermark();
+    AfterActivity();
+  }
+
+  // Owner
+  void OnCallEnding(Call& call) override {
+    calls_.MarkEnding(&call);
+    if (!closed_) AfterActivity();
+  }
+  void OnCallReleased(Call& call) override { calls_.Release(&call); }
+
+ protected:
+  CallConnection(event::Loop& loop, std::unique_ptr<net::Connection> connection)
+      : connection_(std::move(connection)), calls_(loop) {}
+  ~CallConnection() override = default;
+
+  // Something happened on the connection (bytes read or written, a call ended): the subclass
+  // purges released calls (calls_.Purge) and closes the connection if it is done. Runs on the
+  // loop thread, never after the connection closed.
+  virtual void AfterActivity() = 0;
+
+  // For the subclass's destructor, after it detached its calls (so they stay quiet): destroys the
+  // codec, which resets the calls' streams, releases the calls, and closes the connection
+  // without calling back.
+  void TearDown() {
+    codec_.reset();
+    calls_.Clear();
+    if (connection_ != nullptr && !connection_->closed()) {
+      connection_->SetCallbacks(nullptr);
+      connection_->Close(net::CloseMode::kNoFlush);
+    }
+  }
+
+  std::unique_ptr<net::Connection> connection_;
+  // Declared before the codec: calls must outlive it (see TearDown).
+  CallSet<Call> calls_;
+  std::unique_ptr<Codec> codec_;
+  bool closed_ = false;
 };
 
 }  // namespace meshlet::http::grpc::grpc_internal

@@ -390,12 +390,13 @@ void ClientCall::Detach() {
 // ----- Channel::ConnectionImpl ----------------------------------------------------------------
 
 // One HTTP/2 connection of the channel and the calls on it.
-class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
-                                      public CodecIo,
-                                      public http::ConnectionCallbacks,
-                                      public ClientCall::Owner {
+class Channel::ConnectionImpl final
+    : public grpc_internal::CallConnection<ClientCall, ClientCall::Owner, h2::ClientCodec>,
+      public CodecIo,
+      public http::ConnectionCallbacks {
  public:
-  explicit ConnectionImpl(Channel& channel) : channel_(channel), calls_(channel.loop_) {
+  explicit ConnectionImpl(Channel& channel)
+      : CallConnection(channel.loop_, nullptr), channel_(channel) {
     const ChannelOptions& o = channel.options_;
     connection_ = net::Connection::Connect(channel.loop_, channel.address_, o.connect_timeout,
                                            o.transport_factory);
@@ -409,16 +410,10 @@ class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
 
   ~ConnectionImpl() override {
     for (const auto& call : calls_.Snapshot()) call->Detach();
-    codec_.reset();
-    calls_.Clear();
-    if (!connection_->closed()) {
-      connection_->SetCallbacks(nullptr);
-      connection_->Close(net::CloseMode::kNoFlush);
-    }
+    TearDown();
   }
 
   bool usable() const { return !closed_ && !goaway_; }
-  size_t live_calls() const { return calls_.live(); }
 
   void StartCall(const std::shared_ptr<ClientCall>& call, const HeaderMap& headers,
                  std::optional<Duration> timeout) {
@@ -440,11 +435,6 @@ class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
       connection_->Close(net::CloseMode::kNoFlush);
       return;
     }
-    AfterActivity();
-  }
-  void OnWriteHighWatermark() override { codec_->OnUnderlyingWriteHighWatermark(); }
-  void OnWriteLowWatermark() override {
-    codec_->OnUnderlyingWriteLowWatermark();
     AfterActivity();
   }
   void OnClose(net::CloseReason reason, const absl::Status& detail) override {
@@ -480,15 +470,8 @@ class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
     connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
   }
 
-  // ClientCall::Owner
-  void OnCallEnding(ClientCall& call) override {
-    calls_.MarkEnding(&call);
-    if (!closed_) AfterActivity();
-  }
-  void OnCallReleased(ClientCall& call) override { calls_.Release(&call); }
-
  private:
-  void AfterActivity() {
+  void AfterActivity() override {
     if (closed_) return;
     calls_.Purge(codec_->ActiveStreams());
     // A connection the server is retiring closes once its last call is done.
@@ -496,13 +479,8 @@ class Channel::ConnectionImpl final : public net::ConnectionCallbacks,
   }
 
   Channel& channel_;
-  std::unique_ptr<net::Connection> connection_;
-  // Declared before the codec: calls must outlive it (see the destructor).
-  grpc_internal::CallSet<ClientCall> calls_;
-  std::unique_ptr<h2::ClientCodec> codec_;
   std::string close_reason_;
   bool goaway_ = false;
-  bool closed_ = false;
 };
 
 // ----- Channel --------------------------------------------------------------------------------

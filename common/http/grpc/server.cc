@@ -396,15 +396,14 @@ void ServerCall::Detach() {
 // ----- Server::ConnectionImpl -----------------------------------------------------------------
 
 // One accepted connection: bytes → h2::ServerCodec → one ServerCall per stream.
-class Server::ConnectionImpl final : public net::ConnectionCallbacks,
-                                     public ServerConnectionCallbacks,
-                                     public ServerCall::Owner {
+class Server::ConnectionImpl final
+    : public grpc_internal::CallConnection<ServerCall, ServerCall::Owner, h2::ServerCodec>,
+      public ServerConnectionCallbacks {
  public:
   ConnectionImpl(Server& server, std::unique_ptr<net::Connection> connection)
-      : server_(server),
-        connection_(std::move(connection)),
+      : CallConnection(server.loop_, std::move(connection)),
+        server_(server),
         io_(*connection_),
-        calls_(server.loop_),
         peer_address_(connection_->remote_address()) {
     connection_->SetCallbacks(this);
     codec_ = std::make_unique<h2::ServerCodec>(io_, *this, server.options_.http2, &server.loop_);
@@ -424,12 +423,7 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     for (const auto& call : calls_.Snapshot()) call->Detach();
     idle_timer_.reset();
     handshake_timer_.reset();
-    codec_.reset();
-    calls_.Clear();
-    if (!connection_->closed()) {
-      connection_->SetCallbacks(nullptr);
-      connection_->Close(net::CloseMode::kNoFlush);
-    }
+    TearDown();
   }
 
   // GOAWAY; the connection closes once its calls are done.
@@ -446,8 +440,6 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     for (const auto& call : calls_.Snapshot()) call->Abort(code, message);
     if (!closed_) connection_->Close(net::CloseMode::kFlush);
   }
-
-  size_t live_calls() const { return calls_.live(); }
 
   // net::ConnectionCallbacks
   void OnData(net::Buffer& data, bool end_stream) override {
@@ -476,11 +468,6 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     }
     AfterActivity();
   }
-  void OnWriteHighWatermark() override { codec_->OnUnderlyingWriteHighWatermark(); }
-  void OnWriteLowWatermark() override {
-    codec_->OnUnderlyingWriteLowWatermark();
-    AfterActivity();
-  }
   void OnClose(net::CloseReason reason, const absl::Status& detail) override {
     closed_ = true;
     LOG(DEBUG) << "grpc: connection from " << peer_address_.ToString()
@@ -506,15 +493,8 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
     return decoder;
   }
 
-  // ServerCall::Owner
-  void OnCallEnding(ServerCall& call) override {
-    calls_.MarkEnding(&call);
-    if (!closed_) AfterActivity();
-  }
-  void OnCallReleased(ServerCall& call) override { calls_.Release(&call); }
-
  private:
-  void AfterActivity() {
+  void AfterActivity() override {
     if (closed_) return;
     calls_.Purge(codec_->ActiveStreams());
     if (calls_.live() == 0 && idle_timer_ != nullptr && !idle_timer_->enabled() && !draining_) {
@@ -546,17 +526,12 @@ class Server::ConnectionImpl final : public net::ConnectionCallbacks,
   }
 
   Server& server_;
-  std::unique_ptr<net::Connection> connection_;
   ConnectionIo io_;
-  // Declared before the codec: calls must outlive it (see the destructor).
-  grpc_internal::CallSet<ServerCall> calls_;
-  std::unique_ptr<h2::ServerCodec> codec_;
   std::unique_ptr<event::Timer> idle_timer_;
   std::unique_ptr<event::Timer> handshake_timer_;  // until the first call opens
   net::Address peer_address_;
   bool checked_alpn_ = false;
   bool draining_ = false;
-  bool closed_ = false;
 };
 
 // ----- Server ---------------------------------------------------------------------------------
