@@ -1,0 +1,239 @@
+// Server's start-up steps that reach the control plane (server.h): the workload certificate from
+// the CA (and its renewals applied to every TLS context), the TLS settings of the control-plane
+// connections, the xDS client, span export and the golden-metrics report. Init() in server.cc runs
+// them in order; everything here runs on the main loop thread.
+
+#include <unistd.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/base/logging.h"
+#include "common/base/random.h"
+#include "common/base/status.h"
+#include "common/tls/certificate.h"
+#include "common/tls/spiffe.h"
+#include "common/tls/tls_transport.h"
+#include "sidecar/admin/admin_json.h"
+#include "sidecar/config/bootstrap.h"
+#include "sidecar/server/server.h"
+
+namespace meshlet::sidecar::server {
+
+absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& bootstrap) {
+  // LoadBootstrap checked that the node has a namespace and service account, and that there is
+  // a CA address.
+  const xds::Node& node = bootstrap.node;
+  absl::StatusOr<tls::SpiffeId> identity =
+      tls::SpiffeId::Parse(absl::StrCat("spiffe://", options_.trust_domain, "/ns/",
+                                        node.namespace_(), "/sa/", node.service_account()));
+  if (!identity.ok()) return Annotate(identity.status(), "workload identity");
+  const std::string& address = bootstrap.ca.address;
+  identity::CaClientOptions ca;
+  ASSIGN_OR_RETURN(ca.server_addresses, config::ResolveHostPorts(address));
+  ca.authority = bootstrap.ca.authority;
+  if (options_.ca_plaintext) {
+    if (bootstrap.has_xds() && !options_.xds_plaintext) {
+      return absl::InvalidArgumentError(
+          "--ca-plaintext: the xDS channel uses TLS, so the CA channel must too");
+    }
+  } else {
+    if (bootstrap.xds.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "the CA channel needs TLS settings: --xds-ca FILE (or xds.ca_file), or "
+          "--ca-plaintext=true for a local control plane without TLS");
+    }
+    absl::StatusOr<net::TransportFactory> transport =
+        config::XdsTransportFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity);
+    if (!transport.ok()) return Annotate(transport.status(), "CA channel");
+    ca.transport_factory = *std::move(transport);
+    absl::StatusOr<tls::TlsContextConfig> tls_config =
+        config::XdsTlsConfigFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity);
+    if (!tls_config.ok()) return Annotate(tls_config.status(), "CA channel");
+    ca.tls_config = *std::move(tls_config);
+  }
+  if (!options_.join_token_file.empty()) {
+    absl::StatusOr<std::string> token = tls::ReadSmallFile(options_.join_token_file);
+    if (!token.ok()) return Annotate(token.status(), "--join-token-file");
+    ca.join_token = std::string(absl::StripAsciiWhitespace(*token));
+    if (ca.join_token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--join-token-file ", options_.join_token_file, ": the file is empty"));
+    }
+  }
+  ca.kubernetes_token_file = options_.kubernetes_token_file;
+  ca_signer_ = std::make_unique<identity::GrpcCertificateSigner>(loop_, std::move(ca));
+
+  identity::CertificateManagerOptions manager_options;
+  // Zero asks for the CA's default lifetime.
+  manager_options.ttl = absl::FromChrono(options_.cert_ttl);
+  certificate_manager_ = std::make_unique<identity::CertificateManager>(
+      loop_, *ca_signer_, *identity, manager_options,
+      [this](const identity::WorkloadCertificate& certificate) {
+        OnWorkloadCertificate(certificate);
+      },
+      &stats_);
+  certificate_manager_->Start();
+  // Listeners and clusters that present the workload certificate cannot be built without it, so
+  // start-up waits for it (retries with backoff run meanwhile).
+  if (!loop_.RunUntil([this] { return certificate_manager_->current() != nullptr; },
+                      options_.ca_startup_timeout)) {
+    const std::string error = certificate_manager_->last_error();
+    certificate_manager_.reset();
+    ca_signer_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "no workload certificate for ", identity->ToString(), " from the CA at ", address,
+        " within ", absl::FormatDuration(absl::FromChrono(options_.ca_startup_timeout)),
+        error.empty() ? "" : ": ", error));
+  }
+  return absl::OkStatus();
+}
+
+void Server::OnWorkloadCertificate(const identity::WorkloadCertificate& certificate) {
+  // Renewals authenticate with this certificate from now on (ADR 0016).
+  if (ca_signer_ != nullptr) {
+    ca_signer_->SetClientCertificate(certificate.certificate_chain_pem, certificate.private_key_pem,
+                                     certificate.not_after);
+  }
+  tls_contexts_.SetWorkloadCertificate(
+      WorkloadTlsMaterial{.certificate_chain_pem = certificate.certificate_chain_pem,
+                          .private_key_pem = certificate.private_key_pem,
+                          .trust_bundle_pem = certificate.trust_bundle_pem});
+  if (control_plane_tls_ != nullptr) {
+    if (absl::Status status = UpdateControlPlaneTls(); !status.ok()) {
+      certificate_apply_failures_.Inc();
+      LOG(ERROR) << "workload certificate " << certificate.serial_hex
+                 << " not applied to the control-plane connections: " << status.message();
+    }
+  }
+  // At start-up there is no snapshot yet: the first one is built with this certificate.
+  if (snapshot_ == nullptr) return;
+  // Rebuilds exactly the contexts whose inputs changed: those using the workload certificate.
+  absl::Status status = tls_contexts_.Apply(*snapshot_);
+  if (!status.ok()) {
+    certificate_apply_failures_.Inc();
+    certificate_apply_error_ = std::string(status.message());
+    LOG(ERROR) << "workload certificate " << certificate.serial_hex
+               << " not applied; connections keep using the previous one: " << status.message();
+    return;
+  }
+  certificate_apply_error_.clear();
+}
+
+absl::StatusOr<net::TransportFactory> Server::ControlPlaneTransport(
+    const config::BootstrapConfig& bootstrap) {
+  if (control_plane_tls_ == nullptr) {
+    ASSIGN_OR_RETURN(
+        control_plane_tls_config_,
+        config::XdsTlsConfigFromCaFile(bootstrap.xds.ca_file, options_.xds_server_identity));
+    RETURN_IF_ERROR(UpdateControlPlaneTls());
+  }
+  return tls::TlsTransport::Factory(control_plane_tls_);
+}
+
+absl::Status Server::UpdateControlPlaneTls() {
+  tls::TlsContextConfig config = control_plane_tls_config_;
+  const identity::WorkloadCertificate* current =
+      certificate_manager_ != nullptr ? certificate_manager_->current() : nullptr;
+  if (current != nullptr) {
+    config.certificate_chain_pem = current->certificate_chain_pem;
+    config.private_key_pem = current->private_key_pem;
+  }
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(config);
+  if (!context.ok()) return Annotate(context.status(), "TLS to the control plane");
+  if (control_plane_tls_ == nullptr) {
+    control_plane_tls_ = std::make_shared<tls::TlsContextProvider>(*std::move(context));
+  } else {
+    control_plane_tls_->Update(*std::move(context));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
+  config::XdsClientOptions xds_options;
+  ASSIGN_OR_RETURN(xds_options.server_addresses, config::ResolveHostPorts(bootstrap.xds.address));
+  // With several replicas, the first one's name (the control plane is checked by its SPIFFE id,
+  // not by this name).
+  xds_options.authority = bootstrap.xds.server_name.empty()
+                              ? config::FirstHostPort(bootstrap.xds.address)
+                              : bootstrap.xds.server_name;
+  if (!options_.xds_plaintext) {
+    ASSIGN_OR_RETURN(xds_options.transport_factory, ControlPlaneTransport(bootstrap));
+  }
+  xds_options.node = bootstrap.node;
+  if (options_.workload_identity()) {
+    // Tells the control plane this sidecar can serve and originate mesh mTLS with its workload
+    // certificate (which it already holds: InitWorkloadCertificate ran first).
+    (*xds_options.node.mutable_labels())["meshlet.io/workload-certificate"] = "true";
+  }
+  xds_options.delta = options_.xds_delta;
+  xds_options.cache_dir = bootstrap.data_dir;
+  // The control plane may ask what this sidecar runs (meshctl proxy-config).
+  xds_options.config_dump_json = [this] { return admin::ConfigDumpJson(*this); };
+  xds_client_ = std::make_unique<config::XdsClient>(
+      loop_, std::move(xds_options), bootstrap.resources,
+      [this](const config::ResourceSet& resources) { return ApplyResources(resources); },
+      stats_.shared_shard(), RealRandom::ThreadLocal());
+  if (absl::Status cached = xds_client_->LoadCache(); !cached.ok()) {
+    if (!absl::IsNotFound(cached)) LOG(WARN) << "xds: ignoring " << cached.message();
+    // No saved configuration: the static resources until the control plane answers.
+    RETURN_IF_ERROR(ApplyResources(xds_client_->CurrentResources()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Server::InitTracing(const config::BootstrapConfig& bootstrap) {
+  const tracing::TracingConfig& config = bootstrap.tracing;
+  tracing_ = std::make_unique<tracing::TracingConfig>(config);
+  if (config.protocol == tracing::ExportProtocol::kOtlpGrpc) {
+    // The control plane, as the xDS client and the golden-metrics reports reach it: its replicas'
+    // addresses resolved once, its TLS settings and the workload certificate (the provider is
+    // thread-safe: each worker opens its own connections with it).
+    ASSIGN_OR_RETURN(std::vector<net::Address> addresses,
+                     config::ResolveHostPorts(config.collector_address));
+    trace_collector_ =
+        tracing::CollectorAddress::Resolved(config.collector_address, std::move(addresses));
+    trace_channel_.authority = bootstrap.trace_channel.authority;
+    if (bootstrap.trace_channel.tls) {
+      ASSIGN_OR_RETURN(trace_channel_.transport, ControlPlaneTransport(bootstrap));
+    }
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(trace_collector_, tracing::CollectorAddress::Create(config.collector_address));
+  if (!trace_collector_->needs_resolving()) return absl::OkStatus();
+  // A name that does not resolve yet (its DNS record may come later) costs the spans of the
+  // meantime, not the start. Resolution runs off the main loop (a DNS server that does not answer
+  // would hold it for seconds).
+  auto resolve = [this] {
+    trace_collector_->ResolveInBackground();
+    trace_collector_resolve_->Enable(trace_collector_->Get().empty() ? kCollectorRetryInterval
+                                                                     : kCollectorResolveInterval);
+  };
+  trace_collector_resolve_ = std::make_unique<event::Timer>(loop_, resolve);
+  resolve();
+  return absl::OkStatus();
+}
+
+absl::Status Server::InitMetricsReport(const config::BootstrapConfig& bootstrap) {
+  const config::MetricsReportConfig& settings = bootstrap.metrics_report;
+  if (settings.address.empty()) return absl::OkStatus();
+  telemetry::MetricsReporterOptions report;
+  ASSIGN_OR_RETURN(report.server_addresses, config::ResolveHostPorts(settings.address));
+  report.authority = settings.authority;
+  // With xDS over TLS, the reports use the same TLS settings; otherwise plaintext h2c.
+  if (settings.xds_tls) {
+    ASSIGN_OR_RETURN(report.transport_factory, ControlPlaneTransport(bootstrap));
+  }
+  report.interval = settings.interval;
+  report.service = settings.service;
+  // A static configuration may have no node id: the service and process id stand in for it.
+  report.node_id = bootstrap.node.id().empty() ? absl::StrCat(report.service, "@", ::getpid())
+                                               : bootstrap.node.id();
+  report.namespace_ = bootstrap.node.namespace_();
+  metrics_reporter_ =
+      std::make_unique<telemetry::MetricsReporter>(loop_, stats_, std::move(report));
+  return absl::OkStatus();
+}
+
+}  // namespace meshlet::sidecar::server
