@@ -1,0 +1,186 @@
+// KubernetesDiscovery against FakeApiServer: Services, EndpointSlices and Pods listed, then what
+// the registry receives (ports and their protocols, named target ports resolved through the
+// slices, ready endpoints with their Pods' labels, ExternalName Services and UDP ports left out),
+// nothing before all three kinds are listed, and a watch event applied.
+
+#include "control-plane/kubernetes/discovery.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/fake_api_server.h"
+#include "control-plane/registry/registry.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+using testing::FakeApiServer;
+using testing::RunUntil;
+
+constexpr char kServices[] = R"({"kind":"ServiceList","metadata":{"resourceVersion":"10"},"items":[
+  {"metadata":{"namespace":"default","name":"reviews"},
+   "spec":{"clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],"ports":[
+     {"name":"http","port":9080,"targetPort":"web","protocol":"TCP"},
+     {"name":"grpc-api","port":9090,"targetPort":9091},
+     {"name":"dns","port":53,"protocol":"UDP"},
+     {"name":"db","port":5432,"appProtocol":"postgresql"}]}},
+  {"metadata":{"namespace":"default","name":"external"},
+   "spec":{"type":"ExternalName","externalName":"example.com"}}]})";
+
+constexpr char kSlice[] = R"({"metadata":{"namespace":"default","name":"reviews-abc",
+   "resourceVersion":"12","labels":{"kubernetes.io/service-name":"reviews"}},
+   "addressType":"IPv4","ports":[{"name":"http","port":8080,"protocol":"TCP"}],
+   "endpoints":[
+     {"addresses":["10.1.0.2"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","name":"reviews-1"}},
+     {"addresses":["10.1.0.3"],"conditions":{"ready":false},"targetRef":{"kind":"Pod","name":"reviews-3"}},
+     {"addresses":["10.1.0.1"],"targetRef":{"kind":"Pod","name":"reviews-2"}}]})";
+
+constexpr char kPods[] = R"({"kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"11"},
+  "items":[
+   {"metadata":{"namespace":"default","name":"reviews-1","labels":{"app":"reviews","version":"v1"}}},
+   {"metadata":{"namespace":"default","name":"reviews-2","labels":{"app":"reviews","version":"v2"}}}]})";
+
+class DiscoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.set_handler([this](const http::ServerRequest& request, http::Responder respond) {
+      const std::string path(request.path());
+      const bool watch = request.QueryParams().count("watch") > 0;
+      if (watch) {
+        // The first watch of the slices delivers one event and ends; every other watch stays
+        // open until the test ends.
+        if (path == "/apis/discovery.k8s.io/v1/endpointslices" && !slice_event_.empty()) {
+          std::string event = std::exchange(slice_event_, "");
+          respond(http::ServerResponse::Json(200, event + "\n"));
+          return;
+        }
+        watches_.push_back(std::move(respond));
+        return;
+      }
+      if (path == "/api/v1/services") {
+        respond(http::ServerResponse::Json(200, kServices));
+      } else if (path == "/apis/discovery.k8s.io/v1/endpointslices") {
+        respond(http::ServerResponse::Json(
+            200, absl::StrCat(R"({"metadata":{"resourceVersion":"12"},"items":[)", kSlice, "]}")));
+      } else if (path == "/api/v1/pods") {
+        if (hold_pods_) {
+          held_pods_.push_back(std::move(respond));
+          return;
+        }
+        respond(http::ServerResponse::Json(200, kPods));
+      } else {
+        respond(http::ServerResponse::Json(404, "{}"));
+      }
+    });
+  }
+
+  std::unique_ptr<KubernetesDiscovery> Discovery() {
+    absl::StatusOr<std::unique_ptr<KubernetesDiscovery>> discovery =
+        KubernetesDiscovery::Create(loop_, server_.Options(), registry_, stats_, {});
+    EXPECT_TRUE(discovery.ok()) << discovery.status();
+    return discovery.ok() ? *std::move(discovery) : nullptr;
+  }
+
+  const registry::KubernetesService* Reviews() {
+    std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_.Snapshot();
+    if (snapshot->kubernetes == nullptr) return nullptr;
+    for (const registry::KubernetesService& s : snapshot->kubernetes->services) {
+      if (s.namespace_ == "default" && s.name == "reviews") return &s;
+    }
+    return nullptr;
+  }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  registry::Registry registry_{RealClock::Get()};
+  FakeApiServer server_{loop_};
+  std::vector<http::Responder> watches_;
+  std::vector<http::Responder> held_pods_;
+  std::string slice_event_;
+  bool hold_pods_ = false;
+};
+
+TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
+  auto discovery = Discovery();
+  discovery->Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return discovery->synced(); }));
+
+  std::shared_ptr<const registry::RegistrySnapshot> snapshot = registry_.Snapshot();
+  EXPECT_FALSE(snapshot->kubernetes_pending);
+  ASSERT_NE(snapshot->kubernetes, nullptr);
+  ASSERT_EQ(snapshot->kubernetes->services.size(), 1u);  // ExternalName left out
+  const registry::KubernetesService& reviews = snapshot->kubernetes->services[0];
+  EXPECT_EQ(reviews.namespace_, "default");
+  EXPECT_EQ(reviews.name, "reviews");
+  EXPECT_EQ(reviews.cluster_ips, std::vector<std::string>{"10.96.0.10"});
+  // By port; UDP left out; the named targetPort resolved through the slice; protocols from the
+  // name's prefix, or appProtocol (one meshlet does not read is carried as TCP).
+  std::vector<registry::KubernetesPort> ports = {
+      {.name = "db", .port = 5432, .protocol = "TCP", .target_port = 5432},
+      {.name = "http", .port = 9080, .protocol = "HTTP", .target_port = 8080},
+      {.name = "grpc-api", .port = 9090, .protocol = "GRPC", .target_port = 9091}};
+  EXPECT_EQ(reviews.ports, ports);
+  // Ready endpoints only (no condition means ready), by address, with their Pods' labels.
+  ASSERT_EQ(reviews.endpoints.size(), 2u);
+  EXPECT_EQ(reviews.endpoints[0].address, "10.1.0.1");
+  EXPECT_EQ(reviews.endpoints[0].pod, "reviews-2");
+  EXPECT_EQ(reviews.endpoints[0].labels.at("version"), "v2");
+  EXPECT_EQ(reviews.endpoints[1].address, "10.1.0.2");
+  EXPECT_EQ(reviews.endpoints[1].pod, "reviews-1");
+  EXPECT_EQ(reviews.endpoints[1].labels.at("version"), "v1");
+
+  // Lists are paged, Pods read as metadata, and every request carries the token.
+  bool pods_listed = false;
+  for (const testing::SeenRequest& r : server_.requests()) {
+    EXPECT_EQ(r.authorization, "Bearer test-token");
+    if (absl::StartsWith(r.path, "/api/v1/pods?limit=500")) {
+      pods_listed = true;
+      EXPECT_TRUE(absl::StrContains(r.accept, "as=PartialObjectMetadataList")) << r.accept;
+    }
+  }
+  EXPECT_TRUE(pods_listed);
+}
+
+TEST_F(DiscoveryTest, NothingIsPublishedBeforeEveryKindIsListed) {
+  hold_pods_ = true;
+  auto discovery = Discovery();
+  discovery->Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return !held_pods_.empty(); }));
+  loop_.RunUntilIdle();
+  EXPECT_FALSE(discovery->synced());
+  EXPECT_TRUE(registry_.Snapshot()->kubernetes_pending);
+  EXPECT_EQ(registry_.Snapshot()->kubernetes, nullptr);
+  held_pods_.front()(http::ServerResponse::Json(200, kPods));
+  ASSERT_TRUE(RunUntil(loop_, [&] { return discovery->synced(); }));
+  EXPECT_FALSE(registry_.Snapshot()->kubernetes_pending);
+  ASSERT_NE(Reviews(), nullptr);
+}
+
+TEST_F(DiscoveryTest, AWatchEventChangesWhatIsPublished) {
+  slice_event_ = absl::StrCat(R"({"type":"DELETED","object":)", kSlice, "}");
+  // One line per event: the watch's JSON has no newlines.
+  slice_event_.erase(std::remove(slice_event_.begin(), slice_event_.end(), '\n'),
+                     slice_event_.end());
+  auto discovery = Discovery();
+  discovery->Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] {
+    const registry::KubernetesService* reviews = Reviews();
+    return reviews != nullptr && reviews->endpoints.empty();
+  }));
+  // The Service stays, its named port no longer resolved (no slice).
+  const registry::KubernetesService* reviews = Reviews();
+  ASSERT_NE(reviews, nullptr);
+  EXPECT_EQ(reviews->ports[1].name, "http");
+  EXPECT_EQ(reviews->ports[1].target_port, 0u);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::kubernetes

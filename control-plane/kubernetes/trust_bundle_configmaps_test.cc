@@ -1,0 +1,128 @@
+// TrustBundleConfigMaps against FakeApiServer: one round over the selected namespaces creates the
+// missing ConfigMap, patches one with another bundle, leaves a current one alone, and skips the
+// excluded namespaces.
+
+#include "control-plane/kubernetes/trust_bundle_configmaps.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/json.h"
+#include "common/event/loop.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/fake_api_server.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+using testing::FakeApiServer;
+using testing::RunUntil;
+
+constexpr char kBundle[] = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n";
+
+class TrustBundleConfigMapsTest : public ::testing::Test {
+ protected:
+  uint64_t Count(const std::string& result) {
+    StatsSnapshot snapshot = stats_.Snapshot();
+    const SeriesSnapshot* series =
+        snapshot.Find("meshlet_cp_trust_bundle_configmaps_total", {{"result", result}});
+    return series == nullptr ? 0 : series->counter;
+  }
+  // The requests after the namespace list, as "METHOD PATH".
+  std::multimap<std::string, std::string> Writes() {
+    std::multimap<std::string, std::string> out;
+    for (const testing::SeenRequest& r : server_.requests()) {
+      if (r.method != "GET") out.emplace(absl::StrCat(r.method, " ", r.path), r.body);
+    }
+    return out;
+  }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  FakeApiServer server_{loop_};
+  std::unique_ptr<KubernetesApi> api_ = server_.Api();
+};
+
+TEST_F(TrustBundleConfigMapsTest, ARoundCreatesUpdatesOrLeavesEachNamespacesConfigMap) {
+  const std::string current = absl::StrCat(R"({"data":{"ca.pem":)", JsonQuote(kBundle), "}}");
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string path(request.path());
+    if (path == "/api/v1/namespaces") {
+      respond(http::ServerResponse::Json(
+          200, R"({"kind":"NamespaceList","items":[{"metadata":{"name":"new"}},)"
+               R"({"metadata":{"name":"stale"}},{"metadata":{"name":"current"}},)"
+               R"({"metadata":{"name":"kube-system"}}]})"));
+    } else if (path == "/api/v1/namespaces/stale/configmaps/meshlet-trust") {
+      respond(http::ServerResponse::Json(200, R"({"data":{"ca.pem":"old"}})"));
+    } else if (path == "/api/v1/namespaces/current/configmaps/meshlet-trust") {
+      respond(http::ServerResponse::Json(200, current));
+    } else if (request.method() != "GET") {
+      respond(http::ServerResponse::Json(200, "{}"));
+    } else {
+      respond(http::ServerResponse::Json(404, "{}"));
+    }
+  });
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle, {});
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] {
+    return Count("created") + Count("updated") + Count("current") + Count("failed") == 3;
+  }));
+  EXPECT_EQ(Count("created"), 1u);
+  EXPECT_EQ(Count("updated"), 1u);
+  EXPECT_EQ(Count("current"), 1u);
+  EXPECT_EQ(Count("failed"), 0u);
+
+  ASSERT_FALSE(server_.requests().empty());
+  EXPECT_EQ(server_.requests()[0].path,
+            "/api/v1/namespaces?labelSelector=meshlet.io%2finject%3denabled");
+  const std::string data = absl::StrCat(R"({"ca.pem":)", JsonQuote(kBundle), "}");
+  std::multimap<std::string, std::string> writes = Writes();
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes.count("POST /api/v1/namespaces/new/configmaps"), 1u);
+  EXPECT_EQ(writes.find("POST /api/v1/namespaces/new/configmaps")->second,
+            absl::StrCat(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":)",
+                         R"("meshlet-trust","namespace":"new","labels":)",
+                         R"({"app.kubernetes.io/managed-by":"meshlet"}},"data":)", data, "}"));
+  EXPECT_EQ(writes.count("PATCH /api/v1/namespaces/stale/configmaps/meshlet-trust"), 1u);
+  EXPECT_EQ(writes.find("PATCH /api/v1/namespaces/stale/configmaps/meshlet-trust")->second,
+            absl::StrCat(R"({"data":)", data, "}"));
+  for (const testing::SeenRequest& r : server_.requests()) {
+    EXPECT_EQ(r.path.find("kube-system"), std::string::npos) << r.path;
+  }
+}
+
+TEST_F(TrustBundleConfigMapsTest, AFailedWriteIsCountedAndTheRoundGoesOn) {
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string path(request.path());
+    if (path == "/api/v1/namespaces") {
+      respond(http::ServerResponse::Json(
+          200, R"({"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]})"));
+    } else if (request.method() == "POST" && path == "/api/v1/namespaces/b/configmaps") {
+      respond(http::ServerResponse::Json(403, R"({"reason":"Forbidden"})"));
+    } else if (request.method() == "POST") {
+      respond(http::ServerResponse::Json(201, "{}"));
+    } else {
+      respond(http::ServerResponse::Json(404, "{}"));
+    }
+  });
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle, {});
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("created") + Count("failed") == 2; }));
+  EXPECT_EQ(Count("created"), 1u);
+  EXPECT_EQ(Count("failed"), 1u);
+}
+
+TEST_F(TrustBundleConfigMapsTest, AnAnswerThatIsNoNamespaceListFails) {
+  server_.set_handler([&](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(200, R"({"kind":"Status"})"));
+  });
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle, {});
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("failed") == 1; }));
+  EXPECT_EQ(server_.requests().size(), 1u);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::kubernetes
