@@ -34,8 +34,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "control-plane/translate/translator.h"
+#include "control-plane/translate/resources.h"
 #include "google/protobuf/duration.pb.h"
+#include "xds/node.pb.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::translate {
