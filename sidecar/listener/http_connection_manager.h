@@ -79,6 +79,8 @@ class ServerCodec;
 
 namespace meshlet::sidecar::listener {
 
+class ActiveStream;
+
 class HttpConnectionManager final : public net::ConnectionCallbacks,
                                     public http::CodecIo,
                                     public http::ServerConnectionCallbacks {
@@ -144,7 +146,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   void OnGoAway() override { peer_goaway_ = true; }
 
  private:
-  class ActiveStream;
+  // The request streams (active_stream.h) read the connection's settings, stat handles and
+  // codec, and report their end (OnStreamDone).
+  friend class ActiveStream;
   // Streams and their list nodes come from the worker's free lists (common/base/free_list.h).
   using StreamList =
       std::list<std::unique_ptr<ActiveStream>, RecyclingAllocator<std::unique_ptr<ActiveStream>>>;
