@@ -360,7 +360,9 @@ inline bool ActiveStream::BeginRouteStage() {
   PrepareRequest(*request_headers_);
   if (hcm_.context_.tracer != nullptr) BeginServerSpan(*request_headers_);
   ResolveRoute(*request_headers_);
-  return router_.Route(*request_headers_, request_end_);
+  // The router's route stage (router.h): it answers what needs no upstream, or routes the request
+  // for the route-level filters.
+  return router_.DecodeHeaders(*request_headers_, request_end_) == stream::FilterStatus::kContinue;
 }
 
 inline void ActiveStream::ResolveRoute(http::HeaderMap& headers) {
