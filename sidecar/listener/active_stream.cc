@@ -74,7 +74,7 @@ ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& enco
 inline void ActiveStream::Touch() { last_activity_ = hcm_.context_.loop.Now(); }
 
 template <typename Call>
-stream::FilterStatus ActiveStream::ForFilter(size_t index, Call&& call) {
+inline stream::FilterStatus ActiveStream::ForFilter(size_t index, Call&& call) {
   switch (index) {
     case 0:
       return call(authorization_);
@@ -92,7 +92,7 @@ stream::FilterStatus ActiveStream::ForFilter(size_t index, Call&& call) {
 }
 
 template <typename EncodeLast>
-void ActiveStream::Complete(EncodeLast&& encode_last) {
+inline void ActiveStream::Complete(EncodeLast&& encode_last) {
   http::StreamEncoder* encoder = encoder_;
   Finish();
   encoder_ = encoder;

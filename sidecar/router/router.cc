@@ -70,7 +70,7 @@ Router::~Router() {
   tcp_upstream_.reset();
 }
 
-bool Router::Route(http::HeaderMap& headers, bool end_stream) {
+stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   request_headers_ = &headers;
   downstream_end_ = end_stream;
   grpc_ = callbacks_.grpc();
@@ -83,26 +83,26 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     info_.route_name = route_->name;
     route_ = nullptr;
     Fail(ResponseFlag::kNoRoute, kConnectNotRoutable);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   if (route_ == nullptr) {
     Fail(ResponseFlag::kNoRoute, kNoRoute);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   info_.route_name = route_->name;
   if (route_->direct_response() != nullptr) {
     SendDirectResponse(*route_);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   if (route_->redirect() != nullptr) {
     SendRedirect(*route_);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   const RouteAction& action = *route_->route_action();
   info_.cluster_name = resolved.cluster_name;
   if (resolved.cluster == nullptr) {
     Fail(ResponseFlag::kNoClusterFound, kNoCluster);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   cluster_ = resolved.cluster.get();
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
@@ -125,7 +125,7 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
-      return false;
+      return stream::FilterStatus::kStopIteration;
     }
     timeout_timer_.Enable(remaining);
   }
@@ -152,23 +152,13 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     replay_buffering_ = idempotent || policy.retry_non_idempotent || refusable ||
                         (grpc_ && (policy.retry_on & kGrpcClasses) != 0);
   }
-  return true;
+  return stream::FilterStatus::kContinue;
 }
 
-stream::FilterStatus Router::DecodeHeaders(http::HeaderMap& headers, bool end_stream) {
-  if (request_headers_ == nullptr) {
-    // The route stage: the route-level filters see the routed request next.
-    return Route(headers, end_stream) ? stream::FilterStatus::kContinue
-                                      : stream::FilterStatus::kStopIteration;
-  }
-  // As the last filter. The filters before it may have held the request: the end may have come
-  // meanwhile.
+void Router::Forward(bool end_stream) {
+  // The filters before the router may have held the request: the end may have come meanwhile.
   downstream_end_ = downstream_end_ || end_stream;
-  if (!done_) StartFirstAttempt();
-  return stream::FilterStatus::kStopIteration;
-}
-
-void Router::StartFirstAttempt() {
+  if (done_) return;
   // Only requests that go upstream fund the cluster's retry budget: not those a filter answered
   // (rate-limited, fault-aborted, breaker open), and never retries.
   cluster_->retry_budget().RecordRequest();

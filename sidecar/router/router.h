@@ -65,7 +65,12 @@ class Router final : public stream::Filter {
 
   // stream::Filter. DecodeHeaders: at the route stage, then as the last filter (see above); the
   // headers are the stream's, as the connection manager prepared them (hop-by-hop headers removed).
-  stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool end_stream) override;
+  // Inline, so that telling the two apart costs the stream a test, not a call.
+  stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool end_stream) override {
+    if (request_headers_ == nullptr) return Route(headers, end_stream);
+    Forward(end_stream);
+    return stream::FilterStatus::kStopIteration;
+  }
   stream::FilterStatus DecodeData(net::Buffer& data, bool end_stream) override;
   stream::FilterStatus DecodeTrailers(http::HeaderMap& trailers) override;
   void OnStreamEnd() override { Abandon(); }
@@ -92,14 +97,16 @@ class Router final : public stream::Filter {
   friend class UpstreamRequest;
   friend class TcpUpstream;
 
-  // The route stage: the request under callbacks.route(). False: the router answered it (see the
-  // header comment); nothing more follows.
-  bool Route(http::HeaderMap& headers, bool end_stream);
+  // The route stage: the request under callbacks.route(). kStopIteration: the router answered it
+  // (see the header comment); nothing more follows. kContinue: routed, for the route-level filters.
+  stream::FilterStatus Route(http::HeaderMap& headers, bool end_stream);
+  // As the last filter: the route-level filters let the request through; starts the first attempt
+  // (which may finish the request synchronously).
+  void Forward(bool end_stream);
   void DecodeBody(net::Buffer& data, bool end_stream);
   void SendDirectResponse(const route::RouteEntry& route);
   void SendRedirect(const route::RouteEntry& route);
   // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
-  void StartFirstAttempt();
   void StartAttempt();
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();

@@ -22,28 +22,6 @@ int StatusOf(const http::HeaderMap& headers) {
 
 }  // namespace
 
-UpstreamRequest::UpstreamRequest(Router& router, cluster::Cluster& cluster, cluster::Host& host,
-                                 bool probe)
-    : router_(router),
-      cluster_(cluster),
-      host_(&host),
-      host_id_(host.id()),
-      probe_(probe),
-      active_(router.stats_->rq_active) {}
-
-void UpstreamRequest::Start(cluster::ConnPool& pool, Duration per_try_timeout) {
-  if (per_try_timeout > Duration::zero()) {
-    if (!per_try_timer_.has_value()) {
-      per_try_timer_.emplace(router_.context_.loop, [this] { router_.OnPerTryTimeout(); });
-    }
-    per_try_timer_->Enable(per_try_timeout);
-  }
-  start_ = router_.context_.clock.Now();
-  cluster::Cancellable* handle = pool.NewStream(*this, *this);
-  // The pool may have answered already (OnPoolReady or OnPoolFailure from inside NewStream).
-  if (!answered_) handle_ = handle;
-}
-
 void UpstreamRequest::Reset() {
   // The reset may happen inside the codec's Dispatch that delivered the headers (a discarded
   // retriable response). The codecs stop delivering on reset; this makes it independent of them,
@@ -169,13 +147,13 @@ void UpstreamRequest::OnBelowWriteBufferLowWatermark() {
   router_.OnUpstreamBelowWriteBufferLowWatermark();
 }
 
-void UpstreamRequest::ResponseEnded() {
+inline void UpstreamRequest::ResponseEnded() {
   response_complete_ = true;
   EndSpan({});
   MaybeDone();
 }
 
-void UpstreamRequest::EndSpan(absl::string_view error) {
+inline void UpstreamRequest::EndSpan(absl::string_view error) {
   if (span_ == nullptr) return;
   if (!error.empty()) {
     span_->error = true;
@@ -194,7 +172,7 @@ void UpstreamRequest::EndSpan(absl::string_view error) {
   tracer.End(span_);
 }
 
-void UpstreamRequest::CancelProbeIfUnreported() {
+inline void UpstreamRequest::CancelProbeIfUnreported() {
   if (!probe_ || result_recorded_) return;
   result_recorded_ = true;
   // The host may have left the set since; then the detector forgot it too.
@@ -230,7 +208,7 @@ void UpstreamRequest::DescribeClientSpan(tracing::Span& span, const cluster::Hos
   if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
 }
 
-bool UpstreamRequest::AttemptMayBeFolded() const {
+inline bool UpstreamRequest::AttemptMayBeFolded() const {
   const stream::StreamInfo& info = router_.info_;
   // Not for a B3 caller: the X-B3-ParentSpanId sent upstream names the server span's own id,
   // which a fold would replace (and B3 peers may share the client span's id for their own).
@@ -239,7 +217,8 @@ bool UpstreamRequest::AttemptMayBeFolded() const {
          info.server_span != nullptr;
 }
 
-void UpstreamRequest::FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const {
+inline void UpstreamRequest::FillClientSpanText(tracing::Span& span,
+                                                absl::string_view endpoint) const {
   const stream::StreamInfo& info = router_.info_;
   const tracing::Span* const server = info.server_span;
   // The request's method, as the server span has it (one lookup less).

@@ -28,11 +28,10 @@
 #include "common/stats/stats.h"
 #include "sidecar/cluster/cluster.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/router/router.h"
 #include "sidecar/tracing/span.h"
 
 namespace meshlet::sidecar::router {
-
-class Router;
 
 class UpstreamRequest final : public cluster::ConnPoolCallbacks,
                               public http::StreamDecoder,
@@ -41,14 +40,32 @@ class UpstreamRequest final : public cluster::ConnPoolCallbacks,
  public:
   // An attempt at `host` of `cluster` (`probe`: the outlier detector's probe of an ejected host,
   // settled when the attempt ends without a result).
-  UpstreamRequest(Router& router, cluster::Cluster& cluster, cluster::Host& host, bool probe);
+  UpstreamRequest(Router& router, cluster::Cluster& cluster, cluster::Host& host, bool probe)
+      : router_(router),
+        cluster_(cluster),
+        host_(&host),
+        host_id_(host.id()),
+        probe_(probe),
+        active_(router.stats_->rq_active) {}
   ~UpstreamRequest() override { Reset(); }
   UpstreamRequest(const UpstreamRequest&) = delete;
   UpstreamRequest& operator=(const UpstreamRequest&) = delete;
 
   // Asks `pool` for a stream; with a non-zero `per_try_timeout`, the attempt has that long for
   // its response headers (then Router::OnPerTryTimeout).
-  void Start(cluster::ConnPool& pool, Duration per_try_timeout);
+  // Inline (with the constructor): made and started on every request.
+  void Start(cluster::ConnPool& pool, Duration per_try_timeout) {
+    if (per_try_timeout > Duration::zero()) {
+      if (!per_try_timer_.has_value()) {
+        per_try_timer_.emplace(router_.context_.loop, [this] { router_.OnPerTryTimeout(); });
+      }
+      per_try_timer_->Enable(per_try_timeout);
+    }
+    start_ = router_.context_.clock.Now();
+    cluster::Cancellable* handle = pool.NewStream(*this, *this);
+    // The pool may have answered already (OnPoolReady or OnPoolFailure from inside NewStream).
+    if (!answered_) handle_ = handle;
+  }
 
   // Withdraws the attempt: cancels the pool request or resets the stream. No callback follows.
   void Reset();
