@@ -93,14 +93,14 @@ TEST_F(TranslatorTest, UnreadyWorkloadsLeaveTheEndpointsButNotTheClusters) {
   EXPECT_EQ(addresses(after, "outbound|9080|version=v1|reviews.default"),
             std::vector<std::string>{"10.0.1.1:15006"});
   // Its service's clusters stay as they were: callers keep their pools to the other members.
-  EXPECT_EQ(TypeVersion(after.clusters), TypeVersion(before.clusters));
+  EXPECT_EQ(Content(after.clusters), Content(before.clusters));
   // Its own sidecar keeps its whole configuration (its app's outbound calls still need it).
   xds::Node self;
   self.set_id("reviews-v1-1");
   const NodeResources own = Translate(policy_, registry_, self);
   registry_.workloads[2].ready = true;
-  EXPECT_EQ(TypeVersion(own.listeners), TypeVersion(Translate(policy_, registry_, self).listeners));
-  EXPECT_EQ(TypeVersion(own.routes), TypeVersion(Translate(policy_, registry_, self).routes));
+  EXPECT_EQ(Content(own.listeners), Content(Translate(policy_, registry_, self).listeners));
+  EXPECT_EQ(Content(own.routes), Content(Translate(policy_, registry_, self).routes));
   // Ready again: back where it was.
   EXPECT_EQ(Bytes(Translate(policy_, registry_, node_)), Bytes(before));
 }

@@ -4,11 +4,8 @@
 
 #include "control-plane/translate/translator.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/yaml_proto.h"
 #include "control-plane/translate/translation.h"
@@ -142,25 +139,6 @@ void TranslationCache::Insert(const std::string& key, std::shared_ptr<const Outb
 TranslationCache::Stats TranslationCache::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return {hits_, misses_, entries_.size()};
-}
-
-std::string ResourceVersion(const google::protobuf::Message& resource) {
-  const std::string bytes = config::DeterministicBytes(resource);
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), digest);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
-}
-
-std::string CombineVersions(const std::vector<std::string>& versions) {
-  SHA256_CTX ctx;
-  SHA256_Init(&ctx);
-  for (const std::string& v : versions) {
-    SHA256_Update(&ctx, v.data(), v.size());
-    SHA256_Update(&ctx, "\n", 1);
-  }
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256_Final(digest, &ctx);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
 }
 
 }  // namespace meshlet::controlplane::translate

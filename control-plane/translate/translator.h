@@ -159,20 +159,4 @@ class MeshTranslator {
   std::unique_ptr<const Index> index_;
 };
 
-// Content hash of one resource (deterministic serialization), 16 hex digits.
-std::string ResourceVersion(const google::protobuf::Message& resource);
-// Content hash of a list of resources (names and contents, in order), 16 hex digits: the
-// version_info of one type in a state-of-the-world response.
-template <typename T>
-std::string TypeVersion(const std::vector<T>& resources);
-std::string CombineVersions(const std::vector<std::string>& versions);
-
-template <typename T>
-std::string TypeVersion(const std::vector<T>& resources) {
-  std::vector<std::string> versions;
-  versions.reserve(resources.size());
-  for (const T& resource : resources) versions.push_back(ResourceVersion(resource));
-  return CombineVersions(versions);
-}
-
 }  // namespace meshlet::controlplane::translate

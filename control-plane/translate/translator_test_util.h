@@ -114,23 +114,26 @@ spec:
     node_.set_id("frontend-0");
   }
 
-  static std::string Bytes(const NodeResources& r) {
+  // The deterministic serialization of `m`: what the discovery server versions (docs/xds.md).
+  static std::string Content(const google::protobuf::Message& m) {
+    std::string bytes;
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+    coded.Trim();
+    return bytes;
+  }
+  // One type's resources, in their order, '|' after each.
+  template <typename T>
+  static std::string Content(const std::vector<T>& list) {
     std::string out;
-    auto add = [&](const google::protobuf::Message& m) {
-      std::string bytes;
-      google::protobuf::io::StringOutputStream stream(&bytes);
-      google::protobuf::io::CodedOutputStream coded(&stream);
-      coded.SetSerializationDeterministic(true);
-      m.SerializeToCodedStream(&coded);
-      coded.Trim();
-      out += bytes;
-      out += '|';
-    };
-    for (const auto& m : r.listeners) add(m);
-    for (const auto& m : r.routes) add(m);
-    for (const auto& m : r.clusters) add(m);
-    for (const auto& m : r.endpoints) add(m);
+    for (const T& m : list) absl::StrAppend(&out, Content(m), "|");
     return out;
+  }
+  static std::string Bytes(const NodeResources& r) {
+    return absl::StrCat(Content(r.listeners), Content(r.routes), Content(r.clusters),
+                        Content(r.endpoints));
   }
 
   template <typename T>
