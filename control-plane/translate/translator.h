@@ -78,53 +78,13 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "control-plane/policy/snapshot.h"
 #include "control-plane/registry/registry.h"
+#include "control-plane/translate/resources.h"
 #include "xds/node.pb.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::translate {
-
-using policy::PolicySnapshot;
-using registry::RegistrySnapshot;
-
-// Type URLs for google.protobuf.Any, as the ADS server and sidecar use them.
-inline constexpr absl::string_view kListenerType = "type.googleapis.com/meshlet.xds.Listener";
-inline constexpr absl::string_view kRouteType =
-    "type.googleapis.com/meshlet.xds.RouteConfiguration";
-inline constexpr absl::string_view kClusterType = "type.googleapis.com/meshlet.xds.Cluster";
-inline constexpr absl::string_view kEndpointType =
-    "type.googleapis.com/meshlet.xds.ClusterLoadAssignment";
-inline constexpr absl::string_view kSecretType = "type.googleapis.com/meshlet.xds.Secret";
-
-// One node's resources, each list ordered by name.
-struct NodeResources {
-  std::vector<xds::Listener> listeners;
-  std::vector<xds::RouteConfiguration> routes;
-  std::vector<xds::Cluster> clusters;
-  std::vector<xds::ClusterLoadAssignment> endpoints;
-  std::vector<xds::Secret> secrets;
-  // Warnings that did not stop translation (e.g. an HTTPRoute backend naming a missing Service:
-  // that rule answers 503 until the Service exists). Ordered, for logs and proxy-config.
-  std::vector<std::string> warnings;
-};
-
-struct TranslateOptions {
-  std::string cluster_domain = "cluster.local";
-  // Host the inbound listener forwards to (the local app).
-  std::string local_app_host = "127.0.0.1";
-  // Address the inbound listener binds without capture ("0.0.0.0"; loopback tests use
-  // "127.0.0.1"). The outbound listener binds loopback whatever this says.
-  std::string listen_host = "0.0.0.0";
-  // The mesh trust bundle (the CA's roots, PEM). Set: nodes with a workload certificate receive
-  // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
-  // them over xDS. Empty: they verify against the bundle that came with their certificate.
-  std::string trust_bundle_pem;
-};
-
-// The Secret carrying TranslateOptions::trust_bundle_pem.
-inline constexpr absl::string_view kTrustBundleSecret = "mesh-trust-bundle";
 
 // Shares the node-independent part of translations — the outbound RouteConfiguration, outbound
 // clusters and their endpoints — between nodes that reach the same services, so a push to N
@@ -198,21 +158,5 @@ class MeshTranslator {
   const TranslateOptions options_;
   std::unique_ptr<const Index> index_;
 };
-
-// Content hash of one resource (deterministic serialization), 16 hex digits.
-std::string ResourceVersion(const google::protobuf::Message& resource);
-// Content hash of a list of resources (names and contents, in order), 16 hex digits: the
-// version_info of one type in a state-of-the-world response.
-template <typename T>
-std::string TypeVersion(const std::vector<T>& resources);
-std::string CombineVersions(const std::vector<std::string>& versions);
-
-template <typename T>
-std::string TypeVersion(const std::vector<T>& resources) {
-  std::vector<std::string> versions;
-  versions.reserve(resources.size());
-  for (const T& resource : resources) versions.push_back(ResourceVersion(resource));
-  return CombineVersions(versions);
-}
 
 }  // namespace meshlet::controlplane::translate

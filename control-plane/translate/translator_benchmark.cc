@@ -141,21 +141,5 @@ void BM_TranslateScopedNode(benchmark::State& state) {
 }
 BENCHMARK(BM_TranslateScopedNode)->Arg(100)->Unit(benchmark::kMicrosecond);
 
-void BM_VersionOfEveryType(benchmark::State& state) {
-  policy::PolicySnapshot policy;
-  registry::RegistrySnapshot registry;
-  BuildMesh(100, 10, policy, registry);
-  xds::Node node;
-  node.set_id("svc-0-0");
-  const NodeResources resources = Translate(policy, registry, node);
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(TypeVersion(resources.listeners));
-    benchmark::DoNotOptimize(TypeVersion(resources.routes));
-    benchmark::DoNotOptimize(TypeVersion(resources.clusters));
-    benchmark::DoNotOptimize(TypeVersion(resources.endpoints));
-  }
-}
-BENCHMARK(BM_VersionOfEveryType)->Unit(benchmark::kMicrosecond);
-
 }  // namespace
 }  // namespace meshlet::controlplane::translate

@@ -28,8 +28,11 @@
 // disconnecting (stream ended) and reporting their readiness (a request carrying
 // WorkloadReadiness) — the registry's Connect/Disconnect/SetReady. A report that rides on a
 // stream's first request reaches the observer right after OnProxyConnected. A request of type
-// kReadinessTypeUrl is a report and nothing else: it subscribes to nothing and answers no
+// xds::kReadinessTypeUrl is a report and nothing else: it subscribes to nothing and answers no
 // response (no ACK, no NACK, nonces and versions untouched).
+//
+// The methods' names and type URLs are the shared ones of xds/protocol.h. The implementation is
+// split by concern over ads_*.cc (ads_server_internal.h lists them).
 //
 // Threading: everything runs on the loop thread, except NotifyChanged() and the *AnyThread
 // status readers, which may be called from any thread. The generator and the observer are called
@@ -57,19 +60,9 @@
 #include "control-plane/xds/subscription.h"
 #include "xds/discovery.pb.h"
 #include "xds/node.pb.h"
+#include "xds/protocol.h"
 
 namespace meshlet::controlplane::ads {
-
-inline constexpr absl::string_view kStreamMethod =
-    "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
-inline constexpr absl::string_view kDeltaMethod =
-    "/meshlet.xds.AggregatedDiscoveryService/DeltaAggregatedResources";
-// The debug type the server asks a sidecar for its SidecarConfigDump with (xds/discovery.proto).
-inline constexpr absl::string_view kConfigDumpTypeUrl =
-    "type.googleapis.com/meshlet.xds.SidecarConfigDump";
-// The type of a request that only reports the sidecar's readiness (xds/discovery.proto).
-inline constexpr absl::string_view kReadinessTypeUrl =
-    "type.googleapis.com/meshlet.xds.WorkloadReadiness";
 
 struct AdsServerOptions {
   // A push round starts once changes have been quiet this long...
@@ -209,6 +202,16 @@ class AdsServer {
   struct Metrics;
 
   void OnStreamStarted(std::shared_ptr<http::grpc::ServerCall> call, bool delta);
+  // Every request's node check: registers the node on the stream's first request (after the
+  // authorizer) and reports activity on later ones; false when the stream was refused (and is
+  // being ended).
+  bool AcceptNode(Stream& stream, const xds::Node& node);
+  // What a request of either variant starts with (node check, readiness report, config dump
+  // answer); the resource type it is about, nullopt when there is nothing more to do.
+  template <typename Request>
+  std::optional<ResourceType> BeginRequest(Stream& stream, const Request& request);
+  void OnRequest(Stream& stream, const xds::DiscoveryRequest& request);
+  void OnDeltaRequest(Stream& stream, const xds::DeltaDiscoveryRequest& request);
   void OnStreamEnded(uint64_t stream_id);
   // Ends `stream` with `code` and forgets it on the next loop turn.
   void EndStream(Stream& stream, http::grpc::StatusCode code, absl::string_view message);

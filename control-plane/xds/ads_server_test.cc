@@ -18,6 +18,7 @@
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 #include "xds/discovery.pb.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::ads {
@@ -115,7 +116,7 @@ struct SotwClient {
   // A report of readiness alone, as a sidecar sends it when it starts draining.
   void ReportReadiness(const xds::WorkloadReadiness& readiness) {
     xds::DiscoveryRequest request;
-    request.set_type_url(std::string(kReadinessTypeUrl));
+    request.set_type_url(std::string(xds::kReadinessTypeUrl));
     *request.mutable_readiness() = readiness;
     call->SendProto(request);
   }
@@ -181,7 +182,7 @@ class AdsServerTest : public ::testing::Test {
   SotwClient& NewClient() {
     auto client = std::make_unique<SotwClient>();
     SotwClient* raw = client.get();
-    raw->call = channel_->StartCall(kStreamMethod);
+    raw->call = channel_->StartCall(xds::kStreamMethod);
     raw->call->OnProtoMessage<xds::DiscoveryResponse>(
         [raw](xds::DiscoveryResponse r) { raw->responses.push_back(std::move(r)); });
     raw->call->OnFinish([raw](http::grpc::StatusCode, const std::string&, const http::HeaderMap&) {
@@ -194,7 +195,7 @@ class AdsServerTest : public ::testing::Test {
   DeltaClient& NewDeltaClient() {
     auto client = std::make_unique<DeltaClient>();
     DeltaClient* raw = client.get();
-    raw->call = channel_->StartCall(kDeltaMethod);
+    raw->call = channel_->StartCall(xds::kDeltaMethod);
     raw->call->OnProtoMessage<xds::DeltaDiscoveryResponse>(
         [raw](xds::DeltaDiscoveryResponse r) { raw->responses.push_back(std::move(r)); });
     delta_clients_.push_back(std::move(client));
@@ -561,7 +562,7 @@ TEST_F(AdsServerTest, DeltaReadinessReportsLeaveSubscriptionsAlone) {
   EXPECT_EQ(observer_.events, (std::vector<std::string>{"connected node-d", "ready node-d"}));
 
   xds::DeltaDiscoveryRequest report;
-  report.set_type_url(std::string(kReadinessTypeUrl));
+  report.set_type_url(std::string(xds::kReadinessTypeUrl));
   *report.mutable_readiness() = Readiness(false, "draining");
   client.call->SendProto(report);
   ASSERT_TRUE(RunUntil([&] { return observer_.events.size() == 3; }));

@@ -4,11 +4,12 @@
 // packed as google.protobuf.Any with a content-hash version each, plus the version of the whole
 // type. Plain data, no threads.
 //
-// Versions are deterministic (docs/xds.md): a resource's version is FNV-1a 64 over its
-// deterministic protobuf serialization; a type's version is FNV-1a 64 over its resources' names
-// and versions in name order. The same resources give the same versions in every control-plane
-// process, so a control plane that restarts does not re-push what sidecars already have, and a
-// sidecar computes the same type version from the per-resource versions of a delta stream.
+// Versions are deterministic (docs/xds.md; computed by xds/version.h, which the sidecar uses too):
+// a resource's version is FNV-1a 64 over its deterministic protobuf serialization; a type's
+// version is FNV-1a 64 over its resources' names and versions in name order. The same resources
+// give the same versions in every control-plane process, so a control plane that restarts does not
+// re-push what sidecars already have, and a sidecar computes the same type version from the
+// per-resource versions of a delta stream.
 
 #include <array>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/message.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::ads {
@@ -28,8 +30,9 @@ namespace meshlet::controlplane::ads {
 // In push order: every type only names types before it (a listener names route configurations
 // and clusters, a route configuration names clusters, an endpoint set names its cluster, a
 // cluster names a secret), so a sidecar that validates the whole set never sees a dangling name.
+// The values are the positions in xds::kResourceTypeUrls.
 enum class ResourceType { kSecret = 0, kCluster, kEndpoint, kRoute, kListener };
-inline constexpr size_t kResourceTypeCount = 5;
+inline constexpr size_t kResourceTypeCount = xds::kResourceTypeCount;
 inline constexpr std::array<ResourceType, kResourceTypeCount> kPushOrder = {
     ResourceType::kSecret, ResourceType::kCluster, ResourceType::kEndpoint, ResourceType::kRoute,
     ResourceType::kListener};
@@ -49,8 +52,6 @@ using ResourcePtr = std::shared_ptr<const NamedResource>;
 // name → resource, in name order.
 using ResourceMap = std::map<std::string, ResourcePtr, std::less<>>;
 
-// 16 lowercase hex digits of FNV-1a 64 over `bytes`.
-std::string HashHex(absl::string_view bytes);
 std::string ResourceVersion(const google::protobuf::Message& resource);
 // Version of one type's set: FNV-1a 64 over "name\0version\n" for each resource in name order.
 std::string TypeVersion(const ResourceMap& resources);

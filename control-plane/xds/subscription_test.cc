@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "xds/resources.pb.h"
+#include "xds/version.h"
 
 namespace meshlet::controlplane::ads {
 namespace {
@@ -30,7 +31,7 @@ TEST(ResourceSetTest, VersionsAreContentHashes) {
   EXPECT_NE(a.at("b")->version, changed.at("b")->version);
   EXPECT_EQ(TypeVersion(a).size(), 16u);
   // The resource version is the hash of the bytes in the Any (what a sidecar can recompute).
-  EXPECT_EQ(a.at("a")->version, HashHex(a.at("a")->resource.value()));
+  EXPECT_EQ(a.at("a")->version, xds::ContentVersion(a.at("a")->resource.value()));
   EXPECT_EQ(a.at("a")->resource.type_url(), TypeUrl(ResourceType::kCluster));
 }
 

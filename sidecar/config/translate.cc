@@ -12,6 +12,7 @@
 #include "common/config/yaml_proto.h"
 #include "google/protobuf/util/json_util.h"
 #include "sidecar/config/translate_internal.h"
+#include "xds/version.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -20,15 +21,6 @@ using translate_internal::Errors;
 using translate_internal::Index;
 using translate_internal::Quote;
 using translate_internal::SnapshotBuild;
-
-// FNV-1a: stable across processes and builds, unlike absl::Hash.
-uint64_t Fnv1a(absl::string_view bytes, uint64_t h = 14695981039346656037ull) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 xds::Bootstrap::StaticResources ToMessage(const ResourceSet& resources) {
   xds::Bootstrap::StaticResources all;
@@ -99,9 +91,9 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const ResourceSet&
 
   Snapshot& snapshot = *build.snapshot;
   if (resources.version.empty()) {
+    // Versioned like an xDS resource: the content hash of its bytes.
     snapshot.version = absl::StrCat(
-        "static-", absl::Hex(Fnv1a(meshlet::config::DeterministicBytes(ToMessage(resources))),
-                             absl::kZeroPad16));
+        "static-", xds::ContentVersion(meshlet::config::DeterministicBytes(ToMessage(resources))));
   } else {
     snapshot.version = resources.version;
   }

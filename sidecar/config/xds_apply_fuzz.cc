@@ -27,6 +27,7 @@
 #include "sidecar/config/translate_test_util.h"
 #include "sidecar/config/xds_client.h"
 #include "xds/discovery.pb.h"
+#include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -50,9 +51,9 @@ constexpr size_t kMaxResponses = 8;
   std::abort();
 }
 
-std::array<std::string, kXdsTypeCount> Versions(const XdsClient& client) {
-  std::array<std::string, kXdsTypeCount> versions;
-  for (size_t i = 0; i < kXdsTypeCount; ++i) versions[i] = client.version(i);
+std::array<std::string, xds::kResourceTypeCount> Versions(const XdsClient& client) {
+  std::array<std::string, xds::kResourceTypeCount> versions;
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) versions[i] = client.version(i);
   return versions;
 }
 
@@ -61,7 +62,7 @@ void Step(XdsClient& client, absl::string_view bytes) {
   Response response;
   if (!response.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
   const uint64_t rejected = client.rejected_updates();
-  const std::array<std::string, kXdsTypeCount> before = Versions(client);
+  const std::array<std::string, xds::kResourceTypeCount> before = Versions(client);
   XdsClientFuzzPeer::Feed(client, response);
   if (client.rejected_updates() != rejected && Versions(client) != before) {
     Die("a refused response changed a version");
@@ -139,22 +140,22 @@ std::vector<std::string> XdsApplySeeds() {
   xds::Bootstrap::StaticResources r;
   if (!meshlet::config::YamlToProto(translate_testing::kBaseYaml, r).ok())
     Die("the seed configuration");
-  std::array<xds::DiscoveryResponse, kXdsTypeCount> sotw;
-  std::array<xds::DeltaDiscoveryResponse, kXdsTypeCount> delta;
-  AddAll<xds::Secret>(r.secrets(), kXdsTypeUrls[0], sotw[0], delta[0],
+  std::array<xds::DiscoveryResponse, xds::kResourceTypeCount> sotw;
+  std::array<xds::DeltaDiscoveryResponse, xds::kResourceTypeCount> delta;
+  AddAll<xds::Secret>(r.secrets(), xds::kResourceTypeUrls[0], sotw[0], delta[0],
                       [](const xds::Secret& m) { return m.name(); });
-  AddAll<xds::Cluster>(r.clusters(), kXdsTypeUrls[1], sotw[1], delta[1],
+  AddAll<xds::Cluster>(r.clusters(), xds::kResourceTypeUrls[1], sotw[1], delta[1],
                        [](const xds::Cluster& m) { return m.name(); });
   AddAll<xds::ClusterLoadAssignment>(
-      r.endpoints(), kXdsTypeUrls[2], sotw[2], delta[2],
+      r.endpoints(), xds::kResourceTypeUrls[2], sotw[2], delta[2],
       [](const xds::ClusterLoadAssignment& m) { return m.cluster_name(); });
-  AddAll<xds::RouteConfiguration>(r.routes(), kXdsTypeUrls[3], sotw[3], delta[3],
+  AddAll<xds::RouteConfiguration>(r.routes(), xds::kResourceTypeUrls[3], sotw[3], delta[3],
                                   [](const xds::RouteConfiguration& m) { return m.name(); });
-  AddAll<xds::Listener>(r.listeners(), kXdsTypeUrls[4], sotw[4], delta[4],
+  AddAll<xds::Listener>(r.listeners(), xds::kResourceTypeUrls[4], sotw[4], delta[4],
                         [](const xds::Listener& m) { return m.name(); });
 
   std::string all_sotw(1, '\0'), all_delta(1, '\1');
-  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
     all_sotw += Frame(sotw[i].SerializeAsString());
     all_delta += Frame(delta[i].SerializeAsString());
   }
@@ -166,14 +167,14 @@ std::vector<std::string> XdsApplySeeds() {
   no_clusters.set_nonce("n2");
   seeds.push_back(all_sotw + Frame(no_clusters.SerializeAsString()));
   xds::DeltaDiscoveryResponse remove_route;
-  remove_route.set_type_url(kXdsTypeUrls[3]);
+  remove_route.set_type_url(xds::kResourceTypeUrls[3]);
   remove_route.set_nonce("n2");
   remove_route.add_removed_resources("local");
   seeds.push_back(all_delta + Frame(remove_route.SerializeAsString()));
   // Endpoints before their cluster (held aside), then the rest.
   seeds.push_back(std::string(1, '\0') + Frame(sotw[2].SerializeAsString()) + all_sotw.substr(1));
   // Each type alone.
-  for (size_t i = 0; i < kXdsTypeCount; ++i) {
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
     seeds.push_back(std::string(1, '\0') + Frame(sotw[i].SerializeAsString()));
   }
   return seeds;
@@ -187,7 +188,7 @@ std::vector<std::string> SeedCorpus() { return sidecar::config::XdsApplySeeds();
 
 std::vector<std::string> Dictionary() {
   std::vector<std::string> d;
-  for (const char* url : sidecar::config::kXdsTypeUrls) d.push_back(url);
+  for (const char* url : xds::kResourceTypeUrls) d.push_back(url);
   for (const char* word : {"backend", "other", "eds-cluster", "local", "mesh-cert", "outbound",
                            "127.0.0.1:", "*", "/"}) {
     d.push_back(word);

@@ -37,8 +37,13 @@
 // Readiness (WorkloadReadiness): the first request of every stream reports whether the sidecar
 // takes traffic from its peers (ready unless SetReadiness said otherwise), and SetReadiness
 // reports a change at once on the open stream, in a request of its own
-// (kReadinessTypeUrl: no nonce, no version, subscribes to nothing). Without a stream the change
-// goes with the next stream's first request. The stream and the configuration stay as they are.
+// (xds::kReadinessTypeUrl: no nonce, no version, subscribes to nothing). Without a stream the
+// change goes with the next stream's first request. The stream and the configuration stay as they
+// are.
+//
+// Types are indexed by their position in xds::kResourceTypeUrls (push order).
+//
+// The implementation is split by concern over xds_client*.cc (xds_client_internal.h lists them).
 //
 // Threading: main thread (the loop's) only. The apply callback runs on it, synchronously.
 
@@ -70,6 +75,7 @@
 #include "sidecar/resilience/backoff.h"
 #include "xds/discovery.pb.h"
 #include "xds/node.pb.h"
+#include "xds/protocol.h"
 
 namespace meshlet::sidecar::config {
 
@@ -98,17 +104,6 @@ struct XdsClientOptions {
   // versions only), so it never exceeds the stream's 4 MiB message limit.
   size_t config_dump_max_bytes = 3 * 1024 * 1024;
 };
-
-// The debug type a control plane asks for a SidecarConfigDump with (xds/discovery.proto).
-inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
-
-// The type of a request that only reports readiness (xds/discovery.proto).
-inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
-
-// The resource types in the order the client subscribes (and the server pushes).
-inline constexpr size_t kXdsTypeCount = 5;
-extern const std::array<const char*, kXdsTypeCount> kXdsTypeUrls;
-extern const std::array<const char*, kXdsTypeCount> kXdsTypeLabels;
 
 class XdsClient {
  public:
@@ -189,7 +184,7 @@ class XdsClient {
   struct RunPlan {
     // Per type: resources the control plane removed that the configuration still names, as they
     // ran.
-    std::array<EntryMap, kXdsTypeCount> retained;
+    std::array<EntryMap, xds::kResourceTypeCount> retained;
     // Held load assignments (by cluster name) left out of the configuration.
     std::set<std::string> unmatched;
   };
@@ -199,7 +194,7 @@ class XdsClient {
   void MakeChannel();
   const net::Address& CurrentServer() const { return options_.server_addresses[server_index_]; }
   // Sends, on the open stream, a request of its variant (delta or state of the world) set up by
-  // `fill`, which takes either request type.
+  // `fill`, which takes either request type (defined in xds_client_internal.h).
   template <typename Fill>
   void SendRequest(Fill fill);
   xds::WorkloadReadiness Readiness() const;
@@ -207,15 +202,31 @@ class XdsClient {
   void SendConfigDump(const std::string& nonce);
   void OnStreamFinished(http::grpc::StatusCode code, const std::string& message);
   void ScheduleReconnect();
+  // What a response of either variant starts with: the stream counts as connected, a config
+  // dump request is answered; the index of the response's resource type, nullopt when there is
+  // nothing more to do (a dump request, an unknown type).
+  template <typename Response>
+  std::optional<size_t> BeginResponse(const Response& response);
   void OnResponse(const xds::DiscoveryResponse& response);
   void OnDeltaResponse(const xds::DeltaDiscoveryResponse& response);
-  // Builds the full set with `type_index` replaced by `entries` and applies it.
+  // Builds the full set with `type_index` replaced by `entries` and applies it; accepted, the
+  // type moves to `entries` and `version`; refused, the reason is kept and counted.
   absl::Status TryApply(size_t type_index, EntryMap entries, const std::string& version);
+  // ACK (`status` OK) or NACK (INVALID_ARGUMENT with the reason) of the response `nonce` of the
+  // type at `type_index`, in the stream's variant; state of the world also names the version
+  // that runs. Without a stream only the nonce is noted.
+  void SendAnswer(size_t type_index, const std::string& nonce, const absl::Status& status);
+  // The apply step of TryApply: plans the run, rebuilds the lists that change and calls the apply
+  // callback with the candidate. OK: the assembled configuration is the candidate, the type's
+  // version is `version`, and `*next` holds the new plan when it changed (to be adopted). An
+  // error: everything is as it was.
+  absl::Status ApplyUpdate(size_t type_index, const EntryMap& entries, const std::string& version,
+                           std::optional<RunPlan>* next);
   // The plan for `held` (the control plane's resources per type), given what runs now: what
   // stays retained or becomes so, and which load assignments are left out (an error when one of
   // those does not pass its checks). Without `references_changed` (only endpoints differ from
   // what runs) the retained resources of the other types stay as they are.
-  absl::StatusOr<RunPlan> PlanRun(const std::array<const EntryMap*, kXdsTypeCount>& held,
+  absl::StatusOr<RunPlan> PlanRun(const std::array<const EntryMap*, xds::kResourceTypeCount>& held,
                                   bool references_changed) const;
   // Whether applying `entries` as the type at `type_index` may change the plan: something the
   // running configuration has would go, something is retained or left out already, or
@@ -224,15 +235,16 @@ class XdsClient {
   // Logs what `next` retains or leaves out that the running plan does not, and the reverse.
   void LogPlanChanges(const RunPlan& next) const;
   void SetPlanGauges();
-  absl::StatusOr<ResourceSet> Assemble(const std::array<const EntryMap*, kXdsTypeCount>& dynamic,
-                                       const RunPlan& plan, absl::string_view version) const;
+  absl::StatusOr<ResourceSet> Assemble(
+      const std::array<const EntryMap*, xds::kResourceTypeCount>& dynamic, const RunPlan& plan,
+      absl::string_view version) const;
   // Sets `out`'s list of the type at `index` to its static resources, `entries` and `retained`,
   // without the names in `left_out`; refuses dynamic names that collide with static ones.
   absl::Status FillType(size_t index, const EntryMap& entries, const EntryMap& retained,
                         const std::set<std::string>& left_out, ResourceSet& out) const;
   void SetStaticResources(ResourceSet static_resources);
   static void SwapType(size_t index, ResourceSet& a, ResourceSet& b);
-  std::array<const EntryMap*, kXdsTypeCount> HeldEntries() const;
+  std::array<const EntryMap*, xds::kResourceTypeCount> HeldEntries() const;
   std::string CombinedVersion() const;
   void Persist();
 
@@ -240,7 +252,7 @@ class XdsClient {
   const XdsClientOptions options_;
   ResourceSet static_resources_;
   // Names of the static resources, per type.
-  std::array<absl::flat_hash_set<std::string>, kXdsTypeCount> static_names_;
+  std::array<absl::flat_hash_set<std::string>, xds::kResourceTypeCount> static_names_;
   ApplyFn apply_;
   resilience::Backoff backoff_;
   // The channel to server_addresses[server_index_].
@@ -248,7 +260,7 @@ class XdsClient {
   size_t server_index_ = 0;
   std::shared_ptr<http::grpc::ClientCall> stream_;
   std::unique_ptr<event::Timer> reconnect_timer_;
-  std::array<TypeState, kXdsTypeCount> types_;
+  std::array<TypeState, xds::kResourceTypeCount> types_;
   // The plan the running configuration was assembled with.
   RunPlan plan_;
   // The configuration running (static + held dynamic + retained, without held-aside endpoints),
@@ -273,7 +285,7 @@ class XdsClient {
   Counter stream_counter_;
   Counter persist_errors_;
   Gauge connected_gauge_;
-  std::array<Gauge, kXdsTypeCount> retained_gauges_;
+  std::array<Gauge, xds::kResourceTypeCount> retained_gauges_;
   Gauge unmatched_gauge_;
 };
 

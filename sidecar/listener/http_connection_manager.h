@@ -2,7 +2,8 @@
 
 // HttpConnectionManager (HCM): serves one accepted downstream connection as an HTTP proxy. It
 // owns the connection and its server codec (HTTP/1.1 or HTTP/2, as detected by the listener), and
-// runs each request stream through the filter chain (sidecar/stream/filter.h), in this order:
+// runs each request stream — an ActiveStream (active_stream.h), which holds the request's filters —
+// through the filter chain (sidecar/stream/filter.h), in this order:
 //   0. load shedding first: while WorkerContext::overload says so (stream/stream_context.h), the
 //      request gets a local 503 (OL) before anything else runs;
 //   1. authorization (filters/authorization_filter.h), then the listener's rate limit
@@ -79,6 +80,8 @@ class ServerCodec;
 
 namespace meshlet::sidecar::listener {
 
+class ActiveStream;
+
 class HttpConnectionManager final : public net::ConnectionCallbacks,
                                     public http::CodecIo,
                                     public http::ServerConnectionCallbacks {
@@ -144,7 +147,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   void OnGoAway() override { peer_goaway_ = true; }
 
  private:
-  class ActiveStream;
+  // The request streams (active_stream.h) read the connection's settings, stat handles and
+  // codec, and report their end (OnStreamDone).
+  friend class ActiveStream;
   // Streams and their list nodes come from the worker's free lists (common/base/free_list.h).
   using StreamList =
       std::list<std::unique_ptr<ActiveStream>, RecyclingAllocator<std::unique_ptr<ActiveStream>>>;

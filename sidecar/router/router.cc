@@ -3,28 +3,20 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
-#include "common/base/free_list.h"
-#include "common/base/logging.h"
-#include "common/net/connection.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/router/deadline_headers.h"
-#include "sidecar/tracing/tracer.h"
+#include "sidecar/router/tcp_upstream.h"
+#include "sidecar/router/upstream_request.h"
 
 namespace meshlet::sidecar::router {
 
-using cluster::Cancellable;
 using cluster::Cluster;
 using cluster::ConnPool;
-using cluster::ConnPoolCallbacks;
 using cluster::Host;
-using cluster::HostSharedPtr;
 using cluster::LbContext;
 using cluster::PoolFailureReason;
-using cluster::PoolFailureReasonName;
 using cluster::UpstreamStats;
 using route::DirectResponseAction;
 using route::RedirectAction;
@@ -32,7 +24,6 @@ using route::RouteAction;
 using route::RouteEntry;
 using stream::LocalReply;
 using stream::ResponseFlag;
-using stream::StreamInfo;
 using stream::TunnelKind;
 
 namespace {
@@ -43,13 +34,6 @@ using http::grpc::StatusCode;
 const UpstreamStats& NoStats() {
   static const UpstreamStats* const stats = new UpstreamStats();
   return *stats;
-}
-
-int StatusOf(const http::HeaderMap& headers) {
-  int status = 0;
-  std::optional<absl::string_view> value = headers.Get(":status");
-  if (!value.has_value() || !absl::SimpleAtoi(*value, &status)) return 0;
-  return status;
 }
 
 constexpr LocalReply kNoRoute{404, StatusCode::kUnimplemented, "no route"};
@@ -70,405 +54,8 @@ constexpr LocalReply kConnectToTlsCluster{503, StatusCode::kUnavailable,
                                           "CONNECT to a TLS cluster is not supported"};
 
 using resilience::AttemptResult;
-using resilience::NoRetryReason;
-
-std::optional<uint32_t> GrpcStatusOf(const http::HeaderMap& headers) {
-  uint32_t status = 0;
-  std::optional<absl::string_view> value = headers.Get("grpc-status");
-  if (!value.has_value() || !absl::SimpleAtoi(*value, &status)) return std::nullopt;
-  return status;
-}
-
-// Retry-After in delay-seconds (RFC 9110 §10.2.3); an HTTP-date is ignored.
-std::optional<Duration> RetryAfterOf(const http::HeaderMap& headers) {
-  uint32_t seconds = 0;
-  std::optional<absl::string_view> value = headers.Get("retry-after");
-  if (!value.has_value() || !absl::SimpleAtoi(*value, &seconds)) return std::nullopt;
-  return std::chrono::seconds(seconds);
-}
-
-size_t RetryReasonIndex(AttemptResult::Kind kind) {
-  switch (kind) {
-    case AttemptResult::Kind::kConnectFailure:
-      return 0;
-    case AttemptResult::Kind::kRefusedStream:
-      return 1;
-    case AttemptResult::Kind::kResetBeforeHeaders:
-    case AttemptResult::Kind::kResetAfterHeaders:
-      return 2;
-    case AttemptResult::Kind::kPerTryTimeout:
-      return 3;
-    case AttemptResult::Kind::kResponse:
-      return 4;
-  }
-  return 4;
-}
 
 }  // namespace
-
-// One attempt at one upstream host: the pool request, then the upstream stream. It reports to the
-// router and keeps nothing of the request but what the stream needs, so a retry is another
-// UpstreamRequest over the same router state.
-class Router::UpstreamRequest final : public ConnPoolCallbacks,
-                                      public http::StreamDecoder,
-                                      public http::StreamCallbacks,
-                                      public ThreadRecycled<UpstreamRequest> {
- public:
-  UpstreamRequest(Router& router, Cluster& cluster, Host& host, bool probe)
-      : router_(router),
-        cluster_(cluster),
-        host_(&host),
-        host_id_(host.id()),
-        probe_(probe),
-        active_(router.stats_->rq_active) {}
-
-  ~UpstreamRequest() override { Reset(); }
-
-  void Start(ConnPool& pool) {
-    start_ = router_.context_.clock.Now();
-    Cancellable* handle = pool.NewStream(*this, *this);
-    // The pool may have answered already (OnPoolReady or OnPoolFailure from inside NewStream).
-    if (!answered_) handle_ = handle;
-  }
-
-  // Withdraws the attempt: cancels the pool request or resets the stream. No callback follows.
-  void Reset() {
-    // The reset may happen inside the codec's Dispatch that delivered the headers (a discarded
-    // retriable response). The codecs stop delivering on reset; this makes it independent of them,
-    // since the rest of such a response reaching the router would go to the client.
-    withdrawn_ = true;
-    if (handle_ != nullptr) {
-      Cancellable* handle = handle_;
-      handle_ = nullptr;
-      handle->Cancel();
-    }
-    if (encoder_ != nullptr) {
-      http::StreamEncoder* encoder = encoder_;
-      encoder_ = nullptr;
-      encoder->GetStream().RemoveCallbacks(*this);
-      encoder->GetStream().ResetStream(http::StreamResetReason::kLocalReset);
-    }
-    host_ = nullptr;
-    CancelProbeIfUnreported();
-    active_.reset();
-    // Withdrawn: a response was discarded for a retry, or the request ended without one.
-    const bool answered = response_complete_ || (span_ != nullptr && span_->status_code != 0);
-    EndSpan(answered ? absl::string_view() : "cancelled");
-  }
-
-  // The attempt's client span (sampled requests only; docs/tracing.md).
-  tracing::SpanPtr& span() { return span_; }
-
-  // Reports how the host did (once per attempt).
-  void RecordResult(resilience::HostResult result, std::optional<Duration> latency) {
-    if (result_recorded_ || host_ == nullptr) return;
-    result_recorded_ = true;
-    cluster_.RecordResult(*host_, result, probe_, latency);
-  }
-
-  bool ready() const { return encoder_ != nullptr; }
-  bool request_complete() const { return request_complete_; }
-  Duration elapsed() const { return router_.context_.clock.Now() - start_; }
-
-  void EncodeHeaders(const http::HeaderMap& headers, bool end_stream) {
-    if (encoder_ == nullptr) return;
-    if (end_stream) request_complete_ = true;
-    encoder_->EncodeHeaders(headers, end_stream);
-    MaybeDone();
-  }
-  void EncodeData(net::Buffer& data, bool end_stream) {
-    if (encoder_ == nullptr) {
-      data.Drain(data.length());
-      return;
-    }
-    if (end_stream) request_complete_ = true;
-    if (span_ != nullptr) span_->bytes_out += data.length();
-    encoder_->EncodeData(data, end_stream);
-    MaybeDone();
-  }
-  void EncodeTrailers(const http::HeaderMap& trailers) {
-    if (encoder_ == nullptr) return;
-    request_complete_ = true;
-    encoder_->EncodeTrailers(trailers);
-    MaybeDone();
-  }
-  void ReadDisable(bool disable) {
-    if (encoder_ == nullptr) return;
-    encoder_->GetStream().ReadDisable(disable);
-  }
-
-  // The tunnel is over: ends our direction if it has not ended (the HTTP/1 codec then completes
-  // the stream and closes its connection after flushing, with no callback) and lets the stream go.
-  void EndTunnel() {
-    if (encoder_ == nullptr) return;
-    // Detached first: ending the stream closes its connection, which must not report back.
-    http::StreamEncoder* encoder = encoder_;
-    encoder_ = nullptr;
-    encoder->GetStream().RemoveCallbacks(*this);
-    host_ = nullptr;
-    active_.reset();
-    if (!request_complete_) {
-      request_complete_ = true;
-      net::Buffer empty;
-      encoder->EncodeData(empty, /*end_stream=*/true);
-    }
-  }
-
-  // ConnPoolCallbacks
-  void OnPoolReady(http::StreamEncoder& encoder, Host& host) override {
-    answered_ = true;
-    handle_ = nullptr;
-    host_ = &host;
-    encoder_ = &encoder;
-    if (span_ != nullptr) {
-      span_->upstream_ready_us =
-          std::chrono::duration_cast<std::chrono::microseconds>(elapsed()).count();
-    }
-    encoder.GetStream().AddCallbacks(*this);
-    if (router_.downstream_above_high_watermark_) encoder.GetStream().ReadDisable(true);
-    router_.OnUpstreamReady();
-  }
-  void OnPoolFailure(PoolFailureReason reason, absl::string_view details, Host& host) override {
-    answered_ = true;
-    handle_ = nullptr;
-    host_ = &host;
-    LOG(DEBUG) << "upstream " << host.address().ToString()
-               << ": no stream: " << PoolFailureReasonName(reason) << " " << details;
-    if (reason != PoolFailureReason::kOverflow) {
-      // Nothing reached the host; as far as outlier detection goes, it failed us.
-      RecordResult(resilience::HostResult::kGatewayError, std::nullopt);
-    }
-    host_ = nullptr;
-    CancelProbeIfUnreported();
-    active_.reset();
-    EndSpan(PoolFailureReasonName(reason));
-    router_.OnUpstreamPoolFailure(reason, host);
-  }
-
-  // http::StreamDecoder (the response). The stream is settled before the router hears of the
-  // end, so nothing the router does then can touch a finished stream.
-  void DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) override {
-    if (withdrawn_) return;
-    const int status = StatusOf(*headers);
-    RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(status)), elapsed());
-    if (span_ != nullptr) span_->status_code = status;
-    if (end_stream) ResponseEnded();
-    router_.OnUpstreamHeaders(std::move(headers), end_stream, status);
-  }
-  void DecodeData(net::Buffer& data, bool end_stream) override {
-    if (withdrawn_) {
-      data.Drain(data.length());
-      return;
-    }
-    if (span_ != nullptr) span_->bytes_in += data.length();
-    if (end_stream) ResponseEnded();
-    router_.OnUpstreamData(data, end_stream);
-  }
-  void DecodeTrailers(http::HeaderMapPtr trailers) override {
-    if (withdrawn_) return;
-    ResponseEnded();
-    router_.OnUpstreamTrailers(std::move(trailers));
-  }
-
-  // http::StreamCallbacks
-  void OnResetStream(http::StreamResetReason reason, absl::string_view details) override {
-    if (encoder_ == nullptr) return;
-    encoder_ = nullptr;
-    LOG(DEBUG) << "upstream stream reset: " << http::ResetReasonName(reason) << " " << details;
-    RecordResult(resilience::HostResult::kGatewayError, std::nullopt);
-    host_ = nullptr;
-    CancelProbeIfUnreported();
-    active_.reset();
-    EndSpan(http::ResetReasonName(reason));
-    router_.OnUpstreamReset(reason);
-  }
-  void OnAboveWriteBufferHighWatermark() override {
-    router_.OnUpstreamAboveWriteBufferHighWatermark();
-  }
-  void OnBelowWriteBufferLowWatermark() override {
-    router_.OnUpstreamBelowWriteBufferLowWatermark();
-  }
-
- private:
-  // Both directions ended: the pool takes the stream back and the encoder is no longer ours.
-  void MaybeDone() {
-    if (encoder_ == nullptr || !request_complete_ || !response_complete_) return;
-    encoder_ = nullptr;
-    host_ = nullptr;
-    active_.reset();
-  }
-
-  void ResponseEnded() {
-    response_complete_ = true;
-    EndSpan({});
-    MaybeDone();
-  }
-
-  // The attempt is over: its span (if sampled) goes to the exporter. `error` says why it failed.
-  void EndSpan(absl::string_view error) {
-    if (span_ == nullptr) return;
-    if (!error.empty()) {
-      span_->error = true;
-      span_->status_message.assign(error.data(), error.size());
-    } else if (span_->status_code >= 500) {
-      span_->error = true;
-      span_->status_message = absl::StrCat("HTTP ", span_->status_code);
-    }
-    tracing::Tracer& tracer = *router_.context_.tracer;
-    if (router_.AttemptMayBeFolded()) {
-      // The only attempt so far: kept, exported only if another follows (BeginClientSpan).
-      span_->end_ns = tracer.WallNanos();
-      router_.info_.held_attempt_span = std::move(span_);
-      return;
-    }
-    tracer.End(span_);
-  }
-
-  void CancelProbeIfUnreported() {
-    if (!probe_ || result_recorded_) return;
-    result_recorded_ = true;
-    // The host may have left the set since; then the detector forgot it too.
-    if (Host* host = cluster_.host_set().FindById(host_id_)) cluster_.CancelProbe(*host);
-  }
-
-  Router& router_;
-  Cluster& cluster_;
-  Host* host_;  // valid while the pool request or stream is alive
-  const uint64_t host_id_;
-  const bool probe_;
-  std::optional<GaugeGuard> active_;
-  Cancellable* handle_ = nullptr;
-  http::StreamEncoder* encoder_ = nullptr;  // null once the stream is done or reset
-  MonotonicTime start_{};
-  bool answered_ = false;
-  bool withdrawn_ = false;  // Reset() ran: decoder events are dropped
-  bool request_complete_ = false;
-  bool response_complete_ = false;
-  bool result_recorded_ = false;
-  tracing::SpanPtr span_;  // sampled requests only
-};
-
-// CONNECT's upstream: one TCP connection to one host of the route's cluster, owned by the router
-// (no pool: a tunnel is never reused). Bytes go straight between it and the downstream stream.
-// A tunnel may outlive its host's place in the cluster (a configuration update), so it holds a
-// reference to the host, as the TCP proxy does.
-class Router::TcpUpstream final : public net::ConnectionCallbacks {
- public:
-  TcpUpstream(Router& router, Cluster& cluster, Host& host, bool probe)
-      : router_(router),
-        cluster_(cluster),
-        host_(SharedHost(cluster, host)),
-        host_id_(host.id()),
-        probe_(probe),
-        active_(router.stats_->rq_active),
-        host_request_(host) {}
-
-  ~TcpUpstream() override { Reset(); }
-
-  void Start() {
-    start_ = router_.context_.clock.Now();
-    ++host_->stats().rq_total;
-    connection_ = net::Connection::Connect(router_.context_.loop, host_->address(),
-                                           cluster_.config().connect_timeout);
-    connection_->SetCallbacks(this);
-  }
-
-  bool connected() const { return connected_; }
-
-  // Bytes for the upstream; `end_stream` half-closes towards it (the answer may still come).
-  void Write(net::Buffer& data, bool end_stream) {
-    if (connection_ == nullptr) {
-      data.Drain(data.length());
-      return;
-    }
-    if (data.length() > 0) connection_->Write(data);
-    if (end_stream) connection_->ShutdownWrite();
-  }
-
-  void ReadDisable(bool disable) {
-    if (connection_ == nullptr) return;
-    if (disable) {
-      connection_->ReadDisable();
-    } else {
-      connection_->ReadEnable();
-    }
-  }
-
-  // Lets the connection go (flushing what was written, as far as this loop turn allows); no
-  // callback follows.
-  void Reset() {
-    ReportOnce(resilience::HostResult::kGatewayError, /*report=*/false);
-    if (connection_ == nullptr) return;
-    connection_->SetCallbacks(nullptr);
-    connection_->Close(net::CloseMode::kFlush);
-    router_.context_.loop.DeferDelete(std::move(connection_));
-    host_request_.Release();
-    active_.reset();
-  }
-
-  // net::ConnectionCallbacks
-  void OnConnected() override {
-    connected_ = true;
-    ReportOnce(resilience::HostResult::kSuccess, /*report=*/true);
-    router_.OnTcpUpstreamConnected();
-  }
-  void OnData(net::Buffer& data, bool end_stream) override {
-    router_.OnUpstreamData(data, end_stream);
-  }
-  void OnWriteHighWatermark() override { router_.OnUpstreamAboveWriteBufferHighWatermark(); }
-  void OnWriteLowWatermark() override { router_.OnUpstreamBelowWriteBufferLowWatermark(); }
-  void OnClose(net::CloseReason reason, const absl::Status& detail) override {
-    LOG(DEBUG) << "CONNECT upstream " << router_.info_.upstream_host->ToString()
-               << " closed: " << net::CloseReasonName(reason) << " " << detail;
-    connection_->SetCallbacks(nullptr);
-    router_.context_.loop.DeferDelete(std::move(connection_));
-    host_request_.Release();
-    active_.reset();
-    if (!connected_) {
-      ++host_->stats().cx_connect_fail;
-      ReportOnce(resilience::HostResult::kGatewayError, /*report=*/true);
-      router_.OnTcpUpstreamConnectFailed();
-      return;
-    }
-    if (reason == net::CloseReason::kEndOfStream) return;  // both directions ended normally
-    router_.OnUpstreamReset(http::StreamResetReason::kConnectionTermination);
-  }
-
- private:
-  static HostSharedPtr SharedHost(Cluster& cluster, Host& host) {
-    for (const HostSharedPtr& candidate : cluster.host_set().hosts()) {
-      if (candidate.get() == &host) return candidate;
-    }
-    CHECK(false) << "the chosen host is not in its cluster";
-    return nullptr;
-  }
-
-  // The connect outcome goes to outlier detection once; `report` false only settles a probe.
-  void ReportOnce(resilience::HostResult result, bool report) {
-    if (reported_) return;
-    reported_ = true;
-    // A host the cluster dropped meanwhile no longer feeds its outlier detector.
-    Host* host = cluster_.host_set().FindById(host_id_);
-    if (host == nullptr) return;
-    if (report) {
-      cluster_.RecordResult(*host, result, probe_, router_.context_.clock.Now() - start_);
-    } else if (probe_) {
-      cluster_.CancelProbe(*host);
-    }
-  }
-
-  Router& router_;
-  Cluster& cluster_;
-  const HostSharedPtr host_;  // before host_request_, which points into it
-  const uint64_t host_id_;
-  const bool probe_;
-  std::optional<GaugeGuard> active_;
-  Host::RequestGuard host_request_;
-  std::unique_ptr<net::Connection> connection_;
-  MonotonicTime start_{};
-  bool connected_ = false;
-  bool reported_ = false;
-};
 
 Router::Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks)
     : context_(context),
@@ -483,7 +70,7 @@ Router::~Router() {
   tcp_upstream_.reset();
 }
 
-bool Router::Route(http::HeaderMap& headers, bool end_stream) {
+stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   request_headers_ = &headers;
   downstream_end_ = end_stream;
   grpc_ = callbacks_.grpc();
@@ -496,26 +83,26 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     info_.route_name = route_->name;
     route_ = nullptr;
     Fail(ResponseFlag::kNoRoute, kConnectNotRoutable);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   if (route_ == nullptr) {
     Fail(ResponseFlag::kNoRoute, kNoRoute);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   info_.route_name = route_->name;
   if (route_->direct_response() != nullptr) {
     SendDirectResponse(*route_);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   if (route_->redirect() != nullptr) {
     SendRedirect(*route_);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   const RouteAction& action = *route_->route_action();
   info_.cluster_name = resolved.cluster_name;
   if (resolved.cluster == nullptr) {
     Fail(ResponseFlag::kNoClusterFound, kNoCluster);
-    return false;
+    return stream::FilterStatus::kStopIteration;
   }
   cluster_ = resolved.cluster.get();
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
@@ -538,7 +125,7 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
-      return false;
+      return stream::FilterStatus::kStopIteration;
     }
     timeout_timer_.Enable(remaining);
   }
@@ -565,17 +152,13 @@ bool Router::Route(http::HeaderMap& headers, bool end_stream) {
     replay_buffering_ = idempotent || policy.retry_non_idempotent || refusable ||
                         (grpc_ && (policy.retry_on & kGrpcClasses) != 0);
   }
-  return true;
+  return stream::FilterStatus::kContinue;
 }
 
-stream::FilterStatus Router::DecodeHeaders(http::HeaderMap&, bool end_stream) {
+void Router::Forward(bool end_stream) {
   // The filters before the router may have held the request: the end may have come meanwhile.
   downstream_end_ = downstream_end_ || end_stream;
-  if (!done_) StartFirstAttempt();
-  return stream::FilterStatus::kStopIteration;
-}
-
-void Router::StartFirstAttempt() {
+  if (done_) return;
   // Only requests that go upstream fund the cluster's retry budget: not those a filter answered
   // (rate-limited, fault-aborted, breaker open), and never retries.
   cluster_->retry_budget().RecordRequest();
@@ -641,59 +224,13 @@ void Router::StartAttempt() {
       tried_hosts_.push_back(selection.host);
     }
   }
-  PrepareAttempt();
+  const Duration per_try_timeout = PrepareAttempt();
   ConnPool& pool = cluster.PoolFor(*selection.host, info_.protocol, upgrade_request_);
   upstream_ = std::make_unique<UpstreamRequest>(*this, cluster, *selection.host, selection.probe);
-  if (context_.tracer != nullptr && info_.trace.active()) BeginClientSpan(*selection.host);
-  upstream_->Start(pool);
-}
-
-void Router::BeginClientSpan(const Host& host) {
-  // Every attempt is its own client span and carries its own traceparent (a retry included).
-  if (info_.held_attempt_span != nullptr) ExportHeldAttemptSpan();
-  tracing::SpanPtr& span = upstream_->span();
-  context_.tracer->BeginClient(*request_headers_, info_.trace, span);
-  if (span != nullptr) DescribeClientSpan(*span, host);
-}
-
-void Router::ExportHeldAttemptSpan() {
-  // A first attempt kept in case it stayed the only one is exported now that it is not, with the
-  // text it was spared (the server span still names its host).
-  const tracing::Span* const server = info_.server_span;
-  FillClientSpanText(*info_.held_attempt_span, server != nullptr ? server->endpoint : "");
-  context_.tracer->End(info_.held_attempt_span);
-}
-
-void Router::DescribeClientSpan(tracing::Span& span, const Host& host) {
-  // The server span names the host of the last attempt: this one, so far.
-  if (info_.server_span != nullptr) {
-    tracing::SetText(info_.server_span->endpoint, host.address_text());
-    // The server span starts at an exact reading (the connection manager's), the attempt at the
-    // loop turn's shared one, which may be earlier: an attempt begun in the turn its request
-    // arrived must not start before its parent.
-    span.start_ns = std::max(span.start_ns, info_.server_span->start_ns);
+  if (context_.tracer != nullptr && info_.trace.active()) {
+    upstream_->BeginClientSpan(*selection.host);
   }
-  if (!AttemptMayBeFolded()) FillClientSpanText(span, host.address_text());
-}
-
-bool Router::AttemptMayBeFolded() const {
-  // Not for a B3 caller: the X-B3-ParentSpanId sent upstream names the server span's own id,
-  // which a fold would replace (and B3 peers may share the client span's id for their own).
-  const bool b3 = info_.trace.b3_single || info_.trace.b3_multi;
-  return !context_.tracer->span_per_attempt() && !b3 && info_.trace.attempts == 1 &&
-         info_.server_span != nullptr;
-}
-
-void Router::FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const {
-  const tracing::Span* const server = info_.server_span;
-  // The request's method, as the server span has it (one lookup less).
-  tracing::SetText(span.method, server != nullptr ? absl::string_view(server->method)
-                                                  : request_headers_->Get(":method").value_or(""));
-  span.route = info_.route_name;
-  span.cluster = info_.cluster_name;
-  tracing::SetText(span.endpoint, endpoint);
-  // The attempt passes on the tracestate its server span received.
-  if (server != nullptr) tracing::SetText(span.trace_state, server->trace_state);
+  upstream_->Start(pool, per_try_timeout);
 }
 
 void Router::StartConnectAttempt(const Cluster::HostSelection& selection) {
@@ -843,7 +380,7 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
   if (done_) return;
   stats_->RecordStatus(status);
   if (retry_state_.has_value() && MaybeRetryResponse(*headers, end_stream, status)) return;
-  if (attempt_timer_.has_value()) attempt_timer_->Disable();  // the per-try timeout is over
+  upstream_->DisablePerTryTimeout();  // the per-try timeout is over
   response_started_ = true;
   info_.response_code = status;
   if (upgrade_request_ && status == 101 && !end_stream) {
@@ -948,7 +485,7 @@ void Router::Fail(ResponseFlag flag, const LocalReply& reply) {
 void Router::Finish() {
   done_ = true;
   timeout_timer_.Disable();
-  if (attempt_timer_.has_value()) attempt_timer_->Disable();
+  if (backoff_timer_.has_value()) backoff_timer_->Disable();
   // Gives back a concurrent-retry slot at once rather than when the stream is destroyed.
   if (retry_state_.has_value()) retry_state_->OnSucceeded();
   replay_body_.Clear();
@@ -965,13 +502,7 @@ void Router::Finish() {
 
 void Router::Abandon() { Finish(); }
 
-event::Timer& Router::attempt_timer() {
-  if (!attempt_timer_.has_value())
-    attempt_timer_.emplace(context_.loop, [this] { OnAttemptTimer(); });
-  return *attempt_timer_;
-}
-
-void Router::PrepareAttempt() {
+Duration Router::PrepareAttempt() {
   std::optional<Duration> attempt_timeout;
   if (retry_state_.has_value()) {
     attempt_timeout = retry_state_->NextAttemptTimeout();
@@ -979,7 +510,7 @@ void Router::PrepareAttempt() {
     attempt_timeout = deadline_->PerTryTimeout(std::nullopt);
   }
   // An Upgrade outlives the route timeout once it succeeds: no deadline to pass on.
-  if (!attempt_timeout.has_value() || upgrade_request_) return;
+  if (!attempt_timeout.has_value() || upgrade_request_) return Duration::zero();
   // The next hop gets no more time than this attempt has: grpc-timeout for gRPC, meshlet's own
   // header otherwise (and both rewritten when the caller sent them).
   http::HeaderMap& headers = *request_headers_;
@@ -992,10 +523,8 @@ void Router::PrepareAttempt() {
   }
   // A per-try timeout shorter than what the route timeout leaves gets its own timer.
   const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;
-  if (per_try > Duration::zero() && per_try < deadline_->Remaining()) {
-    attempt_timer_backoff_ = false;
-    attempt_timer().Enable(per_try);
-  }
+  if (per_try > Duration::zero() && per_try < deadline_->Remaining()) return per_try;
+  return Duration::zero();
 }
 
 void Router::SendBody(net::Buffer& data, bool end_stream) {
@@ -1010,14 +539,9 @@ void Router::SendBody(net::Buffer& data, bool end_stream) {
   upstream_->EncodeData(data, end_stream);
 }
 
-void Router::OnAttemptTimer() {
+void Router::OnPerTryTimeout() {
   if (done_) return;
-  if (attempt_timer_backoff_) {
-    attempt_timer_backoff_ = false;
-    StartAttempt();
-    return;
-  }
-  // The per-try timeout: the attempt had no response headers in time.
+  // The attempt had no response headers in time.
   stats_->rq_per_try_timeout.Inc();
   info_.SetFlag(ResponseFlag::kUpstreamPerTryTimeout);
   if (upstream_ != nullptr) {
@@ -1025,99 +549,6 @@ void Router::OnAttemptTimer() {
   }
   if (MaybeRetry(AttemptResult{AttemptResult::Kind::kPerTryTimeout})) return;
   Fail(ResponseFlag::kUpstreamPerTryTimeout, kPerTryTimeout);
-}
-
-bool Router::MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status) {
-  const resilience::RetryPolicyConfig& policy = route_->route_action()->retry_policy;
-  // Only a trailers-only gRPC response carries its status in the headers.
-  const std::optional<uint32_t> grpc_status =
-      grpc_ && end_stream ? GrpcStatusOf(headers) : std::nullopt;
-  const bool listed =
-      std::find(policy.retriable_status_codes.begin(), policy.retriable_status_codes.end(),
-                static_cast<uint32_t>(status)) != policy.retriable_status_codes.end();
-  if (status < 500 && !listed && grpc_status.value_or(0) == 0) {
-    // Final: the request succeeded as far as retries go.
-    if (retry_state_->attempts() > 1) stats_->rq_retry_success.Inc();
-    retry_state_->OnSucceeded();
-    return false;
-  }
-  AttemptResult result;
-  result.kind = AttemptResult::Kind::kResponse;
-  result.http_status = static_cast<uint32_t>(status);
-  result.grpc_status = grpc_status;
-  result.retry_after = RetryAfterOf(headers);
-  return MaybeRetry(result);
-}
-
-bool Router::MaybeRetry(const AttemptResult& result) {
-  if (!retry_state_.has_value() || response_started_ || done_) return false;
-  resilience::RetryDecision decision = retry_state_->OnAttemptFailed(result);
-  if (decision.retry && body_sent_ && !replay_buffering_) {
-    // The body that reached this attempt was not kept (a non-idempotent request, or one too long
-    // to replay): it cannot be sent again.
-    retry_state_->OnSucceeded();  // gives back the slot the decision took
-    decision = resilience::RetryDecision::NoRetry(retry_state_->body_replayable()
-                                                      ? NoRetryReason::kNonIdempotent
-                                                      : NoRetryReason::kBodyTooLarge);
-  }
-  if (!decision.retry) {
-    CountNoRetry(decision.reason);
-    return false;
-  }
-  stats_->rq_retry[RetryReasonIndex(result.kind)].Inc();
-  LOG(DEBUG) << "retrying after " << absl::FormatDuration(absl::FromChrono(decision.delay))
-             << " (attempt " << retry_state_->attempts() << " failed)";
-  // The failed attempt goes (its callbacks may be on the stack: destroyed after this turn).
-  if (upstream_ != nullptr) {
-    upstream_->Reset();
-    context_.loop.DeferDelete(std::move(upstream_));
-  }
-  if (upstream_above_high_watermark_) {
-    upstream_above_high_watermark_ = false;
-    DisableDownstreamReads(false);
-  }
-  // The next attempt resends the kept body, then what arrived since.
-  if (!replay_body_.empty()) {
-    net::Buffer body;
-    body.Move(replay_body_);
-    body.Move(pending_body_);
-    pending_body_ = std::move(body);
-  }
-  body_sent_ = false;
-  attempt_timer_backoff_ = true;
-  attempt_timer().Enable(decision.delay);
-  return true;
-}
-
-void Router::CountNoRetry(NoRetryReason reason) {
-  switch (reason) {
-    case NoRetryReason::kNone:
-    case NoRetryReason::kPolicyNoMatch:
-    case NoRetryReason::kResponseStarted:
-      return;
-    case NoRetryReason::kAttemptsExhausted:
-      stats_->rq_retry_skipped[0].Inc();
-      break;
-    case NoRetryReason::kNonIdempotent:
-      stats_->rq_retry_skipped[1].Inc();
-      break;
-    case NoRetryReason::kBodyTooLarge:
-      stats_->rq_retry_skipped[2].Inc();
-      break;
-    case NoRetryReason::kDeadlineTooClose:
-      stats_->rq_retry_skipped[3].Inc();
-      break;
-    case NoRetryReason::kLocalConnectRefused:
-      stats_->rq_retry_skipped[4].Inc();
-      break;
-    case NoRetryReason::kBudgetExhausted:
-      stats_->rq_retry_overflow[0].Inc();
-      break;
-    case NoRetryReason::kConcurrentRetriesExceeded:
-      stats_->rq_retry_overflow[1].Inc();
-      break;
-  }
-  info_.SetFlag(ResponseFlag::kRetryLimitExceeded);
 }
 
 void Router::DisableDownstreamReads(bool disable) {

@@ -1,20 +1,25 @@
 #pragma once
 
-// Router: the last filter of a request's chain (stream/filter.h). It forwards the request to a
+// Router: the filter that forwards a request (stream/filter.h). It forwards the request to a
 // host of the cluster of the stream's cached route through that cluster's connection pool —
 // request headers, body and trailers upstream, the response back — with retries, per-try and
 // route timeouts and deadline propagation (docs/resilience.md), tunnels for Upgrade and CONNECT
-// (docs/operations.md), and a client span per attempt (docs/tracing.md). docs/architecture.md
-// follows a request through it.
+// (docs/operations.md), and a client span per attempt (docs/tracing.md). Each attempt is an
+// UpstreamRequest (upstream_request.h), or for CONNECT a TcpUpstream (tcp_upstream.h); the router
+// keeps what spans attempts: the route, the deadline, the retry state and the body kept for
+// replay. docs/architecture.md follows a request through it.
 //
-// Two calls start a request. Route(), which the stream makes once its route is resolved and before
-// the route-level filters (fault, rate limit, breaker) run, answers what needs no upstream — no
-// route 404 (NR), a direct response, a redirect, a cluster this worker lacks 503 (NC), a deadline
-// already spent 504 (UT) — and otherwise applies the route's header mutations and rewrites and
-// arms the route timeout, so that time the filters hold the request counts against it. Then
-// DecodeHeaders(), as the last filter, starts the first attempt. Every local reply goes through
-// FilterCallbacks::SendLocalReply (stream/local_reply.h); once the response started, a failure
-// resets the downstream stream instead. Response flags: stream/stream_info.h.
+// One entry point, DecodeHeaders(), which the stream calls at two places of its chain. First at
+// the route stage, once its route is resolved and before the route-level filters (fault, rate
+// limit, breaker) run: the router answers what needs no upstream — no route 404 (NR), a direct
+// response, a redirect, a cluster this worker lacks 503 (NC), a deadline already spent 504 (UT) —
+// and returns kStopIteration, or applies the route's header mutations and rewrites, arms the route
+// timeout (so that time the filters hold the request counts against it) and returns kContinue.
+// Then as the last filter, when the route-level filters passed the request: it starts the first
+// attempt (kStopIteration: the router keeps the request). ADR 0039 says why routing precedes
+// those filters. Every local reply goes through FilterCallbacks::SendLocalReply
+// (stream/local_reply.h); once the response started, a failure resets the downstream stream
+// instead. Response flags: stream/stream_info.h.
 //
 // Ownership and callbacks: the stream owns the Router, the request headers and trailers it passes
 // (valid until the stream ends), and implements FilterCallbacks; the router calls it only from
@@ -47,6 +52,9 @@
 
 namespace meshlet::sidecar::router {
 
+class UpstreamRequest;
+class TcpUpstream;
+
 class Router final : public stream::Filter {
  public:
   // `context` must outlive the router.
@@ -55,13 +63,14 @@ class Router final : public stream::Filter {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // The request under callbacks.route(), as the connection manager prepared it (hop-by-hop headers
-  // removed). False: the router answered it (see the header comment); nothing more follows.
-  bool Route(http::HeaderMap& headers, bool end_stream);
-
-  // stream::Filter. DecodeHeaders (after Route() and the filters before the router) starts the
-  // first attempt; the router keeps the request, so it returns kStopIteration.
-  stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool end_stream) override;
+  // stream::Filter. DecodeHeaders: at the route stage, then as the last filter (see above); the
+  // headers are the stream's, as the connection manager prepared them (hop-by-hop headers removed).
+  // Inline, so that telling the two apart costs the stream a test, not a call.
+  stream::FilterStatus DecodeHeaders(http::HeaderMap& headers, bool end_stream) override {
+    if (request_headers_ == nullptr) return Route(headers, end_stream);
+    Forward(end_stream);
+    return stream::FilterStatus::kStopIteration;
+  }
   stream::FilterStatus DecodeData(net::Buffer& data, bool end_stream) override;
   stream::FilterStatus DecodeTrailers(http::HeaderMap& trailers) override;
   void OnStreamEnd() override { Abandon(); }
@@ -79,20 +88,25 @@ class Router final : public stream::Filter {
   // The stream carries raw bytes (after a 101 or CONNECT's 200).
   bool tunnel() const { return tunnel_; }
   bool grpc() const { return grpc_; }
-  // The request headers as sent upstream (after mutations); null before Route().
+  // The request headers as sent upstream (after mutations); null before the route stage.
   const http::HeaderMap* request_headers() const { return request_headers_; }
 
  private:
-  class UpstreamRequest;
-  class TcpUpstream;
+  // An attempt reports to the router through the OnUpstream* and OnTcpUpstream* calls below and
+  // reads the router's context, stats and stream info.
   friend class UpstreamRequest;
   friend class TcpUpstream;
 
+  // The route stage: the request under callbacks.route(). kStopIteration: the router answered it
+  // (see the header comment); nothing more follows. kContinue: routed, for the route-level filters.
+  stream::FilterStatus Route(http::HeaderMap& headers, bool end_stream);
+  // As the last filter: the route-level filters let the request through; starts the first attempt
+  // (which may finish the request synchronously).
+  void Forward(bool end_stream);
   void DecodeBody(net::Buffer& data, bool end_stream);
   void SendDirectResponse(const route::RouteEntry& route);
   void SendRedirect(const route::RouteEntry& route);
   // Starts an attempt: host choice, pool, stream. May finish the request synchronously.
-  void StartFirstAttempt();
   void StartAttempt();
   // The attempt's stream is ready: sends what the downstream gave so far.
   void OnUpstreamReady();
@@ -105,17 +119,6 @@ class Router final : public stream::Filter {
   void OnUpstreamReset(http::StreamResetReason reason);
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
-  // Tracing: the new attempt's client span and its traceparent (and B3) on the request headers.
-  void BeginClientSpan(const cluster::Host& host);
-  // Out of line (only sampled requests and retries get here), so the unsampled path stays short.
-  [[gnu::noinline]] void ExportHeldAttemptSpan();
-  [[gnu::noinline]] void DescribeClientSpan(tracing::Span& span, const cluster::Host& host);
-  // The attempt now beginning (or ending) is the request's first and, with span_per_attempt
-  // false, will be folded into the server span if no other follows (tracing::FoldSingleAttempt).
-  bool AttemptMayBeFolded() const;
-  // A client span's text attributes: method, route, cluster, and the attempt's `endpoint`. A span
-  // that may be folded gets them only once it is to be exported.
-  void FillClientSpanText(tracing::Span& span, absl::string_view endpoint) const;
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.
   void StartConnectAttempt(const cluster::Cluster::HostSelection& selection);
   void OnTcpUpstreamConnected();
@@ -123,10 +126,11 @@ class Router final : public stream::Filter {
   // Either side finished sending in a tunnel: ends the upstream side and the response.
   void EndTunnel(net::Buffer& last_data);
   void OnTimeout();
-  // The per-try timeout or the backoff between attempts expired.
-  void OnAttemptTimer();
-  // Sets the remaining deadline headers for the next attempt and arms its per-try timeout.
-  void PrepareAttempt();
+  // The attempt had no response headers within its per-try timeout.
+  void OnPerTryTimeout();
+  // Sets the remaining deadline headers for the next attempt; returns its per-try timeout (zero:
+  // none shorter than what the route timeout leaves).
+  Duration PrepareAttempt();
   // After a failed attempt: true when a retry was scheduled (the attempt is then gone).
   bool MaybeRetry(const resilience::AttemptResult& result);
   // A response the retry policy might retry: true when it was discarded for a retry.
@@ -134,7 +138,6 @@ class Router final : public stream::Filter {
   void CountNoRetry(resilience::NoRetryReason reason);
   // Request body on its way to the current attempt: kept for replay while that is possible.
   void SendBody(net::Buffer& data, bool end_stream);
-  event::Timer& attempt_timer();
   void OnResponseComplete();
   // Ends the request with a local reply (or a downstream reset if the response started).
   void Fail(stream::ResponseFlag flag, const stream::LocalReply& reply);
@@ -166,8 +169,7 @@ class Router final : public stream::Filter {
   // Retries (see the header comment); nothing here allocates for a request without a failure.
   std::optional<resilience::Deadline> deadline_;
   std::optional<resilience::RetryState> retry_state_;  // set when the route may retry
-  std::optional<event::Timer> attempt_timer_;          // per-try timeout / backoff; lazily made
-  bool attempt_timer_backoff_ = false;                 // attempt_timer_ is the backoff
+  std::optional<event::Timer> backoff_timer_;          // before a retry; lazily made
   bool replay_buffering_ = false;  // replay_body_ holds all body sent to the current attempt
   bool body_sent_ = false;         // request body reached the current attempt's stream
   net::Buffer replay_body_;

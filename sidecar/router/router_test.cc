@@ -13,32 +13,6 @@ namespace {
 
 using http::grpc::StatusCode;
 
-// One virtual host "*" with `routes`.
-std::shared_ptr<const RouteTable> Table(std::vector<RouteEntry> routes) {
-  RouteConfig config;
-  config.name = "routes";
-  VirtualHostConfig vhost;
-  vhost.name = "all";
-  vhost.domains = {"*"};
-  vhost.routes = std::move(routes);
-  config.virtual_hosts.push_back(std::move(vhost));
-  return std::shared_ptr<const RouteTable>(*RouteTable::Create(std::move(config)));
-}
-
-RouteEntry Routed(const std::string& name, const std::string& prefix, RouteAction action) {
-  RouteEntry route;
-  route.name = name;
-  route.match.path = prefix;
-  route.action = std::move(action);
-  return route;
-}
-
-RouteAction ToCluster(const std::string& cluster) {
-  RouteAction action;
-  action.cluster = cluster;
-  return action;
-}
-
 const std::vector<std::pair<std::string, std::string>> kGrpc = {
     {"content-type", "application/grpc"}};
 
@@ -103,28 +77,53 @@ TEST_F(RouterTest, NoHealthyUpstreamIs503Uh) {
   EXPECT_EQ(grpc.grpc_status, "14");  // UNAVAILABLE
 }
 
-TEST_F(RouterTest, OverflowIs503WithTheOverloadHeader) {
+// The one entry point, DecodeHeaders, at its two places in the chain: at the route stage the
+// router routes the request (the route's header mutations and rewrite applied) and hands it on to
+// the route-level filters without starting an attempt; as the last filter it starts one. A route
+// that needs no upstream is answered at the route stage, and the request goes no further.
+TEST_F(RouterTest, RouteStageRoutesAndTheLastFilterStartsTheAttempt) {
   FakeUpstream& up = AddUpstream();
-  up.auto_respond = false;
-  AddCluster(
-      "c", {up.address()},
-      {.max_connections = 1, .max_pending_requests = 1, .max_requests = 1, .max_retries = 0});
-  table_ = Table({Routed("r", "/", ToCluster("c"))});
-  // The first request takes the only request slot and waits for its answer.
-  RecordingCallbacks& first = NewStream();
-  auto headers = std::make_unique<http::HeaderMap>();
-  headers->Add(":method", "GET");
-  headers->Add(":path", "/x");
-  headers->Add(":authority", "test");
-  Start(first, std::move(headers), true);
-  loop_.RunUntil([&] { return up.requests().size() == 1; }, std::chrono::seconds(5));
-  RecordingCallbacks& second = Send("GET");
-  EXPECT_EQ(second.status, "503");
-  EXPECT_EQ(second.body, "upstream overloaded\n");
-  EXPECT_EQ(second.response_headers.Get("x-meshlet-overloaded"), "true");
-  EXPECT_TRUE(second.info.HasFlag(ResponseFlag::kUpstreamOverflow));
-  EXPECT_EQ(Count("meshlet_upstream_rq_overflow_total"), 1u);
-  EXPECT_FALSE(first.done());
+  AddCluster("c", {up.address()});
+  RouteAction action = ToCluster("c");
+  action.prefix_rewrite = "/v2";
+  RouteEntry routed = Routed("r", "/v1", action);
+  routed.headers.request_headers_to_add = {{"x-added", "yes"}};
+  RouteEntry direct;
+  direct.name = "direct";
+  direct.match.path = "/direct";
+  direct.action = route::DirectResponseAction{200, "ok"};
+  table_ = Table({direct, routed});
+  auto get = [](absl::string_view path) {
+    auto headers = std::make_unique<http::HeaderMap>();
+    headers->Add(":method", "GET");
+    headers->Add(":path", path);
+    headers->Add(":authority", "test");
+    return headers;
+  };
+
+  RecordingCallbacks& client = NewStream();
+  http::HeaderMap& request = Resolve(client, get("/v1/items"));
+  Router& router = *routers_.back();
+  EXPECT_EQ(router.DecodeHeaders(request, true), stream::FilterStatus::kContinue);
+  EXPECT_EQ(request.Get(":path"), "/v2/items");
+  EXPECT_EQ(request.Get("x-added"), "yes");
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(50));
+  EXPECT_EQ(up.accepted(), 0u);  // no attempt yet
+  EXPECT_EQ(client.headers_sent, 0);
+  EXPECT_EQ(router.DecodeHeaders(request, true), stream::FilterStatus::kStopIteration);
+  ASSERT_TRUE(loop_.RunUntil([&] { return client.done(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(client.status, "200");
+  ASSERT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(up.requests()[0].path, "/v2/items");
+
+  RecordingCallbacks& answered = NewStream();
+  http::HeaderMap& direct_request = Resolve(answered, get("/direct"));
+  EXPECT_EQ(routers_.back()->DecodeHeaders(direct_request, true),
+            stream::FilterStatus::kStopIteration);
+  EXPECT_TRUE(answered.complete);
+  EXPECT_EQ(answered.status, "200");
+  EXPECT_EQ(answered.body, "ok");
+  EXPECT_EQ(up.requests().size(), 1u);
 }
 
 TEST_F(RouterTest, DirectResponseAndRedirectNeedNoCluster) {
@@ -169,23 +168,6 @@ TEST_F(RouterTest, HeaderMutationsAndRewritesReachTheUpstreamAndTheClient) {
   EXPECT_FALSE(sent.Has("x-secret"));
   EXPECT_EQ(sent.Get(":authority"), "backend");
   EXPECT_EQ(client.response_headers.Get("x-served-by"), "meshlet");
-}
-
-TEST_F(RouterTest, ConnectOpensATunnelToAClusterHost) {
-  FakeUpstream& up = AddUpstream();
-  AddCluster("c", {up.address()});
-  table_ = Table({Routed("r", "/", ToCluster("c"))});
-  RecordingCallbacks& client = NewStream();
-  auto headers = std::make_unique<http::HeaderMap>();
-  headers->Add(":method", "CONNECT");
-  headers->Add(":authority", "test:443");
-  Start(client, std::move(headers), false);
-  loop_.RunUntil([&] { return client.headers_sent > 0; }, std::chrono::seconds(5));
-  EXPECT_EQ(client.status, "200");
-  EXPECT_EQ(client.info.tunnel, stream::TunnelKind::kConnect);
-  EXPECT_TRUE(routers_.back()->tunnel());
-  EXPECT_FALSE(client.request_headers->Has(":path"));  // matched as "/", sent without
-  routers_.back()->Abandon();
 }
 
 TEST_F(RouterTest, ConnectToARouteWithoutClusterIs404) {

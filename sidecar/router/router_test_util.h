@@ -54,6 +54,32 @@ using std::chrono::milliseconds;
 using stream::ResponseFlag;
 using stream::StreamInfo;
 
+// One virtual host "*" with `routes`.
+inline std::shared_ptr<const RouteTable> Table(std::vector<RouteEntry> routes) {
+  RouteConfig config;
+  config.name = "routes";
+  VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  vhost.routes = std::move(routes);
+  config.virtual_hosts.push_back(std::move(vhost));
+  return std::shared_ptr<const RouteTable>(*RouteTable::Create(std::move(config)));
+}
+
+inline RouteEntry Routed(const std::string& name, const std::string& prefix, RouteAction action) {
+  RouteEntry route;
+  route.name = name;
+  route.match.path = prefix;
+  route.action = std::move(action);
+  return route;
+}
+
+inline RouteAction ToCluster(const std::string& cluster) {
+  RouteAction action;
+  action.cluster = cluster;
+  return action;
+}
+
 // The downstream side: records what the router sends to the client.
 class RecordingCallbacks final : public stream::FilterCallbacks {
  public:
@@ -222,10 +248,20 @@ class RouterTest : public ::testing::Test {
     return callbacks;
   }
 
-  // What the connection manager does with a request's headers: resolves the route (the virtual
-  // host, the route, the cluster it picks), lets the router route it, then runs it as the last
-  // filter.
+  // What the connection manager does with a request's headers: resolves the route (Resolve), lets
+  // the router route the request at the route stage, then (the route-level filters letting it
+  // through) runs it as the last filter.
   void Start(RecordingCallbacks& callbacks, http::HeaderMapPtr headers, bool end_stream) {
+    http::HeaderMap& request = Resolve(callbacks, std::move(headers));
+    Router& router = *routers_.back();
+    if (router.DecodeHeaders(request, end_stream) == stream::FilterStatus::kContinue) {
+      router.DecodeHeaders(request, end_stream);
+    }
+  }
+
+  // Keeps `headers` on the stream and resolves its route as the connection manager does: the
+  // virtual host, the route, the cluster it picks. Returns the stream's headers.
+  http::HeaderMap& Resolve(RecordingCallbacks& callbacks, http::HeaderMapPtr headers) {
     // A request arrives in a loop callback, just after the loop read the time; the fixture's own
     // work since the last turn must not make the router's timers fire early.
     loop_.UpdateTime();
@@ -249,8 +285,7 @@ class RouterTest : public ::testing::Test {
         resolved.cluster_stats = &stats_[name];
       }
     }
-    Router& router = *routers_.back();
-    if (router.Route(request, end_stream)) router.DecodeHeaders(request, end_stream);
+    return request;
   }
 
   uint64_t Count(absl::string_view name, LabelSet labels = {}) {

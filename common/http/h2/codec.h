@@ -179,7 +179,9 @@ struct Http2Counters {
   uint64_t floods = 0;  // connections ended with ENHANCE_YOUR_CALM (Http2Options limits)
 };
 
-class ConnectionImpl;
+namespace codec_internal {
+class ConnectionImpl;  // connection.h
+}
 
 // Server side of one connection: expects the client preface and sends SETTINGS at once.
 class ServerCodec final : public ServerConnection {
@@ -218,7 +220,7 @@ class ServerCodec final : public ServerConnection {
   void OnConnectionClosed() override;
 
  private:
-  std::unique_ptr<ConnectionImpl> impl_;
+  std::unique_ptr<codec_internal::ConnectionImpl> impl_;
 };
 
 // Client side of one connection: sends the preface and SETTINGS at once. `loop` (optional) runs
@@ -248,7 +250,7 @@ class ClientCodec final : public ClientConnection {
   void OnConnectionClosed() override;
 
  private:
-  std::unique_ptr<ConnectionImpl> impl_;
+  std::unique_ptr<codec_internal::ConnectionImpl> impl_;
 };
 
 }  // namespace meshlet::http::h2

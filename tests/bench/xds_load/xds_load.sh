@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the xDS load benchmark: one xds-file-server, N simulated sidecars (xds_load).
 # Args: XDS_FILE_SERVER XDS_LOAD [CLIENTS=1000] [ROUNDS=20] [extra xds_load flags...]
-# For numbers worth reporting build with -c opt:
+# For numbers worth reporting build with --config=opt:
 #   bazel build --config=opt //control-plane/xds:xds-file-server //tests/bench/xds_load
 #   tests/bench/xds_load/xds_load.sh bazel-bin/control-plane/xds/xds-file-server \
 #       bazel-bin/tests/bench/xds_load/xds_load 1000 20

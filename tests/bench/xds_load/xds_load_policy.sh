@@ -8,7 +8,7 @@
 # and its SPIFFE id, and all present one workload certificate, ns default / sa load, signed here
 # with openssl by the control plane's generated root key (as its CA issues them: the SPIFFE id
 # the only SAN, clientAuth); each keeps its own node id. Without it: plaintext h2c.
-# For numbers worth reporting build with -c opt:
+# For numbers worth reporting build with --config=opt:
 #   bazel build --config=opt //control-plane:control-plane //control-plane/cli:meshctl \
 #       //tests/bench/xds_load
 #   tests/bench/xds_load/xds_load_policy.sh bazel-bin/control-plane/control-plane \

@@ -6,7 +6,7 @@
 # plus the etcd members' CPU and RSS and etcd's database size.
 # Args: CONTROL_PLANE MESHCTL XDS_LOAD [CLIENTS=1000] [ROUNDS=20] [REPLICAS=3]
 #       [extra xds_load flags...]
-# Needs Debian's etcd-server and etcd-client. For numbers worth reporting build with -c opt (see
+# Needs Debian's etcd-server and etcd-client. For numbers worth reporting build with --config=opt (see
 # xds_load_policy.sh).
 set -euo pipefail
 cp_bin="$1"; meshctl="$2"; load="$3"; clients="${4:-1000}"; rounds="${5:-20}"; replicas="${6:-3}"

@@ -1,0 +1,136 @@
+// Flood and abuse accounting of the HTTP/2 codec (Http2Options' flood limits): what the peer
+// did past a limit, found inside nghttp2's callbacks (Abuse, CountEmptyFrame, ChargeReset,
+// OnBeginFrame) or after a read (FindFlood), and how the connection then ends (EndFlood).
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/http/h2/connection.h"
+
+namespace meshlet::http::h2 {
+
+absl::string_view Http2FloodName(Http2Flood flood) {
+  switch (flood) {
+    case Http2Flood::kNone:
+      return "none";
+    case Http2Flood::kControlFrames:
+      return "control_frames";
+    case Http2Flood::kResets:
+      return "resets";
+    case Http2Flood::kPriority:
+      return "priority";
+    case Http2Flood::kEmptyFrames:
+      return "empty_frames";
+    case Http2Flood::kContinuation:
+      return "continuation";
+    case Http2Flood::kPingSettings:
+      return "ping_settings";
+  }
+  return "none";
+}
+
+namespace codec_internal {
+
+void ConnectionImpl::ForgetTakenControlFrames() {
+  if (unsent_control_ends_.empty()) return;
+  const uint64_t taken = bytes_out_ - std::min<uint64_t>(io_.UnsentBytes(), bytes_out_);
+  auto first_unsent =
+      std::upper_bound(unsent_control_ends_.begin(), unsent_control_ends_.end(), taken);
+  unsent_control_ends_.erase(unsent_control_ends_.begin(), first_unsent);
+}
+
+std::pair<Http2Flood, absl::string_view> ConnectionImpl::FindFlood() {
+  if (abuse_ != Http2Flood::kNone) return {abuse_, abuse_what_};
+  ForgetTakenControlFrames();
+  if (unsent_control_ends_.size() > options_.max_outbound_control_frames) {
+    return {Http2Flood::kControlFrames, "control frames the peer does not read"};
+  }
+  const uint64_t allowed =
+      5 + 2 * (headers_received_ +
+               uint64_t{options_.max_inbound_window_update_frames_per_data_frame_sent} *
+                   data_frames_sent_);
+  if (window_updates_received_ > allowed) {
+    return {Http2Flood::kControlFrames, "WINDOW_UPDATE frames without DATA sent"};
+  }
+  return {Http2Flood::kNone, {}};
+}
+
+int ConnectionImpl::Abuse(Http2Flood kind, const char* what) {
+  if (abuse_ == Http2Flood::kNone) {
+    abuse_ = kind;
+    abuse_what_ = what;
+  }
+  // Stops nghttp2 at once: nothing more of what the client sent is processed.
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream) {
+  if (has_payload) {
+    consecutive_empty_frames_ = 0;
+  } else if (!end_stream &&
+             ++consecutive_empty_frames_ > options_.max_consecutive_inbound_empty_frames) {
+    return Abuse(Http2Flood::kEmptyFrames, "frames without payload, one after another");
+  }
+  return 0;
+}
+
+void ConnectionImpl::ChargeReset() {
+  if (!server_ || abuse_ != Http2Flood::kNone || resets_.Take(Now())) return;
+  // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
+  abuse_ = Http2Flood::kResets;
+  abuse_what_ = "streams reset or refused faster than stream_reset_burst allows";
+}
+
+absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {
+  ++counters_.floods;
+  flood_ = kind;
+  LOG_EVERY_N_SEC(INFO, 1) << "http2 flood (" << what << "): GOAWAY ENHANCE_YOUR_CALM";
+  {
+    Entry entry(*this);
+    // Nothing the peer sends is read any more; the GOAWAY goes behind what it has not read yet.
+    nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+  }  // flushed here
+  Entry entry(*this);
+  dead_ = true;
+  std::string message = absl::StrCat("http2 flood: ", what);
+  ResetAll(StreamResetReason::kProtocolError, message);
+  return absl::ResourceExhaustedError(message);
+}
+
+int ConnectionImpl::OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
+  // Server only.
+  auto* c = static_cast<ConnectionImpl*>(user_data);
+  const Http2Options& o = c->options_;
+  switch (hd->type) {
+    case NGHTTP2_HEADERS:
+      // HEADERS only: DATA on a stream nghttp2 no longer has is dropped without a callback, and
+      // judged in Receive instead.
+      if (c->ClientStreamGone(hd->stream_id)) c->OnFrameOnGoneStream(hd->stream_id);
+      [[fallthrough]];
+    case NGHTTP2_CONTINUATION:
+      if (int rv = c->CountEmptyFrame(hd->length > 0, (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0);
+          rv != 0) {
+        return rv;
+      }
+      break;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+      if ((hd->flags & NGHTTP2_FLAG_ACK) == 0 && !c->control_frames_.Take(c->Now())) {
+        return c->Abuse(Http2Flood::kPingSettings, "PING or SETTINGS frames faster than allowed");
+      }
+      break;
+    case NGHTTP2_PRIORITY:
+      if (++c->priority_frames_received_ >
+          uint64_t{o.max_inbound_priority_frames_per_stream} * (1 + c->client_streams_opened_)) {
+        return c->Abuse(Http2Flood::kPriority, "PRIORITY frames out of proportion to streams");
+      }
+      break;
+    default:
+      break;
+  }
+  return c->abuse_ != Http2Flood::kNone ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+}  // namespace codec_internal
+}  // namespace meshlet::http::h2

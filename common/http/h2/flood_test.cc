@@ -1,0 +1,293 @@
+// The HTTP/2 server's flood and abuse limits (Http2Options), driven by a raw or a codec client.
+#include <nghttp2/nghttp2.h>
+
+#include <string>
+#include <vector>
+
+#include "common/http/h2/codec.h"
+#include "common/http/h2/codec_test_helpers.h"
+#include "common/http/h2/test_util.h"
+#include "common/net/buffer.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::http::h2 {
+namespace {
+
+using testing::AppendFrame;
+using testing::ClientRequest;
+using testing::CodecPair;
+using testing::kCancel;
+using testing::kGetBlock;
+using testing::LastGoAwayError;
+using testing::Request;
+using testing::Respond;
+
+// GOAWAY(ENHANCE_YOUR_CALM) and a ResourceExhausted error.
+TEST(Http2CodecTest, PingsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options;
+  options.max_outbound_control_frames = 100;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer pings;
+  for (int i = 0; i < 40; ++i) AppendFrame(pings, NGHTTP2_PING, 0, 0, "12345678");
+  const std::string forty = pings.ToString();
+
+  // A client that reads its acknowledgements may ping as much as it likes.
+  for (int round = 0; round < 10; ++round) {
+    net::Buffer in(forty);
+    ASSERT_TRUE(p.server->Dispatch(in).ok());
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+
+  p.server_io.peer_reads = false;
+  for (int round = 0; round < 2; ++round) {
+    net::Buffer in(forty);
+    ASSERT_TRUE(p.server->Dispatch(in).ok()) << round;
+  }
+  net::Buffer in(forty);
+  absl::Status status = p.server->Dispatch(in);
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  net::Buffer more(forty);
+  EXPECT_FALSE(p.server->Dispatch(more).ok());
+  EXPECT_EQ(p.server->counters().floods, 1u);
+}
+
+// More unanswered acknowledgements than the limit in a single read: nghttp2's own count, the same
+// limit, gives the same answer.
+TEST(Http2CodecTest, OneReadOfTooManySettingsIsAFlood) {
+  Http2Options options;
+  options.max_outbound_control_frames = 100;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  p.server_io.peer_reads = false;
+  net::Buffer in;
+  for (int i = 0; i < 150; ++i) AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// RST_STREAMs owed for requests the codec refuses count as replies the peer must read.
+TEST(Http2CodecTest, ResetsThePeerDoesNotReadEndTheConnection) {
+  Http2Options options;
+  options.max_outbound_control_frames = 50;
+  CodecPair p({}, options);
+  for (int i = 0; i < 60; ++i) {
+    HeaderMap bad = Request();
+    bad.Add("x-bad", "a\x01b");  // a control character: the server resets the stream
+    p.Start(bad, true);
+  }
+  p.server_io.peer_reads = false;
+  absl::Status status = p.ClientToServer();
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->counters().floods, 1u);
+}
+
+// WINDOW_UPDATE frames are worth sending only for data the other side sends.
+TEST(Http2CodecTest, WindowUpdatesWithoutDataEndTheConnection) {
+  Http2Options options;
+  options.max_inbound_window_update_frames_per_data_frame_sent = 2;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  // One request answered with one DATA frame: 5 + 2 × (1 HEADERS + 2 × 1 DATA) = 11 allowed.
+  ClientRequest& c = p.Start(Request(), true);
+  ASSERT_TRUE(p.Pump().ok());
+  Respond(*p.server_callbacks.requests[0], "body");
+  ASSERT_TRUE(p.Pump().ok());
+  ASSERT_EQ(c.decoder.body, "body");
+  const uint64_t before = p.server->counters().floods;
+  net::Buffer updates;
+  std::string increment("\x00\x00\x00\x01", 4);
+  for (int i = 0; i < 8; ++i) AppendFrame(updates, NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  ASSERT_TRUE(p.server->Dispatch(updates).ok());  // plus whatever the client sent: within 11
+  EXPECT_EQ(p.server->counters().floods, before);
+  net::Buffer more;
+  for (int i = 0; i < 8; ++i) AppendFrame(more, NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(more)));
+  EXPECT_EQ(p.server->counters().floods, before + 1);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// Rapid reset (CVE-2023-44487): streams the client resets before their response drain the
+// bucket; once it is empty the connection ends with ENHANCE_YOUR_CALM.
+TEST(Http2CodecTest, RapidResetEndsTheConnection) {
+  Http2Options options;
+  options.stream_reset_burst = 10;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  uint32_t id = 1;
+  for (int i = 0; i < 10; ++i, id += 2) {
+    net::Buffer in;
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+    ASSERT_TRUE(p.server->Dispatch(in).ok()) << i;
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+  AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+  // Whatever follows in the same read is not processed.
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id + 2, kGetBlock);
+  const size_t before = p.server_callbacks.requests.size();
+  absl::Status status = p.server->Dispatch(in);
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(p.server_callbacks.requests.size(), before + 1);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// A client that cancels now and then, among responses that complete, never runs out.
+TEST(Http2CodecTest, CompletedResponsesEarnResetsBack) {
+  Http2Options options;
+  options.stream_reset_burst = 5;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  for (int i = 0; i < 50; ++i) {
+    ClientRequest& done = p.Start(Request(), true);
+    ClientRequest& cancelled = p.Start(Request(), false);
+    ASSERT_TRUE(p.Pump().ok());
+    Respond(*p.server_callbacks.requests[p.server_callbacks.requests.size() - 2], "ok");
+    cancelled.encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok()) << i;
+    EXPECT_EQ(done.decoder.body, "ok");
+  }
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  EXPECT_EQ(p.server->flood(), Http2Flood::kNone);
+}
+
+// Streams refused beyond max_concurrent_streams cost like resets. (nghttp2 refuses them with
+// REFUSED_STREAM while our SETTINGS are unacknowledged, and ends the connection after; a client
+// that never acknowledges them can be refused forever.)
+TEST(Http2CodecTest, RefusedStreamsDrainTheResetBucket) {
+  Http2Options options;
+  options.max_concurrent_streams = 1;
+  options.stream_reset_burst = 5;
+  options.stream_resets_per_second = 0;
+  CodecPair p({}, options);
+  net::Buffer in;
+  in.Append("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");  // and never an ACK of the server's
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  absl::Status status;
+  int sent = 0;
+  for (uint32_t id = 1; id < 40 && status.ok(); id += 2, ++sent) {
+    AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+    status = p.server->Dispatch(in);
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  // Stream 1 open, then five refusals within the burst, the sixth beyond it.
+  EXPECT_EQ(sent, 7);
+  EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_REFUSED_STREAM)], 6u);
+}
+
+// A client that reads its acknowledgements still may not make the server answer PINGs and
+// SETTINGS at line rate.
+TEST(Http2CodecTest, PingAndSettingsRateEndsTheConnection) {
+  Http2Options options;
+  options.control_frame_burst = 10;
+  options.control_frames_per_second = 0;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());  // the client's SETTINGS took one token
+  net::Buffer in;
+  for (int i = 0; i < 5; ++i) AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  for (int i = 0; i < 4; ++i) AppendFrame(in, NGHTTP2_SETTINGS, 0, 0, "");
+  // Acknowledgements are free.
+  for (int i = 0; i < 20; ++i) AppendFrame(in, NGHTTP2_PING, NGHTTP2_FLAG_ACK, 0, "12345678");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  AppendFrame(in, NGHTTP2_PING, 0, 0, "12345678");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPingSettings);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+TEST(Http2CodecTest, PriorityFloodEndsTheConnection) {
+  Http2Options options;
+  options.max_inbound_priority_frames_per_stream = 5;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  const std::string priority("\x00\x00\x00\x00\x10", 5);  // no dependency, weight 17
+  net::Buffer in;
+  for (uint32_t id = 3; id < 3 + 2 * 5; id += 2) AppendFrame(in, NGHTTP2_PRIORITY, 0, id, priority);
+  ASSERT_TRUE(p.server->Dispatch(in).ok());  // 5 × (1 + 0 streams)
+  AppendFrame(in, NGHTTP2_PRIORITY, 0, 101, priority);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPriority);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+TEST(Http2CodecTest, PriorityFramesAllowedInProportionToStreams) {
+  Http2Options options;
+  options.max_inbound_priority_frames_per_stream = 2;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  const std::string priority("\x00\x00\x00\x00\x10", 5);
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              kGetBlock);
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
+              kGetBlock);
+  for (int i = 0; i < 6; ++i) AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);  // 2 × (1 + 2)
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  AppendFrame(in, NGHTTP2_PRIORITY, 0, 3, priority);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kPriority);
+}
+
+TEST(Http2CodecTest, EmptyDataFramesInARowEndTheConnection) {
+  CodecPair p;  // default: one empty frame in a row
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kGetBlock);
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "x");
+  AppendFrame(in, NGHTTP2_DATA, 0, 1, "");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());  // never two empty ones in a row
+  // Padding only (pad length 0) is no payload either.
+  AppendFrame(in, NGHTTP2_DATA, NGHTTP2_FLAG_PADDED, 1, std::string(1, '\0'));
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+TEST(Http2CodecTest, EmptyContinuationFramesEndTheConnection) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, 0, 1, kGetBlock);
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, "");
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, "");
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kEmptyFrames);
+}
+
+// CONTINUATION flood (2024): a header block split into more frames than allowed ends the
+// connection before the block is complete.
+TEST(Http2CodecTest, TooManyContinuationFramesEndTheConnection) {
+  Http2Options options;
+  options.max_continuation_frames = 4;
+  CodecPair p({}, options);
+  ASSERT_TRUE(p.Pump().ok());
+  // A literal field x: <20 bytes>, one byte per CONTINUATION.
+  const std::string field = std::string("\x00\x01x\x14", 4) + std::string(20, 'v');
+  net::Buffer in;
+  AppendFrame(in, NGHTTP2_HEADERS, 0, 1, kGetBlock);
+  for (int i = 0; i < 4; ++i) AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, field.substr(i, 1));
+  ASSERT_TRUE(p.server->Dispatch(in).ok());
+  AppendFrame(in, NGHTTP2_CONTINUATION, 0, 1, field.substr(4, 1));
+  EXPECT_TRUE(absl::IsResourceExhausted(p.server->Dispatch(in)));
+  EXPECT_EQ(p.server->flood(), Http2Flood::kContinuation);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_TRUE(p.server_callbacks.requests.empty());
+}
+
+}  // namespace
+}  // namespace meshlet::http::h2

@@ -1,0 +1,48 @@
+#pragma once
+
+// Header conversion between HeaderMap and nghttp2's field lists for the HTTP/2 codec (internal to
+// common/http/h2; codec.h is the interface): the fields a HEADERS frame carries for a message,
+// the fields HTTP/2 forbids, and the checks a request's header fields must pass before it
+// reaches the user. Pure functions; nothing here keeps state.
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/string_view.h"
+#include "common/http/header_map.h"
+
+namespace meshlet::http::h2::codec_internal {
+
+using NvArray = absl::InlinedVector<nghttp2_nv, 32>;
+
+// A field for nghttp2, pointing into `name` and `value`: they must stay alive until the frame is
+// submitted (nghttp2 copies them then).
+inline nghttp2_nv MakeNv(absl::string_view name, absl::string_view value) {
+  // The casts only satisfy nghttp2's non-const signature.
+  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
+                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
+                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+// Connection-specific fields are forbidden in HTTP/2 (RFC 9113 8.2.2); a message translated
+// from HTTP/1 may still carry them. `name` is lowercase, as in a HeaderMap.
+bool IsConnectionSpecific(absl::string_view name, absl::string_view value);
+
+// Replaces `nv` with the field list for `headers` (pointing into `headers`), connection-specific
+// fields left out. For requests, adds :scheme (`default_scheme`) when missing and turns Host into
+// :authority when there is none.
+void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_scheme, NvArray& nv);
+
+// An interim response: :status 1xx other than 101.
+bool Is1xx(const HeaderMap& headers);
+
+// RFC 9113 8.3.1: a request whose :authority is not `uri-host [ ":" port ]` (userinfo included)
+// is malformed. A Host field sent over HTTP/2 gets the same check, and more than one is refused
+// as in HTTP/1 (RFC 9112 3.2), so neither reaches an HTTP/1 upstream. So is a :path with a byte
+// a URI cannot hold (outside visible ASCII: raw UTF-8, controls, space) or a fragment ('#'), as
+// the HTTP/1 parser refuses in a request-target. What is wrong, or empty.
+absl::string_view MalformedRequest(const HeaderMap& headers);
+
+}  // namespace meshlet::http::h2::codec_internal

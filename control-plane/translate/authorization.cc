@@ -1,0 +1,75 @@
+// Authorization: the AuthorizationPolicies of the workload's namespace that select it become the
+// inbound listener's authorization (ADR 0022), with ports as the app ports the listener's
+// destination_port and its virtual hosts carry.
+
+#include <algorithm>
+#include <set>
+
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+
+// The AuthorizationPolicies of this workload's namespace that select it (no target, or a
+// target Service it belongs to), ordered by name, as the inbound listener's authorization.
+// Each rule's from × to combinations become flat rules; ports name app ports (a Service port
+// stands for the app port it forwards to), which is what the virtual hosts' and the
+// listener's destination_port carry.
+void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::ServicePort>& ports,
+                        const std::vector<uint32_t>& registered, xds::Listener& listener) {
+  std::vector<const pb::AuthorizationPolicy*> selected;
+  for (const pb::AuthorizationPolicy& ap : ctx.policy.authorization_policies) {
+    const std::string ns =
+        ap.metadata().namespace_().empty() ? "default" : ap.metadata().namespace_();
+    if (ns != ctx.self.namespace_ || !SelectsSelf(ctx, ap.spec().target())) continue;
+    selected.push_back(&ap);
+  }
+  if (selected.empty()) return;
+  std::sort(selected.begin(), selected.end(), [](const auto* a, const auto* b) {
+    return a->metadata().name() < b->metadata().name();
+  });
+  xds::Authorization* authorization = listener.mutable_authorization();
+  for (const pb::AuthorizationPolicy* ap : selected) {
+    xds::AuthorizationPolicy* out = authorization->add_policies();
+    out->set_name(absl::StrCat(ctx.self.namespace_, "/", ap->metadata().name()));
+    out->set_action(ap->spec().action() == "DENY" ? xds::AuthorizationPolicy::DENY
+                                                  : xds::AuthorizationPolicy::ALLOW);
+    for (const pb::AuthorizationRule& rule : ap->spec().rules()) {
+      const pb::AuthorizationRule::From no_from;
+      const pb::AuthorizationRule::To no_to;
+      const int froms = std::max(1, rule.from_size());
+      const int tos = std::max(1, rule.to_size());
+      for (int f = 0; f < froms; ++f) {
+        const pb::AuthorizationRule::From& from = rule.from_size() > 0 ? rule.from(f) : no_from;
+        for (int t = 0; t < tos; ++t) {
+          const pb::AuthorizationRule::To& to = rule.to_size() > 0 ? rule.to(t) : no_to;
+          xds::AuthorizationRule* r = out->add_rules();
+          *r->mutable_principals() = from.principals();
+          *r->mutable_namespaces() = from.namespaces();
+          std::set<uint32_t> app_ports;
+          for (uint32_t port : to.ports()) {
+            app_ports.insert(port);
+            for (const pb::ServicePort& sp : ports) {
+              if (sp.port() == port) app_ports.insert(AppPort(ports, sp, registered));
+            }
+          }
+          for (uint32_t port : app_ports) r->add_ports(port);
+          *r->mutable_methods() = to.methods();
+          *r->mutable_paths() = to.paths();
+        }
+      }
+    }
+  }
+}
+
+// Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects
+// this workload.
+bool SelectsSelf(const TranslationContext& ctx, const std::string& target) {
+  if (target.empty() || target == ctx.self.service) return true;
+  auto it = ctx.index.services.find({ctx.self.namespace_, target});
+  if (it == ctx.index.services.end()) return false;
+  const auto& members = it->second.members;
+  return std::any_of(members.begin(), members.end(),
+                     [&ctx](const Workload* w) { return w->id == ctx.self.id; });
+}
+
+}  // namespace meshlet::controlplane::translate

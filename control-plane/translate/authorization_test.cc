@@ -1,0 +1,150 @@
+// Authorization (authorization.cc).
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/translate/translation.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/translate/translator_test_util.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+TEST_F(TranslatorTest, AuthorizationPoliciesOfTheWorkload) {
+  // frontend serves Service port 8080 on app port 8081, plus an opaque TCP port.
+  policy_.services[1] = Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080, targetPort: 8081}, {name: db, port: 5432, protocol: TCP}]
+)");
+  registry_.workloads[0].ports = {8081, 5432};
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: b-shop-reads}
+spec:
+  target: frontend
+  rules:
+  - from: [{namespaces: [shop]}, {principals: ["spiffe://cluster.local/ns/ops/sa/*"]}]
+    to: [{ports: [8080], methods: [GET]}, {ports: [5432]}]
+)"));
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: a-no-admin}
+spec:
+  action: DENY
+  rules:
+  - to: [{paths: ["/admin/*"]}]
+)"));
+  // Not this workload's: another target, another namespace.
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: reviews-only}
+spec:
+  target: reviews
+  rules: [{}]
+)"));
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: elsewhere, namespace: other}
+spec:
+  rules: [{}]
+)"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_EQ(inbound->authorization().policies_size(), 2);
+  const xds::AuthorizationPolicy& deny = inbound->authorization().policies(0);
+  EXPECT_EQ(deny.name(), "default/a-no-admin");
+  EXPECT_EQ(deny.action(), xds::AuthorizationPolicy::DENY);
+  ASSERT_EQ(deny.rules_size(), 1);
+  EXPECT_EQ(deny.rules(0).paths(0), "/admin/*");
+  EXPECT_EQ(deny.rules(0).principals_size(), 0);
+  const xds::AuthorizationPolicy& allow = inbound->authorization().policies(1);
+  EXPECT_EQ(allow.name(), "default/b-shop-reads");
+  EXPECT_EQ(allow.action(), xds::AuthorizationPolicy::ALLOW);
+  // 2 sources x 2 destinations; Service port 8080 stands for app port 8081 as well.
+  ASSERT_EQ(allow.rules_size(), 4);
+  EXPECT_EQ(allow.rules(0).namespaces(0), "shop");
+  EXPECT_EQ(std::vector<uint32_t>(allow.rules(0).ports().begin(), allow.rules(0).ports().end()),
+            (std::vector<uint32_t>{8080, 8081}));
+  EXPECT_EQ(allow.rules(0).methods(0), "GET");
+  EXPECT_EQ(allow.rules(1).ports(0), 5432u);
+  EXPECT_EQ(allow.rules(1).methods_size(), 0);
+  EXPECT_EQ(allow.rules(3).principals(0), "spiffe://cluster.local/ns/ops/sa/*");
+  // The destination ports authorization sees: the app port each host routes to, and the TCP
+  // fallback's (the lowest Service port's).
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|5432");
+  EXPECT_EQ(inbound->destination_port(), 5432u);
+  EXPECT_EQ(Host(r, "inbound", "inbound:8080")->destination_port(), 8081u);
+
+  // A workload without policies gets no authorization.
+  node_.set_id("reviews-v1-0");
+  r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(Named(r.listeners, "inbound")->authorization().policies_size(), 2);
+  EXPECT_EQ(Named(r.listeners, "inbound")->authorization().policies(1).name(),
+            "default/reviews-only");
+  policy_.authorization_policies.clear();
+  r = Translate(policy_, registry_, node_);
+  EXPECT_FALSE(Named(r.listeners, "inbound")->has_authorization());
+}
+
+// The step on its own.
+
+TEST_F(TranslatorTest, RulesNameTheAppPortsAServicePortStandsFor) {
+  policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: ports}
+spec:
+  rules:
+  - to: [{ports: [8080, 7000]}]
+  - {}
+)"));
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
+  const std::vector<pb::ServicePort> ports = index.services.at({"default", "frontend"}).ports;
+  xds::Listener listener;
+  // frontend-0 registered another app port than the target port: 8080 stands for that one.
+  BuildAuthorization(ctx, ports, {18081}, listener);
+  ASSERT_EQ(listener.authorization().policies_size(), 1);
+  const xds::AuthorizationPolicy& policy = listener.authorization().policies(0);
+  EXPECT_EQ(policy.name(), "default/ports");
+  EXPECT_EQ(policy.action(), xds::AuthorizationPolicy::ALLOW);
+  ASSERT_EQ(policy.rules_size(), 2);
+  EXPECT_EQ(std::vector<uint32_t>(policy.rules(0).ports().begin(), policy.rules(0).ports().end()),
+            (std::vector<uint32_t>{7000, 8080, 18081}));
+  // A rule without from or to: one rule that matches everything.
+  EXPECT_EQ(policy.rules(1).ByteSizeLong(), 0u);
+  // None selects the workload: no authorization at all.
+  policy_.authorization_policies.clear();
+  xds::Listener open;
+  BuildAuthorization(ctx, ports, {}, open);
+  EXPECT_FALSE(open.has_authorization());
+}
+
+TEST_F(TranslatorTest, ATargetSelectsTheMembersOfItsService) {
+  // reviews selects by label too: frontend-0, labelled like reviews, is one of its members.
+  (*policy_.services[0].mutable_spec()->mutable_selector())["app"] = "reviews";
+  registry_.workloads[0].labels["app"] = "reviews";
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
+  EXPECT_TRUE(SelectsSelf(ctx, ""));
+  EXPECT_TRUE(SelectsSelf(ctx, "frontend"));  // its own service
+  EXPECT_TRUE(SelectsSelf(ctx, "reviews"));
+  EXPECT_FALSE(SelectsSelf(ctx, "ratings"));  // no such Service
+  registry_.workloads[0].labels.erase("app");
+  const MeshIndex without = BuildIndex(policy_, registry_);
+  const TranslationContext other(policy_, registry_, without, node_, kDefaultOptions);
+  EXPECT_FALSE(SelectsSelf(other, "reviews"));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

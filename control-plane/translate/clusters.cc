@@ -1,0 +1,162 @@
+// Clusters: the outbound cluster of each (service, port, subset) a route or a capture destination
+// names, with the TrafficPolicy's settings and the ready members as its endpoints; the inbound
+// clusters to the local app.
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+xds::UpstreamProtocol UpstreamProtocolFor(absl::string_view protocol) {
+  return protocol == "HTTP2" || protocol == "GRPC" ? xds::UPSTREAM_HTTP2 : xds::UPSTREAM_HTTP1;
+}
+
+// Endpoints: registered workloads of the service (matching the selector and the subset) that are
+// ready. One that is not (its sidecar drains) is left out rather than sent as UNHEALTHY: a caller
+// in panic mode balances over unhealthy hosts too, and a draining sidecar refuses new
+// connections. The cluster itself does not change.
+xds::ClusterLoadAssignment LoadAssignment(const TranslationContext& ctx, const std::string& name,
+                                          const ServiceView& s, const pb::ServicePort& port,
+                                          const std::map<std::string, std::string>& subset,
+                                          bool mtls, const std::string& mode) {
+  xds::ClusterLoadAssignment assignment;
+  assignment.set_cluster_name(name);
+  // Ordered by address before the messages are built: sorting built messages copies them.
+  std::vector<std::pair<std::string, const Workload*>> chosen;
+  for (const Workload* w : s.members) {
+    if (!w->ready || !Matches(subset, w->labels)) continue;
+    // A member whose traffic is captured is reached on its app port: its packet filter
+    // redirects the connection to its inbound listener, which reads the port to find the app.
+    const uint32_t endpoint_port = w->capture ? AppPort(s.ports, port, SortedPorts(w->ports))
+                                   : w->inbound_port != 0 ? w->inbound_port
+                                                          : registry::kDefaultInboundPort;
+    for (const std::string& address : w->addresses) {
+      chosen.emplace_back(FormatAddress(address, endpoint_port), w);
+    }
+  }
+  std::sort(chosen.begin(), chosen.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  assignment.mutable_endpoints()->Reserve(static_cast<int>(chosen.size()));
+  for (auto& [address, w] : chosen) {
+    xds::Endpoint* e = assignment.add_endpoints();
+    e->set_address(std::move(address));
+    for (const auto& [key, value] : w->labels) {
+      if (!absl::StartsWith(key, "meshlet.io/")) (*e->mutable_labels())[key] = value;
+    }
+    SetEndpointTls(ctx, *w, mtls, mode, *e);
+  }
+  return assignment;
+}
+
+}  // namespace
+
+void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySpec* tp,
+                        xds::Cluster& cluster) {
+  std::string lb = tp != nullptr && !tp->load_balancer().empty() ? tp->load_balancer()
+                                                                 : ctx.mesh.load_balancer();
+  xds::LbPolicy lb_policy = xds::LEAST_REQUEST;
+  if (!lb.empty()) xds::LbPolicy_Parse(lb, &lb_policy);
+  cluster.set_lb_policy(lb_policy);
+  const pb::Timeouts timeouts = ctx.EffectiveTimeouts(tp);
+  if (timeouts.has_connect()) SetDuration(cluster.mutable_connect_timeout(), timeouts.connect());
+  if (tp == nullptr) return;
+  if (tp->has_circuit_breaker()) {
+    const pb::CircuitBreaker& cb = tp->circuit_breaker();
+    xds::CircuitBreakers* out = cluster.mutable_circuit_breakers();
+    if (cb.has_max_connections()) *out->mutable_max_connections() = cb.max_connections();
+    if (cb.has_max_pending_requests()) {
+      *out->mutable_max_pending_requests() = cb.max_pending_requests();
+    }
+    if (cb.has_max_requests()) *out->mutable_max_requests() = cb.max_requests();
+    if (cb.has_max_retries()) *out->mutable_max_retries() = cb.max_retries();
+    if (cb.consecutive_failures() > 0) {
+      out->mutable_consecutive_failures()->set_failure_threshold(cb.consecutive_failures());
+      if (cb.has_open_duration()) {
+        SetDuration(out->mutable_consecutive_failures()->mutable_open_duration(),
+                    cb.open_duration());
+      }
+    }
+  }
+  const pb::Retries retries = ctx.EffectiveRetries(tp, nullptr);
+  if (retries.has_budget_percent() || retries.has_budget_min_retries_per_second()) {
+    xds::RetryBudget* budget = cluster.mutable_circuit_breakers()->mutable_retry_budget();
+    budget->set_budget_percent(retries.has_budget_percent() ? retries.budget_percent().value()
+                                                            : 20.0);
+    budget->set_min_retries_per_second(retries.has_budget_min_retries_per_second()
+                                           ? retries.budget_min_retries_per_second().value()
+                                           : 10);
+  }
+  if (tp->has_connection_pool()) {
+    const pb::ConnectionPoolPolicy& in = tp->connection_pool();
+    xds::ConnectionPool* out = cluster.mutable_pool();
+    if (in.has_idle_timeout()) SetDuration(out->mutable_idle_timeout(), in.idle_timeout());
+    if (in.has_max_requests_per_connection()) {
+      out->set_max_requests_per_connection(in.max_requests_per_connection().value());
+    }
+    if (in.has_max_connection_duration()) {
+      SetDuration(out->mutable_max_connection_duration(), in.max_connection_duration());
+    }
+  }
+  if (tp->has_outlier_detection()) {
+    const pb::OutlierDetectionPolicy& od = tp->outlier_detection();
+    xds::OutlierDetection* out = cluster.mutable_outlier_detection();
+    if (od.has_consecutive_5xx()) *out->mutable_consecutive_5xx() = od.consecutive_5xx();
+    if (od.has_consecutive_gateway_failures()) {
+      *out->mutable_consecutive_gateway_failure() = od.consecutive_gateway_failures();
+    }
+    if (od.has_interval()) SetDuration(out->mutable_interval(), od.interval());
+    if (od.has_base_ejection_time()) {
+      SetDuration(out->mutable_base_ejection_time(), od.base_ejection_time());
+    }
+    if (od.has_max_ejection_time()) {
+      SetDuration(out->mutable_max_ejection_time(), od.max_ejection_time());
+    }
+    if (od.has_max_ejection_percent()) {
+      *out->mutable_max_ejection_percent() = od.max_ejection_percent();
+    }
+  }
+}
+
+const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& out,
+                              const ServiceView& s, const pb::ServicePort& port,
+                              const std::map<std::string, std::string>& subset, bool opaque) {
+  std::string name = ClusterName(s, port.port(), subset, opaque);
+  auto it = out.clusters.find(name);
+  if (it != out.clusters.end()) return it->first;
+  xds::Cluster cluster;
+  cluster.set_name(name);
+  cluster.set_type(xds::Cluster::EDS);
+  cluster.set_protocol(UpstreamProtocolFor(port.protocol()));
+  const pb::TrafficPolicySpec* tp = ctx.PolicyFor(s);
+  ApplyTrafficPolicy(ctx, tp, cluster);
+  const std::string mode = ctx.MtlsMode(tp);
+  const bool mtls = SetUpstreamMtls(ctx, s, subset, mode, cluster);
+  // Sidecar to sidecar, an HTTP/1.1 service's requests travel over HTTP/2 (one multiplexed
+  // connection instead of a pool of them); the members' sidecars translate back. Over mTLS
+  // only, where ALPN agrees on it with each peer sidecar; plaintext members keep HTTP/1.1.
+  // Opaque (TCP) ports are proxied as bytes, never as HTTP/2.
+  if (mtls && cluster.protocol() == xds::UPSTREAM_HTTP1 && IsHttpProtocol(port.protocol()) &&
+      !opaque) {
+    cluster.set_protocol(xds::UPSTREAM_MESH_HTTP2);
+  }
+  out.endpoints[name] = LoadAssignment(ctx, name, s, port, subset, mtls, mode);
+  return out.clusters.emplace(name, std::move(cluster)).first->first;
+}
+
+xds::Cluster InboundCluster(const TranslationContext& ctx, const std::string& name,
+                            absl::string_view protocol, uint32_t app_port) {
+  xds::Cluster cluster;
+  cluster.set_name(name);
+  cluster.set_type(xds::Cluster::STATIC);
+  cluster.set_protocol(UpstreamProtocolFor(protocol));
+  cluster.mutable_load_assignment()->set_cluster_name(name);
+  cluster.mutable_load_assignment()->add_endpoints()->set_address(
+      FormatAddress(ctx.options.local_app_host, app_port));
+  return cluster;
+}
+
+}  // namespace meshlet::controlplane::translate

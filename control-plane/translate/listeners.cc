@@ -1,0 +1,240 @@
+// Listeners: "outbound" (loopback, for the app beside it; on a captured node one destination per
+// reachable Service port by its addresses) and "inbound" (the app's ports, each with its cluster
+// and, on a captured node, its own destination and route configuration; TLS and authorization).
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+// Where the inbound listener binds: every address for captured traffic (the packet filter
+// redirects to the pod's own addresses), else the configured host.
+std::string ListenHost(const TranslationContext& ctx) {
+  return ctx.self.capture ? "0.0.0.0" : ctx.options.listen_host;
+}
+
+// The outbound listener authenticates nobody and its calls leave with this workload's
+// certificate, so it binds loopback only, for the app beside it: 127.0.0.1, and ::1 beside it
+// when captured (the packet filter redirects the app's connections to the loopback address of
+// their family) or when the listeners bind IPv6. Whatever the inbound capture annotations say,
+// no other host can reach it.
+void BindOutbound(const TranslationContext& ctx, xds::Listener& listener, uint32_t port) {
+  listener.set_address(FormatAddress("127.0.0.1", port));
+  if (ctx.self.capture || absl::StrContains(ctx.options.listen_host, ':')) {
+    listener.add_additional_addresses(FormatAddress("::1", port));
+  }
+}
+
+// What every capture listener adds: for inbound, the IPv6 wildcard on the same port, for the
+// connections ip6tables redirects in a pod with IPv6 (sidecar init --ipv6; the sidecar skips
+// it on a kernel without IPv6); the mesh's connect timeout for passthroughs.
+void SetCaptureCommon(const TranslationContext& ctx, xds::Listener& listener, uint32_t port) {
+  listener.set_use_original_destination(true);
+  if (listener.direction() == xds::INBOUND) {
+    listener.add_additional_addresses(FormatAddress("::", port));
+  }
+  if (ctx.mesh.default_timeouts().has_connect()) {
+    SetDuration(listener.mutable_passthrough_connect_timeout(),
+                ctx.mesh.default_timeouts().connect());
+  }
+}
+
+// Captured outbound connections: one destination per reachable Service port, matched by the
+// Service's addresses and the port. HTTP ports are routed by the "outbound" routes (by Host,
+// whose virtual hosts answer to the addresses too), opaque ones go to the port's cluster as
+// bytes. Anything else follows MeshConfig outboundTrafficPolicy.
+void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& listener) {
+  for (const auto& [key, service] : ctx.index.services) {
+    if (service.addresses.empty() || !ctx.Reachable(service)) continue;
+    for (const pb::ServicePort& port : service.ports) {
+      xds::ListenerDestination* d = listener.add_destinations();
+      d->set_name(absl::StrCat(service.Fqdn(), ":", port.port()));
+      for (const std::string& address : service.addresses) d->add_addresses(address);
+      d->set_port(port.port());
+      if (IsAutoProtocol(port.protocol())) {
+        d->set_protocol(xds::PROTOCOL_AUTO);
+        d->set_route_config_name(std::string(kOutboundName));
+        d->set_tcp_cluster(ClusterName(service, port.port(), {}, /*opaque=*/true));
+      } else if (IsHttpProtocol(port.protocol())) {
+        d->set_protocol(xds::PROTOCOL_HTTP);
+        d->set_route_config_name(std::string(kOutboundName));
+      } else {
+        d->set_protocol(xds::PROTOCOL_TCP);
+        d->set_tcp_cluster(ClusterName(service, port.port(), {}));
+      }
+    }
+  }
+  listener.set_unmatched_destination(
+      ctx.mesh.outbound_traffic_policy() == "REGISTRY_ONLY" ? xds::REFUSE : xds::PASSTHROUGH);
+}
+
+// The app's ports: its Service's ports, else those the workload registered. `own` is set to its
+// Service (null: none).
+std::vector<pb::ServicePort> ServedPorts(const TranslationContext& ctx, const ServiceView*& own) {
+  std::vector<pb::ServicePort> ports;
+  own = nullptr;
+  if (auto it = ctx.index.services.find({ctx.self.namespace_, ctx.self.service});
+      it != ctx.index.services.end()) {
+    own = &it->second;
+    ports = own->ports;
+  }
+  if (ports.empty()) {
+    for (uint32_t p : ctx.self.ports) {
+      pb::ServicePort sp;
+      sp.set_port(p);
+      ports.push_back(std::move(sp));
+    }
+  }
+  return ports;
+}
+
+// What the app's ports give the inbound listener.
+struct AppPorts {
+  xds::RouteConfiguration routes;  // "inbound"
+  // Captured connections, by the app port they were addressed to (the first Service port with
+  // that app port decides the protocol).
+  std::vector<xds::ListenerDestination> destinations;
+  // The first port's: where connections that are not HTTP go.
+  std::string first_cluster;
+  uint32_t first_app_port = 0;
+};
+
+// Per app port: its cluster "inbound|<app port>" and, on a captured node, its destination and
+// route configuration (into `out`); its virtual host of the route configuration "inbound".
+AppPorts AddAppPorts(const TranslationContext& ctx, TranslationOutput& out,
+                     const std::vector<pb::ServicePort>& ports,
+                     const std::vector<uint32_t>& registered, const ServiceView* own,
+                     const pb::TrafficPolicySpec* tp) {
+  AppPorts app;
+  app.routes.set_name(std::string(kInboundName));
+  std::set<uint32_t> made;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const pb::ServicePort& p = ports[i];
+    const uint32_t target = AppPort(ports, p, registered);
+    const std::string cluster_name = absl::StrCat("inbound|", target);
+    const bool first_for_target = made.insert(target).second;
+    xds::ListenerDestination* destination = nullptr;
+    if (ctx.self.capture && first_for_target) {
+      destination = &app.destinations.emplace_back();
+      destination->set_name(cluster_name);
+      destination->set_port(target);
+      destination->set_destination_port(target);
+      destination->set_protocol(xds::PROTOCOL_TCP);
+      destination->set_tcp_cluster(cluster_name);
+    }
+    if (first_for_target) {
+      out.clusters.emplace(cluster_name, InboundCluster(ctx, cluster_name, p.protocol(), target));
+    }
+    if (app.first_cluster.empty()) {
+      app.first_cluster = cluster_name;
+      app.first_app_port = target;
+    }
+    if (!IsHttpProtocol(p.protocol())) continue;
+    const xds::Route app_route = AppRoute(cluster_name, tp);
+    if (destination != nullptr) {
+      // The port the connection was addressed to names the app port: one route table per
+      // port, whatever Host the caller sent.
+      xds::RouteConfiguration port_routes;
+      port_routes.set_name(cluster_name);
+      xds::VirtualHost* any = port_routes.add_virtual_hosts();
+      any->set_name(absl::StrCat("inbound:", p.port()));
+      any->add_domains("*");
+      any->set_destination_port(target);
+      *any->add_routes() = app_route;
+      out.resources.routes.push_back(std::move(port_routes));
+      if (IsAutoProtocol(p.protocol())) {
+        // Not HTTP: bytes to the app port, as for TCP ports.
+        destination->set_protocol(xds::PROTOCOL_AUTO);
+      } else {
+        destination->clear_tcp_cluster();
+        destination->set_protocol(xds::PROTOCOL_HTTP);
+      }
+      destination->set_route_config_name(cluster_name);
+    }
+    xds::VirtualHost vhost;
+    // Peers send the Host they called ("svc:port"); the first port also takes everything else.
+    vhost.set_name(absl::StrCat("inbound:", p.port()));
+    vhost.set_destination_port(target);
+    if (own != nullptr) {
+      for (const std::string& d : Domains(ctx, *own, p.port(), false)) vhost.add_domains(d);
+    }
+    if (i == 0 || own == nullptr) {
+      vhost.clear_domains();
+      vhost.add_domains("*");
+    }
+    if (app.routes.virtual_hosts_size() > 0 && vhost.domains(0) == "*") continue;
+    *vhost.add_routes() = app_route;
+    *app.routes.add_virtual_hosts() = std::move(vhost);
+  }
+  // The catch-all ("*") host goes last so port-specific hosts win.
+  std::stable_sort(app.routes.mutable_virtual_hosts()->begin(),
+                   app.routes.mutable_virtual_hosts()->end(),
+                   [](const xds::VirtualHost& a, const xds::VirtualHost& b) {
+                     return (a.domains(0) != "*") > (b.domains(0) != "*");
+                   });
+  return app;
+}
+
+}  // namespace
+
+void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out) {
+  xds::Listener listener;
+  listener.set_name(std::string(kOutboundName));
+  const uint32_t port =
+      ctx.self.outbound_port != 0 ? ctx.self.outbound_port : registry::kDefaultOutboundPort;
+  BindOutbound(ctx, listener, port);
+  listener.set_direction(xds::OUTBOUND);
+  listener.set_protocol(xds::PROTOCOL_HTTP);
+  listener.set_route_config_name(std::string(kOutboundName));
+  if (ctx.self.capture) {
+    SetCaptureCommon(ctx, listener, port);
+    AddOutboundDestinations(ctx, listener);
+  }
+  out.resources.listeners.push_back(std::move(listener));
+}
+
+void BuildInbound(const TranslationContext& ctx, TranslationOutput& out) {
+  const ServiceView* own = nullptr;
+  const std::vector<pb::ServicePort> ports = ServedPorts(ctx, own);
+  if (ports.empty()) return;  // nothing to serve: the sidecar only carries outbound calls
+  const std::vector<uint32_t> registered = SortedPorts(ctx.self.ports);
+  const pb::TrafficPolicySpec* tp = own != nullptr ? ctx.PolicyFor(*own) : nullptr;
+  AppPorts app = AddAppPorts(ctx, out, ports, registered, own, tp);
+
+  xds::Listener listener;
+  listener.set_name(std::string(kInboundName));
+  const uint32_t port =
+      ctx.self.inbound_port != 0 ? ctx.self.inbound_port : registry::kDefaultInboundPort;
+  listener.set_address(FormatAddress(ListenHost(ctx), port));
+  listener.set_direction(xds::INBOUND);
+  if (ctx.self.capture) {
+    // Connections to the pod's addresses: by the port they were addressed to. Ports no
+    // Service declares go to the app as bytes, on the same port (TLS and authorization still
+    // apply); 127.0.0.1, since the pod's own address would be redirected again.
+    SetCaptureCommon(ctx, listener, port);
+    for (xds::ListenerDestination& d : app.destinations) {
+      *listener.add_destinations() = std::move(d);
+    }
+    listener.set_unmatched_destination(xds::PASSTHROUGH);
+    listener.set_passthrough_host(ctx.options.local_app_host);
+  }
+  if (app.routes.virtual_hosts_size() > 0) {
+    listener.set_protocol(xds::PROTOCOL_AUTO);
+    listener.set_route_config_name(std::string(kInboundName));
+    out.resources.routes.push_back(std::move(app.routes));
+  } else {
+    listener.set_protocol(xds::PROTOCOL_TCP);
+  }
+  listener.set_tcp_cluster(app.first_cluster);
+  listener.set_destination_port(app.first_app_port);
+  SetDownstreamTls(ctx, ctx.MtlsMode(tp), listener);
+  BuildAuthorization(ctx, ports, registered, listener);
+  out.resources.listeners.push_back(std::move(listener));
+}
+
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,300 @@
+// Listeners (listeners.cc).
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/translate/translation.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/translate/translator_test_util.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+TEST_F(TranslatorTest, ListenersForTheNode) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(r.listeners.size(), 2u);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  // Without capture, for the app beside it alone: it makes calls with this workload's identity.
+  EXPECT_EQ(outbound->address(), "127.0.0.1:15001");
+  EXPECT_EQ(outbound->additional_addresses_size(), 0);  // no capture: nothing redirects to it
+  EXPECT_EQ(outbound->direction(), xds::OUTBOUND);
+  EXPECT_EQ(outbound->route_config_name(), "outbound");
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->address(), "0.0.0.0:15006");
+  EXPECT_EQ(inbound->direction(), xds::INBOUND);
+  // frontend's Service maps port 8080 to the app's 8081.
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|8081");
+  const xds::Cluster* app = Named(r.clusters, "inbound|8081");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->type(), xds::Cluster::STATIC);
+  EXPECT_EQ(app->load_assignment().endpoints(0).address(), "127.0.0.1:8081");
+  // The inbound hop adds no timeout of its own: the caller's deadline governs. It retries only
+  // what never reached the app, so attempts do not multiply across hops.
+  const xds::VirtualHost* local = Host(r, "inbound", "inbound:8080");
+  ASSERT_NE(local, nullptr);
+  ASSERT_EQ(local->routes_size(), 1);
+  EXPECT_EQ(local->routes(0).route().timeout().seconds(), 0);
+  const xds::RetryPolicy& inbound_retries = local->routes(0).route().retry_policy();
+  EXPECT_FALSE(inbound_retries.has_num_retries());  // the default attempts
+  EXPECT_EQ(std::vector<std::string>(inbound_retries.retry_on().begin(),
+                                     inbound_retries.retry_on().end()),
+            (std::vector<std::string>{"connect-failure", "refused-stream"}));
+}
+
+TEST_F(TranslatorTest, RegisteredAppPortsWinOverTheServiceTargetPort) {
+  // Two reviews instances on one host listen on 19080 and 29080; the Service says 9080.
+  registry_.workloads[1].ports = {19080};
+  registry_.workloads[3].ports = {29080};
+  node_.set_id("reviews-v2-0");
+  NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.listeners, "inbound")->tcp_cluster(), "inbound|29080");
+  ASSERT_NE(Named(r.clusters, "inbound|29080"), nullptr);
+  // Registered ports that include the target port keep it.
+  registry_.workloads[3].ports = {9080, 29080};
+  r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.listeners, "inbound")->tcp_cluster(), "inbound|9080");
+}
+
+TEST_F(TranslatorTest, PortsFromTheRegistrationForLoopbackSidecars) {
+  registry_.workloads[0].inbound_port = 26006;
+  registry_.workloads[0].outbound_port = 26001;
+  registry_.workloads[1].inbound_port = 27006;
+  TranslateOptions options;
+  options.listen_host = "127.0.0.1";
+  NodeResources r = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
+  EXPECT_EQ(Named(r.listeners, "inbound")->address(), "127.0.0.1:26006");
+  // Listeners on IPv6: the outbound one on both loopback addresses (an app may use either).
+  options.listen_host = "::";
+  r = Translate(policy_, registry_, node_, options);
+  EXPECT_EQ(Named(r.listeners, "outbound")->address(), "127.0.0.1:26001");
+  EXPECT_EQ(Named(r.listeners, "outbound")->additional_addresses(0), "[::1]:26001");
+  EXPECT_EQ(Named(r.listeners, "inbound")->address(), "[::]:26006");
+  const xds::ClusterLoadAssignment* v1 = Assignment(r, "outbound|9080|version=v1|reviews.default");
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->endpoints(0).address(), "10.0.1.1:27006");
+}
+
+TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
+  Capture(registry_.workloads[0]);  // frontend-0
+  TranslateOptions loopback;
+  loopback.listen_host = "127.0.0.1";  // captured traffic arrives on every address all the same
+  NodeResources r = Translate(policy_, registry_, node_, loopback);
+  const xds::Listener* outbound = Named(r.listeners, "outbound");
+  ASSERT_NE(outbound, nullptr);
+  // Loopback only, where the packet filter redirects the app's connections: a peer that reaches
+  // the pod's port 15001 (not captured inbound, by annotation) finds nothing there.
+  EXPECT_EQ(outbound->address(), "127.0.0.1:15001");
+  EXPECT_TRUE(outbound->use_original_destination());
+  // Connections that were not redirected: as without capture.
+  EXPECT_EQ(outbound->protocol(), xds::PROTOCOL_HTTP);
+  EXPECT_EQ(outbound->route_config_name(), "outbound");
+  EXPECT_EQ(
+      DestinationSummary(*outbound),
+      (std::vector<std::string>{
+          "db.default:3306 [10.96.0.20,fd00::20]:3306 PROTOCOL_TCP outbound|3306||db.default 0",
+          "db.default:8080 [10.96.0.20,fd00::20]:8080 PROTOCOL_HTTP outbound 0",
+          "frontend.default:8080 [240.240.0.2]:8080 PROTOCOL_HTTP outbound 0",
+          "reviews.default:9080 [240.240.0.1,fd00:240::1]:9080 PROTOCOL_HTTP outbound 0",
+      }));
+  EXPECT_EQ(outbound->unmatched_destination(), xds::PASSTHROUGH);  // ALLOW_ANY by default
+  EXPECT_EQ(outbound->passthrough_host(), "");
+  // IPv6 connections of a pod with IPv6 land on the IPv6 loopback address of the same port.
+  EXPECT_EQ(std::vector<std::string>(outbound->additional_addresses().begin(),
+                                     outbound->additional_addresses().end()),
+            std::vector<std::string>{"[::1]:15001"});
+  EXPECT_FALSE(outbound->has_passthrough_connect_timeout());  // the sidecar's 1s
+  // The opaque port's cluster exists (the destination names it), and no TCP warning.
+  const xds::Cluster* mysql = Named(r.clusters, "outbound|3306||db.default");
+  ASSERT_NE(mysql, nullptr);
+  EXPECT_EQ(mysql->type(), xds::Cluster::EDS);
+  for (const std::string& w : r.warnings) EXPECT_EQ(w.find("TCP"), std::string::npos) << w;
+  // The virtual hosts answer to the addresses, bare on the first HTTP port, with the port always.
+  const xds::VirtualHost* reviews = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(reviews, nullptr);
+  std::vector<std::string> domains(reviews->domains().begin(), reviews->domains().end());
+  for (const char* d : {"240.240.0.1", "240.240.0.1:9080", "[fd00:240::1]", "[fd00:240::1]:9080",
+                        "reviews", "reviews.default.svc.cluster.local:9080"}) {
+    EXPECT_NE(std::find(domains.begin(), domains.end(), d), domains.end()) << d;
+  }
+  const xds::VirtualHost* admin = Host(r, "outbound", "db.default:8080");
+  ASSERT_NE(admin, nullptr);
+  domains.assign(admin->domains().begin(), admin->domains().end());
+  EXPECT_NE(std::find(domains.begin(), domains.end(), "10.96.0.20:8080"), domains.end());
+  EXPECT_NE(std::find(domains.begin(), domains.end(), "[fd00::20]"), domains.end());
+
+  // REGISTRY_ONLY: unknown destinations are refused.
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_outbound_traffic_policy("REGISTRY_ONLY");
+  policy_.mesh_config = mesh;
+  EXPECT_EQ(
+      Named(Translate(policy_, registry_, node_).listeners, "outbound")->unmatched_destination(),
+      xds::REFUSE);
+
+  // The mesh's connect timeout bounds passthrough connections too.
+  mesh.mutable_spec()->set_outbound_traffic_policy("ALLOW_ANY");
+  mesh.mutable_spec()->mutable_default_timeouts()->mutable_connect()->set_seconds(3);
+  policy_.mesh_config = mesh;
+  NodeResources with_timeout = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(with_timeout.listeners, "outbound")->passthrough_connect_timeout().seconds(), 3);
+  EXPECT_EQ(Named(with_timeout.listeners, "inbound")->passthrough_connect_timeout().seconds(), 3);
+}
+
+TEST_F(CaptureTest, OnlyReachableServicesWithAddressesAreDestinations) {
+  Capture(registry_.workloads[0]);
+  registry_.workloads.push_back(MakeWorkload("ratings-0", "ratings", "10.0.3.1"));  // no address
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->set_scope_to_dependencies(true);
+  policy_.mesh_config = mesh;
+  registry_.workloads[0].labels["meshlet.io/dependencies"] = "db, ratings";
+  NodeResources r = Translate(policy_, registry_, node_);
+  std::vector<std::string> names;
+  for (const auto& d : Named(r.listeners, "outbound")->destinations()) names.push_back(d.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"db.default:3306", "db.default:8080",
+                                             "frontend.default:8080"}));
+}
+
+TEST_F(CaptureTest, InboundListenerRoutesByTheAppPortCalled) {
+  Capture(registry_.workloads.back());  // store-db-0
+  node_.set_id("store-db-0");
+  for (registry::Workload& w : registry_.workloads) w.workload_certificate = true;
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Listener* inbound = Named(r.listeners, "inbound");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->address(), "0.0.0.0:15006");
+  EXPECT_TRUE(inbound->use_original_destination());
+  EXPECT_EQ(DestinationSummary(*inbound),
+            (std::vector<std::string>{"inbound|3307 []:3307 PROTOCOL_TCP inbound|3307 3307",
+                                      "inbound|8080 []:8080 PROTOCOL_HTTP inbound|8080 8080"}));
+  // Other ports reach the app as they are, on loopback (the pod's address would be captured
+  // again).
+  EXPECT_EQ(inbound->unmatched_destination(), xds::PASSTHROUGH);
+  EXPECT_EQ(inbound->passthrough_host(), "127.0.0.1");
+  EXPECT_EQ(std::vector<std::string>(inbound->additional_addresses().begin(),
+                                     inbound->additional_addresses().end()),
+            std::vector<std::string>{"[::]:15006"});
+  // mTLS as without capture; the connection-level fields as without capture too.
+  EXPECT_TRUE(inbound->tls().workload_certificate());
+  EXPECT_EQ(inbound->tcp_cluster(), "inbound|3307");
+  EXPECT_EQ(inbound->route_config_name(), "inbound");
+  ASSERT_NE(Named(r.routes, "inbound"), nullptr);
+  // The HTTP port's own route table: every host to that app port.
+  const xds::VirtualHost* admin = Host(r, "inbound|8080", "inbound:8080");
+  ASSERT_NE(admin, nullptr);
+  EXPECT_EQ(std::vector<std::string>(admin->domains().begin(), admin->domains().end()),
+            std::vector<std::string>{"*"});
+  EXPECT_EQ(admin->destination_port(), 8080u);
+  ASSERT_EQ(admin->routes_size(), 1);
+  EXPECT_EQ(admin->routes(0).route().cluster(), "inbound|8080");
+  EXPECT_EQ(admin->routes(0).route().timeout().seconds(), 0);
+  EXPECT_EQ(Named(r.clusters, "inbound|8080")->load_assignment().endpoints(0).address(),
+            "127.0.0.1:8080");
+  EXPECT_EQ(Named(r.routes, "inbound|3307"), nullptr);  // opaque: no routes
+}
+
+TEST_F(KubernetesServicesTest, APortDeclaringNoProtocolIsDetected) {
+  // ratings' port 80 declares nothing (no appProtocol, no name prefix): AUTO.
+  kubernetes_->services[0].ports[0].name = "web";
+  kubernetes_->services[0].ports[0].protocol = "AUTO";
+  NodeResources r = Translate(policy_, registry_, node_);  // frontend-0, captured
+  // Routed as HTTP by Host, like an HTTP port...
+  ASSERT_NE(Host(r, "outbound", "ratings.shop:80"), nullptr);
+  ASSERT_NE(Named(r.clusters, "outbound|80||ratings.shop"), nullptr);
+  // ...and captured connections to the ClusterIP detected: what is not HTTP goes as bytes to
+  // the TCP twin, which has the same endpoints and is never HTTP/2 over mTLS.
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(
+      Has(destinations,
+          "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_AUTO outboundoutbound|80|tcp|ratings.shop"
+          " 0"))
+      << absl::StrJoin(destinations, "\n");
+  const xds::Cluster* twin = Named(r.clusters, "outbound|80|tcp|ratings.shop");
+  ASSERT_NE(twin, nullptr);
+  EXPECT_EQ(twin->protocol(), xds::UPSTREAM_HTTP1);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||ratings.shop")->protocol(), xds::UPSTREAM_MESH_HTTP2);
+  ASSERT_EQ(Assignment(r, "outbound|80|tcp|ratings.shop")->endpoints_size(), 2);
+  EXPECT_EQ(Assignment(r, "outbound|80|tcp|ratings.shop")->endpoints(1).address(), "10.1.0.6:9080");
+
+  // The member's own inbound side: connections to the app port detected too, what is not HTTP
+  // proxied to the app as bytes.
+  node_.set_id("ratings-b.shop");
+  r = Translate(policy_, registry_, node_);
+  bool found = false;
+  for (const xds::ListenerDestination& d : Named(r.listeners, "inbound")->destinations()) {
+    if (d.port() != 9080) continue;
+    found = true;
+    EXPECT_EQ(d.protocol(), xds::PROTOCOL_AUTO);
+    EXPECT_EQ(d.route_config_name(), "inbound|9080");
+    EXPECT_EQ(d.tcp_cluster(), "inbound|9080");
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(TranslatorTest, AWorkloadServingNoPortsGetsOnlyTheOutboundListener) {
+  xds::Node client;
+  client.set_id("client-0");
+  registry::Workload w = MakeWorkload("client-0", "", "10.0.5.1");
+  w.ports.clear();
+  registry_.workloads.push_back(w);
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, client, kDefaultOptions);
+  TranslationOutput out;
+  BuildInbound(ctx, out);
+  EXPECT_TRUE(out.resources.listeners.empty());
+  EXPECT_TRUE(out.resources.routes.empty());
+  EXPECT_TRUE(out.clusters.empty());
+  BuildOutboundListener(ctx, out);
+  ASSERT_EQ(out.resources.listeners.size(), 1u);
+  EXPECT_EQ(out.resources.listeners[0].name(), "outbound");
+  EXPECT_EQ(out.resources.listeners[0].destinations_size(), 0);
+}
+
+TEST_F(TranslatorTest, ServicePortsSharingAnAppPortShareItsCluster) {
+  policy_.services[1] = Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports:
+  - {name: http, port: 8080, targetPort: 8081}
+  - {name: alt, port: 80, targetPort: 8081}
+  - {name: grpc, port: 9090, protocol: GRPC}
+)");
+  registry_.workloads[0].ports = {8081, 9090};
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
+  TranslationOutput out;
+  BuildInbound(ctx, out);
+  std::vector<std::string> clusters;
+  for (const auto& [name, cluster] : out.clusters) clusters.push_back(name);
+  EXPECT_EQ(clusters, (std::vector<std::string>{"inbound|8081", "inbound|9090"}));
+  EXPECT_EQ(out.clusters.at("inbound|9090").protocol(), xds::UPSTREAM_HTTP2);
+  ASSERT_EQ(out.resources.routes.size(), 1u);
+  const xds::RouteConfiguration& inbound = out.resources.routes[0];
+  // The first (lowest) Service port takes every host; the others their own, first.
+  std::vector<std::string> hosts;
+  for (const xds::VirtualHost& vh : inbound.virtual_hosts()) {
+    hosts.push_back(absl::StrCat(vh.name(), ">", vh.destination_port(), " ", vh.domains(0)));
+  }
+  EXPECT_EQ(hosts,
+            (std::vector<std::string>{"inbound:8080>8081 frontend:8080",
+                                      "inbound:9090>9090 frontend:9090", "inbound:80>8081 *"}));
+  ASSERT_EQ(out.resources.listeners.size(), 1u);
+  EXPECT_EQ(out.resources.listeners[0].tcp_cluster(), "inbound|8081");
+  EXPECT_EQ(out.resources.listeners[0].destination_port(), 8081u);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

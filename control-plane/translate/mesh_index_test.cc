@@ -1,0 +1,259 @@
+// The mesh index (mesh_index.cc): which services exist, their ports and members.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/translate/translation.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/translate/translator_test_util.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+TEST_F(TranslatorTest, ServicesKnownOnlyFromTheRegistry) {
+  registry_.workloads.push_back(MakeWorkload("ratings-0", "ratings", "10.0.3.1"));
+  NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_NE(Host(r, "outbound", "ratings.default:9080"), nullptr);
+  EXPECT_NE(Named(r.clusters, "outbound|9080||ratings.default"), nullptr);
+}
+
+TEST_F(TranslatorTest, ServiceAccountsOfAServiceBoundItsMembers) {
+  // reviews admits only its own service account: a workload of another one that registers under
+  // the name, or carries a label its selector would match, is no endpoint of it.
+  policy_.services[0].mutable_spec()->add_service_accounts("reviews");
+  (*policy_.services[0].mutable_spec()->mutable_selector())["app"] = "reviews";
+  registry::Workload impostor = MakeWorkload("reviews-x", "reviews", "10.0.9.1");
+  impostor.service_account = "intruder";
+  registry::Workload labelled = MakeWorkload("other-0", "other", "10.0.9.2", {{"app", "reviews"}});
+  labelled.service_account = "intruder";
+  registry::Workload admitted = MakeWorkload("other-1", "other", "10.0.9.3", {{"app", "reviews"}});
+  admitted.service_account = "reviews";
+  registry_.workloads.push_back(admitted);
+  registry_.workloads.push_back(labelled);
+  registry_.workloads.push_back(impostor);
+  std::sort(registry_.workloads.begin(), registry_.workloads.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* all = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_NE(all, nullptr);
+  std::vector<std::string> addresses;
+  for (const auto& e : all->endpoints()) addresses.push_back(e.address());
+  EXPECT_EQ(addresses, (std::vector<std::string>{"10.0.1.1:15006", "10.0.1.2:15006",
+                                                 "10.0.2.1:15006", "10.0.9.3:15006"}));
+}
+
+TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::Cluster* http = Named(r.clusters, "outbound|80||ratings.shop");
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->type(), xds::Cluster::EDS);
+  const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
+  ASSERT_EQ(a->endpoints_size(), 2);
+  // The pod without a sidecar: its target port, in plaintext, its Pod's labels kept.
+  EXPECT_EQ(a->endpoints(0).address(), "10.1.0.5:9080");
+  EXPECT_TRUE(a->endpoints(0).plaintext());
+  EXPECT_EQ(a->endpoints(0).labels().at("version"), "v1");
+  // The pod with a connected sidecar: mTLS to its own identity.
+  EXPECT_EQ(a->endpoints(1).address(), "10.1.0.6:9080");
+  EXPECT_FALSE(a->endpoints(1).plaintext());
+  EXPECT_EQ(a->endpoints(1).identity(), "spiffe://cluster.local/ns/shop/sa/ratings");
+  EXPECT_TRUE(http->tls().enabled());
+  // Host names of the Service, and the ClusterIP for captured connections.
+  const xds::VirtualHost* vhost = Host(r, "outbound", "ratings.shop:80");
+  ASSERT_NE(vhost, nullptr);
+  std::vector<std::string> domains(vhost->domains().begin(), vhost->domains().end());
+  for (const char* domain : {"ratings.shop.svc.cluster.local", "10.96.0.30", "10.96.0.30:80"}) {
+    EXPECT_TRUE(Has(domains, domain)) << domain;
+  }
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(Has(destinations, "ratings.shop:80 [10.96.0.30]:80 PROTOCOL_HTTP outbound 0"))
+      << absl::StrJoin(destinations, "\n");
+  EXPECT_TRUE(Has(destinations,
+                  "ratings.shop:6379 [10.96.0.30]:6379 PROTOCOL_TCP outbound|6379||ratings.shop 0"))
+      << absl::StrJoin(destinations, "\n");
+}
+
+TEST_F(KubernetesServicesTest, EndpointSlicesDecideMembershipAndServiceResourcesTheirPorts) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  // reviews: the Service resource's HTTP port, the Kubernetes ClusterIP added to its addresses,
+  // and only the EndpointSlice's addresses as members: reviews-v1-0 through its registration,
+  // reviews-plain without a sidecar; reviews-v1-1 and v2-0 (registered, not in the slice) left
+  // out.
+  const xds::ClusterLoadAssignment* reviews = Assignment(r, "outbound|9080||reviews.default");
+  ASSERT_EQ(reviews->endpoints_size(), 2);
+  EXPECT_EQ(reviews->endpoints(0).address(), "10.0.1.1:15006");
+  EXPECT_EQ(reviews->endpoints(1).address(), "10.0.1.7:9080");
+  EXPECT_NE(Host(r, "outbound", "reviews.default:9080"), nullptr);
+  std::vector<std::string> destinations = DestinationSummary(*Named(r.listeners, "outbound"));
+  EXPECT_TRUE(Has(destinations,
+                  "reviews.default:9080 [10.96.0.9,240.240.0.1,fd00:240::1]:9080 PROTOCOL_HTTP "
+                  "outbound 0"))
+      << absl::StrJoin(destinations, "\n");
+  // Subsets select by the Pods' labels.
+  policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: ratings, namespace: shop}
+spec:
+  target: ratings
+  rules:
+  - backends: [{service: ratings, subset: {version: v2}}]
+)"));
+  r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* v2 = Assignment(r, "outbound|80|version=v2|ratings.shop");
+  ASSERT_NE(v2, nullptr);
+  ASSERT_EQ(v2->endpoints_size(), 1);
+  EXPECT_EQ(v2->endpoints(0).address(), "10.1.0.6:9080");
+
+  // An endpoint removed from the slices leaves the configuration; a Service removed leaves it
+  // whole.
+  kubernetes_->services[0].endpoints.erase(kubernetes_->services[0].endpoints.begin());
+  r = Translate(policy_, registry_, node_);
+  ASSERT_EQ(Assignment(r, "outbound|80||ratings.shop")->endpoints_size(), 1);
+  kubernetes_->services.erase(kubernetes_->services.begin());
+  r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(Named(r.clusters, "outbound|80||ratings.shop"), nullptr);
+  EXPECT_EQ(Host(r, "outbound", "ratings.shop:80"), nullptr);
+}
+
+// BuildIndex on its own: what a service is made of.
+
+TEST_F(TranslatorTest, RegisteredPortsAreHttpPortsOfServicesOnlyTheRegistryKnows) {
+  registry::Workload ratings = MakeWorkload("ratings-0", "ratings", "10.0.3.1");
+  ratings.ports = {9090, 9080};
+  registry::Workload ratings_again = MakeWorkload("ratings-1", "ratings", "10.0.3.2");
+  ratings_again.ports = {9080, 7070};
+  registry_.workloads.push_back(ratings);
+  registry_.workloads.push_back(ratings_again);
+  registry_.workloads[1].ports = {7000};  // reviews-v1-0: its Service resource keeps its ports
+  const MeshIndex index = BuildIndex(policy_, registry_);
+
+  const ServiceView& implied = index.services.at({"default", "ratings"});
+  EXPECT_EQ(implied.resource, nullptr);
+  std::vector<std::string> ports;
+  for (const pb::ServicePort& p : implied.ports) {
+    ports.push_back(absl::StrCat(p.port(), "/", p.protocol()));
+  }
+  EXPECT_EQ(ports, (std::vector<std::string>{"7070/HTTP", "9080/HTTP", "9090/HTTP"}));
+  EXPECT_TRUE(implied.addresses.empty());
+  ASSERT_EQ(implied.members.size(), 2u);
+  EXPECT_EQ(implied.members[0]->id, "ratings-0");
+
+  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  EXPECT_EQ(reviews.resource, &policy_.services[0]);
+  ASSERT_EQ(reviews.ports.size(), 1u);
+  EXPECT_EQ(reviews.ports[0].port(), 9080u);
+  EXPECT_EQ(reviews.members.size(), 3u);
+}
+
+TEST_F(TranslatorTest, SelectorsJoinWorkloadsOfTheServiceNamespaceOrderedById) {
+  (*policy_.services[0].mutable_spec()->mutable_selector())["app"] = "reviews";
+  registry::Workload labelled =
+      MakeWorkload("a-labelled", "other", "10.0.9.1", {{"app", "reviews"}});
+  registry::Workload elsewhere =
+      MakeWorkload("b-elsewhere", "other", "10.0.9.2", {{"app", "reviews"}});
+  elsewhere.namespace_ = "shop";
+  registry::Workload unlabelled = MakeWorkload("c-unlabelled", "other", "10.0.9.3");
+  registry_.workloads.push_back(labelled);
+  registry_.workloads.push_back(elsewhere);
+  registry_.workloads.push_back(unlabelled);
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  std::vector<std::string> members;
+  for (const registry::Workload* w : index.services.at({"default", "reviews"}).members) {
+    members.push_back(w->id);
+  }
+  EXPECT_EQ(members, (std::vector<std::string>{"a-labelled", "reviews-v1-0", "reviews-v1-1",
+                                               "reviews-v2-0"}));
+}
+
+TEST_F(TranslatorTest, PoliciesAndRoutesAreIndexedByTheServiceTheyTarget) {
+  pb::TrafficPolicy later = policy_.traffic_policies[0];
+  later.mutable_metadata()->set_name("zz-reviews");
+  pb::TrafficPolicy earlier = policy_.traffic_policies[0];
+  earlier.mutable_metadata()->set_name("aa-reviews");
+  policy_.traffic_policies = {later, policy_.traffic_policies[0], earlier};
+  pb::HTTPRoute second = policy_.http_routes[0];
+  second.mutable_metadata()->set_name("a-first");
+  policy_.http_routes.push_back(second);
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  // Several TrafficPolicies for one Service: the greatest name, whatever the order.
+  ASSERT_EQ(index.traffic_policies.size(), 1u);
+  EXPECT_EQ(index.traffic_policies.at({"default", "reviews"})->metadata().name(), "zz-reviews");
+  const std::vector<const pb::HTTPRoute*>& routes =
+      index.routes_by_target.at({"default", "reviews"});
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0]->metadata().name(), "a-first");
+  EXPECT_EQ(routes[1]->metadata().name(), "reviews");
+}
+
+TEST_F(KubernetesServicesTest, AnEndpointOfARegisteredPodIsThatWorkloadOnce) {
+  // Two addresses of ratings-b's pod in the slices; the Pod's labels join those its sidecar
+  // registered, which win.
+  registry::Workload* b = nullptr;
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "ratings-b.shop") b = &w;
+  }
+  ASSERT_NE(b, nullptr);
+  b->addresses.push_back("fd00:1::6");
+  b->labels["version"] = "registered";
+  kubernetes_->services[0].endpoints.push_back(
+      {.address = "fd00:1::6", .pod = "ratings-b", .labels = {{"zone", "a"}}});
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const ServiceView& ratings = index.services.at({"shop", "ratings"});
+  EXPECT_EQ(ratings.kubernetes, &kubernetes_->services[0]);
+  EXPECT_EQ(ratings.addresses, std::vector<std::string>{"10.96.0.30"});
+  ASSERT_EQ(ratings.members.size(), 2u);
+  const registry::Workload* plain = ratings.members[0];
+  EXPECT_EQ(plain->id, "kubernetes/shop/ratings-a");
+  EXPECT_TRUE(plain->capture);  // reached on its app port
+  EXPECT_FALSE(plain->workload_certificate);
+  const registry::Workload* registered = ratings.members[1];
+  EXPECT_EQ(registered->id, "ratings-b.shop");
+  EXPECT_TRUE(registered->workload_certificate);
+  EXPECT_EQ(registered->labels.at("version"), "registered");
+  EXPECT_EQ(registered->labels.at("app"), "ratings");
+}
+
+TEST(AppPortTest, TheTargetPortUnlessOtherPortsAreRegistered) {
+  std::vector<pb::ServicePort> ports(2);
+  ports[0].set_port(80);
+  ports[0].set_target_port(8080);
+  ports[1].set_port(90);  // no target port: the port itself
+  EXPECT_EQ(AppPort(ports, ports[0], {}), 8080u);
+  EXPECT_EQ(AppPort(ports, ports[1], {}), 90u);
+  EXPECT_EQ(AppPort(ports, ports[0], {90, 8080}), 8080u);  // registered, so kept
+  // Other registered ports: matched to the Service's ports in order, the first when fewer.
+  EXPECT_EQ(AppPort(ports, ports[0], {18080, 19090}), 18080u);
+  EXPECT_EQ(AppPort(ports, ports[1], {18080, 19090}), 19090u);
+  EXPECT_EQ(AppPort(ports, ports[1], {18080}), 18080u);
+  EXPECT_EQ(SortedPorts({3, 1, 2}), (std::vector<uint32_t>{1, 2, 3}));
+}
+
+TEST(NamesTest, ClusterNamesAndAddresses) {
+  ServiceView s;
+  s.namespace_ = "shop";
+  s.name = "ratings";
+  EXPECT_EQ(ClusterName(s, 80, {}), "outbound|80||ratings.shop");
+  EXPECT_EQ(ClusterName(s, 80, {{"version", "v2"}, {"zone", "a"}}),
+            "outbound|80|version=v2,zone=a|ratings.shop");
+  EXPECT_EQ(ClusterName(s, 80, {}, /*opaque=*/true), "outbound|80|tcp|ratings.shop");
+  EXPECT_EQ(FormatAddress("10.0.0.1", 15006), "10.0.0.1:15006");
+  EXPECT_EQ(FormatAddress("fd00::1", 15006), "[fd00::1]:15006");
+  EXPECT_EQ(AddressHost("fd00::1"), "[fd00::1]");
+  EXPECT_EQ(AddressHost("10.0.0.1"), "10.0.0.1");
+  EXPECT_TRUE(Matches({}, {{"a", "1"}}));
+  EXPECT_TRUE(Matches({{"a", "1"}}, {{"a", "1"}, {"b", "2"}}));
+  EXPECT_FALSE(Matches({{"a", "1"}}, {{"a", "2"}}));
+  EXPECT_FALSE(Matches({{"a", "1"}}, {}));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

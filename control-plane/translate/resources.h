@@ -1,0 +1,57 @@
+#pragma once
+
+// What a translation takes and gives (translator.h translates): the options, one node's
+// resources, the names of their types on the wire and of the trust bundle Secret. Plain data, no
+// behaviour; shared by the translator's interface and the files of its steps (translation.h).
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::translate {
+
+using policy::PolicySnapshot;
+using registry::RegistrySnapshot;
+
+// Type URLs for google.protobuf.Any, as the ADS server and sidecar use them.
+inline constexpr absl::string_view kListenerType = "type.googleapis.com/meshlet.xds.Listener";
+inline constexpr absl::string_view kRouteType =
+    "type.googleapis.com/meshlet.xds.RouteConfiguration";
+inline constexpr absl::string_view kClusterType = "type.googleapis.com/meshlet.xds.Cluster";
+inline constexpr absl::string_view kEndpointType =
+    "type.googleapis.com/meshlet.xds.ClusterLoadAssignment";
+inline constexpr absl::string_view kSecretType = "type.googleapis.com/meshlet.xds.Secret";
+
+// One node's resources, each list ordered by name.
+struct NodeResources {
+  std::vector<xds::Listener> listeners;
+  std::vector<xds::RouteConfiguration> routes;
+  std::vector<xds::Cluster> clusters;
+  std::vector<xds::ClusterLoadAssignment> endpoints;
+  std::vector<xds::Secret> secrets;
+  // Warnings that did not stop translation (e.g. an HTTPRoute backend naming a missing Service:
+  // that rule answers 503 until the Service exists). Ordered, for logs and proxy-config.
+  std::vector<std::string> warnings;
+};
+
+struct TranslateOptions {
+  std::string cluster_domain = "cluster.local";
+  // Host the inbound listener forwards to (the local app).
+  std::string local_app_host = "127.0.0.1";
+  // Address the inbound listener binds without capture ("0.0.0.0"; loopback tests use
+  // "127.0.0.1"). The outbound listener binds loopback whatever this says.
+  std::string listen_host = "0.0.0.0";
+  // The mesh trust bundle (the CA's roots, PEM). Set: nodes with a workload certificate receive
+  // it as the Secret kTrustBundleSecret and verify peers against it, so a root rotation reaches
+  // them over xDS. Empty: they verify against the bundle that came with their certificate.
+  std::string trust_bundle_pem;
+};
+
+// The Secret carrying TranslateOptions::trust_bundle_pem.
+inline constexpr absl::string_view kTrustBundleSecret = "mesh-trust-bundle";
+
+}  // namespace meshlet::controlplane::translate

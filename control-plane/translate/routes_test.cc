@@ -1,0 +1,241 @@
+// Routes (routes.cc).
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control-plane/translate/translation.h"
+#include "control-plane/translate/translator.h"
+#include "control-plane/translate/translator_test_util.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+TEST_F(TranslatorTest, WeightedSplitMatchesAndHeaderEdits) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  std::vector<std::string> domains(vh->domains().begin(), vh->domains().end());
+  for (const char* d : {"reviews", "reviews:9080", "reviews.default", "reviews.default.svc",
+                        "reviews.default.svc.cluster.local:9080", "reviews.example.com"}) {
+    EXPECT_NE(std::find(domains.begin(), domains.end(), d), domains.end()) << d;
+  }
+  // canary, split x2 matches, ghost, then the default route.
+  ASSERT_EQ(vh->routes_size(), 5);
+  const xds::Route& canary = vh->routes(0);
+  EXPECT_EQ(canary.match().prefix(), "/");
+  ASSERT_EQ(canary.match().headers_size(), 1);
+  EXPECT_EQ(canary.match().headers(0).name(), "x-canary");
+  EXPECT_EQ(canary.match().headers(0).exact(), "always");
+  EXPECT_EQ(canary.route().cluster(), "outbound|9080|version=v2|reviews.default");
+
+  const xds::Route& split = vh->routes(1);
+  EXPECT_EQ(split.match().prefix(), "/api");
+  EXPECT_EQ(vh->routes(2).match().path(), "/health");
+  EXPECT_EQ(vh->routes(2).match().methods(0), "GET");
+  ASSERT_EQ(split.route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(split.route().weighted_clusters().clusters(0).name(),
+            "outbound|9080|version=v1|reviews.default");
+  EXPECT_EQ(split.route().weighted_clusters().clusters(0).weight(), 90u);
+  EXPECT_EQ(split.route().weighted_clusters().clusters(1).weight(), 10u);
+  EXPECT_EQ(split.route().timeout().seconds(), 3);
+  // Header edits in name order, so the output does not depend on map iteration.
+  ASSERT_EQ(split.request_headers_to_add_size(), 2);
+  EXPECT_EQ(split.request_headers_to_add(0).name(), "x-a");
+  EXPECT_FALSE(split.request_headers_to_add(0).append());
+  EXPECT_EQ(split.request_headers_to_remove(0), "x-debug");
+  EXPECT_EQ(split.fault().abort().http_status(), 503u);
+  EXPECT_DOUBLE_EQ(split.fault().abort().percentage(), 5.0);
+
+  // A backend naming a missing Service answers 503 and says so.
+  EXPECT_EQ(vh->routes(3).direct_response().status(), 503u);
+  ASSERT_FALSE(r.warnings.empty());
+  EXPECT_NE(r.warnings[0].find("nonexistent"), std::string::npos) << r.warnings[0];
+
+  const xds::Route& fallback = vh->routes(4);
+  EXPECT_EQ(fallback.route().cluster(), "outbound|9080||reviews.default");
+}
+
+TEST_F(TranslatorTest, RedirectsDirectResponsesAndRewrites) {
+  policy_.http_routes[0] = Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  target: reviews
+  rules:
+  - name: moved
+    matches: [{path: {value: /old}}]
+    redirect: {scheme: https, host: reviews.example.com, path: /new, port: 8443, statusCode: 301}
+  - matches: [{path: {value: /teapot}, headers: [{name: X-Debug, type: Present, invert: true}]}]
+    directResponse: {status: 418, body: "short and stout\n"}
+  - matches: [{path: {value: /v2}, headers: [{name: X-Tier, type: Prefix, value: gold}]}]
+    backends: [{service: reviews}]
+    rewrite: {pathPrefix: /, host: reviews-v2}
+    responseHeaders: {add: {x-served-by: mesh}}
+)");
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  ASSERT_EQ(vh->routes_size(), 4);  // three rules, then the default route
+  const xds::Route& moved = vh->routes(0);
+  EXPECT_EQ(moved.name(), "reviews.moved");
+  EXPECT_EQ(moved.redirect().scheme(), "https");
+  EXPECT_EQ(moved.redirect().host(), "reviews.example.com");
+  EXPECT_EQ(moved.redirect().path(), "/new");
+  EXPECT_EQ(moved.redirect().port(), 8443u);
+  EXPECT_EQ(moved.redirect().response_code(), 301u);
+  const xds::Route& teapot = vh->routes(1);
+  EXPECT_EQ(teapot.name(), "reviews.rule-1");  // unnamed rules by their index
+  EXPECT_EQ(teapot.direct_response().status(), 418u);
+  EXPECT_EQ(teapot.direct_response().body(), "short and stout\n");
+  ASSERT_EQ(teapot.match().headers_size(), 1);
+  EXPECT_EQ(teapot.match().headers(0).name(), "x-debug");
+  EXPECT_TRUE(teapot.match().headers(0).present());
+  EXPECT_TRUE(teapot.match().headers(0).invert());
+  const xds::Route& rewritten = vh->routes(2);
+  EXPECT_EQ(rewritten.match().prefix(), "/v2");
+  EXPECT_EQ(rewritten.match().headers(0).prefix(), "gold");
+  EXPECT_EQ(rewritten.route().cluster(), "outbound|9080||reviews.default");
+  EXPECT_EQ(rewritten.route().prefix_rewrite(), "/");
+  EXPECT_EQ(rewritten.route().host_rewrite(), "reviews-v2");
+  EXPECT_EQ(rewritten.route().timeout().seconds(), 2);  // the TrafficPolicy's
+  ASSERT_EQ(rewritten.response_headers_to_add_size(), 1);
+  EXPECT_TRUE(rewritten.response_headers_to_add(0).append());
+  // The last virtual host answers every other host with 404.
+  const xds::VirtualHost* unknown = Host(r, "outbound", "unknown-host");
+  ASSERT_NE(unknown, nullptr);
+  EXPECT_EQ(unknown->domains(0), "*");
+  EXPECT_EQ(unknown->routes(0).direct_response().status(), 404u);
+}
+
+TEST_F(TranslatorTest, BackendsWithoutAnHttpPortAndHostNamesTakenTwice) {
+  policy_.services.push_back(Parse<pb::Service>(R"(
+kind: Service
+metadata: {name: cache}
+spec:
+  ports: [{name: redis, port: 6379, protocol: TCP}]
+)"));
+  policy_.http_routes[0].mutable_spec()->mutable_rules(2)->mutable_backends(0)->set_service(
+      "cache");
+  // frontend claims reviews' extra host name too: the first service (by name) keeps it.
+  pb::HTTPRoute claim = Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: frontend}
+spec:
+  target: frontend
+  hostnames: [reviews.example.com]
+)");
+  policy_.http_routes.push_back(claim);
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  EXPECT_EQ(vh->routes(3).direct_response().status(), 503u);  // ghost, now cache
+  const std::string all = absl::StrJoin(r.warnings, "\n");
+  EXPECT_TRUE(absl::StrContains(
+      all,
+      "HTTPRoute default/reviews spec.rules[2].backends[0]: Service \"cache\" has no such HTTP "
+      "port; its share of traffic gets 503"))
+      << all;
+  EXPECT_TRUE(absl::StrContains(all,
+                                "host name \"reviews.example.com\" of reviews.default:9080 is "
+                                "already used by another service; ignored"))
+      << all;
+  EXPECT_TRUE(absl::StrContains(all, "Service default/cache port 6379: TCP ports are not routed"))
+      << all;
+  const xds::VirtualHost* frontend = Host(r, "outbound", "frontend.default:8080");
+  std::vector<std::string> domains(frontend->domains().begin(), frontend->domains().end());
+  EXPECT_NE(std::find(domains.begin(), domains.end(), "reviews.example.com"), domains.end());
+}
+
+TEST_F(TranslatorTest, StatusCodesImplyRetryingOnThem) {
+  pb::Retries retries;
+  retries.add_retriable_status_codes(503);
+  retries.mutable_backoff_max()->set_seconds(1);
+  pb::Timeouts timeouts;
+  timeouts.mutable_per_try()->set_seconds(2);
+  xds::RetryPolicy policy = ToRetryPolicy(retries, timeouts);
+  EXPECT_EQ(std::vector<std::string>(policy.retry_on().begin(), policy.retry_on().end()),
+            (std::vector<std::string>{"connect-failure", "refused-stream", "reset",
+                                      "retriable-status-codes"}));
+  EXPECT_EQ(policy.retriable_status_codes(0), 503u);
+  EXPECT_EQ(policy.per_try_timeout().seconds(), 2);
+  EXPECT_EQ(policy.max_interval().seconds(), 1);
+  EXPECT_FALSE(policy.has_num_retries());
+  retries.add_retry_on("5xx");
+  policy = ToRetryPolicy(retries, timeouts);
+  EXPECT_EQ(std::vector<std::string>(policy.retry_on().begin(), policy.retry_on().end()),
+            (std::vector<std::string>{"5xx", "retriable-status-codes"}));
+  retries.add_retry_on("retriable-status-codes");
+  EXPECT_EQ(ToRetryPolicy(retries, timeouts).retry_on_size(), 2);  // said once
+}
+
+TEST_F(TranslatorTest, RouteDefaultsRuleOverTrafficPolicy) {
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  const TranslationContext ctx(policy_, registry_, index, node_, kDefaultOptions);
+  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  pb::HTTPRouteRule rule;
+  rule.mutable_timeout()->set_seconds(7);
+  rule.mutable_retries()->mutable_attempts()->set_value(1);
+  xds::RouteAction action;
+  ApplyRouteDefaults(ctx, reviews, action, &rule);
+  EXPECT_EQ(action.timeout().seconds(), 7);
+  EXPECT_EQ(action.retry_policy().num_retries().value(), 1u);
+  EXPECT_EQ(action.retry_policy().retry_on_size(), 2);  // the TrafficPolicy's
+  EXPECT_EQ(action.retry_policy().per_try_timeout().nanos(), 500000000);
+  // A service without TrafficPolicy or mesh defaults: no timeout, no retry policy (the
+  // sidecar's defaults apply).
+  xds::RouteAction plain;
+  ApplyRouteDefaults(ctx, index.services.at({"default", "frontend"}), plain, nullptr);
+  EXPECT_FALSE(plain.has_timeout());
+  EXPECT_FALSE(plain.has_retry_policy());
+}
+
+TEST_F(TranslatorTest, HostNamesOfAServicePort) {
+  policy_.services[0].mutable_status()->add_addresses("fd00::9");
+  const MeshIndex index = BuildIndex(policy_, registry_);
+  TranslateOptions options;
+  options.cluster_domain = "example.org";
+  const TranslationContext ctx(policy_, registry_, index, node_, options);
+  const ServiceView& reviews = index.services.at({"default", "reviews"});
+  EXPECT_EQ(
+      Domains(ctx, reviews, 9080, false),
+      (std::vector<std::string>{"reviews:9080", "reviews.default:9080", "reviews.default.svc:9080",
+                                "reviews.default.svc.example.org:9080"}));
+  EXPECT_EQ(
+      Domains(ctx, reviews, 9080, true, true),
+      (std::vector<std::string>{
+          "reviews", "reviews:9080", "reviews.default", "reviews.default:9080",
+          "reviews.default.svc", "reviews.default.svc:9080", "reviews.default.svc.example.org",
+          "reviews.default.svc.example.org:9080", "[fd00::9]", "[fd00::9]:9080"}));
+}
+
+TEST(AppRouteTest, TheInboundHopAddsNoDeadlineAndRetriesOnlyWhatNeverReachedTheApp) {
+  const xds::Route plain = AppRoute("inbound|8080", nullptr);
+  EXPECT_EQ(plain.name(), "app");
+  EXPECT_EQ(plain.match().prefix(), "/");
+  EXPECT_EQ(plain.route().cluster(), "inbound|8080");
+  EXPECT_TRUE(plain.route().has_timeout());
+  EXPECT_EQ(plain.route().timeout().seconds(), 0);
+  EXPECT_EQ(std::vector<std::string>(plain.route().retry_policy().retry_on().begin(),
+                                     plain.route().retry_policy().retry_on().end()),
+            (std::vector<std::string>{"connect-failure", "refused-stream"}));
+  EXPECT_FALSE(plain.has_rate_limit());
+  pb::TrafficPolicySpec tp;
+  tp.mutable_rate_limit()->set_requests_per_second(5);
+  tp.mutable_rate_limit()->set_burst(10);
+  const xds::Route limited = AppRoute("inbound|8080", &tp);
+  EXPECT_EQ(limited.rate_limit().requests_per_second(), 5u);
+  EXPECT_EQ(limited.rate_limit().burst(), 10u);
+  EXPECT_FALSE(limited.rate_limit().per_principal());
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,82 @@
+// Mesh mTLS (docs/security.md): a node with a workload certificate serves its inbound listener
+// with it and originates mTLS towards services whose members can answer it, expecting exactly the
+// members' SPIFFE ids; the trust bundle Secret comes along when the CA's roots are known.
+
+#include <set>
+
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+
+bool HasCertificate(const Workload& w) {
+  return w.workload_certificate && !w.service_account.empty();
+}
+
+std::string SpiffeId(const TranslationContext& ctx, const Workload& w) {
+  return absl::StrCat("spiffe://", ctx.TrustDomain(), "/ns/", w.namespace_, "/sa/",
+                      w.service_account);
+}
+
+bool SetUpstreamMtls(const TranslationContext& ctx, const ServiceView& s,
+                     const std::map<std::string, std::string>& subset, const std::string& mode,
+                     xds::Cluster& cluster) {
+  if (!ctx.self.workload_certificate || mode == "DISABLE") return false;
+  std::set<std::string> ids;
+  bool any_has_certificate = false;
+  for (const Workload* w : s.members) {
+    if (!Matches(subset, w->labels)) continue;
+    any_has_certificate |= HasCertificate(*w);
+    if (!w->service_account.empty()) ids.insert(SpiffeId(ctx, *w));
+  }
+  if (!any_has_certificate && mode != "STRICT") return false;
+  xds::UpstreamTls* tls = cluster.mutable_tls();
+  tls->set_enabled(true);
+  tls->set_workload_certificate(true);
+  if (!ctx.options.trust_bundle_pem.empty()) {
+    tls->set_trust_bundle_secret(std::string(kTrustBundleSecret));
+  }
+  if (ids.empty()) {
+    // STRICT before any member with a service account registered: any identity of the mesh's
+    // trust domain (an id pattern narrower than a trust domain cannot be expressed).
+    ids.insert(absl::StrCat("spiffe://", ctx.TrustDomain(), "/*"));
+  }
+  for (const std::string& id : ids) tls->add_expected_peer_ids(id);
+  return true;
+}
+
+void SetEndpointTls(const TranslationContext& ctx, const Workload& w, bool mtls,
+                    const std::string& mode, xds::Endpoint& endpoint) {
+  const bool has_certificate = HasCertificate(w);
+  if (mtls && !has_certificate && mode != "STRICT") {
+    endpoint.set_plaintext(true);
+  } else if (!w.service_account.empty() && (has_certificate || mtls)) {
+    endpoint.set_identity(SpiffeId(ctx, w));
+  }
+}
+
+void SetDownstreamTls(const TranslationContext& ctx, const std::string& mode,
+                      xds::Listener& listener) {
+  if (!ctx.self.workload_certificate || mode == "DISABLE") return;
+  xds::DownstreamTls* tls = listener.mutable_tls();
+  tls->set_mode(mode == "STRICT" ? xds::DownstreamTls::STRICT : xds::DownstreamTls::PERMISSIVE);
+  tls->set_workload_certificate(true);
+  tls->set_require_client_certificate(mode == "STRICT");
+  if (!ctx.options.trust_bundle_pem.empty()) {
+    tls->set_trust_bundle_secret(std::string(kTrustBundleSecret));
+  }
+}
+
+void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources) {
+  if (!ctx.self.workload_certificate || ctx.options.trust_bundle_pem.empty()) return;
+  xds::Secret bundle;
+  bundle.set_name(std::string(kTrustBundleSecret));
+  bundle.set_trust_bundle_pem(ctx.options.trust_bundle_pem);
+  resources.secrets.push_back(std::move(bundle));
+}
+
+std::string MeshTlsKey(const TranslationContext& ctx) {
+  if (!ctx.self.workload_certificate) return "plaintext";
+  return ctx.options.trust_bundle_pem.empty() ? "workload" : "workload+bundle";
+}
+
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,93 @@
+// The context of one node's translation: the node as registered, the services it reaches, and
+// the settings (TrafficPolicy over MeshConfig) that apply to a service.
+
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+// Retries: the most specific non-empty setting per field (rule, then TrafficPolicy, then mesh).
+void MergeRetries(const pb::Retries& in, pb::Retries& out) {
+  if (in.has_attempts()) *out.mutable_attempts() = in.attempts();
+  if (in.retry_on_size() > 0) *out.mutable_retry_on() = in.retry_on();
+  if (in.retriable_status_codes_size() > 0) {
+    *out.mutable_retriable_status_codes() = in.retriable_status_codes();
+  }
+  if (in.has_backoff_base()) *out.mutable_backoff_base() = in.backoff_base();
+  if (in.has_backoff_max()) *out.mutable_backoff_max() = in.backoff_max();
+  if (in.has_budget_percent()) *out.mutable_budget_percent() = in.budget_percent();
+  if (in.has_budget_min_retries_per_second()) {
+    *out.mutable_budget_min_retries_per_second() = in.budget_min_retries_per_second();
+  }
+  if (in.retry_non_idempotent()) out.set_retry_non_idempotent(true);
+}
+
+}  // namespace
+
+TranslationContext::TranslationContext(const PolicySnapshot& policy,
+                                       const RegistrySnapshot& registry, const MeshIndex& index,
+                                       const xds::Node& node, const TranslateOptions& options)
+    : policy(policy), registry(registry), index(index), options(options) {
+  if (const Workload* registered = registry.Find(node.id())) {
+    self = *registered;
+  } else {
+    self = registry::WorkloadFromNode(node);
+  }
+  if (policy.mesh_config.has_value()) mesh = policy.mesh_config->spec();
+}
+
+bool TranslationContext::Reachable(const ServiceView& service) const {
+  if (!mesh.scope_to_dependencies()) return true;
+  if (service.namespace_ == self.namespace_ && service.name == self.service) return true;
+  auto it = self.labels.find(std::string(kDependenciesLabel));
+  if (it == self.labels.end()) return false;
+  for (absl::string_view dep : absl::StrSplit(it->second, ',', absl::SkipWhitespace())) {
+    dep = absl::StripAsciiWhitespace(dep);
+    std::vector<std::string> parts = absl::StrSplit(dep, absl::MaxSplits('.', 1));
+    const std::string ns = parts.size() > 1 ? parts[1] : self.namespace_;
+    if (ns == service.namespace_ && (parts[0] == "*" || parts[0] == service.name)) return true;
+  }
+  return false;
+}
+
+const pb::TrafficPolicySpec* TranslationContext::PolicyFor(const ServiceView& s) const {
+  auto it = index.traffic_policies.find({s.namespace_, s.name});
+  return it == index.traffic_policies.end() ? nullptr : &it->second->spec();
+}
+
+const std::vector<const pb::HTTPRoute*>& TranslationContext::RoutesFor(const ServiceView& s) const {
+  static const std::vector<const pb::HTTPRoute*> kNone;
+  auto it = index.routes_by_target.find({s.namespace_, s.name});
+  return it == index.routes_by_target.end() ? kNone : it->second;
+}
+
+pb::Timeouts TranslationContext::EffectiveTimeouts(const pb::TrafficPolicySpec* tp) const {
+  pb::Timeouts t = mesh.default_timeouts();
+  if (tp != nullptr && tp->has_timeouts()) t.MergeFrom(tp->timeouts());
+  return t;
+}
+
+pb::Retries TranslationContext::EffectiveRetries(const pb::TrafficPolicySpec* tp,
+                                                 const pb::Retries* rule) const {
+  pb::Retries r;
+  if (mesh.has_default_retries()) MergeRetries(mesh.default_retries(), r);
+  if (tp != nullptr && tp->has_retries()) MergeRetries(tp->retries(), r);
+  if (rule != nullptr) MergeRetries(*rule, r);
+  return r;
+}
+
+std::string TranslationContext::MtlsMode(const pb::TrafficPolicySpec* tp) const {
+  if (tp != nullptr && !tp->mtls().empty()) return tp->mtls();
+  return mesh.mtls().empty() ? "PERMISSIVE" : mesh.mtls();
+}
+
+std::string TranslationContext::TrustDomain() const {
+  return mesh.trust_domain().empty() ? "cluster.local" : mesh.trust_domain();
+}
+
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,263 @@
+#pragma once
+
+// What the files of the translation share; translator.h is its interface. One node's
+// translation reads a TranslationContext (the inputs, the mesh index built from them, the node as
+// registered) and writes a TranslationOutput; translator.cc is the driver that runs the steps of
+// the part it is asked for, each step in the file of its concern:
+//
+//   mesh_index.cc     the mesh index: services (Service resources, registrations, Kubernetes
+//                     Services), their ports, addresses and members; cluster names and addresses
+//   translation.cc    the context: the node's workload, the services it reaches, the
+//                     TrafficPolicy and MeshConfig settings that apply to a service
+//   clusters.cc       outbound clusters (TrafficPolicy settings) with their endpoints; the
+//                     inbound clusters to the local app
+//   tls.cc            mesh mTLS: upstream TLS of clusters and endpoints, the inbound listener's
+//                     TLS, the trust bundle Secret
+//   routes.cc         the route configuration "outbound" (virtual hosts, HTTPRoute rules,
+//                     backends, retries and timeouts) and the inbound route to the app
+//   listeners.cc      the outbound and inbound listeners, capture destinations, the inbound
+//                     route configurations and clusters of the app's ports
+//   authorization.cc  the AuthorizationPolicies that select the workload, as the inbound
+//                     listener's authorization
+//
+// Pure functions of their inputs: nothing here keeps state between translations, and a
+// TranslationContext may be read from any number of threads (a TranslationOutput is one
+// translation's own). Private to control-plane/translate.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "control-plane/translate/resources.h"
+#include "google/protobuf/duration.pb.h"
+#include "xds/node.pb.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::translate {
+
+namespace pb = ::meshlet::policy;
+using registry::Workload;
+
+inline constexpr absl::string_view kOutboundName = "outbound";
+inline constexpr absl::string_view kInboundName = "inbound";
+inline constexpr absl::string_view kDependenciesLabel = "meshlet.io/dependencies";
+
+// ---------------------------------------------------------------------------------------------
+// The mesh index (mesh_index.cc)
+
+// A Service as the translator sees it: a policy Service, or one implied by registrations (a
+// workload registered with a service name no Service resource describes gets HTTP ports equal
+// to its app ports, so plain registration is enough for discovery).
+struct ServiceView {
+  std::string namespace_;
+  std::string name;
+  const pb::Service* resource = nullptr;  // null: implied by the registry or Kubernetes
+  // The Kubernetes Service of that name, when discovery saw one: its EndpointSlices' ready
+  // addresses are the members (registered workloads are not joined by name or selector).
+  const registry::KubernetesService* kubernetes = nullptr;
+  std::vector<pb::ServicePort> ports;  // sorted by port
+  std::map<std::string, std::string> selector;
+  // Service accounts whose workloads may be members (spec.serviceAccounts); empty: any.
+  std::set<std::string> service_accounts;
+  bool Admits(const Workload& w) const {
+    return service_accounts.empty() || service_accounts.contains(w.service_account);
+  }
+  // Virtual addresses: spec.addresses, else those the control plane allocated (none for
+  // services only the registry knows).
+  std::vector<std::string> addresses;
+  // Registered workloads of the service (by service name or selector), ordered by id.
+  std::vector<const registry::Workload*> members;
+
+  std::string Fqdn() const { return absl::StrCat(name, ".", namespace_); }
+};
+
+using ServiceKey = std::pair<std::string, std::string>;  // (namespace, name)
+
+// What every node's translation reads from the inputs: services with their members, the
+// TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
+// pointers into both snapshots, which must outlive it.
+struct MeshIndex {
+  std::map<ServiceKey, ServiceView> services;
+  std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
+  std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target;
+  // Members standing for Kubernetes endpoints without a connected sidecar (a deque: the views
+  // point at its elements).
+  std::deque<Workload> kubernetes_members;
+};
+
+MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& registry);
+
+// "outbound|<port>|<subset>|<svc>.<ns>"; `opaque`: the TCP twin of an AUTO port's cluster, for
+// the connections that are not HTTP ("outbound|<port>|tcp|<svc>.<ns>"; a subset is "k=v", so the
+// names cannot meet).
+std::string ClusterName(const ServiceView& s, uint32_t port,
+                        const std::map<std::string, std::string>& subset, bool opaque = false);
+
+// "host:port", with brackets around an IPv6 host.
+std::string FormatAddress(absl::string_view host, uint32_t port);
+// A virtual address as clients write it in Host / :authority (IPv6 in brackets).
+std::string AddressHost(const std::string& address);
+
+// Protocols of Service ports: everything but TCP is routed as HTTP. AUTO (a Kubernetes Service
+// port that declares no protocol: no appProtocol, no known name prefix) is HTTP when the first
+// bytes are HTTP, else opaque TCP (ListenerProtocol AUTO), as Istio and Linkerd treat such ports:
+// everything HTTP ports get, plus a TCP twin cluster.
+inline bool IsHttpProtocol(absl::string_view protocol) { return protocol != "TCP"; }
+inline bool IsAutoProtocol(absl::string_view protocol) { return protocol == "AUTO"; }
+
+// The port a workload's app listens on for the Service port `p` (one of `ports`): the target port,
+// unless the workload registered other app ports (`registered`, sorted; several instances sharing
+// one host cannot all listen on the target port), which then win, matched to the Service's ports in
+// order.
+uint32_t AppPort(const std::vector<pb::ServicePort>& ports, const pb::ServicePort& p,
+                 const std::vector<uint32_t>& registered);
+std::vector<uint32_t> SortedPorts(std::vector<uint32_t> ports);
+
+// Whether `labels` has every key of `selector` with the same value (an empty selector: yes).
+bool Matches(const std::map<std::string, std::string>& selector,
+             const std::map<std::string, std::string>& labels);
+
+inline void SetDuration(google::protobuf::Duration* out, const google::protobuf::Duration& in) {
+  *out = in;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The context of one node's translation (translation.cc)
+
+// What one node's translation reads: the policy snapshot, the registry, the index built from
+// both, the options, and the node as registered (its registration, else what its Node says).
+// Holds references to the inputs, which must outlive it.
+struct TranslationContext {
+  TranslationContext(const PolicySnapshot& policy, const RegistrySnapshot& registry,
+                     const MeshIndex& index, const xds::Node& node,
+                     const TranslateOptions& options);
+  // Held by reference: the options must outlive the context.
+  TranslationContext(const PolicySnapshot&, const RegistrySnapshot&, const MeshIndex&,
+                     const xds::Node&, TranslateOptions&&) = delete;
+
+  // Whether this node's configuration includes `service` (MeshConfig scope_to_dependencies: its
+  // own service and those its label meshlet.io/dependencies lists).
+  bool Reachable(const ServiceView& service) const;
+  // The TrafficPolicy of a service (null: none), and its HTTPRoutes ordered by name.
+  const pb::TrafficPolicySpec* PolicyFor(const ServiceView& s) const;
+  const std::vector<const pb::HTTPRoute*>& RoutesFor(const ServiceView& s) const;
+  // Timeouts: the TrafficPolicy's over MeshConfig's defaults, field by field.
+  pb::Timeouts EffectiveTimeouts(const pb::TrafficPolicySpec* tp) const;
+  // Retries: the most specific non-empty setting per field (`rule`, then the TrafficPolicy, then
+  // MeshConfig); `tp` and `rule` may be null.
+  pb::Retries EffectiveRetries(const pb::TrafficPolicySpec* tp, const pb::Retries* rule) const;
+  // The mTLS mode: the TrafficPolicy's, else MeshConfig's, else PERMISSIVE.
+  std::string MtlsMode(const pb::TrafficPolicySpec* tp) const;
+  // MeshConfig's trust domain, else cluster.local.
+  std::string TrustDomain() const;
+
+  const PolicySnapshot& policy;
+  const RegistrySnapshot& registry;
+  const MeshIndex& index;
+  const TranslateOptions& options;
+  Workload self;
+  pb::MeshConfigSpec mesh;
+};
+
+// What one node's translation builds: clusters and their endpoints by name (each created once,
+// whatever number of routes name it), the rest straight into `resources`.
+struct TranslationOutput {
+  void Warn(std::string text) { resources.warnings.push_back(std::move(text)); }
+
+  std::map<std::string, xds::Cluster> clusters;
+  std::map<std::string, xds::ClusterLoadAssignment> endpoints;
+  NodeResources resources;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Clusters (clusters.cc)
+
+// The cluster for (service, port, subset) with its endpoints, created in `out` on first use;
+// `opaque`: the TCP twin of an AUTO port's cluster (no subset). Returns its name.
+const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& out,
+                              const ServiceView& s, const pb::ServicePort& port,
+                              const std::map<std::string, std::string>& subset,
+                              bool opaque = false);
+// The TrafficPolicy's (and MeshConfig's) settings of an outbound cluster: load balancer, connect
+// timeout, circuit breakers, retry budget, connection pool, outlier detection.
+void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySpec* tp,
+                        xds::Cluster& cluster);
+// The STATIC cluster "inbound|<app port>" to the local app.
+xds::Cluster InboundCluster(const TranslationContext& ctx, const std::string& name,
+                            absl::string_view protocol, uint32_t app_port);
+
+// ---------------------------------------------------------------------------------------------
+// Mesh mTLS (tls.cc)
+
+// A member that can answer mTLS: it announces a workload certificate, which names its service
+// account.
+bool HasCertificate(const Workload& w);
+std::string SpiffeId(const TranslationContext& ctx, const Workload& w);
+// Mesh mTLS to a service's sidecars, with this node's workload certificate: when the `mode` is
+// not DISABLE and some member (of the subset) has a certificate to answer with, or the mode is
+// STRICT (plaintext would be refused anyway). The upstream must present one of the members'
+// SPIFFE ids. Returns whether the cluster uses mTLS.
+bool SetUpstreamMtls(const TranslationContext& ctx, const ServiceView& s,
+                     const std::map<std::string, std::string>& subset, const std::string& mode,
+                     xds::Cluster& cluster);
+// Automatic mTLS per endpoint of a cluster (`mtls`: whether it uses mTLS): in PERMISSIVE, a
+// member without a certificate to answer with is reached in plaintext while the others get mTLS;
+// each mTLS endpoint must present exactly its own identity.
+void SetEndpointTls(const TranslationContext& ctx, const Workload& w, bool mtls,
+                    const std::string& mode, xds::Endpoint& endpoint);
+// The inbound listener's TLS in `mode`, when the node has a workload certificate.
+void SetDownstreamTls(const TranslationContext& ctx, const std::string& mode,
+                      xds::Listener& listener);
+// The trust bundle Secret, to nodes with a workload certificate when the options carry one.
+void AddTrustBundle(const TranslationContext& ctx, NodeResources& resources);
+// What the clusters' TLS depends on besides the inputs' versions (part of the cache key).
+std::string MeshTlsKey(const TranslationContext& ctx);
+
+// ---------------------------------------------------------------------------------------------
+// Routes (routes.cc)
+
+// The route configuration "outbound", with the clusters its routes name: one virtual host per
+// reachable Service port, HTTPRoute rules first, then a default route; a last "*" host answers
+// 404. Also the clusters captured connections to Services' addresses need.
+void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out);
+// The host names of a Service port, bare too with `bare`; with `addresses`, its virtual
+// addresses too (what a client that called the address sends as Host).
+std::vector<std::string> Domains(const TranslationContext& ctx, const ServiceView& s, uint32_t port,
+                                 bool bare, bool addresses = false);
+// Timeouts and retries of a route to `s` (`rule`: the HTTPRoute rule, null for the default
+// route).
+void ApplyRouteDefaults(const TranslationContext& ctx, const ServiceView& s,
+                        xds::RouteAction& action, const pb::HTTPRouteRule* rule);
+// Merged retries and timeouts as the sidecar's retry policy.
+xds::RetryPolicy ToRetryPolicy(const pb::Retries& r, const pb::Timeouts& t);
+// The inbound route to the local app's `cluster`.
+xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp);
+
+// ---------------------------------------------------------------------------------------------
+// Listeners (listeners.cc)
+
+// The listener "outbound" (with capture destinations for a captured node).
+void BuildOutboundListener(const TranslationContext& ctx, TranslationOutput& out);
+// The listener "inbound" with its route configurations and clusters to the app's ports; nothing
+// when the workload serves no ports.
+void BuildInbound(const TranslationContext& ctx, TranslationOutput& out);
+
+// ---------------------------------------------------------------------------------------------
+// Authorization (authorization.cc)
+
+// The AuthorizationPolicies of this workload's namespace that select it, as the inbound
+// listener's authorization. `ports` are the app's Service ports and `registered` its registered
+// app ports (sorted), which say what app port a Service port stands for.
+void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::ServicePort>& ports,
+                        const std::vector<uint32_t>& registered, xds::Listener& listener);
+// Whether an AuthorizationPolicy target (a Service of this namespace; empty: all) selects the
+// node's workload.
+bool SelectsSelf(const TranslationContext& ctx, const std::string& target);
+
+}  // namespace meshlet::controlplane::translate

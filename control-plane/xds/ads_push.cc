@@ -1,0 +1,259 @@
+// AdsServer's pushes. NotifyChanged starts a push round once changes are quiet (debounce); each
+// node with a stream queues, and at most max_concurrent_pushes nodes have a push awaiting its
+// answers (a push not answered within push_timeout frees its slot, ads_server.cc's sweep). A push
+// generates the node's resources and sends, per subscribed type whose content changed, a
+// state-of-the-world response (every resource) or a delta response (what changed and what went),
+// in two passes so a sidecar never sees a name it cannot resolve: dependency order with each type
+// as the union of new and old, then reverse order dropping what nothing names (docs/xds.md,
+// "Ordering: make before break"). Threading: the loop thread, except NotifyChanged.
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/base/logging.h"
+#include "control-plane/xds/ads_server.h"
+#include "control-plane/xds/ads_server_internal.h"
+#include "xds/protocol.h"
+
+namespace meshlet::controlplane::ads {
+namespace {
+
+uint64_t Micros(Duration d) { return d.count() <= 0 ? 0 : static_cast<uint64_t>(d.count() / 1000); }
+
+}  // namespace
+
+void AdsServer::NotifyChanged() {
+  auto fire = [this] {
+    const MonotonicTime now = Now();
+    if (!burst_started_) burst_started_ = now;
+    const MonotonicTime latest = *burst_started_ + options_.debounce_max_delay;
+    const Duration wait = std::min<Duration>(options_.debounce_quiet, latest - now);
+    debounce_timer_->Enable(std::max<Duration>(wait, Duration::zero()));
+  };
+  if (loop_.IsInLoopThread()) {
+    fire();
+    return;
+  }
+  loop_.Post([alive = std::weak_ptr<bool>(alive_), fire] {
+    if (auto a = alive.lock(); a && *a) fire();
+  });
+}
+
+void AdsServer::OnDebounceFired() {
+  if (!burst_started_) return;
+  const MonotonicTime changed_at = *burst_started_;
+  burst_started_.reset();
+  ++push_rounds_;
+  metrics_->push_rounds.Inc();
+  for (auto& [id, stream] : streams_) {
+    if (stream->has_node) RequestPush(*stream, changed_at);
+  }
+}
+
+void AdsServer::RequestPush(Stream& stream, MonotonicTime changed_at) {
+  if (!stream.pending_change || changed_at < *stream.pending_change) {
+    stream.pending_change = changed_at;
+  }
+  if (stream.first_push_timer != nullptr && stream.first_push_timer->enabled()) return;
+  if (!stream.queued && !stream.in_flight) {
+    stream.queued = true;
+    push_queue_.push_back(stream.id);
+    metrics_->queued.Set(static_cast<int64_t>(push_queue_.size()));
+  }
+  ScheduleDrain();
+}
+
+void AdsServer::ScheduleDrain() {
+  // On a later turn, so the subscriptions a sidecar sends together are served in one push, in
+  // dependency order, whatever order they arrived in.
+  if (drain_posted_) return;
+  drain_posted_ = true;
+  loop_.Post([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (auto a = alive.lock(); !a || !*a) return;
+    drain_posted_ = false;
+    DrainQueue();
+  });
+}
+
+void AdsServer::DrainQueue() {
+  while (pushes_in_flight_ < options_.max_concurrent_pushes && !push_queue_.empty()) {
+    const uint64_t id = push_queue_.front();
+    push_queue_.pop_front();
+    auto it = streams_.find(id);
+    if (it == streams_.end()) continue;
+    Stream& stream = *it->second;
+    stream.queued = false;
+    if (stream.in_flight) continue;  // re-queued when its push is answered
+    Push(stream);
+  }
+  metrics_->queued.Set(static_cast<int64_t>(push_queue_.size()));
+}
+
+void AdsServer::Push(Stream& stream) {
+  if (!stream.pending_change) return;
+  const MonotonicTime changed_at = *stream.pending_change;
+  stream.pending_change.reset();
+  absl::StatusOr<NodeResourceSet> generated = generator_(stream.node);
+  if (!generated.ok()) {
+    metrics_->generate_errors.Inc();
+    LOG_EVERY_N_SEC(ERROR, 1) << "xds: cannot generate resources for " << stream.node.id() << ": "
+                              << generated.status().message();
+    return;
+  }
+  stream.warnings = generated->warnings;
+  size_t sent = 0;
+
+  auto send_sotw = [&](ResourceType type, const ResourceMap& set) {
+    TypeSubscription& sub = stream.of(type);
+    const std::string version = TypeVersion(set);
+    if (!sub.ShouldSend(version)) return;
+    xds::DiscoveryResponse response;
+    response.set_version_info(version);
+    response.set_type_url(std::string(TypeUrl(type)));
+    response.set_system_version_info(options_.system_version_info);
+    std::string nonce = stream.NextNonce();
+    response.set_nonce(nonce);
+    for (const auto& [name, resource] : set) *response.add_resources() = resource->resource;
+    if (!stream.call->SendProto(response)) return;
+    sub.RecordSent(std::move(nonce), version, set, changed_at);
+    metrics_->pushes[static_cast<size_t>(type)].Inc();
+    ++sent;
+  };
+  auto send_delta = [&](ResourceType type, const ResourceMap& updates,
+                        const std::vector<std::string>& removed, const ResourceMap& state_after) {
+    TypeSubscription& sub = stream.of(type);
+    // Nothing to say, except to a subscriber that holds nothing and heard nothing yet: it gets
+    // an empty response, so it knows the type is empty rather than still coming (a sidecar is
+    // not ready before its first complete configuration).
+    const bool first_answer = sub.sent_version().empty() && sub.assumed_state().empty();
+    if (updates.empty() && removed.empty() && !first_answer) return;
+    const std::string version = TypeVersion(state_after);
+    if (!sub.ShouldSend(version)) return;
+    xds::DeltaDiscoveryResponse response;
+    response.set_type_url(std::string(TypeUrl(type)));
+    response.set_system_version_info(options_.system_version_info);
+    std::string nonce = stream.NextNonce();
+    response.set_nonce(nonce);
+    for (const auto& [name, resource] : updates) {
+      xds::Resource* out = response.add_resources();
+      out->set_name(name);
+      out->set_version(resource->version);
+      *out->mutable_resource() = resource->resource;
+    }
+    for (const std::string& name : removed) response.add_removed_resources(name);
+    if (!stream.call->SendProto(response)) return;
+    sub.RecordSent(std::move(nonce), version, state_after, changed_at);
+    metrics_->pushes[static_cast<size_t>(type)].Inc();
+    ++sent;
+  };
+
+  // Pass 1, in dependency order: every type becomes new ∪ old (the last type, listeners, is
+  // named by nothing and goes out exact), so nothing still in use disappears.
+  std::array<ResourceMap, kResourceTypeCount> desired;
+  std::array<bool, kResourceTypeCount> has_leftovers{};
+  for (ResourceType type : kPushOrder) {
+    const size_t t = static_cast<size_t>(type);
+    TypeSubscription& sub = stream.of(type);
+    if (!sub.subscribed()) continue;
+    desired[t] = sub.Filter(generated->of(type));
+    const bool keep_old = type != ResourceType::kListener;
+    if (!stream.delta) {
+      // A sidecar that reconnected running this very version holds this very set: what it
+      // holds is known again (delta streams say it in initial_resource_versions).
+      if (!sub.reported_version().empty() && sub.reported_version() == TypeVersion(desired[t])) {
+        sub.SetReportedState(desired[t]);
+      }
+      ResourceMap set = desired[t];
+      if (keep_old) {
+        for (const ResourceMap* old : {&sub.assumed_state(), &sub.acked_state()}) {
+          for (const auto& [name, resource] : *old) {
+            if (!set.contains(name) && resource->resource.type_url() == TypeUrl(type)) {
+              set.emplace(name, resource);
+              has_leftovers[t] = true;
+            }
+          }
+        }
+      }
+      send_sotw(type, set);
+    } else {
+      const ResourceMap& held = sub.assumed_state();
+      ResourceMap updates;
+      ResourceMap state_after = held;
+      for (const auto& [name, resource] : desired[t]) {
+        auto it = held.find(name);
+        if (it == held.end() || it->second->version != resource->version) {
+          updates.emplace(name, resource);
+          state_after[name] = resource;
+        }
+      }
+      std::vector<std::string> removed;
+      for (const auto& [name, resource] : held) {
+        if (!desired[t].contains(name)) {
+          if (keep_old) {
+            has_leftovers[t] = true;
+          } else {
+            removed.push_back(name);
+            state_after.erase(name);
+          }
+        }
+      }
+      send_delta(type, updates, removed, state_after);
+    }
+  }
+  // Pass 2, in reverse order: drop what nothing names any more.
+  for (auto it = kPushOrder.rbegin(); it != kPushOrder.rend(); ++it) {
+    const ResourceType type = *it;
+    const size_t t = static_cast<size_t>(type);
+    if (!has_leftovers[t]) continue;
+    if (!stream.delta) {
+      send_sotw(type, desired[t]);
+    } else {
+      std::vector<std::string> removed;
+      for (const auto& [name, resource] : stream.of(type).assumed_state()) {
+        if (!desired[t].contains(name)) removed.push_back(name);
+      }
+      ResourceMap state_after = stream.of(type).assumed_state();
+      for (const std::string& name : removed) state_after.erase(name);
+      send_delta(type, {}, removed, state_after);
+    }
+  }
+
+  if (sent == 0) {
+    // Nothing changed for this node; a change that arrived meanwhile gets its own push.
+    if (stream.pending_change) RequestPush(stream, *stream.pending_change);
+    return;
+  }
+  stream.in_flight = true;
+  stream.push_started = Now();
+  stream.push_changed_at = changed_at;
+  stream.push_saw_nack = false;
+  ++pushes_in_flight_;
+}
+
+void AdsServer::OnPushMaybeDone(Stream& stream) {
+  if (!stream.in_flight || stream.AwaitingAnswers()) return;
+  FinishPush(stream, /*timed_out=*/false);
+}
+
+void AdsServer::FinishPush(Stream& stream, bool timed_out) {
+  stream.in_flight = false;
+  --pushes_in_flight_;
+  if (timed_out) {
+    metrics_->push_timeouts.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << " did not answer a push within "
+                             << absl::FormatDuration(absl::FromChrono(options_.push_timeout));
+  } else if (!stream.push_saw_nack) {
+    metrics_->convergence.Record(Micros(Now() - stream.push_changed_at));
+  }
+  if (stream.pending_change) {
+    RequestPush(stream, *stream.pending_change);
+  } else {
+    ScheduleDrain();
+  }
+}
+
+}  // namespace meshlet::controlplane::ads

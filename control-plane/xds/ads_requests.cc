@@ -1,0 +1,131 @@
+// AdsServer's requests, in both variants of the stream. Every request first passes its stream's
+// node check (ads_server.cc), may carry a readiness report, and is then a readiness report only,
+// the answer to a config dump request, or about one resource type. For a resource type it is a
+// subscription (no nonce: the first of a type, or a change) or the answer to a response (its
+// nonce: ACK, or NACK with error_detail; TypeSubscription decides which response it answers).
+// State of the world repeats the whole list of names and reports the version it runs on a new
+// stream; delta adds and removes names and reports the version of each resource it holds.
+// Threading: the loop thread.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/base/logging.h"
+#include "control-plane/xds/ads_server.h"
+#include "control-plane/xds/ads_server_internal.h"
+#include "xds/protocol.h"
+
+namespace meshlet::controlplane::ads {
+
+template <typename Request>
+std::optional<ResourceType> AdsServer::BeginRequest(Stream& stream, const Request& request) {
+  if (!AcceptNode(stream, request.node())) return std::nullopt;
+  if (request.has_readiness()) OnReadiness(stream, request.readiness());
+  if (request.type_url() == xds::kReadinessTypeUrl) return std::nullopt;  // a report only
+  if (request.type_url() == xds::kConfigDumpTypeUrl) {
+    OnConfigDump(stream, request.response_nonce(), request.config_dump());
+    return std::nullopt;
+  }
+  std::optional<ResourceType> type = ParseTypeUrl(request.type_url());
+  if (!type) {
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: " << stream.node.id() << " asked for unknown type "
+                             << request.type_url();
+  }
+  return type;
+}
+
+void AdsServer::OnRequest(Stream& stream, const xds::DiscoveryRequest& request) {
+  std::optional<ResourceType> type = BeginRequest(stream, request);
+  if (!type) return;
+  TypeSubscription& sub = stream.of(*type);
+  const std::vector<std::string> names(request.resource_names().begin(),
+                                       request.resource_names().end());
+  if (request.response_nonce().empty()) {
+    // A new subscription (or a reconnect): the sidecar says which version it runs.
+    const bool first = !sub.subscribed();
+    sub.Subscribe(names);
+    if (first && !request.version_info().empty()) {
+      sub.SetReportedVersion(request.version_info());
+    }
+    RequestPush(stream, Now());
+    return;
+  }
+  RecordAnswer(stream, sub, *type, request.response_nonce(),
+               request.has_error_detail() ? &request.error_detail() : nullptr);
+  if (!sub.SameNames(names)) {
+    sub.Subscribe(names);
+    RequestPush(stream, Now());
+  }
+  OnPushMaybeDone(stream);
+}
+
+void AdsServer::OnDeltaRequest(Stream& stream, const xds::DeltaDiscoveryRequest& request) {
+  std::optional<ResourceType> type = BeginRequest(stream, request);
+  if (!type) return;
+  TypeSubscription& sub = stream.of(*type);
+  const bool first = !sub.subscribed();
+  const std::vector<std::string> subscribe(request.resource_names_subscribe().begin(),
+                                           request.resource_names_subscribe().end());
+  const std::vector<std::string> unsubscribe(request.resource_names_unsubscribe().begin(),
+                                             request.resource_names_unsubscribe().end());
+  sub.UpdateDeltaSubscription(subscribe, unsubscribe);
+  if (first && !request.initial_resource_versions().empty()) {
+    ResourceMap held;
+    for (const auto& [name, version] : request.initial_resource_versions()) {
+      auto resource = std::make_shared<NamedResource>();
+      resource->name = name;
+      resource->version = version;
+      held.emplace(name, std::move(resource));
+    }
+    sub.SetInitialVersions(held);
+  }
+  if (request.response_nonce().empty()) {
+    RequestPush(stream, Now());
+    return;
+  }
+  RecordAnswer(stream, sub, *type, request.response_nonce(),
+               request.has_error_detail() ? &request.error_detail() : nullptr);
+  if (!subscribe.empty() || !unsubscribe.empty()) RequestPush(stream, Now());
+  OnPushMaybeDone(stream);
+}
+
+// An ACK or NACK of a push (SotW and delta alike): counted, and a NACK is kept with its text.
+void AdsServer::RecordAnswer(Stream& stream, TypeSubscription& sub, ResourceType type,
+                             const std::string& nonce, const meshlet::xds::ErrorDetail* error) {
+  std::optional<TypeSubscription::Nack> nack;
+  if (error != nullptr) {
+    nack = TypeSubscription::Nack{
+        .message = error->message(), .code = error->code(), .at = absl::Now()};
+  }
+  const size_t t = static_cast<size_t>(type);
+  switch (sub.OnAnswer(nonce, nack)) {
+    case TypeSubscription::Answer::kStale:
+      metrics_->stale_nonces.Inc();
+      break;
+    case TypeSubscription::Answer::kAck:
+      metrics_->acks[t].Inc();
+      break;
+    case TypeSubscription::Answer::kNack:
+      metrics_->nacks[t].Inc();
+      stream.push_saw_nack = true;
+      LOG(WARN) << "xds: " << stream.node.id() << " NACKed " << TypeLabel(type) << " version "
+                << sub.last_nack()->version << ": " << nack->message;
+      break;
+  }
+}
+
+void AdsServer::OnConfigDump(Stream& stream, const std::string& nonce,
+                             const xds::SidecarConfigDump& dump) {
+  if (nonce.empty() || nonce != stream.dump_nonce) {
+    metrics_->stale_nonces.Inc();
+    return;
+  }
+  stream.dump = dump;
+  stream.dump_answer_nonce = nonce;
+  stream.dump_received_at = ads_internal::TimeText(absl::Now());
+}
+
+}  // namespace meshlet::controlplane::ads

@@ -1,0 +1,101 @@
+#pragma once
+
+// What the files of AdsServer (ads_server.h) share and nobody else uses: the server's stat
+// handles and the state of one sidecar stream. The server is split by concern:
+//   ads_server.cc    streams: accept, authorize the node, certificate expiry, end; readiness
+//   ads_requests.cc  requests of both variants: subscriptions, ACK/NACK accounting, dump answers
+//   ads_push.cc      pushes: debounce, queue and throttling, the responses of both variants in
+//                    make-before-break order
+//   ads_status.cc    proxy-status, proxy-config and the sidecar's own view (config dump)
+// Threading: the server's loop thread.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/event/timer.h"
+#include "common/http/grpc/server.h"
+#include "common/stats/stats.h"
+#include "control-plane/xds/ads_server.h"
+#include "control-plane/xds/subscription.h"
+#include "xds/discovery.pb.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::controlplane::ads {
+
+struct AdsServer::Metrics {
+  std::array<Counter, kResourceTypeCount> pushes;
+  std::array<Counter, kResourceTypeCount> nacks;
+  std::array<Counter, kResourceTypeCount> acks;
+  Counter stale_nonces;
+  Counter generate_errors;
+  Counter push_timeouts;
+  Counter refused_streams;
+  Counter expired_streams;
+  Counter push_rounds;
+  std::array<Counter, 2> readiness_reports;  // [ready]
+  Gauge connected;
+  Gauge queued;
+  Histogram convergence;
+
+  explicit Metrics(StatsShard& shard);
+};
+
+// One sidecar stream.
+class AdsServer::Stream {
+ public:
+  Stream(uint64_t id, std::shared_ptr<http::grpc::ServerCall> call, bool delta)
+      : id(id), call(std::move(call)), delta(delta) {}
+
+  const uint64_t id;
+  std::shared_ptr<http::grpc::ServerCall> call;
+  const bool delta;
+  bool has_node = false;
+  xds::Node node;
+  StreamGrant grant;
+  // When the grant expires, on the loop's clock.
+  MonotonicTime expires = MonotonicTime::max();
+  absl::Time connected_since = absl::InfinitePast();
+  std::array<TypeSubscription, kResourceTypeCount> types;
+
+  // Push bookkeeping.
+  bool queued = false;
+  bool in_flight = false;
+  MonotonicTime push_started{};
+  MonotonicTime push_changed_at{};
+  bool push_saw_nack = false;
+  std::optional<MonotonicTime> pending_change;  // earliest change not yet pushed
+  uint64_t next_nonce = 0;
+  std::vector<std::string> warnings;
+  // Until it fires, subscriptions gather (initial_subscription_window).
+  std::unique_ptr<event::Timer> first_push_timer;
+  // The sidecar's own view (RequestConfigDump): the nonce last asked with, and the latest
+  // answer with the nonce it answered.
+  std::string dump_nonce;
+  std::optional<xds::SidecarConfigDump> dump;
+  std::string dump_answer_nonce;
+  std::string dump_received_at;
+
+  TypeSubscription& of(ResourceType type) { return types[static_cast<size_t>(type)]; }
+  const TypeSubscription& of(ResourceType type) const { return types[static_cast<size_t>(type)]; }
+  std::string NextNonce() { return absl::StrCat(absl::Hex(id), "-", ++next_nonce); }
+  bool AwaitingAnswers() const {
+    for (const TypeSubscription& type : types) {
+      if (type.awaiting_answer()) return true;
+    }
+    return false;
+  }
+};
+
+namespace ads_internal {
+
+// RFC 3339 with fractions, UTC; empty for InfinitePast (never).
+std::string TimeText(absl::Time t);
+
+}  // namespace ads_internal
+}  // namespace meshlet::controlplane::ads

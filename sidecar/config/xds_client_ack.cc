@@ -1,0 +1,85 @@
+// XdsClient's answers: whether an update of one type is accepted (ACK) or refused (NACK), and the
+// answer that says so. TryApply hands the candidate configuration to the apply callback
+// (ApplyUpdate, xds_client_plan.cc); refused, everything stays as it ran and the reason is kept
+// (last_error, at most kMaxLoggedError bytes), counted and logged; accepted, the type's entries
+// and the plan move on and the configuration is saved (xds_client_persist.cc). SendAnswer then
+// ACKs or NACKs the response on the stream. Threading: the client's loop thread.
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "common/base/logging.h"
+#include "common/http/grpc/status.h"
+#include "sidecar/config/xds_client.h"
+#include "sidecar/config/xds_client_internal.h"
+#include "xds/protocol.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+// Bound on what one response may make the sidecar log and keep.
+constexpr size_t kMaxLoggedError = 2000;
+
+}  // namespace
+
+absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
+  TypeState& type = types_[type_index];
+  std::optional<RunPlan> next;
+  absl::Status status = ApplyUpdate(type_index, entries, version, &next);
+  if (!status.ok()) {
+    type.last_error = std::string(status.message().substr(0, kMaxLoggedError));
+    ++rejected_;
+    rejected_counter_.Inc();
+    LOG(WARN) << "xds: refused " << xds::kResourceTypeLabels[type_index] << " version " << version
+              << ": " << type.last_error;
+    return status;
+  }
+  const size_t count = entries.size();
+  type.entries = std::move(entries);
+  if (next) {
+    LogPlanChanges(*next);
+    plan_ = *std::move(next);
+    SetPlanGauges();
+  }
+  type.last_error.clear();
+  type.last_update = absl::Now();
+  type.applied = true;
+  if (!complete_config_) {
+    complete_config_ =
+        types_[xds::kResourceTypeCount - 1].applied ||
+        std::all_of(types_.begin(), types_.end(), [](const TypeState& t) { return t.applied; });
+    if (complete_config_) LOG(INFO) << "xds: first complete configuration applied";
+  }
+  has_dynamic_config_ = true;
+  ++accepted_;
+  accepted_counter_.Inc();
+  LOG(INFO) << "xds: applied " << xds::kResourceTypeLabels[type_index] << " version " << version
+            << " (" << count << " resources)";
+  Persist();
+  return absl::OkStatus();
+}
+
+void XdsClient::SendAnswer(size_t type_index, const std::string& nonce,
+                           const absl::Status& status) {
+  TypeState& type = types_[type_index];
+  type.nonce = nonce;
+  if (stream_ == nullptr) return;
+  SendRequest([&](auto& answer) {
+    answer.set_type_url(xds::kResourceTypeUrls[type_index]);
+    answer.set_response_nonce(nonce);
+    if constexpr (!xds::kIsDelta<std::decay_t<decltype(answer)>>) {
+      // The new version when applied, else the one still running.
+      answer.set_version_info(type.version);
+    }
+    if (!status.ok()) {
+      answer.mutable_error_detail()->set_code(
+          static_cast<int32_t>(http::grpc::StatusCode::kInvalidArgument));
+      answer.mutable_error_detail()->set_message(std::string(status.message()));
+    }
+  });
+}
+
+}  // namespace meshlet::sidecar::config

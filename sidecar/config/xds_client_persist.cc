@@ -1,0 +1,166 @@
+// XdsClient's last good configuration on disk: every accepted configuration is saved to
+// <cache_dir>/xds-cache.pb (an xds::CachedConfiguration: the node, per type the control plane's
+// resources and version, and what was retained), written atomically (WriteFileAtomically: temp
+// file, fsync, rename, fsync of the directory) so a crash leaves the old file or the new one,
+// never a torn one. LoadCache applies it at start, so a sidecar restarted while the control plane
+// is away serves what it ran. A write error is counted
+// (meshlet_xds_client_cache_write_errors_total) and logged, and the sidecar runs on. Threading: the
+// client's loop thread.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/file.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "sidecar/config/xds_client.h"
+#include "sidecar/config/xds_client_internal.h"
+#include "xds/protocol.h"
+#include "xds/version.h"
+
+namespace meshlet::sidecar::config {
+
+using xds_client_internal::ParsedResource;
+using xds_client_internal::ParseResource;
+using xds_client_internal::TimeText;
+
+namespace {
+
+constexpr char kCacheFile[] = "xds-cache.pb";
+
+// Writes `content` to `dir`/`name` so that the file is either the old one or the new one, also
+// after a crash; creates `dir` (0700) if needed.
+absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                                 const std::string& content) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("mkdir \"", dir, "\": ", std::strerror(errno)));
+  }
+  const std::string path = absl::StrCat(dir, "/", name);
+  const std::string temp = absl::StrCat(path, ".tmp");
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open \"", temp, "\": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("write \"", temp, "\": ", std::strerror(error)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("fsync \"", temp, "\": ", std::strerror(error)));
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename to \"", path, "\": ", std::strerror(errno)));
+  }
+  // The rename itself must reach the disk, or a crash could bring back the old file.
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    (void)::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+void XdsClient::Persist() {
+  if (options_.cache_dir.empty()) return;
+  xds::CachedConfiguration cache;
+  *cache.mutable_node() = options_.node;
+  cache.set_saved_at(TimeText(absl::Now()));
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    xds::DiscoveryResponse* type = cache.add_types();
+    type->set_type_url(xds::kResourceTypeUrls[i]);
+    type->set_version_info(types_[i].version);
+    for (const auto& [name, entry] : types_[i].entries) *type->add_resources() = entry.resource;
+    if (plan_.retained[i].empty()) continue;
+    xds::DiscoveryResponse* retained = cache.add_retained();
+    retained->set_type_url(xds::kResourceTypeUrls[i]);
+    for (const auto& [name, entry] : plan_.retained[i]) {
+      *retained->add_resources() = entry.resource;
+    }
+  }
+  absl::Status status =
+      WriteFileAtomically(options_.cache_dir, kCacheFile, cache.SerializeAsString());
+  if (!status.ok()) {
+    persist_errors_.Inc();
+    LOG_EVERY_N_SEC(ERROR, 10) << "xds: cannot save the configuration: " << status.message();
+  }
+}
+
+absl::Status XdsClient::LoadCache() {
+  if (options_.cache_dir.empty()) return absl::NotFoundError("no cache directory");
+  const std::string path = absl::StrCat(options_.cache_dir, "/", kCacheFile);
+  absl::StatusOr<std::string> content = ReadFile(path);
+  if (absl::IsNotFound(content.status())) {
+    return absl::NotFoundError(absl::StrCat("no saved configuration at \"", path, "\""));
+  }
+  if (!content.ok()) return content.status();
+  xds::CachedConfiguration cache;
+  if (!cache.ParseFromString(*content)) {
+    return absl::DataLossError(absl::StrCat("\"", path, "\" does not parse"));
+  }
+  std::array<TypeState, xds::kResourceTypeCount> loaded;
+  RunPlan loaded_plan;
+  // Reads one type's saved resources into what is held of it, or into what is retained.
+  auto load = [&](const xds::DiscoveryResponse& type, bool retained) -> absl::Status {
+    std::optional<size_t> index = xds::ResourceTypeIndex(type.type_url());
+    if (!index) return absl::OkStatus();
+    if (!retained) loaded[*index].version = type.version_info();
+    EntryMap& entries = retained ? loaded_plan.retained[*index] : loaded[*index].entries;
+    for (const google::protobuf::Any& any : type.resources()) {
+      absl::StatusOr<ParsedResource> parsed = ParseResource(*index, any, &resources_parsed_);
+      if (!parsed.ok()) {
+        return absl::DataLossError(absl::StrCat("\"", path, "\": ", parsed.status().message()));
+      }
+      entries.emplace(std::move(parsed->name), Entry{.version = xds::ContentVersion(any.value()),
+                                                     .resource = any,
+                                                     .parsed = std::move(parsed->message)});
+    }
+    return absl::OkStatus();
+  };
+  for (const xds::DiscoveryResponse& type : cache.types()) RETURN_IF_ERROR(load(type, false));
+  for (const xds::DiscoveryResponse& type : cache.retained()) RETURN_IF_ERROR(load(type, true));
+  std::array<TypeState, xds::kResourceTypeCount> previous = std::move(types_);
+  RunPlan previous_plan = std::move(plan_);
+  types_ = std::move(loaded);
+  // What was retained when it was saved stays only as long as something names it.
+  plan_ = std::move(loaded_plan);
+  absl::StatusOr<RunPlan> plan = PlanRun(HeldEntries(), /*references_changed=*/true);
+  absl::StatusOr<ResourceSet> set =
+      plan.ok() ? Assemble(HeldEntries(), *plan, CombinedVersion()) : plan.status();
+  absl::Status status = set.ok() ? apply_(*set) : set.status();
+  if (!status.ok()) {
+    types_ = std::move(previous);
+    plan_ = std::move(previous_plan);
+    return absl::Status(status.code(),
+                        absl::StrCat("saved configuration \"", path, "\": ", status.message()));
+  }
+  plan_ = *std::move(plan);
+  SetPlanGauges();
+  assembled_ = *std::move(set);
+  has_dynamic_config_ = true;
+  complete_config_ = true;
+  LOG(INFO) << "xds: started from the configuration saved at " << cache.saved_at() << " (" << path
+            << ")";
+  return absl::OkStatus();
+}
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,127 @@
+// XdsClient's responses, in both variants of the stream: a state-of-the-world response carries
+// every resource of its type (the version is the response's version_info); a delta response
+// carries the added or changed resources and the names removed (the version is computed from the
+// per-resource versions, as the server computes it). Either becomes the type's complete set of
+// entries, each resource parsed once (unchanged bytes reuse the held message), which TryApply
+// accepts or refuses and SendAnswer ACKs or NACKs (xds_client_ack.cc). Threading: the client's
+// loop thread.
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "sidecar/config/xds_client.h"
+#include "sidecar/config/xds_client_internal.h"
+#include "xds/protocol.h"
+#include "xds/version.h"
+
+namespace meshlet::sidecar::config {
+
+using xds_client_internal::ParsedResource;
+using xds_client_internal::ReuseOrParse;
+
+template <typename Response>
+std::optional<size_t> XdsClient::BeginResponse(const Response& response) {
+  if (!got_response_on_stream_) {
+    got_response_on_stream_ = true;
+    connected_since_ = absl::Now();
+    connected_gauge_.Set(1);
+    LOG(INFO) << "xds: connected to " << CurrentServer().ToString()
+              << (xds::kIsDelta<Response> ? " (delta)" : "");
+  }
+  if (response.type_url() == xds::kConfigDumpTypeUrl) {
+    SendConfigDump(response.nonce());
+    return std::nullopt;
+  }
+  std::optional<size_t> index = xds::ResourceTypeIndex(response.type_url());
+  if (!index) {
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: ignoring a response of unknown type " << response.type_url();
+  }
+  return index;
+}
+
+void XdsClient::OnResponse(const xds::DiscoveryResponse& response) {
+  std::optional<size_t> index = BeginResponse(response);
+  if (!index) return;
+  TypeState& type = types_[*index];
+  // A resource whose bytes equal a held one's is that resource: its name and parsed message are
+  // reused, so only what changed is parsed (the response carries every resource of the type).
+  absl::flat_hash_map<absl::string_view, const EntryMap::value_type*> held;
+  held.reserve(type.entries.size() + plan_.retained[*index].size());
+  for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
+    for (const auto& item : *own) held.emplace(item.second.resource.value(), &item);
+  }
+  EntryMap entries;
+  absl::Status status;
+  for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
+    const google::protobuf::Any& any = response.resources(i);
+    auto same = held.find(any.value());
+    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(
+        *index, any, same == held.end() ? nullptr : same->second, i, &resources_parsed_);
+    if (!parsed.ok()) {
+      status = parsed.status();
+      break;
+    }
+    const std::string& name = parsed->name;
+    if (entries.count(name) > 0) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("resources[", i, "]: name \"", name, "\" appears twice"));
+      break;
+    }
+    entries.emplace(name, Entry{.version = same == held.end() ? xds::ContentVersion(any.value())
+                                                              : same->second->second.version,
+                                .resource = any,
+                                .parsed = std::move(parsed->message)});
+  }
+  if (status.ok()) status = TryApply(*index, std::move(entries), response.version_info());
+  SendAnswer(*index, response.nonce(), status);
+}
+
+void XdsClient::OnDeltaResponse(const xds::DeltaDiscoveryResponse& response) {
+  std::optional<size_t> index = BeginResponse(response);
+  if (!index) return;
+  TypeState& type = types_[*index];
+  EntryMap entries = type.entries;
+  absl::Status status;
+  for (const std::string& name : response.removed_resources()) entries.erase(name);
+  for (int i = 0; i < response.resources_size() && status.ok(); ++i) {
+    const xds::Resource& resource = response.resources(i);
+    const google::protobuf::Any& any = resource.resource();
+    // The wrapper names the resource: unchanged bytes under that name reuse the parsed message.
+    const EntryMap::value_type* held = nullptr;
+    for (const EntryMap* own : {&type.entries, &plan_.retained[*index]}) {
+      if (auto it = own->find(resource.name()); it != own->end()) {
+        held = &*it;
+        break;
+      }
+    }
+    absl::StatusOr<ParsedResource> parsed = ReuseOrParse(*index, any, held, i, &resources_parsed_);
+    if (!parsed.ok()) {
+      status = parsed.status();
+      break;
+    }
+    if (parsed->name != resource.name()) {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("resources[", i, "]: name \"", resource.name(),
+                                                  "\" but the resource is \"", parsed->name, "\""));
+      break;
+    }
+    entries[resource.name()] =
+        Entry{.version = resource.version().empty() ? xds::ContentVersion(any.value())
+                                                    : resource.version(),
+              .resource = any,
+              .parsed = std::move(parsed->message)};
+  }
+  if (status.ok()) {
+    // The type's version as the server computes it, from the same per-resource versions.
+    std::string version = xds::TypeVersion(
+        entries, [](const Entry& entry) -> const std::string& { return entry.version; });
+    status = TryApply(*index, std::move(entries), version);
+  }
+  SendAnswer(*index, response.nonce(), status);
+}
+
+}  // namespace meshlet::sidecar::config

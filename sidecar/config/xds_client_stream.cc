@@ -1,0 +1,252 @@
+// XdsClient's stream to the control plane: the channel to the current replica, the stream and its
+// subscriptions (announcing what the sidecar holds), readiness reports, and what happens when the
+// stream ends — a full-jitter exponential backoff, then the next replica (failover) or a new
+// connection after UNAUTHENTICATED (a renewed client certificate). Also the answer to the control
+// plane's config dump request, and the TLS settings and addresses the stream is opened with.
+// Threading: the client's loop thread.
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/file.h"
+#include "common/base/logging.h"
+#include "common/base/status.h"
+#include "common/tls/spiffe.h"
+#include "common/tls/tls_context.h"
+#include "common/tls/tls_context_provider.h"
+#include "common/tls/tls_transport.h"
+#include "sidecar/config/xds_client.h"
+#include "sidecar/config/xds_client_internal.h"
+#include "xds/protocol.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::sidecar::config {
+
+using http::grpc::StatusCode;
+
+void XdsClient::Start() {
+  if (stopped_ || channel_ != nullptr) return;
+  CHECK(!options_.server_addresses.empty()) << "XdsClient needs a server address";
+  MakeChannel();
+  reconnect_timer_ = std::make_unique<event::Timer>(loop_, [this] { OpenStream(); });
+  OpenStream();
+}
+
+void XdsClient::MakeChannel() {
+  // Calls on the old channel may still be finishing: release it on a later turn.
+  if (channel_ != nullptr) loop_.DeferDelete(std::move(channel_));
+  http::grpc::ChannelOptions channel_options;
+  channel_options.transport_factory = options_.transport_factory;
+  channel_options.authority = options_.authority;
+  channel_options.keepalive_interval = options_.keepalive_interval;
+  channel_options.keepalive_timeout = options_.keepalive_timeout;
+  channel_options.connect_timeout = options_.connect_timeout;
+  channel_options.user_agent = "meshlet-sidecar";
+  channel_ = std::make_unique<http::grpc::Channel>(loop_, options_.server_addresses[server_index_],
+                                                   std::move(channel_options));
+}
+
+void XdsClient::Stop() {
+  stopped_ = true;
+  reconnect_timer_.reset();
+  // Destroying the channel ends the stream without calling back.
+  channel_.reset();
+  stream_.reset();
+  connected_gauge_.Set(0);
+}
+void XdsClient::OpenStream() {
+  if (stopped_) return;
+  ++streams_started_;
+  stream_counter_.Inc();
+  got_response_on_stream_ = false;
+  stream_ = channel_->StartCall(options_.delta ? xds::kDeltaMethod : xds::kStreamMethod);
+  if (options_.delta) {
+    stream_->OnProtoMessage<xds::DeltaDiscoveryResponse>(
+        [this](xds::DeltaDiscoveryResponse response) { OnDeltaResponse(response); });
+  } else {
+    stream_->OnProtoMessage<xds::DiscoveryResponse>(
+        [this](xds::DiscoveryResponse response) { OnResponse(response); });
+  }
+  stream_->OnFinish([this](StatusCode code, const std::string& message, const http::HeaderMap&) {
+    OnStreamFinished(code, message);
+  });
+  // Subscribe to every type, in push order, announcing what this sidecar already runs (delta:
+  // the version of every resource; state of the world: the type's version); the first request
+  // also carries the node and its readiness.
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    SendRequest([&](auto& request) {
+      if (i == 0) {
+        *request.mutable_node() = options_.node;
+        *request.mutable_readiness() = Readiness();
+      }
+      request.set_type_url(xds::kResourceTypeUrls[i]);
+      if constexpr (xds::kIsDelta<std::decay_t<decltype(request)>>) {
+        for (const auto& [name, entry] : types_[i].entries) {
+          (*request.mutable_initial_resource_versions())[name] = entry.version;
+        }
+      } else {
+        request.set_version_info(types_[i].version);
+      }
+    });
+  }
+}
+
+xds::WorkloadReadiness XdsClient::Readiness() const {
+  xds::WorkloadReadiness readiness;
+  readiness.set_ready(ready_);
+  readiness.set_reason(not_ready_reason_);
+  return readiness;
+}
+
+void XdsClient::SetReadiness(bool ready, std::string reason) {
+  if (ready) reason.clear();
+  if (ready == ready_ && reason == not_ready_reason_) return;
+  ready_ = ready;
+  not_ready_reason_ = std::move(reason);
+  if (stream_ == nullptr) {
+    LOG(INFO) << "xds: " << (ready_ ? "ready" : "not ready: " + not_ready_reason_)
+              << "; the next stream reports it";
+    return;
+  }
+  LOG(INFO) << "xds: reporting " << (ready_ ? "ready" : "not ready: " + not_ready_reason_)
+            << " to the control plane";
+  SendRequest([this](auto& request) {
+    request.set_type_url(xds::kReadinessTypeUrl);
+    *request.mutable_readiness() = Readiness();
+  });
+}
+
+void XdsClient::OnStreamFinished(StatusCode code, const std::string& message) {
+  last_stream_error_ =
+      absl::StrCat(http::grpc::StatusCodeName(code), message.empty() ? "" : ": ", message);
+  connected_gauge_.Set(0);
+  if (got_response_on_stream_) attempt_ = 0;
+  // Not from inside the call's own callback: drop our handle on a later turn.
+  loop_.Post([call = std::move(stream_)] {});
+  if (stopped_) return;
+  const Duration delay = backoff_.Delay(attempt_);
+  if (attempt_ < 32) ++attempt_;
+  const std::string ended = CurrentServer().ToString();
+  if (options_.server_addresses.size() > 1) {
+    // Another replica next: the one that ended may be gone for good.
+    server_index_ = (server_index_ + 1) % options_.server_addresses.size();
+    MakeChannel();
+  } else if (code == StatusCode::kUnauthenticated) {
+    // The connection's client certificate expired (or was refused): a new connection presents
+    // the current one.
+    MakeChannel();
+  }
+  LOG(WARN) << "xds: stream to " << ended << " ended (" << last_stream_error_
+            << "); reconnecting to " << CurrentServer().ToString() << " in "
+            << absl::FormatDuration(absl::FromChrono(delay));
+  reconnect_timer_->Enable(delay);
+}
+
+void XdsClient::SendConfigDump(const std::string& nonce) {
+  if (stream_ == nullptr) return;
+  xds::SidecarConfigDump dump;
+  for (size_t i = 0; i < xds::kResourceTypeCount; ++i) {
+    const TypeState& state = types_[i];
+    xds::SidecarConfigDump::TypeState* out = dump.add_types();
+    out->set_type_url(xds::kResourceTypeUrls[i]);
+    out->set_version(state.version);
+    out->set_last_error(state.last_error);
+    out->set_nonce(state.nonce);
+    for (const auto& [name, entry] : state.entries) {
+      xds::Resource* r = out->add_resources();
+      r->set_name(name);
+      r->set_version(entry.version);  // of the resource as received, so both sides compare
+      xds::Secret secret;
+      if (i == 0 && entry.resource.UnpackTo(&secret)) {
+        // Private keys never leave the sidecar.
+        if (!secret.private_key_pem().empty()) secret.set_private_key_pem("(redacted)");
+        r->mutable_resource()->PackFrom(secret, "type.googleapis.com");
+      } else {
+        *r->mutable_resource() = entry.resource;
+      }
+    }
+  }
+  if (options_.config_dump_json) dump.set_config_dump_json(options_.config_dump_json());
+  dump.set_captured_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  if (dump.ByteSizeLong() > options_.config_dump_max_bytes) {
+    // Too large for one message: names and versions still show what differs.
+    for (auto& type : *dump.mutable_types()) {
+      for (auto& resource : *type.mutable_resources()) resource.clear_resource();
+    }
+    dump.clear_config_dump_json();
+    dump.set_contents_omitted(true);
+  }
+  LOG(DEBUG) << "xds: sending the configuration dump the control plane asked for";
+  SendRequest([&](auto& answer) {
+    answer.set_type_url(xds::kConfigDumpTypeUrl);
+    answer.set_response_nonce(nonce);
+    *answer.mutable_config_dump() = std::move(dump);
+  });
+}
+
+absl::StatusOr<net::TransportFactory> XdsTransportFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity) {
+  absl::StatusOr<tls::TlsContextConfig> config = XdsTlsConfigFromCaFile(ca_file, server_identity);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+      tls::TlsContext::CreateClient(*config);
+  if (!context.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("xDS CA file \"", ca_file, "\": ", context.status().message()));
+  }
+  return tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
+}
+
+absl::StatusOr<tls::TlsContextConfig> XdsTlsConfigFromCaFile(const std::string& ca_file,
+                                                             const std::string& server_identity) {
+  absl::StatusOr<std::string> content = ReadFile(ca_file);
+  if (!content.ok()) return content.status();
+  tls::TlsContextConfig config{.trust_bundle_pem = *std::move(content), .alpn_protocols = {"h2"}};
+  if (!server_identity.empty()) {
+    absl::StatusOr<tls::SpiffeIdMatcher> matcher =
+        tls::SpiffeIdMatcher::Create({server_identity}, {});
+    if (!matcher.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("xDS server identity \"", server_identity,
+                                                     "\": ", matcher.status().message()));
+    }
+    config.peer_identity = *std::move(matcher);
+  }
+  return config;
+}
+
+absl::StatusOr<std::vector<net::Address>> ResolveHostPorts(const std::string& host_ports) {
+  std::vector<net::Address> out;
+  for (absl::string_view entry : absl::StrSplit(host_ports, ',')) {
+    std::vector<net::Address> resolved;
+    if (absl::StatusOr<net::Address> numeric = net::Address::Parse(entry); numeric.ok()) {
+      resolved.push_back(*numeric);
+    } else {
+      absl::StatusOr<net::HostPort> split = net::SplitHostPort(entry);
+      if (!split.ok()) return Annotate(split.status(), absl::StrCat("\"", entry, "\""));
+      absl::StatusOr<std::vector<net::Address>> all = net::ResolveAll(split->host, split->port);
+      if (!all.ok()) return Annotate(all.status(), absl::StrCat("\"", entry, "\""));
+      resolved = *std::move(all);
+    }
+    for (const net::Address& a : resolved) {
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+    }
+  }
+  if (out.empty()) return absl::InvalidArgumentError("no address");
+  return out;
+}
+
+absl::StatusOr<net::Address> ResolveHostPort(const std::string& host_port) {
+  if (absl::StatusOr<net::Address> numeric = net::Address::Parse(host_port); numeric.ok()) {
+    return numeric;
+  }
+  ASSIGN_OR_RETURN(const net::HostPort split, net::SplitHostPort(host_port));
+  ASSIGN_OR_RETURN(std::vector<net::Address> addresses, net::ResolveAll(split.host, split.port));
+  return addresses.front();
+}
+
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,222 @@
+// XdsClient's stream (xds_client_stream.cc) against a scripted server: reconnects announcing what
+// the client holds, failover to the next replica, readiness reports in both variants, the config
+// dump answer, and the resolution of the control plane's addresses.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/net/address.h"
+#include "gtest/gtest.h"
+#include "sidecar/config/xds_client.h"
+#include "sidecar/config/xds_client_test_util.h"
+#include "xds/discovery.pb.h"
+#include "xds/protocol.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::sidecar::config {
+namespace {
+
+using xds_client_testing::ClusterAny;
+using xds_client_testing::kClusterType;
+using xds_client_testing::ScriptedServer;
+using xds_client_testing::XdsClientTest;
+
+TEST_F(XdsClientTest, AnswersConfigDumpRequestsOnTheStream) {
+  for (const size_t limit : {size_t{3 * 1024 * 1024}, size_t{64}}) {
+    config_dump_max_bytes_ = limit;
+    client_ = MakeClient();
+    client_->Start();
+    const size_t first = server_->requests.size();
+    ASSERT_TRUE(
+        RunUntil([&] { return server_->requests.size() == first + xds::kResourceTypeCount; }));
+    server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+    ASSERT_TRUE(
+        RunUntil([&] { return server_->requests.size() == first + xds::kResourceTypeCount + 1; }));
+    const size_t applied = applied_.size();
+
+    xds::DiscoveryResponse ask;
+    ask.set_type_url(xds::kConfigDumpTypeUrl);
+    ask.set_nonce("dump-1");
+    server_->Send(ask);
+    ASSERT_TRUE(
+        RunUntil([&] { return server_->requests.size() == first + xds::kResourceTypeCount + 2; }));
+    const xds::DiscoveryRequest& answer = server_->requests.back();
+    EXPECT_EQ(answer.type_url(), xds::kConfigDumpTypeUrl);
+    EXPECT_EQ(answer.response_nonce(), "dump-1");
+    EXPECT_FALSE(answer.has_error_detail());
+    ASSERT_EQ(answer.config_dump().types_size(), static_cast<int>(xds::kResourceTypeCount));
+    const auto& clusters = answer.config_dump().types(1);
+    EXPECT_EQ(clusters.type_url(), kClusterType);
+    EXPECT_EQ(clusters.version(), "v1");
+    EXPECT_EQ(clusters.nonce(), "n1");
+    ASSERT_EQ(clusters.resources_size(), 1);
+    EXPECT_EQ(clusters.resources(0).name(), "a");
+    EXPECT_EQ(clusters.resources(0).version().size(), 16u);
+    const bool small = limit < 1024;
+    // Over the limit: names and versions only.
+    EXPECT_EQ(answer.config_dump().contents_omitted(), small);
+    EXPECT_EQ(clusters.resources(0).has_resource(), !small);
+    EXPECT_EQ(answer.config_dump().config_dump_json(), small ? "" : "{\"admin\":true}");
+    EXPECT_FALSE(answer.config_dump().captured_at().empty());
+    // Nothing applied, nothing changed.
+    EXPECT_EQ(applied_.size(), applied);
+    EXPECT_EQ(client_->version(1), "v1");
+    client_.reset();
+  }
+}
+
+TEST_F(XdsClientTest, ReconnectsAfterTheStreamEnds) {
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 1; }));  // ACK
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "going away");
+  RunUntil([&] {
+    return server_->calls.size() == 2 &&
+           server_->requests.size() == 2 * xds::kResourceTypeCount + 1;
+  });
+  ASSERT_EQ(server_->calls.size(), 2u) << client_->StatusJson();
+  ASSERT_EQ(server_->requests.size(), 2 * xds::kResourceTypeCount + 1);
+  EXPECT_EQ(client_->streams_started(), 2u);
+  EXPECT_EQ(server_->requests[xds::kResourceTypeCount + 1].node().id(), "node-1");
+  EXPECT_EQ(server_->requests[xds::kResourceTypeCount + 2].version_info(), "v1");
+  EXPECT_NE(client_->StatusJson().find("going away"), std::string::npos);
+}
+
+TEST(ResolveHostPortsTest, EveryAddressOfEveryEntryInOrderWithoutRepeats) {
+  absl::StatusOr<std::vector<net::Address>> all =
+      ResolveHostPorts("127.0.0.1:1,127.0.0.2:2,127.0.0.1:1,localhost:3");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_GE(all->size(), 3u);
+  EXPECT_EQ((*all)[0].ToString(), "127.0.0.1:1");
+  EXPECT_EQ((*all)[1].ToString(), "127.0.0.2:2");
+  EXPECT_EQ((*all)[2].port(), 3);
+  absl::Status bad = ResolveHostPorts("127.0.0.1:1,nope").status();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("\"nope\""), std::string::npos) << bad;
+}
+
+TEST_F(XdsClientTest, MovesToTheNextReplicaWhenAStreamEndsOrCannotOpen) {
+  // A second replica, and an address where nothing listens.
+  ScriptedServer other(loop_);
+  int dead_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(dead_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(dead_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  absl::StatusOr<net::Address> dead =
+      net::Address::Parse(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)));
+  ASSERT_TRUE(dead.ok());
+  XdsClientOptions options = Options();
+  options.server_addresses = {*dead, server_->address(), other.address()};
+  client_ = MakeClient(options);
+  client_->Start();
+  // The dead address fails; the next one serves.
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 1; }));
+  // That replica goes away: the next stream is the other replica's, which is told what runs.
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "replica stopping");
+  ASSERT_TRUE(RunUntil([&] { return other.requests.size() == xds::kResourceTypeCount; }))
+      << client_->StatusJson();
+  EXPECT_EQ(other.requests[1].version_info(), "v1");
+  EXPECT_EQ(client_->version(1), "v1");  // kept meanwhile
+  EXPECT_NE(client_->StatusJson().find(other.address().ToString()), std::string::npos);
+  ::close(dead_fd);
+}
+
+TEST_F(XdsClientTest, ReportsReadinessOnEveryStreamAndAtOnceWhenItChanges) {
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  ASSERT_TRUE(server_->requests[0].has_readiness());
+  EXPECT_TRUE(server_->requests[0].readiness().ready());
+  EXPECT_EQ(server_->requests[0].readiness().reason(), "");
+  for (size_t i = 1; i < xds::kResourceTypeCount; ++i)
+    EXPECT_FALSE(server_->requests[i].has_readiness());
+  server_->Send(ClusterResponse("v1", "n1", {ClusterAny("a")}));
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 1; }));  // ACK
+
+  // Drain starts: at once, one request that carries the report and nothing else.
+  client_->SetReadiness(false, "draining");
+  client_->SetReadiness(false, "draining");  // no news: nothing more goes out
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 2; }));
+  const xds::DiscoveryRequest& report = server_->requests.back();
+  EXPECT_EQ(report.type_url(), xds::kReadinessTypeUrl);
+  EXPECT_FALSE(report.readiness().ready());
+  EXPECT_EQ(report.readiness().reason(), "draining");
+  EXPECT_EQ(report.response_nonce(), "");
+  EXPECT_EQ(report.version_info(), "");
+  EXPECT_FALSE(report.has_error_detail());
+  EXPECT_FALSE(report.has_node());
+  EXPECT_TRUE(report.resource_names().empty());
+  EXPECT_FALSE(client_->ready());
+
+  // The stream and the configuration stay: updates are still applied and ACKed.
+  server_->Send(ClusterResponse("v2", "n2", {ClusterAny("a"), ClusterAny("b")}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 3; }));
+  EXPECT_EQ(server_->requests.back().response_nonce(), "n2");
+  EXPECT_EQ(server_->requests.back().version_info(), "v2");
+  EXPECT_FALSE(server_->requests.back().has_readiness());
+  EXPECT_EQ(applied_.back().clusters.size(), 2u);
+  EXPECT_TRUE(client_->connected());
+
+  // A new stream says it again with its first request.
+  server_->calls.back()->Finish(http::grpc::StatusCode::kUnavailable, "going away");
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->requests.size() == 2 * xds::kResourceTypeCount + 3; }));
+  const xds::DiscoveryRequest& first = server_->requests[xds::kResourceTypeCount + 3];
+  EXPECT_EQ(first.node().id(), "node-1");
+  EXPECT_FALSE(first.readiness().ready());
+  EXPECT_EQ(first.readiness().reason(), "draining");
+
+  // Ready again: reported without a reason.
+  client_->SetReadiness(true, "ignored");
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->requests.size() == 2 * xds::kResourceTypeCount + 4; }));
+  EXPECT_TRUE(server_->requests.back().readiness().ready());
+  EXPECT_EQ(server_->requests.back().readiness().reason(), "");
+}
+
+TEST_F(XdsClientTest, DeltaReportsReadinessTheSameWay) {
+  client_ = MakeClient({}, /*delta=*/true);
+  // Before any stream: the first request carries it.
+  client_->SetReadiness(false, "draining");
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount; }));
+  EXPECT_EQ(server_->delta_requests[0].node().id(), "node-1");
+  EXPECT_FALSE(server_->delta_requests[0].readiness().ready());
+  EXPECT_EQ(server_->delta_requests[0].readiness().reason(), "draining");
+
+  client_->SetReadiness(true, "");
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 1; }));
+  const xds::DeltaDiscoveryRequest& report = server_->delta_requests.back();
+  EXPECT_EQ(report.type_url(), xds::kReadinessTypeUrl);
+  EXPECT_TRUE(report.readiness().ready());
+  EXPECT_EQ(report.response_nonce(), "");
+  EXPECT_TRUE(report.resource_names_subscribe().empty());
+  EXPECT_TRUE(report.resource_names_unsubscribe().empty());
+  EXPECT_TRUE(report.initial_resource_versions().empty());
+  EXPECT_FALSE(report.has_error_detail());
+  EXPECT_FALSE(report.has_node());
+
+  client_->SetReadiness(false, "draining");
+  ASSERT_TRUE(
+      RunUntil([&] { return server_->delta_requests.size() == xds::kResourceTypeCount + 2; }));
+  EXPECT_FALSE(server_->delta_requests.back().readiness().ready());
+  EXPECT_EQ(server_->delta_requests.back().readiness().reason(), "draining");
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::config

@@ -1,0 +1,408 @@
+// One request through the connection manager (active_stream.h), over a real socket with a raw
+// HTTP/1.1 (or hand-framed HTTP/2) client: the filter chain's order (authorization, rate limits,
+// fault injection, the route timeout armed before the route-level filters), the stream idle
+// timeout, refused destinations, and what a request leaves behind — access-log line, durations,
+// response flags, server and client spans, the traceparent sent upstream.
+
+#include "sidecar/listener/active_stream.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "sidecar/listener/http_connection_manager_test_util.h"
+
+namespace meshlet::sidecar::listener {
+namespace {
+
+// Requests through the connection manager's fixture.
+class ActiveStreamTest : public HttpConnectionManagerTest {};
+
+TEST_F(ActiveStreamTest, StreamIdleTimeoutAnswers408AndResetsUpstream) {
+  listener_config_.http.stream_idle_timeout = milliseconds(100);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return absl::StrContains(client.received, "\r\n\r\n"); }, seconds(5)));
+  EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"SI\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"route_name\":\"hang\"")) << log_.lines[0];
+  // The duration, in milliseconds and in microseconds: about the idle timeout (its timer runs on
+  // the loop's millisecond clock).
+  auto field = [&](absl::string_view name) -> int64_t {
+    const std::string key = absl::StrCat("\"", name, "\":");
+    const size_t at = log_.lines[0].find(key);
+    if (at == std::string::npos) return -1;
+    int64_t value = -1;
+    const std::string rest = log_.lines[0].substr(at + key.size());
+    EXPECT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &value)) << rest;
+    return value;
+  };
+  const int64_t duration_us = field("duration_us");
+  EXPECT_GE(duration_us, 90000) << log_.lines[0];
+  EXPECT_LT(duration_us, 5000000) << log_.lines[0];
+  EXPECT_EQ(field("duration_ms"), duration_us / 1000) << log_.lines[0];
+  EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
+}
+
+TEST_F(ActiveStreamTest, StreamIdleTimeoutCountsFromEachStreamsOwnActivity) {
+  // One timer per connection serves every stream: a stream started while it is armed for an
+  // earlier stream still gets its whole timeout.
+  listener_config_.http.stream_idle_timeout = milliseconds(300);
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /direct HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return absl::EndsWith(client.received, "ok"); }, seconds(5)));
+  loop_.RunUntil([] { return false; }, milliseconds(200));
+  client.received.clear();
+  const auto start = std::chrono::steady_clock::now();
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return absl::StrContains(client.received, "\r\n\r\n"); }, seconds(5)));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 408")) << client.received;
+  // libuv time has millisecond granularity, hence the slack.
+  EXPECT_GE(elapsed, milliseconds(290));
+  EXPECT_LT(elapsed, seconds(3));
+}
+
+TEST_F(ActiveStreamTest, ClientGoingAwayMidRequestIsLoggedAsDownstreamClosed) {
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  c->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.RunUntil([&] { return !held_.empty(); }, seconds(5)));
+  c->Close(net::CloseMode::kAbort);
+  ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"DC\"")) << log_.lines[0];
+  EXPECT_EQ(clusters_.Find("silent")->thresholds().Active(resilience::ResourceKind::kRequest), 0u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "DC"}}), 1u);
+}
+
+TEST_F(ActiveStreamTest, AuthorizationDeniesBeforeRouting) {
+  filters::AuthorizationRuleConfig web_reads;
+  web_reads.principals = {"spiffe://td/ns/shop/sa/*"};
+  web_reads.paths = {"/direct"};
+  filters::AuthorizationPolicyConfig allow{.name = "shop-reads", .rules = {web_reads}};
+  listener_config_.authorizer = std::make_shared<const filters::Authorizer>(
+      filters::AuthorizationConfig{.policies = {allow}});
+  auto get = [&](absl::string_view path) {
+    net::testing::RecordingCallbacks client;
+    auto c = Connect(client);
+    c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"));
+    EXPECT_TRUE(loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+    return client.received;
+  };
+
+  hcm_options_.peer_identity = "spiffe://td/ns/shop/sa/web";
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200"));
+  // Denied before routing: /missing would be 404 (NR) if it were routed.
+  EXPECT_TRUE(absl::StartsWith(get("/missing"), "HTTP/1.1 403"));
+  hcm_options_.peer_identity = "spiffe://td/ns/ops/sa/web";
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403"));
+  hcm_options_.peer_identity.clear();  // plaintext: no identity
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 403"));
+
+  EXPECT_EQ(Counter("meshlet_http_rbac_allowed_total"), 1u);
+  EXPECT_EQ(Counter("meshlet_http_rbac_denied_total"), 3u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "AZ"}}), 3u);
+  ASSERT_EQ(log_.lines.size(), 4u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_flags\":\"AZ\"")) << log_.lines[1];
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_code\":403")) << log_.lines[1];
+}
+
+// The chain's order at the listener level: authorization before the listener's rate limit, so
+// a denied request spends no token.
+TEST_F(ActiveStreamTest, DeniedRequestsSpendNoRateLimitToken) {
+  listener_config_.authorizer = DenyPath("/denied");
+  listener_config_.rate_limiter = std::make_shared<resilience::LocalRateLimiter>(
+      resilience::TokenBucketConfig{.requests_per_second = 0, .burst = 1}, std::nullopt);
+  auto get = [&](absl::string_view path) {
+    return Exchange(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"))
+        .first;
+  };
+
+  EXPECT_TRUE(absl::StartsWith(get("/denied"), "HTTP/1.1 403"));
+  EXPECT_TRUE(absl::StartsWith(get("/denied"), "HTTP/1.1 403"));
+  EXPECT_TRUE(absl::StartsWith(get("/direct"), "HTTP/1.1 200"));  // the one token
+  const std::string limited = get("/direct");
+  EXPECT_TRUE(absl::StartsWith(limited, "HTTP/1.1 429")) << limited;
+  EXPECT_TRUE(absl::StrContains(limited, "retry-after: 3600")) << limited;
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "AZ"}}), 2u);
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "RL"}}), 1u);
+}
+
+// A route whose faults requests may trigger by header, to the cluster that never answers, with a
+// route timeout of `timeout`.
+std::shared_ptr<const config::Snapshot> FaultRoute(const config::Snapshot& base, Duration timeout) {
+  auto snapshot = std::make_shared<config::Snapshot>(base);
+  route::RouteConfig routes;
+  routes.name = "routes";
+  route::VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  route::RouteEntry faulty;
+  faulty.name = "faulty";
+  faulty.match.path = "/";
+  faulty.fault_header_triggered = true;
+  route::RouteAction action;
+  action.cluster = "silent";
+  action.timeout = timeout;
+  faulty.action = action;
+  vhost.routes.push_back(faulty);
+  routes.virtual_hosts.push_back(vhost);
+  snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
+  return snapshot;
+}
+
+// A fault delay holds the request (and its body) in the chain; the route timeout, armed before
+// the route-level filters, keeps running and ends the request during the delay.
+TEST_F(ActiveStreamTest, FaultDelayCountsAgainstTheRouteTimeout) {
+  context_.snapshot = FaultRoute(*context_.snapshot, milliseconds(100));
+  const auto [received, elapsed] = Exchange(
+      "POST /slow HTTP/1.1\r\nhost: x\r\nx-meshlet-fault-delay-ms: 5000\r\n"
+      "content-length: 4\r\nconnection: close\r\n\r\nbody");
+  EXPECT_LT(elapsed, seconds(2));
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 504")) << received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"UT,DI\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"bytes_received\":4")) << log_.lines[0];
+}
+
+// A delayed request continues through the chain when its delay ends: here to the fault's abort.
+TEST_F(ActiveStreamTest, DelayedRequestMeetsItsAbortWhenTheDelayEnds) {
+  context_.snapshot = FaultRoute(*context_.snapshot, Duration(0));
+  const auto [received, elapsed] = Exchange(
+      "POST /x HTTP/1.1\r\nhost: x\r\nx-meshlet-fault-delay-ms: 50\r\n"
+      "x-meshlet-fault-abort: 418\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody");
+  EXPECT_GE(elapsed, milliseconds(45));
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 418")) << received;
+  EXPECT_TRUE(absl::StrContains(received, "fault injected\n")) << received;
+  ASSERT_EQ(log_.lines.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"FI,DI\"")) << log_.lines[0];
+}
+
+// A capture listener's connection to a destination the mesh does not know, under REFUSE: every
+// request gets a local 502 naming the destination, flagged NM, and nothing is routed.
+TEST_F(ActiveStreamTest, RefusedDestinationAnswers502WithNM) {
+  hcm_options_.refuse = true;
+  hcm_options_.original_destination = "203.0.113.7:80";
+  const std::string response =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 502")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "destination 203.0.113.7:80 is not in the mesh registry"))
+      << response;
+  ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"response_flags\":\"NM\"")) << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"original_destination\":\"203.0.113.7:80\""))
+      << log_.lines[0];
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"path\":\"/direct\"")) << log_.lines[0];
+  EXPECT_EQ(Counter("meshlet_http_response_flags_total", {{"flag", "NM"}}), 1u);
+}
+
+// A request answered within the loop turn its headers arrived in (a direct response, a local
+// reply for a cluster without hosts) still took time: the worker's clock reads the time once per
+// turn for everything else, but a request's start and end are read exactly, so its access-log
+// duration, its duration histograms (downstream and the cluster's golden metrics) and its
+// server span all show it.
+TEST_F(ActiveStreamTest, RequestsAnsweredWithinOneLoopTurnHaveADuration) {
+  auto empty = std::make_shared<ClusterConfig>();
+  empty->name = "empty";
+  SteppedWorker worker(*this, RoutesTo({{"/direct", ""}, {"/no-hosts", "empty"}}, {empty}),
+                       /*span_per_attempt=*/false);
+  tracing::RecordingSpanSink& sink = worker.sink;
+  hcm_context_ = &worker.context;
+
+  for (const char* path : {"/direct", "/no-hosts"}) {
+    for (http::Protocol protocol : {http::Protocol::kHttp11, http::Protocol::kHttp2}) {
+      SCOPED_TRACE(absl::StrCat(path, " ", http::ProtocolName(protocol)));
+      hcm_options_.protocol = protocol;
+      log_.lines.clear();
+      sink.spans.clear();
+      net::testing::RecordingCallbacks client;
+      auto c = Connect(client);
+      if (protocol == http::Protocol::kHttp2) {
+        c->Write(kH2Preface + H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1,
+                                      kH2RequestStart + H2Path(path)));
+      } else {
+        c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\n\r\n"));
+      }
+      ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+      const std::string& line = log_.lines[0];
+      EXPECT_TRUE(absl::StrContains(line, path == absl::string_view("/direct")
+                                              ? "\"response_code\":200"
+                                              : "\"response_code\":503"))
+          << line;
+      const size_t at = line.find("\"duration_us\":");
+      ASSERT_NE(at, std::string::npos) << line;
+      uint64_t duration_us = 0;
+      const std::string rest = line.substr(at + 14);
+      ASSERT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &duration_us));
+      // At least the two exact readings' distance, whatever else read the clock in between.
+      EXPECT_GE(duration_us, 250u) << line;
+      ASSERT_EQ(sink.spans.size(), 1u);
+      EXPECT_GE(sink.spans[0].end_ns - sink.spans[0].start_ns, SteppedWorker::kStep.count());
+      c->Close(net::CloseMode::kNoFlush);
+      loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+    }
+  }
+  loop_.RunUntilIdle();  // the connection managers go before the worker's context
+  hcm_context_ = &context_;
+
+  // Every sample of the histograms is the access log's nonzero duration.
+  const StatsSnapshot stats = registry_.Snapshot();
+  const SeriesSnapshot* downstream = stats.Find("meshlet_http_downstream_rq_duration_seconds");
+  ASSERT_NE(downstream, nullptr);
+  EXPECT_EQ(downstream->histogram.count(), 4u);
+  EXPECT_GE(downstream->histogram.Percentile(0), 250.0 * (1 - 0.04));
+  const SeriesSnapshot* golden = stats.Find("meshlet_upstream_rq_duration_seconds",
+                                            {{"cluster", "empty"}, {"outcome", "failure"}});
+  ASSERT_NE(golden, nullptr);
+  EXPECT_EQ(golden->histogram.count(), 2u);
+  EXPECT_GE(golden->histogram.Percentile(0), 250.0 * (1 - 0.04));
+}
+
+// A server span starts at the exact time its request's headers were decoded; the turn's shared
+// reading, which client spans start at, may be earlier (here: the first of two streams that
+// arrived together took it). An attempt's client span still starts and ends within its server
+// span.
+TEST_F(ActiveStreamTest, ClientSpansLieWithinTheirServerSpans) {
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {},
+      [](const http::ServerRequest&) { return http::ServerResponse::Text(200, "ok"); });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "up";
+  EndpointConfig endpoint;
+  endpoint.address = (*upstream)->address();
+  cluster->endpoints.push_back(endpoint);
+  SteppedWorker worker(*this, RoutesTo({{"/up", "up"}}, {cluster}), /*span_per_attempt=*/true);
+  tracing::RecordingSpanSink& sink = worker.sink;
+  hcm_context_ = &worker.context;
+  hcm_options_.protocol = http::Protocol::kHttp2;
+  net::testing::RecordingCallbacks client;
+  auto c = Connect(client);
+  // Two streams in one read: both are decoded, and their attempts begun, in one loop turn.
+  c->Write(kH2Preface +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 1, kH2RequestStart + H2Path("/up")) +
+           H2Frame(kH2Headers, kH2EndStream | kH2EndHeaders, 3, kH2RequestStart + H2Path("/up")));
+  ASSERT_TRUE(loop_.RunUntil([&] { return sink.spans.size() == 4; }, seconds(5)));
+  c->Close(net::CloseMode::kNoFlush);
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();  // the connection managers go before the worker's context
+  hcm_context_ = &context_;
+
+  int pairs = 0;
+  for (const tracing::Span& server : sink.spans) {
+    if (server.kind != tracing::SpanKind::kServer) continue;
+    for (const tracing::Span& attempt : sink.spans) {
+      if (attempt.kind != tracing::SpanKind::kClient || attempt.parent_span_id != server.span_id) {
+        continue;
+      }
+      ++pairs;
+      EXPECT_GE(attempt.start_ns, server.start_ns);
+      EXPECT_LE(attempt.end_ns, server.end_ns);
+      EXPECT_LE(attempt.start_ns, attempt.end_ns);
+    }
+  }
+  EXPECT_EQ(pairs, 2);
+}
+
+// The upstream request carries exactly one traceparent, naming this hop's client span, over
+// HTTP/1 and HTTP/2 upstreams alike: a caller's is replaced, a request without one gets one
+// (appended without a lookup), and one a route adds after the trace began is replaced too.
+TEST_F(ActiveStreamTest, UpstreamGetsExactlyOneTraceparent) {
+  std::vector<std::vector<std::string>> received;  // each upstream request's traceparent values
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest& request) {
+        std::vector<std::string> values;
+        for (absl::string_view value : request.headers.GetAll("traceparent")) {
+          values.emplace_back(value);
+        }
+        received.push_back(std::move(values));
+        return http::ServerResponse::Text(200, "ok");
+      });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+
+  constexpr absl::string_view kCallerTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string caller = absl::StrCat("00-", kCallerTrace, "-00f067aa0ba902b7-01");
+  constexpr absl::string_view kRouteTrace = "11111111111111111111111111111111";
+  auto snapshot = std::make_shared<config::Snapshot>();
+  route::RouteConfig routes;
+  routes.name = "routes";
+  route::VirtualHostConfig vhost;
+  vhost.name = "all";
+  vhost.domains = {"*"};
+  for (const auto& [name, protocol] :
+       {std::pair{"h1", UpstreamProtocol::kHttp1}, std::pair{"h2", UpstreamProtocol::kHttp2}}) {
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = name;
+    cluster->protocol = protocol;
+    EndpointConfig endpoint;
+    endpoint.address = (*upstream)->address();
+    cluster->endpoints.push_back(endpoint);
+    snapshot->clusters[name] = cluster;
+    for (bool route_adds : {false, true}) {
+      route::RouteEntry route;
+      route.name = absl::StrCat(route_adds ? "added-" : "plain-", name);
+      route.match.path = absl::StrCat("/", route.name);
+      route::RouteAction action;
+      action.cluster = name;
+      route.action = action;
+      if (route_adds) {
+        route.headers.request_headers_to_add.push_back(
+            {"traceparent", absl::StrCat("00-", kRouteTrace, "-2222222222222222-01"), true});
+      }
+      vhost.routes.push_back(route);
+    }
+  }
+  routes.virtual_hosts.push_back(vhost);
+  snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
+  clusters_.Update(snapshot->clusters);
+  context_.snapshot = snapshot;
+
+  tracing::RecordingSpanSink sink;
+  tracing::TracingConfig tracing_config;
+  tracing_config.sampling_percent = 0;
+  tracing::Tracer tracer(tracing_config, "svc", sink, tracing::TracerStats::Create(*shard_),
+                         random_, RealClock::Get());
+  context_.tracer = &tracer;
+
+  for (const char* path : {"/plain-h1", "/plain-h2", "/added-h1", "/added-h2"}) {
+    for (bool with_caller : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(path, with_caller ? " with" : " without", " a caller's context"));
+      net::testing::RecordingCallbacks client;
+      auto c = Connect(client);
+      c->Write(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\n",
+                            with_caller ? absl::StrCat("traceparent: ", caller, "\r\n") : "",
+                            "connection: close\r\n\r\n"));
+      ASSERT_TRUE(
+          loop_.RunUntil([&] { return client.end_stream || client.closes > 0; }, seconds(5)));
+      EXPECT_TRUE(absl::StartsWith(client.received, "HTTP/1.1 200")) << client.received;
+      ASSERT_FALSE(received.empty());
+      ASSERT_EQ(received.back().size(), 1u);
+      const std::string& sent = received.back()[0];
+      ASSERT_EQ(sent.size(), tracing::kTraceparentLength) << sent;
+      const absl::string_view trace_id = absl::string_view(sent).substr(3, 32);
+      EXPECT_NE(trace_id, kRouteTrace);
+      if (with_caller) {
+        EXPECT_EQ(trace_id, kCallerTrace);
+        EXPECT_NE(sent, caller);  // this hop's client span, not the caller's
+      } else {
+        EXPECT_NE(trace_id, kCallerTrace);
+      }
+    }
+  }
+  EXPECT_EQ(received.size(), 8u);
+  context_.tracer = nullptr;
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::listener

@@ -1,0 +1,80 @@
+#pragma once
+
+// The aggregated discovery stream as both ends speak it (docs/xds.md): the two gRPC methods, the
+// resource types in push order with their type URLs and labels, the debug and readiness types,
+// and helpers that let one piece of code handle both variants of the stream — state of the world
+// (DiscoveryRequest/DiscoveryResponse, every resource of a type each time) and incremental
+// (DeltaDiscoveryRequest/DeltaDiscoveryResponse, only changes). The sidecar's client
+// (sidecar/config/xds_client.h) and the control plane's server (control-plane/xds/ads_server.h)
+// both use it, so the names on the wire are written once. Constants and pure functions; any
+// thread.
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <type_traits>
+
+#include "absl/strings/string_view.h"
+#include "xds/discovery.pb.h"
+
+namespace meshlet::xds {
+
+inline constexpr char kStreamMethod[] =
+    "/meshlet.xds.AggregatedDiscoveryService/StreamAggregatedResources";
+inline constexpr char kDeltaMethod[] =
+    "/meshlet.xds.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+// The debug type the control plane asks a sidecar for its SidecarConfigDump with, and the type of
+// the sidecar's answer.
+inline constexpr char kConfigDumpTypeUrl[] = "type.googleapis.com/meshlet.xds.SidecarConfigDump";
+// The type of a request that only reports the sidecar's readiness (WorkloadReadiness).
+inline constexpr char kReadinessTypeUrl[] = "type.googleapis.com/meshlet.xds.WorkloadReadiness";
+
+// The resource types in push order: each names only types before it (a listener names route
+// configurations and clusters, a route configuration names clusters, a load assignment names its
+// cluster, a cluster names a secret). The client subscribes in this order; the server pushes in
+// it.
+inline constexpr size_t kResourceTypeCount = 5;
+inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeUrls = {
+    "type.googleapis.com/meshlet.xds.Secret",
+    "type.googleapis.com/meshlet.xds.Cluster",
+    "type.googleapis.com/meshlet.xds.ClusterLoadAssignment",
+    "type.googleapis.com/meshlet.xds.RouteConfiguration",
+    "type.googleapis.com/meshlet.xds.Listener",
+};
+// Metric labels and status keys, by the same position.
+inline constexpr std::array<const char*, kResourceTypeCount> kResourceTypeLabels = {
+    "secrets", "clusters", "endpoints", "routes", "listeners"};
+
+// The position of `type_url` in kResourceTypeUrls; nullopt for any other type.
+std::optional<size_t> ResourceTypeIndex(absl::string_view type_url);
+
+// Whether `Message` belongs to the incremental variant.
+template <typename Message>
+inline constexpr bool kIsDelta = std::is_same_v<Message, DeltaDiscoveryRequest> ||
+                                 std::is_same_v<Message, DeltaDiscoveryResponse>;
+
+// Calls `f(request)` with an empty request of the stream's variant and returns what it returns;
+// `f` takes either type (a generic lambda).
+template <typename F>
+decltype(auto) WithRequest(bool delta, F&& f) {
+  if (delta) {
+    DeltaDiscoveryRequest request;
+    return f(request);
+  }
+  DiscoveryRequest request;
+  return f(request);
+}
+
+// The same for a response.
+template <typename F>
+decltype(auto) WithResponse(bool delta, F&& f) {
+  if (delta) {
+    DeltaDiscoveryResponse response;
+    return f(response);
+  }
+  DiscoveryResponse response;
+  return f(response);
+}
+
+}  // namespace meshlet::xds
