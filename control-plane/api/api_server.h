@@ -60,6 +60,8 @@
 
 namespace meshlet::controlplane::api {
 
+class StoredServices;
+
 // What the ADS server reports about connected sidecars (filled in by control-plane/xds).
 class ProxyStatusProvider {
  public:
@@ -146,6 +148,21 @@ class PolicyApi {
   http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
   http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,
                              absl::string_view namespace_, absl::string_view name, bool create);
+  // Write's steps (resources.cc): each either refuses the write (its answer) or lets it on.
+  struct PendingWrite;
+  std::optional<http::ServerResponse> ReadDocument(const http::ServerRequest& request,
+                                                   absl::string_view url_namespace,
+                                                   absl::string_view url_name, PendingWrite& write);
+  std::optional<http::ServerResponse> ValidateDocument(PendingWrite& write);
+  std::optional<http::ServerResponse> CheckStoredState(PendingWrite& write);
+  std::optional<http::ServerResponse> SetServerFields(PendingWrite& write);
+  http::ServerResponse Commit(PendingWrite& write);
+  http::ServerResponse Invalid(const PendingWrite& write, int status, absl::string_view message,
+                               const std::vector<policy::FieldError>& causes,
+                               absl::string_view name);
+  http::ServerResponse Conflict(const PendingWrite& write, absl::string_view message);
+  http::ServerResponse Answer(PendingWrite& write, int status, absl::string_view result,
+                              int64_t revision);
   http::ServerResponse Remove(const http::ServerRequest& request, const ResourceKey& key);
   std::string ObjectJson(const StoredResource& stored) const;
   std::string WorkloadsJson() const;
@@ -160,6 +177,7 @@ class PolicyApi {
   StatsRegistry* stats_registry_;
   std::unique_ptr<Stats> stats_;
   std::unique_ptr<addresses::ServiceAddresses> addresses_;
+  std::unique_ptr<StoredServices> stored_services_;  // for Write's checks
   ProxyStatusProvider* proxies_ = nullptr;
   http::RequestHandler tokens_;
   access::OperatorTokens* operator_tokens_ = nullptr;

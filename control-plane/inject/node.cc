@@ -311,6 +311,16 @@ YAML::Node IntNode(int64_t value) { return YAML::Node(absl::StrCat(value)); }
 
 YAML::Node BoolNode(bool value) { return YAML::Node(value ? "true" : "false"); }
 
+YAML::Node MapNode() { return YAML::Node(YAML::NodeType::Map); }
+
+YAML::Node ListNode() { return YAML::Node(YAML::NodeType::Sequence); }
+
+YAML::Node StringListNode(const std::vector<std::string>& items) {
+  YAML::Node list = ListNode();
+  for (const std::string& item : items) list.push_back(StringNode(item));
+  return list;
+}
+
 bool Equal(const YAML::Node& a, const YAML::Node& b) {
   // A null node and an empty or ~ scalar (yaml-cpp makes either from the same text).
   if (TypeOf(a) == ScalarType::kNull || TypeOf(b) == ScalarType::kNull) {

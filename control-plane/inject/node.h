@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -51,6 +52,10 @@ bool PlainInt(absl::string_view text, int64_t* value);
 YAML::Node StringNode(absl::string_view text);
 YAML::Node IntNode(int64_t value);
 YAML::Node BoolNode(bool value);
+// An empty map, an empty sequence, and a sequence of strings (StringNode each).
+YAML::Node MapNode();
+YAML::Node ListNode();
+YAML::Node StringListNode(const std::vector<std::string>& items);
 
 // The same tree: maps with the same keys (by their text) in the same order, sequences of the
 // same length; strings with the same text; null nodes and null scalars alike; other scalars
