@@ -405,9 +405,12 @@ spec:
             status, found = self.api_get("/api/v1/traces?service=backend.default&limit=5")
             return found["items"] if status == 200 else []
         self.assertTrue(wait_for(sidecar_traces, timeout=10), "no trace of backend stored")
-        spans = self.stored_spans(sidecar_traces()[0]["traceId"])
+        trace_id = sidecar_traces()[0]["traceId"]
+        # Each sidecar exports its own spans on its own schedule: the caller's may come later.
+        self.assertTrue(wait_for(lambda: {s["service"] for s in self.stored_spans(trace_id)} == {
+            "frontend.default", "backend.default"}, timeout=10), self.stored_spans(trace_id))
+        spans = self.stored_spans(trace_id)
         by_service = {s["service"]: s for s in spans}
-        self.assertEqual(set(by_service), {"frontend.default", "backend.default"}, spans)
         for service, span in by_service.items():
             account = service.split(".")[0]
             self.assertEqual(span["attributes"].get("meshlet.source.identity"),

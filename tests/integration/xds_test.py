@@ -386,7 +386,14 @@ class RealControlPlaneTest(unittest.TestCase):
             config = json.loads(self.meshctl("proxy-config", "web-0.default", "-o", "json"))
             return config if config["sidecar"] and config["diff"] == [] else None
         config = wait_for(in_sync) and in_sync()
-        self.assertTrue(config, self.meshctl("proxy-config", "web-0.default"))
+        if not config:
+            self.cp_log.flush()
+            with open(os.path.join(self.work, "cp.log")) as f:
+                cp_log = f.read()
+            self.fail("%s\n--- the control plane's log ---\n%s\n--- the sidecar's log ---\n%s\n"
+                      "--- proxies ---\n%s" % (self.meshctl("proxy-config", "web-0.default"),
+                                                cp_log[-6000:], sidecar.log()[-6000:],
+                                                json.dumps(self.proxies())))
         # Both views: the sidecar's versions are those the control plane sent and it ACKed.
         held = {t["type"]: t for t in config["sidecar"]["types"]}
         for t in config["types"]:
