@@ -1,17 +1,16 @@
 #include "control-plane/install/install.h"
 
 #include <algorithm>
-#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/base/status.h"
 #include "common/config/field_path.h"
 #include "common/net/address.h"
 #include "control-plane/inject/inject.h"
@@ -207,8 +206,11 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
-                                               absl::string_view version) {
+namespace {
+
+// Options that do not go together, refused before anything is rendered.
+absl::Status CheckRenderOptions(const InstallOptions& options) {
+  const bool bundled = options.etcd == kBundledEtcd;
   if (options.replicas > 1 && options.etcd.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "replicas=", options.replicas,
@@ -221,7 +223,6 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
         "etcd.tlsSecret and etcd.insecurePlaintext: need --set etcd=https://HOST:PORT (the store "
         "they are for)");
   }
-  const bool bundled = options.etcd == kBundledEtcd;
   if (bundled && (!options.etcd_tls_secret.empty() || options.etcd_insecure_plaintext)) {
     return absl::InvalidArgumentError(
         "etcd.tlsSecret and etcd.insecurePlaintext: for an etcd of your own; the bundled etcd "
@@ -251,23 +252,25 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
           absl::StrCat("etcd.tlsSecret: needs an https:// etcd, not ", options.etcd));
     }
   }
+  return absl::OkStatus();
+}
+
+// k8s/base's objects in the kustomization's order; the store's claim, or the install Job and the
+// bundled etcd, go before the Deployment that uses them.
+absl::StatusOr<std::vector<YAML::Node>> LoadObjects(const InstallOptions& options,
+                                                    const YAML::Node& base) {
   const bool persistent = options.persistent_store && options.etcd.empty();
-  absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
-  if (!kustomization.ok()) return kustomization.status();
-  const YAML::Node base = (*kustomization)[0];
   std::vector<YAML::Node> objects;
   for (const YAML::Node& resource : base["resources"]) {
     absl::StatusOr<std::vector<YAML::Node>> docs =
         LoadManifest(absl::StrCat("base/", resource.Scalar()));
     if (!docs.ok()) return docs.status();
     for (const YAML::Node& doc : *docs) {
-      // The claim, or the install Job and the bundled etcd, go before the Deployment that uses
-      // them.
       if (Text(doc["kind"]) == "Deployment") {
         std::vector<const char*> manifests;
         if (persistent) manifests.push_back("install/store.yaml");
         if (!options.etcd.empty()) manifests.push_back("etcd/secrets-job.yaml");
-        if (bundled) manifests.push_back("etcd/etcd.yaml");
+        if (options.etcd == kBundledEtcd) manifests.push_back("etcd/etcd.yaml");
         for (const char* manifest : manifests) {
           absl::StatusOr<std::vector<YAML::Node>> store = LoadManifest(manifest);
           if (!store.ok()) return store.status();
@@ -277,7 +280,14 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       objects.push_back(doc);
     }
   }
-  const YAML::Node labels = base["commonLabels"];
+  return objects;
+}
+
+// Every object in the install's namespace with the common labels; the claim sized; the
+// bindings' subjects and the webhook pointed at that namespace. Returns the claim's name, if
+// there is one.
+std::string PlaceObjects(std::vector<YAML::Node>& objects, const InstallOptions& options,
+                         const YAML::Node& labels) {
   std::string claim;
   for (YAML::Node object : objects) {
     const std::string kind = Text(object["kind"]);
@@ -311,109 +321,147 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
       }
     }
   }
-  // The control plane's image, as the kustomization's images transform gives it.
-  auto image_of = [&](const YAML::Node& container) {
-    for (const YAML::Node& image : base["images"]) {
-      if (Text(container["image"]) == Text(image["name"])) {
-        return options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version)
-                                     : options.image;
-      }
+  return claim;
+}
+
+// The control plane's image for `container`, as the kustomization's images transform gives it
+// (name -> name:version), or --set image.
+std::string ImageOf(const YAML::Node& base, const InstallOptions& options,
+                    absl::string_view version, const YAML::Node& container) {
+  for (const YAML::Node& image : base["images"]) {
+    if (Text(container["image"]) == Text(image["name"])) {
+      return options.image.empty() ? absl::StrCat(Text(image["name"]), ":", version)
+                                   : options.image;
     }
-    return Text(container["image"]);
-  };
-  for (YAML::Node object : objects) {
-    if (Text(object["kind"]) == "Job") {  // the install's Secrets (secrets.h)
-      YAML::Node container = object["spec"]["template"]["spec"]["containers"][0];
-      container["image"] = StringNode(image_of(container));
-      AddArg(container, absl::StrCat("--set=namespace=", options.namespace_));
-      AddArg(container, absl::StrCat("--set=etcd=", options.etcd));
-      if (bundled) {
-        AddArg(container,
-               absl::StrCat("--set=etcd.certificateDays=", options.etcd_certificate_days));
-      }
-      continue;
-    }
-    if (Text(object["kind"]) == "StatefulSet") {  // the bundled etcd
-      AddLabels(Child(Child(object["spec"], "selector"), "matchLabels"), labels);
-      AddLabels(Child(Child(object["spec"]["template"], "metadata"), "labels"), labels);
-      YAML::Node container = FirstContainer(object);
-      if (!options.etcd_image.empty()) container["image"] = StringNode(options.etcd_image);
-      if (!options.etcd_storage_size.empty()) {
-        object["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
-            StringNode(options.etcd_storage_size);
-      }
-      continue;
-    }
-    if (Text(object["kind"]) != "Deployment") continue;
-    AddLabels(Child(Child(object["spec"], "selector"), "matchLabels"), labels);
-    AddLabels(Child(Child(object["spec"]["template"], "metadata"), "labels"), labels);
-    object["spec"]["replicas"] = IntNode(options.replicas);
-    YAML::Node container = FirstContainer(object);
-    // The images transform of the kustomization: name -> name:tag.
-    container["image"] = StringNode(image_of(container));
-    if (!options.proxy_image.empty()) {
-      AddArg(container, absl::StrCat("--inject-proxy-image=", options.proxy_image));
-    }
-    if (!options.inject_mode.empty()) {
-      AddArg(container, absl::StrCat("--inject-mode=", options.inject_mode));
-    }
-    if (!options.trust_domain.empty()) {
-      AddArg(container, absl::StrCat("--trust-domain=", options.trust_domain));
-    }
-    if (!options.etcd.empty()) {
-      // Replicas share the store: roll them one at a time, each named after its pod.
-      object["spec"]["strategy"] = YAML::Node(YAML::NodeType::Map);
-      object["spec"]["strategy"]["type"] = StringNode("RollingUpdate");
-      object["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = IntNode(0);
-      object["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
-      AddArg(container,
-             absl::StrCat("--store=", bundled ? BundledEtcdUrl(options.namespace_) : options.etcd));
-      if (options.etcd_insecure_plaintext) AddArg(container, "--etcd-insecure-plaintext");
-      AddArg(container, "--replica-name=$(POD_NAME)");
-      // The others forward telemetry to this pod's discovery port (an IP alone: IPv6 too).
-      AddArg(container, "--replica-address=$(POD_IP)");
-      for (const auto& [name, field] :
-           {std::pair<const char*, const char*>{"POD_NAME", "metadata.name"},
-            {"POD_IP", "status.podIP"}}) {
-        YAML::Node env(YAML::NodeType::Map);
-        env["name"] = StringNode(name);
-        env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode(field);
-        container["env"].push_back(env);
-      }
-      // Secrets mounted read-only into the control plane alone.
-      auto mount = [&](const char* volume_name, const std::string& secret, const char* dir) {
-        YAML::Node volume(YAML::NodeType::Map);
-        volume["name"] = StringNode(volume_name);
-        volume["secret"]["secretName"] = StringNode(secret);
-        volume["secret"]["defaultMode"] = IntNode(0440);
-        object["spec"]["template"]["spec"]["volumes"].push_back(volume);
-        YAML::Node mounted(YAML::NodeType::Map);
-        mounted["name"] = StringNode(volume_name);
-        mounted["mountPath"] = StringNode(dir);
-        mounted["readOnly"] = YAML::Node(true);
-        container["volumeMounts"].push_back(mounted);
-      };
-      constexpr char kStoreKeyDir[] = "/etc/meshlet/store-key";
-      mount("store-key", kStoreKeySecret, kStoreKeyDir);
-      AddArg(container,
-             absl::StrCat("--store-encryption-key-file=", kStoreKeyDir, "/", kStoreKeyFile));
-      const std::string client_secret = bundled ? kEtcdClientSecret : options.etcd_tls_secret;
-      if (!client_secret.empty()) {
-        constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
-        mount("etcd-tls", client_secret, kEtcdTlsDir);
-        AddArg(container, absl::StrCat("--etcd-cacert=", kEtcdTlsDir, "/ca.crt"));
-        AddArg(container, absl::StrCat("--etcd-cert=", kEtcdTlsDir, "/tls.crt"));
-        AddArg(container, absl::StrCat("--etcd-key=", kEtcdTlsDir, "/tls.key"));
-      }
-    }
-    container["resources"]["requests"]["cpu"] = StringNode(options.cpu);
-    container["resources"]["requests"]["memory"] = StringNode(options.memory);
-    container["resources"]["limits"]["memory"] = StringNode(options.memory_limit);
-    if (!claim.empty()) {
-      YAML::Node volume(YAML::NodeType::Map);
-      volume["name"] = StringNode("data");
-      volume["persistentVolumeClaim"]["claimName"] = StringNode(claim);
-      object["spec"]["template"]["spec"]["volumes"][0] = volume;
+  }
+  return Text(container["image"]);
+}
+
+// The Job that makes the install's Secrets (secrets.h).
+void SetUpSecretsJob(YAML::Node job, const InstallOptions& options, const std::string& image) {
+  YAML::Node container = job["spec"]["template"]["spec"]["containers"][0];
+  container["image"] = StringNode(image);
+  AddArg(container, absl::StrCat("--set=namespace=", options.namespace_));
+  AddArg(container, absl::StrCat("--set=etcd=", options.etcd));
+  if (options.etcd == kBundledEtcd) {
+    AddArg(container, absl::StrCat("--set=etcd.certificateDays=", options.etcd_certificate_days));
+  }
+}
+
+// The bundled etcd's StatefulSet.
+void SetUpBundledEtcd(YAML::Node etcd, const InstallOptions& options, const YAML::Node& labels) {
+  AddLabels(Child(Child(etcd["spec"], "selector"), "matchLabels"), labels);
+  AddLabels(Child(Child(etcd["spec"]["template"], "metadata"), "labels"), labels);
+  YAML::Node container = FirstContainer(etcd);
+  if (!options.etcd_image.empty()) container["image"] = StringNode(options.etcd_image);
+  if (!options.etcd_storage_size.empty()) {
+    etcd["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
+        StringNode(options.etcd_storage_size);
+  }
+}
+
+// A Secret mounted read-only at `dir` into the control plane alone.
+void MountSecret(YAML::Node deployment, YAML::Node container, const char* volume_name,
+                 const std::string& secret, const char* dir) {
+  YAML::Node volume(YAML::NodeType::Map);
+  volume["name"] = StringNode(volume_name);
+  volume["secret"]["secretName"] = StringNode(secret);
+  volume["secret"]["defaultMode"] = IntNode(0440);
+  deployment["spec"]["template"]["spec"]["volumes"].push_back(volume);
+  YAML::Node mounted(YAML::NodeType::Map);
+  mounted["name"] = StringNode(volume_name);
+  mounted["mountPath"] = StringNode(dir);
+  mounted["readOnly"] = YAML::Node(true);
+  container["volumeMounts"].push_back(mounted);
+}
+
+// Replicas that share an etcd store: rolled one at a time, each named after its pod, with the
+// store's encryption key and client certificate mounted.
+void UseSharedStore(YAML::Node deployment, YAML::Node container, const InstallOptions& options) {
+  const bool bundled = options.etcd == kBundledEtcd;
+  deployment["spec"]["strategy"] = YAML::Node(YAML::NodeType::Map);
+  deployment["spec"]["strategy"]["type"] = StringNode("RollingUpdate");
+  deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = IntNode(0);
+  deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = IntNode(1);
+  AddArg(container,
+         absl::StrCat("--store=", bundled ? BundledEtcdUrl(options.namespace_) : options.etcd));
+  if (options.etcd_insecure_plaintext) AddArg(container, "--etcd-insecure-plaintext");
+  AddArg(container, "--replica-name=$(POD_NAME)");
+  // The others forward telemetry to this pod's discovery port (an IP alone: IPv6 too).
+  AddArg(container, "--replica-address=$(POD_IP)");
+  for (const auto& [name, field] :
+       {std::pair<const char*, const char*>{"POD_NAME", "metadata.name"},
+        {"POD_IP", "status.podIP"}}) {
+    YAML::Node env(YAML::NodeType::Map);
+    env["name"] = StringNode(name);
+    env["valueFrom"]["fieldRef"]["fieldPath"] = StringNode(field);
+    container["env"].push_back(env);
+  }
+  constexpr char kStoreKeyDir[] = "/etc/meshlet/store-key";
+  MountSecret(deployment, container, "store-key", kStoreKeySecret, kStoreKeyDir);
+  AddArg(container, absl::StrCat("--store-encryption-key-file=", kStoreKeyDir, "/", kStoreKeyFile));
+  const std::string client_secret = bundled ? kEtcdClientSecret : options.etcd_tls_secret;
+  if (!client_secret.empty()) {
+    constexpr char kEtcdTlsDir[] = "/etc/meshlet/etcd";
+    MountSecret(deployment, container, "etcd-tls", client_secret, kEtcdTlsDir);
+    AddArg(container, absl::StrCat("--etcd-cacert=", kEtcdTlsDir, "/ca.crt"));
+    AddArg(container, absl::StrCat("--etcd-cert=", kEtcdTlsDir, "/tls.crt"));
+    AddArg(container, absl::StrCat("--etcd-key=", kEtcdTlsDir, "/tls.key"));
+  }
+}
+
+// The control plane's Deployment: labels, replicas, image, the flags the options ask for, the
+// shared store, resources, the file store's claim.
+void SetUpControlPlane(YAML::Node deployment, const InstallOptions& options,
+                       const YAML::Node& labels, const std::string& image,
+                       const std::string& claim) {
+  AddLabels(Child(Child(deployment["spec"], "selector"), "matchLabels"), labels);
+  AddLabels(Child(Child(deployment["spec"]["template"], "metadata"), "labels"), labels);
+  deployment["spec"]["replicas"] = IntNode(options.replicas);
+  YAML::Node container = FirstContainer(deployment);
+  container["image"] = StringNode(image);
+  if (!options.proxy_image.empty()) {
+    AddArg(container, absl::StrCat("--inject-proxy-image=", options.proxy_image));
+  }
+  if (!options.inject_mode.empty()) {
+    AddArg(container, absl::StrCat("--inject-mode=", options.inject_mode));
+  }
+  if (!options.trust_domain.empty()) {
+    AddArg(container, absl::StrCat("--trust-domain=", options.trust_domain));
+  }
+  if (!options.etcd.empty()) UseSharedStore(deployment, container, options);
+  container["resources"]["requests"]["cpu"] = StringNode(options.cpu);
+  container["resources"]["requests"]["memory"] = StringNode(options.memory);
+  container["resources"]["limits"]["memory"] = StringNode(options.memory_limit);
+  if (!claim.empty()) {
+    YAML::Node volume(YAML::NodeType::Map);
+    volume["name"] = StringNode("data");
+    volume["persistentVolumeClaim"]["claimName"] = StringNode(claim);
+    deployment["spec"]["template"]["spec"]["volumes"][0] = volume;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
+                                               absl::string_view version) {
+  RETURN_IF_ERROR(CheckRenderOptions(options));
+  absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("base/kustomization.yaml");
+  if (!kustomization.ok()) return kustomization.status();
+  const YAML::Node base = (*kustomization)[0];
+  absl::StatusOr<std::vector<YAML::Node>> objects = LoadObjects(options, base);
+  if (!objects.ok()) return objects.status();
+  const YAML::Node labels = base["commonLabels"];
+  const std::string claim = PlaceObjects(*objects, options, labels);
+  for (YAML::Node object : *objects) {
+    const std::string kind = Text(object["kind"]);
+    if (kind == "Job") {
+      SetUpSecretsJob(object, options, ImageOf(base, options, version, FirstContainer(object)));
+    } else if (kind == "StatefulSet") {
+      SetUpBundledEtcd(object, options, labels);
+    } else if (kind == "Deployment") {
+      SetUpControlPlane(object, options, labels,
+                        ImageOf(base, options, version, FirstContainer(object)), claim);
     }
   }
   return objects;
@@ -427,269 +475,6 @@ std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, b
     out.push_back(*it);
   }
   return out;
-}
-
-namespace {
-
-// node[i] of a sequence, else an undefined node (never throws).
-YAML::Node Item(const YAML::Node& node, size_t i) {
-  if (!node.IsSequence() || i >= node.size()) return YAML::Node(YAML::NodeType::Undefined);
-  return node[i];
-}
-
-// The first container of a workload's pod template, or an undefined node.
-YAML::Node TemplateContainer(const YAML::Node& workload) {
-  return Item(Field(Field(Field(Field(workload, "spec"), "template"), "spec"), "containers"), 0);
-}
-
-std::string Name(const YAML::Node& object) {
-  return absl::StrCat(Text(Field(object, "kind")), " \"",
-                      Text(Field(Field(object, "metadata"), "name")), "\"");
-}
-
-std::vector<YAML::Node> OfKind(const std::vector<YAML::Node>& objects, absl::string_view kind) {
-  std::vector<YAML::Node> out;
-  for (const YAML::Node& o : objects) {
-    if (Text(Field(o, "kind")) == kind) out.push_back(o);
-  }
-  return out;
-}
-
-// The value of `--flag=VALUE` among `args`, or `fallback`.
-std::string ArgValue(const YAML::Node& args, absl::string_view flag, std::string fallback) {
-  const std::string prefix = absl::StrCat(flag, "=");
-  for (const YAML::Node& a : args) {
-    if (absl::StartsWith(Text(a), prefix)) return Text(a).substr(prefix.size());
-  }
-  return fallback;
-}
-
-bool LabelsMatch(const YAML::Node& selector, const YAML::Node& labels) {
-  if (!selector.IsMap() || selector.size() == 0) return false;
-  for (auto it = selector.begin(); it != selector.end(); ++it) {
-    if (Text(Field(labels, it->first.Scalar())) != Text(it->second)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-namespace {
-
-std::vector<std::string> Check(const std::vector<YAML::Node>& objects) {
-  std::vector<std::string> problems;
-  auto problem = [&](const std::string& where, absl::string_view what) {
-    problems.push_back(absl::StrCat(where, ": ", what));
-  };
-  // The control plane's Deployment: meshlet-control-plane, or the one running its image.
-  YAML::Node deployment;
-  bool found = false;
-  for (const YAML::Node& d : OfKind(objects, "Deployment")) {
-    if (Text(Field(Field(d, "metadata"), "name")) == "meshlet-control-plane" ||
-        Text(Field(TemplateContainer(d), "image")).find("meshlet-control-plane") !=
-            std::string::npos) {
-      deployment = d;
-      found = true;
-    }
-  }
-  if (!found) {
-    problems.push_back(
-        "no Deployment meshlet-control-plane (or running the meshlet-control-plane image)");
-    return problems;
-  }
-  const std::string deployment_name = Name(deployment);
-  const std::string ns = Text(Field(Field(deployment, "metadata"), "namespace"));
-  const YAML::Node spec = Field(deployment, "spec");
-  const YAML::Node pod = Field(Field(spec, "template"), "spec");
-  const YAML::Node pod_labels = Field(Field(Field(spec, "template"), "metadata"), "labels");
-  const YAML::Node container = TemplateContainer(deployment);
-  const YAML::Node args = Field(container, "args");
-  if (ns.empty()) problem(deployment_name, "metadata.namespace: missing");
-  int64_t replicas = 1;
-  const absl::StatusOr<EtcdUrlParts> etcd_url = SplitEtcdUrl(ArgValue(args, "--store", ""));
-  const bool etcd = etcd_url.ok();
-  if (Field(spec, "replicas") &&
-      (!inject::PlainInt(Text(Field(spec, "replicas")), &replicas) || (replicas > 1 && !etcd))) {
-    problem(deployment_name,
-            "spec.replicas: must be 1 unless the store is etcd (--store=https://...): the file "
-            "store has one writer");
-  }
-  auto has_arg = [&](absl::string_view flag) {
-    for (const YAML::Node& a : args) {
-      if (Text(a) == flag || absl::StartsWith(Text(a), absl::StrCat(flag, "="))) return true;
-    }
-    return false;
-  };
-  const std::string args_field = "spec.template.spec.containers[0].args";
-  if (etcd && !has_arg("--store-encryption-key-file")) {
-    problem(deployment_name,
-            absl::StrCat(args_field,
-                         ": an etcd --store without --store-encryption-key-file (the control "
-                         "plane refuses to start: it keeps the API token and CA root in etcd "
-                         "encrypted with that key)"));
-  }
-  if (etcd && etcd_url->tls && !has_arg("--etcd-cacert")) {
-    problem(deployment_name,
-            absl::StrCat(args_field,
-                         ": an https:// --store without --etcd-cacert (the control "
-                         "plane refuses to start)"));
-  }
-  if (etcd && !etcd_url->tls && !has_arg("--etcd-insecure-plaintext")) {
-    problem(deployment_name,
-            absl::StrCat(args_field,
-                         ": an http:// --store without --etcd-insecure-plaintext (the "
-                         "control plane refuses a plaintext etcd)"));
-  }
-  if (Text(Field(Field(Field(Field(spec, "template"), "metadata"), "annotations"),
-                 inject::kInjectKey)) != "false") {
-    problem(deployment_name,
-            "spec.template.metadata.annotations: sidecar.meshlet.io/inject must be \"false\" "
-            "(the control plane does not run with a sidecar of its own)");
-  }
-  bool pod_namespace = false;
-  for (const YAML::Node& env : Field(container, "env")) {
-    pod_namespace = pod_namespace || (Text(Field(env, "name")) == "POD_NAMESPACE" &&
-                                      Text(Field(Field(Field(env, "valueFrom"), "fieldRef"),
-                                                 "fieldPath")) == "metadata.namespace");
-  }
-  if (!pod_namespace) {
-    problem(deployment_name,
-            "spec.template.spec.containers[0].env: POD_NAMESPACE from fieldRef metadata.namespace "
-            "is missing (the control plane's identity and certificate names come from it)");
-  }
-  const std::string webhook_address = ArgValue(args, "--webhook-address", "0.0.0.0:15017");
-  const std::string webhook_port = webhook_address.substr(webhook_address.rfind(':') + 1);
-  std::set<std::string> container_ports;
-  for (const YAML::Node& p : Field(container, "ports")) {
-    container_ports.insert(Text(Field(p, "containerPort")));
-  }
-  if (webhook_address != "off" && !container_ports.count(webhook_port)) {
-    problem(deployment_name, absl::StrCat("spec.template.spec.containers[0].ports: no port ",
-                                          webhook_port, " for --webhook-address"));
-  }
-  // The ServiceAccount and its RBAC.
-  const std::string account = Text(Field(pod, "serviceAccountName"));
-  bool account_found = false;
-  for (const YAML::Node& sa : OfKind(objects, "ServiceAccount")) {
-    account_found = account_found || Text(Field(Field(sa, "metadata"), "name")) == account;
-  }
-  if (!account_found) {
-    problem(deployment_name, absl::StrCat("spec.template.spec.serviceAccountName: no "
-                                          "ServiceAccount \"",
-                                          account, "\" in the install"));
-  }
-  std::set<std::string> granted;  // "group/resource/verb[/name]"
-  for (const YAML::Node& binding : OfKind(objects, "ClusterRoleBinding")) {
-    bool ours = false;
-    for (const YAML::Node& s : Field(binding, "subjects")) {
-      ours = ours || (Text(Field(s, "kind")) == "ServiceAccount" &&
-                      Text(Field(s, "name")) == account && Text(Field(s, "namespace")) == ns);
-    }
-    if (!ours) continue;
-    const std::string role = Text(Field(Field(binding, "roleRef"), "name"));
-    for (const YAML::Node& r : OfKind(objects, "ClusterRole")) {
-      if (Text(Field(Field(r, "metadata"), "name")) != role) continue;
-      for (const YAML::Node& rule : Field(r, "rules")) {
-        for (const YAML::Node& g : Field(rule, "apiGroups")) {
-          for (const YAML::Node& res : Field(rule, "resources")) {
-            for (const YAML::Node& v : Field(rule, "verbs")) {
-              granted.insert(absl::StrCat(Text(g), "/", Text(res), "/", Text(v)));
-            }
-          }
-        }
-      }
-    }
-  }
-  if (!granted.count("authentication.k8s.io/tokenreviews/create")) {
-    problems.push_back(absl::StrCat(
-        "ClusterRole: the ServiceAccount \"", account, "\" in \"", ns,
-        "\" may not create authentication.k8s.io tokenreviews: workloads presenting Kubernetes "
-        "tokens would be refused certificates"));
-  }
-  if (!granted.count("authorization.k8s.io/subjectaccessreviews/create")) {
-    problems.push_back(absl::StrCat(
-        "ClusterRole: the ServiceAccount \"", account, "\" in \"", ns,
-        "\" may not create authorization.k8s.io subjectaccessreviews: Kubernetes users would be "
-        "refused by the API (meshctl with kubectl's credentials)"));
-  }
-  // The Service and the webhook.
-  YAML::Node service(YAML::NodeType::Undefined);
-  for (const YAML::Node& s : OfKind(objects, "Service")) {
-    if (LabelsMatch(Field(Field(s, "spec"), "selector"), pod_labels)) service = s;
-  }
-  if (!service.IsDefined()) {
-    problems.push_back(absl::StrCat("no Service selects the pods of ", deployment_name));
-  }
-  for (const YAML::Node& configuration : OfKind(objects, "MutatingWebhookConfiguration")) {
-    const std::string where = Name(configuration);
-    if (!granted.count("admissionregistration.k8s.io/mutatingwebhookconfigurations/patch")) {
-      problem(where, "the control plane may not patch it: its caBundle stays as written");
-    }
-    int i = 0;
-    for (const YAML::Node& hook : Field(configuration, "webhooks")) {
-      const std::string at = absl::StrCat("webhooks[", i++, "]");
-      const YAML::Node target = Field(Field(hook, "clientConfig"), "service");
-      if (!Field(hook, "failurePolicy")) {
-        problem(where, absl::StrCat(at, ".failurePolicy: not set (Fail or Ignore)"));
-      }
-      if (service.IsDefined() &&
-          (Text(Field(target, "name")) != Text(Field(Field(service, "metadata"), "name")) ||
-           Text(Field(target, "namespace")) != ns)) {
-        problem(where, absl::StrCat(at, ".clientConfig.service: ", Text(Field(target, "namespace")),
-                                    "/", Text(Field(target, "name")), " is not the Service ", ns,
-                                    "/", Text(Field(Field(service, "metadata"), "name"))));
-      } else if (service.IsDefined()) {
-        const std::string port = Field(target, "port") ? Text(Field(target, "port")) : "443";
-        bool reaches = false;
-        for (const YAML::Node& p : Field(Field(service, "spec"), "ports")) {
-          reaches = reaches || (Text(Field(p, "port")) == port &&
-                                Text(Field(p, "targetPort")) == webhook_port);
-        }
-        if (!reaches) {
-          problem(where, absl::StrCat(at, ".clientConfig.service.port: ", port,
-                                      " does not reach the control plane's webhook port ",
-                                      webhook_port, " through the Service"));
-        }
-      }
-      if (Text(Field(target, "path")) != "/inject") {
-        problem(where, absl::StrCat(at, ".clientConfig.service.path: must be /inject"));
-      }
-      bool excludes_own = false;
-      for (const YAML::Node& e : Field(Field(hook, "namespaceSelector"), "matchExpressions")) {
-        if (Text(Field(e, "key")) != "kubernetes.io/metadata.name" ||
-            Text(Field(e, "operator")) != "NotIn")
-          continue;
-        for (const YAML::Node& v : Field(e, "values")) excludes_own = excludes_own || Text(v) == ns;
-      }
-      if (!excludes_own) {
-        problem(where,
-                absl::StrCat(at,
-                             ".namespaceSelector: does not exclude the control plane's "
-                             "namespace \"",
-                             ns,
-                             "\" (kubernetes.io/metadata.name NotIn): with failurePolicy Fail "
-                             "its own pods could not be created while it is down"));
-      }
-      const std::string bundle = Text(Field(Field(hook, "clientConfig"), "caBundle"));
-      std::string pem;
-      if (!bundle.empty() && (!absl::Base64Unescape(bundle, &pem) ||
-                              pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)) {
-        problem(where, absl::StrCat(at, ".clientConfig.caBundle: not base64 of PEM certificates"));
-      }
-    }
-  }
-  return problems;
-}
-
-}  // namespace
-
-std::vector<std::string> CheckInstall(const std::vector<YAML::Node>& objects) {
-  try {
-    return Check(objects);
-  } catch (const YAML::Exception& e) {
-    // A shape no check expected (a list where a map belongs): said, never thrown.
-    return {absl::StrCat("the objects do not have the shape of Kubernetes objects: ", e.what())};
-  }
 }
 
 }  // namespace meshlet::controlplane::install

@@ -19,8 +19,8 @@
 // Service, PodDisruptionBudget, NetworkPolicy) with the install's certificates, and points the
 // control plane at it with its client certificate.
 //
-// CheckInstall() reads a rendered install (any origin: meshctl, kustomize, hand edits) for the
-// mistakes visible offline, each named by object and field.
+// CheckInstall() (check.cc) reads a rendered install (any origin: meshctl, kustomize, hand edits)
+// for the mistakes visible offline, each named by object and field.
 //
 // Plain functions over YAML::Node documents (control-plane/inject/node.h keeps value types);
 // no state; never throws.

@@ -11,6 +11,7 @@
 //   the codec no longer refers to a call's stream (only then may the call be released).
 // - CallConnection: what a client's and a server's connection have in common: the connection,
 //   its codec, the CallSet, and the callbacks that tie them together.
+// - ParseEach: a message callback that parses each message as a protobuf type (OnProtoMessage).
 //
 // Everything here runs on the connection's loop thread.
 
@@ -23,6 +24,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
 #include "common/http/grpc/framing.h"
@@ -43,6 +46,22 @@ class UserCallScope {
  private:
   int& depth_;
 };
+
+// A message callback that parses each message as `T` for `callback`; a message that does not
+// parse goes to `refuse` with "could not parse the <what> as <type>" instead (the caller ends the
+// call with its status). `what` must outlive the callback (a literal).
+template <typename T, typename Refuse>
+std::function<void(std::string)> ParseEach(std::function<void(T)> callback, absl::string_view what,
+                                           Refuse refuse) {
+  return [callback = std::move(callback), what, refuse = std::move(refuse)](std::string bytes) {
+    T message;
+    if (!message.ParseFromString(bytes)) {
+      refuse(absl::StrCat("could not parse the ", what, " as ", message.GetTypeName()));
+      return;
+    }
+    callback(std::move(message));
+  };
+}
 
 // "<1-8 digits><unit>", rounded up so the peer never sees a shorter deadline than ours; a
 // negative or zero duration becomes "1n" (already expired, but still a valid value).

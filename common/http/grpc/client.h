@@ -110,15 +110,9 @@ class ClientCall : public std::enable_shared_from_this<ClientCall> {
   // Parses each response message as `T`; one that does not parse ends the call with INTERNAL.
   template <typename T>
   void OnProtoMessage(std::function<void(T message)> callback) {
-    OnMessage([this, callback = std::move(callback)](std::string bytes) {
-      T message;
-      if (!message.ParseFromString(bytes)) {
-        Fail(StatusCode::kInternal,
-             absl::StrCat("could not parse the response as ", message.GetTypeName()));
-        return;
-      }
-      callback(std::move(message));
-    });
+    OnMessage(grpc_internal::ParseEach<T>(std::move(callback), "response", [this](std::string why) {
+      Fail(StatusCode::kInternal, why);
+    }));
   }
 
   // Sends one request message. False once the call has finished or half-closed (or the message

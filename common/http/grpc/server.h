@@ -132,15 +132,9 @@ class ServerCall : public std::enable_shared_from_this<ServerCall> {
   // INVALID_ARGUMENT (and OnCancel).
   template <typename T>
   void OnProtoMessage(std::function<void(T message)> callback) {
-    OnMessage([this, callback = std::move(callback)](std::string bytes) {
-      T message;
-      if (!message.ParseFromString(bytes)) {
-        Abort(StatusCode::kInvalidArgument,
-              absl::StrCat("could not parse the request as ", message.GetTypeName()));
-        return;
-      }
-      callback(std::move(message));
-    });
+    OnMessage(grpc_internal::ParseEach<T>(std::move(callback), "request", [this](std::string why) {
+      Abort(StatusCode::kInvalidArgument, why);
+    }));
   }
 
   // A unary method's request, as `T`: `handler` runs once the client has finished sending (not if
