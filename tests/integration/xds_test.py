@@ -382,10 +382,17 @@ class RealControlPlaneTest(unittest.TestCase):
                     '      - address: 127.0.0.1:9\n')
         sidecar = self.add_sidecar("web", extra=[f"--config={bootstrap}"])
 
+        # In sync once the sidecar has reported ready and the push that follows (the endpoint of
+        # web itself) has landed; one and the same answer is then judged below.
+        seen = {}
+
         def in_sync():
+            if not self.workloads().get("web-0.default", {}).get("ready"):
+                return False
             config = json.loads(self.meshctl("proxy-config", "web-0.default", "-o", "json"))
-            return config if config["sidecar"] and config["diff"] == [] else None
-        config = wait_for(in_sync) and in_sync()
+            seen["config"] = config if config["sidecar"] and config["diff"] == [] else None
+            return seen["config"] is not None
+        config = seen["config"] if wait_for(in_sync) else None
         if not config:
             self.cp_log.flush()
             with open(os.path.join(self.work, "cp.log")) as f:
