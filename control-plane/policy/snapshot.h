@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "control-plane/store/store.h"
+#include "xds/gateway.pb.h"
 #include "xds/policy.pb.h"
 
 namespace meshlet::controlplane::policy {
@@ -24,6 +25,10 @@ struct PolicySnapshot {
   std::vector<meshlet::policy::HTTPRoute> http_routes;
   std::vector<meshlet::policy::AuthorizationPolicy> authorization_policies;
   std::optional<meshlet::policy::MeshConfig> mesh_config;  // the one named "mesh", if stored
+  // Gateway API kinds (xds/gateway.proto), likewise ordered by (namespace, name).
+  std::vector<meshlet::gateway::HTTPRoute> gateway_http_routes;
+  std::vector<meshlet::gateway::GRPCRoute> grpc_routes;
+  std::vector<meshlet::gateway::ReferenceGrant> reference_grants;
 
   const meshlet::policy::Service* FindService(absl::string_view namespace_,
                                               absl::string_view name) const;
