@@ -32,10 +32,12 @@ bool IsSlowPath(absl::string_view path) {
 // One request in progress: its delay, then its downstream calls.
 class App::Request {
  public:
-  Request(App& app, std::shared_ptr<Exchange> exchange, bool fail)
+  // `echo_status`: answer with the echo body (echo.h) and that status; 0 for the app's answer.
+  Request(App& app, std::shared_ptr<Exchange> exchange, bool fail, int echo_status = 0)
       : app_(app),
         exchange_(std::move(exchange)),
         fail_(fail),
+        echo_status_(echo_status),
         started_(std::chrono::steady_clock::now()),
         delay_(app.loop_, [this] { Proceed(); }) {}
 
@@ -57,6 +59,10 @@ class App::Request {
 
   void Proceed() {
     const ServeOptions& o = app_.options_;
+    if (echo_status_ != 0) {
+      Finish(echo_status_, EchoBody(exchange_->request(), o, echo_status_));
+      return;
+    }
     if (fail_) {
       std::string body = Head(o.fail_status);
       absl::StrAppend(
@@ -170,6 +176,7 @@ class App::Request {
   App& app_;
   std::shared_ptr<Exchange> exchange_;
   const bool fail_;
+  const int echo_status_;
   const MonotonicTime started_;
   event::Timer delay_;
   std::vector<Call> calls_;
@@ -177,7 +184,10 @@ class App::Request {
 };
 
 App::App(event::Loop& loop, ServeOptions options, Random& random)
-    : loop_(loop), options_(std::move(options)), random_(random) {
+    : loop_(loop),
+      options_(std::move(options)),
+      random_(random),
+      echo_attempts_(options_.echo_max_uuids) {
   absl::StatusOr<FailurePlan> plan =
       FailurePlan::Create(options_.fail_pattern, options_.fail_fraction);
   CHECK(plan.ok()) << plan.status().message();
@@ -198,7 +208,7 @@ void App::Handle(std::shared_ptr<Exchange> exchange) {
         "{\"service\":", JsonString(options_.service), ",\"pod\":", JsonString(options_.pod),
         ",\"requests\":", stats_.requests, ",\"failed\":", stats_.failed, ",\"slow\":", stats_.slow,
         ",\"calls\":", stats_.calls, ",\"call_failures\":", stats_.call_failures,
-        ",\"in_progress\":", in_progress_.size(),
+        ",\"echo_refused\":", stats_.echo_refused, ",\"in_progress\":", in_progress_.size(),
         ",\"failure_plan\":", JsonString(failure_plan_.Describe()),
         ",\"latency_ms\":", Millis(options_.latency), "}\n");
     Answer(*exchange, 200, std::move(body));
@@ -209,6 +219,10 @@ void App::Handle(std::shared_ptr<Exchange> exchange) {
     return;
   }
   ++stats_.requests;
+  if (options_.echo) {
+    HandleEcho(std::move(exchange));
+    return;
+  }
   const bool fail = failure_plan_.NextFails(random_);
   if (fail) ++stats_.failed;
   Duration delay = options_.latency;
@@ -220,6 +234,20 @@ void App::Handle(std::shared_ptr<Exchange> exchange) {
   Request* raw = request.get();
   in_progress_.emplace(raw, std::move(request));
   raw->Start(delay);
+}
+
+void App::HandleEcho(std::shared_ptr<Exchange> exchange) {
+  absl::StatusOr<EchoOutcome> outcome = PlanEcho(exchange->request(), echo_attempts_);
+  if (!outcome.ok()) {
+    ++stats_.echo_refused;
+    Answer(*exchange, 400,
+           absl::StrCat("{\"error\":", JsonString(outcome.status().message()), "}\n"));
+    return;
+  }
+  auto request = std::make_unique<Request>(*this, std::move(exchange), false, outcome->status);
+  Request* raw = request.get();
+  in_progress_.emplace(raw, std::move(request));
+  raw->Start(outcome->delay);
 }
 
 void App::HandleSet(Exchange& exchange) {

@@ -6,6 +6,8 @@
 //   /__stats     the counters below as JSON
 //   /__set       POST with query parameters fail-pattern, fail-fraction, latency: changes them
 //                for the requests that follow (a replica that starts or stops failing)
+//   anything else, with --echo: a description of the request (echo.h), after the delay and
+//     with the status its query asks for
 //   anything else
 //     1. the failure plan decides whether this request fails (counted in arrival order);
 //     2. it waits --latency, plus --slow for paths under /slow;
@@ -28,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "common/base/random.h"
 #include "common/event/loop.h"
+#include "tests/e2e/testapp/echo.h"
 #include "tests/e2e/testapp/failure.h"
 #include "tests/e2e/testapp/options.h"
 #include "tests/e2e/testapp/server.h"
@@ -40,6 +43,7 @@ struct AppStats {
   uint64_t slow = 0;      // under /slow
   uint64_t calls = 0;     // downstream calls made
   uint64_t call_failures = 0;
+  uint64_t echo_refused = 0;  // echo requests whose query asked for something invalid (400)
 };
 
 class App {
@@ -62,6 +66,7 @@ class App {
   class Request;
   void Answer(Exchange& exchange, int status, std::string body);
   void HandleSet(Exchange& exchange);
+  void HandleEcho(std::shared_ptr<Exchange> exchange);
   void Done(Request* request);
 
   event::Loop& loop_;
@@ -69,6 +74,7 @@ class App {
   Random& random_;
   FailurePlan failure_plan_;
   AppStats stats_;
+  EchoAttempts echo_attempts_;
   std::map<Request*, std::unique_ptr<Request>> in_progress_;
 };
 

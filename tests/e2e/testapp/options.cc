@@ -126,8 +126,13 @@ absl::Status ApplyServeFlag(ServeOptions& o, const std::string& flag, absl::stri
       if (!h.ok()) return h.status();
       o.forward_headers.push_back(*std::move(h));
     }
-  } else if (flag == "--degrade" || flag == "--log-requests") {
-    return Set(flag == "--degrade" ? o.degrade : o.log_requests, ParseBool(flag, value));
+  } else if (flag == "--degrade" || flag == "--log-requests" || flag == "--echo") {
+    return Set(flag == "--degrade"        ? o.degrade
+               : flag == "--log-requests" ? o.log_requests
+                                          : o.echo,
+               ParseBool(flag, value));
+  } else if (flag == "--namespace") {
+    o.namespace_name = std::string(value);
   } else if (flag == "--max-connections") {
     absl::StatusOr<uint64_t> n = ParseCount(flag, value, 1 << 20);
     if (!n.ok()) return n.status();
@@ -166,7 +171,7 @@ absl::StatusOr<FlagValue> TakeFlag(const std::vector<std::string>& args, size_t&
 }
 
 bool IsServeBoolFlag(absl::string_view flag) {
-  return flag == "--degrade" || flag == "--log-requests";
+  return flag == "--degrade" || flag == "--log-requests" || flag == "--echo";
 }
 
 // The serve flags that the environment may set, in the order they are applied.
@@ -174,7 +179,7 @@ constexpr absl::string_view kServeFlags[] = {
     "--listen",          "--service",       "--service-version", "--pod",          "--call",
     "--fail-pattern",    "--fail-fraction", "--fail-status",     "--latency",      "--slow",
     "--call-timeout",    "--degrade",       "--forward-header",  "--log-requests", "--drain-time",
-    "--max-connections", "--tcp-listen",    "--banner",
+    "--max-connections", "--tcp-listen",    "--banner",          "--echo",         "--namespace",
 };
 
 // serve-tcp's flags (the environment may set them too): its --listen is the banner protocol's.
@@ -248,6 +253,7 @@ absl::StatusOr<CommandLine> ParseServe(const std::vector<std::string>& args, siz
     if (!pod.has_value() || pod->empty()) pod = getenv("HOSTNAME");
     o.pod = pod.has_value() && !pod->empty() ? *pod : o.service;
   }
+  if (o.namespace_name.empty()) o.namespace_name = getenv("POD_NAMESPACE").value_or("");
   if (tcp_only) o.tcp_listen = std::exchange(o.listen, "");
   return out;
 }
@@ -434,6 +440,10 @@ serve (every flag also from the environment as TESTAPP_<FLAG>, e.g. TESTAPP_FAIL
   --max-connections N       connections served at once (default 1024), per protocol
   --tcp-listen IP:PORT      serve serve-tcp's banner protocol here too (default: nowhere)
   --banner TEXT             that protocol's first line (default "220 SERVICE POD ready")
+  --echo                    answer every request with JSON describing it (path, host, method,
+                            headers, namespace, service, pod); ?delay=D, ?status=N and
+                            ?uuid=U&responseCode=N&succeedAfter=K[&delayRetry=D] ask for an outcome
+  --namespace NS            the namespace echo answers name (default $POD_NAMESPACE)
 
   Paths: /healthz answers 200 "ok" and never fails or calls; /__stats the counters as JSON;
   POST /__set?fail-pattern=P&fail-fraction=F&latency=D changes those at run time. Every other

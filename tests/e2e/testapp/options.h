@@ -6,7 +6,7 @@
 //           [--call URL]... [--fail-pattern P] [--fail-fraction F] [--fail-status S]
 //           [--latency D] [--slow D] [--call-timeout D] [--degrade] [--forward-header NAME]...
 //           [--log-requests] [--drain-time D] [--max-connections N] [--tcp-listen ADDR]
-//           [--banner TEXT]
+//           [--banner TEXT] [--echo] [--namespace NS]
 //   testapp serve-tcp [--listen ADDR] [--service NAME] [--pod NAME] [--banner TEXT]
 //           [--max-connections N] [--drain-time D] [--log-requests]
 //   testapp get URL [--method M] [-H 'name: value']... [--data BODY] [--count N | --duration D]
@@ -17,7 +17,8 @@
 // `serve` and `serve-tcp` flags may also come from the environment, for pod manifests:
 // TESTAPP_<FLAG> with the flag's name upper-cased and dashes as underscores
 // (TESTAPP_FAIL_PATTERN=3x17.), TESTAPP_CALL as a comma-separated list, and the pod's name from
-// POD_NAME (the downward API) when --pod is not given, else the host name. A flag wins over the
+// POD_NAME (the downward API) when --pod is not given, else the host name; the namespace from
+// --namespace, else POD_NAMESPACE. A flag wins over the
 // environment. Flags take `--name value` or `--name=value`; durations take units ("250ms",
 // "1.5s").
 
@@ -45,6 +46,13 @@ struct ServeOptions {
   std::string service = "testapp";
   std::string version = "v1";
   std::string pod;  // empty until resolved (POD_NAME or the host name)
+  // The pod's namespace, named in echo answers; "" until resolved (POD_NAMESPACE).
+  std::string namespace_name;
+  // Answer every request with a description of it (echo.h) instead of the app's JSON; no
+  // downstream calls, no failure plan.
+  bool echo = false;
+  // The echo mode's retry simulation remembers this many uuids at most (echo.h).
+  size_t echo_max_uuids = 4096;
   // Downstream services, called in parallel for every request that is not failed on purpose.
   // A URL without a path is called with the incoming request's path and query.
   std::vector<HttpUrl> calls;

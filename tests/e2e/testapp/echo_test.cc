@@ -1,0 +1,100 @@
+#include "tests/e2e/testapp/echo.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace meshlet::testapp {
+namespace {
+
+http::ServerRequest Request(const std::string& target) {
+  http::ServerRequest r;
+  r.headers.Add(":method", "GET");
+  r.headers.Add(":path", target);
+  r.headers.Add(":authority", "echo");
+  return r;
+}
+
+TEST(EchoBody, DescribesTheRequestAndWhoAnswered) {
+  http::ServerRequest r = Request("/one/two?animal=whale");
+  r.headers.Add("X-Header-Add", "first");
+  r.headers.Add("some-other-header", "val");
+  r.headers.Add("x-header-add", "second");
+  ServeOptions o;
+  o.namespace_name = "gateway-conformance-mesh";
+  o.service = "echo-v1";
+  o.version = "v1";
+  o.pod = "echo-v1-0";
+  EXPECT_EQ(EchoBody(r, o, 200),
+            "{\"path\":\"/one/two?animal=whale\",\"host\":\"echo\",\"method\":\"GET\","
+            "\"proto\":\"HTTP/1.1\",\"headers\":{\"x-header-add\":[\"first\",\"second\"],"
+            "\"some-other-header\":[\"val\"]},\"namespace\":\"gateway-conformance-mesh\","
+            "\"service\":\"echo-v1\",\"version\":\"v1\",\"pod\":\"echo-v1-0\",\"status\":200}\n");
+}
+
+TEST(PlanEcho, PlainRequestIs200AtOnce) {
+  EchoAttempts attempts(16);
+  absl::StatusOr<EchoOutcome> o = PlanEcho(Request("/"), attempts);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->status, 200);
+  EXPECT_EQ(o->delay, Duration(0));
+  EXPECT_EQ(attempts.keys(), 0u);
+}
+
+TEST(PlanEcho, DelayAndStatus) {
+  EchoAttempts attempts(16);
+  absl::StatusOr<EchoOutcome> o =
+      PlanEcho(Request("/request-timeout?delay=1s&status=418"), attempts);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->status, 418);
+  EXPECT_EQ(o->delay, std::chrono::seconds(1));
+}
+
+TEST(PlanEcho, RetrySimulationFailsTheFirstAttemptsOfEachUuid) {
+  EchoAttempts attempts(16);
+  auto status = [&](const std::string& uuid) {
+    absl::StatusOr<EchoOutcome> o = PlanEcho(
+        Request("/retry?responseCode=503&succeedAfter=2&delayRetry=300ms&uuid=" + uuid), attempts);
+    EXPECT_TRUE(o.ok()) << o.status();
+    return std::make_pair(o->status, o->delay);
+  };
+  EXPECT_EQ(status("a"), std::make_pair(503, Duration(std::chrono::milliseconds(300))));
+  EXPECT_EQ(status("b"), std::make_pair(503, Duration(std::chrono::milliseconds(300))));
+  EXPECT_EQ(status("a"), std::make_pair(503, Duration(std::chrono::milliseconds(300))));
+  EXPECT_EQ(status("a"), std::make_pair(200, Duration(0)));
+  EXPECT_EQ(status("a"), std::make_pair(200, Duration(0)));
+  EXPECT_EQ(status("b"), std::make_pair(503, Duration(std::chrono::milliseconds(300))));
+  EXPECT_EQ(status("b"), std::make_pair(200, Duration(0)));
+}
+
+TEST(EchoAttempts, ForgetsTheOldestUuidBeyondItsLimit) {
+  EchoAttempts attempts(2);
+  EXPECT_EQ(attempts.Next("a"), 1u);
+  EXPECT_EQ(attempts.Next("b"), 1u);
+  EXPECT_EQ(attempts.Next("a"), 2u);
+  EXPECT_EQ(attempts.Next("c"), 1u);  // a, the oldest, goes
+  EXPECT_EQ(attempts.keys(), 2u);
+  EXPECT_EQ(attempts.Next("b"), 2u);
+  EXPECT_EQ(attempts.Next("a"), 1u);
+}
+
+TEST(PlanEcho, BadParametersAreNamed) {
+  EchoAttempts attempts(16);
+  for (const auto& [target, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"/?delay=soon", "delay=\"soon\""},
+           {"/?delay=2m", "delay=\"2m\""},
+           {"/?status=99", "status=\"99\""},
+           {"/?responseCode=500&succeedAfter=1", "uuid"},
+           {"/?responseCode=5000&succeedAfter=1&uuid=x", "responseCode=\"5000\""},
+           {"/?responseCode=500&succeedAfter=-1&uuid=x", "succeedAfter=\"-1\""},
+           {"/?responseCode=500&succeedAfter=1&uuid=x&delayRetry=x", "delayRetry=\"x\""},
+       }) {
+    absl::StatusOr<EchoOutcome> o = PlanEcho(Request(target), attempts);
+    ASSERT_FALSE(o.ok()) << target;
+    EXPECT_NE(std::string(o.status().message()).find(expected), std::string::npos)
+        << target << ": " << o.status();
+  }
+}
+
+}  // namespace
+}  // namespace meshlet::testapp
