@@ -116,7 +116,7 @@ class Cluster:
         self.next_host = 20
         self.trust_pem = None
         self.service_addresses = {}  # service name -> virtual address
-        self.secrets = {}            # Secret name -> {key: value}
+        self.secrets = {}            # (namespace, Secret name) -> {key: value}
         self.pods = {}               # pod name -> {"ip", "labels", "service_account", ...}
         self.kube_api = None         # start_kubernetes_api(): its process, address and files
 
@@ -271,13 +271,14 @@ class Cluster:
                                                 doc["spec"]["template"]))
         return played
 
-    def create_join_token(self, service_account, ttl="4h"):
-        secret = self.meshctl("token", "create", "-n", self.namespace, "--service-account",
+    def create_join_token(self, service_account, ttl="4h", namespace=None):
+        namespace = namespace or self.namespace
+        secret = self.meshctl("token", "create", "-n", namespace, "--service-account",
                               service_account, "--ttl", ttl, "-o", "secret")
         # The Secret is YAML of a fixed shape (meshctl token create -o secret).
         name = re.search(r"^  name: (\S+)$", secret, re.M).group(1)
         token = re.search(r'^  token: "(.*)"$', secret, re.M).group(1)
-        self.secrets[name] = {"token": token}
+        self.secrets[(namespace, name)] = {"token": token}
         return name
 
     def apply_services(self, services):
@@ -313,9 +314,12 @@ class Cluster:
                 "%s.%s.svc.%s" % (name, ns, CLUSTER_DOMAIN)]})
         return aliases
 
-    def play_pod(self, name, template, ip=None):
-        """Plays one pod from `template` (a pod or pod template, as injected), as a kubelet on
-        the cluster's network would run it (see the module doc). Returns the pod's name."""
+    def play_pod(self, name, template, ip=None, namespace=None):
+        """Plays one pod from `template` (a pod or pod template, as injected) in `namespace`
+        (default the cluster's), as a kubelet on the cluster's network would run it (see the
+        module doc). Pod names are podman's, so unique across namespaces. Returns the pod's
+        name."""
+        namespace = namespace or self.namespace
         ip = ip or self.run.ip(self.next_host)
         self.next_host += 1
         metadata = template.get("metadata") or {}
@@ -323,7 +327,7 @@ class Cluster:
         service_account = spec.get("serviceAccountName") or "default"
         spec["restartPolicy"] = "OnFailure"
         spec["hostAliases"] = self.host_aliases() + spec.get("hostAliases", [])
-        fields = {"metadata.name": name, "metadata.namespace": self.namespace,
+        fields = {"metadata.name": name, "metadata.namespace": namespace,
                   "status.podIP": ip, "spec.serviceAccountName": service_account}
         for c in spec.get("initContainers", []) + spec["containers"]:
             if c["name"] == "meshlet-proxy" and os.environ.get("MESHLET_E2E_ACCESS_LOG") == "1":
@@ -350,7 +354,7 @@ class Cluster:
             v["name"] = renamed[v["name"]]
             if "secret" in v:
                 secret = v.pop("secret")
-                data = self.secrets.get(secret["secretName"])
+                data = self.secrets.get((namespace, secret["secretName"]))
                 if data is None:
                     raise harness.E2EError("pod %s mounts Secret %s, which does not exist" % (
                         name, secret["secretName"]))
@@ -362,12 +366,12 @@ class Cluster:
                                     "metadata": {"name": v["name"]},
                                     "data": {"ca.pem": self.trust_pem}})
                 v["configMap"]["name"] = v["name"]
-            elif "configMap" in v and v["configMap"]["name"] in self.secrets:
+            elif "configMap" in v and (namespace, v["configMap"]["name"]) in self.secrets:
                 # The join token as `meshctl inject --podman` mounts it: a ConfigMap of the
                 # Secret's name (meshctl token create -o configmap).
                 config_maps.append({"apiVersion": "v1", "kind": "ConfigMap",
                                     "metadata": {"name": v["name"]},
-                                    "data": self.secrets[v["configMap"]["name"]]})
+                                    "data": self.secrets[(namespace, v["configMap"]["name"])]})
                 v["configMap"]["name"] = v["name"]
         for c in spec.get("initContainers", []) + spec["containers"]:
             for m in c.get("volumeMounts", []):
@@ -378,14 +382,14 @@ class Cluster:
         annotations = {k: v for k, v in metadata.get("annotations", {}).items()
                        if len(v) <= PODMAN_MAX_ANNOTATION}
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.namespace,
+               "metadata": {"name": name, "namespace": namespace,
                             "labels": metadata.get("labels", {}),
                             "annotations": annotations},
                "spec": spec}
         self.run.play(pod, ip, extra_documents=config_maps)
         meshed = any(c["name"] == "meshlet-proxy"
                      for c in spec.get("initContainers", []) + spec["containers"])
-        self.pods[name] = {"ip": ip, "labels": metadata.get("labels", {}),
+        self.pods[name] = {"ip": ip, "labels": metadata.get("labels", {}), "namespace": namespace,
                            "service_account": service_account, "meshed": meshed}
         self.run.add_default_route(name)
         return name

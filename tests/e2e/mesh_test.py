@@ -525,7 +525,8 @@ class Mesh:
                 "--ads", "%s:15012" % self.cluster.control_plane_ip, "--ca", ca_path,
                 "--proto-root", self.bin_dir, "--victim", victim,
                 "--namespace", self.cluster.namespace, "--victim-sa", "productpage",
-                "--join-token", self.cluster.secrets[secret]["token"], "--own-sa", "attacker"],
+                "--join-token", self.cluster.secrets[(self.cluster.namespace, secret)]["token"],
+                "--own-sa", "attacker"],
                 check=False, timeout=120)
         finally:
             load.stop()

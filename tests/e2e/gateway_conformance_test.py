@@ -1,0 +1,1260 @@
+"""End-to-end: the Gateway API mesh conformance cases against injected pods under podman.
+
+    gateway_conformance_test.py --bin-dir DIR [--only MeshBasic,MeshPorts,...]
+                                [--routes auto|kube|meshctl] [--report PATH]
+
+The cases of the Gateway API's mesh conformance profiles (MESH-HTTP, MESH-GRPC), and its
+HTTPRoute timeout and retry cases with a Service as their parent, written down as facts (what each
+case deploys, what it sends, what it expects) and run here with the test's own manifests and
+code. The layout (gateway_conformance/mesh.yaml): the namespaces gateway-conformance-mesh (echo-v1,
+echo-v2 behind the Services echo, echo-v1, echo-v2) and gateway-conformance-mesh-consumer (an
+echo-v1 of its own), every pod injected by `meshctl inject` and played by podman (cluster.py);
+the Services and pods known to the control plane through the fake Kubernetes API server only,
+with ClusterIPs of their own (as mesh_test's scenario n). The echo pods run testapp's echo mode
+(HTTP on 8080) and conformance_agent.py's gRPC echo (7070); the echo-v1 pods are the clients:
+requests leave from their network namespaces (conformance_agent.py) through their sidecars.
+
+Each case applies its routes (kubectl-shaped HTTPRoute/GRPCRoute documents), sends its requests
+until every expectation holds in three rounds in a row (or fails after EVENTUAL_S, naming the
+first expectations that did not hold), and removes its routes. Routes go through the Kubernetes
+API server (`--routes kube`: the control plane watches them there and writes their status back) or
+through `meshctl apply` (`--routes meshctl`); `auto` takes the Kubernetes path when the fake API
+server serves HTTPRoutes.
+
+One line per case, then a ConformanceReport (gateway.networking.k8s.io/v1) in
+$TEST_UNDECLARED_OUTPUTS_DIR/gateway-conformance-report.yaml and at --report.
+Without root or a working podman it prints a SKIP line and exits 0, unless
+MESHLET_REQUIRE_E2E=1.
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import cluster as cluster_lib  # noqa: E402
+import harness  # noqa: E402
+
+MESH_YAML = os.path.join(HERE, "gateway_conformance", "mesh.yaml")
+AGENT = os.path.join(HERE, "conformance_agent.py")
+PYTHON = "/usr/bin/python3"  # Debian's, with python3-grpcio
+MESH_NS = "gateway-conformance-mesh"
+CONSUMER_NS = "gateway-conformance-mesh-consumer"
+# ClusterIPs of the Services (unroutable 240.0.0.0/4: only the sidecars' capture reaches them).
+CLUSTER_IPS = {"echo": "240.241.1.10", "echo-v1": "240.241.1.11", "echo-v2": "240.241.1.12"}
+# The pods, by the name podman knows them (pod names are podman's, unique across namespaces).
+CLIENT = "echo-v1-0"               # echo-v1 in gateway-conformance-mesh
+CLIENT_V2 = "echo-v2-0"
+CONSUMER_CLIENT = "consumer-echo-v1-0"  # echo-v1 in gateway-conformance-mesh-consumer
+GRPC_PORT = 7070
+# How long a case waits for its expectations to hold, and how many rounds in a row they must.
+EVENTUAL_S = 45
+CONSISTENT_ROUNDS = 3
+# Weighted cases: requests sent, and how far each backend's share may be from its weight.
+WEIGHT_REQUESTS = 500
+WEIGHT_TOLERANCE = 0.05
+GATEWAY_API_VERSION = "v1.4.0"
+REPORT_NAME = "gateway-conformance-report.yaml"
+
+GROUP = "gateway.networking.k8s.io"
+API_VERSION = GROUP + "/v1"
+ROUTE_RESOURCES = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes"}
+
+
+class Failed(AssertionError):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+# --- routes, as kubectl would send them -----------------------------------------------------------
+
+def route(name, rules, parent="echo", port=80, namespace=MESH_NS, parent_namespace=None,
+          kind="HTTPRoute"):
+    parent_ref = {"group": "", "kind": "Service", "name": parent}
+    if port is not None:
+        parent_ref["port"] = port
+    if parent_namespace:
+        parent_ref["namespace"] = parent_namespace
+    return {"apiVersion": API_VERSION, "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [parent_ref], "rules": rules}}
+
+
+def rule(backends=(), matches=None, filters=None, name=None, timeouts=None, retry=None):
+    r = {}
+    if name:
+        r["name"] = name
+    if matches is not None:
+        r["matches"] = matches
+    if filters:
+        r["filters"] = filters
+    if timeouts:
+        r["timeouts"] = timeouts
+    if retry:
+        r["retry"] = retry
+    if backends:
+        r["backendRefs"] = list(backends)
+    return r
+
+
+def backend(name, port=8080, weight=None, namespace=None, filters=None):
+    b = {"name": name, "port": port}
+    if weight is not None:
+        b["weight"] = weight
+    if namespace:
+        b["namespace"] = namespace
+    if filters:
+        b["filters"] = filters
+    return b
+
+
+def prefix(value, **more):
+    return dict({"path": {"type": "PathPrefix", "value": value}}, **more)
+
+
+def exact(value):
+    return {"path": {"type": "Exact", "value": value}}
+
+
+def headers_match(**pairs):
+    return {"headers": [{"name": k.replace("_", "-"), "value": v} for k, v in pairs.items()]}
+
+
+def query_match(**pairs):
+    return [{"name": k, "value": v} for k, v in pairs.items()]
+
+
+def header_modifier(kind="RequestHeaderModifier", set=None, add=None, remove=None):
+    spec = {}
+    if set:
+        spec["set"] = [{"name": k, "value": v} for k, v in set]
+    if add:
+        spec["add"] = [{"name": k, "value": v} for k, v in add]
+    if remove:
+        spec["remove"] = list(remove)
+    key = kind[0].lower() + kind[1:]
+    return {"type": kind, key: spec}
+
+
+def response_header_set(name, value):
+    return header_modifier("ResponseHeaderModifier", set=[(name, value)])
+
+
+def redirect(**spec):
+    if "path_prefix" in spec:
+        spec["path"] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": spec.pop("path_prefix")}
+    if "full_path" in spec:
+        spec["path"] = {"type": "ReplaceFullPath", "replaceFullPath": spec.pop("full_path")}
+    if "status" in spec:
+        spec["statusCode"] = spec.pop("status")
+    return {"type": "RequestRedirect", "requestRedirect": spec}
+
+
+def rewrite(path_prefix=None, full_path=None):
+    if path_prefix is not None:
+        path = {"type": "ReplacePrefixMatch", "replacePrefixMatch": path_prefix}
+    else:
+        path = {"type": "ReplaceFullPath", "replaceFullPath": full_path}
+    return {"type": "URLRewrite", "urlRewrite": {"path": path}}
+
+
+# --- requests and what is expected of their answers -----------------------------------------------
+
+def req(path="/", host="echo", to=None, port=80, method="GET", headers=None, status=200,
+        backend=None, namespace=MESH_NS, resp_headers=None, absent_resp_headers=(),
+        req_path=None, req_headers=None, absent_req_headers=(), location=None):
+    """One request and its expectations. `to`: the Service whose ClusterIP it is sent to (default:
+    the Service `host` names) or an IP; `location`: the redirect's expected {scheme, host, port,
+    path} (absent keys: unchanged from the request, port the scheme's default)."""
+    target = to or host.split(":")[0].split(".")[0]
+    return {"ip": CLUSTER_IPS.get(target, target), "port": port, "host": host, "method": method,
+            "path": path, "headers": dict(headers or {}),
+            "expect": {"status": status, "backend": backend, "namespace": namespace,
+                       "resp_headers": resp_headers or {},
+                       "absent_resp_headers": list(absent_resp_headers), "req_path": req_path,
+                       "req_headers": req_headers or {},
+                       "absent_req_headers": list(absent_req_headers), "location": location}}
+
+
+def judge(request, answer):
+    """None when `answer` meets `request`'s expectations, else what differs."""
+    e = request["expect"]
+    if "error" in answer:
+        return "no answer: %s" % answer["error"]
+    body = answer["body"]
+    if answer["status"] != e["status"]:
+        return "status %d, expected %d (%s)" % (answer["status"], e["status"], body[:160].strip())
+    for name, value in e["resp_headers"].items():
+        got = answer["headers"].get(name.lower())
+        if got != value:
+            return "response header %s: %r, expected %r" % (name, got, value)
+    for name in e["absent_resp_headers"]:
+        if name.lower() in answer["headers"]:
+            return "response header %s present (%r)" % (name, answer["headers"][name.lower()])
+    if e["location"] is not None:
+        return judge_location(request, answer, e["location"])
+    if not (e["backend"] or e["req_path"] or e["req_headers"] or e["absent_req_headers"]):
+        return None
+    try:
+        echo = json.loads(body)
+    except ValueError:
+        return "not an echo answer: %r" % body[:160]
+    if e["backend"] and (echo.get("service"), echo.get("namespace")) != (e["backend"],
+                                                                          e["namespace"]):
+        return "answered by %s/%s, expected %s/%s" % (echo.get("namespace"), echo.get("service"),
+                                                       e["namespace"], e["backend"])
+    if e["req_path"] is not None and echo.get("path") != e["req_path"]:
+        return "the backend got path %r, expected %r" % (echo.get("path"), e["req_path"])
+    got_headers = echo.get("headers", {})
+    for name, value in e["req_headers"].items():
+        got = ",".join(got_headers.get(name.lower(), [])) or None
+        if got != value:
+            return "the backend got header %s: %r, expected %r" % (name, got, value)
+    for name in e["absent_req_headers"]:
+        if name.lower() in got_headers:
+            return "the backend got header %s: %r, expected none" % (name,
+                                                                    got_headers[name.lower()])
+    return None
+
+
+def judge_location(request, answer, expected):
+    location = answer["headers"].get("location")
+    if not location:
+        return "no location header"
+    u = urllib.parse.urlsplit(location)
+    scheme = expected.get("scheme", "http")
+    host = expected.get("host", request["host"].split(":")[0])
+    path = expected.get("path", request["path"])
+    default_port = {"http": 80, "https": 443}[scheme]
+    port = expected.get("port", default_port)
+    got_port = u.port or default_port
+    if (u.scheme, u.hostname, got_port, u.path) != (scheme, host, port, path):
+        return "location %r, expected %s://%s:%d%s" % (location, scheme, host, port, path)
+    if u.port is not None and u.port == default_port:
+        return "location %r names the scheme's default port" % location
+    return None
+
+
+# --- the conformance mesh -------------------------------------------------------------------------
+
+class Conformance:
+    def __init__(self, run, bin_dir, routes):
+        self.run = run
+        self.bin_dir = bin_dir
+        self.routes_path = routes
+        self.cluster = cluster_lib.Cluster(
+            run, os.path.join(bin_dir, "control-plane", "cli", "meshctl"), namespace=MESH_NS)
+        self.pids = {}
+        self.grpc_servers = []
+
+    # --- the layout
+
+    def setup(self):
+        c = self.cluster
+        c.start_kubernetes_api()
+        took = c.start_control_plane()
+        documents = c.inject([MESH_YAML])
+        for doc in documents:
+            ns = doc["metadata"].get("namespace", MESH_NS)
+            if doc["kind"] == "ServiceAccount":
+                c.create_join_token(doc["metadata"]["name"], namespace=ns)
+        for doc in documents:
+            ns = doc["metadata"].get("namespace", MESH_NS)
+            if doc["kind"] == "Deployment":
+                name = "%s-0" % doc["metadata"]["name"]
+                if ns == CONSUMER_NS:
+                    name = "consumer-" + name
+                c.play_pod(name, doc["spec"]["template"], namespace=ns)
+        ready = c.wait_ready()
+        for pod in (CLIENT, CLIENT_V2, CONSUMER_CLIENT):
+            self.start_grpc_echo(pod)
+        self.publish_services([d for d in documents if d["kind"] == "Service"])
+        self.wait_acked()
+        return ("control plane ready in %.1f s; pods %s ready %.1f s later; Services %s known "
+                "through the Kubernetes API; routes through %s" % (
+                    took, ", ".join(c.pods), ready, ", ".join(sorted(CLUSTER_IPS)),
+                    "the Kubernetes API" if self.routes_path == "kube" else "meshctl apply"))
+
+    def start_grpc_echo(self, pod):
+        info = self.cluster.pods[pod]
+        service = {"v1": "echo-v1", "v2": "echo-v2"}[info["labels"]["version"]]
+        log = os.path.join(self.run.dir, "grpc-echo-%s.log" % pod)
+        proc = self.run.start_in_pod_network(pod, [
+            PYTHON, AGENT, "grpc-serve", "--port", str(GRPC_PORT), "--service", service,
+            "--namespace", info["namespace"], "--pod", pod], log)
+
+        def listening():
+            with open(log) as f:
+                text = f.read()
+            if proc.poll() is not None:
+                raise harness.E2EError("the gRPC echo of %s exited: %s" % (pod, text[-2000:]))
+            return "listening" in text
+        self.run.wait_until(listening, 20, "the gRPC echo of %s to listen" % pod)
+        self.grpc_servers.append(proc)
+
+    def publish_services(self, services):
+        """The Services, their EndpointSlices and the pods in the Kubernetes API server."""
+        c = self.cluster
+        for name, info in c.pods.items():
+            if not info["meshed"]:
+                continue
+            c.kube_put("pods", {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": info["namespace"],
+                             "labels": info["labels"]},
+                "spec": {"serviceAccountName": info["service_account"]},
+                "status": {"phase": "Running", "podIP": info["ip"]}})
+        for svc in services:
+            name, ns = svc["metadata"]["name"], svc["metadata"].get("namespace", MESH_NS)
+            obj = json.loads(json.dumps(svc))
+            obj["metadata"]["namespace"] = ns
+            obj["spec"]["type"] = "ClusterIP"
+            obj["spec"]["clusterIP"] = CLUSTER_IPS[name]
+            obj["spec"]["clusterIPs"] = [CLUSTER_IPS[name]]
+            c.kube_put("services", obj)
+            selected = [p for p, info in sorted(c.pods.items())
+                        if info["namespace"] == ns and info["meshed"] and all(
+                            info["labels"].get(k) == v
+                            for k, v in svc["spec"]["selector"].items())]
+            ports = []
+            for p in svc["spec"]["ports"]:
+                port = {"name": p["name"], "port": p.get("targetPort", p["port"]),
+                        "protocol": "TCP"}
+                if p.get("appProtocol"):
+                    port["appProtocol"] = p["appProtocol"]
+                ports.append(port)
+            c.kube_put("endpointslices", {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": name + "-x1", "namespace": ns,
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4", "ports": ports,
+                "endpoints": [{"addresses": [c.pods[p]["ip"]], "conditions": {"ready": True},
+                               "targetRef": {"kind": "Pod", "name": p, "namespace": ns}}
+                              for p in selected]})
+        # Every client's proxy knows every Service's endpoints.
+        for client in (CLIENT, CLIENT_V2, CONSUMER_CLIENT):
+            for name in CLUSTER_IPS:
+                self.run.wait_until(
+                    lambda: self.endpoints(client, name), 30,
+                    "%s's proxy to have %s's endpoints" % (client, name),
+                    lambda: self.admin(client, "/clusters?format=json")[-3000:])
+
+    def endpoints(self, pod, service):
+        status, body = self.cluster.pod_http(pod, "http://127.0.0.1:15000/clusters?format=json")
+        if status != 200:
+            return {}
+        found = {}
+        for c in json.loads(body).get("clusters", []):
+            if c["name"].startswith("outbound|") and c["name"].endswith(
+                    "|%s.%s" % (service, MESH_NS)):
+                for h in c.get("hosts", []):
+                    found[h["address"]] = h
+        return found
+
+    def admin(self, pod, path):
+        return self.cluster.pod_http(pod, "http://127.0.0.1:15000" + path)[1]
+
+    def wait_acked(self, timeout=30):
+        """Until every proxy has ACKed the control plane's latest push of every type."""
+        def acked():
+            r = self.cluster.meshctl("proxy-status", "-o", "json", check=False)
+            if r.returncode != 0:
+                return None
+            items = json.loads(r.stdout).get("items", [])
+            if len(items) < len(self.cluster.meshed_pods()):
+                return None
+            return all(s.get("state") == "ACKED" and s.get("acked") == s.get("sent")
+                       for p in items for s in p.get("types", {}).values())
+        self.run.wait_until(acked, timeout, "every proxy to ACK the latest push",
+                            lambda: self.cluster.meshctl("proxy-status", check=False).stdout)
+
+    # --- routes
+
+    def apply(self, documents):
+        if self.routes_path == "kube":
+            for doc in documents:
+                doc = json.loads(json.dumps(doc))
+                doc["metadata"].setdefault("generation", 1)
+                self.cluster.kube_put(ROUTE_RESOURCES[doc["kind"]], doc)
+            return
+        text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
+        r = self.cluster.meshctl("apply", "-f", "-", input=text, check=False)
+        check(r.returncode == 0, "meshctl apply of the case's routes failed (exit %d): %s" % (
+            r.returncode, (r.stderr or r.stdout).strip()[-1500:]))
+
+    def delete(self, documents):
+        if self.routes_path == "kube":
+            for doc in documents:
+                self.cluster.kube_delete(ROUTE_RESOURCES[doc["kind"]], doc["metadata"]["name"],
+                                         doc["metadata"]["namespace"])
+        else:
+            text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
+            self.cluster.meshctl("delete", "-f", "-", input=text, check=False)
+        time.sleep(0.3)
+        self.wait_acked()
+
+    def with_routes(self, documents, body):
+        self.apply(documents)
+        try:
+            return body()
+        finally:
+            self.delete(documents)
+
+    def route_object(self, kind, namespace, name):
+        """The route as stored, with its status: from the Kubernetes API server (kube) or the
+        control plane's API (meshctl get)."""
+        if self.routes_path == "kube":
+            api = self.cluster.kube_api
+            ca = os.path.join(self.run.dir, "kube-api", "ca-for-curl.pem")
+            with open(ca, "w") as f:
+                f.write(api["ca"])
+            r = self.run.in_pod_network("kube-apiserver", [
+                "curl", "-sS", "--max-time", "5", "--cacert", ca, "-H",
+                "Authorization: Bearer " + api["token"],
+                "%s/apis/%s/v1/namespaces/%s/%s" % (api["address"], GROUP, namespace,
+                                                    ROUTE_RESOURCES[kind])], check=False)
+            if r.returncode != 0:
+                return None
+            try:
+                items = json.loads(r.stdout).get("items", [])
+            except ValueError:
+                return None
+            return next((o for o in items if o["metadata"]["name"] == name), None)
+        r = self.cluster.meshctl("get", kind.lower(), name, "-n", namespace, "-o", "json",
+                                 check=False)
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    # --- sending
+
+    def pid(self, pod):
+        if pod not in self.pids:
+            self.pids[pod] = self.run.pod_pid(pod)
+        return self.pids[pod]
+
+    def agent(self, pod, mode, calls, timeout=120):
+        """conformance_agent.py MODE in `pod`'s network namespace; its answers."""
+        r = subprocess.run(["nsenter", "--target", str(self.pid(pod)), "--net", PYTHON, AGENT,
+                            mode], input=json.dumps(calls), capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise Failed("the agent in %s failed (exit %d): %s" % (pod, r.returncode,
+                                                                    r.stderr[-1500:]))
+        return json.loads(r.stdout)
+
+    def expect(self, requests, client=CLIENT, timeout=EVENTUAL_S):
+        """Sends `requests` from `client` until every answer meets its expectations in
+        CONSISTENT_ROUNDS rounds in a row; Failed naming what did not, after `timeout`."""
+        started = time.monotonic()
+        streak = 0
+        while True:
+            answers = self.agent(client, "http", [
+                {k: v for k, v in r.items() if k != "expect"} for r in requests])
+            problems = []
+            for r, a in zip(requests, answers):
+                problem = judge(r, a)
+                if problem:
+                    problems.append("%s %s%s (host %s): %s" % (
+                        r["method"], r["ip"], a.get("path", r["path"]), r["host"], problem))
+            streak = 0 if problems else streak + 1
+            if streak >= CONSISTENT_ROUNDS:
+                return "%d requests as expected, %d rounds in a row (%.1f s)" % (
+                    len(requests), CONSISTENT_ROUNDS, time.monotonic() - started)
+            if time.monotonic() - started > timeout:
+                raise Failed("after %.0f s, %d of %d requests not as expected: %s" % (
+                    timeout, len(problems), len(requests), "; ".join(problems[:4])))
+            time.sleep(0.3)
+
+    def shares(self, answers, key):
+        counts = collections.Counter(key(a) for a in answers)
+        return {k: v / float(len(answers)) for k, v in counts.items()}, counts
+
+    def expect_weights(self, send, expected, what, timeout=EVENTUAL_S * 2):
+        """Sends WEIGHT_REQUESTS with send() (backend names) until each backend's share is within
+        WEIGHT_TOLERANCE of `expected`."""
+        started = time.monotonic()
+        while True:
+            names = send()
+            counts = collections.Counter(names)
+            shares = {k: counts.get(k, 0) / float(len(names)) for k in set(expected) | set(counts)}
+            off = {k: shares[k] for k in shares
+                   if abs(shares[k] - expected.get(k, 0)) > WEIGHT_TOLERANCE}
+            if not off:
+                return "%d %s: %s (weights %s, within %d points)" % (
+                    len(names), what, ", ".join("%s %d" % kv for kv in sorted(counts.items())),
+                    ", ".join("%s %d%%" % (k, v * 100) for k, v in sorted(expected.items())),
+                    WEIGHT_TOLERANCE * 100)
+            if time.monotonic() - started > timeout:
+                raise Failed("after %.0f s, %d %s split %s; expected %s within %d points" % (
+                    timeout, len(names), what, dict(counts), expected, WEIGHT_TOLERANCE * 100))
+            time.sleep(1)
+
+    def grpc(self, client, calls):
+        return self.agent(client, "grpc", calls)
+
+    def grpc_call(self, metadata=None, repeat=None):
+        call = {"ip": CLUSTER_IPS["echo"], "port": GRPC_PORT, "authority": "echo:%d" % GRPC_PORT,
+                "method": "/meshlet.e2e.Echo/Echo", "metadata": metadata or {}}
+        if repeat:
+            call["repeat"] = repeat
+        return call
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+def mesh_basic(m):
+    return m.expect([req(host="echo")])
+
+
+FRONTEND_ROUTE = [route("mesh-split-v1",
+                        [rule([backend("echo-v2", 80)],
+                              filters=[response_header_set("X-Header-Set", "set")])],
+                        parent="echo-v2", port=None)]
+
+
+def mesh_frontend(m):
+    v2_ip = m.cluster.pods[CLIENT_V2]["ip"]
+    return m.with_routes(FRONTEND_ROUTE, lambda: m.expect([
+        req(host="echo-v2", backend="echo-v2", resp_headers={"X-Header-Set": "set"}),
+        req(host="%s:8080" % v2_ip, to=v2_ip, port=8080, backend="echo-v2",
+            absent_resp_headers=["X-Header-Set"]),
+    ]))
+
+
+def mesh_frontend_hostname(m):
+    return m.with_routes(FRONTEND_ROUTE, lambda: m.expect([
+        # The Service is the one whose ClusterIP the request goes to, whatever its Host says.
+        req(to="echo-v2", host="echo-v1", backend="echo-v2",
+            resp_headers={"X-Header-Set": "set"}),
+        req(to="echo-v1", host="echo-v2", backend="echo-v1",
+            absent_resp_headers=["X-Header-Set"]),
+    ]))
+
+
+def mesh_ports(m):
+    routes = [
+        route("mesh-split-v1", [rule([backend("echo-v1", 80)],
+                                     filters=[response_header_set("X-Header-Set", "v1")])],
+              parent="echo-v1", port=80),
+        route("mesh-split-v2", [rule([backend("echo-v2", 80)],
+                                     filters=[response_header_set("X-Header-Set", "v2")])],
+              parent="echo-v2", port=None),
+    ]
+    return m.with_routes(routes, lambda: m.expect([
+        req(host="echo-v1", backend="echo-v1", resp_headers={"X-Header-Set": "v1"}),
+        req(host="echo-v1:8080", port=8080, backend="echo-v1",
+            absent_resp_headers=["X-Header-Set"]),
+        req(host="echo-v2", backend="echo-v2", resp_headers={"X-Header-Set": "v2"}),
+        req(host="echo-v2:8080", port=8080, backend="echo-v2",
+            resp_headers={"X-Header-Set": "v2"}),
+    ]))
+
+
+def mesh_traffic_split(m):
+    routes = [route("mesh-split", [rule([backend("echo-v1", 80)], matches=[exact("/v1")]),
+                                   rule([backend("echo-v2", 80)], matches=[exact("/v2")])],
+                    port=None)]
+    return m.with_routes(routes, lambda: m.expect([
+        req("/v1", backend="echo-v1"), req("/v2", backend="echo-v2")]))
+
+
+def http_answers_by_backend(m, count):
+    answers = m.agent(CLIENT, "http", [
+        {"ip": CLUSTER_IPS["echo"], "port": 80, "host": "echo", "path": "/", "repeat": count}])[0]
+    names = []
+    for a in answers:
+        try:
+            names.append(json.loads(a["body"])["service"] if a.get("status") == 200 else
+                         "status %s" % a.get("status", a.get("error")))
+        except (ValueError, KeyError):
+            names.append("not an echo answer")
+    return names
+
+
+def mesh_http_route_weight(m):
+    routes = [route("mesh-weighted-backends", [rule([backend("echo-v1", 8080, weight=70),
+                                                     backend("echo-v2", 8080, weight=30)])])]
+    return m.with_routes(routes, lambda: m.expect_weights(
+        lambda: http_answers_by_backend(m, WEIGHT_REQUESTS), {"echo-v1": 0.7, "echo-v2": 0.3},
+        "requests to echo"))
+
+
+def mesh_simple_same_namespace(m):
+    routes = [route("gateway-conformance-mesh-test", [rule([backend("echo-v1", 8080)])])]
+    return m.with_routes(routes, lambda: m.expect(
+        [req(host="echo", backend="echo-v1")] * 4))
+
+
+def mesh_consumer_route(m):
+    routes = [route("mesh-echo-add-header",
+                    [rule([backend("echo-v1", 80, namespace=MESH_NS)],
+                          filters=[response_header_set("X-Header-Set", "set")])],
+                    parent="echo-v1", port=None, namespace=CONSUMER_NS,
+                    parent_namespace=MESH_NS)]
+
+    def body():
+        host = "echo-v1." + MESH_NS
+        consumer = m.expect([req(host=host, backend="echo-v1",
+                                 resp_headers={"X-Header-Set": "set"})], client=CONSUMER_CLIENT)
+        producer = m.expect([req(host=host, backend="echo-v1",
+                                 absent_resp_headers=["X-Header-Set"])], client=CLIENT)
+        return "from the route's namespace: %s; from the Service's: %s" % (consumer, producer)
+    return m.with_routes(routes, body)
+
+
+def mesh_matching(m):
+    routes = [route("mesh-matching", [
+        rule([backend("echo-v1")], matches=[prefix("/"), headers_match(version="one")]),
+        rule([backend("echo-v2")], matches=[prefix("/v2"), headers_match(version="two")]),
+    ])]
+    v1, v2 = "echo-v1", "echo-v2"
+    return m.with_routes(routes, lambda: m.expect([
+        req("/", backend=v1), req("/example", backend=v1),
+        req("/", headers={"Version": "one"}, backend=v1),
+        req("/v2", backend=v2), req("/v2/example", backend=v2),
+        req("/", headers={"Version": "two"}, backend=v2), req("/v2/", backend=v2),
+        req("/v2example", backend=v1), req("/foo/v2/example", backend=v1),
+    ]))
+
+
+def mesh_query_param_matching(m):
+    def qp(backend_name, *matches):
+        return rule([backend(backend_name)], matches=list(matches))
+    routes = [route("mesh-query-param-matching", [
+        qp("echo-v1", {"queryParams": query_match(animal="whale")}),
+        qp("echo-v2", {"queryParams": query_match(animal="dolphin")}),
+        qp("echo-v1", prefix("/path1", queryParams=query_match(animal="whale"))),
+        qp("echo-v2", dict(headers_match(version="one"),
+                           queryParams=query_match(animal="whale"))),
+        qp("echo-v1", prefix("/path3", queryParams=query_match(animal="shark")),
+           prefix("/path4", queryParams=query_match(animal="kraken"),
+                  headers=[{"name": "version", "value": "three"}])),
+        qp("echo-v1", prefix("/path5")),
+        qp("echo-v2", {"queryParams": query_match(animal="hydra")}),
+    ])]
+    v1, v2 = "echo-v1", "echo-v2"
+    return m.with_routes(routes, lambda: m.expect([
+        req("/?animal=whale", backend=v1), req("/?animal=dolphin", backend=v2),
+        req("/?animal=whale&otherparam=irrelevant", backend=v1),
+        req("/?animal=dolphin&color=yellow", backend=v2),
+        req("/?color=blue", status=404), req("/?animal=dog", status=404),
+        req("/?animal=whaledolphin", status=404), req("/", status=404),
+        req("/path1?animal=whale", backend=v1),
+        req("/?animal=whale", headers={"version": "one"}, backend=v2),
+        req("/path3?animal=shark", backend=v1),
+        req("/path4?animal=kraken", headers={"version": "three"}, backend=v1),
+        req("/?animal=shark", status=404), req("/path4?animal=kraken", status=404),
+        req("/path5?animal=hydra", backend=v1),
+    ]))
+
+
+def header_modifier_rules(on_backend):
+    """The request header modifier case's rules: the filter on the rule, or on its backendRef."""
+    def r(path, **mod):
+        f = header_modifier(**mod)
+        if on_backend:
+            return rule([backend("echo-v1", filters=[f])], matches=[prefix(path)])
+        return rule([backend("echo-v1")], matches=[prefix(path)], filters=[f])
+    rules = [r("/set", set=[("X-Header-Set", "set-overwrites-values")]),
+             r("/add", add=[("X-Header-Add", "add-appends-values")]),
+             r("/remove", remove=["X-Header-Remove"])]
+    if not on_backend:
+        rules += [r("/multiple", set=[("X-Header-Set-1", "header-set-1"),
+                                      ("X-Header-Set-2", "header-set-2")],
+                    add=[("X-Header-Add-1", "header-add-1"), ("X-Header-Add-2", "header-add-2"),
+                         ("X-Header-Add-3", "header-add-3")],
+                    remove=["X-Header-Remove-1", "X-Header-Remove-2"]),
+                  r("/case-insensitivity", set=[("X-Header-Set", "header-set")],
+                    add=[("X-Header-Add", "header-add")], remove=["X-Header-Remove"])]
+    return rules
+
+
+def header_modifier_requests(full):
+    v1 = "echo-v1"
+    requests = [
+        req("/set", headers={"Some-Other-Header": "val"}, backend=v1,
+            req_headers={"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}),
+        req("/set", headers={"Some-Other-Header": "val", "X-Header-Set": "some-other-value"},
+            backend=v1,
+            req_headers={"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}),
+        req("/add", headers={"Some-Other-Header": "val"}, backend=v1,
+            req_headers={"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}),
+        req("/add", headers={"Some-Other-Header": "val", "X-Header-Add": "some-other-value"},
+            backend=v1, req_headers={"Some-Other-Header": "val",
+                                     "X-Header-Add": "some-other-value,add-appends-values"}),
+        req("/remove", headers={"X-Header-Remove": "val"}, backend=v1,
+            absent_req_headers=["X-Header-Remove"]),
+    ]
+    if full:
+        requests += [
+            req("/multiple", headers={"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
+                                      "X-Header-Remove-2": "remove-val-2",
+                                      "Another-Header": "another-header-val"}, backend=v1,
+                req_headers={"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
+                             "X-Header-Add-1": "header-add-1",
+                             "X-Header-Add-2": "add-val-2,header-add-2",
+                             "X-Header-Add-3": "header-add-3",
+                             "Another-Header": "another-header-val"},
+                absent_req_headers=["X-Header-Remove-1", "X-Header-Remove-2"]),
+            req("/case-insensitivity", headers={"x-header-set": "original-val-set",
+                                                "x-header-add": "original-val-add",
+                                                "x-header-remove": "original-val-remove",
+                                                "Another-Header": "another-header-val"},
+                backend=v1, req_headers={"X-Header-Set": "header-set",
+                                         "X-Header-Add": "original-val-add,header-add",
+                                         "Another-Header": "another-header-val"},
+                absent_req_headers=["X-Header-Remove"]),
+        ]
+    return requests
+
+
+def mesh_request_header_modifier(m):
+    routes = [route("mesh-request-header-modifier", header_modifier_rules(False))]
+    return m.with_routes(routes, lambda: m.expect(header_modifier_requests(True)))
+
+
+def mesh_backend_request_header_modifier(m):
+    routes = [route("mesh-request-header-modifier", header_modifier_rules(True))]
+    return m.with_routes(routes, lambda: m.expect(header_modifier_requests(False)))
+
+
+def mesh_rewrite_path(m):
+    modify = header_modifier(set=[("X-Header-Set", "set-overwrites-values")],
+                             add=[("X-Header-Add", "header-val-1"),
+                                  ("X-Header-Add-Append", "header-val-2")],
+                             remove=["X-Header-Remove"])
+    routes = [route("mesh-rewrite-path", [
+        rule([backend("echo-v1", 80)], matches=[prefix("/prefix/one")],
+             filters=[rewrite(path_prefix="/one")]),
+        rule([backend("echo-v1", 80)], matches=[prefix("/strip-prefix")],
+             filters=[rewrite(path_prefix="/")]),
+        rule([backend("echo-v1", 80)], matches=[prefix("/full/one")],
+             filters=[rewrite(full_path="/one")]),
+        rule([backend("echo-v1", 80)], matches=[prefix("/full/rewrite-path-and-modify-headers")],
+             filters=[rewrite(full_path="/test"), modify]),
+        rule([backend("echo-v1", 80)],
+             matches=[prefix("/prefix/rewrite-path-and-modify-headers")],
+             filters=[rewrite(path_prefix="/prefix"), modify]),
+    ])]
+    sent = {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1",
+            "X-Header-Set": "set-val"}
+    got = {"X-Header-Add": "header-val-1", "X-Header-Add-Append": "append-val-1,header-val-2",
+           "X-Header-Set": "set-overwrites-values"}
+    v1 = "echo-v1"
+    return m.with_routes(routes, lambda: m.expect([
+        req("/prefix/one/two", backend=v1, req_path="/one/two"),
+        req("/strip-prefix/three", backend=v1, req_path="/three"),
+        req("/strip-prefix", backend=v1, req_path="/"),
+        req("/full/one/two", backend=v1, req_path="/one"),
+        req("/full/rewrite-path-and-modify-headers/test", headers=sent, backend=v1,
+            req_path="/test", req_headers=got, absent_req_headers=["X-Header-Remove"]),
+        req("/prefix/rewrite-path-and-modify-headers/one", headers=sent, backend=v1,
+            req_path="/prefix/one", req_headers=got, absent_req_headers=["X-Header-Remove"]),
+    ]))
+
+
+def redirect_route(name, pairs):
+    return [route(name, [rule(matches=[prefix(path)], filters=[redirect(**spec)])
+                         for path, spec in pairs])]
+
+
+def mesh_redirect_path(m):
+    routes = redirect_route("mesh-redirect-path", [
+        ("/original-prefix", {"path_prefix": "/replacement-prefix"}),
+        ("/full", {"full_path": "/full-path-replacement"}),
+        ("/path-and-host", {"hostname": "example.org", "path_prefix": "/replacement-prefix"}),
+        ("/path-and-status", {"path_prefix": "/replacement-prefix", "status": 301}),
+        ("/full-path-and-host", {"hostname": "example.org", "full_path": "/replacement-full"}),
+        ("/full-path-and-status", {"full_path": "/replacement-full", "status": 301}),
+    ])
+    return m.with_routes(routes, lambda: m.expect([
+        req("/original-prefix/lemon", status=302,
+            location={"path": "/replacement-prefix/lemon"}),
+        req("/full/path/original", status=302, location={"path": "/full-path-replacement"}),
+        req("/path-and-host", status=302,
+            location={"host": "example.org", "path": "/replacement-prefix"}),
+        req("/path-and-status", status=301, location={"path": "/replacement-prefix"}),
+        req("/full-path-and-host", status=302,
+            location={"host": "example.org", "path": "/replacement-full"}),
+        req("/full-path-and-status", status=301, location={"path": "/replacement-full"}),
+    ]))
+
+
+def mesh_redirect_port(m):
+    routes = redirect_route("mesh-redirect-port", [
+        ("/port", {"port": 8083}),
+        ("/port-and-host", {"hostname": "example.org", "port": 8083}),
+        ("/port-and-status", {"port": 8083, "status": 301}),
+        ("/port-and-host-and-status", {"port": 8083, "hostname": "example.org", "status": 302}),
+    ])
+    return m.with_routes(routes, lambda: m.expect([
+        req("/port", status=302, location={"port": 8083}),
+        req("/port-and-host", status=302, location={"host": "example.org", "port": 8083}),
+        req("/port-and-status", status=301, location={"port": 8083}),
+        req("/port-and-host-and-status", status=302,
+            location={"host": "example.org", "port": 8083}),
+    ]))
+
+
+def mesh_scheme_redirect(m):
+    routes = redirect_route("mesh-redirect-scheme", [
+        ("/scheme", {"scheme": "https"}),
+        ("/scheme-and-host", {"hostname": "example.org", "scheme": "https"}),
+        ("/scheme-and-status", {"scheme": "https", "status": 301}),
+        ("/scheme-and-host-and-status", {"scheme": "https", "status": 302,
+                                         "hostname": "example.org"}),
+    ])
+    return m.with_routes(routes, lambda: m.expect([
+        req("/scheme", status=302, location={"scheme": "https"}),
+        req("/scheme-and-host", status=302, location={"scheme": "https", "host": "example.org"}),
+        req("/scheme-and-status", status=301, location={"scheme": "https"}),
+        req("/scheme-and-host-and-status", status=302,
+            location={"scheme": "https", "host": "example.org"}),
+    ]))
+
+
+def mesh_redirect_host_and_status(m):
+    routes = redirect_route("mesh-redirect-host-and-status", [
+        ("/hostname-redirect", {"hostname": "example.org"}),
+        ("/host-and-status", {"status": 301, "hostname": "example.org"}),
+    ])
+    return m.with_routes(routes, lambda: m.expect([
+        req("/hostname-redirect", status=302, location={"host": "example.org"}),
+        req("/host-and-status", status=301, location={"host": "example.org"}),
+    ]))
+
+
+def status_redirect(code, path):
+    def case(m):
+        routes = redirect_route("mesh-%d-redirect" % code, [(path, {"status": code})])
+        return m.with_routes(routes, lambda: m.expect([req(path, status=code, location={})]))
+    return case
+
+
+def mesh_named_rule(m):
+    routes = [route("mesh-http-named-rules", [
+        rule([backend("echo-v1")], matches=[prefix("/named")], name="named-rule"),
+        rule([backend("echo-v2")], matches=[prefix("/unnamed")]),
+    ])]
+    return m.with_routes(routes, lambda: m.expect([
+        req("/named", backend="echo-v1", req_path="/named"),
+        req("/unnamed", backend="echo-v2", req_path="/unnamed"),
+    ]))
+
+
+def mesh_grpc_weight(m):
+    routes = [route("mesh-grpc-weighted-backends", [rule([
+        backend("echo-v1", GRPC_PORT, weight=70), backend("echo-v2", GRPC_PORT, weight=30),
+        # A Service that does not exist, weighted 0: it must not disturb the split.
+        backend("echo-v3", GRPC_PORT, weight=0)])], port=GRPC_PORT, kind="GRPCRoute")]
+
+    def send():
+        answers = m.grpc(CLIENT, [m.grpc_call(repeat=WEIGHT_REQUESTS)])[0]
+        return [a["body"]["service"] if a["code"] == "OK" else a["code"] for a in answers]
+    return m.with_routes(routes, lambda: m.expect_weights(
+        send, {"echo-v1": 0.7, "echo-v2": 0.3}, "gRPC calls to echo:7070"))
+
+
+def mesh_grpc_request_header_modifier(m):
+    def r(case, backend_name, **mod):
+        return rule([backend(backend_name, GRPC_PORT)],
+                    matches=[{"headers": [{"name": "x-test-case", "value": case}]}],
+                    filters=[header_modifier(**mod)])
+    routes = [route("grpc-request-header-modifier", [
+        r("set", "echo-v1", set=[("x-header-set", "set-overwrites-values")]),
+        r("add", "echo-v1", add=[("x-header-add", "add-appends-values")]),
+        r("remove", "echo-v1", remove=["x-header-remove"]),
+        r("multi", "echo-v2", set=[("x-header-set-1", "header-set-1"),
+                                   ("x-header-set-2", "header-set-2")],
+          add=[("x-header-add-1", "header-add-1"), ("x-header-add-2", "header-add-2")],
+          remove=["x-header-remove-1", "x-header-remove-2"]),
+    ], port=GRPC_PORT, kind="GRPCRoute")]
+    cases = [
+        (CLIENT, "echo-v1", {"x-test-case": "set", "some-other-header": "this-header-should-be-set",
+                             "x-header-set": "this-value-should-be-overwritten"},
+         {"some-other-header": "this-header-should-be-set",
+          "x-header-set": "set-overwrites-values"}, []),
+        (CLIENT, "echo-v1", {"x-test-case": "add", "x-header-add": "this-value-should-be-appended"},
+         {"x-header-add": "this-value-should-be-appended,add-appends-values"}, []),
+        (CLIENT, "echo-v1", {"x-test-case": "remove", "x-header-remove": "this-should-be-removed"},
+         {}, ["x-header-remove"]),
+        (CLIENT_V2, "echo-v2", {"x-test-case": "multi", "x-header-set-2": "set-header-2",
+                                "x-header-add-2": "add-header-2",
+                                "x-header-remove-2": "should-be-removed-2"},
+         {"x-header-set-1": "header-set-1", "x-header-set-2": "header-set-2",
+          "x-header-add-1": "header-add-1", "x-header-add-2": "add-header-2,header-add-2"},
+         ["x-header-remove-1", "x-header-remove-2"]),
+    ]
+
+    def problems():
+        found = []
+        for client, want_backend, sent, want, absent in cases:
+            a = m.grpc(client, [m.grpc_call(metadata=sent)])[0]
+            label = "x-test-case %s from %s" % (sent["x-test-case"], client)
+            if a["code"] != "OK":
+                found.append("%s: %s %s" % (label, a["code"], a.get("details")))
+                continue
+            body = a["body"]
+            got = body.get("metadata", {})
+            if body.get("service") != want_backend:
+                found.append("%s: answered by %s, expected %s" % (label, body.get("service"),
+                                                                   want_backend))
+            for k, v in dict(want, **{"x-test-case": sent["x-test-case"]}).items():
+                if ",".join(got.get(k, [])) != v:
+                    found.append("%s: the backend got %s %r, expected %r" % (label, k,
+                                                                            got.get(k), v))
+            for k in absent:
+                if k in got:
+                    found.append("%s: the backend got %s %r, expected none" % (label, k, got[k]))
+        return found
+
+    def body():
+        started = time.monotonic()
+        streak = 0
+        while True:
+            found = problems()
+            streak = 0 if found else streak + 1
+            if streak >= CONSISTENT_ROUNDS:
+                return "%d gRPC calls as expected, %d rounds in a row (%.1f s)" % (
+                    len(cases), CONSISTENT_ROUNDS, time.monotonic() - started)
+            if time.monotonic() - started > EVENTUAL_S:
+                raise Failed("after %d s: %s" % (EVENTUAL_S, "; ".join(found[:4])))
+            time.sleep(0.3)
+    return m.with_routes(routes, body)
+
+
+def timeout_case(field, path, disabled_path):
+    def case(m):
+        routes = [route("mesh-%s" % path.strip("/"), [
+            rule([backend("echo-v1")], matches=[prefix(path)], timeouts={field: "500ms"}),
+            rule([backend("echo-v1")], matches=[prefix(disabled_path)], timeouts={field: "0s"}),
+        ])]
+        return m.with_routes(routes, lambda: m.expect([
+            req(path, backend="echo-v1"),
+            req(path + "?delay=1s", status=504),
+            req(disabled_path + "?delay=1s", backend="echo-v1"),
+        ]))
+    return case
+
+
+def retry_query(code, succeed_after, delay=None):
+    q = "responseCode=%d&succeedAfter=%d&uuid={uuid}" % (code, succeed_after)
+    return q + ("&delayRetry=%s" % delay if delay else "")
+
+
+def http_route_retry(m):
+    a3, a2 = "/retry/code-500-attempts-3", "/retry/code-all-attempts-2"
+    routes = [route("retries", [
+        rule([backend("echo-v1")], matches=[prefix(a3)], retry={"codes": [500], "attempts": 3}),
+        rule([backend("echo-v1")], matches=[prefix(a2)],
+             retry={"codes": [500, 502, 503, 504], "attempts": 2}),
+    ])]
+    requests = [req(a3 + "?" + retry_query(500, 2), backend="echo-v1"),
+                req(a3 + "?" + retry_query(500, 4), status=500),
+                req(a3 + "?" + retry_query(503, 2), status=503)]
+    for code in (500, 502, 503, 504):
+        requests += [req(a2 + "?" + retry_query(code, 1), backend="echo-v1"),
+                     req(a2 + "?" + retry_query(code, 3), status=code)]
+    return m.with_routes(routes, lambda: m.expect(requests))
+
+
+def http_route_retry_with_timeouts(m):
+    b, r = "/retry/backend-request-timeout-200ms", "/retry/request-timeout-200ms"
+    routes = [route("retries-with-timeouts", [
+        rule([backend("echo-v1")], matches=[prefix(b)], retry={"attempts": 2},
+             timeouts={"backendRequest": "200ms"}),
+        rule([backend("echo-v1")], matches=[prefix(r)], retry={"codes": [500], "attempts": 5},
+             timeouts={"backendRequest": "200ms", "request": "400ms"}),
+    ])]
+    return m.with_routes(routes, lambda: m.expect([
+        req(b + "?" + retry_query(500, 2, "300ms"), backend="echo-v1"),
+        req(b + "?" + retry_query(500, 3, "300ms"), status=504),
+        req(r + "?" + retry_query(500, 1), backend="echo-v1"),
+        req(r + "?" + retry_query(500, 4, "100ms"), status=504),
+    ]))
+
+
+def conditions_of(obj, parent):
+    for p in (obj or {}).get("status", {}).get("parents", []):
+        if p.get("parentRef", {}).get("name") == parent:
+            return {c["type"]: c for c in p.get("conditions", [])}
+    return {}
+
+
+def route_status(m):
+    """Accepted and ResolvedRefs per parentRef with observedGeneration, as read back: a route
+    whose backend exists, changed once (generation 2), and one whose backend does not."""
+    good = route("status-resolved", [rule([backend("echo-v1")], matches=[prefix("/status")])])
+    missing = route("status-backend-missing",
+                    [rule([backend("echo-v9")], matches=[prefix("/status-missing")])])
+
+    def status_is(doc, accepted, resolved, reason=None):
+        def ok():
+            obj = m.route_object(doc["kind"], doc["metadata"]["namespace"],
+                                 doc["metadata"]["name"])
+            conds = conditions_of(obj, "echo")
+            generation = (obj or {}).get("metadata", {}).get("generation")
+            a, r = conds.get("Accepted", {}), conds.get("ResolvedRefs", {})
+            if (a.get("status"), r.get("status")) != (accepted, resolved):
+                return None
+            if reason and r.get("reason") != reason:
+                return None
+            if generation is None or any(c.get("observedGeneration") != generation
+                                         for c in (a, r)):
+                return None
+            return "Accepted %s, ResolvedRefs %s (%s), observedGeneration %s" % (
+                a["status"], r["status"], r.get("reason"), generation)
+        return m.run.wait_until(ok, EVENTUAL_S, "%s's status" % doc["metadata"]["name"],
+                                lambda: json.dumps((m.route_object(
+                                    doc["kind"], doc["metadata"]["namespace"],
+                                    doc["metadata"]["name"]) or {}).get("status"))[:1500])
+
+    def body():
+        first = status_is(good, "True", "True")
+        changed = json.loads(json.dumps(good))
+        changed["spec"]["rules"][0]["backendRefs"][0]["name"] = "echo-v2"
+        changed["metadata"]["generation"] = 2  # what the API server sets on a spec change
+        m.apply([changed])
+        second = status_is(changed, "True", "True")
+        third = status_is(missing, "True", "False", "BackendNotFound")
+        return "%s: %s; changed: %s; %s: %s" % (good["metadata"]["name"], first, second,
+                                               missing["metadata"]["name"], third)
+    return m.with_routes([good, missing], body)
+
+
+# --- the list, and the report ---------------------------------------------------------------------
+
+MESH_HTTP, MESH_GRPC = "MESH-HTTP", "MESH-GRPC"
+CORE = {MESH_HTTP: {"Mesh", "HTTPRoute"}, MESH_GRPC: {"Mesh", "GRPCRoute"}}
+Case = collections.namedtuple("Case", "name profiles features provisional run")
+
+CASES = [
+    Case("MeshBasic", [MESH_HTTP, MESH_GRPC], ["Mesh"], False, mesh_basic),
+    Case("MeshFrontend", [MESH_HTTP], ["Mesh", "HTTPRoute",
+                                       "HTTPRouteResponseHeaderModification"], False,
+         mesh_frontend),
+    Case("MeshFrontendHostname", [MESH_HTTP],
+         ["Mesh", "MeshClusterIPMatching", "HTTPRoute", "HTTPRouteResponseHeaderModification"],
+         False, mesh_frontend_hostname),
+    Case("MeshPorts", [MESH_HTTP], ["Mesh", "HTTPRoute", "HTTPRouteParentRefPort",
+                                    "HTTPRouteResponseHeaderModification"], False, mesh_ports),
+    Case("MeshTrafficSplit", [MESH_HTTP], ["Mesh", "HTTPRoute"], False, mesh_traffic_split),
+    Case("MeshHTTPRouteWeight", [MESH_HTTP], ["Mesh", "HTTPRoute"], False,
+         mesh_http_route_weight),
+    Case("MeshHTTPRouteSimpleSameNamespace", [MESH_HTTP], ["Mesh", "HTTPRoute"], False,
+         mesh_simple_same_namespace),
+    Case("MeshConsumerRoute", [MESH_HTTP], ["Mesh", "MeshConsumerRoute", "HTTPRoute",
+                                            "HTTPRouteResponseHeaderModification"], False,
+         mesh_consumer_route),
+    Case("MeshHTTPRouteMatching", [MESH_HTTP], ["Mesh", "HTTPRoute"], False, mesh_matching),
+    Case("MeshHTTPRouteQueryParamMatching", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteQueryParamMatching"], False,
+         mesh_query_param_matching),
+    Case("MeshHTTPRouteRequestHeaderModifier", [MESH_HTTP], ["Mesh", "HTTPRoute"], False,
+         mesh_request_header_modifier),
+    Case("MeshHTTPRouteBackendRequestHeaderModifier", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteBackendRequestHeaderModification"], False,
+         mesh_backend_request_header_modifier),
+    Case("MeshHTTPRouteRewritePath", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteRewritePath"], False, mesh_rewrite_path),
+    Case("MeshHTTPRouteRedirectPath", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteRedirectPath"], False, mesh_redirect_path),
+    Case("MeshHTTPRouteRedirectPort", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteRedirectPort"], False, mesh_redirect_port),
+    Case("MeshHTTPRouteSchemeRedirect", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteSchemeRedirect"], False, mesh_scheme_redirect),
+    Case("MeshHTTPRouteRedirectHostAndStatus", [MESH_HTTP], ["Mesh", "HTTPRoute"], False,
+         mesh_redirect_host_and_status),
+    Case("MeshHTTPRoute303Redirect", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRoute303RedirectStatusCode"], True,
+         status_redirect(303, "/redirect")),
+    Case("MeshHTTPRoute307Redirect", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRoute307RedirectStatusCode"], True,
+         status_redirect(307, "/temporary")),
+    Case("MeshHTTPRoute308Redirect", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRoute308RedirectStatusCode"], True,
+         status_redirect(308, "/permanent")),
+    Case("MeshHTTPRouteNamedRule", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "MeshHTTPRouteNamedRouteRule"], True, mesh_named_rule),
+    Case("HTTPRouteTimeoutRequest", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRouteRequestTimeout"], False,
+         timeout_case("request", "/request-timeout", "/disable-request-timeout")),
+    Case("HTTPRouteTimeoutBackendRequest", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRouteBackendTimeout"], False,
+         timeout_case("backendRequest", "/backend-timeout", "/disable-backend-timeout")),
+    Case("HTTPRouteRetry", [MESH_HTTP], ["Mesh", "HTTPRoute", "HTTPRouteRetry"], False,
+         http_route_retry),
+    Case("HTTPRouteRetryWithTimeouts", [MESH_HTTP],
+         ["Mesh", "HTTPRoute", "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout",
+          "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout"], False,
+         http_route_retry_with_timeouts),
+    Case("MeshGRPCRouteWeight", [MESH_GRPC], ["Mesh", "GRPCRoute"], False, mesh_grpc_weight),
+    Case("MeshGRPCRouteRequestHeaderModifier", [MESH_GRPC], ["Mesh", "GRPCRoute"], False,
+         mesh_grpc_request_header_modifier),
+    # Not a conformance case of its own (every upstream case checks its routes are accepted):
+    # the status conditions read back; not in the report.
+    Case("RouteStatus", [], [], False, route_status),
+]
+# Upstream cases this test does not run, with why (the report's skippedTests).
+NOT_RUN = {
+    # The echo backend cannot reset a connection on request.
+    "HTTPRouteRetryConnectionError": ([MESH_HTTP], ["Mesh", "HTTPRoute", "HTTPRouteRetry",
+                                                    "HTTPRouteRetryConnectionError"]),
+}
+
+
+# The report's implementation block; url and contact come from --implementation-url and
+# --contact (a published report needs both).
+IMPLEMENTATION = {"organization": "meshlet", "project": "meshlet", "url": "",
+                  "version": "0.1.0", "contact": []}
+
+
+def build_report(results, mode):
+    """A ConformanceReport (gateway.networking.k8s.io/v1) of `results` ({case: True/False/None
+    for not run})."""
+    by_name = {c.name: c for c in CASES}
+    entries = [(c.name, c.profiles, c.features, c.provisional, results.get(c.name))
+               for c in CASES if c.profiles]
+    entries += [(name, profiles, features, False, None)
+                for name, (profiles, features) in NOT_RUN.items()]
+    profiles = []
+    for profile in (MESH_HTTP, MESH_GRPC):
+        levels = {"core": {"Passed": 0, "Failed": 0, "Skipped": 0, "failed": [], "skipped": []},
+                  "extended": {"Passed": 0, "Failed": 0, "Skipped": 0, "failed": [],
+                               "skipped": []}}
+        supported, unsupported = set(), set()
+        for name, in_profiles, features, _, result in entries:
+            if profile not in in_profiles:
+                continue
+            extra = set(features) - CORE[profile]
+            level = levels["extended" if extra else "core"]
+            if result is None:
+                level["Skipped"] += 1
+                level["skipped"].append(name)
+                if name in NOT_RUN:
+                    unsupported |= extra
+            elif result:
+                level["Passed"] += 1
+                supported |= extra
+            else:
+                level["Failed"] += 1
+                level["failed"].append(name)
+                supported |= extra
+        unsupported -= supported
+
+        def status(level):
+            out = {"result": "failure" if level["Failed"] else
+                   "partial" if level["Skipped"] else "success",
+                   "statistics": {k: level[k] for k in ("Failed", "Passed", "Skipped")}}
+            if level["skipped"]:
+                out["skippedTests"] = sorted(level["skipped"])
+            if level["failed"]:
+                out["failedTests"] = sorted(level["failed"])
+            return out
+        core, extended = status(levels["core"]), status(levels["extended"])
+        extended["supportedFeatures"] = sorted(supported)
+        if unsupported:
+            extended["unsupportedFeatures"] = sorted(unsupported)
+        summary = "Core tests %s. Extended tests %s." % tuple(
+            {"success": "succeeded", "partial": "partially succeeded",
+             "failure": "failed"}[s["result"]] for s in (core, extended))
+        profiles.append({"name": profile, "summary": summary, "core": core,
+                         "extended": extended})
+    report = {
+        "apiVersion": API_VERSION, "kind": "ConformanceReport",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gatewayAPIVersion": GATEWAY_API_VERSION, "gatewayAPIChannel": "experimental",
+        "mode": mode,
+        "implementation": dict(IMPLEMENTATION),
+        "profiles": profiles,
+    }
+    provisional = sorted(n for n, _, _, prov, result in entries if prov and result)
+    if provisional:
+        report["succeededProvisionalTests"] = provisional
+    assert set(results) <= set(by_name)
+    return report
+
+
+def write_report(report, paths):
+    import yaml  # python3-yaml
+    text = yaml.safe_dump(report, sort_keys=True, default_flow_style=False)
+    for path in paths:
+        with open(path, "w") as f:
+            f.write(text)
+    return text
+
+
+def kube_serves_routes():
+    """Whether the fake Kubernetes API server serves HTTPRoutes (the control plane then watches
+    them there)."""
+    sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
+    try:
+        import fake_kubernetes_api
+    finally:
+        sys.path.pop(0)
+    return "httproutes" in getattr(fake_kubernetes_api, "KINDS", {}).values()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin-dir", required=True)
+    p.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    p.add_argument("--routes", choices=["auto", "kube", "meshctl"], default="auto",
+                   help="how routes reach the control plane (auto: kube when the fake API "
+                        "server serves HTTPRoutes, else meshctl)")
+    p.add_argument("--report", default="", help="also write the ConformanceReport here")
+    p.add_argument("--implementation-url", default="", help="the report's implementation.url")
+    p.add_argument("--contact", action="append", default=[],
+                   help="the report's implementation.contact (repeatable)")
+    args = p.parse_args()
+    IMPLEMENTATION["url"] = args.implementation_url
+    IMPLEMENTATION["contact"] = list(args.contact)
+    only = [n for n in args.only.split(",") if n]
+    unknown = set(only) - {c.name for c in CASES}
+    if unknown:
+        p.error("unknown cases %s; known: %s" % (", ".join(sorted(unknown)),
+                                                 ", ".join(c.name for c in CASES)))
+    routes = args.routes
+    if routes == "auto":
+        routes = "kube" if kube_serves_routes() else "meshctl"
+    results = {}
+
+    def body(run, suite):
+        suite.scenario("images", lambda: run.build_images(os.path.abspath(args.bin_dir)) or
+                       ", ".join(run.images), fatal=True)
+        conf = Conformance(run, os.path.abspath(args.bin_dir), routes)
+        suite.scenario("setup", conf.setup, fatal=True)
+        for case in CASES:
+            if only and case.name not in only:
+                continue
+            results[case.name] = suite.scenario(case.name, lambda c=case: c.run(conf))
+
+    status = harness.Suite("gamma").main(body)
+    if results:
+        paths = [p for p in (args.report,) if p]
+        outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+        if outputs:
+            paths.append(os.path.join(outputs, REPORT_NAME))
+        report = build_report(results, routes)
+        write_report(report, paths)
+        for profile in report["profiles"]:
+            print("report %-10s %s" % (profile["name"], profile["summary"]))
+        if paths:
+            print("report written to %s" % ", ".join(paths))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
