@@ -149,6 +149,23 @@ TEST(OptionsTest, ServeErrorsNameTheFlag) {
             "TESTAPP_LATENCY: --latency: \"soon\" is not a duration such as 250ms or 1.5s");
 }
 
+TEST(OptionsTest, EchoModeAndNamespace) {
+  auto parsed = ParseCommandLine({"--echo"}, Env({{"POD_NAMESPACE", "shop"}}));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->serve.echo);
+  EXPECT_EQ(parsed->serve.namespace_name, "shop");
+  parsed = ParseCommandLine({"--namespace", "other"},
+                            Env({{"TESTAPP_ECHO", "true"}, {"POD_NAMESPACE", "shop"}}));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->serve.echo);
+  EXPECT_EQ(parsed->serve.namespace_name, "other");
+  parsed = ParseCommandLine({}, Env({}));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->serve.echo);
+  EXPECT_EQ(parsed->serve.namespace_name, "");
+  EXPECT_NE(Error({}, {{"TESTAPP_ECHO", "maybe"}}).find("TESTAPP_ECHO"), std::string::npos);
+}
+
 TEST(OptionsTest, ServeAlsoTcp) {
   auto parsed = ParseCommandLine({"--tcp-listen", "0.0.0.0:3306", "--banner=* OK ready"}, Env({}));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
