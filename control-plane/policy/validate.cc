@@ -13,6 +13,7 @@
 #include "common/config/field_path.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/policy/validate_gateway.h"
 
 namespace meshlet::controlplane::policy {
 namespace {
@@ -776,6 +777,15 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
     checker.AuthorizationPolicy(static_cast<const pb::AuthorizationPolicy&>(resource));
   } else if (d == pb::MeshConfig::descriptor()) {
     checker.MeshConfig(static_cast<const pb::MeshConfig&>(resource));
+  } else if (d == meshlet::gateway::HTTPRoute::descriptor()) {
+    gateway_validation::HttpRoute(static_cast<const meshlet::gateway::HTTPRoute&>(resource),
+                                  result);
+  } else if (d == meshlet::gateway::GRPCRoute::descriptor()) {
+    gateway_validation::GrpcRoute(static_cast<const meshlet::gateway::GRPCRoute&>(resource),
+                                  result);
+  } else if (d == meshlet::gateway::ReferenceGrant::descriptor()) {
+    gateway_validation::ReferenceGrant(
+        static_cast<const meshlet::gateway::ReferenceGrant&>(resource), result);
   }
   return result;
 }
