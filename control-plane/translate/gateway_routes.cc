@@ -749,12 +749,8 @@ void IndexGatewayRoutes(const PolicySnapshot& policy, MeshIndex& index) {
       auto it = index.services.find({service_ns, ref.name()});
       if (it == index.services.end()) continue;
       GatewayAttachment a = base;
+      // A port the Service lacks matches none of its virtual hosts (and the status says so).
       a.port = ref.has_port() ? static_cast<uint32_t>(ref.port()) : 0;
-      if (a.port != 0) {
-        bool exists = false;
-        for (const pb::ServicePort& p : it->second.ports) exists |= p.port() == a.port;
-        if (!exists) continue;
-      }
       a.consumer = service_ns != base.namespace_;
       if (a.consumer) index.consumer_namespaces.insert(base.namespace_);
       index.gateway_routes[{service_ns, ref.name()}].push_back(a);
