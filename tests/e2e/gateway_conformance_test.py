@@ -422,11 +422,27 @@ class Conformance:
         self.wait_acked()
 
     def with_routes(self, documents, body):
+        """Applies `documents`, runs body(), removes them. A failure also names the routes'
+        status conditions as read back."""
         self.apply(documents)
         try:
             return body()
+        except (Failed, harness.E2EError) as e:
+            raise Failed("%s; route status: %s" % (e, "; ".join(
+                self.describe_status(d) for d in documents)))
         finally:
             self.delete(documents)
+
+    def describe_status(self, doc):
+        meta = doc["metadata"]
+        obj = self.route_object(doc["kind"], meta["namespace"], meta["name"])
+        if obj is None:
+            return "%s/%s not found" % (meta["namespace"], meta["name"])
+        parents = obj.get("status", {}).get("parents", [])
+        return "%s/%s %s" % (meta["namespace"], meta["name"], ", ".join(
+            "parent %s: %s" % (p.get("parentRef", {}).get("name"), " ".join(
+                "%s=%s(%s)" % (c.get("type"), c.get("status"), c.get("reason"))
+                for c in p.get("conditions", []))) for p in parents) or "no status")
 
     def route_object(self, kind, namespace, name):
         """The route as stored, with its status: from the Kubernetes API server (kube) or the
@@ -450,8 +466,9 @@ class Conformance:
                 return None
             return next((o for o in items if (o["metadata"]["namespace"],
                                               o["metadata"]["name"]) == (namespace, name)), None)
-        r = self.cluster.meshctl("get", kind.lower(), name, "-n", namespace, "-o", "json",
-                                 check=False)
+        # Qualified by group: meshlet's own HTTPRoute kind shares the name.
+        r = self.cluster.meshctl("get", "%s.%s" % (ROUTE_RESOURCES[kind], GROUP), name, "-n",
+                                 namespace, "-o", "json", check=False)
         if r.returncode != 0:
             return None
         return json.loads(r.stdout)
