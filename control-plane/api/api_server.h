@@ -42,9 +42,11 @@
 // fsync, or etcd without quorum) and touches only the store, the token handler and the stats;
 // every other request runs on the HTTP server's loop thread, as do the providers and handlers.
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -59,6 +61,7 @@
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/store/store.h"
+#include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::api {
 
@@ -169,7 +172,17 @@ class PolicyApi {
                               int64_t revision);
   http::ServerResponse Remove(const http::ServerRequest& request, const policy::KindInfo& info,
                               const ResourceKey& key);
-  std::string ObjectJson(const StoredResource& stored) const;
+  // The computed status of the Gateway API routes (translate/route_status.h), by (kind, namespace,
+  // name): what GET and LIST of an HTTPRoute or GRPCRoute of gateway.networking.k8s.io show as
+  // `status` (the store holds none). Empty for other kinds. Reads the whole policy store (a
+  // snapshot) and the registry: one snapshot per answer, not per route.
+  using RouteStatuses =
+      std::map<std::tuple<std::string, std::string, std::string>, meshlet::gateway::RouteStatus>;
+  RouteStatuses ComputedRouteStatuses(const policy::KindInfo& info) const;
+  // The stored resource as JSON, with its resourceVersion and, for a Gateway API route, its
+  // status from `statuses`.
+  std::string ObjectJson(const StoredResource& stored,
+                         const RouteStatuses* statuses = nullptr) const;
   std::string WorkloadsJson() const;
   http::ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                              const std::vector<policy::FieldError>& causes = {},

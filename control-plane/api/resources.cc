@@ -23,6 +23,8 @@
 #include "control-plane/api/stored_services.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane::api {
 
@@ -123,11 +125,40 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
   return method_not_allowed("GET, PUT, DELETE");
 }
 
-std::string PolicyApi::ObjectJson(const StoredResource& stored) const {
+PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info) const {
+  RouteStatuses out;
+  if (info.group != policy::kGatewayGroup ||
+      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute")) {
+    return out;
+  }
+  absl::StatusOr<policy::PolicySnapshot> snapshot = policy::LoadPolicySnapshot(store_);
+  if (!snapshot.ok()) return out;  // the routes are shown without status
+  std::shared_ptr<const registry::RegistrySnapshot> registry =
+      registry_ != nullptr ? registry_->Snapshot()
+                           : std::make_shared<const registry::RegistrySnapshot>();
+  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(*snapshot, *registry)) {
+    out[{u.kind, u.namespace_, u.name}] = std::move(u.status);
+  }
+  return out;
+}
+
+std::string PolicyApi::ObjectJson(const StoredResource& stored,
+                                  const RouteStatuses* statuses) const {
   absl::StatusOr<policy::ParsedResource> parsed =
       policy::ParseStoredResource(stored.key.kind, stored.body);
   if (!parsed.ok()) return stored.body;  // shown as stored; LoadPolicySnapshot warns
-  policy::MutableMetadata(*parsed->message)->set_resource_version(absl::StrCat(stored.revision));
+  meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(*parsed->message);
+  meta->set_resource_version(absl::StrCat(stored.revision));
+  if (statuses != nullptr) {
+    const std::string ns = meta->namespace_().empty() ? "default" : meta->namespace_();
+    auto set_status = [&](auto* route, const char* kind) {
+      if (route == nullptr) return;
+      auto it = statuses->find({kind, ns, meta->name()});
+      if (it != statuses->end()) *route->mutable_status() = it->second;
+    };
+    set_status(dynamic_cast<meshlet::gateway::HTTPRoute*>(parsed->message.get()), "HTTPRoute");
+    set_status(dynamic_cast<meshlet::gateway::GRPCRoute*>(parsed->message.get()), "GRPCRoute");
+  }
   return policy::ToJson(*parsed->message);
 }
 
@@ -143,7 +174,8 @@ ServerResponse PolicyApi::Get(const KindInfo& info, const ResourceKey& key) {
   if (!stored.ok()) {
     return StoreFailure(stored.status());
   }
-  return ServerResponse::Json(200, ObjectJson(*stored) + "\n");
+  const RouteStatuses statuses = ComputedRouteStatuses(info);
+  return ServerResponse::Json(200, ObjectJson(*stored, &statuses) + "\n");
 }
 
 ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace_) {
@@ -156,9 +188,10 @@ ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace
       absl::StrCat(R"({"apiVersion":)", JsonQuote(info.ApiVersion()), R"(,"kind":)",
                    JsonQuote(absl::StrCat(info.kind, "List")),
                    R"(,"metadata":{"resourceVersion":")", revision, R"("},"items":[)");
+  const RouteStatuses statuses = ComputedRouteStatuses(info);
   for (size_t i = 0; i < all->size(); ++i) {
     if (i > 0) body += ",";
-    body += ObjectJson((*all)[i]);
+    body += ObjectJson((*all)[i], &statuses);
   }
   body += "]}\n";
   return ServerResponse::Json(200, std::move(body));
