@@ -281,6 +281,23 @@ status:
   EXPECT_EQ(Call("GET", "/apis/gateway.networking.k8s.io/v1/referencegrants").status, 404);
   EXPECT_EQ(Call("GET", "/apis/gateway.networking.k8s.io/v1beta1/referencegrants").status, 200);
 
+  // Invalid: 422 with each field, nothing stored.
+  const int64_t revision = store_->Revision();
+  http::ServerResponse invalid =
+      Call("PUT", kGatewayRoute,
+           "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: reviews}\n"
+           "spec:\n  rules:\n  - matches: [{path: {type: PathPrefix, value: v2}}]\n"
+           "    filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]\n"
+           "    backendRefs: [{name: reviews-v2, port: 9080}]\n");
+  EXPECT_EQ(invalid.status, 422) << invalid.body;
+  for (const char* field :
+       {"spec.rules[0].matches[0].path.value",
+        "spec.rules[0].filters[0].requestRedirect.statusCode", "spec.rules[0].backendRefs"}) {
+    EXPECT_NE(invalid.body.find(absl::StrCat(R"({"field":")", field, R"(")")), std::string::npos)
+        << field << " in " << invalid.body;
+  }
+  EXPECT_EQ(store_->Revision(), revision);
+
   http::ServerResponse removed = Call("DELETE", kGatewayRoute);
   EXPECT_EQ(removed.status, 200) << removed.body;
   http::ServerResponse gone = Call("GET", kGatewayRoute);

@@ -353,20 +353,23 @@ CommandSpec GetCommand() {
           k.group, k.short_name.empty() ? "" : ", ", k.short_name, ")"));
     }
   }
-  return {.name = "get",
-          .args = "KIND [NAME]",
-          .summary = "list or show resources, or the workloads in the registry",
-          .about = absl::StrCat(
-              "Lists the resources of a kind, or shows one. KIND is a kind, its plural or its "
-              "short name, case-insensitive: ",
-              absl::StrJoin(kinds, ", "),
-              "; or workloads: the registry (id, service, addresses, ports, ready, connected "
-              "or the time left before removal). -o yaml prints documents that apply back "
-              "unchanged."),
-          .examples = {{"", "meshctl get tp"},
-                       {"edit every route: get, edit, apply",
-                        "meshctl get hr -A -o yaml > routes.yaml"}},
-          .make = [] { return std::make_unique<Get>(); }};
+  return {
+      .name = "get",
+      .args = "KIND [NAME]",
+      .summary = "list or show resources, or the workloads in the registry",
+      .about = absl::StrCat(
+          "Lists the resources of a kind, or shows one. KIND is a kind, its plural or its "
+          "short name, case-insensitive, optionally followed by \".\" and the API group as "
+          "kubectl names them; a name two groups share means meshlet's: ",
+          absl::StrJoin(kinds, ", "),
+          "; or workloads: the registry (id, service, addresses, ports, ready, connected "
+          "or the time left before removal). -o yaml prints documents that apply back "
+          "unchanged."),
+      .examples = {{"", "meshctl get tp"},
+                   {"Gateway API routes", "meshctl get httproutes.gateway.networking.k8s.io -A"},
+                   {"edit every route: get, edit, apply",
+                    "meshctl get hr -A -o yaml > routes.yaml"}},
+      .make = [] { return std::make_unique<Get>(); }};
 }
 
 CommandSpec DescribeCommand() {

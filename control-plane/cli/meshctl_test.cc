@@ -279,6 +279,155 @@ TEST_F(MeshctlTest, ApplyFromStdinSendsEachDocumentAndSaysWhatHappened) {
   EXPECT_EQ(api_.requests().size(), 1u);
 }
 
+// kubectl-shaped Gateway API documents, mixed with meshlet's kinds in one file.
+constexpr char kMixedKinds[] = R"(apiVersion: meshlet.io/v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  ports: [{port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+spec:
+  parentRefs:
+  - group: ""
+    kind: Service
+    name: reviews
+    port: 9080
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /v2}
+    backendRefs:
+    - name: reviews-v2
+      port: 9080
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules: [{matches: [{method: {service: echo.Echo}}], backendRefs: [{name: echo, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-web}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]
+  to: [{group: "", kind: Service}]
+)";
+
+TEST_F(MeshctlTest, ApplySendsGatewayApiDocumentsToTheirGroupsBesideMeshletsKinds) {
+  in_.str(kMixedKinds);
+  for (const char* path :
+       {"/apis/meshlet.io/v1/namespaces/shop/services/reviews",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/reviews",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/shop/grpcroutes/echo",
+        "/apis/gateway.networking.k8s.io/v1beta1/namespaces/shop/referencegrants/from-web"}) {
+    api_.Answer("PUT", path, 201, "{}", {{"x-meshlet-result", "created"}});
+  }
+  ASSERT_EQ(Run({"apply", "-f", "-", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "service.meshlet.io/reviews created\n"
+            "httproute.gateway.networking.k8s.io/reviews created\n"
+            "grpcroute.gateway.networking.k8s.io/echo created\n"
+            "referencegrant.gateway.networking.k8s.io/from-web created\n");
+  ASSERT_EQ(api_.requests().size(), 4u);
+  const std::string& route = api_.requests()[1].body;
+  EXPECT_NE(route.find(R"("apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute")"),
+            std::string::npos)
+      << route;
+  EXPECT_NE(route.find(R"("parentRefs":[{"kind":"Service","name":"reviews","port":9080}])"),
+            std::string::npos)
+      << route;
+}
+
+TEST_F(MeshctlTest, OneInvalidGatewayDocumentAppliesNothing) {
+  // The third document breaks two rules: a redirect with backendRefs, a status code not allowed.
+  std::string text = kMixedKinds;
+  const std::string echo = "backendRefs: [{name: echo, port: 9000}]}]";
+  text.replace(text.find(echo), echo.size(),
+               "filters: [{type: RequestHeaderModifier}], backendRefs: [{name: echo, port: "
+               "9000, weight: -1}]}]");
+  in_.str(text);
+  EXPECT_EQ(Run({"apply", "-f", "-", "-n", "shop"}), 1);
+  EXPECT_EQ(err_.str(),
+            "error: <stdin> (document 3): GRPCRoute \"echo\" is invalid:\n"
+            "  spec.rules[0].filters[0].requestHeaderModifier: must be specified when type is "
+            "RequestHeaderModifier\n"
+            "  spec.rules[0].backendRefs[0].weight: must be between 0 and 1000000\n"
+            "nothing applied\n");
+  EXPECT_TRUE(api_.requests().empty());
+  // An apiVersion the kind does not take, with what it takes.
+  in_.clear();
+  in_.str(
+      "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: GRPCRoute\nmetadata: {name: "
+      "a}\n");
+  EXPECT_EQ(Run({"apply", "-f", "-"}), 1);
+  EXPECT_EQ(err_.str(),
+            "error: <stdin>:1:13: apiVersion: \"gateway.networking.k8s.io/v1alpha2\" is not an "
+            "apiVersion of GRPCRoute; use gateway.networking.k8s.io/v1 (document 1)\n"
+            "nothing applied\n");
+  EXPECT_TRUE(api_.requests().empty());
+}
+
+TEST_F(MeshctlTest, GetAndDeleteNameTheGatewayKindsAsKubectlDoes) {
+  const std::string routes =
+      R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRouteList","items":[
+    {"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",
+     "metadata":{"name":"reviews","namespace":"shop","resourceVersion":"4"},
+     "spec":{"parentRefs":[{"kind":"Service","name":"reviews","port":9080}],
+             "rules":[{"backendRefs":[{"name":"reviews-v2","port":9080}],
+                       "timeouts":{"backendRequest":"2s"}}]}}]})";
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes", 200, routes);
+  for (const char* name :
+       {"httproutes.gateway.networking.k8s.io", "httproute.gateway.networking.k8s.io"}) {
+    ASSERT_EQ(Run({"get", name, "-n", "shop"}), 0) << err_.str();
+    EXPECT_EQ(out_.str(),
+              "NAME      PARENTS                HOSTNAMES   RULES   VERSION   AGE\n"
+              "reviews   Service/reviews:9080   *           1       4         <unknown>\n")
+        << name;
+  }
+  ASSERT_EQ(Run({"get", "httproutes.gateway.networking.k8s.io", "-n", "shop", "-o", "yaml"}), 0);
+  EXPECT_EQ(out_.str(),
+            "apiVersion: gateway.networking.k8s.io/v1\n"
+            "kind: HTTPRoute\n"
+            "metadata:\n"
+            "  name: reviews\n"
+            "  namespace: shop\n"
+            "  resourceVersion: \"4\"\n"
+            "spec:\n"
+            "  parentRefs:\n"
+            "    - kind: Service\n"
+            "      name: reviews\n"
+            "      port: 9080\n"
+            "  rules:\n"
+            "    - backendRefs:\n"
+            "        - name: reviews-v2\n"
+            "          port: 9080\n"
+            "      timeouts:\n"
+            "        backendRequest: 2s\n");
+  // "httproutes" stays meshlet's.
+  api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/shop/httproutes", 200, R"({"items":[]})");
+  ASSERT_EQ(Run({"get", "httproutes", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(api_.requests().back().path, "/apis/meshlet.io/v1/namespaces/shop/httproutes");
+
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1beta1/referencegrants", 200,
+              R"({"items":[{"metadata":{"name":"g","namespace":"shop"},"spec":{
+                  "from":[{"group":"gateway.networking.k8s.io","kind":"HTTPRoute","namespace":"web"}],
+                  "to":[{"group":"","kind":"Service"}]}}]})");
+  ASSERT_EQ(Run({"get", "referencegrants", "-A"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "NAMESPACE   NAME   FROM            TO        VERSION   AGE\n"
+            "shop        g      HTTPRoute/web   Service             <unknown>\n");
+
+  api_.Answer("DELETE", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/grpcroutes/echo", 200,
+              "{}");
+  ASSERT_EQ(Run({"delete", "grpcroutes", "echo", "-n", "shop"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "grpcroute.gateway.networking.k8s.io/echo deleted\n");
+}
+
 // Error messages
 
 TEST_F(MeshctlTest, AnUnreachableControlPlaneIsExit3) {

@@ -38,6 +38,13 @@ absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
         document.kind);
     if (!found.ok()) {
       const bool unknown_kind = !FindDocumentKind("", document.kind).ok();
+      if (!unknown_kind && document.api_version.empty() && expected_kind != nullptr) {
+        // A kind of another group, in a body that names no apiVersion.
+        return config::ErrorAt(
+            options, document.kind_line, document.kind_column, "kind",
+            absl::StrCat("\"", document.kind, "\" does not match the request's kind \"",
+                         expected_kind->kind, "\" (", expected_kind->ApiVersion(), ")"));
+      }
       if (unknown_kind || document.api_version_line == 0) {
         return config::ErrorAt(options, document.kind_line, document.kind_column, "kind",
                                found.status().message());

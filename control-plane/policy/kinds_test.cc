@@ -148,6 +148,11 @@ TEST(KindsTest, AWrongApiVersionSaysWhatTheKindTakes) {
   EXPECT_EQ(SplitParseError(mismatch.message()).reason,
             "\"HTTPRoute\" (gateway.networking.k8s.io/v1) does not match the request's kind "
             "\"HTTPRoute\" (meshlet.io/v1)");
+  // A body naming no apiVersion, of a kind only the other group has.
+  EXPECT_EQ(SplitParseError(
+                ParseResource("kind: GRPCRoute\n", {}, FindKind("httproutes")).status().message())
+                .reason,
+            "\"GRPCRoute\" does not match the request's kind \"HTTPRoute\" (meshlet.io/v1)");
   // With the kind from the URL and no kind in the body, its apiVersion is still checked.
   EXPECT_EQ(SplitParseError(ParseResource("apiVersion: meshlet.io/v1\n", {}, FindKind("grpcroutes"))
                                 .status()

@@ -2,7 +2,8 @@
 
 Usage: manifests_test.py VALIDATE_MJS KUSTOMIZATION_YAML [unittest args]
 
-`kubectl kustomize` (offline) renders k8s/base, k8s/install and k8s/overlays/classic-sidecars;
+`kubectl kustomize` (offline) renders k8s/base, k8s/install, k8s/overlays/classic-sidecars and
+k8s/crds (meshlet's kinds as CustomResourceDefinitions);
 every object validates against the official Kubernetes schemas with unknown fields refused
 (validate.mjs), and the pieces fit together: the webhook calls the Service on its path and the
 Service's port 443 reaches the container's webhook port; the Deployment has probes on a port it
@@ -163,6 +164,25 @@ class ManifestsTest(unittest.TestCase):
         args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
         self.assertIn("--inject-mode=classic", args)
         one(objects, "PersistentVolumeClaim")
+
+    def test_crds(self):
+        # k8s/crds: meshlet's kinds, cluster-scoped objects that validate as CRDs.
+        objects = render("crds")
+        ok, report = CHECKER.validate(objects)
+        self.assertTrue(ok, report)
+        self.assertEqual(sorted(o["metadata"]["name"] for o in objects),
+                         ["authorizationpolicies.meshlet.io", "httproutes.meshlet.io",
+                          "meshconfigs.meshlet.io", "services.meshlet.io",
+                          "trafficpolicies.meshlet.io"])
+        for o in objects:
+            self.assertEqual(o["kind"], "CustomResourceDefinition")
+            self.assertNotIn("namespace", o["metadata"])
+            self.assertEqual(o["metadata"]["labels"]["app.kubernetes.io/part-of"], "meshlet")
+        # The validator refuses a CRD with an unknown field: the check above has teeth.
+        broken = dict(objects[0], spec=dict(objects[0]["spec"], scopee="Cluster"))
+        ok, report = CHECKER.validate([broken])
+        self.assertFalse(ok, report)
+        self.assertIn("scopee", report)
 
     def test_example_namespace(self):
         with open(os.path.join(K8S, "example", "namespace.yaml")) as f:
