@@ -22,44 +22,6 @@ constexpr char kLastApplied[] = "kubectl.kubernetes.io/last-applied-configuratio
 // An Event's note is at most 1 kB (events.k8s.io/v1).
 constexpr size_t kMaxNote = 1000;
 
-// `node` as JSON. The objects come from JSON, so a plain (unquoted) scalar is a number, true,
-// false or null, and a quoted one (tag "!") a string.
-void AppendJson(const YAML::Node& node, std::string* out) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      out->push_back('{');
-      bool first = true;
-      for (const auto& entry : node) {
-        if (!first) out->push_back(',');
-        first = false;
-        AppendJsonString(out, entry.first.Scalar());
-        out->push_back(':');
-        AppendJson(entry.second, out);
-      }
-      out->push_back('}');
-      return;
-    }
-    case YAML::NodeType::Sequence: {
-      out->push_back('[');
-      for (size_t i = 0; i < node.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        AppendJson(node[i], out);
-      }
-      out->push_back(']');
-      return;
-    }
-    case YAML::NodeType::Scalar:
-      if (node.Tag() == "!") {
-        AppendJsonString(out, node.Scalar());
-      } else {
-        out->append(node.Scalar());
-      }
-      return;
-    default:
-      out->append("null");
-  }
-}
-
 std::string Message(const http::ServerResponse& response) {
   try {
     const YAML::Node status = YAML::Load(response.body);
@@ -119,7 +81,7 @@ std::optional<PolicyMirror::Object> ParseObject(const std::string& kind,
   if (namespaced) absl::StrAppend(&doc, R"(,"namespace":)", JsonQuote(out.namespace_));
   if (const YAML::Node labels = NodeAt(metadata, "labels"); labels.IsMap()) {
     doc += R"(,"labels":)";
-    AppendJson(labels, &doc);
+    AppendNodeJson(labels, &doc);
   }
   doc += R"(,"annotations":{)";
   if (const YAML::Node annotations = NodeAt(metadata, "annotations"); annotations.IsMap()) {
@@ -131,7 +93,7 @@ std::optional<PolicyMirror::Object> ParseObject(const std::string& kind,
       }
       AppendJsonString(&doc, name);
       doc.push_back(':');
-      AppendJson(entry.second, &doc);
+      AppendNodeJson(entry.second, &doc);
       doc.push_back(',');
     }
   }
@@ -140,7 +102,7 @@ std::optional<PolicyMirror::Object> ParseObject(const std::string& kind,
                   JsonQuote(ScalarAt(metadata, "generation")), "}}");
   if (const YAML::Node spec = NodeAt(object, "spec"); spec.IsDefined()) {
     doc += R"(,"spec":)";
-    AppendJson(spec, &doc);
+    AppendNodeJson(spec, &doc);
   }
   doc += "}";
   return out;
