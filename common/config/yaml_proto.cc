@@ -492,6 +492,12 @@ absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view y
           doc.kind_line = kind.Mark().line + current_first_line;
           doc.kind_column = kind.Mark().column + 1;
         }
+        if (node.IsMap() && node["apiVersion"] && node["apiVersion"].IsScalar()) {
+          const YAML::Node api_version = node["apiVersion"];
+          doc.api_version = api_version.Scalar();
+          doc.api_version_line = api_version.Mark().line + current_first_line;
+          doc.api_version_column = api_version.Mark().column + 1;
+        }
       } catch (const YAML::Exception& e) {
         std::string where(source_name);
         absl::StrAppend(&where, where.empty() ? "" : ":", e.mark.line + current_first_line, ":",

@@ -55,12 +55,15 @@ absl::Status ErrorAt(const YamlParseOptions& options, int line, int column, absl
 // line of the file (pass `first_line - 1` as YamlParseOptions::line_offset). Documents holding
 // nothing but comments are dropped.
 struct YamlDocument {
-  int index = 0;        // 0-based position among the non-empty documents
-  int first_line = 1;   // 1-based line in the stream where the document's text starts
-  std::string yaml;     // the document's text
-  std::string kind;     // top-level `kind` if present (policies), else empty
-  int kind_line = 0;    // where the `kind` value is: 1-based line in the stream, 0 if no kind
-  int kind_column = 0;  // and 1-based column
+  int index = 0;             // 0-based position among the non-empty documents
+  int first_line = 1;        // 1-based line in the stream where the document's text starts
+  std::string yaml;          // the document's text
+  std::string kind;          // top-level `kind` if present (policies), else empty
+  int kind_line = 0;         // where the `kind` value is: 1-based line in the stream, 0 if no kind
+  int kind_column = 0;       // and 1-based column
+  std::string api_version;   // top-level `apiVersion` if present, else empty
+  int api_version_line = 0;  // where its value is, as for `kind`
+  int api_version_column = 0;
 };
 absl::StatusOr<std::vector<YamlDocument>> SplitYamlDocuments(absl::string_view yaml,
                                                              absl::string_view source_name = "");

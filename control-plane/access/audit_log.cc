@@ -31,8 +31,8 @@ Object ObjectOf(absl::string_view path) {
   Object object;
   std::vector<std::string> segments = absl::StrSplit(path, '/', absl::SkipEmpty());
   size_t i = 0;
-  if (segments.size() >= 3 && segments[0] == "apis" && segments[1] == "meshlet.io") {
-    i = 3;  // apis/meshlet.io/v1
+  if (segments.size() >= 3 && segments[0] == "apis") {
+    i = 3;  // apis/{group}/{version}: meshlet.io/v1, gateway.networking.k8s.io/v1
     if (segments.size() > i + 1 && segments[i] == "namespaces") {
       object.namespace_ = segments[i + 1];
       i += 2;

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "control-plane/api/api_server.h"
 
 #include <fcntl.h>
@@ -41,7 +43,6 @@ using policy::KindInfo;
 
 namespace {
 
-constexpr absl::string_view kResourcePrefix = "/apis/meshlet.io/v1";
 constexpr absl::string_view kRegistryPrefix = "/api/v1";
 
 // Whether `path` is `prefix` or a path below it; `rest` (if given) gets what follows the prefix
@@ -53,6 +54,28 @@ bool Under(absl::string_view path, absl::string_view prefix, absl::string_view* 
 }
 
 std::string CodeClass(int status) { return absl::StrCat(status / 100, "xx"); }
+
+// Where the policy kinds are served: "/apis/{group}/{version}" of each kind, once each.
+const std::vector<std::string>& ResourcePrefixes() {
+  static const auto* prefixes = [] {
+    auto* out = new std::vector<std::string>;
+    for (const KindInfo& info : policy::AllKinds()) {
+      if (std::find(out->begin(), out->end(), info.ApiPath()) == out->end()) {
+        out->push_back(info.ApiPath());
+      }
+    }
+    return out;
+  }();
+  return *prefixes;
+}
+
+// The resource prefix `path` is under (see Under), or empty.
+absl::string_view ResourcePrefixOf(absl::string_view path, absl::string_view* rest = nullptr) {
+  for (const std::string& prefix : ResourcePrefixes()) {
+    if (Under(path, prefix, rest)) return prefix;
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -166,7 +189,7 @@ std::optional<access::Role> PolicyApi::RequiredRole(const ServerRequest& request
     return std::nullopt;
   }
   absl::string_view rest;
-  if (Under(path, kResourcePrefix)) return read ? access::Role::kViewer : access::Role::kEditor;
+  if (!ResourcePrefixOf(path).empty()) return read ? access::Role::kViewer : access::Role::kEditor;
   if (Under(path, kRegistryPrefix, &rest)) {
     if (Under(rest, "/tokens") || Under(rest, "/operator-tokens")) return access::Role::kAdmin;
     // Asking a sidecar for its view of its configuration reads, like GET .../config.
@@ -224,14 +247,16 @@ ServerResponse PolicyApi::HandleAuthenticated(const ServerRequest& request,
                                               const access::Principal* caller) {
   const absl::string_view path = request.path();
   absl::string_view rest;
-  if (Under(path, kResourcePrefix, &rest)) return HandleResources(request, rest);
+  if (absl::string_view prefix = ResourcePrefixOf(path, &rest); !prefix.empty()) {
+    return HandleResources(request, prefix, rest);
+  }
   if (Under(path, kRegistryPrefix, &rest)) return HandleRegistry(request, rest, caller);
   return Error(404, "NotFound", absl::StrCat("no such path: ", path));
 }
 
 bool PolicyApi::CallsStore(const ServerRequest& request) {
   absl::string_view rest;
-  return Under(request.path(), kResourcePrefix) ||
+  return !ResourcePrefixOf(request.path()).empty() ||
          (Under(request.path(), kRegistryPrefix, &rest) &&
           (Under(rest, "/tokens") || Under(rest, "/operator-tokens")));
 }

@@ -13,6 +13,8 @@
 //   GET|POST /apis/meshlet.io/v1/namespaces/{ns}/{plural}  list [viewer] / create [editor]
 //   GET|PUT|DELETE /apis/meshlet.io/v1/namespaces/{ns}/{plural}/{name}   [viewer | editor]
 //   GET|PUT|DELETE /apis/meshlet.io/v1/meshconfigs/mesh    (cluster-wide)  [viewer | editor]
+//   the same under /apis/gateway.networking.k8s.io/v1 (httproutes, grpcroutes) and
+//   /apis/gateway.networking.k8s.io/v1beta1 (referencegrants)  [viewer | editor]
 //   GET  /api/v1/workloads                                 the registry [viewer]
 //   GET  /api/v1/proxies, /api/v1/proxies/{id}/config      from the ADS server (503 without
 //                                                          one) [viewer]
@@ -146,14 +148,16 @@ class PolicyApi {
   struct Stats;
   http::ServerResponse HandleAuthenticated(const http::ServerRequest& request,
                                            const access::Principal* caller);
-  http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view rest);
+  // `prefix`: the group and version the path names ("/apis/meshlet.io/v1"); `rest` what follows.
+  http::ServerResponse HandleResources(const http::ServerRequest& request, absl::string_view prefix,
+                                       absl::string_view rest);
   http::ServerResponse HandleRegistry(const http::ServerRequest& request, absl::string_view rest,
                                       const access::Principal* caller);
   http::ServerResponse RequestSidecarConfig(const http::ServerRequest& request,
                                             absl::string_view rest);
   // Counts a store failure; 503 when the store is unavailable (etcd without quorum), else 500.
   http::ServerResponse StoreFailure(const absl::Status& status);
-  http::ServerResponse Get(const ResourceKey& key);
+  http::ServerResponse Get(const policy::KindInfo& info, const ResourceKey& key);
   http::ServerResponse List(const policy::KindInfo& info, absl::string_view namespace_);
   http::ServerResponse Write(const http::ServerRequest& request, const policy::KindInfo& info,
                              absl::string_view namespace_, absl::string_view name, bool create);
@@ -172,7 +176,8 @@ class PolicyApi {
   http::ServerResponse Conflict(const PendingWrite& write, absl::string_view message);
   http::ServerResponse Answer(PendingWrite& write, int status, absl::string_view result,
                               int64_t revision);
-  http::ServerResponse Remove(const http::ServerRequest& request, const ResourceKey& key);
+  http::ServerResponse Remove(const http::ServerRequest& request, const policy::KindInfo& info,
+                              const ResourceKey& key);
   std::string ObjectJson(const StoredResource& stored) const;
   std::string WorkloadsJson() const;
   http::ServerResponse Error(int status, absl::string_view reason, absl::string_view message,

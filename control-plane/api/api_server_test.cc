@@ -94,6 +94,11 @@ TEST_F(PolicyApiTest, EveryPathNeedsTheRoleOfWhatItDoes) {
            {"GET", kRoutes, "viewer"},
            {"HEAD", kRoutes, "viewer"},
            {"GET", "/apis/meshlet.io/v1", "viewer"},
+           {"GET", "/apis/gateway.networking.k8s.io/v1/grpcroutes", "viewer"},
+           {"PUT", "/apis/gateway.networking.k8s.io/v1/namespaces/a/httproutes/r", "editor"},
+           {"DELETE", "/apis/gateway.networking.k8s.io/v1beta1/namespaces/a/referencegrants/g",
+            "editor"},
+           {"GET", "/apis/gateway.networking.k8s.io/v1alpha2/grpcroutes", "viewer"},
            {"POST", kRoutes, "editor"},
            {"PUT", kPolicy, "editor"},
            {"DELETE", kPolicy, "editor"},
@@ -175,6 +180,82 @@ TEST_F(PolicyApiTest, CreateReadUpdateDelete) {
   EXPECT_EQ(Call("DELETE", kPolicy).status, 200);
   EXPECT_EQ(Call("GET", kPolicy).status, 404);
   EXPECT_EQ(Call("DELETE", kPolicy).status, 404);
+}
+
+TEST_F(PolicyApiTest, GatewayApiKindsLiveBesideMeshletsUnderTheirOwnGroup) {
+  constexpr char kGatewayRoute[] =
+      "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews";
+  constexpr char kMeshletRoute[] = "/apis/meshlet.io/v1/namespaces/default/httproutes/reviews";
+  const std::string gateway_route = R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 9080}]
+  rules:
+  - backendRefs: [{name: reviews-v2, port: 9080}]
+status:
+  parents: [{parentRef: {name: x}, controllerName: someone/else}]
+)";
+  http::ServerResponse created = Call("PUT", kGatewayRoute, gateway_route);
+  ASSERT_EQ(created.status, 201) << created.body;
+  // The status a client sends is the server's to set: dropped.
+  EXPECT_EQ(created.body.find("someone/else"), std::string::npos) << created.body;
+  EXPECT_NE(created.body.find(R"("apiVersion":"gateway.networking.k8s.io/v1")"), std::string::npos)
+      << created.body;
+  EXPECT_NE(created.body.find(R"("backendRefs":[{"name":"reviews-v2","port":9080}])"),
+            std::string::npos)
+      << created.body;
+  // meshlet's HTTPRoute of the same name is another object with a key of its own.
+  EXPECT_EQ(Call("GET", kMeshletRoute).status, 404);
+  http::ServerResponse mine =
+      Call("PUT", kMeshletRoute,
+           "apiVersion: meshlet.io/v1\nkind: HTTPRoute\nmetadata: {name: reviews}\n"
+           "spec: {target: reviews, rules: [{backends: [{service: reviews}]}]}\n");
+  ASSERT_EQ(mine.status, 201) << mine.body;
+  EXPECT_EQ(store_->List("GatewayHTTPRoute", "").value().size(), 1u);
+  EXPECT_EQ(store_->List("HTTPRoute", "").value().size(), 1u);
+  // A body of the other HTTPRoute on a path is refused at its kind.
+  http::ServerResponse crossed = Call("PUT", kMeshletRoute, gateway_route);
+  EXPECT_EQ(crossed.status, 400);
+  EXPECT_NE(crossed.body.find("does not match the request's kind"), std::string::npos)
+      << crossed.body;
+
+  http::ServerResponse list = Call("GET", "/apis/gateway.networking.k8s.io/v1/httproutes");
+  ASSERT_EQ(list.status, 200);
+  EXPECT_NE(
+      list.body.find(R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRouteList")"),
+      std::string::npos)
+      << list.body;
+  EXPECT_NE(list.body.find("reviews-v2"), std::string::npos);
+  EXPECT_EQ(list.body.find("\"target\""), std::string::npos) << list.body;
+
+  // A ReferenceGrant is served as v1beta1, and a v1 document is taken.
+  http::ServerResponse grant = Call(
+      "PUT", "/apis/gateway.networking.k8s.io/v1beta1/namespaces/default/referencegrants/allow",
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\nmetadata: {name: allow}\n"
+      "spec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]\n"
+      "  to: [{group: \"\", kind: Service}]\n");
+  ASSERT_EQ(grant.status, 201) << grant.body;
+  EXPECT_NE(grant.body.find(R"("apiVersion":"gateway.networking.k8s.io/v1beta1")"),
+            std::string::npos)
+      << grant.body;
+  // Discovery per group and version.
+  http::ServerResponse kinds = Call("GET", "/apis/gateway.networking.k8s.io/v1");
+  ASSERT_EQ(kinds.status, 200);
+  EXPECT_NE(kinds.body.find(R"("groupVersion":"gateway.networking.k8s.io/v1")"), std::string::npos)
+      << kinds.body;
+  EXPECT_NE(kinds.body.find(R"("name":"grpcroutes")"), std::string::npos);
+  EXPECT_EQ(kinds.body.find("trafficpolicies"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/apis/gateway.networking.k8s.io/v1/trafficpolicies").status, 404);
+  EXPECT_EQ(Call("GET", "/apis/gateway.networking.k8s.io/v1/referencegrants").status, 404);
+  EXPECT_EQ(Call("GET", "/apis/gateway.networking.k8s.io/v1beta1/referencegrants").status, 200);
+
+  http::ServerResponse removed = Call("DELETE", kGatewayRoute);
+  EXPECT_EQ(removed.status, 200) << removed.body;
+  http::ServerResponse gone = Call("GET", kGatewayRoute);
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_NE(gone.body.find(R"(HTTPRoute \"reviews\" not found)"), std::string::npos) << gone.body;
+  EXPECT_EQ(Call("GET", kMeshletRoute).status, 200);
 }
 
 TEST_F(PolicyApiTest, ServicesGetAddressesKeptAcrossWritesAndConflictsAreRefused) {

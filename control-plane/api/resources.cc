@@ -1,9 +1,10 @@
-// The policy resources of PolicyApi (api_server.h): /apis/meshlet.io/v1 and below, the kinds of
-// control-plane/policy listed, read, written and deleted in the store. A write goes through named
-// steps: ReadDocument (parse; the URL's namespace and name; resourceVersion), ValidateDocument
-// (policy::Validate against the stored Services), CheckStoredState (exists, conflicts),
-// SetServerFields (metadata the server owns, a Service's addresses), Commit (store, answer).
-// Threading as for every request that CallsStore(): one thread at a time.
+// The policy resources of PolicyApi (api_server.h): /apis/meshlet.io/v1,
+// /apis/gateway.networking.k8s.io/v1 and v1beta1 and below, the kinds of control-plane/policy
+// listed, read, written and deleted in the store. A write goes through named steps: ReadDocument
+// (parse; the URL's namespace and name; resourceVersion), ValidateDocument (policy::Validate
+// against the stored Services), CheckStoredState (exists, conflicts), SetServerFields (metadata the
+// server owns, a Service's addresses), Commit (store, answer). Threading as for every request that
+// CallsStore(): one thread at a time.
 
 #include <memory>
 #include <optional>
@@ -40,7 +41,8 @@ bool IsDryRun(const ServerRequest& request) {
 
 }  // namespace
 
-ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::string_view rest) {
+ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::string_view prefix,
+                                          absl::string_view rest) {
   std::vector<std::string> segments = absl::StrSplit(rest, '/', absl::SkipEmpty());
   const absl::string_view method = request.method();
   auto method_not_allowed = [&](absl::string_view allowed) {
@@ -53,22 +55,23 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
     if (method != "GET") return method_not_allowed("GET");
     std::vector<std::string> kinds;
     for (const KindInfo& info : policy::AllKinds()) {
+      if (info.ApiPath() != prefix) continue;
       kinds.push_back(absl::StrCat(R"({"kind":)", JsonQuote(info.kind), R"(,"name":)",
                                    JsonQuote(info.plural), R"(,"shortName":)",
                                    JsonQuote(info.short_name), R"(,"namespaced":)",
                                    info.namespaced ? "true" : "false", "}"));
     }
     return ServerResponse::Json(
-        200,
-        absl::StrCat(R"({"kind":"APIResourceList","groupVersion":)", JsonQuote(policy::kApiVersion),
-                     R"(,"resources":[)", absl::StrJoin(kinds, ","), "]}\n"));
+        200, absl::StrCat(R"({"kind":"APIResourceList","groupVersion":)",
+                          JsonQuote(prefix.substr(std::string_view("/apis/").size())),
+                          R"(,"resources":[)", absl::StrJoin(kinds, ","), "]}\n"));
   }
   std::string namespace_;
   bool namespaced_path = false;
   if (segments[0] == "namespaces") {
     if (segments.size() < 3 || segments.size() > 4) {
       return Error(404, "NotFound",
-                   "expected /apis/meshlet.io/v1/namespaces/{namespace}/{kind}[/{name}]");
+                   absl::StrCat("expected ", prefix, "/namespaces/{namespace}/{kind}[/{name}]"));
     }
     namespace_ = segments[1];
     namespaced_path = true;
@@ -79,44 +82,44 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
     }
   }
   if (segments.size() > 2) return Error(404, "NotFound", "too many path segments");
-  const KindInfo* info = policy::FindKind(segments[0]);
-  if (info == nullptr || segments[0] != info->plural) {
-    return Error(404, "NotFound",
-                 absl::StrCat("unknown resource \"", segments[0], "\"; one of: ", [] {
-                   std::vector<std::string> plurals;
-                   for (const KindInfo& k : policy::AllKinds()) {
-                     plurals.emplace_back(k.plural);
-                   }
-                   return absl::StrJoin(plurals, ", ");
-                 }()));
+  const KindInfo* info = nullptr;
+  for (const KindInfo& k : policy::AllKinds()) {
+    if (k.ApiPath() == prefix && k.plural == segments[0]) info = &k;
+  }
+  if (info == nullptr) {
+    return Error(
+        404, "NotFound",
+        absl::StrCat("unknown resource \"", segments[0], "\" in ", prefix, "; one of: ", [prefix] {
+          std::vector<std::string> plurals;
+          for (const KindInfo& k : policy::AllKinds()) {
+            if (k.ApiPath() == prefix) plurals.emplace_back(k.plural);
+          }
+          return absl::StrJoin(plurals, ", ");
+        }()));
   }
   if (info->namespaced != namespaced_path && (segments.size() == 2 || !info->namespaced)) {
     return Error(404, "NotFound",
                  info->namespaced
-                     ? absl::StrCat(info->kind,
-                                    " is namespaced: use /apis/meshlet.io/v1/"
-                                    "namespaces/{namespace}/",
-                                    info->plural, "/{name}")
-                     : absl::StrCat(info->kind, " is cluster-wide: use /apis/meshlet.io/v1/",
-                                    info->plural, "/{name}"));
+                     ? absl::StrCat(info->kind, " is namespaced: use ", prefix,
+                                    "/namespaces/{namespace}/", info->plural, "/{name}")
+                     : absl::StrCat(info->kind, " is cluster-wide: use ", prefix, "/", info->plural,
+                                    "/{name}"));
   }
   if (segments.size() == 1) {
     if (method == "GET") return List(*info, namespace_);
     if (method == "POST" && info->namespaced && !namespaced_path) {
       return Error(404, "NotFound",
-                   absl::StrCat("create ", info->plural,
-                                " under /apis/meshlet.io/v1/namespaces/"
-                                "{namespace}/",
-                                info->plural));
+                   absl::StrCat("create ", info->plural, " under ", prefix,
+                                "/namespaces/{namespace}/", info->plural));
     }
     if (method == "POST") return Write(request, *info, namespace_, "", /*create=*/true);
     return method_not_allowed("GET, POST");
   }
   const std::string& name = segments[1];
-  ResourceKey key{std::string(info->kind), namespace_, name};
-  if (method == "GET") return Get(key);
+  ResourceKey key{std::string(info->store_kind), namespace_, name};
+  if (method == "GET") return Get(*info, key);
   if (method == "PUT") return Write(request, *info, namespace_, name, /*create=*/false);
-  if (method == "DELETE") return Remove(request, key);
+  if (method == "DELETE") return Remove(request, *info, key);
   return method_not_allowed("GET, PUT, DELETE");
 }
 
@@ -128,14 +131,14 @@ std::string PolicyApi::ObjectJson(const StoredResource& stored) const {
   return policy::ToJson(*parsed->message);
 }
 
-ServerResponse PolicyApi::Get(const ResourceKey& key) {
+ServerResponse PolicyApi::Get(const KindInfo& info, const ResourceKey& key) {
   absl::StatusOr<StoredResource> stored = store_.Get(key);
   if (absl::IsNotFound(stored.status())) {
     return Error(404, "NotFound",
-                 absl::StrCat(key.kind, " \"", key.name, "\" not found",
+                 absl::StrCat(info.kind, " \"", key.name, "\" not found",
                               key.namespace_.empty() ? "" : " in namespace \"", key.namespace_,
                               key.namespace_.empty() ? "" : "\""),
-                 {}, key.kind, key.name);
+                 {}, info.kind, key.name);
   }
   if (!stored.ok()) {
     return StoreFailure(stored.status());
@@ -145,12 +148,12 @@ ServerResponse PolicyApi::Get(const ResourceKey& key) {
 
 ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace_) {
   const int64_t revision = store_.Revision();
-  absl::StatusOr<std::vector<StoredResource>> all = store_.List(info.kind, namespace_);
+  absl::StatusOr<std::vector<StoredResource>> all = store_.List(info.store_kind, namespace_);
   if (!all.ok()) {
     return StoreFailure(all.status());
   }
   std::string body =
-      absl::StrCat(R"({"apiVersion":)", JsonQuote(policy::kApiVersion), R"(,"kind":)",
+      absl::StrCat(R"({"apiVersion":)", JsonQuote(info.ApiVersion()), R"(,"kind":)",
                    JsonQuote(absl::StrCat(info.kind, "List")),
                    R"(,"metadata":{"resourceVersion":")", revision, R"("},"items":[)");
   for (size_t i = 0; i < all->size(); ++i) {
@@ -239,8 +242,7 @@ std::optional<ServerResponse> PolicyApi::ReadDocument(const ServerRequest& reque
                                                       PendingWrite& write) {
   const KindInfo& info = write.info;
   if (request.body.empty()) return Invalid(write, 400, "request body is empty", {}, url_name);
-  absl::StatusOr<policy::ParsedResource> parsed =
-      policy::ParseResource(request.body, {}, info.kind);
+  absl::StatusOr<policy::ParsedResource> parsed = policy::ParseResource(request.body, {}, &info);
   if (!parsed.ok()) {
     policy::ErrorLocation where = policy::SplitParseError(parsed.status().message());
     std::string message =
@@ -298,7 +300,8 @@ std::optional<ServerResponse> PolicyApi::ValidateDocument(PendingWrite& write) {
 
 std::optional<ServerResponse> PolicyApi::CheckStoredState(PendingWrite& write) {
   const KindInfo& info = write.info;
-  write.key = ResourceKey{std::string(info.kind), write.meta->namespace_(), write.meta->name()};
+  write.key =
+      ResourceKey{std::string(info.store_kind), write.meta->namespace_(), write.meta->name()};
   absl::StatusOr<StoredResource> existing = store_.Get(write.key);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) {
     return StoreFailure(existing.status());
@@ -368,11 +371,7 @@ std::optional<ServerResponse> PolicyApi::SetServerFields(PendingWrite& write) {
       return Error(500, "InternalError", assigned.message());
     }
   }
-  const auto* d = resource.GetDescriptor();
-  resource.GetReflection()->SetString(&resource, d->FindFieldByName("api_version"),
-                                      std::string(policy::kApiVersion));
-  resource.GetReflection()->SetString(&resource, d->FindFieldByName("kind"),
-                                      std::string(write.info.kind));
+  policy::SetTypeFields(resource);
   write.body = policy::ToJson(resource);
   return std::nullopt;
 }
@@ -422,11 +421,12 @@ ServerResponse PolicyApi::Commit(PendingWrite& write) {
   return Answer(write, exists ? 200 : 201, exists ? "updated" : "created", *revision);
 }
 
-ServerResponse PolicyApi::Remove(const ServerRequest& request, const ResourceKey& key) {
+ServerResponse PolicyApi::Remove(const ServerRequest& request, const KindInfo& info,
+                                 const ResourceKey& key) {
   absl::StatusOr<StoredResource> existing = store_.Get(key);
   if (absl::IsNotFound(existing.status())) {
-    return Error(404, "NotFound", absl::StrCat(key.kind, " \"", key.name, "\" not found"), {},
-                 key.kind, key.name);
+    return Error(404, "NotFound", absl::StrCat(info.kind, " \"", key.name, "\" not found"), {},
+                 info.kind, key.name);
   }
   if (!existing.ok()) {
     return StoreFailure(existing.status());
@@ -444,9 +444,9 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const ResourceKey
     if (expected != existing->revision) {
       if (stats_ != nullptr) stats_->conflicts.Inc();
       return Error(409, "Conflict",
-                   absl::StrCat(key.kind, " \"", key.name, "\": resourceVersion ", expected,
+                   absl::StrCat(info.kind, " \"", key.name, "\": resourceVersion ", expected,
                                 " is stale, current is ", existing->revision),
-                   {}, key.kind, key.name);
+                   {}, info.kind, key.name);
     }
   }
   ServerResponse response = ServerResponse::Json(200, ObjectJson(*existing) + "\n");
@@ -459,8 +459,8 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const ResourceKey
   if (absl::IsFailedPrecondition(deleted.status()) || absl::IsNotFound(deleted.status())) {
     if (stats_ != nullptr) stats_->conflicts.Inc();
     return Error(409, "Conflict",
-                 absl::StrCat(key.kind, " \"", key.name, "\" changed while it was being deleted"),
-                 {}, key.kind, key.name);
+                 absl::StrCat(info.kind, " \"", key.name, "\" changed while it was being deleted"),
+                 {}, info.kind, key.name);
   }
   if (!deleted.ok()) {
     return StoreFailure(deleted.status());

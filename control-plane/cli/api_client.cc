@@ -166,9 +166,9 @@ absl::StatusOr<HttpResponse> ApiClient::SendPlain(absl::string_view method,
 
 std::string ResourcePath(const policy::KindInfo& info, absl::string_view namespace_,
                          absl::string_view name) {
-  std::string path = info.namespaced ? absl::StrCat("/apis/meshlet.io/v1/namespaces/", namespace_,
-                                                    "/", info.plural)
-                                     : absl::StrCat("/apis/meshlet.io/v1/", info.plural);
+  std::string path =
+      info.namespaced ? absl::StrCat(info.ApiPath(), "/namespaces/", namespace_, "/", info.plural)
+                      : absl::StrCat(info.ApiPath(), "/", info.plural);
   if (!name.empty()) absl::StrAppend(&path, "/", name);
   return path;
 }

@@ -106,8 +106,7 @@ class Delete final : public Command {
           "DELETE", absl::StrCat(ResourcePath(*info, ns, name), dry_run_ ? "?dryRun=All" : ""), "",
           &exit_code);
       if (!reply.has_value()) return exit_code;
-      const std::string label =
-          absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
+      const std::string label = absl::StrCat(info->QualifiedName(), "/", name);
       if (reply->http.status == 200) {
         session.io().out << label << " deleted" << (dry_run_ ? " (dry run)" : "") << "\n";
       } else {
@@ -127,11 +126,7 @@ class Delete final : public Command {
 // The resource as YAML without the fields the server sets, for comparisons.
 std::string Comparable(google::protobuf::Message& message) {
   policy::ClearServerSetFields(message);
-  const auto* d = message.GetDescriptor();
-  message.GetReflection()->SetString(&message, d->FindFieldByName("api_version"),
-                                     std::string(policy::kApiVersion));
-  message.GetReflection()->SetString(&message, d->FindFieldByName("kind"),
-                                     std::string(policy::InfoOf(message).kind));
+  policy::SetTypeFields(message);
   absl::StatusOr<std::string> yaml = JsonToYaml(policy::ToJson(message));
   return yaml.ok() ? *yaml : policy::ToJson(message, true);
 }
@@ -154,7 +149,7 @@ class Diff final : public Command {
       std::string current;
       if (reply->http.status == 200) {
         absl::StatusOr<policy::ParsedResource> live =
-            policy::ParseStoredResource(doc.info->kind, reply->http.body);
+            policy::ParseStoredResource(doc.info->store_kind, reply->http.body);
         if (!live.ok()) return session.Fail({kExitUsage, std::string(live.status().message())});
         current = Comparable(*live->message);
       } else if (reply->http.status != 404) {

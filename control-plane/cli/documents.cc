@@ -87,9 +87,7 @@ bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
   return ok;
 }
 
-std::string Document::Label() const {
-  return absl::StrCat(absl::AsciiStrToLower(info->kind), ".meshlet.io/", name);
-}
+std::string Document::Label() const { return absl::StrCat(info->QualifiedName(), "/", name); }
 
 bool LoadDocuments(Session& session, const std::vector<std::string>& paths,
                    const NamespaceOption& namespace_flag, std::vector<Document>& documents) {

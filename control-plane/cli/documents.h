@@ -25,7 +25,7 @@ struct Document {
   std::string namespace_;
   std::string name;
 
-  // "service.meshlet.io/reviews"
+  // "service.meshlet.io/reviews", "httproute.gateway.networking.k8s.io/reviews"
   std::string Label() const;
 };
 

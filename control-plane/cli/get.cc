@@ -42,7 +42,7 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
   std::vector<std::string> header;
   if (with_namespace) header.push_back("NAMESPACE");
   header.push_back("NAME");
-  const std::string kind(info.kind);
+  const std::string kind(info.store_kind);  // tells the two HTTPRoutes apart
   if (kind == "Service") {
     header.insert(header.end(), {"PORTS", "ADDRESSES", "SELECTOR"});
   } else if (kind == "TrafficPolicy") {
@@ -53,6 +53,10 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
     header.insert(header.end(), {"TARGET", "ACTION", "RULES"});
   } else if (kind == "MeshConfig") {
     header.insert(header.end(), {"MTLS", "TRUST DOMAIN", "SCOPED"});
+  } else if (kind == "GatewayHTTPRoute" || kind == "GatewayGRPCRoute") {
+    header.insert(header.end(), {"PARENTS", "HOSTNAMES", "RULES"});
+  } else if (kind == "GatewayReferenceGrant") {
+    header.insert(header.end(), {"FROM", "TO"});
   }
   header.insert(header.end(), {"VERSION", "AGE"});
   rows.push_back(header);
@@ -113,6 +117,29 @@ std::string ResourceTable(const policy::KindInfo& info, const std::vector<YAML::
       row.push_back(spec["mtls"] ? Scalar(spec["mtls"]) : "PERMISSIVE");
       row.push_back(spec["trustDomain"] ? Scalar(spec["trustDomain"]) : "cluster.local");
       row.push_back(spec["scopeToDependencies"] ? Scalar(spec["scopeToDependencies"]) : "false");
+    } else if (kind == "GatewayHTTPRoute" || kind == "GatewayGRPCRoute") {
+      std::vector<std::string> parents, hostnames;
+      for (const auto& p : spec["parentRefs"]) {
+        std::string text =
+            absl::StrCat(p["kind"] ? Scalar(p["kind"]) : "Gateway", "/",
+                         p["namespace"] ? Scalar(p["namespace"]) + "/" : "", Scalar(p["name"]));
+        if (p["port"]) absl::StrAppend(&text, ":", Scalar(p["port"]));
+        parents.push_back(text);
+      }
+      for (const auto& h : spec["hostnames"]) hostnames.push_back(Scalar(h));
+      row.push_back(parents.empty() ? "<none>" : absl::StrJoin(parents, ","));
+      row.push_back(hostnames.empty() ? "*" : absl::StrJoin(hostnames, ","));
+      row.push_back(absl::StrCat(spec["rules"] ? spec["rules"].size() : 0));
+    } else if (kind == "GatewayReferenceGrant") {
+      std::vector<std::string> from, to;
+      for (const auto& f : spec["from"]) {
+        from.push_back(absl::StrCat(Scalar(f["kind"]), "/", Scalar(f["namespace"])));
+      }
+      for (const auto& t : spec["to"]) {
+        to.push_back(absl::StrCat(Scalar(t["kind"]), t["name"] ? "/" + Scalar(t["name"]) : ""));
+      }
+      row.push_back(from.empty() ? "<none>" : absl::StrJoin(from, ","));
+      row.push_back(to.empty() ? "<none>" : absl::StrJoin(to, ","));
     }
     row.push_back(Scalar(meta["resourceVersion"]));
     row.push_back(Age(Scalar(meta["creationTimestamp"]), now));
@@ -144,7 +171,7 @@ class Get final : public Command {
     if (!name.empty()) {
       path = ResourcePath(*info, ns, name);
     } else if (all_namespaces_ || !info->namespaced) {
-      path = absl::StrCat("/apis/meshlet.io/v1/", info->plural);
+      path = absl::StrCat(info->ApiPath(), "/", info->plural);
     } else {
       path = ResourcePath(*info, ns, "");
     }
@@ -317,7 +344,14 @@ class Describe final : public Command {
 CommandSpec GetCommand() {
   std::vector<std::string> kinds;
   for (const policy::KindInfo& k : policy::AllKinds()) {
-    kinds.push_back(absl::StrCat(k.kind, " (", k.plural, ", ", k.short_name, ")"));
+    if (k.group == policy::kApiGroup) {
+      kinds.push_back(absl::StrCat(k.kind, " (", k.plural, ", ", k.short_name, ")"));
+    } else {
+      kinds.push_back(absl::StrCat(
+          k.kind, " of ", k.group, " (",
+          policy::FindKind(k.plural) == &k ? absl::StrCat(k.plural, ", ") : "", k.plural, ".",
+          k.group, k.short_name.empty() ? "" : ", ", k.short_name, ")"));
+    }
   }
   return {.name = "get",
           .args = "KIND [NAME]",

@@ -16,7 +16,7 @@ namespace meshlet::controlplane::policy {
 
 absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
                                              const config::YamlParseOptions& options,
-                                             absl::string_view expected_kind) {
+                                             const KindInfo* expected_kind) {
   ASSIGN_OR_RETURN(std::vector<config::YamlDocument> documents,
                    config::SplitYamlDocuments(text, options.source_name));
   if (documents.size() != 1) {
@@ -25,23 +25,39 @@ absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
         documents.empty() ? "" : " (send one resource per request; meshctl splits files)"));
   }
   const config::YamlDocument& document = documents.front();
-  std::string kind_name = document.kind.empty() ? std::string(expected_kind) : document.kind;
-  if (kind_name.empty()) {
+  if (document.kind.empty() && expected_kind == nullptr) {
     return config::ErrorAt(options, document.first_line, 1, "kind",
                            absl::StrCat("required; one of ", KnownKindNames()));
   }
-  // Errors about the kind point at its value (a kind from `expected_kind` alone has none).
-  const KindInfo* info = FindKind(kind_name);
-  if (info == nullptr || info->kind != kind_name) {
+  const KindInfo* info = expected_kind;
+  if (!document.kind.empty()) {
     // Documents must spell the kind exactly; aliases are for the command line and URLs only.
-    return config::ErrorAt(
-        options, document.kind_line, document.kind_column, "kind",
-        absl::StrCat("unknown kind \"", kind_name, "\"; one of ", KnownKindNames()));
-  }
-  if (!expected_kind.empty() && FindKind(expected_kind) != info) {
-    return config::ErrorAt(options, document.kind_line, document.kind_column, "kind",
-                           absl::StrCat("\"", kind_name, "\" does not match the request's kind \"",
-                                        expected_kind, "\""));
+    absl::StatusOr<const KindInfo*> found = FindDocumentKind(
+        document.api_version.empty() && expected_kind != nullptr ? expected_kind->ApiVersion()
+                                                                 : document.api_version,
+        document.kind);
+    if (!found.ok()) {
+      const bool unknown_kind = !FindDocumentKind("", document.kind).ok();
+      if (unknown_kind || document.api_version_line == 0) {
+        return config::ErrorAt(options, document.kind_line, document.kind_column, "kind",
+                               found.status().message());
+      }
+      return config::ErrorAt(options, document.api_version_line, document.api_version_column,
+                             "apiVersion", found.status().message());
+    }
+    info = *found;
+    if (expected_kind != nullptr && info != expected_kind) {
+      return config::ErrorAt(
+          options, document.kind_line, document.kind_column, "kind",
+          absl::StrCat("\"", document.kind, "\" (", info->ApiVersion(),
+                       ") does not match the request's kind \"", expected_kind->kind, "\" (",
+                       expected_kind->ApiVersion(), ")"));
+    }
+  } else if (!document.api_version.empty() && !info->AcceptsApiVersion(document.api_version)) {
+    return config::ErrorAt(options, document.api_version_line, document.api_version_column,
+                           "apiVersion",
+                           absl::StrCat("\"", document.api_version, "\" is not an apiVersion of ",
+                                        info->kind, "; use ", info->AcceptedApiVersions()));
   }
   ParsedResource parsed;
   parsed.info = info;
@@ -53,7 +69,7 @@ absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
 }
 
 absl::StatusOr<ParsedResource> ParseStoredResource(absl::string_view kind, absl::string_view json) {
-  const KindInfo* info = FindKind(kind);
+  const KindInfo* info = FindStoredKind(kind);
   if (info == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown kind ", kind));
   ParsedResource parsed;
   parsed.info = info;

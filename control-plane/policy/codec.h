@@ -20,15 +20,17 @@ struct ParsedResource {
   std::unique_ptr<google::protobuf::Message> message;
 };
 
-// Parses one document. The kind comes from the document's `kind` field; `expected_kind`, if not
-// empty, must match it (and is used when the document names none). Errors are InvalidArgument,
-// "<source>:<line>:<col>: <field path>: <reason>"; an unknown or mismatched kind points at the
-// `kind` value, a missing one at the document's first line.
+// Parses one document. The kind comes from the document's `apiVersion` and `kind`
+// (FindDocumentKind); `expected_kind`, if not null, must be that kind (and is used when the
+// document names none). Errors are InvalidArgument, "<source>:<line>:<col>: <field path>:
+// <reason>"; an unknown or mismatched kind points at the `kind` value, an apiVersion the kind
+// does not take at the `apiVersion` value, a missing kind at the document's first line.
 absl::StatusOr<ParsedResource> ParseResource(absl::string_view text,
                                              const config::YamlParseOptions& options = {},
-                                             absl::string_view expected_kind = "");
+                                             const KindInfo* expected_kind = nullptr);
 
-// Parses a resource as stored (JSON written by ToJson).
+// Parses a resource as stored (JSON written by ToJson) under the store kind `kind`
+// (KindInfo::store_kind, the ResourceKey's kind).
 absl::StatusOr<ParsedResource> ParseStoredResource(absl::string_view kind, absl::string_view json);
 
 // Deterministic JSON (JSON field names, fields at their defaults left out, map keys sorted).

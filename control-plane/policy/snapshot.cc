@@ -1,9 +1,13 @@
 #include "control-plane/policy/snapshot.h"
 
+#include <google/protobuf/descriptor.h>
 #include "common/base/logging.h"
+
 #include "control-plane/policy/codec.h"
 
 namespace meshlet::controlplane::policy {
+
+namespace pb = ::meshlet::policy;
 
 const meshlet::policy::Service* PolicySnapshot::FindService(absl::string_view namespace_,
                                                             absl::string_view name) const {
@@ -44,19 +48,27 @@ absl::StatusOr<PolicySnapshot> LoadPolicySnapshot(const Store& store) {
   }
   // List is ordered by key (kind, namespace, name), so each list comes out sorted.
   for (const StoredResource& stored : *all) {
-    const std::string& kind = stored.key.kind;
-    if (kind == "Service") {
+    const KindInfo* info = FindStoredKind(stored.key.kind);
+    if (info == nullptr) continue;  // not a policy kind (tokens, address allocations)
+    const google::protobuf::Descriptor* d = info->descriptor;
+    if (d == pb::Service::descriptor()) {
       Append(stored, snapshot.services);
-    } else if (kind == "TrafficPolicy") {
+    } else if (d == pb::TrafficPolicy::descriptor()) {
       Append(stored, snapshot.traffic_policies);
-    } else if (kind == "HTTPRoute") {
+    } else if (d == pb::HTTPRoute::descriptor()) {
       Append(stored, snapshot.http_routes);
-    } else if (kind == "AuthorizationPolicy") {
+    } else if (d == pb::AuthorizationPolicy::descriptor()) {
       Append(stored, snapshot.authorization_policies);
-    } else if (kind == "MeshConfig") {
-      std::vector<meshlet::policy::MeshConfig> one;
+    } else if (d == pb::MeshConfig::descriptor()) {
+      std::vector<pb::MeshConfig> one;
       Append(stored, one);
       if (!one.empty() && stored.key.name == kMeshConfigName) snapshot.mesh_config = one.front();
+    } else if (d == meshlet::gateway::HTTPRoute::descriptor()) {
+      Append(stored, snapshot.gateway_http_routes);
+    } else if (d == meshlet::gateway::GRPCRoute::descriptor()) {
+      Append(stored, snapshot.grpc_routes);
+    } else if (d == meshlet::gateway::ReferenceGrant::descriptor()) {
+      Append(stored, snapshot.reference_grants);
     }
   }
   return snapshot;

@@ -13,6 +13,7 @@
 #include "common/config/field_path.h"
 #include "common/net/ip_prefix.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/policy/validate_gateway.h"
 
 namespace meshlet::controlplane::policy {
 namespace {
@@ -110,8 +111,9 @@ class Checker {
     const auto* descriptor = resource.GetDescriptor();
     const std::string api_version =
         r->GetString(resource, descriptor->FindFieldByName("api_version"));
-    if (!api_version.empty() && api_version != kApiVersion) {
-      Error("apiVersion", absl::StrCat(Quote(api_version), " is not supported; use ", kApiVersion));
+    if (!api_version.empty() && !info.AcceptsApiVersion(api_version)) {
+      Error("apiVersion", absl::StrCat(Quote(api_version), " is not an apiVersion of ", info.kind,
+                                       "; use ", info.AcceptedApiVersions()));
     }
     const std::string kind = r->GetString(resource, descriptor->FindFieldByName("kind"));
     if (!kind.empty() && kind != info.kind) {
@@ -764,16 +766,26 @@ ValidationResult Validate(const google::protobuf::Message& resource, const Polic
   Checker checker(result, existing, limits);
   const KindInfo& info = InfoOf(resource);
   checker.Metadata(resource, info);
-  if (info.kind == "Service") {
+  const google::protobuf::Descriptor* d = info.descriptor;
+  if (d == pb::Service::descriptor()) {
     checker.Service(static_cast<const pb::Service&>(resource));
-  } else if (info.kind == "TrafficPolicy") {
+  } else if (d == pb::TrafficPolicy::descriptor()) {
     checker.TrafficPolicy(static_cast<const pb::TrafficPolicy&>(resource));
-  } else if (info.kind == "HTTPRoute") {
+  } else if (d == pb::HTTPRoute::descriptor()) {
     checker.HttpRoute(static_cast<const pb::HTTPRoute&>(resource));
-  } else if (info.kind == "AuthorizationPolicy") {
+  } else if (d == pb::AuthorizationPolicy::descriptor()) {
     checker.AuthorizationPolicy(static_cast<const pb::AuthorizationPolicy&>(resource));
-  } else if (info.kind == "MeshConfig") {
+  } else if (d == pb::MeshConfig::descriptor()) {
     checker.MeshConfig(static_cast<const pb::MeshConfig&>(resource));
+  } else if (d == meshlet::gateway::HTTPRoute::descriptor()) {
+    gateway_validation::HttpRoute(static_cast<const meshlet::gateway::HTTPRoute&>(resource),
+                                  result);
+  } else if (d == meshlet::gateway::GRPCRoute::descriptor()) {
+    gateway_validation::GrpcRoute(static_cast<const meshlet::gateway::GRPCRoute&>(resource),
+                                  result);
+  } else if (d == meshlet::gateway::ReferenceGrant::descriptor()) {
+    gateway_validation::ReferenceGrant(
+        static_cast<const meshlet::gateway::ReferenceGrant&>(resource), result);
   }
   return result;
 }

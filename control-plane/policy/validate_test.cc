@@ -336,7 +336,7 @@ TEST(CodecTest, ParseErrorsCarryPositionAndPath) {
             std::string::npos);
   EXPECT_NE(ParseResource("metadata: {name: a}\n").status().message().find("kind: required"),
             std::string::npos);
-  EXPECT_FALSE(ParseResource("kind: Service\n", {}, "HTTPRoute").ok());
+  EXPECT_FALSE(ParseResource("kind: Service\n", {}, FindKind("HTTPRoute")).ok());
 }
 
 TEST(CodecTest, KindErrorsPointAtTheKindValue) {
@@ -358,7 +358,7 @@ TEST(CodecTest, KindErrorsPointAtTheKindValue) {
 
   // The API names the kind in the URL; a body of another kind is refused at its kind.
   absl::Status mismatch =
-      ParseResource("metadata: {name: a}\nkind: Service\n", {}, "HTTPRoute").status();
+      ParseResource("metadata: {name: a}\nkind: Service\n", {}, FindKind("HTTPRoute")).status();
   where = SplitParseError(mismatch.message());
   EXPECT_EQ(where.position, "2:7") << mismatch;
   EXPECT_EQ(where.path, "kind");

@@ -238,7 +238,7 @@ absl::Status XdsService::Start() {
       [this, &loop, alive = std::weak_ptr<bool>(alive_)](const WatchEvent& event) {
         // The store also keeps records that are not policy (join tokens); those change no
         // sidecar's configuration, so they must not cost a translation round for every node.
-        if (policy::FindKind(event.resource.key.kind) == nullptr) return;
+        if (policy::FindStoredKind(event.resource.key.kind) == nullptr) return;
         // The store's thread (etcd) or the writer's (the file store): reload from the loop.
         loop.Post([this, alive] {
           if (!alive.expired()) ReloadPolicy();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/base/clock.h"
+#include "re2/re2.h"
 #include "sidecar/resilience/fault.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
 #include "sidecar/resilience/retry_state.h"
@@ -48,33 +49,66 @@ struct HeaderMutations {
   }
 };
 
-// Matches one request header. With several values of the name, exact/prefix match when any value
-// does. `invert` negates the final result (so an inverted exact match also matches an absent
+// A compiled RE2 pattern, shared (RouteConfig stays copyable). Compiled once, when sidecar/config
+// builds the configuration; RE2 matches in linear time and is safe to use from any thread.
+using Regex = std::shared_ptr<const re2::RE2>;
+
+// Matches one request header. With several values of the name, exact/prefix/regex match when any
+// value does. `invert` negates the final result (so an inverted exact match also matches an absent
 // header).
 struct HeaderMatcher {
   enum class Kind {
     kExact,    // a value equals `value` (case-sensitive)
     kPrefix,   // a value starts with `value` (case-sensitive)
     kPresent,  // the header is present (present = true) or absent (present = false)
+    kRegex,    // a value matches `regex` as a whole
   };
   std::string name;  // lowercase; may be a pseudo-header such as ":scheme"
   Kind kind = Kind::kPresent;
   std::string value;    // kExact, kPrefix
   bool present = true;  // kPresent
+  Regex regex;          // kRegex
   bool invert = false;
+};
+
+// Matches one query parameter of the request's :path. Names compare exactly (case-sensitive),
+// values after percent-decoding; with the name repeated, its first value is the one compared.
+struct QueryParameterMatcher {
+  enum class Kind {
+    kExact,    // the value equals `value`
+    kRegex,    // the value matches `regex` as a whole
+    kPresent,  // the parameter is present (with or without a value)
+  };
+  std::string name;
+  Kind kind = Kind::kPresent;
+  std::string value;  // kExact
+  Regex regex;        // kRegex
 };
 
 struct RouteMatch {
   enum class PathKind {
     kPrefix,  // the request path starts with `path`
     kExact,   // the request path equals `path`
+    kRegex,   // the request path matches `regex` as a whole
+    // The request path is `path` or starts with `path` + '/' (Gateway API PathPrefix). `path` is
+    // stored without a trailing '/'; empty (the value "/"): every path.
+    kSegmentPrefix,
   };
   // Paths compare against the request's :path without its query string.
   PathKind path_kind = PathKind::kPrefix;
-  std::string path = "/";
-  bool case_insensitive = false;       // ASCII case folding for the path comparison only
+  std::string path = "/";         // kPrefix, kExact, kSegmentPrefix
+  Regex regex;                    // kRegex (compiled case-insensitive when case_insensitive is set)
+  bool case_insensitive = false;  // ASCII case folding for the path comparison only
   std::vector<HeaderMatcher> headers;  // all must match
   std::vector<std::string> methods;    // any of (case-sensitive); empty: every method
+  std::vector<QueryParameterMatcher> query_parameters;  // all must match
+};
+
+// A copy of each request (a share of them) also goes to `cluster`; its answer is discarded
+// (sidecar/router/mirror.h).
+struct RequestMirrorPolicy {
+  std::string cluster;
+  double fraction = 1.0;  // share of requests mirrored, in [0, 1]
 };
 
 struct WeightedCluster {
@@ -93,8 +127,13 @@ struct RouteAction {
   Duration timeout = std::chrono::seconds(15);
   // The route's own policy, else its virtual host's, else the defaults (resolved when compiled).
   resilience::RetryPolicyConfig retry_policy;
-  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches).
+  // Replaces the matched prefix of the path (prefix matches), or the whole path (exact matches);
+  // after a kSegmentPrefix match, segment-wise (RewritePath in route_table.h).
   std::string prefix_rewrite;
+  // Replaces the whole path, keeping the query; excludes prefix_rewrite.
+  std::string path_rewrite;
+  // Copies of the request to other clusters, each decided per request by its fraction.
+  std::vector<RequestMirrorPolicy> mirrors;
   // Replaces :authority (and Host) on the upstream request; empty: unchanged.
   std::string host_rewrite;
 };
@@ -103,8 +142,13 @@ struct RouteAction {
 struct RedirectAction {
   std::string scheme;  // empty: the request's scheme
   std::string host;    // empty: the request's host
-  uint32_t port = 0;   // 0: the request's port (if any)
-  std::string path;    // empty: the request's path; without '?' the request's query is kept
+  // 0: the scheme's default port when `scheme` is set, else the request's port (if it named one).
+  // A port equal to the scheme's default is left out of the Location.
+  uint32_t port = 0;
+  std::string path;  // empty: the request's path; without '?' the request's query is kept
+  // Replaces the matched prefix of the request's path as RouteAction::prefix_rewrite does;
+  // excludes `path`.
+  std::string prefix_rewrite;
   uint32_t response_code = 301;
 };
 

@@ -1,8 +1,10 @@
 #include "sidecar/route/route_table.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -43,12 +45,27 @@ absl::string_view PathOnly(absl::string_view path) {
   return end == absl::string_view::npos ? path : path.substr(0, end);
 }
 
+bool FullMatch(absl::string_view text, const re2::RE2& regex) {
+  return re2::RE2::FullMatch(re2::StringPiece(text.data(), text.size()), regex);
+}
+
 bool PathMatches(const RouteMatch& match, absl::string_view path) {
-  if (match.path_kind == RouteMatch::PathKind::kExact) {
-    return match.case_insensitive ? absl::EqualsIgnoreCase(path, match.path) : path == match.path;
+  switch (match.path_kind) {
+    case RouteMatch::PathKind::kExact:
+      return match.case_insensitive ? absl::EqualsIgnoreCase(path, match.path) : path == match.path;
+    case RouteMatch::PathKind::kPrefix:
+      return match.case_insensitive ? absl::StartsWithIgnoreCase(path, match.path)
+                                    : absl::StartsWith(path, match.path);
+    case RouteMatch::PathKind::kSegmentPrefix: {
+      const bool starts = match.case_insensitive ? absl::StartsWithIgnoreCase(path, match.path)
+                                                 : absl::StartsWith(path, match.path);
+      // The prefix ends at a segment boundary: the path's end or a '/'.
+      return starts && (path.size() == match.path.size() || path[match.path.size()] == '/');
+    }
+    case RouteMatch::PathKind::kRegex:
+      return match.regex != nullptr && FullMatch(path, *match.regex);
   }
-  return match.case_insensitive ? absl::StartsWithIgnoreCase(path, match.path)
-                                : absl::StartsWith(path, match.path);
+  return false;
 }
 
 bool HeaderMatches(const HeaderMatcher& matcher, const http::HeaderMap& request) {
@@ -57,15 +74,137 @@ bool HeaderMatches(const HeaderMatcher& matcher, const http::HeaderMap& request)
   for (http::HeaderView header : request) {
     if (header.name != matcher.name) continue;
     found = true;
-    if (matcher.kind == HeaderMatcher::Kind::kExact) {
-      value_matched = value_matched || header.value == matcher.value;
-    } else if (matcher.kind == HeaderMatcher::Kind::kPrefix) {
-      value_matched = value_matched || absl::StartsWith(header.value, matcher.value);
+    if (value_matched) continue;
+    switch (matcher.kind) {
+      case HeaderMatcher::Kind::kExact:
+        value_matched = header.value == matcher.value;
+        break;
+      case HeaderMatcher::Kind::kPrefix:
+        value_matched = absl::StartsWith(header.value, matcher.value);
+        break;
+      case HeaderMatcher::Kind::kRegex:
+        value_matched = matcher.regex != nullptr && FullMatch(header.value, *matcher.regex);
+        break;
+      case HeaderMatcher::Kind::kPresent:
+        break;
     }
   }
   bool result =
       matcher.kind == HeaderMatcher::Kind::kPresent ? found == matcher.present : value_matched;
   return result != matcher.invert;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// `text` with its %XX escapes decoded (a '%' not followed by two hex digits stays as it is).
+// Points into `text` when it has no '%'; otherwise into `storage`.
+absl::string_view PercentDecode(absl::string_view text, std::string& storage) {
+  if (text.find('%') == absl::string_view::npos) return text;
+  storage.clear();
+  storage.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
+        HexValue(text[i + 2]) >= 0) {
+      storage.push_back(static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2])));
+      i += 2;
+    } else {
+      storage.push_back(text[i]);
+    }
+  }
+  return storage;
+}
+
+// The query string of a request, split into its parameters once (on the first route that asks)
+// and kept raw: names and values are decoded as they are compared.
+class QueryParameters {
+ public:
+  explicit QueryParameters(absl::string_view path) {
+    size_t start = path.find('?');
+    if (start == absl::string_view::npos) return;
+    absl::string_view query = path.substr(start + 1);
+    query = query.substr(0, query.find('#'));
+    while (!query.empty()) {
+      size_t end = query.find('&');
+      absl::string_view item = query.substr(0, end);
+      query = end == absl::string_view::npos ? absl::string_view() : query.substr(end + 1);
+      if (item.empty()) continue;
+      size_t eq = item.find('=');
+      if (eq == absl::string_view::npos) {
+        items_.push_back({item, absl::string_view()});
+      } else {
+        items_.push_back({item.substr(0, eq), item.substr(eq + 1)});
+      }
+    }
+  }
+
+  // The first value of `name` (decoded into `storage` if it needs decoding), or nullopt.
+  std::optional<absl::string_view> First(absl::string_view name, std::string& storage) const {
+    for (const auto& [raw_name, raw_value] : items_) {
+      if (PercentDecode(raw_name, storage) == name) return PercentDecode(raw_value, storage);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  absl::InlinedVector<std::pair<absl::string_view, absl::string_view>, 8> items_;
+};
+
+bool QueryMatches(const std::vector<QueryParameterMatcher>& matchers,
+                  const QueryParameters& query) {
+  std::string storage;
+  for (const QueryParameterMatcher& matcher : matchers) {
+    std::optional<absl::string_view> value = query.First(matcher.name, storage);
+    if (!value.has_value()) return false;
+    switch (matcher.kind) {
+      case QueryParameterMatcher::Kind::kPresent:
+        break;
+      case QueryParameterMatcher::Kind::kExact:
+        if (*value != matcher.value) return false;
+        break;
+      case QueryParameterMatcher::Kind::kRegex:
+        if (matcher.regex == nullptr || !FullMatch(*value, *matcher.regex)) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+// The path (no query) for `bare` under `match` with the matched part replaced by `replacement`:
+// the matched prefix for prefix matches (segment-wise for kSegmentPrefix, as Gateway API's
+// ReplacePrefixMatch), the whole path otherwise.
+std::string ReplaceMatchedPrefix(const RouteMatch& match, absl::string_view bare,
+                                 absl::string_view replacement) {
+  switch (match.path_kind) {
+    case RouteMatch::PathKind::kPrefix: {
+      absl::string_view rest;
+      if (bare.size() >= match.path.size()) rest = bare.substr(match.path.size());
+      return absl::StrCat(replacement, rest);
+    }
+    case RouteMatch::PathKind::kSegmentPrefix: {
+      // The rest is empty or starts with '/'; the replacement's trailing '/' goes, so that no
+      // "//" appears, and an empty result is the root.
+      absl::string_view rest;
+      if (bare.size() >= match.path.size()) rest = bare.substr(match.path.size());
+      while (!replacement.empty() && replacement.back() == '/') replacement.remove_suffix(1);
+      if (replacement.empty() && rest.empty()) return "/";
+      return absl::StrCat(replacement, rest);
+    }
+    case RouteMatch::PathKind::kExact:
+    case RouteMatch::PathKind::kRegex:
+      break;
+  }
+  return std::string(replacement);
+}
+
+// The query string of `path` with its '?' (empty when there is none).
+absl::string_view QueryOf(absl::string_view path) {
+  size_t start = path.find('?');
+  return start == absl::string_view::npos ? absl::string_view() : path.substr(start);
 }
 
 // True when it added or set any header.
@@ -200,6 +339,8 @@ const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,
   // as "*" (RFC 9110 9.3.7, RFC 9112 3.2.4).
   if (path.size() == 1 && path[0] == '*') path = "/";
   const absl::string_view method = request.Get(":method").value_or(absl::string_view());
+  // Parsed on the first route with query parameter matchers, then shared by the later ones.
+  std::optional<QueryParameters> query;
   for (const RouteEntry& route : virtual_host.routes) {
     const RouteMatch& match = route.match;
     if (!PathMatches(match, path)) continue;
@@ -214,7 +355,12 @@ const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,
         break;
       }
     }
-    if (headers_match) return &route;
+    if (!headers_match) continue;
+    if (!match.query_parameters.empty()) {
+      if (!query.has_value()) query.emplace(request.Get(":path").value_or(absl::string_view()));
+      if (!QueryMatches(match.query_parameters, *query)) continue;
+    }
+    return &route;
   }
   return nullptr;
 }
@@ -285,51 +431,46 @@ void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& head
              headers);
 }
 
-std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request) {
+std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request,
+                             const RouteMatch* match) {
   const absl::string_view request_scheme = request.Get(":scheme").value_or("http");
   const absl::string_view scheme = redirect.scheme.empty() ? request_scheme : redirect.scheme;
+  const absl::string_view request_host = RequestHost(request);
 
-  absl::string_view host = redirect.host.empty() ? RequestHost(request) : redirect.host;
-  std::string host_part;
-  if (redirect.port != 0) {
-    host_part = std::string(StripPort(host));
-    if (redirect.port != DefaultPort(scheme)) absl::StrAppend(&host_part, ":", redirect.port);
-  } else if (redirect.host.empty() && !redirect.scheme.empty() &&
-             PortOf(host) == DefaultPort(request_scheme)) {
-    // Switching scheme (http → https): the old scheme's default port would be wrong now.
-    host_part = std::string(StripPort(host));
-  } else {
-    host_part = std::string(host);
-  }
+  // The port, as Gateway API's RequestRedirect derives it: the action's; else the new scheme's
+  // default; else the one the host names; else the request's.
+  absl::string_view host = redirect.host.empty() ? request_host : redirect.host;
+  uint32_t port = redirect.port;
+  if (port == 0 && !redirect.scheme.empty()) port = DefaultPort(scheme);
+  if (port == 0) port = PortOf(host);
+  if (port == 0 && !redirect.host.empty()) port = PortOf(request_host);
+  std::string host_part(StripPort(host));
+  if (port != 0 && port != DefaultPort(scheme)) absl::StrAppend(&host_part, ":", port);
 
   const absl::string_view request_path = request.Get(":path").value_or("/");
   std::string path;
-  if (redirect.path.empty()) {
+  if (!redirect.prefix_rewrite.empty() && match != nullptr) {
+    const absl::string_view query = QueryOf(request_path);
+    const absl::string_view bare = request_path.substr(0, request_path.size() - query.size());
+    path = absl::StrCat(ReplaceMatchedPrefix(*match, bare, redirect.prefix_rewrite), query);
+  } else if (redirect.path.empty()) {
     path = std::string(request_path);
   } else if (absl::StrContains(redirect.path, '?')) {
     path = redirect.path;
   } else {
-    size_t query = request_path.find('?');
-    path =
-        absl::StrCat(redirect.path, query == absl::string_view::npos ? absl::string_view()
-                                                                     : request_path.substr(query));
+    path = absl::StrCat(redirect.path, QueryOf(request_path));
   }
   return absl::StrCat(scheme, "://", host_part, path);
 }
 
 std::string RewritePath(const RouteEntry& route, absl::string_view path) {
   const RouteAction* action = route.route_action();
-  if (action == nullptr || action->prefix_rewrite.empty()) return std::string(path);
-  size_t query_start = path.find('?');
-  absl::string_view query =
-      query_start == absl::string_view::npos ? absl::string_view() : path.substr(query_start);
-  absl::string_view bare = path.substr(0, path.size() - query.size());
-  absl::string_view rest;
-  if (route.match.path_kind == RouteMatch::PathKind::kPrefix &&
-      bare.size() >= route.match.path.size()) {
-    rest = bare.substr(route.match.path.size());
-  }
-  return absl::StrCat(action->prefix_rewrite, rest, query);
+  if (action == nullptr) return std::string(path);
+  const absl::string_view query = QueryOf(path);
+  if (!action->path_rewrite.empty()) return absl::StrCat(action->path_rewrite, query);
+  if (action->prefix_rewrite.empty()) return std::string(path);
+  const absl::string_view bare = path.substr(0, path.size() - query.size());
+  return absl::StrCat(ReplaceMatchedPrefix(route.match, bare, action->prefix_rewrite), query);
 }
 
 }  // namespace meshlet::sidecar::route

@@ -10,11 +10,15 @@
 //           port ("api:8080") matches only that port — then with the port stripped;
 //        b. suffix wildcards ("*.example.com"), longest suffix first, same two host forms;
 //        c. "*".
-//   2. Route, in order within that virtual host: path (exact or prefix, optionally ignoring
-//      case; the query string is not part of the path), then methods (any of), then header
-//      matchers (all of). The first route that matches wins.
-// Match() allocates nothing: hosts are compared in place with case-insensitive hashing and
-// comparison, and paths and headers are views into the request's HeaderMap.
+//   2. Route, in order within that virtual host: path (exact, prefix, segment-wise prefix or RE2
+//      pattern, optionally ignoring case; the query string is not part of the path), then
+//      methods (any of), then header matchers (all of), then query parameter matchers (all of).
+//      The first route that matches wins.
+// Match() allocates nothing for routes without query parameter matchers: hosts are compared in
+// place with case-insensitive hashing and comparison, and paths and headers are views into the
+// request's HeaderMap. The query string is split once per request, on the first route that has
+// query parameter matchers (in place, up to 8 parameters); a name or value is percent-decoded
+// into a string only when it holds a '%'. RE2 patterns were compiled with the configuration.
 //
 // Header mutations apply from the general to the specific level — route configuration, then
 // virtual host, then route — so the more specific level has the last word (a route's `set`
@@ -106,13 +110,20 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
 void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
 
 // The Location for a redirect route: the request's URL (":scheme", host, ":path") with the
-// action's parts replaced. A port equal to the scheme's default (80 for http, 443 for https) is
-// left out.
-std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request);
+// action's parts replaced. The port follows Gateway API's RequestRedirect: the action's port;
+// else, when the action sets a scheme, that scheme's default; else the port the host names (the
+// action's host, then the request's). A port equal to the scheme's default (80 for http, 443
+// for https) is left out. The action's prefix_rewrite replaces the part of the path `match`
+// matched (as RewritePath does; ignored when `match` is null).
+std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request,
+                             const RouteMatch* match = nullptr);
 
-// The upstream :path for `path` (the request's :path, query included) under `route`: the
-// matched prefix (or whole path, for exact matches) replaced by prefix_rewrite, the query
-// string kept. Unchanged when the route has no prefix_rewrite.
+// The upstream :path for `path` (the request's :path, query included) under `route`, the query
+// string kept: the whole path replaced by path_rewrite; or the matched prefix (the whole path,
+// for exact matches) replaced by prefix_rewrite. After a segment-wise prefix match, the
+// replacement follows Gateway API's ReplacePrefixMatch: "/foo" matched on "/foo/bar" gives
+// "/bar" with "/", "/xyz/bar" with "/xyz" or "/xyz/", and "/foo" alone gives "/xyz"; never "//".
+// Unchanged when the route has neither.
 std::string RewritePath(const RouteEntry& route, absl::string_view path);
 
 }  // namespace meshlet::sidecar::route

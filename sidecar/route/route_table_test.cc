@@ -330,8 +330,156 @@ TEST(RouteTableTest, RedirectLocation) {
   // Moving to https drops http's default port; another port is kept.
   EXPECT_EQ(RedirectLocation({.scheme = "https"}, with_port), "https://shop.example.com/");
   http::HeaderMap odd_port = Request("shop.example.com:8080", "/");
-  EXPECT_EQ(RedirectLocation({.scheme = "https"}, odd_port), "https://shop.example.com:8080/");
+  // A scheme without a port means that scheme's default port (Gateway API RequestRedirect).
+  EXPECT_EQ(RedirectLocation({.scheme = "https"}, odd_port), "https://shop.example.com/");
   EXPECT_EQ(RedirectLocation({.port = 9000}, odd_port), "http://shop.example.com:9000/");
+  EXPECT_EQ(RedirectLocation({.scheme = "https", .port = 8443}, odd_port),
+            "https://shop.example.com:8443/");
+}
+
+TEST(RouteTableTest, RedirectPortsFollowGatewayApi) {
+  http::HeaderMap plain = Request("shop.example.com", "/a");
+  // Default ports are left out, others kept, for either scheme.
+  EXPECT_EQ(RedirectLocation({.port = 80}, plain), "http://shop.example.com/a");
+  EXPECT_EQ(RedirectLocation({.port = 443}, plain), "http://shop.example.com:443/a");
+  EXPECT_EQ(RedirectLocation({.scheme = "https", .port = 80}, plain),
+            "https://shop.example.com:80/a");
+  EXPECT_EQ(RedirectLocation({.scheme = "http"}, plain), "http://shop.example.com/a");
+  // Without a scheme or port, a new host keeps the request's (listener's) port.
+  http::HeaderMap odd_port = Request("shop.example.com:8080", "/a");
+  EXPECT_EQ(RedirectLocation({.host = "new.example.com"}, odd_port),
+            "http://new.example.com:8080/a");
+  EXPECT_EQ(RedirectLocation({.host = "new.example.com:9090"}, odd_port),
+            "http://new.example.com:9090/a");
+  EXPECT_EQ(RedirectLocation({.path = "/b"}, odd_port), "http://shop.example.com:8080/b");
+  http::HeaderMap default_port = Request("shop.example.com:80", "/a");
+  EXPECT_EQ(RedirectLocation({.path = "/b"}, default_port), "http://shop.example.com/b");
+  http::HeaderMap https = Request("shop.example.com:443", "/a");
+  https.Set(":scheme", "https");
+  EXPECT_EQ(RedirectLocation({.host = "new.example.com"}, https), "https://new.example.com/a");
+  EXPECT_EQ(RedirectLocation({.scheme = "http"}, https), "http://shop.example.com/a");
+}
+
+TEST(RouteTableTest, RedirectPrefixRewrite) {
+  RouteMatch segment{.path_kind = RouteMatch::PathKind::kSegmentPrefix, .path = "/foo"};
+  http::HeaderMap request = Request("shop.example.com", "/foo/bar?x=1");
+  EXPECT_EQ(RedirectLocation({.prefix_rewrite = "/xyz"}, request, &segment),
+            "http://shop.example.com/xyz/bar?x=1");
+  EXPECT_EQ(RedirectLocation({.prefix_rewrite = "/"}, request, &segment),
+            "http://shop.example.com/bar?x=1");
+  EXPECT_EQ(RedirectLocation({.prefix_rewrite = "/xyz/"}, Request("h", "/foo"), &segment),
+            "http://h/xyz");
+  RouteMatch prefix{.path_kind = RouteMatch::PathKind::kPrefix, .path = "/foo/"};
+  EXPECT_EQ(RedirectLocation({.scheme = "https", .prefix_rewrite = "/v2/"}, request, &prefix),
+            "https://shop.example.com/v2/bar?x=1");
+}
+
+Regex Compile(absl::string_view pattern, bool case_sensitive = true) {
+  re2::RE2::Options options;
+  options.set_case_sensitive(case_sensitive);
+  auto regex =
+      std::make_shared<const re2::RE2>(re2::StringPiece(pattern.data(), pattern.size()), options);
+  EXPECT_TRUE(regex->ok()) << regex->error();
+  return regex;
+}
+
+TEST(RouteTableTest, RegexPathMatchesTheWholePathWithoutQuery) {
+  RouteEntry regex = Prefix("re", "", "a");
+  regex.match.path_kind = RouteMatch::PathKind::kRegex;
+  regex.match.regex = Compile("/api/v[0-9]+/users");
+  auto table = MakeTable({VHost("h", {"*"}, {regex, Prefix("rest", "/", "b")})});
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api/v2/users")), "re");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api/v10/users?page=2")), "re");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/api/v2/users/7")), "rest");  // not a full match
+  EXPECT_EQ(MatchedName(*table, Request("h", "/x/api/v2/users")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/API/v2/users")), "rest");
+
+  RouteEntry folded = regex;
+  folded.match.regex = Compile("/api/v[0-9]+/users", /*case_sensitive=*/false);
+  auto ci = MakeTable({VHost("h", {"*"}, {folded})});
+  EXPECT_EQ(MatchedName(*ci, Request("h", "/API/V2/Users")), "re");
+}
+
+TEST(RouteTableTest, SegmentPrefixMatchesWholeSegments) {
+  RouteEntry v2 = Prefix("v2", "/v2", "a");
+  v2.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
+  auto table = MakeTable({VHost("h", {"*"}, {v2, Prefix("rest", "/", "b")})});
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v2")), "v2");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v2/")), "v2");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v2/x/y")), "v2");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v2?q=1")), "v2");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v2example")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/v")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/V2/x")), "rest");
+
+  RouteEntry root = Prefix("root", "", "a");  // the value "/", stored without its '/'
+  root.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
+  auto all = MakeTable({VHost("h", {"*"}, {root})});
+  EXPECT_EQ(MatchedName(*all, Request("h", "/")), "root");
+  EXPECT_EQ(MatchedName(*all, Request("h", "/anything/at/all")), "root");
+  EXPECT_EQ(MatchedName(*all, Request("h", "*", "OPTIONS")), "root");
+
+  RouteEntry folded = v2;
+  folded.match.case_insensitive = true;
+  auto ci = MakeTable({VHost("h", {"*"}, {folded})});
+  EXPECT_EQ(MatchedName(*ci, Request("h", "/V2/x")), "v2");
+  EXPECT_EQ(MatchedName(*ci, Request("h", "/V2x")), "<none>");
+}
+
+TEST(RouteTableTest, QueryParameterMatchers) {
+  RouteEntry exact = Prefix("exact", "/", "a");
+  exact.match.query_parameters = {
+      {.name = "env", .kind = QueryParameterMatcher::Kind::kExact, .value = "canary blue"}};
+  RouteEntry regex = Prefix("regex", "/", "a");
+  regex.match.query_parameters = {
+      {.name = "id", .kind = QueryParameterMatcher::Kind::kRegex, .regex = Compile("[0-9]{3}")}};
+  RouteEntry both = Prefix("both", "/", "a");
+  both.match.query_parameters = {{.name = "debug"}, {.name = "Trace"}};
+  auto table = MakeTable({VHost("h", {"*"}, {exact, regex, both, Prefix("rest", "/", "b")})});
+  // Values are percent-decoded before they are compared; names compare case-sensitively.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?env=canary%20blue")), "exact");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?x=1&env=canary%20blue&y")), "exact");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?e%6Ev=canary%20blue")), "exact");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?env=canary+blue")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?ENV=canary%20blue")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?env=canary%20blue%")), "rest");
+  // With a name repeated, its first value is the one compared.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?id=123&id=x")), "regex");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?id=x&id=123")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?id=1234")), "rest");  // whole value
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?id=%31%32%33")), "regex");
+  // Present, with or without a value; every matcher must match.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?debug&Trace=0")), "both");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?debug=1&trace=0")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?debug=1")), "rest");
+  // No query, an empty one, a fragment.
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?")), "rest");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?&&debug&Trace#x")), "both");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/p?debug#&Trace")), "rest");
+}
+
+TEST(RouteTableTest, HeaderRegexMatchesAnyValueAsAWhole) {
+  RouteEntry route = Prefix("re", "/", "a");
+  route.match.headers = {
+      {.name = "x-version", .kind = HeaderMatcher::Kind::kRegex, .regex = Compile("v[0-9]+")}};
+  RouteEntry inverted = Prefix("inv", "/", "b");
+  inverted.match.headers = {{.name = "x-version",
+                             .kind = HeaderMatcher::Kind::kRegex,
+                             .regex = Compile("v[0-9]+"),
+                             .invert = true}};
+  auto table = MakeTable({VHost("h", {"*"}, {route, inverted})});
+  http::HeaderMap one = Request("h", "/");
+  one.Add("x-version", "v12");
+  EXPECT_EQ(MatchedName(*table, one), "re");
+  http::HeaderMap second = Request("h", "/");
+  second.Add("x-version", "beta");
+  second.Add("x-version", "v3");
+  EXPECT_EQ(MatchedName(*table, second), "re");
+  http::HeaderMap partial = Request("h", "/");
+  partial.Add("x-version", "v3-beta");
+  EXPECT_EQ(MatchedName(*table, partial), "inv");
+  EXPECT_EQ(MatchedName(*table, Request("h", "/")), "inv");  // absent: inverted matches
 }
 
 TEST(RouteTableTest, RewritePath) {
@@ -344,6 +492,39 @@ TEST(RouteTableTest, RewritePath) {
   EXPECT_EQ(RewritePath(exact, "/old?q"), "/new?q");
   RouteEntry none = Prefix("n", "/", "a");
   EXPECT_EQ(RewritePath(none, "/x?y"), "/x?y");
+}
+
+TEST(RouteTableTest, FullPathRewriteKeepsTheQuery) {
+  RouteEntry route = Prefix("p", "/api/", "a");
+  std::get<RouteAction>(route.action).path_rewrite = "/v2/index";
+  EXPECT_EQ(RewritePath(route, "/api/users?limit=1&x"), "/v2/index?limit=1&x");
+  EXPECT_EQ(RewritePath(route, "/api/"), "/v2/index");
+  route.match.path_kind = RouteMatch::PathKind::kRegex;
+  EXPECT_EQ(RewritePath(route, "/anything?q"), "/v2/index?q");
+}
+
+TEST(RouteTableTest, SegmentPrefixRewriteFollowsReplacePrefixMatch) {
+  RouteEntry route = Prefix("p", "/foo", "a");
+  route.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
+  auto rewrite = [&](absl::string_view replacement, absl::string_view path) {
+    std::get<RouteAction>(route.action).prefix_rewrite = std::string(replacement);
+    return RewritePath(route, path);
+  };
+  EXPECT_EQ(rewrite("/", "/foo/bar"), "/bar");
+  EXPECT_EQ(rewrite("/xyz", "/foo/bar"), "/xyz/bar");
+  EXPECT_EQ(rewrite("/xyz/", "/foo/bar"), "/xyz/bar");
+  EXPECT_EQ(rewrite("/xyz", "/foo"), "/xyz");
+  EXPECT_EQ(rewrite("/xyz/", "/foo"), "/xyz");
+  EXPECT_EQ(rewrite("/", "/foo"), "/");
+  EXPECT_EQ(rewrite("/", "/foo/"), "/");
+  EXPECT_EQ(rewrite("/xyz", "/foo/"), "/xyz/");
+  EXPECT_EQ(rewrite("/xyz", "/foo/bar/baz?q=1"), "/xyz/bar/baz?q=1");
+  EXPECT_EQ(rewrite("/", "/foo?q=1"), "/?q=1");
+  // A root match ("/", stored empty) prefixes the whole path.
+  route.match.path = "";
+  EXPECT_EQ(rewrite("/xyz", "/a/b"), "/xyz/a/b");
+  EXPECT_EQ(rewrite("/", "/a/b"), "/a/b");
+  EXPECT_EQ(rewrite("/xyz/", "/"), "/xyz/");
 }
 
 TEST(RouteTableTest, MatchingDoesNotAllocate) {
@@ -374,6 +555,25 @@ TEST(RouteTableTest, MatchingDoesNotAllocate) {
   EXPECT_EQ(rc->name, "any-all");
   ASSERT_NE(rd, nullptr);
   EXPECT_EQ(rd->name, "ci");
+}
+
+TEST(RouteTableTest, QueryParametersAllocateNothingWithoutEscapes) {
+  RouteEntry query = Prefix("q", "/", "a");
+  query.match.query_parameters = {
+      {.name = "env", .kind = QueryParameterMatcher::Kind::kExact, .value = "canary"}};
+  RouteEntry segment = Prefix("s", "/v2", "b");
+  segment.match.path_kind = RouteMatch::PathKind::kSegmentPrefix;
+  auto table = MakeTable({VHost("h", {"*"}, {query, segment})});
+  http::HeaderMap a = Request("h", "/x?a=1&env=canary");
+  http::HeaderMap b = Request("h", "/v2/x?env=blue");
+  AllocationScope allocations;
+  const RouteEntry* ra = table->Match(a);
+  const RouteEntry* rb = table->Match(b);
+  EXPECT_EQ(allocations.count(), 0u);
+  ASSERT_NE(ra, nullptr);
+  EXPECT_EQ(ra->name, "q");
+  ASSERT_NE(rb, nullptr);
+  EXPECT_EQ(rb->name, "s");
 }
 
 TEST(RouteTableTest, RoutesPointBackAtTheirLevels) {

@@ -1,0 +1,28 @@
+#pragma once
+
+// Validation of the Gateway API kinds (xds/gateway.proto: HTTPRoute, GRPCRoute, ReferenceGrant),
+// a part of Validate (validate.h), which checks the metadata first. The rules are upstream's
+// (gateway.networking.k8s.io standard channel): the CRDs' OpenAPI constraints (patterns, enums,
+// lengths, list sizes), their CEL x-kubernetes-validations (filter type and field agree, repeated
+// filters, redirect with backendRefs, ReplacePrefixMatch with one PathPrefix match, timeouts,
+// parentRef uniqueness) and the rules of the former validating webhook (a header named twice in
+// one match or one filter), plus meshlet's own: regular expressions must compile with RE2. The
+// list sizes are the API's, fixed by its schema, not ValidationLimits. Stateless functions.
+
+#include <string>
+
+#include "control-plane/policy/validate.h"
+#include "xds/gateway.pb.h"
+
+namespace meshlet::controlplane::policy::gateway_validation {
+
+// Each appends its problems to `result`, paths in JSON spelling ("spec.rules[0].matches[1]").
+void HttpRoute(const meshlet::gateway::HTTPRoute& route, ValidationResult& result);
+void GrpcRoute(const meshlet::gateway::GRPCRoute& route, ValidationResult& result);
+void ReferenceGrant(const meshlet::gateway::ReferenceGrant& grant, ValidationResult& result);
+
+// A Gateway API duration ("10s", "1h30m", "500ms": 1 to 4 of up to 5 digits and a unit h, m, s
+// or ms) in milliseconds, or -1 when `text` is not one.
+int64_t GatewayDurationMillis(absl::string_view text);
+
+}  // namespace meshlet::controlplane::policy::gateway_validation
