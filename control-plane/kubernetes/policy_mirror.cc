@@ -4,10 +4,13 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "control-plane/kubernetes/route_status_writer.h"
 #include "control-plane/kubernetes/yaml_fields.h"
 #include "control-plane/policy/kinds.h"
 
@@ -15,12 +18,18 @@ namespace meshlet::controlplane::kubernetes {
 namespace {
 
 constexpr char kRbacHint[] =
-    "the control plane needs list and watch on meshlet.io's resources (k8s/base/rbac.yaml)";
+    "the control plane needs list and watch on meshlet.io's resources and on httproutes, "
+    "grpcroutes and referencegrants (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
 constexpr char kEventsRbacHint[] =
     "the control plane needs create on events.k8s.io events (k8s/base/rbac.yaml)";
 constexpr char kLastApplied[] = "kubectl.kubernetes.io/last-applied-configuration";
 // An Event's note is at most 1 kB (events.k8s.io/v1).
 constexpr size_t kMaxNote = 1000;
+
+bool IsGatewayRoute(absl::string_view kind, absl::string_view api_version) {
+  return (kind == "HTTPRoute" || kind == "GRPCRoute") &&
+         absl::StartsWith(api_version, absl::StrCat(policy::kGatewayGroup, "/"));
+}
 
 std::string Message(const http::ServerResponse& response) {
   try {
@@ -37,6 +46,7 @@ std::string Message(const http::ServerResponse& response) {
 struct PolicyMirror::Resource {
   std::string kind;
   std::string plural;
+  std::string api_path;     // "/apis/meshlet.io/v1": where the kind is, in both APIs
   std::string api_version;  // "meshlet.io/v1"
   bool namespaced = true;
   std::unique_ptr<Reflector<Object>> reflector;
@@ -46,7 +56,7 @@ struct PolicyMirror::Resource {
   bool prune = false;
 
   std::string ApiPath(absl::string_view namespace_, absl::string_view name) const {
-    std::string path = absl::StrCat("/apis/", api_version, "/");
+    std::string path = absl::StrCat(api_path, "/");
     if (namespaced) absl::StrAppend(&path, "namespaces/", namespace_, "/");
     absl::StrAppend(&path, plural);
     if (!name.empty()) absl::StrAppend(&path, "/", name);
@@ -75,6 +85,12 @@ std::optional<PolicyMirror::Object> ParseObject(const std::string& kind,
   out.name = ScalarAt(metadata, "name");
   if (namespaced) out.namespace_ = ScalarAt(metadata, "namespace");
   out.uid = ScalarAt(metadata, "uid");
+  if (IsGatewayRoute(kind, api_version)) {
+    (void)absl::SimpleAtoi(ScalarAt(metadata, "generation"), &out.generation);
+    if (const YAML::Node refs = NodeAt(NodeAt(object, "spec"), "parentRefs"); refs.IsSequence()) {
+      AppendNodeJson(refs, &out.parent_refs);
+    }
+  }
   std::string& doc = out.document;
   absl::StrAppend(&doc, R"({"apiVersion":)", JsonQuote(api_version), R"(,"kind":)", JsonQuote(kind),
                   R"(,"metadata":{"name":)", JsonQuote(out.name));
@@ -151,13 +167,14 @@ void PolicyMirror::Start() {
     auto resource = std::make_unique<Resource>();
     resource->kind = std::string(info.kind);
     resource->plural = std::string(info.plural);
-    resource->api_version = std::string(policy::kApiVersion);
+    resource->api_path = info.ApiPath();
+    resource->api_version = info.ApiVersion();
     resource->namespaced = info.namespaced;
     Resource* r = resource.get();
     resource->reflector = std::make_unique<Reflector<Object>>(
         loop_, api_, stats_, options_.reflector,
-        ReflectorConfig{.resource = absl::StrCat(info.plural, ".", policy::kApiGroup),
-                        .path = absl::StrCat("/apis/", policy::kApiVersion, "/", info.plural),
+        ReflectorConfig{.resource = absl::StrCat(info.plural, ".", info.group),
+                        .path = absl::StrCat(r->api_path, "/", info.plural),
                         .forbidden_hint = kRbacHint,
                         .namespaced = info.namespaced,
                         .optional = true},
@@ -166,7 +183,8 @@ void PolicyMirror::Start() {
         [this, r](bool relisted) { Changed(*r, relisted); });
     resources_.push_back(std::move(resource));
   }
-  LOG(INFO) << "kubernetes: mirroring meshlet.io policy objects into the store";
+  LOG(INFO) << "kubernetes: mirroring policy objects (meshlet.io, gateway.networking.k8s.io) "
+               "into the store";
   for (auto& resource : resources_) resource->reflector->Start();
 }
 
@@ -256,7 +274,7 @@ void PolicyMirror::Next() {
       break;
     case Action::Type::kPrune:
       request.headers.Add(":method", "GET");
-      request.headers.Add(":path", absl::StrCat("/apis/", r.api_version, "/", r.plural));
+      request.headers.Add(":path", absl::StrCat(r.api_path, "/", r.plural));
       break;
   }
   request.headers.Add(kMirrorHeader, kManagedByKubernetes);
@@ -281,6 +299,7 @@ void PolicyMirror::Written(const Action& action, const http::ServerResponse& res
   if (action.type == Action::Type::kDelete) {
     if (response.status == 200 || response.status == 404) {
       r.written.erase(action.key);
+      RouteRefused(action.object, "");
       Count("deleted");
       LOG(INFO) << "kubernetes: " << what << " deleted from the store (gone from Kubernetes)";
       failures_ = 0;
@@ -288,6 +307,7 @@ void PolicyMirror::Written(const Action& action, const http::ServerResponse& res
     }
   } else if (response.status == 200 || response.status == 201) {
     r.written[action.key] = action.object.document;
+    RouteRefused(action.object, "");
     const bool unchanged = response.headers.Get("x-meshlet-result").value_or("") == "unchanged";
     Count(unchanged ? "unchanged" : "applied");
     if (!unchanged) LOG(INFO) << "kubernetes: " << what << " written to the store";
@@ -300,6 +320,7 @@ void PolicyMirror::Written(const Action& action, const http::ServerResponse& res
     const std::string message = Message(response);
     LOG(WARN) << "kubernetes: " << what << " is not applied: " << message;
     PostEvent(action.object, message);
+    RouteRefused(action.object, message);
     return;
   }
   Count("failed");
@@ -349,6 +370,43 @@ void PolicyMirror::Retry() {
   dirty_ = true;
   const Duration delay = DoublingRetryDelay(++failures_, options_.retry_base, options_.retry_cap);
   pass_timer_.Enable(delay);
+}
+
+void PolicyMirror::RouteRefused(const Object& object, absl::string_view message) {
+  if (!options_.refused_route) return;
+  policy::RouteStatusUpdate update;
+  update.kind = object.kind;
+  update.namespace_ = object.namespace_;
+  update.name = object.name;
+  if (message.empty()) {
+    options_.refused_route(std::move(update), false);
+    return;
+  }
+  if (!IsGatewayRoute(object.kind, object.api_version) || object.parent_refs.empty()) return;
+  update.generation = object.generation;
+  YAML::Node refs;
+  try {
+    refs = YAML::Load(object.parent_refs);
+  } catch (const YAML::Exception&) {
+    return;
+  }
+  for (const YAML::Node& ref : refs) {
+    meshlet::gateway::RouteParentStatus* parent = update.status.add_parents();
+    meshlet::gateway::ParentReference* p = parent->mutable_parent_ref();
+    p->set_group(ScalarAt(ref, "group"));
+    p->set_kind(ScalarAt(ref, "kind"));
+    p->set_namespace_(ScalarAt(ref, "namespace"));
+    p->set_name(ScalarAt(ref, "name"));
+    p->set_section_name(ScalarAt(ref, "sectionName"));
+    if (int32_t port = 0; absl::SimpleAtoi(ScalarAt(ref, "port"), &port)) p->set_port(port);
+    parent->set_controller_name(kControllerName);
+    meshlet::gateway::Condition* accepted = parent->add_conditions();
+    accepted->set_type("Accepted");
+    accepted->set_status("False");
+    accepted->set_reason("UnsupportedValue");
+    accepted->set_message(std::string(message.substr(0, kMaxNote)));
+  }
+  options_.refused_route(std::move(update), true);
 }
 
 void PolicyMirror::PostEvent(const Object& object, absl::string_view message) {

@@ -18,7 +18,9 @@
 //     no watch was running, or while another replica mirrored).
 // An object the API refuses (400/422: invalid) is not written at all (the store keeps the last
 // valid version, if any) and gets a Warning Event (events.k8s.io/v1, reason Invalid, the API's
-// message naming the field), once per version of the object. A write that fails otherwise (the
+// message naming the field), once per version of the object; a refused Gateway API route also
+// gets the status Accepted False, reason UnsupportedValue, for each of its parentRefs
+// (options.refused_route). A write that fails otherwise (the
 // store unavailable) is tried again after a backoff.
 //
 // Writes carry the header x-meshlet-mirror: kubernetes. The API refuses writes and deletes of a
@@ -49,6 +51,7 @@
 #include "control-plane/api/api_server.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/kubernetes/reflector.h"
+#include "control-plane/policy/route_status.h"
 
 namespace meshlet::controlplane::kubernetes {
 
@@ -69,6 +72,10 @@ struct PolicyMirrorOptions {
   std::string replica_name = "control-plane";
   Duration retry_base = std::chrono::milliseconds(500);
   Duration retry_cap = std::chrono::seconds(30);
+  // A Gateway API route the API refused: its status, Accepted False (UnsupportedValue, the
+  // API's message) for each parentRef (`refused` true); the same route later written or deleted
+  // (`refused` false). May be empty.
+  std::function<void(policy::RouteStatusUpdate update, bool refused)> refused_route;
 };
 
 class PolicyMirror {
@@ -96,6 +103,9 @@ class PolicyMirror {
     std::string name;
     std::string uid;
     std::string api_version;
+    // Gateway API routes: metadata.generation and spec.parentRefs (JSON), for their status.
+    int64_t generation = 0;
+    std::string parent_refs;
     bool operator==(const Object&) const = default;
   };
 
@@ -110,6 +120,8 @@ class PolicyMirror {
   void Written(const Action& action, const http::ServerResponse& response);
   void Pruned(const Action& action, const http::ServerResponse& response);
   void PostEvent(const Object& object, absl::string_view message);
+  // Tells options_.refused_route about a Gateway API route (`message` empty: not refused).
+  void RouteRefused(const Object& object, absl::string_view message);
   void Count(absl::string_view result);
 
   event::Loop& loop_;

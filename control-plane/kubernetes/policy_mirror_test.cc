@@ -59,7 +59,8 @@ class PolicyMirrorTest : public ::testing::Test {
         respond(http::ServerResponse::Json(201, request.body));
         return;
       }
-      if (path != kPath) {
+      auto served = served_.find(path);
+      if (served == served_.end()) {
         respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
         return;
       }
@@ -68,7 +69,7 @@ class PolicyMirrorTest : public ::testing::Test {
         return;
       }
       std::string items;
-      for (const auto& [name, object] : objects_) {
+      for (const auto& [name, object] : served->second) {
         if (!items.empty()) items += ",";
         items += object;
       }
@@ -89,7 +90,12 @@ class PolicyMirrorTest : public ::testing::Test {
         [this](http::ServerRequest request, std::function<void(http::ServerResponse)> done) {
           done(policy_api_->Handle(request, &caller_));
         },
-        stats_, clock_, PolicyMirrorOptions{.replica_name = "cp-0"});
+        stats_, clock_,
+        PolicyMirrorOptions{
+            .replica_name = "cp-0",
+            .refused_route = [this](policy::RouteStatusUpdate update, bool refused) {
+              refused_.emplace_back(std::move(update), refused);
+            }});
     mirror_->Start();
   }
 
@@ -124,7 +130,10 @@ class PolicyMirrorTest : public ::testing::Test {
   std::unique_ptr<api::PolicyApi> policy_api_;
   access::Principal caller_{
       .name = "api-token", .credential = "api-token", .role = access::Role::kAdmin};
-  std::map<std::string, std::string> objects_;
+  // Objects by path (others answer 404, as a CRD not installed), then name.
+  std::map<std::string, std::map<std::string, std::string>> served_;
+  std::map<std::string, std::string>& objects_ = served_[kPath];
+  std::vector<std::pair<policy::RouteStatusUpdate, bool>> refused_;
   int list_version_ = 100;
   std::vector<http::Responder> watches_;
   std::unique_ptr<KubernetesApi> api_;
@@ -180,6 +189,51 @@ TEST_F(PolicyMirrorTest, CreatesUpdatesDeletesAndRefusesInvalidWithAnEvent) {
   ASSERT_TRUE(RunUntil(loop_, [&] { return absl::IsNotFound(Stored("good").status()); }));
   // The invalid one's Event was posted once, not at every pass.
   EXPECT_EQ(Events().size(), 1u);
+}
+
+std::string GatewayRoute(absl::string_view name, absl::string_view rules) {
+  return absl::StrCat(
+      R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{)",
+      R"("namespace":"default","name":")", name, R"(","generation":4},"spec":{"parentRefs":[)",
+      R"({"group":"","kind":"Service","name":"reviews","port":9080}],"rules":)", rules, "}}");
+}
+
+TEST_F(PolicyMirrorTest, GatewayRoutesAreMirroredAndARefusedOneIsNotAccepted) {
+  constexpr char kRoutes[] = "/apis/gateway.networking.k8s.io/v1/httproutes";
+  served_[kRoutes]["good"] =
+      GatewayRoute("good", R"([{"backendRefs":[{"name":"reviews","port":9080}]}])");
+  served_[kRoutes]["bad"] =
+      GatewayRoute("bad", R"([{"matches":[{"path":{"type":"RegularExpression","value":"(("}}]}])");
+  StartMirror();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return mirror_->synced() && Events().size() == 1; }));
+  EXPECT_TRUE(store_->Get({"GatewayHTTPRoute", "default", "good"}).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->Get({"GatewayHTTPRoute", "default", "bad"}).status()));
+  // The refused route: Accepted False for its parentRef, at its generation; the good one is
+  // cleared of any refusal.
+  const policy::RouteStatusUpdate* bad = nullptr;
+  for (const auto& [update, refused] : refused_) {
+    if (update.name == "bad") {
+      ASSERT_TRUE(refused);
+      bad = &update;
+    } else {
+      EXPECT_FALSE(refused);
+    }
+  }
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(bad->kind, "HTTPRoute");
+  EXPECT_EQ(bad->generation, 4);
+  ASSERT_EQ(bad->status.parents_size(), 1);
+  const auto& parent = bad->status.parents(0);
+  EXPECT_EQ(parent.parent_ref().kind(), "Service");
+  EXPECT_EQ(parent.parent_ref().name(), "reviews");
+  EXPECT_EQ(parent.parent_ref().port(), 9080);
+  EXPECT_EQ(parent.controller_name(), "meshlet.io/mesh-controller");
+  ASSERT_EQ(parent.conditions_size(), 1);
+  EXPECT_EQ(parent.conditions(0).type(), "Accepted");
+  EXPECT_EQ(parent.conditions(0).status(), "False");
+  EXPECT_EQ(parent.conditions(0).reason(), "UnsupportedValue");
+  EXPECT_TRUE(absl::StrContains(parent.conditions(0).message(), "spec.rules[0].matches[0]"))
+      << parent.conditions(0).message();
 }
 
 TEST_F(PolicyMirrorTest, ListsPruneWhatKubernetesNoLongerHas) {

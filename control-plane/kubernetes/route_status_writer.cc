@@ -125,16 +125,44 @@ void RouteStatusWriter::Count(absl::string_view result) {
   it->second.Inc();
 }
 
+namespace {
+std::string KeyOf(const policy::RouteStatusUpdate& update) {
+  return absl::StrCat(update.kind, "/", update.namespace_, "/", update.name);
+}
+}  // namespace
+
 void RouteStatusWriter::Update(std::vector<policy::RouteStatusUpdate> updates) {
-  std::map<std::string, std::unique_ptr<Route>> next;
+  computed_.clear();
   for (policy::RouteStatusUpdate& update : updates) {
-    const std::string key = absl::StrCat(update.kind, "/", update.namespace_, "/", update.name);
+    const std::string key = KeyOf(update);
+    computed_[key] = std::move(update);
+  }
+  Rebuild();
+}
+
+void RouteStatusWriter::SetRefused(policy::RouteStatusUpdate update, bool refused) {
+  const std::string key = KeyOf(update);
+  if (refused) {
+    refused_[key] = std::move(update);
+  } else if (refused_.erase(key) == 0) {
+    return;
+  }
+  Rebuild();
+}
+
+void RouteStatusWriter::Rebuild() {
+  std::map<std::string, std::unique_ptr<Route>> next;
+  auto add = [&](const std::string& key, const policy::RouteStatusUpdate& update) {
     auto it = routes_.find(key);
     std::unique_ptr<Route> route =
         it != routes_.end() ? std::move(it->second) : std::make_unique<Route>();
     route->desired = Fingerprint(update);
-    route->update = std::move(update);
+    route->update = update;
     next[key] = std::move(route);
+  };
+  for (const auto& [key, update] : refused_) add(key, update);
+  for (const auto& [key, update] : computed_) {
+    if (refused_.count(key) == 0) add(key, update);
   }
   routes_ = std::move(next);
   Schedule();

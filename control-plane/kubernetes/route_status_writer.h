@@ -60,6 +60,10 @@ class RouteStatusWriter {
   // The computed status of every route (routes not named are no longer computed: nothing more
   // is written for them; what they show stays).
   void Update(std::vector<policy::RouteStatusUpdate> updates);
+  // The status of a route the API refused (`refused`: Accepted False, from the Kubernetes
+  // mirror): it wins over the computed status of the route (computed for its last valid version,
+  // if any) until cleared (`refused` false; only kind, namespace and name are read then).
+  void SetRefused(policy::RouteStatusUpdate update, bool refused);
   // Writing on (this replica leads) or off.
   void SetActive(bool active);
   // Active and nothing left to write.
@@ -67,6 +71,8 @@ class RouteStatusWriter {
 
  private:
   struct Route;
+  // routes_ from computed_ and refused_.
+  void Rebuild();
   void Schedule();
   void Next();
   void OnRead(const std::string& key, ApiResult result);
@@ -81,7 +87,9 @@ class RouteStatusWriter {
   const Clock& clock_;
   const RouteStatusWriterOptions options_;
   bool active_ = false;
-  std::map<std::string, std::unique_ptr<Route>> routes_;  // by "Kind/namespace/name"
+  std::map<std::string, policy::RouteStatusUpdate> computed_;  // by "Kind/namespace/name"
+  std::map<std::string, policy::RouteStatusUpdate> refused_;
+  std::map<std::string, std::unique_ptr<Route>> routes_;  // what is to be shown
   std::string in_flight_;                                 // the route being written
   int failures_ = 0;
   event::Timer timer_;
