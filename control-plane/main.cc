@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
+  // The control plane's own namespace (its leader-election Lease is there).
+  const std::string own_namespace = command_line->serving_certificate.namespace_;
   std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;
   if (!self_issued && !plaintext) {
     // A discovery certificate from elsewhere: the other replicas' must chain to the mesh roots.
@@ -182,8 +184,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<meshlet::controlplane::KubernetesPolicy> kubernetes_policy;
   if (!kubernetes_api.api.empty() && command_line->kubernetes_policy.enabled) {
     auto created = meshlet::controlplane::KubernetesPolicy::Create(
-        control_plane, kubernetes_api, command_line->serving_certificate.namespace_,
-        std::move(command_line->kubernetes_policy));
+        control_plane, kubernetes_api, own_namespace, std::move(command_line->kubernetes_policy));
     if (!created.ok()) return fail(created.status());
     kubernetes_policy = *std::move(created);
     kubernetes_policy->Start();

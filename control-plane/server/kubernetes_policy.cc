@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
   std::unique_ptr<KubernetesPolicy> out(new KubernetesPolicy(control_plane));
   out->api_ = *std::move(client);
   std::string identity = control_plane.replica_name();
+  if (identity.empty()) identity = control_plane.options().replica_name;
   if (identity.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
