@@ -212,6 +212,7 @@ MeshIndex BuildIndex(const PolicySnapshot& policy, const RegistrySnapshot& regis
       return a->metadata().name() < b->metadata().name();
     });
   }
+  IndexGatewayRoutes(policy, index);
   return index;
 }
 

@@ -296,6 +296,16 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
         }
       }
       if (vhost.domains().empty()) continue;
+      if (AddGatewayRoutes(ctx, out, service, port, vhost)) {
+        // Gateway API routes own the port; the Service's own HTTPRoutes stand aside (ADR 0060).
+        for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
+          out.Warn(absl::StrCat("HTTPRoute ", service.namespace_, "/", route->metadata().name(),
+                                ": Gateway API routes are attached to ", vhost.name(),
+                                " and win; this HTTPRoute is ignored for that port"));
+        }
+        *routes.add_virtual_hosts() = std::move(vhost);
+        continue;
+      }
       for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {
         for (int i = 0; i < route->spec().rules_size(); ++i) {
           AddRuleRoutes(ctx, out, service, port, *route, i, vhost);

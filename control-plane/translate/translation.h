@@ -15,6 +15,9 @@
 //                     TLS, the trust bundle Secret
 //   routes.cc         the route configuration "outbound" (virtual hosts, HTTPRoute rules,
 //                     backends, retries and timeouts) and the inbound route to the app
+//   gateway_routes.cc Gateway API HTTPRoutes and GRPCRoutes attached to a Service (GAMMA): which
+//                     apply to a caller, their precedence, as the routes of a virtual host; the
+//                     checks their status reports (route_status.cc)
 //   listeners.cc      the outbound and inbound listeners, capture destinations, the inbound
 //                     route configurations and clusters of the app's ports
 //   authorization.cc  the AuthorizationPolicies that select the workload, as the inbound
@@ -36,12 +39,14 @@
 #include "absl/strings/string_view.h"
 #include "control-plane/translate/resources.h"
 #include "google/protobuf/duration.pb.h"
+#include "xds/gateway.pb.h"
 #include "xds/node.pb.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::controlplane::translate {
 
 namespace pb = ::meshlet::policy;
+namespace gw = ::meshlet::gateway;
 using registry::Workload;
 
 inline constexpr absl::string_view kOutboundName = "outbound";
@@ -79,6 +84,18 @@ struct ServiceView {
 
 using ServiceKey = std::pair<std::string, std::string>;  // (namespace, name)
 
+// A Gateway API route attached to a Service by one of its parentRefs (gateway_routes.cc): exactly
+// one of `http` and `grpc` is set; `port` 0: every port of the Service.
+struct GatewayAttachment {
+  const gw::HTTPRoute* http = nullptr;
+  const gw::GRPCRoute* grpc = nullptr;
+  std::string namespace_;  // the route's
+  uint32_t port = 0;
+  // A consumer route: in another namespace than the Service's; it applies to callers of its own
+  // namespace only.
+  bool consumer = false;
+};
+
 // What every node's translation reads from the inputs: services with their members, the
 // TrafficPolicy and HTTPRoutes of each. Built once per (policy revision, registry version); holds
 // pointers into both snapshots, which must outlive it.
@@ -86,6 +103,11 @@ struct MeshIndex {
   std::map<ServiceKey, ServiceView> services;
   std::map<ServiceKey, const pb::TrafficPolicy*> traffic_policies;
   std::map<ServiceKey, std::vector<const pb::HTTPRoute*>> routes_by_target;
+  // Accepted Gateway API routes by the Service a parentRef names, in snapshot order (HTTPRoutes,
+  // then GRPCRoutes); and the namespaces holding a consumer route (their callers' outbound part
+  // differs from everybody else's).
+  std::map<ServiceKey, std::vector<GatewayAttachment>> gateway_routes;
+  std::set<std::string> consumer_namespaces;
   // Members standing for Kubernetes endpoints without a connected sidecar (a deque: the views
   // point at its elements).
   std::deque<Workload> kubernetes_members;
@@ -238,6 +260,59 @@ void ApplyRouteDefaults(const TranslationContext& ctx, const ServiceView& s,
 xds::RetryPolicy ToRetryPolicy(const pb::Retries& r, const pb::Timeouts& t);
 // The inbound route to the local app's `cluster`.
 xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp);
+
+// ---------------------------------------------------------------------------------------------
+// Gateway API routes (gateway_routes.cc)
+
+inline constexpr absl::string_view kMeshControllerName = "meshlet.io/mesh-controller";
+// The share of a weighted split whose backendRefs do not resolve goes to this cluster, which no
+// configuration defines: the sidecar answers it locally with 500 (xds/resources.proto,
+// WeightedClusters).
+inline constexpr absl::string_view kMissingBackendCluster = "meshlet:missing-backend";
+
+// Adds the accepted Gateway API routes of `policy` to `index.gateway_routes` (after the services
+// are indexed): each parentRef naming an existing Service (and port, when it names one).
+void IndexGatewayRoutes(const PolicySnapshot& policy, MeshIndex& index);
+// Whether a parentRef names a Service (group "" or "core", kind Service): the mesh's, and so
+// ours; other parents (Gateways) belong to other controllers.
+bool IsServiceParent(const gw::ParentReference& ref);
+// The namespace of a route or parentRef, "default" when empty.
+std::string NamespaceOr(const std::string& ns, absl::string_view fallback = "default");
+// Why a route cannot be accepted (an unsupported field, filter or value, an invalid duration or
+// regular expression), naming where; empty when it can. Such a route is not programmed.
+std::string UnsupportedReason(const gw::HTTPRoute& route);
+std::string UnsupportedReason(const gw::GRPCRoute& route);
+// A backendRef (or a mirror's) of a route of kind `route_kind` in `route_ns`, resolved: the
+// Service and port, or the Gateway API reason it cannot be (BackendNotFound, RefNotPermitted,
+// InvalidKind) with a message. `default_port`: the port when the reference names none and it is
+// the parent Service (0: the Service's first HTTP port).
+// A backendRef of either kind as the reference it holds.
+template <typename BackendRef>
+gw::BackendObjectReference ToObjectRef(const BackendRef& b) {
+  gw::BackendObjectReference ref;
+  ref.set_group(b.group());
+  ref.set_kind(b.kind());
+  ref.set_name(b.name());
+  ref.set_namespace_(b.namespace_());
+  if (b.has_port()) ref.set_port(b.port());
+  return ref;
+}
+struct ResolvedBackend {
+  const ServiceView* service = nullptr;
+  const pb::ServicePort* port = nullptr;
+  std::string reason;  // empty: resolved
+  std::string message;
+};
+ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& index,
+                               absl::string_view route_kind, const std::string& route_ns,
+                               const gw::BackendObjectReference& ref,
+                               const ServiceView* parent = nullptr, uint32_t parent_port = 0);
+// The Gateway API routes that apply to this node's calls to `service` on `port`, as routes of
+// `vhost` in precedence order ending with a 404 for requests none matches. False (and nothing
+// added) when none applies: the Service's own routing then stands.
+bool AddGatewayRoutes(const TranslationContext& ctx, TranslationOutput& out,
+                      const ServiceView& service, const pb::ServicePort& port,
+                      xds::VirtualHost& vhost);
 
 // ---------------------------------------------------------------------------------------------
 // Listeners (listeners.cc)

@@ -24,6 +24,10 @@ std::string CacheKey(const TranslationContext& ctx) {
   std::string key =
       absl::StrCat(ctx.policy.revision, "|", ctx.registry.version, "|", ctx.options.cluster_domain,
                    "|", MeshTlsKey(ctx), "|", ctx.self.capture ? "capture|" : "");
+  // Consumer routes (Gateway API) apply to callers of their namespace only.
+  if (ctx.index.consumer_namespaces.contains(ctx.self.namespace_)) {
+    absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
+  }
   if (!ctx.mesh.scope_to_dependencies()) return key + "*";
   for (const auto& [service_key, service] : ctx.index.services) {
     if (ctx.Reachable(service)) absl::StrAppend(&key, service.Fqdn(), ",");

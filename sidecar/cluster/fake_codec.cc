@@ -289,6 +289,17 @@ void FakeUpstream::OnLine(size_t index, absl::string_view line) {
     if (on_request) on_request(requests_.back());
     return;
   }
+  if (parts[0] == "DATA") {
+    size_t length = 0;
+    if (parts.size() < 3 || !absl::SimpleAtoi(parts[2], &length)) return;
+    for (size_t i = requests_.size(); i-- > 0;) {
+      if (requests_[i].connection == index && requests_[i].id == id) {
+        requests_[i].body_bytes += length;
+        return;
+      }
+    }
+    return;
+  }
   if (parts[0] != "END") return;
   for (size_t i = requests_.size(); i-- > 0;) {
     if (requests_[i].connection == index && requests_[i].id == id) {

@@ -117,6 +117,7 @@ class FakeUpstream {
     size_t connection;  // index into connections, in accept order
     uint32_t id;
     std::string path;
+    size_t body_bytes = 0;  // request body announced by DATA lines
     bool ended = false;
   };
 

@@ -55,6 +55,24 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
                               "Retries sent, by what the failed attempt ran into.",
                               {{"cluster", name}, {"reason", std::string(kRetryReasonNames[i])}}));
   }
+  ASSIGN_OR_RETURN(s.rq_mirror,
+                   shard.RegisterCounter("meshlet_upstream_rq_mirror_total",
+                                         "Mirror copies of requests sent to the cluster.", labels));
+  ASSIGN_OR_RETURN(
+      s.rq_mirror_failed,
+      shard.RegisterCounter("meshlet_upstream_rq_mirror_failed_total",
+                            "Mirror copies that got no complete answer (no host, connect failure, "
+                            "reset, timeout) or a 5xx; the original requests are unaffected.",
+                            labels));
+  for (size_t i = 0; i < kMirrorSkipReasonNames.size(); ++i) {
+    ASSIGN_OR_RETURN(
+        s.rq_mirror_skipped[i],
+        shard.RegisterCounter(
+            "meshlet_upstream_rq_mirror_skipped_total",
+            "Mirror copies not sent: the worker's mirror limit, a body over the replay buffer, a "
+            "request that did not complete, or a mirror cluster the worker lacks.",
+            {{"cluster", name}, {"reason", std::string(kMirrorSkipReasonNames[i])}}));
+  }
   for (size_t i = 0; i < kRetrySkipReasonNames.size(); ++i) {
     ASSIGN_OR_RETURN(s.rq_retry_skipped[i],
                      shard.RegisterCounter(

@@ -38,6 +38,11 @@ inline constexpr std::array<absl::string_view, 5> kRetrySkipReasonNames = {
     "local_connect_refused"};
 // Which limit refused a retry (meshlet_upstream_rq_retry_overflow_total{limit}).
 inline constexpr std::array<absl::string_view, 2> kRetryOverflowNames = {"budget", "concurrent"};
+// Why a mirror copy was not sent (meshlet_upstream_rq_mirror_skipped_total{reason}); counted on
+// the mirror cluster, except `no_cluster`, counted on the route's cluster.
+inline constexpr std::array<absl::string_view, 4> kMirrorSkipReasonNames = {
+    "in_flight_limit", "body_too_large", "incomplete", "no_cluster"};
+enum class MirrorSkip { kInFlightLimit, kBodyTooLarge, kIncomplete, kNoCluster };
 // How a request ended (meshlet_upstream_rq_duration_seconds{outcome}).
 inline constexpr std::array<absl::string_view, 2> kOutcomeNames = {"success", "failure"};
 
@@ -73,6 +78,11 @@ struct UpstreamStats {
   // meshlet_upstream_rq_deadline_header_invalid_total{header}: malformed caller deadlines
   // (ignored), index 0 grpc-timeout, 1 x-meshlet-deadline.
   std::array<Counter, 2> rq_deadline_header_invalid;
+  // Request mirroring (sidecar/router/mirror.h), counted on the mirror cluster.
+  Counter rq_mirror;         // meshlet_upstream_rq_mirror_total: copies sent
+  Counter rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
+  // meshlet_upstream_rq_mirror_skipped_total{reason}: copies not sent (kMirrorSkipReasonNames).
+  std::array<Counter, kMirrorSkipReasonNames.size()> rq_mirror_skipped;
 
   // Golden metrics (docs/golden-metrics.md): each request routed to the cluster, once, when it
   // ends (after its retries). meshlet_upstream_rq_duration_seconds{cluster,outcome}: index 0

@@ -31,6 +31,9 @@ void AddReferences(const xds::RouteConfiguration& routes, References& out) {
       for (const auto& weighted : route.route().weighted_clusters().clusters()) {
         AddName(weighted.name(), out.clusters);
       }
+      for (const xds::RequestMirrorPolicy& mirror : route.route().request_mirror_policies()) {
+        AddName(mirror.cluster(), out.clusters);
+      }
     }
   }
 }

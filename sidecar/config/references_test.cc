@@ -41,7 +41,9 @@ virtual_hosts:
   - match: {prefix: /old}
     redirect: {path: /new}
   - match: {prefix: /}
-    route: {cluster: all}
+    route:
+      cluster: all
+      request_mirror_policies: [{cluster: shadow}]
 )yaml"),
                 names);
   AddReferences(Parse<xds::Cluster>(R"yaml(
@@ -50,8 +52,8 @@ tls: {enabled: true, secret_name: mesh-cert}
 )yaml"),
                 names);
   EXPECT_THAT(names.routes, UnorderedElementsAre("outbound", "web"));
-  EXPECT_THAT(names.clusters,
-              UnorderedElementsAre("passthrough-ish", "outbound|3306||db", "v1", "v2", "all"));
+  EXPECT_THAT(names.clusters, UnorderedElementsAre("passthrough-ish", "outbound|3306||db", "v1",
+                                                   "v2", "all", "shadow"));
   EXPECT_THAT(names.secrets, UnorderedElementsAre("bundle", "mesh-cert"));
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "re2/re2.h"
 #include "sidecar/resilience/backoff.h"
 #include "sidecar/resilience/fault.h"
 #include "sidecar/resilience/retry_state.h"
@@ -24,6 +25,36 @@ constexpr absl::string_view kRetryOnValues =
     "cancelled, deadline-exceeded, internal, resource-exhausted, unavailable";
 // RateLimit.max_principals when unset.
 constexpr uint32_t kDefaultMaxPrincipals = 1024;
+
+// Longest RE2 pattern a route may hold; RE2 bounds the compiled program's memory itself.
+constexpr size_t kMaxRegexLength = 4096;
+
+// `pattern` compiled once for the whole configuration, or null after adding an error naming the
+// route, the field and RE2's reason.
+route::Regex CompileRegex(Errors::Scope& scope, const std::string& path,
+                          absl::string_view route_name, const std::string& pattern,
+                          bool case_sensitive = true) {
+  const std::string where =
+      route_name.empty() ? std::string() : absl::StrCat("route ", Quote(route_name), ": ");
+  if (pattern.empty()) {
+    scope.Add(path, absl::StrCat(where, "must not be empty"));
+    return nullptr;
+  }
+  if (pattern.size() > kMaxRegexLength) {
+    scope.Add(path, absl::StrCat(where, "longer than ", kMaxRegexLength, " bytes"));
+    return nullptr;
+  }
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  options.set_case_sensitive(case_sensitive);
+  auto regex = std::make_shared<const re2::RE2>(pattern, options);
+  if (!regex->ok()) {
+    scope.Add(path,
+              absl::StrCat(where, Quote(pattern), " is not a valid RE2 pattern: ", regex->error()));
+    return nullptr;
+  }
+  return regex;
+}
 
 void TranslateHeadersToAdd(Errors::Scope& scope, const std::string& path,
                            const google::protobuf::RepeatedPtrField<xds::HeaderValueOption>& in,
@@ -203,6 +234,33 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
     scope.Add(Join(path, "prefix_rewrite"), "must start with '/'");
   }
   out.prefix_rewrite = in.prefix_rewrite();
+  if (!in.path_rewrite().empty()) {
+    if (in.path_rewrite().front() != '/') {
+      scope.Add(Join(path, "path_rewrite"), "must start with '/'");
+    } else if (in.path_rewrite().find_first_of("?#") != std::string::npos) {
+      scope.Add(Join(path, "path_rewrite"), "must not contain a query string or fragment");
+    }
+    if (!in.prefix_rewrite().empty()) {
+      scope.Add(Join(path, "path_rewrite"), "excludes prefix_rewrite; set one of them");
+    }
+  }
+  out.path_rewrite = in.path_rewrite();
+  for (int i = 0; i < in.request_mirror_policies_size(); ++i) {
+    const xds::RequestMirrorPolicy& mirror = in.request_mirror_policies(i);
+    const std::string item = Index(Join(path, "request_mirror_policies"), i);
+    if (mirror.cluster().empty()) {
+      scope.Add(Join(item, "cluster"), "must not be empty");
+    } else if (!clusters.contains(mirror.cluster())) {
+      scope.Add("", absl::StrCat(Join(item, "cluster"), " ", Quote(mirror.cluster()),
+                                 " names no Cluster"));
+    }
+    double percent = 100.0;
+    if (mirror.has_percent()) {
+      percent = mirror.percent().value();
+      CheckPercentage(scope, Join(item, "percent"), percent);
+    }
+    out.mirrors.push_back({mirror.cluster(), percent / 100.0});
+  }
   if (!in.host_rewrite().empty() && !ValidHost(in.host_rewrite())) {
     scope.Add(Join(path, "host_rewrite"),
               absl::StrCat(Quote(in.host_rewrite()), " is not a host name"));
@@ -212,8 +270,11 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
 
 void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds::RedirectAction& in,
                        route::RedirectAction& out) {
-  if (in.host().empty() && in.path().empty() && in.scheme().empty() && in.port() == 0) {
-    scope.Add(path, "needs at least one of host, path, scheme, port (it would redirect to itself)");
+  if (in.host().empty() && in.path().empty() && in.scheme().empty() && in.port() == 0 &&
+      in.prefix_rewrite().empty()) {
+    scope.Add(path,
+              "needs at least one of host, path, prefix_rewrite, scheme, port (it would redirect "
+              "to itself)");
   }
   if (!in.scheme().empty()) {
     std::string scheme = absl::AsciiStrToLower(in.scheme());
@@ -230,6 +291,17 @@ void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds:
     scope.Add(Join(path, "path"), "must start with '/'");
   }
   out.path = in.path();
+  if (!in.prefix_rewrite().empty()) {
+    if (in.prefix_rewrite().front() != '/') {
+      scope.Add(Join(path, "prefix_rewrite"), "must start with '/'");
+    } else if (in.prefix_rewrite().find_first_of("?#") != std::string::npos) {
+      scope.Add(Join(path, "prefix_rewrite"), "must not contain a query string or fragment");
+    }
+    if (!in.path().empty()) {
+      scope.Add(Join(path, "prefix_rewrite"), "excludes path; set one of them");
+    }
+  }
+  out.prefix_rewrite = in.prefix_rewrite();
   if (in.port() > 65535) scope.Add(Join(path, "port"), "must be in [1, 65535]");
   out.port = in.port();
   out.response_code = in.response_code() == 0 ? 301 : in.response_code();
@@ -239,7 +311,8 @@ void TranslateRedirect(Errors::Scope& scope, const std::string& path, const xds:
   }
 }
 
-void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xds::RouteMatch& in,
+void TranslateRouteMatch(Errors::Scope& scope, const std::string& path,
+                         absl::string_view route_name, const xds::RouteMatch& in,
                          route::RouteMatch& out) {
   switch (in.path_specifier_case()) {
     case xds::RouteMatch::kPrefix:
@@ -258,8 +331,28 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
         scope.Add(Join(path, "path"), "must not contain a query string or fragment");
       }
       break;
+    case xds::RouteMatch::kSafeRegex:
+      out.path_kind = route::RouteMatch::PathKind::kRegex;
+      out.path.clear();
+      out.regex = CompileRegex(scope, Join(path, "safe_regex"), route_name, in.safe_regex(),
+                               /*case_sensitive=*/!in.case_insensitive());
+      break;
+    case xds::RouteMatch::kPathSeparatedPrefix: {
+      out.path_kind = route::RouteMatch::PathKind::kSegmentPrefix;
+      absl::string_view prefix = in.path_separated_prefix();
+      if (prefix.empty() || prefix.front() != '/') {
+        scope.Add(Join(path, "path_separated_prefix"), "must start with '/'");
+      } else if (prefix.find_first_of("?#") != absl::string_view::npos) {
+        scope.Add(Join(path, "path_separated_prefix"),
+                  "must not contain a query string or fragment");
+      }
+      // Compared by whole segments: "/v2/" is "/v2", and "/" (stored empty) matches every path.
+      while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+      out.path = std::string(prefix);
+      break;
+    }
     default:
-      scope.Add(path, "needs prefix or path");
+      scope.Add(path, "needs prefix, path, safe_regex or path_separated_prefix");
   }
   if (out.path.find_first_of("?#") != std::string::npos &&
       in.path_specifier_case() == xds::RouteMatch::kPrefix) {
@@ -294,8 +387,12 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
         matcher.kind = route::HeaderMatcher::Kind::kPresent;
         matcher.present = hm.present();
         break;
+      case xds::HeaderMatcher::kSafeRegex:
+        matcher.kind = route::HeaderMatcher::Kind::kRegex;
+        matcher.regex = CompileRegex(scope, Join(item, "safe_regex"), route_name, hm.safe_regex());
+        break;
       default:
-        scope.Add(item, "needs exact, prefix or present");
+        scope.Add(item, "needs exact, prefix, safe_regex or present");
     }
     matcher.invert = hm.invert();
     out.headers.push_back(std::move(matcher));
@@ -307,6 +404,41 @@ void TranslateRouteMatch(Errors::Scope& scope, const std::string& path, const xd
     }
     out.methods.push_back(in.methods(i));
   }
+  for (int i = 0; i < in.query_parameters_size(); ++i) {
+    const xds::QueryParameterMatcher& qm = in.query_parameters(i);
+    const std::string item = Index(Join(path, "query_parameters"), i);
+    route::QueryParameterMatcher matcher;
+    matcher.name = qm.name();
+    if (matcher.name.empty()) scope.Add(Join(item, "name"), "must not be empty");
+    switch (qm.match_case()) {
+      case xds::QueryParameterMatcher::kExact:
+        matcher.kind = route::QueryParameterMatcher::Kind::kExact;
+        matcher.value = qm.exact();
+        break;
+      case xds::QueryParameterMatcher::kSafeRegex:
+        matcher.kind = route::QueryParameterMatcher::Kind::kRegex;
+        matcher.regex = CompileRegex(scope, Join(item, "safe_regex"), route_name, qm.safe_regex());
+        break;
+      case xds::QueryParameterMatcher::kPresent:
+        matcher.kind = route::QueryParameterMatcher::Kind::kPresent;
+        if (!qm.present()) {
+          scope.Add(Join(item, "present"), "must be true (an absent parameter cannot be matched)");
+        }
+        break;
+      default:
+        scope.Add(item, "needs exact, safe_regex or present");
+    }
+    out.query_parameters.push_back(std::move(matcher));
+  }
+}
+
+// prefix_rewrite replaces what a prefix matched: a pattern match has no prefix to replace.
+void CheckPrefixRewriteMatch(Errors::Scope& scope, const std::string& path,
+                             const xds::RouteMatch& match, absl::string_view prefix_rewrite) {
+  if (!prefix_rewrite.empty() && match.path_specifier_case() == xds::RouteMatch::kSafeRegex) {
+    scope.Add(path,
+              "needs a prefix, path or path_separated_prefix match (the match is safe_regex)");
+  }
 }
 
 route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
@@ -317,18 +449,22 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
   if (!in.has_match()) {
     scope.Add(Join(path, "match"), "required");
   } else {
-    TranslateRouteMatch(scope, Join(path, "match"), in.match(), out.match);
+    TranslateRouteMatch(scope, Join(path, "match"), in.name(), in.match(), out.match);
   }
   switch (in.action_case()) {
     case xds::Route::kRoute: {
       route::RouteAction action;
       TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, action);
+      CheckPrefixRewriteMatch(scope, Join(path, "route.prefix_rewrite"), in.match(),
+                              in.route().prefix_rewrite());
       out.action = std::move(action);
       break;
     }
     case xds::Route::kRedirect: {
       route::RedirectAction action;
       TranslateRedirect(scope, Join(path, "redirect"), in.redirect(), action);
+      CheckPrefixRewriteMatch(scope, Join(path, "redirect.prefix_rewrite"), in.match(),
+                              in.redirect().prefix_rewrite());
       out.action = std::move(action);
       break;
     }

@@ -1,6 +1,10 @@
-// Routes: retry policies inherited from the virtual host, faults and rate limits.
+// Routes: retry policies inherited from the virtual host, faults and rate limits, and the
+// Gateway API features (RE2 and segment matches, query parameters, rewrites, redirects by prefix,
+// request mirroring) with what each refuses.
+#include <functional>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
@@ -63,5 +67,181 @@ TEST(TranslateTest, FaultAndRateLimit) {
   ASSERT_NE(route->rate_limiter, nullptr);
   EXPECT_EQ(route->rate_limiter->burst(), 50u);
 }
+
+TEST(TranslateTest, GatewayApiMatchesRewritesAndMirrors) {
+  ResourceSet set = Base();
+  set.routes.Mutable(0) = Parse<xds::RouteConfiguration>(R"yaml(
+name: local
+virtual_hosts:
+- name: default
+  domains: ["*"]
+  routes:
+  - name: users
+    match:
+      safe_regex: "/users/[0-9]+"
+      case_insensitive: true
+      headers: [{name: x-Version, safe_regex: "v[12]"}]
+    route: {cluster: backend, path_rewrite: /user}
+  - name: search
+    match:
+      prefix: /
+      query_parameters:
+      - {name: q, safe_regex: "[a-z]+"}
+      - {name: lang, exact: en}
+      - {name: debug, present: true}
+    route:
+      cluster: backend
+      request_mirror_policies:
+      - {cluster: other}
+      - {cluster: backend, percent: 12.5}
+  - name: v2
+    match: {path_separated_prefix: /v2/}
+    route: {cluster: other, prefix_rewrite: /}
+  - name: old
+    match: {path_separated_prefix: /old}
+    redirect: {prefix_rewrite: /new, scheme: https}
+)yaml");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+
+  http::HeaderMap user = Request("x", "/USERS/42?full=1");
+  user.Add("x-version", "v2");
+  const route::RouteEntry* users = table->Match(user);
+  ASSERT_NE(users, nullptr);
+  EXPECT_EQ(users->name, "users");
+  EXPECT_EQ(route::RewritePath(*users, "/USERS/42?full=1"), "/user?full=1");
+  user.Set("x-version", "v3");
+  EXPECT_EQ(table->Match(user), nullptr);
+
+  const route::RouteEntry* search = table->Match(Request("x", "/s?q=abc&lang=en&debug"));
+  ASSERT_NE(search, nullptr);
+  EXPECT_EQ(search->name, "search");
+  const route::RouteAction* action = search->route_action();
+  ASSERT_EQ(action->mirrors.size(), 2u);
+  EXPECT_EQ(action->mirrors[0].cluster, "other");
+  EXPECT_EQ(action->mirrors[0].fraction, 1.0);
+  EXPECT_EQ(action->mirrors[1].cluster, "backend");
+  EXPECT_EQ(action->mirrors[1].fraction, 0.125);
+  EXPECT_EQ(table->Match(Request("x", "/s?q=ABC&lang=en&debug")), nullptr);
+
+  const route::RouteEntry* v2 = table->Match(Request("x", "/v2/items"));
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->name, "v2");
+  EXPECT_EQ(v2->match.path, "/v2");  // the trailing '/' is not part of the segment prefix
+  EXPECT_EQ(route::RewritePath(*v2, "/v2/items"), "/items");
+  EXPECT_EQ(table->Match(Request("x", "/v2items")), nullptr);
+
+  http::HeaderMap old = Request("x:8080", "/old/page?id=1");
+  const route::RouteEntry* redirect = table->Match(old);
+  ASSERT_NE(redirect, nullptr);
+  ASSERT_NE(redirect->redirect(), nullptr);
+  EXPECT_EQ(route::RedirectLocation(*redirect->redirect(), old, &redirect->match),
+            "https://x/new/page?id=1");
+}
+
+struct Nack {
+  std::string name;
+  std::function<void(ResourceSet&)> mutate;
+  std::string expected;
+};
+
+class GatewayApiNackTest : public ::testing::TestWithParam<Nack> {};
+
+TEST_P(GatewayApiNackTest, NamesRouteFieldAndReason) {
+  ResourceSet set = Base();
+  RouteAt(set, 0).set_name("api");
+  GetParam().mutate(set);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_EQ(snapshot.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(snapshot.status().message()), ::testing::HasSubstr(GetParam().expected));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, GatewayApiNackTest,
+    ::testing::Values(
+        Nack{"path_regex",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_safe_regex("/a(b"); },
+             "route_config \"local\": virtual_hosts[0].routes[0].match.safe_regex: route \"api\": "
+             "\"/a(b\" is not a valid RE2 pattern: missing ): /a(b"},
+        Nack{"empty_path_regex",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_safe_regex(""); },
+             "virtual_hosts[0].routes[0].match.safe_regex: route \"api\": must not be empty"},
+        Nack{"header_regex",
+             [](ResourceSet& s) {
+               auto* header = RouteAt(s, 0).mutable_match()->add_headers();
+               header->set_name("x-v");
+               header->set_safe_regex("[z-a]");
+             },
+             "virtual_hosts[0].routes[0].match.headers[0].safe_regex: route \"api\": \"[z-a]\" "
+             "is not a valid RE2 pattern: invalid character class range: z-a"},
+        Nack{"query_regex",
+             [](ResourceSet& s) {
+               auto* query = RouteAt(s, 0).mutable_match()->add_query_parameters();
+               query->set_name("id");
+               query->set_safe_regex("*");
+             },
+             "virtual_hosts[0].routes[0].match.query_parameters[0].safe_regex: route \"api\": "
+             "\"*\" is not a valid RE2 pattern: no argument for repetition operator: *"},
+        Nack{"query_without_name",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_match()->add_query_parameters()->set_exact("1");
+             },
+             "virtual_hosts[0].routes[0].match.query_parameters[0].name: must not be empty"},
+        Nack{"query_without_match",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_match()->add_query_parameters()->set_name("id");
+             },
+             "virtual_hosts[0].routes[0].match.query_parameters[0]: needs exact, safe_regex or "
+             "present"},
+        Nack{"segment_prefix_without_slash",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_path_separated_prefix("v2"); },
+             "virtual_hosts[0].routes[0].match.path_separated_prefix: must start with '/'"},
+        Nack{"path_rewrite_with_prefix_rewrite",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_route()->set_path_rewrite("/x");
+               RouteAt(s, 0).mutable_route()->set_prefix_rewrite("/y");
+             },
+             "virtual_hosts[0].routes[0].route.path_rewrite: excludes prefix_rewrite"},
+        Nack{"path_rewrite_with_query",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_route()->set_path_rewrite("/x?y"); },
+             "virtual_hosts[0].routes[0].route.path_rewrite: must not contain a query string"},
+        Nack{"prefix_rewrite_after_regex",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_match()->set_safe_regex("/a.*");
+               RouteAt(s, 0).mutable_route()->set_prefix_rewrite("/y");
+             },
+             "virtual_hosts[0].routes[0].route.prefix_rewrite: needs a prefix, path or "
+             "path_separated_prefix match"},
+        Nack{"redirect_path_with_prefix_rewrite",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_redirect()->set_path("/x");
+               RouteAt(s, 0).mutable_redirect()->set_prefix_rewrite("/y");
+             },
+             "virtual_hosts[0].routes[0].redirect.prefix_rewrite: excludes path"},
+        Nack{"redirect_prefix_rewrite_without_slash",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_redirect()->set_prefix_rewrite("y"); },
+             "virtual_hosts[0].routes[0].redirect.prefix_rewrite: must start with '/'"},
+        Nack{"mirror_unknown_cluster",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_route()->add_request_mirror_policies()->set_cluster("ghost");
+             },
+             "route_config \"local\": virtual_hosts[0].routes[0].route.request_mirror_policies[0]."
+             "cluster \"ghost\" names no Cluster"},
+        Nack{"mirror_without_cluster",
+             [](ResourceSet& s) { RouteAt(s, 0).mutable_route()->add_request_mirror_policies(); },
+             "virtual_hosts[0].routes[0].route.request_mirror_policies[0].cluster: must not be "
+             "empty"},
+        Nack{"mirror_percent",
+             [](ResourceSet& s) {
+               auto* mirror = RouteAt(s, 0).mutable_route()->add_request_mirror_policies();
+               mirror->set_cluster("other");
+               mirror->mutable_percent()->set_value(150);
+             },
+             "virtual_hosts[0].routes[0].route.request_mirror_policies[0].percent: must be in "
+             "[0, 100]"}),
+    [](const ::testing::TestParamInfo<Nack>& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace meshlet::sidecar::config

@@ -185,7 +185,9 @@ std::vector<InvalidCase> InvalidCases() {
        "\"outbound\""},
       {"match_without_path",
        [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->clear_path_specifier(); },
-       "route_config \"local\": virtual_hosts[0].routes[0].match: needs prefix or path"},
+       "route_config \"local\": virtual_hosts[0].routes[0].match: needs prefix, path, safe_regex "
+       "or "
+       "path_separated_prefix"},
       {"prefix_without_slash",
        [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_prefix("api"); },
        "route_config \"local\": virtual_hosts[0].routes[0].match.prefix: must start with '/'"},
@@ -202,7 +204,7 @@ std::vector<InvalidCase> InvalidCases() {
        "302, 303, 307 or 308"},
       {"redirect_to_itself", [](ResourceSet& s) { RouteAt(s, 0).mutable_redirect(); },
        "route_config \"local\": virtual_hosts[0].routes[0].redirect: needs at least one of host, "
-       "path, scheme, port"},
+       "path, prefix_rewrite, scheme, port"},
       {"direct_response_bad_status",
        [](ResourceSet& s) { RouteAt(s, 0).mutable_direct_response()->set_status(42); },
        "route_config \"local\": virtual_hosts[0].routes[0].direct_response.status: must be in "
@@ -225,8 +227,8 @@ std::vector<InvalidCase> InvalidCases() {
        "not contain CR, LF or NUL"},
       {"header_matcher_without_kind",
        [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->add_headers()->set_name("x-a"); },
-       "route_config \"local\": virtual_hosts[0].routes[0].match.headers[0]: needs exact, prefix "
-       "or present"},
+       "route_config \"local\": virtual_hosts[0].routes[0].match.headers[0]: needs exact, prefix, "
+       "safe_regex or present"},
       {"bad_method", [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->add_methods("GE T"); },
        "route_config \"local\": virtual_hosts[0].routes[0].match.methods[0]: \"GE T\" is not a "
        "method"},

@@ -59,7 +59,7 @@ ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& enco
       route_rate_limit_(filters::RateLimitFilter::Scope::kRoute, *this, hcm.policy_,
                         hcm.context_.clock),
       breaker_(*this),
-      router_(hcm.context_, *this) {
+      router_(hcm.context_, *this, hcm.context_.mirrors) {
   route_.table = hcm.CurrentRouteTable();
   // The codecs create the stream once its headers are decoded. Its start and end are read
   // exactly, not from the turn's shared reading: a request answered within the turn (a direct

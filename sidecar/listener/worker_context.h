@@ -20,6 +20,10 @@ namespace meshlet::sidecar::config {
 struct Snapshot;
 }
 
+namespace meshlet::sidecar::router {
+class Mirrors;
+}
+
 namespace meshlet::sidecar::listener {
 
 using stream::AccessLogSink;
@@ -27,6 +31,8 @@ using stream::AccessLogSink;
 struct WorkerContext : stream::StreamContext {
   cluster::ClusterManager& clusters;
   std::shared_ptr<const config::Snapshot> snapshot;
+  // The worker's request mirroring (router/mirror.h); null: mirror copies are skipped.
+  router::Mirrors* mirrors = nullptr;
 };
 
 }  // namespace meshlet::sidecar::listener

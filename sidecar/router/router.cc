@@ -7,6 +7,7 @@
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
 #include "sidecar/router/deadline_headers.h"
+#include "sidecar/router/mirror.h"
 #include "sidecar/router/tcp_upstream.h"
 #include "sidecar/router/upstream_request.h"
 
@@ -55,19 +56,33 @@ constexpr LocalReply kConnectToTlsCluster{503, StatusCode::kUnavailable,
 
 using resilience::AttemptResult;
 
+// How long a mirror copy may take when its route has no timeout.
+constexpr Duration kMirrorTimeoutWithoutRouteTimeout = std::chrono::seconds(15);
+
 }  // namespace
 
-Router::Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks)
+struct Router::MirrorCopy {
+  // One reserved slot of the worker's Mirrors each.
+  absl::InlinedVector<cluster::ClusterRef, 2> targets;
+  http::HeaderMapPtr headers;
+  net::Buffer body;
+  http::HeaderMapPtr trailers;
+  uint64_t body_limit = 0;
+};
+
+Router::Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks, Mirrors* mirrors)
     : context_(context),
       callbacks_(callbacks),
       info_(callbacks.stream_info()),
       stats_(&NoStats()),
-      timeout_timer_(context.loop, [this] { OnTimeout(); }) {}
+      timeout_timer_(context.loop, [this] { OnTimeout(); }),
+      mirrors_(mirrors) {}
 
 Router::~Router() {
   // The attempt goes before the stream's route, which keeps its cluster alive.
   upstream_.reset();
   tcp_upstream_.reset();
+  if (mirror_ != nullptr) DropMirrors(cluster::MirrorSkip::kIncomplete);
 }
 
 stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
@@ -108,7 +123,8 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
 
   if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
-  if (!action.prefix_rewrite.empty() && headers.Get(":path") != "*") {  // "*": not a path
+  if ((!action.prefix_rewrite.empty() || !action.path_rewrite.empty()) &&
+      headers.Get(":path") != "*") {  // "*": not a path
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
     headers.Set(":path", path);
   }
@@ -162,7 +178,84 @@ void Router::Forward(bool end_stream) {
   // Only requests that go upstream fund the cluster's retry budget: not those a filter answered
   // (rate-limited, fault-aborted, breaker open), and never retries.
   cluster_->retry_budget().RecordRequest();
+  if (!route_->route_action()->mirrors.empty() && !connect_request_ && !upgrade_request_) {
+    StartMirrors();
+  }
   StartAttempt();
+}
+
+void Router::StartMirrors() {
+  const RouteAction& action = *route_->route_action();
+  std::unique_ptr<MirrorCopy> copy;
+  for (const route::RequestMirrorPolicy& policy : action.mirrors) {
+    if (policy.fraction < 1.0 && !context_.random.Bernoulli(policy.fraction)) continue;
+    cluster::ClusterRef target =
+        mirrors_ != nullptr ? mirrors_->clusters().Get(policy.cluster) : cluster::ClusterRef{};
+    if (target.cluster == nullptr) {
+      // The worker lacks it (the configuration names only clusters it has).
+      stats_->rq_mirror_skipped[static_cast<size_t>(cluster::MirrorSkip::kNoCluster)].Inc();
+      continue;
+    }
+    if (target.stats == nullptr) target.stats = &NoStats();
+    if (!mirrors_->Reserve()) {
+      target.stats->rq_mirror_skipped[static_cast<size_t>(cluster::MirrorSkip::kInFlightLimit)]
+          .Inc();
+      continue;
+    }
+    if (copy == nullptr) copy = std::make_unique<MirrorCopy>();
+    copy->targets.push_back(std::move(target));
+  }
+  if (copy == nullptr) return;
+  copy->headers = std::make_unique<http::HeaderMap>(*request_headers_);
+  copy->body_limit = callbacks_.RetryBufferLimit();
+  mirror_ = std::move(copy);
+  // Body that came while the route-level filters held the request.
+  if (!pending_body_.empty()) CopyBodyForMirrors(pending_body_);
+  if (mirror_ != nullptr && downstream_end_) SendMirrors();
+}
+
+void Router::CopyBodyForMirrors(const net::Buffer& data) {
+  MirrorCopy& copy = *mirror_;
+  if (copy.body.length() + data.length() > copy.body_limit) {
+    DropMirrors(cluster::MirrorSkip::kBodyTooLarge);
+    return;
+  }
+  // The one copy a mirror costs, bounded like the replay buffer.
+  data.ForEachSlice([&copy](absl::string_view slice) { copy.body.Append(slice); });
+}
+
+void Router::SendMirrors() {
+  std::unique_ptr<MirrorCopy> copy = std::move(mirror_);
+  const Duration route_timeout = route_->route_action()->timeout;
+  const Duration timeout =
+      route_timeout > Duration::zero() ? route_timeout : kMirrorTimeoutWithoutRouteTimeout;
+  const size_t count = copy->targets.size();
+  for (size_t i = 0; i < count; ++i) {
+    const bool last = i + 1 == count;
+    http::HeaderMapPtr headers =
+        last ? std::move(copy->headers) : std::make_unique<http::HeaderMap>(*copy->headers);
+    http::HeaderMapPtr trailers;
+    if (copy->trailers != nullptr) {
+      trailers =
+          last ? std::move(copy->trailers) : std::make_unique<http::HeaderMap>(*copy->trailers);
+    }
+    net::Buffer body;
+    if (last) {
+      body.Move(copy->body);
+    } else {
+      copy->body.ForEachSlice([&body](absl::string_view slice) { body.Append(slice); });
+    }
+    mirrors_->Send(std::move(copy->targets[i]), std::move(headers), body, std::move(trailers),
+                   info_.protocol, timeout);
+  }
+}
+
+void Router::DropMirrors(cluster::MirrorSkip reason) {
+  std::unique_ptr<MirrorCopy> copy = std::move(mirror_);
+  for (const cluster::ClusterRef& target : copy->targets) {
+    target.stats->rq_mirror_skipped[static_cast<size_t>(reason)].Inc();
+    mirrors_->Release();
+  }
 }
 
 void Router::SendDirectResponse(const RouteEntry& route) {
@@ -191,7 +284,7 @@ void Router::SendRedirect(const RouteEntry& route) {
   info_.response_code = static_cast<int>(redirect.response_code);
   http::HeaderMap headers;
   headers.Add(":status", absl::StrCat(redirect.response_code));
-  headers.Add("location", RedirectLocation(redirect, *request_headers_));
+  headers.Add("location", RedirectLocation(redirect, *request_headers_, &route.match));
   ApplyResponseHeaderMutations(route, headers);
   callbacks_.EncodeHeaders(headers, /*end_stream=*/true);
 }
@@ -312,6 +405,10 @@ void Router::DecodeBody(net::Buffer& data, bool end_stream) {
     return;
   }
   downstream_end_ = end_stream;
+  if (mirror_ != nullptr) {
+    CopyBodyForMirrors(data);
+    if (mirror_ != nullptr && end_stream) SendMirrors();
+  }
   if (retry_state_.has_value() && !retry_state_->OnRequestBodyBytes(data.length()) &&
       replay_buffering_) {
     // Too long to replay: this request will not be retried (counted if a retry is wanted).
@@ -353,6 +450,10 @@ stream::FilterStatus Router::DecodeTrailers(http::HeaderMap& trailers) {
   }
   // Kept either way (the stream keeps them alive): a retry sends them again.
   request_trailers_ = &trailers;
+  if (mirror_ != nullptr) {
+    mirror_->trailers = std::make_unique<http::HeaderMap>(trailers);
+    SendMirrors();
+  }
   if (upstream_ != nullptr && upstream_->ready()) upstream_->EncodeTrailers(*request_trailers_);
   return stream::FilterStatus::kStopIteration;
 }
@@ -489,6 +590,8 @@ void Router::Finish() {
   // Gives back a concurrent-retry slot at once rather than when the stream is destroyed.
   if (retry_state_.has_value()) retry_state_->OnSucceeded();
   replay_body_.Clear();
+  // Copies still waiting for the rest of the request will not get it.
+  if (mirror_ != nullptr) DropMirrors(cluster::MirrorSkip::kIncomplete);
   if (upstream_ != nullptr) upstream_->Reset();
   if (tcp_upstream_ != nullptr) tcp_upstream_->Reset();
   pending_body_.Clear();

@@ -7,7 +7,9 @@
 // (docs/operations.md), and a client span per attempt (docs/tracing.md). Each attempt is an
 // UpstreamRequest (upstream_request.h), or for CONNECT a TcpUpstream (tcp_upstream.h); the router
 // keeps what spans attempts: the route, the deadline, the retry state and the body kept for
-// replay. docs/architecture.md follows a request through it.
+// replay. A route with request mirror policies also gets copies of the request sent to its mirror
+// clusters (mirror.h), which the request never waits for. docs/architecture.md follows a request
+// through it.
 //
 // One entry point, DecodeHeaders(), which the stream calls at two places of its chain. First at
 // the route stage, once its route is resolved and before the route-level filters (fault, rate
@@ -54,11 +56,14 @@ namespace meshlet::sidecar::router {
 
 class UpstreamRequest;
 class TcpUpstream;
+class Mirrors;
 
 class Router final : public stream::Filter {
  public:
-  // `context` must outlive the router.
-  Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks);
+  // `context` and `mirrors` (the worker's; null: every mirror copy is skipped, counted as over the
+  // in-flight limit) must outlive the router.
+  Router(stream::StreamContext& context, stream::FilterCallbacks& callbacks,
+         Mirrors* mirrors = nullptr);
   ~Router() override;
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -136,6 +141,12 @@ class Router final : public stream::Filter {
   // A response the retry policy might retry: true when it was discarded for a retry.
   bool MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status);
   void CountNoRetry(resilience::NoRetryReason reason);
+  // Mirroring (mirror.h): picks the route's mirror copies for this request and starts copying it;
+  // copies body as it passes; hands the copies over once the request is whole; or drops them.
+  void StartMirrors();
+  void CopyBodyForMirrors(const net::Buffer& data);
+  void SendMirrors();
+  void DropMirrors(cluster::MirrorSkip reason);
   // Request body on its way to the current attempt: kept for replay while that is possible.
   void SendBody(net::Buffer& data, bool end_stream);
   void OnResponseComplete();
@@ -174,6 +185,11 @@ class Router final : public stream::Filter {
   bool body_sent_ = false;         // request body reached the current attempt's stream
   net::Buffer replay_body_;
   absl::InlinedVector<const cluster::Host*, 4> tried_hosts_;
+
+  // The copies being made for mirror clusters; null unless this request is mirrored.
+  struct MirrorCopy;
+  Mirrors* const mirrors_;
+  std::unique_ptr<MirrorCopy> mirror_;
 
   bool response_started_ = false;
   bool done_ = false;

@@ -148,6 +148,26 @@ TEST_F(RouterTest, DirectResponseAndRedirectNeedNoCluster) {
   EXPECT_EQ(moved.info.route_name, "redirect");
 }
 
+TEST_F(RouterTest, FullPathRewriteAndRedirectByPrefix) {
+  FakeUpstream& up = AddUpstream();
+  AddCluster("c", {up.address()});
+  RouteAction action = ToCluster("c");
+  action.path_rewrite = "/index";
+  RouteEntry rewritten = Routed("r", "/v1", action);
+  RouteEntry moved;
+  moved.name = "moved";
+  moved.match.path_kind = route::RouteMatch::PathKind::kSegmentPrefix;
+  moved.match.path = "/old";
+  moved.action = route::RedirectAction{.scheme = "https", .prefix_rewrite = "/new"};
+  table_ = Table({rewritten, moved});
+  EXPECT_EQ(Send("GET", "", {}, "/v1/items?q=1").status, "200");
+  ASSERT_EQ(up.requests().size(), 1u);
+  EXPECT_EQ(up.requests()[0].path, "/index?q=1");
+  RecordingCallbacks& redirected = Send("GET", "", {}, "/old/page?x=2");
+  EXPECT_EQ(redirected.status, "301");
+  EXPECT_EQ(redirected.response_headers.Get("location"), "https://test/new/page?x=2");
+}
+
 TEST_F(RouterTest, HeaderMutationsAndRewritesReachTheUpstreamAndTheClient) {
   FakeUpstream& up = AddUpstream();
   AddCluster("c", {up.address()});

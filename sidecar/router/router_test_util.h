@@ -25,9 +25,11 @@
 #include "common/stats/stats.h"
 #include "gtest/gtest.h"
 #include "sidecar/cluster/cluster.h"
+#include "sidecar/cluster/cluster_ref.h"
 #include "sidecar/cluster/fake_codec.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/route/route_table.h"
+#include "sidecar/router/mirror.h"
 #include "sidecar/router/router.h"
 #include "sidecar/stream/filter.h"
 #include "sidecar/stream/local_reply.h"
@@ -143,6 +145,7 @@ class RouterTest : public ::testing::Test {
 
   ~RouterTest() override {
     routers_.clear();
+    mirrors_.reset();
     loop_.RunUntilIdle();
     for (auto& callbacks : callbacks_) callbacks->resolved = {};
     clusters_.clear();
@@ -244,8 +247,14 @@ class RouterTest : public ::testing::Test {
     callbacks_.push_back(std::make_unique<RecordingCallbacks>());
     RecordingCallbacks& callbacks = *callbacks_.back();
     if (next_trace_.has_value()) callbacks.info.trace = *next_trace_;
-    routers_.push_back(std::make_unique<Router>(context_, callbacks));
+    routers_.push_back(std::make_unique<Router>(context_, callbacks, mirrors_.get()));
     return callbacks;
+  }
+
+  // The worker's mirroring (mirror.h) over the fixture's clusters, for the streams made next.
+  Mirrors& EnableMirrors(uint64_t max_in_flight) {
+    mirrors_ = std::make_unique<Mirrors>(loop_, cluster_manager_, max_in_flight);
+    return *mirrors_;
   }
 
   // What the connection manager does with a request's headers: resolves the route (Resolve), lets
@@ -288,8 +297,8 @@ class RouterTest : public ::testing::Test {
     return request;
   }
 
-  uint64_t Count(absl::string_view name, LabelSet labels = {}) {
-    labels.emplace_back("cluster", "c");
+  uint64_t Count(absl::string_view name, LabelSet labels = {}, absl::string_view cluster = "c") {
+    labels.emplace_back("cluster", std::string(cluster));
     StatsSnapshot snapshot = registry_.Snapshot();
     const SeriesSnapshot* series = snapshot.Find(name, labels);
     return series == nullptr ? ~uint64_t{0} : series->counter;
@@ -301,6 +310,22 @@ class RouterTest : public ::testing::Test {
   std::unique_ptr<StatsShard> shard_;
   std::map<std::string, std::shared_ptr<Cluster>> clusters_;
   std::map<std::string, UpstreamStats> stats_;
+  // The fixture's clusters as a worker's ClusterManager shows them.
+  class MapClusters final : public cluster::ClusterManager {
+   public:
+    explicit MapClusters(RouterTest& test) : test_(test) {}
+    Cluster* Find(absl::string_view name) override { return Get(name).cluster.get(); }
+    cluster::ClusterRef Get(absl::string_view name) override {
+      auto it = test_.clusters_.find(std::string(name));
+      if (it == test_.clusters_.end()) return {};
+      return {it->second, &test_.stats_[it->first]};
+    }
+
+   private:
+    RouterTest& test_;
+  };
+  MapClusters cluster_manager_{*this};
+  std::unique_ptr<Mirrors> mirrors_;
   stream::StreamContext context_{
       .loop = loop_, .random = random_, .clock = RealClock::Get(), .stats = *shard_};
   resilience::RetryBudgetConfig budget_;

@@ -262,6 +262,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "workers, each counting its own): the ones beyond get a local 503 with "
                      "x-meshlet-overloaded (flag OL). Default 0: no limit.",
                      uint64_t{0}, uint64_t{1} << 32),
+      flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
+                     "Request mirror copies (route request_mirror_policies) each worker may "
+                     "have in flight, those still receiving the request's body included; copies "
+                     "beyond it are skipped and counted in "
+                     "meshlet_upstream_rq_mirror_skipped_total{reason=\"in_flight_limit\"}. "
+                     "Default 64; 0: no mirroring.",
+                     uint64_t{0}, uint64_t{1} << 20),
       flag("--access-log", "PATH",
            "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
            "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",

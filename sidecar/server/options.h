@@ -13,6 +13,7 @@
 #include "common/base/logging.h"
 #include "common/net/address.h"
 #include "sidecar/config/bootstrap.h"
+#include "sidecar/router/mirror.h"
 
 namespace meshlet::sidecar::server {
 
@@ -56,6 +57,9 @@ struct ServerOptions {
   // a local 503 (OL). 0: no such limit.
   uint64_t overload_max_rss_mb = 0;
   uint64_t overload_max_active_requests = 0;
+  // --mirror-max-in-flight: request mirror copies each worker may have in flight
+  // (router/mirror.h); beyond it a copy is skipped and counted.
+  uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;
   std::string access_log_path;  // empty: no global access log
   // --trace-collector / --trace-sampling: tracing on, spans to this OTLP/HTTP collector, and the
   // sampling rate of requests whose caller did not decide; they replace the bootstrap's

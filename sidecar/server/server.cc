@@ -226,19 +226,20 @@ absl::Status Server::Init() {
     return Annotate(status, "metrics_report");
   }
   for (int i = 0; i < options_.concurrency; ++i) {
-    auto worker =
-        std::make_unique<Worker>(i, WorkerShared{.stats = stats_,
-                                                 .access_logs = access_logs_,
-                                                 .global_access_log = global_access_log_,
-                                                 .connection_counts = connection_counts_,
-                                                 .cluster_limits = cluster_limits_,
-                                                 .tls_contexts = &tls_contexts_,
-                                                 .tls_refusal_log = &tls_refusal_log_,
-                                                 .tracing = tracing_.get(),
-                                                 .trace_collector = trace_collector_,
-                                                 .trace_channel = trace_channel_,
-                                                 .memory_pressure = overload_.flag(),
-                                                 .max_active_requests = PerWorkerActiveRequests()});
+    auto worker = std::make_unique<Worker>(
+        i, WorkerShared{.stats = stats_,
+                        .access_logs = access_logs_,
+                        .global_access_log = global_access_log_,
+                        .connection_counts = connection_counts_,
+                        .cluster_limits = cluster_limits_,
+                        .tls_contexts = &tls_contexts_,
+                        .tls_refusal_log = &tls_refusal_log_,
+                        .tracing = tracing_.get(),
+                        .trace_collector = trace_collector_,
+                        .trace_channel = trace_channel_,
+                        .memory_pressure = overload_.flag(),
+                        .max_active_requests = PerWorkerActiveRequests(),
+                        .max_mirrors_in_flight = options_.mirror_max_in_flight});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running

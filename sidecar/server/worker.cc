@@ -110,6 +110,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
       *clusters_,
       snapshot,
   });
+  mirrors_ = std::make_unique<router::Mirrors>(*loop_, *clusters_, shared_.max_mirrors_in_flight);
+  context_->mirrors = mirrors_.get();
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;
     span_exporter_ = std::make_unique<tracing::SpanExporter>(*loop_, tracing, tracing.service_name,
@@ -150,6 +152,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   connections_.clear();
   listeners_.clear();
   listener_worker_contexts_.clear();
+  mirrors_.reset();
+  loop_->RunUntilIdle();
   context_.reset();
   tracer_.reset();
   span_exporter_.reset();

@@ -49,6 +49,7 @@
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/listener_context.h"
 #include "sidecar/listener/worker_context.h"
+#include "sidecar/router/mirror.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
 #include "sidecar/tracing/exporter.h"
@@ -89,6 +90,8 @@ struct WorkerShared {
   // and the requests each worker may have in flight (0: no limit).
   const std::atomic<bool>* memory_pressure = nullptr;
   uint64_t max_active_requests = 0;
+  // Mirror copies each worker may have in flight (--mirror-max-in-flight; router/mirror.h).
+  uint64_t max_mirrors_in_flight = router::Mirrors::kDefaultMaxInFlight;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -167,6 +170,7 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<tracing::SpanExporter> span_exporter_;  // null: tracing off
   std::unique_ptr<tracing::Tracer> tracer_;               // null: tracing off
   std::unique_ptr<cluster::WorkerClusterManager> clusters_;
+  std::unique_ptr<router::Mirrors> mirrors_;  // copies in flight hold clusters: goes first
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<listener::WorkerContext> context_;
   // Copies of context_ that differ only in the access log, one per listener name ever configured,

@@ -1,0 +1,612 @@
+// Gateway API HTTPRoutes and GRPCRoutes as a caller's routes (gateway_routes.cc): which routes
+// apply to which caller and port, their precedence, filters, backends, timeouts and retries.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "gmock/gmock.h"
+
+#include "absl/strings/match.h"
+#include "control-plane/translate/gateway_test_util.h"
+#include "control-plane/translate/translation.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+using ::testing::ElementsAre;
+
+// An HTTPRoute on echo (port 80 unless `port` is empty) with the given rules (YAML).
+std::string EchoRoute(const std::string& name, const std::string& rules,
+                      const std::string& extra_meta = "", const std::string& port = "80") {
+  return absl::StrCat("kind: HTTPRoute\nmetadata: {name: ", name, extra_meta,
+                      "}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: echo",
+                      port.empty() ? "" : absl::StrCat(", port: ", port), "}]\n  rules:\n", rules);
+}
+
+// --- Which routes apply ---------------------------------------------------------------------
+
+TEST_F(GatewayTest, ProducerRouteAppliesToEveryCallerAndUnmatchedGets404) {
+  AddHttp(EchoRoute("split", R"(
+  - name: v1
+    matches: [{path: {type: PathPrefix, value: /v1}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  for (const char* caller : {"frontend-0", "client-0"}) {
+    const NodeResources r = For(caller);
+    const xds::VirtualHost* vh = Host(r, "echo.default:80");
+    ASSERT_NE(vh, nullptr) << caller;
+    EXPECT_THAT(RouteNames(vh), ElementsAre("default/split/v1", "no-matching-route")) << caller;
+    EXPECT_EQ(vh->routes(0).match().path_separated_prefix(), "/v1");
+    EXPECT_EQ(vh->routes(0).route().cluster(), "outbound|80||echo-v1.default");
+    EXPECT_EQ(vh->routes(1).direct_response().status(), 404u);
+  }
+  // Without routes attached, the Service's default route stands.
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo-v1.default:80")), ElementsAre("default"));
+}
+
+TEST_F(GatewayTest, ConsumerRouteAppliesOnlyToCallersOfItsNamespaceAndReplacesProducerRoutes) {
+  AddHttp(EchoRoute("producer", R"(
+  - backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, group: core, name: echo, namespace: default, port: 80}]
+  rules:
+  - name: fast
+    backendRefs: [{name: echo-v2, namespace: default, port: 80}]
+    timeouts: {request: 100ms}
+)");
+  AddGrant(R"(
+kind: ReferenceGrant
+metadata: {name: consumers}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: consumer}]
+  to: [{group: "", kind: Service}]
+)");
+  const NodeResources client = For("client-0");
+  const xds::VirtualHost* vh = Host(client, "echo.default:80");
+  EXPECT_THAT(RouteNames(vh), ElementsAre("consumer/mine/fast", "no-matching-route"));
+  EXPECT_EQ(vh->routes(0).route().cluster(), "outbound|80||echo-v2.default");
+  EXPECT_EQ(vh->routes(0).route().timeout().nanos(), 100000000);
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")),
+              ElementsAre("default/producer/rule-0", "no-matching-route"));
+
+  // The shared outbound part differs by caller namespace only where consumer routes exist.
+  auto policy = std::make_shared<policy::PolicySnapshot>(policy_);
+  auto registry = std::make_shared<registry::RegistrySnapshot>(registry_);
+  MeshTranslator translator(policy, registry, kDefaultOptions);
+  xds::Node client_node, frontend_node, echo_node;
+  client_node.set_id("client-0");
+  frontend_node.set_id("frontend-0");
+  echo_node.set_id("echo-0");
+  EXPECT_NE(translator.OutboundKey(client_node), translator.OutboundKey(frontend_node));
+  EXPECT_EQ(translator.OutboundKey(echo_node), translator.OutboundKey(frontend_node));
+  TranslationCache cache;
+  const NodeResources first = Translate(*policy, *registry, frontend_node, kDefaultOptions, &cache);
+  const NodeResources second = Translate(*policy, *registry, client_node, kDefaultOptions, &cache);
+  EXPECT_THAT(RouteNames(Host(second, "echo.default:80")),
+              ElementsAre("consumer/mine/fast", "no-matching-route"));
+  EXPECT_THAT(RouteNames(Host(first, "echo.default:80")),
+              ElementsAre("default/producer/rule-0", "no-matching-route"));
+}
+
+TEST_F(GatewayTest, ParentRefPortLimitsTheRouteToThatPort) {
+  AddHttp(EchoRoute("only-80", "  - backendRefs: [{name: echo-v1, port: 80}]\n"));
+  const NodeResources r = For("frontend-0");
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:80")),
+              ElementsAre("default/only-80/rule-0", "no-matching-route"));
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:9090")), ElementsAre("default"));
+}
+
+TEST_F(GatewayTest, ParentRefWithoutPortAppliesToEveryPortAndToAPortTheServiceLacksToNone) {
+  AddHttp(EchoRoute("all", "  - backendRefs: [{name: echo-v1, port: 80}]\n", "", ""));
+  AddHttp(EchoRoute("nowhere", "  - backendRefs: [{name: echo-v2, port: 80}]\n", "", "81"));
+  const NodeResources r = For("frontend-0");
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:80")),
+              ElementsAre("default/all/rule-0", "no-matching-route"));
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:9090")),
+              ElementsAre("default/all/rule-0", "no-matching-route"));
+}
+
+TEST_F(GatewayTest, EveryNameAndAddressOfTheServiceRoutesAlikeAndRouteHostnamesAreIgnored) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 80}]
+  hostnames: [elsewhere.example.com]
+  rules: [{backendRefs: [{name: echo-v1, port: 80}]}]
+)");
+  for (registry::Workload& w : registry_.workloads) {
+    if (w.id == "frontend-0") {
+      w.labels[registry::kCaptureLabel] = registry::kCaptureIptables;
+      w.capture = true;
+    }
+  }
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  ASSERT_NE(vh, nullptr);
+  std::vector<std::string> domains(vh->domains().begin(), vh->domains().end());
+  for (const char* name : {"echo", "echo:80", "echo.default", "echo.default.svc",
+                           "echo.default.svc.cluster.local:80", "10.96.0.10", "10.96.0.10:80"}) {
+    EXPECT_NE(std::find(domains.begin(), domains.end(), name), domains.end()) << name;
+  }
+  EXPECT_EQ(std::find(domains.begin(), domains.end(), "elsewhere.example.com"), domains.end());
+  EXPECT_THAT(RouteNames(vh), ElementsAre("default/r/rule-0", "no-matching-route"));
+}
+
+TEST_F(GatewayTest, GatewayRoutesWinOverTheServicesOwnHTTPRouteWithAWarning) {
+  policy_.http_routes.push_back(Parse<pb::HTTPRoute>(R"(
+kind: HTTPRoute
+metadata: {name: own}
+spec:
+  target: echo
+  rules: [{name: all, backends: [{service: echo-v2}]}]
+)"));
+  AddHttp(EchoRoute("gw", "  - backendRefs: [{name: echo-v1, port: 80}]\n"));
+  const NodeResources r = For("frontend-0");
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:80")),
+              ElementsAre("default/gw/rule-0", "no-matching-route"));
+  EXPECT_TRUE(HasWarning(r,
+                         "HTTPRoute default/own: Gateway API routes are attached to "
+                         "echo.default:80 and win"));
+  // The other port keeps the Service's own HTTPRoute.
+  EXPECT_THAT(RouteNames(Host(r, "echo.default:9090")), ElementsAre("own.all", "default"));
+}
+
+TEST_F(GatewayTest, AnUnsupportedRouteIsNotProgrammed) {
+  AddHttp(EchoRoute("sticky", R"(
+  - backendRefs: [{name: echo-v1, port: 80}]
+    sessionPersistence: {sessionName: s}
+)"));
+  AddHttp(EchoRoute("bad-regex", R"(
+  - matches: [{path: {type: RegularExpression, value: "/a(b"}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  AddHttp(EchoRoute("ext", R"(
+  - filters: [{type: ExtensionRef, extensionRef: {group: x.io, kind: F, name: f}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")), ElementsAre("default"));
+}
+
+// --- Precedence -----------------------------------------------------------------------------
+// In each case the route that must come first is added last, or named later.
+
+TEST_F(GatewayTest, PrecedenceExactPathBeforeRegexBeforeLongerPrefix) {
+  AddHttp(EchoRoute("a", R"(
+  - name: prefix
+    matches: [{path: {type: PathPrefix, value: /a/very/long/prefix}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: regex
+    matches: [{path: {type: RegularExpression, value: "/x.*"}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: exact
+    matches: [{path: {type: Exact, value: /x}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  EXPECT_THAT(RouteNames(vh), ElementsAre("default/a/exact", "default/a/regex", "default/a/prefix",
+                                          "no-matching-route"));
+  EXPECT_EQ(vh->routes(0).match().path(), "/x");
+  EXPECT_EQ(vh->routes(1).match().safe_regex(), "/x.*");
+}
+
+TEST_F(GatewayTest, PrecedenceLongestPrefixFirst) {
+  AddHttp(EchoRoute("a", R"(
+  - name: short
+    matches: [{path: {value: /v}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: long
+    matches: [{path: {value: /v2/api}}]
+    backendRefs: [{name: echo-v2, port: 80}]
+)"));
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")),
+              ElementsAre("default/a/long", "default/a/short", "no-matching-route"));
+}
+
+TEST_F(GatewayTest, PrecedenceMethodBeforeHeaders) {
+  AddHttp(EchoRoute("a", R"(
+  - name: headers
+    matches: [{headers: [{name: A, value: "1"}, {name: B, value: "2"}]}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: method
+    matches: [{method: POST}]
+    backendRefs: [{name: echo-v2, port: 80}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  EXPECT_THAT(RouteNames(vh),
+              ElementsAre("default/a/method", "default/a/headers", "no-matching-route"));
+  EXPECT_THAT(vh->routes(0).match().methods(), ElementsAre("POST"));
+  EXPECT_EQ(vh->routes(1).match().headers(0).name(), "a");
+  EXPECT_EQ(vh->routes(1).match().headers(1).exact(), "2");
+}
+
+TEST_F(GatewayTest, PrecedenceMostHeaderMatchesThenMostQueryParamMatches) {
+  AddHttp(EchoRoute("a", R"(
+  - name: one-query
+    matches: [{queryParams: [{name: q, value: "1"}]}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: two-queries
+    matches: [{queryParams: [{name: q, value: "1"}, {type: RegularExpression, name: r, value: "x+"}]}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: one-header
+    matches: [{headers: [{name: h, type: RegularExpression, value: "v.*"}]}]
+    backendRefs: [{name: echo-v2, port: 80}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  EXPECT_THAT(RouteNames(vh), ElementsAre("default/a/one-header", "default/a/two-queries",
+                                          "default/a/one-query", "no-matching-route"));
+  EXPECT_EQ(vh->routes(0).match().headers(0).safe_regex(), "v.*");
+  EXPECT_EQ(vh->routes(1).match().query_parameters(1).safe_regex(), "x+");
+  EXPECT_EQ(vh->routes(1).match().query_parameters(0).exact(), "1");
+}
+
+TEST_F(GatewayTest, PrecedenceOldestRouteThenNamespaceAndNameThenRuleOrder) {
+  const std::string rules = R"(
+  - name: first
+    matches: [{path: {value: /same}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: second
+    matches: [{path: {value: /same}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)";
+  AddHttp(EchoRoute("z-newer", rules, ", creationTimestamp: \"2026-01-02T00:00:00Z\""));
+  AddHttp(EchoRoute("y-older", rules, ", creationTimestamp: \"2026-01-01T00:00:00Z\""));
+  AddHttp(EchoRoute("c-same-time", rules, ", creationTimestamp: \"2026-01-02T00:00:00Z\""));
+  AddHttp(EchoRoute("b-unstored", rules));
+  EXPECT_THAT(
+      RouteNames(Host(For("frontend-0"), "echo.default:80")),
+      ElementsAre("default/y-older/first", "default/y-older/second", "default/c-same-time/first",
+                  "default/c-same-time/second", "default/z-newer/first", "default/z-newer/second",
+                  "default/b-unstored/first", "default/b-unstored/second", "no-matching-route"));
+}
+
+TEST_F(GatewayTest, RulesWithoutNamesAndSeveralMatchesAreNamedByIndex) {
+  AddHttp(EchoRoute("a", R"(
+  - matches: [{path: {type: Exact, value: /one}}, {path: {type: Exact, value: /two}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")),
+              ElementsAre("default/a/rule-0/0", "default/a/rule-0/1", "no-matching-route"));
+}
+
+// --- Filters --------------------------------------------------------------------------------
+
+TEST_F(GatewayTest, HeaderModifiersOfTheRuleAndOfItsOnlyBackend) {
+  AddHttp(EchoRoute("a", R"(
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: X-Set, value: s}], add: [{name: X-Add, value: a}], remove: [X-Gone]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: X-Resp, value: r}], remove: [Server]}
+    backendRefs:
+    - name: echo-v1
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-Backend, value: b}]}}]
+)"));
+  const xds::Route& r = Host(For("frontend-0"), "echo.default:80")->routes(0);
+  ASSERT_EQ(r.request_headers_to_add_size(), 3);
+  EXPECT_EQ(r.request_headers_to_add(0).name(), "x-set");
+  EXPECT_FALSE(r.request_headers_to_add(0).append());
+  EXPECT_EQ(r.request_headers_to_add(1).name(), "x-add");
+  EXPECT_TRUE(r.request_headers_to_add(1).append());
+  EXPECT_EQ(r.request_headers_to_add(2).name(), "x-backend");
+  EXPECT_THAT(r.request_headers_to_remove(), ElementsAre("x-gone"));
+  ASSERT_EQ(r.response_headers_to_add_size(), 1);
+  EXPECT_EQ(r.response_headers_to_add(0).value(), "r");
+  EXPECT_THAT(r.response_headers_to_remove(), ElementsAre("server"));
+}
+
+TEST_F(GatewayTest, RequestMirrorByPercentFractionOrAll) {
+  AddHttp(EchoRoute("a", R"(
+  - name: percent
+    matches: [{path: {value: /p}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: echo-v2, port: 80}, percent: 25}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: fraction
+    matches: [{path: {value: /f}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: echo-v2, port: 80}, fraction: {numerator: 1, denominator: 8}}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: all
+    matches: [{path: {value: /a}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: echo-v2, port: 80}}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  const xds::Route* p = RouteNamed(vh, "default/a/percent");
+  const xds::Route* f = RouteNamed(vh, "default/a/fraction");
+  const xds::Route* a = RouteNamed(vh, "default/a/all");
+  ASSERT_TRUE(p && f && a);
+  ASSERT_EQ(p->route().request_mirror_policies_size(), 1);
+  EXPECT_EQ(p->route().request_mirror_policies(0).cluster(), "outbound|80||echo-v2.default");
+  EXPECT_DOUBLE_EQ(p->route().request_mirror_policies(0).percent().value(), 25);
+  EXPECT_DOUBLE_EQ(f->route().request_mirror_policies(0).percent().value(), 12.5);
+  EXPECT_FALSE(a->route().request_mirror_policies(0).has_percent());
+  EXPECT_NE(Named(r.clusters, "outbound|80||echo-v2.default"), nullptr);
+}
+
+TEST_F(GatewayTest, RequestRedirectPartsAndPortRules) {
+  AddHttp(EchoRoute("a", R"(
+  - name: scheme
+    matches: [{path: {value: /s}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+  - name: port
+    matches: [{path: {value: /p}}]
+    filters: [{type: RequestRedirect, requestRedirect: {port: 8443, statusCode: 308}}]
+  - name: host-full
+    matches: [{path: {value: /h}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, path: {type: ReplaceFullPath, replaceFullPath: /new}, statusCode: 301}}]
+  - name: prefix
+    matches: [{path: {value: /old}}]
+    filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /fresh}}}]
+)",
+                    "", "9090"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:9090");
+  const xds::RedirectAction& scheme = RouteNamed(vh, "default/a/scheme")->redirect();
+  EXPECT_EQ(scheme.scheme(), "https");
+  EXPECT_EQ(scheme.port(), 443u);  // the scheme's port, left out of Location by the sidecar
+  EXPECT_EQ(scheme.response_code(), 302u);  // Gateway API's default
+  const xds::RedirectAction& port = RouteNamed(vh, "default/a/port")->redirect();
+  EXPECT_EQ(port.port(), 8443u);
+  EXPECT_EQ(port.response_code(), 308u);
+  const xds::RedirectAction& host = RouteNamed(vh, "default/a/host-full")->redirect();
+  EXPECT_EQ(host.host(), "example.org");
+  EXPECT_EQ(host.path(), "/new");
+  EXPECT_EQ(host.port(), 9090u);  // neither port nor scheme: the Service port (the "listener")
+  EXPECT_EQ(host.response_code(), 301u);
+  const xds::RedirectAction& prefix = RouteNamed(vh, "default/a/prefix")->redirect();
+  EXPECT_EQ(prefix.prefix_rewrite(), "/fresh");
+  EXPECT_EQ(prefix.path(), "");
+}
+
+TEST_F(GatewayTest, URLRewriteHostnameFullPathAndPrefix) {
+  AddHttp(EchoRoute("a", R"(
+  - name: full
+    matches: [{path: {value: /full}}]
+    filters: [{type: URLRewrite, urlRewrite: {hostname: inner.example, path: {type: ReplaceFullPath, replaceFullPath: /whole}}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: prefix
+    matches: [{path: {value: /pre}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  const xds::RouteAction& full = RouteNamed(vh, "default/a/full")->route();
+  EXPECT_EQ(full.host_rewrite(), "inner.example");
+  EXPECT_EQ(full.path_rewrite(), "/whole");
+  EXPECT_EQ(full.prefix_rewrite(), "");
+  const xds::RouteAction& prefix = RouteNamed(vh, "default/a/prefix")->route();
+  EXPECT_EQ(prefix.prefix_rewrite(), "/");
+  EXPECT_EQ(prefix.path_rewrite(), "");
+  EXPECT_EQ(RouteNamed(vh, "default/a/prefix")->match().path_separated_prefix(), "/pre");
+}
+
+// --- Backends -------------------------------------------------------------------------------
+
+TEST_F(GatewayTest, WeightsSplitAndWeightZeroGetsNothing) {
+  AddHttp(EchoRoute("a", R"(
+  - name: split
+    matches: [{path: {value: /split}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 3}, {name: echo-v2, port: 80, weight: 1}, {name: echo, port: 80, weight: 0}]
+  - name: zero
+    matches: [{path: {value: /zero}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 0}]
+  - name: none
+    matches: [{path: {value: /none}}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  const xds::Route* split = RouteNamed(vh, "default/a/split");
+  ASSERT_EQ(split->route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(split->route().weighted_clusters().clusters(0).name(), "outbound|80||echo-v1.default");
+  EXPECT_EQ(split->route().weighted_clusters().clusters(0).weight(), 3u);
+  EXPECT_EQ(split->route().weighted_clusters().clusters(1).weight(), 1u);
+  EXPECT_EQ(RouteNamed(vh, "default/a/zero")->direct_response().status(), 500u);
+  EXPECT_EQ(RouteNamed(vh, "default/a/none")->direct_response().status(), 500u);
+}
+
+TEST_F(GatewayTest, UnresolvedBackendsShareAnswers500) {
+  AddHttp(EchoRoute("a", R"(
+  - name: all-missing
+    matches: [{path: {value: /gone}}]
+    backendRefs: [{name: ghost, port: 80}]
+  - name: half-missing
+    matches: [{path: {value: /half}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 1}, {name: ghost, port: 80, weight: 1}]
+  - name: wrong-port
+    matches: [{path: {value: /port}}]
+    backendRefs: [{name: echo-v1, port: 81}]
+  - name: wrong-kind
+    matches: [{path: {value: /kind}}]
+    backendRefs: [{group: example.io, kind: Bucket, name: echo-v1}]
+)"));
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  EXPECT_EQ(RouteNamed(vh, "default/a/all-missing")->direct_response().status(), 500u);
+  EXPECT_EQ(RouteNamed(vh, "default/a/wrong-port")->direct_response().status(), 500u);
+  EXPECT_EQ(RouteNamed(vh, "default/a/wrong-kind")->direct_response().status(), 500u);
+  const auto& half = RouteNamed(vh, "default/a/half-missing")->route().weighted_clusters();
+  ASSERT_EQ(half.clusters_size(), 2);
+  EXPECT_EQ(half.clusters(0).name(), "outbound|80||echo-v1.default");
+  EXPECT_EQ(half.clusters(1).name(), kMissingBackendCluster);
+  EXPECT_EQ(half.clusters(1).weight(), 1u);
+  EXPECT_TRUE(HasWarning(r, "backend Service default/ghost does not exist"));
+}
+
+TEST_F(GatewayTest, CrossNamespaceBackendNeedsAReferenceGrant) {
+  AddHttp(EchoRoute("a", R"(
+  - backendRefs: [{name: remote, namespace: other, port: 80}]
+)"));
+  const xds::VirtualHost* denied = Host(For("frontend-0"), "echo.default:80");
+  EXPECT_EQ(denied->routes(0).direct_response().status(), 500u);
+  // A grant for another kind, or from another namespace, does not do.
+  AddGrant(R"(
+kind: ReferenceGrant
+metadata: {name: wrong, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: default}, {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: elsewhere}]
+  to: [{group: "", kind: Service}]
+)");
+  EXPECT_EQ(Host(For("frontend-0"), "echo.default:80")->routes(0).direct_response().status(), 500u);
+  AddGrant(R"(
+kind: ReferenceGrant
+metadata: {name: right, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: "", kind: Service, name: remote}]
+)");
+  EXPECT_EQ(Host(For("frontend-0"), "echo.default:80")->routes(0).route().cluster(),
+            "outbound|80||remote.other");
+}
+
+// --- Timeouts and retries -------------------------------------------------------------------
+
+TEST_F(GatewayTest, TimeoutsZeroDisablesAndTrafficPolicySuppliesWhatARuleLeavesUnset) {
+  policy_.traffic_policies.push_back(Parse<pb::TrafficPolicy>(R"(
+kind: TrafficPolicy
+metadata: {name: echo}
+spec:
+  target: echo
+  timeouts: {request: 7s, perTry: 2s}
+  retries: {attempts: 4}
+)"));
+  AddHttp(EchoRoute("a", R"(
+  - name: unset
+    matches: [{path: {value: /unset}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: zero
+    matches: [{path: {value: /zero}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 0s, backendRequest: 0s}
+  - name: set
+    matches: [{path: {value: /set}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 1500ms, backendRequest: 500ms}
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  const xds::RouteAction& unset = RouteNamed(vh, "default/a/unset")->route();
+  EXPECT_EQ(unset.timeout().seconds(), 7);
+  EXPECT_EQ(unset.retry_policy().per_try_timeout().seconds(), 2);
+  EXPECT_EQ(unset.retry_policy().num_retries().value(), 4u);
+  const xds::RouteAction& zero = RouteNamed(vh, "default/a/zero")->route();
+  EXPECT_TRUE(zero.has_timeout());
+  EXPECT_EQ(zero.timeout().seconds(), 0);
+  EXPECT_EQ(zero.timeout().nanos(), 0);
+  EXPECT_FALSE(zero.retry_policy().has_per_try_timeout());
+  const xds::RouteAction& set = RouteNamed(vh, "default/a/set")->route();
+  EXPECT_EQ(set.timeout().seconds(), 1);
+  EXPECT_EQ(set.timeout().nanos(), 500000000);
+  EXPECT_EQ(set.retry_policy().per_try_timeout().nanos(), 500000000);
+}
+
+TEST_F(GatewayTest, RetryCodesAttemptsBackoffBoundedByTheRequestTimeout) {
+  AddHttp(EchoRoute("a", R"(
+  - name: retry
+    matches: [{path: {value: /r}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    retry: {codes: [500, 502], attempts: 3, backoff: 100ms}
+  - name: long-backoff
+    matches: [{path: {value: /long}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 1s}
+    retry: {attempts: 2, backoff: 5s}
+)"));
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  const xds::RetryPolicy& retry = RouteNamed(vh, "default/a/retry")->route().retry_policy();
+  EXPECT_EQ(retry.num_retries().value(), 3u);
+  EXPECT_THAT(retry.retriable_status_codes(), ElementsAre(500u, 502u));
+  EXPECT_NE(std::find(retry.retry_on().begin(), retry.retry_on().end(), "retriable-status-codes"),
+            retry.retry_on().end());
+  EXPECT_EQ(retry.base_interval().nanos(), 100000000);
+  const xds::RouteAction& bounded = RouteNamed(vh, "default/a/long-backoff")->route();
+  EXPECT_EQ(bounded.timeout().seconds(), 1);
+  EXPECT_EQ(bounded.retry_policy().base_interval().seconds(), 1);
+  EXPECT_LE(bounded.retry_policy().max_interval().seconds(), 1);
+  EXPECT_TRUE(HasWarning(r, "retry.backoff 5s exceeds the request timeout 1s"));
+}
+
+TEST_F(GatewayTest, BackendRequestLongerThanRequestIsNotAccepted) {
+  AddHttp(EchoRoute("a", R"(
+  - backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 1s, backendRequest: 2s}
+)"));
+  EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")), ElementsAre("default"));
+}
+
+// --- GRPCRoute ------------------------------------------------------------------------------
+
+TEST_F(GatewayTest, GrpcMethodMatchFormsAndPrecedence) {
+  AddGrpc(R"(
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 80}]
+  rules:
+  - name: any
+    backendRefs: [{name: echo, port: 80}]
+  - name: method-only
+    matches: [{method: {method: Get}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: service-only
+    matches: [{method: {service: pkg.Echo}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: regex
+    matches: [{method: {type: RegularExpression, service: "pkg\\..*", method: "Get.*"}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: exact-with-header
+    matches: [{method: {service: pkg.Echo, method: Get}, headers: [{name: X-Version, value: "2"}]}]
+    backendRefs: [{name: echo-v2, port: 80}]
+  - name: exact
+    matches: [{method: {service: pkg.Echo, method: Get}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)");
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  EXPECT_THAT(RouteNames(vh),
+              ElementsAre("default/g/exact-with-header", "default/g/exact",
+                          "default/g/service-only", "default/g/regex", "default/g/method-only",
+                          "default/g/any", "no-matching-route"));
+  EXPECT_EQ(RouteNamed(vh, "default/g/exact")->match().path(), "/pkg.Echo/Get");
+  EXPECT_EQ(RouteNamed(vh, "default/g/service-only")->match().prefix(), "/pkg.Echo/");
+  EXPECT_EQ(RouteNamed(vh, "default/g/method-only")->match().safe_regex(), "/[^/]+/Get");
+  EXPECT_EQ(RouteNamed(vh, "default/g/regex")->match().safe_regex(), "/pkg\\..*/Get.*");
+  EXPECT_EQ(RouteNamed(vh, "default/g/any")->match().prefix(), "/");
+  EXPECT_EQ(RouteNamed(vh, "default/g/exact-with-header")->match().headers(0).name(), "x-version");
+  EXPECT_EQ(RouteNamed(vh, "default/g/exact-with-header")->route().cluster(),
+            "outbound|80||echo-v2.default");
+}
+
+TEST_F(GatewayTest, GrpcWeightsAndHeaderModifier) {
+  AddGrpc(R"(
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{kind: Service, name: echo}]
+  rules:
+  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Grpc, value: "1"}]}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 70}, {name: echo-v2, port: 80, weight: 30}]
+)");
+  const xds::Route& r = Host(For("frontend-0"), "echo.default:80")->routes(0);
+  ASSERT_EQ(r.route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(r.route().weighted_clusters().clusters(0).weight(), 70u);
+  EXPECT_EQ(r.route().weighted_clusters().clusters(1).weight(), 30u);
+  EXPECT_EQ(r.request_headers_to_add(0).name(), "x-grpc");
+}
+
+TEST_F(GatewayTest, TranslationIsDeterministic) {
+  AddHttp(EchoRoute("b", "  - backendRefs: [{name: echo-v1, port: 80}]\n"));
+  AddHttp(EchoRoute("a", "  - backendRefs: [{name: echo-v2, port: 80}]\n"));
+  const NodeResources first = For("frontend-0");
+  std::reverse(policy_.gateway_http_routes.begin(), policy_.gateway_http_routes.end());
+  const NodeResources second = For("frontend-0");
+  EXPECT_EQ(Bytes(first), Bytes(second));
+  EXPECT_THAT(RouteNames(Host(first, "echo.default:80")),
+              ElementsAre("default/a/rule-0", "default/b/rule-0", "no-matching-route"));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate
