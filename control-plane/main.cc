@@ -187,6 +187,11 @@ int main(int argc, char** argv) {
         control_plane, kubernetes_api, own_namespace, std::move(command_line->kubernetes_policy));
     if (!created.ok()) return fail(created.status());
     kubernetes_policy = *std::move(created);
+    xds.AddPolicyListener(
+        [policy = kubernetes_policy.get()](
+            std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> snapshot) {
+          policy->SetPolicy(std::move(snapshot));
+        });
     kubernetes_policy->Start();
   }
   if (absl::Status status = xds.Start(); !status.ok()) return fail(status);

@@ -1,10 +1,13 @@
 #include "control-plane/server/kubernetes_policy.h"
 
+#include <map>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "control-plane/access/roles.h"
+#include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -55,7 +58,7 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
   absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> client =
       kubernetes::KubernetesApi::Create(control_plane.loop(), client_options);
   if (!client.ok()) return client.status();
-  std::unique_ptr<KubernetesPolicy> out(new KubernetesPolicy(control_plane));
+  std::unique_ptr<KubernetesPolicy> out(new KubernetesPolicy(control_plane, options));
   out->api_ = *std::move(client);
   std::string identity = control_plane.replica_name();
   if (identity.empty()) identity = control_plane.options().replica_name;
@@ -99,18 +102,74 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
                                         .lease_duration = options.lease_duration,
                                         .renew_deadline = options.renew_deadline,
                                         .retry_period = options.retry_period},
-      [mirror, writer](bool leading) {
+      [self = out.get(), mirror, writer](bool leading) {
         if (leading) {
           mirror->Start();
+          self->ScheduleStatus();
         } else {
           mirror->Stop();
         }
         writer->SetActive(leading);
       });
+  out->registry_watch_ =
+      control_plane.registry().Watch([self = out.get()](uint64_t) { self->ScheduleStatus(); });
   return out;
 }
 
+KubernetesPolicy::KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicyOptions options)
+    : control_plane_(control_plane),
+      options_(std::move(options)),
+      status_timer_(control_plane.loop(), [this] { ComputeStatus(); }) {}
+
+void KubernetesPolicy::SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy) {
+  policy_ = std::move(policy);
+  ScheduleStatus();
+}
+
+void KubernetesPolicy::ScheduleStatus() {
+  if (!status_timer_.enabled()) status_timer_.Enable(options_.status_interval);
+}
+
+void KubernetesPolicy::ComputeStatus() {
+  if (policy_ == nullptr || elector_ == nullptr || !elector_->leading()) return;
+  // The routes mirrored from Kubernetes, with the generation Kubernetes gave them.
+  std::map<std::pair<std::string, std::string>, int64_t> mirrored;
+  auto index = [&](const auto& routes, absl::string_view kind) {
+    for (const auto& route : routes) {
+      const auto& annotations = route.metadata().annotations();
+      auto managed = annotations.find(kubernetes::kManagedByAnnotation);
+      if (managed == annotations.end() || managed->second != kubernetes::kManagedByKubernetes) {
+        continue;
+      }
+      int64_t generation = route.metadata().generation();
+      if (auto g = annotations.find(kubernetes::kKubernetesGenerationAnnotation);
+          g != annotations.end()) {
+        (void)absl::SimpleAtoi(g->second, &generation);
+      }
+      mirrored[{absl::StrCat(kind, "/", route.metadata().namespace_()), route.metadata().name()}] =
+          generation;
+    }
+  };
+  index(policy_->gateway_http_routes, "HTTPRoute");
+  index(policy_->grpc_routes, "GRPCRoute");
+  std::vector<policy::RouteStatusUpdate> updates;
+  for (policy::RouteStatusUpdate& update :
+       translate::ComputeRouteStatuses(*policy_, *control_plane_.registry().Snapshot())) {
+    auto it = mirrored.find({absl::StrCat(update.kind, "/", update.namespace_), update.name});
+    if (it == mirrored.end()) continue;  // applied with meshctl: no Kubernetes object
+    update.generation = it->second;
+    for (auto& parent : *update.status.mutable_parents()) {
+      for (auto& condition : *parent.mutable_conditions()) {
+        condition.set_observed_generation(it->second);
+      }
+    }
+    updates.push_back(std::move(update));
+  }
+  status_writer_->Update(std::move(updates));
+}
+
 KubernetesPolicy::~KubernetesPolicy() {
+  registry_watch_.reset();
   // The users of the client first.
   elector_.reset();
   mirror_.reset();
@@ -119,9 +178,5 @@ KubernetesPolicy::~KubernetesPolicy() {
 }
 
 void KubernetesPolicy::Start() { elector_->Start(); }
-
-void KubernetesPolicy::SetRouteStatus(std::vector<policy::RouteStatusUpdate> updates) {
-  status_writer_->Update(std::move(updates));
-}
 
 }  // namespace meshlet::controlplane

@@ -6,8 +6,8 @@
 // (kubernetes/leader_election.h); the leader mirrors the policy objects of the cluster into the
 // store (kubernetes/policy_mirror.h: its writes are API writes, run on the store worker like
 // `meshctl apply`'s) and writes route status back (kubernetes/route_status_writer.h). A route
-// the API refuses gets Accepted False (UnsupportedValue) from the mirror; the status computed
-// for stored routes arrives through SetRouteStatus.
+// the API refuses gets Accepted False (UnsupportedValue) from the mirror; the others get the
+// status computed from the policy (SetPolicy) and the registry.
 //
 // Threading: the control plane's loop thread. Destroy it before the ControlPlane.
 
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/event/timer.h"
 #include "common/flags/flags.h"
 #include "control-plane/kubernetes/api_client.h"
 #include "control-plane/kubernetes/leader_election.h"
@@ -22,6 +23,8 @@
 #include "control-plane/kubernetes/reflector.h"
 #include "control-plane/kubernetes/route_status_writer.h"
 #include "control-plane/policy/route_status.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
 #include "control-plane/server/control_plane.h"
 
 namespace meshlet::controlplane {
@@ -33,6 +36,8 @@ struct KubernetesPolicyOptions {
   Duration renew_deadline = std::chrono::seconds(10);
   Duration retry_period = std::chrono::seconds(2);
   size_t max_response_bytes = 16 << 20;
+  // Route status is computed at most this often.
+  Duration status_interval = std::chrono::milliseconds(200);
 };
 
 // --kubernetes-policy, --leader-election-lease-duration, --leader-election-renew-deadline,
@@ -48,16 +53,26 @@ class KubernetesPolicy {
   ~KubernetesPolicy();
 
   void Start();
-  // The computed status of every stored Gateway API route (written while this replica leads).
-  void SetRouteStatus(std::vector<policy::RouteStatusUpdate> updates);
+  // The policy as last loaded (the ADS service's snapshots): route status is computed from it
+  // and the registry (translate/route_status.h) while this replica leads, again after each
+  // change of either (at most every status_interval), and written back for the routes mirrored
+  // from Kubernetes, with their Kubernetes generation (annotation
+  // meshlet.io/kubernetes-generation) as observedGeneration.
+  void SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy);
 
   kubernetes::PolicyMirror& mirror() { return *mirror_; }
   kubernetes::LeaderElector& elector() { return *elector_; }
 
  private:
-  explicit KubernetesPolicy(ControlPlane& control_plane) : control_plane_(control_plane) {}
+  KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicyOptions options);
+  void ScheduleStatus();
+  void ComputeStatus();
 
   ControlPlane& control_plane_;
+  const KubernetesPolicyOptions options_;
+  std::shared_ptr<const policy::PolicySnapshot> policy_;
+  event::Timer status_timer_;
+  std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
   std::unique_ptr<kubernetes::KubernetesApi> api_;
   std::unique_ptr<kubernetes::RouteStatusWriter> status_writer_;
   std::unique_ptr<kubernetes::PolicyMirror> mirror_;

@@ -139,8 +139,15 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertIn("kubectl", text)
 
         # Gateway API routes: a valid one is stored, an invalid one gets an Event and status.
+        # A Service the route attaches to (through service discovery), and the route at a
+        # generation the store's own numbering would not give it.
+        self.fake.put("services", {
+            "kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": "ratings", "namespace": "shop", "uid": "u-svc"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"],
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
         self.fake.put("httproutes", http_route("ratings-v1", [
-            {"backendRefs": [{"name": "ratings", "port": 80}]}]))
+            {"backendRefs": [{"name": "ratings", "port": 80}]}], generation=5))
         self.fake.put("httproutes", http_route("broken", [
             {"matches": [{"path": {"type": "RegularExpression", "value": "(("}}]}],
             generation=3))
@@ -155,6 +162,22 @@ class KubernetesPolicyTest(unittest.TestCase):
 
         self.assertTrue(wait_for(lambda: broken_status(), 10), self.logs())
         parents = broken_status()
+
+        def route_status(name):
+            with self.fake.cond:
+                obj = self.fake.objects["httproutes"].get(("shop", name), {})
+                return obj.get("status", {}).get("parents", [])
+
+        # The status computed for the valid route: Accepted and ResolvedRefs, observedGeneration
+        # the one Kubernetes gave it.
+        self.assertTrue(wait_for(lambda: route_status("ratings-v1"), 10), self.logs())
+        good = route_status("ratings-v1")[0]
+        self.assertEqual(good["controllerName"], "meshlet.io/mesh-controller")
+        conditions = {c["type"]: c for c in good["conditions"]}
+        self.assertEqual(conditions["Accepted"]["status"], "True", good)
+        self.assertEqual(conditions["ResolvedRefs"]["status"], "True", good)
+        self.assertEqual(conditions["Accepted"]["observedGeneration"], 5)
+        self.assertTrue(conditions["Accepted"]["lastTransitionTime"])
         self.assertEqual(len(parents), 1)
         self.assertEqual(parents[0]["controllerName"], "meshlet.io/mesh-controller")
         self.assertEqual(parents[0]["parentRef"]["name"], "ratings")
