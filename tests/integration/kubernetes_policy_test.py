@@ -2,7 +2,7 @@
 API server; the leader alone mirrors meshlet.io objects (a TrafficPolicy) and Gateway API routes
 into its store and writes route status back; when it dies the other takes over.
 
-Usage: kubernetes_policy_test.py CONTROL_PLANE [unittest args]
+Usage: kubernetes_policy_test.py CONTROL_PLANE SIDECAR [unittest args]
 
 The fake (fake_kubernetes_api.py) serves TrafficPolicies and HTTPRoutes as custom resources
 (lists, watches), route status as a merge-patched subresource, Events and Leases; every other
@@ -13,7 +13,9 @@ and in its store, is told apart. Shown:
 - a TrafficPolicy created in Kubernetes appears in the leader's API (`meshctl get`), marked as
   mirrored, and `meshctl apply` of it is refused with a pointer at kubectl; deleting it in
   Kubernetes deletes it from the store;
-- a valid HTTPRoute appears in the leader's API; an invalid one is not stored, gets a Warning
+- a valid HTTPRoute appears in the leader's API and in the configuration of a sidecar connected
+  to it (its route), gets its computed status (Accepted, ResolvedRefs) with observedGeneration
+  its Kubernetes generation, and leaves the sidecar's configuration when deleted; an invalid one is not stored, gets a Warning
   Event naming the field, and its status says Accepted False (UnsupportedValue) with
   observedGeneration its metadata.generation;
 - kinds whose CRD is missing are absent (a gauge), not an error loop;
@@ -29,8 +31,10 @@ import time
 import unittest
 
 import cp_api
+import sidecar_test
 from fake_kubernetes_api import FakeApiServer
-from mesh_util import make_ca, make_server_cert, start_control_plane, stop_process
+from mesh_util import (make_ca, make_server_cert, start_control_plane, start_xds_sidecar,
+                       stop_process)
 from sidecar_test import wait_for
 
 CONTROL_PLANE = None  # set from argv
@@ -61,6 +65,7 @@ class KubernetesPolicyTest(unittest.TestCase):
         cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca),
                                  [name + "-token" for name in REPLICAS])
         cls.cps = {}
+        cls.sidecars = []
         try:
             for name in REPLICAS:
                 token_file = os.path.join(t, name + ".token")
@@ -68,7 +73,7 @@ class KubernetesPolicyTest(unittest.TestCase):
                     f.write(name + "-token\n")
                 log = os.path.join(t, name + ".log")
                 data = os.path.join(t, name + "-data")
-                proc, api, _ = start_control_plane(
+                proc, api, ads = start_control_plane(
                     CONTROL_PLANE, log, "--data-dir", data, "--replica-name", name,
                     "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
                     "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
@@ -78,14 +83,16 @@ class KubernetesPolicyTest(unittest.TestCase):
                     "--leader-election-renew-deadline", "1s",
                     "--leader-election-retry-period", "200ms")
                 with open(os.path.join(data, "api-token")) as f:
-                    cls.cps[name] = {"proc": proc, "api": api, "token": f.read().strip(),
-                                     "log": log}
+                    cls.cps[name] = {"proc": proc, "api": api, "ads": ads,
+                                     "token": f.read().strip(), "log": log}
         except BaseException:
             cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        for sidecar in cls.sidecars:
+            sidecar.stop()
         for cp in cls.cps.values():
             if cp["proc"].poll() is None:
                 stop_process(cp["proc"])
@@ -154,6 +161,17 @@ class KubernetesPolicyTest(unittest.TestCase):
         route = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/"
         self.assertTrue(wait_for(lambda: self.get(leader, route + "ratings-v1")[0] == 200, 10),
                         self.logs())
+        # A sidecar in the namespace, connected to the leader, gets the route.
+        caller = start_xds_sidecar(self.tmp, self.cps[leader]["ads"], "caller-0", "shop",
+                                   "--node-service=caller")
+        self.sidecars.append(caller)
+
+        def sent_config():
+            code, text = self.get(leader, "/api/v1/proxies/caller-0/config")
+            return text if code == 200 else ""
+
+        self.assertTrue(wait_for(lambda: "shop/ratings-v1/rule-0" in sent_config(), 10),
+                        sent_config()[:2000])
 
         def broken_status():
             with self.fake.cond:
@@ -209,9 +227,14 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertLessEqual(self.metric(leader, "meshlet_cp_kubernetes_lists_total",
                                          resource=grpcroutes), 2)
 
-        # Deleted in Kubernetes, deleted from the store.
+        # Deleted in Kubernetes, deleted from the store (and the route from the sidecar).
         self.fake.delete("trafficpolicies", "shop", "ratings")
         self.assertTrue(wait_for(lambda: self.get(leader, policy)[0] == 404, 10), self.logs())
+        self.fake.delete("httproutes", "shop", "ratings-v1")
+        self.assertTrue(wait_for(lambda: self.get(leader, route + "ratings-v1")[0] == 404, 10),
+                        self.logs())
+        self.assertTrue(wait_for(lambda: "shop/ratings-v1/rule-0" not in sent_config(), 10),
+                        sent_config()[:2000])
 
     def test_2_another_replica_takes_over_when_the_leader_dies(self):
         self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())
@@ -229,5 +252,6 @@ class KubernetesPolicyTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    CONTROL_PLANE = sys.argv.pop(1)
-    unittest.main(verbosity=2)
+    CONTROL_PLANE = os.path.abspath(sys.argv[1])
+    sidecar_test.SIDECAR = os.path.abspath(sys.argv[2])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
