@@ -84,6 +84,15 @@ class ProxyStatusProvider {
   }
 };
 
+// Objects mirrored from Kubernetes (control-plane/kubernetes/policy_mirror.h) carry the
+// annotation kManagedByAnnotation: kManagedByKubernetes. Writes and deletes of such a stored
+// object are refused (409, pointing at kubectl) unless the request carries the header
+// kMirrorHeader: kManagedByKubernetes, as the mirror's own do: on Kubernetes the cluster's object
+// wins.
+inline constexpr char kManagedByAnnotation[] = "meshlet.io/managed-by";
+inline constexpr char kManagedByKubernetes[] = "kubernetes";
+inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
+
 struct ApiOptions {
   std::string server_version = "0.1.0";
   policy::ValidationLimits limits;

@@ -210,12 +210,45 @@ struct PolicyApi::PendingWrite {
   std::optional<StoredResource> existing;               // as stored, if it is
   std::unique_ptr<google::protobuf::Message> previous;  // existing, parsed (when it parses)
   std::string body;                                     // what to store
+  bool from_mirror = false;  // the Kubernetes mirror's write (kMirrorHeader)
 };
+
+namespace {
+
+bool FromMirror(const ServerRequest& request) {
+  return request.headers.Get(kMirrorHeader).value_or("") == kManagedByKubernetes;
+}
+
+// Why `existing` may not be changed by this request: it is mirrored from Kubernetes and the
+// request is not the mirror's (empty: it may).
+std::string MirroredRefusal(const StoredResource& existing, bool from_mirror,
+                            absl::string_view verb) {
+  if (from_mirror) return "";
+  absl::StatusOr<policy::ParsedResource> parsed =
+      policy::ParseStoredResource(existing.key.kind, existing.body);
+  if (!parsed.ok()) return "";
+  const auto& annotations = policy::Metadata(*parsed->message).annotations();
+  auto it = annotations.find(kManagedByAnnotation);
+  if (it == annotations.end() || it->second != kManagedByKubernetes) return "";
+  const ResourceKey& key = existing.key;
+  return absl::StrCat(
+      key.kind, " \"", key.name, "\"",
+      key.namespace_.empty() ? "" : absl::StrCat(" in namespace \"", key.namespace_, "\""),
+      " is mirrored from Kubernetes (annotation ", kManagedByAnnotation, ": ", kManagedByKubernetes,
+      "): ", verb, " it with kubectl, e.g. kubectl ", verb == "delete" ? "delete" : "apply -f",
+      " ...; the control plane mirrors "
+      "the cluster's object into the store");
+}
+
+}  // namespace
 
 ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& info,
                                 absl::string_view url_namespace, absl::string_view url_name,
                                 bool create) {
-  PendingWrite write{.info = info, .create = create, .dry_run = IsDryRun(request)};
+  PendingWrite write{.info = info,
+                     .create = create,
+                     .dry_run = IsDryRun(request),
+                     .from_mirror = FromMirror(request)};
   if (auto refused = ReadDocument(request, url_namespace, url_name, write)) return *refused;
   if (auto refused = ValidateDocument(write)) return *refused;
   if (auto refused = CheckStoredState(write)) return *refused;
@@ -308,6 +341,12 @@ std::optional<ServerResponse> PolicyApi::CheckStoredState(PendingWrite& write) {
   }
   if (existing.ok()) write.existing = std::move(*existing);
   const std::string& name = write.key.name;
+  if (write.existing) {
+    if (std::string why = MirroredRefusal(*write.existing, write.from_mirror, "change");
+        !why.empty()) {
+      return Conflict(write, why);
+    }
+  }
   if (write.create && write.existing) {
     return Conflict(write, absl::StrCat(info.kind, " \"", name, "\" already exists"));
   }
@@ -424,6 +463,10 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const KindInfo& i
   }
   if (!existing.ok()) {
     return StoreFailure(existing.status());
+  }
+  if (std::string why = MirroredRefusal(*existing, FromMirror(request), "delete"); !why.empty()) {
+    if (stats_ != nullptr) stats_->conflicts.Inc();
+    return Error(409, "Conflict", why, {}, key.kind, key.name);
   }
   int64_t expected = kAnyRevision;
   auto params = request.QueryParams();
