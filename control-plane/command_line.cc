@@ -64,6 +64,13 @@ std::vector<Section> Sections(CommandLine& command_line) {
        .note = "Services, EndpointSlices and Pods are listed and watched through the API "
                "server; their Services become mesh destinations. No configuration is served "
                "before the first complete list."});
+  sections.push_back(
+      {.heading = "Policy from Kubernetes (with --kubernetes-api; docs/kubernetes.md):",
+       .flags = KubernetesPolicyFlags(command_line.kubernetes_policy),
+       .note = "The replicas elect one leader through the Lease meshlet-control-plane in their "
+               "namespace; it mirrors meshlet.io and gateway.networking.k8s.io policy objects "
+               "into the store (objects mirrored so cannot be changed with meshctl) and writes "
+               "route status back."});
   sections.push_back({.heading = "Trace collector (docs/tracing.md) and golden metrics "
                                  "(docs/golden-metrics.md):",
                       .flags = telemetry::TelemetryFlags(command_line.telemetry)});

@@ -13,6 +13,7 @@
 #include "control-plane/ca/serving_certificate.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/server/kubernetes_policy.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
@@ -30,6 +31,8 @@ struct CommandLine {
   telemetry::TelemetryOptions telemetry;
   webhook::WebhookOptions webhook;
   kubernetes::DiscoveryOptions discovery;
+  // Policy from Kubernetes and route status back, by the elected replica.
+  KubernetesPolicyOptions kubernetes_policy;
   // Kubernetes users on the API (with a Kubernetes API server).
   access::KubernetesUsersOptions api_kubernetes_users;
 };

@@ -18,6 +18,7 @@
 #include "control-plane/command_line.h"
 #include "control-plane/kubernetes/discovery.h"
 #include "control-plane/server/control_plane.h"
+#include "control-plane/server/kubernetes_policy.h"
 #include "control-plane/telemetry/telemetry_service.h"
 #include "control-plane/webhook/webhook_service.h"
 #include "control-plane/xds/xds_service.h"
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
   }
   meshlet::controlplane::telemetry::TelemetryService telemetry(control_plane,
                                                                std::move(command_line->telemetry));
+  // The control plane's own namespace (its leader-election Lease is there).
+  const std::string own_namespace = command_line->serving_certificate.namespace_;
   std::unique_ptr<meshlet::controlplane::ca::ServingCertificate> serving_certificate;
   if (!self_issued && !plaintext) {
     // A discovery certificate from elsewhere: the other replicas' must chain to the mesh roots.
@@ -175,6 +178,21 @@ int main(int argc, char** argv) {
     if (!created.ok()) return fail(created.status());
     kubernetes_discovery = *std::move(created);
     kubernetes_discovery->Start();
+  }
+  // Policy kept in Kubernetes: mirrored into the store and route status written back, by the
+  // replica the others elect.
+  std::unique_ptr<meshlet::controlplane::KubernetesPolicy> kubernetes_policy;
+  if (!kubernetes_api.api.empty() && command_line->kubernetes_policy.enabled) {
+    auto created = meshlet::controlplane::KubernetesPolicy::Create(
+        control_plane, kubernetes_api, own_namespace, std::move(command_line->kubernetes_policy));
+    if (!created.ok()) return fail(created.status());
+    kubernetes_policy = *std::move(created);
+    xds.AddPolicyListener(
+        [policy = kubernetes_policy.get()](
+            std::shared_ptr<const meshlet::controlplane::policy::PolicySnapshot> snapshot) {
+          policy->SetPolicy(std::move(snapshot));
+        });
+    kubernetes_policy->Start();
   }
   if (absl::Status status = xds.Start(); !status.ok()) return fail(status);
   // The CA serves on the discovery port, next to the ADS.

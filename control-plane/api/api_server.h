@@ -42,9 +42,11 @@
 // fsync, or etcd without quorum) and touches only the store, the token handler and the stats;
 // every other request runs on the HTTP server's loop thread, as do the providers and handlers.
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -59,6 +61,7 @@
 #include "control-plane/policy/validate.h"
 #include "control-plane/registry/registry.h"
 #include "control-plane/store/store.h"
+#include "xds/gateway.pb.h"
 
 namespace meshlet::controlplane::api {
 
@@ -80,6 +83,15 @@ class ProxyStatusProvider {
     return absl::UnimplementedError("this discovery server cannot ask sidecars");
   }
 };
+
+// Objects mirrored from Kubernetes (control-plane/kubernetes/policy_mirror.h) carry the
+// annotation kManagedByAnnotation: kManagedByKubernetes. Writes and deletes of such a stored
+// object are refused (409, pointing at kubectl) unless the request carries the header
+// kMirrorHeader: kManagedByKubernetes, as the mirror's own do: on Kubernetes the cluster's object
+// wins.
+inline constexpr char kManagedByAnnotation[] = "meshlet.io/managed-by";
+inline constexpr char kManagedByKubernetes[] = "kubernetes";
+inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
 
 struct ApiOptions {
   std::string server_version = "0.1.0";
@@ -169,7 +181,17 @@ class PolicyApi {
                               int64_t revision);
   http::ServerResponse Remove(const http::ServerRequest& request, const policy::KindInfo& info,
                               const ResourceKey& key);
-  std::string ObjectJson(const StoredResource& stored) const;
+  // The computed status of the Gateway API routes (translate/route_status.h), by (kind, namespace,
+  // name): what GET and LIST of an HTTPRoute or GRPCRoute of gateway.networking.k8s.io show as
+  // `status` (the store holds none). Empty for other kinds. Reads the whole policy store (a
+  // snapshot) and the registry: one snapshot per answer, not per route.
+  using RouteStatuses =
+      std::map<std::tuple<std::string, std::string, std::string>, meshlet::gateway::RouteStatus>;
+  RouteStatuses ComputedRouteStatuses(const policy::KindInfo& info) const;
+  // The stored resource as JSON, with its resourceVersion and, for a Gateway API route, its
+  // status from `statuses`.
+  std::string ObjectJson(const StoredResource& stored,
+                         const RouteStatuses* statuses = nullptr) const;
   std::string WorkloadsJson() const;
   http::ServerResponse Error(int status, absl::string_view reason, absl::string_view message,
                              const std::vector<policy::FieldError>& causes = {},

@@ -182,6 +182,37 @@ TEST_F(PolicyApiTest, CreateReadUpdateDelete) {
   EXPECT_EQ(Call("DELETE", kPolicy).status, 404);
 }
 
+TEST_F(PolicyApiTest, GatewayRoutesAreReadWithTheirComputedStatus) {
+  constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r";
+  ASSERT_EQ(Call("PUT", "/apis/meshlet.io/v1/namespaces/default/services/echo",
+                 "apiVersion: meshlet.io/v1\nkind: Service\nmetadata: {name: echo}\n"
+                 "spec: {ports: [{name: http, port: 80}]}\n")
+                .status,
+            201);
+  http::ServerResponse put = Call("PUT", kRoute, R"(apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 80}, {kind: Service, name: ghost}]
+  rules: [{backendRefs: [{name: echo, port: 80}]}]
+)");
+  ASSERT_EQ(put.status, 201) << put.body;
+  for (const char* path : {kRoute, "/apis/gateway.networking.k8s.io/v1/httproutes"}) {
+    http::ServerResponse got = Call("GET", path);
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_NE(got.body.find(R"("controllerName":"meshlet.io/mesh-controller")"), std::string::npos)
+        << path << ": " << got.body;
+    EXPECT_NE(got.body.find(R"("type":"Accepted","status":"True","observedGeneration":"1")"),
+              std::string::npos)
+        << path << ": " << got.body;
+    EXPECT_NE(
+        got.body.find(
+            R"("reason":"NoMatchingParent","message":"Service default/ghost does not exist")"),
+        std::string::npos)
+        << path << ": " << got.body;
+  }
+}
+
 TEST_F(PolicyApiTest, GatewayApiKindsLiveBesideMeshletsUnderTheirOwnGroup) {
   constexpr char kGatewayRoute[] =
       "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews";

@@ -23,6 +23,8 @@
 #include "control-plane/api/stored_services.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/policy/kinds.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane::api {
 
@@ -123,11 +125,40 @@ ServerResponse PolicyApi::HandleResources(const ServerRequest& request, absl::st
   return method_not_allowed("GET, PUT, DELETE");
 }
 
-std::string PolicyApi::ObjectJson(const StoredResource& stored) const {
+PolicyApi::RouteStatuses PolicyApi::ComputedRouteStatuses(const KindInfo& info) const {
+  RouteStatuses out;
+  if (info.group != policy::kGatewayGroup ||
+      (info.kind != "HTTPRoute" && info.kind != "GRPCRoute")) {
+    return out;
+  }
+  absl::StatusOr<policy::PolicySnapshot> snapshot = policy::LoadPolicySnapshot(store_);
+  if (!snapshot.ok()) return out;  // the routes are shown without status
+  std::shared_ptr<const registry::RegistrySnapshot> registry =
+      registry_ != nullptr ? registry_->Snapshot()
+                           : std::make_shared<const registry::RegistrySnapshot>();
+  for (policy::RouteStatusUpdate& u : translate::ComputeRouteStatuses(*snapshot, *registry)) {
+    out[{u.kind, u.namespace_, u.name}] = std::move(u.status);
+  }
+  return out;
+}
+
+std::string PolicyApi::ObjectJson(const StoredResource& stored,
+                                  const RouteStatuses* statuses) const {
   absl::StatusOr<policy::ParsedResource> parsed =
       policy::ParseStoredResource(stored.key.kind, stored.body);
   if (!parsed.ok()) return stored.body;  // shown as stored; LoadPolicySnapshot warns
-  policy::MutableMetadata(*parsed->message)->set_resource_version(absl::StrCat(stored.revision));
+  meshlet::policy::ObjectMeta* meta = policy::MutableMetadata(*parsed->message);
+  meta->set_resource_version(absl::StrCat(stored.revision));
+  if (statuses != nullptr) {
+    const std::string ns = meta->namespace_().empty() ? "default" : meta->namespace_();
+    auto set_status = [&](auto* route, const char* kind) {
+      if (route == nullptr) return;
+      auto it = statuses->find({kind, ns, meta->name()});
+      if (it != statuses->end()) *route->mutable_status() = it->second;
+    };
+    set_status(dynamic_cast<meshlet::gateway::HTTPRoute*>(parsed->message.get()), "HTTPRoute");
+    set_status(dynamic_cast<meshlet::gateway::GRPCRoute*>(parsed->message.get()), "GRPCRoute");
+  }
   return policy::ToJson(*parsed->message);
 }
 
@@ -143,7 +174,8 @@ ServerResponse PolicyApi::Get(const KindInfo& info, const ResourceKey& key) {
   if (!stored.ok()) {
     return StoreFailure(stored.status());
   }
-  return ServerResponse::Json(200, ObjectJson(*stored) + "\n");
+  const RouteStatuses statuses = ComputedRouteStatuses(info);
+  return ServerResponse::Json(200, ObjectJson(*stored, &statuses) + "\n");
 }
 
 ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace_) {
@@ -156,9 +188,10 @@ ServerResponse PolicyApi::List(const KindInfo& info, absl::string_view namespace
       absl::StrCat(R"({"apiVersion":)", JsonQuote(info.ApiVersion()), R"(,"kind":)",
                    JsonQuote(absl::StrCat(info.kind, "List")),
                    R"(,"metadata":{"resourceVersion":")", revision, R"("},"items":[)");
+  const RouteStatuses statuses = ComputedRouteStatuses(info);
   for (size_t i = 0; i < all->size(); ++i) {
     if (i > 0) body += ",";
-    body += ObjectJson((*all)[i]);
+    body += ObjectJson((*all)[i], &statuses);
   }
   body += "]}\n";
   return ServerResponse::Json(200, std::move(body));
@@ -177,12 +210,45 @@ struct PolicyApi::PendingWrite {
   std::optional<StoredResource> existing;               // as stored, if it is
   std::unique_ptr<google::protobuf::Message> previous;  // existing, parsed (when it parses)
   std::string body;                                     // what to store
+  bool from_mirror = false;  // the Kubernetes mirror's write (kMirrorHeader)
 };
+
+namespace {
+
+bool FromMirror(const ServerRequest& request) {
+  return request.headers.Get(kMirrorHeader).value_or("") == kManagedByKubernetes;
+}
+
+// Why `existing` may not be changed by this request: it is mirrored from Kubernetes and the
+// request is not the mirror's (empty: it may).
+std::string MirroredRefusal(const StoredResource& existing, bool from_mirror,
+                            absl::string_view verb) {
+  if (from_mirror) return "";
+  absl::StatusOr<policy::ParsedResource> parsed =
+      policy::ParseStoredResource(existing.key.kind, existing.body);
+  if (!parsed.ok()) return "";
+  const auto& annotations = policy::Metadata(*parsed->message).annotations();
+  auto it = annotations.find(kManagedByAnnotation);
+  if (it == annotations.end() || it->second != kManagedByKubernetes) return "";
+  const ResourceKey& key = existing.key;
+  return absl::StrCat(
+      key.kind, " \"", key.name, "\"",
+      key.namespace_.empty() ? "" : absl::StrCat(" in namespace \"", key.namespace_, "\""),
+      " is mirrored from Kubernetes (annotation ", kManagedByAnnotation, ": ", kManagedByKubernetes,
+      "): ", verb, " it with kubectl, e.g. kubectl ", verb == "delete" ? "delete" : "apply -f",
+      " ...; the control plane mirrors "
+      "the cluster's object into the store");
+}
+
+}  // namespace
 
 ServerResponse PolicyApi::Write(const ServerRequest& request, const KindInfo& info,
                                 absl::string_view url_namespace, absl::string_view url_name,
                                 bool create) {
-  PendingWrite write{.info = info, .create = create, .dry_run = IsDryRun(request)};
+  PendingWrite write{.info = info,
+                     .create = create,
+                     .dry_run = IsDryRun(request),
+                     .from_mirror = FromMirror(request)};
   if (auto refused = ReadDocument(request, url_namespace, url_name, write)) return *refused;
   if (auto refused = ValidateDocument(write)) return *refused;
   if (auto refused = CheckStoredState(write)) return *refused;
@@ -275,6 +341,12 @@ std::optional<ServerResponse> PolicyApi::CheckStoredState(PendingWrite& write) {
   }
   if (existing.ok()) write.existing = std::move(*existing);
   const std::string& name = write.key.name;
+  if (write.existing) {
+    if (std::string why = MirroredRefusal(*write.existing, write.from_mirror, "change");
+        !why.empty()) {
+      return Conflict(write, why);
+    }
+  }
   if (write.create && write.existing) {
     return Conflict(write, absl::StrCat(info.kind, " \"", name, "\" already exists"));
   }
@@ -391,6 +463,10 @@ ServerResponse PolicyApi::Remove(const ServerRequest& request, const KindInfo& i
   }
   if (!existing.ok()) {
     return StoreFailure(existing.status());
+  }
+  if (std::string why = MirroredRefusal(*existing, FromMirror(request), "delete"); !why.empty()) {
+    if (stats_ != nullptr) stats_->conflicts.Inc();
+    return Error(409, "Conflict", why, {}, key.kind, key.name);
   }
   int64_t expected = kAnyRevision;
   auto params = request.QueryParams();

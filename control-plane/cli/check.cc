@@ -2,6 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "control-plane/cli/commands.h"
@@ -19,6 +23,49 @@ int Dashboard(Session& session) {
   session.io().out << (plaintext ? "http://" : "https://") << server
                    << "/dashboard/#token=" << QueryEscape(session.api().token()) << "\n";
   return kExitOk;
+}
+
+// The Gateway API routes (HTTPRoute, GRPCRoute) with the control plane's status per Service
+// parent: one line per parent, the reason and message of each condition that is not True.
+void RouteStatusLines(ApiClient& api, std::ostream& out) {
+  std::vector<std::string> lines;
+  size_t routes = 0;
+  for (const char* kind : {"HTTPRoute", "GRPCRoute"}) {
+    int ignored = kExitOk;
+    std::optional<ApiReply> reply = api.Call(
+        "GET",
+        absl::StrCat("/apis/gateway.networking.k8s.io/v1/", absl::AsciiStrToLower(kind), "s"), "",
+        &ignored);
+    if (!reply.has_value() || reply->http.status != 200) continue;
+    YAML::Node list = YAML::Load(reply->http.body);
+    for (const YAML::Node& item : list["items"]) {
+      ++routes;
+      const std::string name = absl::StrCat(kind, " ", Scalar(item["metadata"]["namespace"]), "/",
+                                            Scalar(item["metadata"]["name"]));
+      const YAML::Node status = item["status"];  // absent: no Service parent (not ours)
+      const YAML::Node parents = status ? status["parents"] : YAML::Node();
+      if (!parents || parents.size() == 0) {
+        lines.push_back(absl::StrCat("  ", name, ": no Service parent"));
+        continue;
+      }
+      for (const YAML::Node& parent : parents) {
+        const YAML::Node ref = parent["parentRef"];
+        std::string line = absl::StrCat(
+            "  ", name, " -> Service ",
+            ref["namespace"] ? Scalar(ref["namespace"]) : Scalar(item["metadata"]["namespace"]),
+            "/", Scalar(ref["name"]), ref["port"] ? absl::StrCat(":", Scalar(ref["port"])) : "");
+        for (const YAML::Node& c : parent["conditions"]) {
+          absl::StrAppend(&line, "  ", Scalar(c["type"]), " ", Scalar(c["status"]));
+          if (Scalar(c["status"]) != "True") {
+            absl::StrAppend(&line, " (", Scalar(c["reason"]), ": ", Scalar(c["message"]), ")");
+          }
+        }
+        lines.push_back(std::move(line));
+      }
+    }
+  }
+  out << "gateway routes " << routes << "\n";
+  for (const std::string& line : lines) out << line << "\n";
 }
 
 int Check(Session& session) {
@@ -61,6 +108,7 @@ int Check(Session& session) {
   } else {
     out << "sidecars       " << proxies->ErrorMessage() << "\n";
   }
+  RouteStatusLines(api, out);
   out << "OK\n";
   return kExitOk;
 }
@@ -131,10 +179,14 @@ CommandSpec DashboardCommand() {
 
 CommandSpec CheckCommand() {
   return {.name = "check",
-          .summary = "control plane reachable, token accepted, versions, sidecars connected",
+          .summary =
+              "control plane reachable, token accepted, versions, sidecars connected, "
+              "Gateway API routes' status",
           .about =
               "Checks that the control plane answers, that it accepts the token, and "
-              "shows the versions and the number of connected sidecars. With --pre -f FILE, "
+              "shows the versions, the number of connected sidecars, and each Gateway API "
+              "HTTPRoute and GRPCRoute with its Accepted and ResolvedRefs conditions per "
+              "Service parent (reason and message when not True). With --pre -f FILE, "
               "checks install manifests offline instead: the control plane's Deployment "
               "(one replica, POD_NAMESPACE, not injected itself, the webhook's port), its "
               "ServiceAccount and RBAC, the Service selecting it, and each webhook calling "

@@ -444,6 +444,44 @@ TEST_F(MeshctlTest, AnUnreachableControlPlaneIsExit3) {
             "Connection refused)\n");
 }
 
+TEST_F(MeshctlTest, CheckListsGatewayRoutesWithTheirConditionsPerParent) {
+  api_.Answer("GET", "/healthz", 200, "ok\n");
+  api_.Answer("GET", "/version", 200, R"({"server":"1.2.3","apiVersion":"v1"})");
+  api_.Answer("GET", "/apis/meshlet.io/v1", 200, R"({"kind":"APIResourceList"})");
+  api_.Answer("GET", "/api/v1/whoami", 200,
+              R"({"name":"ops","credential":"token","role":"admin"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/httproutes", 200, R"({"items":[
+    {"metadata":{"name":"split","namespace":"shop"},
+     "status":{"parents":[
+       {"parentRef":{"kind":"Service","name":"echo","port":80},
+        "conditions":[{"type":"Accepted","status":"True","reason":"Accepted"},
+                      {"type":"ResolvedRefs","status":"False","reason":"BackendNotFound",
+                       "message":"spec.rules[0].backendRefs[0]: backend Service shop/v3 does not exist"}]},
+       {"parentRef":{"kind":"Service","name":"api","namespace":"other"},
+        "conditions":[{"type":"Accepted","status":"False","reason":"NoMatchingParent",
+                       "message":"Service other/api does not exist"},
+                      {"type":"ResolvedRefs","status":"True","reason":"ResolvedRefs"}]}]}},
+    {"metadata":{"name":"ingress","namespace":"shop"}}]})");
+  api_.Answer("GET", "/apis/gateway.networking.k8s.io/v1/grpcroutes", 200, R"({"items":[
+    {"metadata":{"name":"g","namespace":"shop"},
+     "status":{"parents":[{"parentRef":{"kind":"Service","name":"echo"},
+        "conditions":[{"type":"Accepted","status":"True"},{"type":"ResolvedRefs","status":"True"}]}]}}]})");
+  EXPECT_EQ(Run({"check"}), 0) << err_.str();
+  const std::string out = out_.str();
+  const std::string routes = out.substr(out.find("gateway routes"));
+  EXPECT_EQ(routes,
+            "gateway routes 3\n"
+            "  HTTPRoute shop/split -> Service shop/echo:80  Accepted True  ResolvedRefs False "
+            "(BackendNotFound: spec.rules[0].backendRefs[0]: backend Service shop/v3 does not "
+            "exist)\n"
+            "  HTTPRoute shop/split -> Service other/api  Accepted False (NoMatchingParent: "
+            "Service other/api does not exist)  ResolvedRefs True\n"
+            "  HTTPRoute shop/ingress: no Service parent\n"
+            "  GRPCRoute shop/g -> Service shop/echo  Accepted True  ResolvedRefs True\n"
+            "OK\n");
+}
+
 TEST_F(MeshctlTest, ARefusedTokenIsExit3AndSaysWhetherThereWasOne) {
   api_.Answer("GET", "/apis/meshlet.io/v1/namespaces/default/services", 401,
               R"({"kind":"Status","code":401,"message":"missing or invalid bearer token"})");

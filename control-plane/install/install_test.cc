@@ -23,7 +23,7 @@ std::vector<YAML::Node> Defaults() {
 
 TEST(InstallTest, DefaultsRenderTheInstallAndPassTheirOwnCheck) {
   const std::vector<YAML::Node> objects = Defaults();
-  ASSERT_EQ(objects.size(), 12u);
+  ASSERT_EQ(objects.size(), 14u);  // with the leader-election Role and RoleBinding
   EXPECT_EQ(Text(objects[0]["kind"]), "Namespace");
   for (const YAML::Node& o : objects) {
     EXPECT_EQ(Text(o["metadata"]["labels"]["app.kubernetes.io/part-of"]), "meshlet");

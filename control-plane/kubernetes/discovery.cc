@@ -18,6 +18,45 @@
 #include "control-plane/kubernetes/yaml_fields.h"
 
 namespace meshlet::controlplane::kubernetes {
+
+// The parts of each kind that discovery reads.
+struct KubernetesDiscovery::ServicePortObject {
+  std::string name;
+  uint32_t port = 0;
+  std::string protocol;  // TCP, UDP, SCTP
+  std::string app_protocol;
+  uint32_t target_port = 0;  // 0: named (resolved by the EndpointSlices) or absent
+  bool operator==(const ServicePortObject&) const = default;
+};
+struct KubernetesDiscovery::ServiceObject {
+  std::vector<std::string> cluster_ips;
+  std::vector<ServicePortObject> ports;
+  bool operator==(const ServiceObject&) const = default;
+};
+struct KubernetesDiscovery::SliceObject {
+  std::string service;
+  std::map<std::string, uint32_t> ports;  // by name: the endpoints' port number
+  struct Endpoint {
+    std::vector<std::string> addresses;
+    bool ready = true;
+    std::string pod;
+    bool operator==(const Endpoint&) const = default;
+  };
+  std::vector<Endpoint> endpoints;
+  bool operator==(const SliceObject&) const = default;
+};
+struct KubernetesDiscovery::PodObject {
+  std::map<std::string, std::string> labels;
+  std::string service_account;
+  bool operator==(const PodObject&) const = default;
+};
+
+using DiscoveryObject = KubernetesDiscovery::Object;
+using ServicePortObject = KubernetesDiscovery::ServicePortObject;
+using ServiceObject = KubernetesDiscovery::ServiceObject;
+using SliceObject = KubernetesDiscovery::SliceObject;
+using PodObject = KubernetesDiscovery::PodObject;
+
 namespace {
 
 constexpr char kRbacHint[] =
@@ -47,43 +86,9 @@ uint32_t PortNumber(const std::string& text) {
   return absl::SimpleAtoi(text, &port) && port <= 65535 ? port : 0;
 }
 
-// The parts of each kind that discovery reads.
-struct ServicePortObject {
-  std::string name;
-  uint32_t port = 0;
-  std::string protocol;  // TCP, UDP, SCTP
-  std::string app_protocol;
-  uint32_t target_port = 0;  // 0: named (resolved by the EndpointSlices) or absent
-  bool operator==(const ServicePortObject&) const = default;
-};
-struct ServiceObject {
-  std::vector<std::string> cluster_ips;
-  std::vector<ServicePortObject> ports;
-  bool operator==(const ServiceObject&) const = default;
-};
-struct SliceObject {
-  std::string service;
-  std::map<std::string, uint32_t> ports;  // by name: the endpoints' port number
-  struct Endpoint {
-    std::vector<std::string> addresses;
-    bool ready = true;
-    std::string pod;
-    bool operator==(const Endpoint&) const = default;
-  };
-  std::vector<Endpoint> endpoints;
-  bool operator==(const SliceObject&) const = default;
-};
-struct PodObject {
-  std::map<std::string, std::string> labels;
-  std::string service_account;
-  bool operator==(const PodObject&) const = default;
-};
-using Object = std::variant<ServiceObject, SliceObject, PodObject>;
-
 // nullopt: an object of the kind that discovery leaves out (ExternalName, FQDN slices).
-using ParseFn = std::optional<Object> (*)(const YAML::Node& object);
 
-std::optional<Object> ParseService(const YAML::Node& object) {
+std::optional<DiscoveryObject> ParseService(const YAML::Node& object) {
   const YAML::Node spec = NodeAt(object, "spec");
   if (ScalarAt(spec, "type") == "ExternalName") return std::nullopt;
   ServiceObject out;
@@ -114,7 +119,7 @@ std::optional<Object> ParseService(const YAML::Node& object) {
   return out;
 }
 
-std::optional<Object> ParseSlice(const YAML::Node& object) {
+std::optional<DiscoveryObject> ParseSlice(const YAML::Node& object) {
   const std::string address_type = ScalarAt(object, "addressType");
   if (address_type != "IPv4" && address_type != "IPv6") return std::nullopt;
   SliceObject out;
@@ -152,7 +157,7 @@ std::optional<Object> ParseSlice(const YAML::Node& object) {
 
 // Pods are read as metadata only (PartialObjectMetadata, kPodsListAccept): labels. A server that
 // sends whole Pods gives their service account too.
-std::optional<Object> ParsePod(const YAML::Node& object) {
+std::optional<DiscoveryObject> ParsePod(const YAML::Node& object) {
   PodObject out;
   out.labels = StringMap(NodeAt(NodeAt(object, "metadata"), "labels"));
   out.service_account = ScalarAt(NodeAt(object, "spec"), "serviceAccountName");
@@ -185,293 +190,6 @@ std::string MeshProtocol(const ServicePortObject& port) {
 }
 
 }  // namespace
-
-// One kind: its cache (namespace/name → object), its resourceVersion, and the list/watch loop.
-class KubernetesDiscovery::Reflector {
- public:
-  // `list_accept`, `watch_accept`: the Accept headers of its lists and watches (empty: JSON).
-  Reflector(KubernetesDiscovery& owner, std::string resource, std::string path, ParseFn parse,
-            std::string list_accept = "", std::string watch_accept = "")
-      : owner_(owner),
-        resource_(std::move(resource)),
-        path_(std::move(path)),
-        parse_(parse),
-        list_accept_(std::move(list_accept)),
-        watch_accept_(std::move(watch_accept)),
-        retry_timer_(owner.loop_, [this] { Resume(); }) {
-    objects_gauge_ = Register<Gauge>(
-        "meshlet_cp_kubernetes_objects",
-        "Objects of each kind Kubernetes discovery holds (services, endpointslices, pods).", {});
-  }
-  ~Reflector() { *alive_ = false; }
-
-  void Start() { List(); }
-  bool listed() const { return listed_; }
-  const std::map<std::string, Object>& objects() const { return objects_; }
-
- private:
-  template <typename T>
-  T Register(const char* name, const char* help,
-             std::vector<std::pair<std::string, std::string>> labels) {
-    labels.insert(labels.begin(), {"resource", resource_});
-    StatsShard& shard = owner_.stats_.shared_shard();
-    if constexpr (std::is_same_v<T, Gauge>) {
-      absl::StatusOr<Gauge> gauge = shard.RegisterGauge(name, help, labels);
-      return gauge.ok() ? *gauge : Gauge();
-    } else {
-      absl::StatusOr<Counter> counter = shard.RegisterCounter(name, help, labels);
-      return counter.ok() ? *counter : Counter();
-    }
-  }
-  void CountList(absl::string_view result) {
-    Register<Counter>("meshlet_cp_kubernetes_lists_total",
-                      "List requests of Kubernetes discovery, by kind and result (ok, or why "
-                      "not: http_error, connect_failed, timeout, malformed, ...).",
-                      {{"result", std::string(result)}})
-        .Inc();
-  }
-  void CountWatch(absl::string_view result) {
-    Register<Counter>("meshlet_cp_kubernetes_watches_total",
-                      "Watches of Kubernetes discovery that ended, by kind and how: expired "
-                      "(the server's timeout; resumed at once), gone (410: listed again), error "
-                      "(an ERROR event), malformed (an event that is not one), or the request's "
-                      "failure (closed, connect_failed, http_error, ...).",
-                      {{"result", std::string(result)}})
-        .Inc();
-  }
-  void CountEvent(absl::string_view type) {
-    Register<Counter>("meshlet_cp_kubernetes_events_total",
-                      "Watch events Kubernetes discovery received, by kind and type (added, "
-                      "modified, deleted, bookmark, error).",
-                      {{"type", absl::AsciiStrToLower(type)}})
-        .Inc();
-  }
-
-  // "namespace/name", or empty for an object without both (left out).
-  static std::string Key(const YAML::Node& object) {
-    const YAML::Node metadata = NodeAt(object, "metadata");
-    const std::string namespace_ = ScalarAt(metadata, "namespace");
-    const std::string name = ScalarAt(metadata, "name");
-    if (namespace_.empty() || name.empty()) return "";
-    return absl::StrCat(namespace_, "/", name);
-  }
-
-  // Stores (or, for an object discovery leaves out, removes) `object`. True when what
-  // discovery reads of it changed: most updates (a Pod's status, a Service's load balancer)
-  // change nothing it reads, and publish nothing.
-  bool Apply(const YAML::Node& object) {
-    const std::string key = Key(object);
-    if (key.empty()) return false;
-    std::optional<Object> parsed = parse_(object);
-    if (!parsed.has_value()) return objects_.erase(key) > 0;
-    auto [it, inserted] = objects_.try_emplace(key, *parsed);
-    if (inserted) return true;
-    if (it->second == *parsed) return false;
-    it->second = *std::move(parsed);
-    return true;
-  }
-
-  void List() {
-    pending_.clear();
-    ListPage("");
-  }
-
-  void ListPage(const std::string& continue_token) {
-    std::string path = absl::StrCat(path_, "?limit=", owner_.options_.page_size);
-    if (!continue_token.empty()) {
-      absl::StrAppend(&path, "&continue=", http::QueryEscape(continue_token));
-    }
-    owner_.api_->Call({.method = "GET",
-                       .path = path,
-                       .accept = list_accept_,
-                       .forbidden_hint = kRbacHint,
-                       .timeout = owner_.options_.list_timeout},
-                      [this, alive = alive_, paged = !continue_token.empty()](ApiResult result) {
-                        if (*alive) OnPage(std::move(result), paged);
-                      });
-  }
-
-  void OnPage(ApiResult result, bool paged) {
-    if (result.http_status == 410 && paged) {
-      // The continue token expired: the list starts over, at the newest resourceVersion.
-      CountList("gone");
-      LOG(INFO) << "kubernetes: listing " << resource_ << " again (the page token expired)";
-      List();
-      return;
-    }
-    if (!result.body.ok()) {
-      CountList(result.result);
-      Retry(result.body.status().message());
-      return;
-    }
-    YAML::Node list;
-    try {
-      list = YAML::Load(*result.body);
-    } catch (const YAML::Exception& e) {
-      CountList("malformed");
-      Retry(absl::StrCat("GET ", path_, ": the answer is not JSON: ", e.what()));
-      return;
-    }
-    const YAML::Node items = NodeAt(list, "items");
-    if (!list.IsMap() || !(items.IsSequence() || items.IsNull() || !items.IsDefined())) {
-      CountList("malformed");
-      Retry(absl::StrCat("GET ", path_, ": the answer is not a list"));
-      return;
-    }
-    CountList("ok");
-    if (items.IsSequence()) {
-      for (const YAML::Node& item : items) {
-        const std::string key = Key(item);
-        if (key.empty()) continue;
-        std::optional<Object> parsed = parse_(item);
-        if (parsed.has_value()) pending_[key] = *std::move(parsed);
-      }
-    }
-    const YAML::Node metadata = NodeAt(list, "metadata");
-    const std::string next = ScalarAt(metadata, "continue");
-    if (!next.empty()) {
-      ListPage(next);
-      return;
-    }
-    resource_version_ = ScalarAt(metadata, "resourceVersion");
-    objects_ = std::move(pending_);
-    pending_.clear();
-    objects_gauge_.Set(static_cast<int64_t>(objects_.size()));
-    const bool first = !listed_;
-    listed_ = true;
-    failures_ = 0;
-    if (first) {
-      LOG(INFO) << "kubernetes: listed " << objects_.size() << " " << resource_
-                << " at resourceVersion " << resource_version_;
-    }
-    owner_.Changed();
-    Watch();
-  }
-
-  void Watch() {
-    watch_outcome_.clear();
-    const int64_t timeout_seconds =
-        std::max<int64_t>(1, absl::ToInt64Seconds(owner_.options_.watch_timeout));
-    const std::string path =
-        absl::StrCat(path_, "?watch=true&allowWatchBookmarks=true&resourceVersion=",
-                     http::QueryEscape(resource_version_), "&timeoutSeconds=", timeout_seconds);
-    owner_.api_->Call(
-        {.method = "GET",
-         .path = path,
-         .accept = watch_accept_,
-         .forbidden_hint = kRbacHint,
-         // The server ends the watch; the deadline only catches a server that went silent.
-         .timeout = owner_.options_.watch_timeout + absl::Seconds(30),
-         .on_line = [this,
-                     alive = alive_](absl::string_view line) { return *alive && OnEvent(line); }},
-        [this, alive = alive_](ApiResult result) {
-          if (*alive) OnWatchEnd(std::move(result));
-        });
-  }
-
-  // One watch event; false ends the watch (watch_outcome_ says why).
-  bool OnEvent(absl::string_view line) {
-    YAML::Node event;
-    try {
-      event = YAML::Load(std::string(line));
-    } catch (const YAML::Exception& e) {
-      watch_outcome_ = "malformed";
-      watch_detail_ = absl::StrCat("a watch event is not JSON: ", e.what());
-      return false;
-    }
-    const std::string type = ScalarAt(event, "type");
-    const YAML::Node object = NodeAt(event, "object");
-    if (!object.IsMap() || (type != "ADDED" && type != "MODIFIED" && type != "DELETED" &&
-                            type != "BOOKMARK" && type != "ERROR")) {
-      watch_outcome_ = "malformed";
-      watch_detail_ = absl::StrCat("not a watch event: ", line.substr(0, 200));
-      return false;
-    }
-    CountEvent(type);
-    if (type == "ERROR") {
-      // A Status: 410 Gone ("Expired", "too old resource version") means list again.
-      const bool gone = ScalarAt(object, "code") == "410";
-      watch_outcome_ = gone ? "gone" : "error";
-      watch_detail_ = absl::StrCat("the watch failed: ", ScalarAt(object, "message"));
-      return false;
-    }
-    const std::string version = ScalarAt(NodeAt(object, "metadata"), "resourceVersion");
-    if (!version.empty()) resource_version_ = version;
-    failures_ = 0;
-    if (type == "BOOKMARK") return true;
-    bool changed;
-    if (type == "DELETED") {
-      const std::string key = Key(object);
-      changed = !key.empty() && objects_.erase(key) > 0;
-    } else {
-      changed = Apply(object);
-    }
-    if (changed) {
-      objects_gauge_.Set(static_cast<int64_t>(objects_.size()));
-      owner_.Changed();
-    }
-    return true;
-  }
-
-  void OnWatchEnd(ApiResult result) {
-    if (watch_outcome_.empty()) {
-      if (result.http_status == 410) {
-        watch_outcome_ = "gone";
-        watch_detail_ = "resourceVersion too old (410)";
-      } else if (result.body.ok()) {
-        watch_outcome_ = "expired";
-      } else {
-        watch_outcome_ = result.result;
-        watch_detail_ = std::string(result.body.status().message());
-      }
-    }
-    CountWatch(watch_outcome_);
-    if (watch_outcome_ == "expired") {
-      Watch();
-    } else if (watch_outcome_ == "gone") {
-      LOG(INFO) << "kubernetes: listing " << resource_ << " again: " << watch_detail_;
-      List();
-    } else {
-      Retry(watch_detail_);
-    }
-  }
-
-  // After a failure: the same step again after the backoff (a list if none completed yet, else
-  // a watch from the last resourceVersion).
-  void Retry(absl::string_view why) {
-    const Duration delay =
-        DoublingRetryDelay(++failures_, owner_.options_.retry_base, owner_.options_.retry_cap);
-    LOG_EVERY_N_SEC(WARN, 10) << "kubernetes: " << resource_ << ": " << why << " (again in "
-                              << absl::FormatDuration(absl::FromChrono(delay)) << ")";
-    retry_timer_.Enable(delay);
-  }
-
-  void Resume() {
-    if (listed_) {
-      Watch();
-    } else {
-      List();
-    }
-  }
-
-  KubernetesDiscovery& owner_;
-  const std::string resource_;
-  const std::string path_;
-  const ParseFn parse_;
-  const std::string list_accept_;
-  const std::string watch_accept_;
-  event::Timer retry_timer_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  Gauge objects_gauge_;
-  std::map<std::string, Object> objects_;
-  std::map<std::string, Object> pending_;  // pages of a list in progress
-  std::string resource_version_;
-  bool listed_ = false;
-  int failures_ = 0;
-  // Why the watch in progress ended, when it ended on its own side (an event); else empty.
-  std::string watch_outcome_;
-  std::string watch_detail_;
-};
 
 std::vector<flags::Flag> DiscoveryFlags(DiscoveryOptions& options) {
   return {
@@ -516,11 +234,30 @@ KubernetesDiscovery::KubernetesDiscovery(event::Loop& loop, std::unique_ptr<Kube
       stats_(stats),
       options_(std::move(options)),
       publish_timer_(loop, [this] { Publish(); }) {
-  services_ = std::make_unique<Reflector>(*this, "services", "/api/v1/services", &ParseService);
-  slices_ = std::make_unique<Reflector>(*this, "endpointslices",
-                                        "/apis/discovery.k8s.io/v1/endpointslices", &ParseSlice);
-  pods_ = std::make_unique<Reflector>(*this, "pods", "/api/v1/pods", &ParsePod, kPodsListAccept,
-                                      kPodsWatchAccept);
+  const ReflectorOptions reflector{.watch_timeout = options_.watch_timeout,
+                                   .list_timeout = options_.list_timeout,
+                                   .page_size = options_.page_size,
+                                   .retry_base = options_.retry_base,
+                                   .retry_cap = options_.retry_cap};
+  auto changed = [this](bool) { Changed(); };
+  services_ = std::make_unique<Reflector<Object>>(
+      loop_, *api_, stats_, reflector,
+      ReflectorConfig{
+          .resource = "services", .path = "/api/v1/services", .forbidden_hint = kRbacHint},
+      &ParseService, changed);
+  slices_ = std::make_unique<Reflector<Object>>(
+      loop_, *api_, stats_, reflector,
+      ReflectorConfig{.resource = "endpointslices",
+                      .path = "/apis/discovery.k8s.io/v1/endpointslices",
+                      .forbidden_hint = kRbacHint},
+      &ParseSlice, changed);
+  pods_ = std::make_unique<Reflector<Object>>(loop_, *api_, stats_, reflector,
+                                              ReflectorConfig{.resource = "pods",
+                                                              .path = "/api/v1/pods",
+                                                              .list_accept = kPodsListAccept,
+                                                              .watch_accept = kPodsWatchAccept,
+                                                              .forbidden_hint = kRbacHint},
+                                              &ParsePod, changed);
   absl::StatusOr<Gauge> gauge = stats_.shared_shard().RegisterGauge(
       "meshlet_cp_kubernetes_services",
       "Kubernetes Services discovery last published as mesh destinations.", {});

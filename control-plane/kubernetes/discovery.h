@@ -4,18 +4,8 @@
 // server and kept current, handed to the registry as registry::KubernetesServices (the
 // translator makes them mesh destinations: docs/kubernetes.md, "Service discovery").
 //
-// Each of the three kinds is reflected the way Kubernetes' own clients do it:
-//   list   GET <kind>?limit=<page size>, then &continue=<token> until the last page; the list's
-//          metadata.resourceVersion is where the watch starts. A continue token that expired
-//          (410) starts the list over.
-//   watch  GET <kind>?watch=true&resourceVersion=<rv>&allowWatchBookmarks=true&timeoutSeconds=T:
-//          ADDED/MODIFIED/DELETED change the cache, BOOKMARK only moves the resourceVersion, and
-//          every event's object carries the resourceVersion to resume from. When the server
-//          ends the watch (timeoutSeconds), a new one starts at once from the last
-//          resourceVersion; when it drops (connection lost, malformed event, an ERROR event
-//          other than 410), after a backoff (retry_base doubling to retry_cap), from the same
-//          place; when the resourceVersion is too old (410 Gone, as an HTTP status or an ERROR
-//          event), the kind is listed again and the cache replaced.
+// Each of the three kinds is reflected (listed, watched, listed again on 410) by a Reflector
+// (reflector.h).
 // Nothing is published before all three kinds have been listed once: until then the registry
 // says kubernetes_pending, and the discovery service builds no configuration (a sidecar keeps
 // what it has rather than losing every Kubernetes destination). After that, a change of what
@@ -34,16 +24,16 @@
 // Needs RBAC list and watch on services, endpointslices (discovery.k8s.io) and pods
 // (k8s/base/rbac.yaml).
 //
-// Stats: meshlet_cp_kubernetes_lists_total{resource,result}, meshlet_cp_kubernetes_watches_total
-// {resource,result} (how each watch ended), meshlet_cp_kubernetes_events_total{resource,type},
-// meshlet_cp_kubernetes_objects{resource}, meshlet_cp_kubernetes_services (published),
+// Stats: the reflectors' (reflector.h), meshlet_cp_kubernetes_services (published),
 // meshlet_cp_kubernetes_publications_total.
 //
 // Threading: the loop thread. The registry and stats must outlive this; destroying it stops the
 // watches and drops requests in flight.
 
+#include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,6 +44,7 @@
 #include "common/flags/flags.h"
 #include "common/stats/stats.h"
 #include "control-plane/kubernetes/api_client.h"
+#include "control-plane/kubernetes/reflector.h"
 #include "control-plane/registry/registry.h"
 
 namespace meshlet::controlplane::kubernetes {
@@ -93,7 +84,12 @@ class KubernetesDiscovery {
   // All three kinds have been listed once (and published).
   bool synced() const;
 
-  class Reflector;
+  // What discovery reads of each object (discovery.cc).
+  struct ServicePortObject;
+  struct ServiceObject;
+  struct SliceObject;
+  struct PodObject;
+  using Object = std::variant<ServiceObject, SliceObject, PodObject>;
 
  private:
   KubernetesDiscovery(event::Loop& loop, std::unique_ptr<KubernetesApi> api,
@@ -107,9 +103,9 @@ class KubernetesDiscovery {
   registry::Registry& registry_;
   StatsRegistry& stats_;
   const DiscoveryOptions options_;
-  std::unique_ptr<Reflector> services_;
-  std::unique_ptr<Reflector> slices_;
-  std::unique_ptr<Reflector> pods_;
+  std::unique_ptr<Reflector<Object>> services_;
+  std::unique_ptr<Reflector<Object>> slices_;
+  std::unique_ptr<Reflector<Object>> pods_;
   event::Timer publish_timer_;
   bool published_ = false;
   std::shared_ptr<const registry::KubernetesServices> last_;  // what was published last

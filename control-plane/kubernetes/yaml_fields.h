@@ -9,6 +9,8 @@
 
 #include <string>
 
+#include "common/base/json.h"
+
 namespace meshlet::controlplane::kubernetes {
 
 // map[key], or an undefined node (safe to ask anything) when `map` is not a map or has no key.
@@ -22,6 +24,44 @@ inline YAML::Node NodeAt(const YAML::Node& map, const char* key) {
 inline std::string ScalarAt(const YAML::Node& map, const char* key) {
   const YAML::Node value = NodeAt(map, key);
   return value.IsScalar() ? value.Scalar() : "";
+}
+
+// Appends `node` as JSON. For objects read from JSON: a plain (unquoted) scalar is a number, true,
+// false or null, and a quoted one (tag "!") a string.
+inline void AppendNodeJson(const YAML::Node& node, std::string* out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& entry : node) {
+        if (!first) out->push_back(',');
+        first = false;
+        AppendJsonString(out, entry.first.Scalar());
+        out->push_back(':');
+        AppendNodeJson(entry.second, out);
+      }
+      out->push_back('}');
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out->push_back('[');
+      for (size_t i = 0; i < node.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        AppendNodeJson(node[i], out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case YAML::NodeType::Scalar:
+      if (node.Tag() == "!") {
+        AppendJsonString(out, node.Scalar());
+      } else {
+        out->append(node.Scalar());
+      }
+      return;
+    default:
+      out->append("null");
+  }
 }
 
 }  // namespace meshlet::controlplane::kubernetes

@@ -395,7 +395,13 @@ void XdsService::OnPolicyLoaded(absl::StatusOr<policy::PolicySnapshot> loaded) {
   reload_backoff_ = Duration::zero();
   policy_ = std::make_shared<const policy::PolicySnapshot>(*std::move(loaded));
   ads_->NotifyChanged();
+  for (const PolicyListener& listener : policy_listeners_) listener(policy_);
   if (reload_again_) ReloadPolicy();
+}
+
+void XdsService::AddPolicyListener(PolicyListener listener) {
+  if (policy_ != nullptr) listener(policy_);
+  policy_listeners_.push_back(std::move(listener));
 }
 
 absl::StatusOr<NodeResourceSet> XdsService::Generate(const xds::Node& node) {

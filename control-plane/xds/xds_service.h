@@ -28,6 +28,7 @@
 //
 // Threading: the ControlPlane's loop thread.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -111,6 +112,11 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // was.
   absl::Status SetTrustBundle(std::string trust_bundle_pem);
 
+  // `listener` gets every policy snapshot the service loads (the current one at once, if any),
+  // on the loop thread. Call on the loop thread.
+  using PolicyListener = std::function<void(std::shared_ptr<const policy::PolicySnapshot>)>;
+  void AddPolicyListener(PolicyListener listener);
+
   const net::Address& address() const { return grpc_server_->address(); }
   // The gRPC server on the discovery port, for other services (the CA) to register on; null
   // before Start().
@@ -160,6 +166,7 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   // one load at a time, and one more if a change came meanwhile; a failed one retries with
   // backoff while sidecars keep what they have.
   std::shared_ptr<const policy::PolicySnapshot> policy_;
+  std::vector<PolicyListener> policy_listeners_;
   bool reload_running_ = false;
   bool reload_again_ = false;
   Duration reload_backoff_{0};

@@ -1,11 +1,13 @@
 """Runs the meshlet demo mesh on 127.0.0.1 (what `./dev demo` calls after building).
 
     demo.py start --bin-dir DIR [--state-dir DIR] [--port-base N] [--traffic-seconds S]
+                  [--routes meshlet|gateway-api]
     demo.py stop [--state-dir DIR]
     demo.py traffic [--state-dir DIR] [--seconds S]
 
 start: the control plane, four sample workloads (frontend -> reviews v1 | v2 -> ratings), each
-behind its own sidecar, a meshctl context, the policies of examples/policies applied, a few
+behind its own sidecar, a meshctl context, the policies of examples/policies applied (with
+--routes gateway-api, its routes as the Gateway API HTTPRoutes of examples/gateway-api), a few
 seconds of traffic and its summary. Everything it makes lives in the state directory: copies of
 the binaries, logs, pid files, the control plane's data, the sidecars' xDS caches. The processes
 keep running when it returns. A demo already running in the same state directory is stopped first.
@@ -14,7 +16,7 @@ stop: ends every process recorded in the state directory's pid files and removes
 
 Defaults come from the environment: MESHLET_DEMO_DIR (.demo in the checkout),
 MESHLET_DEMO_PORT_BASE (17000: the demo uses BASE+12, BASE+14 and BASE+80..BASE+113),
-MESHLET_DEMO_TRAFFIC_SECONDS (3).
+MESHLET_DEMO_TRAFFIC_SECONDS (3), MESHLET_DEMO_ROUTES (meshlet).
 """
 
 import argparse
@@ -36,6 +38,14 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(os.path.dirname(HERE))
 POLICIES = os.path.join(CHECKOUT, "examples", "policies")
+GATEWAY_ROUTES = os.path.join(CHECKOUT, "examples", "gateway-api")
+# What `--routes` applies: the example policies as they are (meshlet's own HTTPRoute kind), or
+# their Services and TrafficPolicy with the routes written as Gateway API HTTPRoutes.
+ROUTES = {
+    "meshlet": [POLICIES],
+    "gateway-api": [os.path.join(POLICIES, "00-services.yaml"),
+                    os.path.join(POLICIES, "10-reviews-retries.yaml"), GATEWAY_ROUTES],
+}
 MARKER = ".meshlet-demo"  # only a directory holding this file is ever removed
 
 # reviews-v1 answers 503 to 3 requests in a row of every 20: fewer than the 4 tries the reviews
@@ -271,11 +281,12 @@ def start(args):
                 "certificateAuthority: control-plane/ca/root-cert.pem\n"
                 "namespace: default\n" % p["api"])
 
-    log("meshctl apply -f examples/policies/")
-    r = meshctl(state, "apply", "-f", POLICIES)
-    sys.stderr.write(r.stdout + r.stderr)
-    if r.returncode != 0:
-        raise DemoError("meshctl apply failed")
+    for path in ROUTES[args.routes]:
+        log("meshctl apply -f %s" % os.path.relpath(path, CHECKOUT))
+        r = meshctl(state, "apply", "-f", path)
+        sys.stderr.write(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise DemoError("meshctl apply failed")
 
     # Each workload proves its identity (a service account named after its service) with a
     # single-use join token, and then presents the certificate it bought on every call to the
@@ -314,7 +325,7 @@ def start(args):
             "--xds-cache-dir=" + os.path.join(state.xds_cache, node),
             "--node-id=" + node, "--node-service=" + service, "--node-namespace=default",
             "--node-address=127.0.0.1", "--node-port=%d" % wp["app"],
-            "--node-label=version=" + version,
+            "--node-label=app=" + service, "--node-label=version=" + version,
             # Loopback: every sidecar shares the host, so each announces its own listener
             # ports instead of the defaults 15006/15001 (docs/control-plane.md, Registry).
             "--node-label=meshlet.io/inbound-port=%d" % wp["inbound"],
@@ -510,6 +521,10 @@ def main():
             s.add_argument("--port-base", type=int,
                            default=int(os.environ.get("MESHLET_DEMO_PORT_BASE") or 17000))
             s.add_argument("--summary-json", help="also write the traffic counts here")
+            s.add_argument("--routes", choices=sorted(ROUTES),
+                           default=os.environ.get("MESHLET_DEMO_ROUTES") or "meshlet",
+                           help="the example routes as meshlet HTTPRoutes (examples/policies) "
+                           "or as Gateway API HTTPRoutes (examples/gateway-api)")
         if name in ("start", "traffic"):
             s.add_argument("--traffic-seconds", "--seconds", type=float, default=float(
                 os.environ.get("MESHLET_DEMO_TRAFFIC_SECONDS") or 3))

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "re2/re2.h"
 #include "sidecar/resilience/fault.h"
@@ -110,6 +111,10 @@ struct RequestMirrorPolicy {
   std::string cluster;
   double fraction = 1.0;  // share of requests mirrored, in [0, 1]
 };
+
+// The cluster name standing for backends the control plane could not resolve: answered with 500
+// (xds/resources.proto, WeightedClusters).
+inline constexpr absl::string_view kMissingBackendCluster = "meshlet:missing-backend";
 
 struct WeightedCluster {
   std::string name;

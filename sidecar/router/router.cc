@@ -39,6 +39,9 @@ const UpstreamStats& NoStats() {
 
 constexpr LocalReply kNoRoute{404, StatusCode::kUnimplemented, "no route"};
 constexpr LocalReply kNoCluster{503, StatusCode::kUnavailable, "route cluster not found"};
+// The share of backends the control plane could not resolve (route::kMissingBackendCluster), as
+// Gateway API asks: 500.
+constexpr LocalReply kMissingBackend{500, StatusCode::kInternal, "route backend does not exist"};
 constexpr LocalReply kNoHealthyUpstream{503, StatusCode::kUnavailable, "no healthy upstream"};
 constexpr LocalReply kConnectFailure{503, StatusCode::kUnavailable, "upstream connect error"};
 constexpr LocalReply kOverflow{
@@ -116,7 +119,8 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   const RouteAction& action = *route_->route_action();
   info_.cluster_name = resolved.cluster_name;
   if (resolved.cluster == nullptr) {
-    Fail(ResponseFlag::kNoClusterFound, kNoCluster);
+    Fail(ResponseFlag::kNoClusterFound,
+         resolved.cluster_name == route::kMissingBackendCluster ? kMissingBackend : kNoCluster);
     return stream::FilterStatus::kStopIteration;
   }
   cluster_ = resolved.cluster.get();

@@ -65,6 +65,28 @@ TEST_F(RouterTest, UnknownClusterIs503Nc) {
   EXPECT_EQ(client.info.cluster_name, "missing");
 }
 
+TEST_F(RouterTest, TheMissingBackendsShareIs500) {
+  FakeUpstream& a = AddUpstream();
+  AddCluster("a", {a.address()});
+  RouteAction split;
+  split.weighted_clusters = {{"a", 1}, {std::string(route::kMissingBackendCluster), 1}};
+  split.total_weight = 2;
+  table_ = Table({Routed("split", "/", split)});
+  // The fixture's first draw is the top of the range: the missing backends' half.
+  RecordingCallbacks& missing = Send("GET");
+  random_.PushDouble(0.2);
+  RecordingCallbacks& served = Send("GET");
+  EXPECT_EQ(missing.status, "500");
+  EXPECT_EQ(missing.body, "route backend does not exist\n");
+  EXPECT_TRUE(missing.info.HasFlag(ResponseFlag::kNoClusterFound));
+  EXPECT_EQ(missing.info.cluster_name, route::kMissingBackendCluster);
+  EXPECT_EQ(served.status, "200");
+  EXPECT_EQ(a.requests().size(), 1u);
+  random_.PushDouble(0.9);
+  RecordingCallbacks& grpc = Send("POST", "", kGrpc);
+  EXPECT_EQ(grpc.grpc_status, "13");  // INTERNAL
+}
+
 TEST_F(RouterTest, NoHealthyUpstreamIs503Uh) {
   AddCluster("c", {});
   table_ = Table({Routed("r", "/", ToCluster("c"))});

@@ -73,25 +73,21 @@ class DemoTest(unittest.TestCase):
         return subprocess.run([sys.executable, DEMO] + list(args) + ["--state-dir", self.state],
                               capture_output=True, text=True, timeout=60)
 
-    def start(self):
+    def start(self, *extra):
         # A port range outside the kernel's ephemeral range (where other tests' ports come
         # from) and away from the demo's default 17000; another one if it happens to be taken.
         for _ in range(5):
             base = random.randrange(20000, 30000, 200)
             p = self.demo("start", "--bin-dir", BIN_DIR, "--port-base", str(base),
-                          "--traffic-seconds", "1", "--summary-json", self.summary)
+                          "--traffic-seconds", "1", "--summary-json", self.summary, *extra)
             if "ports already in use" not in p.stderr:
                 break
         self.assertEqual(p.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (p.stdout, p.stderr))
         with open(self.summary) as f:
             return p, base, json.load(f)
 
-    def test_demo_runs_traffic_through_every_hop_and_stops_clean(self):
-        started = time.monotonic()
-        p, base, s = self.start()
-        print("demo up and traffic done in %.1f s: %s" % (time.monotonic() - started, s),
-              file=sys.stderr)
-
+    def assert_policies_acted(self, s):
+        """The example policies' effects, read from the demo's traffic summary."""
         # Every request reached the frontend, one of the reviews versions and ratings.
         self.assertGreater(s["total"], 20, s)
         self.assertEqual(s["ok"], s["total"], s)
@@ -113,6 +109,29 @@ class DemoTest(unittest.TestCase):
         for status, ratings_status, ms, took in s["slow"]:
             self.assertEqual((status, ratings_status), (200, 504), s)
             self.assertTrue(250 <= ms < 900, s)
+
+    def test_gateway_api_routes_act_like_the_meshlet_routes(self):
+        # The same routes written as Gateway API HTTPRoutes (examples/gateway-api) attached to
+        # the reviews and ratings Services: the same split, canary and /slow timeout.
+        p, _, s = self.start("--routes", "gateway-api")
+        print("demo with Gateway API routes: %s" % s, file=sys.stderr)
+        self.assert_policies_acted(s)
+        self.assertIn("meshctl apply -f examples/gateway-api", p.stderr)
+        # The frontend's calls went to the Services the backendRefs name (their clusters), not
+        # to label subsets of reviews.
+        with open(os.path.join(self.state, "logs", "frontend-0.access.log")) as f:
+            clusters = {json.loads(line).get("upstream_cluster") for line in f}
+        self.assertIn("outbound|9080||reviews-v1.default", clusters)
+        self.assertIn("outbound|9080||reviews-v2.default", clusters)
+        self.assertFalse([c for c in clusters if c and "version=" in c], clusters)
+
+    def test_demo_runs_traffic_through_every_hop_and_stops_clean(self):
+        started = time.monotonic()
+        p, base, s = self.start()
+        print("demo up and traffic done in %.1f s: %s" % (time.monotonic() - started, s),
+              file=sys.stderr)
+
+        self.assert_policies_acted(s)
 
         # The /slow calls are summed up on one line.
         self.assertEqual(p.stdout.count("timeout: GET /slow"), 1, p.stdout)

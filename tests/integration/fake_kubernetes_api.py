@@ -13,6 +13,15 @@ EndpointSlices and Pods over HTTPS, answered in the shapes of the API reference.
 - Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
   and watch events carry each object's metadata only, as the API server sends them.
 - Namespaces list empty; anything else is 404.
+- Policy kept in Kubernetes: meshlet.io TrafficPolicies and Gateway API HTTPRoutes are listed and
+  watched like the kinds above (other meshlet.io and Gateway API kinds answer 404: their CRDs are
+  not installed); a route is read by name, and its status subresource takes a JSON merge patch
+  (a metadata.resourceVersion in the patch must be the current one, else 409; the status is
+  replaced as the patch says, the object gets a new resourceVersion and watches a MODIFIED
+  event). Events (events.k8s.io/v1) are recorded. One coordination.k8s.io/v1 Lease per name:
+  GET, POST (409 if it exists), PUT (409 unless metadata.resourceVersion is the current one).
+  Several bearer tokens may be accepted (one per control-plane replica): every write records
+  the token it came with.
 
 As a program (`fake_kubernetes_api.py --address HOST:PORT --cert FILE --key FILE --token TEXT`)
 it serves until its stdin closes, taking one JSON command per line: {"put": KIND, "object":
@@ -24,6 +33,7 @@ import base64
 import copy
 import http.server
 import json
+import re
 import socket
 import ssl
 import sys
@@ -33,8 +43,15 @@ import urllib.parse
 
 KINDS = {"/api/v1/services": "services",
          "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
-         "/api/v1/pods": "pods"}
-LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList"}
+         "/api/v1/pods": "pods",
+         "/apis/meshlet.io/v1/trafficpolicies": "trafficpolicies",
+         "/apis/gateway.networking.k8s.io/v1/httproutes": "httproutes"}
+LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList",
+             "trafficpolicies": "TrafficPolicyList", "httproutes": "HTTPRouteList"}
+ROUTE = re.compile(r"^/apis/gateway\.networking\.k8s\.io/v1/namespaces/([^/]+)/httproutes/([^/]+)"
+                   r"(/status)?$")
+LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?$")
+EVENTS = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/([^/]+)/events$")
 
 
 class JsonApiHandler(http.server.BaseHTTPRequestHandler):
@@ -56,7 +73,11 @@ class JsonApiHandler(http.server.BaseHTTPRequestHandler):
 
 class FakeApiServer:
     def __init__(self, cert, token, address=("127.0.0.1", 0)):
+        tokens = {token} if isinstance(token, str) else set(token)
         self.cond = threading.Condition()
+        self.leases = {}        # (namespace, name) -> Lease
+        self.events = []        # (token, Event)
+        self.writes = []        # (token, method, path, body) of every write
         self.rv = 100
         self.objects = {kind: {} for kind in KINDS.values()}
         self.history = []       # (rv, kind, type, object)
@@ -70,10 +91,59 @@ class FakeApiServer:
         server = self
 
         class Handler(JsonApiHandler):
+            def token(self):
+                given = self.headers.get("Authorization", "")
+                return given[len("Bearer "):] if given[len("Bearer "):] in tokens else None
+
+            def body(self):
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                                  or b"{}")
+
+            def do_POST(self):
+                self.write("POST")
+
+            def do_PUT(self):
+                self.write("PUT")
+
+            def do_PATCH(self):
+                self.write("PATCH")
+
+            def write(self, method):
+                who = self.token()
+                if who is None:
+                    return self.answer(401, status(401, "Unauthorized", "bad token"))
+                path = urllib.parse.urlsplit(self.path).path
+                body = self.body()
+                with server.cond:
+                    server.writes.append((who, method, path, body))
+                    lease = LEASES.match(path)
+                    if lease:
+                        return self.answer(*server.write_lease(method, lease, body))
+                    route = ROUTE.match(path)
+                    if route and route.group(3) and method == "PATCH":
+                        return self.answer(*server.patch_status(route, body))
+                    if EVENTS.match(path) and method == "POST":
+                        server.events.append((who, body))
+                        return self.answer(201, body)
+                self.answer(404, status(404, "NotFound", path))
+
             def do_GET(self):
-                if self.headers.get("Authorization") != "Bearer " + token:
+                if self.token() is None:
                     return self.answer(401, status(401, "Unauthorized", "bad token"))
                 url = urllib.parse.urlsplit(self.path)
+                with server.cond:
+                    lease = LEASES.match(url.path)
+                    if lease:
+                        found = server.leases.get((lease.group(1), lease.group(2)))
+                        if found is None:
+                            return self.answer(404, status(404, "NotFound", url.path))
+                        return self.answer(200, found)
+                    route = ROUTE.match(url.path)
+                    if route:
+                        found = server.objects["httproutes"].get((route.group(1), route.group(2)))
+                        if found is None:
+                            return self.answer(404, status(404, "NotFound", url.path))
+                        return self.answer(200, found)
                 kind = KINDS.get(url.path)
                 if url.path == "/api/v1/namespaces":
                     return self.answer(200, {"kind": "NamespaceList", "apiVersion": "v1",
@@ -198,6 +268,48 @@ class FakeApiServer:
         return {"kind": LIST_KIND[kind], "apiVersion": "v1", "metadata": metadata,
                 "items": items[start:start + limit]}
 
+    def write_lease(self, method, match, body):
+        """(code, answer) of a Lease write (the lock held)."""
+        namespace = match.group(1)
+        name = match.group(2) or body["metadata"]["name"]
+        current = self.leases.get((namespace, name))
+        if method == "POST" and current is not None:
+            return 409, status(409, "AlreadyExists", name)
+        if method == "PUT":
+            if current is None:
+                return 404, status(404, "NotFound", name)
+            if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                return 409, status(409, "Conflict", "the object has been modified")
+        self.rv += 1
+        body["metadata"]["resourceVersion"] = str(self.rv)
+        self.leases[(namespace, name)] = body
+        return (201 if method == "POST" else 200), body
+
+    def lease_holder(self, namespace, name):
+        with self.cond:
+            lease = self.leases.get((namespace, name))
+            return lease["spec"].get("holderIdentity") if lease else None
+
+    def patch_status(self, match, patch):
+        """(code, answer) of a merge patch of a route's status (the lock held)."""
+        key = (match.group(1), match.group(2))
+        current = self.objects["httproutes"].get(key)
+        if current is None:
+            return 404, status(404, "NotFound", key[1])
+        wanted = patch.get("metadata", {}).get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            return 409, status(409, "Conflict", "the object has been modified")
+        obj = copy.deepcopy(current)
+        merged = dict(obj.get("status", {}))
+        merged.update(patch.get("status", {}))
+        obj["status"] = merged
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects["httproutes"][key] = obj
+        self.history.append((self.rv, "httproutes", "MODIFIED", obj))
+        self.cond.notify_all()
+        return 200, obj
+
     def put(self, kind, obj, announce=True):
         """Creates or replaces `obj` at the next resourceVersion; `announce`: watches see it."""
         with self.cond:
@@ -244,7 +356,8 @@ class FakeApiServer:
 
 
 def kind_of(kind):
-    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod"}[kind]
+    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod",
+            "trafficpolicies": "TrafficPolicy", "httproutes": "HTTPRoute"}[kind]
 
 
 def metadata_only(obj):

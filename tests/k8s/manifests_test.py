@@ -38,6 +38,13 @@ LEAST_PRIVILEGE = [
     (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"), None),
     (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("get", "patch"),
      ("meshlet-sidecar-injector",)),
+    (("meshlet.io",), ("services", "trafficpolicies", "httproutes", "authorizationpolicies",
+                       "meshconfigs"), ("get", "list", "watch"), None),
+    (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants"),
+     ("get", "list", "watch"), None),
+    (("gateway.networking.k8s.io",), ("httproutes/status", "grpcroutes/status"),
+     ("patch", "update"), None),
+    (("events.k8s.io",), ("events",), ("create",), None),
 ]
 
 
@@ -142,6 +149,13 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
                                                 "name": "meshlet-control-plane",
                                                 "namespace": "meshlet-system"}])
+        # Leader election: the one Lease, in the control plane's namespace only.
+        lease_role = one(objects, "Role")
+        self.assertEqual(lease_role["rules"], [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["meshlet-control-plane"], "verbs": ["get", "update"]}])
+        self.assertEqual(one(objects, "RoleBinding")["subjects"], binding["subjects"])
         pdb = one(objects, "PodDisruptionBudget")
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])
         return objects

@@ -1,0 +1,88 @@
+#pragma once
+
+// LeaderElector: which control-plane replica is the one that mirrors policy from Kubernetes and
+// writes route status back (docs/kubernetes.md, "Leader election"; ADR 0059). The replicas
+// compete for one coordination.k8s.io/v1 Lease (`name` in the control plane's namespace), as
+// Kubernetes' own controllers do:
+//   - every retry_period each replica reads the Lease. A replica takes it (PUT with the read
+//     resourceVersion, so two cannot both succeed; POST when there is none) when it holds it
+//     already, when it has no holder, or when its holder has not renewed it for
+//     leaseDurationSeconds as observed by this replica's own monotonic clock (clocks of different
+//     machines are never compared);
+//   - the holder renews it (renewTime) at each retry_period; when it has not renewed it
+//     successfully for renew_deadline (shorter than lease_duration), it stops leading before any
+//     other replica may take over.
+// So on the leader's death another replica leads within lease_duration + retry_period, and two
+// never lead at once as long as no replica's clock runs more than (lease_duration -
+// renew_deadline) / lease_duration faster than another's.
+//
+// Needs RBAC get, create and update on leases (coordination.k8s.io) in its namespace.
+//
+// Stats: meshlet_cp_leader (1 while this replica leads), meshlet_cp_leader_transitions_total
+// (times it started or stopped leading), meshlet_cp_leader_lease_errors_total (Lease requests
+// that failed).
+//
+// Threading: the loop thread; `on_change` is called on it, never from inside Start().
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/event/timer.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/api_client.h"
+
+namespace meshlet::controlplane::kubernetes {
+
+struct LeaderElectionOptions {
+  std::string namespace_;  // the control plane's
+  std::string name = "meshlet-control-plane";
+  std::string identity;  // this replica's name (the pod's); must differ between replicas
+  Duration lease_duration = std::chrono::seconds(15);
+  Duration renew_deadline = std::chrono::seconds(10);
+  Duration retry_period = std::chrono::seconds(2);
+};
+
+class LeaderElector {
+ public:
+  // `on_change(true)` when this replica starts leading, `(false)` when it stops.
+  LeaderElector(event::Loop& loop, KubernetesApi& api, StatsRegistry& stats, const Clock& clock,
+                LeaderElectionOptions options, std::function<void(bool leading)> on_change);
+  ~LeaderElector();
+  LeaderElector(const LeaderElector&) = delete;
+  LeaderElector& operator=(const LeaderElector&) = delete;
+
+  void Start();
+  bool leading() const { return leading_; }
+
+ private:
+  void Try();
+  void OnRead(ApiResult result);
+  void OnWrite(ApiResult result);
+  void Write(const std::string& method, const std::string& path, std::string body);
+  void SetLeading(bool leading);
+  // Renewal failed or was refused: leading ends once the last renewal is renew_deadline old.
+  void Failed();
+  std::string LeasePath() const;
+
+  event::Loop& loop_;
+  KubernetesApi& api_;
+  const Clock& clock_;
+  const LeaderElectionOptions options_;
+  const std::function<void(bool)> on_change_;
+  event::Timer timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool leading_ = false;
+  MonotonicTime last_renewed_{};
+  // The holder and renewTime last read, and when (this replica's clock) they last changed.
+  std::string observed_holder_;
+  std::string observed_renew_;
+  MonotonicTime observed_at_{};
+  Gauge leader_gauge_;
+  Counter transitions_;
+  Counter errors_;
+};
+
+}  // namespace meshlet::controlplane::kubernetes

@@ -1,0 +1,141 @@
+// LeaderElector against FakeApiServer holding one Lease (resourceVersion checked on PUT, as the
+// API server does): of two replicas exactly one leads, the Lease names it, and when it dies the
+// other takes over within the lease duration (plus a retry period).
+
+#include "control-plane/kubernetes/leader_election.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/fake_api_server.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+using testing::FakeApiServer;
+using testing::RunUntil;
+
+constexpr char kLease[] = "/apis/coordination.k8s.io/v1/namespaces/meshlet-system/leases";
+
+class LeaderElectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.set_handler([this](const http::ServerRequest& request, http::Responder respond) {
+      const std::string path(request.path());
+      const std::string method(request.method());
+      if (method == "GET" && path == absl::StrCat(kLease, "/meshlet-control-plane")) {
+        if (lease_.empty()) {
+          respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
+        } else {
+          respond(http::ServerResponse::Json(200, lease_));
+        }
+        return;
+      }
+      YAML::Node body = YAML::Load(request.body);
+      if (method == "POST" && path == kLease) {
+        if (!lease_.empty()) {
+          respond(http::ServerResponse::Json(409, R"({"kind":"Status","code":409})"));
+          return;
+        }
+      } else if (method == "PUT" && path == absl::StrCat(kLease, "/meshlet-control-plane")) {
+        if (body["metadata"]["resourceVersion"].as<std::string>("") != absl::StrCat(version_)) {
+          respond(http::ServerResponse::Json(409, R"({"kind":"Status","code":409})"));
+          return;
+        }
+      } else {
+        respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
+        return;
+      }
+      body["metadata"]["resourceVersion"] = absl::StrCat(++version_);
+      holder_ = body["spec"]["holderIdentity"].as<std::string>("");
+      YAML::Emitter out;
+      out << YAML::DoubleQuoted << YAML::Flow << body;
+      lease_ = out.c_str();
+      respond(http::ServerResponse::Json(method == "POST" ? 201 : 200, lease_));
+    });
+    api_ = server_.Api();
+  }
+
+  std::unique_ptr<LeaderElector> Replica(const std::string& name, bool* leading) {
+    auto elector = std::make_unique<LeaderElector>(
+        loop_, *api_, stats_, RealClock::Get(),
+        LeaderElectionOptions{.namespace_ = "meshlet-system",
+                              .identity = name,
+                              // The Lease counts in whole seconds.
+                              .lease_duration = std::chrono::seconds(1),
+                              .renew_deadline = std::chrono::milliseconds(600),
+                              .retry_period = std::chrono::milliseconds(50)},
+        [this, leading](bool now) {
+          *leading = now;
+          leaders_ += now ? 1 : -1;
+          max_leaders_ = std::max(max_leaders_, leaders_);
+        });
+    elector->Start();
+    return elector;
+  }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  FakeApiServer server_{loop_};
+  std::unique_ptr<KubernetesApi> api_;
+  std::string lease_;
+  int version_ = 0;
+  std::string holder_;
+  int leaders_ = 0;
+  int max_leaders_ = 0;
+};
+
+TEST_F(LeaderElectionTest, OneLeadsAndAnotherTakesOverWhenItDies) {
+  bool a_leads = false, b_leads = false;
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &a_leads);
+  std::unique_ptr<LeaderElector> b = Replica("cp-b", &b_leads);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return a_leads || b_leads; }));
+  // Both keep competing for a while: never two leaders, and the Lease names the one.
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(1500));
+  EXPECT_EQ(max_leaders_, 1);
+  EXPECT_NE(a_leads, b_leads);
+  EXPECT_EQ(holder_, a_leads ? "cp-a" : "cp-b");
+  EXPECT_GT(version_, 10);  // renewed every retry period
+
+  // The leader dies without a word; the other leads within the lease duration and a retry.
+  bool* survivor = a_leads ? &b_leads : &a_leads;
+  const std::string survivor_name = a_leads ? "cp-b" : "cp-a";
+  if (a_leads) {
+    a.reset();
+  } else {
+    b.reset();
+  }
+  leaders_ = 0;
+  const MonotonicTime died = RealClock::Get().Now();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return *survivor; }));
+  const Duration took = RealClock::Get().Now() - died;
+  EXPECT_LT(took, std::chrono::milliseconds(1000 + 50 + 300)) << "took " << took.count() << " ns";
+  EXPECT_GE(took, std::chrono::milliseconds(900));  // not before the dead one's lease ran out
+  EXPECT_EQ(holder_, survivor_name);
+}
+
+TEST_F(LeaderElectionTest, ALeaderThatCannotRenewStopsLeading) {
+  bool leads = false;
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &leads);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return leads; }));
+  // The API server refuses everything from now on: the leader gives up after renew_deadline,
+  // before any other replica could take over (lease_duration).
+  server_.set_handler([](const http::ServerRequest&, http::Responder respond) {
+    respond(http::ServerResponse::Json(500, R"({"kind":"Status","code":500})"));
+  });
+  const MonotonicTime cut = RealClock::Get().Now();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return !leads; }));
+  const Duration took = RealClock::Get().Now() - cut;
+  EXPECT_LT(took, std::chrono::milliseconds(1000));
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::kubernetes

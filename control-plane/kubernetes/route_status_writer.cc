@@ -1,0 +1,333 @@
+#include "control-plane/kubernetes/route_status_writer.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "common/base/json.h"
+#include "common/base/logging.h"
+#include "control-plane/kubernetes/yaml_fields.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+constexpr char kRbacHint[] =
+    "the control plane needs get on httproutes and grpcroutes and patch on httproutes/status and "
+    "grpcroutes/status (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
+
+// One field of a canonical JSON object: left out when empty.
+void Field(std::string* out, absl::string_view name, absl::string_view value, bool number = false) {
+  if (value.empty()) return;
+  if (out->back() != '{') out->push_back(',');
+  AppendJsonString(out, name);
+  out->push_back(':');
+  if (number) {
+    out->append(value.data(), value.size());
+  } else {
+    AppendJsonString(out, value);
+  }
+}
+
+std::string RefJson(absl::string_view group, absl::string_view kind, absl::string_view namespace_,
+                    absl::string_view name, absl::string_view section, absl::string_view port) {
+  std::string out = "{";
+  Field(&out, "group", group);
+  Field(&out, "kind", kind);
+  Field(&out, "namespace", namespace_);
+  Field(&out, "name", name);
+  Field(&out, "sectionName", section);
+  Field(&out, "port", port, /*number=*/true);
+  return out + "}";
+}
+
+std::string RefJson(const meshlet::gateway::ParentReference& ref) {
+  return RefJson(ref.group(), ref.kind(), ref.namespace_(), ref.name(), ref.section_name(),
+                 ref.has_port() ? absl::StrCat(ref.port()) : "");
+}
+
+std::string RefJson(const YAML::Node& ref) {
+  return RefJson(ScalarAt(ref, "group"), ScalarAt(ref, "kind"), ScalarAt(ref, "namespace"),
+                 ScalarAt(ref, "name"), ScalarAt(ref, "sectionName"), ScalarAt(ref, "port"));
+}
+
+std::string ConditionJson(absl::string_view type, absl::string_view status,
+                          absl::string_view generation, absl::string_view time,
+                          absl::string_view reason, absl::string_view message) {
+  std::string out = "{";
+  Field(&out, "type", type);
+  Field(&out, "status", status);
+  Field(&out, "observedGeneration", generation, /*number=*/true);
+  Field(&out, "lastTransitionTime", time);
+  Field(&out, "reason", reason);
+  // Required by the schema, possibly empty.
+  if (out.back() != '{') out.push_back(',');
+  absl::StrAppend(&out, R"("message":)", JsonQuote(message));
+  return out + "}";
+}
+
+std::string ParentJson(absl::string_view ref, absl::string_view controller,
+                       const std::vector<std::string>& conditions) {
+  return absl::StrCat(R"({"parentRef":)", ref, R"(,"controllerName":)", JsonQuote(controller),
+                      R"(,"conditions":[)", absl::StrJoin(conditions, ","), "]}");
+}
+
+// An entry as the route shows it, in the same canonical form.
+std::string ParentJson(const YAML::Node& parent) {
+  std::vector<std::string> conditions;
+  if (const YAML::Node list = NodeAt(parent, "conditions"); list.IsSequence()) {
+    for (const YAML::Node& c : list) {
+      conditions.push_back(ConditionJson(
+          ScalarAt(c, "type"), ScalarAt(c, "status"), ScalarAt(c, "observedGeneration"),
+          ScalarAt(c, "lastTransitionTime"), ScalarAt(c, "reason"), ScalarAt(c, "message")));
+    }
+  }
+  return ParentJson(RefJson(NodeAt(parent, "parentRef")), ScalarAt(parent, "controllerName"),
+                    conditions);
+}
+
+std::string Fingerprint(const policy::RouteStatusUpdate& update) {
+  return absl::StrCat(update.generation, "/", update.status.SerializeAsString());
+}
+
+}  // namespace
+
+struct RouteStatusWriter::Route {
+  policy::RouteStatusUpdate update;
+  std::string desired;  // Fingerprint(update)
+  std::string written;  // the fingerprint the route is known to show
+  MonotonicTime not_before{};
+};
+
+RouteStatusWriter::RouteStatusWriter(event::Loop& loop, KubernetesApi& api, StatsRegistry& stats,
+                                     const Clock& clock, RouteStatusWriterOptions options)
+    : loop_(loop),
+      api_(api),
+      stats_(stats),
+      clock_(clock),
+      options_(std::move(options)),
+      timer_(loop, [this] { Next(); }) {}
+
+RouteStatusWriter::~RouteStatusWriter() { *alive_ = false; }
+
+void RouteStatusWriter::Count(absl::string_view result) {
+  auto it = writes_.find(result);
+  if (it == writes_.end()) {
+    absl::StatusOr<Counter> counter = stats_.shared_shard().RegisterCounter(
+        "meshlet_cp_route_status_writes_total",
+        "Route status write-backs to the Kubernetes API server, by result (written, unchanged, "
+        "conflict, not_found, failed).",
+        {{"result", std::string(result)}});
+    it = writes_.emplace(std::string(result), counter.ok() ? *counter : Counter()).first;
+  }
+  it->second.Inc();
+}
+
+namespace {
+std::string KeyOf(const policy::RouteStatusUpdate& update) {
+  return absl::StrCat(update.kind, "/", update.namespace_, "/", update.name);
+}
+}  // namespace
+
+void RouteStatusWriter::Update(std::vector<policy::RouteStatusUpdate> updates) {
+  computed_.clear();
+  for (policy::RouteStatusUpdate& update : updates) {
+    const std::string key = KeyOf(update);
+    computed_[key] = std::move(update);
+  }
+  Rebuild();
+}
+
+void RouteStatusWriter::SetRefused(policy::RouteStatusUpdate update, bool refused) {
+  const std::string key = KeyOf(update);
+  if (refused) {
+    refused_[key] = std::move(update);
+  } else if (refused_.erase(key) == 0) {
+    return;
+  }
+  Rebuild();
+}
+
+void RouteStatusWriter::Rebuild() {
+  std::map<std::string, std::unique_ptr<Route>> next;
+  auto add = [&](const std::string& key, const policy::RouteStatusUpdate& update) {
+    auto it = routes_.find(key);
+    std::unique_ptr<Route> route =
+        it != routes_.end() ? std::move(it->second) : std::make_unique<Route>();
+    route->desired = Fingerprint(update);
+    route->update = update;
+    next[key] = std::move(route);
+  };
+  for (const auto& [key, update] : refused_) add(key, update);
+  for (const auto& [key, update] : computed_) {
+    if (refused_.count(key) == 0) add(key, update);
+  }
+  routes_ = std::move(next);
+  Schedule();
+}
+
+void RouteStatusWriter::SetActive(bool active) {
+  if (active == active_) return;
+  active_ = active;
+  *alive_ = false;  // answers to requests of the previous term are ignored
+  alive_ = std::make_shared<bool>(true);
+  in_flight_.clear();
+  failures_ = 0;
+  // Another replica may have written meanwhile: every route is read again.
+  for (auto& [key, route] : routes_) route->written.clear();
+  Schedule();
+}
+
+bool RouteStatusWriter::idle() const {
+  if (!active_ || !in_flight_.empty()) return false;
+  for (const auto& [key, route] : routes_) {
+    if (route->written != route->desired) return false;
+  }
+  return true;
+}
+
+void RouteStatusWriter::Schedule() {
+  if (active_ && in_flight_.empty()) timer_.Enable(Duration::zero());
+}
+
+void RouteStatusWriter::Next() {
+  if (!active_ || !in_flight_.empty()) return;
+  const MonotonicTime now = clock_.Now();
+  MonotonicTime earliest = MonotonicTime::max();
+  for (auto& [key, route] : routes_) {
+    if (route->written == route->desired) continue;
+    if (route->not_before > now) {
+      earliest = std::min(earliest, route->not_before);
+      continue;
+    }
+    in_flight_ = key;
+    const policy::RouteStatusUpdate& u = route->update;
+    api_.Call(
+        {.method = "GET",
+         .path = absl::StrCat("/apis/gateway.networking.k8s.io/v1/namespaces/", u.namespace_, "/",
+                              u.kind == "GRPCRoute" ? "grpcroutes" : "httproutes", "/", u.name),
+         .forbidden_hint = kRbacHint},
+        [this, alive = alive_, key = key](ApiResult result) {
+          if (*alive) OnRead(key, std::move(result));
+        });
+    return;
+  }
+  if (earliest != MonotonicTime::max()) timer_.Enable(earliest - now);
+}
+
+void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
+  auto it = routes_.find(key);
+  if (it == routes_.end()) return Done(key, "", false);  // no longer computed
+  Route& route = *it->second;
+  if (result.http_status == 404) return Done(key, "not_found", true);
+  if (!result.body.ok()) return Failed(key, "failed", result.body.status().message());
+  YAML::Node object;
+  try {
+    object = YAML::Load(*result.body);
+  } catch (const YAML::Exception& e) {
+    return Failed(key, "failed", absl::StrCat("the route is not JSON: ", e.what()));
+  }
+  const std::string controller = options_.controller_name;
+  std::vector<std::string> others;
+  std::vector<YAML::Node> ours;
+  std::vector<std::string> shown;  // ours, as the route shows them
+  if (const YAML::Node parents = NodeAt(NodeAt(object, "status"), "parents");
+      parents.IsSequence()) {
+    for (const YAML::Node& p : parents) {
+      if (ScalarAt(p, "controllerName") == controller) {
+        ours.push_back(p);
+        shown.push_back(ParentJson(p));
+      } else {
+        std::string json;
+        AppendNodeJson(p, &json);
+        others.push_back(std::move(json));
+      }
+    }
+  }
+  const std::string now =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_.WallNow(), absl::UTCTimeZone());
+  const std::string generation = absl::StrCat(route.update.generation);
+  std::vector<std::string> computed;
+  for (const meshlet::gateway::RouteParentStatus& parent : route.update.status.parents()) {
+    const std::string ref = RefJson(parent.parent_ref());
+    const YAML::Node* before = nullptr;
+    for (const YAML::Node& p : ours) {
+      if (RefJson(NodeAt(p, "parentRef")) == ref) before = &p;
+    }
+    std::vector<std::string> conditions;
+    for (const meshlet::gateway::Condition& c : parent.conditions()) {
+      std::string time = c.last_transition_time().empty() ? now : c.last_transition_time();
+      if (before != nullptr) {
+        if (const YAML::Node list = NodeAt(*before, "conditions"); list.IsSequence()) {
+          for (const YAML::Node& old : list) {
+            if (ScalarAt(old, "type") == c.type() && ScalarAt(old, "status") == c.status() &&
+                !ScalarAt(old, "lastTransitionTime").empty()) {
+              time = ScalarAt(old, "lastTransitionTime");
+            }
+          }
+        }
+      }
+      conditions.push_back(
+          ConditionJson(c.type(), c.status(), generation, time, c.reason(), c.message()));
+    }
+    computed.push_back(ParentJson(ref, controller, conditions));
+  }
+  if (computed == shown) return Done(key, "unchanged", true);
+  others.insert(others.end(), computed.begin(), computed.end());
+  const std::string body =
+      absl::StrCat(R"({"metadata":{"resourceVersion":)",
+                   JsonQuote(ScalarAt(NodeAt(object, "metadata"), "resourceVersion")),
+                   R"(},"status":{"parents":[)", absl::StrJoin(others, ","), "]}}");
+  const policy::RouteStatusUpdate& u = route.update;
+  api_.Call({.method = "PATCH",
+             .path = absl::StrCat("/apis/gateway.networking.k8s.io/v1/namespaces/", u.namespace_,
+                                  "/", u.kind == "GRPCRoute" ? "grpcroutes" : "httproutes", "/",
+                                  u.name, "/status"),
+             .content_type = "application/merge-patch+json",
+             .body = body,
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_, key](ApiResult result) {
+              if (*alive) OnPatched(key, std::move(result));
+            });
+}
+
+void RouteStatusWriter::OnPatched(const std::string& key, ApiResult result) {
+  if (result.body.ok()) return Done(key, "written", true);
+  if (result.http_status == 404) return Done(key, "not_found", true);
+  if (result.http_status == 409) {
+    // Changed since it was read (another controller's status, a new generation): read again.
+    Count("conflict");
+    in_flight_.clear();
+    Schedule();
+    return;
+  }
+  Failed(key, "failed", result.body.status().message());
+}
+
+void RouteStatusWriter::Done(const std::string& key, absl::string_view result, bool written) {
+  if (!result.empty()) Count(result);
+  auto it = routes_.find(key);
+  if (written && it != routes_.end()) {
+    it->second->written = it->second->desired;
+    it->second->not_before = {};
+  }
+  failures_ = 0;
+  in_flight_.clear();
+  Schedule();
+}
+
+void RouteStatusWriter::Failed(const std::string& key, absl::string_view result,
+                               absl::string_view why) {
+  Count(result);
+  const Duration delay = DoublingRetryDelay(++failures_, options_.retry_base, options_.retry_cap);
+  LOG_EVERY_N_SEC(WARN, 10) << "route status of " << key << " not written: " << why << " (again in "
+                            << absl::FormatDuration(absl::FromChrono(delay)) << ")";
+  auto it = routes_.find(key);
+  if (it != routes_.end()) it->second->not_before = clock_.Now() + delay;
+  in_flight_.clear();
+  Schedule();
+}
+
+}  // namespace meshlet::controlplane::kubernetes

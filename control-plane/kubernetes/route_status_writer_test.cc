@@ -1,0 +1,180 @@
+// RouteStatusWriter against FakeApiServer holding one HTTPRoute whose status already has an
+// entry of another controller and one of ours: the merge patch keeps the other's entry as it is,
+// keeps lastTransitionTime of a condition whose status did not change, sets observedGeneration
+// from the update, carries the resourceVersion read; nothing is written when nothing changed, or
+// while the writer is not active (not the leader); a conflict (409) is read again and a failure
+// retried.
+
+#include "control-plane/kubernetes/route_status_writer.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/stats/stats.h"
+#include "control-plane/kubernetes/fake_api_server.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::kubernetes {
+namespace {
+
+using testing::FakeApiServer;
+using testing::RunUntil;
+
+constexpr char kRoute[] = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/reviews";
+
+constexpr char kOther[] =
+    R"({"parentRef":{"group":"gateway.networking.k8s.io","kind":"Gateway","name":"edge"},)"
+    R"("controllerName":"example.com/gateway","conditions":[{"type":"Accepted","status":"True",)"
+    R"("observedGeneration":1,"lastTransitionTime":"2020-01-01T00:00:00Z","reason":"Accepted",)"
+    R"("message":"theirs"}]})";
+
+std::string RouteJson(const std::string& resource_version, const std::string& ours) {
+  return absl::StrCat(
+      R"({"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{)",
+      R"("namespace":"shop","name":"reviews","generation":2,"resourceVersion":")", resource_version,
+      R"("},"spec":{},"status":{"parents":[)", kOther, ours.empty() ? "" : ",", ours, "]}}");
+}
+
+// Ours as an earlier write left it: Accepted and ResolvedRefs True at generation 1.
+constexpr char kOurs[] =
+    R"({"parentRef":{"kind":"Service","group":"","name":"reviews"},)"
+    R"("controllerName":"meshlet.io/mesh-controller","conditions":[)"
+    R"({"type":"Accepted","status":"True","observedGeneration":1,)"
+    R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"Accepted","message":""},)"
+    R"({"type":"ResolvedRefs","status":"True","observedGeneration":1,)"
+    R"("lastTransitionTime":"2021-02-03T04:05:06Z","reason":"ResolvedRefs","message":""}]})";
+
+policy::RouteStatusUpdate Update(const std::string& resolved, const std::string& reason) {
+  policy::RouteStatusUpdate u;
+  u.kind = "HTTPRoute";
+  u.namespace_ = "shop";
+  u.name = "reviews";
+  u.generation = 2;
+  meshlet::gateway::RouteParentStatus* p = u.status.add_parents();
+  p->mutable_parent_ref()->set_kind("Service");
+  p->mutable_parent_ref()->set_name("reviews");
+  p->set_controller_name(kControllerName);
+  meshlet::gateway::Condition* accepted = p->add_conditions();
+  accepted->set_type("Accepted");
+  accepted->set_status("True");
+  accepted->set_reason("Accepted");
+  meshlet::gateway::Condition* refs = p->add_conditions();
+  refs->set_type("ResolvedRefs");
+  refs->set_status(resolved);
+  refs->set_reason(reason);
+  if (resolved == "False") refs->set_message("backendRefs[0]: Service \"gone\" not found");
+  return u;
+}
+
+class RouteStatusWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.set_handler([this](const http::ServerRequest& request, http::Responder respond) {
+      const std::string path(request.path());
+      if (request.method() == "GET" && path == kRoute) {
+        respond(http::ServerResponse::Json(200, route_));
+      } else if (request.method() == "PATCH" && path == absl::StrCat(kRoute, "/status")) {
+        if (!patch_answers_.empty()) {
+          const int status = patch_answers_.front();
+          patch_answers_.erase(patch_answers_.begin());
+          if (status != 200) {
+            respond(http::ServerResponse::Json(status, R"({"kind":"Status"})"));
+            return;
+          }
+        }
+        patches_.push_back(request.body);
+        respond(http::ServerResponse::Json(200, route_));
+      } else {
+        respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
+      }
+    });
+    api_ = server_.Api();
+    writer_ = std::make_unique<RouteStatusWriter>(
+        loop_, *api_, stats_, RealClock::Get(),
+        RouteStatusWriterOptions{.retry_base = std::chrono::milliseconds(10)});
+  }
+
+  size_t Requests(absl::string_view method) const {
+    size_t n = 0;
+    for (const auto& r : server_.requests()) n += r.method == method;
+    return n;
+  }
+
+  event::Loop loop_;
+  StatsRegistry stats_;
+  FakeApiServer server_{loop_};
+  std::unique_ptr<KubernetesApi> api_;
+  std::unique_ptr<RouteStatusWriter> writer_;
+  std::string route_ = RouteJson("7", kOurs);
+  std::vector<int> patch_answers_;
+  std::vector<std::string> patches_;
+};
+
+TEST_F(RouteStatusWriterTest, PatchKeepsOthersEntriesAndUnchangedTransitionTimes) {
+  writer_->Update({Update("False", "BackendNotFound")});
+  // Not the leader: nothing is read or written.
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+  EXPECT_TRUE(server_.requests().empty());
+
+  writer_->SetActive(true);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 1; }));
+  const YAML::Node patch = YAML::Load(patches_[0]);
+  EXPECT_EQ(patch["metadata"]["resourceVersion"].as<std::string>(), "7");
+  const YAML::Node parents = patch["status"]["parents"];
+  ASSERT_EQ(parents.size(), 2u) << patches_[0];
+  // The other controller's entry, untouched.
+  EXPECT_EQ(parents[0]["controllerName"].as<std::string>(), "example.com/gateway");
+  EXPECT_EQ(parents[0]["conditions"][0]["message"].as<std::string>(), "theirs");
+  EXPECT_EQ(parents[0]["conditions"][0]["lastTransitionTime"].as<std::string>(),
+            "2020-01-01T00:00:00Z");
+  // Ours: Accepted kept its time (still True), ResolvedRefs changed (False) and got a new one.
+  const YAML::Node ours = parents[1];
+  EXPECT_EQ(ours["controllerName"].as<std::string>(), "meshlet.io/mesh-controller");
+  EXPECT_EQ(ours["parentRef"]["name"].as<std::string>(), "reviews");
+  const YAML::Node accepted = ours["conditions"][0];
+  EXPECT_EQ(accepted["lastTransitionTime"].as<std::string>(), "2021-02-03T04:05:06Z");
+  EXPECT_EQ(accepted["observedGeneration"].as<int>(), 2);
+  EXPECT_TRUE(absl::StrContains(patches_[0], R"("observedGeneration":2)"));  // a number
+  const YAML::Node refs = ours["conditions"][1];
+  EXPECT_EQ(refs["status"].as<std::string>(), "False");
+  EXPECT_EQ(refs["reason"].as<std::string>(), "BackendNotFound");
+  EXPECT_NE(refs["lastTransitionTime"].as<std::string>(), "2021-02-03T04:05:06Z");
+  EXPECT_EQ(server_.requests().back().content_type, "application/merge-patch+json");
+
+  // The same status again: nothing read, nothing written.
+  const size_t before = server_.requests().size();
+  writer_->Update({Update("False", "BackendNotFound")});
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+  EXPECT_EQ(server_.requests().size(), before);
+}
+
+TEST_F(RouteStatusWriterTest, WhatTheRouteShowsAlreadyIsNotWrittenAgain) {
+  // As after a change of leader: the route shows what was computed.
+  writer_->SetActive(true);
+  writer_->Update({Update("True", "ResolvedRefs")});
+  route_ = RouteJson("7", absl::StrReplaceAll(
+                              kOurs, {{R"("observedGeneration":1)", R"("observedGeneration":2)"}}));
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle(); }));
+  EXPECT_EQ(Requests("GET"), 1u);
+  EXPECT_EQ(Requests("PATCH"), 0u);
+}
+
+TEST_F(RouteStatusWriterTest, ConflictsAreReadAgainAndFailuresRetried) {
+  patch_answers_ = {409, 500};
+  writer_->SetActive(true);
+  writer_->Update({Update("False", "BackendNotFound")});
+  ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 1; }));
+  EXPECT_EQ(Requests("PATCH"), 3u);
+  EXPECT_EQ(Requests("GET"), 3u);  // read again after the conflict and after the failure
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::kubernetes

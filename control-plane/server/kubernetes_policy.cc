@@ -1,0 +1,182 @@
+#include "control-plane/server/kubernetes_policy.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "control-plane/access/roles.h"
+#include "control-plane/translate/route_status.h"
+
+namespace meshlet::controlplane {
+namespace {
+
+flags::Flag DurationFlag(std::string name, Duration* out, std::string help) {
+  return {.name = std::move(name),
+          .value = "DURATION",
+          .help = std::move(help),
+          .set = [out](absl::string_view v) {
+            absl::Duration d;
+            if (!absl::ParseDuration(v, &d) || d < absl::Milliseconds(100)) {
+              return absl::InvalidArgumentError("must be a duration of at least 100ms");
+            }
+            *out = absl::ToChronoNanoseconds(d);
+            return absl::OkStatus();
+          }};
+}
+
+}  // namespace
+
+std::vector<flags::Flag> KubernetesPolicyFlags(KubernetesPolicyOptions& options) {
+  return {
+      flags::BoolFlag("--kubernetes-policy", &options.enabled,
+                      "mirror meshlet.io and Gateway API policy objects from the cluster into the "
+                      "store and write route status back, by the elected replica (default true "
+                      "when an API server is known; =false turns it off)"),
+      DurationFlag("--leader-election-lease-duration", &options.lease_duration,
+                   "how long a replica's Lease holds without renewal before another replica may "
+                   "take over (default 15s; whole seconds)"),
+      DurationFlag("--leader-election-renew-deadline", &options.renew_deadline,
+                   "how long the leader keeps leading without renewing its Lease (default 10s; "
+                   "less than the lease duration)"),
+      DurationFlag("--leader-election-retry-period", &options.retry_period,
+                   "how often replicas renew or try to take the Lease (default 2s)"),
+  };
+}
+
+absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
+    ControlPlane& control_plane, const kubernetes::KubernetesApiOptions& api,
+    const std::string& namespace_, KubernetesPolicyOptions options) {
+  if (options.renew_deadline >= options.lease_duration) {
+    return absl::InvalidArgumentError(
+        "--leader-election-renew-deadline must be shorter than --leader-election-lease-duration "
+        "(a leader must stop before another may take over)");
+  }
+  kubernetes::KubernetesApiOptions client_options = api;
+  client_options.max_response_bytes = options.max_response_bytes;
+  absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> client =
+      kubernetes::KubernetesApi::Create(control_plane.loop(), client_options);
+  if (!client.ok()) return client.status();
+  std::unique_ptr<KubernetesPolicy> out(new KubernetesPolicy(control_plane, options));
+  out->api_ = *std::move(client);
+  std::string identity = control_plane.replica_name();
+  if (identity.empty()) identity = control_plane.options().replica_name;
+  if (identity.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    identity = host;
+  }
+  out->status_writer_ = std::make_unique<kubernetes::RouteStatusWriter>(
+      control_plane.loop(), *out->api_, control_plane.stats(), control_plane.clock());
+  kubernetes::RouteStatusWriter* writer = out->status_writer_.get();
+  // The mirror's writes are API writes, on the store worker like meshctl's.
+  ControlPlane* cp = &control_plane;
+  out->mirror_ = std::make_unique<kubernetes::PolicyMirror>(
+      control_plane.loop(), *out->api_,
+      [cp](http::ServerRequest request, std::function<void(http::ServerResponse)> done) {
+        static const access::Principal kMirror{
+            .name = "kubernetes", .credential = "kubernetes", .role = access::Role::kEditor};
+        auto shared_done =
+            std::make_shared<std::function<void(http::ServerResponse)>>(std::move(done));
+        if (!cp->store_worker().Run<http::ServerResponse>(
+                [cp, request = std::move(request)] { return cp->api().Handle(request, &kMirror); },
+                [shared_done](http::ServerResponse response) {
+                  (*shared_done)(std::move(response));
+                })) {
+          (*shared_done)(cp->api().StoreBusy(cp->store_worker().pending()));
+        }
+      },
+      control_plane.stats(), control_plane.clock(),
+      kubernetes::PolicyMirrorOptions{
+          .replica_name = identity,
+          .refused_route = [writer](policy::RouteStatusUpdate update, bool refused) {
+            writer->SetRefused(std::move(update), refused);
+          }});
+  kubernetes::PolicyMirror* mirror = out->mirror_.get();
+  out->elector_ = std::make_unique<kubernetes::LeaderElector>(
+      control_plane.loop(), *out->api_, control_plane.stats(), control_plane.clock(),
+      kubernetes::LeaderElectionOptions{.namespace_ = namespace_,
+                                        .name = options.lease_name,
+                                        .identity = identity,
+                                        .lease_duration = options.lease_duration,
+                                        .renew_deadline = options.renew_deadline,
+                                        .retry_period = options.retry_period},
+      [self = out.get(), mirror, writer](bool leading) {
+        if (leading) {
+          mirror->Start();
+          self->ScheduleStatus();
+        } else {
+          mirror->Stop();
+        }
+        writer->SetActive(leading);
+      });
+  out->registry_watch_ =
+      control_plane.registry().Watch([self = out.get()](uint64_t) { self->ScheduleStatus(); });
+  return out;
+}
+
+KubernetesPolicy::KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicyOptions options)
+    : control_plane_(control_plane),
+      options_(std::move(options)),
+      status_timer_(control_plane.loop(), [this] { ComputeStatus(); }) {}
+
+void KubernetesPolicy::SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy) {
+  policy_ = std::move(policy);
+  ScheduleStatus();
+}
+
+void KubernetesPolicy::ScheduleStatus() {
+  if (!status_timer_.enabled()) status_timer_.Enable(options_.status_interval);
+}
+
+void KubernetesPolicy::ComputeStatus() {
+  if (policy_ == nullptr || elector_ == nullptr || !elector_->leading()) return;
+  // The routes mirrored from Kubernetes, with the generation Kubernetes gave them.
+  std::map<std::pair<std::string, std::string>, int64_t> mirrored;
+  auto index = [&](const auto& routes, absl::string_view kind) {
+    for (const auto& route : routes) {
+      const auto& annotations = route.metadata().annotations();
+      auto managed = annotations.find(kubernetes::kManagedByAnnotation);
+      if (managed == annotations.end() || managed->second != kubernetes::kManagedByKubernetes) {
+        continue;
+      }
+      int64_t generation = route.metadata().generation();
+      if (auto g = annotations.find(kubernetes::kKubernetesGenerationAnnotation);
+          g != annotations.end()) {
+        (void)absl::SimpleAtoi(g->second, &generation);
+      }
+      mirrored[{absl::StrCat(kind, "/", route.metadata().namespace_()), route.metadata().name()}] =
+          generation;
+    }
+  };
+  index(policy_->gateway_http_routes, "HTTPRoute");
+  index(policy_->grpc_routes, "GRPCRoute");
+  std::vector<policy::RouteStatusUpdate> updates;
+  for (policy::RouteStatusUpdate& update :
+       translate::ComputeRouteStatuses(*policy_, *control_plane_.registry().Snapshot())) {
+    auto it = mirrored.find({absl::StrCat(update.kind, "/", update.namespace_), update.name});
+    if (it == mirrored.end()) continue;  // applied with meshctl: no Kubernetes object
+    update.generation = it->second;
+    for (auto& parent : *update.status.mutable_parents()) {
+      for (auto& condition : *parent.mutable_conditions()) {
+        condition.set_observed_generation(it->second);
+      }
+    }
+    updates.push_back(std::move(update));
+  }
+  status_writer_->Update(std::move(updates));
+}
+
+KubernetesPolicy::~KubernetesPolicy() {
+  registry_watch_.reset();
+  // The users of the client first.
+  elector_.reset();
+  mirror_.reset();
+  status_writer_.reset();
+  api_.reset();
+}
+
+void KubernetesPolicy::Start() { elector_->Start(); }
+
+}  // namespace meshlet::controlplane

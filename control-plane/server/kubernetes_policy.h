@@ -1,0 +1,82 @@
+#pragma once
+
+// KubernetesPolicy: policy kept in Kubernetes, wired into the control plane (docs/kubernetes.md,
+// "Policy from Kubernetes"; ADR 0059). With an API server known (--kubernetes-api) and
+// --kubernetes-policy (default true), the replicas elect one leader through a Lease
+// (kubernetes/leader_election.h); the leader mirrors the policy objects of the cluster into the
+// store (kubernetes/policy_mirror.h: its writes are API writes, run on the store worker like
+// `meshctl apply`'s) and writes route status back (kubernetes/route_status_writer.h). A route
+// the API refuses gets Accepted False (UnsupportedValue) from the mirror; the others get the
+// status computed from the policy (SetPolicy) and the registry.
+//
+// Threading: the control plane's loop thread. Destroy it before the ControlPlane.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/event/timer.h"
+#include "common/flags/flags.h"
+#include "control-plane/kubernetes/api_client.h"
+#include "control-plane/kubernetes/leader_election.h"
+#include "control-plane/kubernetes/policy_mirror.h"
+#include "control-plane/kubernetes/reflector.h"
+#include "control-plane/kubernetes/route_status_writer.h"
+#include "control-plane/policy/route_status.h"
+#include "control-plane/policy/snapshot.h"
+#include "control-plane/registry/registry.h"
+#include "control-plane/server/control_plane.h"
+
+namespace meshlet::controlplane {
+
+struct KubernetesPolicyOptions {
+  bool enabled = true;
+  std::string lease_name = "meshlet-control-plane";
+  Duration lease_duration = std::chrono::seconds(15);
+  Duration renew_deadline = std::chrono::seconds(10);
+  Duration retry_period = std::chrono::seconds(2);
+  size_t max_response_bytes = 16 << 20;
+  // Route status is computed at most this often.
+  Duration status_interval = std::chrono::milliseconds(200);
+};
+
+// --kubernetes-policy, --leader-election-lease-duration, --leader-election-renew-deadline,
+// --leader-election-retry-period.
+std::vector<flags::Flag> KubernetesPolicyFlags(KubernetesPolicyOptions& options);
+
+class KubernetesPolicy {
+ public:
+  // `namespace_`: the control plane's (where the Lease is). Errors are KubernetesApi::Create's.
+  static absl::StatusOr<std::unique_ptr<KubernetesPolicy>> Create(
+      ControlPlane& control_plane, const kubernetes::KubernetesApiOptions& api,
+      const std::string& namespace_, KubernetesPolicyOptions options);
+  ~KubernetesPolicy();
+
+  void Start();
+  // The policy as last loaded (the ADS service's snapshots): route status is computed from it
+  // and the registry (translate/route_status.h) while this replica leads, again after each
+  // change of either (at most every status_interval), and written back for the routes mirrored
+  // from Kubernetes, with their Kubernetes generation (annotation
+  // meshlet.io/kubernetes-generation) as observedGeneration.
+  void SetPolicy(std::shared_ptr<const policy::PolicySnapshot> policy);
+
+  kubernetes::PolicyMirror& mirror() { return *mirror_; }
+  kubernetes::LeaderElector& elector() { return *elector_; }
+
+ private:
+  KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicyOptions options);
+  void ScheduleStatus();
+  void ComputeStatus();
+
+  ControlPlane& control_plane_;
+  const KubernetesPolicyOptions options_;
+  std::shared_ptr<const policy::PolicySnapshot> policy_;
+  event::Timer status_timer_;
+  std::unique_ptr<registry::Registry::WatchHandle> registry_watch_;
+  std::unique_ptr<kubernetes::KubernetesApi> api_;
+  std::unique_ptr<kubernetes::RouteStatusWriter> status_writer_;
+  std::unique_ptr<kubernetes::PolicyMirror> mirror_;
+  std::unique_ptr<kubernetes::LeaderElector> elector_;
+};
+
+}  // namespace meshlet::controlplane
