@@ -295,7 +295,9 @@ class Conformance:
         return ("control plane ready in %.1f s; pods %s ready %.1f s later; Services %s known "
                 "through the Kubernetes API; routes through %s; %s" % (
                     took, ", ".join(c.pods), ready, ", ".join(sorted(CLUSTER_IPS)),
-                    "the Kubernetes API" if self.routes_path == "kube" else "meshctl apply",
+                    "the Kubernetes API (%s; other kinds meshctl apply)" % ", ".join(
+                        sorted(kube_route_resources())) if self.routes_path == "kube"
+                    else "meshctl apply",
                     ", ".join("%s %.1f s" % (name, t - phases[i][1])
                               for i, (name, t) in enumerate(phases[1:]))))
 
@@ -398,12 +400,19 @@ class Conformance:
 
     # --- routes
 
+    def through_kube(self, kind):
+        """Whether routes of `kind` go through the Kubernetes API server: on the kube path, for
+        the kinds the fake API server serves (the others through meshctl)."""
+        return self.routes_path == "kube" and ROUTE_RESOURCES[kind] in kube_route_resources()
+
     def apply(self, documents):
-        if self.routes_path == "kube":
-            for doc in documents:
+        for doc in documents:
+            if self.through_kube(doc["kind"]):
                 doc = json.loads(json.dumps(doc))
                 doc["metadata"].setdefault("generation", 1)
                 self.cluster.kube_put(ROUTE_RESOURCES[doc["kind"]], doc)
+        documents = [d for d in documents if not self.through_kube(d["kind"])]
+        if not documents:
             return
         text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
         r = self.cluster.meshctl("apply", "-f", "-", input=text, check=False)
@@ -411,11 +420,12 @@ class Conformance:
             r.returncode, (r.stderr or r.stdout).strip()[-1500:]))
 
     def delete(self, documents):
-        if self.routes_path == "kube":
-            for doc in documents:
+        for doc in documents:
+            if self.through_kube(doc["kind"]):
                 self.cluster.kube_delete(ROUTE_RESOURCES[doc["kind"]], doc["metadata"]["name"],
                                          doc["metadata"]["namespace"])
-        else:
+        documents = [d for d in documents if not self.through_kube(d["kind"])]
+        if documents:
             text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
             self.cluster.meshctl("delete", "-f", "-", input=text, check=False)
         time.sleep(0.3)
@@ -447,7 +457,7 @@ class Conformance:
     def route_object(self, kind, namespace, name):
         """The route as stored, with its status: from the Kubernetes API server (kube) or the
         control plane's API (meshctl get)."""
-        if self.routes_path == "kube":
+        if self.through_kube(kind):
             api = self.cluster.kube_api
             ca = os.path.join(self.run.dir, "kube-api", "ca-for-curl.pem")
             with open(ca, "w") as f:
@@ -1247,15 +1257,21 @@ def write_report(report, paths):
     return text
 
 
-def kube_serves_routes():
-    """Whether the fake Kubernetes API server serves HTTPRoutes (the control plane then watches
-    them there)."""
+def kube_route_resources():
+    """The route resources (httproutes, grpcroutes) the fake Kubernetes API server serves."""
     sys.path.insert(0, cluster_lib.INTEGRATION_DIR)
     try:
         import fake_kubernetes_api
     finally:
         sys.path.pop(0)
-    return "httproutes" in getattr(fake_kubernetes_api, "KINDS", {}).values()
+    return set(getattr(fake_kubernetes_api, "KINDS", {}).values()) & set(
+        ROUTE_RESOURCES.values())
+
+
+def kube_serves_routes():
+    """Whether the fake Kubernetes API server serves HTTPRoutes (the control plane then watches
+    them there)."""
+    return "httproutes" in kube_route_resources()
 
 
 def main():
