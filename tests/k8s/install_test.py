@@ -77,7 +77,7 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(by_key(rendered), by_key(objects_of(r.stdout)))
         self.assertValid(rendered)
-        self.assertIn("install checks passed: 12 objects", self.pre_check(rendered).stdout)
+        self.assertIn("install checks passed: 14 objects", self.pre_check(rendered).stdout)
         # JSON too.
         listed = json.loads(meshctl("install", "-o", "json").stdout)
         self.assertEqual(listed["kind"], "List")
@@ -183,8 +183,8 @@ class InstallTest(unittest.TestCase):
                           for v in etcd["spec"]["template"]["spec"]["volumes"]},
                          {"meshlet-etcd-member"})
         self.assertIn("--client-cert-auth", etcd["spec"]["template"]["spec"]["containers"][0]["args"])
-        role = one(objects, "Role")
-        self.assertEqual(role["metadata"]["name"], "meshlet-install")
+        roles = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Role")
+        self.assertEqual(roles, ["meshlet-control-plane-leader-election", "meshlet-install"])
 
     def test_secrets_for_the_job_or_made_offline(self):
         secrets = objects_of(meshctl("install", "--secrets", "--set", "namespace=mesh",
