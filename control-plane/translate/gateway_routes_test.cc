@@ -463,6 +463,31 @@ spec:
             "outbound|80||remote.other");
 }
 
+TEST_F(GatewayTest, ConsumerRouteMayNameItsParentServiceAsBackendWithoutAGrant) {
+  // GEP-1294: a route's own parent Service needs no ReferenceGrant as its backend; another
+  // Service of that namespace still does.
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, group: "", name: echo, namespace: default, port: 80}]
+  rules:
+  - name: parent
+    matches: [{path: {value: /parent}}]
+    backendRefs: [{name: echo, namespace: default, port: 80}]
+  - name: other
+    matches: [{path: {value: /other}}]
+    backendRefs: [{name: echo-v1, namespace: default, port: 80}]
+)");
+  const NodeResources r = For("client-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  ASSERT_NE(vh, nullptr);
+  EXPECT_EQ(RouteNamed(vh, "consumer/mine/parent")->route().cluster(), "outbound|80||echo.default");
+  EXPECT_EQ(RouteNamed(vh, "consumer/mine/other")->direct_response().status(), 500u);
+  EXPECT_TRUE(HasWarning(r, "backend Service default/echo-v1: no ReferenceGrant"));
+  EXPECT_FALSE(HasWarning(r, "backend Service default/echo:"));
+}
+
 // --- Timeouts and retries -------------------------------------------------------------------
 
 TEST_F(GatewayTest, TimeoutsZeroDisablesAndTrafficPolicySuppliesWhatARuleLeavesUnset) {
