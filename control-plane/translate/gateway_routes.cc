@@ -222,8 +222,16 @@ void ApplyTimeoutsAndRetry(const TranslationContext& ctx, TranslationOutput& out
     }
   }
   if (timeouts.has_request()) *action.mutable_timeout() = timeouts.request();
-  const pb::Retries retries =
+  pb::Retries retries =
       ctx.EffectiveRetries(tp, rule_retries.ByteSizeLong() > 0 ? &rule_retries : nullptr);
+  // The Gateway API retries attempts that hit backendRequest. Such an attempt ends at this
+  // sidecar's per-try timer (retried as a reset) or, a margin earlier, with the next hop's 504
+  // when the budget it was told (x-meshlet-deadline) runs out: that 504 is retried too.
+  const auto& codes = retries.retriable_status_codes();
+  if (retry != nullptr && timeouts.has_per_try() &&
+      std::find(codes.begin(), codes.end(), 504) == codes.end()) {
+    retries.add_retriable_status_codes(504);
+  }
   if (retries.ByteSizeLong() == 0 && !timeouts.has_per_try()) return;
   xds::RetryPolicy policy = ToRetryPolicy(retries, timeouts);
   const auto& limit = action.timeout();

@@ -555,6 +555,43 @@ TEST_F(GatewayTest, RetryCodesAttemptsBackoffBoundedByTheRequestTimeout) {
   EXPECT_TRUE(HasWarning(r, "retry.backoff 5s exceeds the request timeout 1s"));
 }
 
+TEST_F(GatewayTest, AttemptsEndedByBackendRequestAreRetried) {
+  // An attempt that outlasts backendRequest ends either at this sidecar's per-try timer (a
+  // reset) or, a margin earlier, with the next hop's 504 when the budget it was told runs out:
+  // both are retried, with or without codes; without backendRequest only the codes given are.
+  AddHttp(EchoRoute("a", R"(
+  - name: attempts-only
+    matches: [{path: {value: /a}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {backendRequest: 200ms}
+    retry: {attempts: 2}
+  - name: codes
+    matches: [{path: {value: /c}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 400ms, backendRequest: 200ms}
+    retry: {codes: [500], attempts: 5}
+  - name: no-backend-request
+    matches: [{path: {value: /n}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    retry: {codes: [500], attempts: 3}
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  auto retry_on = [](const xds::RetryPolicy& p) {
+    return std::vector<std::string>(p.retry_on().begin(), p.retry_on().end());
+  };
+  const xds::RetryPolicy& only = RouteNamed(vh, "default/a/attempts-only")->route().retry_policy();
+  EXPECT_EQ(only.num_retries().value(), 2u);
+  EXPECT_EQ(only.per_try_timeout().nanos(), 200000000);
+  EXPECT_THAT(only.retriable_status_codes(), ElementsAre(504u));
+  EXPECT_THAT(retry_on(only), ::testing::IsSupersetOf({"reset", "retriable-status-codes"}));
+  const xds::RetryPolicy& codes = RouteNamed(vh, "default/a/codes")->route().retry_policy();
+  EXPECT_THAT(codes.retriable_status_codes(), ElementsAre(500u, 504u));
+  EXPECT_THAT(retry_on(codes), ::testing::IsSupersetOf({"reset", "retriable-status-codes"}));
+  const xds::RetryPolicy& plain =
+      RouteNamed(vh, "default/a/no-backend-request")->route().retry_policy();
+  EXPECT_THAT(plain.retriable_status_codes(), ElementsAre(500u));
+}
+
 TEST_F(GatewayTest, BackendRequestLongerThanRequestIsNotAccepted) {
   AddHttp(EchoRoute("a", R"(
   - backendRefs: [{name: echo-v1, port: 80}]
