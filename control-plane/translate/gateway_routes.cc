@@ -252,6 +252,9 @@ void ApplyTimeoutsAndRetry(const TranslationContext& ctx, TranslationOutput& out
       policy.max_interval() < policy.base_interval()) {
     *policy.mutable_max_interval() = policy.base_interval();
   }
+  // Gateway API: the request timeout bounds every attempt, and when it runs out during retries
+  // the answer is the timeout's (504), not the last failed attempt's.
+  if (retry != nullptr) policy.set_retry_until_deadline(true);
   *action.mutable_retry_policy() = std::move(policy);
 }
 

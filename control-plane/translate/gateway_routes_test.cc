@@ -590,6 +590,10 @@ TEST_F(GatewayTest, AttemptsEndedByBackendRequestAreRetried) {
   const xds::RetryPolicy& plain =
       RouteNamed(vh, "default/a/no-backend-request")->route().retry_policy();
   EXPECT_THAT(plain.retriable_status_codes(), ElementsAre(500u));
+  // A request timeout that runs out during retries is the answer (504), not the last attempt's.
+  EXPECT_TRUE(only.retry_until_deadline());
+  EXPECT_TRUE(codes.retry_until_deadline());
+  EXPECT_TRUE(plain.retry_until_deadline());
 }
 
 TEST_F(GatewayTest, BackendRequestLongerThanRequestIsNotAccepted) {

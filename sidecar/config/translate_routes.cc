@@ -146,6 +146,7 @@ resilience::RetryPolicyConfig TranslateRetryPolicy(Errors::Scope& scope, const s
   absl::Status backoff = resilience::ValidateBackoffConfig(out.backoff);
   if (!backoff.ok()) scope.Add(path, backoff);
   out.retry_non_idempotent = in.retry_non_idempotent();
+  out.retry_until_deadline = in.retry_until_deadline();
   return out;
 }
 

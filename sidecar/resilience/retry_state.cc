@@ -191,7 +191,7 @@ RetryDecision RetryState::OnAttemptFailed(const AttemptResult& result) {
   CHECK(attempts_ > 0) << "OnAttemptFailed before OnAttemptStarted";
   // The first retry uses backoff attempt 0.
   const Duration delay = backoff_.DelayWithRetryAfter(attempts_ - 1, result.retry_after);
-  if (deadline_ != nullptr && !deadline_->infinite()) {
+  if (deadline_ != nullptr && !deadline_->infinite() && !policy_.retry_until_deadline) {
     const Duration remaining = deadline_->Remaining();
     // remaining < delay + min_attempt_time, written so it cannot overflow.
     if (remaining < delay || remaining - delay < policy_.min_attempt_time) {

@@ -17,6 +17,7 @@
 //      the policy allows non-idempotent retries             else kNonIdempotent
 //   5. the whole body is still buffered for replay          else kBodyTooLarge
 //   6. the deadline leaves room for backoff + min_attempt_time  else kDeadlineTooClose
+//      (not checked with retry_until_deadline)
 //   7. concurrent retries below the limit                   else kConcurrentRetriesExceeded
 //   8. the cluster's retry budget has room                  else kBudgetExhausted
 //
@@ -91,6 +92,8 @@ struct RetryPolicyConfig {
   uint64_t max_buffered_body_bytes = 64 * 1024;
   // A retry needs at least backoff + this much deadline left to be worth sending.
   Duration min_attempt_time = std::chrono::milliseconds(10);
+  // RetryPolicy.retry_until_deadline: skip check 6 below; the deadline ends the request instead.
+  bool retry_until_deadline = false;
 };
 
 // What happened to one attempt.

@@ -165,6 +165,21 @@ TEST_F(RetryStateTest, DeadlineTooCloseForBackoffPlusMinimumAttempt) {
             NoRetryReason::kDeadlineTooClose);
 }
 
+TEST_F(RetryStateTest, RetryUntilDeadlineLeavesTheEndToTheDeadline) {
+  Deadline deadline(clock_, milliseconds(100), std::nullopt);
+  clock_.Advance(milliseconds(70));  // 30 ms left; backoff 25 ms + 10 ms minimum attempt = 35
+  policy_.retry_until_deadline = true;
+  RetryDecision d = Start(true, &deadline)->OnAttemptFailed(Response(503));
+  EXPECT_TRUE(d.retry);
+  EXPECT_EQ(d.delay, milliseconds(25));
+  clock_.Advance(milliseconds(40));  // past the deadline: still the deadline's to end
+  EXPECT_TRUE(Start(true, &deadline)->OnAttemptFailed(Response(503)).retry);
+  // The attempts are still bounded.
+  policy_.num_retries = 0;
+  EXPECT_EQ(Start(true, &deadline)->OnAttemptFailed(Response(503)).reason,
+            NoRetryReason::kAttemptsExhausted);
+}
+
 TEST_F(RetryStateTest, RetryAfterIsHonouredAndCappedAndCheckedAgainstTheDeadline) {
   AttemptResult throttled = Response(503);
   throttled.retry_after = milliseconds(100);

@@ -228,7 +228,7 @@ class WebhookCaBundleTest(unittest.TestCase):
             "--otlp-address=", "--zipkin-address=", "--kubernetes-api", cls.api_server.address,
             "--kubernetes-token-file", cls.token_file, "--kubernetes-ca-file", cls.cluster_ca,
             "--webhook-ca-bundle-interval", "0.3s", "--trust-bundle-interval", "0.3s",
-            "--kubernetes-discovery=false", *args)
+            "--kubernetes-discovery=false", "--kubernetes-policy=false", *args)
         port = None
         deadline = time.time() + 10
         while port is None and time.time() < deadline:
