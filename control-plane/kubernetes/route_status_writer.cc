@@ -14,6 +14,9 @@
 namespace meshlet::controlplane::kubernetes {
 namespace {
 
+// The field manager the API server records for the status this writes (managedFields).
+constexpr char kFieldManager[] = "meshlet-control-plane";
+
 constexpr char kRbacHint[] =
     "the control plane needs get on httproutes and grpcroutes and patch on httproutes/status and "
     "grpcroutes/status (gateway.networking.k8s.io; k8s/base/rbac.yaml)";
@@ -284,7 +287,7 @@ void RouteStatusWriter::OnRead(const std::string& key, ApiResult result) {
   api_.Call({.method = "PATCH",
              .path = absl::StrCat("/apis/gateway.networking.k8s.io/v1/namespaces/", u.namespace_,
                                   "/", u.kind == "GRPCRoute" ? "grpcroutes" : "httproutes", "/",
-                                  u.name, "/status"),
+                                  u.name, "/status?fieldManager=", kFieldManager),
              .content_type = "application/merge-patch+json",
              .body = body,
              .forbidden_hint = kRbacHint},

@@ -12,7 +12,8 @@
 // lastTransitionTime it already has when its status did not change (else the time of the
 // write), with observedGeneration from the update. When that equals what the route already
 // shows nothing is written; otherwise one JSON merge patch of the status subresource
-// (PATCH .../namespaces/NS/httproutes|grpcroutes/NAME/status) carrying status.parents whole and
+// (PATCH .../namespaces/NS/httproutes|grpcroutes/NAME/status?fieldManager=meshlet-control-plane)
+// carrying status.parents whole and
 // metadata.resourceVersion, so a concurrent change by another controller makes it fail (409) and
 // the route is read again. A route that is gone (404) is dropped; other failures are tried again
 // after a backoff (retry_base doubling to retry_cap).

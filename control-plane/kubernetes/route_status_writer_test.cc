@@ -91,6 +91,7 @@ class RouteStatusWriterTest : public ::testing::Test {
           }
         }
         patches_.push_back(request.body);
+        field_managers_.push_back(request.QueryParams()["fieldManager"]);
         respond(http::ServerResponse::Json(200, route_));
       } else {
         respond(http::ServerResponse::Json(404, R"({"kind":"Status","code":404})"));
@@ -116,6 +117,7 @@ class RouteStatusWriterTest : public ::testing::Test {
   std::string route_ = RouteJson("7", kOurs);
   std::vector<int> patch_answers_;
   std::vector<std::string> patches_;
+  std::vector<std::string> field_managers_;  // each patch's fieldManager parameter
 };
 
 TEST_F(RouteStatusWriterTest, PatchKeepsOthersEntriesAndUnchangedTransitionTimes) {
@@ -126,6 +128,7 @@ TEST_F(RouteStatusWriterTest, PatchKeepsOthersEntriesAndUnchangedTransitionTimes
 
   writer_->SetActive(true);
   ASSERT_TRUE(RunUntil(loop_, [&] { return writer_->idle() && patches_.size() == 1; }));
+  EXPECT_EQ(field_managers_[0], "meshlet-control-plane");
   const YAML::Node patch = YAML::Load(patches_[0]);
   EXPECT_EQ(patch["metadata"]["resourceVersion"].as<std::string>(), "7");
   const YAML::Node parents = patch["status"]["parents"];

@@ -165,9 +165,9 @@ void AddHeaderFilter(const gw::HTTPHeaderFilter& f,
 // Header modifiers and mirrors, which both kinds' filters have.
 template <typename Filter>
 void ApplyCommonFilter(const TranslationContext& ctx, TranslationOutput& out,
-                       absl::string_view kind, const std::string& route_ns, const Filter& f,
-                       const std::string& where, xds::Route& route,
-                       std::vector<xds::RequestMirrorPolicy>& mirrors) {
+                       absl::string_view kind, const std::string& route_ns,
+                       const ParentRefs& parent_refs, const Filter& f, const std::string& where,
+                       xds::Route& route, std::vector<xds::RequestMirrorPolicy>& mirrors) {
   if (f.type() == "RequestHeaderModifier") {
     AddHeaderFilter(f.request_header_modifier(), route.mutable_request_headers_to_add(),
                     route.mutable_request_headers_to_remove());
@@ -176,7 +176,8 @@ void ApplyCommonFilter(const TranslationContext& ctx, TranslationOutput& out,
                     route.mutable_response_headers_to_remove());
   } else if (f.type() == "RequestMirror") {
     const gw::HTTPRequestMirrorFilter& m = f.request_mirror();
-    ResolvedBackend b = ResolveBackend(ctx.policy, ctx.index, kind, route_ns, m.backend_ref());
+    ResolvedBackend b =
+        ResolveBackend(ctx.policy, ctx.index, kind, route_ns, parent_refs, m.backend_ref());
     if (b.service == nullptr) {
       out.Warn(absl::StrCat(where, ".requestMirror: ", b.message, "; not mirrored"));
       return;
@@ -221,8 +222,16 @@ void ApplyTimeoutsAndRetry(const TranslationContext& ctx, TranslationOutput& out
     }
   }
   if (timeouts.has_request()) *action.mutable_timeout() = timeouts.request();
-  const pb::Retries retries =
+  pb::Retries retries =
       ctx.EffectiveRetries(tp, rule_retries.ByteSizeLong() > 0 ? &rule_retries : nullptr);
+  // The Gateway API retries attempts that hit backendRequest. Such an attempt ends at this
+  // sidecar's per-try timer (retried as a reset) or, a margin earlier, with the next hop's 504
+  // when the budget it was told (x-meshlet-deadline) runs out: that 504 is retried too.
+  const auto& codes = retries.retriable_status_codes();
+  if (retry != nullptr && timeouts.has_per_try() &&
+      std::find(codes.begin(), codes.end(), 504) == codes.end()) {
+    retries.add_retriable_status_codes(504);
+  }
   if (retries.ByteSizeLong() == 0 && !timeouts.has_per_try()) return;
   xds::RetryPolicy policy = ToRetryPolicy(retries, timeouts);
   const auto& limit = action.timeout();
@@ -258,8 +267,8 @@ void SetServerError(xds::Route& route, absl::string_view why) {
 // whole route answers 500). A single backendRef's own header filters apply to the route.
 template <typename BackendRef>
 bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::string_view kind,
-                   const std::string& route_ns, const ServiceView& parent,
-                   const pb::ServicePort& parent_port,
+                   const std::string& route_ns, const ParentRefs& parent_refs,
+                   const ServiceView& parent, const pb::ServicePort& parent_port,
                    const google::protobuf::RepeatedPtrField<BackendRef>& refs,
                    const std::string& where, xds::Route& route,
                    std::vector<xds::RequestMirrorPolicy>& mirrors) {
@@ -276,8 +285,8 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   for (int i = 0; i < refs.size(); ++i) {
     const BackendRef& ref = refs[i];
     const uint32_t weight = ref.has_weight() ? std::max(0, ref.weight()) : 1;
-    ResolvedBackend b = ResolveBackend(ctx.policy, ctx.index, kind, route_ns, ToObjectRef(ref),
-                                       &parent, parent_port.port());
+    ResolvedBackend b = ResolveBackend(ctx.policy, ctx.index, kind, route_ns, parent_refs,
+                                       ToObjectRef(ref), &parent, parent_port.port());
     if (b.service == nullptr) {
       out.Warn(absl::StrCat(where, ".backendRefs[", i, "]: ", b.message,
                             "; its share of requests gets 500"));
@@ -311,7 +320,7 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   }
   if (refs.size() == 1) {
     for (int f = 0; f < refs[0].filters_size(); ++f) {
-      ApplyCommonFilter(ctx, out, kind, route_ns, refs[0].filters(f),
+      ApplyCommonFilter(ctx, out, kind, route_ns, parent_refs, refs[0].filters(f),
                         absl::StrCat(where, ".backendRefs[0].filters[", f, "]"), route, mirrors);
     }
   }
@@ -335,8 +344,8 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     } else if (filter.type() == "URLRewrite") {
       rewrite = &filter.url_rewrite();
     } else {
-      ApplyCommonFilter(ctx, out, "HTTPRoute", ns, filter, absl::StrCat(where, ".filters[", f, "]"),
-                        base, mirrors);
+      ApplyCommonFilter(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), filter,
+                        absl::StrCat(where, ".filters[", f, "]"), base, mirrors);
     }
   }
   if (redirect != nullptr) {
@@ -365,8 +374,8 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     r->set_response_code(redirect->has_status_code() ? redirect->status_code() : 302);
     return base;
   }
-  if (BackendAction(ctx, out, "HTTPRoute", ns, service, port, rule.backend_refs(), where, base,
-                    mirrors)) {
+  if (BackendAction(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), service, port,
+                    rule.backend_refs(), where, base, mirrors)) {
     xds::RouteAction* action = base.mutable_route();
     ApplyTimeoutsAndRetry(ctx, out, service, rule.timeouts().request(),
                           rule.timeouts().backend_request(),
@@ -394,11 +403,11 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
   xds::Route base;
   std::vector<xds::RequestMirrorPolicy> mirrors;
   for (int f = 0; f < rule.filters_size(); ++f) {
-    ApplyCommonFilter(ctx, out, "GRPCRoute", ns, rule.filters(f),
+    ApplyCommonFilter(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), rule.filters(f),
                       absl::StrCat(where, ".filters[", f, "]"), base, mirrors);
   }
-  if (BackendAction(ctx, out, "GRPCRoute", ns, service, port, rule.backend_refs(), where, base,
-                    mirrors)) {
+  if (BackendAction(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), service, port,
+                    rule.backend_refs(), where, base, mirrors)) {
     xds::RouteAction* action = base.mutable_route();
     ApplyTimeoutsAndRetry(ctx, out, service, "", "", nullptr, where, *action);
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
@@ -682,8 +691,8 @@ std::string UnsupportedReason(const gw::GRPCRoute& route) {
 
 ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& index,
                                absl::string_view route_kind, const std::string& route_ns,
-                               const gw::BackendObjectReference& ref, const ServiceView* parent,
-                               uint32_t parent_port) {
+                               const ParentRefs& parent_refs, const gw::BackendObjectReference& ref,
+                               const ServiceView* parent, uint32_t parent_port) {
   ResolvedBackend out;
   const std::string kind = ref.kind().empty() ? "Service" : ref.kind();
   if (kind != "Service" || !(ref.group().empty() || ref.group() == kCoreGroup)) {
@@ -693,7 +702,12 @@ ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& in
     return out;
   }
   const std::string ns = NamespaceOr(ref.namespace_(), route_ns);
-  if (ns != route_ns) {
+  const bool is_parent =
+      std::any_of(parent_refs.begin(), parent_refs.end(), [&](const gw::ParentReference& p) {
+        return IsServiceParent(p) && NamespaceOr(p.namespace_(), route_ns) == ns &&
+               p.name() == ref.name();
+      });
+  if (ns != route_ns && !is_parent) {
     bool granted = false;
     for (const gw::ReferenceGrant& grant : policy.reference_grants) {
       if (NamespaceOr(grant.metadata().namespace_()) != ns) continue;

@@ -463,6 +463,31 @@ spec:
             "outbound|80||remote.other");
 }
 
+TEST_F(GatewayTest, ConsumerRouteMayNameItsParentServiceAsBackendWithoutAGrant) {
+  // GEP-1294: a route's own parent Service needs no ReferenceGrant as its backend; another
+  // Service of that namespace still does.
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, group: "", name: echo, namespace: default, port: 80}]
+  rules:
+  - name: parent
+    matches: [{path: {value: /parent}}]
+    backendRefs: [{name: echo, namespace: default, port: 80}]
+  - name: other
+    matches: [{path: {value: /other}}]
+    backendRefs: [{name: echo-v1, namespace: default, port: 80}]
+)");
+  const NodeResources r = For("client-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  ASSERT_NE(vh, nullptr);
+  EXPECT_EQ(RouteNamed(vh, "consumer/mine/parent")->route().cluster(), "outbound|80||echo.default");
+  EXPECT_EQ(RouteNamed(vh, "consumer/mine/other")->direct_response().status(), 500u);
+  EXPECT_TRUE(HasWarning(r, "backend Service default/echo-v1: no ReferenceGrant"));
+  EXPECT_FALSE(HasWarning(r, "backend Service default/echo:"));
+}
+
 // --- Timeouts and retries -------------------------------------------------------------------
 
 TEST_F(GatewayTest, TimeoutsZeroDisablesAndTrafficPolicySuppliesWhatARuleLeavesUnset) {
@@ -528,6 +553,43 @@ TEST_F(GatewayTest, RetryCodesAttemptsBackoffBoundedByTheRequestTimeout) {
   EXPECT_EQ(bounded.retry_policy().base_interval().seconds(), 1);
   EXPECT_LE(bounded.retry_policy().max_interval().seconds(), 1);
   EXPECT_TRUE(HasWarning(r, "retry.backoff 5s exceeds the request timeout 1s"));
+}
+
+TEST_F(GatewayTest, AttemptsEndedByBackendRequestAreRetried) {
+  // An attempt that outlasts backendRequest ends either at this sidecar's per-try timer (a
+  // reset) or, a margin earlier, with the next hop's 504 when the budget it was told runs out:
+  // both are retried, with or without codes; without backendRequest only the codes given are.
+  AddHttp(EchoRoute("a", R"(
+  - name: attempts-only
+    matches: [{path: {value: /a}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {backendRequest: 200ms}
+    retry: {attempts: 2}
+  - name: codes
+    matches: [{path: {value: /c}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    timeouts: {request: 400ms, backendRequest: 200ms}
+    retry: {codes: [500], attempts: 5}
+  - name: no-backend-request
+    matches: [{path: {value: /n}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    retry: {codes: [500], attempts: 3}
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  auto retry_on = [](const xds::RetryPolicy& p) {
+    return std::vector<std::string>(p.retry_on().begin(), p.retry_on().end());
+  };
+  const xds::RetryPolicy& only = RouteNamed(vh, "default/a/attempts-only")->route().retry_policy();
+  EXPECT_EQ(only.num_retries().value(), 2u);
+  EXPECT_EQ(only.per_try_timeout().nanos(), 200000000);
+  EXPECT_THAT(only.retriable_status_codes(), ElementsAre(504u));
+  EXPECT_THAT(retry_on(only), ::testing::IsSupersetOf({"reset", "retriable-status-codes"}));
+  const xds::RetryPolicy& codes = RouteNamed(vh, "default/a/codes")->route().retry_policy();
+  EXPECT_THAT(codes.retriable_status_codes(), ElementsAre(500u, 504u));
+  EXPECT_THAT(retry_on(codes), ::testing::IsSupersetOf({"reset", "retriable-status-codes"}));
+  const xds::RetryPolicy& plain =
+      RouteNamed(vh, "default/a/no-backend-request")->route().retry_policy();
+  EXPECT_THAT(plain.retriable_status_codes(), ElementsAre(500u));
 }
 
 TEST_F(GatewayTest, BackendRequestLongerThanRequestIsNotAccepted) {

@@ -28,7 +28,7 @@ ResolvedBackend FirstUnresolved(const PolicySnapshot& policy, const MeshIndex& i
                                 absl::string_view kind, const Route& route) {
   const std::string ns = NamespaceOr(route.metadata().namespace_());
   auto check = [&](const gw::BackendObjectReference& ref, const std::string& where) {
-    ResolvedBackend b = ResolveBackend(policy, index, kind, ns, ref);
+    ResolvedBackend b = ResolveBackend(policy, index, kind, ns, route.spec().parent_refs(), ref);
     if (!b.reason.empty()) b.message = absl::StrCat(where, ": ", b.message);
     return b;
   };

@@ -187,6 +187,31 @@ spec:
   EXPECT_EQ(Conditions(u), "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs");
 }
 
+TEST_F(RouteStatusTest, AConsumerRoutesParentServiceAsBackendResolvesWithoutAGrant) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, name: echo, namespace: default, port: 80}]
+  rules: [{backendRefs: [{name: echo, namespace: default, port: 80}]}]
+)");
+  EXPECT_EQ(Conditions(Only()), "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs");
+  // Another Service of the parent's namespace still needs one.
+  policy_.gateway_http_routes.clear();
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: mine, namespace: consumer}
+spec:
+  parentRefs: [{kind: Service, name: echo, namespace: default, port: 80}]
+  rules: [{backendRefs: [{name: echo, namespace: default, port: 80}, {name: echo-v1, namespace: default, port: 80}]}]
+)");
+  const policy::RouteStatusUpdate u = Only();
+  EXPECT_EQ(Conditions(u), "Accepted=True/Accepted,ResolvedRefs=False/RefNotPermitted");
+  EXPECT_TRUE(absl::StartsWith(Message(u, 0, "ResolvedRefs"),
+                               "spec.rules[0].backendRefs[1]: backend Service default/echo-v1"))
+      << Message(u, 0, "ResolvedRefs");
+}
+
 TEST_F(RouteStatusTest, OneUpdatePerRouteInOrderAndNoParentsForGatewayOnlyRoutes) {
   AddHttp(R"(
 kind: HTTPRoute

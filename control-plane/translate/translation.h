@@ -303,9 +303,13 @@ struct ResolvedBackend {
   std::string reason;  // empty: resolved
   std::string message;
 };
+// A backend of a route of `route_kind` in `route_ns` whose parentRefs are `parent_refs`. A
+// Service of another namespace needs a ReferenceGrant unless it is one of the route's Service
+// parentRefs (GEP-1294: a consumer route may send to the Service it routes for).
+using ParentRefs = google::protobuf::RepeatedPtrField<gw::ParentReference>;
 ResolvedBackend ResolveBackend(const PolicySnapshot& policy, const MeshIndex& index,
                                absl::string_view route_kind, const std::string& route_ns,
-                               const gw::BackendObjectReference& ref,
+                               const ParentRefs& parent_refs, const gw::BackendObjectReference& ref,
                                const ServiceView* parent = nullptr, uint32_t parent_port = 0);
 // The Gateway API routes that apply to this node's calls to `service` on `port`, as routes of
 // `vhost` in precedence order ending with a 404 for requests none matches. False (and nothing

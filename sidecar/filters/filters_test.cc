@@ -252,10 +252,13 @@ TEST_F(RouteFiltersTest, GrpcAbortIsTrailersOnly) {
 TEST_F(RouteFiltersTest, DelayThenProceed) {
   route::RouteEntry route;
   route.fault_header_triggered = true;
+  // The delay's timer counts from the loop's time, read once per turn: bring it up to date, as
+  // a turn would, so that the test's own start is not later than the timer's.
+  loop_.UpdateTime();
+  const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(Admit(route, Headers({{kFaultDelayHeader, "30"}})));
   EXPECT_TRUE(last().fault.delaying());
   EXPECT_TRUE(last_stream().info.HasFlag(stream::ResponseFlag::kDelayInjected));
-  const auto start = std::chrono::steady_clock::now();
   while (last_stream().continued == 0 && !last_stream().reply_ended) loop_.RunOnce();
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(25));
   EXPECT_EQ(last_stream().continued, 1);

@@ -558,8 +558,12 @@ class Suite:
                 return 1
             print("SKIP: e2e %s (needs root and podman): %s" % (self.name, e))
             return 0
-        except E2EError:
-            pass  # reported; the run dumped its logs and cleaned up
+        except E2EError as e:
+            # A scenario that failed has reported it, and the run dumped its logs and cleaned
+            # up; an error before any failure was reported (the run could not be made, say)
+            # must still fail the suite, not leave it to the cleanup line's PASS.
+            if False not in self.results:
+                self.report(False, "run", "%s: %s" % (type(e).__name__, e), time.monotonic())
         except KeyboardInterrupt as e:  # SIGINT, SIGTERM (a test timeout): the run cleaned up
             print("FAIL  interrupted (%s); the run's pods, images and network were removed" % e)
             return 1

@@ -45,11 +45,13 @@ KINDS = {"/api/v1/services": "services",
          "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
          "/api/v1/pods": "pods",
          "/apis/meshlet.io/v1/trafficpolicies": "trafficpolicies",
-         "/apis/gateway.networking.k8s.io/v1/httproutes": "httproutes"}
+         "/apis/gateway.networking.k8s.io/v1/httproutes": "httproutes",
+         "/apis/gateway.networking.k8s.io/v1/grpcroutes": "grpcroutes"}
 LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList",
-             "trafficpolicies": "TrafficPolicyList", "httproutes": "HTTPRouteList"}
-ROUTE = re.compile(r"^/apis/gateway\.networking\.k8s\.io/v1/namespaces/([^/]+)/httproutes/([^/]+)"
-                   r"(/status)?$")
+             "trafficpolicies": "TrafficPolicyList", "httproutes": "HTTPRouteList",
+             "grpcroutes": "GRPCRouteList"}
+ROUTE = re.compile(r"^/apis/gateway\.networking\.k8s\.io/v1/namespaces/([^/]+)/"
+                   r"(?P<resource>httproutes|grpcroutes)/([^/]+)(/status)?$")
 LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?$")
 EVENTS = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/([^/]+)/events$")
 
@@ -120,7 +122,7 @@ class FakeApiServer:
                     if lease:
                         return self.answer(*server.write_lease(method, lease, body))
                     route = ROUTE.match(path)
-                    if route and route.group(3) and method == "PATCH":
+                    if route and route.group(4) and method == "PATCH":
                         return self.answer(*server.patch_status(route, body))
                     if EVENTS.match(path) and method == "POST":
                         server.events.append((who, body))
@@ -140,7 +142,8 @@ class FakeApiServer:
                         return self.answer(200, found)
                     route = ROUTE.match(url.path)
                     if route:
-                        found = server.objects["httproutes"].get((route.group(1), route.group(2)))
+                        found = server.objects[route.group("resource")].get(
+                            (route.group(1), route.group(3)))
                         if found is None:
                             return self.answer(404, status(404, "NotFound", url.path))
                         return self.answer(200, found)
@@ -292,8 +295,9 @@ class FakeApiServer:
 
     def patch_status(self, match, patch):
         """(code, answer) of a merge patch of a route's status (the lock held)."""
-        key = (match.group(1), match.group(2))
-        current = self.objects["httproutes"].get(key)
+        resource = match.group("resource")
+        key = (match.group(1), match.group(3))
+        current = self.objects[resource].get(key)
         if current is None:
             return 404, status(404, "NotFound", key[1])
         wanted = patch.get("metadata", {}).get("resourceVersion")
@@ -305,8 +309,8 @@ class FakeApiServer:
         obj["status"] = merged
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
-        self.objects["httproutes"][key] = obj
-        self.history.append((self.rv, "httproutes", "MODIFIED", obj))
+        self.objects[resource][key] = obj
+        self.history.append((self.rv, resource, "MODIFIED", obj))
         self.cond.notify_all()
         return 200, obj
 
@@ -357,7 +361,8 @@ class FakeApiServer:
 
 def kind_of(kind):
     return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod",
-            "trafficpolicies": "TrafficPolicy", "httproutes": "HTTPRoute"}[kind]
+            "trafficpolicies": "TrafficPolicy", "httproutes": "HTTPRoute",
+            "grpcroutes": "GRPCRoute"}[kind]
 
 
 def metadata_only(obj):

@@ -219,13 +219,13 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertEqual(self.metric(leader, "meshlet_cp_leader"), 1)
         self.assertEqual(self.metric(follower, "meshlet_cp_leader"), 0)
         # Kinds whose CRD is missing are absent, not retried in a loop.
-        grpcroutes = "grpcroutes.gateway.networking.k8s.io"
+        absent = "referencegrants.gateway.networking.k8s.io"  # the fake does not serve it
         self.assertTrue(wait_for(lambda: self.metric(
-            leader, "meshlet_cp_kubernetes_resource_absent", resource=grpcroutes) == 1, 10),
+            leader, "meshlet_cp_kubernetes_resource_absent", resource=absent) == 1, 10),
                         [line for line in self.get(leader, "/metrics")[1].splitlines()
                          if "meshlet_cp_kubernetes" in line])
         self.assertLessEqual(self.metric(leader, "meshlet_cp_kubernetes_lists_total",
-                                         resource=grpcroutes), 2)
+                                         resource=absent), 2)
 
         # Deleted in Kubernetes, deleted from the store (and the route from the sidecar).
         self.fake.delete("trafficpolicies", "shop", "ratings")
