@@ -296,6 +296,13 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
         }
       }
       if (vhost.domains().empty()) continue;
+      if (ctx.self.capture) {
+        // The Service port is the frontend (GAMMA): connections captured on their way to its
+        // addresses use this virtual host whatever their Host says.
+        for (const std::string& address : service.addresses) {
+          vhost.add_destinations(absl::StrCat(AddressHost(address), ":", port.port()));
+        }
+      }
       if (AddGatewayRoutes(ctx, out, service, port, vhost)) {
         // Gateway API routes own the port; the Service's own HTTPRoutes stand aside (ADR 0060).
         for (const pb::HTTPRoute* route : ctx.RoutesFor(service)) {

@@ -217,6 +217,26 @@ TEST_F(TranslatorTest, HostNamesOfAServicePort) {
           "reviews.default.svc.example.org:9080", "[fd00::9]", "[fd00::9]:9080"}));
 }
 
+// A captured connection to a Service port's address is routed by that port's virtual host whatever
+// its Host says (GAMMA: the Service is the route's frontend); without capture nothing is bound.
+TEST_F(CaptureTest, ServiceAddressesBindTheirPortsVirtualHost) {
+  auto destinations = [](const NodeResources& r, const std::string& vhost) {
+    const xds::VirtualHost* host = Host(r, "outbound", vhost);
+    EXPECT_NE(host, nullptr) << vhost;
+    if (host == nullptr) return std::vector<std::string>{};
+    return std::vector<std::string>(host->destinations().begin(), host->destinations().end());
+  };
+  const NodeResources plain = Translate(policy_, registry_, node_);
+  EXPECT_EQ(destinations(plain, "reviews.default:9080"), std::vector<std::string>{});
+  Capture(registry_.workloads[0]);  // frontend-0
+  const NodeResources r = Translate(policy_, registry_, node_);
+  EXPECT_EQ(destinations(r, "reviews.default:9080"),
+            (std::vector<std::string>{"240.240.0.1:9080", "[fd00:240::1]:9080"}));
+  EXPECT_EQ(destinations(r, "db.default:8080"),
+            (std::vector<std::string>{"10.96.0.20:8080", "[fd00::20]:8080"}));
+  EXPECT_EQ(destinations(r, "unknown-host"), std::vector<std::string>{});
+}
+
 TEST(AppRouteTest, TheInboundHopAddsNoDeadlineAndRetriesOnlyWhatNeverReachedTheApp) {
   const xds::Route plain = AppRoute("inbound|8080", nullptr);
   EXPECT_EQ(plain.name(), "app");

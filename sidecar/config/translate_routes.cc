@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/net/address.h"
 #include "re2/re2.h"
 #include "sidecar/resilience/backoff.h"
 #include "sidecar/resilience/fault.h"
@@ -524,6 +525,17 @@ std::optional<route::RouteConfig> TranslateRouteConfig(Errors::Scope& scope,
       scope.Add(Join(path, "destination_port"), "must be at most 65535");
     }
     vhost.destination_port = vh.destination_port();
+    for (int d = 0; d < vh.destinations_size(); ++d) {
+      absl::StatusOr<net::Address> address = net::Address::Parse(vh.destinations(d));
+      if (!address.ok() || address->port() == 0) {
+        scope.Add(Index(Join(path, "destinations"), d),
+                  absl::StrCat(Quote(vh.destinations(d)),
+                               " is not an address with a port (\"10.96.0.5:80\", "
+                               "\"[fd00::5]:80\")"));
+        continue;
+      }
+      vhost.destinations.push_back(address->ToString());
+    }
     resilience::RetryPolicyConfig vhost_retry;
     if (vh.has_retry_policy()) {
       vhost_retry = TranslateRetryPolicy(scope, Join(path, "retry_policy"), vh.retry_policy());

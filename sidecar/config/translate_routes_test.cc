@@ -195,6 +195,11 @@ INSTANTIATE_TEST_SUITE_P(
              },
              "virtual_hosts[0].routes[0].match.query_parameters[0]: needs exact, safe_regex or "
              "present"},
+        Nack{"destination_without_port",
+             [](ResourceSet& s) {
+               s.routes.Mutable(0).mutable_virtual_hosts(0)->add_destinations("10.96.0.5");
+             },
+             "virtual_hosts[0].destinations[0]: \"10.96.0.5\" is not an address with a port"},
         Nack{"segment_prefix_without_slash",
              [](ResourceSet& s) { RouteAt(s, 0).mutable_match()->set_path_separated_prefix("v2"); },
              "virtual_hosts[0].routes[0].match.path_separated_prefix: must start with '/'"},

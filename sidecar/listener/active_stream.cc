@@ -61,6 +61,8 @@ ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::StreamEncoder& enco
       breaker_(*this),
       router_(hcm.context_, *this, hcm.context_.mirrors) {
   route_.table = hcm.CurrentRouteTable();
+  // A connection to a Service address is bound to that Service port's virtual host.
+  route_.virtual_host = hcm.destination_virtual_host_;
   // The codecs create the stream once its headers are decoded. Its start and end are read
   // exactly, not from the turn's shared reading: a request answered within the turn (a direct
   // response, a local reply) would measure zero.
@@ -129,9 +131,10 @@ void ActiveStream::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
     Refuse();
     return;
   }
-  // The virtual host depends only on the host, which preparing the request leaves alone: the
-  // listener-level filters (authorization's destination port) and the route share one match.
-  if (route_.table != nullptr) {
+  // The virtual host depends only on the destination or the host, which preparing the request
+  // leaves alone: the listener-level filters (authorization's destination port) and the route
+  // share one match.
+  if (route_.table != nullptr && route_.virtual_host == nullptr) {
     route_.virtual_host = route_.table->MatchVirtualHost(route::RequestHost(*request_headers_));
   }
   if (!end_stream && !connect_ && hcm_.http_options_.request_body_timeout.count() > 0) {

@@ -138,9 +138,14 @@ std::shared_ptr<const route::RouteTable> HttpConnectionManager::CurrentRouteTabl
   if (snapshot != cached_snapshot_) {
     cached_snapshot_ = snapshot;
     cached_route_table_.reset();
+    destination_virtual_host_ = nullptr;
     if (snapshot != nullptr) {
       auto it = snapshot->route_tables.find(route_config_name_);
       if (it != snapshot->route_tables.end()) cached_route_table_ = it->second;
+      if (cached_route_table_ != nullptr && !options_.original_destination.empty()) {
+        destination_virtual_host_ =
+            cached_route_table_->MatchDestination(options_.original_destination);
+      }
       // A listener the snapshot no longer has is draining: it keeps the policies it had.
       for (const config::ListenerConfig& listener : snapshot->listeners) {
         if (listener.name != listener_name_) continue;

@@ -155,7 +155,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
       std::list<std::unique_ptr<ActiveStream>, RecyclingAllocator<std::unique_ptr<ActiveStream>>>;
 
   // The route table for a new request (cached per snapshot, so a request costs no map lookup);
-  // also refreshes authorizer_ and destination_port_ when the snapshot changed.
+  // also refreshes authorizer_, destination_port_ and destination_virtual_host_ when the snapshot
+  // changed.
   std::shared_ptr<const route::RouteTable> CurrentRouteTable();
   // The listener's destination port, else the port the connection arrived on.
   uint32_t DestinationPort() const;
@@ -210,6 +211,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   const config::Snapshot* cached_snapshot_ = nullptr;
   std::shared_ptr<const route::RouteTable> cached_route_table_;
+  // The virtual host of cached_route_table_ bound to options_.original_destination (a Service
+  // address), looked up once per snapshot; null: each request's host chooses.
+  const route::VirtualHostConfig* destination_virtual_host_ = nullptr;
 
   bool started_ = false;
   bool draining_ = false;

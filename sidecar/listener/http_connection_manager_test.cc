@@ -320,5 +320,45 @@ TEST_F(HttpConnectionManagerTest, DestinationRoutesOverrideTheListenersAcrossSna
   EXPECT_TRUE(absl::StartsWith(get(), "HTTP/1.1 200")) << client.received;
 }
 
+// A connection captured on its way to a Service address is routed by the virtual host bound to
+// that destination whatever its Host says; other connections (no or an unbound destination)
+// choose by Host.
+TEST_F(HttpConnectionManagerTest, CapturedServiceAddressChoosesTheVirtualHostBeforeHost) {
+  auto snapshot = std::make_shared<config::Snapshot>(*context_.snapshot);
+  route::RouteConfig routes;
+  routes.name = "outbound";
+  for (const std::string name : {"echo-v1", "echo-v2"}) {
+    route::VirtualHostConfig vhost;
+    vhost.name = name;
+    vhost.domains = {name};
+    vhost.destinations = {name == "echo-v1" ? "198.18.0.1:80" : "198.18.0.2:80"};
+    route::RouteEntry direct;
+    direct.name = "all";
+    direct.action = route::DirectResponseAction{200, "from " + name};
+    vhost.routes.push_back(direct);
+    routes.virtual_hosts.push_back(vhost);
+  }
+  snapshot->route_tables["outbound"] = std::move(*route::RouteTable::Create(routes));
+  context_.snapshot = snapshot;
+  listener_config_.route_config_name = "outbound";
+  auto body = [&](absl::string_view original_destination, absl::string_view host) {
+    hcm_options_.original_destination = std::string(original_destination);
+    net::testing::RecordingCallbacks client;
+    auto c = Connect(client);
+    c->Write(absl::StrCat("GET / HTTP/1.1\r\nhost: ", host, "\r\n\r\n"));
+    EXPECT_TRUE(loop_.RunUntil(
+        [&] { return absl::StrContains(client.received, "from ") || client.closes > 0; },
+        seconds(5)));
+    const size_t at = client.received.find("from ");
+    return at == std::string::npos ? client.received : client.received.substr(at);
+  };
+  EXPECT_EQ(body("198.18.0.1:80", "echo-v2"), "from echo-v1");
+  EXPECT_EQ(body("198.18.0.2:80", "echo-v1"), "from echo-v2");
+  EXPECT_EQ(body("198.18.0.1:80", "echo-v1"), "from echo-v1");
+  // Not a Service address (another port), or no captured destination: Host decides.
+  EXPECT_EQ(body("198.18.0.1:81", "echo-v2"), "from echo-v2");
+  EXPECT_EQ(body("", "echo-v2"), "from echo-v2");
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::listener

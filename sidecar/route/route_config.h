@@ -198,6 +198,10 @@ struct VirtualHostConfig {
   HeaderMutations headers;
   // The destination port authorization sees for requests to this host; 0: the listener's.
   uint32_t destination_port = 0;
+  // Captured destinations bound to this host, as net::Address::ToString() writes them
+  // ("10.96.0.5:80", "[fd00::5]:80"): connections to them use this host whatever the request's
+  // host says (RouteTable::MatchDestination).
+  std::vector<std::string> destinations;
 };
 
 struct RouteConfig {

@@ -268,6 +268,14 @@ absl::Status RouteTable::Index() {
       route.virtual_host = &vhost;
       route.route_config = &config_;
     }
+    for (size_t d = 0; d < vhost.destinations.size(); ++d) {
+      auto [it, inserted] = destinations_.emplace(vhost.destinations[d], &vhost);
+      if (!inserted) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("virtual_hosts[", v, "].destinations[", d, "]: \"", vhost.destinations[d],
+                         "\" is already a destination of virtual host \"", it->second->name, "\""));
+      }
+    }
     for (size_t d = 0; d < vhost.domains.size(); ++d) {
       std::string& domain = vhost.domains[d];
       absl::AsciiStrToLower(&domain);
@@ -330,6 +338,12 @@ const VirtualHostConfig* RouteTable::MatchVirtualHost(absl::string_view host) co
     }
   }
   return catch_all_;
+}
+
+const VirtualHostConfig* RouteTable::MatchDestination(absl::string_view destination) const {
+  if (destinations_.empty()) return nullptr;
+  auto it = destinations_.find(destination);
+  return it == destinations_.end() ? nullptr : it->second;
 }
 
 const RouteEntry* RouteTable::MatchRoute(const VirtualHostConfig& virtual_host,

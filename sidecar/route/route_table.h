@@ -5,6 +5,9 @@
 // rewrites).
 //
 // Matching a request:
+//   0. On a connection captured on its way to a Service address, the virtual host bound to that
+//      destination (MatchDestination), whatever the request's host says; the connection looks it
+//      up once per configuration, not per request. Otherwise:
 //   1. Virtual host, by the request's host (":authority", else "Host"), ignoring ASCII case:
 //        a. exact domains (a hash lookup), first with the host as sent — so a domain naming a
 //           port ("api:8080") matches only that port — then with the port stripped;
@@ -57,6 +60,9 @@ class RouteTable {
   const RouteEntry* Match(const http::HeaderMap& request) const;
   // Step 1 alone. `host` as sent, possibly with a port.
   const VirtualHostConfig* MatchVirtualHost(absl::string_view host) const;
+  // The virtual host bound to a captured connection's original destination (`destination` as
+  // net::Address::ToString() writes it), or null when none is (step 1 then decides per request).
+  const VirtualHostConfig* MatchDestination(absl::string_view destination) const;
   // Step 2 alone.
   static const RouteEntry* MatchRoute(const VirtualHostConfig& virtual_host,
                                       const http::HeaderMap& request);
@@ -91,6 +97,7 @@ class RouteTable {
   DomainMap exact_;
   std::vector<SuffixGroup> suffix_groups_;  // longest suffix first
   const VirtualHostConfig* catch_all_ = nullptr;
+  absl::flat_hash_map<std::string, const VirtualHostConfig*> destinations_;
 };
 
 // The host of a request: ":authority", else "Host"; empty when neither is present.

@@ -136,6 +136,36 @@ TEST(RouteTableTest, DuplicateDomainAcrossVirtualHostsFails) {
             "(virtual_hosts[0])");
 }
 
+TEST(RouteTableTest, DestinationsSelectTheirVirtualHost) {
+  VirtualHostConfig v1 = VHost("v1", {"echo-v1"});
+  v1.destinations = {"198.18.0.1:80", "[fd00::1]:80"};
+  VirtualHostConfig v2 = VHost("v2", {"echo-v2", "*"});
+  v2.destinations = {"198.18.0.2:80"};
+  auto table = MakeTable({v1, v2});
+  ASSERT_NE(table->MatchDestination("198.18.0.1:80"), nullptr);
+  EXPECT_EQ(table->MatchDestination("198.18.0.1:80")->name, "v1");
+  EXPECT_EQ(table->MatchDestination("[fd00::1]:80")->name, "v1");
+  EXPECT_EQ(table->MatchDestination("198.18.0.2:80")->name, "v2");
+  // Another port or address is not bound, even with the catch-all domain.
+  EXPECT_EQ(table->MatchDestination("198.18.0.1:81"), nullptr);
+  EXPECT_EQ(table->MatchDestination("198.18.0.3:80"), nullptr);
+  EXPECT_EQ(MakeTable({VHost("a", {"a"})})->MatchDestination("198.18.0.1:80"), nullptr);
+}
+
+TEST(RouteTableTest, DuplicateDestinationAcrossVirtualHostsFails) {
+  VirtualHostConfig a = VHost("a", {"a"});
+  a.destinations = {"198.18.0.1:80"};
+  VirtualHostConfig b = VHost("b", {"b"});
+  b.destinations = {"198.18.0.1:80"};
+  RouteConfig config;
+  config.virtual_hosts = {a, b};
+  auto table = RouteTable::Create(std::move(config));
+  ASSERT_FALSE(table.ok());
+  EXPECT_THAT(table.status().message(),
+              HasSubstr("virtual_hosts[1].destinations[0]: \"198.18.0.1:80\" is already a "
+                        "destination of virtual host \"a\""));
+}
+
 TEST(RouteTableTest, MalformedDomainsFail) {
   for (const auto& [domain, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"", "domains[0]: must not be empty"},
