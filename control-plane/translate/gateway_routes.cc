@@ -330,6 +330,15 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   return true;
 }
 
+// A redirect's or rewrite's path: ReplaceFullPath sets `full`, ReplacePrefixMatch `prefix`.
+void SetPathModifier(const gw::HTTPPathModifier& path, std::string& full, std::string& prefix) {
+  if (path.type() == "ReplaceFullPath") {
+    full = path.replace_full_path();
+  } else {
+    prefix = path.replace_prefix_match();
+  }
+}
+
 // The part of an HTTPRoute rule's routes their matches do not change.
 xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
                      const ServiceView& service, const pb::ServicePort& port,
@@ -356,11 +365,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     r->set_scheme(redirect->scheme());
     r->set_host(redirect->hostname());
     if (redirect->has_path()) {
-      if (redirect->path().type() == "ReplaceFullPath") {
-        r->set_path(redirect->path().replace_full_path());
-      } else {
-        r->set_prefix_rewrite(redirect->path().replace_prefix_match());
-      }
+      SetPathModifier(redirect->path(), *r->mutable_path(), *r->mutable_prefix_rewrite());
     }
     // The port: the filter's; else the scheme's well-known port when it names a scheme; else the
     // Service port (which plays the listener's part in the mesh). The sidecar leaves the
@@ -386,11 +391,8 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     if (rewrite != nullptr) {
       action->set_host_rewrite(rewrite->hostname());
       if (rewrite->has_path()) {
-        if (rewrite->path().type() == "ReplaceFullPath") {
-          action->set_path_rewrite(rewrite->path().replace_full_path());
-        } else {
-          action->set_prefix_rewrite(rewrite->path().replace_prefix_match());
-        }
+        SetPathModifier(rewrite->path(), *action->mutable_path_rewrite(),
+                        *action->mutable_prefix_rewrite());
       }
     }
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
