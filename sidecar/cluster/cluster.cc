@@ -135,8 +135,17 @@ void Cluster::RebuildLoadBalancer() {
 Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
   absl::InlinedVector<const Host*, 8> avoid(context.hosts_to_avoid.begin(),
                                             context.hosts_to_avoid.end());
+  Host* preferred = context.preferred_host;
+  if (preferred != nullptr && (!preferred->in_set() || !preferred->healthy() ||
+                               std::find(avoid.begin(), avoid.end(), preferred) != avoid.end())) {
+    preferred = nullptr;
+  }
   for (int attempt = 0; attempt < kMaxAdmitAttempts; ++attempt) {
-    Host* host = lb_->Choose(LbContext{.hosts_to_avoid = avoid});
+    // A sticky session's host, while healthy, replaces the first pick; refused by the outlier
+    // detector, it joins the hosts to avoid like any refused pick.
+    Host* host = attempt == 0 && preferred != nullptr
+                     ? preferred
+                     : lb_->Choose(LbContext{.hosts_to_avoid = avoid});
     if (host == nullptr) break;
     bool outlier_probe = false;
     if (outlier_ != nullptr) {

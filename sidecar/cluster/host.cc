@@ -9,7 +9,10 @@
 namespace meshlet::sidecar::cluster {
 
 Host::Host(uint64_t id, const EndpointConfig& endpoint)
-    : id_(id), address_(endpoint.address), address_text_(address_.ToString()) {
+    : id_(id),
+      address_(endpoint.address),
+      address_text_(address_.ToString()),
+      session_key_(SessionKey(address_text_)) {
   UpdateFrom(endpoint);
 }
 
@@ -88,6 +91,13 @@ void HostSet::SetHealthFlag(Host& host, Host::HealthFlag flag, bool set) {
 Host* HostSet::Find(const net::Address& address) const {
   for (const HostSharedPtr& host : hosts_) {
     if (host->address() == address) return host.get();
+  }
+  return nullptr;
+}
+
+Host* HostSet::FindBySessionKey(uint64_t key) const {
+  for (const HostSharedPtr& host : hosts_) {
+    if (host->session_key() == key) return host.get();
   }
   return nullptr;
 }

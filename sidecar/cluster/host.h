@@ -29,6 +29,7 @@
 #include "common/base/clock.h"
 #include "common/net/address.h"
 #include "sidecar/cluster/cluster_config.h"
+#include "sidecar/cluster/session_key.h"
 
 namespace meshlet::sidecar::cluster {
 
@@ -90,6 +91,8 @@ class Host {
   const net::Address& address() const { return address_; }
   // address().ToString(), formatted once: spans name the host of every sampled attempt.
   const std::string& address_text() const { return address_text_; }
+  // SessionKey(address_text()): what a sticky-session token names the host by.
+  uint64_t session_key() const { return session_key_; }
   // At least 1.
   uint32_t weight() const { return weight_; }
   // Plaintext or the cluster's TLS, and the identity the endpoint must present.
@@ -122,6 +125,7 @@ class Host {
   const uint64_t id_;
   const net::Address address_;
   const std::string address_text_;
+  const uint64_t session_key_;
   uint32_t weight_ = 1;
   EndpointTlsConfig tls_;
   std::map<std::string, std::string> labels_;
@@ -157,6 +161,8 @@ class HostSet {
   // Null if absent.
   Host* Find(const net::Address& address) const;
   Host* FindById(uint64_t id) const;
+  // The host whose session_key() is `key` (a linear scan; sticky requests only); null if none.
+  Host* FindBySessionKey(uint64_t key) const;
 
   uint64_t version() const { return version_; }
 

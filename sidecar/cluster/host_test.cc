@@ -92,5 +92,21 @@ TEST(HostTest, RequestGuardBalances) {
   EXPECT_EQ(host.active_requests(), 0u);
 }
 
+TEST(SessionKeyTest, StableFnv1aOfTheAddressText) {
+  // FNV-1a 64 test vectors: the same value in every process, so tokens outlive restarts.
+  EXPECT_EQ(SessionKey("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(SessionKey("foobar"), 0x85944171f73967e8ull);
+  EXPECT_NE(SessionKey(""), 0u);
+
+  HostSet set;
+  set.Update({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  Host* second = set.hosts()[1].get();
+  EXPECT_EQ(second->session_key(), SessionKey("10.0.0.2:80"));
+  EXPECT_EQ(set.FindBySessionKey(SessionKey("10.0.0.2:80")), second);
+  EXPECT_EQ(set.FindBySessionKey(SessionKey("10.0.0.3:80")), nullptr);
+  set.Update({Endpoint("10.0.0.1:80")});
+  EXPECT_EQ(set.FindBySessionKey(SessionKey("10.0.0.2:80")), nullptr);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::cluster

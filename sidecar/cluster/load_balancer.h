@@ -39,6 +39,10 @@ namespace meshlet::sidecar::cluster {
 struct LbContext {
   // Hosts earlier attempts of this request used.
   absl::Span<const Host* const> hosts_to_avoid;
+  // A sticky session's host (route/session.h): Cluster::ChooseHost() takes it instead of a
+  // balancer's pick when it is a healthy member of the set, not to be avoided, and admitted by
+  // the outlier detector and breaker; else it balances as usual. The balancer ignores it.
+  Host* preferred_host = nullptr;
 };
 
 class LoadBalancer {

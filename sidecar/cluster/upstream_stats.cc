@@ -73,6 +73,15 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
             "request that did not complete, or a mirror cluster the worker lacks.",
             {{"cluster", name}, {"reason", std::string(kMirrorSkipReasonNames[i])}}));
   }
+  for (size_t i = 0; i < kSessionResultNames.size(); ++i) {
+    ASSIGN_OR_RETURN(
+        s.rq_session[i],
+        shard.RegisterCounter(
+            "meshlet_upstream_rq_session_total",
+            "Requests that brought a sticky-session token, by what it did: hit (sent to its "
+            "endpoint), miss (its endpoint gone, unhealthy or refused), expired, invalid.",
+            {{"cluster", name}, {"result", std::string(kSessionResultNames[i])}}));
+  }
   for (size_t i = 0; i < kRetrySkipReasonNames.size(); ++i) {
     ASSIGN_OR_RETURN(s.rq_retry_skipped[i],
                      shard.RegisterCounter(

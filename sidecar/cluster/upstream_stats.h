@@ -43,6 +43,12 @@ inline constexpr std::array<absl::string_view, 2> kRetryOverflowNames = {"budget
 inline constexpr std::array<absl::string_view, 4> kMirrorSkipReasonNames = {
     "in_flight_limit", "body_too_large", "incomplete", "no_cluster"};
 enum class MirrorSkip { kInFlightLimit, kBodyTooLarge, kIncomplete, kNoCluster };
+// What a sticky-session token did for a request (meshlet_upstream_rq_session_total{result}):
+// honoured; named an endpoint that is gone, unhealthy, refused or of no cluster of the route;
+// past its timeout; malformed or stamped in the future. The last three got a balanced pick.
+inline constexpr std::array<absl::string_view, 4> kSessionResultNames = {"hit", "miss", "expired",
+                                                                         "invalid"};
+enum class SessionResult { kHit, kMiss, kExpired, kInvalid };
 // How a request ended (meshlet_upstream_rq_duration_seconds{outcome}).
 inline constexpr std::array<absl::string_view, 2> kOutcomeNames = {"success", "failure"};
 
@@ -83,6 +89,9 @@ struct UpstreamStats {
   Counter rq_mirror_failed;  // meshlet_upstream_rq_mirror_failed_total: no complete answer, or 5xx
   // meshlet_upstream_rq_mirror_skipped_total{reason}: copies not sent (kMirrorSkipReasonNames).
   std::array<Counter, kMirrorSkipReasonNames.size()> rq_mirror_skipped;
+  // meshlet_upstream_rq_session_total{result}: requests that brought a sticky-session token
+  // (kSessionResultNames), counted on the cluster they went to.
+  std::array<Counter, kSessionResultNames.size()> rq_session;
 
   // Golden metrics (docs/golden-metrics.md): each request routed to the cluster, once, when it
   // ends (after its retries). meshlet_upstream_rq_duration_seconds{cluster,outcome}: index 0

@@ -10,9 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/net/address.h"
 #include "re2/re2.h"
+#include "sidecar/cluster/session_key.h"
 #include "sidecar/resilience/backoff.h"
 #include "sidecar/resilience/fault.h"
 #include "sidecar/resilience/retry_state.h"
+#include "sidecar/route/session.h"
 
 namespace meshlet::sidecar::config::translate_internal {
 namespace {
@@ -443,6 +445,48 @@ void CheckPrefixRewriteMatch(Errors::Scope& scope, const std::string& path,
   }
 }
 
+// Sticky sessions of a route action whose clusters and match are already translated.
+void TranslateSessionPersistence(Errors::Scope& scope, const std::string& path,
+                                 const xds::SessionPersistence& in, const route::RouteMatch& match,
+                                 route::RouteAction& action) {
+  constexpr size_t kMaxSessionNameLength = 128;
+  auto session = std::make_shared<route::SessionPersistence>();
+  const bool header = in.type() == xds::SessionPersistence::HEADER;
+  session->type =
+      header ? route::SessionPersistence::Type::kHeader : route::SessionPersistence::Type::kCookie;
+  session->name = in.name().empty() ? std::string(route::kDefaultSessionName) : in.name();
+  if (header) session->name = absl::AsciiStrToLower(session->name);
+  if (!IsHttpToken(session->name) || session->name.size() > kMaxSessionNameLength) {
+    scope.Add(Join(path, "name"),
+              absl::StrCat(Quote(in.name()), " is not a ", header ? "header" : "cookie",
+                           " name (a token of at most ", kMaxSessionNameLength, " characters)"));
+  }
+  ReadDuration(scope, Join(path, "absolute_timeout"), in.has_absolute_timeout(),
+               in.absolute_timeout(), DurationRule::kNonNegative, &session->absolute_timeout);
+  ReadDuration(scope, Join(path, "idle_timeout"), in.has_idle_timeout(), in.idle_timeout(),
+               DurationRule::kNonNegative, &session->idle_timeout);
+  session->permanent_cookie = in.cookie_lifetime() == xds::SessionPersistence::PERMANENT;
+  if (session->permanent_cookie && session->absolute_timeout <= Duration::zero()) {
+    scope.Add(Join(path, "absolute_timeout"), "required with cookie_lifetime PERMANENT");
+  }
+  if (in.cookie_path().empty()) {
+    session->cookie_path = route::DefaultCookiePath(match);
+  } else if (!route::ValidSessionCookiePath(in.cookie_path())) {
+    scope.Add(Join(path, "cookie_path"),
+              absl::StrCat(Quote(in.cookie_path()),
+                           " must start with '/' and hold no spaces, control characters or ';'"));
+  } else {
+    session->cookie_path = in.cookie_path();
+  }
+  const size_t count = action.weighted_clusters.empty() ? 1 : action.weighted_clusters.size();
+  for (size_t i = 0; i < count; ++i) {
+    const std::string& name = route::ClusterAt(action, i);
+    session->cluster_keys.push_back(
+        name == route::kMissingBackendCluster ? 0 : cluster::SessionKey(name));
+  }
+  action.session = std::move(session);
+}
+
 route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
                                  const xds::Route& in, const ClusterNames& clusters,
                                  const resilience::RetryPolicyConfig& vhost_retry) {
@@ -457,6 +501,10 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
     case xds::Route::kRoute: {
       route::RouteAction action;
       TranslateRouteAction(scope, Join(path, "route"), in.route(), clusters, vhost_retry, action);
+      if (in.route().has_session_persistence()) {
+        TranslateSessionPersistence(scope, Join(path, "route.session_persistence"),
+                                    in.route().session_persistence(), out.match, action);
+      }
       CheckPrefixRewriteMatch(scope, Join(path, "route.prefix_rewrite"), in.match(),
                               in.route().prefix_rewrite());
       out.action = std::move(action);

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sidecar/cluster/session_key.h"
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
 #include "sidecar/route/route_table.h"
@@ -140,6 +141,58 @@ virtual_hosts:
             "https://x/new/page?id=1");
 }
 
+TEST(TranslateTest, SessionPersistence) {
+  ResourceSet set = Base();
+  set.routes.Mutable(0) = Parse<xds::RouteConfiguration>(R"yaml(
+name: local
+virtual_hosts:
+- name: default
+  domains: ["*"]
+  routes:
+  - name: cart
+    match: {path_separated_prefix: /cart/}
+    route:
+      weighted_clusters: {clusters: [{name: backend, weight: 1}, {name: other, weight: 1}]}
+      session_persistence:
+        absolute_timeout: 3600s
+        idle_timeout: 600s
+        cookie_lifetime: PERMANENT
+  - name: api
+    match: {safe_regex: "/api/.*"}
+    route:
+      cluster: backend
+      session_persistence: {type: HEADER, name: X-Session, cookie_path: /ignored}
+  - name: plain
+    match: {prefix: /}
+    route: {cluster: backend}
+)yaml");
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteTable* table = (*snapshot)->FindRouteTable("local");
+
+  const route::RouteAction* cart = table->Match(Request("x", "/cart/1"))->route_action();
+  ASSERT_NE(cart->session, nullptr);
+  const route::SessionPersistence& cookie = *cart->session;
+  EXPECT_EQ(cookie.type, route::SessionPersistence::Type::kCookie);
+  EXPECT_EQ(cookie.name, "meshlet-session");
+  EXPECT_EQ(cookie.absolute_timeout, 1h);
+  EXPECT_EQ(cookie.idle_timeout, 10min);
+  EXPECT_TRUE(cookie.permanent_cookie);
+  EXPECT_EQ(cookie.cookie_path, "/cart");
+  EXPECT_EQ(cookie.cluster_keys,
+            (std::vector<uint64_t>{cluster::SessionKey("backend"), cluster::SessionKey("other")}));
+
+  const route::RouteAction* api = table->Match(Request("x", "/api/v1"))->route_action();
+  ASSERT_NE(api->session, nullptr);
+  EXPECT_EQ(api->session->type, route::SessionPersistence::Type::kHeader);
+  EXPECT_EQ(api->session->name, "x-session");
+  EXPECT_EQ(api->session->cookie_path, "/ignored");
+  EXPECT_EQ(api->session->absolute_timeout, Duration::zero());
+  EXPECT_EQ(api->session->cluster_keys, (std::vector<uint64_t>{cluster::SessionKey("backend")}));
+
+  EXPECT_EQ(table->Match(Request("x", "/other"))->route_action()->session, nullptr);
+}
+
 struct Nack {
   std::string name;
   std::function<void(ResourceSet&)> mutate;
@@ -245,7 +298,36 @@ INSTANTIATE_TEST_SUITE_P(
                mirror->mutable_percent()->set_value(150);
              },
              "virtual_hosts[0].routes[0].route.request_mirror_policies[0].percent: must be in "
-             "[0, 100]"}),
+             "[0, 100]"},
+        Nack{"session_name",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_route()->mutable_session_persistence()->set_name("a b");
+             },
+             "virtual_hosts[0].routes[0].route.session_persistence.name: \"a b\" is not a cookie "
+             "name (a token of at most 128 characters)"},
+        Nack{"session_permanent_without_timeout",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_route()->mutable_session_persistence()->set_cookie_lifetime(
+                   xds::SessionPersistence::PERMANENT);
+             },
+             "virtual_hosts[0].routes[0].route.session_persistence.absolute_timeout: required "
+             "with cookie_lifetime PERMANENT"},
+        Nack{"session_cookie_path",
+             [](ResourceSet& s) {
+               RouteAt(s, 0).mutable_route()->mutable_session_persistence()->set_cookie_path(
+                   "/a;b");
+             },
+             "virtual_hosts[0].routes[0].route.session_persistence.cookie_path: \"/a;b\" must "
+             "start with '/' and hold no spaces, control characters or ';'"},
+        Nack{"session_negative_timeout",
+             [](ResourceSet& s) {
+               RouteAt(s, 0)
+                   .mutable_route()
+                   ->mutable_session_persistence()
+                   ->mutable_idle_timeout()
+                   ->set_seconds(-1);
+             },
+             "virtual_hosts[0].routes[0].route.session_persistence.idle_timeout"}),
     [](const ::testing::TestParamInfo<Nack>& info) { return info.param.name; });
 
 }  // namespace

@@ -381,9 +381,17 @@ inline void ActiveStream::ResolveRoute(http::HeaderMap& headers) {
   const route::RouteAction* action =
       route_.entry != nullptr ? route_.entry->route_action() : nullptr;
   if (action == nullptr) return;
-  const std::string& cluster_name = route::PickCluster(*action, hcm_.context_.random);
-  route_.cluster_name = cluster_name;
-  cluster::ClusterRef cluster = hcm_.context_.clusters.Get(cluster_name);
+  const std::string* cluster_name = nullptr;
+  if (action->session != nullptr) {
+    // Sticky sessions: a valid token keeps the request on its cluster, whatever the weights say.
+    route_.session = route::LookupSession(*action, headers, hcm_.context_.clock.WallNow());
+    if (route_.session.result == route::SessionLookup::Result::kFound) {
+      cluster_name = &route::ClusterAt(*action, route_.session.cluster_index);
+    }
+  }
+  if (cluster_name == nullptr) cluster_name = &route::PickCluster(*action, hcm_.context_.random);
+  route_.cluster_name = *cluster_name;
+  cluster::ClusterRef cluster = hcm_.context_.clusters.Get(*cluster_name);
   route_.cluster = std::move(cluster.cluster);
   route_.cluster_stats = cluster.stats;
 }

@@ -121,6 +121,20 @@ struct WeightedCluster {
   uint32_t weight = 0;
 };
 
+// Sticky sessions of a route (xds SessionPersistence; session.h reads and writes the tokens).
+struct SessionPersistence {
+  enum class Type { kCookie, kHeader };
+  Type type = Type::kCookie;
+  std::string name;               // the cookie's name, or the header's (lowercase)
+  Duration absolute_timeout{0};   // zero: sessions never expire by age
+  Duration idle_timeout{0};       // zero: nor by idleness
+  bool permanent_cookie = false;  // Set-Cookie carries Max-Age (absolute_timeout is set)
+  std::string cookie_path;        // resolved: never empty
+  // The session key (cluster::SessionKey()) of each cluster the action names, in the order
+  // ClusterAt() (session.h) counts them; 0 for kMissingBackendCluster, which no token may name.
+  std::vector<uint64_t> cluster_keys;
+};
+
 // Forward to a cluster (or split between clusters by weight).
 struct RouteAction {
   // Exactly one of `cluster` and `weighted_clusters` is set.
@@ -141,6 +155,8 @@ struct RouteAction {
   std::vector<RequestMirrorPolicy> mirrors;
   // Replaces :authority (and Host) on the upstream request; empty: unchanged.
   std::string host_rewrite;
+  // Null: no sticky sessions (the request costs nothing more).
+  std::shared_ptr<const SessionPersistence> session;
 };
 
 // Answer with a redirect built from the request's URL with these parts replaced.

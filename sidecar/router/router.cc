@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "sidecar/resilience/deadline.h"
 #include "sidecar/resilience/outlier_detector.h"
+#include "sidecar/route/session.h"
 #include "sidecar/router/deadline_headers.h"
 #include "sidecar/router/mirror.h"
 #include "sidecar/router/tcp_upstream.h"
@@ -125,6 +126,7 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   }
   cluster_ = resolved.cluster.get();
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
+  if (action.session != nullptr && !connect_request_) session_ = action.session.get();
 
   if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
   if ((!action.prefix_rewrite.empty() || !action.path_rewrite.empty()) &&
@@ -297,7 +299,17 @@ void Router::StartAttempt() {
   Cluster& cluster = *cluster_;
   LbContext lb_context;
   lb_context.hosts_to_avoid = absl::MakeConstSpan(tried_hosts_);
+  // Sticky sessions steer the first attempt only; a retry balances (and re-issues the token).
+  const bool first_sticky_attempt = session_ != nullptr && !session_looked_up_;
+  if (first_sticky_attempt) {
+    session_looked_up_ = true;
+    const route::SessionLookup& lookup = callbacks_.route().session;
+    if (lookup.result == route::SessionLookup::Result::kFound) {
+      lb_context.preferred_host = cluster.host_set().FindBySessionKey(lookup.host_key);
+    }
+  }
   const Cluster::HostSelection selection = cluster.ChooseHost(lb_context);
+  if (first_sticky_attempt) CountSession(selection.host, lb_context.preferred_host);
   if (selection.host == nullptr) {
     stats_->rq_no_healthy_host.Inc();
     Fail(ResponseFlag::kNoHealthyUpstream, kNoHealthyUpstream);
@@ -502,6 +514,7 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
     headers->RemoveHopByHopHeaders();
   }
   ApplyResponseHeaderMutations(*route_, *headers);
+  if (session_ != nullptr && !tunnel_) AddSessionToken(*headers);
   if (end_stream) {
     // Settle first: encoding the end may complete (and start tearing down) the stream.
     OnResponseComplete();
@@ -529,6 +542,49 @@ void Router::OnUpstreamTrailers(http::HeaderMapPtr trailers) {
   if (done_) return;
   OnResponseComplete();
   callbacks_.EncodeTrailers(*trailers);
+}
+
+void Router::CountSession(const Host* chosen, const Host* preferred) {
+  using Result = route::SessionLookup::Result;
+  cluster::SessionResult result = cluster::SessionResult::kMiss;
+  switch (callbacks_.route().session.result) {
+    case Result::kNone:
+      return;
+    case Result::kFound:
+      if (chosen != nullptr && chosen == preferred) {
+        session_host_ = chosen;
+        result = cluster::SessionResult::kHit;
+      } else {
+        result = cluster::SessionResult::kMiss;
+      }
+      break;
+    case Result::kMiss:
+      result = cluster::SessionResult::kMiss;
+      break;
+    case Result::kExpired:
+      result = cluster::SessionResult::kExpired;
+      break;
+    case Result::kInvalid:
+      result = cluster::SessionResult::kInvalid;
+      break;
+  }
+  stats_->rq_session[static_cast<size_t>(result)].Inc();
+}
+
+void Router::AddSessionToken(http::HeaderMap& response_headers) {
+  const Host* host = upstream_ != nullptr ? upstream_->host() : nullptr;
+  if (host == nullptr) return;
+  const bool same_session = host == session_host_;
+  // The client holds a token for this host already; only an idle timeout asks for a new one.
+  if (same_session && session_->idle_timeout <= Duration::zero()) return;
+  const absl::Time now = context_.clock.WallNow();
+  const int64_t now_s = absl::ToUnixSeconds(now);
+  route::SessionToken token;
+  token.cluster_key = cluster::SessionKey(cluster_->name());
+  token.host_key = host->session_key();
+  token.created_s = same_session ? callbacks_.route().session.created_s : now_s;
+  token.last_used_s = now_s;
+  route::AddSessionToken(*session_, token, now, response_headers);
 }
 
 void Router::OnResponseComplete() {

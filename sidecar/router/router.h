@@ -141,6 +141,11 @@ class Router final : public stream::Filter {
   // A response the retry policy might retry: true when it was discarded for a retry.
   bool MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status);
   void CountNoRetry(resilience::NoRetryReason reason);
+  // Sticky sessions (route/session.h): counts what the request's token did once the first
+  // attempt's host is chosen (`preferred`: the token's host, null if none is in the cluster), and
+  // puts a token on the response when the session is new, moved or renewed (idle timeout).
+  void CountSession(const cluster::Host* chosen, const cluster::Host* preferred);
+  void AddSessionToken(http::HeaderMap& response_headers);
   // Mirroring (mirror.h): picks the route's mirror copies for this request and starts copying it;
   // copies body as it passes; hands the copies over once the request is whole; or drops them.
   void StartMirrors();
@@ -185,6 +190,12 @@ class Router final : public stream::Filter {
   bool body_sent_ = false;         // request body reached the current attempt's stream
   net::Buffer replay_body_;
   absl::InlinedVector<const cluster::Host*, 4> tried_hosts_;
+
+  // The route's sticky sessions (null: none, or CONNECT); the host the request's token named
+  // when the first attempt went there (null otherwise).
+  const route::SessionPersistence* session_ = nullptr;
+  const cluster::Host* session_host_ = nullptr;
+  bool session_looked_up_ = false;  // the first attempt's host was chosen
 
   // The copies being made for mirror clusters; null unless this request is mirrored.
   struct MirrorCopy;

@@ -79,6 +79,8 @@ class UpstreamRequest final : public cluster::ConnPoolCallbacks,
   void RecordResult(resilience::HostResult result, std::optional<Duration> latency);
 
   bool ready() const { return encoder_ != nullptr; }
+  // The attempt's host; null once the attempt is over.
+  const cluster::Host* host() const { return host_; }
   bool request_complete() const { return request_complete_; }
   Duration elapsed() const;
 

@@ -30,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "common/http/header_map.h"
 #include "common/net/buffer.h"
+#include "sidecar/route/session.h"
 #include "sidecar/stream/local_reply.h"
 #include "sidecar/stream/stream_info.h"
 
@@ -60,6 +61,9 @@ struct Route {
   absl::string_view cluster_name;
   std::shared_ptr<cluster::Cluster> cluster;
   const cluster::UpstreamStats* cluster_stats = nullptr;
+  // For an entry whose action has sticky sessions: what the request's token says
+  // (route/session.h); `cluster` is then the token's when it names one of the action's.
+  route::SessionLookup session;
 };
 
 // What a filter may ask of the stream that runs it.

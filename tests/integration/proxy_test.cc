@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,7 @@
 #include "sidecar/listener/http_stats.h"
 #include "sidecar/listener/worker_context.h"
 #include "sidecar/route/route_table.h"
+#include "sidecar/route/session.h"
 #include "tests/integration/proxy_test_util.h"
 
 namespace meshlet::sidecar {
@@ -232,6 +234,31 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     return route;
   }
 
+  // Sticky sessions as sidecar/config compiles them.
+  static std::shared_ptr<const route::SessionPersistence> Session(
+      route::SessionPersistence::Type type, const std::string& name,
+      const std::vector<std::string>& clusters, Duration absolute_timeout,
+      const route::RouteMatch& match) {
+    auto session = std::make_shared<route::SessionPersistence>();
+    session->type = type;
+    session->name = name;
+    session->absolute_timeout = absolute_timeout;
+    session->cookie_path = route::DefaultCookiePath(match);
+    for (const std::string& cluster : clusters) {
+      session->cluster_keys.push_back(cluster::SessionKey(cluster));
+    }
+    return session;
+  }
+
+  // A token naming `host` of `cluster`, begun `age` ago.
+  static std::string SessionTokenFor(const std::string& cluster, const net::Address& host,
+                                     Duration age) {
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    const int64_t created = now - std::chrono::duration_cast<std::chrono::seconds>(age).count();
+    return route::EncodeSessionToken(
+        {cluster::SessionKey(cluster), cluster::SessionKey(host.ToString()), created, created});
+  }
+
   std::shared_ptr<const config::Snapshot> BuildSnapshot(uint16_t closed_port) {
     auto snapshot = std::make_shared<config::Snapshot>();
     snapshot->version = "test";
@@ -281,6 +308,33 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
     weighted.total_weight = 100;
     split.action = weighted;
     vhost.routes.push_back(split);
+
+    // Sticky sessions: a cookie across a 50/50 split (an hour at most), and a header over one
+    // cluster of both servers; the retry route's cluster has a host that refuses connects.
+    snapshot->clusters["ab"] = Cluster("ab", {server_a_->address(), server_b_->address()});
+    snapshot->clusters["half-dead"] =
+        Cluster("half-dead", {loopback.WithPort(closed_port), server_a_->address()});
+    route::RouteEntry sticky;
+    sticky.name = "sticky";
+    sticky.match.path_kind = route::RouteMatch::PathKind::kSegmentPrefix;
+    sticky.match.path = "/sticky";
+    route::RouteAction sticky_action;
+    sticky_action.weighted_clusters = {{"a", 50}, {"b", 50}};
+    sticky_action.total_weight = 100;
+    sticky_action.session = Session(route::SessionPersistence::Type::kCookie, "Sticky", {"a", "b"},
+                                    std::chrono::hours(1), sticky.match);
+    sticky.action = sticky_action;
+    vhost.routes.push_back(sticky);
+    route::RouteEntry sticky_header = Route("sticky-header", "/header-session", "ab");
+    std::get<route::RouteAction>(sticky_header.action).session =
+        Session(route::SessionPersistence::Type::kHeader, "x-session", {"ab"}, Duration::zero(),
+                sticky_header.match);
+    vhost.routes.push_back(sticky_header);
+    route::RouteEntry sticky_retry = Route("sticky-retry", "/retry-session", "half-dead");
+    std::get<route::RouteAction>(sticky_retry.action).session =
+        Session(route::SessionPersistence::Type::kHeader, "x-session", {"half-dead"},
+                Duration::zero(), sticky_retry.match);
+    vhost.routes.push_back(sticky_retry);
 
     route::RouteEntry direct;
     direct.name = "direct";
@@ -651,6 +705,150 @@ TEST_P(ProxyTest, WeightedClustersSplitTraffic) {
   // Both clusters' pools reused their upstream connections.
   EXPECT_LE(CounterValue("meshlet_upstream_cx_total", {{"cluster", "a"}}), 2u);
   EXPECT_LE(CounterValue("meshlet_upstream_cx_total", {{"cluster", "b"}}), 2u);
+}
+
+// One session: the first response sets the cookie (Path of the route's prefix, HttpOnly), and
+// every request that brings it back reaches the same backend across a 50/50 split, without a new
+// cookie.
+TEST_P(ProxyTest, SessionCookieSticksAcrossWeightedClusters) {
+  ClientResponse first = Fetch(Request("GET", "/sticky/x"));
+  ASSERT_EQ(first.status(), 200);
+  const std::string backend = first.body;
+  ASSERT_TRUE(backend == "A" || backend == "B") << backend;
+  const std::string set_cookie(first.headers->Get("set-cookie").value_or(""));
+  const std::string token = SessionTokenFor(
+      backend == "A" ? "a" : "b", backend == "A" ? server_a_->address() : server_b_->address(),
+      Duration::zero());
+  // The token's times are this second's: compare all but them.
+  ASSERT_TRUE(absl::StartsWith(set_cookie, "Sticky=")) << set_cookie;
+  EXPECT_TRUE(absl::EndsWith(set_cookie, "; Path=/sticky; HttpOnly")) << set_cookie;
+  const std::string value = set_cookie.substr(7, route::kSessionTokenLength);
+  std::optional<route::SessionToken> issued = route::DecodeSessionToken(value);
+  ASSERT_TRUE(issued.has_value()) << value;
+  EXPECT_EQ(issued->cluster_key, route::DecodeSessionToken(token)->cluster_key);
+  EXPECT_EQ(issued->host_key, route::DecodeSessionToken(token)->host_key);
+
+  TestClient* client = nullptr;
+  constexpr int kRequests = 40;
+  int same = 0;
+  int cookies_set = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    http::HeaderMap request = Request("GET", "/sticky/y");
+    request.Add("cookie", absl::StrCat("theme=dark; Sticky=", value));
+    RunOnLoop([&] {
+      if (client == nullptr) client = &NewClient();
+      client->Send(request, "");
+    });
+    ASSERT_TRUE(WaitFor([&] { return client->done(); }));
+    RunOnLoop([&] {
+      ASSERT_TRUE(client->response().complete) << i;
+      EXPECT_EQ(client->response().status(), 200) << i;
+      if (client->response().body == backend) ++same;
+      if (client->response().headers->Has("set-cookie")) ++cookies_set;
+    });
+  }
+  EXPECT_EQ(same, kRequests);
+  EXPECT_EQ(cookies_set, 0);
+  const std::string cluster = backend == "A" ? "a" : "b";
+  EXPECT_EQ(
+      CounterValue("meshlet_upstream_rq_session_total", {{"cluster", cluster}, {"result", "hit"}}),
+      static_cast<uint64_t>(kRequests));
+}
+
+// A token past the route's absolute timeout, or one that is not a token at all, gets a balanced
+// pick and a new cookie; both are counted.
+TEST_P(ProxyTest, ExpiredOrGarbageSessionTokenGetsAFreshPick) {
+  http::HeaderMap expired = Request("GET", "/sticky");
+  expired.Add("cookie", absl::StrCat("Sticky=", SessionTokenFor("a", server_a_->address(),
+                                                                std::chrono::hours(2))));
+  ClientResponse r = Fetch(expired);
+  EXPECT_EQ(r.status(), 200);
+  std::string set_cookie(r.headers->Get("set-cookie").value_or(""));
+  EXPECT_TRUE(absl::StartsWith(set_cookie, "Sticky=")) << set_cookie;
+  const std::string cluster = r.body == "A" ? "a" : "b";
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_session_total",
+                         {{"cluster", cluster}, {"result", "expired"}}),
+            1u);
+
+  for (const char* garbage : {"garbage", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ""}) {
+    http::HeaderMap request = Request("GET", "/sticky");
+    request.Add("cookie", absl::StrCat("Sticky=", garbage));
+    r = Fetch(request);
+    EXPECT_EQ(r.status(), 200) << garbage;
+    set_cookie = std::string(r.headers->Get("set-cookie").value_or(""));
+    EXPECT_TRUE(absl::StartsWith(set_cookie, "Sticky=")) << garbage << ": " << set_cookie;
+    EXPECT_NE(set_cookie.substr(7, route::kSessionTokenLength), garbage);
+  }
+  EXPECT_EQ(
+      CounterValue("meshlet_upstream_rq_session_total", {{"cluster", "a"}, {"result", "invalid"}}) +
+          CounterValue("meshlet_upstream_rq_session_total",
+                       {{"cluster", "b"}, {"result", "invalid"}}),
+      3u);
+}
+
+// A header session within one cluster of two hosts (round robin): the token holds the request
+// on its host; once that host leaves the cluster, the next request is balanced and the response
+// names the host it went to.
+TEST_P(ProxyTest, SessionHeaderFollowsItsHostUntilTheHostIsRemoved) {
+  const std::string token_b = SessionTokenFor("ab", server_b_->address(), Duration::zero());
+  for (int i = 0; i < 6; ++i) {
+    http::HeaderMap request = Request("GET", "/header-session");
+    request.Add("x-session", token_b);
+    ClientResponse r = Fetch(request);
+    EXPECT_EQ(r.body, "B") << i;
+    EXPECT_FALSE(r.headers->Has("x-session")) << i;
+  }
+  // Without a token, round robin visits both, and each response names its host.
+  std::set<std::string> seen;
+  for (int i = 0; i < 2; ++i) {
+    ClientResponse r = Fetch(Request("GET", "/header-session"));
+    seen.insert(r.body);
+    const net::Address host = r.body == "A" ? server_a_->address() : server_b_->address();
+    std::optional<route::SessionToken> token =
+        route::DecodeSessionToken(r.headers->Get("x-session").value_or(""));
+    ASSERT_TRUE(token.has_value());
+    EXPECT_EQ(token->host_key, cluster::SessionKey(host.ToString()));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"A", "B"}));
+
+  // B leaves the cluster.
+  RunOnLoop([&] {
+    cluster::ClusterSet clusters = snapshot_->clusters;
+    clusters["ab"] = Cluster("ab", {server_a_->address()});
+    clusters_->Update(clusters);
+  });
+  http::HeaderMap request = Request("GET", "/header-session");
+  request.Add("x-session", token_b);
+  ClientResponse r = Fetch(request);
+  EXPECT_EQ(r.body, "A");
+  std::optional<route::SessionToken> moved =
+      route::DecodeSessionToken(r.headers->Get("x-session").value_or(""));
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_EQ(moved->host_key, cluster::SessionKey(server_a_->address().ToString()));
+  EXPECT_EQ(
+      CounterValue("meshlet_upstream_rq_session_total", {{"cluster", "ab"}, {"result", "hit"}}),
+      6u);
+  EXPECT_EQ(
+      CounterValue("meshlet_upstream_rq_session_total", {{"cluster", "ab"}, {"result", "miss"}}),
+      1u);
+}
+
+// The token's host refuses connections: the retry goes to the other host, whose token the
+// response carries.
+TEST_P(ProxyTest, RetryAfterAFailedStickyHostMovesTheSession) {
+  const net::Address dead = snapshot_->clusters.at("half-dead")->endpoints[0].address;
+  http::HeaderMap request = Request("GET", "/retry-session");
+  request.Add("x-session", SessionTokenFor("half-dead", dead, Duration::zero()));
+  ClientResponse r = Fetch(request);
+  EXPECT_EQ(r.status(), 200);
+  EXPECT_EQ(r.body, "A");
+  std::optional<route::SessionToken> moved =
+      route::DecodeSessionToken(r.headers->Get("x-session").value_or(""));
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_EQ(moved->host_key, cluster::SessionKey(server_a_->address().ToString()));
+  EXPECT_EQ(CounterValue("meshlet_upstream_rq_retry_total",
+                         {{"cluster", "half-dead"}, {"reason", "connect_failure"}}),
+            1u);
 }
 
 TEST_P(ProxyTest, DirectResponseAndRedirect) {
