@@ -50,9 +50,52 @@ std::string CheckDuration(const std::string& text, const std::string& where) {
   return absl::StrCat(where, ": \"", text, "\" is not a duration such as 10s, 500ms or 1h30m");
 }
 
+// What the sidecar could not take (policy validation refuses most of it on apply already).
 std::string CheckSession(const gw::SessionPersistence& sp, const std::string& where) {
-  if (sp.ByteSizeLong() == 0) return "";
-  return absl::StrCat(where, ".sessionPersistence: not supported");
+  const std::string at = absl::StrCat(where, ".sessionPersistence");
+  const std::string& name = sp.session_name();
+  const bool token =
+      name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+               absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+      });
+  if (!token) {
+    return absl::StrCat(at, ".sessionName: \"", name,
+                        "\" is not supported (a cookie or header name: letters, digits and "
+                        "!#$%&'*+-.^_`|~, at most 128)");
+  }
+  if (!sp.type().empty() && sp.type() != "Cookie" && sp.type() != "Header") {
+    return absl::StrCat(at, ".type: \"", sp.type(), "\" is not supported (Cookie, Header)");
+  }
+  const std::string& lifetime = sp.cookie_config().lifetime_type();
+  if (!lifetime.empty() && lifetime != "Session" && lifetime != "Permanent") {
+    return absl::StrCat(at, ".cookieConfig.lifetimeType: \"", lifetime,
+                        "\" is not supported (Session, Permanent)");
+  }
+  if (lifetime == "Permanent" && !ParseGatewayDuration(sp.absolute_timeout()).has_value()) {
+    return absl::StrCat(at, ".absoluteTimeout: required with lifetimeType Permanent");
+  }
+  std::string why = CheckDuration(sp.absolute_timeout(), at + ".absoluteTimeout");
+  if (why.empty()) why = CheckDuration(sp.idle_timeout(), at + ".idleTimeout");
+  return why;
+}
+
+// A rule's sessionPersistence (CheckSession passed). The cookie's path is left to the sidecar:
+// each route's own path match.
+void ApplySession(const gw::SessionPersistence& sp, xds::RouteAction& action) {
+  xds::SessionPersistence* out = action.mutable_session_persistence();
+  out->set_type(sp.type() == "Header" ? xds::SessionPersistence::HEADER
+                                      : xds::SessionPersistence::COOKIE);
+  out->set_name(sp.session_name());
+  if (std::optional<absl::Duration> d = ParseGatewayDuration(sp.absolute_timeout())) {
+    *out->mutable_absolute_timeout() = ToProto(*d);
+  }
+  if (std::optional<absl::Duration> d = ParseGatewayDuration(sp.idle_timeout())) {
+    *out->mutable_idle_timeout() = ToProto(*d);
+  }
+  if (sp.cookie_config().lifetime_type() == "Permanent") {
+    out->set_cookie_lifetime(xds::SessionPersistence::PERMANENT);
+  }
 }
 
 // Filters both kinds share; `grpc`: the GRPCRoute's subset.
@@ -396,6 +439,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
       }
     }
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
+    if (rule.has_session_persistence()) ApplySession(rule.session_persistence(), *action);
   }
   return base;
 }
@@ -416,6 +460,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     xds::RouteAction* action = base.mutable_route();
     ApplyTimeoutsAndRetry(ctx, out, service, "", "", nullptr, where, *action);
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;
+    if (rule.has_session_persistence()) ApplySession(rule.session_persistence(), *action);
   }
   return base;
 }

@@ -160,7 +160,7 @@ spec:
 TEST_F(GatewayTest, AnUnsupportedRouteIsNotProgrammed) {
   AddHttp(EchoRoute("sticky", R"(
   - backendRefs: [{name: echo-v1, port: 80}]
-    sessionPersistence: {sessionName: s}
+    sessionPersistence: {sessionName: "not a token"}
 )"));
   AddHttp(EchoRoute("bad-regex", R"(
   - matches: [{path: {type: RegularExpression, value: "/a(b"}}]
@@ -602,6 +602,61 @@ TEST_F(GatewayTest, BackendRequestLongerThanRequestIsNotAccepted) {
     timeouts: {request: 1s, backendRequest: 2s}
 )"));
   EXPECT_THAT(RouteNames(Host(For("frontend-0"), "echo.default:80")), ElementsAre("default"));
+}
+
+// --- Session persistence --------------------------------------------------------------------
+
+TEST_F(GatewayTest, SessionPersistenceBecomesTheRoutesStickySessions) {
+  AddHttp(EchoRoute("sticky", R"(
+  - name: cart
+    matches: [{path: {type: PathPrefix, value: /cart}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 50}, {name: echo-v2, port: 80, weight: 50}]
+    sessionPersistence:
+      sessionName: cart-session
+      absoluteTimeout: 1h
+      idleTimeout: 10m
+      cookieConfig: {lifetimeType: Permanent}
+  - name: api
+    matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+    sessionPersistence: {type: Header}
+  - name: plain
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  AddGrpc(R"(
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 9090}]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80}]
+    sessionPersistence: {sessionName: x-grpc-session, type: Header}
+)");
+  const NodeResources r = For("frontend-0");
+  const xds::VirtualHost* vh = Host(r, "echo.default:80");
+  const xds::SessionPersistence& cart =
+      RouteNamed(vh, "default/sticky/cart")->route().session_persistence();
+  EXPECT_EQ(RouteNamed(vh, "default/sticky/cart")->route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(cart.type(), xds::SessionPersistence::COOKIE);
+  EXPECT_EQ(cart.name(), "cart-session");
+  EXPECT_EQ(cart.absolute_timeout().seconds(), 3600);
+  EXPECT_EQ(cart.idle_timeout().seconds(), 600);
+  EXPECT_EQ(cart.cookie_lifetime(), xds::SessionPersistence::PERMANENT);
+  EXPECT_EQ(cart.cookie_path(), "");  // the sidecar takes each route's path match
+
+  const xds::RouteAction& api = RouteNamed(vh, "default/sticky/api")->route();
+  ASSERT_TRUE(api.has_session_persistence());
+  EXPECT_EQ(api.session_persistence().type(), xds::SessionPersistence::HEADER);
+  EXPECT_EQ(api.session_persistence().name(), "");  // the sidecar's default name
+  EXPECT_FALSE(api.session_persistence().has_absolute_timeout());
+  EXPECT_EQ(api.session_persistence().cookie_lifetime(), xds::SessionPersistence::SESSION);
+  EXPECT_FALSE(RouteNamed(vh, "default/sticky/plain")->route().has_session_persistence());
+
+  const xds::VirtualHost* grpc = Host(r, "echo.default:9090");
+  const xds::RouteAction& g = RouteNamed(grpc, "default/g/rule-0")->route();
+  ASSERT_TRUE(g.has_session_persistence());
+  EXPECT_EQ(g.session_persistence().type(), xds::SessionPersistence::HEADER);
+  EXPECT_EQ(g.session_persistence().name(), "x-grpc-session");
 }
 
 // --- GRPCRoute ------------------------------------------------------------------------------

@@ -96,8 +96,12 @@ spec:
 
 TEST_F(RouteStatusTest, UnsupportedValueForUnsupportedFeatures) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"    sessionPersistence: {sessionName: s}\n",
-       "spec.rules[0].sessionPersistence: not supported"},
+      {"    sessionPersistence: {sessionName: \"a b\"}\n",
+       "spec.rules[0].sessionPersistence.sessionName: \"a b\" is not supported"},
+      {"    sessionPersistence: {cookieConfig: {lifetimeType: Permanent}}\n",
+       "spec.rules[0].sessionPersistence.absoluteTimeout: required with lifetimeType Permanent"},
+      {"    sessionPersistence: {idleTimeout: later}\n",
+       "spec.rules[0].sessionPersistence.idleTimeout: \"later\" is not a duration"},
       {"    filters: [{type: ExtensionRef, extensionRef: {group: x.io, kind: F, name: f}}]\n",
        "spec.rules[0].filters[0]: filter type \"ExtensionRef\" is not supported"},
       {"    filters: [{type: CORS}]\n",
@@ -125,6 +129,24 @@ spec:
         << rule_extra;
     EXPECT_TRUE(absl::StartsWith(Message(u, 0, "Accepted"), message)) << Message(u, 0, "Accepted");
   }
+}
+
+TEST_F(RouteStatusTest, SessionPersistenceIsAccepted) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo}]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 80}]
+    sessionPersistence:
+      sessionName: s
+      type: Cookie
+      absoluteTimeout: 1h
+      idleTimeout: 10m
+      cookieConfig: {lifetimeType: Permanent}
+)");
+  EXPECT_EQ(Conditions(Only()), "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs");
 }
 
 TEST_F(RouteStatusTest, ResolvedRefsReasons) {
