@@ -12,6 +12,9 @@ threads), driven with http.client:
   MirrorTest    a mirrored POST: the second upstream gets the method, path, headers and body while
                 the client has its answer from the first; a slow mirror does not slow the client,
                 a mirror cluster that is down does not fail it; the sidecar's mirror counters.
+  SessionTest   a sticky-session cookie over a 50/50 split: set on the first response, it keeps
+                every later request on the same upstream; a garbage cookie is counted and
+                replaced.
 """
 
 import http.client
@@ -119,6 +122,11 @@ ROUTES = """  - name: app-routes
         route:
           cluster: app
           request_mirror_policies: [{cluster: down, percent: 100}]
+      - name: sticky
+        match: {path_separated_prefix: /cart}
+        route:
+          weighted_clusters: {clusters: [{name: app, weight: 50}, {name: shadow, weight: 50}]}
+          session_persistence: {name: cart, absolute_timeout: 3600s, cookie_lifetime: PERMANENT}
       - name: rest
         match: {prefix: /}
         direct_response: {status: 404, body: "no route\\n"}
@@ -236,6 +244,44 @@ class MirrorTest(GatewayRoutesTestCase):
         self.assertEqual(self.sidecar.stat("meshlet_upstream_rq_mirror_skipped_total"), 0)
         # Mirror traffic is not the cluster's ordinary traffic.
         self.assertEqual(len(self.app.requests), 3)
+
+
+
+class SessionTest(GatewayRoutesTestCase):
+    def sessions(self, result):
+        """meshlet_upstream_rq_session_total{result=...}, summed over clusters."""
+        _, body, _ = self.sidecar.get("/stats?filter=meshlet_upstream_rq_session_total")
+        return sum(int(line.rpartition(": ")[2]) for line in body.splitlines()
+                   if f'result="{result}"' in line)
+
+    def get(self, path, cookie=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Host": "shop.example.com",
+                                               **({"Cookie": cookie} if cookie else {})})
+            resp = conn.getresponse()
+            body = resp.read()
+            self.assertEqual(resp.status, 200, body)
+            return json.loads(body)["upstream"], resp.getheader("set-cookie")
+        finally:
+            conn.close()
+
+    def test_cookie_keeps_the_session_on_one_upstream_across_the_split(self):
+        first, set_cookie = self.get("/cart/items")
+        self.assertRegex(set_cookie,
+                         r"^cart=[A-Za-z0-9_-]{44}; Path=/cart; Max-Age=(3600|3599); HttpOnly$")
+        cookie = set_cookie.split(";")[0]
+        for i in range(30):
+            upstream, again = self.get(f"/cart/items/{i}", cookie=f"theme=dark; {cookie}")
+            self.assertEqual(upstream, first, i)
+            self.assertIsNone(again, i)
+        self.assertEqual(self.sessions("hit"), 30)
+        # Without the cookie, the split sends requests to both.
+        self.assertEqual({self.get("/cart")[0] for _ in range(40)}, {"app", "shadow"})
+
+        _, replaced = self.get("/cart", cookie="cart=garbage")
+        self.assertRegex(replaced, r"^cart=[A-Za-z0-9_-]{44}; ")
+        self.assertEqual(self.sessions("invalid"), 1)
 
 
 if __name__ == "__main__":
