@@ -4,9 +4,10 @@ into its store and writes route status back; when it dies the other takes over.
 
 Usage: kubernetes_policy_test.py CONTROL_PLANE SIDECAR [unittest args]
 
-The fake (fake_kubernetes_api.py) serves TrafficPolicies and HTTPRoutes as custom resources
-(lists, watches), route status as a merge-patched subresource, Events and Leases; every other
-meshlet.io and Gateway API kind answers 404, as when its CRD is not installed. Each replica has
+The fake (fake_kubernetes_api.py) serves meshlet.io Services and TrafficPolicies, HTTPRoutes,
+GRPCRoutes and ReferenceGrants as custom resources (lists, watches), route status as a
+merge-patched subresource, Events and Leases; every other meshlet.io kind answers 404, as when
+its CRD is not installed. (kubectl_policy_test applies policy to it with kubectl.) Each replica has
 its own bearer token and its own store (a data directory), so what a replica wrote, in Kubernetes
 and in its store, is told apart. Shown:
 - exactly one replica holds the Lease; only it writes (status patches, Events, its store);
@@ -226,7 +227,7 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertEqual(self.metric(leader, "meshlet_cp_leader"), 1)
         self.assertEqual(self.metric(follower, "meshlet_cp_leader"), 0)
         # Kinds whose CRD is missing are absent, not retried in a loop.
-        absent = "referencegrants.gateway.networking.k8s.io"  # the fake does not serve it
+        absent = "authorizationpolicies.meshlet.io"  # the fake does not serve it
         self.assertTrue(wait_for(lambda: self.metric(
             leader, "meshlet_cp_kubernetes_resource_absent", resource=absent) == 1, 10),
                         [line for line in self.get(leader, "/metrics")[1].splitlines()
