@@ -2,6 +2,7 @@
 (examples/gateway-api) against the fake Kubernetes API server, a control plane watching it.
 
 Usage: kubectl_policy_test.py CONTROL_PLANE EXAMPLE.yaml... [unittest args]
+(SKIP without kubectl, a failure under `./dev test`, which installs it.)
 
 kubectl (Debian's kubernetes-client) talks to the fake (fake_kubernetes_api.py) as to an API
 server: discovery (it asks for aggregated discovery first and falls back to the legacy
@@ -13,7 +14,8 @@ each step read back with kubectl as an operator would:
   the control plane (the Lease holder) mirrors them into its store (its API shows them) and
   writes each route's status: Accepted True with observedGeneration the route's generation;
 - a changed route applied again gets generation 2 (a label alone does not change it), the store
-  follows, and so does the status' observedGeneration;
+  follows, and so does the status' observedGeneration; a status in an applied file changes
+  nothing (status is the control plane's, through the status subresource);
 - `kubectl delete` removes the route from the store;
 - an invalid route gets Accepted False (UnsupportedValue, naming the field) and a Warning Event
   that `kubectl get events` lists, and is not stored.
@@ -54,10 +56,16 @@ spec:
 """
 
 
-@unittest.skipIf(shutil.which("kubectl") is None, "needs kubectl (Debian's kubernetes-client)")
 class KubectlPolicyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        if shutil.which("kubectl") is None:
+            reason = "needs kubectl (Debian's kubernetes-client)"
+            # ./dev test installs it and asks for it.
+            if os.environ.get("MESHLET_REQUIRE_K8S_SCHEMA") == "1":
+                raise AssertionError(reason)
+            print("SKIP: " + reason, flush=True)
+            raise unittest.SkipTest(reason)
         t = cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         cls.cluster_ca = make_ca(t, "cluster-ca")
         cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cls.cluster_ca),
@@ -173,6 +181,22 @@ class KubectlPolicyTest(unittest.TestCase):
                       self.kubectl("apply", "--validate=false", "-f", changed_file))
         self.until(lambda: self.weights("reviews"), [None, 50, 50])
         self.until(lambda: self.accepted("reviews"), ["2", "True", "2"])
+
+        # A status in an applied file is not written (the status subresource's alone): no
+        # version of the route since has lost its status, and its generation stays.
+        route = "httproutes.gateway.networking.k8s.io/reviews"
+        before = int(self.kubectl("get", route, "-o", "jsonpath={.metadata.resourceVersion}"))
+        with open(changed_file, "a") as f:
+            f.write("status:\n  parents: []\n")
+        self.assertIn("httproute.gateway.networking.k8s.io/reviews configured",
+                      self.kubectl("apply", "--validate=false", "-f", changed_file))
+        with self.fake.cond:
+            since = [obj for rv, kind, _, obj in self.fake.history
+                     if kind == "httproutes" and rv > before
+                     and obj["metadata"]["name"] == "reviews"]
+        self.assertTrue(since)  # the last-applied annotation changed
+        self.assertTrue(all(obj.get("status", {}).get("parents") for obj in since), since)
+        self.assertEqual(self.accepted("reviews"), ["2", "True", "2"])
 
         # Deleted with kubectl, gone from the store.
         self.assertIn('httproute.gateway.networking.k8s.io "reviews" deleted',
