@@ -47,12 +47,12 @@ metadata:
   name: broken
 spec:
   parentRefs:
-  - {group: "", kind: Service, name: ratings, port: 9090}
+  - {group: "", kind: Service, name: ratings, port: 9080}
   rules:
   - matches:
     - path: {type: RegularExpression, value: "(("}
     backendRefs:
-    - {name: ratings, port: 9090}
+    - {name: ratings, port: 9080}
 """
 
 
@@ -91,7 +91,7 @@ class KubectlPolicyTest(unittest.TestCase):
             cls.tearDownClass()
             raise
         # The Services the routes attach to, as service discovery finds them in the cluster.
-        for name, ip, port in (("reviews", "10.96.0.20", 9080), ("ratings", "10.96.0.30", 9090)):
+        for name, ip, port in (("reviews", "10.96.0.20", 9080), ("ratings", "10.96.0.30", 9080)):
             cls.fake.put("services", {
                 "kind": "Service", "apiVersion": "v1",
                 "metadata": {"name": name, "namespace": "shop", "uid": "u-" + name},
