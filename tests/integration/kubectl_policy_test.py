@@ -16,6 +16,8 @@ each step read back with kubectl as an operator would:
 - a changed route applied again gets generation 2 (a label alone does not change it), the store
   follows, and so does the status' observedGeneration; a status in an applied file changes
   nothing (status is the control plane's, through the status subresource);
+- a GRPCRoute applied with kubectl gets its status too, and a ReferenceGrant (v1beta1) is
+  mirrored;
 - `kubectl delete` removes the route from the store;
 - an invalid route gets Accepted False (UnsupportedValue, naming the field) and a Warning Event
   that `kubectl get events` lists, and is not stored.
@@ -53,6 +55,32 @@ spec:
     - path: {type: RegularExpression, value: "(("}
     backendRefs:
     - {name: ratings, port: 9080}
+"""
+# A GRPCRoute (v1) and a ReferenceGrant (v1beta1) letting routes in `shop` name Services in
+# `payments`.
+GRPC_AND_GRANT = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: ratings-grpc
+spec:
+  parentRefs:
+  - {group: "", kind: Service, name: ratings, port: 9080}
+  rules:
+  - matches:
+    - method: {service: ratings.Ratings, method: Get}
+    backendRefs:
+    - {name: ratings, port: 9080}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata:
+  name: from-shop
+spec:
+  from:
+  - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}
+  to:
+  - {group: "", kind: Service}
 """
 
 
@@ -165,6 +193,18 @@ class KubectlPolicyTest(unittest.TestCase):
         # ...and writes the routes' status, which kubectl reads.
         self.until(lambda: self.accepted("reviews"), ["1", "True", "1"])
         self.until(lambda: self.accepted("ratings"), ["1", "True", "1"])
+
+        # The other Gateway API kinds: a GRPCRoute gets its status, a ReferenceGrant (v1beta1)
+        # is mirrored.
+        grpc_file = os.path.join(self.tmp, "grpc.yaml")
+        with open(grpc_file, "w") as f:
+            f.write(GRPC_AND_GRANT)
+        self.kubectl("apply", "--validate=false", "-f", grpc_file)
+        self.until(lambda: self.stored("/apis/gateway.networking.k8s.io/v1beta1/namespaces/shop/"
+                                       "referencegrants/from-shop") is not None, True)
+        self.until(lambda: self.kubectl("get", "grpcroutes.gateway.networking.k8s.io",
+                                        "ratings-grpc", "-o", "jsonpath=" + ACCEPTED).split(),
+                   ["1", "True", "1"])
 
         # A label changes no spec: same generation. A changed route: generation 2, the store
         # and the status follow.
