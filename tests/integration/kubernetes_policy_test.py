@@ -19,7 +19,9 @@ and in its store, is told apart. Shown:
   Event naming the field, and its status says Accepted False (UnsupportedValue) with
   observedGeneration its metadata.generation;
 - kinds whose CRD is missing are absent (a gauge), not an error loop;
-- the leader killed, the other replica leads within the lease duration and mirrors.
+- the leader killed, the other replica leads within the lease duration and mirrors;
+- the leader stopped (SIGTERM), it hands the Lease over and the other leads well before the lease
+  duration.
 """
 
 import json
@@ -61,33 +63,38 @@ class KubernetesPolicyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         t = cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        cluster_ca = make_ca(t, "cluster-ca")
+        cluster_ca = cls.cluster_ca = make_ca(t, "cluster-ca")
         cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca),
                                  [name + "-token" for name in REPLICAS])
         cls.cps = {}
         cls.sidecars = []
         try:
             for name in REPLICAS:
-                token_file = os.path.join(t, name + ".token")
-                with open(token_file, "w") as f:
-                    f.write(name + "-token\n")
-                log = os.path.join(t, name + ".log")
-                data = os.path.join(t, name + "-data")
-                proc, api, ads = start_control_plane(
-                    CONTROL_PLANE, log, "--data-dir", data, "--replica-name", name,
-                    "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
-                    "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
-                    "--zipkin-address=", "--kubernetes-api", cls.fake.address,
-                    "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cluster_ca[0],
-                    "--kubernetes-watch-timeout", "2s", "--leader-election-lease-duration", "2s",
-                    "--leader-election-renew-deadline", "1s",
-                    "--leader-election-retry-period", "200ms")
-                with open(os.path.join(data, "api-token")) as f:
-                    cls.cps[name] = {"proc": proc, "api": api, "ads": ads,
-                                     "token": f.read().strip(), "log": log}
+                cls.start_replica(name)
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def start_replica(cls, name):
+        t = cls.tmp
+        token_file = os.path.join(t, name + ".token")
+        with open(token_file, "w") as f:
+            f.write(name + "-token\n")
+        log = os.path.join(t, name + ".log")
+        data = os.path.join(t, name + "-data")
+        proc, api, ads = start_control_plane(
+            CONTROL_PLANE, log, "--data-dir", data, "--replica-name", name,
+            "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
+            "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
+            "--zipkin-address=", "--kubernetes-api", cls.fake.address,
+            "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cls.cluster_ca[0],
+            "--kubernetes-watch-timeout", "2s", "--leader-election-lease-duration", "2s",
+            "--leader-election-renew-deadline", "1s",
+            "--leader-election-retry-period", "200ms")
+        with open(os.path.join(data, "api-token")) as f:
+            cls.cps[name] = {"proc": proc, "api": api, "ads": ads,
+                             "token": f.read().strip(), "log": log}
 
     @classmethod
     def tearDownClass(cls):
@@ -249,6 +256,27 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.fake.put("trafficpolicies", traffic_policy("reviews", 2))
         path = "/apis/meshlet.io/v1/namespaces/shop/trafficpolicies/reviews"
         self.assertTrue(wait_for(lambda: self.get(follower, path)[0] == 200, 10), self.logs())
+
+    def test_3_a_leader_stopping_hands_the_lease_over(self):
+        # test_2 killed one replica: start it again, as a follower.
+        for name in REPLICAS:
+            if self.cps[name]["proc"].poll() is not None:
+                self.start_replica(name)
+        self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())
+        leader = self.leader()
+        follower = [n for n in REPLICAS if n != leader][0]
+        self.assertTrue(wait_for(lambda: self.metric(follower, "meshlet_cp_leader") == 0
+                                 and self.get(follower, "/metrics")[0] == 200, 10), self.logs())
+        stopped = time.time()
+        self.cps[leader]["proc"].send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: self.leader() == follower, 10), self.logs())
+        took = time.time() - stopped
+        self.assertEqual(self.cps[leader]["proc"].wait(timeout=10), 0)
+        with open(self.cps[leader]["log"]) as f:
+            self.assertIn("released Lease meshlet-system/meshlet-control-plane", f.read())
+        # Waiting out the Lease would take its 2 s; handed over, the follower's next retry
+        # (200 ms) takes it.
+        self.assertLess(took, 1.5)
 
 
 if __name__ == "__main__":
