@@ -40,6 +40,14 @@ constexpr Duration kReconnectDelay = std::chrono::milliseconds(100);
 // How often requests are checked against request_timeout (at most).
 constexpr Duration kSweepInterval = std::chrono::milliseconds(50);
 
+// Closed loop: the requests kept in flight; 0 for the open loop.
+size_t ClosedLoopConcurrency(const LoadOptions& options) {
+  if (options.rate > 0) return 0;
+  if (options.concurrency > 0) return options.concurrency;
+  return options.connections *
+         (options.protocol == HttpVersion::kHttp2 ? options.max_streams : size_t{1});
+}
+
 uint64_t Nanos(Duration d) { return d.count() < 0 ? 0 : static_cast<uint64_t>(d.count()); }
 
 class Generator;
@@ -597,8 +605,7 @@ absl::StatusOr<LoadResult> Generator::Run() {
   if (open_loop()) {
     schedule_timer_->Arm(next_);
   } else {
-    const size_t concurrency = options_.concurrency > 0 ? options_.concurrency : slots;
-    for (size_t i = 0; i < concurrency; ++i) Enqueue(start_);
+    for (size_t i = 0; i < ClosedLoopConcurrency(options_); ++i) Enqueue(start_);
     DispatchQueued();
     schedule_timer_->Arm(window_end_);
   }
@@ -756,7 +763,7 @@ std::string ResultJson(const LoadOptions& options, const LoadResult& result) {
       ",\"target_rate\":", absl::StrFormat("%.3f", options.rate),
       ",\"connections\":", options.connections,
       ",\"max_streams\":", options.protocol == HttpVersion::kHttp2 ? options.max_streams : 1,
-      ",\"concurrency\":", options.concurrency, ",\"body_bytes\":", options.body_bytes,
+      ",\"concurrency\":", ClosedLoopConcurrency(options), ",\"body_bytes\":", options.body_bytes,
       ",\"warmup_s\":",
       absl::StrFormat("%.3f", std::chrono::duration<double>(options.warmup).count()),
       ",\"duration_s\":",

@@ -242,6 +242,17 @@ TEST_F(LoadGeneratorModesTest, PoissonArrivalsKeepTheMeanRate) {
   EXPECT_EQ(result.ok, result.scheduled);
   EXPECT_EQ(result.errors, 0u);
   EXPECT_GE(result.latency.ValueAtPercentile(50), 1 * kNanosPerMilli);
+
+  const std::string json = ResultJson(options, result);
+  EXPECT_NE(json.find(R"("protocol":"h2","tls":false,"client_certificate":false,"mode":"open",)"
+                      R"("arrivals":"poisson","target_rate":500.000,)"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(absl::StrCat(R"("requests":{"scheduled":)", result.scheduled, R"(,"sent":)",
+                                   result.sent, R"(,"ok":)", result.ok)),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("latency_histogram_ns":[[)"), std::string::npos) << json;
 }
 
 TEST_F(LoadGeneratorModesTest, NoServerIsAClearError) {
