@@ -6,7 +6,9 @@
 // `stall_after` after the first request, for `stall`, no answer goes out, and every answer due
 // in that time goes out when the stall ends (as a server in a long GC pause or stopped by the
 // scheduler would). HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS) on one port, through
-// common/http's HttpServer.
+// common/http's HttpServer; or, with grpc_method set, gRPC (HTTP/2) through common/http/grpc's
+// Server: that one unary method answers one message of `response_bytes` and status OK, any other
+// UNIMPLEMENTED.
 //
 // Answers never leave early: they wait on a PreciseTimer (kernel resolution), not a millisecond
 // timer.
@@ -17,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "common/event/loop.h"
+#include "common/http/grpc/server.h"
 #include "common/http/server.h"
 #include "common/net/address.h"
 #include "common/net/transport.h"
@@ -39,6 +43,8 @@ struct DelayServerOptions {
   Duration stall{0};
   size_t response_bytes = 0;
   size_t max_connections = 1024;
+  // "/package.Service/Method": serve gRPC instead of plain HTTP.
+  std::string grpc_method;
   // TLS (null: plaintext).
   net::TransportFactory transport_factory;
 };
@@ -51,22 +57,25 @@ class DelayServer {
   DelayServer(const DelayServer&) = delete;
   DelayServer& operator=(const DelayServer&) = delete;
 
-  const net::Address& address() const { return server_->address(); }
+  const net::Address& address() const {
+    return grpc_server_ != nullptr ? grpc_server_->address() : server_->address();
+  }
   uint64_t requests() const { return requests_; }
 
  private:
   struct Pending {
     MonotonicTime due;
-    http::Responder responder;
+    std::function<void()> answer;  // sends the answer (does nothing if the request is gone)
   };
 
   explicit DelayServer(DelayServerOptions options);
-  void OnRequest(http::Responder responder);
+  void OnRequest(std::function<void()> answer);
   void OnTimer();
 
   const DelayServerOptions options_;
   const std::string body_;
   std::unique_ptr<http::HttpServer> server_;
+  std::unique_ptr<http::grpc::Server> grpc_server_;
   std::unique_ptr<PreciseTimer> timer_;
   // Due times never decrease in arrival order (the stall moves a range of them to its end), so
   // the answers wait in a FIFO behind one timer.

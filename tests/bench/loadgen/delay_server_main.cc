@@ -45,6 +45,9 @@ int Main(int argc, char** argv) {
                    "the stall begins this long after the first request (default 0)"),
       flags::IntFlag<size_t>("--response-bytes", "N", &options.response_bytes,
                              "response body size (default 0)", 0),
+      flags::StringFlag("--grpc-method", "/PKG.SERVICE/METHOD", &options.grpc_method,
+                        "serve gRPC: this unary method answers one message of --response-bytes "
+                        "and status OK"),
       flags::IntFlag<size_t>("--max-connections", "N", &options.max_connections,
                              "connections at most (default 1024)"),
       flags::StringFlag("--tls-cert", "FILE", &tls_cert, "serve TLS with this chain (PEM)"),

@@ -69,6 +69,7 @@ class Request final : public http::StreamDecoder, public http::StreamCallbacks {
   MonotonicTime intended;
   MonotonicTime sent_at;
   int status = 0;
+  bool grpc_ok = false;  // grpc-status 0 seen
   bool active = false;
   bool timed_out = false;
 };
@@ -234,7 +235,11 @@ void Request::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   if (!active) return;
   const std::optional<absl::string_view> status_text = headers->Get(":status");
   if (!status_text.has_value() || !absl::SimpleAtoi(*status_text, &status)) status = 0;
-  if (end_stream) generator_.OnResponse(*this);
+  if (end_stream) {
+    // gRPC trailers-only: the status is in the headers.
+    grpc_ok = headers->Get("grpc-status") == absl::string_view("0");
+    generator_.OnResponse(*this);
+  }
 }
 
 void Request::DecodeData(net::Buffer& data, bool end_stream) {
@@ -242,7 +247,8 @@ void Request::DecodeData(net::Buffer& data, bool end_stream) {
   if (active && end_stream) generator_.OnResponse(*this);
 }
 
-void Request::DecodeTrailers(http::HeaderMapPtr) {
+void Request::DecodeTrailers(http::HeaderMapPtr trailers) {
+  grpc_ok = trailers->Get("grpc-status") == absl::string_view("0");
   if (active) generator_.OnResponse(*this);
 }
 
@@ -428,6 +434,7 @@ void Generator::Send(Conn& conn, MonotonicTime intended) {
   request.intended = intended;
   request.sent_at = now;
   request.status = 0;
+  request.grpc_ok = false;
   request.timed_out = false;
   request.active = true;
   ++conn.in_flight;
@@ -471,7 +478,7 @@ void Generator::OnResponse(Request& request) {
   const MonotonicTime now = Clock::now();
   if (InWindow(request.intended) && counting_) {
     result_.latency.Record(Nanos(now - request.intended));
-    if (request.status >= 200 && request.status <= 299) {
+    if (request.status >= 200 && request.status <= 299 && (!options_.grpc || request.grpc_ok)) {
       ++result_.ok;
     } else {
       ++result_.non_2xx;
@@ -545,16 +552,24 @@ void Generator::MaybeFinish() {
 
 absl::StatusOr<LoadResult> Generator::Run() {
   // What every request sends, made once.
-  head_.Add(":method", options_.method);
+  head_.Add(":method", options_.grpc ? absl::string_view("POST") : options_.method);
   head_.Add(":path", options_.path);
   head_.Add(":authority",
             options_.authority.empty() ? options_.address.ToString() : options_.authority);
   head_.Add(":scheme", options_.tls.enabled ? "https" : "http");
   for (const auto& [name, value] : options_.headers) head_.Add(name, value);
-  if (options_.body_bytes > 0) {
+  if (options_.grpc) {
+    head_.Add("content-type", "application/grpc");
+    head_.Add("te", "trailers");
+    // One uncompressed message: flag 0, 4-byte big-endian length, the message.
+    const uint32_t n = static_cast<uint32_t>(options_.body_bytes);
+    body_ = {'\0', static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+             static_cast<char>(n >> 8), static_cast<char>(n)};
+    body_.append(options_.body_bytes, 'x');
+  } else {
     body_.assign(options_.body_bytes, 'x');
-    head_.Add("content-length", absl::StrCat(options_.body_bytes));
   }
+  if (!body_.empty()) head_.Add("content-length", absl::StrCat(body_.size()));
 
   absl::StatusOr<std::unique_ptr<PreciseTimer>> timer =
       PreciseTimer::Create(loop_, [this] { OnScheduleTimer(); });
@@ -709,6 +724,12 @@ absl::Status ValidateOptions(const LoadOptions& options) {
   if (options.connect_timeout <= Duration::zero()) {
     return absl::InvalidArgumentError("--connect-timeout: must be positive");
   }
+  if (options.grpc && options.protocol != HttpVersion::kHttp2) {
+    return absl::InvalidArgumentError("--grpc: needs --protocol h2");
+  }
+  if (options.grpc && options.body_bytes > UINT32_MAX) {
+    return absl::InvalidArgumentError("--body-bytes: a gRPC message is at most 4 GiB");
+  }
   if (options.max_queued == 0) {
     return absl::InvalidArgumentError("--max-queued: must be at least 1");
   }
@@ -758,6 +779,7 @@ std::string ResultJson(const LoadOptions& options, const LoadResult& result) {
       &out, "\"protocol\":", options.protocol == HttpVersion::kHttp2 ? "\"h2\"" : "\"http/1.1\"",
       ",\"tls\":", options.tls.enabled ? "true" : "false",
       ",\"client_certificate\":", options.tls.certificate_chain_pem.empty() ? "false" : "true",
+      ",\"grpc\":", options.grpc ? "true" : "false",
       ",\"mode\":", options.rate > 0 ? "\"open\"" : "\"closed\"",
       ",\"arrivals\":", options.arrivals == Arrivals::kPoisson ? "\"poisson\"" : "\"constant\"",
       ",\"target_rate\":", absl::StrFormat("%.3f", options.rate),

@@ -65,6 +65,10 @@ struct LoadOptions {
   std::vector<std::pair<std::string, std::string>> headers;
   // Request body of this many bytes ('x'), with content-length; 0: none.
   size_t body_bytes = 0;
+  // gRPC (HTTP/2 only): POST with content-type application/grpc and te: trailers, the body one
+  // length-prefixed message of body_bytes (not parsed by anyone on the path), and a response
+  // counts as ok only with grpc-status 0 (in its trailers, or its headers when trailers-only).
+  bool grpc = false;
 
   // Requests/s on the schedule; 0: closed loop.
   double rate = 0;
@@ -104,7 +108,7 @@ struct LoadResult {
   uint64_t scheduled = 0;  // put on the schedule (closed loop: started)
   uint64_t sent = 0;       // written to a connection
   uint64_t ok = 0;         // 2xx responses
-  uint64_t non_2xx = 0;    // other final responses
+  uint64_t non_2xx = 0;    // other final responses (gRPC: also 2xx without grpc-status 0)
   uint64_t errors = 0;     // sent, no response (by kind below)
   uint64_t errors_by_kind[kRequestErrorKinds] = {};
   uint64_t late = 0;        // sent more than late_threshold after the intended time

@@ -244,7 +244,8 @@ TEST_F(LoadGeneratorModesTest, PoissonArrivalsKeepTheMeanRate) {
   EXPECT_GE(result.latency.ValueAtPercentile(50), 1 * kNanosPerMilli);
 
   const std::string json = ResultJson(options, result);
-  EXPECT_NE(json.find(R"("protocol":"h2","tls":false,"client_certificate":false,"mode":"open",)"
+  EXPECT_NE(json.find(R"("protocol":"h2","tls":false,"client_certificate":false,"grpc":false,)"
+                      R"("mode":"open",)"
                       R"("arrivals":"poisson","target_rate":500.000,)"),
             std::string::npos)
       << json;
@@ -253,6 +254,43 @@ TEST_F(LoadGeneratorModesTest, PoissonArrivalsKeepTheMeanRate) {
             std::string::npos)
       << json;
   EXPECT_NE(json.find(R"("latency_histogram_ns":[[)"), std::string::npos) << json;
+}
+
+// gRPC calls count as ok only with grpc-status 0: a method the server does not serve answers
+// HTTP 200 with UNIMPLEMENTED, which counts as non_2xx.
+TEST_F(LoadGeneratorModesTest, GrpcCallsAreJudgedByTheirGrpcStatus) {
+  DelayServerOptions server_options;
+  server_options.listen = ValueOrDie(net::Address::Parse("127.0.0.1:0"));
+  server_options.delay = milliseconds(2);
+  server_options.response_bytes = 100;
+  server_options.grpc_method = "/meshlet.bench.Delay/Call";
+  ServerThread server(server_options);
+
+  LoadOptions options;
+  options.address = server.address();
+  options.protocol = HttpVersion::kHttp2;
+  options.grpc = true;
+  options.path = "/meshlet.bench.Delay/Call";
+  options.body_bytes = 64;
+  options.rate = 200;
+  options.warmup = milliseconds(200);
+  options.duration = milliseconds(500);
+  event::Loop loop;
+  const LoadResult served = ValueOrDie(RunLoad(loop, options));
+  SCOPED_TRACE(ResultSummary(options, served));
+  EXPECT_EQ(served.scheduled, 100u);
+  EXPECT_EQ(served.ok, served.scheduled);
+  EXPECT_EQ(served.non_2xx, 0u);
+  EXPECT_EQ(served.errors, 0u);
+  EXPECT_GE(served.latency.ValueAtPercentile(50), 2 * kNanosPerMilli);
+
+  options.path = "/meshlet.bench.Delay/Other";
+  const LoadResult unimplemented = ValueOrDie(RunLoad(loop, options));
+  EXPECT_EQ(unimplemented.ok, 0u);
+  EXPECT_EQ(unimplemented.non_2xx, unimplemented.scheduled);
+
+  options.protocol = HttpVersion::kHttp1;
+  EXPECT_NE(ValidateOptions(options).message().find("--grpc"), std::string::npos);
 }
 
 TEST_F(LoadGeneratorModesTest, NoServerIsAClearError) {

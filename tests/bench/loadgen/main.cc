@@ -94,6 +94,9 @@ struct CommandLine {
              }},
         flags::IntFlag<size_t>("--body-bytes", "N", &load.body_bytes,
                                "request body of N bytes, with content-length (default 0: none)", 0),
+        flags::SwitchFlag("--grpc", &load.grpc,
+                          "gRPC calls (h2): POST application/grpc, one message of --body-bytes, "
+                          "ok only with grpc-status 0"),
         flags::SwitchFlag("--tls", &load.tls.enabled, "TLS to the server"),
         flags::StringFlag("--tls-ca", "FILE", &tls_ca,
                           "PEM roots that must issue the server's certificate (with --tls)"),
