@@ -23,6 +23,12 @@ and the peak RssAnon of both proxies together (100 ms samples while loaded). Add
 chain's percentile minus direct's at the same rate in the same round. The summary prints medians
 over the rounds with min-max, and meshlet's ratios to HAProxy's better configuration and to nginx.
 
+--grpc runs gRPC instead: unary calls (one 1 KiB message each way) from an h2 client to
+delay_server_bin (`--delay-server`, the project's gRPC server, no delay) as the upstream over h2c;
+meshlet's inbound sidecar and HAProxy's receiving side reach it over HTTP/2, nginx uses grpc_pass
+with HTTP/2 over mTLS between its hops (peers/two-hop-nginx-grpc-*.conf); HAProxy runs only with
+HTTP/2 between the hops (gRPC's trailers need it).
+
 --smoke runs one short round without the @50% runs and checks only that every request succeeded
 (a chain whose proxy is not installed is skipped with a SKIP line). Raw results (one loadgen JSON per run) go to --out.
 
@@ -45,7 +51,7 @@ import mtls_bench
 import per_request_costs
 import proxy_compare as pc
 
-CHAINS = ["direct", "meshlet", "haproxy-h1", "haproxy-h2", "nginx"]
+GRPC_METHOD = "/meshlet.bench.Delay/Call"
 
 
 class Chain:
@@ -68,7 +74,8 @@ def start_chains(args, tools, workdir, up_port, skip):
 
     def wait(name, procs, port):
         deadline = time.time() + 30
-        while not pc.http_get_ok(port):
+        # gRPC chains answer no GET: a connection accepted is enough (the warm-up does the rest).
+        while not (pc.accepts_connections(port) if args.grpc else pc.http_get_ok(port)):
             dead = [p for p in procs if not p.alive()]
             if dead or time.time() > deadline:
                 raise RuntimeError(f"{name} does not answer on {port}:\n" +
@@ -80,7 +87,9 @@ def start_chains(args, tools, workdir, up_port, skip):
     common = {"DIR": workdir, "INBOUND_PORT": inbound}
     b = pc.Proc("meshlet-inbound", [
         args.sidecar, "--config", pc.render("meshlet-mesh-inbound.yaml", workdir,
-                                            dict(common, TLS_MODE="STRICT", UPSTREAM_PORT=up_port)),
+                                            dict(common, TLS_MODE="STRICT", UPSTREAM_PORT=up_port,
+                                                 UPSTREAM_PROTOCOL="UPSTREAM_HTTP2" if args.grpc
+                                                 else "UPSTREAM_HTTP1")),
         "--concurrency", "1", f"--admin-address=127.0.0.1:{pc.free_port()}", "--log-level",
         "warn"], workdir, args.proxy_cpu)
     a = pc.Proc("meshlet-outbound", [
@@ -95,12 +104,15 @@ def start_chains(args, tools, workdir, up_port, skip):
                         pc.tool_version([args.sidecar, "--version"], r"(\S.*)")))
 
     if "haproxy" not in skip:
-        for alpn_name, alpn in (("haproxy-h1", "http/1.1"), ("haproxy-h2", "h2")):
+        pairs = [("haproxy-h2", "h2")] if args.grpc else [("haproxy-h1", "http/1.1"),
+                                                          ("haproxy-h2", "h2")]
+        for alpn_name, alpn in pairs:
             port, inbound = pc.free_port(), pc.free_port()
             b = pc.Proc(f"{alpn_name}-inbound", [
                 tools["haproxy"], "-db", "-f",
                 render_as("two-hop-haproxy-inbound.cfg", f"{alpn_name}-inbound.cfg", workdir,
-                          {"DIR": workdir, "PORT": inbound, "NEXT_PORT": up_port})],
+                          {"DIR": workdir, "PORT": inbound, "NEXT_PORT": up_port,
+                           "SERVER_OPTIONS": "proto h2" if args.grpc else ""})],
                 workdir, args.proxy_cpu)
             a = pc.Proc(f"{alpn_name}-outbound", [
                 tools["haproxy"], "-db", "-f",
@@ -111,7 +123,22 @@ def start_chains(args, tools, workdir, up_port, skip):
             chains.append(Chain(alpn_name, port, port, [a, b],
                                 pc.tool_version([tools["haproxy"], "-v"], r"version (\S+)")))
 
-    if "nginx" not in skip:
+    if "nginx" not in skip and args.grpc:
+        port, inbound = pc.free_port(), pc.free_port()
+        b = pc.Proc("nginx-inbound", [
+            tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
+            pc.render("two-hop-nginx-grpc-inbound.conf", workdir,
+                      {"DIR": workdir, "PORT": inbound, "NEXT_PORT": up_port})],
+            workdir, args.proxy_cpu)
+        a = pc.Proc("nginx-outbound", [
+            tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
+            pc.render("two-hop-nginx-grpc-outbound.conf", workdir,
+                      {"DIR": workdir, "PORT": port, "NEXT_PORT": inbound})],
+            workdir, args.proxy_cpu)
+        wait("nginx", [a, b], port)
+        chains.append(Chain("nginx", port, port, [a, b],
+                            pc.tool_version([tools["nginx"], "-v"], r"nginx/(\S+)")))
+    elif "nginx" not in skip:
         port, h2_port, inbound = pc.free_port(), pc.free_port(), pc.free_port()
         b = pc.Proc("nginx-inbound", [
             tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
@@ -145,12 +172,14 @@ def loadgen(args, chain, out, label, rate=None):
     if args.client_protocol == "h2":
         protocol = "h2"
         port = chain.h2_port or chain.port
-        if chain.name == "direct":
+        if chain.name == "direct" and not args.grpc:
             port = args.upstream_h2_port
     argv = [args.loadgen, "--address", f"127.0.0.1:{port}", "--protocol", protocol,
             "--connections", str(args.connections), "--duration", f"{args.duration}s",
             "--warmup", f"{args.warmup}s", "--cpu", str(args.load_cpu), "--quiet",
             "--output", out]
+    if args.grpc:
+        argv += ["--grpc", "--path", GRPC_METHOD, "--body-bytes", str(pc.BODY_BYTES)]
     if rate is None:
         argv += ["--concurrency", str(args.concurrency)]
     else:
@@ -194,6 +223,9 @@ def main():
                     help="closed loop: requests in flight (default: one per connection for an "
                          "HTTP/1.1 client, 4 per connection for h2)")
     ap.add_argument("--client-protocol", choices=["h1", "h2"], default="h1")
+    ap.add_argument("--grpc", action="store_true", help="gRPC calls (needs --delay-server)")
+    ap.add_argument("--delay-server", help="//tests/bench/loadgen:delay_server_bin (the gRPC "
+                                           "upstream of --grpc)")
     ap.add_argument("--proxy-cpu", type=int, default=0)
     ap.add_argument("--load-cpu", type=int, default=1)
     ap.add_argument("--out", help="raw results (default: a new temporary directory, kept)")
@@ -202,6 +234,10 @@ def main():
     args = ap.parse_args()
     if args.smoke:
         args.rounds, args.duration, args.warmup, args.rate = 1, 1.0, 0.3, 200.0
+    if args.grpc:
+        if not args.delay_server:
+            ap.error("--grpc needs --delay-server")
+        args.client_protocol = "h2"
     if args.concurrency is None:
         args.concurrency = args.connections * (4 if args.client_protocol == "h2" else 1)
     if args.rounds < 1 or args.duration <= 0 or args.rate <= 0:
@@ -237,15 +273,25 @@ def main():
         body = ("meshlet-bench-" * 80)[:pc.BODY_BYTES]
         up_h1, up_h2 = pc.free_port(), pc.free_port()
         args.upstream_h2_port = up_h2
-        upstream = pc.Proc("upstream-nginx", [
-            tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-            pc.render("upstream-nginx.conf", workdir,
-                      {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2, "BODY": body})],
-            workdir, args.load_cpu)
-        pc.wait_ready(upstream, up_h1, h2_port=up_h2)
+        if args.grpc:
+            upstream = pc.Proc("upstream-grpc", [
+                args.delay_server, "--listen", f"127.0.0.1:{up_h1}", "--grpc-method",
+                GRPC_METHOD, "--response-bytes", str(pc.BODY_BYTES)], workdir, args.load_cpu)
+            deadline = time.time() + 10
+            while not pc.accepts_connections(up_h1):
+                if not upstream.alive() or time.time() > deadline:
+                    raise RuntimeError(f"the gRPC upstream did not start:\n{upstream.log_tail()}")
+                time.sleep(0.05)
+        else:
+            upstream = pc.Proc("upstream-nginx", [
+                tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
+                pc.render("upstream-nginx.conf", workdir,
+                          {"DIR": workdir, "H1_PORT": up_h1, "H2_PORT": up_h2, "BODY": body})],
+                workdir, args.load_cpu)
+            pc.wait_ready(upstream, up_h1, h2_port=up_h2)
         chains = start_chains(args, tools, workdir, up_h1, skip)
         idle = {c.name: anon_kib(c) for c in chains}
-        print(f"two hops, client {args.client_protocol}, {args.rounds} rounds of {args.duration} s "
+        print(f"two hops, client {'gRPC' if args.grpc else args.client_protocol}, {args.rounds} rounds of {args.duration} s "
               f"(+{args.warmup} s warm-up); proxies on core {args.proxy_cpu}, client and upstream "
               f"on core {args.load_cpu}; load average {os.getloadavg()[0]:.2f}")
         for c in chains:
