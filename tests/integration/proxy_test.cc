@@ -330,6 +330,13 @@ class ProxyTest : public ::testing::TestWithParam<ProtocolPair> {
         Session(route::SessionPersistence::Type::kHeader, "x-session", {"ab"}, Duration::zero(),
                 sticky_header.match);
     vhost.routes.push_back(sticky_header);
+    route::RouteEntry sticky_idle = Route("sticky-idle", "/idle-session", "ab");
+    auto idle = std::make_shared<route::SessionPersistence>(
+        *Session(route::SessionPersistence::Type::kHeader, "x-session", {"ab"},
+                 std::chrono::hours(1), sticky_idle.match));
+    idle->idle_timeout = seconds(60);
+    std::get<route::RouteAction>(sticky_idle.action).session = std::move(idle);
+    vhost.routes.push_back(sticky_idle);
     route::RouteEntry sticky_retry = Route("sticky-retry", "/retry-session", "half-dead");
     std::get<route::RouteAction>(sticky_retry.action).session =
         Session(route::SessionPersistence::Type::kHeader, "x-session", {"half-dead"},
@@ -830,6 +837,35 @@ TEST_P(ProxyTest, SessionHeaderFollowsItsHostUntilTheHostIsRemoved) {
       6u);
   EXPECT_EQ(
       CounterValue("meshlet_upstream_rq_session_total", {{"cluster", "ab"}, {"result", "miss"}}),
+      1u);
+}
+
+// With an idle timeout, every response renews the token (same session start, new last use); a
+// token idle for longer than that is expired.
+TEST_P(ProxyTest, IdleTimeoutRenewsTheTokenOnEveryResponse) {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  const uint64_t cluster_key = cluster::SessionKey("ab");
+  const uint64_t b_key = cluster::SessionKey(server_b_->address().ToString());
+  http::HeaderMap request = Request("GET", "/idle-session");
+  request.Add("x-session", route::EncodeSessionToken({cluster_key, b_key, now - 100, now - 50}));
+  ClientResponse r = Fetch(request);
+  EXPECT_EQ(r.body, "B");
+  std::optional<route::SessionToken> renewed =
+      route::DecodeSessionToken(r.headers->Get("x-session").value_or(""));
+  ASSERT_TRUE(renewed.has_value());
+  EXPECT_EQ(renewed->host_key, b_key);
+  EXPECT_EQ(renewed->created_s, now - 100);
+  EXPECT_GE(renewed->last_used_s, now);
+
+  http::HeaderMap idle = Request("GET", "/idle-session");
+  idle.Add("x-session", route::EncodeSessionToken({cluster_key, b_key, now - 100, now - 61}));
+  r = Fetch(idle);
+  std::optional<route::SessionToken> fresh =
+      route::DecodeSessionToken(r.headers->Get("x-session").value_or(""));
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_GE(fresh->created_s, now);  // a new session
+  EXPECT_EQ(
+      CounterValue("meshlet_upstream_rq_session_total", {{"cluster", "ab"}, {"result", "expired"}}),
       1u);
 }
 
