@@ -69,6 +69,13 @@ class Install final : public Command {
          .help = SetHelp(),
          .set = [this](absl::string_view v) { return install::SetOption(options_, v); }},
         OutputFlag(&output_, {"yaml", "json"}, "YAML documents (default), or JSON (a List)")};
+    out.push_back(Switch("--crds", "", &crds_,
+                         uninstall_ ? "instead of the install, meshlet's CustomResourceDefinitions "
+                                      "(k8s/crds): deleting them deletes every meshlet.io "
+                                      "policy object in the cluster"
+                                    : "instead of the install, meshlet's CustomResourceDefinitions "
+                                      "(k8s/crds), applied once per cluster and kept when "
+                                      "meshlet is uninstalled"));
     if (uninstall_) {
       out.push_back(Switch("--keep-data", "", &keep_data_,
                            "leave out the namespace and the data claim (the CA root, policies "
@@ -98,6 +105,7 @@ class Install final : public Command {
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
     if (create_ && !secrets_) return session.Fail({kExitUsage, "--create goes with --secrets"});
+    if (crds_) return RunCrds(session);
     if (secrets_) return RunSecrets(session);
     absl::StatusOr<std::vector<YAML::Node>> objects = install::Render(options_, kMeshctlVersion);
     if (!objects.ok()) {
@@ -111,6 +119,19 @@ class Install final : public Command {
   }
 
  private:
+  int RunCrds(Session& session) {
+    if (secrets_) return session.Fail({kExitUsage, "--crds and --secrets go separately"});
+    if (keep_data_) {
+      return session.Fail({kExitUsage,
+                           "--crds and --keep-data contradict each other: deleting the "
+                           "CustomResourceDefinitions deletes the policies stored as them"});
+    }
+    absl::StatusOr<std::vector<YAML::Node>> crds = install::Crds();
+    if (!crds.ok()) return session.Fail({kExitFailed, std::string(crds.status().message())});
+    Print(session.io().out, *crds, output_);
+    return kExitOk;
+  }
+
   int RunSecrets(Session& session) {
     if (options_.etcd.empty()) {
       return session.Fail({kExitUsage,
@@ -196,6 +217,7 @@ class Install final : public Command {
   bool keep_data_ = false;
   bool secrets_ = false;
   bool create_ = false;
+  bool crds_ = false;
   kubernetes::KubernetesApiOptions kubernetes_;
 };
 
@@ -235,11 +257,15 @@ CommandSpec InstallCommand() {
               "Prints the manifests that install the control plane on Kubernetes: the objects "
               "of k8s/install (namespace, ServiceAccount, RBAC, data claim, Deployment, "
               "Service, PodDisruptionBudget, the injection webhook's configuration), changed "
-              "by --set. Applies nothing itself; the control plane fills in the webhook's "
+              "by --set; with --crds, meshlet's CustomResourceDefinitions instead (apply them "
+              "first: the control plane watches them with --kubernetes-policy). Applies "
+              "nothing itself; the control plane fills in the webhook's "
               "caBundle once it runs (docs/kubernetes.md). Needs no control plane. With etcd "
               "the install holds a Job that makes its Secrets (keys, certificates) once; "
               "--secrets prints them instead, for those who keep Secrets elsewhere.",
-          .examples = {{"install", "meshctl install | kubectl apply -f -"},
+          .examples = {{"install",
+                        "meshctl install --crds | kubectl apply -f - && meshctl "
+                        "install | kubectl apply -f -"},
                        {"check first",
                         "meshctl install --set namespace=mesh > install.yaml && meshctl check "
                         "--pre -f install.yaml"},
@@ -265,6 +291,8 @@ CommandSpec UninstallCommand() {
               "being removed). Give the same --set namespace as at install. Deletes nothing "
               "itself. Injected pods keep their sidecars until they are recreated.",
           .examples = {{"", "meshctl uninstall | kubectl delete -f -"},
+                       {"and the policies of every namespace with them",
+                        "meshctl uninstall --crds | kubectl delete -f -"},
                        {"keep the CA root and policies",
                         "meshctl uninstall --keep-data | kubectl delete -f -"}},
           .needs_context = false,

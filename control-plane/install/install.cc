@@ -467,6 +467,16 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
   return objects;
 }
 
+absl::StatusOr<std::vector<YAML::Node>> Crds() {
+  absl::StatusOr<std::vector<YAML::Node>> kustomization = LoadManifest("crds/kustomization.yaml");
+  if (!kustomization.ok()) return kustomization.status();
+  absl::StatusOr<std::vector<YAML::Node>> crds = LoadManifest("crds/crds.yaml");
+  if (!crds.ok()) return crds.status();
+  const YAML::Node labels = (*kustomization)[0]["commonLabels"];
+  for (YAML::Node crd : *crds) AddLabels(Child(Child(crd, "metadata"), "labels"), labels);
+  return crds;
+}
+
 std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data) {
   std::vector<YAML::Node> out;
   for (auto it = objects.rbegin(); it != objects.rend(); ++it) {

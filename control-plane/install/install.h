@@ -76,6 +76,10 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment);
 absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
                                                absl::string_view version);
 
+// meshlet's CustomResourceDefinitions (k8s/crds, as `kubectl kustomize k8s/crds` gives them):
+// applied once per cluster apart from the install, so that uninstalling keeps the policies.
+absl::StatusOr<std::vector<YAML::Node>> Crds();
+
 // What to delete, in the order to delete it: the webhook configuration first (so that pod
 // creation never waits on a control plane being removed), the namespace last. `keep_data`
 // leaves out the namespace and the data claim, whose deletion would destroy the CA root and

@@ -64,6 +64,69 @@ void LeaderElector::Start() {
   timer_.Enable(Duration::zero());
 }
 
+void LeaderElector::Release() {
+  if (releasing_) return;
+  releasing_ = true;
+  timer_.Disable();
+  if (!leading_) {
+    released_ = true;
+    return;
+  }
+  SetLeading(false);
+  api_.Call({.method = "GET",
+             .path = absl::StrCat(LeasePath(), "/", options_.name),
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_](ApiResult result) {
+              if (*alive) OnReadToRelease(std::move(result));
+            });
+}
+
+void LeaderElector::OnReadToRelease(ApiResult result) {
+  YAML::Node lease;
+  if (result.body.ok()) {
+    try {
+      lease = YAML::Load(*result.body);
+    } catch (const YAML::Exception&) {
+    }
+  }
+  if (!lease.IsMap() || ScalarAt(NodeAt(lease, "spec"), "holderIdentity") != options_.identity) {
+    // Gone, unreadable, or another replica holds it already: nothing to hand over.
+    if (!result.body.ok() && result.http_status != 404) errors_.Inc();
+    released_ = true;
+    return;
+  }
+  const std::string wall_now =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", clock_.WallNow(), absl::UTCTimeZone());
+  int64_t transitions = 0;
+  (void)absl::SimpleAtoi(ScalarAt(NodeAt(lease, "spec"), "leaseTransitions"), &transitions);
+  // The holder emptied, the rest kept: a replica reading it takes it at once.
+  const std::string body = absl::StrCat(
+      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)",
+      JsonQuote(options_.name), R"(,"namespace":)", JsonQuote(options_.namespace_),
+      R"(,"resourceVersion":)", JsonQuote(ScalarAt(NodeAt(lease, "metadata"), "resourceVersion")),
+      R"(},"spec":{"holderIdentity":"","leaseDurationSeconds":1,"acquireTime":)",
+      JsonQuote(ScalarAt(NodeAt(lease, "spec"), "acquireTime")), R"(,"renewTime":)",
+      JsonQuote(wall_now), R"(,"leaseTransitions":)", transitions, "}}");
+  api_.Call({.method = "PUT",
+             .path = absl::StrCat(LeasePath(), "/", options_.name),
+             .content_type = "application/json",
+             .body = body,
+             .forbidden_hint = kRbacHint},
+            [this, alive = alive_](ApiResult written) {
+              if (!*alive) return;
+              if (written.body.ok()) {
+                LOG(INFO) << "leader election: released Lease " << options_.namespace_ << "/"
+                          << options_.name;
+              } else {
+                errors_.Inc();
+                LOG(WARN) << "leader election: releasing the Lease: "
+                          << written.body.status().message() << "; another replica takes over "
+                          << "when it expires";
+              }
+              released_ = true;
+            });
+}
+
 std::string LeaderElector::LeasePath() const {
   return absl::StrCat("/apis/coordination.k8s.io/v1/namespaces/", options_.namespace_, "/leases");
 }
@@ -78,6 +141,7 @@ void LeaderElector::Try() {
 }
 
 void LeaderElector::OnRead(ApiResult result) {
+  if (releasing_) return;
   const MonotonicTime now = clock_.Now();
   const std::string wall_now =
       absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", clock_.WallNow(), absl::UTCTimeZone());
@@ -153,6 +217,7 @@ void LeaderElector::Write(const std::string& method, const std::string& path, st
 }
 
 void LeaderElector::OnWrite(ApiResult result) {
+  if (releasing_) return;
   if (result.body.ok()) {
     last_renewed_ = clock_.Now();
     observed_holder_ = options_.identity;
@@ -171,6 +236,7 @@ void LeaderElector::OnWrite(ApiResult result) {
 }
 
 void LeaderElector::Failed() {
+  if (releasing_) return;
   if (leading_ && clock_.Now() - last_renewed_ >= options_.renew_deadline) {
     LOG(WARN) << "leader election: the Lease was not renewed for "
               << absl::FormatDuration(absl::FromChrono(options_.renew_deadline))

@@ -15,6 +15,8 @@
 // So on the leader's death another replica leads within lease_duration + retry_period, and two
 // never lead at once as long as no replica's clock runs more than (lease_duration -
 // renew_deadline) / lease_duration faster than another's.
+// On shutdown, Release() stops leading first and then empties the Lease's holder, so that another
+// replica takes over at its next retry_period instead of waiting out the lease.
 //
 // Needs RBAC get, create and update on leases (coordination.k8s.io) in its namespace.
 //
@@ -56,6 +58,11 @@ class LeaderElector {
 
   void Start();
   bool leading() const { return leading_; }
+  // Stops competing. When leading: on_change(false) at once, then the Lease's holder is emptied
+  // (if it still names this replica) so that another takes over without waiting for it to
+  // expire. released() is true once that is done or failed (at once when not leading).
+  void Release();
+  bool released() const { return released_; }
 
  private:
   void Try();
@@ -65,6 +72,8 @@ class LeaderElector {
   void SetLeading(bool leading);
   // Renewal failed or was refused: leading ends once the last renewal is renew_deadline old.
   void Failed();
+  // Release(): the Lease read, emptied when it still names this replica.
+  void OnReadToRelease(ApiResult result);
   std::string LeasePath() const;
 
   event::Loop& loop_;
@@ -75,6 +84,8 @@ class LeaderElector {
   event::Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool leading_ = false;
+  bool releasing_ = false;
+  bool released_ = false;
   MonotonicTime last_renewed_{};
   // The holder and renewTime last read, and when (this replica's clock) they last changed.
   std::string observed_holder_;

@@ -1,6 +1,7 @@
 // LeaderElector against FakeApiServer holding one Lease (resourceVersion checked on PUT, as the
 // API server does): of two replicas exactly one leads, the Lease names it, and when it dies the
-// other takes over within the lease duration (plus a retry period).
+// other takes over within the lease duration (plus a retry period); when it shuts down it hands
+// the Lease over and the other leads at its next retry.
 
 #include "control-plane/kubernetes/leader_election.h"
 
@@ -120,6 +121,35 @@ TEST_F(LeaderElectionTest, OneLeadsAndAnotherTakesOverWhenItDies) {
   EXPECT_LT(took, std::chrono::milliseconds(1000 + 50 + 300)) << "took " << took.count() << " ns";
   EXPECT_GE(took, std::chrono::milliseconds(900));  // not before the dead one's lease ran out
   EXPECT_EQ(holder_, survivor_name);
+}
+
+TEST_F(LeaderElectionTest, ALeaderShuttingDownHandsTheLeaseOver) {
+  bool a_leads = false, b_leads = false;
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &a_leads);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return a_leads; }));
+  std::unique_ptr<LeaderElector> b = Replica("cp-b", &b_leads);
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(200));
+  ASSERT_TRUE(a_leads);
+  ASSERT_FALSE(b_leads);
+  // A replica that does not lead has nothing to hand over.
+  b->Release();
+  EXPECT_TRUE(b->released());
+  b = Replica("cp-b2", &b_leads);
+
+  const MonotonicTime released = RealClock::Get().Now();
+  a->Release();
+  EXPECT_FALSE(a_leads);  // stops leading before the Lease says so
+  ASSERT_TRUE(RunUntil(loop_, [&] { return a->released(); }));
+  ASSERT_TRUE(RunUntil(loop_, [&] { return b_leads; }));
+  const Duration took = RealClock::Get().Now() - released;
+  // At its next retry (50 ms), not after the lease duration (1 s).
+  EXPECT_LT(took, std::chrono::milliseconds(500)) << "took " << took.count() << " ns";
+  EXPECT_EQ(holder_, "cp-b2");
+  EXPECT_EQ(max_leaders_, 1);
+  // The released one stays out.
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  EXPECT_FALSE(a_leads);
+  EXPECT_EQ(holder_, "cp-b2");
 }
 
 TEST_F(LeaderElectionTest, ALeaderThatCannotRenewStopsLeading) {

@@ -24,9 +24,12 @@ class ReflectorBase::Impl {
         options_(options),
         changed_(std::move(changed)),
         retry_timer_(loop, [this] { Resume(); }) {
-    objects_gauge_ = Register<Gauge>(
-        "meshlet_cp_kubernetes_objects",
-        "Objects of each kind Kubernetes discovery holds (services, endpointslices, pods).", {});
+    objects_gauge_ =
+        Register<Gauge>("meshlet_cp_kubernetes_objects",
+                        "Objects the control plane holds of each resource it watches in Kubernetes "
+                        "(discovery: services, endpointslices, pods; policy: the meshlet.io and "
+                        "Gateway API kinds).",
+                        {});
   }
   ~Impl() { *alive_ = false; }
 
@@ -51,14 +54,16 @@ class ReflectorBase::Impl {
   }
   void CountList(absl::string_view result) {
     Register<Counter>("meshlet_cp_kubernetes_lists_total",
-                      "List requests of Kubernetes discovery, by kind and result (ok, or why "
+                      "List requests to the Kubernetes API (discovery and policy), by resource and "
+                      "result (ok, or why "
                       "not: http_error, connect_failed, timeout, malformed, ...).",
                       {{"result", std::string(result)}})
         .Inc();
   }
   void CountWatch(absl::string_view result) {
     Register<Counter>("meshlet_cp_kubernetes_watches_total",
-                      "Watches of Kubernetes discovery that ended, by kind and how: expired "
+                      "Watches of the Kubernetes API (discovery and policy) that ended, by "
+                      "resource and how: expired "
                       "(the server's timeout; resumed at once), gone (410: listed again), error "
                       "(an ERROR event), malformed (an event that is not one), or the request's "
                       "failure (closed, connect_failed, http_error, ...).",
@@ -67,7 +72,8 @@ class ReflectorBase::Impl {
   }
   void CountEvent(absl::string_view type) {
     Register<Counter>("meshlet_cp_kubernetes_events_total",
-                      "Watch events Kubernetes discovery received, by kind and type (added, "
+                      "Watch events received from the Kubernetes API (discovery and policy), by "
+                      "resource and type (added, "
                       "modified, deleted, bookmark, error).",
                       {{"type", absl::AsciiStrToLower(type)}})
         .Inc();

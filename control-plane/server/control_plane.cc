@@ -652,9 +652,17 @@ int ControlPlane::Run() {
   loop_.Run();
   // A Stop() from another thread lands here without BeginShutdown having run.
   BeginShutdown();
-  // Give open API connections a moment to finish their responses.
-  loop_.RunUntil([this] { return api_server_->active_connections() == 0; },
-                 std::chrono::seconds(2));
+  // Give open API connections a moment to finish their responses, and shutdown work its
+  // requests.
+  loop_.RunUntil(
+      [this] {
+        if (api_server_->active_connections() != 0) return false;
+        for (const auto& finished : shutdown_waits_) {
+          if (!finished()) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(2));
   store_worker_->Stop();
   if (shared_registrations_ == nullptr) SaveRegistry(SaveReason::kStop);
   LOG(INFO) << "control plane stopped";

@@ -163,6 +163,11 @@ class ControlPlane {
   // Runs `hook` at the start of shutdown, before the API server closes (servers that plug in
   // register their own graceful stop here).
   void OnShutdown(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+  // After the loop stops, Run() keeps it turning (at most 2 s, with the API's last responses)
+  // until `finished` is true: for work a shutdown hook started, such as handing over a Lease.
+  void AwaitOnShutdown(std::function<bool()> finished) {
+    shutdown_waits_.push_back(std::move(finished));
+  }
 
  private:
   void BeginShutdown();
@@ -207,6 +212,7 @@ class ControlPlane {
   std::unique_ptr<event::Timer> expiry_timer_;
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::vector<std::function<void()>> shutdown_hooks_;
+  std::vector<std::function<bool()>> shutdown_waits_;
   bool shutting_down_ = false;
   // Streams that close from then on close because of the shutdown (the saved registry keeps
   // those workloads as connected).

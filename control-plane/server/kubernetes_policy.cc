@@ -177,6 +177,11 @@ KubernetesPolicy::~KubernetesPolicy() {
   api_.reset();
 }
 
-void KubernetesPolicy::Start() { elector_->Start(); }
+void KubernetesPolicy::Start() {
+  elector_->Start();
+  // A replica going away hands the Lease over instead of letting it expire.
+  control_plane_.OnShutdown([this] { elector_->Release(); });
+  control_plane_.AwaitOnShutdown([this] { return elector_->released(); });
+}
 
 }  // namespace meshlet::controlplane

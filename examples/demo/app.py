@@ -1,7 +1,7 @@
 """A sample service for `./dev demo` (python3 standard library only).
 
     app.py --workload reviews-v1-0 --service reviews --version v1 --port 17090 \
-           [--upstream ratings:9090 --outbound 17092] [--fail-every N [--fail-burst K]]
+           [--upstream ratings:9080 --outbound 17092] [--fail-every N [--fail-burst K]]
            [--slow-ms MS]
 
 Answers every GET with JSON naming itself. With --upstream it first calls that service through

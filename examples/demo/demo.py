@@ -58,9 +58,9 @@ WORKLOADS = [
     ("frontend-0", "frontend", "v1", "reviews:9080", []),
     # The frontend's sidecar retries these under TrafficPolicy reviews; reviews-v1's own sidecar
     # (inbound) retries only what never reached its app, so attempts do not multiply.
-    ("reviews-v1-0", "reviews", "v1", "ratings:9090",
+    ("reviews-v1-0", "reviews", "v1", "ratings:9080",
      ["--fail-every", str(FAIL_EVERY), "--fail-burst", str(FAIL_BURST)]),
-    ("reviews-v2-0", "reviews", "v2", "ratings:9090", []),
+    ("reviews-v2-0", "reviews", "v2", "ratings:9080", []),
     ("ratings-0", "ratings", "v1", None, ["--slow-ms", "1000"]),
 ]
 

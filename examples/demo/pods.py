@@ -1,12 +1,13 @@
 """The meshlet demo as pods (what `./dev demo` runs when podman can: as root, podman installed).
 
-    pods.py start --bin-dir DIR [--state-dir DIR] [--traffic-seconds S]
+    pods.py start --bin-dir DIR [--state-dir DIR] [--traffic-seconds S] [--routes meshlet|gateway-api]
     pods.py stop [--state-dir DIR]
-    pods.py traffic [--state-dir DIR] [--seconds S]
+    pods.py traffic [--state-dir DIR] [--seconds S] [--summary-json FILE]
 
 start: builds the images from DIR (deploy/images/build.py), plays the control plane as a pod,
 applies the policies of examples/policies (retries and a 90/10 canary split for reviews, a
-timeout for ratings; their Services come from the manifests), and deploys examples/pods
+timeout for ratings; their Services come from the manifests; with --routes gateway-api the
+routes are the Gateway API HTTPRoutes of examples/gateway-api, as demo.py applies them), and deploys examples/pods
 (productpage -> reviews v1|v2 -> ratings, which fails one request in ten) and a client pod,
 every one run through `meshctl inject` and played by podman (tests/e2e/cluster.py does what a
 cluster would). Then a few seconds of traffic from the client pod, its summary, and where to
@@ -22,6 +23,7 @@ stop: removes every pod, image and the network, and the state directory.
 
 import argparse
 import collections
+import ipaddress
 import json
 import os
 import shutil
@@ -34,6 +36,9 @@ CHECKOUT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests", "e2e"))
 import cluster as cluster_lib  # noqa: E402
 import harness  # noqa: E402
+
+sys.path.insert(0, HERE)
+import demo  # noqa: E402  (its ROUTES: what --routes applies)
 
 POLICIES = os.path.join(CHECKOUT, "examples", "policies")
 MANIFESTS = [os.path.join(CHECKOUT, "examples", "pods"),
@@ -76,13 +81,17 @@ def stop(state_dir, quiet=False):
     return True
 
 
-def policies():
-    """The policies of examples/policies but its Services (the pods' manifests have theirs)."""
-    docs = []
-    for name in sorted(os.listdir(POLICIES)):
-        if name.endswith(".yaml") and not name.startswith("00-"):
-            docs.append(os.path.join(POLICIES, name))
-    return docs
+def policies(routes):
+    """What --routes applies (demo.py's ROUTES), without the Services of examples/policies: the
+    pods' manifests have theirs."""
+    files = []
+    for path in demo.ROUTES[routes]:
+        if os.path.isdir(path):
+            files += [os.path.join(path, n) for n in sorted(os.listdir(path)) if n.endswith(".yaml")]
+        else:
+            files.append(path)
+    return [f for f in files
+            if not (os.path.dirname(f) == POLICIES and os.path.basename(f).startswith("00-"))]
 
 
 def start(args):
@@ -109,7 +118,7 @@ def start(args):
                                                         "meshctl"))
         log("the control plane as a pod at %s" % cluster.control_plane_ip)
         cluster.start_control_plane()
-        for path in policies():
+        for path in policies(args.routes):
             log("meshctl apply -f %s" % os.path.relpath(path, CHECKOUT))
             with open(path) as f:
                 cluster.meshctl("apply", "-f", "-", input=f.read())
@@ -292,8 +301,12 @@ def main():
         s.add_argument("--state-dir", default=default_dir)
         if name == "start":
             s.add_argument("--bin-dir", required=True)
-            s.add_argument("--summary-json")
+            s.add_argument("--routes", choices=sorted(demo.ROUTES),
+                           default=os.environ.get("MESHLET_DEMO_ROUTES") or "meshlet",
+                           help="the example routes as meshlet HTTPRoutes (examples/policies) "
+                           "or as Gateway API HTTPRoutes (examples/gateway-api)")
         if name in ("start", "traffic"):
+            s.add_argument("--summary-json", help="also write the traffic counts here")
             s.add_argument("--traffic-seconds", "--seconds", type=float, default=float(
                 os.environ.get("MESHLET_DEMO_TRAFFIC_SECONDS") or 5))
     args = parser.parse_args()
@@ -308,14 +321,16 @@ def main():
                 state = json.load(f)
             run = harness.Run(name="demo", keep=True)
             run.dir, run.network, run.bridge = state["run_dir"], state["network"], state["bridge"]
+            run.subnet = ipaddress.ip_network(state["subnet"])
             cluster = cluster_lib.Cluster(run, os.path.join(args.state_dir, "bin", "meshctl.bin"))
             cluster.pods = state["pods"]
-            print(traffic(run, cluster, args.traffic_seconds)["text"])
+            summary = traffic(run, cluster, args.traffic_seconds)
+            print(summary["text"])
         else:
             summary = start(args)
-            if args.summary_json:
-                with open(args.summary_json, "w") as f:
-                    json.dump({k: v for k, v in summary.items() if k != "text"}, f)
+        if args.command != "stop" and args.summary_json:
+            with open(args.summary_json, "w") as f:
+                json.dump({k: v for k, v in summary.items() if k != "text"}, f)
     except (DemoError, harness.E2EError) as e:
         print("demo: %s" % e, file=sys.stderr)
         return 1

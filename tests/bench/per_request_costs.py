@@ -280,7 +280,8 @@ def main():
             procs = [
                 ("inbound", sidecar("inbound", "meshlet-mesh-inbound.yaml",
                                     dict(common, TLS_MODE="STRICT" if tls else "DISABLE",
-                                         UPSTREAM_PORT=up_h1), admin["inbound"])),
+                                         UPSTREAM_PORT=up_h1, UPSTREAM_PROTOCOL="UPSTREAM_HTTP1"),
+                                    admin["inbound"])),
                 ("outbound", sidecar("outbound", "meshlet-mesh-outbound.yaml",
                                      dict(common, H1_PORT=port, PROTOCOL=protocol,
                                           TLS=str(tls).lower(),

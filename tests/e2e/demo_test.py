@@ -18,6 +18,9 @@ checks what the demo tells its user to look at, one line each:
                  reviews -> ratings with requests and a success rate of 1 at the callers
   traces         /api/v1/traces (the dashboard's trace list) holds a trace across productpage,
                  reviews and ratings
+  gateway routes the demo's routes deleted and applied again as Gateway API HTTPRoutes
+                 (examples/gateway-api): `pods.py traffic` gives the same split, canary and
+                 timeout
   stop           `pods.py stop` removes the pods, images, network and state directory
      cleanup     nothing of the demo remains
 
@@ -102,6 +105,9 @@ class Demo:
                 self.state = json.load(f)
         check(r.returncode == 0, "pods.py start: exit %d: %s" % (r.returncode,
                                                                  r.stderr.strip()[-2000:]))
+        return self.check_summary(r.stdout)
+
+    def check_summary(self, output):
         with open(self.summary_path) as f:
             s = json.load(f)
         check(s["requests"] > 0 and s["ok"] == s["requests"],
@@ -115,10 +121,27 @@ class Demo:
         check(s["ratings_failed"] > 0 and retried >= s["ratings_failed"] - 1,
               "ratings failed %d on purpose, the proxies retried %s" % (s["ratings_failed"],
                                                                        s["retried"]))
-        check("upstream request timeout" in self.output, "the /slow call did not time out: %s"
-              % self.output[-500:])
+        check("upstream request timeout" in output, "the /slow call did not time out: %s"
+              % output[-500:])
         return "%d requests, all 200; split %s; %d failures of ratings, all retried" % (
             s["requests"], s["split"], s["ratings_failed"])
+
+    def gateway_routes(self):
+        """The demo's routes swapped for their Gateway API form (examples/gateway-api), as
+        `--routes gateway-api` applies them: the next traffic behaves the same."""
+        policies = os.path.join(REPO, "examples", "policies")
+        gateway = os.path.join(REPO, "examples", "gateway-api")
+        self.meshctl("delete", "-f", os.path.join(policies, "20-reviews-canary.yaml"),
+                     "-f", os.path.join(policies, "30-ratings-timeout.yaml"))
+        self.meshctl("apply", "-f", gateway)
+        routes = self.meshctl("get", "httproutes.gateway.networking.k8s.io")
+        check("reviews" in routes and "ratings" in routes, "Gateway routes: %s" % routes)
+        time.sleep(2)  # the sidecars' configuration follows within a second
+        r = self.pods_py("traffic", "--seconds", "3", "--summary-json", self.summary_path)
+        sys.stdout.write(r.stdout)
+        check(r.returncode == 0, "pods.py traffic: exit %d: %s" % (r.returncode,
+                                                                   r.stderr.strip()[-2000:]))
+        return "as Gateway API HTTPRoutes: " + self.check_summary(r.stdout)
 
     def proxy_status(self):
         out = self.meshctl("proxy-status")
@@ -247,7 +270,8 @@ def main():
         if suite.scenario("start", demo.start):
             for name, fn in (("proxy-status", demo.proxy_status), ("app config", demo.app_config),
                              ("dashboard", demo.dashboard),
-                             ("golden metrics", demo.golden_metrics), ("traces", demo.traces)):
+                             ("golden metrics", demo.golden_metrics), ("traces", demo.traces),
+                             ("gateway routes", demo.gateway_routes)):
                 if name in ("golden metrics", "traces") and not hasattr(demo, "api"):
                     continue
                 suite.scenario(name, fn)

@@ -1,5 +1,7 @@
-"""A fake Kubernetes API server for tests of Kubernetes service discovery: Services,
-EndpointSlices and Pods over HTTPS, answered in the shapes of the API reference.
+"""A fake Kubernetes API server for tests of Kubernetes service discovery (Services,
+EndpointSlices and Pods) and of policy kept in Kubernetes, over HTTPS, answered in the shapes of
+the API reference. It is never a stand-in for a real API server's behaviour beyond what is listed
+here.
 
 - Lists: `limit` and `continue` (a base64 token with padding, so it must travel
   percent-encoded), metadata.resourceVersion.
@@ -12,16 +14,34 @@ EndpointSlices and Pods over HTTPS, answered in the shapes of the API reference.
 - Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
 - Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
   and watch events carry each object's metadata only, as the API server sends them.
-- Namespaces list empty; anything else is 404.
-- Policy kept in Kubernetes: meshlet.io TrafficPolicies and Gateway API HTTPRoutes are listed and
-  watched like the kinds above (other meshlet.io and Gateway API kinds answer 404: their CRDs are
-  not installed); a route is read by name, and its status subresource takes a JSON merge patch
-  (a metadata.resourceVersion in the patch must be the current one, else 409; the status is
-  replaced as the patch says, the object gets a new resourceVersion and watches a MODIFIED
-  event). Events (events.k8s.io/v1) are recorded. One coordination.k8s.io/v1 Lease per name:
-  GET, POST (409 if it exists), PUT (409 unless metadata.resourceVersion is the current one).
-  Several bearer tokens may be accepted (one per control-plane replica): every write records
-  the token it came with.
+- Namespaces list empty.
+- Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
+  TrafficPolicies, Gateway API HTTPRoutes and GRPCRoutes (v1) and ReferenceGrants (v1beta1) are
+  listed and watched like the kinds above; other meshlet.io kinds answer 404 (their CRDs are
+  not installed).
+- Enough of the API for kubectl (tested with 1.32) to work on every resource it serves:
+  - Discovery: /version, /api (APIVersions), /apis (APIGroupList) and /api/v1, /apis/GROUP/
+    VERSION (APIResourceList, with the plural/status subresources). kubectl asks for
+    aggregated discovery (apidiscovery.k8s.io/v2) first; the legacy documents come back as
+    plain application/json and it falls back to them. No OpenAPI documents (/openapi/v2 and
+    v3 answer 404), so kubectl's client-side validation needs `--validate=false`, and the
+    fieldValidation query parameter is not enforced.
+  - Lists and watches of a namespace, with fieldSelector metadata.name / metadata.namespace
+    (kubectl delete's wait); GET of an object and of its status.
+  - POST to a collection (409 if it exists; uid, creationTimestamp, generation 1 given, a status
+    dropped where there is a status subresource), PUT and JSON merge PATCH (RFC 7386; other patch
+    types get 415) of an object or of its status, DELETE. A metadata.resourceVersion in the body
+    must be the current one, else 409. Writes to an object never change its status and writes to
+    the status change nothing else, as with a status subresource; metadata.generation goes up
+    only when something but metadata (and status) changed; a write changing nothing gets no new
+    resourceVersion. Every change reaches watches as ADDED, MODIFIED or DELETED.
+  - Events (events.k8s.io/v1) are recorded and listed, also at /api/v1 as the core Events the
+    API server shows of them (`kubectl get events`).
+- One coordination.k8s.io/v1 Lease per name: GET, POST (409 if it exists), PUT (409 unless
+  metadata.resourceVersion is the current one).
+- Several bearer tokens may be accepted (one per control-plane replica, one for kubectl): every
+  write records the token it came with.
+- Anything else is 404.
 
 As a program (`fake_kubernetes_api.py --address HOST:PORT --cert FILE --key FILE --token TEXT`)
 it serves until its stdin closes, taking one JSON command per line: {"put": KIND, "object":
@@ -40,20 +60,49 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 
-KINDS = {"/api/v1/services": "services",
-         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
-         "/api/v1/pods": "pods",
-         "/apis/meshlet.io/v1/trafficpolicies": "trafficpolicies",
-         "/apis/gateway.networking.k8s.io/v1/httproutes": "httproutes",
-         "/apis/gateway.networking.k8s.io/v1/grpcroutes": "grpcroutes"}
-LIST_KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList", "pods": "PodList",
-             "trafficpolicies": "TrafficPolicyList", "httproutes": "HTTPRouteList",
-             "grpcroutes": "GRPCRouteList"}
-ROUTE = re.compile(r"^/apis/gateway\.networking\.k8s\.io/v1/namespaces/([^/]+)/"
-                   r"(?P<resource>httproutes|grpcroutes)/([^/]+)(/status)?$")
+GATEWAY = "gateway.networking.k8s.io"
+
+
+class Resource:
+    """A resource the fake serves: `key` names it in FakeApiServer.objects, put() and delete()
+    (the plural, or plural.group where two groups share a plural); `status`: it has a status
+    subresource (the object's status is written there only, its spec never)."""
+
+    def __init__(self, key, group, version, plural, kind, status=False, namespaced=True):
+        self.key, self.group, self.version, self.plural = key, group, version, plural
+        self.kind, self.status, self.namespaced = kind, status, namespaced
+        self.api_version = f"{group}/{version}" if group else version
+        self.prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+
+
+RESOURCES = [
+    Resource("services", "", "v1", "services", "Service", status=True),
+    Resource("pods", "", "v1", "pods", "Pod", status=True),
+    Resource("endpointslices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    Resource("services.meshlet.io", "meshlet.io", "v1", "services", "Service", status=True),
+    Resource("trafficpolicies", "meshlet.io", "v1", "trafficpolicies", "TrafficPolicy"),
+    Resource("httproutes", GATEWAY, "v1", "httproutes", "HTTPRoute", status=True),
+    Resource("grpcroutes", GATEWAY, "v1", "grpcroutes", "GRPCRoute", status=True),
+    Resource("referencegrants", GATEWAY, "v1beta1", "referencegrants", "ReferenceGrant"),
+]
+BY_KEY = {r.key: r for r in RESOURCES}
+BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+# The cluster-wide list and watch path of each resource -> its key.
+KINDS = {f"{r.prefix}/{r.plural}": r.key for r in RESOURCES}
+# Resources served for kubectl's sake besides those above: (group, version, plural, kind, verbs).
+OTHER_RESOURCES = [("", "v1", "namespaces", "Namespace", ["list"]),
+                   ("", "v1", "events", "Event", ["list"]),
+                   ("events.k8s.io", "v1", "events", "Event", ["create", "list"]),
+                   ("coordination.k8s.io", "v1", "leases", "Lease", ["create", "get", "update"])]
+OBJECT_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# /api/v1/..., /apis/GROUP/VERSION/..., with or without namespaces/NS, a name and a subresource.
+RESOURCE_PATH = re.compile(r"^(?:/api/(?P<core>v1)|/apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+                           r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)"
+                           r"(?:/(?P<name>[^/]+)(?:/(?P<subresource>[^/]+))?)?$")
 LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?$")
-EVENTS = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/([^/]+)/events$")
+EVENTS = re.compile(r"^(?:/apis/events\.k8s\.io/v1|/api/v1)/namespaces/([^/]+)/events$")
 
 
 class JsonApiHandler(http.server.BaseHTTPRequestHandler):
@@ -80,6 +129,7 @@ class FakeApiServer:
         self.leases = {}        # (namespace, name) -> Lease
         self.events = []        # (token, Event)
         self.writes = []        # (token, method, path, body) of every write
+        self.discovery_requests = []  # (path, Accept) of every discovery GET
         self.rv = 100
         self.objects = {kind: {} for kind in KINDS.values()}
         self.history = []       # (rv, kind, type, object)
@@ -97,73 +147,95 @@ class FakeApiServer:
                 given = self.headers.get("Authorization", "")
                 return given[len("Bearer "):] if given[len("Bearer "):] in tokens else None
 
-            def body(self):
-                return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                                  or b"{}")
+            def do_GET(self):
+                self.handle_request("GET")
 
             def do_POST(self):
-                self.write("POST")
+                self.handle_request("POST")
 
             def do_PUT(self):
-                self.write("PUT")
+                self.handle_request("PUT")
 
             def do_PATCH(self):
-                self.write("PATCH")
+                self.handle_request("PATCH")
 
-            def write(self, method):
+            def do_DELETE(self):
+                self.handle_request("DELETE")
+
+            def handle_request(self, method):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 who = self.token()
                 if who is None:
                     return self.answer(401, status(401, "Unauthorized", "bad token"))
-                path = urllib.parse.urlsplit(self.path).path
-                body = self.body()
-                with server.cond:
-                    server.writes.append((who, method, path, body))
-                    lease = LEASES.match(path)
-                    if lease:
-                        return self.answer(*server.write_lease(method, lease, body))
-                    route = ROUTE.match(path)
-                    if route and route.group(4) and method == "PATCH":
-                        return self.answer(*server.patch_status(route, body))
-                    if EVENTS.match(path) and method == "POST":
-                        server.events.append((who, body))
-                        return self.answer(201, body)
-                self.answer(404, status(404, "NotFound", path))
-
-            def do_GET(self):
-                if self.token() is None:
-                    return self.answer(401, status(401, "Unauthorized", "bad token"))
                 url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                if method == "GET":
+                    return self.read(url.path, query)
+                content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
+                if method == "PATCH" and content_type != "application/merge-patch+json":
+                    # The fake applies JSON merge patches only (what kubectl apply sends for
+                    # custom resources); the API server refuses strategic merge patches of
+                    # custom resources with this code too.
+                    return self.answer(415, status(
+                        415, "UnsupportedMediaType",
+                        f"the fake API server takes application/merge-patch+json patches, "
+                        f"not {content_type or 'no Content-Type'}"))
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError as e:
+                    return self.answer(400, status(400, "BadRequest", f"body is not JSON: {e}"))
                 with server.cond:
-                    lease = LEASES.match(url.path)
+                    server.writes.append((who, method, url.path, body))
+                    self.answer(*server.write(who, method, url.path, body))
+
+            def read(self, path, query):
+                discovery = server.discovery(path)
+                if discovery is not None:
+                    with server.cond:
+                        server.discovery_requests.append((path, self.headers.get("Accept", "")))
+                    return self.answer(200, discovery)
+                with server.cond:
+                    lease = LEASES.match(path)
                     if lease:
                         found = server.leases.get((lease.group(1), lease.group(2)))
                         if found is None:
-                            return self.answer(404, status(404, "NotFound", url.path))
+                            return self.answer(404, status(404, "NotFound", path))
                         return self.answer(200, found)
-                    route = ROUTE.match(url.path)
-                    if route:
-                        found = server.objects[route.group("resource")].get(
-                            (route.group(1), route.group(3)))
-                        if found is None:
-                            return self.answer(404, status(404, "NotFound", url.path))
-                        return self.answer(200, found)
-                kind = KINDS.get(url.path)
-                if url.path == "/api/v1/namespaces":
+                    events = EVENTS.match(path)
+                    if events:
+                        return self.answer(200, server.event_list(path, events.group(1)))
+                if path == "/api/v1/namespaces":
                     return self.answer(200, {"kind": "NamespaceList", "apiVersion": "v1",
                                              "metadata": {"resourceVersion": "1"}, "items": []})
-                if kind is None:
-                    return self.answer(404, status(404, "NotFound", url.path))
-                query = dict(urllib.parse.parse_qsl(url.query))
+                match = RESOURCE_PATH.match(path)
+                resource = match and BY_PATH.get((match.group("group") or "",
+                                                  match.group("core") or match.group("version"),
+                                                  match.group("plural")))
+                if resource is None:
+                    return self.answer(404, status(404, "NotFound", path))
+                if match.group("name"):
+                    with server.cond:
+                        found = server.objects[resource.key].get(
+                            (match.group("namespace") or "", match.group("name")))
+                    if found is None or (match.group("subresource") and (
+                            match.group("subresource") != "status" or not resource.status)):
+                        return self.answer(404, status(404, "NotFound", path))
+                    return self.answer(200, found)
+                kind = resource.key
+                try:
+                    where = selection(match.group("namespace"), query)
+                except ValueError as e:
+                    return self.answer(400, status(400, "BadRequest", str(e)))
                 self.metadata_only = "as=PartialObjectMetadata" in self.headers.get("Accept", "")
                 with server.cond:
                     server.requests.append((kind, query))
                     if self.metadata_only:
                         server.metadata_only_requests.append((kind, query))
-                if query.get("watch") == "true":
-                    return self.watch(kind, query)
+                if query.get("watch") in ("true", "1"):
+                    return self.watch(kind, query, where)
                 if kind in server.fail_lists:
                     return self.answer(503, status(503, "ServiceUnavailable", "etcd is slow"))
-                page = server.list_page(kind, query)
+                page = server.list_page(kind, query, where)
                 if self.metadata_only:
                     page = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
                             "metadata": page["metadata"],
@@ -183,7 +255,7 @@ class FakeApiServer:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
-            def watch(self, kind, query):
+            def watch(self, kind, query, where=None):
                 since = int(query["resourceVersion"])
                 deadline = time.time() + int(query.get("timeoutSeconds", "60"))
                 self.send_response(200)
@@ -198,16 +270,19 @@ class FakeApiServer:
                         self.wfile.write(b"0\r\n\r\n")
                         return
                     sent = since
-                    # Only the newest watch of a kind takes commands: an older one whose client
-                    # already went (its own timeout) would swallow them, writing to nobody.
-                    server.watch_generation[kind] += 1
+                    # Only the newest cluster-wide watch of a kind takes commands: an older one
+                    # whose client already went (its own timeout) would swallow them, writing
+                    # to nobody. A watch of a namespace or an object (kubectl's) takes none.
+                    if where is None:
+                        server.watch_generation[kind] += 1
                     generation = server.watch_generation[kind]
                     while time.time() < deadline and generation == server.watch_generation[kind]:
                         for rv, k, type_, obj in server.history:
                             if k == kind and rv > sent:
-                                self.chunk({"type": type_, "object": obj})
+                                if where is None or where(obj):
+                                    self.chunk({"type": type_, "object": obj})
                                 sent = rv
-                        commands = server.commands[kind]
+                        commands = server.commands[kind] if where is None else []
                         while commands:
                             command = commands.pop(0)
                             if command == "drop":
@@ -236,7 +311,8 @@ class FakeApiServer:
                                 continue
                             if command == "bookmark" and query.get("allowWatchBookmarks"):
                                 self.chunk({"type": "BOOKMARK", "object": {
-                                    "kind": kind_of(kind), "apiVersion": "v1",
+                                    "kind": BY_KEY[kind].kind,
+                                    "apiVersion": BY_KEY[kind].api_version,
                                     "metadata": {"resourceVersion": str(server.rv)}}})
                         server.cond.wait(0.1)
                 self.wfile.write(b"0\r\n\r\n")
@@ -250,15 +326,202 @@ class FakeApiServer:
         self.httpd = httpd
         self.address = "https://%s:%d" % httpd.server_address[:2]
 
-    def list_page(self, kind, query):
-        limit = int(query.get("limit", "500"))
+    def discovery(self, path):
+        """The legacy discovery document at `path` (APIVersions, APIGroupList, APIResourceList,
+        version), or None. kubectl first asks for aggregated discovery
+        (apidiscovery.k8s.io/v2) and falls back to these when the answer's Content-Type is
+        plain application/json."""
+        served = [(r.group, r.version, r.plural, r.kind, OBJECT_VERBS, r) for r in RESOURCES]
+        served += [entry + (None,) for entry in OTHER_RESOURCES]
+        if path == "/version":
+            return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake",
+                    "platform": "linux/amd64"}
+        if path == "/api":
+            return {"kind": "APIVersions", "apiVersion": "v1", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                    "serverAddress": self.address[8:]}]}
+        if path == "/apis":
+            groups = {}
+            for group, version, *_ in served:
+                if group and version not in groups.setdefault(group, []):
+                    groups[group].append(version)
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v}
+                                             for v in versions],
+                 "preferredVersion": {"groupVersion": f"{group}/{versions[0]}",
+                                      "version": versions[0]}}
+                for group, versions in sorted(groups.items())]}
+        match = re.match(r"^(?:/api/(v1)|/apis/([^/]+)/([^/]+))$", path)
+        if not match:
+            return None
+        group, version = match.group(2) or "", match.group(1) or match.group(3)
+        listed = []
+        for g, v, plural, kind, verbs, resource in served:
+            if (g, v) != (group, version):
+                continue
+            listed.append({"name": plural, "singularName": kind.lower(),
+                           "namespaced": plural != "namespaces", "kind": kind, "verbs": verbs})
+            if resource is not None and resource.status:
+                listed.append({"name": plural + "/status", "singularName": "",
+                               "namespaced": True, "kind": kind,
+                               "verbs": ["get", "patch", "update"]})
+        if not listed:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": listed}
+
+    def write(self, who, method, path, body):
+        """(code, answer) of a write (the lock held)."""
+        lease = LEASES.match(path)
+        if lease and method in ("POST", "PUT"):
+            return self.write_lease(method, lease, body)
+        events = EVENTS.match(path)
+        if events and path.startswith("/apis/") and method == "POST":
+            return self.create_event(who, events.group(1), body)
+        match = RESOURCE_PATH.match(path)
+        resource = match and BY_PATH.get((match.group("group") or "",
+                                          match.group("core") or match.group("version"),
+                                          match.group("plural")))
+        if resource is None or bool(match.group("namespace")) != resource.namespaced:
+            return 404, status(404, "NotFound", path)
+        namespace, name = match.group("namespace") or "", match.group("name")
+        subresource = match.group("subresource")
+        if subresource is not None and (subresource != "status" or not resource.status):
+            return 404, status(404, "NotFound", path)
+        if name is None:
+            if method != "POST":
+                return 405, status(405, "MethodNotAllowed", f"{method} of a collection")
+            return self.create(resource, namespace, body)
+        if method == "DELETE":
+            return self.remove(resource, namespace, name)
+        if method not in ("PUT", "PATCH"):
+            return 405, status(405, "MethodNotAllowed", f"{method} of an object")
+        return self.update(resource, namespace, name, body, method == "PATCH",
+                           subresource == "status")
+
+    def create(self, resource, namespace, body):
+        """(code, answer) of a POST of `body` to `resource`'s collection in `namespace`."""
+        if body.get("apiVersion") != resource.api_version or body.get("kind") != resource.kind:
+            return 400, status(400, "BadRequest", f"the object is not a {resource.api_version} "
+                                                  f"{resource.kind}")
+        metadata = body.setdefault("metadata", {})
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        if not metadata.get("name"):
+            return 422, status(422, "Invalid", "metadata.name: Required value")
+        if metadata.setdefault("namespace", namespace) != namespace:
+            return 400, status(400, "BadRequest", "the namespace of the provided object does "
+                                                  "not match the namespace sent on the request")
+        key = (namespace, metadata["name"])
+        if key in self.objects[resource.key]:
+            return 409, status(409, "AlreadyExists", f'{resource.plural} "{key[1]}" already '
+                                                     f'exists')
+        if not resource.namespaced:
+            metadata.pop("namespace")
+        for field in ("resourceVersion", "uid", "creationTimestamp", "generation"):
+            metadata.pop(field, None)
+        if resource.status:
+            body.pop("status", None)  # written through the status subresource only
+        metadata.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=now())
+        self.store(resource, key, body, "ADDED")
+        return 201, body
+
+    def update(self, resource, namespace, name, body, patch, status_only):
+        """(code, answer) of a PUT or merge PATCH of an object or of its status."""
+        current = self.objects[resource.key].get((namespace, name))
+        if current is None:
+            return 404, status(404, "NotFound", f'{resource.plural} "{name}" not found')
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            return 409, status(409, "Conflict", "the object has been modified; please apply "
+                                                "your changes to the latest version and try again")
+        given = merge_patch(current, body) if patch else body
+        if not isinstance(given, dict) or not isinstance(given.get("metadata", {}), dict):
+            return 400, status(400, "BadRequest", "the object is not a JSON object")
+        if status_only:
+            obj = copy.deepcopy(current)
+            if "status" in given:
+                obj["status"] = given["status"]
+            else:
+                obj.pop("status", None)
+        else:
+            obj = {k: v for k, v in given.items() if k != "status"}
+            obj["apiVersion"], obj["kind"] = current["apiVersion"], current["kind"]
+            if resource.status and "status" in current:
+                obj["status"] = current["status"]
+            elif not resource.status and "status" in given:
+                obj["status"] = given["status"]
+            metadata = dict(given.get("metadata") or {})
+            for field in ("name", "namespace", "uid", "creationTimestamp", "generation",
+                          "resourceVersion"):
+                metadata.pop(field, None)
+                if field in current["metadata"]:
+                    metadata[field] = current["metadata"][field]
+            obj["metadata"] = metadata
+            # The generation counts changes of everything but metadata (and, with a status
+            # subresource, status).
+            if spec_of(obj, resource) != spec_of(current, resource):
+                metadata["generation"] = current["metadata"].get("generation", 0) + 1
+        if obj == current:
+            return 200, current  # no change: no new resourceVersion, no event
+        self.store(resource, (namespace, name), obj, "MODIFIED")
+        return 200, obj
+
+    def remove(self, resource, namespace, name):
+        if (namespace, name) not in self.objects[resource.key]:
+            return 404, status(404, "NotFound", f'{resource.plural} "{name}" not found')
+        self.delete(resource.key, namespace, name)
+        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                     "details": {"name": name, "group": resource.group, "kind": resource.plural}}
+
+    def store(self, resource, key, obj, type_):
+        """Keeps `obj` at the next resourceVersion and tells the watches (the lock held)."""
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects[resource.key][key] = obj
+        self.history.append((self.rv, resource.key, type_, obj))
+        self.cond.notify_all()
+
+    def create_event(self, who, namespace, body):
+        """(code, answer) of an events.k8s.io/v1 Event's POST (the lock held)."""
+        metadata = body.setdefault("metadata", {})
+        if not metadata.get("name"):
+            metadata["name"] = metadata.get("generateName", "event.") + uuid.uuid4().hex[:8]
+        metadata["namespace"] = namespace
+        self.rv += 1
+        metadata.update(resourceVersion=str(self.rv), uid=str(uuid.uuid4()),
+                        creationTimestamp=now())
+        self.events.append((who, body))
+        return 201, body
+
+    def event_list(self, path, namespace):
+        """The Events of `namespace` as events.k8s.io/v1 lists them or, at /api/v1, as the
+        core v1 Events the API server shows of the same objects (the lock held)."""
+        items = [copy.deepcopy(e) for _, e in self.events
+                 if e.get("metadata", {}).get("namespace") == namespace]
+        if path.startswith("/apis/"):
+            return {"kind": "EventList", "apiVersion": "events.k8s.io/v1",
+                    "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+        core = [{"kind": "Event", "apiVersion": "v1", "metadata": e["metadata"],
+                 "involvedObject": e.get("regarding", {}), "reason": e.get("reason", ""),
+                 "message": e.get("note", ""), "type": e.get("type", ""),
+                 "action": e.get("action", ""), "eventTime": e.get("eventTime"),
+                 "reportingComponent": e.get("reportingController", ""),
+                 "reportingInstance": e.get("reportingInstance", ""),
+                 "source": {"component": e.get("reportingController", "")}} for e in items]
+        return {"kind": "EventList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(self.rv)}, "items": core}
+
+    def list_page(self, kind, query, where=None):
+        limit = int(query.get("limit", "500") or "500")
         with self.cond:
             if "continue" in query:
                 token = json.loads(base64.b64decode(query["continue"]))
                 items, rv = self.pages[token["id"]], token["rv"]
                 start = token["start"]
             else:
-                items = [copy.deepcopy(o) for _, o in sorted(self.objects[kind].items())]
+                items = [copy.deepcopy(o) for _, o in sorted(self.objects[kind].items())
+                         if where is None or where(o)]
                 rv, start = self.rv, 0
                 self.pages[len(self.pages)] = items
                 token_id = len(self.pages) - 1
@@ -268,8 +531,9 @@ class FakeApiServer:
             # base64 with padding: '=' must travel percent-encoded.
             metadata["continue"] = base64.b64encode(json.dumps(
                 {"id": token_id, "start": start + limit, "rv": rv, "pad": "x"}).encode()).decode()
-        return {"kind": LIST_KIND[kind], "apiVersion": "v1", "metadata": metadata,
-                "items": items[start:start + limit]}
+        resource = BY_KEY[kind]
+        return {"kind": resource.kind + "List", "apiVersion": resource.api_version,
+                "metadata": metadata, "items": items[start:start + limit]}
 
     def write_lease(self, method, match, body):
         """(code, answer) of a Lease write (the lock held)."""
@@ -292,27 +556,6 @@ class FakeApiServer:
         with self.cond:
             lease = self.leases.get((namespace, name))
             return lease["spec"].get("holderIdentity") if lease else None
-
-    def patch_status(self, match, patch):
-        """(code, answer) of a merge patch of a route's status (the lock held)."""
-        resource = match.group("resource")
-        key = (match.group(1), match.group(3))
-        current = self.objects[resource].get(key)
-        if current is None:
-            return 404, status(404, "NotFound", key[1])
-        wanted = patch.get("metadata", {}).get("resourceVersion")
-        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            return 409, status(409, "Conflict", "the object has been modified")
-        obj = copy.deepcopy(current)
-        merged = dict(obj.get("status", {}))
-        merged.update(patch.get("status", {}))
-        obj["status"] = merged
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        self.objects[resource][key] = obj
-        self.history.append((self.rv, resource, "MODIFIED", obj))
-        self.cond.notify_all()
-        return 200, obj
 
     def put(self, kind, obj, announce=True):
         """Creates or replaces `obj` at the next resourceVersion; `announce`: watches see it."""
@@ -359,10 +602,46 @@ class FakeApiServer:
         self.httpd.shutdown()
 
 
-def kind_of(kind):
-    return {"services": "Service", "endpointslices": "EndpointSlice", "pods": "Pod",
-            "trafficpolicies": "TrafficPolicy", "httproutes": "HTTPRoute",
-            "grpcroutes": "GRPCRoute"}[kind]
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def merge_patch(target, patch):
+    """`target` with the JSON merge patch (RFC 7386) `patch` applied."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def spec_of(obj, resource):
+    """What an object's generation counts changes of."""
+    return {k: v for k, v in obj.items()
+            if k not in ("metadata", "apiVersion", "kind") and not (k == "status" and
+                                                                    resource.status)}
+
+
+def selection(namespace, query):
+    """A predicate on objects for a list or watch in `namespace` (None: all) with the query's
+    fieldSelector (metadata.name and metadata.namespace, `=` or `==`), or None when it takes
+    everything. ValueError names a selector the fake cannot apply."""
+    wanted = {}
+    if namespace:
+        wanted["namespace"] = namespace
+    for term in filter(None, query.get("fieldSelector", "").split(",")):
+        field, _, value = term.replace("==", "=").partition("=")
+        if field not in ("metadata.name", "metadata.namespace") or not _:
+            raise ValueError(f"field selector {term!r}: the fake selects by metadata.name "
+                             f"and metadata.namespace equality only")
+        wanted[field[len("metadata."):]] = value
+    if not wanted:
+        return None
+    return lambda obj: all(obj.get("metadata", {}).get(k, "") == v for k, v in wanted.items())
 
 
 def metadata_only(obj):

@@ -4,9 +4,10 @@ into its store and writes route status back; when it dies the other takes over.
 
 Usage: kubernetes_policy_test.py CONTROL_PLANE SIDECAR [unittest args]
 
-The fake (fake_kubernetes_api.py) serves TrafficPolicies and HTTPRoutes as custom resources
-(lists, watches), route status as a merge-patched subresource, Events and Leases; every other
-meshlet.io and Gateway API kind answers 404, as when its CRD is not installed. Each replica has
+The fake (fake_kubernetes_api.py) serves meshlet.io Services and TrafficPolicies, HTTPRoutes,
+GRPCRoutes and ReferenceGrants as custom resources (lists, watches), route status as a
+merge-patched subresource, Events and Leases; every other meshlet.io kind answers 404, as when
+its CRD is not installed. (kubectl_policy_test applies policy to it with kubectl.) Each replica has
 its own bearer token and its own store (a data directory), so what a replica wrote, in Kubernetes
 and in its store, is told apart. Shown:
 - exactly one replica holds the Lease; only it writes (status patches, Events, its store);
@@ -19,7 +20,9 @@ and in its store, is told apart. Shown:
   Event naming the field, and its status says Accepted False (UnsupportedValue) with
   observedGeneration its metadata.generation;
 - kinds whose CRD is missing are absent (a gauge), not an error loop;
-- the leader killed, the other replica leads within the lease duration and mirrors.
+- the leader killed, the other replica leads within the lease duration and mirrors;
+- the leader stopped (SIGTERM), it hands the Lease over and the other leads well before the lease
+  duration.
 """
 
 import json
@@ -61,33 +64,38 @@ class KubernetesPolicyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         t = cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        cluster_ca = make_ca(t, "cluster-ca")
+        cluster_ca = cls.cluster_ca = make_ca(t, "cluster-ca")
         cls.fake = FakeApiServer(make_server_cert(t, "apiserver", cluster_ca),
                                  [name + "-token" for name in REPLICAS])
         cls.cps = {}
         cls.sidecars = []
         try:
             for name in REPLICAS:
-                token_file = os.path.join(t, name + ".token")
-                with open(token_file, "w") as f:
-                    f.write(name + "-token\n")
-                log = os.path.join(t, name + ".log")
-                data = os.path.join(t, name + "-data")
-                proc, api, ads = start_control_plane(
-                    CONTROL_PLANE, log, "--data-dir", data, "--replica-name", name,
-                    "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
-                    "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
-                    "--zipkin-address=", "--kubernetes-api", cls.fake.address,
-                    "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cluster_ca[0],
-                    "--kubernetes-watch-timeout", "2s", "--leader-election-lease-duration", "2s",
-                    "--leader-election-renew-deadline", "1s",
-                    "--leader-election-retry-period", "200ms")
-                with open(os.path.join(data, "api-token")) as f:
-                    cls.cps[name] = {"proc": proc, "api": api, "ads": ads,
-                                     "token": f.read().strip(), "log": log}
+                cls.start_replica(name)
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def start_replica(cls, name):
+        t = cls.tmp
+        token_file = os.path.join(t, name + ".token")
+        with open(token_file, "w") as f:
+            f.write(name + "-token\n")
+        log = os.path.join(t, name + ".log")
+        data = os.path.join(t, name + "-data")
+        proc, api, ads = start_control_plane(
+            CONTROL_PLANE, log, "--data-dir", data, "--replica-name", name,
+            "--api-address", "127.0.0.1:0", "--xds-plaintext", "--xds-address",
+            "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
+            "--zipkin-address=", "--kubernetes-api", cls.fake.address,
+            "--kubernetes-token-file", token_file, "--kubernetes-ca-file", cls.cluster_ca[0],
+            "--kubernetes-watch-timeout", "2s", "--leader-election-lease-duration", "2s",
+            "--leader-election-renew-deadline", "1s",
+            "--leader-election-retry-period", "200ms")
+        with open(os.path.join(data, "api-token")) as f:
+            cls.cps[name] = {"proc": proc, "api": api, "ads": ads,
+                             "token": f.read().strip(), "log": log}
 
     @classmethod
     def tearDownClass(cls):
@@ -219,7 +227,7 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.assertEqual(self.metric(leader, "meshlet_cp_leader"), 1)
         self.assertEqual(self.metric(follower, "meshlet_cp_leader"), 0)
         # Kinds whose CRD is missing are absent, not retried in a loop.
-        absent = "referencegrants.gateway.networking.k8s.io"  # the fake does not serve it
+        absent = "authorizationpolicies.meshlet.io"  # the fake does not serve it
         self.assertTrue(wait_for(lambda: self.metric(
             leader, "meshlet_cp_kubernetes_resource_absent", resource=absent) == 1, 10),
                         [line for line in self.get(leader, "/metrics")[1].splitlines()
@@ -249,6 +257,27 @@ class KubernetesPolicyTest(unittest.TestCase):
         self.fake.put("trafficpolicies", traffic_policy("reviews", 2))
         path = "/apis/meshlet.io/v1/namespaces/shop/trafficpolicies/reviews"
         self.assertTrue(wait_for(lambda: self.get(follower, path)[0] == 200, 10), self.logs())
+
+    def test_3_a_leader_stopping_hands_the_lease_over(self):
+        # test_2 killed one replica: start it again, as a follower.
+        for name in REPLICAS:
+            if self.cps[name]["proc"].poll() is not None:
+                self.start_replica(name)
+        self.assertTrue(wait_for(lambda: self.leader() in REPLICAS, 10), self.logs())
+        leader = self.leader()
+        follower = [n for n in REPLICAS if n != leader][0]
+        self.assertTrue(wait_for(lambda: self.metric(follower, "meshlet_cp_leader") == 0
+                                 and self.get(follower, "/metrics")[0] == 200, 10), self.logs())
+        stopped = time.time()
+        self.cps[leader]["proc"].send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: self.leader() == follower, 10), self.logs())
+        took = time.time() - stopped
+        self.assertEqual(self.cps[leader]["proc"].wait(timeout=10), 0)
+        with open(self.cps[leader]["log"]) as f:
+            self.assertIn("released Lease meshlet-system/meshlet-control-plane", f.read())
+        # Waiting out the Lease would take its 2 s; handed over, the follower's next retry
+        # (200 ms) takes it.
+        self.assertLess(took, 1.5)
 
 
 if __name__ == "__main__":

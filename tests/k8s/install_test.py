@@ -9,6 +9,8 @@ Usage: install_test.py VALIDATE_MJS MESHCTL KUSTOMIZATION_YAML [unittest args]
   the result still validates and passes check --pre; bad values are usage errors (exit 2) saying
   why, and more than one replica is refused with the reason;
 - `install --secrets` gives the Secrets of an install with etcd, fresh each time and valid;
+- `install --crds` gives exactly the CustomResourceDefinitions `kubectl kustomize k8s/crds` gives,
+  valid; `uninstall --crds` lists them; --crds does not go with --secrets or --keep-data;
 - `uninstall` lists the same objects webhook first and namespace last, --keep-data without the
   namespace and the data claim;
 - `check --pre` passes every rendering (meshctl's and kustomize's) and finds each mistake of a
@@ -86,6 +88,27 @@ class InstallTest(unittest.TestCase):
         kinds = [o["kind"] for o in rendered]
         self.assertEqual(kinds[0], "Namespace")
         self.assertLess(kinds.index("PersistentVolumeClaim"), kinds.index("Deployment"))
+
+    def test_crds_are_kustomize_crds(self):
+        rendered = objects_of(meshctl("install", "--crds").stdout)
+        r = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, "crds")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(by_key(rendered), by_key(objects_of(r.stdout)))
+        self.assertEqual({o["kind"] for o in rendered}, {"CustomResourceDefinition"})
+        self.assertIn("trafficpolicies.meshlet.io", {o["metadata"]["name"] for o in rendered})
+        self.assertValid(rendered)
+        listed = json.loads(meshctl("install", "--crds", "-o", "json").stdout)
+        self.assertEqual(by_key(listed["items"]), by_key(rendered))
+        # The install itself holds none of them: uninstalling keeps the policies.
+        self.assertNotIn("CustomResourceDefinition",
+                         {o["kind"] for o in objects_of(meshctl("install").stdout)})
+        removed = objects_of(meshctl("uninstall", "--crds").stdout)
+        self.assertEqual(set(by_key(removed)), set(by_key(rendered)))
+        p = meshctl("install", "--crds", "--secrets", "--set", "etcd=bundled", expect=2)
+        self.assertIn("--crds and --secrets", p.stderr)
+        p = meshctl("uninstall", "--crds", "--keep-data", expect=2)
+        self.assertIn("deletes the policies", p.stderr)
 
     def test_set_changes_what_it_names(self):
         sets = ["namespace=mesh", "image=registry.example.com/cp:1.2.3",
