@@ -340,6 +340,8 @@ void ActiveConnection::ToHttp(DetectedProtocol protocol) {
     options.tls = true;
     options.peer_identity = SpiffeIdOf(peer);
   }
+  options.mesh_edge = listener_->config.direction == config::TrafficDirection::kInbound &&
+                      options.peer_identity.empty();
   if (listener_->matcher.has_value()) {
     using Action = CaptureDecision::Action;
     options.destination_port = decision_.authorization_port;

@@ -196,6 +196,12 @@ void ActiveStream::SendLocalReply(const stream::LocalReply& reply) {
   net::Buffer body;
   const bool has_body = stream::BuildLocalReply(reply, grpc_, headers, body);
   info_.response_code = stream::LocalReplyStatus(reply, grpc_);
+  info_.local_reply_reason = reply.message;
+  if (!hcm_.context_.error_header.empty() && !hcm_.options_.mesh_edge) {
+    headers.Add(
+        hcm_.context_.error_header,
+        stream::ErrorAttribution(hcm_.context_.node_name, info_.response_flags, reply.message));
+  }
   EncodeHeaders(headers, /*end_stream=*/!has_body);
   if (has_body) EncodeData(body, /*end_stream=*/true);
 }
@@ -273,6 +279,11 @@ void ActiveStream::OnBelowWriteBufferLowWatermark() {
 void ActiveStream::EncodeHeaders(http::HeaderMap& headers, bool end_stream) {
   if (done_) return;
   Touch();
+  // Outside the mesh nobody learns the proxies' names: a hop behind this one may have
+  // attributed its error.
+  if (hcm_.options_.mesh_edge && !hcm_.context_.error_header.empty()) [[unlikely]] {
+    headers.Remove(hcm_.context_.error_header);
+  }
   if (hcm_.context_.draining && !hcm_.draining_) hcm_.BeginDrain();
   if (info_.tunnel != stream::TunnelKind::kNone && !tunnel_active_.has_value()) {
     hcm_.stats_.downstream_tunnels[info_.tunnel == stream::TunnelKind::kUpgrade ? 0 : 1].Inc();
@@ -561,6 +572,10 @@ inline void ActiveStream::WriteAccessLog(uint64_t duration_us) {
   AppendJsonString(&line, info_.cluster_name);
   line.append(",\"route_name\":");
   AppendJsonString(&line, info_.route_name);
+  if (!info_.local_reply_reason.empty()) {
+    line.append(",\"error_reason\":");
+    AppendJsonString(&line, info_.local_reply_reason);
+  }
   line.append(",\"request_id\":");
   AppendJsonString(&line, request_id_);
   line.append(",\"downstream_remote_address\":");

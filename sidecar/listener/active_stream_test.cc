@@ -405,4 +405,65 @@ TEST_F(ActiveStreamTest, UpstreamGetsExactlyOneTraceparent) {
 }
 
 }  // namespace
+// Error attribution: a response the proxy makes itself names the proxy, the flags and the reason
+// in x-meshlet-error, also in the access log; an upstream's answer passes through as it is (a
+// hop behind may have attributed its own error); a caller outside the mesh sees neither.
+TEST_F(ActiveStreamTest, LocalRepliesAreAttributedExceptAtTheMeshEdge) {
+  context_.error_header = "x-meshlet-error";
+  context_.node_name = "web-0.shop";
+  // An upstream that answers with another proxy's attribution.
+  std::vector<std::unique_ptr<net::Connection>> accepted;
+  struct Answer : net::ConnectionCallbacks {
+    net::Connection* c = nullptr;
+    void OnData(net::Buffer& data, bool) override {
+      data.Drain(data.length());
+      c->Write(
+          "HTTP/1.1 503 Service Unavailable\r\nx-meshlet-error: db-0.shop; flag=UH; "
+          "reason=no healthy upstream\r\ncontent-length: 0\r\n\r\n");
+    }
+    void OnClose(net::CloseReason, const absl::Status&) override {}
+  };
+  std::vector<std::unique_ptr<Answer>> answers;
+  auto upstream = net::Listener::Create(loop_, *net::Address::Parse("127.0.0.1:0"), {},
+                                        [&](std::unique_ptr<net::Connection> c) {
+                                          answers.push_back(std::make_unique<Answer>());
+                                          answers.back()->c = c.get();
+                                          c->SetCallbacks(answers.back().get());
+                                          accepted.push_back(std::move(c));
+                                        });
+  ASSERT_TRUE(upstream.ok());
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "db";
+  EndpointConfig endpoint;
+  endpoint.address = (*upstream)->address();
+  cluster->endpoints.push_back(endpoint);
+  context_.snapshot = RoutesTo({{"/db", "db"}}, {cluster});
+  const std::string no_route = "GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+  const std::string to_db = "GET /db HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+  std::string response = Exchange(no_route).first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "x-meshlet-error: web-0.shop; flag=NR; reason=no route"))
+      << response;
+  ASSERT_TRUE(loop_.RunUntil([&] { return !log_.lines.empty(); }, seconds(5)));
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], "\"error_reason\":\"no route\"")) << log_.lines[0];
+  response = Exchange(to_db).first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 503")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "x-meshlet-error: db-0.shop; flag=UH;")) << response;
+  EXPECT_FALSE(absl::StrContains(response, "web-0.shop")) << response;
+
+  hcm_options_.mesh_edge = true;
+  for (const std::string& request : {no_route, to_db}) {
+    response = Exchange(request).first;
+    EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 ")) << response;
+    EXPECT_FALSE(absl::StrContains(response, "x-meshlet-error")) << response;
+  }
+
+  hcm_options_.mesh_edge = false;
+  context_.error_header = "";  // --error-header=
+  response = Exchange(no_route).first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404")) << response;
+  EXPECT_FALSE(absl::StrContains(response, "x-meshlet-error")) << response;
+}
+
 }  // namespace meshlet::sidecar::listener

@@ -107,6 +107,10 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
     // No destination of the mesh matched: every request gets a local 502 naming
     // original_destination, response flag NM.
     bool refuse = false;
+    // The client is outside the mesh (an inbound listener's caller without a verified mesh
+    // identity): error attribution (the x-meshlet-error field) is neither added to the local
+    // replies nor passed on in upstream responses, so no internal name leaves the mesh.
+    bool mesh_edge = false;
   };
 
   // `context` and `stats` must outlive the HCM. `listener` is copied (route configuration name

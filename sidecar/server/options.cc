@@ -269,6 +269,21 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "meshlet_upstream_rq_mirror_skipped_total{reason=\"in_flight_limit\"}. "
                      "Default 64; 0: no mirroring.",
                      uint64_t{0}, uint64_t{1} << 20),
+      flag("--error-header", "NAME",
+           "The response field that attributes every response this proxy makes itself "
+           "(timeouts, no healthy upstream, refused, rate limited...): \"<node>; "
+           "flag=<FLAGS>; reason=<text>\". Answers to callers outside the mesh (an inbound "
+           "listener's client without a mesh certificate) never carry it, from this proxy or "
+           "one behind it. Default x-meshlet-error; empty: off.",
+           [&o](absl::string_view v) -> absl::Status {
+             if (!v.empty() && v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-"
+                                                   ".^_`|~") != absl::string_view::npos) {
+               return absl::InvalidArgumentError(
+                   absl::StrCat("\"", v, "\" is not a lowercase header field name"));
+             }
+             o.error_header = std::string(v);
+             return absl::OkStatus();
+           }),
       flag("--access-log", "PATH",
            "Write one JSON line per request and per TCP connection to PATH (a file, appended to, "
            "or /dev/stdout). Default: off. A listener's own access_log.path takes precedence.",

@@ -60,6 +60,9 @@ struct ServerOptions {
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;
+  // --error-header: the field naming this proxy, the response flags and the reason on every
+  // response it makes itself (stream/local_reply.h ErrorAttribution); empty: none.
+  std::string error_header = "x-meshlet-error";
   std::string access_log_path;  // empty: no global access log
   // --trace-collector / --trace-sampling: tracing on, spans to this OTLP/HTTP collector, and the
   // sampling rate of requests whose caller did not decide; they replace the bootstrap's

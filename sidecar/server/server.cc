@@ -191,6 +191,7 @@ absl::Status Server::Init() {
               << ": the allocator refused it (a sanitizer's has no such setting)";
   }
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
+  node_name_ = bootstrap.node.id();
   if (options_.workload_identity()) {
     if (absl::Status status = InitWorkloadCertificate(bootstrap); !status.ok()) return status;
   }
@@ -239,7 +240,9 @@ absl::Status Server::Init() {
                         .trace_channel = trace_channel_,
                         .memory_pressure = overload_.flag(),
                         .max_active_requests = PerWorkerActiveRequests(),
-                        .max_mirrors_in_flight = options_.mirror_max_in_flight});
+                        .max_mirrors_in_flight = options_.mirror_max_in_flight,
+                        .error_header = options_.error_header,
+                        .node_name = node_name_});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running

@@ -106,6 +106,8 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
           .worker_index = index_,
           .overload = {.memory_pressure = shared_.memory_pressure,
                        .max_active_requests = shared_.max_active_requests},
+          .error_header = shared_.error_header,
+          .node_name = shared_.node_name,
       },
       *clusters_,
       snapshot,

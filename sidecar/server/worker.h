@@ -92,6 +92,10 @@ struct WorkerShared {
   uint64_t max_active_requests = 0;
   // Mirror copies each worker may have in flight (--mirror-max-in-flight; router/mirror.h).
   uint64_t max_mirrors_in_flight = router::Mirrors::kDefaultMaxInFlight;
+  // Error attribution (stream::StreamContext): the field's name (empty: off) and this proxy's
+  // node name; the server owns both text.
+  absl::string_view error_header;
+  absl::string_view node_name;
 };
 
 class Worker final : private listener::ConnectionOwner {

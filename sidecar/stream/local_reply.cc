@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar::stream {
 
@@ -27,6 +28,19 @@ bool BuildLocalReply(const LocalReply& reply, bool grpc, http::HeaderMap& header
   }
   if (reply.overloaded) headers.Add("x-meshlet-overloaded", "true");
   return !grpc_reply;
+}
+
+std::string ErrorAttribution(absl::string_view node, uint32_t response_flags,
+                             absl::string_view reason) {
+  std::string out;
+  out.reserve(node.size() + reason.size() + 24);
+  const absl::string_view name = node.empty() ? absl::string_view("-") : node;
+  out.append(name.data(), name.size());
+  out.append("; flag=");
+  AppendResponseFlags(&out, response_flags);
+  out.append("; reason=");
+  for (char c : reason) out.push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+  return out;
 }
 
 }  // namespace meshlet::sidecar::stream

@@ -12,7 +12,9 @@
 // A value; `message` must outlive the call that sends it (the replies of the request path use
 // string literals).
 
+#include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
@@ -34,6 +36,12 @@ struct LocalReply {
 // Returns whether a body follows the headers (false: a trailers-only gRPC response).
 bool BuildLocalReply(const LocalReply& reply, bool grpc, http::HeaderMap& headers,
                      net::Buffer& body);
+
+// Error attribution: the value of the x-meshlet-error field (--error-header) a local reply
+// carries, "<node>; flag=<FLAGS>; reason=<message>" (FLAGS as the access log's response_flags,
+// "-" when none). Characters a field value cannot hold become spaces.
+std::string ErrorAttribution(absl::string_view node, uint32_t response_flags,
+                             absl::string_view reason);
 
 // The status a local reply is logged and counted with: `http_status`, or 200 for a trailers-only
 // gRPC reply.

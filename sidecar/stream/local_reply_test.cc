@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "gtest/gtest.h"
+#include "sidecar/stream/stream_info.h"
 
 namespace meshlet::sidecar::stream {
 namespace {
@@ -84,6 +85,16 @@ TEST(LocalReplyTest, OverloadHeaderOnBothKinds) {
   Built grpc = Build(reply, true);
   EXPECT_EQ(grpc.headers.Get("grpc-status"), "14");
   EXPECT_EQ(grpc.headers.Get("x-meshlet-overloaded"), "true");
+}
+
+TEST(LocalReplyTest, ErrorAttributionNamesNodeFlagsAndReason) {
+  const uint32_t flags = static_cast<uint32_t>(ResponseFlag::kUpstreamConnectFailure) |
+                         static_cast<uint32_t>(ResponseFlag::kRetryLimitExceeded);
+  EXPECT_EQ(ErrorAttribution("reviews-v1-0.shop", flags, "upstream connect error"),
+            "reviews-v1-0.shop; flag=UF,URX; reason=upstream connect error");
+  EXPECT_EQ(ErrorAttribution("", 0, "no route"), "-; flag=-; reason=no route");
+  // A configured message cannot break the field.
+  EXPECT_EQ(ErrorAttribution("a", 0, "two\r\nlines"), "a; flag=-; reason=two  lines");
 }
 
 }  // namespace

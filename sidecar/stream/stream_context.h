@@ -68,6 +68,11 @@ struct StreamContext {
   bool draining = false;                // set on SIGTERM / POST /drain
   int worker_index = 0;
   OverloadState overload;
+  // Error attribution (docs/operations.md "Why a request failed"): the field every local reply
+  // carries, "<node>; flag=<FLAGS>; reason=<message>" (empty name: none), and this proxy's node
+  // name in it. Both point into the server's options, which outlive every worker.
+  absl::string_view error_header;
+  absl::string_view node_name;
 };
 
 }  // namespace meshlet::sidecar::stream

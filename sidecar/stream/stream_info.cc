@@ -71,6 +71,7 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
     tracing::SetText(span.endpoint, info.upstream_host->ToString());  // a CONNECT tunnel's
   }
   if (info.response_flags != 0) AppendResponseFlags(&span.response_flags, info.response_flags);
+  span.error_reason = info.local_reply_reason;
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;
     span.status_message = span.response_flags.empty()

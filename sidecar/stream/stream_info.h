@@ -82,6 +82,10 @@ struct StreamInfo {
   std::optional<net::Address> upstream_host;
   absl::string_view cluster_name;
   absl::string_view route_name;
+  // The message of the local reply the proxy answered with (stream/local_reply.h), else empty:
+  // the "reason" of error attribution, logged as error_reason and on the span. Points at text
+  // that outlives the stream (literals, or the connection's refusal message).
+  absl::string_view local_reply_reason;
   // Set by the router right before the response headers that open the tunnel are encoded; the
   // bytes that follow count as body bytes.
   TunnelKind tunnel = TunnelKind::kNone;

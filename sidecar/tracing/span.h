@@ -76,6 +76,9 @@ struct Span {
   absl::string_view cluster;        // meshlet.cluster
   std::string endpoint;             // server.address (the upstream host, "ip:port")
   std::string response_flags;       // meshlet.response_flags ("UF,URX")
+  // meshlet.error.reason: why the proxy answered itself (a local reply's message), as the
+  // x-meshlet-error field says; a literal or text of the connection, like the views above.
+  absl::string_view error_reason;
   // Body bytes as this span's side saw them: a server span receives the request and sends the
   // response; a client span sends the request and receives the response.
   uint64_t bytes_in = 0;           // meshlet.bytes_received
@@ -102,6 +105,7 @@ struct Span {
     peer_identity = {};
     route = {};
     cluster = {};
+    error_reason = {};
     trace_id = TraceId();
     span_id = 0;
     parent_span_id = 0;
@@ -160,6 +164,7 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (!span.cluster.empty()) string_attr("meshlet.cluster", span.cluster);
   if (!span.endpoint.empty()) string_attr("server.address", span.endpoint);
   if (!span.response_flags.empty()) string_attr("meshlet.response_flags", span.response_flags);
+  if (!span.error_reason.empty()) string_attr("meshlet.error.reason", span.error_reason);
   if (span.bytes_in != 0) int_attr("meshlet.bytes_received", static_cast<int64_t>(span.bytes_in));
   if (span.bytes_out != 0) int_attr("meshlet.bytes_sent", static_cast<int64_t>(span.bytes_out));
   if (span.upstream_ready_us >= 0) int_attr("meshlet.upstream.ready_us", span.upstream_ready_us);

@@ -42,10 +42,11 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
 
 
-def make_certificates(d, extensions=""):
+def make_certificates(d, extensions="", dns_names=False):
     """ca.pem (the mesh root) and a.pem, b.pem (SPIFFE ids of service accounts a and b in
     namespace bench, for client and server use) with their keys, in `d`. `extensions`: more
-    openssl extfile lines for both leaves."""
+    openssl extfile lines for both leaves. `dns_names`: the leaves also name a.bench and b.bench,
+    for peers that verify a host name rather than a SPIFFE id (nginx)."""
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=bench mesh root", "-days",
             "1", "-addext", "basicConstraints=critical,CA:TRUE",
@@ -54,7 +55,8 @@ def make_certificates(d, extensions=""):
         openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", f"{sa}-key.pem", "-out", f"{sa}.csr", "-subj", "/", cwd=d)
         with open(os.path.join(d, f"{sa}.ext"), "w") as f:
-            f.write(f"subjectAltName=critical,URI:{spiffe(sa)}\n"
+            dns = f",DNS:{sa}.bench" if dns_names else ""
+            f.write(f"subjectAltName=critical,URI:{spiffe(sa)}{dns}\n"
                     "keyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n"
                     + extensions)

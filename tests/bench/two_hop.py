@@ -7,7 +7,8 @@ Chains: "direct" (the client talks to the upstream itself), "meshlet" (two sidec
 over mTLS between them as the control plane configures it, peers/meshlet-mesh-*.yaml),
 "haproxy-h1" and "haproxy-h2" (HAProxy 2.6, HTTP/1.1 or HTTP/2 over mTLS between the hops) and
 "nginx" (nginx 1.22, HTTP/1.1 over mTLS: nginx cannot proxy HTTP/2). Certificates are made at
-run time (a P-256 mesh root and one leaf per side, SPIFFE ids as the mesh CA issues them). Every
+run time (a P-256 mesh root and one leaf per side, SPIFFE ids as the mesh CA issues them, and
+a.bench / b.bench as DNS names for nginx, which verifies a host name). Every
 proxy runs one worker pinned to core 0 (`--proxy-cpu`), the upstream nginx and the load
 generator (//tests/bench/loadgen:loadgen, one thread) to core 1 (`--load-cpu`). All chains run
 at once, one is loaded at a time, in a rotated order each round.
@@ -264,7 +265,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     ok = False
     try:
-        mtls_bench.make_certificates(workdir, per_request_costs.ATTESTATION)
+        mtls_bench.make_certificates(workdir, per_request_costs.ATTESTATION, dns_names=True)
         for sa in ("a", "b"):
             with open(os.path.join(workdir, f"{sa}-combined.pem"), "w") as combined:
                 for part in (f"{sa}.pem", f"{sa}-key.pem"):

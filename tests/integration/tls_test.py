@@ -424,12 +424,22 @@ class ListenerTlsTest(TlsTestCase):
         self.assertEqual(self.https(port, *client, path="/admin/users?x=1")[:2], (0, 403))
         # Plaintext on the PERMISSIVE port has no identity: not in the ALLOW list.
         self.assertEqual(curl_status(f"http://127.0.0.1:{port}/hello")[:2], (0, 403))
+        # A caller with a mesh certificate learns which proxy refused it and why; one outside
+        # the mesh (plaintext) does not.
+        code, status, text, _ = self.https(port, "-i", *intruder)
+        self.assertEqual((code, status), (0, 403), text)
+        self.assertRegex(text, r"(?im)^x-meshlet-error: -; flag=AZ; reason=RBAC: access denied")
+        code, status, text, _ = curl_status("-i", f"http://127.0.0.1:{port}/hello")
+        self.assertEqual((code, status), (0, 403), text)
+        self.assertNotIn("x-meshlet-error", text.lower())
 
         self.assertEqual(sidecar.stat("meshlet_http_rbac_allowed_total"), 2)
-        self.assertEqual(sidecar.stat("meshlet_http_rbac_denied_total"), 4)
+        self.assertEqual(sidecar.stat("meshlet_http_rbac_denied_total"), 6)
         with open(log) as f:
             lines = [json.loads(line) for line in f]
-        self.assertEqual(sorted(l["response_flags"] for l in lines), ["-"] * 2 + ["AZ"] * 4)
+        self.assertEqual(sorted(l["response_flags"] for l in lines), ["-"] * 2 + ["AZ"] * 6)
+        self.assertEqual({l.get("error_reason") for l in lines},
+                         {None, "RBAC: access denied"})
 
     def test_strict_tcp_listener_terminates_tls(self):
         echo = EchoServer()
