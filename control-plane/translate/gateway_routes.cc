@@ -166,10 +166,6 @@ std::string CheckRuleCommon(const Rule& rule, const std::string& where, CheckFil
   }
   for (int b = 0; b < rule.backend_refs_size(); ++b) {
     const auto& ref = rule.backend_refs(b);
-    if (ref.filters_size() > 0 && rule.backend_refs_size() > 1) {
-      return absl::StrCat(where, ".backendRefs[", b,
-                          "].filters: supported only when the rule has one backendRef");
-    }
     for (int f = 0; f < ref.filters_size(); ++f) {
       std::string why = check(ref.filters(f),
                               absl::StrCat(where, ".backendRefs[", b, "].filters[", f, "]"), true);
@@ -205,19 +201,31 @@ void AddHeaderFilter(const gw::HTTPHeaderFilter& f,
   for (const std::string& name : f.remove()) *remove->Add() = absl::AsciiStrToLower(name);
 }
 
+// A header modifier filter as `target`'s (a Route's or a ClusterWeight's) header changes; false
+// when `f` is another kind of filter.
+template <typename Filter, typename Target>
+bool ApplyHeaderModifier(const Filter& f, Target& target) {
+  if (f.type() == "RequestHeaderModifier") {
+    AddHeaderFilter(f.request_header_modifier(), target.mutable_request_headers_to_add(),
+                    target.mutable_request_headers_to_remove());
+    return true;
+  }
+  if (f.type() == "ResponseHeaderModifier") {
+    AddHeaderFilter(f.response_header_modifier(), target.mutable_response_headers_to_add(),
+                    target.mutable_response_headers_to_remove());
+    return true;
+  }
+  return false;
+}
+
 // Header modifiers and mirrors, which both kinds' filters have.
 template <typename Filter>
 void ApplyCommonFilter(const TranslationContext& ctx, TranslationOutput& out,
                        absl::string_view kind, const std::string& route_ns,
                        const ParentRefs& parent_refs, const Filter& f, const std::string& where,
                        xds::Route& route, std::vector<xds::RequestMirrorPolicy>& mirrors) {
-  if (f.type() == "RequestHeaderModifier") {
-    AddHeaderFilter(f.request_header_modifier(), route.mutable_request_headers_to_add(),
-                    route.mutable_request_headers_to_remove());
-  } else if (f.type() == "ResponseHeaderModifier") {
-    AddHeaderFilter(f.response_header_modifier(), route.mutable_response_headers_to_add(),
-                    route.mutable_response_headers_to_remove());
-  } else if (f.type() == "RequestMirror") {
+  if (ApplyHeaderModifier(f, route)) return;
+  if (f.type() == "RequestMirror") {
     const gw::HTTPRequestMirrorFilter& m = f.request_mirror();
     ResolvedBackend b =
         ResolveBackend(ctx.policy, ctx.index, kind, route_ns, parent_refs, m.backend_ref());
@@ -310,14 +318,16 @@ void SetServerError(xds::Route& route, absl::string_view why) {
 
 // The backends of a rule as the route's action: weighted when there are several, the shares of
 // those that do not resolve answering 500 (none resolving, none at all, or every weight 0: the
-// whole route answers 500). A single backendRef's own header filters apply to the route.
+// whole route answers 500). A backendRef's own filters (header modifiers: CheckFilter) become
+// its weighted cluster's header changes, which the sidecar applies after the route's (the rule's
+// filters), only to the requests it sends to that backend; a single backend with filters is a
+// weighted cluster of one for that reason.
 template <typename BackendRef>
 bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::string_view kind,
                    const std::string& route_ns, const ParentRefs& parent_refs,
                    const ServiceView& parent, const pb::ServicePort& parent_port,
                    const google::protobuf::RepeatedPtrField<BackendRef>& refs,
-                   const std::string& where, xds::Route& route,
-                   std::vector<xds::RequestMirrorPolicy>& mirrors) {
+                   const std::string& where, xds::Route& route) {
   if (refs.empty()) {
     SetServerError(route, "this route rule has no backendRefs");
     return false;
@@ -325,7 +335,9 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
   struct Choice {
     std::string cluster;
     uint32_t weight;
+    const BackendRef* ref;
   };
+  bool backend_filters = false;
   std::vector<Choice> choices;
   uint64_t unresolved_weight = 0;
   for (int i = 0; i < refs.size(); ++i) {
@@ -340,7 +352,8 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
       continue;
     }
     if (weight == 0) continue;
-    choices.push_back({UseCluster(ctx, out, *b.service, *b.port, {}), weight});
+    choices.push_back({UseCluster(ctx, out, *b.service, *b.port, {}), weight, &ref});
+    backend_filters |= ref.filters_size() > 0;
   }
   if (choices.empty()) {
     SetServerError(route, unresolved_weight > 0 ? "no backend of this route rule exists"
@@ -348,13 +361,14 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
     return false;
   }
   xds::RouteAction* action = route.mutable_route();
-  if (choices.size() == 1 && unresolved_weight == 0) {
+  if (choices.size() == 1 && unresolved_weight == 0 && !backend_filters) {
     action->set_cluster(choices.front().cluster);
   } else {
     for (const Choice& c : choices) {
       auto* cw = action->mutable_weighted_clusters()->add_clusters();
       cw->set_name(c.cluster);
       cw->set_weight(c.weight);
+      for (const auto& filter : c.ref->filters()) ApplyHeaderModifier(filter, *cw);
     }
     if (unresolved_weight > 0) {
       // The missing backends' share: a cluster no configuration defines, which the sidecar
@@ -362,12 +376,6 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
       auto* cw = action->mutable_weighted_clusters()->add_clusters();
       cw->set_name(std::string(kMissingBackendCluster));
       cw->set_weight(static_cast<uint32_t>(std::min<uint64_t>(unresolved_weight, UINT32_MAX)));
-    }
-  }
-  if (refs.size() == 1) {
-    for (int f = 0; f < refs[0].filters_size(); ++f) {
-      ApplyCommonFilter(ctx, out, kind, route_ns, parent_refs, refs[0].filters(f),
-                        absl::StrCat(where, ".backendRefs[0].filters[", f, "]"), route, mirrors);
     }
   }
   return true;
@@ -426,7 +434,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
     return base;
   }
   if (BackendAction(ctx, out, "HTTPRoute", ns, route.spec().parent_refs(), service, port,
-                    rule.backend_refs(), where, base, mirrors)) {
+                    rule.backend_refs(), where, base)) {
     xds::RouteAction* action = base.mutable_route();
     ApplyTimeoutsAndRetry(ctx, out, service, rule.timeouts().request(),
                           rule.timeouts().backend_request(),
@@ -456,7 +464,7 @@ xds::Route RuleRoute(const TranslationContext& ctx, TranslationOutput& out,
                       absl::StrCat(where, ".filters[", f, "]"), base, mirrors);
   }
   if (BackendAction(ctx, out, "GRPCRoute", ns, route.spec().parent_refs(), service, port,
-                    rule.backend_refs(), where, base, mirrors)) {
+                    rule.backend_refs(), where, base)) {
     xds::RouteAction* action = base.mutable_route();
     ApplyTimeoutsAndRetry(ctx, out, service, "", "", nullptr, where, *action);
     for (xds::RequestMirrorPolicy& m : mirrors) *action->add_request_mirror_policies() = m;

@@ -289,16 +289,70 @@ TEST_F(GatewayTest, HeaderModifiersOfTheRuleAndOfItsOnlyBackend) {
       filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-Backend, value: b}]}}]
 )"));
   const xds::Route& r = Host(For("frontend-0"), "echo.default:80")->routes(0);
-  ASSERT_EQ(r.request_headers_to_add_size(), 3);
+  ASSERT_EQ(r.request_headers_to_add_size(), 2);
   EXPECT_EQ(r.request_headers_to_add(0).name(), "x-set");
   EXPECT_FALSE(r.request_headers_to_add(0).append());
   EXPECT_EQ(r.request_headers_to_add(1).name(), "x-add");
   EXPECT_TRUE(r.request_headers_to_add(1).append());
-  EXPECT_EQ(r.request_headers_to_add(2).name(), "x-backend");
   EXPECT_THAT(r.request_headers_to_remove(), ElementsAre("x-gone"));
   ASSERT_EQ(r.response_headers_to_add_size(), 1);
   EXPECT_EQ(r.response_headers_to_add(0).value(), "r");
   EXPECT_THAT(r.response_headers_to_remove(), ElementsAre("server"));
+  // The backend's own filter: its weighted cluster's (of one), applied after the route's.
+  ASSERT_EQ(r.route().weighted_clusters().clusters_size(), 1);
+  const auto& only = r.route().weighted_clusters().clusters(0);
+  EXPECT_EQ(only.name(), "outbound|80||echo-v1.default");
+  ASSERT_EQ(only.request_headers_to_add_size(), 1);
+  EXPECT_EQ(only.request_headers_to_add(0).name(), "x-backend");
+  EXPECT_TRUE(only.request_headers_to_add(0).append());
+}
+
+TEST_F(GatewayTest, EachOfSeveralBackendsHasItsOwnHeaderModifiers) {
+  AddHttp(EchoRoute("a", R"(
+  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Rule, value: r}]}}]
+    backendRefs:
+    - name: echo-v1
+      port: 80
+      filters:
+      - type: RequestHeaderModifier
+        requestHeaderModifier: {set: [{name: Backend, value: echo-v1}], remove: [X-Rule]}
+      - type: ResponseHeaderModifier
+        responseHeaderModifier: {add: [{name: X-Answered-By, value: v1}]}
+    - name: echo-v2
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: echo-v2}]}}]
+    - name: echo
+      port: 80
+    - name: ghost
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: ghost}]}}]
+)"));
+  const xds::Route& r = Host(For("frontend-0"), "echo.default:80")->routes(0);
+  ASSERT_EQ(r.request_headers_to_add_size(), 1);
+  EXPECT_EQ(r.request_headers_to_add(0).name(), "x-rule");
+  const auto& wc = r.route().weighted_clusters();
+  ASSERT_EQ(wc.clusters_size(), 4);
+  const auto& v1 = wc.clusters(0);
+  EXPECT_EQ(v1.name(), "outbound|80||echo-v1.default");
+  ASSERT_EQ(v1.request_headers_to_add_size(), 1);
+  EXPECT_EQ(v1.request_headers_to_add(0).name(), "backend");
+  EXPECT_EQ(v1.request_headers_to_add(0).value(), "echo-v1");
+  EXPECT_FALSE(v1.request_headers_to_add(0).append());
+  EXPECT_THAT(v1.request_headers_to_remove(), ElementsAre("x-rule"));
+  ASSERT_EQ(v1.response_headers_to_add_size(), 1);
+  EXPECT_EQ(v1.response_headers_to_add(0).name(), "x-answered-by");
+  const auto& v2 = wc.clusters(1);
+  EXPECT_EQ(v2.name(), "outbound|80||echo-v2.default");
+  ASSERT_EQ(v2.request_headers_to_add_size(), 1);
+  EXPECT_EQ(v2.request_headers_to_add(0).value(), "echo-v2");
+  EXPECT_EQ(v2.response_headers_to_add_size(), 0);
+  const auto& plain = wc.clusters(2);
+  EXPECT_EQ(plain.name(), "outbound|80||echo.default");
+  EXPECT_EQ(plain.request_headers_to_add_size(), 0);
+  EXPECT_EQ(plain.request_headers_to_remove_size(), 0);
+  // The missing backend's share answers 500; its filters have nothing to apply to.
+  EXPECT_EQ(wc.clusters(3).name(), kMissingBackendCluster);
+  EXPECT_EQ(wc.clusters(3).request_headers_to_add_size(), 0);
 }
 
 TEST_F(GatewayTest, RequestMirrorByPercentFractionOrAll) {
@@ -716,6 +770,26 @@ spec:
   EXPECT_EQ(r.route().weighted_clusters().clusters(0).weight(), 70u);
   EXPECT_EQ(r.route().weighted_clusters().clusters(1).weight(), 30u);
   EXPECT_EQ(r.request_headers_to_add(0).name(), "x-grpc");
+}
+
+TEST_F(GatewayTest, GrpcBackendsHaveTheirOwnHeaderModifiers) {
+  AddGrpc(R"(
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{kind: Service, name: echo}]
+  rules:
+  - backendRefs:
+    - {name: echo-v1, port: 80, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-B, value: "1"}]}}]}
+    - {name: echo-v2, port: 80, filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {remove: [X-C]}}]}
+)");
+  const xds::Route& r = Host(For("frontend-0"), "echo.default:80")->routes(0);
+  EXPECT_EQ(r.request_headers_to_add_size(), 0);
+  const auto& wc = r.route().weighted_clusters();
+  ASSERT_EQ(wc.clusters_size(), 2);
+  ASSERT_EQ(wc.clusters(0).request_headers_to_add_size(), 1);
+  EXPECT_EQ(wc.clusters(0).request_headers_to_add(0).name(), "x-b");
+  EXPECT_THAT(wc.clusters(1).response_headers_to_remove(), ElementsAre("x-c"));
 }
 
 TEST_F(GatewayTest, TranslationIsDeterministic) {

@@ -149,6 +149,35 @@ spec:
   EXPECT_EQ(Conditions(Only()), "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs");
 }
 
+TEST_F(RouteStatusTest, HeaderFiltersOnSeveralBackendsAreAcceptedOthersAreNot) {
+  auto with_backends = [&](const std::string& backend_refs) {
+    policy_.gateway_http_routes.clear();
+    AddHttp(absl::StrCat(R"(
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo}]
+  rules:
+  - backendRefs:
+)",
+                         backend_refs));
+    return Only();
+  };
+  EXPECT_EQ(Conditions(with_backends(R"(
+    - {name: echo-v1, port: 80, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: B, value: v1}]}}]}
+    - {name: echo-v2, port: 80, filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: B, value: v2}]}}]}
+)")),
+            "Accepted=True/Accepted,ResolvedRefs=True/ResolvedRefs");
+  const policy::RouteStatusUpdate u = with_backends(R"(
+    - {name: echo-v1, port: 80}
+    - {name: echo-v2, port: 80, filters: [{type: URLRewrite, urlRewrite: {hostname: x}}]}
+)");
+  EXPECT_EQ(Conditions(u), "Accepted=False/UnsupportedValue,ResolvedRefs=True/ResolvedRefs");
+  EXPECT_EQ(Message(u, 0, "Accepted"),
+            "spec.rules[0].backendRefs[1].filters[0]: filter type \"URLRewrite\" is not supported "
+            "on a backendRef (only header modifiers are)");
+}
+
 TEST_F(RouteStatusTest, ResolvedRefsReasons) {
   const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
       {"{name: ghost, port: 80}", "BackendNotFound",

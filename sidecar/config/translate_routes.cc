@@ -220,8 +220,10 @@ void TranslateRouteAction(Errors::Scope& scope, const std::string& path, const x
           scope.Add(Join(item, "name"),
                     absl::StrCat(Quote(name), " is already listed at clusters[", it->second, "]"));
         }
-        out.weighted_clusters.push_back({name, list[i].weight()});
+        out.weighted_clusters.push_back(
+            {name, list[i].weight(), TranslateMutations(scope, item, list[i])});
         out.total_weight += list[i].weight();
+        out.has_backend_headers |= !out.weighted_clusters.back().headers.empty();
       }
       if (out.total_weight == 0) scope.Add(wc_path, "weights sum to 0");
       break;

@@ -131,6 +131,18 @@ std::vector<InvalidCase> InvalidCases() {
        },
        "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1]."
        "name \"gone\" names no Cluster"},
+      {"weighted_cluster_pseudo_header",
+       [](ResourceSet& s) {
+         auto* add = RouteAt(s, 1)
+                         .mutable_route()
+                         ->mutable_weighted_clusters()
+                         ->mutable_clusters(0)
+                         ->add_request_headers_to_add();
+         add->set_name(":path");
+         add->set_value("/x");
+       },
+       "route_config \"local\": virtual_hosts[0].routes[1].route.weighted_clusters.clusters[0]."
+       "request_headers_to_add[0].name: \":path\": pseudo-headers cannot be changed this way"},
       {"strict_tls_without_secret",
        [](ResourceSet& s) { s.listeners.Mutable(1).mutable_tls()->clear_secret_name(); },
        "listener \"inbound\": tls.secret_name: required when mode is STRICT"},

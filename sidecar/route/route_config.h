@@ -119,6 +119,9 @@ inline constexpr absl::string_view kMissingBackendCluster = "meshlet:missing-bac
 struct WeightedCluster {
   std::string name;
   uint32_t weight = 0;
+  // Changes for requests sent to this cluster and their responses only, applied after the
+  // route's (Gateway API backendRef filters).
+  HeaderMutations headers;
 };
 
 // Sticky sessions of a route (xds SessionPersistence; session.h reads and writes the tokens).
@@ -141,6 +144,9 @@ struct RouteAction {
   std::string cluster;
   std::vector<WeightedCluster> weighted_clusters;
   uint64_t total_weight = 0;  // sum of weighted_clusters weights; > 0 when they are set
+  // Some weighted cluster has header changes of its own (BackendHeaders in route_table.h); false
+  // spares the others the lookup.
+  bool has_backend_headers = false;
 
   // The whole request including retries; zero: no route timeout.
   Duration timeout = std::chrono::seconds(15);

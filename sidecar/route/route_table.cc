@@ -417,7 +417,16 @@ const std::string& PickCluster(const RouteAction& action, Random& random) {
   return action.weighted_clusters.back().name;
 }
 
-bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+const HeaderMutations* BackendHeaders(const RouteAction& action, absl::string_view cluster) {
+  if (!action.has_backend_headers) return nullptr;
+  for (const WeightedCluster& wc : action.weighted_clusters) {
+    if (wc.name == cluster) return wc.headers.empty() ? nullptr : &wc.headers;
+  }
+  return nullptr;
+}
+
+bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
+                                 const HeaderMutations* backend) {
   bool added = false;
   if (route.route_config != nullptr) {
     const HeaderMutations& m = route.route_config->headers;
@@ -429,10 +438,15 @@ bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& heade
   }
   added |= ApplyLevel(route.headers.request_headers_to_add, route.headers.request_headers_to_remove,
                       headers);
+  if (backend != nullptr) {
+    added |=
+        ApplyLevel(backend->request_headers_to_add, backend->request_headers_to_remove, headers);
+  }
   return added;
 }
 
-void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers) {
+void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
+                                  const HeaderMutations* backend) {
   if (route.route_config != nullptr) {
     const HeaderMutations& m = route.route_config->headers;
     ApplyLevel(m.response_headers_to_add, m.response_headers_to_remove, headers);
@@ -443,6 +457,9 @@ void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& head
   }
   ApplyLevel(route.headers.response_headers_to_add, route.headers.response_headers_to_remove,
              headers);
+  if (backend != nullptr) {
+    ApplyLevel(backend->response_headers_to_add, backend->response_headers_to_remove, headers);
+  }
 }
 
 std::string RedirectLocation(const RedirectAction& redirect, const http::HeaderMap& request,

@@ -110,11 +110,18 @@ absl::string_view StripPort(absl::string_view host);
 // cumulative range holds f * total_weight). For a single-cluster action, that cluster.
 const std::string& PickCluster(const RouteAction& action, Random& random);
 
+// The header changes of the weighted cluster of `action` named `cluster` (the one picked); null
+// when it has none, or the action has no such weighted cluster. Costs a test when the action has
+// no weighted cluster with changes.
+const HeaderMutations* BackendHeaders(const RouteAction& action, absl::string_view cluster);
+
 // Applies the route configuration's, the virtual host's and the route's request (or response)
-// header mutations to `headers`, in that order. The request's: true when they added or set any
-// header.
-bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
-void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers);
+// header mutations to `headers`, in that order, then `backend`'s (the picked weighted cluster's,
+// BackendHeaders) when not null. The request's: true when they added or set any header.
+bool ApplyRequestHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
+                                 const HeaderMutations* backend = nullptr);
+void ApplyResponseHeaderMutations(const RouteEntry& route, http::HeaderMap& headers,
+                                  const HeaderMutations* backend = nullptr);
 
 // The Location for a redirect route: the request's URL (":scheme", host, ":path") with the
 // action's parts replaced. The port follows Gateway API's RequestRedirect: the action's port;

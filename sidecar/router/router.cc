@@ -128,7 +128,10 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
   if (action.session != nullptr && !connect_request_) session_ = action.session.get();
 
-  if (ApplyRequestHeaderMutations(*route_, headers)) info_.trace.traceparent_maybe_present = true;
+  backend_headers_ = route::BackendHeaders(action, resolved.cluster_name);
+  if (ApplyRequestHeaderMutations(*route_, headers, backend_headers_)) {
+    info_.trace.traceparent_maybe_present = true;
+  }
   if ((!action.prefix_rewrite.empty() || !action.path_rewrite.empty()) &&
       headers.Get(":path") != "*") {  // "*": not a path
     std::string path = RewritePath(*route_, headers.Get(":path").value_or("/"));
@@ -513,7 +516,7 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
   } else {
     headers->RemoveHopByHopHeaders();
   }
-  ApplyResponseHeaderMutations(*route_, *headers);
+  ApplyResponseHeaderMutations(*route_, *headers, backend_headers_);
   if (session_ != nullptr && !tunnel_) AddSessionToken(*headers);
   if (end_stream) {
     // Settle first: encoding the end may complete (and start tearing down) the stream.

@@ -177,6 +177,9 @@ class Router final : public stream::Filter {
 
   const route::RouteEntry* route_ = nullptr;
   cluster::Cluster* cluster_ = nullptr;  // the stream's route's, which keeps it alive
+  // The picked weighted cluster's own header changes (route::BackendHeaders); null: none. Every
+  // attempt goes to cluster_, so they hold for retries too.
+  const route::HeaderMutations* backend_headers_ = nullptr;
   const cluster::UpstreamStats* stats_ = nullptr;
   std::unique_ptr<UpstreamRequest> upstream_;
   std::unique_ptr<TcpUpstream> tcp_upstream_;  // CONNECT only

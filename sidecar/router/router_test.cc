@@ -41,6 +41,46 @@ TEST_F(RouterTest, WeightedClustersFollowTheDraw) {
   EXPECT_EQ(first.info.route_name, "split");
 }
 
+// Gateway API backendRef filters: a weighted cluster's own header changes go with the requests
+// sent to it and with their responses, after the route's (the rule's filters), and never with the
+// other cluster's requests.
+TEST_F(RouterTest, EachWeightedClusterHasItsOwnHeaderChangesAfterTheRoutes) {
+  FakeUpstream& a = AddUpstream();
+  FakeUpstream& b = AddUpstream();
+  AddCluster("a", {a.address()});
+  AddCluster("b", {b.address()});
+  RouteAction split;
+  split.weighted_clusters = {{"a", 1}, {"b", 1}};
+  split.weighted_clusters[0].headers.request_headers_to_add = {{"x-backend", "a"}};
+  split.weighted_clusters[0].headers.response_headers_to_add = {{"x-answered-by", "a"}};
+  split.weighted_clusters[1].headers.request_headers_to_add = {{"x-backend", "b"}};
+  split.weighted_clusters[1].headers.request_headers_to_remove = {"x-rule"};
+  split.total_weight = 2;
+  split.has_backend_headers = true;
+  RouteEntry route = Routed("split", "/", split);
+  route.headers.request_headers_to_add = {{"x-rule", "r"}, {"x-backend", "rule"}};
+  route.headers.response_headers_to_add = {{"x-answered-by", "rule"}};
+  table_ = Table({route});
+  // The fixture's first draw is the top of the range (b's half); then a's.
+  RecordingCallbacks& to_b = Send("GET");
+  const http::HeaderMap& sent_b = *routers_.back()->request_headers();
+  random_.PushDouble(0.2);
+  RecordingCallbacks& to_a = Send("GET");
+  const http::HeaderMap& sent_a = *routers_.back()->request_headers();
+  ASSERT_EQ(to_b.status, "200");
+  ASSERT_EQ(to_a.status, "200");
+  EXPECT_EQ(to_b.info.cluster_name, "b");
+  EXPECT_EQ(to_a.info.cluster_name, "a");
+  EXPECT_EQ(a.requests().size(), 1u);
+  EXPECT_EQ(b.requests().size(), 1u);
+  EXPECT_EQ(sent_b.GetJoined("x-backend"), "b");
+  EXPECT_FALSE(sent_b.Has("x-rule"));  // the backend's removal comes after the rule's addition
+  EXPECT_EQ(to_b.response_headers.GetJoined("x-answered-by"), "rule");
+  EXPECT_EQ(sent_a.GetJoined("x-backend"), "a");
+  EXPECT_EQ(sent_a.GetJoined("x-rule"), "r");
+  EXPECT_EQ(to_a.response_headers.GetJoined("x-answered-by"), "a");
+}
+
 TEST_F(RouterTest, NoRouteIs404OrUnimplemented) {
   AddCluster("c", {});
   table_ = Table({Routed("api", "/api", ToCluster("c"))});

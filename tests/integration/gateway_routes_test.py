@@ -9,6 +9,8 @@ threads), driven with http.client:
                 a segment-wise prefix rewrite.
   RedirectTest  a redirect by prefix to https (the default port left out), to a host and port
                 (kept), and to port 80 (left out).
+  SplitTest     a 50/50 split whose clusters have header changes of their own (Gateway API
+                backendRef filters): each upstream sees only its own, after the route's.
   MirrorTest    a mirrored POST: the second upstream gets the method, path, headers and body while
                 the client has its answer from the first; a slow mirror does not slow the client,
                 a mirror cluster that is down does not fail it; the sidecar's mirror counters.
@@ -127,6 +129,21 @@ ROUTES = """  - name: app-routes
         route:
           weighted_clusters: {clusters: [{name: app, weight: 50}, {name: shadow, weight: 50}]}
           session_persistence: {name: cart, absolute_timeout: 3600s, cookie_lifetime: PERMANENT}
+      - name: split
+        match: {path_separated_prefix: /split}
+        request_headers_to_add: [{name: backend, value: rule}, {name: x-rule, value: r}]
+        response_headers_to_add: [{name: x-answered-by, value: rule}]
+        route:
+          weighted_clusters:
+            clusters:
+            - name: app
+              weight: 50
+              request_headers_to_add: [{name: backend, value: app}]
+              response_headers_to_add: [{name: x-answered-by, value: app}]
+            - name: shadow
+              weight: 50
+              request_headers_to_add: [{name: backend, value: shadow}]
+              request_headers_to_remove: [x-rule]
       - name: rest
         match: {prefix: /}
         direct_response: {status: 404, body: "no route\\n"}
@@ -209,6 +226,35 @@ class RedirectTest(GatewayRoutesTestCase):
         status, location, _ = self.send("GET", "/plain", host="shop.example.com:8080")
         self.assertEqual((status, location), (301, "http://shop.example.com/plain"))
         self.assertEqual(self.app.requests, [])
+
+
+class SplitTest(GatewayRoutesTestCase):
+    def test_each_backend_gets_its_own_header_changes(self):
+        answered = {"app": 0, "shadow": 0}
+        for i in range(100):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                conn.request("GET", "/split/%d" % i, headers={"Host": "shop.example.com"})
+                resp = conn.getresponse()
+                body = resp.read()
+                self.assertEqual(resp.status, 200, body)
+                upstream = json.loads(body)["upstream"]
+                answered[upstream] += 1
+                # The app's own response change replaces the route's; the shadow has none.
+                self.assertEqual(resp.getheader("x-answered-by"),
+                                 "app" if upstream == "app" else "rule")
+            finally:
+                conn.close()
+        self.assertGreater(answered["app"], 0)
+        self.assertGreater(answered["shadow"], 0)
+        self.assertEqual(len(self.app.requests), answered["app"])
+        self.assertEqual(len(self.shadow.requests), answered["shadow"])
+        for r in self.app.requests:
+            self.assertEqual(r["headers"]["backend"], "app")
+            self.assertEqual(r["headers"]["x-rule"], "r")
+        for r in self.shadow.requests:
+            self.assertEqual(r["headers"]["backend"], "shadow")
+            self.assertNotIn("x-rule", r["headers"])  # the cluster's removal follows the route's add
 
 
 class MirrorTest(GatewayRoutesTestCase):

@@ -33,11 +33,14 @@ bool IsSlowPath(absl::string_view path) {
 class App::Request {
  public:
   // `echo_status`: answer with the echo body (echo.h) and that status; 0 for the app's answer.
-  Request(App& app, std::shared_ptr<Exchange> exchange, bool fail, int echo_status = 0)
+  // `echo_reset`: reset the connection instead of answering (EchoOutcome::reset).
+  Request(App& app, std::shared_ptr<Exchange> exchange, bool fail, int echo_status = 0,
+          bool echo_reset = false)
       : app_(app),
         exchange_(std::move(exchange)),
         fail_(fail),
         echo_status_(echo_status),
+        echo_reset_(echo_reset),
         started_(std::chrono::steady_clock::now()),
         delay_(app.loop_, [this] { Proceed(); }) {}
 
@@ -59,6 +62,17 @@ class App::Request {
 
   void Proceed() {
     const ServeOptions& o = app_.options_;
+    if (echo_reset_) {
+      if (o.log_requests) {
+        LOG(INFO) << exchange_->request().method() << " "
+                  << exchange_->request().headers.Get(":path").value_or("")
+                  << " connection reset on purpose";
+      }
+      ++app_.stats_.echo_resets;
+      exchange_->ResetConnection();
+      app_.Done(this);
+      return;
+    }
     if (echo_status_ != 0) {
       Finish(echo_status_, EchoBody(exchange_->request(), o, echo_status_));
       return;
@@ -177,6 +191,7 @@ class App::Request {
   std::shared_ptr<Exchange> exchange_;
   const bool fail_;
   const int echo_status_;
+  const bool echo_reset_;
   const MonotonicTime started_;
   event::Timer delay_;
   std::vector<Call> calls_;
@@ -208,7 +223,8 @@ void App::Handle(std::shared_ptr<Exchange> exchange) {
         "{\"service\":", JsonString(options_.service), ",\"pod\":", JsonString(options_.pod),
         ",\"requests\":", stats_.requests, ",\"failed\":", stats_.failed, ",\"slow\":", stats_.slow,
         ",\"calls\":", stats_.calls, ",\"call_failures\":", stats_.call_failures,
-        ",\"echo_refused\":", stats_.echo_refused, ",\"in_progress\":", in_progress_.size(),
+        ",\"echo_refused\":", stats_.echo_refused, ",\"echo_resets\":", stats_.echo_resets,
+        ",\"in_progress\":", in_progress_.size(),
         ",\"failure_plan\":", JsonString(failure_plan_.Describe()),
         ",\"latency_ms\":", Millis(options_.latency), "}\n");
     Answer(*exchange, 200, std::move(body));
@@ -244,7 +260,8 @@ void App::HandleEcho(std::shared_ptr<Exchange> exchange) {
            absl::StrCat("{\"error\":", JsonString(outcome.status().message()), "}\n"));
     return;
   }
-  auto request = std::make_unique<Request>(*this, std::move(exchange), false, outcome->status);
+  auto request =
+      std::make_unique<Request>(*this, std::move(exchange), false, outcome->status, outcome->reset);
   Request* raw = request.get();
   in_progress_.emplace(raw, std::move(request));
   raw->Start(outcome->delay);

@@ -44,6 +44,7 @@ struct AppStats {
   uint64_t calls = 0;     // downstream calls made
   uint64_t call_failures = 0;
   uint64_t echo_refused = 0;  // echo requests whose query asked for something invalid (400)
+  uint64_t echo_resets = 0;   // echo requests answered with a connection reset (echo.h)
 };
 
 class App {

@@ -110,6 +110,26 @@ TEST_F(AppTest, AnswersWithItsNameAndHeaders) {
   EXPECT_EQ(app(0).stats().requests, 1u);  // /healthz is not counted
 }
 
+// The echo's retry simulation without a responseCode: the first requests of a uuid get their
+// connection reset, later ones the echo answer.
+TEST_F(AppTest, EchoResetsTheConnectionOfTheFirstAttempts) {
+  ServeOptions o;
+  o.service = "echo-v3";
+  o.echo = true;
+  std::string url = Start(o);
+  const std::string target = url + "/retry?succeedAfter=2&uuid=u1";
+  for (int i = 0; i < 2; ++i) {
+    FetchResult reset = Get(target);
+    EXPECT_EQ(reset.error.code(), absl::StatusCode::kUnavailable) << reset.error;
+    EXPECT_EQ(reset.status, 0);
+  }
+  FetchResult ok = Get(target);
+  ASSERT_TRUE(ok.error.ok()) << ok.error;
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("\"service\":\"echo-v3\""), std::string::npos) << ok.body;
+  EXPECT_EQ(app(0).stats().echo_resets, 2u);
+}
+
 // productpage -> reviews -> ratings, one request: every answer nested in its caller's, and the
 // trace headers reach the end of the chain.
 TEST_F(AppTest, ChainForwardsTraceHeadersAndNestsAnswers) {

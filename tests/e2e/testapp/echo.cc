@@ -1,6 +1,7 @@
 #include "tests/e2e/testapp/echo.h"
 
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -71,12 +72,17 @@ absl::StatusOr<EchoOutcome> PlanEcho(const http::ServerRequest& request, EchoAtt
   const std::string* after = param("succeedAfter");
   if (code == nullptr && after == nullptr) return out;
   const std::string* uuid = param("uuid");
-  if (code == nullptr || after == nullptr || uuid == nullptr || uuid->empty()) {
+  if (after == nullptr || uuid == nullptr || uuid->empty()) {
     return absl::InvalidArgumentError(
-        "the retry simulation needs responseCode, succeedAfter and a non-empty uuid together");
+        "the retry simulation needs succeedAfter and a non-empty uuid (with responseCode: "
+        "failures answer that status; without: they reset the connection)");
   }
-  absl::StatusOr<int> failure = ParseStatus("responseCode", *code);
-  if (!failure.ok()) return failure.status();
+  std::optional<int> failure;  // none: a connection reset
+  if (code != nullptr) {
+    absl::StatusOr<int> status = ParseStatus("responseCode", *code);
+    if (!status.ok()) return status.status();
+    failure = *status;
+  }
   uint64_t failing = 0;
   if (!absl::SimpleAtoi(*after, &failing) || failing > 1000) {
     return BadParameter("succeedAfter", *after, "a count from 0 to 1000");
@@ -88,7 +94,11 @@ absl::StatusOr<EchoOutcome> PlanEcho(const http::ServerRequest& request, EchoAtt
     failure_delay = *d;
   }
   if (attempts.Next(*uuid) <= failing) {
-    out.status = *failure;
+    if (failure.has_value()) {
+      out.status = *failure;
+    } else {
+      out.reset = true;
+    }
     out.delay += failure_delay;
   }
   return out;

@@ -15,6 +15,9 @@
 //                                the first K requests carrying uuid U are answered N (each after
 //                                D), the later ones 200 at once: a backend that recovers after K
 //                                failed attempts, to count a route's retries
+//   uuid=U&succeedAfter=K[&delayRetry=D]
+//                                the same with connection errors: the first K requests get no
+//                                answer, their connection is reset (TCP RST) instead
 // A bad value is answered 400 naming it.
 //
 // Threading: an EchoAttempts belongs to one App on its loop's thread.
@@ -52,6 +55,7 @@ class EchoAttempts {
 struct EchoOutcome {
   int status = 200;
   Duration delay{0};
+  bool reset = false;  // after the delay, reset the connection instead of answering
 };
 
 // The longest delay a query may ask for.

@@ -67,6 +67,27 @@ TEST(PlanEcho, RetrySimulationFailsTheFirstAttemptsOfEachUuid) {
   EXPECT_EQ(status("b"), std::make_pair(200, Duration(0)));
 }
 
+TEST(PlanEcho, RetrySimulationWithoutResponseCodeResetsTheFirstAttempts) {
+  EchoAttempts attempts(16);
+  auto plan = [&](const std::string& query) {
+    absl::StatusOr<EchoOutcome> o = PlanEcho(Request("/retry?" + query), attempts);
+    EXPECT_TRUE(o.ok()) << o.status();
+    return o.ok() ? *o : EchoOutcome{};
+  };
+  EchoOutcome first = plan("succeedAfter=2&uuid=c&delayRetry=100ms");
+  EXPECT_TRUE(first.reset);
+  EXPECT_EQ(first.delay, std::chrono::milliseconds(100));
+  EXPECT_TRUE(plan("succeedAfter=2&uuid=c").reset);
+  EchoOutcome third = plan("succeedAfter=2&uuid=c");
+  EXPECT_FALSE(third.reset);
+  EXPECT_EQ(third.status, 200);
+  EXPECT_FALSE(plan("succeedAfter=0&uuid=d").reset);
+  // With a responseCode the failures are answers, never resets.
+  EchoOutcome answered = plan("succeedAfter=1&uuid=e&responseCode=500");
+  EXPECT_FALSE(answered.reset);
+  EXPECT_EQ(answered.status, 500);
+}
+
 TEST(EchoAttempts, ForgetsTheOldestUuidBeyondItsLimit) {
   EchoAttempts attempts(2);
   EXPECT_EQ(attempts.Next("a"), 1u);
@@ -85,6 +106,8 @@ TEST(PlanEcho, BadParametersAreNamed) {
            {"/?delay=2m", "delay=\"2m\""},
            {"/?status=99", "status=\"99\""},
            {"/?responseCode=500&succeedAfter=1", "uuid"},
+           {"/?succeedAfter=1", "uuid"},
+           {"/?responseCode=500&uuid=x", "succeedAfter"},
            {"/?responseCode=5000&succeedAfter=1&uuid=x", "responseCode=\"5000\""},
            {"/?responseCode=500&succeedAfter=-1&uuid=x", "succeedAfter=\"-1\""},
            {"/?responseCode=500&succeedAfter=1&uuid=x&delayRetry=x", "delayRetry=\"x\""},

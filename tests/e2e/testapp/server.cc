@@ -60,6 +60,9 @@ class ServerConnection final : public ServedConnection,
   void Close(bool flush) override {
     connection_->Close(flush ? net::CloseMode::kFlush : net::CloseMode::kNoFlush);
   }
+  // Exchange::ResetConnection: OnClose runs before this returns, resetting the streams, whose
+  // deletion it defers.
+  void Abort() { connection_->Close(net::CloseMode::kAbort); }
 
   // http::ServerConnectionCallbacks
   http::StreamDecoder& NewStream(http::StreamEncoder& response_encoder) override;
@@ -136,6 +139,12 @@ class RequestStream final : public http::StreamDecoder, public http::StreamCallb
     if (request_ended_) owner_.FinishStream(this);
   }
 
+  // Exchange::ResetConnection, once.
+  void ResetConnection() {
+    response_sent_ = true;
+    owner_.Abort();
+  }
+
   // Stops watching the codec's stream, which may go on writing the answer after this object is
   // gone.
   void Detach() {
@@ -198,6 +207,14 @@ void Exchange::Respond(http::ServerResponse response) {
   RequestStream* stream = stream_;
   stream_ = nullptr;
   stream->Send(std::move(response));
+}
+
+void Exchange::ResetConnection() {
+  if (responded_ || stream_ == nullptr) return;
+  responded_ = true;
+  RequestStream* stream = stream_;
+  stream_ = nullptr;
+  stream->ResetConnection();
 }
 
 Server::Server(event::Loop& loop, ServerOptions options, Handler handler)

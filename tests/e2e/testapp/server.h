@@ -39,6 +39,10 @@ class Exchange {
   // Sends the answer (content-length is set for you). Does nothing after the first call or once
   // cancelled.
   void Respond(http::ServerResponse response);
+  // Answers nothing and closes the request's connection with a TCP RST instead (the client sees
+  // a connection reset, not an end of stream), to play a backend that fails that way. Counts as
+  // the answer: does nothing after Respond() or once cancelled.
+  void ResetConnection();
   bool responded() const { return responded_; }
   // The client went away (or the server was destroyed) before the answer.
   bool cancelled() const { return stream_ == nullptr && !responded_; }
