@@ -158,6 +158,22 @@ std::string CheckHttpFilter(const gw::HTTPRouteFilter& f, const std::string& whe
 }
 
 // The rule- and backend-level filters of a rule, and its timeouts, retry and session persistence.
+template <typename Filters>
+bool SameFilters(const Filters& a, const Filters& b) {
+  if (a.size() != b.size()) return false;
+  for (int i = 0; i < a.size(); ++i) {
+    if (a[i].SerializeAsString() != b[i].SerializeAsString()) return false;
+  }
+  return true;
+}
+
+// The same backend, as the rule spells it (defaults applied by the caller's comparison: an
+// omitted group, kind or namespace equals only another omitted one).
+inline bool SameBackend(const gw::BackendObjectReference& a, const gw::BackendObjectReference& b) {
+  return a.group() == b.group() && a.kind() == b.kind() && a.name() == b.name() &&
+         a.namespace_() == b.namespace_() && a.port() == b.port();
+}
+
 template <typename Rule, typename CheckFilterFn>
 std::string CheckRuleCommon(const Rule& rule, const std::string& where, CheckFilterFn check) {
   for (int f = 0; f < rule.filters_size(); ++f) {
@@ -170,6 +186,15 @@ std::string CheckRuleCommon(const Rule& rule, const std::string& where, CheckFil
       std::string why = check(ref.filters(f),
                               absl::StrCat(where, ".backendRefs[", b, "].filters[", f, "]"), true);
       if (!why.empty()) return why;
+    }
+    // One backend is one weighted cluster: its filters cannot differ from one share to another.
+    for (int earlier = 0; earlier < b; ++earlier) {
+      const auto& other = rule.backend_refs(earlier);
+      if (SameBackend(ToObjectRef(ref), ToObjectRef(other)) &&
+          !SameFilters(ref.filters(), other.filters())) {
+        return absl::StrCat(where, ".backendRefs[", b, "]: names the same backend as backendRefs[",
+                            earlier, "] with other filters; not supported");
+      }
     }
   }
   return CheckSession(rule.session_persistence(), where);
@@ -352,8 +377,19 @@ bool BackendAction(const TranslationContext& ctx, TranslationOutput& out, absl::
       continue;
     }
     if (weight == 0) continue;
-    choices.push_back({UseCluster(ctx, out, *b.service, *b.port, {}), weight, &ref});
+    std::string cluster = UseCluster(ctx, out, *b.service, *b.port, {});
     backend_filters |= ref.filters_size() > 0;
+    // Several refs to one backend are one weighted cluster with their weights added (a cluster
+    // named twice would make the sidecar refuse the whole route configuration); their filters
+    // are the same (CheckRuleCommon refuses the route otherwise).
+    auto same = std::find_if(choices.begin(), choices.end(),
+                             [&](const Choice& c) { return c.cluster == cluster; });
+    if (same != choices.end()) {
+      same->weight =
+          static_cast<uint32_t>(std::min<uint64_t>(uint64_t{same->weight} + weight, UINT32_MAX));
+      continue;
+    }
+    choices.push_back({std::move(cluster), weight, &ref});
   }
   if (choices.empty()) {
     SetServerError(route, unresolved_weight > 0 ? "no backend of this route rule exists"

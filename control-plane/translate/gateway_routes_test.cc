@@ -463,6 +463,31 @@ TEST_F(GatewayTest, WeightsSplitAndWeightZeroGetsNothing) {
   EXPECT_EQ(RouteNamed(vh, "default/a/none")->direct_response().status(), 500u);
 }
 
+// Two refs to one backend are one weighted cluster with both weights (a cluster named twice would
+// make the sidecar refuse the whole route configuration); with other filters the route is not
+// programmed.
+TEST_F(GatewayTest, RefsToOneBackendAddTheirWeights) {
+  AddHttp(EchoRoute("a", R"(
+  - name: twice
+    matches: [{path: {value: /twice}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 3}, {name: echo-v2, port: 80, weight: 1}, {name: echo-v1, port: 80, weight: 2}]
+)"));
+  AddHttp(EchoRoute("b", R"(
+  - name: other-filters
+    matches: [{path: {value: /b}}]
+    backendRefs:
+    - {name: echo-v1, port: 80}
+    - {name: echo-v1, port: 80, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X, value: y}]}}]}
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  const auto& wc = RouteNamed(vh, "default/a/twice")->route().weighted_clusters();
+  ASSERT_EQ(wc.clusters_size(), 2);
+  EXPECT_EQ(wc.clusters(0).name(), "outbound|80||echo-v1.default");
+  EXPECT_EQ(wc.clusters(0).weight(), 5u);
+  EXPECT_EQ(wc.clusters(1).weight(), 1u);
+  EXPECT_EQ(RouteNamed(vh, "default/b/other-filters"), nullptr);
+}
+
 TEST_F(GatewayTest, UnresolvedBackendsShareAnswers500) {
   AddHttp(EchoRoute("a", R"(
   - name: all-missing

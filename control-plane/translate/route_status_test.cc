@@ -178,6 +178,24 @@ spec:
             "on a backendRef (only header modifiers are)");
 }
 
+TEST_F(RouteStatusTest, OneBackendWithOtherFiltersInAnotherShareIsNotSupported) {
+  AddHttp(R"(
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{kind: Service, name: echo}]
+  rules:
+  - backendRefs:
+    - {name: echo-v1, port: 80, weight: 1}
+    - {name: echo-v1, port: 80, weight: 1, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: B, value: v1}]}}]}
+)");
+  const policy::RouteStatusUpdate u = Only();
+  EXPECT_EQ(Conditions(u), "Accepted=False/UnsupportedValue,ResolvedRefs=True/ResolvedRefs");
+  EXPECT_EQ(Message(u, 0, "Accepted"),
+            "spec.rules[0].backendRefs[1]: names the same backend as backendRefs[0] with other "
+            "filters; not supported");
+}
+
 TEST_F(RouteStatusTest, ResolvedRefsReasons) {
   const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
       {"{name: ghost, port: 80}", "BackendNotFound",
