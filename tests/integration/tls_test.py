@@ -885,18 +885,21 @@ class IdlePooledConnectionTest(TlsTestCase):
         conn = self.idle_connection("h2")
         h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         h2conn.initiate_connection()
-        statuses = {}
+        statuses, ended = {}, set()
         for stream, path in ((1, "/hello"), (3, "/admin/users")):
             h2conn.send_headers(stream, [(":method", "GET"), (":scheme", "https"),
                                          (":authority", "app"), (":path", path)],
                                 end_stream=True)
             conn.sendall(h2conn.data_to_send())
-            while stream not in statuses:
+            # Each response read to its end: closing earlier would log the other as cut (DC).
+            while stream not in ended:
                 data = conn.recv(65536)
                 self.assertTrue(data, "the connection closed")
                 for event in h2conn.receive_data(data):
                     if isinstance(event, h2.events.ResponseReceived):
                         statuses[event.stream_id] = int(dict(event.headers)[b":status"])
+                    elif isinstance(event, h2.events.StreamEnded):
+                        ended.add(event.stream_id)
                 conn.sendall(h2conn.data_to_send())
         conn.close()
         self.assert_http_handling([statuses[1], statuses[3]], "HTTP/2")
