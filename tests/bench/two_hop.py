@@ -124,33 +124,23 @@ def start_chains(args, tools, workdir, up_port, skip):
             chains.append(Chain(alpn_name, port, port, [a, b],
                                 pc.tool_version([tools["haproxy"], "-v"], r"version (\S+)")))
 
-    if "nginx" not in skip and args.grpc:
+    if "nginx" not in skip:
+        # gRPC: grpc_pass with HTTP/2 between the hops, one client port (h2c); otherwise HTTP/1.1
+        # between the hops and a second client port for h2c.
+        kind = "-grpc" if args.grpc else ""
         port, inbound = pc.free_port(), pc.free_port()
+        h2_port = port if args.grpc else pc.free_port()
         b = pc.Proc("nginx-inbound", [
             tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-            pc.render("two-hop-nginx-grpc-inbound.conf", workdir,
+            pc.render(f"two-hop-nginx{kind}-inbound.conf", workdir,
                       {"DIR": workdir, "PORT": inbound, "NEXT_PORT": up_port})],
             workdir, args.proxy_cpu)
+        outbound = {"DIR": workdir, "PORT": port, "NEXT_PORT": inbound}
+        if not args.grpc:
+            outbound["H2_PORT"] = h2_port
         a = pc.Proc("nginx-outbound", [
             tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-            pc.render("two-hop-nginx-grpc-outbound.conf", workdir,
-                      {"DIR": workdir, "PORT": port, "NEXT_PORT": inbound})],
-            workdir, args.proxy_cpu)
-        wait("nginx", [a, b], port)
-        chains.append(Chain("nginx", port, port, [a, b],
-                            pc.tool_version([tools["nginx"], "-v"], r"nginx/(\S+)")))
-    elif "nginx" not in skip:
-        port, h2_port, inbound = pc.free_port(), pc.free_port(), pc.free_port()
-        b = pc.Proc("nginx-inbound", [
-            tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-            pc.render("two-hop-nginx-inbound.conf", workdir,
-                      {"DIR": workdir, "PORT": inbound, "NEXT_PORT": up_port})],
-            workdir, args.proxy_cpu)
-        a = pc.Proc("nginx-outbound", [
-            tools["nginx"], "-p", workdir, "-e", "stderr", "-c",
-            pc.render("two-hop-nginx-outbound.conf", workdir,
-                      {"DIR": workdir, "PORT": port, "H2_PORT": h2_port,
-                       "NEXT_PORT": inbound})],
+            pc.render(f"two-hop-nginx{kind}-outbound.conf", workdir, outbound)],
             workdir, args.proxy_cpu)
         wait("nginx", [a, b], port)
         chains.append(Chain("nginx", port, h2_port, [a, b],
