@@ -708,7 +708,9 @@ void Router::Abandon() {
 }
 
 void Router::EndAttempt(stream::AttemptOutcome outcome, int status) {
-  if (info_.decision.attempt_count == 0) return;
+  // Most calls find the attempt ended already (Abandon after the response): no clock read then.
+  const stream::AttemptRecord* current = info_.decision.current();
+  if (current == nullptr || current->outcome != stream::AttemptOutcome::kPending) return;
   info_.decision.EndAttempt(outcome, status, context_.clock.Now());
 }
 

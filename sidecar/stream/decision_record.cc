@@ -133,6 +133,12 @@ absl::string_view AuthzResultName(AuthzResult result) {
   return "";
 }
 
+int64_t AttemptDurationMs(const AttemptRecord& attempt) {
+  const MonotonicTime::duration elapsed(attempt.end_ticks - attempt.start_ticks);
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+  return ms > 0 ? ms : 0;
+}
+
 void AppendAttempts(const DecisionRecord& record, std::string* out) {
   const uint32_t kept = record.kept_attempts();
   for (uint32_t i = 0; i < kept; ++i) {
@@ -144,7 +150,7 @@ void AppendAttempts(const DecisionRecord& record, std::string* out) {
     } else {
       absl::StrAppend(out, AttemptOutcomeName(a.outcome));
     }
-    absl::StrAppend(out, " duration_ms=", a.duration_ms, " next=");
+    absl::StrAppend(out, " duration_ms=", AttemptDurationMs(a), " next=");
     switch (a.next) {
       case AttemptNext::kPending:
         out->append("pending");

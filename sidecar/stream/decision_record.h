@@ -81,9 +81,10 @@ struct EndpointBytes {
 // pays nothing for the array.
 struct AttemptRecord {
   EndpointBytes endpoint;
-  int64_t start_us;  // MonotonicTime since its epoch
-  uint32_t duration_ms;
-  uint16_t status;  // kResponse
+  // MonotonicTime's ticks since its epoch: converted only when formatted.
+  MonotonicTime::rep start_ticks;
+  MonotonicTime::rep end_ticks;  // = start_ticks while pending
+  uint16_t status;               // kResponse
   AttemptOutcome outcome;
   AttemptNext next;
   uint8_t cause;  // RetryCause (kRetry) or NoRetryCause (kNoRetry)
@@ -121,8 +122,8 @@ struct DecisionRecord {
     if (index >= kMaxAttempts) return false;
     AttemptRecord& a = attempts[index];
     a.endpoint.Set(endpoint);
-    a.start_us = MicrosOf(now);
-    a.duration_ms = 0;
+    a.start_ticks = now.time_since_epoch().count();
+    a.end_ticks = a.start_ticks;
     a.status = 0;
     a.outcome = AttemptOutcome::kPending;
     a.next = AttemptNext::kPending;
@@ -140,8 +141,7 @@ struct DecisionRecord {
     if (a == nullptr || a->outcome != AttemptOutcome::kPending) return;
     a->outcome = outcome;
     a->status = static_cast<uint16_t>(status);
-    const int64_t elapsed_us = MicrosOf(now) - a->start_us;
-    a->duration_ms = elapsed_us > 0 ? static_cast<uint32_t>(elapsed_us / 1000) : 0;
+    a->end_ticks = now.time_since_epoch().count();
   }
   // Says what followed the current attempt, unless that is said already.
   void SetNext(AttemptNext next, uint8_t cause = 0) {
@@ -154,12 +154,10 @@ struct DecisionRecord {
     return attempt_count < kMaxAttempts ? attempt_count : static_cast<uint32_t>(kMaxAttempts);
   }
   uint32_t dropped_attempts() const { return attempt_count - kept_attempts(); }
-
- private:
-  static int64_t MicrosOf(MonotonicTime t) {
-    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  }
 };
+
+// An attempt's duration in whole milliseconds (0 while pending).
+int64_t AttemptDurationMs(const AttemptRecord& attempt);
 
 absl::string_view AttemptOutcomeName(AttemptOutcome outcome);
 absl::string_view RetryCauseName(RetryCause cause);
