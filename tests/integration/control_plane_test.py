@@ -472,6 +472,7 @@ COMMAND_FLAGS = {
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
+    "explain": ["-o, --output"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
