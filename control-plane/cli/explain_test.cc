@@ -207,6 +207,16 @@ TEST_F(ExplainCommandTest, EachProxyMadeErrorKind) {
         "Verdict: 403 at reviews.default's inbound sidecar (reviews-v2-0): denied by "
         "AuthorizationPolicy/default/reviews-callers for "
         "spiffe://cluster.local/ns/default/sa/productpage"}},
+      {"a rule without matches",
+       With({{"meshlet.policy.route", "HTTPRoute/default/reviews-all"},
+             {"meshlet.route.rule", "2"},
+             {"meshlet.route.match", "-1"},
+             {"meshlet.cluster", "outbound|9080||reviews.default"}},
+            {{"http.response.status_code", "503"},
+             {"meshlet.response_flags", "UH"},
+             {"meshlet.error.reason", "no healthy upstream"}}),
+       {},
+       {"     route     HTTPRoute/default/reviews-all rule 2\n"}},
       {"rate limited",
        With(kOutboundRoute, {{"http.response.status_code", "429"}}),
        {{"http.response.status_code", "429"},

@@ -287,7 +287,8 @@ absl::StatusOr<std::string> FormatExplanation(
       line("route", route_policy.empty()
                         ? route
                         : absl::StrCat(policy(route_policy), rule.empty() ? "" : " rule " + rule,
-                                       match.empty() ? "" : " match " + match,
+                                       // -1: the rule has no matches (it matches everything).
+                                       match.empty() || match == "-1" ? "" : " match " + match,
                                        route.empty() ? "" : absl::StrCat(" [", route, "]")));
       const std::string subset = Scalar(hop["subset"]);
       line("cluster", absl::StrCat(Scalar(hop["cluster"]),

@@ -223,7 +223,7 @@ async function loadExplanation(id) {
   const row = (label, value) => value ? `<tr><td>${esc(label)}</td><td>${esc(value)}</td></tr>` : '';
   const hops = e.hops.map((h, i) => {
     const route = h.routePolicy ? h.routePolicy + (h.routeRule !== undefined ? ' rule ' + h.routeRule : '') +
-        (h.routeMatch !== undefined ? ' match ' + h.routeMatch : '') + (h.route ? ` [${h.route}]` : '') : h.route;
+        (h.routeMatch !== undefined && h.routeMatch !== '-1' ? ' match ' + h.routeMatch : '') + (h.route ? ` [${h.route}]` : '') : h.route;
     const timeouts = [h.requestTimeoutMs && `timeout ${h.requestTimeoutMs}ms`,
       h.perTryTimeoutMs && `per try ${h.perTryTimeoutMs}ms`].filter(Boolean).join(', ');
     const policy = [h.trafficPolicy, timeouts].filter(Boolean).join(': ');
