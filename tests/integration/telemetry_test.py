@@ -10,7 +10,9 @@ found with `meshctl traces`, shown with `meshctl trace` (parent/child links acro
 services, the retry attempt visible), the edges appear in /api/v1/dependencies, and the golden
 metrics (/api/v1/stat, `meshctl stat`, `meshctl top --once`) count the request on each edge,
 successful after the retry. A Zipkin v2 payload posted by hand is found too, and bad
-payloads get 400s that name the problem and are counted.
+payloads get 400s that name the problem and are counted. `meshctl explain REQUEST_ID` names the
+hop and the reason of a 504 (a route timeout at the callee's sidecar, passed on by the caller's)
+and of a 503 (a connect failure at the caller's sidecar).
 """
 
 import http.client
@@ -199,6 +201,59 @@ class TelemetryTest(ControlPlaneCase):
         self.assertGreater(edge["txBytesPerSecond"], 0)
         self.assertGreater(edge["rxBytesPerSecond"], 0)
         self.assertGreater(edge["connectionsPerSecond"], 0)
+
+    def explained(self, request_id):
+        """`meshctl explain REQUEST_ID` once the request's spans are in the collector."""
+        found = []
+
+        def arrived():
+            found[:] = self.api(f"/api/v1/traces?requestId={request_id}")["items"]
+            return len(found) == 1 and found[0]["spanCount"] >= 2
+        self.assertTrue(wait_for(arrived, 10), found)
+        return self.meshctl("explain", request_id)
+
+    def test_explain_names_the_hop_and_the_reason_of_a_504_and_a_503(self):
+        # client → frontend → backend (route timeout 200 ms) → app, which answers after 2 s: the
+        # backend's sidecar answers 504 itself and the frontend passes it on.
+        up = control_upstream.ControlUpstream(name="app")
+        self.addCleanup(up.close)
+        up.control(delay_ms=2000)
+        backend_port, frontend_port, closed_port = free_port(), free_port(), free_port()
+        self.sidecar("backend",
+                     base.config_yaml(http_listener("in", backend_port), cluster("app", up.port),
+                                      routes("app", "timeout: 0.2s"))
+                     + tracing(self.otlp_port, "OTLP_PROTO", "backend"))
+        self.sidecar("frontend",
+                     base.config_yaml(http_listener("out", frontend_port),
+                                      cluster("backend", backend_port), routes("backend"))
+                     + tracing(self.otlp_port, "OTLP_JSON", "frontend"))
+        status, _ = http_call(frontend_port, "GET", "/slow", headers={"x-request-id": "ex-504"})
+        self.assertEqual(status, 504)
+        text = self.explained("ex-504")
+        self.assertIn("(request id ex-504): 504", text)
+        self.assertIn("error     UT: upstream request timeout", text)
+        self.assertRegex(text, r"\n  2\. backend sidecar: GET /slow -> 504 in [0-9.]+ms   "
+                               r"<- failed first\n")
+        self.assertIn("\nVerdict: 504 at backend's sidecar: request timeout (route catch-all) "
+                      "expired\n", text)
+
+        # client → "lonely", whose only endpoint refuses connections: its sidecar answers 503.
+        lonely_port = free_port()
+        self.sidecar("lonely",
+                     base.config_yaml(http_listener("out", lonely_port), cluster("gone", closed_port),
+                                      routes("gone"))
+                     + tracing(self.otlp_port, "OTLP_JSON", "lonely"))
+        status, _ = http_call(lonely_port, "GET", "/x", headers={"x-request-id": "ex-503"})
+        self.assertEqual(status, 503)
+        found = []
+
+        def arrived():
+            found[:] = self.api("/api/v1/traces?requestId=ex-503")["items"]
+            return len(found) == 1
+        self.assertTrue(wait_for(arrived, 10), found)
+        text = self.meshctl("explain", "ex-503")
+        self.assertIn("Verdict: 503 at lonely's sidecar: connecting to cluster gone failed", text)
+        self.assertIn("(the proxy answered itself)", text)
 
     def test_a_trace_through_three_services_with_a_retry(self):
         self.three_services()
