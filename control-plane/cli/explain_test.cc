@@ -303,6 +303,24 @@ TEST_F(ExplainCommandTest, ClearErrors) {
   EXPECT_EQ(Run({"explain"}), 2);
   EXPECT_TRUE(absl::StrContains(err_.str(), "usage: meshctl explain")) << err_.str();
   EXPECT_EQ(Run({"explain", "a", "b"}), 2);
+  // Dry-run flags: both or neither, not with an id, a URL meshctl can read.
+  EXPECT_EQ(Run({"explain", "--from", "frontend"}), 2);
+  EXPECT_EQ(err_.str(), "meshctl: a dry run needs both --from SERVICE and --to URL\n");
+  EXPECT_EQ(Run({"explain", "--from", "a", "--to", "http://b/", kTrace}), 2);
+  EXPECT_EQ(Run({"explain", "--from", "a", "--to", "https://b/"}), 2);
+  EXPECT_EQ(err_.str(), "meshctl: --to: expected http://HOST[:PORT][/PATH]\n");
+  EXPECT_EQ(Run({"explain", "--from", "a", "--to", "http://b/", "-o", "json"}), 2);
+  EXPECT_EQ(Run({"explain", kTrace, "-H", "x:y"}), 2);
+  EXPECT_EQ(Run({"explain", "--from", "a", "--to", "http://b/", "-H", "novalue"}), 2);
+  EXPECT_TRUE(absl::StrContains(err_.str(), "expected NAME:VALUE")) << err_.str();
+  // A dry run from a service without a connected sidecar.
+  api_.Answer("GET", "/api/v1/proxies", 200,
+              R"({"items":[{"id":"frontend-0","service":"frontend","namespace":"shop"}]})");
+  EXPECT_EQ(Run({"explain", "--from", "frontend", "--to", "http://reviews/"}), 1);
+  EXPECT_EQ(err_.str(),
+            "meshctl: no sidecar of service frontend in namespace default is connected: the dry "
+            "run uses the configuration the control plane sends one (meshctl proxy-status lists "
+            "them)\n");
   // The control plane cannot be reached.
   api_.FailWith(absl::UnavailableError("connect: connection refused"));
   EXPECT_EQ(Run({"explain", kTrace}), 3);

@@ -472,7 +472,7 @@ COMMAND_FLAGS = {
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
-    "explain": ["-o, --output"],
+    "explain": ["-o, --output", "--from", "--to", "--method", "-H, --header", "-n, --namespace"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
