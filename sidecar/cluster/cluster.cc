@@ -325,7 +325,9 @@ void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
     if (until > host.overload_until()) host.set_overload_until(until);
     return;
   }
-  if (!MayEjectForOverload() || !host.healthy()) {
+  // Out of rotation already (outlier ejection, health checks, EDS): nothing more to do.
+  if (!host.healthy()) return;
+  if (!MayEjectForOverload()) {
     ++stats_.overload_ejections_skipped;
     stat_handles_.overload_ejections_skipped.Inc();
     return;
