@@ -4,12 +4,13 @@
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
 // check --pre's part), get.cc (get, describe), proxy.cc
 // (proxy-status, proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc,
-// traces.cc (traces, trace), stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
+// traces.cc (traces, trace), explain.cc, stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/base/version.h"
 #include "control-plane/cli/command.h"
 
 namespace meshlet::controlplane::cli {
@@ -30,6 +31,7 @@ CommandSpec OperatorTokenCommand();
 CommandSpec TrustBundleCommand();
 CommandSpec TracesCommand();
 CommandSpec TraceCommand();
+CommandSpec ExplainCommand();
 CommandSpec StatCommand();
 CommandSpec TopCommand();
 CommandSpec DashboardCommand();
@@ -49,6 +51,6 @@ const CommandSpec* FindCommand(absl::string_view name);
 std::string UnknownCommand(absl::string_view name);
 
 // meshctl's own version.
-inline constexpr char kMeshctlVersion[] = "0.1.0";
+inline constexpr const char* kMeshctlVersion = kMeshletVersion;
 
 }  // namespace meshlet::controlplane::cli

@@ -415,9 +415,13 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertEqual(json.loads(body)["items"], [])
         p = self.meshctl("get", "workloads")
         self.assertIn("No workloads registered", p.stderr)
+        # One release everywhere: the binary's --version, meshctl's and the API's.
+        release = subprocess.run([CONTROL_PLANE, "--version"], capture_output=True, text=True,
+                                 check=True).stdout.split()[-1]
         p = self.meshctl("version")
-        self.assertIn("meshctl 0.1.0", p.stdout)
-        self.assertIn("control-plane 0.1.0", p.stdout)
+        self.assertIn("meshctl %s\n" % release, p.stdout)
+        self.assertIn("control-plane %s at" % release, p.stdout)
+        self.assertIn("proxies: none connected", p.stdout)
         self.assertEqual(self.cp.stop(signal.SIGTERM), 0)
         p = self.meshctl("check", expect=3)
         self.assertIn("not reachable", p.stderr)
@@ -472,6 +476,7 @@ COMMAND_FLAGS = {
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
+    "explain": ["-o, --output", "--from", "--to", "--method", "-H, --header", "-n, --namespace"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
@@ -521,7 +526,7 @@ class MeshctlCommandLineTest(unittest.TestCase):
             if choice.islower():
                 return choice
         return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012",
-                "KEY=VALUE": "namespace=mesh"}.get(choices[0], "x")
+                "KEY=VALUE": "namespace=mesh", "NAME:VALUE": "x-user:ann"}.get(choices[0], "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout
