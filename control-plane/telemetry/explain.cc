@@ -106,6 +106,13 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   const std::string attempts = Attribute(span, "meshlet.attempts");
   if (!attempts.empty()) {
     for (absl::string_view entry : absl::StrSplit(attempts, ';', absl::SkipWhitespace())) {
+      // The record keeps a few attempts and ends with "dropped=N" for the rest.
+      absl::string_view rest = absl::StripAsciiWhitespace(entry);
+      if (absl::ConsumePrefix(&rest, "dropped=")) {
+        int64_t dropped = 0;
+        if (absl::SimpleAtoi(rest, &dropped) && dropped > 0) hop.attempts_dropped += dropped;
+        continue;
+      }
       hop.attempts.push_back(ParseAttempt(entry));
     }
   } else {
@@ -149,10 +156,15 @@ std::string RouteClause(const ExplainHop& hop) {
 
 std::string Millis(absl::string_view ms) { return absl::StrCat(ms, "ms"); }
 
+// Attempts made, also those past the decision record's cap.
+int64_t AttemptCount(const ExplainHop& hop) {
+  return static_cast<int64_t>(hop.attempts.size()) + hop.attempts_dropped;
+}
+
 std::string AttemptsClause(const ExplainHop& hop) {
-  if (hop.attempts.empty()) return "";
-  return absl::StrCat(" after ", hop.attempts.size(),
-                      hop.attempts.size() == 1 ? " attempt" : " attempts");
+  if (AttemptCount(hop) == 0) return "";
+  return absl::StrCat(" after ", AttemptCount(hop),
+                      AttemptCount(hop) == 1 ? " attempt" : " attempts");
 }
 
 std::string ClusterText(const ExplainHop& hop) {
@@ -184,7 +196,7 @@ std::string ProxyFailure(const ExplainHop& hop) {
         "per-try timeout",
         hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
         FromTrafficPolicy(hop), RouteClause(hop), " expired on the last",
-        hop.attempts.empty() ? " attempt" : absl::StrCat(" of ", hop.attempts.size(), " attempts"));
+        AttemptCount(hop) == 0 ? " attempt" : absl::StrCat(" of ", AttemptCount(hop), " attempts"));
   }
   if (HasFlag(f, "UH")) {
     return absl::StrCat("no healthy endpoint in ", ClusterText(hop), RouteClause(hop));
@@ -338,12 +350,12 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     return out;
   }
   const auto retried = std::find_if(out.hops.begin(), out.hops.end(),
-                                    [](const ExplainHop& hop) { return hop.attempts.size() > 1; });
-  out.verdict = absl::StrCat(
-      out.status.empty() ? "no status recorded" : out.status, ": no hop failed",
-      retried == out.hops.end() ? ""
-                                : absl::StrCat(" (", HopLabel(*retried), " needed ",
-                                               retried->attempts.size(), " attempts)"));
+                                    [](const ExplainHop& hop) { return AttemptCount(hop) > 1; });
+  out.verdict =
+      absl::StrCat(out.status.empty() ? "no status recorded" : out.status, ": no hop failed",
+                   retried == out.hops.end() ? ""
+                                             : absl::StrCat(" (", HopLabel(*retried), " needed ",
+                                                            AttemptCount(*retried), " attempts)"));
   return out;
 }
 
@@ -389,6 +401,9 @@ std::string ExplanationJson(const Explanation& e) {
       attempts.push_back(absl::StrCat("{", absl::StrJoin(af, ","), "}"));
     }
     f.push_back(absl::StrCat(R"("attempts":[)", absl::StrJoin(attempts, ","), "]"));
+    if (hop.attempts_dropped > 0) {
+      f.push_back(absl::StrCat(R"("attemptsDropped":)", hop.attempts_dropped));
+    }
     f.push_back(absl::StrCat(R"("failedFirst":)", hop.failed_first ? "true" : "false"));
     hops.push_back(absl::StrCat("{", absl::StrJoin(f, ","), "}"));
   }

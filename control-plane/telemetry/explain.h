@@ -60,6 +60,7 @@ struct ExplainHop {
   std::string response_flags;  // "UT,URX"
   std::string error_reason;    // set when the proxy made the response itself
   std::vector<ExplainAttempt> attempts;
+  int64_t attempts_dropped = 0;  // attempts past the record's cap ("dropped=N"), not in `attempts`
   bool failed_first = false;
 };
 

@@ -105,6 +105,21 @@ TEST(ExplainTest, TimeoutNamesTheHopThePolicyAndTheAttempts) {
   EXPECT_TRUE(absl::StrContains(json, R"("firstFailure":0)")) << json;
 }
 
+// A decision record keeps a few attempts and counts the rest in a last "dropped=N" entry: they
+// count as attempts, never as attempts of their own.
+TEST(ExplainTest, AttemptsPastTheRecordsCapAreCountedNotListed) {
+  std::vector<SpanRecord> trace = TimeoutTrace();
+  for (auto& [key, value] : trace[0].attributes) {
+    if (key == "meshlet.attempts") value += "; dropped=3";
+  }
+  absl::StatusOr<Explanation> e = Explain(kTrace, trace);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops[0].attempts.size(), 2u);
+  EXPECT_EQ(e->hops[0].attempts_dropped, 3);
+  EXPECT_TRUE(absl::EndsWith(e->verdict, "expired after 5 attempts")) << e->verdict;
+  EXPECT_TRUE(absl::StrContains(ExplanationJson(*e), R"("attemptsDropped":3)"));
+}
+
 // The failure that ended first is the cause even when it is deeper in the chain.
 TEST(ExplainTest, TheFailureThatEndedFirstIsTheCause) {
   std::vector<SpanRecord> spans = TimeoutTrace();
