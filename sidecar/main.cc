@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/version.h"
 #include "sidecar/capture/init_command.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/server.h"
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
       std::puts("\nsidecar init [flags] programs the pod's traffic capture (sidecar init --help).");
       return 0;
     case ParsedCommandLine::Action::kVersion:
-      std::puts("meshlet sidecar 0.1.0");
+      std::printf("meshlet sidecar %s\n", meshlet::kMeshletVersion);
       return 0;
     case ParsedCommandLine::Action::kRun:
       break;

@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
+#include "common/base/version.h"
 #include "common/http/server.h"
 #include "common/stats/stats.h"
 #include "control-plane/access/operator_tokens.h"
@@ -94,7 +95,7 @@ inline constexpr char kManagedByKubernetes[] = "kubernetes";
 inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
 
 struct ApiOptions {
-  std::string server_version = "0.1.0";
+  std::string server_version = kMeshletVersion;
   policy::ValidationLimits limits;
 };
 

@@ -2,11 +2,15 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/output.h"
@@ -136,6 +140,30 @@ class CheckRun final : public Command {
   std::vector<std::string> files_;
 };
 
+// One line per sidecar release among the connected sidecars: "proxies 0.2.0: 3 (a, b, c)".
+int PrintProxyVersions(Session& session) {
+  constexpr size_t kNamesShown = 5;
+  int exit_code = kExitOk;
+  std::optional<ApiReply> reply = session.api().Call("GET", "/api/v1/proxies", "", &exit_code);
+  if (!reply.has_value()) return exit_code;
+  if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
+  std::map<std::string, std::vector<std::string>> by_release;
+  for (const YAML::Node& p : YAML::Load(reply->http.body)["items"]) {
+    by_release[SidecarRelease(Scalar(p["sidecarVersion"]))].push_back(Scalar(p["id"]));
+  }
+  std::ostream& out = session.io().out;
+  if (by_release.empty()) out << "proxies: none connected\n";
+  for (auto& [release, ids] : by_release) {
+    std::sort(ids.begin(), ids.end());
+    const size_t shown = std::min(ids.size(), kNamesShown);
+    out << "proxies " << release << ": " << ids.size() << " ("
+        << absl::StrJoin(ids.begin(), ids.begin() + shown, ", ");
+    if (ids.size() > shown) out << ", and " << ids.size() - shown << " more";
+    out << ")\n";
+  }
+  return kExitOk;
+}
+
 class Version final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
@@ -158,7 +186,7 @@ class Version final : public Command {
     YAML::Node v = YAML::Load(version->body);
     session.io().out << "control-plane " << Scalar(v["server"]) << " at " << server << " (API "
                      << Scalar(v["apiVersion"]) << ")\n";
-    return kExitOk;
+    return PrintProxyVersions(session);
   }
 
  private:
@@ -201,8 +229,11 @@ CommandSpec CheckCommand() {
 
 CommandSpec VersionCommand() {
   return {.name = "version",
-          .summary = "meshctl's version and the control plane's",
-          .about = "Prints meshctl's version, then asks the control plane for its own.",
+          .summary = "the versions of meshctl, the control plane and every connected sidecar",
+          .about =
+              "Prints meshctl's version, then asks the control plane for its own and for "
+              "the release each connected sidecar reported, one line per release with "
+              "the sidecars running it.",
           .examples = {{"", "meshctl version --client"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Version>(); }};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/base/version.h"
 #include "control-plane/cli/command.h"
 
 namespace meshlet::controlplane::cli {
@@ -49,6 +50,6 @@ const CommandSpec* FindCommand(absl::string_view name);
 std::string UnknownCommand(absl::string_view name);
 
 // meshctl's own version.
-inline constexpr char kMeshctlVersion[] = "0.1.0";
+inline constexpr const char* kMeshctlVersion = kMeshletVersion;
 
 }  // namespace meshlet::controlplane::cli

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/version.h"
 #include "control-plane/cli/fake_api_transport.h"
 #include "gtest/gtest.h"
 
@@ -234,7 +235,7 @@ TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
 
 TEST_F(MeshctlTest, ProxyStatusTableAndNackErrors) {
   const std::string proxies = R"({"items":[{"id":"frontend-0","service":"frontend",
-    "namespace":"default","types":{
+    "namespace":"default","sidecarVersion":"meshlet-sidecar 0.2.0","types":{
       "type.googleapis.com/meshlet.xds.v1.Listener":{"sent":"0123456789ab","acked":"0123456789ab"},
       "type.googleapis.com/meshlet.xds.v1.Cluster":{"sent":"bbbbbbbbbb","acked":"aaaaaaaa"},
       "type.googleapis.com/meshlet.xds.v1.RouteConfiguration":{"sent":"cc","nack":"route r: bad"}
@@ -243,9 +244,9 @@ TEST_F(MeshctlTest, ProxyStatusTableAndNackErrors) {
   ASSERT_EQ(Run({"proxy-status"}), 0) << err_.str();
   EXPECT_EQ(out_.str(),
             "PROXY        SERVICE    NAMESPACE   CONNECTED   LDS               RDS      "
-            "CDS              EDS\n"
+            "CDS              EDS   VERSION\n"
             "frontend-0   frontend   default     <unknown>   SYNCED 01234567   NACKED   "
-            "STALE bbbbbbbb   -\n"
+            "STALE bbbbbbbb   -     0.2.0\n"
             "\nNACK errors:\n"
             "  frontend-0 RDS: route r: bad\n");
   ASSERT_EQ(Run({"proxy-status", "-o", "json"}), 0) << err_.str();
@@ -604,11 +605,33 @@ TEST_F(MeshctlTest, DashboardEscapesTheTokenInTheUrl) {
 TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
   env_.meshctl_config = "/nonexistent/meshctl.yaml";
   EXPECT_EQ(Run({"version", "--client"}), 0);
-  EXPECT_EQ(out_.str(), "meshctl 0.1.0\n");
+  EXPECT_EQ(out_.str(), absl::StrCat("meshctl ", kMeshletVersion, "\n"));
   EXPECT_EQ(Run({"version"}), 2);
   EXPECT_EQ(err_.str(), "meshctl: cannot read context file /nonexistent/meshctl.yaml\n");
   EXPECT_EQ(Run({"get", "svc"}), 2);
   EXPECT_TRUE(api_.requests().empty());
+}
+
+TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
+  api_.Answer("GET", "/version", 200, R"({"server":"0.3.0","apiVersion":"meshlet.io/v1"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[
+    {"id":"reviews-1","sidecarVersion":"meshlet-sidecar 0.2.0"},
+    {"id":"a-1","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"a-2","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"a-3","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"a-4","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"a-6","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"a-5","sidecarVersion":"meshlet-sidecar 0.3.0"},
+    {"id":"old","sidecarVersion":""}]})");
+  ASSERT_EQ(Run({"--server=cp:15014", "version"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), absl::StrCat("meshctl ", kMeshletVersion, "\n",
+                                     "control-plane 0.3.0 at cp:15014 (API meshlet.io/v1)\n"
+                                     "proxies 0.2.0: 1 (reviews-1)\n"
+                                     "proxies 0.3.0: 6 (a-1, a-2, a-3, a-4, a-5, and 1 more)\n"
+                                     "proxies <unknown>: 1 (old)\n"));
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
+  ASSERT_EQ(Run({"--server=cp:15014", "version"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("proxies: none connected\n"), std::string::npos) << out_.str();
 }
 
 // trust-bundle
@@ -760,11 +783,12 @@ TEST_F(MeshctlTest, InjectWritesTheDocumentsBackWithTheSidecarAndNeedsNoServer) 
             std::string::npos)
       << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n') > 100, true);
-  for (const char* want :
-       {"- name: meshlet-init", "- name: meshlet-proxy", "image: meshlet-proxy:0.1.0",
-        "- --node-port=8080", "- --node-service=web", "restartPolicy: Always",
-        "sidecar.meshlet.io/status: '{\"version\":\"0.1.0\",\"mode\":"
-        "\"native\""}) {
+  for (const std::string& want :
+       {std::string("- name: meshlet-init"), std::string("- name: meshlet-proxy"),
+        absl::StrCat("image: meshlet-proxy:", kMeshletVersion), std::string("- --node-port=8080"),
+        std::string("- --node-service=web"), std::string("restartPolicy: Always"),
+        absl::StrCat("sidecar.meshlet.io/status: '{\"version\":\"", kMeshletVersion,
+                     "\",\"mode\":\"native\"")}) {
     EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
   }
   EXPECT_TRUE(api_.requests().empty());

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 
 namespace meshlet::controlplane::cli {
@@ -166,6 +167,12 @@ std::string Age(absl::string_view rfc3339, absl::Time now) {
   if (seconds < 2 * 3600) return absl::StrCat(seconds / 60, "m");
   if (seconds < 2 * 86400) return absl::StrCat(seconds / 3600, "h");
   return absl::StrCat(seconds / 86400, "d");
+}
+
+std::string SidecarRelease(absl::string_view sidecar_version) {
+  if (sidecar_version.empty()) return "<unknown>";
+  absl::ConsumePrefix(&sidecar_version, "meshlet-sidecar ");
+  return std::string(sidecar_version);
 }
 
 }  // namespace meshlet::controlplane::cli

@@ -36,4 +36,8 @@ std::string Scalar(const YAML::Node& node);
 // "5s", "3m", "2h", "4d" since `rfc3339` (empty or unparsable: "<unknown>").
 std::string Age(absl::string_view rfc3339, absl::Time now);
 
+// The release a sidecar reported in its node's sidecar_version ("meshlet-sidecar 0.2.0" gives
+// "0.2.0"; another text is shown whole, none as "<unknown>").
+std::string SidecarRelease(absl::string_view sidecar_version);
+
 }  // namespace meshlet::controlplane::cli

@@ -41,7 +41,7 @@ class ProxyStatus final : public Command {
     }
     YAML::Node root = YAML::Load(reply->http.body);
     std::vector<std::vector<std::string>> rows = {
-        {"PROXY", "SERVICE", "NAMESPACE", "CONNECTED", "LDS", "RDS", "CDS", "EDS"}};
+        {"PROXY", "SERVICE", "NAMESPACE", "CONNECTED", "LDS", "RDS", "CDS", "EDS", "VERSION"}};
     std::vector<std::string> errors;
     const absl::Time now = absl::Now();
     for (const auto& p : root["items"]) {
@@ -68,7 +68,7 @@ class ProxyStatus final : public Command {
       auto get = [&](const char* t) { return state.count(t) ? state[t] : std::string("-"); };
       rows.push_back({Scalar(p["id"]), Scalar(p["service"]), Scalar(p["namespace"]),
                       Age(Scalar(p["connectedSince"]), now), get("LDS"), get("RDS"), get("CDS"),
-                      get("EDS")});
+                      get("EDS"), SidecarRelease(Scalar(p["sidecarVersion"]))});
     }
     if (rows.size() == 1) {
       out << "No sidecars connected.\n";

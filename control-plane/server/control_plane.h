@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/base/logging.h"
+#include "common/base/version.h"
 #include "common/event/loop.h"
 #include "common/event/signal.h"
 #include "common/event/timer.h"
@@ -51,7 +52,7 @@
 
 namespace meshlet::controlplane {
 
-inline constexpr char kControlPlaneVersion[] = "0.1.0";
+inline constexpr const char* kControlPlaneVersion = kMeshletVersion;
 
 struct ControlPlaneOptions {
   std::string data_dir = "/var/lib/meshlet";

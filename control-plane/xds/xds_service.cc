@@ -469,6 +469,8 @@ std::string XdsService::ProxiesJson() {
     out += ",\"connectedSince\":";
     AppendJsonString(
         &out, absl::FormatTime(absl::RFC3339_sec, proxy.connected_since, absl::UTCTimeZone()));
+    out += ",\"sidecarVersion\":";
+    AppendJsonString(&out, proxy.sidecar_version);
     out += ",\"mode\":";
     AppendJsonString(&out, proxy.mode);
     out += ",\"peer\":";

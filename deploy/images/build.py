@@ -21,7 +21,7 @@ and:
   data/   an empty directory (the control plane's image makes it its data directory)
 
 then runs `podman build` on it, tags the image localhost/NAME:TAG (TAG: the version the sidecar
-binary reports, 0.1.0, unless --tag says otherwise), writes OUT/NAME.oci.tar with
+binary reports, the release in VERSION, unless --tag says otherwise), writes OUT/NAME.oci.tar with
 `podman save --format oci-archive` and removes the image again, so the archive is the only
 result. Prints one line per image: name, size of its files, size of the archive.
 
@@ -187,7 +187,7 @@ def run(cmd):
 
 
 def binary_version(bin_dir):
-    """The version `sidecar --version` prints ("meshlet sidecar 0.1.0" gives "0.1.0")."""
+    """The version `sidecar --version` prints ("meshlet sidecar 0.2.0" gives "0.2.0")."""
     sidecar = os.path.join(bin_dir, BINARIES["meshlet-proxy"][0][0])
     out = run([sidecar, "--version"]).split()
     if len(out) < 3 or not re.match(r"^[0-9A-Za-z][0-9A-Za-z._-]*$", out[-1]):

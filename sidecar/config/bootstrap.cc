@@ -5,6 +5,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/file.h"
 #include "common/base/status.h"
+#include "common/base/version.h"
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
 #include "xds/resources.pb.h"
@@ -145,7 +146,8 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
   }
 
   // 2. Defaults that depend on other settings, from the result.
-  if (node.sidecar_version().empty()) node.set_sidecar_version("meshlet-sidecar 0.1.0");
+  if (node.sidecar_version().empty())
+    node.set_sidecar_version(absl::StrCat("meshlet-sidecar ", kMeshletVersion));
   const bool xds_tls = config.has_xds() && !flags.xds_plaintext;
   if (config.tracing.enabled && config.tracing.service_name.empty()) {
     // "<service>.<namespace>", the name golden metrics and cluster names give the service, so a

@@ -3,8 +3,10 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/fake_random.h"
 #include "common/base/status.h"
+#include "common/base/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/translate.h"
@@ -67,7 +69,7 @@ TEST(CompleteBootstrapTest, FlagsReplaceTheFilesSettings) {
   EXPECT_EQ(config->node.addresses(0), "10.0.0.5");
   ASSERT_EQ(config->node.ports_size(), 2);
   EXPECT_EQ(config->node.ports(1), 8080u);
-  EXPECT_EQ(config->node.sidecar_version(), "meshlet-sidecar 0.1.0");
+  EXPECT_EQ(config->node.sidecar_version(), absl::StrCat("meshlet-sidecar ", kMeshletVersion));
 }
 
 // --trace-collector turns tracing on (OTLP/HTTP protobuf) or replaces the file's collector;

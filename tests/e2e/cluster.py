@@ -76,7 +76,7 @@ API_TOKEN = "/var/lib/meshlet/api-token"
 # The root the control plane's CA generated: it verifies the API's HTTPS certificate.
 API_CA = "/var/lib/meshlet/ca/root-cert.pem"
 CLUSTER_DOMAIN = "cluster.local"
-IMAGE_TAG = "0.1.0"
+IMAGE_TAG = harness.RELEASE
 PODMAN_MAX_ANNOTATION = 63
 # Pods the controllers make from a template, and how a port's protocol is read from a Service.
 TEMPLATED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")

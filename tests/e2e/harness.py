@@ -48,6 +48,11 @@ class E2EError(Exception):
     pass
 
 
+# The release every binary reports and the images are tagged with: the repository's VERSION.
+RELEASE = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                            "VERSION")).read().strip()
+
+
 def log(msg):
     sys.stderr.write("[e2e %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
     sys.stderr.flush()

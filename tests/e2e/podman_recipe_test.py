@@ -59,7 +59,7 @@ metadata:
 spec:
   containers:
   - name: app
-    image: localhost/meshlet-testapp:0.1.0
+    image: localhost/meshlet-testapp:%(release)s
     args: ["--service", "%(pod)s", "--listen", "0.0.0.0:%(port)d"]
     ports:
     - containerPort: %(port)d
@@ -148,7 +148,7 @@ class Recipe:
         os.makedirs(self.work, exist_ok=True)
         env = self.environment()
         with open(os.path.join(self.work, "app.yaml"), "w") as f:
-            f.write(APP_YAML % {"pod": POD, "port": self.app_port})
+            f.write(APP_YAML % {"pod": POD, "port": self.app_port, "release": harness.RELEASE})
         block = recipe(self.doc)
         with open(os.path.join(self.work, "recipe.sh"), "w") as f:
             f.write(block)

@@ -415,9 +415,13 @@ class ControlPlaneTest(unittest.TestCase):
         self.assertEqual(json.loads(body)["items"], [])
         p = self.meshctl("get", "workloads")
         self.assertIn("No workloads registered", p.stderr)
+        # One release everywhere: the binary's --version, meshctl's and the API's.
+        release = subprocess.run([CONTROL_PLANE, "--version"], capture_output=True, text=True,
+                                 check=True).stdout.split()[-1]
         p = self.meshctl("version")
-        self.assertIn("meshctl 0.1.0", p.stdout)
-        self.assertIn("control-plane 0.1.0", p.stdout)
+        self.assertIn("meshctl %s\n" % release, p.stdout)
+        self.assertIn("control-plane %s at" % release, p.stdout)
+        self.assertIn("proxies: none connected", p.stdout)
         self.assertEqual(self.cp.stop(signal.SIGTERM), 0)
         p = self.meshctl("check", expect=3)
         self.assertIn("not reachable", p.stderr)

@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
+#include "common/base/version.h"
 #include "tests/e2e/testapp/url.h"
 
 namespace meshlet::testapp {
@@ -119,6 +120,6 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
                                              const GetEnv& getenv);
 
 std::string Usage();
-inline constexpr absl::string_view kVersion = "0.1.0";
+inline constexpr absl::string_view kVersion = kMeshletVersion;
 
 }  // namespace meshlet::testapp
