@@ -4,7 +4,7 @@
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
 // check --pre's part), get.cc (get, describe), proxy.cc
 // (proxy-status, proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc,
-// traces.cc (traces, trace), stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
+// traces.cc (traces, trace), explain.cc, stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
 
 #include <string>
 #include <vector>
@@ -31,6 +31,7 @@ CommandSpec OperatorTokenCommand();
 CommandSpec TrustBundleCommand();
 CommandSpec TracesCommand();
 CommandSpec TraceCommand();
+CommandSpec ExplainCommand();
 CommandSpec StatCommand();
 CommandSpec TopCommand();
 CommandSpec DashboardCommand();

@@ -61,7 +61,7 @@ bool ReadYamlFiles(Session& session, const std::vector<std::string>& paths,
   bool ok = true;
   for (const std::string& file : files) {
     SourceFile source;
-    source.name = file == "-" ? "<stdin>" : file;
+    source.name = file == "-" ? kStdinName : file;
     std::optional<std::string> text;
     if (file == "-") {
       std::stringstream s;
@@ -129,6 +129,9 @@ bool LoadDocuments(Session& session, const std::vector<std::string>& paths,
       }
       doc.namespace_ = meta->namespace_();
       doc.name = meta->name();
+      // Where the object came from, for meshctl explain; a document from stdin keeps what it says.
+      if (source_name != kStdinName)
+        (*meta->mutable_annotations())[kAppliedFromAnnotation] = source_name;
       policy::ValidationResult validation = policy::Validate(*doc.message, nullptr);
       if (!validation.ok()) {
         err << "error: " << doc.source << ": " << doc.info->kind << " \"" << doc.name

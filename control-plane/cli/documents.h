@@ -16,6 +16,13 @@
 
 namespace meshlet::controlplane::cli {
 
+// The annotation apply (and diff, comparing what apply would store) sets on every document from a
+// file: the file's path as -f named it (a directory's files as "DIR/NAME"). Documents from stdin
+// keep whatever value they carry. meshctl explain shows it beside the objects a trace names.
+inline constexpr char kAppliedFromAnnotation[] = "meshlet.io/applied-from";
+// How -f - is named in messages.
+inline constexpr char kStdinName[] = "<stdin>";
+
 struct Document {
   std::string source;  // "file.yaml (document 2)"
   std::string file;
@@ -31,7 +38,7 @@ struct Document {
 
 // One file named by -f, split into its YAML documents (common/config/yaml_proto.h).
 struct SourceFile {
-  std::string name;  // as errors name it: the path, or "<stdin>" for "-"
+  std::string name;  // as errors name it: the path, or kStdinName for "-"
   std::vector<config::YamlDocument> documents;
 };
 

@@ -245,4 +245,100 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
   return out;
 }
 
+absl::StatusOr<std::string> FormatExplanation(
+    absl::string_view json, const std::map<std::string, std::string>& applied_from) {
+  absl::StatusOr<YAML::Node> root = ParseJson(json);
+  if (!root.ok()) return root.status();
+  // "HTTPRoute/default/reviews (from policies/reviews.yaml)".
+  auto policy = [&](const std::string& ref) {
+    auto it = applied_from.find(ref);
+    return it == applied_from.end() ? ref : absl::StrCat(ref, " (from ", it->second, ")");
+  };
+  std::string out;
+  try {
+    const YAML::Node& r = *root;
+    const std::string request_id = Scalar(r["requestId"]);
+    const YAML::Node hops = r["hops"];
+    absl::StrAppend(&out, "Trace ", Scalar(r["traceId"]),
+                    request_id.empty() ? "" : absl::StrCat(" (request id ", request_id, ")"), ": ",
+                    Scalar(r["status"]).empty() ? "no status" : Scalar(r["status"]), " in ",
+                    FormatNanos(r["durationNanos"].as<int64_t>(0)), ", ", hops.size(),
+                    hops.size() == 1 ? " hop\n" : " hops\n");
+    int number = 0;
+    for (const YAML::Node& hop : hops) {
+      const std::string indent((hop["depth"].as<int>(0)) * 2, ' ');
+      const std::string pad = indent + "     ";
+      const std::string direction = Scalar(hop["direction"]);
+      const std::string node = Scalar(hop["node"]);
+      const std::string status = Scalar(hop["status"]);
+      absl::StrAppend(&out, "\n", indent, ++number, ". ", Scalar(hop["service"]), " ",
+                      direction.empty() ? "" : absl::StrCat(direction, " "), "sidecar",
+                      node.empty() ? "" : absl::StrCat(" (", node, ")"), ": ",
+                      Scalar(hop["operation"]), " -> ", status.empty() ? "no response" : status,
+                      " in ", FormatNanos(hop["durationNanos"].as<int64_t>(0)),
+                      hop["failedFirst"].as<bool>(false) ? "   <- failed first" : "", "\n");
+      auto line = [&](absl::string_view label, const std::string& text) {
+        if (!text.empty()) absl::StrAppend(&out, pad, absl::StrFormat("%-9s ", label), text, "\n");
+      };
+      const std::string route_policy = Scalar(hop["routePolicy"]);
+      const std::string rule = Scalar(hop["routeRule"]);
+      const std::string match = Scalar(hop["routeMatch"]);
+      const std::string route = Scalar(hop["route"]);
+      line("route", route_policy.empty()
+                        ? route
+                        : absl::StrCat(policy(route_policy), rule.empty() ? "" : " rule " + rule,
+                                       // -1: the rule has no matches (it matches everything).
+                                       match.empty() || match == "-1" ? "" : " match " + match,
+                                       route.empty() ? "" : absl::StrCat(" [", route, "]")));
+      const std::string subset = Scalar(hop["subset"]);
+      line("cluster", absl::StrCat(Scalar(hop["cluster"]),
+                                   subset.empty() ? "" : absl::StrCat(" (subset ", subset, ")")));
+      std::vector<std::string> timeouts;
+      if (!Scalar(hop["requestTimeoutMs"]).empty()) {
+        timeouts.push_back(absl::StrCat("timeout ", Scalar(hop["requestTimeoutMs"]), "ms"));
+      }
+      if (!Scalar(hop["perTryTimeoutMs"]).empty()) {
+        timeouts.push_back(absl::StrCat("per try ", Scalar(hop["perTryTimeoutMs"]), "ms"));
+      }
+      const std::string traffic = Scalar(hop["trafficPolicy"]);
+      line("policy", absl::StrCat(traffic.empty() ? "" : policy(traffic),
+                                  timeouts.empty() ? ""
+                                                   : absl::StrCat(traffic.empty() ? "" : ": ",
+                                                                  absl::StrJoin(timeouts, ", "))));
+      int attempt = 0;
+      for (const YAML::Node& a : hop["attempts"]) {
+        const std::string next = Scalar(a["next"]);
+        const std::string duration =
+            a["durationMs"].IsDefined() ? absl::StrCat(" ", Scalar(a["durationMs"]), "ms") : "";
+        line(absl::StrCat("attempt ", ++attempt),
+             absl::StrCat(Scalar(a["endpoint"]).empty() ? "-" : Scalar(a["endpoint"]), " ",
+                          Scalar(a["outcome"]).empty() ? "?" : Scalar(a["outcome"]), duration,
+                          next.empty() ? "" : absl::StrCat(" -> ", next)));
+      }
+      const std::string authz = Scalar(hop["authz"]);
+      const std::string authz_policy = Scalar(hop["authzPolicy"]);
+      const std::string peer = Scalar(hop["peer"]);
+      if (!authz.empty() || !authz_policy.empty()) {
+        line("authz", absl::StrCat(authz.empty() ? "decided" : authz,
+                                   authz_policy.empty() ? "" : " by " + policy(authz_policy),
+                                   peer.empty() ? "" : " for " + peer));
+      } else if (!peer.empty()) {
+        line("peer", peer);
+      }
+      const std::string flags = Scalar(hop["responseFlags"]);
+      const std::string reason = Scalar(hop["errorReason"]);
+      if (!reason.empty()) {
+        line("error", absl::StrCat(flags.empty() ? "" : flags + ": ", reason,
+                                   " (the proxy answered itself)"));
+      } else if (!flags.empty()) {
+        line("flags", flags);
+      }
+    }
+    absl::StrAppend(&out, "\nVerdict: ", Scalar(r["verdict"]), "\n");
+  } catch (const YAML::Exception& e) {
+    return absl::DataLossError(absl::StrCat("unexpected explanation: ", e.what()));
+  }
+  return out;
+}
+
 }  // namespace meshlet::controlplane::cli

@@ -4,6 +4,7 @@
 // trace as a waterfall (an indented span tree with offsets, durations and bars, each span's
 // attributes and status under it).
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,6 +20,13 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
 // at most `limit` rows (0: all); otherwise sorted by source and destination.
 absl::StatusOr<std::string> FormatStatTable(absl::string_view json, bool top = false,
                                             size_t limit = 0);
+// `json` is a GET /api/v1/traces/{id}/explain reply (control-plane/telemetry/explain.h): the
+// chain of hops, each with the route and the policy objects that decided it, its cluster, timeouts,
+// attempts, authorization and error, the hop that failed first marked, then the verdict.
+// `applied_from` maps a policy object ("Kind/ns/name") to the file it was applied from (the
+// meshlet.io/applied-from annotation), shown beside it.
+absl::StatusOr<std::string> FormatExplanation(
+    absl::string_view json, const std::map<std::string, std::string>& applied_from = {});
 // 1.234s, 12.3ms, 456us: three significant-ish digits, for humans.
 std::string FormatNanos(int64_t nanos);
 

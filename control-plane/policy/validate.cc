@@ -91,6 +91,9 @@ class Checker {
       Error(path, "must be greater than 0");
     }
   }
+  void NonNegativeDuration(absl::string_view path, bool has, const Duration& d) {
+    if (has && (d.seconds() < 0 || d.nanos() < 0)) Error(path, "must not be negative");
+  }
   static double Seconds(const Duration& d) { return d.seconds() + d.nanos() / 1e9; }
 
   void Percent(absl::string_view path, double value) {
@@ -261,6 +264,27 @@ class Checker {
     if (od.has_max_ejection_percent()) {
       Percent(Join(path, "maxEjectionPercent"), od.max_ejection_percent().value());
     }
+  }
+
+  void Overload(absl::string_view path, const pb::OverloadPolicy& o) {
+    NonNegativeDuration(Join(path, "ejectionTime"), o.has_ejection_time(), o.ejection_time());
+    PositiveDuration(Join(path, "maxEjectionTime"), o.has_max_ejection_time(),
+                     o.max_ejection_time());
+    // Against the sidecar's defaults (1s, 10s) where one of the two is unset.
+    const double ejection = o.has_ejection_time() ? Seconds(o.ejection_time()) : 1;
+    const double max_ejection = o.has_max_ejection_time() ? Seconds(o.max_ejection_time()) : 10;
+    if ((o.has_ejection_time() || o.has_max_ejection_time()) && ejection > max_ejection) {
+      Error(Join(path, "ejectionTime"),
+            absl::StrCat("must not exceed ", Join(path, "maxEjectionTime"),
+                         o.has_max_ejection_time() ? "" : " (default 10s)"));
+    }
+    if (o.has_max_ejection_percent()) {
+      Percent(Join(path, "maxEjectionPercent"), o.max_ejection_percent().value());
+    }
+    if (o.has_penalty() && (o.penalty().value() < 1 || o.penalty().value() > 1000)) {
+      Error(Join(path, "penalty"), "must be between 1 and 1000");
+    }
+    PositiveDuration(Join(path, "penaltyTime"), o.has_penalty_time(), o.penalty_time());
   }
 
   void ConnectionPool(absl::string_view path, const pb::ConnectionPoolPolicy& pool) {
@@ -479,6 +503,7 @@ class Checker {
     if (spec.has_outlier_detection()) Outlier("spec.outlierDetection", spec.outlier_detection());
     if (spec.has_rate_limit()) RateLimit("spec.rateLimit", spec.rate_limit());
     if (spec.has_connection_pool()) ConnectionPool("spec.connectionPool", spec.connection_pool());
+    if (spec.has_overload()) Overload("spec.overload", spec.overload());
     MtlsMode("spec.mtls", spec.mtls());
   }
 

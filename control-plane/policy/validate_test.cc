@@ -56,6 +56,7 @@ spec:
   outlierDetection: {consecutive5xx: 0, maxEjectionPercent: 101}
   rateLimit: {burst: 3}
   connectionPool: {idleTimeout: 0s, maxRequestsPerConnection: 0, maxConnectionDuration: 1m}
+  overload: {ejectionTime: 20s, maxEjectionPercent: 150, penalty: 0, penaltyTime: 0s}
   mtls: SOMETIMES
 )");
   EXPECT_FALSE(r.ok());
@@ -78,6 +79,11 @@ spec:
   EXPECT_EQ(ErrorFor(r, "spec.connectionPool.idleTimeout"), "must be greater than 0");
   EXPECT_EQ(ErrorFor(r, "spec.connectionPool.maxRequestsPerConnection"), "must be greater than 0");
   EXPECT_EQ(ErrorFor(r, "spec.connectionPool.maxConnectionDuration"), "");
+  EXPECT_EQ(ErrorFor(r, "spec.overload.ejectionTime"),
+            "must not exceed spec.overload.maxEjectionTime (default 10s)");
+  EXPECT_EQ(ErrorFor(r, "spec.overload.maxEjectionPercent"), "must be between 0 and 100");
+  EXPECT_EQ(ErrorFor(r, "spec.overload.penalty"), "must be between 1 and 1000");
+  EXPECT_EQ(ErrorFor(r, "spec.overload.penaltyTime"), "must be greater than 0");
   EXPECT_NE(ErrorFor(r, "spec.mtls"), "");
 }
 

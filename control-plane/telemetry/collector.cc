@@ -15,6 +15,7 @@
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/telemetry/explain.h"
 #include "control-plane/telemetry/otlp_trace.pb.h"
 #include "control-plane/telemetry/receivers.h"
 
@@ -26,6 +27,7 @@ using http::ServerResponse;
 namespace {
 
 constexpr size_t kMaxQueryLimit = 1000;
+constexpr size_t kMaxRequestIdBytes = 256;
 
 absl::string_view ReceiverName(bool otlp) { return otlp ? "otlp" : "zipkin"; }
 constexpr absl::string_view kPeerReceiver = "peer";
@@ -328,9 +330,12 @@ ServerResponse Collector::HandleQuery(const ServerRequest& request) {
   if (path == "/api/v1/traces") return ListTraces(request);
   if (path == "/api/v1/dependencies") return ListDependencies(request);
   absl::string_view id = path;
-  if (absl::ConsumePrefix(&id, "/api/v1/traces/") && !id.empty() &&
-      id.find('/') == absl::string_view::npos) {
-    return GetTrace(id);
+  if (absl::ConsumePrefix(&id, "/api/v1/traces/") && !id.empty()) {
+    if (id.find('/') == absl::string_view::npos) return GetTrace(id);
+    if (absl::ConsumeSuffix(&id, "/explain") && !id.empty() &&
+        id.find('/') == absl::string_view::npos) {
+      return ExplainTrace(id);
+    }
   }
   return QueryError(404, "NotFound", absl::StrCat("no such path: ", path));
 }
@@ -364,6 +369,14 @@ ServerResponse Collector::ListTraces(const ServerRequest& request) {
       absl::StatusOr<int64_t> t = ParseTimeParam(name, value);
       if (!t.ok()) return QueryError(400, "BadRequest", t.status().message());
       (name == "start" ? query.start_unix_nanos : query.end_unix_nanos) = *t;
+    } else if (name == "requestId") {
+      // An x-request-id as sidecars record it: visible ASCII, bounded.
+      if (value.empty() || value.size() > kMaxRequestIdBytes ||
+          !std::all_of(value.begin(), value.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+        return bad(absl::StrCat("must be 1 to ", kMaxRequestIdBytes,
+                                " visible ASCII characters (an x-request-id)"));
+      }
+      query.request_id = value;
     } else if (name == "limit") {
       if (!absl::SimpleAtoi(value, &query.limit) || query.limit == 0 ||
           query.limit > kMaxQueryLimit) {
@@ -373,7 +386,7 @@ ServerResponse Collector::ListTraces(const ServerRequest& request) {
       return QueryError(400, "BadRequest",
                         absl::StrCat("unknown parameter \"", name,
                                      "\"; known: service, operation, minDuration, maxDuration, "
-                                     "status, start, end, limit"));
+                                     "status, start, end, requestId, limit"));
     }
   }
   std::vector<std::string> items;
@@ -394,6 +407,20 @@ ServerResponse Collector::GetTrace(absl::string_view id) {
   return ServerResponse::Json(
       200, absl::StrCat(R"({"kind":"Trace","traceId":)", JsonQuote(normalized), R"(,"spans":[)",
                         absl::StrJoin(items, ","), "]}\n"));
+}
+
+ServerResponse Collector::ExplainTrace(absl::string_view id) {
+  const std::string normalized = absl::AsciiStrToLower(id);
+  std::optional<std::vector<SpanRecord>> spans = store_.Get(normalized);
+  if (!spans.has_value()) {
+    return QueryError(404, "NotFound",
+                      absl::StrCat("trace \"", id, "\" not found (never received, or evicted)"));
+  }
+  absl::StatusOr<Explanation> explanation = Explain(normalized, *spans);
+  if (!explanation.ok()) {
+    return QueryError(422, "NothingToExplain", explanation.status().message());
+  }
+  return ServerResponse::Json(200, ExplanationJson(*explanation));
 }
 
 ServerResponse Collector::ListDependencies(const ServerRequest& request) {

@@ -11,7 +11,9 @@
 //                        (15012; TelemetryService authenticates the sender, then AddExport)
 //   GET  /api/v1/traces?service=&operation=&minDuration=&maxDuration=&status=error|ok
 //                        &start=&end=&limit=                                      (15014)
+//                        &requestId=    (traces with a span whose meshlet.request_id is this)
 //   GET  /api/v1/traces/{id}
+//   GET  /api/v1/traces/{id}/explain   why the request ended as it did (explain.h)
 //   GET  /api/v1/dependencies?start=&end=
 //
 // Every span stored is marked with where it came from (trace_store.h, kSource*Attribute): the
@@ -70,7 +72,8 @@ class Collector {
   // `result`: empty, or partial_success naming the rejected ones.
   std::string ExportResponse(const AddResult& result, size_t count) const;
 
-  // /api/v1/traces, /api/v1/traces/{id}, /api/v1/dependencies (the caller authenticated it).
+  // /api/v1/traces, /api/v1/traces/{id}[/explain], /api/v1/dependencies (the caller
+  // authenticated it).
   http::ServerResponse HandleQuery(const http::ServerRequest& request);
 
   const TraceStore& store() const { return store_; }
@@ -97,6 +100,7 @@ class Collector {
                               absl::string_view message);
   http::ServerResponse ListTraces(const http::ServerRequest& request);
   http::ServerResponse GetTrace(absl::string_view id);
+  http::ServerResponse ExplainTrace(absl::string_view id);
   http::ServerResponse ListDependencies(const http::ServerRequest& request);
 
   // Into the ring and the store, counted under `receiver`.

@@ -343,6 +343,83 @@ TEST(CollectorTest, QueryApi) {
 
 // An export whose sender the discovery port authenticated: its spans are stored under the
 // registration's service with the sender's identity and node, whatever the sender wrote.
+// A sidecar's decision records posted over OTLP/HTTP: the trace is found by its request id and
+// explained; an id no trace carries finds nothing, a malformed one is refused.
+TEST(CollectorTest, FindsATraceByRequestIdAndExplainsIt) {
+  Collector collector({}, nullptr);
+  constexpr char kDecision[] = R"({"resourceSpans":[{
+    "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"reviews.default"}}]},
+    "scopeSpans":[{"spans":[
+      {"traceId":"5bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902c1","name":"GET /",
+       "kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000300000000",
+       "attributes":[
+         {"key":"http.response.status_code","value":{"intValue":"504"}},
+         {"key":"meshlet.request_id","value":{"stringValue":"5e1c-77"}},
+         {"key":"meshlet.cluster","value":{"stringValue":"outbound|9080||ratings.default"}},
+         {"key":"meshlet.policy.route","value":{"stringValue":"HTTPRoute/default/ratings"}},
+         {"key":"meshlet.route.rule","value":{"intValue":"1"}},
+         {"key":"meshlet.policy.traffic","value":{"stringValue":"TrafficPolicy/default/ratings"}},
+         {"key":"meshlet.timeout.request_ms","value":{"intValue":"300"}},
+         {"key":"meshlet.response_flags","value":{"stringValue":"UT"}},
+         {"key":"meshlet.error.reason","value":{"stringValue":"upstream request timeout"}},
+         {"key":"meshlet.attempts","value":{"stringValue":
+           "endpoint=10.0.0.9:15006 outcome=timeout duration_ms=300 next=done"}}],
+       "status":{"code":2,"message":"UT"}}]}]}]})";
+  ASSERT_EQ(
+      collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kDecision)).status,
+      200);
+  collector.HandleOtlp(Request("POST", "/v1/traces", "application/json", kOtlpJson));
+
+  http::ServerResponse r =
+      collector.HandleQuery(Request("GET", "/api/v1/traces?requestId=5e1c-77", "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("traceId":"5bf92f3577b34da6a3ce929d0e0e4736")"))
+      << r.body;
+  EXPECT_FALSE(absl::StrContains(r.body, kTraceHex)) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?requestId=other", "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("items":[])")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?requestId=", "", ""));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, "requestId: must be 1 to 256 visible ASCII")) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces?requestId=a%20b", "", ""));
+  EXPECT_EQ(r.status, 400) << r.body;
+  r = collector.HandleQuery(
+      Request("GET", absl::StrCat("/api/v1/traces?requestId=", std::string(257, 'x')), "", ""));
+  EXPECT_EQ(r.status, 400) << r.body;
+
+  r = collector.HandleQuery(
+      Request("GET", "/api/v1/traces/5BF92F3577B34DA6A3CE929D0E0E4736/explain", "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(
+      r.body,
+      R"("verdict":"504 at reviews.default's outbound sidecar: request timeout 300ms from )"
+      R"(TrafficPolicy/default/ratings (route HTTPRoute/default/ratings rule 1) expired after 1 )"
+      R"(attempt")"))
+      << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("requestId":"5e1c-77")")) << r.body;
+  // The other trace has meshlet attributes too (response flags): explained, nothing proxy-made.
+  r = collector.HandleQuery(
+      Request("GET", absl::StrCat("/api/v1/traces/", kTraceHex, "/explain"), "", ""));
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces/ffff/explain", "", ""));
+  EXPECT_EQ(r.status, 404) << r.body;
+  r = collector.HandleQuery(Request("GET", "/api/v1/traces/ffff/explain/x", "", ""));
+  EXPECT_EQ(r.status, 404) << r.body;
+  // A trace of spans no sidecar sent.
+  ASSERT_EQ(collector
+                .HandleZipkin(Request("POST", "/api/v2/spans", "application/json",
+                                      R"([{"traceId":"00000000000000000000000000000abc",)"
+                                      R"("id":"0000000000000001","name":"get","timestamp":1,)"
+                                      R"("duration":5,"localEndpoint":{"serviceName":"app"}}])"))
+                .status,
+            202);
+  r = collector.HandleQuery(
+      Request("GET", "/api/v1/traces/00000000000000000000000000000abc/explain", "", ""));
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, "no span from a meshlet sidecar")) << r.body;
+}
+
 TEST(CollectorTest, AnExportIsStoredUnderItsAuthenticatedSource) {
   StatsRegistry stats;
   Collector collector({}, &stats);

@@ -119,6 +119,9 @@ void TraceStore::Index(const std::string& id, const Trace& trace) {
   for (const SpanRecord& span : trace.spans) {
     by_service_[span.service].insert(key);
     by_operation_[span.name].insert(key);
+    for (const auto& [name, value] : span.attributes) {
+      if (name == kRequestIdAttribute && !value.empty()) by_request_id_[value].insert(key);
+    }
   }
 }
 
@@ -134,6 +137,9 @@ void TraceStore::Unindex(const std::string& id, const Trace& trace) {
   for (const SpanRecord& span : trace.spans) {
     drop(by_service_, span.service);
     drop(by_operation_, span.name);
+    for (const auto& [name, value] : span.attributes) {
+      if (name == kRequestIdAttribute && !value.empty()) drop(by_request_id_, value);
+    }
   }
 }
 
@@ -193,6 +199,15 @@ bool TraceStore::Matches(const Trace& trace, const TraceQuery& query) const {
                                    [](const SpanRecord& s) { return s.error; });
     if (error != (query.status == TraceQuery::Status::kError)) return false;
   }
+  if (!query.request_id.empty()) {
+    const bool found =
+        std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
+          return std::any_of(s.attributes.begin(), s.attributes.end(), [&](const auto& kv) {
+            return kv.first == kRequestIdAttribute && kv.second == query.request_id;
+          });
+        });
+    if (!found) return false;
+  }
   if (!query.service.empty() || !query.operation.empty()) {
     const bool found =
         std::any_of(trace.spans.begin(), trace.spans.end(), [&](const SpanRecord& s) {
@@ -208,7 +223,10 @@ std::vector<TraceSummary> TraceStore::Find(const TraceQuery& query) const {
   // Walk the narrowest index that applies, newest first.
   const std::set<TimeKey>* candidates = &by_start_;
   static const std::set<TimeKey> kNone;
-  if (!query.operation.empty()) {
+  if (!query.request_id.empty()) {
+    auto it = by_request_id_.find(query.request_id);
+    candidates = it == by_request_id_.end() ? &kNone : &it->second;
+  } else if (!query.operation.empty()) {
     auto it = by_operation_.find(query.operation);
     candidates = it == by_operation_.end() ? &kNone : &it->second;
   } else if (!query.service.empty()) {

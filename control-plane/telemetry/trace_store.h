@@ -70,6 +70,9 @@ struct SpanRecord {
 inline constexpr absl::string_view kSourceIdentityAttribute = "meshlet.source.identity";
 inline constexpr absl::string_view kSourceNodeAttribute = "meshlet.source.node";
 inline constexpr absl::string_view kSourceUnverifiedAttribute = "meshlet.source.unverified";
+// The attribute sidecars record the request's x-request-id under; the store indexes it.
+inline constexpr absl::string_view kRequestIdAttribute = "meshlet.request_id";
+
 // Whether the span carries the identity of an authenticated sender (spans read back from an older
 // store carry neither mark: they count as unverified).
 bool SourceVerified(const SpanRecord& span);
@@ -102,6 +105,8 @@ struct TraceQuery {
   enum class Status { kAny, kError, kOk } status = Status::kAny;
   int64_t start_unix_nanos = 0;  // trace start >= this (0: no bound)
   int64_t end_unix_nanos = 0;    // trace start <= this (0: no bound)
+  // A span of the trace carries this meshlet.request_id (the request's x-request-id); empty: any.
+  std::string request_id;
   size_t limit = 20;
 };
 
@@ -177,6 +182,8 @@ class TraceStore {
   std::map<std::string, std::set<TimeKey>, std::less<>> by_service_;
   // operation (span name) → traces with a span of that name, by start.
   std::map<std::string, std::set<TimeKey>, std::less<>> by_operation_;
+  // meshlet.request_id → traces with a span carrying it, by start.
+  std::map<std::string, std::set<TimeKey>, std::less<>> by_request_id_;
   uint64_t next_arrival_ = 0;
   size_t span_count_ = 0;
   size_t byte_count_ = 0;

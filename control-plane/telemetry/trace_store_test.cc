@@ -121,6 +121,34 @@ TEST(TraceStoreTest, QueriesByServiceOperationDurationStatusAndTime) {
   EXPECT_EQ(ids(q), (std::vector<std::string>{TraceId(3), TraceId(2)}));
 }
 
+// A request id names the traces whose spans carry it as meshlet.request_id, whatever other
+// filters say; a trace evicted leaves the index.
+TEST(TraceStoreTest, FindsTracesByRequestId) {
+  TraceStore store(TraceStoreLimits{.max_spans = 6});
+  std::vector<SpanRecord> first = ThreeHopTrace(1, 100, 60);
+  first[2].attributes.emplace_back("meshlet.request_id", "req-a");
+  std::vector<SpanRecord> second = ThreeHopTrace(2, 200, 60);
+  second[0].attributes.emplace_back("meshlet.request_id", "req-b");
+  store.Add(first);
+  store.Add(second);
+
+  std::vector<TraceSummary> found = store.Find({.request_id = "req-a"});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].trace_id, TraceId(1));
+  found = store.Find({.request_id = "req-b"});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].trace_id, TraceId(2));
+  EXPECT_TRUE(store.Find({.request_id = "req-c"}).empty());
+  // With another filter both must hold.
+  EXPECT_TRUE(store.Find({.service = "backend", .request_id = "req-b"}).size() == 1);
+  EXPECT_TRUE(store.Find({.operation = "GET /", .request_id = "req-a"}).size() == 1);
+  EXPECT_TRUE(store.Find({.status = TraceQuery::Status::kError, .request_id = "req-a"}).empty());
+
+  store.Add(ThreeHopTrace(3, 300, 60));  // evicts trace 1
+  EXPECT_TRUE(store.Find({.request_id = "req-a"}).empty());
+  EXPECT_EQ(store.Find({.request_id = "req-b"}).size(), 1u);
+}
+
 TEST(TraceStoreTest, AServiceWithoutItsNamespaceMatchesItInEveryNamespace) {
   EXPECT_TRUE(ServiceMatches("ratings", "ratings"));
   EXPECT_TRUE(ServiceMatches("ratings", "ratings.default"));

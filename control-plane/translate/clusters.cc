@@ -101,6 +101,20 @@ void ApplyTrafficPolicy(const TranslationContext& ctx, const pb::TrafficPolicySp
       SetDuration(out->mutable_max_connection_duration(), in.max_connection_duration());
     }
   }
+  if (tp->has_overload()) {
+    const pb::OverloadPolicy& in = tp->overload();
+    xds::Overload* out = cluster.mutable_overload();
+    if (in.has_enabled()) out->set_disabled(!in.enabled().value());
+    if (in.has_ejection_time()) SetDuration(out->mutable_ejection_time(), in.ejection_time());
+    if (in.has_max_ejection_time()) {
+      SetDuration(out->mutable_max_ejection_time(), in.max_ejection_time());
+    }
+    if (in.has_max_ejection_percent()) {
+      *out->mutable_max_ejection_percent() = in.max_ejection_percent();
+    }
+    if (in.has_penalty()) *out->mutable_penalty() = in.penalty();
+    if (in.has_penalty_time()) SetDuration(out->mutable_penalty_time(), in.penalty_time());
+  }
   if (tp->has_outlier_detection()) {
     const pb::OutlierDetectionPolicy& od = tp->outlier_detection();
     xds::OutlierDetection* out = cluster.mutable_outlier_detection();

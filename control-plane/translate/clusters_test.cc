@@ -29,6 +29,13 @@ TEST_F(TranslatorTest, TrafficPolicyBecomesClusterAndRouteSettings) {
   EXPECT_EQ(c->circuit_breakers().max_requests().value(), 100u);
   EXPECT_DOUBLE_EQ(c->circuit_breakers().retry_budget().budget_percent(), 25.0);
   EXPECT_EQ(c->outlier_detection().consecutive_5xx().value(), 7u);
+  EXPECT_FALSE(c->overload().disabled());
+  ASSERT_TRUE(c->overload().has_ejection_time());
+  EXPECT_EQ(c->overload().ejection_time().seconds(), 0);
+  EXPECT_EQ(c->overload().max_ejection_time().seconds(), 30);
+  EXPECT_EQ(c->overload().max_ejection_percent().value(), 20u);
+  EXPECT_EQ(c->overload().penalty().value(), 4u);
+  EXPECT_EQ(c->overload().penalty_time().seconds(), 3);
   EXPECT_EQ(c->pool().idle_timeout().seconds(), 20);
   EXPECT_EQ(c->pool().max_requests_per_connection(), 1u);
   EXPECT_EQ(c->pool().max_connection_duration().seconds(), 60);
@@ -173,7 +180,14 @@ TEST_F(TranslatorTest, MeshConfigDefaultsUnderTheTrafficPolicy) {
   EXPECT_EQ(none.connect_timeout().seconds(), 4);
   EXPECT_FALSE(none.has_circuit_breakers());
   EXPECT_FALSE(none.has_outlier_detection());
+  EXPECT_FALSE(none.has_overload());  // the sidecar's defaults: on
   EXPECT_FALSE(none.has_pool());
+  // enabled: false turns the overload handling off.
+  pb::TrafficPolicySpec off;
+  off.mutable_overload()->mutable_enabled()->set_value(false);
+  xds::Cluster disabled;
+  ApplyTrafficPolicy(ctx, &off, disabled);
+  EXPECT_TRUE(disabled.overload().disabled());
   // A retry budget given in part gets the other half's default (20 %, 10 retries/s).
   pb::TrafficPolicySpec tp;
   tp.mutable_retries()->mutable_budget_min_retries_per_second()->set_value(3);

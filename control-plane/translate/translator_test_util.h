@@ -75,6 +75,7 @@ spec:
   retries: {attempts: 3, retryOn: [connect-failure, reset], budgetPercent: 25}
   circuitBreaker: {maxRequests: 100}
   outlierDetection: {consecutive5xx: 7}
+  overload: {enabled: true, ejectionTime: 0s, maxEjectionTime: 30s, maxEjectionPercent: 20, penalty: 4, penaltyTime: 3s}
   rateLimit: {requestsPerSecond: 50, burst: 100, perSourceIdentity: true}
   connectionPool: {idleTimeout: 20s, maxRequestsPerConnection: 1, maxConnectionDuration: 1m}
 )"));

@@ -46,6 +46,7 @@ std::vector<std::string> HealthFlagNames(uint32_t flags) {
   if (flags & Host::kDraining) names.push_back("eds_draining");
   if (flags & Host::kFailedActiveHealthCheck) names.push_back("failed_active_health_check");
   if (flags & Host::kOutlierEjected) names.push_back("outlier_ejected");
+  if (flags & Host::kOverloadEjected) names.push_back("overload_ejected");
   return names;
 }
 
@@ -86,6 +87,8 @@ std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStat
         m.stats.rq_error += host.stats.rq_error;
         m.stats.cx_connect_fail += host.stats.cx_connect_fail;
         m.stats.outlier_ejections += host.stats.outlier_ejections;
+        m.stats.overload_responses += host.stats.overload_responses;
+        m.stats.overload_ejections += host.stats.overload_ejections;
       }
     }
   }
@@ -122,6 +125,8 @@ std::string ClustersJson(const std::vector<std::optional<std::vector<ClusterStat
                       ",\"rq_error\":", m.stats.rq_error,
                       ",\"cx_connect_fail\":", m.stats.cx_connect_fail,
                       ",\"outlier_ejections\":", m.stats.outlier_ejections,
+                      ",\"overload_responses\":", m.stats.overload_responses,
+                      ",\"overload_ejections\":", m.stats.overload_ejections,
                       ",\"tls\":", m.tls ? "true" : "false", ",\"identity\":");
       AppendJsonString(&out, m.identity);
       out += "}";

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/numbers.h"
 #include "common/base/logging.h"
 
 namespace meshlet::sidecar::cluster {
@@ -42,6 +43,12 @@ bool SameBreakerConfig(const std::optional<resilience::ConsecutiveFailureBreaker
 
 }  // namespace
 
+std::optional<Duration> ParseRetryAfter(absl::string_view value) {
+  uint32_t seconds = 0;
+  if (!absl::SimpleAtoi(value, &seconds)) return std::nullopt;
+  return std::chrono::seconds(seconds);
+}
+
 Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
                  std::shared_ptr<resilience::CircuitBreakerThresholds> thresholds, Random& random,
                  const Clock& clock, CodecFactories codecs,
@@ -54,6 +61,7 @@ Cluster::Cluster(event::Loop& loop, const ClusterConfig& config,
       codecs_(std::move(codecs)),
       transport_factory_(std::move(transport_factory)),
       outlier_timer_(loop, [this] { TickOutlierDetection(); }),
+      overload_timer_(loop, [this] { TickOverload(); }),
       breaker_timer_(loop, [this] { PublishBreakerState(); }),
       retry_budget_(config_.retry_budget, clock_) {
   CHECK(thresholds_ != nullptr);
@@ -92,6 +100,7 @@ void Cluster::Update(const ClusterConfig& config) {
   if (!SameBreakerConfig(old.consecutive_failure_breaker, config_.consecutive_failure_breaker)) {
     ResetBreaker();
   }
+  if (!config_.overload.enabled) ClearOverload();
   ApplyEndpoints(config_);
   if (old.lb_policy != config_.lb_policy ||
       old.lb.panic_threshold_percent != config_.lb.panic_threshold_percent || lb_ == nullptr) {
@@ -112,6 +121,12 @@ void Cluster::ApplyEndpoints(const ClusterConfig& config) {
     auto it = pools_.find(host->id());
     if (it != pools_.end()) drain_host(it);
   }
+  if (overload_ejected_ > 0) {
+    overload_ejected_ = static_cast<size_t>(std::count_if(
+        hosts_.hosts().begin(), hosts_.hosts().end(),
+        [](const HostSharedPtr& h) { return h->has_health_flag(Host::kOverloadEjected); }));
+    PublishOverloadEjected();
+  }
   // A host that stays but now wants another transport (it got a sidecar, or another identity):
   // its connections were made for the old settings, so new requests get new pools.
   for (const HostSharedPtr& host : hosts_.hosts()) {
@@ -129,7 +144,8 @@ void Cluster::ApplyEndpoints(const ClusterConfig& config) {
 }
 
 void Cluster::RebuildLoadBalancer() {
-  lb_ = CreateLoadBalancer(config_.lb_policy, hosts_, random_, config_.lb.panic_threshold_percent);
+  lb_ = CreateLoadBalancer(config_.lb_policy, hosts_, random_, config_.lb.panic_threshold_percent,
+                           &clock_);
 }
 
 Cluster::HostSelection Cluster::ChooseHost(const LbContext& context) {
@@ -292,6 +308,89 @@ void Cluster::RecordResult(Host& host, resilience::HostResult result, bool probe
   ArmOutlierTimer();
 }
 
+void Cluster::RecordOverload(Host& host, std::optional<Duration> retry_after) {
+  ++stats_.overload_responses;
+  ++host.stats().overload_responses;
+  stat_handles_.overload_responses.Inc();
+  const OverloadConfig& config = config_.overload;
+  if (!config.enabled || !host.in_set()) return;
+  const MonotonicTime now = clock_.Now();
+  host.Penalize(config.penalty, now, config.penalty_time);
+  const Duration duration =
+      std::min(retry_after.value_or(config.ejection_time), config.max_ejection_time);
+  if (duration <= Duration::zero()) return;
+  const MonotonicTime until = now + duration;
+  if (host.has_health_flag(Host::kOverloadEjected)) {
+    // Answers to requests sent before the ejection: the latest one decides how long it lasts.
+    if (until > host.overload_until()) host.set_overload_until(until);
+    return;
+  }
+  // Out of rotation already (outlier ejection, health checks, EDS): nothing more to do.
+  if (!host.healthy()) return;
+  if (!MayEjectForOverload()) {
+    ++stats_.overload_ejections_skipped;
+    stat_handles_.overload_ejections_skipped.Inc();
+    return;
+  }
+  host.set_overload_until(until);
+  hosts_.SetHealthFlag(host, Host::kOverloadEjected, true);
+  ++overload_ejected_;
+  ++stats_.overload_ejections;
+  ++host.stats().overload_ejections;
+  stat_handles_.overload_ejections.Inc();
+  PublishOverloadEjected();
+  ArmOverloadTimer(until);
+}
+
+bool Cluster::MayEjectForOverload() const {
+  // As the outlier detector counts: a share of the hosts, at least one of two or more; and never
+  // the last healthy host, which the host being ejected must not be.
+  const size_t n = hosts_.size();
+  size_t limit = n * config_.overload.max_ejection_percent / 100;
+  if (limit == 0 && config_.overload.max_ejection_percent > 0 && n >= 2) limit = 1;
+  return overload_ejected_ < limit && hosts_.healthy_count() >= 2;
+}
+
+void Cluster::ArmOverloadTimer(MonotonicTime until) {
+  if (overload_deadline_.has_value() && *overload_deadline_ <= until) return;
+  overload_deadline_ = until;
+  overload_timer_.Enable(std::max(Duration(0), until - clock_.Now()));
+}
+
+void Cluster::TickOverload() {
+  overload_deadline_.reset();
+  overload_timer_.Disable();
+  const MonotonicTime now = clock_.Now();
+  std::optional<MonotonicTime> next;
+  for (const HostSharedPtr& host : hosts_.hosts()) {
+    if (!host->has_health_flag(Host::kOverloadEjected)) continue;
+    if (now >= host->overload_until()) {
+      hosts_.SetHealthFlag(*host, Host::kOverloadEjected, false);
+      --overload_ejected_;
+    } else if (!next.has_value() || host->overload_until() < *next) {
+      next = host->overload_until();
+    }
+  }
+  PublishOverloadEjected();
+  if (next.has_value()) ArmOverloadTimer(*next);
+}
+
+void Cluster::ClearOverload() {
+  for (const HostSharedPtr& host : hosts_.hosts()) {
+    hosts_.SetHealthFlag(*host, Host::kOverloadEjected, false);
+    host->Penalize(0, MonotonicTime{}, Duration::zero());
+  }
+  overload_ejected_ = 0;
+  overload_deadline_.reset();
+  overload_timer_.Disable();
+  PublishOverloadEjected();
+}
+
+void Cluster::PublishOverloadEjected() {
+  // This worker's share of the kSum gauge.
+  stat_handles_.overload_ejections_active.Set(static_cast<int64_t>(overload_ejected_));
+}
+
 void Cluster::CancelProbe(Host& host) {
   if (outlier_ != nullptr) outlier_->CancelProbe(host.id());
   if (breaker_.has_value() && breaker_probe_.has_value() && breaker_probe_host_ == host.id()) {
@@ -314,6 +413,7 @@ void Cluster::SetStatHandles(const StatHandles& handles) {
   stat_handles_ = handles;
   PublishBreakerState();
   stat_handles_.ejections_active.Set(ejections_active_published_);
+  PublishOverloadEjected();
 }
 
 void Cluster::ResetBreaker() {

@@ -4,6 +4,8 @@
 // the outlier detector and one connection pool per host and protocol (created on first use), and
 // wires them together: results the router reports feed the detector; ejected hosts get the
 // kOutlierEjected flag, which the load balancer skips; a half-open host gets exactly one probe.
+// Overload responses the router reports (RecordOverload) penalize their host in the balancer and
+// may eject it briefly (kOverloadEjected; cluster_config.h OverloadConfig).
 // Each host's connections get the transport its EndpointTlsConfig calls for (the cluster's TLS,
 // narrowed to the endpoint's identity, or plaintext), from the EndpointTransportFactory the
 // cluster was made with.
@@ -53,6 +55,12 @@
 
 namespace meshlet::sidecar::cluster {
 
+// The gRPC status an upstream answers when it is out of a resource (often: rate limited).
+inline constexpr uint32_t kGrpcResourceExhausted = 8;
+// A retry-after value in delta-seconds (RFC 9110 §10.2.3), for RecordOverload(); nullopt for an
+// HTTP-date (ignored: the configured ejection_time applies) or anything malformed.
+std::optional<Duration> ParseRetryAfter(absl::string_view value);
+
 struct CodecFactories {
   CodecFactory http1;
   CodecFactory http2;
@@ -64,8 +72,11 @@ struct ClusterStats {
   uint64_t outlier_ejections = 0;       // hosts ejected
   uint64_t outlier_probe_rejected = 0;  // picks refused because a half-open probe was out
   uint64_t membership_updates = 0;
-  uint64_t breaker_opened = 0;    // consecutive-failure breaker: closed/half-open → open
-  uint64_t breaker_rejected = 0;  // picks refused because the breaker was open
+  uint64_t breaker_opened = 0;      // consecutive-failure breaker: closed/half-open → open
+  uint64_t breaker_rejected = 0;    // picks refused because the breaker was open
+  uint64_t overload_responses = 0;  // RecordOverload calls
+  uint64_t overload_ejections = 0;  // hosts ejected for overload
+  uint64_t overload_ejections_skipped = 0;  // refused by max_ejection_percent / last host
 };
 
 class Cluster {
@@ -108,6 +119,17 @@ class Cluster {
   // How a request to `host` ended. `latency` (first byte of the response) feeds peak-EWMA.
   void RecordResult(Host& host, resilience::HostResult result, bool probe,
                     std::optional<Duration> latency = std::nullopt);
+  // `host` answered 429, or gRPC RESOURCE_EXHAUSTED; `retry_after` is the response's retry-after
+  // in delta-seconds if it had one (ParseRetryAfter). Counts it; with the cluster's overload
+  // handling enabled, penalizes the host and ejects it if the limits allow (OverloadConfig). Does
+  // not allocate; on the worker's loop.
+  void RecordOverload(Host& host, std::optional<Duration> retry_after);
+  // Ends the overload ejections that are due (the cluster's timer does this on its own; tests
+  // driving a FakeClock call it directly).
+  void TickOverload();
+  // Hosts ejected for overload now.
+  size_t overload_ejected() const { return overload_ejected_; }
+
   // A probe request (HostSelection::probe) ended without a result.
   void CancelProbe(Host& host);
 
@@ -135,6 +157,10 @@ class Cluster {
     Counter ejections_total;  // meshlet_upstream_outlier_ejections_total{cluster}
     // meshlet_upstream_cx_tls_handshake_fail_total{cluster}, handed to the pools.
     Counter tls_handshake_failures;
+    Counter overload_responses;          // meshlet_upstream_overload_responses_total{cluster}
+    Counter overload_ejections;          // meshlet_upstream_overload_ejections_total{cluster}
+    Counter overload_ejections_skipped;  // ..._overload_ejections_skipped_total{cluster}
+    Gauge overload_ejections_active;     // meshlet_upstream_overload_ejections_active{cluster}
   };
   void SetStatHandles(const StatHandles& handles);
 
@@ -168,6 +194,12 @@ class Cluster {
   // Mirrors the detector's ejections onto host flags when its version moved.
   void SyncOutlierFlags();
   void ArmOutlierTimer();
+  // Overload ejection limits: whether one more host may be ejected now.
+  bool MayEjectForOverload() const;
+  void ArmOverloadTimer(MonotonicTime until);
+  // Clears every overload ejection and penalty (the handling was turned off).
+  void ClearOverload();
+  void PublishOverloadEjected();
   void DrainPool(std::unique_ptr<ConnPool> pool);
   void DrainAllPools();
   void ResetBreaker();
@@ -186,6 +218,10 @@ class Cluster {
   std::unique_ptr<resilience::OutlierDetector> outlier_;
   uint64_t outlier_version_seen_ = 0;
   event::Timer outlier_timer_;
+  // Fires at the earliest overload ejection's end (overload_deadline_).
+  event::Timer overload_timer_;
+  std::optional<MonotonicTime> overload_deadline_;
+  size_t overload_ejected_ = 0;
   // Fires when an open breaker turns half-open, so its gauge changes without traffic too.
   event::Timer breaker_timer_;
   absl::flat_hash_map<uint64_t, HostPools> pools_;  // by host id

@@ -84,6 +84,34 @@ struct LoadBalancerConfig {
   Duration ewma_decay = std::chrono::seconds(10);
 };
 
+// Load away from overloaded endpoints (docs/resilience.md, ADR 0066). A response 429, or a gRPC
+// status RESOURCE_EXHAUSTED (trailers or a trailers-only response), marks its endpoint overloaded
+// on the worker that saw it:
+//   - least request and peak EWMA treat the endpoint as `penalty` times as loaded as it is, the
+//     factor falling linearly back to 1 over `penalty_time` (every overload response restarts it);
+//   - the endpoint is ejected for the response's retry-after (delta-seconds; an HTTP-date is
+//     ignored), capped at max_ejection_time, or for ejection_time without a usable retry-after
+//     (0: eject only when retry-after asks), while no more than max_ejection_percent of the
+//     cluster's hosts are ejected for overload (at least 1 of 2 or more) and at least one other
+//     healthy host remains. Round robin and random get only the ejection.
+inline constexpr uint32_t kMaxOverloadPenalty = 1000;
+struct OverloadConfig {
+  bool enabled = true;
+  Duration ejection_time = std::chrono::seconds(1);
+  Duration max_ejection_time = std::chrono::seconds(10);
+  uint32_t max_ejection_percent = 50;
+  uint32_t penalty = 10;  // 1: no penalty
+  Duration penalty_time = std::chrono::seconds(10);
+
+  friend bool operator==(const OverloadConfig& a, const OverloadConfig& b) {
+    return a.enabled == b.enabled && a.ejection_time == b.ejection_time &&
+           a.max_ejection_time == b.max_ejection_time &&
+           a.max_ejection_percent == b.max_ejection_percent && a.penalty == b.penalty &&
+           a.penalty_time == b.penalty_time;
+  }
+  friend bool operator!=(const OverloadConfig& a, const OverloadConfig& b) { return !(a == b); }
+};
+
 struct HealthCheckConfig {
   enum class Kind { kNone, kHttp, kTcp };
   Kind kind = Kind::kNone;
@@ -125,6 +153,7 @@ struct ClusterConfig {
   resilience::RetryBudgetConfig retry_budget;
   std::optional<resilience::ConsecutiveFailureBreakerConfig> consecutive_failure_breaker;
   std::optional<resilience::OutlierDetectionConfig> outlier_detection;
+  OverloadConfig overload;
   HealthCheckConfig health_check;
   UpstreamTlsConfig tls;
   ConnectionPoolConfig pool;

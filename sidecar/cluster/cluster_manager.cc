@@ -187,6 +187,10 @@ std::shared_ptr<WorkerClusterManager::Entry> WorkerClusterManager::Create(
       .ejections_active = entry->stats.outlier_ejections_active,
       .ejections_total = entry->stats.outlier_ejections,
       .tls_handshake_failures = entry->stats.cx_tls_handshake_fail,
+      .overload_responses = entry->stats.overload_responses,
+      .overload_ejections = entry->stats.overload_ejections,
+      .overload_ejections_skipped = entry->stats.overload_ejections_skipped,
+      .overload_ejections_active = entry->stats.overload_ejections_active,
   });
   return entry;
 }

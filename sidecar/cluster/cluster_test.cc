@@ -461,5 +461,143 @@ TEST_F(ClusterTest, SuccessRateOutlierIsEjectedOnTheIntervalTick) {
   for (int h = 1; h < 6; ++h) EXPECT_TRUE(cluster->host_set().hosts()[h]->healthy());
 }
 
+// Overload (cluster_config.h OverloadConfig): 429 / RESOURCE_EXHAUSTED as the router reports them.
+
+TEST_F(ClusterTest, OverloadWithRetryAfterEjectsForItCappedThenRecovers) {
+  auto cluster =
+      Make(Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"), Endpoint("10.0.0.3:80")}));
+  Host& busy = *cluster->host_set().hosts()[0];
+  cluster->RecordOverload(busy, seconds(3));
+  EXPECT_TRUE(busy.has_health_flag(Host::kOverloadEjected));
+  EXPECT_TRUE(busy.penalized());
+  EXPECT_EQ(busy.overload_until(), clock_.Now() + seconds(3));
+  EXPECT_EQ(cluster->overload_ejected(), 1u);
+  EXPECT_EQ(cluster->stats().overload_responses, 1u);
+  EXPECT_EQ(cluster->stats().overload_ejections, 1u);
+  EXPECT_EQ(busy.stats().overload_ejections, 1u);
+  for (int i = 0; i < 6; ++i) EXPECT_NE(cluster->ChooseHost().host, &busy);
+
+  clock_.Advance(seconds(2));
+  cluster->TickOverload();
+  EXPECT_TRUE(busy.has_health_flag(Host::kOverloadEjected));
+  clock_.Advance(seconds(1));
+  cluster->TickOverload();
+  EXPECT_TRUE(busy.healthy());
+  EXPECT_EQ(cluster->overload_ejected(), 0u);
+  int picked = 0;
+  for (int i = 0; i < 6; ++i) picked += cluster->ChooseHost().host == &busy;
+  EXPECT_EQ(picked, 2);  // round robin over all three again
+
+  // A retry-after beyond max_ejection_time (10 s by default) is cut to it.
+  Host& other = *cluster->host_set().hosts()[1];
+  cluster->RecordOverload(other, seconds(3600));
+  EXPECT_EQ(other.overload_until(), clock_.Now() + seconds(10));
+}
+
+TEST_F(ClusterTest, OverloadTimerEndsTheEjectionOnItsOwn) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  auto cluster = Make(config);
+  RealClock real;
+  // The timer runs on the loop; the fake clock says the ejection is over when it fires.
+  Host& busy = *cluster->host_set().hosts()[0];
+  cluster->RecordOverload(busy, std::chrono::milliseconds(50));
+  ASSERT_TRUE(busy.has_health_flag(Host::kOverloadEjected));
+  clock_.Advance(std::chrono::milliseconds(50));
+  const MonotonicTime give_up = real.Now() + seconds(5);
+  while (busy.has_health_flag(Host::kOverloadEjected) && real.Now() < give_up) {
+    loop_.RunOnce();
+  }
+  EXPECT_TRUE(busy.healthy());
+}
+
+TEST_F(ClusterTest, OverloadWithoutRetryAfterUsesTheEjectionTimeOrOnlyPenalizes) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.overload.ejection_time = seconds(2);
+  auto cluster = Make(config);
+  Host& busy = *cluster->host_set().hosts()[0];
+  cluster->RecordOverload(busy, std::nullopt);
+  EXPECT_EQ(busy.overload_until(), clock_.Now() + seconds(2));
+
+  config.overload.ejection_time = Duration::zero();
+  cluster->Update(config);
+  Host& other = *cluster->host_set().hosts()[1];
+  cluster->RecordOverload(other, std::nullopt);
+  EXPECT_FALSE(other.has_health_flag(Host::kOverloadEjected));
+  EXPECT_TRUE(other.penalized());
+}
+
+TEST_F(ClusterTest, OverloadEjectsNoMoreThanMaxPercentAndNeverTheLastHealthyHost) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"),
+                                 Endpoint("10.0.0.3:80"), Endpoint("10.0.0.4:80")});
+  auto cluster = Make(config);  // max_ejection_percent 50: two of four
+  for (int h = 0; h < 4; ++h) cluster->RecordOverload(*cluster->host_set().hosts()[h], seconds(5));
+  EXPECT_EQ(cluster->overload_ejected(), 2u);
+  EXPECT_EQ(cluster->stats().overload_ejections, 2u);
+  EXPECT_EQ(cluster->stats().overload_ejections_skipped, 2u);
+  EXPECT_EQ(cluster->host_set().healthy_count(), 2u);
+  // The skipped hosts are still penalized.
+  EXPECT_TRUE(cluster->host_set().hosts()[3]->penalized());
+
+  config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  config.overload.max_ejection_percent = 100;
+  auto pair = Make(config);
+  pair->RecordOverload(*pair->host_set().hosts()[0], seconds(5));
+  pair->RecordOverload(*pair->host_set().hosts()[1], seconds(5));
+  EXPECT_EQ(pair->overload_ejected(), 1u);
+  EXPECT_TRUE(pair->host_set().hosts()[1]->healthy());
+  EXPECT_NE(pair->ChooseHost().host, nullptr);
+
+  // A single host is never ejected; 0 % never ejects.
+  auto single = Make(Config({Endpoint("10.0.0.1:80")}));
+  single->RecordOverload(*single->host_set().hosts()[0], seconds(5));
+  EXPECT_EQ(single->overload_ejected(), 0u);
+  config.overload.max_ejection_percent = 0;
+  auto none = Make(config);
+  none->RecordOverload(*none->host_set().hosts()[0], seconds(5));
+  EXPECT_EQ(none->overload_ejected(), 0u);
+}
+
+TEST_F(ClusterTest, DisabledOverloadHandlingOnlyCounts) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80")});
+  auto cluster = Make(config);
+  Host& busy = *cluster->host_set().hosts()[0];
+  cluster->RecordOverload(busy, seconds(5));
+  ASSERT_TRUE(busy.has_health_flag(Host::kOverloadEjected));
+  // Turning it off lifts ejections and penalties at once.
+  config.overload.enabled = false;
+  cluster->Update(config);
+  EXPECT_TRUE(busy.healthy());
+  EXPECT_FALSE(busy.penalized());
+  EXPECT_EQ(cluster->overload_ejected(), 0u);
+  cluster->RecordOverload(busy, seconds(5));
+  EXPECT_TRUE(busy.healthy());
+  EXPECT_FALSE(busy.penalized());
+  EXPECT_EQ(cluster->stats().overload_responses, 2u);
+  EXPECT_EQ(busy.stats().overload_responses, 2u);
+}
+
+TEST_F(ClusterTest, RemovingAnOverloadEjectedHostFreesItsSlot) {
+  ClusterConfig config = Config({Endpoint("10.0.0.1:80"), Endpoint("10.0.0.2:80"),
+                                 Endpoint("10.0.0.3:80"), Endpoint("10.0.0.4:80")});
+  config.overload.max_ejection_percent = 25;
+  auto cluster = Make(config);
+  cluster->RecordOverload(*cluster->host_set().hosts()[0], seconds(5));
+  EXPECT_EQ(cluster->overload_ejected(), 1u);
+  config.endpoints.erase(config.endpoints.begin());
+  config.endpoints.push_back(Endpoint("10.0.0.5:80"));
+  cluster->Update(config);
+  EXPECT_EQ(cluster->overload_ejected(), 0u);
+  cluster->RecordOverload(*cluster->host_set().hosts()[0], seconds(5));
+  EXPECT_EQ(cluster->overload_ejected(), 1u);
+}
+
+TEST(ParseRetryAfterTest, DeltaSecondsOnly) {
+  EXPECT_EQ(ParseRetryAfter("7"), std::optional<Duration>(seconds(7)));
+  EXPECT_EQ(ParseRetryAfter("0"), std::optional<Duration>(seconds(0)));
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT"), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("-3"), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::cluster

@@ -66,7 +66,21 @@ class FakeClientConnection::FakeStream final : public http::StreamEncoder, publi
     if (end_stream) response_done_ = true;
     auto headers = std::make_unique<http::HeaderMap>();
     headers->Add(":status", absl::StrCat(status));
+    for (const auto& [name, value] : pending_fields_) headers->Add(name, value);
+    pending_fields_.clear();
     decoder_.DecodeHeaders(std::move(headers), end_stream);
+  }
+  // A field for the next headers or trailers.
+  void AddField(absl::string_view name, absl::string_view value) {
+    pending_fields_.emplace_back(std::string(name), std::string(value));
+  }
+  void OnResponseTrailers() {
+    if (!open() || response_done_) return;
+    response_done_ = true;
+    auto trailers = std::make_unique<http::HeaderMap>();
+    for (const auto& [name, value] : pending_fields_) trailers->Add(name, value);
+    pending_fields_.clear();
+    decoder_.DecodeTrailers(std::move(trailers));
   }
   void OnResponseData(absl::string_view text, bool end_stream) {
     if (!open() || response_done_) return;
@@ -91,6 +105,7 @@ class FakeClientConnection::FakeStream final : public http::StreamEncoder, publi
   absl::InlinedVector<http::StreamCallbacks*, 2> callbacks_;
   bool request_done_ = false;
   bool response_done_ = false;
+  std::vector<std::pair<std::string, std::string>> pending_fields_;
   bool reset_ = false;
   int read_disabled_ = 0;
 };
@@ -174,6 +189,12 @@ absl::Status FakeClientConnection::HandleLine(absl::string_view line) {
     stream->OnResponseData(parts[2], false);
   } else if (verb == "DONE") {
     stream->OnResponseData("", true);
+  } else if (verb == "FIELD" && parts.size() == 3 &&
+             parts[2].find(' ') != absl::string_view::npos) {
+    const size_t space = parts[2].find(' ');
+    stream->AddField(parts[2].substr(0, space), parts[2].substr(space + 1));
+  } else if (verb == "TRAILERS") {
+    stream->OnResponseTrailers();
   } else if (verb == "RST") {
     stream->Reset(http::StreamResetReason::kRemoteReset, "remote reset");
   } else {

@@ -20,6 +20,8 @@
 //                       "FULL <id> <status>" response headers ending the response
 //                       "BODY <id> <text>"   response body bytes
 //                       "DONE <id>"          end of response (empty data, end_stream)
+//                       "FIELD <id> <n> <v>" field n: v for the stream's next RESP/FULL/TRAILERS
+//                       "TRAILERS <id>"      end of response with trailers (the FIELDs before)
 //                       "RST <id>"           the upstream reset the stream
 //                       "GOAWAY"             no new streams (HTTP/2 GOAWAY, HTTP/1 close)
 //                       "SETTINGS <n>"       the peer allows n concurrent streams

@@ -39,6 +39,16 @@ void Host::RecordLatency(Duration latency, MonotonicTime now, Duration decay) {
   ewma_updated_ = now;
 }
 
+void Host::Penalize(uint32_t factor, MonotonicTime now, Duration duration) {
+  if (factor <= 1 || duration <= Duration::zero()) {
+    penalty_factor_ = 0;  // no penalty
+    return;
+  }
+  penalty_factor_ = factor;
+  penalty_until_ = now + duration;
+  penalty_duration_ = duration;
+}
+
 HostSet::~HostSet() {
   for (const HostSharedPtr& host : hosts_) host->owner_ = nullptr;
 }

@@ -3,9 +3,10 @@
 // Host and HostSet: one worker's runtime view of a cluster's endpoints.
 //
 // A Host is one endpoint (address, weight, TLS settings) plus everything this worker learns about
-// it: health flags from three sources (EDS, active health checks, outlier ejection), the number of
-// requests in flight to it (for least-request balancing), a peak-EWMA of its latency (for
-// peak-EWMA balancing) and plain per-host counters (the sidecar maps them to stats).
+// it: health flags from four sources (EDS, active health checks, outlier ejection, overload
+// ejection), the number of requests in flight to it (for least-request balancing), a peak-EWMA of
+// its latency (for peak-EWMA balancing), its overload penalty (cluster_config.h OverloadConfig)
+// and plain per-host counters (the sidecar maps them to stats).
 //
 // A HostSet is the ordered list of a cluster's hosts. Update() applies a new endpoint list and
 // keeps the Host object (with its pools, counters and health state) of every endpoint whose
@@ -37,11 +38,13 @@ class HostSet;
 
 // Plain per-host counters. Monotonic; the stats layer reads them.
 struct HostStats {
-  uint64_t rq_total = 0;           // requests that started a stream on this host
-  uint64_t rq_success = 0;         // results reported as success
-  uint64_t rq_error = 0;           // results reported as 5xx or gateway failure
-  uint64_t cx_connect_fail = 0;    // connections that failed to connect (refused or timeout)
-  uint64_t outlier_ejections = 0;  // times the outlier detector ejected the host
+  uint64_t rq_total = 0;            // requests that started a stream on this host
+  uint64_t rq_success = 0;          // results reported as success
+  uint64_t rq_error = 0;            // results reported as 5xx or gateway failure
+  uint64_t cx_connect_fail = 0;     // connections that failed to connect (refused or timeout)
+  uint64_t outlier_ejections = 0;   // times the outlier detector ejected the host
+  uint64_t overload_responses = 0;  // 429 or gRPC RESOURCE_EXHAUSTED answers
+  uint64_t overload_ejections = 0;  // times an overload response ejected the host
 };
 
 class Host {
@@ -52,6 +55,7 @@ class Host {
     kDraining = 1u << 1,   // the control plane is removing it: no new requests
     kFailedActiveHealthCheck = 1u << 2,
     kOutlierEjected = 1u << 3,
+    kOverloadEjected = 1u << 4,  // answered 429 / RESOURCE_EXHAUSTED: out until overload_until()
   };
 
   // Counts one request in flight for least-request balancing while alive. Move-only.
@@ -112,6 +116,26 @@ class Host {
   // Nanoseconds; 0 until the first sample.
   double ewma_latency_ns() const { return ewma_ns_; }
 
+  // Overload penalty: the host counts as `factor` times as loaded right after an overload
+  // response, falling linearly to 1 at `now + duration`. A later call replaces the earlier one;
+  // a factor of 1 or less (or no duration) removes the penalty.
+  void Penalize(uint32_t factor, MonotonicTime now, Duration duration);
+  bool penalized() const { return penalty_factor_ > 1; }
+  // The load multiplier at `now` (1 when not penalized); forgets an expired penalty, so hosts
+  // without one cost the balancer no clock read.
+  double PenaltyAt(MonotonicTime now) {
+    if (penalty_factor_ <= 1) return 1;
+    if (now >= penalty_until_) {
+      penalty_factor_ = 0;
+      return 1;
+    }
+    return 1 + (penalty_factor_ - 1) * static_cast<double>((penalty_until_ - now).count()) /
+                   static_cast<double>(penalty_duration_.count());
+  }
+  // Until when the kOverloadEjected flag holds (meaningful while it is set); the Cluster sets both.
+  MonotonicTime overload_until() const { return overload_until_; }
+  void set_overload_until(MonotonicTime until) { overload_until_ = until; }
+
   HostStats& stats() { return stats_; }
   const HostStats& stats() const { return stats_; }
 
@@ -133,6 +157,10 @@ class Host {
   uint32_t active_requests_ = 0;
   double ewma_ns_ = 0;
   MonotonicTime ewma_updated_{};
+  uint32_t penalty_factor_ = 0;
+  MonotonicTime penalty_until_{};
+  Duration penalty_duration_{1};
+  MonotonicTime overload_until_{};
   HostStats stats_;
   HostSet* owner_ = nullptr;
 };

@@ -4,8 +4,18 @@
 
 namespace meshlet::sidecar::cluster {
 
-LoadBalancer::LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent)
-    : random_(random), hosts_(hosts), panic_threshold_percent_(panic_threshold_percent) {}
+LoadBalancer::LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent,
+                           const Clock* clock)
+    : random_(random),
+      clock_(clock),
+      hosts_(hosts),
+      panic_threshold_percent_(panic_threshold_percent) {}
+
+std::pair<double, double> LoadBalancer::Penalties(Host& a, Host& b) const {
+  if (clock_ == nullptr || (!a.penalized() && !b.penalized())) return {1, 1};
+  const MonotonicTime now = clock_->Now();
+  return {a.PenaltyAt(now), b.PenaltyAt(now)};
+}
 
 void LoadBalancer::RefreshIfNeeded() {
   if (seen_version_ == hosts_.version()) return;
@@ -88,6 +98,15 @@ Host* LeastRequestLoadBalancer::Pick() {
   Host* a = WeightedRandom();
   if (candidates_.size() == 1) return a;
   Host* b = WeightedRandom();
+  if (a->penalized() || b->penalized()) {
+    const auto [penalty_a, penalty_b] = Penalties(*a, *b);
+    if (penalty_a != 1 || penalty_b != 1) {
+      // (active + 1): an idle overloaded host must not look free.
+      const double cost_a = (a->active_requests() + 1) * penalty_a / a->weight();
+      const double cost_b = (b->active_requests() + 1) * penalty_b / b->weight();
+      return cost_b < cost_a ? b : a;
+    }
+  }
   // Fewer requests per unit of weight; compared by cross-multiplying to stay in integers.
   const uint64_t load_a = static_cast<uint64_t>(a->active_requests()) * b->weight();
   const uint64_t load_b = static_cast<uint64_t>(b->active_requests()) * a->weight();
@@ -110,22 +129,25 @@ Host* PeakEwmaLoadBalancer::Pick() {
   Host* a = WeightedRandom();
   if (candidates_.size() == 1) return a;
   Host* b = WeightedRandom();
-  return EwmaCost(*b) < EwmaCost(*a) ? b : a;
+  const auto [penalty_a, penalty_b] = Penalties(*a, *b);
+  return EwmaCost(*b) * penalty_b < EwmaCost(*a) * penalty_a ? b : a;
 }
 
 std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet& hosts,
-                                                 Random& random, uint32_t panic_threshold_percent) {
+                                                 Random& random, uint32_t panic_threshold_percent,
+                                                 const Clock* clock) {
   switch (policy) {
     case LbPolicy::kRoundRobin:
-      return std::make_unique<RoundRobinLoadBalancer>(hosts, random, panic_threshold_percent);
+      return std::make_unique<RoundRobinLoadBalancer>(hosts, random, panic_threshold_percent,
+                                                      clock);
     case LbPolicy::kRandom:
-      return std::make_unique<RandomLoadBalancer>(hosts, random, panic_threshold_percent);
+      return std::make_unique<RandomLoadBalancer>(hosts, random, panic_threshold_percent, clock);
     case LbPolicy::kPeakEwma:
-      return std::make_unique<PeakEwmaLoadBalancer>(hosts, random, panic_threshold_percent);
+      return std::make_unique<PeakEwmaLoadBalancer>(hosts, random, panic_threshold_percent, clock);
     case LbPolicy::kLeastRequest:
       break;
   }
-  return std::make_unique<LeastRequestLoadBalancer>(hosts, random, panic_threshold_percent);
+  return std::make_unique<LeastRequestLoadBalancer>(hosts, random, panic_threshold_percent, clock);
 }
 
 }  // namespace meshlet::sidecar::cluster

@@ -9,6 +9,12 @@
 //   kRandom        weighted random.
 //   kPeakEwma      two weighted-random picks, keep the lower peak-EWMA latency x (active + 1).
 //
+// Least request and peak EWMA multiply the load of a host with an overload penalty
+// (Host::PenaltyAt, from a 429 or RESOURCE_EXHAUSTED) by it: least request then compares
+// (active + 1) x penalty / weight, so even an idle penalized host looks busy. Only a pick with a
+// penalized candidate reads the clock (the one the balancer was made with; without one,
+// penalties are ignored).
+//
 // Every policy skips hosts that are not healthy (EDS, active health check, outlier ejection,
 // draining), except in panic mode: when healthy hosts are fewer than panic_threshold_percent of
 // all hosts, it balances over all hosts (spreading load over some failing hosts beats crushing
@@ -27,9 +33,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
+#include "common/base/clock.h"
 #include "common/base/random.h"
 #include "sidecar/cluster/cluster_config.h"
 #include "sidecar/cluster/host.h"
@@ -49,7 +57,8 @@ class LoadBalancer {
  public:
   static constexpr int kMaxAvoidAttempts = 3;
 
-  LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent);
+  LoadBalancer(const HostSet& hosts, Random& random, uint32_t panic_threshold_percent,
+               const Clock* clock = nullptr);
   virtual ~LoadBalancer() = default;
   LoadBalancer(const LoadBalancer&) = delete;
   LoadBalancer& operator=(const LoadBalancer&) = delete;
@@ -71,7 +80,12 @@ class LoadBalancer {
   // A weighted-random candidate: binary search over cumulative weights.
   Host* WeightedRandom();
 
+  // The load multipliers of two candidates at once (1 without penalties); reads the clock only
+  // when one of them is penalized.
+  std::pair<double, double> Penalties(Host& a, Host& b) const;
+
   Random& random_;
+  const Clock* const clock_;
   // Hosts the policy picks from: the healthy ones, or all in panic.
   std::vector<Host*> candidates_;
   // cumulative_weights_[i] = sum of candidates_[0..i] weights.
@@ -129,6 +143,7 @@ class PeakEwmaLoadBalancer final : public LoadBalancer {
 };
 
 std::unique_ptr<LoadBalancer> CreateLoadBalancer(LbPolicy policy, const HostSet& hosts,
-                                                 Random& random, uint32_t panic_threshold_percent);
+                                                 Random& random, uint32_t panic_threshold_percent,
+                                                 const Clock* clock = nullptr);
 
 }  // namespace meshlet::sidecar::cluster

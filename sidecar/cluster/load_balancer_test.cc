@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/fake_clock.h"
 #include "common/base/fake_random.h"
 #include "common/base/logging.h"
 #include "common/base/random.h"
@@ -266,6 +267,58 @@ TEST(LoadBalancerTest, RoundRobinAvoidsTriedHost) {
   RoundRobinLoadBalancer lb(hosts, random, 50);
   const Host* tried[] = {hosts.hosts()[0].get()};
   for (int i = 0; i < 4; ++i) EXPECT_EQ(Port(lb.Choose({.hosts_to_avoid = tried})), 2);
+}
+
+TEST(OverloadPenaltyTest, LeastRequestAvoidsAPenalizedHostUntilThePenaltyFades) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  FakeRandom random;
+  FakeClock clock;
+  LeastRequestLoadBalancer lb(hosts, random, 50, &clock);
+  Host& a = *hosts.hosts()[0];
+  Host& b = *hosts.hosts()[1];
+  std::vector<Host::RequestGuard> busy;
+  for (int i = 0; i < 3; ++i) busy.emplace_back(b);  // b: 3 in flight, a: idle
+  auto pick = [&] {
+    random.PushDouble(0.0);  // a
+    random.PushDouble(0.5);  // b
+    return lb.Choose();
+  };
+  EXPECT_EQ(pick(), &a);
+  a.Penalize(10, clock.Now(), std::chrono::seconds(10));
+  EXPECT_EQ(pick(), &b);  // a costs (0 + 1) x 10 against b's 3 + 1
+  clock.Advance(std::chrono::seconds(5));
+  EXPECT_EQ(pick(), &b);  // 5.5 against 4
+  clock.Advance(std::chrono::seconds(3));
+  EXPECT_EQ(pick(), &a);  // 2.8 against 4
+  clock.Advance(std::chrono::seconds(2));
+  EXPECT_EQ(pick(), &a);
+  EXPECT_FALSE(a.penalized());  // forgotten once over
+}
+
+TEST(OverloadPenaltyTest, PeakEwmaMultipliesThePenalizedHostsCost) {
+  HostSet hosts;
+  hosts.Update(Endpoints({1, 1}));
+  FakeRandom random;
+  FakeClock clock;
+  PeakEwmaLoadBalancer lb(hosts, random, 50, &clock);
+  Host& a = *hosts.hosts()[0];
+  Host& b = *hosts.hosts()[1];
+  a.RecordLatency(std::chrono::milliseconds(1), clock.Now(), std::chrono::seconds(10));
+  b.RecordLatency(std::chrono::milliseconds(5), clock.Now(), std::chrono::seconds(10));
+  auto pick = [&] {
+    random.PushDouble(0.0);
+    random.PushDouble(0.5);
+    return lb.Choose();
+  };
+  EXPECT_EQ(pick(), &a);
+  a.Penalize(10, clock.Now(), std::chrono::seconds(10));
+  EXPECT_EQ(pick(), &b);
+  // Without a clock the balancer ignores penalties.
+  PeakEwmaLoadBalancer clockless(hosts, random, 50);
+  random.PushDouble(0.0);
+  random.PushDouble(0.5);
+  EXPECT_EQ(clockless.Choose(), &a);
 }
 
 }  // namespace

@@ -151,6 +151,24 @@ absl::StatusOr<UpstreamStats> UpstreamStats::Create(StatsShard& shard, absl::str
   ASSIGN_OR_RETURN(s.outlier_ejections,
                    shard.RegisterCounter("meshlet_upstream_outlier_ejections_total",
                                          "Hosts ejected by outlier detection.", labels));
+  ASSIGN_OR_RETURN(s.overload_responses,
+                   shard.RegisterCounter("meshlet_upstream_overload_responses_total",
+                                         "Responses 429 or gRPC RESOURCE_EXHAUSTED from the "
+                                         "cluster's hosts (overload signals).",
+                                         labels));
+  ASSIGN_OR_RETURN(
+      s.overload_ejections,
+      shard.RegisterCounter("meshlet_upstream_overload_ejections_total",
+                            "Hosts ejected because they answered overloaded.", labels));
+  ASSIGN_OR_RETURN(s.overload_ejections_skipped,
+                   shard.RegisterCounter("meshlet_upstream_overload_ejections_skipped_total",
+                                         "Overload ejections refused by max_ejection_percent or "
+                                         "because no other healthy host was left.",
+                                         labels));
+  ASSIGN_OR_RETURN(
+      s.overload_ejections_active,
+      shard.RegisterGauge("meshlet_upstream_overload_ejections_active",
+                          "Hosts ejected for overload now, summed over workers.", labels));
   return s;
 }
 

@@ -107,6 +107,33 @@ void TranslateOutlierDetection(Errors::Scope& scope, const xds::Cluster& cluster
   out.lb.panic_threshold_percent = od.panic_threshold_percent;
 }
 
+void TranslateOverload(Errors::Scope& scope, const xds::Overload& in,
+                       cluster::OverloadConfig& out) {
+  out.enabled = !in.disabled();
+  ReadDuration(scope, "overload.ejection_time", in.has_ejection_time(), in.ejection_time(),
+               DurationRule::kNonNegative, &out.ejection_time);
+  ReadDuration(scope, "overload.max_ejection_time", in.has_max_ejection_time(),
+               in.max_ejection_time(), DurationRule::kPositive, &out.max_ejection_time);
+  if (out.ejection_time > out.max_ejection_time) {
+    scope.Add("overload.ejection_time", "must not exceed max_ejection_time");
+  }
+  if (in.has_max_ejection_percent()) {
+    if (in.max_ejection_percent().value() > 100) {
+      scope.Add("overload.max_ejection_percent", "must be in [0, 100]");
+    }
+    out.max_ejection_percent = in.max_ejection_percent().value();
+  }
+  if (in.has_penalty()) {
+    if (in.penalty().value() < 1 || in.penalty().value() > cluster::kMaxOverloadPenalty) {
+      scope.Add("overload.penalty",
+                absl::StrCat("must be in [1, ", cluster::kMaxOverloadPenalty, "]"));
+    }
+    out.penalty = in.penalty().value();
+  }
+  ReadDuration(scope, "overload.penalty_time", in.has_penalty_time(), in.penalty_time(),
+               DurationRule::kPositive, &out.penalty_time);
+}
+
 void TranslateHealthCheck(Errors::Scope& scope, const xds::HealthCheck& in,
                           cluster::HealthCheckConfig& out) {
   switch (in.check_case()) {
@@ -223,6 +250,7 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
   // Also when absent: the defaults depend on each other (max_retries on the retry budget).
   TranslateCircuitBreakers(scope, cluster.circuit_breakers(), out);
   TranslateOutlierDetection(scope, cluster, out);
+  if (cluster.has_overload()) TranslateOverload(scope, cluster.overload(), out.overload);
   if (cluster.has_health_check())
     TranslateHealthCheck(scope, cluster.health_check(), out.health_check);
   if (cluster.has_tls()) TranslateUpstreamTls(scope, cluster.tls(), secrets, out.tls);

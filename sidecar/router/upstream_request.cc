@@ -105,7 +105,12 @@ void UpstreamRequest::OnPoolFailure(cluster::PoolFailureReason reason, absl::str
 void UpstreamRequest::DecodeHeaders(http::HeaderMapPtr headers, bool end_stream) {
   if (withdrawn_) return;
   const int status = StatusOf(*headers);
-  RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(status)), elapsed());
+  if ((status == 429 || (end_stream && router_.grpc_)) && ReportOverload(*headers, status)) {
+    // An overload answer is quick and says nothing of the host's speed: no latency sample.
+    RecordResult(resilience::HostResult::kSuccess, std::nullopt);
+  } else {
+    RecordResult(resilience::ClassifyHttpStatus(static_cast<uint32_t>(status)), elapsed());
+  }
   if (span_ != nullptr) span_->status_code = status;
   if (end_stream) ResponseEnded();
   router_.OnUpstreamHeaders(std::move(headers), end_stream, status);
@@ -123,6 +128,7 @@ void UpstreamRequest::DecodeData(net::Buffer& data, bool end_stream) {
 
 void UpstreamRequest::DecodeTrailers(http::HeaderMapPtr trailers) {
   if (withdrawn_) return;
+  if (router_.grpc_) ReportOverload(*trailers, 0);
   ResponseEnded();
   router_.OnUpstreamTrailers(std::move(trailers));
 }
@@ -170,6 +176,22 @@ inline void UpstreamRequest::EndSpan(absl::string_view error) {
     return;
   }
   tracer.End(span_);
+}
+
+bool UpstreamRequest::ReportOverload(const http::HeaderMap& headers, int status) {
+  if (host_ == nullptr) return false;
+  if (status != 429) {
+    uint32_t grpc_status = 0;
+    std::optional<absl::string_view> value = headers.Get("grpc-status");
+    if (!value.has_value() || !absl::SimpleAtoi(*value, &grpc_status) ||
+        grpc_status != cluster::kGrpcResourceExhausted) {
+      return false;
+    }
+  }
+  std::optional<absl::string_view> retry_after = headers.Get("retry-after");
+  cluster_.RecordOverload(
+      *host_, retry_after.has_value() ? cluster::ParseRetryAfter(*retry_after) : std::nullopt);
+  return true;
 }
 
 inline void UpstreamRequest::CancelProbeIfUnreported() {

@@ -4,7 +4,8 @@
 // asks the host's connection pool for a stream (sidecar/cluster/conn_pool.h), encodes what the
 // router gives it onto that stream, hands the response (headers with their parsed :status, body,
 // trailers) or the stream's reset back to the router, enforces the attempt's per-try timeout,
-// reports how the host did to the cluster's outlier detection once, and keeps the attempt's client
+// reports how the host did to the cluster's outlier detection once (and an overload answer to its
+// overload handling), and keeps the attempt's client
 // span (docs/tracing.md). It keeps nothing of the request but what the stream needs, so a retry
 // is another UpstreamRequest over the same router state.
 //
@@ -149,6 +150,9 @@ class UpstreamRequest final : public cluster::ConnPoolCallbacks,
   // The attempt is over: its span (if sampled) goes to the exporter. `error` says why it failed.
   void EndSpan(absl::string_view error);
   void CancelProbeIfUnreported();
+  // A 429, or a gRPC status RESOURCE_EXHAUSTED in `headers` (trailers, or a trailers-only
+  // response's headers): reported to the cluster with its retry-after; true if it was one.
+  [[gnu::noinline]] bool ReportOverload(const http::HeaderMap& headers, int status);
 
   // Out of line (only sampled requests and retries get here), so the unsampled path stays short.
   [[gnu::noinline]] void ExportHeldAttemptSpan();

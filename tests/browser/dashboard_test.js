@@ -1,5 +1,7 @@
 // Drives the control plane's dashboard in Debian's headless Chromium with playwright-core
-// (docs/dashboard.md). Usage: node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR [SPKI]
+// (docs/dashboard.md). Usage:
+//   node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR SPKI TIMEOUT_TRACE_ID
+// TIMEOUT_TRACE_ID: a trace whose outbound hop timed out (its explanation is checked).
 // SPKI: the base64 SHA-256 of the HTTPS certificate's public key, accepted as an operator's browser
 // that trusts the mesh CA accepts it. Prints "PASS ..." and exits 0, or what went wrong and exits 1.
 'use strict';
@@ -7,7 +9,7 @@ const {chromium} = require('playwright-core');
 const assert = require('assert');
 const path = require('path');
 
-const [url, token, traceId, shots, spki] = process.argv.slice(2);
+const [url, token, traceId, shots, spki, timeoutTraceId] = process.argv.slice(2);
 
 (async () => {
   const browser = await chromium.launch({
@@ -87,7 +89,31 @@ const [url, token, traceId, shots, spki] = process.argv.slice(2);
     assert.match(attrs, /http\.response\.status_code\s+503/);
     assert.match(attrs, /meshlet\.retry_attempt\s+1/);
     await spanRows.nth(4).locator('.span-name').click();
+    // Its explanation: nothing failed; db's sidecar needed a second attempt.
+    await page.waitForSelector('#explanation:not([hidden]) .verdict');
+    assert.match(await page.textContent('#explanation .verdict'),
+        /^200: no hop failed \(db\S*'s sidecar needed 2 attempts\)$/);
+    assert.strictEqual(await page.$$eval('#explanation .hop', (h) => h.length), 3);
     await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
+
+    // A timed-out request: the verdict names the hop, the reason and the policy objects, and the
+    // hop that failed first is marked with its attempts.
+    await page.goto(`${url}/dashboard/#trace/${timeoutTraceId}`);
+    await page.waitForSelector('#explanation:not([hidden]) .verdict');
+    assert.strictEqual(await page.textContent('#explanation .verdict'),
+        '504 at productpage.default\'s outbound sidecar: request timeout 300ms from ' +
+        'TrafficPolicy/default/reviews (route HTTPRoute/default/reviews-split rule 0) expired ' +
+        'after 2 attempts');
+    const hops = await page.$$eval('#explanation .hop', (hs) => hs.map((h) => ({
+      failedFirst: h.dataset.failedFirst === '1', text: h.innerText})));
+    assert.strictEqual(hops.length, 2, JSON.stringify(hops));
+    assert.deepStrictEqual(hops.map((h) => h.failedFirst), [true, false]);
+    assert.match(hops[0].text, /route\s+HTTPRoute\/default\/reviews-split rule 0 match 0/);
+    assert.match(hops[0].text, /policy\s+TrafficPolicy\/default\/reviews: timeout 300ms/);
+    assert.match(hops[0].text, /attempt 2\s+10\.0\.0\.6:15006 timeout 100ms → no-retry\(deadline\)/);
+    assert.match(hops[0].text, /error\s+UT: upstream request timeout/);
+    assert.match(hops[1].text, /authz\s+allow by AuthorizationPolicy\/default\/reviews-callers/);
+    await page.screenshot({path: path.join(shots, 'dashboard-explain.png'), fullPage: true});
 
     // Proxies: the three sidecars, connected over xDS.
     await page.click('nav a[data-view="proxies"]');
@@ -99,7 +125,7 @@ const [url, token, traceId, shots, spki] = process.argv.slice(2);
 
     assert.deepStrictEqual(foreign, [], 'requests left the control plane');
     assert.deepStrictEqual(errors, [], 'errors in the page');
-    console.log('PASS dashboard: graph, trace search, waterfall with the retry, proxies');
+    console.log('PASS dashboard: graph, trace search, waterfall with the retry, explanations, proxies');
   } finally {
     await browser.close();
   }

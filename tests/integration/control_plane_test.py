@@ -476,6 +476,7 @@ COMMAND_FLAGS = {
     "traces": ["--service", "--operation", "--min-duration", "--status", "--limit",
                "-o, --output"],
     "trace": ["-o, --output"],
+    "explain": ["-o, --output", "--from", "--to", "--method", "-H, --header", "-n, --namespace"],
     "trust-bundle": ["--configmap", "-n, --namespace", "--name"],
     "stat": ["--window", "-o, --output"],
     "top": ["--interval", "--limit", "--window", "--once"],
@@ -525,7 +526,7 @@ class MeshctlCommandLineTest(unittest.TestCase):
             if choice.islower():
                 return choice
         return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012",
-                "KEY=VALUE": "namespace=mesh"}.get(choices[0], "x")
+                "KEY=VALUE": "namespace=mesh", "NAME:VALUE": "x-user:ann"}.get(choices[0], "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout

@@ -9,13 +9,15 @@ demo` starts them (and Kubernetes injection will): the control plane given by --
 reports go where --xds points. Then playwright-core (npm, in tests/browser/node_modules) drives
 Debian's /usr/bin/chromium through the page `meshctl dashboard` links to: the service graph with
 golden metrics on its edges and a row per edge in its table, a trace search with filters, the
-trace's waterfall (5 spans, the retry attempt), the proxies page listing the three sidecars.
+trace's waterfall (5 spans, the retry attempt) and its explanation, the explanation of a 504 whose
+decision records are posted over OTLP (the hop, the reason, the policy objects), the proxies page listing the three sidecars.
 Screenshots go to TEST_UNDECLARED_OUTPUTS_DIR. Without node_modules or chromium the test prints
 SKIP, unless MESHLET_REQUIRE_BROWSER=1 (./dev test sets it), which makes that a failure.
 """
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -29,6 +31,49 @@ import telemetry_test
 from sidecar_test import free_port, wait_for
 
 SCRIPT = None  # set from argv
+
+TIMEOUT_TRACE_ID = "6bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def _attributes(pairs):
+    return [{"key": k, "value": {"stringValue": v}} for k, v in pairs]
+
+
+# productpage's outbound sidecar timed out calling reviews (route timeout from a TrafficPolicy,
+# two attempts); reviews' inbound sidecar allowed the call.
+TIMEOUT_TRACE = {"resourceSpans": [
+    {"resource": {"attributes": _attributes([("service.name", "productpage.default")])},
+     "scopeSpans": [{"spans": [
+         {"traceId": TIMEOUT_TRACE_ID, "spanId": "00f067aa0ba90201", "name": "GET /reviews/1",
+          "kind": 2, "startTimeUnixNano": "1700000000000000000",
+          "endTimeUnixNano": "1700000000300000000", "status": {"code": 2, "message": "UT"},
+          "attributes": _attributes([
+              ("http.response.status_code", "504"),
+              ("meshlet.route", "reviews-split.rule-0"),
+              ("meshlet.policy.route", "HTTPRoute/default/reviews-split"),
+              ("meshlet.route.rule", "0"), ("meshlet.route.match", "0"),
+              ("meshlet.cluster", "outbound|9080|version=v2|reviews.default"),
+              ("meshlet.subset", "version=v2"),
+              ("meshlet.policy.traffic", "TrafficPolicy/default/reviews"),
+              ("meshlet.timeout.request_ms", "300"),
+              ("meshlet.response_flags", "UT"),
+              ("meshlet.error.reason", "upstream request timeout"),
+              ("meshlet.attempts", "endpoint=10.0.0.5:15006 outcome=timeout duration_ms=200 "
+               "next=retry(per-try timeout); endpoint=10.0.0.6:15006 outcome=timeout "
+               "duration_ms=100 next=no-retry(deadline)")])},
+         {"traceId": TIMEOUT_TRACE_ID, "spanId": "00f067aa0ba90202",
+          "parentSpanId": "00f067aa0ba90201", "name": "GET /reviews/1", "kind": 3,
+          "startTimeUnixNano": "1700000000001000000", "endTimeUnixNano": "1700000000200000000",
+          "attributes": _attributes([("meshlet.retry_attempt", "1")])}]}]},
+    {"resource": {"attributes": _attributes([("service.name", "reviews.default")])},
+     "scopeSpans": [{"spans": [
+         {"traceId": TIMEOUT_TRACE_ID, "spanId": "00f067aa0ba90203",
+          "parentSpanId": "00f067aa0ba90202", "name": "GET /reviews/1", "kind": 2,
+          "startTimeUnixNano": "1700000000002000000", "endTimeUnixNano": "1700000000350000000",
+          "attributes": _attributes([
+              ("http.response.status_code", "200"), ("meshlet.cluster", "inbound|9080"),
+              ("meshlet.authz", "allow"),
+              ("meshlet.policy.authz", "AuthorizationPolicy/default/reviews-callers")])}]}]}]}
 
 
 class DashboardTest(telemetry_test.ControlPlaneCase):
@@ -87,6 +132,12 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
             return sum(e["requests"] for e in stat) == 3
         self.assertTrue(wait_for(reported, 10), f"golden metrics in /api/v1/stat: {stat}")
 
+        # A request a proxy timed out, as a sidecar's decision records describe it.
+        status, body = telemetry_test.http_call(
+            self.otlp_port, "POST", "/v1/traces", json.dumps(TIMEOUT_TRACE),
+            {"content-type": "application/json"})
+        self.assertEqual(status, 200, body)
+
         link = self.meshctl("dashboard").strip()
         prefix = f"https://127.0.0.1:{self.api_port}/dashboard/#token="
         self.assertTrue(link.startswith(prefix), link)
@@ -96,7 +147,7 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
         shots = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or self.tmp
         r = subprocess.run(["node", SCRIPT, f"https://127.0.0.1:{self.api_port}",
                             link[len(prefix):], traces[0]["traceId"], shots,
-                            self.api_certificate_spki()],
+                            self.api_certificate_spki(), TIMEOUT_TRACE_ID],
                            capture_output=True, text=True, timeout=120)
         print(r.stdout, r.stderr)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -211,7 +211,7 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
                       service_account=None, inbound=None, drain_time="5s",
                       address="127.0.0.1", config="{}\n", wait_ready=True, xds_trust_bundle=None,
-                      xds_server_identity=None):
+                      xds_server_identity=None, binary=None):
     """A sidecar configured only over xDS by the control plane at `ads`, registered as
     `node_id` on `address` (127.0.0.1), with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
@@ -221,7 +221,8 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
     workload certificate. `args` are further sidecar flags
     (--node-service, --node-port, --node-label); `drain_time` its --drain-time; `config` its
     bootstrap file (tracing, metrics_report); `wait_ready` False returns once its admin port
-    answers, ready or not. Returns the Sidecar with .name, .outbound and .inbound set."""
+    answers, ready or not; `binary` another sidecar binary than the test's. Returns the Sidecar
+    with .name, .outbound and .inbound set."""
     workdir = tempfile.mkdtemp(dir=parent_dir)
     outbound = free_port()
     inbound = inbound or free_port()
@@ -243,7 +244,7 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
     else:
         flags.append("--xds-plaintext=true")
     s = sidecar_test.Sidecar(workdir, config, *flags, *args, concurrency=1,
-                             drain_time=drain_time, wait_ready=wait_ready)
+                             drain_time=drain_time, wait_ready=wait_ready, binary=binary)
     s.name, s.outbound, s.inbound = node_id, outbound, inbound
     return s
 

@@ -25,6 +25,10 @@ worker so per-worker budgets are deterministic. docs/resilience.md describes the
   GrpcStatusOverHttp1Test  statuses retry_on lists are retried, others forwarded.
   DeadlineTest  x-meshlet-deadline and grpc-timeout from the client arrive reduced at the upstream
                 of a second sidecar; the route timeout caps them.
+  OverloadTest  of two endpoints, the one answering 429 (or a trailers-only RESOURCE_EXHAUSTED)
+                with Retry-After gets no more requests while it is ejected, the other gets them
+                all; counted, and shown in admin /clusters; with the handling disabled both keep
+                their share.
 """
 
 import http.client
@@ -559,6 +563,68 @@ class DeadlineTest(ResilienceTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(headers.get("grpc-status"), "4")
         self.assertEqual(len(up.stats()["headers_log"]), 2)
+
+
+
+class OverloadTest(ResilienceTestCase):
+    """Loading away from an endpoint that answers overloaded (docs/resilience.md)."""
+
+    def spread(self, extra="", grpc=False, n=20):
+        busy, idle = self.upstream("busy"), self.upstream("idle")
+        if grpc:
+            busy.control(fail_next=1000, grpc_status=8, retry_after="10")
+        else:
+            busy.control(fail_next=1000, status=429, retry_after="10")
+        sidecar, port = self.proxy(
+            cluster("app", busy.port, idle.port, lb="LEAST_REQUEST", extra=extra))
+        statuses = []
+        for _ in range(n):
+            if grpc:
+                status, headers, _, _ = request(
+                    port, "POST", "/echo.Echo/Unary", body=b"\0\0\0\0\0",
+                    headers={"content-type": "application/grpc", "te": "trailers"})
+                statuses.append(headers.get("grpc-status", "0"))
+            else:
+                statuses.append(request(port)[0])
+        return sidecar, busy, idle, statuses
+
+    def test_429_moves_the_traffic_to_the_other_endpoint(self):
+        sidecar, busy, idle, statuses = self.spread()
+        # Least request picks the busy endpoint sooner or later (each time with a chance of one
+        # half); after its first 429 it is ejected for the Retry-After (10 s, the default cap)
+        # and gets nothing more.
+        self.assertEqual(busy.stats()["requests"], 1, statuses)
+        self.assertEqual(idle.stats()["requests"], 19)
+        self.assertEqual(statuses.count(429), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_responses_total",
+                                   cluster="app"), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_ejections_total",
+                                   cluster="app"), 1)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_ejections_active",
+                                   cluster="app"), 1)
+        clusters = json.loads(sidecar.get("/clusters")[1])
+        hosts = {h["address"]: h for c in clusters["clusters"] if c["name"] == "app"
+                 for h in c["hosts"]}
+        ejected = hosts[f"127.0.0.1:{busy.port}"]
+        self.assertIn("overload_ejected", ejected["health_flags"])
+        self.assertEqual(ejected["overload_responses"], 1)
+        self.assertEqual(ejected["overload_ejections"], 1)
+        self.assertEqual(hosts[f"127.0.0.1:{idle.port}"]["health_flags"], [])
+
+    def test_trailers_only_resource_exhausted_moves_the_traffic_too(self):
+        sidecar, busy, idle, statuses = self.spread(grpc=True)
+        self.assertEqual(busy.stats()["requests"], 1, statuses)
+        self.assertEqual(statuses.count("8"), 1)
+        self.assertEqual(idle.stats()["requests"], 19)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_ejections_total"), 1)
+
+    def test_disabled_handling_only_counts(self):
+        sidecar, busy, idle, statuses = self.spread(extra="    overload: {disabled: true}\n")
+        # Least request alone keeps sending the quick 429s their share (about half).
+        self.assertGreaterEqual(busy.stats()["requests"], 3, statuses)
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_responses_total"),
+                         busy.stats()["requests"])
+        self.assertEqual(self.stat(sidecar, "meshlet_upstream_overload_ejections_total"), 0)
 
 
 if __name__ == "__main__":

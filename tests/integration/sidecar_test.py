@@ -226,7 +226,7 @@ class Sidecar:
     200, or, with wait_ready=False, once the admin port answers at all."""
 
     def __init__(self, workdir, yaml_text, *extra_args, concurrency=2, drain_time="5s",
-                 wait_ready=True):
+                 wait_ready=True, binary=None):
         self.workdir = workdir
         self.config = os.path.join(workdir, "sidecar.yaml")
         with open(self.config, "w") as f:
@@ -235,7 +235,8 @@ class Sidecar:
         self.stderr_path = os.path.join(workdir, "sidecar.stderr")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
-            [SIDECAR, "--config", self.config, f"--admin-address=127.0.0.1:{self.admin_port}",
+            [binary or SIDECAR, "--config", self.config,
+             f"--admin-address=127.0.0.1:{self.admin_port}",
              f"--concurrency={concurrency}", f"--drain-time={drain_time}", *extra_args],
             stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.time() + 10

@@ -10,7 +10,10 @@ found with `meshctl traces`, shown with `meshctl trace` (parent/child links acro
 services, the retry attempt visible), the edges appear in /api/v1/dependencies, and the golden
 metrics (/api/v1/stat, `meshctl stat`, `meshctl top --once`) count the request on each edge,
 successful after the retry. A Zipkin v2 payload posted by hand is found too, and bad
-payloads get 400s that name the problem and are counted.
+payloads get 400s that name the problem and are counted. `meshctl explain REQUEST_ID` names the
+hop and the reason of a 504 (a route timeout at the callee's sidecar, passed on by the caller's)
+and of a 503 (a connect failure at the caller's sidecar); `meshctl explain --from --to` dry-runs
+requests against the routes the control plane sent a connected sidecar.
 """
 
 import http.client
@@ -31,6 +34,45 @@ import sidecar_test as base
 from sidecar_test import free_port, http_listener, wait_for
 
 CONTROL_PLANE = MESHCTL = None  # set from argv
+
+# Services, a TrafficPolicy and an HTTPRoute with a header match and a weighted split, for the
+# dry run of `meshctl explain --from --to`.
+DRY_RUN_POLICIES = """apiVersion: meshlet.io/v1
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: meshlet.io/v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: meshlet.io/v1
+kind: TrafficPolicy
+metadata: {name: reviews}
+spec:
+  target: reviews
+  timeouts: {request: 2s, perTry: 500ms}
+  retries: {attempts: 3}
+  outlierDetection: {consecutive5xx: 5, baseEjectionTime: 30s}
+---
+apiVersion: meshlet.io/v1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  target: reviews
+  rules:
+  - name: canary-header
+    matches:
+    - headers: [{name: x-canary, value: always}]
+    backends: [{service: reviews, subset: {version: v2}}]
+  - name: split
+    backends:
+    - {service: reviews, subset: {version: v1}, weight: 90}
+    - {service: reviews, subset: {version: v2}, weight: 10}
+"""
 
 
 def routes(cluster, retry=""):
@@ -199,6 +241,119 @@ class TelemetryTest(ControlPlaneCase):
         self.assertGreater(edge["txBytesPerSecond"], 0)
         self.assertGreater(edge["rxBytesPerSecond"], 0)
         self.assertGreater(edge["connectionsPerSecond"], 0)
+
+    def explained(self, request_id):
+        """`meshctl explain REQUEST_ID` once the request's spans are in the collector."""
+        found = []
+
+        def arrived():
+            found[:] = self.api(f"/api/v1/traces?requestId={request_id}")["items"]
+            return len(found) == 1 and found[0]["spanCount"] >= 2
+        self.assertTrue(wait_for(arrived, 10), found)
+        return self.meshctl("explain", request_id)
+
+    def test_explain_names_the_hop_and_the_reason_of_a_504_and_a_503(self):
+        # client → frontend → backend (route timeout 200 ms) → app, which answers after 2 s: the
+        # backend's sidecar answers 504 itself and the frontend passes it on.
+        up = control_upstream.ControlUpstream(name="app")
+        self.addCleanup(up.close)
+        up.control(delay_ms=2000)
+        backend_port, frontend_port, closed_port = free_port(), free_port(), free_port()
+        self.sidecar("backend",
+                     base.config_yaml(http_listener("in", backend_port), cluster("app", up.port),
+                                      routes("app", "timeout: 0.2s"))
+                     + tracing(self.otlp_port, "OTLP_PROTO", "backend"))
+        self.sidecar("frontend",
+                     base.config_yaml(http_listener("out", frontend_port),
+                                      cluster("backend", backend_port), routes("backend"))
+                     + tracing(self.otlp_port, "OTLP_JSON", "frontend"))
+        status, _ = http_call(frontend_port, "GET", "/slow", headers={"x-request-id": "ex-504"})
+        self.assertEqual(status, 504)
+        text = self.explained("ex-504")
+        self.assertIn("(request id ex-504): 504", text)
+        self.assertIn("error     UT: upstream request timeout", text)
+        self.assertRegex(text, r"\n  2\. backend sidecar: GET /slow -> 504 in [0-9.]+ms   "
+                               r"<- failed first\n")
+        self.assertIn("\nVerdict: 504 at backend's sidecar: request timeout (route catch-all) "
+                      "expired\n", text)
+
+        # client → "lonely", whose only endpoint refuses connections: its sidecar answers 503.
+        lonely_port = free_port()
+        self.sidecar("lonely",
+                     base.config_yaml(http_listener("out", lonely_port), cluster("gone", closed_port),
+                                      routes("gone"))
+                     + tracing(self.otlp_port, "OTLP_JSON", "lonely"))
+        status, _ = http_call(lonely_port, "GET", "/x", headers={"x-request-id": "ex-503"})
+        self.assertEqual(status, 503)
+        found = []
+
+        def arrived():
+            found[:] = self.api("/api/v1/traces?requestId=ex-503")["items"]
+            return len(found) == 1
+        self.assertTrue(wait_for(arrived, 10), found)
+        text = self.meshctl("explain", "ex-503")
+        self.assertIn("Verdict: 503 at lonely's sidecar: connecting to cluster gone failed", text)
+        self.assertIn("(the proxy answered itself)", text)
+
+    def test_explain_dry_run_matches_with_the_sidecars_own_routes(self):
+        # Policies applied from a file; a sidecar of frontend connected to the control plane,
+        # whose outbound routes the dry run matches requests against.
+        policies = os.path.join(self.tmp, "reviews.yaml")
+        with open(policies, "w") as f:
+            f.write(DRY_RUN_POLICIES)
+        self.meshctl("apply", "-f", policies)
+        up = control_upstream.ControlUpstream(name="app")
+        self.addCleanup(up.close)
+        self.sidecar("frontend",
+                     base.config_yaml(http_listener("static", free_port()), cluster("app", up.port),
+                                      routes("app")),
+                     f"--xds=127.0.0.1:{self.grpc_port}", "--xds-plaintext=true",
+                     "--node-id=frontend-0", "--node-service=frontend",
+                     "--node-address=127.0.0.1",
+                     f"--node-label=meshlet.io/inbound-port={free_port()}",
+                     f"--node-label=meshlet.io/outbound-port={free_port()}")
+        text = ""
+
+        def routed():
+            nonlocal text
+            r = subprocess.run([MESHCTL, "--server", f"127.0.0.1:{self.api_port}",
+                                "--token-file", self.token_file, "--ca-file", self.ca_file,
+                                "explain", "--from", "frontend", "--to",
+                                "http://reviews:9080/r/1", "-H", "x-canary: always"],
+                               capture_output=True, text=True, timeout=10)
+            text = r.stdout + r.stderr
+            return r.returncode == 0 and "reviews.canary-header" in text
+        self.assertTrue(wait_for(routed, 10), text)
+        self.assertIn("Dry run: GET http://reviews:9080/r/1 from frontend-0", text)
+        self.assertRegex(text, r"route +reviews\.canary-header\n")
+        self.assertRegex(text, r"timeout +2000ms\n")
+        self.assertRegex(text, r"retries +3, per try 500ms\n")
+        self.assertRegex(text, r"cluster +outbound\|9080\|version=v2\|reviews\.default\n")
+        self.assertRegex(text, r"outlier +eject after 5 consecutive 5xx")
+        self.assertRegex(text, r"endpoints +none \(503 no healthy upstream\)")
+
+        # Without the header: the weighted split, the sidecar's own rule order.
+        text = self.meshctl("explain", "--from", "frontend", "--to", "http://reviews:9080/r/1")
+        self.assertRegex(text, r"route +reviews\.split\n")
+        self.assertRegex(text, r"cluster +outbound\|9080\|version=v1\|reviews\.default weight 90")
+        self.assertRegex(text, r"cluster +outbound\|9080\|version=v2\|reviews\.default weight 10")
+        # A host the mesh does not know.
+        text = self.meshctl("explain", "--from", "frontend", "--to", "http://nowhere/")
+        self.assertRegex(text, r"route +no-service\n")
+        self.assertRegex(text, r"action +direct response 404\n")
+        # A service without a connected sidecar, and a bad URL.
+        r = subprocess.run([MESHCTL, "--server", f"127.0.0.1:{self.api_port}",
+                            "--token-file", self.token_file, "--ca-file", self.ca_file,
+                            "explain", "--from", "ratings", "--to", "http://reviews:9080/"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no sidecar of service ratings in namespace default is connected", r.stderr)
+        r = subprocess.run([MESHCTL, "--server", f"127.0.0.1:{self.api_port}",
+                            "--token-file", self.token_file, "--ca-file", self.ca_file,
+                            "explain", "--from", "frontend", "--to", "reviews:9080"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--to: expected http://HOST[:PORT][/PATH]", r.stderr)
 
     def test_a_trace_through_three_services_with_a_retry(self):
         self.three_services()

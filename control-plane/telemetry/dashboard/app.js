@@ -207,10 +207,47 @@ function colorOf(service, services) {
   return serviceColors[services.indexOf(service) % serviceColors.length];
 }
 
+// Why the request ended as it did: the collector's explanation of the trace (GET
+// /api/v1/traces/{id}/explain, what `meshctl explain` prints): the verdict, then per sidecar hop
+// the route and policy objects that decided it, cluster, timeouts, attempts, authorization and
+// the error the proxy made. Traces without sidecar spans have none (the panel stays hidden).
+async function loadExplanation(id) {
+  const panel = $('#explanation');
+  panel.hidden = true;
+  let e;
+  try {
+    e = await api('/api/v1/traces/' + encodeURIComponent(id) + '/explain');
+  } catch (err) {
+    return;
+  }
+  const row = (label, value) => value ? `<tr><td>${esc(label)}</td><td>${esc(value)}</td></tr>` : '';
+  const hops = e.hops.map((h, i) => {
+    const route = h.routePolicy ? h.routePolicy + (h.routeRule !== undefined ? ' rule ' + h.routeRule : '') +
+        (h.routeMatch !== undefined && h.routeMatch !== '-1' ? ' match ' + h.routeMatch : '') + (h.route ? ` [${h.route}]` : '') : h.route;
+    const timeouts = [h.requestTimeoutMs && `timeout ${h.requestTimeoutMs}ms`,
+      h.perTryTimeoutMs && `per try ${h.perTryTimeoutMs}ms`].filter(Boolean).join(', ');
+    const policy = [h.trafficPolicy, timeouts].filter(Boolean).join(': ');
+    const attempts = h.attempts.map((a, n) => row(`attempt ${n + 1}`, `${a.endpoint || '-'} ${a.outcome || '?'}` +
+        (a.durationMs !== undefined ? ` ${a.durationMs}ms` : '') + (a.next ? ` → ${a.next}` : ''))).join('');
+    const authz = (h.authz || h.authzPolicy) ? (h.authz || 'decided') + (h.authzPolicy ? ' by ' + h.authzPolicy : '') +
+        (h.peer ? ' for ' + h.peer : '') : '';
+    const error = h.errorReason ? (h.responseFlags ? h.responseFlags + ': ' : '') + h.errorReason : '';
+    return `<div class="hop${h.failedFirst ? ' failed-first' : ''}" data-hop="${i}" data-failed-first="${h.failedFirst ? 1 : 0}"
+        style="margin-left:${h.depth * 18}px">
+      <div class="hop-head">${i + 1}. ${esc(h.service)} ${esc(h.direction || '')} sidecar${h.node ? ' (' + esc(h.node) + ')' : ''}
+        · ${esc(h.operation)} → ${esc(h.status || 'no response')}${h.failedFirst ? ' · failed first' : ''}</div>
+      <table>${row('route', route)}${row('cluster', h.cluster ? h.cluster + (h.subset ? ` (subset ${h.subset})` : '') : '')}
+        ${row('policy', policy)}${attempts}${row('authz', authz)}${row('error', error)}</table></div>`;
+  }).join('');
+  panel.innerHTML = `<div class="verdict${e.firstFailure >= 0 ? ' failed' : ''}">${esc(e.verdict)}</div>${hops}`;
+  panel.hidden = false;
+}
+
 async function openTrace(id) {
   $('#trace-list').hidden = true;
   $('#trace-detail').hidden = false;
   $('#waterfall').innerHTML = '<div class="empty">Loading…</div>';
+  loadExplanation(id);
   let trace;
   try {
     trace = await api('/api/v1/traces/' + encodeURIComponent(id));

@@ -1,0 +1,409 @@
+#include "control-plane/telemetry/explain.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/base/json.h"
+
+namespace meshlet::controlplane::telemetry {
+namespace {
+
+// meshlet.* attributes a sidecar writes (the collector's meshlet.source.* marks do not count).
+bool IsSidecarSpan(const SpanRecord& span) {
+  return std::any_of(span.attributes.begin(), span.attributes.end(), [](const auto& kv) {
+    return absl::StartsWith(kv.first, "meshlet.") && !absl::StartsWith(kv.first, "meshlet.source.");
+  });
+}
+
+std::string Attribute(const SpanRecord& span, absl::string_view name) {
+  for (const auto& [key, value] : span.attributes) {
+    if (key == name) return value;
+  }
+  return "";
+}
+
+// "endpoint=10.0.0.5:9080 outcome=timeout duration_ms=100 next=retry(per-try timeout)": key=value
+// fields separated by spaces; a value's parentheses may hold spaces.
+ExplainAttempt ParseAttempt(absl::string_view text) {
+  ExplainAttempt attempt;
+  text = absl::StripAsciiWhitespace(text);
+  while (!text.empty()) {
+    const size_t eq = text.find('=');
+    if (eq == absl::string_view::npos) break;
+    const absl::string_view key = absl::StripAsciiWhitespace(text.substr(0, eq));
+    size_t end = eq + 1;
+    int depth = 0;
+    for (; end < text.size(); ++end) {
+      if (text[end] == '(') ++depth;
+      if (text[end] == ')' && depth > 0) --depth;
+      if (text[end] == ' ' && depth == 0) break;
+    }
+    const std::string value(text.substr(eq + 1, end - eq - 1));
+    if (key == "endpoint") {
+      attempt.endpoint = value;
+    } else if (key == "outcome") {
+      attempt.outcome = value;
+    } else if (key == "duration_ms") {
+      if (!absl::SimpleAtoi(value, &attempt.duration_ms)) attempt.duration_ms = -1;
+    } else if (key == "next") {
+      attempt.next = value;
+    }
+    text = absl::StripLeadingAsciiWhitespace(text.substr(std::min(end, text.size())));
+  }
+  return attempt;
+}
+
+std::string Direction(const SpanRecord& span, absl::string_view cluster) {
+  if (absl::StartsWith(cluster, "inbound|")) return "inbound";
+  if (absl::StartsWith(cluster, "outbound|")) return "outbound";
+  // Authorization and a verified caller are inbound matters; the outbound route configuration's
+  // catch-all routes are outbound ones.
+  if (!Attribute(span, "meshlet.authz").empty() ||
+      !Attribute(span, "meshlet.peer.identity").empty() ||
+      !Attribute(span, "meshlet.peer").empty()) {
+    return "inbound";
+  }
+  const std::string route = Attribute(span, "meshlet.route");
+  if (route == "no-service" || route == "no-matching-route") return "outbound";
+  return "";
+}
+
+ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>& attempt_spans) {
+  ExplainHop hop;
+  hop.span_id = span.span_id;
+  hop.service = span.service;
+  hop.node = Attribute(span, kSourceNodeAttribute);
+  hop.operation = span.name;
+  hop.status = Attribute(span, "http.response.status_code");
+  hop.start_unix_nanos = span.start_unix_nanos;
+  hop.duration_nanos = span.duration_nanos();
+  hop.route = Attribute(span, "meshlet.route");
+  hop.policy_route = Attribute(span, "meshlet.policy.route");
+  hop.route_rule = Attribute(span, "meshlet.route.rule");
+  hop.route_match = Attribute(span, "meshlet.route.match");
+  hop.cluster = Attribute(span, "meshlet.cluster");
+  hop.subset = Attribute(span, "meshlet.subset");
+  hop.policy_traffic = Attribute(span, "meshlet.policy.traffic");
+  hop.timeout_request_ms = Attribute(span, "meshlet.timeout.request_ms");
+  hop.timeout_per_try_ms = Attribute(span, "meshlet.timeout.per_try_ms");
+  hop.authz = Attribute(span, "meshlet.authz");
+  hop.policy_authz = Attribute(span, "meshlet.policy.authz");
+  hop.peer = Attribute(span, "meshlet.peer.identity");
+  if (hop.peer.empty()) hop.peer = Attribute(span, "meshlet.peer");
+  hop.upstream = Attribute(span, "meshlet.upstream");
+  if (hop.upstream.empty()) hop.upstream = Attribute(span, "server.address");
+  hop.request_id = Attribute(span, kRequestIdAttribute);
+  hop.response_flags = Attribute(span, "meshlet.response_flags");
+  hop.error_reason = Attribute(span, "meshlet.error.reason");
+  hop.direction = Direction(span, hop.cluster);
+  const std::string attempts = Attribute(span, "meshlet.attempts");
+  if (!attempts.empty()) {
+    for (absl::string_view entry : absl::StrSplit(attempts, ';', absl::SkipWhitespace())) {
+      hop.attempts.push_back(ParseAttempt(entry));
+    }
+  } else {
+    // Without a decision record, the attempts' client spans (retried requests export one each).
+    for (const SpanRecord* a : attempt_spans) {
+      ExplainAttempt attempt;
+      attempt.endpoint = Attribute(*a, "server.address");
+      attempt.outcome = Attribute(*a, "http.response.status_code");
+      if (attempt.outcome.empty()) attempt.outcome = a->status_message;
+      attempt.duration_ms = a->duration_nanos() / 1000000;
+      hop.attempts.push_back(std::move(attempt));
+    }
+  }
+  return hop;
+}
+
+bool HasFlag(absl::string_view flags, absl::string_view flag) {
+  for (absl::string_view f : absl::StrSplit(flags, ',')) {
+    if (absl::StripAsciiWhitespace(f) == flag) return true;
+  }
+  return false;
+}
+
+std::string HopLabel(const ExplainHop& hop) {
+  std::string label = absl::StrCat(
+      hop.service, "'s ", hop.direction.empty() ? "" : absl::StrCat(hop.direction, " "), "sidecar");
+  if (!hop.node.empty()) absl::StrAppend(&label, " (", hop.node, ")");
+  return label;
+}
+
+// " (route HTTPRoute/default/reviews-split rule 0)", or the sidecar's route name without a
+// decision record; empty without either.
+std::string RouteClause(const ExplainHop& hop) {
+  if (!hop.policy_route.empty()) {
+    return absl::StrCat(" (route ", hop.policy_route,
+                        hop.route_rule.empty() ? "" : absl::StrCat(" rule ", hop.route_rule), ")");
+  }
+  if (!hop.route.empty()) return absl::StrCat(" (route ", hop.route, ")");
+  return "";
+}
+
+std::string Millis(absl::string_view ms) { return absl::StrCat(ms, "ms"); }
+
+std::string AttemptsClause(const ExplainHop& hop) {
+  if (hop.attempts.empty()) return "";
+  return absl::StrCat(" after ", hop.attempts.size(),
+                      hop.attempts.size() == 1 ? " attempt" : " attempts");
+}
+
+std::string ClusterText(const ExplainHop& hop) {
+  if (hop.cluster.empty()) return "the cluster";
+  return absl::StrCat("cluster ", hop.cluster,
+                      hop.subset.empty() ? "" : absl::StrCat(" (subset ", hop.subset, ")"));
+}
+
+std::string FromTrafficPolicy(const ExplainHop& hop) {
+  return hop.policy_traffic.empty() ? "" : absl::StrCat(" from ", hop.policy_traffic);
+}
+
+// What the failing hop's proxy did, by its response flags.
+std::string ProxyFailure(const ExplainHop& hop) {
+  const std::string& f = hop.response_flags;
+  const std::string reason = hop.error_reason.empty() ? "" : hop.error_reason;
+  if (HasFlag(f, "AZ")) {
+    return absl::StrCat("denied by ",
+                        hop.policy_authz.empty() ? "the authorization policies" : hop.policy_authz,
+                        " for ", hop.peer.empty() ? "a caller without a mesh identity" : hop.peer);
+  }
+  if (HasFlag(f, "UT")) {
+    return absl::StrCat("request timeout",
+                        hop.timeout_request_ms.empty() ? "" : " " + Millis(hop.timeout_request_ms),
+                        FromTrafficPolicy(hop), RouteClause(hop), " expired", AttemptsClause(hop));
+  }
+  if (HasFlag(f, "UPT")) {
+    return absl::StrCat(
+        "per-try timeout",
+        hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
+        FromTrafficPolicy(hop), RouteClause(hop), " expired on the last",
+        hop.attempts.empty() ? " attempt" : absl::StrCat(" of ", hop.attempts.size(), " attempts"));
+  }
+  if (HasFlag(f, "UH")) {
+    return absl::StrCat("no healthy endpoint in ", ClusterText(hop), RouteClause(hop));
+  }
+  if (HasFlag(f, "UO")) {
+    return absl::StrCat(
+        "a circuit-breaker limit of ", ClusterText(hop), " refused the request",
+        hop.policy_traffic.empty() ? "" : absl::StrCat(" (limits from ", hop.policy_traffic, ")"),
+        RouteClause(hop));
+  }
+  if (HasFlag(f, "BO")) {
+    return absl::StrCat("the consecutive-failure breaker of ", ClusterText(hop), " is open",
+                        hop.policy_traffic.empty()
+                            ? ""
+                            : absl::StrCat(" (outlier settings from ", hop.policy_traffic, ")"),
+                        RouteClause(hop));
+  }
+  if (HasFlag(f, "RL")) {
+    return absl::StrCat("rate limited", RouteClause(hop));
+  }
+  if (HasFlag(f, "NM")) {
+    return reason.empty() ? "unknown destination: the mesh does not know it (REGISTRY_ONLY)"
+                          : absl::StrCat("unknown destination (", reason, ")");
+  }
+  if (HasFlag(f, "NR")) {
+    return absl::StrCat("unknown destination: no route matched the request",
+                        hop.route.empty() ? "" : absl::StrCat(" (route ", hop.route, ")"));
+  }
+  if (HasFlag(f, "NC"))
+    return absl::StrCat("the route names a cluster the sidecar has not got", RouteClause(hop));
+  if (HasFlag(f, "UF")) {
+    return absl::StrCat("connecting to ", ClusterText(hop), " failed", AttemptsClause(hop),
+                        RouteClause(hop));
+  }
+  if (HasFlag(f, "UR")) {
+    return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));
+  }
+  if (HasFlag(f, "OL")) return "the sidecar is overloaded and shed the request";
+  if (HasFlag(f, "FI"))
+    return absl::StrCat("fault injection aborted the request", RouteClause(hop));
+  return absl::StrCat(reason.empty() ? "the proxy answered itself" : reason, RouteClause(hop));
+}
+
+bool ErrorStatus(absl::string_view status) {
+  int code = 0;
+  return absl::SimpleAtoi(status, &code) && code >= 500;
+}
+
+}  // namespace
+
+absl::StatusOr<Explanation> Explain(const std::string& trace_id,
+                                    const std::vector<SpanRecord>& spans) {
+  if (spans.empty()) return absl::NotFoundError(absl::StrCat("trace ", trace_id, " has no spans"));
+  Explanation out;
+  out.trace_id = trace_id;
+  std::map<std::string, const SpanRecord*> by_id;
+  for (const SpanRecord& span : spans) by_id[span.span_id] = &span;
+  // A hop is a sidecar's span that is not a client span (a server span; kind unspecified from a
+  // sender that did not say); its attempts are its child client spans of the same service.
+  auto is_hop = [](const SpanRecord& span) {
+    return span.kind != SpanKind::kClient && IsSidecarSpan(span);
+  };
+  // The nearest hop above a span, for depth and order.
+  std::map<std::string, std::vector<const SpanRecord*>> children;  // hop id → hops under it
+  std::map<std::string, std::vector<const SpanRecord*>> attempts;  // hop id → client spans
+  std::vector<const SpanRecord*> roots;
+  for (const SpanRecord& span : spans) {
+    // Ancestors, nearest first, up to a hop.
+    const SpanRecord* parent = nullptr;
+    for (auto it = by_id.find(span.parent_span_id); it != by_id.end();
+         it = by_id.find(it->second->parent_span_id)) {
+      if (is_hop(*it->second)) {
+        parent = it->second;
+        break;
+      }
+    }
+    if (is_hop(span)) {
+      (parent == nullptr ? roots : children[parent->span_id]).push_back(&span);
+    } else if (span.kind == SpanKind::kClient && parent != nullptr &&
+               span.parent_span_id == parent->span_id && span.service == parent->service &&
+               !Attribute(span, "meshlet.retry_attempt").empty()) {
+      attempts[parent->span_id].push_back(&span);
+    }
+  }
+  if (roots.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trace ", trace_id,
+        " has no span from a meshlet sidecar (no meshlet.* attributes): nothing to explain"));
+  }
+  auto by_start = [](const SpanRecord* a, const SpanRecord* b) {
+    return a->start_unix_nanos < b->start_unix_nanos;
+  };
+  std::sort(roots.begin(), roots.end(), by_start);
+  auto visit = [&](auto&& self, const SpanRecord* span, int depth) -> void {
+    ExplainHop hop = MakeHop(*span, attempts[span->span_id]);
+    hop.depth = depth;
+    out.hops.push_back(std::move(hop));
+    std::vector<const SpanRecord*>& below = children[span->span_id];
+    std::sort(below.begin(), below.end(), by_start);
+    for (const SpanRecord* child : below) self(self, child, depth + 1);
+  };
+  for (const SpanRecord* root : roots) visit(visit, root, 0);
+
+  const ExplainHop& first = out.hops.front();
+  out.status = first.status;
+  out.duration_nanos = first.duration_nanos;
+  for (const ExplainHop& hop : out.hops) {
+    if (!hop.request_id.empty()) {
+      out.request_id = hop.request_id;
+      break;
+    }
+  }
+  std::set<std::string> policies;
+  for (const ExplainHop& hop : out.hops) {
+    for (const std::string* p : {&hop.policy_route, &hop.policy_traffic, &hop.policy_authz}) {
+      if (!p->empty()) policies.insert(*p);
+    }
+  }
+  out.policies.assign(policies.begin(), policies.end());
+
+  // What failed first: the proxy-made error that ended first; else the deepest hop passing on
+  // an application's error status.
+  for (size_t i = 0; i < out.hops.size(); ++i) {
+    const ExplainHop& hop = out.hops[i];
+    if (hop.error_reason.empty()) continue;  // not made by the proxy
+    const int64_t end = hop.start_unix_nanos + hop.duration_nanos;
+    if (out.first_failure < 0 || end < out.hops[out.first_failure].start_unix_nanos +
+                                           out.hops[out.first_failure].duration_nanos) {
+      out.first_failure = static_cast<int>(i);
+    }
+  }
+  if (out.first_failure >= 0) {
+    ExplainHop& hop = out.hops[out.first_failure];
+    hop.failed_first = true;
+    out.verdict = absl::StrCat(hop.status.empty() ? "failed" : hop.status, " at ", HopLabel(hop),
+                               ": ", ProxyFailure(hop));
+    return out;
+  }
+  if (ErrorStatus(out.status)) {
+    int deepest = 0;
+    for (size_t i = 0; i < out.hops.size(); ++i) {
+      if (out.hops[i].status == out.status && out.hops[i].depth >= out.hops[deepest].depth) {
+        deepest = static_cast<int>(i);
+      }
+    }
+    ExplainHop& hop = out.hops[deepest];
+    hop.failed_first = true;
+    out.first_failure = deepest;
+    out.verdict = absl::StrCat(out.status, " from the application behind ", HopLabel(hop),
+                               ": no proxy made it (an upstream response passed through)");
+    return out;
+  }
+  const auto retried = std::find_if(out.hops.begin(), out.hops.end(),
+                                    [](const ExplainHop& hop) { return hop.attempts.size() > 1; });
+  out.verdict = absl::StrCat(
+      out.status.empty() ? "no status recorded" : out.status, ": no hop failed",
+      retried == out.hops.end() ? ""
+                                : absl::StrCat(" (", HopLabel(*retried), " needed ",
+                                               retried->attempts.size(), " attempts)"));
+  return out;
+}
+
+std::string ExplanationJson(const Explanation& e) {
+  auto field = [](std::vector<std::string>& fields, absl::string_view name,
+                  absl::string_view value) {
+    if (!value.empty()) fields.push_back(absl::StrCat(JsonQuote(name), ":", JsonQuote(value)));
+  };
+  std::vector<std::string> hops;
+  for (const ExplainHop& hop : e.hops) {
+    std::vector<std::string> f;
+    field(f, "spanId", hop.span_id);
+    field(f, "service", hop.service);
+    field(f, "node", hop.node);
+    field(f, "direction", hop.direction);
+    field(f, "operation", hop.operation);
+    field(f, "status", hop.status);
+    f.push_back(absl::StrCat(R"("depth":)", hop.depth));
+    f.push_back(absl::StrCat(R"("durationNanos":)", hop.duration_nanos));
+    field(f, "route", hop.route);
+    field(f, "routePolicy", hop.policy_route);
+    field(f, "routeRule", hop.route_rule);
+    field(f, "routeMatch", hop.route_match);
+    field(f, "cluster", hop.cluster);
+    field(f, "subset", hop.subset);
+    field(f, "trafficPolicy", hop.policy_traffic);
+    field(f, "requestTimeoutMs", hop.timeout_request_ms);
+    field(f, "perTryTimeoutMs", hop.timeout_per_try_ms);
+    field(f, "authz", hop.authz);
+    field(f, "authzPolicy", hop.policy_authz);
+    field(f, "peer", hop.peer);
+    field(f, "upstream", hop.upstream);
+    field(f, "requestId", hop.request_id);
+    field(f, "responseFlags", hop.response_flags);
+    field(f, "errorReason", hop.error_reason);
+    std::vector<std::string> attempts;
+    for (const ExplainAttempt& a : hop.attempts) {
+      std::vector<std::string> af;
+      field(af, "endpoint", a.endpoint);
+      field(af, "outcome", a.outcome);
+      if (a.duration_ms >= 0) af.push_back(absl::StrCat(R"("durationMs":)", a.duration_ms));
+      field(af, "next", a.next);
+      attempts.push_back(absl::StrCat("{", absl::StrJoin(af, ","), "}"));
+    }
+    f.push_back(absl::StrCat(R"("attempts":[)", absl::StrJoin(attempts, ","), "]"));
+    f.push_back(absl::StrCat(R"("failedFirst":)", hop.failed_first ? "true" : "false"));
+    hops.push_back(absl::StrCat("{", absl::StrJoin(f, ","), "}"));
+  }
+  std::vector<std::string> policies;
+  for (const std::string& p : e.policies) policies.push_back(JsonQuote(p));
+  std::vector<std::string> f = {R"("kind":"TraceExplanation")"};
+  field(f, "traceId", e.trace_id);
+  field(f, "requestId", e.request_id);
+  field(f, "status", e.status);
+  f.push_back(absl::StrCat(R"("durationNanos":)", e.duration_nanos));
+  field(f, "verdict", e.verdict);
+  f.push_back(absl::StrCat(R"("firstFailure":)", e.first_failure));
+  f.push_back(absl::StrCat(R"("policies":[)", absl::StrJoin(policies, ","), "]"));
+  f.push_back(absl::StrCat(R"("hops":[)", absl::StrJoin(hops, ","), "]"));
+  return absl::StrCat("{", absl::StrJoin(f, ","), "}\n");
+}
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,87 @@
+#pragma once
+
+// Explain: why a request ended as it did, read from the spans of its trace. The sidecars' server
+// spans carry their decision records as meshlet.* attributes (docs/tracing.md): the route and the
+// policy object it came from (meshlet.policy.route, meshlet.route.rule, meshlet.route.match), the
+// cluster and subset, the TrafficPolicy whose timeouts and retries applied (meshlet.policy.traffic,
+// meshlet.timeout.*), each attempt (meshlet.attempts, else the client spans of the attempts), the
+// authorization decision (meshlet.authz, meshlet.policy.authz) and, on a response the proxy made
+// itself, meshlet.response_flags and meshlet.error.reason. Explain() turns them into one hop per
+// sidecar span in chain order, marks the hop that failed first, and writes a one-line verdict
+// ("504 at reviews.default's outbound sidecar: request timeout 300ms from TrafficPolicy/default/
+// reviews (route HTTPRoute/default/reviews-split rule 0) expired after 2 attempts").
+//
+// What failed first: of the hops whose proxy answered itself, the one whose span ended first (a
+// caller's timeout that fired while its upstream still waited is the cause, the upstream's later
+// failure a consequence); with none, an error status passed through from an application is
+// attributed to the deepest hop that returned it.
+//
+// The collector serves it as GET /api/v1/traces/{id}/explain (ExplanationJson); meshctl explain
+// and the dashboard render that answer. Pure functions; any thread.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "control-plane/telemetry/trace_store.h"
+
+namespace meshlet::controlplane::telemetry {
+
+struct ExplainAttempt {
+  std::string endpoint;      // IP:PORT
+  std::string outcome;       // a status code, reset, connect-failure, timeout, ...
+  int64_t duration_ms = -1;  // -1: not recorded
+  std::string next;          // retry(<reason>), no-retry(<why>), done; empty: not recorded
+};
+
+struct ExplainHop {
+  std::string span_id;
+  std::string service;
+  std::string node;       // meshlet.source.node (verified senders only); may be empty
+  std::string direction;  // "inbound", "outbound", or empty when the span does not tell
+  std::string operation;  // the span's name
+  std::string status;     // http.response.status_code; may be empty (no response)
+  int depth = 0;          // hops above this one in the chain
+  int64_t start_unix_nanos = 0;
+  int64_t duration_nanos = 0;
+  std::string route;         // the sidecar's route name (meshlet.route)
+  std::string policy_route;  // "HTTPRoute/ns/name", "GRPCRoute/...", "Service/ns/name"
+  std::string route_rule;    // rule index in that object
+  std::string route_match;   // match index in that rule
+  std::string cluster, subset;
+  std::string policy_traffic;  // "TrafficPolicy/ns/name"
+  std::string timeout_request_ms, timeout_per_try_ms;
+  std::string authz;         // allow, deny, none
+  std::string policy_authz;  // "AuthorizationPolicy/ns/name"
+  std::string peer;          // the caller's SPIFFE id
+  std::string upstream;      // the upstream host of the last attempt
+  std::string request_id;
+  std::string response_flags;  // "UT,URX"
+  std::string error_reason;    // set when the proxy made the response itself
+  std::vector<ExplainAttempt> attempts;
+  bool failed_first = false;
+};
+
+struct Explanation {
+  std::string trace_id;
+  std::string request_id;  // the first hop's meshlet.request_id
+  std::string status;      // what the first hop answered
+  int64_t duration_nanos = 0;
+  std::vector<ExplainHop> hops;  // in chain order: depth first, earliest start first
+  int first_failure = -1;        // index into hops; -1 when nothing failed
+  std::string verdict;
+  // Every policy object the hops name ("Kind/ns/name"), sorted, without repeats.
+  std::vector<std::string> policies;
+};
+
+// FailedPrecondition when no span of the trace comes from a meshlet sidecar (no meshlet.*
+// attribute besides the collector's own meshlet.source.* marks); NotFound when `spans` is empty.
+absl::StatusOr<Explanation> Explain(const std::string& trace_id,
+                                    const std::vector<SpanRecord>& spans);
+
+// {"kind":"TraceExplanation","traceId":...,"requestId":...,"status":...,"verdict":...,
+//  "firstFailure":N,"policies":[...],"hops":[{...}]}; empty fields are left out.
+std::string ExplanationJson(const Explanation& explanation);
+
+}  // namespace meshlet::controlplane::telemetry

@@ -1,0 +1,227 @@
+#include "control-plane/telemetry/explain.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::telemetry {
+namespace {
+
+constexpr int64_t kMs = 1000000;
+constexpr int64_t kBase = int64_t{1700000000} * 1000000000;
+const std::string kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+std::string SpanId(int n) { return absl::StrFormat("%016x", n); }
+
+SpanRecord Span(int id, int parent, const std::string& service, SpanKind kind, int64_t start_ms,
+                int64_t duration_ms,
+                std::vector<std::pair<std::string, std::string>> attributes = {}) {
+  SpanRecord s;
+  s.trace_id = kTrace;
+  s.span_id = SpanId(id);
+  if (parent != 0) s.parent_span_id = SpanId(parent);
+  s.service = service;
+  s.name = "GET /reviews";
+  s.kind = kind;
+  s.start_unix_nanos = kBase + start_ms * kMs;
+  s.end_unix_nanos = s.start_unix_nanos + duration_ms * kMs;
+  s.attributes = std::move(attributes);
+  return s;
+}
+
+// productpage's outbound sidecar → reviews' inbound sidecar → the app; the outbound side's route
+// timeout (300 ms from TrafficPolicy/default/reviews) fires after two attempts, the inbound side
+// still waiting on its app is cut later.
+std::vector<SpanRecord> TimeoutTrace() {
+  return {
+      Span(1, 0, "productpage.default", SpanKind::kServer, 0, 300,
+           {{"http.response.status_code", "504"},
+            {"meshlet.route", "reviews-split.rule-0"},
+            {"meshlet.policy.route", "HTTPRoute/default/reviews-split"},
+            {"meshlet.route.rule", "0"},
+            {"meshlet.route.match", "0"},
+            {"meshlet.cluster", "outbound|9080|version=v2|reviews.default"},
+            {"meshlet.subset", "version=v2"},
+            {"meshlet.policy.traffic", "TrafficPolicy/default/reviews"},
+            {"meshlet.timeout.request_ms", "300"},
+            {"meshlet.timeout.per_try_ms", "200"},
+            {"meshlet.response_flags", "UT,UPT"},
+            {"meshlet.error.reason", "upstream request timeout"},
+            {"meshlet.request_id", "req-504"},
+            {"meshlet.attempts",
+             "endpoint=10.0.0.5:15006 outcome=timeout duration_ms=200 next=retry(per-try "
+             "timeout); endpoint=10.0.0.6:15006 outcome=timeout duration_ms=100 "
+             "next=no-retry(deadline)"},
+            {"meshlet.source.node", "productpage-0"}}),
+      Span(2, 1, "productpage.default", SpanKind::kClient, 1, 200,
+           {{"meshlet.retry_attempt", "1"}, {"server.address", "10.0.0.5:15006"}}),
+      Span(3, 2, "reviews.default", SpanKind::kServer, 2, 400,
+           {{"http.response.status_code", "504"},
+            {"meshlet.route", "inbound"},
+            {"meshlet.cluster", "inbound|9080"},
+            {"meshlet.authz", "allow"},
+            {"meshlet.policy.authz", "AuthorizationPolicy/default/reviews-callers"},
+            {"meshlet.peer.identity", "spiffe://cluster.local/ns/default/sa/productpage"},
+            {"meshlet.response_flags", "UT"},
+            {"meshlet.error.reason", "upstream request timeout"},
+            {"meshlet.source.node", "reviews-v2-0"}}),
+  };
+}
+
+TEST(ExplainTest, TimeoutNamesTheHopThePolicyAndTheAttempts) {
+  absl::StatusOr<Explanation> e = Explain(kTrace, TimeoutTrace());
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->verdict,
+            "504 at productpage.default's outbound sidecar (productpage-0): request timeout 300ms "
+            "from TrafficPolicy/default/reviews (route HTTPRoute/default/reviews-split rule 0) "
+            "expired after 2 attempts");
+  EXPECT_EQ(e->status, "504");
+  EXPECT_EQ(e->request_id, "req-504");
+  ASSERT_EQ(e->hops.size(), 2u);
+  EXPECT_EQ(e->first_failure, 0);
+  EXPECT_TRUE(e->hops[0].failed_first);
+  EXPECT_FALSE(e->hops[1].failed_first);
+  EXPECT_EQ(e->hops[0].direction, "outbound");
+  EXPECT_EQ(e->hops[1].direction, "inbound");
+  EXPECT_EQ(e->hops[1].depth, 1);
+  ASSERT_EQ(e->hops[0].attempts.size(), 2u);
+  EXPECT_EQ(e->hops[0].attempts[0].endpoint, "10.0.0.5:15006");
+  EXPECT_EQ(e->hops[0].attempts[0].next, "retry(per-try timeout)");
+  EXPECT_EQ(e->hops[0].attempts[1].duration_ms, 100);
+  EXPECT_EQ(e->hops[0].attempts[1].next, "no-retry(deadline)");
+  EXPECT_EQ(e->policies, (std::vector<std::string>{"AuthorizationPolicy/default/reviews-callers",
+                                                   "HTTPRoute/default/reviews-split",
+                                                   "TrafficPolicy/default/reviews"}));
+  const std::string json = ExplanationJson(*e);
+  EXPECT_TRUE(absl::StrContains(json, R"("verdict":"504 at productpage.default's outbound)"))
+      << json;
+  EXPECT_TRUE(absl::StrContains(
+      json, R"j({"endpoint":"10.0.0.5:15006","outcome":"timeout","durationMs":200,)j"
+            R"j("next":"retry(per-try timeout)"})j"))
+      << json;
+  EXPECT_TRUE(absl::StrContains(json, R"("firstFailure":0)")) << json;
+}
+
+// The failure that ended first is the cause even when it is deeper in the chain.
+TEST(ExplainTest, TheFailureThatEndedFirstIsTheCause) {
+  std::vector<SpanRecord> spans = TimeoutTrace();
+  spans[2].end_unix_nanos = spans[2].start_unix_nanos + 100 * kMs;  // inbound gave up first
+  absl::StatusOr<Explanation> e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->first_failure, 1);
+  EXPECT_TRUE(absl::StartsWith(e->verdict,
+                               "504 at reviews.default's inbound sidecar (reviews-v2-0): request "
+                               "timeout (route inbound) expired"))
+      << e->verdict;
+}
+
+// One outbound hop made the reply itself with `flags`; the verdict after "503 at ...: ".
+std::string Verdict(const std::string& status, const std::string& flags, const std::string& reason,
+                    std::vector<std::pair<std::string, std::string>> extra = {}) {
+  std::vector<std::pair<std::string, std::string>> attributes = {
+      {"http.response.status_code", status},
+      {"meshlet.response_flags", flags},
+      {"meshlet.error.reason", reason}};
+  attributes.insert(attributes.end(), extra.begin(), extra.end());
+  absl::StatusOr<Explanation> e =
+      Explain(kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5, attributes)});
+  if (!e.ok()) return std::string(e.status().message());
+  return e->verdict;
+}
+
+TEST(ExplainTest, EachProxyMadeErrorKind) {
+  const std::vector<std::pair<std::string, std::string>> route = {
+      {"meshlet.cluster", "outbound|9080||reviews.default"},
+      {"meshlet.route", "default"},
+      {"meshlet.policy.route", "Service/default/reviews"},
+      {"meshlet.policy.traffic", "TrafficPolicy/default/reviews"}};
+  EXPECT_EQ(Verdict("503", "UH", "no healthy upstream", route),
+            "503 at productpage.default's outbound sidecar: no healthy endpoint in cluster "
+            "outbound|9080||reviews.default (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("503", "UO", "upstream overflow", route),
+            "503 at productpage.default's outbound sidecar: a circuit-breaker limit of cluster "
+            "outbound|9080||reviews.default refused the request (limits from "
+            "TrafficPolicy/default/reviews) (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("503", "BO", "breaker open", route),
+            "503 at productpage.default's outbound sidecar: the consecutive-failure breaker of "
+            "cluster outbound|9080||reviews.default is open (outlier settings from "
+            "TrafficPolicy/default/reviews) (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("429", "RL", "local rate limit", route),
+            "429 at productpage.default's outbound sidecar: rate limited (route "
+            "Service/default/reviews)");
+  EXPECT_EQ(Verdict("404", "NR", "no route", {{"meshlet.route", "no-service"}}),
+            "404 at productpage.default's outbound sidecar: unknown destination: no route matched "
+            "the request (route no-service)");
+  EXPECT_EQ(Verdict("502", "NM", "unknown destination 203.0.113.9:80"),
+            "502 at productpage.default's sidecar: unknown destination (unknown destination "
+            "203.0.113.9:80)");
+  EXPECT_EQ(Verdict("403", "AZ", "denied by authorization",
+                    {{"meshlet.authz", "deny"},
+                     {"meshlet.policy.authz", "AuthorizationPolicy/default/reviews-callers"},
+                     {"meshlet.peer.identity", "spiffe://cluster.local/ns/default/sa/ratings"}}),
+            "403 at productpage.default's inbound sidecar: denied by "
+            "AuthorizationPolicy/default/reviews-callers for "
+            "spiffe://cluster.local/ns/default/sa/ratings");
+  EXPECT_EQ(Verdict("503", "UF,URX", "upstream connect error", route),
+            "503 at productpage.default's outbound sidecar: connecting to cluster "
+            "outbound|9080||reviews.default failed (route Service/default/reviews)");
+}
+
+// No hop made the reply: the application's status passed through every sidecar; the deepest hop
+// that returned it is where it came from. Attempts come from the client spans of a retried
+// request when the span carries no meshlet.attempts.
+TEST(ExplainTest, AnApplicationErrorPassesThrough) {
+  std::vector<SpanRecord> spans = {
+      Span(1, 0, "frontend.default", SpanKind::kServer, 0, 20,
+           {{"http.response.status_code", "503"},
+            {"meshlet.cluster", "outbound|80||backend.default"}}),
+      Span(2, 1, "frontend.default", SpanKind::kClient, 1, 5,
+           {{"meshlet.retry_attempt", "1"},
+            {"server.address", "10.0.0.7:15006"},
+            {"http.response.status_code", "503"}}),
+      Span(3, 1, "frontend.default", SpanKind::kClient, 8, 5,
+           {{"meshlet.retry_attempt", "2"},
+            {"server.address", "10.0.0.8:15006"},
+            {"http.response.status_code", "503"}}),
+      Span(4, 3, "backend.default", SpanKind::kServer, 9, 3,
+           {{"http.response.status_code", "503"}, {"meshlet.cluster", "inbound|80"}}),
+  };
+  absl::StatusOr<Explanation> e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->verdict,
+            "503 from the application behind backend.default's inbound sidecar: no proxy made it "
+            "(an upstream response passed through)");
+  ASSERT_EQ(e->hops.size(), 2u);
+  ASSERT_EQ(e->hops[0].attempts.size(), 2u);
+  EXPECT_EQ(e->hops[0].attempts[1].endpoint, "10.0.0.8:15006");
+  EXPECT_EQ(e->hops[0].attempts[1].outcome, "503");
+  EXPECT_TRUE(e->hops[1].failed_first);
+}
+
+TEST(ExplainTest, SuccessSaysNoHopFailed) {
+  absl::StatusOr<Explanation> e =
+      Explain(kTrace, {Span(1, 0, "frontend.default", SpanKind::kServer, 0, 20,
+                            {{"http.response.status_code", "200"},
+                             {"meshlet.cluster", "outbound|80||backend.default"}})});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->verdict, "200: no hop failed");
+  EXPECT_EQ(e->first_failure, -1);
+}
+
+TEST(ExplainTest, ATraceWithoutSidecarSpansIsRefused) {
+  absl::StatusOr<Explanation> e = Explain(
+      kTrace,
+      {Span(1, 0, "app", SpanKind::kServer, 0, 20,
+            {{"http.response.status_code", "200"}, {"meshlet.source.unverified", "otlp"}})});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(e.status().message(), "no span from a meshlet sidecar"))
+      << e.status();
+  EXPECT_EQ(Explain(kTrace, {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::telemetry
