@@ -31,6 +31,8 @@ void BuildAuthorization(const TranslationContext& ctx, const std::vector<pb::Ser
   for (const pb::AuthorizationPolicy* ap : selected) {
     xds::AuthorizationPolicy* out = authorization->add_policies();
     out->set_name(absl::StrCat(ctx.self.namespace_, "/", ap->metadata().name()));
+    SetPolicySource("AuthorizationPolicy", ctx.self.namespace_, ap->metadata().name(), -1, -1,
+                    *out->mutable_source());
     out->set_action(ap->spec().action() == "DENY" ? xds::AuthorizationPolicy::DENY
                                                   : xds::AuthorizationPolicy::ALLOW);
     for (const pb::AuthorizationRule& rule : ap->spec().rules()) {

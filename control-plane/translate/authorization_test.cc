@@ -71,6 +71,12 @@ spec:
   const xds::AuthorizationPolicy& allow = inbound->authorization().policies(1);
   EXPECT_EQ(allow.name(), "default/b-shop-reads");
   EXPECT_EQ(allow.action(), xds::AuthorizationPolicy::ALLOW);
+  // Decision records name the objects.
+  EXPECT_EQ(deny.source().kind(), "AuthorizationPolicy");
+  EXPECT_EQ(deny.source().namespace_(), "default");
+  EXPECT_EQ(deny.source().name(), "a-no-admin");
+  EXPECT_EQ(allow.source().kind(), "AuthorizationPolicy");
+  EXPECT_EQ(allow.source().name(), "b-shop-reads");
   // 2 sources x 2 destinations; Service port 8080 stands for app port 8081 as well.
   ASSERT_EQ(allow.rules_size(), 4);
   EXPECT_EQ(allow.rules(0).namespaces(0), "shop");

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -145,8 +146,16 @@ const std::string& UseCluster(const TranslationContext& ctx, TranslationOutput& 
   cluster.set_name(name);
   cluster.set_type(xds::Cluster::EDS);
   cluster.set_protocol(UpstreamProtocolFor(port.protocol()));
-  const pb::TrafficPolicySpec* tp = ctx.PolicyFor(s);
+  const pb::TrafficPolicy* policy = ctx.TrafficPolicyFor(s);
+  const pb::TrafficPolicySpec* tp = policy != nullptr ? &policy->spec() : nullptr;
   ApplyTrafficPolicy(ctx, tp, cluster);
+  if (policy != nullptr) {
+    SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(), -1,
+                    -1, *cluster.mutable_traffic_policy());
+  }
+  if (!subset.empty()) {
+    cluster.set_subset(absl::StrJoin(subset, ",", absl::PairFormatter("=")));
+  }
   const std::string mode = ctx.MtlsMode(tp);
   const bool mtls = SetUpstreamMtls(ctx, s, subset, mode, cluster);
   // Sidecar to sidecar, an HTTP/1.1 service's requests travel over HTTP/2 (one multiplexed

@@ -659,6 +659,8 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
       e.route = base;
       e.route.set_name(RouteName(ns, route.metadata().name(), rule, i, matches, m));
       SetMatch(match, *e.route.mutable_match());
+      SetPolicySource(kind, ns, route.metadata().name(), i, match == nullptr ? -1 : m,
+                      *e.route.mutable_source());
       entries.push_back(std::move(e));
     }
   }

@@ -780,6 +780,40 @@ spec:
             "outbound|80||echo-v2.default");
 }
 
+// Decision records: each route names its GRPCRoute or HTTPRoute, rule and match.
+TEST_F(GatewayTest, RoutesNameTheirObjectRuleAndMatch) {
+  AddGrpc(R"(
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{kind: Service, name: echo, port: 80}]
+  rules:
+  - name: any
+    backendRefs: [{name: echo, port: 80}]
+  - name: two
+    matches: [{method: {service: pkg.Echo, method: Get}}, {method: {service: pkg.Echo, method: Put}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)");
+  AddHttp(EchoRoute("h", R"(
+  - name: v1
+    matches: [{path: {type: PathPrefix, value: /v1}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+)"));
+  const xds::VirtualHost* vh = Host(For("frontend-0"), "echo.default:80");
+  ASSERT_NE(vh, nullptr);
+  const auto source = [vh](const std::string& name) {
+    const xds::Route* route = RouteNamed(vh, name);
+    if (route == nullptr) return std::string("missing");
+    const xds::PolicySource& s = route->source();
+    return absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name(), " ", s.rule(), " ",
+                        s.match());
+  };
+  EXPECT_EQ(source("default/g/any"), "GRPCRoute/default/g 0 -1");
+  EXPECT_EQ(source("default/g/two/0"), "GRPCRoute/default/g 1 0");
+  EXPECT_EQ(source("default/g/two/1"), "GRPCRoute/default/g 1 1");
+  EXPECT_EQ(source("default/h/v1"), "HTTPRoute/default/h 0 0");
+}
+
 TEST_F(GatewayTest, GrpcWeightsAndHeaderModifier) {
   AddGrpc(R"(
 kind: GRPCRoute

@@ -191,6 +191,8 @@ void AddRuleRoutes(const TranslationContext& ctx, TranslationOutput& out, const 
     r.set_name(absl::StrCat(route.metadata().name(), ".", rule_name,
                             rule.matches_size() > 1 ? absl::StrCat(".", m) : ""));
     SetMatch(rule.matches_size() == 0 ? nullptr : &rule.matches(m), *r.mutable_match());
+    SetPolicySource("HTTPRoute", route.metadata().namespace_(), route.metadata().name(), rule_index,
+                    rule.matches_size() == 0 ? -1 : m, *r.mutable_source());
     *vhost.add_routes() = std::move(r);
   }
 }
@@ -321,6 +323,8 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
       xds::Route fallback;
       fallback.set_name("default");
       fallback.mutable_match()->set_prefix("/");
+      SetPolicySource("Service", service.namespace_, service.name, -1, -1,
+                      *fallback.mutable_source());
       xds::RouteAction* action = fallback.mutable_route();
       action->set_cluster(UseCluster(ctx, out, service, port, {}));
       ApplyRouteDefaults(ctx, service, *action, nullptr);

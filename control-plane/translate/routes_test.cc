@@ -64,6 +64,50 @@ TEST_F(TranslatorTest, WeightedSplitMatchesAndHeaderEdits) {
   EXPECT_EQ(fallback.route().cluster(), "outbound|9080||reviews.default");
 }
 
+// Decision records: each route names the HTTPRoute, rule and match it came from (the default
+// route its Service), each cluster its TrafficPolicy and subset.
+TEST_F(TranslatorTest, RoutesAndClustersNameThePolicyTheyCameFrom) {
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  ASSERT_EQ(vh->routes_size(), 5);
+  const auto source = [](const xds::Route& route) {
+    const xds::PolicySource& s = route.source();
+    return absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name(), " ", s.rule(), " ",
+                        s.match());
+  };
+  EXPECT_EQ(source(vh->routes(0)), "HTTPRoute/default/reviews 0 0");
+  EXPECT_EQ(source(vh->routes(1)), "HTTPRoute/default/reviews 1 0");
+  EXPECT_EQ(source(vh->routes(2)), "HTTPRoute/default/reviews 1 1");
+  EXPECT_EQ(source(vh->routes(3)), "HTTPRoute/default/reviews 2 0");
+  EXPECT_EQ(source(vh->routes(4)), "Service/default/reviews -1 -1");
+
+  const xds::Cluster* v2 = Named(r.clusters, "outbound|9080|version=v2|reviews.default");
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->subset(), "version=v2");
+  EXPECT_EQ(v2->traffic_policy().kind(), "TrafficPolicy");
+  EXPECT_EQ(v2->traffic_policy().namespace_(), "default");
+  EXPECT_EQ(v2->traffic_policy().name(), "reviews");
+  const xds::Cluster* all = Named(r.clusters, "outbound|9080||reviews.default");
+  ASSERT_NE(all, nullptr);
+  EXPECT_EQ(all->subset(), "");
+  EXPECT_EQ(all->traffic_policy().name(), "reviews");
+  // frontend has no TrafficPolicy: no source.
+  const xds::Cluster* frontend = Named(r.clusters, "outbound|8080||frontend.default");
+  ASSERT_NE(frontend, nullptr);
+  EXPECT_FALSE(frontend->has_traffic_policy());
+}
+
+// A rule without matches matches everything: match -1.
+TEST_F(TranslatorTest, ARuleWithoutMatchesHasMatchMinusOne) {
+  policy_.http_routes[0].mutable_spec()->mutable_rules(0)->clear_matches();
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::VirtualHost* vh = Host(r, "outbound", "reviews.default:9080");
+  ASSERT_NE(vh, nullptr);
+  EXPECT_EQ(vh->routes(0).source().rule(), 0);
+  EXPECT_EQ(vh->routes(0).source().match(), -1);
+}
+
 TEST_F(TranslatorTest, RedirectsDirectResponsesAndRewrites) {
   policy_.http_routes[0] = Parse<pb::HTTPRoute>(R"(
 kind: HTTPRoute

@@ -60,6 +60,20 @@ const pb::TrafficPolicySpec* TranslationContext::PolicyFor(const ServiceView& s)
   return it == index.traffic_policies.end() ? nullptr : &it->second->spec();
 }
 
+const pb::TrafficPolicy* TranslationContext::TrafficPolicyFor(const ServiceView& s) const {
+  auto it = index.traffic_policies.find({s.namespace_, s.name});
+  return it == index.traffic_policies.end() ? nullptr : it->second;
+}
+
+void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_view name, int rule,
+                     int match, xds::PolicySource& source) {
+  source.set_kind(std::string(kind));
+  source.set_namespace_(std::string(ns.empty() ? "default" : ns));
+  source.set_name(std::string(name));
+  source.set_rule(rule);
+  source.set_match(match);
+}
+
 const std::vector<const pb::HTTPRoute*>& TranslationContext::RoutesFor(const ServiceView& s) const {
   static const std::vector<const pb::HTTPRoute*> kNone;
   auto it = index.routes_by_target.find({s.namespace_, s.name});

@@ -168,6 +168,8 @@ struct TranslationContext {
   bool Reachable(const ServiceView& service) const;
   // The TrafficPolicy of a service (null: none), and its HTTPRoutes ordered by name.
   const pb::TrafficPolicySpec* PolicyFor(const ServiceView& s) const;
+  // The same TrafficPolicy as an object (its name, for decision records); null: none.
+  const pb::TrafficPolicy* TrafficPolicyFor(const ServiceView& s) const;
   const std::vector<const pb::HTTPRoute*>& RoutesFor(const ServiceView& s) const;
   // Timeouts: the TrafficPolicy's over MeshConfig's defaults, field by field.
   pb::Timeouts EffectiveTimeouts(const pb::TrafficPolicySpec* tp) const;
@@ -196,6 +198,11 @@ struct TranslationOutput {
   std::map<std::string, xds::ClusterLoadAssignment> endpoints;
   NodeResources resources;
 };
+
+// Where a resource came from, for decision records (xds PolicySource): the policy object's kind,
+// namespace and name, and for routes the rule and match indexes in it (-1: none).
+void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_view name, int rule,
+                     int match, xds::PolicySource& source);
 
 // ---------------------------------------------------------------------------------------------
 // Clusters (clusters.cc)

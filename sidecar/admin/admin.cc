@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -30,6 +31,8 @@ constexpr Endpoint kEndpoints[] = {
     {"/clusters", "GET", "clusters, endpoints, health, breakers and health checks (JSON)"},
     {"/listeners", "GET", "listeners and their bound addresses (JSON)"},
     {"/certs", "GET", "the workload certificate, trust bundle and rotation state (JSON)"},
+    {"/debug/decisions", "GET",
+     "decision records of failed and sampled requests (JSON; ?request_id=ID, ?trace_id=HEX)"},
     {"/logging", "GET, POST", "show the log level; POST ?level=debug|info|... changes it"},
     {"/drain", "POST", "start draining: inbound listeners close, HTTP connections wind down"},
     {"/quitquitquit", "POST", "exit cleanly"},
@@ -195,6 +198,17 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request, Po
   if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());
   if (path == "/listeners") return http::ServerResponse::Json(200, backend_.ListenersJson());
   if (path == "/certs") return http::ServerResponse::Json(200, backend_.CertsJson());
+  if (path == "/debug/decisions") {
+    auto request_id = query.find("request_id");
+    auto trace_id = query.find("trace_id");
+    std::string trace = trace_id == query.end() ? "" : absl::AsciiStrToLower(trace_id->second);
+    if (!trace.empty() &&
+        (trace.size() != 32 || trace.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      return http::ServerResponse::Text(400, "trace_id must be 32 hex digits\n");
+    }
+    return http::ServerResponse::Json(
+        200, backend_.DecisionsJson(request_id == query.end() ? "" : request_id->second, trace));
+  }
   if (path == "/logging") {
     if (post) {
       auto level_param = query.find("level");

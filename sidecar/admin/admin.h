@@ -9,6 +9,8 @@
 //   GET  /config_dump         the current configuration snapshot as JSON
 //   GET  /clusters            clusters: endpoints, health, breaker capacity, health checks (JSON)
 //   GET  /listeners           listeners and the addresses they are bound to (JSON)
+//   GET  /debug/decisions     decision records of failed and sampled requests (JSON);
+//                             ?request_id=ID, ?trace_id=HEX select one request's
 //   GET  /certs               the workload certificate: SPIFFE id, serial, validity, seconds to
 //                             expiry, trust bundle roots, rotation state and last error (JSON)
 //   GET  /logging             the log level; POST /logging?level=debug changes it
@@ -45,6 +47,13 @@ class AdminBackend {
   virtual std::shared_ptr<const config::Snapshot> snapshot() const = 0;
   virtual std::string ClustersJson() = 0;
   virtual std::string ListenersJson() = 0;
+  // GET /debug/decisions: the workers' decision records whose request id is `request_id` and
+  // trace id `trace_id` (empty: any), as {"workers_answered":N,"records":[...]}.
+  virtual std::string DecisionsJson(const std::string& request_id, const std::string& trace_id) {
+    (void)request_id;
+    (void)trace_id;
+    return "{\"workers_answered\":0,\"records\":[]}";
+  }
   // The discovery client's state (JSON object) for /config_dump; empty without xDS.
   virtual std::string XdsStatusJson() { return ""; }
   // The workload certificate (JSON object) for /certs; the default says there is none.

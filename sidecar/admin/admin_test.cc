@@ -15,6 +15,10 @@ class FakeBackend : public AdminBackend {
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
   std::string ClustersJson() override { return "{\"clusters\":[]}"; }
   std::string ListenersJson() override { return "{\"listeners\":[]}"; }
+  std::string DecisionsJson(const std::string& request_id, const std::string& trace_id) override {
+    decisions_asked_ = request_id + "|" + trace_id;
+    return "{\"workers_answered\":1,\"records\":[]}";
+  }
   void StartDrain() override { draining_ = true; }
   void Quit() override { ++quits_; }
 
@@ -23,6 +27,7 @@ class FakeBackend : public AdminBackend {
   bool ready_ = true;
   bool draining_ = false;
   int quits_ = 0;
+  std::string decisions_asked_;
 };
 
 class AdminTest : public ::testing::Test {
@@ -92,6 +97,20 @@ TEST_F(AdminTest, ClustersAndListenersComeFromTheBackend) {
   // No workload certificate in this backend.
   EXPECT_EQ(Call("GET", "/certs").body, "{\"workload_certificate\":null}");
   EXPECT_EQ(Call("POST", "/certs").status, 405);
+}
+
+TEST_F(AdminTest, DecisionsSelectByRequestOrTraceId) {
+  http::ServerResponse all = Call("GET", "/debug/decisions");
+  EXPECT_EQ(all.status, 200);
+  EXPECT_EQ(all.body, "{\"workers_answered\":1,\"records\":[]}");
+  EXPECT_EQ(backend_.decisions_asked_, "|");
+  EXPECT_EQ(Call("GET", "/debug/decisions?request_id=abc-1").status, 200);
+  EXPECT_EQ(backend_.decisions_asked_, "abc-1|");
+  EXPECT_EQ(Call("GET", "/debug/decisions?trace_id=0AF7651916CD43DD8448EB211C80319C").status, 200);
+  EXPECT_EQ(backend_.decisions_asked_, "|0af7651916cd43dd8448eb211c80319c");
+  http::ServerResponse bad = Call("GET", "/debug/decisions?trace_id=xyz");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body, "trace_id must be 32 hex digits\n");
 }
 
 TEST_F(AdminTest, LoggingShowsAndChangesTheLevel) {

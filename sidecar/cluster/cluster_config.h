@@ -157,6 +157,10 @@ struct ClusterConfig {
   HealthCheckConfig health_check;
   UpstreamTlsConfig tls;
   ConnectionPoolConfig pool;
+  // Decision records (stream/decision_record.h): "TrafficPolicy/ns/name" whose settings this
+  // cluster carries (empty: defaults), and the subset it holds ("version=v2"; empty: all).
+  std::string traffic_policy;
+  std::string subset;
 };
 
 // `tls` for connections that must speak HTTP/1.1: ALPN offers only "http/1.1", so a cluster that

@@ -182,6 +182,15 @@ std::optional<cluster::ClusterConfig> TranslateCluster(
   const size_t before = scope.count();
   cluster::ClusterConfig out;
   out.name = cluster.name();
+  if (cluster.has_traffic_policy()) {
+    out.traffic_policy =
+        PolicySourceName(scope, "traffic_policy", cluster.traffic_policy(), /*route=*/false);
+  }
+  if (!cluster.subset().empty() && !IsSafeHeaderValue(cluster.subset())) {
+    scope.Add("subset", "must be printable text");
+  } else {
+    out.subset = cluster.subset();
+  }
   switch (cluster.type()) {
     case xds::Cluster::STATIC:
       out.eds = false;

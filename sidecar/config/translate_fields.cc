@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -34,6 +35,29 @@ bool ValidName(absl::string_view name) {
     if (c <= 0x20 || c == 0x7f) return false;
   }
   return true;
+}
+
+std::string PolicySourceName(Errors::Scope& scope, absl::string_view path,
+                             const xds::PolicySource& source, bool route) {
+  if (source.kind().empty()) return "";
+  bool valid = true;
+  for (const auto& [field, value] :
+       {std::pair<absl::string_view, const std::string*>{"kind", &source.kind()},
+        {"namespace", &source.namespace_()},
+        {"name", &source.name()}}) {
+    if (!ValidName(*value) || absl::StrContains(*value, '/')) {
+      scope.Add(Join(path, field),
+                "must be a name: not empty, without spaces, control "
+                "characters or '/'");
+      valid = false;
+    }
+  }
+  if (route && (source.rule() < -1 || source.match() < -1)) {
+    scope.Add(path, "rule and match must be -1 (none) or an index");
+    valid = false;
+  }
+  if (!valid) return "";
+  return absl::StrCat(source.kind(), "/", source.namespace_(), "/", source.name());
 }
 
 void CheckName(Errors::Scope& scope, absl::string_view name) {

@@ -119,6 +119,11 @@ void ReadDuration(Errors::Scope& scope, absl::string_view path, bool has,
                   const google::protobuf::Duration& value, DurationRule rule, Duration* out);
 
 void CheckPercentage(Errors::Scope& scope, absl::string_view path, double value);
+
+// A PolicySource as decision records name it, "<kind>/<namespace>/<name>"; "" when it has no kind.
+// Its parts must be names (ValidName), and its rule and match -1 or more (`route`; else unused).
+std::string PolicySourceName(Errors::Scope& scope, absl::string_view path,
+                             const xds::PolicySource& source, bool route);
 void CheckStatusCode(Errors::Scope& scope, absl::string_view path, uint32_t code);
 
 // ---------------------------------------------------------------------------------------------

@@ -99,6 +99,10 @@ void TranslateAuthorization(Errors::Scope& scope, const xds::Authorization& in,
     const std::string path = Index("authorization.policies", p);
     filters::AuthorizationPolicyConfig policy;
     policy.name = policy_in.name();
+    if (policy_in.has_source()) {
+      policy.source =
+          PolicySourceName(scope, Join(path, "source"), policy_in.source(), /*route=*/false);
+    }
     switch (policy_in.action()) {
       case xds::AuthorizationPolicy::ALLOW:
         policy.action = filters::AuthorizationPolicyConfig::Action::kAllow;

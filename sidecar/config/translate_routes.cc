@@ -1,5 +1,6 @@
 #include "sidecar/config/translate_internal.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -494,6 +495,13 @@ route::RouteEntry TranslateRoute(Errors::Scope& scope, const std::string& path,
                                  const resilience::RetryPolicyConfig& vhost_retry) {
   route::RouteEntry out;
   out.name = in.name();
+  if (in.has_source()) {
+    out.source = PolicySourceName(scope, Join(path, "source"), in.source(), /*route=*/true);
+    if (!out.source.empty()) {
+      out.source_rule = std::max(-1, in.source().rule());
+      out.source_match = std::max(-1, in.source().match());
+    }
+  }
   if (!in.has_match()) {
     scope.Add(Join(path, "match"), "required");
   } else {

@@ -43,6 +43,57 @@ TEST(TranslateTest, RetryPolicyInheritanceAndOverrides) {
   EXPECT_EQ(overridden->retry_policy.retriable_status_codes, (std::vector<uint32_t>{502, 504}));
 }
 
+// Decision records: the policy objects a route, a cluster and an authorization policy came from
+// reach the running configuration as "Kind/namespace/name"; malformed ones are refused.
+TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
+  ResourceSet set = Base();
+  const auto source = [](xds::PolicySource* s, const char* kind, const char* name, int rule,
+                         int match) {
+    s->set_kind(kind);
+    s->set_namespace_("shop");
+    s->set_name(name);
+    s->set_rule(rule);
+    s->set_match(match);
+  };
+  source(RouteAt(set, 0).mutable_source(), "HTTPRoute", "reviews", 1, -1);
+  source(set.clusters.Mutable(0).mutable_traffic_policy(), "TrafficPolicy", "reviews", -1, -1);
+  set.clusters.Mutable(0).set_subset("version=v2");
+  xds::AuthorizationPolicy* allow =
+      set.listeners.Mutable(0).mutable_authorization()->add_policies();
+  allow->set_name("shop/all");
+  allow->add_rules();
+  source(allow->mutable_source(), "AuthorizationPolicy", "all", -1, -1);
+  auto snapshot = BuildSnapshot(set);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const route::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->source, "HTTPRoute/shop/reviews");
+  EXPECT_EQ(route->source_rule, 1);
+  EXPECT_EQ(route->source_match, -1);
+  const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster(set.clusters[0].name());
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_EQ(cluster->traffic_policy, "TrafficPolicy/shop/reviews");
+  EXPECT_EQ(cluster->subset, "version=v2");
+  ASSERT_EQ((*snapshot)->listeners[0].authorization.policies.size(), 1u);
+  EXPECT_EQ((*snapshot)->listeners[0].authorization.policies[0].source,
+            "AuthorizationPolicy/shop/all");
+  // Without sources: empty, and -1 indexes.
+  const route::RouteEntry* other =
+      (*snapshot)->FindRouteTable("local")->Match(Request("x", "/b"));
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->source, "");
+  EXPECT_EQ(other->source_rule, -1);
+
+  source(RouteAt(set, 0).mutable_source(), "HTTPRoute", "a/b", -2, 0);
+  set.clusters.Mutable(0).mutable_traffic_policy()->set_namespace_("");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  const std::string message(snapshot.status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr("source.name: must be a name"));
+  EXPECT_THAT(message, ::testing::HasSubstr("source: rule and match must be -1"));
+  EXPECT_THAT(message, ::testing::HasSubstr("traffic_policy.namespace: must be a name"));
+}
+
 TEST(TranslateTest, FaultAndRateLimit) {
   ResourceSet set = Base();
   RouteAt(set, 0).mutable_fault()->mutable_delay()->mutable_fixed_delay()->set_seconds(2);

@@ -87,6 +87,7 @@ Authorizer::Authorizer(const AuthorizationConfig& config) {
   for (const AuthorizationPolicyConfig& in : config.policies) {
     Policy policy;
     policy.name = in.name;
+    policy.label = in.source.empty() ? in.name : in.source;
     for (const AuthorizationRuleConfig& rule_in : in.rules) {
       Rule rule;
       for (const std::string& v : rule_in.principals) rule.principals.push_back(Compile(v));
@@ -105,13 +106,17 @@ AuthorizationDecision Authorizer::Decide(const AuthorizationRequest& request) co
   const absl::string_view peer_namespace = SpiffeNamespace(request.peer_identity);
   const absl::string_view path = request.path.substr(0, request.path.find('?'));
   for (const Policy& policy : deny_) {
-    if (policy.Matches(request, peer_namespace, path, /*deny=*/true)) return {false, &policy.name};
+    if (policy.Matches(request, peer_namespace, path, /*deny=*/true)) {
+      return {false, &policy.name, &policy.label};
+    }
   }
-  if (allow_.empty()) return {true, nullptr};
+  if (allow_.empty()) return {true, nullptr, nullptr};
   for (const Policy& policy : allow_) {
-    if (policy.Matches(request, peer_namespace, path, /*deny=*/false)) return {true, nullptr};
+    if (policy.Matches(request, peer_namespace, path, /*deny=*/false)) {
+      return {true, nullptr, &policy.label};
+    }
   }
-  return {false, nullptr};
+  return {false, nullptr, nullptr};
 }
 
 }  // namespace meshlet::sidecar::filters

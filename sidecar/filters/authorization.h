@@ -48,6 +48,8 @@ struct AuthorizationPolicyConfig {
   std::string name;  // for logs and errors
   Action action = Action::kAllow;
   std::vector<AuthorizationRuleConfig> rules;
+  // "AuthorizationPolicy/ns/name" it was made from (decision records); empty: unknown.
+  std::string source;
 };
 
 struct AuthorizationConfig {
@@ -68,6 +70,10 @@ struct AuthorizationDecision {
   bool allowed = true;
   // The DENY policy that matched, or nullptr (allowed, or no ALLOW policy matched).
   const std::string* policy = nullptr;
+  // The policy that decided, for decision records: the DENY policy that matched or the ALLOW
+  // policy that matched, named by its source ("AuthorizationPolicy/ns/name") or else its name;
+  // nullptr when none did (allowed with no policy matching, or denied for want of an ALLOW).
+  const std::string* decided_by = nullptr;
 };
 
 // "shop" from "spiffe://cluster.local/ns/shop/sa/web"; empty when the id has no ns segment.
@@ -103,6 +109,7 @@ class Authorizer {
   };
   struct Policy {
     std::string name;
+    std::string label;  // AuthorizationDecision::decided_by
     std::vector<Rule> rules;
     bool Matches(const AuthorizationRequest& request, absl::string_view peer_namespace,
                  absl::string_view path, bool deny) const;

@@ -13,6 +13,11 @@ stream::FilterStatus AuthorizationFilter::Decide(const http::HeaderMap& headers)
       .method = headers.Get(":method").value_or(""),
       .path = headers.Get(":path").value_or(""),
   });
+  stream::DecisionRecord& record = callbacks_.stream_info().decision;
+  if (decision.decided_by != nullptr) record.policy_authz = *decision.decided_by;
+  record.authz = !decision.allowed                ? stream::AuthzResult::kDeny
+                 : decision.decided_by != nullptr ? stream::AuthzResult::kAllow
+                                                  : stream::AuthzResult::kNone;
   if (decision.allowed) {
     policy_.rbac_allowed.Inc();
     return stream::FilterStatus::kContinue;

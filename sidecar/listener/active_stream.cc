@@ -13,6 +13,7 @@
 #include "common/base/logging.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/route/route_table.h"
+#include "sidecar/stream/decision_ring.h"
 #include "sidecar/tracing/tracer.h"
 
 namespace meshlet::sidecar::listener {
@@ -540,6 +541,18 @@ inline void ActiveStream::Finish() {
       hcm_.context_.tracer->Discard(info_.held_attempt_span);
     }
     hcm_.context_.tracer->End(server_span_);
+  }
+  // Decision records: kept for requests the proxy failed (a local reply, a flag) or sampled;
+  // the unsampled request that succeeded costs this test alone.
+  if (hcm_.context_.decisions != nullptr &&
+      (info_.response_flags != 0 || !info_.local_reply_reason.empty() || info_.trace.sampled))
+      [[unlikely]] {
+    // The id is copied only for the access log, and not yet for a request refused before routing.
+    absl::string_view id = request_id_;
+    if (id.empty() && request_headers_ != nullptr) {
+      id = request_headers_->Get(kRequestIdHeader).value_or("");
+    }
+    hcm_.context_.decisions->Add(info_, id);
   }
   hcm_.stats_.RecordRequest(info_, duration_us);
   if (route_.cluster != nullptr && route_.cluster_stats != nullptr) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "sidecar/listener/http_connection_manager_test_util.h"
+#include "sidecar/stream/decision_ring.h"
 
 namespace meshlet::sidecar::listener {
 namespace {
@@ -116,6 +117,96 @@ TEST_F(ActiveStreamTest, AuthorizationDeniesBeforeRouting) {
   ASSERT_EQ(log_.lines.size(), 4u);
   EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_flags\":\"AZ\"")) << log_.lines[1];
   EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"response_code\":403")) << log_.lines[1];
+}
+
+// Decision records: an unsampled request the proxy refused goes into the worker's ring, naming
+// the AuthorizationPolicy that denied it; an unsampled request that succeeded does not.
+TEST_F(ActiveStreamTest, ADenialNamesItsAuthorizationPolicyInTheDecisionRing) {
+  filters::AuthorizationRuleConfig admin;
+  admin.paths = {"/admin*"};
+  filters::AuthorizationRuleConfig anyone;
+  filters::AuthorizationPolicyConfig deny{
+      .name = "shop/no-admin",
+      .action = filters::AuthorizationPolicyConfig::Action::kDeny,
+      .rules = {admin},
+      .source = "AuthorizationPolicy/shop/no-admin"};
+  filters::AuthorizationPolicyConfig allow{
+      .name = "shop/all", .rules = {anyone}, .source = "AuthorizationPolicy/shop/all"};
+  listener_config_.authorizer = std::make_shared<const filters::Authorizer>(
+      filters::AuthorizationConfig{.policies = {deny, allow}});
+  stream::DecisionRing ring(8, 0, *shard_->RegisterCounter("meshlet_t_records_total", "h"),
+                            *shard_->RegisterCounter("meshlet_t_overwritten_total", "h"),
+                            *shard_->RegisterCounter("meshlet_t_dropped_total", "h"));
+  context_.decisions = &ring;
+  const auto get = [&](absl::string_view path, absl::string_view id) {
+    return Exchange(absl::StrCat("GET ", path, " HTTP/1.1\r\nhost: x\r\nx-request-id: ", id,
+                                 "\r\nconnection: close\r\n\r\n"))
+        .first;
+  };
+  EXPECT_TRUE(absl::StartsWith(get("/direct", "ok-1"), "HTTP/1.1 200"));
+  EXPECT_TRUE(absl::StartsWith(get("/admin/x", "denied-1"), "HTTP/1.1 403"));
+  context_.decisions = nullptr;
+  EXPECT_EQ(Counter("meshlet_t_records_total"), 1u);
+  std::string json;
+  bool first = true;
+  ring.AppendJson("", "", &json, &first);
+  EXPECT_TRUE(absl::StrContains(json, "\"request_id\":\"denied-1\"")) << json;
+  EXPECT_FALSE(absl::StrContains(json, "ok-1")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"meshlet.authz\":\"deny\"")) << json;
+  EXPECT_TRUE(
+      absl::StrContains(json, "\"meshlet.policy.authz\":\"AuthorizationPolicy/shop/no-admin\""))
+      << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"meshlet.error.reason\":\"RBAC: access denied\"")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"meshlet.response_flags\":\"AZ\"")) << json;
+}
+
+// A sampled request's server span carries its decision record: the route's and cluster's policy
+// sources, the ALLOW policy that let it in, and its attempt.
+TEST_F(ActiveStreamTest, ASampledRequestsSpanCarriesItsDecisionRecord) {
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {},
+      [](const http::ServerRequest&) { return http::ServerResponse::Text(200, "ok"); });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "up";
+  cluster->traffic_policy = "TrafficPolicy/shop/up";
+  cluster->subset = "version=v2";
+  EndpointConfig endpoint;
+  endpoint.address = (*upstream)->address();
+  cluster->endpoints.push_back(endpoint);
+  auto snapshot = std::make_shared<config::Snapshot>(*RoutesTo({{"/up", "up"}}, {cluster}));
+  route::RouteConfig routes = snapshot->route_tables["routes"]->config();
+  routes.virtual_hosts[0].routes[0].source = "GRPCRoute/shop/up";
+  routes.virtual_hosts[0].routes[0].source_rule = 0;
+  routes.virtual_hosts[0].routes[0].source_match = -1;
+  snapshot->route_tables["routes"] = std::move(*route::RouteTable::Create(routes));
+  filters::AuthorizationRuleConfig anyone;
+  listener_config_.authorizer =
+      std::make_shared<const filters::Authorizer>(filters::AuthorizationConfig{
+          .policies = {
+              {.name = "shop/all", .rules = {anyone}, .source = "AuthorizationPolicy/shop/all"}}});
+  SteppedWorker worker(*this, snapshot, /*span_per_attempt=*/false);
+  hcm_context_ = &worker.context;
+  const std::string response =
+      Exchange("GET /up HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  ASSERT_EQ(worker.sink.spans.size(), 1u);
+  const tracing::Span& span = worker.sink.spans[0];
+  EXPECT_EQ(span.policy_route, "GRPCRoute/shop/up");
+  EXPECT_EQ(span.route_rule, 0);
+  EXPECT_EQ(span.route_match, -1);
+  EXPECT_EQ(span.policy_traffic, "TrafficPolicy/shop/up");
+  EXPECT_EQ(span.subset, "version=v2");
+  EXPECT_EQ(span.authz, "allow");
+  EXPECT_EQ(span.policy_authz, "AuthorizationPolicy/shop/all");
+  EXPECT_TRUE(absl::StartsWith(
+      span.attempts,
+      absl::StrCat("endpoint=", (*upstream)->address().ToString(), " outcome=200 duration_ms=")))
+      << span.attempts;
+  EXPECT_TRUE(absl::EndsWith(span.attempts, " next=done")) << span.attempts;
 }
 
 // The chain's order at the listener level: authorization before the listener's rate limit, so

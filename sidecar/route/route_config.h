@@ -199,6 +199,11 @@ struct RouteEntry {
   // Built from rate_limit when the configuration is translated; one per route for the whole
   // process, shared by every worker (resilience/token_bucket.h). Null: no limit.
   std::shared_ptr<resilience::LocalRateLimiter> rate_limiter;
+  // Decision records (stream/decision_record.h): the policy object this route was made from,
+  // "HTTPRoute/default/reviews" (empty: unknown), and the rule and match in it (-1: none).
+  std::string source;
+  int32_t source_rule = -1;
+  int32_t source_match = -1;
 
   // Set by RouteTable when it takes ownership; let header mutation helpers reach the outer levels.
   const VirtualHostConfig* virtual_host = nullptr;

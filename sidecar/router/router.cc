@@ -11,6 +11,7 @@
 #include "sidecar/router/mirror.h"
 #include "sidecar/router/tcp_upstream.h"
 #include "sidecar/router/upstream_request.h"
+#include "sidecar/stream/decision_ring.h"
 
 namespace meshlet::sidecar::router {
 
@@ -59,6 +60,10 @@ constexpr LocalReply kConnectToTlsCluster{503, StatusCode::kUnavailable,
                                           "CONNECT to a TLS cluster is not supported"};
 
 using resilience::AttemptResult;
+
+int64_t ToMillis(Duration d) {
+  return std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
 
 // How long a mirror copy may take when its route has no timeout.
 constexpr Duration kMirrorTimeoutWithoutRouteTimeout = std::chrono::seconds(15);
@@ -109,6 +114,10 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
     return stream::FilterStatus::kStopIteration;
   }
   info_.route_name = route_->name;
+  stream::DecisionRecord& decision = info_.decision;
+  decision.policy_route = route_->source;
+  decision.route_rule = route_->source_rule;
+  decision.route_match = route_->source_match;
   if (route_->direct_response() != nullptr) {
     SendDirectResponse(*route_);
     return stream::FilterStatus::kStopIteration;
@@ -126,6 +135,8 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   }
   cluster_ = resolved.cluster.get();
   if (resolved.cluster_stats != nullptr) stats_ = resolved.cluster_stats;
+  decision.subset = cluster_->config().subset;
+  decision.policy_traffic = cluster_->config().traffic_policy;
   if (action.session != nullptr && !connect_request_) session_ = action.session.get();
 
   backend_headers_ = route::BackendHeaders(action, resolved.cluster_name);
@@ -145,8 +156,12 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   if (caller.grpc_timeout_invalid) stats_->rq_deadline_header_invalid[0].Inc();
   if (caller.meshlet_deadline_invalid) stats_->rq_deadline_header_invalid[1].Inc();
   deadline_.emplace(context_.clock, action.timeout, caller.remaining);
+  if (action.retry_policy.per_try_timeout > Duration::zero()) {
+    decision.timeout_per_try_ms = ToMillis(action.retry_policy.per_try_timeout);
+  }
   if (!deadline_->infinite()) {
     const Duration remaining = deadline_->Remaining();
+    decision.timeout_request_ms = ToMillis(remaining);
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
@@ -319,6 +334,10 @@ void Router::StartAttempt() {
     return;
   }
   info_.upstream_host = selection.host->address();
+  if (!info_.decision.BeginAttempt(selection.host->address(), context_.clock.Now()) &&
+      context_.decisions != nullptr) {
+    context_.decisions->CountDroppedAttempt();
+  }
   if (connect_request_) {
     StartConnectAttempt(selection);
     return;
@@ -364,6 +383,8 @@ void Router::OnTcpUpstreamConnected() {
   tunnel_ = true;
   response_started_ = true;
   stats_->RecordStatus(200);
+  EndAttempt(stream::AttemptOutcome::kResponse, 200);
+  info_.decision.SetNext(stream::AttemptNext::kDone);
   info_.response_code = 200;
   info_.tunnel = TunnelKind::kConnect;
   http::HeaderMap headers;
@@ -383,6 +404,9 @@ void Router::OnTcpUpstreamConnected() {
 
 void Router::OnTcpUpstreamConnectFailed() {
   if (done_) return;
+  EndAttempt(stream::AttemptOutcome::kConnectFailure);
+  info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                         static_cast<uint8_t>(stream::NoRetryCause::kAttemptsExhausted));
   stats_->rq_connect_fail.Inc();
   Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
 }
@@ -480,6 +504,9 @@ stream::FilterStatus Router::DecodeTrailers(http::HeaderMap& trailers) {
 void Router::OnUpstreamPoolFailure(PoolFailureReason reason, const Host& host) {
   if (done_) return;
   if (reason == PoolFailureReason::kOverflow) {
+    EndAttempt(stream::AttemptOutcome::kOverflow);
+    info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                           static_cast<uint8_t>(stream::NoRetryCause::kBreaker));
     stats_->rq_overflow.Inc();
     Fail(ResponseFlag::kUpstreamOverflow, kOverflow);
     return;
@@ -500,6 +527,9 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
   if (done_) return;
   stats_->RecordStatus(status);
   if (retry_state_.has_value() && MaybeRetryResponse(*headers, end_stream, status)) return;
+  // The answer (a failure not retried says why already).
+  EndAttempt(stream::AttemptOutcome::kResponse, status);
+  info_.decision.SetNext(stream::AttemptNext::kDone);
   upstream_->DisablePerTryTimeout();  // the per-try timeout is over
   response_started_ = true;
   info_.response_code = status;
@@ -628,6 +658,9 @@ void Router::OnUpstreamReset(http::StreamResetReason reason) {
 
 void Router::OnTimeout() {
   if (done_) return;
+  EndAttempt(stream::AttemptOutcome::kRouteTimeout);
+  info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                         static_cast<uint8_t>(stream::NoRetryCause::kDeadline));
   stats_->rq_timeout.Inc();
   if (upstream_ != nullptr) {
     upstream_->RecordResult(resilience::HostResult::kGatewayError, std::nullopt);
@@ -666,7 +699,20 @@ void Router::Finish() {
   upstream_above_high_watermark_ = false;
 }
 
-void Router::Abandon() { Finish(); }
+void Router::Abandon() {
+  // An attempt still running ends with the request.
+  EndAttempt(stream::AttemptOutcome::kCancelled);
+  info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                         static_cast<uint8_t>(stream::NoRetryCause::kCancelled));
+  Finish();
+}
+
+void Router::EndAttempt(stream::AttemptOutcome outcome, int status) {
+  // Most calls find the attempt ended already (Abandon after the response): no clock read then.
+  const stream::AttemptRecord* current = info_.decision.current();
+  if (current == nullptr || current->outcome != stream::AttemptOutcome::kPending) return;
+  info_.decision.EndAttempt(outcome, status, context_.clock.Now());
+}
 
 Duration Router::PrepareAttempt() {
   std::optional<Duration> attempt_timeout;

@@ -141,6 +141,8 @@ class Router final : public stream::Filter {
   // A response the retry policy might retry: true when it was discarded for a retry.
   bool MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status);
   void CountNoRetry(resilience::NoRetryReason reason);
+  // Decision record (stream/decision_record.h): ends the current attempt with `outcome`.
+  void EndAttempt(stream::AttemptOutcome outcome, int status = 0);
   // Sticky sessions (route/session.h): counts what the request's token did once the first
   // attempt's host is chosen (`preferred`: the token's host, null if none is in the cluster), and
   // puts a token on the response when the session is new, moved or renewed (idle timeout).

@@ -50,6 +50,66 @@ size_t RetryReasonIndex(AttemptResult::Kind kind) {
   return 4;
 }
 
+stream::AttemptOutcome OutcomeOf(AttemptResult::Kind kind) {
+  switch (kind) {
+    case AttemptResult::Kind::kConnectFailure:
+      return stream::AttemptOutcome::kConnectFailure;
+    case AttemptResult::Kind::kRefusedStream:
+      return stream::AttemptOutcome::kRefusedStream;
+    case AttemptResult::Kind::kResetBeforeHeaders:
+    case AttemptResult::Kind::kResetAfterHeaders:
+      return stream::AttemptOutcome::kReset;
+    case AttemptResult::Kind::kPerTryTimeout:
+      return stream::AttemptOutcome::kTimeout;
+    case AttemptResult::Kind::kResponse:
+      return stream::AttemptOutcome::kResponse;
+  }
+  return stream::AttemptOutcome::kResponse;
+}
+
+stream::RetryCause RetryCauseOf(const AttemptResult& result) {
+  switch (result.kind) {
+    case AttemptResult::Kind::kConnectFailure:
+      return stream::RetryCause::kConnectFailure;
+    case AttemptResult::Kind::kRefusedStream:
+      return stream::RetryCause::kRefusedStream;
+    case AttemptResult::Kind::kResetBeforeHeaders:
+    case AttemptResult::Kind::kResetAfterHeaders:
+      return stream::RetryCause::kReset;
+    case AttemptResult::Kind::kPerTryTimeout:
+      return stream::RetryCause::kTimeout;
+    case AttemptResult::Kind::kResponse:
+      break;
+  }
+  if (result.grpc_status.value_or(0) != 0) return stream::RetryCause::kGrpc;
+  return result.http_status >= 500 ? stream::RetryCause::k5xx : stream::RetryCause::kStatus;
+}
+
+stream::NoRetryCause NoRetryCauseOf(NoRetryReason reason) {
+  switch (reason) {
+    case NoRetryReason::kNone:
+    case NoRetryReason::kPolicyNoMatch:
+      return stream::NoRetryCause::kNotRetriable;
+    case NoRetryReason::kResponseStarted:
+      return stream::NoRetryCause::kResponseStarted;
+    case NoRetryReason::kAttemptsExhausted:
+      return stream::NoRetryCause::kAttemptsExhausted;
+    case NoRetryReason::kNonIdempotent:
+      return stream::NoRetryCause::kNonIdempotent;
+    case NoRetryReason::kBodyTooLarge:
+      return stream::NoRetryCause::kBodyTooLarge;
+    case NoRetryReason::kDeadlineTooClose:
+      return stream::NoRetryCause::kDeadline;
+    case NoRetryReason::kLocalConnectRefused:
+      return stream::NoRetryCause::kLocalAppRefused;
+    case NoRetryReason::kBudgetExhausted:
+      return stream::NoRetryCause::kBudget;
+    case NoRetryReason::kConcurrentRetriesExceeded:
+      return stream::NoRetryCause::kBreaker;
+  }
+  return stream::NoRetryCause::kNotRetriable;
+}
+
 }  // namespace
 
 bool Router::MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream, int status) {
@@ -75,7 +135,13 @@ bool Router::MaybeRetryResponse(const http::HeaderMap& headers, bool end_stream,
 }
 
 bool Router::MaybeRetry(const AttemptResult& result) {
-  if (!retry_state_.has_value() || response_started_ || done_) return false;
+  if (response_started_ || done_) return false;
+  EndAttempt(OutcomeOf(result.kind), static_cast<int>(result.http_status));
+  if (!retry_state_.has_value()) {
+    info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                           static_cast<uint8_t>(stream::NoRetryCause::kAttemptsExhausted));
+    return false;
+  }
   resilience::RetryDecision decision = retry_state_->OnAttemptFailed(result);
   if (decision.retry && body_sent_ && !replay_buffering_) {
     // The body that reached this attempt was not kept (a non-idempotent request, or one too long
@@ -86,9 +152,12 @@ bool Router::MaybeRetry(const AttemptResult& result) {
                                                       : NoRetryReason::kBodyTooLarge);
   }
   if (!decision.retry) {
+    info_.decision.SetNext(stream::AttemptNext::kNoRetry,
+                           static_cast<uint8_t>(NoRetryCauseOf(decision.reason)));
     CountNoRetry(decision.reason);
     return false;
   }
+  info_.decision.SetNext(stream::AttemptNext::kRetry, static_cast<uint8_t>(RetryCauseOf(result)));
   stats_->rq_retry[RetryReasonIndex(result.kind)].Inc();
   LOG(DEBUG) << "retrying after " << absl::FormatDuration(absl::FromChrono(decision.delay))
              << " (attempt " << retry_state_->attempts() << " failed)";

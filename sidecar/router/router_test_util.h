@@ -180,6 +180,9 @@ class RouterTest : public ::testing::Test {
     RouteEntry route;
     route.name = "r";
     route.match.path = "/";
+    route.source = route_source_;
+    route.source_rule = route_source_.empty() ? -1 : 2;
+    route.source_match = route_source_.empty() ? -1 : 1;
     RouteAction routed = action;
     routed.cluster = "c";
     route.action = routed;
@@ -202,6 +205,8 @@ class RouterTest : public ::testing::Test {
     }
     config.retry_budget = budget_;
     config.circuit_breakers = breakers;
+    config.traffic_policy = traffic_policy_;
+    config.subset = subset_;
     if (!stats_.contains(name)) stats_[name] = *UpstreamStats::Create(*shard_, name);
     clusters_[name] = std::make_shared<Cluster>(
         loop_, config, std::make_shared<resilience::CircuitBreakerThresholds>(breakers), random_,
@@ -329,6 +334,11 @@ class RouterTest : public ::testing::Test {
   stream::StreamContext context_{
       .loop = loop_, .random = random_, .clock = RealClock::Get(), .stats = *shard_};
   resilience::RetryBudgetConfig budget_;
+  // Decision-record sources Configure() and AddCluster() give the route "r" (rule 2, match 1) and
+  // the clusters; empty: none.
+  std::string route_source_;
+  std::string traffic_policy_;
+  std::string subset_;
   std::shared_ptr<const RouteTable> table_;
   std::vector<std::unique_ptr<FakeUpstream>> upstreams_;
   std::vector<std::unique_ptr<RecordingCallbacks>> callbacks_;

@@ -262,6 +262,13 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
                      "workers, each counting its own): the ones beyond get a local 503 with "
                      "x-meshlet-overloaded (flag OL). Default 0: no limit.",
                      uint64_t{0}, uint64_t{1} << 32),
+      flags::IntFlag("--decision-ring-size", "N", &o.decision_ring_size,
+                     "Decision records (the route, rule and policy objects, timeouts, "
+                     "authorization and attempts of a request) each worker keeps of the last "
+                     "requests the proxy failed or that were sampled, for GET /debug/decisions; "
+                     "older ones are overwritten, counted in "
+                     "meshlet_decision_records_overwritten_total. Default 256; 0: none kept.",
+                     uint64_t{0}, uint64_t{1} << 16),
       flags::IntFlag("--mirror-max-in-flight", "N", &o.mirror_max_in_flight,
                      "Request mirror copies (route request_mirror_policies) each worker may "
                      "have in flight, those still receiving the request's body included; copies "

@@ -60,6 +60,9 @@ struct ServerOptions {
   // --mirror-max-in-flight: request mirror copies each worker may have in flight
   // (router/mirror.h); beyond it a copy is skipped and counted.
   uint64_t mirror_max_in_flight = router::Mirrors::kDefaultMaxInFlight;
+  // --decision-ring-size: decision records each worker keeps of failed and sampled requests
+  // (stream/decision_ring.h), for GET /debug/decisions; 0: none.
+  uint64_t decision_ring_size = 256;
   // --error-header: the field naming this proxy, the response flags and the reason on every
   // response it makes itself (stream/local_reply.h ErrorAttribution); empty: none.
   std::string error_header = "x-meshlet-error";

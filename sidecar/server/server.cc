@@ -242,7 +242,8 @@ absl::Status Server::Init() {
                         .max_active_requests = PerWorkerActiveRequests(),
                         .max_mirrors_in_flight = options_.mirror_max_in_flight,
                         .error_header = options_.error_header,
-                        .node_name = node_name_});
+                        .node_name = node_name_,
+                        .decision_ring_size = options_.decision_ring_size});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -576,6 +577,21 @@ void Server::Shutdown() {
   if (admin_ != nullptr) admin_->Shutdown();
   if (prometheus_ != nullptr) prometheus_->Shutdown();
   loop_.Stop();
+}
+
+std::string Server::DecisionsJson(const std::string& request_id, const std::string& trace_id) {
+  std::string records;
+  int answered = 0;
+  for (auto& worker : workers_) {
+    std::optional<std::string> json =
+        worker->CollectDecisions(request_id, trace_id, kWorkerQueryTimeout);
+    if (!json.has_value()) continue;
+    ++answered;
+    if (json->empty()) continue;
+    if (!records.empty()) records.push_back(',');
+    records.append(*json);
+  }
+  return absl::StrCat("{\"workers_answered\":", answered, ",\"records\":[", records, "]}");
 }
 
 std::string Server::ClustersJson() {

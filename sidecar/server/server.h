@@ -106,6 +106,7 @@ class Server final : public admin::AdminBackend {
   const StatsRegistry& stats() const override { return stats_; }
   std::shared_ptr<const config::Snapshot> snapshot() const override { return snapshot_; }
   std::string ClustersJson() override;
+  std::string DecisionsJson(const std::string& request_id, const std::string& trace_id) override;
   std::string ListenersJson() override;
   std::string XdsStatusJson() override;
   std::string CertsJson() override;

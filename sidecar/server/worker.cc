@@ -114,6 +114,22 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
   });
   mirrors_ = std::make_unique<router::Mirrors>(*loop_, *clusters_, shared_.max_mirrors_in_flight);
   context_->mirrors = mirrors_.get();
+  if (shared_.decision_ring_size > 0) {
+    const LabelSet worker = {{"worker", absl::StrCat(index_)}};
+    const auto counter = [&](absl::string_view name, absl::string_view help) {
+      return OrDiscard(stats_->RegisterCounter(name, help, worker), name);
+    };
+    decisions_ = std::make_unique<stream::DecisionRing>(
+        shared_.decision_ring_size, index_,
+        counter("meshlet_decision_records_total",
+                "Decision records kept of failed and sampled requests, by worker thread."),
+        counter("meshlet_decision_records_overwritten_total",
+                "Decision records overwritten by newer ones (--decision-ring-size), by worker "
+                "thread."),
+        counter("meshlet_decision_attempts_dropped_total",
+                "Upstream attempts beyond those a decision record keeps (8), by worker thread."));
+    context_->decisions = decisions_.get();
+  }
   if (shared_.tracing != nullptr) {
     const tracing::TracingConfig& tracing = *shared_.tracing;
     span_exporter_ = std::make_unique<tracing::SpanExporter>(*loop_, tracing, tracing.service_name,
@@ -232,6 +248,25 @@ std::optional<std::vector<admin::ClusterStatus>> Worker::CollectClusters(Duratio
     return std::nullopt;
   }
   return std::move(result->clusters);
+}
+
+std::optional<std::string> Worker::CollectDecisions(std::string request_id, std::string trace_id,
+                                                    Duration timeout) {
+  if (!started_ || stopped_) return std::nullopt;
+  struct Result {
+    Notification done;
+    std::string json;
+  };
+  auto result = std::make_shared<Result>();
+  loop_->Post([this, result, request_id = std::move(request_id), trace_id = std::move(trace_id)] {
+    if (decisions_ != nullptr) {
+      bool first = true;
+      decisions_->AppendJson(request_id, trace_id, &result->json, &first);
+    }
+    result->done.Notify();
+  });
+  if (!result->done.WaitForNotificationWithTimeout(timeout)) return std::nullopt;
+  return std::move(result->json);
 }
 
 absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, bool initial) {

@@ -52,6 +52,7 @@
 #include "sidecar/router/mirror.h"
 #include "sidecar/server/tls_contexts.h"
 #include "sidecar/server/upstream_transport.h"
+#include "sidecar/stream/decision_ring.h"
 #include "sidecar/tracing/exporter.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -96,6 +97,8 @@ struct WorkerShared {
   // node name; the server owns both text.
   absl::string_view error_header;
   absl::string_view node_name;
+  // Decision records each worker keeps (--decision-ring-size; stream/decision_ring.h); 0: none.
+  size_t decision_ring_size = 0;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -130,6 +133,10 @@ class Worker final : private listener::ConnectionOwner {
   std::vector<admin::ListenerStatus> listeners() const;
   // Asks the worker thread for its clusters' state; nullopt if it does not answer in `timeout`.
   std::optional<std::vector<admin::ClusterStatus>> CollectClusters(Duration timeout);
+  // Asks the worker thread for its decision records matching `request_id` and `trace_id` (empty:
+  // any), newest first, as JSON objects joined by ","; nullopt if it does not answer in `timeout`.
+  std::optional<std::string> CollectDecisions(std::string request_id, std::string trace_id,
+                                              Duration timeout);
 
  private:
   class ActiveListener;
@@ -174,7 +181,8 @@ class Worker final : private listener::ConnectionOwner {
   std::unique_ptr<tracing::SpanExporter> span_exporter_;  // null: tracing off
   std::unique_ptr<tracing::Tracer> tracer_;               // null: tracing off
   std::unique_ptr<cluster::WorkerClusterManager> clusters_;
-  std::unique_ptr<router::Mirrors> mirrors_;  // copies in flight hold clusters: goes first
+  std::unique_ptr<router::Mirrors> mirrors_;         // copies in flight hold clusters: goes first
+  std::unique_ptr<stream::DecisionRing> decisions_;  // null: --decision-ring-size 0
   // What the HTTP connection manager and router see; `snapshot` is the current one.
   std::unique_ptr<listener::WorkerContext> context_;
   // Copies of context_ that differ only in the access log, one per listener name ever configured,

@@ -28,6 +28,8 @@ class Tracer;
 
 namespace meshlet::sidecar::stream {
 
+class DecisionRing;
+
 // Writes one JSON line per finished request or connection when enabled.
 class AccessLogSink {
  public:
@@ -73,6 +75,9 @@ struct StreamContext {
   // name in it. Both point into the server's options, which outlive every worker.
   absl::string_view error_header;
   absl::string_view node_name;
+  // The worker's decision records of failed and sampled requests (decision_ring.h); null: none
+  // kept (--decision-ring-size 0).
+  DecisionRing* decisions = nullptr;
 };
 
 }  // namespace meshlet::sidecar::stream

@@ -72,6 +72,17 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   }
   if (info.response_flags != 0) AppendResponseFlags(&span.response_flags, info.response_flags);
   span.error_reason = info.local_reply_reason;
+  const DecisionRecord& d = info.decision;
+  span.policy_route = d.policy_route;
+  span.route_rule = d.route_rule;
+  span.route_match = d.route_match;
+  span.subset = d.subset;
+  span.policy_traffic = d.policy_traffic;
+  span.authz = AuthzResultName(d.authz);
+  span.policy_authz = d.policy_authz;
+  span.timeout_request_ms = d.timeout_request_ms;
+  span.timeout_per_try_ms = d.timeout_per_try_ms;
+  AppendAttempts(d, &span.attempts);
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;
     span.status_message = span.response_flags.empty()

@@ -18,6 +18,7 @@
 #include "common/base/clock.h"
 #include "common/http/codec.h"
 #include "common/net/address.h"
+#include "sidecar/stream/decision_record.h"
 #include "sidecar/tracing/span.h"
 
 namespace meshlet::sidecar::stream {
@@ -99,6 +100,8 @@ struct StreamInfo {
   // (TracingConfig::span_per_attempt false): exported when a second attempt begins, else folded
   // into the server span when the request ends (tracing::FoldSingleAttempt).
   tracing::SpanPtr held_attempt_span;
+  // Why this hop did what it did (decision_record.h), filled by the router and authorization.
+  DecisionRecord decision;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   bool HasFlag(ResponseFlag flag) const {

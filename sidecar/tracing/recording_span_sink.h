@@ -26,6 +26,12 @@ class RecordingSpanSink final : public SpanSink {
     copy.peer_identity = Keep(span.peer_identity);
     copy.route = Keep(span.route);
     copy.cluster = Keep(span.cluster);
+    copy.error_reason = Keep(span.error_reason);
+    copy.policy_route = Keep(span.policy_route);
+    copy.subset = Keep(span.subset);
+    copy.policy_traffic = Keep(span.policy_traffic);
+    copy.authz = Keep(span.authz);
+    copy.policy_authz = Keep(span.policy_authz);
     return true;
   }
 

@@ -87,6 +87,19 @@ struct Span {
   uint32_t retry_attempt = 0;      // meshlet.retry_attempt (client spans: 1 = first try)
   std::string request_id;          // meshlet.request_id (x-request-id)
 
+  // The decision record (server spans; docs/tracing.md "Decision records"): views of
+  // configuration text like `route` above, or literals.
+  absl::string_view policy_route;    // meshlet.policy.route
+  int32_t route_rule = -1;           // meshlet.route.rule, with meshlet.route.match; -1: unset
+  int32_t route_match = -1;          // meshlet.route.match (-1 with a rule: no match list)
+  absl::string_view subset;          // meshlet.subset
+  absl::string_view policy_traffic;  // meshlet.policy.traffic
+  absl::string_view authz;           // meshlet.authz: "allow", "deny", "none"
+  absl::string_view policy_authz;    // meshlet.policy.authz
+  int64_t timeout_request_ms = -1;   // meshlet.timeout.request_ms; -1: unset
+  int64_t timeout_per_try_ms = -1;   // meshlet.timeout.per_try_ms; -1: unset
+  std::string attempts;              // meshlet.attempts
+
   static constexpr size_t kMaxPathBytes = 256;
   // Reset() keeps string buffers up to this size: a rare long value is not kept in the pool.
   static constexpr size_t kKeptCapacity = 512;
@@ -101,6 +114,16 @@ struct Span {
     Clear(response_flags);
     Clear(request_id);
     Clear(trace_state);
+    Clear(attempts);
+    policy_route = {};
+    route_rule = -1;
+    route_match = -1;
+    subset = {};
+    policy_traffic = {};
+    authz = {};
+    policy_authz = {};
+    timeout_request_ms = -1;
+    timeout_per_try_ms = -1;
     protocol = {};
     peer_identity = {};
     route = {};
@@ -170,6 +193,22 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (span.upstream_ready_us >= 0) int_attr("meshlet.upstream.ready_us", span.upstream_ready_us);
   if (span.retry_attempt != 0) int_attr("meshlet.retry_attempt", span.retry_attempt);
   if (!span.request_id.empty()) string_attr("meshlet.request_id", span.request_id);
+  if (!span.policy_route.empty()) string_attr("meshlet.policy.route", span.policy_route);
+  if (span.route_rule >= 0) {
+    int_attr("meshlet.route.rule", static_cast<int64_t>(span.route_rule));
+    int_attr("meshlet.route.match", static_cast<int64_t>(span.route_match));
+  }
+  if (!span.subset.empty()) string_attr("meshlet.subset", span.subset);
+  if (!span.policy_traffic.empty()) string_attr("meshlet.policy.traffic", span.policy_traffic);
+  if (!span.authz.empty()) string_attr("meshlet.authz", span.authz);
+  if (!span.policy_authz.empty()) string_attr("meshlet.policy.authz", span.policy_authz);
+  if (span.timeout_request_ms >= 0) {
+    int_attr("meshlet.timeout.request_ms", span.timeout_request_ms);
+  }
+  if (span.timeout_per_try_ms >= 0) {
+    int_attr("meshlet.timeout.per_try_ms", span.timeout_per_try_ms);
+  }
+  if (!span.attempts.empty()) string_attr("meshlet.attempts", span.attempts);
 }
 
 }  // namespace meshlet::sidecar::tracing

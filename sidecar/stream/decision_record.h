@@ -1,0 +1,171 @@
+#pragma once
+
+// DecisionRecord: why this hop did what it did with one request (docs/tracing.md "Decision
+// records") — the policy object, rule and match that made the matched route, the cluster's subset
+// and TrafficPolicy, the timeouts, the authorization decision, and each upstream attempt with its
+// outcome and why it was or was not retried. The router and the authorization filter fill it as
+// the request runs; it is turned into text only when a span is exported (sampled requests) or the
+// record goes into the worker's DecisionRing (decision_ring.h: failed and sampled requests).
+//
+// Cost: fixed-size data inside StreamInfo. Filling it is a few stores per request and per attempt
+// and never allocates: strings are views of configuration text (the route table, the cluster's
+// and the authorization policies' configuration), which the stream's router and listener keep
+// alive until the stream has ended; an attempt's endpoint is copied (a host removed from its
+// cluster may go before the request ends). At most kMaxAttempts attempts are kept; more are only
+// counted.
+//
+// Threading: one request, one worker thread.
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "common/base/clock.h"
+#include "common/net/address.h"
+
+namespace meshlet::sidecar::stream {
+
+// What came of one upstream attempt (the `outcome=` words of docs/tracing.md).
+enum class AttemptOutcome : uint8_t {
+  kPending,         // still running
+  kResponse,        // response headers arrived: `status`
+  kConnectFailure,  // connect-failure
+  kRefusedStream,   // refused-stream
+  kReset,           // reset: before response headers
+  kTimeout,         // timeout: the per-try timeout
+  kRouteTimeout,    // route-timeout: the route timeout fired during the attempt
+  kOverflow,        // overflow: circuit-breaker limits refused a stream
+  kCancelled,       // cancelled: the request ended otherwise
+};
+
+// What the router did after an attempt (`next=`).
+enum class AttemptNext : uint8_t { kPending, kDone, kRetry, kNoRetry };
+
+// Why an attempt was retried: `retry(<reason>)`.
+enum class RetryCause : uint8_t {
+  kConnectFailure,  // connect-failure
+  kRefusedStream,   // refused-stream
+  kReset,           // reset
+  kTimeout,         // timeout (per-try)
+  k5xx,             // 5xx
+  kStatus,          // status: a listed retriable status below 500
+  kGrpc,            // grpc: a gRPC status retry_on names
+};
+
+// Why a failed attempt was not retried: `no-retry(<why>)`.
+enum class NoRetryCause : uint8_t {
+  kNotRetriable,       // not-retriable
+  kAttemptsExhausted,  // attempts-exhausted
+  kBudget,             // budget
+  kBreaker,            // breaker
+  kDeadline,           // deadline
+  kNonIdempotent,      // non-idempotent
+  kBodyTooLarge,       // body-too-large
+  kLocalAppRefused,    // local-app-refused
+  kResponseStarted,    // response-started
+  kCancelled,          // cancelled
+};
+
+// An IP endpoint in a few bytes (net::Address holds a whole sockaddr_storage).
+struct EndpointBytes {
+  uint8_t family;  // 4, 6; else not an IP endpoint
+  uint16_t port;
+  uint8_t ip[16];
+
+  void Set(const net::Address& address);
+  std::string ToString() const;  // "10.0.0.1:80", "[fd00::1]:80", "-"
+};
+
+// Left uninitialised until BeginAttempt() writes every field: a request that never goes upstream
+// pays nothing for the array.
+struct AttemptRecord {
+  EndpointBytes endpoint;
+  // MonotonicTime's ticks since its epoch: converted only when formatted.
+  MonotonicTime::rep start_ticks;
+  MonotonicTime::rep end_ticks;  // = start_ticks while pending
+  uint16_t status;               // kResponse
+  AttemptOutcome outcome;
+  AttemptNext next;
+  uint8_t cause;  // RetryCause (kRetry) or NoRetryCause (kNoRetry)
+};
+
+// The authorization decision (`meshlet.authz`).
+enum class AuthzResult : uint8_t {
+  kUnknown,  // the listener has no authorization: not exported
+  kAllow,    // an ALLOW policy matched
+  kDeny,     // a DENY policy matched, or ALLOW policies exist and none matched
+  kNone,     // policies exist but none decided: allowed
+};
+
+struct DecisionRecord {
+  static constexpr size_t kMaxAttempts = 8;
+
+  // "HTTPRoute/default/reviews-split"; empty: the route has no source.
+  absl::string_view policy_route;
+  int32_t route_rule = -1;           // -1: none (a Service's default route)
+  int32_t route_match = -1;          // -1: the rule has no matches (exported only with a rule)
+  absl::string_view subset;          // "version=v2"; empty: the whole service
+  absl::string_view policy_traffic;  // "TrafficPolicy/ns/name"; empty: defaults
+  AuthzResult authz = AuthzResult::kUnknown;
+  absl::string_view policy_authz;   // "AuthorizationPolicy/ns/name"; empty: none decided
+  int64_t timeout_request_ms = -1;  // -1: none
+  int64_t timeout_per_try_ms = -1;  // -1: none
+
+  uint32_t attempt_count = 0;  // attempts begun (may exceed kMaxAttempts)
+  std::array<AttemptRecord, kMaxAttempts> attempts;
+
+  // A new attempt to `endpoint` begins at `now`. Returns false when it is beyond kMaxAttempts
+  // (not kept; the caller counts it).
+  bool BeginAttempt(const net::Address& endpoint, MonotonicTime now) {
+    const uint32_t index = attempt_count++;
+    if (index >= kMaxAttempts) return false;
+    AttemptRecord& a = attempts[index];
+    a.endpoint.Set(endpoint);
+    a.start_ticks = now.time_since_epoch().count();
+    a.end_ticks = a.start_ticks;
+    a.status = 0;
+    a.outcome = AttemptOutcome::kPending;
+    a.next = AttemptNext::kPending;
+    a.cause = 0;
+    return true;
+  }
+  // The last kept attempt, when it is the current one (null: none, or beyond kMaxAttempts).
+  AttemptRecord* current() {
+    return attempt_count == 0 || attempt_count > kMaxAttempts ? nullptr
+                                                              : &attempts[attempt_count - 1];
+  }
+  // Ends the current attempt, unless it has ended already.
+  void EndAttempt(AttemptOutcome outcome, int status, MonotonicTime now) {
+    AttemptRecord* a = current();
+    if (a == nullptr || a->outcome != AttemptOutcome::kPending) return;
+    a->outcome = outcome;
+    a->status = static_cast<uint16_t>(status);
+    a->end_ticks = now.time_since_epoch().count();
+  }
+  // Says what followed the current attempt, unless that is said already.
+  void SetNext(AttemptNext next, uint8_t cause = 0) {
+    AttemptRecord* a = current();
+    if (a == nullptr || a->next != AttemptNext::kPending) return;
+    a->next = next;
+    a->cause = cause;
+  }
+  uint32_t kept_attempts() const {
+    return attempt_count < kMaxAttempts ? attempt_count : static_cast<uint32_t>(kMaxAttempts);
+  }
+  uint32_t dropped_attempts() const { return attempt_count - kept_attempts(); }
+};
+
+// An attempt's duration in whole milliseconds (0 while pending).
+int64_t AttemptDurationMs(const AttemptRecord& attempt);
+
+absl::string_view AttemptOutcomeName(AttemptOutcome outcome);
+absl::string_view RetryCauseName(RetryCause cause);
+absl::string_view NoRetryCauseName(NoRetryCause cause);
+absl::string_view AuthzResultName(AuthzResult result);  // "" for kUnknown
+
+// Appends `meshlet.attempts` (docs/tracing.md): one entry per kept attempt joined by "; ", and
+// "dropped=N" after them when attempts were not kept. Appends nothing without attempts.
+void AppendAttempts(const DecisionRecord& record, std::string* out);
+
+}  // namespace meshlet::sidecar::stream

@@ -1,0 +1,69 @@
+#pragma once
+
+// DecisionRing: the decision records (decision_record.h) of one worker's last failed and sampled
+// requests, for GET /debug/decisions (docs/operations.md "Decision records"): a request the proxy
+// answered itself or reset has no span unless it was sampled, and its record is how `meshctl
+// explain` finds out why it failed.
+//
+// A fixed number of entries, allocated once; a new record overwrites the oldest, counted in
+// meshlet_decision_records_overwritten_total. Each entry holds the request's ids and its server
+// span's attributes as JSON (the same names and values the span exports, decision record
+// included), formatted when the request ends: Add() formats and may allocate, so the connection
+// manager calls it only for requests that failed or were sampled, never on the unsampled path of
+// a request that succeeded.
+//
+// Ownership and threading: one per worker, owned by the worker, used only on its loop thread
+// (the admin reads it by posting to that loop: AppendJson()).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/stats/stats.h"
+#include "sidecar/stream/stream_info.h"
+#include "sidecar/tracing/span.h"
+
+namespace meshlet::sidecar::stream {
+
+class DecisionRing {
+ public:
+  // `capacity` 0: nothing is kept. The counters are the worker's stats shard's.
+  DecisionRing(size_t capacity, int worker_index, Counter records, Counter overwritten,
+               Counter attempts_dropped);
+  DecisionRing(const DecisionRing&) = delete;
+  DecisionRing& operator=(const DecisionRing&) = delete;
+
+  size_t capacity() const { return entries_.size(); }
+  // A request that ended: keeps its record (its views are read now, while they are valid).
+  void Add(const StreamInfo& info, absl::string_view request_id);
+  // A request began more attempts than DecisionRecord keeps.
+  void CountDroppedAttempt() { attempts_dropped_.Inc(); }
+
+  // Appends the records whose request id is `request_id` and whose trace id (32 hex) is
+  // `trace_id` (an empty filter takes any), newest first, as JSON objects, each preceded by ","
+  // unless `*first` (which it clears).
+  void AppendJson(absl::string_view request_id, absl::string_view trace_id, std::string* out,
+                  bool* first) const;
+
+ private:
+  struct Entry {
+    bool used = false;
+    bool sampled = false;
+    int64_t time_unix_nano = 0;
+    std::string request_id;
+    std::string trace_id;    // 32 hex; empty: no trace
+    std::string attributes;  // a JSON object
+  };
+
+  const int worker_index_;
+  std::vector<Entry> entries_;
+  size_t next_ = 0;  // where the next record goes
+  Counter records_;
+  Counter overwritten_;
+  Counter attempts_dropped_;
+  tracing::Span scratch_;  // the attributes are read off a span filled as the server span is
+};
+
+}  // namespace meshlet::sidecar::stream
