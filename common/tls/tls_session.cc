@@ -45,10 +45,11 @@ std::string ChainKey(const STACK_OF(CRYPTO_BUFFER) * buffers) {
   return digest;
 }
 
-using tls_internal::ByteQueue;
+using tls_internal::BioEnd;
 
-// A BIO over a ByteQueue (its data pointer): the SSL reads ciphertext from one and writes to
-// another. Reading an empty queue is "retry later", which BoringSSL reports as WANT_READ.
+// A BIO over a BioEnd (its data pointer): the SSL reads ciphertext from one and writes to
+// another, each a queue and, while attached, the owner's wire. Reading when neither has bytes is
+// "retry later", which BoringSSL reports as WANT_READ.
 int QueueBioCreate(BIO* bio) {
   BIO_set_init(bio, 1);
   return 1;
@@ -56,17 +57,29 @@ int QueueBioCreate(BIO* bio) {
 
 int QueueBioRead(BIO* bio, char* out, int len) {
   BIO_clear_retry_flags(bio);
-  auto* queue = static_cast<ByteQueue*>(BIO_get_data(bio));
-  if (queue->empty()) {
+  auto* end = static_cast<BioEnd*>(BIO_get_data(bio));
+  absl::Span<char> dst(out, static_cast<size_t>(len));
+  size_t n = end->queue.empty() ? 0 : end->queue.Read(dst);
+  if (n == 0 && end->wire != nullptr) n = end->wire->ReadWire(dst);
+  if (n == 0) {
     BIO_set_retry_read(bio);
     return -1;
   }
-  return static_cast<int>(queue->Read(absl::MakeSpan(out, static_cast<size_t>(len))));
+  return static_cast<int>(n);
 }
 
 int QueueBioWrite(BIO* bio, const char* in, int len) {
   BIO_clear_retry_flags(bio);
-  static_cast<ByteQueue*>(BIO_get_data(bio))->Append(in, static_cast<size_t>(len));
+  auto* end = static_cast<BioEnd*>(BIO_get_data(bio));
+  if (end->wire == nullptr) {
+    end->queue.Append(in, static_cast<size_t>(len));
+    return len;
+  }
+  if (!end->queue.empty()) {
+    end->wire->WriteWire(end->queue.view());
+    end->queue.Consume(end->queue.size());
+  }
+  end->wire->WriteWire(absl::string_view(in, static_cast<size_t>(len)));
   return len;
 }
 
@@ -87,9 +100,9 @@ const BIO_METHOD* QueueBioMethod() {
   return method;
 }
 
-bssl::UniquePtr<BIO> NewQueueBio(ByteQueue* queue) {
+bssl::UniquePtr<BIO> NewQueueBio(BioEnd* end) {
   bssl::UniquePtr<BIO> bio(BIO_new(QueueBioMethod()));
-  if (bio != nullptr) BIO_set_data(bio.get(), queue);
+  if (bio != nullptr) BIO_set_data(bio.get(), end);
   return bio;
 }
 
@@ -527,11 +540,18 @@ absl::Status TlsSession::Handshake() {
   return FailFromSsl(ret);
 }
 
+// Out of line: inlined into a caller that attaches a local, GCC 12 warns of a dangling pointer
+// although the caller detaches it before returning.
+void TlsSession::AttachWire(Wire* wire) {
+  input_.wire = wire;
+  output_.wire = wire;
+}
+
 size_t TlsSession::FeedCiphertext(absl::string_view wire) {
   if (!status_.ok() || peer_closed_) return wire.size();
-  size_t room = kCiphertextInputCapacity - std::min(input_.size(), kCiphertextInputCapacity);
+  size_t room = kCiphertextInputCapacity - std::min(input_.queue.size(), kCiphertextInputCapacity);
   size_t n = std::min(wire.size(), room);
-  input_.Append(wire.data(), n);
+  input_.queue.Append(wire.data(), n);
   return n;
 }
 

@@ -73,6 +73,18 @@ inline constexpr size_t kHandshakeFailureCount = static_cast<size_t>(HandshakeFa
 absl::string_view HandshakeFailureName(HandshakeFailure failure);
 
 namespace tls_internal {
+// Where a session reads and writes ciphertext while one is attached (TlsSession::AttachWire).
+class CiphertextWire {
+ public:
+  // Copies up to dst.size() received bytes into `dst` and consumes them; 0 when there are none.
+  virtual size_t ReadWire(absl::Span<char> dst) = 0;
+  // Takes bytes to send.
+  virtual void WriteWire(absl::string_view bytes) = 0;
+
+ protected:
+  ~CiphertextWire() = default;
+};
+
 // A FIFO of bytes behind one of a session's BIOs. Consumes from the front without moving the
 // rest, and releases its allocation whenever it becomes empty.
 class ByteQueue {
@@ -88,6 +100,12 @@ class ByteQueue {
  private:
   std::string data_;
   size_t offset_ = 0;
+};
+
+// What one of a session's BIOs reads from or writes to: its queue and, when attached, the wire.
+struct BioEnd {
+  ByteQueue queue;
+  CiphertextWire* wire = nullptr;
 };
 }  // namespace tls_internal
 
@@ -143,14 +161,22 @@ class TlsSession {
   // Fails after Shutdown().
   absl::StatusOr<size_t> WritePlaintext(absl::string_view plaintext);
 
+  // Attaches the owner's wire buffers (null detaches): while attached, the session reads
+  // ciphertext from `wire` once what FeedCiphertext queued is used up (only as much as each
+  // record needs, so unread bytes stay there), and writes what it sends straight to `wire`
+  // instead of its own queue (what was queued goes first). This saves a copy and a buffer each
+  // way; a transport attaches around each call it makes. Not owned; must outlive the attachment.
+  using Wire = tls_internal::CiphertextWire;
+  void AttachWire(Wire* wire);
+
   // Ciphertext (handshake messages, records, alerts) waiting to be sent.
-  size_t PendingCiphertextSize() const { return output_.size(); }
+  size_t PendingCiphertextSize() const { return output_.queue.size(); }
   // A view of it, valid until the next call on the session; ConsumeCiphertext(n) once n bytes
   // have been copied to the wire.
-  absl::string_view PendingCiphertext() const { return output_.view(); }
-  void ConsumeCiphertext(size_t n) { output_.Consume(n); }
+  absl::string_view PendingCiphertext() const { return output_.queue.view(); }
+  void ConsumeCiphertext(size_t n) { output_.queue.Consume(n); }
   // Copies up to dst.size() bytes of it into `dst` and consumes them; returns how many.
-  size_t ReadCiphertext(absl::Span<char> dst) { return output_.Read(dst); }
+  size_t ReadCiphertext(absl::Span<char> dst) { return output_.queue.Read(dst); }
 
   // Queues close_notify (once). Before the handshake completes, nothing is sent: the owner just
   // closes the connection. Reading continues to work until the peer's close_notify.
@@ -216,8 +242,8 @@ class TlsSession {
   std::shared_ptr<const TlsContext> context_;
   Options options_;
   // Behind the SSL's read and write BIOs. Declared before ssl_ so they outlive it.
-  tls_internal::ByteQueue input_;
-  tls_internal::ByteQueue output_;
+  tls_internal::BioEnd input_;
+  tls_internal::BioEnd output_;
   bssl::UniquePtr<SSL> ssl_;
 
   absl::Status status_;

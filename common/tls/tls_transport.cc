@@ -12,6 +12,32 @@ namespace {
 // Smallest tail space worth decrypting into; a full record is 16 KiB.
 constexpr size_t kMinPlaintextReservation = 4096;
 
+// The connection's buffers attached to the session for one call: records are read from
+// `wire_in` (if any) and written to `out` without passing through the session's queues.
+class AttachedWire final : public TlsSession::Wire {
+ public:
+  AttachedWire(TlsSession& session, net::Buffer* wire_in, net::Buffer& out)
+      : session_(session), wire_in_(wire_in), out_(out) {
+    session_.AttachWire(this);
+  }
+  ~AttachedWire() { session_.AttachWire(nullptr); }
+  AttachedWire(const AttachedWire&) = delete;
+  AttachedWire& operator=(const AttachedWire&) = delete;
+
+  size_t ReadWire(absl::Span<char> dst) override {
+    if (wire_in_ == nullptr) return 0;
+    size_t n = wire_in_->CopyOut(0, dst.data(), dst.size());
+    wire_in_->Drain(n);
+    return n;
+  }
+  void WriteWire(absl::string_view bytes) override { out_.Append(bytes); }
+
+ private:
+  TlsSession& session_;
+  net::Buffer* wire_in_;
+  net::Buffer& out_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
@@ -46,35 +72,26 @@ absl::Status TlsTransport::Start(const net::Address& peer, net::Buffer& out) {
   if (client && peer.is_ip() && session_->context()->KeepsClientSessions()) {
     session_->SetResumptionKey(peer.ToString());
   }
+  FlushCiphertext(out);
+  AttachedWire wire(*session_, nullptr, out);
   absl::Status status = client ? session_->Handshake() : absl::OkStatus();
   handshake_started_ = client;
-  FlushCiphertext(out);
   return status;
 }
 
 absl::Status TlsTransport::OnReceived(net::Buffer& wire_in, net::Buffer& app_in, net::Buffer& out) {
   if (session_ == nullptr) return error_;
   if (!wire_in.empty()) handshake_started_ = true;
-  absl::Status status = absl::OkStatus();
-  bool stalled = false;
-  while (status.ok() && !wire_in.empty()) {
-    size_t taken = session_->FeedCiphertext(wire_in.FrontSlice());
-    wire_in.Drain(taken);
-    // Decrypting empties the session's input ring, making room for the rest.
-    status = DrainPlaintext(app_in);
-    if (taken > 0) {
-      stalled = false;
-    } else if (stalled) {
-      // Twice no room even after reading: the session stopped consuming, which a healthy one
-      // never does. Fail rather than spin.
-      status = absl::InternalError("TLS session stopped consuming input");
-    } else {
-      stalled = true;
-    }
-  }
-  if (status.ok()) status = DrainPlaintext(app_in);
-  const bool completed = UpdatePeer();
   FlushCiphertext(out);
+  absl::Status status;
+  {
+    // The session reads the records straight from wire_in as it decrypts them.
+    AttachedWire wire(*session_, &wire_in, out);
+    status = DrainPlaintext(app_in);
+  }
+  // After the peer's close_notify or a failure, the rest is discarded (as FeedCiphertext does).
+  if (!session_->status().ok() || session_->peer_closed()) wire_in.Clear();
+  const bool completed = UpdatePeer();
   if (completed && status.ok() && on_handshake_complete_) on_handshake_complete_();
   return status;
 }
@@ -84,23 +101,22 @@ absl::Status TlsTransport::Send(net::Buffer& app_out, net::Buffer& out) {
   RETURN_IF_ERROR(session_->status());
   // Queued in app_out until the handshake completes; the connection calls again after reads.
   if (!session_->handshake_complete()) return absl::OkStatus();
+  FlushCiphertext(out);
+  AttachedWire wire(*session_, nullptr, out);
   while (!app_out.empty()) {
     absl::StatusOr<size_t> taken = session_->WritePlaintext(app_out.FrontSlice());
-    if (!taken.ok()) {
-      FlushCiphertext(out);
-      return taken.status();
-    }
-    if (*taken == 0) break;  // cannot happen while we flush after every write; don't spin
+    if (!taken.ok()) return taken.status();
+    if (*taken == 0) break;  // cannot happen while records go straight to `out`; don't spin
     app_out.Drain(*taken);
-    FlushCiphertext(out);
   }
   return absl::OkStatus();
 }
 
 void TlsTransport::Shutdown(net::Buffer& out) {
   if (session_ == nullptr) return;
-  session_->Shutdown();
   FlushCiphertext(out);
+  AttachedWire wire(*session_, nullptr, out);
+  session_->Shutdown();
 }
 
 void TlsTransport::FlushCiphertext(net::Buffer& out) {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/http/h2/connection.h"
+#include "common/http/h2/session_memory.h"
 
 namespace meshlet::http::h2 {
 
@@ -137,8 +138,10 @@ ConnectionImpl::ConnectionImpl(bool server, CodecIo& io, ConnectionCallbacks& ca
     nghttp2_option_set_peer_max_concurrent_streams(opt,
                                                    options_.assumed_peer_max_concurrent_streams);
   }
-  int rv = server_ ? nghttp2_session_server_new2(&session_, cbs, this, opt)
-                   : nghttp2_session_client_new2(&session_, cbs, this, opt);
+  // Per-stream and per-frame blocks from the thread's free lists (session_memory.h).
+  nghttp2_mem* mem = RecyclingSessionMemory();
+  int rv = server_ ? nghttp2_session_server_new3(&session_, cbs, this, opt, mem)
+                   : nghttp2_session_client_new3(&session_, cbs, this, opt, mem);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   CHECK(rv == 0) << nghttp2_strerror(rv);

@@ -11,6 +11,23 @@ bool IsConnectionSpecific(absl::string_view name, absl::string_view value) {
   return HeaderMap::IsHopByHopName(name);
 }
 
+bool DifferentInEveryMessage(absl::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return name == "b3";
+    case 11:
+      return name == "traceparent" || name == "x-b3-spanid";
+    case 12:
+      return name == "x-request-id" || name == "x-b3-traceid" || name == "grpc-timeout";
+    case 17:
+      return name == "x-b3-parentspanid";
+    case 18:
+      return name == "x-meshlet-deadline";
+    default:
+      return false;
+  }
+}
+
 void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_scheme,
              NvArray& nv) {
   nv.clear();
@@ -32,6 +49,7 @@ void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_s
       if (host.has_value() && h.name == "host") continue;
     }
     nv.push_back(MakeNv(h.name, h.value));
+    if (!pseudo && DifferentInEveryMessage(h.name)) nv.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
   }
   finish_pseudo();
 }

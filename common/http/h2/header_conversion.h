@@ -30,9 +30,17 @@ inline nghttp2_nv MakeNv(absl::string_view name, absl::string_view value) {
 // from HTTP/1 may still carry them. `name` is lowercase, as in a HeaderMap.
 bool IsConnectionSpecific(absl::string_view name, absl::string_view value);
 
+// Fields whose values differ in every message (request ids, trace and span ids, deadlines):
+// b3, traceparent, x-b3-spanid, x-b3-traceid, x-b3-parentspanid, x-request-id, grpc-timeout,
+// x-meshlet-deadline. `name` is lowercase.
+bool DifferentInEveryMessage(absl::string_view name);
+
 // Replaces `nv` with the field list for `headers` (pointing into `headers`), connection-specific
 // fields left out. For requests, adds :scheme (`default_scheme`) when missing and turns Host into
-// :authority when there is none.
+// :authority when there is none. Fields DifferentInEveryMessage are marked not to be indexed
+// (NGHTTP2_NV_FLAG_NO_INDEX): entered in HPACK's dynamic table, each would only evict the fields
+// that do repeat, and nghttp2's table keeps entries of one name in one hash chain, which it
+// walks comparing names and values for every field it encodes.
 void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_scheme, NvArray& nv);
 
 // An interim response: :status 1xx other than 101.

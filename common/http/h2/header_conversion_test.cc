@@ -63,6 +63,37 @@ TEST(Http2HeaderConversionTest, RequestKeepsItsOwnSchemeAndAuthorityAndHost) {
                                    {"host", "h.test"}}));
 }
 
+// Request ids and trace context differ in every request: HPACK's dynamic table keeps the fields
+// that repeat, so after the first request they are one byte each and the table stops changing.
+TEST(Http2HeaderConversionTest, FieldsDifferentInEveryRequestStayOutOfTheDynamicTable) {
+  nghttp2_hd_deflater* deflater;
+  ASSERT_EQ(nghttp2_hd_deflate_new(&deflater, 4096), 0);
+  size_t entries_after_first = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = "7d3f2a1b-9c8e-4f6d-a5b4-" + std::to_string(100000000000 + i);
+    const std::string trace =
+        "00-4bf92f3577b34da6a3ce929d0e0e" + std::to_string(1000 + i) + "-00f067aa0ba902b7-01";
+    HeaderMap h{{":method", "GET"},           {":path", "/api"},    {"host", "svc.test"},
+                {"user-agent", "bench"},      {"x-request-id", id}, {"traceparent", trace},
+                {"x-forwarded-proto", "http"}};
+    NvArray nv;
+    BuildNv(h, /*request=*/true, "https", nv);
+    uint8_t block[1024];
+    ssize_t n = nghttp2_hd_deflate_hd(deflater, block, sizeof block, nv.data(), nv.size());
+    ASSERT_GT(n, 0);
+    if (i == 0) {
+      entries_after_first = nghttp2_hd_deflate_get_num_table_entries(deflater);
+      continue;
+    }
+    EXPECT_EQ(nghttp2_hd_deflate_get_num_table_entries(deflater), entries_after_first) << i;
+    // The two literals (about 2 + 36 and 2 + 55 bytes) and one byte per repeated field.
+    EXPECT_LE(static_cast<size_t>(n), id.size() + trace.size() + 4 + 6) << i;
+  }
+  nghttp2_hd_deflate_del(deflater);
+  EXPECT_TRUE(codec_internal::DifferentInEveryMessage("x-meshlet-deadline"));
+  EXPECT_FALSE(codec_internal::DifferentInEveryMessage("x-forwarded-proto"));
+}
+
 TEST(Http2HeaderConversionTest, ConnectionSpecificFieldsAreLeftOut) {
   HeaderMap h{{":status", "200"},  {"connection", "close"},
               {"keep-alive", "5"}, {"transfer-encoding", "chunked"},
