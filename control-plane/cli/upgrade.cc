@@ -1,0 +1,512 @@
+// upgrade: moves namespaces to another control-plane revision one at a time (docs/upgrades.md,
+// ADR 0070): relabels the namespace, restarts its Deployments as `kubectl rollout restart` does
+// (the controller starts new pods, which the revision's webhook injects, before it stops old
+// ones), and waits until every pod is on the revision and ready before the next namespace.
+// Talks to the Kubernetes API server, not to the control plane.
+
+#include "control-plane/cli/upgrade.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/base/file.h"
+#include "common/base/json.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/http_client.h"
+#include "control-plane/cli/output.h"
+#include "control-plane/inject/revision.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+constexpr char kInjectLabel[] = "meshlet.io/inject";
+constexpr char kPodInjectLabel[] = "sidecar.meshlet.io/inject";
+constexpr char kPodRevisionAnnotation[] = "sidecar.meshlet.io/revision";
+
+int IntOf(const YAML::Node& node, int fallback = 0) {
+  int value = fallback;
+  if (node && node.IsScalar()) absl::SimpleAtoi(node.Scalar(), &value);
+  return value;
+}
+
+std::string TargetName(absl::string_view target) { return inject::RevisionDisplayName(target); }
+
+bool Selects(const YAML::Node& match_labels, const YAML::Node& labels) {
+  if (!match_labels.IsMap() || match_labels.size() == 0) return false;
+  for (auto it = match_labels.begin(); it != match_labels.end(); ++it) {
+    const YAML::Node value = labels.IsMap() ? labels[it->first.Scalar()] : YAML::Node();
+    if (!value || Scalar(value) != Scalar(it->second)) return false;
+  }
+  return true;
+}
+
+bool PodReady(const YAML::Node& pod) {
+  for (const YAML::Node& c : pod["status"]["conditions"]) {
+    if (Scalar(c["type"]) == "Ready") return Scalar(c["status"]) == "True";
+  }
+  return false;
+}
+
+absl::StatusOr<YAML::Node> LoadJson(absl::string_view text, absl::string_view what) {
+  try {
+    YAML::Node node = YAML::Load(std::string(text));
+    if (node.IsMap()) return node;
+  } catch (const YAML::Exception&) {
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
+}
+
+}  // namespace
+
+bool WorkloadState::Done(absl::string_view target) const {
+  const std::string want = TargetName(target);
+  int on_target = 0, elsewhere = 0;
+  for (const auto& [revision, count] : pods_by_revision) {
+    (revision == want ? on_target : elsewhere) += count;
+  }
+  auto ready = ready_by_revision.find(want);
+  return rolled_out && elsewhere == 0 && terminating == 0 && on_target == replicas &&
+         ready != ready_by_revision.end() && ready->second == replicas;
+}
+
+std::string WorkloadState::PodsText() const {
+  if (pods_by_revision.empty()) return "no pods";
+  return absl::StrJoin(pods_by_revision, ", ", [](std::string* out, const auto& entry) {
+    absl::StrAppend(out, entry.second, " on ", entry.first);
+  });
+}
+
+std::string WorkloadState::Waiting(absl::string_view target) const {
+  std::vector<std::string> what;
+  if (!rolled_out) what.push_back("the Deployment's rollout");
+  const std::string want = TargetName(target);
+  for (const auto& [revision, count] : pods_by_revision) {
+    if (revision != want) what.push_back(absl::StrCat(count, " pod(s) still on ", revision));
+  }
+  if (terminating > 0) what.push_back(absl::StrCat(terminating, " pod(s) terminating"));
+  auto ready = ready_by_revision.find(want);
+  const int ready_on_target = ready == ready_by_revision.end() ? 0 : ready->second;
+  if (ready_on_target < replicas) {
+    what.push_back(absl::StrCat(ready_on_target, "/", replicas, " ready on ", want));
+  }
+  return what.empty() ? "nothing" : absl::StrJoin(what, ", ");
+}
+
+absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
+                                             absl::string_view deployments_json,
+                                             absl::string_view pods_json) {
+  absl::StatusOr<YAML::Node> ns = LoadJson(ns_json, "the Namespace");
+  if (!ns.ok()) return ns.status();
+  absl::StatusOr<YAML::Node> deployments = LoadJson(deployments_json, "the DeploymentList");
+  if (!deployments.ok()) return deployments.status();
+  absl::StatusOr<YAML::Node> pods = LoadJson(pods_json, "the PodList");
+  if (!pods.ok()) return pods.status();
+  NamespaceState state;
+  state.name = Scalar((*ns)["metadata"]["name"]);
+  const YAML::Node labels = (*ns)["metadata"]["labels"];
+  if (labels[inject::kRevisionLabel]) {
+    state.revision = Scalar(labels[inject::kRevisionLabel]);
+  } else if (Scalar(labels[kInjectLabel]) == "enabled") {
+    state.revision = inject::kDefaultRevision;
+  }
+  for (const YAML::Node& d : (*deployments)["items"]) {
+    WorkloadState w;
+    w.name = Scalar(d["metadata"]["name"]);
+    w.generation = IntOf(d["metadata"]["generation"]);
+    w.replicas = IntOf(d["spec"]["replicas"], 1);
+    const YAML::Node template_metadata = d["spec"]["template"]["metadata"];
+    const std::string pinned = Scalar(template_metadata["labels"][inject::kRevisionLabel]);
+    if (!pinned.empty()) {
+      w.skip_reason = absl::StrCat("its pods are labelled ", inject::kRevisionLabel, "=", pinned,
+                                   ", which wins over the namespace's");
+    } else if (Scalar(template_metadata["labels"][kPodInjectLabel]) == "false" ||
+               Scalar(template_metadata["annotations"][kPodInjectLabel]) == "false") {
+      w.skip_reason = "its pods opt out of injection";
+    }
+    w.restarted_at = Scalar(template_metadata["annotations"][kRestartedAtAnnotation]);
+    const YAML::Node status = d["status"];
+    w.rolled_out = IntOf(status["observedGeneration"]) >= w.generation &&
+                   IntOf(status["updatedReplicas"]) == w.replicas &&
+                   IntOf(status["replicas"]) == w.replicas &&
+                   IntOf(status["availableReplicas"]) == w.replicas;
+    std::map<std::string, int> by_revision;
+    const YAML::Node selector = d["spec"]["selector"]["matchLabels"];
+    for (const YAML::Node& p : (*pods)["items"]) {
+      if (!Selects(selector, p["metadata"]["labels"])) continue;
+      if (p["metadata"]["deletionTimestamp"]) {
+        ++w.terminating;
+        continue;
+      }
+      const std::string phase = Scalar(p["status"]["phase"]);
+      if (phase == "Succeeded" || phase == "Failed") continue;
+      std::string revision = Scalar(p["metadata"]["annotations"][kPodRevisionAnnotation]);
+      if (revision.empty()) revision = "none";
+      ++by_revision[revision];
+      if (PodReady(p)) ++w.ready_by_revision[revision];
+    }
+    w.pods_by_revision.assign(by_revision.begin(), by_revision.end());
+    state.workloads.push_back(std::move(w));
+  }
+  std::sort(state.workloads.begin(), state.workloads.end(),
+            [](const WorkloadState& a, const WorkloadState& b) { return a.name < b.name; });
+  return state;
+}
+
+std::string NamespaceRevisionPatch(absl::string_view target) {
+  if (target.empty()) {
+    return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel),
+                        ":null,", JsonQuote(kInjectLabel), R"(:"enabled"}}})");
+  }
+  return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":",
+                      JsonQuote(target), "}}}");
+}
+
+std::string RestartPatch(absl::string_view at) {
+  return absl::StrCat(R"({"spec":{"template":{"metadata":{"annotations":{)",
+                      JsonQuote(kRestartedAtAnnotation), ":", JsonQuote(at), "}}}}}");
+}
+
+namespace {
+
+// The Kubernetes API server, one blocking request at a time: HTTPS verified against the
+// cluster CA, with a bearer token read from its file for each request.
+class KubernetesClient {
+ public:
+  static absl::StatusOr<KubernetesClient> Create(std::string api, const std::string& ca_file,
+                                                 std::string token_file) {
+    if (api.empty()) {
+      return absl::FailedPreconditionError(
+          "no Kubernetes API server: give --kubernetes-api https://HOST:PORT (inside a pod, "
+          "KUBERNETES_SERVICE_HOST and _PORT give it)");
+    }
+    absl::string_view server = api;
+    if (absl::ConsumePrefix(&server, "http://")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--kubernetes-api=", api, ": the API server is reached over https"));
+    }
+    absl::ConsumePrefix(&server, "https://");
+    absl::ConsumeSuffix(&server, "/");
+    absl::StatusOr<std::string> ca = ReadFile(ca_file, 1 << 20);
+    if (!ca.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kubernetes-ca-file: ", ca.status().message()));
+    }
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateClient({.trust_bundle_pem = *std::move(ca),
+                                       .alpn_protocols = {"http/1.1"}});
+    if (!context.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kubernetes-ca-file=", ca_file, ": ", context.status().message()));
+    }
+    return KubernetesClient(std::string(server), *std::move(context), std::move(token_file));
+  }
+
+  // The answer, whatever its status; an error when none came.
+  absl::StatusOr<HttpResponse> Call(absl::string_view method, const std::string& path,
+                                    absl::string_view patch = "") const {
+    absl::StatusOr<std::string> token = ReadFile(token_file_, 64 << 10);
+    if (!token.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--kubernetes-token-file: ", token.status().message()));
+    }
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token))},
+        {"accept", "application/json"},
+        {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
+    if (!patch.empty()) headers.emplace_back("content-type", "application/merge-patch+json");
+    HttpRequestOptions options;
+    options.tls = tls_;
+    absl::StatusOr<HttpResponse> response =
+        HttpRequest(server_, method, path, headers, patch, options);
+    if (!response.ok()) {
+      return absl::UnavailableError(absl::StrCat("Kubernetes API server ", server_, ": ",
+                                                 response.status().message()));
+    }
+    return response;
+  }
+
+  // The 2xx answer's body; otherwise an error naming the request and the API's message.
+  absl::StatusOr<std::string> Fetch(absl::string_view method, const std::string& path,
+                                    absl::string_view patch = "") const {
+    absl::StatusOr<HttpResponse> response = Call(method, path, patch);
+    if (!response.ok()) return response.status();
+    if (response->status / 100 == 2) return std::move(response->body);
+    std::string message = std::string(absl::StripAsciiWhitespace(response->body));
+    try {
+      YAML::Node status = YAML::Load(response->body);
+      if (status.IsMap() && status["message"]) message = Scalar(status["message"]);
+    } catch (const YAML::Exception&) {
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(method, " ", path, ": HTTP ", response->status, ": ", message,
+                     response->status == 403
+                         ? " (meshctl upgrade needs get, list and patch on namespaces and "
+                           "deployments, and list on pods)"
+                         : ""));
+  }
+
+ private:
+  KubernetesClient(std::string server, std::shared_ptr<const tls::TlsContext> tls,
+                   std::string token_file)
+      : server_(std::move(server)), tls_(std::move(tls)), token_file_(std::move(token_file)) {}
+
+  std::string server_;
+  std::shared_ptr<const tls::TlsContext> tls_;
+  std::string token_file_;
+};
+
+std::string InClusterApi() {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || port == nullptr || *host == '\0' || *port == '\0') return "";
+  const std::string h(host);
+  return h.find(':') != std::string::npos ? absl::StrCat("https://[", h, "]:", port)
+                                          : absl::StrCat("https://", h, ":", port);
+}
+
+std::string Seconds(absl::Duration d) {
+  return absl::StrCat(absl::StrFormat("%.1f", absl::ToDoubleSeconds(d)), " s");
+}
+
+class Upgrade final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {
+        {.name = "--revision",
+         .value = "NAME",
+         .help = "the revision to move to (required); \"default\" is the control plane "
+                 "installed without one",
+         .required = true,
+         .set =
+             [this](absl::string_view v) {
+               absl::StatusOr<std::string> revision = inject::ParseRevision(v);
+               if (!revision.ok()) return revision.status();
+               revision_ = *std::move(revision);
+               return absl::OkStatus();
+             }},
+        {.name = "--namespace",
+         .shorthand = "-n",
+         .value = "NS",
+         .help = "a namespace to move, in the order given; repeatable, at least one",
+         .required = true,
+         .set =
+             [this](absl::string_view v) {
+               namespaces_.emplace_back(v);
+               return absl::OkStatus();
+             }},
+        DryRunFlag(&dry_run_, "print what would change, change nothing"),
+        {.name = "--timeout",
+         .value = "DURATION",
+         .help = "how long one namespace may take to be on the revision (default 5m)",
+         .set =
+             [this](absl::string_view v) {
+               absl::Duration d;
+               if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+                 return absl::InvalidArgumentError("must be a positive duration such as 5m");
+               }
+               timeout_ = d;
+               return absl::OkStatus();
+             }},
+        flags::StringFlag("--control-plane-namespace", "NS", &control_plane_namespace_,
+                          "where the control planes run (default meshlet-system)"),
+        flags::StringFlag("--kubernetes-api", "URL", &api_,
+                          "the API server, https://HOST:PORT (default: inside a pod, "
+                          "KUBERNETES_SERVICE_HOST and _PORT)"),
+        flags::StringFlag("--kubernetes-ca-file", "FILE", &ca_file_,
+                          "the CA that signed the API server's certificate (default: the "
+                          "pod's service-account ca.crt)"),
+        flags::StringFlag("--kubernetes-token-file", "FILE", &token_file_,
+                          "a bearer token for the API server (default: the pod's "
+                          "service-account token)"),
+    };
+  }
+
+  int Run(Session& session) override {
+    if (!session.positional().empty()) return session.Fail(session.UsageFailure());
+    std::ostream& out = session.io().out;
+    absl::StatusOr<KubernetesClient> client = KubernetesClient::Create(
+        api_.empty() ? InClusterApi() : api_, ca_file_, token_file_);
+    if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
+    const std::string target = TargetName(revision_);
+    // The revision's control plane: its Deployment has an available replica.
+    const std::string control_plane = inject::ControlPlaneName(revision_);
+    absl::StatusOr<HttpResponse> cp = client->Call(
+        "GET", absl::StrCat("/apis/apps/v1/namespaces/", control_plane_namespace_,
+                            "/deployments/", control_plane));
+    if (!cp.ok()) return session.Fail({kExitUnreachable, std::string(cp.status().message())});
+    if (cp->status == 404) {
+      return session.Fail(
+          {kExitFailed,
+           absl::StrCat("revision ", target, " has no control plane: no Deployment ",
+                        control_plane, " in ", control_plane_namespace_,
+                        " (install it first: meshctl install --set revision=", revision_, ")")});
+    }
+    if (cp->status != 200) {
+      return session.Fail({kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ",
+                                                     cp->status)});
+    }
+    YAML::Node cp_status = YAML::Load(cp->body)["status"];
+    if (IntOf(cp_status["availableReplicas"]) < 1) {
+      return session.Fail({kExitFailed, absl::StrCat("revision ", target, "'s control plane (",
+                                                     control_plane_namespace_, "/", control_plane,
+                                                     ") has no available replica")});
+    }
+    out << "revision " << target << ": control plane " << control_plane_namespace_ << "/"
+        << control_plane << " available (" << IntOf(cp_status["availableReplicas"])
+        << " replica(s))" << (dry_run_ ? "; dry run: nothing is changed" : "") << "\n";
+    for (const std::string& ns : namespaces_) {
+      if (int code = MoveNamespace(session, *client, ns); code != kExitOk) return code;
+    }
+    return kExitOk;
+  }
+
+ private:
+  absl::StatusOr<NamespaceState> Read(const KubernetesClient& client, const std::string& ns) {
+    absl::StatusOr<std::string> namespace_json =
+        client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns));
+    if (!namespace_json.ok()) return namespace_json.status();
+    absl::StatusOr<std::string> deployments =
+        client.Fetch("GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments"));
+    if (!deployments.ok()) return deployments.status();
+    absl::StatusOr<std::string> pods =
+        client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns, "/pods"));
+    if (!pods.ok()) return pods.status();
+    return ReadNamespace(*namespace_json, *deployments, *pods);
+  }
+
+  int MoveNamespace(Session& session, const KubernetesClient& client, const std::string& ns) {
+    std::ostream& out = session.io().out;
+    const std::string target = TargetName(revision_);
+    const absl::Time started = absl::Now();
+    absl::StatusOr<NamespaceState> state = Read(client, ns);
+    if (!state.ok()) {
+      return session.Fail({kExitFailed, absl::StrCat("namespace ", ns, ": ",
+                                                     state.status().message())});
+    }
+    const std::string from = state->revision.empty() ? "no revision (not injected)"
+                                                     : absl::StrCat("revision ", state->revision);
+    const bool relabel = state->revision != target;
+    out << "namespace " << ns << ": " << from
+        << (relabel ? absl::StrCat(" -> ", target) : " already") << " ("
+        << (revision_.empty() ? absl::StrCat(inject::kRevisionLabel, " removed, ", kInjectLabel,
+                                             "=enabled")
+                              : absl::StrCat(inject::kRevisionLabel, "=", revision_))
+        << ")\n";
+    std::vector<std::string> restart;
+    for (const WorkloadState& w : state->workloads) {
+      if (!w.skip_reason.empty()) {
+        out << "  deployment/" << w.name << ": left alone: " << w.skip_reason << " ("
+            << w.PodsText() << ")\n";
+      } else if (w.Done(revision_)) {
+        out << "  deployment/" << w.name << ": already on " << target << " (" << w.PodsText()
+            << ")\n";
+      } else {
+        out << "  deployment/" << w.name << ": restart (" << w.PodsText() << ")\n";
+        restart.push_back(w.name);
+      }
+    }
+    if (dry_run_) return kExitOk;
+    if (relabel) {
+      absl::StatusOr<std::string> patched = client.Fetch(
+          "PATCH", absl::StrCat("/api/v1/namespaces/", ns), NamespaceRevisionPatch(revision_));
+      if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
+    }
+    const std::string at = absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone());
+    for (const std::string& name : restart) {
+      absl::StatusOr<std::string> patched = client.Fetch(
+          "PATCH", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments/", name),
+          RestartPatch(at));
+      if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
+    }
+    // Wait until every restarted Deployment has all its pods on the revision, ready.
+    const absl::Time deadline = absl::Now() + timeout_;
+    std::vector<std::string> pending = restart;
+    std::string waiting;
+    while (!pending.empty()) {
+      absl::StatusOr<NamespaceState> now = Read(client, ns);
+      if (!now.ok()) {
+        return session.Fail({kExitFailed, absl::StrCat("namespace ", ns, ": ",
+                                                       now.status().message())});
+      }
+      std::vector<std::string> left;
+      waiting.clear();
+      for (const WorkloadState& w : now->workloads) {
+        if (std::find(pending.begin(), pending.end(), w.name) == pending.end()) continue;
+        // Done only for our restart: an earlier rollout that happens to be complete is not.
+        if (w.restarted_at == at && w.Done(revision_)) {
+          out << "  deployment/" << w.name << ": " << w.replicas << "/" << w.replicas
+              << " pods on " << target << ", ready (" << Seconds(absl::Now() - started) << ")\n";
+        } else {
+          left.push_back(w.name);
+          absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", "deployment/", w.name, ": ",
+                          w.restarted_at == at ? w.Waiting(revision_) : "the restart");
+        }
+      }
+      pending = std::move(left);
+      if (pending.empty()) break;
+      if (absl::Now() >= deadline) {
+        return session.Fail(
+            {kExitFailed,
+             absl::StrCat("namespace ", ns, ": not on ", target, " after ",
+                          absl::FormatDuration(timeout_), ": waiting for ", waiting,
+                          ". The namespace is labelled for ", target, "; to go back: meshctl "
+                          "upgrade --revision ",
+                          state->revision.empty() ? "REVISION" : state->revision, " -n ", ns)});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    out << "namespace " << ns << ": on " << target << " (" << Seconds(absl::Now() - started)
+        << ")\n";
+    return kExitOk;
+  }
+
+  std::string revision_;
+  std::vector<std::string> namespaces_;
+  bool dry_run_ = false;
+  absl::Duration timeout_ = absl::Minutes(5);
+  std::string control_plane_namespace_ = "meshlet-system";
+  std::string api_;
+  std::string ca_file_ = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+  std::string token_file_ = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+};
+
+}  // namespace
+
+CommandSpec UpgradeCommand() {
+  return {
+      .name = "upgrade",
+      .summary = "move namespaces to another control-plane revision, one at a time",
+      .about =
+          "Moves each namespace given, in order, to the control-plane revision --revision "
+          "(docs/upgrades.md): checks that the revision's control plane is available, labels "
+          "the namespace meshlet.io/rev=NAME (for \"default\": removes the label and sets "
+          "meshlet.io/inject=enabled), restarts each of its Deployments as `kubectl rollout "
+          "restart` does (the controller starts new pods, which the revision's webhook "
+          "injects, before it stops old ones, as the Deployment's strategy allows), and waits "
+          "until every pod of each is on the revision and ready (its proxy connected to that "
+          "control plane) before the next namespace. Deployments whose pods carry their own "
+          "meshlet.io/rev label, or opt out of injection, are left alone. Rolling back is the "
+          "same command with the old revision. Talks to the Kubernetes API server (needs get, "
+          "list and patch on namespaces and deployments, list on pods), not to the control "
+          "plane; the context file is not read.",
+      .examples = {{"see what would change", "meshctl upgrade --revision canary -n shop --dry-run"},
+                   {"move two namespaces, one after the other",
+                    "meshctl upgrade --revision canary -n shop -n payments"},
+                   {"roll back", "meshctl upgrade --revision 0-2-0 -n shop"}},
+      .needs_context = false,
+      .make = [] { return std::make_unique<Upgrade>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

@@ -1,0 +1,128 @@
+// meshctl upgrade's reading of a namespace (upgrade.h): the namespace's revision from its labels,
+// which Deployments a move restarts or leaves alone (pinned, opted out), and when a restart is
+// done; the patches it sends.
+
+#include "control-plane/cli/upgrade.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+std::string Deployment(const std::string& name, int replicas, const std::string& template_labels,
+                       const std::string& status, int generation = 2) {
+  return absl::StrCat(R"({"metadata":{"name":")", name, R"(","generation":)", generation,
+                      R"(},"spec":{"replicas":)", replicas,
+                      R"(,"selector":{"matchLabels":{"app":")", name,
+                      R"("}},"template":{"metadata":{"labels":{"app":")", name, "\"",
+                      template_labels, R"(},"annotations":{"kubectl.kubernetes.io/restartedAt":"t1"}}}},"status":)",
+                      status, "}");
+}
+
+std::string Pod(const std::string& app, const std::string& revision, bool ready,
+                bool terminating = false) {
+  return absl::StrCat(R"({"metadata":{"name":"p","labels":{"app":")", app, R"("},)",
+                      terminating ? R"("deletionTimestamp":"2026-01-01T00:00:00Z",)" : "",
+                      R"("annotations":{"sidecar.meshlet.io/revision":")", revision,
+                      R"("}},"status":{"phase":"Running","conditions":[{"type":"Ready","status":")",
+                      ready ? "True" : "False", R"("}]}})");
+}
+
+constexpr char kRolledOut[] =
+    R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"availableReplicas":2})";
+
+TEST(UpgradeTest, ReadsTheNamespacesRevisionFromItsLabels) {
+  const std::string none = R"({"items":[]})";
+  auto revision = [&](const std::string& labels) {
+    absl::StatusOr<NamespaceState> s = ReadNamespace(
+        absl::StrCat(R"({"metadata":{"name":"shop","labels":{)", labels, "}}}"), none, none);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? s->revision : "(error)";
+  };
+  EXPECT_EQ(revision(R"("meshlet.io/rev":"canary")"), "canary");
+  EXPECT_EQ(revision(R"("meshlet.io/inject":"enabled")"), "default");
+  // The revision label wins over the plain one, as the webhooks' selectors have it.
+  EXPECT_EQ(revision(R"("meshlet.io/inject":"enabled","meshlet.io/rev":"0-2-0")"), "0-2-0");
+  EXPECT_EQ(revision(""), "");
+  EXPECT_FALSE(ReadNamespace("[1]", none, none).ok());
+}
+
+TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
+  const std::string deployments = absl::StrCat(
+      R"({"items":[)", Deployment("web", 2, "", kRolledOut), ",",
+      Deployment("pinned", 1, R"(,"meshlet.io/rev":"0-2-0")", kRolledOut), ",",
+      Deployment("optout", 1, R"(,"sidecar.meshlet.io/inject":"false")", kRolledOut), "]}");
+  // web: one pod on each revision (mid-rollout), one terminating.
+  const std::string pods =
+      absl::StrCat(R"({"items":[)", Pod("web", "0-2-0", true), ",", Pod("web", "canary", true),
+                   ",", Pod("web", "0-2-0", true, true), ",", Pod("pinned", "0-2-0", true), "]}");
+  absl::StatusOr<NamespaceState> s = ReadNamespace(
+      R"({"metadata":{"name":"shop","labels":{"meshlet.io/rev":"0-2-0"}}})", deployments, pods);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->workloads.size(), 3u);
+  const WorkloadState& optout = s->workloads[0];
+  const WorkloadState& pinned = s->workloads[1];
+  const WorkloadState& web = s->workloads[2];
+  EXPECT_EQ(optout.skip_reason, "its pods opt out of injection");
+  EXPECT_EQ(pinned.skip_reason,
+            "its pods are labelled meshlet.io/rev=0-2-0, which wins over the namespace's");
+  EXPECT_EQ(pinned.PodsText(), "1 on 0-2-0");
+  EXPECT_EQ(web.skip_reason, "");
+  EXPECT_EQ(web.restarted_at, "t1");
+  EXPECT_EQ(web.PodsText(), "1 on 0-2-0, 1 on canary");
+  EXPECT_EQ(web.terminating, 1);
+  EXPECT_FALSE(web.Done("canary"));
+  EXPECT_EQ(web.Waiting("canary"),
+            "1 pod(s) still on 0-2-0, 1 pod(s) terminating, 1/2 ready on canary");
+}
+
+TEST(UpgradeTest, DoneOnlyWithEveryPodOnTheRevisionReadyAndTheRolloutComplete) {
+  auto state = [](const std::string& status, const std::string& pods) {
+    absl::StatusOr<NamespaceState> s =
+        ReadNamespace(R"({"metadata":{"name":"shop"}})",
+                      absl::StrCat(R"({"items":[)", Deployment("web", 2, "", status), "]}"),
+                      absl::StrCat(R"({"items":[)", pods, "]}"));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s->workloads.at(0);
+  };
+  const std::string both_ready =
+      absl::StrCat(Pod("web", "canary", true), ",", Pod("web", "canary", true));
+  EXPECT_TRUE(state(kRolledOut, both_ready).Done("canary"));
+  // Not for another target.
+  EXPECT_FALSE(state(kRolledOut, both_ready).Done(""));
+  // One not ready yet.
+  EXPECT_FALSE(
+      state(kRolledOut, absl::StrCat(Pod("web", "canary", true), ",", Pod("web", "canary", false)))
+          .Done("canary"));
+  // The controller has not seen the new template (observedGeneration behind).
+  EXPECT_FALSE(state(R"({"observedGeneration":1,"replicas":2,"updatedReplicas":2,)"
+                     R"("availableReplicas":2})",
+                     both_ready)
+                   .Done("canary"));
+  WorkloadState surge = state(
+      R"({"observedGeneration":2,"replicas":3,"updatedReplicas":2,"availableReplicas":3})",
+      absl::StrCat(both_ready, ",", Pod("web", "0-2-0", true)));
+  EXPECT_FALSE(surge.Done("canary"));
+  EXPECT_EQ(surge.Waiting("canary"), "the Deployment's rollout, 1 pod(s) still on 0-2-0");
+  // Pods of another Deployment (the selector) do not count.
+  EXPECT_TRUE(state(kRolledOut, absl::StrCat(both_ready, ",", Pod("other", "0-2-0", true)))
+                  .Done("canary"));
+  // The unnamed revision is "default" on pods.
+  EXPECT_TRUE(state(kRolledOut, absl::StrCat(Pod("web", "default", true), ",",
+                                             Pod("web", "default", true)))
+                  .Done(""));
+}
+
+TEST(UpgradeTest, Patches) {
+  EXPECT_EQ(NamespaceRevisionPatch("canary"), R"({"metadata":{"labels":{"meshlet.io/rev":"canary"}}})");
+  EXPECT_EQ(NamespaceRevisionPatch(""),
+            R"({"metadata":{"labels":{"meshlet.io/rev":null,"meshlet.io/inject":"enabled"}}})");
+  EXPECT_EQ(RestartPatch("2026-01-01T00:00:00Z"),
+            R"({"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-01-01T00:00:00Z"}}}}})");
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::cli
