@@ -14,6 +14,8 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -164,6 +166,97 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   return state;
 }
 
+absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
+                                                     absl::string_view context_name,
+                                                     absl::string_view directory) {
+  YAML::Node config;
+  try {
+    config = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("not YAML: ", e.what()));
+  }
+  if (!config.IsMap()) return absl::InvalidArgumentError("not a kubeconfig (a map)");
+  const std::string wanted =
+      context_name.empty() ? Scalar(config["current-context"]) : std::string(context_name);
+  if (wanted.empty()) {
+    return absl::InvalidArgumentError("no current-context: give --kubeconfig-context NAME");
+  }
+  // The `item` of the entry of `list` named `name` ({name: NAME, context: {...}}), or null.
+  auto named = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
+    const YAML::Node entries = config[list];
+    for (size_t i = 0; entries.IsSequence() && i < entries.size(); ++i) {
+      if (Scalar(entries[i]["name"]) == name) return entries[i][item];
+    }
+    return YAML::Node(YAML::NodeType::Null);
+  };
+  const YAML::Node context = named("contexts", "context", wanted);
+  if (!context.IsMap()) return absl::InvalidArgumentError(absl::StrCat("no context ", wanted));
+  const std::string cluster_name = Scalar(context["cluster"]);
+  const YAML::Node cluster = named("clusters", "cluster", cluster_name);
+  if (!cluster.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context ", wanted, ": no cluster \"", cluster_name, "\""));
+  }
+  auto path = [&](const YAML::Node& node) {
+    std::string p = Scalar(node);
+    if (!p.empty() && p[0] != '/' && !directory.empty()) p = absl::StrCat(directory, "/", p);
+    return p;
+  };
+  auto decoded = [](const YAML::Node& node, std::string* out) {
+    return Scalar(node).empty() || absl::Base64Unescape(Scalar(node), out);
+  };
+  KubeconfigCredentials c;
+  const std::string where = absl::StrCat("cluster ", cluster_name, ": ");
+  c.server = Scalar(cluster["server"]);
+  if (!absl::StartsWith(c.server, "https://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "server \"", c.server, "\" is not https://HOST:PORT"));
+  }
+  if (Scalar(cluster["insecure-skip-tls-verify"]) == "true") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "insecure-skip-tls-verify is not supported: the API server is always verified"));
+  }
+  if (!decoded(cluster["certificate-authority-data"], &c.ca_pem)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "certificate-authority-data: not base64"));
+  }
+  c.ca_file = path(cluster["certificate-authority"]);
+  if (c.ca_pem.empty() && c.ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "no certificate-authority(-data): the API server could not be verified"));
+  }
+  const std::string user_name = Scalar(context["user"]);
+  const YAML::Node user = named("users", "user", user_name);
+  const std::string who = absl::StrCat("user ", user_name, ": ");
+  if (!user.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context ", wanted, ": no user \"", user_name, "\""));
+  }
+  if (user["exec"] || user["auth-provider"]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        who, "credential plugins (exec, auth-provider) are not supported; give a token with "
+             "--kubernetes-token-file (for example from kubectl create token)"));
+  }
+  c.token = Scalar(user["token"]);
+  c.token_file = path(user["tokenFile"]);
+  if (!decoded(user["client-certificate-data"], &c.cert_pem) ||
+      !decoded(user["client-key-data"], &c.key_pem)) {
+    return absl::InvalidArgumentError(absl::StrCat(who, "client-certificate/key-data: not base64"));
+  }
+  c.cert_file = path(user["client-certificate"]);
+  c.key_file = path(user["client-key"]);
+  const bool has_cert = !c.cert_pem.empty() || !c.cert_file.empty();
+  const bool has_key = !c.key_pem.empty() || !c.key_file.empty();
+  if (has_cert != has_key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, "a client certificate and its key go together"));
+  }
+  if (!has_cert && c.token.empty() && c.token_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, "no credentials (token, tokenFile or a client certificate)"));
+  }
+  return c;
+}
+
 std::string NamespaceRevisionPatch(absl::string_view target) {
   if (target.empty()) {
     return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel),
@@ -184,47 +277,53 @@ namespace {
 // cluster CA, with a bearer token read from its file for each request.
 class KubernetesClient {
  public:
-  static absl::StatusOr<KubernetesClient> Create(std::string api, const std::string& ca_file,
-                                                 std::string token_file) {
-    if (api.empty()) {
-      return absl::FailedPreconditionError(
-          "no Kubernetes API server: give --kubernetes-api https://HOST:PORT (inside a pod, "
-          "KUBERNETES_SERVICE_HOST and _PORT give it)");
-    }
-    absl::string_view server = api;
+  // `c` with its files read; `source` names where the settings came from, for errors.
+  static absl::StatusOr<KubernetesClient> Create(KubeconfigCredentials c,
+                                                 const std::string& source) {
+    absl::string_view server = c.server;
     if (absl::ConsumePrefix(&server, "http://")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--kubernetes-api=", api, ": the API server is reached over https"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", c.server, ": the API server is reached over https"));
     }
     absl::ConsumePrefix(&server, "https://");
     absl::ConsumeSuffix(&server, "/");
-    absl::StatusOr<std::string> ca = ReadFile(ca_file, 1 << 20);
-    if (!ca.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--kubernetes-ca-file: ", ca.status().message()));
+    for (auto [file, pem] : {std::pair{&c.ca_file, &c.ca_pem}, {&c.cert_file, &c.cert_pem},
+                             {&c.key_file, &c.key_pem}}) {
+      if (!pem->empty() || file->empty()) continue;
+      absl::StatusOr<std::string> read = ReadFile(*file, 1 << 20);
+      if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ",
+                                                                     read.status().message()));
+      *pem = *std::move(read);
     }
     absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-        tls::TlsContext::CreateClient({.trust_bundle_pem = *std::move(ca),
+        tls::TlsContext::CreateClient({.certificate_chain_pem = c.cert_pem,
+                                       .private_key_pem = c.key_pem,
+                                       .trust_bundle_pem = c.ca_pem,
                                        .alpn_protocols = {"http/1.1"}});
     if (!context.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--kubernetes-ca-file=", ca_file, ": ", context.status().message()));
+          absl::StrCat(source, ": the CA or client certificate: ", context.status().message()));
     }
-    return KubernetesClient(std::string(server), *std::move(context), std::move(token_file));
+    return KubernetesClient(std::string(server), *std::move(context), std::move(c.token),
+                            std::move(c.token_file));
   }
 
   // The answer, whatever its status; an error when none came.
   absl::StatusOr<HttpResponse> Call(absl::string_view method, const std::string& path,
                                     absl::string_view patch = "") const {
-    absl::StatusOr<std::string> token = ReadFile(token_file_, 64 << 10);
-    if (!token.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--kubernetes-token-file: ", token.status().message()));
-    }
     std::vector<std::pair<std::string, std::string>> headers = {
-        {"authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(*token))},
-        {"accept", "application/json"},
-        {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
+        {"accept", "application/json"}, {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
+    // A token file is read for every request: the kubelet rotates projected tokens.
+    std::string token = token_;
+    if (!token_file_.empty()) {
+      absl::StatusOr<std::string> read = ReadFile(token_file_, 64 << 10);
+      if (!read.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the token file: ", read.status().message()));
+      }
+      token = std::string(absl::StripAsciiWhitespace(*read));
+    }
+    if (!token.empty()) headers.emplace_back("authorization", absl::StrCat("Bearer ", token));
     if (!patch.empty()) headers.emplace_back("content-type", "application/merge-patch+json");
     HttpRequestOptions options;
     options.tls = tls_;
@@ -259,11 +358,15 @@ class KubernetesClient {
 
  private:
   KubernetesClient(std::string server, std::shared_ptr<const tls::TlsContext> tls,
-                   std::string token_file)
-      : server_(std::move(server)), tls_(std::move(tls)), token_file_(std::move(token_file)) {}
+                   std::string token, std::string token_file)
+      : server_(std::move(server)),
+        tls_(std::move(tls)),
+        token_(std::move(token)),
+        token_file_(std::move(token_file)) {}
 
   std::string server_;
   std::shared_ptr<const tls::TlsContext> tls_;
+  std::string token_;
   std::string token_file_;
 };
 
@@ -275,6 +378,9 @@ std::string InClusterApi() {
   return h.find(':') != std::string::npos ? absl::StrCat("https://[", h, "]:", port)
                                           : absl::StrCat("https://", h, ":", port);
 }
+
+constexpr char kInClusterCa[] = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+constexpr char kInClusterToken[] = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 std::string Seconds(absl::Duration d) {
   return absl::StrCat(absl::StrFormat("%.1f", absl::ToDoubleSeconds(d)), " s");
@@ -321,14 +427,21 @@ class Upgrade final : public Command {
              }},
         flags::StringFlag("--control-plane-namespace", "NS", &control_plane_namespace_,
                           "where the control planes run (default meshlet-system)"),
+        flags::StringFlag("--kubeconfig", "FILE", &kubeconfig_,
+                          "the kubeconfig to reach the API server with (default: $KUBECONFIG's "
+                          "first file, else ~/.kube/config; not used inside a pod or with "
+                          "--kubernetes-api): its server, CA, and a token or client "
+                          "certificate"),
+        flags::StringFlag("--context", "NAME", &kube_context_,
+                          "the kubeconfig's context (default its current-context)"),
         flags::StringFlag("--kubernetes-api", "URL", &api_,
-                          "the API server, https://HOST:PORT (default: inside a pod, "
-                          "KUBERNETES_SERVICE_HOST and _PORT)"),
+                          "the API server, https://HOST:PORT, instead of a kubeconfig (inside "
+                          "a pod: KUBERNETES_SERVICE_HOST and _PORT)"),
         flags::StringFlag("--kubernetes-ca-file", "FILE", &ca_file_,
-                          "the CA that signed the API server's certificate (default: the "
-                          "pod's service-account ca.crt)"),
+                          "with --kubernetes-api: the CA that signed the API server's "
+                          "certificate (default: the pod's service-account ca.crt)"),
         flags::StringFlag("--kubernetes-token-file", "FILE", &token_file_,
-                          "a bearer token for the API server (default: the pod's "
+                          "with --kubernetes-api: a bearer token (default: the pod's "
                           "service-account token)"),
     };
   }
@@ -336,8 +449,7 @@ class Upgrade final : public Command {
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
     std::ostream& out = session.io().out;
-    absl::StatusOr<KubernetesClient> client = KubernetesClient::Create(
-        api_.empty() ? InClusterApi() : api_, ca_file_, token_file_);
+    absl::StatusOr<KubernetesClient> client = Connect(session);
     if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
     const std::string target = TargetName(revision_);
     // The revision's control plane: its Deployment has an available replica.
@@ -373,6 +485,51 @@ class Upgrade final : public Command {
   }
 
  private:
+  // --kubernetes-api (or inside a pod, its service account), else a kubeconfig.
+  absl::StatusOr<KubernetesClient> Connect(Session& session) {
+    const std::string api = api_.empty() && kubeconfig_.empty() ? InClusterApi() : api_;
+    if (!api.empty()) {
+      KubeconfigCredentials c;
+      c.server = absl::StartsWith(api, "https://") || absl::StartsWith(api, "http://")
+                     ? api
+                     : absl::StrCat("https://", api);
+      c.ca_file = ca_file_.empty() ? kInClusterCa : ca_file_;
+      c.token_file = token_file_.empty() ? kInClusterToken : token_file_;
+      return KubernetesClient::Create(std::move(c), "--kubernetes-api");
+    }
+    if (!ca_file_.empty() || !token_file_.empty()) {
+      return absl::InvalidArgumentError(
+          "--kubernetes-ca-file and --kubernetes-token-file go with --kubernetes-api");
+    }
+    std::string path = kubeconfig_;
+    if (path.empty()) {
+      const char* env = std::getenv("KUBECONFIG");
+      if (env != nullptr && *env != '\0') {
+        path = std::string(absl::string_view(env).substr(0, absl::string_view(env).find(':')));
+      } else if (!session.environment().home.empty()) {
+        path = absl::StrCat(session.environment().home, "/.kube/config");
+      }
+    }
+    if (path.empty()) {
+      return absl::FailedPreconditionError(
+          "no Kubernetes API server: give --kubeconfig FILE or --kubernetes-api https://HOST:PORT");
+    }
+    absl::StatusOr<std::string> text = ReadFile(path, 4 << 20);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kubeconfig: ", text.status().message(),
+          " (give --kubeconfig FILE, or --kubernetes-api https://HOST:PORT)"));
+    }
+    const size_t slash = path.rfind('/');
+    absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(
+        *text, kube_context_, slash == std::string::npos ? "." : path.substr(0, slash));
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("kubeconfig ", path, ": ",
+                                                     c.status().message()));
+    }
+    return KubernetesClient::Create(*std::move(c), absl::StrCat("kubeconfig ", path));
+  }
+
   absl::StatusOr<NamespaceState> Read(const KubernetesClient& client, const std::string& ns) {
     absl::StatusOr<std::string> namespace_json =
         client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns));
@@ -477,9 +634,11 @@ class Upgrade final : public Command {
   bool dry_run_ = false;
   absl::Duration timeout_ = absl::Minutes(5);
   std::string control_plane_namespace_ = "meshlet-system";
+  std::string kubeconfig_;
+  std::string kube_context_;
   std::string api_;
-  std::string ca_file_ = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-  std::string token_file_ = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  std::string ca_file_;
+  std::string token_file_;
 };
 
 }  // namespace
@@ -498,9 +657,11 @@ CommandSpec UpgradeCommand() {
           "until every pod of each is on the revision and ready (its proxy connected to that "
           "control plane) before the next namespace. Deployments whose pods carry their own "
           "meshlet.io/rev label, or opt out of injection, are left alone. Rolling back is the "
-          "same command with the old revision. Talks to the Kubernetes API server (needs get, "
-          "list and patch on namespaces and deployments, list on pods), not to the control "
-          "plane; the context file is not read.",
+          "same command with the old revision. Talks to the Kubernetes API server, by the "
+          "kubeconfig (its context's server, CA and token or client certificate), "
+          "--kubernetes-api, or inside a pod its service account (needs get, list and patch "
+          "on namespaces and deployments, list on pods), not to the control plane; meshctl's "
+          "context file is not read.",
       .examples = {{"see what would change", "meshctl upgrade --revision canary -n shop --dry-run"},
                    {"move two namespaces, one after the other",
                     "meshctl upgrade --revision canary -n shop -n payments"},

@@ -60,6 +60,22 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
                                              absl::string_view deployments_json,
                                              absl::string_view pods_json);
 
+// How to reach the API server, from a kubeconfig's current (or named) context: each of the CA,
+// the client certificate and key and the token either inline (`*_pem`, `token`) or as a file
+// (relative paths are the kubeconfig's directory's). Files are not read here.
+struct KubeconfigCredentials {
+  std::string server;  // https://HOST:PORT
+  std::string ca_pem, ca_file;
+  std::string token, token_file;
+  std::string cert_pem, cert_file;
+  std::string key_pem, key_file;
+};
+// InvalidArgument naming the context, cluster or user field that is missing or not supported
+// (exec and auth-provider plugins, insecure-skip-tls-verify, http://).
+absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
+                                                     absl::string_view context,
+                                                     absl::string_view directory);
+
 // The JSON merge patch that puts a Namespace on `target`: meshlet.io/rev=<target>, or for the
 // unnamed revision ("") the label removed and meshlet.io/inject=enabled.
 std::string NamespaceRevisionPatch(absl::string_view target);

@@ -116,6 +116,63 @@ TEST(UpgradeTest, DoneOnlyWithEveryPodOnTheRevisionReadyAndTheRolloutComplete) {
                   .Done(""));
 }
 
+// kind writes a kubeconfig like this one (client certificate, CA inline); others name files or
+// carry tokens.
+constexpr char kKubeconfig[] = R"(apiVersion: v1
+kind: Config
+current-context: kind-mesh
+contexts:
+- name: kind-mesh
+  context: {cluster: kind-mesh, user: kind-mesh}
+- name: other
+  context: {cluster: files, user: token-user}
+- name: plugin
+  context: {cluster: files, user: exec-user}
+- name: nothing
+  context: {cluster: files, user: bare}
+clusters:
+- name: kind-mesh
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: Q0EgUEVN}
+- name: files
+  cluster: {server: "https://10.0.0.1:443", certificate-authority: certs/ca.crt}
+- name: plain
+  cluster: {server: "http://10.0.0.1:8080"}
+users:
+- name: kind-mesh
+  user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}
+- name: token-user
+  user: {token: abc, client-certificate: /etc/c.pem, client-key: k.pem}
+- name: exec-user
+  user: {exec: {command: aws}}
+- name: bare
+  user: {}
+)";
+
+TEST(UpgradeTest, KubeconfigCredentialsOfAContext) {
+  absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(kKubeconfig, "", "/home/me/.kube");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server, "https://127.0.0.1:6443");
+  EXPECT_EQ(c->ca_pem, "CA PEM");
+  EXPECT_EQ(c->cert_pem, "CERT");
+  EXPECT_EQ(c->key_pem, "KEY");
+  c = ReadKubeconfig(kKubeconfig, "other", "/home/me/.kube");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca_file, "/home/me/.kube/certs/ca.crt");  // relative to the kubeconfig
+  EXPECT_EQ(c->token, "abc");
+  EXPECT_EQ(c->cert_file, "/etc/c.pem");
+  EXPECT_EQ(c->key_file, "/home/me/.kube/k.pem");
+  EXPECT_NE(ReadKubeconfig(kKubeconfig, "plugin", "").status().message().find(
+                "credential plugins (exec, auth-provider) are not supported"),
+            std::string::npos);
+  EXPECT_NE(ReadKubeconfig(kKubeconfig, "nothing", "").status().message().find(
+                "user bare: no credentials"),
+            std::string::npos);
+  EXPECT_NE(ReadKubeconfig(kKubeconfig, "gone", "").status().message().find("no context gone"),
+            std::string::npos);
+  EXPECT_FALSE(ReadKubeconfig("[1]", "", "").ok());
+  EXPECT_FALSE(ReadKubeconfig("{", "", "").ok());
+}
+
 TEST(UpgradeTest, Patches) {
   EXPECT_EQ(NamespaceRevisionPatch("canary"), R"({"metadata":{"labels":{"meshlet.io/rev":"canary"}}})");
   EXPECT_EQ(NamespaceRevisionPatch(""),
