@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -28,6 +29,7 @@
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/http_client.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/inject/node.h"
 #include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
@@ -36,6 +38,18 @@ namespace {
 constexpr char kInjectLabel[] = "meshlet.io/inject";
 constexpr char kPodInjectLabel[] = "sidecar.meshlet.io/inject";
 constexpr char kPodRevisionAnnotation[] = "sidecar.meshlet.io/revision";
+
+// node[k1][k2]... without throwing and without adding keys: an undefined node when a step is
+// missing or not a map (the API server's JSON may leave any field out).
+YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
+  for (absl::string_view key : path) node.reset(inject::Field(node, key));
+  return node;
+}
+
+// `node` when it is a list, else an empty one (iterating a map as a list throws).
+YAML::Node ListOf(const YAML::Node& node) {
+  return node.IsDefined() && node.IsSequence() ? node : YAML::Node(YAML::NodeType::Sequence);
+}
 
 int IntOf(const YAML::Node& node, int fallback = 0) {
   int value = fallback;
@@ -48,15 +62,15 @@ std::string TargetName(absl::string_view target) { return inject::RevisionDispla
 bool Selects(const YAML::Node& match_labels, const YAML::Node& labels) {
   if (!match_labels.IsMap() || match_labels.size() == 0) return false;
   for (auto it = match_labels.begin(); it != match_labels.end(); ++it) {
-    const YAML::Node value = labels.IsMap() ? labels[it->first.Scalar()] : YAML::Node();
+    const YAML::Node value = At(labels, {Scalar(it->first)});
     if (!value || Scalar(value) != Scalar(it->second)) return false;
   }
   return true;
 }
 
 bool PodReady(const YAML::Node& pod) {
-  for (const YAML::Node& c : pod["status"]["conditions"]) {
-    if (Scalar(c["type"]) == "Ready") return Scalar(c["status"]) == "True";
+  for (const YAML::Node& c : ListOf(At(pod, {"status", "conditions"}))) {
+    if (Scalar(At(c, {"type"})) == "Ready") return Scalar(At(c, {"status"})) == "True";
   }
   return false;
 }
@@ -116,44 +130,44 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   absl::StatusOr<YAML::Node> pods = LoadJson(pods_json, "the PodList");
   if (!pods.ok()) return pods.status();
   NamespaceState state;
-  state.name = Scalar((*ns)["metadata"]["name"]);
-  const YAML::Node labels = (*ns)["metadata"]["labels"];
-  if (labels[inject::kRevisionLabel]) {
-    state.revision = Scalar(labels[inject::kRevisionLabel]);
-  } else if (Scalar(labels[kInjectLabel]) == "enabled") {
+  state.name = Scalar(At(*ns, {"metadata", "name"}));
+  const YAML::Node labels = At(*ns, {"metadata", "labels"});
+  if (At(labels, {inject::kRevisionLabel})) {
+    state.revision = Scalar(At(labels, {inject::kRevisionLabel}));
+  } else if (Scalar(At(labels, {kInjectLabel})) == "enabled") {
     state.revision = inject::kDefaultRevision;
   }
-  for (const YAML::Node& d : (*deployments)["items"]) {
+  for (const YAML::Node& d : ListOf(At(*deployments, {"items"}))) {
     WorkloadState w;
-    w.name = Scalar(d["metadata"]["name"]);
-    w.generation = IntOf(d["metadata"]["generation"]);
-    w.replicas = IntOf(d["spec"]["replicas"], 1);
-    const YAML::Node template_metadata = d["spec"]["template"]["metadata"];
-    const std::string pinned = Scalar(template_metadata["labels"][inject::kRevisionLabel]);
+    w.name = Scalar(At(d, {"metadata", "name"}));
+    w.generation = IntOf(At(d, {"metadata", "generation"}));
+    w.replicas = IntOf(At(d, {"spec", "replicas"}), 1);
+    const YAML::Node template_metadata = At(d, {"spec", "template", "metadata"});
+    const std::string pinned = Scalar(At(template_metadata, {"labels", inject::kRevisionLabel}));
     if (!pinned.empty()) {
       w.skip_reason = absl::StrCat("its pods are labelled ", inject::kRevisionLabel, "=", pinned,
                                    ", which wins over the namespace's");
-    } else if (Scalar(template_metadata["labels"][kPodInjectLabel]) == "false" ||
-               Scalar(template_metadata["annotations"][kPodInjectLabel]) == "false") {
+    } else if (Scalar(At(template_metadata, {"labels", kPodInjectLabel})) == "false" ||
+               Scalar(At(template_metadata, {"annotations", kPodInjectLabel})) == "false") {
       w.skip_reason = "its pods opt out of injection";
     }
-    w.restarted_at = Scalar(template_metadata["annotations"][kRestartedAtAnnotation]);
-    const YAML::Node status = d["status"];
-    w.rolled_out = IntOf(status["observedGeneration"]) >= w.generation &&
-                   IntOf(status["updatedReplicas"]) == w.replicas &&
-                   IntOf(status["replicas"]) == w.replicas &&
-                   IntOf(status["availableReplicas"]) == w.replicas;
+    w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
+    const YAML::Node status = At(d, {"status"});
+    w.rolled_out = IntOf(At(status, {"observedGeneration"})) >= w.generation &&
+                   IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                   IntOf(At(status, {"replicas"})) == w.replicas &&
+                   IntOf(At(status, {"availableReplicas"})) == w.replicas;
     std::map<std::string, int> by_revision;
-    const YAML::Node selector = d["spec"]["selector"]["matchLabels"];
-    for (const YAML::Node& p : (*pods)["items"]) {
-      if (!Selects(selector, p["metadata"]["labels"])) continue;
-      if (p["metadata"]["deletionTimestamp"]) {
+    const YAML::Node selector = At(d, {"spec", "selector", "matchLabels"});
+    for (const YAML::Node& p : ListOf(At(*pods, {"items"}))) {
+      if (!Selects(selector, At(p, {"metadata", "labels"}))) continue;
+      if (At(p, {"metadata", "deletionTimestamp"})) {
         ++w.terminating;
         continue;
       }
-      const std::string phase = Scalar(p["status"]["phase"]);
+      const std::string phase = Scalar(At(p, {"status", "phase"}));
       if (phase == "Succeeded" || phase == "Failed") continue;
-      std::string revision = Scalar(p["metadata"]["annotations"][kPodRevisionAnnotation]);
+      std::string revision = Scalar(At(p, {"metadata", "annotations", kPodRevisionAnnotation}));
       if (revision.empty()) revision = "none";
       ++by_revision[revision];
       if (PodReady(p)) ++w.ready_by_revision[revision];
@@ -177,21 +191,21 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
   }
   if (!config.IsMap()) return absl::InvalidArgumentError("not a kubeconfig (a map)");
   const std::string wanted =
-      context_name.empty() ? Scalar(config["current-context"]) : std::string(context_name);
+      context_name.empty() ? Scalar(At(config, {"current-context"})) : std::string(context_name);
   if (wanted.empty()) {
     return absl::InvalidArgumentError("no current-context: give --kubeconfig-context NAME");
   }
   // The `item` of the entry of `list` named `name` ({name: NAME, context: {...}}), or null.
   auto named = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
-    const YAML::Node entries = config[list];
+    const YAML::Node entries = At(config, {list});
     for (size_t i = 0; entries.IsSequence() && i < entries.size(); ++i) {
-      if (Scalar(entries[i]["name"]) == name) return entries[i][item];
+      if (Scalar(At(entries[i], {"name"})) == name) return At(entries[i], {item});
     }
     return YAML::Node(YAML::NodeType::Null);
   };
   const YAML::Node context = named("contexts", "context", wanted);
   if (!context.IsMap()) return absl::InvalidArgumentError(absl::StrCat("no context ", wanted));
-  const std::string cluster_name = Scalar(context["cluster"]);
+  const std::string cluster_name = Scalar(At(context, {"cluster"}));
   const YAML::Node cluster = named("clusters", "cluster", cluster_name);
   if (!cluster.IsMap()) {
     return absl::InvalidArgumentError(
@@ -207,43 +221,43 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
   };
   KubeconfigCredentials c;
   const std::string where = absl::StrCat("cluster ", cluster_name, ": ");
-  c.server = Scalar(cluster["server"]);
+  c.server = Scalar(At(cluster, {"server"}));
   if (!absl::StartsWith(c.server, "https://")) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, "server \"", c.server, "\" is not https://HOST:PORT"));
   }
-  if (Scalar(cluster["insecure-skip-tls-verify"]) == "true") {
+  if (Scalar(At(cluster, {"insecure-skip-tls-verify"})) == "true") {
     return absl::InvalidArgumentError(absl::StrCat(
         where, "insecure-skip-tls-verify is not supported: the API server is always verified"));
   }
-  if (!decoded(cluster["certificate-authority-data"], &c.ca_pem)) {
+  if (!decoded(At(cluster, {"certificate-authority-data"}), &c.ca_pem)) {
     return absl::InvalidArgumentError(absl::StrCat(where, "certificate-authority-data: not base64"));
   }
-  c.ca_file = path(cluster["certificate-authority"]);
+  c.ca_file = path(At(cluster, {"certificate-authority"}));
   if (c.ca_pem.empty() && c.ca_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, "no certificate-authority(-data): the API server could not be verified"));
   }
-  const std::string user_name = Scalar(context["user"]);
+  const std::string user_name = Scalar(At(context, {"user"}));
   const YAML::Node user = named("users", "user", user_name);
   const std::string who = absl::StrCat("user ", user_name, ": ");
   if (!user.IsMap()) {
     return absl::InvalidArgumentError(
         absl::StrCat("context ", wanted, ": no user \"", user_name, "\""));
   }
-  if (user["exec"] || user["auth-provider"]) {
+  if (At(user, {"exec"}) || At(user, {"auth-provider"})) {
     return absl::InvalidArgumentError(absl::StrCat(
         who, "credential plugins (exec, auth-provider) are not supported; give a token with "
              "--kubernetes-token-file (for example from kubectl create token)"));
   }
-  c.token = Scalar(user["token"]);
-  c.token_file = path(user["tokenFile"]);
-  if (!decoded(user["client-certificate-data"], &c.cert_pem) ||
-      !decoded(user["client-key-data"], &c.key_pem)) {
+  c.token = Scalar(At(user, {"token"}));
+  c.token_file = path(At(user, {"tokenFile"}));
+  if (!decoded(At(user, {"client-certificate-data"}), &c.cert_pem) ||
+      !decoded(At(user, {"client-key-data"}), &c.key_pem)) {
     return absl::InvalidArgumentError(absl::StrCat(who, "client-certificate/key-data: not base64"));
   }
-  c.cert_file = path(user["client-certificate"]);
-  c.key_file = path(user["client-key"]);
+  c.cert_file = path(At(user, {"client-certificate"}));
+  c.key_file = path(At(user, {"client-key"}));
   const bool has_cert = !c.cert_pem.empty() || !c.cert_file.empty();
   const bool has_key = !c.key_pem.empty() || !c.key_file.empty();
   if (has_cert != has_key) {
@@ -413,7 +427,7 @@ class Upgrade final : public Command {
                return absl::OkStatus();
              }},
         DryRunFlag(&dry_run_, "print what would change, change nothing"),
-        {.name = "--timeout",
+        {.name = "--rollout-timeout",
          .value = "DURATION",
          .help = "how long one namespace may take to be on the revision (default 5m)",
          .set =
@@ -469,7 +483,11 @@ class Upgrade final : public Command {
       return session.Fail({kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ",
                                                      cp->status)});
     }
-    YAML::Node cp_status = YAML::Load(cp->body)["status"];
+    YAML::Node cp_status;
+    try {
+      cp_status.reset(At(YAML::Load(cp->body), {"status"}));
+    } catch (const YAML::Exception&) {
+    }
     if (IntOf(cp_status["availableReplicas"]) < 1) {
       return session.Fail({kExitFailed, absl::StrCat("revision ", target, "'s control plane (",
                                                      control_plane_namespace_, "/", control_plane,

@@ -173,6 +173,23 @@ TEST(UpgradeTest, KubeconfigCredentialsOfAContext) {
   EXPECT_FALSE(ReadKubeconfig("{", "", "").ok());
 }
 
+// Whatever the API server's JSON leaves out or shapes oddly, reading never throws.
+TEST(UpgradeTest, OddShapesAreReadWithoutThrowing) {
+  for (const char* deployments :
+       {R"({"items":{"a":1}})", R"({"items":[1,{"metadata":[]},{"spec":{"template":7}}]})",
+        R"({"items":[{"spec":{"selector":{"matchLabels":{"app":"x"}}}}]})", "{}"}) {
+    absl::StatusOr<NamespaceState> s =
+        ReadNamespace(R"({"metadata":5})", deployments,
+                      R"({"items":[1,{"metadata":{"labels":{"app":"x"},"annotations":3}},)"
+                      R"({"metadata":{"labels":{"app":"x"}},"status":{"conditions":"no"}}]})");
+    EXPECT_TRUE(s.ok()) << deployments << ": " << s.status();
+  }
+  EXPECT_TRUE(ReadKubeconfig(R"({"contexts":{"a":1},"current-context":"a"})", "", "")
+                  .status()
+                  .message()
+                  .find("no context a") != std::string::npos);
+}
+
 TEST(UpgradeTest, Patches) {
   EXPECT_EQ(NamespaceRevisionPatch("canary"), R"({"metadata":{"labels":{"meshlet.io/rev":"canary"}}})");
   EXPECT_EQ(NamespaceRevisionPatch(""),

@@ -417,7 +417,7 @@ class RevisionMesh:
         """meshctl upgrade --revision `revision` -n shop under load, in `revision`'s control
         plane pod, while the controller plays the rollout."""
         api = self.cluster.kube_api
-        upgrade = ["upgrade", "--revision", revision, "-n", "shop", "--timeout", "3m",
+        upgrade = ["upgrade", "--revision", revision, "-n", "shop", "--rollout-timeout", "3m",
                    "--kubernetes-api", api["address"],
                    "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
                    "--kubernetes-token-file", "/var/run/kube-api/token"]

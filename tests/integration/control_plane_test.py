@@ -466,7 +466,7 @@ COMMAND_FLAGS = {
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
                "--identity", "--trace-collector", "--podman", "--revision", "-o, --output"],
-    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--timeout",
+    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--rollout-timeout",
                 "--control-plane-namespace", "--kubeconfig", "--context", "--kubernetes-api",
                 "--kubernetes-ca-file", "--kubernetes-token-file"],
     "install": ["--set", "-o, --output", "--crds", "--secrets", "--create", "--kubernetes-api",
