@@ -1,7 +1,8 @@
 // upgrade: moves namespaces to another control-plane revision one at a time (docs/upgrades.md,
-// ADR 0070): relabels the namespace, restarts its Deployments as `kubectl rollout restart` does
-// (the controller starts new pods, which the revision's webhook injects, before it stops old
-// ones), and waits until every pod is on the revision and ready before the next namespace.
+// ADR 0070): relabels the namespace, restarts its Deployments, StatefulSets and DaemonSets as
+// `kubectl rollout restart` does (their controllers replace the pods, which the revision's
+// webhook injects, as each one's strategy allows), and waits until every pod is on the revision
+// and ready before the next namespace.
 // Talks to the Kubernetes API server, not to the control plane.
 
 #include "control-plane/cli/upgrade.h"
@@ -86,6 +87,21 @@ absl::StatusOr<YAML::Node> LoadJson(absl::string_view text, absl::string_view wh
 
 }  // namespace
 
+const std::vector<WorkloadKind>& WorkloadKinds() {
+  static const auto* kinds = new std::vector<WorkloadKind>{
+      {"Deployment", "deployments", "deployment"},
+      {"StatefulSet", "statefulsets", "statefulset"},
+      {"DaemonSet", "daemonsets", "daemonset"}};
+  return *kinds;
+}
+
+std::string WorkloadState::Display() const {
+  for (const WorkloadKind& k : WorkloadKinds()) {
+    if (kind == k.kind) return absl::StrCat(k.display, "/", name);
+  }
+  return name;
+}
+
 bool WorkloadState::Done(absl::string_view target) const {
   const std::string want = TargetName(target);
   int on_target = 0, elsewhere = 0;
@@ -106,7 +122,7 @@ std::string WorkloadState::PodsText() const {
 
 std::string WorkloadState::Waiting(absl::string_view target) const {
   std::vector<std::string> what;
-  if (!rolled_out) what.push_back("the Deployment's rollout");
+  if (!rolled_out) what.push_back(absl::StrCat("the ", kind, "'s rollout"));
   const std::string want = TargetName(target);
   for (const auto& [revision, count] : pods_by_revision) {
     if (revision != want) what.push_back(absl::StrCat(count, " pod(s) still on ", revision));
@@ -121,12 +137,18 @@ std::string WorkloadState::Waiting(absl::string_view target) const {
 }
 
 absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
-                                             absl::string_view deployments_json,
+                                             const std::vector<std::string>& workload_lists,
                                              absl::string_view pods_json) {
   absl::StatusOr<YAML::Node> ns = LoadJson(ns_json, "the Namespace");
   if (!ns.ok()) return ns.status();
-  absl::StatusOr<YAML::Node> deployments = LoadJson(deployments_json, "the DeploymentList");
-  if (!deployments.ok()) return deployments.status();
+  std::vector<std::pair<std::string, YAML::Node>> lists;
+  for (size_t i = 0; i < workload_lists.size() && i < WorkloadKinds().size(); ++i) {
+    const std::string kind = WorkloadKinds()[i].kind;
+    absl::StatusOr<YAML::Node> list = LoadJson(workload_lists[i], absl::StrCat("the ", kind,
+                                                                               "List"));
+    if (!list.ok()) return list.status();
+    lists.emplace_back(kind, *std::move(list));
+  }
   absl::StatusOr<YAML::Node> pods = LoadJson(pods_json, "the PodList");
   if (!pods.ok()) return pods.status();
   NamespaceState state;
@@ -137,11 +159,15 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   } else if (Scalar(At(labels, {kInjectLabel})) == "enabled") {
     state.revision = inject::kDefaultRevision;
   }
-  for (const YAML::Node& d : ListOf(At(*deployments, {"items"}))) {
+  for (const auto& [kind, list] : lists) {
+  for (const YAML::Node& d : ListOf(At(list, {"items"}))) {
     WorkloadState w;
+    w.kind = kind;
     w.name = Scalar(At(d, {"metadata", "name"}));
     w.generation = IntOf(At(d, {"metadata", "generation"}));
-    w.replicas = IntOf(At(d, {"spec", "replicas"}), 1);
+    const YAML::Node status = At(d, {"status"});
+    w.replicas = kind == "DaemonSet" ? IntOf(At(status, {"desiredNumberScheduled"}))
+                                     : IntOf(At(d, {"spec", "replicas"}), 1);
     const YAML::Node template_metadata = At(d, {"spec", "template", "metadata"});
     const std::string pinned = Scalar(At(template_metadata, {"labels", inject::kRevisionLabel}));
     if (!pinned.empty()) {
@@ -152,11 +178,21 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
       w.skip_reason = "its pods opt out of injection";
     }
     w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
-    const YAML::Node status = At(d, {"status"});
-    w.rolled_out = IntOf(At(status, {"observedGeneration"})) >= w.generation &&
-                   IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
-                   IntOf(At(status, {"replicas"})) == w.replicas &&
-                   IntOf(At(status, {"availableReplicas"})) == w.replicas;
+    const bool observed = IntOf(At(status, {"observedGeneration"})) >= w.generation;
+    if (kind == "DaemonSet") {
+      w.rolled_out = observed && IntOf(At(status, {"updatedNumberScheduled"})) == w.replicas &&
+                     IntOf(At(status, {"numberAvailable"})) == w.replicas;
+    } else if (kind == "StatefulSet") {
+      const std::string update = Scalar(At(status, {"updateRevision"}));
+      w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                     IntOf(At(status, {"readyReplicas"})) == w.replicas &&
+                     IntOf(At(status, {"replicas"})) == w.replicas &&
+                     (update.empty() || Scalar(At(status, {"currentRevision"})) == update);
+    } else {
+      w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                     IntOf(At(status, {"replicas"})) == w.replicas &&
+                     IntOf(At(status, {"availableReplicas"})) == w.replicas;
+    }
     std::map<std::string, int> by_revision;
     const YAML::Node selector = At(d, {"spec", "selector", "matchLabels"});
     for (const YAML::Node& p : ListOf(At(*pods, {"items"}))) {
@@ -175,8 +211,15 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
     w.pods_by_revision.assign(by_revision.begin(), by_revision.end());
     state.workloads.push_back(std::move(w));
   }
+  }
+  // By kind (WorkloadKinds' order), then name.
+  auto order = [](const WorkloadState& w) {
+    size_t i = 0;
+    while (i < WorkloadKinds().size() && WorkloadKinds()[i].kind != w.kind) ++i;
+    return std::pair(i, w.name);
+  };
   std::sort(state.workloads.begin(), state.workloads.end(),
-            [](const WorkloadState& a, const WorkloadState& b) { return a.name < b.name; });
+            [&](const WorkloadState& a, const WorkloadState& b) { return order(a) < order(b); });
   return state;
 }
 
@@ -365,8 +408,8 @@ class KubernetesClient {
     return absl::FailedPreconditionError(
         absl::StrCat(method, " ", path, ": HTTP ", response->status, ": ", message,
                      response->status == 403
-                         ? " (meshctl upgrade needs get, list and patch on namespaces and "
-                           "deployments, and list on pods)"
+                         ? " (meshctl upgrade needs get, list and patch on namespaces, "
+                           "deployments, statefulsets and daemonsets, and list on pods)"
                          : ""));
   }
 
@@ -552,13 +595,17 @@ class Upgrade final : public Command {
     absl::StatusOr<std::string> namespace_json =
         client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns));
     if (!namespace_json.ok()) return namespace_json.status();
-    absl::StatusOr<std::string> deployments =
-        client.Fetch("GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments"));
-    if (!deployments.ok()) return deployments.status();
+    std::vector<std::string> lists;
+    for (const WorkloadKind& kind : WorkloadKinds()) {
+      absl::StatusOr<std::string> list = client.Fetch(
+          "GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", kind.resource));
+      if (!list.ok()) return list.status();
+      lists.push_back(*std::move(list));
+    }
     absl::StatusOr<std::string> pods =
         client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns, "/pods"));
     if (!pods.ok()) return pods.status();
-    return ReadNamespace(*namespace_json, *deployments, *pods);
+    return ReadNamespace(*namespace_json, lists, *pods);
   }
 
   int MoveNamespace(Session& session, const KubernetesClient& client, const std::string& ns) {
@@ -579,17 +626,17 @@ class Upgrade final : public Command {
                                              "=enabled")
                               : absl::StrCat(inject::kRevisionLabel, "=", revision_))
         << ")\n";
-    std::vector<std::string> restart;
+    std::vector<const WorkloadState*> restart;
     for (const WorkloadState& w : state->workloads) {
       if (!w.skip_reason.empty()) {
-        out << "  deployment/" << w.name << ": left alone: " << w.skip_reason << " ("
-            << w.PodsText() << ")\n";
+        out << "  " << w.Display() << ": left alone: " << w.skip_reason << " (" << w.PodsText()
+            << ")\n";
       } else if (w.Done(revision_)) {
-        out << "  deployment/" << w.name << ": already on " << target << " (" << w.PodsText()
+        out << "  " << w.Display() << ": already on " << target << " (" << w.PodsText()
             << ")\n";
       } else {
-        out << "  deployment/" << w.name << ": restart (" << w.PodsText() << ")\n";
-        restart.push_back(w.name);
+        out << "  " << w.Display() << ": restart (" << w.PodsText() << ")\n";
+        restart.push_back(&w);
       }
     }
     if (dry_run_) return kExitOk;
@@ -599,15 +646,20 @@ class Upgrade final : public Command {
       if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
     }
     const std::string at = absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone());
-    for (const std::string& name : restart) {
+    std::vector<std::string> pending;  // Display() of each restarted workload
+    for (const WorkloadState* w : restart) {
+      const char* resource = "deployments";
+      for (const WorkloadKind& kind : WorkloadKinds()) {
+        if (w->kind == kind.kind) resource = kind.resource;
+      }
       absl::StatusOr<std::string> patched = client.Fetch(
-          "PATCH", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments/", name),
+          "PATCH", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", resource, "/", w->name),
           RestartPatch(at));
       if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
+      pending.push_back(w->Display());
     }
-    // Wait until every restarted Deployment has all its pods on the revision, ready.
+    // Wait until every restarted workload has all its pods on the revision, ready.
     const absl::Time deadline = absl::Now() + timeout_;
-    std::vector<std::string> pending = restart;
     std::string waiting;
     while (!pending.empty()) {
       absl::StatusOr<NamespaceState> now = Read(client, ns);
@@ -618,14 +670,14 @@ class Upgrade final : public Command {
       std::vector<std::string> left;
       waiting.clear();
       for (const WorkloadState& w : now->workloads) {
-        if (std::find(pending.begin(), pending.end(), w.name) == pending.end()) continue;
+        if (std::find(pending.begin(), pending.end(), w.Display()) == pending.end()) continue;
         // Done only for our restart: an earlier rollout that happens to be complete is not.
         if (w.restarted_at == at && w.Done(revision_)) {
-          out << "  deployment/" << w.name << ": " << w.replicas << "/" << w.replicas
-              << " pods on " << target << ", ready (" << Seconds(absl::Now() - started) << ")\n";
+          out << "  " << w.Display() << ": " << w.replicas << "/" << w.replicas << " pods on "
+              << target << ", ready (" << Seconds(absl::Now() - started) << ")\n";
         } else {
-          left.push_back(w.name);
-          absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", "deployment/", w.name, ": ",
+          left.push_back(w.Display());
+          absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", w.Display(), ": ",
                           w.restarted_at == at ? w.Waiting(revision_) : "the restart");
         }
       }
@@ -669,17 +721,18 @@ CommandSpec UpgradeCommand() {
           "Moves each namespace given, in order, to the control-plane revision --revision "
           "(docs/upgrades.md): checks that the revision's control plane is available, labels "
           "the namespace meshlet.io/rev=NAME (for \"default\": removes the label and sets "
-          "meshlet.io/inject=enabled), restarts each of its Deployments as `kubectl rollout "
-          "restart` does (the controller starts new pods, which the revision's webhook "
-          "injects, before it stops old ones, as the Deployment's strategy allows), and waits "
-          "until every pod of each is on the revision and ready (its proxy connected to that "
-          "control plane) before the next namespace. Deployments whose pods carry their own "
+          "meshlet.io/inject=enabled), restarts each of its Deployments, StatefulSets and "
+          "DaemonSets as `kubectl rollout restart` does (their controllers replace the pods, "
+          "which the revision's webhook injects, as each one's strategy allows: a Deployment "
+          "with maxUnavailable 0 starts each new pod before an old one stops), and waits until "
+          "every pod of each is on the revision and ready (its proxy connected to that control "
+          "plane) before the next namespace. Workloads whose pods carry their own "
           "meshlet.io/rev label, or opt out of injection, are left alone. Rolling back is the "
           "same command with the old revision. Talks to the Kubernetes API server, by the "
           "kubeconfig (its context's server, CA and token or client certificate), "
           "--kubernetes-api, or inside a pod its service account (needs get, list and patch "
-          "on namespaces and deployments, list on pods), not to the control plane; meshctl's "
-          "context file is not read.",
+          "on namespaces, deployments, statefulsets and daemonsets, list on pods), not to the "
+          "control plane; meshctl's context file is not read.",
       .examples = {{"see what would change", "meshctl upgrade --revision canary -n shop --dry-run"},
                    {"move two namespaces, one after the other",
                     "meshctl upgrade --revision canary -n shop -n payments"},

@@ -1,10 +1,11 @@
 #pragma once
 
 // meshctl upgrade's reading of a namespace (docs/upgrades.md, ADR 0070): from the Kubernetes API
-// server's JSON of a Namespace, its Deployments and its Pods, which revision the namespace is on,
-// which Deployments a move to a target revision restarts, and whether a restart is done (every
-// pod of the Deployment on the target revision and ready, no old pod left). Pure functions of the
-// JSON; the command (upgrade.cc) does the requests, the patches and the waiting.
+// server's JSON of a Namespace, its workloads (Deployments, StatefulSets, DaemonSets) and its
+// Pods, which revision the namespace is on, which workloads a move to a target revision
+// restarts, and whether a restart is done (every pod of the workload on the target revision and
+// ready, no old pod left). Pure functions of the JSON; the command (upgrade.cc) does the
+// requests, the patches and the waiting.
 
 #include <map>
 #include <string>
@@ -19,9 +20,19 @@ namespace meshlet::controlplane::cli {
 // the Deployment controller replace every pod, new ones first as its strategy allows.
 inline constexpr char kRestartedAtAnnotation[] = "kubectl.kubernetes.io/restartedAt";
 
+// The kinds of workload meshctl upgrade restarts, with their API paths.
+struct WorkloadKind {
+  const char* kind;      // "Deployment"
+  const char* resource;  // "deployments": /apis/apps/v1/namespaces/NS/<resource>
+  const char* display;   // "deployment": deployment/NAME in the report
+};
+const std::vector<WorkloadKind>& WorkloadKinds();
+
 struct WorkloadState {
-  std::string name;  // the Deployment's
-  int replicas = 0;  // spec.replicas (1 when unset)
+  std::string kind;  // "Deployment", "StatefulSet", "DaemonSet"
+  std::string name;
+  // spec.replicas (1 when unset); a DaemonSet's status.desiredNumberScheduled.
+  int replicas = 0;
   // Its pods that are not terminating, by revision (sidecar.meshlet.io/revision; "none" for a
   // pod without a sidecar), and how many of those are ready, by revision.
   std::vector<std::pair<std::string, int>> pods_by_revision;
@@ -33,7 +44,9 @@ struct WorkloadState {
   // The template's kRestartedAtAnnotation, to tell a restart of ours from an earlier one.
   std::string restarted_at;
   // The controller's status says the latest template is rolled out: observedGeneration at the
-  // generation, updated, available and total replicas all equal to replicas.
+  // generation, and updated, available (ready for a StatefulSet) and total replicas all equal
+  // to replicas (a StatefulSet's currentRevision its updateRevision; a DaemonSet's updated and
+  // available scheduled numbers its desired one).
   bool rolled_out = false;
   int64_t generation = 0;
 
@@ -43,6 +56,8 @@ struct WorkloadState {
   std::string Waiting(absl::string_view target) const;
   // "2 on 0-2-0, 1 on canary" ("no pods" when none).
   std::string PodsText() const;
+  // "deployment/web".
+  std::string Display() const;
 };
 
 struct NamespaceState {
@@ -50,14 +65,15 @@ struct NamespaceState {
   // The namespace's revision by its labels: meshlet.io/rev's value, "default" for a namespace
   // labelled meshlet.io/inject=enabled without it, "" for one with neither (not injected).
   std::string revision;
-  std::vector<WorkloadState> workloads;  // by name
+  std::vector<WorkloadState> workloads;  // by kind (WorkloadKinds' order), then name
 };
 
-// Reads the namespace `ns_json` (a Namespace), `deployments_json` (a DeploymentList) and
-// `pods_json` (a PodList of the namespace). InvalidArgument naming what was not the expected
-// JSON. Revisions below are names, "" for the unnamed one.
+// Reads the namespace `ns_json` (a Namespace), `workload_lists` (the list JSON of each kind of
+// WorkloadKinds, in that order; fewer is fewer kinds) and `pods_json` (a PodList of the
+// namespace). InvalidArgument naming what was not the expected JSON. Revisions below are names,
+// "" for the unnamed one.
 absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
-                                             absl::string_view deployments_json,
+                                             const std::vector<std::string>& workload_lists,
                                              absl::string_view pods_json);
 
 // How to reach the API server, from a kubeconfig's current (or named) context: each of the CA,

@@ -38,7 +38,7 @@ TEST(UpgradeTest, ReadsTheNamespacesRevisionFromItsLabels) {
   const std::string none = R"({"items":[]})";
   auto revision = [&](const std::string& labels) {
     absl::StatusOr<NamespaceState> s = ReadNamespace(
-        absl::StrCat(R"({"metadata":{"name":"shop","labels":{)", labels, "}}}"), none, none);
+        absl::StrCat(R"({"metadata":{"name":"shop","labels":{)", labels, "}}}"), {none}, none);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? s->revision : "(error)";
   };
@@ -47,7 +47,7 @@ TEST(UpgradeTest, ReadsTheNamespacesRevisionFromItsLabels) {
   // The revision label wins over the plain one, as the webhooks' selectors have it.
   EXPECT_EQ(revision(R"("meshlet.io/inject":"enabled","meshlet.io/rev":"0-2-0")"), "0-2-0");
   EXPECT_EQ(revision(""), "");
-  EXPECT_FALSE(ReadNamespace("[1]", none, none).ok());
+  EXPECT_FALSE(ReadNamespace("[1]", {none}, none).ok());
 }
 
 TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
@@ -60,7 +60,7 @@ TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
       absl::StrCat(R"({"items":[)", Pod("web", "0-2-0", true), ",", Pod("web", "canary", true),
                    ",", Pod("web", "0-2-0", true, true), ",", Pod("pinned", "0-2-0", true), "]}");
   absl::StatusOr<NamespaceState> s = ReadNamespace(
-      R"({"metadata":{"name":"shop","labels":{"meshlet.io/rev":"0-2-0"}}})", deployments, pods);
+      R"({"metadata":{"name":"shop","labels":{"meshlet.io/rev":"0-2-0"}}})", {deployments}, pods);
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_EQ(s->workloads.size(), 3u);
   const WorkloadState& optout = s->workloads[0];
@@ -79,11 +79,47 @@ TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
             "1 pod(s) still on 0-2-0, 1 pod(s) terminating, 1/2 ready on canary");
 }
 
+// StatefulSets and DaemonSets: their own status fields say when the rollout is done; the report
+// names the kind.
+TEST(UpgradeTest, StatefulSetsAndDaemonSetsToo) {
+  const std::string pods = absl::StrCat(R"({"items":[)", Pod("db", "canary", true), ",",
+                                        Pod("db", "canary", true), ",", Pod("agent", "canary", true),
+                                        "]}");
+  auto read = [&](const std::string& statefulset_status, const std::string& daemonset_status) {
+    absl::StatusOr<NamespaceState> s = ReadNamespace(
+        R"({"metadata":{"name":"shop"}})",
+        {R"({"items":[]})",
+         absl::StrCat(R"({"items":[)", Deployment("db", 2, "", statefulset_status), "]}"),
+         absl::StrCat(R"({"items":[)", Deployment("agent", 1, "", daemonset_status), "]}")},
+        pods);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *s;
+  };
+  NamespaceState done = read(
+      R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
+      R"("currentRevision":"db-2","updateRevision":"db-2"})",
+      R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":1,)"
+      R"("numberAvailable":1})");
+  ASSERT_EQ(done.workloads.size(), 2u);
+  EXPECT_EQ(done.workloads[0].Display(), "statefulset/db");
+  EXPECT_EQ(done.workloads[1].Display(), "daemonset/agent");
+  EXPECT_TRUE(done.workloads[0].Done("canary"));
+  EXPECT_TRUE(done.workloads[1].Done("canary"));
+  NamespaceState rolling = read(
+      R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
+      R"("currentRevision":"db-1","updateRevision":"db-2"})",
+      R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":0,)"
+      R"("numberAvailable":1})");
+  EXPECT_FALSE(rolling.workloads[0].Done("canary"));
+  EXPECT_EQ(rolling.workloads[0].Waiting("canary"), "the StatefulSet's rollout");
+  EXPECT_FALSE(rolling.workloads[1].Done("canary"));
+}
+
 TEST(UpgradeTest, DoneOnlyWithEveryPodOnTheRevisionReadyAndTheRolloutComplete) {
   auto state = [](const std::string& status, const std::string& pods) {
     absl::StatusOr<NamespaceState> s =
         ReadNamespace(R"({"metadata":{"name":"shop"}})",
-                      absl::StrCat(R"({"items":[)", Deployment("web", 2, "", status), "]}"),
+                      {absl::StrCat(R"({"items":[)", Deployment("web", 2, "", status), "]}")},
                       absl::StrCat(R"({"items":[)", pods, "]}"));
     EXPECT_TRUE(s.ok()) << s.status();
     return s->workloads.at(0);
@@ -179,7 +215,7 @@ TEST(UpgradeTest, OddShapesAreReadWithoutThrowing) {
        {R"({"items":{"a":1}})", R"({"items":[1,{"metadata":[]},{"spec":{"template":7}}]})",
         R"({"items":[{"spec":{"selector":{"matchLabels":{"app":"x"}}}}]})", "{}"}) {
     absl::StatusOr<NamespaceState> s =
-        ReadNamespace(R"({"metadata":5})", deployments,
+        ReadNamespace(R"({"metadata":5})", {deployments, deployments},
                       R"({"items":[1,{"metadata":{"labels":{"app":"x"},"annotations":3}},)"
                       R"({"metadata":{"labels":{"app":"x"}},"status":{"conditions":"no"}}]})");
     EXPECT_TRUE(s.ok()) << deployments << ": " << s.status();

@@ -14,7 +14,8 @@ here.
 - Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
 - Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
   and watch events carry each object's metadata only, as the API server sends them.
-- Namespaces (cluster-scoped) and apps/v1 Deployments (with a status subresource) are objects
+- Namespaces (cluster-scoped) and apps/v1 Deployments, StatefulSets and DaemonSets (with a status
+  subresource) are objects
   like the rest: what `meshctl upgrade` reads and patches (labels, the pod template's restart
   annotation). Nothing acts on them: a test plays the Deployment controller.
 - Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
@@ -84,6 +85,8 @@ RESOURCES = [
     Resource("pods", "", "v1", "pods", "Pod", status=True),
     Resource("namespaces", "", "v1", "namespaces", "Namespace", status=True, namespaced=False),
     Resource("deployments", "apps", "v1", "deployments", "Deployment", status=True),
+    Resource("statefulsets", "apps", "v1", "statefulsets", "StatefulSet", status=True),
+    Resource("daemonsets", "apps", "v1", "daemonsets", "DaemonSet", status=True),
     Resource("endpointslices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     Resource("services.meshlet.io", "meshlet.io", "v1", "services", "Service", status=True),
     Resource("trafficpolicies", "meshlet.io", "v1", "trafficpolicies", "TrafficPolicy"),

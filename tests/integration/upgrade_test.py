@@ -9,8 +9,8 @@ Shown:
 - a revision without an available control plane Deployment is refused before anything changes;
 - --dry-run prints the plan (restart, pinned and opted-out Deployments left alone) and changes
   nothing;
-- a move labels the namespace, sends the `kubectl rollout restart` patch to each Deployment to
-  move (and to no other), waits for the rollout, and reports the namespace on the revision;
+- a move labels the namespace, sends the `kubectl rollout restart` patch to each Deployment and
+  StatefulSet to move (and to no other), waits for the rollout, and reports the namespace on the revision;
   namespaces go one at a time, in the order given;
 - moving to `default` removes the label and sets meshlet.io/inject=enabled;
 - a rollout that does not finish ends with the exit code 1, what it waits for and the command
@@ -75,7 +75,7 @@ class UpgradeTest(unittest.TestCase):
 
     def setUp(self):
         # A fresh cluster for each test: namespaces, control planes, the app.
-        for kind in ("namespaces", "deployments", "pods"):
+        for kind in ("namespaces", "deployments", "statefulsets", "pods"):
             for key in list(self.fake.objects[kind]):
                 self.fake.delete(kind, key[0], key[1])
         for revision in ("0-2-0", "canary"):
@@ -140,8 +140,19 @@ class UpgradeTest(unittest.TestCase):
         self.assertIn("has no available replica", p.stderr)
         self.assertEqual(self.writes(), [])
 
+    def statefulset(self, namespace):
+        """A StatefulSet `db` with a pod on 0-2-0."""
+        s = deployment("db", namespace)
+        s.update(kind="StatefulSet", status={"observedGeneration": 1, "replicas": 1,
+                                             "updatedReplicas": 1, "readyReplicas": 1})
+        s["spec"]["replicas"] = 1
+        self.fake.put("statefulsets", s)
+        self.fake.put("pods", pod("db-0", namespace, "db", "0-2-0"))
+
     def test_dry_run_plans_and_changes_nothing(self):
+        self.statefulset("shop")
         p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run")
+        self.assertIn("statefulset/db: restart (1 on 0-2-0)", p.stdout)
         self.assertIn("namespace shop: revision 0-2-0 -> canary (meshlet.io/rev=canary)", p.stdout)
         self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
         self.assertIn("deployment/pinned: left alone: its pods are labelled "
@@ -188,6 +199,7 @@ class UpgradeTest(unittest.TestCase):
         self.assertEqual(labels["meshlet.io/inject"], "enabled")
 
     def test_a_rollout_that_does_not_finish_times_out_with_the_way_back(self):
+        self.statefulset("shop")
         started = time.monotonic()
         p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay", "--rollout-timeout", "2s",
                          expect=1)
@@ -195,7 +207,10 @@ class UpgradeTest(unittest.TestCase):
         self.assertIn("namespace shop: not on canary after 2s: waiting for deployment/web: "
                       "the Deployment's rollout, 2 pod(s) still on 0-2-0, 0/2 ready on canary",
                       p.stderr)
+        self.assertIn("statefulset/db: the StatefulSet's rollout, 1 pod(s) still on 0-2-0", p.stderr)
         self.assertIn("to go back: meshctl upgrade --revision 0-2-0 -n shop", p.stderr)
+        self.assertIn(("PATCH", "/apis/apps/v1/namespaces/shop/statefulsets/db"),
+                      [(method, path) for method, path, _ in self.writes()])
         # pay was never touched.
         self.assertFalse(any("/namespaces/pay" in path for _, path, _ in self.writes()))
 
