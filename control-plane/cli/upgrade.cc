@@ -176,6 +176,8 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
     } else if (Scalar(At(template_metadata, {"labels", kPodInjectLabel})) == "false" ||
                Scalar(At(template_metadata, {"annotations", kPodInjectLabel})) == "false") {
       w.skip_reason = "its pods opt out of injection";
+    } else if (Scalar(At(d, {"spec", "template", "spec", "hostNetwork"})) == "true") {
+      w.skip_reason = "its pods are on the host's network, which is never injected";
     }
     w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
     const bool observed = IntOf(At(status, {"observedGeneration"})) >= w.generation;

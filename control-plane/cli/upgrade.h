@@ -38,8 +38,8 @@ struct WorkloadState {
   std::vector<std::pair<std::string, int>> pods_by_revision;
   std::map<std::string, int> ready_by_revision;
   int terminating = 0;
-  // The template labels meshlet.io/rev (pinned to that revision; never moved) or opts out
-  // (sidecar.meshlet.io/inject: "false"); `skip_reason` says which.
+  // The template labels meshlet.io/rev (pinned to that revision; never moved), opts out
+  // (sidecar.meshlet.io/inject: "false") or is on the host's network; `skip_reason` says which.
   std::string skip_reason;
   // The template's kRestartedAtAnnotation, to tell a restart of ours from an earlier one.
   std::string restarted_at;

@@ -67,6 +67,13 @@ TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
   const WorkloadState& pinned = s->workloads[1];
   const WorkloadState& web = s->workloads[2];
   EXPECT_EQ(optout.skip_reason, "its pods opt out of injection");
+  absl::StatusOr<NamespaceState> host = ReadNamespace(
+      R"({"metadata":{"name":"shop"}})",
+      {R"({"items":[{"metadata":{"name":"agent"},"spec":{"template":{"spec":{"hostNetwork":true}}}}]})"},
+      R"({"items":[]})");
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->workloads.at(0).skip_reason,
+            "its pods are on the host's network, which is never injected");
   EXPECT_EQ(pinned.skip_reason,
             "its pods are labelled meshlet.io/rev=0-2-0, which wins over the namespace's");
   EXPECT_EQ(pinned.PodsText(), "1 on 0-2-0");
