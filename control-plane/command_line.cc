@@ -121,8 +121,7 @@ void ApplyRevision(CommandLine& command_line) {
   }
   if (webhook.trust_bundle.namespace_selector ==
       kubernetes::TrustBundleConfigMapsOptions().namespace_selector) {
-    webhook.trust_bundle.namespace_selector =
-        absl::StrCat(inject::kRevisionLabel, "=", revision);
+    webhook.trust_bundle.namespace_selector = absl::StrCat(inject::kRevisionLabel, "=", revision);
   }
   if (command_line.kubernetes_policy.lease_name == inject::kControlPlaneName) {
     command_line.kubernetes_policy.lease_name = name;

@@ -190,8 +190,7 @@ class Version final : public Command {
     session.io().out << "control-plane " << Scalar(v["server"])
                      << (v["revision"] ? absl::StrCat(" (revision ", Scalar(v["revision"]), ")")
                                        : "")
-                     << " at " << server << " (API "
-                     << Scalar(v["apiVersion"]) << ")\n";
+                     << " at " << server << " (API " << Scalar(v["apiVersion"]) << ")\n";
     return PrintProxyVersions(session);
   }
 

@@ -882,8 +882,9 @@ spec: {containers: [{name: app, image: app:1}]}
             "0-2-0");
   // "default" names the unnamed revision; a bad name is a usage error.
   in_.clear();
-  in_.str("apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
-          "spec: {containers: [{name: app, image: app:1}]}\n");
+  in_.str(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
+      "spec: {containers: [{name: app, image: app:1}]}\n");
   ASSERT_EQ(Run({"inject", "-f", "-", "--revision", "default"}), 0) << err_.str();
   EXPECT_NE(out_.str().find("value: meshlet-control-plane.meshlet-system.svc:15012"),
             std::string::npos)

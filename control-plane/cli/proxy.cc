@@ -40,9 +40,9 @@ class ProxyStatus final : public Command {
       return kExitOk;
     }
     YAML::Node root = YAML::Load(reply->http.body);
-    std::vector<std::vector<std::string>> rows = {
-        {"PROXY", "SERVICE", "NAMESPACE", "CONNECTED", "LDS", "RDS", "CDS", "EDS", "VERSION",
-         "REVISION"}};
+    std::vector<std::vector<std::string>> rows = {{"PROXY", "SERVICE", "NAMESPACE", "CONNECTED",
+                                                   "LDS", "RDS", "CDS", "EDS", "VERSION",
+                                                   "REVISION"}};
     std::vector<std::string> errors;
     const absl::Time now = absl::Now();
     for (const auto& p : root["items"]) {

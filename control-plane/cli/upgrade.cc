@@ -10,10 +10,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <initializer_list>
 #include <chrono>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -88,10 +89,10 @@ absl::StatusOr<YAML::Node> LoadJson(absl::string_view text, absl::string_view wh
 }  // namespace
 
 const std::vector<WorkloadKind>& WorkloadKinds() {
-  static const auto* kinds = new std::vector<WorkloadKind>{
-      {"Deployment", "deployments", "deployment"},
-      {"StatefulSet", "statefulsets", "statefulset"},
-      {"DaemonSet", "daemonsets", "daemonset"}};
+  static const auto* kinds =
+      new std::vector<WorkloadKind>{{"Deployment", "deployments", "deployment"},
+                                    {"StatefulSet", "statefulsets", "statefulset"},
+                                    {"DaemonSet", "daemonsets", "daemonset"}};
   return *kinds;
 }
 
@@ -144,8 +145,8 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   std::vector<std::pair<std::string, YAML::Node>> lists;
   for (size_t i = 0; i < workload_lists.size() && i < WorkloadKinds().size(); ++i) {
     const std::string kind = WorkloadKinds()[i].kind;
-    absl::StatusOr<YAML::Node> list = LoadJson(workload_lists[i], absl::StrCat("the ", kind,
-                                                                               "List"));
+    absl::StatusOr<YAML::Node> list =
+        LoadJson(workload_lists[i], absl::StrCat("the ", kind, "List"));
     if (!list.ok()) return list.status();
     lists.emplace_back(kind, *std::move(list));
   }
@@ -160,59 +161,60 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
     state.revision = inject::kDefaultRevision;
   }
   for (const auto& [kind, list] : lists) {
-  for (const YAML::Node& d : ListOf(At(list, {"items"}))) {
-    WorkloadState w;
-    w.kind = kind;
-    w.name = Scalar(At(d, {"metadata", "name"}));
-    w.generation = IntOf(At(d, {"metadata", "generation"}));
-    const YAML::Node status = At(d, {"status"});
-    w.replicas = kind == "DaemonSet" ? IntOf(At(status, {"desiredNumberScheduled"}))
-                                     : IntOf(At(d, {"spec", "replicas"}), 1);
-    const YAML::Node template_metadata = At(d, {"spec", "template", "metadata"});
-    const std::string pinned = Scalar(At(template_metadata, {"labels", inject::kRevisionLabel}));
-    if (!pinned.empty()) {
-      w.skip_reason = absl::StrCat("its pods are labelled ", inject::kRevisionLabel, "=", pinned,
-                                   ", which wins over the namespace's");
-    } else if (Scalar(At(template_metadata, {"labels", kPodInjectLabel})) == "false" ||
-               Scalar(At(template_metadata, {"annotations", kPodInjectLabel})) == "false") {
-      w.skip_reason = "its pods opt out of injection";
-    } else if (Scalar(At(d, {"spec", "template", "spec", "hostNetwork"})) == "true") {
-      w.skip_reason = "its pods are on the host's network, which is never injected";
-    }
-    w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
-    const bool observed = IntOf(At(status, {"observedGeneration"})) >= w.generation;
-    if (kind == "DaemonSet") {
-      w.rolled_out = observed && IntOf(At(status, {"updatedNumberScheduled"})) == w.replicas &&
-                     IntOf(At(status, {"numberAvailable"})) == w.replicas;
-    } else if (kind == "StatefulSet") {
-      const std::string update = Scalar(At(status, {"updateRevision"}));
-      w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
-                     IntOf(At(status, {"readyReplicas"})) == w.replicas &&
-                     IntOf(At(status, {"replicas"})) == w.replicas &&
-                     (update.empty() || Scalar(At(status, {"currentRevision"})) == update);
-    } else {
-      w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
-                     IntOf(At(status, {"replicas"})) == w.replicas &&
-                     IntOf(At(status, {"availableReplicas"})) == w.replicas;
-    }
-    std::map<std::string, int> by_revision;
-    const YAML::Node selector = At(d, {"spec", "selector", "matchLabels"});
-    for (const YAML::Node& p : ListOf(At(*pods, {"items"}))) {
-      if (!Selects(selector, At(p, {"metadata", "labels"}))) continue;
-      if (At(p, {"metadata", "deletionTimestamp"})) {
-        ++w.terminating;
-        continue;
+    for (const YAML::Node& d : ListOf(At(list, {"items"}))) {
+      WorkloadState w;
+      w.kind = kind;
+      w.name = Scalar(At(d, {"metadata", "name"}));
+      w.generation = IntOf(At(d, {"metadata", "generation"}));
+      const YAML::Node status = At(d, {"status"});
+      w.replicas = kind == "DaemonSet" ? IntOf(At(status, {"desiredNumberScheduled"}))
+                                       : IntOf(At(d, {"spec", "replicas"}), 1);
+      const YAML::Node template_metadata = At(d, {"spec", "template", "metadata"});
+      const std::string pinned = Scalar(At(template_metadata, {"labels", inject::kRevisionLabel}));
+      if (!pinned.empty()) {
+        w.skip_reason = absl::StrCat("its pods are labelled ", inject::kRevisionLabel, "=", pinned,
+                                     ", which wins over the namespace's");
+      } else if (Scalar(At(template_metadata, {"labels", kPodInjectLabel})) == "false" ||
+                 Scalar(At(template_metadata, {"annotations", kPodInjectLabel})) == "false") {
+        w.skip_reason = "its pods opt out of injection";
+      } else if (Scalar(At(d, {"spec", "template", "spec", "hostNetwork"})) == "true") {
+        w.skip_reason = "its pods are on the host's network, which is never injected";
       }
-      const std::string phase = Scalar(At(p, {"status", "phase"}));
-      if (phase == "Succeeded" || phase == "Failed") continue;
-      std::string revision = Scalar(At(p, {"metadata", "annotations", kPodRevisionAnnotation}));
-      if (revision.empty()) revision = "none";
-      ++by_revision[revision];
-      if (PodReady(p)) ++w.ready_by_revision[revision];
+      w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
+      const bool observed = IntOf(At(status, {"observedGeneration"})) >= w.generation;
+      if (kind == "DaemonSet") {
+        w.rolled_out = observed && IntOf(At(status, {"updatedNumberScheduled"})) == w.replicas &&
+                       IntOf(At(status, {"numberAvailable"})) == w.replicas;
+      } else if (kind == "StatefulSet") {
+        const std::string update = Scalar(At(status, {"updateRevision"}));
+        w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"readyReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"replicas"})) == w.replicas &&
+                       (update.empty() || Scalar(At(status, {"currentRevision"})) == update);
+      } else {
+        w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"replicas"})) == w.replicas &&
+                       IntOf(At(status, {"availableReplicas"})) == w.replicas;
+      }
+      std::map<std::string, int> by_revision;
+      const YAML::Node selector = At(d, {"spec", "selector", "matchLabels"});
+      for (const YAML::Node& p : ListOf(At(*pods, {"items"}))) {
+        if (!Selects(selector, At(p, {"metadata", "labels"}))) continue;
+        if (At(p, {"metadata", "deletionTimestamp"})) {
+          ++w.terminating;
+          continue;
+        }
+        const std::string phase = Scalar(At(p, {"status", "phase"}));
+        if (phase == "Succeeded" || phase == "Failed") continue;
+        std::string revision = Scalar(At(p, {"metadata", "annotations", kPodRevisionAnnotation}));
+        if (revision.empty()) revision = "none";
+        ++by_revision[revision];
+        if (PodReady(p)) ++w.ready_by_revision[revision];
+        w.pod_names_by_revision[revision].push_back(Scalar(At(p, {"metadata", "name"})));
+      }
+      w.pods_by_revision.assign(by_revision.begin(), by_revision.end());
+      state.workloads.push_back(std::move(w));
     }
-    w.pods_by_revision.assign(by_revision.begin(), by_revision.end());
-    state.workloads.push_back(std::move(w));
-  }
   }
   // By kind (WorkloadKinds' order), then name.
   auto order = [](const WorkloadState& w) {
@@ -223,6 +225,40 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
   std::sort(state.workloads.begin(), state.workloads.end(),
             [&](const WorkloadState& a, const WorkloadState& b) { return order(a) < order(b); });
   return state;
+}
+
+std::string ProxiesNotConnected(absl::string_view proxies_json,
+                                const std::vector<std::string>& pods, absl::string_view ns,
+                                absl::string_view target) {
+  absl::StatusOr<YAML::Node> proxies = LoadJson(proxies_json, "GET /api/v1/proxies");
+  if (!proxies.ok()) return std::string(proxies.status().message());
+  std::map<std::string, YAML::Node> by_id;
+  for (const YAML::Node& p : ListOf(At(*proxies, {"items"}))) {
+    by_id[Scalar(At(p, {"id"}))] = p;
+  }
+  const std::string want = TargetName(target);
+  std::vector<std::string> missing;
+  for (const std::string& pod : pods) {
+    const std::string id = absl::StrCat(pod, ".", ns);
+    auto it = by_id.find(id);
+    if (it == by_id.end()) {
+      missing.push_back(absl::StrCat("proxy ", id, " not connected"));
+      continue;
+    }
+    const std::string revision = Scalar(At(it->second, {"revision"}));
+    if (revision != want) {
+      missing.push_back(
+          absl::StrCat("proxy ", id, " reports revision ", revision.empty() ? "none" : revision));
+      continue;
+    }
+    const YAML::Node types = At(it->second, {"types"});
+    bool acked = types.IsMap() && types.size() > 0;
+    for (auto t = types.begin(); acked && t != types.end(); ++t) {
+      acked = Scalar(At(t->second, {"state"})) == "ACKED";
+    }
+    if (!acked) missing.push_back(absl::StrCat("proxy ", id, " has not ACKed its configuration"));
+  }
+  return absl::StrJoin(missing, ", ");
 }
 
 absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
@@ -276,7 +312,8 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
         where, "insecure-skip-tls-verify is not supported: the API server is always verified"));
   }
   if (!decoded(At(cluster, {"certificate-authority-data"}), &c.ca_pem)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "certificate-authority-data: not base64"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "certificate-authority-data: not base64"));
   }
   c.ca_file = path(At(cluster, {"certificate-authority"}));
   if (c.ca_pem.empty() && c.ca_file.empty()) {
@@ -292,8 +329,9 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
   }
   if (At(user, {"exec"}) || At(user, {"auth-provider"})) {
     return absl::InvalidArgumentError(absl::StrCat(
-        who, "credential plugins (exec, auth-provider) are not supported; give a token with "
-             "--kubernetes-token-file (for example from kubectl create token)"));
+        who,
+        "credential plugins (exec, auth-provider) are not supported; give a token with "
+        "--kubernetes-token-file (for example from kubectl create token)"));
   }
   c.token = Scalar(At(user, {"token"}));
   c.token_file = path(At(user, {"tokenFile"}));
@@ -318,8 +356,8 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
 
 std::string NamespaceRevisionPatch(absl::string_view target) {
   if (target.empty()) {
-    return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel),
-                        ":null,", JsonQuote(kInjectLabel), R"(:"enabled"}}})");
+    return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":null,",
+                        JsonQuote(kInjectLabel), R"(:"enabled"}}})");
   }
   return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":",
                       JsonQuote(target), "}}}");
@@ -346,12 +384,13 @@ class KubernetesClient {
     }
     absl::ConsumePrefix(&server, "https://");
     absl::ConsumeSuffix(&server, "/");
-    for (auto [file, pem] : {std::pair{&c.ca_file, &c.ca_pem}, {&c.cert_file, &c.cert_pem},
+    for (auto [file, pem] : {std::pair{&c.ca_file, &c.ca_pem},
+                             {&c.cert_file, &c.cert_pem},
                              {&c.key_file, &c.key_pem}}) {
       if (!pem->empty() || file->empty()) continue;
       absl::StatusOr<std::string> read = ReadFile(*file, 1 << 20);
-      if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ",
-                                                                     read.status().message()));
+      if (!read.ok())
+        return absl::InvalidArgumentError(absl::StrCat(source, ": ", read.status().message()));
       *pem = *std::move(read);
     }
     absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
@@ -389,8 +428,8 @@ class KubernetesClient {
     absl::StatusOr<HttpResponse> response =
         HttpRequest(server_, method, path, headers, patch, options);
     if (!response.ok()) {
-      return absl::UnavailableError(absl::StrCat("Kubernetes API server ", server_, ": ",
-                                                 response.status().message()));
+      return absl::UnavailableError(
+          absl::StrCat("Kubernetes API server ", server_, ": ", response.status().message()));
     }
     return response;
   }
@@ -407,12 +446,11 @@ class KubernetesClient {
       if (status.IsMap() && status["message"]) message = Scalar(status["message"]);
     } catch (const YAML::Exception&) {
     }
-    return absl::FailedPreconditionError(
-        absl::StrCat(method, " ", path, ": HTTP ", response->status, ": ", message,
-                     response->status == 403
-                         ? " (meshctl upgrade needs get, list and patch on namespaces, "
-                           "deployments, statefulsets and daemonsets, and list on pods)"
-                         : ""));
+    return absl::FailedPreconditionError(absl::StrCat(
+        method, " ", path, ": HTTP ", response->status, ": ", message,
+        response->status == 403 ? " (meshctl upgrade needs get, list and patch on namespaces, "
+                                  "deployments, statefulsets and daemonsets, and list on pods)"
+                                : ""));
   }
 
  private:
@@ -472,6 +510,10 @@ class Upgrade final : public Command {
                return absl::OkStatus();
              }},
         DryRunFlag(&dry_run_, "print what would change, change nothing"),
+        Switch("--check-proxies", "", &check_proxies_,
+               "also ask the revision's control plane (the API meshctl's context, --server and "
+               "--server-identity name, which must be that revision's) that each moved pod's "
+               "proxy is connected to it and has ACKed its configuration"),
         {.name = "--rollout-timeout",
          .value = "DURATION",
          .help = "how long one namespace may take to be on the revision (default 5m)",
@@ -513,20 +555,20 @@ class Upgrade final : public Command {
     const std::string target = TargetName(revision_);
     // The revision's control plane: its Deployment has an available replica.
     const std::string control_plane = inject::ControlPlaneName(revision_);
-    absl::StatusOr<HttpResponse> cp = client->Call(
-        "GET", absl::StrCat("/apis/apps/v1/namespaces/", control_plane_namespace_,
-                            "/deployments/", control_plane));
+    absl::StatusOr<HttpResponse> cp =
+        client->Call("GET", absl::StrCat("/apis/apps/v1/namespaces/", control_plane_namespace_,
+                                         "/deployments/", control_plane));
     if (!cp.ok()) return session.Fail({kExitUnreachable, std::string(cp.status().message())});
     if (cp->status == 404) {
       return session.Fail(
           {kExitFailed,
-           absl::StrCat("revision ", target, " has no control plane: no Deployment ",
-                        control_plane, " in ", control_plane_namespace_,
+           absl::StrCat("revision ", target, " has no control plane: no Deployment ", control_plane,
+                        " in ", control_plane_namespace_,
                         " (install it first: meshctl install --set revision=", revision_, ")")});
     }
     if (cp->status != 200) {
-      return session.Fail({kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ",
-                                                     cp->status)});
+      return session.Fail(
+          {kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ", cp->status)});
     }
     YAML::Node cp_status;
     try {
@@ -537,6 +579,32 @@ class Upgrade final : public Command {
       return session.Fail({kExitFailed, absl::StrCat("revision ", target, "'s control plane (",
                                                      control_plane_namespace_, "/", control_plane,
                                                      ") has no available replica")});
+    }
+    if (check_proxies_) {
+      if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
+      absl::StatusOr<HttpResponse> version = session.api().SendPlain("GET", "/version");
+      if (!version.ok() || version->status != 200) {
+        return session.Fail(
+            {kExitUnreachable, absl::StrCat("--check-proxies: the control plane at ",
+                                            session.api().server(), ": unreachable (",
+                                            version.ok() ? absl::StrCat("HTTP ", version->status)
+                                                         : session.api().Explain(version.status()),
+                                            ")")});
+      }
+      std::string api_revision;
+      try {
+        api_revision = Scalar(At(YAML::Load(version->body), {"revision"}));
+      } catch (const YAML::Exception&) {
+      }
+      if (api_revision != target) {
+        return session.Fail(
+            {kExitFailed,
+             absl::StrCat("--check-proxies: the control plane at ", session.api().server(),
+                          " is revision ", api_revision.empty() ? "(none said)" : api_revision,
+                          ", not ", target, ": point meshctl at revision ", target,
+                          "'s API (--server, --server-identity spiffe://.../sa/", control_plane,
+                          ")")});
+      }
     }
     out << "revision " << target << ": control plane " << control_plane_namespace_ << "/"
         << control_plane << " available (" << IntOf(cp_status["availableReplicas"])
@@ -579,16 +647,16 @@ class Upgrade final : public Command {
     }
     absl::StatusOr<std::string> text = ReadFile(path, 4 << 20);
     if (!text.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kubeconfig: ", text.status().message(),
-          " (give --kubeconfig FILE, or --kubernetes-api https://HOST:PORT)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig: ", text.status().message(),
+                       " (give --kubeconfig FILE, or --kubernetes-api https://HOST:PORT)"));
     }
     const size_t slash = path.rfind('/');
     absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(
         *text, kube_context_, slash == std::string::npos ? "." : path.substr(0, slash));
     if (!c.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("kubeconfig ", path, ": ",
-                                                     c.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig ", path, ": ", c.status().message()));
     }
     return KubernetesClient::Create(*std::move(c), absl::StrCat("kubeconfig ", path));
   }
@@ -599,8 +667,8 @@ class Upgrade final : public Command {
     if (!namespace_json.ok()) return namespace_json.status();
     std::vector<std::string> lists;
     for (const WorkloadKind& kind : WorkloadKinds()) {
-      absl::StatusOr<std::string> list = client.Fetch(
-          "GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", kind.resource));
+      absl::StatusOr<std::string> list =
+          client.Fetch("GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", kind.resource));
       if (!list.ok()) return list.status();
       lists.push_back(*std::move(list));
     }
@@ -616,17 +684,17 @@ class Upgrade final : public Command {
     const absl::Time started = absl::Now();
     absl::StatusOr<NamespaceState> state = Read(client, ns);
     if (!state.ok()) {
-      return session.Fail({kExitFailed, absl::StrCat("namespace ", ns, ": ",
-                                                     state.status().message())});
+      return session.Fail(
+          {kExitFailed, absl::StrCat("namespace ", ns, ": ", state.status().message())});
     }
     const std::string from = state->revision.empty() ? "no revision (not injected)"
                                                      : absl::StrCat("revision ", state->revision);
     const bool relabel = state->revision != target;
     out << "namespace " << ns << ": " << from
         << (relabel ? absl::StrCat(" -> ", target) : " already") << " ("
-        << (revision_.empty() ? absl::StrCat(inject::kRevisionLabel, " removed, ", kInjectLabel,
-                                             "=enabled")
-                              : absl::StrCat(inject::kRevisionLabel, "=", revision_))
+        << (revision_.empty()
+                ? absl::StrCat(inject::kRevisionLabel, " removed, ", kInjectLabel, "=enabled")
+                : absl::StrCat(inject::kRevisionLabel, "=", revision_))
         << ")\n";
     std::vector<const WorkloadState*> restart;
     for (const WorkloadState& w : state->workloads) {
@@ -634,8 +702,7 @@ class Upgrade final : public Command {
         out << "  " << w.Display() << ": left alone: " << w.skip_reason << " (" << w.PodsText()
             << ")\n";
       } else if (w.Done(revision_)) {
-        out << "  " << w.Display() << ": already on " << target << " (" << w.PodsText()
-            << ")\n";
+        out << "  " << w.Display() << ": already on " << target << " (" << w.PodsText() << ")\n";
       } else {
         out << "  " << w.Display() << ": restart (" << w.PodsText() << ")\n";
         restart.push_back(&w);
@@ -645,7 +712,8 @@ class Upgrade final : public Command {
     if (relabel) {
       absl::StatusOr<std::string> patched = client.Fetch(
           "PATCH", absl::StrCat("/api/v1/namespaces/", ns), NamespaceRevisionPatch(revision_));
-      if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
+      if (!patched.ok())
+        return session.Fail({kExitFailed, std::string(patched.status().message())});
     }
     const std::string at = absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone());
     std::vector<std::string> pending;  // Display() of each restarted workload
@@ -657,7 +725,8 @@ class Upgrade final : public Command {
       absl::StatusOr<std::string> patched = client.Fetch(
           "PATCH", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", resource, "/", w->name),
           RestartPatch(at));
-      if (!patched.ok()) return session.Fail({kExitFailed, std::string(patched.status().message())});
+      if (!patched.ok())
+        return session.Fail({kExitFailed, std::string(patched.status().message())});
       pending.push_back(w->Display());
     }
     // Wait until every restarted workload has all its pods on the revision, ready.
@@ -666,21 +735,45 @@ class Upgrade final : public Command {
     while (!pending.empty()) {
       absl::StatusOr<NamespaceState> now = Read(client, ns);
       if (!now.ok()) {
-        return session.Fail({kExitFailed, absl::StrCat("namespace ", ns, ": ",
-                                                       now.status().message())});
+        return session.Fail(
+            {kExitFailed, absl::StrCat("namespace ", ns, ": ", now.status().message())});
+      }
+      std::string proxies_json;
+      if (check_proxies_) {
+        int exit_code = kExitOk;
+        std::optional<ApiReply> reply =
+            session.api().Call("GET", "/api/v1/proxies", "", &exit_code);
+        if (!reply.has_value()) return exit_code;
+        if (reply->http.status != 200) {
+          return session.Fail(
+              {kExitFailed, absl::StrCat("--check-proxies: ", reply->ErrorMessage())});
+        }
+        proxies_json = reply->http.body;
       }
       std::vector<std::string> left;
       waiting.clear();
       for (const WorkloadState& w : now->workloads) {
         if (std::find(pending.begin(), pending.end(), w.Display()) == pending.end()) continue;
         // Done only for our restart: an earlier rollout that happens to be complete is not.
-        if (w.restarted_at == at && w.Done(revision_)) {
+        std::string not_connected;
+        if (w.restarted_at == at && w.Done(revision_) && check_proxies_) {
+          auto names = w.pod_names_by_revision.find(target);
+          not_connected = ProxiesNotConnected(
+              proxies_json,
+              names == w.pod_names_by_revision.end() ? std::vector<std::string>{} : names->second,
+              ns, revision_);
+        }
+        if (w.restarted_at == at && w.Done(revision_) && not_connected.empty()) {
           out << "  " << w.Display() << ": " << w.replicas << "/" << w.replicas << " pods on "
-              << target << ", ready (" << Seconds(absl::Now() - started) << ")\n";
+              << target << ", ready"
+              << (check_proxies_ ? ", their proxies connected to it and ACKed" : "") << " ("
+              << Seconds(absl::Now() - started) << ")\n";
         } else {
           left.push_back(w.Display());
           absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", w.Display(), ": ",
-                          w.restarted_at == at ? w.Waiting(revision_) : "the restart");
+                          w.restarted_at != at     ? "the restart"
+                          : !not_connected.empty() ? not_connected
+                                                   : w.Waiting(revision_));
         }
       }
       pending = std::move(left);
@@ -690,7 +783,8 @@ class Upgrade final : public Command {
             {kExitFailed,
              absl::StrCat("namespace ", ns, ": not on ", target, " after ",
                           absl::FormatDuration(timeout_), ": waiting for ", waiting,
-                          ". The namespace is labelled for ", target, "; to go back: meshctl "
+                          ". The namespace is labelled for ", target,
+                          "; to go back: meshctl "
                           "upgrade --revision ",
                           state->revision.empty() ? "REVISION" : state->revision, " -n ", ns)});
       }
@@ -704,6 +798,7 @@ class Upgrade final : public Command {
   std::string revision_;
   std::vector<std::string> namespaces_;
   bool dry_run_ = false;
+  bool check_proxies_ = false;
   absl::Duration timeout_ = absl::Minutes(5);
   std::string control_plane_namespace_ = "meshlet-system";
   std::string kubeconfig_;

@@ -37,6 +37,8 @@ struct WorkloadState {
   // pod without a sidecar), and how many of those are ready, by revision.
   std::vector<std::pair<std::string, int>> pods_by_revision;
   std::map<std::string, int> ready_by_revision;
+  // The names of those pods, by revision.
+  std::map<std::string, std::vector<std::string>> pod_names_by_revision;
   int terminating = 0;
   // The template labels meshlet.io/rev (pinned to that revision; never moved), opts out
   // (sidecar.meshlet.io/inject: "false") or is on the host's network; `skip_reason` says which.
@@ -75,6 +77,14 @@ struct NamespaceState {
 absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
                                              const std::vector<std::string>& workload_lists,
                                              absl::string_view pods_json);
+
+// What the revision's control plane says of the proxies of `pods` (their node ids are
+// POD.NAMESPACE, as injection names them): "" when each is connected to it, on `target`'s
+// revision, with every resource type ACKED; otherwise what is missing ("proxy web-7.shop not
+// connected"). `proxies_json` is GET /api/v1/proxies.
+std::string ProxiesNotConnected(absl::string_view proxies_json,
+                                const std::vector<std::string>& pods, absl::string_view ns,
+                                absl::string_view target);
 
 // How to reach the API server, from a kubeconfig's current (or named) context: each of the CA,
 // the client certificate and key and the token either inline (`*_pem`, `token`) or as a file

@@ -14,12 +14,11 @@ namespace {
 
 std::string Deployment(const std::string& name, int replicas, const std::string& template_labels,
                        const std::string& status, int generation = 2) {
-  return absl::StrCat(R"({"metadata":{"name":")", name, R"(","generation":)", generation,
-                      R"(},"spec":{"replicas":)", replicas,
-                      R"(,"selector":{"matchLabels":{"app":")", name,
-                      R"("}},"template":{"metadata":{"labels":{"app":")", name, "\"",
-                      template_labels, R"(},"annotations":{"kubectl.kubernetes.io/restartedAt":"t1"}}}},"status":)",
-                      status, "}");
+  return absl::StrCat(
+      R"({"metadata":{"name":")", name, R"(","generation":)", generation,
+      R"(},"spec":{"replicas":)", replicas, R"(,"selector":{"matchLabels":{"app":")", name,
+      R"("}},"template":{"metadata":{"labels":{"app":")", name, "\"", template_labels,
+      R"(},"annotations":{"kubectl.kubernetes.io/restartedAt":"t1"}}}},"status":)", status, "}");
 }
 
 std::string Pod(const std::string& app, const std::string& revision, bool ready,
@@ -57,8 +56,8 @@ TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
       Deployment("optout", 1, R"(,"sidecar.meshlet.io/inject":"false")", kRolledOut), "]}");
   // web: one pod on each revision (mid-rollout), one terminating.
   const std::string pods =
-      absl::StrCat(R"({"items":[)", Pod("web", "0-2-0", true), ",", Pod("web", "canary", true),
-                   ",", Pod("web", "0-2-0", true, true), ",", Pod("pinned", "0-2-0", true), "]}");
+      absl::StrCat(R"({"items":[)", Pod("web", "0-2-0", true), ",", Pod("web", "canary", true), ",",
+                   Pod("web", "0-2-0", true, true), ",", Pod("pinned", "0-2-0", true), "]}");
   absl::StatusOr<NamespaceState> s = ReadNamespace(
       R"({"metadata":{"name":"shop","labels":{"meshlet.io/rev":"0-2-0"}}})", {deployments}, pods);
   ASSERT_TRUE(s.ok()) << s.status();
@@ -89,9 +88,9 @@ TEST(UpgradeTest, DeploymentsMovedLeftAloneOrDone) {
 // StatefulSets and DaemonSets: their own status fields say when the rollout is done; the report
 // names the kind.
 TEST(UpgradeTest, StatefulSetsAndDaemonSetsToo) {
-  const std::string pods = absl::StrCat(R"({"items":[)", Pod("db", "canary", true), ",",
-                                        Pod("db", "canary", true), ",", Pod("agent", "canary", true),
-                                        "]}");
+  const std::string pods =
+      absl::StrCat(R"({"items":[)", Pod("db", "canary", true), ",", Pod("db", "canary", true), ",",
+                   Pod("agent", "canary", true), "]}");
   auto read = [&](const std::string& statefulset_status, const std::string& daemonset_status) {
     absl::StatusOr<NamespaceState> s = ReadNamespace(
         R"({"metadata":{"name":"shop"}})",
@@ -102,21 +101,21 @@ TEST(UpgradeTest, StatefulSetsAndDaemonSetsToo) {
     EXPECT_TRUE(s.ok()) << s.status();
     return *s;
   };
-  NamespaceState done = read(
-      R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
-      R"("currentRevision":"db-2","updateRevision":"db-2"})",
-      R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":1,)"
-      R"("numberAvailable":1})");
+  NamespaceState done =
+      read(R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
+           R"("currentRevision":"db-2","updateRevision":"db-2"})",
+           R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":1,)"
+           R"("numberAvailable":1})");
   ASSERT_EQ(done.workloads.size(), 2u);
   EXPECT_EQ(done.workloads[0].Display(), "statefulset/db");
   EXPECT_EQ(done.workloads[1].Display(), "daemonset/agent");
   EXPECT_TRUE(done.workloads[0].Done("canary"));
   EXPECT_TRUE(done.workloads[1].Done("canary"));
-  NamespaceState rolling = read(
-      R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
-      R"("currentRevision":"db-1","updateRevision":"db-2"})",
-      R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":0,)"
-      R"("numberAvailable":1})");
+  NamespaceState rolling =
+      read(R"({"observedGeneration":2,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)"
+           R"("currentRevision":"db-1","updateRevision":"db-2"})",
+           R"({"observedGeneration":2,"desiredNumberScheduled":1,"updatedNumberScheduled":0,)"
+           R"("numberAvailable":1})");
   EXPECT_FALSE(rolling.workloads[0].Done("canary"));
   EXPECT_EQ(rolling.workloads[0].Waiting("canary"), "the StatefulSet's rollout");
   EXPECT_FALSE(rolling.workloads[1].Done("canary"));
@@ -145,18 +144,18 @@ TEST(UpgradeTest, DoneOnlyWithEveryPodOnTheRevisionReadyAndTheRolloutComplete) {
                      R"("availableReplicas":2})",
                      both_ready)
                    .Done("canary"));
-  WorkloadState surge = state(
-      R"({"observedGeneration":2,"replicas":3,"updatedReplicas":2,"availableReplicas":3})",
-      absl::StrCat(both_ready, ",", Pod("web", "0-2-0", true)));
+  WorkloadState surge =
+      state(R"({"observedGeneration":2,"replicas":3,"updatedReplicas":2,"availableReplicas":3})",
+            absl::StrCat(both_ready, ",", Pod("web", "0-2-0", true)));
   EXPECT_FALSE(surge.Done("canary"));
   EXPECT_EQ(surge.Waiting("canary"), "the Deployment's rollout, 1 pod(s) still on 0-2-0");
   // Pods of another Deployment (the selector) do not count.
-  EXPECT_TRUE(state(kRolledOut, absl::StrCat(both_ready, ",", Pod("other", "0-2-0", true)))
-                  .Done("canary"));
+  EXPECT_TRUE(
+      state(kRolledOut, absl::StrCat(both_ready, ",", Pod("other", "0-2-0", true))).Done("canary"));
   // The unnamed revision is "default" on pods.
-  EXPECT_TRUE(state(kRolledOut, absl::StrCat(Pod("web", "default", true), ",",
-                                             Pod("web", "default", true)))
-                  .Done(""));
+  EXPECT_TRUE(
+      state(kRolledOut, absl::StrCat(Pod("web", "default", true), ",", Pod("web", "default", true)))
+          .Done(""));
 }
 
 // kind writes a kubeconfig like this one (client certificate, CA inline); others name files or
@@ -204,11 +203,15 @@ TEST(UpgradeTest, KubeconfigCredentialsOfAContext) {
   EXPECT_EQ(c->token, "abc");
   EXPECT_EQ(c->cert_file, "/etc/c.pem");
   EXPECT_EQ(c->key_file, "/home/me/.kube/k.pem");
-  EXPECT_NE(ReadKubeconfig(kKubeconfig, "plugin", "").status().message().find(
-                "credential plugins (exec, auth-provider) are not supported"),
+  EXPECT_NE(ReadKubeconfig(kKubeconfig, "plugin", "")
+                .status()
+                .message()
+                .find("credential plugins (exec, auth-provider) are not supported"),
             std::string::npos);
-  EXPECT_NE(ReadKubeconfig(kKubeconfig, "nothing", "").status().message().find(
-                "user bare: no credentials"),
+  EXPECT_NE(ReadKubeconfig(kKubeconfig, "nothing", "")
+                .status()
+                .message()
+                .find("user bare: no credentials"),
             std::string::npos);
   EXPECT_NE(ReadKubeconfig(kKubeconfig, "gone", "").status().message().find("no context gone"),
             std::string::npos);
@@ -233,12 +236,32 @@ TEST(UpgradeTest, OddShapesAreReadWithoutThrowing) {
                   .find("no context a") != std::string::npos);
 }
 
+// --check-proxies: each moved pod's proxy connected to the revision's control plane, reporting
+// that revision, with every type ACKED.
+TEST(UpgradeTest, ProxiesConnectedToTheRevision) {
+  const std::string proxies = R"({"items":[
+    {"id":"web-1.shop","revision":"canary","types":{"a":{"state":"ACKED"},"b":{"state":"ACKED"}}},
+    {"id":"web-2.shop","revision":"canary","types":{"a":{"state":"ACKED"},"b":{"state":"PENDING"}}},
+    {"id":"web-3.shop","revision":"0-2-0","types":{"a":{"state":"ACKED"}}},
+    {"id":"web-4.other","revision":"canary","types":{"a":{"state":"ACKED"}}}]})";
+  EXPECT_EQ(ProxiesNotConnected(proxies, {"web-1"}, "shop", "canary"), "");
+  EXPECT_EQ(ProxiesNotConnected(proxies, {"web-1", "web-2", "web-3", "web-4"}, "shop", "canary"),
+            "proxy web-2.shop has not ACKed its configuration, proxy web-3.shop reports revision "
+            "0-2-0, proxy web-4.shop not connected");
+  EXPECT_EQ(ProxiesNotConnected(proxies, {"web-3"}, "shop", "0-2-0"), "");
+  EXPECT_EQ(ProxiesNotConnected(R"({"items":[{"id":"a.x"}]})", {"a"}, "x", ""),
+            "proxy a.x reports revision none");
+  EXPECT_NE(ProxiesNotConnected("[", {"a"}, "x", ""), "");
+}
+
 TEST(UpgradeTest, Patches) {
-  EXPECT_EQ(NamespaceRevisionPatch("canary"), R"({"metadata":{"labels":{"meshlet.io/rev":"canary"}}})");
+  EXPECT_EQ(NamespaceRevisionPatch("canary"),
+            R"({"metadata":{"labels":{"meshlet.io/rev":"canary"}}})");
   EXPECT_EQ(NamespaceRevisionPatch(""),
             R"({"metadata":{"labels":{"meshlet.io/rev":null,"meshlet.io/inject":"enabled"}}})");
-  EXPECT_EQ(RestartPatch("2026-01-01T00:00:00Z"),
-            R"({"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-01-01T00:00:00Z"}}}}})");
+  EXPECT_EQ(
+      RestartPatch("2026-01-01T00:00:00Z"),
+      R"({"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-01-01T00:00:00Z"}}}}})");
 }
 
 }  // namespace

@@ -103,8 +103,7 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
                                                  ? options.control_plane_service_account
                                                  : plan.control_plane_service_account;
   std::vector<std::string> args = {
-      podman ? absl::StrCat("--xds=", address)
-             : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
+      podman ? absl::StrCat("--xds=", address) : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
       absl::StrCat("--xds-ca=", kTrustDir, "/", kTrustBundleKey),
       absl::StrCat("--xds-server-identity=spiffe://", options.trust_domain, "/ns/",
                    options.control_plane_namespace, "/sa/", control_plane_account),

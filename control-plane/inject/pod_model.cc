@@ -140,8 +140,8 @@ absl::Status PodReader::ReadRevision(Plan& plan) const {
   const std::string pod_namespace = !Text(Field(metadata_, "namespace")).empty()
                                         ? Text(Field(metadata_, "namespace"))
                                         : Text(Field(where_.object_metadata, "namespace"));
-  if (auto it = options_.namespace_revisions.find(pod_namespace.empty() ? "default"
-                                                                        : pod_namespace);
+  if (auto it =
+          options_.namespace_revisions.find(pod_namespace.empty() ? "default" : pod_namespace);
       it != options_.namespace_revisions.end()) {
     plan.revision = it->second;
     from = absl::StrCat("namespace ", it->first, "'s");

@@ -9,8 +9,10 @@ absl::StatusOr<std::string> ParseRevision(absl::string_view text) {
   if (text.empty() || text == kDefaultRevision) return std::string();
   if (!config::IsDnsLabel(text) || text.size() > kMaxRevisionLength) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "\"", text, "\" is not a revision name: lowercase letters, digits and '-', starting and "
-        "ending with a letter or digit, at most ", kMaxRevisionLength,
+        "\"", text,
+        "\" is not a revision name: lowercase letters, digits and '-', starting and "
+        "ending with a letter or digit, at most ",
+        kMaxRevisionLength,
         " characters (\"canary\", \"0-2-0\"); \"default\" is the control plane installed "
         "without one"));
   }
@@ -20,9 +22,10 @@ absl::StatusOr<std::string> ParseRevision(absl::string_view text) {
 absl::Status CheckRevisionLabel(absl::string_view value) {
   if (value.empty() || value == kDefaultRevision) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", value, "\" names no revision: the control plane installed without a "
-                     "revision serves pods without the label ", kRevisionLabel,
-                     "; remove it to choose that one"));
+        absl::StrCat("\"", value,
+                     "\" names no revision: the control plane installed without a "
+                     "revision serves pods without the label ",
+                     kRevisionLabel, "; remove it to choose that one"));
   }
   return ParseRevision(value).status();
 }

@@ -179,8 +179,8 @@ TEST(RevisionTest, WebhookLeavesOtherRevisionsPodsAlone) {
 }
 
 TEST(RevisionTest, BadLabelsAndOptionsAreErrorsNamingThem) {
-  EXPECT_NE(ErrorOf(PodWithRevisionLabel("default")).find(
-                "metadata.labels['meshlet.io/rev']: \"default\" names no revision"),
+  EXPECT_NE(ErrorOf(PodWithRevisionLabel("default"))
+                .find("metadata.labels['meshlet.io/rev']: \"default\" names no revision"),
             std::string::npos)
       << ErrorOf(PodWithRevisionLabel("default"));
   EXPECT_NE(ErrorOf(PodWithRevisionLabel("Canary")).find("is not a revision name"),

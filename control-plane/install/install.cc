@@ -504,8 +504,8 @@ void SelectRevision(YAML::Node configuration, const std::string& revision,
   for (size_t i = 0; i < hooks.size(); ++i) {
     YAML::Node hook = hooks[i];
     const bool by_namespace = i == 0;
-    hook["name"] = StringNode(absl::StrCat(by_namespace ? "namespace." : "object.", revision,
-                                           ".sidecar.meshlet.io"));
+    hook["name"] = StringNode(
+        absl::StrCat(by_namespace ? "namespace." : "object.", revision, ".sidecar.meshlet.io"));
     YAML::Node namespaces(YAML::NodeType::Sequence);
     if (by_namespace) namespaces.push_back(Expression(inject::kRevisionLabel, "In", {revision}));
     namespaces.push_back(Expression("kubernetes.io/metadata.name", "NotIn", excluded));
@@ -579,8 +579,8 @@ std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, b
     const std::string kind = Text(Field(*it, "kind"));
     if (keep_data && (kind == "Namespace" || kind == "PersistentVolumeClaim")) continue;
     const std::string name = Text(Field(Field(*it, "metadata"), "name"));
-    if (revision && (kind == "Namespace" || name == "meshlet-viewer" ||
-                     name == "meshlet-editor" || name == "meshlet-admin")) {
+    if (revision && (kind == "Namespace" || name == "meshlet-viewer" || name == "meshlet-editor" ||
+                     name == "meshlet-admin")) {
       continue;  // the mesh's, shared with its other revisions
     }
     out.push_back(*it);

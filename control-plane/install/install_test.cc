@@ -79,12 +79,10 @@ TEST(InstallTest, ARevisionHasItsOwnNamesAndWebhookAndSharesTheCa) {
     if (kind == "MutatingWebhookConfiguration") {
       const YAML::Node hooks = o["webhooks"];
       ASSERT_EQ(hooks.size(), 2u);
-      EXPECT_EQ(Text(hooks[0]["clientConfig"]["service"]["name"]),
-                "meshlet-control-plane-canary");
+      EXPECT_EQ(Text(hooks[0]["clientConfig"]["service"]["name"]), "meshlet-control-plane-canary");
       EXPECT_EQ(Text(hooks[0]["namespaceSelector"]["matchExpressions"][0]["key"]),
                 "meshlet.io/rev");
-      EXPECT_EQ(Text(hooks[0]["namespaceSelector"]["matchExpressions"][0]["values"][0]),
-                "canary");
+      EXPECT_EQ(Text(hooks[0]["namespaceSelector"]["matchExpressions"][0]["values"][0]), "canary");
       EXPECT_EQ(Text(hooks[0]["objectSelector"]["matchExpressions"][0]["operator"]),
                 "DoesNotExist");
       EXPECT_EQ(Text(hooks[1]["objectSelector"]["matchExpressions"][0]["values"][0]), "canary");

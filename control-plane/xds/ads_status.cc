@@ -76,8 +76,7 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.service = stream->node.service();
     status.namespace_ = stream->node.namespace_();
     status.sidecar_version = stream->node.sidecar_version();
-    if (auto it = stream->node.labels().find("meshlet.io/rev");
-        it != stream->node.labels().end()) {
+    if (auto it = stream->node.labels().find("meshlet.io/rev"); it != stream->node.labels().end()) {
       status.revision = it->second;
     }
     status.peer = stream->call->peer_address().ToString();

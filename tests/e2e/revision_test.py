@@ -418,6 +418,7 @@ class RevisionMesh:
         plane pod, while the controller plays the rollout."""
         api = self.cluster.kube_api
         upgrade = ["upgrade", "--revision", revision, "-n", "shop", "--rollout-timeout", "3m",
+                   "--check-proxies",
                    "--kubernetes-api", api["address"],
                    "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
                    "--kubernetes-token-file", "/var/run/kube-api/token"]
@@ -470,6 +471,8 @@ class RevisionMesh:
         if answer["calls"][0]["status"] != 200:
             raise harness.E2EError("productpage -> reviews after the move: %s" % answer)
         hops = self.check_mtls_across(revision, other)
+        if "pods on %s, ready, their proxies connected to it and ACKed" % revision not in r.stdout:
+            raise harness.E2EError("meshctl upgrade did not check the proxies: %s" % r.stdout)
         report = [line for line in r.stdout.splitlines() if line.startswith("namespace shop: on")]
         return ("%d requests during the move, 0 failed; %s now on %s (%s), %d hops to and from "
                 "them mTLS; meshctl: %s") % (

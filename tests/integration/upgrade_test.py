@@ -3,19 +3,21 @@ user's laptop would (docs/upgrades.md, ADR 0070). No pods run here: the test ans
 restart as a Deployment controller and the revision's webhook would (new pods annotated with
 the revision, ready, the old ones gone, the status written), or does not, to see each check.
 
-Usage: upgrade_test.py MESHCTL [unittest args]
+Usage: upgrade_test.py MESHCTL CONTROL_PLANE [unittest args]
 
 Shown:
 - a revision without an available control plane Deployment is refused before anything changes;
 - --dry-run prints the plan (restart, pinned and opted-out Deployments left alone) and changes
   nothing;
 - a move labels the namespace, sends the `kubectl rollout restart` patch to each Deployment and
-  StatefulSet to move (and to no other), waits for the rollout, and reports the namespace on the revision;
+  StatefulSet to move (and to no other), waits for the rollout, and reports the namespace on
+  the revision;
   namespaces go one at a time, in the order given;
 - moving to `default` removes the label and sets meshlet.io/inject=enabled;
 - a rollout that does not finish ends with the exit code 1, what it waits for and the command
   that goes back;
-- the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error.
+- the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error;
+- --check-proxies refuses a control plane of another revision than the target's.
 """
 
 import json
@@ -27,10 +29,11 @@ import threading
 import time
 import unittest
 
+import cp_api
 from fake_kubernetes_api import FakeApiServer
-from mesh_util import make_ca, make_server_cert
+from mesh_util import make_ca, make_server_cert, start_control_plane, stop_process
 
-MESHCTL = None  # from argv
+MESHCTL = CONTROL_PLANE = None  # from argv
 TOKEN = "operator-" + os.urandom(6).hex()
 
 
@@ -94,12 +97,13 @@ class UpgradeTest(unittest.TestCase):
         with self.fake.cond:
             self.fake.writes.clear()
 
-    def meshctl(self, *args, expect=0, kubeconfig=None, timeout=60):
+    def meshctl(self, *args, expect=0, kubeconfig=None, timeout=60, global_args=()):
+        """meshctl [GLOBAL_ARGS] upgrade ARGS."""
         env = dict(os.environ, HOME=self.tmp)
         env.pop("KUBERNETES_SERVICE_HOST", None)
         env["KUBECONFIG"] = kubeconfig or self.kubeconfig
-        p = subprocess.run([MESHCTL, "upgrade"] + list(args), capture_output=True, text=True,
-                           env=env, timeout=timeout)
+        p = subprocess.run([MESHCTL, *global_args, "upgrade", *args], capture_output=True,
+                           text=True, env=env, timeout=timeout)
         self.assertEqual(p.returncode, expect, "meshctl upgrade %s\nstdout:\n%s\nstderr:\n%s" %
                          (args, p.stdout, p.stderr))
         return p
@@ -177,7 +181,8 @@ class UpgradeTest(unittest.TestCase):
         patches = [(path, body) for method, path, body in self.writes() if method == "PATCH"]
         # shop relabelled and restarted before pay was touched; pinned and batch never.
         self.assertEqual([path for path, _ in patches],
-                         ["/api/v1/namespaces/shop", "/apis/apps/v1/namespaces/shop/deployments/web",
+                         ["/api/v1/namespaces/shop",
+                          "/apis/apps/v1/namespaces/shop/deployments/web",
                           "/api/v1/namespaces/pay", "/apis/apps/v1/namespaces/pay/deployments/web"])
         self.assertIn("kubectl.kubernetes.io/restartedAt",
                       patches[1][1]["spec"]["template"]["metadata"]["annotations"])
@@ -201,18 +206,41 @@ class UpgradeTest(unittest.TestCase):
     def test_a_rollout_that_does_not_finish_times_out_with_the_way_back(self):
         self.statefulset("shop")
         started = time.monotonic()
-        p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay", "--rollout-timeout", "2s",
+        p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay", "--rollout-timeout",
+                         "2s",
                          expect=1)
         self.assertLess(time.monotonic() - started, 30)
         self.assertIn("namespace shop: not on canary after 2s: waiting for deployment/web: "
                       "the Deployment's rollout, 2 pod(s) still on 0-2-0, 0/2 ready on canary",
                       p.stderr)
-        self.assertIn("statefulset/db: the StatefulSet's rollout, 1 pod(s) still on 0-2-0", p.stderr)
+        self.assertIn("statefulset/db: the StatefulSet's rollout, 1 pod(s) still on 0-2-0",
+                      p.stderr)
         self.assertIn("to go back: meshctl upgrade --revision 0-2-0 -n shop", p.stderr)
         self.assertIn(("PATCH", "/apis/apps/v1/namespaces/shop/statefulsets/db"),
                       [(method, path) for method, path, _ in self.writes()])
         # pay was never touched.
         self.assertFalse(any("/namespaces/pay" in path for _, path, _ in self.writes()))
+
+    def test_check_proxies_needs_the_revisions_own_api(self):
+        # A control plane of the unnamed revision: --check-proxies for canary refuses to take its
+        # word for canary's proxies, before anything changes.
+        log = os.path.join(self.tmp, "cp.log")
+        data = os.path.join(self.tmp, "cp-data")
+        cp, api, _ = start_control_plane(
+            CONTROL_PLANE, log, "--data-dir", data, "--api-address", "127.0.0.1:0",
+            "--xds-address", "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
+            "--zipkin-address=")
+        try:
+            with open(os.path.join(data, "api-token")) as f:
+                token = f.read().strip()
+            p = self.meshctl("--revision", "canary", "-n", "shop", "--check-proxies", expect=1,
+                             global_args=("--server", api, "--token", token, "--ca-file",
+                                          cp_api.ca_file_for(api)))
+        finally:
+            stop_process(cp)
+        self.assertIn("is revision default, not canary: point meshctl at revision canary's API",
+                      p.stderr)
+        self.assertEqual(self.writes(), [])
 
     def test_the_kubeconfigs_token_is_sent(self):
         with open(self.kubeconfig) as f:
@@ -227,6 +255,6 @@ class UpgradeTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    MESHCTL = os.path.abspath(sys.argv[1])
-    del sys.argv[1:2]
+    MESHCTL, CONTROL_PLANE = (os.path.abspath(a) for a in sys.argv[1:3])
+    del sys.argv[1:3]
     unittest.main(verbosity=2)
