@@ -142,9 +142,11 @@ class Explain final : public Command {
       return out;  // FormatExplanation reports the reply
     }
     for (const std::string& ref : refs) {
+      // "Kind/namespace/name", or "Kind/name" for an object without a namespace (MeshConfig).
       std::vector<std::string> parts = absl::StrSplit(ref, '/');
+      if (parts.size() == 2) parts.insert(parts.begin() + 1, "");
       const policy::KindInfo* info = parts.size() == 3 ? policy::FindKind(parts[0]) : nullptr;
-      if (info == nullptr) continue;
+      if (info == nullptr || info->namespaced == parts[1].empty()) continue;
       int exit_code = kExitOk;
       std::optional<ApiReply> reply =
           session.api().Call("GET", ResourcePath(*info, parts[1], parts[2]), "", &exit_code);
