@@ -230,8 +230,11 @@ std::string ProxyFailure(const ExplainHop& hop) {
     return absl::StrCat(
         "per-try timeout",
         hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
-        FromPerTryPolicy(hop), RouteClause(hop), " expired on the last",
-        AttemptCount(hop) == 0 ? " attempt" : absl::StrCat(" of ", AttemptCount(hop), " attempts"));
+        FromPerTryPolicy(hop), RouteClause(hop),
+        AttemptCount(hop) == 0   ? " expired on the last attempt"
+        : AttemptCount(hop) == 1 ? " expired on its only attempt"
+                                 : absl::StrCat(" expired on the last of ", AttemptCount(hop),
+                                                " attempts"));
   }
   if (HasFlag(f, "UH")) {
     return absl::StrCat("no healthy endpoint in ", ClusterText(hop), RouteClause(hop));
@@ -271,8 +274,9 @@ std::string ProxyFailure(const ExplainHop& hop) {
   if (HasFlag(f, "NC"))
     return absl::StrCat("the route names a cluster the sidecar has not got", RouteClause(hop));
   if (HasFlag(f, "UF")) {
-    return absl::StrCat("connecting to ", ClusterText(hop), " failed", AttemptsClause(hop),
-                        RouteClause(hop));
+    // "upstream TLS handshake failed": the upstream's certificate or identity was refused.
+    return absl::StrCat(absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",
+                        ClusterText(hop), " failed", AttemptsClause(hop), RouteClause(hop));
   }
   if (HasFlag(f, "UR")) {
     return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));

@@ -183,6 +183,9 @@ TEST(ExplainTest, EachProxyMadeErrorKind) {
   EXPECT_EQ(Verdict("503", "UF,URX", "upstream connect error", route),
             "503 at productpage.default's outbound sidecar: connecting to cluster "
             "outbound|9080||reviews.default failed (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("503", "UF", "upstream TLS handshake failed", route),
+            "503 at productpage.default's outbound sidecar: the TLS handshake with cluster "
+            "outbound|9080||reviews.default failed (route Service/default/reviews)");
 }
 
 // No hop made the reply: the application's status passed through every sidecar; the deepest hop

@@ -46,6 +46,7 @@ constexpr LocalReply kNoCluster{503, StatusCode::kUnavailable, "route cluster no
 constexpr LocalReply kMissingBackend{500, StatusCode::kInternal, "route backend does not exist"};
 constexpr LocalReply kNoHealthyUpstream{503, StatusCode::kUnavailable, "no healthy upstream"};
 constexpr LocalReply kConnectFailure{503, StatusCode::kUnavailable, "upstream connect error"};
+constexpr LocalReply kTlsFailure{503, StatusCode::kUnavailable, "upstream TLS handshake failed"};
 constexpr LocalReply kOverflow{
     .http_status = 503, .message = "upstream overloaded", .overloaded = true};
 // 503, as a reset is retriable: a caller's sidecar retries it like the reset itself (its
@@ -638,7 +639,7 @@ void Router::OnResponseComplete() {
   Finish();
 }
 
-void Router::OnUpstreamReset(http::StreamResetReason reason) {
+void Router::OnUpstreamReset(http::StreamResetReason reason, bool tls_failure) {
   if (done_) return;
   if (!response_started_) {
     AttemptResult result;
@@ -658,7 +659,7 @@ void Router::OnUpstreamReset(http::StreamResetReason reason) {
   if (reason == http::StreamResetReason::kConnectionFailure) {
     // The connection died before it could carry the request (e.g. a failed TLS handshake).
     stats_->rq_connect_fail.Inc();
-    Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
+    Fail(ResponseFlag::kUpstreamConnectFailure, tls_failure ? kTlsFailure : kConnectFailure);
     return;
   }
   stats_->rq_reset.Inc();
