@@ -354,9 +354,9 @@ TEST_F(ExplainCommandTest, ARequestIdIsLookedUpInTheCollector) {
               200, R"({"items":[]})");
   EXPECT_EQ(Run({"explain", "nosuch"}), 1);
   EXPECT_EQ(err_.str(),
-            "meshctl: no trace with request id \"nosuch\": the request was not sampled, its spans "
-            "have not arrived yet, or they were evicted (meshctl traces lists what the collector "
-            "holds)\n");
+            "meshctl: no trace with request id \"nosuch\": no proxy failed it and it was not "
+            "sampled, its spans have not arrived yet, or they were not kept (past the sidecars' "
+            "error-span rate, or evicted; meshctl traces lists what the collector holds)\n");
   const std::string other(32, 'a');
   EXPECT_EQ(Run({"explain", other}), 1);
   EXPECT_TRUE(absl::StrContains(err_.str(), "no trace with trace id or request id \"" + other))
