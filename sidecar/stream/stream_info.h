@@ -108,11 +108,13 @@ struct StreamInfo {
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
   // The request failed at a proxy: this one answered it itself or reset it (any flag but DC, the
-  // client's doing, and DI, a delay), or it passed on another proxy's error. Such a request's
-  // server span is exported even when it was not sampled (tracing/tracer.h BeginErrorSpan).
+  // client's doing, DI, a delay, and UPT, which alone means a per-try timeout that was retried
+  // into an answer), or it passed on another proxy's error. Such a request's server span is
+  // exported even when it was not sampled (tracing/tracer.h BeginErrorSpan).
   bool ProxyFailed() const {
     constexpr uint32_t kNotFailures = static_cast<uint32_t>(ResponseFlag::kDownstreamClosed) |
-                                      static_cast<uint32_t>(ResponseFlag::kDelayInjected);
+                                      static_cast<uint32_t>(ResponseFlag::kDelayInjected) |
+                                      static_cast<uint32_t>(ResponseFlag::kUpstreamPerTryTimeout);
     return (response_flags & ~kNotFailures) != 0 || !local_reply_reason.empty() ||
            upstream_error_attributed;
   }
