@@ -259,7 +259,10 @@ SpanPtr Tracer::BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& tra
   SpanPtr span = Acquire();
   Span& s = *span;
   s.trace_id = trace.trace_id;
-  if (!span_per_attempt_ && trace.attempts == 1 && trace.last_client_span_id != 0) {
+  // As a sampled request's single attempt is folded (UpstreamRequest::AttemptMayBeFolded): not
+  // for a B3 caller, whose upstream was told the server span's own id as its parent.
+  const bool b3 = trace.b3_single || trace.b3_multi;
+  if (!span_per_attempt_ && !b3 && trace.attempts == 1 && trace.last_client_span_id != 0) {
     s.span_id = trace.last_client_span_id;  // the parent its upstream saw
   } else {
     s.span_id = trace.server_span_id != 0 ? trace.server_span_id : NonZeroRandom();

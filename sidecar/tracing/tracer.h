@@ -91,7 +91,8 @@ class Tracer {
   // when it is not active (refused before BeginServer), the caller's context is read from
   // `headers` (may be null), which are left alone, and `trace` is filled in. The span's id is the
   // single attempt's client span id when the request made exactly one (the parent its upstream
-  // saw), as FoldSingleAttempt does for sampled requests; its request id comes from `headers`.
+  // saw), as FoldSingleAttempt does for sampled requests (not for B3 callers: theirs is the
+  // server span id); its request id comes from `headers`.
   SpanPtr BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace, MonotonicTime start);
   void End(SpanPtr& span);
   void Discard(SpanPtr& span);

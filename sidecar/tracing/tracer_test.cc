@@ -336,6 +336,19 @@ TEST_F(TracerTest, UnsampledFailuresGetErrorSpansWithinTheirRate) {
   tracer.End(error);
   EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
 
+  // A B3 caller's upstream was told this hop's server span id as its parent: the span keeps it.
+  clock_.Advance(std::chrono::seconds(1));
+  http::HeaderMap b3{{"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0"}};
+  RequestTrace b3_trace;
+  random_.Push(0x6666);  // the server span id (B3's parent id)
+  tracer.BeginServer(b3, b3_trace, server);
+  random_.Push(0x7777);  // the client span id
+  tracer.BeginClient(b3, b3_trace, client);
+  error = tracer.BeginErrorSpan(&b3, b3_trace, clock_.Now());
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->span_id, 0x6666u);
+  tracer.End(error);
+
   // 0: none at all.
   Tracer off = MakeTracer(100, /*error_spans_per_second=*/0);
   EXPECT_EQ(off.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
