@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/net/connection.h"
 #include "sidecar/cluster/upstream_stats.h"
 #include "sidecar/route/route_table.h"
 #include "sidecar/stream/decision_ring.h"
@@ -207,6 +208,10 @@ void ActiveStream::SendLocalReply(const stream::LocalReply& reply) {
     const absl::string_view id = RequestIdForReply();
     if (!id.empty()) headers.Add(kRequestIdHeader, id);
   }
+  // One write for the whole reply, even from a timer (outside the batch a read callback opens):
+  // a caller's sidecar reading its head alone could meet its own deadline before its end, and
+  // would then have to reset a response it had started forwarding (docs/resilience.md).
+  net::Connection::WriteBatch batch(hcm_.context_.loop);
   EncodeHeaders(headers, /*end_stream=*/!has_body);
   if (has_body) EncodeData(body, /*end_stream=*/true);
 }
