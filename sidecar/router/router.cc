@@ -426,6 +426,7 @@ void Router::OnUpstreamReady() {
   if (done_) return;
   const bool end_with_headers =
       downstream_end_ && pending_body_.empty() && request_trailers_ == nullptr;
+  SetDeadlineHeaders();
   upstream_->EncodeHeaders(*request_headers_, end_with_headers);
   // Any encode may end the attempt at once (a refused HTTP/2 stream resets synchronously).
   if (end_with_headers || done_) return;
@@ -732,21 +733,33 @@ Duration Router::PrepareAttempt() {
     attempt_timeout = deadline_->PerTryTimeout(std::nullopt);
   }
   // An Upgrade outlives the route timeout once it succeeds: no deadline to pass on.
-  if (!attempt_timeout.has_value() || upgrade_request_) return Duration::zero();
-  // The next hop gets no more time than this attempt has: grpc-timeout for gRPC, meshlet's own
-  // header otherwise (and both rewritten when the caller sent them).
+  if (!attempt_timeout.has_value() || upgrade_request_) {
+    attempt_budget_.reset();
+    return Duration::zero();
+  }
+  attempt_budget_ = *attempt_timeout;
+  attempt_start_ = context_.clock.Now();
+  // A per-try timeout shorter than what the route timeout leaves gets its own timer.
+  const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;
+  if (per_try > Duration::zero() && per_try < deadline_->Remaining()) return per_try;
+  return Duration::zero();
+}
+
+void Router::SetDeadlineHeaders() {
+  if (!attempt_budget_.has_value()) return;
+  // The next hop gets no more time than this attempt has left as its headers leave: the time
+  // spent connecting (a TLS handshake) or waiting in the pool is gone too, and must not eat the
+  // margin NextHopBudget keeps. grpc-timeout for gRPC, meshlet's own header otherwise (and both
+  // rewritten when the caller sent them).
+  const Duration left = *attempt_budget_ - (context_.clock.Now() - attempt_start_);
+  const Duration next_hop_budget = resilience::NextHopBudget(left);
   http::HeaderMap& headers = *request_headers_;
-  const Duration next_hop_budget = resilience::NextHopBudget(*attempt_timeout);
   if (grpc_ || headers.Has(kGrpcTimeoutHeader)) {
     headers.Set(kGrpcTimeoutHeader, FormatGrpcTimeout(next_hop_budget).view());
   }
   if (!grpc_ || headers.Has(kMeshletDeadlineHeader)) {
     headers.Set(kMeshletDeadlineHeader, FormatMeshletDeadline(next_hop_budget).view());
   }
-  // A per-try timeout shorter than what the route timeout leaves gets its own timer.
-  const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;
-  if (per_try > Duration::zero() && per_try < deadline_->Remaining()) return per_try;
-  return Duration::zero();
 }
 
 void Router::SendBody(net::Buffer& data, bool end_stream) {

@@ -135,9 +135,12 @@ class Router final : public stream::Filter {
   void OnTimeout();
   // The attempt had no response headers within its per-try timeout.
   void OnPerTryTimeout();
-  // Sets the remaining deadline headers for the next attempt; returns its per-try timeout (zero:
+  // Notes the time the next attempt has (attempt_budget_); returns its per-try timeout (zero:
   // none shorter than what the route timeout leaves).
   Duration PrepareAttempt();
+  // Once the attempt's stream is ready, just before its headers go: the deadline headers say what
+  // is left of attempt_budget_, a little reduced (resilience::NextHopBudget).
+  void SetDeadlineHeaders();
   // After a failed attempt: true when a retry was scheduled (the attempt is then gone).
   bool MaybeRetry(const resilience::AttemptResult& result);
   // A response the retry policy might retry: true when it was discarded for a retry.
@@ -191,6 +194,10 @@ class Router final : public stream::Filter {
 
   // Retries (see the header comment); nothing here allocates for a request without a failure.
   std::optional<resilience::Deadline> deadline_;
+  // The current attempt's time (min of its per-try timeout and the deadline) from attempt_start_;
+  // nullopt: unbounded, or an Upgrade, and no deadline header is written.
+  std::optional<Duration> attempt_budget_;
+  MonotonicTime attempt_start_;
   std::optional<resilience::RetryState> retry_state_;  // set when the route may retry
   std::optional<event::Timer> backoff_timer_;          // before a retry; lazily made
   bool replay_buffering_ = false;  // replay_body_ holds all body sent to the current attempt

@@ -236,6 +236,47 @@ TEST_F(RouterRetryTest, DeadlineHeaderCarriesTheAttemptsTime) {
   EXPECT_GT(remaining, 4000);
 }
 
+// The deadline header says what the attempt has left when its headers leave, not when it began:
+// time spent waiting for a connection is gone too. Otherwise the next hop, believing it has more
+// time than this one, would time out after it rather than just before it.
+TEST_F(RouterRetryTest, DeadlineHeaderLeavesOutTheWaitForAConnection) {
+  FakeUpstream& up = AddUpstream();
+  up.auto_respond = false;
+  RouteAction action = Retrying(0);
+  action.timeout = milliseconds(1000);
+  Configure({up.address()}, action);
+  // One connection: a second request waits for the first to be answered.
+  AddCluster("c", {up.address()}, {.max_connections = 1, .max_retries = 100});
+  auto get = [](absl::string_view path) {
+    auto headers = std::make_unique<http::HeaderMap>();
+    headers->Add(":method", "GET");
+    headers->Add(":path", path);
+    headers->Add(":authority", "test");
+    headers->Add(":scheme", "http");
+    return headers;
+  };
+  RecordingCallbacks& first = NewStream();
+  Start(first, get("/first"), /*end_stream=*/true);
+  ASSERT_TRUE(loop_.RunUntil([&] { return up.unanswered() == 1; }, std::chrono::seconds(5)));
+  RecordingCallbacks& second = NewStream();
+  Start(second, get("/second"), /*end_stream=*/true);
+  const Router& waiting = *routers_.back();
+  loop_.RunUntil([] { return false; }, milliseconds(300));
+  EXPECT_EQ(up.requests().size(), 1u) << "the second request did not wait for the connection";
+  up.Respond(0);
+  ASSERT_TRUE(loop_.RunUntil([&] { return up.unanswered() == 1 && first.done(); },
+                             std::chrono::seconds(5)));
+  up.Respond(1);
+  ASSERT_TRUE(loop_.RunUntil([&] { return second.done(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(second.status, "200");
+  int64_t sent = 0;
+  ASSERT_TRUE(
+      absl::SimpleAtoi(waiting.request_headers()->Get("x-meshlet-deadline").value_or(""), &sent));
+  // 1000 ms, less the 300 ms or more it waited (and NextHopBudget's margin).
+  EXPECT_LE(sent, 700);
+  EXPECT_GT(sent, 0);
+}
+
 TEST_F(RouterRetryTest, MalformedCallerDeadlineIsCountedAndReplaced) {
   FakeUpstream& up = AddUpstream();
   RouteAction action = Retrying(2);
