@@ -210,7 +210,7 @@ void ActiveStream::SendLocalReply(const stream::LocalReply& reply) {
   }
   // One write for the whole reply, even from a timer (outside the batch a read callback opens):
   // a caller's sidecar reading its head alone could meet its own deadline before its end, and
-  // would then have to reset a response it had started forwarding (docs/resilience.md).
+  // would then have to reset a response it had started forwarding (docs/adr/0077).
   net::Connection::WriteBatch batch(hcm_.context_.loop);
   EncodeHeaders(headers, /*end_stream=*/!has_body);
   if (has_body) EncodeData(body, /*end_stream=*/true);

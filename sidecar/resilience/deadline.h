@@ -48,11 +48,11 @@ class Deadline {
 
 absl::string_view DeadlineSourceName(Deadline::Source source);
 
-// What the next hop is told it has when this attempt has `attempt_timeout`: a little less, so the
-// hop nearest the work times out first and its answer (a 504 with its own response flag, or a
-// gRPC DEADLINE_EXCEEDED) travels back before our own timer fires. With equal budgets the two
-// timers race, and when ours loses after the upstream's response headers were already forwarded,
-// all we can do is reset a half-sent response. The margin is 1/20 of the time, at most
+// What the next hop is told it has when this attempt has `attempt_timeout` left as its request
+// leaves: a little less, so the hop nearest the work times out first and its answer (a 504 with
+// its own response flag, or a gRPC DEADLINE_EXCEEDED) travels back before our own timer fires and
+// resets the attempt. When the two timers still meet, the client gets either 504, whole: a local
+// reply leaves in one write (docs/adr/0077). The margin is 1/20 of the time, at most
 // kMaxNextHopMargin: 10 ms of 300 ms, 1 ms of 20 ms.
 inline constexpr Duration kMaxNextHopMargin = std::chrono::milliseconds(10);
 Duration NextHopBudget(Duration attempt_timeout);
