@@ -738,7 +738,7 @@ Duration Router::PrepareAttempt() {
     return Duration::zero();
   }
   attempt_budget_ = *attempt_timeout;
-  attempt_start_ = context_.clock.Now();
+  attempt_turn_ = context_.loop.turn();
   // A per-try timeout shorter than what the route timeout leaves gets its own timer.
   const Duration per_try = route_->route_action()->retry_policy.per_try_timeout;
   if (per_try > Duration::zero() && per_try < deadline_->Remaining()) return per_try;
@@ -749,9 +749,11 @@ void Router::SetDeadlineHeaders() {
   if (!attempt_budget_.has_value()) return;
   // The next hop gets no more time than this attempt has left as its headers leave: the time
   // spent connecting (a TLS handshake) or waiting in the pool is gone too, and must not eat the
-  // margin NextHopBudget keeps. grpc-timeout for gRPC, meshlet's own header otherwise (and both
-  // rewritten when the caller sent them).
-  const Duration left = *attempt_budget_ - (context_.clock.Now() - attempt_start_);
+  // margin NextHopBudget keeps. A stream ready in the turn the attempt began (a pooled
+  // connection) took no time by the turn's clock (ADR 0027): no reading then. grpc-timeout for
+  // gRPC, meshlet's own header otherwise (and both rewritten when the caller sent them).
+  Duration left = *attempt_budget_;
+  if (context_.loop.turn() != attempt_turn_) left -= upstream_->elapsed();
   const Duration next_hop_budget = resilience::NextHopBudget(left);
   http::HeaderMap& headers = *request_headers_;
   if (grpc_ || headers.Has(kGrpcTimeoutHeader)) {

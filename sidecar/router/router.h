@@ -194,10 +194,10 @@ class Router final : public stream::Filter {
 
   // Retries (see the header comment); nothing here allocates for a request without a failure.
   std::optional<resilience::Deadline> deadline_;
-  // The current attempt's time (min of its per-try timeout and the deadline) from attempt_start_;
-  // nullopt: unbounded, or an Upgrade, and no deadline header is written.
+  // The current attempt's time (min of its per-try timeout and the deadline) from its start, in
+  // loop turn attempt_turn_; nullopt: unbounded, or an Upgrade, and no deadline header is written.
   std::optional<Duration> attempt_budget_;
-  MonotonicTime attempt_start_;
+  uint64_t attempt_turn_ = 0;
   std::optional<resilience::RetryState> retry_state_;  // set when the route may retry
   std::optional<event::Timer> backoff_timer_;          // before a retry; lazily made
   bool replay_buffering_ = false;  // replay_body_ holds all body sent to the current attempt
