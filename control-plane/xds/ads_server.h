@@ -143,6 +143,9 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string sidecar_version;
+  // The capabilities (xds/capabilities.h) its sidecar lacks: its configuration is sent in the
+  // older forms (control-plane/translate/capability_gates.h). Empty for a current sidecar.
+  std::vector<std::string> lacks;
   std::string peer;      // address the stream came from
   std::string identity;  // the SPIFFE id its client certificate proved; empty on plaintext
   std::string mode;      // "sotw" or "delta"

@@ -19,6 +19,7 @@
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
 #include "google/protobuf/util/json_util.h"
+#include "xds/capabilities.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
@@ -76,6 +77,7 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.service = stream->node.service();
     status.namespace_ = stream->node.namespace_();
     status.sidecar_version = stream->node.sidecar_version();
+    status.lacks = xds::CapabilitySet::All().Minus(xds::CapabilitiesOf(stream->node)).Names();
     status.peer = stream->call->peer_address().ToString();
     status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
@@ -358,6 +360,8 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.namespace_);
     out += ",\"sidecar_version\":";
     AppendJsonString(&out, status.sidecar_version);
+    out += ",\"lacks\":";
+    AppendJsonStringArray(&out, status.lacks);
     out += ",\"peer\":";
     AppendJsonString(&out, status.peer);
     if (!status.identity.empty()) {
