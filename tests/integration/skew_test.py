@@ -35,7 +35,7 @@ import urllib.request
 
 import cp_api
 import sidecar_test
-from mesh_util import (call_service, create_join_token, put_resource, spiffe,
+from mesh_util import (call_service, create_join_token, http_service, put_resource, spiffe,
                        start_plaintext_control_plane, start_xds_sidecar, stop_all, stop_process)
 from sidecar_test import HttpUpstream, wait_for
 
@@ -43,13 +43,7 @@ NEW = {}  # "control-plane", "sidecar": this tree's binaries, from argv
 OLD = {}  # the previous release's, from MESHLET_PREVIOUS_RELEASE
 NAMESPACE = "default"
 REQUESTS = 200
-SERVICE = f"""apiVersion: meshlet.io/v1
-kind: Service
-metadata: {{name: backend, namespace: {NAMESPACE}}}
-spec:
-  selector: {{app: backend}}
-  ports: [{{name: http, port: 9080, protocol: HTTP}}]
-"""
+SERVICE = http_service("backend", NAMESPACE)
 # Settings of fields the previous release does not read (Cluster.overload, and the
 # Cluster.traffic_policy naming this object): for the new control plane only, whose API knows them.
 TRAFFIC_POLICY = f"""apiVersion: meshlet.io/v1
