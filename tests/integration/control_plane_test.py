@@ -197,9 +197,15 @@ class ControlPlaneTest(unittest.TestCase):
                                    "trafficpolicy.meshlet.io/reviews created\n")
         p = self.meshctl("apply", "-f", EXAMPLES)
         self.assertIn("httproute.meshlet.io/reviews created", p.stdout)
-        self.assertIn("service.meshlet.io/reviews unchanged", p.stdout)
+        # The same Service from another file: its meshlet.io/applied-from annotation now names
+        # that file, a change.
+        self.assertIn("service.meshlet.io/reviews configured", p.stdout)
         self.assertIn("trafficpolicy.meshlet.io/reviews configured", p.stdout)
         self.assertNotIn("Warning", p.stderr)  # every backend's Service exists by then
+        p = self.meshctl("apply", "-f", EXAMPLES)
+        self.assertNotIn("created", p.stdout)
+        self.assertNotIn("configured", p.stdout)
+        self.assertIn("service.meshlet.io/reviews unchanged", p.stdout)
 
         p = self.meshctl("get", "svc")
         self.assertRegex(p.stdout, r"(?m)^NAME\s+PORTS")

@@ -274,8 +274,8 @@ class TelemetryTest(ControlPlaneCase):
         self.assertIn("error     UT: upstream request timeout", text)
         self.assertRegex(text, r"\n  2\. backend sidecar: GET /slow -> 504 in [0-9.]+ms   "
                                r"<- failed first\n")
-        self.assertIn("\nVerdict: 504 at backend's sidecar: request timeout (route catch-all) "
-                      "expired\n", text)
+        self.assertIn("\nVerdict: 504 at backend's sidecar: request timeout 200ms (route "
+                      "catch-all) expired after 1 attempt\n", text)
 
         # client → "lonely", whose only endpoint refuses connections: its sidecar answers 503.
         lonely_port = free_port()
