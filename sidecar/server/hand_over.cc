@@ -334,7 +334,13 @@ absl::StatusOr<std::unique_ptr<HandOverServer>> HandOverServer::Start(event::Loo
                                                                       const std::string& path,
                                                                       Callbacks callbacks) {
   ASSIGN_OR_RETURN(sockaddr_un address, UnixAddress(path));
-  // A live sidecar there is an error; a file a process that is gone left is removed.
+  // A live sidecar there is an error; a socket a process that is gone left is removed; anything
+  // else is the operator's and stays.
+  struct stat existing = {};
+  if (lstat(path.c_str(), &existing) == 0 && !S_ISSOCK(existing.st_mode)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("hand-over socket \"", path, "\": a file that is not a socket is there"));
+  }
   ASSIGN_OR_RETURN(int probe, ConnectTo(path));
   if (probe >= 0) {
     ucred peer = {};

@@ -186,6 +186,16 @@ TEST_F(HandOverTest, ALiveServerKeepsItsPath) {
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("another process (pid"), std::string::npos)
       << second.status();
+  // A file that is not a socket is left alone.
+  const std::string file = path_ + ".file";
+  FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  absl::StatusOr<std::unique_ptr<HandOverServer>> on_file = HandOverServer::Start(loop_, file, {});
+  ASSERT_FALSE(on_file.ok());
+  EXPECT_NE(on_file.status().message().find("not a socket"), std::string::npos) << on_file.status();
+  EXPECT_EQ(access(file.c_str(), F_OK), 0);
+  unlink(file.c_str());
   // Too long for a unix socket: said so.
   absl::StatusOr<std::unique_ptr<HandOverServer>> long_path =
       HandOverServer::Start(loop_, std::string(200, 'x'), {});

@@ -9,6 +9,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/version.h"
+#include "common/event/timer.h"
 #include "sidecar/server/server.h"
 
 namespace meshlet::sidecar::server {
@@ -51,10 +52,28 @@ absl::Status Server::TakeOver() {
 absl::Status Server::FinishTakeOver() {
   // Both processes accept on the same sockets meanwhile.
   if (!loop_.RunUntil([this] { return ready(); }, options_.hand_over_timeout)) {
-    return absl::UnavailableError(
+    const std::string why =
         absl::StrCat("hand-over: not ready within ",
                      absl::FormatDuration(absl::FromChrono(options_.hand_over_timeout)), " (",
-                     NotReadyReason(), "); pid ", taken_over_->pid, " serves on"));
+                     NotReadyReason(), "); pid ", taken_over_->pid, " serves on");
+    // The connections this process accepted meanwhile finish before it exits, as a drain's do.
+    LOG(ERROR) << why << "; finishing the connections accepted meanwhile";
+    for (auto& worker : workers_) {
+      worker->StopAccepting();
+      worker->StartDrain(Duration::zero(), /*keep_idle_http1=*/true);
+    }
+    if (admin_ != nullptr) admin_->Shutdown();
+    if (prometheus_ != nullptr) prometheus_->Shutdown();
+    event::Timer poll(loop_, [] {});  // wakes the loop to look at the workers' counts
+    poll.EnableRepeating(std::chrono::milliseconds(100));
+    loop_.RunUntil(
+        [this] {
+          int64_t open = 0;
+          for (const auto& worker : workers_) open += worker->active_connections();
+          return open == 0;
+        },
+        options_.drain_time);
+    return absl::UnavailableError(why);
   }
   taken_over_->ready_after = RealClock::Get().Now() - init_started_;
   absl::StatusOr<Drained> open = hand_over_client_->Finish(kHandOverConfirmTimeout);
