@@ -39,8 +39,9 @@ enum class Capability {
   kVirtualHostDestinations,
   // Cluster.overload (endpoints answering 429 / RESOURCE_EXHAUSTED get less traffic).
   kOverload,
-  // PolicySource fields: Route.source, Cluster.traffic_policy, Cluster.subset,
-  // AuthorizationPolicy.source (decision records).
+  // PolicySource fields for decision records: Route.source, Cluster.traffic_policy,
+  // Cluster.subset, AuthorizationPolicy.source, RouteAction.timeout_source and
+  // per_try_timeout_source, RateLimit.source, Listener.unmatched_destination_source.
   kPolicySource,
 };
 inline constexpr size_t kCapabilityCount = 5;

@@ -141,9 +141,10 @@ class CheckRun final : public Command {
   std::vector<std::string> files_;
 };
 
-// One line per sidecar release among the connected sidecars: "proxies 0.2.0: 3 (a, b, c)", and
-// for a release that lacks capabilities what its configuration goes without ("; sent without:
-// overload, policy-source", docs/upgrades.md).
+// One line per sidecar release and revision among the connected sidecars:
+// "proxies 0.2.0 (revision canary): 3 (a, b, c)" (no revision from a control plane before them),
+// and for a release that lacks capabilities what its configuration goes without ("; sent
+// without: overload, policy-source", docs/upgrades.md).
 int PrintProxyVersions(Session& session) {
   constexpr size_t kNamesShown = 5;
   int exit_code = kExitOk;
@@ -156,7 +157,9 @@ int PrintProxyVersions(Session& session) {
   };
   std::map<std::string, Release> by_release;
   for (const YAML::Node& p : YAML::Load(reply->http.body)["items"]) {
-    Release& release = by_release[SidecarRelease(Scalar(p["sidecarVersion"]))];
+    std::string key = SidecarRelease(Scalar(p["sidecarVersion"]));
+    if (p["revision"]) absl::StrAppend(&key, " (revision ", Scalar(p["revision"]), ")");
+    Release& release = by_release[key];
     release.ids.push_back(Scalar(p["id"]));
     for (const YAML::Node& c : p["lacks"]) release.lacks.insert(Scalar(c));
   }
@@ -196,8 +199,10 @@ class Version final : public Command {
                                           ")")});
     }
     YAML::Node v = YAML::Load(version->body);
-    session.io().out << "control-plane " << Scalar(v["server"]) << " at " << server << " (API "
-                     << Scalar(v["apiVersion"]) << ")\n";
+    session.io().out << "control-plane " << Scalar(v["server"])
+                     << (v["revision"] ? absl::StrCat(" (revision ", Scalar(v["revision"]), ")")
+                                       : "")
+                     << " at " << server << " (API " << Scalar(v["apiVersion"]) << ")\n";
     return PrintProxyVersions(session);
   }
 
@@ -243,9 +248,9 @@ CommandSpec VersionCommand() {
   return {.name = "version",
           .summary = "the versions of meshctl, the control plane and every connected sidecar",
           .about =
-              "Prints meshctl's version, then asks the control plane for its own and for "
-              "the release each connected sidecar reported, one line per release with "
-              "the sidecars running it.",
+              "Prints meshctl's version, then asks the control plane for its own and its "
+              "revision, and for the release and revision of each connected sidecar, one "
+              "line per release and revision with the sidecars running it.",
           .examples = {{"", "meshctl version --client"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Version>(); }};

@@ -176,6 +176,10 @@ const std::vector<CapabilityGate>& Gates() {
       {C::kPolicySource, "meshlet.xds.Cluster.traffic_policy", Fallback::kClear},
       {C::kPolicySource, "meshlet.xds.Cluster.subset", Fallback::kClear},
       {C::kPolicySource, "meshlet.xds.AuthorizationPolicy.source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RouteAction.timeout_source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RouteAction.per_try_timeout_source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RateLimit.source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.Listener.unmatched_destination_source", Fallback::kClear},
   };
   return *kGates;
 }

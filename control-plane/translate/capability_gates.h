@@ -14,8 +14,11 @@
 //                              by their requests' Host, as before)
 //   overload                   Cluster.overload left out (the sidecar does not act on 429 /
 //                              RESOURCE_EXHAUSTED)
-//   policy-source              Route.source, Cluster.traffic_policy, Cluster.subset and
-//                              AuthorizationPolicy.source left out (decision records name less)
+//   policy-source              Route.source, Cluster.traffic_policy, Cluster.subset,
+//                              AuthorizationPolicy.source, RouteAction.timeout_source and
+//                              per_try_timeout_source, RateLimit.source and
+//                              Listener.unmatched_destination_source left out (decision records
+//                              name less)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

@@ -62,17 +62,22 @@ spec:
       n += what == "policy-source" && (c.has_traffic_policy() || !c.subset().empty());
     }
     for (const xds::ClusterLoadAssignment& a : r.endpoints) {
-      for (const xds::Endpoint& e : a.endpoints())
+      for (const xds::Endpoint& e : a.endpoints()) {
         n += what == "endpoint-plaintext" && e.plaintext();
+      }
     }
     for (const xds::RouteConfiguration& rc : r.routes) {
       for (const xds::VirtualHost& vh : rc.virtual_hosts()) {
         n += what == "virtual-host-destinations" && vh.destinations_size() > 0;
-        for (const xds::Route& route : vh.routes())
-          n += what == "policy-source" && route.has_source();
+        for (const xds::Route& route : vh.routes()) {
+          n += what == "policy-source" &&
+               (route.has_source() || route.route().has_timeout_source() ||
+                route.route().has_per_try_timeout_source() || route.rate_limit().has_source());
+        }
       }
     }
     for (const xds::Listener& l : r.listeners) {
+      n += what == "policy-source" && l.has_unmatched_destination_source();
       for (const xds::AuthorizationPolicy& p : l.authorization().policies()) {
         n += what == "policy-source" && p.has_source();
       }
@@ -108,10 +113,19 @@ TEST_F(CapabilityGatesTest, A010SidecarGetsTheNewestFormWithoutWhatItCannotRead)
   }
   for (xds::RouteConfiguration& rc : expected.routes) {
     for (xds::VirtualHost& vh : *rc.mutable_virtual_hosts()) {
-      for (xds::Route& route : *vh.mutable_routes()) route.clear_source();
+      for (xds::Route& route : *vh.mutable_routes()) {
+        route.clear_source();
+        if (route.has_route()) {
+          route.mutable_route()->clear_timeout_source();
+          route.mutable_route()->clear_per_try_timeout_source();
+        }
+        if (route.has_rate_limit()) route.mutable_rate_limit()->clear_source();
+      }
     }
   }
   for (xds::Listener& l : expected.listeners) {
+    l.clear_unmatched_destination_source();
+    if (l.has_rate_limit()) l.mutable_rate_limit()->clear_source();
     if (!l.has_authorization()) continue;
     for (xds::AuthorizationPolicy& p : *l.mutable_authorization()->mutable_policies()) {
       p.clear_source();

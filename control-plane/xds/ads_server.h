@@ -143,6 +143,9 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string sidecar_version;
+  // The node's label meshlet.io/rev: the control-plane revision its pod was injected for ("" for
+  // the unnamed one; control-plane/inject/revision.h).
+  std::string revision;
   // The capabilities (xds/capabilities.h) its sidecar lacks: its configuration is sent in the
   // older forms (control-plane/translate/capability_gates.h). Empty for a current sidecar.
   std::vector<std::string> lacks;

@@ -480,6 +480,8 @@ std::string XdsService::ProxiesJson() {
         &out, absl::FormatTime(absl::RFC3339_sec, proxy.connected_since, absl::UTCTimeZone()));
     out += ",\"sidecarVersion\":";
     AppendJsonString(&out, proxy.sidecar_version);
+    out += ",\"revision\":";
+    AppendJsonString(&out, proxy.revision.empty() ? "default" : proxy.revision);
     // Capabilities its sidecar lacks: what it is sent in an older form (docs/upgrades.md).
     out += ",\"lacks\":";
     AppendJsonStringArray(&out, proxy.lacks);

@@ -426,7 +426,7 @@ class ControlPlaneTest(unittest.TestCase):
                                  check=True).stdout.split()[-1]
         p = self.meshctl("version")
         self.assertIn("meshctl %s\n" % release, p.stdout)
-        self.assertIn("control-plane %s at" % release, p.stdout)
+        self.assertIn("control-plane %s (revision default) at" % release, p.stdout)
         self.assertIn("proxies: none connected", p.stdout)
         self.assertEqual(self.cp.stop(signal.SIGTERM), 0)
         p = self.meshctl("check", expect=3)
@@ -471,7 +471,10 @@ COMMAND_FLAGS = {
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
-               "--identity", "--trace-collector", "--podman", "-o, --output"],
+               "--identity", "--trace-collector", "--podman", "--revision", "-o, --output"],
+    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies",
+                "--rollout-timeout", "--control-plane-namespace", "--kubeconfig", "--context",
+                "--kubernetes-api", "--kubernetes-ca-file", "--kubernetes-token-file"],
     "install": ["--set", "-o, --output", "--crds", "--secrets", "--create", "--kubernetes-api",
                 "--kubernetes-token-file", "--kubernetes-ca-file"],
     "uninstall": ["--set", "-o, --output", "--crds", "--keep-data"],

@@ -231,8 +231,9 @@ class SkewTest(unittest.TestCase):
             # caller has it, then stop the old one (SIGTERM: it drains and reports not ready,
             # and the control plane withdraws its endpoint).
             for i, old in enumerate(old_backends):
+                # It may answer as soon as it registers, before m.backend() returns.
+                serving.add(f"backend-new-{i}")
                 new = m.backend(NEW["sidecar"], f"backend-new-{i}")
-                serving.add(new.name)
                 self.assertTrue(wait_for(
                     lambda: new.stat("meshlet_downstream_tls_handshakes_total") > 0, timeout=20),
                     "the caller never reached " + new.name)
