@@ -68,7 +68,7 @@ ssize_t ConnectionImpl::OnReadData(nghttp2_session* session, int32_t stream_id, 
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (s->tx_trailers_ != nullptr) {
       NvArray nv;
-      BuildNv(*s->tx_trailers_, false, "", nv);
+      BuildNv(*s->tx_trailers_, false, "", nv, &c->varying_names_);
       if (nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size()) == 0) {
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       }
