@@ -104,6 +104,23 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
     if (!value.empty()) std::memcpy(stored, value.data(), value.size());
   }
   void SetTrusted(absl::string_view name, absl::string_view value);
+  // Add() for a field a codec has already checked on input as strictly as the encoders would:
+  // `name` lowercase and free of CR, LF, NUL, SP, HTAB and ':' but for a pseudo-header's first
+  // byte, `value` free of CR, LF and NUL (nghttp2 validates every field it decodes so, RFC 9113
+  // 8.2.1). Stored as it is (not lowercased) and, for a regular name, trusted as AddTrusted()
+  // makes it, so the codecs write it without checking its bytes again.
+  void AddChecked(absl::string_view name, absl::string_view value) {
+    if (IsPseudoName(name) || InArena(name) || InArena(value)) [[unlikely]] {
+      Add(name, value);  // pseudo-headers keep their place ahead of the regular fields
+      return;
+    }
+    DCHECK(!name.empty() && absl::AsciiStrToLower(name) == name) << name;
+    entries_.push_back(NewEntry(name.size(), value.size(), /*trusted=*/true));
+    name_filter_ |= NameFilterBit(name);
+    char* const stored = arena_.Extend(name.size() + value.size());
+    std::memcpy(stored, name.data(), name.size());
+    if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
+  }
   // AddTrusted() for a value the caller writes itself: where its `value_size` bytes go, to be
   // written before the next call on the map. Inline, so a constant name is copied and filtered
   // at compile-time cost.

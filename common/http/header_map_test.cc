@@ -211,6 +211,28 @@ TEST(HeaderMapTest, MoveKeepsEntriesAndEmptiesTheSource) {
   }
 }
 
+// Fields a codec checked on input (HTTP/2's decoded fields) are stored as they are and trusted;
+// pseudo-headers still go ahead of the regular fields, and lookups find both.
+TEST(HeaderMapTest, CheckedFieldsAreStoredAsTheyAreAndTrusted) {
+  HeaderMap headers;
+  headers.AddChecked("x-a", "1");
+  headers.AddChecked(":status", "200");
+  headers.AddChecked("content-type", "text/plain");
+  headers.Add("x-b", "2");
+  EXPECT_EQ(headers.DebugString(), ":status: 200\nx-a: 1\ncontent-type: text/plain\nx-b: 2\n");
+  EXPECT_EQ(headers.Get("Content-Type"), "text/plain");
+  EXPECT_TRUE(headers.MayHaveAny(HeaderMap::NameFilterBit("x-a")));
+  EXPECT_EQ(headers.ByteSize(), std::string(":status200x-a1content-typetext/plainx-b2").size());
+  std::string trust;
+  headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
+    absl::StrAppend(&trust, h.name, trusted ? "+" : "-", " ");
+  });
+  EXPECT_EQ(trust, "x-a+ content-type+ x-b- ");
+  // A value viewing the map itself survives the arena's growth.
+  headers.AddChecked("x-copy", *headers.Get("content-type"));
+  EXPECT_EQ(headers.Get("x-copy"), "text/plain");
+}
+
 // Trusted fields (the proxy's own traceparent) are ordinary fields to every reader; only the
 // trust flag, which the codecs read, sets them apart, and any ordinary Set() clears it.
 TEST(HeaderMapTest, TrustedFields) {
