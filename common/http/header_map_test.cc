@@ -211,6 +211,15 @@ TEST(HeaderMapTest, MoveKeepsEntriesAndEmptiesTheSource) {
   }
 }
 
+// "name+ " for each trusted regular field, "name- " for each other one, in order.
+std::string TrustMarks(const HeaderMap& headers) {
+  std::string out;
+  headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
+    absl::StrAppend(&out, h.name, trusted ? "+" : "-", " ");
+  });
+  return out;
+}
+
 // Fields a codec checked on input (HTTP/2's decoded fields) are stored as they are and trusted;
 // pseudo-headers still go ahead of the regular fields, and lookups find both.
 TEST(HeaderMapTest, CheckedFieldsAreStoredAsTheyAreAndTrusted) {
@@ -223,11 +232,7 @@ TEST(HeaderMapTest, CheckedFieldsAreStoredAsTheyAreAndTrusted) {
   EXPECT_EQ(headers.Get("Content-Type"), "text/plain");
   EXPECT_TRUE(headers.MayHaveAny(HeaderMap::NameFilterBit("x-a")));
   EXPECT_EQ(headers.ByteSize(), std::string(":status200x-a1content-typetext/plainx-b2").size());
-  std::string trust;
-  headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
-    absl::StrAppend(&trust, h.name, trusted ? "+" : "-", " ");
-  });
-  EXPECT_EQ(trust, "x-a+ content-type+ x-b- ");
+  EXPECT_EQ(TrustMarks(headers), "x-a+ content-type+ x-b- ");
   // A value viewing the map itself survives the arena's growth.
   headers.AddChecked("x-copy", *headers.Get("content-type"));
   EXPECT_EQ(headers.Get("x-copy"), "text/plain");
@@ -243,16 +248,9 @@ TEST(HeaderMapTest, TrustedFields) {
   EXPECT_EQ(headers.DebugString(), ":method: GET\ntraceparent: 00-mine\na: 1\nx-b3-spanid: 0123\n");
   EXPECT_EQ(headers.ByteSize(),
             std::string(":methodGETtraceparent00-minea1x-b3-spanid0123").size());
-  auto trust = [&] {
-    std::string out;
-    headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
-      absl::StrAppend(&out, h.name, trusted ? "+" : "-", " ");
-    });
-    return out;
-  };
-  EXPECT_EQ(trust(), "traceparent+ a- x-b3-spanid+ ");
+  EXPECT_EQ(TrustMarks(headers), "traceparent+ a- x-b3-spanid+ ");
   headers.Set("traceparent", "from a filter");
-  EXPECT_EQ(trust(), "traceparent- a- x-b3-spanid+ ");
+  EXPECT_EQ(TrustMarks(headers), "traceparent- a- x-b3-spanid+ ");
   EXPECT_EQ(headers.Get("traceparent"), "from a filter");
 
   // Absent: SetTrusted appends. Copies and moves keep the flag.
