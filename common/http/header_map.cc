@@ -64,6 +64,12 @@ void HeaderMap::Add(absl::string_view name, absl::string_view value) {
   CopyLowercase(stored, name.data(), name.size());
   if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
   if (IsPseudoName(name)) {
+    // Known by its stored, lowercased name; it goes after the other pseudo-headers, so none of
+    // theirs moves.
+    const KnownPseudo known = KnownPseudoOf(absl::string_view(stored, name.size()));
+    if (known != kKnown && pseudo_at_[known] == kAbsent) {
+      pseudo_at_[known] = static_cast<uint32_t>(num_pseudo_);
+    }
     entries_.insert(entries_.begin() + num_pseudo_, e);
     ++num_pseudo_;
   } else {
@@ -133,8 +139,10 @@ void HeaderMap::EraseAt(size_t index) {
   const Entry& e = entries_[index];
   byte_size_ -= e.name_size + e.value_size;
   dead_bytes_ += e.name_size + e.value_size;
-  if (index < num_pseudo_) --num_pseudo_;
+  const bool pseudo = index < num_pseudo_;
+  if (pseudo) --num_pseudo_;
   entries_.erase(entries_.begin() + index);
+  if (pseudo) IndexPseudo();
 }
 
 void HeaderMap::Clear() {
@@ -142,9 +150,18 @@ void HeaderMap::Clear() {
   entries_.erase(entries_.begin(), entries_.end());
   arena_.clear();
   num_pseudo_ = 0;
+  pseudo_at_.fill(kAbsent);
   name_filter_ = 0;
   byte_size_ = 0;
   dead_bytes_ = 0;
+}
+
+void HeaderMap::IndexPseudo() {
+  pseudo_at_.fill(kAbsent);
+  for (size_t i = num_pseudo_; i-- > 0;) {  // backwards: the first of a name wins
+    const KnownPseudo known = KnownPseudoOf(View(entries_[i]).name);
+    if (known != kKnown) pseudo_at_[known] = static_cast<uint32_t>(i);
+  }
 }
 
 void HeaderMap::MaybeCompact() {

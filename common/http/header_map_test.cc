@@ -70,6 +70,52 @@ TEST(HeaderMapTest, KeepsRepeatedValuesInOrder) {
   EXPECT_THAT(Names(map), ElementsAre("set-cookie", "x-other", "set-cookie"));
 }
 
+// The six pseudo-headers HTTP defines are looked up by a kept position: it must follow every
+// change to the pseudo-headers, and any other pseudo name is still found by walking them.
+TEST(HeaderMapTest, PseudoHeaderLookupsFollowEveryChange) {
+  HeaderMap map;
+  map.Add("user-agent", "curl");
+  map.Add(":method", "GET");
+  map.Add(":x-other", "o");
+  map.Add(":PATH", "/a");  // stored lowercase
+  map.Add(":path", "/second");
+  EXPECT_EQ(map.Get(":path"), "/a");
+  EXPECT_EQ(map.Get(":Path"), "/a");
+  EXPECT_EQ(map.Get(":x-other"), "o");
+  EXPECT_THAT(map.GetAll(":path"), ElementsAre("/a", "/second"));
+  EXPECT_FALSE(map.Has(":authority"));
+  map.Add(":authority", "h");
+  EXPECT_EQ(map.Get(":authority"), "h");
+  EXPECT_EQ(map.Get(":method"), "GET");
+
+  // Removing a pseudo-header moves the ones after it.
+  EXPECT_EQ(map.Remove(":method"), 1u);
+  EXPECT_FALSE(map.Has(":method"));
+  EXPECT_EQ(map.Get(":path"), "/a");
+  EXPECT_EQ(map.Get(":authority"), "h");
+  map.Set(":path", "/set");  // replaces both, keeps the first's place
+  EXPECT_THAT(map.GetAll(":path"), ElementsAre("/set"));
+  EXPECT_EQ(map.Get(":authority"), "h");
+  EXPECT_EQ(map.Get(":x-other"), "o");
+
+  // Copies, moves and Clear carry or drop the positions with the fields.
+  HeaderMap copy = map;
+  EXPECT_EQ(copy.Get(":authority"), "h");
+  HeaderMap moved = std::move(map);
+  EXPECT_EQ(moved.Get(":path"), "/set");
+  EXPECT_FALSE(map.Has(":path"));  // NOLINT(bugprone-use-after-move): moved-from is empty
+  map.Add(":status", "200");
+  EXPECT_EQ(map.Get(":status"), "200");
+  EXPECT_FALSE(map.Has(":path"));
+  moved.Clear();
+  EXPECT_FALSE(moved.Has(":path"));
+  moved.Add(":scheme", "https");
+  moved.Add(":protocol", "websocket");
+  EXPECT_EQ(moved.Get(":scheme"), "https");
+  EXPECT_EQ(moved.Get(":protocol"), "websocket");
+  EXPECT_FALSE(moved.Has(":authority"));
+}
+
 TEST(HeaderMapTest, PseudoHeadersStayFirst) {
   HeaderMap map;
   map.Add("user-agent", "curl");
