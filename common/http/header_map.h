@@ -179,7 +179,7 @@ class HeaderMap : public ThreadRecycled<HeaderMap> {
 
   // The name filter's bit for regular header `name` (case-insensitive). OR several for
   // MayHaveAny().
-  static uint64_t NameFilterBit(absl::string_view name) {
+  static constexpr uint64_t NameFilterBit(absl::string_view name) {
     const size_t n = name.size();
     const auto byte = [&](size_t i) -> uint64_t { return static_cast<unsigned char>(name[i]); };
     // The first and last four bytes (a shorter name: its first, middle and last), case folded
