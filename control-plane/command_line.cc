@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/flags/flags.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane {
 namespace {
@@ -18,6 +19,22 @@ struct Section {
 
 std::vector<Section> Sections(CommandLine& command_line) {
   std::vector<flags::Flag> own = ControlPlaneFlags(command_line.control_plane);
+  own.push_back(
+      {.name = "--revision",
+       .value = "NAME",
+       .help = "serve the revision NAME beside other control planes of the mesh (docs/"
+               "upgrades.md): pods labelled meshlet.io/rev=NAME, or in namespaces so labelled. "
+               "Its names follow: meshlet-control-plane-NAME (the certificate's DNS names and "
+               "service account, the injected sidecars' discovery address, the leader Lease), "
+               "webhook configuration meshlet-sidecar-injector-NAME, trust-bundle namespaces "
+               "meshlet.io/rev=NAME; a flag given for one of them wins. Default (or \"default\"): "
+               "the unnamed revision, for pods without the label",
+       .set = [&command_line](absl::string_view v) {
+         absl::StatusOr<std::string> revision = inject::ParseRevision(v);
+         if (!revision.ok()) return revision.status();
+         command_line.control_plane.revision = *std::move(revision);
+         return absl::OkStatus();
+       }});
   own.push_back({.name = "--version",
                  .help = "print the version and exit",
                  .stops = true,
@@ -85,6 +102,32 @@ std::vector<Section> Sections(CommandLine& command_line) {
   return sections;
 }
 
+// The names that follow from --revision, where the flags for them kept their defaults.
+void ApplyRevision(CommandLine& command_line) {
+  const std::string& revision = command_line.control_plane.revision;
+  command_line.webhook.revision = revision;
+  if (revision.empty()) return;
+  const std::string name = inject::ControlPlaneName(revision);
+  ca::ServingCertificateOptions& serving = command_line.serving_certificate;
+  if (serving.service_account == inject::kControlPlaneName) serving.service_account = name;
+  if (serving.dns_names.empty()) {
+    serving.dns_names = {name, absl::StrCat(name, ".", serving.namespace_),
+                         absl::StrCat(name, ".", serving.namespace_, ".svc"),
+                         absl::StrCat(name, ".", serving.namespace_, ".svc.cluster.local")};
+  }
+  webhook::WebhookOptions& webhook = command_line.webhook;
+  if (webhook.ca_bundle.configuration_name == inject::InjectorConfigurationName("")) {
+    webhook.ca_bundle.configuration_name = inject::InjectorConfigurationName(revision);
+  }
+  if (webhook.trust_bundle.namespace_selector ==
+      kubernetes::TrustBundleConfigMapsOptions().namespace_selector) {
+    webhook.trust_bundle.namespace_selector = absl::StrCat(inject::kRevisionLabel, "=", revision);
+  }
+  if (command_line.kubernetes_policy.lease_name == inject::kControlPlaneName) {
+    command_line.kubernetes_policy.lease_name = name;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
@@ -95,6 +138,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   }
   ASSIGN_OR_RETURN(flags::ParsedArgs parsed, flags::Parse(table, args));
   if (parsed.stopped) return command_line;
+  ApplyRevision(command_line);
   RETURN_IF_ERROR(ads::CheckXdsFlags(command_line.xds));
   RETURN_IF_ERROR(ca::CheckCaFlags(command_line.ca));
   if (command_line.xds.self_issued() || !command_line.control_plane.api_plaintext) {

@@ -53,6 +53,47 @@ TEST(CommandLineTest, EveryTableInOneCommandLine) {
   EXPECT_EQ(parsed->telemetry.store_limits.max_spans, 50u);
 }
 
+// --revision names the control plane's objects, the certificate and the webhook's injection,
+// unless a flag for one of them says otherwise.
+TEST(CommandLineTest, RevisionNamesWhatFollowsFromIt) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({"--revision=canary"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->control_plane.revision, "canary");
+  EXPECT_EQ(parsed->webhook.revision, "canary");
+  EXPECT_EQ(parsed->serving_certificate.service_account, "meshlet-control-plane-canary");
+  EXPECT_EQ(parsed->serving_certificate.dns_names,
+            (std::vector<std::string>{"meshlet-control-plane-canary",
+                                      "meshlet-control-plane-canary.meshlet-system",
+                                      "meshlet-control-plane-canary.meshlet-system.svc",
+                                      "meshlet-control-plane-canary.meshlet-system.svc.cluster."
+                                      "local"}));
+  EXPECT_EQ(parsed->webhook.ca_bundle.configuration_name, "meshlet-sidecar-injector-canary");
+  EXPECT_EQ(parsed->webhook.trust_bundle.namespace_selector, "meshlet.io/rev=canary");
+  EXPECT_EQ(parsed->kubernetes_policy.lease_name, "meshlet-control-plane-canary");
+
+  parsed = ParseCommandLine({"--identity-service-account=cp", "--revision", "0-2-0",
+                             "--xds-dns-names=cp.mesh.svc", "--webhook-configuration=hook",
+                             "--trust-bundle-namespaces=team=a"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->serving_certificate.service_account, "cp");
+  EXPECT_EQ(parsed->serving_certificate.dns_names, std::vector<std::string>{"cp.mesh.svc"});
+  EXPECT_EQ(parsed->webhook.ca_bundle.configuration_name, "hook");
+  EXPECT_EQ(parsed->webhook.trust_bundle.namespace_selector, "team=a");
+
+  // "default" is the unnamed revision: nothing changes.
+  parsed = ParseCommandLine({"--revision=default"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->control_plane.revision, "");
+  EXPECT_EQ(parsed->serving_certificate.service_account, "meshlet-control-plane");
+  EXPECT_TRUE(parsed->serving_certificate.dns_names.empty());
+  EXPECT_EQ(parsed->webhook.trust_bundle.namespace_selector, "meshlet.io/inject=enabled");
+
+  absl::StatusOr<CommandLine> bad = ParseCommandLine({"--revision=Canary"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--revision"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("is not a revision name"), std::string::npos);
+}
+
 // In a pod the downward API's POD_NAMESPACE is the control plane's namespace; a bad one is an
 // error only where the self-issued certificate uses it.
 TEST(CommandLineTest, IdentityNamespaceDefaultsToPodNamespace) {

@@ -96,6 +96,9 @@ inline constexpr char kMirrorHeader[] = "x-meshlet-mirror";
 
 struct ApiOptions {
   std::string server_version = kMeshletVersion;
+  // The control plane's revision ("" the unnamed one), in GET /version as "revision" ("default"
+  // for the unnamed one).
+  std::string revision;
   policy::ValidationLimits limits;
 };
 

@@ -140,7 +140,8 @@ class CheckRun final : public Command {
   std::vector<std::string> files_;
 };
 
-// One line per sidecar release among the connected sidecars: "proxies 0.2.0: 3 (a, b, c)".
+// One line per sidecar release and revision among the connected sidecars:
+// "proxies 0.2.0 (revision canary): 3 (a, b, c)" (no revision from a control plane before them).
 int PrintProxyVersions(Session& session) {
   constexpr size_t kNamesShown = 5;
   int exit_code = kExitOk;
@@ -149,7 +150,9 @@ int PrintProxyVersions(Session& session) {
   if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
   std::map<std::string, std::vector<std::string>> by_release;
   for (const YAML::Node& p : YAML::Load(reply->http.body)["items"]) {
-    by_release[SidecarRelease(Scalar(p["sidecarVersion"]))].push_back(Scalar(p["id"]));
+    std::string key = SidecarRelease(Scalar(p["sidecarVersion"]));
+    if (p["revision"]) absl::StrAppend(&key, " (revision ", Scalar(p["revision"]), ")");
+    by_release[key].push_back(Scalar(p["id"]));
   }
   std::ostream& out = session.io().out;
   if (by_release.empty()) out << "proxies: none connected\n";
@@ -184,8 +187,10 @@ class Version final : public Command {
                                           ")")});
     }
     YAML::Node v = YAML::Load(version->body);
-    session.io().out << "control-plane " << Scalar(v["server"]) << " at " << server << " (API "
-                     << Scalar(v["apiVersion"]) << ")\n";
+    session.io().out << "control-plane " << Scalar(v["server"])
+                     << (v["revision"] ? absl::StrCat(" (revision ", Scalar(v["revision"]), ")")
+                                       : "")
+                     << " at " << server << " (API " << Scalar(v["apiVersion"]) << ")\n";
     return PrintProxyVersions(session);
   }
 
@@ -231,9 +236,9 @@ CommandSpec VersionCommand() {
   return {.name = "version",
           .summary = "the versions of meshctl, the control plane and every connected sidecar",
           .about =
-              "Prints meshctl's version, then asks the control plane for its own and for "
-              "the release each connected sidecar reported, one line per release with "
-              "the sidecars running it.",
+              "Prints meshctl's version, then asks the control plane for its own and its "
+              "revision, and for the release and revision of each connected sidecar, one "
+              "line per release and revision with the sidecars running it.",
           .examples = {{"", "meshctl version --client"}},
           .needs_context = false,
           .make = [] { return std::make_unique<Version>(); }};

@@ -10,6 +10,7 @@ const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       ApplyCommand(),       GetCommand(),         DescribeCommand(),  DeleteCommand(),
       DiffCommand(),        InjectCommand(),      InstallCommand(),   UninstallCommand(),
+      UpgradeCommand(),
       ProxyStatusCommand(), ProxyConfigCommand(), TokenCommand(),     OperatorTokenCommand(),
       TrustBundleCommand(), TracesCommand(),      TraceCommand(),     ExplainCommand(),
       StatCommand(),        TopCommand(),         DashboardCommand(), ContextCommand(),

@@ -2,9 +2,10 @@
 
 // Every meshctl command, in the order `meshctl help` lists them. Each is defined in its own file
 // with its flags: apply.cc (apply, delete, diff), inject.cc, install.cc (install, uninstall, and
-// check --pre's part), get.cc (get, describe), proxy.cc
-// (proxy-status, proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc,
-// traces.cc (traces, trace), explain.cc, stat.cc (stat, top), check.cc (dashboard, check, version), help.cc.
+// check --pre's part), upgrade.cc, get.cc (get, describe), proxy.cc (proxy-status,
+// proxy-config), token.cc, operator_token.cc, trust_bundle.cc, context_command.cc, traces.cc
+// (traces, trace), explain.cc, stat.cc (stat, top), check.cc (dashboard, check, version),
+// help.cc.
 
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ CommandSpec ApplyCommand();
 CommandSpec DeleteCommand();
 CommandSpec DiffCommand();
 CommandSpec InjectCommand();
+CommandSpec UpgradeCommand();
 CommandSpec InstallCommand();
 CommandSpec UninstallCommand();
 CommandSpec GetCommand();

@@ -119,8 +119,9 @@ class Explain final : public Command {
           {kExitFailed,
            absl::StrCat("no trace with ", IsTraceId(request_id) ? "trace id or " : "",
                         "request id \"", request_id,
-                        "\": the request was not sampled, its spans have not arrived yet, or "
-                        "they were evicted (meshctl traces lists what the collector holds)")});
+                        "\": no proxy failed it and it was not sampled, its spans have not "
+                        "arrived yet, or they were not kept (past the sidecars' error-span rate, "
+                        "or evicted; meshctl traces lists what the collector holds)")});
       return std::nullopt;
     }
     if (traces.size() > 1) {
@@ -142,9 +143,11 @@ class Explain final : public Command {
       return out;  // FormatExplanation reports the reply
     }
     for (const std::string& ref : refs) {
+      // "Kind/namespace/name", or "Kind/name" for an object without a namespace (MeshConfig).
       std::vector<std::string> parts = absl::StrSplit(ref, '/');
+      if (parts.size() == 2) parts.insert(parts.begin() + 1, "");
       const policy::KindInfo* info = parts.size() == 3 ? policy::FindKind(parts[0]) : nullptr;
-      if (info == nullptr) continue;
+      if (info == nullptr || info->namespaced == parts[1].empty()) continue;
       int exit_code = kExitOk;
       std::optional<ApiReply> reply =
           session.api().Call("GET", ResourcePath(*info, parts[1], parts[2]), "", &exit_code);
@@ -342,11 +345,13 @@ CommandSpec ExplainCommand() {
           "Finds the request's trace in the control plane's collector, by trace id or by "
           "request id (x-request-id), and prints the chain of sidecar hops: per hop the "
           "route and the policy object it came from (kind/namespace/name, rule, match), the "
-          "cluster and subset, the TrafficPolicy whose timeouts and retries applied, each "
-          "attempt, the authorization decision and the error a proxy made, the hop that "
-          "failed first marked; then a one-line verdict. Policy objects applied with "
-          "meshctl apply -f show the file they came from. Only requests whose spans "
-          "were exported (sampled) have traces (docs/tracing.md). With --from and --to, a "
+          "cluster and subset, the TrafficPolicy, each timeout and the object that set it, "
+          "each attempt, the authorization decision and the error a proxy made, the hop that "
+          "failed first marked; then a one-line verdict naming the hop, the reason and the "
+          "policy object responsible. Policy objects applied with meshctl apply -f show the "
+          "file they came from. A request has a trace when it was sampled or a proxy failed "
+          "it (the x-request-id of a reply a proxy made itself; docs/tracing.md). With --from "
+          "and --to, a "
           "dry run instead: the route, clusters, endpoints, timeouts, retries and limits a "
           "sidecar of SERVICE would apply to the URL under the configuration the control "
           "plane sent it, matched by the sidecar's own code; nothing is sent.",

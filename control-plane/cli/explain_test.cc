@@ -88,10 +88,10 @@ class ExplainCommandTest : public ::testing::Test {
     const policy::KindInfo* info = policy::FindKind(kind);
     ASSERT_NE(info, nullptr) << kind;
     api_.Answer(
-        "GET", ResourcePath(*info, "default", name), 200,
+        "GET", ResourcePath(*info, info->namespaced ? "default" : "", name), 200,
         absl::StrCat(R"({"kind":")", kind, R"(","metadata":{"name":")", name,
-                     R"(","namespace":"default","annotations":{"meshlet.io/applied-from":")", file,
-                     R"("}},"spec":{}})"));
+                     info->namespaced ? R"(","namespace":"default)" : "",
+                     R"(","annotations":{"meshlet.io/applied-from":")", file, R"("}},"spec":{}})"));
   }
 
   std::stringstream in_, out_, err_;
@@ -132,8 +132,8 @@ TEST_F(ExplainCommandTest, ATimeoutByTraceIdNamesTheHopThePolicyAndItsFile) {
       "     route     HTTPRoute/default/reviews-split (from policies/reviews.yaml) rule 0 match 0 "
       "[reviews-split.rule-0]\n"
       "     cluster   outbound|9080|version=v2|reviews.default (subset version=v2)\n"
-      "     policy    TrafficPolicy/default/reviews (from policies/timeouts.yaml): timeout "
-      "300ms, per try 200ms\n"
+      "     policy    TrafficPolicy/default/reviews (from policies/timeouts.yaml)\n"
+      "     timeouts  request 300ms, per try 200ms\n"
       "     attempt 1 10.0.0.5:15006 timeout 200ms -> retry(per-try timeout)\n"
       "     attempt 2 10.0.0.6:15006 timeout 100ms -> no-retry(deadline)\n"
       "     error     UT: upstream request timeout (the proxy answered itself)\n"
@@ -145,8 +145,9 @@ TEST_F(ExplainCommandTest, ATimeoutByTraceIdNamesTheHopThePolicyAndItsFile) {
       "spiffe://cluster.local/ns/default/sa/productpage\n"
       "\n"
       "Verdict: 504 at productpage.default's outbound sidecar (productpage-0): request timeout "
-      "300ms from TrafficPolicy/default/reviews (route HTTPRoute/default/reviews-split rule 0) "
-      "expired after 2 attempts\n");
+      "300ms from TrafficPolicy/default/reviews (from policies/timeouts.yaml) (route "
+      "HTTPRoute/default/reviews-split (from policies/reviews.yaml) rule 0) expired after 2 "
+      "attempts\n");
 
   ASSERT_EQ(Run({"explain", kTrace, "-o", "json"}), 0) << err_.str();
   EXPECT_TRUE(absl::StrContains(
@@ -257,6 +258,81 @@ TEST_F(ExplainCommandTest, EachProxyMadeErrorKind) {
   }
 }
 
+// What the e2e suite's proxy-made errors look like, unsampled (only failing hops exported spans):
+// each names the hop, the reason and the policy object, with the file it was applied from — the
+// MeshConfig too, which has no namespace.
+TEST_F(ExplainCommandTest, UnsampledFailuresNameTheirPolicyObjectsAndFiles) {
+  auto unsampled = [](std::vector<SpanRecord> spans) {
+    for (SpanRecord& span : spans) span.flags = 0x300;
+    return spans;
+  };
+  AnswerObject("MeshConfig", "mesh", "policies/mesh.yaml");
+  AnswerObject("HTTPRoute", "ratings", "policies/ratings-timeout.yaml");
+  // An unknown destination under REGISTRY_ONLY.
+  api_.Answer("GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+              ExplanationOf(unsampled({Span(
+                  1, 0, "client.default", SpanKind::kServer, 0, 1,
+                  {{"http.response.status_code", "502"},
+                   {"meshlet.response_flags", "NM"},
+                   {"meshlet.error.reason", "destination 198.18.0.9:8080 is not in the mesh registry"},
+                   {"meshlet.policy.destination", "MeshConfig/mesh"},
+                   {"meshlet.request_id", "r-nm"},
+                   {"meshlet.source.node", "client-0.default"}})})));
+  ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(),
+                                "(not sampled: only the sidecars that failed the request, or "
+                                "passed a proxy's error on, exported their spans)\n"))
+      << out_.str();
+  EXPECT_TRUE(absl::StrContains(
+      out_.str(),
+      "     refusal   unknown destinations refused by MeshConfig/mesh (from policies/mesh.yaml) "
+      "(outboundTrafficPolicy REGISTRY_ONLY)\n"))
+      << out_.str();
+  EXPECT_TRUE(absl::StrContains(
+      out_.str(),
+      "Verdict: 502 at client.default's outbound sidecar (client-0.default): unknown destination "
+      "(destination 198.18.0.9:8080 is not in the mesh registry): refused by MeshConfig/mesh "
+      "(from policies/mesh.yaml) (outboundTrafficPolicy REGISTRY_ONLY)\n"))
+      << out_.str();
+
+  // A route timeout set by an HTTPRoute rule, fired first at the callee (its caller's deadline).
+  api_.Answer(
+      "GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+      ExplanationOf(unsampled(
+          {Span(1, 0, "client.default", SpanKind::kServer, 0, 301,
+                {{"http.response.status_code", "504"},
+                 {"meshlet.policy.route", "HTTPRoute/default/ratings"},
+                 {"meshlet.route.rule", "0"},
+                 {"meshlet.cluster", "outbound|9080||ratings.default"},
+                 {"meshlet.policy.traffic", "TrafficPolicy/default/ratings"},
+                 {"meshlet.timeout.request_ms", "300"},
+                 {"meshlet.timeout.origin", "route"},
+                 {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+                 {"meshlet.request_id", "r-504"},
+                 {"meshlet.source.node", "client-0.default"}}),
+           Span(2, 1, "ratings.default", SpanKind::kServer, 1, 290,
+                {{"http.response.status_code", "504"},
+                 {"meshlet.cluster", "inbound|9080"},
+                 {"meshlet.timeout.request_ms", "290"},
+                 {"meshlet.timeout.origin", "caller"},
+                 {"meshlet.response_flags", "UT"},
+                 {"meshlet.error.reason", "upstream request timeout"},
+                 {"meshlet.source.node", "ratings-v1-0.default"}})})));
+  ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
+  for (const std::string expected : {
+           "1. client.default outbound sidecar (client-0.default): GET /reviews/1 -> 504 in "
+           "301.00ms   <- its timeout set the deadline\n",
+           "     timeouts  request 300ms from HTTPRoute/default/ratings (from "
+           "policies/ratings-timeout.yaml)\n",
+           "       timeouts  request 290ms (the caller's deadline)\n",
+           "Verdict: 504 at ratings.default's inbound sidecar (ratings-v1-0.default): the deadline "
+           "of client.default's outbound sidecar (client-0.default) ran out: request timeout "
+           "300ms from HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) (route "
+           "HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) rule 0) expired\n"}) {
+    EXPECT_TRUE(absl::StrContains(out_.str(), expected)) << expected << "\nin\n" << out_.str();
+  }
+}
+
 TEST_F(ExplainCommandTest, ARequestIdIsLookedUpInTheCollector) {
   const std::vector<SpanRecord> spans =
       Chain(With(kOutboundRoute, {{"http.response.status_code", "503"},
@@ -278,9 +354,9 @@ TEST_F(ExplainCommandTest, ARequestIdIsLookedUpInTheCollector) {
               200, R"({"items":[]})");
   EXPECT_EQ(Run({"explain", "nosuch"}), 1);
   EXPECT_EQ(err_.str(),
-            "meshctl: no trace with request id \"nosuch\": the request was not sampled, its spans "
-            "have not arrived yet, or they were evicted (meshctl traces lists what the collector "
-            "holds)\n");
+            "meshctl: no trace with request id \"nosuch\": no proxy failed it and it was not "
+            "sampled, its spans have not arrived yet, or they were not kept (past the sidecars' "
+            "error-span rate, or evicted; meshctl traces lists what the collector holds)\n");
   const std::string other(32, 'a');
   EXPECT_EQ(Run({"explain", other}), 1);
   EXPECT_TRUE(absl::StrContains(err_.str(), "no trace with trace id or request id \"" + other))

@@ -14,6 +14,7 @@
 #include "control-plane/cli/documents.h"
 #include "control-plane/inject/inject.h"
 #include "control-plane/inject/node.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -63,8 +64,16 @@ class Inject final : public Command {
                     &proxy_image_, inject::CheckImage),
         CheckedFlag("--control-plane", "HOST:PORT",
                     "the control plane's xDS and CA address as pods reach it (default "
-                    "meshlet-control-plane.meshlet-system.svc:15012)",
+                    "meshlet-control-plane[-REVISION].meshlet-system.svc:15012)",
                     &control_plane_, inject::CheckHostPort),
+        {.name = "--revision",
+         .value = "NAME",
+         .help = "the control-plane revision for pods without a meshlet.io/rev label of their "
+                 "own or of their Namespace (when the input holds it): their sidecars talk to "
+                 "meshlet-control-plane-NAME (default: the unnamed revision, \"default\"). A "
+                 "pod labelled for another revision gets that one's sidecar "
+                 "(docs/upgrades.md)",
+         .set = ParsedInto(&revision_, inject::ParseRevision)},
         CheckedFlag("--trust-domain", "NAME",
                     "the mesh's trust domain, of the workloads' and the control plane's SPIFFE "
                     "ids (default cluster.local)",
@@ -117,7 +126,12 @@ class Inject final : public Command {
     inject::Options options;
     options.proxy_image =
         proxy_image_.empty() ? absl::StrCat("meshlet-proxy:", kMeshctlVersion) : proxy_image_;
-    if (!control_plane_.empty()) options.control_plane_address = control_plane_;
+    options.revision = revision_;
+    options.control_plane_address =
+        !control_plane_.empty()
+            ? control_plane_
+            : inject::ControlPlaneDiscoveryAddress(revision_, options.control_plane_namespace);
+    options.control_plane_service_account = inject::ControlPlaneName(revision_);
     if (!trust_domain_.empty()) options.trust_domain = trust_domain_;
     options.mode = mode_;
     options.identity = identity_;
@@ -130,6 +144,31 @@ class Inject final : public Command {
     std::ostream& err = session.io().err;
     std::vector<SourceFile> files;
     bool ok = ReadYamlFiles(session, files_, files);
+    // The input's Namespaces labelled meshlet.io/rev choose the revision of their pods.
+    for (const SourceFile& file : files) {
+      for (const config::YamlDocument& doc : file.documents) {
+        YAML::Node node;
+        try {
+          node = YAML::Load(doc.yaml);
+        } catch (const YAML::Exception&) {
+          continue;  // reported below, by injection
+        }
+        using inject::Field;
+        if (inject::Text(Field(node, "kind")) != "Namespace" ||
+            inject::Text(Field(node, "apiVersion")) != "v1") {
+          continue;
+        }
+        const YAML::Node metadata = Field(node, "metadata");
+        const YAML::Node label = Field(Field(metadata, "labels"), inject::kRevisionLabel);
+        if (label.IsDefined() && label.IsScalar()) {
+          options.namespace_revisions[inject::Text(Field(metadata, "name"))] = label.Scalar();
+        }
+      }
+    }
+    if (absl::Status s = inject::ValidateOptions(options); !s.ok()) {
+      err << "error: " << s.message() << "\nnothing written\n";
+      return kExitFailed;
+    }
     std::vector<OutputDocument> documents;
     for (const SourceFile& file : files) {
       const std::string& source_name = file.name;
@@ -199,6 +238,7 @@ class Inject final : public Command {
   inject::Identity identity_ = inject::Identity::kKubernetesToken;
   std::string trace_collector_;
   bool podman_ = false;
+  std::string revision_;
   std::string output_ = "yaml";
 };
 
@@ -226,6 +266,9 @@ CommandSpec InjectCommand() {
                    {"for podman kube play (no native sidecars, no service-account tokens)",
                     "meshctl inject -f app.yaml --mode classic --podman --identity join-token "
                     "--control-plane 198.18.0.10:15012 > pod.yaml"},
+                   {"for the control-plane revision canary (pods and namespaces labelled "
+                    "meshlet.io/rev keep theirs)",
+                    "meshctl inject -f app.yaml --revision canary"},
                    {"a running deployment",
                     "kubectl get deploy reviews -o yaml | meshctl "
                     "inject -f - | kubectl apply -f -"}},

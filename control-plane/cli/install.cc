@@ -113,7 +113,9 @@ class Install final : public Command {
       return session.Fail({absl::IsInvalidArgument(objects.status()) ? kExitUsage : kExitFailed,
                            std::string(objects.status().message())});
     }
-    Print(session.io().out, uninstall_ ? install::UninstallOrder(*objects, keep_data_) : *objects,
+    Print(session.io().out,
+          uninstall_ ? install::UninstallOrder(*objects, keep_data_, !options_.revision.empty())
+                     : *objects,
           output_);
     return kExitOk;
   }

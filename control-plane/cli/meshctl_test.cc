@@ -1,5 +1,7 @@
 #include "control-plane/cli/meshctl.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <sstream>
 #include <string>
@@ -235,7 +237,7 @@ TEST_F(MeshctlTest, GetPrintsATableYamlOrTheApisJson) {
 
 TEST_F(MeshctlTest, ProxyStatusTableAndNackErrors) {
   const std::string proxies = R"({"items":[{"id":"frontend-0","service":"frontend",
-    "namespace":"default","sidecarVersion":"meshlet-sidecar 0.2.0","types":{
+    "namespace":"default","sidecarVersion":"meshlet-sidecar 0.2.0","revision":"canary","types":{
       "type.googleapis.com/meshlet.xds.v1.Listener":{"sent":"0123456789ab","acked":"0123456789ab"},
       "type.googleapis.com/meshlet.xds.v1.Cluster":{"sent":"bbbbbbbbbb","acked":"aaaaaaaa"},
       "type.googleapis.com/meshlet.xds.v1.RouteConfiguration":{"sent":"cc","nack":"route r: bad"}
@@ -244,9 +246,9 @@ TEST_F(MeshctlTest, ProxyStatusTableAndNackErrors) {
   ASSERT_EQ(Run({"proxy-status"}), 0) << err_.str();
   EXPECT_EQ(out_.str(),
             "PROXY        SERVICE    NAMESPACE   CONNECTED   LDS               RDS      "
-            "CDS              EDS   VERSION\n"
+            "CDS              EDS   VERSION   REVISION\n"
             "frontend-0   frontend   default     <unknown>   SYNCED 01234567   NACKED   "
-            "STALE bbbbbbbb   -     0.2.0\n"
+            "STALE bbbbbbbb   -     0.2.0     canary\n"
             "\nNACK errors:\n"
             "  frontend-0 RDS: route r: bad\n");
   ASSERT_EQ(Run({"proxy-status", "-o", "json"}), 0) << err_.str();
@@ -634,6 +636,23 @@ TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
   EXPECT_NE(out_.str().find("proxies: none connected\n"), std::string::npos) << out_.str();
 }
 
+// A control plane with revisions names its own, and the sidecars are grouped by release and
+// revision (two revisions side by side during an upgrade).
+TEST_F(MeshctlTest, VersionNamesEachRevision) {
+  api_.Answer("GET", "/version", 200,
+              R"({"server":"0.3.0","apiVersion":"meshlet.io/v1","revision":"canary"})");
+  api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[
+    {"id":"b-1","sidecarVersion":"meshlet-sidecar 0.3.0","revision":"canary"},
+    {"id":"a-1","sidecarVersion":"meshlet-sidecar 0.3.0","revision":"0-2-0"},
+    {"id":"c-1","sidecarVersion":"meshlet-sidecar 0.3.0","revision":"canary"}]})");
+  ASSERT_EQ(Run({"--server=cp:15014", "version"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            absl::StrCat("meshctl ", kMeshletVersion, "\n",
+                         "control-plane 0.3.0 (revision canary) at cp:15014 (API meshlet.io/v1)\n"
+                         "proxies 0.3.0 (revision 0-2-0): 1 (a-1)\n"
+                         "proxies 0.3.0 (revision canary): 2 (b-1, c-1)\n"));
+}
+
 // trust-bundle
 
 constexpr char kBundle[] =
@@ -820,6 +839,58 @@ TEST_F(MeshctlTest, InjectFlagsChooseModeImageControlPlaneTrustDomainAndJson) {
     EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
   }
   EXPECT_EQ(out.find("restartPolicy"), std::string::npos);
+}
+
+// --revision for pods without a label; a Namespace of the input labelled meshlet.io/rev for its
+// pods; a pod's own label over both.
+TEST_F(MeshctlTest, InjectRevisionFromTheFlagTheNamespaceOrThePod) {
+  in_.str(R"(apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {meshlet.io/rev: "0-2-0"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: shop}
+spec: {containers: [{name: app, image: app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: front}
+spec: {containers: [{name: app, image: app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: shop, labels: {meshlet.io/rev: canary}}
+spec: {containers: [{name: app, image: app:1}]}
+)");
+  ASSERT_EQ(Run({"inject", "-f", "-", "--revision", "canary", "-o", "json"}), 0) << err_.str();
+  YAML::Node out = YAML::Load(out_.str());
+  auto env = [&](int item) {
+    for (const YAML::Node& c : out["items"][item]["spec"]["initContainers"]) {
+      for (const YAML::Node& e : c["env"]) {
+        if (e["name"].Scalar() == "MESHLET_CONTROL_PLANE") return e["value"].Scalar();
+      }
+    }
+    return std::string("(none)");
+  };
+  EXPECT_EQ(env(1), "meshlet-control-plane-0-2-0.meshlet-system.svc:15012");
+  EXPECT_EQ(env(2), "meshlet-control-plane-canary.meshlet-system.svc:15012");
+  EXPECT_EQ(env(3), "meshlet-control-plane-canary.meshlet-system.svc:15012");
+  EXPECT_EQ(out["items"][1]["metadata"]["annotations"]["sidecar.meshlet.io/revision"].Scalar(),
+            "0-2-0");
+  // "default" names the unnamed revision; a bad name is a usage error.
+  in_.clear();
+  in_.str(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
+      "spec: {containers: [{name: app, image: app:1}]}\n");
+  ASSERT_EQ(Run({"inject", "-f", "-", "--revision", "default"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("value: meshlet-control-plane.meshlet-system.svc:15012"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_EQ(Run({"inject", "-f", "-", "--revision", "Canary"}), 2);
+  EXPECT_NE(err_.str().find("is not a revision name"), std::string::npos) << err_.str();
 }
 
 TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {

@@ -40,8 +40,9 @@ class ProxyStatus final : public Command {
       return kExitOk;
     }
     YAML::Node root = YAML::Load(reply->http.body);
-    std::vector<std::vector<std::string>> rows = {
-        {"PROXY", "SERVICE", "NAMESPACE", "CONNECTED", "LDS", "RDS", "CDS", "EDS", "VERSION"}};
+    std::vector<std::vector<std::string>> rows = {{"PROXY", "SERVICE", "NAMESPACE", "CONNECTED",
+                                                   "LDS", "RDS", "CDS", "EDS", "VERSION",
+                                                   "REVISION"}};
     std::vector<std::string> errors;
     const absl::Time now = absl::Now();
     for (const auto& p : root["items"]) {
@@ -68,7 +69,9 @@ class ProxyStatus final : public Command {
       auto get = [&](const char* t) { return state.count(t) ? state[t] : std::string("-"); };
       rows.push_back({Scalar(p["id"]), Scalar(p["service"]), Scalar(p["namespace"]),
                       Age(Scalar(p["connectedSince"]), now), get("LDS"), get("RDS"), get("CDS"),
-                      get("EDS"), SidecarRelease(Scalar(p["sidecarVersion"]))});
+                      get("EDS"), SidecarRelease(Scalar(p["sidecarVersion"])),
+                      // A control plane before revisions does not say.
+                      p["revision"] ? Scalar(p["revision"]) : "-"});
     }
     if (rows.size() == 1) {
       out << "No sidecars connected.\n";
@@ -221,7 +224,7 @@ class ProxyConfig final : public Command {
 
 CommandSpec ProxyStatusCommand() {
   return {.name = "proxy-status",
-          .summary = "every sidecar: versions sent and ACKed, NACK errors",
+          .summary = "every sidecar: versions sent and ACKed, release and revision, NACK errors",
           .about =
               "Lists every connected sidecar with the discovery server's state of each "
               "type (LDS, RDS, CDS, EDS) and the first 8 digits of its version (NACKED "

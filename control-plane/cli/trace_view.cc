@@ -7,6 +7,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -245,6 +246,33 @@ absl::StatusOr<std::string> FormatTraceWaterfall(absl::string_view json, int bar
   return out;
 }
 
+namespace {
+
+// `text` with each policy object of `applied_from` that it names followed by " (from FILE)"; a
+// name counts where it ends the text or is followed by a character no name holds.
+std::string WithFiles(const std::string& text,
+                      const std::map<std::string, std::string>& applied_from) {
+  std::string out = text;
+  for (const auto& [ref, file] : applied_from) {
+    const std::string note = absl::StrCat(" (from ", file, ")");
+    for (size_t at = out.find(ref); at != std::string::npos; at = out.find(ref, at)) {
+      const size_t end = at + ref.size();
+      const bool whole = end == out.size() || !(absl::ascii_isalnum(out[end]) ||
+                                                out[end] == '-' || out[end] == '.' ||
+                                                out[end] == '/' || out[end] == '_');
+      if (whole && out.compare(end, note.size(), note) != 0) {
+        out.insert(end, note);
+        at = end + note.size();
+      } else {
+        at = end;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> FormatExplanation(
     absl::string_view json, const std::map<std::string, std::string>& applied_from) {
   absl::StatusOr<YAML::Node> root = ParseJson(json);
@@ -264,6 +292,12 @@ absl::StatusOr<std::string> FormatExplanation(
                     Scalar(r["status"]).empty() ? "no status" : Scalar(r["status"]), " in ",
                     FormatNanos(r["durationNanos"].as<int64_t>(0)), ", ", hops.size(),
                     hops.size() == 1 ? " hop\n" : " hops\n");
+    if (r["unsampled"].as<bool>(false)) {
+      absl::StrAppend(&out,
+                      "(not sampled: only the sidecars that failed the request, or passed a "
+                      "proxy's error on, exported their spans)\n");
+    }
+    const int deadline_from = r["deadlineFrom"].as<int>(-1);
     int number = 0;
     for (const YAML::Node& hop : hops) {
       const std::string indent((hop["depth"].as<int>(0)) * 2, ' ');
@@ -271,12 +305,15 @@ absl::StatusOr<std::string> FormatExplanation(
       const std::string direction = Scalar(hop["direction"]);
       const std::string node = Scalar(hop["node"]);
       const std::string status = Scalar(hop["status"]);
-      absl::StrAppend(&out, "\n", indent, ++number, ". ", Scalar(hop["service"]), " ",
+      const int index = number++;
+      absl::StrAppend(&out, "\n", indent, number, ". ", Scalar(hop["service"]), " ",
                       direction.empty() ? "" : absl::StrCat(direction, " "), "sidecar",
                       node.empty() ? "" : absl::StrCat(" (", node, ")"), ": ",
                       Scalar(hop["operation"]), " -> ", status.empty() ? "no response" : status,
                       " in ", FormatNanos(hop["durationNanos"].as<int64_t>(0)),
-                      hop["failedFirst"].as<bool>(false) ? "   <- failed first" : "", "\n");
+                      hop["failedFirst"].as<bool>(false) ? "   <- failed first" : "",
+                      index == deadline_from ? "   <- its timeout set the deadline" : "",
+                      "\n");
       auto line = [&](absl::string_view label, const std::string& text) {
         if (!text.empty()) absl::StrAppend(&out, pad, absl::StrFormat("%-9s ", label), text, "\n");
       };
@@ -293,18 +330,32 @@ absl::StatusOr<std::string> FormatExplanation(
       const std::string subset = Scalar(hop["subset"]);
       line("cluster", absl::StrCat(Scalar(hop["cluster"]),
                                    subset.empty() ? "" : absl::StrCat(" (subset ", subset, ")")));
+      line("policy", Scalar(hop["trafficPolicy"]).empty() ? ""
+                                                           : policy(Scalar(hop["trafficPolicy"])));
+      // Each timeout with the object that set it ("the caller's deadline": its caller's).
       std::vector<std::string> timeouts;
       if (!Scalar(hop["requestTimeoutMs"]).empty()) {
-        timeouts.push_back(absl::StrCat("timeout ", Scalar(hop["requestTimeoutMs"]), "ms"));
+        const std::string from = Scalar(hop["timeoutPolicy"]);
+        timeouts.push_back(absl::StrCat(
+            "request ", Scalar(hop["requestTimeoutMs"]), "ms",
+            Scalar(hop["timeoutOrigin"]) == "caller" ? " (the caller's deadline)"
+            : from.empty()                           ? ""
+                                                     : absl::StrCat(" from ", policy(from))));
       }
       if (!Scalar(hop["perTryTimeoutMs"]).empty()) {
-        timeouts.push_back(absl::StrCat("per try ", Scalar(hop["perTryTimeoutMs"]), "ms"));
+        const std::string from = Scalar(hop["perTryTimeoutPolicy"]);
+        timeouts.push_back(absl::StrCat("per try ", Scalar(hop["perTryTimeoutMs"]), "ms",
+                                        from.empty() ? "" : absl::StrCat(" from ", policy(from))));
       }
-      const std::string traffic = Scalar(hop["trafficPolicy"]);
-      line("policy", absl::StrCat(traffic.empty() ? "" : policy(traffic),
-                                  timeouts.empty() ? ""
-                                                   : absl::StrCat(traffic.empty() ? "" : ": ",
-                                                                  absl::StrJoin(timeouts, ", "))));
+      line("timeouts", absl::StrJoin(timeouts, ", "));
+      if (!Scalar(hop["rateLimitPolicy"]).empty()) {
+        line("limit", absl::StrCat("rate limit of ", policy(Scalar(hop["rateLimitPolicy"]))));
+      }
+      if (!Scalar(hop["destinationPolicy"]).empty()) {
+        line("refusal", absl::StrCat("unknown destinations refused by ",
+                                     policy(Scalar(hop["destinationPolicy"])),
+                                     " (outboundTrafficPolicy REGISTRY_ONLY)"));
+      }
       int attempt = 0;
       for (const YAML::Node& a : hop["attempts"]) {
         const std::string next = Scalar(a["next"]);
@@ -334,7 +385,7 @@ absl::StatusOr<std::string> FormatExplanation(
         line("flags", flags);
       }
     }
-    absl::StrAppend(&out, "\nVerdict: ", Scalar(r["verdict"]), "\n");
+    absl::StrAppend(&out, "\nVerdict: ", WithFiles(Scalar(r["verdict"]), applied_from), "\n");
   } catch (const YAML::Exception& e) {
     return absl::DataLossError(absl::StrCat("unexpected explanation: ", e.what()));
   }

@@ -40,6 +40,8 @@ constexpr const char* kKnownAnnotations[] = {
     kLogLevelAnnotation,
     kCaptureCheckPortAnnotation,
     kRewriteProbesAnnotation,
+    kRevisionAnnotation,
+    kServiceAccountAnnotation,
     kExcludeInboundPortsAnnotation,
     kIncludeInboundPortsAnnotation,
     kExcludeOutboundPortsAnnotation,

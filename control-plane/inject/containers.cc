@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "control-plane/inject/probes.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::inject {
 namespace {
@@ -55,6 +56,12 @@ std::string TraceCollector(const Options& options) {
   return kTraceCollectorControlPlane;
 }
 
+// The plan's control plane (a Plan made by hand has none: the options').
+const std::string& ControlPlaneAddress(const Plan& plan, const Options& options) {
+  return plan.control_plane_address.empty() ? options.control_plane_address
+                                            : plan.control_plane_address;
+}
+
 }  // namespace
 
 YAML::Node InitContainer(const Plan& plan) {
@@ -91,12 +98,15 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
   auto escape = [podman](absl::string_view text) {
     return podman ? std::string(text) : EscapeForArgs(text);
   };
+  const std::string& address = ControlPlaneAddress(plan, options);
+  const std::string& control_plane_account = plan.control_plane_service_account.empty()
+                                                 ? options.control_plane_service_account
+                                                 : plan.control_plane_service_account;
   std::vector<std::string> args = {
-      podman ? absl::StrCat("--xds=", options.control_plane_address)
-             : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
+      podman ? absl::StrCat("--xds=", address) : std::string("--xds=$(MESHLET_CONTROL_PLANE)"),
       absl::StrCat("--xds-ca=", kTrustDir, "/", kTrustBundleKey),
       absl::StrCat("--xds-server-identity=spiffe://", options.trust_domain, "/ns/",
-                   options.control_plane_namespace, "/sa/", options.control_plane_service_account),
+                   options.control_plane_namespace, "/sa/", control_plane_account),
       absl::StrCat("--xds-cache-dir=", kDataDir),
       absl::StrCat("--trust-domain=", options.trust_domain),
       podman ? std::string("--node-id=auto") : "--node-id=$(POD_NAME).$(POD_NAMESPACE)",
@@ -108,8 +118,15 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
       podman ? std::string("--node-address=auto") : "--node-address=$(POD_IP)",
   };
   for (int64_t port : plan.ports) args.push_back(absl::StrCat("--node-port=", port));
+  bool revision_labelled = false;
   for (const auto& [key, value] : plan.labels) {
     args.push_back(absl::StrCat("--node-label=", escape(key), "=", escape(value)));
+    revision_labelled |= key == kRevisionLabel;
+  }
+  // The revision, for meshctl proxy-status and version: a node label, which every release's
+  // sidecar sends.
+  if (!plan.revision.empty() && !revision_labelled) {
+    args.push_back(absl::StrCat("--node-label=", kRevisionLabel, "=", plan.revision));
   }
   // The pod's traffic is captured (meshlet-init): the control plane sends capture listeners.
   args.push_back("--node-label=meshlet.io/capture=iptables");
@@ -144,7 +161,7 @@ YAML::Node ProxyContainer(const Plan& plan, const Options& options) {
     env.push_back(FieldEnv("POD_IP", "status.podIP"));
     env.push_back(FieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"));
   }
-  env.push_back(ValueEnv("MESHLET_CONTROL_PLANE", options.control_plane_address));
+  env.push_back(ValueEnv("MESHLET_CONTROL_PLANE", ControlPlaneAddress(plan, options)));
   c["env"] = env;
   if (!podman) {  // podman 4.3 publishes every containerPort on the host
     YAML::Node port = MapNode();

@@ -28,6 +28,7 @@
 #include "control-plane/inject/pod_checks.h"
 #include "control-plane/inject/pod_model.h"
 #include "control-plane/inject/probes.h"
+#include "control-plane/inject/revision.h"
 #include "control-plane/inject/workload.h"
 
 namespace meshlet::controlplane::inject {
@@ -135,6 +136,8 @@ void Write(const Plan& plan, const Options& options, YAML::Node pod) {
     annotations[kDefaultContainerAnnotation] = StringNode(plan.first_app_container);
   }
   std::vector<std::string> added_annotations;
+  annotations[kRevisionAnnotation] = StringNode(RevisionDisplayName(plan.revision));
+  annotations[kServiceAccountAnnotation] = StringNode(plan.service_account);
   if (options.podman && !Field(annotations, kPodmanInitContainerTypeAnnotation)) {
     annotations[kPodmanInitContainerTypeAnnotation] = StringNode("always");
     added_annotations.push_back(kPodmanInitContainerTypeAnnotation);
@@ -177,6 +180,18 @@ absl::Status ValidateOptions(const Options& options) {
     return absl::InvalidArgumentError(
         "the control plane's namespace, service account and trust bundle ConfigMap must be "
         "Kubernetes names");
+  }
+  if (absl::StatusOr<std::string> revision = ParseRevision(options.revision);
+      !revision.ok() || *revision != options.revision) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "revision: ", revision.ok() ? "\"default\" is the unnamed revision, given as \"\""
+                                    : revision.status().message()));
+  }
+  for (const auto& [ns, revision] : options.namespace_revisions) {
+    if (!revision.empty()) {
+      RETURN_IF_ERROR(Annotate(CheckRevisionLabel(revision),
+                               absl::StrCat("namespace ", ns, "'s label ", kRevisionLabel)));
+    }
   }
   if (!ParseQuantity(options.proxy_cpu).ok() || !ParseQuantity(options.proxy_memory).ok()) {
     return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");

@@ -49,6 +49,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,12 @@ inline constexpr char kDrainTimeAnnotation[] = "sidecar.meshlet.io/drainTime";
 inline constexpr char kLogLevelAnnotation[] = "sidecar.meshlet.io/logLevel";
 inline constexpr char kCaptureCheckPortAnnotation[] = "sidecar.meshlet.io/captureCheckPort";
 inline constexpr char kRewriteProbesAnnotation[] = "sidecar.meshlet.io/rewriteAppProbes";
+// Written by injection on every injected pod (any value given is replaced): the revision whose
+// control plane the sidecar talks to ("default" for the unnamed one, revision.h) and the pod's
+// service account. Kubernetes discovery reads them from the Pod's metadata, so a control plane
+// reaches pods whose sidecars talk to another revision over mTLS, expecting that identity.
+inline constexpr char kRevisionAnnotation[] = "sidecar.meshlet.io/revision";
+inline constexpr char kServiceAccountAnnotation[] = "sidecar.meshlet.io/serviceAccount";
 // Where rewritten app probes point: /app-health/<container>/<livez|readyz|startupz> on
 // kPrometheusPort, answered by the proxy from the app (its --app-probe).
 inline constexpr char kAppHealthPrefix[] = "/app-health/";
@@ -153,6 +160,20 @@ struct Options {
   int64_t token_expiration_seconds = 3600;
   // The ConfigMap with the control plane's CA certificates under the key ca.pem.
   std::string trust_bundle_config_map = "meshlet-trust";
+  // The revision this injection is for ("" the unnamed one; revision.h), whose discovery address
+  // and service account are control_plane_address and control_plane_service_account. A pod's
+  // revision is its own label meshlet.io/rev, else its namespace's (namespace_revisions), else
+  // this one; a pod's label wins over its namespace's.
+  std::string revision;
+  // meshctl inject: the meshlet.io/rev label of each namespace whose Namespace object is in the
+  // input ("" for a namespace without it: the unnamed revision). The webhook never sees
+  // namespaces: the MutatingWebhookConfiguration's namespaceSelector does that part.
+  std::map<std::string, std::string> namespace_revisions;
+  // The webhook: a pod whose revision is another one is left as it is (Outcome::kSkipped, that
+  // revision's webhook injects it). Otherwise (meshctl inject) such a pod gets a sidecar for its
+  // revision: meshlet-control-plane-<revision>.<control_plane_namespace>.svc:15012 and that
+  // service account.
+  bool own_revision_only = false;
   // Pods for `podman kube play`: each gets kPodmanInitContainerTypeAnnotation "always" unless
   // it sets that annotation itself.
   bool podman = false;
@@ -171,7 +192,7 @@ enum class Outcome {
   kInjected,   // the pod now has the sidecar (first injection, or an update of an earlier one)
   kUnchanged,  // injected before with the same options: left exactly as it was
   kOptedOut,   // sidecar.meshlet.io/inject: "false"
-  kSkipped,    // injection does not apply (hostNetwork); `reason` says why
+  kSkipped,    // injection does not apply (hostNetwork, another revision's pod); `reason` says why
 };
 
 struct PodResult {

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/base/status.h"
 #include "control-plane/inject/pod_checks.h"
+#include "control-plane/inject/revision.h"
 #include "control-plane/inject/workload.h"
 
 namespace meshlet::controlplane::inject {
@@ -97,6 +98,8 @@ absl::StatusOr<Plan> PodReader::Read() {
       return plan;
     }
   }
+  RETURN_IF_ERROR(ReadRevision(plan));
+  if (plan.outcome != Outcome::kInjected) return plan;
   RETURN_IF_ERROR(ReadStatus(plan));
   RETURN_IF_ERROR(ReadContainers(plan));
   RETURN_IF_ERROR(ReadAnnotations(plan));
@@ -129,6 +132,45 @@ absl::StatusOr<Plan> PodReader::Read() {
     }
   }
   return plan;
+}
+
+absl::Status PodReader::ReadRevision(Plan& plan) const {
+  plan.revision = options_.revision;
+  std::string from = "the injection's";
+  const std::string pod_namespace = !Text(Field(metadata_, "namespace")).empty()
+                                        ? Text(Field(metadata_, "namespace"))
+                                        : Text(Field(where_.object_metadata, "namespace"));
+  if (auto it =
+          options_.namespace_revisions.find(pod_namespace.empty() ? "default" : pod_namespace);
+      it != options_.namespace_revisions.end()) {
+    plan.revision = it->second;
+    from = absl::StrCat("namespace ", it->first, "'s");
+  }
+  if (const YAML::Node label = Field(labels_, kRevisionLabel)) {
+    const std::string field = absl::StrCat("metadata.labels['", kRevisionLabel, "']");
+    if (!IsString(label)) return Error(label, field, "must be a string");
+    if (absl::Status valid = CheckRevisionLabel(label.Scalar()); !valid.ok()) {
+      return Error(label, field, valid.message());
+    }
+    plan.revision = label.Scalar();
+    from = "the pod's";
+  }
+  if (plan.revision == options_.revision) {
+    plan.control_plane_address = options_.control_plane_address;
+    plan.control_plane_service_account = options_.control_plane_service_account;
+    return absl::OkStatus();
+  }
+  if (options_.own_revision_only) {
+    plan.outcome = Outcome::kSkipped;
+    plan.reason = absl::StrCat(from, " label ", kRevisionLabel, " names revision ",
+                               RevisionDisplayName(plan.revision), ", not this control plane's (",
+                               RevisionDisplayName(options_.revision), ")");
+    return absl::OkStatus();
+  }
+  plan.control_plane_address =
+      ControlPlaneDiscoveryAddress(plan.revision, options_.control_plane_namespace);
+  plan.control_plane_service_account = ControlPlaneName(plan.revision);
+  return absl::OkStatus();
 }
 
 absl::Status PodReader::ReadWorkload(Plan& plan) const {

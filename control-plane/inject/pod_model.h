@@ -77,6 +77,11 @@ struct Plan {
   std::vector<std::pair<std::string, std::string>> capture_flags;  // --flag, value
   int capture_check_port = kCaptureCheckPort;                      // 0: no --capture-check
   std::string service;
+  // The pod's revision ("" the unnamed one) and its control plane's discovery address and
+  // service account.
+  std::string revision;
+  std::string control_plane_address;
+  std::string control_plane_service_account;
   std::vector<std::pair<std::string, std::string>> labels;
   std::vector<int64_t> ports;
   std::string first_app_container;
@@ -157,6 +162,9 @@ class PodReader {
   // The service and version (workload.h), after the labels.
   absl::Status ReadWorkload(Plan& plan) const;
   absl::Status ReadContainers(Plan& plan) const;
+  // The pod's revision (Options::revision) and its control plane; a pod of another revision is
+  // kSkipped with Options::own_revision_only.
+  absl::Status ReadRevision(Plan& plan) const;
 
   // annotations.cc
   // What an earlier injection added, from its status annotation.

@@ -16,6 +16,7 @@
 #include "control-plane/inject/inject.h"
 #include "control-plane/inject/node.h"
 #include "control-plane/inject/pod_checks.h"
+#include "control-plane/inject/revision.h"
 #include "control-plane/install/manifests.h"
 #include "control-plane/install/secret_names.h"
 #include "control-plane/store/etcd_url.h"
@@ -124,7 +125,15 @@ std::vector<std::pair<std::string, std::string>> SetKeys() {
           {"resources.limits.memory", "its memory limit (1Gi)"},
           {"store", "persistent (a PersistentVolumeClaim, default) or ephemeral (an emptyDir)"},
           {"storeSize", "the claim's size (1Gi)"},
-          {"webhook.failurePolicy", "Fail (default: no pod starts without its sidecar) or Ignore"}};
+          {"webhook.failurePolicy", "Fail (default: no pod starts without its sidecar) or Ignore"},
+          {"revision",
+           "install as this control-plane revision, beside others (docs/upgrades.md): its "
+           "objects named meshlet-control-plane-REVISION, its webhook injecting namespaces and "
+           "pods labelled meshlet.io/rev=REVISION (default: the unnamed revision)"},
+          {"caSecret",
+           "a Secret with tls.crt (the signing certificate and its chain) and tls.key the "
+           "workload CA signs with; revisions side by side need the same one (default: a root "
+           "generated on first start)"}};
 }
 
 absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
@@ -194,6 +203,13 @@ absl::Status SetOption(InstallOptions& options, absl::string_view assignment) {
     if (value != "persistent" && value != "ephemeral")
       return bad("must be persistent or ephemeral");
     options.persistent_store = value == "persistent";
+  } else if (key == "revision") {
+    absl::StatusOr<std::string> revision = inject::ParseRevision(value);
+    if (!revision.ok()) return bad(revision.status().message());
+    options.revision = *std::move(revision);
+  } else if (key == "caSecret") {
+    if (!config::IsDnsSubdomain(value)) return bad("must be a Secret name (a DNS subdomain)");
+    options.ca_secret = value;
   } else if (key == "webhook.failurePolicy") {
     if (value != "Fail" && value != "Ignore") return bad("must be Fail or Ignore");
     options.failure_policy = value;
@@ -439,6 +455,69 @@ void SetUpControlPlane(YAML::Node deployment, const InstallOptions& options,
     volume["persistentVolumeClaim"]["claimName"] = StringNode(claim);
     deployment["spec"]["template"]["spec"]["volumes"][0] = volume;
   }
+  if (!options.ca_secret.empty()) {
+    constexpr char kCaDir[] = "/etc/meshlet/ca";
+    MountSecret(deployment, container, "ca", options.ca_secret, kCaDir);
+    AddArg(container, absl::StrCat("--ca-cert=", kCaDir, "/tls.crt"));
+    AddArg(container, absl::StrCat("--ca-key=", kCaDir, "/tls.key"));
+  }
+  if (!options.revision.empty()) {
+    AddArg(container, absl::StrCat("--revision=", options.revision));
+  }
+}
+
+YAML::Node Expression(absl::string_view key, absl::string_view op,
+                      const std::vector<std::string>& values) {
+  YAML::Node expression(YAML::NodeType::Map);
+  expression["key"] = StringNode(key);
+  expression["operator"] = StringNode(op);
+  if (!values.empty()) expression["values"] = inject::StringListNode(values);
+  return expression;
+}
+
+// A revision's names: meshlet-control-plane[-...] and meshlet-sidecar-injector wherever they
+// stand as whole values (names, labels, selectors, service accounts, RBAC resourceNames).
+void RenameForRevision(YAML::Node node, const std::string& revision) {
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    const std::string base = inject::kControlPlaneName;
+    if (text == base || text == base + "-data" || text == base + "-leader-election") {
+      node = StringNode(absl::StrCat(base, "-", revision, text.substr(base.size())));
+    } else if (text == inject::InjectorConfigurationName("")) {
+      node = StringNode(inject::InjectorConfigurationName(revision));
+    }
+    return;
+  }
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) RenameForRevision(it->second, revision);
+  } else if (node.IsSequence()) {
+    for (YAML::Node item : node) RenameForRevision(item, revision);
+  }
+}
+
+// The revision's webhooks: pods of namespaces labelled meshlet.io/rev=<revision> that carry no
+// label of their own, and pods labelled so in any namespace; pods opted out never.
+void SelectRevision(YAML::Node configuration, const std::string& revision,
+                    const std::string& namespace_) {
+  YAML::Node hooks = configuration["webhooks"];
+  const std::vector<std::string> excluded = {"kube-system", namespace_};
+  for (size_t i = 0; i < hooks.size(); ++i) {
+    YAML::Node hook = hooks[i];
+    const bool by_namespace = i == 0;
+    hook["name"] = StringNode(
+        absl::StrCat(by_namespace ? "namespace." : "object.", revision, ".sidecar.meshlet.io"));
+    YAML::Node namespaces(YAML::NodeType::Sequence);
+    if (by_namespace) namespaces.push_back(Expression(inject::kRevisionLabel, "In", {revision}));
+    namespaces.push_back(Expression("kubernetes.io/metadata.name", "NotIn", excluded));
+    hook["namespaceSelector"] = YAML::Node(YAML::NodeType::Map);
+    hook["namespaceSelector"]["matchExpressions"] = namespaces;
+    YAML::Node objects(YAML::NodeType::Sequence);
+    objects.push_back(by_namespace ? Expression(inject::kRevisionLabel, "DoesNotExist", {})
+                                   : Expression(inject::kRevisionLabel, "In", {revision}));
+    objects.push_back(Expression("sidecar.meshlet.io/inject", "NotIn", {"false"}));
+    hook["objectSelector"] = YAML::Node(YAML::NodeType::Map);
+    hook["objectSelector"]["matchExpressions"] = objects;
+  }
 }
 
 }  // namespace
@@ -464,6 +543,22 @@ absl::StatusOr<std::vector<YAML::Node>> Render(const InstallOptions& options,
                         ImageOf(base, options, version, FirstContainer(object)), claim);
     }
   }
+  if (!options.revision.empty()) {
+    for (YAML::Node object : *objects) {
+      // The namespace and the operator roles are the mesh's, shared by its revisions.
+      const std::string kind = Text(object["kind"]);
+      if (kind == "Namespace" ||
+          absl::StartsWith(Text(object["metadata"]["name"]), "meshlet-viewer") ||
+          absl::StartsWith(Text(object["metadata"]["name"]), "meshlet-editor") ||
+          absl::StartsWith(Text(object["metadata"]["name"]), "meshlet-admin")) {
+        continue;
+      }
+      RenameForRevision(object, options.revision);
+      if (kind == "MutatingWebhookConfiguration") {
+        SelectRevision(object, options.revision, options.namespace_);
+      }
+    }
+  }
   return objects;
 }
 
@@ -477,11 +572,17 @@ absl::StatusOr<std::vector<YAML::Node>> Crds() {
   return crds;
 }
 
-std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data) {
+std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data,
+                                       bool revision) {
   std::vector<YAML::Node> out;
   for (auto it = objects.rbegin(); it != objects.rend(); ++it) {
     const std::string kind = Text(Field(*it, "kind"));
     if (keep_data && (kind == "Namespace" || kind == "PersistentVolumeClaim")) continue;
+    const std::string name = Text(Field(Field(*it, "metadata"), "name"));
+    if (revision && (kind == "Namespace" || name == "meshlet-viewer" || name == "meshlet-editor" ||
+                     name == "meshlet-admin")) {
+      continue;  // the mesh's, shared with its other revisions
+    }
     out.push_back(*it);
   }
   return out;

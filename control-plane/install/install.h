@@ -64,6 +64,17 @@ struct InstallOptions {
   bool persistent_store = true;  // store=persistent|ephemeral
   std::string store_size = "1Gi";
   std::string failure_policy = "Fail";  // the webhook's: Fail or Ignore
+  // A control-plane revision installed beside others (docs/upgrades.md; inject/revision.h):
+  // every object of its own named meshlet-control-plane-<revision> (Deployment, Service,
+  // ServiceAccount, RBAC, PodDisruptionBudget, the data claim), its pods labelled so, the control
+  // plane started with --revision, and the webhook configuration
+  // meshlet-sidecar-injector-<revision> injecting the pods of namespaces labelled
+  // meshlet.io/rev=<revision> and of pods so labelled. Empty: the unnamed revision.
+  std::string revision;
+  // A Secret in the namespace (tls.crt: the signing certificate, then its chain; tls.key) the
+  // workload CA signs with (--ca-cert, --ca-key) instead of a root of its own: what revisions
+  // side by side must share, so that their workloads trust each other. Empty: none.
+  std::string ca_secret;
 };
 
 // The --set keys, in the order help lists them, with what each takes.
@@ -83,8 +94,10 @@ absl::StatusOr<std::vector<YAML::Node>> Crds();
 // What to delete, in the order to delete it: the webhook configuration first (so that pod
 // creation never waits on a control plane being removed), the namespace last. `keep_data`
 // leaves out the namespace and the data claim, whose deletion would destroy the CA root and
-// the policies.
-std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data);
+// the policies. `revision`: the objects are a revision's, and the namespace and the operator
+// roles, which the mesh's other revisions share, are left out too.
+std::vector<YAML::Node> UninstallOrder(const std::vector<YAML::Node>& objects, bool keep_data,
+                                       bool revision = false);
 
 // The problems of an install's objects, each "Kind \"name\": field: problem"; empty when none.
 std::vector<std::string> CheckInstall(const std::vector<YAML::Node>& objects);

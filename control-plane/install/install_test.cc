@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "control-plane/inject/node.h"
 
 namespace meshlet::controlplane::install {
@@ -36,6 +38,79 @@ TEST(InstallTest, DefaultsRenderTheInstallAndPassTheirOwnCheck) {
     }
   }
   EXPECT_TRUE(CheckInstall(objects).empty());
+}
+
+// A revision beside the unnamed install: its own names everywhere they are its own, the mesh's
+// namespace and operator roles shared, its webhook selecting the namespaces and pods labelled
+// for it, the CA from the shared Secret; and it passes the install's own checks.
+TEST(InstallTest, ARevisionHasItsOwnNamesAndWebhookAndSharesTheCa) {
+  InstallOptions options;
+  ASSERT_TRUE(SetOption(options, "revision=canary").ok());
+  ASSERT_TRUE(SetOption(options, "caSecret=meshlet-ca").ok());
+  absl::StatusOr<std::vector<YAML::Node>> objects = Render(options, "0.1.0");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  std::vector<std::string> names;
+  for (const YAML::Node& o : *objects) {
+    names.push_back(absl::StrCat(Text(o["kind"]), "/", Text(o["metadata"]["name"])));
+  }
+  for (const char* want :
+       {"Namespace/meshlet-system", "ServiceAccount/meshlet-control-plane-canary",
+        "Deployment/meshlet-control-plane-canary", "Service/meshlet-control-plane-canary",
+        "ClusterRole/meshlet-viewer", "PersistentVolumeClaim/meshlet-control-plane-canary-data",
+        "Role/meshlet-control-plane-canary-leader-election",
+        "MutatingWebhookConfiguration/meshlet-sidecar-injector-canary"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+  }
+  for (const YAML::Node& o : *objects) {
+    const std::string kind = Text(o["kind"]);
+    if (kind == "Service") {
+      EXPECT_EQ(Text(o["spec"]["selector"]["app"]), "meshlet-control-plane-canary");
+    }
+    if (kind == "Deployment") {
+      const YAML::Node spec = o["spec"]["template"]["spec"];
+      EXPECT_EQ(Text(spec["serviceAccountName"]), "meshlet-control-plane-canary");
+      std::vector<std::string> args;
+      for (const YAML::Node& a : spec["containers"][0]["args"]) args.push_back(a.Scalar());
+      for (const char* want : {"--revision=canary", "--ca-cert=/etc/meshlet/ca/tls.crt",
+                               "--ca-key=/etc/meshlet/ca/tls.key"}) {
+        EXPECT_NE(std::find(args.begin(), args.end(), want), args.end()) << want;
+      }
+    }
+    if (kind == "MutatingWebhookConfiguration") {
+      const YAML::Node hooks = o["webhooks"];
+      ASSERT_EQ(hooks.size(), 2u);
+      EXPECT_EQ(Text(hooks[0]["clientConfig"]["service"]["name"]), "meshlet-control-plane-canary");
+      EXPECT_EQ(Text(hooks[0]["namespaceSelector"]["matchExpressions"][0]["key"]),
+                "meshlet.io/rev");
+      EXPECT_EQ(Text(hooks[0]["namespaceSelector"]["matchExpressions"][0]["values"][0]), "canary");
+      EXPECT_EQ(Text(hooks[0]["objectSelector"]["matchExpressions"][0]["operator"]),
+                "DoesNotExist");
+      EXPECT_EQ(Text(hooks[1]["objectSelector"]["matchExpressions"][0]["values"][0]), "canary");
+      EXPECT_NE(Text(hooks[0]["name"]), Text(hooks[1]["name"]));
+    }
+  }
+  EXPECT_TRUE(CheckInstall(*objects).empty()) << absl::StrJoin(CheckInstall(*objects), "\n");
+  // Uninstalling the revision keeps what the mesh's other revisions share.
+  for (const YAML::Node& o : UninstallOrder(*objects, false, true)) {
+    EXPECT_NE(Text(o["kind"]), "Namespace");
+    EXPECT_NE(Text(o["metadata"]["name"]), "meshlet-viewer");
+  }
+  // The unnamed install's webhooks leave labelled namespaces and pods to their revision.
+  for (const YAML::Node& o : Defaults()) {
+    if (Text(o["kind"]) != "MutatingWebhookConfiguration") continue;
+    for (const YAML::Node& hook : o["webhooks"]) {
+      int excluded = 0;
+      for (const char* selector : {"namespaceSelector", "objectSelector"}) {
+        for (const YAML::Node& e : hook[selector]["matchExpressions"]) {
+          excluded += Text(e["key"]) == "meshlet.io/rev" && Text(e["operator"]) == "DoesNotExist";
+        }
+      }
+      EXPECT_EQ(excluded, 2) << Text(hook["name"]);
+    }
+  }
+  InstallOptions bad;
+  EXPECT_NE(SetOption(bad, "revision=Canary").message().find("is not a revision name"),
+            std::string::npos);
 }
 
 TEST(InstallTest, SetOptionRefusesWithTheReason) {

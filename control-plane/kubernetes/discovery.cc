@@ -48,6 +48,8 @@ struct KubernetesDiscovery::SliceObject {
 struct KubernetesDiscovery::PodObject {
   std::map<std::string, std::string> labels;
   std::string service_account;
+  // Injected: the sidecar.meshlet.io/revision annotation injection writes.
+  bool sidecar = false;
   bool operator==(const PodObject&) const = default;
 };
 
@@ -155,12 +157,19 @@ std::optional<DiscoveryObject> ParseSlice(const YAML::Node& object) {
   return out;
 }
 
-// Pods are read as metadata only (PartialObjectMetadata, kPodsListAccept): labels. A server that
-// sends whole Pods gives their service account too.
+// Pods are read as metadata only (PartialObjectMetadata, kPodsListAccept): labels, and the
+// annotations injection writes (a sidecar, its service account). A server that sends whole Pods
+// gives the service account of the spec, which wins.
 std::optional<DiscoveryObject> ParsePod(const YAML::Node& object) {
   PodObject out;
-  out.labels = StringMap(NodeAt(NodeAt(object, "metadata"), "labels"));
+  const YAML::Node metadata = NodeAt(object, "metadata");
+  out.labels = StringMap(NodeAt(metadata, "labels"));
+  const YAML::Node annotations = NodeAt(metadata, "annotations");
+  out.sidecar = !ScalarAt(annotations, kSidecarRevisionAnnotation).empty();
   out.service_account = ScalarAt(NodeAt(object, "spec"), "serviceAccountName");
+  if (out.service_account.empty() && out.sidecar) {
+    out.service_account = ScalarAt(annotations, kSidecarServiceAccountAnnotation);
+  }
   return out;
 }
 
@@ -345,6 +354,7 @@ void KubernetesDiscovery::Publish() {
           if (pod != nullptr) {
             endpoint.service_account = pod->service_account;
             endpoint.labels = pod->labels;
+            endpoint.sidecar = pod->sidecar;
           }
         }
       }

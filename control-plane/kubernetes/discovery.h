@@ -17,7 +17,8 @@
 // the first bytes are, else opaque TCP);
 // its ClusterIPs; and the ready addresses (conditions.ready true or absent) of the
 // EndpointSlices labelled kubernetes.io/service-name with its name, with the labels of the Pod
-// each targets (Pods are read as metadata only: PartialObjectMetadata). A Service port's target
+// each targets (Pods are read as metadata only: PartialObjectMetadata) and whether it has a
+// sidecar (the annotations injection writes, with its service account). A Service port's target
 // port is the port of the same name in its EndpointSlices (a named targetPort resolved by
 // Kubernetes), else its numeric targetPort.
 //
@@ -48,6 +49,12 @@
 #include "control-plane/registry/registry.h"
 
 namespace meshlet::controlplane::kubernetes {
+
+// What injection writes on every injected pod (control-plane/inject/inject.h): the revision of
+// its sidecar's control plane and the pod's service account. A pod with a sidecar that is
+// connected to another control-plane revision is reached over mTLS with that identity.
+inline constexpr char kSidecarRevisionAnnotation[] = "sidecar.meshlet.io/revision";
+inline constexpr char kSidecarServiceAccountAnnotation[] = "sidecar.meshlet.io/serviceAccount";
 
 struct DiscoveryOptions {
   // On whenever an API server is known (--kubernetes-api); false turns discovery off.

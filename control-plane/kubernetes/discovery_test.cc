@@ -45,7 +45,9 @@ constexpr char kSlice[] = R"({"metadata":{"namespace":"default","name":"reviews-
 
 constexpr char kPods[] = R"({"kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"11"},
   "items":[
-   {"metadata":{"namespace":"default","name":"reviews-1","labels":{"app":"reviews","version":"v1"}}},
+   {"metadata":{"namespace":"default","name":"reviews-1","labels":{"app":"reviews","version":"v1"},
+     "annotations":{"sidecar.meshlet.io/revision":"canary",
+                    "sidecar.meshlet.io/serviceAccount":"reviews"}}},
    {"metadata":{"namespace":"default","name":"reviews-2","labels":{"app":"reviews","version":"v2"}}}]})";
 
 class DiscoveryTest : public ::testing::Test {
@@ -133,9 +135,14 @@ TEST_F(DiscoveryTest, PublishesTheServicesWithTheirPortsAndReadyEndpoints) {
   EXPECT_EQ(reviews.endpoints[0].address, "10.1.0.1");
   EXPECT_EQ(reviews.endpoints[0].pod, "reviews-2");
   EXPECT_EQ(reviews.endpoints[0].labels.at("version"), "v2");
+  EXPECT_FALSE(reviews.endpoints[0].sidecar);
+  EXPECT_EQ(reviews.endpoints[0].service_account, "");
   EXPECT_EQ(reviews.endpoints[1].address, "10.1.0.2");
   EXPECT_EQ(reviews.endpoints[1].pod, "reviews-1");
   EXPECT_EQ(reviews.endpoints[1].labels.at("version"), "v1");
+  // An injected pod (its sidecar maybe another revision's): the annotations injection wrote.
+  EXPECT_TRUE(reviews.endpoints[1].sidecar);
+  EXPECT_EQ(reviews.endpoints[1].service_account, "reviews");
 
   // Lists are paged, Pods read as metadata, and every request carries the token.
   bool pods_listed = false;

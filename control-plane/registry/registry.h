@@ -123,6 +123,9 @@ struct KubernetesEndpoint {
   std::string pod;  // targetRef name; empty for endpoints that are not Pods
   std::string service_account;
   std::map<std::string, std::string> labels;
+  // The Pod was injected (a sidecar answers mTLS for it as service_account), whichever control
+  // plane its sidecar talks to.
+  bool sidecar = false;
   bool operator==(const KubernetesEndpoint&) const = default;
 };
 

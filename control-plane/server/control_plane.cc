@@ -442,6 +442,7 @@ absl::Status ControlPlane::Init() {
   api_cross_origin_refused_ = *cross_origin;
   api::ApiOptions api_options;
   api_options.server_version = kControlPlaneVersion;
+  api_options.revision = options_.revision;
   api_ = std::make_unique<api::PolicyApi>(*store_, registry_.get(), clock_, api_options, &stats_);
   api_->SetOperatorTokens(operator_tokens_.get());
   if (options_.api_audit_log != "off") {
@@ -539,7 +540,8 @@ absl::Status ControlPlane::Init() {
     if (!signal.ok()) return signal.status();
     signals_.push_back(std::move(*signal));
   }
-  LOG(INFO) << "control plane " << kControlPlaneVersion << ": API on "
+  LOG(INFO) << "control plane " << kControlPlaneVersion << " (revision "
+            << (options_.revision.empty() ? "default" : options_.revision) << "): API on "
             << api_server_->address().ToString() << (api_tls() ? " (HTTPS)" : " (plain HTTP)")
             << ", data in " << options_.data_dir << " (store revision " << store_->Revision()
             << ")";

@@ -74,6 +74,9 @@ struct ControlPlaneOptions {
   Duration etcd_timeout = std::chrono::seconds(5);
   // With etcd: how long this replica's published registrations outlive it when it dies.
   Duration etcd_lease_ttl = std::chrono::seconds(10);
+  // The revision this control plane serves ("" the unnamed one; control-plane/inject/revision.h),
+  // set by --revision (command_line.h); GET /version reports it.
+  std::string revision;
   // This replica's name, shown beside the workloads connected to it (empty: the host name).
   std::string replica_name;
   // The REST API (meshctl). Loopback by default: the token guards it, but operators should

@@ -72,6 +72,8 @@ std::string Direction(const SpanRecord& span, absl::string_view cluster) {
   }
   const std::string route = Attribute(span, "meshlet.route");
   if (route == "no-service" || route == "no-matching-route") return "outbound";
+  // Only a capture listener's outbound side refuses unknown destinations.
+  if (!Attribute(span, "meshlet.policy.destination").empty()) return "outbound";
   return "";
 }
 
@@ -93,6 +95,14 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.policy_traffic = Attribute(span, "meshlet.policy.traffic");
   hop.timeout_request_ms = Attribute(span, "meshlet.timeout.request_ms");
   hop.timeout_per_try_ms = Attribute(span, "meshlet.timeout.per_try_ms");
+  hop.timeout_origin = Attribute(span, "meshlet.timeout.origin");
+  hop.policy_timeout = Attribute(span, "meshlet.policy.timeout");
+  hop.policy_per_try = Attribute(span, "meshlet.policy.per_try_timeout");
+  hop.policy_destination = Attribute(span, "meshlet.policy.destination");
+  hop.policy_rate_limit = Attribute(span, "meshlet.policy.rate_limit");
+  // A meshlet sidecar always says whether the parent is remote (bit 8); with it, the W3C sampled
+  // bit clear marks an error span of an unsampled request.
+  hop.sampled = (span.flags & 0x100) == 0 || (span.flags & 0x01) != 0;
   hop.authz = Attribute(span, "meshlet.authz");
   hop.policy_authz = Attribute(span, "meshlet.policy.authz");
   hop.peer = Attribute(span, "meshlet.peer.identity");
@@ -177,6 +187,26 @@ std::string FromTrafficPolicy(const ExplainHop& hop) {
   return hop.policy_traffic.empty() ? "" : absl::StrCat(" from ", hop.policy_traffic);
 }
 
+// " from HTTPRoute/default/ratings": the object that set the route timeout. A sidecar that says
+// where its timeouts came from (meshlet.timeout.origin) names it, or none when the sidecar's own
+// default or static configuration set it; an older one names only its TrafficPolicy.
+std::string FromTimeoutPolicy(const ExplainHop& hop) {
+  if (hop.timeout_origin.empty()) return FromTrafficPolicy(hop);
+  return hop.policy_timeout.empty() ? "" : absl::StrCat(" from ", hop.policy_timeout);
+}
+
+std::string FromPerTryPolicy(const ExplainHop& hop) {
+  if (hop.timeout_origin.empty()) return FromTrafficPolicy(hop);
+  return hop.policy_per_try.empty() ? "" : absl::StrCat(" from ", hop.policy_per_try);
+}
+
+// "request timeout 300ms from HTTPRoute/default/ratings (route ...)": a hop's own route timeout.
+std::string RequestTimeout(const ExplainHop& hop) {
+  return absl::StrCat("request timeout",
+                      hop.timeout_request_ms.empty() ? "" : " " + Millis(hop.timeout_request_ms),
+                      FromTimeoutPolicy(hop), RouteClause(hop));
+}
+
 // What the failing hop's proxy did, by its response flags.
 std::string ProxyFailure(const ExplainHop& hop) {
   const std::string& f = hop.response_flags;
@@ -187,16 +217,24 @@ std::string ProxyFailure(const ExplainHop& hop) {
                         " for ", hop.peer.empty() ? "a caller without a mesh identity" : hop.peer);
   }
   if (HasFlag(f, "UT")) {
-    return absl::StrCat("request timeout",
-                        hop.timeout_request_ms.empty() ? "" : " " + Millis(hop.timeout_request_ms),
-                        FromTrafficPolicy(hop), RouteClause(hop), " expired", AttemptsClause(hop));
+    if (hop.timeout_origin == "caller") {
+      return absl::StrCat("the caller's deadline",
+                          hop.timeout_request_ms.empty()
+                              ? ""
+                              : absl::StrCat(" (", Millis(hop.timeout_request_ms), " left)"),
+                          " expired", AttemptsClause(hop), RouteClause(hop));
+    }
+    return absl::StrCat(RequestTimeout(hop), " expired", AttemptsClause(hop));
   }
   if (HasFlag(f, "UPT")) {
     return absl::StrCat(
         "per-try timeout",
         hop.timeout_per_try_ms.empty() ? "" : " " + Millis(hop.timeout_per_try_ms),
-        FromTrafficPolicy(hop), RouteClause(hop), " expired on the last",
-        AttemptCount(hop) == 0 ? " attempt" : absl::StrCat(" of ", AttemptCount(hop), " attempts"));
+        FromPerTryPolicy(hop), RouteClause(hop),
+        AttemptCount(hop) == 0   ? " expired on the last attempt"
+        : AttemptCount(hop) == 1 ? " expired on its only attempt"
+                                 : absl::StrCat(" expired on the last of ", AttemptCount(hop),
+                                                " attempts"));
   }
   if (HasFlag(f, "UH")) {
     return absl::StrCat("no healthy endpoint in ", ClusterText(hop), RouteClause(hop));
@@ -215,11 +253,19 @@ std::string ProxyFailure(const ExplainHop& hop) {
                         RouteClause(hop));
   }
   if (HasFlag(f, "RL")) {
-    return absl::StrCat("rate limited", RouteClause(hop));
+    return absl::StrCat(
+        "rate limited",
+        hop.policy_rate_limit.empty() ? "" : absl::StrCat(" by ", hop.policy_rate_limit),
+        RouteClause(hop));
   }
   if (HasFlag(f, "NM")) {
-    return reason.empty() ? "unknown destination: the mesh does not know it (REGISTRY_ONLY)"
-                          : absl::StrCat("unknown destination (", reason, ")");
+    return absl::StrCat(
+        reason.empty() ? "unknown destination: the mesh does not know it"
+                       : absl::StrCat("unknown destination (", reason, ")"),
+        hop.policy_destination.empty()
+            ? ""
+            : absl::StrCat(": refused by ", hop.policy_destination,
+                           " (outboundTrafficPolicy REGISTRY_ONLY)"));
   }
   if (HasFlag(f, "NR")) {
     return absl::StrCat("unknown destination: no route matched the request",
@@ -228,8 +274,9 @@ std::string ProxyFailure(const ExplainHop& hop) {
   if (HasFlag(f, "NC"))
     return absl::StrCat("the route names a cluster the sidecar has not got", RouteClause(hop));
   if (HasFlag(f, "UF")) {
-    return absl::StrCat("connecting to ", ClusterText(hop), " failed", AttemptsClause(hop),
-                        RouteClause(hop));
+    // "upstream TLS handshake failed": the upstream's certificate or identity was refused.
+    return absl::StrCat(absl::StrContains(reason, "TLS") ? "the TLS handshake with " : "connecting to ",
+                        ClusterText(hop), " failed", AttemptsClause(hop), RouteClause(hop));
   }
   if (HasFlag(f, "UR")) {
     return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));
@@ -290,15 +337,17 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     return a->start_unix_nanos < b->start_unix_nanos;
   };
   std::sort(roots.begin(), roots.end(), by_start);
-  auto visit = [&](auto&& self, const SpanRecord* span, int depth) -> void {
+  auto visit = [&](auto&& self, const SpanRecord* span, int depth, int parent) -> void {
     ExplainHop hop = MakeHop(*span, attempts[span->span_id]);
     hop.depth = depth;
+    hop.parent = parent;
+    const int index = static_cast<int>(out.hops.size());
     out.hops.push_back(std::move(hop));
     std::vector<const SpanRecord*>& below = children[span->span_id];
     std::sort(below.begin(), below.end(), by_start);
-    for (const SpanRecord* child : below) self(self, child, depth + 1);
+    for (const SpanRecord* child : below) self(self, child, depth + 1, index);
   };
-  for (const SpanRecord* root : roots) visit(visit, root, 0);
+  for (const SpanRecord* root : roots) visit(visit, root, 0, -1);
 
   const ExplainHop& first = out.hops.front();
   out.status = first.status;
@@ -311,9 +360,12 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
   }
   std::set<std::string> policies;
   for (const ExplainHop& hop : out.hops) {
-    for (const std::string* p : {&hop.policy_route, &hop.policy_traffic, &hop.policy_authz}) {
+    for (const std::string* p :
+         {&hop.policy_route, &hop.policy_traffic, &hop.policy_authz, &hop.policy_timeout,
+          &hop.policy_per_try, &hop.policy_destination, &hop.policy_rate_limit}) {
       if (!p->empty()) policies.insert(*p);
     }
+    if (!hop.sampled) out.unsampled = true;
   }
   out.policies.assign(policies.begin(), policies.end());
 
@@ -331,8 +383,25 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
   if (out.first_failure >= 0) {
     ExplainHop& hop = out.hops[out.first_failure];
     hop.failed_first = true;
-    out.verdict = absl::StrCat(hop.status.empty() ? "failed" : hop.status, " at ", HopLabel(hop),
-                               ": ", ProxyFailure(hop));
+    const std::string at =
+        absl::StrCat(hop.status.empty() ? "failed" : hop.status, " at ", HopLabel(hop), ": ");
+    if (HasFlag(hop.response_flags, "UT") && hop.timeout_origin == "caller") {
+      // The deadline came from above: the nearest hop whose own route timeout set it.
+      for (int up = hop.parent; up >= 0; up = out.hops[up].parent) {
+        if (out.hops[up].timeout_origin == "route") {
+          out.deadline_from = up;
+          break;
+        }
+      }
+    }
+    if (out.deadline_from >= 0) {
+      const ExplainHop& origin = out.hops[out.deadline_from];
+      out.verdict =
+          absl::StrCat(at, "the deadline of ", HopLabel(origin), " ran out: ",
+                       RequestTimeout(origin), " expired", AttemptsClause(origin));
+    } else {
+      out.verdict = absl::StrCat(at, ProxyFailure(hop));
+    }
     return out;
   }
   if (ErrorStatus(out.status)) {
@@ -384,6 +453,11 @@ std::string ExplanationJson(const Explanation& e) {
     field(f, "trafficPolicy", hop.policy_traffic);
     field(f, "requestTimeoutMs", hop.timeout_request_ms);
     field(f, "perTryTimeoutMs", hop.timeout_per_try_ms);
+    field(f, "timeoutOrigin", hop.timeout_origin);
+    field(f, "timeoutPolicy", hop.policy_timeout);
+    field(f, "perTryTimeoutPolicy", hop.policy_per_try);
+    field(f, "destinationPolicy", hop.policy_destination);
+    field(f, "rateLimitPolicy", hop.policy_rate_limit);
     field(f, "authz", hop.authz);
     field(f, "authzPolicy", hop.policy_authz);
     field(f, "peer", hop.peer);
@@ -405,6 +479,7 @@ std::string ExplanationJson(const Explanation& e) {
       f.push_back(absl::StrCat(R"("attemptsDropped":)", hop.attempts_dropped));
     }
     f.push_back(absl::StrCat(R"("failedFirst":)", hop.failed_first ? "true" : "false"));
+    if (!hop.sampled) f.push_back(R"("sampled":false)");
     hops.push_back(absl::StrCat("{", absl::StrJoin(f, ","), "}"));
   }
   std::vector<std::string> policies;
@@ -416,6 +491,8 @@ std::string ExplanationJson(const Explanation& e) {
   f.push_back(absl::StrCat(R"("durationNanos":)", e.duration_nanos));
   field(f, "verdict", e.verdict);
   f.push_back(absl::StrCat(R"("firstFailure":)", e.first_failure));
+  if (e.deadline_from >= 0) f.push_back(absl::StrCat(R"("deadlineFrom":)", e.deadline_from));
+  if (e.unsampled) f.push_back(R"("unsampled":true)");
   f.push_back(absl::StrCat(R"("policies":[)", absl::StrJoin(policies, ","), "]"));
   f.push_back(absl::StrCat(R"("hops":[)", absl::StrJoin(hops, ","), "]"));
   return absl::StrCat("{", absl::StrJoin(f, ","), "}\n");

@@ -14,7 +14,14 @@
 // What failed first: of the hops whose proxy answered itself, the one whose span ended first (a
 // caller's timeout that fired while its upstream still waited is the cause, the upstream's later
 // failure a consequence); with none, an error status passed through from an application is
-// attributed to the deepest hop that returned it.
+// attributed to the deepest hop that returned it. A timeout that the caller's deadline set
+// (meshlet.timeout.origin "caller": the callee's sidecar times out a little before its caller, by
+// design) is blamed on the hop above whose own route timeout gave that deadline, and on the policy
+// object that set it (meshlet.policy.timeout).
+//
+// Unsampled requests: a sidecar exports the server span of a request it failed even when the
+// request was not sampled (an error span, OTLP flags without the sampled bit), so such a trace
+// holds only the hops that failed or passed a proxy's error on (`unsampled`).
 //
 // The collector serves it as GET /api/v1/traces/{id}/explain (ExplanationJson); meshctl explain
 // and the dashboard render that answer. Pure functions; any thread.
@@ -52,6 +59,11 @@ struct ExplainHop {
   std::string cluster, subset;
   std::string policy_traffic;  // "TrafficPolicy/ns/name"
   std::string timeout_request_ms, timeout_per_try_ms;
+  std::string timeout_origin;   // "route" (the route's own), "caller" (the caller's deadline)
+  std::string policy_timeout;   // who set the route timeout: "HTTPRoute/ns/name", ...
+  std::string policy_per_try;   // who set the per-try timeout
+  std::string policy_destination;  // NM: who refuses unknown destinations ("MeshConfig/mesh")
+  std::string policy_rate_limit;   // RL: the limit's policy object
   std::string authz;         // allow, deny, none
   std::string policy_authz;  // "AuthorizationPolicy/ns/name"
   std::string peer;          // the caller's SPIFFE id
@@ -62,6 +74,8 @@ struct ExplainHop {
   std::vector<ExplainAttempt> attempts;
   int64_t attempts_dropped = 0;  // attempts past the record's cap ("dropped=N"), not in `attempts`
   bool failed_first = false;
+  bool sampled = true;  // false: an error span of an unsampled request
+  int parent = -1;      // index of the hop above in Explanation::hops; -1: none
 };
 
 struct Explanation {
@@ -71,6 +85,12 @@ struct Explanation {
   int64_t duration_nanos = 0;
   std::vector<ExplainHop> hops;  // in chain order: depth first, earliest start first
   int first_failure = -1;        // index into hops; -1 when nothing failed
+  // The first failure was a timeout the caller's deadline set: index of the hop above whose own
+  // route timeout gave that deadline; -1 otherwise (or when that hop's span is not there).
+  int deadline_from = -1;
+  // The request was not sampled: only hops that failed it (or passed a proxy's error on)
+  // exported their spans, so hops in between may be missing.
+  bool unsampled = false;
   std::string verdict;
   // Every policy object the hops name ("Kind/ns/name"), sorted, without repeats.
   std::vector<std::string> policies;

@@ -183,6 +183,9 @@ TEST(ExplainTest, EachProxyMadeErrorKind) {
   EXPECT_EQ(Verdict("503", "UF,URX", "upstream connect error", route),
             "503 at productpage.default's outbound sidecar: connecting to cluster "
             "outbound|9080||reviews.default failed (route Service/default/reviews)");
+  EXPECT_EQ(Verdict("503", "UF", "upstream TLS handshake failed", route),
+            "503 at productpage.default's outbound sidecar: the TLS handshake with cluster "
+            "outbound|9080||reviews.default failed (route Service/default/reviews)");
 }
 
 // No hop made the reply: the application's status passed through every sidecar; the deepest hop
@@ -214,6 +217,133 @@ TEST(ExplainTest, AnApplicationErrorPassesThrough) {
   EXPECT_EQ(e->hops[0].attempts[1].endpoint, "10.0.0.8:15006");
   EXPECT_EQ(e->hops[0].attempts[1].outcome, "503");
   EXPECT_TRUE(e->hops[1].failed_first);
+}
+
+// The timeout's own policy object (meshlet.policy.timeout) is named rather than the cluster's
+// TrafficPolicy when the sidecar says where its timeouts came from: here the HTTPRoute rule set
+// 300 ms while a TrafficPolicy (with retries) applies to the cluster. Without it (the sidecar's
+// default), no object is named.
+TEST(ExplainTest, ATimeoutNamesTheObjectThatSetIt) {
+  std::vector<std::pair<std::string, std::string>> own = {
+      {"meshlet.route", "ratings.slow-paths"},
+      {"meshlet.policy.route", "HTTPRoute/default/ratings"},
+      {"meshlet.route.rule", "0"},
+      {"meshlet.policy.traffic", "TrafficPolicy/default/ratings"},
+      {"meshlet.timeout.request_ms", "300"},
+      {"meshlet.timeout.origin", "route"},
+      {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+      {"meshlet.timeout.per_try_ms", "100"},
+      {"meshlet.policy.per_try_timeout", "MeshConfig/mesh"}};
+  EXPECT_EQ(Verdict("504", "UT", "upstream request timeout", own),
+            "504 at productpage.default's sidecar: request timeout 300ms from "
+            "HTTPRoute/default/ratings (route HTTPRoute/default/ratings rule 0) expired");
+  EXPECT_EQ(Verdict("504", "UPT", "upstream request timeout", own),
+            "504 at productpage.default's sidecar: per-try timeout 100ms from MeshConfig/mesh "
+            "(route HTTPRoute/default/ratings rule 0) expired on the last attempt");
+  own.erase(own.begin() + 6);  // meshlet.policy.timeout: the sidecar's own default
+  EXPECT_EQ(Verdict("504", "UT", "upstream request timeout", own),
+            "504 at productpage.default's sidecar: request timeout 300ms (route "
+            "HTTPRoute/default/ratings rule 0) expired");
+  absl::StatusOr<Explanation> e = Explain(
+      kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5,
+                    {{"http.response.status_code", "504"},
+                     {"meshlet.response_flags", "UT"},
+                     {"meshlet.error.reason", "upstream request timeout"},
+                     {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+                     {"meshlet.policy.per_try_timeout", "MeshConfig/mesh"}}),
+               });
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->policies,
+            (std::vector<std::string>{"HTTPRoute/default/ratings", "MeshConfig/mesh"}));
+  const std::string json = ExplanationJson(*e);
+  EXPECT_TRUE(absl::StrContains(json, R"("timeoutPolicy":"HTTPRoute/default/ratings")")) << json;
+  EXPECT_TRUE(absl::StrContains(json, R"("perTryTimeoutPolicy":"MeshConfig/mesh")")) << json;
+}
+
+// The callee's sidecar, told the caller's deadline, times out a little before its caller by
+// design and answers 504 itself; the caller passes that on (its span exported as it passed a
+// proxy's error on, unsampled). The cause is the caller's route timeout and the object that set
+// it, not the callee.
+TEST(ExplainTest, ADeadlineFromTheCallerIsBlamedOnTheHopWhoseTimeoutSetIt) {
+  const std::vector<SpanRecord> spans = {
+      Span(1, 0, "client.default", SpanKind::kServer, 0, 301,
+           {{"http.response.status_code", "504"},
+            {"meshlet.route", "ratings.slow-paths"},
+            {"meshlet.policy.route", "HTTPRoute/default/ratings"},
+            {"meshlet.route.rule", "0"},
+            {"meshlet.cluster", "outbound|9080||ratings.default"},
+            {"meshlet.timeout.request_ms", "300"},
+            {"meshlet.timeout.origin", "route"},
+            {"meshlet.policy.timeout", "HTTPRoute/default/ratings"},
+            {"meshlet.request_id", "req-slow"},
+            {"meshlet.attempts",
+             "endpoint=10.0.0.9:9080 outcome=504 duration_ms=300 next=done"},
+            {"meshlet.source.node", "client-0.default"}}),
+      Span(2, 1, "ratings.default", SpanKind::kServer, 1, 290,
+           {{"http.response.status_code", "504"},
+            {"meshlet.route", "app"},
+            {"meshlet.cluster", "inbound|9080"},
+            {"meshlet.timeout.request_ms", "290"},
+            {"meshlet.timeout.origin", "caller"},
+            {"meshlet.response_flags", "UT"},
+            {"meshlet.error.reason", "upstream request timeout"},
+            {"meshlet.source.node", "ratings-v1-0.default"}}),
+  };
+  std::vector<SpanRecord> unsampled = spans;
+  for (SpanRecord& span : unsampled) span.flags = 0x300;  // parent known, not sampled
+  absl::StatusOr<Explanation> e = Explain(kTrace, unsampled);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->first_failure, 1);
+  EXPECT_EQ(e->deadline_from, 0);
+  EXPECT_TRUE(e->unsampled);
+  EXPECT_EQ(e->verdict,
+            "504 at ratings.default's inbound sidecar (ratings-v1-0.default): the deadline of "
+            "client.default's outbound sidecar (client-0.default) ran out: request timeout 300ms "
+            "from HTTPRoute/default/ratings (route HTTPRoute/default/ratings rule 0) expired "
+            "after 1 attempt");
+  const std::string json = ExplanationJson(*e);
+  EXPECT_TRUE(absl::StrContains(json, R"("deadlineFrom":0)")) << json;
+  EXPECT_TRUE(absl::StrContains(json, R"("unsampled":true)")) << json;
+  EXPECT_TRUE(absl::StrContains(json, R"("sampled":false)")) << json;
+  EXPECT_TRUE(absl::StrContains(json, R"("timeoutOrigin":"caller")")) << json;
+  // Sampled spans (flag 01) are not marked.
+  std::vector<SpanRecord> sampled = spans;
+  for (SpanRecord& span : sampled) span.flags = 0x301;
+  EXPECT_FALSE(Explain(kTrace, sampled)->unsampled);
+
+  // Without the caller's span: the caller's deadline, as far as this hop knows.
+  e = Explain(kTrace, {spans[1]});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->deadline_from, -1);
+  EXPECT_EQ(e->verdict,
+            "504 at ratings.default's inbound sidecar (ratings-v1-0.default): the caller's "
+            "deadline (290ms left) expired (route app)");
+}
+
+// Objects behind refusals made before routing: the MeshConfig that refuses unknown destinations
+// (NM) and the TrafficPolicy whose rate limit refused the request (RL).
+TEST(ExplainTest, RefusalsNameTheirPolicyObjects) {
+  EXPECT_EQ(Verdict("502", "NM", "destination 203.0.113.9:80 is not in the mesh registry",
+                    {{"meshlet.policy.destination", "MeshConfig/mesh"}}),
+            "502 at productpage.default's outbound sidecar: unknown destination (destination "
+            "203.0.113.9:80 is not in the mesh registry): refused by MeshConfig/mesh "
+            "(outboundTrafficPolicy REGISTRY_ONLY)");
+  EXPECT_EQ(Verdict("429", "RL", "local rate limit exceeded",
+                    {{"meshlet.route", "app"},
+                     {"meshlet.cluster", "inbound|9080"},
+                     {"meshlet.policy.rate_limit", "TrafficPolicy/default/ratings"}}),
+            "429 at productpage.default's inbound sidecar: rate limited by "
+            "TrafficPolicy/default/ratings (route app)");
+  absl::StatusOr<Explanation> e = Explain(
+      kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5,
+                    {{"http.response.status_code", "502"},
+                     {"meshlet.response_flags", "NM"},
+                     {"meshlet.error.reason", "destination 203.0.113.9:80 is not in the registry"},
+                     {"meshlet.policy.destination", "MeshConfig/mesh"}})});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->policies, std::vector<std::string>{"MeshConfig/mesh"});
+  EXPECT_TRUE(
+      absl::StrContains(ExplanationJson(*e), R"("destinationPolicy":"MeshConfig/mesh")"));
 }
 
 TEST(ExplainTest, SuccessSaysNoHopFailed) {

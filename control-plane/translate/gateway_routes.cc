@@ -637,6 +637,17 @@ void Rank(const gw::GRPCRouteMatch* match, Entry& e) {
   e.headers = match->headers_size();
 }
 
+// Whether a rule sets the request timeout (timeouts.request) or the per-try one
+// (timeouts.backendRequest) itself; GRPCRoute rules have neither.
+bool RuleSetsTimeout(const gw::HTTPRouteRule& rule) {
+  return ParseGatewayDuration(rule.timeouts().request()).has_value();
+}
+bool RuleSetsPerTryTimeout(const gw::HTTPRouteRule& rule) {
+  return ParseGatewayDuration(rule.timeouts().backend_request()).has_value();
+}
+bool RuleSetsTimeout(const gw::GRPCRouteRule&) { return false; }
+bool RuleSetsPerTryTimeout(const gw::GRPCRouteRule&) { return false; }
+
 // The routes of every rule of `route` (one per match), unordered.
 template <typename Route>
 void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const ServiceView& service,
@@ -661,6 +672,10 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
       SetMatch(match, *e.route.mutable_match());
       SetPolicySource(kind, ns, route.metadata().name(), i, match == nullptr ? -1 : m,
                       *e.route.mutable_source());
+      if (e.route.has_route()) {
+        SetTimeoutSources(ctx, service, &e.route.source(), RuleSetsTimeout(rule),
+                          RuleSetsPerTryTimeout(rule), *e.route.mutable_route());
+      }
       entries.push_back(std::move(e));
     }
   }

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "control-plane/translate/gateway_test_util.h"
 #include "control-plane/translate/translation.h"
 
@@ -605,6 +606,17 @@ spec:
   EXPECT_EQ(set.timeout().seconds(), 1);
   EXPECT_EQ(set.timeout().nanos(), 500000000);
   EXPECT_EQ(set.retry_policy().per_try_timeout().nanos(), 500000000);
+  // Decision records: the rule's own timeouts name the route, the others the TrafficPolicy; a
+  // disabled timeout names nobody.
+  auto source = [](const xds::PolicySource& s) {
+    return absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name());
+  };
+  EXPECT_EQ(source(set.timeout_source()), "HTTPRoute/default/a");
+  EXPECT_EQ(source(set.per_try_timeout_source()), "HTTPRoute/default/a");
+  EXPECT_EQ(source(unset.timeout_source()), "TrafficPolicy/default/echo");
+  EXPECT_EQ(source(unset.per_try_timeout_source()), "TrafficPolicy/default/echo");
+  EXPECT_FALSE(zero.has_timeout_source());
+  EXPECT_FALSE(zero.has_per_try_timeout_source());
 }
 
 TEST_F(GatewayTest, RetryCodesAttemptsBackoffBoundedByTheRequestTimeout) {

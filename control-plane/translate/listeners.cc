@@ -69,8 +69,12 @@ void AddOutboundDestinations(const TranslationContext& ctx, xds::Listener& liste
       }
     }
   }
-  listener.set_unmatched_destination(
-      ctx.mesh.outbound_traffic_policy() == "REGISTRY_ONLY" ? xds::REFUSE : xds::PASSTHROUGH);
+  if (ctx.mesh.outbound_traffic_policy() == "REGISTRY_ONLY") {
+    listener.set_unmatched_destination(xds::REFUSE);
+    SetMeshConfigSource(*listener.mutable_unmatched_destination_source());
+  } else {
+    listener.set_unmatched_destination(xds::PASSTHROUGH);
+  }
 }
 
 // The app's ports: its Service's ports, else those the workload registered. `own` is set to its
@@ -109,7 +113,7 @@ struct AppPorts {
 AppPorts AddAppPorts(const TranslationContext& ctx, TranslationOutput& out,
                      const std::vector<pb::ServicePort>& ports,
                      const std::vector<uint32_t>& registered, const ServiceView* own,
-                     const pb::TrafficPolicySpec* tp) {
+                     const pb::TrafficPolicy* tp) {
   AppPorts app;
   app.routes.set_name(std::string(kInboundName));
   std::set<uint32_t> made;
@@ -204,7 +208,8 @@ void BuildInbound(const TranslationContext& ctx, TranslationOutput& out) {
   if (ports.empty()) return;  // nothing to serve: the sidecar only carries outbound calls
   const std::vector<uint32_t> registered = SortedPorts(ctx.self.ports);
   const pb::TrafficPolicySpec* tp = own != nullptr ? ctx.PolicyFor(*own) : nullptr;
-  AppPorts app = AddAppPorts(ctx, out, ports, registered, own, tp);
+  AppPorts app =
+      AddAppPorts(ctx, out, ports, registered, own, own != nullptr ? ctx.TrafficPolicyFor(*own) : nullptr);
 
   xds::Listener listener;
   listener.set_name(std::string(kInboundName));

@@ -139,9 +139,14 @@ TEST_F(CaptureTest, OutboundListenerMatchesEachServicePortByItsAddresses) {
   mesh.mutable_metadata()->set_name("mesh");
   mesh.mutable_spec()->set_outbound_traffic_policy("REGISTRY_ONLY");
   policy_.mesh_config = mesh;
-  EXPECT_EQ(
-      Named(Translate(policy_, registry_, node_).listeners, "outbound")->unmatched_destination(),
-      xds::REFUSE);
+  const xds::Listener* refusing = nullptr;
+  NodeResources registry_only = Translate(policy_, registry_, node_);
+  refusing = Named(registry_only.listeners, "outbound");
+  EXPECT_EQ(refusing->unmatched_destination(), xds::REFUSE);
+  // Decision records name the object that refuses: the MeshConfig, which has no namespace.
+  EXPECT_EQ(refusing->unmatched_destination_source().kind(), "MeshConfig");
+  EXPECT_EQ(refusing->unmatched_destination_source().namespace_(), "");
+  EXPECT_EQ(refusing->unmatched_destination_source().name(), "mesh");
 
   // The mesh's connect timeout bounds passthrough connections too.
   mesh.mutable_spec()->set_outbound_traffic_policy("ALLOW_ANY");

@@ -68,6 +68,9 @@ void AddKubernetesService(
     w.namespace_ = ks.namespace_;
     w.service_account = e.service_account;
     w.labels = e.labels;
+    // A sidecar this control plane does not hold (one of another revision's, ADR 0069): mTLS
+    // with the Pod's identity, as if it were registered here.
+    w.workload_certificate = e.sidecar && !e.service_account.empty();
     w.addresses = {e.address};
     w.capture = true;  // reached on its app port, as a captured member is
     view.members.push_back(&w);

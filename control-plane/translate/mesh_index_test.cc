@@ -82,6 +82,29 @@ TEST_F(KubernetesServicesTest, AServiceAndItsEndpointSlicesAreAMeshDestination) 
       << absl::StrJoin(destinations, "\n");
 }
 
+// A pod whose sidecar talks to another control-plane revision (injected, not registered here):
+// mTLS to its Pod's identity, beside the registered pod, so callers on either revision reach
+// both (ADR 0069).
+TEST_F(KubernetesServicesTest, APodOfAnotherRevisionIsReachedOverMtls) {
+  auto services = std::make_shared<registry::KubernetesServices>(*kubernetes_);
+  services->services[0].endpoints[0].sidecar = true;  // ratings-a, service account ratings
+  registry_.kubernetes = services;
+  NodeResources r = Translate(policy_, registry_, node_);
+  const xds::ClusterLoadAssignment* a = Assignment(r, "outbound|80||ratings.shop");
+  ASSERT_EQ(a->endpoints_size(), 2);
+  EXPECT_EQ(a->endpoints(0).address(), "10.1.0.5:9080");
+  EXPECT_FALSE(a->endpoints(0).plaintext());
+  EXPECT_EQ(a->endpoints(0).identity(), "spiffe://cluster.local/ns/shop/sa/ratings");
+  EXPECT_EQ(a->endpoints(1).identity(), "spiffe://cluster.local/ns/shop/sa/ratings");
+  const xds::Cluster* http = Named(r.clusters, "outbound|80||ratings.shop");
+  ASSERT_NE(http, nullptr);
+  EXPECT_TRUE(http->tls().enabled());
+  // Without its service account (a Pod injected before these annotations) it stays plaintext.
+  services->services[0].endpoints[0].service_account.clear();
+  r = Translate(policy_, registry_, node_);
+  EXPECT_TRUE(Assignment(r, "outbound|80||ratings.shop")->endpoints(0).plaintext());
+}
+
 TEST_F(KubernetesServicesTest, EndpointSlicesDecideMembershipAndServiceResourcesTheirPorts) {
   NodeResources r = Translate(policy_, registry_, node_);
   // reviews: the Service resource's HTTP port, the Kubernetes ClusterIP added to its addresses,

@@ -193,6 +193,10 @@ void AddRuleRoutes(const TranslationContext& ctx, TranslationOutput& out, const 
     SetMatch(rule.matches_size() == 0 ? nullptr : &rule.matches(m), *r.mutable_match());
     SetPolicySource("HTTPRoute", route.metadata().namespace_(), route.metadata().name(), rule_index,
                     rule.matches_size() == 0 ? -1 : m, *r.mutable_source());
+    if (r.has_route()) {
+      // The rule's own timeout, else its TrafficPolicy's or the mesh's; per try never the rule's.
+      SetTimeoutSources(ctx, target, &r.source(), rule.has_timeout(), false, *r.mutable_route());
+    }
     *vhost.add_routes() = std::move(r);
   }
 }
@@ -328,6 +332,7 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
       xds::RouteAction* action = fallback.mutable_route();
       action->set_cluster(UseCluster(ctx, out, service, port, {}));
       ApplyRouteDefaults(ctx, service, *action, nullptr);
+      SetTimeoutSources(ctx, service, nullptr, false, false, *action);
       *vhost.add_routes() = std::move(fallback);
       *routes.add_virtual_hosts() = std::move(vhost);
     }
@@ -346,7 +351,8 @@ void BuildOutboundRoutes(const TranslationContext& ctx, TranslationOutput& out) 
 }
 
 // The inbound route to the local app's `cluster`.
-xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp) {
+xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicy* policy) {
+  const pb::TrafficPolicySpec* tp = policy != nullptr ? &policy->spec() : nullptr;
   xds::Route route;
   route.set_name("app");
   route.mutable_match()->set_prefix("/");
@@ -366,6 +372,8 @@ xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp)
     // A bucket per calling workload (its SPIFFE id), so one noisy caller cannot spend the
     // others' budget.
     route.mutable_rate_limit()->set_per_principal(tp->rate_limit().per_source_identity());
+    SetPolicySource("TrafficPolicy", policy->metadata().namespace_(), policy->metadata().name(),
+                    -1, -1, *route.mutable_rate_limit()->mutable_source());
   }
   return route;
 }

@@ -292,13 +292,71 @@ TEST(AppRouteTest, TheInboundHopAddsNoDeadlineAndRetriesOnlyWhatNeverReachedTheA
                                      plain.route().retry_policy().retry_on().end()),
             (std::vector<std::string>{"connect-failure", "refused-stream"}));
   EXPECT_FALSE(plain.has_rate_limit());
-  pb::TrafficPolicySpec tp;
-  tp.mutable_rate_limit()->set_requests_per_second(5);
-  tp.mutable_rate_limit()->set_burst(10);
+  pb::TrafficPolicy tp;
+  tp.mutable_metadata()->set_name("ratings");
+  tp.mutable_metadata()->set_namespace_("shop");
+  tp.mutable_spec()->mutable_rate_limit()->set_requests_per_second(5);
+  tp.mutable_spec()->mutable_rate_limit()->set_burst(10);
   const xds::Route limited = AppRoute("inbound|8080", &tp);
   EXPECT_EQ(limited.rate_limit().requests_per_second(), 5u);
   EXPECT_EQ(limited.rate_limit().burst(), 10u);
   EXPECT_FALSE(limited.rate_limit().per_principal());
+  // Decision records: a refused request names the TrafficPolicy the limit came from.
+  EXPECT_EQ(limited.rate_limit().source().kind(), "TrafficPolicy");
+  EXPECT_EQ(limited.rate_limit().source().namespace_(), "shop");
+  EXPECT_EQ(limited.rate_limit().source().name(), "ratings");
+}
+
+// Decision records: each route names the policy object its timeout came from (the HTTPRoute rule
+// that set one, else the TrafficPolicy, else the MeshConfig's defaults), and its per-try
+// timeout's, so an explanation of a 504 blames the object that has to change.
+TEST_F(TranslatorTest, RoutesNameWhereTheirTimeoutsCameFrom) {
+  auto source = [](const xds::PolicySource& s) {
+    return s.kind().empty() ? std::string()
+                            : absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name());
+  };
+  auto route = [&](const NodeResources& r, const std::string& host, const std::string& name) {
+    const xds::VirtualHost* vhost = Host(r, "outbound", host);
+    if (vhost == nullptr) {
+      ADD_FAILURE() << "no virtual host " << host;
+      return xds::Route();
+    }
+    for (const xds::Route& route : vhost->routes()) {
+      if (route.name() == name) return route;
+    }
+    ADD_FAILURE() << "no route " << name << " in " << host;
+    return xds::Route();
+  };
+  const NodeResources r = Translate(policy_, registry_, node_);
+  // The "split" rule sets 3s itself; per try comes from the TrafficPolicy.
+  const xds::Route split = route(r, "reviews.default:9080", "reviews.split.0");
+  EXPECT_EQ(split.route().timeout().seconds(), 3);
+  EXPECT_EQ(source(split.route().timeout_source()), "HTTPRoute/default/reviews");
+  EXPECT_EQ(source(split.route().per_try_timeout_source()), "TrafficPolicy/default/reviews");
+  // The "canary" rule sets none: the TrafficPolicy's 2s.
+  const xds::Route canary = route(r, "reviews.default:9080", "reviews.canary");
+  EXPECT_EQ(canary.route().timeout().seconds(), 2);
+  EXPECT_EQ(source(canary.route().timeout_source()), "TrafficPolicy/default/reviews");
+  // frontend has neither TrafficPolicy nor mesh defaults: no timeout, no source.
+  const xds::Route plain = route(r, "frontend.default:8080", "default");
+  EXPECT_FALSE(plain.route().has_timeout_source());
+  EXPECT_FALSE(plain.route().has_per_try_timeout_source());
+  // The mesh's defaults: the MeshConfig, which has no namespace.
+  pb::MeshConfig mesh;
+  mesh.mutable_metadata()->set_name("mesh");
+  mesh.mutable_spec()->mutable_default_timeouts()->mutable_request()->set_seconds(9);
+  mesh.mutable_spec()->mutable_default_timeouts()->mutable_per_try()->set_seconds(1);
+  policy_.mesh_config = mesh;
+  const NodeResources with_mesh = Translate(policy_, registry_, node_);
+  const xds::Route defaulted = route(with_mesh, "frontend.default:8080", "default");
+  EXPECT_EQ(defaulted.route().timeout().seconds(), 9);
+  EXPECT_EQ(source(defaulted.route().timeout_source()), "MeshConfig//mesh");
+  EXPECT_EQ(source(defaulted.route().per_try_timeout_source()), "MeshConfig//mesh");
+  // The TrafficPolicy's per try still wins over the mesh's for reviews.
+  EXPECT_EQ(source(route(with_mesh, "reviews.default:9080", "reviews.canary")
+                       .route()
+                       .per_try_timeout_source()),
+            "TrafficPolicy/default/reviews");
 }
 
 }  // namespace

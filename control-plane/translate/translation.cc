@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -72,6 +73,44 @@ void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_
   source.set_name(std::string(name));
   source.set_rule(rule);
   source.set_match(match);
+}
+
+void SetMeshConfigSource(xds::PolicySource& source) {
+  source.set_kind("MeshConfig");
+  source.clear_namespace_();
+  source.set_name(std::string(policy::kMeshConfigName));
+  source.set_rule(-1);
+  source.set_match(-1);
+}
+
+void SetTimeoutSources(const TranslationContext& ctx, const ServiceView& s,
+                       const xds::PolicySource* route, bool rule_timeout, bool rule_per_try,
+                       xds::RouteAction& action) {
+  const pb::TrafficPolicy* tp = ctx.TrafficPolicyFor(s);
+  auto positive = [](const google::protobuf::Duration& d) {
+    return d.seconds() > 0 || (d.seconds() == 0 && d.nanos() > 0);
+  };
+  auto set = [&](bool from_rule, bool from_tp, bool from_mesh, xds::PolicySource& out) {
+    if (from_rule && route != nullptr) {
+      SetPolicySource(route->kind(), route->namespace_(), route->name(), -1, -1, out);
+    } else if (from_tp) {
+      SetPolicySource("TrafficPolicy", tp->metadata().namespace_(), tp->metadata().name(), -1, -1,
+                      out);
+    } else if (from_mesh) {
+      SetMeshConfigSource(out);
+    }
+  };
+  if (action.has_timeout() && positive(action.timeout())) {
+    set(rule_timeout, tp != nullptr && tp->spec().timeouts().has_request(),
+        ctx.mesh.default_timeouts().has_request(), *action.mutable_timeout_source());
+    if (action.timeout_source().kind().empty()) action.clear_timeout_source();
+  }
+  if (action.has_retry_policy() && action.retry_policy().has_per_try_timeout() &&
+      positive(action.retry_policy().per_try_timeout())) {
+    set(rule_per_try, tp != nullptr && tp->spec().timeouts().has_per_try(),
+        ctx.mesh.default_timeouts().has_per_try(), *action.mutable_per_try_timeout_source());
+    if (action.per_try_timeout_source().kind().empty()) action.clear_per_try_timeout_source();
+  }
 }
 
 const std::vector<const pb::HTTPRoute*>& TranslationContext::RoutesFor(const ServiceView& s) const {

@@ -203,6 +203,16 @@ struct TranslationOutput {
 // namespace and name, and for routes the rule and match indexes in it (-1: none).
 void SetPolicySource(absl::string_view kind, absl::string_view ns, absl::string_view name, int rule,
                      int match, xds::PolicySource& source);
+// The MeshConfig as a PolicySource (kind "MeshConfig", no namespace).
+void SetMeshConfigSource(xds::PolicySource& source);
+// Decision records: which policy objects set a route's timeout and its per-try timeout, in the
+// action's timeout_source and per_try_timeout_source (each only when the action has a positive
+// one): `route` (the route's own object; null for a Service's default route) when its rule set
+// it (`rule_timeout`, `rule_per_try`), else the TrafficPolicy of `s` when it sets it, else the
+// MeshConfig's defaults.
+void SetTimeoutSources(const TranslationContext& ctx, const ServiceView& s,
+                       const xds::PolicySource* route, bool rule_timeout, bool rule_per_try,
+                       xds::RouteAction& action);
 
 // ---------------------------------------------------------------------------------------------
 // Clusters (clusters.cc)
@@ -266,7 +276,7 @@ void ApplyRouteDefaults(const TranslationContext& ctx, const ServiceView& s,
 // Merged retries and timeouts as the sidecar's retry policy.
 xds::RetryPolicy ToRetryPolicy(const pb::Retries& r, const pb::Timeouts& t);
 // The inbound route to the local app's `cluster`.
-xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicySpec* tp);
+xds::Route AppRoute(const std::string& cluster, const pb::TrafficPolicy* policy);
 
 // ---------------------------------------------------------------------------------------------
 // Gateway API routes (gateway_routes.cc)

@@ -8,6 +8,7 @@
 #include "common/base/logging.h"
 #include "common/tls/tls_context.h"
 #include "common/tls/tls_transport.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::webhook {
 namespace {
@@ -83,7 +84,7 @@ std::vector<flags::Flag> WebhookFlags(WebhookOptions& options) {
                         "a pod's sidecar.meshlet.io/proxyImage annotation overrides it"),
       flags::StringFlag("--inject-control-plane", "HOST:PORT", &options.control_plane_address,
                         "the discovery address injected proxies use (default "
-                        "meshlet-control-plane.<namespace>.svc:15012)"),
+                        "meshlet-control-plane[-REVISION].<namespace>.svc:15012)"),
       {.name = "--inject-mode",
        .value = "native|classic",
        .help = "how the sidecar is added: native (an init container with restartPolicy Always, "
@@ -118,8 +119,10 @@ WebhookService::WebhookService(ControlPlane& control_plane, WebhookOptions optio
                            : options_.proxy_image;
   inject.control_plane_address =
       options_.control_plane_address.empty()
-          ? absl::StrCat("meshlet-control-plane.", identity.namespace_, ".svc:15012")
+          ? inject::ControlPlaneDiscoveryAddress(options_.revision, identity.namespace_)
           : options_.control_plane_address;
+  inject.revision = options_.revision;
+  inject.own_revision_only = true;
   inject.trust_domain = identity.trust_domain;
   inject.control_plane_namespace = identity.namespace_;
   inject.control_plane_service_account = identity.service_account;

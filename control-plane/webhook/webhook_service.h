@@ -17,9 +17,10 @@
 // namespace labelled for injection (kubernetes/trust_bundle_configmaps.h).
 //
 // Injection options come from the flags below and the control plane's own identity: sidecars
-// are pointed at meshlet-control-plane.<namespace>.svc:15012 unless --inject-control-plane says
-// otherwise, with the CA's trust domain; kube-system and the control plane's namespace are never
-// injected.
+// are pointed at meshlet-control-plane[-<revision>].<namespace>.svc:15012 unless
+// --inject-control-plane says otherwise, with the CA's trust domain; kube-system and the control
+// plane's namespace are never injected. A pod labelled meshlet.io/rev for another revision is
+// allowed unchanged (that revision's webhook injects it).
 //
 // Stats: meshlet_cp_webhook_reviews_total{verdict} (injected, untouched, refused, malformed).
 //
@@ -51,7 +52,11 @@ struct WebhookOptions {
   std::string tls_key_file;
   size_t max_request_body_bytes = 8 << 20;  // Kubernetes objects reach ~1.5 MiB; reviews more
   std::string proxy_image;                  // empty: meshlet-proxy:<version>
-  std::string control_plane_address;        // empty: meshlet-control-plane.<ns>.svc:15012
+  // Empty: meshlet-control-plane[-<revision>].<ns>.svc:15012.
+  std::string control_plane_address;
+  // The control plane's revision ("" the unnamed one, inject/revision.h): injected sidecars talk
+  // to it, and pods labelled meshlet.io/rev for another revision are left as they are.
+  std::string revision;
   inject::SidecarMode mode = inject::SidecarMode::kNative;
   inject::Identity identity = inject::Identity::kKubernetesToken;
   // Whose caBundle is kept equal to the CA's trust bundle; empty: none.

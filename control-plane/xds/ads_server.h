@@ -143,6 +143,9 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string sidecar_version;
+  // The node's label meshlet.io/rev: the control-plane revision its pod was injected for ("" for
+  // the unnamed one; control-plane/inject/revision.h).
+  std::string revision;
   std::string peer;      // address the stream came from
   std::string identity;  // the SPIFFE id its client certificate proved; empty on plaintext
   std::string mode;      // "sotw" or "delta"

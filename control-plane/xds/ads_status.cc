@@ -76,6 +76,9 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     status.service = stream->node.service();
     status.namespace_ = stream->node.namespace_();
     status.sidecar_version = stream->node.sidecar_version();
+    if (auto it = stream->node.labels().find("meshlet.io/rev"); it != stream->node.labels().end()) {
+      status.revision = it->second;
+    }
     status.peer = stream->call->peer_address().ToString();
     status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
@@ -358,6 +361,8 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.namespace_);
     out += ",\"sidecar_version\":";
     AppendJsonString(&out, status.sidecar_version);
+    out += ",\"revision\":";
+    AppendJsonString(&out, status.revision.empty() ? "default" : status.revision);
     out += ",\"peer\":";
     AppendJsonString(&out, status.peer);
     if (!status.identity.empty()) {

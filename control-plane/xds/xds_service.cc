@@ -471,6 +471,8 @@ std::string XdsService::ProxiesJson() {
         &out, absl::FormatTime(absl::RFC3339_sec, proxy.connected_since, absl::UTCTimeZone()));
     out += ",\"sidecarVersion\":";
     AppendJsonString(&out, proxy.sidecar_version);
+    out += ",\"revision\":";
+    AppendJsonString(&out, proxy.revision.empty() ? "default" : proxy.revision);
     out += ",\"mode\":";
     AppendJsonString(&out, proxy.mode);
     out += ",\"peer\":";

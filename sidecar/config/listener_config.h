@@ -146,6 +146,8 @@ struct ListenerConfig {
   bool use_original_destination = false;
   std::vector<ListenerDestinationConfig> destinations;
   UnmatchedDestination unmatched_destination = UnmatchedDestination::kPassthrough;
+  // The policy object that chose it ("MeshConfig/mesh"), for decision records; may be empty.
+  std::string unmatched_destination_source;
   // kPassthrough connects to this address on the original port; none: the original address.
   std::optional<net::IpAddress> passthrough_host;
   // Ports this sidecar's listeners use (filled in by translation for capture listeners). An

@@ -45,6 +45,8 @@ std::string PolicySourceName(Errors::Scope& scope, absl::string_view path,
        {std::pair<absl::string_view, const std::string*>{"kind", &source.kind()},
         {"namespace", &source.namespace_()},
         {"name", &source.name()}}) {
+    // An object without a namespace (MeshConfig) leaves it empty.
+    if (field == "namespace" && value->empty()) continue;
     if (!ValidName(*value) || absl::StrContains(*value, '/')) {
       scope.Add(Join(path, field),
                 "must be a name: not empty, without spaces, control "
@@ -57,6 +59,7 @@ std::string PolicySourceName(Errors::Scope& scope, absl::string_view path,
     valid = false;
   }
   if (!valid) return "";
+  if (source.namespace_().empty()) return absl::StrCat(source.kind(), "/", source.name());
   return absl::StrCat(source.kind(), "/", source.namespace_(), "/", source.name());
 }
 

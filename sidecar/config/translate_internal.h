@@ -120,7 +120,8 @@ void ReadDuration(Errors::Scope& scope, absl::string_view path, bool has,
 
 void CheckPercentage(Errors::Scope& scope, absl::string_view path, double value);
 
-// A PolicySource as decision records name it, "<kind>/<namespace>/<name>"; "" when it has no kind.
+// A PolicySource as decision records name it, "<kind>/<namespace>/<name>" ("<kind>/<name>" without
+// a namespace: MeshConfig); "" when it has no kind.
 // Its parts must be names (ValidName), and its rule and match -1 or more (`route`; else unused).
 std::string PolicySourceName(Errors::Scope& scope, absl::string_view path,
                              const xds::PolicySource& source, bool route);

@@ -230,6 +230,9 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
       scope.Add("unmatched_destination", kOnlyWith);
     }
     if (!in.passthrough_host().empty()) scope.Add("passthrough_host", kOnlyWith);
+    if (in.has_unmatched_destination_source()) {
+      scope.Add("unmatched_destination_source", kOnlyWith);
+    }
     if (in.has_passthrough_connect_timeout()) {
       scope.Add("passthrough_connect_timeout", kOnlyWith);
     }
@@ -291,6 +294,11 @@ void TranslateCapture(Errors::Scope& scope, const xds::Listener& in,
     default:
       scope.Add("unmatched_destination",
                 absl::StrCat("unknown value ", in.unmatched_destination()));
+  }
+  if (in.has_unmatched_destination_source()) {
+    out.unmatched_destination_source =
+        PolicySourceName(scope, "unmatched_destination_source", in.unmatched_destination_source(),
+                         /*route=*/false);
   }
   if (!in.passthrough_host().empty()) {
     if (in.unmatched_destination() == xds::REFUSE) {

@@ -219,6 +219,7 @@ destinations:
 - {name: "any-8080", port: 8080, protocol: PROTOCOL_AUTO, route_config_name: local,
    tcp_cluster: backend}
 unmatched_destination: REFUSE
+unmatched_destination_source: {kind: MeshConfig, name: mesh}
 )yaml");
   return listener;
 }
@@ -231,6 +232,8 @@ TEST(TranslateTest, CaptureListener) {
   const ListenerConfig& listener = (*snapshot)->listeners[0];
   EXPECT_TRUE(listener.use_original_destination);
   EXPECT_EQ(listener.unmatched_destination, UnmatchedDestination::kRefuse);
+  // An object without a namespace is named "Kind/name".
+  EXPECT_EQ(listener.unmatched_destination_source, "MeshConfig/mesh");
   EXPECT_EQ(listener.passthrough_host, std::nullopt);
   ASSERT_EQ(listener.destinations.size(), 3u);
 
@@ -267,6 +270,15 @@ TEST(TranslateTest, CaptureListener) {
   EXPECT_FALSE((*snapshot)->listeners[1].use_original_destination);
   EXPECT_TRUE((*snapshot)->listeners[1].destinations.empty());
   EXPECT_TRUE((*snapshot)->listeners[1].sidecar_ports.empty());
+
+  // The source goes with capture only.
+  set.listeners.Mutable(1).mutable_unmatched_destination_source()->set_kind("MeshConfig");
+  set.listeners.Mutable(1).mutable_unmatched_destination_source()->set_name("mesh");
+  snapshot = BuildSnapshot(set);
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_THAT(std::string(snapshot.status().message()),
+              HasSubstr("unmatched_destination_source: only with use_original_destination: "
+                        "true"));
 }
 
 TEST(TranslateTest, CapturePassthroughHost) {
@@ -369,10 +381,12 @@ TEST(TranslateTest, CaptureFieldsNeedUseOriginalDestination) {
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": destinations" + only));
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination" + only));
   EXPECT_THAT(message, HasSubstr("listener \"outbound\": passthrough_host" + only));
+  EXPECT_THAT(message, HasSubstr("listener \"outbound\": unmatched_destination_source" + only));
 
   // Without the capture fields it is an ordinary listener.
   listener.clear_destinations();
   listener.clear_unmatched_destination();
+  listener.clear_unmatched_destination_source();
   listener.clear_passthrough_host();
   snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();

@@ -63,6 +63,13 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   allow->set_name("shop/all");
   allow->add_rules();
   source(allow->mutable_source(), "AuthorizationPolicy", "all", -1, -1);
+  source(RouteAt(set, 0).mutable_route()->mutable_timeout_source(), "HTTPRoute", "reviews", -1,
+         -1);
+  RouteAt(set, 0).mutable_route()->mutable_per_try_timeout_source()->set_kind("MeshConfig");
+  RouteAt(set, 0).mutable_route()->mutable_per_try_timeout_source()->set_name("mesh");
+  RouteAt(set, 0).mutable_rate_limit()->set_requests_per_second(5);
+  source(RouteAt(set, 0).mutable_rate_limit()->mutable_source(), "TrafficPolicy", "reviews", -1,
+         -1);
   auto snapshot = BuildSnapshot(set);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   const route::RouteEntry* route = (*snapshot)->FindRouteTable("local")->Match(Request("x", "/a"));
@@ -70,6 +77,10 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_EQ(route->source, "HTTPRoute/shop/reviews");
   EXPECT_EQ(route->source_rule, 1);
   EXPECT_EQ(route->source_match, -1);
+  EXPECT_EQ(route->route_action()->timeout_source, "HTTPRoute/shop/reviews");
+  EXPECT_EQ(route->route_action()->per_try_timeout_source, "MeshConfig/mesh");
+  ASSERT_NE(route->rate_limiter, nullptr);
+  EXPECT_EQ(route->rate_limiter->source(), "TrafficPolicy/shop/reviews");
   const cluster::ClusterConfig* cluster = (*snapshot)->FindCluster(set.clusters[0].name());
   ASSERT_NE(cluster, nullptr);
   EXPECT_EQ(cluster->traffic_policy, "TrafficPolicy/shop/reviews");
@@ -85,13 +96,15 @@ TEST(TranslateTest, PolicySourcesOfRoutesClustersAndAuthorization) {
   EXPECT_EQ(other->source_rule, -1);
 
   source(RouteAt(set, 0).mutable_source(), "HTTPRoute", "a/b", -2, 0);
-  set.clusters.Mutable(0).mutable_traffic_policy()->set_namespace_("");
+  set.clusters.Mutable(0).mutable_traffic_policy()->set_namespace_("a b");
+  RouteAt(set, 0).mutable_route()->mutable_timeout_source()->set_name("");
   snapshot = BuildSnapshot(set);
   ASSERT_FALSE(snapshot.ok());
   const std::string message(snapshot.status().message());
   EXPECT_THAT(message, ::testing::HasSubstr("source.name: must be a name"));
   EXPECT_THAT(message, ::testing::HasSubstr("source: rule and match must be -1"));
   EXPECT_THAT(message, ::testing::HasSubstr("traffic_policy.namespace: must be a name"));
+  EXPECT_THAT(message, ::testing::HasSubstr("timeout_source.name: must be a name"));
 }
 
 TEST(TranslateTest, FaultAndRateLimit) {

@@ -82,6 +82,15 @@ absl::StatusOr<tracing::TracingConfig> TranslateTracing(const xds::Bootstrap::Tr
              &out.batch_size);
   read_count(tracing.has_queue_limit(), tracing.queue_limit().value(), "queue_limit", 1 << 18,
              &out.queue_limit);
+  if (tracing.has_error_spans_per_second()) {
+    constexpr uint32_t kMaxErrorSpans = 100000;
+    if (tracing.error_spans_per_second().value() > kMaxErrorSpans) {
+      errors.push_back(
+          absl::StrCat("tracing.error_spans_per_second: must be within 0..", kMaxErrorSpans));
+    } else {
+      out.error_spans_per_second = tracing.error_spans_per_second().value();
+    }
+  }
   auto read_duration = [&](bool has, const google::protobuf::Duration& value,
                            absl::string_view path, Duration* field) {
     if (!has) return;

@@ -25,6 +25,7 @@ TEST(BootstrapTest, TracingDefaultsAndValues) {
   // Derived from the node by CompleteBootstrap, after the flags (bootstrap_test.cc).
   EXPECT_EQ(minimal->tracing.service_name, "");
   EXPECT_EQ(minimal->tracing.force_sample_header, "x-meshlet-force-trace");
+  EXPECT_EQ(minimal->tracing.error_spans_per_second, 10u);
   auto named = ParseBootstrap(
       "node: {id: web-0, service: web}\ntracing: {collector_address: \"c:4318\"}\n", "b.yaml", "");
   ASSERT_TRUE(named.ok()) << named.status();
@@ -41,9 +42,11 @@ TEST(BootstrapTest, TracingDefaultsAndValues) {
       "  export_timeout: 1s\n"
       "  service_name: web\n"
       "  force_sample_header: X-Debug-Trace\n"
-      "  attempt_spans: EVERY_ATTEMPT\n",
+      "  attempt_spans: EVERY_ATTEMPT\n"
+      "  error_spans_per_second: 0\n",
       "b.yaml", "");
   ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->tracing.error_spans_per_second, 0u);  // none
   EXPECT_EQ(full->tracing.sampling_percent, 0.0);
   EXPECT_EQ(full->tracing.protocol, tracing::ExportProtocol::kZipkin);
   EXPECT_EQ(full->tracing.EffectiveCollectorPath(), "/api/v2/spans");
@@ -64,7 +67,8 @@ TEST(BootstrapTest, TracingErrorsNameTheFields) {
       "  collector_path: v1/traces\n"
       "  batch_size: 0\n"
       "  flush_interval: 0s\n"
-      "  force_sample_header: \"x y\"\n",
+      "  force_sample_header: \"x y\"\n"
+      "  error_spans_per_second: 100001\n",
       "b.yaml", "");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
@@ -72,6 +76,7 @@ TEST(BootstrapTest, TracingErrorsNameTheFields) {
             "tracing.collector_address: \"collector\" is not host:port; "
             "tracing.collector_path: must start with /; "
             "tracing.batch_size: must be within 1..65536; "
+            "tracing.error_spans_per_second: must be within 0..100000; "
             "tracing.flush_interval: must be greater than 0 and at most 1h; "
             "tracing.force_sample_header: must be a header name");
   auto no_collector = ParseBootstrap("tracing: {sampling_percent: 5}\n", "b.yaml", "");

@@ -168,6 +168,7 @@ inline void ActiveStream::Shed(stream::OverloadState::Reason reason) {
 inline void ActiveStream::Refuse() {
   RememberRequestLine(*request_headers_);
   info_.SetFlag(stream::ResponseFlag::kNotInRegistry);
+  info_.decision.policy_destination = hcm_.refusal_source_;
   SendLocalReply({502, http::grpc::StatusCode::kUnavailable, hcm_.refusal_message_});
 }
 
@@ -202,9 +203,27 @@ void ActiveStream::SendLocalReply(const stream::LocalReply& reply) {
     headers.Add(
         hcm_.context_.error_header,
         stream::ErrorAttribution(hcm_.context_.node_name, info_.response_flags, reply.message));
+    // The request id too, which `meshctl explain` takes.
+    const absl::string_view id = RequestIdForReply();
+    if (!id.empty()) headers.Add(kRequestIdHeader, id);
   }
   EncodeHeaders(headers, /*end_stream=*/!has_body);
   if (has_body) EncodeData(body, /*end_stream=*/true);
+}
+
+absl::string_view ActiveStream::RequestIdForReply() {
+  if (request_headers_ == nullptr) return {};
+  if (const std::optional<absl::string_view> id = request_headers_->Get(kRequestIdHeader)) {
+    return *id;
+  }
+  // Refused before the request was prepared (authorization, a listener rate limit, shed, an
+  // unknown destination): it gets its id now, for the reply, the span and the log alike.
+  if (!hcm_.http_options_.generate_request_id) return {};
+  char id[36];
+  FormatRequestId(hcm_.context_.random, id);
+  request_headers_->Add(kRequestIdHeader, absl::string_view(id, sizeof(id)));
+  if (hcm_.context_.access_log != nullptr) request_id_.assign(id, sizeof(id));
+  return request_headers_->Get(kRequestIdHeader).value_or("");
 }
 
 Duration ActiveStream::IdleTimeLeft(MonotonicTime now) const {
@@ -496,6 +515,14 @@ inline void ActiveStream::BeginServerSpan(http::HeaderMap& headers) {
   if (server_span_ != nullptr) DescribeServerSpan(headers);
 }
 
+void ActiveStream::BeginErrorSpan() {
+  server_span_ =
+      hcm_.context_.tracer->BeginErrorSpan(request_headers_.get(), info_.trace, info_.start);
+  if (server_span_ != nullptr && request_headers_ != nullptr) {
+    DescribeServerSpan(*request_headers_);
+  }
+}
+
 void ActiveStream::DescribeServerSpan(const http::HeaderMap& headers) {
   info_.server_span = server_span_.get();
   tracing::Span& span = *server_span_;
@@ -531,6 +558,10 @@ inline void ActiveStream::Finish() {
   tunnel_active_.reset();
   const MonotonicTime now = hcm_.context_.clock.ExactNow();
   const uint64_t duration_us = MicrosRoundedUp(now - info_.start);
+  if (server_span_ == nullptr && hcm_.context_.tracer != nullptr && info_.ProxyFailed())
+      [[unlikely]] {
+    BeginErrorSpan();
+  }
   if (server_span_ != nullptr) {
     info_.server_span = nullptr;
     server_span_->end_ns = hcm_.context_.tracer->WallNanosAt(now);
@@ -542,11 +573,11 @@ inline void ActiveStream::Finish() {
     }
     hcm_.context_.tracer->End(server_span_);
   }
-  // Decision records: kept for requests the proxy failed (a local reply, a flag) or sampled;
-  // the unsampled request that succeeded costs this test alone.
+  // Decision records: kept for requests the proxy failed (a local reply, a flag, another proxy's
+  // error passed on) or sampled; the unsampled request that succeeded costs this test alone.
   if (hcm_.context_.decisions != nullptr &&
-      (info_.response_flags != 0 || !info_.local_reply_reason.empty() || info_.trace.sampled))
-      [[unlikely]] {
+      (info_.response_flags != 0 || !info_.local_reply_reason.empty() || info_.trace.sampled ||
+       info_.upstream_error_attributed)) [[unlikely]] {
     // The id is copied only for the access log, and not yet for a request refused before routing.
     absl::string_view id = request_id_;
     if (id.empty() && request_headers_ != nullptr) {

@@ -143,6 +143,13 @@ class ActiveStream final : public http::StreamDecoder,
   // A sampled request's server span: what the request asked for. Out of line, so the unsampled
   // path above stays a call and a test.
   [[gnu::noinline]] void DescribeServerSpan(const http::HeaderMap& headers);
+  // A request the proxy failed ends without a server span (unsampled, or refused before its
+  // trace began): the tracer's error span for it, when it gives one (tracer.h).
+  [[gnu::noinline]] void BeginErrorSpan();
+  // The request's x-request-id for a local reply: generated now (and added to the request) when
+  // it was refused before PrepareRequest gave it one; empty without request headers, or when the
+  // listener generates no ids.
+  absl::string_view RequestIdForReply();
   void NoteGrpcStatus(const http::HeaderMap& fields);
 
   // Encodes the last piece of the response with the stream settled first: the codec may complete
@@ -195,7 +202,8 @@ class ActiveStream final : public http::StreamDecoder,
   std::string method_;
   std::string path_;
   std::string request_id_;
-  tracing::SpanPtr server_span_;  // sampled requests only
+  // Sampled requests, and at their end those the proxy failed (BeginErrorSpan).
+  tracing::SpanPtr server_span_;
 };
 
 }  // namespace meshlet::sidecar::listener

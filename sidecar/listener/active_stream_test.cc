@@ -12,9 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "sidecar/listener/http_connection_manager_test_util.h"
 #include "sidecar/stream/decision_ring.h"
@@ -23,7 +26,18 @@ namespace meshlet::sidecar::listener {
 namespace {
 
 // Requests through the connection manager's fixture.
-class ActiveStreamTest : public HttpConnectionManagerTest {};
+class ActiveStreamTest : public HttpConnectionManagerTest {
+ protected:
+  // A worker sampling nothing whose proxy, "web-0.shop", attributes its errors.
+  std::unique_ptr<SteppedWorker> Unsampled(std::shared_ptr<const config::Snapshot> snapshot) {
+    auto worker = std::make_unique<SteppedWorker>(*this, std::move(snapshot),
+                                                  /*span_per_attempt=*/false,
+                                                  /*sampling_percent=*/0);
+    worker->context.error_header = "x-meshlet-error";
+    worker->context.node_name = "web-0.shop";
+    return worker;
+  }
+};
 
 TEST_F(ActiveStreamTest, StreamIdleTimeoutAnswers408AndResetsUpstream) {
   listener_config_.http.stream_idle_timeout = milliseconds(100);
@@ -557,4 +571,154 @@ TEST_F(ActiveStreamTest, LocalRepliesAreAttributedExceptAtTheMeshEdge) {
   EXPECT_FALSE(absl::StrContains(response, "x-meshlet-error")) << response;
 }
 
+}  // namespace meshlet::sidecar::listener
+
+namespace meshlet::sidecar::listener {
+namespace {
+
+// The value of header `name` in an HTTP/1.1 response's head; empty when absent.
+std::string ResponseHeader(const std::string& response, absl::string_view name) {
+  const std::string head = response.substr(0, response.find("\r\n\r\n"));
+  for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon != absl::string_view::npos &&
+        absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(line.substr(0, colon)), name)) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  }
+  return "";
+}
+
+// A request the proxy failed exports its server span even when it was not sampled (an error
+// span), with its decision record, its error reason and its request id, which the reply carries
+// beside x-meshlet-error so that `meshctl explain` can be given it; an unsampled request that
+// succeeded exports nothing. The access log says the same.
+TEST_F(ActiveStreamTest, UnsampledFailuresExportTheirSpanAndTellTheirRequestId) {
+  auto empty = std::make_shared<ClusterConfig>();
+  empty->name = "empty";
+  empty->traffic_policy = "TrafficPolicy/shop/empty";
+  auto stepped = Unsampled(RoutesTo({{"/direct", ""}, {"/no-hosts", "empty"}}, {empty}));
+  SteppedWorker& worker = *stepped;
+  hcm_context_ = &worker.context;
+  const std::string ok =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(ok, "HTTP/1.1 200")) << ok;
+  EXPECT_EQ(ResponseHeader(ok, "x-request-id"), "");  // an upstream's answer is left alone
+  const std::string failed =
+      Exchange("GET /no-hosts HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  EXPECT_TRUE(absl::StartsWith(failed, "HTTP/1.1 503")) << failed;
+  EXPECT_EQ(ResponseHeader(failed, "x-meshlet-error"),
+            "web-0.shop; flag=UH; reason=no healthy upstream");
+  const std::string id = ResponseHeader(failed, "x-request-id");
+  EXPECT_EQ(id.size(), 36u) << failed;  // the id the proxy gave the request
+  ASSERT_EQ(worker.sink.spans.size(), 1u);
+  const tracing::Span& span = worker.sink.spans[0];
+  EXPECT_FALSE(span.sampled);
+  EXPECT_EQ(span.request_id, id);
+  EXPECT_EQ(span.response_flags, "UH");
+  EXPECT_EQ(span.error_reason, "no healthy upstream");
+  EXPECT_EQ(span.policy_traffic, "TrafficPolicy/shop/empty");
+  EXPECT_EQ(span.path, "/no-hosts");
+  EXPECT_EQ(span.status_code, 503);
+  EXPECT_EQ(Counter("meshlet_tracing_error_spans_total"), 1u);
+  ASSERT_EQ(log_.lines.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], "\"error_reason\":\"no healthy upstream\""))
+      << log_.lines[1];
+  EXPECT_TRUE(absl::StrContains(log_.lines[1], absl::StrCat("\"request_id\":\"", id, "\"")))
+      << log_.lines[1];
+}
+
+// Refused before its trace began: an unknown destination under REGISTRY_ONLY (its span names the
+// MeshConfig that refuses), and a denial by authorization of a request its caller sampled (a
+// span of the caller's trace, as any sampled request's). Each reply carries the request id the
+// span has, given by the proxy when the caller sent none.
+TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
+  auto stepped = Unsampled(context_.snapshot);
+  SteppedWorker& worker = *stepped;
+  hcm_context_ = &worker.context;
+  listener_config_.unmatched_destination_source = "MeshConfig/mesh";
+  hcm_options_.refuse = true;
+  hcm_options_.original_destination = "203.0.113.7:80";
+  const std::string refused =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  hcm_options_.refuse = false;
+  hcm_options_.original_destination.clear();
+  listener_config_.authorizer = DenyPath("/denied");
+  const std::string denied = Exchange(
+      "GET /denied HTTP/1.1\r\nhost: x\r\nx-request-id: caller-7\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+      "connection: close\r\n\r\n").first;
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  EXPECT_TRUE(absl::StartsWith(refused, "HTTP/1.1 502")) << refused;
+  const std::string id = ResponseHeader(refused, "x-request-id");
+  EXPECT_EQ(id.size(), 36u) << refused;
+  EXPECT_TRUE(absl::StartsWith(denied, "HTTP/1.1 403")) << denied;
+  EXPECT_EQ(ResponseHeader(denied, "x-request-id"), "caller-7");
+  ASSERT_EQ(worker.sink.spans.size(), 2u);
+  const tracing::Span& nm = worker.sink.spans[0];
+  EXPECT_FALSE(nm.sampled);
+  EXPECT_EQ(nm.request_id, id);
+  EXPECT_EQ(nm.response_flags, "NM");
+  EXPECT_EQ(nm.policy_destination, "MeshConfig/mesh");
+  EXPECT_EQ(nm.status_code, 502);
+  EXPECT_TRUE(nm.trace_id.valid());
+  const tracing::Span& az = worker.sink.spans[1];
+  EXPECT_TRUE(az.sampled);
+  EXPECT_EQ(az.trace_id.high, 0x4bf92f3577b34da6ULL);
+  EXPECT_EQ(az.parent_span_id, 0x00f067aa0ba902b7ULL);
+  EXPECT_EQ(az.request_id, "caller-7");
+  EXPECT_EQ(az.response_flags, "AZ");
+  EXPECT_EQ(az.authz, "deny");
+  EXPECT_EQ(az.path, "/denied");
+  ASSERT_EQ(log_.lines.size(), 2u);
+  EXPECT_TRUE(absl::StrContains(log_.lines[0], absl::StrCat("\"request_id\":\"", id, "\"")))
+      << log_.lines[0];
+}
+
+// A 5xx an upstream proxy made (its x-meshlet-error) fails this hop's request too: its span is
+// exported unsampled, so a chain's explanation has the hop whose timeout or policy may be the
+// cause; the answer itself passes through untouched. An application's own 503 does not count.
+TEST_F(ActiveStreamTest, AnUpstreamProxysErrorPassedOnIsExplainedHereToo) {
+  bool attributed = true;
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest&) {
+        http::ServerResponse r = http::ServerResponse::Text(504, "upstream request timeout");
+        if (attributed) {
+          r.headers.Add("x-meshlet-error", "db-0.shop; flag=UT; reason=upstream request timeout");
+        }
+        return r;
+      });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "db";
+  EndpointConfig endpoint;
+  endpoint.address = (*upstream)->address();
+  cluster->endpoints.push_back(endpoint);
+  auto stepped = Unsampled(RoutesTo({{"/db", "db"}}, {cluster}));
+  SteppedWorker& worker = *stepped;
+  hcm_context_ = &worker.context;
+  const std::string passed =
+      Exchange("GET /db HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  attributed = false;
+  const std::string app =
+      Exchange("GET /db HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  EXPECT_EQ(ResponseHeader(passed, "x-meshlet-error"),
+            "db-0.shop; flag=UT; reason=upstream request timeout");
+  EXPECT_EQ(ResponseHeader(passed, "x-request-id"), "");  // untouched
+  EXPECT_TRUE(absl::StartsWith(app, "HTTP/1.1 504")) << app;
+  ASSERT_EQ(worker.sink.spans.size(), 1u);
+  EXPECT_FALSE(worker.sink.spans[0].sampled);
+  EXPECT_EQ(worker.sink.spans[0].status_code, 504);
+  EXPECT_TRUE(worker.sink.spans[0].error_reason.empty());
+}
+
+}  // namespace
 }  // namespace meshlet::sidecar::listener

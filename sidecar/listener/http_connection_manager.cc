@@ -76,6 +76,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
   if (options_.refuse) {
     refusal_message_ =
         absl::StrCat("destination ", options_.original_destination, " is not in the mesh registry");
+    refusal_source_ = listener.unmatched_destination_source;
   }
   policy_ = {
       .authorizer = listener.authorizer,

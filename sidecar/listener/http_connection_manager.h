@@ -186,6 +186,9 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   const std::string route_config_name_;
   const config::HttpOptionsConfig http_options_;
   std::string refusal_message_;  // Options::refuse only
+  // Options::refuse only: the policy object that refuses unknown destinations ("MeshConfig/mesh"),
+  // for decision records; may be empty.
+  std::string refusal_source_;
   const std::string listener_name_;
   const Options options_;
   // The listener's authorization policies, local rate limit and destination port, as of the

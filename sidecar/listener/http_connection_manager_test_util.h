@@ -195,16 +195,17 @@ class HttpConnectionManagerTest : public ::testing::Test {
   // pass), with a tracer sampling every request into `sink`. Point hcm_context_ at `context`.
   struct SteppedWorker {
     static constexpr Duration kStep = std::chrono::microseconds(250);
-    static tracing::TracingConfig SampleAll(bool span_per_attempt) {
+    static tracing::TracingConfig Sample(bool span_per_attempt, double percent) {
       tracing::TracingConfig config;
-      config.sampling_percent = 100;
+      config.sampling_percent = percent;
       config.span_per_attempt = span_per_attempt;
       return config;
     }
+    // Every request sampled, unless `sampling_percent` says otherwise.
     SteppedWorker(HttpConnectionManagerTest& test, std::shared_ptr<const config::Snapshot> snapshot,
-                  bool span_per_attempt)
+                  bool span_per_attempt, double sampling_percent = 100)
         : clock(test.loop_, source),
-          tracer(SampleAll(span_per_attempt), "svc", sink,
+          tracer(Sample(span_per_attempt, sampling_percent), "svc", sink,
                  tracing::TracerStats::Create(*test.shard_), test.random_, clock),
           context{{.loop = test.loop_,
                    .random = test.random_,

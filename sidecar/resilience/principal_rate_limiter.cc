@@ -1,6 +1,7 @@
 #include "sidecar/resilience/principal_rate_limiter.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace meshlet::sidecar::resilience {
 
@@ -38,7 +39,8 @@ uint64_t PrincipalRateLimiter::evictions() const {
 }
 
 LocalRateLimiter::LocalRateLimiter(const TokenBucketConfig& bucket,
-                                   std::optional<uint32_t> max_principals) {
+                                   std::optional<uint32_t> max_principals, std::string source)
+    : source_(std::move(source)) {
   if (max_principals.has_value()) {
     per_principal_ = std::make_unique<PrincipalRateLimiter>(
         PrincipalRateLimitConfig{.bucket = bucket, .max_principals = *max_principals});

@@ -59,8 +59,11 @@ class PrincipalRateLimiter {
 // one per caller identity (RateLimit.per_principal). Threading as above.
 class LocalRateLimiter {
  public:
-  // `max_principals` set: a bucket per principal, at most that many kept.
-  LocalRateLimiter(const TokenBucketConfig& bucket, std::optional<uint32_t> max_principals);
+  // `max_principals` set: a bucket per principal, at most that many kept. `source`: the policy
+  // object the limit came from ("TrafficPolicy/default/ratings"), for decision records; may be
+  // empty.
+  LocalRateLimiter(const TokenBucketConfig& bucket, std::optional<uint32_t> max_principals,
+                   std::string source = {});
 
   // `principal`: the caller's identity ("" without mTLS); ignored by a shared limit.
   SharedTokenBucket::Result TryTake(absl::string_view principal, MonotonicTime now) {
@@ -71,8 +74,10 @@ class LocalRateLimiter {
   uint32_t requests_per_second() const { return rate_; }
   // Null for a shared limit.
   const PrincipalRateLimiter* per_principal() const { return per_principal_.get(); }
+  const std::string& source() const { return source_; }
 
  private:
+  std::string source_;
   uint32_t rate_;
   uint32_t burst_;
   std::unique_ptr<SharedTokenBucket> shared_;

@@ -163,6 +163,11 @@ struct RouteAction {
   std::string host_rewrite;
   // Null: no sticky sessions (the request costs nothing more).
   std::shared_ptr<const SessionPersistence> session;
+  // Decision records: the policy objects that set `timeout` and retry_policy's per-try timeout
+  // ("HTTPRoute/default/ratings", "TrafficPolicy/default/ratings", "MeshConfig/mesh"); empty:
+  // unknown (static configuration, or the defaults).
+  std::string timeout_source;
+  std::string per_try_timeout_source;
 };
 
 // Answer with a redirect built from the request's URL with these parts replaced.

@@ -46,6 +46,7 @@ constexpr LocalReply kNoCluster{503, StatusCode::kUnavailable, "route cluster no
 constexpr LocalReply kMissingBackend{500, StatusCode::kInternal, "route backend does not exist"};
 constexpr LocalReply kNoHealthyUpstream{503, StatusCode::kUnavailable, "no healthy upstream"};
 constexpr LocalReply kConnectFailure{503, StatusCode::kUnavailable, "upstream connect error"};
+constexpr LocalReply kTlsFailure{503, StatusCode::kUnavailable, "upstream TLS handshake failed"};
 constexpr LocalReply kOverflow{
     .http_status = 503, .message = "upstream overloaded", .overloaded = true};
 // 503, as a reset is retriable: a caller's sidecar retries it like the reset itself (its
@@ -158,10 +159,13 @@ stream::FilterStatus Router::Route(http::HeaderMap& headers, bool end_stream) {
   deadline_.emplace(context_.clock, action.timeout, caller.remaining);
   if (action.retry_policy.per_try_timeout > Duration::zero()) {
     decision.timeout_per_try_ms = ToMillis(action.retry_policy.per_try_timeout);
+    decision.policy_per_try = action.per_try_timeout_source;
   }
   if (!deadline_->infinite()) {
     const Duration remaining = deadline_->Remaining();
     decision.timeout_request_ms = ToMillis(remaining);
+    decision.timeout_from_caller = deadline_->source() == resilience::Deadline::Source::kCaller;
+    if (action.timeout > Duration::zero()) decision.policy_timeout = action.timeout_source;
     if (remaining <= Duration(0)) {
       stats_->rq_timeout.Inc();
       Fail(ResponseFlag::kUpstreamRequestTimeout, kTimeout);
@@ -533,6 +537,12 @@ void Router::OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int 
   upstream_->DisablePerTryTimeout();  // the per-try timeout is over
   response_started_ = true;
   info_.response_code = status;
+  // Another proxy's own error (a 5xx, or a gRPC trailers-only reply, naming it in the error
+  // attribution field): this hop fails the request too, and explains it (tracer.h error spans).
+  if ((status >= 500 || (grpc_ && end_stream)) && !context_.error_header.empty() &&
+      headers->Has(context_.error_header)) [[unlikely]] {
+    info_.upstream_error_attributed = true;
+  }
   if (upgrade_request_ && status == 101 && !end_stream) {
     // The upstream switched protocols: bytes from now on, in both directions. The downstream
     // codec writes `Connection: upgrade` itself; the protocol name must survive.
@@ -629,7 +639,7 @@ void Router::OnResponseComplete() {
   Finish();
 }
 
-void Router::OnUpstreamReset(http::StreamResetReason reason) {
+void Router::OnUpstreamReset(http::StreamResetReason reason, bool tls_failure) {
   if (done_) return;
   if (!response_started_) {
     AttemptResult result;
@@ -649,7 +659,7 @@ void Router::OnUpstreamReset(http::StreamResetReason reason) {
   if (reason == http::StreamResetReason::kConnectionFailure) {
     // The connection died before it could carry the request (e.g. a failed TLS handshake).
     stats_->rq_connect_fail.Inc();
-    Fail(ResponseFlag::kUpstreamConnectFailure, kConnectFailure);
+    Fail(ResponseFlag::kUpstreamConnectFailure, tls_failure ? kTlsFailure : kConnectFailure);
     return;
   }
   stats_->rq_reset.Inc();

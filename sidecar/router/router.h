@@ -121,7 +121,9 @@ class Router final : public stream::Filter {
   void OnUpstreamHeaders(http::HeaderMapPtr headers, bool end_stream, int status);
   void OnUpstreamData(net::Buffer& data, bool end_stream);
   void OnUpstreamTrailers(http::HeaderMapPtr trailers);
-  void OnUpstreamReset(http::StreamResetReason reason);
+  // `tls_failure`: a kConnectionFailure because the TLS handshake failed (the upstream's
+  // certificate or identity refused, or it does not speak TLS).
+  void OnUpstreamReset(http::StreamResetReason reason, bool tls_failure = false);
   void OnUpstreamAboveWriteBufferHighWatermark();
   void OnUpstreamBelowWriteBufferLowWatermark();
   // CONNECT: a TCP connection to the chosen host instead of a pooled HTTP stream.

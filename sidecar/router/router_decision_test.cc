@@ -133,6 +133,31 @@ TEST_F(RouterDecisionTest, AConnectFailureRetriedToAnotherHost) {
                    "endpoint=", up.address().ToString(), " outcome=200 duration_ms=* next=done"));
 }
 
+// Who set the timeouts: the route names its timeout's and per-try timeout's policy objects; a
+// caller's shorter deadline (x-meshlet-deadline) is the caller's, whatever the route said.
+TEST_F(RouterDecisionTest, TimeoutsNameWhoSetThem) {
+  FakeUpstream& up = AddUpstream();
+  RouteAction action = Retrying(1);
+  action.timeout = std::chrono::seconds(3);
+  action.timeout_source = "HTTPRoute/default/ratings";
+  action.retry_policy.per_try_timeout = std::chrono::seconds(1);
+  action.per_try_timeout_source = "TrafficPolicy/default/ratings";
+  Configure({up.address()}, action);
+  RecordingCallbacks& own = Send("GET");
+  EXPECT_EQ(own.status, "200");
+  EXPECT_EQ(own.info.decision.policy_timeout, "HTTPRoute/default/ratings");
+  EXPECT_FALSE(own.info.decision.timeout_from_caller);
+  EXPECT_EQ(own.info.decision.policy_per_try, "TrafficPolicy/default/ratings");
+  RecordingCallbacks& caller = Send("GET", "", {{"x-meshlet-deadline", "250"}});
+  EXPECT_EQ(caller.status, "200");
+  EXPECT_TRUE(caller.info.decision.timeout_from_caller);
+  EXPECT_LE(caller.info.decision.timeout_request_ms, 250);
+  // A longer deadline leaves the route's own in charge.
+  RecordingCallbacks& longer = Send("GET", "", {{"x-meshlet-deadline", "60000"}});
+  EXPECT_FALSE(longer.info.decision.timeout_from_caller);
+  EXPECT_GT(longer.info.decision.timeout_request_ms, 2900);
+}
+
 TEST_F(RouterDecisionTest, NoHealthyUpstreamMeansNoAttempt) {
   Configure({}, Retrying(2));
   RecordingCallbacks& client = Send("GET");

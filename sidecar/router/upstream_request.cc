@@ -4,9 +4,11 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/net/connection.h"
 #include "sidecar/router/router.h"
 #include "sidecar/tracing/tracer.h"
 
@@ -142,7 +144,11 @@ void UpstreamRequest::OnResetStream(http::StreamResetReason reason, absl::string
   CancelProbeIfUnreported();
   active_.reset();
   EndSpan(http::ResetReasonName(reason));
-  router_.OnUpstreamReset(reason);
+  // The pool's details start with the connection's close reason: a transport error before the
+  // handshake finished is a failed TLS handshake (cluster/conn_pool.cc).
+  router_.OnUpstreamReset(
+      reason, reason == http::StreamResetReason::kConnectionFailure &&
+                  absl::StartsWith(details, net::CloseReasonName(net::CloseReason::kTransportError)));
 }
 
 void UpstreamRequest::OnAboveWriteBufferHighWatermark() {

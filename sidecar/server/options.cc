@@ -279,9 +279,10 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
       flag("--error-header", "NAME",
            "The response field that attributes every response this proxy makes itself "
            "(timeouts, no healthy upstream, refused, rate limited...): \"<node>; "
-           "flag=<FLAGS>; reason=<text>\". Answers to callers outside the mesh (an inbound "
-           "listener's client without a mesh certificate) never carry it, from this proxy or "
-           "one behind it. Default x-meshlet-error; empty: off.",
+           "flag=<FLAGS>; reason=<text>\", beside the request's x-request-id. Answers to "
+           "callers outside the mesh (an inbound listener's client without a mesh certificate) "
+           "never carry it, from this proxy or one behind it. Default x-meshlet-error; empty: "
+           "off.",
            [&o](absl::string_view v) -> absl::Status {
              if (!v.empty() && v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-"
                                                    ".^_`|~") != absl::string_view::npos) {

@@ -111,6 +111,18 @@ struct DecisionRecord {
   absl::string_view policy_authz;   // "AuthorizationPolicy/ns/name"; empty: none decided
   int64_t timeout_request_ms = -1;  // -1: none
   int64_t timeout_per_try_ms = -1;  // -1: none
+  // The policy objects that set the route timeout and the per-try timeout (route::RouteAction's
+  // timeout_source, per_try_timeout_source); empty: unknown.
+  absl::string_view policy_timeout;
+  absl::string_view policy_per_try;
+  // The caller's deadline (grpc-timeout, x-meshlet-deadline) was shorter than the route's own
+  // timeout and set timeout_request_ms: a timeout here is the caller's.
+  bool timeout_from_caller = false;
+  // A capture listener refused an unknown destination (NM): the policy object that says so
+  // ("MeshConfig/mesh"); empty otherwise.
+  absl::string_view policy_destination;
+  // A local rate limit refused the request (RL): the policy object the limit came from.
+  absl::string_view policy_rate_limit;
 
   uint32_t attempt_count = 0;  // attempts begun (may exceed kMaxAttempts)
   std::array<AttemptRecord, kMaxAttempts> attempts;

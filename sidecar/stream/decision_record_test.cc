@@ -164,5 +164,32 @@ TEST_F(DecisionRingTest, CapacityZeroKeepsNothing) {
   EXPECT_EQ(Count("meshlet_t_records_total"), 0u);
 }
 
+// Which requests the proxy failed (their spans are exported unsampled): its own reply, a reset,
+// another proxy's error passed on; not a client that went away, a delay, or a per-try timeout
+// retried into an answer.
+TEST(StreamInfoTest, ProxyFailedIsTheProxysFailureOnly) {
+  StreamInfo ok;
+  EXPECT_FALSE(ok.ProxyFailed());
+  for (ResponseFlag flag : {ResponseFlag::kDownstreamClosed, ResponseFlag::kDelayInjected,
+                            ResponseFlag::kUpstreamPerTryTimeout}) {
+    StreamInfo info;
+    info.SetFlag(flag);
+    EXPECT_FALSE(info.ProxyFailed()) << ResponseFlagShortName(flag);
+  }
+  for (ResponseFlag flag : {ResponseFlag::kUpstreamOverflow, ResponseFlag::kLocalReset,
+                            ResponseFlag::kRetryLimitExceeded, ResponseFlag::kNotInRegistry}) {
+    StreamInfo info;
+    info.SetFlag(ResponseFlag::kDownstreamClosed);
+    info.SetFlag(flag);
+    EXPECT_TRUE(info.ProxyFailed()) << ResponseFlagShortName(flag);
+  }
+  StreamInfo replied;
+  replied.local_reply_reason = "no route";
+  EXPECT_TRUE(replied.ProxyFailed());
+  StreamInfo passed_on;
+  passed_on.upstream_error_attributed = true;
+  EXPECT_TRUE(passed_on.ProxyFailed());
+}
+
 }  // namespace
 }  // namespace meshlet::sidecar::stream

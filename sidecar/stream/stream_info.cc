@@ -82,6 +82,11 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   span.policy_authz = d.policy_authz;
   span.timeout_request_ms = d.timeout_request_ms;
   span.timeout_per_try_ms = d.timeout_per_try_ms;
+  if (d.timeout_request_ms >= 0) span.timeout_origin = d.timeout_from_caller ? "caller" : "route";
+  span.policy_timeout = d.policy_timeout;
+  span.policy_per_try = d.policy_per_try;
+  span.policy_destination = d.policy_destination;
+  span.policy_rate_limit = d.policy_rate_limit;
   AppendAttempts(d, &span.attempts);
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;

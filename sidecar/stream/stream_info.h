@@ -102,8 +102,22 @@ struct StreamInfo {
   tracing::SpanPtr held_attempt_span;
   // Why this hop did what it did (decision_record.h), filled by the router and authorization.
   DecisionRecord decision;
+  // The upstream's error response (5xx, or a gRPC trailers-only reply) carried the error
+  // attribution field: another proxy made it, and this hop passed it on.
+  bool upstream_error_attributed = false;
 
   void SetFlag(ResponseFlag flag) { response_flags |= static_cast<uint32_t>(flag); }
+  // The request failed at a proxy: this one answered it itself or reset it (any flag but DC, the
+  // client's doing, DI, a delay, and UPT, which alone means a per-try timeout that was retried
+  // into an answer), or it passed on another proxy's error. Such a request's server span is
+  // exported even when it was not sampled (tracing/tracer.h BeginErrorSpan).
+  bool ProxyFailed() const {
+    constexpr uint32_t kNotFailures = static_cast<uint32_t>(ResponseFlag::kDownstreamClosed) |
+                                      static_cast<uint32_t>(ResponseFlag::kDelayInjected) |
+                                      static_cast<uint32_t>(ResponseFlag::kUpstreamPerTryTimeout);
+    return (response_flags & ~kNotFailures) != 0 || !local_reply_reason.empty() ||
+           upstream_error_attributed;
+  }
   bool HasFlag(ResponseFlag flag) const {
     return (response_flags & static_cast<uint32_t>(flag)) != 0;
   }

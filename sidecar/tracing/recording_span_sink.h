@@ -32,6 +32,11 @@ class RecordingSpanSink final : public SpanSink {
     copy.policy_traffic = Keep(span.policy_traffic);
     copy.authz = Keep(span.authz);
     copy.policy_authz = Keep(span.policy_authz);
+    copy.timeout_origin = Keep(span.timeout_origin);
+    copy.policy_timeout = Keep(span.policy_timeout);
+    copy.policy_per_try = Keep(span.policy_per_try);
+    copy.policy_destination = Keep(span.policy_destination);
+    copy.policy_rate_limit = Keep(span.policy_rate_limit);
     return true;
   }
 

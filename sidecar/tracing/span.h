@@ -35,6 +35,9 @@ struct RequestTrace {
   bool b3_single = false;
   bool b3_multi = false;
   uint32_t attempts = 0;  // client spans begun (upstream attempts)
+  // The span id of the last attempt's client span, sampled or not: the parent the upstream saw,
+  // which an error span of a request with one attempt takes (Tracer::BeginErrorSpan).
+  uint64_t last_client_span_id = 0;
   // The request headers may hold a `traceparent` (the caller's, one a route added, or an earlier
   // attempt's): BeginClient replaces it. False when none can be there, and BeginClient appends
   // its own without looking for one; whoever adds headers to the request in between sets it.
@@ -98,7 +101,15 @@ struct Span {
   absl::string_view policy_authz;    // meshlet.policy.authz
   int64_t timeout_request_ms = -1;   // meshlet.timeout.request_ms; -1: unset
   int64_t timeout_per_try_ms = -1;   // meshlet.timeout.per_try_ms; -1: unset
+  absl::string_view timeout_origin;  // meshlet.timeout.origin: "route", "caller"
+  absl::string_view policy_timeout;  // meshlet.policy.timeout
+  absl::string_view policy_per_try;  // meshlet.policy.per_try_timeout
+  absl::string_view policy_destination;  // meshlet.policy.destination
+  absl::string_view policy_rate_limit;   // meshlet.policy.rate_limit
   std::string attempts;              // meshlet.attempts
+  // False: an unsampled request's server span, exported because the proxy failed the request
+  // (Tracer::BeginErrorSpan); its OTLP flags say not sampled.
+  bool sampled = true;
 
   static constexpr size_t kMaxPathBytes = 256;
   // Reset() keeps string buffers up to this size: a rare long value is not kept in the pool.
@@ -124,6 +135,12 @@ struct Span {
     policy_authz = {};
     timeout_request_ms = -1;
     timeout_per_try_ms = -1;
+    timeout_origin = {};
+    policy_timeout = {};
+    policy_per_try = {};
+    policy_destination = {};
+    policy_rate_limit = {};
+    sampled = true;
     protocol = {};
     peer_identity = {};
     route = {};
@@ -162,10 +179,12 @@ using SpanPtr = std::unique_ptr<Span>;
 inline constexpr uint32_t kSpanFlagsSampled = 0x01;  // W3C trace flag "sampled"
 inline constexpr uint32_t kSpanFlagsHasIsRemote = 0x100;
 inline constexpr uint32_t kSpanFlagsIsRemote = 0x200;
-// The flags of an exported span: sampled (W3C flag 01, as every recorded span is and as this
-// hop's traceparent says), and whether its parent is remote, which this hop always knows.
+// The flags of an exported span: sampled (W3C flag 01, as every sampled span is and as this
+// hop's traceparent says; an error span of an unsampled request has 00), and whether its parent
+// is remote, which this hop always knows.
 inline uint32_t OtlpSpanFlags(const Span& span) {
-  return kSpanFlagsSampled | kSpanFlagsHasIsRemote | (span.parent_remote ? kSpanFlagsIsRemote : 0);
+  return (span.sampled ? kSpanFlagsSampled : 0) | kSpanFlagsHasIsRemote |
+         (span.parent_remote ? kSpanFlagsIsRemote : 0);
 }
 
 // Sets a span's string to `value` in the buffer it has (a pooled span's); cheaper
@@ -207,6 +226,17 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   }
   if (span.timeout_per_try_ms >= 0) {
     int_attr("meshlet.timeout.per_try_ms", span.timeout_per_try_ms);
+  }
+  if (!span.timeout_origin.empty()) string_attr("meshlet.timeout.origin", span.timeout_origin);
+  if (!span.policy_timeout.empty()) string_attr("meshlet.policy.timeout", span.policy_timeout);
+  if (!span.policy_per_try.empty()) {
+    string_attr("meshlet.policy.per_try_timeout", span.policy_per_try);
+  }
+  if (!span.policy_destination.empty()) {
+    string_attr("meshlet.policy.destination", span.policy_destination);
+  }
+  if (!span.policy_rate_limit.empty()) {
+    string_attr("meshlet.policy.rate_limit", span.policy_rate_limit);
   }
   if (!span.attempts.empty()) string_attr("meshlet.attempts", span.attempts);
 }

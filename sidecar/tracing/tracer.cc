@@ -41,6 +41,12 @@ TracerStats TracerStats::Create(StatsShard& shard) {
   stats.spans_dropped_full =
       CounterOrDiscard(shard, "meshlet_tracing_spans_dropped_total",
                        "Recorded spans that were never exported.", {{"reason", "queue_full"}});
+  stats.error_spans = CounterOrDiscard(
+      shard, "meshlet_tracing_error_spans_total",
+      "Server spans of unsampled requests the proxy failed, recorded for export.");
+  stats.error_spans_limited =
+      CounterOrDiscard(shard, "meshlet_tracing_spans_dropped_total",
+                       "Recorded spans that were never exported.", {{"reason", "error_rate"}});
   return stats;
 }
 
@@ -54,7 +60,9 @@ Tracer::Tracer(const TracingConfig& config, std::string service_name, SpanSink& 
       stats_(stats),
       random_(random),
       real_random_(dynamic_cast<RealRandom*>(&random)),
-      clock_(clock) {}
+      clock_(clock),
+      error_spans_per_second_(config.error_spans_per_second),
+      error_span_tokens_(config.error_spans_per_second) {}
 
 void Tracer::BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span,
                          MonotonicTime start) {
@@ -209,6 +217,7 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   // The caller speaks B3: it goes on in the same form(s), describing the same span as
   // traceparent.
   if (trace.b3_single || trace.b3_multi) SetB3(headers, trace, span_id);
+  trace.last_client_span_id = span_id;
   stats_.spans_started.Inc();
   if (!trace.sampled) return;
   span = Acquire();
@@ -219,6 +228,68 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   s.kind = SpanKind::kClient;
   s.retry_attempt = trace.attempts;
   s.start_ns = WallNanos();
+}
+
+SpanPtr Tracer::BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace,
+                               MonotonicTime start) {
+  TraceHeaders found;
+  if (headers != nullptr) found = scan_.Scan(*headers);
+  if (!trace.active()) {
+    // Refused before its trace began: the caller's context, as BeginServer would have read it.
+    const ParentContext parent = found.any_context() ? ExtractParent(found) : ParentContext();
+    trace = RequestTrace();
+    trace.debug = parent.debug;
+    if (parent.trace_id.valid()) {
+      trace.trace_id = parent.trace_id;
+      trace.parent_span_id = parent.span_id;
+    } else {
+      trace.trace_id = TraceId{NextRandom(), NonZeroRandom()};
+    }
+    trace.sampled = DecideSampling(parent, IsForced(found.get(TraceHeaders::kForce)), rate_,
+                                   trace.trace_id.low);
+    stats_.spans_started.Inc();
+  }
+  if (!trace.sampled) {
+    if (!TakeErrorSpanToken()) {
+      stats_.error_spans_limited.Inc();
+      return nullptr;
+    }
+    stats_.error_spans.Inc();
+  }
+  SpanPtr span = Acquire();
+  Span& s = *span;
+  s.trace_id = trace.trace_id;
+  // As a sampled request's single attempt is folded (UpstreamRequest::AttemptMayBeFolded): not
+  // for a B3 caller, whose upstream was told the server span's own id as its parent.
+  const bool b3 = trace.b3_single || trace.b3_multi;
+  if (!span_per_attempt_ && !b3 && trace.attempts == 1 && trace.last_client_span_id != 0) {
+    s.span_id = trace.last_client_span_id;  // the parent its upstream saw
+  } else {
+    s.span_id = trace.server_span_id != 0 ? trace.server_span_id : NonZeroRandom();
+  }
+  s.parent_span_id = trace.parent_span_id;
+  s.parent_remote = trace.parent_span_id != 0;
+  s.kind = SpanKind::kServer;
+  s.sampled = trace.sampled;
+  s.start_ns = WallNanosAt(start);
+  if (const std::optional<absl::string_view> id = found.get(TraceHeaders::kRequestId)) {
+    SetText(s.request_id, *id);
+  }
+  return span;
+}
+
+bool Tracer::TakeErrorSpanToken() {
+  if (error_spans_per_second_ <= 0) return false;
+  const MonotonicTime now = clock_.Now();
+  if (error_span_refill_.has_value()) {
+    const double elapsed = std::chrono::duration<double>(now - *error_span_refill_).count();
+    error_span_tokens_ = std::min(error_spans_per_second_,
+                                  error_span_tokens_ + elapsed * error_spans_per_second_);
+  }
+  error_span_refill_ = now;
+  if (error_span_tokens_ < 1) return false;
+  error_span_tokens_ -= 1;
+  return true;
 }
 
 void Tracer::Reanchor() {
@@ -238,7 +309,7 @@ void Tracer::End(SpanPtr& span) {
   if (span->end_ns == 0) span->end_ns = WallNanos();
   // A wall-clock step back between the anchors of its start and end (see WallNanosAt).
   span->end_ns = std::max(span->end_ns, span->start_ns);
-  stats_.spans_sampled.Inc();
+  if (span->sampled) stats_.spans_sampled.Inc();
   if (!sink_.Take(*span)) stats_.spans_dropped_full.Inc();
   Discard(span);
 }

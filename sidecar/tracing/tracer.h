@@ -16,6 +16,12 @@
 //                  sink is full; back to the pool either way.
 //   Discard      — a span that will not be exported (a single attempt's, folded into its server
 //                  span: span_per_attempt() false) goes back to the pool.
+//   BeginErrorSpan — a request the proxy failed ended without a recorded server span (it was not
+//                  sampled, or it was refused before BeginServer: authorization, a listener rate
+//                  limit, shed, an unknown destination): a server span for it after all, so its
+//                  decision record reaches the collector (docs/tracing.md "Error spans"). A
+//                  sampled request gets an ordinary span; an unsampled one an error span, at most
+//                  error_spans_per_second per worker. Only the failure path pays for it.
 // An unsampled request costs the header scan (none when the header map's name filter rules out
 // every header read from callers, as at an edge), three random numbers (trace id and the client
 // span id; the server span id only for B3 callers) and the traceparent header: no Span, no
@@ -57,6 +63,10 @@ struct TracerStats {
   Counter spans_started;       // meshlet_tracing_spans_started_total
   Counter spans_sampled;       // meshlet_tracing_spans_sampled_total (at End)
   Counter spans_dropped_full;  // meshlet_tracing_spans_dropped_total{reason="queue_full"}
+  Counter error_spans;         // meshlet_tracing_error_spans_total (at BeginErrorSpan)
+  // meshlet_tracing_spans_dropped_total{reason="error_rate"}: error spans past
+  // error_spans_per_second.
+  Counter error_spans_limited;
   static TracerStats Create(StatsShard& shard);
 };
 
@@ -76,6 +86,14 @@ class Tracer {
     BeginServer(headers, trace, span, clock_.Now());
   }
   void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
+  // The server span of a request the proxy failed that has none (see above), started at `start`;
+  // null when an unsampled request finds the error-span rate spent. `trace` is the request's:
+  // when it is not active (refused before BeginServer), the caller's context is read from
+  // `headers` (may be null), which are left alone, and `trace` is filled in. The span's id is the
+  // single attempt's client span id when the request made exactly one (the parent its upstream
+  // saw), as FoldSingleAttempt does for sampled requests (not for B3 callers: theirs is the
+  // server span id); its request id comes from `headers`.
+  SpanPtr BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace, MonotonicTime start);
   void End(SpanPtr& span);
   void Discard(SpanPtr& span);
   bool span_per_attempt() const { return span_per_attempt_; }
@@ -114,6 +132,8 @@ class Tracer {
                                       uint64_t span_id);
   // A cleared span to fill: a pooled one when there is one.
   SpanPtr Acquire();
+  // One token of the error-span bucket, when there is one.
+  bool TakeErrorSpanToken();
   void Reanchor();
   // The worker's generator is a RealRandom: called directly, its few instructions are inlined
   // instead of a virtual call per id (tests pass a scripted Random).
@@ -129,6 +149,10 @@ class Tracer {
   RealRandom* const real_random_;  // random_, when it is one
   const Clock& clock_;
   std::string scratch_;  // tracestate rewrites
+  // The error-span bucket: error_spans_per_second tokens a second, as many at most.
+  const double error_spans_per_second_;
+  double error_span_tokens_;
+  std::optional<MonotonicTime> error_span_refill_;  // the last refill; none yet: full
   MonotonicTime anchor_monotonic_{};
   int64_t anchor_wall_ns_ = 0;  // 0: no anchor yet
   std::vector<SpanPtr> pool_;

@@ -52,10 +52,11 @@ class TracerTest : public ::testing::Test {
  protected:
   TracerTest() : shard_(registry_.CreateShard()) {}
 
-  Tracer MakeTracer(double percent) {
+  Tracer MakeTracer(double percent, uint32_t error_spans_per_second = 10) {
     TracingConfig config;
     config.enabled = true;
     config.sampling_percent = percent;
+    config.error_spans_per_second = error_spans_per_second;
     return Tracer(config, "svc", sink_, TracerStats::Create(*shard_), random_, clock_);
   }
   uint64_t Counter(absl::string_view name, const LabelSet& labels = {}) {
@@ -287,6 +288,102 @@ TEST_F(TracerTest, UnsampledCallerGetsNoSpanButPropagates) {
   EXPECT_EQ(client, nullptr);
   EXPECT_EQ(headers.Get("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00");
   EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 0u);
+}
+
+// A request the proxy failed that was not sampled still exports its server span (an error span,
+// not sampled in its OTLP flags), so it can be explained; with one attempt the span takes that
+// attempt's client span id, the parent its upstream saw. At most error_spans_per_second a second.
+TEST_F(TracerTest, UnsampledFailuresGetErrorSpansWithinTheirRate) {
+  Tracer tracer = MakeTracer(100, /*error_spans_per_second=*/2);
+  http::HeaderMap headers{{"traceparent", kUnsampledParent}, {"x-request-id", "req-9"}};
+  RequestTrace trace;
+  SpanPtr server;
+  tracer.BeginServer(headers, trace, server);
+  ASSERT_EQ(server, nullptr);
+  SpanPtr client;
+  random_.Push(0xabc);  // the attempt's client span id
+  tracer.BeginClient(headers, trace, client);
+  EXPECT_EQ(trace.last_client_span_id, 0xabcu);
+
+  SpanPtr error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->trace_id.high, 0x4bf92f3577b34da6ULL);
+  EXPECT_EQ(error->span_id, 0xabcu);  // folded: the parent the upstream saw
+  EXPECT_EQ(error->parent_span_id, 0x00f067aa0ba902b7ULL);
+  EXPECT_EQ(error->kind, SpanKind::kServer);
+  EXPECT_EQ(error->request_id, "req-9");
+  EXPECT_FALSE(error->sampled);
+  EXPECT_EQ(OtlpSpanFlags(*error), 0x300u);  // not sampled, parent remote
+  tracer.End(error);
+  ASSERT_EQ(sink_.spans.size(), 1u);
+
+  // Two attempts: the span has an id of its own.
+  random_.Push(0xdef);
+  tracer.BeginClient(headers, trace, client);
+  random_.Push(0x5555);
+  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->span_id, 0x5555u);
+  tracer.End(error);
+  // The bucket (2 a second) is empty now: the third is dropped and counted, until it refills.
+  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+  EXPECT_EQ(Counter("meshlet_tracing_error_spans_total"), 2u);
+  EXPECT_EQ(Counter("meshlet_tracing_spans_dropped_total", {{"reason", "error_rate"}}), 1u);
+  EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 0u);
+  clock_.Advance(std::chrono::milliseconds(500));
+  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  EXPECT_NE(error, nullptr);
+  tracer.End(error);
+  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+
+  // A B3 caller's upstream was told this hop's server span id as its parent: the span keeps it.
+  clock_.Advance(std::chrono::seconds(1));
+  http::HeaderMap b3{{"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0"}};
+  RequestTrace b3_trace;
+  random_.Push(0x6666);  // the server span id (B3's parent id)
+  tracer.BeginServer(b3, b3_trace, server);
+  random_.Push(0x7777);  // the client span id
+  tracer.BeginClient(b3, b3_trace, client);
+  error = tracer.BeginErrorSpan(&b3, b3_trace, clock_.Now());
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->span_id, 0x6666u);
+  tracer.End(error);
+
+  // 0: none at all.
+  Tracer off = MakeTracer(100, /*error_spans_per_second=*/0);
+  EXPECT_EQ(off.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+}
+
+// A request refused before its trace began (authorization, a listener rate limit, shed, an
+// unknown destination) has no trace yet: the caller's context is read then, without touching the
+// headers. A sampled caller's request gets an ordinary span, whatever the error-span rate.
+TEST_F(TracerTest, ARequestRefusedBeforeItsTraceBeganContinuesTheCallersTrace) {
+  Tracer tracer = MakeTracer(0, /*error_spans_per_second=*/0);
+  http::HeaderMap headers{{"traceparent", kParent}};
+  RequestTrace trace;
+  random_.Push(0x4444);  // the span's id
+  SpanPtr span = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  ASSERT_NE(span, nullptr);
+  EXPECT_TRUE(trace.active());
+  EXPECT_TRUE(trace.sampled);
+  EXPECT_TRUE(span->sampled);
+  EXPECT_EQ(span->trace_id.low, 0xa3ce929d0e0e4736ULL);
+  EXPECT_EQ(span->parent_span_id, 0x00f067aa0ba902b7ULL);
+  EXPECT_EQ(span->span_id, 0x4444u);
+  EXPECT_EQ(headers.Get("traceparent"), kParent);  // left alone
+  tracer.End(span);
+  EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 1u);
+
+  // No caller context and nothing sampled at 0 %: a new trace, and no error span at rate 0.
+  http::HeaderMap none;
+  RequestTrace fresh;
+  EXPECT_EQ(tracer.BeginErrorSpan(&none, fresh, clock_.Now()), nullptr);
+  EXPECT_TRUE(fresh.active());
+  EXPECT_FALSE(fresh.sampled);
+  // Without headers at all (a request refused before they were kept).
+  RequestTrace bare;
+  EXPECT_EQ(tracer.BeginErrorSpan(nullptr, bare, clock_.Now()), nullptr);
+  EXPECT_TRUE(bare.active());
 }
 
 TEST_F(TracerTest, UnsampledRequestAllocatesNothing) {

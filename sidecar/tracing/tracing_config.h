@@ -57,6 +57,11 @@ struct TracingConfig {
   // A request carrying this header with value `1` or `true` is sampled whatever the caller or the
   // rate decided.
   std::string force_sample_header = "x-meshlet-force-trace";
+  // Server spans of unsampled requests the proxy failed (error spans: a local reply, a reset, a
+  // next hop's proxy-made error passed on), exported anyway so that they can be explained, at
+  // most this many per second on each worker (a token bucket with a second's worth of burst);
+  // past it they are dropped and counted. 0: none.
+  uint32_t error_spans_per_second = 10;
 
   std::string EffectiveCollectorPath() const {
     if (!collector_path.empty()) return collector_path;

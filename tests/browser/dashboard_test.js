@@ -109,7 +109,8 @@ const [url, token, traceId, shots, spki, timeoutTraceId] = process.argv.slice(2)
     assert.strictEqual(hops.length, 2, JSON.stringify(hops));
     assert.deepStrictEqual(hops.map((h) => h.failedFirst), [true, false]);
     assert.match(hops[0].text, /route\s+HTTPRoute\/default\/reviews-split rule 0 match 0/);
-    assert.match(hops[0].text, /policy\s+TrafficPolicy\/default\/reviews: timeout 300ms/);
+    assert.match(hops[0].text, /policy\s+TrafficPolicy\/default\/reviews\n/);
+    assert.match(hops[0].text, /timeouts\s+request 300ms from TrafficPolicy\/default\/reviews/);
     assert.match(hops[0].text, /attempt 2\s+10\.0\.0\.6:15006 timeout 100ms → no-retry\(deadline\)/);
     assert.match(hops[0].text, /error\s+UT: upstream request timeout/);
     assert.match(hops[1].text, /authz\s+allow by AuthorizationPolicy\/default\/reviews-callers/);

@@ -59,6 +59,7 @@ the order played.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +73,7 @@ CONTROL_PLANE_NAMESPACE = "meshlet-system"
 CONTROL_PLANE_NAME = "meshlet-control-plane"
 CONTROL_PLANE_CONTAINER = CONTROL_PLANE_NAME + "-control-plane"
 CONTROL_PLANE_SERVICE = "%s.%s.svc" % (CONTROL_PLANE_NAME, CONTROL_PLANE_NAMESPACE)
+CONTROL_PLANE_DATA = "/var/lib/meshlet"
 API_TOKEN = "/var/lib/meshlet/api-token"
 # The root the control plane's CA generated: it verifies the API's HTTPS certificate.
 API_CA = "/var/lib/meshlet/ca/root-cert.pem"
@@ -222,15 +224,37 @@ class Cluster:
 
     def meshctl(self, *args, input=None, check=True, timeout=60):
         """meshctl in the control plane's pod (its API on 127.0.0.1:15014, HTTPS verified with
-        the CA root of its data directory, with the token there); stdout, or the
-        CompletedProcess when check is False."""
-        return self.run.podman(["exec", "-i", CONTROL_PLANE_CONTAINER] + self.meshctl_args(*args),
+        the CA root of its data directory, with the token there), run in its data directory;
+        stdout, or the CompletedProcess when check is False."""
+        return self.run.podman(["exec", "-i", "--workdir", CONTROL_PLANE_DATA,
+                                CONTROL_PLANE_CONTAINER] + self.meshctl_args(*args),
                                check=check, input=input, timeout=timeout)
 
     def apply(self, documents, check=True):
         """meshctl apply -f - of policy documents (dicts) in the control plane's pod."""
         text = "".join("---\n" + json.dumps(d) + "\n" for d in documents)
         return self.meshctl("apply", "-f", "-", input=text, check=check)
+
+    def apply_file(self, name, documents=None, source=None):
+        """meshctl apply -f policies/NAME, as an operator applies a file: `documents` (dicts)
+        written to it, or the file `source` copied, into policies/ of the control plane pod's
+        data directory first. The objects then carry the file in their meshlet.io/applied-from
+        annotation, which `meshctl explain` shows. Returns that path."""
+        staged = os.path.join(self.run.dir, "policies")
+        os.makedirs(staged, exist_ok=True)
+        for old in os.listdir(staged):
+            os.unlink(os.path.join(staged, old))
+        if source is not None:
+            shutil.copyfile(source, os.path.join(staged, name))
+        else:
+            with open(os.path.join(staged, name), "w") as f:
+                f.write("".join("---\n" + json.dumps(d) + "\n" for d in documents))
+        os.chmod(os.path.join(staged, name), 0o644)
+        self.run.podman(["cp", staged + "/.", "%s:%s/policies" % (CONTROL_PLANE_CONTAINER,
+                                                               CONTROL_PLANE_DATA)])
+        path = "policies/" + name
+        self.meshctl("apply", "-f", path)
+        return path
 
     # --- the application --------------------------------------------------------------------
 

@@ -1230,7 +1230,7 @@ NOT_RUN = {}
 # The report's implementation block; url and contact come from --implementation-url and
 # --contact (a published report needs both).
 IMPLEMENTATION = {"organization": "meshlet", "project": "meshlet", "url": "",
-                  "version": "0.1.0", "contact": []}
+                  "version": harness.RELEASE, "contact": []}
 
 
 def build_report(results, mode):

@@ -14,7 +14,12 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
                    to the control plane included)
   b  retries       ratings' failures are retried by reviews' proxy: no caller sees one
   c  breaker       a TrafficPolicy circuit breaker on a slowed ratings answers the overflow
-                   with fast 503s flagged UO while the rest succeed
+                   with fast 503s flagged UO while the rest succeed; `meshctl explain` of a
+                   refused call's request id names client-0's sidecar, the breaker limit and
+                   the TrafficPolicy with the file it was applied from
+  p  timeout       the demo's 300 ms route timeout on ratings' /slow (an HTTPRoute applied from
+                   examples/policies): a 504, which `meshctl explain` blames on that HTTPRoute
+                   and client-0's sidecar
   d  ejection      a reviews replica answering 503 to everything is ejected by its callers'
                    outlier detection and gets no more requests
   e  route shift   an HTTPRoute moved from v1 to v2 with meshctl apply under load: zero failed
@@ -28,7 +33,8 @@ inject` (cluster.py). Apps reach each other by service name only. Then one line 
   i  trace         one request's trace holds spans of productpage, reviews and ratings in the
                    control plane's collector
   j  outside       a destination outside the mesh is passed through under ALLOW_ANY and
-                   refused (502, NM) under REGISTRY_ONLY
+                   refused (502, NM) under REGISTRY_ONLY, which `meshctl explain` blames on
+                   the MeshConfig and its file
   k  server-first  a TCP protocol whose server speaks first works through capture
   l  webhook       a pod injected by the control plane's webhook (an AdmissionReview to its
                    pod's port 15017, the JSONPatch applied with python3-jsonpatch) runs and
@@ -169,6 +175,40 @@ class Mesh:
 
     def proxy_stat_sum(self, pod, prefix, match=""):
         return sum(v for k, v in self.proxy_stats(pod, prefix).items() if match in k)
+
+    def explain(self, request_ids, timeout=20):
+        """`meshctl explain REQUEST_ID` in the control plane's pod, as an operator runs it with the
+        x-request-id a failed call was answered with: for the first of `request_ids` whose spans
+        have reached the collector (a sidecar exports the span of a request it failed, sampled or
+        not, within its flush interval, 1 s by default). Returns (request id, the text)."""
+        found, last = {}, {}
+
+        def explained():
+            for request_id in request_ids:
+                r = self.cluster.meshctl("explain", request_id, check=False)
+                if r.returncode == 0:
+                    found["id"], found["text"] = request_id, r.stdout
+                    return True
+                last["error"] = r.stderr.strip()
+            return False
+        check(request_ids, "no request id to explain")
+        self.run.wait_until(explained, timeout, "meshctl explain %s" % ", ".join(request_ids[:3]),
+                            lambda: last.get("error", ""))
+        return found["id"], found["text"]
+
+    @staticmethod
+    def verdict(text):
+        """The Verdict line of `meshctl explain`'s text."""
+        m = re.search(r"^Verdict: (.*)$", text, re.M)
+        check(m, "no verdict in:\n" + text)
+        return m.group(1)
+
+    @staticmethod
+    def attribution(stderr):
+        """(x-meshlet-error, x-request-id) of a failed `testapp get` (it prints them on stderr)."""
+        found = [re.search(r"^%s: (.+)$" % name, stderr, re.M)
+                 for name in ("x-meshlet-error", "x-request-id")]
+        return tuple(m.group(1).strip() if m else "" for m in found)
 
     def admin(self, pod, path):
         status, body = self.cluster.pod_http(pod, "http://127.0.0.1:15000" + path)
@@ -311,12 +351,19 @@ class Mesh:
                                                                retried))
 
     def breaker(self):
-        self.cluster.apply([self.ratings_policy(
+        policy_file = self.cluster.apply_file("ratings-breaker.yaml", [self.ratings_policy(
             circuitBreaker={"maxRequests": 2, "maxPendingRequests": 1})])
         self.wait_acked()
         self.app_set("ratings-v1-0", "latency=300ms&fail-pattern=")
         try:
             summary = self.count("http://ratings:9080/ratings", 40, 12)
+            # Why the 503s? Asked as an operator would, with a refused call's request id, while
+            # the policy is still the one that refused it (the file it was applied from).
+            refused = [f for f in summary.get("failures", []) if f.get("status") == 503]
+            check(refused and all("; flag=UO; " in f.get("proxy_error", "") and
+                                  f.get("request_id") for f in refused),
+                  "refused calls without x-meshlet-error flag=UO and x-request-id: %s" % refused)
+            request_id, text = self.explain([f["request_id"] for f in refused])
         finally:
             self.app_set("ratings-v1-0", "latency=0s&fail-pattern=x9.")
             self.cluster.apply([self.ratings_policy()])
@@ -326,10 +373,47 @@ class Mesh:
         flagged = self.proxy_stat_sum("client-0", "meshlet_http_response_flags_total",
                                       'flag="UO"')
         check(flagged >= overflow, "UO flags %d < 503s %d" % (flagged, overflow))
+        verdict = self.verdict(text)
+        check(re.match(r"503 at \S+ outbound sidecar \(client-0[^)]*\): a circuit-breaker limit "
+                       r"of cluster \S*ratings\S* refused the request \(limits from "
+                       r"TrafficPolicy/default/ratings \(from %s\)\)" % re.escape(policy_file),
+                       verdict) and "UO: upstream overloaded (the proxy answered itself)" in text,
+              "meshctl explain %s:\n%s" % (request_id, text))
         self.wait_acked()
         return ("12 at a time at ratings (300 ms each) with maxRequests 2, maxPending 1: %d "
-                "answered 200, %d refused 503 by the client's proxy (flag UO, p50 %.0f ms)" % (
-                    ok, overflow, summary["latency_ms"]["p50"]))
+                "answered 200, %d refused 503 by the client's proxy (flag UO, p50 %.0f ms); "
+                "meshctl explain: \"%s\"" % (ok, overflow, summary["latency_ms"]["p50"],
+                                             verdict))
+
+    def timeout(self):
+        """The demo's route timeout (examples/policies/30-ratings-timeout.yaml: 300 ms under
+        /slow, which ratings answers after 1 s), applied from its file: a 504, and meshctl explain
+        blames that HTTPRoute and the caller's sidecar whose route timeout it set. ratings'
+        inbound sidecar, told the caller's deadline, usually answers 504 a little before the
+        caller's own timer would; either way the policy object is the HTTPRoute."""
+        policy_file = self.cluster.apply_file(
+            "30-ratings-timeout.yaml",
+            source=os.path.join(REPO, "examples", "policies", "30-ratings-timeout.yaml"))
+        self.wait_acked()
+        self.app_set("ratings-v1-0", "fail-pattern=")  # no 503 on purpose instead
+        try:
+            r = self.get("http://ratings:9080/slow", check_status=False)
+            proxy_error, request_id = self.attribution(r.stderr)
+            check(r.returncode == 1 and "answered 504" in r.stderr and "; flag=UT; " in proxy_error
+                  and request_id, "GET /slow: exit %d %s" % (r.returncode, r.stderr))
+            request_id, text = self.explain([request_id])
+        finally:
+            self.app_set("ratings-v1-0", "fail-pattern=x9.")
+            self.cluster.meshctl("delete", "httproute", "ratings")
+            self.wait_acked()
+        verdict = self.verdict(text)
+        check(re.search(r"\S+ outbound sidecar \(client-0[^)]*\)", verdict) and
+              re.search(r"request timeout 300ms from HTTPRoute/default/ratings \(from %s\)" %
+                        re.escape(policy_file), verdict) and
+              "UT: upstream request timeout (the proxy answered itself)" in text,
+              "meshctl explain %s:\n%s" % (request_id, text))
+        return "GET http://ratings:9080/slow: 504 (%s); meshctl explain: \"%s\"" % (
+            proxy_error, verdict)
 
     def ejection(self):
         policy = {"apiVersion": "meshlet.io/v1", "kind": "TrafficPolicy",
@@ -554,10 +638,14 @@ class Mesh:
         mesh_config = {"apiVersion": "meshlet.io/v1", "kind": "MeshConfig",
                        "metadata": {"name": "mesh"},
                        "spec": {"outboundTrafficPolicy": "REGISTRY_ONLY"}}
-        self.cluster.apply([mesh_config])
+        policy_file = self.cluster.apply_file("mesh.yaml", [mesh_config])
         self.wait_acked()
         try:
             refused = self.get(url, check_status=False)
+            proxy_error, request_id = self.attribution(refused.stderr)
+            check(proxy_error.startswith("client-0") and "; flag=NM; " in proxy_error and
+                  request_id, "no attribution of the 502: %s" % refused.stderr)
+            request_id, text = self.explain([request_id])
         finally:
             mesh_config["spec"]["outboundTrafficPolicy"] = "ALLOW_ANY"
             self.cluster.apply([mesh_config])
@@ -565,10 +653,17 @@ class Mesh:
         check(refused.returncode == 1, "REGISTRY_ONLY: exit %d %s %s" % (
             refused.returncode, refused.stdout, refused.stderr))
         check("not in the mesh registry" in refused.stdout, refused.stdout)
+        verdict = self.verdict(text)
+        check(re.match(r"502 at \S+ outbound sidecar \(client-0[^)]*\): unknown destination "
+                       r"\(destination %s:8080 is not in the mesh registry\): refused by "
+                       r"MeshConfig/mesh \(from %s\) \(outboundTrafficPolicy REGISTRY_ONLY\)" % (
+                           re.escape(ip), re.escape(policy_file)), verdict) and
+              "NM: destination" in text, "meshctl explain %s:\n%s" % (request_id, text))
         again = self.get(url)
         return ("%s (no sidecar, no Service): ALLOW_ANY passed through (answered by outside); "
-                "REGISTRY_ONLY: 502 \"%s\"; ALLOW_ANY again: %s" % (
-                    url, refused.stdout.strip()[:80], json.loads(again.stdout)["service"]))
+                "REGISTRY_ONLY: 502 \"%s\", meshctl explain: \"%s\"; ALLOW_ANY again: %s" % (
+                    url, refused.stdout.strip()[:80], verdict,
+                    json.loads(again.stdout)["service"]))
 
     def server_first(self):
         r = self.cluster.exec("client-0", ["testapp", "tcp", "ledger:3306", "--send", "hello",
@@ -771,6 +866,7 @@ SCENARIOS = [
     ("a", "mtls", Mesh.mtls),
     ("b", "retries", Mesh.retries),
     ("c", "breaker", Mesh.breaker),
+    ("p", "timeout", Mesh.timeout),
     ("d", "ejection", Mesh.ejection),
     ("e", "route shift", Mesh.route_shift),
     ("f", "rotation", Mesh.rotation),

@@ -197,9 +197,15 @@ class ControlPlaneTest(unittest.TestCase):
                                    "trafficpolicy.meshlet.io/reviews created\n")
         p = self.meshctl("apply", "-f", EXAMPLES)
         self.assertIn("httproute.meshlet.io/reviews created", p.stdout)
-        self.assertIn("service.meshlet.io/reviews unchanged", p.stdout)
+        # The same Service from another file: its meshlet.io/applied-from annotation now names
+        # that file, a change.
+        self.assertIn("service.meshlet.io/reviews configured", p.stdout)
         self.assertIn("trafficpolicy.meshlet.io/reviews configured", p.stdout)
         self.assertNotIn("Warning", p.stderr)  # every backend's Service exists by then
+        p = self.meshctl("apply", "-f", EXAMPLES)
+        self.assertNotIn("created", p.stdout)
+        self.assertNotIn("configured", p.stdout)
+        self.assertIn("service.meshlet.io/reviews unchanged", p.stdout)
 
         p = self.meshctl("get", "svc")
         self.assertRegex(p.stdout, r"(?m)^NAME\s+PORTS")
@@ -420,7 +426,7 @@ class ControlPlaneTest(unittest.TestCase):
                                  check=True).stdout.split()[-1]
         p = self.meshctl("version")
         self.assertIn("meshctl %s\n" % release, p.stdout)
-        self.assertIn("control-plane %s at" % release, p.stdout)
+        self.assertIn("control-plane %s (revision default) at" % release, p.stdout)
         self.assertIn("proxies: none connected", p.stdout)
         self.assertEqual(self.cp.stop(signal.SIGTERM), 0)
         p = self.meshctl("check", expect=3)
@@ -465,7 +471,10 @@ COMMAND_FLAGS = {
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
-               "--identity", "--trace-collector", "--podman", "-o, --output"],
+               "--identity", "--trace-collector", "--podman", "--revision", "-o, --output"],
+    "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies",
+                "--rollout-timeout", "--control-plane-namespace", "--kubeconfig", "--context",
+                "--kubernetes-api", "--kubernetes-ca-file", "--kubernetes-token-file"],
     "install": ["--set", "-o, --output", "--crds", "--secrets", "--create", "--kubernetes-api",
                 "--kubernetes-token-file", "--kubernetes-ca-file"],
     "uninstall": ["--set", "-o, --output", "--crds", "--keep-data"],

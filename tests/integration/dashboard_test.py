@@ -56,6 +56,8 @@ TIMEOUT_TRACE = {"resourceSpans": [
               ("meshlet.subset", "version=v2"),
               ("meshlet.policy.traffic", "TrafficPolicy/default/reviews"),
               ("meshlet.timeout.request_ms", "300"),
+              ("meshlet.timeout.origin", "route"),
+              ("meshlet.policy.timeout", "TrafficPolicy/default/reviews"),
               ("meshlet.response_flags", "UT"),
               ("meshlet.error.reason", "upstream request timeout"),
               ("meshlet.attempts", "endpoint=10.0.0.5:15006 outcome=timeout duration_ms=200 "

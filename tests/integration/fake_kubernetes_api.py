@@ -14,7 +14,10 @@ here.
 - Every change gets the next resourceVersion (etcd's revision); the bearer token is checked.
 - Accept `as=PartialObjectMetadataList` / `as=PartialObjectMetadata` (meta.k8s.io/v1): lists
   and watch events carry each object's metadata only, as the API server sends them.
-- Namespaces list empty.
+- Namespaces (cluster-scoped) and apps/v1 Deployments, StatefulSets and DaemonSets (with a status
+  subresource) are objects
+  like the rest: what `meshctl upgrade` reads and patches (labels, the pod template's restart
+  annotation). Nothing acts on them: a test plays the Deployment controller.
 - Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
   TrafficPolicies, Gateway API HTTPRoutes and GRPCRoutes (v1) and ReferenceGrants (v1beta1) are
   listed and watched like the kinds above; other meshlet.io kinds answer 404 (their CRDs are
@@ -80,6 +83,10 @@ class Resource:
 RESOURCES = [
     Resource("services", "", "v1", "services", "Service", status=True),
     Resource("pods", "", "v1", "pods", "Pod", status=True),
+    Resource("namespaces", "", "v1", "namespaces", "Namespace", status=True, namespaced=False),
+    Resource("deployments", "apps", "v1", "deployments", "Deployment", status=True),
+    Resource("statefulsets", "apps", "v1", "statefulsets", "StatefulSet", status=True),
+    Resource("daemonsets", "apps", "v1", "daemonsets", "DaemonSet", status=True),
     Resource("endpointslices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     Resource("services.meshlet.io", "meshlet.io", "v1", "services", "Service", status=True),
     Resource("trafficpolicies", "meshlet.io", "v1", "trafficpolicies", "TrafficPolicy"),
@@ -92,8 +99,7 @@ BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 # The cluster-wide list and watch path of each resource -> its key.
 KINDS = {f"{r.prefix}/{r.plural}": r.key for r in RESOURCES}
 # Resources served for kubectl's sake besides those above: (group, version, plural, kind, verbs).
-OTHER_RESOURCES = [("", "v1", "namespaces", "Namespace", ["list"]),
-                   ("", "v1", "events", "Event", ["list"]),
+OTHER_RESOURCES = [("", "v1", "events", "Event", ["list"]),
                    ("events.k8s.io", "v1", "events", "Event", ["create", "list"]),
                    ("coordination.k8s.io", "v1", "leases", "Lease", ["create", "get", "update"])]
 OBJECT_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
@@ -204,9 +210,6 @@ class FakeApiServer:
                     events = EVENTS.match(path)
                     if events:
                         return self.answer(200, server.event_list(path, events.group(1)))
-                if path == "/api/v1/namespaces":
-                    return self.answer(200, {"kind": "NamespaceList", "apiVersion": "v1",
-                                             "metadata": {"resourceVersion": "1"}, "items": []})
                 match = RESOURCE_PATH.match(path)
                 resource = match and BY_PATH.get((match.group("group") or "",
                                                   match.group("core") or match.group("version"),
@@ -359,11 +362,12 @@ class FakeApiServer:
         for g, v, plural, kind, verbs, resource in served:
             if (g, v) != (group, version):
                 continue
+            namespaced = resource.namespaced if resource is not None else True
             listed.append({"name": plural, "singularName": kind.lower(),
-                           "namespaced": plural != "namespaces", "kind": kind, "verbs": verbs})
+                           "namespaced": namespaced, "kind": kind, "verbs": verbs})
             if resource is not None and resource.status:
                 listed.append({"name": plural + "/status", "singularName": "",
-                               "namespaced": True, "kind": kind,
+                               "namespaced": namespaced, "kind": kind,
                                "verbs": ["get", "patch", "update"]})
         if not listed:
             return None
@@ -563,7 +567,7 @@ class FakeApiServer:
             self.rv += 1
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(self.rv)
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
             type_ = "MODIFIED" if key in self.objects[kind] else "ADDED"
             self.objects[kind][key] = obj
             if announce:
@@ -628,8 +632,32 @@ def spec_of(obj, resource):
 
 def selection(namespace, query):
     """A predicate on objects for a list or watch in `namespace` (None: all) with the query's
-    fieldSelector (metadata.name and metadata.namespace, `=` or `==`), or None when it takes
-    everything. ValueError names a selector the fake cannot apply."""
+    fieldSelector (metadata.name and metadata.namespace, `=` or `==`) and labelSelector
+    (equality-based: `k=v`, `k==v`, `k!=v`, `k`, `!k`), or None when it takes everything.
+    ValueError names a selector the fake cannot apply."""
+    labels = []
+    for term in filter(None, query.get("labelSelector", "").split(",")):
+        term = term.strip()
+        if " in " in term or " notin " in term or "(" in term:
+            raise ValueError(f"label selector {term!r}: the fake takes equality-based terms only")
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            labels.append(lambda l, k=key, v=value: l.get(k) != v)
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            labels.append(lambda l, k=key, v=value: l.get(k) == v)
+        elif term.startswith("!"):
+            labels.append(lambda l, k=term[1:]: k not in l)
+        else:
+            labels.append(lambda l, k=term: k in l)
+    fields = _field_selection(namespace, query)
+    if not labels:
+        return fields
+    return lambda obj: (fields is None or fields(obj)) and all(
+        test(obj.get("metadata", {}).get("labels") or {}) for test in labels)
+
+
+def _field_selection(namespace, query):
     wanted = {}
     if namespace:
         wanted["namespace"] = namespace

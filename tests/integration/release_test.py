@@ -1,7 +1,8 @@
 """One release version everywhere: VERSION, every binary's report of it, the image tags the
-examples and the Kubernetes manifests name, and a CHANGELOG section for it.
+examples, the Kubernetes manifests and the end-to-end tests' manifests name, and a CHANGELOG
+section for it.
 
-Usage: release_test.py VERSION CHANGELOG SIDECAR CONTROL_PLANE MESHCTL PODS_DIR K8S_DIR
+Usage: release_test.py VERSION CHANGELOG SIDECAR CONTROL_PLANE MESHCTL PODS_DIR K8S_DIR E2E_DIR
 """
 
 import glob
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import unittest
 
-VERSION_FILE = CHANGELOG = SIDECAR = CONTROL_PLANE = MESHCTL = PODS = K8S = None  # from argv
+VERSION_FILE = CHANGELOG = SIDECAR = CONTROL_PLANE = MESHCTL = PODS = K8S = E2E = None  # argv
 RELEASE_PATTERN = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$")
 # An image of the project with its tag: "localhost/meshlet-proxy:0.2.0", "meshlet-testapp:1.0".
 IMAGE = re.compile(r"\bmeshlet-(proxy|control-plane|testapp):([0-9A-Za-z._-]+)")
@@ -38,7 +39,9 @@ class ReleaseTest(unittest.TestCase):
 
     def test_image_tags_in_examples_and_manifests_are_the_release(self):
         files = sorted(glob.glob(os.path.join(PODS, "*.yaml")) +
-                       glob.glob(os.path.join(K8S, "**", "*.yaml"), recursive=True))
+                       glob.glob(os.path.join(K8S, "**", "*.yaml"), recursive=True) +
+                       glob.glob(os.path.join(E2E, "**", "*.yaml"), recursive=True))
+        self.assertTrue(any(f.startswith(E2E) for f in files), "no manifest of %s" % E2E)
         self.assertTrue(files)
         seen = 0
         for path in files:
@@ -61,6 +64,6 @@ class ReleaseTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    (VERSION_FILE, CHANGELOG, SIDECAR, CONTROL_PLANE, MESHCTL, PODS, K8S) = (
-        os.path.abspath(a) for a in sys.argv[1:8])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[8:], verbosity=2)
+    (VERSION_FILE, CHANGELOG, SIDECAR, CONTROL_PLANE, MESHCTL, PODS, K8S, E2E) = (
+        os.path.abspath(a) for a in sys.argv[1:9])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[9:], verbosity=2)

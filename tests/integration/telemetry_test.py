@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -215,6 +216,192 @@ class ControlPlaneCase(base.SidecarTestCase):
         self.assertEqual(status, 200)
 
 
+
+# Each kind of reply a proxy makes itself, from one sidecar ("edge-0") that samples nothing: the
+# path that provokes it, the status, the response flags, the reason, and what the verdict of
+# `meshctl explain` says after "STATUS at edge's sidecar: " (a regular expression: the timeout's
+# milliseconds are what was left when the request was routed).
+ERROR_KINDS = [
+    ("/timeout", 504, "UT", "upstream request timeout",
+     r"request timeout \d+ms from HTTPRoute/default/edge \(route timeout\) expired after 1 "
+     r"attempt"),
+    ("/per-try", 504, "UPT", "upstream per-try timeout",
+     r"per-try timeout 100ms from TrafficPolicy/default/slow \(route per-try\) expired on its "
+     r"only attempt"),
+    ("/reset", 503, "UR", "upstream reset before response",
+     r"the upstream reset the stream after 1 attempt \(route reset\)"),
+    ("/refused", 503, "UF", "upstream connect error",
+     r"connecting to cluster gone failed after 1 attempt \(route refused\)"),
+    ("/tls", 503, "UF", "upstream TLS handshake failed",
+     r"the TLS handshake with cluster tls failed after 1 attempt \(route tls\)"),
+    ("/no-hosts", 503, "UH", "no healthy upstream",
+     r"no healthy endpoint in cluster empty \(route no-hosts\)"),
+    ("/overflow", 503, "UO", "upstream overloaded",
+     r"a circuit-breaker limit of cluster narrow refused the request \(limits from "
+     r"TrafficPolicy/default/narrow\) \(route overflow\)"),
+    ("/breaker", 503, "BO", "upstream circuit breaker open",
+     r"the consecutive-failure breaker of cluster flaky is open \(outlier settings from "
+     r"TrafficPolicy/default/flaky\) \(route breaker\)"),
+    ("/limited", 429, "RL", "local rate limit exceeded",
+     r"rate limited by TrafficPolicy/default/limits \(route limited\)"),
+    ("/nowhere", 404, "NR", "no route", r"unknown destination: no route matched the request"),
+    ("/fault", 503, "FI", "fault injected",
+     r"fault injection aborted the request \(route fault\)"),
+    # Authorization is an inbound matter to the explanation, whatever the listener.
+    ("/denied", 403, "AZ", "RBAC: access denied",
+     r"(?<=inbound sidecar: )denied by AuthorizationPolicy/default/no-denied for a caller without "
+     r"a mesh identity"),
+]
+
+
+def source(kind, name):
+    return f"{{kind: {kind}, namespace: default, name: {name}}}"
+
+
+def edge_config(port, access_log, ok, slow, reset, failing, closed, ca_file, otlp_port):
+    """The sidecar of ERROR_KINDS: one route per kind, each to the cluster that provokes it."""
+    def route(path, action, extra=""):
+        return (f"      - name: {path.strip('/')}\n        match: {{prefix: {path}}}\n"
+                f"        {action}\n{extra}")
+    no_retries = "          retry_policy: {num_retries: 0}\n"
+    routes = "".join([
+        route("/timeout", "route:", "          cluster: slow\n          timeout: 0.2s\n"
+              f"          timeout_source: {source('HTTPRoute', 'edge')}\n" + no_retries),
+        route("/per-try", "route:",
+              "          cluster: slow\n          timeout: 5s\n"
+              "          retry_policy: {num_retries: 0, per_try_timeout: 0.1s}\n"
+              f"          per_try_timeout_source: {source('TrafficPolicy', 'slow')}\n"),
+        route("/reset", "route:", "          cluster: reset\n" + no_retries),
+        route("/refused", "route:", "          cluster: gone\n" + no_retries),
+        route("/tls", "route:", "          cluster: tls\n" + no_retries),
+        route("/no-hosts", "route: {cluster: empty}"),
+        route("/overflow", "route:", "          cluster: narrow\n" + no_retries),
+        route("/breaker", "route:", "          cluster: flaky\n" + no_retries),
+        route("/limited", "route: {cluster: ok}",
+              "        rate_limit: {requests_per_second: 1, burst: 1, "
+              f"source: {source('TrafficPolicy', 'limits')}}}\n"),
+        route("/fault", "route: {cluster: ok}",
+              "        fault: {abort: {http_status: 503, percentage: 100}}\n"),
+        route("/denied", "route: {cluster: ok}"),
+        route("/ok", "route: {cluster: ok}"),
+    ])
+    clusters = "".join([
+        cluster("ok", ok),
+        cluster("slow", slow),
+        cluster("reset", reset),
+        cluster("gone", closed),
+        base.static_cluster("tls", ok, extra=f"    tls: {{enabled: true, ca_file: {ca_file}, "
+                                              "sni: localhost}\n"),
+        "  - name: empty\n    type: EDS\n",  # no assignment: no hosts
+        base.static_cluster("narrow", slow, extra=(
+            "    circuit_breakers: {max_requests: 1, max_pending_requests: 1}\n"
+            f"    traffic_policy: {source('TrafficPolicy', 'narrow')}\n")),
+        base.static_cluster("flaky", failing, extra=(
+            "    circuit_breakers: {consecutive_failures: {failure_threshold: 1, "
+            "open_duration: 60s}}\n"
+            f"    traffic_policy: {source('TrafficPolicy', 'flaky')}\n")),
+    ])
+    listener = (f"  - name: out\n    address: 127.0.0.1:{port}\n    direction: OUTBOUND\n"
+                "    protocol: PROTOCOL_HTTP\n    route_config_name: edge\n"
+                f"    access_log: {{path: {access_log}}}\n"
+                "    authorization:\n      policies:\n"
+                "      - {name: no-denied, action: DENY, rules: [{paths: [/denied]}], "
+                f"source: {source('AuthorizationPolicy', 'no-denied')}}}\n")
+    routes_text = ("  - name: edge\n    virtual_hosts:\n    - name: all\n      domains: [\"*\"]\n"
+                   "      routes:\n" + routes)
+    return ("node: {id: edge-0, service: edge}\n"
+            + base.config_yaml(listener, clusters, routes_text)
+            + f"tracing:\n  sampling_percent: 0\n  collector_address: 127.0.0.1:{otlp_port}\n"
+            "  protocol: OTLP_PROTO\n  flush_interval: 0.05s\n  service_name: edge\n"
+            "  error_spans_per_second: 100\n")
+
+
+class ErrorAttributionTest(ControlPlaneCase):
+    def test_every_proxy_made_error_is_attributed_logged_traced_and_explained(self):
+        # Unsampled requests: each reply a proxy makes itself names the proxy, its flags and the
+        # reason (x-meshlet-error) and the request id, the access log and an exported server span
+        # (an error span) say the same, and `meshctl explain REQUEST_ID` names the hop, the reason
+        # and the policy object responsible.
+        ok = control_upstream.ControlUpstream(name="ok")
+        slow = control_upstream.ControlUpstream(name="slow")
+        reset = control_upstream.ControlUpstream(name="reset")
+        failing = control_upstream.ControlUpstream(name="failing")
+        for up in (ok, slow, reset, failing):
+            self.addCleanup(up.close)
+        slow.control(delay_ms=1500)
+        reset.control(fail_next=1000, reset="before_headers")
+        failing.control(fail_next=1000, status=503)
+        port, closed = free_port(), free_port()
+        access_log = os.path.join(self.tmp, "access.log")
+        self.sidecar("edge", edge_config(port, access_log, ok.port, slow.port, reset.port,
+                                         failing.port, closed, self.ca_file, self.otlp_port))
+        # What provokes the limits: a first request that takes the only slot, the breaker's one
+        # failure, the bucket's one token.
+        occupied = []
+        occupy = threading.Thread(
+            target=lambda: occupied.append(http_call(port, "GET", "/overflow")[0]))
+        occupy.start()
+        self.addCleanup(occupy.join)  # also when the test fails before the join below
+        # The application's own 503 (what opens the breaker) and an answer from the application
+        # pass untouched: no attribution, no request id added.
+        for path, status in (("/breaker", 503), ("/ok", 200)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            self.assertEqual(resp.status, status, path)
+            self.assertEqual(resp.getheader("x-upstream"), "failing" if status == 503 else "ok")
+            self.assertIsNone(resp.getheader("x-meshlet-error"), path)
+            self.assertIsNone(resp.getheader("x-request-id"), path)
+        self.assertEqual(http_call(port, "GET", "/limited")[0], 200)
+        self.assertTrue(wait_for(lambda: slow.stats()["requests"] >= 1, 5))
+
+        answers = {}
+        for path, status, flags, reason, _ in ERROR_KINDS:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            self.assertEqual(resp.status, status, path)
+            self.assertEqual(resp.getheader("x-meshlet-error"),
+                             f"edge-0; flag={flags}; reason={reason}", path)
+            request_id = resp.getheader("x-request-id")
+            self.assertRegex(request_id or "", r"^[0-9a-f-]{36}$", path)
+            answers[path] = request_id
+
+        with open(access_log) as f:
+            logged = {line["request_id"]: line for line in map(json.loads, f)}
+        for path, status, flags, reason, verdict in ERROR_KINDS:
+            request_id = answers[path]
+            with self.subTest(path=path):
+                line = logged.get(request_id)
+                self.assertIsNotNone(line, f"{path}: no access log line for {request_id}")
+                self.assertEqual((line["response_code"], line["response_flags"],
+                                  line["error_reason"]), (status, flags, reason))
+                found = []
+
+                def exported():
+                    found[:] = self.api(f"/api/v1/traces?requestId={request_id}")["items"]
+                    return len(found) == 1
+                self.assertTrue(wait_for(exported, 10), f"{path}: no trace for {request_id}")
+                spans = self.api(f"/api/v1/traces/{found[0]['traceId']}")["spans"]
+                attributes = spans[0]["attributes"]
+                self.assertEqual(attributes.get("meshlet.error.reason"), reason)
+                self.assertEqual(attributes.get("meshlet.response_flags"), flags)
+                self.assertEqual(spans[0]["flags"] & 1, 0)  # not sampled: an error span
+                text = self.meshctl("explain", request_id)
+                self.assertIn(f"(request id {request_id}): {status}", text)
+                self.assertIn(f"error     {flags}: {reason} (the proxy answered itself)", text)
+                self.assertRegex(
+                    text, rf"\nVerdict: {status} at edge's (?:inbound )?sidecar: {verdict}\n")
+        occupy.join()
+        self.assertEqual(occupied, [200])
+        # One error span per kind; the requests that merely set the limits up exported none.
+        self.assertEqual(self.sidecars[-1].stat("meshlet_tracing_error_spans_total"),
+                         len(ERROR_KINDS))
+
 class TelemetryTest(ControlPlaneCase):
     def test_tcp_proxy_traffic_is_in_the_golden_metrics(self):
         # An opaque TCP hop: no requests, but bytes each way and connections on its edge.
@@ -274,8 +461,10 @@ class TelemetryTest(ControlPlaneCase):
         self.assertIn("error     UT: upstream request timeout", text)
         self.assertRegex(text, r"\n  2\. backend sidecar: GET /slow -> 504 in [0-9.]+ms   "
                                r"<- failed first\n")
-        self.assertIn("\nVerdict: 504 at backend's sidecar: request timeout (route catch-all) "
-                      "expired\n", text)
+        # The route's own timeout, from static configuration: no policy object to name.
+        self.assertRegex(text, r"\n       timeouts  request \d+ms\n")
+        self.assertRegex(text, r"\nVerdict: 504 at backend's sidecar: request timeout \d+ms \(route "
+                               r"catch-all\) expired after 1 attempt\n")
 
         # client → "lonely", whose only endpoint refuses connections: its sidecar answers 503.
         lonely_port = free_port()

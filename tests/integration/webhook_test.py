@@ -19,7 +19,11 @@ HTTP/1.1 (Python) and HTTP/2 (curl). Shown:
   a dry run gets the same answer; a pod injection refuses is refused (400) with its message;
   malformed reviews (not JSON, deeply nested, wrong kind, no uid) are refused with a clear
   message and never crash or hang the webhook, which still answers afterwards;
-- meshlet_cp_webhook_reviews_total counts each verdict.
+- meshlet_cp_webhook_reviews_total counts each verdict;
+- a control plane started with --revision canary serves its webhook for the revision's Service
+  name, injects unlabelled pods and pods labelled meshlet.io/rev=canary pointed at its own
+  control plane (exactly as `meshctl inject --revision canary`), and leaves a pod labelled for
+  another revision unchanged.
 """
 
 import base64
@@ -94,7 +98,14 @@ def review(obj, namespace="shop", operation="CREATE", uid="0df28fbd-5f5f-11e8-b7
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
 
 
-class WebhookTest(unittest.TestCase):
+class WebhookServer(unittest.TestCase):
+    """A control plane with its webhook, and requests to it; the tests are the subclasses'."""
+    # The name the API server checks the webhook's certificate for, and the control plane's
+    # flags beyond those of every test.
+    service_name = SERVICE_NAME
+    flags = ()
+    meshctl_flags = ()
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
@@ -103,7 +114,7 @@ class WebhookTest(unittest.TestCase):
         cls.cp, cls.api, _ = start_control_plane(
             CONTROL_PLANE, log, "--data-dir", cls.data, "--api-address", "127.0.0.1:0",
             "--xds-address", "127.0.0.1:0", "--webhook-address", "127.0.0.1:0",
-            "--otlp-address=", "--zipkin-address=")
+            "--otlp-address=", "--zipkin-address=", *cls.flags)
         deadline = time.time() + 10
         while True:
             with open(log) as f:
@@ -131,7 +142,7 @@ class WebhookTest(unittest.TestCase):
     @classmethod
     def meshctl(cls, *args, stdin=None):
         p = subprocess.run([MESHCTL, "--server", cls.api, "--token", cls.token, "--ca-file",
-                            cp_api.ca_file_for(cls.api), *args],
+                            cp_api.ca_file_for(cls.api), *cls.meshctl_flags, *args],
                            input=stdin, capture_output=True, text=True, timeout=30)
         if p.returncode != 0:
             raise AssertionError(f"meshctl {args} exited {p.returncode}: {p.stderr}")
@@ -144,7 +155,7 @@ class WebhookTest(unittest.TestCase):
         # Connected by hand: the name checked is the Service's, the address loopback.
         conn.sock = self.context.wrap_socket(
             socket.create_connection(("127.0.0.1", self.port), timeout=10),
-            server_hostname=SERVICE_NAME)
+            server_hostname=self.service_name)
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -176,6 +187,8 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         return json.loads(out.stdout)
 
+
+class WebhookTest(WebhookServer):
     def test_each_kind_patched_as_meshctl_injects_it(self):
         before = self.metric("injected")
         results = []
@@ -311,6 +324,53 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(status, 405)
         status, text = self.post(b"", path="/healthz", method="GET")
         self.assertEqual((status, text), (200, "ok\n"))
+
+
+class RevisionWebhookTest(WebhookServer):
+    """The webhook of a control plane started with --revision canary: its certificate is for
+    the revision's Service name, it injects unlabelled pods and pods labelled for it with
+    sidecars pointed at the revision's control plane (as `meshctl inject --revision canary`
+    does), and leaves pods labelled for another revision unchanged."""
+    service_name = "meshlet-control-plane-canary.meshlet-system.svc"
+    flags = ("--revision", "canary")
+    meshctl_flags = ("--server-identity",
+                     "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane-canary")
+
+    def test_injects_its_own_pods_for_its_control_plane(self):
+        labelled = copy.deepcopy(POD)
+        labelled["metadata"]["labels"]["meshlet.io/rev"] = "canary"
+        for pod in (POD, labelled):
+            response = self.respond(review(pod))
+            self.assertTrue(response["allowed"])
+            patch = jsonpatch.JsonPatch(json.loads(base64.b64decode(response["patch"])))
+            patched = patch.apply(copy.deepcopy(pod))
+            proxy = next(c for c in patched["spec"]["initContainers"]
+                         if c["name"] == "meshlet-proxy")
+            env = {e["name"]: e.get("value") for e in proxy["env"]}
+            self.assertEqual(env["MESHLET_CONTROL_PLANE"],
+                             "meshlet-control-plane-canary.meshlet-system.svc:15012")
+            self.assertIn("--xds-server-identity=spiffe://cluster.local/ns/meshlet-system/sa/"
+                          "meshlet-control-plane-canary", proxy["args"])
+            self.assertIn("--node-label=meshlet.io/rev=canary", proxy["args"])
+            annotations = patched["metadata"]["annotations"]
+            self.assertEqual(annotations["sidecar.meshlet.io/revision"], "canary")
+            self.assertEqual(annotations["sidecar.meshlet.io/serviceAccount"], "web")
+            # One injection, two front ends.
+            out = subprocess.run([MESHCTL, "inject", "-f", "-", "-o", "json", "--revision",
+                                  "canary"], input=json.dumps(pod), capture_output=True,
+                                 text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(patched, json.loads(out.stdout))
+
+    def test_leaves_another_revisions_pods_unchanged(self):
+        other = copy.deepcopy(POD)
+        other["metadata"]["labels"]["meshlet.io/rev"] = "0-2-0"
+        response = self.respond(review(other))
+        self.assertTrue(response["allowed"])
+        self.assertNotIn("patch", response)
+        # Labelled for this revision it would have been injected: the label made the difference.
+        other["metadata"]["labels"]["meshlet.io/rev"] = "canary"
+        self.assertIn("patch", self.respond(review(other)))
 
 
 if __name__ == "__main__":

@@ -179,6 +179,33 @@ class InstallTest(unittest.TestCase):
                                                                      "metadata.name"}}},
                       container["env"])
 
+    def test_a_revision_beside_the_unnamed_install(self):
+        """--set revision: schema-valid, its own names, and together with the unnamed install
+        no object of one is the other's (kubectl apply of both keeps both), but the namespace
+        and the operator roles, which are the same."""
+        objects = objects_of(meshctl("install", "--set", "revision=canary", "--set",
+                                     "caSecret=meshlet-ca").stdout)
+        self.assertValid(objects)
+        self.pre_check(objects)
+        unnamed = by_key(objects_of(meshctl("install").stdout))
+        shared = {key for key in by_key(objects) if key in unnamed}
+        self.assertEqual(shared, {("Namespace", "meshlet-system"),
+                                  ("ClusterRole", "meshlet-viewer"),
+                                  ("ClusterRole", "meshlet-editor"),
+                                  ("ClusterRole", "meshlet-admin")})
+        for key in shared:
+            self.assertEqual(by_key(objects)[key], unnamed[key], key)
+        service = by_key(objects)[("Service", "meshlet-control-plane-canary")]
+        self.assertEqual(service["spec"]["selector"]["app"], "meshlet-control-plane-canary")
+        deployment = one(objects, "Deployment")
+        self.assertIn("--revision=canary",
+                      deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+        self.assertEqual(deployment["spec"]["template"]["metadata"]["labels"]["app"],
+                         "meshlet-control-plane-canary")
+        removed = {(o["kind"], o["metadata"]["name"]) for o in objects_of(
+            meshctl("uninstall", "--set", "revision=canary").stdout)}
+        self.assertFalse(removed & shared)
+
     def test_replicas_on_a_bundled_etcd(self):
         objects = objects_of(meshctl("install", "--set", "replicas=3", "--set",
                                      "etcd=bundled").stdout)

@@ -224,9 +224,11 @@ async function loadExplanation(id) {
   const hops = e.hops.map((h, i) => {
     const route = h.routePolicy ? h.routePolicy + (h.routeRule !== undefined ? ' rule ' + h.routeRule : '') +
         (h.routeMatch !== undefined && h.routeMatch !== '-1' ? ' match ' + h.routeMatch : '') + (h.route ? ` [${h.route}]` : '') : h.route;
-    const timeouts = [h.requestTimeoutMs && `timeout ${h.requestTimeoutMs}ms`,
-      h.perTryTimeoutMs && `per try ${h.perTryTimeoutMs}ms`].filter(Boolean).join(', ');
-    const policy = [h.trafficPolicy, timeouts].filter(Boolean).join(': ');
+    // Each timeout with the policy object that set it, or the caller's deadline.
+    const timeouts = [h.requestTimeoutMs && `request ${h.requestTimeoutMs}ms` +
+        (h.timeoutOrigin === 'caller' ? " (the caller's deadline)" : h.timeoutPolicy ? ' from ' + h.timeoutPolicy : ''),
+      h.perTryTimeoutMs && `per try ${h.perTryTimeoutMs}ms` +
+        (h.perTryTimeoutPolicy ? ' from ' + h.perTryTimeoutPolicy : '')].filter(Boolean).join(', ');
     const attempts = h.attempts.map((a, n) => row(`attempt ${n + 1}`, `${a.endpoint || '-'} ${a.outcome || '?'}` +
         (a.durationMs !== undefined ? ` ${a.durationMs}ms` : '') + (a.next ? ` → ${a.next}` : ''))).join('');
     const authz = (h.authz || h.authzPolicy) ? (h.authz || 'decided') + (h.authzPolicy ? ' by ' + h.authzPolicy : '') +
@@ -235,11 +237,17 @@ async function loadExplanation(id) {
     return `<div class="hop${h.failedFirst ? ' failed-first' : ''}" data-hop="${i}" data-failed-first="${h.failedFirst ? 1 : 0}"
         style="margin-left:${h.depth * 18}px">
       <div class="hop-head">${i + 1}. ${esc(h.service)} ${esc(h.direction || '')} sidecar${h.node ? ' (' + esc(h.node) + ')' : ''}
-        · ${esc(h.operation)} → ${esc(h.status || 'no response')}${h.failedFirst ? ' · failed first' : ''}</div>
+        · ${esc(h.operation)} → ${esc(h.status || 'no response')}${h.failedFirst ? ' · failed first' : ''}${
+        i === e.deadlineFrom ? ' · its timeout set the deadline' : ''}</div>
       <table>${row('route', route)}${row('cluster', h.cluster ? h.cluster + (h.subset ? ` (subset ${h.subset})` : '') : '')}
-        ${row('policy', policy)}${attempts}${row('authz', authz)}${row('error', error)}</table></div>`;
+        ${row('policy', h.trafficPolicy)}${row('timeouts', timeouts)}
+        ${row('limit', h.rateLimitPolicy && 'rate limit of ' + h.rateLimitPolicy)}
+        ${row('refusal', h.destinationPolicy && `unknown destinations refused by ${h.destinationPolicy} (outboundTrafficPolicy REGISTRY_ONLY)`)}
+        ${attempts}${row('authz', authz)}${row('error', error)}</table></div>`;
   }).join('');
-  panel.innerHTML = `<div class="verdict${e.firstFailure >= 0 ? ' failed' : ''}">${esc(e.verdict)}</div>${hops}`;
+  const note = e.unsampled ? '<div class="empty">Not sampled: only the sidecars that failed the request, ' +
+      "or passed a proxy's error on, exported their spans.</div>" : '';
+  panel.innerHTML = `<div class="verdict${e.firstFailure >= 0 ? ' failed' : ''}">${esc(e.verdict)}</div>${note}${hops}`;
   panel.hidden = false;
 }
 

@@ -315,6 +315,44 @@ TEST_F(AppTest, LoadSummaryCountsStatusesAndPods) {
   EXPECT_EQ(summary.statuses[200] + summary.statuses[503], 2u) << summary.ToJson();
 }
 
+// A mesh proxy's own answer names the proxy (x-meshlet-error) and the request (x-request-id): a
+// failure lists both, so a test can hand the id to `meshctl explain`; other answers list neither.
+TEST_F(AppTest, FailuresListAProxysAttributionAndTheRequestId) {
+  bool from_proxy = true;
+  auto proxy = Server::Create(loop_, *net::Address::Parse("127.0.0.1:0"), ServerOptions{},
+                              [&](std::shared_ptr<Exchange> exchange) {
+                                http::ServerResponse r;
+                                r.status = 503;
+                                if (from_proxy) {
+                                  r.headers.Add("x-meshlet-error",
+                                                "client-0.default; flag=UO; reason=upstream "
+                                                "overloaded");
+                                  r.headers.Add("x-request-id", "5e1c0a9f-77");
+                                }
+                                exchange->Respond(std::move(r));
+                              });
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  GetOptions get;
+  get.url = Url(absl::StrCat("http://", (*proxy)->address().ToString(), "/"));
+  get.count = 2;
+  LoadSummary summary = RunLoad(loop_, get, random_);
+  ASSERT_EQ(summary.failures.size(), 2u) << summary.ToJson();
+  EXPECT_EQ(summary.failures[0].proxy_error,
+            "client-0.default; flag=UO; reason=upstream overloaded");
+  EXPECT_EQ(summary.failures[0].request_id, "5e1c0a9f-77");
+  EXPECT_TRUE(absl::StrContains(summary.ToJson(),
+                                "\"proxy_error\":\"client-0.default; flag=UO; reason=upstream "
+                                "overloaded\",\"request_id\":\"5e1c0a9f-77\""))
+      << summary.ToJson();
+  from_proxy = false;
+  summary = RunLoad(loop_, get, random_);
+  ASSERT_EQ(summary.failures.size(), 2u) << summary.ToJson();
+  EXPECT_EQ(summary.failures[0].proxy_error, "");
+  EXPECT_FALSE(absl::StrContains(summary.ToJson(), "request_id")) << summary.ToJson();
+  proxy->reset();
+  loop_.RunUntilIdle();
+}
+
 TEST_F(AppTest, LoadForADurationListsFailures) {
   ServeOptions o;
   o.service = "reviews";

@@ -149,6 +149,10 @@ void Load::OnDone(uint64_t id, FetchResult result) {
     if (!result.error.ok()) failure.error = result.error.ToString();
     failure.pod = std::string(pod.value_or(""));
     failure.trace = request.trace_id;
+    if (result.error.ok()) {
+      failure.proxy_error = std::string(result.headers.Get(kProxyErrorHeader).value_or(""));
+      failure.request_id = std::string(result.headers.Get(kRequestIdHeader).value_or(""));
+    }
     summary_.failures.push_back(std::move(failure));
   }
   summary_.last = std::move(result);

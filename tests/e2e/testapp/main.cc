@@ -152,6 +152,13 @@ int Get(const GetOptions& options) {
     std::fwrite(r.body.data(), 1, r.body.size(), stdout);
     if (r.status < 200 || r.status > 299) {
       std::fprintf(stderr, "testapp: %s answered %d\n", options.url.ToString().c_str(), r.status);
+      // A proxy's own answer says which proxy made it and the request's id (meshctl explain).
+      for (absl::string_view name : {kProxyErrorHeader, kRequestIdHeader}) {
+        if (std::optional<absl::string_view> value = r.headers.Get(name)) {
+          std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(name.size()), name.data(),
+                       static_cast<int>(value->size()), value->data());
+        }
+      }
       return 1;
     }
     return 0;

@@ -25,6 +25,8 @@ std::string FailureRecord::ToJson() const {
   }
   if (!pod.empty()) absl::StrAppend(&out, ",\"pod\":", JsonString(pod));
   if (!trace.empty()) absl::StrAppend(&out, ",\"trace\":", JsonString(trace));
+  if (!proxy_error.empty()) absl::StrAppend(&out, ",\"proxy_error\":", JsonString(proxy_error));
+  if (!request_id.empty()) absl::StrAppend(&out, ",\"request_id\":", JsonString(request_id));
   absl::StrAppendFormat(&out, ",\"ms\":%.2f}", ms);
   return out;
 }

@@ -11,12 +11,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "tests/e2e/testapp/json.h"
 
 namespace meshlet::testapp {
 
 // Failures (and trace ids) a summary lists at most; the counts cover them all.
 inline constexpr size_t kMaxListed = 20;
+
+// Headers of a mesh proxy's own answers that a failure reports (docs/operations.md, "Why a
+// request failed").
+inline constexpr absl::string_view kProxyErrorHeader = "x-meshlet-error";
+inline constexpr absl::string_view kRequestIdHeader = "x-request-id";
 
 // One failed request or connection.
 struct FailureRecord {
@@ -26,9 +32,14 @@ struct FailureRecord {
   std::string error;      // why none came (a Status's text), "" when one did
   std::string pod;        // the answer's x-testapp-pod header, "" when none
   std::string trace;      // the trace id it was sent with, "" when none
+  // A proxy's own answer: its x-meshlet-error (which proxy, flags, reason) and the request's
+  // x-request-id, which `meshctl explain` takes; "" when the answer had none.
+  std::string proxy_error;
+  std::string request_id;
 
   // {"at":0.105,"status":503,"pod":"reviews-v1-0","ms":1.25} or
-  // {"at":0.105,"error":"UNAVAILABLE: ...","ms":1.25}, with "trace" when there is one.
+  // {"at":0.105,"error":"UNAVAILABLE: ...","ms":1.25}, with "trace", "proxy_error" and
+  // "request_id" when there are.
   std::string ToJson() const;
 };
 

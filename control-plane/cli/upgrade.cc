@@ -1,0 +1,841 @@
+// upgrade: moves namespaces to another control-plane revision one at a time (docs/upgrades.md,
+// ADR 0070): relabels the namespace, restarts its Deployments, StatefulSets and DaemonSets as
+// `kubectl rollout restart` does (their controllers replace the pods, which the revision's
+// webhook injects, as each one's strategy allows), and waits until every pod is on the revision
+// and ready before the next namespace.
+// Talks to the Kubernetes API server, not to the control plane.
+
+#include "control-plane/cli/upgrade.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/base/file.h"
+#include "common/base/json.h"
+#include "control-plane/cli/commands.h"
+#include "control-plane/cli/http_client.h"
+#include "control-plane/cli/output.h"
+#include "control-plane/inject/node.h"
+#include "control-plane/inject/revision.h"
+
+namespace meshlet::controlplane::cli {
+namespace {
+
+constexpr char kInjectLabel[] = "meshlet.io/inject";
+constexpr char kPodInjectLabel[] = "sidecar.meshlet.io/inject";
+constexpr char kPodRevisionAnnotation[] = "sidecar.meshlet.io/revision";
+
+// node[k1][k2]... without throwing and without adding keys: an undefined node when a step is
+// missing or not a map (the API server's JSON may leave any field out).
+YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
+  for (absl::string_view key : path) node.reset(inject::Field(node, key));
+  return node;
+}
+
+// `node` when it is a list, else an empty one (iterating a map as a list throws).
+YAML::Node ListOf(const YAML::Node& node) {
+  return node.IsDefined() && node.IsSequence() ? node : YAML::Node(YAML::NodeType::Sequence);
+}
+
+int IntOf(const YAML::Node& node, int fallback = 0) {
+  int value = fallback;
+  if (node && node.IsScalar()) absl::SimpleAtoi(node.Scalar(), &value);
+  return value;
+}
+
+std::string TargetName(absl::string_view target) { return inject::RevisionDisplayName(target); }
+
+bool Selects(const YAML::Node& match_labels, const YAML::Node& labels) {
+  if (!match_labels.IsMap() || match_labels.size() == 0) return false;
+  for (auto it = match_labels.begin(); it != match_labels.end(); ++it) {
+    const YAML::Node value = At(labels, {Scalar(it->first)});
+    if (!value || Scalar(value) != Scalar(it->second)) return false;
+  }
+  return true;
+}
+
+bool PodReady(const YAML::Node& pod) {
+  for (const YAML::Node& c : ListOf(At(pod, {"status", "conditions"}))) {
+    if (Scalar(At(c, {"type"})) == "Ready") return Scalar(At(c, {"status"})) == "True";
+  }
+  return false;
+}
+
+absl::StatusOr<YAML::Node> LoadJson(absl::string_view text, absl::string_view what) {
+  try {
+    YAML::Node node = YAML::Load(std::string(text));
+    if (node.IsMap()) return node;
+  } catch (const YAML::Exception&) {
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
+}
+
+}  // namespace
+
+const std::vector<WorkloadKind>& WorkloadKinds() {
+  static const auto* kinds =
+      new std::vector<WorkloadKind>{{"Deployment", "deployments", "deployment"},
+                                    {"StatefulSet", "statefulsets", "statefulset"},
+                                    {"DaemonSet", "daemonsets", "daemonset"}};
+  return *kinds;
+}
+
+std::string WorkloadState::Display() const {
+  for (const WorkloadKind& k : WorkloadKinds()) {
+    if (kind == k.kind) return absl::StrCat(k.display, "/", name);
+  }
+  return name;
+}
+
+bool WorkloadState::Done(absl::string_view target) const {
+  const std::string want = TargetName(target);
+  int on_target = 0, elsewhere = 0;
+  for (const auto& [revision, count] : pods_by_revision) {
+    (revision == want ? on_target : elsewhere) += count;
+  }
+  auto ready = ready_by_revision.find(want);
+  return rolled_out && elsewhere == 0 && terminating == 0 && on_target == replicas &&
+         ready != ready_by_revision.end() && ready->second == replicas;
+}
+
+std::string WorkloadState::PodsText() const {
+  if (pods_by_revision.empty()) return "no pods";
+  return absl::StrJoin(pods_by_revision, ", ", [](std::string* out, const auto& entry) {
+    absl::StrAppend(out, entry.second, " on ", entry.first);
+  });
+}
+
+std::string WorkloadState::Waiting(absl::string_view target) const {
+  std::vector<std::string> what;
+  if (!rolled_out) what.push_back(absl::StrCat("the ", kind, "'s rollout"));
+  const std::string want = TargetName(target);
+  for (const auto& [revision, count] : pods_by_revision) {
+    if (revision != want) what.push_back(absl::StrCat(count, " pod(s) still on ", revision));
+  }
+  if (terminating > 0) what.push_back(absl::StrCat(terminating, " pod(s) terminating"));
+  auto ready = ready_by_revision.find(want);
+  const int ready_on_target = ready == ready_by_revision.end() ? 0 : ready->second;
+  if (ready_on_target < replicas) {
+    what.push_back(absl::StrCat(ready_on_target, "/", replicas, " ready on ", want));
+  }
+  return what.empty() ? "nothing" : absl::StrJoin(what, ", ");
+}
+
+absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
+                                             const std::vector<std::string>& workload_lists,
+                                             absl::string_view pods_json) {
+  absl::StatusOr<YAML::Node> ns = LoadJson(ns_json, "the Namespace");
+  if (!ns.ok()) return ns.status();
+  std::vector<std::pair<std::string, YAML::Node>> lists;
+  for (size_t i = 0; i < workload_lists.size() && i < WorkloadKinds().size(); ++i) {
+    const std::string kind = WorkloadKinds()[i].kind;
+    absl::StatusOr<YAML::Node> list =
+        LoadJson(workload_lists[i], absl::StrCat("the ", kind, "List"));
+    if (!list.ok()) return list.status();
+    lists.emplace_back(kind, *std::move(list));
+  }
+  absl::StatusOr<YAML::Node> pods = LoadJson(pods_json, "the PodList");
+  if (!pods.ok()) return pods.status();
+  NamespaceState state;
+  state.name = Scalar(At(*ns, {"metadata", "name"}));
+  const YAML::Node labels = At(*ns, {"metadata", "labels"});
+  if (At(labels, {inject::kRevisionLabel})) {
+    state.revision = Scalar(At(labels, {inject::kRevisionLabel}));
+  } else if (Scalar(At(labels, {kInjectLabel})) == "enabled") {
+    state.revision = inject::kDefaultRevision;
+  }
+  for (const auto& [kind, list] : lists) {
+    for (const YAML::Node& d : ListOf(At(list, {"items"}))) {
+      WorkloadState w;
+      w.kind = kind;
+      w.name = Scalar(At(d, {"metadata", "name"}));
+      w.generation = IntOf(At(d, {"metadata", "generation"}));
+      const YAML::Node status = At(d, {"status"});
+      w.replicas = kind == "DaemonSet" ? IntOf(At(status, {"desiredNumberScheduled"}))
+                                       : IntOf(At(d, {"spec", "replicas"}), 1);
+      const YAML::Node template_metadata = At(d, {"spec", "template", "metadata"});
+      const std::string pinned = Scalar(At(template_metadata, {"labels", inject::kRevisionLabel}));
+      if (!pinned.empty()) {
+        w.skip_reason = absl::StrCat("its pods are labelled ", inject::kRevisionLabel, "=", pinned,
+                                     ", which wins over the namespace's");
+      } else if (Scalar(At(template_metadata, {"labels", kPodInjectLabel})) == "false" ||
+                 Scalar(At(template_metadata, {"annotations", kPodInjectLabel})) == "false") {
+        w.skip_reason = "its pods opt out of injection";
+      } else if (Scalar(At(d, {"spec", "template", "spec", "hostNetwork"})) == "true") {
+        w.skip_reason = "its pods are on the host's network, which is never injected";
+      }
+      w.restarted_at = Scalar(At(template_metadata, {"annotations", kRestartedAtAnnotation}));
+      const bool observed = IntOf(At(status, {"observedGeneration"})) >= w.generation;
+      if (kind == "DaemonSet") {
+        w.rolled_out = observed && IntOf(At(status, {"updatedNumberScheduled"})) == w.replicas &&
+                       IntOf(At(status, {"numberAvailable"})) == w.replicas;
+      } else if (kind == "StatefulSet") {
+        const std::string update = Scalar(At(status, {"updateRevision"}));
+        w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"readyReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"replicas"})) == w.replicas &&
+                       (update.empty() || Scalar(At(status, {"currentRevision"})) == update);
+      } else {
+        w.rolled_out = observed && IntOf(At(status, {"updatedReplicas"})) == w.replicas &&
+                       IntOf(At(status, {"replicas"})) == w.replicas &&
+                       IntOf(At(status, {"availableReplicas"})) == w.replicas;
+      }
+      std::map<std::string, int> by_revision;
+      const YAML::Node selector = At(d, {"spec", "selector", "matchLabels"});
+      for (const YAML::Node& p : ListOf(At(*pods, {"items"}))) {
+        if (!Selects(selector, At(p, {"metadata", "labels"}))) continue;
+        if (At(p, {"metadata", "deletionTimestamp"})) {
+          ++w.terminating;
+          continue;
+        }
+        const std::string phase = Scalar(At(p, {"status", "phase"}));
+        if (phase == "Succeeded" || phase == "Failed") continue;
+        std::string revision = Scalar(At(p, {"metadata", "annotations", kPodRevisionAnnotation}));
+        if (revision.empty()) revision = "none";
+        ++by_revision[revision];
+        if (PodReady(p)) ++w.ready_by_revision[revision];
+        w.pod_names_by_revision[revision].push_back(Scalar(At(p, {"metadata", "name"})));
+      }
+      w.pods_by_revision.assign(by_revision.begin(), by_revision.end());
+      state.workloads.push_back(std::move(w));
+    }
+  }
+  // By kind (WorkloadKinds' order), then name.
+  auto order = [](const WorkloadState& w) {
+    size_t i = 0;
+    while (i < WorkloadKinds().size() && WorkloadKinds()[i].kind != w.kind) ++i;
+    return std::pair(i, w.name);
+  };
+  std::sort(state.workloads.begin(), state.workloads.end(),
+            [&](const WorkloadState& a, const WorkloadState& b) { return order(a) < order(b); });
+  return state;
+}
+
+std::string ProxiesNotConnected(absl::string_view proxies_json,
+                                const std::vector<std::string>& pods, absl::string_view ns,
+                                absl::string_view target) {
+  absl::StatusOr<YAML::Node> proxies = LoadJson(proxies_json, "GET /api/v1/proxies");
+  if (!proxies.ok()) return std::string(proxies.status().message());
+  std::map<std::string, YAML::Node> by_id;
+  for (const YAML::Node& p : ListOf(At(*proxies, {"items"}))) {
+    by_id[Scalar(At(p, {"id"}))] = p;
+  }
+  const std::string want = TargetName(target);
+  std::vector<std::string> missing;
+  for (const std::string& pod : pods) {
+    const std::string id = absl::StrCat(pod, ".", ns);
+    auto it = by_id.find(id);
+    if (it == by_id.end()) {
+      missing.push_back(absl::StrCat("proxy ", id, " not connected"));
+      continue;
+    }
+    const std::string revision = Scalar(At(it->second, {"revision"}));
+    if (revision != want) {
+      missing.push_back(
+          absl::StrCat("proxy ", id, " reports revision ", revision.empty() ? "none" : revision));
+      continue;
+    }
+    const YAML::Node types = At(it->second, {"types"});
+    bool acked = types.IsMap() && types.size() > 0;
+    for (auto t = types.begin(); acked && t != types.end(); ++t) {
+      acked = Scalar(At(t->second, {"state"})) == "ACKED";
+    }
+    if (!acked) missing.push_back(absl::StrCat("proxy ", id, " has not ACKed its configuration"));
+  }
+  return absl::StrJoin(missing, ", ");
+}
+
+absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
+                                                     absl::string_view context_name,
+                                                     absl::string_view directory) {
+  YAML::Node config;
+  try {
+    config = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("not YAML: ", e.what()));
+  }
+  if (!config.IsMap()) return absl::InvalidArgumentError("not a kubeconfig (a map)");
+  const std::string wanted =
+      context_name.empty() ? Scalar(At(config, {"current-context"})) : std::string(context_name);
+  if (wanted.empty()) {
+    return absl::InvalidArgumentError("no current-context: give --kubeconfig-context NAME");
+  }
+  // The `item` of the entry of `list` named `name` ({name: NAME, context: {...}}), or null.
+  auto named = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
+    const YAML::Node entries = At(config, {list});
+    for (size_t i = 0; entries.IsSequence() && i < entries.size(); ++i) {
+      if (Scalar(At(entries[i], {"name"})) == name) return At(entries[i], {item});
+    }
+    return YAML::Node(YAML::NodeType::Null);
+  };
+  const YAML::Node context = named("contexts", "context", wanted);
+  if (!context.IsMap()) return absl::InvalidArgumentError(absl::StrCat("no context ", wanted));
+  const std::string cluster_name = Scalar(At(context, {"cluster"}));
+  const YAML::Node cluster = named("clusters", "cluster", cluster_name);
+  if (!cluster.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context ", wanted, ": no cluster \"", cluster_name, "\""));
+  }
+  auto path = [&](const YAML::Node& node) {
+    std::string p = Scalar(node);
+    if (!p.empty() && p[0] != '/' && !directory.empty()) p = absl::StrCat(directory, "/", p);
+    return p;
+  };
+  auto decoded = [](const YAML::Node& node, std::string* out) {
+    return Scalar(node).empty() || absl::Base64Unescape(Scalar(node), out);
+  };
+  KubeconfigCredentials c;
+  const std::string where = absl::StrCat("cluster ", cluster_name, ": ");
+  c.server = Scalar(At(cluster, {"server"}));
+  if (!absl::StartsWith(c.server, "https://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "server \"", c.server, "\" is not https://HOST:PORT"));
+  }
+  if (Scalar(At(cluster, {"insecure-skip-tls-verify"})) == "true") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "insecure-skip-tls-verify is not supported: the API server is always verified"));
+  }
+  if (!decoded(At(cluster, {"certificate-authority-data"}), &c.ca_pem)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "certificate-authority-data: not base64"));
+  }
+  c.ca_file = path(At(cluster, {"certificate-authority"}));
+  if (c.ca_pem.empty() && c.ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "no certificate-authority(-data): the API server could not be verified"));
+  }
+  const std::string user_name = Scalar(At(context, {"user"}));
+  const YAML::Node user = named("users", "user", user_name);
+  const std::string who = absl::StrCat("user ", user_name, ": ");
+  if (!user.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context ", wanted, ": no user \"", user_name, "\""));
+  }
+  if (At(user, {"exec"}) || At(user, {"auth-provider"})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        who,
+        "credential plugins (exec, auth-provider) are not supported; give a token with "
+        "--kubernetes-token-file (for example from kubectl create token)"));
+  }
+  c.token = Scalar(At(user, {"token"}));
+  c.token_file = path(At(user, {"tokenFile"}));
+  if (!decoded(At(user, {"client-certificate-data"}), &c.cert_pem) ||
+      !decoded(At(user, {"client-key-data"}), &c.key_pem)) {
+    return absl::InvalidArgumentError(absl::StrCat(who, "client-certificate/key-data: not base64"));
+  }
+  c.cert_file = path(At(user, {"client-certificate"}));
+  c.key_file = path(At(user, {"client-key"}));
+  const bool has_cert = !c.cert_pem.empty() || !c.cert_file.empty();
+  const bool has_key = !c.key_pem.empty() || !c.key_file.empty();
+  if (has_cert != has_key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, "a client certificate and its key go together"));
+  }
+  if (!has_cert && c.token.empty() && c.token_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, "no credentials (token, tokenFile or a client certificate)"));
+  }
+  return c;
+}
+
+std::string NamespaceRevisionPatch(absl::string_view target) {
+  if (target.empty()) {
+    return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":null,",
+                        JsonQuote(kInjectLabel), R"(:"enabled"}}})");
+  }
+  return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":",
+                      JsonQuote(target), "}}}");
+}
+
+std::string RestartPatch(absl::string_view at) {
+  return absl::StrCat(R"({"spec":{"template":{"metadata":{"annotations":{)",
+                      JsonQuote(kRestartedAtAnnotation), ":", JsonQuote(at), "}}}}}");
+}
+
+namespace {
+
+// The Kubernetes API server, one blocking request at a time: HTTPS verified against the
+// cluster CA, with a bearer token read from its file for each request.
+class KubernetesClient {
+ public:
+  // `c` with its files read; `source` names where the settings came from, for errors.
+  static absl::StatusOr<KubernetesClient> Create(KubeconfigCredentials c,
+                                                 const std::string& source) {
+    absl::string_view server = c.server;
+    if (absl::ConsumePrefix(&server, "http://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", c.server, ": the API server is reached over https"));
+    }
+    absl::ConsumePrefix(&server, "https://");
+    absl::ConsumeSuffix(&server, "/");
+    for (auto [file, pem] : {std::pair{&c.ca_file, &c.ca_pem},
+                             {&c.cert_file, &c.cert_pem},
+                             {&c.key_file, &c.key_pem}}) {
+      if (!pem->empty() || file->empty()) continue;
+      absl::StatusOr<std::string> read = ReadFile(*file, 1 << 20);
+      if (!read.ok())
+        return absl::InvalidArgumentError(absl::StrCat(source, ": ", read.status().message()));
+      *pem = *std::move(read);
+    }
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateClient({.certificate_chain_pem = c.cert_pem,
+                                       .private_key_pem = c.key_pem,
+                                       .trust_bundle_pem = c.ca_pem,
+                                       .alpn_protocols = {"http/1.1"}});
+    if (!context.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": the CA or client certificate: ", context.status().message()));
+    }
+    return KubernetesClient(std::string(server), *std::move(context), std::move(c.token),
+                            std::move(c.token_file));
+  }
+
+  // The answer, whatever its status; an error when none came.
+  absl::StatusOr<HttpResponse> Call(absl::string_view method, const std::string& path,
+                                    absl::string_view patch = "") const {
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"accept", "application/json"}, {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
+    // A token file is read for every request: the kubelet rotates projected tokens.
+    std::string token = token_;
+    if (!token_file_.empty()) {
+      absl::StatusOr<std::string> read = ReadFile(token_file_, 64 << 10);
+      if (!read.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the token file: ", read.status().message()));
+      }
+      token = std::string(absl::StripAsciiWhitespace(*read));
+    }
+    if (!token.empty()) headers.emplace_back("authorization", absl::StrCat("Bearer ", token));
+    if (!patch.empty()) headers.emplace_back("content-type", "application/merge-patch+json");
+    HttpRequestOptions options;
+    options.tls = tls_;
+    absl::StatusOr<HttpResponse> response =
+        HttpRequest(server_, method, path, headers, patch, options);
+    if (!response.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("Kubernetes API server ", server_, ": ", response.status().message()));
+    }
+    return response;
+  }
+
+  // The 2xx answer's body; otherwise an error naming the request and the API's message.
+  absl::StatusOr<std::string> Fetch(absl::string_view method, const std::string& path,
+                                    absl::string_view patch = "") const {
+    absl::StatusOr<HttpResponse> response = Call(method, path, patch);
+    if (!response.ok()) return response.status();
+    if (response->status / 100 == 2) return std::move(response->body);
+    std::string message = std::string(absl::StripAsciiWhitespace(response->body));
+    try {
+      YAML::Node status = YAML::Load(response->body);
+      if (status.IsMap() && status["message"]) message = Scalar(status["message"]);
+    } catch (const YAML::Exception&) {
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        method, " ", path, ": HTTP ", response->status, ": ", message,
+        response->status == 403 ? " (meshctl upgrade needs get, list and patch on namespaces, "
+                                  "deployments, statefulsets and daemonsets, and list on pods)"
+                                : ""));
+  }
+
+ private:
+  KubernetesClient(std::string server, std::shared_ptr<const tls::TlsContext> tls,
+                   std::string token, std::string token_file)
+      : server_(std::move(server)),
+        tls_(std::move(tls)),
+        token_(std::move(token)),
+        token_file_(std::move(token_file)) {}
+
+  std::string server_;
+  std::shared_ptr<const tls::TlsContext> tls_;
+  std::string token_;
+  std::string token_file_;
+};
+
+std::string InClusterApi() {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || port == nullptr || *host == '\0' || *port == '\0') return "";
+  const std::string h(host);
+  return h.find(':') != std::string::npos ? absl::StrCat("https://[", h, "]:", port)
+                                          : absl::StrCat("https://", h, ":", port);
+}
+
+constexpr char kInClusterCa[] = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+constexpr char kInClusterToken[] = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+std::string Seconds(absl::Duration d) {
+  return absl::StrCat(absl::StrFormat("%.1f", absl::ToDoubleSeconds(d)), " s");
+}
+
+class Upgrade final : public Command {
+ public:
+  std::vector<flags::Flag> Flags() override {
+    return {
+        {.name = "--revision",
+         .value = "NAME",
+         .help = "the revision to move to (required); \"default\" is the control plane "
+                 "installed without one",
+         .required = true,
+         .set =
+             [this](absl::string_view v) {
+               absl::StatusOr<std::string> revision = inject::ParseRevision(v);
+               if (!revision.ok()) return revision.status();
+               revision_ = *std::move(revision);
+               return absl::OkStatus();
+             }},
+        {.name = "--namespace",
+         .shorthand = "-n",
+         .value = "NS",
+         .help = "a namespace to move, in the order given; repeatable, at least one",
+         .required = true,
+         .set =
+             [this](absl::string_view v) {
+               namespaces_.emplace_back(v);
+               return absl::OkStatus();
+             }},
+        DryRunFlag(&dry_run_, "print what would change, change nothing"),
+        Switch("--check-proxies", "", &check_proxies_,
+               "also ask the revision's control plane (the API meshctl's context, --server and "
+               "--server-identity name, which must be that revision's) that each moved pod's "
+               "proxy is connected to it and has ACKed its configuration"),
+        {.name = "--rollout-timeout",
+         .value = "DURATION",
+         .help = "how long one namespace may take to be on the revision (default 5m)",
+         .set =
+             [this](absl::string_view v) {
+               absl::Duration d;
+               if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+                 return absl::InvalidArgumentError("must be a positive duration such as 5m");
+               }
+               timeout_ = d;
+               return absl::OkStatus();
+             }},
+        flags::StringFlag("--control-plane-namespace", "NS", &control_plane_namespace_,
+                          "where the control planes run (default meshlet-system)"),
+        flags::StringFlag("--kubeconfig", "FILE", &kubeconfig_,
+                          "the kubeconfig to reach the API server with (default: $KUBECONFIG's "
+                          "first file, else ~/.kube/config; not used inside a pod or with "
+                          "--kubernetes-api): its server, CA, and a token or client "
+                          "certificate"),
+        flags::StringFlag("--context", "NAME", &kube_context_,
+                          "the kubeconfig's context (default its current-context)"),
+        flags::StringFlag("--kubernetes-api", "URL", &api_,
+                          "the API server, https://HOST:PORT, instead of a kubeconfig (inside "
+                          "a pod: KUBERNETES_SERVICE_HOST and _PORT)"),
+        flags::StringFlag("--kubernetes-ca-file", "FILE", &ca_file_,
+                          "with --kubernetes-api: the CA that signed the API server's "
+                          "certificate (default: the pod's service-account ca.crt)"),
+        flags::StringFlag("--kubernetes-token-file", "FILE", &token_file_,
+                          "with --kubernetes-api: a bearer token (default: the pod's "
+                          "service-account token)"),
+    };
+  }
+
+  int Run(Session& session) override {
+    if (!session.positional().empty()) return session.Fail(session.UsageFailure());
+    std::ostream& out = session.io().out;
+    absl::StatusOr<KubernetesClient> client = Connect(session);
+    if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
+    const std::string target = TargetName(revision_);
+    // The revision's control plane: its Deployment has an available replica.
+    const std::string control_plane = inject::ControlPlaneName(revision_);
+    absl::StatusOr<HttpResponse> cp =
+        client->Call("GET", absl::StrCat("/apis/apps/v1/namespaces/", control_plane_namespace_,
+                                         "/deployments/", control_plane));
+    if (!cp.ok()) return session.Fail({kExitUnreachable, std::string(cp.status().message())});
+    if (cp->status == 404) {
+      return session.Fail(
+          {kExitFailed,
+           absl::StrCat("revision ", target, " has no control plane: no Deployment ", control_plane,
+                        " in ", control_plane_namespace_,
+                        " (install it first: meshctl install --set revision=", revision_, ")")});
+    }
+    if (cp->status != 200) {
+      return session.Fail(
+          {kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ", cp->status)});
+    }
+    YAML::Node cp_status;
+    try {
+      cp_status.reset(At(YAML::Load(cp->body), {"status"}));
+    } catch (const YAML::Exception&) {
+    }
+    if (IntOf(cp_status["availableReplicas"]) < 1) {
+      return session.Fail({kExitFailed, absl::StrCat("revision ", target, "'s control plane (",
+                                                     control_plane_namespace_, "/", control_plane,
+                                                     ") has no available replica")});
+    }
+    if (check_proxies_) {
+      if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
+      absl::StatusOr<HttpResponse> version = session.api().SendPlain("GET", "/version");
+      if (!version.ok() || version->status != 200) {
+        return session.Fail(
+            {kExitUnreachable, absl::StrCat("--check-proxies: the control plane at ",
+                                            session.api().server(), ": unreachable (",
+                                            version.ok() ? absl::StrCat("HTTP ", version->status)
+                                                         : session.api().Explain(version.status()),
+                                            ")")});
+      }
+      std::string api_revision;
+      try {
+        api_revision = Scalar(At(YAML::Load(version->body), {"revision"}));
+      } catch (const YAML::Exception&) {
+      }
+      if (api_revision != target) {
+        return session.Fail(
+            {kExitFailed,
+             absl::StrCat("--check-proxies: the control plane at ", session.api().server(),
+                          " is revision ", api_revision.empty() ? "(none said)" : api_revision,
+                          ", not ", target, ": point meshctl at revision ", target,
+                          "'s API (--server, --server-identity spiffe://.../sa/", control_plane,
+                          ")")});
+      }
+    }
+    out << "revision " << target << ": control plane " << control_plane_namespace_ << "/"
+        << control_plane << " available (" << IntOf(cp_status["availableReplicas"])
+        << " replica(s))" << (dry_run_ ? "; dry run: nothing is changed" : "") << "\n";
+    for (const std::string& ns : namespaces_) {
+      if (int code = MoveNamespace(session, *client, ns); code != kExitOk) return code;
+    }
+    return kExitOk;
+  }
+
+ private:
+  // --kubernetes-api (or inside a pod, its service account), else a kubeconfig.
+  absl::StatusOr<KubernetesClient> Connect(Session& session) {
+    const std::string api = api_.empty() && kubeconfig_.empty() ? InClusterApi() : api_;
+    if (!api.empty()) {
+      KubeconfigCredentials c;
+      c.server = absl::StartsWith(api, "https://") || absl::StartsWith(api, "http://")
+                     ? api
+                     : absl::StrCat("https://", api);
+      c.ca_file = ca_file_.empty() ? kInClusterCa : ca_file_;
+      c.token_file = token_file_.empty() ? kInClusterToken : token_file_;
+      return KubernetesClient::Create(std::move(c), "--kubernetes-api");
+    }
+    if (!ca_file_.empty() || !token_file_.empty()) {
+      return absl::InvalidArgumentError(
+          "--kubernetes-ca-file and --kubernetes-token-file go with --kubernetes-api");
+    }
+    std::string path = kubeconfig_;
+    if (path.empty()) {
+      const char* env = std::getenv("KUBECONFIG");
+      if (env != nullptr && *env != '\0') {
+        path = std::string(absl::string_view(env).substr(0, absl::string_view(env).find(':')));
+      } else if (!session.environment().home.empty()) {
+        path = absl::StrCat(session.environment().home, "/.kube/config");
+      }
+    }
+    if (path.empty()) {
+      return absl::FailedPreconditionError(
+          "no Kubernetes API server: give --kubeconfig FILE or --kubernetes-api https://HOST:PORT");
+    }
+    absl::StatusOr<std::string> text = ReadFile(path, 4 << 20);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig: ", text.status().message(),
+                       " (give --kubeconfig FILE, or --kubernetes-api https://HOST:PORT)"));
+    }
+    const size_t slash = path.rfind('/');
+    absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(
+        *text, kube_context_, slash == std::string::npos ? "." : path.substr(0, slash));
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig ", path, ": ", c.status().message()));
+    }
+    return KubernetesClient::Create(*std::move(c), absl::StrCat("kubeconfig ", path));
+  }
+
+  absl::StatusOr<NamespaceState> Read(const KubernetesClient& client, const std::string& ns) {
+    absl::StatusOr<std::string> namespace_json =
+        client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns));
+    if (!namespace_json.ok()) return namespace_json.status();
+    std::vector<std::string> lists;
+    for (const WorkloadKind& kind : WorkloadKinds()) {
+      absl::StatusOr<std::string> list =
+          client.Fetch("GET", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", kind.resource));
+      if (!list.ok()) return list.status();
+      lists.push_back(*std::move(list));
+    }
+    absl::StatusOr<std::string> pods =
+        client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns, "/pods"));
+    if (!pods.ok()) return pods.status();
+    return ReadNamespace(*namespace_json, lists, *pods);
+  }
+
+  int MoveNamespace(Session& session, const KubernetesClient& client, const std::string& ns) {
+    std::ostream& out = session.io().out;
+    const std::string target = TargetName(revision_);
+    const absl::Time started = absl::Now();
+    absl::StatusOr<NamespaceState> state = Read(client, ns);
+    if (!state.ok()) {
+      return session.Fail(
+          {kExitFailed, absl::StrCat("namespace ", ns, ": ", state.status().message())});
+    }
+    const std::string from = state->revision.empty() ? "no revision (not injected)"
+                                                     : absl::StrCat("revision ", state->revision);
+    const bool relabel = state->revision != target;
+    out << "namespace " << ns << ": " << from
+        << (relabel ? absl::StrCat(" -> ", target) : " already") << " ("
+        << (revision_.empty()
+                ? absl::StrCat(inject::kRevisionLabel, " removed, ", kInjectLabel, "=enabled")
+                : absl::StrCat(inject::kRevisionLabel, "=", revision_))
+        << ")\n";
+    std::vector<const WorkloadState*> restart;
+    for (const WorkloadState& w : state->workloads) {
+      if (!w.skip_reason.empty()) {
+        out << "  " << w.Display() << ": left alone: " << w.skip_reason << " (" << w.PodsText()
+            << ")\n";
+      } else if (w.Done(revision_)) {
+        out << "  " << w.Display() << ": already on " << target << " (" << w.PodsText() << ")\n";
+      } else {
+        out << "  " << w.Display() << ": restart (" << w.PodsText() << ")\n";
+        restart.push_back(&w);
+      }
+    }
+    if (dry_run_) return kExitOk;
+    if (relabel) {
+      absl::StatusOr<std::string> patched = client.Fetch(
+          "PATCH", absl::StrCat("/api/v1/namespaces/", ns), NamespaceRevisionPatch(revision_));
+      if (!patched.ok())
+        return session.Fail({kExitFailed, std::string(patched.status().message())});
+    }
+    const std::string at = absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone());
+    std::vector<std::string> pending;  // Display() of each restarted workload
+    for (const WorkloadState* w : restart) {
+      const char* resource = "deployments";
+      for (const WorkloadKind& kind : WorkloadKinds()) {
+        if (w->kind == kind.kind) resource = kind.resource;
+      }
+      absl::StatusOr<std::string> patched = client.Fetch(
+          "PATCH", absl::StrCat("/apis/apps/v1/namespaces/", ns, "/", resource, "/", w->name),
+          RestartPatch(at));
+      if (!patched.ok())
+        return session.Fail({kExitFailed, std::string(patched.status().message())});
+      pending.push_back(w->Display());
+    }
+    // Wait until every restarted workload has all its pods on the revision, ready.
+    const absl::Time deadline = absl::Now() + timeout_;
+    std::string waiting;
+    while (!pending.empty()) {
+      absl::StatusOr<NamespaceState> now = Read(client, ns);
+      if (!now.ok()) {
+        return session.Fail(
+            {kExitFailed, absl::StrCat("namespace ", ns, ": ", now.status().message())});
+      }
+      std::string proxies_json;
+      if (check_proxies_) {
+        int exit_code = kExitOk;
+        std::optional<ApiReply> reply =
+            session.api().Call("GET", "/api/v1/proxies", "", &exit_code);
+        if (!reply.has_value()) return exit_code;
+        if (reply->http.status != 200) {
+          return session.Fail(
+              {kExitFailed, absl::StrCat("--check-proxies: ", reply->ErrorMessage())});
+        }
+        proxies_json = reply->http.body;
+      }
+      std::vector<std::string> left;
+      waiting.clear();
+      for (const WorkloadState& w : now->workloads) {
+        if (std::find(pending.begin(), pending.end(), w.Display()) == pending.end()) continue;
+        // Done only for our restart: an earlier rollout that happens to be complete is not.
+        std::string not_connected;
+        if (w.restarted_at == at && w.Done(revision_) && check_proxies_) {
+          auto names = w.pod_names_by_revision.find(target);
+          not_connected = ProxiesNotConnected(
+              proxies_json,
+              names == w.pod_names_by_revision.end() ? std::vector<std::string>{} : names->second,
+              ns, revision_);
+        }
+        if (w.restarted_at == at && w.Done(revision_) && not_connected.empty()) {
+          out << "  " << w.Display() << ": " << w.replicas << "/" << w.replicas << " pods on "
+              << target << ", ready"
+              << (check_proxies_ ? ", their proxies connected to it and ACKed" : "") << " ("
+              << Seconds(absl::Now() - started) << ")\n";
+        } else {
+          left.push_back(w.Display());
+          absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", w.Display(), ": ",
+                          w.restarted_at != at     ? "the restart"
+                          : !not_connected.empty() ? not_connected
+                                                   : w.Waiting(revision_));
+        }
+      }
+      pending = std::move(left);
+      if (pending.empty()) break;
+      if (absl::Now() >= deadline) {
+        return session.Fail(
+            {kExitFailed,
+             absl::StrCat("namespace ", ns, ": not on ", target, " after ",
+                          absl::FormatDuration(timeout_), ": waiting for ", waiting,
+                          ". The namespace is labelled for ", target,
+                          "; to go back: meshctl "
+                          "upgrade --revision ",
+                          state->revision.empty() ? "REVISION" : state->revision, " -n ", ns)});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    out << "namespace " << ns << ": on " << target << " (" << Seconds(absl::Now() - started)
+        << ")\n";
+    return kExitOk;
+  }
+
+  std::string revision_;
+  std::vector<std::string> namespaces_;
+  bool dry_run_ = false;
+  bool check_proxies_ = false;
+  absl::Duration timeout_ = absl::Minutes(5);
+  std::string control_plane_namespace_ = "meshlet-system";
+  std::string kubeconfig_;
+  std::string kube_context_;
+  std::string api_;
+  std::string ca_file_;
+  std::string token_file_;
+};
+
+}  // namespace
+
+CommandSpec UpgradeCommand() {
+  return {
+      .name = "upgrade",
+      .summary = "move namespaces to another control-plane revision, one at a time",
+      .about =
+          "Moves each namespace given, in order, to the control-plane revision --revision "
+          "(docs/upgrades.md): checks that the revision's control plane is available, labels "
+          "the namespace meshlet.io/rev=NAME (for \"default\": removes the label and sets "
+          "meshlet.io/inject=enabled), restarts each of its Deployments, StatefulSets and "
+          "DaemonSets as `kubectl rollout restart` does (their controllers replace the pods, "
+          "which the revision's webhook injects, as each one's strategy allows: a Deployment "
+          "with maxUnavailable 0 starts each new pod before an old one stops), and waits until "
+          "every pod of each is on the revision and ready (its proxy connected to that control "
+          "plane) before the next namespace. Workloads whose pods carry their own "
+          "meshlet.io/rev label, or opt out of injection, are left alone. Rolling back is the "
+          "same command with the old revision. Talks to the Kubernetes API server, by the "
+          "kubeconfig (its context's server, CA and token or client certificate), "
+          "--kubernetes-api, or inside a pod its service account (needs get, list and patch "
+          "on namespaces, deployments, statefulsets and daemonsets, list on pods), not to the "
+          "control plane; meshctl's context file is not read.",
+      .examples = {{"see what would change", "meshctl upgrade --revision canary -n shop --dry-run"},
+                   {"move two namespaces, one after the other",
+                    "meshctl upgrade --revision canary -n shop -n payments"},
+                   {"roll back", "meshctl upgrade --revision 0-2-0 -n shop"}},
+      .needs_context = false,
+      .make = [] { return std::make_unique<Upgrade>(); }};
+}
+
+}  // namespace meshlet::controlplane::cli

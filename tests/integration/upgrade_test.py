@@ -1,0 +1,260 @@
+"""`meshctl upgrade` against a (fake) Kubernetes API server, reached through a kubeconfig as a
+user's laptop would (docs/upgrades.md, ADR 0070). No pods run here: the test answers the
+restart as a Deployment controller and the revision's webhook would (new pods annotated with
+the revision, ready, the old ones gone, the status written), or does not, to see each check.
+
+Usage: upgrade_test.py MESHCTL CONTROL_PLANE [unittest args]
+
+Shown:
+- a revision without an available control plane Deployment is refused before anything changes;
+- --dry-run prints the plan (restart, pinned and opted-out Deployments left alone) and changes
+  nothing;
+- a move labels the namespace, sends the `kubectl rollout restart` patch to each Deployment and
+  StatefulSet to move (and to no other), waits for the rollout, and reports the namespace on
+  the revision;
+  namespaces go one at a time, in the order given;
+- moving to `default` removes the label and sets meshlet.io/inject=enabled;
+- a rollout that does not finish ends with the exit code 1, what it waits for and the command
+  that goes back;
+- the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error;
+- --check-proxies refuses a control plane of another revision than the target's.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import cp_api
+from fake_kubernetes_api import FakeApiServer
+from mesh_util import make_ca, make_server_cert, start_control_plane, stop_process
+
+MESHCTL = CONTROL_PLANE = None  # from argv
+TOKEN = "operator-" + os.urandom(6).hex()
+
+
+def deployment(name, namespace, template_labels=None, generation=1):
+    labels = dict({"app": name}, **(template_labels or {}))
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "generation": generation},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": labels}, "spec": {}}},
+            "status": {"observedGeneration": generation, "replicas": 2, "updatedReplicas": 2,
+                       "availableReplicas": 2, "readyReplicas": 2}}
+
+
+def pod(name, namespace, app, revision):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": app},
+                         "annotations": {"sidecar.meshlet.io/revision": revision}},
+            "spec": {}, "status": {"phase": "Running",
+                                   "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+class UpgradeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        ca = make_ca(cls.tmp, "cluster-ca")
+        cls.fake = FakeApiServer(make_server_cert(cls.tmp, "apiserver", ca), TOKEN)
+        cls.kubeconfig = os.path.join(cls.tmp, "kubeconfig")
+        with open(cls.kubeconfig, "w") as f:
+            # The CA as a file relative to the kubeconfig, as kubeadm's admin.conf may have it.
+            json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "test",
+                       "contexts": [{"name": "test",
+                                     "context": {"cluster": "fake", "user": "operator"}}],
+                       "clusters": [{"name": "fake", "cluster": {
+                           "server": cls.fake.address,
+                           "certificate-authority": os.path.basename(ca[0])}}],
+                       "users": [{"name": "operator", "user": {"token": TOKEN}}]}, f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+
+    def setUp(self):
+        # A fresh cluster for each test: namespaces, control planes, the app.
+        for kind in ("namespaces", "deployments", "statefulsets", "pods"):
+            for key in list(self.fake.objects[kind]):
+                self.fake.delete(kind, key[0], key[1])
+        for revision in ("0-2-0", "canary"):
+            self.fake.put("deployments", deployment("meshlet-control-plane-" + revision,
+                                                    "meshlet-system"))
+        for ns in ("shop", "pay"):
+            self.fake.put("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": ns, "labels": {
+                                             "meshlet.io/rev": "0-2-0"}}})
+            self.fake.put("deployments", deployment("web", ns))
+            for i in range(2):
+                self.fake.put("pods", pod("web-old-%d" % i, ns, "web", "0-2-0"))
+        self.fake.put("deployments", deployment("pinned", "shop", {"meshlet.io/rev": "0-2-0"}))
+        self.fake.put("deployments", deployment("batch", "shop",
+                                                {"sidecar.meshlet.io/inject": "false"}))
+        with self.fake.cond:
+            self.fake.writes.clear()
+
+    def meshctl(self, *args, expect=0, kubeconfig=None, timeout=60, global_args=()):
+        """meshctl [GLOBAL_ARGS] upgrade ARGS."""
+        env = dict(os.environ, HOME=self.tmp)
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        env["KUBECONFIG"] = kubeconfig or self.kubeconfig
+        p = subprocess.run([MESHCTL, *global_args, "upgrade", *args], capture_output=True,
+                           text=True, env=env, timeout=timeout)
+        self.assertEqual(p.returncode, expect, "meshctl upgrade %s\nstdout:\n%s\nstderr:\n%s" %
+                         (args, p.stdout, p.stderr))
+        return p
+
+    def writes(self):
+        with self.fake.cond:
+            return [(method, path, body) for _, method, path, body in self.fake.writes]
+
+    def controller(self, namespaces, revision, stop):
+        """Plays the Deployment controller and the revision's webhook: a restarted `web`
+        Deployment gets new pods on `revision`, then loses the old ones, and its status."""
+        done = set()
+        while not stop.is_set() and len(done) < len(namespaces):
+            for ns in namespaces:
+                with self.fake.cond:
+                    d = self.fake.objects["deployments"].get((ns, "web"))
+                annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+                if ns in done or "kubectl.kubernetes.io/restartedAt" not in annotations:
+                    continue
+                generation = d["metadata"]["generation"]
+                for name in [k[1] for k in self.fake.objects["pods"] if k[0] == ns]:
+                    self.fake.delete("pods", ns, name)
+                for i in range(2):
+                    self.fake.put("pods", pod("web-new-%d" % i, ns, "web", revision))
+                d = json.loads(json.dumps(d))
+                d["status"] = dict(d["status"], observedGeneration=generation)
+                self.fake.put("deployments", d)
+                done.add(ns)
+            stop.wait(0.1)
+
+    def test_no_control_plane_for_the_revision_is_refused_first(self):
+        p = self.meshctl("--revision", "nightly", "-n", "shop", expect=1)
+        self.assertIn("revision nightly has no control plane: no Deployment "
+                      "meshlet-control-plane-nightly in meshlet-system", p.stderr)
+        self.fake.put("deployments", dict(deployment("meshlet-control-plane-nightly",
+                                                     "meshlet-system"), status={}))
+        p = self.meshctl("--revision", "nightly", "-n", "shop", expect=1)
+        self.assertIn("has no available replica", p.stderr)
+        self.assertEqual(self.writes(), [])
+
+    def statefulset(self, namespace):
+        """A StatefulSet `db` with a pod on 0-2-0."""
+        s = deployment("db", namespace)
+        s.update(kind="StatefulSet", status={"observedGeneration": 1, "replicas": 1,
+                                             "updatedReplicas": 1, "readyReplicas": 1})
+        s["spec"]["replicas"] = 1
+        self.fake.put("statefulsets", s)
+        self.fake.put("pods", pod("db-0", namespace, "db", "0-2-0"))
+
+    def test_dry_run_plans_and_changes_nothing(self):
+        self.statefulset("shop")
+        p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run")
+        self.assertIn("statefulset/db: restart (1 on 0-2-0)", p.stdout)
+        self.assertIn("namespace shop: revision 0-2-0 -> canary (meshlet.io/rev=canary)", p.stdout)
+        self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
+        self.assertIn("deployment/pinned: left alone: its pods are labelled "
+                      "meshlet.io/rev=0-2-0", p.stdout)
+        self.assertIn("deployment/batch: left alone: its pods opt out of injection", p.stdout)
+        self.assertEqual(self.writes(), [])
+
+    def test_moves_namespaces_one_at_a_time_and_back(self):
+        stop = threading.Event()
+        t = threading.Thread(target=self.controller, args=(["shop", "pay"], "canary", stop))
+        t.start()
+        try:
+            p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay")
+        finally:
+            stop.set()
+            t.join()
+        for ns in ("shop", "pay"):
+            self.assertIn("namespace %s: on canary" % ns, p.stdout)
+            self.assertEqual(self.fake.objects["namespaces"][("", ns)]["metadata"]["labels"]
+                             ["meshlet.io/rev"], "canary")
+        self.assertIn("deployment/web: 2/2 pods on canary, ready", p.stdout)
+        patches = [(path, body) for method, path, body in self.writes() if method == "PATCH"]
+        # shop relabelled and restarted before pay was touched; pinned and batch never.
+        self.assertEqual([path for path, _ in patches],
+                         ["/api/v1/namespaces/shop",
+                          "/apis/apps/v1/namespaces/shop/deployments/web",
+                          "/api/v1/namespaces/pay", "/apis/apps/v1/namespaces/pay/deployments/web"])
+        self.assertIn("kubectl.kubernetes.io/restartedAt",
+                      patches[1][1]["spec"]["template"]["metadata"]["annotations"])
+        # Moved already: nothing to restart.
+        p = self.meshctl("--revision", "canary", "-n", "shop")
+        self.assertIn("deployment/web: already on canary", p.stdout)
+        # Back to the unnamed revision: the label goes, meshlet.io/inject=enabled comes.
+        stop = threading.Event()
+        t = threading.Thread(target=self.controller, args=(["shop"], "default", stop))
+        self.fake.put("deployments", dict(deployment("meshlet-control-plane", "meshlet-system")))
+        t.start()
+        try:
+            self.meshctl("--revision", "default", "-n", "shop")
+        finally:
+            stop.set()
+            t.join()
+        labels = self.fake.objects["namespaces"][("", "shop")]["metadata"]["labels"]
+        self.assertNotIn("meshlet.io/rev", labels)
+        self.assertEqual(labels["meshlet.io/inject"], "enabled")
+
+    def test_a_rollout_that_does_not_finish_times_out_with_the_way_back(self):
+        self.statefulset("shop")
+        started = time.monotonic()
+        p = self.meshctl("--revision", "canary", "-n", "shop", "-n", "pay", "--rollout-timeout",
+                         "2s",
+                         expect=1)
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertIn("namespace shop: not on canary after 2s: waiting for deployment/web: "
+                      "the Deployment's rollout, 2 pod(s) still on 0-2-0, 0/2 ready on canary",
+                      p.stderr)
+        self.assertIn("statefulset/db: the StatefulSet's rollout, 1 pod(s) still on 0-2-0",
+                      p.stderr)
+        self.assertIn("to go back: meshctl upgrade --revision 0-2-0 -n shop", p.stderr)
+        self.assertIn(("PATCH", "/apis/apps/v1/namespaces/shop/statefulsets/db"),
+                      [(method, path) for method, path, _ in self.writes()])
+        # pay was never touched.
+        self.assertFalse(any("/namespaces/pay" in path for _, path, _ in self.writes()))
+
+    def test_check_proxies_needs_the_revisions_own_api(self):
+        # A control plane of the unnamed revision: --check-proxies for canary refuses to take its
+        # word for canary's proxies, before anything changes.
+        log = os.path.join(self.tmp, "cp.log")
+        data = os.path.join(self.tmp, "cp-data")
+        cp, api, _ = start_control_plane(
+            CONTROL_PLANE, log, "--data-dir", data, "--api-address", "127.0.0.1:0",
+            "--xds-address", "127.0.0.1:0", "--webhook-address=off", "--otlp-address=",
+            "--zipkin-address=")
+        try:
+            with open(os.path.join(data, "api-token")) as f:
+                token = f.read().strip()
+            p = self.meshctl("--revision", "canary", "-n", "shop", "--check-proxies", expect=1,
+                             global_args=("--server", api, "--token", token, "--ca-file",
+                                          cp_api.ca_file_for(api)))
+        finally:
+            stop_process(cp)
+        self.assertIn("is revision default, not canary: point meshctl at revision canary's API",
+                      p.stderr)
+        self.assertEqual(self.writes(), [])
+
+    def test_the_kubeconfigs_token_is_sent(self):
+        with open(self.kubeconfig) as f:
+            config = json.load(f)
+        config["users"][0]["user"]["token"] = "wrong"
+        wrong = os.path.join(self.tmp, "wrong-kubeconfig")
+        with open(wrong, "w") as f:
+            json.dump(config, f)
+        p = self.meshctl("--revision", "canary", "-n", "shop", kubeconfig=wrong, expect=1)
+        self.assertIn("HTTP 401", p.stderr)
+        self.assertEqual(self.writes(), [])
+
+
+if __name__ == "__main__":
+    MESHCTL, CONTROL_PLANE = (os.path.abspath(a) for a in sys.argv[1:3])
+    del sys.argv[1:3]
+    unittest.main(verbosity=2)
