@@ -229,7 +229,7 @@ void LeaderElector::OnRead(ApiResult result) {
     // A preferred candidate claimed it: stop first, then hand it over (the claim kept).
     LOG(INFO) << "leader election: " << claim << " (preferred) claimed Lease "
               << options_.namespace_ << "/" << options_.name << "; handing it over";
-    SetLeading(false);
+    if (leading_) SetLeading(false);  // a hand-over tried again after a failed write
     Write("PUT", path, LeaseBody(lease, "", ScalarAt(spec, "acquireTime"), transitions, claim));
     return;
   }
