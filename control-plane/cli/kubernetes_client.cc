@@ -20,12 +20,6 @@
 namespace meshlet::controlplane::cli {
 namespace {
 
-// node[k1][k2]... without throwing and without adding keys.
-YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
-  for (absl::string_view key : path) node.reset(inject::Field(node, key));
-  return node;
-}
-
 std::string InClusterApi() {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");

@@ -41,11 +41,6 @@ constexpr char kPermissions[] =
     "mutatingwebhookconfigurations, list on namespaces, and get on deployments in the control "
     "planes' namespace";
 
-YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
-  for (absl::string_view key : path) node.reset(Field(node, key));
-  return node;
-}
-
 bool HasDeactivation(const YAML::Node& hook) {
   for (const YAML::Node& e : At(hook, {"namespaceSelector", "matchExpressions"})) {
     if (Scalar(At(e, {"key"})) == kDeactivatedLabel) return true;

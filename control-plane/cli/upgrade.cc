@@ -41,13 +41,6 @@ constexpr char kInjectLabel[] = "meshlet.io/inject";
 constexpr char kPodInjectLabel[] = "sidecar.meshlet.io/inject";
 constexpr char kPodRevisionAnnotation[] = "sidecar.meshlet.io/revision";
 
-// node[k1][k2]... without throwing and without adding keys: an undefined node when a step is
-// missing or not a map (the API server's JSON may leave any field out).
-YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
-  for (absl::string_view key : path) node.reset(inject::Field(node, key));
-  return node;
-}
-
 // `node` when it is a list, else an empty one (iterating a map as a list throws).
 YAML::Node ListOf(const YAML::Node& node) {
   return node.IsDefined() && node.IsSequence() ? node : YAML::Node(YAML::NodeType::Sequence);
