@@ -197,6 +197,12 @@ class Tag final : public Command {
   }
 
  private:
+  // Exit 3 when the API server did not answer, else 1.
+  static int Failed(Session& session, const absl::Status& s) {
+    return session.Fail(
+        {absl::IsUnavailable(s) ? kExitUnreachable : kExitFailed, std::string(s.message())});
+  }
+
   // The namespaces labelled for `tag`, by name.
   absl::StatusOr<std::vector<std::string>> NamespacesOf(absl::string_view tag) {
     ASSIGN_OR_RETURN(std::string body,
@@ -256,10 +262,7 @@ class Tag final : public Command {
       out << "tag default -> the unnamed revision: that is what no tag means\n";
       return Remove(session, tag);
     }
-    auto fail = [&](const absl::Status& s) {
-      return session.Fail(
-          {absl::IsUnavailable(s) ? kExitUnreachable : kExitFailed, std::string(s.message())});
-    };
+    auto fail = [&](const absl::Status& s) { return Failed(session, s); };
     // A tag never hides a revision of the same name: both configurations would select its pods.
     if (tag != inject::kDefaultTag) {
       absl::StatusOr<HttpResponse> same =
@@ -338,10 +341,7 @@ class Tag final : public Command {
 
   int Remove(Session& session, const std::string& tag) {
     std::ostream& out = session.io().out;
-    auto fail = [&](const absl::Status& s) {
-      return session.Fail(
-          {absl::IsUnavailable(s) ? kExitUnreachable : kExitFailed, std::string(s.message())});
-    };
+    auto fail = [&](const absl::Status& s) { return Failed(session, s); };
     const std::string name = inject::TagConfigurationName(tag);
     absl::StatusOr<std::optional<YAML::Node>> existing = Configuration(name);
     if (!existing.ok()) return fail(existing.status());
