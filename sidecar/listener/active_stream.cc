@@ -592,7 +592,7 @@ inline void ActiveStream::Finish() {
     if (id.empty() && request_headers_ != nullptr) {
       id = request_headers_->Get(kRequestIdHeader).value_or("");
     }
-    hcm_.context_.decisions->Add(info_, id);
+    hcm_.context_.decisions->Add(info_, id, hcm_.inbound_ ? "inbound" : "outbound");
   }
   hcm_.stats_.RecordRequest(info_, duration_us);
   if (route_.cluster != nullptr && route_.cluster_stats != nullptr) {

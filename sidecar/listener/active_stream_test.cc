@@ -189,6 +189,7 @@ TEST_F(ActiveStreamTest, ADenialNamesItsAuthorizationPolicyInTheDecisionRing) {
   EXPECT_TRUE(absl::StrContains(json, "\"request_id\":\"denied-1\"")) << json;
   EXPECT_FALSE(absl::StrContains(json, "ok-1")) << json;
   EXPECT_TRUE(absl::StrContains(json, "\"meshlet.authz\":\"deny\"")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"meshlet.listener.direction\":\"outbound\"")) << json;
   EXPECT_TRUE(
       absl::StrContains(json, "\"meshlet.policy.authz\":\"AuthorizationPolicy/shop/no-admin\""))
       << json;

@@ -97,7 +97,7 @@ TEST_F(DecisionRingTest, KeepsTheSpanAttributesAndDecisionOfARequest) {
   info.decision.policy_authz = "AuthorizationPolicy/default/no-admin";
   info.decision.timeout_request_ms = 2000;
   info.trace.trace_id = {0x0af7651916cd43dd, 0x8448eb211c80319c};
-  ring->Add(info, "req-1");
+  ring->Add(info, "req-1", "inbound");
   std::string out;
   bool first = true;
   ring->AppendJson("", "", &out, &first);
@@ -112,7 +112,8 @@ TEST_F(DecisionRingTest, KeepsTheSpanAttributesAndDecisionOfARequest) {
         "\"meshlet.policy.route\":\"HTTPRoute/default/reviews\"", "\"meshlet.route.rule\":1",
         "\"meshlet.route.match\":-1", "\"meshlet.authz\":\"deny\"",
         "\"meshlet.policy.authz\":\"AuthorizationPolicy/default/no-admin\"",
-        "\"meshlet.timeout.request_ms\":2000", "\"meshlet.request_id\":\"req-1\""}) {
+        "\"meshlet.timeout.request_ms\":2000", "\"meshlet.request_id\":\"req-1\"",
+        "\"meshlet.listener.direction\":\"inbound\""}) {
     EXPECT_NE(out.find(attribute), std::string::npos) << attribute << " in " << out;
   }
   EXPECT_EQ(out.find("meshlet.timeout.per_try_ms"), std::string::npos) << out;
