@@ -617,7 +617,7 @@ TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
 TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
   api_.Answer("GET", "/version", 200, R"({"server":"0.3.0","apiVersion":"meshlet.io/v1"})");
   api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[
-    {"id":"reviews-1","sidecarVersion":"meshlet-sidecar 0.2.0"},
+    {"id":"reviews-1","sidecarVersion":"meshlet-sidecar 0.2.0","lacks":["overload"]},
     {"id":"a-1","sidecarVersion":"meshlet-sidecar 0.3.0"},
     {"id":"a-2","sidecarVersion":"meshlet-sidecar 0.3.0"},
     {"id":"a-3","sidecarVersion":"meshlet-sidecar 0.3.0"},
@@ -628,7 +628,7 @@ TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
   ASSERT_EQ(Run({"--server=cp:15014", "version"}), 0) << err_.str();
   EXPECT_EQ(out_.str(), absl::StrCat("meshctl ", kMeshletVersion, "\n",
                                      "control-plane 0.3.0 at cp:15014 (API meshlet.io/v1)\n"
-                                     "proxies 0.2.0: 1 (reviews-1)\n"
+                                     "proxies 0.2.0: 1 (reviews-1); sent without: overload\n"
                                      "proxies 0.3.0: 6 (a-1, a-2, a-3, a-4, a-5, and 1 more)\n"
                                      "proxies <unknown>: 1 (old)\n"));
   api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");

@@ -636,6 +636,16 @@ TEST_F(ActiveStreamTest, UnsampledFailuresExportTheirSpanAndTellTheirRequestId) 
             "web-0.shop; flag=UH; reason=no healthy upstream");
   const std::string id = ResponseHeader(failed, "x-request-id");
   EXPECT_EQ(id.size(), 36u) << failed;  // the id the proxy gave the request
+  // A version 4 UUID: 8-4-4-4-12 lowercase hex digits, version digit 4, variant 8, 9, a or b.
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      EXPECT_EQ(id[i], '-') << id;
+    } else {
+      EXPECT_TRUE(absl::ascii_isxdigit(id[i]) && !absl::ascii_isupper(id[i])) << id;
+    }
+  }
+  EXPECT_EQ(id[14], '4') << id;
+  EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id;
   ASSERT_EQ(worker.sink.spans.size(), 1u);
   const tracing::Span& span = worker.sink.spans[0];
   EXPECT_FALSE(span.sampled);
