@@ -385,7 +385,7 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
       attempts[parent->span_id].push_back(&span);
     }
   }
-  if (roots.empty()) {
+  if (std::none_of(spans.begin(), spans.end(), is_hop)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "trace ", trace_id,
         " has no span from a meshlet sidecar (no meshlet.* attributes): nothing to explain"));
@@ -394,17 +394,42 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     return a->start_unix_nanos < b->start_unix_nanos;
   };
   std::sort(roots.begin(), roots.end(), by_start);
-  auto visit = [&](auto&& self, const SpanRecord* span, int depth, int parent) -> void {
-    ExplainHop hop = MakeHop(*span, attempts[span->span_id]);
-    hop.depth = depth;
-    hop.parent = parent;
-    const int index = static_cast<int>(out.hops.size());
-    out.hops.push_back(std::move(hop));
-    std::vector<const SpanRecord*>& below = children[span->span_id];
-    std::sort(below.begin(), below.end(), by_start);
-    for (const SpanRecord* child : below) self(self, child, depth + 1, index);
+  // Spans come from senders the collector may not have verified: a span listed twice, parents
+  // that form a cycle, or a chain as long as a trace may be must neither loop, nor lose a hop, nor
+  // recurse that deep. Depth first, each hop's children in start order, with a stack of its own.
+  std::set<const SpanRecord*> visited;
+  struct Pending {
+    const SpanRecord* span;
+    int depth;
+    int parent;  // index in out.hops
   };
-  for (const SpanRecord* root : roots) visit(visit, root, 0, -1);
+  std::vector<Pending> stack;
+  auto visit = [&](const SpanRecord* root) {
+    stack.push_back({root, 0, -1});
+    while (!stack.empty()) {
+      const Pending next = stack.back();
+      stack.pop_back();
+      if (!visited.insert(next.span).second) continue;
+      ExplainHop hop = MakeHop(*next.span, attempts[next.span->span_id]);
+      hop.depth = next.depth;
+      hop.parent = next.parent;
+      const int index = static_cast<int>(out.hops.size());
+      out.hops.push_back(std::move(hop));
+      std::vector<const SpanRecord*>& below = children[next.span->span_id];
+      std::sort(below.begin(), below.end(), by_start);
+      for (auto it = below.rbegin(); it != below.rend(); ++it) {
+        stack.push_back({*it, next.depth + 1, index});
+      }
+    }
+  };
+  for (const SpanRecord* root : roots) visit(root);
+  // Hops no root leads to (their parents form a cycle) start chains of their own.
+  std::vector<const SpanRecord*> unreached;
+  for (const SpanRecord& span : spans) {
+    if (is_hop(span) && visited.count(&span) == 0) unreached.push_back(&span);
+  }
+  std::sort(unreached.begin(), unreached.end(), by_start);
+  for (const SpanRecord* span : unreached) visit(span);
 
   const ExplainHop& first = out.hops.front();
   out.status = first.status;

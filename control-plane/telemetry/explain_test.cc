@@ -461,6 +461,47 @@ TEST(ExplainTest, AnUnsampledRetriedRequestStaysOneChain) {
       << ExplanationJson(*e);
 }
 
+// Spans may come from senders the collector did not verify: parents that form a cycle (through
+// client spans, or between hops) and a repeated span id must neither hang nor lose a hop.
+TEST(ExplainTest, ParentCyclesAndRepeatedIdsEndAndKeepEveryHop) {
+  const std::vector<std::pair<std::string, std::string>> failed = {
+      {"http.response.status_code", "503"},
+      {"meshlet.response_flags", "UH"},
+      {"meshlet.error.reason", "no healthy upstream"}};
+  absl::StatusOr<Explanation> e =
+      Explain(kTrace, {Span(1, 2, "a", SpanKind::kClient, 0, 5, {{"meshlet.retry_attempt", "1"}}),
+                       Span(2, 1, "a", SpanKind::kClient, 0, 5, {{"meshlet.retry_attempt", "1"}}),
+                       Span(3, 1, "b", SpanKind::kServer, 1, 3, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 1u);
+  EXPECT_EQ(e->hops[0].service, "b");
+
+  e = Explain(kTrace, {Span(4, 5, "c", SpanKind::kServer, 0, 5, failed),
+                       Span(5, 4, "d", SpanKind::kServer, 1, 3, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 2u);
+  EXPECT_EQ(e->hops[0].service, "c");
+  EXPECT_EQ(e->hops[1].service, "d");
+  EXPECT_EQ(e->hops[1].parent, 0);
+
+  e = Explain(kTrace, {Span(6, 0, "e", SpanKind::kServer, 0, 5, failed),
+                       Span(7, 6, "f", SpanKind::kServer, 1, 3, failed),
+                       Span(6, 7, "g", SpanKind::kServer, 2, 1, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->hops.size(), 3u);
+
+  // A chain as long as the trace store keeps (10 000 spans), each hop under the one before.
+  std::vector<SpanRecord> chain;
+  for (int i = 1; i <= 10000; ++i) {
+    chain.push_back(Span(i, i - 1, "h", SpanKind::kServer, i, 1, failed));
+  }
+  e = Explain(kTrace, chain);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 10000u);
+  EXPECT_EQ(e->hops.back().depth, 9999);
+  EXPECT_EQ(e->hops.back().parent, 9998);
+}
+
 TEST(ExplainTest, SuccessSaysNoHopFailed) {
   absl::StatusOr<Explanation> e =
       Explain(kTrace, {Span(1, 0, "frontend.default", SpanKind::kServer, 0, 20,
