@@ -67,6 +67,15 @@ void AppendJsonString(std::string* out, absl::string_view text) {
   out->push_back('"');
 }
 
+void AppendJsonStringArray(std::string* out, const std::vector<std::string>& items) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendJsonString(out, items[i]);
+  }
+  out->push_back(']');
+}
+
 std::string JsonQuote(absl::string_view text) {
   std::string out;
   out.reserve(text.size() + 2);

@@ -9,6 +9,7 @@
 // output is valid JSON whatever the input. Text with nothing to escape is appended in one copy.
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -20,5 +21,7 @@ void AppendJsonEscaped(std::string* out, absl::string_view text);
 void AppendJsonString(std::string* out, absl::string_view text);
 // `text` as a JSON string literal, quotes included.
 std::string JsonQuote(absl::string_view text);
+// Appends `items` as a JSON array of string literals.
+void AppendJsonStringArray(std::string* out, const std::vector<std::string>& items);
 
 }  // namespace meshlet

@@ -46,5 +46,12 @@ TEST(JsonQuoteTest, AppendFormsAddToWhatIsThere) {
   EXPECT_EQ(out, R"({"k":"v\"","name":"GET /a\\b"})");
 }
 
+TEST(JsonQuoteTest, StringArrays) {
+  std::string out;
+  AppendJsonStringArray(&out, {});
+  AppendJsonStringArray(&out, {"a", "b\"c"});
+  EXPECT_EQ(out, R"([]["a","b\"c"])");
+}
+
 }  // namespace
 }  // namespace meshlet

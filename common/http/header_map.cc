@@ -64,6 +64,12 @@ void HeaderMap::Add(absl::string_view name, absl::string_view value) {
   CopyLowercase(stored, name.data(), name.size());
   if (!value.empty()) std::memcpy(stored + name.size(), value.data(), value.size());
   if (IsPseudoName(name)) {
+    // Known by its stored, lowercased name; it goes after the other pseudo-headers, so none of
+    // theirs moves.
+    const KnownPseudo known = KnownPseudoOf(absl::string_view(stored, name.size()));
+    if (known != kKnown && pseudo_at_[known] == kAbsent) {
+      pseudo_at_[known] = static_cast<uint32_t>(num_pseudo_);
+    }
     entries_.insert(entries_.begin() + num_pseudo_, e);
     ++num_pseudo_;
   } else {
@@ -133,8 +139,10 @@ void HeaderMap::EraseAt(size_t index) {
   const Entry& e = entries_[index];
   byte_size_ -= e.name_size + e.value_size;
   dead_bytes_ += e.name_size + e.value_size;
-  if (index < num_pseudo_) --num_pseudo_;
+  const bool pseudo = index < num_pseudo_;
+  if (pseudo) --num_pseudo_;
   entries_.erase(entries_.begin() + index);
+  if (pseudo) IndexPseudo();
 }
 
 void HeaderMap::Clear() {
@@ -142,9 +150,18 @@ void HeaderMap::Clear() {
   entries_.erase(entries_.begin(), entries_.end());
   arena_.clear();
   num_pseudo_ = 0;
+  pseudo_at_.fill(kAbsent);
   name_filter_ = 0;
   byte_size_ = 0;
   dead_bytes_ = 0;
+}
+
+void HeaderMap::IndexPseudo() {
+  pseudo_at_.fill(kAbsent);
+  for (size_t i = num_pseudo_; i-- > 0;) {  // backwards: the first of a name wins
+    const KnownPseudo known = KnownPseudoOf(View(entries_[i]).name);
+    if (known != kKnown) pseudo_at_[known] = static_cast<uint32_t>(i);
+  }
 }
 
 void HeaderMap::MaybeCompact() {
@@ -209,13 +226,20 @@ size_t HeaderMap::Count(absl::string_view name) const {
 }
 
 void HeaderMap::RemoveHopByHopHeaders() {
-  // Most messages carry none of these: one pass over the names settles it.
+  // Most messages carry none of these: the name filter settles it for most, one pass over the
+  // names for the rest.
+  static constexpr uint64_t kHopByHopBits =
+      NameFilterBit("connection") | NameFilterBit("keep-alive") |
+      NameFilterBit("proxy-connection") | NameFilterBit("transfer-encoding") |
+      NameFilterBit("upgrade") | NameFilterBit("te");
+  if (!MayHaveAny(kHopByHopBits)) return;
   bool any = false;
   for (size_t i = num_pseudo_; i < entries_.size() && !any; ++i) any = IsHopByHopName(at(i).name);
   if (!any) return;
-  // What Connection lists (lowercased, as stored names are) and whether TE asks for trailers,
-  // read before anything moves. Connection rarely names more than a couple of headers.
-  absl::InlinedVector<std::string, 4> listed;
+  // What Connection lists and whether TE asks for trailers, read before anything moves.
+  // Connection rarely names more than a couple of headers; the tokens view the arena, which
+  // nothing grows until the last pass is over.
+  absl::InlinedVector<absl::string_view, 4> listed;
   bool te_trailers = false;
   for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
     const HeaderView h = at(i);
@@ -223,8 +247,7 @@ void HeaderMap::RemoveHopByHopHeaders() {
       ForEachListElement(h.value, [&](absl::string_view token) {
         // Never let Connection strip pseudo-headers or TE (handled below).
         if (IsPseudoName(token) || absl::EqualsIgnoreCase(token, "te")) return;
-        listed.emplace_back(token);
-        absl::AsciiStrToLower(&listed.back());
+        listed.push_back(token);
       });
     } else if (h.name == "te") {
       ForEachListElement(h.value, [&](absl::string_view element) {
@@ -235,24 +258,21 @@ void HeaderMap::RemoveHopByHopHeaders() {
     }
   }
   // One pass keeps the rest in order; TE stays, as exactly "trailers", where it first appeared.
-  bool te_kept = false;
+  size_t te_kept = kNotFound;
   size_t out = num_pseudo_;
   for (size_t i = num_pseudo_; i < entries_.size(); ++i) {
-    Entry e = entries_[i];
+    const Entry e = entries_[i];
     const absl::string_view name = View(e).name;
-    if (name == "te" && te_trailers && !te_kept) {
-      te_kept = true;
-      byte_size_ -= e.value_size;
-      dead_bytes_ += e.value_size;
-      constexpr absl::string_view kTrailers = "trailers";
-      e.value_offset = static_cast<uint32_t>(arena_.size());
-      e.value_size = static_cast<uint32_t>(kTrailers.size());
-      arena_.append(kTrailers.data(), kTrailers.size());
-      byte_size_ += kTrailers.size();
+    if (name == "te" && te_trailers && te_kept == kNotFound) {
+      te_kept = out;
       entries_[out++] = e;
       continue;
     }
-    if (IsHopByHopName(name) || std::find(listed.begin(), listed.end(), name) != listed.end()) {
+    const bool listed_name = std::any_of(listed.begin(), listed.end(), [&](absl::string_view t) {
+      // Stored names are lowercase; tokens may not be.
+      return ascii_case::EqualsLowercase(t, name);
+    });
+    if (IsHopByHopName(name) || listed_name) {
       byte_size_ -= e.name_size + e.value_size;
       dead_bytes_ += e.name_size + e.value_size;
       continue;
@@ -260,6 +280,16 @@ void HeaderMap::RemoveHopByHopHeaders() {
     entries_[out++] = e;
   }
   entries_.erase(entries_.begin() + out, entries_.end());
+  if (te_kept != kNotFound) {
+    Entry& e = entries_[te_kept];
+    byte_size_ -= e.value_size;
+    dead_bytes_ += e.value_size;
+    constexpr absl::string_view kTrailers = "trailers";
+    e.value_offset = static_cast<uint32_t>(arena_.size());
+    e.value_size = static_cast<uint32_t>(kTrailers.size());
+    arena_.append(kTrailers.data(), kTrailers.size());
+    byte_size_ += kTrailers.size();
+  }
   MaybeCompact();
 }
 

@@ -70,6 +70,52 @@ TEST(HeaderMapTest, KeepsRepeatedValuesInOrder) {
   EXPECT_THAT(Names(map), ElementsAre("set-cookie", "x-other", "set-cookie"));
 }
 
+// The six pseudo-headers HTTP defines are looked up by a kept position: it must follow every
+// change to the pseudo-headers, and any other pseudo name is still found by walking them.
+TEST(HeaderMapTest, PseudoHeaderLookupsFollowEveryChange) {
+  HeaderMap map;
+  map.Add("user-agent", "curl");
+  map.Add(":method", "GET");
+  map.Add(":x-other", "o");
+  map.Add(":PATH", "/a");  // stored lowercase
+  map.Add(":path", "/second");
+  EXPECT_EQ(map.Get(":path"), "/a");
+  EXPECT_EQ(map.Get(":Path"), "/a");
+  EXPECT_EQ(map.Get(":x-other"), "o");
+  EXPECT_THAT(map.GetAll(":path"), ElementsAre("/a", "/second"));
+  EXPECT_FALSE(map.Has(":authority"));
+  map.Add(":authority", "h");
+  EXPECT_EQ(map.Get(":authority"), "h");
+  EXPECT_EQ(map.Get(":method"), "GET");
+
+  // Removing a pseudo-header moves the ones after it.
+  EXPECT_EQ(map.Remove(":method"), 1u);
+  EXPECT_FALSE(map.Has(":method"));
+  EXPECT_EQ(map.Get(":path"), "/a");
+  EXPECT_EQ(map.Get(":authority"), "h");
+  map.Set(":path", "/set");  // replaces both, keeps the first's place
+  EXPECT_THAT(map.GetAll(":path"), ElementsAre("/set"));
+  EXPECT_EQ(map.Get(":authority"), "h");
+  EXPECT_EQ(map.Get(":x-other"), "o");
+
+  // Copies, moves and Clear carry or drop the positions with the fields.
+  HeaderMap copy = map;
+  EXPECT_EQ(copy.Get(":authority"), "h");
+  HeaderMap moved = std::move(map);
+  EXPECT_EQ(moved.Get(":path"), "/set");
+  EXPECT_FALSE(map.Has(":path"));  // NOLINT(bugprone-use-after-move): moved-from is empty
+  map.Add(":status", "200");
+  EXPECT_EQ(map.Get(":status"), "200");
+  EXPECT_FALSE(map.Has(":path"));
+  moved.Clear();
+  EXPECT_FALSE(moved.Has(":path"));
+  moved.Add(":scheme", "https");
+  moved.Add(":protocol", "websocket");
+  EXPECT_EQ(moved.Get(":scheme"), "https");
+  EXPECT_EQ(moved.Get(":protocol"), "websocket");
+  EXPECT_FALSE(moved.Has(":authority"));
+}
+
 TEST(HeaderMapTest, PseudoHeadersStayFirst) {
   HeaderMap map;
   map.Add("user-agent", "curl");
@@ -211,6 +257,33 @@ TEST(HeaderMapTest, MoveKeepsEntriesAndEmptiesTheSource) {
   }
 }
 
+// "name+ " for each trusted regular field, "name- " for each other one, in order.
+std::string TrustMarks(const HeaderMap& headers) {
+  std::string out;
+  headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
+    absl::StrAppend(&out, h.name, trusted ? "+" : "-", " ");
+  });
+  return out;
+}
+
+// Fields a codec checked on input (HTTP/2's decoded fields) are stored as they are and trusted;
+// pseudo-headers still go ahead of the regular fields, and lookups find both.
+TEST(HeaderMapTest, CheckedFieldsAreStoredAsTheyAreAndTrusted) {
+  HeaderMap headers;
+  headers.AddChecked("x-a", "1");
+  headers.AddChecked(":status", "200");
+  headers.AddChecked("content-type", "text/plain");
+  headers.Add("x-b", "2");
+  EXPECT_EQ(headers.DebugString(), ":status: 200\nx-a: 1\ncontent-type: text/plain\nx-b: 2\n");
+  EXPECT_EQ(headers.Get("Content-Type"), "text/plain");
+  EXPECT_TRUE(headers.MayHaveAny(HeaderMap::NameFilterBit("x-a")));
+  EXPECT_EQ(headers.ByteSize(), std::string(":status200x-a1content-typetext/plainx-b2").size());
+  EXPECT_EQ(TrustMarks(headers), "x-a+ content-type+ x-b- ");
+  // A value viewing the map itself survives the arena's growth.
+  headers.AddChecked("x-copy", *headers.Get("content-type"));
+  EXPECT_EQ(headers.Get("x-copy"), "text/plain");
+}
+
 // Trusted fields (the proxy's own traceparent) are ordinary fields to every reader; only the
 // trust flag, which the codecs read, sets them apart, and any ordinary Set() clears it.
 TEST(HeaderMapTest, TrustedFields) {
@@ -221,16 +294,9 @@ TEST(HeaderMapTest, TrustedFields) {
   EXPECT_EQ(headers.DebugString(), ":method: GET\ntraceparent: 00-mine\na: 1\nx-b3-spanid: 0123\n");
   EXPECT_EQ(headers.ByteSize(),
             std::string(":methodGETtraceparent00-minea1x-b3-spanid0123").size());
-  auto trust = [&] {
-    std::string out;
-    headers.ForEachRegularWithTrust([&](HeaderView h, bool trusted) {
-      absl::StrAppend(&out, h.name, trusted ? "+" : "-", " ");
-    });
-    return out;
-  };
-  EXPECT_EQ(trust(), "traceparent+ a- x-b3-spanid+ ");
+  EXPECT_EQ(TrustMarks(headers), "traceparent+ a- x-b3-spanid+ ");
   headers.Set("traceparent", "from a filter");
-  EXPECT_EQ(trust(), "traceparent- a- x-b3-spanid+ ");
+  EXPECT_EQ(TrustMarks(headers), "traceparent- a- x-b3-spanid+ ");
   EXPECT_EQ(headers.Get("traceparent"), "from a filter");
 
   // Absent: SetTrusted appends. Copies and moves keep the flag.

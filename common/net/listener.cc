@@ -69,9 +69,20 @@ absl::Status UvListenStatus(absl::string_view what, const Address& address, int 
 // would silently serve each other's traffic. So the first listener of this process on an
 // address first proves the address free with an exclusive bind; later ones join. Taken only
 // when a listener is created or closed, never per connection.
+//
+// It also keeps every TCP listening socket of the process (for a hand-over to a successor,
+// DuplicateListeningSockets) and the sockets a predecessor handed to this process that no listener
+// took yet (AdoptListeningSockets), by bound address.
 struct SharedPorts {
   Mutex mutex;
   absl::flat_hash_map<std::string, int> holders ABSL_GUARDED_BY(mutex);
+  struct Open {
+    int fd;
+    Address address;
+    bool reuse_port;
+  };
+  absl::flat_hash_map<const Listener*, Open> open ABSL_GUARDED_BY(mutex);
+  absl::flat_hash_map<std::string, std::vector<ListeningSocket>> inherited ABSL_GUARDED_BY(mutex);
 };
 
 SharedPorts& shared_ports() {
@@ -150,29 +161,54 @@ absl::Status Listener::BindTcp(const Address& address) {
   Handle* h = handle_;
   CHECK(uv_tcp_init(loop_.uv_loop(), &h->tcp) == 0);
   h->handle()->data = h;
-  // The socket is made by hand: libuv 1.44 cannot set SO_REUSEPORT before bind.
-  int fd = socket(address.as_sockaddr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoStatus("socket for", address, errno);
-  int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      (options_.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
-      SetIpv6Only(fd, address, options_.ipv6_only) != 0) {
-    int err = errno;
-    close(fd);
-    return ErrnoStatus("setsockopt on", address, err);
-  }
   SharedPorts& shared = shared_ports();
   MutexLock lock(&shared.mutex);
-  if (options_.reuse_port && address.port() != 0 && !shared.holders.contains(address.ToString())) {
-    if (absl::Status unused = ProveUnused(address, options_.ipv6_only); !unused.ok()) {
-      close(fd);
-      return unused;
+  int fd = -1;
+  // A socket a predecessor handed over for this address, already bound and listening: its queue
+  // of accepted connections is served from now on (by both processes until the predecessor
+  // closes its copy).
+  if (auto it = shared.inherited.find(address.ToString()); it != shared.inherited.end()) {
+    for (auto s = it->second.begin(); s != it->second.end(); ++s) {
+      if (s->reuse_port != options_.reuse_port) continue;
+      fd = s->fd;
+      it->second.erase(s);
+      // Held by this listener from now on (counted again below), no longer by the pool.
+      if (options_.reuse_port) {
+        auto held = shared.holders.find(it->first);
+        if (held != shared.holders.end() && --held->second == 0) shared.holders.erase(held);
+      }
+      break;
     }
+    if (it->second.empty()) shared.inherited.erase(it);
   }
-  if (bind(fd, address.as_sockaddr(), address.sockaddr_len()) != 0) {
+  if (fd < 0) {
+    // The socket is made by hand: libuv 1.44 cannot set SO_REUSEPORT before bind.
+    fd = socket(address.as_sockaddr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoStatus("socket for", address, errno);
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        (options_.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+        SetIpv6Only(fd, address, options_.ipv6_only) != 0) {
+      int err = errno;
+      close(fd);
+      return ErrnoStatus("setsockopt on", address, err);
+    }
+    if (options_.reuse_port && address.port() != 0 &&
+        !shared.holders.contains(address.ToString())) {
+      if (absl::Status unused = ProveUnused(address, options_.ipv6_only); !unused.ok()) {
+        close(fd);
+        return unused;
+      }
+    }
+    if (bind(fd, address.as_sockaddr(), address.sockaddr_len()) != 0) {
+      int err = errno;
+      close(fd);
+      return ErrnoStatus("bind", address, err);
+    }
+  } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
     int err = errno;
     close(fd);
-    return ErrnoStatus("bind", address, err);
+    return ErrnoStatus("fcntl on", address, err);
   }
   int rc = uv_tcp_open(&h->tcp, fd);
   if (rc < 0) {
@@ -191,6 +227,7 @@ absl::Status Listener::BindTcp(const Address& address) {
     shared_key_ = address_.ToString();
     ++shared.holders[shared_key_];
   }
+  shared.open[this] = SharedPorts::Open{fd, address_, options_.reuse_port};
   return absl::OkStatus();
 }
 
@@ -233,14 +270,19 @@ void Listener::StopAccepting() {
     h->close_done = true;
     return;
   }
-  uv_close(h->handle(), &Handle::OnClosed);  // closes the socket now
-  if (!shared_key_.empty()) {
+  {
+    // Before the socket closes: a hand-over must never duplicate a descriptor number that may
+    // already name something else.
     SharedPorts& shared = shared_ports();
     MutexLock lock(&shared.mutex);
-    auto it = shared.holders.find(shared_key_);
-    if (it != shared.holders.end() && --it->second == 0) shared.holders.erase(it);
-    shared_key_.clear();
+    shared.open.erase(this);
+    if (!shared_key_.empty()) {
+      auto it = shared.holders.find(shared_key_);
+      if (it != shared.holders.end() && --it->second == 0) shared.holders.erase(it);
+      shared_key_.clear();
+    }
   }
+  uv_close(h->handle(), &Handle::OnClosed);  // closes the socket now
   if (unlink_path_) {
     unlink(address_.unix_path().c_str());
     unlink_path_ = false;
@@ -248,5 +290,61 @@ void Listener::StopAccepting() {
 }
 
 bool Listener::accepting() const { return !handle_->closing; }
+
+absl::StatusOr<std::vector<ListeningSocket>> DuplicateListeningSockets() {
+  SharedPorts& shared = shared_ports();
+  MutexLock lock(&shared.mutex);
+  std::vector<ListeningSocket> out;
+  out.reserve(shared.open.size());
+  for (const auto& [listener, open] : shared.open) {
+    const int fd = fcntl(open.fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      const int err = errno;
+      for (const ListeningSocket& s : out) close(s.fd);
+      return ErrnoStatus("duplicating the socket of", open.address, err);
+    }
+    out.push_back({fd, open.address, open.reuse_port});
+  }
+  return out;
+}
+
+void AdoptListeningSockets(std::vector<ListeningSocket> sockets) {
+  SharedPorts& shared = shared_ports();
+  MutexLock lock(&shared.mutex);
+  for (ListeningSocket& s : sockets) {
+    std::string key = s.address.ToString();
+    // Later listeners of this process on the address join its SO_REUSEPORT group.
+    if (s.reuse_port) ++shared.holders[key];
+    shared.inherited[key].push_back(s);
+  }
+}
+
+size_t InheritedSocketCount(const Address& address, bool reuse_port) {
+  SharedPorts& shared = shared_ports();
+  MutexLock lock(&shared.mutex);
+  auto it = shared.inherited.find(address.ToString());
+  if (it == shared.inherited.end()) return 0;
+  size_t n = 0;
+  for (const ListeningSocket& s : it->second) n += s.reuse_port == reuse_port;
+  return n;
+}
+
+size_t CloseInheritedSockets() {
+  SharedPorts& shared = shared_ports();
+  MutexLock lock(&shared.mutex);
+  size_t closed = 0;
+  for (auto& [key, sockets] : shared.inherited) {
+    for (const ListeningSocket& s : sockets) {
+      close(s.fd);
+      if (s.reuse_port) {
+        auto it = shared.holders.find(key);
+        if (it != shared.holders.end() && --it->second == 0) shared.holders.erase(it);
+      }
+      ++closed;
+    }
+  }
+  shared.inherited.clear();
+  return closed;
+}
 
 }  // namespace meshlet::net

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -26,6 +27,29 @@
 #include "common/net/transport.h"
 
 namespace meshlet::net {
+
+// A TCP listening socket of this process, or one handed to it by a predecessor (the sidecar's
+// hand-over, docs/upgrades.md): the descriptor, the address it is bound to, and whether it is
+// part of a SO_REUSEPORT group.
+struct ListeningSocket {
+  int fd = -1;
+  Address address;
+  bool reuse_port = false;
+};
+
+// Duplicates (F_DUPFD_CLOEXEC) the socket of every TCP Listener open in this process; the caller
+// owns the copies. The listeners keep working on theirs. Any thread.
+absl::StatusOr<std::vector<ListeningSocket>> DuplicateListeningSockets();
+// Hands sockets another process listened on to this one: a Listener created afterwards for the
+// same bound address (and reuse_port setting) takes one of them instead of binding, so the
+// connections queued on it are not lost, and further Listeners with reuse_port on that address
+// join the group without the check for another process. Takes ownership. Any thread.
+void AdoptListeningSockets(std::vector<ListeningSocket> sockets);
+// Adopted sockets of that address (and reuse_port setting) no Listener has taken yet.
+size_t InheritedSocketCount(const Address& address, bool reuse_port);
+// Closes the adopted sockets no Listener took (connections queued on them are reset); returns how
+// many.
+size_t CloseInheritedSockets();
 
 struct ListenerOptions {
   // Pending-connection queue; the kernel caps it at net.core.somaxconn.

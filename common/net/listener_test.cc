@@ -46,6 +46,28 @@ ListenerOptions Shared() {
   return options;
 }
 
+// A socket listening on a free loopback port, made by hand as another process would have it.
+struct ForeignSocket {
+  int fd = -1;
+  Address address;
+  sockaddr_in sockaddr{};
+};
+ForeignSocket ListenByHand(bool reuse_port, int backlog = 1) {
+  ForeignSocket out;
+  out.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(out.fd >= 0);
+  int one = 1;
+  if (reuse_port) CHECK(::setsockopt(out.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0);
+  out.sockaddr.sin_family = AF_INET;
+  out.sockaddr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(::bind(out.fd, reinterpret_cast<sockaddr*>(&out.sockaddr), sizeof(out.sockaddr)) == 0);
+  CHECK(::listen(out.fd, backlog) == 0);
+  socklen_t len = sizeof(out.sockaddr);
+  CHECK(::getsockname(out.fd, reinterpret_cast<sockaddr*>(&out.sockaddr), &len) == 0);
+  out.address = Parse(absl::StrCat("127.0.0.1:", ntohs(out.sockaddr.sin_port)));
+  return out;
+}
+
 TEST(ListenerTest, ReusePortLetsTwoListenersShareAPort) {
   event::Loop loop;
   int accepted_a = 0, accepted_b = 0;
@@ -78,18 +100,9 @@ TEST(ListenerTest, ReusePortLetsTwoListenersShareAPort) {
 // A socket of another process in a SO_REUSEPORT group on the port: it stands in for a second
 // sidecar given the same port by mistake, which must not silently get half the connections.
 TEST(ListenerTest, ReusePortDoesNotJoinAnotherProcessOnTheAddress) {
-  int foreign = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(foreign, 0);
-  int one = 1;
-  ASSERT_EQ(::setsockopt(foreign, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(foreign, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(foreign, 1), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(foreign, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  Address address = Parse(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)));
+  const ForeignSocket by_hand = ListenByHand(/*reuse_port=*/true);
+  const int foreign = by_hand.fd;
+  const Address& address = by_hand.address;
 
   event::Loop loop;
   auto refused = Listener::Create(loop, address, Shared(), [](auto) {});
@@ -109,6 +122,70 @@ TEST(ListenerTest, ReusePortDoesNotJoinAnotherProcessOnTheAddress) {
   second->reset();
   auto again = Listener::Create(loop, address, Shared(), [](auto) {});
   EXPECT_TRUE(again.ok()) << again.status();
+}
+
+// The hand-over (sidecar/server/hand_over.h): a socket another process listened on, with a
+// connection already queued on it, is adopted; the listener created for its address takes it (the
+// queued connection is accepted, not lost), and further listeners join its SO_REUSEPORT group
+// instead of refusing it as another process's.
+TEST(ListenerTest, AdoptedSocketsAreTakenWithTheirQueuedConnections) {
+  ForeignSocket by_hand = ListenByHand(/*reuse_port=*/true, /*backlog=*/8);
+  const int foreign = by_hand.fd;
+  const Address address = by_hand.address;
+  // Queued before anyone here listens: only the adopted socket can accept it.
+  int queued = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(
+      ::connect(queued, reinterpret_cast<sockaddr*>(&by_hand.sockaddr), sizeof(by_hand.sockaddr)),
+      0);
+
+  AdoptListeningSockets({ListeningSocket{foreign, address, /*reuse_port=*/true}});
+  EXPECT_EQ(InheritedSocketCount(address, true), 1u);
+  EXPECT_EQ(InheritedSocketCount(address, false), 0u);
+  event::Loop loop;
+  int accepted = 0;
+  std::vector<std::unique_ptr<Connection>> conns;
+  auto taken = Listener::Create(loop, address, Shared(), [&](std::unique_ptr<Connection> c) {
+    ++accepted;
+    conns.push_back(std::move(c));
+  });
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(InheritedSocketCount(address, true), 0u);
+  ASSERT_TRUE(loop.RunUntil([&] { return accepted == 1; }, kWait));
+  // The group is this process's now: another listener joins it.
+  auto joined = Listener::Create(loop, address, Shared(), [](auto) {});
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  // Both are this process's listening sockets, for the next hand-over.
+  absl::StatusOr<std::vector<ListeningSocket>> mine = DuplicateListeningSockets();
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  int on_address = 0;
+  for (const ListeningSocket& s : *mine) {
+    on_address += s.address == address && s.reuse_port;
+    ::close(s.fd);
+  }
+  EXPECT_EQ(on_address, 2);
+  (*taken)->StopAccepting();
+  mine = DuplicateListeningSockets();
+  ASSERT_TRUE(mine.ok());
+  on_address = 0;
+  for (const ListeningSocket& s : *mine) {
+    on_address += s.address == address;
+    ::close(s.fd);
+  }
+  EXPECT_EQ(on_address, 1);
+  EXPECT_EQ(CloseInheritedSockets(), 0u);
+  ::close(queued);
+}
+
+TEST(ListenerTest, AdoptedSocketsNobodyTookAreClosed) {
+  const ForeignSocket by_hand = ListenByHand(/*reuse_port=*/false);
+  const Address address = by_hand.address;
+  AdoptListeningSockets({ListeningSocket{by_hand.fd, address, /*reuse_port=*/false}});
+  EXPECT_EQ(CloseInheritedSockets(), 1u);
+  // Closed: the port is free again.
+  event::Loop loop;
+  ListenerOptions exclusive;
+  auto bound = Listener::Create(loop, address, exclusive, [](auto) {});
+  EXPECT_TRUE(bound.ok()) << bound.status();
 }
 
 TEST(ListenerTest, WithoutReusePortSecondBindFails) {

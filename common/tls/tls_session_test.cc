@@ -7,6 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/fake_clock.h"
 #include "common/base/logging.h"
@@ -236,6 +239,46 @@ TEST_P(TlsSessionTest, ApplicationDataBothWaysAndCloseNotify) {
   EXPECT_TRUE(pair.server->status().ok()) << pair.server->status();
   EXPECT_EQ(pair.client->WritePlaintext("late").status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Other code on the thread (certificate parsing, a failed call elsewhere) can leave errors on
+// BoringSSL's per-thread queue. SSL_read, SSL_write and SSL_do_handshake clear it before they
+// start, which the session relies on instead of clearing it itself before every call: a stale
+// error must not turn "no data yet" into a failure, in the handshake or after it.
+TEST_P(TlsSessionTest, StaleErrorsOnTheThreadDoNotFailReads) {
+  Pair pair =
+      MakePair(ClientConfig(true), ServerConfig(*backend_, ClientCertificateMode::kRequire));
+  const auto leave_stale_error = [] {
+    OPENSSL_PUT_ERROR(SSL, SSL_R_DECODE_ERROR);
+    ASSERT_NE(ERR_peek_error(), 0u);
+  };
+  leave_stale_error();
+  ASSERT_TRUE(pair.client->Handshake().ok());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "SSL_do_handshake left the stale error";
+  // The server's first read advances its handshake with nothing received yet.
+  char buf[64];
+  leave_stale_error();
+  absl::StatusOr<size_t> n = pair.server->ReadPlaintext(absl::MakeSpan(buf));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 0u);
+  pair.Pump();
+  ASSERT_TRUE(pair.client->handshake_complete());
+  ASSERT_TRUE(pair.server->handshake_complete());
+
+  leave_stale_error();
+  n = pair.server->ReadPlaintext(absl::MakeSpan(buf));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "SSL_read left the stale error";
+  leave_stale_error();
+  absl::StatusOr<size_t> written = pair.client->WritePlaintext("ping");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(*written, 4u);
+  EXPECT_EQ(ERR_peek_error(), 0u) << "SSL_write left the stale error";
+  pair.Pump();
+  EXPECT_EQ(pair.server_received, "ping");
+  EXPECT_TRUE(pair.client->status().ok()) << pair.client->status();
+  EXPECT_TRUE(pair.server->status().ok()) << pair.server->status();
 }
 
 TEST_P(TlsSessionTest, LargeTransferBothWays) {

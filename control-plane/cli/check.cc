@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -141,28 +142,39 @@ class CheckRun final : public Command {
 };
 
 // One line per sidecar release and revision among the connected sidecars:
-// "proxies 0.2.0 (revision canary): 3 (a, b, c)" (no revision from a control plane before them).
+// "proxies 0.2.0 (revision canary): 3 (a, b, c)" (no revision from a control plane before them),
+// and for a release that lacks capabilities what its configuration goes without ("; sent
+// without: overload, policy-source", docs/upgrades.md).
 int PrintProxyVersions(Session& session) {
   constexpr size_t kNamesShown = 5;
   int exit_code = kExitOk;
   std::optional<ApiReply> reply = session.api().Call("GET", "/api/v1/proxies", "", &exit_code);
   if (!reply.has_value()) return exit_code;
   if (reply->http.status != 200) return session.Fail({kExitFailed, reply->ErrorMessage()});
-  std::map<std::string, std::vector<std::string>> by_release;
+  struct Release {
+    std::vector<std::string> ids;
+    std::set<std::string> lacks;
+  };
+  std::map<std::string, Release> by_release;
   for (const YAML::Node& p : YAML::Load(reply->http.body)["items"]) {
     std::string key = SidecarRelease(Scalar(p["sidecarVersion"]));
     if (p["revision"]) absl::StrAppend(&key, " (revision ", Scalar(p["revision"]), ")");
-    by_release[key].push_back(Scalar(p["id"]));
+    Release& release = by_release[key];
+    release.ids.push_back(Scalar(p["id"]));
+    for (const YAML::Node& c : p["lacks"]) release.lacks.insert(Scalar(c));
   }
   std::ostream& out = session.io().out;
   if (by_release.empty()) out << "proxies: none connected\n";
-  for (auto& [release, ids] : by_release) {
+  for (auto& [name, release] : by_release) {
+    std::vector<std::string>& ids = release.ids;
     std::sort(ids.begin(), ids.end());
     const size_t shown = std::min(ids.size(), kNamesShown);
-    out << "proxies " << release << ": " << ids.size() << " ("
+    out << "proxies " << name << ": " << ids.size() << " ("
         << absl::StrJoin(ids.begin(), ids.begin() + shown, ", ");
     if (ids.size() > shown) out << ", and " << ids.size() - shown << " more";
-    out << ")\n";
+    out << ")";
+    if (!release.lacks.empty()) out << "; sent without: " << absl::StrJoin(release.lacks, ", ");
+    out << "\n";
   }
   return kExitOk;
 }

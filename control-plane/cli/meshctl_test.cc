@@ -617,7 +617,7 @@ TEST_F(MeshctlTest, VersionClientReadsNoContextFile) {
 TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
   api_.Answer("GET", "/version", 200, R"({"server":"0.3.0","apiVersion":"meshlet.io/v1"})");
   api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[
-    {"id":"reviews-1","sidecarVersion":"meshlet-sidecar 0.2.0"},
+    {"id":"reviews-1","sidecarVersion":"meshlet-sidecar 0.2.0","lacks":["overload"]},
     {"id":"a-1","sidecarVersion":"meshlet-sidecar 0.3.0"},
     {"id":"a-2","sidecarVersion":"meshlet-sidecar 0.3.0"},
     {"id":"a-3","sidecarVersion":"meshlet-sidecar 0.3.0"},
@@ -628,7 +628,7 @@ TEST_F(MeshctlTest, VersionNamesTheControlPlaneAndEachSidecarRelease) {
   ASSERT_EQ(Run({"--server=cp:15014", "version"}), 0) << err_.str();
   EXPECT_EQ(out_.str(), absl::StrCat("meshctl ", kMeshletVersion, "\n",
                                      "control-plane 0.3.0 at cp:15014 (API meshlet.io/v1)\n"
-                                     "proxies 0.2.0: 1 (reviews-1)\n"
+                                     "proxies 0.2.0: 1 (reviews-1); sent without: overload\n"
                                      "proxies 0.3.0: 6 (a-1, a-2, a-3, a-4, a-5, and 1 more)\n"
                                      "proxies <unknown>: 1 (old)\n"));
   api_.Answer("GET", "/api/v1/proxies", 200, R"({"items":[]})");
@@ -891,6 +891,52 @@ spec: {containers: [{name: app, image: app:1}]}
       << out_.str();
   EXPECT_EQ(Run({"inject", "-f", "-", "--revision", "Canary"}), 2);
   EXPECT_NE(err_.str().find("is not a revision name"), std::string::npos) << err_.str();
+  // The global --revision (before the command) is inject's --revision too.
+  in_.clear();
+  in_.str(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
+      "spec: {containers: [{name: app, image: app:1}]}\n");
+  out_.str("");
+  ASSERT_EQ(Run({"--revision", "canary", "inject", "-f", "-"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("value: meshlet-control-plane-canary.meshlet-system.svc:15012"),
+            std::string::npos)
+      << out_.str();
+}
+
+// --tag TAG=REVISION: labels naming the tag get its revision; the tag default moves the pods no
+// label puts on a revision.
+TEST_F(MeshctlTest, InjectTagsStandForTheirRevisions) {
+  const std::string input = R"(apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {meshlet.io/rev: prod}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: front}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: shop}
+spec: {containers: [{name: app, image: app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: front}
+spec: {containers: [{name: app, image: app:1}]}
+)";
+  in_.str(input);
+  ASSERT_EQ(
+      Run({"inject", "-f", "-", "--tag", "prod=canary", "--tag", "default=0-2-0", "-o", "json"}), 0)
+      << err_.str();
+  YAML::Node out = YAML::Load(out_.str());
+  EXPECT_EQ(out["items"][2]["metadata"]["annotations"]["sidecar.meshlet.io/revision"].Scalar(),
+            "canary");
+  EXPECT_EQ(out["items"][3]["metadata"]["annotations"]["sidecar.meshlet.io/revision"].Scalar(),
+            "0-2-0");
+  in_.clear();
+  in_.str(input);
+  EXPECT_EQ(Run({"inject", "-f", "-", "--tag", "prod"}), 2);
+  EXPECT_NE(err_.str().find("must be TAG=REVISION"), std::string::npos) << err_.str();
 }
 
 TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {

@@ -40,6 +40,7 @@ TranslationContext::TranslationContext(const PolicySnapshot& policy,
     self = registry::WorkloadFromNode(node);
   }
   if (policy.mesh_config.has_value()) mesh = policy.mesh_config->spec();
+  capabilities = xds::CapabilitiesOf(node);
 }
 
 bool TranslationContext::Reachable(const ServiceView& service) const {

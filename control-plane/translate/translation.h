@@ -39,6 +39,7 @@
 #include "absl/strings/string_view.h"
 #include "control-plane/translate/resources.h"
 #include "google/protobuf/duration.pb.h"
+#include "xds/capabilities.h"
 #include "xds/gateway.pb.h"
 #include "xds/node.pb.h"
 #include "xds/resources.pb.h"
@@ -187,6 +188,9 @@ struct TranslationContext {
   const TranslateOptions& options;
   Workload self;
   pb::MeshConfigSpec mesh;
+  // What the node's sidecar reads (from its Node on this stream, not the registration: a
+  // sidecar handing over to its successor shares its node id); translator.cc gates the rest.
+  xds::CapabilitySet capabilities;
 };
 
 // What one node's translation builds: clusters and their endpoints by name (each created once,

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config/yaml_proto.h"
+#include "control-plane/translate/capability_gates.h"
 #include "control-plane/translate/translation.h"
 
 namespace meshlet::controlplane::translate {
@@ -24,6 +25,8 @@ std::string CacheKey(const TranslationContext& ctx) {
   std::string key =
       absl::StrCat(ctx.policy.revision, "|", ctx.registry.version, "|", ctx.options.cluster_domain,
                    "|", MeshTlsKey(ctx), "|", ctx.self.capture ? "capture|" : "");
+  // Nodes that lack capabilities get the older forms (capability_gates.h).
+  if (!ctx.capabilities.all()) absl::StrAppend(&key, "capabilities:", ctx.capabilities.Key(), "|");
   // Consumer routes (Gateway API) apply to callers of their namespace only.
   if (ctx.index.consumer_namespaces.contains(ctx.self.namespace_)) {
     absl::StrAppend(&key, "consumer:", ctx.self.namespace_, "|");
@@ -61,7 +64,7 @@ void BuildOutbound(const TranslationContext& ctx, TranslationOutput& out, Transl
   }
 }
 
-// Every list ordered by name.
+// Every list ordered by name, in the forms the node reads.
 NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out) {
   AddTrustBundle(ctx, out.resources);
   for (auto& [name, cluster] : out.clusters) out.resources.clusters.push_back(std::move(cluster));
@@ -72,6 +75,7 @@ NodeResources Finish(const TranslationContext& ctx, TranslationOutput& out) {
   std::sort(out.resources.listeners.begin(), out.resources.listeners.end(), by_name);
   std::sort(out.resources.routes.begin(), out.resources.routes.end(), by_name);
   // clusters and endpoints come from std::maps: already ordered by name.
+  ApplyCapabilityGates(ctx.capabilities, out.resources);
   return std::move(out.resources);
 }
 

@@ -70,6 +70,10 @@
 //
 // Clusters always come with every route that names them in the same NodeResources; the ADS
 // server sends clusters (and their endpoints) before routes (design.md §5).
+//
+// Skew (docs/upgrades.md): everything above is the newest form. A node whose Node lacks
+// capabilities (xds/capabilities.h: a sidecar of an older release) gets, as the last step, the
+// older form of what it cannot read, or nothing in its place (capability_gates.h).
 
 #include <cstdint>
 #include <map>
@@ -130,7 +134,8 @@ NodeResources Translate(const PolicySnapshot& policy, const RegistrySnapshot& re
 // once; a node's translation then splits into
 //   - the outbound part (route "outbound", outbound clusters, their endpoints): the large part,
 //     identical for every node with the same OutboundKey — the whole mesh when MeshConfig does
-//     not scope configuration, else the nodes that reach the same services;
+//     not scope configuration, else the nodes that reach the same services (and, during an
+//     upgrade, read the same capabilities);
 //   - the local part (listeners, route "inbound", inbound clusters): the node's own, small.
 // Callers translate the outbound part once per distinct key and share it between nodes;
 // TranslateOutbound(node) + TranslateLocal(node) is exactly Translate(policy, registry, node).

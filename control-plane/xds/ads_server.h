@@ -146,6 +146,9 @@ struct ProxyStatus {
   // The node's label meshlet.io/rev: the control-plane revision its pod was injected for ("" for
   // the unnamed one; control-plane/inject/revision.h).
   std::string revision;
+  // The capabilities (xds/capabilities.h) its sidecar lacks: its configuration is sent in the
+  // older forms (control-plane/translate/capability_gates.h). Empty for a current sidecar.
+  std::vector<std::string> lacks;
   std::string peer;      // address the stream came from
   std::string identity;  // the SPIFFE id its client certificate proved; empty on plaintext
   std::string mode;      // "sotw" or "delta"

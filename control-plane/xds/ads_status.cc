@@ -19,6 +19,7 @@
 #include "control-plane/xds/ads_server.h"
 #include "control-plane/xds/ads_server_internal.h"
 #include "google/protobuf/util/json_util.h"
+#include "xds/capabilities.h"
 #include "xds/protocol.h"
 #include "xds/resources.pb.h"
 
@@ -79,6 +80,7 @@ std::vector<ProxyStatus> AdsServer::ProxyStatuses() const {
     if (auto it = stream->node.labels().find("meshlet.io/rev"); it != stream->node.labels().end()) {
       status.revision = it->second;
     }
+    status.lacks = xds::CapabilitySet::All().Minus(xds::CapabilitiesOf(stream->node)).Names();
     status.peer = stream->call->peer_address().ToString();
     status.identity = stream->grant.identity;
     status.mode = stream->delta ? "delta" : "sotw";
@@ -363,6 +365,8 @@ std::string ProxyStatusJson(const std::vector<ProxyStatus>& statuses) {
     AppendJsonString(&out, status.sidecar_version);
     out += ",\"revision\":";
     AppendJsonString(&out, status.revision.empty() ? "default" : status.revision);
+    out += ",\"lacks\":";
+    AppendJsonStringArray(&out, status.lacks);
     out += ",\"peer\":";
     AppendJsonString(&out, status.peer);
     if (!status.identity.empty()) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/base/json.h"
@@ -14,6 +15,7 @@
 #include "control-plane/identity/caller.h"
 #include "control-plane/policy/kinds.h"
 #include "control-plane/xds/tls_files.h"
+#include "xds/capabilities.h"
 
 namespace meshlet::controlplane::ads {
 
@@ -422,6 +424,13 @@ void XdsService::OnProxyConnected(const xds::Node& node) {
   if (!control_plane_.registry().Connect(registry::WorkloadFromNode(node))) {
     LOG_EVERY_N_SEC(WARN, 1) << "xds: registry refused " << node.id() << " (full?)";
   }
+  const std::vector<std::string> lacks =
+      xds::CapabilitySet::All().Minus(xds::CapabilitiesOf(node)).Names();
+  if (!lacks.empty()) {
+    LOG(INFO) << "xds: " << node.id() << " runs \"" << node.sidecar_version() << "\", which lacks "
+              << absl::StrJoin(lacks, ", ")
+              << ": its configuration goes in the older forms (docs/upgrades.md)";
+  }
 }
 
 void XdsService::OnProxyDisconnected(const std::string& node_id) {
@@ -473,6 +482,9 @@ std::string XdsService::ProxiesJson() {
     AppendJsonString(&out, proxy.sidecar_version);
     out += ",\"revision\":";
     AppendJsonString(&out, proxy.revision.empty() ? "default" : proxy.revision);
+    // Capabilities its sidecar lacks: what it is sent in an older form (docs/upgrades.md).
+    out += ",\"lacks\":";
+    AppendJsonStringArray(&out, proxy.lacks);
     out += ",\"mode\":";
     AppendJsonString(&out, proxy.mode);
     out += ",\"peer\":";

@@ -31,6 +31,9 @@ constexpr Endpoint kEndpoints[] = {
     {"/clusters", "GET", "clusters, endpoints, health, breakers and health checks (JSON)"},
     {"/listeners", "GET", "listeners and their bound addresses (JSON)"},
     {"/certs", "GET", "the workload certificate, trust bundle and rotation state (JSON)"},
+    {"/hand_over", "GET",
+     "the hand-over socket, and what this process took over from its predecessor or handed to "
+     "its successor (JSON)"},
     {"/debug/decisions", "GET",
      "decision records of failed and sampled requests (JSON; ?request_id=ID, ?trace_id=HEX)"},
     {"/logging", "GET, POST", "show the log level; POST ?level=debug|info|... changes it"},
@@ -198,6 +201,7 @@ http::ServerResponse AdminHandler::Handle(const http::ServerRequest& request, Po
   if (path == "/clusters") return http::ServerResponse::Json(200, backend_.ClustersJson());
   if (path == "/listeners") return http::ServerResponse::Json(200, backend_.ListenersJson());
   if (path == "/certs") return http::ServerResponse::Json(200, backend_.CertsJson());
+  if (path == "/hand_over") return http::ServerResponse::Json(200, backend_.HandOverJson());
   if (path == "/debug/decisions") {
     auto request_id = query.find("request_id");
     auto trace_id = query.find("trace_id");

@@ -13,6 +13,8 @@
 //                             ?request_id=ID, ?trace_id=HEX select one request's
 //   GET  /certs               the workload certificate: SPIFFE id, serial, validity, seconds to
 //                             expiry, trust bundle roots, rotation state and last error (JSON)
+//   GET  /hand_over           the hand-over socket (--hand-over), and what this process took over
+//                             from its predecessor or handed to its successor (JSON)
 //   GET  /logging             the log level; POST /logging?level=debug changes it
 //   POST /drain               starts draining (inbound listeners stop, HTTP says goodbye)
 //   POST /quitquitquit        exits cleanly
@@ -58,6 +60,10 @@ class AdminBackend {
   virtual std::string XdsStatusJson() { return ""; }
   // The workload certificate (JSON object) for /certs; the default says there is none.
   virtual std::string CertsJson() { return "{\"workload_certificate\":null}"; }
+  // The hand-over (JSON object) for /hand_over; the default says there is none.
+  virtual std::string HandOverJson() {
+    return "{\"socket\":null,\"taken_over\":null,\"handed_over\":null}";
+  }
   // Refreshes values that are read rather than pushed (circuit-breaker capacity) before /stats.
   virtual void BeforeStatsRead() {}
   virtual void StartDrain() = 0;

@@ -97,6 +97,8 @@ TEST_F(AdminTest, ClustersAndListenersComeFromTheBackend) {
   // No workload certificate in this backend.
   EXPECT_EQ(Call("GET", "/certs").body, "{\"workload_certificate\":null}");
   EXPECT_EQ(Call("POST", "/certs").status, 405);
+  EXPECT_EQ(Call("GET", "/hand_over").body,
+            "{\"socket\":null,\"taken_over\":null,\"handed_over\":null}");
 }
 
 TEST_F(AdminTest, DecisionsSelectByRequestOrTraceId) {

@@ -4,10 +4,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/file.h"
+#include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/version.h"
 #include "common/config/yaml_proto.h"
 #include "common/net/address.h"
+#include "xds/capabilities.h"
 #include "xds/resources.pb.h"
 
 namespace meshlet::sidecar::config {
@@ -147,7 +149,21 @@ absl::StatusOr<BootstrapConfig> CompleteBootstrap(BootstrapConfig config,
 
   // 2. Defaults that depend on other settings, from the result.
   if (node.sidecar_version().empty())
-    node.set_sidecar_version(absl::StrCat("meshlet-sidecar ", kMeshletVersion));
+    node.set_sidecar_version(absl::StrCat(xds::kSidecarVersionPrefix, kMeshletVersion));
+  // What this sidecar reads, so the control plane gates nothing it understands; a file listing
+  // capabilities narrows them (those of a later release mean nothing here).
+  xds::CapabilitySet capabilities = xds::CapabilitySet::All();
+  if (node.capabilities_size() > 0) {
+    capabilities = xds::CapabilitiesOf(node);
+    for (const std::string& name : node.capabilities()) {
+      if (!xds::CapabilityNamed(name).has_value()) {
+        LOG(WARN) << "node.capabilities: \"" << name
+                  << "\" is not a capability this sidecar knows; ignored";
+      }
+    }
+  }
+  node.clear_capabilities();
+  for (const std::string& name : capabilities.Names()) node.add_capabilities(name);
   const bool xds_tls = config.has_xds() && !flags.xds_plaintext;
   if (config.tracing.enabled && config.tracing.service_name.empty()) {
     // "<service>.<namespace>", the name golden metrics and cluster names give the service, so a

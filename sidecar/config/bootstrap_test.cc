@@ -12,6 +12,7 @@
 #include "sidecar/config/translate.h"
 #include "sidecar/config/translate_test_util.h"
 #include "sidecar/route/route_table.h"
+#include "xds/capabilities.h"
 
 namespace meshlet::sidecar::config {
 namespace {
@@ -70,6 +71,18 @@ TEST(CompleteBootstrapTest, FlagsReplaceTheFilesSettings) {
   ASSERT_EQ(config->node.ports_size(), 2);
   EXPECT_EQ(config->node.ports(1), 8080u);
   EXPECT_EQ(config->node.sidecar_version(), absl::StrCat("meshlet-sidecar ", kMeshletVersion));
+  // It announces every capability it reads, so the control plane holds nothing back.
+  EXPECT_TRUE(xds::CapabilitiesOf(config->node).all());
+  EXPECT_EQ(config->node.capabilities_size(), static_cast<int>(xds::kCapabilityCount));
+}
+
+// A file listing capabilities narrows what the sidecar announces (the control plane then sends
+// the older form of the others); names of later releases are dropped.
+TEST(CompleteBootstrapTest, AFileNarrowsTheCapabilitiesAnnounced) {
+  absl::StatusOr<BootstrapConfig> config =
+      Complete("node: {id: a, capabilities: [overload, warp-drive]}\n", ByFlags());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->node.capabilities(), ::testing::ElementsAre("overload"));
 }
 
 // --trace-collector turns tracing on (OTLP/HTTP protobuf) or replaces the file's collector;

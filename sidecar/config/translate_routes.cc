@@ -462,6 +462,13 @@ void TranslateSessionPersistence(Errors::Scope& scope, const std::string& path,
                                  route::RouteAction& action) {
   constexpr size_t kMaxSessionNameLength = 128;
   auto session = std::make_shared<route::SessionPersistence>();
+  // A value a later release added is refused, never read as COOKIE / SESSION.
+  if (!xds::SessionPersistence::Type_IsValid(in.type())) {
+    scope.Add(Join(path, "type"), absl::StrCat("unknown value ", in.type()));
+  }
+  if (!xds::SessionPersistence::CookieLifetime_IsValid(in.cookie_lifetime())) {
+    scope.Add(Join(path, "cookie_lifetime"), absl::StrCat("unknown value ", in.cookie_lifetime()));
+  }
   const bool header = in.type() == xds::SessionPersistence::HEADER;
   session->type =
       header ? route::SessionPersistence::Type::kHeader : route::SessionPersistence::Type::kCookie;

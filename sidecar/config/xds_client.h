@@ -121,6 +121,11 @@ class XdsClient {
   // Applies the persisted configuration, if any: OK when it was applied, NotFound without one,
   // another error when it could not be read or applied (the file is then left alone and ignored).
   absl::Status LoadCache();
+  // The configuration running now as LoadCache reads it (an xds::CachedConfiguration), and the
+  // same applied from such bytes (`source` names them in errors and logs): how a sidecar hands its
+  // configuration to the process that replaces it (docs/upgrades.md).
+  std::string SavedConfiguration() const;
+  absl::Status LoadSavedConfiguration(const std::string& content, const std::string& source);
   // Opens the stream (and keeps reopening it).
   void Start();
   // Cancels the stream and any reconnect; no callbacks afterwards.

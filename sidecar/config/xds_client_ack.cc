@@ -11,10 +11,14 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/base/version.h"
+#include "common/config/unknown_content.h"
 #include "common/http/grpc/status.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_internal.h"
+#include "xds/capabilities.h"
 #include "xds/protocol.h"
 
 namespace meshlet::sidecar::config {
@@ -23,6 +27,29 @@ namespace {
 // Bound on what one response may make the sidecar log and keep.
 constexpr size_t kMaxLoggedError = 2000;
 
+// For a refused update: when its resources carry fields or enum values this release does not
+// know, a note naming the first — the usual cause is a control plane newer than the sidecar that
+// sends it what it cannot read (docs/upgrades.md). Empty otherwise.
+template <typename EntryMap>
+std::string UnknownFieldsNote(const EntryMap& entries) {
+  size_t resources = 0;
+  std::string first;
+  for (const auto& [name, entry] : entries) {
+    if (entry.parsed == nullptr) continue;
+    std::string found = ::meshlet::config::FirstUnknownContent(*entry.parsed);
+    if (found.empty()) continue;
+    if (resources++ == 0) {
+      first = absl::StrCat(entry.parsed->GetDescriptor()->name(), " \"", name, "\": ", found);
+    }
+  }
+  if (resources == 0) return "";
+  return absl::StrCat("; the update carries what this sidecar (", xds::kSidecarVersionPrefix,
+                      kMeshletVersion, ") does not know, in ", resources,
+                      resources == 1 ? " resource" : " resources", ", first ", first,
+                      ": a control plane newer than the sidecar should not send it "
+                      "(docs/upgrades.md)");
+}
+
 }  // namespace
 
 absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std::string& version) {
@@ -30,6 +57,8 @@ absl::Status XdsClient::TryApply(size_t type_index, EntryMap entries, const std:
   std::optional<RunPlan> next;
   absl::Status status = ApplyUpdate(type_index, entries, version, &next);
   if (!status.ok()) {
+    const std::string note = UnknownFieldsNote(entries);
+    if (!note.empty()) status = absl::InvalidArgumentError(absl::StrCat(status.message(), note));
     type.last_error = std::string(status.message().substr(0, kMaxLoggedError));
     ++rejected_;
     rejected_counter_.Inc();

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "sidecar/config/xds_client.h"
 #include "sidecar/config/xds_client_test_util.h"
@@ -106,6 +107,47 @@ TEST_F(XdsClientTest, CompleteOnceListenersOrEveryTypeWereApplied) {
 }
 
 // The control plane asks for the sidecar's view with a response of the debug type; the answer
+
+// Skew (docs/upgrades.md): fields of a later release are kept and ignored, so such a cluster is
+// ACKed; an enum value of a later release is refused by the field's path, and the NACK notes the
+// fields this release does not know, the likely cause.
+TEST_F(XdsClientTest, UnknownFieldsAreIgnoredAndUnknownValuesRefusedWithTheReason) {
+  client_ = MakeClient();
+  client_->Start();
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount; }));
+  auto cluster = [](const std::string& name, int protocol) {
+    xds::Cluster c;
+    EXPECT_TRUE(ClusterAny(name).UnpackTo(&c));
+    c.set_protocol(static_cast<xds::UpstreamProtocol>(protocol));
+    // Field 99 (a varint) and a nested message's field 98: what a later release could add.
+    c.GetReflection()->MutableUnknownFields(&c)->AddVarint(99, 1);
+    google::protobuf::Duration* timeout = c.mutable_connect_timeout();
+    timeout->GetReflection()->MutableUnknownFields(timeout)->AddLengthDelimited(98, "x");
+    google::protobuf::Any any;
+    any.PackFrom(c, "type.googleapis.com");
+    return any;
+  };
+  server_->Send(ClusterResponse("v1", "n1", {cluster("a", xds::UPSTREAM_HTTP2)}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 1; }));
+  EXPECT_FALSE(server_->requests.back().has_error_detail())
+      << server_->requests.back().error_detail().message();
+  ASSERT_EQ(applied_.size(), 1u);
+  ASSERT_EQ(applied_[0].clusters.size(), 1u);
+
+  server_->Send(ClusterResponse("v2", "n2", {cluster("a", 42), cluster("b", 0)}));
+  ASSERT_TRUE(RunUntil([&] { return server_->requests.size() == xds::kResourceTypeCount + 2; }));
+  const xds::DiscoveryRequest& nack = server_->requests.back();
+  ASSERT_TRUE(nack.has_error_detail());
+  const std::string& message = nack.error_detail().message();
+  EXPECT_NE(message.find("cluster \"a\": protocol: unknown value 42"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("does not know, in 2 resources, first Cluster \"a\": field 99 of "
+                         "meshlet.xds.Cluster"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(nack.version_info(), "v1");
+  EXPECT_EQ(applied_.size(), 1u);
+}
 
 }  // namespace
 }  // namespace meshlet::sidecar::config

@@ -42,6 +42,15 @@ constexpr char kCacheFile[] = "xds-cache.pb";
 
 void XdsClient::Persist() {
   if (options_.cache_dir.empty()) return;
+  absl::Status status = WriteFileAtomically(absl::StrCat(options_.cache_dir, "/", kCacheFile),
+                                            SavedConfiguration(), {.create_directory_mode = 0700});
+  if (!status.ok()) {
+    persist_errors_.Inc();
+    LOG_EVERY_N_SEC(ERROR, 10) << "xds: cannot save the configuration: " << status.message();
+  }
+}
+
+std::string XdsClient::SavedConfiguration() const {
   xds::CachedConfiguration cache;
   *cache.mutable_node() = options_.node;
   cache.set_saved_at(TimeText(absl::Now()));
@@ -57,13 +66,7 @@ void XdsClient::Persist() {
       *retained->add_resources() = entry.resource;
     }
   }
-  absl::Status status =
-      WriteFileAtomically(absl::StrCat(options_.cache_dir, "/", kCacheFile),
-                          cache.SerializeAsString(), {.create_directory_mode = 0700});
-  if (!status.ok()) {
-    persist_errors_.Inc();
-    LOG_EVERY_N_SEC(ERROR, 10) << "xds: cannot save the configuration: " << status.message();
-  }
+  return cache.SerializeAsString();
 }
 
 absl::Status XdsClient::LoadCache() {
@@ -74,8 +77,13 @@ absl::Status XdsClient::LoadCache() {
     return absl::NotFoundError(absl::StrCat("no saved configuration at \"", path, "\""));
   }
   if (!content.ok()) return content.status();
+  return LoadSavedConfiguration(*content, path);
+}
+
+absl::Status XdsClient::LoadSavedConfiguration(const std::string& content,
+                                               const std::string& path) {
   xds::CachedConfiguration cache;
-  if (!cache.ParseFromString(*content)) {
+  if (!cache.ParseFromString(content)) {
     return absl::DataLossError(absl::StrCat("\"", path, "\" does not parse"));
   }
   std::array<TypeState, xds::kResourceTypeCount> loaded;

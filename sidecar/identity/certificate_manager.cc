@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
+#include "common/base/status.h"
 #include "common/tls/certificate.h"
 #include "sidecar/identity/workload_key.h"
 
@@ -90,26 +91,54 @@ void CertificateManager::SendRequest() {
       });
 }
 
+absl::Status CertificateManager::CheckUsable(const std::string& chain_pem,
+                                             const std::string& key_pem,
+                                             const std::string& trust_bundle_pem) const {
+  absl::StatusOr<tls::CertificateChain> chain = tls::ParsePemCertificates(chain_pem);
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = tls::ParsePemPrivateKey(key_pem);
+  if (!key.ok()) return key.status();
+  RETURN_IF_ERROR(tls::CheckKeyMatchesCertificate(*chain->front(), **key));
+  absl::StatusOr<tls::SpiffeId> id = tls::ExtractSpiffeId(*chain->front());
+  if (!id.ok()) return id.status();
+  if (!(*id == identity_)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the certificate is for ", id->ToString(), ", not ", identity_.ToString()));
+  }
+  if (!tls::ParsePemCertificates(trust_bundle_pem).ok()) {
+    return absl::InvalidArgumentError("the trust bundle does not parse");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CertificateManager::StartWith(WorkloadCertificate certificate) {
+  RETURN_IF_ERROR(CheckUsable(certificate.certificate_chain_pem, certificate.private_key_pem,
+                              certificate.trust_bundle_pem));
+  if (certificate.not_after <= clock_.WallNow()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the certificate expired at ", absl::FormatTime(certificate.not_after)));
+  }
+  // As if it had just been asked for and issued: renewed at about half of what is left of it.
+  rotation_.RequestStarted();
+  rotation_.Issued(certificate.not_after);
+  last_error_.clear();
+  last_rotation_time_ = absl::Now();
+  current_ = std::move(certificate);
+  current_->spiffe_id = identity_.ToString();
+  LOG(INFO) << "workload certificate " << current_->serial_hex << " for " << current_->spiffe_id
+            << " taken over, valid until " << absl::FormatTime(current_->not_after);
+  gauge_timer_->EnableRepeating(options_.gauge_refresh_interval);
+  UpdateGauge();
+  Arm();
+  if (on_rotated_) on_rotated_(*current_);
+  return absl::OkStatus();
+}
+
 void CertificateManager::OnAnswer(std::string key_pem, absl::StatusOr<SignedCertificate> answer) {
   // The answer must be usable as it stands: a chain whose leaf holds our key and our identity.
   if (answer.ok()) {
-    absl::StatusOr<tls::CertificateChain> chain =
-        tls::ParsePemCertificates(answer->certificate_chain_pem);
-    absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = tls::ParsePemPrivateKey(key_pem);
-    absl::Status check = chain.ok() ? absl::OkStatus() : chain.status();
-    if (check.ok() && key.ok()) check = tls::CheckKeyMatchesCertificate(*chain->front(), **key);
-    if (check.ok()) {
-      absl::StatusOr<tls::SpiffeId> id = tls::ExtractSpiffeId(*chain->front());
-      if (!id.ok()) {
-        check = id.status();
-      } else if (!(*id == identity_)) {
-        check = absl::PermissionDeniedError(
-            absl::StrCat("the CA issued ", id->ToString(), ", not ", identity_.ToString()));
-      }
-    }
-    if (check.ok() && tls::ParsePemCertificates(answer->trust_bundle_pem).status().ok() == false) {
-      check = absl::InvalidArgumentError("the CA's trust bundle does not parse");
-    }
+    absl::Status check =
+        CheckUsable(answer->certificate_chain_pem, key_pem, answer->trust_bundle_pem);
     if (!check.ok()) {
       answer =
           absl::InternalError(absl::StrCat("unusable certificate from the CA: ", check.message()));

@@ -81,6 +81,11 @@ class CertificateManager {
 
   // Requests the first certificate at once.
   void Start();
+  // Starts with a certificate another process held (the hand-over, docs/upgrades.md) instead of
+  // asking the CA: checked like the CA's answer (the chain parses, its leaf holds the key and this
+  // identity, it has not expired), handed to `on_rotated`, then renewed on the usual schedule from
+  // now. An error leaves the manager unstarted (Start() may follow).
+  absl::Status StartWith(WorkloadCertificate certificate);
 
   // The certificate in use; null before the first one arrived.
   const WorkloadCertificate* current() const { return current_ ? &*current_ : nullptr; }
@@ -96,6 +101,10 @@ class CertificateManager {
   void OnTimer();
   void SendRequest();
   void OnAnswer(std::string key_pem, absl::StatusOr<SignedCertificate> answer);
+  // Whether `chain_pem` (leaf first) holds `key_pem` and this identity, and `trust_bundle_pem`
+  // parses.
+  absl::Status CheckUsable(const std::string& chain_pem, const std::string& key_pem,
+                           const std::string& trust_bundle_pem) const;
   void Arm();
   void UpdateGauge();
 

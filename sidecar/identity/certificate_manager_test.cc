@@ -1,7 +1,7 @@
 // CertificateManager on a real event loop with a scripted CA (a CSR signer built on a test root),
 // short-lived certificates, and real time: rotation at about half the lifetime, retries after
 // failures, keeping the current certificate when renewals fail, and refusing a certificate for
-// another identity.
+// another identity; starting with a certificate taken over from another process.
 
 #include "sidecar/identity/certificate_manager.h"
 
@@ -230,6 +230,47 @@ TEST_F(CertificateManagerTest, DestroyingTheManagerDropsAPendingAnswer) {
   loop_.RunUntilIdle();
   EXPECT_TRUE(rotated_.empty());
   EXPECT_EQ(ca_.requests, 1);
+}
+
+// The hand-over: a certificate another process held is used at once, without asking the CA, and
+// renewed on the schedule; one for another identity, without its key or expired is refused.
+TEST_F(CertificateManagerTest, StartsWithACertificateTakenOverAndRenewsIt) {
+  auto first = Make();
+  first->Start();
+  ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 1; }, std::chrono::seconds(5)));
+  const WorkloadCertificate held = *first->current();
+  first.reset();
+  rotated_.clear();
+  const int requests = ca_.requests;
+  const uint64_t rotations = Count("meshlet_workload_certificate_rotations_total");
+
+  WorkloadCertificate keyless = held;
+  keyless.private_key_pem.clear();
+  auto refused = Make();
+  EXPECT_FALSE(refused->StartWith(keyless).ok());
+  WorkloadCertificate expired = held;
+  expired.not_after = absl::Now() - absl::Seconds(1);
+  absl::Status status = refused->StartWith(expired);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_EQ(refused->current(), nullptr);
+  refused.reset();
+  auto wrong = std::make_unique<CertificateManager>(
+      loop_, ca_, *tls::SpiffeId::Parse("spiffe://cluster.local/ns/default/sa/admin"), Fast(),
+      [](const WorkloadCertificate&) {});
+  status = wrong->StartWith(held);
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+
+  auto manager = Make();
+  ASSERT_TRUE(manager->StartWith(held).ok());
+  ASSERT_EQ(rotated_.size(), 1u);
+  EXPECT_EQ(rotated_[0].serial_hex, held.serial_hex);
+  EXPECT_EQ(manager->current()->private_key_pem, held.private_key_pem);
+  EXPECT_EQ(ca_.requests, requests);  // no CA round trip
+  EXPECT_EQ(Count("meshlet_workload_certificate_rotations_total"), rotations);
+  // Renewed from the CA before it expires.
+  ASSERT_TRUE(loop_.RunUntil([&] { return rotated_.size() == 2; }, std::chrono::seconds(5)));
+  EXPECT_NE(rotated_[1].serial_hex, held.serial_hex);
+  EXPECT_EQ(ca_.requests, requests + 1);
 }
 
 }  // namespace

@@ -117,8 +117,8 @@ void ActiveConnection::ResolveDestination() {
   }
 }
 
-void ActiveConnection::StartDrain() {
-  if (http_ != nullptr) http_->Drain();
+void ActiveConnection::StartDrain(bool keep_idle_http1) {
+  if (http_ != nullptr) http_->Drain(keep_idle_http1);
 }
 
 void ActiveConnection::OnData(net::Buffer& data, bool end_stream) {

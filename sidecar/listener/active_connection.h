@@ -77,9 +77,10 @@ class ActiveConnection final : public net::ConnectionCallbacks {
   // the listener's own, a plaintext passthrough to where the client was going, or a refusal
   // (HTTP: a local 502 per request, flag NM; other bytes: closed as unmatched_destination).
   void Start();
-  // HTTP connections finish their streams and close (GOAWAY / Connection: close); TCP proxies
+  // HTTP connections finish their streams and close (GOAWAY / Connection: close; an idle HTTP/1.1
+  // one after its next request with `keep_idle_http1`, HttpConnectionManager::Drain); TCP proxies
   // and connections still detecting carry on until they end.
-  void StartDrain();
+  void StartDrain(bool keep_idle_http1 = false);
 
   // net::ConnectionCallbacks, while detecting.
   void OnData(net::Buffer& data, bool end_stream) override;

@@ -62,6 +62,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
                                                            : options.route_config_name),
       http_options_(listener.http),
       listener_name_(listener.name),
+      inbound_(listener.direction == config::TrafficDirection::kInbound),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),
@@ -439,9 +440,10 @@ void HttpConnectionManager::BeginDrain() {
   codec_->GoAway();
 }
 
-void HttpConnectionManager::Drain() {
+void HttpConnectionManager::Drain(bool keep_idle_http1) {
   if (closed_) return;
   BeginDrain();
+  if (keep_idle_http1 && codec_->protocol() == http::Protocol::kHttp11) return;
   if (streams_.empty() && !drain_close_timer_.enabled()) drain_close_timer_.Enable(Duration(0));
 }
 

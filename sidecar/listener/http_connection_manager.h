@@ -126,8 +126,12 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
 
   // Processes the initial bytes and starts the timers. Call once, after storing the HCM.
   void Start();
-  // Finish the streams in progress, accept no new ones, then close.
-  void Drain();
+  // Finish the streams in progress, accept no new ones, then close. An idle HTTP/1.1 connection
+  // closes at once, unless `keep_idle_http1`: then it answers its next request (with `Connection:
+  // close`) and closes after it, or at its idle timeout — so a request the client sends just as
+  // the drain starts is answered, not lost to the close (a hand-over, when this process need not
+  // exit soon).
+  void Drain(bool keep_idle_http1 = false);
 
   net::Connection& connection() { return *connection_; }
   size_t active_streams() const { return streams_.size(); }
@@ -190,6 +194,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // for decision records; may be empty.
   std::string refusal_source_;
   const std::string listener_name_;
+  // The listener's direction is INBOUND (server spans say meshlet.listener.direction).
+  const bool inbound_;
   const Options options_;
   // The listener's authorization policies, local rate limit and destination port, as of the
   // current snapshot: a long-lived connection (pooled HTTP/2 from a peer) applies a policy change

@@ -238,6 +238,17 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "--drain-time.",
            DurationAtLeast(&o.drain_listen_time, absl::ZeroDuration(),
                            "must be a non-negative duration such as 1s")),
+      flag("--hand-over", "PATH",
+           "A unix socket for replacing this process in place (a new binary, or a restart): a "
+           "sidecar started with it takes over the listening sockets, configuration and workload "
+           "certificate of the sidecar serving PATH, if any, and serves PATH itself once ready "
+           "(docs/upgrades.md). Default: none.",
+           Text(&o.hand_over_path, true)),
+      flag("--hand-over-timeout", "DURATION",
+           "How long a sidecar taking over waits to be ready before it gives up (exit 1; the "
+           "running one serves on). Default 60s.",
+           DurationAtLeast(&o.hand_over_timeout, absl::Seconds(1),
+                           "must be a duration of at least 1s")),
       flag("--malloc-trim-threshold", "BYTES",
            "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
            "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "

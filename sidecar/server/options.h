@@ -49,6 +49,11 @@ struct ServerOptions {
   // --drain-listen-time: how long inbound listeners keep accepting once a drain starts (each
   // connection told to close after its request), while callers learn the workload is going.
   Duration drain_listen_time = std::chrono::seconds(1);
+  // --hand-over: the unix socket through which a new process takes this one's place (its
+  // listening sockets, configuration and workload certificate; hand_over.h); empty: none.
+  std::string hand_over_path;
+  // --hand-over-timeout: how long a process taking over waits to be ready before it gives up.
+  Duration hand_over_timeout = std::chrono::seconds(60);
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
   // (common/base/malloc_tuning.h); 0: glibc's default.
   size_t malloc_trim_threshold = size_t{4} << 20;

@@ -67,11 +67,23 @@ Server::Server(ServerOptions options)
   certificate_apply_failures_ = MustStat(shard.RegisterCounter(
       "meshlet_workload_certificate_apply_failures_total",
       "New workload certificates whose TLS contexts could not be built (the previous stay)."));
+  auto hand_overs = [&](absl::string_view side) {
+    return MustStat(shard.RegisterCounter(
+        "meshlet_server_hand_overs_total",
+        "Hand-overs through --hand-over: took_over (this process took the listening sockets of "
+        "its predecessor), handed_over (it handed its own to a successor), refused (it refused a "
+        "successor: draining or not ready).",
+        {{"side", std::string(side)}}));
+  };
+  hand_overs_taken_ = hand_overs("took_over");
+  hand_overs_given_ = hand_overs("handed_over");
+  hand_overs_refused_ = hand_overs("refused");
 }
 
 Server::~Server() {
   // Run() normally did this; an Init() error or a test may not have run the loop.
   if (!shut_down_) Shutdown();
+  hand_over_client_.reset();
   prometheus_.reset();
   admin_.reset();
   signals_.clear();
@@ -139,7 +151,8 @@ std::string Server::NotReadyReason() const {
 }
 
 void Server::ReportReadiness() {
-  if (xds_client_ == nullptr || shut_down_) return;
+  // Handed over: the successor, on its own stream under the same node id, is the workload now.
+  if (xds_client_ == nullptr || shut_down_ || handed_over_) return;
   // What /ready answers (admin.cc), in the same order.
   if (draining_) {
     readiness_check_->Disable();
@@ -190,8 +203,10 @@ absl::Status Server::Init() {
     LOG(WARN) << "--malloc-trim-threshold=" << options_.malloc_trim_threshold
               << ": the allocator refused it (a sanitizer's has no such setting)";
   }
+  init_started_ = RealClock::Get().Now();
   ASSIGN_OR_RETURN(config::BootstrapConfig bootstrap, LoadBootstrap());
   node_name_ = bootstrap.node.id();
+  if (!options_.hand_over_path.empty()) RETURN_IF_ERROR(TakeOver());
   if (options_.workload_identity()) {
     if (absl::Status status = InitWorkloadCertificate(bootstrap); !status.ok()) return status;
   }
@@ -240,10 +255,13 @@ absl::Status Server::Init() {
                         .trace_channel = trace_channel_,
                         .memory_pressure = overload_.flag(),
                         .max_active_requests = PerWorkerActiveRequests(),
+                        .overload_max_active_requests = options_.overload_max_active_requests,
+                        .overload_max_rss_mb = options_.overload_max_rss_mb,
                         .max_mirrors_in_flight = options_.mirror_max_in_flight,
                         .error_header = options_.error_header,
                         .node_name = node_name_,
-                        .decision_ring_size = options_.decision_ring_size});
+                        .decision_ring_size = options_.decision_ring_size,
+                        .worker_count = options_.concurrency});
     absl::Status status = worker->Start(snapshot_);
     if (!status.ok()) {
       workers_.clear();  // stops the ones already running
@@ -314,6 +332,8 @@ absl::Status Server::Init() {
     DialCaptureCheck();
   }
   ready_ = true;
+  if (hand_over_client_ != nullptr) RETURN_IF_ERROR(FinishTakeOver());
+  if (!options_.hand_over_path.empty()) RETURN_IF_ERROR(ServeHandOver());
   // The stream's first request reports what /ready says by then (usually not ready yet: the
   // control plane's configuration comes over that stream); changes follow (ReportReadiness).
   ReportReadiness();
@@ -399,21 +419,25 @@ void Server::Drain(bool exit_when_done) {
     // that news reaches the callers.
     for (auto& worker : workers_) worker->StartDrain(DrainListenTime());
   }
-  if (exit_when_done && !exit_when_drained_) {
-    exit_when_drained_ = true;
-    drain_deadline_ = std::make_unique<event::Timer>(loop_, [this] {
-      LOG(INFO) << "drain time is up; exiting with connections still open";
-      Shutdown();
-    });
-    drain_deadline_->Enable(options_.drain_time);
-    drain_poll_ = std::make_unique<event::Timer>(loop_, [this] { CheckDrained(); });
-    drain_poll_->EnableRepeating(kDrainPollInterval);
-    CheckDrained();
-  }
+  if (exit_when_done) ExitWhenDrained();
+}
+
+void Server::ExitWhenDrained() {
+  if (exit_when_drained_) return;
+  exit_when_drained_ = true;
+  drain_deadline_ = std::make_unique<event::Timer>(loop_, [this] {
+    LOG(INFO) << "drain time is up; exiting with connections still open";
+    Shutdown();
+  });
+  drain_deadline_->Enable(options_.drain_time);
+  drain_poll_ = std::make_unique<event::Timer>(loop_, [this] { CheckDrained(); });
+  drain_poll_->EnableRepeating(kDrainPollInterval);
+  CheckDrained();
 }
 
 Duration Server::DrainListenTime() const {
-  if (never_ready_) return Duration::zero();
+  // Handed over: the successor accepts on the same sockets.
+  if (never_ready_ || handed_over_) return Duration::zero();
   return std::min(options_.drain_listen_time, options_.drain_time);
 }
 
@@ -569,6 +593,7 @@ void Server::Shutdown() {
   readiness_check_->Disable();
   if (xds_client_ != nullptr) xds_client_->Stop();
   metrics_reporter_.reset();
+  hand_over_server_.reset();
   certificate_manager_.reset();
   health_checks_.reset();
   for (auto& worker : workers_) worker->RequestStop();  // all at once, then joined

@@ -13,6 +13,13 @@
 //   SIGHUP           reloads the bootstrap file: a valid file is applied to every worker (no
 //                    request fails because of it), an invalid one is logged and ignored.
 //
+// Hand-over (--hand-over PATH, hand_over.h, ADR 0072): at start, when a sidecar serves PATH,
+// Init() takes over its listening sockets, its xDS configuration and its workload certificate
+// instead of binding, asking the CA and waiting for the control plane; once ready it tells the
+// predecessor, which stops accepting and drains (without reporting "not ready": this process is
+// the workload now). Then, and in a sidecar that took over from nobody, PATH is served for the
+// next one. GET /hand_over shows both sides.
+//
 // With xDS (--xds or the bootstrap's xds section; docs/xds.md) the configuration is the
 // bootstrap's static resources plus what the control plane streams. Every update goes through
 // the same path as SIGHUP (ApplyResources): build and validate a whole snapshot, then publish it
@@ -56,6 +63,7 @@
 #include "sidecar/listener/access_log.h"
 #include "sidecar/listener/downstream_tls.h"
 #include "sidecar/resilience/principal_rate_limiter.h"
+#include "sidecar/server/hand_over.h"
 #include "sidecar/server/options.h"
 #include "sidecar/server/overload_monitor.h"
 #include "sidecar/server/tls_contexts.h"
@@ -110,6 +118,7 @@ class Server final : public admin::AdminBackend {
   std::string ListenersJson() override;
   std::string XdsStatusJson() override;
   std::string CertsJson() override;
+  std::string HandOverJson() override;
   void BeforeStatsRead() override;
   void StartDrain() override { Drain(/*exit_when_done=*/false); }
   void Quit() override;
@@ -144,7 +153,21 @@ class Server final : public admin::AdminBackend {
   // address.
   absl::Status InitMetricsReport(const config::BootstrapConfig& bootstrap);
   void OnSignal(int signum);
+  // Exits once no connection is open or the drain time has passed (the drain must have started).
+  void ExitWhenDrained();
   void CheckDrained();
+  // The hand-over (hand_over.h). TakeOver: at start, connects to --hand-over and adopts what the
+  // running sidecar hands over (nothing when none runs). FinishTakeOver: once Init bound
+  // everything, waits until ready() and tells the predecessor to stop. ServeHandOver: serves
+  // --hand-over for the next process.
+  absl::Status TakeOver();
+  absl::Status FinishTakeOver();
+  absl::Status ServeHandOver();
+  // The running side: what to hand over (refused while draining or not ready), and the successor
+  // being ready: stop accepting everywhere and drain, without a readiness report. Returns the
+  // connections still open.
+  absl::StatusOr<HandedOver> HandOverOffer();
+  Drained HandOverDrain();
   // How long inbound listeners keep accepting once a drain starts.
   Duration DrainListenTime() const;
   // Starts, changes or stops active health checks for the current snapshot.
@@ -209,6 +232,32 @@ class Server final : public admin::AdminBackend {
   std::vector<std::unique_ptr<event::Signal>> signals_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::Timer> drain_poll_;
+  // The hand-over: the predecessor during start-up, the socket served once ready, and what each
+  // side did (for GET /hand_over).
+  std::unique_ptr<HandOverClient> hand_over_client_;
+  std::unique_ptr<HandOverServer> hand_over_server_;
+  struct TakenOver {
+    int pid = 0;
+    std::string release;
+    size_t sockets = 0;         // listening sockets handed over
+    size_t sockets_unused = 0;  // of them, those no listener took (closed)
+    bool configuration = false;
+    bool certificate = false;
+    // Open on the predecessor when it stopped accepting, and requests in flight on them; -1: it
+    // did not confirm.
+    int64_t predecessor_connections = -1;
+    int64_t predecessor_requests = -1;
+    absl::Time at;
+    Duration ready_after{0};  // from the start of Init
+  };
+  std::optional<TakenOver> taken_over_;
+  MonotonicTime init_started_{};
+  bool handed_over_ = false;  // to a successor: draining, no readiness reports
+  absl::Time handed_over_at_;
+  Drained handed_over_drained_;
+  Counter hand_overs_taken_;    // meshlet_server_hand_overs_total{side="took_over"}
+  Counter hand_overs_given_;    // {side="handed_over"}
+  Counter hand_overs_refused_;  // {side="refused"}
 
   Gauge draining_gauge_;
   Counter reload_success_;

@@ -73,6 +73,15 @@ absl::Status Server::InitWorkloadCertificate(const config::BootstrapConfig& boot
         OnWorkloadCertificate(certificate);
       },
       &stats_);
+  if (hand_over_client_ != nullptr && hand_over_client_->handed().certificate.has_value()) {
+    // The predecessor's: no CA round trip, and the CA need not be reachable now.
+    absl::Status taken =
+        certificate_manager_->StartWith(*std::move(hand_over_client_->handed().certificate));
+    hand_over_client_->handed().certificate.reset();
+    if (taken.ok()) return absl::OkStatus();
+    LOG(WARN) << "hand-over: the workload certificate handed over is not usable ("
+              << taken.message() << "); asking the CA";
+  }
   certificate_manager_->Start();
   // Listeners and clusters that present the workload certificate cannot be built without it, so
   // start-up waits for it (retries with backoff run meanwhile).
@@ -175,6 +184,17 @@ absl::Status Server::InitXds(const config::BootstrapConfig& bootstrap) {
       loop_, std::move(xds_options), bootstrap.resources,
       [this](const config::ResourceSet& resources) { return ApplyResources(resources); },
       stats_.shared_shard(), RealRandom::ThreadLocal());
+  if (hand_over_client_ != nullptr && !hand_over_client_->handed().configuration.empty()) {
+    // What the predecessor runs, so this process serves the same from its first connection. One
+    // it cannot apply (a release that reads it differently) stops the take-over: the predecessor
+    // serves on.
+    HandedOver& handed = hand_over_client_->handed();
+    absl::Status loaded = xds_client_->LoadSavedConfiguration(
+        handed.configuration, absl::StrCat("the configuration of pid ", handed.pid));
+    handed.configuration.clear();
+    if (!loaded.ok()) return Annotate(loaded, "hand-over");
+    return absl::OkStatus();
+  }
   if (absl::Status cached = xds_client_->LoadCache(); !cached.ok()) {
     if (!absl::IsNotFound(cached)) LOG(WARN) << "xds: ignoring " << cached.message();
     // No saved configuration: the static resources until the control plane answers.

@@ -105,7 +105,9 @@ void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notifi
           .draining = false,
           .worker_index = index_,
           .overload = {.memory_pressure = shared_.memory_pressure,
-                       .max_active_requests = shared_.max_active_requests},
+                       .max_active_requests = shared_.max_active_requests,
+                       .max_active_requests_setting = shared_.overload_max_active_requests,
+                       .max_rss_mb = shared_.overload_max_rss_mb},
           .error_header = shared_.error_header,
           .node_name = shared_.node_name,
       },
@@ -195,9 +197,22 @@ void Worker::ApplySnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
   });
 }
 
-void Worker::StartDrain(Duration accept_for) {
+void Worker::StartDrain(Duration accept_for, bool keep_idle_http1) {
   if (!started_ || stopped_) return;
-  loop_->Post([this, accept_for] { DrainOnThread(accept_for); });
+  loop_->Post([this, accept_for, keep_idle_http1] { DrainOnThread(accept_for, keep_idle_http1); });
+}
+
+void Worker::StopAccepting() {
+  if (!started_ || stopped_) return;
+  loop_->Post([this] {
+    accepting_stopped_ = true;
+    for (auto& [name, listener] : listeners_) {
+      for (const std::unique_ptr<net::Listener>& socket : listener->sockets) {
+        socket->StopAccepting();
+      }
+    }
+    PublishListeners();
+  });
 }
 
 void Worker::RequestStop() {
@@ -289,6 +304,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
     }
     if (it != listeners_.end()) listeners_.erase(it);  // moved: close the old socket
     if (draining_ && config.direction == config::TrafficDirection::kInbound) continue;
+    if (accepting_stopped_) continue;
     auto active = std::make_unique<ActiveListener>();
     active->context = std::move(context);
     ActiveListener* raw = active.get();
@@ -315,7 +331,17 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
       raw->sockets.push_back(std::move(*listener));
       return absl::OkStatus();
     };
-    absl::Status bound = bind(config.address, false);
+    // The last worker also takes the sockets of this address a predecessor handed over that the
+    // others did not (it ran more workers), so the connections queued on them are served.
+    auto bind_with_leftovers = [&](const net::Address& address, bool additional) -> absl::Status {
+      RETURN_IF_ERROR(bind(address, additional));
+      if (index_ != shared_.worker_count - 1) return absl::OkStatus();
+      for (int extra = 0; extra < 1024 && net::InheritedSocketCount(address, true) > 0; ++extra) {
+        RETURN_IF_ERROR(bind(address, additional));
+      }
+      return absl::OkStatus();
+    };
+    absl::Status bound = bind_with_leftovers(config.address, false);
     for (const net::Address& address : config.additional_addresses) {
       if (!bound.ok()) break;
       if (!net::Listener::FamilyAvailable(address.family())) {
@@ -325,7 +351,7 @@ absl::Status Worker::Apply(std::shared_ptr<const config::Snapshot> snapshot, boo
         }
         continue;
       }
-      bound = bind(address, true);
+      bound = bind_with_leftovers(address, true);
     }
     if (!bound.ok()) {
       if (first_error.ok()) first_error = bound;
@@ -402,7 +428,7 @@ void Worker::OnConnectionDone(listener::ActiveConnection& connection) {
   if (!node.empty()) loop_->DeferDelete(std::move(node.mapped()));
 }
 
-void Worker::DrainOnThread(Duration accept_for) {
+void Worker::DrainOnThread(Duration accept_for, bool keep_idle_http1) {
   if (draining_) return;
   draining_ = true;
   context_->draining = true;
@@ -416,7 +442,7 @@ void Worker::DrainOnThread(Duration accept_for) {
   } else {
     StopAcceptingInbound();
   }
-  for (auto& [raw, connection] : connections_) connection->StartDrain();
+  for (auto& [raw, connection] : connections_) connection->StartDrain(keep_idle_http1);
   PublishListeners();
 }
 

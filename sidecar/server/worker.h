@@ -91,6 +91,9 @@ struct WorkerShared {
   // and the requests each worker may have in flight (0: no limit).
   const std::atomic<bool>* memory_pressure = nullptr;
   uint64_t max_active_requests = 0;
+  // The flags' values, for the decision records of shed requests.
+  uint64_t overload_max_active_requests = 0;
+  uint64_t overload_max_rss_mb = 0;
   // Mirror copies each worker may have in flight (--mirror-max-in-flight; router/mirror.h).
   uint64_t max_mirrors_in_flight = router::Mirrors::kDefaultMaxInFlight;
   // Error attribution (stream::StreamContext): the field's name (empty: off) and this proxy's
@@ -99,6 +102,9 @@ struct WorkerShared {
   absl::string_view node_name;
   // Decision records each worker keeps (--decision-ring-size; stream/decision_ring.h); 0: none.
   size_t decision_ring_size = 0;
+  // How many workers there are: the last one also takes the listening sockets a predecessor
+  // handed over (net::AdoptListeningSockets) that the others did not, so none is left unserved.
+  int worker_count = 1;
 };
 
 class Worker final : private listener::ConnectionOwner {
@@ -117,7 +123,12 @@ class Worker final : private listener::ConnectionOwner {
   // accepted from now on; inbound listeners stop accepting after `accept_for` (while callers
   // learn that this workload is going, a connection they open still gets its request served,
   // rather than refused). Outbound listeners keep working. Asynchronous.
-  void StartDrain(Duration accept_for = Duration::zero());
+  // With `keep_idle_http1`, idle HTTP/1.1 connections answer their next request (with
+  // Connection: close) before closing, instead of closing at once (HttpConnectionManager::Drain).
+  void StartDrain(Duration accept_for = Duration::zero(), bool keep_idle_http1 = false);
+  // Every listener, inbound and outbound, stops accepting for good, and no new one is bound: this
+  // process handed its sockets to a successor (hand_over.h). Asynchronous.
+  void StopAccepting();
   // Closes everything and joins the thread. Idempotent.
   void Stop();
   // Stop() in two steps, so that several workers wind down at once (each may send its last spans,
@@ -160,7 +171,7 @@ class Worker final : private listener::ConnectionOwner {
     active_connections_.fetch_add(delta, std::memory_order_relaxed);
   }
   void OnConnectionDone(listener::ActiveConnection& connection) override;
-  void DrainOnThread(Duration accept_for);
+  void DrainOnThread(Duration accept_for, bool keep_idle_http1);
   void StopAcceptingInbound();
   void ShutdownOnThread();
   void PublishListeners();
@@ -198,6 +209,7 @@ class Worker final : private listener::ConnectionOwner {
   absl::flat_hash_map<listener::ActiveConnection*, std::unique_ptr<listener::ActiveConnection>>
       connections_;
   bool draining_ = false;
+  bool accepting_stopped_ = false;  // StopAccepting(): no listener binds any more
   std::unique_ptr<event::Timer> stop_accepting_timer_;  // the drain's accept_for
   Counter accepted_;                                    // meshlet_worker_cx_accepted_total{worker}
   Counter config_updates_;  // meshlet_worker_config_updates_total{worker}

@@ -9,6 +9,12 @@ sends a fixed number of requests with h2load and reports, per proxied request:
   --tool callgrind  instructions (valgrind --tool=callgrind, zeroed after the warm-up); the
                     profile is kept for callgrind_annotate
   --tool strace     system calls (strace -c -f attached after the warm-up), by name
+  --tool perf-trace the same counted by `perf trace -s` (kernel tracepoints): it slows the
+                    proxy far less than strace, so requests share loop turns as they would
+                    untraced; the figure to use with --rate
+  --tool wakeups    wake-ups: each thread's voluntary context switches (a thread blocked in
+                    epoll_wait or on a lock that runs again) and its CPU time (schedstat), per
+                    request, by thread name; for the low-load figures, with --rate
 
 Callgrind profiles and the strace summary go to --out, or else to a new temporary directory that
 is kept and named in the last line; nothing is written to the current directory. The proxies'
@@ -33,6 +39,20 @@ the control plane configures it (peers/meshlet-mesh-*.yaml):
   --full-handshakes           with mtls: A keeps no tickets, so every handshake is a full one
                               (certificates sent and verified both ways)
 
+--proxy haproxy --hop mtls measures HAProxy on the same two hops (two_hop.py's pair,
+peers/two-hop-haproxy-*.cfg, one thread each): HTTP/2 between them (--hop-protocol h1: HTTP/1.1),
+pooled.
+
+--loadgen makes the client the open-loop load generator (//tests/bench/loadgen:loadgen) instead
+of h2load, HTTP/1.1 only (h2load cannot read HAProxy's HTTP/1.1 responses after HTTP/2, whose
+status line has no reason phrase): closed loop over 8 connections for --duration seconds, or with
+--rate R open loop on a fixed schedule of R requests/s over 16 connections, as two_hop.py's
+fixed-rate runs do (--connections N: over N); the figures are per request it completed.
+--connections 1 without --rate sends one request at a time: each has loop turns of its own in
+both proxies, as at a low rate, but without depending on when the client gets a core. At a low rate every
+request has loop turns of its own, so strace and wakeups show what a request costs when nothing
+shares a turn with it (the CPU per 1000 requests/s and the p99 of two_hop.py).
+
 With --connection-per-request the figures are per connection too; the difference to plain (same
 protocol) is what a handshake costs. Each hop run also prints A's upstream connections and B's
 resumed handshakes per request, which show the case ran as asked.
@@ -42,9 +62,13 @@ Examples:
       --proto h1 --tool alloc
   tests/bench/per_request_costs.py --proxy nginx --proto h2 --tool strace
   tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --hop mtls --tool callgrind
+  tests/bench/per_request_costs.py --proxy haproxy --hop mtls --tool callgrind
+  tests/bench/per_request_costs.py --sidecar bazel-bin/sidecar/sidecar --hop mtls --tool wakeups \\
+      --rate 1000 --loadgen bazel-bin/tests/bench/loadgen/loadgen
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -76,6 +100,46 @@ def h2load(proto, port, n, conns, streams):
     m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
     if not m or int(m.group(1)) != n:
         raise RuntimeError("h2load failed:\n" + out)
+    return n
+
+
+def loadgen_run(loadgen, port, duration, out_file, rate=None, connections=None):
+    """HTTP/1.1 requests for `duration` s, no warm-up of its own: open loop at `rate`/s (over 16
+    connections unless told), or closed loop (over 8, as h2load --h1 -c 8, unless told); returns
+    how many completed (all must succeed)."""
+    load = ["--connections", str(connections or (16 if rate else 8))]
+    if rate:
+        load += ["--rate", str(rate)]
+    subprocess.run([loadgen, "--address", f"127.0.0.1:{port}", "--protocol", "http/1.1",
+                    "--duration", f"{duration}s", "--warmup", "0s", "--quiet", "--output",
+                    out_file] + load, check=True)
+    with open(out_file) as f:
+        requests = json.load(f)["requests"]
+    failed = requests["errors"] + requests["non_2xx"] + requests.get("dropped", 0)
+    if failed or requests["ok"] == 0:
+        raise RuntimeError(f"the open-loop run failed requests: {requests}")
+    return requests["ok"]
+
+
+def thread_counts(pids):
+    """{thread name: [voluntary context switches, CPU ns]} over the threads of `pids`."""
+    counts = {}
+    for p in pids:
+        for task in os.listdir(f"/proc/{p}/task"):
+            try:
+                with open(f"/proc/{p}/task/{task}/comm") as f:
+                    name = f.read().strip()
+                with open(f"/proc/{p}/task/{task}/status") as f:
+                    switches = int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", f.read(),
+                                             re.MULTILINE).group(1))
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    ns = int(f.read().split()[0])
+            except (OSError, AttributeError):
+                continue
+            entry = counts.setdefault(name, [0, 0])
+            entry[0] += switches
+            entry[1] += ns
+    return counts
 
 
 def build_alloc_lib(workdir):
@@ -85,11 +149,29 @@ def build_alloc_lib(workdir):
     return lib
 
 
-def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
-    """Runs `run` (the measured requests) under `tool` and prints the figure per request of each
-    of `measured` ([(name, pids)]) and, with several, their sum."""
+def tool_results(tool, measured, counts_file, out, run, label, file_label):
+    """Runs `run` (sends the measured requests, returns how many) under `tool` and prints the
+    figure per request of each of `measured` ([(name, pids)]) and, with several, their sum."""
     figures = []
-    if tool == "alloc":
+    if tool == "wakeups":
+        before = [thread_counts(pids) for _, pids in measured]
+        split_before = [[pc.cpu_seconds(p) for p in pids] for _, pids in measured]
+        n = run()
+        after = [thread_counts(pids) for _, pids in measured]
+        split_after = [[pc.cpu_seconds(p) for p in pids] for _, pids in measured]
+        for (name, _), b, a, sb, sa in zip(measured, before, after, split_before, split_after):
+            user, system = (sum(y[k] - x[k] for x, y in zip(sb, sa)) for k in (0, 1))
+            system_share = system / (user + system) if user + system > 0 else 0
+            per = {thread: [(y - x) / n for x, y in zip(b.get(thread, [0, 0]), values)]
+                   for thread, values in a.items()}
+            total = sum(w for w, _ in per.values())
+            cpu_us = sum(ns for _, ns in per.values()) / 1000
+            detail = ", ".join(f"{thread} {w:.2f}" for thread, (w, _) in
+                               sorted(per.items(), key=lambda kv: -kv[1][0]) if w >= 0.005)
+            figures.append((name, total, f"{total:.2f} ({detail}); CPU {cpu_us:.1f} us, "
+                                         f"{system_share:.0%} of it in the kernel"))
+        what = "wake-ups/request"
+    elif tool == "alloc":
         def snapshot():
             open(counts_file, "w").close()
             os.chmod(counts_file, 0o666)
@@ -104,7 +186,7 @@ def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
             return [[sum(totals.get(p, [0, 0, 0])[k] for p in pids) for k in range(3)]
                     for _, pids in measured]
         before = snapshot()
-        run()
+        n = run()
         after = snapshot()
         for (name, _), b, a in zip(measured, before, after):
             per = [(y - x) / n for x, y in zip(b, a)]
@@ -114,7 +196,7 @@ def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
         for _, pids in measured:
             for p in pids:
                 subprocess.run(["callgrind_control", "-z", str(p)], capture_output=True)
-        run()
+        n = run()
         for _, pids in measured:
             for p in pids:
                 subprocess.run(["callgrind_control", "-d", str(p)], capture_output=True)
@@ -139,13 +221,16 @@ def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
         traces, tracers = [], []
         for name, pids in measured:
             tids = [int(t) for p in pids for t in os.listdir(f"/proc/{p}/task")]
-            trace = os.path.join(out, f"strace.{name}.{file_label}.txt")
+            trace = os.path.join(out, f"{tool}.{name}.{file_label}.txt")
             traces.append(trace)
-            tracers.append(subprocess.Popen(["strace", "-c", "-f", "-o", trace] +
-                                            [a for t in tids for a in ("-p", str(t))],
-                                            stderr=subprocess.DEVNULL))
+            if tool == "strace":
+                argv = ["strace", "-c", "-f", "-o", trace] + [a for t in tids
+                                                              for a in ("-p", str(t))]
+            else:
+                argv = ["perf", "trace", "-s", "-o", trace, "-t", ",".join(map(str, tids))]
+            tracers.append(subprocess.Popen(argv, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
-        run()
+        n = run()
         for st in tracers:
             st.send_signal(signal.SIGINT)
             st.wait()
@@ -153,8 +238,12 @@ def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
             calls = {}
             for line in open(trace):
                 f = line.split()
-                if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
-                    calls[f[-1]] = int(f[3])
+                if tool == "strace":
+                    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                        calls[f[-1]] = int(f[3])
+                # perf trace -s: per thread, "NAME CALLS ERRORS TOTAL MIN AVG MAX STDDEV%".
+                elif len(f) == 8 and f[1].isdigit() and f[-1].endswith("%"):
+                    calls[f[0]] = calls.get(f[0], 0) + int(f[1])
             total = sum(calls.values()) / n
             detail = ", ".join(f"{c_name} {c / n:.2f}" for c_name, c in
                                sorted(calls.items(), key=lambda kv: -kv[1]) if c / n >= 0.01)
@@ -172,9 +261,9 @@ def tool_results(tool, measured, n, counts_file, out, run, label, file_label):
 
 def where(tool, out, measured, file_label):
     """The line (or lines) naming where the tool's output went."""
-    if tool == "strace":
+    if tool in ("strace", "perf-trace"):
         for name, _ in measured:
-            print(f"strace summary in {os.path.join(out, f'strace.{name}.{file_label}.txt')}")
+            print(f"{tool} summary in {os.path.join(out, f'{tool}.{name}.{file_label}.txt')}")
     elif tool == "callgrind" and len(measured) > 1:
         print(f"profiles in {out}")
 
@@ -184,8 +273,16 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxy", default="meshlet", choices=["meshlet", "haproxy", "nginx"])
     ap.add_argument("--proto", default="h1", choices=["h1", "h2"])
-    ap.add_argument("--tool", default="alloc", choices=["alloc", "callgrind", "strace"])
+    ap.add_argument("--tool", default="alloc",
+                    choices=["alloc", "callgrind", "strace", "perf-trace", "wakeups"])
     ap.add_argument("-n", type=int, default=20000, help="measured requests")
+    ap.add_argument("--rate", type=int, help="open loop: measured requests at this many per "
+                    "second instead (needs --loadgen)")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="with --loadgen: measured seconds")
+    ap.add_argument("--loadgen", help="//tests/bench/loadgen:loadgen as the client (HTTP/1.1)")
+    ap.add_argument("--connections", type=int,
+                    help="with --loadgen: client connections (default 8, 16 with --rate)")
     ap.add_argument("--sidecar", help="meshlet sidecar binary (build --config=opt)")
     ap.add_argument("--config", default="meshlet.yaml", help="meshlet template in peers/")
     ap.add_argument("--hop", choices=["plain", "mtls"],
@@ -202,8 +299,17 @@ def main():
     args = ap.parse_args()
     if args.proxy == "meshlet" and not args.sidecar:
         ap.error("--sidecar is required for meshlet")
-    if args.hop and args.proxy != "meshlet":
-        ap.error("--hop measures meshlet sidecars only")
+    if args.hop and args.proxy == "nginx":
+        ap.error("--hop measures meshlet sidecars or HAProxy")
+    if args.proxy == "haproxy" and args.hop and (args.hop != "mtls" or
+                                                 args.connection_per_request):
+        ap.error("HAProxy's hop is --hop mtls over pooled connections")
+    if args.rate is not None and (args.rate <= 0 or not args.loadgen):
+        ap.error("--rate needs a positive rate and --loadgen")
+    if args.loadgen and args.proto != "h1":
+        ap.error("--loadgen sends HTTP/1.1 (--proto h1)")
+    if args.connections is not None and (args.connections < 1 or not args.loadgen):
+        ap.error("--connections needs --loadgen and at least 1")
     if not args.hop and (args.hop_protocol or args.connection_per_request):
         ap.error("--hop-protocol and --connection-per-request describe a --hop")
     if args.full_handshakes and args.hop != "mtls":
@@ -222,7 +328,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="per-request-")
     os.chmod(workdir, 0o1777)
     out = None
-    if args.tool != "alloc":
+    if args.tool in ("callgrind", "strace", "perf-trace"):
         out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(
             prefix=f"per-request-{args.tool}-")
         os.makedirs(out, exist_ok=True)
@@ -275,6 +381,26 @@ def main():
                 HOP_PROTOCOLS[hop_protocol]
             mtls_bench.make_certificates(workdir, ATTESTATION)
             inbound_port = pc.free_port()
+        if args.hop and args.proxy == "haproxy":
+            for side in ("a", "b"):
+                with open(os.path.join(workdir, f"{side}-combined.pem"), "w") as combined:
+                    for part in (f"{side}.pem", f"{side}-key.pem"):
+                        with open(os.path.join(workdir, part)) as f:
+                            combined.write(f.read())
+
+            def haproxy_side(name, values):
+                config = os.path.join(workdir, f"haproxy-{name}.cfg")
+                os.rename(pc.render(f"two-hop-haproxy-{name}.cfg", workdir,
+                                    dict(values, DIR=workdir)), config)
+                return start(name, [tools["haproxy"], "-db", "-f", config])
+            procs = [
+                ("inbound", haproxy_side("inbound", {"PORT": inbound_port, "NEXT_PORT": up_h1,
+                                                     "SERVER_OPTIONS": ""})),
+                ("outbound", haproxy_side("outbound", {
+                    "PORT": port, "NEXT_PORT": inbound_port,
+                    "ALPN": "http/1.1" if hop_protocol == "h1" else "h2"})),
+            ]
+        elif args.hop:
             admin = {"outbound": pc.free_port(), "inbound": pc.free_port()}
             common = {"DIR": workdir, "INBOUND_PORT": inbound_port}
             procs = [
@@ -309,7 +435,11 @@ def main():
                 raise RuntimeError("\n".join(p.log_tail() for p in (dead or [procs[-1][1]])))
             time.sleep(0.2)
         target = port if args.proto == "h1" else port_h2
-        h2load(args.proto, target, max(2000, args.n // 10), conns, streams)  # warm-up
+        loadgen_file = os.path.join(workdir, "loadgen.json")
+        if args.loadgen:
+            loadgen_run(args.loadgen, target, 1.0, loadgen_file)  # warm-up
+        else:
+            h2load(args.proto, target, max(2000, args.n // 10), conns, streams)  # warm-up
         # A (outbound) first, as the request goes.
         measured = [(name, pc.process_tree(p.pid)) for name, p in reversed(procs)]
 
@@ -320,8 +450,18 @@ def main():
                     pc.admin_counter(admin["inbound"], "meshlet_downstream_tls_resumed_total"))
 
         counters_before = hop_counters()
-        tool_results(args.tool, measured, args.n, counts_file, out,
-                     lambda: h2load(args.proto, target, args.n, conns, streams), label, file_label)
+        if args.loadgen:
+            label += f" at {args.rate}/s" if args.rate else " (loadgen, closed loop)"
+            if args.connections:
+                label += f", {args.connections} connection{'s' if args.connections > 1 else ''}"
+
+            def measured_run():
+                return loadgen_run(args.loadgen, target, args.duration, loadgen_file, args.rate,
+                                   args.connections)
+        else:
+            def measured_run():
+                return h2load(args.proto, target, args.n, conns, streams)
+        tool_results(args.tool, measured, counts_file, out, measured_run, label, file_label)
         counters_after = hop_counters()
         if admin:
             connections, resumed = (

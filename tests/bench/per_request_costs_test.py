@@ -1,14 +1,17 @@
 """per_request_costs.py writes nothing where it is started.
 
-Usage: per_request_costs_test.py SIDECAR
+Usage: per_request_costs_test.py SIDECAR LOADGEN
 
 Runs `per_request_costs.py --tool strace` (a few hundred requests through meshlet) from an empty
 directory, with TMPDIR pointing at another empty directory, and checks that the starting
 directory stays empty, that the strace summary lands in the temporary directory the last line
 names (kept: it is the result), and that the proxies' working files are gone. With --out the
 summary goes there instead. With --hop mtls --connection-per-request: both sidecars measured, each
-request over a new mTLS connection between them. Prints a SKIP line when nginx (the upstream), h2load, strace
-or openssl is not installed, or when strace may not trace here.
+request over a new mTLS connection between them. With --proxy haproxy --hop mtls --tool wakeups
+and the load generator sending one request at a time: HAProxy's two sides measured, each at
+least one wake-up per request (a request and its answer each wake a side that had nothing else
+to do). Prints a SKIP line when nginx (the upstream), h2load, strace or openssl is not installed,
+or when strace may not trace here; the HAProxy case is skipped without haproxy.
 """
 
 import os
@@ -22,6 +25,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "per_request_costs.py")
 SIDECAR = None  # from argv
+LOADGEN = None
 sys.path.insert(0, HERE)
 import proxy_compare as pc  # noqa: E402
 
@@ -35,11 +39,11 @@ class PerRequestCostsOutputTest(unittest.TestCase):
         os.makedirs(self.cwd)
         os.makedirs(self.tmp)
 
-    def run_script(self, *args):
+    def run_script(self, *args, proxy="meshlet", tool="strace"):
         """Runs the script; returns its output."""
         env = dict(os.environ, TMPDIR=self.tmp)
-        r = subprocess.run([sys.executable, SCRIPT, "--sidecar", SIDECAR, "--proxy", "meshlet",
-                            "--proto", "h1", "--tool", "strace", "-n", "300", *args],
+        r = subprocess.run([sys.executable, SCRIPT, "--sidecar", SIDECAR, "--proxy", proxy,
+                            "--proto", "h1", "--tool", tool, "-n", "300", *args],
                            cwd=self.cwd, env=env, capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(os.listdir(self.cwd), [], "written into the current directory")
@@ -86,6 +90,23 @@ class PerRequestCostsOutputTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(out)), ["strace.inbound.h1.mtls.per-request.txt",
                                                    "strace.outbound.h1.mtls.per-request.txt"])
 
+    def test_haproxy_on_the_two_hops_one_request_at_a_time(self):
+        if pc.find_tool("haproxy") is None:
+            self.skipTest("haproxy not installed")
+        text = self.run_script("--hop", "mtls", "--loadgen", LOADGEN, "--connections", "1",
+                               "--duration", "1", proxy="haproxy", tool="wakeups")
+        self.assertIn("haproxy h1 via mtls (loadgen, closed loop), 1 connection: wake-ups/request",
+                      text)
+        figures = re.findall(r"^  (outbound|inbound): (\d+\.\d+) \(haproxy [^)]*\); CPU "
+                             r"(\d+\.\d+) us", text, re.MULTILINE)
+        self.assertEqual([name for name, _, _ in figures], ["outbound", "inbound"], text)
+        for name, wakeups, cpu in figures:
+            # One request in flight: each side sleeps between the request and its answer.
+            self.assertGreaterEqual(float(wakeups), 1.0, f"{name}: {text}")
+            self.assertGreater(float(cpu), 0.0, f"{name}: {text}")
+        # The wake-up tool writes no files: nothing but the temporary directory's absence.
+        self.assertEqual(os.listdir(self.tmp), [])
+
 
 def strace_works():
     """strace may be installed but not allowed to trace (no ptrace in some sandboxes)."""
@@ -94,8 +115,9 @@ def strace_works():
 
 
 def main():
-    global SIDECAR
+    global SIDECAR, LOADGEN
     SIDECAR = os.path.abspath(sys.argv.pop(1))
+    LOADGEN = os.path.abspath(sys.argv.pop(1))
     for tool in ("nginx", "h2load", "strace", "openssl"):
         if pc.find_tool(tool) is None:
             print(f"SKIP per_request_costs_test: {tool} not installed")

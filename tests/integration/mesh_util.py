@@ -211,7 +211,7 @@ def create_join_token(api, api_token, service_account, ttl, namespace="default")
 def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=None,
                       service_account=None, inbound=None, drain_time="5s",
                       address="127.0.0.1", config="{}\n", wait_ready=True, xds_trust_bundle=None,
-                      xds_server_identity=None, binary=None):
+                      xds_server_identity=None, binary=None, concurrency=1):
     """A sidecar configured only over xDS by the control plane at `ads`, registered as
     `node_id` on `address` (127.0.0.1), with its outbound and inbound listener ports in node labels (no
     traffic interception here). `inbound` is the port its endpoint is reached on (default: a free
@@ -221,7 +221,8 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
     workload certificate. `args` are further sidecar flags
     (--node-service, --node-port, --node-label); `drain_time` its --drain-time; `config` its
     bootstrap file (tracing, metrics_report); `wait_ready` False returns once its admin port
-    answers, ready or not; `binary` another sidecar binary than the test's. Returns the Sidecar
+    answers, ready or not; `binary` another sidecar binary than the test's; `concurrency` its
+    workers. Returns the Sidecar
     with .name, .outbound and .inbound set."""
     workdir = tempfile.mkdtemp(dir=parent_dir)
     outbound = free_port()
@@ -243,7 +244,7 @@ def start_xds_sidecar(parent_dir, ads, node_id, namespace, *args, join_token=Non
         flags += [f"--xds-ca={xds_trust_bundle}", f"--xds-server-identity={xds_server_identity}"]
     else:
         flags.append("--xds-plaintext=true")
-    s = sidecar_test.Sidecar(workdir, config, *flags, *args, concurrency=1,
+    s = sidecar_test.Sidecar(workdir, config, *flags, *args, concurrency=concurrency,
                              drain_time=drain_time, wait_ready=wait_ready, binary=binary)
     s.name, s.outbound, s.inbound = node_id, outbound, inbound
     return s
@@ -257,6 +258,17 @@ def stop_all(sidecars, apps, control_plane):
     for app in apps:
         app.close()
     stop_process(control_plane)
+
+
+def http_service(name, namespace="default", port=9080):
+    """A Service `name` of the workloads labelled app=`name`, one HTTP port."""
+    return f"""apiVersion: meshlet.io/v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: {port}, protocol: HTTP}}]
+"""
 
 
 def reviews_route_to(version):

@@ -234,11 +234,11 @@ class Sidecar:
         self.admin_port = free_port()
         self.stderr_path = os.path.join(workdir, "sidecar.stderr")
         self.stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen(
-            [binary or SIDECAR, "--config", self.config,
-             f"--admin-address=127.0.0.1:{self.admin_port}",
-             f"--concurrency={concurrency}", f"--drain-time={drain_time}", *extra_args],
-            stdout=subprocess.DEVNULL, stderr=self.stderr)
+        # The command line, for a process that replaces this one (hand_over_test).
+        self.argv = [binary or SIDECAR, "--config", self.config,
+                     f"--admin-address=127.0.0.1:{self.admin_port}",
+                     f"--concurrency={concurrency}", f"--drain-time={drain_time}", *extra_args]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -17,7 +17,10 @@ configures them. Cases, by which side runs the previous release:
     flow (a rolling upgrade).
 Every request answers 200 from the app, through backend's sidecar, with frontend's verified
 identity; no sidecar refused a configuration (NACK); the control plane reports the release each
-sidecar runs.
+sidecar runs. Under the new control plane, backend has a TrafficPolicy with `overload` settings:
+the configuration sent to an old sidecar (as the control plane shows it) goes without what that
+release does not read (the cluster's `overload` and `traffic_policy`, ADR 0071), a new sidecar's
+has both, and the control plane names the capabilities each old sidecar lacks.
 """
 
 import json
@@ -32,7 +35,7 @@ import urllib.request
 
 import cp_api
 import sidecar_test
-from mesh_util import (call_service, create_join_token, put_resource, spiffe,
+from mesh_util import (call_service, create_join_token, http_service, put_resource, spiffe,
                        start_plaintext_control_plane, start_xds_sidecar, stop_all, stop_process)
 from sidecar_test import HttpUpstream, wait_for
 
@@ -40,13 +43,19 @@ NEW = {}  # "control-plane", "sidecar": this tree's binaries, from argv
 OLD = {}  # the previous release's, from MESHLET_PREVIOUS_RELEASE
 NAMESPACE = "default"
 REQUESTS = 200
-SERVICE = f"""apiVersion: meshlet.io/v1
-kind: Service
+SERVICE = http_service("backend", NAMESPACE)
+# Settings of fields the previous release does not read (Cluster.overload, and the
+# Cluster.traffic_policy naming this object): for the new control plane only, whose API knows them.
+TRAFFIC_POLICY = f"""apiVersion: meshlet.io/v1
+kind: TrafficPolicy
 metadata: {{name: backend, namespace: {NAMESPACE}}}
 spec:
-  selector: {{app: backend}}
-  ports: [{{name: http, port: 9080, protocol: HTTP}}]
+  target: backend
+  overload: {{ejectionTime: 2s, penalty: 4}}
 """
+BACKEND_CLUSTER = f"outbound|9080||backend.{NAMESPACE}"
+# What a sidecar of the previous release (0.1.0) lacks, as the control plane names it.
+PREVIOUS_LACKS = ["overload", "policy-source"]
 
 
 def release(binary):
@@ -65,6 +74,9 @@ class Mesh:
             "--deregister-grace", "1s")
         self.sidecars, self.apps = [], []
         put_resource(self.api, self.token, f"namespaces/{NAMESPACE}/services/backend", SERVICE)
+        if control_plane == NEW["control-plane"]:
+            put_resource(self.api, self.token,
+                         f"namespaces/{NAMESPACE}/trafficpolicies/backend", TRAFFIC_POLICY)
 
     def close(self):
         stop_all(self.sidecars, self.apps, self.cp)
@@ -86,14 +98,23 @@ class Mesh:
         return self.start(binary, "frontend-0", "frontend", "--node-service=frontend")
 
     def proxies(self):
-        """{node id: (sidecarVersion, [NACK texts])} from the control plane's API; a control
-        plane older than the field reports no version."""
+        """{node id: (sidecarVersion, [NACK texts], [capabilities it lacks])} from the control
+        plane's API; a control plane older than the fields reports no version and no lacks."""
         status, body = self.api_get("/api/v1/proxies")
         out = {}
         for p in json.loads(body)["items"]:
             nacks = [t.get("nack") for t in p.get("types", {}).values() if t.get("nack")]
-            out[p["id"]] = (p.get("sidecarVersion"), nacks)
+            out[p["id"]] = (p.get("sidecarVersion"), nacks, p.get("lacks"))
         return out
+
+    def sent_cluster(self, node):
+        """The cluster BACKEND_CLUSTER as the control plane sent it to `node` (its JSON)."""
+        status, body = self.api_get(f"/api/v1/proxies/{node}/config")
+        for t in json.loads(body)["types"]:
+            for r in t["resources"] if t["type"] == "clusters" else []:
+                if r["name"] == BACKEND_CLUSTER:
+                    return r["resource"]
+        return None
 
     def api_get(self, path):
         req = urllib.request.Request(cp_api.url(self.api, path),
@@ -142,7 +163,7 @@ class SkewTest(unittest.TestCase):
         # The hop between the sidecars was mutual TLS: backend's sidecar completed handshakes.
         self.assertGreater(backend.stat("meshlet_downstream_tls_handshakes_total"), 0)
         self.assertEqual(frontend.stat("meshlet_upstream_cx_tls_handshake_fail_total"), 0)
-        for node, (_, nacks) in mesh.proxies().items():
+        for node, (_, nacks, _) in mesh.proxies().items():
             self.assertEqual(nacks, [], f"{node} refused its configuration")
 
     def assert_reported(self, mesh, expected):
@@ -151,6 +172,18 @@ class SkewTest(unittest.TestCase):
         for node, binary in expected.items():
             self.assertEqual(proxies[node][0], "meshlet-sidecar " + release(binary), node)
 
+    def assert_gated(self, mesh, expected):
+        """Each sidecar got its backend cluster in the form its release reads: an old one
+        without overload and traffic_policy (and it is named lacking them), a new one with."""
+        proxies = mesh.proxies()
+        for node, binary in expected.items():
+            old = binary == OLD["sidecar"]
+            self.assertEqual(proxies[node][2], PREVIOUS_LACKS if old else [], node)
+            cluster = mesh.sent_cluster(node)
+            self.assertIsNotNone(cluster, f"{node}: no {BACKEND_CLUSTER} sent")
+            for field in ("overload", "traffic_policy"):
+                self.assertEqual(field in cluster, not old, f"{node}: {field} in {cluster}")
+
     def run_case(self, control_plane, caller, callee):
         """frontend (on `caller`) calls backend (on `callee`) under `control_plane`."""
         m = self.mesh(control_plane)
@@ -158,6 +191,7 @@ class SkewTest(unittest.TestCase):
         self.check_traffic(m, frontend, backend)
         if control_plane == NEW["control-plane"]:
             self.assert_reported(m, {"backend-0": callee, "frontend-0": caller})
+            self.assert_gated(m, {"backend-0": callee, "frontend-0": caller})
 
     def test_new_control_plane_old_sidecars(self):
         self.run_case(NEW["control-plane"], OLD["sidecar"], OLD["sidecar"])
@@ -197,8 +231,9 @@ class SkewTest(unittest.TestCase):
             # caller has it, then stop the old one (SIGTERM: it drains and reports not ready,
             # and the control plane withdraws its endpoint).
             for i, old in enumerate(old_backends):
+                # It may answer as soon as it registers, before m.backend() returns.
+                serving.add(f"backend-new-{i}")
                 new = m.backend(NEW["sidecar"], f"backend-new-{i}")
-                serving.add(new.name)
                 self.assertTrue(wait_for(
                     lambda: new.stat("meshlet_downstream_tls_handshakes_total") > 0, timeout=20),
                     "the caller never reached " + new.name)

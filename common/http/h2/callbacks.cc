@@ -68,7 +68,7 @@ ssize_t ConnectionImpl::OnReadData(nghttp2_session* session, int32_t stream_id, 
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (s->tx_trailers_ != nullptr) {
       NvArray nv;
-      BuildNv(*s->tx_trailers_, false, "", nv);
+      BuildNv(*s->tx_trailers_, false, "", nv, &c->varying_names_);
       if (nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size()) == 0) {
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       }
@@ -115,8 +115,10 @@ int ConnectionImpl::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const
     s->rx_headers_->Clear();
     return 0;
   }
-  s->rx_headers_->Add(absl::string_view(reinterpret_cast<const char*>(name), namelen),
-                      absl::string_view(reinterpret_cast<const char*>(value), valuelen));
+  // nghttp2 has checked the field (HTTP messaging is never switched off): a lowercase token as
+  // name, no CR, LF or NUL in the value; invalid regular fields never reach this callback.
+  s->rx_headers_->AddChecked(absl::string_view(reinterpret_cast<const char*>(name), namelen),
+                             absl::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/http/h2/codec_test_helpers.h"
 #include "common/http/h2/test_util.h"
 #include "common/net/buffer.h"
@@ -695,6 +696,57 @@ TEST(Http2CodecTest, InvalidHeaderNameResetsStream) {
   EXPECT_TRUE(p.server_callbacks.requests.empty());
   EXPECT_EQ(c.callbacks.reason, StreamResetReason::kRemoteReset);
   EXPECT_EQ(p.server->counters().rst_stream_sent[ErrorCodeSlot(NGHTTP2_PROTOCOL_ERROR)], 1u);
+}
+
+// Decoded fields are added to the map as checked (HeaderMap::AddChecked): trusted, so an HTTP/1
+// encoder writes them without scanning them again. That holds because nghttp2 checks every field
+// first: a field whose value holds a line break or whose name has an uppercase letter never
+// reaches a decoded map (the stream is reset, or the field dropped).
+TEST(Http2CodecTest, DecodedFieldsArriveCheckedAndTrusted) {
+  CodecPair p;
+  ASSERT_TRUE(p.Pump().ok());
+  // HPACK: :method GET, :scheme http, :path / (static table), :authority "a", then a literal
+  // field without indexing.
+  const auto request = [](absl::string_view field) {
+    return absl::StrCat("\x82\x86\x84\x41\x01"
+                        "a",
+                        field);
+  };
+  net::Buffer frames;
+  AppendFrame(frames, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1,
+              request(absl::string_view("\x00\x03x-b\x02ok", 8)));
+  ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  ASSERT_EQ(p.server_callbacks.requests.size(), 1u);
+  const HeaderMap& h = *p.server_callbacks.requests[0]->decoder.headers;
+  EXPECT_EQ(h.Get(":authority"), "a");
+  std::string trust;
+  h.ForEachRegularWithTrust([&](HeaderView f, bool trusted) {
+    absl::StrAppend(&trust, f.name, "=", f.value, trusted ? "+" : "-", " ");
+  });
+  EXPECT_EQ(trust, "x-b=ok+ ");
+
+  uint32_t id = 1;
+  for (const absl::string_view bad : {absl::string_view("\x00\x03x-a\x03"
+                                                        "1\n2",
+                                                        9),
+                                      absl::string_view("\x00\x03x-a\x03"
+                                                        "1\r2",
+                                                        9),
+                                      absl::string_view("\x00\x03x-a\x03"
+                                                        "1\0"
+                                                        "2",
+                                                        9),
+                                      absl::string_view("\x00\x03X-A\x01v", 7)}) {
+    id += 2;
+    AppendFrame(frames, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, id,
+                request(bad));
+    ASSERT_TRUE(p.server->Dispatch(frames).ok());
+  }
+  for (const auto& r : p.server_callbacks.requests) {
+    if (r->decoder.headers != nullptr) {
+      EXPECT_FALSE(r->decoder.headers->Has("x-a"));
+    }
+  }
 }
 
 TEST(Http2CodecTest, DestroyingCodecResetsOpenStreams) {

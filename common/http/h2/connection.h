@@ -230,6 +230,7 @@ class ConnectionImpl {
   std::vector<PendingEvent> pending_events_;
   std::vector<PendingEvent> events_scratch_;
   NvArray nv_;  // reused for every HEADERS we submit
+  VaryingNames varying_names_;  // which per-message field names to index next (BuildNv)
 
   bool dead_ = false;              // fatal error; nothing more is read or written
   bool underlying_above_ = false;  // the network connection is above its high watermark

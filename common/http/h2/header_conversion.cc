@@ -11,25 +11,28 @@ bool IsConnectionSpecific(absl::string_view name, absl::string_view value) {
   return HeaderMap::IsHopByHopName(name);
 }
 
-bool DifferentInEveryMessage(absl::string_view name) {
+int VaryingNameIndex(absl::string_view name) {
   switch (name.size()) {
     case 2:
-      return name == "b3";
+      return name == "b3" ? 0 : -1;
     case 11:
-      return name == "traceparent" || name == "x-b3-spanid";
+      if (name == "traceparent") return 1;
+      return name == "x-b3-spanid" ? 2 : -1;
     case 12:
-      return name == "x-request-id" || name == "x-b3-traceid" || name == "grpc-timeout";
+      if (name == "x-request-id") return 3;
+      if (name == "x-b3-traceid") return 4;
+      return name == "grpc-timeout" ? 5 : -1;
     case 17:
-      return name == "x-b3-parentspanid";
+      return name == "x-b3-parentspanid" ? 6 : -1;
     case 18:
-      return name == "x-meshlet-deadline";
+      return name == "x-meshlet-deadline" ? 7 : -1;
     default:
-      return false;
+      return -1;
   }
 }
 
-void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_scheme,
-             NvArray& nv) {
+void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_scheme, NvArray& nv,
+             VaryingNames* varying) {
   nv.clear();
   bool need_scheme = request && !headers.Has(":scheme");
   std::optional<absl::string_view> host;
@@ -49,7 +52,12 @@ void BuildNv(const HeaderMap& headers, bool request, absl::string_view default_s
       if (host.has_value() && h.name == "host") continue;
     }
     nv.push_back(MakeNv(h.name, h.value));
-    if (!pseudo && DifferentInEveryMessage(h.name)) nv.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
+    if (pseudo) continue;
+    if (const int varying_index = VaryingNameIndex(h.name); varying_index >= 0) {
+      if (varying == nullptr || !varying->IndexNext(varying_index)) {
+        nv.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
+      }
+    }
   }
   finish_pseudo();
 }

@@ -65,11 +65,17 @@ TEST(Http2HeaderConversionTest, RequestKeepsItsOwnSchemeAndAuthorityAndHost) {
 
 // Request ids and trace context differ in every request: HPACK's dynamic table keeps the fields
 // that repeat, so after the first request they are one byte each and the table stops changing.
+// The first request's varying fields enter the table too, for their names only: later ones are
+// sent never-indexed with the name as a reference to that entry instead of a literal.
 TEST(Http2HeaderConversionTest, FieldsDifferentInEveryRequestStayOutOfTheDynamicTable) {
   nghttp2_hd_deflater* deflater;
   ASSERT_EQ(nghttp2_hd_deflate_new(&deflater, 4096), 0);
+  // The same requests without a connection's VaryingNames: every name a literal.
+  nghttp2_hd_deflater* literal_names;
+  ASSERT_EQ(nghttp2_hd_deflate_new(&literal_names, 4096), 0);
+  codec_internal::VaryingNames varying;
   size_t entries_after_first = 0;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 300; ++i) {
     const std::string id = "7d3f2a1b-9c8e-4f6d-a5b4-" + std::to_string(100000000000 + i);
     const std::string trace =
         "00-4bf92f3577b34da6a3ce929d0e0e" + std::to_string(1000 + i) + "-00f067aa0ba902b7-01";
@@ -77,18 +83,34 @@ TEST(Http2HeaderConversionTest, FieldsDifferentInEveryRequestStayOutOfTheDynamic
                 {"user-agent", "bench"},      {"x-request-id", id}, {"traceparent", trace},
                 {"x-forwarded-proto", "http"}};
     NvArray nv;
-    BuildNv(h, /*request=*/true, "https", nv);
+    BuildNv(h, /*request=*/true, "https", nv, &varying);
     uint8_t block[1024];
     ssize_t n = nghttp2_hd_deflate_hd(deflater, block, sizeof block, nv.data(), nv.size());
     ASSERT_GT(n, 0);
+    BuildNv(h, /*request=*/true, "https", nv);
+    ssize_t n_literal =
+        nghttp2_hd_deflate_hd(literal_names, block, sizeof block, nv.data(), nv.size());
+    ASSERT_GT(n_literal, 0);
+    const size_t entries = nghttp2_hd_deflate_get_num_table_entries(deflater);
     if (i == 0) {
-      entries_after_first = nghttp2_hd_deflate_get_num_table_entries(deflater);
+      entries_after_first = entries;
+      // The two varying fields entered the table with the five that repeat.
+      EXPECT_EQ(entries, nghttp2_hd_deflate_get_num_table_entries(literal_names) + 2);
       continue;
     }
-    EXPECT_EQ(nghttp2_hd_deflate_get_num_table_entries(deflater), entries_after_first) << i;
-    // The two literals (about 2 + 36 and 2 + 55 bytes) and one byte per repeated field.
+    if (i % codec_internal::VaryingNames::kReindexEvery == 0) {
+      // Indexed again, in case other fields had pushed the names out of the table.
+      EXPECT_EQ(entries, entries_after_first + 2) << i;
+      entries_after_first = entries;
+      continue;
+    }
+    EXPECT_EQ(entries, entries_after_first) << i;
+    // The two values as literals, one byte per repeated field and per name reference.
     EXPECT_LE(static_cast<size_t>(n), id.size() + trace.size() + 4 + 6) << i;
+    // "x-request-id" and "traceparent" Huffman-coded are 8 bytes each.
+    EXPECT_LE(n + 16, n_literal) << i;
   }
+  nghttp2_hd_deflate_del(literal_names);
   nghttp2_hd_deflate_del(deflater);
   EXPECT_TRUE(codec_internal::DifferentInEveryMessage("x-meshlet-deadline"));
   EXPECT_FALSE(codec_internal::DifferentInEveryMessage("x-forwarded-proto"));

@@ -37,7 +37,7 @@ uint32_t ResetReasonToErrorCode(StreamResetReason reason) {
 void StreamImpl::Encode1xxHeaders(const HeaderMap& headers) {
   if (done_ || !c_.server_ || id_ == 0) return;
   ConnectionImpl::Entry entry(c_);
-  BuildNv(headers, false, "", c_.nv_);
+  BuildNv(headers, false, "", c_.nv_, &c_.varying_names_);
   nghttp2_submit_headers(c_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, c_.nv_.data(), c_.nv_.size(),
                          nullptr);
 }
@@ -53,13 +53,13 @@ void StreamImpl::EncodeHeaders(const HeaderMap& headers, bool end_stream) {
   provider.read_callback = &ConnectionImpl::OnReadData;
   nghttp2_data_provider* prd = end_stream ? nullptr : &provider;
   if (c_.server_) {
-    BuildNv(headers, false, "", c_.nv_);
+    BuildNv(headers, false, "", c_.nv_, &c_.varying_names_);
     int rv = nghttp2_submit_response(c_.session_, id_, c_.nv_.data(), c_.nv_.size(), prd);
     if (rv != 0) LOG(DEBUG) << "http2 response on stream " << id_ << ": " << nghttp2_strerror(rv);
     MaybeCompleteForUser();
     return;
   }
-  BuildNv(headers, true, c_.options_.default_scheme, c_.nv_);
+  BuildNv(headers, true, c_.options_.default_scheme, c_.nv_, &c_.varying_names_);
   int32_t id =
       nghttp2_submit_request(c_.session_, nullptr, c_.nv_.data(), c_.nv_.size(), prd, nullptr);
   if (id < 0) {

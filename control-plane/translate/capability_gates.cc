@@ -1,0 +1,198 @@
+#include "control-plane/translate/capability_gates.h"
+
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/base/logging.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "xds/resources.pb.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+using Fallback = CapabilityGate::Fallback;
+
+// What the walk does for one set of missing capabilities, by message type. Built once per set.
+class GatePlan {
+ public:
+  explicit GatePlan(const xds::CapabilitySet& missing) {
+    const google::protobuf::DescriptorPool* pool =
+        google::protobuf::DescriptorPool::generated_pool();
+    for (const CapabilityGate& gate : Gates()) {
+      if (!missing.Has(gate.capability)) continue;
+      const FieldDescriptor* field = pool->FindFieldByName(std::string(gate.field));
+      CHECK(field != nullptr) << "capability gate names no field: " << gate.field;
+      if (gate.fallback == Fallback::kDropElement) {
+        drop_when_set_[field->containing_type()].push_back(field);
+      } else {
+        own_[field->containing_type()].push_back({field, &gate});
+      }
+    }
+    for (const Descriptor* root :
+         {xds::Listener::descriptor(), xds::RouteConfiguration::descriptor(),
+          xds::Cluster::descriptor(), xds::ClusterLoadAssignment::descriptor(),
+          xds::Secret::descriptor()}) {
+      Reaches(root);
+    }
+  }
+
+  void Apply(Message& message) const {
+    auto it = walk_.find(message.GetDescriptor());
+    if (it == walk_.end()) return;
+    const Reflection* reflection = message.GetReflection();
+    for (const Step& step : it->second) {
+      const FieldDescriptor* field = step.field;
+      if (step.gate != nullptr) {
+        ApplyGate(*step.gate, field, message, *reflection);
+        continue;
+      }
+      if (field->is_repeated()) {
+        // Keeps the order of what stays.
+        const int n = reflection->FieldSize(message, field);
+        int kept = 0;
+        for (int i = 0; i < n; ++i) {
+          Message* element = reflection->MutableRepeatedMessage(&message, field, i);
+          if (Dropped(*element)) continue;
+          Apply(*element);
+          if (i != kept) reflection->SwapElements(&message, field, i, kept);
+          ++kept;
+        }
+        for (int i = kept; i < n; ++i) reflection->RemoveLast(&message, field);
+      } else if (reflection->HasField(message, field)) {
+        Message* child = reflection->MutableMessage(&message, field);
+        if (Dropped(*child)) {
+          reflection->ClearField(&message, field);
+        } else {
+          Apply(*child);
+        }
+      }
+    }
+  }
+
+  // Whether a resource itself goes (a gated field set at its top).
+  bool Dropped(const Message& message) const {
+    auto it = drop_when_set_.find(message.GetDescriptor());
+    if (it == drop_when_set_.end()) return false;
+    const Reflection* reflection = message.GetReflection();
+    for (const FieldDescriptor* field : it->second) {
+      if (field->is_repeated() ? reflection->FieldSize(message, field) > 0
+                               : reflection->HasField(message, field)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  // A gated field of the type (gate set), or a message field that leads to one (gate null).
+  struct Step {
+    const FieldDescriptor* field;
+    const CapabilityGate* gate;
+  };
+
+  static void ApplyGate(const CapabilityGate& gate, const FieldDescriptor* field, Message& message,
+                        const Reflection& reflection) {
+    switch (gate.fallback) {
+      case Fallback::kClear:
+        reflection.ClearField(&message, field);
+        return;
+      case Fallback::kEnumValue:
+        CHECK(field->cpp_type() == FieldDescriptor::CPPTYPE_ENUM && !field->is_repeated())
+            << gate.field;
+        if (reflection.GetEnumValue(message, field) == gate.from) {
+          reflection.SetEnumValue(&message, field, gate.to);
+        }
+        return;
+      case Fallback::kDropElement:
+        return;  // handled by the parent (Dropped)
+    }
+  }
+
+  // Whether messages of type `d` can hold a gated field or an element to drop; fills walk_.
+  bool Reaches(const Descriptor* d) {
+    if (auto it = reaches_.find(d); it != reaches_.end()) return it->second;
+    reaches_[d] = false;  // a type that contains itself does not reach through itself
+    std::vector<Step> steps;
+    if (auto own = own_.find(d); own != own_.end()) steps = own->second;
+    for (int i = 0; i < d->field_count(); ++i) {
+      const FieldDescriptor* field = d->field(i);
+      if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+      const Descriptor* type = field->message_type();
+      const bool drops = drop_when_set_.contains(type);
+      if (Reaches(type) || drops) steps.push_back({field, nullptr});
+    }
+    const bool reaches = !steps.empty();
+    reaches_[d] = reaches;
+    if (reaches) walk_[d] = std::move(steps);
+    return reaches;
+  }
+
+  absl::flat_hash_map<const Descriptor*, std::vector<Step>> own_;
+  absl::flat_hash_map<const Descriptor*, std::vector<const FieldDescriptor*>> drop_when_set_;
+  absl::flat_hash_map<const Descriptor*, bool> reaches_;
+  absl::flat_hash_map<const Descriptor*, std::vector<Step>> walk_;
+};
+
+// One plan per set of missing capabilities, made when first needed and kept.
+const GatePlan& PlanFor(const xds::CapabilitySet& missing) {
+  static std::mutex mu;
+  static auto* plans = new absl::flat_hash_map<std::string, std::unique_ptr<const GatePlan>>();
+  std::lock_guard<std::mutex> lock(mu);
+  std::unique_ptr<const GatePlan>& plan = (*plans)[missing.Key()];
+  if (plan == nullptr) plan = std::make_unique<const GatePlan>(missing);
+  return *plan;
+}
+
+template <typename T>
+void ApplyToAll(const GatePlan& plan, std::vector<T>& resources) {
+  std::vector<T> kept;
+  kept.reserve(resources.size());
+  for (T& resource : resources) {
+    if (plan.Dropped(resource)) continue;
+    plan.Apply(resource);
+    kept.push_back(std::move(resource));
+  }
+  resources = std::move(kept);
+}
+
+}  // namespace
+
+const std::vector<CapabilityGate>& Gates() {
+  using C = xds::Capability;
+  static const auto* const kGates = new std::vector<CapabilityGate>{
+      {C::kMeshHttp2, "meshlet.xds.Cluster.protocol", Fallback::kEnumValue,
+       xds::UPSTREAM_MESH_HTTP2, xds::UPSTREAM_HTTP1},
+      {C::kEndpointPlaintext, "meshlet.xds.Endpoint.plaintext", Fallback::kDropElement},
+      {C::kVirtualHostDestinations, "meshlet.xds.VirtualHost.destinations", Fallback::kClear},
+      {C::kOverload, "meshlet.xds.Cluster.overload", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.Route.source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.Cluster.traffic_policy", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.Cluster.subset", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.AuthorizationPolicy.source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RouteAction.timeout_source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RouteAction.per_try_timeout_source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.RateLimit.source", Fallback::kClear},
+      {C::kPolicySource, "meshlet.xds.Listener.unmatched_destination_source", Fallback::kClear},
+  };
+  return *kGates;
+}
+
+void ApplyCapabilityGates(const xds::CapabilitySet& node_reads, NodeResources& resources) {
+  const xds::CapabilitySet missing = xds::CapabilitySet::All().Minus(node_reads);
+  if (missing == xds::CapabilitySet()) return;
+  const GatePlan& plan = PlanFor(missing);
+  ApplyToAll(plan, resources.listeners);
+  ApplyToAll(plan, resources.routes);
+  ApplyToAll(plan, resources.clusters);
+  ApplyToAll(plan, resources.endpoints);
+  ApplyToAll(plan, resources.secrets);
+}
+
+}  // namespace meshlet::controlplane::translate

@@ -1,0 +1,198 @@
+// A node's capabilities decide the form of its configuration: a sidecar of an older release gets
+// the fields it cannot read left out or in their older form, and nothing else differs.
+
+#include "control-plane/translate/capability_gates.h"
+
+#include <gtest/gtest.h>
+
+#include "control-plane/translate/translator_test_util.h"
+#include "google/protobuf/descriptor.h"
+
+namespace meshlet::controlplane::translate {
+namespace {
+
+TEST(CapabilityGatesTableTest, EveryGateNamesAFieldOfTheResources) {
+  const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (const CapabilityGate& gate : Gates()) {
+    const google::protobuf::FieldDescriptor* field = pool->FindFieldByName(std::string(gate.field));
+    ASSERT_NE(field, nullptr) << gate.field;
+    if (gate.fallback == CapabilityGate::Fallback::kEnumValue) {
+      ASSERT_EQ(field->cpp_type(), google::protobuf::FieldDescriptor::CPPTYPE_ENUM) << gate.field;
+      EXPECT_NE(field->enum_type()->FindValueByNumber(gate.from), nullptr) << gate.field;
+      EXPECT_NE(field->enum_type()->FindValueByNumber(gate.to), nullptr) << gate.field;
+    }
+  }
+}
+
+// The capture fixture with mesh mTLS where every member but reviews-v1-1 has a workload
+// certificate (its endpoint is plaintext), frontend-0 captured (virtual hosts with
+// destinations), and an AuthorizationPolicy on frontend (a source on its listener's policy).
+class CapabilityGatesTest : public CaptureTest {
+ protected:
+  void SetUp() override {
+    CaptureTest::SetUp();
+    for (registry::Workload& w : registry_.workloads) {
+      w.workload_certificate = w.id != "reviews-v1-1";
+    }
+    ASSERT_EQ(registry_.workloads[0].id, "frontend-0");
+    Capture(registry_.workloads[0]);
+    policy_.authorization_policies.push_back(Parse<pb::AuthorizationPolicy>(R"(
+kind: AuthorizationPolicy
+metadata: {name: frontend-callers}
+spec:
+  target: frontend
+  rules:
+  - from: [{principals: ["spiffe://cluster.local/ns/default/sa/reviews"]}]
+)"));
+  }
+
+  NodeResources For(const std::string& sidecar_version,
+                    const std::vector<std::string>& capabilities = {}) {
+    xds::Node node = node_;
+    node.set_sidecar_version(sidecar_version);
+    for (const std::string& c : capabilities) node.add_capabilities(c);
+    return Translate(policy_, registry_, node);
+  }
+
+  static int Count(const NodeResources& r, absl::string_view what) {
+    int n = 0;
+    for (const xds::Cluster& c : r.clusters) {
+      n += what == "mesh-http2" && c.protocol() == xds::UPSTREAM_MESH_HTTP2;
+      n += what == "overload" && c.has_overload();
+      n += what == "policy-source" && (c.has_traffic_policy() || !c.subset().empty());
+    }
+    for (const xds::ClusterLoadAssignment& a : r.endpoints) {
+      for (const xds::Endpoint& e : a.endpoints()) {
+        n += what == "endpoint-plaintext" && e.plaintext();
+      }
+    }
+    for (const xds::RouteConfiguration& rc : r.routes) {
+      for (const xds::VirtualHost& vh : rc.virtual_hosts()) {
+        n += what == "virtual-host-destinations" && vh.destinations_size() > 0;
+        for (const xds::Route& route : vh.routes()) {
+          n += what == "policy-source" &&
+               (route.has_source() || route.route().has_timeout_source() ||
+                route.route().has_per_try_timeout_source() || route.rate_limit().has_source());
+        }
+      }
+    }
+    for (const xds::Listener& l : r.listeners) {
+      n += what == "policy-source" && l.has_unmatched_destination_source();
+      for (const xds::AuthorizationPolicy& p : l.authorization().policies()) {
+        n += what == "policy-source" && p.has_source();
+      }
+    }
+    return n;
+  }
+
+  static int Endpoints(const NodeResources& r) {
+    int n = 0;
+    for (const xds::ClusterLoadAssignment& a : r.endpoints) n += a.endpoints_size();
+    return n;
+  }
+};
+
+TEST_F(CapabilityGatesTest, ACurrentSidecarGetsEveryFeature) {
+  const NodeResources all = For("meshlet-sidecar 9.0.0");
+  for (const xds::CapabilityInfo& info : xds::Capabilities()) {
+    EXPECT_GT(Count(all, info.name), 0) << info.name << ": the fixture does not exercise it";
+  }
+  // Listing every capability is the same as a release that has them all.
+  std::vector<std::string> names = xds::CapabilitySet::All().Names();
+  EXPECT_EQ(Bytes(For("meshlet-sidecar 0.2.0-dev", names)), Bytes(all));
+}
+
+// A 0.1.0 sidecar (it reports no capabilities) gets exactly the newest configuration without the
+// fields 0.1.0 does not read: cleared here by hand, the bytes are the same.
+TEST_F(CapabilityGatesTest, A010SidecarGetsTheNewestFormWithoutWhatItCannotRead) {
+  NodeResources expected = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+  for (xds::Cluster& c : expected.clusters) {
+    c.clear_overload();
+    c.clear_traffic_policy();
+    c.clear_subset();
+  }
+  for (xds::RouteConfiguration& rc : expected.routes) {
+    for (xds::VirtualHost& vh : *rc.mutable_virtual_hosts()) {
+      for (xds::Route& route : *vh.mutable_routes()) {
+        route.clear_source();
+        if (route.has_route()) {
+          route.mutable_route()->clear_timeout_source();
+          route.mutable_route()->clear_per_try_timeout_source();
+        }
+        if (route.has_rate_limit()) route.mutable_rate_limit()->clear_source();
+      }
+    }
+  }
+  for (xds::Listener& l : expected.listeners) {
+    l.clear_unmatched_destination_source();
+    if (l.has_rate_limit()) l.mutable_rate_limit()->clear_source();
+    if (!l.has_authorization()) continue;
+    for (xds::AuthorizationPolicy& p : *l.mutable_authorization()->mutable_policies()) {
+      p.clear_source();
+    }
+  }
+  const NodeResources old = For("meshlet-sidecar 0.1.0");
+  EXPECT_EQ(Bytes(old), Bytes(expected));
+  EXPECT_EQ(Count(old, "overload"), 0);
+  EXPECT_EQ(Count(old, "policy-source"), 0);
+  // What 0.1.0 reads stays.
+  EXPECT_GT(Count(old, "mesh-http2"), 0);
+  EXPECT_GT(Count(old, "endpoint-plaintext"), 0);
+  EXPECT_GT(Count(old, "virtual-host-destinations"), 0);
+}
+
+// Older than every capability: HTTP/1.1 between sidecars, the plaintext member left out (the
+// others stay, over mTLS), routing by Host only.
+TEST_F(CapabilityGatesTest, ASidecarOlderThanEveryCapabilityGetsTheOldestForms) {
+  const NodeResources all = For("meshlet-sidecar 0.2.0", xds::CapabilitySet::All().Names());
+  const NodeResources oldest = For("meshlet-sidecar 0.0.9");
+  for (const xds::CapabilityInfo& info : xds::Capabilities()) {
+    EXPECT_EQ(Count(oldest, info.name), 0) << info.name;
+  }
+  const xds::Cluster* reviews = Named(oldest.clusters, "outbound|9080||reviews.default");
+  ASSERT_NE(reviews, nullptr);
+  EXPECT_EQ(reviews->protocol(), xds::UPSTREAM_HTTP1);
+  EXPECT_TRUE(reviews->tls().enabled());
+  const xds::ClusterLoadAssignment* members = Assignment(oldest, "outbound|9080||reviews.default");
+  ASSERT_NE(members, nullptr);
+  ASSERT_EQ(members->endpoints_size(), 2);  // reviews-v1-1 (no certificate) left out
+  for (const xds::Endpoint& e : members->endpoints()) EXPECT_FALSE(e.identity().empty());
+  EXPECT_EQ(Endpoints(oldest), Endpoints(all) - Count(all, "endpoint-plaintext"));
+  // Same resources by name: only their contents differ.
+  ASSERT_EQ(oldest.clusters.size(), all.clusters.size());
+  ASSERT_EQ(oldest.routes.size(), all.routes.size());
+  ASSERT_EQ(oldest.listeners.size(), all.listeners.size());
+}
+
+TEST_F(CapabilityGatesTest, ANodeListingCapabilitiesGetsWhatItLists) {
+  std::vector<std::string> names;
+  for (const std::string& name : xds::CapabilitySet::All().Names()) {
+    if (name != "overload") names.push_back(name);
+  }
+  const NodeResources r = For("meshlet-sidecar 0.2.0", names);
+  EXPECT_EQ(Count(r, "overload"), 0);
+  EXPECT_GT(Count(r, "policy-source"), 0);
+  EXPECT_GT(Count(r, "mesh-http2"), 0);
+}
+
+// The outbound part shared between nodes is shared only between nodes that read the same.
+TEST_F(CapabilityGatesTest, SharedOutboundPartsAreKeyedByCapabilities) {
+  MeshTranslator mesh(std::make_shared<policy::PolicySnapshot>(policy_),
+                      std::make_shared<registry::RegistrySnapshot>(registry_), TranslateOptions{});
+  xds::Node current = node_, old = node_, also_old = node_;
+  for (const std::string& name : xds::CapabilitySet::All().Names()) current.add_capabilities(name);
+  old.set_sidecar_version("meshlet-sidecar 0.1.0");
+  also_old.set_sidecar_version("meshlet-sidecar 0.1.3");
+  EXPECT_NE(mesh.OutboundKey(current), mesh.OutboundKey(old));
+  EXPECT_EQ(mesh.OutboundKey(old), mesh.OutboundKey(also_old));
+  EXPECT_EQ(Count(mesh.TranslateOutbound(old), "overload"), 0);
+  EXPECT_GT(Count(mesh.TranslateOutbound(current), "overload"), 0);
+  // And a cache shared by both serves each its own.
+  TranslationCache cache;
+  EXPECT_GT(Count(Translate(policy_, registry_, current, kDefaultOptions, &cache), "overload"), 0);
+  EXPECT_EQ(Count(Translate(policy_, registry_, old, kDefaultOptions, &cache), "overload"), 0);
+  EXPECT_GT(Count(Translate(policy_, registry_, current, kDefaultOptions, &cache), "overload"), 0);
+}
+
+}  // namespace
+}  // namespace meshlet::controlplane::translate

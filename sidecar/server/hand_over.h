@@ -1,0 +1,130 @@
+#pragma once
+
+// Hand-over: one sidecar process replaced by another — a new binary, or the same one restarted —
+// without refusing or resetting a connection (docs/upgrades.md, "Replacing the sidecar binary in
+// place"; ADR 0072). Both run with --hand-over PATH:
+//
+//   - the running sidecar serves a unix socket at PATH (HandOverServer, a thread of its own);
+//   - a new one, at start, connects to PATH (HandOverClient::Connect) and receives the running
+//     one's TCP listening sockets (SCM_RIGHTS), the configuration it has from the control plane
+//     and its workload certificate (xds/hand_over.proto). It adopts the sockets
+//     (net::AdoptListeningSockets: its listeners take them instead of binding), starts from that
+//     configuration and certificate, and accepts on the same sockets as the running one. Once it
+//     is ready it says so (HandOverClient::Finish): the running one stops accepting, tells its
+//     connections to finish (GOAWAY, Connection: close) and exits when they are gone, and the new
+//     one serves PATH for the next. The listening sockets never close in between, so nothing
+//     queued on them is lost; a new process that fails before it is ready changes nothing.
+//
+// Only a process of the same user, or root, may take part (SO_PEERCRED, checked on both ends);
+// PATH is made with mode 0600.
+//
+// Threading: HandOverClient is used on the main thread at start-up (blocking, with timeouts).
+// HandOverServer's thread talks to the peer and runs the callbacks on the main loop (Post); they
+// never block it. Destroying the server (main thread) stops the thread within ~100 ms.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/event/loop.h"
+#include "common/net/listener.h"
+#include "sidecar/identity/certificate_manager.h"
+
+namespace meshlet::sidecar::server {
+
+// What a running sidecar hands over (plain data; the sockets' descriptors are owned by it).
+struct HandedOver {
+  int pid = 0;
+  std::string release;
+  std::vector<net::ListeningSocket> sockets;
+  // Its configuration from the control plane (an xds::CachedConfiguration); empty: none.
+  std::string configuration;
+  std::optional<identity::WorkloadCertificate> certificate;
+};
+
+// What the running sidecar still had when it stopped accepting.
+struct Drained {
+  int64_t connections = 0;
+  int64_t requests = 0;  // in flight on them
+};
+
+// Closes the descriptors of `sockets` (those not adopted).
+void CloseSockets(std::vector<net::ListeningSocket>& sockets);
+
+// The new process's side.
+class HandOverClient {
+ public:
+  // Connects to `path` and asks the sidecar serving it to hand over. A null client (and OK) when
+  // nobody serves there — no file, or one left by a process that is gone: start as usual. An
+  // error when it refused (it is draining, or handing over to another process) or the exchange
+  // failed or took longer than `timeout`.
+  static absl::StatusOr<std::unique_ptr<HandOverClient>> Connect(const std::string& path,
+                                                                 Duration timeout);
+  // Closes the connection: a running sidecar not yet told to stop keeps serving as before.
+  ~HandOverClient();
+  HandOverClient(const HandOverClient&) = delete;
+  HandOverClient& operator=(const HandOverClient&) = delete;
+
+  // What was handed over (the caller takes the sockets and the rest out of it).
+  HandedOver& handed() { return handed_; }
+
+  // This process is ready: the running sidecar stops accepting and drains. Returns what it still
+  // had open, once it has stopped accepting (within `timeout`).
+  absl::StatusOr<Drained> Finish(Duration timeout);
+
+ private:
+  explicit HandOverClient(int fd) : fd_(fd) {}
+  int fd_;
+  HandedOver handed_;
+};
+
+// The running process's side.
+class HandOverServer {
+ public:
+  using Drained = server::Drained;
+  struct Callbacks {
+    // What to hand over, or why not (an error: its message is the refusal). Main loop.
+    std::function<absl::StatusOr<HandedOver>()> offer;
+    // The successor is ready: stop accepting and drain. Returns what is still open. Main loop.
+    std::function<Drained()> handed_over;
+  };
+
+  // Serves `path` (removing a file left there by a process that is gone; an error when a live
+  // process serves it).
+  static absl::StatusOr<std::unique_ptr<HandOverServer>> Start(event::Loop& loop,
+                                                               const std::string& path,
+                                                               Callbacks callbacks);
+  // Stops the thread; removes `path` unless a successor took it over.
+  ~HandOverServer();
+  HandOverServer(const HandOverServer&) = delete;
+  HandOverServer& operator=(const HandOverServer&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Shared;
+  HandOverServer(event::Loop& loop, std::string path, int listen_fd, Callbacks callbacks);
+  void ThreadMain();
+  // One successor, start to end; true when it took over (the thread then ends).
+  bool Serve(int fd);
+  // Runs `f` on the main loop and waits for it (false: stopping, or the loop did not run it).
+  template <typename F>
+  bool RunOnLoop(F f);
+
+  event::Loop& loop_;
+  const std::string path_;
+  int listen_fd_;
+  int stop_fd_;  // an eventfd: written to stop the thread
+  std::shared_ptr<Shared> shared_;
+  std::atomic<bool> handed_over_{false};
+  std::thread thread_;
+};
+
+}  // namespace meshlet::sidecar::server

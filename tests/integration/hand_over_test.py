@@ -1,0 +1,213 @@
+"""A sidecar's binary replaced in place under traffic (docs/upgrades.md, "Replacing the sidecar
+binary in place"; ADR 0072): 0 failed requests, and how long the switch holds requests up.
+
+Usage: hand_over_test.py CONTROL_PLANE SIDECAR LOADGEN [unittest args]. The replacement is the
+previous release's sidecar (MESHLET_PREVIOUS_RELEASE, as ./dev test builds it) when that release
+has --hand-over, else a copy of this tree's sidecar (another file, as an upgrade installs one).
+
+One control plane (CA and xDS), the Service `backend` (an HTTP app behind the sidecar backend-0,
+started with --hand-over), and the sidecar frontend-0. Four open-loop load generators
+(tests/bench/loadgen: a fixed rate, latency from each request's intended send time, so a stall
+shows in every request scheduled during it) send for 6 s:
+  - HTTP/1.1 and HTTP/2 (h2c) to frontend-0's outbound listener: frontend-0 -> backend-0's
+    inbound listener over mutual TLS (HTTP/2 between the sidecars) -> the app;
+  - HTTP/1.1 and HTTP/2 (h2c) to backend-0's own outbound listener: its outbound, then its inbound
+    over mutual TLS -> the app.
+Two seconds in, a second backend-0 process starts with the same command line (but one worker
+instead of two, so it also takes the sockets of a worker it does not have): it takes the
+listening sockets, the configuration and the workload certificate over the --hand-over socket,
+and once ready the first one stops accepting, drains and exits 0. Every request must answer 200
+from the app (no error, no reset, none unfinished), the new process must show what it took over
+(GET /hand_over, meshlet_server_hand_overs_total), and the control plane must see backend-0 ready
+on the new process's stream. The figures (max latency, requests and connections in flight at the
+switch) are printed for docs/upgrades.md.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import cp_api
+import sidecar_test
+from mesh_util import (call_service, create_join_token, http_service, put_resource,
+                       start_plaintext_control_plane, start_xds_sidecar, stop_process)
+from sidecar_test import HttpUpstream, wait_for
+
+CONTROL_PLANE = SIDECAR = LOADGEN = None
+NAMESPACE = "default"
+SERVICE = http_service("backend", NAMESPACE)
+RATE = 100  # requests/s per generator
+DURATION = 6  # s, measured
+SWITCH_AFTER = 2  # s into the measured period
+BASELINE = 3  # s of the same load before, without a switch
+# The app answers after 20 ms, so requests are in flight when the old process stops accepting.
+PATH = "/slow/0.02"
+
+
+def replacement_binary(tmp):
+    """(path, description) of the binary that replaces the running sidecar."""
+    previous = os.environ.get("MESHLET_PREVIOUS_RELEASE", "")
+    if previous:
+        old = os.path.join(previous, "sidecar")
+        usage = subprocess.run([old, "--help"], capture_output=True, text=True).stdout
+        if "--hand-over" in usage:
+            return old, "the previous release's sidecar"
+        print(f"hand-over: the previous release ({old}) has no --hand-over; "
+              "replacing with this tree's sidecar", file=sys.stderr)
+    copy = os.path.join(tmp, "sidecar-replacement")
+    shutil.copy2(SIDECAR, copy)
+    return copy, "a copy of this tree's sidecar"
+
+
+class HandOverTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        self.processes, self.sidecars, self.apps, self.cp = [], [], [], None
+
+    def tearDown(self):
+        for p in self.processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for s in self.sidecars:
+            s.stop()
+        for app in self.apps:
+            app.close()
+        if self.cp is not None:
+            stop_process(self.cp)
+
+    def loadgen(self, name, port, protocol, duration):
+        out = os.path.join(self.tmp, f"load-{name}-{duration}.json")
+        p = subprocess.Popen(
+            [LOADGEN, f"--address=127.0.0.1:{port}", f"--protocol={protocol}",
+             # HTTP/1.1: one request at a time per connection, so enough of them for the rate.
+             f"--rate={RATE}", f"--connections={4 if protocol == 'http/1.1' else 2}",
+             f"--duration={duration}s", "--warmup=500ms",
+             "--authority=backend:9080", f"--path={PATH}", "--request-timeout=5s",
+             f"--output={out}", "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.processes.append(p)
+        return name, p, out
+
+    def load(self, frontend, backend, duration):
+        return [self.loadgen("frontend-h1", frontend.outbound, "http/1.1", duration),
+                self.loadgen("frontend-h2", frontend.outbound, "h2", duration),
+                self.loadgen("backend-h1", backend.outbound, "http/1.1", duration),
+                self.loadgen("backend-h2", backend.outbound, "h2", duration)]
+
+    def results(self, loads):
+        out = {}
+        for name, p, path in loads:
+            _, err = p.communicate(timeout=DURATION + 30)
+            self.assertEqual(p.returncode, 0, f"{name}: {err}")
+            with open(path) as f:
+                out[name] = json.load(f)
+        return out
+
+    def test_binary_replaced_under_traffic_loses_no_request(self):
+        self.cp, api, ads, token = start_plaintext_control_plane(
+            CONTROL_PLANE, self.tmp, "--xds-listen-host", "127.0.0.1", "--xds-debounce", "20ms")
+        put_resource(api, token, f"namespaces/{NAMESPACE}/services/backend", SERVICE)
+        app = HttpUpstream("backend-0")
+        self.apps.append(app)
+        # A unix socket's path has at most 107 bytes: not under the test's temporary directory.
+        socket_dir = tempfile.mkdtemp(prefix="meshlet-hand-over-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, socket_dir, True)
+        socket_path = os.path.join(socket_dir, "backend-0")
+
+        def sidecar(node_id, account, *args):
+            join = create_join_token(api, token, account, "10m", NAMESPACE)
+            s = start_xds_sidecar(self.tmp, ads, node_id, NAMESPACE, *args, join_token=join,
+                                  service_account=account, drain_time="10s", concurrency=2)
+            self.sidecars.append(s)
+            return s
+
+        backend = sidecar("backend-0", "backend", "--node-service=backend",
+                          "--node-label=app=backend", f"--node-port={app.port}",
+                          f"--hand-over={socket_path}")
+        frontend = sidecar("frontend-0", "frontend", "--node-service=frontend")
+        for port in (frontend.outbound, backend.outbound):
+            self.assertTrue(wait_for(lambda: call_service(port, "backend:9080")[0] == 200,
+                                     timeout=20), backend.log())
+        self.assertEqual(json.loads(backend.get("/hand_over")[1])["socket"], socket_path)
+
+        # The same load without a switch first: what the figures compare with.
+        baseline = self.results(self.load(frontend, backend, BASELINE))
+        loads = self.load(frontend, backend, DURATION)
+        time.sleep(0.5 + SWITCH_AFTER)
+
+        binary, what = replacement_binary(self.tmp)
+        old_pid = backend.proc.pid
+        new_log = os.path.join(self.tmp, "backend-0.new.stderr")
+        with open(new_log, "w") as err:
+            # One worker instead of two: it takes both workers' sockets of each address.
+            new = subprocess.Popen([binary] + backend.argv[1:] + ["--concurrency=1"],
+                                   stdout=subprocess.DEVNULL, stderr=err)
+        self.processes.append(new)
+
+        def log():
+            with open(new_log) as f:
+                return f.read()
+
+        self.assertTrue(wait_for(lambda: "hand-over: took over from pid" in log() or
+                                 new.poll() is not None, timeout=20), log())
+        self.assertIsNone(new.poll(), "the new sidecar exited: " + log())
+        # The first one drains and exits by itself.
+        self.assertEqual(backend.wait_exit(15), 0, backend.log())
+        self.assertIn("hand-over: handed over", backend.log())
+
+        results = self.results(loads)
+
+        # The new process serves everything now, and shows what it took over.
+        status, body, _ = backend.get("/hand_over")
+        self.assertEqual(status, 200)
+        taken = json.loads(body)["taken_over"]
+        self.assertIsNotNone(taken, body)
+        self.assertEqual(taken["pid"], old_pid)
+        self.assertGreaterEqual(taken["sockets"], 3)  # inbound, outbound, admin
+        self.assertTrue(taken["configuration"], body)
+        self.assertTrue(taken["certificate"], body)
+        self.assertIn('meshlet_server_hand_overs_total{side="took_over"}: 1',
+                      backend.get("/stats?filter=hand_overs")[1])
+        for port in (frontend.outbound, backend.outbound):
+            self.assertEqual(call_service(port, "backend:9080")[0], 200)
+        # The control plane: backend-0 on the new process's stream, ready.
+        req = urllib.request.Request(cp_api.url(api, "/api/v1/workloads"),
+                                     headers={"Authorization": "Bearer " + token})
+        with cp_api.urlopen(req, timeout=5) as r:
+            workloads = {w["id"]: w for w in json.loads(r.read())["items"]}
+        self.assertTrue(workloads["backend-0"]["ready"], workloads["backend-0"])
+
+        lines = [f"hand-over: {what} replaced backend-0 (pid {old_pid}) under {len(loads)} x "
+                 f"{RATE} requests/s (the app answers in 20 ms); the new process was ready "
+                 f"{taken['ready_after_ms']} ms after it started; at the switch the old one had "
+                 f"{taken['predecessor_connections']} connections and "
+                 f"{taken['predecessor_requests']} requests in flight",
+                 f"  {'':12} {'with the switch (' + str(DURATION) + ' s)':58} | "
+                 f"without ({BASELINE} s)"]
+        failures = []
+        for name, r in results.items():
+            q, lat, base = r["requests"], r["latency_us"], baseline[name]["latency_us"]
+            lines.append(
+                f"  {name:12} {q['ok']}/{q['scheduled']} ok, {q['errors']} errors, "
+                f"{r['connections_lost']} connections lost; p50 {lat['p50'] / 1000:.1f} ms, "
+                f"p99 {lat['p99'] / 1000:.1f} ms, max {lat['max'] / 1000:.1f} ms | p50 "
+                f"{base['p50'] / 1000:.1f} ms, p99 {base['p99'] / 1000:.1f} ms, max "
+                f"{base['max'] / 1000:.1f} ms")
+            if (q["errors"] or q["non_2xx"] or q["unfinished"] or q["dropped"]
+                    or q["ok"] != q["scheduled"] or q["scheduled"] < RATE * DURATION * 0.9):
+                failures.append(f"{name}: {q}")
+        print("\n" + "\n".join(lines), file=sys.stderr)
+        self.assertEqual(failures, [], "\n".join(lines))
+
+
+if __name__ == "__main__":
+    CONTROL_PLANE, SIDECAR, LOADGEN = (os.path.abspath(a) for a in sys.argv[1:4])
+    sidecar_test.SIDECAR = SIDECAR
+    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

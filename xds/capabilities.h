@@ -1,0 +1,109 @@
+#pragma once
+
+// Capabilities: the configuration features a sidecar reads, by name, beyond what every supported
+// release reads — the contract that lets a control plane and sidecars of different releases work
+// together (docs/upgrades.md, ADR 0071).
+//
+// A sidecar lists the capabilities it reads in Node.capabilities. The control plane gives each
+// node what it can read: a field or enum value that needs a capability the node lacks is left
+// out, or sent in the older form (control-plane/translate/capability_gates.h). A node that lists
+// none — a release from before capabilities were reported — is taken to read what its release
+// read: the capabilities whose `since` is not later than the release in its sidecar_version.
+// A node whose sidecar_version names no meshlet release (empty, or another text) and that lists
+// nothing is taken to read everything: nothing is known about it to adapt to.
+//
+// Adding a field or enum value to a resource an older sidecar cannot read: add a capability here
+// (since: the release being built), gate it in the control plane, and the skew tests check that
+// the previous release still gets configuration it reads
+// (tests/contract/capability_contract_test.cc).
+//
+// Constants and pure functions; any thread.
+
+#include <array>
+#include <bitset>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "xds/node.pb.h"
+
+namespace meshlet::xds {
+
+enum class Capability {
+  // Cluster.protocol UPSTREAM_MESH_HTTP2 (HTTP/2 between sidecars).
+  kMeshHttp2,
+  // Endpoint.plaintext (a member without a sidecar in a cluster reached over mTLS).
+  kEndpointPlaintext,
+  // VirtualHost.destinations (captured connections routed by the Service address they were for).
+  kVirtualHostDestinations,
+  // Cluster.overload (endpoints answering 429 / RESOURCE_EXHAUSTED get less traffic).
+  kOverload,
+  // PolicySource fields for decision records: Route.source, Cluster.traffic_policy,
+  // Cluster.subset, AuthorizationPolicy.source, RouteAction.timeout_source and
+  // per_try_timeout_source, RateLimit.source, Listener.unmatched_destination_source.
+  kPolicySource,
+};
+inline constexpr size_t kCapabilityCount = 5;
+
+// A release as X.Y.Z with an optional pre-release suffix ("0.2.0-dev"), which orders before the
+// release itself.
+struct Release {
+  int major = 0;
+  int minor = 0;
+  int patch = 0;
+  bool prerelease = false;
+
+  // "1.2.3" or "1.2.3-anything"; nullopt for other text.
+  static std::optional<Release> Parse(absl::string_view text);
+  friend bool operator<(const Release& a, const Release& b);
+  friend bool operator==(const Release& a, const Release& b);
+};
+
+struct CapabilityInfo {
+  Capability capability;
+  absl::string_view name;   // in Node.capabilities
+  absl::string_view since;  // the first release that reads it
+};
+
+// Every capability, in enum order.
+const std::array<CapabilityInfo, kCapabilityCount>& Capabilities();
+const CapabilityInfo& Info(Capability capability);
+// The capability of that name; nullopt for a name this release does not know.
+std::optional<Capability> CapabilityNamed(absl::string_view name);
+
+// A set of capabilities.
+class CapabilitySet {
+ public:
+  CapabilitySet() = default;
+  static CapabilitySet All();
+  // Those a sidecar of `release` read before releases reported their capabilities.
+  static CapabilitySet OfRelease(const Release& release);
+
+  bool Has(Capability c) const { return bits_.test(static_cast<size_t>(c)); }
+  void Add(Capability c) { bits_.set(static_cast<size_t>(c)); }
+  void Remove(Capability c) { bits_.reset(static_cast<size_t>(c)); }
+  bool all() const { return bits_.all(); }
+  // The capabilities in `this` that `other` lacks.
+  CapabilitySet Minus(const CapabilitySet& other) const;
+  // Names in enum order.
+  std::vector<std::string> Names() const;
+  // A short stable text that tells sets apart (a cache key).
+  std::string Key() const { return bits_.to_string(); }
+  friend bool operator==(const CapabilitySet& a, const CapabilitySet& b) {
+    return a.bits_ == b.bits_;
+  }
+
+ private:
+  std::bitset<kCapabilityCount> bits_;
+};
+
+// The prefix of Node.sidecar_version before the release: "meshlet-sidecar 0.2.0".
+inline constexpr absl::string_view kSidecarVersionPrefix = "meshlet-sidecar ";
+// The release a sidecar_version names; nullopt when it names none.
+std::optional<Release> SidecarRelease(absl::string_view sidecar_version);
+
+// What `node` reads (the rules at the top of this file).
+CapabilitySet CapabilitiesOf(const Node& node);
+
+}  // namespace meshlet::xds
