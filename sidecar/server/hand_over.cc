@@ -5,6 +5,7 @@
 #include "sidecar/server/hand_over.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -29,8 +30,14 @@ namespace {
 
 using Deadline = std::chrono::steady_clock::time_point;
 
-// A configuration of a large mesh fits; a peer cannot make this process allocate more.
-constexpr uint32_t kMaxMessageBytes = 256u << 20;
+// An offer: a configuration of a large mesh fits; a peer cannot make this process allocate more.
+constexpr uint32_t kMaxOfferBytes = 256u << 20;
+// Every other message (a request, Ready, Done) is a few bytes: a peer claiming more is refused
+// before anything is allocated for it.
+constexpr uint32_t kMaxSmallMessageBytes = 64u << 10;
+// Listening sockets an offer may hand over (listeners times workers; far more than any sidecar
+// runs, far less than a descriptor limit).
+constexpr int kMaxHandedSockets = 8192;
 // Descriptors per SCM_RIGHTS message (the kernel takes at most 253).
 constexpr size_t kDescriptorsPerWrite = 200;
 // The exchange before the offer, and the answer to Ready.
@@ -112,14 +119,16 @@ absl::Status SendMessage(int fd, const google::protobuf::Message& message, Deadl
   return WriteAll(fd, frame, deadline);
 }
 
-absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, Deadline deadline,
-                            int stop_fd = -1) {
+// Reads one message of at most `max_bytes`.
+absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, uint32_t max_bytes,
+                            Deadline deadline, int stop_fd = -1) {
   unsigned char header[4];
   RETURN_IF_ERROR(ReadExact(fd, reinterpret_cast<char*>(header), 4, deadline, stop_fd));
   const uint32_t size = (uint32_t{header[0]} << 24) | (uint32_t{header[1]} << 16) |
                         (uint32_t{header[2]} << 8) | uint32_t{header[3]};
-  if (size > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("a message of ", size, " bytes"));
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", message->GetDescriptor()->name(), " of ",
+                                                   size, " bytes (at most ", max_bytes, ")"));
   }
   std::string body(size, '\0');
   RETURN_IF_ERROR(ReadExact(fd, body.data(), size, deadline, stop_fd));
@@ -192,7 +201,8 @@ absl::Status ReceiveDescriptors(int fd, Deadline deadline, std::vector<int>& out
   return absl::OkStatus();
 }
 
-// The peer runs as this process's user, or one of the two is root.
+// The peer runs as this process's user, or as root. A sidecar running as root takes nothing from,
+// and hands its key and sockets to, no process of another user.
 absl::Status CheckPeer(int fd) {
   ucred peer = {};
   socklen_t len = sizeof(peer);
@@ -200,9 +210,49 @@ absl::Status CheckPeer(int fd) {
     return ErrnoError("SO_PEERCRED", errno);
   }
   const uid_t self = geteuid();
-  if (peer.uid != self && peer.uid != 0 && self != 0) {
+  if (peer.uid != self && peer.uid != 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("pid ", peer.pid, " runs as uid ", peer.uid, ", this sidecar as uid ", self));
+  }
+  return absl::OkStatus();
+}
+
+// `fd` is what the offer says it is: a TCP socket listening on `address`, in a SO_REUSEPORT group
+// exactly when `reuse_port`. Anything else (a descriptor of another kind, a socket not yet bound,
+// bound elsewhere or not listening) would have this process serve another port than it says, or
+// bind one at random.
+absl::Status CheckHandedSocket(int fd, const net::Address& address, bool reuse_port) {
+  auto option = [fd](int level, int name) -> absl::StatusOr<int> {
+    int value = 0;
+    socklen_t len = sizeof(value);
+    if (getsockopt(fd, level, name, &value, &len) != 0) {
+      return absl::InvalidArgumentError(
+          errno == ENOTSOCK ? "not a socket" : absl::StrCat("getsockopt: ", std::strerror(errno)));
+    }
+    return value;
+  };
+  ASSIGN_OR_RETURN(int type, option(SOL_SOCKET, SO_TYPE));
+  ASSIGN_OR_RETURN(int protocol, option(SOL_SOCKET, SO_PROTOCOL));
+  if (type != SOCK_STREAM || protocol != IPPROTO_TCP) {
+    return absl::InvalidArgumentError("not a TCP socket");
+  }
+  ASSIGN_OR_RETURN(int listening, option(SOL_SOCKET, SO_ACCEPTCONN));
+  if (listening == 0) return absl::InvalidArgumentError("not listening");
+  sockaddr_storage bound = {};
+  socklen_t len = sizeof(bound);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+    return ErrnoError("getsockname", errno);
+  }
+  absl::StatusOr<net::Address> actual =
+      net::Address::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), len);
+  if (!actual.ok()) return actual.status();
+  if (!(*actual == address)) {
+    return absl::InvalidArgumentError(absl::StrCat("bound to ", actual->ToString()));
+  }
+  ASSIGN_OR_RETURN(int in_group, option(SOL_SOCKET, SO_REUSEPORT));
+  if ((in_group != 0) != reuse_port) {
+    return absl::InvalidArgumentError(reuse_port ? "not in a SO_REUSEPORT group"
+                                                 : "in a SO_REUSEPORT group");
   }
   return absl::OkStatus();
 }
@@ -265,12 +315,18 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
   request.set_pid(getpid());
   if (absl::Status sent = SendMessage(fd, request, deadline); !sent.ok()) return fail(sent);
   xds::HandOverOffer offer;
-  if (absl::Status got = ReceiveMessage(fd, &offer, deadline); !got.ok()) return fail(got);
+  if (absl::Status got = ReceiveMessage(fd, &offer, kMaxOfferBytes, deadline); !got.ok()) {
+    return fail(got);
+  }
   HandedOver& handed = client->handed_;
   handed.pid = offer.pid();
   handed.release = offer.release();
   if (!offer.refused().empty()) {
     return fail(absl::FailedPreconditionError(absl::StrCat("refused: ", offer.refused())));
+  }
+  if (offer.sockets_size() > kMaxHandedSockets) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "an offer of ", offer.sockets_size(), " sockets (at most ", kMaxHandedSockets, ")")));
   }
   std::vector<int> fds;
   while (fds.size() < static_cast<size_t>(offer.sockets_size())) {
@@ -287,10 +343,17 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
   }
   absl::Status bad;
   for (int i = 0; i < offer.sockets_size(); ++i) {
-    absl::StatusOr<net::Address> address = net::Address::Parse(offer.sockets(i).address());
-    if (!address.ok() && bad.ok()) bad = address.status();
+    const xds::HandedSocket& socket = offer.sockets(i);
+    absl::StatusOr<net::Address> address = net::Address::Parse(socket.address());
+    absl::Status checked =
+        address.ok() ? CheckHandedSocket(fds[i], *address, socket.reuse_port()) : address.status();
+    if (!checked.ok() && bad.ok()) {
+      bad = absl::InvalidArgumentError(absl::StrCat("socket ", i + 1, " of ", offer.sockets_size(),
+                                                    " (\"", socket.address(),
+                                                    "\"): ", checked.message()));
+    }
     handed.sockets.push_back(
-        {fds[i], address.ok() ? *address : net::Address(), offer.sockets(i).reuse_port()});
+        {fds[i], address.ok() ? *address : net::Address(), socket.reuse_port()});
   }
   if (!bad.ok()) return fail(bad);  // the destructor closes the descriptors
   handed.configuration = std::move(*offer.mutable_configuration());
@@ -316,7 +379,7 @@ absl::StatusOr<Drained> HandOverClient::Finish(Duration timeout) {
   const Deadline deadline = After(timeout);
   RETURN_IF_ERROR(SendMessage(fd_, xds::HandOverReady(), deadline));
   xds::HandOverDone done;
-  RETURN_IF_ERROR(ReceiveMessage(fd_, &done, deadline));
+  RETURN_IF_ERROR(ReceiveMessage(fd_, &done, kMaxSmallMessageBytes, deadline));
   return Drained{.connections = done.open_connections(), .requests = done.requests_in_flight()};
 }
 
@@ -353,20 +416,29 @@ absl::StatusOr<std::unique_ptr<HandOverServer>> HandOverServer::Start(event::Loo
   unlink(path.c_str());
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoError("socket", errno);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      chmod(path.c_str(), 0600) != 0 || listen(fd, 4) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    // Another process bound it meanwhile: the file is its own, not this one's to remove.
+    const int err = errno;
+    close(fd);
+    return ErrnoError(absl::StrCat("hand-over socket \"", path, "\""), err);
+  }
+  // The file this socket made: only it is removed later (the path may name a successor's by then).
+  struct stat made = {};
+  if (lstat(path.c_str(), &made) != 0 || chmod(path.c_str(), 0600) != 0 || listen(fd, 4) != 0) {
     const int err = errno;
     close(fd);
     unlink(path.c_str());
     return ErrnoError(absl::StrCat("hand-over socket \"", path, "\""), err);
   }
-  return std::unique_ptr<HandOverServer>(new HandOverServer(loop, path, fd, std::move(callbacks)));
+  return std::unique_ptr<HandOverServer>(new HandOverServer(
+      loop, path, SocketFile{made.st_dev, made.st_ino}, fd, std::move(callbacks)));
 }
 
-HandOverServer::HandOverServer(event::Loop& loop, std::string path, int listen_fd,
+HandOverServer::HandOverServer(event::Loop& loop, std::string path, SocketFile file, int listen_fd,
                                Callbacks callbacks)
     : loop_(loop),
       path_(std::move(path)),
+      file_(file),
       listen_fd_(listen_fd),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       shared_(std::make_shared<Shared>()) {
@@ -384,8 +456,13 @@ HandOverServer::~HandOverServer() {
   close(stop_fd_);
   if (listen_fd_ >= 0) {
     close(listen_fd_);
-    // The path is the successor's once it took over.
-    if (!handed_over_) unlink(path_.c_str());
+    // The path is the successor's once it took over; and whatever the path names now that is not
+    // the file this server made (a successor that took over while this one was stopping) stays.
+    struct stat now = {};
+    if (!handed_over_ && lstat(path_.c_str(), &now) == 0 && now.st_dev == file_.device &&
+        now.st_ino == file_.inode) {
+      unlink(path_.c_str());
+    }
   }
 }
 
@@ -428,7 +505,8 @@ bool HandOverServer::Serve(int fd) {
     return false;
   }
   xds::HandOverRequest request;
-  if (absl::Status got = ReceiveMessage(fd, &request, After(kExchangeTimeout), stop_fd_);
+  if (absl::Status got =
+          ReceiveMessage(fd, &request, kMaxSmallMessageBytes, After(kExchangeTimeout), stop_fd_);
       !got.ok()) {
     if (!absl::IsCancelled(got)) LOG(WARN) << "hand-over: no request: " << got.message();
     return false;
@@ -482,7 +560,9 @@ bool HandOverServer::Serve(int fd) {
             << (offer.has_certificate() ? ", the workload certificate" : "") << " to " << who
             << "; serving until it is ready";
   xds::HandOverReady ready;
-  if (absl::Status got = ReceiveMessage(fd, &ready, After(kMaxReadyWait), stop_fd_); !got.ok()) {
+  if (absl::Status got =
+          ReceiveMessage(fd, &ready, kMaxSmallMessageBytes, After(kMaxReadyWait), stop_fd_);
+      !got.ok()) {
     if (!absl::IsCancelled(got)) {
       LOG(WARN) << "hand-over to " << who << " abandoned, still serving: " << got.message();
     }
