@@ -482,6 +482,14 @@ bool HandOverServer::RunOnLoop(F f) {
   return !shared_->stopping;
 }
 
+void HandOverServer::Failed(std::string why) {
+  LOG(WARN) << why;
+  std::shared_ptr<Shared> shared = shared_;
+  loop_.Post([shared, why = std::move(why)] {
+    if (shared->alive && shared->callbacks.failed) shared->callbacks.failed(why);
+  });
+}
+
 void HandOverServer::ThreadMain() {
   while (!shared_->stopping) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -501,14 +509,14 @@ void HandOverServer::ThreadMain() {
 
 bool HandOverServer::Serve(int fd) {
   if (absl::Status peer = CheckPeer(fd); !peer.ok()) {
-    LOG(WARN) << "hand-over socket \"" << path_ << "\": refused " << peer.message();
+    Failed(absl::StrCat("hand-over socket \"", path_, "\": refused ", peer.message()));
     return false;
   }
   xds::HandOverRequest request;
   if (absl::Status got =
           ReceiveMessage(fd, &request, kMaxSmallMessageBytes, After(kExchangeTimeout), stop_fd_);
       !got.ok()) {
-    if (!absl::IsCancelled(got)) LOG(WARN) << "hand-over: no request: " << got.message();
+    if (!absl::IsCancelled(got)) Failed(absl::StrCat("hand-over: no request: ", got.message()));
     return false;
   }
   const std::string who =
@@ -552,7 +560,7 @@ bool HandOverServer::Serve(int fd) {
   // The successor holds its own copies now (or failed to get them): these were duplicates.
   CloseSockets(handed->sockets);
   if (!sent.ok()) {
-    LOG(WARN) << "hand-over to " << who << " failed: " << sent.message();
+    Failed(absl::StrCat("hand-over to ", who, " failed: ", sent.message()));
     return false;
   }
   LOG(INFO) << "hand-over: sent " << fds.size() << " listening sockets"
@@ -564,7 +572,7 @@ bool HandOverServer::Serve(int fd) {
           ReceiveMessage(fd, &ready, kMaxSmallMessageBytes, After(kMaxReadyWait), stop_fd_);
       !got.ok()) {
     if (!absl::IsCancelled(got)) {
-      LOG(WARN) << "hand-over to " << who << " abandoned, still serving: " << got.message();
+      Failed(absl::StrCat("hand-over to ", who, " abandoned, still serving: ", got.message()));
     }
     return false;
   }

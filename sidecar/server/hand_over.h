@@ -98,6 +98,10 @@ class HandOverServer {
     std::function<absl::StatusOr<HandedOver>()> offer;
     // The successor is ready: stop accepting and drain. Returns what is still open. Main loop.
     std::function<Drained()> handed_over;
+    // An exchange with a would-be successor failed before it took over (a peer of another user,
+    // a malformed or oversized message, a successor gone before it was ready), with the reason
+    // (also logged); this sidecar serves on. Optional. Main loop, after the fact.
+    std::function<void(absl::string_view why)> failed;
   };
 
   // Serves `path` (removing a file left there by a process that is gone; an error when a live
@@ -125,6 +129,8 @@ class HandOverServer {
   void ThreadMain();
   // One successor, start to end; true when it took over (the thread then ends).
   bool Serve(int fd);
+  // Logs `why` and runs callbacks.failed with it on the main loop.
+  void Failed(std::string why);
   // Runs `f` on the main loop and waits for it (false: stopping, or the loop did not run it).
   template <typename F>
   bool RunOnLoop(F f);

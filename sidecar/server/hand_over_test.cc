@@ -203,7 +203,8 @@ class HandOverTest : public ::testing::Test {
              [this] {
                handed_over_ = true;
                return HandOverServer::Drained{.connections = 3, .requests = 2};
-             }});
+             },
+         .failed = [this](absl::string_view why) { failures_.emplace_back(why); }});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
@@ -233,6 +234,7 @@ class HandOverTest : public ::testing::Test {
   std::unique_ptr<HandOverServer> server_;
   int offers_ = 0;
   bool handed_over_ = false;
+  std::vector<std::string> failures_;  // callbacks.failed
 };
 
 TEST_F(HandOverTest, SocketsConfigurationAndCertificateGoAcrossThenTheRunningOneStops) {
@@ -342,6 +344,9 @@ TEST_F(HandOverTest, ASuccessorThatGoesAwayBeforeItIsReadyChangesNothing) {
   }  // gone without Finish
   loop_.RunUntil([] { return false; }, 200ms);
   EXPECT_FALSE(handed_over_);
+  // Counted as a failed exchange.
+  ASSERT_EQ(failures_.size(), 1u);
+  EXPECT_NE(failures_[0].find("abandoned, still serving"), std::string::npos) << failures_[0];
   // The running one still serves the path for the next successor.
   absl::StatusOr<std::unique_ptr<HandOverClient>> again = Connect();
   ASSERT_TRUE(again.ok()) << again.status();
@@ -395,6 +400,9 @@ TEST_F(HandOverTest, ARootSidecarRefusesASuccessorOfAnotherUser) {
   });
   EXPECT_EQ(WithLoop([&] { return child.Wait(10s); }), 0);
   EXPECT_EQ(offers_, 0);
+  loop_.RunUntil([&] { return !failures_.empty(); }, 2s);
+  ASSERT_EQ(failures_.size(), 1u);
+  EXPECT_NE(failures_[0].find("runs as uid 65534"), std::string::npos) << failures_[0];
 }
 
 // And a sidecar started as root takes nothing from a process of another user serving the path
@@ -534,6 +542,11 @@ TEST_F(HandOverTest, OversizedMessagesAreRefusedAtOnce) {
   EXPECT_EQ(*got, "");
   close(fd);
   EXPECT_EQ(offers_, 0);
+  loop_.RunUntil([&] { return !failures_.empty(); }, 2s);
+  ASSERT_EQ(failures_.size(), 1u);
+  EXPECT_NE(failures_[0].find("a HandOverRequest of 251658240 bytes (at most 65536)"),
+            std::string::npos)
+      << failures_[0];
 
   // An offer of 10 000 sockets: refused by the successor without waiting for descriptors.
   server_.reset();

@@ -104,10 +104,12 @@ absl::Status Server::FinishTakeOver() {
 }
 
 absl::Status Server::ServeHandOver() {
-  ASSIGN_OR_RETURN(hand_over_server_,
-                   HandOverServer::Start(loop_, options_.hand_over_path,
-                                         {.offer = [this] { return HandOverOffer(); },
-                                          .handed_over = [this] { return HandOverDrain(); }}));
+  ASSIGN_OR_RETURN(
+      hand_over_server_,
+      HandOverServer::Start(loop_, options_.hand_over_path,
+                            {.offer = [this] { return HandOverOffer(); },
+                             .handed_over = [this] { return HandOverDrain(); },
+                             .failed = [this](absl::string_view) { hand_overs_failed_.Inc(); }}));
   return absl::OkStatus();
 }
 
