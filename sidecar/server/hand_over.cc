@@ -73,7 +73,7 @@ absl::Status WaitFor(int fd, short events, Deadline deadline, int stop_fd) {
   }
 }
 
-absl::Status WriteAll(int fd, const std::string& data, Deadline deadline) {
+absl::Status WriteAll(int fd, const std::string& data, Deadline deadline, int stop_fd) {
   size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
@@ -83,7 +83,7 @@ absl::Status WriteAll(int fd, const std::string& data, Deadline deadline) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, -1));
+      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, stop_fd));
       continue;
     }
     return ErrnoError("send", errno);
@@ -110,13 +110,16 @@ absl::Status ReadExact(int fd, char* data, size_t size, Deadline deadline, int s
   return absl::OkStatus();
 }
 
-absl::Status SendMessage(int fd, const google::protobuf::Message& message, Deadline deadline) {
+// Writes one message; a peer that does not read holds it up until the deadline, or until
+// `stop_fd` (if any) is readable.
+absl::Status SendMessage(int fd, const google::protobuf::Message& message, Deadline deadline,
+                         int stop_fd = -1) {
   const std::string body = message.SerializeAsString();
   const uint32_t size = static_cast<uint32_t>(body.size());
   std::string frame = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
                        static_cast<char>(size >> 8), static_cast<char>(size)};
   frame += body;
-  return WriteAll(fd, frame, deadline);
+  return WriteAll(fd, frame, deadline, stop_fd);
 }
 
 // Reads one message of at most `max_bytes`.
@@ -140,7 +143,7 @@ absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, uint32_t
 }
 
 // One byte carrying `fds` (at most kDescriptorsPerWrite).
-absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline deadline) {
+absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline deadline, int stop_fd) {
   char byte = 'S';
   iovec iov = {&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kDescriptorsPerWrite)] = {};
@@ -159,7 +162,7 @@ absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline dead
     if (n == 1) return absl::OkStatus();
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, -1));
+      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, stop_fd));
       continue;
     }
     return ErrnoError("sendmsg", errno);
@@ -552,15 +555,18 @@ bool HandOverServer::Serve(int fd) {
     out->set_not_after_unix_seconds(absl::ToUnixSeconds(c.not_after));
   }
   const Deadline deadline = After(kExchangeTimeout);
-  absl::Status sent = SendMessage(fd, offer, deadline);
+  // Stopping does not wait for a successor that does not read (a large configuration).
+  absl::Status sent = SendMessage(fd, offer, deadline, stop_fd_);
   for (size_t i = 0; sent.ok() && i < fds.size(); i += kDescriptorsPerWrite) {
     sent = SendDescriptors(fd, fds.data() + i, std::min(kDescriptorsPerWrite, fds.size() - i),
-                           deadline);
+                           deadline, stop_fd_);
   }
   // The successor holds its own copies now (or failed to get them): these were duplicates.
   CloseSockets(handed->sockets);
   if (!sent.ok()) {
-    Failed(absl::StrCat("hand-over to ", who, " failed: ", sent.message()));
+    if (!absl::IsCancelled(sent)) {
+      Failed(absl::StrCat("hand-over to ", who, " failed: ", sent.message()));
+    }
     return false;
   }
   LOG(INFO) << "hand-over: sent " << fds.size() << " listening sockets"

@@ -189,7 +189,7 @@ class HandOverTest : public ::testing::Test {
                net::DuplicateListeningSockets();
            if (!sockets.ok()) return sockets.status();
            handed.sockets = *std::move(sockets);
-           handed.configuration = "the configuration";
+           handed.configuration = configuration_;
            handed.certificate = identity::WorkloadCertificate{
                .spiffe_id = "spiffe://cluster.local/ns/default/sa/web",
                .certificate_chain_pem = "chain",
@@ -232,6 +232,7 @@ class HandOverTest : public ::testing::Test {
   std::string path_;
   std::unique_ptr<net::Listener> listener_;
   std::unique_ptr<HandOverServer> server_;
+  std::string configuration_ = "the configuration";  // what the offers carry
   int offers_ = 0;
   bool handed_over_ = false;
   std::vector<std::string> failures_;  // callbacks.failed
@@ -592,6 +593,30 @@ TEST_F(HandOverTest, AServerRemovesOnlyTheSocketFileItMade) {
   Serve();
   server_.reset();
   EXPECT_NE(access(path_.c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::server
+
+namespace meshlet::sidecar::server {
+namespace {
+
+// A successor that asks and then reads nothing (its offer, 32 MiB of configuration, fills the
+// socket's buffer) does not hold up stopping: the server's thread is not stuck in a write.
+TEST_F(HandOverTest, StoppingWhileAnOfferIsNotReadEndsPromptly) {
+  configuration_ = std::string(32 << 20, 'c');
+  Serve();
+  const int fd = ConnectUnix(path_);
+  ASSERT_GE(fd, 0);
+  xds::HandOverRequest request;
+  const std::string frame = Frame(request);
+  ASSERT_EQ(send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
+  ASSERT_TRUE(loop_.RunUntil([&] { return offers_ == 1; }, 5s));
+  std::this_thread::sleep_for(100ms);  // the thread writes until the buffer is full
+  const auto start = std::chrono::steady_clock::now();
+  server_.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  close(fd);
 }
 
 }  // namespace
