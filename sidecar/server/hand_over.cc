@@ -503,7 +503,19 @@ void HandOverServer::ThreadMain() {
     }
     if ((fds[1].revents & POLLIN) != 0) return;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == EAGAIN || err == ECONNABORTED) continue;
+      // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays queued and the socket
+      // readable, so it is tried again after a pause rather than at once, in a loop.
+      LOG_EVERY_N_SEC(WARN, 10) << "hand-over socket \"" << path_
+                                << "\": accept: " << std::strerror(err);
+      pollfd stop = {stop_fd_, POLLIN, 0};
+      (void)poll(&stop, 1,
+                 static_cast<int>(
+                     std::chrono::duration_cast<std::chrono::milliseconds>(kStopPoll).count()));
+      continue;
+    }
     const bool took_over = Serve(fd);
     close(fd);
     if (took_over) return;
