@@ -661,7 +661,7 @@ TEST_F(HandOverTest, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
   // loaded 2-core machine (500 ms on an idle one).
   EXPECT_LT(busy, 0.02) << "the server's thread spun on accept";
   fprintf(stderr, "DEBUG lowest_free=%d busy=%f\n", lowest_free, busy);
-  // Descriptors free again: the successor is served (it asks nothing: a failed exchange).
+  // Descriptors free again: the successor is served.
   xds::HandOverRequest request;
   const std::string frame = Frame(request);
   ASSERT_EQ(send(client, frame.data(), frame.size(), MSG_NOSIGNAL),
