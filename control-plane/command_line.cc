@@ -106,6 +106,7 @@ std::vector<Section> Sections(CommandLine& command_line) {
 void ApplyRevision(CommandLine& command_line) {
   const std::string& revision = command_line.control_plane.revision;
   command_line.webhook.revision = revision;
+  command_line.kubernetes_policy.revision = revision;
   if (revision.empty()) return;
   const std::string name = inject::ControlPlaneName(revision);
   ca::ServingCertificateOptions& serving = command_line.serving_certificate;

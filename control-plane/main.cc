@@ -179,12 +179,27 @@ int main(int argc, char** argv) {
     kubernetes_discovery = *std::move(created);
     kubernetes_discovery->Start();
   }
-  // Policy kept in Kubernetes: mirrored into the store and route status written back, by the
-  // replica the others elect.
+  // The revision tags: which revision is the default one, which namespaces a tag gives this one.
+  std::unique_ptr<meshlet::controlplane::kubernetes::KubernetesApi> tags_api;
+  std::unique_ptr<meshlet::controlplane::kubernetes::RevisionTags> revision_tags;
+  if (!kubernetes_api.api.empty()) {
+    auto api = meshlet::controlplane::kubernetes::KubernetesApi::Create(control_plane.loop(),
+                                                                        kubernetes_api);
+    if (!api.ok()) return fail(api.status());
+    tags_api = *std::move(api);
+    revision_tags = std::make_unique<meshlet::controlplane::kubernetes::RevisionTags>(
+        control_plane.loop(), *tags_api, control_plane.stats(),
+        meshlet::controlplane::kubernetes::RevisionTagsOptions{
+            .interval = command_line->kubernetes_policy.tags_interval});
+    revision_tags->Start();
+  }
+  // Policy kept in Kubernetes: mirrored into the store by the replica the others of its revision
+  // elect, route status written back by one replica of the default revision.
   std::unique_ptr<meshlet::controlplane::KubernetesPolicy> kubernetes_policy;
   if (!kubernetes_api.api.empty() && command_line->kubernetes_policy.enabled) {
     auto created = meshlet::controlplane::KubernetesPolicy::Create(
-        control_plane, kubernetes_api, own_namespace, std::move(command_line->kubernetes_policy));
+        control_plane, kubernetes_api, own_namespace, std::move(command_line->kubernetes_policy),
+        revision_tags.get());
     if (!created.ok()) return fail(created.status());
     kubernetes_policy = *std::move(created);
     xds.AddPolicyListener(
@@ -202,7 +217,8 @@ int main(int argc, char** argv) {
     return fail(status);
   }
   if (absl::Status status = telemetry.Start(xds.grpc_server()); !status.ok()) return fail(status);
-  if (absl::Status status = webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem());
+  if (absl::Status status =
+          webhook.Start(kubernetes_api, ca.authority().trust_bundle_pem(), revision_tags.get());
       !status.ok()) {
     return fail(status);
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "control-plane/cli/help.h"
 #include "control-plane/cli/output.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
 
@@ -102,6 +103,20 @@ flags::Flag NamespaceFlag(NamespaceOption* out, std::string help, bool required)
           .set = [out](absl::string_view v) {
             out->value = std::string(v);
             out->set = true;
+            return absl::OkStatus();
+          }};
+}
+
+flags::Flag RevisionFlag(std::string* out, std::string help, bool required, bool* given) {
+  return {.name = "--revision",
+          .value = "NAME",
+          .help = std::move(help),
+          .required = required,
+          .set = [out, given](absl::string_view v) {
+            absl::StatusOr<std::string> revision = inject::ParseRevision(v);
+            if (!revision.ok()) return revision.status();
+            *out = *std::move(revision);
+            if (given != nullptr) *given = true;
             return absl::OkStatus();
           }};
 }

@@ -65,6 +65,9 @@ class Session {
   // The global flags and the environment, for commands that read or write the context file
   // themselves (context set).
   const ConnectionFlags& connection_flags() const { return connection_; }
+  // For a command that learns which revision's API it talks to (upgrade --revision TAG): before
+  // Connect().
+  ConnectionFlags& mutable_connection_flags() { return connection_; }
   const Environment& environment() const { return env_; }
   std::vector<std::string>& positional() { return positional_; }
 
@@ -131,6 +134,10 @@ flags::Flag NamespaceFlag(
     NamespaceOption* out,
     std::string help = "the namespace (default: the context file's, else default)",
     bool required = false);
+// --revision NAME, a revision name parsed into `out` ("default" gives "", the unnamed one),
+// `given` (when not null) set.
+flags::Flag RevisionFlag(std::string* out, std::string help, bool required = false,
+                         bool* given = nullptr);
 // -o, --output, one of `formats`.
 flags::Flag OutputFlag(std::string* out, std::vector<std::string> formats, std::string help);
 // -f, --filename FILE|DIR|-, repeatable.

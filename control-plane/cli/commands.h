@@ -21,6 +21,7 @@ CommandSpec DeleteCommand();
 CommandSpec DiffCommand();
 CommandSpec InjectCommand();
 CommandSpec UpgradeCommand();
+CommandSpec TagCommand();
 CommandSpec InstallCommand();
 CommandSpec UninstallCommand();
 CommandSpec GetCommand();

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/base/file.h"
@@ -12,6 +13,7 @@
 #include "common/config/yaml_proto.h"
 #include "common/tls/certificate.h"
 #include "common/tls/spiffe.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -62,6 +64,19 @@ std::vector<flags::Flag> ConnectionFlagTable(ConnectionFlags& flags) {
                         absl::StrCat("the identity the control plane's certificate must carry "
                                      "(default: the context file's, else ",
                                      kDefaultServerIdentity, ")")),
+      {.name = "--revision",
+       .value = "NAME",
+       .help = "the control-plane revision to talk to: its API must carry that revision's "
+               "identity, spiffe://<trust domain>/ns/meshlet-system/sa/meshlet-control-plane-NAME "
+               "(\"default\": the control plane installed without one; default: the context "
+               "file's); upgrade and inject take it as their --revision",
+       .set =
+           [&flags](absl::string_view v) {
+             absl::StatusOr<std::string> revision = inject::ParseRevision(v);
+             if (!revision.ok()) return revision.status();
+             flags.revision = *std::move(revision);
+             return absl::OkStatus();
+           }},
       flags::StringFlag(
           "--context-file", "FILE", &flags.context_file,
           absl::StrCat("default $MESHCTL_CONFIG, else ~/.meshlet/meshctl.yaml; its keys (no "
@@ -106,6 +121,18 @@ absl::StatusOr<MeshctlContext> ReadContextFile(const ContextPath& path) {
   return context;
 }
 
+absl::StatusOr<std::string> RevisionServerIdentity(absl::string_view base,
+                                                   absl::string_view revision) {
+  ASSIGN_OR_RETURN(tls::SpiffeId id, tls::SpiffeId::Parse(base));
+  std::vector<absl::string_view> segments = absl::StrSplit(id.path(), '/');
+  // "", "ns", NS, "sa", SA
+  const std::string namespace_ = segments.size() == 5 && segments[1] == "ns" && segments[3] == "sa"
+                                     ? std::string(segments[2])
+                                     : "meshlet-system";
+  return absl::StrCat("spiffe://", id.trust_domain(), "/ns/", namespace_, "/sa/",
+                      inject::ControlPlaneName(revision));
+}
+
 bool IsPlaintextServer(absl::string_view server) {
   return absl::StartsWith(absl::StripLeadingAsciiWhitespace(server), "http://");
 }
@@ -134,7 +161,23 @@ absl::StatusOr<Connection> LoadConnection(const ConnectionFlags& flags, const En
                                absl::StrCat("context file ", file, ": certificateAuthorityData")));
   }
   std::string ca_file = RelativeTo(file, context->certificateauthority());
+  if (!context->serveridentity().empty() && !context->revision().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context file ", file,
+                     ": serverIdentity and revision exclude each other (revision implies the "
+                     "identity spiffe://.../sa/meshlet-control-plane-<revision>)"));
+  }
   if (!context->serveridentity().empty()) connection.server_identity = context->serveridentity();
+  if (!context->revision().empty()) {
+    absl::StatusOr<std::string> revision = inject::ParseRevision(context->revision());
+    if (!revision.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("context file ", file, ": revision: ", revision.status().message()));
+    }
+    ASSIGN_OR_RETURN(connection.server_identity,
+                     RevisionServerIdentity(kDefaultServerIdentity, *revision));
+    connection.revision = inject::RevisionDisplayName(*revision);
+  }
 
   if (!flags.server.empty()) connection.server = flags.server;
   if (!flags.token_file.empty()) {
@@ -159,7 +202,21 @@ absl::StatusOr<Connection> LoadConnection(const ConnectionFlags& flags, const En
                                ? absl::StrCat("the CA file ", ca_file, " (context file ", file, ")")
                                : absl::StrCat("the CA file ", ca_file, " (--ca-file)");
   }
-  if (!flags.server_identity.empty()) connection.server_identity = flags.server_identity;
+  if (!flags.server_identity.empty()) {
+    connection.server_identity = flags.server_identity;
+    connection.revision.clear();
+  } else if (flags.revision.has_value()) {
+    // In the trust domain and namespace the context names, if it names an identity.
+    const std::string base =
+        context->serveridentity().empty() ? kDefaultServerIdentity : context->serveridentity();
+    absl::StatusOr<std::string> identity = RevisionServerIdentity(base, *flags.revision);
+    if (!identity.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("context file ", file, ": serverIdentity \"",
+                                                     base, "\": ", identity.status().message()));
+    }
+    connection.server_identity = *std::move(identity);
+    connection.revision = inject::RevisionDisplayName(*flags.revision);
+  }
   if (absl::Status s = tls::SpiffeId::Parse(connection.server_identity).status(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         flags.server_identity.empty() ? absl::StrCat("context file ", file, ": serverIdentity")

@@ -1,11 +1,12 @@
 #pragma once
 
 // Where meshctl connects, how it verifies the control plane and as whom: the global flags
-// (--server, --token, --token-file, --ca-file, --server-identity, --context-file, --timeout,
-// accepted before or after the command) over the context file (docs/meshctl.md#connecting; its
-// keys are context.proto's), over the defaults.
+// (--server, --token, --token-file, --ca-file, --server-identity, --revision, --context-file,
+// --timeout, accepted before or after the command) over the context file
+// (docs/meshctl.md#connecting; its keys are context.proto's), over the defaults.
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,11 +21,15 @@ inline constexpr char kDefaultServerIdentity[] =
     "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane";
 
 struct ConnectionFlags {
-  std::string server;                        // --server HOST:PORT
-  std::string token;                         // --token TOKEN
-  std::string token_file;                    // --token-file FILE
-  std::string ca_file;                       // --ca-file FILE
-  std::string server_identity;               // --server-identity SPIFFE_ID
+  std::string server;           // --server HOST:PORT
+  std::string token;            // --token TOKEN
+  std::string token_file;       // --token-file FILE
+  std::string ca_file;          // --ca-file FILE
+  std::string server_identity;  // --server-identity SPIFFE_ID
+  // --revision NAME, parsed ("" the unnamed revision): the API's identity is that revision's
+  // unless --server-identity says otherwise. Commands with a --revision of their own (upgrade,
+  // inject) get the value too (meshctl.cc).
+  std::optional<std::string> revision;
   std::string context_file;                  // --context-file FILE
   std::chrono::milliseconds timeout{10000};  // --timeout DURATION, per request
 };
@@ -47,7 +52,16 @@ struct Connection {
   std::string ca_pem;
   std::string ca_source;
   std::string server_identity;  // kDefaultServerIdentity unless set
+  // The revision whose identity server_identity is, when --revision or the context's revision
+  // chose it (display name: "default" for the unnamed one); empty otherwise.
+  std::string revision;
 };
+
+// The identity of revision `revision`'s API ("" the unnamed one): `base`'s trust domain and
+// namespace (a spiffe://TD/ns/NS/sa/SA id; another form keeps only its trust domain, with
+// namespace meshlet-system), the revision's service account meshlet-control-plane[-<revision>].
+absl::StatusOr<std::string> RevisionServerIdentity(absl::string_view base,
+                                                   absl::string_view revision);
 
 // The context file meshctl reads: --context-file, else $MESHCTL_CONFIG, else
 // ~/.meshlet/meshctl.yaml ("" without $HOME). `must_exist` says whether it was named (the
@@ -66,7 +80,10 @@ absl::StatusOr<::meshlet::cli::MeshctlContext> ReadContextFile(const ContextPath
 // Reads the context file and the files it names, and applies the flags over them. The server
 // defaults to 127.0.0.1:15014; relative tokenFile and certificateAuthority paths are relative to
 // the context file. Errors (InvalidArgument: exit code 2) name the file: unreadable, not YAML, an
-// unknown key, a CA that is not PEM certificates, a serverIdentity that is not a SPIFFE id.
+// unknown key, a CA that is not PEM certificates, a serverIdentity that is not a SPIFFE id, a
+// revision that is not a revision name, serverIdentity and revision both in the file.
+// The identity: --server-identity, else --revision's (in the context's trust domain and
+// namespace), else the context's serverIdentity or revision's, else kDefaultServerIdentity.
 absl::StatusOr<Connection> LoadConnection(const ConnectionFlags& flags, const Environment& env);
 
 // Whether `server` (one replica's HOST:PORT) is to be reached over plain HTTP: it says http://.

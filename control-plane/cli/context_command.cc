@@ -16,6 +16,7 @@
 #include "common/tls/certificate.h"
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/pin.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -81,7 +82,10 @@ class ContextRun final : public Command {
                 ? std::string("(none: pin one with meshctl context set --ca-fingerprint)")
                 : absl::StrCat(Fingerprints(connection->ca_pem), " (", connection->ca_source, ")"))
         << "\n"
-        << "server identity  " << connection->server_identity << "\n"
+        << "server identity  " << connection->server_identity
+        << (connection->revision.empty() ? ""
+                                         : absl::StrCat(" (revision ", connection->revision, ")"))
+        << "\n"
         << "namespace        "
         << (connection->namespace_.empty() ? "(default)" : connection->namespace_) << "\n";
     return kExitOk;
@@ -107,11 +111,40 @@ class ContextRun final : public Command {
       context->set_token(flags.token);
       context->clear_tokenfile();
     }
-    if (!flags.server_identity.empty()) context->set_serveridentity(flags.server_identity);
+    if (!flags.server_identity.empty()) {
+      context->set_serveridentity(flags.server_identity);
+      context->clear_revision();
+    } else if (flags.revision.has_value()) {
+      // As the revision's name, unless the file's identity is in another trust domain or
+      // namespace: then as the revision's identity there.
+      const std::string base =
+          context->serveridentity().empty() ? kDefaultServerIdentity : context->serveridentity();
+      absl::StatusOr<std::string> identity = RevisionServerIdentity(base, *flags.revision);
+      if (!identity.ok()) {
+        return session.Fail(
+            {kExitUsage, absl::StrCat("context file ", path.path,
+                                      ": serverIdentity: ", identity.status().message())});
+      }
+      if (*identity == *RevisionServerIdentity(kDefaultServerIdentity, *flags.revision)) {
+        context->set_revision(inject::RevisionDisplayName(*flags.revision));
+        context->clear_serveridentity();
+      } else {
+        context->set_serveridentity(*identity);
+        context->clear_revision();
+      }
+    }
     if (namespace_.set) context->set_namespace_(namespace_.value);
     const std::string server = context->server().empty() ? "127.0.0.1:15014" : context->server();
-    const std::string identity =
+    std::string identity =
         context->serveridentity().empty() ? kDefaultServerIdentity : context->serveridentity();
+    if (!context->revision().empty()) {
+      absl::StatusOr<std::string> revision = inject::ParseRevision(context->revision());
+      if (!revision.ok()) {
+        return session.Fail({kExitUsage, absl::StrCat("context file ", path.path, ": revision: ",
+                                                      revision.status().message())});
+      }
+      identity = *RevisionServerIdentity(kDefaultServerIdentity, *revision);
+    }
     if (!fingerprint_.empty() && !flags.ca_file.empty()) {
       return session.Fail({kExitUsage, "--ca-fingerprint and --ca-file exclude each other"});
     }
@@ -251,27 +284,29 @@ class ContextRun final : public Command {
 }  // namespace
 
 CommandSpec ContextCommand() {
-  return {.name = "context",
-          .args = "set|show",
-          .summary = "write the context file (server, pinned CA, token), or show it",
-          .about =
-              "context set writes the context file (--context-file, else $MESHCTL_CONFIG, "
-              "else ~/.meshlet/meshctl.yaml; mode 0600) with the global flags given: --server, "
-              "--token-file or --token, --server-identity, and -n. It pins the control plane's "
-              "CA: --ca-file FILE, or --ca-fingerprint SHA256, with which meshctl fetches the "
-              "CA from the server and keeps it only if its fingerprint matches; either way the "
-              "server must then verify with it before anything is written. Without either and "
-              "nothing pinned yet, it prints the fingerprint the server presents and pins "
-              "nothing. context show prints what meshctl connects with.",
-          .examples = {{"pin the CA the control plane logged at start",
-                        "meshctl context set --server cp.example:15014 --token-file "
-                        "~/api-token --ca-fingerprint sha256:3f9a..."},
-                       {"on the control plane's host",
-                        "meshctl context set --ca-file /var/lib/meshlet/ca/root-cert.pem "
-                        "--token-file /var/lib/meshlet/api-token"},
-                       {"", "meshctl context show"}},
-          .needs_context = false,
-          .make = [] { return std::make_unique<ContextRun>(); }};
+  return {
+      .name = "context",
+      .args = "set|show",
+      .summary = "write the context file (server, pinned CA, token), or show it",
+      .about =
+          "context set writes the context file (--context-file, else $MESHCTL_CONFIG, "
+          "else ~/.meshlet/meshctl.yaml; mode 0600) with the global flags given: --server, "
+          "--token-file or --token, --server-identity or --revision (which implies the identity of "
+          "that revision's API), and -n. It pins the control plane's "
+          "CA: --ca-file FILE, or --ca-fingerprint SHA256, with which meshctl fetches the "
+          "CA from the server and keeps it only if its fingerprint matches; either way the "
+          "server must then verify with it before anything is written. Without either and "
+          "nothing pinned yet, it prints the fingerprint the server presents and pins "
+          "nothing. context show prints what meshctl connects with.",
+      .examples = {{"pin the CA the control plane logged at start",
+                    "meshctl context set --server cp.example:15014 --token-file "
+                    "~/api-token --ca-fingerprint sha256:3f9a..."},
+                   {"on the control plane's host",
+                    "meshctl context set --ca-file /var/lib/meshlet/ca/root-cert.pem "
+                    "--token-file /var/lib/meshlet/api-token"},
+                   {"", "meshctl context show"}},
+      .needs_context = false,
+      .make = [] { return std::make_unique<ContextRun>(); }};
 }
 
 }  // namespace meshlet::controlplane::cli

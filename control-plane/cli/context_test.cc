@@ -181,6 +181,70 @@ TEST_F(ContextTest, ABadCaOrIdentityIsAnErrorNamingWhere) {
   EXPECT_NE(status.message().find("--server-identity \"x\""), std::string::npos) << status;
 }
 
+// --revision NAME (or the context's revision) stands for the identity of that revision's API,
+// the service account its install gives it; --server-identity still wins.
+TEST_F(ContextTest, ARevisionImpliesTheIdentityOfItsApi) {
+  constexpr char kCanary[] =
+      "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane-canary";
+  ConnectionFlags flags;
+  std::vector<flags::Flag> table = ConnectionFlagTable(flags);
+  std::vector<std::string> args = {"version", "--revision", "canary"};
+  ASSERT_TRUE(flags::Extract(table, args).ok());
+  EXPECT_EQ(args, std::vector<std::string>{"version"});
+  absl::StatusOr<Connection> connection = LoadConnection(flags, {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity, kCanary);
+  EXPECT_EQ(connection->revision, "canary");
+  // "default": the control plane installed without a revision.
+  connection = LoadConnection({.revision = ""}, {.home = dir_});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity, kDefaultServerIdentity);
+  EXPECT_EQ(connection->revision, "default");
+  // Not a revision name: refused by the flag, naming what a name may be.
+  args = {"--revision", "Canary!"};
+  const absl::Status bad = flags::Extract(table, args);
+  EXPECT_NE(bad.message().find("is not a revision name"), std::string::npos) << bad;
+
+  // In the context file.
+  const std::string file = Write("rev.yaml", "server: cp:1\nrevision: canary\n");
+  connection = LoadConnection({.context_file = file}, {});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity, kCanary);
+  // The flag over the file.
+  connection = LoadConnection({.revision = "0-2-0", .context_file = file}, {});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity,
+            "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane-0-2-0");
+  // --server-identity over both.
+  connection = LoadConnection({.server_identity = "spiffe://cluster.local/ns/a/sa/b",
+                               .revision = "0-2-0",
+                               .context_file = file},
+                              {});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity, "spiffe://cluster.local/ns/a/sa/b");
+  EXPECT_EQ(connection->revision, "");
+  // --revision keeps the trust domain and namespace of the context's identity.
+  const std::string other =
+      Write("other.yaml", "serverIdentity: spiffe://prod.example/ns/mesh/sa/cp\n");
+  connection = LoadConnection({.revision = "canary", .context_file = other}, {});
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  EXPECT_EQ(connection->server_identity,
+            "spiffe://prod.example/ns/mesh/sa/meshlet-control-plane-canary");
+  // Both in one file, or a bad name there: errors naming the file.
+  const std::string both =
+      Write("both.yaml", "serverIdentity: " + std::string(kCanary) + "\nrevision: canary\n");
+  EXPECT_EQ(LoadConnection({.context_file = both}, {}).status().message(),
+            "context file " + both +
+                ": serverIdentity and revision exclude each other (revision implies the "
+                "identity spiffe://.../sa/meshlet-control-plane-<revision>)");
+  const std::string bad_name = Write("bad.yaml", "revision: Canary\n");
+  EXPECT_NE(LoadConnection({.context_file = bad_name}, {})
+                .status()
+                .message()
+                .find("context file " + bad_name + ": revision: \"Canary\" is not a revision name"),
+            std::string::npos);
+}
+
 TEST(ConnectionFlagTableTest, TimeoutIsAPositiveDuration) {
   ConnectionFlags connection;
   std::vector<flags::Flag> table = ConnectionFlagTable(connection);

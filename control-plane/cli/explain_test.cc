@@ -235,6 +235,20 @@ TEST_F(ExplainCommandTest, EachProxyMadeErrorKind) {
        {},
        {"Verdict: 404 at productpage.default's outbound sidecar (productpage-0): unknown "
         "destination: no route matched the request (route no-service)"}},
+      {"shed",
+       {{"http.response.status_code", "503"},
+        {"meshlet.listener.direction", "outbound"},
+        {"meshlet.response_flags", "OL"},
+        {"meshlet.error.reason", "overloaded"},
+        {"meshlet.shed.reason", "active_requests"},
+        {"meshlet.shed.limit", "40"},
+        {"meshlet.shed.worker_limit", "20"}},
+       {},
+       {"     shed      more than 20 requests in flight on its worker (its share of "
+        "--overload-max-active-requests 40)\n",
+        "Verdict: 503 at productpage.default's outbound sidecar (productpage-0): the sidecar shed "
+        "the request: more than 20 requests in flight on its worker (its share of "
+        "--overload-max-active-requests 40)"}},
       {"timeout",
        With(kOutboundRoute, {{"http.response.status_code", "504"},
                              {"meshlet.response_flags", "UT"},
@@ -331,6 +345,42 @@ TEST_F(ExplainCommandTest, UnsampledFailuresNameTheirPolicyObjectsAndFiles) {
            "HTTPRoute/default/ratings (from policies/ratings-timeout.yaml) rule 0) expired\n"}) {
     EXPECT_TRUE(absl::StrContains(out_.str(), expected)) << expected << "\nin\n" << out_.str();
   }
+}
+
+// meshlet's HTTPRoute and the Gateway API's share the kind's name: a route made from the Gateway
+// API's is named with its group, so the file shown is that object's, not the one of meshlet's
+// HTTPRoute of the same name.
+TEST_F(ExplainCommandTest, AGatewayApiRouteShowsItsOwnFile) {
+  AnswerObject("HTTPRoute", "reviews", "policies/meshlet-reviews.yaml");
+  AnswerObject("HTTPRoute.gateway.networking.k8s.io", "reviews", "policies/gateway-reviews.yaml");
+  const Attributes failed = {
+      {"http.response.status_code", "503"}, {"meshlet.route.rule", "0"},
+      {"meshlet.route.match", "0"},         {"meshlet.cluster", "outbound|9080||reviews.default"},
+      {"meshlet.response_flags", "UH"},     {"meshlet.error.reason", "no healthy upstream"}};
+  api_.Answer("GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+              ExplanationOf({Chain(With(failed, {{"meshlet.policy.route",
+                                                  "HTTPRoute.gateway.networking.k8s.io/default/"
+                                                  "reviews"}}),
+                                   {})[0]}));
+  ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
+  EXPECT_TRUE(
+      absl::StrContains(out_.str(),
+                        "     route     HTTPRoute.gateway.networking.k8s.io/default/reviews (from "
+                        "policies/gateway-reviews.yaml) rule 0 match 0\n"))
+      << out_.str();
+  EXPECT_FALSE(absl::StrContains(out_.str(), "meshlet-reviews.yaml")) << out_.str();
+  EXPECT_EQ(api_.requests().back().path,
+            "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/reviews");
+
+  // meshlet's own, unqualified.
+  api_.Answer("GET", absl::StrCat("/api/v1/traces/", kTrace, "/explain"), 200,
+              ExplanationOf({Chain(
+                  With(failed, {{"meshlet.policy.route", "HTTPRoute/default/reviews"}}), {})[0]}));
+  ASSERT_EQ(Run({"explain", kTrace}), 0) << err_.str();
+  EXPECT_TRUE(absl::StrContains(out_.str(),
+                                "     route     HTTPRoute/default/reviews (from "
+                                "policies/meshlet-reviews.yaml) rule 0 match 0\n"))
+      << out_.str();
 }
 
 TEST_F(ExplainCommandTest, ARequestIdIsLookedUpInTheCollector) {

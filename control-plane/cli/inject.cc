@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <functional>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -74,6 +75,24 @@ class Inject final : public Command {
                  "pod labelled for another revision gets that one's sidecar "
                  "(docs/upgrades.md)",
          .set = ParsedInto(&revision_, inject::ParseRevision)},
+        {.name = "--tag",
+         .value = "TAG=REVISION",
+         .help = "a revision tag (meshctl tag): pods and Namespaces labelled meshlet.io/rev=TAG "
+                 "get REVISION's sidecar, and with TAG default so do those no label puts on a "
+                 "revision; repeatable (the webhook knows its tags from their configurations)",
+         .set =
+             [this](absl::string_view v) {
+               const size_t eq = v.find('=');
+               if (eq == absl::string_view::npos) {
+                 return absl::InvalidArgumentError("must be TAG=REVISION (prod=canary)");
+               }
+               absl::StatusOr<std::string> tag = inject::ParseTag(v.substr(0, eq));
+               if (!tag.ok()) return tag.status();
+               absl::StatusOr<std::string> revision = inject::ParseRevision(v.substr(eq + 1));
+               if (!revision.ok()) return revision.status();
+               tags_[*tag] = *revision;
+               return absl::OkStatus();
+             }},
         CheckedFlag("--trust-domain", "NAME",
                     "the mesh's trust domain, of the workloads' and the control plane's SPIFFE "
                     "ids (default cluster.local)",
@@ -127,6 +146,7 @@ class Inject final : public Command {
     options.proxy_image =
         proxy_image_.empty() ? absl::StrCat("meshlet-proxy:", kMeshctlVersion) : proxy_image_;
     options.revision = revision_;
+    options.tags = tags_;
     options.control_plane_address =
         !control_plane_.empty()
             ? control_plane_
@@ -239,6 +259,7 @@ class Inject final : public Command {
   std::string trace_collector_;
   bool podman_ = false;
   std::string revision_;
+  std::map<std::string, std::string> tags_;  // --tag
   std::string output_ = "yaml";
 };
 

@@ -8,6 +8,7 @@
 #include "control-plane/cli/commands.h"
 #include "control-plane/cli/failure.h"
 #include "control-plane/cli/help.h"
+#include "control-plane/inject/revision.h"
 
 namespace meshlet::controlplane::cli {
 
@@ -28,6 +29,15 @@ int RunMeshctl(std::vector<std::string> args, Io io, ApiTransport& transport,
   if (spec == nullptr) return Report(io.err, {kExitUsage, UnknownCommand(name)});
 
   std::unique_ptr<Command> command = spec->make();
+  // The global --revision is also the revision of the commands that have one (upgrade, inject).
+  if (connection.revision.has_value()) {
+    for (const flags::Flag& flag : command->Flags()) {
+      if (flag.name != "--revision") continue;
+      args.insert(args.begin(),
+                  absl::StrCat("--revision=", inject::RevisionDisplayName(*connection.revision)));
+      break;
+    }
+  }
   bool help = false;
   absl::StatusOr<flags::ParsedArgs> parsed =
       flags::Parse(FlagsWithHelp(*command, &help), args,

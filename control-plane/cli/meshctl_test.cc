@@ -891,6 +891,52 @@ spec: {containers: [{name: app, image: app:1}]}
       << out_.str();
   EXPECT_EQ(Run({"inject", "-f", "-", "--revision", "Canary"}), 2);
   EXPECT_NE(err_.str().find("is not a revision name"), std::string::npos) << err_.str();
+  // The global --revision (before the command) is inject's --revision too.
+  in_.clear();
+  in_.str(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n"
+      "spec: {containers: [{name: app, image: app:1}]}\n");
+  out_.str("");
+  ASSERT_EQ(Run({"--revision", "canary", "inject", "-f", "-"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("value: meshlet-control-plane-canary.meshlet-system.svc:15012"),
+            std::string::npos)
+      << out_.str();
+}
+
+// --tag TAG=REVISION: labels naming the tag get its revision; the tag default moves the pods no
+// label puts on a revision.
+TEST_F(MeshctlTest, InjectTagsStandForTheirRevisions) {
+  const std::string input = R"(apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {meshlet.io/rev: prod}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: front}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: shop}
+spec: {containers: [{name: app, image: app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: front}
+spec: {containers: [{name: app, image: app:1}]}
+)";
+  in_.str(input);
+  ASSERT_EQ(
+      Run({"inject", "-f", "-", "--tag", "prod=canary", "--tag", "default=0-2-0", "-o", "json"}), 0)
+      << err_.str();
+  YAML::Node out = YAML::Load(out_.str());
+  EXPECT_EQ(out["items"][2]["metadata"]["annotations"]["sidecar.meshlet.io/revision"].Scalar(),
+            "canary");
+  EXPECT_EQ(out["items"][3]["metadata"]["annotations"]["sidecar.meshlet.io/revision"].Scalar(),
+            "0-2-0");
+  in_.clear();
+  in_.str(input);
+  EXPECT_EQ(Run({"inject", "-f", "-", "--tag", "prod"}), 2);
+  EXPECT_NE(err_.str().find("must be TAG=REVISION"), std::string::npos) << err_.str();
 }
 
 TEST_F(MeshctlTest, InjectPrintsEveryProblemAndWritesNothing) {

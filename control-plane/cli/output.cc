@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "control-plane/inject/node.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
@@ -154,6 +155,11 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
 std::string Scalar(const YAML::Node& node) {
   if (!node || node.IsNull() || !node.IsScalar()) return "";
   return node.Scalar();
+}
+
+YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
+  for (absl::string_view key : path) node.reset(inject::Field(node, key));
+  return node;
 }
 
 std::string Age(absl::string_view rfc3339, absl::Time now) {

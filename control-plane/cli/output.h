@@ -3,6 +3,7 @@
 // meshctl's output: JSON (as the API returns it) to YAML that reads back with the same
 // values, a line diff, and plain-text tables.
 
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
 // A scalar node's text; "" for a missing, null or non-scalar node.
 std::string Scalar(const YAML::Node& node);
+// node[k1][k2]... without throwing and without adding keys: an undefined node when a step is
+// missing or not a map (the API server's JSON may leave any field out).
+YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path);
 
 // "5s", "3m", "2h", "4d" since `rfc3339` (empty or unparsable: "<unknown>").
 std::string Age(absl::string_view rfc3339, absl::Time now);

@@ -351,6 +351,7 @@ absl::StatusOr<std::string> FormatExplanation(
       if (!Scalar(hop["rateLimitPolicy"]).empty()) {
         line("limit", absl::StrCat("rate limit of ", policy(Scalar(hop["rateLimitPolicy"]))));
       }
+      line("shed", Scalar(hop["shed"]));
       if (!Scalar(hop["destinationPolicy"]).empty()) {
         line("refusal", absl::StrCat("unknown destinations refused by ",
                                      policy(Scalar(hop["destinationPolicy"])),

@@ -41,13 +41,6 @@ constexpr char kInjectLabel[] = "meshlet.io/inject";
 constexpr char kPodInjectLabel[] = "sidecar.meshlet.io/inject";
 constexpr char kPodRevisionAnnotation[] = "sidecar.meshlet.io/revision";
 
-// node[k1][k2]... without throwing and without adding keys: an undefined node when a step is
-// missing or not a map (the API server's JSON may leave any field out).
-YAML::Node At(YAML::Node node, std::initializer_list<absl::string_view> path) {
-  for (absl::string_view key : path) node.reset(inject::Field(node, key));
-  return node;
-}
-
 // `node` when it is a list, else an empty one (iterating a map as a list throws).
 YAML::Node ListOf(const YAML::Node& node) {
   return node.IsDefined() && node.IsSequence() ? node : YAML::Node(YAML::NodeType::Sequence);
@@ -261,99 +254,6 @@ std::string ProxiesNotConnected(absl::string_view proxies_json,
   return absl::StrJoin(missing, ", ");
 }
 
-absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
-                                                     absl::string_view context_name,
-                                                     absl::string_view directory) {
-  YAML::Node config;
-  try {
-    config = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("not YAML: ", e.what()));
-  }
-  if (!config.IsMap()) return absl::InvalidArgumentError("not a kubeconfig (a map)");
-  const std::string wanted =
-      context_name.empty() ? Scalar(At(config, {"current-context"})) : std::string(context_name);
-  if (wanted.empty()) {
-    return absl::InvalidArgumentError("no current-context: give --kubeconfig-context NAME");
-  }
-  // The `item` of the entry of `list` named `name` ({name: NAME, context: {...}}), or null.
-  auto named = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
-    const YAML::Node entries = At(config, {list});
-    for (size_t i = 0; entries.IsSequence() && i < entries.size(); ++i) {
-      if (Scalar(At(entries[i], {"name"})) == name) return At(entries[i], {item});
-    }
-    return YAML::Node(YAML::NodeType::Null);
-  };
-  const YAML::Node context = named("contexts", "context", wanted);
-  if (!context.IsMap()) return absl::InvalidArgumentError(absl::StrCat("no context ", wanted));
-  const std::string cluster_name = Scalar(At(context, {"cluster"}));
-  const YAML::Node cluster = named("clusters", "cluster", cluster_name);
-  if (!cluster.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("context ", wanted, ": no cluster \"", cluster_name, "\""));
-  }
-  auto path = [&](const YAML::Node& node) {
-    std::string p = Scalar(node);
-    if (!p.empty() && p[0] != '/' && !directory.empty()) p = absl::StrCat(directory, "/", p);
-    return p;
-  };
-  auto decoded = [](const YAML::Node& node, std::string* out) {
-    return Scalar(node).empty() || absl::Base64Unescape(Scalar(node), out);
-  };
-  KubeconfigCredentials c;
-  const std::string where = absl::StrCat("cluster ", cluster_name, ": ");
-  c.server = Scalar(At(cluster, {"server"}));
-  if (!absl::StartsWith(c.server, "https://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, "server \"", c.server, "\" is not https://HOST:PORT"));
-  }
-  if (Scalar(At(cluster, {"insecure-skip-tls-verify"})) == "true") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "insecure-skip-tls-verify is not supported: the API server is always verified"));
-  }
-  if (!decoded(At(cluster, {"certificate-authority-data"}), &c.ca_pem)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, "certificate-authority-data: not base64"));
-  }
-  c.ca_file = path(At(cluster, {"certificate-authority"}));
-  if (c.ca_pem.empty() && c.ca_file.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "no certificate-authority(-data): the API server could not be verified"));
-  }
-  const std::string user_name = Scalar(At(context, {"user"}));
-  const YAML::Node user = named("users", "user", user_name);
-  const std::string who = absl::StrCat("user ", user_name, ": ");
-  if (!user.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("context ", wanted, ": no user \"", user_name, "\""));
-  }
-  if (At(user, {"exec"}) || At(user, {"auth-provider"})) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        who,
-        "credential plugins (exec, auth-provider) are not supported; give a token with "
-        "--kubernetes-token-file (for example from kubectl create token)"));
-  }
-  c.token = Scalar(At(user, {"token"}));
-  c.token_file = path(At(user, {"tokenFile"}));
-  if (!decoded(At(user, {"client-certificate-data"}), &c.cert_pem) ||
-      !decoded(At(user, {"client-key-data"}), &c.key_pem)) {
-    return absl::InvalidArgumentError(absl::StrCat(who, "client-certificate/key-data: not base64"));
-  }
-  c.cert_file = path(At(user, {"client-certificate"}));
-  c.key_file = path(At(user, {"client-key"}));
-  const bool has_cert = !c.cert_pem.empty() || !c.cert_file.empty();
-  const bool has_key = !c.key_pem.empty() || !c.key_file.empty();
-  if (has_cert != has_key) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(who, "a client certificate and its key go together"));
-  }
-  if (!has_cert && c.token.empty() && c.token_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(who, "no credentials (token, tokenFile or a client certificate)"));
-  }
-  return c;
-}
-
 std::string NamespaceRevisionPatch(absl::string_view target) {
   if (target.empty()) {
     return absl::StrCat(R"({"metadata":{"labels":{)", JsonQuote(inject::kRevisionLabel), ":null,",
@@ -370,115 +270,6 @@ std::string RestartPatch(absl::string_view at) {
 
 namespace {
 
-// The Kubernetes API server, one blocking request at a time: HTTPS verified against the
-// cluster CA, with a bearer token read from its file for each request.
-class KubernetesClient {
- public:
-  // `c` with its files read; `source` names where the settings came from, for errors.
-  static absl::StatusOr<KubernetesClient> Create(KubeconfigCredentials c,
-                                                 const std::string& source) {
-    absl::string_view server = c.server;
-    if (absl::ConsumePrefix(&server, "http://")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": ", c.server, ": the API server is reached over https"));
-    }
-    absl::ConsumePrefix(&server, "https://");
-    absl::ConsumeSuffix(&server, "/");
-    for (auto [file, pem] : {std::pair{&c.ca_file, &c.ca_pem},
-                             {&c.cert_file, &c.cert_pem},
-                             {&c.key_file, &c.key_pem}}) {
-      if (!pem->empty() || file->empty()) continue;
-      absl::StatusOr<std::string> read = ReadFile(*file, 1 << 20);
-      if (!read.ok())
-        return absl::InvalidArgumentError(absl::StrCat(source, ": ", read.status().message()));
-      *pem = *std::move(read);
-    }
-    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-        tls::TlsContext::CreateClient({.certificate_chain_pem = c.cert_pem,
-                                       .private_key_pem = c.key_pem,
-                                       .trust_bundle_pem = c.ca_pem,
-                                       .alpn_protocols = {"http/1.1"}});
-    if (!context.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": the CA or client certificate: ", context.status().message()));
-    }
-    return KubernetesClient(std::string(server), *std::move(context), std::move(c.token),
-                            std::move(c.token_file));
-  }
-
-  // The answer, whatever its status; an error when none came.
-  absl::StatusOr<HttpResponse> Call(absl::string_view method, const std::string& path,
-                                    absl::string_view patch = "") const {
-    std::vector<std::pair<std::string, std::string>> headers = {
-        {"accept", "application/json"}, {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
-    // A token file is read for every request: the kubelet rotates projected tokens.
-    std::string token = token_;
-    if (!token_file_.empty()) {
-      absl::StatusOr<std::string> read = ReadFile(token_file_, 64 << 10);
-      if (!read.ok()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("the token file: ", read.status().message()));
-      }
-      token = std::string(absl::StripAsciiWhitespace(*read));
-    }
-    if (!token.empty()) headers.emplace_back("authorization", absl::StrCat("Bearer ", token));
-    if (!patch.empty()) headers.emplace_back("content-type", "application/merge-patch+json");
-    HttpRequestOptions options;
-    options.tls = tls_;
-    absl::StatusOr<HttpResponse> response =
-        HttpRequest(server_, method, path, headers, patch, options);
-    if (!response.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("Kubernetes API server ", server_, ": ", response.status().message()));
-    }
-    return response;
-  }
-
-  // The 2xx answer's body; otherwise an error naming the request and the API's message.
-  absl::StatusOr<std::string> Fetch(absl::string_view method, const std::string& path,
-                                    absl::string_view patch = "") const {
-    absl::StatusOr<HttpResponse> response = Call(method, path, patch);
-    if (!response.ok()) return response.status();
-    if (response->status / 100 == 2) return std::move(response->body);
-    std::string message = std::string(absl::StripAsciiWhitespace(response->body));
-    try {
-      YAML::Node status = YAML::Load(response->body);
-      if (status.IsMap() && status["message"]) message = Scalar(status["message"]);
-    } catch (const YAML::Exception&) {
-    }
-    return absl::FailedPreconditionError(absl::StrCat(
-        method, " ", path, ": HTTP ", response->status, ": ", message,
-        response->status == 403 ? " (meshctl upgrade needs get, list and patch on namespaces, "
-                                  "deployments, statefulsets and daemonsets, and list on pods)"
-                                : ""));
-  }
-
- private:
-  KubernetesClient(std::string server, std::shared_ptr<const tls::TlsContext> tls,
-                   std::string token, std::string token_file)
-      : server_(std::move(server)),
-        tls_(std::move(tls)),
-        token_(std::move(token)),
-        token_file_(std::move(token_file)) {}
-
-  std::string server_;
-  std::shared_ptr<const tls::TlsContext> tls_;
-  std::string token_;
-  std::string token_file_;
-};
-
-std::string InClusterApi() {
-  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
-  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
-  if (host == nullptr || port == nullptr || *host == '\0' || *port == '\0') return "";
-  const std::string h(host);
-  return h.find(':') != std::string::npos ? absl::StrCat("https://[", h, "]:", port)
-                                          : absl::StrCat("https://", h, ":", port);
-}
-
-constexpr char kInClusterCa[] = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-constexpr char kInClusterToken[] = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-
 std::string Seconds(absl::Duration d) {
   return absl::StrCat(absl::StrFormat("%.1f", absl::ToDoubleSeconds(d)), " s");
 }
@@ -486,19 +277,12 @@ std::string Seconds(absl::Duration d) {
 class Upgrade final : public Command {
  public:
   std::vector<flags::Flag> Flags() override {
-    return {
-        {.name = "--revision",
-         .value = "NAME",
-         .help = "the revision to move to (required); \"default\" is the control plane "
-                 "installed without one",
-         .required = true,
-         .set =
-             [this](absl::string_view v) {
-               absl::StatusOr<std::string> revision = inject::ParseRevision(v);
-               if (!revision.ok()) return revision.status();
-               revision_ = *std::move(revision);
-               return absl::OkStatus();
-             }},
+    std::vector<flags::Flag> table = {
+        RevisionFlag(&revision_,
+                     "the revision to move to, or a tag (meshctl tag) whose revision to move "
+                     "to (required); \"default\" is the control plane installed without one "
+                     "(or the revision the tag default points at)",
+                     /*required=*/true),
         {.name = "--namespace",
          .shorthand = "-n",
          .value = "NS",
@@ -511,8 +295,9 @@ class Upgrade final : public Command {
              }},
         DryRunFlag(&dry_run_, "print what would change, change nothing"),
         Switch("--check-proxies", "", &check_proxies_,
-               "also ask the revision's control plane (the API meshctl's context, --server and "
-               "--server-identity name, which must be that revision's) that each moved pod's "
+               "also ask the revision's control plane (the API meshctl's context or --server "
+               "names, which must be that revision's: --revision implies its identity) that each "
+               "moved pod's "
                "proxy is connected to it and has ACKed its configuration"),
         {.name = "--rollout-timeout",
          .value = "DURATION",
@@ -526,59 +311,39 @@ class Upgrade final : public Command {
                timeout_ = d;
                return absl::OkStatus();
              }},
-        flags::StringFlag("--control-plane-namespace", "NS", &control_plane_namespace_,
-                          "where the control planes run (default meshlet-system)"),
-        flags::StringFlag("--kubeconfig", "FILE", &kubeconfig_,
-                          "the kubeconfig to reach the API server with (default: $KUBECONFIG's "
-                          "first file, else ~/.kube/config; not used inside a pod or with "
-                          "--kubernetes-api): its server, CA, and a token or client "
-                          "certificate"),
-        flags::StringFlag("--context", "NAME", &kube_context_,
-                          "the kubeconfig's context (default its current-context)"),
-        flags::StringFlag("--kubernetes-api", "URL", &api_,
-                          "the API server, https://HOST:PORT, instead of a kubeconfig (inside "
-                          "a pod: KUBERNETES_SERVICE_HOST and _PORT)"),
-        flags::StringFlag("--kubernetes-ca-file", "FILE", &ca_file_,
-                          "with --kubernetes-api: the CA that signed the API server's "
-                          "certificate (default: the pod's service-account ca.crt)"),
-        flags::StringFlag("--kubernetes-token-file", "FILE", &token_file_,
-                          "with --kubernetes-api: a bearer token (default: the pod's "
-                          "service-account token)"),
     };
+    for (flags::Flag& flag : KubernetesFlagTable(kubernetes_)) table.push_back(std::move(flag));
+    return table;
   }
 
   int Run(Session& session) override {
     if (!session.positional().empty()) return session.Fail(session.UsageFailure());
     std::ostream& out = session.io().out;
-    absl::StatusOr<KubernetesClient> client = Connect(session);
+    absl::StatusOr<KubernetesClient> client = KubernetesClient::Connect(
+        kubernetes_, session.environment(),
+        "meshctl upgrade needs get, list and patch on namespaces, deployments, statefulsets and "
+        "daemonsets, list on pods, and get on mutatingwebhookconfigurations");
     if (!client.ok()) return session.Fail({kExitUsage, std::string(client.status().message())});
-    const std::string target = TargetName(revision_);
+    // A tag stands for the revision it points at; namespaces are labelled with the tag.
+    absl::StatusOr<std::optional<std::string>> tagged =
+        TagRevision(*client, revision_.empty() ? inject::kDefaultTag : revision_);
+    if (!tagged.ok()) return session.Fail({kExitFailed, std::string(tagged.status().message())});
+    resolved_ = tagged->value_or(revision_);
+    const std::string target = TargetName(resolved_);
+    const std::string tag_text =
+        tagged->has_value() ? absl::StrCat(" (tag ", TargetName(revision_), ")") : "";
     // The revision's control plane: its Deployment has an available replica.
-    const std::string control_plane = inject::ControlPlaneName(revision_);
-    absl::StatusOr<HttpResponse> cp =
-        client->Call("GET", absl::StrCat("/apis/apps/v1/namespaces/", control_plane_namespace_,
-                                         "/deployments/", control_plane));
-    if (!cp.ok()) return session.Fail({kExitUnreachable, std::string(cp.status().message())});
-    if (cp->status == 404) {
-      return session.Fail(
-          {kExitFailed,
-           absl::StrCat("revision ", target, " has no control plane: no Deployment ", control_plane,
-                        " in ", control_plane_namespace_,
-                        " (install it first: meshctl install --set revision=", revision_, ")")});
+    absl::StatusOr<std::string> available =
+        ControlPlaneAvailable(*client, kubernetes_.control_plane_namespace, resolved_);
+    if (!available.ok()) {
+      return session.Fail({absl::IsUnavailable(available.status()) ? kExitUnreachable : kExitFailed,
+                           std::string(available.status().message())});
     }
-    if (cp->status != 200) {
-      return session.Fail(
-          {kExitFailed, absl::StrCat("GET Deployment ", control_plane, ": HTTP ", cp->status)});
-    }
-    YAML::Node cp_status;
-    try {
-      cp_status.reset(At(YAML::Load(cp->body), {"status"}));
-    } catch (const YAML::Exception&) {
-    }
-    if (IntOf(cp_status["availableReplicas"]) < 1) {
-      return session.Fail({kExitFailed, absl::StrCat("revision ", target, "'s control plane (",
-                                                     control_plane_namespace_, "/", control_plane,
-                                                     ") has no available replica")});
+    // --revision (global) implied the identity of the API --check-proxies asks: the tag's
+    // revision's, not the tag's.
+    if (std::optional<std::string>& implied = session.mutable_connection_flags().revision;
+        implied.has_value() && *implied == revision_) {
+      implied = resolved_;
     }
     if (check_proxies_) {
       if (std::optional<Failure> f = session.Connect()) return session.Fail(*f);
@@ -602,13 +367,13 @@ class Upgrade final : public Command {
              absl::StrCat("--check-proxies: the control plane at ", session.api().server(),
                           " is revision ", api_revision.empty() ? "(none said)" : api_revision,
                           ", not ", target, ": point meshctl at revision ", target,
-                          "'s API (--server, --server-identity spiffe://.../sa/", control_plane,
-                          ")")});
+                          "'s API (--server; --revision ", target,
+                          " implies its identity spiffe://.../sa/",
+                          inject::ControlPlaneName(resolved_), ")")});
       }
     }
-    out << "revision " << target << ": control plane " << control_plane_namespace_ << "/"
-        << control_plane << " available (" << IntOf(cp_status["availableReplicas"])
-        << " replica(s))" << (dry_run_ ? "; dry run: nothing is changed" : "") << "\n";
+    out << "revision " << target << tag_text << ": " << *available
+        << (dry_run_ ? "; dry run: nothing is changed" : "") << "\n";
     for (const std::string& ns : namespaces_) {
       if (int code = MoveNamespace(session, *client, ns); code != kExitOk) return code;
     }
@@ -616,51 +381,6 @@ class Upgrade final : public Command {
   }
 
  private:
-  // --kubernetes-api (or inside a pod, its service account), else a kubeconfig.
-  absl::StatusOr<KubernetesClient> Connect(Session& session) {
-    const std::string api = api_.empty() && kubeconfig_.empty() ? InClusterApi() : api_;
-    if (!api.empty()) {
-      KubeconfigCredentials c;
-      c.server = absl::StartsWith(api, "https://") || absl::StartsWith(api, "http://")
-                     ? api
-                     : absl::StrCat("https://", api);
-      c.ca_file = ca_file_.empty() ? kInClusterCa : ca_file_;
-      c.token_file = token_file_.empty() ? kInClusterToken : token_file_;
-      return KubernetesClient::Create(std::move(c), "--kubernetes-api");
-    }
-    if (!ca_file_.empty() || !token_file_.empty()) {
-      return absl::InvalidArgumentError(
-          "--kubernetes-ca-file and --kubernetes-token-file go with --kubernetes-api");
-    }
-    std::string path = kubeconfig_;
-    if (path.empty()) {
-      const char* env = std::getenv("KUBECONFIG");
-      if (env != nullptr && *env != '\0') {
-        path = std::string(absl::string_view(env).substr(0, absl::string_view(env).find(':')));
-      } else if (!session.environment().home.empty()) {
-        path = absl::StrCat(session.environment().home, "/.kube/config");
-      }
-    }
-    if (path.empty()) {
-      return absl::FailedPreconditionError(
-          "no Kubernetes API server: give --kubeconfig FILE or --kubernetes-api https://HOST:PORT");
-    }
-    absl::StatusOr<std::string> text = ReadFile(path, 4 << 20);
-    if (!text.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("kubeconfig: ", text.status().message(),
-                       " (give --kubeconfig FILE, or --kubernetes-api https://HOST:PORT)"));
-    }
-    const size_t slash = path.rfind('/');
-    absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(
-        *text, kube_context_, slash == std::string::npos ? "." : path.substr(0, slash));
-    if (!c.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("kubeconfig ", path, ": ", c.status().message()));
-    }
-    return KubernetesClient::Create(*std::move(c), absl::StrCat("kubeconfig ", path));
-  }
-
   absl::StatusOr<NamespaceState> Read(const KubernetesClient& client, const std::string& ns) {
     absl::StatusOr<std::string> namespace_json =
         client.Fetch("GET", absl::StrCat("/api/v1/namespaces/", ns));
@@ -680,7 +400,7 @@ class Upgrade final : public Command {
 
   int MoveNamespace(Session& session, const KubernetesClient& client, const std::string& ns) {
     std::ostream& out = session.io().out;
-    const std::string target = TargetName(revision_);
+    const std::string target = TargetName(resolved_);
     const absl::Time started = absl::Now();
     absl::StatusOr<NamespaceState> state = Read(client, ns);
     if (!state.ok()) {
@@ -689,9 +409,9 @@ class Upgrade final : public Command {
     }
     const std::string from = state->revision.empty() ? "no revision (not injected)"
                                                      : absl::StrCat("revision ", state->revision);
-    const bool relabel = state->revision != target;
+    const bool relabel = state->revision != TargetName(revision_);
     out << "namespace " << ns << ": " << from
-        << (relabel ? absl::StrCat(" -> ", target) : " already") << " ("
+        << (relabel ? absl::StrCat(" -> ", TargetName(revision_)) : " already") << " ("
         << (revision_.empty()
                 ? absl::StrCat(inject::kRevisionLabel, " removed, ", kInjectLabel, "=enabled")
                 : absl::StrCat(inject::kRevisionLabel, "=", revision_))
@@ -701,7 +421,7 @@ class Upgrade final : public Command {
       if (!w.skip_reason.empty()) {
         out << "  " << w.Display() << ": left alone: " << w.skip_reason << " (" << w.PodsText()
             << ")\n";
-      } else if (w.Done(revision_)) {
+      } else if (w.Done(resolved_)) {
         out << "  " << w.Display() << ": already on " << target << " (" << w.PodsText() << ")\n";
       } else {
         out << "  " << w.Display() << ": restart (" << w.PodsText() << ")\n";
@@ -756,14 +476,14 @@ class Upgrade final : public Command {
         if (std::find(pending.begin(), pending.end(), w.Display()) == pending.end()) continue;
         // Done only for our restart: an earlier rollout that happens to be complete is not.
         std::string not_connected;
-        if (w.restarted_at == at && w.Done(revision_) && check_proxies_) {
+        if (w.restarted_at == at && w.Done(resolved_) && check_proxies_) {
           auto names = w.pod_names_by_revision.find(target);
           not_connected = ProxiesNotConnected(
               proxies_json,
               names == w.pod_names_by_revision.end() ? std::vector<std::string>{} : names->second,
-              ns, revision_);
+              ns, resolved_);
         }
-        if (w.restarted_at == at && w.Done(revision_) && not_connected.empty()) {
+        if (w.restarted_at == at && w.Done(resolved_) && not_connected.empty()) {
           out << "  " << w.Display() << ": " << w.replicas << "/" << w.replicas << " pods on "
               << target << ", ready"
               << (check_proxies_ ? ", their proxies connected to it and ACKed" : "") << " ("
@@ -773,7 +493,7 @@ class Upgrade final : public Command {
           absl::StrAppend(&waiting, waiting.empty() ? "" : "; ", w.Display(), ": ",
                           w.restarted_at != at     ? "the restart"
                           : !not_connected.empty() ? not_connected
-                                                   : w.Waiting(revision_));
+                                                   : w.Waiting(resolved_));
         }
       }
       pending = std::move(left);
@@ -783,7 +503,7 @@ class Upgrade final : public Command {
             {kExitFailed,
              absl::StrCat("namespace ", ns, ": not on ", target, " after ",
                           absl::FormatDuration(timeout_), ": waiting for ", waiting,
-                          ". The namespace is labelled for ", target,
+                          ". The namespace is labelled for ", TargetName(revision_),
                           "; to go back: meshctl "
                           "upgrade --revision ",
                           state->revision.empty() ? "REVISION" : state->revision, " -n ", ns)});
@@ -795,17 +515,13 @@ class Upgrade final : public Command {
     return kExitOk;
   }
 
-  std::string revision_;
+  std::string revision_;  // the --revision given: a revision, or a tag (the namespaces' label)
+  std::string resolved_;  // the revision: revision_'s, or the one the tag revision_ points at
   std::vector<std::string> namespaces_;
   bool dry_run_ = false;
   bool check_proxies_ = false;
   absl::Duration timeout_ = absl::Minutes(5);
-  std::string control_plane_namespace_ = "meshlet-system";
-  std::string kubeconfig_;
-  std::string kube_context_;
-  std::string api_;
-  std::string ca_file_;
-  std::string token_file_;
+  KubernetesFlags kubernetes_;
 };
 
 }  // namespace

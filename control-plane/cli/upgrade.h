@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "control-plane/cli/kubernetes_client.h"
 
 namespace meshlet::controlplane::cli {
 
@@ -85,22 +86,6 @@ absl::StatusOr<NamespaceState> ReadNamespace(absl::string_view ns_json,
 std::string ProxiesNotConnected(absl::string_view proxies_json,
                                 const std::vector<std::string>& pods, absl::string_view ns,
                                 absl::string_view target);
-
-// How to reach the API server, from a kubeconfig's current (or named) context: each of the CA,
-// the client certificate and key and the token either inline (`*_pem`, `token`) or as a file
-// (relative paths are the kubeconfig's directory's). Files are not read here.
-struct KubeconfigCredentials {
-  std::string server;  // https://HOST:PORT
-  std::string ca_pem, ca_file;
-  std::string token, token_file;
-  std::string cert_pem, cert_file;
-  std::string key_pem, key_file;
-};
-// InvalidArgument naming the context, cluster or user field that is missing or not supported
-// (exec and auth-provider plugins, insecure-skip-tls-verify, http://).
-absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
-                                                     absl::string_view context,
-                                                     absl::string_view directory);
 
 // The JSON merge patch that puts a Namespace on `target`: meshlet.io/rev=<target>, or for the
 // unnamed revision ("") the label removed and meshlet.io/inject=enabled.

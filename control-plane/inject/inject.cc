@@ -193,6 +193,16 @@ absl::Status ValidateOptions(const Options& options) {
                                absl::StrCat("namespace ", ns, "'s label ", kRevisionLabel)));
     }
   }
+  for (const auto& [tag, revision] : options.tags) {
+    RETURN_IF_ERROR(Annotate(ParseTag(tag).status(), "tag"));
+    absl::StatusOr<std::string> parsed = ParseRevision(revision);
+    if (!parsed.ok() || *parsed != revision) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tag ", tag, ": revision: ",
+                       parsed.ok() ? "\"default\" is the unnamed revision, given as \"\""
+                                   : parsed.status().message()));
+    }
+  }
   if (!ParseQuantity(options.proxy_cpu).ok() || !ParseQuantity(options.proxy_memory).ok()) {
     return absl::InvalidArgumentError("proxy resources must be quantities (100m, 64Mi)");
   }

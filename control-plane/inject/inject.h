@@ -174,6 +174,11 @@ struct Options {
   // revision: meshlet-control-plane-<revision>.<control_plane_namespace>.svc:15012 and that
   // service account.
   bool own_revision_only = false;
+  // Tags (revision.h) and the revisions they point at ("" the unnamed one). A pod whose label
+  // (its own, else its namespace's) names a tag gets the tag's revision; with the tag
+  // "default", so does a pod that no label puts on a revision. The webhook has the one tag of
+  // the configuration that sent the request (/inject/tag/<tag>), pointing at its own revision.
+  std::map<std::string, std::string> tags;
   // Pods for `podman kube play`: each gets kPodmanInitContainerTypeAnnotation "always" unless
   // it sets that annotation itself.
   bool podman = false;

@@ -155,6 +155,11 @@ absl::Status PodReader::ReadRevision(Plan& plan) const {
     plan.revision = label.Scalar();
     from = "the pod's";
   }
+  // A tag stands for its revision; the unnamed revision, for the one the tag "default" names.
+  if (auto tag = options_.tags.find(plan.revision.empty() ? kDefaultTag : plan.revision);
+      tag != options_.tags.end()) {
+    plan.revision = tag->second;
+  }
   if (plan.revision == options_.revision) {
     plan.control_plane_address = options_.control_plane_address;
     plan.control_plane_service_account = options_.control_plane_service_account;
@@ -165,6 +170,11 @@ absl::Status PodReader::ReadRevision(Plan& plan) const {
     plan.reason = absl::StrCat(from, " label ", kRevisionLabel, " names revision ",
                                RevisionDisplayName(plan.revision), ", not this control plane's (",
                                RevisionDisplayName(options_.revision), ")");
+    // The webhook answers with it (an AdmissionReview warning, which kubectl prints): a pod of
+    // another revision reaching this webhook means a configuration selects what it should not.
+    plan.warnings.push_back(absl::StrCat(
+        "not injected: ", plan.reason,
+        "; that revision's webhook injects it (check the webhook configurations' selectors)"));
     return absl::OkStatus();
   }
   plan.control_plane_address =

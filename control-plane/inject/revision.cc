@@ -49,4 +49,19 @@ std::string InjectorConfigurationName(absl::string_view revision) {
                           : absl::StrCat("meshlet-sidecar-injector-", revision);
 }
 
+absl::StatusOr<std::string> ParseTag(absl::string_view text) {
+  if (!config::IsDnsLabel(text) || text.size() > kMaxRevisionLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", text,
+        "\" is not a tag name: lowercase letters, digits and '-', starting and ending with a "
+        "letter or digit, at most ",
+        kMaxRevisionLength, " characters (\"prod\", \"stable\", \"default\")"));
+  }
+  return std::string(text);
+}
+
+std::string TagConfigurationName(absl::string_view tag) {
+  return absl::StrCat("meshlet-revision-tag-", tag);
+}
+
 }  // namespace meshlet::controlplane::inject

@@ -10,6 +10,14 @@
 // account are meshlet-control-plane-<revision> (the unnamed one's meshlet-control-plane), which
 // is also the name in its discovery certificate and the SPIFFE id sidecars expect of it.
 //
+// A tag (ADR 0076) is a stable name that namespaces and pods use as their meshlet.io/rev value
+// and that points at a revision: the MutatingWebhookConfiguration meshlet-revision-tag-<tag>,
+// labelled meshlet.io/tag=<tag> and meshlet.io/rev=<revision> ("default" for the unnamed one),
+// selects the tag's pods and sends them to that revision's webhook at /inject/tag/<tag>.
+// The tag "default" stands for the unnamed revision's selection (namespaces labelled
+// meshlet.io/inject=enabled, pods sidecar.meshlet.io/inject=true, neither labelled
+// meshlet.io/rev): it moves those pods to another revision.
+//
 // Plain functions; no state.
 
 #include <cstddef>
@@ -48,5 +56,17 @@ std::string ControlPlaneDiscoveryAddress(absl::string_view revision,
 // meshlet-sidecar-injector or meshlet-sidecar-injector-<revision>: its
 // MutatingWebhookConfiguration.
 std::string InjectorConfigurationName(absl::string_view revision);
+
+// The label on a tag's MutatingWebhookConfiguration that names the tag.
+inline constexpr char kTagLabel[] = "meshlet.io/tag";
+// The tag that moves the unnamed revision's pods.
+inline constexpr char kDefaultTag[] = "default";
+// The webhook's path for a tag's pods: /inject/tag/<tag>.
+inline constexpr char kTagInjectPathPrefix[] = "/inject/tag/";
+// A tag name: a DNS label of at most kMaxRevisionLength characters ("prod", "stable");
+// "default" is one. Errors say what a name may be.
+absl::StatusOr<std::string> ParseTag(absl::string_view text);
+// meshlet-revision-tag-<tag>: the tag's MutatingWebhookConfiguration.
+std::string TagConfigurationName(absl::string_view tag);
 
 }  // namespace meshlet::controlplane::inject

@@ -178,6 +178,55 @@ TEST(RevisionTest, WebhookLeavesOtherRevisionsPodsAlone) {
   EXPECT_TRUE(InjectText(kPod, unnamed)->changed);
 }
 
+// Tags (ADR 0076): a label naming a tag stands for the tag's revision; the tag "default" moves
+// the pods no label puts on a revision; the webhook, given its configuration's tag, takes the
+// tag's pods as its own and still leaves others' alone.
+TEST(RevisionTest, ATagStandsForTheRevisionItPointsAt) {
+  Options o = RevisionOptions("");
+  o.podman = true;  // the discovery address as a value, not from the environment
+  o.tags = {{"prod", "canary"}};
+  YAML::Node pod = Injected(PodWithRevisionLabel("prod"), o);
+  EXPECT_EQ(ProxyFlag(pod, "--xds="),
+            std::vector<std::string>{"meshlet-control-plane-canary.meshlet-system.svc:15012"});
+  EXPECT_EQ(pod["metadata"]["annotations"][kRevisionAnnotation].Scalar(), "canary");
+  // The namespace's label may name the tag too.
+  o.namespace_revisions["shop"] = "prod";
+  pod = Injected(kPod, o);
+  EXPECT_EQ(pod["metadata"]["annotations"][kRevisionAnnotation].Scalar(), "canary");
+  // "default": pods of a namespace without the label go where the tag points.
+  o.namespace_revisions["shop"] = "";
+  o.tags["default"] = "0-2-0";
+  pod = Injected(kPod, o);
+  EXPECT_EQ(ProxyFlag(pod, "--xds="),
+            std::vector<std::string>{"meshlet-control-plane-0-2-0.meshlet-system.svc:15012"});
+
+  // The webhook of revision canary on /inject/tag/prod.
+  Options webhook = RevisionOptions("canary");
+  webhook.own_revision_only = true;
+  webhook.tags = {{"prod", "canary"}};
+  absl::StatusOr<Result> tagged = InjectText(PodWithRevisionLabel("prod"), webhook);
+  ASSERT_TRUE(tagged.ok()) << tagged.status();
+  EXPECT_EQ(tagged->pods[0].outcome, Outcome::kInjected);
+  absl::StatusOr<Result> other = InjectText(PodWithRevisionLabel("stable"), webhook);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->pods[0].outcome, Outcome::kSkipped);
+  // Without the tag (its own path) the tag's pod is another's.
+  webhook.tags.clear();
+  absl::StatusOr<Result> untagged = InjectText(PodWithRevisionLabel("prod"), webhook);
+  ASSERT_TRUE(untagged.ok()) << untagged.status();
+  EXPECT_EQ(untagged->pods[0].outcome, Outcome::kSkipped);
+
+  // Bad tags are option errors.
+  Options bad = RevisionOptions("");
+  bad.tags = {{"Prod", "canary"}};
+  EXPECT_NE(ValidateOptions(bad).message().find("\"Prod\" is not a tag name"), std::string::npos)
+      << ValidateOptions(bad);
+  bad.tags = {{"prod", "default"}};
+  EXPECT_NE(ValidateOptions(bad).message().find("tag prod: revision"), std::string::npos)
+      << ValidateOptions(bad);
+  EXPECT_EQ(TagConfigurationName("prod"), "meshlet-revision-tag-prod");
+}
+
 TEST(RevisionTest, BadLabelsAndOptionsAreErrorsNamingThem) {
   EXPECT_NE(ErrorOf(PodWithRevisionLabel("default"))
                 .find("metadata.labels['meshlet.io/rev']: \"default\" names no revision"),

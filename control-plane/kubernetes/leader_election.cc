@@ -34,20 +34,20 @@ LeaderElector::LeaderElector(event::Loop& loop, KubernetesApi& api, StatsRegistr
       on_change_(std::move(on_change)),
       timer_(loop, [this] { Try(); }) {
   StatsShard& shard = stats.shared_shard();
-  if (auto g = shard.RegisterGauge("meshlet_cp_leader",
-                                   "1 while this control-plane replica leads (mirrors policy from "
-                                   "Kubernetes and writes route status), else 0.",
-                                   {});
+  if (auto g = shard.RegisterGauge(
+          options_.stats_name,
+          absl::StrCat("1 while this control-plane replica leads (", options_.role, "), else 0."),
+          {});
       g.ok()) {
     leader_gauge_ = *g;
   }
   if (auto c =
-          shard.RegisterCounter("meshlet_cp_leader_transitions_total",
+          shard.RegisterCounter(absl::StrCat(options_.stats_name, "_transitions_total"),
                                 "Times this control-plane replica started or stopped leading.", {});
       c.ok()) {
     transitions_ = *c;
   }
-  if (auto c = shard.RegisterCounter("meshlet_cp_leader_lease_errors_total",
+  if (auto c = shard.RegisterCounter(absl::StrCat(options_.stats_name, "_lease_errors_total"),
                                      "Requests on the leader election Lease that failed (not "
                                      "counting a replica that lost the race for it).",
                                      {});
@@ -140,27 +140,52 @@ void LeaderElector::Try() {
             });
 }
 
+std::string LeaderElector::LeaseBody(const YAML::Node& lease, const std::string& holder,
+                                     const std::string& acquire, int64_t transitions,
+                                     const std::string& claim) const {
+  const std::string wall_now =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", clock_.WallNow(), absl::UTCTimeZone());
+  std::string out =
+      absl::StrCat(R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)",
+                   JsonQuote(options_.name), R"(,"namespace":)", JsonQuote(options_.namespace_));
+  const std::string resource_version = ScalarAt(NodeAt(lease, "metadata"), "resourceVersion");
+  if (!resource_version.empty()) {
+    absl::StrAppend(&out, R"(,"resourceVersion":)", JsonQuote(resource_version));
+  }
+  // The holder's revision; the claim of a preferred candidate.
+  const std::string revision =
+      holder == options_.identity
+          ? options_.revision
+          : ScalarAt(NodeAt(NodeAt(lease, "metadata"), "annotations"), kLeaseRevisionAnnotation);
+  if (!revision.empty() || !claim.empty()) {
+    absl::StrAppend(&out, R"(,"annotations":{)");
+    if (!revision.empty()) {
+      absl::StrAppend(&out, JsonQuote(kLeaseRevisionAnnotation), ":", JsonQuote(revision));
+    }
+    if (!claim.empty()) {
+      absl::StrAppend(&out, revision.empty() ? "" : ",", JsonQuote(kLeaseClaimAnnotation), ":",
+                      JsonQuote(claim));
+    }
+    out += "}";
+  }
+  // A claim keeps the holder's renewTime: it is no renewal of the holder's.
+  const std::string renew = holder == options_.identity || holder.empty()
+                                ? wall_now
+                                : ScalarAt(NodeAt(lease, "spec"), "renewTime");
+  absl::StrAppend(&out, R"(},"spec":{"holderIdentity":)", JsonQuote(holder),
+                  R"(,"leaseDurationSeconds":)", Seconds(options_.lease_duration),
+                  R"(,"acquireTime":)", JsonQuote(acquire), R"(,"renewTime":)", JsonQuote(renew),
+                  R"(,"leaseTransitions":)", transitions, "}}");
+  return out;
+}
+
 void LeaderElector::OnRead(ApiResult result) {
   if (releasing_) return;
   const MonotonicTime now = clock_.Now();
   const std::string wall_now =
       absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", clock_.WallNow(), absl::UTCTimeZone());
-  auto body = [&](const std::string& resource_version, const std::string& acquire,
-                  int64_t transitions) {
-    std::string out =
-        absl::StrCat(R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)",
-                     JsonQuote(options_.name), R"(,"namespace":)", JsonQuote(options_.namespace_));
-    if (!resource_version.empty()) {
-      absl::StrAppend(&out, R"(,"resourceVersion":)", JsonQuote(resource_version));
-    }
-    absl::StrAppend(&out, R"(},"spec":{"holderIdentity":)", JsonQuote(options_.identity),
-                    R"(,"leaseDurationSeconds":)", Seconds(options_.lease_duration),
-                    R"(,"acquireTime":)", JsonQuote(acquire), R"(,"renewTime":)",
-                    JsonQuote(wall_now), R"(,"leaseTransitions":)", transitions, "}}");
-    return out;
-  };
   if (result.http_status == 404) {
-    Write("POST", LeasePath(), body("", wall_now, 0));
+    Write("POST", LeasePath(), LeaseBody(YAML::Node(), options_.identity, wall_now, 0, ""));
     return;
   }
   if (!result.body.ok()) {
@@ -178,11 +203,15 @@ void LeaderElector::OnRead(ApiResult result) {
     return;
   }
   const YAML::Node spec = NodeAt(lease, "spec");
+  const YAML::Node annotations = NodeAt(NodeAt(lease, "metadata"), "annotations");
   const std::string holder = ScalarAt(spec, "holderIdentity");
   const std::string renew = ScalarAt(spec, "renewTime");
-  if (holder != observed_holder_ || renew != observed_renew_ || observed_at_ == MonotonicTime{}) {
+  const std::string claim = ScalarAt(annotations, kLeaseClaimAnnotation);
+  if (holder != observed_holder_ || renew != observed_renew_ || claim != observed_claim_ ||
+      observed_at_ == MonotonicTime{}) {
     observed_holder_ = holder;
     observed_renew_ = renew;
+    observed_claim_ = claim;
     observed_at_ = now;
   }
   int64_t duration_seconds = 0;
@@ -191,18 +220,44 @@ void LeaderElector::OnRead(ApiResult result) {
     duration_seconds = Seconds(options_.lease_duration);
   }
   const bool mine = holder == options_.identity;
-  if (!mine && !holder.empty() && now < observed_at_ + std::chrono::seconds(duration_seconds)) {
-    // Another replica holds it and renews it.
+  const bool fresh = now < observed_at_ + std::chrono::seconds(duration_seconds);
+  const bool preferred = options_.preferred != nullptr && options_.preferred();
+  const std::string path = absl::StrCat(LeasePath(), "/", options_.name);
+  int64_t transitions = 0;
+  (void)absl::SimpleAtoi(ScalarAt(spec, "leaseTransitions"), &transitions);
+  if (mine && !claim.empty() && claim != options_.identity && !preferred) {
+    // A preferred candidate claimed it: stop first, then hand it over (the claim kept).
+    LOG(INFO) << "leader election: " << claim << " (preferred) claimed Lease "
+              << options_.namespace_ << "/" << options_.name << "; handing it over";
+    if (leading_) SetLeading(false);  // a hand-over tried again after a failed write
+    Write("PUT", path, LeaseBody(lease, "", ScalarAt(spec, "acquireTime"), transitions, claim));
+    return;
+  }
+  if (!mine && !holder.empty() && fresh) {
+    // Another candidate holds it and renews it.
     if (leading_) SetLeading(false);
+    const std::string holder_revision = ScalarAt(annotations, kLeaseRevisionAnnotation);
+    if (preferred && claim != options_.identity && holder_revision != options_.revision) {
+      LOG(INFO) << "leader election: claiming Lease " << options_.namespace_ << "/" << options_.name
+                << " from " << holder << " (revision "
+                << (holder_revision.empty() ? "unknown" : holder_revision) << ")";
+      Write(
+          "PUT", path,
+          LeaseBody(lease, holder, ScalarAt(spec, "acquireTime"), transitions, options_.identity));
+      return;
+    }
     timer_.Enable(options_.retry_period);
     return;
   }
-  int64_t transitions = 0;
-  (void)absl::SimpleAtoi(ScalarAt(spec, "leaseTransitions"), &transitions);
+  if (!mine && !claim.empty() && claim != options_.identity && fresh) {
+    // Empty (or expired) but claimed by another: the claimant takes it.
+    timer_.Enable(options_.retry_period);
+    return;
+  }
+  // Ours to renew, or free to take; a preferred holder drops a claim of another's.
   const std::string acquire = mine ? ScalarAt(spec, "acquireTime") : wall_now;
   if (!mine) ++transitions;
-  Write("PUT", absl::StrCat(LeasePath(), "/", options_.name),
-        body(ScalarAt(NodeAt(lease, "metadata"), "resourceVersion"), acquire, transitions));
+  Write("PUT", path, LeaseBody(lease, options_.identity, acquire, transitions, ""));
 }
 
 void LeaderElector::Write(const std::string& method, const std::string& path, std::string body) {
@@ -219,9 +274,18 @@ void LeaderElector::Write(const std::string& method, const std::string& path, st
 void LeaderElector::OnWrite(ApiResult result) {
   if (releasing_) return;
   if (result.body.ok()) {
-    last_renewed_ = clock_.Now();
-    observed_holder_ = options_.identity;
-    if (!leading_) SetLeading(true);
+    // What was written: a renewal or a take (this candidate holds it), else a hand-over or a
+    // claim.
+    std::string holder;
+    try {
+      holder = ScalarAt(NodeAt(YAML::Load(*result.body), "spec"), "holderIdentity");
+    } catch (const YAML::Exception&) {
+    }
+    if (holder == options_.identity) {
+      last_renewed_ = clock_.Now();
+      observed_holder_ = options_.identity;
+      if (!leading_) SetLeading(true);
+    }
   } else if (result.http_status == 409) {
     // Another replica wrote it first: read it again next time.
     Failed();
@@ -251,8 +315,10 @@ void LeaderElector::SetLeading(bool leading) {
   leader_gauge_.Set(leading ? 1 : 0);
   transitions_.Inc();
   LOG(INFO) << "leader election: " << options_.identity
-            << (leading ? " leads now (mirrors policy from Kubernetes, writes route status)"
-                        : " no longer leads");
+            << (leading ? absl::StrCat(" leads now (", options_.role, ") on Lease ",
+                                       options_.namespace_, "/", options_.name)
+                        : absl::StrCat(" no longer leads on Lease ", options_.namespace_, "/",
+                                       options_.name));
   on_change_(leading);
 }
 

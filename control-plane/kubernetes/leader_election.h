@@ -18,6 +18,17 @@
 // On shutdown, Release() stops leading first and then empties the Lease's holder, so that another
 // replica takes over at its next retry_period instead of waiting out the lease.
 //
+// Among revisions (the route-status Lease, ADR 0076), candidates can be preferred: `preferred`
+// says whether this one is now (its revision is the default revision). Each holder records its
+// revision in the Lease (annotation meshlet.io/revision). A preferred candidate that finds the
+// Lease held by another revision's candidate claims it (annotation meshlet.io/claimed-by: its
+// identity, the holder and renewTime kept; a compare-and-swap like any write); the holder, unless
+// preferred itself, stops leading at its next renewal and then empties the holder; for
+// lease_duration after the claim was last seen changed, no one but the claimant takes the empty
+// Lease. So leadership moves to the preferred candidate within about two retry periods without
+// two candidates ever leading at once, and a claimant that died is waited for only as long as a
+// dead holder would be.
+//
 // Needs RBAC get, create and update on leases (coordination.k8s.io) in its namespace.
 //
 // Stats: meshlet_cp_leader (1 while this replica leads), meshlet_cp_leader_transitions_total
@@ -29,6 +40,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+#include <yaml-cpp/yaml.h>
 
 #include "common/base/clock.h"
 #include "common/event/loop.h"
@@ -45,7 +58,19 @@ struct LeaderElectionOptions {
   Duration lease_duration = std::chrono::seconds(15);
   Duration renew_deadline = std::chrono::seconds(10);
   Duration retry_period = std::chrono::seconds(2);
+  // This candidate's revision (display name), recorded in the Lease; empty: none recorded.
+  std::string revision;
+  // Null: no preference (every candidate equal).
+  std::function<bool()> preferred;
+  // The stats' names: <stats_name> (the gauge), <stats_name>_transitions_total,
+  // <stats_name>_lease_errors_total; and what leading means, for the log.
+  std::string stats_name = "meshlet_cp_leader";
+  std::string role = "mirrors policy from Kubernetes, writes route status";
 };
+
+// The Lease annotations of preferred candidates.
+inline constexpr char kLeaseRevisionAnnotation[] = "meshlet.io/revision";
+inline constexpr char kLeaseClaimAnnotation[] = "meshlet.io/claimed-by";
 
 class LeaderElector {
  public:
@@ -69,6 +94,10 @@ class LeaderElector {
   void OnRead(ApiResult result);
   void OnWrite(ApiResult result);
   void Write(const std::string& method, const std::string& path, std::string body);
+  // A PUT of the Lease: `holder`, renewed now, with `claim` (empty: none), keeping the rest.
+  std::string LeaseBody(const YAML::Node& lease, const std::string& holder,
+                        const std::string& acquire, int64_t transitions,
+                        const std::string& claim) const;
   void SetLeading(bool leading);
   // Renewal failed or was refused: leading ends once the last renewal is renew_deadline old.
   void Failed();
@@ -90,6 +119,7 @@ class LeaderElector {
   // The holder and renewTime last read, and when (this replica's clock) they last changed.
   std::string observed_holder_;
   std::string observed_renew_;
+  std::string observed_claim_;
   MonotonicTime observed_at_{};
   Gauge leader_gauge_;
   Counter transitions_;

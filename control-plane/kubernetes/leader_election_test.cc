@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
@@ -57,6 +58,7 @@ class LeaderElectionTest : public ::testing::Test {
       }
       body["metadata"]["resourceVersion"] = absl::StrCat(++version_);
       holder_ = body["spec"]["holderIdentity"].as<std::string>("");
+      if (!holder_.empty()) holders_.push_back(holder_);
       YAML::Emitter out;
       out << YAML::DoubleQuoted << YAML::Flow << body;
       lease_ = out.c_str();
@@ -65,7 +67,10 @@ class LeaderElectionTest : public ::testing::Test {
     api_ = server_.Api();
   }
 
-  std::unique_ptr<LeaderElector> Replica(const std::string& name, bool* leading) {
+  // `preferred` (may be null: no preference) is read at each try.
+  std::unique_ptr<LeaderElector> Replica(const std::string& name, bool* leading,
+                                         const std::string& revision = "",
+                                         const bool* preferred = nullptr) {
     auto elector = std::make_unique<LeaderElector>(
         loop_, *api_, stats_, RealClock::Get(),
         LeaderElectionOptions{.namespace_ = "meshlet-system",
@@ -73,7 +78,11 @@ class LeaderElectionTest : public ::testing::Test {
                               // The Lease counts in whole seconds.
                               .lease_duration = std::chrono::seconds(1),
                               .renew_deadline = std::chrono::milliseconds(600),
-                              .retry_period = std::chrono::milliseconds(50)},
+                              .retry_period = std::chrono::milliseconds(50),
+                              .revision = revision,
+                              .preferred = preferred == nullptr
+                                               ? std::function<bool()>()
+                                               : [preferred] { return *preferred; }},
         [this, leading](bool now) {
           *leading = now;
           leaders_ += now ? 1 : -1;
@@ -90,6 +99,7 @@ class LeaderElectionTest : public ::testing::Test {
   std::string lease_;
   int version_ = 0;
   std::string holder_;
+  std::vector<std::string> holders_;  // every non-empty holder written, in order
   int leaders_ = 0;
   int max_leaders_ = 0;
 };
@@ -150,6 +160,74 @@ TEST_F(LeaderElectionTest, ALeaderShuttingDownHandsTheLeaseOver) {
   loop_.RunUntil([] { return false; }, std::chrono::milliseconds(300));
   EXPECT_FALSE(a_leads);
   EXPECT_EQ(holder_, "cp-b2");
+}
+
+// The route-status Lease among revisions: the preferred candidate (the default revision's) gets
+// it from whoever holds it, by a claim the holder answers at its next renewal, never with two
+// leading at once; preference moving back moves it back.
+TEST_F(LeaderElectionTest, APreferredCandidateTakesTheLeaseOverWithoutTwoLeaders) {
+  bool a_leads = false, b_leads = false;
+  bool a_preferred = false, b_preferred = false;
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &a_leads, "0-2-0", &a_preferred);
+  ASSERT_TRUE(RunUntil(loop_, [&] { return a_leads; }));
+  std::unique_ptr<LeaderElector> b = Replica("cp-b", &b_leads, "canary", &b_preferred);
+  // Neither preferred: the holder keeps it.
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  EXPECT_TRUE(a_leads);
+  EXPECT_FALSE(b_leads);
+  // The Lease records the holder's revision.
+  EXPECT_EQ(YAML::Load(lease_)["metadata"]["annotations"]["meshlet.io/revision"].as<std::string>(),
+            "0-2-0");
+
+  b_preferred = true;
+  const MonotonicTime moved = RealClock::Get().Now();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return b_leads; }));
+  const Duration took = RealClock::Get().Now() - moved;
+  // A claim, the holder's hand-over at its next renewal, the claimant's take: a few retry
+  // periods (50 ms), well before a lease duration (1 s) would pass.
+  EXPECT_LT(took, std::chrono::milliseconds(500)) << "took " << took.count() << " ns";
+  EXPECT_FALSE(a_leads);
+  EXPECT_EQ(max_leaders_, 1);
+  EXPECT_EQ(holder_, "cp-b");
+  const YAML::Node annotations = YAML::Load(lease_)["metadata"]["annotations"];
+  EXPECT_EQ(annotations["meshlet.io/revision"].as<std::string>(), "canary");
+  EXPECT_FALSE(annotations["meshlet.io/claimed-by"]) << lease_;  // the claim is dropped
+  // No one but the claimant took it in between.
+  ASSERT_GE(holders_.size(), 2u);
+  EXPECT_EQ(holders_.back(), "cp-b");
+  for (size_t i = 0; i + 1 < holders_.size(); ++i) {
+    EXPECT_NE(holders_[i], "cp-b") << "cp-b held it before the claim was answered";
+  }
+  // Stays with the preferred one.
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  EXPECT_TRUE(b_leads);
+  EXPECT_FALSE(a_leads);
+
+  // The preference moves back.
+  b_preferred = false;
+  a_preferred = true;
+  ASSERT_TRUE(RunUntil(loop_, [&] { return a_leads; }));
+  EXPECT_FALSE(b_leads);
+  EXPECT_EQ(max_leaders_, 1);
+  EXPECT_EQ(holder_, "cp-a");
+}
+
+// A claimant that died before taking the Lease holds it up only as long as a dead holder would.
+TEST_F(LeaderElectionTest, AClaimOfADeadClaimantLastsTheLeaseDuration) {
+  lease_ = absl::StrCat(
+      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)"
+      R"("meshlet-control-plane","namespace":"meshlet-system","resourceVersion":"1",)"
+      R"("annotations":{"meshlet.io/claimed-by":"cp-gone"}},"spec":{"holderIdentity":"",)"
+      R"("leaseDurationSeconds":1,"renewTime":"2026-01-01T00:00:00.000000Z"}})");
+  version_ = 1;
+  bool leads = false;
+  const MonotonicTime started = RealClock::Get().Now();
+  std::unique_ptr<LeaderElector> a = Replica("cp-a", &leads, "0-2-0");
+  ASSERT_TRUE(RunUntil(loop_, [&] { return leads; }));
+  const Duration took = RealClock::Get().Now() - started;
+  EXPECT_GE(took, std::chrono::milliseconds(950)) << "took " << took.count() << " ns";
+  EXPECT_LT(took, std::chrono::milliseconds(1000 + 50 + 300)) << "took " << took.count() << " ns";
+  EXPECT_EQ(holder_, "cp-a");
 }
 
 TEST_F(LeaderElectionTest, ALeaderThatCannotRenewStopsLeading) {

@@ -37,9 +37,21 @@ void TrustBundleConfigMaps::Start() { Round(); }
 
 void TrustBundleConfigMaps::Round() {
   round_failed_ = false;
+  pending_.clear();
+  selectors_left_ = {options_.namespace_selector};
+  if (options_.more_selectors) {
+    for (std::string& selector : options_.more_selectors()) {
+      selectors_left_.push_back(std::move(selector));
+    }
+  }
+  ListNamespaces();
+}
+
+void TrustBundleConfigMaps::ListNamespaces() {
+  const std::string selector = selectors_left_.back();
+  selectors_left_.pop_back();
   api_.Call({.method = "GET",
-             .path = absl::StrCat("/api/v1/namespaces?labelSelector=",
-                                  http::QueryEscape(options_.namespace_selector)),
+             .path = absl::StrCat("/api/v1/namespaces?labelSelector=", http::QueryEscape(selector)),
              .forbidden_hint = kRbacHint},
             [this, alive = alive_](ApiResult result) {
               if (*alive) OnNamespaces(std::move(result));
@@ -52,7 +64,6 @@ void TrustBundleConfigMaps::OnNamespaces(ApiResult result) {
     EndRound();
     return;
   }
-  pending_.clear();
   YAML::Node list;
   try {
     list = YAML::Load(*result.body);
@@ -69,9 +80,14 @@ void TrustBundleConfigMaps::OnNamespaces(ApiResult result) {
     const std::string ns = ScalarAt(NodeAt(item, "metadata"), "name");
     if (ns.empty()) continue;
     if (std::find(options_.excluded_namespaces.begin(), options_.excluded_namespaces.end(), ns) ==
-        options_.excluded_namespaces.end()) {
+            options_.excluded_namespaces.end() &&
+        std::find(pending_.begin(), pending_.end(), ns) == pending_.end()) {
       pending_.push_back(ns);
     }
+  }
+  if (!selectors_left_.empty()) {
+    ListNamespaces();
+    return;
   }
   Next();
 }

@@ -6,12 +6,12 @@
 // labelled namespace's new pods start without an operator copying the root in (as istiod does
 // with istio-ca-root-cert).
 //
-// Each round lists the namespaces matching `namespace_selector` (kube-system and the control
-// plane's own left out), then for each GETs the ConfigMap: absent, it is created (labelled
-// app.kubernetes.io/managed-by=meshlet); with another ca.pem, that key is set with a merge
-// patch; otherwise nothing is written. Rounds run at Start(), then every `interval`; a round
-// with a failure is followed by the next after retry_base doubling up to retry_cap. One request
-// at a time. Needs RBAC list on namespaces, create on configmaps, and get and patch on the
+// Each round lists the namespaces matching `namespace_selector` or any of `more_selectors`
+// (kube-system and the control plane's own left out), then for each GETs the ConfigMap: absent, it
+// is created (labelled app.kubernetes.io/managed-by=meshlet); with another ca.pem, that key is set
+// with a merge patch; otherwise nothing is written. Rounds run at Start(), then every `interval`; a
+// round with a failure is followed by the next after retry_base doubling up to retry_cap. One
+// request at a time. Needs RBAC list on namespaces, create on configmaps, and get and patch on the
 // ConfigMap of that name (k8s/base/rbac.yaml).
 //
 // Logged: each ConfigMap created or updated; a failure once until the outcome changes.
@@ -20,6 +20,7 @@
 // Threading: the loop thread. `api` and `stats` must outlive this; destroying it cancels the
 // schedule and drops a request in flight.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ struct TrustBundleConfigMapsOptions {
   std::string key = "ca.pem";
   // A label selector (URL-escaped here); empty: no ConfigMaps are written.
   std::string namespace_selector = "meshlet.io/inject=enabled";
+  // More selectors, asked at each round (the namespaces of the revision tags that point at this
+  // control plane: kubernetes/revision_tags.h); a namespace any selector matches gets it.
+  std::function<std::vector<std::string>()> more_selectors;
   std::vector<std::string> excluded_namespaces = {"kube-system", "meshlet-system"};
   Duration interval = std::chrono::seconds(30);
   Duration retry_base = std::chrono::seconds(1);
@@ -55,6 +59,7 @@ class TrustBundleConfigMaps {
 
  private:
   void Round();
+  void ListNamespaces();  // with the next of selectors_left_
   void OnNamespaces(ApiResult result);
   void Next();  // the next namespace of the round, or the end of the round
   void OnConfigMap(const std::string& ns, ApiResult result);
@@ -71,7 +76,8 @@ class TrustBundleConfigMaps {
   const TrustBundleConfigMapsOptions options_;
   event::Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::vector<std::string> pending_;  // namespaces left in this round
+  std::vector<std::string> selectors_left_;  // label selectors left to list in this round
+  std::vector<std::string> pending_;         // namespaces left in this round
   bool round_failed_ = false;
   int consecutive_failed_rounds_ = 0;
   std::string last_failure_;

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/json.h"
@@ -91,6 +92,49 @@ TEST_F(TrustBundleConfigMapsTest, ARoundCreatesUpdatesOrLeavesEachNamespacesConf
   for (const testing::SeenRequest& r : server_.requests()) {
     EXPECT_EQ(r.path.find("kube-system"), std::string::npos) << r.path;
   }
+}
+
+// The namespaces of the revision tags pointing at this control plane (more_selectors, asked at
+// each round) get it too; a namespace two selectors match is written once.
+TEST_F(TrustBundleConfigMapsTest, MoreSelectorsAddTheirNamespaces) {
+  server_.set_handler([&](const http::ServerRequest& request, http::Responder respond) {
+    const std::string path(request.path());
+    const std::string selector = request.QueryParams()["labelSelector"];
+    if (path == "/api/v1/namespaces" && selector == "meshlet.io/inject=enabled") {
+      respond(http::ServerResponse::Json(
+          200, R"({"kind":"NamespaceList","items":[{"metadata":{"name":"own"}}]})"));
+    } else if (path == "/api/v1/namespaces" && selector == "meshlet.io/rev=prod") {
+      respond(http::ServerResponse::Json(
+          200, R"({"kind":"NamespaceList","items":[{"metadata":{"name":"tagged"}},)"
+               R"({"metadata":{"name":"own"}}]})"));
+    } else if (request.method() != "GET") {
+      respond(http::ServerResponse::Json(201, "{}"));
+    } else {
+      respond(http::ServerResponse::Json(404, "{}"));
+    }
+  });
+  int asked = 0;
+  TrustBundleConfigMapsOptions options;
+  options.more_selectors = [&asked] {
+    ++asked;
+    return std::vector<std::string>{"meshlet.io/rev=prod"};
+  };
+  TrustBundleConfigMaps maps(loop_, *api_, stats_, kBundle, options);
+  maps.Start();
+  ASSERT_TRUE(RunUntil(loop_, [&] { return Count("created") == 2; }));
+  loop_.RunUntil([] { return false; }, std::chrono::milliseconds(100));
+  EXPECT_EQ(Count("created"), 2u);
+  EXPECT_EQ(asked, 1);
+  std::vector<std::string> lists;
+  for (const testing::SeenRequest& r : server_.requests()) {
+    if (r.path.rfind("/api/v1/namespaces?", 0) == 0) lists.push_back(r.path);
+  }
+  EXPECT_EQ(lists, (std::vector<std::string>{
+                       "/api/v1/namespaces?labelSelector=meshlet.io%2frev%3dprod",
+                       "/api/v1/namespaces?labelSelector=meshlet.io%2finject%3denabled"}));
+  std::multimap<std::string, std::string> writes = Writes();
+  EXPECT_EQ(writes.count("POST /api/v1/namespaces/tagged/configmaps"), 1u);
+  EXPECT_EQ(writes.count("POST /api/v1/namespaces/own/configmaps"), 1u);
 }
 
 TEST_F(TrustBundleConfigMapsTest, AFailedWriteIsCountedAndTheRoundGoesOn) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "control-plane/access/roles.h"
+#include "control-plane/inject/revision.h"
 #include "control-plane/translate/route_status.h"
 
 namespace meshlet::controlplane {
@@ -42,12 +43,17 @@ std::vector<flags::Flag> KubernetesPolicyFlags(KubernetesPolicyOptions& options)
                    "less than the lease duration)"),
       DurationFlag("--leader-election-retry-period", &options.retry_period,
                    "how often replicas renew or try to take the Lease (default 2s)"),
+      DurationFlag("--revision-tags-interval", &options.tags_interval,
+                   "how often the revision tags are read (default 10s): the revision the tag "
+                   "default points at writes route status, and the namespaces of the tags "
+                   "that point at this revision get its trust bundle"),
   };
 }
 
 absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
     ControlPlane& control_plane, const kubernetes::KubernetesApiOptions& api,
-    const std::string& namespace_, KubernetesPolicyOptions options) {
+    const std::string& namespace_, KubernetesPolicyOptions options,
+    const kubernetes::RevisionTags* tags) {
   if (options.renew_deadline >= options.lease_duration) {
     return absl::InvalidArgumentError(
         "--leader-election-renew-deadline must be shorter than --leader-election-lease-duration "
@@ -102,15 +108,30 @@ absl::StatusOr<std::unique_ptr<KubernetesPolicy>> KubernetesPolicy::Create(
                                         .lease_duration = options.lease_duration,
                                         .renew_deadline = options.renew_deadline,
                                         .retry_period = options.retry_period},
-      [self = out.get(), mirror, writer](bool leading) {
+      [self = out.get(), mirror](bool leading) {
         if (leading) {
           mirror->Start();
-          self->ScheduleStatus();
         } else {
           mirror->Stop();
         }
-        writer->SetActive(leading);
+        self->CompeteForStatus(leading);
       });
+  const std::string revision = options.revision;
+  out->status_election_ = kubernetes::LeaderElectionOptions{
+      .namespace_ = namespace_,
+      .name = options.status_lease_name,
+      .identity = identity,
+      .lease_duration = options.lease_duration,
+      .renew_deadline = options.renew_deadline,
+      .retry_period = options.retry_period,
+      .revision = inject::RevisionDisplayName(revision),
+      // The default revision: the one the tag "default" points at, else the unnamed one.
+      .preferred =
+          [tags, revision] {
+            return (tags == nullptr ? std::string() : tags->DefaultRevision()) == revision;
+          },
+      .stats_name = "meshlet_cp_route_status_leader",
+      .role = "writes route status for every revision"};
   out->registry_watch_ =
       control_plane.registry().Watch([self = out.get()](uint64_t) { self->ScheduleStatus(); });
   return out;
@@ -130,8 +151,27 @@ void KubernetesPolicy::ScheduleStatus() {
   if (!status_timer_.enabled()) status_timer_.Enable(options_.status_interval);
 }
 
+void KubernetesPolicy::CompeteForStatus(bool compete) {
+  if (!compete) {
+    if (status_elector_ != nullptr) {
+      status_elector_->Release();  // on_change(false) first: the writer stops
+      retired_status_elector_ = std::move(status_elector_);
+    }
+    return;
+  }
+  if (status_elector_ != nullptr || stopping_) return;
+  kubernetes::RouteStatusWriter* writer = status_writer_.get();
+  status_elector_ = std::make_unique<kubernetes::LeaderElector>(
+      control_plane_.loop(), *api_, control_plane_.stats(), control_plane_.clock(),
+      status_election_, [this, writer](bool leading) {
+        writer->SetActive(leading);
+        if (leading) ScheduleStatus();
+      });
+  status_elector_->Start();
+}
+
 void KubernetesPolicy::ComputeStatus() {
-  if (policy_ == nullptr || elector_ == nullptr || !elector_->leading()) return;
+  if (policy_ == nullptr || status_elector_ == nullptr || !status_elector_->leading()) return;
   // The routes mirrored from Kubernetes, with the generation Kubernetes gave them.
   std::map<std::pair<std::string, std::string>, int64_t> mirrored;
   auto index = [&](const auto& routes, absl::string_view kind) {
@@ -171,6 +211,8 @@ void KubernetesPolicy::ComputeStatus() {
 KubernetesPolicy::~KubernetesPolicy() {
   registry_watch_.reset();
   // The users of the client first.
+  status_elector_.reset();
+  retired_status_elector_.reset();
   elector_.reset();
   mirror_.reset();
   status_writer_.reset();
@@ -180,8 +222,14 @@ KubernetesPolicy::~KubernetesPolicy() {
 void KubernetesPolicy::Start() {
   elector_->Start();
   // A replica going away hands the Lease over instead of letting it expire.
-  control_plane_.OnShutdown([this] { elector_->Release(); });
-  control_plane_.AwaitOnShutdown([this] { return elector_->released(); });
+  control_plane_.OnShutdown([this] {
+    stopping_ = true;
+    elector_->Release();  // which hands the route-status Lease back too
+  });
+  control_plane_.AwaitOnShutdown([this] {
+    return elector_->released() &&
+           (retired_status_elector_ == nullptr || retired_status_elector_->released());
+  });
 }
 
 }  // namespace meshlet::controlplane

@@ -1,13 +1,17 @@
 #pragma once
 
 // KubernetesPolicy: policy kept in Kubernetes, wired into the control plane (docs/kubernetes.md,
-// "Policy from Kubernetes"; ADR 0059). With an API server known (--kubernetes-api) and
-// --kubernetes-policy (default true), the replicas elect one leader through a Lease
-// (kubernetes/leader_election.h); the leader mirrors the policy objects of the cluster into the
-// store (kubernetes/policy_mirror.h: its writes are API writes, run on the store worker like
-// `meshctl apply`'s) and writes route status back (kubernetes/route_status_writer.h). A route
-// the API refuses gets Accepted False (UnsupportedValue) from the mirror; the others get the
-// status computed from the policy (SetPolicy) and the registry.
+// "Policy from Kubernetes"; ADR 0059, 0076). With an API server known (--kubernetes-api) and
+// --kubernetes-policy (default true), the replicas of a revision elect one leader through the
+// revision's Lease (kubernetes/leader_election.h); the leader mirrors the policy objects of the
+// cluster into the revision's store (kubernetes/policy_mirror.h: its writes are API writes, run
+// on the store worker like `meshctl apply`'s). Route status is written back
+// (kubernetes/route_status_writer.h) by one replica of the whole mesh: the revision leaders
+// compete for a second Lease shared by all revisions (status_lease_name), in which the default
+// revision (the one the tag "default" points at, else the unnamed one; kubernetes/
+// revision_tags.h) is preferred and takes it over from any other. A route the API refuses gets
+// Accepted False (UnsupportedValue) from the mirror; the others get the status computed from
+// the policy (SetPolicy) and the registry.
 //
 // Threading: the control plane's loop thread. Destroy it before the ControlPlane.
 
@@ -21,6 +25,7 @@
 #include "control-plane/kubernetes/leader_election.h"
 #include "control-plane/kubernetes/policy_mirror.h"
 #include "control-plane/kubernetes/reflector.h"
+#include "control-plane/kubernetes/revision_tags.h"
 #include "control-plane/kubernetes/route_status_writer.h"
 #include "control-plane/policy/route_status.h"
 #include "control-plane/policy/snapshot.h"
@@ -32,6 +37,11 @@ namespace meshlet::controlplane {
 struct KubernetesPolicyOptions {
   bool enabled = true;
   std::string lease_name = "meshlet-control-plane";
+  // Shared by the revisions: whoever holds it writes route status.
+  std::string status_lease_name = "meshlet-route-status";
+  std::string revision;  // this control plane's ("" the unnamed one)
+  // How often the revision tags are listed (kubernetes/revision_tags.h; main.cc).
+  Duration tags_interval = std::chrono::seconds(10);
   Duration lease_duration = std::chrono::seconds(15);
   Duration renew_deadline = std::chrono::seconds(10);
   Duration retry_period = std::chrono::seconds(2);
@@ -41,15 +51,17 @@ struct KubernetesPolicyOptions {
 };
 
 // --kubernetes-policy, --leader-election-lease-duration, --leader-election-renew-deadline,
-// --leader-election-retry-period.
+// --leader-election-retry-period, --revision-tags-interval.
 std::vector<flags::Flag> KubernetesPolicyFlags(KubernetesPolicyOptions& options);
 
 class KubernetesPolicy {
  public:
   // `namespace_`: the control plane's (where the Lease is). Errors are KubernetesApi::Create's.
+  // `tags` (may be null: the unnamed revision is the default one) must outlive this.
   static absl::StatusOr<std::unique_ptr<KubernetesPolicy>> Create(
       ControlPlane& control_plane, const kubernetes::KubernetesApiOptions& api,
-      const std::string& namespace_, KubernetesPolicyOptions options);
+      const std::string& namespace_, KubernetesPolicyOptions options,
+      const kubernetes::RevisionTags* tags = nullptr);
   ~KubernetesPolicy();
 
   void Start();
@@ -62,11 +74,16 @@ class KubernetesPolicy {
 
   kubernetes::PolicyMirror& mirror() { return *mirror_; }
   kubernetes::LeaderElector& elector() { return *elector_; }
+  // The route-status Lease's, while this replica leads its revision; else null.
+  kubernetes::LeaderElector* status_elector() { return status_elector_.get(); }
 
  private:
   KubernetesPolicy(ControlPlane& control_plane, KubernetesPolicyOptions options);
   void ScheduleStatus();
   void ComputeStatus();
+  // This replica started (or stopped) leading its revision: it competes for the route-status
+  // Lease (or hands it back).
+  void CompeteForStatus(bool compete);
 
   ControlPlane& control_plane_;
   const KubernetesPolicyOptions options_;
@@ -77,6 +94,11 @@ class KubernetesPolicy {
   std::unique_ptr<kubernetes::RouteStatusWriter> status_writer_;
   std::unique_ptr<kubernetes::PolicyMirror> mirror_;
   std::unique_ptr<kubernetes::LeaderElector> elector_;
+  std::unique_ptr<kubernetes::LeaderElector> status_elector_;
+  // One that stopped competing, kept until it released the Lease.
+  std::unique_ptr<kubernetes::LeaderElector> retired_status_elector_;
+  kubernetes::LeaderElectionOptions status_election_;
+  bool stopping_ = false;
 };
 
 }  // namespace meshlet::controlplane

@@ -54,6 +54,8 @@ ExplainAttempt ParseAttempt(absl::string_view text) {
       if (!absl::SimpleAtoi(value, &attempt.duration_ms)) attempt.duration_ms = -1;
     } else if (key == "next") {
       attempt.next = value;
+    } else if (key == "span_id") {
+      attempt.span_id = value;
     }
     text = absl::StripLeadingAsciiWhitespace(text.substr(std::min(end, text.size())));
   }
@@ -61,12 +63,15 @@ ExplainAttempt ParseAttempt(absl::string_view text) {
 }
 
 std::string Direction(const SpanRecord& span, absl::string_view cluster) {
+  // What the sidecar says: its listener's direction.
+  const std::string listener = Attribute(span, "meshlet.listener.direction");
+  if (listener == "inbound" || listener == "outbound") return listener;
+  // A sidecar that does not say (before 0.2): the control plane's cluster names tell, a verified
+  // caller is an inbound matter, and the outbound route configuration's catch-all routes are
+  // outbound ones.
   if (absl::StartsWith(cluster, "inbound|")) return "inbound";
   if (absl::StartsWith(cluster, "outbound|")) return "outbound";
-  // Authorization and a verified caller are inbound matters; the outbound route configuration's
-  // catch-all routes are outbound ones.
-  if (!Attribute(span, "meshlet.authz").empty() ||
-      !Attribute(span, "meshlet.peer.identity").empty() ||
+  if (!Attribute(span, "meshlet.peer.identity").empty() ||
       !Attribute(span, "meshlet.peer").empty()) {
     return "inbound";
   }
@@ -75,6 +80,29 @@ std::string Direction(const SpanRecord& span, absl::string_view cluster) {
   // Only a capture listener's outbound side refuses unknown destinations.
   if (!Attribute(span, "meshlet.policy.destination").empty()) return "outbound";
   return "";
+}
+
+// Which overload limit shed the request, and the setting behind it (meshlet.shed.*): "more than
+// 20 requests in flight on its worker (its share of --overload-max-active-requests 40)",
+// "resident memory above --overload-max-rss-mb 512"; empty when the span does not say.
+std::string ShedText(const SpanRecord& span) {
+  const std::string reason = Attribute(span, "meshlet.shed.reason");
+  const std::string limit = Attribute(span, "meshlet.shed.limit");
+  if (reason == "memory") {
+    return absl::StrCat("resident memory above --overload-max-rss-mb",
+                        limit.empty() ? "" : absl::StrCat(" ", limit));
+  }
+  if (reason == "active_requests") {
+    const std::string share = Attribute(span, "meshlet.shed.worker_limit");
+    if (share.empty()) {
+      return absl::StrCat("its worker's share of --overload-max-active-requests",
+                          limit.empty() ? "" : absl::StrCat(" ", limit), " in flight");
+    }
+    return absl::StrCat("more than ", share, share == "1" ? " request" : " requests",
+                        " in flight on its worker (its share of --overload-max-active-requests",
+                        limit.empty() ? "" : absl::StrCat(" ", limit), ")");
+  }
+  return reason;
 }
 
 ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>& attempt_spans) {
@@ -100,6 +128,7 @@ ExplainHop MakeHop(const SpanRecord& span, const std::vector<const SpanRecord*>&
   hop.policy_per_try = Attribute(span, "meshlet.policy.per_try_timeout");
   hop.policy_destination = Attribute(span, "meshlet.policy.destination");
   hop.policy_rate_limit = Attribute(span, "meshlet.policy.rate_limit");
+  hop.shed = ShedText(span);
   // A meshlet sidecar always says whether the parent is remote (bit 8); with it, the W3C sampled
   // bit clear marks an error span of an unsampled request.
   hop.sampled = (span.flags & 0x100) == 0 || (span.flags & 0x01) != 0;
@@ -281,7 +310,10 @@ std::string ProxyFailure(const ExplainHop& hop) {
   if (HasFlag(f, "UR")) {
     return absl::StrCat("the upstream reset the stream", AttemptsClause(hop), RouteClause(hop));
   }
-  if (HasFlag(f, "OL")) return "the sidecar is overloaded and shed the request";
+  if (HasFlag(f, "OL")) {
+    return hop.shed.empty() ? "the sidecar is overloaded and shed the request"
+                            : absl::StrCat("the sidecar shed the request: ", hop.shed);
+  }
   if (HasFlag(f, "FI"))
     return absl::StrCat("fault injection aborted the request", RouteClause(hop));
   return absl::StrCat(reason.empty() ? "the proxy answered itself" : reason, RouteClause(hop));
@@ -306,17 +338,42 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
   auto is_hop = [](const SpanRecord& span) {
     return span.kind != SpanKind::kClient && IsSidecarSpan(span);
   };
+  // The client span ids of each hop's attempts, from its decision record: an unsampled request's
+  // attempts export no client spans, so a next hop's span names a parent that is not there, and
+  // is linked to the hop that made the attempt instead.
+  std::map<std::string, const SpanRecord*> attempt_owner;
+  for (const SpanRecord& span : spans) {
+    if (!is_hop(span)) continue;
+    const std::string attempts = Attribute(span, "meshlet.attempts");
+    for (absl::string_view entry : absl::StrSplit(attempts, ';', absl::SkipWhitespace())) {
+      const ExplainAttempt attempt = ParseAttempt(entry);
+      if (!attempt.span_id.empty() && attempt.span_id != span.span_id &&
+          by_id.find(attempt.span_id) == by_id.end()) {
+        attempt_owner.emplace(attempt.span_id, &span);
+      }
+    }
+  }
+  // The nearest span above `span`: its parent, else the hop whose attempt it names.
+  auto above = [&](const SpanRecord& span) -> const SpanRecord* {
+    if (auto it = by_id.find(span.parent_span_id); it != by_id.end()) return it->second;
+    if (auto it = attempt_owner.find(span.parent_span_id); it != attempt_owner.end()) {
+      return it->second;
+    }
+    return nullptr;
+  };
   // The nearest hop above a span, for depth and order.
   std::map<std::string, std::vector<const SpanRecord*>> children;  // hop id → hops under it
   std::map<std::string, std::vector<const SpanRecord*>> attempts;  // hop id → client spans
   std::vector<const SpanRecord*> roots;
   for (const SpanRecord& span : spans) {
-    // Ancestors, nearest first, up to a hop.
+    // Ancestors, nearest first, up to a hop (at most as many as there are spans: a malformed
+    // trace may have a cycle).
     const SpanRecord* parent = nullptr;
-    for (auto it = by_id.find(span.parent_span_id); it != by_id.end();
-         it = by_id.find(it->second->parent_span_id)) {
-      if (is_hop(*it->second)) {
-        parent = it->second;
+    size_t steps = 0;
+    for (const SpanRecord* up = above(span); up != nullptr && up != &span && steps < spans.size();
+         up = above(*up), ++steps) {
+      if (is_hop(*up)) {
+        parent = up;
         break;
       }
     }
@@ -328,7 +385,7 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
       attempts[parent->span_id].push_back(&span);
     }
   }
-  if (roots.empty()) {
+  if (std::none_of(spans.begin(), spans.end(), is_hop)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "trace ", trace_id,
         " has no span from a meshlet sidecar (no meshlet.* attributes): nothing to explain"));
@@ -337,17 +394,42 @@ absl::StatusOr<Explanation> Explain(const std::string& trace_id,
     return a->start_unix_nanos < b->start_unix_nanos;
   };
   std::sort(roots.begin(), roots.end(), by_start);
-  auto visit = [&](auto&& self, const SpanRecord* span, int depth, int parent) -> void {
-    ExplainHop hop = MakeHop(*span, attempts[span->span_id]);
-    hop.depth = depth;
-    hop.parent = parent;
-    const int index = static_cast<int>(out.hops.size());
-    out.hops.push_back(std::move(hop));
-    std::vector<const SpanRecord*>& below = children[span->span_id];
-    std::sort(below.begin(), below.end(), by_start);
-    for (const SpanRecord* child : below) self(self, child, depth + 1, index);
+  // Spans come from senders the collector may not have verified: a span listed twice, parents
+  // that form a cycle, or a chain as long as a trace may be must neither loop, nor lose a hop, nor
+  // recurse that deep. Depth first, each hop's children in start order, with a stack of its own.
+  std::set<const SpanRecord*> visited;
+  struct Pending {
+    const SpanRecord* span;
+    int depth;
+    int parent;  // index in out.hops
   };
-  for (const SpanRecord* root : roots) visit(visit, root, 0, -1);
+  std::vector<Pending> stack;
+  auto visit = [&](const SpanRecord* root) {
+    stack.push_back({root, 0, -1});
+    while (!stack.empty()) {
+      const Pending next = stack.back();
+      stack.pop_back();
+      if (!visited.insert(next.span).second) continue;
+      ExplainHop hop = MakeHop(*next.span, attempts[next.span->span_id]);
+      hop.depth = next.depth;
+      hop.parent = next.parent;
+      const int index = static_cast<int>(out.hops.size());
+      out.hops.push_back(std::move(hop));
+      std::vector<const SpanRecord*>& below = children[next.span->span_id];
+      std::sort(below.begin(), below.end(), by_start);
+      for (auto it = below.rbegin(); it != below.rend(); ++it) {
+        stack.push_back({*it, next.depth + 1, index});
+      }
+    }
+  };
+  for (const SpanRecord* root : roots) visit(root);
+  // Hops no root leads to (their parents form a cycle) start chains of their own.
+  std::vector<const SpanRecord*> unreached;
+  for (const SpanRecord& span : spans) {
+    if (is_hop(span) && visited.count(&span) == 0) unreached.push_back(&span);
+  }
+  std::sort(unreached.begin(), unreached.end(), by_start);
+  for (const SpanRecord* span : unreached) visit(span);
 
   const ExplainHop& first = out.hops.front();
   out.status = first.status;
@@ -458,6 +540,7 @@ std::string ExplanationJson(const Explanation& e) {
     field(f, "perTryTimeoutPolicy", hop.policy_per_try);
     field(f, "destinationPolicy", hop.policy_destination);
     field(f, "rateLimitPolicy", hop.policy_rate_limit);
+    field(f, "shed", hop.shed);
     field(f, "authz", hop.authz);
     field(f, "authzPolicy", hop.policy_authz);
     field(f, "peer", hop.peer);
@@ -472,6 +555,7 @@ std::string ExplanationJson(const Explanation& e) {
       field(af, "outcome", a.outcome);
       if (a.duration_ms >= 0) af.push_back(absl::StrCat(R"("durationMs":)", a.duration_ms));
       field(af, "next", a.next);
+      field(af, "spanId", a.span_id);
       attempts.push_back(absl::StrCat("{", absl::StrJoin(af, ","), "}"));
     }
     f.push_back(absl::StrCat(R"("attempts":[)", absl::StrJoin(attempts, ","), "]"));

@@ -21,7 +21,13 @@
 //
 // Unsampled requests: a sidecar exports the server span of a request it failed even when the
 // request was not sampled (an error span, OTLP flags without the sampled bit), so such a trace
-// holds only the hops that failed or passed a proxy's error on (`unsampled`).
+// holds only the hops that failed or passed a proxy's error on (`unsampled`). Their attempts
+// export no client spans: a hop whose parent is not in the trace but is one of another hop's
+// attempts (the span_id of an entry of its meshlet.attempts) hangs under that hop.
+//
+// A hop's direction is its sidecar's listener's (meshlet.listener.direction); a span without it
+// (an older sidecar) is placed by its cluster's name ("inbound|...", "outbound|...") or a
+// verified caller (inbound).
 //
 // The collector serves it as GET /api/v1/traces/{id}/explain (ExplanationJson); meshctl explain
 // and the dashboard render that answer. Pure functions; any thread.
@@ -40,6 +46,7 @@ struct ExplainAttempt {
   std::string outcome;       // a status code, reset, connect-failure, timeout, ...
   int64_t duration_ms = -1;  // -1: not recorded
   std::string next;          // retry(<reason>), no-retry(<why>), done; empty: not recorded
+  std::string span_id;       // the attempt's client span id (16 hex); empty: not recorded
 };
 
 struct ExplainHop {
@@ -64,6 +71,9 @@ struct ExplainHop {
   std::string policy_per_try;   // who set the per-try timeout
   std::string policy_destination;  // NM: who refuses unknown destinations ("MeshConfig/mesh")
   std::string policy_rate_limit;   // RL: the limit's policy object
+  // OL: which overload limit shed the request and its setting ("resident memory above
+  // --overload-max-rss-mb 512"); empty when the span does not say.
+  std::string shed;
   std::string authz;         // allow, deny, none
   std::string policy_authz;  // "AuthorizationPolicy/ns/name"
   std::string peer;          // the caller's SPIFFE id

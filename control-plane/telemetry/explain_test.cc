@@ -133,6 +133,13 @@ TEST(ExplainTest, TheFailureThatEndedFirstIsTheCause) {
       << e->verdict;
 }
 
+// A trace of one hop, productpage.default's, with `attributes`.
+absl::StatusOr<Explanation> ExplainOne(
+    std::vector<std::pair<std::string, std::string>> attributes) {
+  return Explain(
+      kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5, std::move(attributes))});
+}
+
 // One outbound hop made the reply itself with `flags`; the verdict after "503 at ...: ".
 std::string Verdict(const std::string& status, const std::string& flags, const std::string& reason,
                     std::vector<std::pair<std::string, std::string>> extra = {}) {
@@ -141,8 +148,7 @@ std::string Verdict(const std::string& status, const std::string& flags, const s
       {"meshlet.response_flags", flags},
       {"meshlet.error.reason", reason}};
   attributes.insert(attributes.end(), extra.begin(), extra.end());
-  absl::StatusOr<Explanation> e =
-      Explain(kTrace, {Span(1, 0, "productpage.default", SpanKind::kServer, 0, 5, attributes)});
+  absl::StatusOr<Explanation> e = ExplainOne(attributes);
   if (!e.ok()) return std::string(e.status().message());
   return e->verdict;
 }
@@ -344,6 +350,156 @@ TEST(ExplainTest, RefusalsNameTheirPolicyObjects) {
   EXPECT_EQ(e->policies, std::vector<std::string>{"MeshConfig/mesh"});
   EXPECT_TRUE(
       absl::StrContains(ExplanationJson(*e), R"("destinationPolicy":"MeshConfig/mesh")"));
+}
+
+// The hop's direction is what its sidecar says (its listener's), not guessed from what happened:
+// an authorization refusal on an outbound listener is the outbound sidecar's. A span that does
+// not say (an older sidecar) is placed by its cluster's name or a verified caller, else not.
+TEST(ExplainTest, TheDirectionIsTheListenersNotTheAuthorizations) {
+  const std::vector<std::pair<std::string, std::string>> denied = {
+      {"meshlet.authz", "deny"}, {"meshlet.policy.authz", "AuthorizationPolicy/default/no-admin"}};
+  std::vector<std::pair<std::string, std::string>> outbound = denied;
+  outbound.emplace_back("meshlet.listener.direction", "outbound");
+  EXPECT_EQ(Verdict("403", "AZ", "RBAC: access denied", outbound),
+            "403 at productpage.default's outbound sidecar: denied by "
+            "AuthorizationPolicy/default/no-admin for a caller without a mesh identity");
+  std::vector<std::pair<std::string, std::string>> inbound = denied;
+  inbound.emplace_back("meshlet.listener.direction", "inbound");
+  inbound.emplace_back("meshlet.cluster", "outbound|9080||reviews.default");  // it says better
+  EXPECT_EQ(Verdict("403", "AZ", "RBAC: access denied", inbound),
+            "403 at productpage.default's inbound sidecar: denied by "
+            "AuthorizationPolicy/default/no-admin for a caller without a mesh identity");
+  // Without it: nothing tells.
+  EXPECT_EQ(Verdict("403", "AZ", "RBAC: access denied", denied),
+            "403 at productpage.default's sidecar: denied by "
+            "AuthorizationPolicy/default/no-admin for a caller without a mesh identity");
+  absl::StatusOr<Explanation> e = ExplainOne(outbound);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE(absl::StrContains(ExplanationJson(*e), R"("direction":"outbound")"));
+}
+
+// Load shedding: which limit, and the setting behind it.
+TEST(ExplainTest, ShedRequestsNameTheLimitAndItsSetting) {
+  EXPECT_EQ(Verdict("503", "OL", "overloaded",
+                    {{"meshlet.listener.direction", "outbound"},
+                     {"meshlet.shed.reason", "active_requests"},
+                     {"meshlet.shed.limit", "40"},
+                     {"meshlet.shed.worker_limit", "20"}}),
+            "503 at productpage.default's outbound sidecar: the sidecar shed the request: more "
+            "than 20 requests in flight on its worker (its share of "
+            "--overload-max-active-requests 40)");
+  EXPECT_EQ(Verdict("503", "OL", "overloaded",
+                    {{"meshlet.shed.reason", "active_requests"},
+                     {"meshlet.shed.limit", "1"},
+                     {"meshlet.shed.worker_limit", "1"}}),
+            "503 at productpage.default's sidecar: the sidecar shed the request: more than 1 "
+            "request in flight on its worker (its share of --overload-max-active-requests 1)");
+  EXPECT_EQ(Verdict("503", "OL", "overloaded",
+                    {{"meshlet.shed.reason", "memory"}, {"meshlet.shed.limit", "512"}}),
+            "503 at productpage.default's sidecar: the sidecar shed the request: resident memory "
+            "above --overload-max-rss-mb 512");
+  // A sidecar that does not say which.
+  EXPECT_EQ(Verdict("503", "OL", "overloaded"),
+            "503 at productpage.default's sidecar: the sidecar is overloaded and shed the request");
+  absl::StatusOr<Explanation> e = ExplainOne({{"http.response.status_code", "503"},
+                                              {"meshlet.response_flags", "OL"},
+                                              {"meshlet.shed.reason", "memory"},
+                                              {"meshlet.shed.limit", "512"}});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE(absl::StrContains(ExplanationJson(*e),
+                                R"("shed":"resident memory above --overload-max-rss-mb 512")"))
+      << ExplanationJson(*e);
+}
+
+// An unsampled request retried by the caller's sidecar: its attempts' client spans were not
+// exported, so the callee's error span names a parent that is not in the trace. The caller's
+// decision record lists each attempt's span id, which links the two into one chain.
+TEST(ExplainTest, AnUnsampledRetriedRequestStaysOneChain) {
+  std::vector<SpanRecord> spans = {
+      Span(1, 0, "frontend.default", SpanKind::kServer, 0, 60,
+           {{"http.response.status_code", "503"},
+            {"meshlet.listener.direction", "outbound"},
+            {"meshlet.cluster", "outbound|9080||backend.default"},
+            {"meshlet.request_id", "req-retried"},
+            {"meshlet.attempts",
+             absl::StrCat("endpoint=10.0.0.7:15006 outcome=503 duration_ms=20 next=retry(5xx) "
+                          "span_id=",
+                          SpanId(0x71),
+                          "; endpoint=10.0.0.8:15006 outcome=503 duration_ms=20 "
+                          "next=no-retry(attempts-exhausted) span_id=",
+                          SpanId(0x72))}}),
+      // The callee's sidecar of each attempt, which answered 503 itself.
+      Span(3, 0x71, "backend.default", SpanKind::kServer, 2, 15,
+           {{"http.response.status_code", "503"},
+            {"meshlet.listener.direction", "inbound"},
+            {"meshlet.cluster", "inbound|9080"},
+            {"meshlet.response_flags", "UF"},
+            {"meshlet.error.reason", "upstream connect error"}}),
+      Span(4, 0x72, "backend.default", SpanKind::kServer, 30, 15,
+           {{"http.response.status_code", "503"},
+            {"meshlet.listener.direction", "inbound"},
+            {"meshlet.cluster", "inbound|9080"},
+            {"meshlet.response_flags", "UF"},
+            {"meshlet.error.reason", "upstream connect error"}}),
+  };
+  for (SpanRecord& span : spans) span.flags = 0x300;
+  absl::StatusOr<Explanation> e = Explain(kTrace, spans);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 3u);
+  EXPECT_EQ(e->hops[0].depth, 0);
+  EXPECT_EQ(e->hops[1].depth, 1);
+  EXPECT_EQ(e->hops[1].parent, 0);
+  EXPECT_EQ(e->hops[1].span_id, SpanId(3));
+  EXPECT_EQ(e->hops[2].depth, 1);
+  EXPECT_EQ(e->hops[2].parent, 0);
+  EXPECT_EQ(e->first_failure, 1);
+  EXPECT_EQ(e->verdict,
+            "503 at backend.default's inbound sidecar: connecting to cluster inbound|9080 failed");
+  ASSERT_EQ(e->hops[0].attempts.size(), 2u);
+  EXPECT_EQ(e->hops[0].attempts[1].span_id, SpanId(0x72));
+  EXPECT_TRUE(absl::StrContains(ExplanationJson(*e), absl::StrCat(R"("spanId":")", SpanId(0x71))))
+      << ExplanationJson(*e);
+}
+
+// Spans may come from senders the collector did not verify: parents that form a cycle (through
+// client spans, or between hops) and a repeated span id must neither hang nor lose a hop.
+TEST(ExplainTest, ParentCyclesAndRepeatedIdsEndAndKeepEveryHop) {
+  const std::vector<std::pair<std::string, std::string>> failed = {
+      {"http.response.status_code", "503"},
+      {"meshlet.response_flags", "UH"},
+      {"meshlet.error.reason", "no healthy upstream"}};
+  absl::StatusOr<Explanation> e =
+      Explain(kTrace, {Span(1, 2, "a", SpanKind::kClient, 0, 5, {{"meshlet.retry_attempt", "1"}}),
+                       Span(2, 1, "a", SpanKind::kClient, 0, 5, {{"meshlet.retry_attempt", "1"}}),
+                       Span(3, 1, "b", SpanKind::kServer, 1, 3, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 1u);
+  EXPECT_EQ(e->hops[0].service, "b");
+
+  e = Explain(kTrace, {Span(4, 5, "c", SpanKind::kServer, 0, 5, failed),
+                       Span(5, 4, "d", SpanKind::kServer, 1, 3, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 2u);
+  EXPECT_EQ(e->hops[0].service, "c");
+  EXPECT_EQ(e->hops[1].service, "d");
+  EXPECT_EQ(e->hops[1].parent, 0);
+
+  e = Explain(kTrace, {Span(6, 0, "e", SpanKind::kServer, 0, 5, failed),
+                       Span(7, 6, "f", SpanKind::kServer, 1, 3, failed),
+                       Span(6, 7, "g", SpanKind::kServer, 2, 1, failed)});
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->hops.size(), 3u);
+
+  // A chain as long as the trace store keeps (10 000 spans), each hop under the one before.
+  std::vector<SpanRecord> chain;
+  for (int i = 1; i <= 10000; ++i) {
+    chain.push_back(Span(i, i - 1, "h", SpanKind::kServer, i, 1, failed));
+  }
+  e = Explain(kTrace, chain);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->hops.size(), 10000u);
+  EXPECT_EQ(e->hops.back().depth, 9999);
+  EXPECT_EQ(e->hops.back().parent, 9998);
 }
 
 TEST(ExplainTest, SuccessSaysNoHopFailed) {

@@ -12,6 +12,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
+#include "control-plane/policy/kinds.h"
 #include "control-plane/translate/translation.h"
 #include "google/protobuf/util/time_util.h"
 #include "re2/re2.h"
@@ -670,8 +671,10 @@ void AddEntries(const TranslationContext& ctx, TranslationOutput& out, const Ser
       e.route = base;
       e.route.set_name(RouteName(ns, route.metadata().name(), rule, i, matches, m));
       SetMatch(match, *e.route.mutable_match());
-      SetPolicySource(kind, ns, route.metadata().name(), i, match == nullptr ? -1 : m,
-                      *e.route.mutable_source());
+      // Named with the group: meshlet has an HTTPRoute of its own, and `meshctl explain` looks
+      // the object up by this name (ADR 0058's qualified kind names).
+      SetPolicySource(absl::StrCat(kind, ".", policy::kGatewayGroup), ns, route.metadata().name(),
+                      i, match == nullptr ? -1 : m, *e.route.mutable_source());
       if (e.route.has_route()) {
         SetTimeoutSources(ctx, service, &e.route.source(), RuleSetsTimeout(rule),
                           RuleSetsPerTryTimeout(rule), *e.route.mutable_route());

@@ -611,8 +611,8 @@ spec:
   auto source = [](const xds::PolicySource& s) {
     return absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name());
   };
-  EXPECT_EQ(source(set.timeout_source()), "HTTPRoute/default/a");
-  EXPECT_EQ(source(set.per_try_timeout_source()), "HTTPRoute/default/a");
+  EXPECT_EQ(source(set.timeout_source()), "HTTPRoute.gateway.networking.k8s.io/default/a");
+  EXPECT_EQ(source(set.per_try_timeout_source()), "HTTPRoute.gateway.networking.k8s.io/default/a");
   EXPECT_EQ(source(unset.timeout_source()), "TrafficPolicy/default/echo");
   EXPECT_EQ(source(unset.per_try_timeout_source()), "TrafficPolicy/default/echo");
   EXPECT_FALSE(zero.has_timeout_source());
@@ -820,10 +820,11 @@ spec:
     return absl::StrCat(s.kind(), "/", s.namespace_(), "/", s.name(), " ", s.rule(), " ",
                         s.match());
   };
-  EXPECT_EQ(source("default/g/any"), "GRPCRoute/default/g 0 -1");
-  EXPECT_EQ(source("default/g/two/0"), "GRPCRoute/default/g 1 0");
-  EXPECT_EQ(source("default/g/two/1"), "GRPCRoute/default/g 1 1");
-  EXPECT_EQ(source("default/h/v1"), "HTTPRoute/default/h 0 0");
+  // Named with their group: meshlet's own HTTPRoute is "HTTPRoute/default/h".
+  EXPECT_EQ(source("default/g/any"), "GRPCRoute.gateway.networking.k8s.io/default/g 0 -1");
+  EXPECT_EQ(source("default/g/two/0"), "GRPCRoute.gateway.networking.k8s.io/default/g 1 0");
+  EXPECT_EQ(source("default/g/two/1"), "GRPCRoute.gateway.networking.k8s.io/default/g 1 1");
+  EXPECT_EQ(source("default/h/v1"), "HTTPRoute.gateway.networking.k8s.io/default/h 0 0");
 }
 
 TEST_F(GatewayTest, GrpcWeightsAndHeaderModifier) {

@@ -280,6 +280,38 @@ TEST(AdmissionTest, WhatIsNeverTouched) {
   EXPECT_EQ(service.reason, "Service \"shop/s\": not a kind injection applies to");
 }
 
+// A pod of another revision that reached this webhook (a configuration's selector let it
+// through) is allowed unchanged, and the answer says why: kubectl prints the warning to whoever
+// created the pod, not only the control plane's log.
+TEST(AdmissionTest, AnotherRevisionsPodIsAllowedUnchangedWithTheReasonAsAWarning) {
+  ReviewOptions options = TestOptions();
+  options.inject.revision = "canary";
+  options.inject.control_plane_address = "meshlet-control-plane-canary.meshlet-system.svc:15012";
+  options.inject.control_plane_service_account = "meshlet-control-plane-canary";
+  options.inject.own_revision_only = true;
+  std::string other = kPod;
+  other.replace(other.find("\"labels\":{"), 10, "\"labels\":{\"meshlet.io/rev\":\"0-2-0\",");
+  const ReviewResult result = Review(ReviewJson(other), options);
+  ASSERT_EQ(result.verdict, Verdict::kUntouched) << result.reason;
+  const YAML::Node response = ResponseOf(result);
+  EXPECT_EQ(Text(Field(response, "allowed")), "true");
+  EXPECT_FALSE(Field(response, "patch").IsDefined());
+  const YAML::Node warnings = Field(response, "warnings");
+  ASSERT_TRUE(warnings.IsSequence() && warnings.size() == 1) << result.body;
+  EXPECT_EQ(Text(warnings[0]),
+            "meshlet: not injected: the pod's label meshlet.io/rev names revision 0-2-0, not "
+            "this control plane's (canary); that revision's webhook injects it (check the "
+            "webhook configurations' selectors)");
+  // Kubernetes shows warnings of up to 256 characters whole.
+  EXPECT_LE(Text(warnings[0]).size(), 256u);
+  // Its own pod: injected, no warning.
+  std::string own = kPod;
+  own.replace(own.find("\"labels\":{"), 10, "\"labels\":{\"meshlet.io/rev\":\"canary\",");
+  const ReviewResult injected = Review(ReviewJson(own), options);
+  EXPECT_EQ(injected.verdict, Verdict::kInjected) << injected.reason;
+  EXPECT_FALSE(Field(ResponseOf(injected), "warnings").IsDefined()) << injected.body;
+}
+
 TEST(AdmissionTest, ADryRunGetsTheSameAnswer) {
   const ReviewResult normal = Review(ReviewJson(kPod), TestOptions());
   const ReviewResult dry =

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/base/file.h"
 #include "common/base/logging.h"
@@ -165,7 +166,8 @@ absl::Status WebhookService::SetServingCertificate(std::string certificate_chain
 }
 
 absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kubernetes,
-                                   const std::string& trust_bundle_pem) {
+                                   const std::string& trust_bundle_pem,
+                                   const kubernetes::RevisionTags* tags) {
   if (!kubernetes.api.empty() && !trust_bundle_pem.empty()) {
     absl::StatusOr<std::unique_ptr<kubernetes::KubernetesApi>> api =
         kubernetes::KubernetesApi::Create(control_plane_.loop(), kubernetes);
@@ -178,6 +180,17 @@ absl::Status WebhookService::Start(const kubernetes::KubernetesApiOptions& kuber
       ca_bundle_->Start();
     }
     if (!options_.trust_bundle.namespace_selector.empty()) {
+      if (tags != nullptr) {
+        options_.trust_bundle.more_selectors = [tags, revision = options_.revision] {
+          std::vector<std::string> selectors;
+          for (const std::string& tag : tags->TagsOf(revision)) {
+            selectors.push_back(tag == inject::kDefaultTag
+                                    ? std::string("meshlet.io/inject=enabled")
+                                    : absl::StrCat(inject::kRevisionLabel, "=", tag));
+          }
+          return selectors;
+        };
+      }
       trust_bundle_ = std::make_unique<kubernetes::TrustBundleConfigMaps>(
           control_plane_.loop(), *kubernetes_api_, control_plane_.stats(), trust_bundle_pem,
           options_.trust_bundle);
@@ -240,16 +253,29 @@ const net::Address* WebhookService::address() const {
 
 http::ServerResponse WebhookService::Handle(const http::ServerRequest& request) {
   if (request.path() == "/healthz") return http::ServerResponse::Text(200, "ok\n");
-  if (request.path() != "/inject") {
-    return http::ServerResponse::Text(404, "not found: the webhook serves POST /inject\n");
+  // /inject, or /inject/tag/<tag> from a tag's configuration: the tag's pods are this
+  // revision's.
+  absl::string_view tag = request.path();
+  const bool tagged = absl::ConsumePrefix(&tag, inject::kTagInjectPathPrefix);
+  if (tagged ? !inject::ParseTag(tag).ok() : request.path() != "/inject") {
+    return http::ServerResponse::Text(
+        404, "not found: the webhook serves POST /inject and POST /inject/tag/<tag>\n");
   }
   if (request.method() != "POST") {
     return http::ServerResponse::Text(405, "POST an AdmissionReview to /inject\n");
   }
-  ReviewResult result = Review(request.body, review_);
+  ReviewResult result;
+  if (tagged) {
+    ReviewOptions options = review_;
+    options.inject.tags[std::string(tag)] = review_.inject.revision;
+    result = Review(request.body, options);
+  } else {
+    result = Review(request.body, review_);
+  }
   reviews_[static_cast<size_t>(result.verdict)].Inc();
   if (result.verdict == Verdict::kInjected || result.verdict == Verdict::kUntouched) {
-    LOG(DEBUG) << "webhook: " << result.reason;
+    LOG(DEBUG) << "webhook" << (tagged ? absl::StrCat(" (tag ", tag, ")") : "") << ": "
+               << result.reason;
   } else {
     LOG_EVERY_N_SEC(INFO, 1) << "webhook: refused: " << result.reason;
   }

@@ -20,7 +20,9 @@
 // are pointed at meshlet-control-plane[-<revision>].<namespace>.svc:15012 unless
 // --inject-control-plane says otherwise, with the CA's trust domain; kube-system and the control
 // plane's namespace are never injected. A pod labelled meshlet.io/rev for another revision is
-// allowed unchanged (that revision's webhook injects it).
+// allowed unchanged (that revision's webhook injects it), with a warning saying so. POST
+// /inject/tag/<tag> is the path of a revision tag's configuration (ADR 0076): pods labelled
+// meshlet.io/rev=<tag> are this revision's there.
 //
 // Stats: meshlet_cp_webhook_reviews_total{verdict} (injected, untouched, refused, malformed).
 //
@@ -36,6 +38,7 @@
 #include "common/stats/stats.h"
 #include "common/tls/tls_context_provider.h"
 #include "control-plane/kubernetes/api_client.h"
+#include "control-plane/kubernetes/revision_tags.h"
 #include "control-plane/kubernetes/trust_bundle_configmaps.h"
 #include "control-plane/kubernetes/webhook_ca_bundle.h"
 #include "control-plane/server/control_plane.h"
@@ -97,8 +100,12 @@ class WebhookService {
   // certificate (logged). Errors name the flag at fault. With `kubernetes` (the API server's
   // address not empty), also starts keeping the trust-bundle ConfigMaps of injected namespaces,
   // and with the CA's certificate the configuration's caBundle, equal to `trust_bundle_pem`.
+  // With `tags` (may be null; must outlive this), the namespaces labelled with a tag that points
+  // at this revision (the tag "default": those labelled meshlet.io/inject=enabled) get the
+  // trust-bundle ConfigMap too.
   absl::Status Start(const kubernetes::KubernetesApiOptions& kubernetes = {},
-                     const std::string& trust_bundle_pem = "");
+                     const std::string& trust_bundle_pem = "",
+                     const kubernetes::RevisionTags* tags = nullptr);
 
   // The bound address; null while not listening.
   const net::Address* address() const;

@@ -168,10 +168,15 @@ inline void ActiveStream::RememberRequestLine(const http::HeaderMap& headers) {
 }
 
 inline void ActiveStream::Shed(stream::OverloadState::Reason reason) {
-  hcm_.stats_.downstream_rq_overload_shed[reason == stream::OverloadState::Reason::kMemory ? 0 : 1]
-      .Inc();
+  const bool memory = reason == stream::OverloadState::Reason::kMemory;
+  hcm_.stats_.downstream_rq_overload_shed[memory ? 0 : 1].Inc();
   RememberRequestLine(*request_headers_);
   info_.SetFlag(stream::ResponseFlag::kOverloaded);
+  // Which limit, and the setting behind it, for `meshctl explain`.
+  stream::DecisionRecord& decision = info_.decision;
+  decision.shed = memory ? stream::ShedReason::kMemory : stream::ShedReason::kActiveRequests;
+  decision.shed_limit = memory ? overload_->max_rss_mb : overload_->max_active_requests_setting;
+  decision.shed_worker_limit = memory ? 0 : overload_->max_active_requests;
   SendLocalReply({.http_status = 503,
                   .grpc_status = http::grpc::StatusCode::kUnavailable,
                   .message = "overloaded",
@@ -529,8 +534,11 @@ inline void ActiveStream::BeginServerSpan(http::HeaderMap& headers) {
 }
 
 void ActiveStream::BeginErrorSpan() {
-  server_span_ =
-      hcm_.context_.tracer->BeginErrorSpan(request_headers_.get(), info_.trace, info_.start);
+  // A single attempt's client span id: the parent its upstream saw, which the span takes.
+  const stream::DecisionRecord& decision = info_.decision;
+  const uint64_t single_attempt = decision.attempt_count == 1 ? decision.attempts[0].span_id : 0;
+  server_span_ = hcm_.context_.tracer->BeginErrorSpan(request_headers_.get(), info_.trace,
+                                                      info_.start, single_attempt);
   if (server_span_ != nullptr && request_headers_ != nullptr) {
     DescribeServerSpan(*request_headers_);
   }
@@ -554,6 +562,7 @@ void ActiveStream::DescribeServerSpan(const http::HeaderMap& headers) {
   tracing::SetText(span.path, path);
   span.protocol = http::ProtocolName(info_.protocol);
   span.peer_identity = hcm_.options_.peer_identity;
+  span.direction = hcm_.inbound_ ? "inbound" : "outbound";
 }
 
 inline void ActiveStream::Terminate(http::StreamResetReason reason) {
@@ -596,7 +605,7 @@ inline void ActiveStream::Finish() {
     if (id.empty() && request_headers_ != nullptr) {
       id = request_headers_->Get(kRequestIdHeader).value_or("");
     }
-    hcm_.context_.decisions->Add(info_, id);
+    hcm_.context_.decisions->Add(info_, id, hcm_.inbound_ ? "inbound" : "outbound");
   }
   hcm_.stats_.RecordRequest(info_, duration_us);
   if (route_.cluster != nullptr && route_.cluster_stats != nullptr) {

@@ -7,6 +7,7 @@
 #include "sidecar/listener/active_stream.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,6 +37,27 @@ class ActiveStreamTest : public HttpConnectionManagerTest {
     worker->context.error_header = "x-meshlet-error";
     worker->context.node_name = "web-0.shop";
     return worker;
+  }
+  // A cluster `name` of one endpoint at `address`.
+  static std::shared_ptr<ClusterConfig> OneEndpoint(const std::string& name,
+                                                    const net::Address& address) {
+    auto cluster = std::make_shared<ClusterConfig>();
+    cluster->name = name;
+    EndpointConfig endpoint;
+    endpoint.address = address;
+    cluster->endpoints.push_back(endpoint);
+    return cluster;
+  }
+  // The span id a request's traceparent names (its receiver's parent); "" without one.
+  static std::string ToldSpanId(const http::ServerRequest& request) {
+    const std::vector<std::string> fields =
+        absl::StrSplit(request.headers.Get("traceparent").value_or(""), '-');
+    return fields.size() == 4 ? fields[2] : "";
+  }
+  static std::string Hex(uint64_t id) {
+    char hex[16];
+    tracing::FormatHex64(id, hex);
+    return std::string(hex, sizeof(hex));
   }
 };
 
@@ -167,6 +189,7 @@ TEST_F(ActiveStreamTest, ADenialNamesItsAuthorizationPolicyInTheDecisionRing) {
   EXPECT_TRUE(absl::StrContains(json, "\"request_id\":\"denied-1\"")) << json;
   EXPECT_FALSE(absl::StrContains(json, "ok-1")) << json;
   EXPECT_TRUE(absl::StrContains(json, "\"meshlet.authz\":\"deny\"")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "\"meshlet.listener.direction\":\"outbound\"")) << json;
   EXPECT_TRUE(
       absl::StrContains(json, "\"meshlet.policy.authz\":\"AuthorizationPolicy/shop/no-admin\""))
       << json;
@@ -181,13 +204,9 @@ TEST_F(ActiveStreamTest, ASampledRequestsSpanCarriesItsDecisionRecord) {
       loop_, *net::Address::Parse("127.0.0.1:0"), {},
       [](const http::ServerRequest&) { return http::ServerResponse::Text(200, "ok"); });
   ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto cluster = std::make_shared<ClusterConfig>();
-  cluster->name = "up";
+  auto cluster = OneEndpoint("up", (*upstream)->address());
   cluster->traffic_policy = "TrafficPolicy/shop/up";
   cluster->subset = "version=v2";
-  EndpointConfig endpoint;
-  endpoint.address = (*upstream)->address();
-  cluster->endpoints.push_back(endpoint);
   auto snapshot = std::make_shared<config::Snapshot>(*RoutesTo({{"/up", "up"}}, {cluster}));
   route::RouteConfig routes = snapshot->route_tables["routes"]->config();
   routes.virtual_hosts[0].routes[0].source = "GRPCRoute/shop/up";
@@ -216,11 +235,14 @@ TEST_F(ActiveStreamTest, ASampledRequestsSpanCarriesItsDecisionRecord) {
   EXPECT_EQ(span.subset, "version=v2");
   EXPECT_EQ(span.authz, "allow");
   EXPECT_EQ(span.policy_authz, "AuthorizationPolicy/shop/all");
+  EXPECT_EQ(span.direction, "outbound");  // the listener's, whatever its authorization
   EXPECT_TRUE(absl::StartsWith(
       span.attempts,
       absl::StrCat("endpoint=", (*upstream)->address().ToString(), " outcome=200 duration_ms=")))
       << span.attempts;
-  EXPECT_TRUE(absl::EndsWith(span.attempts, " next=done")) << span.attempts;
+  // Its one attempt's span id, which the folded server span took.
+  EXPECT_TRUE(absl::EndsWith(span.attempts, " next=done span_id=" + Hex(span.span_id)))
+      << span.attempts;
 }
 
 // The chain's order at the listener level: authorization before the listener's rate limit, so
@@ -657,6 +679,7 @@ TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
   hcm_options_.refuse = false;
   hcm_options_.original_destination.clear();
   listener_config_.authorizer = DenyPath("/denied");
+  listener_config_.direction = config::TrafficDirection::kInbound;
   const std::string denied = Exchange(
       "GET /denied HTTP/1.1\r\nhost: x\r\nx-request-id: caller-7\r\n"
       "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
@@ -676,6 +699,7 @@ TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
   EXPECT_EQ(nm.response_flags, "NM");
   EXPECT_EQ(nm.policy_destination, "MeshConfig/mesh");
   EXPECT_EQ(nm.status_code, 502);
+  EXPECT_EQ(nm.direction, "outbound");
   EXPECT_TRUE(nm.trace_id.valid());
   const tracing::Span& az = worker.sink.spans[1];
   EXPECT_TRUE(az.sampled);
@@ -684,6 +708,7 @@ TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
   EXPECT_EQ(az.request_id, "caller-7");
   EXPECT_EQ(az.response_flags, "AZ");
   EXPECT_EQ(az.authz, "deny");
+  EXPECT_EQ(az.direction, "inbound");
   EXPECT_EQ(az.path, "/denied");
   ASSERT_EQ(log_.lines.size(), 2u);
   EXPECT_TRUE(absl::StrContains(log_.lines[0], absl::StrCat("\"request_id\":\"", id, "\"")))
@@ -695,8 +720,10 @@ TEST_F(ActiveStreamTest, RequestsRefusedBeforeRoutingAreExplainedToo) {
 // cause; the answer itself passes through untouched. An application's own 503 does not count.
 TEST_F(ActiveStreamTest, AnUpstreamProxysErrorPassedOnIsExplainedHereToo) {
   bool attributed = true;
+  std::vector<std::string> told;
   auto upstream = http::HttpServer::Create(
-      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest&) {
+      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest& request) {
+        told.push_back(ToldSpanId(request));
         http::ServerResponse r = http::ServerResponse::Text(504, "upstream request timeout");
         if (attributed) {
           r.headers.Add("x-meshlet-error", "db-0.shop; flag=UT; reason=upstream request timeout");
@@ -704,12 +731,7 @@ TEST_F(ActiveStreamTest, AnUpstreamProxysErrorPassedOnIsExplainedHereToo) {
         return r;
       });
   ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto cluster = std::make_shared<ClusterConfig>();
-  cluster->name = "db";
-  EndpointConfig endpoint;
-  endpoint.address = (*upstream)->address();
-  cluster->endpoints.push_back(endpoint);
-  auto stepped = Unsampled(RoutesTo({{"/db", "db"}}, {cluster}));
+  auto stepped = Unsampled(RoutesTo({{"/db", "db"}}, {OneEndpoint("db", (*upstream)->address())}));
   SteppedWorker& worker = *stepped;
   hcm_context_ = &worker.context;
   const std::string passed =
@@ -728,6 +750,93 @@ TEST_F(ActiveStreamTest, AnUpstreamProxysErrorPassedOnIsExplainedHereToo) {
   EXPECT_FALSE(worker.sink.spans[0].sampled);
   EXPECT_EQ(worker.sink.spans[0].status_code, 504);
   EXPECT_TRUE(worker.sink.spans[0].error_reason.empty());
+  // Its one attempt's client span id is its id: the parent the upstream was told, so the
+  // upstream's error span hangs under it.
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(Hex(worker.sink.spans[0].span_id), told[0]);
+  EXPECT_TRUE(absl::EndsWith(worker.sink.spans[0].attempts, " span_id=" + told[0]))
+      << worker.sink.spans[0].attempts;
+}
+
+// With several attempts the error span cannot take their ids (it has one), and their client
+// spans are not exported: its decision record lists each attempt's span id, the parent each
+// upstream was told, which is how `meshctl explain` links the next hops' spans to this one.
+TEST_F(ActiveStreamTest, AnErrorSpanListsTheSpanIdOfEachAttempt) {
+  std::vector<std::string> told;
+  auto upstream = http::HttpServer::Create(
+      loop_, *net::Address::Parse("127.0.0.1:0"), {}, [&](const http::ServerRequest& request) {
+        told.push_back(ToldSpanId(request));
+        http::ServerResponse r = http::ServerResponse::Text(503, "no healthy upstream");
+        r.headers.Add("x-meshlet-error", "db-0.shop; flag=UH; reason=no healthy upstream");
+        return r;
+      });
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  // 503: retried twice.
+  auto stepped = Unsampled(RoutesTo({{"/db", "db"}}, {OneEndpoint("db", (*upstream)->address())}));
+  SteppedWorker& worker = *stepped;
+  hcm_context_ = &worker.context;
+  const std::string response =
+      Exchange("GET /db HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 503")) << response;
+  ASSERT_EQ(told.size(), 3u);
+  ASSERT_EQ(worker.sink.spans.size(), 1u);
+  const tracing::Span& span = worker.sink.spans[0];
+  EXPECT_FALSE(span.sampled);
+  const std::vector<std::string> attempts = absl::StrSplit(span.attempts, "; ");
+  ASSERT_EQ(attempts.size(), 3u) << span.attempts;
+  for (size_t i = 0; i < told.size(); ++i) {
+    EXPECT_TRUE(absl::EndsWith(attempts[i], " span_id=" + told[i])) << attempts[i];
+    EXPECT_NE(told[i], Hex(span.span_id));
+  }
+}
+
+// A request load shedding refused names the limit and the setting behind it: resident memory
+// over --overload-max-rss-mb, or its worker's share of --overload-max-active-requests in flight.
+TEST_F(ActiveStreamTest, AShedRequestNamesTheLimitThatShedIt) {
+  auto stepped = Unsampled(context_.snapshot);
+  SteppedWorker& worker = *stepped;
+  std::atomic<bool> pressure{true};
+  worker.context.overload.memory_pressure = &pressure;
+  worker.context.overload.max_rss_mb = 512;
+  hcm_context_ = &worker.context;
+  const std::string memory =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(memory, "HTTP/1.1 503")) << memory;
+  EXPECT_EQ(ResponseHeader(memory, "x-meshlet-error"), "web-0.shop; flag=OL; reason=overloaded");
+  pressure = false;
+  // One request holds the worker's only slot (a share of 1 of a setting of 2).
+  worker.context.overload.max_active_requests = 1;
+  worker.context.overload.max_active_requests_setting = 2;
+  net::testing::RecordingCallbacks holder;
+  auto held = Connect(holder);
+  held->Write("GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return worker.context.overload.active_requests == 1; }, seconds(5)));
+  const std::string busy =
+      Exchange("GET /direct HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").first;
+  EXPECT_TRUE(absl::StartsWith(busy, "HTTP/1.1 503")) << busy;
+  held->Close(net::CloseMode::kAbort);
+  loop_.RunUntil([&] { return hcms_.empty(); }, seconds(5));
+  loop_.RunUntilIdle();
+  hcm_context_ = &context_;
+  ASSERT_EQ(worker.sink.spans.size(), 2u);
+  const tracing::Span& by_memory = worker.sink.spans[0];
+  EXPECT_EQ(by_memory.response_flags, "OL");
+  EXPECT_EQ(by_memory.shed_reason, "memory");
+  EXPECT_EQ(by_memory.shed_limit, 512);
+  EXPECT_EQ(by_memory.shed_worker_limit, -1);
+  const tracing::Span& by_requests = worker.sink.spans[1];
+  EXPECT_EQ(by_requests.response_flags, "OL");
+  EXPECT_EQ(by_requests.shed_reason, "active_requests");
+  EXPECT_EQ(by_requests.shed_limit, 2);
+  EXPECT_EQ(by_requests.shed_worker_limit, 1);
+  EXPECT_EQ(Counter("meshlet_http_downstream_rq_overload_shed_total", {{"reason", "memory"}}), 1u);
+  EXPECT_EQ(
+      Counter("meshlet_http_downstream_rq_overload_shed_total", {{"reason", "active_requests"}}),
+      1u);
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ HttpConnectionManager::HttpConnectionManager(WorkerContext& context, const HttpS
                                                            : options.route_config_name),
       http_options_(listener.http),
       listener_name_(listener.name),
+      inbound_(listener.direction == config::TrafficDirection::kInbound),
       options_(options),
       connection_(std::move(connection)),
       initial_data_(std::move(initial_data)),

@@ -194,6 +194,8 @@ class HttpConnectionManager final : public net::ConnectionCallbacks,
   // for decision records; may be empty.
   std::string refusal_source_;
   const std::string listener_name_;
+  // The listener's direction is INBOUND (server spans say meshlet.listener.direction).
+  const bool inbound_;
   const Options options_;
   // The listener's authorization policies, local rate limit and destination port, as of the
   // current snapshot: a long-lived connection (pooled HTTP/2 from a peer) applies a policy change

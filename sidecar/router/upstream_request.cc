@@ -210,7 +210,10 @@ inline void UpstreamRequest::CancelProbeIfUnreported() {
 void UpstreamRequest::BeginClientSpan(const cluster::Host& host) {
   // Every attempt is its own client span and carries its own traceparent (a retry included).
   if (router_.info_.held_attempt_span != nullptr) ExportHeldAttemptSpan();
-  router_.context_.tracer->BeginClient(*router_.request_headers_, router_.info_.trace, span_);
+  // The id goes into the attempt's record, sampled or not: an error span lists it, and the next
+  // hop's span names it as its parent.
+  router_.info_.decision.SetAttemptSpan(
+      router_.context_.tracer->BeginClient(*router_.request_headers_, router_.info_.trace, span_));
   if (span_ != nullptr) DescribeClientSpan(*span_, host);
 }
 

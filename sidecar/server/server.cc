@@ -258,6 +258,8 @@ absl::Status Server::Init() {
                         .trace_channel = trace_channel_,
                         .memory_pressure = overload_.flag(),
                         .max_active_requests = PerWorkerActiveRequests(),
+                        .overload_max_active_requests = options_.overload_max_active_requests,
+                        .overload_max_rss_mb = options_.overload_max_rss_mb,
                         .max_mirrors_in_flight = options_.mirror_max_in_flight,
                         .error_header = options_.error_header,
                         .node_name = node_name_,

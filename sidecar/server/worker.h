@@ -91,6 +91,9 @@ struct WorkerShared {
   // and the requests each worker may have in flight (0: no limit).
   const std::atomic<bool>* memory_pressure = nullptr;
   uint64_t max_active_requests = 0;
+  // The flags' values, for the decision records of shed requests.
+  uint64_t overload_max_active_requests = 0;
+  uint64_t overload_max_rss_mb = 0;
   // Mirror copies each worker may have in flight (--mirror-max-in-flight; router/mirror.h).
   uint64_t max_mirrors_in_flight = router::Mirrors::kDefaultMaxInFlight;
   // Error attribution (stream::StreamContext): the field's name (empty: off) and this proxy's

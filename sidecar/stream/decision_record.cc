@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sidecar/tracing/trace_context.h"
 
 namespace meshlet::sidecar::stream {
 
@@ -133,6 +134,18 @@ absl::string_view AuthzResultName(AuthzResult result) {
   return "";
 }
 
+absl::string_view ShedReasonName(ShedReason reason) {
+  switch (reason) {
+    case ShedReason::kNone:
+      return "";
+    case ShedReason::kActiveRequests:
+      return "active_requests";
+    case ShedReason::kMemory:
+      return "memory";
+  }
+  return "";
+}
+
 int64_t AttemptDurationMs(const AttemptRecord& attempt) {
   const MonotonicTime::duration elapsed(attempt.end_ticks - attempt.start_ticks);
   const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
@@ -165,6 +178,14 @@ void AppendAttempts(const DecisionRecord& record, std::string* out) {
         absl::StrAppend(out, "no-retry(", NoRetryCauseName(static_cast<NoRetryCause>(a.cause)),
                         ")");
         break;
+    }
+    if (a.span_id != 0) {
+      // The parent the upstream was told: the next hop's span names it (meshctl explain links
+      // the hops of an unsampled request by it, as the attempts' client spans are not exported).
+      char hex[16];
+      tracing::FormatHex64(a.span_id, hex);
+      out->append(" span_id=");
+      out->append(hex, sizeof(hex));
     }
   }
   if (record.dropped_attempts() > 0) {

@@ -81,6 +81,9 @@ struct EndpointBytes {
 // pays nothing for the array.
 struct AttemptRecord {
   EndpointBytes endpoint;
+  // The attempt's client span id: the parent the upstream was told (its traceparent), sampled or
+  // not; 0: none (tracing off, or a CONNECT tunnel). Set by the router after BeginAttempt().
+  uint64_t span_id;
   // MonotonicTime's ticks since its epoch: converted only when formatted.
   MonotonicTime::rep start_ticks;
   MonotonicTime::rep end_ticks;  // = start_ticks while pending
@@ -88,6 +91,13 @@ struct AttemptRecord {
   AttemptOutcome outcome;
   AttemptNext next;
   uint8_t cause;  // RetryCause (kRetry) or NoRetryCause (kNoRetry)
+};
+
+// Which overload limit shed the request (`meshlet.shed.reason`; docs/operations.md "Overload").
+enum class ShedReason : uint8_t {
+  kNone,            // not shed
+  kActiveRequests,  // active_requests: its worker had its share of requests in flight
+  kMemory,          // memory: resident memory above --overload-max-rss-mb
 };
 
 // The authorization decision (`meshlet.authz`).
@@ -108,6 +118,10 @@ struct DecisionRecord {
   absl::string_view subset;          // "version=v2"; empty: the whole service
   absl::string_view policy_traffic;  // "TrafficPolicy/ns/name"; empty: defaults
   AuthzResult authz = AuthzResult::kUnknown;
+  // Load shedding refused the request (OL): which limit, and its setting's value (shed_limit:
+  // --overload-max-active-requests, or --overload-max-rss-mb in MiB) and, for active_requests,
+  // this worker's share of it (shed_worker_limit). Both numbers are written only with `shed`.
+  ShedReason shed = ShedReason::kNone;
   absl::string_view policy_authz;   // "AuthorizationPolicy/ns/name"; empty: none decided
   int64_t timeout_request_ms = -1;  // -1: none
   int64_t timeout_per_try_ms = -1;  // -1: none
@@ -123,6 +137,8 @@ struct DecisionRecord {
   absl::string_view policy_destination;
   // A local rate limit refused the request (RL): the policy object the limit came from.
   absl::string_view policy_rate_limit;
+  uint64_t shed_limit;         // with `shed` only
+  uint64_t shed_worker_limit;  // with `shed` only
 
   uint32_t attempt_count = 0;  // attempts begun (may exceed kMaxAttempts)
   std::array<AttemptRecord, kMaxAttempts> attempts;
@@ -134,6 +150,7 @@ struct DecisionRecord {
     if (index >= kMaxAttempts) return false;
     AttemptRecord& a = attempts[index];
     a.endpoint.Set(endpoint);
+    a.span_id = 0;
     a.start_ticks = now.time_since_epoch().count();
     a.end_ticks = a.start_ticks;
     a.status = 0;
@@ -146,6 +163,10 @@ struct DecisionRecord {
   AttemptRecord* current() {
     return attempt_count == 0 || attempt_count > kMaxAttempts ? nullptr
                                                               : &attempts[attempt_count - 1];
+  }
+  // The current attempt's client span id (AttemptRecord::span_id).
+  void SetAttemptSpan(uint64_t span_id) {
+    if (AttemptRecord* a = current()) a->span_id = span_id;
   }
   // Ends the current attempt, unless it has ended already.
   void EndAttempt(AttemptOutcome outcome, int status, MonotonicTime now) {
@@ -175,9 +196,11 @@ absl::string_view AttemptOutcomeName(AttemptOutcome outcome);
 absl::string_view RetryCauseName(RetryCause cause);
 absl::string_view NoRetryCauseName(NoRetryCause cause);
 absl::string_view AuthzResultName(AuthzResult result);  // "" for kUnknown
+absl::string_view ShedReasonName(ShedReason reason);    // "" for kNone
 
-// Appends `meshlet.attempts` (docs/tracing.md): one entry per kept attempt joined by "; ", and
-// "dropped=N" after them when attempts were not kept. Appends nothing without attempts.
+// Appends `meshlet.attempts` (docs/tracing.md): one entry per kept attempt joined by "; " (with
+// its client span id, when it had one), and "dropped=N" after them when attempts were not kept.
+// Appends nothing without attempts.
 void AppendAttempts(const DecisionRecord& record, std::string* out);
 
 }  // namespace meshlet::sidecar::stream

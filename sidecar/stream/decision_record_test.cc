@@ -19,9 +19,10 @@ TEST(DecisionRecordTest, AttemptsFormatEndpointOutcomeDurationAndNext) {
   DecisionRecord r;
   const MonotonicTime t0{};
   ASSERT_TRUE(r.BeginAttempt(Addr("10.0.0.1:8080"), t0));
+  r.SetAttemptSpan(0x00f067aa0ba902b7);  // its client span, which the upstream was told
   r.EndAttempt(AttemptOutcome::kResponse, 503, t0 + milliseconds(4));
   r.SetNext(AttemptNext::kRetry, static_cast<uint8_t>(RetryCause::k5xx));
-  ASSERT_TRUE(r.BeginAttempt(Addr("[fd00::2]:9090"), t0 + milliseconds(30)));
+  ASSERT_TRUE(r.BeginAttempt(Addr("[fd00::2]:9090"), t0 + milliseconds(30)));  // none: untraced
   r.EndAttempt(AttemptOutcome::kTimeout, 0, t0 + milliseconds(130));
   r.SetNext(AttemptNext::kNoRetry, static_cast<uint8_t>(NoRetryCause::kBudget));
   // Set once: later calls for the same attempt change nothing.
@@ -30,8 +31,9 @@ TEST(DecisionRecordTest, AttemptsFormatEndpointOutcomeDurationAndNext) {
   std::string out;
   AppendAttempts(r, &out);
   EXPECT_EQ(out,
-            "endpoint=10.0.0.1:8080 outcome=503 duration_ms=4 next=retry(5xx); "
-            "endpoint=[fd00::2]:9090 outcome=timeout duration_ms=100 next=no-retry(budget)");
+            "endpoint=10.0.0.1:8080 outcome=503 duration_ms=4 next=retry(5xx) "
+            "span_id=00f067aa0ba902b7; endpoint=[fd00::2]:9090 outcome=timeout duration_ms=100 "
+            "next=no-retry(budget)");
 }
 
 TEST(DecisionRecordTest, NoAttemptsFormatNothing) {
@@ -95,7 +97,7 @@ TEST_F(DecisionRingTest, KeepsTheSpanAttributesAndDecisionOfARequest) {
   info.decision.policy_authz = "AuthorizationPolicy/default/no-admin";
   info.decision.timeout_request_ms = 2000;
   info.trace.trace_id = {0x0af7651916cd43dd, 0x8448eb211c80319c};
-  ring->Add(info, "req-1");
+  ring->Add(info, "req-1", "inbound");
   std::string out;
   bool first = true;
   ring->AppendJson("", "", &out, &first);
@@ -110,11 +112,46 @@ TEST_F(DecisionRingTest, KeepsTheSpanAttributesAndDecisionOfARequest) {
         "\"meshlet.policy.route\":\"HTTPRoute/default/reviews\"", "\"meshlet.route.rule\":1",
         "\"meshlet.route.match\":-1", "\"meshlet.authz\":\"deny\"",
         "\"meshlet.policy.authz\":\"AuthorizationPolicy/default/no-admin\"",
-        "\"meshlet.timeout.request_ms\":2000", "\"meshlet.request_id\":\"req-1\""}) {
+        "\"meshlet.timeout.request_ms\":2000", "\"meshlet.request_id\":\"req-1\"",
+        "\"meshlet.listener.direction\":\"inbound\""}) {
     EXPECT_NE(out.find(attribute), std::string::npos) << attribute << " in " << out;
   }
   EXPECT_EQ(out.find("meshlet.timeout.per_try_ms"), std::string::npos) << out;
   EXPECT_EQ(out.find("meshlet.attempts"), std::string::npos) << out;
+  EXPECT_EQ(out.find("meshlet.shed"), std::string::npos) << out;
+}
+
+// A request load shedding refused: which limit, its setting and the worker's share.
+TEST_F(DecisionRingTest, KeepsWhichOverloadLimitShedARequest) {
+  auto ring = MakeRing(4);
+  StreamInfo info;
+  info.response_code = 503;
+  info.local_reply_reason = "overloaded";
+  info.SetFlag(ResponseFlag::kOverloaded);
+  info.decision.shed = ShedReason::kActiveRequests;
+  info.decision.shed_limit = 40;
+  info.decision.shed_worker_limit = 20;
+  ring->Add(info, "shed-1");
+  StreamInfo memory;
+  memory.response_code = 503;
+  memory.SetFlag(ResponseFlag::kOverloaded);
+  memory.decision.shed = ShedReason::kMemory;
+  memory.decision.shed_limit = 512;
+  ring->Add(memory, "shed-2");
+  std::string out;
+  bool first = true;
+  ring->AppendJson("shed-1", "", &out, &first);
+  for (const char* attribute : {"\"meshlet.shed.reason\":\"active_requests\"",
+                                "\"meshlet.shed.limit\":40", "\"meshlet.shed.worker_limit\":20"}) {
+    EXPECT_NE(out.find(attribute), std::string::npos) << attribute << " in " << out;
+  }
+  out.clear();
+  first = true;
+  ring->AppendJson("shed-2", "", &out, &first);
+  EXPECT_NE(out.find("\"meshlet.shed.reason\":\"memory\",\"meshlet.shed.limit\":512"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("meshlet.shed.worker_limit"), std::string::npos) << out;
 }
 
 TEST_F(DecisionRingTest, BoundedOverwritesTheOldestAndCountsIt) {

@@ -16,7 +16,8 @@ DecisionRing::DecisionRing(size_t capacity, int worker_index, Counter records, C
       overwritten_(overwritten),
       attempts_dropped_(attempts_dropped) {}
 
-void DecisionRing::Add(const StreamInfo& info, absl::string_view request_id) {
+void DecisionRing::Add(const StreamInfo& info, absl::string_view request_id,
+                       absl::string_view direction) {
   if (entries_.empty()) return;
   Entry& entry = entries_[next_];
   next_ = (next_ + 1) % entries_.size();
@@ -36,6 +37,7 @@ void DecisionRing::Add(const StreamInfo& info, absl::string_view request_id) {
   scratch_.Reset();
   FillServerSpan(info, scratch_);
   tracing::SetText(scratch_.request_id, request_id);
+  scratch_.direction = direction;
   std::string& json = entry.attributes;
   json.clear();
   json.push_back('{');

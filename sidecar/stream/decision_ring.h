@@ -37,7 +37,8 @@ class DecisionRing {
 
   size_t capacity() const { return entries_.size(); }
   // A request that ended: keeps its record (its views are read now, while they are valid).
-  void Add(const StreamInfo& info, absl::string_view request_id);
+  // `direction`: its listener's, "inbound" or "outbound" (meshlet.listener.direction).
+  void Add(const StreamInfo& info, absl::string_view request_id, absl::string_view direction = {});
   // A request began more attempts than DecisionRecord keeps.
   void CountDroppedAttempt() { attempts_dropped_.Inc(); }
 

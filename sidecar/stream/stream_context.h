@@ -47,6 +47,11 @@ struct OverloadState {
   // divided over the workers); 0: no limit.
   uint64_t active_requests = 0;
   uint64_t max_active_requests = 0;
+  // The settings behind the limits, which a shed request's decision record names:
+  // --overload-max-active-requests (the whole sidecar's; max_active_requests is this worker's
+  // share) and --overload-max-rss-mb. 0: off.
+  uint64_t max_active_requests_setting = 0;
+  uint64_t max_rss_mb = 0;
 
   enum class Reason { kNone, kMemory, kActiveRequests };
   Reason ShouldShed() const {

@@ -87,6 +87,13 @@ void FillServerSpan(const StreamInfo& info, tracing::Span& span) {
   span.policy_per_try = d.policy_per_try;
   span.policy_destination = d.policy_destination;
   span.policy_rate_limit = d.policy_rate_limit;
+  if (d.shed != ShedReason::kNone) {
+    span.shed_reason = ShedReasonName(d.shed);
+    span.shed_limit = static_cast<int64_t>(d.shed_limit);
+    if (d.shed == ShedReason::kActiveRequests) {
+      span.shed_worker_limit = static_cast<int64_t>(d.shed_worker_limit);
+    }
+  }
   AppendAttempts(d, &span.attempts);
   if (info.response_code >= 500 || info.response_code == 0) {
     span.error = true;

@@ -24,6 +24,7 @@ class RecordingSpanSink final : public SpanSink {
     if (spans.size() >= capacity_) return false;
     Span& copy = spans.emplace_back(span);
     copy.peer_identity = Keep(span.peer_identity);
+    copy.direction = Keep(span.direction);
     copy.route = Keep(span.route);
     copy.cluster = Keep(span.cluster);
     copy.error_reason = Keep(span.error_reason);
@@ -37,6 +38,7 @@ class RecordingSpanSink final : public SpanSink {
     copy.policy_per_try = Keep(span.policy_per_try);
     copy.policy_destination = Keep(span.policy_destination);
     copy.policy_rate_limit = Keep(span.policy_rate_limit);
+    copy.shed_reason = Keep(span.shed_reason);
     return true;
   }
 

@@ -35,9 +35,6 @@ struct RequestTrace {
   bool b3_single = false;
   bool b3_multi = false;
   uint32_t attempts = 0;  // client spans begun (upstream attempts)
-  // The span id of the last attempt's client span, sampled or not: the parent the upstream saw,
-  // which an error span of a request with one attempt takes (Tracer::BeginErrorSpan).
-  uint64_t last_client_span_id = 0;
   // The request headers may hold a `traceparent` (the caller's, one a route added, or an earlier
   // attempt's): BeginClient replaces it. False when none can be there, and BeginClient appends
   // its own without looking for one; whoever adds headers to the request in between sets it.
@@ -75,6 +72,7 @@ struct Span {
   // it is encoded when it ends (Tracer::End), before the stream lets them go. A Span kept longer
   // keeps its own copy of their text (RecordingSpanSink).
   absl::string_view peer_identity;  // meshlet.peer.identity (SPIFFE id of an mTLS client)
+  absl::string_view direction;      // meshlet.listener.direction: "inbound", "outbound" (literals)
   absl::string_view route;          // meshlet.route
   absl::string_view cluster;        // meshlet.cluster
   std::string endpoint;             // server.address (the upstream host, "ip:port")
@@ -106,6 +104,12 @@ struct Span {
   absl::string_view policy_per_try;  // meshlet.policy.per_try_timeout
   absl::string_view policy_destination;  // meshlet.policy.destination
   absl::string_view policy_rate_limit;   // meshlet.policy.rate_limit
+  // Load shedding refused the request: meshlet.shed.reason ("active_requests", "memory"; a
+  // literal), meshlet.shed.limit (the setting's value) and meshlet.shed.worker_limit (the
+  // worker's share of --overload-max-active-requests); -1: unset.
+  absl::string_view shed_reason;
+  int64_t shed_limit = -1;
+  int64_t shed_worker_limit = -1;
   std::string attempts;              // meshlet.attempts
   // False: an unsampled request's server span, exported because the proxy failed the request
   // (Tracer::BeginErrorSpan); its OTLP flags say not sampled.
@@ -140,9 +144,13 @@ struct Span {
     policy_per_try = {};
     policy_destination = {};
     policy_rate_limit = {};
+    shed_reason = {};
+    shed_limit = -1;
+    shed_worker_limit = -1;
     sampled = true;
     protocol = {};
     peer_identity = {};
+    direction = {};
     route = {};
     cluster = {};
     error_reason = {};
@@ -202,6 +210,7 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (span.status_code != 0) int_attr("http.response.status_code", span.status_code);
   if (!span.protocol.empty()) string_attr("network.protocol.name", span.protocol);
   if (!span.peer_identity.empty()) string_attr("meshlet.peer.identity", span.peer_identity);
+  if (!span.direction.empty()) string_attr("meshlet.listener.direction", span.direction);
   if (!span.route.empty()) string_attr("meshlet.route", span.route);
   if (!span.cluster.empty()) string_attr("meshlet.cluster", span.cluster);
   if (!span.endpoint.empty()) string_attr("server.address", span.endpoint);
@@ -238,6 +247,9 @@ void ForEachAttribute(const Span& span, StringFn&& string_attr, IntFn&& int_attr
   if (!span.policy_rate_limit.empty()) {
     string_attr("meshlet.policy.rate_limit", span.policy_rate_limit);
   }
+  if (!span.shed_reason.empty()) string_attr("meshlet.shed.reason", span.shed_reason);
+  if (span.shed_limit >= 0) int_attr("meshlet.shed.limit", span.shed_limit);
+  if (span.shed_worker_limit >= 0) int_attr("meshlet.shed.worker_limit", span.shed_worker_limit);
   if (!span.attempts.empty()) string_attr("meshlet.attempts", span.attempts);
 }
 

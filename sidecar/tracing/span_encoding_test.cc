@@ -320,6 +320,10 @@ TEST(SpanTest, ResetSpanIsANewSpan) {
   used.status_code = 503;
   used.protocol = "HTTP/1.1";
   used.peer_identity = "spiffe://td/ns/a/sa/b";
+  used.direction = "inbound";
+  used.shed_reason = "memory";
+  used.shed_limit = 512;
+  used.shed_worker_limit = 256;
   used.route = "r";
   used.cluster = "c";
   used.endpoint = "10.0.0.1:80";

@@ -199,8 +199,8 @@ void Tracer::SetB3(http::HeaderMap& headers, const RequestTrace& trace, uint64_t
   }
 }
 
-void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
-  if (!trace.active()) return;
+uint64_t Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
+  if (!trace.active()) return 0;
   const uint64_t span_id = NonZeroRandom();
   ++trace.attempts;
   // Hex digits and dashes: trusted, so the codecs write it without checking it again.
@@ -217,9 +217,8 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   // The caller speaks B3: it goes on in the same form(s), describing the same span as
   // traceparent.
   if (trace.b3_single || trace.b3_multi) SetB3(headers, trace, span_id);
-  trace.last_client_span_id = span_id;
   stats_.spans_started.Inc();
-  if (!trace.sampled) return;
+  if (!trace.sampled) return span_id;
   span = Acquire();
   Span& s = *span;
   s.trace_id = trace.trace_id;
@@ -228,10 +227,11 @@ void Tracer::BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr&
   s.kind = SpanKind::kClient;
   s.retry_attempt = trace.attempts;
   s.start_ns = WallNanos();
+  return span_id;
 }
 
 SpanPtr Tracer::BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace,
-                               MonotonicTime start) {
+                               MonotonicTime start, uint64_t single_attempt_span_id) {
   TraceHeaders found;
   if (headers != nullptr) found = scan_.Scan(*headers);
   if (!trace.active()) {
@@ -262,8 +262,8 @@ SpanPtr Tracer::BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& tra
   // As a sampled request's single attempt is folded (UpstreamRequest::AttemptMayBeFolded): not
   // for a B3 caller, whose upstream was told the server span's own id as its parent.
   const bool b3 = trace.b3_single || trace.b3_multi;
-  if (!span_per_attempt_ && !b3 && trace.attempts == 1 && trace.last_client_span_id != 0) {
-    s.span_id = trace.last_client_span_id;  // the parent its upstream saw
+  if (!span_per_attempt_ && !b3 && trace.attempts == 1 && single_attempt_span_id != 0) {
+    s.span_id = single_attempt_span_id;  // the parent its upstream saw
   } else {
     s.span_id = trace.server_span_id != 0 ? trace.server_span_id : NonZeroRandom();
   }

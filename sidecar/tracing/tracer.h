@@ -10,7 +10,8 @@
 //                  `tracestate`, and starts the server span when sampled (ids, start, request id).
 //   BeginClient  — before each upstream attempt (every retry too): a new client span id, written
 //                  upstream as `traceparent` (parent = this client span) and, when the caller used
-//                  B3, as B3 in the same form; starts the client span when sampled.
+//                  B3, as B3 in the same form; starts the client span when sampled. Returns the
+//                  id, sampled or not, which the router keeps in the attempt's decision record.
 //   End          — a span is over: stamped (unless its end was stamped already) and handed to
 //                  the sink (the exporter encodes it at once), or dropped and counted when the
 //                  sink is full; back to the pool either way.
@@ -85,15 +86,18 @@ class Tracer {
   void BeginServer(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span) {
     BeginServer(headers, trace, span, clock_.Now());
   }
-  void BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
+  // The client span id (0 when the trace is not active).
+  uint64_t BeginClient(http::HeaderMap& headers, RequestTrace& trace, SpanPtr& span);
   // The server span of a request the proxy failed that has none (see above), started at `start`;
   // null when an unsampled request finds the error-span rate spent. `trace` is the request's:
   // when it is not active (refused before BeginServer), the caller's context is read from
-  // `headers` (may be null), which are left alone, and `trace` is filled in. The span's id is the
-  // single attempt's client span id when the request made exactly one (the parent its upstream
-  // saw), as FoldSingleAttempt does for sampled requests (not for B3 callers: theirs is the
-  // server span id); its request id comes from `headers`.
-  SpanPtr BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace, MonotonicTime start);
+  // `headers` (may be null), which are left alone, and `trace` is filled in. The span's id is
+  // `single_attempt_span_id`, the client span id of the request's only attempt (the parent its
+  // upstream saw; 0: none), when the request made exactly one, as FoldSingleAttempt does for
+  // sampled requests (not for B3 callers: theirs is the server span id); its request id comes
+  // from `headers`.
+  SpanPtr BeginErrorSpan(const http::HeaderMap* headers, RequestTrace& trace, MonotonicTime start,
+                         uint64_t single_attempt_span_id);
   void End(SpanPtr& span);
   void Discard(SpanPtr& span);
   bool span_per_attempt() const { return span_per_attempt_; }

@@ -302,10 +302,10 @@ TEST_F(TracerTest, UnsampledFailuresGetErrorSpansWithinTheirRate) {
   ASSERT_EQ(server, nullptr);
   SpanPtr client;
   random_.Push(0xabc);  // the attempt's client span id
-  tracer.BeginClient(headers, trace, client);
-  EXPECT_EQ(trace.last_client_span_id, 0xabcu);
+  const uint64_t attempt = tracer.BeginClient(headers, trace, client);
+  EXPECT_EQ(attempt, 0xabcu);  // returned unsampled too: the decision record keeps it
 
-  SpanPtr error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  SpanPtr error = tracer.BeginErrorSpan(&headers, trace, clock_.Now(), attempt);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->trace_id.high, 0x4bf92f3577b34da6ULL);
   EXPECT_EQ(error->span_id, 0xabcu);  // folded: the parent the upstream saw
@@ -321,20 +321,20 @@ TEST_F(TracerTest, UnsampledFailuresGetErrorSpansWithinTheirRate) {
   random_.Push(0xdef);
   tracer.BeginClient(headers, trace, client);
   random_.Push(0x5555);
-  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now(), /*single_attempt_span_id=*/0xdef);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->span_id, 0x5555u);
   tracer.End(error);
   // The bucket (2 a second) is empty now: the third is dropped and counted, until it refills.
-  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now(), 0), nullptr);
   EXPECT_EQ(Counter("meshlet_tracing_error_spans_total"), 2u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_dropped_total", {{"reason", "error_rate"}}), 1u);
   EXPECT_EQ(Counter("meshlet_tracing_spans_sampled_total"), 0u);
   clock_.Advance(std::chrono::milliseconds(500));
-  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  error = tracer.BeginErrorSpan(&headers, trace, clock_.Now(), 0);
   EXPECT_NE(error, nullptr);
   tracer.End(error);
-  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+  EXPECT_EQ(tracer.BeginErrorSpan(&headers, trace, clock_.Now(), 0), nullptr);
 
   // A B3 caller's upstream was told this hop's server span id as its parent: the span keeps it.
   clock_.Advance(std::chrono::seconds(1));
@@ -343,15 +343,15 @@ TEST_F(TracerTest, UnsampledFailuresGetErrorSpansWithinTheirRate) {
   random_.Push(0x6666);  // the server span id (B3's parent id)
   tracer.BeginServer(b3, b3_trace, server);
   random_.Push(0x7777);  // the client span id
-  tracer.BeginClient(b3, b3_trace, client);
-  error = tracer.BeginErrorSpan(&b3, b3_trace, clock_.Now());
+  const uint64_t b3_attempt = tracer.BeginClient(b3, b3_trace, client);
+  error = tracer.BeginErrorSpan(&b3, b3_trace, clock_.Now(), b3_attempt);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->span_id, 0x6666u);
   tracer.End(error);
 
   // 0: none at all.
   Tracer off = MakeTracer(100, /*error_spans_per_second=*/0);
-  EXPECT_EQ(off.BeginErrorSpan(&headers, trace, clock_.Now()), nullptr);
+  EXPECT_EQ(off.BeginErrorSpan(&headers, trace, clock_.Now(), 0), nullptr);
 }
 
 // A request refused before its trace began (authorization, a listener rate limit, shed, an
@@ -362,7 +362,7 @@ TEST_F(TracerTest, ARequestRefusedBeforeItsTraceBeganContinuesTheCallersTrace) {
   http::HeaderMap headers{{"traceparent", kParent}};
   RequestTrace trace;
   random_.Push(0x4444);  // the span's id
-  SpanPtr span = tracer.BeginErrorSpan(&headers, trace, clock_.Now());
+  SpanPtr span = tracer.BeginErrorSpan(&headers, trace, clock_.Now(), 0);
   ASSERT_NE(span, nullptr);
   EXPECT_TRUE(trace.active());
   EXPECT_TRUE(trace.sampled);
@@ -377,12 +377,12 @@ TEST_F(TracerTest, ARequestRefusedBeforeItsTraceBeganContinuesTheCallersTrace) {
   // No caller context and nothing sampled at 0 %: a new trace, and no error span at rate 0.
   http::HeaderMap none;
   RequestTrace fresh;
-  EXPECT_EQ(tracer.BeginErrorSpan(&none, fresh, clock_.Now()), nullptr);
+  EXPECT_EQ(tracer.BeginErrorSpan(&none, fresh, clock_.Now(), 0), nullptr);
   EXPECT_TRUE(fresh.active());
   EXPECT_FALSE(fresh.sampled);
   // Without headers at all (a request refused before they were kept).
   RequestTrace bare;
-  EXPECT_EQ(tracer.BeginErrorSpan(nullptr, bare, clock_.Now()), nullptr);
+  EXPECT_EQ(tracer.BeginErrorSpan(nullptr, bare, clock_.Now(), 0), nullptr);
   EXPECT_TRUE(bare.active());
 }
 

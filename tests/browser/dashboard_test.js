@@ -1,7 +1,8 @@
 // Drives the control plane's dashboard in Debian's headless Chromium with playwright-core
 // (docs/dashboard.md). Usage:
-//   node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR SPKI TIMEOUT_TRACE_ID
-// TIMEOUT_TRACE_ID: a trace whose outbound hop timed out (its explanation is checked).
+//   node dashboard_test.js URL TOKEN TRACE_ID SCREENSHOT_DIR SPKI TIMEOUT_TRACE_ID SHED_TRACE_ID
+// TIMEOUT_TRACE_ID: a trace whose outbound hop timed out; SHED_TRACE_ID: one whose outbound hop
+// shed the request (their explanations are checked).
 // SPKI: the base64 SHA-256 of the HTTPS certificate's public key, accepted as an operator's browser
 // that trusts the mesh CA accepts it. Prints "PASS ..." and exits 0, or what went wrong and exits 1.
 'use strict';
@@ -9,7 +10,7 @@ const {chromium} = require('playwright-core');
 const assert = require('assert');
 const path = require('path');
 
-const [url, token, traceId, shots, spki, timeoutTraceId] = process.argv.slice(2);
+const [url, token, traceId, shots, spki, timeoutTraceId, shedTraceId] = process.argv.slice(2);
 
 (async () => {
   const browser = await chromium.launch({
@@ -92,7 +93,7 @@ const [url, token, traceId, shots, spki, timeoutTraceId] = process.argv.slice(2)
     // Its explanation: nothing failed; db's sidecar needed a second attempt.
     await page.waitForSelector('#explanation:not([hidden]) .verdict');
     assert.match(await page.textContent('#explanation .verdict'),
-        /^200: no hop failed \(db\S*'s sidecar needed 2 attempts\)$/);
+        /^200: no hop failed \(db\S*'s outbound sidecar needed 2 attempts\)$/);
     assert.strictEqual(await page.$$eval('#explanation .hop', (h) => h.length), 3);
     await page.screenshot({path: path.join(shots, 'dashboard-trace.png'), fullPage: true});
 
@@ -115,6 +116,16 @@ const [url, token, traceId, shots, spki, timeoutTraceId] = process.argv.slice(2)
     assert.match(hops[0].text, /error\s+UT: upstream request timeout/);
     assert.match(hops[1].text, /authz\s+allow by AuthorizationPolicy\/default\/reviews-callers/);
     await page.screenshot({path: path.join(shots, 'dashboard-explain.png'), fullPage: true});
+
+    // A shed request: the verdict and the hop name the limit and its setting.
+    await page.goto(`${url}/dashboard/#trace/${shedTraceId}`);
+    await page.waitForFunction(() => /shed/.test(
+        (document.querySelector('#explanation:not([hidden]) .verdict') || {}).textContent || ''));
+    assert.strictEqual(await page.textContent('#explanation .verdict'),
+        '503 at productpage.default\'s outbound sidecar: the sidecar shed the request: more than ' +
+        '20 requests in flight on its worker (its share of --overload-max-active-requests 40)');
+    assert.match(await page.textContent('#explanation .hop'),
+        /shed\s*more than 20 requests in flight on its worker/);
 
     // Proxies: the three sidecars, connected over xDS.
     await page.click('nav a[data-view="proxies"]');

@@ -25,7 +25,10 @@ server, exactly as a user runs it against a cluster.
   revisions  meshctl version and proxy-status name each proxy's revision
   upgrade    meshctl upgrade --revision canary -n shop under load: shop's pods move to canary
              (its control plane lists them with revision canary, 0-2-0's no longer), 0 failed
-  rollback   meshctl upgrade --revision 0-2-0 -n shop under load: back, 0 failed
+  rollback   back through a tag: meshctl tag set stable --revision 0-2-0, then meshctl
+             upgrade --revision stable -n shop under load (shop labelled meshlet.io/rev=stable,
+             its pods on 0-2-0; meshctl told only --revision stable, which implies 0-2-0's API
+             identity for --check-proxies once the tag is resolved), 0 failed
      cleanup nothing of the run remains
 
 Without root or a working podman it prints a SKIP line and exits 0, unless
@@ -33,6 +36,7 @@ MESHLET_REQUIRE_E2E=1.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -88,6 +92,7 @@ class RevisionMesh:
         self.pod_counter = 0
         self.lock = threading.Lock()
         self.controller_error = None
+        self.tags = {}             # revision tag -> revision, as `meshctl tag set` made them
 
     # --- the control planes ---------------------------------------------------------------
 
@@ -222,7 +227,10 @@ class RevisionMesh:
                "spec": template["spec"]}
         with open(path, "w") as f:
             json.dump(pod, f)
-        injected = self.cluster.inject([path], extra=["--revision", revision])[0]
+        # A label naming a tag: its revision's webhook injects it (meshctl inject --tag).
+        label, revision = revision, self.tags.get(revision, revision)
+        injected = self.cluster.inject([path], extra=["--revision", revision] + [
+            "--tag=%s=%s" % tag for tag in self.tags.items() if tag[0] == label])[0]
         sa = template["spec"]["serviceAccountName"]
         secret = self.meshctl(revision, "token", "create", "-n", namespace,
                               "--service-account", sa, "--ttl", "2h", "-o", "secret")
@@ -413,15 +421,23 @@ class RevisionMesh:
         return "4 proxies on %s (meshctl version: %r), none on %s" % (
             OLD, version.splitlines()[-1], NEW)
 
-    def move(self, revision, other, dry_run_first=False):
-        """meshctl upgrade --revision `revision` -n shop under load, in `revision`'s control
-        plane pod, while the controller plays the rollout."""
-        api = self.cluster.kube_api
-        upgrade = ["upgrade", "--revision", revision, "-n", "shop", "--rollout-timeout", "3m",
-                   "--check-proxies",
-                   "--kubernetes-api", api["address"],
-                   "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
-                   "--kubernetes-token-file", "/var/run/kube-api/token"]
+    def kube_flags(self):
+        """How meshctl in a control-plane pod reaches the fake API server."""
+        return ["--kubernetes-api", self.cluster.kube_api["address"],
+                "--kubernetes-ca-file", "/var/run/kube-api/ca.crt",
+                "--kubernetes-token-file", "/var/run/kube-api/token"]
+
+    def move(self, revision, other, dry_run_first=False, tag=None):
+        """meshctl upgrade --revision `revision` (or `tag`, which points at it) -n shop under
+        load, in `revision`'s control plane pod, while the controller plays the rollout. Given a
+        tag, meshctl gets no --server-identity: --revision TAG implies the identity of the tag's
+        revision's API, which --check-proxies then verifies."""
+        label = tag or revision
+        upgrade = ["upgrade", "--revision", label, "-n", "shop", "--rollout-timeout", "3m",
+                   "--check-proxies"] + self.kube_flags()
+        command = (self.meshctl_args(revision, *upgrade) if tag is None else
+                   ["meshctl", "--token-file", cluster_lib.API_TOKEN, "--ca-file",
+                    CA_DIR + "/cert.pem"] + upgrade)
         if dry_run_first:
             plan = self.meshctl(revision, *(upgrade + ["--dry-run"]))
             if "deployment/productpage: restart (2 on %s)" % other not in plan or \
@@ -436,8 +452,8 @@ class RevisionMesh:
         started = time.monotonic()
         try:
             time.sleep(2)  # load before the move
-            r = self.run.podman(["exec", self.control_planes[revision]["container"]] +
-                                self.meshctl_args(revision, *upgrade), check=False, timeout=240)
+            r = self.run.podman(["exec", self.control_planes[revision]["container"]] + command,
+                                check=False, timeout=240)
             took = time.monotonic() - started
             time.sleep(2)  # and after
         finally:
@@ -464,7 +480,7 @@ class RevisionMesh:
         if any(on_target.get(p) != revision for p in moved) or moved & set(on_other):
             raise harness.E2EError("after the move: %s's proxies %s, %s's %s" % (
                 revision, on_target, other, on_other))
-        if self.namespace_revision("shop") != revision:
+        if self.namespace_revision("shop") != label:
             raise harness.E2EError("shop labelled %s" % self.namespace_revision("shop"))
         # Still every hop answers, across revisions, over mTLS.
         answer = json.loads(self.client_get("http://productpage.shop:9080/y"))
@@ -479,6 +495,31 @@ class RevisionMesh:
             summary["requests"], " ".join(sorted(new_pods)), revision,
             ", ".join("%s %s" % (p, on_target[p]) for p in sorted(moved)), hops,
             report[0] if report else r.stdout.strip().splitlines()[-1])
+
+    def rollback_by_tag(self):
+        """The tag stable pointed at 0-2-0 (meshctl tag set, against the fake API server, which
+        holds 0-2-0's webhook configuration as its control plane would keep it), then shop moved
+        back by the tag."""
+        self.cluster.kube_put("mutatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "meshlet-sidecar-injector-" + OLD},
+            "webhooks": [{"name": "namespace.%s.sidecar.meshlet.io" % OLD,
+                          "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                          "clientConfig": {
+                              "service": {"name": control_plane_name(OLD),
+                                          "namespace": CONTROL_PLANE_NAMESPACE,
+                                          "path": "/inject", "port": 443},
+                              "caBundle": base64.b64encode(
+                                  self.cluster.trust_pem.encode()).decode()}}]})
+        out = self.meshctl(OLD, "tag", "set", "stable", "--revision", OLD, *self.kube_flags())
+        if "tag stable -> revision %s" % OLD not in out:
+            raise harness.E2EError("meshctl tag set: %s" % out)
+        listed = self.meshctl(OLD, "tag", "list", *self.kube_flags())
+        if not re.search(r"(?m)^stable\s+%s\s" % OLD, listed):
+            raise harness.E2EError("meshctl tag list: %s" % listed)
+        self.tags["stable"] = OLD
+        return "tag stable -> %s; %s" % (OLD, self.move(OLD, NEW, tag="stable"))
 
     def start_load(self, seconds):
         marker = "load-%d" % time.monotonic_ns()
@@ -516,7 +557,7 @@ def main():
         suite.scenario("setup", mesh.setup, fatal=True)
         suite.scenario("revisions", mesh.revisions)
         if suite.scenario("upgrade", lambda: mesh.move(NEW, OLD, dry_run_first=True)):
-            suite.scenario("rollback", lambda: mesh.move(OLD, NEW))
+            suite.scenario("rollback", mesh.rollback_by_tag)
 
     sys.exit(harness.Suite("revision").main(body))
 

@@ -455,7 +455,7 @@ class ControlPlaneTest(unittest.TestCase):
             p = self.meshctl("get", "svc", expect=2)
             self.assertIn("context file %s:2:1: %s: unknown field" % (self.context, key), p.stderr)
             self.assertIn("server, token, tokenFile, namespace, certificateAuthority, "
-                          "certificateAuthorityData, serverIdentity", p.stderr)
+                          "certificateAuthorityData, serverIdentity, revision", p.stderr)
             self.assertEqual(p.stdout, "")
         with open(self.context, "w") as f:
             f.write((CONTEXT + "namespace: shop\n") % self.cp.address)
@@ -471,10 +471,14 @@ COMMAND_FLAGS = {
     "delete": ["-f, --filename", "-n, --namespace", "--dry-run"],
     "diff": ["-f, --filename", "-n, --namespace"],
     "inject": ["-f, --filename", "--proxy-image", "--control-plane", "--trust-domain", "--mode",
-               "--identity", "--trace-collector", "--podman", "--revision", "-o, --output"],
+               "--identity", "--trace-collector", "--podman", "--revision", "--tag",
+               "-o, --output"],
     "upgrade": ["--revision", "-n, --namespace", "--dry-run", "--check-proxies",
                 "--rollout-timeout", "--control-plane-namespace", "--kubeconfig", "--context",
                 "--kubernetes-api", "--kubernetes-ca-file", "--kubernetes-token-file"],
+    "tag": ["--revision", "--overwrite", "--force", "--dry-run", "--control-plane-namespace",
+            "--kubeconfig", "--context", "--kubernetes-api", "--kubernetes-ca-file",
+            "--kubernetes-token-file"],
     "install": ["--set", "-o, --output", "--crds", "--secrets", "--create", "--kubernetes-api",
                 "--kubernetes-token-file", "--kubernetes-ca-file"],
     "uninstall": ["--set", "-o, --output", "--crds", "--keep-data"],
@@ -535,7 +539,8 @@ class MeshctlCommandLineTest(unittest.TestCase):
             if choice.islower():
                 return choice
         return {"DURATION": "1s", "N": "3", "HOST:PORT": "cp.mesh:15012",
-                "KEY=VALUE": "namespace=mesh", "NAME:VALUE": "x-user:ann"}.get(choices[0], "x")
+                "KEY=VALUE": "namespace=mesh", "NAME:VALUE": "x-user:ann",
+                "TAG=REVISION": "prod=canary"}.get(choices[0], "x")
 
     def test_every_command_has_its_own_help(self):
         listing = self.meshctl("help").stdout

@@ -78,6 +78,25 @@ TIMEOUT_TRACE = {"resourceSpans": [
               ("meshlet.policy.authz", "AuthorizationPolicy/default/reviews-callers")])}]}]}]}
 
 
+SHED_TRACE_ID = "7bf92f3577b34da6a3ce929d0e0e4736"
+
+# productpage's outbound sidecar shed a request: its worker had its share of requests in flight.
+SHED_TRACE = {"resourceSpans": [
+    {"resource": {"attributes": _attributes([("service.name", "productpage.default")])},
+     "scopeSpans": [{"spans": [
+         {"traceId": SHED_TRACE_ID, "spanId": "00f067aa0ba90301", "name": "GET /reviews/1",
+          "kind": 2, "startTimeUnixNano": "1700000001000000000",
+          "endTimeUnixNano": "1700000001000100000", "status": {"code": 2, "message": "OL"},
+          "attributes": _attributes([
+              ("http.response.status_code", "503"),
+              ("meshlet.listener.direction", "outbound"),
+              ("meshlet.response_flags", "OL"),
+              ("meshlet.error.reason", "overloaded"),
+              ("meshlet.shed.reason", "active_requests"),
+              ("meshlet.shed.limit", "40"),
+              ("meshlet.shed.worker_limit", "20")])}]}]}]}
+
+
 class DashboardTest(telemetry_test.ControlPlaneCase):
     def api_certificate_spki(self):
         """base64 SHA-256 of the API certificate's public key, which the browser is told to accept
@@ -134,11 +153,13 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
             return sum(e["requests"] for e in stat) == 3
         self.assertTrue(wait_for(reported, 10), f"golden metrics in /api/v1/stat: {stat}")
 
-        # A request a proxy timed out, as a sidecar's decision records describe it.
-        status, body = telemetry_test.http_call(
-            self.otlp_port, "POST", "/v1/traces", json.dumps(TIMEOUT_TRACE),
-            {"content-type": "application/json"})
-        self.assertEqual(status, 200, body)
+        # A request a proxy timed out and one it shed, as a sidecar's decision records describe
+        # them.
+        for trace in (TIMEOUT_TRACE, SHED_TRACE):
+            status, body = telemetry_test.http_call(
+                self.otlp_port, "POST", "/v1/traces", json.dumps(trace),
+                {"content-type": "application/json"})
+            self.assertEqual(status, 200, body)
 
         link = self.meshctl("dashboard").strip()
         prefix = f"https://127.0.0.1:{self.api_port}/dashboard/#token="
@@ -149,7 +170,7 @@ class DashboardTest(telemetry_test.ControlPlaneCase):
         shots = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or self.tmp
         r = subprocess.run(["node", SCRIPT, f"https://127.0.0.1:{self.api_port}",
                             link[len(prefix):], traces[0]["traceId"], shots,
-                            self.api_certificate_spki(), TIMEOUT_TRACE_ID],
+                            self.api_certificate_spki(), TIMEOUT_TRACE_ID, SHED_TRACE_ID],
                            capture_output=True, text=True, timeout=120)
         print(r.stdout, r.stderr)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

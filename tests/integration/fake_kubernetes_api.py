@@ -18,6 +18,8 @@ here.
   subresource) are objects
   like the rest: what `meshctl upgrade` reads and patches (labels, the pod template's restart
   annotation). Nothing acts on them: a test plays the Deployment controller.
+- admissionregistration.k8s.io/v1 MutatingWebhookConfigurations (cluster-scoped): what
+  `meshctl tag` writes and the control plane lists for the revision tags; nothing calls them.
 - Policy kept in Kubernetes, as custom resources (RESOURCES): meshlet.io Services and
   TrafficPolicies, Gateway API HTTPRoutes and GRPCRoutes (v1) and ReferenceGrants (v1beta1) are
   listed and watched like the kinds above; other meshlet.io kinds answer 404 (their CRDs are
@@ -93,6 +95,8 @@ RESOURCES = [
     Resource("httproutes", GATEWAY, "v1", "httproutes", "HTTPRoute", status=True),
     Resource("grpcroutes", GATEWAY, "v1", "grpcroutes", "GRPCRoute", status=True),
     Resource("referencegrants", GATEWAY, "v1beta1", "referencegrants", "ReferenceGrant"),
+    Resource("mutatingwebhookconfigurations", "admissionregistration.k8s.io", "v1",
+             "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", namespaced=False),
 ]
 BY_KEY = {r.key: r for r in RESOURCES}
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

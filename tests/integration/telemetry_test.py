@@ -247,10 +247,17 @@ ERROR_KINDS = [
     ("/nowhere", 404, "NR", "no route", r"unknown destination: no route matched the request"),
     ("/fault", 503, "FI", "fault injected",
      r"fault injection aborted the request \(route fault\)"),
-    # Authorization is an inbound matter to the explanation, whatever the listener.
+    # The hop is the listener's side, outbound here, whatever refused the request.
     ("/denied", 403, "AZ", "RBAC: access denied",
-     r"(?<=inbound sidecar: )denied by AuthorizationPolicy/default/no-denied for a caller without "
-     r"a mesh identity"),
+     r"denied by AuthorizationPolicy/default/no-denied for a caller without a mesh identity"),
+]
+
+# Load shedding (OL), from a sidecar of its own ("shedder-0", one worker, at most one request in
+# flight): a second request while a slow one runs.
+SHED_KINDS = [
+    ("/ok", 503, "OL", "overloaded",
+     r"the sidecar shed the request: more than 1 request in flight on its worker \(its share of "
+     r"--overload-max-active-requests 1\)"),
 ]
 
 
@@ -357,8 +364,57 @@ class ErrorAttributionTest(ControlPlaneCase):
         self.assertEqual(http_call(port, "GET", "/limited")[0], 200)
         self.assertTrue(wait_for(lambda: slow.stats()["requests"] >= 1, 5))
 
+        answers = self.provoke(port, ERROR_KINDS, "edge-0")
+        self.assert_explained(ERROR_KINDS, answers, access_log, "edge")
+        occupy.join()
+        self.assertEqual(occupied, [200])
+        # One error span per kind; the requests that merely set the limits up exported none.
+        self.assertEqual(self.sidecars[-1].stat("meshlet_tracing_error_spans_total"),
+                         len(ERROR_KINDS))
+
+    def test_a_shed_request_is_attributed_logged_traced_and_explained(self):
+        # The sidecar's own load shedding: the verdict names the limit and the setting.
+        slow = control_upstream.ControlUpstream(name="slow")
+        ok = control_upstream.ControlUpstream(name="ok")
+        for up in (slow, ok):
+            self.addCleanup(up.close)
+        slow.control(delay_ms=1500)
+        port = free_port()
+        access_log = os.path.join(self.tmp, "shed.log")
+        listener = (f"  - name: out\n    address: 127.0.0.1:{port}\n    direction: OUTBOUND\n"
+                    "    protocol: PROTOCOL_HTTP\n    route_config_name: shed\n"
+                    f"    access_log: {{path: {access_log}}}\n")
+        routes_text = ("  - name: shed\n    virtual_hosts:\n    - name: all\n"
+                       "      domains: [\"*\"]\n      routes:\n"
+                       "      - match: {prefix: /slow}\n        route: {cluster: slow}\n"
+                       "      - match: {prefix: /}\n        route: {cluster: ok}\n")
+        self.sidecar("shedder",
+                     "node: {id: shedder-0, service: shedder}\n"
+                     + base.config_yaml(listener, cluster("slow", slow.port) + cluster("ok", ok.port),
+                                        routes_text)
+                     + f"tracing:\n  sampling_percent: 0\n  collector_address: "
+                     f"127.0.0.1:{self.otlp_port}\n  protocol: OTLP_PROTO\n"
+                     "  flush_interval: 0.05s\n  service_name: shedder\n",
+                     "--overload-max-active-requests=1")
+        self.assertEqual(http_call(port, "GET", "/ok")[0], 200)  # below the limit: served
+        held = []
+        hold = threading.Thread(target=lambda: held.append(http_call(port, "GET", "/slow")[0]))
+        hold.start()
+        self.addCleanup(hold.join)
+        self.assertTrue(wait_for(lambda: slow.stats()["requests"] >= 1, 5))
+        answers = self.provoke(port, SHED_KINDS, "shedder-0")
+        self.assert_explained(SHED_KINDS, answers, access_log, "shedder",
+                              lines=[r"\n     shed      more than 1 request in flight on its worker "
+                                     r"\(its share of --overload-max-active-requests 1\)\n"])
+        hold.join()
+        self.assertEqual(held, [200])  # the request in flight was not touched
+        self.assertEqual(self.sidecars[-1].stat("meshlet_http_downstream_rq_overload_shed_total"), 1)
+
+    def provoke(self, port, kinds, node):
+        """Sends each kind's request: its status, x-meshlet-error naming `node`, a request id.
+        Returns {path: request id}."""
         answers = {}
-        for path, status, flags, reason, _ in ERROR_KINDS:
+        for path, status, flags, reason, _ in kinds:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -366,14 +422,19 @@ class ErrorAttributionTest(ControlPlaneCase):
             conn.close()
             self.assertEqual(resp.status, status, path)
             self.assertEqual(resp.getheader("x-meshlet-error"),
-                             f"edge-0; flag={flags}; reason={reason}", path)
+                             f"{node}; flag={flags}; reason={reason}", path)
             request_id = resp.getheader("x-request-id")
             self.assertRegex(request_id or "", r"^[0-9a-f-]{36}$", path)
             answers[path] = request_id
+        return answers
 
+    def assert_explained(self, kinds, answers, access_log, service, lines=()):
+        """Each kind's request has its access log line, an exported error span from `service`'s
+        outbound listener, and an explanation whose verdict names the hop, the reason and what is
+        responsible (and holds `lines`, regular expressions)."""
         with open(access_log) as f:
             logged = {line["request_id"]: line for line in map(json.loads, f)}
-        for path, status, flags, reason, verdict in ERROR_KINDS:
+        for path, status, flags, reason, verdict in kinds:
             request_id = answers[path]
             with self.subTest(path=path):
                 line = logged.get(request_id)
@@ -390,17 +451,15 @@ class ErrorAttributionTest(ControlPlaneCase):
                 attributes = spans[0]["attributes"]
                 self.assertEqual(attributes.get("meshlet.error.reason"), reason)
                 self.assertEqual(attributes.get("meshlet.response_flags"), flags)
+                self.assertEqual(attributes.get("meshlet.listener.direction"), "outbound")
                 self.assertEqual(spans[0]["flags"] & 1, 0)  # not sampled: an error span
                 text = self.meshctl("explain", request_id)
                 self.assertIn(f"(request id {request_id}): {status}", text)
                 self.assertIn(f"error     {flags}: {reason} (the proxy answered itself)", text)
                 self.assertRegex(
-                    text, rf"\nVerdict: {status} at edge's (?:inbound )?sidecar: {verdict}\n")
-        occupy.join()
-        self.assertEqual(occupied, [200])
-        # One error span per kind; the requests that merely set the limits up exported none.
-        self.assertEqual(self.sidecars[-1].stat("meshlet_tracing_error_spans_total"),
-                         len(ERROR_KINDS))
+                    text, rf"\nVerdict: {status} at {service}'s outbound sidecar: {verdict}\n")
+                for expected in lines:
+                    self.assertRegex(text, expected)
 
 class TelemetryTest(ControlPlaneCase):
     def test_tcp_proxy_traffic_is_in_the_golden_metrics(self):
@@ -459,12 +518,12 @@ class TelemetryTest(ControlPlaneCase):
         text = self.explained("ex-504")
         self.assertIn("(request id ex-504): 504", text)
         self.assertIn("error     UT: upstream request timeout", text)
-        self.assertRegex(text, r"\n  2\. backend sidecar: GET /slow -> 504 in [0-9.]+ms   "
+        self.assertRegex(text, r"\n  2\. backend outbound sidecar: GET /slow -> 504 in [0-9.]+ms   "
                                r"<- failed first\n")
         # The route's own timeout, from static configuration: no policy object to name.
         self.assertRegex(text, r"\n       timeouts  request \d+ms\n")
-        self.assertRegex(text, r"\nVerdict: 504 at backend's sidecar: request timeout \d+ms \(route "
-                               r"catch-all\) expired after 1 attempt\n")
+        self.assertRegex(text, r"\nVerdict: 504 at backend's outbound sidecar: request timeout "
+                               r"\d+ms \(route catch-all\) expired after 1 attempt\n")
 
         # client → "lonely", whose only endpoint refuses connections: its sidecar answers 503.
         lonely_port = free_port()
@@ -481,8 +540,108 @@ class TelemetryTest(ControlPlaneCase):
             return len(found) == 1
         self.assertTrue(wait_for(arrived, 10), found)
         text = self.meshctl("explain", "ex-503")
-        self.assertIn("Verdict: 503 at lonely's sidecar: connecting to cluster gone failed", text)
+        self.assertIn("Verdict: 503 at lonely's outbound sidecar: connecting to cluster gone failed",
+                      text)
         self.assertIn("(the proxy answered itself)", text)
+
+    def test_explain_keeps_an_unsampled_retried_request_one_chain(self):
+        # client → frontend (retries 503s) → backend, whose only endpoint refuses connections:
+        # backend's sidecar answers each attempt 503 UF, and frontend's passes the last on. Nothing
+        # is sampled: each hop exported error spans, frontend's attempts none, so backend's spans
+        # name parents that are not in the trace; explain links them to frontend's hop by the
+        # attempts' span ids in its decision record.
+        backend_port, frontend_port, closed_port = free_port(), free_port(), free_port()
+
+        def unsampled(service):
+            return (f"tracing:\n  sampling_percent: 0\n  collector_address: "
+                    f"127.0.0.1:{self.otlp_port}\n  protocol: OTLP_PROTO\n"
+                    f"  flush_interval: 0.05s\n  service_name: {service}\n"
+                    "  error_spans_per_second: 100\n")
+        self.sidecar("backend",
+                     base.config_yaml(http_listener("in", backend_port), cluster("app", closed_port),
+                                      routes("app", "retry_policy: {num_retries: 0}"))
+                     + unsampled("backend"))
+        self.sidecar("frontend",
+                     base.config_yaml(http_listener("out", frontend_port),
+                                      cluster("backend", backend_port),
+                                      routes("backend",
+                                             "retry_policy: {num_retries: 2, base_interval: 0.001s}"))
+                     + unsampled("frontend"))
+        status, _ = http_call(frontend_port, "GET", "/retried",
+                              headers={"x-request-id": "ex-retried"})
+        self.assertEqual(status, 503)
+        found = []
+
+        def arrived():
+            found[:] = self.api("/api/v1/traces?requestId=ex-retried")["items"]
+            return len(found) == 1 and found[0]["spanCount"] == 4
+        self.assertTrue(wait_for(arrived, 10), found)
+        text = self.meshctl("explain", "ex-retried")
+        self.assertIn("(request id ex-retried): 503", text)
+        self.assertIn(", 4 hops\n", text)
+        self.assertRegex(text, r"\n1\. frontend outbound sidecar: GET /retried -> 503 ")
+        # Each attempt's hop under frontend's, none at the top.
+        self.assertEqual(len(re.findall(r"\n  \d\. backend outbound sidecar: GET /retried -> 503 ",
+                                        text)), 3, text)
+        self.assertNotRegex(text, r"\n\d\. backend")
+        self.assertEqual(len(re.findall(r"\n     attempt \d 127\.0\.0\.1:\d+ 503 \d+ms -> ", text)),
+                         3, text)
+        self.assertRegex(text, r"\nVerdict: 503 at backend's outbound sidecar: connecting to "
+                               r"cluster app failed after 1 attempt \(route catch-all\)\n")
+
+    def test_explain_shows_the_file_of_the_gateway_api_route_that_decided(self):
+        # meshlet's HTTPRoute "ratings" and the Gateway API's HTTPRoute "ratings", applied from
+        # two files; the Gateway API's owns the Service's port (ADR 0060), and ratings has no
+        # endpoints: a call answered 503 UH is explained with that route and its own file.
+        meshlet_file = os.path.join(self.tmp, "meshlet-ratings.yaml")
+        gateway_file = os.path.join(self.tmp, "gateway-ratings.yaml")
+        with open(meshlet_file, "w") as f:
+            f.write("apiVersion: meshlet.io/v1\nkind: Service\nmetadata: {name: ratings}\n"
+                    "spec:\n  ports: [{name: http, port: 9080}]\n---\n"
+                    "apiVersion: meshlet.io/v1\nkind: HTTPRoute\nmetadata: {name: ratings}\n"
+                    "spec:\n  target: ratings\n  rules:\n  - backends: [{service: ratings}]\n")
+        with open(gateway_file, "w") as f:
+            f.write("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+                    "metadata: {name: ratings}\nspec:\n"
+                    "  parentRefs: [{group: \"\", kind: Service, name: ratings, port: 9080}]\n"
+                    "  rules:\n  - backendRefs: [{name: ratings, port: 9080}]\n")
+        self.meshctl("apply", "-f", meshlet_file)
+        self.meshctl("apply", "-f", gateway_file)
+        outbound_port = free_port()
+        self.sidecar("caller",
+                     base.config_yaml(http_listener("static", free_port()), cluster("app", free_port()),
+                                      routes("app"))
+                     + tracing(self.otlp_port, "OTLP_PROTO", "caller"),
+                     f"--xds=127.0.0.1:{self.grpc_port}", "--xds-plaintext=true",
+                     "--node-id=caller-0", "--node-service=caller", "--node-address=127.0.0.1",
+                     f"--node-label=meshlet.io/inbound-port={free_port()}",
+                     f"--node-label=meshlet.io/outbound-port={outbound_port}")
+        sent = []  # (request id, status)
+
+        def routed():
+            request_id = f"ex-gateway-{len(sent)}"
+            try:
+                status, _ = http_call(outbound_port, "GET", "/r/1",
+                                      headers={"host": "ratings:9080", "x-request-id": request_id})
+            except OSError:
+                status = 0  # the outbound listener is not pushed yet
+            sent.append((request_id, status))
+            return status == 503
+        self.assertTrue(wait_for(routed, 10), sent)
+        request_id = sent[-1][0]
+        found = []
+
+        def arrived():
+            found[:] = self.api(f"/api/v1/traces?requestId={request_id}")["items"]
+            return len(found) == 1
+        self.assertTrue(wait_for(arrived, 10), found)
+        text = self.meshctl("explain", request_id)
+        self.assertIn(f"HTTPRoute.gateway.networking.k8s.io/default/ratings (from {gateway_file}) "
+                      "rule 0", text)
+        self.assertNotIn(meshlet_file, text)
+        self.assertRegex(text, r"\nVerdict: 503 at caller's outbound sidecar: no healthy endpoint in "
+                               r"cluster \S*ratings\S* \(route HTTPRoute\.gateway\.networking\.k8s\.io"
+                               r"/default/ratings \(from " + re.escape(gateway_file) + r"\) rule 0\)\n")
 
     def test_explain_dry_run_matches_with_the_sidecars_own_routes(self):
         # Policies applied from a file; a sidecar of frontend connected to the control plane,

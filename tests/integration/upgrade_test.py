@@ -20,6 +20,7 @@ Shown:
 - --check-proxies refuses a control plane of another revision than the target's.
 """
 
+import copy
 import json
 import os
 import subprocess
@@ -55,7 +56,9 @@ def pod(name, namespace, app, revision):
                                    "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-class UpgradeTest(unittest.TestCase):
+class Cluster(unittest.TestCase):
+    """The fake API server, a kubeconfig for it, and a fresh cluster for each test."""
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
@@ -78,7 +81,8 @@ class UpgradeTest(unittest.TestCase):
 
     def setUp(self):
         # A fresh cluster for each test: namespaces, control planes, the app.
-        for kind in ("namespaces", "deployments", "statefulsets", "pods"):
+        for kind in ("namespaces", "deployments", "statefulsets", "pods",
+                     "mutatingwebhookconfigurations"):
             for key in list(self.fake.objects[kind]):
                 self.fake.delete(kind, key[0], key[1])
         for revision in ("0-2-0", "canary"):
@@ -134,6 +138,9 @@ class UpgradeTest(unittest.TestCase):
                 done.add(ns)
             stop.wait(0.1)
 
+
+
+class UpgradeTest(Cluster):
     def test_no_control_plane_for_the_revision_is_refused_first(self):
         p = self.meshctl("--revision", "nightly", "-n", "shop", expect=1)
         self.assertIn("revision nightly has no control plane: no Deployment "
@@ -233,11 +240,24 @@ class UpgradeTest(unittest.TestCase):
         try:
             with open(os.path.join(data, "api-token")) as f:
                 token = f.read().strip()
+            connect = ("--server", api, "--token", token, "--ca-file", cp_api.ca_file_for(api))
+            # --revision canary implies canary's identity, which the unnamed revision's API
+            # certificate does not carry: refused at the handshake (exit 3: unreachable).
+            refused = self.meshctl("--revision", "canary", "-n", "shop", "--check-proxies",
+                                   expect=3, global_args=connect)
+            # Told to take the unnamed revision's identity, it asks that API which revision
+            # it is, and refuses its answer.
             p = self.meshctl("--revision", "canary", "-n", "shop", "--check-proxies", expect=1,
-                             global_args=("--server", api, "--token", token, "--ca-file",
-                                          cp_api.ca_file_for(api)))
+                             global_args=connect + (
+                                 "--server-identity",
+                                 "spiffe://cluster.local/ns/meshlet-system/sa/"
+                                 "meshlet-control-plane"))
         finally:
             stop_process(cp)
+        self.assertIn("peer identity spiffe://cluster.local/ns/meshlet-system/sa/"
+                      "meshlet-control-plane is not allowed; expected one of [spiffe://"
+                      "cluster.local/ns/meshlet-system/sa/meshlet-control-plane-canary]",
+                      refused.stderr)
         self.assertIn("is revision default, not canary: point meshctl at revision canary's API",
                       p.stderr)
         self.assertEqual(self.writes(), [])
@@ -252,6 +272,181 @@ class UpgradeTest(unittest.TestCase):
         p = self.meshctl("--revision", "canary", "-n", "shop", kubeconfig=wrong, expect=1)
         self.assertIn("HTTP 401", p.stderr)
         self.assertEqual(self.writes(), [])
+
+
+def injector(revision):
+    """A revision's own MutatingWebhookConfiguration as its control plane keeps it (caBundle
+    filled in)."""
+    name = "meshlet-sidecar-injector" + ("-" + revision if revision else "")
+    service = "meshlet-control-plane" + ("-" + revision if revision else "")
+    hook = {"admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "timeoutSeconds": 7,
+            "clientConfig": {"service": {"name": service, "namespace": "meshlet-system",
+                                         "path": "/inject", "port": 443},
+                             "caBundle": "Q0EgUEVN"},
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]}]}}
+    return {"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration", "metadata": {"name": name},
+            "webhooks": [dict(copy.deepcopy(hook), name="namespace.sidecar.meshlet.io"),
+                         dict(copy.deepcopy(hook), name="object.sidecar.meshlet.io")]}
+
+
+class TagTest(Cluster):
+    """meshctl tag set|list|remove against the fake API server (ADR 0076), and meshctl upgrade
+    --revision TAG. The cluster: revisions 0-2-0, canary and the unnamed one installed (their
+    Deployments available, their webhook configurations with a caBundle)."""
+
+    def setUp(self):
+        super().setUp()
+        self.fake.put("deployments", deployment("meshlet-control-plane", "meshlet-system"))
+        for revision in ("", "0-2-0", "canary"):
+            self.fake.put("mutatingwebhookconfigurations", injector(revision))
+        with self.fake.cond:
+            self.fake.writes.clear()
+
+    def tag(self, *args, expect=0):
+        env = dict(os.environ, HOME=self.tmp, KUBECONFIG=self.kubeconfig)
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        p = subprocess.run([MESHCTL, "tag", *args], capture_output=True, text=True, env=env,
+                           timeout=60)
+        self.assertEqual(p.returncode, expect, "meshctl tag %s\nstdout:\n%s\nstderr:\n%s" %
+                         (args, p.stdout, p.stderr))
+        return p
+
+    def configuration(self, name):
+        with self.fake.cond:
+            obj = self.fake.objects["mutatingwebhookconfigurations"].get(("", name))
+            return json.loads(json.dumps(obj)) if obj else None
+
+    def label_shop(self, value):
+        ns = self.fake.objects["namespaces"][("", "shop")]
+        ns = json.loads(json.dumps(ns))
+        ns["metadata"]["labels"] = {"meshlet.io/rev": value}
+        self.fake.put("namespaces", ns)
+
+    def test_set_list_move_and_remove_a_tag(self):
+        self.label_shop("prod")
+        p = self.tag("set", "prod", "--revision", "canary")
+        self.assertIn("tag prod -> revision canary: MutatingWebhookConfiguration "
+                      "meshlet-revision-tag-prod created", p.stdout)
+        self.assertIn("namespaces using it: shop; their new pods get revision canary's sidecar",
+                      p.stdout)
+        self.assertIn("meshctl upgrade --revision prod -n shop", p.stdout)
+        tag = self.configuration("meshlet-revision-tag-prod")
+        self.assertEqual(tag["metadata"]["labels"]["meshlet.io/tag"], "prod")
+        self.assertEqual(tag["metadata"]["labels"]["meshlet.io/rev"], "canary")
+        self.assertEqual(len(tag["webhooks"]), 2)
+        for hook in tag["webhooks"]:
+            # Canary's webhook, on the tag's path, as canary's configuration reaches it.
+            self.assertEqual(hook["clientConfig"]["service"],
+                             {"name": "meshlet-control-plane-canary",
+                              "namespace": "meshlet-system", "path": "/inject/tag/prod",
+                              "port": 443})
+            self.assertEqual(hook["clientConfig"]["caBundle"], "Q0EgUEVN")
+            self.assertEqual(hook["timeoutSeconds"], 7)
+        by_namespace, by_object = tag["webhooks"]
+        self.assertEqual(by_namespace["name"], "namespace.tag-prod.sidecar.meshlet.io")
+        self.assertIn({"key": "meshlet.io/rev", "operator": "In", "values": ["prod"]},
+                      by_namespace["namespaceSelector"]["matchExpressions"])
+        self.assertIn({"key": "meshlet.io/rev", "operator": "DoesNotExist"},
+                      by_namespace["objectSelector"]["matchExpressions"])
+        self.assertIn({"key": "meshlet.io/rev", "operator": "In", "values": ["prod"]},
+                      by_object["objectSelector"]["matchExpressions"])
+        # Moving it takes --overwrite.
+        p = self.tag("set", "prod", "--revision", "0-2-0", expect=1)
+        self.assertIn("tag prod points at revision canary; give --overwrite to move it to 0-2-0",
+                      p.stderr)
+        self.assertEqual(self.configuration("meshlet-revision-tag-prod")["metadata"]["labels"]
+                         ["meshlet.io/rev"], "canary")
+        p = self.tag("set", "prod", "--revision", "0-2-0", "--overwrite")
+        self.assertIn("tag prod -> revision 0-2-0 (was canary)", p.stdout)
+        moved = self.configuration("meshlet-revision-tag-prod")
+        self.assertEqual(moved["metadata"]["labels"]["meshlet.io/rev"], "0-2-0")
+        self.assertEqual(moved["webhooks"][0]["clientConfig"]["service"]["name"],
+                         "meshlet-control-plane-0-2-0")
+        # The namespace was never relabelled.
+        self.assertEqual([(m, path) for m, path, _ in self.writes() if "namespaces" in path], [])
+        p = self.tag("list")
+        self.assertRegex(p.stdout, r"TAG\s+REVISION\s+NAMESPACES\nprod\s+0-2-0\s+shop\n")
+        # Removing a tag a namespace uses would leave its new pods without a sidecar.
+        p = self.tag("remove", "prod", expect=1)
+        self.assertIn("namespaces shop use tag prod (meshlet.io/rev=prod): without it their new "
+                      "pods get no sidecar", p.stderr)
+        self.assertIsNotNone(self.configuration("meshlet-revision-tag-prod"))
+        p = self.tag("remove", "prod", "--force")
+        self.assertIn("tag prod removed", p.stdout)
+        self.assertIsNone(self.configuration("meshlet-revision-tag-prod"))
+        self.assertIn("no tags", self.tag("list").stdout)
+
+    def test_bad_tags_are_refused_before_anything_changes(self):
+        p = self.tag("set", "canary", "--revision", "0-2-0", expect=1)
+        self.assertIn('"canary" is a revision (Deployment meshlet-system/meshlet-control-plane-'
+                      'canary exists): a tag may not share its name', p.stderr)
+        p = self.tag("set", "prod", "--revision", "nightly", expect=1)
+        self.assertIn("revision nightly has no control plane", p.stderr)
+        p = self.tag("set", "Prod!", "--revision", "canary", expect=2)
+        self.assertIn('"Prod!" is not a tag name', p.stderr)
+        p = self.tag("set", "prod", expect=2)
+        self.assertIn("tag set needs --revision NAME", p.stderr)
+        # A revision whose control plane has not written its caBundle yet.
+        fresh = injector("canary")
+        for hook in fresh["webhooks"]:
+            del hook["clientConfig"]["caBundle"]
+        self.fake.put("mutatingwebhookconfigurations", fresh)
+        p = self.tag("set", "prod", "--revision", "canary", expect=1)
+        self.assertIn("has no caBundle yet", p.stderr)
+        p = self.tag("remove", "nope", expect=1)
+        self.assertIn("no tag nope", p.stderr)
+        self.assertEqual(self.writes(), [])
+
+    def test_the_default_tag_takes_over_from_the_unnamed_revisions_configuration(self):
+        p = self.tag("set", "default", "--revision", "canary")
+        self.assertIn("MutatingWebhookConfiguration meshlet-sidecar-injector: deactivated",
+                      p.stdout)
+        tag = self.configuration("meshlet-revision-tag-default")
+        # The unnamed revision's selection: namespaces labelled meshlet.io/inject=enabled.
+        self.assertIn({"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]},
+                      tag["webhooks"][0]["namespaceSelector"]["matchExpressions"])
+        self.assertEqual(tag["webhooks"][0]["clientConfig"]["service"]["path"],
+                         "/inject/tag/default")
+        never = {"key": "meshlet.io/deactivated", "operator": "In", "values": ["never-match"]}
+        for hook in self.configuration("meshlet-sidecar-injector")["webhooks"]:
+            self.assertIn(never, hook["namespaceSelector"]["matchExpressions"])
+        # The unnamed revision again: its configuration active first, then the tag gone.
+        p = self.tag("set", "default", "--revision", "default")
+        self.assertIn("meshlet-sidecar-injector: active again", p.stdout)
+        self.assertIsNone(self.configuration("meshlet-revision-tag-default"))
+        for hook in self.configuration("meshlet-sidecar-injector")["webhooks"]:
+            self.assertNotIn(never, hook["namespaceSelector"]["matchExpressions"])
+            self.assertIn({"key": "meshlet.io/inject", "operator": "In", "values": ["enabled"]},
+                          hook["namespaceSelector"]["matchExpressions"])
+        methods = [(m, path.rsplit("/", 1)[1]) for m, path, _ in self.writes()]
+        self.assertEqual(methods, [("POST", "mutatingwebhookconfigurations"),
+                                   ("PATCH", "meshlet-sidecar-injector"),
+                                   ("PATCH", "meshlet-sidecar-injector"),
+                                   ("DELETE", "meshlet-revision-tag-default")])
+
+    def test_upgrade_to_a_tag_restarts_without_relabelling(self):
+        self.label_shop("prod")
+        self.tag("set", "prod", "--revision", "canary")
+        with self.fake.cond:
+            self.fake.writes.clear()
+        stop = threading.Event()
+        t = threading.Thread(target=self.controller, args=(["shop"], "canary", stop))
+        t.start()
+        try:
+            p = self.meshctl("--revision", "prod", "-n", "shop")
+        finally:
+            stop.set()
+            t.join()
+        self.assertIn("revision canary (tag prod): control plane meshlet-system/"
+                      "meshlet-control-plane-canary available", p.stdout)
+        self.assertIn("namespace shop: revision prod already (meshlet.io/rev=prod)", p.stdout)
+        self.assertIn("deployment/web: 2/2 pods on canary, ready", p.stdout)
+        self.assertIn("namespace shop: on canary", p.stdout)
+        patches = [path for method, path, _ in self.writes() if method == "PATCH"]
+        self.assertEqual(patches, ["/apis/apps/v1/namespaces/shop/deployments/web"])
 
 
 if __name__ == "__main__":

@@ -333,8 +333,8 @@ class RevisionWebhookTest(WebhookServer):
     does), and leaves pods labelled for another revision unchanged."""
     service_name = "meshlet-control-plane-canary.meshlet-system.svc"
     flags = ("--revision", "canary")
-    meshctl_flags = ("--server-identity",
-                     "spiffe://cluster.local/ns/meshlet-system/sa/meshlet-control-plane-canary")
+    # The revision's API carries the revision's identity, which --revision implies.
+    meshctl_flags = ("--revision", "canary")
 
     def test_injects_its_own_pods_for_its_control_plane(self):
         labelled = copy.deepcopy(POD)
@@ -368,9 +368,47 @@ class RevisionWebhookTest(WebhookServer):
         response = self.respond(review(other))
         self.assertTrue(response["allowed"])
         self.assertNotIn("patch", response)
+        # Whoever created the pod is told why (kubectl prints an admission warning).
+        self.assertEqual(response.get("warnings"), [
+            "meshlet: not injected: the pod's label meshlet.io/rev names revision 0-2-0, not "
+            "this control plane's (canary); that revision's webhook injects it (check the "
+            "webhook configurations' selectors)"])
         # Labelled for this revision it would have been injected: the label made the difference.
         other["metadata"]["labels"]["meshlet.io/rev"] = "canary"
         self.assertIn("patch", self.respond(review(other)))
+
+    def test_a_tags_pods_come_on_the_tags_path_and_get_this_revision(self):
+        # A pod labelled with the tag prod, which points at this revision: the tag's
+        # configuration sends it to /inject/tag/prod, where it is this revision's pod.
+        tagged = copy.deepcopy(POD)
+        tagged["metadata"]["labels"]["meshlet.io/rev"] = "prod"
+        status, text = self.post(json.dumps(review(tagged)).encode(), path="/inject/tag/prod")
+        self.assertEqual(status, 200, text)
+        response = json.loads(text)["response"]
+        self.assertTrue(response["allowed"])
+        patch = jsonpatch.JsonPatch(json.loads(base64.b64decode(response["patch"])))
+        patched = patch.apply(copy.deepcopy(tagged))
+        self.assertEqual(patched["metadata"]["annotations"]["sidecar.meshlet.io/revision"],
+                         "canary")
+        proxy = next(c for c in patched["spec"]["initContainers"] if c["name"] == "meshlet-proxy")
+        env = {e["name"]: e.get("value") for e in proxy["env"]}
+        self.assertEqual(env["MESHLET_CONTROL_PLANE"],
+                         "meshlet-control-plane-canary.meshlet-system.svc:15012")
+        # The label stays the user's: the tag, not the revision.
+        self.assertEqual(patched["metadata"]["labels"]["meshlet.io/rev"], "prod")
+        # On the revision's own path (or another tag's) the same pod is another revision's.
+        for path in ("/inject", "/inject/tag/stable"):
+            status, text = self.post(json.dumps(review(tagged)).encode(), path=path)
+            response = json.loads(text)["response"]
+            self.assertTrue(response["allowed"])
+            self.assertNotIn("patch", response)
+            self.assertIn("names revision prod", response["warnings"][0])
+        # The tag "default": pods no label puts on a revision.
+        status, text = self.post(json.dumps(review(POD)).encode(), path="/inject/tag/default")
+        self.assertIn("patch", json.loads(text)["response"])
+        # A path that names no tag.
+        status, _ = self.post(json.dumps(review(POD)).encode(), path="/inject/tag/Not_A_Tag")
+        self.assertEqual(status, 404)
 
 
 if __name__ == "__main__":

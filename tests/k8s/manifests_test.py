@@ -38,6 +38,8 @@ LEAST_PRIVILEGE = [
     (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"), None),
     (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("get", "patch"),
      ("meshlet-sidecar-injector",)),
+    # The revision tags (meshlet-revision-tag-*, labelled meshlet.io/tag): read only.
+    (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",), ("list",), None),
     (("meshlet.io",), ("services", "trafficpolicies", "httproutes", "authorizationpolicies",
                        "meshconfigs"), ("get", "list", "watch"), None),
     (("gateway.networking.k8s.io",), ("httproutes", "grpcroutes", "referencegrants"),
@@ -149,12 +151,14 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
                                                 "name": "meshlet-control-plane",
                                                 "namespace": "meshlet-system"}])
-        # Leader election: the one Lease, in the control plane's namespace only.
+        # Leader election: its Lease and the route-status one all revisions share, in the
+        # control plane's namespace only.
         lease_role = one(objects, "Role")
         self.assertEqual(lease_role["rules"], [
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": ["meshlet-control-plane"], "verbs": ["get", "update"]}])
+             "resourceNames": ["meshlet-control-plane", "meshlet-route-status"],
+             "verbs": ["get", "update"]}])
         self.assertEqual(one(objects, "RoleBinding")["subjects"], binding["subjects"])
         pdb = one(objects, "PodDisruptionBudget")
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])

@@ -242,6 +242,7 @@ async function loadExplanation(id) {
       <table>${row('route', route)}${row('cluster', h.cluster ? h.cluster + (h.subset ? ` (subset ${h.subset})` : '') : '')}
         ${row('policy', h.trafficPolicy)}${row('timeouts', timeouts)}
         ${row('limit', h.rateLimitPolicy && 'rate limit of ' + h.rateLimitPolicy)}
+        ${row('shed', h.shed)}
         ${row('refusal', h.destinationPolicy && `unknown destinations refused by ${h.destinationPolicy} (outboundTrafficPolicy REGISTRY_ONLY)`)}
         ${attempts}${row('authz', authz)}${row('error', error)}</table></div>`;
   }).join('');
