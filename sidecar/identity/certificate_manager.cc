@@ -1,5 +1,6 @@
 #include "sidecar/identity/certificate_manager.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -114,6 +115,12 @@ absl::Status CertificateManager::CheckUsable(const std::string& chain_pem,
 absl::Status CertificateManager::StartWith(WorkloadCertificate certificate) {
   RETURN_IF_ERROR(CheckUsable(certificate.certificate_chain_pem, certificate.private_key_pem,
                               certificate.trust_bundle_pem));
+  // The leaf says when it expires, not the process that handed it over: renewal is scheduled
+  // from the earlier of the two (a later one would renew after the certificate expired).
+  absl::StatusOr<tls::CertificateChain> chain =
+      tls::ParsePemCertificates(certificate.certificate_chain_pem);
+  if (!chain.ok()) return chain.status();
+  certificate.not_after = std::min(certificate.not_after, tls::NotAfter(*chain->front()));
   if (certificate.not_after <= clock_.WallNow()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the certificate expired at ", absl::FormatTime(certificate.not_after)));

@@ -83,8 +83,9 @@ class CertificateManager {
   void Start();
   // Starts with a certificate another process held (the hand-over, docs/upgrades.md) instead of
   // asking the CA: checked like the CA's answer (the chain parses, its leaf holds the key and this
-  // identity, it has not expired), handed to `on_rotated`, then renewed on the usual schedule from
-  // now. An error leaves the manager unstarted (Start() may follow).
+  // identity, it has not expired; its expiry is the leaf's when `not_after` says later), handed
+  // to `on_rotated`, then renewed on the usual schedule from now. An error leaves the manager
+  // unstarted (Start() may follow).
   absl::Status StartWith(WorkloadCertificate certificate);
 
   // The certificate in use; null before the first one arrived.

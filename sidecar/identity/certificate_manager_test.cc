@@ -260,6 +260,16 @@ TEST_F(CertificateManagerTest, StartsWithACertificateTakenOverAndRenewsIt) {
   status = wrong->StartWith(held);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
 
+  // An expiry later than the leaf's (a predecessor's mistake) is the leaf's: renewal is not put
+  // off past it.
+  WorkloadCertificate late = held;
+  late.not_after = held.not_after + absl::Hours(24 * 365);
+  auto corrected = Make();
+  ASSERT_TRUE(corrected->StartWith(late).ok());
+  EXPECT_EQ(corrected->current()->not_after, held.not_after);
+  corrected.reset();
+  rotated_.clear();
+
   auto manager = Make();
   ASSERT_TRUE(manager->StartWith(held).ok());
   ASSERT_EQ(rotated_.size(), 1u);

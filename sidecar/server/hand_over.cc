@@ -5,6 +5,7 @@
 #include "sidecar/server/hand_over.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -29,8 +30,14 @@ namespace {
 
 using Deadline = std::chrono::steady_clock::time_point;
 
-// A configuration of a large mesh fits; a peer cannot make this process allocate more.
-constexpr uint32_t kMaxMessageBytes = 256u << 20;
+// An offer: a configuration of a large mesh fits; a peer cannot make this process allocate more.
+constexpr uint32_t kMaxOfferBytes = 256u << 20;
+// Every other message (a request, Ready, Done) is a few bytes: a peer claiming more is refused
+// before anything is allocated for it.
+constexpr uint32_t kMaxSmallMessageBytes = 64u << 10;
+// Listening sockets an offer may hand over (listeners times workers; far more than any sidecar
+// runs, far less than a descriptor limit).
+constexpr int kMaxHandedSockets = 8192;
 // Descriptors per SCM_RIGHTS message (the kernel takes at most 253).
 constexpr size_t kDescriptorsPerWrite = 200;
 // The exchange before the offer, and the answer to Ready.
@@ -66,7 +73,7 @@ absl::Status WaitFor(int fd, short events, Deadline deadline, int stop_fd) {
   }
 }
 
-absl::Status WriteAll(int fd, const std::string& data, Deadline deadline) {
+absl::Status WriteAll(int fd, const std::string& data, Deadline deadline, int stop_fd) {
   size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
@@ -76,7 +83,7 @@ absl::Status WriteAll(int fd, const std::string& data, Deadline deadline) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, -1));
+      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, stop_fd));
       continue;
     }
     return ErrnoError("send", errno);
@@ -103,23 +110,28 @@ absl::Status ReadExact(int fd, char* data, size_t size, Deadline deadline, int s
   return absl::OkStatus();
 }
 
-absl::Status SendMessage(int fd, const google::protobuf::Message& message, Deadline deadline) {
+// Writes one message; a peer that does not read holds it up until the deadline, or until
+// `stop_fd` (if any) is readable.
+absl::Status SendMessage(int fd, const google::protobuf::Message& message, Deadline deadline,
+                         int stop_fd = -1) {
   const std::string body = message.SerializeAsString();
   const uint32_t size = static_cast<uint32_t>(body.size());
   std::string frame = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
                        static_cast<char>(size >> 8), static_cast<char>(size)};
   frame += body;
-  return WriteAll(fd, frame, deadline);
+  return WriteAll(fd, frame, deadline, stop_fd);
 }
 
-absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, Deadline deadline,
-                            int stop_fd = -1) {
+// Reads one message of at most `max_bytes`.
+absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, uint32_t max_bytes,
+                            Deadline deadline, int stop_fd = -1) {
   unsigned char header[4];
   RETURN_IF_ERROR(ReadExact(fd, reinterpret_cast<char*>(header), 4, deadline, stop_fd));
   const uint32_t size = (uint32_t{header[0]} << 24) | (uint32_t{header[1]} << 16) |
                         (uint32_t{header[2]} << 8) | uint32_t{header[3]};
-  if (size > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("a message of ", size, " bytes"));
+  if (size > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", message->GetDescriptor()->name(), " of ",
+                                                   size, " bytes (at most ", max_bytes, ")"));
   }
   std::string body(size, '\0');
   RETURN_IF_ERROR(ReadExact(fd, body.data(), size, deadline, stop_fd));
@@ -131,7 +143,7 @@ absl::Status ReceiveMessage(int fd, google::protobuf::Message* message, Deadline
 }
 
 // One byte carrying `fds` (at most kDescriptorsPerWrite).
-absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline deadline) {
+absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline deadline, int stop_fd) {
   char byte = 'S';
   iovec iov = {&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kDescriptorsPerWrite)] = {};
@@ -150,7 +162,7 @@ absl::Status SendDescriptors(int fd, const int* fds, size_t count, Deadline dead
     if (n == 1) return absl::OkStatus();
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, -1));
+      RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, stop_fd));
       continue;
     }
     return ErrnoError("sendmsg", errno);
@@ -192,7 +204,8 @@ absl::Status ReceiveDescriptors(int fd, Deadline deadline, std::vector<int>& out
   return absl::OkStatus();
 }
 
-// The peer runs as this process's user, or one of the two is root.
+// The peer runs as this process's user, or as root. A sidecar running as root takes nothing from,
+// and hands its key and sockets to, no process of another user.
 absl::Status CheckPeer(int fd) {
   ucred peer = {};
   socklen_t len = sizeof(peer);
@@ -200,9 +213,49 @@ absl::Status CheckPeer(int fd) {
     return ErrnoError("SO_PEERCRED", errno);
   }
   const uid_t self = geteuid();
-  if (peer.uid != self && peer.uid != 0 && self != 0) {
+  if (peer.uid != self && peer.uid != 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("pid ", peer.pid, " runs as uid ", peer.uid, ", this sidecar as uid ", self));
+  }
+  return absl::OkStatus();
+}
+
+// `fd` is what the offer says it is: a TCP socket listening on `address`, in a SO_REUSEPORT group
+// exactly when `reuse_port`. Anything else (a descriptor of another kind, a socket not yet bound,
+// bound elsewhere or not listening) would have this process serve another port than it says, or
+// bind one at random.
+absl::Status CheckHandedSocket(int fd, const net::Address& address, bool reuse_port) {
+  auto option = [fd](int level, int name) -> absl::StatusOr<int> {
+    int value = 0;
+    socklen_t len = sizeof(value);
+    if (getsockopt(fd, level, name, &value, &len) != 0) {
+      return absl::InvalidArgumentError(
+          errno == ENOTSOCK ? "not a socket" : absl::StrCat("getsockopt: ", std::strerror(errno)));
+    }
+    return value;
+  };
+  ASSIGN_OR_RETURN(int type, option(SOL_SOCKET, SO_TYPE));
+  ASSIGN_OR_RETURN(int protocol, option(SOL_SOCKET, SO_PROTOCOL));
+  if (type != SOCK_STREAM || protocol != IPPROTO_TCP) {
+    return absl::InvalidArgumentError("not a TCP socket");
+  }
+  ASSIGN_OR_RETURN(int listening, option(SOL_SOCKET, SO_ACCEPTCONN));
+  if (listening == 0) return absl::InvalidArgumentError("not listening");
+  sockaddr_storage bound = {};
+  socklen_t len = sizeof(bound);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+    return ErrnoError("getsockname", errno);
+  }
+  absl::StatusOr<net::Address> actual =
+      net::Address::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), len);
+  if (!actual.ok()) return actual.status();
+  if (!(*actual == address)) {
+    return absl::InvalidArgumentError(absl::StrCat("bound to ", actual->ToString()));
+  }
+  ASSIGN_OR_RETURN(int in_group, option(SOL_SOCKET, SO_REUSEPORT));
+  if ((in_group != 0) != reuse_port) {
+    return absl::InvalidArgumentError(reuse_port ? "not in a SO_REUSEPORT group"
+                                                 : "in a SO_REUSEPORT group");
   }
   return absl::OkStatus();
 }
@@ -265,12 +318,18 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
   request.set_pid(getpid());
   if (absl::Status sent = SendMessage(fd, request, deadline); !sent.ok()) return fail(sent);
   xds::HandOverOffer offer;
-  if (absl::Status got = ReceiveMessage(fd, &offer, deadline); !got.ok()) return fail(got);
+  if (absl::Status got = ReceiveMessage(fd, &offer, kMaxOfferBytes, deadline); !got.ok()) {
+    return fail(got);
+  }
   HandedOver& handed = client->handed_;
   handed.pid = offer.pid();
   handed.release = offer.release();
   if (!offer.refused().empty()) {
     return fail(absl::FailedPreconditionError(absl::StrCat("refused: ", offer.refused())));
+  }
+  if (offer.sockets_size() > kMaxHandedSockets) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "an offer of ", offer.sockets_size(), " sockets (at most ", kMaxHandedSockets, ")")));
   }
   std::vector<int> fds;
   while (fds.size() < static_cast<size_t>(offer.sockets_size())) {
@@ -287,10 +346,17 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
   }
   absl::Status bad;
   for (int i = 0; i < offer.sockets_size(); ++i) {
-    absl::StatusOr<net::Address> address = net::Address::Parse(offer.sockets(i).address());
-    if (!address.ok() && bad.ok()) bad = address.status();
+    const xds::HandedSocket& socket = offer.sockets(i);
+    absl::StatusOr<net::Address> address = net::Address::Parse(socket.address());
+    absl::Status checked =
+        address.ok() ? CheckHandedSocket(fds[i], *address, socket.reuse_port()) : address.status();
+    if (!checked.ok() && bad.ok()) {
+      bad = absl::InvalidArgumentError(absl::StrCat("socket ", i + 1, " of ", offer.sockets_size(),
+                                                    " (\"", socket.address(),
+                                                    "\"): ", checked.message()));
+    }
     handed.sockets.push_back(
-        {fds[i], address.ok() ? *address : net::Address(), offer.sockets(i).reuse_port()});
+        {fds[i], address.ok() ? *address : net::Address(), socket.reuse_port()});
   }
   if (!bad.ok()) return fail(bad);  // the destructor closes the descriptors
   handed.configuration = std::move(*offer.mutable_configuration());
@@ -316,7 +382,7 @@ absl::StatusOr<Drained> HandOverClient::Finish(Duration timeout) {
   const Deadline deadline = After(timeout);
   RETURN_IF_ERROR(SendMessage(fd_, xds::HandOverReady(), deadline));
   xds::HandOverDone done;
-  RETURN_IF_ERROR(ReceiveMessage(fd_, &done, deadline));
+  RETURN_IF_ERROR(ReceiveMessage(fd_, &done, kMaxSmallMessageBytes, deadline));
   return Drained{.connections = done.open_connections(), .requests = done.requests_in_flight()};
 }
 
@@ -353,20 +419,29 @@ absl::StatusOr<std::unique_ptr<HandOverServer>> HandOverServer::Start(event::Loo
   unlink(path.c_str());
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoError("socket", errno);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      chmod(path.c_str(), 0600) != 0 || listen(fd, 4) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    // Another process bound it meanwhile: the file is its own, not this one's to remove.
+    const int err = errno;
+    close(fd);
+    return ErrnoError(absl::StrCat("hand-over socket \"", path, "\""), err);
+  }
+  // The file this socket made: only it is removed later (the path may name a successor's by then).
+  struct stat made = {};
+  if (lstat(path.c_str(), &made) != 0 || chmod(path.c_str(), 0600) != 0 || listen(fd, 4) != 0) {
     const int err = errno;
     close(fd);
     unlink(path.c_str());
     return ErrnoError(absl::StrCat("hand-over socket \"", path, "\""), err);
   }
-  return std::unique_ptr<HandOverServer>(new HandOverServer(loop, path, fd, std::move(callbacks)));
+  return std::unique_ptr<HandOverServer>(new HandOverServer(
+      loop, path, SocketFile{made.st_dev, made.st_ino}, fd, std::move(callbacks)));
 }
 
-HandOverServer::HandOverServer(event::Loop& loop, std::string path, int listen_fd,
+HandOverServer::HandOverServer(event::Loop& loop, std::string path, SocketFile file, int listen_fd,
                                Callbacks callbacks)
     : loop_(loop),
       path_(std::move(path)),
+      file_(file),
       listen_fd_(listen_fd),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       shared_(std::make_shared<Shared>()) {
@@ -384,8 +459,13 @@ HandOverServer::~HandOverServer() {
   close(stop_fd_);
   if (listen_fd_ >= 0) {
     close(listen_fd_);
-    // The path is the successor's once it took over.
-    if (!handed_over_) unlink(path_.c_str());
+    // The path is the successor's once it took over; and whatever the path names now that is not
+    // the file this server made (a successor that took over while this one was stopping) stays.
+    struct stat now = {};
+    if (!handed_over_ && lstat(path_.c_str(), &now) == 0 && now.st_dev == file_.device &&
+        now.st_ino == file_.inode) {
+      unlink(path_.c_str());
+    }
   }
 }
 
@@ -405,6 +485,14 @@ bool HandOverServer::RunOnLoop(F f) {
   return !shared_->stopping;
 }
 
+void HandOverServer::Failed(std::string why) {
+  LOG(WARN) << why;
+  std::shared_ptr<Shared> shared = shared_;
+  loop_.Post([shared, why = std::move(why)] {
+    if (shared->alive && shared->callbacks.failed) shared->callbacks.failed(why);
+  });
+}
+
 void HandOverServer::ThreadMain() {
   while (!shared_->stopping) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -415,7 +503,19 @@ void HandOverServer::ThreadMain() {
     }
     if ((fds[1].revents & POLLIN) != 0) return;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == EAGAIN || err == ECONNABORTED) continue;
+      // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays queued and the socket
+      // readable, so it is tried again after a pause rather than at once, in a loop.
+      LOG_EVERY_N_SEC(WARN, 10) << "hand-over socket \"" << path_
+                                << "\": accept: " << std::strerror(err);
+      pollfd stop = {stop_fd_, POLLIN, 0};
+      (void)poll(&stop, 1,
+                 static_cast<int>(
+                     std::chrono::duration_cast<std::chrono::milliseconds>(kStopPoll).count()));
+      continue;
+    }
     const bool took_over = Serve(fd);
     close(fd);
     if (took_over) return;
@@ -424,13 +524,14 @@ void HandOverServer::ThreadMain() {
 
 bool HandOverServer::Serve(int fd) {
   if (absl::Status peer = CheckPeer(fd); !peer.ok()) {
-    LOG(WARN) << "hand-over socket \"" << path_ << "\": refused " << peer.message();
+    Failed(absl::StrCat("hand-over socket \"", path_, "\": refused ", peer.message()));
     return false;
   }
   xds::HandOverRequest request;
-  if (absl::Status got = ReceiveMessage(fd, &request, After(kExchangeTimeout), stop_fd_);
+  if (absl::Status got =
+          ReceiveMessage(fd, &request, kMaxSmallMessageBytes, After(kExchangeTimeout), stop_fd_);
       !got.ok()) {
-    if (!absl::IsCancelled(got)) LOG(WARN) << "hand-over: no request: " << got.message();
+    if (!absl::IsCancelled(got)) Failed(absl::StrCat("hand-over: no request: ", got.message()));
     return false;
   }
   const std::string who =
@@ -466,15 +567,18 @@ bool HandOverServer::Serve(int fd) {
     out->set_not_after_unix_seconds(absl::ToUnixSeconds(c.not_after));
   }
   const Deadline deadline = After(kExchangeTimeout);
-  absl::Status sent = SendMessage(fd, offer, deadline);
+  // Stopping does not wait for a successor that does not read (a large configuration).
+  absl::Status sent = SendMessage(fd, offer, deadline, stop_fd_);
   for (size_t i = 0; sent.ok() && i < fds.size(); i += kDescriptorsPerWrite) {
     sent = SendDescriptors(fd, fds.data() + i, std::min(kDescriptorsPerWrite, fds.size() - i),
-                           deadline);
+                           deadline, stop_fd_);
   }
   // The successor holds its own copies now (or failed to get them): these were duplicates.
   CloseSockets(handed->sockets);
   if (!sent.ok()) {
-    LOG(WARN) << "hand-over to " << who << " failed: " << sent.message();
+    if (!absl::IsCancelled(sent)) {
+      Failed(absl::StrCat("hand-over to ", who, " failed: ", sent.message()));
+    }
     return false;
   }
   LOG(INFO) << "hand-over: sent " << fds.size() << " listening sockets"
@@ -482,9 +586,11 @@ bool HandOverServer::Serve(int fd) {
             << (offer.has_certificate() ? ", the workload certificate" : "") << " to " << who
             << "; serving until it is ready";
   xds::HandOverReady ready;
-  if (absl::Status got = ReceiveMessage(fd, &ready, After(kMaxReadyWait), stop_fd_); !got.ok()) {
+  if (absl::Status got =
+          ReceiveMessage(fd, &ready, kMaxSmallMessageBytes, After(kMaxReadyWait), stop_fd_);
+      !got.ok()) {
     if (!absl::IsCancelled(got)) {
-      LOG(WARN) << "hand-over to " << who << " abandoned, still serving: " << got.message();
+      Failed(absl::StrCat("hand-over to ", who, " abandoned, still serving: ", got.message()));
     }
     return false;
   }

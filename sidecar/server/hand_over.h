@@ -15,12 +15,16 @@
 //     one serves PATH for the next. The listening sockets never close in between, so nothing
 //     queued on them is lost; a new process that fails before it is ready changes nothing.
 //
-// Only a process of the same user, or root, may take part (SO_PEERCRED, checked on both ends);
-// PATH is made with mode 0600.
+// Only a process of the same user, or root, may take part (SO_PEERCRED, checked on both ends: a
+// sidecar running as root deals with root only); PATH is made with mode 0600. Every message is
+// read with a size limit (64 KiB, an offer 256 MiB), and every descriptor handed over must be a
+// TCP socket listening on the address the offer gives it, or the take-over fails.
 //
 // Threading: HandOverClient is used on the main thread at start-up (blocking, with timeouts).
 // HandOverServer's thread talks to the peer and runs the callbacks on the main loop (Post); they
 // never block it. Destroying the server (main thread) stops the thread within ~100 ms.
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
@@ -94,6 +98,10 @@ class HandOverServer {
     std::function<absl::StatusOr<HandedOver>()> offer;
     // The successor is ready: stop accepting and drain. Returns what is still open. Main loop.
     std::function<Drained()> handed_over;
+    // An exchange with a would-be successor failed before it took over (a peer of another user,
+    // a malformed or oversized message, a successor gone before it was ready), with the reason
+    // (also logged); this sidecar serves on. Optional. Main loop, after the fact.
+    std::function<void(absl::string_view why)> failed;
   };
 
   // Serves `path` (removing a file left there by a process that is gone; an error when a live
@@ -101,7 +109,8 @@ class HandOverServer {
   static absl::StatusOr<std::unique_ptr<HandOverServer>> Start(event::Loop& loop,
                                                                const std::string& path,
                                                                Callbacks callbacks);
-  // Stops the thread; removes `path` unless a successor took it over.
+  // Stops the thread; removes the socket file it made at `path` unless a successor took it over
+  // (or another process's file is there by now).
   ~HandOverServer();
   HandOverServer(const HandOverServer&) = delete;
   HandOverServer& operator=(const HandOverServer&) = delete;
@@ -110,16 +119,25 @@ class HandOverServer {
 
  private:
   struct Shared;
-  HandOverServer(event::Loop& loop, std::string path, int listen_fd, Callbacks callbacks);
+  // The socket file made at the path (removed by the destructor only while the path names it).
+  struct SocketFile {
+    dev_t device;
+    ino_t inode;
+  };
+  HandOverServer(event::Loop& loop, std::string path, SocketFile file, int listen_fd,
+                 Callbacks callbacks);
   void ThreadMain();
   // One successor, start to end; true when it took over (the thread then ends).
   bool Serve(int fd);
+  // Logs `why` and runs callbacks.failed with it on the main loop.
+  void Failed(std::string why);
   // Runs `f` on the main loop and waits for it (false: stopping, or the loop did not run it).
   template <typename F>
   bool RunOnLoop(F f);
 
   event::Loop& loop_;
   const std::string path_;
+  const SocketFile file_;
   int listen_fd_;
   int stop_fd_;  // an eventfd: written to stop the thread
   std::shared_ptr<Shared> shared_;

@@ -72,12 +72,15 @@ Server::Server(ServerOptions options)
         "meshlet_server_hand_overs_total",
         "Hand-overs through --hand-over: took_over (this process took the listening sockets of "
         "its predecessor), handed_over (it handed its own to a successor), refused (it refused a "
-        "successor: draining or not ready).",
+        "successor: draining or not ready), failed (an exchange with a would-be successor failed "
+        "before it took over: a peer of another user, a malformed or oversized message, a "
+        "successor gone before it was ready; this process serves on).",
         {{"side", std::string(side)}}));
   };
   hand_overs_taken_ = hand_overs("took_over");
   hand_overs_given_ = hand_overs("handed_over");
   hand_overs_refused_ = hand_overs("refused");
+  hand_overs_failed_ = hand_overs("failed");
 }
 
 Server::~Server() {

@@ -258,6 +258,7 @@ class Server final : public admin::AdminBackend {
   Counter hand_overs_taken_;    // meshlet_server_hand_overs_total{side="took_over"}
   Counter hand_overs_given_;    // {side="handed_over"}
   Counter hand_overs_refused_;  // {side="refused"}
+  Counter hand_overs_failed_;   // {side="failed"}
 
   Gauge draining_gauge_;
   Counter reload_success_;

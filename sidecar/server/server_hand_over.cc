@@ -50,12 +50,17 @@ absl::Status Server::TakeOver() {
 }
 
 absl::Status Server::FinishTakeOver() {
-  // Both processes accept on the same sockets meanwhile.
-  if (!loop_.RunUntil([this] { return ready(); }, options_.hand_over_timeout)) {
+  // Both processes accept on the same sockets meanwhile. A signal (SIGTERM, SIGINT) ends the wait
+  // too: this process stops, and the predecessor is never told to.
+  auto stopped = [this] { return draining_ || shut_down_; };
+  if (!loop_.RunUntil([&] { return stopped() || ready(); }, options_.hand_over_timeout) ||
+      stopped()) {
     const std::string why =
-        absl::StrCat("hand-over: not ready within ",
-                     absl::FormatDuration(absl::FromChrono(options_.hand_over_timeout)), " (",
-                     NotReadyReason(), "); pid ", taken_over_->pid, " serves on");
+        stopped() ? absl::StrCat("hand-over: stopped by a signal before ready; pid ",
+                                 taken_over_->pid, " serves on")
+                  : absl::StrCat("hand-over: not ready within ",
+                                 absl::FormatDuration(absl::FromChrono(options_.hand_over_timeout)),
+                                 " (", NotReadyReason(), "); pid ", taken_over_->pid, " serves on");
     // The connections this process accepted meanwhile finish before it exits, as a drain's do.
     LOG(ERROR) << why << "; finishing the connections accepted meanwhile";
     for (auto& worker : workers_) {
@@ -104,10 +109,12 @@ absl::Status Server::FinishTakeOver() {
 }
 
 absl::Status Server::ServeHandOver() {
-  ASSIGN_OR_RETURN(hand_over_server_,
-                   HandOverServer::Start(loop_, options_.hand_over_path,
-                                         {.offer = [this] { return HandOverOffer(); },
-                                          .handed_over = [this] { return HandOverDrain(); }}));
+  ASSIGN_OR_RETURN(
+      hand_over_server_,
+      HandOverServer::Start(loop_, options_.hand_over_path,
+                            {.offer = [this] { return HandOverOffer(); },
+                             .handed_over = [this] { return HandOverDrain(); },
+                             .failed = [this](absl::string_view) { hand_overs_failed_.Inc(); }}));
   return absl::OkStatus();
 }
 

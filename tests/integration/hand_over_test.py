@@ -21,11 +21,16 @@ from the app (no error, no reset, none unfinished), the new process must show wh
 (GET /hand_over, meshlet_server_hand_overs_total), and the control plane must see backend-0 ready
 on the new process's stream. The figures (max latency, requests and connections in flight at the
 switch) are printed for docs/upgrades.md.
+
+And a new process that never gets ready (it waits for a control plane that is not there) changes
+nothing: it gives up after --hand-over-timeout, or at once when it is sent SIGTERM, and the
+running sidecar serves on, its hand-over socket too.
 """
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +42,8 @@ import cp_api
 import sidecar_test
 from mesh_util import (call_service, create_join_token, http_service, put_resource,
                        start_plaintext_control_plane, start_xds_sidecar, stop_process)
-from sidecar_test import HttpUpstream, wait_for
+from sidecar_test import (EchoServer, HttpUpstream, config_yaml, echo_round_trip, free_port,
+                          static_cluster, tcp_listener, wait_for)
 
 CONTROL_PLANE = SIDECAR = LOADGEN = None
 NAMESPACE = "default"
@@ -205,6 +211,50 @@ class HandOverTest(unittest.TestCase):
                 failures.append(f"{name}: {q}")
         print("\n" + "\n".join(lines), file=sys.stderr)
         self.assertEqual(failures, [], "\n".join(lines))
+
+    def test_a_successor_never_ready_gives_up_and_the_running_one_serves_on(self):
+        echo = EchoServer()
+        self.addCleanup(echo.close)
+        port = free_port()
+        socket_dir = tempfile.mkdtemp(prefix="meshlet-hand-over-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, socket_dir, True)
+        running = sidecar_test.Sidecar(
+            tempfile.mkdtemp(dir=self.tmp),
+            config_yaml(tcp_listener("tcp", port, "echo"), static_cluster("echo", echo.port)),
+            f"--hand-over={os.path.join(socket_dir, 'sidecar')}")
+        self.sidecars.append(running)
+        # Its configuration would come from a control plane that is not there: never ready.
+        never_ready = [f"--xds=127.0.0.1:{free_port()}", "--xds-plaintext=true",
+                       "--node-id=successor"]
+        for extra, stop, says in ((["--hand-over-timeout=1s"], False, "not ready within 1s"),
+                                  ([], True, "stopped by a signal before ready")):
+            log_path = os.path.join(self.tmp, f"successor-{len(self.processes)}.stderr")
+            with open(log_path, "w") as err:
+                new = subprocess.Popen(running.argv + never_ready + extra,
+                                       stdout=subprocess.DEVNULL, stderr=err)
+            self.processes.append(new)
+
+            def log():
+                with open(log_path) as f:
+                    return f.read()
+
+            self.assertTrue(wait_for(lambda: "hand-over: taking over from pid" in log(),
+                                     timeout=10), log())
+            if stop:
+                # At once, not after --hand-over-timeout (60 s).
+                new.send_signal(signal.SIGTERM)
+            self.assertEqual(new.wait(timeout=5), 1, log())
+            self.assertIn(says, log())
+            self.assertIn(f"pid {running.proc.pid} serves on", log())
+            # The running one was never told to stop: it serves, and serves the socket still.
+            self.assertEqual(echo_round_trip(port, b"ping"), b"ping")
+            self.assertEqual(running.get("/ready")[0], 200)
+            self.assertTrue(json.loads(running.get("/hand_over")[1])["serving"])
+        # Each abandoned exchange counted.
+        self.assertTrue(wait_for(lambda: 'meshlet_server_hand_overs_total{side="failed"}: 2' in
+                                 running.get("/stats?filter=hand_overs")[1]),
+                        running.get("/stats?filter=hand_overs")[1])
+        self.assertIsNone(running.proc.poll())
 
 
 if __name__ == "__main__":
