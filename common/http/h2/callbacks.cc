@@ -93,6 +93,7 @@ int ConnectionImpl::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
     c->max_client_stream_ = std::max(c->max_client_stream_, id);
     ++c->client_streams_opened_;
     s = &c->CreateStream(nullptr);
+    s->opened_ = c->Now();
     c->Register(*s, frame->hd.stream_id);
     c->rx_request_headers_id_ = frame->hd.stream_id;
   }
@@ -167,8 +168,9 @@ int ConnectionImpl::OnFrameRecv(nghttp2_session* session, const nghttp2_frame* f
       StreamImpl* s = c->Find(frame->hd.stream_id);
       if (s != nullptr) {
         s->rst_received_ = true;
-        // Cancelled before its response was complete: the work it started is wasted.
-        if (!s->tx_end_) c->ChargeReset();
+        // Cancelled before its response was complete: the work it started is wasted, and a
+        // premature reset frees the stream's slot for another at once (rapid reset).
+        if (!s->tx_end_) c->JudgeReset(*s);
       }
       if (c->abuse_ != Http2Flood::kNone) return NGHTTP2_ERR_CALLBACK_FAILURE;
       break;

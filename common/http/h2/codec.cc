@@ -50,6 +50,9 @@ absl::Status ValidateOptions(const Http2Options& o) {
     return absl::InvalidArgumentError(
         "max_inbound_window_update_frames_per_data_frame_sent must be positive");
   }
+  if (o.stream_reset_min_lifetime < Duration::zero()) {
+    return absl::InvalidArgumentError("stream_reset_min_lifetime must not be negative");
+  }
   if (o.max_inbound_priority_frames_per_stream == 0) {
     return absl::InvalidArgumentError("max_inbound_priority_frames_per_stream must be positive");
   }

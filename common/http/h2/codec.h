@@ -112,14 +112,20 @@ struct Http2Options {
   // WINDOW_UPDATE frames received may be at most 5 + 2 × (HEADERS frames received + this ×
   // DATA frames sent): a window is only worth updating for data this side sends.
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
-  // Server only. Rapid reset (CVE-2023-44487): every stream the client resets before its response
-  // is complete, and every stream this side resets or refuses (beyond max_concurrent_streams, or
-  // malformed), takes a token from a bucket of `stream_reset_burst` tokens; each response that
-  // completes, and every second that passes (`stream_resets_per_second`), puts one back. A client
-  // that finds the bucket empty has its connection ended. Zero burst: no limit of our own
-  // (nghttp2's default then applies).
+  // Server only. Rapid reset (CVE-2023-44487): a premature reset — a stream the client resets
+  // before any response headers and less than `stream_reset_min_lifetime` after its HEADERS
+  // arrived, or a stream this side refuses (beyond max_concurrent_streams) — takes a token from a
+  // bucket of `stream_reset_burst` tokens. Every other stream that ends gives one back: a response
+  // that completes, and a stream the client resets later (a caller's timeout: it held its
+  // concurrency slot for that long) or after the response began; so does every second that
+  // passes (`stream_resets_per_second`). A client that finds the bucket empty — more premature
+  // resets than other stream ends, by more than the burst — has its connection ended. Zero
+  // burst: no limit of our own (nghttp2's default then applies). Zero lifetime: only resets after
+  // the response began, are late: no reset is premature (refusals still are). docs/security.md,
+  // ADR 0078.
   uint32_t stream_reset_burst = 200;
   uint32_t stream_resets_per_second = 20;
+  Duration stream_reset_min_lifetime = std::chrono::milliseconds(10);
   // Server only. PRIORITY frames (deprecated by RFC 9113) received may be at most this × (1 +
   // streams the client opened).
   uint32_t max_inbound_priority_frames_per_stream = 100;
@@ -177,6 +183,10 @@ struct Http2Counters {
   uint64_t keepalive_timeouts = 0;  // either keepalive (after a GOAWAY too) closed the connection
   uint64_t streams_started = 0;
   uint64_t floods = 0;  // connections ended with ENHANCE_YOUR_CALM (Http2Options limits)
+  // Server: client resets before the response was complete, told apart as in Http2Options'
+  // rapid-reset limit (refused streams are counted in rst_stream_sent).
+  uint64_t premature_resets = 0;
+  uint64_t late_resets = 0;
 };
 
 namespace codec_internal {

@@ -141,8 +141,11 @@ class ConnectionImpl {
   // END_STREAM: counts frames that carry nothing, one after another
   // (max_consecutive_inbound_empty_frames). Returns the callback's result.
   int CountEmptyFrame(bool has_payload, bool end_stream);
-  // A stream ended early (reset by either side, or refused): takes a token (stream_reset_burst);
-  // a completed response gives one back (resets_.Credit()).
+  // Server: the client reset `s` before its response was complete. Premature (within
+  // stream_reset_min_lifetime of its HEADERS, no response headers yet): takes a token
+  // (stream_reset_burst), like a refused stream (ChargeReset); otherwise gives one back, like a
+  // completed response (resets_.Credit()).
+  void JudgeReset(const StreamImpl& s);
   void ChargeReset();
   void SendFinalGoAway();
   // The keepalive in force now: after the peer's GOAWAY, with streams in flight, the closer watch
@@ -229,7 +232,7 @@ class ConnectionImpl {
   bool in_send_ = false;
   std::vector<PendingEvent> pending_events_;
   std::vector<PendingEvent> events_scratch_;
-  NvArray nv_;  // reused for every HEADERS we submit
+  NvArray nv_;                  // reused for every HEADERS we submit
   VaryingNames varying_names_;  // which per-message field names to index next (BuildNv)
 
   bool dead_ = false;              // fatal error; nothing more is read or written
@@ -385,6 +388,7 @@ class StreamImpl final : public Stream, public StreamEncoder, public ThreadRecyc
   bool rst_no_error_sent_ = false;
 
   // Lifecycle.
+  MonotonicTime opened_{};      // server: when its HEADERS began (the loop's turn clock)
   bool done_ = false;           // completed or reset, as far as the user is concerned
   bool closed_ = false;         // nghttp2 no longer knows it
   bool rst_received_ = false;   // the peer sent RST_STREAM

@@ -75,11 +75,23 @@ int ConnectionImpl::CountEmptyFrame(bool has_payload, bool end_stream) {
   return 0;
 }
 
+void ConnectionImpl::JudgeReset(const StreamImpl& s) {
+  if (!server_) return;
+  if (!s.tx_headers_ && Now() - s.opened_ < options_.stream_reset_min_lifetime) {
+    ++counters_.premature_resets;
+    ChargeReset();
+  } else {
+    // It held its slot for a while, or was answered in part: what a caller's timeout looks like.
+    ++counters_.late_resets;
+    resets_.Credit();
+  }
+}
+
 void ConnectionImpl::ChargeReset() {
   if (!server_ || abuse_ != Http2Flood::kNone || resets_.Take(Now())) return;
   // Seen while sending (a refusal) or receiving; either way the read stops and Dispatch ends it.
   abuse_ = Http2Flood::kResets;
-  abuse_what_ = "streams reset or refused faster than stream_reset_burst allows";
+  abuse_what_ = "streams reset prematurely or refused, beyond stream_reset_burst";
 }
 
 absl::Status ConnectionImpl::EndFlood(Http2Flood kind, absl::string_view what) {

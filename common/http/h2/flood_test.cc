@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "common/base/fake_clock.h"
+#include "common/event/loop.h"
 #include "common/http/h2/codec.h"
 #include "common/http/h2/codec_test_helpers.h"
 #include "common/http/h2/test_util.h"
@@ -21,6 +23,7 @@ using testing::kGetBlock;
 using testing::LastGoAwayError;
 using testing::Request;
 using testing::Respond;
+using testing::ServerRequest;
 
 // GOAWAY(ENHANCE_YOUR_CALM) and a ResourceExhausted error.
 TEST(Http2CodecTest, PingsThePeerDoesNotReadEndTheConnection) {
@@ -138,6 +141,124 @@ TEST(Http2CodecTest, RapidResetEndsTheConnection) {
   EXPECT_EQ(p.server->counters().floods, 1u);
   EXPECT_EQ(p.server_callbacks.requests.size(), before + 1);
   EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// The attack with the default limits, on a worker's clock: HEADERS and RST_STREAM at once,
+// 10,000 a second, with one request in eleven answered in full. Ended in the third read.
+TEST(Http2CodecTest, RapidResetWithDefaultLimitsEndsTheConnectionQuickly) {
+  FakeClock clock;
+  event::Loop loop(&clock);
+  CodecPair p({}, {}, &loop);
+  ASSERT_TRUE(p.Pump().ok());
+  uint32_t id = 1;
+  size_t answered = 0;
+  absl::Status status;
+  int reads = 0;
+  while (status.ok() && reads < 20) {
+    net::Buffer in;
+    for (int i = 0; i < 110; ++i, id += 2) {
+      if (i % 11 == 10) {
+        AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, id,
+                    kGetBlock);
+      } else {
+        AppendFrame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, kGetBlock);
+        AppendFrame(in, NGHTTP2_RST_STREAM, 0, id, kCancel);
+      }
+    }
+    status = p.server->Dispatch(in);
+    ++reads;
+    if (!status.ok()) break;
+    auto& requests = p.server_callbacks.requests;
+    for (; answered < requests.size(); ++answered) {
+      if (requests[answered]->callbacks.resets == 0) Respond(*requests[answered], "ok");
+    }
+    clock.Advance(std::chrono::milliseconds(11));
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  // 200 tokens; 100 taken and 10 given back a read (and 0.2 by time): 221 in the third.
+  EXPECT_EQ(reads, 3);
+  EXPECT_EQ(p.server->counters().premature_resets, 221u);
+  EXPECT_EQ(p.server->counters().late_resets, 0u);
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  EXPECT_EQ(p.server->counters().floods, 1u);
+  EXPECT_EQ(LastGoAwayError(p.server_io.out), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+// A mesh caller whose requests time out (a slow upstream, 20 ms route timeouts): it resets most
+// streams, some with no response yet after their timeout, some after the response began, at a
+// high rate. None of these resets is premature: the connection stays, and the requests that do
+// get answered complete. (Before ADR 0078 every one of them took a token: the bucket emptied
+// in round 66 and the connection ended with ENHANCE_YOUR_CALM.)
+TEST(Http2CodecTest, CallerTimeoutResetsKeepTheConnection) {
+  FakeClock clock;
+  event::Loop loop(&clock);
+  Http2Options options;
+  options.stream_reset_burst = 200;
+  options.stream_resets_per_second = 0;  // nothing given back by time alone
+  CodecPair p({}, options, &loop);
+  ASSERT_TRUE(p.Pump().ok());
+  for (int round = 0; round < 1000; ++round) {
+    ClientRequest& answered = p.Start(Request(), true);
+    ClientRequest* waiting[2] = {&p.Start(Request(), true), &p.Start(Request(), true)};
+    ClientRequest* started[2] = {&p.Start(Request(), true), &p.Start(Request(), true)};
+    ASSERT_TRUE(p.Pump().ok());
+    auto& requests = p.server_callbacks.requests;
+    ASSERT_GE(requests.size(), 5u);
+    ServerRequest& first = *requests[requests.size() - 5];
+    // The response of two begins (headers, part of the body); one completes.
+    for (size_t i = requests.size() - 2; i < requests.size(); ++i) {
+      requests[i]->encoder->EncodeHeaders(HeaderMap{{":status", "200"}}, false);
+      net::Buffer part("part");
+      requests[i]->encoder->EncodeData(part, false);
+    }
+    ASSERT_TRUE(p.Pump().ok());
+    // Those two at once: their response had begun.
+    for (ClientRequest* r : started)
+      r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok()) << "round " << round;
+    clock.Advance(std::chrono::milliseconds(20));  // the caller's timeout: 4 resets per 20 ms
+    Respond(first, "ok");
+    for (ClientRequest* r : waiting)
+      r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    ASSERT_TRUE(p.Pump().ok()) << "round " << round;
+    ASSERT_EQ(answered.decoder.body, "ok") << "round " << round;
+  }
+  EXPECT_EQ(p.server->flood(), Http2Flood::kNone);
+  EXPECT_EQ(p.server->counters().floods, 0u);
+  EXPECT_EQ(p.server->counters().late_resets, 4000u);
+  EXPECT_EQ(p.server->counters().premature_resets, 0u);
+}
+
+// The same resets within the minimum lifetime, with no response begun, are premature: four for
+// every response completed empty the bucket.
+TEST(Http2CodecTest, EarlyResetsOutnumberingResponsesEndTheConnection) {
+  FakeClock clock;
+  event::Loop loop(&clock);
+  Http2Options options;
+  options.stream_reset_burst = 200;
+  options.stream_resets_per_second = 0;
+  options.stream_reset_min_lifetime = std::chrono::milliseconds(50);
+  CodecPair p({}, options, &loop);
+  ASSERT_TRUE(p.Pump().ok());
+  absl::Status status;
+  int round = 0;
+  for (; round < 1000 && status.ok(); ++round) {
+    p.Start(Request(), true);
+    ClientRequest* cancelled[4];
+    for (ClientRequest*& r : cancelled) r = &p.Start(Request(), true);
+    status = p.Pump();
+    if (!status.ok()) break;
+    clock.Advance(std::chrono::milliseconds(20));  // within the 50 ms
+    auto& requests = p.server_callbacks.requests;
+    Respond(*requests[requests.size() - 5], "ok");
+    for (ClientRequest* r : cancelled)
+      r->encoder->GetStream().ResetStream(StreamResetReason::kLocalReset);
+    status = p.Pump();
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(p.server->flood(), Http2Flood::kResets);
+  // Three taken net a round: about 200 / 3 rounds.
+  EXPECT_EQ(round, 67);
 }
 
 // A client that cancels now and then, among responses that complete, never runs out.

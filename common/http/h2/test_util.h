@@ -141,9 +141,11 @@ struct ClientRequest {
 };
 
 struct CodecPair {
+  // `server_loop` (optional): the server's loop, whose clock it reads (a FakeClock's in tests).
   explicit CodecPair(const Http2Options& client_options = {},
-                     const Http2Options& server_options = {}) {
-    server = std::make_unique<ServerCodec>(server_io, server_callbacks, server_options);
+                     const Http2Options& server_options = {}, event::Loop* server_loop = nullptr) {
+    server =
+        std::make_unique<ServerCodec>(server_io, server_callbacks, server_options, server_loop);
     client = std::make_unique<ClientCodec>(client_io, client_callbacks, client_options);
   }
 
