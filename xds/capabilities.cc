@@ -16,6 +16,7 @@ constexpr std::array<CapabilityInfo, kCapabilityCount> kCapabilities = {{
     {Capability::kVirtualHostDestinations, "virtual-host-destinations", "0.1.0"},
     {Capability::kOverload, "overload", "0.2.0"},
     {Capability::kPolicySource, "policy-source", "0.2.0"},
+    {Capability::kStreamResetLifetime, "stream-reset-lifetime", "0.2.0"},
 }};
 
 bool ParseNumber(absl::string_view text, int* out) {

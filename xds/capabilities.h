@@ -43,8 +43,10 @@ enum class Capability {
   // Cluster.subset, AuthorizationPolicy.source, RouteAction.timeout_source and
   // per_try_timeout_source, RateLimit.source, Listener.unmatched_destination_source.
   kPolicySource,
+  // HttpOptions.stream_reset_min_lifetime (which client resets count as rapid reset).
+  kStreamResetLifetime,
 };
-inline constexpr size_t kCapabilityCount = 5;
+inline constexpr size_t kCapabilityCount = 6;
 
 // A release as X.Y.Z with an optional pre-release suffix ("0.2.0-dev"), which orders before the
 // release itself.

@@ -180,6 +180,9 @@ const std::vector<CapabilityGate>& Gates() {
       {C::kPolicySource, "meshlet.xds.RouteAction.per_try_timeout_source", Fallback::kClear},
       {C::kPolicySource, "meshlet.xds.RateLimit.source", Fallback::kClear},
       {C::kPolicySource, "meshlet.xds.Listener.unmatched_destination_source", Fallback::kClear},
+      // An older sidecar counts every reset before the response ends, as it always did.
+      {C::kStreamResetLifetime, "meshlet.xds.HttpOptions.stream_reset_min_lifetime",
+       Fallback::kClear},
   };
   return *kGates;
 }

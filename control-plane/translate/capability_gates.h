@@ -19,6 +19,8 @@
 //                              per_try_timeout_source, RateLimit.source and
 //                              Listener.unmatched_destination_source left out (decision records
 //                              name less)
+//   stream-reset-lifetime      HttpOptions.stream_reset_min_lifetime left out (the sidecar counts
+//                              every client reset before the response ends as rapid reset)
 //
 // The gates are data (Gates()), applied by a walk over the resources through protobuf reflection
 // that descends only into the message types that can hold a gated field. Pure; any thread.

@@ -77,6 +77,7 @@ struct HttpOptionsConfig {
   uint32_t max_inbound_window_update_frames_per_data_frame_sent = 10;
   uint32_t stream_reset_burst = 200;  // 0: nghttp2's own limit only
   uint32_t stream_resets_per_second = 20;
+  Duration stream_reset_min_lifetime = std::chrono::milliseconds(10);  // see Http2Options
   uint32_t max_inbound_priority_frames_per_stream = 100;
   uint32_t max_consecutive_inbound_empty_frames = 1;
   uint32_t max_continuation_frames = 8;

@@ -79,6 +79,9 @@ void TranslateHttpOptions(Errors::Scope& scope, const xds::HttpOptions& in,
                in.stream_idle_timeout(), DurationRule::kNonNegative, &out.stream_idle_timeout);
   ReadDuration(scope, "http.idle_timeout", in.has_idle_timeout(), in.idle_timeout(),
                DurationRule::kNonNegative, &out.idle_timeout);
+  ReadDuration(scope, "http.stream_reset_min_lifetime", in.has_stream_reset_min_lifetime(),
+               in.stream_reset_min_lifetime(), DurationRule::kNonNegative,
+               &out.stream_reset_min_lifetime);
   ReadDuration(scope, "http.request_body_timeout", in.has_request_body_timeout(),
                in.request_body_timeout(), DurationRule::kNonNegative, &out.request_body_timeout);
   bounded("min_request_body_bytes_per_second", in.min_request_body_bytes_per_second(), 1u << 30,

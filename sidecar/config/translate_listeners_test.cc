@@ -50,6 +50,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
     const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
     EXPECT_EQ(http.stream_reset_burst, 200u);
     EXPECT_EQ(http.stream_resets_per_second, 20u);
+    EXPECT_EQ(http.stream_reset_min_lifetime, std::chrono::milliseconds(10));
     EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 100u);
     EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 1u);
     EXPECT_EQ(http.max_continuation_frames, 8u);
@@ -60,6 +61,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   auto* options = set.listeners.Mutable(0).mutable_http();
   options->mutable_stream_reset_burst()->set_value(0);  // zero is meaningful: off
   options->mutable_stream_resets_per_second()->set_value(5);
+  options->mutable_stream_reset_min_lifetime()->set_seconds(1);
   options->set_max_inbound_priority_frames_per_stream(7);
   options->mutable_max_consecutive_inbound_empty_frames()->set_value(0);
   options->set_max_continuation_frames(3);
@@ -70,6 +72,7 @@ TEST(TranslateTest, Http2AbuseLimits) {
   const HttpOptionsConfig& http = (*snapshot)->listeners[0].http;
   EXPECT_EQ(http.stream_reset_burst, 0u);
   EXPECT_EQ(http.stream_resets_per_second, 5u);
+  EXPECT_EQ(http.stream_reset_min_lifetime, std::chrono::seconds(1));
   EXPECT_EQ(http.max_inbound_priority_frames_per_stream, 7u);
   EXPECT_EQ(http.max_consecutive_inbound_empty_frames, 0u);
   EXPECT_EQ(http.max_continuation_frames, 3u);

@@ -40,6 +40,7 @@ http::h2::Http2Options H2Options(const config::HttpOptionsConfig& http) {
       http.max_inbound_window_update_frames_per_data_frame_sent;
   options.stream_reset_burst = http.stream_reset_burst;
   options.stream_resets_per_second = http.stream_resets_per_second;
+  options.stream_reset_min_lifetime = http.stream_reset_min_lifetime;
   options.max_inbound_priority_frames_per_stream = http.max_inbound_priority_frames_per_stream;
   options.max_consecutive_inbound_empty_frames = http.max_consecutive_inbound_empty_frames;
   options.max_continuation_frames = http.max_continuation_frames;

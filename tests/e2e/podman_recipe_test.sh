@@ -4,4 +4,4 @@
 set -euo pipefail
 root="${TEST_SRCDIR}/${TEST_WORKSPACE}"
 exec /usr/bin/python3 "$(dirname "$0")/podman_recipe_test.py" --bin-dir "$root" \
-  --doc "$root/docs/kubernetes.md"
+  --doc "$root/docs/kubernetes.md" "$@"

@@ -730,12 +730,9 @@ class DeadlineTest(ResilienceTestCase):
         caller_cert, caller_key = pki.leaf("caller", tls_test.CLIENT_ID)
         plain_port, mtls_port, out_port = free_port(), free_port(), free_port()
         mtls = f'{{mode: STRICT, secret_name: callee, allowed_peer_ids: ["{tls_test.CLIENT_ID}"]}}'
-        # Sidecar 1 resets the stream of every request its own timer ends first, about half of
-        # them: thousands in seconds, which the rapid-reset limit would take for an attack.
-        resets = "    http: {stream_reset_burst: 1048576}\n"
         callee = self.start(tls_test.config(
-            http_listener("in", plain_port, direction="INBOUND") + resets
-            + tls_test.tls_listener("in-mtls", mtls_port, mtls, extra=resets),
+            http_listener("in", plain_port, direction="INBOUND")
+            + tls_test.tls_listener("in-mtls", mtls_port, mtls),
             cluster("app", silent.port), routes("app"),
             tls_test.secret_yaml("callee", callee_cert, callee_key, pki.ca)), concurrency=1)
         origination = (f'    tls: {{enabled: true, secret_name: caller, sni: localhost, '
