@@ -113,8 +113,12 @@ CapabilitySet CapabilitiesOf(const Node& node) {
     return set;
   }
   std::optional<Release> release = SidecarRelease(node.sidecar_version());
-  if (!release.has_value()) return CapabilitySet::All();
+  if (!release.has_value()) release = Release::Parse(kOldestSupportedRelease);
   return CapabilitySet::OfRelease(*release);
+}
+
+bool CapabilitiesAssumed(const Node& node) {
+  return node.capabilities_size() == 0 && !SidecarRelease(node.sidecar_version()).has_value();
 }
 
 }  // namespace meshlet::xds

@@ -1,16 +1,18 @@
 #pragma once
 
-// Capabilities: the configuration features a sidecar reads, by name, beyond what every supported
-// release reads — the contract that lets a control plane and sidecars of different releases work
-// together (docs/upgrades.md, ADR 0071).
+// Capabilities: the configuration features a sidecar reads, by name — one per feature that
+// changed the wire, those every supported release reads included — the contract that lets a
+// control plane and sidecars of different releases work together (docs/upgrades.md, ADR 0071).
 //
-// A sidecar lists the capabilities it reads in Node.capabilities. The control plane gives each
-// node what it can read: a field or enum value that needs a capability the node lacks is left
-// out, or sent in the older form (control-plane/translate/capability_gates.h). A node that lists
-// none — a release from before capabilities were reported — is taken to read what its release
-// read: the capabilities whose `since` is not later than the release in its sidecar_version.
-// A node whose sidecar_version names no meshlet release (empty, or another text) and that lists
-// nothing is taken to read everything: nothing is known about it to adapt to.
+// A sidecar lists the capabilities it reads in Node.capabilities, and a node that lists some
+// lacks every one it does not list. The control plane gives each node what it can read: a field
+// or enum value that needs a capability the node lacks is left out, or sent in the older form
+// (control-plane/translate/capability_gates.h). A node that lists none — a release from before
+// capabilities were reported — is taken to read what its release read: the capabilities whose
+// `since` is not later than the release in its sidecar_version. A node that lists none and whose
+// sidecar_version names no meshlet release (empty, or another text) is taken to read what the
+// oldest supported release read: nothing newer is known to be safe for it (the control plane
+// logs and counts such nodes).
 //
 // Adding a field or enum value to a resource an older sidecar cannot read: add a capability here
 // (since: the release being built), gate it in the control plane, and the skew tests check that
@@ -100,6 +102,10 @@ class CapabilitySet {
   std::bitset<kCapabilityCount> bits_;
 };
 
+// The oldest sidecar release this control plane supports (one release back: docs/upgrades.md),
+// whose capabilities a node that says nothing about itself gets.
+inline constexpr absl::string_view kOldestSupportedRelease = "0.1.0";
+
 // The prefix of Node.sidecar_version before the release: "meshlet-sidecar 0.2.0".
 inline constexpr absl::string_view kSidecarVersionPrefix = "meshlet-sidecar ";
 // The release a sidecar_version names; nullopt when it names none.
@@ -107,5 +113,8 @@ std::optional<Release> SidecarRelease(absl::string_view sidecar_version);
 
 // What `node` reads (the rules at the top of this file).
 CapabilitySet CapabilitiesOf(const Node& node);
+// `node` lists no capabilities and its sidecar_version names no release: CapabilitiesOf assumes
+// the oldest supported release's.
+bool CapabilitiesAssumed(const Node& node);
 
 }  // namespace meshlet::xds

@@ -65,9 +65,24 @@ TEST(CapabilitiesTest, ANodeListingNoneReadsWhatItsReleaseRead) {
   EXPECT_TRUE(CapabilitiesOf(NodeOf("meshlet-sidecar 1.0.0")).all());
   // Older than every capability: none of them.
   EXPECT_EQ(CapabilitiesOf(NodeOf("meshlet-sidecar 0.0.9")).Names(), std::vector<std::string>{});
-  // Nothing known about it: everything (nothing to adapt to).
-  EXPECT_TRUE(CapabilitiesOf(NodeOf("")).all());
-  EXPECT_TRUE(CapabilitiesOf(NodeOf("my-build")).all());
+  EXPECT_FALSE(CapabilitiesAssumed(NodeOf("meshlet-sidecar 0.1.0")));
+  EXPECT_FALSE(CapabilitiesAssumed(NodeOf("my-build", {"overload"})));
+}
+
+// A node that lists none and names no release (a bootstrap's own text, another client) may be
+// as old as the oldest supported release: it gets what that release read, not everything (an
+// older sidecar would fail on what it cannot read, or act on it wrongly).
+TEST(CapabilitiesTest, ANodeSayingNothingReadsWhatTheOldestSupportedReleaseRead) {
+  const CapabilitySet oldest = CapabilitySet::OfRelease(*Release::Parse(kOldestSupportedRelease));
+  EXPECT_EQ(oldest.Names(), (std::vector<std::string>{"mesh-http2", "endpoint-plaintext",
+                                                      "virtual-host-destinations"}));
+  for (const std::string version :
+       {"", "my-build", "meshlet-sidecar", "meshlet-sidecar 2", "meshlet-sidecar 0.2.0.1",
+        "meshlet-sidecar0.2.0", "envoy 1.30.0"}) {
+    SCOPED_TRACE(version);
+    EXPECT_EQ(CapabilitiesOf(NodeOf(version)), oldest);
+    EXPECT_TRUE(CapabilitiesAssumed(NodeOf(version)));
+  }
 }
 
 TEST(CapabilitiesTest, SetOperations) {

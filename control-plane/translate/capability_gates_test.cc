@@ -50,6 +50,7 @@ spec:
                     const std::vector<std::string>& capabilities = {}) {
     xds::Node node = node_;
     node.set_sidecar_version(sidecar_version);
+    node.clear_capabilities();
     for (const std::string& c : capabilities) node.add_capabilities(c);
     return Translate(policy_, registry_, node);
   }
@@ -168,6 +169,21 @@ TEST_F(CapabilityGatesTest, ASidecarOlderThanEveryCapabilityGetsTheOldestForms) 
   ASSERT_EQ(oldest.listeners.size(), all.listeners.size());
 }
 
+// A node that lists nothing and names no release (a bootstrap's own sidecar_version, another
+// client) gets what the oldest supported release reads, not everything.
+TEST_F(CapabilityGatesTest, ANodeNamingNoReleaseGetsWhatTheOldestSupportedReleaseReads) {
+  const NodeResources oldest =
+      For(absl::StrCat(xds::kSidecarVersionPrefix, xds::kOldestSupportedRelease));
+  for (const std::string version : {"", "my-build", "meshlet-sidecar 0.2"}) {
+    SCOPED_TRACE(version);
+    const NodeResources r = For(version);
+    EXPECT_EQ(Bytes(r), Bytes(oldest));
+    EXPECT_EQ(Count(r, "overload"), 0);
+    EXPECT_EQ(Count(r, "policy-source"), 0);
+    EXPECT_GT(Count(r, "mesh-http2"), 0);
+  }
+}
+
 TEST_F(CapabilityGatesTest, ANodeListingCapabilitiesGetsWhatItLists) {
   std::vector<std::string> names;
   for (const std::string& name : xds::CapabilitySet::All().Names()) {
@@ -204,7 +220,8 @@ TEST_F(CapabilityGatesTest, SharedOutboundPartsAreKeyedByCapabilities) {
   MeshTranslator mesh(std::make_shared<policy::PolicySnapshot>(policy_),
                       std::make_shared<registry::RegistrySnapshot>(registry_), TranslateOptions{});
   xds::Node current = node_, old = node_, also_old = node_;
-  for (const std::string& name : xds::CapabilitySet::All().Names()) current.add_capabilities(name);
+  old.clear_capabilities();
+  also_old.clear_capabilities();
   old.set_sidecar_version("meshlet-sidecar 0.1.0");
   also_old.set_sidecar_version("meshlet-sidecar 0.1.3");
   EXPECT_NE(mesh.OutboundKey(current), mesh.OutboundKey(old));

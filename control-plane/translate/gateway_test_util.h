@@ -86,6 +86,7 @@ spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
   const NodeResources& For(const std::string& node_id) {
     xds::Node node;
     node.set_id(node_id);
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node.add_capabilities(name);
     return translations_.emplace_back(Translate(policy_, registry_, node));
   }
   // The virtual host "<svc>.<ns>:<port>" of the node's route configuration "outbound".

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "control-plane/policy/codec.h"
 #include "control-plane/translate/translator.h"
+#include "xds/capabilities.h"
 
 namespace meshlet::controlplane::translate {
 
@@ -113,6 +114,8 @@ spec:
     };
     registry_.workloads[0].ports = {8081};
     node_.set_id("frontend-0");
+    // As a sidecar of this tree says: it reads every capability.
+    for (const std::string& name : xds::CapabilitySet::All().Names()) node_.add_capabilities(name);
   }
 
   // The deterministic serialization of `m`: what the discovery server versions (docs/xds.md).

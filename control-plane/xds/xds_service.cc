@@ -105,6 +105,12 @@ XdsService::XdsService(ControlPlane& control_plane, XdsServiceOptions options)
       "registration).");
   CHECK(id.ok()) << id.status().message();
   readiness_unregistered_ = control_plane_.stats().shared_shard().Get(*id);
+  id = control_plane_.stats().RegisterCounter(
+      "meshlet_cp_xds_nodes_unversioned_total",
+      "Streams from nodes that list no capabilities and name no meshlet release: they are sent "
+      "what the oldest supported release reads.");
+  CHECK(id.ok()) << id.status().message();
+  nodes_unversioned_ = control_plane_.stats().shared_shard().Get(*id);
   for (const char* reason :
        {"no_certificate", "certificate_expired", "not_a_workload", "namespace_mismatch",
         "service_account_mismatch", "node_id_taken", "not_its_pod", "service_not_allowed"}) {
@@ -426,7 +432,13 @@ void XdsService::OnProxyConnected(const xds::Node& node) {
   }
   const std::vector<std::string> lacks =
       xds::CapabilitySet::All().Minus(xds::CapabilitiesOf(node)).Names();
-  if (!lacks.empty()) {
+  if (xds::CapabilitiesAssumed(node)) {
+    nodes_unversioned_.Inc();
+    LOG_EVERY_N_SEC(WARN, 1) << "xds: " << node.id() << " lists no capabilities and its "
+                             << "sidecar_version \"" << node.sidecar_version()
+                             << "\" names no meshlet release: it is sent what release "
+                             << xds::kOldestSupportedRelease << " reads (docs/upgrades.md)";
+  } else if (!lacks.empty()) {
     LOG(INFO) << "xds: " << node.id() << " runs \"" << node.sidecar_version() << "\", which lacks "
               << absl::StrJoin(lacks, ", ")
               << ": its configuration goes in the older forms (docs/upgrades.md)";

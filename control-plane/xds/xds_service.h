@@ -179,6 +179,8 @@ class XdsService final : public api::ProxyStatusProvider, public ProxyObserver {
   NodeResourceGenerator resources_;
   // Readiness reports for ids the registry does not hold (it refused their registration).
   Counter readiness_unregistered_;
+  // Streams of nodes that say nothing about their release (xds::CapabilitiesAssumed).
+  Counter nodes_unversioned_;
   // meshlet_cp_xds_stream_refusals_total by reason.
   absl::flat_hash_map<std::string, Counter> stream_refusals_;
 };

@@ -244,5 +244,36 @@ TEST(XdsServiceTest, ReadinessReportsSetTheRegistryAndAStreamsFirstReportOverrid
   EXPECT_EQ(unregistered->counter, 1u);
 }
 
+// A node that lists no capabilities and names no release is counted (it is sent the oldest
+// supported release's forms); one naming its release, or listing capabilities, is not.
+TEST(XdsServiceTest, NodesThatSayNothingAboutTheirReleaseAreCounted) {
+  ControlPlaneOptions options;
+  options.data_dir = ::testing::TempDir() + "/xds_service_test_unversioned";
+  std::filesystem::remove_all(options.data_dir);
+  options.api_address = "127.0.0.1:0";
+  ControlPlane control_plane(options);
+  ASSERT_TRUE(control_plane.Init().ok());
+  XdsService service(control_plane, XdsServiceOptions{});
+  auto counted = [&]() -> uint64_t {
+    const StatsSnapshot stats = control_plane.stats().Snapshot();
+    const SeriesSnapshot* s = stats.Find("meshlet_cp_xds_nodes_unversioned_total", {});
+    return s == nullptr ? ~uint64_t{0} : s->counter;
+  };
+  EXPECT_EQ(counted(), 0u);
+  xds::Node node;
+  node.set_id("reviews-0");
+  node.set_service("reviews");
+  node.add_addresses("10.0.0.7");
+  node.set_sidecar_version("my-build");
+  service.OnProxyConnected(node);
+  EXPECT_EQ(counted(), 1u);
+  node.set_sidecar_version("meshlet-sidecar 0.1.0");
+  service.OnProxyConnected(node);
+  node.set_sidecar_version("my-build");
+  node.add_capabilities("mesh-http2");
+  service.OnProxyConnected(node);
+  EXPECT_EQ(counted(), 1u);
+}
+
 }  // namespace
 }  // namespace meshlet::controlplane::ads

@@ -42,6 +42,12 @@ constexpr int kMaxHandedSockets = 8192;
 constexpr size_t kDescriptorsPerWrite = 200;
 // The exchange before the offer, and the answer to Ready.
 constexpr Duration kExchangeTimeout = std::chrono::seconds(10);
+// How long a would-be successor refused while another takes over has to send its request (it
+// sends it as soon as it connected); the exchange under way waits meanwhile.
+constexpr Duration kRefusalTimeout = std::chrono::seconds(1);
+// How long HandOverServer::Start waits for a connection to the path to see whether a process
+// serves it.
+constexpr Duration kProbeTimeout = std::chrono::seconds(1);
 // How long the running sidecar waits for a successor to become ready.
 constexpr Duration kMaxReadyWait = std::chrono::minutes(10);
 // How often the server's thread looks whether it is being stopped.
@@ -273,17 +279,42 @@ absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
 }
 
 // Connects to `path`: the descriptor, -1 when nobody serves it (no file, or nobody listening),
-// or an error.
-absl::StatusOr<int> ConnectTo(const std::string& path) {
+// or an error. A connect to a unix socket waits while the listener's queue of connections is
+// full, here until `deadline` at most: then DeadlineExceeded (a process listens there but does
+// not accept).
+absl::StatusOr<int> ConnectTo(const std::string& path, Deadline deadline) {
   ASSIGN_OR_RETURN(sockaddr_un address, UnixAddress(path));
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket", errno);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+  while (true) {
+    // The wait of a blocking connect is bounded by the send timeout (0 would mean none).
+    const int64_t left =
+        std::max<int64_t>(1000, std::chrono::duration_cast<std::chrono::microseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    timeval timeout = {.tv_sec = static_cast<time_t>(left / 1000000),
+                       .tv_usec = static_cast<suseconds_t>(left % 1000000)};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) != 0) {
+      const int err = errno;
+      close(fd);
+      return ErrnoError("SO_SNDTIMEO", err);
+    }
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) break;
     const int err = errno;
+    if (err == EINTR && std::chrono::steady_clock::now() < deadline) continue;
     close(fd);
     if (err == ENOENT || err == ECONNREFUSED) return -1;
+    if (err == EAGAIN || err == EINTR) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("hand-over socket \"", path,
+                       "\": the process serving it accepts no connection (its queue of "
+                       "connections stayed full until the timeout)"));
+    }
     return ErrnoError(absl::StrCat("connect to \"", path, "\""), err);
   }
+  // Later writes are non-blocking, with deadlines of their own.
+  const timeval none = {};
+  (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
   return fd;
 }
 
@@ -294,11 +325,27 @@ void CloseSockets(std::vector<net::ListeningSocket>& sockets) {
   sockets.clear();
 }
 
+HandedOver& HandedOver::operator=(HandedOver&& other) {
+  if (this != &other) {
+    CloseSockets(sockets);
+    pid = other.pid;
+    release = std::move(other.release);
+    sockets = std::move(other.sockets);
+    other.sockets.clear();
+    configuration = std::move(other.configuration);
+    certificate = std::move(other.certificate);
+  }
+  return *this;
+}
+
+HandedOver::~HandedOver() { CloseSockets(sockets); }
+
 // --- HandOverClient ---
 
 absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const std::string& path,
                                                                         Duration timeout) {
-  ASSIGN_OR_RETURN(int fd, ConnectTo(path));
+  const Deadline deadline = After(timeout);
+  ASSIGN_OR_RETURN(int fd, ConnectTo(path, deadline));
   if (fd < 0) return std::unique_ptr<HandOverClient>();
   std::unique_ptr<HandOverClient> client(new HandOverClient(fd));
   const int flags = fcntl(fd, F_GETFL);
@@ -312,7 +359,6 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
             status.message()));
   };
   if (absl::Status peer = CheckPeer(fd); !peer.ok()) return fail(peer);
-  const Deadline deadline = After(timeout);
   xds::HandOverRequest request;
   request.set_release(kMeshletVersion);
   request.set_pid(getpid());
@@ -373,10 +419,7 @@ absl::StatusOr<std::unique_ptr<HandOverClient>> HandOverClient::Connect(const st
   return client;
 }
 
-HandOverClient::~HandOverClient() {
-  CloseSockets(handed_.sockets);
-  close(fd_);
-}
+HandOverClient::~HandOverClient() { close(fd_); }
 
 absl::StatusOr<Drained> HandOverClient::Finish(Duration timeout) {
   const Deadline deadline = After(timeout);
@@ -407,12 +450,18 @@ absl::StatusOr<std::unique_ptr<HandOverServer>> HandOverServer::Start(event::Loo
     return absl::AlreadyExistsError(
         absl::StrCat("hand-over socket \"", path, "\": a file that is not a socket is there"));
   }
-  ASSIGN_OR_RETURN(int probe, ConnectTo(path));
-  if (probe >= 0) {
+  absl::StatusOr<int> probe = ConnectTo(path, After(kProbeTimeout));
+  if (absl::IsDeadlineExceeded(probe.status())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "hand-over socket \"", path,
+        "\": another process serves it (it accepts no connection: its queue is full)"));
+  }
+  if (!probe.ok()) return probe.status();
+  if (*probe >= 0) {
     ucred peer = {};
     socklen_t len = sizeof(peer);
-    getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &peer, &len);
-    close(probe);
+    getsockopt(*probe, SOL_SOCKET, SO_PEERCRED, &peer, &len);
+    close(*probe);
     return absl::AlreadyExistsError(absl::StrCat(
         "hand-over socket \"", path, "\": another process (pid ", peer.pid, ") serves it"));
   }
@@ -470,19 +519,27 @@ HandOverServer::~HandOverServer() {
 }
 
 template <typename F>
-bool HandOverServer::RunOnLoop(F f) {
-  auto done = std::make_shared<Notification>();
+auto HandOverServer::RunOnLoop(F f) -> std::optional<decltype(f(std::declval<Callbacks&>()))> {
+  using Result = decltype(f(std::declval<Callbacks&>()));
+  // The call and its result live on the heap, shared with the loop: when this thread stops
+  // waiting, the result the loop makes later (or made just before) is released with the call.
+  struct Call {
+    std::optional<Result> result;
+    Notification done;
+  };
+  auto call = std::make_shared<Call>();
   std::shared_ptr<Shared> shared = shared_;
-  // `f` lives on this thread's stack until `done` or `stopping`; the destructor (main loop) sets
-  // `alive` false before `stopping`, so a call the loop runs later skips it.
-  loop_.Post([shared, done, &f] {
-    if (shared->alive) f();
-    done->Notify();
+  // The destructor (main loop) sets `alive` false before `stopping`, so a call the loop runs
+  // later is skipped.
+  loop_.Post([shared, call, f = std::move(f)]() mutable {
+    if (shared->alive) call->result.emplace(f(shared->callbacks));
+    call->done.Notify();
   });
-  while (!done->WaitForNotificationWithTimeout(kStopPoll)) {
-    if (shared_->stopping) return false;
+  while (!call->done.WaitForNotificationWithTimeout(kStopPoll)) {
+    if (shared_->stopping) return std::nullopt;
   }
-  return !shared_->stopping;
+  if (shared_->stopping || !call->result.has_value()) return std::nullopt;
+  return std::move(call->result);
 }
 
 void HandOverServer::Failed(std::string why) {
@@ -537,15 +594,18 @@ bool HandOverServer::Serve(int fd) {
   const std::string who =
       absl::StrCat("pid ", request.pid(), " (meshlet-sidecar ", request.release(), ")");
   LOG(INFO) << "hand-over: " << who << " asks to take over";
-  absl::StatusOr<HandedOver> handed = absl::UnavailableError("shutting down");
-  if (!RunOnLoop([&] { handed = shared_->callbacks.offer(); })) return false;
+  // Owns the duplicated sockets: whichever way this returns, they are closed.
+  std::optional<absl::StatusOr<HandedOver>> offered =
+      RunOnLoop([](Callbacks& callbacks) { return callbacks.offer(); });
+  if (!offered.has_value()) return false;
+  absl::StatusOr<HandedOver>& handed = *offered;
   xds::HandOverOffer offer;
   offer.set_release(handed.ok() ? handed->release : kMeshletVersion);
   offer.set_pid(handed.ok() ? handed->pid : getpid());
   if (!handed.ok()) {
     LOG(INFO) << "hand-over to " << who << " refused: " << handed.status().message();
     offer.set_refused(std::string(handed.status().message()));
-    (void)SendMessage(fd, offer, After(kExchangeTimeout));
+    (void)SendMessage(fd, offer, After(kExchangeTimeout), stop_fd_);
     return false;
   }
   std::vector<int> fds;
@@ -585,30 +645,112 @@ bool HandOverServer::Serve(int fd) {
             << (offer.configuration().empty() ? "" : ", the configuration")
             << (offer.has_certificate() ? ", the workload certificate" : "") << " to " << who
             << "; serving until it is ready";
-  xds::HandOverReady ready;
-  if (absl::Status got =
-          ReceiveMessage(fd, &ready, kMaxSmallMessageBytes, After(kMaxReadyWait), stop_fd_);
-      !got.ok()) {
+  if (absl::Status got = WaitForReady(fd, who); !got.ok()) {
     if (!absl::IsCancelled(got)) {
       Failed(absl::StrCat("hand-over to ", who, " abandoned, still serving: ", got.message()));
     }
     return false;
   }
-  Drained open;
-  if (!RunOnLoop([&] { open = shared_->callbacks.handed_over(); })) return false;
+  std::optional<Drained> open =
+      RunOnLoop([](Callbacks& callbacks) { return callbacks.handed_over(); });
+  if (!open.has_value()) return false;
   handed_over_ = true;
-  // The successor serves the path from now on.
+  // The successor serves the path from now on: whoever queued on it meanwhile is told so rather
+  // than reset when the socket closes, and the socket closes before the successor hears that
+  // this one stopped (it then makes its own at the path).
+  RefuseQueued(absl::StrCat("handed over to another process already: ", who));
   close(listen_fd_);
   listen_fd_ = -1;
   xds::HandOverDone done;
-  done.set_open_connections(open.connections);
-  done.set_requests_in_flight(open.requests);
+  done.set_open_connections(open->connections);
+  done.set_requests_in_flight(open->requests);
   if (absl::Status told = SendMessage(fd, done, After(kExchangeTimeout)); !told.ok()) {
     LOG(WARN) << "hand-over to " << who << ": " << told.message();
   }
-  LOG(INFO) << "hand-over: " << who << " took over; draining " << open.connections
-            << " connections (" << open.requests << " requests in flight)";
+  LOG(INFO) << "hand-over: " << who << " took over; draining " << open->connections
+            << " connections (" << open->requests << " requests in flight)";
   return true;
+}
+
+absl::Status HandOverServer::WaitForReady(int fd, const std::string& who) {
+  const Deadline deadline = After(kMaxReadyWait);
+  const std::string busy = absl::StrCat("handing over to another process: ", who);
+  // Out of descriptors, the socket stays readable with nobody to accept: it is looked at again
+  // after a pause rather than at once, in a loop.
+  Deadline listen_paused_until{};
+  while (true) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    if (left.count() <= 0) return absl::DeadlineExceededError("the peer did not answer in time");
+    const bool listen_paused = now < listen_paused_until;
+    int64_t timeout = left.count();
+    if (listen_paused) {
+      timeout = std::min<int64_t>(
+          timeout,
+          std::chrono::duration_cast<std::chrono::milliseconds>(listen_paused_until - now).count() +
+              1);
+    }
+    // A negative descriptor is left out of the poll.
+    pollfd fds[3] = {
+        {fd, POLLIN, 0}, {listen_paused ? -1 : listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(fds, 3, static_cast<int>(timeout)) < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("poll", errno);
+    }
+    if ((fds[2].revents & POLLIN) != 0) return absl::CancelledError("stopping");
+    if (fds[0].revents != 0) {
+      xds::HandOverReady ready;
+      return ReceiveMessage(fd, &ready, kMaxSmallMessageBytes, deadline, stop_fd_);
+    }
+    if ((fds[1].revents & POLLIN) != 0 && !RefuseQueued(busy)) {
+      listen_paused_until = After(kStopPoll);
+    }
+  }
+}
+
+bool HandOverServer::RefuseQueued(const std::string& why) {
+  while (!shared_->stopping) {
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return true;
+      LOG_EVERY_N_SEC(WARN, 10) << "hand-over socket \"" << path_
+                                << "\": accept: " << std::strerror(err);
+      return false;
+    }
+    Refuse(fd, why);
+    close(fd);
+  }
+  return true;
+}
+
+void HandOverServer::Refuse(int fd, const std::string& why) {
+  if (absl::Status peer = CheckPeer(fd); !peer.ok()) {
+    Failed(absl::StrCat("hand-over socket \"", path_, "\": refused ", peer.message()));
+    return;
+  }
+  // Its request first: closing with it unread would reset the connection before the refusal is
+  // read.
+  const Deadline deadline = After(kRefusalTimeout);
+  xds::HandOverRequest request;
+  if (absl::Status got = ReceiveMessage(fd, &request, kMaxSmallMessageBytes, deadline, stop_fd_);
+      !got.ok()) {
+    if (!absl::IsCancelled(got)) Failed(absl::StrCat("hand-over: no request: ", got.message()));
+    return;
+  }
+  xds::HandOverOffer offer;
+  offer.set_refused(why);
+  offer.set_release(kMeshletVersion);
+  offer.set_pid(getpid());
+  (void)SendMessage(fd, offer, deadline, stop_fd_);
+  std::string refused = absl::StrCat("hand-over to pid ", request.pid(), " (meshlet-sidecar ",
+                                     request.release(), ") refused: ", why);
+  LOG(INFO) << refused;
+  std::shared_ptr<Shared> shared = shared_;
+  loop_.Post([shared, refused = std::move(refused)] {
+    if (shared->alive && shared->callbacks.refused) shared->callbacks.refused(refused);
+  });
 }
 
 }  // namespace meshlet::sidecar::server

@@ -20,9 +20,14 @@
 // read with a size limit (64 KiB, an offer 256 MiB), and every descriptor handed over must be a
 // TCP socket listening on the address the offer gives it, or the take-over fails.
 //
-// Threading: HandOverClient is used on the main thread at start-up (blocking, with timeouts).
-// HandOverServer's thread talks to the peer and runs the callbacks on the main loop (Post); they
-// never block it. Destroying the server (main thread) stops the thread within ~100 ms.
+// One successor at a time: while one takes over, another that asks is refused at once ("handing
+// over to another process"), and so is one still queued when the first has taken over.
+//
+// Threading: HandOverClient is used on the main thread at start-up (blocking, every step bounded
+// by the timeout, the connect too). HandOverServer's thread talks to the peer and runs the
+// callbacks on the main loop (Post); they never block it. Destroying the server (main thread,
+// also from inside one of its callbacks) stops the thread within ~100 ms; an exchange in progress
+// is abandoned, and what a callback returns after that (an offer's sockets) is released.
 
 #include <sys/types.h>
 
@@ -33,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -43,8 +49,17 @@
 
 namespace meshlet::sidecar::server {
 
-// What a running sidecar hands over (plain data; the sockets' descriptors are owned by it).
+// What a running sidecar hands over. It owns the descriptors in `sockets`: those still there when
+// it goes (or is assigned over) are closed, so an offer abandoned on any path leaks none. Move
+// them out to keep them (a moved-from vector is empty).
 struct HandedOver {
+  HandedOver() = default;
+  HandedOver(HandedOver&&) = default;
+  HandedOver& operator=(HandedOver&& other);
+  HandedOver(const HandedOver&) = delete;
+  HandedOver& operator=(const HandedOver&) = delete;
+  ~HandedOver();
+
   int pid = 0;
   std::string release;
   std::vector<net::ListeningSocket> sockets;
@@ -67,8 +82,9 @@ class HandOverClient {
  public:
   // Connects to `path` and asks the sidecar serving it to hand over. A null client (and OK) when
   // nobody serves there — no file, or one left by a process that is gone: start as usual. An
-  // error when it refused (it is draining, or handing over to another process) or the exchange
-  // failed or took longer than `timeout`.
+  // error when it refused (it is draining, not ready, or handing over to another process) or the
+  // exchange failed or took longer than `timeout` (counted from the connect, which waits while
+  // the socket's queue of connections is full).
   static absl::StatusOr<std::unique_ptr<HandOverClient>> Connect(const std::string& path,
                                                                  Duration timeout);
   // Closes the connection: a running sidecar not yet told to stop keeps serving as before.
@@ -102,6 +118,10 @@ class HandOverServer {
     // a malformed or oversized message, a successor gone before it was ready), with the reason
     // (also logged); this sidecar serves on. Optional. Main loop, after the fact.
     std::function<void(absl::string_view why)> failed;
+    // A would-be successor was refused because another one is taking over (or took over), with
+    // the refusal (also logged). Refusals of `offer` are its own to count. Optional. Main loop,
+    // after the fact.
+    std::function<void(absl::string_view why)> refused;
   };
 
   // Serves `path` (removing a file left there by a process that is gone; an error when a live
@@ -129,11 +149,21 @@ class HandOverServer {
   void ThreadMain();
   // One successor, start to end; true when it took over (the thread then ends).
   bool Serve(int fd);
+  // Waits for the successor `who` on `fd` to say it is ready, refusing at once whoever else
+  // connects meanwhile. OK: Ready arrived.
+  absl::Status WaitForReady(int fd, const std::string& who);
+  // Accepts the connections queued on the socket now and refuses each: `why` ("handing over to
+  // another process ..."). False when accepting failed for want of descriptors or memory.
+  bool RefuseQueued(const std::string& why);
+  // Tells the would-be successor on `fd` (accepted) `why` it is refused.
+  void Refuse(int fd, const std::string& why);
   // Logs `why` and runs callbacks.failed with it on the main loop.
   void Failed(std::string why);
-  // Runs `f` on the main loop and waits for it (false: stopping, or the loop did not run it).
+  // Runs `f(callbacks)` on the main loop and waits for its result; nullopt when stopping (the
+  // loop then skips the call, or releases what it returned: nothing refers to this thread's
+  // stack).
   template <typename F>
-  bool RunOnLoop(F f);
+  auto RunOnLoop(F f) -> std::optional<decltype(f(std::declval<Callbacks&>()))>;
 
   event::Loop& loop_;
   const std::string path_;

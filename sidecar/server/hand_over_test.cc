@@ -1,8 +1,9 @@
 // The hand-over's two sides against each other in one process (hand_over.h): what goes across
 // (a listening socket that then accepts, the configuration, the certificate), the running side
 // told to stop, a refusal, nobody serving, a file left behind, a live server keeping its path, a
-// successor that goes away before it is ready, and stopping while one prepares; and the attacks:
-// a peer of another user on either end, descriptors that are not what the offer says, oversized
+// successor that goes away before it is ready, stopping while one prepares or while an offer is
+// built, a second successor refused at once, a socket whose queue is full; and the attacks: a
+// peer of another user on either end, descriptors that are not what the offer says, oversized
 // messages, a path another process took over meanwhile.
 
 #include "sidecar/server/hand_over.h"
@@ -191,6 +192,7 @@ class HandOverTest : public ::testing::Test {
            if (!sockets.ok()) return sockets.status();
            handed.sockets = *std::move(sockets);
            handed.configuration = configuration_;
+           if (after_offer_) after_offer_();
            handed.certificate = identity::WorkloadCertificate{
                .spiffe_id = "spiffe://cluster.local/ns/default/sa/web",
                .certificate_chain_pem = "chain",
@@ -203,9 +205,11 @@ class HandOverTest : public ::testing::Test {
          .handed_over =
              [this] {
                handed_over_ = true;
+               if (on_handed_over_) on_handed_over_();
                return HandOverServer::Drained{.connections = 3, .requests = 2};
              },
-         .failed = [this](absl::string_view why) { failures_.emplace_back(why); }});
+         .failed = [this](absl::string_view why) { failures_.emplace_back(why); },
+         .refused = [this](absl::string_view why) { refusals_.emplace_back(why); }});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
@@ -236,7 +240,10 @@ class HandOverTest : public ::testing::Test {
   std::string configuration_ = "the configuration";  // what the offers carry
   int offers_ = 0;
   bool handed_over_ = false;
-  std::vector<std::string> failures_;  // callbacks.failed
+  std::vector<std::string> failures_;     // callbacks.failed
+  std::vector<std::string> refusals_;     // callbacks.refused
+  std::function<void()> after_offer_;     // run by the offer once it holds the sockets
+  std::function<void()> on_handed_over_;  // run by callbacks.handed_over
 };
 
 TEST_F(HandOverTest, SocketsConfigurationAndCertificateGoAcrossThenTheRunningOneStops) {
@@ -660,7 +667,6 @@ TEST_F(HandOverTest, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
   // Waiting, the process uses well under 1 ms of CPU in the half second; spinning, 45-65 ms on the
   // loaded 2-core machine (500 ms on an idle one).
   EXPECT_LT(busy, 0.02) << "the server's thread spun on accept";
-  fprintf(stderr, "DEBUG lowest_free=%d busy=%f\n", lowest_free, busy);
   // Descriptors free again: the successor is served.
   xds::HandOverRequest request;
   const std::string frame = Frame(request);
@@ -668,6 +674,154 @@ TEST_F(HandOverTest, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
             static_cast<ssize_t>(frame.size()));
   EXPECT_TRUE(loop_.RunUntil([&] { return offers_ == 1; }, 5s));
   close(client);
+}
+
+}  // namespace
+}  // namespace meshlet::sidecar::server
+
+namespace meshlet::sidecar::server {
+namespace {
+
+// The offer a refused would-be successor reads on `fd` (it sent its request), or nullopt.
+std::optional<xds::HandOverOffer> ReadOffer(int fd) {
+  std::optional<std::string> got = ReadUntilClosed(fd, 5000ms);
+  if (!got.has_value() || got->size() < 4) return std::nullopt;
+  xds::HandOverOffer offer;
+  if (!offer.ParseFromString(got->substr(4))) return std::nullopt;
+  return offer;
+}
+
+// While one successor takes over, another that asks is refused at once, saying why (it waited
+// for the exchange's 10 s and got no answer); the first still takes over.
+TEST_F(HandOverTest, ASecondSuccessorIsRefusedAtOnceWhileOneTakesOver) {
+  Serve();
+  absl::StatusOr<std::unique_ptr<HandOverClient>> first = Connect();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_NE(*first, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<HandOverClient>> second = Connect();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_NE(second.status().message().find(
+                absl::StrCat("refused: handing over to another process: pid ", getpid(), " (")),
+            std::string::npos)
+      << second.status();
+  EXPECT_EQ(offers_, 1);
+  loop_.RunUntil([&] { return !refusals_.empty(); }, 2s);
+  ASSERT_EQ(refusals_.size(), 1u);
+  EXPECT_NE(refusals_[0].find("handing over to another process"), std::string::npos);
+  EXPECT_TRUE(failures_.empty());
+
+  // One that queued while the first is taking over is refused too, not reset when the socket
+  // closes.
+  int queued = -1;
+  on_handed_over_ = [&] {
+    queued = ConnectUnix(path_);
+    xds::HandOverRequest request;
+    request.set_pid(4242);
+    const std::string frame = Frame(request);
+    (void)!send(queued, frame.data(), frame.size(), MSG_NOSIGNAL);
+  };
+  absl::StatusOr<HandOverServer::Drained> drained = WithLoop([&] { return (*first)->Finish(5s); });
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_TRUE(handed_over_);
+  ASSERT_GE(queued, 0);
+  std::optional<xds::HandOverOffer> refusal = ReadOffer(queued);
+  close(queued);
+  ASSERT_TRUE(refusal.has_value()) << "the queued successor got no answer";
+  EXPECT_NE(refusal->refused().find("handed over to another process already: pid"),
+            std::string::npos)
+      << refusal->refused();
+  EXPECT_EQ(refusal->sockets_size(), 0);
+  EXPECT_EQ(offers_, 1);
+}
+
+// A process listening at the path that accepts nobody, its queue of connections full: the connect
+// of a would-be successor gives up within its timeout, saying so (it waited for ever), and a
+// server that would start there says the path is served (it waited for ever too).
+TEST_F(HandOverTest, AFullQueueOfConnectionsDoesNotHoldUpTheConnect) {
+  const int listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path_.c_str());
+  ASSERT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listen_fd, 0), 0);
+  std::vector<int> queued;
+  while (true) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      EXPECT_EQ(errno, EAGAIN) << std::strerror(errno);
+      close(fd);
+      break;
+    }
+    queued.push_back(fd);
+    ASSERT_LT(queued.size(), 64u);
+  }
+  // Runs `f` on a thread; one stuck in connect is released by closing the listener.
+  bool released = false;
+  auto bounded = [&](auto f) {
+    std::atomic<bool> done{false};
+    std::thread thread([&] {
+      f();
+      done = true;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    if (!done && !released) {
+      released = true;
+      close(listen_fd);
+    }
+    thread.join();
+  };
+
+  absl::Status connected;
+  auto start = std::chrono::steady_clock::now();
+  bounded([&] {
+    absl::StatusOr<std::unique_ptr<HandOverClient>> client = HandOverClient::Connect(path_, 1s);
+    connected = !client.ok()         ? client.status()
+                : *client == nullptr ? absl::NotFoundError("nobody serves it")
+                                     : absl::OkStatus();
+  });
+  ASSERT_FALSE(released) << "the connect waited for the full queue";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_EQ(connected.code(), absl::StatusCode::kDeadlineExceeded) << connected;
+  EXPECT_NE(connected.message().find("accepts no connection"), std::string::npos) << connected;
+
+  absl::Status started;
+  start = std::chrono::steady_clock::now();
+  bounded([&] {
+    absl::StatusOr<std::unique_ptr<HandOverServer>> server =
+        HandOverServer::Start(loop_, path_, {});
+    started = server.ok() ? absl::OkStatus() : server.status();
+  });
+  ASSERT_FALSE(released) << "the server's start waited for the full queue";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_EQ(started.code(), absl::StatusCode::kAlreadyExists) << started;
+  EXPECT_NE(started.message().find("another process serves it"), std::string::npos) << started;
+  for (int fd : queued) close(fd);
+  close(listen_fd);
+}
+
+// A server stopped while its offer is being built (here from inside the offer itself, the latest
+// moment): the exchange is abandoned and the sockets duplicated for the offer are closed.
+TEST_F(HandOverTest, StoppedWhileItsOfferIsBuiltTheDuplicatedSocketsAreClosed) {
+  const int before = OpenDescriptors();
+  after_offer_ = [this] { server_.reset(); };
+  Serve();
+  const int fd = ConnectUnix(path_);
+  ASSERT_GE(fd, 0);
+  xds::HandOverRequest request;
+  const std::string frame = Frame(request);
+  ASSERT_EQ(send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
+  ASSERT_TRUE(loop_.RunUntil([&] { return offers_ == 1 && server_ == nullptr; }, 5s));
+  loop_.RunUntilIdle();
+  // No offer was sent: the connection closes without one.
+  std::optional<std::string> got = ReadUntilClosed(fd, 2000ms);
+  close(fd);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, "");
+  EXPECT_EQ(OpenDescriptors(), before) << "the offer's duplicated socket leaked";
 }
 
 }  // namespace

@@ -249,6 +249,12 @@ std::vector<flags::Flag> Flags(ParsedCommandLine& parsed) {
            "running one serves on). Default 60s.",
            DurationAtLeast(&o.hand_over_timeout, absl::Seconds(1),
                            "must be a duration of at least 1s")),
+      flag("--hand-over-confirm-timeout", "DURATION",
+           "How long a sidecar taking over, once ready, waits for the running one to confirm that "
+           "it stopped accepting; then it serves on without (and, should the running one still "
+           "hold the --hand-over socket, without serving it for a next one). Default 10s.",
+           DurationAtLeast(&o.hand_over_confirm_timeout, absl::Seconds(1),
+                           "must be a duration of at least 1s")),
       flag("--malloc-trim-threshold", "BYTES",
            "Free memory a malloc arena may hold before it is given back to the kernel (\"4MiB\", "
            "\"512KiB\", bytes). Default 4MiB; 0: glibc's default, which under load can give pages "

@@ -54,6 +54,9 @@ struct ServerOptions {
   std::string hand_over_path;
   // --hand-over-timeout: how long a process taking over waits to be ready before it gives up.
   Duration hand_over_timeout = std::chrono::seconds(60);
+  // --hand-over-confirm-timeout: how long a process taking over, once ready, waits for the
+  // running one to confirm that it stopped accepting before it carries on without.
+  Duration hand_over_confirm_timeout = std::chrono::seconds(10);
   // --malloc-trim-threshold: free memory a malloc arena keeps before giving it back to the kernel
   // (common/base/malloc_tuning.h); 0: glibc's default.
   size_t malloc_trim_threshold = size_t{4} << 20;

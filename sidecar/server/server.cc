@@ -72,7 +72,8 @@ Server::Server(ServerOptions options)
         "meshlet_server_hand_overs_total",
         "Hand-overs through --hand-over: took_over (this process took the listening sockets of "
         "its predecessor), handed_over (it handed its own to a successor), refused (it refused a "
-        "successor: draining or not ready), failed (an exchange with a would-be successor failed "
+        "successor: draining, not ready, or handing over to another), failed (an exchange with a "
+        "would-be successor failed "
         "before it took over: a peer of another user, a malformed or oversized message, a "
         "successor gone before it was ready; this process serves on).",
         {{"side", std::string(side)}}));
@@ -81,6 +82,11 @@ Server::Server(ServerOptions options)
   hand_overs_given_ = hand_overs("handed_over");
   hand_overs_refused_ = hand_overs("refused");
   hand_overs_failed_ = hand_overs("failed");
+  hand_over_serve_failures_ = MustStat(shard.RegisterCounter(
+      "meshlet_server_hand_over_serve_failures_total",
+      "Times this process took over through --hand-over but could not serve the socket for a "
+      "next process (the predecessor still held it); it serves its traffic, and is replaced by "
+      "a restart rather than a hand-over."));
 }
 
 Server::~Server() {
@@ -335,8 +341,9 @@ absl::Status Server::Init() {
     DialCaptureCheck();
   }
   ready_ = true;
-  if (hand_over_client_ != nullptr) RETURN_IF_ERROR(FinishTakeOver());
-  if (!options_.hand_over_path.empty()) RETURN_IF_ERROR(ServeHandOver());
+  const bool took_over = hand_over_client_ != nullptr;
+  if (took_over) RETURN_IF_ERROR(FinishTakeOver());
+  if (!options_.hand_over_path.empty()) RETURN_IF_ERROR(ServeHandOver(took_over));
   // The stream's first request reports what /ready says by then (usually not ready yet: the
   // control plane's configuration comes over that stream); changes follow (ReportReadiness).
   ReportReadiness();

@@ -18,7 +18,8 @@
 // instead of binding, asking the CA and waiting for the control plane; once ready it tells the
 // predecessor, which stops accepting and drains (without reporting "not ready": this process is
 // the workload now). Then, and in a sidecar that took over from nobody, PATH is served for the
-// next one. GET /hand_over shows both sides.
+// next one (after a take-over, a failure to serve it is logged and counted, and the sidecar serves
+// its traffic without; without one, it is an Init() error). GET /hand_over shows both sides.
 //
 // With xDS (--xds or the bootstrap's xds section; docs/xds.md) the configuration is the
 // bootstrap's static resources plus what the control plane streams. Every update goes through
@@ -162,7 +163,9 @@ class Server final : public admin::AdminBackend {
   // --hand-over for the next process.
   absl::Status TakeOver();
   absl::Status FinishTakeOver();
-  absl::Status ServeHandOver();
+  // After a take-over (`took_over`) a failure to serve PATH is logged and counted, not an
+  // error: the predecessor was told to stop.
+  absl::Status ServeHandOver(bool took_over);
   // The running side: what to hand over (refused while draining or not ready), and the successor
   // being ready: stop accepting everywhere and drain, without a readiness report. Returns the
   // connections still open.
@@ -259,6 +262,9 @@ class Server final : public admin::AdminBackend {
   Counter hand_overs_given_;    // {side="handed_over"}
   Counter hand_overs_refused_;  // {side="refused"}
   Counter hand_overs_failed_;   // {side="failed"}
+  // Why --hand-over could not be served after a take-over (GET /hand_over); empty: no failure.
+  std::string hand_over_serve_error_;
+  Counter hand_over_serve_failures_;  // meshlet_server_hand_over_serve_failures_total
 
   Gauge draining_gauge_;
   Counter reload_success_;

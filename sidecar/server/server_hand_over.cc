@@ -15,8 +15,6 @@
 namespace meshlet::sidecar::server {
 namespace {
 
-// How long the predecessor has to confirm that it stopped accepting.
-constexpr Duration kHandOverConfirmTimeout = std::chrono::seconds(10);
 // How long the offer may take (the predecessor answers from its main loop).
 constexpr Duration kHandOverOfferTimeout = std::chrono::seconds(10);
 
@@ -81,7 +79,7 @@ absl::Status Server::FinishTakeOver() {
     return absl::UnavailableError(why);
   }
   taken_over_->ready_after = RealClock::Get().Now() - init_started_;
-  absl::StatusOr<Drained> open = hand_over_client_->Finish(kHandOverConfirmTimeout);
+  absl::StatusOr<Drained> open = hand_over_client_->Finish(options_.hand_over_confirm_timeout);
   if (open.ok()) {
     taken_over_->predecessor_connections = open->connections;
     taken_over_->predecessor_requests = open->requests;
@@ -108,13 +106,26 @@ absl::Status Server::FinishTakeOver() {
   return absl::OkStatus();
 }
 
-absl::Status Server::ServeHandOver() {
-  ASSIGN_OR_RETURN(
-      hand_over_server_,
+absl::Status Server::ServeHandOver(bool took_over) {
+  absl::StatusOr<std::unique_ptr<HandOverServer>> server =
       HandOverServer::Start(loop_, options_.hand_over_path,
                             {.offer = [this] { return HandOverOffer(); },
                              .handed_over = [this] { return HandOverDrain(); },
-                             .failed = [this](absl::string_view) { hand_overs_failed_.Inc(); }}));
+                             .failed = [this](absl::string_view) { hand_overs_failed_.Inc(); },
+                             .refused = [this](absl::string_view) { hand_overs_refused_.Inc(); }});
+  if (server.ok()) {
+    hand_over_server_ = *std::move(server);
+    return absl::OkStatus();
+  }
+  // Without a predecessor, a sidecar that cannot serve the path it was given does not start.
+  if (!took_over) return server.status();
+  // After a take-over the predecessor has been told to stop (or may be told by now): exiting
+  // would leave nobody serving. This process serves its traffic; only a later hand-over is lost.
+  hand_over_serve_error_ = std::string(server.status().message());
+  hand_over_serve_failures_.Inc();
+  LOG(ERROR) << "hand-over: took over, but cannot serve " << options_.hand_over_path
+             << " for a next process (" << hand_over_serve_error_
+             << "); serving without it: this process is replaced by a restart, not a hand-over";
   return absl::OkStatus();
 }
 
@@ -183,6 +194,12 @@ std::string Server::HandOverJson() {
   }
   out += ",\"serving\":";
   out += hand_over_server_ != nullptr && !handed_over_ ? "true" : "false";
+  out += ",\"serve_error\":";
+  if (hand_over_serve_error_.empty()) {
+    out += "null";
+  } else {
+    AppendJsonString(&out, hand_over_serve_error_);
+  }
   out += ",\"taken_over\":";
   if (taken_over_.has_value() && taken_over_->at != absl::Time()) {
     const TakenOver& t = *taken_over_;

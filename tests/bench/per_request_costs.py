@@ -284,7 +284,7 @@ def main():
     ap.add_argument("--connections", type=int,
                     help="with --loadgen: client connections (default 8, 16 with --rate)")
     ap.add_argument("--sidecar", help="meshlet sidecar binary (build --config=opt)")
-    ap.add_argument("--config", default="meshlet.yaml", help="meshlet template in peers/")
+    ap.add_argument("--config", default="meshlet.yaml", help="meshlet template: a name in peers/, or a path")
     ap.add_argument("--hop", choices=["plain", "mtls"],
                     help="measure two sidecars and the hop between them (meshlet only)")
     ap.add_argument("--hop-protocol", choices=sorted(HOP_PROTOCOLS),

@@ -64,7 +64,8 @@ def find_tool(name):
 
 
 def render(template_name, out_dir, values):
-    """Fills {{NAME}} placeholders of peers/TEMPLATE; returns the path of the result."""
+    """Fills {{NAME}} placeholders of peers/TEMPLATE (or of TEMPLATE, a path); writes the result
+    into out_dir, never over the template, and returns its path."""
     with open(os.path.join(PEERS, template_name)) as f:
         text = f.read()
     for key, value in values.items():
@@ -73,7 +74,7 @@ def render(template_name, out_dir, values):
     left = re.findall(r"\{\{[A-Z0-9_]+\}\}", code)
     if left:
         raise RuntimeError(f"{template_name}: unfilled placeholders {sorted(set(left))}")
-    path = os.path.join(out_dir, template_name)
+    path = os.path.join(out_dir, os.path.basename(template_name))
     with open(path, "w") as f:
         f.write(text)
     return path

@@ -135,9 +135,16 @@ TEST_F(CapabilityContractTest, EveryFieldAndValueAddedSinceIsGated) {
                                << absl::StrJoin(ungated, ", ");
 }
 
+// The skew supported is one release: the oldest supported release, whose capabilities a node that
+// names no release gets, is the previous one (the next release moves both).
+TEST(SupportedReleasesTest, TheOldestSupportedReleaseIsThePreviousOne) {
+  EXPECT_EQ(xds::kOldestSupportedRelease, kPreviousRelease);
+}
+
 // What the control plane translates for a sidecar of the previous release (it reports its
-// release, no capabilities) parses with that release's schema without an unknown field or
-// value; the same policies translated for this tree's sidecar hold some (so the check sees them).
+// release, no capabilities), and for a node that names no release and lists nothing, parses with
+// that release's schema without an unknown field or value; the same policies translated for this
+// tree's sidecar hold some (so the check sees them).
 TEST_F(CapabilityContractTest, APreviousReleaseSidecarGetsOnlyWhatItsSchemaKnows) {
   cp::policy::PolicySnapshot policy;
   AddPolicies(kEverything, "everything.yaml", policy);
@@ -161,18 +168,26 @@ TEST_F(CapabilityContractTest, APreviousReleaseSidecarGetsOnlyWhatItsSchemaKnows
   cp::translate::TranslateOptions options;
   options.trust_bundle_pem = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
   int newer_content = 0;
+  enum class Sidecar { kPreviousRelease, kNoReleaseNamed, kThisTree };
   for (const cp::registry::Workload& w : registry.workloads) {
-    for (const bool previous : {true, false}) {
+    for (const Sidecar sidecar :
+         {Sidecar::kPreviousRelease, Sidecar::kNoReleaseNamed, Sidecar::kThisTree}) {
+      const bool previous = sidecar != Sidecar::kThisTree;
       xds::Node node;
       node.set_id(w.id);
       node.set_sidecar_version(
-          absl::StrCat(xds::kSidecarVersionPrefix, previous ? kPreviousRelease : "0.2.0"));
+          sidecar == Sidecar::kNoReleaseNamed
+              ? "my-build"
+              : absl::StrCat(xds::kSidecarVersionPrefix, previous ? kPreviousRelease : "0.2.0"));
       if (!previous) {
         for (const std::string& c : xds::CapabilitySet::All().Names()) node.add_capabilities(c);
       }
       cp::translate::NodeResources resources =
           cp::translate::Translate(policy, registry, node, options);
-      const std::string who = absl::StrCat(w.id, previous ? " (previous release)" : "");
+      const std::string who =
+          absl::StrCat(w.id, sidecar == Sidecar::kPreviousRelease  ? " (previous release)"
+                             : sidecar == Sidecar::kNoReleaseNamed ? " (no release named)"
+                                                                   : "");
       ExpectSidecarAccepts(resources, who);
       auto check = [&](const auto& list) {
         for (const auto& resource : list) {

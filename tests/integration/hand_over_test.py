@@ -25,15 +25,23 @@ switch) are printed for docs/upgrades.md.
 And a new process that never gets ready (it waits for a control plane that is not there) changes
 nothing: it gives up after --hand-over-timeout, or at once when it is sent SIGTERM, and the
 running sidecar serves on, its hand-over socket too.
+
+And a predecessor that never confirms it stopped accepting while its hand-over socket still
+listens (a stand-in speaking xds/hand_over.proto): once --hand-over-confirm-timeout has passed,
+the new process cannot serve the socket for a next one; it says so, counts it, and serves its
+traffic (it used to exit 1, after the predecessor had been told to stop).
 """
 
 import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -54,6 +62,36 @@ SWITCH_AFTER = 2  # s into the measured period
 BASELINE = 3  # s of the same load before, without a switch
 # The app answers after 20 ms, so requests are in flight when the old process stops accepting.
 PATH = "/slow/0.02"
+
+
+def varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([byte])
+        out += bytes([byte | 0x80])
+
+
+def pb_field(number, value):
+    """One protobuf field: bytes as length-delimited, ints as varints."""
+    if isinstance(value, bytes):
+        return varint(number << 3 | 2) + varint(len(value)) + value
+    return varint(number << 3) + varint(value)
+
+
+def read_frame(conn):
+    """One message of the hand-over socket (a 4-byte big-endian length, then the message)."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+    (size,) = struct.unpack(">I", exactly(4))
+    return exactly(size)
 
 
 def replacement_binary(tmp):
@@ -212,16 +250,23 @@ class HandOverTest(unittest.TestCase):
         print("\n" + "\n".join(lines), file=sys.stderr)
         self.assertEqual(failures, [], "\n".join(lines))
 
-    def test_a_successor_never_ready_gives_up_and_the_running_one_serves_on(self):
+    def echo_port_and_socket_path(self):
+        """(port, echo_port, path): a free port for a TCP listener, an echo server's port, and a
+        path for a hand-over socket (at most 107 bytes: not under the test's temporary
+        directory)."""
         echo = EchoServer()
         self.addCleanup(echo.close)
-        port = free_port()
         socket_dir = tempfile.mkdtemp(prefix="meshlet-hand-over-", dir="/tmp")
         self.addCleanup(shutil.rmtree, socket_dir, True)
+        return free_port(), echo.port, os.path.join(socket_dir, "sidecar")
+
+    def test_a_successor_never_ready_gives_up_and_the_running_one_serves_on(self):
+        port, echo_port, path = self.echo_port_and_socket_path()
         running = sidecar_test.Sidecar(
             tempfile.mkdtemp(dir=self.tmp),
-            config_yaml(tcp_listener("tcp", port, "echo"), static_cluster("echo", echo.port)),
-            f"--hand-over={os.path.join(socket_dir, 'sidecar')}")
+            config_yaml(tcp_listener("tcp", port, "echo"),
+                        static_cluster("echo", echo_port)),
+            f"--hand-over={path}")
         self.sidecars.append(running)
         # Its configuration would come from a control plane that is not there: never ready.
         never_ready = [f"--xds=127.0.0.1:{free_port()}", "--xds-plaintext=true",
@@ -255,6 +300,70 @@ class HandOverTest(unittest.TestCase):
                                  running.get("/stats?filter=hand_overs")[1]),
                         running.get("/stats?filter=hand_overs")[1])
         self.assertIsNone(running.proc.poll())
+
+    def test_a_predecessor_that_does_not_confirm_leaves_the_new_one_serving(self):
+        port, echo_port, path = self.echo_port_and_socket_path()
+        # The stand-in predecessor: its listening socket for the sidecar's listener (in a
+        # SO_REUSEPORT group, as a worker's), and its hand-over socket.
+        tcp = socket.socket()
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        tcp.bind(("127.0.0.1", port))
+        tcp.listen(16)
+        self.addCleanup(tcp.close)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(path)
+        os.chmod(path, 0o600)
+        unix.listen(4)
+        self.addCleanup(unix.close)
+        got_ready, finished = threading.Event(), threading.Event()
+        errors = []
+
+        def predecessor():
+            try:
+                conn, _ = unix.accept()
+                with conn:
+                    read_frame(conn)  # HandOverRequest
+                    socket_field = pb_field(1, f"127.0.0.1:{port}".encode()) + pb_field(2, 1)
+                    offer = pb_field(2, b"9.9.9") + pb_field(3, os.getpid()) + pb_field(
+                        4, socket_field)
+                    conn.sendall(struct.pack(">I", len(offer)) + offer)
+                    socket.send_fds(conn, [b"S"], [tcp.fileno()])
+                    read_frame(conn)  # HandOverReady
+                    got_ready.set()
+                    # No HandOverDone, and the hand-over socket listens on.
+                    finished.wait(30)
+            except Exception as e:  # noqa: BLE001 (reported by the test)
+                errors.append(repr(e))
+
+        thread = threading.Thread(target=predecessor, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(finished.set)  # (cleanups run last first)
+        new = sidecar_test.Sidecar(
+            tempfile.mkdtemp(dir=self.tmp),
+            config_yaml(tcp_listener("tcp", port, "echo"),
+                        static_cluster("echo", echo_port)),
+            f"--hand-over={path}", "--hand-over-confirm-timeout=1s", concurrency=1,
+            wait_ready=False)
+        self.sidecars.append(new)
+        self.assertTrue(wait_for(lambda: "serving without it" in new.log() or
+                                 new.proc.poll() is not None, timeout=15), new.log())
+        self.assertEqual(errors, [])
+        self.assertTrue(got_ready.is_set())
+        self.assertIn("did not confirm that it stopped accepting", new.log())
+        time.sleep(0.2)
+        self.assertIsNone(new.proc.poll(), "the new sidecar exited: " + new.log())
+        # It serves on the socket it took over (the stand-in accepts nothing).
+        self.assertEqual(echo_round_trip(port, b"ping"), b"ping")
+        self.assertEqual(new.get("/ready")[0], 200)
+        state = json.loads(new.get("/hand_over")[1])
+        self.assertFalse(state["serving"], state)
+        self.assertIn("another process", state["serve_error"])
+        self.assertEqual(state["taken_over"]["pid"], os.getpid())
+        self.assertEqual(state["taken_over"]["predecessor_connections"], -1)
+        self.assertEqual(new.stat("meshlet_server_hand_over_serve_failures_total"), 1)
+        self.assertEqual(new.stat("meshlet_server_hand_overs_total"), 1)  # took_over
 
 
 if __name__ == "__main__":
