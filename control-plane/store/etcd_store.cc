@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/base/logging.h"
+#include "common/base/thread_name.h"
 #include "common/event/timer.h"
 #include "common/http/grpc/client.h"
 #include "common/tls/tls_transport.h"
@@ -137,6 +138,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(EtcdStoreOptions opti
   EtcdStore* s = store.get();
   Notification started;
   s->thread_ = std::thread([s, &started] {
+    SetThreadName("etcd");
     for (const EtcdEndpoint& endpoint : s->options_.endpoints) {
       http::grpc::ChannelOptions channel;
       if (s->options_.tls != nullptr) {

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/base/logging.h"
+#include "common/base/thread_name.h"
 
 namespace meshlet::controlplane {
 
@@ -27,7 +28,10 @@ StoreWorker::StoreWorker(event::Loop& loop, StoreWorkerOptions options, StatsReg
                                             "Time a store call took, once it started.", {},
                                             HistogramOptions{.exposition_divisor = 1e6}));
   }
-  thread_ = std::thread([this] { ThreadMain(); });
+  thread_ = std::thread([this] {
+    SetThreadName("store");
+    ThreadMain();
+  });
 }
 
 StoreWorker::~StoreWorker() { Stop(); }

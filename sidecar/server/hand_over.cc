@@ -22,6 +22,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/sync.h"
+#include "common/base/thread_name.h"
 #include "common/base/version.h"
 #include "xds/hand_over.pb.h"
 
@@ -496,7 +497,10 @@ HandOverServer::HandOverServer(event::Loop& loop, std::string path, SocketFile f
       shared_(std::make_shared<Shared>()) {
   CHECK(stop_fd_ >= 0) << "eventfd: " << std::strerror(errno);
   shared_->callbacks = std::move(callbacks);
-  thread_ = std::thread([this] { ThreadMain(); });
+  thread_ = std::thread([this] {
+    SetThreadName("hand-over");
+    ThreadMain();
+  });
 }
 
 HandOverServer::~HandOverServer() {

@@ -8,6 +8,7 @@
 #include "common/base/logging.h"
 #include "common/base/status.h"
 #include "common/base/sync.h"
+#include "common/base/thread_name.h"
 #include "common/event/timer.h"
 #include "common/net/listener.h"
 #include "common/stats/or_discard.h"
@@ -87,6 +88,7 @@ absl::Status Worker::Start(std::shared_ptr<const config::Snapshot> snapshot) {
 
 void Worker::ThreadMain(std::shared_ptr<const config::Snapshot> snapshot, Notification& started,
                         absl::Status& start_status) {
+  SetThreadName(absl::StrCat("worker-", index_));
   loop_ = std::make_unique<event::Loop>();
   clock_ = std::make_unique<event::TurnClock>(*loop_, shared_.clock);
   stats_ = shared_.stats.CreateShard();

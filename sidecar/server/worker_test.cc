@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -183,6 +185,21 @@ TEST_F(WorkerTest, ProxiesTcp) {
       stats.Find("meshlet_worker_cx_accepted_total", {{"worker", "0"}});
   ASSERT_NE(accepted, nullptr);
   EXPECT_EQ(accepted->counter, 1u);
+}
+
+// A worker's thread carries its index in its name (what `top -H` and `ps -L` show).
+TEST_F(WorkerTest, NamesItsThread) {
+  Worker worker(3, Shared());
+  ASSERT_TRUE(worker.Start(SnapshotFrom(TcpConfig("tcp", "OUTBOUND", echo_.port()))).ok());
+  int named = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "worker-3") ++named;
+  }
+  worker.Stop();
+  EXPECT_EQ(named, 1);
 }
 
 TEST_F(WorkerTest, SnapshotSwapKeepsOpenConnections) {

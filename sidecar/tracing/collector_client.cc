@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/base/logging.h"
 #include "common/base/status.h"
+#include "common/base/thread_name.h"
 
 namespace meshlet::sidecar::tracing {
 namespace {
@@ -68,6 +69,7 @@ void CollectorAddress::ResolveInBackground() {
   // Detached: a resolver that hangs (DNS unreachable) delays nothing, not even the exit; the
   // thread keeps this object alive until it is done.
   std::thread([self = shared_from_this()] {
+    SetThreadName("otlp-resolve");
     if (absl::Status status = self->Resolve(); !status.ok()) {
       LOG_EVERY_N_SEC(WARN, 60) << "tracing collector: " << status;
     }
