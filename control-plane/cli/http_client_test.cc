@@ -19,44 +19,10 @@
 #include "common/tls/tls_transport.h"
 #include "control-plane/cli/api_client.h"
 #include "control-plane/cli/pin.h"
+#include "control-plane/cli/server_on_thread.h"
 
 namespace meshlet::controlplane::cli {
 namespace {
-
-// An HTTP server on a loop thread of its own, for the blocking client to call.
-class ServerOnThread {
- public:
-  ServerOnThread(http::HttpServerOptions options, http::RequestHandler handler) {
-    std::promise<uint16_t> port;
-    loop_.Post([&] {
-      auto server = http::HttpServer::Create(loop_, *net::Address::Parse("127.0.0.1:0"),
-                                             std::move(options), std::move(handler));
-      if (!server.ok()) {
-        ADD_FAILURE() << server.status();
-        port.set_value(0);
-        return;
-      }
-      server_ = *std::move(server);
-      port.set_value(server_->address().port());
-    });
-    thread_ = std::thread([this] { loop_.Run(); });
-    address_ = absl::StrCat("127.0.0.1:", port.get_future().get());
-  }
-  ~ServerOnThread() {
-    loop_.Post([this] {
-      server_.reset();
-      loop_.Stop();
-    });
-    thread_.join();
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  event::Loop loop_;
-  std::thread thread_;
-  std::unique_ptr<http::HttpServer> server_;
-  std::string address_;
-};
 
 // An API server that answers with what it was sent.
 class HttpRequestTest : public ::testing::Test {

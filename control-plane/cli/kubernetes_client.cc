@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -31,6 +32,79 @@ std::string InClusterApi() {
 
 constexpr char kInClusterCa[] = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 constexpr char kInClusterToken[] = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+// A user's `exec` (client-go's ExecConfig), checked as kubectl checks it; the cluster's
+// extension for the plugin is kept for provideClusterInfo. Errors name the field.
+absl::StatusOr<ExecPluginConfig> ReadExecConfig(const YAML::Node& exec, const YAML::Node& cluster,
+                                                const std::string& user,
+                                                absl::string_view directory) {
+  if (!exec.IsMap()) return absl::InvalidArgumentError("not a map");
+  ExecPluginConfig p;
+  p.user = user;
+  p.directory = std::string(directory);
+  p.command = Scalar(At(exec, {"command"}));
+  if (p.command.empty()) return absl::InvalidArgumentError("no command");
+  p.api_version = Scalar(At(exec, {"apiVersion"}));
+  if (p.api_version != kExecCredentialV1 && p.api_version != kExecCredentialV1beta1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("apiVersion \"", p.api_version, "\" is not ", kExecCredentialV1, " or ",
+                     kExecCredentialV1beta1, " (v1alpha1 is no longer served by kubectl either)"));
+  }
+  const YAML::Node args = At(exec, {"args"});
+  if (args && !args.IsNull() && !args.IsSequence()) {
+    return absl::InvalidArgumentError("args: not a list");
+  }
+  for (size_t i = 0; args.IsSequence() && i < args.size(); ++i) {
+    if (!args[i].IsScalar()) return absl::InvalidArgumentError(absl::StrCat("args[", i, "]: not a string"));
+    p.args.push_back(args[i].Scalar());
+  }
+  const YAML::Node env = At(exec, {"env"});
+  if (env && !env.IsNull() && !env.IsSequence()) {
+    return absl::InvalidArgumentError("env: not a list of {name, value}");
+  }
+  for (size_t i = 0; env.IsSequence() && i < env.size(); ++i) {
+    const std::string name = Scalar(At(env[i], {"name"}));
+    if (name.empty() || name.find('=') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("env[", i, "].name \"", name, "\" is not a variable name"));
+    }
+    p.env.emplace_back(name, Scalar(At(env[i], {"value"})));
+  }
+  p.install_hint = Scalar(At(exec, {"installHint"}));
+  const std::string cluster_info = Scalar(At(exec, {"provideClusterInfo"}));
+  if (!cluster_info.empty() && cluster_info != "true" && cluster_info != "false") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("provideClusterInfo \"", cluster_info, "\" is not true or false"));
+  }
+  p.provide_cluster_info = cluster_info == "true";
+  // interactiveMode: required by v1, IfAvailable when v1beta1 leaves it out. meshctl never has a
+  // terminal to give the plugin, so it runs those that can do without one.
+  const std::string mode = Scalar(At(exec, {"interactiveMode"}));
+  if (mode.empty() && p.api_version == kExecCredentialV1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "interactiveMode must be given with ", kExecCredentialV1, " (Never or IfAvailable)"));
+  }
+  if (mode == "Always") {
+    return absl::InvalidArgumentError(
+        "interactiveMode Always: the plugin needs a terminal, and meshctl never gives it one "
+        "(meshctl is not interactive); log in with the plugin first if it can cache its "
+        "credential, or use IfAvailable or Never");
+  }
+  if (!mode.empty() && mode != "Never" && mode != "IfAvailable") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "interactiveMode \"", mode, "\" is not Never, IfAvailable or Always"));
+  }
+  if (p.provide_cluster_info) {
+    const YAML::Node extensions = At(cluster, {"extensions"});
+    for (size_t i = 0; extensions.IsSequence() && i < extensions.size(); ++i) {
+      if (Scalar(At(extensions[i], {"name"})) == "client.authentication.k8s.io/exec") {
+        const YAML::Node extension = At(extensions[i], {"extension"});
+        if (extension) p.cluster_config_json = inject::ToCompactJson(extension);
+      }
+    }
+  }
+  return p;
+}
 
 }  // namespace
 
@@ -100,11 +174,12 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
     return absl::InvalidArgumentError(
         absl::StrCat("context ", wanted, ": no user \"", user_name, "\""));
   }
-  if (At(user, {"exec"}) || At(user, {"auth-provider"})) {
+  if (At(user, {"auth-provider"})) {
     return absl::InvalidArgumentError(absl::StrCat(
         who,
-        "credential plugins (exec, auth-provider) are not supported; give a token with "
-        "--kubernetes-token-file (for example from kubectl create token)"));
+        "auth-provider (the removed gcp, azure and oidc plugins) is not supported; use its exec "
+        "credential plugin instead (GKE: gke-gcloud-auth-plugin, AKS: kubelogin, OIDC: "
+        "kubelogin or kubectl oidc-login), as kubectl 1.26 and later need too"));
   }
   c.token = Scalar(At(user, {"token"}));
   c.token_file = path(At(user, {"tokenFile"}));
@@ -120,9 +195,22 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
     return absl::InvalidArgumentError(
         absl::StrCat(who, "a client certificate and its key go together"));
   }
+  if (const YAML::Node exec = At(user, {"exec"})) {
+    if (has_cert || !c.token.empty() || !c.token_file.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          who, "exec and a token or client certificate of the kubeconfig go not together"));
+    }
+    absl::StatusOr<ExecPluginConfig> plugin =
+        ReadExecConfig(exec, cluster, user_name, directory);
+    if (!plugin.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(who, "exec: ", plugin.status().message()));
+    }
+    c.exec = *std::move(plugin);
+    return c;
+  }
   if (!has_cert && c.token.empty() && c.token_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(who, "no credentials (token, tokenFile or a client certificate)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        who, "no credentials (token, tokenFile, a client certificate or an exec plugin)"));
   }
   return c;
 }
@@ -147,12 +235,26 @@ std::vector<flags::Flag> KubernetesFlagTable(KubernetesFlags& flags) {
       flags::StringFlag("--kubernetes-token-file", "FILE", &flags.token_file,
                         "with --kubernetes-api: a bearer token (default: the pod's "
                         "service-account token)"),
+      {.name = "--kubernetes-exec-timeout",
+       .value = "DURATION",
+       .help = "how long the kubeconfig user's exec credential plugin (aws eks get-token, "
+               "gke-gcloud-auth-plugin, kubelogin) may run before it is killed (default 30s)",
+       .set =
+           [&flags](absl::string_view v) {
+             absl::Duration d;
+             if (!absl::ParseDuration(v, &d) || d <= absl::ZeroDuration()) {
+               return absl::InvalidArgumentError("must be a positive duration such as 30s");
+             }
+             flags.exec_timeout = d;
+             return absl::OkStatus();
+           }},
   };
 }
 
 absl::StatusOr<KubernetesClient> KubernetesClient::Create(KubeconfigCredentials c,
                                                           const std::string& source,
-                                                          std::string permissions) {
+                                                          std::string permissions,
+                                                          const ExecPluginLimits& exec_limits) {
   absl::string_view server = c.server;
   if (absl::ConsumePrefix(&server, "http://")) {
     return absl::InvalidArgumentError(
@@ -177,8 +279,15 @@ absl::StatusOr<KubernetesClient> KubernetesClient::Create(KubeconfigCredentials 
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": the CA or client certificate: ", context.status().message()));
   }
+  std::shared_ptr<Exec> exec;
+  if (c.exec.has_value()) {
+    exec = std::make_shared<Exec>(Exec{.config = *std::move(c.exec),
+                                       .limits = exec_limits,
+                                       .server_url = c.server,
+                                       .ca_pem = c.ca_pem});
+  }
   return KubernetesClient(std::string(server), *std::move(context), std::move(c.token),
-                          std::move(c.token_file), std::move(permissions));
+                          std::move(c.token_file), std::move(permissions), std::move(exec));
 }
 
 absl::StatusOr<KubernetesClient> KubernetesClient::Connect(const KubernetesFlags& flags,
@@ -226,16 +335,56 @@ absl::StatusOr<KubernetesClient> KubernetesClient::Connect(const KubernetesFlags
     return absl::InvalidArgumentError(
         absl::StrCat("kubeconfig ", path, ": ", c.status().message()));
   }
-  return Create(*std::move(c), absl::StrCat("kubeconfig ", path), std::move(permissions));
+  return Create(*std::move(c), absl::StrCat("kubeconfig ", path), std::move(permissions),
+                {.timeout = flags.exec_timeout});
+}
+
+absl::Status KubernetesClient::RefreshExecCredential() const {
+  exec_->credential.reset();
+  exec_->tls.reset();
+  absl::StatusOr<ExecCredential> credential =
+      RunExecPlugin(exec_->config, exec_->server_url, exec_->ca_pem, exec_->limits);
+  if (!credential.ok()) return credential.status();
+  if (!credential->cert_pem.empty()) {
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+        tls::TlsContext::CreateClient({.certificate_chain_pem = credential->cert_pem,
+                                       .private_key_pem = credential->key_pem,
+                                       .trust_bundle_pem = exec_->ca_pem,
+                                       .alpn_protocols = {"http/1.1"}});
+    if (!context.ok()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("user ", exec_->config.user, ": exec plugin ", exec_->config.command,
+                       ": its client certificate and key: ", context.status().message()));
+    }
+    exec_->tls = *std::move(context);
+  }
+  exec_->credential = *std::move(credential);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<HttpResponse> KubernetesClient::Call(absl::string_view method,
                                                     const std::string& path,
                                                     absl::string_view body) const {
+  if (exec_ == nullptr) return Send(method, path, body);
+  // As client-go: a credential past its expirationTimestamp is replaced before the request, and
+  // one the API server refuses (401) once, after which the request is sent again.
+  if (!exec_->credential.has_value() ||
+      (exec_->credential->expiry.has_value() && *exec_->credential->expiry <= absl::Now())) {
+    if (absl::Status refreshed = RefreshExecCredential(); !refreshed.ok()) return refreshed;
+  }
+  absl::StatusOr<HttpResponse> response = Send(method, path, body);
+  if (!response.ok() || response->status != 401) return response;
+  if (absl::Status refreshed = RefreshExecCredential(); !refreshed.ok()) return refreshed;
+  return Send(method, path, body);
+}
+
+absl::StatusOr<HttpResponse> KubernetesClient::Send(absl::string_view method,
+                                                    const std::string& path,
+                                                    absl::string_view body) const {
   std::vector<std::pair<std::string, std::string>> headers = {
       {"accept", "application/json"}, {"user-agent", absl::StrCat("meshctl/", kMeshctlVersion)}};
   // A token file is read for every request: the kubelet rotates projected tokens.
-  std::string token = token_;
+  std::string token = exec_ != nullptr ? exec_->credential->token : token_;
   if (!token_file_.empty()) {
     absl::StatusOr<std::string> read = ReadFile(token_file_, 64 << 10);
     if (!read.ok()) {
@@ -250,7 +399,7 @@ absl::StatusOr<HttpResponse> KubernetesClient::Call(absl::string_view method,
                          method == "PATCH" ? "application/merge-patch+json" : "application/json");
   }
   HttpRequestOptions options;
-  options.tls = tls_;
+  options.tls = exec_ != nullptr && exec_->tls != nullptr ? exec_->tls : tls_;
   absl::StatusOr<HttpResponse> response =
       HttpRequest(server_, method, path, headers, body, options);
   if (!response.ok()) {

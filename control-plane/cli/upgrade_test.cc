@@ -206,7 +206,8 @@ TEST(UpgradeTest, KubeconfigCredentialsOfAContext) {
   EXPECT_NE(ReadKubeconfig(kKubeconfig, "plugin", "")
                 .status()
                 .message()
-                .find("credential plugins (exec, auth-provider) are not supported"),
+                .find("user exec-user: exec: apiVersion \"\" is not "
+                      "client.authentication.k8s.io/v1 or client.authentication.k8s.io/v1beta1"),
             std::string::npos);
   EXPECT_NE(ReadKubeconfig(kKubeconfig, "nothing", "")
                 .status()
