@@ -17,9 +17,12 @@ Shown:
 - a rollout that does not finish ends with the exit code 1, what it waits for and the command
   that goes back;
 - the kubeconfig's token is what the API server sees; a wrong one is an HTTP 401 error;
+- a token from the kubeconfig user's exec credential plugin is sent; a failing plugin's error
+  names the user, the command and its stderr;
 - --check-proxies refuses a control plane of another revision than the target's.
 """
 
+import base64
 import copy
 import json
 import os
@@ -271,6 +274,52 @@ class UpgradeTest(Cluster):
             json.dump(config, f)
         p = self.meshctl("--revision", "canary", "-n", "shop", kubeconfig=wrong, expect=1)
         self.assertIn("HTTP 401", p.stderr)
+        self.assertEqual(self.writes(), [])
+
+    def test_a_token_from_an_exec_credential_plugin(self):
+        """A kubeconfig whose user runs a credential plugin (as EKS, GKE and AKS write them):
+        a relative command is the kubeconfig's directory's, it gets its args, env and the
+        request with the cluster's server and CA, and its token is what the API server sees."""
+        plugin_dir = os.path.join(self.tmp, "bin")
+        os.makedirs(plugin_dir, exist_ok=True)
+        plugin = os.path.join(plugin_dir, "get-token")
+        info = os.path.join(self.tmp, "exec-info")
+        with open(plugin, "w") as f:
+            f.write('#!/bin/sh\nprintf %%s "$KUBERNETES_EXEC_INFO" > %s\n'
+                    '[ "$1 $PROFILE" = "--cluster=fake ops" ] || { echo "bad args" >&2; exit 2; }\n'
+                    'echo \'{"apiVersion":"client.authentication.k8s.io/v1",'
+                    '"kind":"ExecCredential","status":{"token":"%s"}}\'\n' % (info, TOKEN))
+        os.chmod(plugin, 0o755)
+        with open(self.kubeconfig) as f:
+            config = json.load(f)
+        config["users"][0]["user"] = {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": "bin/get-token",
+            "args": ["--cluster=fake"], "env": [{"name": "PROFILE", "value": "ops"}],
+            "interactiveMode": "IfAvailable", "provideClusterInfo": True}}
+        exec_kubeconfig = os.path.join(self.tmp, "exec-kubeconfig")
+        with open(exec_kubeconfig, "w") as f:
+            json.dump(config, f)
+        p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run",
+                         kubeconfig=exec_kubeconfig)
+        self.assertIn("deployment/web: restart (2 on 0-2-0)", p.stdout)
+        with open(info) as f:
+            request = json.load(f)
+        self.assertEqual(request["apiVersion"], "client.authentication.k8s.io/v1")
+        self.assertEqual(request["kind"], "ExecCredential")
+        self.assertEqual(request["spec"]["interactive"], False)
+        self.assertEqual(request["spec"]["cluster"]["server"], self.fake.address)
+        with open(os.path.join(self.tmp, config["clusters"][0]["cluster"][
+                "certificate-authority"]), "rb") as f:
+            self.assertEqual(base64.b64decode(request["spec"]["cluster"][
+                "certificate-authority-data"]), f.read())
+        # A plugin that fails: the error names the user, the command and its stderr.
+        config["users"][0]["user"]["exec"]["env"] = []
+        with open(exec_kubeconfig, "w") as f:
+            json.dump(config, f)
+        p = self.meshctl("--revision", "canary", "-n", "shop", "--dry-run",
+                         kubeconfig=exec_kubeconfig, expect=1)
+        self.assertIn('user operator: exec plugin bin/get-token: exited with status 2; its '
+                      'stderr: "bad args"', p.stderr)
         self.assertEqual(self.writes(), [])
 
 
