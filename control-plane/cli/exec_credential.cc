@@ -44,8 +44,7 @@ std::string Resolve(const ExecPluginConfig& config) {
     return Executable(path) ? path : "";
   }
   const char* env_path = std::getenv("PATH");
-  for (absl::string_view dir :
-       absl::StrSplit(env_path != nullptr ? env_path : kDefaultPath, ':')) {
+  for (absl::string_view dir : absl::StrSplit(env_path != nullptr ? env_path : kDefaultPath, ':')) {
     const std::string path = absl::StrCat(dir.empty() ? "." : dir, "/", command);
     if (Executable(path)) return path;
   }
@@ -105,14 +104,13 @@ absl::StatusOr<ExecCredential> ParseExecCredential(absl::string_view output,
     return absl::InvalidArgumentError("its output is not an ExecCredential (a JSON object)");
   }
   if (Scalar(At(answer, {"kind"})) != "ExecCredential") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "its output is not an ExecCredential (kind \"", Scalar(At(answer, {"kind"})), "\")"));
+    return absl::InvalidArgumentError(absl::StrCat("its output is not an ExecCredential (kind \"",
+                                                   Scalar(At(answer, {"kind"})), "\")"));
   }
   const std::string version = Scalar(At(answer, {"apiVersion"}));
   if (version != api_version) {
-    return absl::InvalidArgumentError(absl::StrCat("it answered apiVersion \"", version,
-                                                   "\", the kubeconfig asks for \"", api_version,
-                                                   "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "it answered apiVersion \"", version, "\", the kubeconfig asks for \"", api_version, "\""));
   }
   const YAML::Node status = At(answer, {"status"});
   if (!status.IsMap()) return absl::InvalidArgumentError("its ExecCredential has no status");
@@ -144,7 +142,8 @@ absl::StatusOr<ExecCredential> ParseExecCredential(absl::string_view output,
 absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPluginConfig& config,
                                              absl::string_view server, absl::string_view ca_pem,
                                              const ExecPluginLimits& limits) {
-  const std::string who = absl::StrCat("user ", config.user, ": exec plugin ", config.command, ": ");
+  const std::string who =
+      absl::StrCat("user ", config.user, ": exec plugin ", config.command, ": ");
   const std::string path = Resolve(config);
   if (path.empty()) {
     return absl::NotFoundError(absl::StrCat(
@@ -218,9 +217,9 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPluginConfig& config,
   while (failure.ok() && !exited) {
     const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
     if (left_ms <= 0) {
-      failure = absl::DeadlineExceededError(
-          absl::StrCat(who, "did not finish within ", absl::FormatDuration(limits.timeout),
-                       " (--kubernetes-exec-timeout)"));
+      failure = absl::DeadlineExceededError(absl::StrCat(who, "did not finish within ",
+                                                         absl::FormatDuration(limits.timeout),
+                                                         " (--kubernetes-exec-timeout)"));
       break;
     }
     pollfd polled[2];
@@ -255,8 +254,8 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPluginConfig& config,
       }
       if (is_out) {
         if (out.size() + static_cast<size_t>(got) > limits.max_stdout_bytes) {
-          failure = absl::ResourceExhaustedError(absl::StrCat(
-              who, "printed more than ", limits.max_stdout_bytes, " bytes on stdout"));
+          failure = absl::ResourceExhaustedError(
+              absl::StrCat(who, "printed more than ", limits.max_stdout_bytes, " bytes on stdout"));
           break;
         }
         out.append(buffer, static_cast<size_t>(got));
@@ -277,11 +276,11 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPluginConfig& config,
     return absl::Status(failure.code(), absl::StrCat(failure.message(), StderrText(err, err_cut)));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        who,
-        WIFEXITED(status) ? absl::StrCat("exited with status ", WEXITSTATUS(status))
-                          : absl::StrCat("was killed by signal ", WTERMSIG(status)),
-        StderrText(err, err_cut)));
+    return absl::UnauthenticatedError(
+        absl::StrCat(who,
+                     WIFEXITED(status) ? absl::StrCat("exited with status ", WEXITSTATUS(status))
+                                       : absl::StrCat("was killed by signal ", WTERMSIG(status)),
+                     StderrText(err, err_cut)));
   }
   absl::StatusOr<ExecCredential> credential = ParseExecCredential(out, config.api_version);
   if (!credential.ok()) {

@@ -55,7 +55,8 @@ absl::StatusOr<ExecPluginConfig> ReadExecConfig(const YAML::Node& exec, const YA
     return absl::InvalidArgumentError("args: not a list");
   }
   for (size_t i = 0; args.IsSequence() && i < args.size(); ++i) {
-    if (!args[i].IsScalar()) return absl::InvalidArgumentError(absl::StrCat("args[", i, "]: not a string"));
+    if (!args[i].IsScalar())
+      return absl::InvalidArgumentError(absl::StrCat("args[", i, "]: not a string"));
     p.args.push_back(args[i].Scalar());
   }
   const YAML::Node env = At(exec, {"env"});
@@ -81,8 +82,8 @@ absl::StatusOr<ExecPluginConfig> ReadExecConfig(const YAML::Node& exec, const YA
   // terminal to give the plugin, so it runs those that can do without one.
   const std::string mode = Scalar(At(exec, {"interactiveMode"}));
   if (mode.empty() && p.api_version == kExecCredentialV1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "interactiveMode must be given with ", kExecCredentialV1, " (Never or IfAvailable)"));
+    return absl::InvalidArgumentError(absl::StrCat("interactiveMode must be given with ",
+                                                   kExecCredentialV1, " (Never or IfAvailable)"));
   }
   if (mode == "Always") {
     return absl::InvalidArgumentError(
@@ -91,8 +92,8 @@ absl::StatusOr<ExecPluginConfig> ReadExecConfig(const YAML::Node& exec, const YA
         "credential, or use IfAvailable or Never");
   }
   if (!mode.empty() && mode != "Never" && mode != "IfAvailable") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "interactiveMode \"", mode, "\" is not Never, IfAvailable or Always"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("interactiveMode \"", mode, "\" is not Never, IfAvailable or Always"));
   }
   if (p.provide_cluster_info) {
     const YAML::Node extensions = At(cluster, {"extensions"});
@@ -200,8 +201,7 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
       return absl::InvalidArgumentError(absl::StrCat(
           who, "exec and a token or client certificate of the kubeconfig go not together"));
     }
-    absl::StatusOr<ExecPluginConfig> plugin =
-        ReadExecConfig(exec, cluster, user_name, directory);
+    absl::StatusOr<ExecPluginConfig> plugin = ReadExecConfig(exec, cluster, user_name, directory);
     if (!plugin.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(who, "exec: ", plugin.status().message()));
     }

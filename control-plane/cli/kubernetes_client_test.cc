@@ -78,8 +78,7 @@ std::string ReadError(const std::string& exec) {
 }
 
 TEST(ExecConfigTest, ReadFromTheKubeconfig) {
-  absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(
-      Kubeconfig(R"(    exec:
+  absl::StatusOr<KubeconfigCredentials> c = ReadKubeconfig(Kubeconfig(R"(    exec:
       apiVersion: client.authentication.k8s.io/v1
       command: aws
       args: [--region, eu-west-1, eks, get-token, --cluster-name, mesh]
@@ -88,12 +87,12 @@ TEST(ExecConfigTest, ReadFromTheKubeconfig) {
       provideClusterInfo: true
       interactiveMode: IfAvailable
 )",
-                 R"(    extensions:
+                                                                      R"(    extensions:
     - name: other
       extension: {x: 1}
     - name: client.authentication.k8s.io/exec
       extension: {audience: mesh, scopes: [a, b]})"),
-      "", "/home/me/.kube");
+                                                           "", "/home/me/.kube");
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE(c->exec.has_value());
   const ExecPluginConfig& p = *c->exec;
@@ -109,36 +108,46 @@ TEST(ExecConfigTest, ReadFromTheKubeconfig) {
   EXPECT_TRUE(p.provide_cluster_info);
   EXPECT_EQ(p.cluster_config_json, R"({"audience":"mesh","scopes":["a","b"]})");
   // v1beta1 may leave interactiveMode out (IfAvailable).
-  c = ReadKubeconfig(Kubeconfig(R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: ./get-token}
+  c = ReadKubeconfig(
+      Kubeconfig(
+          R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: ./get-token}
 )"),
-                     "", "/k");
+      "", "/k");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_FALSE(c->exec->provide_cluster_info);
 }
 
 TEST(ExecConfigTest, WhatIsNotSupportedIsAClearError) {
-  EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1, command: x, interactiveMode: Always}
+  EXPECT_THAT(
+      ReadError(
+          R"(    exec: {apiVersion: client.authentication.k8s.io/v1, command: x, interactiveMode: Always}
 )"),
-              HasSubstr("user u: exec: interactiveMode Always: the plugin needs a terminal"));
+      HasSubstr("user u: exec: interactiveMode Always: the plugin needs a terminal"));
   EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1, command: x}
 )"),
               HasSubstr("user u: exec: interactiveMode must be given with "
                         "client.authentication.k8s.io/v1"));
-  EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1, command: x, interactiveMode: Sometimes}
+  EXPECT_THAT(
+      ReadError(
+          R"(    exec: {apiVersion: client.authentication.k8s.io/v1, command: x, interactiveMode: Sometimes}
 )"),
-              HasSubstr("interactiveMode \"Sometimes\" is not Never, IfAvailable or Always"));
+      HasSubstr("interactiveMode \"Sometimes\" is not Never, IfAvailable or Always"));
   EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1alpha1, command: x}
 )"),
               HasSubstr("apiVersion \"client.authentication.k8s.io/v1alpha1\" is not"));
   EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1}
 )"),
               HasSubstr("user u: exec: no command"));
-  EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: x, env: [{name: "A=B", value: c}]}
+  EXPECT_THAT(
+      ReadError(
+          R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: x, env: [{name: "A=B", value: c}]}
 )"),
-              HasSubstr("env[0].name \"A=B\" is not a variable name"));
-  EXPECT_THAT(ReadError(R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: x, args: {a: 1}}
+      HasSubstr("env[0].name \"A=B\" is not a variable name"));
+  EXPECT_THAT(
+      ReadError(
+          R"(    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: x, args: {a: 1}}
 )"),
-              HasSubstr("args: not a list"));
+      HasSubstr("args: not a list"));
   EXPECT_THAT(ReadError(R"(    token: abc
     exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: x}
 )"),
@@ -197,7 +206,8 @@ TEST(ExecCredentialTest, TheAnswer) {
       error(R"({"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential"})"),
       HasSubstr("it answered apiVersion \"client.authentication.k8s.io/v1beta1\", the kubeconfig "
                 "asks for \"client.authentication.k8s.io/v1\""));
-  const std::string head = R"({"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential")";
+  const std::string head =
+      R"({"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential")";
   EXPECT_THAT(error(head + "}"), HasSubstr("its ExecCredential has no status"));
   EXPECT_THAT(error(head + R"(,"status":{}})"),
               HasSubstr("its status has neither a token nor clientCertificateData and "
@@ -240,14 +250,13 @@ TEST_F(ExecPluginTest, RunsTheCommandWithItsArgumentsEnvironmentAndRequest) {
   config_.provide_cluster_info = true;
   config_.cluster_config_json = R"({"audience":"mesh"})";
   ::setenv("MESHCTL_TEST_INHERITED", "yes", 1);
-  absl::StatusOr<ExecCredential> c =
-      Run(absl::StrCat("D=", dir_, R"(
+  absl::StatusOr<ExecCredential> c = Run(absl::StrCat("D=", dir_, R"(
 printf '%s|' "$@" > "$D/args"
 echo "$PLUGIN_PROFILE $HOME $MESHCTL_TEST_INHERITED" > "$D/env"
 printf '%s' "$KUBERNETES_EXEC_INFO" > "$D/info"
 if [ -t 0 ]; then echo terminal > "$D/stdin"; else cat > "$D/stdin"; echo done >> "$D/stdin"; fi
 )",
-                   kV1Token));
+                                                      kV1Token));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->token, "from-plugin");
   EXPECT_EQ(Read(dir_ + "/args"), "get-token|--cluster|a b|");
@@ -291,19 +300,24 @@ TEST_F(ExecPluginTest, ACommandNotFoundGivesTheInstallHint) {
 
 TEST_F(ExecPluginTest, FailuresNameTheUserTheCommandAndWhatWasWrong) {
   const std::string who = absl::StrCat("user ops: exec plugin ", dir_, "/plugin: ");
-  absl::StatusOr<ExecCredential> c = Run("echo 'error: SSO session expired, run login' >&2\nexit 3\n");
+  absl::StatusOr<ExecCredential> c =
+      Run("echo 'error: SSO session expired, run login' >&2\nexit 3\n");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(c.status().message(),
             who + "exited with status 3; its stderr: \"error: SSO session expired, run login\"");
   EXPECT_THAT(Error("echo '{not json'\n"), HasSubstr(who + "its output is not JSON"));
   EXPECT_EQ(
-      Error(R"(echo '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"t"}}')"),
-      who + "it answered apiVersion \"client.authentication.k8s.io/v1beta1\", the kubeconfig "
-            "asks for \"client.authentication.k8s.io/v1\"");
+      Error(
+          R"(echo '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"t"}}')"),
+      who +
+          "it answered apiVersion \"client.authentication.k8s.io/v1beta1\", the kubeconfig "
+          "asks for \"client.authentication.k8s.io/v1\"");
   EXPECT_EQ(
-      Error(R"(echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{}}'; echo warn >&2)"),
-      who + "its status has neither a token nor clientCertificateData and clientKeyData; its "
-            "stderr: \"warn\"");
+      Error(
+          R"(echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{}}'; echo warn >&2)"),
+      who +
+          "its status has neither a token nor clientCertificateData and clientKeyData; its "
+          "stderr: \"warn\"");
   EXPECT_EQ(Error("kill -TERM $$\n"), who + "was killed by signal 15");
   // Stderr is bounded.
   EXPECT_THAT(Error("head -c 100000 /dev/zero | tr '\\0' e >&2; exit 1\n"),
@@ -323,7 +337,8 @@ TEST_F(ExecPluginTest, BoundedInTimeAndOutput) {
                          "stderr: \"waiting for a browser\""));
   c = Run("head -c 3000000 /dev/zero\n", {.max_stdout_bytes = 1 << 20});
   EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("printed more than 1048576 bytes on stdout"));
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("printed more than 1048576 bytes on stdout"));
 }
 
 // An API server on 127.0.0.1 that accepts the tokens in `valid_`, recording what it was sent.
@@ -350,25 +365,26 @@ class ExecClientTest : public ExecPluginTest {
     http::HttpServerOptions options;
     options.transport_factory =
         tls::TlsTransport::Factory(std::make_shared<tls::TlsContextProvider>(*context));
-    server_ = std::make_unique<ServerOnThread>(std::move(options), [this](
-                                                                       const http::ServerRequest& r) {
-      std::lock_guard<std::mutex> lock(mu_);
-      const std::string authorization(r.headers.Get("authorization").value_or(""));
-      seen_.push_back(authorization);
-      const bool ok = valid_.count(authorization) > 0;
-      return http::ServerResponse::Json(ok ? 200 : 401, ok ? R"({"kind":"Namespace"})"
-                                                           : R"({"message":"Unauthorized"})");
-    });
+    server_ =
+        std::make_unique<ServerOnThread>(std::move(options), [this](const http::ServerRequest& r) {
+          std::lock_guard<std::mutex> lock(mu_);
+          const std::string authorization(r.headers.Get("authorization").value_or(""));
+          seen_.push_back(authorization);
+          const bool ok = valid_.count(authorization) > 0;
+          return http::ServerResponse::Json(
+              ok ? 200 : 401, ok ? R"({"kind":"Namespace"})" : R"({"message":"Unauthorized"})");
+        });
   }
 
   // A plugin answering token-N on its Nth run, expiring at `expiry` (none when empty).
   void CountingPlugin(const std::string& expiry) {
     Script(dir_ + "/plugin",
-           absl::StrCat("D=", dir_, R"(
+           absl::StrCat(
+               "D=", dir_, R"(
 n=$(cat "$D/runs" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$D/runs"
 echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"token-'$n'")",
-                        expiry.empty() ? "" : absl::StrCat(R"(,"expirationTimestamp":")", expiry, "\""),
-                        "}}'\n"));
+               expiry.empty() ? "" : absl::StrCat(R"(,"expirationTimestamp":")", expiry, "\""),
+               "}}'\n"));
   }
   int Runs() { return std::atoi(Read(dir_ + "/runs").c_str()); }
   std::vector<std::string> Seen() {
