@@ -122,7 +122,7 @@ absl::StatusOr<KubeconfigCredentials> ReadKubeconfig(absl::string_view text,
   const std::string wanted =
       context_name.empty() ? Scalar(At(config, {"current-context"})) : std::string(context_name);
   if (wanted.empty()) {
-    return absl::InvalidArgumentError("no current-context: give --kubeconfig-context NAME");
+    return absl::InvalidArgumentError("no current-context: give --context NAME");
   }
   // The `item` of the entry of `list` named `name` ({name: NAME, context: {...}}), or null.
   auto named = [&](const char* list, const char* item, const std::string& name) -> YAML::Node {
